@@ -1,0 +1,261 @@
+"""The ``repeval`` command line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from repeval.config import ConfigError, load_config
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Evaluate music audio embeddings at catalog scale.")
+data_app = typer.Typer(no_args_is_help=True, help="Quickstart data and dataset downloads.")
+store_app = typer.Typer(no_args_is_help=True, help="Inspect the embedding store.")
+app.add_typer(data_app, name="data")
+app.add_typer(store_app, name="store")
+
+log = logging.getLogger("repeval")
+_state: dict[str, Any] = {"debug": False}
+
+ConfigArg = Annotated[Path, typer.Argument(help="experiment YAML file")]
+RunIdOpt = Annotated[str | None, typer.Option("--run-id", help="run id (default: run.run_id or a timestamp)")]
+StoreOpt = Annotated[str | None, typer.Option("--store", help="embedding store root (path or URI)")]
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="more logging")] = False,
+) -> None:
+    _state["debug"] = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("repeval").setLevel(logging.DEBUG if debug or verbose else logging.INFO)
+
+
+def _fail(exc: BaseException, code: int = 2) -> None:
+    if _state["debug"]:
+        traceback.print_exception(exc)
+    msg = str(exc)
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _load(path: Path) -> Any:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        _fail(exc)
+
+
+def _ctx(config: Path, run_id: str | None, store: str | None) -> Any:
+    from repeval.runner import make_context
+
+    return make_context(_load(config), run_id, store)
+
+
+def _guard(fn: Any) -> Any:
+    """Turn expected failures into one-line errors (tracebacks with --debug)."""
+    try:
+        return fn()
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        typer.secho("interrupted: everything finished so far is saved; rerun the same command to resume", err=True)
+        raise typer.Exit(130) from None
+    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as exc:
+        _fail(exc, 1)
+
+
+@app.command()
+def validate(config: ConfigArg) -> None:
+    """Validate a configuration file (nothing runs)."""
+    cfg = _load(config)
+    n = len(cfg.experiments)
+    typer.echo(f"{config}: valid ({n} experiment{'s' if n != 1 else ''})")
+
+
+@app.command()
+def plan(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None) -> None:
+    """Print the grid of work and how much of it is already done."""
+    from repeval.plan import make_plan
+    from repeval.store import EmbeddingStore
+
+    cfg = _load(config)
+    rid = run_id or cfg.run.run_id
+    run_dir = Path(cfg.run.runs_dir).resolve() / rid if rid else None
+    st_root = store or cfg.run.store
+    st = EmbeddingStore(st_root) if ("://" in st_root or Path(st_root).exists()) else None
+    typer.echo(make_plan(cfg, st, run_dir).text())
+
+
+def _print_table(ctx: Any) -> None:
+    from repeval.summary import summary_table
+
+    typer.echo(summary_table(ctx.run_dir))
+
+
+@app.command()
+def run(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None) -> None:
+    """Run every stage (embed with deformations, train, evaluate); resumable."""
+    from repeval import runner
+
+    def go() -> None:
+        ctx = _ctx(config, run_id, store)
+        typer.echo(f"run {ctx.run_id} → {ctx.run_dir}")
+        s = runner.stage_embed(ctx)
+        typer.echo(s.line())
+        t = runner.stage_train(ctx)
+        typer.echo(f"trained {t['trained']} probe grid(s), {t['skipped']} already done, {len(t['failed'])} failed trial(s)")
+        runner.stage_evaluate(ctx)
+        _print_table(ctx)
+        typer.echo(f"results: {ctx.run_dir / 'results.parquet'}")
+
+    _guard(go)
+
+
+@app.command()
+def deform(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None) -> None:
+    """Embed deformed audio only (deformations are applied on the fly; deformed audio is not stored)."""
+    from repeval import runner
+
+    _guard(lambda: typer.echo(runner.stage_embed(_ctx(config, run_id, store), deformed_only=True).line()))
+
+
+@app.command()
+def embed(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None) -> None:
+    """Compute clean and deformed embeddings into the store."""
+    from repeval import runner
+
+    _guard(lambda: typer.echo(runner.stage_embed(_ctx(config, run_id, store)).line()))
+
+
+@app.command()
+def train(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None) -> None:
+    """Train every probe grid on Ray Tune and test the selected checkpoints."""
+    from repeval import runner
+
+    def go() -> None:
+        t = runner.stage_train(_ctx(config, run_id, store))
+        typer.echo(f"trained {t['trained']} probe grid(s), {t['skipped']} already done, {len(t['failed'])} failed trial(s)")
+
+    _guard(go)
+
+
+@app.command()
+def evaluate(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None) -> None:
+    """Collect test results into results.parquet and print the table."""
+    from repeval import runner
+
+    def go() -> None:
+        ctx = _ctx(config, run_id, store)
+        runner.stage_evaluate(ctx)
+        _print_table(ctx)
+
+    _guard(go)
+
+
+@app.command()
+def table(
+    runs: Annotated[list[Path], typer.Argument(help="run directories (runs/<run_id>)")],
+    preset: Annotated[str, typer.Option("--preset", help="table preset")] = "all_deform_all_models",
+    fmt: Annotated[str, typer.Option("--format", help="terminal, markdown, csv, latex or html")] = "terminal",
+) -> None:
+    """Print result tables for one or more runs."""
+
+    def go() -> None:
+        try:
+            from repeval.report.tables import table_command
+        except ImportError:  # the full table presets ship with the report package
+            for r in runs:
+                typer.echo(__import__("repeval.summary", fromlist=["x"]).summary_table(r))
+            return
+        typer.echo(table_command(list(runs), preset, fmt))
+
+    _guard(go)
+
+
+@app.command()
+def report(
+    runs: Annotated[list[Path], typer.Argument(help="run directories")],
+    out: Annotated[Path | None, typer.Option("--out", help="HTML file to write")] = None,
+) -> None:
+    """Write a self-contained HTML report."""
+
+    def go() -> None:
+        from repeval.report.html import write_report
+
+        path = write_report(list(runs), out or (runs[0] / "report.html"))
+        typer.echo(f"report: {path}")
+
+    _guard(go)
+
+
+@data_app.command("render")
+def data_render(
+    out: Annotated[Path, typer.Argument(help="output folder")],
+    notes: Annotated[int, typer.Option("--notes", help="notes per instrument")] = 24,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Render a TinySOL-like note set (10 GM instruments) from the SoundFont in the pretty-midi wheel."""
+    from repeval.datasets.render import RenderSpec, render_dataset
+
+    def go() -> None:
+        m = render_dataset(out, RenderSpec(notes_per_instrument=notes, seed=seed))
+        typer.echo(f"manifest: {m}")
+
+    _guard(go)
+
+
+@store_app.command("ls")
+def store_ls(root: Annotated[str, typer.Argument(help="store root")] = "store") -> None:
+    """List store partitions with their completion state."""
+    from repeval.store import EmbeddingStore
+
+    st = EmbeddingStore(root)
+    for p in st.partitions():
+        m = p.manifest()
+        state = f"complete rows={m['rows']} errors={m['errors']}" if m else "incomplete"
+        typer.echo(f"{p.dataset}/{p.model}/{p.scenario}\t{state}")
+
+
+@store_app.command("show")
+def store_show(
+    partition: Annotated[str, typer.Argument(help="dataset/model/scenario")],
+    root: Annotated[str, typer.Option("--store")] = "store",
+) -> None:
+    """Show a partition's manifest, schema and first rows."""
+    import json
+
+    from repeval.store import EmbeddingStore
+
+    def go() -> None:
+        parts = partition.strip("/").split("/")
+        if len(parts) != 3:
+            raise ValueError("give the partition as dataset/model/scenario (see `repeval store ls`)")
+        p = EmbeddingStore(root).partition(*parts)
+        typer.echo(json.dumps(p.manifest(), indent=1) if p.manifest() else "(incomplete: no manifest)")
+        t = p.read()
+        typer.echo(str(t.schema))
+        typer.echo(t.slice(0, 5).drop_columns(["embedding"]).to_pandas().to_string())
+        errs = p.read_errors()
+        if errs.num_rows:
+            typer.echo(f"\n{errs.num_rows} error(s):")
+            typer.echo(errs.to_pandas().to_string())
+
+    _guard(go)
+
+
+def entrypoint() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    entrypoint()

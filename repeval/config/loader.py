@@ -1,0 +1,90 @@
+"""Load and validate a YAML configuration; turn validation failures into key-path errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from repeval.config.schema import Config
+
+
+class ConfigError(ValueError):
+    """A configuration is invalid. ``problems`` holds one ``key.path: message`` per fault."""
+
+    def __init__(self, problems: list[str], source: str | None = None) -> None:
+        self.problems = problems
+        self.source = source
+        where = f"{source}: " if source else ""
+        if len(problems) == 1:
+            text = f"{where}{problems[0]}"
+        else:
+            text = f"{where}{len(problems)} problems:\n" + "\n".join(f"  - {p}" for p in problems)
+        super().__init__(text)
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in {"function-after", "function-before", "function-wrap"} or "[" in str(part):
+            # pydantic's internal validator/union tags are not key names
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _format(err: ValidationError) -> list[str]:
+    problems = []
+    for e in err.errors():
+        msg = e["msg"]
+        msg = msg.removeprefix("Value error, ")
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p in {"str", "int", "list[...]", "tuple[...]"}))
+        path = _key_path(loc)
+        if e["type"] == "missing":
+            msg = "required key is missing"
+        elif e["type"] == "literal_error":
+            expected = e.get("ctx", {}).get("expected", "")
+            msg = f"got {e.get('input')!r}; expected {expected}"
+        line = f"{path}: {msg}"
+        if line not in problems:
+            problems.append(line)
+    return problems
+
+
+def parse_config(data: Any, source: str | None = None) -> Config:
+    """Validate an already-parsed mapping. Raises :class:`ConfigError`."""
+    if not isinstance(data, dict):
+        raise ConfigError(["the file must be a mapping with an 'experiments:' list"], source)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format(exc), source) from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a YAML file safely and validate all of it before anything runs."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError([f"config file not found: {p} — check the path"], str(p))
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"], str(p)) from None
+    return parse_config(data, str(p))
+
+
+def config_hash(obj: Any) -> str:
+    """A stable short hash of any JSON-serialisable configuration fragment."""
+    if hasattr(obj, "model_dump"):
+        obj = obj.model_dump(mode="json")
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

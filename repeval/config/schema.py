@@ -1,0 +1,381 @@
+"""Typed configuration models.
+
+The schema is the mir_ref thesis' (Appendix A): ``experiments:`` is a list of
+``task``, ``datasets``, ``deformations``, ``embedding_models``, ``downstream_models`` and
+``metrics``. The public mir_ref repository's spellings are accepted as aliases
+(``features`` → ``embedding_models``, ``probes`` → ``downstream_models``, ``deformations``
+nested under a dataset). repeval's own extensions live in a top-level ``run:`` block and in
+clearly named optional keys.
+
+Unknown keys are errors that name the key and suggest the closest valid one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from repeval.registry import closest
+from repeval.tasks import CRITERION_ALIASES, TASK_TYPES, effective_task_type
+
+
+class Strict(BaseModel):
+    """Base model: frozen, and unknown keys are errors with a suggestion."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    #: alternative spellings accepted on input: {alias: canonical field}
+    key_aliases: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        aliases = cls.key_aliases
+        out: dict[str, Any] = {}
+        valid = set(cls.model_fields)
+        for key, value in data.items():
+            if not isinstance(key, str):
+                raise ValueError(f"keys must be strings, got {key!r}")
+            canonical = aliases.get(key, key)
+            if canonical not in valid:
+                hint = closest(key, sorted(valid | set(aliases)))
+                msg = f"unknown key '{key}'"
+                if hint:
+                    msg += f" — did you mean '{hint}'?"
+                else:
+                    msg += f" (valid keys: {', '.join(sorted(valid))})"
+                raise ValueError(msg)
+            if canonical in out:
+                raise ValueError(f"'{key}' and '{canonical}' both given; keep one")
+            out[canonical] = value
+        return out
+
+
+# --------------------------------------------------------------------------- task
+
+
+class TaskConfig(Strict):
+    key_aliases = {"aggregation": "embedding_aggregation"}
+
+    name: str
+    type: Literal[
+        "multiclass_classification",
+        "multilabel_classification",
+        "regression",
+        "key_estimation",
+    ]
+    #: ``mean`` (mir_ref's ``embedding_mean``) or ``prediction`` (mean of frame predictions)
+    embedding_aggregation: Literal["mean", "embedding_mean", "prediction"] = "mean"
+    #: which label of the dataset the task predicts (default: the dataset's label for the task name)
+    label: str | None = None
+
+    @property
+    def effective_type(self) -> str:
+        return effective_task_type(self.type, self.name)
+
+
+# ------------------------------------------------------------------- deformations
+
+
+class DeformationStep(Strict):
+    """One audiomentations transform: ``type`` is its class name, ``params`` its kwargs."""
+
+    type: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _valid_transform(self) -> DeformationStep:
+        from repeval.deformations import validate_step
+
+        validate_step(self.type, self.params)
+        return self
+
+
+class DeformationScenario(Strict):
+    """An ordered list of transforms applied together (mir_ref: a list inside the list)."""
+
+    name: str | None = None
+    steps: tuple[DeformationStep, ...]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_list(cls, data: Any) -> Any:
+        if isinstance(data, list):
+            return {"steps": data}
+        if isinstance(data, dict) and "type" in data:
+            # a single transform written without the inner list
+            return {"steps": [data]}
+        return data
+
+    @field_validator("steps")
+    @classmethod
+    def _non_empty(cls, v: tuple[DeformationStep, ...]) -> tuple[DeformationStep, ...]:
+        if not v:
+            raise ValueError("a deformation scenario needs at least one transform")
+        return v
+
+
+# ----------------------------------------------------------------------- datasets
+
+
+class DatasetConfig(Strict):
+    name: str
+    #: ``mirdata`` | ``custom`` (repeval loaders) | ``catalog`` (a manifest)
+    type: Literal["mirdata", "custom", "catalog"] = "custom"
+    dir: str | None = None
+    #: ``single`` (one split) or ``all`` (k folds: val = fold i, test = fold i+1)
+    split_type: Literal["single", "all"] = "single"
+    #: mirdata index file (mirdata ships none; needed offline)
+    index_path: str | None = None
+    #: catalog manifest (CSV/Parquet; a path or pyarrow filesystem URI)
+    manifest: str | None = None
+    #: catalog columns
+    track_id_column: str = "track_id"
+    audio_column: str = "audio_path"
+    label_column: str | None = None
+    split_column: str | None = None
+    #: group column for leakage-free splits (artist, singer, album)
+    group_column: str | None = None
+    #: separator for multi-label cells in a catalog label column
+    label_separator: str = ","
+    split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    n_folds: int = Field(default=5, ge=2)
+    split_seed: int = 0
+    #: mir_ref repository spelling: deformations nested under a dataset
+    deformations: tuple[DeformationScenario, ...] | None = None
+    #: cap the number of tracks (debugging / smoke tests)
+    max_tracks: int | None = Field(default=None, ge=1)
+
+    @field_validator("split_ratios")
+    @classmethod
+    def _ratios(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(r < 0 for r in v) or abs(sum(v) - 1.0) > 1e-6 or v[0] <= 0 or v[2] <= 0:
+            raise ValueError(f"split_ratios must be three non-negative numbers summing to 1 with train and test > 0, got {list(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _needs(self) -> DatasetConfig:
+        if self.type == "catalog" and not self.manifest:
+            raise ValueError("a 'catalog' dataset needs 'manifest' (a CSV or Parquet file)")
+        return self
+
+
+# ------------------------------------------------------------------------ models
+
+
+class EmbeddingModelConfig(Strict):
+    """An embedding model: a registered id, or an inline definition with parameters."""
+
+    #: the name results are stored under (defaults to ``type`` when only a type is given)
+    id: str
+    #: registered model family to build (defaults to the id)
+    type: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    batch_size: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_str(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"id": data}
+        if isinstance(data, dict) and "id" not in data and "name" in data:
+            data = dict(data)
+            data["id"] = data.pop("name")
+        if isinstance(data, dict) and "id" not in data and "type" in data:
+            data = dict(data)
+            data["id"] = data["type"]
+        return data
+
+    @model_validator(mode="after")
+    def _known(self) -> EmbeddingModelConfig:
+        from repeval.models import resolve_model
+
+        resolve_model(self)  # raises ValueError naming the closest known model
+        return self
+
+
+# ------------------------------------------------------------------------ probes
+
+HiddenUnit = int | Literal["infer", "power_infer"]
+
+
+class ProbeConfig(Strict):
+    """A downstream model (probe), in mir_ref's keys plus repeval's extensions."""
+
+    name: str | None = None
+    type: Literal["classifier", "regressor", "mlp", "linear"] = "classifier"
+    #: ``False``/``None`` or ``PCA`` (to ``emb_shape`` dimensions, or ``pca_dim``)
+    emb_dim_reduction: Literal["PCA", "pca", False] | None = False
+    emb_shape: Literal["infer"] | int = "infer"
+    hidden_units: tuple[HiddenUnit, ...] = ()
+    output_activation: Literal["softmax", "sigmoid", "linear"] | None = None
+    weight_decay: float = Field(default=1e-5, ge=0)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    learning_rate: float = Field(default=1e-3, gt=0)
+    batch_size: int = Field(default=100, ge=1)
+    epochs: int = Field(default=100, ge=1)
+    patience: int = Field(default=10, ge=0)
+    train_sampling: Literal["random", "balanced"] = "random"
+    #: the one validation criterion for early stopping and checkpoint selection
+    save_criterion: str | None = None
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    input_dropout: float = Field(default=0.0, ge=0, lt=1)
+    standardize: bool = False
+
+    @field_validator("hidden_units", mode="before")
+    @classmethod
+    def _units(cls, v: Any) -> Any:
+        if v is None:
+            return ()
+        if isinstance(v, list | tuple):
+            for u in v:
+                if isinstance(u, bool) or (isinstance(u, int) and u < 1):
+                    raise ValueError(f"hidden unit sizes must be positive integers, 'infer' or 'power_infer'; got {u!r}")
+        return v
+
+    @field_validator("save_criterion")
+    @classmethod
+    def _criterion(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        v = v.strip()
+        return CRITERION_ALIASES.get(v, v)
+
+    @model_validator(mode="after")
+    def _pca(self) -> ProbeConfig:
+        if self.emb_dim_reduction and self.emb_shape == "infer":
+            raise ValueError("emb_dim_reduction: PCA needs emb_shape set to the target dimension (an integer)")
+        return self
+
+
+# ---------------------------------------------------------------------- experiment
+
+
+class ExperimentConfig(Strict):
+    key_aliases = {"features": "embedding_models", "probes": "downstream_models"}
+
+    task: TaskConfig
+    datasets: tuple[DatasetConfig, ...]
+    deformations: tuple[DeformationScenario, ...] = ()
+    embedding_models: tuple[EmbeddingModelConfig, ...]
+    downstream_models: tuple[ProbeConfig, ...]
+    metrics: tuple[str, ...] | None = None
+
+    @field_validator("datasets", "embedding_models", "downstream_models")
+    @classmethod
+    def _non_empty(cls, v: tuple[Any, ...]) -> tuple[Any, ...]:
+        if not v:
+            raise ValueError("must list at least one entry")
+        return v
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _metric_names(cls, v: Any) -> Any:
+        if v is None:
+            return None
+        from repeval.metrics import canonical_metric_name
+
+        if not isinstance(v, list | tuple):
+            raise ValueError("metrics must be a list of metric names")
+        if not v:
+            raise ValueError("metrics is empty: remove the key to use the task's defaults")
+        return tuple(canonical_metric_name(str(m)) for m in v)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentConfig:
+        from repeval.metrics import check_metric_for_task
+
+        ttype = self.task.effective_type
+        for m in self.metric_names:
+            check_metric_for_task(m, ttype)
+        for i, p in enumerate(self.downstream_models):
+            crit = p.save_criterion
+            if crit is not None and crit != "val_loss":
+                name = crit.removeprefix("val_")
+                try:
+                    check_metric_for_task(name, ttype)
+                except ValueError as exc:
+                    raise ValueError(f"downstream_models[{i}].save_criterion: {exc}") from None
+        ids = [m.id for m in self.embedding_models]
+        dup = {x for x in ids if ids.count(x) > 1}
+        if dup:
+            raise ValueError(f"embedding model ids listed twice: {sorted(dup)}")
+        return self
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        if self.metrics:
+            return self.metrics
+        return TASK_TYPES[self.task.effective_type].default_metrics
+
+    def scenarios_for(self, dataset: DatasetConfig) -> dict[str, DeformationScenario]:
+        """Deformation scenarios for a dataset, keyed by scenario id (D1, D2, ... or their name)."""
+        scen = dataset.deformations if dataset.deformations is not None else self.deformations
+        return {s.name or f"D{i + 1}": s for i, s in enumerate(scen)}
+
+    def probe_names(self) -> list[str]:
+        return [p.name or f"M{i + 1}" for i, p in enumerate(self.downstream_models)]
+
+
+# ---------------------------------------------------------------------------- run
+
+
+class ResourcesConfig(Strict):
+    #: CPUs for each embedding actor (fractional allowed)
+    embed_num_cpus: float = Field(default=1.0, gt=0)
+    #: GPU fraction per embedding actor when Ray reports GPUs (ignored otherwise)
+    embed_num_gpus: float = Field(default=1.0, ge=0)
+    #: CPUs per decode task
+    decode_num_cpus: float = Field(default=0.5, gt=0)
+    #: size of each model's actor pool (default: what the cluster's resources allow)
+    embed_actors: int | None = Field(default=None, ge=1)
+    #: CPUs / GPUs for each probe trial
+    trial_num_cpus: float = Field(default=1.0, gt=0)
+    trial_num_gpus: float = Field(default=0.0, ge=0)
+    #: concurrent probe trials (default: what the cluster allows)
+    max_concurrent_trials: int | None = Field(default=None, ge=1)
+
+
+class RunConfig(Strict):
+    run_id: str | None = None
+    #: embedding store root (path or pyarrow filesystem URI)
+    store: str = "store"
+    #: runs directory (results, Tune experiments, reports)
+    runs_dir: str = "runs"
+    seed: int = 0
+    #: number of probe seeds per configuration (mean ± std over them)
+    seeds: int = Field(default=1, ge=1)
+    #: splits that are deformed (thesis protocol: test only)
+    deform_splits: tuple[Literal["train", "validation", "test"], ...] = ("test",)
+    #: audio sample rate used when a model does not declare one
+    sample_rate_hz: int = Field(default=22050, ge=1000)
+    #: store frame-level embeddings too
+    keep_frames: bool = False
+    #: rows per Parquet part file in the embedding store
+    part_rows: int = Field(default=256, ge=1)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+
+    @field_validator("run_id")
+    @classmethod
+    def _safe_id(cls, v: str | None) -> str | None:
+        if v is not None:
+            import re
+
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", v):
+                raise ValueError("run_id may use letters, digits, '.', '_' and '-' only")
+        return v
+
+
+class Config(Strict):
+    experiments: tuple[ExperimentConfig, ...]
+    run: RunConfig = Field(default_factory=RunConfig)
+
+    @field_validator("experiments")
+    @classmethod
+    def _non_empty(cls, v: tuple[ExperimentConfig, ...]) -> tuple[ExperimentConfig, ...]:
+        if not v:
+            raise ValueError("experiments is empty: list at least one experiment")
+        return v

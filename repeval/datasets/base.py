@@ -1,0 +1,155 @@
+"""Dataset contract: a dataset turns into catalog rows for a task.
+
+Rows are an Arrow table with the :data:`ROW_SCHEMA` columns. ``label`` is always a list of
+strings (one element for multiclass/key tasks, any number for multilabel; regression targets
+are written as decimal strings and parsed by the task encoder). ``split`` is ``train``,
+``validation``, ``test`` or null (null rows get a seeded stratified split).
+
+Loaders register with ``@register_dataset("name", info=DatasetInfo(...))``: a loader is a plain
+function ``(dataset config, task config) -> (rows, LoadReport)``. ``info`` describes the loader's
+kind (mirdata / custom / catalog) and its labels, for ``repeval datasets`` and config checks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from repeval.registry import Registry
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+
+ROW_SCHEMA = pa.schema(
+    [
+        pa.field("track_id", pa.string(), nullable=False),
+        pa.field("audio_path", pa.string(), nullable=False),
+        pa.field("label", pa.list_(pa.string())),
+        pa.field("split", pa.string()),
+        pa.field("group", pa.string()),
+    ]
+)
+
+
+#: kinds of problems a :class:`LoadReport` records (its list attributes)
+REPORT_KINDS = ("missing_audio", "duplicate_ids", "unlabelled", "unknown_labels", "other")
+
+
+@dataclass
+class LoadReport:
+    """Problems found while loading that do not stop a run (each names its row or track).
+
+    Lists keep at most :attr:`max_items` examples per kind so that a million-row catalog with
+    many bad rows does not hold a Python string per row; :attr:`totals` keeps the true counts.
+    Use :meth:`add` to record a problem.
+    """
+
+    missing_audio: list[str] = field(default_factory=list)
+    duplicate_ids: list[str] = field(default_factory=list)
+    unlabelled: list[str] = field(default_factory=list)
+    #: labels outside the task's vocabulary (``dataset.classes``), invalid keys, non-numeric targets
+    unknown_labels: list[str] = field(default_factory=list)
+    other: list[str] = field(default_factory=list)
+    #: true number of problems per kind when more than ``max_items`` were found
+    totals: dict[str, int] = field(default_factory=dict)
+    max_items: int = 10_000
+
+    def add(self, kind: str, item: str) -> None:
+        """Record one problem of ``kind`` (one of :data:`REPORT_KINDS`)."""
+        if kind not in REPORT_KINDS:
+            raise ValueError(f"unknown report kind '{kind}'; valid: {', '.join(REPORT_KINDS)}")
+        items: list[str] = getattr(self, kind)
+        self.totals[kind] = self.count(kind) + 1
+        if len(items) < self.max_items:
+            items.append(item)
+
+    def count(self, kind: str) -> int:
+        return max(len(getattr(self, kind)), self.totals.get(kind, 0))
+
+    def merge(self, other: LoadReport) -> None:
+        for kind in REPORT_KINDS:
+            extra = other.count(kind) - len(getattr(other, kind))
+            for item in getattr(other, kind):
+                self.add(kind, item)
+            if extra:
+                self.totals[kind] = self.count(kind) + extra
+
+    def lines(self) -> list[str]:
+        out = []
+        for name, kind in (
+            ("missing audio", "missing_audio"),
+            ("duplicate ids", "duplicate_ids"),
+            ("no usable label", "unlabelled"),
+            ("unknown labels", "unknown_labels"),
+            ("other", "other"),
+        ):
+            items = getattr(self, kind)
+            n = self.count(kind)
+            if n:
+                shown = ", ".join(items[:5]) + (f" … (+{n - 5})" if n > 5 else "")
+                out.append(f"{n} {name}: {shown}")
+        return out
+
+
+@dataclass(frozen=True)
+class LabelInfo:
+    """One label a dataset offers, i.e. one task it supports."""
+
+    name: str
+    #: multiclass_classification | multilabel_classification | regression | key_estimation
+    task_type: str
+    description: str = ""
+    #: how the split is made for this label ("official ...", "stratified 80/10/10", ...)
+    splits: str = "stratified"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What ``repeval datasets`` shows about a registered loader."""
+
+    name: str
+    #: ``mirdata`` (a mirdata data set), ``custom`` (a repeval loader) or ``catalog``
+    kind: str
+    labels: tuple[LabelInfo, ...] = ()
+    description: str = ""
+
+    def label(self, name: str) -> LabelInfo:
+        for lab in self.labels:
+            if lab.name == name:
+                return lab
+        from repeval.registry import unknown_name_message
+
+        raise ValueError(unknown_name_message(f"label of dataset '{self.name}'", name, {x.name for x in self.labels}))
+
+
+#: a loader: (dataset config, task config) -> (rows table with ROW_SCHEMA, report)
+Loader = Callable[[Any, Any], tuple[pa.Table, LoadReport]]
+
+DATASETS: Registry[Loader] = Registry("dataset")
+
+#: loader name -> description (kind, labels); every loader registered with ``info`` has one
+DATASET_INFO: dict[str, DatasetInfo] = {}
+
+
+def register_dataset(name: str, info: DatasetInfo | None = None) -> Callable[[Loader], Loader]:
+    """Register a loader under ``name``; ``info`` describes it for listings and config checks."""
+    register = DATASETS.register(name)
+
+    def decorator(fn: Loader) -> Loader:
+        register(fn)
+        DATASET_INFO[name] = info if info is not None else DatasetInfo(name=name, kind="custom")
+        return fn
+
+    return decorator
+
+
+def rows_table(rows: list[dict[str, Any]]) -> pa.Table:
+    return pa.Table.from_pylist(
+        [{"split": None, "group": None, **r} for r in rows],
+        schema=ROW_SCHEMA,
+    )

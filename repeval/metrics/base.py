@@ -1,0 +1,174 @@
+"""Metric registry, names and the rows metrics produce.
+
+Every metric is implemented once, as a *weighted kernel*: given validated inputs and a
+``(B, n)`` matrix of per-track weights it returns the aggregate value for each of the ``B``
+weightings and, for metrics that have them, the per-label values. The point estimate is the
+kernel with all weights one; a bootstrap resample is the kernel with the resample's counts as
+weights. One implementation therefore serves the reported value and its confidence interval,
+and the bootstrap needs no per-resample Python loop.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from repeval.registry import unknown_name_message
+
+TASK_TYPE_NAMES = (
+    "multiclass_classification",
+    "multilabel_classification",
+    "regression",
+    "key_estimation",
+)
+
+#: ``kernel(y_true, y_score, labels, weights) -> (aggregate (B,), per_label (B, C) | None)``
+Kernel = Callable[[np.ndarray, np.ndarray, Sequence[str], np.ndarray], tuple[np.ndarray, np.ndarray | None]]
+
+
+class MetricWarning(UserWarning):
+    """Degenerate metric input: a value is undefined or an average skips labels."""
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One reported number: an aggregate (``label is None``) or one label's value."""
+
+    metric: str
+    value: float
+    #: ``None`` for the aggregate value, else the label this value is for
+    label: str | None = None
+    #: bootstrap percentile interval over test tracks, when requested
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    kernel: Kernel
+    task_types: frozenset[str]
+    higher_is_better: bool = True
+    #: whether the metric also reports one value per label (class / tag / dimension)
+    per_label: bool = False
+    description: str = ""
+
+
+METRICS: dict[str, MetricSpec] = {}
+
+# mir_ref, thesis and scikit-learn spellings. Keys are normalised with ``_normalise``.
+_ALIASES = {
+    "auc_roc": "roc_auc_macro",
+    "roc_auc": "roc_auc_macro",
+    "auc": "roc_auc_macro",
+    "rocauc": "roc_auc_macro",
+    "roc_auc_score": "roc_auc_macro",
+    "auc_pr": "pr_auc_macro",
+    "pr_auc": "pr_auc_macro",
+    "prauc": "pr_auc_macro",
+    "average_precision": "pr_auc_macro",
+    "average_precision_score": "pr_auc_macro",
+    "map": "pr_auc_macro",
+    "weighted_score_key": "key_weighted_score_micro",
+    "key_weighted_score": "key_weighted_score_micro",
+    "weighted_score": "key_weighted_score_micro",
+    "weighted_accuracy": "key_weighted_score_micro",
+    "micro_weighted_score": "key_weighted_score_micro",
+    "micro_avg_weighted_score": "key_weighted_score_micro",
+    "macro_weighted_score": "key_weighted_score_macro",
+    "macro_avg_weighted_score": "key_weighted_score_macro",
+    "f1": "f1_macro",
+    "f1_score": "f1_macro",
+    "macro_f1": "f1_macro",
+    "macro_avg_f1": "f1_macro",
+    "micro_f1": "f1_micro",
+    "micro_avg_f1": "f1_micro",
+    "weighted_f1": "f1_weighted",
+    "categorical_accuracy": "accuracy",
+    "accuracy_score": "accuracy",
+    "acc": "accuracy",
+    "balanced_accuracy_score": "balanced_accuracy",
+    "r2_score": "r2",
+    "r_squared": "r2",
+    "mse": "mean_squared_error",
+}
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[\s\-\.]+", "_", name.strip()).lower()
+
+
+def register_metric(
+    name: str,
+    task_types: frozenset[str] | set[str],
+    *,
+    higher_is_better: bool = True,
+    per_label: bool = False,
+    description: str = "",
+) -> Callable[[Kernel], Kernel]:
+    """Register a weighted kernel under the snake_case metric id ``name``."""
+    if name != _normalise(name):
+        raise ValueError(f"metric ids are snake_case: register '{_normalise(name)}' instead of '{name}'")
+
+    def deco(kernel: Kernel) -> Kernel:
+        if name in METRICS:
+            raise ValueError(f"metric '{name}' is registered twice")
+        METRICS[name] = MetricSpec(name, kernel, frozenset(task_types), higher_is_better, per_label, description)
+        return kernel
+
+    return deco
+
+
+def canonical_metric_name(name: str) -> str:
+    """Map a repeval id or a mir_ref/thesis spelling (``AUC-ROC``, ``weighted_score_key``) to an id."""
+    if name in METRICS:
+        return name
+    key = _normalise(str(name))
+    key = _ALIASES.get(key, key)
+    if key not in METRICS:
+        raise ValueError(unknown_name_message("metric", str(name), set(METRICS)))
+    return key
+
+
+def check_metric_for_task(name: str, task_type: str) -> None:
+    """Raise ``ValueError`` when metric ``name`` does not apply to ``task_type``."""
+    if task_type not in TASK_TYPE_NAMES:
+        raise ValueError(unknown_name_message("task type", task_type, set(TASK_TYPE_NAMES)))
+    spec = METRICS[canonical_metric_name(name)]
+    if task_type not in spec.task_types:
+        ok = sorted(n for n, s in METRICS.items() if task_type in s.task_types)
+        raise ValueError(f"metric '{name}' does not apply to a {task_type} task; use one of {', '.join(ok)}")
+
+
+def higher_is_better(name: str) -> bool:
+    """Whether larger values of metric ``name`` are better (used to highlight table winners)."""
+    return METRICS[canonical_metric_name(name)].higher_is_better
+
+
+def metrics_for_task(task_type: str) -> list[str]:
+    """The metric ids that apply to ``task_type``."""
+    return sorted(n for n, s in METRICS.items() if task_type in s.task_types)
+
+
+def ones_weights(n: int) -> np.ndarray:
+    """The ``(1, n)`` weight matrix of the point estimate."""
+    return np.ones((1, n), dtype=np.float64)
+
+
+def safe_divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``num / den`` with ``nan`` where ``den == 0`` (an undefined value, never a warning)."""
+    num, den = np.broadcast_arrays(np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64))
+    out = np.full(num.shape, np.nan)
+    np.divide(num, den, out=out, where=den != 0)
+    return out
+
+
+def nanmean_rows(values: np.ndarray) -> np.ndarray:
+    """Mean over the last axis ignoring ``nan``; ``nan`` where a row has no defined value."""
+    defined = ~np.isnan(values)
+    count = defined.sum(axis=-1)
+    total = np.where(defined, values, 0.0).sum(axis=-1)
+    return safe_divide(total, count)

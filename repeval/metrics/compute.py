@@ -1,0 +1,66 @@
+"""``compute_metrics``: every requested metric of one probe on one test set, as rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from repeval.metrics.base import METRICS, MetricRow, canonical_metric_name, check_metric_for_task, ones_weights
+from repeval.metrics.bootstrap import bootstrap_distribution, percentile_interval
+from repeval.metrics.validation import validate
+
+
+def _opt(x: float) -> float | None:
+    return None if np.isnan(x) else float(x)
+
+
+def compute_metrics(
+    names: Sequence[str],
+    task_type: str,
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    labels: Sequence[str],
+    *,
+    ci: bool = False,
+    n_resamples: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> list[MetricRow]:
+    """Aggregate rows (``label=None``) and per-label rows for each metric in ``names``.
+
+    Per-label values that are undefined (a class without examples) get no row; an undefined
+    aggregate is reported as ``nan``. With ``ci=True`` every row carries a bootstrap interval
+    over test tracks (one shared set of ``n_resamples`` resamples drawn from ``seed``).
+    """
+    canon: list[str] = []
+    for name in names:
+        check_metric_for_task(name, task_type)
+        c = canonical_metric_name(name)
+        if c not in canon:
+            canon.append(c)
+    yt, ys, labs = validate(task_type, y_true, y_score, labels)
+    dist = bootstrap_distribution(canon, yt, ys, labs, n_resamples=n_resamples, seed=seed) if ci else {}
+    rows: list[MetricRow] = []
+    for name in canon:
+        agg, per = METRICS[name].kernel(yt, ys, labs, ones_weights(len(yt)))
+        lo_agg = hi_agg = None
+        lo_per = hi_per = None
+        if ci:
+            b_agg, b_per = dist[name]
+            lo, hi = percentile_interval(b_agg, alpha)
+            lo_agg, hi_agg = _opt(float(lo)), _opt(float(hi))
+            if b_per is not None:
+                lo_per, hi_per = percentile_interval(b_per, alpha)
+        rows.append(MetricRow(name, float(agg[0]), None, lo_agg, hi_agg))
+        if per is None:
+            continue
+        for j, lab in enumerate(labs):
+            value = float(per[0, j])
+            if np.isnan(value):
+                continue
+            if lo_per is not None and hi_per is not None:
+                rows.append(MetricRow(name, value, lab, _opt(lo_per[j]), _opt(hi_per[j])))
+            else:
+                rows.append(MetricRow(name, value, lab))
+    return rows

@@ -1,0 +1,52 @@
+"""Regression metrics: R² (uniform average and per dimension) and mean squared error.
+
+R² of a dimension whose target is constant on the test set is undefined (``nan``, and
+``validate`` warns) rather than scikit-learn's forced 0 or 1; ``r2`` averages the defined
+dimensions and reports one value per dimension.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from repeval.metrics.base import nanmean_rows, ones_weights, register_metric, safe_divide
+from repeval.metrics.validation import validate
+
+REGRESSION_TASKS = frozenset({"regression"})
+
+
+def _r2(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str], weights: np.ndarray):
+    total = weights.sum(axis=1, keepdims=True)
+    centred = y_true - y_true.mean(axis=0)  # shifts cancel in the sums of squares; helps precision
+    sq = weights @ centred**2
+    ss_tot = sq - (weights @ centred) ** 2 / total
+    ss_res = weights @ (y_true - y_pred) ** 2
+    ss_tot = np.where(ss_tot > 1e-12 * np.maximum(sq, 1e-300), ss_tot, 0.0)
+    per_dim = 1.0 - safe_divide(ss_res, ss_tot)
+    return nanmean_rows(per_dim), per_dim
+
+
+def _mse(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str], weights: np.ndarray):
+    per_dim = safe_divide(weights @ (y_true - y_pred) ** 2, weights.sum(axis=1, keepdims=True))
+    return per_dim.mean(axis=1), None
+
+
+register_metric("r2", REGRESSION_TASKS, per_label=True, description="coefficient of determination")(_r2)
+register_metric(
+    "mean_squared_error", REGRESSION_TASKS, higher_is_better=False, description="mean squared error over dimensions"
+)(_mse)
+
+
+def r2_score(y_true: np.ndarray, y_pred: np.ndarray, *, multioutput: str = "uniform_average") -> float | np.ndarray:
+    """R²; ``multioutput='raw_values'`` returns one value per dimension."""
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    dims = 1 if y_pred.ndim == 1 else y_pred.shape[1]
+    yt, yp, labels = validate("regression", y_true, y_pred, [str(i) for i in range(dims)])
+    agg, per = _r2(yt, yp, labels, ones_weights(len(yt)))
+    if multioutput == "raw_values":
+        return per[0]
+    if multioutput != "uniform_average":
+        raise ValueError(f"multioutput must be 'uniform_average' or 'raw_values', got '{multioutput}'")
+    return float(agg[0])

@@ -1,0 +1,186 @@
+"""Input validation shared by every metric family.
+
+``validate`` raises ``ValueError`` on malformed input (wrong shapes, out-of-range classes,
+non-finite scores, unknown key labels) and warns with :class:`MetricWarning` on degenerate
+input (a single class present, labels without examples, constant regression targets), in
+the manner of ``mir_eval.key.validate``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from repeval.metrics.base import TASK_TYPE_NAMES, MetricWarning
+from repeval.registry import unknown_name_message
+
+_CLASS_TASKS = ("multiclass_classification", "key_estimation")
+
+
+def _names(labels: Sequence[str], idx: np.ndarray, limit: int = 5) -> str:
+    shown = [str(labels[i]) for i in idx[:limit]]
+    more = f" and {len(idx) - limit} more" if len(idx) > limit else ""
+    return ", ".join(shown) + more
+
+
+def validate(
+    task_type: str, y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[str], *, warn: bool = True
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Check metric inputs and return them as arrays of canonical shape and dtype.
+
+    Returns ``(y_true, y_score, labels)``: ``y_true`` int ``(n,)`` for multiclass/key,
+    int ``(n, C)`` for multilabel, float ``(n, D)`` for regression; ``y_score`` float ``(n, C|D)``.
+    """
+    if task_type not in TASK_TYPE_NAMES:
+        raise ValueError(unknown_name_message("task type", task_type, set(TASK_TYPE_NAMES)))
+    labels = [str(lab) for lab in labels]
+    if not labels:
+        raise ValueError("labels is empty: pass the class names (or regression dimension names) in score-column order")
+    if len(set(labels)) != len(labels):
+        dup = sorted({lab for lab in labels if labels.count(lab) > 1})
+        raise ValueError(f"labels contain duplicates ({', '.join(dup)}): each score column needs a distinct name")
+    y_true = np.asarray(y_true)
+    y_score = np.asarray(y_score, dtype=np.float64)
+    if task_type == "regression":
+        if y_true.ndim == 1:
+            y_true = y_true[:, None]
+        if y_score.ndim == 1:
+            y_score = y_score[:, None]
+    n = y_true.shape[0] if y_true.ndim else 0
+    if n == 0:
+        raise ValueError("y_true is empty: a metric needs at least one test example — is the test split empty?")
+    if y_score.ndim != 2 or y_score.shape[0] != n:
+        raise ValueError(
+            f"y_score has shape {y_score.shape}, expected ({n}, {len(labels)}): one row per test example, "
+            "one column per label"
+        )
+    if y_score.shape[1] != len(labels):
+        raise ValueError(
+            f"y_score has {y_score.shape[1]} columns but {len(labels)} labels were given: "
+            "pass one label name per score column"
+        )
+    if not np.isfinite(y_score).all():
+        raise ValueError(
+            "y_score contains NaN or infinite values: the probe diverged — lower the learning rate or "
+            "standardise the embeddings"
+        )
+    if task_type in _CLASS_TASKS:
+        return _validate_classes(task_type, y_true, y_score, labels, warn)
+    if task_type == "multilabel_classification":
+        return _validate_multilabel(y_true, y_score, labels, warn)
+    return _validate_regression(y_true, y_score, labels, warn)
+
+
+def _validate_classes(
+    task_type: str, y_true: np.ndarray, y_score: np.ndarray, labels: list[str], warn: bool
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    if y_true.ndim != 1:
+        raise ValueError(
+            f"y_true has shape {y_true.shape}; a {task_type} task takes class indices of shape (n,) — "
+            "for one-hot targets pass y_true.argmax(1)"
+        )
+    if y_true.dtype.kind == "f":
+        if not np.all(np.isfinite(y_true)) or not np.all(y_true == np.round(y_true)):
+            raise ValueError("y_true must hold integer class indices, got non-integer floats")
+    elif y_true.dtype.kind not in "iub":
+        raise ValueError(f"y_true must hold integer class indices, got dtype {y_true.dtype}")
+    y_true = y_true.astype(np.int64)
+    n_classes = len(labels)
+    if y_true.min() < 0 or y_true.max() >= n_classes:
+        raise ValueError(
+            f"y_true holds class indices outside [0, {n_classes}): labels must list every class, "
+            "in the order of the score columns"
+        )
+    if task_type == "key_estimation":
+        validate_key_labels(labels)
+    if warn:
+        present = np.bincount(y_true, minlength=n_classes) > 0
+        if present.sum() < 2:
+            warnings.warn(
+                f"only one class ({labels[int(y_true[0])]}) is present in y_true: averages over classes "
+                "describe that class alone",
+                MetricWarning,
+                stacklevel=3,
+            )
+        absent = np.flatnonzero(~present)
+        if len(absent) and present.sum() >= 2:
+            warnings.warn(
+                f"{len(absent)} of {n_classes} classes have no test example ({_names(labels, absent)}): "
+                "their per-class values are undefined and left out of macro averages",
+                MetricWarning,
+                stacklevel=3,
+            )
+    return y_true, y_score, labels
+
+
+def validate_key_labels(labels: Sequence[str]) -> None:
+    """Raise ``ValueError`` unless every label is a key string mir_eval understands."""
+    import mir_eval
+
+    for lab in labels:
+        try:
+            mir_eval.key.validate_key(lab)
+        except ValueError as exc:
+            raise ValueError(
+                f"key label '{lab}' is not a mir_eval key ({exc}); write keys as 'C major', 'F# minor' or 'X'"
+            ) from None
+
+
+def _validate_multilabel(
+    y_true: np.ndarray, y_score: np.ndarray, labels: list[str], warn: bool
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    if y_true.shape != y_score.shape:
+        raise ValueError(
+            f"y_true has shape {y_true.shape} but y_score has {y_score.shape}: a multilabel task takes a 0/1 "
+            "matrix with one column per tag"
+        )
+    if not np.isin(y_true, (0, 1)).all():
+        raise ValueError("multilabel y_true must contain only 0 and 1 (binarise tag annotations first)")
+    y_true = y_true.astype(np.int64)
+    if warn:
+        pos = y_true.sum(axis=0)
+        empty = np.flatnonzero(pos == 0)
+        full = np.flatnonzero(pos == len(y_true))
+        if len(empty):
+            warnings.warn(
+                f"{len(empty)} of {len(labels)} labels have no positive test example ({_names(labels, empty)}): "
+                "their ROC-AUC and PR-AUC are undefined and left out of averages",
+                MetricWarning,
+                stacklevel=3,
+            )
+        if len(full):
+            warnings.warn(
+                f"{len(full)} of {len(labels)} labels are positive on every test example ({_names(labels, full)}): "
+                "only one class is present, their ROC-AUC is undefined and left out of averages",
+                MetricWarning,
+                stacklevel=3,
+            )
+    return y_true, y_score, labels
+
+
+def _validate_regression(
+    y_true: np.ndarray, y_score: np.ndarray, labels: list[str], warn: bool
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    if y_true.shape != y_score.shape:
+        raise ValueError(
+            f"y_true has shape {y_true.shape} but predictions have {y_score.shape}: pass one column per "
+            "regression dimension in both"
+        )
+    try:
+        y_true = y_true.astype(np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"regression y_true must be numeric, got dtype {y_true.dtype}") from None
+    if not np.isfinite(y_true).all():
+        raise ValueError("regression y_true contains NaN or infinite values: drop tracks without a target")
+    if warn:
+        constant = np.flatnonzero(np.ptp(y_true, axis=0) == 0)
+        if len(constant):
+            warnings.warn(
+                f"the target is constant on the test set for {_names(labels, constant)}: R² is undefined there "
+                "and left out of the average",
+                MetricWarning,
+                stacklevel=3,
+            )
+    return y_true, y_score, labels

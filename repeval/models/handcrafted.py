@@ -1,0 +1,116 @@
+"""Handcrafted baselines: log-mel, MFCC and chroma statistics.
+
+Each frame of the output summarises a window of ``window_s`` seconds (hop ``hop_s``) by the
+mean and standard deviation of its spectral frames, so a clip-level mean over frames is a
+mean-of-stats embedding. Pure numpy (+ librosa filter banks), CPU cost ≈ a few ms per second of
+audio.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.fft
+
+from repeval.models.base import EmbeddingModel, register_model
+
+
+def _frames(audio: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    if len(audio) < n_fft:
+        audio = np.pad(audio, (0, n_fft - len(audio)))
+    n = 1 + (len(audio) - n_fft) // hop
+    idx = np.arange(n_fft)[None, :] + hop * np.arange(n)[:, None]
+    return audio[idx]
+
+
+class _SpectralStats(EmbeddingModel):
+    n_bands: int
+
+    def __init__(
+        self,
+        sample_rate_hz: int = 22050,
+        n_fft: int = 2048,
+        hop_length: int = 512,
+        window_s: float = 1.0,
+        hop_s: float = 0.5,
+        **params: Any,
+    ) -> None:
+        super().__init__(**params)
+        self.sample_rate_hz = int(sample_rate_hz)
+        self.n_fft = int(n_fft)
+        self.hop_length = int(hop_length)
+        self.window_frames = max(1, round(window_s * sample_rate_hz / hop_length))
+        self.hop_frames = max(1, round(hop_s * sample_rate_hz / hop_length))
+        self._window = np.hanning(self.n_fft + 1)[:-1].astype(np.float32)
+        self._setup()
+        self.embedding_dim = 2 * self.n_bands
+
+    def _setup(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _bands(self, power: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def embed(self, audio: np.ndarray) -> np.ndarray:
+        audio = np.asarray(audio, dtype=np.float32)
+        spec = np.abs(np.fft.rfft(_frames(audio, self.n_fft, self.hop_length) * self._window, axis=1)) ** 2
+        feats = self._bands(spec.astype(np.float32))  # (T, n_bands)
+        T = feats.shape[0]
+        starts = range(0, max(1, T - self.window_frames + 1), self.hop_frames)
+        out = np.empty((len(starts), self.embedding_dim), dtype=np.float32)
+        for i, s in enumerate(starts):
+            w = feats[s : s + self.window_frames]
+            out[i, : self.n_bands] = w.mean(0)
+            out[i, self.n_bands :] = w.std(0)
+        return out
+
+
+@register_model("logmel-stats")
+class LogMelStats(_SpectralStats):
+    description = "mean and std of log-mel bands over 1 s windows (handcrafted baseline)"
+
+    def __init__(self, n_mels: int = 64, **kw: Any) -> None:
+        self.n_bands = int(n_mels)
+        super().__init__(**kw)
+
+    def _setup(self) -> None:
+        import librosa
+
+        self._mel = librosa.filters.mel(sr=self.sample_rate_hz, n_fft=self.n_fft, n_mels=self.n_bands).astype(np.float32)
+
+    def _bands(self, power: np.ndarray) -> np.ndarray:
+        return np.log(power @ self._mel.T + 1e-6)
+
+
+@register_model("mfcc-stats")
+class MFCCStats(LogMelStats):
+    description = "mean and std of MFCCs over 1 s windows (handcrafted baseline)"
+
+    def __init__(self, n_mfcc: int = 20, n_mels: int = 64, **kw: Any) -> None:
+        self.n_mfcc = int(n_mfcc)
+        super().__init__(n_mels=n_mels, **kw)
+        self.n_bands = self.n_mfcc
+        self.embedding_dim = 2 * self.n_mfcc
+
+    def _bands(self, power: np.ndarray) -> np.ndarray:
+        logmel = super()._bands(power)
+        return scipy.fft.dct(logmel, type=2, norm="ortho", axis=1)[:, : self.n_mfcc].astype(np.float32)
+
+
+@register_model("chroma-stats")
+class ChromaStats(_SpectralStats):
+    description = "mean and std of 12-bin chroma over 1 s windows (handcrafted baseline)"
+
+    def __init__(self, **kw: Any) -> None:
+        self.n_bands = 12
+        super().__init__(**kw)
+
+    def _setup(self) -> None:
+        import librosa
+
+        self._chroma = librosa.filters.chroma(sr=self.sample_rate_hz, n_fft=self.n_fft).astype(np.float32)
+
+    def _bands(self, power: np.ndarray) -> np.ndarray:
+        c = np.sqrt(power) @ self._chroma.T
+        return c / (c.max(axis=1, keepdims=True) + 1e-8)

@@ -1,0 +1,1 @@
+"""Ray Data pipeline: catalog rows → decode → deform → embed → Parquet store."""

@@ -1,0 +1,194 @@
+"""Read what a run leaves behind: results, config, training history and confusion matrices.
+
+Layout of ``runs/<run_id>/``:
+
+- ``results.parquet``: one row per (cell × scenario × metric × label), columns ``RESULT_COLUMNS``.
+- ``config.yaml``: the configuration as run.
+- ``history.parquet`` (optional): per-epoch losses, columns ``HISTORY_COLUMNS``.
+- ``confusion/<task>__<dataset>__<model>__<probe>__<seed>__<scenario>.json`` (optional):
+  ``{"labels": [...], "matrix": [[...]]}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from repeval.metrics.confusion import read_confusion
+
+log = logging.getLogger(__name__)
+
+RESULTS_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("task", pa.string()),
+        ("task_type", pa.string()),
+        ("dataset", pa.string()),
+        ("model", pa.string()),
+        ("probe", pa.string()),
+        ("seed", pa.int64()),
+        ("scenario", pa.string()),
+        ("metric", pa.string()),
+        ("label", pa.string()),
+        ("value", pa.float64()),
+        ("ci_low", pa.float64()),
+        ("ci_high", pa.float64()),
+        ("n_test", pa.int64()),
+    ]
+)
+RESULT_COLUMNS = tuple(RESULTS_SCHEMA.names)
+#: columns that identify one probe evaluation (a table cell before averaging over seeds)
+CELL_COLUMNS = ("run_id", "task", "task_type", "dataset", "model", "probe", "seed", "scenario")
+HISTORY_COLUMNS = ("task", "dataset", "model", "probe", "seed", "epoch", "train_loss", "val_loss", "val_criterion")
+CLEAN = "clean"
+
+
+@dataclass(frozen=True)
+class ConfusionKey:
+    task: str
+    dataset: str
+    model: str
+    probe: str
+    seed: int
+    scenario: str
+
+    @classmethod
+    def from_filename(cls, name: str) -> ConfusionKey | None:
+        parts = name.removesuffix(".json").split("__")
+        if len(parts) != 6:
+            return None
+        try:
+            seed = int(parts[4])
+        except ValueError:
+            return None
+        return cls(parts[0], parts[1], parts[2], parts[3], seed, parts[5])
+
+
+@dataclass
+class Run:
+    """One run directory, loaded."""
+
+    run_id: str
+    path: Path
+    results: pd.DataFrame
+    config_text: str = ""
+    history: pd.DataFrame | None = None
+    confusion: dict[ConfusionKey, tuple[list[str], np.ndarray]] = field(default_factory=dict)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        data = yaml.safe_load(self.config_text) if self.config_text else None
+        return data if isinstance(data, dict) else {}
+
+
+def write_results(df: pd.DataFrame, path: Path) -> Path:
+    """Write a results frame with the canonical schema (checks columns and types)."""
+    df = normalise_results(df, source=str(path))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pandas(df[list(RESULT_COLUMNS)], schema=RESULTS_SCHEMA, preserve_index=False), path)
+    return path
+
+
+def normalise_results(df: pd.DataFrame, source: str = "results") -> pd.DataFrame:
+    """Check the columns of a results frame and coerce their types; ``ValueError`` names what is missing."""
+    missing = [c for c in RESULT_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"{source} lacks the result columns {', '.join(missing)}; it must have {', '.join(RESULT_COLUMNS)} "
+            "(is this a results.parquet written by `repeval run`?)"
+        )
+    df = df.copy()
+    for col in ("run_id", "task", "task_type", "dataset", "model", "probe", "scenario", "metric"):
+        df[col] = df[col].astype(str)
+    df["label"] = df["label"].astype(object).where(df["label"].notna(), None)
+    for col in ("value", "ci_low", "ci_high"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(np.float64)
+    for col in ("seed", "n_test"):
+        df[col] = pd.to_numeric(df[col], errors="raise").astype(np.int64)
+    return df
+
+
+def load_run(run_dir: Path) -> Run:
+    """Load one run directory; ``ValueError`` naming the fix when ``results.parquet`` is missing."""
+    run_dir = Path(run_dir)
+    res_path = run_dir / "results.parquet"
+    if not res_path.is_file():
+        hint = " (the directory does not exist)" if not run_dir.exists() else ""
+        raise ValueError(
+            f"no results.parquet in {run_dir}{hint}: pass a run directory such as runs/<run_id> "
+            "whose `repeval run` finished its test stage"
+        )
+    results = normalise_results(pd.read_parquet(res_path), source=str(res_path))
+    config_path = run_dir / "config.yaml"
+    config_text = config_path.read_text() if config_path.is_file() else ""
+    history = None
+    hist_path = run_dir / "history.parquet"
+    if hist_path.is_file():
+        history = pd.read_parquet(hist_path)
+        missing = [c for c in HISTORY_COLUMNS if c not in history.columns]
+        if missing:
+            log.warning("%s lacks columns %s; training curves are skipped", hist_path, ", ".join(missing))
+            history = None
+    confusion: dict[ConfusionKey, tuple[list[str], np.ndarray]] = {}
+    conf_dir = run_dir / "confusion"
+    if conf_dir.is_dir():
+        for path in sorted(conf_dir.glob("*.json")):
+            key = ConfusionKey.from_filename(path.name)
+            if key is None:
+                log.warning("skipping %s: not named <task>__<dataset>__<model>__<probe>__<seed>__<scenario>.json", path)
+                continue
+            try:
+                confusion[key] = read_confusion(path)
+            except ValueError as exc:
+                log.warning("skipping confusion matrix: %s", exc)
+    run_ids = results["run_id"].unique().tolist()
+    run_id = run_ids[0] if len(run_ids) == 1 else run_dir.name
+    return Run(run_id, run_dir, results, config_text, history, confusion)
+
+
+def load_runs(run_dirs: list[Path]) -> list[Run]:
+    """Load several runs; the same run id twice keeps the first and warns."""
+    if not run_dirs:
+        raise ValueError("no run directories given: pass one or more runs/<run_id> paths")
+    runs: list[Run] = []
+    seen: set[str] = set()
+    for d in run_dirs:
+        run = load_run(Path(d))
+        if run.run_id in seen:
+            log.warning("run '%s' given twice (%s); keeping the first", run.run_id, d)
+            continue
+        seen.add(run.run_id)
+        runs.append(run)
+    return runs
+
+
+def combine_results(runs: list[Run]) -> pd.DataFrame:
+    """All runs' results in one frame (they already carry ``run_id``)."""
+    return pd.concat([r.results for r in runs], ignore_index=True)
+
+
+def natural_key(text: str) -> tuple[object, ...]:
+    """Sort key that orders ``M2`` before ``M10`` and ``D2`` before ``D10``."""
+    import re
+
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(text)))
+
+
+def ordered_scenarios(scenarios: list[str] | np.ndarray) -> list[str]:
+    """``clean`` first, then the deformation scenarios in natural order."""
+    uniq = sorted({str(s) for s in scenarios}, key=natural_key)
+    return ([CLEAN] if CLEAN in uniq else []) + [s for s in uniq if s != CLEAN]
+
+
+def groups(results: pd.DataFrame) -> list[tuple[str, str]]:
+    """The ``(task, dataset)`` pairs in ``results``, in order of appearance."""
+    return list(dict.fromkeys(zip(results["task"], results["dataset"], strict=True)))

@@ -1,0 +1,303 @@
+"""Result tables: presets that shape a results frame into a :class:`Table`, and the CLI entry.
+
+Presets (one task and dataset per table; ``table_command`` makes one table per pair):
+
+- ``all_deform_all_models``: rows model × probe, columns metric × scenario (thesis Tables 4–9).
+- ``model_comparison``: rows model with its best probe, columns the metrics on clean audio.
+  The probe is chosen per model by the first metric on the clean *test* set, as in the thesis'
+  discussion; the caption says so.
+- ``robustness``: rows model × probe, columns per metric the clean value and the change
+  (deformed minus clean, paired by seed) for every deformation scenario.
+
+Every cell is the mean over seeds with the standard deviation when there are several seeds;
+the best value of each column is flagged (direction from ``higher_is_better``). Results of
+several runs can be combined: rows then start with the run id.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from repeval.metrics import canonical_metric_name, higher_is_better
+from repeval.registry import unknown_name_message
+from repeval.report.results import CLEAN, combine_results, groups, load_runs, natural_key, ordered_scenarios
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("terminal", "plain", "markdown", "csv", "latex", "html")
+_FORMAT_ALIASES = {"md": "markdown", "tex": "latex", "text": "plain", "txt": "plain", "rich": "terminal"}
+
+
+@dataclass
+class Table:
+    """A rendered-format-agnostic table: row keys, (metric, sub-header) columns and cell statistics."""
+
+    title: str
+    row_names: list[str]
+    rows: list[tuple[str, ...]]
+    #: ``(metric, sub-header)``; the sub-header is a scenario, ``Δ <scenario>`` or ``""``
+    columns: list[tuple[str, str]]
+    mean: np.ndarray
+    std: np.ndarray
+    n_seeds: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    best: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=bool))
+    #: columns whose values are differences (rendered with a sign)
+    delta: list[bool] = field(default_factory=list)
+    caption: str = ""
+    task: str = ""
+    dataset: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.delta:
+            self.delta = [False] * len(self.columns)
+        if self.best.shape != self.mean.shape:
+            self.best = best_mask(self.mean, [_higher(m) for m, _ in self.columns])
+
+    def to_frame(self) -> pd.DataFrame:
+        """Long frame: row keys, metric, column, mean, std, n_seeds, ci_low, ci_high, best."""
+        recs = []
+        for i, row in enumerate(self.rows):
+            for j, (metric, sub) in enumerate(self.columns):
+                recs.append(
+                    dict(zip(self.row_names, row, strict=True))
+                    | {
+                        "metric": metric,
+                        "column": sub,
+                        "mean": self.mean[i, j],
+                        "std": self.std[i, j],
+                        "n_seeds": int(self.n_seeds[i, j]),
+                        "ci_low": self.ci_low[i, j],
+                        "ci_high": self.ci_high[i, j],
+                        "best": bool(self.best[i, j]),
+                    }
+                )
+        return pd.DataFrame(recs)
+
+
+def _higher(metric: str) -> bool:
+    try:
+        return higher_is_better(metric)
+    except ValueError:
+        return True
+
+
+def best_mask(mean: np.ndarray, higher: Sequence[bool]) -> np.ndarray:
+    """Flag the best finite value of each column (every tied value)."""
+    out = np.zeros(mean.shape, dtype=bool)
+    for j, hi in enumerate(higher):
+        col = mean[:, j]
+        ok = np.isfinite(col)
+        if ok.any():
+            target = col[ok].max() if hi else col[ok].min()
+            out[:, j] = ok & np.isclose(col, target, rtol=0, atol=1e-12)
+    return out
+
+
+def _select(results: pd.DataFrame, task: str | None, dataset: str | None) -> tuple[pd.DataFrame, str, str]:
+    df = results[results["label"].isna()]
+    pairs = groups(df)
+    if task is not None:
+        pairs = [p for p in pairs if p[0] == task]
+    if dataset is not None:
+        pairs = [p for p in pairs if p[1] == dataset]
+    if not pairs:
+        have = ", ".join(f"{t}/{d}" for t, d in groups(results)) or "none"
+        raise ValueError(f"no results for task={task!r} dataset={dataset!r}; the results hold {have}")
+    if len(pairs) > 1:
+        have = ", ".join(f"{t}/{d}" for t, d in pairs)
+        raise ValueError(f"results hold several task/dataset pairs ({have}): pass task= and dataset= to pick one")
+    t, d = pairs[0]
+    return df[(df["task"] == t) & (df["dataset"] == d)], t, d
+
+
+def _metrics(df: pd.DataFrame, metrics: Sequence[str] | None) -> list[str]:
+    present = list(dict.fromkeys(df["metric"]))
+    if metrics is None:
+        return present
+    out = []
+    for m in metrics:
+        try:
+            m = canonical_metric_name(m)
+        except ValueError:
+            pass
+        if m not in present:
+            raise ValueError(unknown_name_message("metric in these results", m, set(present)))
+        out.append(m)
+    return out
+
+
+def _row_keys(df: pd.DataFrame, base: list[str]) -> list[str]:
+    return (["run_id"] if df["run_id"].nunique() > 1 else []) + base
+
+
+def _ordered_rows(df: pd.DataFrame, keys: list[str]) -> list[tuple[str, ...]]:
+    order = {k: list(dict.fromkeys(df[k].astype(str))) for k in keys}
+    if "probe" in order:
+        order["probe"] = sorted(order["probe"], key=natural_key)
+    rows = list(dict.fromkeys(tuple(str(v) for v in r) for r in df[keys].itertuples(index=False)))
+    return sorted(rows, key=lambda r: tuple(order[k].index(v) for k, v in zip(keys, r, strict=True)))
+
+
+def _stats(per_seed: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    return per_seed.groupby(keys, sort=False).agg(
+        mean=("value", "mean"),
+        std=("value", "std"),
+        n=("value", "count"),
+        ci_low=("ci_low", "mean"),
+        ci_high=("ci_high", "mean"),
+    )
+
+
+def _fill(
+    stats: pd.DataFrame, rows: list[tuple[str, ...]], columns: list[tuple[str, str]], col_key: Callable
+) -> dict[str, np.ndarray]:
+    shape = (len(rows), len(columns))
+    out = {k: np.full(shape, np.nan) for k in ("mean", "std", "n", "ci_low", "ci_high")}
+    lookup = stats.to_dict("index")
+    for i, row in enumerate(rows):
+        for j, col in enumerate(columns):
+            rec = lookup.get(tuple(row) + col_key(col))
+            if rec is not None:
+                for k in out:
+                    out[k][i, j] = rec[k]
+    out["n"] = np.nan_to_num(out["n"]).astype(int)
+    return out
+
+
+def all_deform_all_models(df: pd.DataFrame, metrics: list[str], title: str) -> Table:
+    keys = _row_keys(df, ["model", "probe"])
+    df = df.astype({"seed": int})
+    stats = _stats(df.assign(**{k: df[k].astype(str) for k in keys}), keys + ["metric", "scenario"])
+    rows = _ordered_rows(df, keys)
+    scenarios = ordered_scenarios(df["scenario"].unique())
+    columns = [(m, s) for m in metrics for s in scenarios]
+    cells = _fill(stats, rows, columns, lambda c: c)
+    return Table(title, keys, rows, columns, cells["mean"], cells["std"], cells["n"], cells["ci_low"], cells["ci_high"])
+
+
+def model_comparison(df: pd.DataFrame, metrics: list[str], title: str) -> Table:
+    clean = df[df["scenario"] == CLEAN]
+    if clean.empty:
+        raise ValueError("model_comparison needs clean-audio results (scenario 'clean'); none found")
+    keys = _row_keys(clean, ["model"])
+    primary = metrics[0]
+    probe_means = (
+        clean[clean["metric"] == primary].groupby(keys + ["probe"], sort=False)["value"].mean().reset_index()
+    )
+    chosen: dict[tuple[str, ...], str] = {}
+    sign = 1.0 if _higher(primary) else -1.0
+    for key, grp in probe_means.groupby(keys, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        grp = grp.assign(_o=[natural_key(p) for p in grp["probe"]]).sort_values("_o", kind="stable")
+        chosen[tuple(str(k) for k in key)] = str(grp.loc[(sign * grp["value"]).idxmax(), "probe"])
+    sel = clean[[chosen.get(tuple(str(v) for v in r)) == p for r, p in zip(clean[keys].values, clean["probe"], strict=True)]]
+    rows_keys = keys + ["probe"]
+    stats = _stats(sel.assign(**{k: sel[k].astype(str) for k in rows_keys}), rows_keys + ["metric"])
+    rows = _ordered_rows(sel, rows_keys)
+    columns = [(m, "") for m in metrics]
+    cells = _fill(stats, rows, columns, lambda c: (c[0],))
+    caption = f"clean audio; per model the probe with the best clean-test {primary} (a test-set choice)"
+    return Table(
+        title, rows_keys, rows, columns, cells["mean"], cells["std"], cells["n"], cells["ci_low"], cells["ci_high"],
+        caption=caption,
+    )  # fmt: skip
+
+
+def robustness(df: pd.DataFrame, metrics: list[str], title: str) -> Table:
+    scenarios = [s for s in ordered_scenarios(df["scenario"].unique()) if s != CLEAN]
+    if not scenarios or CLEAN not in set(df["scenario"]):
+        raise ValueError(
+            "robustness needs clean and deformed results; add `deformations:` to the experiment "
+            "(found scenarios: " + ", ".join(ordered_scenarios(df["scenario"].unique())) + ")"
+        )
+    keys = _row_keys(df, ["model", "probe"])
+    cell = keys + ["metric", "seed"]
+    df = df.assign(**{k: df[k].astype(str) for k in keys})
+    clean = df[df["scenario"] == CLEAN].groupby(cell, sort=False)["value"].mean().rename("clean_value")
+    deformed = df[df["scenario"] != CLEAN].groupby(cell + ["scenario"], sort=False)["value"].mean().reset_index()
+    deformed = deformed.join(clean, on=cell)
+    deformed["value"] = deformed["value"] - deformed["clean_value"]
+    deformed["ci_low"] = np.nan
+    deformed["ci_high"] = np.nan
+    deformed["scenario"] = "Δ " + deformed["scenario"]
+    both = pd.concat([df[df["scenario"] == CLEAN][cell + ["scenario", "value", "ci_low", "ci_high"]], deformed])
+    stats = _stats(both, keys + ["metric", "scenario"])
+    rows = _ordered_rows(df, keys)
+    columns = [(m, s) for m in metrics for s in [CLEAN] + [f"Δ {s}" for s in scenarios]]
+    cells = _fill(stats, rows, columns, lambda c: c)
+    return Table(
+        title, keys, rows, columns, cells["mean"], cells["std"], cells["n"], cells["ci_low"], cells["ci_high"],
+        delta=[sub.startswith("Δ") for _, sub in columns],
+        caption="Δ = deformed minus clean, paired by seed",
+    )  # fmt: skip
+
+
+PRESETS: dict[str, Callable[[pd.DataFrame, list[str], str], Table]] = {
+    "all_deform_all_models": all_deform_all_models,
+    "model_comparison": model_comparison,
+    "robustness": robustness,
+}
+
+
+def make_table(
+    results_df: pd.DataFrame,
+    preset: str,
+    *,
+    task: str | None = None,
+    dataset: str | None = None,
+    metrics: Sequence[str] | None = None,
+) -> Table:
+    """Shape the aggregate rows of one task/dataset in ``results_df`` with ``preset``."""
+    if preset not in PRESETS:
+        raise ValueError(unknown_name_message("table preset", preset, set(PRESETS)))
+    df, t, d = _select(results_df, task, dataset)
+    chosen = _metrics(df, metrics)
+    df = df[df["metric"].isin(chosen)]
+    title = f"{t} — {d}"
+    table = PRESETS[preset](df, chosen, title)
+    table.task, table.dataset = t, d
+    return table
+
+
+def canonical_format(fmt: str) -> str:
+    fmt = _FORMAT_ALIASES.get(fmt.lower(), fmt.lower())
+    if fmt not in FORMATS:
+        raise ValueError(unknown_name_message("table format", fmt, set(FORMATS)))
+    return fmt
+
+
+def table_command(
+    run_dirs: Sequence[Path | str],
+    preset: str = "all_deform_all_models",
+    fmt: str = "terminal",
+    *,
+    task: str | None = None,
+    dataset: str | None = None,
+    metrics: Sequence[str] | None = None,
+    color: bool | None = None,
+    scale: float = 1.0,
+    decimals: int = 3,
+) -> str:
+    """Render ``preset`` for every task/dataset of the given runs (``repeval table RUN... --preset --format``)."""
+    from repeval.report.render import render
+
+    fmt = canonical_format(fmt)
+    if preset not in PRESETS:
+        raise ValueError(unknown_name_message("table preset", preset, set(PRESETS)))
+    results = combine_results(load_runs([Path(d) for d in run_dirs]))
+    pairs = [(t, d) for t, d in groups(results) if (task is None or t == task) and (dataset is None or d == dataset)]
+    if not pairs:
+        raise ValueError(f"no results for task={task!r} dataset={dataset!r} in {', '.join(map(str, run_dirs))}")
+    parts = []
+    for t, d in pairs:
+        table = make_table(results, preset, task=t, dataset=d, metrics=metrics)
+        parts.append(render(table, fmt, color=color, scale=scale, decimals=decimals, with_group=len(pairs) > 1))
+    return ("\n" if fmt == "csv" else "\n\n").join(p.rstrip("\n") for p in parts) + "\n"

@@ -1,0 +1,131 @@
+"""Run an experiment configuration stage by stage; every stage is resumable.
+
+Run directory (``<runs_dir>/<run_id>/``): ``config.yaml``, ``splits/``, ``tune/`` (Ray Tune
+experiments, TensorBoard-readable), ``groups/`` (per task × dataset × model test rows),
+``history/``, ``failed.parquet``, ``results.parquet``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from repeval.config import Config, ExperimentConfig
+from repeval.datasets import load_dataset
+from repeval.pipeline.embed import EmbedSummary, embed_experiment
+from repeval.store import EmbeddingStore
+
+log = logging.getLogger(__name__)
+
+STAGES = ("deform", "embed", "train", "evaluate")
+
+
+@dataclass
+class RunContext:
+    cfg: Config
+    run_id: str
+    run_dir: Path
+    store: EmbeddingStore
+    rows: dict[tuple[int, str], pa.Table] = field(default_factory=dict)
+
+
+def make_context(cfg: Config, run_id: str | None = None, store: str | None = None) -> RunContext:
+    rid = run_id or cfg.run.run_id or time.strftime("run-%Y%m%d-%H%M%S")
+    run_dir = Path(cfg.run.runs_dir).resolve() / rid
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ctx = RunContext(cfg, rid, run_dir, EmbeddingStore(store or cfg.run.store))
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    return ctx
+
+
+def group_name(exp: ExperimentConfig, dataset: str, model: str) -> str:
+    return f"{exp.task.name}__{dataset}__{model}"
+
+
+def load_rows(ctx: RunContext) -> None:
+    """Load every experiment's datasets and save their splits with the run."""
+    for ei, exp in enumerate(ctx.cfg.experiments):
+        for ds in exp.datasets:
+            if (ei, ds.name) in ctx.rows:
+                continue
+            rows, _ = load_dataset(ds, exp.task)
+            ctx.rows[(ei, ds.name)] = rows
+            split_file = ctx.run_dir / "splits" / f"{exp.task.name}__{ds.name}.parquet"
+            split_file.parent.mkdir(exist_ok=True)
+            pq.write_table(rows, split_file)
+
+
+def stage_embed(ctx: RunContext, deformed_only: bool = False) -> EmbedSummary:
+    from repeval.ray_utils import init_ray
+
+    init_ray()
+    load_rows(ctx)
+    total = EmbedSummary()
+    for ei, exp in enumerate(ctx.cfg.experiments):
+        rows = {ds.name: ctx.rows[(ei, ds.name)] for ds in exp.datasets}
+        s = embed_experiment(ctx.cfg, exp, rows, ctx.store, deformed_only=deformed_only)
+        total.computed += s.computed
+        total.skipped += s.skipped
+        total.errors += s.errors
+        total.audio_seconds += s.audio_seconds
+        total.wall_s += s.wall_s
+        total.partitions_completed += s.partitions_completed
+    log.info(total.line())
+    return total
+
+
+def stage_train(ctx: RunContext) -> dict[str, Any]:
+    """Train (and test) every probe grid whose results are not in the run directory yet."""
+    from repeval.ray_utils import init_ray
+    from repeval.tuning.data import probe_data
+    from repeval.tuning.grid import results_table, run_group
+
+    init_ray()
+    load_rows(ctx)
+    groups_dir = ctx.run_dir / "groups"
+    groups_dir.mkdir(exist_ok=True)
+    (ctx.run_dir / "history").mkdir(exist_ok=True)
+    summary: dict[str, Any] = {"trained": 0, "skipped": 0, "failed": [], "trial_seconds": 0.0, "wall_seconds": 0.0}
+    for ei, exp in enumerate(ctx.cfg.experiments):
+        for ds in exp.datasets:
+            scenarios = list(exp.scenarios_for(ds))
+            for m in exp.embedding_models:
+                name = group_name(exp, ds.name, m.id)
+                out = groups_dir / f"{name}.parquet"
+                if out.exists():
+                    summary["skipped"] += 1
+                    continue
+                data = probe_data(exp.task.effective_type, ctx.rows[(ei, ds.name)], ctx.store, ds.name, m.id, scenarios)
+                g = run_group(ctx.cfg, exp, ds.name, m.id, data, str(ctx.run_dir / "tune"))
+                summary["failed"] += g.failed
+                summary["trial_seconds"] += g.trial_seconds
+                summary["wall_seconds"] += g.wall_seconds
+                if g.history:
+                    pq.write_table(pa.Table.from_pylist(g.history), ctx.run_dir / "history" / f"{name}.parquet")
+                if g.rows:
+                    tmp = out.with_suffix(".tmp")
+                    pq.write_table(results_table(ctx.run_id, g.rows), tmp)
+                    tmp.rename(out)  # committed only when the whole group finished
+                summary["trained"] += 1
+    if summary["failed"]:
+        pq.write_table(pa.Table.from_pylist(summary["failed"]), ctx.run_dir / "failed.parquet")
+    return summary
+
+
+def stage_evaluate(ctx: RunContext) -> pa.Table:
+    """Collect every group's test rows into ``results.parquet`` (written atomically)."""
+    files = sorted((ctx.run_dir / "groups").glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no trained probes in {ctx.run_dir}: run `repeval train` first")
+    table = pa.concat_tables([pq.read_table(f) for f in files])
+    tmp = ctx.run_dir / "results.parquet.tmp"
+    pq.write_table(table, tmp)
+    tmp.rename(ctx.run_dir / "results.parquet")
+    return table

@@ -1,0 +1,71 @@
+"""Task types: label encoding, probe head, loss and default metrics per type."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+TaskType = Literal[
+    "multiclass_classification",
+    "multilabel_classification",
+    "regression",
+    "key_estimation",
+]
+
+
+@dataclass(frozen=True)
+class TaskTypeSpec:
+    """What a task type implies for the probe and its evaluation."""
+
+    name: str
+    head: Literal["softmax", "sigmoid", "linear"]
+    default_metrics: tuple[str, ...]
+    #: validation criterion used for early stopping *and* checkpoint selection
+    default_criterion: str
+    criterion_mode: Literal["max", "min"] = "max"
+
+
+TASK_TYPES: dict[str, TaskTypeSpec] = {
+    "multiclass_classification": TaskTypeSpec(
+        "multiclass_classification",
+        head="softmax",
+        default_metrics=("accuracy", "f1_macro", "f1_micro"),
+        default_criterion="val_accuracy",
+    ),
+    "multilabel_classification": TaskTypeSpec(
+        "multilabel_classification",
+        head="sigmoid",
+        default_metrics=("roc_auc_macro", "pr_auc_macro"),
+        default_criterion="val_roc_auc_macro",
+    ),
+    "regression": TaskTypeSpec(
+        "regression",
+        head="linear",
+        default_metrics=("r2",),
+        default_criterion="val_loss",
+        criterion_mode="min",
+    ),
+    "key_estimation": TaskTypeSpec(
+        "key_estimation",
+        head="softmax",
+        default_metrics=("key_weighted_score_micro", "key_weighted_score_macro"),
+        default_criterion="val_accuracy",
+    ),
+}
+
+#: mir_ref's save_criterion spellings mapped onto repeval's validation criteria
+CRITERION_ALIASES = {
+    "val_categorical_accuracy": "val_accuracy",
+    "val_auc": "val_roc_auc_macro",
+    "val_loss": "val_loss",
+}
+
+#: task names whose labels are keys (mir_ref declares key estimation as multiclass)
+KEY_TASK_NAMES = {"key_estimation", "key"}
+
+
+def effective_task_type(task_type: str, task_name: str) -> str:
+    """mir_ref writes key estimation as ``multiclass_classification`` named ``key_estimation``."""
+    if task_type == "multiclass_classification" and task_name in KEY_TASK_NAMES:
+        return "key_estimation"
+    return task_type

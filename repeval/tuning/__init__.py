@@ -1,0 +1,1 @@
+"""Probe grids on Ray Tune."""
