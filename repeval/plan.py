@@ -36,6 +36,7 @@ class Plan:
 def make_plan(cfg: Config, store: Any | None = None, run_dir: Path | None = None, gpus: float = 0.0) -> Plan:
     p = Plan(experiments=len(cfg.experiments))
     seeds = cfg.run.seeds
+    seen: set[tuple[str, str, str]] = set()
     for exp in cfg.experiments:
         n_probes = len(exp.downstream_models)
         for ds in exp.datasets:
@@ -47,6 +48,9 @@ def make_plan(cfg: Config, store: Any | None = None, run_dir: Path | None = None
                 done = run_dir is not None and (run_dir / "groups" / f"{exp.task.name}__{ds.name}__{m.id}.parquet").exists()
                 p.trainings_done += trainings if done else 0
                 for sid in [CLEAN, *scen]:
+                    if (ds.name, m.id, sid) in seen:
+                        continue  # tasks on one dataset share its embeddings
+                    seen.add((ds.name, m.id, sid))
                     p.partitions += 1
                     if store is not None and store.partition(ds.name, m.id, sid).complete:
                         p.partitions_done += 1

@@ -148,6 +148,14 @@ class DatasetConfig(Strict):
     deformations: tuple[DeformationScenario, ...] | None = None
     #: cap the number of tracks (debugging / smoke tests)
     max_tracks: int | None = Field(default=None, ge=1)
+    #: subset of a multi-subset data set (MTG-Jamendo: genre, instrument, moodtheme, top50tags)
+    subset: str | None = None
+    #: which fold / official split to use (split_type all: val = fold, test = fold + 1; MTG-Jamendo split-k)
+    fold: int = Field(default=0, ge=0)
+    #: check that every audio file exists while loading (turn off for remote catalogs)
+    check_files: bool = True
+    #: allowed labels; others are reported with their row (and dropped)
+    classes: tuple[str, ...] | None = None
 
     @field_validator("split_ratios")
     @classmethod
@@ -160,6 +168,17 @@ class DatasetConfig(Strict):
     def _needs(self) -> DatasetConfig:
         if self.type == "catalog" and not self.manifest:
             raise ValueError("a 'catalog' dataset needs 'manifest' (a CSV or Parquet file)")
+        if self.split_type == "all" and self.n_folds < 3:
+            raise ValueError("split_type: all needs n_folds ≥ 3 (validation = fold i, test = fold i+1, train = the rest)")
+        if self.split_type == "all" and self.fold >= self.n_folds:
+            raise ValueError(f"fold {self.fold} is out of range for n_folds {self.n_folds}")
+        return self
+
+    @model_validator(mode="after")
+    def _known_loader(self) -> DatasetConfig:
+        from repeval.datasets.cli_support import check_dataset_name
+
+        check_dataset_name(self.name, self.type, self.subset)
         return self
 
 
@@ -370,8 +389,17 @@ class RunConfig(Strict):
 
 
 class Config(Strict):
+    """The whole file. Top-level keys starting with ``x-`` are ignored (a place for YAML anchors)."""
+
     experiments: tuple[ExperimentConfig, ...]
     run: RunConfig = Field(default_factory=RunConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_extensions(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
+        return data
 
     @field_validator("experiments")
     @classmethod

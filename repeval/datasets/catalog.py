@@ -1,105 +1,360 @@
 """The generic ``catalog`` dataset: a CSV or Parquet manifest, local or any pyarrow filesystem URI.
 
 Columns: a track id, an audio path (relative to the manifest's folder, or ``dir`` when given,
-or absolute / a URI), one label column (multi-label cells separated by ``label_separator``)
-and optionally a split and a group column.
+or absolute / a URI), one label column (multi-label and regression cells separated by
+``label_separator``) and optionally a split and a group column.
+
+The manifest is read lazily, in record batches (CSV streaming reader; Parquet row groups or a
+``pyarrow.dataset`` directory), reading only the needed columns as strings. Each batch is
+validated with Arrow compute kernels and only its usable rows are kept, as Arrow arrays: no
+Python object per row is ever built, so planning a million-row catalog costs about the size of
+its Arrow columns. Problems are reported with row numbers — CSV ``line N`` (the header is line
+1; a quoted cell spanning lines shifts the count) and Parquet ``row N`` (0-based):
+
+- duplicate track ids (the first usable row wins), missing or empty audio paths, audio files
+  that do not exist (skip the check with ``check_files: false``, e.g. for object stores),
+- missing labels, labels outside ``dataset.classes`` (dropped from multilabel rows; the row is
+  dropped for single-label tasks), invalid keys for key estimation (keys are normalised to
+  sharps, ``Db major`` → ``C# major``), non-numeric regression targets, unknown split names.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import posixpath
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from repeval.datasets.base import SPLITS, LoadReport, register_dataset, rows_table
+from repeval.datasets.base import ROW_SCHEMA, SPLITS, DatasetInfo, LabelInfo, LoadReport, register_dataset
+from repeval.datasets.encoding import normalize_key
 
 log = logging.getLogger(__name__)
 
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "validation", "valid": "validation",
                  "validation": "validation", "dev": "validation", "test": "test", "testing": "test"}
 
+#: rows per record batch when streaming a manifest
+BATCH_ROWS = 65_536
+_NUMBER_RE = r"^\s*(?:[^=:\s]+\s*[=:]\s*)?[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*$"
+
+INFO = DatasetInfo(
+    name="catalog",
+    kind="catalog",
+    labels=(LabelInfo("<label_column>", "any", "any column of the manifest", "split column, else stratified"),),
+    description="CSV/Parquet manifest (local path or pyarrow filesystem URI), read lazily in batches",
+)
+
+
+def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    if "://" in uri:
+        return pafs.FileSystem.from_uri(uri)
+    return pafs.LocalFileSystem(), str(Path(uri).resolve())
+
+
+def _is_parquet(path: str) -> bool:
+    return path.endswith((".parquet", ".pq", ".parq"))
+
 
 def read_manifest(uri: str) -> pa.Table:
-    fs, path = pafs.FileSystem.from_uri(uri) if "://" in uri else (pafs.LocalFileSystem(), uri)
+    """Read a whole manifest into memory (small manifests, tools). Loaders use :func:`iter_manifest`."""
+    return pa.Table.from_batches(list(iter_manifest(uri)))
+
+
+def manifest_columns(uri: str) -> list[str]:
+    fs, path = _filesystem(uri)
     info = fs.get_file_info(path)
-    if info.type != pafs.FileType.File:
+    if info.type == pafs.FileType.NotFound:
         raise FileNotFoundError(f"catalog manifest not found: {uri} — check dataset.manifest")
-    if path.endswith((".parquet", ".pq")):
-        return pq.read_table(path, filesystem=fs)
+    if info.type == pafs.FileType.Directory or _is_parquet(path):
+        return list(pads.dataset(path, filesystem=fs, format="parquet").schema.names)
     with fs.open_input_stream(path) as fh:
-        return pacsv.read_csv(fh, convert_options=pacsv.ConvertOptions(strings_can_be_null=True,
-                                                                       column_types={}))
+        reader = pacsv.open_csv(fh, read_options=pacsv.ReadOptions(block_size=1 << 16))
+        return list(reader.schema.names)
+
+
+def iter_manifest(
+    uri: str, columns: list[str] | None = None, batch_rows: int = BATCH_ROWS
+) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """Yield ``(first row index, batch)`` of the manifest, reading ``columns`` as strings."""
+    fs, path = _filesystem(uri)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
+        raise FileNotFoundError(f"catalog manifest not found: {uri} — check dataset.manifest")
+    start = 0
+    if info.type == pafs.FileType.Directory or _is_parquet(path):
+        dataset = pads.dataset(path, filesystem=fs, format="parquet")
+        cols = columns or list(dataset.schema.names)
+        scanner = dataset.scanner(columns=cols, batch_size=batch_rows, use_threads=False)
+        for batch in scanner.to_batches():
+            if batch.num_rows == 0:
+                continue
+            batch = pa.RecordBatch.from_arrays(
+                [pc.cast(batch.column(i), pa.string()) for i in range(batch.num_columns)], names=batch.schema.names
+            )
+            yield start, batch
+            start += batch.num_rows
+        return
+    convert = pacsv.ConvertOptions(
+        column_types={c: pa.string() for c in columns or []},
+        strings_can_be_null=True,
+        **({"include_columns": columns} if columns else {}),
+    )
+    # ~100 bytes per manifest row: blocks of about batch_rows rows
+    read = pacsv.ReadOptions(block_size=max(1 << 20, batch_rows * 128))
+    with fs.open_input_stream(path) as fh:
+        reader = pacsv.open_csv(fh, read_options=read, convert_options=convert)
+        for batch in reader:
+            if batch.num_rows:
+                yield start, batch
+                start += batch.num_rows
 
 
 def _base_dir(manifest: str, dir_: str | None) -> str:
     if dir_:
         return dir_
-    return posixpath.dirname(manifest) if "://" in manifest else str(__import__("pathlib").Path(manifest).resolve().parent)
+    return posixpath.dirname(manifest) if "://" in manifest else str(Path(manifest).resolve().parent)
 
 
-def _exists(path: str) -> bool:
-    if "://" in path:
-        fs, p = pafs.FileSystem.from_uri(path)
-        return fs.get_file_info(p).type == pafs.FileType.File
-    import os
+class _FileChecker:
+    """Existence checks for audio paths: ``os.path.isfile`` locally, batched ``get_file_info`` remotely."""
 
-    return os.path.isfile(path)
+    def __init__(self) -> None:
+        self._filesystems: dict[str, pafs.FileSystem] = {}
+
+    def exists(self, paths: list[str]) -> list[bool]:
+        out = [False] * len(paths)
+        remote: dict[str, list[int]] = {}
+        for i, p in enumerate(paths):
+            if "://" in p:
+                remote.setdefault(p.split("://", 1)[0] + "://" + p.split("://", 1)[1].split("/", 1)[0], []).append(i)
+            else:
+                out[i] = os.path.isfile(p)
+        for prefix, idx in remote.items():
+            fs = self._filesystems.get(prefix)
+            if fs is None:
+                fs, _ = pafs.FileSystem.from_uri(paths[idx[0]])
+                self._filesystems[prefix] = fs
+            infos = fs.get_file_info([pafs.FileSystem.from_uri(paths[i])[1] for i in idx])
+            for i, info in zip(idx, infos, strict=True):
+                out[i] = info.type == pafs.FileType.File
+        return out
 
 
-@register_dataset("catalog")
+def _rowref(fmt: str, row: int) -> str:
+    return f"line {row + 2}" if fmt == "csv" else f"row {row}"
+
+
+class _BatchValidator:
+    """Turns manifest batches into ROW_SCHEMA batches of usable rows, reporting the rest."""
+
+    def __init__(self, ds: Any, task: Any, label_col: str, fmt: str, report: LoadReport) -> None:
+        self.ds = ds
+        self.label_col = label_col
+        self.fmt = fmt
+        self.report = report
+        self.task_type = task.effective_type
+        self.base = _base_dir(ds.manifest, ds.dir)
+        self.check_files = bool(getattr(ds, "check_files", True))
+        classes = getattr(ds, "classes", None)
+        self.classes = pa.array(sorted(set(classes)), pa.string()) if classes else None
+        self.files = _FileChecker()
+        self._keys: dict[str, str | None] = {}
+
+    def _bad(self, kind: str, ids: pa.Array, rows: np.ndarray, mask: np.ndarray, why: Any) -> None:
+        """Report rows in ``mask``; ``why`` is a message or a per-row array of messages."""
+        idx = np.flatnonzero(mask)
+        if not len(idx):
+            return
+        id_list = ids.take(pa.array(idx)).to_pylist()
+        whys = why.take(pa.array(idx)).to_pylist() if isinstance(why, pa.Array) else [why] * len(idx)
+        for tid, r, w in zip(id_list, rows[idx], whys, strict=True):
+            self.report.add(kind, f"{tid} ({_rowref(self.fmt, int(r))}{': ' + w if w else ''})")
+
+    def _single_labels(self, raw: pa.Array, ids: pa.Array, rows: np.ndarray, ok: np.ndarray) -> pa.Array:
+        lab = pc.utf8_trim_whitespace(raw)
+        empty = pc.fill_null(pc.equal(lab, ""), True).to_numpy(zero_copy_only=False)
+        self._bad("unlabelled", ids, rows, ok & empty, f"empty {self.label_col}")
+        ok &= ~empty
+        if self.task_type == "key_estimation":
+            uniq = pc.unique(lab.filter(pa.array(ok))).to_pylist()
+            for u in uniq:
+                if u not in self._keys:
+                    try:
+                        self._keys[u] = normalize_key(u)
+                    except ValueError:
+                        self._keys[u] = None
+            bad_keys = [u for u in uniq if self._keys[u] is None]
+            if bad_keys:
+                is_bad = pc.fill_null(pc.is_in(lab, value_set=pa.array(bad_keys, pa.string())), False)
+                is_bad_np = is_bad.to_numpy(zero_copy_only=False) & ok
+                why = pc.binary_join_element_wise("'", lab, "' is not a key (expected e.g. 'C# minor')", "")
+                self._bad("unknown_labels", ids, rows, is_bad_np, why)
+                ok &= ~is_bad_np
+            good = [u for u in uniq if self._keys[u] is not None]
+            if good:
+                pos = pc.index_in(lab, value_set=pa.array(good, pa.string()))
+                lab = pc.coalesce(pa.array([self._keys[u] for u in good], pa.string()).take(pos), lab)
+        if self.classes is not None:
+            unknown = ~pc.fill_null(pc.is_in(lab, value_set=self.classes), False).to_numpy(zero_copy_only=False) & ok
+            why = pc.binary_join_element_wise("label '", lab, "' not in dataset.classes", "")
+            self._bad("unknown_labels", ids, rows, unknown, why)
+            ok &= ~unknown
+        return lab
+
+    def _list_labels(self, raw: pa.Array, ids: pa.Array, rows: np.ndarray, ok: np.ndarray) -> pa.Array:
+        n = len(raw)
+        parts = pc.split_pattern(raw.fill_null(""), self.ds.label_separator)
+        parent = pc.list_parent_indices(parts).to_numpy()
+        values = pc.utf8_trim_whitespace(pc.list_flatten(parts))
+        keep = pc.not_equal(values, "").to_numpy(zero_copy_only=False)
+        if self.task_type == "regression":
+            numeric = pc.match_substring_regex(values, _NUMBER_RE).to_numpy(zero_copy_only=False)
+            bad_rows = np.zeros(n, dtype=bool)
+            bad_rows[parent[keep & ~numeric]] = True
+            self._bad("unknown_labels", ids, rows, ok & bad_rows, f"non-numeric regression target in {self.label_col}")
+            ok &= ~bad_rows
+        elif self.classes is not None:
+            known = pc.fill_null(pc.is_in(values, value_set=self.classes), False).to_numpy(zero_copy_only=False)
+            unknown = keep & ~known & ok[parent]
+            if unknown.any():
+                vals = values.filter(pa.array(unknown)).to_pylist()
+                for p, v in zip(parent[unknown], vals, strict=True):
+                    self.report.add(
+                        "unknown_labels",
+                        f"{ids[int(p)].as_py()} ({_rowref(self.fmt, int(rows[p]))}: label '{v}' not in dataset.classes, "
+                        "dropped)",
+                    )
+            keep &= known
+        counts = np.bincount(parent[keep], minlength=n)
+        if self.task_type == "regression":
+            empty = counts == 0
+            self._bad("unlabelled", ids, rows, ok & empty, f"empty {self.label_col}")
+            ok &= ~empty
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+        return pa.ListArray.from_arrays(pa.array(offsets), values.filter(pa.array(keep)))
+
+    def __call__(self, start: int, batch: pa.RecordBatch) -> pa.RecordBatch | None:
+        ds = self.ds
+        n = batch.num_rows
+        rows = np.arange(start, start + n, dtype=np.int64)
+        ids = pc.utf8_trim_whitespace(batch.column(ds.track_id_column))
+        ok = pc.fill_null(pc.not_equal(ids, ""), False).to_numpy(zero_copy_only=False).copy()
+        self._bad("other", ids, rows, ~ok, "empty track id")
+
+        raw = batch.column(self.label_col)
+        if self.task_type in ("multilabel_classification", "regression"):
+            label = self._list_labels(raw, ids, rows, ok)
+        else:
+            single = self._single_labels(raw, ids, rows, ok)
+            label = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)), single.fill_null(""))
+
+        paths = pc.utf8_trim_whitespace(batch.column(ds.audio_column))
+        no_path = ~pc.fill_null(pc.not_equal(paths, ""), False).to_numpy(zero_copy_only=False)
+        self._bad("missing_audio", ids, rows, ok & no_path, "empty path")
+        ok &= ~no_path
+        paths = paths.fill_null("")
+        absolute = pc.or_(pc.starts_with(paths, "/"), pc.match_substring(paths, "://"))
+        base = self.base.rstrip("/")
+        full = pc.if_else(absolute, paths, pc.binary_join_element_wise(base, paths, "/"))
+
+        split = pa.nulls(n, pa.string())
+        if ds.split_column:
+            raw_split = pc.utf8_lower(pc.utf8_trim_whitespace(batch.column(ds.split_column)))
+            pos = pc.index_in(raw_split, value_set=pa.array(list(SPLIT_ALIASES), pa.string()))
+            split = pa.array(list(SPLIT_ALIASES.values()), pa.string()).take(pos)
+            given = pc.fill_null(pc.not_equal(raw_split, ""), False).to_numpy(zero_copy_only=False)
+            unknown = given & ~pc.is_valid(split).to_numpy(zero_copy_only=False) & ok
+            why = pc.binary_join_element_wise("unknown split '", batch.column(ds.split_column), f"', expected {SPLITS}", "")
+            self._bad("other", ids, rows, unknown, why)
+            ok &= ~unknown
+        group = (
+            pc.utf8_trim_whitespace(batch.column(ds.group_column)) if ds.group_column else pa.nulls(n, pa.string())
+        )
+
+        if self.check_files and ok.any():
+            candidates = full.filter(pa.array(ok))
+            uniq = pc.unique(candidates)
+            exists = self.files.exists(uniq.to_pylist())
+            missing = [p for p, e in zip(uniq.to_pylist(), exists, strict=True) if not e]
+            if missing:
+                gone = pc.fill_null(pc.is_in(full, value_set=pa.array(missing, pa.string())), False)
+                gone_np = gone.to_numpy(zero_copy_only=False) & ok
+                self._bad("missing_audio", ids, rows, gone_np, full)
+                ok &= ~gone_np
+        if not ok.any():
+            return None
+        keep = pa.array(ok)
+        return pa.RecordBatch.from_arrays(
+            [
+                ids.filter(keep),
+                full.filter(keep),
+                label.filter(keep),
+                split.filter(keep),
+                group.filter(keep),
+                pa.array(rows[ok]),
+            ],
+            schema=ROW_SCHEMA.append(pa.field("_row", pa.int64())),
+        )
+
+
+def _drop_duplicates(table: pa.Table, fmt: str, report: LoadReport) -> pa.Table:
+    """Keep the first row of every track id (vectorised: a stable sort of the ids)."""
+    if table.num_rows < 2:
+        return table
+    ids = table.column("track_id").combine_chunks()
+    order = pc.sort_indices(ids).to_numpy()  # stable: equal ids stay in row order
+    sorted_ids = ids.take(pa.array(order))
+    same = pc.equal(sorted_ids.slice(1), sorted_ids.slice(0, len(sorted_ids) - 1)).to_numpy(zero_copy_only=False)
+    dup = order[1:][same]
+    if not len(dup):
+        return table
+    dup.sort()
+    rows = table.column("_row").combine_chunks().take(pa.array(dup)).to_numpy()
+    for tid, r in zip(ids.take(pa.array(dup)).to_pylist(), rows, strict=True):
+        report.add("duplicate_ids", f"{tid} ({_rowref(fmt, int(r))})")
+    mask = np.ones(table.num_rows, dtype=bool)
+    mask[dup] = False
+    return table.filter(pa.array(mask))
+
+
+@register_dataset("catalog", info=INFO)
 def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
-    table = read_manifest(ds.manifest)
+    if not ds.manifest:
+        raise ValueError("a 'catalog' dataset needs 'manifest' (a CSV or Parquet file)")
     label_col = ds.label_column or task.label or task.name
     needed = [ds.track_id_column, ds.audio_column, label_col] + [c for c in (ds.split_column, ds.group_column) if c]
-    missing_cols = [c for c in needed if c not in table.column_names]
+    needed = list(dict.fromkeys(needed))
+    have = manifest_columns(ds.manifest)
+    missing_cols = [c for c in needed if c not in have]
     if missing_cols:
         raise ValueError(
-            f"catalog manifest {ds.manifest} has no column(s) {missing_cols}; it has {table.column_names} "
-            f"— set dataset.label_column / track_id_column / audio_column"
+            f"catalog manifest {ds.manifest} has no column(s) {missing_cols}; it has {have} "
+            f"— set dataset.label_column / track_id_column / audio_column / split_column / group_column"
         )
+    fs, path = _filesystem(ds.manifest)
+    fmt = "parquet" if _is_parquet(path) or fs.get_file_info(path).type == pafs.FileType.Directory else "csv"
     report = LoadReport()
-    base = _base_dir(ds.manifest, ds.dir)
-    ids = [str(x) for x in pc.cast(table.column(ds.track_id_column), pa.string()).to_pylist()]
-    paths = pc.cast(table.column(ds.audio_column), pa.string()).to_pylist()
-    labels = pc.cast(table.column(label_col), pa.string()).to_pylist()
-    splits = pc.cast(table.column(ds.split_column), pa.string()).to_pylist() if ds.split_column else [None] * len(ids)
-    groups = pc.cast(table.column(ds.group_column), pa.string()).to_pylist() if ds.group_column else [None] * len(ids)
-    multilabel = task.effective_type == "multilabel_classification"
-    seen: set[str] = set()
-    rows = []
-    for i, (tid, p, lab, sp, gr) in enumerate(zip(ids, paths, labels, splits, groups, strict=True)):
-        row_no = i + 2  # header is line 1
-        if tid in seen:
-            report.duplicate_ids.append(f"{tid} (row {row_no})")
-            continue
-        seen.add(tid)
-        if lab is None or lab.strip() == "":
-            if not multilabel:
-                report.unlabelled.append(f"{tid} (row {row_no})")
-                continue
-            label_list: list[str] = []
-        else:
-            label_list = [x.strip() for x in lab.split(ds.label_separator)] if multilabel else [lab.strip()]
-        if p is None:
-            report.missing_audio.append(f"{tid} (row {row_no}: empty path)")
-            continue
-        full = p if ("://" in p or p.startswith("/")) else posixpath.join(base, p)
-        if not _exists(full):
-            report.missing_audio.append(f"{tid} (row {row_no}: {full})")
-            continue
-        split = None
-        if sp is not None and sp.strip():
-            split = SPLIT_ALIASES.get(sp.strip().lower())
-            if split is None:
-                report.other.append(f"{tid} (row {row_no}): unknown split '{sp}', expected one of {SPLITS}")
-                continue
-        rows.append({"track_id": tid, "audio_path": full, "label": label_list, "split": split, "group": gr})
-    if not rows:
-        raise ValueError(f"catalog {ds.manifest}: no usable rows (" + "; ".join(report.lines()) + ")")
-    return rows_table(rows), report
+    validate = _BatchValidator(ds, task, label_col, fmt, report)
+    batches = []
+    n_read = 0
+    for start, batch in iter_manifest(ds.manifest, needed):
+        n_read += batch.num_rows
+        out = validate(start, batch)
+        if out is not None:
+            batches.append(out)
+    table = pa.Table.from_batches(batches, schema=ROW_SCHEMA.append(pa.field("_row", pa.int64())))
+    table = _drop_duplicates(table, fmt, report).drop_columns(["_row"])
+    if table.num_rows == 0:
+        raise ValueError(f"catalog {ds.manifest}: no usable rows among {n_read} (" + "; ".join(report.lines()) + ")")
+    log.info("catalog %s: %d of %d rows usable", ds.manifest, table.num_rows, n_read)
+    return table, report

@@ -1,4 +1,10 @@
-"""Load a configured dataset for a task: loader → splits → capped rows."""
+"""Load a configured dataset for a task: loader → splits → capped rows.
+
+Splits: a loader sets the official split where the data set has one; rows it leaves without a
+split get a seeded stratified (group-aware) split — ``split_ratios`` for ``split_type: single``,
+fold ``dataset.fold`` of ``n_folds`` rotating folds for ``split_type: all`` (validation = fold
+i, test = fold i+1). :func:`dataset_folds` lists the folds a run iterates over.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +14,34 @@ from typing import Any
 import pyarrow as pa
 
 from repeval.datasets.base import DATASETS, LoadReport
-from repeval.datasets.splits import fill_splits
+from repeval.datasets.splits import fill_fold_splits, fill_splits
 
 log = logging.getLogger(__name__)
 
 
 def loader_name(ds: Any) -> str:
-    """catalog datasets use the ``catalog`` loader; others are looked up by name."""
-    return "catalog" if ds.type == "catalog" else ds.name
+    """``catalog`` datasets use the ``catalog`` loader; mirdata data sets without a wired loader use
+    the generic ``mirdata`` loader; others are looked up by name."""
+    if ds.type == "catalog":
+        return "catalog"
+    if ds.type == "mirdata" and ds.name not in DATASETS:
+        return "mirdata"
+    return str(ds.name)
+
+
+def dataset_folds(ds: Any) -> list[int]:
+    """Folds a run evaluates: ``[dataset.fold]`` for ``split_type: single``, all ``n_folds`` for ``all``."""
+    if getattr(ds, "split_type", "single") == "all":
+        return list(range(int(ds.n_folds)))
+    return [int(getattr(ds, "fold", 0) or 0)]
 
 
 def load_dataset(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
     rows, report = DATASETS.get(loader_name(ds))(ds, task)
-    rows = fill_splits(rows, tuple(ds.split_ratios), ds.split_seed)
+    if getattr(ds, "split_type", "single") == "all":
+        rows = fill_fold_splits(rows, int(ds.n_folds), int(getattr(ds, "fold", 0) or 0), ds.split_seed)
+    else:
+        rows = fill_splits(rows, tuple(ds.split_ratios), ds.split_seed)
     if ds.max_tracks is not None and rows.num_rows > ds.max_tracks:
         rows = rows.slice(0, ds.max_tracks)
     for line in report.lines():

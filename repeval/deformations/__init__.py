@@ -22,6 +22,26 @@ from repeval.registry import unknown_name_message
 #: transforms that cannot be described by plain config values
 FORBIDDEN = {"Lambda"}
 
+#: parameter names of older audiomentations releases (the thesis' Appendix A uses them)
+PARAM_ALIASES = {
+    "min_snr_in_db": "min_snr_db",
+    "max_snr_in_db": "max_snr_db",
+    "min_gain_in_db": "min_gain_db",
+    "max_gain_in_db": "max_gain_db",
+    "min_SNR": "min_snr_db",
+    "max_SNR": "max_snr_db",
+}
+
+
+def normalise_params(params: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        key = PARAM_ALIASES.get(k, k)
+        if key in out:
+            raise ValueError(f"parameter '{k}' given twice (as '{k}' and '{key}')")
+        out[key] = v
+    return out
+
 
 @functools.cache
 def waveform_transforms() -> dict[str, type]:
@@ -52,6 +72,7 @@ def build_transform(type_: str, params: dict[str, Any]) -> Any:
     if type_ not in transforms:
         raise ValueError(unknown_name_message("deformation", type_, set(transforms)))
     cls = transforms[type_]
+    params = normalise_params(params)
     sig = inspect.signature(cls.__init__)
     accepts_kwargs = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
     valid = [n for n in sig.parameters if n != "self"]

@@ -74,22 +74,24 @@ def embed_experiment(
             sample_rate = int(params.get("sample_rate_hz") or getattr(fam.cls, "sample_rate_hz", 0) or run.sample_rate_hz)
             wanted_by_track: dict[str, list[str]] = {}
             parts = {}
+            track_ids = rows.column("track_id").to_pylist()
+            track_splits = rows.column("split").to_pylist()
             for sid in ([] if deformed_only else [CLEAN]) + list(scenarios):
                 part = store.partition(ds.name, mcfg.id, sid)
                 fp = {"model": model_fingerprint(mcfg), **scenario_fingerprint(exp, sid, ds, run.seed)}
                 part.check_compatible(fp)
-                if part.complete:
+                splits_needed = None if sid == CLEAN else set(run.deform_splits)
+                wanted = [t for t, sp in zip(track_ids, track_splits, strict=True) if splits_needed is None or sp in splits_needed]
+                done = part.done_track_ids()
+                missing = [t for t in wanted if t not in done]
+                summary.skipped += len(wanted) - len(missing)
+                if not missing and part.complete:
                     continue
+                # a partition shared by several tasks (one dataset, other splits) may need more tracks
+                part.reopen()
                 part.stamp(fp)
                 parts[sid] = part
-                done = part.done_track_ids()
-                splits_needed = None if sid == CLEAN else set(run.deform_splits)
-                for tid, split in zip(rows.column("track_id").to_pylist(), rows.column("split").to_pylist(), strict=True):
-                    if splits_needed is not None and split not in splits_needed:
-                        continue
-                    if tid in done:
-                        summary.skipped += 1
-                        continue
+                for tid in missing:
                     wanted_by_track.setdefault(tid, []).append(sid)
             if not parts:
                 log.info("%s/%s: all partitions complete", ds.name, mcfg.id)

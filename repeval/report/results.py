@@ -4,7 +4,7 @@ Layout of ``runs/<run_id>/``:
 
 - ``results.parquet``: one row per (cell × scenario × metric × label), columns ``RESULT_COLUMNS``.
 - ``config.yaml``: the configuration as run.
-- ``history.parquet`` (optional): per-epoch losses, columns ``HISTORY_COLUMNS``.
+- ``history.parquet`` or ``history/*.parquet`` (optional): per-epoch losses, columns ``HISTORY_COLUMNS``.
 - ``confusion/<task>__<dataset>__<model>__<probe>__<seed>__<scenario>.json`` (optional):
   ``{"labels": [...], "matrix": [[...]]}``.
 """
@@ -131,9 +131,12 @@ def load_run(run_dir: Path) -> Run:
     config_path = run_dir / "config.yaml"
     config_text = config_path.read_text() if config_path.is_file() else ""
     history = None
+    # one file, or one file per (task, dataset, model) group under history/
     hist_path = run_dir / "history.parquet"
-    if hist_path.is_file():
-        history = pd.read_parquet(hist_path)
+    if not hist_path.is_file() and (run_dir / "history").is_dir() and any((run_dir / "history").glob("*.parquet")):
+        hist_path = run_dir / "history"
+    if hist_path.exists():
+        history = pd.concat([pd.read_parquet(p) for p in _parquet_files(hist_path)], ignore_index=True)
         missing = [c for c in HISTORY_COLUMNS if c not in history.columns]
         if missing:
             log.warning("%s lacks columns %s; training curves are skipped", hist_path, ", ".join(missing))
@@ -153,6 +156,10 @@ def load_run(run_dir: Path) -> Run:
     run_ids = results["run_id"].unique().tolist()
     run_id = run_ids[0] if len(run_ids) == 1 else run_dir.name
     return Run(run_id, run_dir, results, config_text, history, confusion)
+
+
+def _parquet_files(path: Path) -> list[Path]:
+    return [path] if path.is_file() else sorted(path.glob("*.parquet"))
 
 
 def load_runs(run_dirs: list[Path]) -> list[Run]:

@@ -175,7 +175,7 @@ def _fill(
 def all_deform_all_models(df: pd.DataFrame, metrics: list[str], title: str) -> Table:
     keys = _row_keys(df, ["model", "probe"])
     df = df.astype({"seed": int})
-    stats = _stats(df.assign(**{k: df[k].astype(str) for k in keys}), keys + ["metric", "scenario"])
+    stats = _stats(df.assign(**{k: df[k].astype(str) for k in keys}), [*keys, "metric", "scenario"])
     rows = _ordered_rows(df, keys)
     scenarios = ordered_scenarios(df["scenario"].unique())
     columns = [(m, s) for m in metrics for s in scenarios]
@@ -189,18 +189,18 @@ def model_comparison(df: pd.DataFrame, metrics: list[str], title: str) -> Table:
         raise ValueError("model_comparison needs clean-audio results (scenario 'clean'); none found")
     keys = _row_keys(clean, ["model"])
     primary = metrics[0]
-    probe_means = (
-        clean[clean["metric"] == primary].groupby(keys + ["probe"], sort=False)["value"].mean().reset_index()
-    )
+    probe_means = clean[clean["metric"] == primary].groupby([*keys, "probe"], sort=False)["value"].mean().reset_index()
     chosen: dict[tuple[str, ...], str] = {}
     sign = 1.0 if _higher(primary) else -1.0
     for key, grp in probe_means.groupby(keys, sort=False):
         key = key if isinstance(key, tuple) else (key,)
         grp = grp.assign(_o=[natural_key(p) for p in grp["probe"]]).sort_values("_o", kind="stable")
         chosen[tuple(str(k) for k in key)] = str(grp.loc[(sign * grp["value"]).idxmax(), "probe"])
-    sel = clean[[chosen.get(tuple(str(v) for v in r)) == p for r, p in zip(clean[keys].values, clean["probe"], strict=True)]]
-    rows_keys = keys + ["probe"]
-    stats = _stats(sel.assign(**{k: sel[k].astype(str) for k in rows_keys}), rows_keys + ["metric"])
+    sel = clean[
+        [chosen.get(tuple(str(v) for v in r)) == p for r, p in zip(clean[keys].values, clean["probe"], strict=True)]
+    ]
+    rows_keys = [*keys, "probe"]
+    stats = _stats(sel.assign(**{k: sel[k].astype(str) for k in rows_keys}), [*rows_keys, "metric"])
     rows = _ordered_rows(sel, rows_keys)
     columns = [(m, "") for m in metrics]
     cells = _fill(stats, rows, columns, lambda c: (c[0],))
@@ -219,17 +219,17 @@ def robustness(df: pd.DataFrame, metrics: list[str], title: str) -> Table:
             "(found scenarios: " + ", ".join(ordered_scenarios(df["scenario"].unique())) + ")"
         )
     keys = _row_keys(df, ["model", "probe"])
-    cell = keys + ["metric", "seed"]
+    cell = [*keys, "metric", "seed"]
     df = df.assign(**{k: df[k].astype(str) for k in keys})
     clean = df[df["scenario"] == CLEAN].groupby(cell, sort=False)["value"].mean().rename("clean_value")
-    deformed = df[df["scenario"] != CLEAN].groupby(cell + ["scenario"], sort=False)["value"].mean().reset_index()
+    deformed = df[df["scenario"] != CLEAN].groupby([*cell, "scenario"], sort=False)["value"].mean().reset_index()
     deformed = deformed.join(clean, on=cell)
     deformed["value"] = deformed["value"] - deformed["clean_value"]
     deformed["ci_low"] = np.nan
     deformed["ci_high"] = np.nan
     deformed["scenario"] = "Δ " + deformed["scenario"]
-    both = pd.concat([df[df["scenario"] == CLEAN][cell + ["scenario", "value", "ci_low", "ci_high"]], deformed])
-    stats = _stats(both, keys + ["metric", "scenario"])
+    both = pd.concat([df[df["scenario"] == CLEAN][[*cell, "scenario", "value", "ci_low", "ci_high"]], deformed])
+    stats = _stats(both, [*keys, "metric", "scenario"])
     rows = _ordered_rows(df, keys)
     columns = [(m, s) for m in metrics for s in [CLEAN] + [f"Δ {s}" for s in scenarios]]
     cells = _fill(stats, rows, columns, lambda c: c)

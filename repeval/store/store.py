@@ -155,6 +155,13 @@ class Partition:
         except (FileNotFoundError, OSError):
             return None
 
+    def reopen(self) -> None:
+        """Mark a complete partition incomplete again before adding rows to it."""
+        try:
+            self.fs.delete_file(f"{self.path}/{MANIFEST}")
+        except (FileNotFoundError, OSError):
+            pass
+
     def stamp(self, fingerprint: dict[str, Any]) -> None:
         if self._read_stamp() is None:
             self.fs.create_dir(self.path, recursive=True)

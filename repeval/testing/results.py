@@ -103,7 +103,9 @@ def make_run_dir(root: Path, spec: FakeRunSpec | None = None, **overrides: objec
         for model in spec.models:
             for p_idx, probe in enumerate(spec.probes):
                 for seed in spec.seeds:
-                    cell_rng = np.random.default_rng([spec.seed, zlib.crc32(f'{exp.task}/{model}/{probe}'.encode()), seed])
+                    cell_rng = np.random.default_rng(
+                        [spec.seed, zlib.crc32(f"{exp.task}/{model}/{probe}".encode()), seed]
+                    )
                     base_q = quality[model] * (0.75 + 0.06 * p_idx) + cell_rng.normal(0, 0.02)
                     history += _history(exp, model, probe, seed, base_q, cell_rng)
                     for scenario in spec.scenarios:

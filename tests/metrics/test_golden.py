@@ -47,7 +47,7 @@ def _check_ranking(y, s):
     roc_ok = np.flatnonzero((pos > 0) & (pos < len(y)))
     pr_ok = np.flatnonzero(pos > 0)
     for avg in ("macro", "weighted"):
-        got, per = values(rows, f"roc_auc_{avg}")
+        got, _per = values(rows, f"roc_auc_{avg}")
         if len(roc_ok):
             want = skm.roc_auc_score(y[:, roc_ok], s[:, roc_ok], average=avg)
             assert got == pytest.approx(want, abs=ATOL)

@@ -1,0 +1,30 @@
+# repeval — the two commands of the README, and a few helpers.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+export RAY_AUTH_MODE ?= disabled
+
+.PHONY: setup run test lint bench clean
+
+setup:
+	bash scripts/setup.sh
+
+## Render the quickstart notes, run the quickstart experiment, print the table, write the report
+run: setup
+	@test -f data/quickstart/manifest.csv || $(BIN)/repeval data render data/quickstart
+	$(BIN)/repeval run configs/quickstart.yaml
+	$(BIN)/repeval report runs/quickstart
+
+## Run the test suite
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check repeval tests benchmarks jobs
+	$(BIN)/mypy
+
+bench: setup
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf store runs data/quickstart

@@ -1,0 +1,133 @@
+"""Support for ``repeval datasets`` (list loaders and their tasks) and ``repeval data download NAME``."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import urllib.error
+from typing import Any
+
+from repeval.registry import unknown_name_message
+
+log = logging.getLogger(__name__)
+
+
+def _registry() -> tuple[Any, dict[str, Any]]:
+    import repeval.datasets  # noqa: F401  (registers every loader)
+    from repeval.datasets.base import DATASET_INFO, DATASETS
+
+    return DATASETS, DATASET_INFO
+
+
+def list_datasets(include_unwired_mirdata: bool = False) -> list[dict[str, Any]]:
+    """One dict per registered loader: ``name``, ``type`` (mirdata/custom/catalog), ``description``
+    and ``tasks`` (``label``, ``task_type``, ``splits``, ``description``).
+
+    ``include_unwired_mirdata`` adds every other mirdata data set (loadable through the generic
+    loader with ``task.label`` naming a track attribute).
+    """
+    registry, infos = _registry()
+    out = []
+    for name in registry.names():
+        info = infos.get(name)
+        out.append(
+            {
+                "name": name,
+                "type": info.kind if info else "custom",
+                "description": info.description if info else "",
+                "tasks": [
+                    {"label": lab.name, "task_type": lab.task_type, "splits": lab.splits, "description": lab.description}
+                    for lab in (info.labels if info else ())
+                ],
+            }
+        )
+    if include_unwired_mirdata:
+        from repeval.datasets.mirdata_loader import mirdata_names
+
+        for name in mirdata_names():
+            if name not in registry:
+                out.append(
+                    {
+                        "name": name,
+                        "type": "mirdata",
+                        "description": "mirdata data set (generic loader: task.label = a track attribute)",
+                        "tasks": [],
+                    }
+                )
+    return out
+
+
+def check_dataset_name(name: str, type_: str, subset: str | None = None) -> None:
+    """Raise ``ValueError`` naming the closest valid loader when ``name`` is unknown for ``type_``."""
+    if type_ == "catalog":
+        return
+    registry, infos = _registry()
+    from repeval.datasets.mirdata_loader import mirdata_names
+
+    mirdata = set(mirdata_names())
+    if type_ == "mirdata":
+        if name not in mirdata:
+            msg = unknown_name_message("mirdata dataset", name, mirdata)
+            if name in registry:
+                msg = f"'{name}' is a repeval loader, not a mirdata data set — set type: custom. " + msg
+            raise ValueError(msg)
+        return
+    custom = {n for n in registry.names() if getattr(infos.get(n), "kind", "custom") != "catalog"}
+    if name not in custom:
+        if name in mirdata:
+            raise ValueError(f"'{name}' is a mirdata data set without a repeval loader — set type: mirdata")
+        raise ValueError(unknown_name_message("dataset", name, custom | mirdata))
+    if name == "mtg_jamendo":
+        from repeval.datasets.mtg_jamendo import SUBSETS
+
+        if subset not in SUBSETS:
+            hint = unknown_name_message("MTG-Jamendo subset", subset, set(SUBSETS)) if subset else ""
+            raise ValueError(hint or f"dataset 'mtg_jamendo' needs subset: one of {', '.join(SUBSETS)}")
+
+
+def _offline(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, urllib.error.URLError | socket.gaierror | socket.timeout | ConnectionError | TimeoutError):
+            return True
+        name = type(cur).__name__
+        if name in {"ConnectionError", "ConnectTimeout", "ReadTimeout", "NewConnectionError", "MaxRetryError"}:
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def download(name: str, data_home: str | None = None, partial: list[str] | None = None, force: bool = False) -> str:
+    """Download a mirdata data set (and its index) into ``data_home``; returns the data path.
+
+    Raises ``RuntimeError`` naming the fix when the network is unreachable, and ``ValueError``
+    for data sets mirdata does not know (the custom loaders' data sets are manual downloads).
+    """
+    from repeval.datasets.mirdata_loader import mirdata_names
+
+    names = set(mirdata_names())
+    if name not in names:
+        registry, _ = _registry()
+        if name in registry:
+            raise ValueError(
+                f"'{name}' is not a mirdata data set, so `repeval data download` cannot fetch it — download it by "
+                "hand (see the loader's docs: `repeval datasets`) and set dataset.dir"
+            )
+        raise ValueError(unknown_name_message("mirdata dataset", name, names))
+    import mirdata
+
+    dataset = mirdata.initialize(name, data_home=data_home)
+    try:
+        dataset.download(partial_download=partial, force_overwrite=force)
+    except Exception as exc:
+        if _offline(exc):
+            raise RuntimeError(
+                f"could not download '{name}': the network is unreachable ({type(exc).__name__}: {exc}). Run "
+                f"`repeval data download {name}` on a machine with internet access and copy {dataset.data_home} here, "
+                "or point dataset.dir at an existing copy and dataset.index_path at a local mirdata index JSON"
+            ) from exc
+        raise
+    log.info("downloaded %s to %s", name, dataset.data_home)
+    return str(dataset.data_home)

@@ -1,0 +1,88 @@
+"""Collect catalog rows track by track (mirdata and custom loaders), reporting unusable tracks.
+
+Data sets read through Python objects (mirdata tracks, metadata files) hold at most a few
+hundred thousand tracks; the million-row path is the vectorised ``catalog`` loader.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import pyarrow as pa
+
+from repeval.datasets.base import ROW_SCHEMA, SPLITS, LoadReport
+from repeval.datasets.labels import finalize_label
+
+
+class RowCollector:
+    """Validates and accumulates rows: duplicate ids, missing audio and bad labels are reported."""
+
+    def __init__(
+        self,
+        task_type: str,
+        report: LoadReport,
+        classes: Iterable[str] | None = None,
+        check_files: bool = True,
+    ) -> None:
+        self.task_type = task_type
+        self.report = report
+        self.classes = frozenset(classes) if classes else None
+        self.check_files = check_files
+        self._seen: set[str] = set()
+        self._cols: dict[str, list[Any]] = {f.name: [] for f in ROW_SCHEMA}
+
+    def add(
+        self,
+        track_id: str,
+        audio_path: str | None,
+        label: Any,
+        split: str | None = None,
+        group: str | None = None,
+    ) -> bool:
+        """Add a track; returns False (and reports why) when it is not usable."""
+        tid = str(track_id)
+        if tid in self._seen:
+            self.report.add("duplicate_ids", tid)
+            return False
+        self._seen.add(tid)
+        if not audio_path:
+            self.report.add("missing_audio", f"{tid} (no audio file in the index)")
+            return False
+        audio_path = str(audio_path)
+        if self.check_files and "://" not in audio_path and not os.path.isfile(audio_path):
+            self.report.add("missing_audio", f"{tid} ({audio_path})")
+            return False
+        labels, problem, message = finalize_label(self.task_type, label, self.classes)
+        if problem is not None:
+            self.report.add(problem, f"{tid} ({message})")
+        if labels is None:
+            return False
+        if split is not None and split not in SPLITS:
+            raise ValueError(f"internal: split '{split}' for {tid} is not one of {SPLITS}")
+        for name, value in (
+            ("track_id", tid),
+            ("audio_path", audio_path),
+            ("label", labels),
+            ("split", split),
+            ("group", None if group is None else str(group)),
+        ):
+            self._cols[name].append(value)
+        return True
+
+    def __len__(self) -> int:
+        return len(self._cols["track_id"])
+
+    def table(self) -> pa.Table:
+        return pa.table(
+            {f.name: pa.array(self._cols[f.name], f.type) for f in ROW_SCHEMA},
+            schema=ROW_SCHEMA,
+        )
+
+
+def require_rows(rows: pa.Table, dataset: str, report: LoadReport, hint: str = "") -> pa.Table:
+    if rows.num_rows == 0:
+        problems = "; ".join(report.lines()) or "nothing found"
+        raise ValueError(f"dataset '{dataset}': no usable tracks ({problems}){' — ' + hint if hint else ''}")
+    return rows

@@ -1,0 +1,277 @@
+"""One self-contained HTML report over one or more runs (``repeval report RUN...``).
+
+Everything is inline — CSS, a small vanilla-JS sorter/filter, figures as base64 PNG data
+URIs — and a Content-Security-Policy forbids any network request, so the file opens
+anywhere, offline, and can be mailed or archived as is.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import logging
+import re
+from collections.abc import Callable, Sequence
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from repeval.report import plots
+from repeval.report.render import fmt_number, render_html
+from repeval.report.results import CLEAN, Run, combine_results, groups, load_runs, natural_key, ordered_scenarios
+from repeval.report.tables import _higher, make_table
+
+log = logging.getLogger(__name__)
+e = html.escape
+
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+
+
+def _asset(name: str) -> str:
+    return (resources.files("repeval.report") / "assets" / name).read_text(encoding="utf-8")
+
+
+def _slug(*parts: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9]+", "-", "-".join(parts)).strip("-").lower()
+
+
+def _figure(make: Callable[[], Figure], caption: str) -> str:
+    """Render a figure inline; a failing plot becomes a note, never a failed report."""
+    try:
+        fig = make()
+    except ValueError as exc:
+        log.info("figure skipped (%s): %s", caption, exc)
+        return f'<p class="rv-note">{e(caption)}: not available ({e(str(exc))})</p>'
+    uri = plots.figure_data_uri(fig, "png")
+    return f'<figure><img src="{uri}" alt="{e(caption)}"><figcaption>{e(caption)}</figcaption></figure>'
+
+
+def _controls(table_id: str, selects: Sequence[tuple[str, int, Sequence[str]]] = ()) -> str:
+    parts = [f'<div class="rv-controls"><input type="search" class="rv-filter" data-target="{table_id}" '
+             f'placeholder="filter rows…" aria-label="filter rows">']  # fmt: skip
+    for name, col, options in selects:
+        opts = "".join(f'<option value="{e(o)}">{e(o)}</option>' for o in options)
+        parts.append(
+            f'<select class="rv-select" data-target="{table_id}" data-col="{col}" aria-label="{e(name)}">'
+            f'<option value="">all {e(name)}s</option>{opts}</select>'
+        )
+    parts.append(f'<span class="rv-count" data-target="{table_id}"></span></div>')
+    return "".join(parts)
+
+
+def _table_block(results: pd.DataFrame, preset: str, task: str, dataset: str, heading: str, note: str = "") -> str:
+    try:
+        table = make_table(results, preset, task=task, dataset=dataset)
+    except ValueError as exc:
+        log.info("table %s skipped: %s", preset, exc)
+        return ""
+    tid = _slug("t", preset, task, dataset)
+    body = render_html(table, table_id=tid)
+    note_html = f'<p class="rv-note">{e(note)}</p>' if note else ""
+    return f'<h3>{e(heading)}</h3>{note_html}{_controls(tid)}<div class="rv-scroll">{body}</div>'
+
+
+def _summary_cards(df: pd.DataFrame, task: str, dataset: str) -> str:
+    agg = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna() & (df["scenario"] == CLEAN)]
+    if agg.empty:
+        return ""
+    metric = next(iter(dict.fromkeys(agg["metric"])))
+    sel = agg[agg["metric"] == metric]
+    per = sel.groupby(["model", "probe"], sort=False)["value"].agg(["mean", "std", "count"])
+    best = per["mean"].idxmax() if _higher(metric) else per["mean"].idxmin()
+    rec = per.loc[best]
+    std = f" ± {fmt_number(rec['std'])}" if rec["count"] > 1 else ""
+    cards = [
+        f'<div class="rv-card"><span>best on clean {e(metric)}</span><b>{e(best[0])} · {e(best[1])}</b>'
+        f"<span>{fmt_number(rec['mean'])}{std} over {int(rec['count'])} seed(s)</span></div>",
+        f'<div class="rv-card"><span>grid</span><b>{agg["model"].nunique()} models × {agg["probe"].nunique()} '
+        f"probes</b><span>{df['seed'].nunique()} seed(s), "
+        f"{len(ordered_scenarios(df[(df['task'] == task)]['scenario'].unique()))} scenario(s)</span></div>",
+        f'<div class="rv-card"><span>test tracks</span><b>{int(agg["n_test"].max())}</b>'
+        f"<span>per evaluation</span></div>",
+    ]
+    return f'<div class="rv-summary">{"".join(cards)}</div>'
+
+
+def _per_label_block(df: pd.DataFrame, task: str, dataset: str) -> str:
+    per = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].notna()]
+    if per.empty:
+        return ""
+    keys = ["model", "probe", "scenario", "label"]
+    metrics = list(dict.fromkeys(per["metric"]))
+    stats = per.groupby([*keys, "metric"], sort=False).agg(
+        mean=("value", "mean"),
+        std=("value", "std"),
+        n=("value", "count"),
+        lo=("ci_low", "mean"),
+        hi=("ci_high", "mean"),
+    )
+    lookup = stats.to_dict("index")
+    rows = sorted(
+        dict.fromkeys(tuple(r) for r in per[keys].itertuples(index=False)),
+        key=lambda r: (list(dict.fromkeys(per["model"])).index(r[0]), natural_key(r[1]),
+                       ordered_scenarios(per["scenario"].unique()).index(r[2]), r[3]),
+    )  # fmt: skip
+    tid = _slug("labels", task, dataset)
+    head = "".join(
+        f'<th data-col="{k}" data-kind="{"text" if k < 4 else "num"}">{e(h)}</th>' for k, h in enumerate(keys + metrics)
+    )
+    body = []
+    for r in rows:
+        cells = "".join(f'<td data-value="{e(v)}">{e(v)}</td>' for v in r)
+        for m in metrics:
+            rec = lookup.get((*r, m))
+            if rec is None:
+                cells += '<td class="num" data-value="">–</td>'
+                continue
+            text = fmt_number(rec["mean"]) + (f" ± {fmt_number(rec['std'])}" if rec["n"] > 1 else "")
+            tip = (
+                f"95% bootstrap CI [{fmt_number(rec['lo'])}, {fmt_number(rec['hi'])}]"
+                if np.isfinite(rec["lo"]) and np.isfinite(rec["hi"])
+                else ""
+            )
+            cells += f'<td class="num" data-value="{rec["mean"]!r}" title="{e(tip)}">{e(text)}</td>'
+        body.append(f"<tr>{cells}</tr>")
+    selects = [
+        ("model", 0, list(dict.fromkeys(per["model"]))),
+        ("probe", 1, sorted(per["probe"].unique(), key=natural_key)),
+        ("scenario", 2, ordered_scenarios(per["scenario"].unique())),
+    ]
+    table = (
+        f'<table class="rv-table sortable" id="{tid}"><caption>per-label values (mean ± std over seeds)</caption>'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    )
+    figs = "".join(
+        _figure(lambda m=m: plots.per_label_bars(df, task, dataset, m), f"per-label {m}, best model and probe")
+        for m in metrics
+    )
+    return (
+        f'<h3>Per-label drill-down</h3><div class="rv-figs">{figs}</div>'
+        f"<details><summary>all per-label values ({len(rows)} rows)</summary>{_controls(tid, selects)}"
+        f'<div class="rv-scroll">{table}</div></details>'
+    )
+
+
+def _confusion_block(runs: list[Run], df: pd.DataFrame, task: str, dataset: str, multi: bool) -> str:
+    """Clean-audio matrices of every model's best probe, plus every scenario for the best model."""
+    try:
+        probes = plots.best_probes(df, task, dataset)
+    except ValueError:
+        return ""
+    agg = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna() & (df["scenario"] == CLEAN)]
+    metric = next(iter(dict.fromkeys(agg["metric"])), None)
+    means = {m: agg[(agg["model"] == m) & (agg["probe"] == p) & (agg["metric"] == metric)]["value"].mean()
+             for m, p in probes.items()}  # fmt: skip
+    top = max(means, key=lambda m: means[m] if _higher(str(metric)) else -means[m]) if means else None
+    figs = []
+    for model, probe in probes.items():
+        run = runs[0]
+        name = model
+        if multi:
+            run_id, name = model.split("/", 1)
+            run = next(r for r in runs if r.run_id == run_id)
+        keys = [k for k in run.confusion if (k.task, k.dataset, k.model, k.probe) == (task, dataset, name, probe)]
+        if not keys:
+            continue
+        seed = min(k.seed for k in keys)
+        order = ordered_scenarios([k.scenario for k in keys])
+        wanted = order if model == top else [s for s in order if s == CLEAN][:1] or order[:1]
+        for scenario in wanted:
+            key = next(k for k in keys if k.seed == seed and k.scenario == scenario)
+            labels, matrix = run.confusion[key]
+            title = f"{model} {probe}, {scenario}, seed {seed}"
+            figs.append(_figure(lambda lab=labels, mat=matrix, t=title: plots.confusion_matrix_figure(lab, mat,
+                                title=t), f"confusion matrix: {title}"))  # fmt: skip
+    if not figs:
+        return ""
+    return (
+        f'<h3>Confusion matrices</h3><p class="rv-note">best probe per model on clean audio; every scenario '
+        f'for the best model ({e(str(top))})</p><div class="rv-figs">{"".join(figs)}</div>'
+    )
+
+
+def _group_section(runs: list[Run], df: pd.DataFrame, history: pd.DataFrame | None, task: str, dataset: str) -> str:
+    multi = len(runs) > 1
+    agg = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna()]
+    task_type = str(agg["task_type"].iloc[0]) if not agg.empty else ""
+    metrics = list(dict.fromkeys(agg["metric"]))
+    has_deform = any(s != CLEAN for s in agg["scenario"].unique())
+    out = [f'<section class="rv-group" id="{_slug("g", task, dataset)}">']
+    out.append(f'<h2>{e(task)} — {e(dataset)} <span class="rv-caption">{e(task_type)}</span></h2>')
+    out.append(_summary_cards(df, task, dataset))
+    out.append(_table_block(df, "model_comparison", task, dataset, "Model comparison (clean audio)"))
+    out.append(_table_block(df, "all_deform_all_models", task, dataset, "All models × probes × scenarios",
+                            "mean ± std over seeds; hover a cell for its bootstrap interval"))  # fmt: skip
+    if has_deform:
+        out.append(_table_block(df, "robustness", task, dataset, "Robustness (deformed − clean)"))
+    figs = [_figure(lambda m=m: plots.probe_capacity_curves(df, task, dataset, m), f"probe capacity: {m}")
+            for m in metrics[:2]]  # fmt: skip
+    if has_deform:
+        figs += [_figure(lambda m=m: plots.robustness_heatmap(df, task, dataset, m), f"robustness: {m}")
+                 for m in metrics[:2]]  # fmt: skip
+    if history is not None:
+        figs.append(_figure(lambda: plots.training_curves(history, task, dataset), "training curves"))
+    out.append(f'<h3>Figures</h3><div class="rv-figs">{"".join(figs)}</div>')
+    out.append(_per_label_block(df, task, dataset))
+    out.append(_confusion_block(runs, df, task, dataset, multi))
+    out.append("</section>")
+    return "".join(out)
+
+
+def _run_section(runs: list[Run]) -> str:
+    parts = ['<section id="runs"><h2>Runs</h2>']
+    for run in runs:
+        res = run.results
+        parts.append(
+            f'<details><summary>{e(run.run_id)} <span class="rv-caption">{e(str(run.path))} · '
+            f"{len(res)} result rows</span></summary>"
+            f"<pre>{e(run.config_text) if run.config_text else '(no config.yaml in the run directory)'}</pre></details>"
+        )
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def build_report_html(runs: list[Run], *, title: str = "repeval report") -> str:
+    """The report page for already loaded runs."""
+    df = combine_results(runs)
+    multi = len(runs) > 1
+    histories = []
+    for run in runs:
+        if run.history is not None:
+            h = run.history
+            histories.append(h.assign(model=run.run_id + "/" + h["model"].astype(str)) if multi else h)
+    history = pd.concat(histories, ignore_index=True) if histories else None
+    # plots key on the model name: keep the models of different runs apart
+    plot_df = df.assign(model=df["run_id"] + "/" + df["model"]) if multi else df
+    pairs = groups(df)
+    nav = "".join(f'<a href="#{_slug("g", t, d)}">{e(t)} / {e(d)}</a>' for t, d in pairs)
+    sections = [_group_section(runs, plot_df, history, t, d) for t, d in pairs]
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    run_ids = ", ".join(r.run_id for r in runs)
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{e(title)}: {e(run_ids)}</title><style>{_asset('report.css')}</style></head><body>"
+        f"<header><h1>{e(title)}</h1><p>runs: {e(run_ids)} · {len(pairs)} task/dataset pair(s) · generated {stamp}</p>"
+        "<p>Tables: mean ± std over seeds, best per column highlighted, click a header to sort. "
+        "Hover a value for its 95% bootstrap interval over test tracks.</p></header>"
+        f'<nav><a href="#runs">runs &amp; config</a>{nav}</nav><main>'
+        f"{''.join(sections)}{_run_section(runs)}</main>"
+        f"<script>{_asset('report.js')}</script></body></html>\n"
+    )
+
+
+def write_report(run_dirs: list[Path], out: Path) -> Path:
+    """Write the self-contained report for ``run_dirs`` to ``out`` (a ``.html`` file or a folder)."""
+    runs = load_runs([Path(d) for d in run_dirs])
+    out = Path(out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        out = out / "report.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(build_report_html(runs), encoding="utf-8")
+    log.info("wrote report for %d run(s) to %s", len(runs), out)
+    return out

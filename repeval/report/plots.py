@@ -1,0 +1,245 @@
+"""Report figures (matplotlib, object API on the Agg canvas: no pyplot state, no display).
+
+Every function returns a :class:`matplotlib.figure.Figure`; :func:`save_figure` writes PNG and
+SVG, :func:`figure_data_uri` inlines one in HTML.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from repeval.report.results import CLEAN, natural_key, ordered_scenarios
+from repeval.report.tables import _higher
+
+log = logging.getLogger(__name__)
+
+FIG_DPI = 100
+
+
+def _group(results: pd.DataFrame, task: str, dataset: str, *, per_label: bool = False) -> pd.DataFrame:
+    df = results[(results["task"] == task) & (results["dataset"] == dataset)]
+    df = df[df["label"].notna()] if per_label else df[df["label"].isna()]
+    if df.empty:
+        kind = "per-label" if per_label else "aggregate"
+        raise ValueError(f"no {kind} results for task '{task}' on dataset '{dataset}'")
+    return df
+
+
+def _metric(df: pd.DataFrame, metric: str | None) -> str:
+    present = list(dict.fromkeys(df["metric"]))
+    if metric is None:
+        return present[0]
+    if metric not in present:
+        raise ValueError(f"metric '{metric}' is not in these results; they hold {', '.join(present)}")
+    return metric
+
+
+def best_probes(results: pd.DataFrame, task: str, dataset: str, metric: str | None = None) -> dict[str, str]:
+    """Per model, the probe with the best clean mean of ``metric`` (first listed when tied)."""
+    df = _group(results, task, dataset)
+    metric = _metric(df, metric)
+    sel = df[(df["scenario"] == CLEAN) & (df["metric"] == metric)]
+    if sel.empty:
+        sel = df[df["metric"] == metric]
+    means = sel.groupby(["model", "probe"], sort=False)["value"].mean()
+    sign = 1.0 if _higher(metric) else -1.0
+    out: dict[str, str] = {}
+    for model in dict.fromkeys(sel["model"]):
+        m = means.loc[model]
+        m = m.reindex(sorted(m.index, key=natural_key))
+        out[model] = str((sign * m).idxmax())
+    return out
+
+
+def robustness_heatmap(
+    results: pd.DataFrame, task: str, dataset: str, metric: str | None = None, probes: dict[str, str] | None = None
+) -> Figure:
+    """Model × deformation scenario heat map of the mean change from clean (each model's best probe)."""
+    df = _group(results, task, dataset)
+    metric = _metric(df, metric)
+    probes = probes or best_probes(results, task, dataset, metric)
+    df = df[df["metric"] == metric]
+    df = df[[probes.get(m) == p for m, p in zip(df["model"], df["probe"], strict=True)]]
+    scen = [s for s in ordered_scenarios(df["scenario"].unique()) if s != CLEAN]
+    if not scen:
+        raise ValueError("the robustness heat map needs deformed scenarios; these results hold only clean audio")
+    per = df.groupby(["model", "seed", "scenario"])["value"].mean().unstack("scenario")
+    delta = per[scen].sub(per[CLEAN], axis=0).groupby(level="model").mean()
+    models = list(probes)
+    delta = delta.reindex(models)
+    values = delta.to_numpy(dtype=float)
+    vmax = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
+    fig = Figure(figsize=(1.6 + 1.1 * len(scen), 1.2 + 0.5 * len(models)), dpi=FIG_DPI, layout="constrained")
+    ax = fig.add_subplot()
+    cmap = "RdBu" if _higher(metric) else "RdBu_r"
+    im = ax.imshow(values, cmap=cmap, vmin=-vmax or -1, vmax=vmax or 1, aspect="auto")
+    ax.set_xticks(range(len(scen)), scen)
+    ax.set_yticks(range(len(models)), [f"{m} ({probes[m]})" for m in models])
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            if np.isfinite(values[i, j]):
+                strong = abs(values[i, j]) > 0.6 * vmax
+                ax.text(j, i, f"{values[i, j]:+.3f}", ha="center", va="center", fontsize=8,
+                        color="white" if strong else "black")  # fmt: skip
+    fig.colorbar(im, ax=ax, label=f"Δ {metric} (deformed − clean)")
+    ax.set_title(f"{task} / {dataset}: robustness")
+    return fig
+
+
+def probe_capacity_curves(
+    results: pd.DataFrame, task: str, dataset: str, metric: str | None = None, scenario: str = CLEAN
+) -> Figure:
+    """One line per model across probes (M1 → M5), mean ± std over seeds."""
+    df = _group(results, task, dataset)
+    metric = _metric(df, metric)
+    df = df[(df["metric"] == metric) & (df["scenario"] == scenario)]
+    if df.empty:
+        raise ValueError(f"no '{metric}' results for scenario '{scenario}'")
+    probes = sorted(df["probe"].unique(), key=natural_key)
+    fig = Figure(figsize=(6.4, 3.8), dpi=FIG_DPI, layout="constrained")
+    ax = fig.add_subplot()
+    x = np.arange(len(probes))
+    for model in dict.fromkeys(df["model"]):
+        per_seed = df[df["model"] == model].groupby(["probe", "seed"])["value"].mean()
+        stats = per_seed.groupby(level="probe").agg(["mean", "std"]).reindex(probes)
+        ax.errorbar(x, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label=model)
+    ax.set_xticks(x, probes)
+    ax.set_xlabel("probe (increasing capacity)")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{task} / {dataset}: probe capacity ({scenario})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def per_label_bars(
+    results: pd.DataFrame,
+    task: str,
+    dataset: str,
+    metric: str | None = None,
+    model: str | None = None,
+    probe: str | None = None,
+    scenario: str = CLEAN,
+) -> Figure:
+    """Horizontal bars of one model/probe's per-label values with bootstrap intervals."""
+    df = _group(results, task, dataset, per_label=True)
+    metric = _metric(df, metric)
+    df = df[(df["metric"] == metric) & (df["scenario"] == scenario)]
+    if model is None or probe is None:
+        agg_probes = best_probes(results, task, dataset, metric)
+        agg = _group(results, task, dataset)
+        agg = agg[(agg["metric"] == metric) & (agg["scenario"] == CLEAN)]
+        means = {m: agg[(agg["model"] == m) & (agg["probe"] == p)]["value"].mean() for m, p in agg_probes.items()}
+        model = model or max(means, key=lambda m: means[m] if _higher(metric) else -means[m])
+        probe = probe or agg_probes[model]
+    sel = df[(df["model"] == model) & (df["probe"] == probe)]
+    if sel.empty:
+        raise ValueError(f"no per-label '{metric}' values for {model}/{probe} on {scenario}")
+    stats = sel.groupby("label", sort=False).agg(
+        mean=("value", "mean"), lo=("ci_low", "mean"), hi=("ci_high", "mean")
+    ).sort_values("mean")  # fmt: skip
+    fig = Figure(figsize=(6.4, 1.0 + 0.28 * len(stats)), dpi=FIG_DPI, layout="constrained")
+    ax = fig.add_subplot()
+    y = np.arange(len(stats))
+    err = None
+    if stats["lo"].notna().all() and stats["hi"].notna().all():
+        err = np.vstack([(stats["mean"] - stats["lo"]).clip(lower=0), (stats["hi"] - stats["mean"]).clip(lower=0)])
+    ax.barh(y, stats["mean"], xerr=err, color="#4c72b0", capsize=2)
+    ax.set_yticks(y, list(stats.index))
+    ax.set_xlabel(metric + (" (95% bootstrap CI)" if err is not None else ""))
+    ax.set_title(f"{task} / {dataset}: {model} {probe}, per label ({scenario})")
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def confusion_matrix_figure(
+    labels: Sequence[str], matrix: np.ndarray, *, normalize: bool = True, title: str = ""
+) -> Figure:
+    """Confusion matrix (rows: reference, columns: prediction), row-normalised by default."""
+    matrix = np.asarray(matrix, dtype=float)
+    shown = matrix
+    if normalize:
+        sums = matrix.sum(axis=1, keepdims=True)
+        shown = np.divide(matrix, sums, out=np.zeros_like(matrix), where=sums > 0)
+    n = len(labels)
+    size = 2.5 + 0.45 * n
+    fig = Figure(figsize=(size + 1, size), dpi=FIG_DPI, layout="constrained")
+    ax = fig.add_subplot()
+    im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else None)
+    ax.set_xticks(range(n), labels, rotation=45, ha="right")
+    ax.set_yticks(range(n), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("reference")
+    if n <= 25:
+        top = shown.max() if shown.size else 1
+        for i in range(n):
+            for j in range(n):
+                text = f"{shown[i, j]:.2f}" if normalize else f"{int(matrix[i, j])}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                        color="white" if shown[i, j] > 0.6 * top else "black")  # fmt: skip
+    fig.colorbar(im, ax=ax, label="fraction of reference" if normalize else "tracks")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def training_curves(history: pd.DataFrame, task: str, dataset: str, models: Sequence[str] | None = None) -> Figure:
+    """Train (solid) and validation (dashed) loss per epoch, one panel per model, one colour per probe."""
+    df = history[(history["task"] == task) & (history["dataset"] == dataset)]
+    if df.empty:
+        raise ValueError(f"no training history for task '{task}' on dataset '{dataset}'")
+    models = list(models or dict.fromkeys(df["model"]))
+    probes = sorted(df["probe"].unique(), key=natural_key)
+    cols = min(3, len(models))
+    rows = -(-len(models) // cols)
+    fig = Figure(figsize=(4.2 * cols, 3.0 * rows), dpi=FIG_DPI, layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
+    colors = [f"C{i % 10}" for i in range(len(probes))]
+    for k, model in enumerate(models):
+        ax = axes[k // cols][k % cols]
+        for probe, color in zip(probes, colors, strict=True):
+            sel = df[(df["model"] == model) & (df["probe"] == probe)]
+            if sel.empty:
+                continue
+            curve = sel.groupby("epoch")[["train_loss", "val_loss"]].mean()
+            ax.plot(curve.index, curve["train_loss"], color=color, lw=1.2, label=f"{probe}")
+            ax.plot(curve.index, curve["val_loss"], color=color, lw=1.2, ls="--")
+        ax.set_title(model, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    for k in range(len(models), rows * cols):
+        axes[k // cols][k % cols].set_visible(False)
+    axes[0][0].set_ylabel("loss (— train, -- val)")
+    axes[0][0].legend(fontsize=7, title="probe", title_fontsize=7)
+    fig.suptitle(f"{task} / {dataset}: training curves (mean over seeds)")
+    return fig
+
+
+def save_figure(fig: Figure, stem: Path, formats: Sequence[str] = ("png", "svg")) -> list[Path]:
+    """Write ``stem.png`` / ``stem.svg`` (creating folders); returns the paths."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    out = []
+    for fmt in formats:
+        if fmt not in ("png", "svg", "pdf"):
+            raise ValueError(f"figure format must be png, svg or pdf, got '{fmt}'")
+        path = stem.with_suffix(f".{fmt}")
+        fig.savefig(path, format=fmt)
+        out.append(path)
+    return out
+
+
+def figure_data_uri(fig: Figure, fmt: str = "png") -> str:
+    """The figure as a ``data:`` URI for self-contained HTML."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt)
+    mime = "image/svg+xml" if fmt == "svg" else f"image/{fmt}"
+    return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"

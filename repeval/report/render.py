@@ -1,0 +1,241 @@
+"""Render a :class:`~repeval.report.tables.Table` as terminal text, Markdown, CSV, LaTeX or HTML."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import math
+import sys
+
+from repeval.report.tables import Table, canonical_format
+
+
+def fmt_number(x: float, *, scale: float = 1.0, decimals: int = 3, signed: bool = False) -> str:
+    """A value for display; ``–`` for a missing one; a true minus sign for negatives."""
+    if x is None or not math.isfinite(x):
+        return "–"
+    text = f"{x * scale:+.{decimals}f}" if signed else f"{x * scale:.{decimals}f}"
+    return text.replace("-", "−")
+
+
+def cell_text(t: Table, i: int, j: int, *, scale: float = 1.0, decimals: int = 3, pm: str = " ± ") -> str:
+    """``mean ± std`` over seeds (just the mean with one seed)."""
+    mean = fmt_number(t.mean[i, j], scale=scale, decimals=decimals, signed=t.delta[j])
+    if t.n_seeds[i, j] > 1 and math.isfinite(t.std[i, j]):
+        return f"{mean}{pm}{fmt_number(t.std[i, j], scale=scale, decimals=decimals)}"
+    return mean
+
+
+def _headers(t: Table) -> list[str]:
+    return [f"{m} {s}".strip() for m, s in t.columns]
+
+
+def _metric_spans(t: Table) -> list[tuple[str, int]]:
+    spans: list[tuple[str, int]] = []
+    for m, _ in t.columns:
+        if spans and spans[-1][0] == m:
+            spans[-1] = (m, spans[-1][1] + 1)
+        else:
+            spans.append((m, 1))
+    return spans
+
+
+def render_markdown(t: Table, *, scale: float = 1.0, decimals: int = 3) -> str:
+    def esc(s: str) -> str:
+        return s.replace("|", "\\|")
+
+    lines = [f"**{esc(t.title)}**" + (f" — {esc(t.caption)}" if t.caption else ""), ""]
+    lines.append("| " + " | ".join(esc(h) for h in t.row_names + _headers(t)) + " |")
+    lines.append("|" + "---|" * len(t.row_names) + "---:|" * len(t.columns))
+    for i, row in enumerate(t.rows):
+        cells = [cell_text(t, i, j, scale=scale, decimals=decimals) for j in range(len(t.columns))]
+        cells = [f"**{c}**" if t.best[i, j] else c for j, c in enumerate(cells)]
+        lines.append("| " + " | ".join([esc(r) for r in row] + cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render_csv(t: Table, *, with_group: bool = False) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    lead = ["task", "dataset"] if with_group else []
+    header = list(lead) + list(t.row_names)
+    for m, s in t.columns:
+        key = f"{m}:{s}" if s else m
+        header += [key, f"{key}:std", f"{key}:n_seeds", f"{key}:ci_low", f"{key}:ci_high"]
+    w.writerow(header)
+    for i, row in enumerate(t.rows):
+        out: list[object] = ([t.task, t.dataset] if with_group else []) + list(row)
+        for j in range(len(t.columns)):
+            out += [
+                _num(t.mean[i, j]),
+                _num(t.std[i, j]),
+                int(t.n_seeds[i, j]),
+                _num(t.ci_low[i, j]),
+                _num(t.ci_high[i, j]),
+            ]
+        w.writerow(out)
+    return buf.getvalue()
+
+
+def _num(x: float) -> str:
+    return "" if not math.isfinite(x) else repr(float(x))
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "Δ": r"$\Delta$",
+    "—": "---",
+}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def render_latex(t: Table, *, scale: float = 1.0, decimals: int = 3) -> str:
+    n_rows = len(t.row_names)
+    spec = "l" * n_rows + "".join(" " + "r" * k for _, k in _metric_spans(t))
+    out = [r"\begin{table}[t]", r"\centering", r"\small"]
+    cap = t.title + (f" ({t.caption})" if t.caption else "")
+    out.append(r"\caption{" + latex_escape(cap) + "}")
+    out.append(r"\begin{tabular}{" + spec + "}")
+    out.append(r"\toprule")
+    subs = [s for _, s in t.columns]
+    if any(subs):
+        head = [""] * n_rows
+        rules = []
+        col = n_rows + 1
+        for m, k in _metric_spans(t):
+            head.append(r"\multicolumn{" + str(k) + "}{c}{" + latex_escape(m) + "}")
+            rules.append(r"\cmidrule(lr){" + f"{col}-{col + k - 1}" + "}")
+            col += k
+        out.append(" & ".join(head) + r" \\")
+        out.append("".join(rules))
+        out.append(" & ".join([latex_escape(r) for r in t.row_names] + [latex_escape(s) for s in subs]) + r" \\")
+    else:
+        out.append(" & ".join(latex_escape(h) for h in t.row_names + [m for m, _ in t.columns]) + r" \\")
+    out.append(r"\midrule")
+    prev: tuple[str, ...] | None = None
+    for i, row in enumerate(t.rows):
+        # thesis style: print a leading key only where it changes
+        shown = [
+            "" if prev is not None and k < n_rows - 1 and row[: k + 1] == prev[: k + 1] else latex_escape(v)
+            for k, v in enumerate(row)
+        ]
+        cells = []
+        for j in range(len(t.columns)):
+            c = latex_escape(cell_text(t, i, j, scale=scale, decimals=decimals, pm=" ± ")).replace("±", r"$\pm$")
+            c = c.replace("−", "-")
+            cells.append(r"\textbf{" + c + "}" if t.best[i, j] else c)
+        out.append(" & ".join(shown + cells) + r" \\")
+        prev = row
+    out += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(out) + "\n"
+
+
+def render_html(t: Table, *, scale: float = 1.0, decimals: int = 3, table_id: str = "") -> str:
+    """A ``<table class="rv-table">`` with ``data-value`` on every cell for the report's sorter."""
+    e = html.escape
+    ident = f' id="{e(table_id)}"' if table_id else ""
+    parts = [f'<table class="rv-table sortable"{ident}>']
+    cap = e(t.title) + (f' <span class="rv-caption">{e(t.caption)}</span>' if t.caption else "")
+    parts.append(f"<caption>{cap}</caption>")
+    parts.append("<thead>")
+    subs = [s for _, s in t.columns]
+    if any(subs):
+        parts.append("<tr>" + "".join('<th class="rv-group"></th>' for _ in t.row_names))
+        parts += [f'<th class="rv-group" colspan="{k}">{e(m)}</th>' for m, k in _metric_spans(t)]
+        parts.append("</tr>")
+        labels = list(t.row_names) + subs
+    else:
+        labels = list(t.row_names) + [m for m, _ in t.columns]
+    parts.append("<tr>")
+    for k, lab in enumerate(labels):
+        kind = "text" if k < len(t.row_names) else "num"
+        parts.append(f'<th data-col="{k}" data-kind="{kind}" title="click to sort">{e(lab)}</th>')
+    parts.append("</tr></thead><tbody>")
+    for i, row in enumerate(t.rows):
+        parts.append("<tr>" + "".join(f'<td data-value="{e(v)}">{e(v)}</td>' for v in row))
+        for j in range(len(t.columns)):
+            mean = t.mean[i, j]
+            value = repr(float(mean)) if math.isfinite(mean) else ""
+            tip = f"n_seeds={int(t.n_seeds[i, j])}"
+            if math.isfinite(t.ci_low[i, j]) and math.isfinite(t.ci_high[i, j]):
+                lo = fmt_number(t.ci_low[i, j], scale=scale, decimals=decimals)
+                hi = fmt_number(t.ci_high[i, j], scale=scale, decimals=decimals)
+                tip += f"; 95% bootstrap CI (mean over seeds) [{lo}, {hi}]"
+            cls = ' class="num best"' if t.best[i, j] else ' class="num"'
+            text = e(cell_text(t, i, j, scale=scale, decimals=decimals))
+            parts.append(f'<td{cls} data-value="{value}" title="{e(tip)}">{text}</td>')
+        parts.append("</tr>")
+    parts.append("</tbody></table>")
+    return "\n".join(parts) + "\n"
+
+
+def render_terminal(t: Table, *, color: bool | None = None, scale: float = 1.0, decimals: int = 3) -> str:
+    """A box-drawn table via rich; bold best values on a colour terminal, ``*`` otherwise."""
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    if color is None:
+        color = sys.stdout.isatty()
+    rt = RichTable(
+        title=t.title, caption=(t.caption + "; " if t.caption else "") + ("" if color else "* best in column")
+    )
+    for name in t.row_names:
+        rt.add_column(name, no_wrap=True)
+    for m, s in t.columns:
+        rt.add_column(f"{m}\n{s}" if s else m, justify="right", no_wrap=True)
+    for i, row in enumerate(t.rows):
+        cells = []
+        for j in range(len(t.columns)):
+            c = cell_text(t, i, j, scale=scale, decimals=decimals)
+            if t.best[i, j]:
+                c = f"[bold green]{c}[/]" if color else f"{c}*"
+            cells.append(c)
+        rt.add_row(*[html.escape(r, quote=False).replace("[", r"\[") for r in row], *cells)
+    width = 24 * len(t.row_names) + 22 * len(t.columns) + 10
+    buf = io.StringIO()
+    console = Console(
+        file=buf,
+        width=max(80, width),
+        force_terminal=color,
+        color_system="standard" if color else None,
+        highlight=False,
+    )
+    console.print(rt)
+    return buf.getvalue()
+
+
+def render(
+    t: Table,
+    fmt: str,
+    *,
+    color: bool | None = None,
+    scale: float = 1.0,
+    decimals: int = 3,
+    with_group: bool = False,
+) -> str:
+    """Render ``t`` as ``terminal``, ``plain``, ``markdown``, ``csv``, ``latex`` or ``html``."""
+    fmt = canonical_format(fmt)
+    if fmt == "terminal":
+        return render_terminal(t, color=color, scale=scale, decimals=decimals)
+    if fmt == "plain":
+        return render_terminal(t, color=False, scale=scale, decimals=decimals)
+    if fmt == "markdown":
+        return render_markdown(t, scale=scale, decimals=decimals)
+    if fmt == "csv":
+        return render_csv(t, with_group=with_group)
+    if fmt == "latex":
+        return render_latex(t, scale=scale, decimals=decimals)
+    return render_html(t, scale=scale, decimals=decimals)

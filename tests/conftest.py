@@ -1,0 +1,49 @@
+"""Shared fixtures: one session-scoped embedded Ray, the shared data folder, a rendered note set."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+SHARED_DATA = SHARED / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"../shared/data is missing next to the repository (expected {SHARED_DATA})")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One embedded Ray for the whole test session (ray.init costs 8-10 s)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            object_store_memory=300 * 1024 * 1024,
+            logging_level="WARNING",
+            log_to_driver=False,
+        )
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def rendered_notes(tmp_path_factory) -> Path:
+    """A small rendered TinySOL-like set: 4 instruments × 12 notes (manifest path)."""
+    from repeval.datasets.render import RenderSpec, render_dataset
+
+    out = tmp_path_factory.mktemp("notes")
+    return render_dataset(out, RenderSpec(instruments=("piano", "violin", "trumpet", "flute"), notes_per_instrument=12, seed=1))

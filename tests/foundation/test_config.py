@@ -1,0 +1,144 @@
+"""Configuration: the thesis schema, mir_ref aliases, and errors that name the key path and fix."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from repeval.config import ConfigError, load_config, parse_config
+from repeval.plan import make_plan
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def base() -> dict:
+    return {
+        "experiments": [
+            {
+                "task": {"name": "instrument_classification", "type": "multiclass_classification"},
+                "datasets": [{"name": "notes", "type": "catalog", "manifest": "m.csv", "label_column": "instrument"}],
+                "deformations": [[{"type": "Gain", "params": {"min_gain_db": -6, "max_gain_db": -6, "p": 1}}]],
+                "embedding_models": ["mfcc-stats"],
+                "downstream_models": [{"type": "classifier", "hidden_units": []}],
+            }
+        ]
+    }
+
+
+def test_thesis_config_validates_and_plans_300_trainings_1500_cells():
+    cfg = load_config(REPO / "configs" / "mir_ref_thesis.yaml")
+    assert len(cfg.experiments) == 6
+    assert {e.task.name for e in cfg.experiments} == {
+        "autotagging", "key_estimation", "instrument_classification",
+        "pitch_class_classification", "singer_identification", "technique_identification",
+    }
+    for exp in cfg.experiments:
+        assert len(exp.embedding_models) == 10
+        assert exp.probe_names() == ["M1", "M2", "M3", "M4", "M5"]
+        assert list(exp.scenarios_for(exp.datasets[0])) == ["D1", "D2", "D3", "D4"]
+    plan = make_plan(cfg)
+    assert plan.trainings == 300
+    assert plan.test_cells == 1500
+    # Appendix A's old audiomentations spellings map onto the current parameter names
+    d2 = cfg.experiments[0].deformations[1].steps[0]
+    assert d2.type == "AddGaussianSNR" and d2.params["min_snr_in_db"] == 0
+    # key estimation is declared multiclass in the thesis and evaluated with the key score
+    key = next(e for e in cfg.experiments if e.task.name == "key_estimation")
+    assert key.task.effective_type == "key_estimation"
+    assert key.metric_names == ("key_weighted_score_micro", "key_weighted_score_macro")
+
+
+def test_quickstart_config_validates():
+    cfg = load_config(REPO / "configs" / "quickstart.yaml")
+    assert cfg.run.run_id == "quickstart"
+    assert [m.id for m in cfg.experiments[0].embedding_models] == ["mfcc-stats", "logmel-stats"]
+
+
+def test_mir_ref_repository_aliases():
+    d = base()
+    exp = d["experiments"][0]
+    exp["features"] = exp.pop("embedding_models")
+    exp["probes"] = exp.pop("downstream_models")
+    exp["datasets"][0]["deformations"] = exp.pop("deformations")
+    exp["task"]["aggregation"] = "embedding_mean"
+    cfg = parse_config(d)
+    e = cfg.experiments[0]
+    assert [m.id for m in e.embedding_models] == ["mfcc-stats"]
+    assert len(e.downstream_models) == 1
+    assert list(e.scenarios_for(e.datasets[0])) == ["D1"]
+    assert e.task.embedding_aggregation == "embedding_mean"
+
+
+def test_inline_model_definition():
+    d = base()
+    d["experiments"][0]["embedding_models"] = [{"id": "mfcc40", "type": "mfcc-stats", "params": {"n_mfcc": 40}}]
+    cfg = parse_config(d)
+    assert cfg.experiments[0].embedding_models[0].params == {"n_mfcc": 40}
+
+
+def _error(mutate) -> str:
+    d = copy.deepcopy(base())
+    mutate(d)
+    with pytest.raises(ConfigError) as info:
+        parse_config(d)
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda d: d["experiments"][0]["datasets"][0].update(spli_type="single"),
+         "experiments[0].datasets[0]: unknown key 'spli_type' — did you mean 'split_type'?"),
+        (lambda d: d["experiments"][0].update(embeding_models=["x"]), "did you mean 'embedding_models'?"),
+        (lambda d: d["experiments"][0]["task"].update(type="multiclass"), "experiments[0].task.type"),
+        (lambda d: d["experiments"][0].update(embedding_models=["mfcc-stat"]), "did you mean 'mfcc-stats'?"),
+        (lambda d: d["experiments"][0]["deformations"][0][0].update(type="AddGausianSNR"), "did you mean 'AddGaussianSNR'?"),
+        (lambda d: d["experiments"][0]["deformations"][0][0]["params"].update(min_gain=1), "Gain has no parameter 'min_gain'"),
+        (lambda d: d["experiments"][0].update(metrics=["r2"]), "does not apply to a multiclass_classification task"),
+        (lambda d: d["experiments"][0].update(metrics=["f1_makro"]), "did you mean 'f1_macro'?"),
+        (lambda d: d["experiments"][0]["downstream_models"][0].update(patience=-1), "experiments[0].downstream_models[0].patience"),
+        (lambda d: d["experiments"][0]["downstream_models"][0].update(hidden_units=[0]), "positive integers"),
+        (lambda d: d["experiments"][0].update(downstream_models=[]), "must list at least one entry"),
+        (lambda d: d["experiments"][0]["downstream_models"][0].update(save_criterion="val_r2"), "downstream_models[0].save_criterion"),
+        (lambda d: d["experiments"][0]["datasets"][0].pop("manifest"), "needs 'manifest'"),
+        (lambda d: d.update(run={"seeds": 0}), "run.seeds"),
+        (lambda d: d.update(run={"run_id": "../etc"}), "run.run_id"),
+        (lambda d: d.update(experiments=[]), "experiments is empty"),
+    ],
+)
+def test_bad_configs_name_the_key_and_the_fix(mutate, expected):
+    assert expected in _error(mutate)
+
+
+def test_all_problems_reported_together(tmp_path):
+    d = base()
+    d["experiments"][0]["datasets"][0]["spli_type"] = "single"
+    d["experiments"][0]["downstream_models"][0]["patience"] = -3
+    with pytest.raises(ConfigError) as info:
+        parse_config(d)
+    assert len(info.value.problems) == 2
+
+
+def test_yaml_errors_and_missing_file(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("experiments: [\n  - task: {name: x\n")
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
+        load_config(p)
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    p = tmp_path / "evil.yaml"
+    p.write_text("experiments: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(p)
+
+
+def test_config_round_trips_through_yaml():
+    cfg = load_config(REPO / "configs" / "quickstart.yaml")
+    again = parse_config(yaml.safe_load(yaml.safe_dump(cfg.model_dump(mode="json"))))
+    assert again == cfg
