@@ -32,8 +32,10 @@ def main(
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="more logging")] = False,
 ) -> None:
     _state["debug"] = debug
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     logging.getLogger("repeval").setLevel(logging.DEBUG if debug or verbose else logging.INFO)
 
 
@@ -110,7 +112,9 @@ def run(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None) -> N
         s = runner.stage_embed(ctx)
         typer.echo(s.line())
         t = runner.stage_train(ctx)
-        typer.echo(f"trained {t['trained']} probe grid(s), {t['skipped']} already done, {len(t['failed'])} failed trial(s)")
+        typer.echo(
+            f"trained {t['trained']} probe grid(s), {t['skipped']} already done, {len(t['failed'])} failed trial(s)"
+        )
         runner.stage_evaluate(ctx)
         _print_table(ctx)
         typer.echo(f"results: {ctx.run_dir / 'results.parquet'}")
@@ -141,7 +145,9 @@ def train(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None) ->
 
     def go() -> None:
         t = runner.stage_train(_ctx(config, run_id, store))
-        typer.echo(f"trained {t['trained']} probe grid(s), {t['skipped']} already done, {len(t['failed'])} failed trial(s)")
+        typer.echo(
+            f"trained {t['trained']} probe grid(s), {t['skipped']} already done, {len(t['failed'])} failed trial(s)"
+        )
 
     _guard(go)
 

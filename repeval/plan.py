@@ -30,7 +30,7 @@ class Plan:
         ]
         if self.resources:
             head.append("resources:          " + ", ".join(f"{k}={v}" for k, v in self.resources.items()))
-        return "\n".join(head + [""] + self.lines)
+        return "\n".join([*head, "", *self.lines])
 
 
 def make_plan(cfg: Config, store: Any | None = None, run_dir: Path | None = None, gpus: float = 0.0) -> Plan:
@@ -45,7 +45,10 @@ def make_plan(cfg: Config, store: Any | None = None, run_dir: Path | None = None
                 trainings = n_probes * seeds
                 p.trainings += trainings
                 p.test_cells += trainings * (1 + len(scen))
-                done = run_dir is not None and (run_dir / "groups" / f"{exp.task.name}__{ds.name}__{m.id}.parquet").exists()
+                done = (
+                    run_dir is not None
+                    and (run_dir / "groups" / f"{exp.task.name}__{ds.name}__{m.id}.parquet").exists()
+                )
                 p.trainings_done += trainings if done else 0
                 for sid in [CLEAN, *scen]:
                     if (ds.name, m.id, sid) in seen:
@@ -63,6 +66,7 @@ def make_plan(cfg: Config, store: Any | None = None, run_dir: Path | None = None
     p.resources = {
         "embed actor": f"{r.embed_num_cpus} CPU" + (f" + {r.embed_num_gpus} GPU" if gpus > 0 else ""),
         "decode task": f"{r.decode_num_cpus} CPU",
-        "probe trial": f"{r.trial_num_cpus} CPU" + (f" + {r.trial_num_gpus} GPU" if gpus > 0 and r.trial_num_gpus else ""),
+        "probe trial": f"{r.trial_num_cpus} CPU"
+        + (f" + {r.trial_num_gpus} GPU" if gpus > 0 and r.trial_num_gpus else ""),
     }
     return p

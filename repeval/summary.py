@@ -20,7 +20,7 @@ def summary_table(run_dir: Path) -> str:
     out = []
     for (task, dataset, metric), g in df.groupby(["task", "dataset", "metric"], sort=True):
         agg = g.groupby(["model", "probe", "scenario"])["value"].agg(["mean", "std", "count"]).reset_index()
-        scen = ["clean"] + sorted(s for s in agg["scenario"].unique() if s != "clean")
+        scen = ["clean", *sorted(s for s in agg["scenario"].unique() if s != "clean")]
         out.append(f"\n{task} · {dataset} · {metric}")
         header = f"{'model':<24} {'probe':<6} " + " ".join(f"{s:>14}" for s in scen)
         out.append(header)

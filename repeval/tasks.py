@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 TaskType = Literal[
     "multiclass_classification",
@@ -23,6 +23,10 @@ class TaskTypeSpec:
     #: validation criterion used for early stopping *and* checkpoint selection
     default_criterion: str
     criterion_mode: Literal["max", "min"] = "max"
+    #: training loss of the probe head
+    loss: Literal["cross_entropy", "binary_cross_entropy", "mse"] = "cross_entropy"
+    #: how labels are encoded (see :func:`encode_labels`)
+    encoding: Literal["class_index", "multi_hot", "float_vector", "key_index"] = "class_index"
 
 
 TASK_TYPES: dict[str, TaskTypeSpec] = {
@@ -37,6 +41,8 @@ TASK_TYPES: dict[str, TaskTypeSpec] = {
         head="sigmoid",
         default_metrics=("roc_auc_macro", "pr_auc_macro"),
         default_criterion="val_roc_auc_macro",
+        loss="binary_cross_entropy",
+        encoding="multi_hot",
     ),
     "regression": TaskTypeSpec(
         "regression",
@@ -44,12 +50,15 @@ TASK_TYPES: dict[str, TaskTypeSpec] = {
         default_metrics=("r2",),
         default_criterion="val_loss",
         criterion_mode="min",
+        loss="mse",
+        encoding="float_vector",
     ),
     "key_estimation": TaskTypeSpec(
         "key_estimation",
         head="softmax",
         default_metrics=("key_weighted_score_micro", "key_weighted_score_macro"),
         default_criterion="val_accuracy",
+        encoding="key_index",
     ),
 }
 
@@ -69,3 +78,17 @@ def effective_task_type(task_type: str, task_name: str) -> str:
     if task_type == "multiclass_classification" and task_name in KEY_TASK_NAMES:
         return "key_estimation"
     return task_type
+
+
+def encode_labels(task_type: str, label_lists: Any, classes: Any = None, **kwargs: Any) -> tuple[Any, list[str]]:
+    """Encode per-row label lists for a task type; see :func:`repeval.datasets.encoding.encode_labels`."""
+    from repeval.datasets.encoding import encode_labels as _encode
+
+    return _encode(task_type, label_lists, classes, **kwargs)
+
+
+def decode_labels(task_type: str, y: Any, classes: Any, **kwargs: Any) -> list[list[str]]:
+    """Decode encoded labels or probe outputs; see :func:`repeval.datasets.encoding.decode_labels`."""
+    from repeval.datasets.encoding import decode_labels as _decode
+
+    return _decode(task_type, y, classes, **kwargs)

@@ -46,4 +46,6 @@ def rendered_notes(tmp_path_factory) -> Path:
     from repeval.datasets.render import RenderSpec, render_dataset
 
     out = tmp_path_factory.mktemp("notes")
-    return render_dataset(out, RenderSpec(instruments=("piano", "violin", "trumpet", "flute"), notes_per_instrument=12, seed=1))
+    return render_dataset(
+        out, RenderSpec(instruments=("piano", "violin", "trumpet", "flute"), notes_per_instrument=12, seed=1)
+    )

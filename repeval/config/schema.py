@@ -161,7 +161,9 @@ class DatasetConfig(Strict):
     @classmethod
     def _ratios(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
         if any(r < 0 for r in v) or abs(sum(v) - 1.0) > 1e-6 or v[0] <= 0 or v[2] <= 0:
-            raise ValueError(f"split_ratios must be three non-negative numbers summing to 1 with train and test > 0, got {list(v)}")
+            raise ValueError(
+                f"split_ratios must be three non-negative numbers summing to 1 with train and test > 0, got {list(v)}"
+            )
         return v
 
     @model_validator(mode="after")
@@ -169,7 +171,9 @@ class DatasetConfig(Strict):
         if self.type == "catalog" and not self.manifest:
             raise ValueError("a 'catalog' dataset needs 'manifest' (a CSV or Parquet file)")
         if self.split_type == "all" and self.n_folds < 3:
-            raise ValueError("split_type: all needs n_folds ≥ 3 (validation = fold i, test = fold i+1, train = the rest)")
+            raise ValueError(
+                "split_type: all needs n_folds ≥ 3 (validation = fold i, test = fold i+1, train = the rest)"
+            )
         if self.split_type == "all" and self.fold >= self.n_folds:
             raise ValueError(f"fold {self.fold} is out of range for n_folds {self.n_folds}")
         return self
@@ -252,7 +256,9 @@ class ProbeConfig(Strict):
         if isinstance(v, list | tuple):
             for u in v:
                 if isinstance(u, bool) or (isinstance(u, int) and u < 1):
-                    raise ValueError(f"hidden unit sizes must be positive integers, 'infer' or 'power_infer'; got {u!r}")
+                    raise ValueError(
+                        f"hidden unit sizes must be positive integers, 'infer' or 'power_infer'; got {u!r}"
+                    )
         return v
 
     @field_validator("save_criterion")

@@ -8,8 +8,9 @@ The manifest is read lazily, in record batches (CSV streaming reader; Parquet ro
 ``pyarrow.dataset`` directory), reading only the needed columns as strings. Each batch is
 validated with Arrow compute kernels and only its usable rows are kept, as Arrow arrays: no
 Python object per row is ever built, so planning a million-row catalog costs about the size of
-its Arrow columns. Problems are reported with row numbers — CSV ``line N`` (the header is line
-1; a quoted cell spanning lines shifts the count) and Parquet ``row N`` (0-based):
+its Arrow columns. Problems are reported with row numbers — CSV ``row N`` counts like a
+spreadsheet (the header is row 1, so row N is line N of the file unless a quoted cell spans
+lines) and Parquet ``row N`` is the 0-based row index:
 
 - duplicate track ids (the first usable row wins), missing or empty audio paths, audio files
   that do not exist (skip the check with ``check_files: false``, e.g. for object stores),
@@ -151,7 +152,7 @@ class _FileChecker:
 
 
 def _rowref(fmt: str, row: int) -> str:
-    return f"line {row + 2}" if fmt == "csv" else f"row {row}"
+    return f"row {row + 2}" if fmt == "csv" else f"row {row}"
 
 
 class _BatchValidator:

@@ -77,7 +77,9 @@ def render_dataset(out: str | Path, spec: RenderSpec | None = None) -> Path:
     rows = []
     for inst in spec.instruments:
         program, lo, hi = INSTRUMENTS[inst]
-        pitches = rng.choice(np.arange(lo, hi + 1), size=spec.notes_per_instrument, replace=hi - lo + 1 < spec.notes_per_instrument)
+        pitches = rng.choice(
+            np.arange(lo, hi + 1), size=spec.notes_per_instrument, replace=hi - lo + 1 < spec.notes_per_instrument
+        )
         dyns = rng.choice(list(spec.dynamics), size=spec.notes_per_instrument)
         synth.program_select(0, sfid, 0, program)
         order = rng.permutation(spec.notes_per_instrument)

@@ -73,16 +73,18 @@ def build_transform(type_: str, params: dict[str, Any]) -> Any:
         raise ValueError(unknown_name_message("deformation", type_, set(transforms)))
     cls = transforms[type_]
     params = normalise_params(params)
-    sig = inspect.signature(cls.__init__)
+    sig = inspect.signature(cls)
     accepts_kwargs = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
-    valid = [n for n in sig.parameters if n != "self"]
+    valid = list(sig.parameters)
     for key in params:
         if key not in valid and not accepts_kwargs:
             from repeval.registry import closest
 
             hint = closest(key, valid)
             raise ValueError(
-                f"{type_} has no parameter '{key}'" + (f" — did you mean '{hint}'?" if hint else "") + f" (parameters: {', '.join(valid)})"
+                f"{type_} has no parameter '{key}'"
+                + (f" — did you mean '{hint}'?" if hint else "")
+                + f" (parameters: {', '.join(valid)})"
             )
     try:
         return cls(**_defaults(cls, params))

@@ -140,7 +140,10 @@ def check_metric_for_task(name: str, task_type: str) -> None:
     spec = METRICS[canonical_metric_name(name)]
     if task_type not in spec.task_types:
         ok = sorted(n for n, s in METRICS.items() if task_type in s.task_types)
-        raise ValueError(f"metric '{name}' does not apply to a {task_type} task; use one of {', '.join(ok)}")
+        raise ValueError(
+            f"metric '{name}' does not apply to a {task_type} task (it applies to "
+            f"{', '.join(sorted(spec.task_types))}); use one of {', '.join(ok)}"
+        )
 
 
 def higher_is_better(name: str) -> bool:

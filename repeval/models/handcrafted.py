@@ -77,7 +77,9 @@ class LogMelStats(_SpectralStats):
     def _setup(self) -> None:
         import librosa
 
-        self._mel = librosa.filters.mel(sr=self.sample_rate_hz, n_fft=self.n_fft, n_mels=self.n_bands).astype(np.float32)
+        self._mel = librosa.filters.mel(sr=self.sample_rate_hz, n_fft=self.n_fft, n_mels=self.n_bands).astype(
+            np.float32
+        )
 
     def _bands(self, power: np.ndarray) -> np.ndarray:
         return np.log(power @ self._mel.T + 1e-6)

@@ -167,7 +167,8 @@ def test_head_cpu_and_gpu_node_types_autoscale(name):
 
     for worker in (cpu, gpu):
         assert 0 <= worker["min_workers"] < worker["max_workers"] <= config["max_workers"]
-    assert gpu["min_workers"] == 0, "GPU nodes should scale to zero"
+    # repeval sizes its GPU actor pool from the GPUs present when the embed stage starts.
+    assert gpu["min_workers"] >= 1
     assert cpu["min_workers"] + gpu["min_workers"] <= config["max_workers"]
     assert config["idle_timeout_minutes"] > 0 and config["upscaling_speed"] > 0
 

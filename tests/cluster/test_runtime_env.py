@@ -117,16 +117,17 @@ def _names(requirements: list[str]) -> dict[str, Requirement]:
     return {canonicalize_name(r.name): r for r in parsed}
 
 
-def test_pip_list_covers_the_project_dependencies():
+def test_pip_list_is_the_project_dependencies():
+    """Same names and pins as pyproject.toml (dependencies + the `torch` extra), minus ray."""
     pyproject = REPO / "pyproject.toml"
     if not pyproject.is_file():
-        pytest.skip("no pyproject.toml yet: nothing to compare cluster/runtime_env.yaml's pip list with")
+        pytest.skip("no pyproject.toml: nothing to compare cluster/runtime_env.yaml's pip list with")
     with open(pyproject, "rb") as f:
         project = tomllib.load(f)["project"]
     wanted = _names(project.get("dependencies", []) + project.get("optional-dependencies", {}).get("torch", []))
     wanted.pop("ray", None)  # the cluster's own Ray
     shipped = _names(load_runtime_env()["pip"]["packages"])
-    missing = sorted(set(wanted) - set(shipped))
-    assert not missing, f"add to cluster/runtime_env.yaml (and rayjob.yaml): {missing}"
-    if "torch" in wanted and str(wanted["torch"].specifier):
-        assert shipped["torch"].specifier == wanted["torch"].specifier
+    assert sorted(set(wanted) - set(shipped)) == [], "missing from cluster/runtime_env.yaml (and rayjob.yaml)"
+    assert sorted(set(shipped) - set(wanted)) == [], "not a repeval dependency"
+    pins = {name: (str(shipped[name].specifier), str(wanted[name].specifier)) for name in wanted}
+    assert {name: pair for name, pair in pins.items() if pair[0] != pair[1]} == {}

@@ -32,8 +32,12 @@ def test_thesis_config_validates_and_plans_300_trainings_1500_cells():
     cfg = load_config(REPO / "configs" / "mir_ref_thesis.yaml")
     assert len(cfg.experiments) == 6
     assert {e.task.name for e in cfg.experiments} == {
-        "autotagging", "key_estimation", "instrument_classification",
-        "pitch_class_classification", "singer_identification", "technique_identification",
+        "autotagging",
+        "key_estimation",
+        "instrument_classification",
+        "pitch_class_classification",
+        "singer_identification",
+        "technique_identification",
     }
     for exp in cfg.experiments:
         assert len(exp.embedding_models) == 10
@@ -90,19 +94,33 @@ def _error(mutate) -> str:
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (lambda d: d["experiments"][0]["datasets"][0].update(spli_type="single"),
-         "experiments[0].datasets[0]: unknown key 'spli_type' — did you mean 'split_type'?"),
+        (
+            lambda d: d["experiments"][0]["datasets"][0].update(spli_type="single"),
+            "experiments[0].datasets[0]: unknown key 'spli_type' — did you mean 'split_type'?",
+        ),
         (lambda d: d["experiments"][0].update(embeding_models=["x"]), "did you mean 'embedding_models'?"),
         (lambda d: d["experiments"][0]["task"].update(type="multiclass"), "experiments[0].task.type"),
         (lambda d: d["experiments"][0].update(embedding_models=["mfcc-stat"]), "did you mean 'mfcc-stats'?"),
-        (lambda d: d["experiments"][0]["deformations"][0][0].update(type="AddGausianSNR"), "did you mean 'AddGaussianSNR'?"),
-        (lambda d: d["experiments"][0]["deformations"][0][0]["params"].update(min_gain=1), "Gain has no parameter 'min_gain'"),
+        (
+            lambda d: d["experiments"][0]["deformations"][0][0].update(type="AddGausianSNR"),
+            "did you mean 'AddGaussianSNR'?",
+        ),
+        (
+            lambda d: d["experiments"][0]["deformations"][0][0]["params"].update(min_gain=1),
+            "Gain has no parameter 'min_gain'",
+        ),
         (lambda d: d["experiments"][0].update(metrics=["r2"]), "does not apply to a multiclass_classification task"),
         (lambda d: d["experiments"][0].update(metrics=["f1_makro"]), "did you mean 'f1_macro'?"),
-        (lambda d: d["experiments"][0]["downstream_models"][0].update(patience=-1), "experiments[0].downstream_models[0].patience"),
+        (
+            lambda d: d["experiments"][0]["downstream_models"][0].update(patience=-1),
+            "experiments[0].downstream_models[0].patience",
+        ),
         (lambda d: d["experiments"][0]["downstream_models"][0].update(hidden_units=[0]), "positive integers"),
         (lambda d: d["experiments"][0].update(downstream_models=[]), "must list at least one entry"),
-        (lambda d: d["experiments"][0]["downstream_models"][0].update(save_criterion="val_r2"), "downstream_models[0].save_criterion"),
+        (
+            lambda d: d["experiments"][0]["downstream_models"][0].update(save_criterion="val_r2"),
+            "downstream_models[0].save_criterion",
+        ),
         (lambda d: d["experiments"][0]["datasets"][0].pop("manifest"), "needs 'manifest'"),
         (lambda d: d.update(run={"seeds": 0}), "run.seeds"),
         (lambda d: d.update(run={"run_id": "../etc"}), "run.run_id"),

@@ -33,11 +33,26 @@ def run_config(rendered_notes, tmp_path_factory):
         "experiments": [
             {
                 "task": {"name": "instrument", "type": "multiclass_classification"},
-                "datasets": [{"name": "notes", "type": "catalog", "manifest": str(manifest), "label_column": "instrument", "split_column": "split"}],
+                "datasets": [
+                    {
+                        "name": "notes",
+                        "type": "catalog",
+                        "manifest": str(manifest),
+                        "label_column": "instrument",
+                        "split_column": "split",
+                    }
+                ],
                 "deformations": [[{"type": "Gain", "params": {"min_gain_db": -12, "max_gain_db": -12, "p": 1}}]],
                 "embedding_models": ["mfcc-stats"],
                 "downstream_models": [
-                    {"name": "linear", "hidden_units": [], "standardize": True, "learning_rate": 0.01, "batch_size": 16, "epochs": 60},
+                    {
+                        "name": "linear",
+                        "hidden_units": [],
+                        "standardize": True,
+                        "learning_rate": 0.01,
+                        "batch_size": 16,
+                        "epochs": 60,
+                    },
                     {"name": "mlp", "hidden_units": ["infer"], "standardize": True, "batch_size": 16, "epochs": 60},
                 ],
                 "metrics": ["f1_macro", "accuracy"],

@@ -61,10 +61,18 @@ def test_catalog_loader_reads_manifest_and_reports_problems(rendered_notes, tmp_
         w = csv.DictWriter(fh, fieldnames=["track_id", "audio_path", "instrument"])
         w.writeheader()
         for r in rows:
-            w.writerow({"track_id": r["track_id"], "audio_path": str(rendered_notes.parent / r["audio_path"]), "instrument": r["instrument"]})
+            w.writerow(
+                {
+                    "track_id": r["track_id"],
+                    "audio_path": str(rendered_notes.parent / r["audio_path"]),
+                    "instrument": r["instrument"],
+                }
+            )
         w.writerow({"track_id": rows[0]["track_id"], "audio_path": "x.wav", "instrument": "piano"})  # duplicate id
         w.writerow({"track_id": "ghost", "audio_path": "missing.wav", "instrument": "piano"})  # missing file
-        w.writerow({"track_id": "nolabel", "audio_path": str(rendered_notes.parent / rows[0]["audio_path"]), "instrument": ""})
+        w.writerow(
+            {"track_id": "nolabel", "audio_path": str(rendered_notes.parent / rows[0]["audio_path"]), "instrument": ""}
+        )
     exp = _catalog_cfg(manifest, label_column="instrument")
     table, report = load_dataset(exp.datasets[0], exp.task)
     assert table.num_rows == len(rows)

@@ -1,0 +1,3 @@
+"""repeval: evaluate music audio embeddings at catalog scale on Ray."""
+
+__version__ = "0.1.0"

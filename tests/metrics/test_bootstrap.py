@@ -1,0 +1,78 @@
+"""Bootstrap intervals: equal to a naive per-resample loop, seeded, chunk-independent."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from repeval.metrics import bootstrap, bootstrap_ci, compute_metrics
+from repeval.testing.results import fake_predictions
+
+NAIVE = {
+    "accuracy": ("multiclass_classification", lambda y, s: skm.accuracy_score(y, s.argmax(1))),
+    "f1_macro": ("multiclass_classification", lambda y, s: skm.f1_score(y, s.argmax(1), average="macro", zero_division=0)),
+    "roc_auc_micro": ("multilabel_classification", lambda y, s: skm.roc_auc_score(y, s, average="micro")),
+    "pr_auc_micro": ("multilabel_classification", lambda y, s: skm.average_precision_score(y, s, average="micro")),
+    "r2": ("regression", lambda y, s: skm.r2_score(y, s)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NAIVE))
+def test_bootstrap_equals_naive_loop(name):
+    task_type, fn = NAIVE[name]
+    rng = np.random.default_rng(11)
+    y, s, labels = fake_predictions(task_type, rng, n=50, c=3)
+    n_resamples, alpha, seed = 200, 0.1, 5
+    idx = np.random.default_rng(seed).integers(0, len(y), size=(n_resamples, len(y)))
+    naive = []
+    for row in idx:
+        try:
+            naive.append(fn(y[row], s[row]))
+        except ValueError:  # a resample without both classes: undefined, left out
+            continue
+    want = np.quantile(naive, [alpha / 2, 1 - alpha / 2])
+    got = bootstrap_ci(name, task_type, y, s, labels, n_resamples=n_resamples, alpha=alpha, seed=seed)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_bootstrap_does_not_depend_on_chunking(monkeypatch):
+    rng = np.random.default_rng(12)
+    y, s, labels = fake_predictions("multilabel_classification", rng, n=60, c=5)
+    big = bootstrap_ci("roc_auc_macro", "multilabel_classification", y, s, labels, n_resamples=150)
+    monkeypatch.setattr(bootstrap, "CHUNK_ELEMENTS", 700)
+    small = bootstrap_ci("roc_auc_macro", "multilabel_classification", y, s, labels, n_resamples=150)
+    assert big == small
+
+
+def test_bootstrap_seed_and_degenerate_cases():
+    rng = np.random.default_rng(13)
+    y, s, labels = fake_predictions("multiclass_classification", rng, n=200, c=4)
+    a = bootstrap_ci("accuracy", "multiclass_classification", y, s, labels, seed=1)
+    assert a == bootstrap_ci("accuracy", "multiclass_classification", y, s, labels, seed=1)
+    assert a != bootstrap_ci("accuracy", "multiclass_classification", y, s, labels, seed=2)
+    point = compute_metrics(["accuracy"], "multiclass_classification", y, s, labels)[0].value
+    assert a[0] <= point <= a[1]
+    assert a[0] < a[1]
+    perfect = np.eye(4)[y]
+    assert bootstrap_ci("accuracy", "multiclass_classification", y, perfect, labels) == (1.0, 1.0)
+    with pytest.raises(ValueError, match="alpha"):
+        bootstrap_ci("accuracy", "multiclass_classification", y, s, labels, alpha=1.5)
+    with pytest.raises(ValueError, match="n_resamples"):
+        bootstrap_ci("accuracy", "multiclass_classification", y, s, labels, n_resamples=0)
+
+
+def test_compute_metrics_with_intervals_on_every_row():
+    rng = np.random.default_rng(14)
+    y, s, labels = fake_predictions("multilabel_classification", rng, n=120, c=4)
+    rows = compute_metrics(
+        ["roc_auc_macro", "pr_auc_weighted"], "multilabel_classification", y, s, labels, ci=True, n_resamples=300
+    )
+    assert len(rows) == 1 + 4 + 1
+    for r in rows:
+        assert r.ci_low is not None and r.ci_high is not None
+        assert 0.0 <= r.ci_low <= r.ci_high <= 1.0
+    agg = rows[0]
+    assert agg.ci_low <= agg.value <= agg.ci_high
+    direct = bootstrap_ci("roc_auc_macro", "multilabel_classification", y, s, labels, n_resamples=300)
+    assert (agg.ci_low, agg.ci_high) == pytest.approx(direct)
