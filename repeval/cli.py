@@ -24,6 +24,7 @@ _state: dict[str, Any] = {"debug": False}
 ConfigArg = Annotated[Path, typer.Argument(help="experiment YAML file")]
 RunIdOpt = Annotated[str | None, typer.Option("--run-id", help="run id (default: run.run_id or a timestamp)")]
 StoreOpt = Annotated[str | None, typer.Option("--store", help="embedding store root (path or URI)")]
+SmokeOpt = Annotated[bool, typer.Option("--smoke-test", help="a tiny version of the run: few tracks, one probe, few epochs")]
 
 
 @app.callback()
@@ -54,10 +55,13 @@ def _load(path: Path) -> Any:
         _fail(exc)
 
 
-def _ctx(config: Path, run_id: str | None, store: str | None) -> Any:
-    from repeval.runner import make_context
+def _ctx(config: Path, run_id: str | None, store: str | None, smoke_test: bool = False) -> Any:
+    from repeval.runner import make_context, smoke_test_config
 
-    return make_context(_load(config), run_id, store)
+    cfg = _load(config)
+    if smoke_test:
+        cfg = smoke_test_config(cfg)
+    return make_context(cfg, run_id, store)
 
 
 def _guard(fn: Any) -> Any:
@@ -71,6 +75,48 @@ def _guard(fn: Any) -> Any:
         raise typer.Exit(130) from None
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as exc:
         _fail(exc, 1)
+    except OSError as exc:  # reliability (issue 9): unwritable store, disk full → one line, not a traceback
+        if _state["debug"]:
+            traceback.print_exception(exc)
+        hint = "check that run.store and run.runs_dir are writable directories with free space"
+        typer.secho(f"error: {exc} — {hint}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+
+
+# --- reliability (issue 9): --strict ----------------------------------------------------------------
+StrictOpt = Annotated[
+    bool, typer.Option("--strict", help="exit with status 3 if any track has an error record (everything is still saved)")
+]
+
+
+def _strict_check(ctx: Any) -> None:
+    """Exit 3 when any store partition of this configuration holds error records (this run's or earlier)."""
+    from repeval.pipeline.stages import CLEAN
+
+    bad = []
+    for exp in ctx.cfg.experiments:
+        for ds in exp.datasets:
+            for m in exp.embedding_models:
+                for sid in [CLEAN, *exp.scenarios_for(ds)]:
+                    part = ctx.store.partition(ds.name, m.id, sid)
+                    n = int((part.manifest() or {}).get("errors", 0) or 0)
+                    if n:
+                        bad.append((part, n))
+    if not bad:
+        return
+    first = bad[0][0].read_errors().slice(0, 1).to_pylist()
+    example = f"; e.g. {first[0]['track_id']}: {first[0]['reason']}" if first else ""
+    where = ", ".join(f"{p.name} ({n})" for p, n in bad)
+    typer.secho(
+        f"error: --strict: {sum(n for _, n in bad)} error record(s) in {where}{example} — "
+        f"list them with `repeval store show PARTITION --store {ctx.store.uri}`",
+        fg=typer.colors.RED,
+        err=True,
+    )
+    raise typer.Exit(3)
+
+
+# --- end reliability --------------------------------------------------------------------------------
 
 
 @app.command()
@@ -102,15 +148,23 @@ def _print_table(ctx: Any) -> None:
 
 
 @app.command()
-def run(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None) -> None:
+def run(
+    config: ConfigArg,
+    run_id: RunIdOpt = None,
+    store: StoreOpt = None,
+    smoke_test: SmokeOpt = False,
+    strict: StrictOpt = False,
+) -> None:
     """Run every stage (embed with deformations, train, evaluate); resumable."""
     from repeval import runner
 
     def go() -> None:
-        ctx = _ctx(config, run_id, store)
+        ctx = _ctx(config, run_id, store, smoke_test)
         typer.echo(f"run {ctx.run_id} → {ctx.run_dir}")
         s = runner.stage_embed(ctx)
         typer.echo(s.line())
+        if strict:
+            _strict_check(ctx)
         t = runner.stage_train(ctx)
         typer.echo(
             f"trained {t['trained']} probe grid(s), {t['skipped']} already done, {len(t['failed'])} failed trial(s)"
@@ -123,28 +177,40 @@ def run(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None) -> N
 
 
 @app.command()
-def deform(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None) -> None:
+def deform(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None, smoke_test: SmokeOpt = False) -> None:
     """Embed deformed audio only (deformations are applied on the fly; deformed audio is not stored)."""
     from repeval import runner
 
-    _guard(lambda: typer.echo(runner.stage_embed(_ctx(config, run_id, store), deformed_only=True).line()))
+    _guard(lambda: typer.echo(runner.stage_embed(_ctx(config, run_id, store, smoke_test), deformed_only=True).line()))
 
 
 @app.command()
-def embed(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None) -> None:
+def embed(
+    config: ConfigArg,
+    run_id: RunIdOpt = None,
+    store: StoreOpt = None,
+    smoke_test: SmokeOpt = False,
+    strict: StrictOpt = False,
+) -> None:
     """Compute clean and deformed embeddings into the store."""
     from repeval import runner
 
-    _guard(lambda: typer.echo(runner.stage_embed(_ctx(config, run_id, store)).line()))
+    def go() -> None:
+        ctx = _ctx(config, run_id, store, smoke_test)
+        typer.echo(runner.stage_embed(ctx).line())
+        if strict:
+            _strict_check(ctx)
+
+    _guard(go)
 
 
 @app.command()
-def train(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None) -> None:
+def train(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None, smoke_test: SmokeOpt = False) -> None:
     """Train every probe grid on Ray Tune and test the selected checkpoints."""
     from repeval import runner
 
     def go() -> None:
-        t = runner.stage_train(_ctx(config, run_id, store))
+        t = runner.stage_train(_ctx(config, run_id, store, smoke_test))
         typer.echo(
             f"trained {t['trained']} probe grid(s), {t['skipped']} already done, {len(t['failed'])} failed trial(s)"
         )
@@ -153,12 +219,12 @@ def train(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None) ->
 
 
 @app.command()
-def evaluate(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None) -> None:
+def evaluate(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None, smoke_test: SmokeOpt = False) -> None:
     """Collect test results into results.parquet and print the table."""
     from repeval import runner
 
     def go() -> None:
-        ctx = _ctx(config, run_id, store)
+        ctx = _ctx(config, run_id, store, smoke_test)
         runner.stage_evaluate(ctx)
         _print_table(ctx)
 

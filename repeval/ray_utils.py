@@ -24,6 +24,8 @@ def init_ray(num_cpus: int | None = None, **kwargs: Any) -> None:
         ray.init(log_to_driver=True, **kwargs)
         return
     opts: dict[str, Any] = {
+        # worker stdout/stderr (per-trial chatter) only with `repeval -v`; failures are recorded anyway
+        "log_to_driver": log.isEnabledFor(logging.DEBUG) or os.environ.get("REPEVAL_WORKER_LOGS") == "1",
         "include_dashboard": False,
         "dashboard_host": "127.0.0.1",
         "logging_level": logging.WARNING,

@@ -63,6 +63,14 @@ def load_rows(ctx: RunContext) -> None:
 
 
 def stage_embed(ctx: RunContext, deformed_only: bool = False) -> EmbedSummary:
+    # reliability (issue 9): one writer per store — a second run refuses before Ray starts
+    from repeval.store.lock import StoreLock
+
+    with StoreLock(ctx.store, ctx.run_id):
+        return _stage_embed(ctx, deformed_only)
+
+
+def _stage_embed(ctx: RunContext, deformed_only: bool = False) -> EmbedSummary:
     from repeval.ray_utils import init_ray
 
     init_ray()
@@ -70,13 +78,7 @@ def stage_embed(ctx: RunContext, deformed_only: bool = False) -> EmbedSummary:
     total = EmbedSummary()
     for ei, exp in enumerate(ctx.cfg.experiments):
         rows = {ds.name: ctx.rows[(ei, ds.name)] for ds in exp.datasets}
-        s = embed_experiment(ctx.cfg, exp, rows, ctx.store, deformed_only=deformed_only)
-        total.computed += s.computed
-        total.skipped += s.skipped
-        total.errors += s.errors
-        total.audio_seconds += s.audio_seconds
-        total.wall_s += s.wall_s
-        total.partitions_completed += s.partitions_completed
+        total.merge(embed_experiment(ctx.cfg, exp, rows, ctx.store, deformed_only=deformed_only))
     log.info(total.line())
     return total
 
@@ -129,3 +131,19 @@ def stage_evaluate(ctx: RunContext) -> pa.Table:
     pq.write_table(table, tmp)
     tmp.rename(ctx.run_dir / "results.parquet")
     return table
+
+
+def smoke_test_config(cfg: Config, max_tracks: int = 40, epochs: int = 3) -> Config:
+    """A tiny version of a configuration: few tracks per dataset, one-point probe grid, few epochs.
+
+    Every stage still runs for real (Ray Data, the store, Ray Tune); CI uses it end to end.
+    """
+    exps = []
+    for exp in cfg.experiments:
+        datasets = tuple(
+            d.model_copy(update={"max_tracks": min(d.max_tracks or max_tracks, max_tracks)}) for d in exp.datasets
+        )
+        probe = exp.downstream_models[0].model_copy(update={"epochs": min(exp.downstream_models[0].epochs, epochs)})
+        exps.append(exp.model_copy(update={"datasets": datasets, "downstream_models": (probe,)}))
+    run = cfg.run.model_copy(update={"seeds": 1, "run_id": (cfg.run.run_id or "run") + "-smoke"})
+    return cfg.model_copy(update={"experiments": tuple(exps), "run": run})

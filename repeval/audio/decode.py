@@ -1,68 +1,143 @@
 """Decode any soundfile-readable file (wav, flac, ogg, mp3) to mono float32 at a target rate.
 
-Long files are read and resampled block by block (soxr's streaming resampler), so a
-multi-hour file never has to be held at its native rate and channel count.
+Files are read and resampled block by block (soxr's streaming resampler). :func:`iter_chunks`
+yields the audio as windows of about ``chunk_s`` seconds, so a multi-hour file never sits in
+memory at once: at most one window and one read block are held. :func:`decode` returns the
+whole signal (short clips, tools, tests).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 import soundfile as sf
 import soxr
 
 #: frames read per block for streaming decode
-BLOCK_FRAMES = 1 << 18
+BLOCK_FRAMES = 1 << 16
+
+#: a trailing remainder shorter than this fraction of a window is merged into the last window
+MIN_TAIL_FRACTION = 0.5
 
 
 class DecodeError(RuntimeError):
     """A file could not be decoded; the message says why (it becomes an error record)."""
 
 
-def _open(path: str) -> sf.SoundFile:
-    if "://" in path:
-        import pyarrow.fs as pafs
+# --- reliability (issue 9): refuse what is not a regular file before opening it -----------------
+def _check_regular_file(path: str) -> None:
+    """Opening a FIFO for reading blocks until a writer appears (a hung worker): refuse FIFOs,
+    devices and directories; name dangling symlinks and symlink loops instead of libsndfile's
+    "System error"."""
+    import os
+    import stat
 
-        fs, p = pafs.FileSystem.from_uri(path)
-        return sf.SoundFile(fs.open_input_file(p))
-    return sf.SoundFile(path)
-
-
-def decode(path: str, sample_rate_hz: int, max_duration_s: float | None = None) -> np.ndarray:
-    """Return mono float32 audio at ``sample_rate_hz`` (optionally truncated)."""
     try:
-        f = _open(path)
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise DecodeError(f"file not found: {path} (or a dangling symlink)") from None
+    except OSError as exc:
+        raise DecodeError(f"cannot open {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        raise DecodeError(f"not a regular file (a directory, FIFO or device): {path}")
+
+
+# --- end reliability ------------------------------------------------------------------------------
+
+
+def _open(path: str) -> sf.SoundFile:
+    if "://" not in path:
+        _check_regular_file(path)  # reliability (issue 9)
+    try:
+        if "://" in path:
+            import pyarrow.fs as pafs
+
+            fs, p = pafs.FileSystem.from_uri(path)
+            return sf.SoundFile(fs.open_input_file(p))
+        return sf.SoundFile(path)
     except FileNotFoundError:
         raise DecodeError(f"file not found: {path}") from None
     except PermissionError:
         raise DecodeError(f"permission denied: {path}") from None
-    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+    except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
         raise DecodeError(f"cannot decode {path}: {exc}") from None
+
+
+def iter_blocks(path: str, sample_rate_hz: int, max_duration_s: float | None = None) -> Iterator[np.ndarray]:
+    """Yield mono float32 blocks at ``sample_rate_hz`` (block sizes vary; empty blocks are skipped).
+
+    Raises :class:`DecodeError` (possibly after some blocks were yielded, for data corrupt
+    part-way), for files without samples and for non-finite samples.
+    """
+    f = _open(path)
+    total = 0
     with f:
         sr = f.samplerate
         if sr <= 0:
             raise DecodeError(f"invalid sample rate {sr} in {path}")
         limit = None if max_duration_s is None else int(max_duration_s * sr)
         resampler = None if sr == sample_rate_hz else soxr.ResampleStream(sr, sample_rate_hz, 1, dtype="float32")
-        chunks = []
         read = 0
-        try:
-            while True:
-                n = BLOCK_FRAMES if limit is None else min(BLOCK_FRAMES, limit - read)
-                if n <= 0:
-                    break
+        while True:
+            n = BLOCK_FRAMES if limit is None else min(BLOCK_FRAMES, limit - read)
+            if n <= 0:
+                break
+            try:
                 block = f.read(n, dtype="float32", always_2d=True)
-                if len(block) == 0:
-                    break
-                read += len(block)
-                mono = block.mean(axis=1, dtype=np.float32)
-                chunks.append(resampler.resample_chunk(mono) if resampler else mono)
-        except (sf.LibsndfileError, RuntimeError) as exc:
-            raise DecodeError(f"corrupt audio data in {path} after {read} frames: {exc}") from None
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                raise DecodeError(f"corrupt audio data in {path} after {read} frames: {exc}") from None
+            if len(block) == 0:
+                break
+            read += len(block)
+            mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0].copy()
+            out = resampler.resample_chunk(mono) if resampler else mono
+            if len(out):
+                if not np.isfinite(out).all():
+                    raise DecodeError(f"non-finite samples (NaN/inf) in {path}")
+                total += len(out)
+                yield out
         if resampler is not None:
-            chunks.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
-    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    if audio.size == 0:
+            out = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            if len(out):
+                total += len(out)
+                yield out
+    if total == 0:
         raise DecodeError(f"no audio samples in {path} (zero-length file)")
-    if not np.isfinite(audio).all():
-        raise DecodeError(f"non-finite samples (NaN/inf) in {path}")
+
+
+def iter_chunks(
+    path: str, sample_rate_hz: int, chunk_s: float | None, max_duration_s: float | None = None
+) -> Iterator[np.ndarray]:
+    """Yield mono float32 windows of ``chunk_s`` seconds (the whole file when ``chunk_s`` is None).
+
+    A remainder shorter than half a window is appended to the last window, so every window holds
+    between 0.5 and 1.5 × ``chunk_s`` seconds (a file shorter than that is one window). Memory:
+    at most 1.5 windows plus one read block.
+    """
+    if chunk_s is None or not np.isfinite(chunk_s):
+        yield decode(path, sample_rate_hz, max_duration_s)
+        return
+    size = max(1, int(round(chunk_s * sample_rate_hz)))
+    hold = size + int(MIN_TAIL_FRACTION * size)  # emit a window only when what follows it is long enough
+    pending: list[np.ndarray] = []
+    n_pending = 0
+    for block in iter_blocks(path, sample_rate_hz, max_duration_s):
+        pending.append(block)
+        n_pending += len(block)
+        if n_pending < hold:
+            continue
+        buf = np.concatenate(pending)
+        while len(buf) >= hold:
+            yield buf[:size].copy()
+            buf = buf[size:]
+        pending, n_pending = [buf], len(buf)
+    if n_pending:
+        yield np.concatenate(pending).astype(np.float32, copy=False)
+
+
+def decode(path: str, sample_rate_hz: int, max_duration_s: float | None = None) -> np.ndarray:
+    """Return mono float32 audio at ``sample_rate_hz`` (optionally truncated)."""
+    blocks = list(iter_blocks(path, sample_rate_hz, max_duration_s))
+    audio = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
     return audio.astype(np.float32, copy=False)

@@ -246,7 +246,27 @@ class ProbeConfig(Strict):
     save_criterion: str | None = None
     dropout: float = Field(default=0.0, ge=0, lt=1)
     input_dropout: float = Field(default=0.0, ge=0, lt=1)
+    #: Jukemir's ``dropout_input``: apply ``dropout`` to the input too (instead of ``input_dropout``)
+    dropout_input: bool = False
     standardize: bool = False
+    #: PCA (fitted on the training split) to this many dimensions; shorthand for ``emb_dim_reduction: PCA``
+    pca_dim: int | None = Field(default=None, ge=1)
+    #: normalisation after each hidden linear layer (HEAR uses ``batchnorm``)
+    hidden_norm: Literal["none", "batchnorm", "layernorm"] = "none"
+    #: weight initialisation: PyTorch's ``nn.Linear`` default, or Xavier (HEAR)
+    init: Literal["default", "xavier_uniform", "xavier_normal"] = "default"
+    #: validate every N epochs (HEAR: 3); ``patience`` counts validations
+    val_every: int = Field(default=1, ge=1)
+    #: stop after this many optimiser steps (an extra budget next to ``epochs``)
+    max_steps: int | None = Field(default=None, ge=1)
+    #: a named probe protocol expanded into one or more configurations: ``mir_ref_thesis`` (M1-M5),
+    #: ``jukemir`` (216-config grid, best by validation), ``marble``, ``hear`` (16 points); keys set
+    #: next to it override the preset's values (and fix that grid axis)
+    preset: str | None = None
+    #: a grid and/or a Ray Tune search space over probe keys, plain values only, e.g.
+    #: ``{grid: {learning_rate: [1e-4, 1e-3]}, space: {dropout: {uniform: [0.1, 0.5]}}, num_samples: 8,
+    #: scheduler: asha, select: best}`` — see :mod:`repeval.tuning.search`
+    search: dict[str, Any] | None = None
 
     @field_validator("hidden_units", mode="before")
     @classmethod
@@ -269,11 +289,49 @@ class ProbeConfig(Strict):
         v = v.strip()
         return CRITERION_ALIASES.get(v, v)
 
+    @field_validator("preset")
+    @classmethod
+    def _preset(cls, v: str | None) -> str | None:
+        if v is not None:
+            from repeval.tuning.presets import get_preset
+
+            get_preset(v)  # ValueError listing the valid presets
+        return v
+
+    @field_validator("search", mode="before")
+    @classmethod
+    def _search(cls, v: Any) -> Any:
+        if v is None:
+            return None
+        from repeval.tuning.search import validate_search
+
+        return validate_search(v)  # errors name the key: "search.grid.learning_rate: ..."
+
     @model_validator(mode="after")
     def _pca(self) -> ProbeConfig:
-        if self.emb_dim_reduction and self.emb_shape == "infer":
+        if self.emb_dim_reduction and self.emb_shape == "infer" and self.pca_dim is None:
             raise ValueError("emb_dim_reduction: PCA needs emb_shape set to the target dimension (an integer)")
+        if self.pca_dim is not None and isinstance(self.emb_shape, int) and self.emb_shape != self.pca_dim:
+            raise ValueError(f"pca_dim ({self.pca_dim}) and emb_shape ({self.emb_shape}) disagree; keep one")
+        if self.dropout_input and self.input_dropout > 0:
+            raise ValueError("dropout_input applies 'dropout' to the input; do not also set input_dropout")
+        if self.preset is not None or self.search is not None:
+            from repeval.tuning.search import check_expansion
+
+            check_expansion(self)  # every grid point must be a valid probe; errors name the key
         return self
+
+    @property
+    def effective_pca_dim(self) -> int | None:
+        if self.pca_dim is not None:
+            return self.pca_dim
+        if self.emb_dim_reduction and isinstance(self.emb_shape, int):
+            return self.emb_shape
+        return None
+
+    @property
+    def effective_input_dropout(self) -> float:
+        return self.dropout if self.dropout_input else self.input_dropout
 
 
 # ---------------------------------------------------------------------- experiment
@@ -382,6 +440,16 @@ class RunConfig(Strict):
     #: rows per Parquet part file in the embedding store
     part_rows: int = Field(default=256, ge=1)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    #: cap on every probe's epochs (and ASHA's max_t); None keeps each probe's own ``epochs``
+    max_epochs: int | None = Field(default=None, ge=1)
+    #: most probe configurations trained together (vectorised) in one Tune trial; 1 turns it off
+    vectorize: int = Field(default=64, ge=1)
+    #: Ray Tune ``reuse_actors`` (cuts per-trial start-up from ~2.4 s to ~0.3 s)
+    reuse_actors: bool = True
+    #: bootstrap resamples over test tracks for ci_low / ci_high (0: no intervals)
+    bootstrap_resamples: int = Field(default=1000, ge=0)
+    #: the intervals' level is 1 - ci_alpha
+    ci_alpha: float = Field(default=0.05, gt=0, lt=1)
 
     @field_validator("run_id")
     @classmethod

@@ -122,9 +122,17 @@ class DatasetInfo:
         for lab in self.labels:
             if lab.name == name:
                 return lab
-        from repeval.registry import unknown_name_message
+        raise ValueError(unknown_label_message(self.name, name, [x.name for x in self.labels]))
 
-        raise ValueError(unknown_name_message(f"label of dataset '{self.name}'", name, {x.name for x in self.labels}))
+
+def unknown_label_message(dataset: str, name: str, choices: list[str] | set[str], task: str | None = None) -> str:
+    from repeval.registry import closest
+
+    hint = closest(name, list(choices))
+    msg = f"dataset '{dataset}' has no label '{name}'" + (f" for task '{task}'" if task else "")
+    if hint:
+        msg += f" — did you mean '{hint}'?"
+    return msg + f" Its labels: {', '.join(sorted(choices))} (set task.label to one of them)"
 
 
 #: a loader: (dataset config, task config) -> (rows table with ROW_SCHEMA, report)

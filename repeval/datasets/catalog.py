@@ -34,15 +34,22 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from repeval.datasets.base import ROW_SCHEMA, SPLITS, DatasetInfo, LabelInfo, LoadReport, register_dataset
 from repeval.datasets.encoding import normalize_key
 
 log = logging.getLogger(__name__)
 
-SPLIT_ALIASES = {"train": "train", "training": "train", "val": "validation", "valid": "validation",
-                 "validation": "validation", "dev": "validation", "test": "test", "testing": "test"}
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "val": "validation",
+    "valid": "validation",
+    "validation": "validation",
+    "dev": "validation",
+    "test": "test",
+    "testing": "test",
+}
 
 #: rows per record batch when streaming a manifest
 BATCH_ROWS = 65_536
@@ -275,12 +282,12 @@ class _BatchValidator:
             split = pa.array(list(SPLIT_ALIASES.values()), pa.string()).take(pos)
             given = pc.fill_null(pc.not_equal(raw_split, ""), False).to_numpy(zero_copy_only=False)
             unknown = given & ~pc.is_valid(split).to_numpy(zero_copy_only=False) & ok
-            why = pc.binary_join_element_wise("unknown split '", batch.column(ds.split_column), f"', expected {SPLITS}", "")
+            why = pc.binary_join_element_wise(
+                "unknown split '", batch.column(ds.split_column), f"', expected {SPLITS}", ""
+            )
             self._bad("other", ids, rows, unknown, why)
             ok &= ~unknown
-        group = (
-            pc.utf8_trim_whitespace(batch.column(ds.group_column)) if ds.group_column else pa.nulls(n, pa.string())
-        )
+        group = pc.utf8_trim_whitespace(batch.column(ds.group_column)) if ds.group_column else pa.nulls(n, pa.string())
 
         if self.check_files and ok.any():
             candidates = full.filter(pa.array(ok))
@@ -355,6 +362,7 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
             batches.append(out)
     table = pa.Table.from_batches(batches, schema=ROW_SCHEMA.append(pa.field("_row", pa.int64())))
     table = _drop_duplicates(table, fmt, report).drop_columns(["_row"])
+    pa.default_memory_pool().release_unused()  # hand the batches' scratch memory back to the OS
     if table.num_rows == 0:
         raise ValueError(f"catalog {ds.manifest}: no usable rows among {n_read} (" + "; ".join(report.lines()) + ")")
     log.info("catalog %s: %d of %d rows usable", ds.manifest, table.num_rows, n_read)

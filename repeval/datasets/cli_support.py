@@ -36,7 +36,12 @@ def list_datasets(include_unwired_mirdata: bool = False) -> list[dict[str, Any]]
                 "type": info.kind if info else "custom",
                 "description": info.description if info else "",
                 "tasks": [
-                    {"label": lab.name, "task_type": lab.task_type, "splits": lab.splits, "description": lab.description}
+                    {
+                        "label": lab.name,
+                        "task_type": lab.task_type,
+                        "splits": lab.splits,
+                        "description": lab.description,
+                    }
                     for lab in (info.labels if info else ())
                 ],
             }

@@ -56,7 +56,9 @@ def normalize_pitch_class(label: str) -> str:
     """``"Db"`` / ``"db4"`` / ``"C#"`` → ``"C#"`` (sharps only; an octave number is dropped)."""
     m = _PITCH_RE.match(label)
     if not m:
-        raise ValueError(f"'{label}' is not a pitch class: expected a letter A-G with optional # or b, e.g. 'C#' or 'Eb'")
+        raise ValueError(
+            f"'{label}' is not a pitch class: expected a letter A-G with optional # or b, e.g. 'C#' or 'Eb'"
+        )
     return PITCH_CLASSES[_semitone(m.group(1), m.group(2))]
 
 
@@ -137,80 +139,98 @@ def encode_labels(
     regression → target names (``y0``, ``y1``, ... for unnamed values).
 
     A label outside ``classes`` raises :class:`InvalidLabelError` for single-label tasks (or gets
-    ``-1`` with ``on_unknown="ignore"``); for multilabel tasks it is simply not encoded (tags
-    outside the top-N are dropped by design), unless ``on_unknown="error"`` and ``classes`` was
-    given explicitly *and* ``top_n`` was not.
+    ``-1`` with ``on_unknown="ignore"``); for multilabel tasks it raises only when ``classes`` was
+    given explicitly without ``top_n`` (tags outside a top-N vocabulary are dropped by design).
     """
     if task_type not in TASK_TYPE_NAMES:
         raise ValueError(f"unknown task type '{task_type}'; valid: {', '.join(TASK_TYPE_NAMES)}")
-    n = len(label_lists)
-
     if task_type == "regression":
-        parsed = [_parse_regression(lab, i) for i, lab in enumerate(label_lists)]
-        dims = {len(v) for _, v in parsed}
-        if len(dims) > 1:
-            raise InvalidLabelError(
-                f"regression targets have different lengths {sorted(dims)}; every row needs the same number",
-                [(i, repr(v)) for i, (_, v) in enumerate(parsed) if len(v) != len(parsed[0][1])][:20],
-            )
-        d = dims.pop() if dims else (len(classes) if classes else 0)
-        named = next((names for names, _ in parsed if names is not None), None)
-        out_classes = list(classes) if classes is not None else (named or [f"y{j}" for j in range(d)])
-        if len(out_classes) != d:
-            raise ValueError(f"regression targets have {d} values per row but {len(out_classes)} names {out_classes}")
-        y = np.zeros((n, d), dtype=np.float32)
-        for i, (names, values) in enumerate(parsed):
-            if names is not None:
-                missing = set(out_classes) - set(names)
-                if missing:
-                    raise InvalidLabelError(f"row {i}: regression targets {sorted(missing)} missing", [(i, repr(names))])
-                lookup = dict(zip(names, values, strict=True))
-                values = [lookup[c] for c in out_classes]
-            y[i] = values
-        return y, out_classes
-
+        return _encode_regression(label_lists, classes)
     if task_type == "multilabel_classification":
-        lists = [[lab] if isinstance(lab, str) else list(lab) for lab in label_lists]
-        if classes is None:
-            counts = Counter(t for lab in lists for t in set(lab))
-            if top_n is not None:
-                ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top_n]
-                out_classes = sorted(t for t, _ in ranked)
-            else:
-                out_classes = sorted(counts)
-        else:
-            out_classes = list(classes)
-        index = {c: j for j, c in enumerate(out_classes)}
-        y = np.zeros((n, len(out_classes)), dtype=np.float32)
-        bad: list[tuple[int, str]] = []
-        strict = classes is not None and top_n is None and on_unknown == "error"
-        for i, lab in enumerate(lists):
-            for t in lab:
-                j = index.get(t)
-                if j is None:
-                    if strict:
-                        bad.append((i, t))
-                    continue
-                y[i, j] = 1.0
-        if bad:
-            raise InvalidLabelError(
-                f"{len(bad)} labels are not among the {len(out_classes)} classes, e.g. {bad[:5]}; "
-                "pass top_n or on_unknown='ignore' to drop them",
-                bad,
-            )
-        return y, out_classes
+        return _encode_multilabel(label_lists, classes, top_n, on_unknown)
+    return _encode_single(task_type, label_lists, classes, on_unknown)
 
-    # single-label tasks
+
+def _encode_regression(
+    label_lists: Sequence[Sequence[str] | str], classes: Sequence[str] | None
+) -> tuple[np.ndarray, list[str]]:
+    parsed = [_parse_regression(lab, i) for i, lab in enumerate(label_lists)]
+    dims = {len(v) for _, v in parsed}
+    if len(dims) > 1:
+        raise InvalidLabelError(
+            f"regression targets have different lengths {sorted(dims)}; every row needs the same number",
+            [(i, repr(v)) for i, (_, v) in enumerate(parsed) if len(v) != len(parsed[0][1])][:20],
+        )
+    d = dims.pop() if dims else (len(classes) if classes else 0)
+    named = next((names for names, _ in parsed if names is not None), None)
+    out_classes = list(classes) if classes is not None else (named or [f"y{j}" for j in range(d)])
+    if len(out_classes) != d:
+        raise ValueError(f"regression targets have {d} values per row but {len(out_classes)} names {out_classes}")
+    y = np.zeros((len(parsed), d), dtype=np.float32)
+    for i, (names, values) in enumerate(parsed):
+        if names is not None:
+            missing = set(out_classes) - set(names)
+            if missing:
+                raise InvalidLabelError(f"row {i}: regression targets {sorted(missing)} missing", [(i, repr(names))])
+            lookup = dict(zip(names, values, strict=True))
+            values = [lookup[c] for c in out_classes]
+        y[i] = values
+    return y, out_classes
+
+
+def _encode_multilabel(
+    label_lists: Sequence[Sequence[str] | str],
+    classes: Sequence[str] | None,
+    top_n: int | None,
+    on_unknown: str,
+) -> tuple[np.ndarray, list[str]]:
+    lists = [[lab] if isinstance(lab, str) else list(lab) for lab in label_lists]
+    if classes is None:
+        counts = Counter(t for row in lists for t in set(row))
+        if top_n is not None:
+            ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top_n]
+            out_classes = sorted(t for t, _ in ranked)
+        else:
+            out_classes = sorted(counts)
+    else:
+        out_classes = list(classes)
+    index = {c: j for j, c in enumerate(out_classes)}
+    y = np.zeros((len(lists), len(out_classes)), dtype=np.float32)
+    bad: list[tuple[int, str]] = []
+    strict = classes is not None and top_n is None and on_unknown == "error"
+    for i, row in enumerate(lists):
+        for t in row:
+            j = index.get(t)
+            if j is None:
+                if strict:
+                    bad.append((i, t))
+                continue
+            y[i, j] = 1.0
+    if bad:
+        raise InvalidLabelError(
+            f"{len(bad)} labels are not among the {len(out_classes)} classes, e.g. {bad[:5]}; "
+            "pass top_n or on_unknown='ignore' to drop them",
+            bad,
+        )
+    return y, out_classes
+
+
+def _encode_single(
+    task_type: str,
+    label_lists: Sequence[Sequence[str] | str],
+    classes: Sequence[str] | None,
+    on_unknown: str,
+) -> tuple[np.ndarray, list[str]]:
     singles = [_single(lab, i) for i, lab in enumerate(label_lists)]
-    bad = []
     if task_type == "key_estimation":
+        bad: list[tuple[int, str]] = []
         normalised: list[str] = []
-        for i, lab in enumerate(singles):
+        for i, text in enumerate(singles):
             try:
-                normalised.append(normalize_key(lab))
+                normalised.append(normalize_key(text))
             except ValueError:
                 normalised.append("")
-                bad.append((i, lab))
+                bad.append((i, text))
         if bad and on_unknown == "error":
             raise InvalidLabelError(
                 f"{len(bad)} labels are not keys, e.g. {bad[:5]} — expected e.g. 'C# minor'; loaders report and drop "
@@ -222,13 +242,13 @@ def encode_labels(
     else:
         out_classes = list(classes) if classes is not None else sorted(set(singles))
     index = {c: j for j, c in enumerate(out_classes)}
-    y = np.full(n, -1, dtype=np.int64)
+    y = np.full(len(singles), -1, dtype=np.int64)
     unknown: list[tuple[int, str]] = []
-    for i, lab in enumerate(singles):
-        j = index.get(lab)
+    for i, text in enumerate(singles):
+        j = index.get(text)
         if j is None:
-            if lab:
-                unknown.append((i, lab))
+            if text:
+                unknown.append((i, text))
             continue
         y[i] = j
     if unknown and on_unknown == "error":

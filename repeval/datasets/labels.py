@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from repeval.datasets.base import DatasetInfo, LabelInfo
-from repeval.registry import unknown_name_message
+from repeval.datasets.base import DatasetInfo, LabelInfo, unknown_label_message
 
 #: task names (mir_ref spellings and common variants) → label name
 TASK_LABEL_ALIASES: dict[str, str] = {
@@ -63,10 +62,7 @@ def task_label_name(task: Any, info: DatasetInfo | None = None) -> str:
     for c in candidates:
         if c in names:
             return c
-    raise ValueError(
-        unknown_name_message(f"label of dataset '{info.name}' for task '{name}'", name, names)
-        + " — set task.label to one of them"
-    )
+    raise ValueError(unknown_label_message(info.name, name, names, task=name))
 
 
 _COMPATIBLE = {

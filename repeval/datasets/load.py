@@ -43,7 +43,18 @@ def load_dataset(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
     else:
         rows = fill_splits(rows, tuple(ds.split_ratios), ds.split_seed)
     if ds.max_tracks is not None and rows.num_rows > ds.max_tracks:
-        rows = rows.slice(0, ds.max_tracks)
+        rows = cap_tracks(rows, ds.max_tracks, ds.split_seed)
+    pa.default_memory_pool().release_unused()  # return the split's scratch memory to the OS
     for line in report.lines():
         log.warning("dataset %s: %s", ds.name, line)
     return rows, report
+
+
+def cap_tracks(rows: pa.Table, n: int, seed: int) -> pa.Table:
+    """A seeded random subset of ``n`` rows (by hashed track id), so a cap keeps every class and
+    split represented in proportion instead of taking the first rows of a sorted manifest."""
+    from repeval.datasets.splits import hash_str
+
+    keys = [hash_str(f"{seed}\0{t}") for t in rows.column("track_id").to_pylist()]
+    order = sorted(range(len(keys)), key=keys.__getitem__)[:n]
+    return rows.take(sorted(order))

@@ -107,14 +107,11 @@ def load_magnatagatune(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
         report.add("other", f"tags.npy not found: using the 50 most frequent tags (get tags.npy from {SPLIT_URL})")
     top_set = frozenset(top)
 
-    split_of: dict[str, str] | None = {}
+    split_of: dict[str, str] | None = None
     split_files = {s: _find(root, f, meta_dirs) for s, f in SPLIT_FILES.items()}
     if all(split_files.values()):
-        for split, path in split_files.items():
-            for p in _split_paths(path):  # type: ignore[arg-type]
-                split_of[p] = split
+        split_of = {p: s for s, path in split_files.items() if path is not None for p in _split_paths(path)}
     else:
-        split_of = None
         report.add(
             "other",
             f"Won et al. split files {list(SPLIT_FILES.values())} not found under {root}: using a seeded "
@@ -122,16 +119,22 @@ def load_magnatagatune(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
         )
 
     audio_root = next(
-        (root / sub for sub in ("audio", "mp3", "") if any((root / sub / p).is_file() for p, _ in list(clips.values())[:50])),
+        (
+            root / sub
+            for sub in ("audio", "mp3", "")
+            if any((root / sub / p).is_file() for p, _ in list(clips.values())[:50])
+        ),
         root / "audio",
     )
-    collector = RowCollector(task.effective_type, report, getattr(ds, "classes", None), getattr(ds, "check_files", True))
+    collector = RowCollector(
+        task.effective_type, report, getattr(ds, "classes", None), getattr(ds, "check_files", True)
+    )
     not_in_split = 0
     for clip_id, (mp3, tags) in clips.items():
         if clip_id in CORRUPT_CLIPS:
             report.add("other", f"{clip_id} (known corrupt mp3, dropped as in mir_ref)")
             continue
-        split = None
+        split: str | None = None
         if split_of is not None:
             split = split_of.get(mp3)
             if split is None:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from repeval.datasets.base import DatasetInfo, LabelInfo, LoadReport, register_dataset
+from repeval.datasets.base import DatasetInfo, LabelInfo, LoadReport, register_dataset, unknown_label_message
 from repeval.datasets.catalog import SPLIT_ALIASES
 from repeval.datasets.encoding import normalize_pitch_class
 from repeval.datasets.labels import check_task_type, task_label_name
@@ -60,6 +60,8 @@ class MirdataSpec:
     group_of: Callable[[Any], Any] | None = None
     #: the official split has no validation part: carve one from train
     carve_validation: bool = False
+    #: number of official folds when ``split_of`` gives fold numbers (default: largest fold + 1)
+    n_folds: int | None = None
     description: str = ""
 
     def info(self) -> DatasetInfo:
@@ -69,7 +71,7 @@ class MirdataSpec:
         for lab in self.labels:
             if lab.info.name == name:
                 return lab
-        raise ValueError(unknown_name_message(f"label of dataset '{self.name}'", name, {x.info.name for x in self.labels}))
+        raise ValueError(unknown_label_message(self.name, name, [x.info.name for x in self.labels]))
 
 
 # ------------------------------------------------------------------------ opening mirdata
@@ -179,8 +181,14 @@ def _jamendo_splits(dataset: Any, ds: Any) -> dict[str, Any]:
     return {tid: name for name, ids in splits.items() for tid in ids}
 
 
-def _label(name: str, ttype: str, extract: Callable[[Any], Any], desc: str, official: bool = False,
-           splits: str = "stratified 80/10/10") -> MirdataLabel:
+def _label(
+    name: str,
+    ttype: str,
+    extract: Callable[[Any], Any],
+    desc: str,
+    official: bool = False,
+    splits: str = "stratified 80/10/10",
+) -> MirdataLabel:
     return MirdataLabel(LabelInfo(name, ttype, desc, splits), extract, official)
 
 
@@ -200,6 +208,7 @@ SPECS: dict[str, MirdataSpec] = {
                 _label("dynamics", MC, _attr("dynamics"), "pp, p, mf, f, ff"),
             ),
             split_of=_tinysol_fold,
+            n_folds=5,
             description="TinySOL single notes; instrument uses the official folds like the thesis",
         ),
         MirdataSpec(
@@ -245,9 +254,12 @@ SPECS: dict[str, MirdataSpec] = {
             "openmic2018",
             (
                 _label(
-                    "instrument", ML, _attr("instruments"),
+                    "instrument",
+                    ML,
+                    _attr("instruments"),
                     "20 instruments present with aggregated confidence > 0.5 (unannotated pairs count as absent)",
-                    True, "official split01 train/test, validation carved from train by artist",
+                    True,
+                    "official split01 train/test, validation carved from train by artist",
                 ),
             ),
             split_of=lambda t: _split_name(t.split),
@@ -273,24 +285,22 @@ def _generic_label(name: str, task: Any) -> MirdataLabel:
     return MirdataLabel(LabelInfo(name, task.effective_type, f"track attribute '{name}'"), _attr(name), True)
 
 
-def _rotate_folds(rows: pa.Table, folds: list[Any], ds: Any, report: LoadReport) -> pa.Table:
-    n_folds = len({f for f in folds if f is not None})
+def _rotate_folds(rows: pa.Table, folds: list[Any], ds: Any, n_folds: int | None, report: LoadReport) -> pa.Table:
+    """Official fold numbers → splits: validation = fold ``ds.fold``, test = the next fold, train = the rest."""
+    n_folds = n_folds or max(f for f in folds if f is not None) + 1
     fold = int(getattr(ds, "fold", 0) or 0)
     if n_folds < 3:
         report.add("other", f"official split has {n_folds} folds; using a stratified split instead")
         return rows
-    fold_arr = np.array([-1 if f is None else f for f in folds])
-    distinct = sorted({f for f in folds if f is not None})
-    remap = {f: i for i, f in enumerate(distinct)}
-    codes = folds_to_split_codes(np.array([remap.get(f, -1) for f in fold_arr]), n_folds, fold)
+    codes = folds_to_split_codes(np.array([-1 if f is None else f for f in folds]), n_folds, fold)
     names = np.array(["train", "validation", "test"], dtype=object)[codes]
     split = pa.array([None if f is None else s for f, s in zip(folds, names, strict=True)], pa.string())
     return rows.set_column(rows.schema.get_field_index("split"), "split", split)
 
 
-def load_mirdata(ds: Any, task: Any, spec: MirdataSpec | None = None) -> tuple[pa.Table, LoadReport]:
-    """Load any mirdata data set (``spec`` names its labels; None: the label is a track attribute)."""
-    spec = spec if spec is not None else SPECS.get(ds.name)
+def load_mirdata(ds: Any, task: Any, spec: MirdataSpec | None) -> tuple[pa.Table, LoadReport]:
+    """Load a mirdata data set: ``spec`` names its labels and splits; None (the generic loader): the
+    task's label is a track attribute and the split a track's ``split``/``subset`` attribute."""
     if spec is not None:
         label = spec.label(task_label_name(task, spec.info()))
         check_task_type(label.info, task, ds.name)
@@ -303,8 +313,11 @@ def load_mirdata(ds: Any, task: Any, spec: MirdataSpec | None = None) -> tuple[p
     collector = RowCollector(task_type, report, getattr(ds, "classes", None), getattr(ds, "check_files", True))
     official = label.official_split
     split_map = spec.split_map(dataset, ds) if (official and spec is not None and spec.split_map) else None
-    split_of = spec.split_of if spec is not None else (lambda t: _split_name(getattr(t, "split", None)
-                                                                              or getattr(t, "subset", None)))
+    split_of = (
+        spec.split_of
+        if spec is not None
+        else (lambda t: _split_name(getattr(t, "split", None) or getattr(t, "subset", None)))
+    )
     group_col = getattr(ds, "group_column", None)
     group_of = _attr(group_col) if group_col else (spec.group_of if spec is not None else None)
     folds: list[Any] = []
@@ -331,10 +344,11 @@ def load_mirdata(ds: Any, task: Any, spec: MirdataSpec | None = None) -> tuple[p
         fold = split if isinstance(split, int) else None
         if collector.add(tid, getattr(track, "audio_path", None), raw, None if fold is not None else split, group):
             folds.append(fold)
-    rows = require_rows(collector.table(), ds.name, report,
-                        f"check dataset.dir ({dataset.data_home}) and dataset.index_path")
+    rows = require_rows(
+        collector.table(), ds.name, report, f"check dataset.dir ({dataset.data_home}) and dataset.index_path"
+    )
     if any(f is not None for f in folds):
-        rows = _rotate_folds(rows, folds, ds, report)
+        rows = _rotate_folds(rows, folds, ds, spec.n_folds if spec is not None else None, report)
     if official and spec is not None and spec.carve_validation:
         ratios = tuple(getattr(ds, "split_ratios", (0.8, 0.1, 0.1)))
         fraction = ratios[1] / (ratios[0] + ratios[1]) if ratios[1] > 0 else 0.1
@@ -346,7 +360,11 @@ def load_mirdata(ds: Any, task: Any, spec: MirdataSpec | None = None) -> tuple[p
 GENERIC_INFO = DatasetInfo(
     "mirdata",
     "mirdata",
-    (LabelInfo("<track attribute>", "any", "task.label names a track attribute", "track split/subset, else stratified"),),
+    (
+        LabelInfo(
+            "<track attribute>", "any", "task.label names a track attribute", "track split/subset, else stratified"
+        ),
+    ),
     "any mirdata data set: the label is a track attribute",
 )
 

@@ -114,11 +114,11 @@ def load_mtg_jamendo(ds: Any, task: Any, subset: str | None = None) -> tuple[pa.
     keep_prefix = subset == "top50tags"
     entries: list[tuple[tuple[str, str, str, list[str]], str | None]] = []
     split_files = {
-        s: _find_file(root, f"splits/split-{fold}/autotagging_{subset}-{s}.tsv") for s in ("train", "validation", "test")
+        s: _find_file(root, f"splits/split-{fold}/autotagging_{subset}-{s}.tsv")
+        for s in ("train", "validation", "test")
     }
     if all(split_files.values()):
-        for split, path in split_files.items():
-            entries += [(row, split) for row in read_tsv(path)]  # type: ignore[arg-type]
+        entries = [(row, split) for split, path in split_files.items() if path is not None for row in read_tsv(path)]
     else:
         meta = _find_file(root, f"autotagging_{subset}.tsv")
         if meta is None:
@@ -132,8 +132,8 @@ def load_mtg_jamendo(ds: Any, task: Any, subset: str | None = None) -> tuple[pa.
     collector = RowCollector(
         task.effective_type, report, getattr(ds, "classes", None), getattr(ds, "check_files", True)
     )
-    for (tid, artist, rel, tags), split in entries:
-        collector.add(tid, audio(rel), [_tag(t, keep_prefix) for t in tags], split, artist or None)
+    for (tid, artist, rel, tags), split_name in entries:
+        collector.add(tid, audio(rel), [_tag(t, keep_prefix) for t in tags], split_name, artist or None)
     rows = require_rows(collector.table(), ds.name, report, f"audio expected under {root}/audio/<NN>/<id>.mp3")
     log.info("mtg_jamendo %s split-%d: %d tracks", subset, fold, rows.num_rows)
     return rows, report

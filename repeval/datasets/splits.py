@@ -76,25 +76,34 @@ def _sorted_codes(values: pa.Array) -> tuple[np.ndarray, pa.Array]:
 
 def _units(keys: Any, strata: Any, groups: Any | None) -> tuple[np.ndarray, np.ndarray, pa.Array]:
     """(unit of each item, stratum code of each unit, stratum names), all in sorted-name order."""
-    keys = _str_array(keys)
-    strata = _str_array(strata).fill_null("")
-    unit_names = pc.binary_join_element_wise("\0", keys, "")  # "\0<key>" like the per-item unit
-    if groups is not None:
-        groups = _str_array(groups)
-        unit_names = pc.if_else(pc.is_null(groups), unit_names, groups)
+    # a unit is named by its group, or "\0<key>" for an item without one (so it sorts apart)
+    groups = None if groups is None else _str_array(groups)
+    if groups is not None and groups.null_count == 0:
+        unit_names = groups
+    elif groups is None or groups.null_count == len(groups):
+        unit_names = _str_array(keys)  # all items ungrouped: the common "\0" prefix changes no order
+    else:
+        unit_names = pc.if_else(pc.is_null(groups), pc.binary_join_element_wise("\0", _str_array(keys), ""), groups)
+    del groups
     unit_of, _ = _sorted_codes(unit_names)
-    stratum_of, stratum_names = _sorted_codes(strata)
+    del unit_names
+    stratum_of, stratum_names = _sorted_codes(_str_array(strata).fill_null(""))
     n_units = int(unit_of.max()) + 1 if len(unit_of) else 0
     n_strata = len(stratum_names)
-    combined = unit_of * max(n_strata, 1) + stratum_of
-    uniq, counts = np.unique(combined, return_counts=True)
+    unit_stratum = np.zeros(n_units, dtype=np.int64)
+    if n_units == 0:
+        return unit_of, unit_stratum, stratum_names
+    # (unit, stratum) pairs sorted by unit then stratum, with their counts
+    uniq, counts = np.unique(unit_of * max(n_strata, 1) + stratum_of, return_counts=True)
     u, s = uniq // max(n_strata, 1), uniq % max(n_strata, 1)
     # per unit: the most common stratum, ties → smallest stratum code (= alphabetically first)
-    best = np.lexsort((s, -counts, u))
-    first = np.ones(len(best), dtype=bool)
-    first[1:] = u[best][1:] != u[best][:-1]
-    unit_stratum = np.empty(n_units, dtype=np.int64)
-    unit_stratum[u[best][first]] = s[best][first]
+    starts = np.flatnonzero(np.r_[True, u[1:] != u[:-1]])
+    best_count = np.maximum.reduceat(counts, starts)
+    is_best = counts == np.repeat(best_count, np.diff(np.r_[starts, len(u)]))
+    # the first pair reaching the maximum in each unit (pairs are sorted by stratum within a unit)
+    cand = np.flatnonzero(is_best)
+    keep = np.r_[True, u[cand][1:] != u[cand][:-1]]
+    unit_stratum[u[cand][keep]] = s[cand][keep]
     return unit_of, unit_stratum, stratum_names
 
 
@@ -225,7 +234,7 @@ def fill_splits(rows: pa.Table, ratios: tuple[float, float, float], seed: int) -
     if split.null_count == 0:
         return rows
     mask = pc.is_null(split).to_numpy(zero_copy_only=False)
-    sub = rows.filter(pa.array(mask))
+    sub = rows if mask.all() else rows.filter(pa.array(mask))
     codes = assign_splits(sub.column("track_id"), first_labels(sub.column("label")), ratios, seed, sub.column("group"))
     return _with_split(rows, codes, mask)
 
@@ -236,7 +245,7 @@ def fill_fold_splits(rows: pa.Table, n_folds: int, fold: int, seed: int) -> pa.T
     if split.null_count == 0:
         return rows
     mask = pc.is_null(split).to_numpy(zero_copy_only=False)
-    sub = rows.filter(pa.array(mask))
+    sub = rows if mask.all() else rows.filter(pa.array(mask))
     folds = assign_folds(sub.column("track_id"), first_labels(sub.column("label")), n_folds, seed, sub.column("group"))
     return _with_split(rows, folds_to_split_codes(folds, n_folds, fold), mask)
 
@@ -254,7 +263,11 @@ def carve_validation(rows: pa.Table, fraction: float, seed: int) -> pa.Table:
         return rows
     sub = rows.filter(pa.array(mask))
     codes = assign_splits(
-        sub.column("track_id"), first_labels(sub.column("label")), (1 - fraction, fraction, 0.0), seed, sub.column("group")
+        sub.column("track_id"),
+        first_labels(sub.column("label")),
+        (1 - fraction, fraction, 0.0),
+        seed,
+        sub.column("group"),
     )
     return _with_split(rows, codes, mask)
 

@@ -36,7 +36,18 @@ from repeval.datasets.rows import RowCollector, require_rows
 
 log = logging.getLogger(__name__)
 
-TECHNIQUES = ("belt", "breathy", "inhaled", "lip_trill", "spoken", "straight", "trill", "trillo", "vibrato", "vocal_fry")
+TECHNIQUES = (
+    "belt",
+    "breathy",
+    "inhaled",
+    "lip_trill",
+    "spoken",
+    "straight",
+    "trill",
+    "trillo",
+    "vibrato",
+    "vocal_fry",
+)
 #: the dataset's technique test singers (test_singers_technique.txt)
 TEST_SINGERS = ("f2", "f8", "m3", "m5", "m10")
 #: the thesis' validation singers, taken from the original training singers
@@ -52,7 +63,9 @@ INFO = DatasetInfo(
     (
         LabelInfo("singer", "multiclass_classification", "20 singers", "stratified 80/10/10"),
         LabelInfo(
-            "technique", "multiclass_classification", "10 techniques of the dataset paper",
+            "technique",
+            "multiclass_classification",
+            "10 techniques of the dataset paper",
             "singer-disjoint: test f2 f8 m3 m5 m10, validation f9 m9 m11",
         ),
     ),
@@ -106,7 +119,9 @@ def load_vocalset(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
     root = Path(ds.dir)
     audio_root = _audio_root(root)
     report = LoadReport()
-    collector = RowCollector(task.effective_type, report, getattr(ds, "classes", None), getattr(ds, "check_files", True))
+    collector = RowCollector(
+        task.effective_type, report, getattr(ds, "classes", None), getattr(ds, "check_files", True)
+    )
     split_of: dict[str, str] = {}
     if label == "technique":
         split_of, source = technique_splits(root)

@@ -11,7 +11,8 @@ label serves the point estimate and every bootstrap resample.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -68,17 +69,25 @@ def _micro(fn, y_true: np.ndarray, y_score: np.ndarray, weights: np.ndarray) -> 
     return fn(ind.ravel(), y_score.ravel(), flat_weights)
 
 
-def _make(fn, average: str):
-    def kernel(y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[str], weights: np.ndarray):
-        if average == "micro":
-            return _micro(fn, y_true, y_score, weights), None
-        values, support = _per_label(fn, y_true, y_score, weights)
-        if average == "macro":
+@dataclass(frozen=True)
+class _RankingKernel:
+    """A ranking metric with one averaging mode (a class, not a closure, so it pickles for Ray)."""
+
+    fn: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+    average: str
+
+    def __call__(self, y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[str], weights: np.ndarray):
+        if self.average == "micro":
+            return _micro(self.fn, y_true, y_score, weights), None
+        values, support = _per_label(self.fn, y_true, y_score, weights)
+        if self.average == "macro":
             return nanmean_rows(values), values
         defined = ~np.isnan(values)
         return safe_divide((np.where(defined, values, 0.0) * support).sum(1), (support * defined).sum(1)), None
 
-    return kernel
+
+def _make(fn: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray], average: str) -> _RankingKernel:
+    return _RankingKernel(fn, average)
 
 
 for _avg in ("macro", "micro", "weighted"):

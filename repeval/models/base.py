@@ -55,6 +55,11 @@ class EmbeddingModel:
         """``None`` when runnable here, else the reason (naming the fix)."""
         return None
 
+    @classmethod
+    def declared_sizes(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:
+        """``(sample_rate_hz, embedding_dim)`` known without loading weights (``None`` where unknown)."""
+        return None, None
+
     @property
     def version(self) -> str:
         return "1"

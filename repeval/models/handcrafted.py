@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import scipy.fft
 
+from repeval.models._common import as_mono
 from repeval.models.base import EmbeddingModel, register_model
 
 
@@ -46,6 +47,14 @@ class _SpectralStats(EmbeddingModel):
         self._setup()
         self.embedding_dim = 2 * self.n_bands
 
+    @classmethod
+    def declared_sizes(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:
+        return int(params.get("sample_rate_hz", 22050)), 2 * cls._declared_bands(params)
+
+    @classmethod
+    def _declared_bands(cls, params: dict[str, Any]) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def _setup(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -53,7 +62,7 @@ class _SpectralStats(EmbeddingModel):
         raise NotImplementedError
 
     def embed(self, audio: np.ndarray) -> np.ndarray:
-        audio = np.asarray(audio, dtype=np.float32)
+        audio = as_mono(audio)
         spec = np.abs(np.fft.rfft(_frames(audio, self.n_fft, self.hop_length) * self._window, axis=1)) ** 2
         feats = self._bands(spec.astype(np.float32))  # (T, n_bands)
         T = feats.shape[0]
@@ -73,6 +82,10 @@ class LogMelStats(_SpectralStats):
     def __init__(self, n_mels: int = 64, **kw: Any) -> None:
         self.n_bands = int(n_mels)
         super().__init__(**kw)
+
+    @classmethod
+    def _declared_bands(cls, params: dict[str, Any]) -> int:
+        return int(params.get("n_mels", 64))
 
     def _setup(self) -> None:
         import librosa
@@ -95,6 +108,10 @@ class MFCCStats(LogMelStats):
         self.n_bands = self.n_mfcc
         self.embedding_dim = 2 * self.n_mfcc
 
+    @classmethod
+    def _declared_bands(cls, params: dict[str, Any]) -> int:
+        return int(params.get("n_mfcc", 20))
+
     def _bands(self, power: np.ndarray) -> np.ndarray:
         logmel = super()._bands(power)
         return scipy.fft.dct(logmel, type=2, norm="ortho", axis=1)[:, : self.n_mfcc].astype(np.float32)
@@ -107,6 +124,10 @@ class ChromaStats(_SpectralStats):
     def __init__(self, **kw: Any) -> None:
         self.n_bands = 12
         super().__init__(**kw)
+
+    @classmethod
+    def _declared_bands(cls, params: dict[str, Any]) -> int:
+        return 12
 
     def _setup(self) -> None:
         import librosa

@@ -1,13 +1,15 @@
-"""Model ids used by the mir_ref thesis, declared so configs naming them validate.
+"""Thesis model ids that repeval declares but does not implement yet.
 
-Issue 5 replaces each declaration with a real implementation in its own module; until then a
-declared family reports why it cannot run (``repeval models`` shows the reason) and a run that
-needs it stops before any compute with that reason.
+Every other model of the mir_ref thesis is a real module now (``msd-musicnn`` in
+:mod:`~repeval.models.musicnn_tf`, ``vggish-audioset``/``effnet-discogs``/``openl3`` in
+:mod:`~repeval.models.essentia_tf`, ``clmr-v2`` in :mod:`~repeval.models.clmr`, ``mule`` in
+:mod:`~repeval.models.mule`, ``mert-v1-*`` in :mod:`~repeval.models.hf`). A declared family
+reports why it cannot run (``repeval models`` shows the reason) and a run that needs it stops
+before any compute with that reason.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from repeval.models.base import EmbeddingModel, register_model
@@ -20,23 +22,14 @@ def _declare(name: str, reason: str, parse_id: Any = None) -> None:
         {
             "description": f"thesis model {name} (not yet implemented in repeval)",
             "availability": classmethod(lambda cls, params: reason),
+            "implemented": False,
         },
     )
     register_model(name, parse_id=parse_id)(cls)
 
 
-_NOT_YET = "not implemented yet (tracked in issue 5: embedding model zoo)"
-
-for _name in ("vggish-audioset", "effnet-discogs", "msd-musicnn", "openl3", "neuralfp", "clmr-v2", "mule"):
-    _declare(_name, _NOT_YET)
-
-
-def _mert_id(model_id: str) -> dict[str, Any] | None:
-    m = re.fullmatch(r"mert-v1-(95m|330m)((?:-\d+)*)", model_id)
-    if not m:
-        return None
-    layers = [int(x) for x in m.group(2).split("-") if x]
-    return {"size": m.group(1), "layers": layers or None}
-
-
-_declare("mert-v1", _NOT_YET, parse_id=_mert_id)
+_declare(
+    "neuralfp",
+    "not implemented yet: NeuralFP (Chang et al. 2021) needs its encoder ported and its TF weights converted "
+    "(tracked in issue 5); use another model id meanwhile",
+)

@@ -2,44 +2,44 @@
 Ray Data and write them into the store, one partition per scenario (``clean``, D1, ...).
 
 Only the splits in ``run.deform_splits`` (default: test) are deformed — probes are trained on
-clean audio and tested on clean and deformed audio.
+clean audio and tested on clean and deformed audio. Each track is decoded once, whatever the
+number of scenarios it needs.
+
+Stream: ``from_arrow`` (slices of the to-do table) → ``DecodeDeform`` tasks (decode block-wise,
+chunk to the model's window, deform) → ``Embed`` actor pool (one per model; resources from
+:mod:`repeval.pipeline.resources`) → driver: reassemble chunks, write atomic part files. Nothing
+is materialised; the driver never builds a Python object per catalog row to plan the work (the
+to-do set is computed with Arrow kernels against the ids already in the store).
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import re
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from repeval.config import Config, ExperimentConfig
 from repeval.config.loader import config_hash
 from repeval.models import resolve_model
-from repeval.pipeline.stages import CLEAN, DecodeDeform, Embed
+from repeval.pipeline.assemble import TrackAssembler, errors_table, rows_table
+from repeval.pipeline.resources import EmbedResources, plan_resources
+from repeval.pipeline.stages import CLEAN, DEFAULT_CHUNK_S, DecodeDeform, Embed
+from repeval.pipeline.summary import EmbedSummary, Progress
 from repeval.store import EmbeddingStore, PartitionWriter
-from repeval.store.store import embedding_schema
+from repeval.store.store import ERROR_SCHEMA, STORE_FORMAT, embedding_schema, repeval_version
 
 log = logging.getLogger(__name__)
 
+__all__ = ["EmbedSummary", "embed_experiment", "model_chunk_s", "plan_todo"]
 
-@dataclass
-class EmbedSummary:
-    computed: int = 0
-    skipped: int = 0
-    errors: int = 0
-    audio_seconds: float = 0.0
-    wall_s: float = 0.0
-    partitions_completed: list[str] = field(default_factory=list)
-
-    def line(self) -> str:
-        rate = self.audio_seconds / self.wall_s if self.wall_s else 0.0
-        return (
-            f"embedded {self.computed} rows ({self.skipped} already in store, {self.errors} errors) "
-            f"in {self.wall_s:.1f}s — {rate:.0f} s of audio per second"
-        )
+#: input rows per Ray Data block (decode task granularity)
+MAX_BLOCK_ROWS = 256
 
 
 def model_fingerprint(model_cfg: Any) -> dict[str, Any]:
@@ -54,12 +54,43 @@ def scenario_fingerprint(exp: ExperimentConfig, sid: str, ds: Any, run_seed: int
     return {"scenario": config_hash(scen), "seed": run_seed}
 
 
+def model_chunk_s(fam: Any, params: dict[str, Any]) -> float | None:
+    """The analysis window: ``params.chunk_s``, else the model's declared ``chunk_s``, else 30 s.
+
+    ``None`` or a non-positive value in params means "whole file" (only for models that need it).
+    """
+    if "chunk_s" in params:
+        v = params["chunk_s"]
+        return float(v) if v is not None and float(v) > 0 else None
+    declared = getattr(fam.cls, "chunk_s", None)
+    return float(declared) if declared else DEFAULT_CHUNK_S
+
+
+def plan_todo(rows: pa.Table, masks: dict[str, np.ndarray]) -> pa.Table:
+    """The rows that need work, with a ``scenarios`` column of indices into ``list(masks)``.
+
+    ``masks[sid]`` is a boolean array over ``rows``: the track is wanted in that scenario and not
+    in the store yet. Vectorised: no Python object per row.
+    """
+    sids = list(masks)
+    if not sids:
+        return rows.slice(0, 0).append_column("scenarios", pa.array([], pa.list_(pa.int16())))
+    mat = np.stack([masks[s] for s in sids], axis=1)
+    need = mat.any(axis=1)
+    todo = rows.filter(pa.array(need))
+    sub = mat[need]
+    offsets = np.concatenate([[0], np.cumsum(sub.sum(axis=1))]).astype(np.int32)
+    values = np.nonzero(sub)[1].astype(np.int16)  # row-major: each row's scenarios in order
+    return todo.append_column("scenarios", pa.ListArray.from_arrays(pa.array(offsets), pa.array(values)))
+
+
 def embed_experiment(
     cfg: Config,
     exp: ExperimentConfig,
     rows_by_dataset: dict[str, pa.Table],
     store: EmbeddingStore,
     deformed_only: bool = False,
+    progress: bool | None = None,
 ) -> EmbedSummary:
     from repeval.ray_utils import cluster_cpus, cluster_gpus
 
@@ -69,116 +100,179 @@ def embed_experiment(
     for ds in exp.datasets:
         rows = rows_by_dataset[ds.name]
         scenarios = exp.scenarios_for(ds)
+        ids = rows.column("track_id").combine_chunks()
+        deform_mask = pc.fill_null(
+            pc.is_in(rows.column("split"), value_set=pa.array(list(run.deform_splits), pa.string())), False
+        ).to_numpy(zero_copy_only=False)
         for mcfg in exp.embedding_models:
             fam, params = resolve_model(mcfg)
             sample_rate = int(params.get("sample_rate_hz") or getattr(fam.cls, "sample_rate_hz", 0) or run.sample_rate_hz)
-            wanted_by_track: dict[str, list[str]] = {}
+            chunk_s = model_chunk_s(fam, params)
+            masks: dict[str, np.ndarray] = {}
             parts = {}
-            track_ids = rows.column("track_id").to_pylist()
-            track_splits = rows.column("split").to_pylist()
+            provenance = {}
             for sid in ([] if deformed_only else [CLEAN]) + list(scenarios):
                 part = store.partition(ds.name, mcfg.id, sid)
-                fp = {"model": model_fingerprint(mcfg), **scenario_fingerprint(exp, sid, ds, run.seed)}
+                fp = {
+                    "model": model_fingerprint(mcfg),
+                    **scenario_fingerprint(exp, sid, ds, run.seed),
+                    "sample_rate_hz": sample_rate,
+                    "chunk_s": chunk_s,
+                    "keep_frames": run.keep_frames,
+                    "store_format": STORE_FORMAT,
+                }
                 part.check_compatible(fp)
-                splits_needed = None if sid == CLEAN else set(run.deform_splits)
-                wanted = [t for t, sp in zip(track_ids, track_splits, strict=True) if splits_needed is None or sp in splits_needed]
-                done = part.done_track_ids()
-                missing = [t for t in wanted if t not in done]
-                summary.skipped += len(wanted) - len(missing)
-                if not missing and part.complete:
+                wanted = np.ones(rows.num_rows, bool) if sid == CLEAN else deform_mask
+                done = pc.is_in(ids, value_set=part.done_ids()).to_numpy(zero_copy_only=False)
+                missing = wanted & ~done
+                summary.skipped += int((wanted & done).sum())
+                if not missing.any() and part.complete:
                     continue
                 # a partition shared by several tasks (one dataset, other splits) may need more tracks
                 part.reopen()
-                part.stamp(fp)
+                part.stamp(fp, {"config_hash": config_hash(fp), "model_id": mcfg.id, "repeval_version": repeval_version()})
                 parts[sid] = part
-                for tid in missing:
-                    wanted_by_track.setdefault(tid, []).append(sid)
+                masks[sid] = missing
+                provenance[sid] = {"model": mcfg.id, "config_hash": config_hash(fp), "repeval_version": repeval_version()}
             if not parts:
                 log.info("%s/%s: all partitions complete", ds.name, mcfg.id)
                 continue
-            if wanted_by_track:
-                todo = rows.filter(pa.array([t in wanted_by_track for t in rows.column("track_id").to_pylist()]))
-                todo = todo.append_column(
-                    "scenarios", pa.array([wanted_by_track[t] for t in todo.column("track_id").to_pylist()], pa.list_(pa.string()))
+            todo = plan_todo(rows, masks)
+            versions: dict[str, str] = {}
+            if todo.num_rows:
+                res = plan_resources(fam.cls, run.resources, cluster_cpus(), cluster_gpus())
+                summary.resources[mcfg.id] = res.describe()
+                log.info("%s/%s: %d tracks to embed; %s", ds.name, mcfg.id, todo.num_rows, res.describe())
+                versions = _run_pipeline(
+                    cfg, mcfg, sample_rate, chunk_s, todo, scenarios, list(masks), parts, provenance, res, summary,
+                    progress, f"{ds.name}/{mcfg.id}",
                 )
-                _run_pipeline(cfg, exp, ds, mcfg, sample_rate, todo, scenarios, parts, summary, cluster_cpus(), cluster_gpus())
             for sid, part in parts.items():
-                part.finish({"dataset": ds.name, "model": mcfg.id, "scenario": sid, "task": exp.task.name})
+                info = {"dataset": ds.name, "model": mcfg.id, "scenario": sid, "task": exp.task.name,
+                        "sample_rate_hz": sample_rate, "chunk_s": chunk_s, "keep_frames": run.keep_frames}
+                version = versions.get(sid) or _stored_version(part)
+                if version:
+                    info["model_version"] = version
+                part.finish(info)
                 summary.partitions_completed.append(part.path)
     summary.wall_s = time.perf_counter() - t0
     return summary
 
 
+def _stored_version(part: Any) -> str | None:
+    import pyarrow.parquet as pq
+
+    m = part.manifest() or {}
+    if m.get("model_version"):
+        return str(m["model_version"])
+    for f in part.part_files()[:1]:
+        col = pq.read_table(f, columns=["model_version"], filesystem=part.fs).column(0)
+        if len(col):
+            return col[0].as_py()
+    return None
+
+
+def _blocks(todo: pa.Table, n_cpus: float) -> list[pa.Table]:
+    """Slices of the to-do table, one Ray Data block each (enough blocks to keep every CPU busy)."""
+    n = todo.num_rows
+    size = max(1, min(MAX_BLOCK_ROWS, math.ceil(n / max(4 * n_cpus, 1))))
+    return [todo.slice(i, size) for i in range(0, n, size)]
+
+
 def _run_pipeline(
     cfg: Config,
-    exp: ExperimentConfig,
-    ds_cfg: Any,
     mcfg: Any,
     sample_rate: int,
+    chunk_s: float | None,
     todo: pa.Table,
     scenarios: dict[str, Any],
+    sids: list[str],
     parts: dict[str, Any],
+    provenance: dict[str, dict[str, Any]],
+    res: EmbedResources,
     summary: EmbedSummary,
-    n_cpus: float,
-    n_gpus: float,
-) -> None:
+    progress: bool | None,
+    label: str,
+) -> dict[str, str]:
     import ray.data
+    from ray.data import DataContext
+
+    from repeval.ray_utils import cluster_cpus
 
     run = cfg.run
-    res = run.resources
-    fam, _ = resolve_model(mcfg)
-    use_gpu = n_gpus > 0 and fam.cls.uses_gpu
-    # leave room for decode tasks: on 2 CPUs one actor; more CPUs, more actors
-    n_actors = res.embed_actors or (max(1, int(n_gpus / max(res.embed_num_gpus, 1e-6))) if use_gpu else max(1, int((n_cpus - res.decode_num_cpus) // res.embed_num_cpus)))
     steps = {sid: [(s.type, dict(s.params)) for s in scen.steps] for sid, scen in scenarios.items() if sid in parts}
     batch_size = mcfg.batch_size or 16
-    ds = ray.data.from_arrow(todo.select(["track_id", "audio_path", "split", "scenarios"]))
-    ds = ds.repartition(max(1, min(todo.num_rows // 8, 200)))
-    # a callable instance runs as stateless tasks (decode); the Embed class runs as an actor pool
-    ds = ds.map_batches(DecodeDeform(sample_rate, steps, run.seed), batch_size=8, num_cpus=res.decode_num_cpus)
-    embed_kwargs: dict[str, Any] = {
-        "fn_constructor_args": (mcfg, run.keep_frames),
-        "batch_size": batch_size,
-        "compute": ray.data.ActorPoolStrategy(size=n_actors),
-        "num_cpus": res.embed_num_cpus,
-    }
-    if use_gpu:
-        embed_kwargs["num_gpus"] = res.embed_num_gpus
-    ds = ds.map_batches(Embed, **embed_kwargs)
+    ctx = DataContext.get_current()
+    old_bars = ctx.enable_progress_bars
+    show = progress if progress is not None else old_bars
+    ctx.enable_progress_bars = bool(show)
+
+    inp = todo.select(["track_id", "audio_path", "split", "scenarios"])
+    ds = ray.data.from_arrow(_blocks(inp, cluster_cpus()))
+    decode = DecodeDeform(sample_rate, steps, run.seed, chunk_s=chunk_s, scenario_ids=sids)
+    # a callable instance runs as stateless tasks; the Embed class runs as an actor pool
+    ds = ds.map_batches(decode, batch_size=8, num_cpus=res.decode_num_cpus)
+    ds = ds.map_batches(Embed, fn_constructor_args=(mcfg, run.keep_frames, res.threads), **res.actor_kwargs(batch_size))
+
+    n_expected = int(pc.sum(pc.list_value_length(todo.column("scenarios"))).as_py() or 0)
+    bar = Progress(n_expected, f"write {label}", progress)
+    assembler = TrackAssembler(run.keep_frames)
     writers: dict[str, PartitionWriter] = {}
+    versions: dict[str, str] = {}
+    summary.tracks += todo.num_rows
 
     def writer(sid: str, dim: int) -> PartitionWriter:
         if sid not in writers:
             writers[sid] = PartitionWriter(parts[sid], embedding_schema(dim, run.keep_frames), run.part_rows)
         return writers[sid]
+
     try:
         for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
-            for i in range(len(batch["track_id"])):
-                sid = str(batch["scenario"][i])
-                w = writer(sid, batch["embedding"].shape[1])
-                tid, split = str(batch["track_id"][i]), str(batch["split"][i])
-                err = str(batch["error"][i])
-                if err:
-                    w.add_error({"track_id": tid, "split": split, "stage": str(batch["stage"][i]), "reason": err,
-                                 "model": mcfg.id, "scenario": sid})
-                    summary.errors += 1
-                    continue
-                row = {
-                    "track_id": tid,
-                    "split": split,
-                    "embedding": np.asarray(batch["embedding"][i], np.float32),
-                    "n_frames": int(batch["n_frames"][i]),
-                    "deformation_params": str(batch["deformation_params"][i]) or None,
-                    "model": mcfg.id,
-                    "scenario": sid,
-                    "audio_seconds": float(batch["audio_seconds"][i]),
-                }
-                if run.keep_frames:
-                    row["frames"] = [np.asarray(f, np.float32) for f in batch["frames"][i]]
-                w.add(row)
-                summary.computed += 1
-                summary.audio_seconds += row["audio_seconds"]
+            block, errors = assembler.add(batch)
+            now = np.datetime64(int(time.time() * 1000), "ms")
+            if len(errors):
+                err_sids = np.array(errors.scenario)
+                for sid in np.unique(err_sids):
+                    sub = _take_errors(errors, np.flatnonzero(err_sids == sid))
+                    writers_for_errors = writer(str(sid), batch["embedding"].shape[1])
+                    writers_for_errors.add_errors(errors_table(sub, ERROR_SCHEMA, {**provenance[str(sid)], "created_at": now}))
+                summary.errors += len(errors)
+                summary.errors_by_stage.update(errors.stage)
+            if block is not None:
+                for sid in np.unique(block.scenario):
+                    sid = str(sid)
+                    sub = block.take(np.flatnonzero(block.scenario == sid))
+                    w = writer(sid, sub.embedding.shape[1])
+                    w.add_table(rows_table(sub, w.schema, {**provenance[sid], "created_at": now}))
+                    versions.setdefault(sid, str(sub.model_version[0]))
+                    summary.rows_by_scenario[sid] += len(sub)
+                summary.computed += len(block)
+                summary.audio_seconds += float(block.audio_seconds.sum())
+            bar.update((len(block) if block is not None else 0) + len(errors))
+        summary.operators = _operators(ds)
     finally:
-        # everything computed so far is kept, even when the stream fails part-way
+        # everything finished so far is kept, even when the stream fails part-way
+        summary.abandoned += assembler.abandon()
         for w in writers.values():
             w.flush()
+        bar.close()
+        ctx.enable_progress_bars = old_bars
+    return versions
+
+
+def _take_errors(errors: Any, idx: np.ndarray) -> Any:
+    from repeval.pipeline.assemble import ErrorBlock
+
+    out = ErrorBlock()
+    for i in idx:
+        out.add(errors.track_id[i], errors.split[i], errors.scenario[i], errors.stage[i], errors.reason[i])
+    return out
+
+
+def _operators(ds: Any) -> list[str]:
+    """Operator names of the executed plan, e.g. ``['MapBatches(DecodeDeform)', 'MapBatches(Embed)']``."""
+    try:
+        text = ds.stats()
+    except Exception:  # noqa: BLE001 - stats are informative only
+        return []
+    return re.findall(r"^Operator \d+ (.+?): ", text, flags=re.M)

@@ -1,27 +1,60 @@
 """The pipeline's batch UDFs. They are plain callables, testable without Ray.
 
-Batches are dicts of numpy arrays (Ray Data's ``numpy`` batch format).
+Batches are dicts of numpy arrays (Ray Data's ``numpy`` batch format). The unit of work between
+the stages is a *chunk*: one window of at most 1.5 × ``chunk_s`` seconds of one track in one
+scenario. A short clip is one chunk; a long file becomes many, decoded block by block, so a
+multi-hour file never sits in memory. Every chunk row carries ``chunk`` (its index) and
+``n_chunks`` (0, except on a track's last chunk, where it is the number of chunks); the driver
+reassembles tracks from their chunks (:mod:`repeval.pipeline.assemble`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from repeval.audio import DecodeError, decode
+from repeval.audio import DecodeError, iter_chunks
 from repeval.deformations import Scenario, scenario_seed
 
 log = logging.getLogger(__name__)
 
 CLEAN = "clean"
 
+#: default analysis window when a model does not declare ``chunk_s``
+DEFAULT_CHUNK_S = 30.0
+
+#: a decode task yields an output batch once it holds this many samples (bounded task memory)
+MAX_BATCH_SAMPLES = 1 << 22
+
+DECODE_COLUMNS = ("track_id", "split", "scenario", "chunk", "n_chunks", "audio", "deformation_params", "error", "stage")
+
+
+def _object_array(items: list[Any]) -> np.ndarray:
+    arr = np.empty(len(items), dtype=object)
+    arr[:] = items
+    return arr
+
+
+def chunk_seed(run_seed: int, track_id: str, scenario_id: str, chunk: int) -> int:
+    """Chunk 0 uses the track's scenario seed (a short clip is seeded exactly like an unchunked one)."""
+    if chunk == 0:
+        return scenario_seed(run_seed, track_id, scenario_id)
+    return scenario_seed(run_seed, f"{track_id}\0chunk{chunk}", scenario_id)
+
 
 class DecodeDeform:
-    """Decode each track once and emit one row per scenario it needs (``clean`` and/or deformed)."""
+    """Decode each track once, chunk it, and emit one row per (chunk, scenario it needs).
+
+    Deformation parameters are sampled once per (track, scenario) on the first chunk and frozen
+    for the others (a gain or an SNR applies to the whole track); the random signal each chunk
+    receives (noise, say) is seeded per chunk. The sampled parameters are returned as JSON.
+    """
 
     def __init__(
         self,
@@ -29,11 +62,16 @@ class DecodeDeform:
         scenarios: dict[str, list[tuple[str, dict[str, Any]]]],
         run_seed: int,
         max_duration_s: float | None = None,
+        chunk_s: float | None = DEFAULT_CHUNK_S,
+        scenario_ids: list[str] | None = None,
     ) -> None:
         self.sample_rate_hz = sample_rate_hz
         self.scenario_steps = scenarios
         self.run_seed = run_seed
         self.max_duration_s = max_duration_s
+        self.chunk_s = chunk_s
+        #: names of the scenario indices in the input's ``scenarios`` column (when it holds integers)
+        self.scenario_ids = scenario_ids or [CLEAN, *scenarios]
         self._built: dict[str, Scenario] | None = None
 
     def _scenarios(self) -> dict[str, Scenario]:
@@ -41,62 +79,162 @@ class DecodeDeform:
             self._built = {sid: Scenario(sid, steps) for sid, steps in self.scenario_steps.items()}
         return self._built
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out: dict[str, list[Any]] = {k: [] for k in ("track_id", "split", "scenario", "audio", "deformation_params", "error", "stage")}
+    def _wanted(self, wanted: Any) -> list[str]:
+        return [self.scenario_ids[int(w)] if isinstance(w, int | np.integer) else str(w) for w in wanted]
 
-        def emit(tid: str, split: str, sid: str, audio: np.ndarray | None, params: str, error: str, stage: str) -> None:
+    def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        out: dict[str, list[Any]] = {k: [] for k in DECODE_COLUMNS}
+        held = 0
+
+        def emit(tid: str, split: str, sid: str, chunk: int, last: bool, audio: np.ndarray | None, params: str,
+                 error: str = "", stage: str = "") -> None:
+            nonlocal held
             out["track_id"].append(tid)
             out["split"].append(split)
             out["scenario"].append(sid)
+            out["chunk"].append(chunk)
+            out["n_chunks"].append(chunk + 1 if last else 0)
             out["audio"].append(audio if audio is not None else np.zeros(0, np.float32))
             out["deformation_params"].append(params)
             out["error"].append(error)
             out["stage"].append(stage)
+            held += 0 if audio is None else len(audio)
 
-        scenarios = self._scenarios()
         for tid, path, split, wanted in zip(batch["track_id"], batch["audio_path"], batch["split"], batch["scenarios"], strict=True):
-            tid, split = str(tid), str(split)
-            wanted = [str(w) for w in wanted]
-            try:
-                audio = decode(str(path), self.sample_rate_hz, self.max_duration_s)
-            except DecodeError as exc:
+            for _ in self._track(str(tid), str(path), str(split), self._wanted(wanted), emit):
+                if held >= MAX_BATCH_SAMPLES:
+                    yield self._to_numpy(out)
+                    out = {k: [] for k in DECODE_COLUMNS}
+                    held = 0
+        if out["track_id"]:
+            yield self._to_numpy(out)
+
+    def _track(self, tid: str, path: str, split: str, wanted: list[str], emit: Any) -> Iterator[None]:
+        """Emit the rows of one track chunk by chunk (a generator so the caller can flush between chunks).
+
+        An error closes the track in a scenario: its row comes after the chunks already sent,
+        and says how many chunks the track has (so the driver knows when it has them all).
+        """
+        scenarios = self._scenarios()
+        open_ = dict.fromkeys(wanted, True)
+        params: dict[str, str] = {}
+        chunks = iter_chunks(path, self.sample_rate_hz, self.chunk_s, self.max_duration_s)
+        index = 0
+        try:
+            current: np.ndarray | None = next(chunks)
+            while current is not None:
+                following = next(chunks, None)  # one window of look-ahead tells which chunk is the last
+                last = following is None
                 for sid in wanted:
-                    emit(tid, split, sid, None, "", str(exc), "decode")
-                continue
-            except Exception as exc:  # noqa: BLE001 - any per-file failure becomes an error row
-                for sid in wanted:
-                    emit(tid, split, sid, None, "", f"{type(exc).__name__}: {exc}", "decode")
-                continue
+                    if not open_[sid]:
+                        continue
+                    if sid == CLEAN:
+                        emit(tid, split, sid, index, last, current, "")
+                        continue
+                    try:
+                        audio, sampled = self._deform(scenarios[sid], tid, sid, index, current)
+                        params.setdefault(sid, json.dumps(sampled))
+                        emit(tid, split, sid, index, last, audio, params[sid])
+                    except Exception as exc:  # noqa: BLE001 - any per-track failure becomes an error row
+                        emit(tid, split, sid, index, True, None, "", f"{type(exc).__name__}: {exc}", "deform")
+                        open_[sid] = False
+                yield None
+                index += 1
+                current = following
+        except Exception as exc:  # noqa: BLE001 - any per-file failure becomes an error row
+            reason = str(exc) if isinstance(exc, DecodeError) else f"{type(exc).__name__}: {exc}"
             for sid in wanted:
-                if sid == CLEAN:
-                    emit(tid, split, sid, audio, "", "", "")
-                    continue
-                try:
-                    deformed, params = scenarios[sid](audio, self.sample_rate_hz, scenario_seed(self.run_seed, tid, sid))
-                    if not np.isfinite(deformed).all():
-                        raise ValueError("deformation produced non-finite samples")
-                    emit(tid, split, sid, deformed, json.dumps(params), "", "")
-                except Exception as exc:  # noqa: BLE001
-                    emit(tid, split, sid, None, "", f"{type(exc).__name__}: {exc}", "deform")
-        result = {k: np.array(v, dtype=object) if k == "audio" else np.array(v) for k, v in out.items()}
-        if len(out["audio"]):
-            audio_arr = np.empty(len(out["audio"]), dtype=object)
-            audio_arr[:] = out["audio"]
-            result["audio"] = audio_arr
-        return result
+                if open_[sid]:
+                    emit(tid, split, sid, index, True, None, "", reason, "decode")
+        finally:
+            for sid in wanted:
+                if sid != CLEAN:
+                    for t in scenarios[sid].transforms:
+                        t.unfreeze_parameters()
+        yield None
+
+    def _deform(self, scenario: Scenario, tid: str, sid: str, index: int, audio: np.ndarray) -> tuple[np.ndarray, Any]:
+        if index == 0:
+            for t in scenario.transforms:
+                t.unfreeze_parameters()
+        out, sampled = scenario(audio, self.sample_rate_hz, chunk_seed(self.run_seed, tid, sid, index))
+        if index == 0:
+            for t in scenario.transforms:
+                t.freeze_parameters()  # later chunks reuse the parameters sampled for the track
+        if not np.isfinite(out).all():
+            raise ValueError("deformation produced non-finite samples")
+        return out, sampled
+
+    @staticmethod
+    def _to_numpy(out: dict[str, list[Any]]) -> dict[str, np.ndarray]:
+        res = {k: np.array(v) for k, v in out.items() if k != "audio"}
+        res["chunk"] = res["chunk"].astype(np.int32)
+        res["n_chunks"] = res["n_chunks"].astype(np.int32)
+        res["audio"] = _object_array(out["audio"])
+        return res
+
+
+def limit_threads(threads: int | None) -> None:
+    """Cap BLAS/OpenMP (threadpoolctl) and torch intra-op threads in this process."""
+    if not threads:
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=threads)
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+        pass
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+
+def model_config_for_build(model_cfg: Any) -> Any:
+    """The model config without the pipeline's own parameters (``chunk_s``)."""
+    params = dict(getattr(model_cfg, "params", {}) or {})
+    if "chunk_s" not in params or not hasattr(model_cfg, "model_copy"):
+        return model_cfg
+    params.pop("chunk_s")
+    return model_cfg.model_copy(update={"params": params})
 
 
 class Embed:
-    """Actor UDF: builds the model once, embeds a batch, aggregates frames (mean over time)."""
+    """Actor UDF: builds the model once, embeds a batch of chunks, means each chunk's frames.
 
-    def __init__(self, model_cfg: Any, keep_frames: bool = False) -> None:
+    Output per chunk: ``embedding`` (mean of its frames), ``n_frames`` and, with ``keep_frames``,
+    ``frames``; the driver combines chunks into one row per track (a frame-weighted mean, i.e.
+    the mean over all the track's frames, and the frames concatenated in order).
+    """
+
+    def __init__(self, model_cfg: Any, keep_frames: bool = False, threads: int | None = None) -> None:
         from repeval.models import build_model
 
+        limit_threads(threads)
         t0 = time.perf_counter()
-        self.model = build_model(model_cfg)
+        self.model = build_model(model_config_for_build(model_cfg))
+        limit_threads(threads)  # the model may have imported torch
         self.model_id = model_cfg.id
+        self.model_version = str(getattr(self.model, "version", "") or "")
         self.keep_frames = keep_frames
+        self.compute_s = 0.0
         log.info("loaded %s in %.1fs", self.model_id, time.perf_counter() - t0)
+
+    def _embed_all(self, audios: list[np.ndarray]) -> list[np.ndarray | Exception]:
+        t0 = time.perf_counter()
+        try:
+            results: list[np.ndarray | Exception] = list(self.model.embed_batch(audios))
+            if len(results) != len(audios):
+                raise ValueError(f"embed_batch returned {len(results)} results for {len(audios)} inputs")
+        except Exception:  # noqa: BLE001 - fall back to one at a time to isolate the bad item
+            results = []
+            for a in audios:
+                try:
+                    results.append(self.model.embed(a))
+                except Exception as exc:  # noqa: BLE001
+                    results.append(exc)
+        self.compute_s += time.perf_counter() - t0
+        return results
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         n = len(batch["track_id"])
@@ -109,16 +247,7 @@ class Embed:
         frames_out: list[np.ndarray] = [np.zeros((0, dim), np.float32)] * n
         todo = [i for i in range(n) if not errors[i]]
         audios = [np.asarray(batch["audio"][i], dtype=np.float32) for i in todo]
-        results: list[np.ndarray | Exception]
-        try:
-            results = list(self.model.embed_batch(audios))
-        except Exception:  # noqa: BLE001 - fall back to one at a time to isolate the bad item
-            results = []
-            for a in audios:
-                try:
-                    results.append(self.model.embed(a))
-                except Exception as exc:  # noqa: BLE001
-                    results.append(exc)
+        results = self._embed_all(audios)
         for i, a, r in zip(todo, audios, results, strict=True):
             seconds[i] = len(a) / self.model.sample_rate_hz
             if isinstance(r, Exception):
@@ -126,25 +255,22 @@ class Embed:
                 continue
             r = np.asarray(r, dtype=np.float32)
             if r.ndim != 2 or r.shape[1] != dim or r.shape[0] == 0 or not np.isfinite(r).all():
-                errors[i], stages[i] = f"model returned invalid frames of shape {r.shape} (finite={np.isfinite(r).all()})", "embed"
+                finite = bool(np.isfinite(r).all())
+                errors[i], stages[i] = f"model returned invalid frames of shape {r.shape} (finite={finite})", "embed"
                 continue
             emb[i] = r.mean(axis=0)
             n_frames[i] = r.shape[0]
             if self.keep_frames:
                 frames_out[i] = r
-        out = {
-            "track_id": batch["track_id"],
-            "split": batch["split"],
-            "scenario": batch["scenario"],
-            "deformation_params": batch["deformation_params"],
-            "embedding": emb,
-            "n_frames": n_frames,
-            "audio_seconds": seconds,
-            "error": np.array(errors),
-            "stage": np.array(stages),
-        }
+        out = {k: batch[k] for k in ("track_id", "split", "scenario", "chunk", "n_chunks", "deformation_params")}
+        out.update(
+            embedding=emb,
+            n_frames=n_frames,
+            audio_seconds=seconds,
+            model_version=np.array([self.model_version] * n),
+            error=np.array(errors),
+            stage=np.array(stages),
+        )
         if self.keep_frames:
-            arr = np.empty(n, dtype=object)
-            arr[:] = frames_out
-            out["frames"] = arr
+            out["frames"] = _object_array(frames_out)
         return out

@@ -1,6 +1,19 @@
 """Probes (downstream models) in PyTorch: architecture, preprocessing and the training loop."""
 
-from repeval.probes.model import build_probe, resolve_hidden_units
-from repeval.probes.train import ProbeData, TrainResult, train_probe
+from repeval.probes.model import Probe, build_probe, resolve_hidden_units
+from repeval.probes.stacked import StackedMLP, StackedOptimizer
+from repeval.probes.train import ProbeData, TrainResult, group_key, predict, train_probe, train_probes
 
-__all__ = ["ProbeData", "TrainResult", "build_probe", "resolve_hidden_units", "train_probe"]
+__all__ = [
+    "Probe",
+    "ProbeData",
+    "StackedMLP",
+    "StackedOptimizer",
+    "TrainResult",
+    "build_probe",
+    "group_key",
+    "predict",
+    "resolve_hidden_units",
+    "train_probe",
+    "train_probes",
+]

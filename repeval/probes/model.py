@@ -1,4 +1,12 @@
-"""Probe architectures: linear or MLP heads with mir_ref's ``infer`` / ``power_infer`` sizes."""
+"""Probe architectures: linear or MLP heads with mir_ref's ``infer`` / ``power_infer`` sizes.
+
+A probe is ``[Dropout(input)] (Linear [Norm] ReLU [Dropout])* Linear``. :class:`Probe` is the
+plain ``nn.Module`` (the checkpoint format and what inference uses); training runs on
+:class:`repeval.probes.stacked.StackedMLP`, which holds many probes of one shape at once and
+exports each one as a :class:`Probe` state dict. Both draw their initial weights with
+:func:`init_linear_`, in the same order, so a probe trained alone and one trained in a stack start
+from the same weights.
+"""
 
 from __future__ import annotations
 
@@ -35,25 +43,90 @@ def resolve_hidden_units(units: Sequence[int | str], input_dim: int, n_outputs: 
     return out
 
 
+def init_linear_(
+    weight: torch.Tensor, bias: torch.Tensor, init: str, first: bool, generator: torch.Generator | None
+) -> None:
+    """Initialise one ``(out, in)`` linear layer in place.
+
+    ``default`` is exactly ``nn.Linear.reset_parameters`` (Kaiming-uniform with a=√5, bias
+    U(±1/√fan_in)); ``xavier_*`` then redraws the weight with the gain of the preceding
+    activation (linear for the first layer, ReLU after), as HEAR's evaluation kit does.
+    """
+    with torch.no_grad():
+        nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
+        bound = 1 / math.sqrt(weight.shape[1]) if weight.shape[1] > 0 else 0.0
+        nn.init.uniform_(bias, -bound, bound, generator=generator)
+    xavier_(weight, init, first, generator)
+
+
+def xavier_(weight: torch.Tensor, init: str, first: bool, generator: torch.Generator | None) -> None:
+    if init == "default":
+        return
+    gain = nn.init.calculate_gain("linear" if first else "relu")
+    with torch.no_grad():
+        if init == "xavier_uniform":
+            nn.init.xavier_uniform_(weight, gain=gain, generator=generator)
+        elif init == "xavier_normal":
+            nn.init.xavier_normal_(weight, gain=gain, generator=generator)
+        else:
+            raise ValueError(f"unknown init '{init}'; valid: default, xavier_uniform, xavier_normal")
+
+
 class Probe(nn.Module):
-    def __init__(self, input_dim: int, hidden: Sequence[int], n_outputs: int, dropout: float = 0.0, input_dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        input_dim: int,
+        hidden: Sequence[int],
+        n_outputs: int,
+        dropout: float = 0.0,
+        input_dropout: float = 0.0,
+        hidden_norm: str = "none",
+        init: str = "default",
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
+        self.linears: list[nn.Linear] = []
+        self.norms: list[nn.Module] = []
         if input_dropout > 0:
             layers.append(nn.Dropout(input_dropout))
         prev = input_dim
-        for h in hidden:
-            layers += [nn.Linear(prev, h), nn.ReLU()]
+        for h in [*hidden, n_outputs]:
+            lin = nn.Linear(prev, h)  # draws nn.Linear's default init from the global RNG
+            if generator is not None:  # the canonical sequence, from the probe's own generator
+                init_linear_(lin.weight, lin.bias, init, first=not self.linears, generator=generator)
+            else:
+                xavier_(lin.weight, init, first=not self.linears, generator=None)
+            self.linears.append(lin)
+            layers.append(lin)
+            if len(self.linears) > len(hidden):
+                break
+            if hidden_norm == "batchnorm":
+                self.norms.append(nn.BatchNorm1d(h))
+                layers.append(self.norms[-1])
+            elif hidden_norm == "layernorm":
+                self.norms.append(nn.LayerNorm(h))
+                layers.append(self.norms[-1])
+            layers.append(nn.ReLU())
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             prev = h
-        layers.append(nn.Linear(prev, n_outputs))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
 
-def build_probe(cfg: object, input_dim: int, n_outputs: int) -> Probe:
+def build_probe(cfg: object, input_dim: int, n_outputs: int, generator: torch.Generator | None = None) -> Probe:
     hidden = resolve_hidden_units(getattr(cfg, "hidden_units", ()), input_dim, n_outputs)
-    return Probe(input_dim, hidden, n_outputs, getattr(cfg, "dropout", 0.0), getattr(cfg, "input_dropout", 0.0))
+    in_drop = getattr(cfg, "effective_input_dropout", getattr(cfg, "input_dropout", 0.0))
+    return Probe(
+        input_dim,
+        hidden,
+        n_outputs,
+        getattr(cfg, "dropout", 0.0),
+        in_drop,
+        getattr(cfg, "hidden_norm", "none"),
+        getattr(cfg, "init", "default"),
+        generator,
+    )

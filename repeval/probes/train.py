@@ -1,23 +1,34 @@
-"""The probe training loop: one criterion for early stopping *and* checkpoint selection.
+"""Probe training: one criterion for early stopping *and* checkpoint selection, many probes at once.
 
 mir_ref stopped on ``val_loss`` but kept the best ``val_auc`` model; here the configured
 criterion (default per task type) decides both. The last partial batch is never dropped.
+
+:func:`train_probes` trains a list of (configuration, seed) members. Members that share a
+:func:`group_key` (layer sizes, batch size, optimiser kind, PCA, normalisation, validation
+schedule, sampling) are trained together in one :class:`~repeval.probes.stacked.StackedMLP`;
+everything else (learning rate, weight decay, dropout, standardisation, epochs, patience,
+criterion, seed) may differ inside a stack. A member follows the same trajectory in a stack as
+alone — :func:`train_probe` is the one-member case — up to floating-point rounding.
 """
 
 from __future__ import annotations
 
-import copy
 import math
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+import torch.nn.functional as F
 
-from repeval.probes.model import build_probe
+from repeval.probes.model import build_probe, resolve_hidden_units
+from repeval.probes.stacked import StackedMLP, StackedOptimizer
 from repeval.tasks import TASK_TYPES
+
+#: rows per chunk when a whole split is pushed through a stack (bounds memory: K × rows × dim)
+EVAL_CHUNK_ELEMENTS = 32_000_000
 
 
 @dataclass
@@ -31,6 +42,12 @@ class ProbeData:
     #: scenario → (x, y, track ids)
     tests: dict[str, tuple[np.ndarray, np.ndarray, list[str]]] = field(default_factory=dict)
 
+    @property
+    def n_outputs(self) -> int:
+        if self.task_type != "regression":
+            return len(self.classes)
+        return int(self.y_train.shape[1]) if self.y_train.ndim > 1 else 1
+
 
 @dataclass
 class TrainResult:
@@ -41,12 +58,17 @@ class TrainResult:
     #: scenario → (n, C) scores (probabilities, or predictions for regression)
     test_scores: dict[str, np.ndarray]
     failed: str | None = None
+    epochs: int = 0
+    steps: int = 0
+    #: seconds of the stack this member trained in, divided by the stack's size
+    train_seconds: float = 0.0
 
 
-class _Preprocess:
+class Preprocess:
     """Standardisation and PCA fitted on the training split only."""
 
     def __init__(self, x: np.ndarray, standardize: bool, pca_dim: int | None) -> None:
+        x = np.asarray(x, np.float32)
         self.mean = x.mean(0) if standardize or pca_dim else np.zeros(x.shape[1], np.float32)
         self.std = x.std(0) + 1e-8 if standardize else np.ones(x.shape[1], np.float32)
         self.components = None
@@ -56,9 +78,26 @@ class _Preprocess:
             _, _, vt = np.linalg.svd(z, full_matrices=False)
             self.components = vt[:k].T.astype(np.float32)
 
+    @property
+    def output_dim(self) -> int:
+        return int(self.components.shape[1]) if self.components is not None else len(self.mean)
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        z = ((x - self.mean) / self.std).astype(np.float32)
+        z = ((np.asarray(x, np.float32) - self.mean) / self.std).astype(np.float32)
         return z @ self.components if self.components is not None else z
+
+
+# --------------------------------------------------------------------------- task helpers
+
+
+def is_single_label(task_type: str) -> bool:
+    return task_type in ("multiclass_classification", "key_estimation")
+
+
+def criterion_of(cfg: Any, task_type: str) -> tuple[str, str]:
+    """``(criterion name, "min" | "max")``: the one validation criterion of a probe."""
+    name = cfg.save_criterion or TASK_TYPES[task_type].default_criterion
+    return name, "min" if name == "val_loss" else "max"  # every metric criterion is higher-is-better
 
 
 def criterion_value(name: str, task_type: str, y: np.ndarray, scores: np.ndarray, loss: float, classes: list[str]) -> float:
@@ -71,6 +110,106 @@ def criterion_value(name: str, task_type: str, y: np.ndarray, scores: np.ndarray
     return next(r.value for r in rows if r.label is None and r.metric == metric)
 
 
+def scores_of(logits: torch.Tensor, task_type: str) -> torch.Tensor:
+    if is_single_label(task_type):
+        return torch.softmax(logits, -1)
+    if task_type == "multilabel_classification":
+        return torch.sigmoid(logits)
+    return logits
+
+
+def member_losses(logits: torch.Tensor, y: torch.Tensor, task_type: str) -> torch.Tensor:
+    """Per-probe mean loss: ``logits`` ``(K, B, C)``, ``y`` ``(K, B)`` or ``(K, B, C)`` → ``(K,)``."""
+    k, b = logits.shape[:2]
+    if is_single_label(task_type):
+        return F.cross_entropy(logits.reshape(k * b, -1), y.reshape(-1), reduction="none").view(k, b).mean(1)
+    if task_type == "multilabel_classification":
+        return F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean((1, 2))
+    return ((logits - y) ** 2).mean((1, 2))
+
+
+def input_dim_of(cfg: Any, data: ProbeData) -> int:
+    pca = cfg.effective_pca_dim
+    d = data.x_train.shape[1]
+    return min(pca, data.x_train.shape[0], d) if pca else d
+
+
+def group_key(cfg: Any, data: ProbeData) -> tuple:
+    """Members with equal keys can share one stack."""
+    d = input_dim_of(cfg, data)
+    hidden = tuple(resolve_hidden_units(cfg.hidden_units, d, data.n_outputs))
+    return (
+        hidden,
+        cfg.batch_size,
+        cfg.optimizer,
+        cfg.effective_pca_dim,
+        cfg.hidden_norm,
+        cfg.val_every,
+        cfg.train_sampling,
+    )
+
+
+def _targets(y: np.ndarray, task_type: str) -> torch.Tensor:
+    if is_single_label(task_type):
+        return torch.from_numpy(np.asarray(y, np.int64))
+    y = np.asarray(y, np.float32)
+    return torch.from_numpy(y.reshape(len(y), -1))
+
+
+def _sampling_weights(y: np.ndarray, task_type: str) -> torch.Tensor:
+    """Per-track weights of class-balanced sampling (inverse frequency of the track's rarest label)."""
+    if is_single_label(task_type):
+        counts = np.bincount(y, minlength=int(y.max()) + 1).astype(np.float64)
+        return torch.from_numpy(1.0 / counts[y])
+    if task_type == "multilabel_classification":
+        freq = y.sum(0).astype(np.float64)
+        inv = np.where(freq > 0, 1.0 / np.maximum(freq, 1), 0.0)
+        w = (y * inv).max(1)
+        return torch.from_numpy(np.where(w > 0, w, inv[inv > 0].min() if (inv > 0).any() else 1.0))
+    raise ValueError("train_sampling: balanced needs a classification task")
+
+
+def _chunks(n: int, k: int, width: int) -> list[slice]:
+    step = max(1, EVAL_CHUNK_ELEMENTS // max(1, k * width))
+    return [slice(s, min(n, s + step)) for s in range(0, n, step)]
+
+
+def _forward_all(model: StackedMLP, xs: torch.Tensor, var_idx: torch.Tensor) -> torch.Tensor:
+    """Eval-mode logits of every probe on a whole split: ``xs`` ``(V, n, d)`` → ``(K, n, C)``."""
+    outs = []
+    with torch.no_grad():
+        for sl in _chunks(xs.shape[1], model.k, max(model.dims)):
+            x = xs[:, sl][var_idx]
+            outs.append(model.forward(x, train=False))
+    return torch.cat(outs, 1)
+
+
+# ------------------------------------------------------------------------------ training
+
+#: called after each validation with ``[(member index, record), ...]`` of the members validated
+ValidationCallback = Callable[[int, list[tuple[int, dict[str, float]]]], None]
+
+
+def train_probes(
+    members: Sequence[tuple[Any, int]],
+    data: ProbeData,
+    *,
+    max_epochs: int | None = None,
+    evaluate_tests: bool = True,
+    on_validation: ValidationCallback | None = None,
+) -> list[TrainResult]:
+    """Train every ``(config, seed)`` member; stacks are formed by :func:`group_key`."""
+    groups: dict[tuple, list[int]] = {}
+    for i, (cfg, _) in enumerate(members):
+        groups.setdefault(group_key(cfg, data), []).append(i)
+    results: list[TrainResult | None] = [None] * len(members)
+    for idx in groups.values():
+        out = _train_stack([members[i] for i in idx], data, max_epochs, evaluate_tests, on_validation, idx)
+        for i, r in zip(idx, out, strict=True):
+            results[i] = r
+    return results  # type: ignore[return-value]
+
+
 def train_probe(
     cfg: Any,
     data: ProbeData,
@@ -79,73 +218,184 @@ def train_probe(
     device: str = "cpu",
 ) -> TrainResult:
     """Train one probe configuration; returns the selected checkpoint's test scores."""
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    spec = TASK_TYPES[data.task_type]
-    crit_name = cfg.save_criterion or spec.default_criterion
-    mode = "min" if crit_name == "val_loss" else "max"  # every metric criterion is higher-is-better
-    pca_dim = int(cfg.emb_shape) if cfg.emb_dim_reduction and cfg.emb_shape != "infer" else None
-    prep = _Preprocess(data.x_train, cfg.standardize, pca_dim)
-    xt = torch.from_numpy(prep(data.x_train))
-    xv = torch.from_numpy(prep(data.x_val))
-    multiclass = data.task_type in ("multiclass_classification", "key_estimation")
-    yt = torch.from_numpy(data.y_train.astype(np.int64 if multiclass else np.float32))
-    yv = torch.from_numpy(data.y_val.astype(np.int64 if multiclass else np.float32))
-    n_out = len(data.classes) if data.task_type != "regression" else (data.y_train.shape[1] if data.y_train.ndim > 1 else 1)
-    model = build_probe(cfg, xt.shape[1], n_out).to(device)
-    loss_fn: nn.Module = nn.CrossEntropyLoss() if multiclass else nn.BCEWithLogitsLoss() if data.task_type == "multilabel_classification" else nn.MSELoss()
-    opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[cfg.optimizer]
-    opt = opt_cls(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    if device != "cpu":
+        raise ValueError("probe training runs on the CPU (stacks of small probes); device must be 'cpu'")
 
-    def scores_of(logits: torch.Tensor) -> np.ndarray:
-        if multiclass:
-            return torch.softmax(logits, 1).cpu().numpy()
-        if data.task_type == "multilabel_classification":
-            return torch.sigmoid(logits).cpu().numpy()
-        return logits.cpu().numpy()
-
-    best = -math.inf if mode == "max" else math.inf
-    best_state = copy.deepcopy(model.state_dict())
-    best_epoch, since = 0, 0
-    history: list[dict[str, float]] = []
-    n = len(xt)
-    xt_d, yt_d, xv_d, yv_d = xt.to(device), yt.to(device), xv.to(device), yv.to(device)
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        perm = torch.randperm(n, generator=gen).to(device)
-        total = 0.0
-        for start in range(0, n, cfg.batch_size):  # the last partial batch is kept
-            idx = perm[start : start + cfg.batch_size]
-            opt.zero_grad()
-            out = model(xt_d[idx])
-            loss = loss_fn(out.squeeze(-1) if data.task_type == "regression" and n_out == 1 else out, yt_d[idx])
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-        train_loss = total / n
-        model.eval()
-        with torch.no_grad():
-            vout = model(xv_d)
-            vloss = float(loss_fn(vout.squeeze(-1) if data.task_type == "regression" and n_out == 1 else vout, yv_d))
-        if not math.isfinite(train_loss) or not math.isfinite(vloss):
-            return TrainResult(best_epoch, best, history, best_state, {}, failed=f"non-finite loss at epoch {epoch}")
-        crit = criterion_value(crit_name, data.task_type, data.y_val, scores_of(vout), vloss, data.classes)
-        rec = {"epoch": epoch, "train_loss": train_loss, "val_loss": vloss, "val_criterion": crit}
-        history.append(rec)
-        improved = crit > best if mode == "max" else crit < best
-        if improved:
-            best, best_epoch, since = crit, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            since += 1
+    def cb(_: int, recs: list[tuple[int, dict[str, float]]]) -> None:
         if report is not None:
-            report({**rec, "best_criterion": best})
-        if since > cfg.patience:
-            break
-    model.load_state_dict(best_state)
-    model.eval()
-    test_scores = {}
+            for _, rec in recs:
+                report(rec)
+
+    return train_probes([(cfg, seed)], data, on_validation=cb)[0]
+
+
+def _train_stack(
+    members: list[tuple[Any, int]],
+    data: ProbeData,
+    max_epochs: int | None,
+    evaluate_tests: bool,
+    on_validation: ValidationCallback | None,
+    ids: list[int],
+) -> list[TrainResult]:
+    t0 = time.perf_counter()
+    task = data.task_type
+    cfgs = [c for c, _ in members]
+    seeds = [int(s) for _, s in members]
+    n_members = len(members)
+    c0 = cfgs[0]
+    pca = c0.effective_pca_dim
+    # one preprocessed copy of each split per standardisation setting in the stack
+    variants = sorted({bool(c.standardize) for c in cfgs})
+    preps = {v: Preprocess(data.x_train, v, pca) for v in variants}
+    var_idx = torch.tensor([variants.index(bool(c.standardize)) for c in cfgs])
+    xtr = torch.stack([torch.from_numpy(preps[v](data.x_train)) for v in variants])
+    xva = torch.stack([torch.from_numpy(preps[v](data.x_val)) for v in variants])
+    ytr, yva = _targets(data.y_train, task), _targets(data.y_val, task)
+    n, d = xtr.shape[1], xtr.shape[2]
+    n_out = data.n_outputs
+    hidden = resolve_hidden_units(c0.hidden_units, d, n_out)
+    batch = int(c0.batch_size)
+    gens = [torch.Generator().manual_seed(s) for s in seeds]  # weights and dropout masks
+    model = StackedMLP(
+        [d, *hidden, n_out],
+        gens,
+        dropout=[c.dropout for c in cfgs],
+        input_dropout=[c.effective_input_dropout for c in cfgs],
+        hidden_norm=c0.hidden_norm,
+        init=[c.init for c in cfgs],
+    )
+    opt = StackedOptimizer(c0.optimizer, model.parameters(), [c.learning_rate for c in cfgs], [c.weight_decay for c in cfgs])
+    order_gens = {s: torch.Generator().manual_seed(s) for s in sorted(set(seeds))}  # data order
+    weights = _sampling_weights(np.asarray(data.y_train), task) if c0.train_sampling == "balanced" else None
+    crit = [criterion_of(c, task) for c in cfgs]
+    epochs = [min(c.epochs, max_epochs) if max_epochs else c.epochs for c in cfgs]
+    max_steps = [c.max_steps or math.inf for c in cfgs]
+    val_every = int(c0.val_every)
+
+    best = [(-math.inf if mode == "max" else math.inf) for _, mode in crit]
+    best_epoch = [0] * n_members
+    best_state: list[list[torch.Tensor] | None] = [None] * n_members
+    since = [0] * n_members
+    history: list[list[dict[str, float]]] = [[] for _ in range(n_members)]
+    failed: list[str | None] = [None] * n_members
+    done_epochs = [0] * n_members
+    done_steps = [0] * n_members
+    active = list(range(n_members))  # stack position → member
+    frozen: set[int] = set()  # members that reached their step budget inside an epoch
+    steps = 0
+    epoch = 0
+    while active:
+        epoch += 1
+        act_seeds = [seeds[m] for m in active]
+        orders = {}
+        for s in sorted(set(act_seeds)):
+            g = order_gens[s]
+            orders[s] = torch.multinomial(weights, n, True, generator=g) if weights is not None else torch.randperm(n, generator=g)
+        perm = torch.stack([orders[s] for s in act_seeds])
+        vidx = var_idx[active]
+        loss_sum = torch.zeros(len(active))
+        for start in range(0, n, batch):  # the last partial batch is kept
+            ib = perm[:, start : start + batch]
+            xb = xtr[0][ib] if len(variants) == 1 else xtr[vidx.view(-1, 1), ib]
+            losses = member_losses(model.forward(xb, train=True), ytr[ib], task)
+            losses.sum().backward()
+            opt.step(model.parameters())
+            steps += 1
+            loss_sum += losses.detach() * ib.shape[1]
+            for pos, m in enumerate(active):
+                if m not in frozen and steps >= max_steps[m]:
+                    frozen.add(m)  # no further updates: lr 0 leaves Adam, AdamW and SGD parameters unchanged
+                    opt.lr[pos] = 0.0
+        train_loss = (loss_sum / n).tolist()
+        due = [
+            pos
+            for pos, m in enumerate(active)
+            if epoch % val_every == 0 or epoch >= epochs[m] or m in frozen
+        ]
+        finished: list[int] = []
+        if due:
+            logits = _forward_all(model, xva, vidx)
+            yv = yva.unsqueeze(0).expand(len(active), *yva.shape)
+            vloss = member_losses(logits, yv, task).tolist()
+            acc = (logits.argmax(-1) == yva).float().mean(1).tolist() if is_single_label(task) else None
+            scores = None
+            recs = []
+            for pos in due:
+                m = active[pos]
+                name, mode = crit[m]
+                if not (math.isfinite(train_loss[pos]) and math.isfinite(vloss[pos])):
+                    failed[m] = f"non-finite loss at epoch {epoch}"
+                    finished.append(pos)
+                    continue
+                if name == "val_loss":
+                    value = vloss[pos]
+                elif name == "val_accuracy" and acc is not None:
+                    value = acc[pos]
+                else:
+                    if scores is None:
+                        scores = scores_of(logits, task).numpy()
+                    value = criterion_value(name, task, data.y_val, scores[pos], vloss[pos], data.classes)
+                rec = {"epoch": epoch, "train_loss": train_loss[pos], "val_loss": vloss[pos], "val_criterion": value}
+                improved = value > best[m] if mode == "max" else value < best[m]
+                if improved:
+                    best[m], best_epoch[m], since[m] = value, epoch, 0
+                    best_state[m] = model.snapshot(torch.tensor([pos]))
+                else:
+                    since[m] += 1
+                rec["best_criterion"] = best[m]
+                history[m].append(rec)
+                recs.append((ids[m], rec))
+                if since[m] >= cfgs[m].patience or epoch >= epochs[m] or m in frozen:
+                    finished.append(pos)
+            if on_validation is not None and recs:
+                on_validation(epoch, recs)
+        for pos, m in enumerate(active):
+            done_epochs[m] = epoch
+            done_steps[m] = min(steps, max_steps[m]) if max_steps[m] != math.inf else steps
+        if finished:
+            keep = [pos for pos in range(len(active)) if pos not in set(finished)]
+            active = [active[pos] for pos in keep]
+            if active:
+                kt = torch.tensor(keep)
+                model.select(kt)
+                opt.select(kt)
+
+    seconds = (time.perf_counter() - t0) / n_members
+    results: list[TrainResult] = []
+    for m in range(n_members):
+        if failed[m] is None and best_state[m] is None:
+            failed[m] = "no validation score was ever finite"
+        state: dict[str, Any] = {}
+        if best_state[m] is not None:
+            c = cfgs[m]
+            state = model.export(0, best_state[m], dropout=c.dropout, input_dropout=c.effective_input_dropout)
+        results.append(
+            TrainResult(best_epoch[m], best[m], history[m], state, {}, failed[m], done_epochs[m], done_steps[m], seconds)
+        )
+    if evaluate_tests and data.tests:
+        ok = [m for m in range(n_members) if failed[m] is None]
+        if ok:
+            snaps = [best_state[m] for m in ok]
+            model.load_snapshot([torch.cat(parts) for parts in zip(*snaps, strict=True)])  # type: ignore[misc]
+            vsel = var_idx[ok]
+            for sid, (x, _, _) in data.tests.items():
+                xs = torch.stack([torch.from_numpy(preps[v](x)) for v in variants])
+                sc = scores_of(_forward_all(model, xs, vsel), task).numpy()
+                for pos, m in enumerate(ok):
+                    results[m].test_scores[sid] = sc[pos]
+    return results
+
+
+def predict(cfg: Any, data: ProbeData, state_dict: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    """Scores of a trained probe (a :class:`~repeval.probes.model.Probe` state dict) on raw embeddings ``x``.
+
+    The preprocessing is refitted on ``data.x_train`` (it is deterministic), so a checkpoint holds
+    only the probe's weights.
+    """
+    prep = Preprocess(data.x_train, cfg.standardize, cfg.effective_pca_dim)
+    with torch.random.fork_rng(devices=[]):
+        probe = build_probe(cfg, prep.output_dim, data.n_outputs)
+    probe.load_state_dict(state_dict)
+    probe.eval()
     with torch.no_grad():
-        for sid, (x, _, _) in data.tests.items():
-            test_scores[sid] = scores_of(model(torch.from_numpy(prep(x)).to(device)))
-    return TrainResult(best_epoch, best, history, best_state, test_scores)
+        return scores_of(probe(torch.from_numpy(prep(x))), data.task_type).numpy()

@@ -12,6 +12,7 @@ import html
 import logging
 import re
 from collections.abc import Callable, Sequence
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
@@ -145,7 +146,7 @@ def _per_label_block(df: pd.DataFrame, task: str, dataset: str) -> str:
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
     )
     figs = "".join(
-        _figure(lambda m=m: plots.per_label_bars(df, task, dataset, m), f"per-label {m}, best model and probe")
+        _figure(partial(plots.per_label_bars, df, task, dataset, m), f"per-label {m}, best model and probe")
         for m in metrics
     )
     return (
@@ -183,8 +184,8 @@ def _confusion_block(runs: list[Run], df: pd.DataFrame, task: str, dataset: str,
             key = next(k for k in keys if k.seed == seed and k.scenario == scenario)
             labels, matrix = run.confusion[key]
             title = f"{model} {probe}, {scenario}, seed {seed}"
-            figs.append(_figure(lambda lab=labels, mat=matrix, t=title: plots.confusion_matrix_figure(lab, mat,
-                                title=t), f"confusion matrix: {title}"))  # fmt: skip
+            make = partial(plots.confusion_matrix_figure, labels, matrix, title=title)
+            figs.append(_figure(make, f"confusion matrix: {title}"))
     if not figs:
         return ""
     return (
@@ -207,13 +208,15 @@ def _group_section(runs: list[Run], df: pd.DataFrame, history: pd.DataFrame | No
                             "mean ± std over seeds; hover a cell for its bootstrap interval"))  # fmt: skip
     if has_deform:
         out.append(_table_block(df, "robustness", task, dataset, "Robustness (deformed − clean)"))
-    figs = [_figure(lambda m=m: plots.probe_capacity_curves(df, task, dataset, m), f"probe capacity: {m}")
-            for m in metrics[:2]]  # fmt: skip
+    figs = [
+        _figure(partial(plots.probe_capacity_curves, df, task, dataset, m), f"probe capacity: {m}") for m in metrics[:2]
+    ]
     if has_deform:
-        figs += [_figure(lambda m=m: plots.robustness_heatmap(df, task, dataset, m), f"robustness: {m}")
-                 for m in metrics[:2]]  # fmt: skip
+        figs += [
+            _figure(partial(plots.robustness_heatmap, df, task, dataset, m), f"robustness: {m}") for m in metrics[:2]
+        ]
     if history is not None:
-        figs.append(_figure(lambda: plots.training_curves(history, task, dataset), "training curves"))
+        figs.append(_figure(partial(plots.training_curves, history, task, dataset), "training curves"))
     out.append(f'<h3>Figures</h3><div class="rv-figs">{"".join(figs)}</div>')
     out.append(_per_label_block(df, task, dataset))
     out.append(_confusion_block(runs, df, task, dataset, multi))

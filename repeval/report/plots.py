@@ -77,7 +77,7 @@ def robustness_heatmap(
     delta = delta.reindex(models)
     values = delta.to_numpy(dtype=float)
     vmax = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
-    fig = Figure(figsize=(1.6 + 1.1 * len(scen), 1.2 + 0.5 * len(models)), dpi=FIG_DPI, layout="constrained")
+    fig = Figure(figsize=(max(5.0, 2.8 + 1.0 * len(scen)), 1.4 + 0.5 * len(models)), dpi=FIG_DPI, layout="constrained")
     ax = fig.add_subplot()
     cmap = "RdBu" if _higher(metric) else "RdBu_r"
     im = ax.imshow(values, cmap=cmap, vmin=-vmax or -1, vmax=vmax or 1, aspect="auto")
@@ -90,7 +90,7 @@ def robustness_heatmap(
                 ax.text(j, i, f"{values[i, j]:+.3f}", ha="center", va="center", fontsize=8,
                         color="white" if strong else "black")  # fmt: skip
     fig.colorbar(im, ax=ax, label=f"Δ {metric} (deformed − clean)")
-    ax.set_title(f"{task} / {dataset}: robustness")
+    ax.set_title(f"{task} / {dataset}: robustness", fontsize=10)
     return fig
 
 
@@ -114,7 +114,7 @@ def probe_capacity_curves(
     ax.set_xticks(x, probes)
     ax.set_xlabel("probe (increasing capacity)")
     ax.set_ylabel(metric)
-    ax.set_title(f"{task} / {dataset}: probe capacity ({scenario})")
+    ax.set_title(f"{task} / {dataset}: probe capacity ({scenario})", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig
@@ -155,7 +155,7 @@ def per_label_bars(
     ax.barh(y, stats["mean"], xerr=err, color="#4c72b0", capsize=2)
     ax.set_yticks(y, list(stats.index))
     ax.set_xlabel(metric + (" (95% bootstrap CI)" if err is not None else ""))
-    ax.set_title(f"{task} / {dataset}: {model} {probe}, per label ({scenario})")
+    ax.set_title(f"{task} / {dataset}\n{model} {probe}, per label ({scenario})", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     return fig
 
@@ -179,7 +179,7 @@ def confusion_matrix_figure(
     ax.set_xlabel("predicted")
     ax.set_ylabel("reference")
     if n <= 25:
-        top = shown.max() if shown.size else 1
+        top = 1.0 if normalize else (shown.max() if shown.size else 1.0)
         for i in range(n):
             for j in range(n):
                 text = f"{shown[i, j]:.2f}" if normalize else f"{int(matrix[i, j])}"
@@ -187,7 +187,7 @@ def confusion_matrix_figure(
                         color="white" if shown[i, j] > 0.6 * top else "black")  # fmt: skip
     fig.colorbar(im, ax=ax, label="fraction of reference" if normalize else "tracks")
     if title:
-        ax.set_title(title)
+        ax.set_title(title, fontsize=10)
     return fig
 
 
@@ -219,7 +219,7 @@ def training_curves(history: pd.DataFrame, task: str, dataset: str, models: Sequ
         axes[k // cols][k % cols].set_visible(False)
     axes[0][0].set_ylabel("loss (— train, -- val)")
     axes[0][0].legend(fontsize=7, title="probe", title_fontsize=7)
-    fig.suptitle(f"{task} / {dataset}: training curves (mean over seeds)")
+    fig.suptitle(f"{task} / {dataset}: training curves (mean over seeds)", fontsize=11)
     return fig
 
 

@@ -65,7 +65,7 @@ def render_csv(t: Table, *, with_group: bool = False) -> str:
         header += [key, f"{key}:std", f"{key}:n_seeds", f"{key}:ci_low", f"{key}:ci_high"]
     w.writerow(header)
     for i, row in enumerate(t.rows):
-        out: list[object] = ([t.task, t.dataset] if with_group else []) + list(row)
+        out: list[object] = [*([t.task, t.dataset] if with_group else []), *row]
         for j in range(len(t.columns)):
             out += [
                 _num(t.mean[i, j]),

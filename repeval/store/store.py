@@ -1,9 +1,15 @@
 """Embedding store: ``<root>/<dataset>/<model>/<scenario>/part-*.parquet`` + ``_manifest.json``.
 
-Readable by plain pyarrow / pandas / duckdb. Every file is written under a temporary name and
-renamed into place; a partition is complete only when its ``_manifest.json`` exists, and the
-manifest is written last. Part files of an unfinished partition are kept: a rerun reads their
-track ids and computes only what is missing. The root may be any pyarrow filesystem URI.
+Readable by plain pyarrow / pandas / duckdb (``pq.read_table(partition_dir)`` skips the
+``_errors/`` folder and the ``_*.json`` files, as every Arrow dataset reader does). Every file
+is written under a temporary name and renamed into place; a partition is complete only when its
+``_manifest.json`` exists, and the manifest is written last. Part files of an unfinished
+partition are kept: a rerun reads their track ids and computes only what is missing. The root
+may be any pyarrow filesystem URI (``file://``, ``s3://``, ``gs://``, ``mock://``...) or a
+``(filesystem, path)`` pair such as a ``SubTreeFileSystem``.
+
+Every row carries its provenance (model version, configuration hash, repeval version, creation
+time); the manifest repeats it with the row and error counts.
 """
 
 from __future__ import annotations
@@ -17,13 +23,19 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "_manifest.json"
+STAMP = "_stamp.json"
 ERRORS_DIR = "_errors"
+#: bumped when the row schema changes; part of every partition's fingerprint
+STORE_FORMAT = 2
+
+TIMESTAMP = pa.timestamp("ms", tz="UTC")
 
 
 class StoreConflict(RuntimeError):
@@ -31,15 +43,21 @@ class StoreConflict(RuntimeError):
 
 
 def embedding_schema(dim: int, keep_frames: bool = False) -> pa.Schema:
+    """The fixed row schema of a partition (``frames`` only when frame-level embeddings are kept)."""
     fields = [
         pa.field("track_id", pa.string(), nullable=False),
         pa.field("split", pa.string()),
         pa.field("embedding", pa.list_(pa.float32(), dim)),
         pa.field("n_frames", pa.int32()),
+        pa.field("n_chunks", pa.int32()),
+        pa.field("audio_seconds", pa.float32()),
         pa.field("deformation_params", pa.string()),
         pa.field("model", pa.string()),
+        pa.field("model_version", pa.string()),
         pa.field("scenario", pa.string()),
-        pa.field("audio_seconds", pa.float32()),
+        pa.field("config_hash", pa.string()),
+        pa.field("repeval_version", pa.string()),
+        pa.field("created_at", TIMESTAMP),
     ]
     if keep_frames:
         fields.append(pa.field("frames", pa.list_(pa.list_(pa.float32(), dim))))
@@ -54,6 +72,8 @@ ERROR_SCHEMA = pa.schema(
         pa.field("reason", pa.string()),
         pa.field("model", pa.string()),
         pa.field("scenario", pa.string()),
+        pa.field("config_hash", pa.string()),
+        pa.field("created_at", TIMESTAMP),
     ]
 )
 
@@ -66,10 +86,20 @@ def _safe(component: str) -> str:
     return out
 
 
+def repeval_version() -> str:
+    from repeval import __version__
+
+    return __version__
+
+
 class EmbeddingStore:
-    def __init__(self, root: str) -> None:
+    """The store root: a local path, any pyarrow filesystem URI, or ``filesystem=`` plus a path in it."""
+
+    def __init__(self, root: str, filesystem: pafs.FileSystem | None = None) -> None:
         self.uri = root
-        if "://" in root:
+        if filesystem is not None:
+            self.fs, self.root = filesystem, root.rstrip("/") or "/"
+        elif "://" in root:
             self.fs, self.root = pafs.FileSystem.from_uri(root)
         else:
             import os
@@ -77,16 +107,20 @@ class EmbeddingStore:
             self.fs, self.root = pafs.LocalFileSystem(), os.path.abspath(root)
         self.fs.create_dir(self.root, recursive=True)
 
+    def __repr__(self) -> str:
+        return f"EmbeddingStore({self.uri!r})"
+
     def partition(self, dataset: str, model: str, scenario: str) -> Partition:
         return Partition(self, f"{self.root}/{_safe(dataset)}/{_safe(model)}/{_safe(scenario)}", dataset, model, scenario)
 
     def partitions(self) -> list[Partition]:
+        """Every ``dataset/model/scenario`` folder, complete or not, sorted by path."""
         out = []
         sel = pafs.FileSelector(self.root, recursive=True, allow_not_found=True)
         for info in self.fs.get_file_info(sel):
             if info.type == pafs.FileType.Directory:
                 rel = info.path[len(self.root) :].strip("/").split("/")
-                if len(rel) == 3 and ERRORS_DIR not in rel:
+                if len(rel) == 3 and not any(r.startswith(("_", ".")) for r in rel):
                     out.append(Partition(self, info.path, *rel))
         return sorted(out, key=lambda p: p.path)
 
@@ -103,12 +137,19 @@ class Partition:
     def fs(self) -> pafs.FileSystem:
         return self.store.fs
 
-    def manifest(self) -> dict[str, Any] | None:
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}/{self.model}/{self.scenario}"
+
+    def _read_json(self, name: str) -> dict[str, Any] | None:
         try:
-            with self.fs.open_input_stream(f"{self.path}/{MANIFEST}") as fh:
+            with self.fs.open_input_stream(f"{self.path}/{name}") as fh:
                 return json.loads(fh.read().decode())
         except (FileNotFoundError, OSError):
             return None
+
+    def manifest(self) -> dict[str, Any] | None:
+        return self._read_json(MANIFEST)
 
     @property
     def complete(self) -> bool:
@@ -126,18 +167,28 @@ class Partition:
     def error_files(self) -> list[str]:
         return self._files(f"/{ERRORS_DIR}")
 
+    def _ids(self, files: list[str]) -> pa.ChunkedArray:
+        chunks = [pq.read_table(f, columns=["track_id"], filesystem=self.fs).column(0) for f in files]
+        return pa.chunked_array([c for ch in chunks for c in ch.chunks], pa.string())
+
+    def done_ids(self) -> pa.Array:
+        """Unique track ids with an embedding or an error record already written (an Arrow array)."""
+        return pc.unique(self._ids(self.part_files() + self.error_files()).combine_chunks())
+
     def done_track_ids(self) -> set[str]:
-        """Track ids with an embedding or an error record already written."""
-        done: set[str] = set()
-        for f in self.part_files() + self.error_files():
-            t = pq.read_table(f, columns=["track_id"], filesystem=self.fs)
-            done.update(t.column("track_id").to_pylist())
-        return done
+        """Like :meth:`done_ids`, as a Python set (small partitions, tools)."""
+        return set(self.done_ids().to_pylist())
+
+    def counts(self) -> tuple[int, int]:
+        """(rows, error rows) from the Parquet footers, without reading data."""
+        rows = sum(pq.read_metadata(f, filesystem=self.fs).num_rows for f in self.part_files())
+        errors = sum(pq.read_metadata(f, filesystem=self.fs).num_rows for f in self.error_files())
+        return rows, errors
 
     def check_compatible(self, fingerprint: dict[str, Any]) -> None:
         """Refuse to mix rows computed under another configuration into this partition."""
         m = self.manifest()
-        stamp = m if m is not None else self._read_stamp()
+        stamp = m if m is not None else self._read_json(STAMP)
         if stamp is None:
             return
         old = stamp.get("fingerprint")
@@ -148,13 +199,6 @@ class Partition:
                 f"or delete the partition to recompute it"
             )
 
-    def _read_stamp(self) -> dict[str, Any] | None:
-        try:
-            with self.fs.open_input_stream(f"{self.path}/_stamp.json") as fh:
-                return json.loads(fh.read().decode())
-        except (FileNotFoundError, OSError):
-            return None
-
     def reopen(self) -> None:
         """Mark a complete partition incomplete again before adding rows to it."""
         try:
@@ -162,10 +206,12 @@ class Partition:
         except (FileNotFoundError, OSError):
             pass
 
-    def stamp(self, fingerprint: dict[str, Any]) -> None:
-        if self._read_stamp() is None:
+    def stamp(self, fingerprint: dict[str, Any], provenance: dict[str, Any] | None = None) -> None:
+        """Record the configuration a partition is computed with (once: the first run's stamp stays)."""
+        if self._read_json(STAMP) is None:
             self.fs.create_dir(self.path, recursive=True)
-            _atomic_write_bytes(self.fs, f"{self.path}/_stamp.json", json.dumps({"fingerprint": fingerprint}).encode())
+            body = {"fingerprint": fingerprint, "created_at": time.time(), **(provenance or {})}
+            _atomic_write_bytes(self.fs, f"{self.path}/{STAMP}", json.dumps(body, sort_keys=True).encode())
 
     def read(self, columns: list[str] | None = None) -> pa.Table:
         files = self.part_files()
@@ -177,7 +223,7 @@ class Partition:
         files = self.error_files()
         if not files:
             return ERROR_SCHEMA.empty_table()
-        return pa.concat_tables([pq.read_table(f, filesystem=self.fs) for f in files])
+        return pa.concat_tables([pq.read_table(f, filesystem=self.fs) for f in files], promote_options="default")
 
     def embeddings(self) -> tuple[list[str], list[str], np.ndarray]:
         """(track ids, splits, (n, dim) float32 matrix)."""
@@ -187,14 +233,49 @@ class Partition:
         mat = emb.values.to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32, copy=False)
         return t.column("track_id").to_pylist(), t.column("split").to_pylist(), mat
 
-    def finish(self, info: dict[str, Any]) -> None:
-        """Mark the partition complete (written last, atomically)."""
+    def dedupe(self) -> int:
+        """Drop duplicate track ids (keeping the first row) and return how many were dropped.
+
+        Duplicates cannot come from one run (each run computes only missing ids); this is the
+        guard for a retried task whose output was delivered twice. The check reads only the id
+        column; rewriting happens only when a duplicate exists: the deduplicated rows go into a
+        new part file first, then the old files are deleted, so a crash in between leaves
+        duplicates (dropped by the next call), never missing rows.
+        """
+        files = self.part_files()
+        if not files:
+            return 0
+        ids = self._ids(files).combine_chunks()
+        n_unique = len(pc.unique(ids))
+        if n_unique == len(ids):
+            return 0
+        table = pa.concat_tables([pq.read_table(f, filesystem=self.fs) for f in files])
+        codes = np.asarray(pc.dictionary_encode(ids).indices)
+        keep = np.sort(np.unique(codes, return_index=True)[1])  # first occurrence of every id
+        write_table_atomic(self.fs, self.path, table.take(pa.array(keep)))
+        for f in files:
+            self.fs.delete_file(f)
+        dropped = len(ids) - len(keep)
+        log.warning("%s: dropped %d duplicate row(s)", self.path, dropped)
+        return dropped
+
+    def finish(self, info: dict[str, Any]) -> dict[str, Any]:
+        """Mark the partition complete (manifest written last, atomically) and return the manifest."""
         self.fs.create_dir(self.path, recursive=True)
-        rows = sum(pq.read_metadata(f, filesystem=self.fs).num_rows for f in self.part_files())
-        errors = sum(pq.read_metadata(f, filesystem=self.fs).num_rows for f in self.error_files())
-        stamp = self._read_stamp() or {}
-        manifest = {**info, **stamp, "rows": rows, "errors": errors, "completed_at": time.time()}
+        self.dedupe()
+        rows, errors = self.counts()
+        stamp = self._read_json(STAMP) or {}
+        manifest = {
+            **stamp,
+            **info,
+            "rows": rows,
+            "errors": errors,
+            "store_format": STORE_FORMAT,
+            "completed_at": time.time(),
+            "repeval_version": repeval_version(),
+        }
         _atomic_write_bytes(self.fs, f"{self.path}/{MANIFEST}", json.dumps(manifest, indent=1, sort_keys=True).encode())
+        return manifest
 
 
 def _atomic_write_bytes(fs: pafs.FileSystem, path: str, data: bytes) -> None:
@@ -214,35 +295,53 @@ def write_table_atomic(fs: pafs.FileSystem, directory: str, table: pa.Table) -> 
 
 
 class PartitionWriter:
-    """Buffers rows for one partition and flushes them as atomic part files."""
+    """Buffers rows for one partition (Arrow tables or dicts) and flushes them as atomic part files."""
 
     def __init__(self, partition: Partition, schema: pa.Schema, part_rows: int) -> None:
         self.partition = partition
         self.schema = schema
         self.part_rows = part_rows
-        self.rows: list[dict[str, Any]] = []
-        self.errors: list[dict[str, Any]] = []
+        self._tables: list[pa.Table] = []
+        self._n = 0
+        self._errors: list[pa.Table] = []
+        self._n_errors = 0
         self.written = 0
         self.error_count = 0
 
+    def add_table(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self._tables.append(table.select(self.schema.names).cast(self.schema))
+            self._n += table.num_rows
+            if self._n >= self.part_rows:
+                self._flush_rows()
+
     def add(self, row: dict[str, Any]) -> None:
-        self.rows.append(row)
-        if len(self.rows) >= self.part_rows:
-            self.flush()
+        self.add_table(pa.Table.from_pylist([row], schema=self.schema))
+
+    def add_errors(self, table: pa.Table) -> None:
+        if table.num_rows:
+            self._errors.append(table.select(ERROR_SCHEMA.names).cast(ERROR_SCHEMA))
+            self._n_errors += table.num_rows
+            if self._n_errors >= self.part_rows:
+                self._flush_errors()
 
     def add_error(self, row: dict[str, Any]) -> None:
-        self.errors.append(row)
-        if len(self.errors) >= self.part_rows:
-            self.flush()
+        full = {"config_hash": None, "created_at": None, **row}
+        self.add_errors(pa.Table.from_pylist([full], schema=ERROR_SCHEMA))
+
+    def _flush_rows(self) -> None:
+        if self._tables:
+            write_table_atomic(self.partition.fs, self.partition.path, pa.concat_tables(self._tables))
+            self.written += self._n
+            self._tables, self._n = [], 0
+
+    def _flush_errors(self) -> None:
+        if self._errors:
+            path = f"{self.partition.path}/{ERRORS_DIR}"
+            write_table_atomic(self.partition.fs, path, pa.concat_tables(self._errors))
+            self.error_count += self._n_errors
+            self._errors, self._n_errors = [], 0
 
     def flush(self) -> None:
-        if self.rows:
-            write_table_atomic(self.partition.fs, self.partition.path, pa.Table.from_pylist(self.rows, schema=self.schema))
-            self.written += len(self.rows)
-            self.rows = []
-        if self.errors:
-            write_table_atomic(
-                self.partition.fs, f"{self.partition.path}/{ERRORS_DIR}", pa.Table.from_pylist(self.errors, schema=ERROR_SCHEMA)
-            )
-            self.error_count += len(self.errors)
-            self.errors = []
+        self._flush_rows()
+        self._flush_errors()

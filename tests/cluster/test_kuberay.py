@@ -91,7 +91,9 @@ MISSPELLINGS = [
 
 
 @pytest.mark.parametrize(
-    ("name", "path", "old", "new"), MISSPELLINGS, ids=[f"{name.split('.')[0]}-{new}" for name, _, _, new in MISSPELLINGS]
+    ("name", "path", "old", "new"),
+    MISSPELLINGS,
+    ids=[f"{name.split('.')[0]}-{new}" for name, _, _, new in MISSPELLINGS],
 )
 def test_misspelt_field_fails_validation(name, path, old, new, request):
     doc = copy.deepcopy(load(name))
@@ -265,7 +267,7 @@ def test_rayjob_entrypoint_runtime_env_and_lifecycle():
     assert set(runtime_env) <= RuntimeEnv.known_fields
     RuntimeEnv(**runtime_env)
     # The submitter pod has no checkout: the code must come from a remote zip.
-    assert runtime_env["working_dir"].startswith(CLOUD_SCHEMES + ("https://",))
+    assert runtime_env["working_dir"].startswith((*CLOUD_SCHEMES, "https://"))
     assert runtime_env["working_dir"].endswith(".zip")
     with open(REPO / "cluster" / "runtime_env.yaml", encoding="utf-8") as f:
         local = yaml.safe_load(f)

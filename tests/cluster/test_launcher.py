@@ -77,8 +77,8 @@ def setup_commands_of(config: dict[str, Any], type_name: str) -> list[str]:
 
 
 @pytest.mark.parametrize("name", LAUNCHERS)
-def test_matches_the_schema_in_the_ray_wheel(name, launcher_validator, report):
-    assert report(launcher_validator, load(name)) == []
+def test_matches_the_schema_in_the_ray_wheel(name, launcher_validator, schema_errors):
+    assert schema_errors(launcher_validator, load(name)) == []
 
 
 @pytest.mark.parametrize("name", LAUNCHERS)
@@ -121,10 +121,10 @@ MISSPELLINGS = [
 
 @pytest.mark.parametrize("name", LAUNCHERS)
 @pytest.mark.parametrize(("path", "old", "new"), MISSPELLINGS)
-def test_misspelt_key_fails_the_schema(name, path, old, new, launcher_validator, report):
+def test_misspelt_key_fails_the_schema(name, path, old, new, launcher_validator, schema_errors):
     config = copy.deepcopy(load(name))
     _rename(config, path, old, new)
-    errors = report(launcher_validator, config)
+    errors = schema_errors(launcher_validator, config)
     assert any(f"'{new}'" in e for e in errors), errors
 
 
@@ -143,11 +143,11 @@ SCHEMA_QUIRKS = [
 
 
 @pytest.mark.parametrize(("path", "key", "value", "passes"), SCHEMA_QUIRKS)
-def test_schema_quirks_we_design_around(path, key, value, passes, launcher_validator, report):
+def test_schema_quirks_we_design_around(path, key, value, passes, launcher_validator, schema_errors):
     """Pins the schema's behaviour that docs/cluster.md describes; if one flips, update the docs."""
     config = copy.deepcopy(load("aws.yaml"))
     _add(config, path, key, value)
-    assert (report(launcher_validator, config) == []) is passes
+    assert (schema_errors(launcher_validator, config) == []) is passes
 
 
 # ---------------------------------------------------------------------------- what repeval needs

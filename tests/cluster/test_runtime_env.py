@@ -4,8 +4,10 @@ heavy) and installs what repeval imports. Uses Ray's own classes and packaging c
 from __future__ import annotations
 
 import copy
+import importlib.util
 import pathlib
 import tomllib
+import zipfile
 from typing import Any
 
 import pytest
@@ -77,9 +79,9 @@ def test_broken_runtime_env_is_caught(mutate, expected):
     assert any(expected in p for p in problems), problems
 
 
-def _uploaded_files(excludes: list[str]) -> list[pathlib.Path]:
+def _uploaded_files(excludes: list[str], include_gitignore: bool) -> list[pathlib.Path]:
     """The files `ray job submit --working-dir .` would zip, walked with Ray's own rules
-    (`excludes`, .gitignore, .rayignore), from the repo root."""
+    (`excludes`, plus .gitignore / .rayignore unless RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1)."""
     from ray._private.runtime_env.packaging import _dir_travel, _get_excludes
 
     files: list[pathlib.Path] = []
@@ -87,29 +89,61 @@ def _uploaded_files(excludes: list[str]) -> list[pathlib.Path]:
         REPO,
         [_get_excludes(REPO, excludes)],
         lambda path: files.append(path) if path.is_file() else None,
-        include_gitignore=True,
+        include_gitignore=include_gitignore,
     )
     return files
 
 
-def test_working_dir_upload_skips_the_venv_and_keeps_the_package():
-    from ray._private.runtime_env.packaging import PACKAGE_SIZE_WARNING, _get_excludes
+HEAVY = (".venv/", ".git/", "dist/", "store/", "runs/")
 
-    excludes = load_runtime_env()["excludes"]
-    files = _uploaded_files(excludes)
+
+def _package_sources() -> set[str]:
+    return {p.relative_to(REPO).as_posix() for p in (REPO / "repeval").rglob("*.py") if "__pycache__" not in p.parts}
+
+
+@pytest.mark.parametrize("include_gitignore", [True, False], ids=["gitignore", "RAY_RUNTIME_ENV_IGNORE_GITIGNORE"])
+def test_working_dir_upload_skips_the_venv_and_keeps_the_package(include_gitignore):
+    from ray._private.runtime_env.packaging import PACKAGE_SIZE_WARNING
+
+    files = _uploaded_files(load_runtime_env()["excludes"], include_gitignore)
     relative = {path.relative_to(REPO).as_posix() for path in files}
-    for heavy in (".venv/", ".git/", "dist/", "store/", "runs/"):
+    for heavy in HEAVY:
         assert not any(r.startswith(heavy) for r in relative), heavy
-    package = {
-        p.relative_to(REPO).as_posix() for p in (REPO / "repeval").rglob("*.py") if "__pycache__" not in p.parts
-    }
+    assert not any("__pycache__" in r or ".egg-info/" in r for r in relative)
+    package = _package_sources()
     assert package and package <= relative, sorted(package - relative)
+    assert "configs/quickstart.yaml" in relative and "cluster/runtime_env.yaml" in relative
     assert sum(path.stat().st_size for path in files) < PACKAGE_SIZE_WARNING
-    # Root-anchored patterns: the top-level store/ and runs/ go, the repeval.store package stays.
-    excluded = _get_excludes(REPO, excludes)
+
+
+def test_excludes_are_anchored_at_the_repo_root():
+    """The top-level store/ and runs/ outputs go; the repeval.store package and a runs.py stay."""
+    from ray._private.runtime_env.packaging import _get_excludes
+
+    excluded = _get_excludes(REPO, load_runtime_env()["excludes"])
     assert excluded(REPO / "store" / "x.parquet") and excluded(REPO / "runs" / "r1" / "results.parquet")
+    assert excluded(REPO / ".venv" / "bin" / "python") and excluded(REPO / "repeval" / "__pycache__" / "a.pyc")
     assert not excluded(REPO / "repeval" / "store" / "parquet.py")
     assert not excluded(REPO / "repeval" / "pipeline" / "runs.py")
+    assert not excluded(REPO / "data" / "quickstart" / "manifest.csv")
+
+
+def test_packaged_working_dir_zip_has_one_top_level_directory(tmp_path):
+    """cluster/package_working_dir.py writes what a remote working_dir needs (RayJob)."""
+    spec = importlib.util.spec_from_file_location("package_working_dir", REPO / "cluster" / "package_working_dir.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "repeval.zip"
+    assert module.main([str(out)]) == 0
+    with zipfile.ZipFile(out) as archive:
+        names = archive.namelist()
+    tops = {name.split("/", 1)[0] for name in names}
+    assert tops == {REPO.name}, tops
+    inside = {name.split("/", 1)[1] for name in names if "/" in name}
+    assert _package_sources() <= inside
+    assert "configs/quickstart.yaml" in inside and "pyproject.toml" in inside
+    for heavy in HEAVY:
+        assert not any(name.startswith(heavy) for name in inside), heavy
 
 
 def _names(requirements: list[str]) -> dict[str, Requirement]:

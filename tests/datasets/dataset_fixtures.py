@@ -134,10 +134,16 @@ def make_mtg_jamendo(root: Path, n_tracks: int = 30) -> dict[str, Any]:
         for k in range(5):
             rot = artists[k:] + artists[:k]  # artist-disjoint, different per split
             n = len(rot)
-            parts = {"train": rot[: int(0.6 * n)], "validation": rot[int(0.6 * n) : int(0.8 * n)], "test": rot[int(0.8 * n) :]}
+            parts = {
+                "train": rot[: int(0.6 * n)],
+                "validation": rot[int(0.6 * n) : int(0.8 * n)],
+                "test": rot[int(0.8 * n) :],
+            }
             for split, arts in parts.items():
-                write(data / "splits" / f"split-{k}" / f"autotagging_{subset}-{split}.tsv",
-                      [t for t in tracks if t["artist"] in arts])
+                write(
+                    data / "splits" / f"split-{k}" / f"autotagging_{subset}-{split}.tsv",
+                    [t for t in tracks if t["artist"] in arts],
+                )
     return {"tracks": tracks, "missing": tracks[3]["id"]}
 
 

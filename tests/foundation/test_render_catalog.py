@@ -68,7 +68,8 @@ def test_catalog_loader_reads_manifest_and_reports_problems(rendered_notes, tmp_
                     "instrument": r["instrument"],
                 }
             )
-        w.writerow({"track_id": rows[0]["track_id"], "audio_path": "x.wav", "instrument": "piano"})  # duplicate id
+        dup = {"track_id": rows[0]["track_id"], "audio_path": str(rendered_notes.parent / rows[1]["audio_path"])}
+        w.writerow({**dup, "instrument": "piano"})  # duplicate id
         w.writerow({"track_id": "ghost", "audio_path": "missing.wav", "instrument": "piano"})  # missing file
         w.writerow(
             {"track_id": "nolabel", "audio_path": str(rendered_notes.parent / rows[0]["audio_path"]), "instrument": ""}

@@ -11,7 +11,10 @@ from repeval.testing.results import fake_predictions
 
 NAIVE = {
     "accuracy": ("multiclass_classification", lambda y, s: skm.accuracy_score(y, s.argmax(1))),
-    "f1_macro": ("multiclass_classification", lambda y, s: skm.f1_score(y, s.argmax(1), average="macro", zero_division=0)),
+    "f1_macro": (
+        "multiclass_classification",
+        lambda y, s: skm.f1_score(y, s.argmax(1), average="macro", zero_division=0),
+    ),
     "roc_auc_micro": ("multilabel_classification", lambda y, s: skm.roc_auc_score(y, s, average="micro")),
     "pr_auc_micro": ("multilabel_classification", lambda y, s: skm.average_precision_score(y, s, average="micro")),
     "r2": ("regression", lambda y, s: skm.r2_score(y, s)),

@@ -1,0 +1,145 @@
+"""Plan (load + split) a catalog manifest of 100,000 and 1,000,000 rows: time and peak memory.
+
+    python benchmarks/bench_catalog_plan.py [--rows 100000 1000000] [--format csv|parquet]
+
+The manifest has a track id, an audio path (a few real wav files), one of 50 labels and an
+artist group (7 tracks per artist), and no split column, so planning streams the manifest in
+batches, validates every row (labels, paths, file existence, duplicate ids) and computes a seeded
+group-aware stratified 80/10/10 split. Each size runs in a fresh subprocess so its peak RSS
+(``ru_maxrss``) is its own; the baseline is the RSS after importing repeval, before loading.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import soundfile as sf
+
+N_FILES = 8
+N_LABELS = 50
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def make_manifest(out: Path, n_rows: int, fmt: str) -> Path:
+    audio = out / "audio"
+    audio.mkdir(parents=True, exist_ok=True)
+    for i in range(N_FILES):
+        t = np.arange(1600) / 16000
+        sf.write(audio / f"clip{i}.wav", (0.1 * np.sin(2 * np.pi * 220 * (i + 1) * t)).astype(np.float32), 16000)
+    idx = pa.array(np.arange(n_rows))
+    rng = np.random.default_rng(0)
+    table = pa.table(
+        {
+            "track_id": pc.binary_join_element_wise("trk", pc.cast(idx, pa.string()), ""),
+            "audio_path": pc.binary_join_element_wise(
+                "audio/clip", pc.cast(pa.array(np.arange(n_rows) % N_FILES), pa.string()), ".wav", ""
+            ),
+            "genre": pc.binary_join_element_wise(
+                "genre", pc.cast(pa.array(rng.integers(0, N_LABELS, n_rows)), pa.string()), ""
+            ),
+            "artist": pc.binary_join_element_wise("artist", pc.cast(pa.array(np.arange(n_rows) // 7), pa.string()), ""),
+        }
+    )
+    path = out / f"manifest_{n_rows}.{fmt}"
+    if fmt == "parquet":
+        pq.write_table(table, path, row_group_size=65_536)
+    else:
+        pacsv.write_csv(table, path)
+    return path
+
+
+def child(manifest: str) -> None:
+    """Runs in a fresh process: plan the manifest and print a JSON line of measurements."""
+    from repeval.config.schema import DatasetConfig, TaskConfig
+    from repeval.datasets import load_dataset
+    from repeval.datasets.splits import split_counts
+
+    ds = DatasetConfig(name="bench", type="catalog", manifest=manifest, label_column="genre", group_column="artist")
+    task = TaskConfig(name="genre", type="multiclass_classification")
+    baseline = _rss_mb()
+    t0 = time.perf_counter()
+    rows, report = load_dataset(ds, task)
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        json.dumps(
+            {
+                "rows": rows.num_rows,
+                "seconds": seconds,
+                "baseline_mb": baseline,
+                "peak_mb": peak,
+                "table_mb": rows.nbytes / 2**20,
+                "splits": split_counts(rows),
+                "problems": report.lines(),
+            }
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child)
+        return
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in args.rows:
+            t0 = time.perf_counter()
+            manifest = make_manifest(Path(tmp), n, args.format)
+            made = time.perf_counter() - t0
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", str(manifest)],
+                check=True,
+                capture_output=True,
+                text=True,
+                env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            )
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            results[n] = r
+            size_mb = manifest.stat().st_size / 2**20
+            print(
+                f"{n:>9,} rows ({args.format}, {size_mb:6.1f} MB, generated in {made:4.1f} s): planned in "
+                f"{r['seconds']:5.2f} s ({n / r['seconds']:,.0f} rows/s) | peak RSS {r['peak_mb']:7.1f} MB "
+                f"(baseline after imports {r['baseline_mb']:6.1f} MB, +{r['peak_mb'] - r['baseline_mb']:6.1f} MB) | "
+                f"rows table {r['table_mb']:6.1f} MB | splits {r['splits']}"
+            )
+            if r["problems"]:
+                print("   problems:", r["problems"])
+    if len(results) >= 2:
+        small, large = min(results), max(results)
+        rs, rl = results[small], results[large]
+        print(
+            f"{large // small}x the rows: {rl['seconds'] / rs['seconds']:.1f}x the time, "
+            f"{rl['peak_mb'] / rs['peak_mb']:.2f}x the peak RSS, "
+            f"{(rl['peak_mb'] - rl['baseline_mb']) / max(rs['peak_mb'] - rs['baseline_mb'], 1e-9):.1f}x the RSS above "
+            f"baseline ({(rl['peak_mb'] - rl['baseline_mb']) * 2**20 / large:.0f} B/row; the planned rows table itself "
+            f"is {rl['table_mb'] * 2**20 / large:.0f} B/row)"
+        )
+
+
+if __name__ == "__main__":
+    main()

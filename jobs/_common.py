@@ -1,0 +1,19 @@
+"""Shared code of the ``ray job submit`` entry points: each is the CLI stage of the same name."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# jobs run from the submitted working directory; make the package importable without install
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main(stage: str) -> None:
+    """``python jobs/<stage>.py CONFIG [--run-id ID] [--store URI] [--smoke-test]``."""
+    from repeval.cli import app
+
+    if not os.environ.get("RAY_ADDRESS"):
+        print("note: RAY_ADDRESS is not set; starting an embedded Ray (use `ray job submit` for a cluster)", file=sys.stderr)
+    app([stage, *sys.argv[1:]], prog_name=f"jobs/{stage}.py")

@@ -1,0 +1,230 @@
+"""Shared plumbing for the embedding-model families (not a plug-in itself).
+
+Everything here is cheap to import: heavy frameworks (torch, tensorflow, essentia, onnxruntime,
+transformers) are imported inside the functions that need them, so importing
+:mod:`repeval.models` never loads a framework — essential because essentia-tensorflow aborts a
+process that already imported tensorflow 2.x, and vice versa.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import os
+import sys
+import types
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from repeval.models.base import EmbeddingModel
+
+#: environment each isolated process group needs (set before the framework is imported);
+#: the pipeline passes these as the actor's ``runtime_env={"env_vars": ...}``.
+PROCESS_GROUP_ENV: dict[str, dict[str, str]] = {
+    "default": {},
+    "tf": {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"},
+    "essentia": {"TF_CPP_MIN_LOG_LEVEL": "2"},
+}
+
+#: where user-supplied weights (.pb graphs, checkpoints) are looked up when a config gives no path
+MODELS_DIR_ENV = "REPEVAL_MODELS_DIR"
+
+
+def models_dir() -> Path:
+    """Directory searched for user-supplied weights: ``$REPEVAL_MODELS_DIR`` or ``~/.cache/repeval/models``."""
+    return Path(os.environ.get(MODELS_DIR_ENV) or Path.home() / ".cache" / "repeval" / "models")
+
+
+def weight_path(params: dict[str, Any], key: str, default_name: str) -> Path:
+    """The weights file named by ``params[key]``, else ``models_dir()/default_name``."""
+    value = params.get(key)
+    return Path(value).expanduser() if value else models_dir() / default_name
+
+
+def missing_weights_reason(path: Path, key: str, what: str) -> str | None:
+    if path.is_file():
+        return None
+    return (
+        f"weights file {path} not found: obtain {what}, then set `params.{key}` to its path "
+        f"(or place it in ${MODELS_DIR_ENV}, default ~/.cache/repeval/models)"
+    )
+
+
+def missing_modules(*modules: str) -> list[str]:
+    """Top-level modules that are not installed (checked without importing them)."""
+    out = []
+    for mod in modules:
+        try:
+            if importlib.util.find_spec(mod) is None:
+                out.append(mod)
+        except (ImportError, ValueError):
+            out.append(mod)
+    return out
+
+
+def extra_reason(extra: str, modules: Sequence[str], hint: str = "") -> str | None:
+    """``None`` when every module is installed, else a reason naming the install command."""
+    missing = missing_modules(*modules)
+    if not missing:
+        return None
+    msg = f"optional dependencies missing ({', '.join(missing)}): pip install 'repeval[{extra}]'"
+    return f"{msg} {hint}".strip()
+
+
+def package_dir(module: str) -> Path:
+    """Install directory of a package, found without importing it."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"package '{module}' is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+@contextlib.contextmanager
+def stub_modules(*names: str, why: str = "") -> Iterator[None]:
+    """Temporarily provide placeholder modules for absent optional imports.
+
+    torchcrepe and pesto import ``torchaudio`` at module level but only use it to read files,
+    which repeval never asks them to do; torchaudio wheels on PyPI do not import beside the CPU
+    torch. The placeholder is removed from ``sys.modules`` on exit, so no other code sees it;
+    any use of it raises an ImportError naming the reason.
+    """
+    added: dict[str, types.ModuleType] = {}
+    for name in names:
+        if name in sys.modules:
+            continue
+        try:
+            importlib.import_module(name)
+            continue
+        except Exception:
+            pass
+        stub = types.ModuleType(name)
+
+        def _missing(attr: str, _name: str = name) -> Any:
+            raise ImportError(f"'{_name}.{attr}' is unavailable: {_name} is not installed ({why})")
+
+        stub.__getattr__ = _missing  # type: ignore[method-assign]
+        sys.modules[name] = stub
+        added[name] = stub
+    try:
+        yield
+    finally:
+        for name, stub in added.items():
+            if sys.modules.get(name) is stub:
+                del sys.modules[name]
+
+
+def as_mono(audio: np.ndarray) -> np.ndarray:
+    """Validate one waveform: 1-D, non-empty; returned as contiguous float32."""
+    arr = np.asarray(audio, dtype=np.float32)
+    if arr.ndim != 1:
+        raise ValueError(f"expected one mono waveform (1-D array), got shape {arr.shape}: downmix before embedding")
+    if arr.size == 0:
+        raise ValueError("cannot embed an empty waveform (0 samples): the decoder produced no audio")
+    return np.ascontiguousarray(arr)
+
+
+def pad_to(audio: np.ndarray, n_samples: int) -> np.ndarray:
+    """Zero-pad at the end to at least ``n_samples``."""
+    if len(audio) >= n_samples:
+        return audio
+    return np.pad(audio, (0, n_samples - len(audio)))
+
+
+def frame_starts(n_samples: int, window: int, hop: int) -> list[int]:
+    """Start indices of windows covering ``n_samples`` (at least one; the last window may run past the end)."""
+    if n_samples <= window:
+        return [0]
+    starts = list(range(0, n_samples - window + 1, hop))
+    if starts[-1] + window < n_samples and n_samples - (starts[-1] + hop) > hop // 2:
+        starts.append(starts[-1] + hop)
+    return starts
+
+
+def cut_windows(audio: np.ndarray, window: int, hop: int) -> np.ndarray:
+    """``(n_windows, window)`` zero-padded windows of ``audio``."""
+    starts = frame_starts(len(audio), window, hop)
+    audio = pad_to(audio, starts[-1] + window)
+    idx = np.asarray(starts)[:, None] + np.arange(window)[None, :]
+    return audio[idx]
+
+
+def choose_device(requested: str | None) -> str:
+    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``."""
+    import torch
+
+    if requested in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(requested)
+
+
+def _rebuild(cls: type[EmbeddingModel], params: dict[str, Any]) -> EmbeddingModel:
+    return cls(**params)
+
+
+class RebuildOnUnpickle:
+    """Pickle as (class, constructor params) and reload weights on unpickle.
+
+    Ray ships models by pickle; a TF session, an ONNX session or an essentia algorithm cannot be
+    pickled, and shipping hundreds of MB of torch weights through the object store is wasteful
+    when every worker can load them locally. Subclasses must keep every constructor argument
+    in ``self.params``.
+    """
+
+    params: dict[str, Any]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), dict(self.params)))
+
+
+class WindowedModel(RebuildOnUnpickle, EmbeddingModel):
+    """A model that maps fixed-size windows of one clip to one vector each.
+
+    Subclasses implement ``_windows(audio) -> (n, ...)`` (n >= 1) and
+    ``_forward(windows) -> (n, embedding_dim)``; ``embed_batch`` runs the windows of all clips
+    of a batch together, ``max_batch_windows`` at a time. Window outputs must not depend on
+    the other windows in a batch (true for inference-mode CNNs).
+    """
+
+    max_batch_windows: int = 64
+
+    def _windows(self, audio: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _forward(self, windows: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def embed(self, audio: np.ndarray) -> np.ndarray:
+        return self.embed_batch([audio])[0]
+
+    def embed_batch(self, audios: list[np.ndarray]) -> list[np.ndarray]:
+        if not audios:
+            return []
+        wins = [self._windows(as_mono(a)) for a in audios]
+        counts = [len(w) for w in wins]
+        stacked = np.concatenate(wins, axis=0)
+        step = max(1, int(self.max_batch_windows))
+        outs = [
+            np.asarray(self._forward(stacked[i : i + step]), dtype=np.float32) for i in range(0, len(stacked), step)
+        ]
+        out = np.concatenate(outs, axis=0).reshape(len(stacked), -1)
+        return [np.ascontiguousarray(x) for x in np.split(out, np.cumsum(counts)[:-1])]
+
+
+def load_state_dict(path: Path, fix: str) -> dict[str, Any]:
+    """``torch.load(weights_only=True)``; a checkpoint that needs arbitrary unpickling is refused with the fix."""
+    import torch
+
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle.UnpicklingError and friends
+        raise ValueError(
+            f"cannot load {path} with torch.load(weights_only=True): {exc}. Re-save only its tensors, "
+            f"e.g. torch.save(torch.load(p, weights_only=False){fix}, 'weights.pt') in a trusted session"
+        ) from exc
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path} holds a {type(obj).__name__}, expected a state dict (name → tensor)")
+    return obj

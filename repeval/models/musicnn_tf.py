@@ -1,0 +1,154 @@
+"""MusiCNN and VGG taggers from the ``musicnn`` 0.1.0 wheel (Pons & Serra 2019).
+
+The wheel ships TF1 checkpoints of ``MSD_musicnn`` (the thesis' ``msd-musicnn``), ``MTT_musicnn``,
+``MTT_vgg`` and ``MSD_vgg``. repeval builds the graph once per process (musicnn's own
+``extractor()`` rebuilds it for every file: ≈1.5 s/clip instead of ≈0.08 s) and feeds it
+non-overlapping 3 s patches (187 frames of a 96-band log-mel at 16 kHz, hop 256) of every clip;
+clips shorter than one patch are zero-padded to 3 s. Each patch yields one frame:
+
+- musicnn models: ``penultimate`` (default, 200-d, the thesis' layer), ``mean_pool``/``max_pool``
+  (753-d mid-end poolings);
+- vgg models: ``pool5`` flattened (256-d; vgg has no dense penultimate layer).
+
+**Process group ``tf``.** tensorflow 2.21 runs these tf.compat.v1 layers only with legacy Keras:
+the worker must set ``TF_USE_LEGACY_KERAS=1`` before tensorflow is imported and disables eager
+execution for the whole process, and essentia (bundling TF 2.5) must never share the process.
+Install: ``pip install tensorflow==2.21.0 tf-keras==2.21.0`` and
+``pip install --no-deps musicnn==0.1.0`` (its metadata pins numpy<1.17).
+CPU cost: ≈25–60 s of audio per second on 2 cores.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any, ClassVar
+
+import numpy as np
+
+from repeval.models._common import PROCESS_GROUP_ENV, WindowedModel, extra_reason, pad_to
+from repeval.models.base import register_model
+
+log = logging.getLogger(__name__)
+
+SR = 16000
+N_FFT = 512
+HOP = 256
+N_MELS = 96
+PATCH_FRAMES = 187  # librosa.time_to_frames(3 s) + 1, as musicnn computes it
+PATCH_SAMPLES = (PATCH_FRAMES - 1) * HOP  # audio (with librosa centring) that yields >= 187 frames
+
+_LAYERS = {
+    "musicnn": {"penultimate": 200, "mean_pool": 753, "max_pool": 753},
+    "vgg": {"pool5": 256},
+}
+
+
+class MusiCNN(WindowedModel):
+    """One musicnn/vgg checkpoint from the wheel; see the module docstring."""
+
+    extra = "musicnn"
+    process_group = "tf"
+    checkpoint: ClassVar[str] = "MSD_musicnn"
+    max_batch_windows = 32
+    requires: ClassVar[tuple[str, ...]] = ("tensorflow", "tf_keras", "musicnn", "librosa")
+
+    def __init__(self, layer: str | None = None, hop_s: float = 3.0, **params: Any) -> None:
+        arch = "vgg" if "vgg" in self.checkpoint else "musicnn"
+        layer = layer or ("pool5" if arch == "vgg" else "penultimate")
+        if layer not in _LAYERS[arch]:
+            raise ValueError(f"{self.name}: unknown layer '{layer}'; choose one of {sorted(_LAYERS[arch])}")
+        super().__init__(layer=layer, hop_s=hop_s, **params)
+        self.layer = layer
+        self.sample_rate_hz = SR
+        self.embedding_dim = _LAYERS[arch][layer]
+        self.hop_frames = max(1, round(hop_s * SR / HOP))
+        self._build()
+
+    @classmethod
+    def availability(cls, params: dict[str, Any]) -> str | None:
+        return extra_reason("musicnn", cls.requires, "(then `pip install --no-deps musicnn==0.1.0`)")
+
+    @classmethod
+    def declared_sizes(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:
+        arch = "vgg" if "vgg" in cls.checkpoint else "musicnn"
+        layer = params.get("layer") or ("pool5" if arch == "vgg" else "penultimate")
+        return SR, _LAYERS[arch].get(layer)
+
+    def _build(self) -> None:
+        if "tensorflow" not in sys.modules:
+            for key, value in PROCESS_GROUP_ENV["tf"].items():
+                os.environ.setdefault(key, value)
+        elif os.environ.get("TF_USE_LEGACY_KERAS") != "1":
+            raise RuntimeError(
+                f"{self.name} needs TF_USE_LEGACY_KERAS=1 set before tensorflow is imported: run it in the "
+                "'tf' process group (the pipeline does), or export TF_USE_LEGACY_KERAS=1"
+            )
+        import tensorflow as tf
+        from musicnn import configuration, models
+
+        tf.compat.v1.disable_eager_execution()  # TF1 Saver restore; this process is tf-only by design
+        labels = configuration.MTT_LABELS if self.checkpoint.startswith("MTT") else configuration.MSD_LABELS
+        graph = tf.Graph()
+        with graph.as_default():
+            self._x = tf.compat.v1.placeholder(tf.float32, [None, PATCH_FRAMES, N_MELS])
+            training = tf.compat.v1.placeholder_with_default(False, [])
+            outs = models.define_model(self._x, training, self.checkpoint, len(labels))
+            if "vgg" in self.checkpoint:
+                self._y = tf.compat.v1.layers.flatten(outs[-1])
+            else:
+                names = ["timbral", "temporal", "cnn1", "cnn2", "cnn3", "mean_pool", "max_pool", "penultimate"]
+                self._y = dict(zip(names, outs[1:], strict=True))[self.layer]
+            saver = tf.compat.v1.train.Saver()
+        self._sess = tf.compat.v1.Session(graph=graph)
+        import musicnn
+
+        saver.restore(self._sess, os.path.join(os.path.dirname(musicnn.__file__), self.checkpoint) + os.sep)
+        import librosa
+
+        self._mel = librosa.filters.mel(sr=SR, n_fft=N_FFT, n_mels=N_MELS).astype(np.float32)
+        self._window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)
+        log.debug("built %s graph (%s layer)", self.checkpoint, self.layer)
+
+    def _logmel(self, audio: np.ndarray) -> np.ndarray:
+        """musicnn's input: librosa power mel (centred, reflect-padded), float16-rounded, log10(10000x+1)."""
+        padded = np.pad(audio, N_FFT // 2, mode="reflect" if len(audio) > N_FFT // 2 else "constant")
+        n = 1 + (len(padded) - N_FFT) // HOP
+        idx = np.arange(N_FFT)[None, :] + HOP * np.arange(n)[:, None]
+        power = np.abs(np.fft.rfft(padded[idx] * self._window, axis=1)) ** 2
+        mel = (power.astype(np.float32) @ self._mel.T).astype(np.float16)
+        return np.log10(10000 * mel.astype(np.float32) + 1)
+
+    def _windows(self, audio: np.ndarray) -> np.ndarray:
+        spec = self._logmel(pad_to(audio, PATCH_SAMPLES))
+        starts = range(0, spec.shape[0] - PATCH_FRAMES + 1, self.hop_frames)
+        return np.stack([spec[s : s + PATCH_FRAMES] for s in starts])
+
+    def _forward(self, windows: np.ndarray) -> np.ndarray:
+        out = self._sess.run(self._y, feed_dict={self._x: windows.astype(np.float32)})
+        return np.asarray(out, dtype=np.float32).reshape(len(windows), -1)
+
+
+@register_model("msd-musicnn")
+class MSDMusiCNN(MusiCNN):
+    description = "MusiCNN trained on MSD tags (musicnn wheel), penultimate 200-d layer per 3 s patch"
+    checkpoint = "MSD_musicnn"
+
+
+@register_model("mtt-musicnn")
+class MTTMusiCNN(MusiCNN):
+    description = "MusiCNN trained on MagnaTagATune (musicnn wheel), penultimate 200-d layer per 3 s patch"
+    checkpoint = "MTT_musicnn"
+
+
+@register_model("msd-vgg")
+class MSDVGG(MusiCNN):
+    description = "VGG-like tagger trained on MSD (musicnn wheel), flattened pool5 (256-d) per 3 s patch"
+    checkpoint = "MSD_vgg"
+
+
+@register_model("mtt-vgg")
+class MTTVGG(MusiCNN):
+    description = "VGG-like tagger trained on MagnaTagATune (musicnn wheel), flattened pool5 (256-d) per 3 s patch"
+    checkpoint = "MTT_vgg"

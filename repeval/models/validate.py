@@ -1,0 +1,321 @@
+"""``repeval validate-model`` and ``repeval models``: check a model against the contract, list the zoo.
+
+:func:`validate_model` builds a model (in its own process when its ``process_group`` is not
+``default``), feeds it noise of awkward lengths recorded at awkward sample rates (resampled
+to the model's rate with soxr, as the pipeline does), and checks: declared sizes, output shape
+``(n_frames >= 1, embedding_dim)``, float32, finite values, rejection of empty input, determinism,
+batch/single agreement and a pickle round trip (Ray ships models by pickle).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import pickle
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from repeval.models._common import PROCESS_GROUP_ENV
+
+log = logging.getLogger(__name__)
+
+PROCESS_GROUP_VAR = "REPEVAL_PROCESS_GROUP"
+#: (seconds, recorded sample rate) of the noise clips fed to the model
+DEFAULT_CLIPS: tuple[tuple[float, int], ...] = ((0.25, 11025), (1.013, 44100), (4.05, 48000), (2.2, 8000))
+_RTOL, _ATOL = 1e-4, 1e-5
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class ValidationReport:
+    model_id: str
+    family: str
+    process_group: str
+    sample_rate_hz: int | None = None
+    embedding_dim: int | None = None
+    unavailable: str | None = None
+    checks: list[Check] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.unavailable is None and bool(self.checks) and all(c.ok for c in self.checks)
+
+    def add(self, name: str, ok: bool, detail: str = "") -> bool:
+        self.checks.append(Check(name, bool(ok), detail))
+        return bool(ok)
+
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ValidationReport:
+        data = {k: v for k, v in data.items() if k != "ok"}
+        data["checks"] = [Check(**c) for c in data.get("checks", [])]
+        return cls(**data)
+
+    def summary(self) -> str:
+        head = (
+            f"{self.model_id} [{self.family}, {self.process_group}] sr={self.sample_rate_hz} dim={self.embedding_dim}"
+        )
+        if self.unavailable:
+            return f"{head}: UNAVAILABLE — {self.unavailable}"
+        lines = [f"{head}: {'OK' if self.ok else 'FAILED'} ({self.seconds:.1f} s)"]
+        lines += [f"  {'ok  ' if c.ok else 'FAIL'} {c.name}{': ' + c.detail if c.detail else ''}" for c in self.checks]
+        return "\n".join(lines)
+
+
+def _as_config(cfg: Any) -> Any:
+    from repeval.config.schema import EmbeddingModelConfig
+
+    if isinstance(cfg, EmbeddingModelConfig):
+        return cfg
+    if isinstance(cfg, str):
+        return EmbeddingModelConfig(id=cfg)
+    return EmbeddingModelConfig.model_validate(cfg)
+
+
+def _noise(seconds: float, rate_in: int, rate_out: int, seed: int) -> np.ndarray:
+    import soxr
+
+    rng = np.random.default_rng(seed)
+    x = (0.1 * rng.standard_normal(max(1, int(seconds * rate_in)))).astype(np.float32)
+    return np.asarray(soxr.resample(x, rate_in, rate_out), dtype=np.float32) if rate_in != rate_out else x
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> tuple[bool, str]:
+    if a.shape != b.shape:
+        return False, f"shapes differ {a.shape} vs {b.shape}"
+    diff = float(np.max(np.abs(a - b))) if a.size else 0.0
+    return bool(np.allclose(a, b, rtol=_RTOL, atol=_ATOL)), f"max |diff| {diff:.2e}"
+
+
+def _run_checks(
+    report: ValidationReport, model: Any, params: dict[str, Any], clips: tuple[tuple[float, int], ...], seed: int
+) -> None:
+    sr, dim = model.sample_rate_hz, model.embedding_dim
+    report.sample_rate_hz, report.embedding_dim = int(sr), int(dim)
+    declared = type(model).declared_sizes(params)
+    report.add(
+        "declared sizes",
+        all(d is None or d == v for d, v in zip(declared, (sr, dim), strict=True)),
+        f"declared {declared}, built ({sr}, {dim})",
+    )
+    audios = [_noise(s, r, sr, seed + i) for i, (s, r) in enumerate(clips)] + [_noise(10 / sr, sr, sr, seed + 99)]
+    outs = []
+    for audio in audios:
+        label = f"{len(audio)} samples"
+        try:
+            out = model.embed(audio)
+        except Exception as exc:
+            report.add(f"embed {label}", False, repr(exc)[:300])
+            outs.append(None)
+            continue
+        ok = isinstance(out, np.ndarray) and out.ndim == 2 and out.shape[0] >= 1 and out.shape[1] == dim
+        ok = ok and out.dtype == np.float32 and bool(np.isfinite(out).all())
+        detail = f"shape {getattr(out, 'shape', None)} dtype {getattr(out, 'dtype', None)} finite {bool(np.isfinite(out).all())}"
+        report.add(f"embed {label}", ok, detail)
+        outs.append(out if ok else None)
+    try:
+        model.embed(np.zeros(0, dtype=np.float32))
+        report.add("empty input raises ValueError", False, "no error raised")
+    except ValueError:
+        report.add("empty input raises ValueError", True)
+    except Exception as exc:
+        report.add("empty input raises ValueError", False, f"raised {type(exc).__name__}: {exc}"[:300])
+    ref_i = next((i for i, o in enumerate(outs) if o is not None), None)
+    if ref_i is None:
+        return
+    report.add("deterministic", *_close(outs[ref_i], model.embed(audios[ref_i])))
+    try:
+        batch = model.embed_batch(audios)
+        pairs = [_close(b, o) for b, o in zip(batch, outs, strict=True) if o is not None]
+        report.add(
+            "embed_batch == embed",
+            len(batch) == len(audios) and all(p[0] for p in pairs),
+            "; ".join(p[1] for p in pairs),
+        )
+    except Exception as exc:
+        report.add("embed_batch == embed", False, repr(exc)[:300])
+    try:
+        clone = pickle.loads(pickle.dumps(model))
+        report.add("pickle round trip", *_close(clone.embed(audios[ref_i]), outs[ref_i]))
+    except Exception as exc:
+        report.add("pickle round trip", False, repr(exc)[:300])
+
+
+def _prepare(cfg: Any, dummy_weights: str | Path | None) -> tuple[Any, Any, dict[str, Any]]:
+    from repeval.models import resolve_model
+
+    config = _as_config(cfg)
+    fam, params = resolve_model(config)
+    if dummy_weights is not None:
+        from repeval.models.dummies import dummy_params
+
+        extra = dummy_params(fam.name, Path(dummy_weights))
+        config = config.model_copy(update={"params": {**extra, **config.params}})
+        fam, params = resolve_model(config)
+    return config, fam, params
+
+
+def _needs_isolation(group: str, isolate: bool | None) -> bool:
+    if isolate is None:
+        return group != "default" and os.environ.get(PROCESS_GROUP_VAR) != group
+    return isolate
+
+
+def validate_model(
+    cfg: Any,
+    *,
+    dummy_weights: str | Path | None = None,
+    isolate: bool | None = None,
+    clips: tuple[tuple[float, int], ...] = DEFAULT_CLIPS,
+    seed: int = 0,
+    timeout_s: float = 1800.0,
+) -> ValidationReport:
+    """Validate one model config (an id, a dict or an :class:`EmbeddingModelConfig`).
+
+    ``dummy_weights``: a directory for stand-in weights (:mod:`repeval.models.dummies`), to check
+    a family whose real weights are absent. ``isolate``: run in a fresh process with the
+    family's process-group environment (default: when the family's group is not ``default``).
+    """
+    return validate_models(
+        [cfg], dummy_weights=dummy_weights, isolate=isolate, clips=clips, seed=seed, timeout_s=timeout_s
+    )[0]
+
+
+def validate_models(
+    cfgs: list[Any],
+    *,
+    dummy_weights: str | Path | None = None,
+    isolate: bool | None = None,
+    clips: tuple[tuple[float, int], ...] = DEFAULT_CLIPS,
+    seed: int = 0,
+    timeout_s: float = 1800.0,
+) -> list[ValidationReport]:
+    """Validate several configs; those needing isolation share one fresh process per process group."""
+    prepared = [_prepare(c, dummy_weights) for c in cfgs]
+    reports: list[ValidationReport | None] = [None] * len(prepared)
+    isolated: dict[str, list[int]] = {}
+    for i, (config, fam, params) in enumerate(prepared):
+        group = fam.cls.process_group
+        if _needs_isolation(group, isolate):
+            isolated.setdefault(group, []).append(i)
+        else:
+            reports[i] = _validate_here(config, fam, params, clips, seed)
+    for group, idx in isolated.items():
+        for i, rep in zip(
+            idx, _validate_in_subprocess([prepared[i][0] for i in idx], group, clips, seed, timeout_s), strict=True
+        ):
+            reports[i] = rep
+    return [r for r in reports if r is not None]
+
+
+def _validate_here(config: Any, fam: Any, params: dict[str, Any], clips: Any, seed: int) -> ValidationReport:
+    report = ValidationReport(config.id, fam.name, fam.cls.process_group)
+    started = time.perf_counter()
+    reason = fam.cls.availability(params)
+    if reason:
+        report.unavailable = reason
+        return report
+    try:
+        model = fam.cls(**params)
+    except Exception as exc:
+        report.add("build", False, repr(exc)[:500])
+        return report
+    report.add("build", True)
+    _run_checks(report, model, params, clips, seed)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _validate_in_subprocess(
+    configs: list[Any], group: str, clips: Any, seed: int, timeout_s: float
+) -> list[ValidationReport]:
+    env = {**os.environ, **PROCESS_GROUP_ENV.get(group, {}), PROCESS_GROUP_VAR: group}
+    payload = json.dumps(
+        {"configs": [c.model_dump() for c in configs], "clips": [list(c) for c in clips], "seed": seed}
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "repeval.models.validate", "--payload", payload],
+        env=env, capture_output=True, text=True, timeout=timeout_s,
+    )  # fmt: skip
+    found = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("{"):
+            rep = ValidationReport.from_dict(json.loads(line))
+            found[rep.model_id] = rep
+    out = []
+    for config in configs:
+        if config.id in found:
+            out.append(found[config.id])
+            continue
+        rep = ValidationReport(config.id, config.type or config.id, group)
+        rep.add(f"run in '{group}' process", False, f"exit {proc.returncode}: {proc.stderr[-1500:]}")
+        out.append(rep)
+    return out
+
+
+def list_models() -> list[dict[str, Any]]:
+    """One row per registered family: id, family, dim, sample rate, availability reason, extra, process group."""
+    from repeval.models import MODELS
+
+    rows = []
+    for name, fam in MODELS.items():
+        params = dict(fam.default_params)
+        try:
+            reason = fam.cls.availability(params)
+        except Exception as exc:
+            reason = f"availability check failed: {exc}"
+        sr, dim = fam.cls.declared_sizes(params)
+        rows.append(
+            {
+                "id": name,
+                "family": fam.cls.__module__.rsplit(".", 1)[-1],
+                "description": fam.cls.description,
+                "embedding_dim": dim,
+                "sample_rate_hz": sr,
+                "available": reason is None,
+                "reason": reason,
+                "extra": fam.cls.extra,
+                "process_group": fam.cls.process_group,
+                "uses_gpu": fam.cls.uses_gpu,
+            }
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the isolated validation process (``python -m repeval.models.validate``)."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--payload", required=True, help="JSON: {configs, clips, seed}")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    data = json.loads(args.payload)
+    clips = tuple(tuple(c) for c in data["clips"])
+    for config in data["configs"]:
+        report = validate_model(config, isolate=False, clips=clips, seed=data["seed"])
+        sys.stdout.write(json.dumps(report.to_dict()) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

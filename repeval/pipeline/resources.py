@@ -1,0 +1,115 @@
+"""Resource requests for the decode tasks and the embedding actor pool.
+
+Rules (all decided on the driver from what Ray reports, so they are unit-testable):
+
+- **GPU**: when the cluster has GPUs and the model says it benefits (``uses_gpu``), each actor
+  requests ``resources.embed_num_gpus`` (a fraction shares one device) and the pool has as many
+  actors as the GPUs allow.
+- **CPU**: a share of the CPUs (at least ``resources.decode_num_cpus``, at least 1/8 of the
+  cluster) stays free for decode tasks — an actor pool that takes every CPU starves them. The
+  rest is split between actors of about ``resources.embed_num_cpus`` each; on 2 CPUs that is two
+  actors of 0.75 CPU and decode tasks of 0.25 CPU. The model's math threads (BLAS/OpenMP via
+  threadpoolctl, torch intra-op) are set to the actor's CPUs, rounded, at least 1.
+- **Isolation**: a model whose ``process_group`` is not ``default`` (TensorFlow 2 vs legacy Keras
+  vs essentia's bundled TensorFlow cannot share a process) gets a ``runtime_env`` of its own;
+  Ray keys worker processes by runtime environment, so those actors never run in a process that
+  served another group, nor does any later task reuse theirs.
+- **No fusion**: decode and embed requests always differ, so Ray Data keeps them as two stages.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+#: environment variables for the isolated process groups (a model may add ``worker_env``)
+PROCESS_GROUP_ENV: dict[str, dict[str, str]] = {
+    "tf": {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"},
+    "essentia": {"TF_CPP_MIN_LOG_LEVEL": "2"},
+}
+
+#: the share of the cluster's CPUs kept for decode tasks (at least ``decode_num_cpus``)
+DECODE_SHARE = 1 / 8
+
+
+@dataclass(frozen=True)
+class EmbedResources:
+    n_actors: int
+    num_cpus: float
+    num_gpus: float
+    threads: int
+    decode_num_cpus: float
+    process_group: str = "default"
+    env_vars: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def runtime_env(self) -> dict[str, Any] | None:
+        if self.process_group == "default":
+            return None
+        return {"env_vars": {"REPEVAL_PROCESS_GROUP": self.process_group, **self.env_vars}}
+
+    def actor_kwargs(self, batch_size: int) -> dict[str, Any]:
+        """``map_batches`` keyword arguments of the embedding stage (besides the UDF and its args)."""
+        import ray.data
+
+        kw: dict[str, Any] = {
+            "batch_size": batch_size,
+            "compute": ray.data.ActorPoolStrategy(size=self.n_actors),
+            "num_cpus": self.num_cpus,
+        }
+        if self.num_gpus > 0:
+            kw["num_gpus"] = self.num_gpus
+        if self.runtime_env is not None:
+            kw["runtime_env"] = self.runtime_env
+        return kw
+
+    def describe(self) -> str:
+        dev = f", {self.num_gpus:g} GPU" if self.num_gpus else ""
+        grp = f", process group {self.process_group}" if self.process_group != "default" else ""
+        return (
+            f"{self.n_actors} embedding actor(s) × {self.num_cpus:g} CPU{dev} ({self.threads} thread(s)){grp}; "
+            f"decode tasks × {self.decode_num_cpus:g} CPU"
+        )
+
+
+def _round(x: float) -> float:
+    return math.floor(x * 1000) / 1000
+
+
+def plan_resources(model_cls: type, res: Any, cluster_cpus: float, cluster_gpus: float) -> EmbedResources:
+    """Resources for one model's embedding stage on a cluster with these totals."""
+    explicit = getattr(res, "model_fields_set", set())
+    cpus = max(float(cluster_cpus), 0.1)
+    use_gpu = cluster_gpus > 0 and bool(getattr(model_cls, "uses_gpu", False)) and res.embed_num_gpus > 0
+    reserve = min(max(res.decode_num_cpus, cpus * DECODE_SHARE), cpus / 2)
+    if use_gpu:
+        num_gpus = min(float(res.embed_num_gpus), float(cluster_gpus))
+        n_actors = res.embed_actors or max(1, int(cluster_gpus / num_gpus + 1e-9))
+        per_actor = float(res.embed_num_cpus)
+    else:
+        num_gpus = 0.0
+        per_actor = float(res.embed_num_cpus)
+        n_actors = res.embed_actors or max(1, math.ceil((cpus - reserve) / per_actor - 1e-9))
+    if "embed_num_cpus" not in explicit or n_actors * per_actor > cpus - reserve:
+        # shrink the actors so the pool leaves the decode share free
+        per_actor = min(per_actor, (cpus - reserve) / n_actors)
+    per_actor = max(_round(per_actor), 0.01)
+    decode = min(float(res.decode_num_cpus), max(reserve / 2, 0.05)) if "decode_num_cpus" not in explicit else float(
+        res.decode_num_cpus
+    )
+    decode = _round(decode)
+    if math.isclose(decode, per_actor):
+        # identical requests would let Ray Data fuse decode into the actors
+        decode = _round(decode * 0.9)
+    group = str(getattr(model_cls, "process_group", "default") or "default")
+    env = {**PROCESS_GROUP_ENV.get(group, {}), **dict(getattr(model_cls, "worker_env", {}) or {})}
+    return EmbedResources(
+        n_actors=int(n_actors),
+        num_cpus=per_actor,
+        num_gpus=num_gpus,
+        threads=max(1, round(per_actor)),
+        decode_num_cpus=decode,
+        process_group=group,
+        env_vars=env if group != "default" else {},
+    )

@@ -1,0 +1,80 @@
+"""What an embedding run did (the final summary line) and the driver-side progress bar."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class EmbedSummary:
+    #: distinct tracks sent through the pipeline (each decoded once, whatever its scenarios)
+    tracks: int = 0
+    #: store rows written (one per track × scenario)
+    computed: int = 0
+    #: (track, scenario) pairs already in the store
+    skipped: int = 0
+    errors: int = 0
+    errors_by_stage: Counter[str] = field(default_factory=Counter)
+    rows_by_scenario: Counter[str] = field(default_factory=Counter)
+    audio_seconds: float = 0.0
+    wall_s: float = 0.0
+    partitions_completed: list[str] = field(default_factory=list)
+    #: Ray Data operators of the last pipeline (decode and embed stay separate)
+    operators: list[str] = field(default_factory=list)
+    #: resources of each model's stage
+    resources: dict[str, str] = field(default_factory=dict)
+    #: tracks whose chunks were in flight when a stream stopped (recomputed next time)
+    abandoned: int = 0
+
+    def merge(self, other: EmbedSummary) -> None:
+        self.tracks += other.tracks
+        self.computed += other.computed
+        self.skipped += other.skipped
+        self.errors += other.errors
+        self.errors_by_stage.update(other.errors_by_stage)
+        self.rows_by_scenario.update(other.rows_by_scenario)
+        self.audio_seconds += other.audio_seconds
+        self.wall_s += other.wall_s
+        self.partitions_completed += other.partitions_completed
+        self.operators = other.operators or self.operators
+        self.resources.update(other.resources)
+        self.abandoned += other.abandoned
+
+    def line(self) -> str:
+        wall = self.wall_s or 0.0
+        rate = self.audio_seconds / wall if wall else 0.0
+        rows_rate = self.computed / wall if wall else 0.0
+        errs = f"{self.errors} errors"
+        if self.errors_by_stage:
+            errs += " (" + ", ".join(f"{k} {v}" for k, v in sorted(self.errors_by_stage.items())) + ")"
+        scen = ""
+        if len(self.rows_by_scenario) > 1:
+            scen = " [" + ", ".join(f"{k} {v}" for k, v in sorted(self.rows_by_scenario.items())) + "]"
+        return (
+            f"embedded {self.tracks} tracks → {self.computed} rows{scen}, {self.skipped} already in store, {errs} "
+            f"in {wall:.1f}s — {rows_rate:.1f} rows/s, {rate:.0f} s of audio per second"
+        )
+
+
+class Progress:
+    """A tqdm bar of store rows written (Ray Data draws one bar per stage besides it)."""
+
+    def __init__(self, total: int, desc: str, enabled: bool | None = None) -> None:
+        if enabled is None:
+            enabled = sys.stderr.isatty()
+        self.bar: Any = None
+        if enabled and total:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="row", dynamic_ncols=True)
+
+    def update(self, n: int) -> None:
+        if self.bar is not None and n:
+            self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

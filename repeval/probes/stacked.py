@@ -1,0 +1,260 @@
+"""Many probes of one shape trained at once: stacked weights, per-probe dropout, per-probe optimiser.
+
+``K`` probes that share layer sizes (and batch size) are held as tensors with a leading probe
+axis: layer ``l`` has weight ``(K, in, out)`` and bias ``(K, 1, out)``; a batch is ``(K, B, in)``
+and one ``baddbmm`` runs a layer for every probe. Everything that may differ between probes —
+learning rate, weight decay, dropout rates, initial weights, the data order (seed), the
+standardisation of the input — is per probe, so each probe follows exactly the trajectory it
+would follow alone:
+
+- initial weights come from the probe's own ``torch.Generator`` (seeded with its seed), drawn in
+  ``nn.Linear`` order (:func:`repeval.probes.model.init_linear_`);
+- dropout masks come from the same generator, one ``bernoulli_`` per layer and step, exactly as
+  ``nn.Dropout`` draws them from the global generator after ``torch.manual_seed(seed)``;
+- the optimiser is ``torch.optim.Adam`` / ``AdamW`` / ``SGD`` written out with per-probe
+  ``lr`` and ``weight_decay`` tensors.
+
+Probes that stop (early stopping, a non-finite loss, their budget) are removed from the stack
+(:meth:`StackedMLP.select`), so finished probes cost nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from repeval.probes.model import Probe, init_linear_
+
+BN_EPS = 1e-5
+BN_MOMENTUM = 0.1
+LN_EPS = 1e-5
+
+
+class StackedMLP:
+    """``K`` MLP probes ``[Dropout] (Linear [Norm] ReLU [Dropout])* Linear`` with stacked parameters."""
+
+    def __init__(
+        self,
+        dims: Sequence[int],
+        generators: Sequence[torch.Generator],
+        *,
+        dropout: Sequence[float],
+        input_dropout: Sequence[float],
+        hidden_norm: str = "none",
+        init: Sequence[str] | str = "default",
+    ) -> None:
+        self.dims = list(dims)
+        self.k = len(generators)
+        self.generators = list(generators)
+        self.hidden_norm = hidden_norm
+        inits = [init] * self.k if isinstance(init, str) else list(init)
+        n_layers = len(self.dims) - 1
+        self.weights: list[torch.Tensor] = []
+        self.biases: list[torch.Tensor] = []
+        for i, o in zip(self.dims[:-1], self.dims[1:], strict=True):
+            self.weights.append(torch.empty(self.k, i, o))
+            self.biases.append(torch.empty(self.k, 1, o))
+        for k, g in enumerate(self.generators):  # per probe, layer by layer, as nn.Linear draws them
+            for layer in range(n_layers):
+                w = torch.empty(self.dims[layer + 1], self.dims[layer])
+                b = torch.empty(self.dims[layer + 1])
+                init_linear_(w, b, inits[k], first=layer == 0, generator=g)
+                self.weights[layer][k] = w.T
+                self.biases[layer][k, 0] = b
+        self.norm_weight: list[torch.Tensor] = []
+        self.norm_bias: list[torch.Tensor] = []
+        self.running_mean: list[torch.Tensor] = []
+        self.running_var: list[torch.Tensor] = []
+        self.batches_tracked = 0
+        if hidden_norm != "none":
+            for h in self.dims[1:-1]:
+                self.norm_weight.append(torch.ones(self.k, 1, h))
+                self.norm_bias.append(torch.zeros(self.k, 1, h))
+                if hidden_norm == "batchnorm":
+                    self.running_mean.append(torch.zeros(self.k, 1, h))
+                    self.running_var.append(torch.ones(self.k, 1, h))
+        for p in self.parameters():
+            p.requires_grad_(True)
+        self.p_hidden = torch.tensor([float(p) for p in dropout])
+        self.p_input = torch.tensor([float(p) for p in input_dropout])
+
+    # ----------------------------------------------------------------- parameters
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [*self.weights, *self.biases, *self.norm_weight, *self.norm_bias]
+
+    def buffers(self) -> list[torch.Tensor]:
+        return [*self.running_mean, *self.running_var]
+
+    def select(self, keep: torch.Tensor) -> None:
+        """Keep only the probes at positions ``keep`` (a LongTensor of indices into the stack)."""
+        idx = keep.tolist()
+
+        def take(ts: list[torch.Tensor], grad: bool) -> list[torch.Tensor]:
+            return [t.detach()[keep].clone().requires_grad_(grad) for t in ts]
+
+        self.weights, self.biases = take(self.weights, True), take(self.biases, True)
+        self.norm_weight, self.norm_bias = take(self.norm_weight, True), take(self.norm_bias, True)
+        self.running_mean, self.running_var = take(self.running_mean, False), take(self.running_var, False)
+        self.generators = [self.generators[i] for i in idx]
+        self.p_hidden, self.p_input = self.p_hidden[keep], self.p_input[keep]
+        self.k = len(idx)
+
+    def snapshot(self, rows: torch.Tensor) -> list[torch.Tensor]:
+        """Copies of the parameters and buffers of probes ``rows`` (for best-checkpoint keeping)."""
+        return [t.detach()[rows].clone() for t in (*self.parameters(), *self.buffers())]
+
+    def load_snapshot(self, tensors: Sequence[torch.Tensor]) -> None:
+        """Replace the whole stack's parameters and buffers (tensors in :meth:`snapshot` order)."""
+        n_w, n_n = len(self.weights), len(self.norm_weight)
+        it = iter(tensors)
+        self.weights = [next(it).clone().requires_grad_(True) for _ in range(n_w)]
+        self.biases = [next(it).clone().requires_grad_(True) for _ in range(n_w)]
+        self.norm_weight = [next(it).clone().requires_grad_(True) for _ in range(n_n)]
+        self.norm_bias = [next(it).clone().requires_grad_(True) for _ in range(n_n)]
+        n_r = len(self.running_mean)
+        self.running_mean = [next(it).clone() for _ in range(n_r)]
+        self.running_var = [next(it).clone() for _ in range(n_r)]
+        self.k = self.weights[0].shape[0]
+
+    # -------------------------------------------------------------------- forward
+
+    def _dropout(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """Per-probe dropout: probe k's mask is ``bernoulli_(1 - p_k)`` from its own generator."""
+        if not bool((p > 0).any()):
+            return x
+        keep = 1.0 - p
+        mask = torch.empty_like(x)
+        for k, g in enumerate(self.generators):
+            if p[k] > 0:
+                mask[k].bernoulli_(float(keep[k]), generator=g)
+            else:
+                mask[k].fill_(1.0)
+        return x * (mask / keep.view(-1, 1, 1))
+
+    def _norm(self, h: torch.Tensor, i: int, train: bool) -> torch.Tensor:
+        if self.hidden_norm == "layernorm":
+            mean = h.mean(-1, keepdim=True)
+            var = h.var(-1, unbiased=False, keepdim=True)
+        elif train:  # batchnorm over the batch axis, per probe
+            mean = h.mean(1, keepdim=True)
+            var = h.var(1, unbiased=False, keepdim=True)
+            n = h.shape[1]
+            if n > 1:  # (a single-row batch has no variance to track)
+                with torch.no_grad():
+                    self.running_mean[i].mul_(1 - BN_MOMENTUM).add_(mean.detach() * BN_MOMENTUM)
+                    self.running_var[i].mul_(1 - BN_MOMENTUM).add_(var.detach() * (n / (n - 1)) * BN_MOMENTUM)
+        else:
+            mean, var = self.running_mean[i], self.running_var[i]
+        eps = LN_EPS if self.hidden_norm == "layernorm" else BN_EPS
+        return (h - mean) / torch.sqrt(var + eps) * self.norm_weight[i] + self.norm_bias[i]
+
+    def forward(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        """``x``: ``(K, B, in)`` → logits ``(K, B, out)``."""
+        if train:
+            x = self._dropout(x, self.p_input)
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            x = torch.baddbmm(b, x, w)
+            if i == last:
+                break
+            if self.hidden_norm != "none":
+                x = self._norm(x, i, train)
+            x = torch.relu(x)
+            if train:
+                x = self._dropout(x, self.p_hidden)
+        if train and self.hidden_norm == "batchnorm":
+            self.batches_tracked += 1
+        return x
+
+    # --------------------------------------------------------------------- export
+
+    def export(self, k: int, tensors: Sequence[torch.Tensor] | None = None, **probe_kwargs: object) -> dict:
+        """Probe ``k`` as a :class:`Probe` ``state_dict`` (from ``tensors``, a :meth:`snapshot` row, if given)."""
+        if tensors is None:
+            tensors = [t[k : k + 1] for t in self.snapshot(torch.arange(self.k))]
+        n_w, n_n, n_r = len(self.weights), len(self.norm_weight), len(self.running_mean)
+        it = iter(tensors)
+        ws = [next(it)[0] for _ in range(n_w)]
+        bs = [next(it)[0, 0] for _ in range(n_w)]
+        nw = [next(it)[0, 0] for _ in range(n_n)]
+        nb = [next(it)[0, 0] for _ in range(n_n)]
+        rm = [next(it)[0, 0] for _ in range(n_r)]
+        rv = [next(it)[0, 0] for _ in range(n_r)]
+        with torch.random.fork_rng(devices=[]):  # building the module must not move the global RNG
+            probe = Probe(self.dims[0], self.dims[1:-1], self.dims[-1], hidden_norm=self.hidden_norm, **probe_kwargs)  # type: ignore[arg-type]
+        with torch.no_grad():
+            for lin, w, b in zip(probe.linears, ws, bs, strict=True):
+                lin.weight.copy_(w.T)
+                lin.bias.copy_(b)
+            for i, norm in enumerate(probe.norms):
+                norm.weight.copy_(nw[i])
+                norm.bias.copy_(nb[i])
+                if isinstance(norm, torch.nn.BatchNorm1d):
+                    norm.running_mean.copy_(rm[i])
+                    norm.running_var.copy_(rv[i])
+                    norm.num_batches_tracked.fill_(self.batches_tracked)
+        return {k: v.clone() for k, v in probe.state_dict().items()}
+
+
+class StackedOptimizer:
+    """``torch.optim.Adam`` / ``AdamW`` / ``SGD`` (no momentum) with per-probe lr and weight decay.
+
+    The arithmetic follows PyTorch's single-tensor implementations step for step (L2 added to
+    the gradient for Adam and SGD, decoupled decay for AdamW), so a probe in a stack and a probe
+    trained with ``torch.optim`` differ only by floating-point rounding.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        params: list[torch.Tensor],
+        lr: Sequence[float],
+        weight_decay: Sequence[float],
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
+        if kind not in ("adam", "adamw", "sgd"):
+            raise ValueError(f"unknown optimizer '{kind}'; valid: adam, adamw, sgd")
+        self.kind = kind
+        self.lr = torch.tensor([float(v) for v in lr])
+        self.wd = torch.tensor([float(v) for v in weight_decay])
+        self.betas, self.eps = betas, eps
+        self.step_count = 0
+        self.exp_avg = [torch.zeros_like(p) for p in params] if kind != "sgd" else []
+        self.exp_avg_sq = [torch.zeros_like(p) for p in params] if kind != "sgd" else []
+
+    def select(self, keep: torch.Tensor) -> None:
+        self.lr, self.wd = self.lr[keep], self.wd[keep]
+        self.exp_avg = [t[keep].clone() for t in self.exp_avg]
+        self.exp_avg_sq = [t[keep].clone() for t in self.exp_avg_sq]
+
+    @torch.no_grad()
+    def step(self, params: list[torch.Tensor]) -> None:
+        self.step_count += 1
+        t = self.step_count
+        has_wd = bool((self.wd != 0).any())
+        b1, b2 = self.betas
+        bc1 = 1 - b1**t
+        bc2_sqrt = math.sqrt(1 - b2**t)
+        for j, p in enumerate(params):
+            g = p.grad
+            if g is None:
+                continue
+            p.grad = None
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            lr = self.lr.view(shape)
+            if self.kind == "adamw" and has_wd:
+                p.mul_(1 - lr * self.wd.view(shape))
+            elif has_wd:
+                g = g + self.wd.view(shape) * p
+            if self.kind == "sgd":
+                p.sub_(lr * g)
+                continue
+            m, v = self.exp_avg[j], self.exp_avg_sq[j]
+            m.lerp_(g, 1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
+            p.sub_((lr / bc1) * (m / denom))

@@ -1,0 +1,117 @@
+"""A run-level lock on an embedding store: one writer at a time, a clear refusal for the second.
+
+The lock is an exclusive ``flock`` on ``<store>/_lock.json``; the file holds the owner's host,
+pid, run id and the time it was taken, so a second run refuses with a message naming the owner.
+
+Why ``flock`` rather than "create with ``O_EXCL`` and check the pid": the kernel releases the
+lock when its owner dies, however it dies (``kill -9``, a crashed node on NFSv4, whose lease
+expires), so a stale lock cannot exist and no pid check can be fooled by pid reuse or by a
+pid from another host or container. The file itself is never deleted (deleting a locked file
+lets two processes lock two different inodes); whatever it says about a previous owner is
+informative only. :func:`holder` reads it.
+
+Stores on object storage (``s3://``, ``gs://``, ...) have no locks: there the lock is skipped with
+a warning — give concurrent runs different stores, or run them one after the other.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+
+log = logging.getLogger(__name__)
+
+LOCK = "_lock.json"
+
+
+class StoreLocked(RuntimeError):
+    """Another live run holds the store's lock."""
+
+
+def owner_info(run_id: str | None = None) -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "run_id": run_id, "acquired_at": time.time()}
+
+
+def holder(store_root: str | Path) -> dict[str, Any] | None:
+    """What the lock file says about its last owner (``None`` when there is none or it is unreadable)."""
+    try:
+        data = json.loads((Path(store_root) / LOCK).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data else None
+
+
+def describe(info: dict[str, Any] | None) -> str:
+    if not info:
+        return "another run"
+    since = info.get("acquired_at")
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) if isinstance(since, int | float) else "?"
+    run = f"run '{info['run_id']}'" if info.get("run_id") else "another run"
+    return f"{run} (pid {info.get('pid')} on host {info.get('host')}, since {when})"
+
+
+class StoreLock:
+    """``with StoreLock(store, run_id): ...`` — exclusive for the block, released on exit (also on errors)."""
+
+    def __init__(self, store: Any, run_id: str | None = None) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.local = isinstance(store.fs, pafs.LocalFileSystem)
+        self.path = Path(store.root) / LOCK
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        if not self.local:
+            log.warning(
+                "%s: no lock on this filesystem; make sure no other run writes to the same store", self.store.uri
+            )
+            return
+        if self._fd is not None:
+            raise RuntimeError(f"{self.path} is already held by this StoreLock")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreLocked(
+                f"store {self.store.uri} is in use by {describe(holder(self.path.parent))}; wait for it to finish "
+                f"or give this run another run.store (two runs never write one store at once)"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        previous = holder(self.path.parent)
+        if previous and previous.get("pid") != os.getpid():
+            log.info("store %s: the lock's previous owner %s is gone", self.store.uri, describe(previous))
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(owner_info(self.run_id), indent=1).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def __enter__(self) -> StoreLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -1,0 +1,239 @@
+"""A corpus of bad (and oddly shaped but valid) audio files for reliability tests.
+
+:func:`make_corpus` writes one file per kind into a folder and returns, for each, whether the
+pipeline must embed it (``valid``) or record it in the errors table, and a fragment of the
+error reason it must give. Everything is generated, small and fast; the 3-hour file is a
+*sparse* 1 kHz 16-bit WAV (21.6 MB logical size, a few kB on disk) with a tone at both ends.
+
+Decisions (what is an error and what is audio):
+
+- errors: empty file, truncated header, truncated FLAC data (the decoder loses sync), non-audio
+  bytes behind a ``.wav`` or ``.flac`` extension, a valid header with zero frames, NaN or inf
+  float samples, a dangling symlink, a FIFO, a directory named ``*.wav``, a symlink loop;
+- audio: all-silent, 8 channels (down-mixed), 1 kHz and 192 kHz (resampled), a 3-hour file
+  (streamed in windows), FLAC content behind a ``.wav`` name (the content decides), and a WAV whose
+  data chunk is cut short: libsndfile reads the frames that are there and soundfile's API does
+  not expose the size the header declared, so it is embedded as the shorter audio it is.
+
+"Unreadable path": the tests run as root, for whom ``chmod 000`` changes nothing, so the
+unreadable kinds are paths that cannot be opened as a regular file by anyone: a dangling
+symlink, a FIFO (opening one for reading blocks until a writer appears — the decoder must refuse
+it rather than hang) and a directory.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+GOOD_RATE_HZ = 8000
+
+
+@dataclass(frozen=True)
+class BadFile:
+    kind: str
+    path: Path
+    #: the pipeline must embed it (True) or record an error (False)
+    valid: bool
+    #: a fragment the error reason must contain (lower case; empty for valid kinds)
+    reason: str = ""
+    #: audio duration in seconds for valid kinds (after any truncation)
+    seconds: float = 0.0
+
+
+def tone(seconds: float, sample_rate_hz: int, freq_hz: float = 440.0, channels: int = 1, seed: int = 0) -> np.ndarray:
+    """A sine plus a little seeded noise, float32, shape ``(n,)`` or ``(n, channels)``."""
+    n = round(seconds * sample_rate_hz)
+    t = np.arange(n) / sample_rate_hz
+    rng = np.random.default_rng(seed)
+    x = 0.3 * np.sin(2 * np.pi * freq_hz * t) + 0.01 * rng.standard_normal(n)
+    x = x.astype(np.float32)
+    if channels > 1:
+        x = np.stack([x * (1 - 0.05 * c) for c in range(channels)], axis=1)
+    return x
+
+
+def write_good(
+    path: Path, seconds: float = 1.0, freq_hz: float = 440.0, sample_rate_hz: int = GOOD_RATE_HZ, seed: int = 0
+) -> Path:
+    sf.write(path, tone(seconds, sample_rate_hz, freq_hz, seed=seed), sample_rate_hz, subtype="PCM_16")
+    return path
+
+
+def _wav_header(n_frames: int, sample_rate_hz: int, channels: int = 1, bits: int = 16) -> bytes:
+    block = channels * bits // 8
+    data = n_frames * block
+    return (
+        b"RIFF" + struct.pack("<I", 36 + data) + b"WAVE"
+        + b"fmt " + struct.pack("<IHHIIHH", 16, 1, channels, sample_rate_hz, sample_rate_hz * block, block, bits)
+        + b"data" + struct.pack("<I", data)
+    )  # fmt: skip
+
+
+def write_sparse_long_wav(path: Path, seconds: float, sample_rate_hz: int = 1000) -> Path:
+    """A long 16-bit mono WAV written sparsely: header, 1 s of tone, a hole of zeros, 1 s of tone."""
+    n = int(seconds * sample_rate_hz)
+    edge = (tone(1.0, sample_rate_hz, 100.0) * 32767).astype("<i2").tobytes()
+    header = _wav_header(n, sample_rate_hz)
+    with open(path, "wb") as fh:
+        fh.write(header)
+        fh.write(edge)
+        fh.seek(len(header) + 2 * n - len(edge))
+        fh.write(edge)
+    return path
+
+
+# ------------------------------------------------------------------------ the kinds
+
+
+def _empty(d: Path) -> Path:
+    p = d / "empty.wav"
+    p.write_bytes(b"")
+    return p
+
+
+def _truncated_header(d: Path) -> Path:
+    p = d / "truncated_header.wav"
+    write_good(p)
+    p.write_bytes(p.read_bytes()[:20])
+    return p
+
+
+def _truncated_data_flac(d: Path) -> Path:
+    p = d / "truncated_data.flac"
+    sf.write(p, tone(2.0, GOOD_RATE_HZ), GOOD_RATE_HZ)
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    return p
+
+
+def _truncated_data_wav(d: Path) -> Path:
+    p = d / "truncated_data.wav"
+    write_good(p, seconds=2.0)
+    b = p.read_bytes()
+    p.write_bytes(b[: 44 + (len(b) - 44) // 2])  # half of the data chunk (1 s) stays
+    return p
+
+
+def _garbage(ext: str) -> Callable[[Path], Path]:
+    def make(d: Path) -> Path:
+        p = d / f"not_audio.{ext}"
+        p.write_bytes(b"<html><body>404 Not Found</body></html>\n" + os.urandom(2048))
+        return p
+
+    return make
+
+
+def _zero_frames(d: Path) -> Path:
+    p = d / "zero_frames.wav"
+    sf.write(p, np.zeros(0, np.float32), GOOD_RATE_HZ, subtype="PCM_16")
+    return p
+
+
+def _silent(d: Path) -> Path:
+    p = d / "silent.wav"
+    sf.write(p, np.zeros(2 * GOOD_RATE_HZ, np.float32), GOOD_RATE_HZ, subtype="PCM_16")
+    return p
+
+
+def _non_finite(value: float, name: str) -> Callable[[Path], Path]:
+    def make(d: Path) -> Path:
+        p = d / f"{name}.wav"
+        x = tone(1.0, GOOD_RATE_HZ)
+        x[len(x) // 2 :: 97] = value
+        sf.write(p, x, GOOD_RATE_HZ, subtype="FLOAT")
+        return p
+
+    return make
+
+
+def _channels8(d: Path) -> Path:
+    p = d / "channels8.wav"
+    sf.write(p, tone(1.0, GOOD_RATE_HZ, 330.0, channels=8), GOOD_RATE_HZ, subtype="PCM_16")
+    return p
+
+
+def _rate(rate: int) -> Callable[[Path], Path]:
+    def make(d: Path) -> Path:
+        p = d / f"rate_{rate}hz.wav"
+        sf.write(p, tone(1.0, rate, min(200.0, rate / 4)), rate, subtype="PCM_16")
+        return p
+
+    return make
+
+
+def _three_hours(d: Path) -> Path:
+    return write_sparse_long_wav(d / "three_hours.wav", 3 * 3600.0)
+
+
+def _flac_named_wav(d: Path) -> Path:
+    p = d / "flac_content.wav"
+    sf.write(p, tone(1.0, GOOD_RATE_HZ, 550.0), GOOD_RATE_HZ, format="FLAC")
+    return p
+
+
+def _dangling(d: Path) -> Path:
+    p = d / "dangling.wav"
+    p.symlink_to(d / "no_such_file.wav")
+    return p
+
+
+def _fifo(d: Path) -> Path:
+    p = d / "fifo.wav"
+    os.mkfifo(p)
+    return p
+
+
+def _directory(d: Path) -> Path:
+    p = d / "directory.wav"
+    p.mkdir()
+    return p
+
+
+def _symlink_loop(d: Path) -> Path:
+    a, b = d / "loop_a.wav", d / "loop_b.wav"
+    a.symlink_to(b)
+    b.symlink_to(a)
+    return a
+
+
+#: kind → (writer, valid, error-reason fragment, seconds of audio for valid kinds)
+KINDS: dict[str, tuple[Callable[[Path], Path], bool, str, float]] = {
+    "empty_file": (_empty, False, "cannot decode", 0),
+    "truncated_header": (_truncated_header, False, "cannot decode", 0),
+    "truncated_data_flac": (_truncated_data_flac, False, "corrupt audio data", 0),
+    "not_audio_wav": (_garbage("wav"), False, "cannot decode", 0),
+    "not_audio_flac": (_garbage("flac"), False, "cannot decode", 0),
+    "zero_length_audio": (_zero_frames, False, "no audio samples", 0),
+    "nan_samples": (_non_finite(np.nan, "nan_samples"), False, "non-finite", 0),
+    "inf_samples": (_non_finite(np.inf, "inf_samples"), False, "non-finite", 0),
+    "dangling_path": (_dangling, False, "not found", 0),
+    "fifo": (_fifo, False, "not a regular file", 0),
+    "directory": (_directory, False, "not a regular file", 0),
+    "symlink_loop": (_symlink_loop, False, "symbolic link", 0),
+    "all_silent": (_silent, True, "", 2.0),
+    "channels_8": (_channels8, True, "", 1.0),
+    "rate_1khz": (_rate(1000), True, "", 1.0),
+    "rate_192khz": (_rate(192000), True, "", 1.0),
+    "three_hours": (_three_hours, True, "", 3 * 3600.0),
+    "flac_named_wav": (_flac_named_wav, True, "", 1.0),
+    "truncated_data_wav": (_truncated_data_wav, True, "", 1.0),
+}
+
+
+def make_corpus(directory: Path, kinds: list[str] | None = None) -> list[BadFile]:
+    """Write the corpus (every kind, or ``kinds``) into ``directory``; returns one :class:`BadFile` per kind."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    out = []
+    for kind in kinds or list(KINDS):
+        if kind not in KINDS:
+            raise ValueError(f"unknown bad-audio kind '{kind}'; valid: {', '.join(KINDS)}")
+        make, valid, reason, seconds = KINDS[kind]
+        out.append(BadFile(kind, make(directory), valid, reason, seconds))
+    return out

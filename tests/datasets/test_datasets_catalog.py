@@ -1,0 +1,238 @@
+"""The lazy catalog loader: batch streaming, per-row problem reports, CSV/Parquet parity."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+from dataset_fixtures import ds_cfg, task_cfg, write_audio
+
+import repeval.datasets.catalog as catalog
+from repeval.datasets import load_dataset
+from repeval.datasets.base import ROW_SCHEMA
+from repeval.datasets.splits import split_counts
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture()
+def audio_dir(tmp_path):
+    for i in range(4):
+        write_audio(tmp_path / "audio" / f"a{i}.wav", i)
+    return tmp_path
+
+
+def test_problems_are_reported_with_row_numbers(audio_dir):
+    rows = [
+        ["001", "audio/a0.wav", "piano", "train", "artistA"],  # row 2
+        ["002", "audio/a1.wav", "violin", "val", "artistB"],  # row 3
+        ["001", "audio/a2.wav", "piano", "", ""],  # row 4: duplicate id
+        ["003", "audio/ghost.wav", "piano", "", ""],  # row 5: missing file
+        ["004", "audio/a2.wav", "", "", ""],  # row 6: no label
+        ["005", "", "flute", "", ""],  # row 7: empty path
+        ["006", "audio/a3.wav", "kazoo", "", ""],  # row 8: label outside classes
+        ["007", "audio/a3.wav", "violin", "holdout", ""],  # row 9: unknown split
+        ["008", str(audio_dir / "audio" / "a3.wav"), "flute", "TEST", ""],  # row 10: absolute path, split alias
+    ]
+    manifest = _write_csv(audio_dir / "m.csv", ["id", "path", "instrument", "subset", "artist"], rows)
+    ds = ds_cfg(
+        "cat",
+        "catalog",
+        manifest=str(manifest),
+        track_id_column="id",
+        audio_column="path",
+        label_column="instrument",
+        split_column="subset",
+        group_column="artist",
+        classes=["piano", "violin", "flute"],
+    )
+    table, report = load_dataset(ds, task_cfg("instrument", "multiclass_classification"))
+    assert table.schema == ROW_SCHEMA
+    assert table.column("track_id").to_pylist() == ["001", "002", "008"]  # ids stay strings ("001", not 1)
+    assert report.duplicate_ids == ["001 (row 4)"]
+    missing = sorted(report.missing_audio)
+    assert missing[0].startswith("003 (row 5: ") and missing[0].endswith("ghost.wav)")
+    assert missing[1] == "005 (row 7: empty path)"
+    assert report.unlabelled == ["004 (row 6: empty instrument)"]
+    assert report.unknown_labels == ["006 (row 8: label 'kazoo' not in dataset.classes)"]
+    assert report.other[0].startswith("007 (row 9: unknown split 'holdout'")
+    assert table.column("split").to_pylist() == ["train", "validation", "test"]
+    assert table.column("group").to_pylist() == ["artistA", "artistB", None]
+    assert table.column("audio_path").to_pylist()[0] == str((audio_dir / "audio" / "a0.wav").resolve())
+
+
+def test_streaming_batches_give_the_same_result(audio_dir, monkeypatch):
+    rows = [[f"t{i}", f"audio/a{i % 5}.wav", f"c{i % 3}", "", f"g{i // 4}"] for i in range(60)]
+    rows[41][0] = "t7"  # duplicate across batches
+    manifest = _write_csv(audio_dir / "m.csv", ["track_id", "audio_path", "label", "split", "group"], rows)
+    ds = ds_cfg("cat", "catalog", manifest=str(manifest), label_column="label", group_column="group")
+    task = task_cfg("label", "multiclass_classification")
+    whole, rep_whole = load_dataset(ds, task)
+    real_iter = catalog.iter_manifest
+    monkeypatch.setattr(catalog, "iter_manifest", lambda uri, cols, batch_rows=7: real_iter(uri, cols, 7))
+    streamed, rep_streamed = load_dataset(ds, task)
+    assert streamed.to_pylist() == whole.to_pylist()
+    assert rep_streamed.duplicate_ids == rep_whole.duplicate_ids == ["t7 (row 43)"]
+    # a4.wav does not exist: every 5th row is missing, reported with its own row number
+    assert rep_streamed.missing_audio == rep_whole.missing_audio
+    assert rep_whole.missing_audio[0] == f"t4 (row 6: {(audio_dir / 'audio' / 'a4.wav').resolve()})"
+    # groups never straddle splits
+    by_group: dict[str, set[str]] = {}
+    for r in whole.to_pylist():
+        by_group.setdefault(r["group"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in by_group.values())
+
+
+def test_parquet_manifest_matches_csv(audio_dir):
+    rows = [[f"t{i}", f"audio/a{i % 4}.wav", f"rock|{'pop' if i % 2 else 'jazz'}| ", ""] for i in range(20)]
+    csv_path = _write_csv(audio_dir / "m.csv", ["track_id", "audio_path", "tags", "split"], rows)
+    pq.write_table(pacsv.read_csv(csv_path), audio_dir / "m.parquet", row_group_size=6)
+    task = task_cfg("tags", "multilabel_classification")
+    out = []
+    for m in (csv_path, audio_dir / "m.parquet"):
+        ds = ds_cfg("cat", "catalog", manifest=str(m), label_column="tags", label_separator="|", split_column="split")
+        table, _ = load_dataset(ds, task)
+        out.append(table.to_pylist())
+    assert out[0] == out[1]
+    assert out[0][0]["label"] == ["rock", "jazz"] and out[0][1]["label"] == ["rock", "pop"]
+
+
+def test_parquet_row_numbers_are_zero_based(audio_dir):
+    table = pa.table(
+        {
+            "track_id": ["a", "b", "a"],
+            "audio_path": ["audio/a0.wav", "audio/x.wav", "audio/a1.wav"],
+            "label": ["x", "y", "x"],
+        }
+    )
+    pq.write_table(table, audio_dir / "m.parquet")
+    ds = ds_cfg("cat", "catalog", manifest=str(audio_dir / "m.parquet"), label_column="label")
+    _, report = load_dataset(ds, task_cfg("label", "multiclass_classification"))
+    assert report.duplicate_ids == ["a (row 2)"]
+    assert report.missing_audio[0].startswith("b (row 1: ")
+
+
+def test_check_files_false_keeps_remote_and_missing_paths(audio_dir):
+    rows = [["r1", "s3://bucket/x.wav", "a"], ["r2", "audio/nope.wav", "b"], ["r3", "gs://b/y.wav", "a"]]
+    manifest = _write_csv(audio_dir / "m.csv", ["track_id", "audio_path", "label"], rows)
+    ds = ds_cfg("cat", "catalog", manifest=str(manifest), label_column="label", check_files=False)
+    table, report = load_dataset(ds, task_cfg("label", "multiclass_classification"))
+    assert table.num_rows == 3 and not report.missing_audio
+    assert table.column("audio_path").to_pylist()[0] == "s3://bucket/x.wav"
+
+
+def test_key_labels_are_normalised_and_invalid_keys_reported(audio_dir):
+    rows = [
+        ["k1", "audio/a0.wav", "Db major"],
+        ["k2", "audio/a1.wav", "bb minor"],
+        ["k3", "audio/a2.wav", "X"],
+        ["k4", "audio/a3.wav", "D minor"],
+        ["k5", "audio/a0.wav", "Db major"],
+    ]
+    manifest = _write_csv(audio_dir / "m.csv", ["track_id", "audio_path", "key"], rows)
+    ds = ds_cfg("cat", "catalog", manifest=str(manifest), label_column="key")
+    table, report = load_dataset(ds, task_cfg("key_estimation", "key_estimation"))
+    assert table.column("label").to_pylist() == [["C# major"], ["A# minor"], ["D minor"], ["C# major"]]
+    assert report.unknown_labels == ["k3 (row 4: 'X' is not a key (expected e.g. 'C# minor'))"]
+
+
+def test_multilabel_unknown_tags_dropped_and_regression_validated(audio_dir):
+    rows = [["m1", "audio/a0.wav", "rock,kazoo"], ["m2", "audio/a1.wav", ""]]
+    manifest = _write_csv(audio_dir / "m.csv", ["track_id", "audio_path", "tags"], rows)
+    ds = ds_cfg("cat", "catalog", manifest=str(manifest), label_column="tags", classes=["rock", "pop"])
+    table, report = load_dataset(ds, task_cfg("tags", "multilabel_classification"))
+    assert table.column("label").to_pylist() == [["rock"], []]
+    assert report.unknown_labels == ["m1 (row 2: label 'kazoo' not in dataset.classes, dropped)"]
+
+    rows = [
+        ["r1", "audio/a0.wav", "0.5;-1"],
+        ["r2", "audio/a1.wav", "high;0"],
+        ["r3", "audio/a2.wav", "valence=1e-3;arousal=2"],
+        ["r4", "audio/a3.wav", ""],
+    ]
+    manifest = _write_csv(audio_dir / "r.csv", ["track_id", "audio_path", "va"], rows)
+    ds = ds_cfg("cat", "catalog", manifest=str(manifest), label_column="va", label_separator=";")
+    table, report = load_dataset(ds, task_cfg("emotion", "regression", label="va"))
+    assert table.column("label").to_pylist() == [["0.5", "-1"], ["valence=1e-3", "arousal=2"]]
+    assert report.unknown_labels[0].startswith("r2 (row 3: non-numeric")
+    assert report.unlabelled[0].startswith("r4 (row 5")
+
+
+def test_missing_manifest_and_columns_name_the_fix(tmp_path):
+    ds = ds_cfg("cat", "catalog", manifest=str(tmp_path / "nope.csv"))
+    with pytest.raises(FileNotFoundError, match=r"dataset\.manifest"):
+        load_dataset(ds, task_cfg("x", "multiclass_classification"))
+    m = _write_csv(tmp_path / "m.csv", ["track_id", "audio_path", "label"], [["a", "b", "c"]])
+    ds = ds_cfg("cat", "catalog", manifest=str(m), label_column="genre")
+    with pytest.raises(ValueError, match="has no column"):
+        load_dataset(ds, task_cfg("x", "multiclass_classification"))
+    ds = ds_cfg("cat", "catalog", manifest=str(m), label_column="label")
+    with pytest.raises(ValueError, match="no usable rows"):
+        load_dataset(ds, task_cfg("x", "multiclass_classification"))
+
+
+def test_report_caps_examples_but_counts_everything():
+    from repeval.datasets.base import LoadReport
+
+    report = LoadReport(max_items=3)
+    for i in range(10):
+        report.add("missing_audio", f"t{i}")
+    assert len(report.missing_audio) == 3 and report.count("missing_audio") == 10
+    assert report.lines()[0].startswith("10 missing audio: t0, t1, t2 … (+5)")
+    with pytest.raises(ValueError, match="unknown report kind"):
+        report.add("typo", "x")
+
+
+# ---------------------------------------------------------------- the shared data's manifests
+
+
+def test_shared_manifests_load_as_catalogs(shared_data):
+    medley = shared_data / "medley_solos_db_small" / "manifest.csv"
+    ds = ds_cfg(
+        "medley",
+        "catalog",
+        manifest=str(medley),
+        track_id_column="uuid4",
+        audio_column="path",
+        label_column="instrument",
+        split_column="subset",
+    )
+    table, report = load_dataset(ds, task_cfg("instrument", "multiclass_classification"))
+    assert table.num_rows == 97 and not report.lines()
+    assert split_counts(table) == {"train": 80, "validation": 9, "test": 8}
+
+    tinysol = shared_data / "tinysol_mini" / "manifest.csv"
+    ds = ds_cfg(
+        "tinysol_mini",
+        "catalog",
+        manifest=str(tinysol),
+        track_id_column="path",
+        audio_column="path",
+        label_column="pitch_class",
+    )
+    table, report = load_dataset(ds, task_cfg("pitch_class", "multiclass_classification"))
+    assert table.num_rows == 12 and not report.lines()
+
+    librosa = shared_data / "librosa_examples" / "manifest.csv"
+    ds = ds_cfg(
+        "librosa",
+        "catalog",
+        manifest=str(librosa),
+        track_id_column="key",
+        audio_column="path",
+        label_column="description",
+        label_separator=";",
+    )
+    table, report = load_dataset(ds, task_cfg("description", "multilabel_classification"))
+    assert table.num_rows == 5 and not report.lines()
+    assert ["jazz", "CC BY 3.0"] in table.column("label").to_pylist()

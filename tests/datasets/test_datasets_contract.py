@@ -1,0 +1,137 @@
+"""Contract over every registered loader, the dataset-name validator, and the CLI support."""
+
+from __future__ import annotations
+
+import pickle
+import urllib.error
+
+import pytest
+from dataset_fixtures import ds_cfg
+
+import repeval.datasets  # noqa: F401  (registers the loaders)
+from repeval.datasets.base import DATASET_INFO, DATASETS
+from repeval.datasets.cli_support import download, list_datasets
+from repeval.datasets.labels import TASK_LABEL_ALIASES, task_label_name
+from repeval.tasks import TASK_TYPES
+
+KINDS = {"mirdata", "custom", "catalog"}
+
+
+@pytest.mark.parametrize("name", DATASETS.names())
+def test_every_loader_is_described_and_pickles(name):
+    loader = DATASETS.get(name)
+    info = DATASET_INFO[name]
+    assert info.name == name and info.kind in KINDS
+    assert info.labels, f"{name} declares no labels"
+    for lab in info.labels:
+        assert lab.task_type in set(TASK_TYPES) | {"any"}
+        assert lab.splits
+    # Ray ships plug-ins by pickle
+    assert pickle.loads(pickle.dumps(loader)) is not None
+    assert pickle.loads(pickle.dumps(info)) == info
+
+
+def test_mirdata_loaders_are_registered_under_mirdata_names():
+    import mirdata
+
+    wired = [n for n, i in DATASET_INFO.items() if i.kind == "mirdata" and n != "mirdata"]
+    assert set(wired) <= set(mirdata.list_datasets())
+    for required in (
+        "tinysol",
+        "beatport_key",
+        "giantsteps_key",
+        "gtzan_genre",
+        "medley_solos_db",
+        "mtg_jamendo_autotagging_moodtheme",
+        "good_sounds",
+        "openmic2018",
+    ):
+        assert required in wired
+    assert {"instrument", "pitch_class"} <= {lab.name for lab in DATASET_INFO["tinysol"].labels}
+
+
+def test_thesis_task_names_resolve():
+    cases = {
+        ("magnatagatune", "autotagging"): "tags",
+        ("beatport_key", "key_estimation"): "key",
+        ("tinysol", "instrument_classification"): "instrument",
+        ("tinysol", "pitch_class_classification"): "pitch_class",
+        ("vocalset", "singer_identification"): "singer",
+        ("vocalset", "technique_identification"): "technique",
+        ("gtzan_genre", "genre_classification"): "genre",
+    }
+    for (ds, task), label in cases.items():
+        t = type("T", (), {"name": task, "label": None})()
+        assert task_label_name(t, DATASET_INFO[ds]) == label
+    assert all(isinstance(v, str) for v in TASK_LABEL_ALIASES.values())
+
+
+def test_dataset_name_validator_names_the_closest_loader():
+    with pytest.raises(ValueError, match="did you mean 'tinysol'"):
+        ds_cfg("tinysoll", "mirdata")
+    with pytest.raises(ValueError, match="did you mean 'magnatagatune'"):
+        ds_cfg("magnatagatun", "custom")
+    with pytest.raises(ValueError, match="set type: custom"):
+        ds_cfg("vocalset", "mirdata")
+    with pytest.raises(ValueError, match="set type: mirdata"):
+        ds_cfg("guitarset", "custom")
+    # any mirdata data set is valid with type mirdata (generic loader); wired ones also as custom
+    assert ds_cfg("guitarset", "mirdata").name == "guitarset"
+    assert ds_cfg("tinysol", "custom").name == "tinysol"
+    assert ds_cfg("anything", "catalog", manifest="m.csv").name == "anything"
+    with pytest.raises(ValueError, match="n_folds ≥ 3"):
+        ds_cfg("tinysol", "mirdata", split_type="all", n_folds=2)
+
+
+def test_dataset_name_validator_runs_in_full_configs():
+    from repeval.config import ConfigError, parse_config
+
+    cfg = {
+        "experiments": [
+            {
+                "task": {"name": "instrument", "type": "multiclass_classification"},
+                "datasets": [{"name": "tinysl", "type": "mirdata"}],
+                "embedding_models": ["mfcc-stats"],
+                "downstream_models": [{}],
+            }
+        ]
+    }
+    with pytest.raises((ConfigError, ValueError), match="tinysol"):
+        parse_config(cfg)
+
+
+def test_list_datasets():
+    listing = list_datasets()
+    by_name = {d["name"]: d for d in listing}
+    assert by_name["vocalset"]["type"] == "custom"
+    assert {t["label"] for t in by_name["vocalset"]["tasks"]} == {"singer", "technique"}
+    assert by_name["tinysol"]["type"] == "mirdata" and by_name["catalog"]["type"] == "catalog"
+    assert all({"name", "type", "description", "tasks"} <= set(d) for d in listing)
+    full = list_datasets(include_unwired_mirdata=True)
+    assert "guitarset" in {d["name"] for d in full} and len(full) > len(listing)
+
+
+def test_download_offline_error_names_the_fix(monkeypatch, tmp_path):
+    import mirdata.core
+
+    def offline(self, *args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(mirdata.core.Dataset, "download", offline)
+    with pytest.raises(RuntimeError, match=r"network is unreachable.*repeval data download gtzan_genre"):
+        download("gtzan_genre", str(tmp_path))
+    with pytest.raises(ValueError, match="by hand"):
+        download("vocalset", str(tmp_path))
+    with pytest.raises(ValueError, match="did you mean 'gtzan_genre'"):
+        download("gtzan_genr", str(tmp_path))
+
+
+def test_download_passes_other_errors_through(monkeypatch, tmp_path):
+    import mirdata.core
+
+    def broken(self, *args, **kwargs):
+        raise KeyError("partial_download")
+
+    monkeypatch.setattr(mirdata.core.Dataset, "download", broken)
+    with pytest.raises(KeyError):
+        download("gtzan_genre", str(tmp_path))

@@ -1,0 +1,196 @@
+"""MagnaTagATune, MTG-Jamendo and VocalSet on tiny fixtures in their real on-disk layouts."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+from dataset_fixtures import (
+    MTAT_TAGS,
+    VOCALSET_SINGERS,
+    ds_cfg,
+    make_magnatagatune,
+    make_mtg_jamendo,
+    make_vocalset,
+    task_cfg,
+)
+
+from repeval.datasets import load_dataset
+from repeval.datasets.splits import split_counts
+from repeval.datasets.vocalset import TECHNIQUES, singer_id
+
+
+def _by(rows, key):
+    out = defaultdict(set)
+    for r in rows.to_pylist():
+        out[r[key]].add(r["split"])
+    return out
+
+
+# ----------------------------------------------------------------------------- MagnaTagATune
+
+
+def test_magnatagatune_top50_and_won_split(tmp_path):
+    info = make_magnatagatune(tmp_path)
+    ds = ds_cfg("magnatagatune", dir=str(tmp_path))
+    rows, report = load_dataset(ds, task_cfg("autotagging", "multilabel_classification"))
+    got = {r["track_id"]: r for r in rows.to_pylist()}
+    # the rare-tag clip has no top-50 tag: dropped; the corrupt clip: dropped; the clip in no split file: dropped
+    assert info["rare_clip"] not in got and info["corrupt"] not in got
+    assert set(got) == set(info["split_of"]) - {info["rare_clip"]}
+    assert all(r["split"] == info["split_of"][tid] for tid, r in got.items())
+    assert all(set(r["label"]) <= set(MTAT_TAGS[:50]) and r["label"] for r in got.values())
+    assert [u.split(" ")[0] for u in report.unlabelled] == [info["rare_clip"]]
+    assert any(info["corrupt"] in o for o in report.other)
+    assert any("in no Won et al. split file" in o for o in report.other)
+    # clips of one song share a group
+    assert all(r["group"] == info["songs"][tid] for tid, r in got.items())
+    assert all(p.endswith(".mp3") and "/audio/" in p for p in rows.column("audio_path").to_pylist())
+
+
+def test_magnatagatune_without_split_files_uses_song_groups(tmp_path):
+    make_magnatagatune(tmp_path, with_splits=False, n_songs=30)
+    rows, report = load_dataset(
+        ds_cfg("magnatagatune", dir=str(tmp_path)), task_cfg("tagging", "multilabel_classification")
+    )
+    assert any("not found" in o for o in report.other)
+    assert set(split_counts(rows)) == {"train", "validation", "test"}
+    assert all(len(s) == 1 for s in _by(rows, "group").values())
+
+
+def test_magnatagatune_missing_annotations_names_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"annotations_final\.csv"):
+        load_dataset(ds_cfg("magnatagatune", dir=str(tmp_path)), task_cfg("tagging", "multilabel_classification"))
+    with pytest.raises(ValueError, match="multilabel"):
+        make_magnatagatune(tmp_path)
+        load_dataset(ds_cfg("magnatagatune", dir=str(tmp_path)), task_cfg("tagging", "multiclass_classification"))
+
+
+# ------------------------------------------------------------------------------- MTG-Jamendo
+
+
+@pytest.mark.parametrize("subset", ["genre", "instrument", "moodtheme", "top50tags"])
+def test_mtg_jamendo_subsets_and_official_splits(tmp_path, subset):
+    info = make_mtg_jamendo(tmp_path)
+    task = task_cfg("autotagging", "multilabel_classification")
+    seen_test = set()
+    for fold in range(5):
+        ds = ds_cfg("mtg_jamendo", dir=str(tmp_path), subset=subset, fold=fold)
+        rows, report = load_dataset(ds, task)
+        assert [m.split(" ")[0] for m in report.missing_audio] == [info["missing"]]
+        assert rows.num_rows == len(info["tracks"]) - 1
+        # official splits are artist-disjoint and differ per fold
+        assert all(len(s) == 1 for s in _by(rows, "group").values())
+        test = frozenset(r["track_id"] for r in rows.to_pylist() if r["split"] == "test")
+        seen_test.add(test)
+        labels = rows.column("label").to_pylist()
+        if subset == "top50tags":
+            assert all(any(t.startswith("genre---") for t in lab) for lab in labels)
+        else:
+            assert all("---" not in t for lab in labels for t in lab)
+    assert len(seen_test) == 5
+    # both full-quality and audio-low (.low.mp3) files are found
+    paths = rows.column("audio_path").to_pylist()
+    assert any(p.endswith(".low.mp3") for p in paths) and any(not p.endswith(".low.mp3") for p in paths)
+
+
+def test_mtg_jamendo_subset_names_and_errors(tmp_path):
+    make_mtg_jamendo(tmp_path)
+    rows, _ = load_dataset(
+        ds_cfg("mtg_jamendo_moodtheme", dir=str(tmp_path)), task_cfg("tagging", "multilabel_classification")
+    )
+    assert {t for lab in rows.column("label").to_pylist() for t in lab} == {f"m{i}" for i in range(5)}
+    with pytest.raises(ValueError, match="did you mean 'moodtheme'"):
+        ds_cfg("mtg_jamendo", dir=str(tmp_path), subset="mood")
+    with pytest.raises(ValueError, match="needs subset"):
+        ds_cfg("mtg_jamendo", dir=str(tmp_path))
+    with pytest.raises(ValueError, match=r"0\.\.4"):
+        load_dataset(
+            ds_cfg("mtg_jamendo", dir=str(tmp_path), subset="genre", fold=7),
+            task_cfg("tagging", "multilabel_classification"),
+        )
+
+
+def test_mtg_jamendo_custom_loader_reads_the_mirdata_sample(shared_data):
+    root = shared_data / "mirdata_samples" / "mir_datasets" / "mtg_jamendo_autotagging_moodtheme"
+    rows, report = load_dataset(
+        ds_cfg("mtg_jamendo", dir=str(root), subset="moodtheme"), task_cfg("tagging", "multilabel_classification")
+    )
+    assert rows.column("track_id").to_pylist() == ["track_0000948"]
+    assert rows.column("label").to_pylist() == [["background"]] and rows.column("split").to_pylist() == ["train"]
+    assert sorted(m.split(" ")[0] for m in report.missing_audio) == ["track_0003346", "track_0003524"]
+
+
+# ---------------------------------------------------------------------------------- VocalSet
+
+
+def test_vocalset_technique_is_singer_disjoint(tmp_path):
+    make_vocalset(tmp_path)
+    rows, report = load_dataset(
+        ds_cfg("vocalset", dir=str(tmp_path)), task_cfg("technique_identification", "multiclass_classification")
+    )
+    got = rows.to_pylist()
+    assert {r["label"][0] for r in got} == set(TECHNIQUES)
+    by_singer = _by(rows, "group")
+    assert all(len(s) == 1 for s in by_singer.values())  # no singer in two splits
+    assert {s for s, sp in by_singer.items() if sp == {"test"}} == {"f2", "f8", "m3", "m5", "m10"}
+    assert {s for s, sp in by_singer.items() if sp == {"validation"}} == {"f9", "m9", "m11"}
+    assert set(by_singer) == set(VOCALSET_SINGERS)
+    # mir_ref's bugs: m10/m11 read as "m1"; lip_trill labelled trill
+    labels = {r["track_id"]: r["label"][0] for r in got}
+    assert labels["f1_arpeggios_lip_trill_a"] == "lip_trill" and labels["f1_long_tones_trill_a"] == "trill"
+    assert labels["f1_long_tones_trillo_a"] == "trillo"
+    singer_of = {r["track_id"]: r["group"] for r in got}
+    assert singer_of["m10_arpeggios_belt_a"] == "m10" and singer_of["lip_trill_arps"] == "f2"
+    assert labels["m4_slow_vibrato_arps"] == "vibrato"  # 'vibrado' folder typo
+    assert not any("fast_forte" in tid for tid in labels)  # not one of the ten techniques
+    assert [d.split(" ")[0] for d in report.duplicate_ids] == ["f2_arpeggios_vibrato_a(1)"]
+
+
+def test_vocalset_technique_without_singer_files_uses_built_in_lists(tmp_path):
+    make_vocalset(tmp_path, singer_lists=False)
+    rows, _ = load_dataset(
+        ds_cfg("vocalset", dir=str(tmp_path)), task_cfg("technique_identification", "multiclass_classification")
+    )
+    tests = {r["group"] for r in rows.to_pylist() if r["split"] == "test"}
+    assert tests == {"f2", "f8", "m3", "m5", "m10"}
+
+
+def test_vocalset_technique_folds_are_singer_disjoint(tmp_path):
+    make_vocalset(tmp_path)
+    task = task_cfg("technique_identification", "multiclass_classification")
+    test_singers = []
+    for fold in range(4):
+        ds = ds_cfg("vocalset", dir=str(tmp_path), split_type="all", n_folds=4, fold=fold)
+        rows, _ = load_dataset(ds, task)
+        assert all(len(s) == 1 for s in _by(rows, "group").values())
+        test_singers.append({r["group"] for r in rows.to_pylist() if r["split"] == "test"})
+    assert set().union(*test_singers) == set(VOCALSET_SINGERS)
+    assert sum(len(s) for s in test_singers) == len(VOCALSET_SINGERS)
+
+
+def test_vocalset_singer_identification_is_stratified(tmp_path):
+    make_vocalset(tmp_path)
+    rows, _ = load_dataset(
+        ds_cfg("vocalset", dir=str(tmp_path)), task_cfg("singer_identification", "multiclass_classification")
+    )
+    per_singer = defaultdict(lambda: defaultdict(int))
+    for r in rows.to_pylist():
+        per_singer[r["label"][0]][r["split"]] += 1
+    assert set(per_singer) == set(VOCALSET_SINGERS)
+    # every singer is in every split (stratified 80/10/10), with about 80 % in train
+    for counts in per_singer.values():
+        assert set(counts) == {"train", "validation", "test"}
+        assert counts["train"] >= 0.7 * sum(counts.values())
+
+
+def test_singer_ids():
+    assert singer_id("female2") == "f2" and singer_id("male10") == "m10" and singer_id("M11") == "m11"
+    assert singer_id("FULL") is None and singer_id("m1x") is None
+
+
+def test_vocalset_layout_error_names_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match="zenodo"):
+        load_dataset(
+            ds_cfg("vocalset", dir=str(tmp_path)), task_cfg("singer_identification", "multiclass_classification")
+        )

@@ -1,0 +1,157 @@
+"""Every sample in ../shared/data through mirdata's own loaders, with the shipped indexes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dataset_fixtures import ds_cfg, make_beatport_variants, task_cfg
+
+from repeval.datasets import load_dataset
+from repeval.datasets.encoding import KEY_CLASSES, PITCH_CLASSES
+from repeval.datasets.mirdata_loader import SPECS, load_mirdata
+from repeval.datasets.splits import split_counts
+
+#: every mirdata sample: (task name, task type, expected labels, expected missing-audio track ids)
+SAMPLES = {
+    "beatport_key": ("key_estimation", "multiclass_classification", [["D minor"]], []),
+    "fma_keys": ("key_estimation", "key_estimation", [["F# major"]], ["141"]),
+    "giantsteps_key": ("key_estimation", "key_estimation", [["D major"]], []),
+    "good_sounds": ("instrument_recognition", "multiclass_classification", [["flute"]], []),
+    "gtzan_genre": ("genre_classification", "multiclass_classification", [["country"]], ["hiphop.00000"]),
+    "medley_solos_db": ("instrument_classification", "multiclass_classification", [["flute"]], []),
+    "mridangam_stroke": ("stroke_classification", "multiclass_classification", [["bheem"]], []),
+    "mtg_jamendo_autotagging_moodtheme": (
+        "autotagging",
+        "multilabel_classification",
+        [["background"]],
+        ["track_0003346", "track_0003524"],
+    ),
+    "openmic2018": ("instrument_recognition", "multilabel_classification", [[]], []),
+    "tinysol": ("pitch_class_classification", "multiclass_classification", [["A"], ["C"]], []),
+}
+
+
+def _sample_cfg(shared: Path, name: str, **kw):
+    indexes = sorted((shared / "mirdata_samples" / "indexes").glob(f"{name}_index_*.json"))
+    assert len(indexes) == 1, indexes
+    return ds_cfg(
+        name, "mirdata", dir=str(shared / "mirdata_samples" / "mir_datasets" / name), index_path=str(indexes[0]), **kw
+    )
+
+
+def test_every_sample_index_is_covered(shared_data):
+    names = {p.name.split("_index_")[0] for p in (shared_data / "mirdata_samples" / "indexes").glob("*.json")}
+    assert names == set(SAMPLES)
+    assert names <= set(SPECS)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_mirdata_sample_loads(shared_data, name):
+    tname, ttype, labels, missing = SAMPLES[name]
+    rows, report = load_dataset(_sample_cfg(shared_data, name), task_cfg(tname, ttype))
+    assert rows.column("label").to_pylist() == labels
+    assert all(Path(p).is_file() for p in rows.column("audio_path").to_pylist())
+    assert None not in rows.column("split").to_pylist()
+    # tracks listed in the index but absent on disk are reported, not fatal
+    assert [m.split(" ")[0] for m in report.missing_audio] == missing
+    assert not report.unlabelled and not report.other and not report.unknown_labels
+
+
+def test_medley_solos_db_small_with_official_splits(shared_data):
+    root = shared_data / "medley_solos_db_small"
+    ds = ds_cfg("medley_solos_db", "mirdata", dir=str(root), index_path=str(root / "medley_solos_db_index_small.json"))
+    rows, report = load_dataset(ds, task_cfg("instrument_recognition", "multiclass_classification"))
+    assert rows.num_rows == 97 and not report.lines()
+    assert split_counts(rows) == {"train": 80, "validation": 9, "test": 8}
+    instruments = {lab[0] for lab in rows.column("label").to_pylist()}
+    assert len(instruments) == 8 and "clarinet" in instruments
+    # song ids become groups (the test subset has song_id -1: no group)
+    assert rows.column("group").null_count >= 8
+
+
+def test_tinysol_mini_instrument_uses_official_folds(shared_data):
+    import csv
+
+    root = shared_data / "tinysol_mini"
+    kw = {"dir": str(root), "index_path": str(root / "tinysol_index_mini.json")}
+    folds = {Path(r["path"]).stem: int(r["fold"]) for r in csv.DictReader((root / "manifest.csv").open())}
+    task = task_cfg("instrument_classification", "multiclass_classification")
+    for fold in (0, 2):
+        rows, report = load_dataset(ds_cfg("tinysol", "mirdata", fold=fold, **kw), task)
+        assert rows.num_rows == 12 and not report.lines()
+        for tid, split in zip(rows.column("track_id").to_pylist(), rows.column("split").to_pylist(), strict=True):
+            expected = "validation" if folds[tid] == fold else "test" if folds[tid] == (fold + 1) % 5 else "train"
+            assert split == expected, (tid, folds[tid], split)
+    assert {lab[0] for lab in rows.column("label").to_pylist()} == {
+        "Accordion",
+        "Bass Tuba",
+        "Bassoon",
+        "Contrabass",
+        "Flute",
+        "Violin",
+    }
+
+
+def test_tinysol_mini_pitch_class_is_stratified(shared_data):
+    root = shared_data / "tinysol_mini"
+    ds = ds_cfg("tinysol", "mirdata", dir=str(root), index_path=str(root / "tinysol_index_mini.json"), split_seed=3)
+    task = task_cfg("pitch_class_classification", "multiclass_classification")
+    rows, _ = load_dataset(ds, task)
+    assert {lab[0] for lab in rows.column("label").to_pylist()} <= set(PITCH_CLASSES)
+    again, _ = load_dataset(ds, task)
+    assert again.column("split").to_pylist() == rows.column("split").to_pylist()
+    # split_type all: rotating stratified folds instead
+    folded, _ = load_dataset(ds.model_copy(update={"split_type": "all", "n_folds": 3, "fold": 1}), task)
+    assert set(folded.column("split").to_pylist()) == {"train", "validation", "test"}
+
+
+def test_beatport_keys_normalised_and_bad_keys_reported(shared_data, tmp_path):
+    info = make_beatport_variants(shared_data, tmp_path)
+    ds = ds_cfg("beatport_key", "mirdata", dir=str(tmp_path), index_path=info["index"])
+    rows, report = load_dataset(ds, task_cfg("key_estimation", "multiclass_classification"))
+    got = dict(zip(rows.column("track_id").to_pylist(), rows.column("label").to_pylist(), strict=True))
+    assert got == {"1": ["C# major"], "2": ["A# minor"], "5": ["F# minor"]}
+    assert all(lab[0] in KEY_CLASSES for lab in got.values())
+    # several keys: dropped like the thesis; Unknown (→ 'x') and 'other' are not keys
+    assert [u.split(" ")[0] for u in report.unlabelled] == ["3"]
+    assert sorted(u.split(" ")[0] for u in report.unknown_labels) == ["4", "6"]
+
+
+def test_generic_loader_reads_a_track_attribute(shared_data):
+    ds = _sample_cfg(shared_data, "gtzan_genre")
+    rows, report = load_mirdata(ds, task_cfg("music_genre", "multiclass_classification", label="genre"), None)
+    assert rows.column("label").to_pylist() == [["country"]] and len(report.missing_audio) == 1
+    with pytest.raises(ValueError, match="no attribute 'colour'"):
+        load_mirdata(ds, task_cfg("x", "multiclass_classification", label="colour"), None)
+
+
+def test_wrong_label_or_task_type_names_the_fix(shared_data):
+    ds = _sample_cfg(shared_data, "tinysol")
+    with pytest.raises(ValueError, match="did you mean 'pitch_class'"):
+        load_dataset(ds, task_cfg("x", "multiclass_classification", label="pitch_clas"))
+    with pytest.raises(ValueError, match=r"set task\.type: multilabel_classification"):
+        load_dataset(_sample_cfg(shared_data, "openmic2018"), task_cfg("instrument", "multiclass_classification"))
+
+
+def test_missing_index_names_the_fix(shared_data, tmp_path):
+    root = shared_data / "medley_solos_db_small"
+    with pytest.raises(FileNotFoundError, match="repeval data download medley_solos_db"):
+        load_dataset(
+            ds_cfg("medley_solos_db", "mirdata", dir=str(root)), task_cfg("instrument", "multiclass_classification")
+        )
+    with pytest.raises(FileNotFoundError, match="index_path"):
+        load_dataset(
+            ds_cfg("medley_solos_db", "mirdata", dir=str(root), index_path=str(tmp_path / "nope.json")),
+            task_cfg("instrument", "multiclass_classification"),
+        )
+    with pytest.raises(FileNotFoundError, match=r"set dataset\.dir"):
+        load_dataset(
+            ds_cfg(
+                "medley_solos_db",
+                "mirdata",
+                dir=str(tmp_path / "absent"),
+                index_path=str(root / "medley_solos_db_index_small.json"),
+            ),
+            task_cfg("instrument", "multiclass_classification"),
+        )

@@ -1,0 +1,82 @@
+"""The embedding-model contract, checked on every registered family.
+
+Families whose weights are downloads run on stand-in weights of the real architecture/file
+format (:mod:`repeval.models.dummies`); families in an isolated process group (``tf``,
+``essentia``) are checked in a fresh process with that group's environment, one process per
+group. A family is skipped only when its optional extra is not installed, with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from repeval.config.schema import EmbeddingModelConfig
+from repeval.models import MODELS, ModelUnavailable, build_model
+from repeval.models._common import PROCESS_GROUP_ENV, extra_reason, missing_modules
+from repeval.models.dummies import ESSENTIA_FAMILIES, write_essentia_dummies
+from repeval.models.validate import ValidationReport, validate_models
+
+#: shorter than the CLI's default clips: still sub-window, odd-length and multi-window inputs
+TEST_CLIPS = ((0.25, 11025), (1.013, 44100), (3.1, 48000))
+
+
+def _skip_reason(name: str) -> str | None:
+    cls = MODELS.get(name).cls
+    reason = extra_reason(cls.extra or name, getattr(cls, "requires", ()))
+    if reason is None and name in ESSENTIA_FAMILIES and missing_modules("tensorflow"):
+        reason = "tensorflow (extra 'musicnn') is needed to write the stand-in graph"
+    return reason
+
+
+@pytest.fixture(scope="session")
+def dummy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("model-weights")
+
+
+@pytest.fixture(scope="session")
+def isolated_reports(dummy_dir: Path) -> Callable[[str], dict[str, ValidationReport]]:
+    """Validate all runnable families of a process group in one fresh process (cached per group)."""
+    cache: dict[str, dict[str, ValidationReport]] = {}
+
+    def get(group: str) -> dict[str, ValidationReport]:
+        if group not in cache:
+            names = [n for n, f in MODELS.items() if f.cls.process_group == group and _skip_reason(n) is None]
+            if group == "essentia":
+                write_essentia_dummies(dummy_dir, tuple(n for n in names if n in ESSENTIA_FAMILIES))
+            reports = validate_models([{"id": n} for n in names], dummy_weights=dummy_dir, clips=TEST_CLIPS)
+            cache[group] = {r.model_id: r for r in reports}
+        return cache[group]
+
+    return get
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_registered_model_honours_contract(
+    name: str, dummy_dir: Path, isolated_reports: Callable[[str], dict[str, ValidationReport]]
+) -> None:
+    fam = MODELS.get(name)
+    cls = fam.cls
+    assert cls.name == name
+    assert cls.description, f"{name} has no description for `repeval models`"
+    assert cls.process_group in PROCESS_GROUP_ENV, f"{name}: unknown process group {cls.process_group}"
+    if not getattr(cls, "implemented", True):  # declared thesis id: must refuse to build, naming why
+        reason = cls.availability(dict(fam.default_params))
+        assert reason and "not implemented" in reason
+        with pytest.raises(ModelUnavailable, match=name):
+            build_model(EmbeddingModelConfig(id=name))
+        return
+    skip = _skip_reason(name)
+    if skip:
+        pytest.skip(f"{name}: {skip}")
+    if cls.process_group == "default":
+        report = validate_models([{"id": name}], dummy_weights=dummy_dir, clips=TEST_CLIPS)[0]
+    else:
+        report = isolated_reports(cls.process_group)[name]
+    assert report.unavailable is None, report.summary()
+    assert report.ok, report.summary()
+    sr, dim = cls.declared_sizes(dict(fam.default_params))
+    assert sr is None or sr == report.sample_rate_hz
+    assert report.embedding_dim and report.embedding_dim > 0

@@ -1,0 +1,194 @@
+"""Family-specific behaviour: id parsing, layer means, checkpoint layouts, fidelity to upstream code."""
+
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from repeval.config.schema import EmbeddingModelConfig
+from repeval.models import MODELS, resolve_model
+from repeval.models._common import cut_windows, missing_modules, stub_modules
+from repeval.models.validate import ValidationReport, _run_checks, list_models
+
+
+def _needs(*modules: str) -> pytest.MarkDecorator:
+    missing = missing_modules(*modules)
+    return pytest.mark.skipif(bool(missing), reason=f"optional dependencies missing: {', '.join(missing)}")
+
+
+@pytest.mark.parametrize(
+    ("model_id", "model", "layers"),
+    [
+        ("mert-v1-95m-6", "m-a-p/MERT-v1-95M", [6]),
+        ("mert-v1-95m-4-5-6-7-8", "m-a-p/MERT-v1-95M", [4, 5, 6, 7, 8]),
+        ("mert-v1-330m", "m-a-p/MERT-v1-330M", None),
+    ],
+)
+def test_mert_ids_resolve_to_hub_model_and_layers(model_id: str, model: str, layers: list[int] | None) -> None:
+    fam, params = resolve_model(EmbeddingModelConfig(id=model_id))
+    assert fam.name == "mert-v1"
+    assert params["model"] == model
+    assert params["layers"] == layers
+    assert fam.cls.default_trust_remote_code
+
+
+def test_thesis_ids_all_resolve() -> None:
+    for model_id in ("vggish-audioset", "effnet-discogs", "msd-musicnn", "openl3", "neuralfp", "clmr-v2", "mule"):
+        assert resolve_model(EmbeddingModelConfig(id=model_id))[0].name == model_id
+
+
+def test_list_models_reports_every_family_with_a_reason_naming_the_fix() -> None:
+    rows = {r["id"]: r for r in list_models()}
+    assert set(rows) == set(MODELS.names())
+    for row in rows.values():
+        assert row["available"] == (row["reason"] is None)
+        assert {"family", "embedding_dim", "sample_rate_hz", "extra", "process_group"} <= set(row)
+    assert rows["msd-musicnn"]["embedding_dim"] == 200 and rows["msd-musicnn"]["process_group"] == "tf"
+    assert rows["mule"]["embedding_dim"] == 1728
+    if not rows["vggish-audioset"]["available"] and "essentia" not in (rows["vggish-audioset"]["reason"] or ""):
+        assert "graph_path" in rows["vggish-audioset"]["reason"]
+
+
+def test_validator_flags_a_broken_model() -> None:
+    class Broken:
+        sample_rate_hz = 16000
+        embedding_dim = 8
+
+        @classmethod
+        def declared_sizes(cls, params: dict) -> tuple[int, int]:
+            return 16000, 8
+
+        def embed(self, audio: np.ndarray) -> np.ndarray:
+            return np.full((1, 7), np.nan)  # wrong size, wrong dtype, not finite, accepts empty input
+
+        def embed_batch(self, audios: list) -> list:
+            return [self.embed(a) for a in audios]
+
+    report = ValidationReport("broken", "broken", "default")
+    _run_checks(report, Broken(), {}, ((0.1, 8000),), 0)
+    failed = {c.name.split(" ")[0] for c in report.failures()}
+    assert not report.ok and {"embed", "empty"} <= failed
+
+
+def test_cut_windows_covers_the_clip() -> None:
+    w = cut_windows(np.arange(10, dtype=np.float32), 4, 4)
+    assert w.shape == (3, 4) and w[-1].tolist() == [8, 9, 0, 0]
+    assert cut_windows(np.ones(2, np.float32), 4, 2).shape == (1, 4)
+
+
+def test_stub_modules_leaves_no_trace() -> None:
+    with stub_modules("repeval_no_such_module", why="test"):
+        mod = sys.modules["repeval_no_such_module"]
+        with pytest.raises(ImportError, match="test"):
+            _ = mod.load
+    assert "repeval_no_such_module" not in sys.modules
+
+
+@_needs("torch", "torchcrepe")
+def test_crepe_matches_torchcrepe_embedding() -> None:
+    import torch
+
+    with stub_modules("torchaudio", why="test"):
+        import torchcrepe
+
+    from repeval.models.crepe import CrepeTiny
+
+    model = CrepeTiny(hop_s=0.05)
+    audio = (0.1 * np.random.default_rng(0).standard_normal(8000)).astype(np.float32)
+    ours = model.embed(audio)
+    with torch.inference_mode():
+        ref = torchcrepe.embed(torch.from_numpy(audio)[None], 16000, hop_length=800, model="tiny")
+    np.testing.assert_allclose(ours, ref.reshape(ours.shape[0], -1).numpy(), rtol=1e-3, atol=1e-4)
+
+
+@_needs("torch", "transformers")
+def test_hf_layer_mean_is_the_mean_of_layers(tmp_path: Path) -> None:
+    from repeval.models.dummies import tiny_hf_model
+    from repeval.models.hf import HFAudioEncoder
+
+    directory = str(tiny_hf_model(tmp_path / "tiny", n_layers=3))
+    audio = (0.1 * np.random.default_rng(1).standard_normal(12000)).astype(np.float32)
+    both = HFAudioEncoder(model=directory, layers=[1, 2], frames="native").embed(audio)
+    one = HFAudioEncoder(model=directory, layers=1, frames="native").embed(audio)
+    two = HFAudioEncoder(model=directory, layers=[-2], frames="native").embed(audio)  # -2 == 2 of 0..3
+    np.testing.assert_allclose(both, (one + two) / 2, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="out of range"):
+        HFAudioEncoder(model=directory, layers=[9])
+
+
+@_needs("transformers")
+def test_hf_hub_id_not_in_cache_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    from repeval.models.hf import MERT
+
+    reason = MERT.availability({"model": "m-a-p/MERT-v1-95M"})
+    assert reason and "huggingface-cli download m-a-p/MERT-v1-95M" in reason
+    assert MERT.availability({"model": "m-a-p/MERT-v1-95M", "allow_download": True}) is None
+
+
+@_needs("torch")
+def test_clmr_loads_every_checkpoint_layout(tmp_path: Path) -> None:
+    import torch
+
+    from repeval.models.clmr import CLMR, build_samplecnn
+
+    torch.manual_seed(0)
+    state = build_samplecnn().state_dict()
+    layouts = {
+        "plain.pt": state,
+        "encoder.pt": {f"encoder.{k}": v for k, v in state.items()},
+        "lightning.pt": {"state_dict": {f"model.encoder.{k}": v for k, v in state.items()}},
+    }
+    audio = (0.1 * np.random.default_rng(2).standard_normal(30000)).astype(np.float32)
+    outs = []
+    for file, obj in layouts.items():
+        torch.save(obj, tmp_path / file)
+        outs.append(CLMR(checkpoint=str(tmp_path / file)).embed(audio))
+    assert outs[0].shape == (1, 512)
+    for out in outs[1:]:
+        np.testing.assert_array_equal(out, outs[0])
+    torch.save({"hparams": types.SimpleNamespace(lr=1.0), **state}, tmp_path / "pickled.pt")
+    with pytest.raises(ValueError, match="weights_only"):
+        CLMR(checkpoint=str(tmp_path / "pickled.pt"))
+
+
+@_needs("torch")
+def test_mule_architecture_size_and_output() -> None:
+    import torch
+
+    from repeval.models.mule import build_sfnfnet
+
+    net = build_sfnfnet().eval()
+    n_params = sum(p.numel() for p in net.parameters())
+    assert 55e6 < n_params < 70e6  # the paper: 63M (the reference code: 62M)
+    with torch.inference_mode():
+        out = net(torch.randn(1, 1, 96, 300))
+    assert out.shape == (1, 1728)
+
+
+def test_essentia_refuses_a_process_with_tensorflow(monkeypatch: pytest.MonkeyPatch) -> None:
+    from repeval.models.essentia_tf import VGGishAudioSet
+
+    monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
+    with pytest.raises(RuntimeError, match="process group"):
+        VGGishAudioSet(graph_path="/nonexistent.pb")
+
+
+@_needs("onnxruntime", "basic_pitch", "torch", "torchcrepe")
+@pytest.mark.parametrize("name", ["basic-pitch", "crepe-tiny", "logmel-stats"])
+def test_pretrained_models_embed_real_audio(name: str, shared_data: Path) -> None:
+    import soundfile as sf
+    import soxr
+
+    from repeval.models import build_model
+
+    path = sorted((shared_data / "medley_solos_db_small" / "audio").rglob("*.*"))[0]
+    audio, sr = sf.read(path, dtype="float32", always_2d=True)
+    model = build_model(EmbeddingModelConfig(id=name))
+    clip = soxr.resample(audio.mean(axis=1), sr, model.sample_rate_hz).astype(np.float32)
+    out = model.embed(clip)
+    assert out.shape[1] == model.embedding_dim and np.isfinite(out).all() and out.std() > 0

@@ -1,0 +1,46 @@
+"""The HTML report is one self-contained file with tables, figures, config and drill-down."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from repeval.report.html import write_report
+
+
+@pytest.fixture(scope="module")
+def report(report_html):
+    return report_html
+
+
+def test_report_is_self_contained(report):
+    assert report.name == "report.html"
+    text = report.read_text()
+    assert text.startswith("<!doctype html>")
+    assert "Content-Security-Policy" in text and "default-src 'none'" in text
+    # nothing is fetched: every src is a data URI, there are no stylesheet/script links
+    srcs = re.findall(r'\ssrc="([^"]*)"', text)
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert not re.search(r"<link\b|<script\s+src|url\(\s*['\"]?http", text)
+    assert "https://" not in text and "http://" not in text
+
+
+def test_report_content(report, run_dir):
+    text = report.read_text()
+    for heading in ("Model comparison", "All models × probes × scenarios", "Robustness", "Per-label drill-down"):
+        assert text.count(heading) == 2  # one per task/dataset pair
+    assert 'id="g-instrument-recognition-tinysol"' in text and 'id="g-autotagging-magnatagatune"' in text
+    assert (run_dir / "config.yaml").read_text().splitlines()[0].split(":")[0] in text
+    assert text.count('class="rv-table sortable"') == 2 * 4  # 3 preset tables + per-label table per pair
+    assert "confusion matrix: " in text and "training curves" in text
+    assert 'class="rv-select"' in text and 'class="rv-filter"' in text
+
+
+def test_report_over_two_runs(run_dir, second_run_dir, tmp_path):
+    out = write_report([run_dir, second_run_dir], tmp_path / "both.html")
+    text = out.read_text()
+    assert out.name == "both.html"
+    assert "runs: demo, other" in text
+    assert "other/msd-musicnn" in text  # plots keep the runs' models apart
+    assert '<td data-value="other">other</td>' in text  # tables gain a run_id column

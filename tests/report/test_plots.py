@@ -1,0 +1,61 @@
+"""Figures: written as PNG and SVG, and showing the numbers they claim to."""
+
+from __future__ import annotations
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+
+from repeval.report import plots
+from repeval.report.results import load_run
+
+TASK, DATASET = "instrument_recognition", "tinysol"
+
+
+@pytest.fixture(scope="module")
+def run(run_dir):
+    return load_run(run_dir)
+
+
+def _check_written(fig, tmp_path, name):
+    paths = plots.save_figure(fig, tmp_path / name)
+    assert [p.suffix for p in paths] == [".png", ".svg"]
+    img = mpimg.imread(paths[0])
+    assert img.shape[0] > 100 and img.shape[1] > 100 and img[..., :3].std() > 0.01  # not blank
+    assert paths[1].read_text().lstrip().startswith("<?xml") and "<svg" in paths[1].read_text()
+
+
+def test_robustness_heatmap_shows_deltas(run, tmp_path):
+    df = run.results
+    probes = plots.best_probes(df, TASK, DATASET, "accuracy")
+    fig = plots.robustness_heatmap(df, TASK, DATASET, "accuracy")
+    data = fig.axes[0].images[0].get_array()
+    model = next(iter(probes))
+    sel = df[df["label"].isna() & (df["task"] == TASK) & (df["metric"] == "accuracy") & (df["model"] == model)
+             & (df["probe"] == probes[model])].pivot_table(index="seed", columns="scenario", values="value")  # fmt: skip
+    assert data[0, 0] == pytest.approx((sel["D1"] - sel["clean"]).mean())
+    assert data.shape == (3, 2)
+    _check_written(fig, tmp_path, "heat")
+
+
+def test_other_figures(run, tmp_path):
+    df = run.results
+    fig = plots.probe_capacity_curves(df, TASK, DATASET, "f1_macro")
+    assert len(fig.axes[0].get_xticklabels()) == 3
+    _check_written(fig, tmp_path, "capacity")
+    fig = plots.per_label_bars(df, "autotagging", "magnatagatune")
+    assert len(fig.axes[0].patches) == 8  # one bar per tag
+    _check_written(fig, tmp_path, "labels")
+    labels, matrix = next(iter(run.confusion.values()))
+    _check_written(plots.confusion_matrix_figure(labels, matrix, title="cm"), tmp_path, "cm")
+    _check_written(plots.training_curves(run.history, TASK, DATASET), tmp_path, "train")
+    uri = plots.figure_data_uri(plots.confusion_matrix_figure(labels, np.zeros_like(matrix)))
+    assert uri.startswith("data:image/png;base64,")
+
+
+def test_plot_errors_are_explicit(run):
+    with pytest.raises(ValueError, match="metric 'r2' is not in these results"):
+        plots.probe_capacity_curves(run.results, TASK, DATASET, "r2")
+    clean_only = run.results[run.results["scenario"] == "clean"]
+    with pytest.raises(ValueError, match="needs deformed scenarios"):
+        plots.robustness_heatmap(clean_only, TASK, DATASET)

@@ -1,0 +1,167 @@
+"""Table presets, best-value highlighting and every output format."""
+
+from __future__ import annotations
+
+import csv
+import io
+from html.parser import HTMLParser
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from repeval.report.render import render
+from repeval.report.results import RESULT_COLUMNS, load_run
+from repeval.report.tables import make_table, table_command
+
+TASK = "instrument_recognition"
+
+
+@pytest.fixture(scope="module")
+def results(run_dir):
+    return load_run(run_dir).results
+
+
+def _manual(results, metric, scenario, model, probe):
+    sel = results[
+        results["label"].isna()
+        & (results["task"] == TASK)
+        & (results["metric"] == metric)
+        & (results["scenario"] == scenario)
+        & (results["model"] == model)
+        & (results["probe"] == probe)
+    ]
+    return sel.set_index("seed")["value"]
+
+
+def test_all_deform_all_models_cells_are_seed_mean_and_std(results):
+    t = make_table(results, "all_deform_all_models", task=TASK)
+    assert t.row_names == ["model", "probe"]
+    assert len(t.rows) == 3 * 3
+    assert [p for _, p in t.rows[:3]] == ["M1", "M2", "M5"]
+    assert t.columns[:3] == [("accuracy", "clean"), ("accuracy", "D1"), ("accuracy", "D2")]
+    for i, (model, probe) in enumerate(t.rows):
+        for j, (metric, scenario) in enumerate(t.columns):
+            v = _manual(results, metric, scenario, model, probe)
+            assert t.mean[i, j] == pytest.approx(v.mean())
+            assert t.std[i, j] == pytest.approx(v.std(ddof=1))
+            assert t.n_seeds[i, j] == 2
+    # best flags: exactly the column maxima
+    for j in range(len(t.columns)):
+        assert t.best[:, j].any()
+        np.testing.assert_array_equal(t.best[:, j], np.isclose(t.mean[:, j], t.mean[:, j].max(), rtol=0, atol=1e-12))
+
+
+def test_model_comparison_picks_best_clean_probe(results):
+    t = make_table(results, "model_comparison", task=TASK)
+    assert t.row_names == ["model", "probe"]
+    assert [c for c, _ in t.columns] == ["accuracy", "f1_macro", "f1_micro"]
+    for i, (model, probe) in enumerate(t.rows):
+        means = {p: _manual(results, "accuracy", "clean", model, p).mean() for p in ("M1", "M2", "M5")}
+        assert probe == max(means, key=means.get)
+        assert t.mean[i, 0] == pytest.approx(means[probe])
+    assert "test-set choice" in t.caption
+
+
+def test_robustness_deltas_are_paired_by_seed(results):
+    t = make_table(results, "robustness", task=TASK, metrics=["accuracy"])
+    assert t.columns == [("accuracy", "clean"), ("accuracy", "Δ D1"), ("accuracy", "Δ D2")]
+    assert t.delta == [False, True, True]
+    model, probe = t.rows[0]
+    clean = _manual(results, "accuracy", "clean", model, probe)
+    d2 = _manual(results, "accuracy", "D2", model, probe)
+    diff = (d2 - clean).dropna()
+    assert t.mean[0, 2] == pytest.approx(diff.mean())
+    assert t.std[0, 2] == pytest.approx(diff.std(ddof=1))
+
+
+def test_lower_is_better_metric_highlights_the_minimum():
+    rows = []
+    for model, value in [("a", 0.3), ("b", 0.1), ("c", 0.2)]:
+        rows.append(
+            dict(run_id="r", task="tempo", task_type="regression", dataset="d", model=model, probe="M1", seed=0,
+                 scenario="clean", metric="mean_squared_error", label=None, value=value, ci_low=None, ci_high=None,
+                 n_test=10)
+        )  # fmt: skip
+    df = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+    t = make_table(df, "all_deform_all_models")
+    assert t.best[:, 0].tolist() == [False, True, False]
+    assert np.isnan(t.std).all()  # one seed: no std
+    md = render(t, "markdown")
+    assert "| b | M1 | **0.100** |" in md
+    with pytest.raises(ValueError, match="needs clean and deformed"):
+        make_table(df, "robustness")
+
+
+def test_errors_name_the_choices(results):
+    with pytest.raises(ValueError, match="did you mean 'robustness'"):
+        make_table(results, "robustnes", task=TASK)
+    with pytest.raises(ValueError, match="several task/dataset pairs"):
+        make_table(results, "all_deform_all_models")
+    with pytest.raises(ValueError, match="did you mean 'markdown'"):
+        table_command([], "robustness", "markdwn")
+
+
+class _Cells(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.rows: list[list[tuple[str, dict]]] = []
+        self._in_body = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tbody":
+            self._in_body = True
+        elif tag == "tr" and self._in_body:
+            self.rows.append([])
+        elif tag == "td" and self._in_body:
+            self.rows[-1].append(("", dict(attrs)))
+
+    def handle_data(self, data):
+        if self._in_body and self.rows and self.rows[-1]:
+            text, attrs = self.rows[-1][-1]
+            self.rows[-1][-1] = (text + data, attrs)
+
+
+def test_formats(results):
+    t = make_table(results, "all_deform_all_models", task=TASK, metrics=["accuracy"])
+    best_row = int(np.argmax(t.mean[:, 0]))
+    best_text = f"{t.mean[best_row, 0]:.3f} ± {t.std[best_row, 0]:.3f}"
+
+    md = render(t, "md")
+    assert f"**{best_text}**" in md and md.count("**") == 2 * (t.best.sum() + 1)
+
+    tex = render(t, "latex")
+    assert r"\textbf{" + best_text.replace(" ± ", r" $\pm$ ") + "}" in tex
+    assert tex.count("{") == tex.count("}") and r"\multicolumn{3}{c}{accuracy}" in tex
+    assert "mert-v1-95m-6 & M1" in tex and "\n & M2 &" in tex  # model printed once per block
+
+    parsed = list(csv.DictReader(io.StringIO(render(t, "csv"))))
+    assert len(parsed) == len(t.rows)
+    assert float(parsed[best_row]["accuracy:clean"]) == pytest.approx(t.mean[best_row, 0])
+    assert float(parsed[best_row]["accuracy:clean:std"]) == pytest.approx(t.std[best_row, 0])
+
+    p = _Cells()
+    p.feed(render(t, "html"))
+    assert len(p.rows) == len(t.rows)
+    best_cells = [
+        (i, j) for i, row in enumerate(p.rows) for j, (_, a) in enumerate(row) if "best" in a.get("class", "")
+    ]
+    assert (best_row, 2) in best_cells
+    assert float(p.rows[best_row][2][1]["data-value"]) == pytest.approx(t.mean[best_row, 0])
+    assert "bootstrap CI" in p.rows[0][2][1]["title"]
+
+    plain = render(t, "plain")
+    assert f"{best_text}*" in plain and "\x1b[" not in plain
+    colour = render(t, "terminal", color=True)
+    assert "\x1b[" in colour and best_text in colour
+
+
+def test_table_command_over_two_runs(run_dir, second_run_dir):
+    out = table_command([run_dir, second_run_dir], "model_comparison", "csv", task=TASK)
+    df = pd.read_csv(io.StringIO(out))
+    assert list(df.columns[:3]) == ["run_id", "model", "probe"]
+    assert set(df["run_id"]) == {"demo", "other"}
+    assert len(df[df["run_id"] == "other"]) == 1
+    text = table_command([run_dir], "all_deform_all_models", "markdown")
+    assert "instrument_recognition — tinysol" in text and "autotagging — magnatagatune" in text
+    assert "roc_auc_macro clean" in text
