@@ -142,9 +142,9 @@ def plan(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None) -> 
 
 
 def _print_table(ctx: Any) -> None:
-    from repeval.summary import summary_table
+    from repeval.report.tables import table_command
 
-    typer.echo(summary_table(ctx.run_dir))
+    typer.echo(table_command([ctx.run_dir], "all_deform_all_models", "terminal"))
 
 
 @app.command()
@@ -234,21 +234,23 @@ def evaluate(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None,
 @app.command()
 def table(
     runs: Annotated[list[Path], typer.Argument(help="run directories (runs/<run_id>)")],
-    preset: Annotated[str, typer.Option("--preset", help="table preset")] = "all_deform_all_models",
+    preset: Annotated[
+        str, typer.Option("--preset", help="all_deform_all_models, model_comparison or robustness")
+    ] = "all_deform_all_models",
     fmt: Annotated[str, typer.Option("--format", help="terminal, markdown, csv, latex or html")] = "terminal",
+    task: Annotated[str | None, typer.Option("--task", help="only this task")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="only this dataset")] = None,
+    scale: Annotated[float, typer.Option("--scale", help="multiply values (100 for the thesis' percentages)")] = 1.0,
+    decimals: Annotated[int, typer.Option("--decimals")] = 3,
 ) -> None:
-    """Print result tables for one or more runs."""
+    """Print result tables for one or more runs (several runs are combined)."""
+    from repeval.report.tables import table_command
 
-    def go() -> None:
-        try:
-            from repeval.report.tables import table_command
-        except ImportError:  # the full table presets ship with the report package
-            for r in runs:
-                typer.echo(__import__("repeval.summary", fromlist=["x"]).summary_table(r))
-            return
-        typer.echo(table_command(list(runs), preset, fmt))
-
-    _guard(go)
+    _guard(
+        lambda: typer.echo(
+            table_command(list(runs), preset, fmt, task=task, dataset=dataset, scale=scale, decimals=decimals)
+        )
+    )
 
 
 @app.command()

@@ -41,7 +41,7 @@ class BasicPitch(RebuildOnUnpickle, EmbeddingModel):
     """basic-pitch posteriorgrams (contour ⊕ note ⊕ onset) per ≈11.6 ms frame."""
 
     description = "basic-pitch (ONNX) contour+note+onset activations, 440-d per 11.6 ms frame"
-    extra = "pitch"
+    extra = "onnx"
     requires: ClassVar[tuple[str, ...]] = ("onnxruntime", "basic_pitch")
 
     def __init__(self, outputs: list[str] | None = None, max_batch_windows: int = 16, **params: Any) -> None:
@@ -63,7 +63,7 @@ class BasicPitch(RebuildOnUnpickle, EmbeddingModel):
 
     @classmethod
     def availability(cls, params: dict[str, Any]) -> str | None:
-        return extra_reason("pitch", cls.requires, "(basic-pitch itself: `pip install --no-deps basic-pitch==0.4.0`)")
+        return extra_reason("onnx", cls.requires, "(basic-pitch itself: `pip install --no-deps basic-pitch==0.4.0`)")
 
     @classmethod
     def declared_sizes(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:

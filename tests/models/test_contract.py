@@ -27,7 +27,7 @@ def _skip_reason(name: str) -> str | None:
     cls = MODELS.get(name).cls
     reason = extra_reason(cls.extra or name, getattr(cls, "requires", ()))
     if reason is None and name in ESSENTIA_FAMILIES and missing_modules("tensorflow"):
-        reason = "tensorflow (extra 'musicnn') is needed to write the stand-in graph"
+        reason = "tensorflow (extra 'tf') is needed to write the stand-in graph"
     return reason
 
 
@@ -77,6 +77,6 @@ def test_registered_model_honours_contract(
         report = isolated_reports(cls.process_group)[name]
     assert report.unavailable is None, report.summary()
     assert report.ok, report.summary()
-    sr, dim = cls.declared_sizes(dict(fam.default_params))
+    sr, _ = cls.declared_sizes(dict(fam.default_params))
     assert sr is None or sr == report.sample_rate_hz
     assert report.embedding_dim and report.embedding_dim > 0

@@ -1,0 +1,1 @@
+"""Test helpers shipped with the package (fake runs, bad-audio corpus)."""
