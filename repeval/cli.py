@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,6 +27,10 @@ ConfigArg = Annotated[Path, typer.Argument(help="experiment YAML file")]
 RunIdOpt = Annotated[str | None, typer.Option("--run-id", help="run id (default: run.run_id or a timestamp)")]
 StoreOpt = Annotated[str | None, typer.Option("--store", help="embedding store root (path or URI)")]
 SmokeOpt = Annotated[bool, typer.Option("--smoke-test", help="a tiny version of the run: few tracks, one probe, few epochs")]
+RunsDirOpt = Annotated[
+    str | None,
+    typer.Option("--runs-dir", help="runs directory (path or URI, e.g. s3://bucket/runs; default: run.runs_dir)"),
+]
 
 
 @app.callback()
@@ -55,13 +61,38 @@ def _load(path: Path) -> Any:
         _fail(exc)
 
 
-def _ctx(config: Path, run_id: str | None, store: str | None, smoke_test: bool = False) -> Any:
+def _with_runs_dir(cfg: Any, runs_dir: str | None) -> Any:
+    if runs_dir is None:
+        return cfg
+    return cfg.model_copy(update={"run": cfg.run.model_copy(update={"runs_dir": runs_dir})})
+
+
+def _ctx(
+    config: Path, run_id: str | None, store: str | None, smoke_test: bool = False, runs_dir: str | None = None
+) -> Any:
     from repeval.runner import make_context, smoke_test_config
 
-    cfg = _load(config)
+    cfg = _with_runs_dir(_load(config), runs_dir)
     if smoke_test:
         cfg = smoke_test_config(cfg)
     return make_context(cfg, run_id, store)
+
+
+@contextmanager
+def _stage(config: Path, run_id: str | None, store: str | None, smoke_test: bool, runs_dir: str | None) -> Any:
+    """The run context of one CLI command; a remote run directory is uploaded at the end, also on failure."""
+    ctx = _ctx(config, run_id, store, smoke_test, runs_dir)
+    try:
+        yield ctx
+    except BaseException:
+        if ctx.location is not None:
+            try:
+                ctx.location.push()  # keep what finished (e.g. trained groups) for the rerun
+            except Exception as exc:  # the stage's own error is the one to report
+                log.warning("could not upload the run directory to %s: %s", ctx.location.display, exc)
+        raise
+    if ctx.location is not None:
+        ctx.location.push()
 
 
 def _guard(fn: Any) -> Any:
@@ -78,8 +109,11 @@ def _guard(fn: Any) -> Any:
     except OSError as exc:  # reliability (issue 9): unwritable store, disk full → one line, not a traceback
         if _state["debug"]:
             traceback.print_exception(exc)
-        hint = "check that run.store and run.runs_dir are writable directories with free space"
-        typer.secho(f"error: {exc} — {hint}", fg=typer.colors.RED, err=True)
+        import errno
+
+        storage = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST}
+        hint = " — check that run.store and run.runs_dir are writable directories with free space"
+        typer.secho(f"error: {exc}{hint if exc.errno in storage else ''}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
 
 
@@ -128,17 +162,26 @@ def validate(config: ConfigArg) -> None:
 
 
 @app.command()
-def plan(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None) -> None:
-    """Print the grid of work and how much of it is already done."""
+def plan(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None, runs_dir: RunsDirOpt = None) -> None:
+    """Print the grid of work, how much of it is already done and the resources it will request."""
     from repeval.plan import make_plan
+    from repeval.rundir import RunLocation
     from repeval.store import EmbeddingStore
 
-    cfg = _load(config)
+    cfg = _with_runs_dir(_load(config), runs_dir)
     rid = run_id or cfg.run.run_id
-    run_dir = Path(cfg.run.runs_dir).resolve() / rid if rid else None
+    run_dir = RunLocation.open(cfg.run.runs_dir, rid).local if rid else None
     st_root = store or cfg.run.store
     st = EmbeddingStore(st_root) if ("://" in st_root or Path(st_root).exists()) else None
-    typer.echo(make_plan(cfg, st, run_dir).text())
+    cluster = None
+    if os.environ.get("RAY_ADDRESS"):  # under `ray job submit` or pointed at a cluster: its exact requests
+        import ray
+
+        from repeval.ray_utils import init_ray
+
+        init_ray()
+        cluster = ray.cluster_resources()
+    typer.echo(make_plan(cfg, st, run_dir, cluster=cluster).text())
 
 
 def _print_table(ctx: Any) -> None:
@@ -154,34 +197,45 @@ def run(
     store: StoreOpt = None,
     smoke_test: SmokeOpt = False,
     strict: StrictOpt = False,
+    runs_dir: RunsDirOpt = None,
 ) -> None:
     """Run every stage (embed with deformations, train, evaluate); resumable."""
     from repeval import runner
 
     def go() -> None:
-        ctx = _ctx(config, run_id, store, smoke_test)
-        typer.echo(f"run {ctx.run_id} → {ctx.run_dir}")
-        s = runner.stage_embed(ctx)
-        typer.echo(s.line())
-        if strict:
-            _strict_check(ctx)
-        t = runner.stage_train(ctx)
-        typer.echo(
-            f"trained {t['trained']} probe grid(s), {t['skipped']} already done, {len(t['failed'])} failed trial(s)"
-        )
-        runner.stage_evaluate(ctx)
-        _print_table(ctx)
-        typer.echo(f"results: {ctx.run_dir / 'results.parquet'}")
+        with _stage(config, run_id, store, smoke_test, runs_dir) as ctx:
+            typer.echo(f"run {ctx.run_id} → {ctx.location.display}")
+            s = runner.stage_embed(ctx)
+            typer.echo(s.line())
+            if strict:
+                _strict_check(ctx)
+            t = runner.stage_train(ctx)
+            typer.echo(
+                f"trained {t['trained']} probe grid(s), {t['skipped']} already done, {len(t['failed'])} failed trial(s)"
+            )
+            runner.stage_evaluate(ctx)
+            _print_table(ctx)
+            typer.echo(f"results: {ctx.location.file('results.parquet')}")
 
     _guard(go)
 
 
 @app.command()
-def deform(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None, smoke_test: SmokeOpt = False) -> None:
+def deform(
+    config: ConfigArg,
+    run_id: RunIdOpt = None,
+    store: StoreOpt = None,
+    smoke_test: SmokeOpt = False,
+    runs_dir: RunsDirOpt = None,
+) -> None:
     """Embed deformed audio only (deformations are applied on the fly; deformed audio is not stored)."""
     from repeval import runner
 
-    _guard(lambda: typer.echo(runner.stage_embed(_ctx(config, run_id, store, smoke_test), deformed_only=True).line()))
+    def go() -> None:
+        with _stage(config, run_id, store, smoke_test, runs_dir) as ctx:
+            typer.echo(runner.stage_embed(ctx, deformed_only=True).line())
+
+    _guard(go)
 
 
 @app.command()
@@ -191,13 +245,14 @@ def embed(
     store: StoreOpt = None,
     smoke_test: SmokeOpt = False,
     strict: StrictOpt = False,
+    runs_dir: RunsDirOpt = None,
 ) -> None:
     """Compute clean and deformed embeddings into the store."""
     from repeval import runner
 
     def go() -> None:
-        ctx = _ctx(config, run_id, store, smoke_test)
-        typer.echo(runner.stage_embed(ctx).line())
+        with _stage(config, run_id, store, smoke_test, runs_dir) as ctx:
+            typer.echo(runner.stage_embed(ctx).line())
         if strict:
             _strict_check(ctx)
 
@@ -205,12 +260,19 @@ def embed(
 
 
 @app.command()
-def train(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None, smoke_test: SmokeOpt = False) -> None:
+def train(
+    config: ConfigArg,
+    run_id: RunIdOpt = None,
+    store: StoreOpt = None,
+    smoke_test: SmokeOpt = False,
+    runs_dir: RunsDirOpt = None,
+) -> None:
     """Train every probe grid on Ray Tune and test the selected checkpoints."""
     from repeval import runner
 
     def go() -> None:
-        t = runner.stage_train(_ctx(config, run_id, store, smoke_test))
+        with _stage(config, run_id, store, smoke_test, runs_dir) as ctx:
+            t = runner.stage_train(ctx)
         typer.echo(
             f"trained {t['trained']} probe grid(s), {t['skipped']} already done, {len(t['failed'])} failed trial(s)"
         )
@@ -219,13 +281,19 @@ def train(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None, sm
 
 
 @app.command()
-def evaluate(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None, smoke_test: SmokeOpt = False) -> None:
+def evaluate(
+    config: ConfigArg,
+    run_id: RunIdOpt = None,
+    store: StoreOpt = None,
+    smoke_test: SmokeOpt = False,
+    runs_dir: RunsDirOpt = None,
+) -> None:
     """Collect test results into results.parquet and print the table."""
     from repeval import runner
 
     def go() -> None:
-        ctx = _ctx(config, run_id, store, smoke_test)
-        runner.stage_evaluate(ctx)
+        with _stage(config, run_id, store, smoke_test, runs_dir) as ctx:
+            runner.stage_evaluate(ctx)
         _print_table(ctx)
 
     _guard(go)
@@ -283,6 +351,29 @@ def data_render(
         typer.echo(f"manifest: {m}")
 
     _guard(go)
+
+
+@data_app.command("download")
+def data_download(
+    name: Annotated[str, typer.Argument(help="mirdata data set name")],
+    data_home: Annotated[str | None, typer.Option("--data-home", help="where to put it")] = None,
+) -> None:
+    """Download a mirdata data set (needs network access)."""
+    from repeval.datasets.cli_support import download
+
+    _guard(lambda: typer.echo(f"downloaded to {download(name, data_home)}"))
+
+
+@app.command("datasets")
+def datasets_cmd(
+    all_mirdata: Annotated[bool, typer.Option("--all-mirdata", help="also list mirdata sets without wired tasks")] = False,
+) -> None:
+    """List dataset loaders and the tasks (labels) wired for them."""
+    from repeval.datasets.cli_support import list_datasets
+
+    for d in list_datasets(include_unwired_mirdata=all_mirdata):
+        tasks = ", ".join(f"{t['label']} ({t['task_type']})" for t in d["tasks"]) or "-"
+        typer.echo(f"{d['name']:<36} {d['type']:<8} {tasks}")
 
 
 @store_app.command("ls")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,19 @@ class Plan:
             f"store partitions:   {self.partitions:,} (dataset × model × scenario; {self.partitions_done:,} complete)",
         ]
         if self.resources:
-            head.append("resources:          " + ", ".join(f"{k}={v}" for k, v in self.resources.items()))
+            head.append("resources:")
+            head += [f"  {k + ':':<18}{v}" for k, v in self.resources.items()]
         return "\n".join([*head, "", *self.lines])
 
 
-def make_plan(cfg: Config, store: Any | None = None, run_dir: Path | None = None, gpus: float = 0.0) -> Plan:
+def make_plan(
+    cfg: Config,
+    store: Any | None = None,
+    run_dir: Path | None = None,
+    gpus: float = 0.0,
+    cluster: Mapping[str, float] | None = None,
+) -> Plan:
+    """The plan; ``cluster`` (``ray.cluster_resources()``) turns the resource rules into exact requests."""
     p = Plan(experiments=len(cfg.experiments))
     seeds = cfg.run.seeds
     seen: set[tuple[str, str, str]] = set()
@@ -62,11 +71,36 @@ def make_plan(cfg: Config, store: Any | None = None, run_dir: Path | None = None
                 f"{n_probes} probes × {seeds} seed(s), scenarios: clean{', ' if scen else ''}{', '.join(scen)}; "
                 f"metrics: {', '.join(exp.metric_names)}"
             )
+    # resources (issue 8): the rules, or the exact requests when the cluster's resources are known
     r = cfg.run.resources
-    p.resources = {
-        "embed actor": f"{r.embed_num_cpus} CPU" + (f" + {r.embed_num_gpus} GPU" if gpus > 0 else ""),
-        "decode task": f"{r.decode_num_cpus} CPU",
-        "probe trial": f"{r.trial_num_cpus} CPU"
-        + (f" + {r.trial_num_gpus} GPU" if gpus > 0 and r.trial_num_gpus else ""),
-    }
+    custom = "".join(f" + {k}={v:g}" for k, v in r.embed_resources.items())
+    if cluster is None:
+        if gpus > 0:
+            gpu = f" + {r.embed_num_gpus:g} GPU" if r.embed_num_gpus else ""
+        else:
+            gpu = f" (+ {r.embed_num_gpus:g} GPU for GPU models when Ray reports GPUs)" if r.embed_num_gpus else ""
+        p.resources["embed actor"] = f"{r.embed_num_cpus:g} CPU{custom}{gpu}"
+    else:
+        from repeval.models import resolve_model
+        from repeval.pipeline.resources import plan_resources
+
+        gpus = float(cluster.get("GPU", 0.0))
+        for exp in cfg.experiments:
+            for m in exp.embedding_models:
+                fam, _ = resolve_model(m)
+                try:
+                    res = plan_resources(fam.cls, r, float(cluster.get("CPU", 1.0)), gpus, cluster)
+                    p.resources[f"embed {m.id}"] = res.describe()
+                except ValueError as exc:
+                    p.resources[f"embed {m.id}"] = f"cannot be placed: {exc}"
+    p.resources["decode task"] = f"{r.decode_num_cpus:g} CPU"
+    trial_gpu = f" + {r.trial_num_gpus:g} GPU" if r.trial_num_gpus else ""
+    if cluster is None and gpus <= 0 and trial_gpu:
+        trial_gpu = f" (+ {r.trial_num_gpus:g} GPU when Ray reports GPUs)"
+    elif gpus <= 0:
+        trial_gpu = ""
+    p.resources["probe trial"] = f"{r.trial_num_cpus:g} CPU{trial_gpu}"
+    if cluster is not None:
+        shown = sorted((k, v) for k, v in cluster.items() if not k.startswith("node:"))
+        p.resources["cluster"] = ", ".join(f"{k}={v:g}" for k, v in shown)
     return p

@@ -20,6 +20,7 @@ import yaml
 from repeval.config import Config, ExperimentConfig
 from repeval.datasets import load_dataset
 from repeval.pipeline.embed import EmbedSummary, embed_experiment
+from repeval.rundir import RunLocation
 from repeval.store import EmbeddingStore
 
 log = logging.getLogger(__name__)
@@ -34,13 +35,22 @@ class RunContext:
     run_dir: Path
     store: EmbeddingStore
     rows: dict[tuple[int, str], pa.Table] = field(default_factory=dict)
+    #: where the run directory lives (issue 8): ``run_dir`` is its local working copy
+    location: RunLocation | None = None
+
+    @property
+    def tune_storage(self) -> str:
+        """Ray Tune's ``storage_path``: the shared URI for remote run directories, else ``run_dir/tune``."""
+        return self.location.tune_storage if self.location is not None else str(self.run_dir / "tune")
 
 
 def make_context(cfg: Config, run_id: str | None = None, store: str | None = None) -> RunContext:
+    """``run.runs_dir`` may be a path or any pyarrow filesystem URI (see :mod:`repeval.rundir`)."""
     rid = run_id or cfg.run.run_id or time.strftime("run-%Y%m%d-%H%M%S")
-    run_dir = Path(cfg.run.runs_dir).resolve() / rid
+    loc = RunLocation.open(cfg.run.runs_dir, rid)
+    run_dir = loc.local
     run_dir.mkdir(parents=True, exist_ok=True)
-    ctx = RunContext(cfg, rid, run_dir, EmbeddingStore(store or cfg.run.store))
+    ctx = RunContext(cfg, rid, run_dir, EmbeddingStore(store or cfg.run.store), location=loc)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     return ctx
 
@@ -105,7 +115,7 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
                     summary["skipped"] += 1
                     continue
                 data = probe_data(exp.task.effective_type, ctx.rows[(ei, ds.name)], ctx.store, ds.name, m.id, scenarios)
-                g = run_group(ctx.cfg, exp, ds.name, m.id, data, str(ctx.run_dir / "tune"))
+                g = run_group(ctx.cfg, exp, ds.name, m.id, data, ctx.tune_storage)
                 summary["failed"] += g.failed
                 summary["trial_seconds"] += g.trial_seconds
                 summary["wall_seconds"] += g.wall_seconds

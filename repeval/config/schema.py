@@ -137,7 +137,7 @@ class DatasetConfig(Strict):
     audio_column: str = "audio_path"
     label_column: str | None = None
     split_column: str | None = None
-    #: group column for leakage-free splits (artist, singer, album)
+    #: group column for leakage-free splits (artist, singer, album); for mirdata data sets a track attribute
     group_column: str | None = None
     #: separator for multi-label cells in a catalog label column
     label_separator: str = ","
@@ -420,6 +420,20 @@ class ResourcesConfig(Strict):
     trial_num_gpus: float = Field(default=0.0, ge=0)
     #: concurrent probe trials (default: what the cluster allows)
     max_concurrent_trials: int | None = Field(default=None, ge=1)
+    #: custom Ray resources each embedding actor requests (issue 8), e.g. ``{embed: 1}`` pins the actors
+    #: to the nodes started with ``--resources='{"embed": N}'``; the pool is capped at what the cluster offers
+    embed_resources: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("embed_resources")
+    @classmethod
+    def _positive_resources(cls, v: dict[str, float]) -> dict[str, float]:
+        reserved = {"CPU", "GPU", "memory", "object_store_memory"}
+        for name, amount in v.items():
+            if name in reserved:
+                raise ValueError(f"{name!r} is set with embed_num_cpus / embed_num_gpus, not embed_resources")
+            if not amount > 0:
+                raise ValueError(f"embed_resources.{name} must be > 0, got {amount}")
+        return v
 
 
 class RunConfig(Strict):

@@ -12,7 +12,8 @@ its Arrow columns. Problems are reported with row numbers — CSV ``row N`` coun
 spreadsheet (the header is row 1, so row N is line N of the file unless a quoted cell spans
 lines) and Parquet ``row N`` is the 0-based row index:
 
-- duplicate track ids (the first usable row wins), missing or empty audio paths, audio files
+- duplicate track ids (the first row of an id wins; found in a first pass over the id column),
+  missing or empty audio paths, audio files
   that do not exist (skip the check with ``check_files: false``, e.g. for object stores),
 - missing labels, labels outside ``dataset.classes`` (dropped from multilabel rows; the row is
   dropped for single-label tasks), invalid keys for key estimation (keys are normalised to
@@ -27,6 +28,7 @@ import posixpath
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pyarrow as pa
@@ -136,24 +138,29 @@ def _base_dir(manifest: str, dir_: str | None) -> str:
 class _FileChecker:
     """Existence checks for audio paths: ``os.path.isfile`` locally, batched ``get_file_info`` remotely."""
 
+    #: schemes whose pyarrow paths are ``bucket/key`` (the URI's netloc is part of the path)
+    _BUCKET_SCHEMES = frozenset({"s3", "gs", "gcs", "abfs", "abfss", "az"})
+
     def __init__(self) -> None:
-        self._filesystems: dict[str, pafs.FileSystem] = {}
+        self._filesystems: dict[tuple[str, str], pafs.FileSystem] = {}
 
     def exists(self, paths: list[str]) -> list[bool]:
         out = [False] * len(paths)
-        remote: dict[str, list[int]] = {}
+        remote: dict[tuple[str, str], list[tuple[int, str]]] = {}
         for i, p in enumerate(paths):
-            if "://" in p:
-                remote.setdefault(p.split("://", 1)[0] + "://" + p.split("://", 1)[1].split("/", 1)[0], []).append(i)
-            else:
+            if "://" not in p:
                 out[i] = os.path.isfile(p)
-        for prefix, idx in remote.items():
-            fs = self._filesystems.get(prefix)
-            if fs is None:
-                fs, _ = pafs.FileSystem.from_uri(paths[idx[0]])
-                self._filesystems[prefix] = fs
-            infos = fs.get_file_info([pafs.FileSystem.from_uri(paths[i])[1] for i in idx])
-            for i, info in zip(idx, infos, strict=True):
+                continue
+            u = urlsplit(p)
+            fs_path = f"{u.netloc}{u.path}" if u.scheme in self._BUCKET_SCHEMES else u.path
+            remote.setdefault((u.scheme, u.netloc), []).append((i, fs_path))
+        for key, items in remote.items():
+            fs = self._filesystems.get(key)
+            if fs is None:  # one filesystem per scheme and host, created once
+                fs, _ = pafs.FileSystem.from_uri(paths[items[0][0]])
+                self._filesystems[key] = fs
+            infos = fs.get_file_info([fs_path for _, fs_path in items])
+            for (i, _), info in zip(items, infos, strict=True):
                 out[i] = info.type == pafs.FileType.File
         return out
 
@@ -251,13 +258,15 @@ class _BatchValidator:
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
         return pa.ListArray.from_arrays(pa.array(offsets), values.filter(pa.array(keep)))
 
-    def __call__(self, start: int, batch: pa.RecordBatch) -> pa.RecordBatch | None:
+    def __call__(self, start: int, batch: pa.RecordBatch, duplicate: np.ndarray) -> pa.RecordBatch | None:
         ds = self.ds
         n = batch.num_rows
         rows = np.arange(start, start + n, dtype=np.int64)
         ids = pc.utf8_trim_whitespace(batch.column(ds.track_id_column))
         ok = pc.fill_null(pc.not_equal(ids, ""), False).to_numpy(zero_copy_only=False).copy()
         self._bad("other", ids, rows, ~ok, "empty track id")
+        self._bad("duplicate_ids", ids, rows, ok & duplicate, "")
+        ok &= ~duplicate
 
         raw = batch.column(self.label_col)
         if self.task_type in ("multilabel_classification", "regression"):
@@ -309,30 +318,34 @@ class _BatchValidator:
                 label.filter(keep),
                 split.filter(keep),
                 group.filter(keep),
-                pa.array(rows[ok]),
             ],
-            schema=ROW_SCHEMA.append(pa.field("_row", pa.int64())),
+            schema=ROW_SCHEMA,
         )
 
 
-def _drop_duplicates(table: pa.Table, fmt: str, report: LoadReport) -> pa.Table:
-    """Keep the first row of every track id (vectorised: a stable sort of the ids)."""
-    if table.num_rows < 2:
-        return table
-    ids = table.column("track_id").combine_chunks()
+def later_duplicates(uri: str, id_column: str) -> np.ndarray:
+    """First pass over the id column only: True for every row whose id appeared on an earlier row.
+
+    The first occurrence of an id wins whatever happens to it later (a row that repeats an id is
+    ambiguous, so it is reported as a duplicate and never silently replaces the first one).
+    Vectorised: a stable sort of the ids (memory ~ the id column, freed before the main pass).
+    """
+    chunks = [pc.utf8_trim_whitespace(b.column(0)) for _, b in iter_manifest(uri, [id_column])]
+    n = sum(len(c) for c in chunks)
+    dup = np.zeros(n, dtype=bool)
+    if n < 2:
+        return dup
+    ids = pa.chunked_array(chunks, pa.string()).combine_chunks()
+    del chunks
     order = pc.sort_indices(ids).to_numpy()  # stable: equal ids stay in row order
     sorted_ids = ids.take(pa.array(order))
-    same = pc.equal(sorted_ids.slice(1), sorted_ids.slice(0, len(sorted_ids) - 1)).to_numpy(zero_copy_only=False)
-    dup = order[1:][same]
-    if not len(dup):
-        return table
-    dup.sort()
-    rows = table.column("_row").combine_chunks().take(pa.array(dup)).to_numpy()
-    for tid, r in zip(ids.take(pa.array(dup)).to_pylist(), rows, strict=True):
-        report.add("duplicate_ids", f"{tid} ({_rowref(fmt, int(r))})")
-    mask = np.ones(table.num_rows, dtype=bool)
-    mask[dup] = False
-    return table.filter(pa.array(mask))
+    del ids
+    same = pc.fill_null(pc.equal(sorted_ids.slice(1), sorted_ids.slice(0, n - 1)), False)
+    same_np = same.to_numpy(zero_copy_only=False) & pc.fill_null(pc.not_equal(sorted_ids.slice(1), ""), False).to_numpy(
+        zero_copy_only=False
+    )
+    dup[order[1:][same_np]] = True
+    return dup
 
 
 @register_dataset("catalog", info=INFO)
@@ -352,16 +365,16 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
     fs, path = _filesystem(ds.manifest)
     fmt = "parquet" if _is_parquet(path) or fs.get_file_info(path).type == pafs.FileType.Directory else "csv"
     report = LoadReport()
+    duplicates = later_duplicates(ds.manifest, ds.track_id_column)
     validate = _BatchValidator(ds, task, label_col, fmt, report)
     batches = []
     n_read = 0
     for start, batch in iter_manifest(ds.manifest, needed):
         n_read += batch.num_rows
-        out = validate(start, batch)
+        out = validate(start, batch, duplicates[start : start + batch.num_rows])
         if out is not None:
             batches.append(out)
-    table = pa.Table.from_batches(batches, schema=ROW_SCHEMA.append(pa.field("_row", pa.int64())))
-    table = _drop_duplicates(table, fmt, report).drop_columns(["_row"])
+    table = pa.Table.from_batches(batches, schema=ROW_SCHEMA)
     pa.default_memory_pool().release_unused()  # hand the batches' scratch memory back to the OS
     if table.num_rows == 0:
         raise ValueError(f"catalog {ds.manifest}: no usable rows among {n_read} (" + "; ".join(report.lines()) + ")")

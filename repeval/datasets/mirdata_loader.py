@@ -169,6 +169,12 @@ def _split_name(value: Any) -> Any:
     return None
 
 
+def _track_split(track: Any) -> Any:
+    """Generic official split: a track's ``split`` attribute, else its ``subset`` (fold 0 is a split too)."""
+    value = getattr(track, "split", None)
+    return _split_name(value if value is not None else getattr(track, "subset", None))
+
+
 def _tinysol_fold(track: Any) -> Any:
     return _split_name(track.split)
 
@@ -313,11 +319,7 @@ def load_mirdata(ds: Any, task: Any, spec: MirdataSpec | None) -> tuple[pa.Table
     collector = RowCollector(task_type, report, getattr(ds, "classes", None), getattr(ds, "check_files", True))
     official = label.official_split
     split_map = spec.split_map(dataset, ds) if (official and spec is not None and spec.split_map) else None
-    split_of = (
-        spec.split_of
-        if spec is not None
-        else (lambda t: _split_name(getattr(t, "split", None) or getattr(t, "subset", None)))
-    )
+    split_of = spec.split_of if spec is not None else _track_split
     group_col = getattr(ds, "group_column", None)
     group_of = _attr(group_col) if group_col else (spec.group_of if spec is not None else None)
     folds: list[Any] = []

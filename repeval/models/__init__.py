@@ -13,8 +13,8 @@ from repeval.models import handcrafted as _handcrafted  # noqa: F401
 from repeval.models import hf as _hf  # noqa: F401
 from repeval.models import mule as _mule  # noqa: F401
 from repeval.models import musicnn_tf as _musicnn_tf  # noqa: F401
+from repeval.models import neuralfp as _neuralfp  # noqa: F401
 from repeval.models import pesto_pitch as _pesto_pitch  # noqa: F401
-from repeval.models import thesis as _thesis  # noqa: F401
 from repeval.models.base import (
     MODELS,
     EmbeddingModel,

@@ -135,11 +135,11 @@ def pad_to(audio: np.ndarray, n_samples: int) -> np.ndarray:
 
 
 def frame_starts(n_samples: int, window: int, hop: int) -> list[int]:
-    """Start indices of windows covering ``n_samples`` (at least one; the last window may run past the end)."""
+    """Start indices of windows over ``n_samples``: at least one; a tail of at least half a hop gets its own (padded) window."""
     if n_samples <= window:
         return [0]
     starts = list(range(0, n_samples - window + 1, hop))
-    if starts[-1] + window < n_samples and n_samples - (starts[-1] + hop) > hop // 2:
+    if starts[-1] + window < n_samples and n_samples - (starts[-1] + window) >= hop // 2:
         starts.append(starts[-1] + hop)
     return starts
 

@@ -6,7 +6,7 @@ and returns the params that point the family at them:
 
 - transformers encoders: a tiny randomly initialised model of the family's architecture saved
   with ``save_pretrained`` (plus its feature-extractor config);
-- CLMR, MULE: the real architecture, randomly initialised, saved as a state dict;
+- CLMR, MULE, NeuralFP: the real architecture, randomly initialised, saved as a state dict;
 - Essentia graphs: a frozen TensorFlow graph with the real input/output node names and output
   size, written by **a separate tensorflow process** (essentia aborts beside tensorflow 2.x).
 """
@@ -28,6 +28,9 @@ SHIPPED = {
     "logmel-stats", "mfcc-stats", "chroma-stats", "msd-musicnn", "mtt-musicnn", "msd-vgg", "mtt-vgg",
     "crepe-full", "crepe-tiny", "pesto", "basic-pitch",
 }  # fmt: skip
+
+#: stand-ins with the real architecture (random weights), so their cost equals the real model's
+COST_REPRESENTATIVE = {"clmr-v2", "mule", "neuralfp"}
 
 _TINY = {
     "hidden_size": 16, "num_hidden_layers": 3, "num_attention_heads": 2, "intermediate_size": 32,
@@ -90,6 +93,17 @@ def _mule(workdir: Path) -> dict[str, Any]:
                 p.fill_(0.5)
     path = workdir / "mule-random.pt"
     torch.save(net.state_dict(), path)
+    return {"checkpoint": str(path)}
+
+
+def _neuralfp(workdir: Path) -> dict[str, Any]:
+    import torch
+
+    from repeval.models.neuralfp import build_neuralfp
+
+    torch.manual_seed(0)
+    path = workdir / "neuralfp-random.pt"
+    torch.save(build_neuralfp().state_dict(), path)
     return {"checkpoint": str(path)}
 
 
@@ -175,6 +189,7 @@ DUMMIES: dict[str, Callable[[Path], dict[str, Any]]] = {
     "data2vec-audio-base": _hf("data2vec-audio"),
     "clmr-v2": _clmr,
     "mule": _mule,
+    "neuralfp": _neuralfp,
     **{n: _essentia(n) for n in ESSENTIA_FAMILIES},
 }
 

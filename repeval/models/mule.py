@@ -13,7 +13,7 @@ variance; one embedding per slice. Clips shorter than 3 s are zero-padded.
 
 ``params.checkpoint`` (default ``$REPEVAL_MODELS_DIR/mule.pt``) is a PyTorch state dict of
 :func:`build_sfnfnet` (``torch.load(weights_only=True)``). The released MULE model is a Keras
-SavedModel: convert its weights to this module's names first (see CONTRIBUTING, models).
+SavedModel: convert its weights to this module's parameter names first (no converter ships yet).
 CPU cost: ≈10–20 s of audio per second on 2 cores (63M parameters).
 """
 
@@ -51,37 +51,46 @@ def build_sfnfnet() -> Any:
     def act(x: torch.Tensor) -> torch.Tensor:
         return F.gelu(x) * _GELU_GAIN
 
-    def same_pad(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int]) -> torch.Tensor:
+    def same_pad(x: torch.Tensor, kernel: tuple[int, ...], stride: tuple[int, ...]) -> torch.Tensor:
         pads = []
         for size, k, s in zip(x.shape[-2:], kernel, stride, strict=True):
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
             pads.append((total // 2, total - total // 2))
-        return F.pad(x, (*pads[1], *pads[0]))
+        flat = (*pads[1], *pads[0])
+        return F.pad(x, flat) if any(flat) else x
 
     class WSConv(nn.Conv2d):
-        """Weight-standardised conv with TF 'same' padding and a per-channel gain."""
+        """Weight-standardised conv with TF 'same' padding and a per-channel gain.
+
+        In eval mode the standardised kernel (a function of the weights only) is cached.
+        """
 
         def __init__(
             self, cin: int, cout: int, kernel: tuple[int, int], stride: tuple[int, int] = (1, 1), groups: int = 1
         ):
             super().__init__(cin, cout, kernel, stride=stride, groups=groups)
             self.gain = nn.Parameter(torch.ones(cout))
+            self._cached: torch.Tensor | None = None
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def standardized(self) -> torch.Tensor:
             w = self.weight
-            fan_in = w[0].numel()
             mean = w.mean(dim=(1, 2, 3), keepdim=True)
             var = w.var(dim=(1, 2, 3), unbiased=False, keepdim=True)
-            scale = torch.rsqrt(torch.clamp(var * fan_in, min=1e-4)) * self.gain[:, None, None, None]
-            return F.conv2d(
-                same_pad(x, self.kernel_size, self.stride),
-                w * scale - mean * scale,
-                self.bias,
-                self.stride,
-                0,
-                1,
-                self.groups,
-            )
+            scale = torch.rsqrt(torch.clamp(var * w[0].numel(), min=1e-4)) * self.gain[:, None, None, None]
+            return w * scale - mean * scale
+
+        def train(self, mode: bool = True) -> Any:
+            self._cached = None
+            return super().train(mode)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if self.training:
+                w = self.standardized()
+            else:
+                if self._cached is None or self._cached.device != self.weight.device:
+                    self._cached = self.standardized().detach()
+                w = self._cached
+            return F.conv2d(same_pad(x, self.kernel_size, self.stride), w, self.bias, self.stride, 0, 1, self.groups)
 
     class Stem(nn.Module):
         def __init__(self, kernels: list[tuple[int, int]], channels: list[int], strides: list[tuple[int, int]]):

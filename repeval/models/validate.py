@@ -119,7 +119,7 @@ def _run_checks(
         f"declared {declared}, built ({sr}, {dim})",
     )
     audios = [_noise(s, r, sr, seed + i) for i, (s, r) in enumerate(clips)] + [_noise(10 / sr, sr, sr, seed + 99)]
-    outs = []
+    outs: list[np.ndarray | None] = []
     for audio in audios:
         label = f"{len(audio)} samples"
         try:
@@ -140,10 +140,11 @@ def _run_checks(
         report.add("empty input raises ValueError", True)
     except Exception as exc:
         report.add("empty input raises ValueError", False, f"raised {type(exc).__name__}: {exc}"[:300])
-    ref_i = next((i for i, o in enumerate(outs) if o is not None), None)
-    if ref_i is None:
+    ok_outs = [(i, o) for i, o in enumerate(outs) if o is not None]
+    if not ok_outs:
         return
-    report.add("deterministic", *_close(outs[ref_i], model.embed(audios[ref_i])))
+    ref_i, ref = ok_outs[0]
+    report.add("deterministic", *_close(ref, model.embed(audios[ref_i])))
     try:
         batch = model.embed_batch(audios)
         pairs = [_close(b, o) for b, o in zip(batch, outs, strict=True) if o is not None]
@@ -156,7 +157,7 @@ def _run_checks(
         report.add("embed_batch == embed", False, repr(exc)[:300])
     try:
         clone = pickle.loads(pickle.dumps(model))
-        report.add("pickle round trip", *_close(clone.embed(audios[ref_i]), outs[ref_i]))
+        report.add("pickle round trip", *_close(clone.embed(audios[ref_i]), ref))
     except Exception as exc:
         report.add("pickle round trip", False, repr(exc)[:300])
 

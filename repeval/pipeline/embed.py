@@ -140,7 +140,9 @@ def embed_experiment(
             todo = plan_todo(rows, masks)
             versions: dict[str, str] = {}
             if todo.num_rows:
-                res = plan_resources(fam.cls, run.resources, cluster_cpus(), cluster_gpus())
+                import ray  # issue 8: custom resources (run.resources.embed_resources) cap the pool
+
+                res = plan_resources(fam.cls, run.resources, cluster_cpus(), cluster_gpus(), ray.cluster_resources())
                 summary.resources[mcfg.id] = res.describe()
                 log.info("%s/%s: %d tracks to embed; %s", ds.name, mcfg.id, todo.num_rows, res.describe())
                 versions = _run_pipeline(

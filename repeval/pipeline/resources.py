@@ -19,7 +19,9 @@ Rules (all decided on the driver from what Ray reports, so they are unit-testabl
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +44,8 @@ class EmbedResources:
     decode_num_cpus: float
     process_group: str = "default"
     env_vars: dict[str, str] = field(default_factory=dict)
+    #: custom Ray resources per actor (``run.resources.embed_resources``, issue 8)
+    resources: dict[str, float] = field(default_factory=dict)
 
     @property
     def runtime_env(self) -> dict[str, Any] | None:
@@ -60,12 +64,15 @@ class EmbedResources:
         }
         if self.num_gpus > 0:
             kw["num_gpus"] = self.num_gpus
+        if self.resources:
+            kw["resources"] = dict(self.resources)
         if self.runtime_env is not None:
             kw["runtime_env"] = self.runtime_env
         return kw
 
     def describe(self) -> str:
         dev = f", {self.num_gpus:g} GPU" if self.num_gpus else ""
+        dev += "".join(f", {k}={v:g}" for k, v in self.resources.items())
         grp = f", process group {self.process_group}" if self.process_group != "default" else ""
         return (
             f"{self.n_actors} embedding actor(s) × {self.num_cpus:g} CPU{dev} ({self.threads} thread(s)){grp}; "
@@ -77,8 +84,18 @@ def _round(x: float) -> float:
     return math.floor(x * 1000) / 1000
 
 
-def plan_resources(model_cls: type, res: Any, cluster_cpus: float, cluster_gpus: float) -> EmbedResources:
-    """Resources for one model's embedding stage on a cluster with these totals."""
+def plan_resources(
+    model_cls: type,
+    res: Any,
+    cluster_cpus: float,
+    cluster_gpus: float,
+    cluster_resources: Mapping[str, float] | None = None,
+) -> EmbedResources:
+    """Resources for one model's embedding stage on a cluster with these totals.
+
+    ``cluster_resources`` (``ray.cluster_resources()``) caps the pool at what the cluster offers of
+    the custom resources in ``res.embed_resources``.
+    """
     explicit = getattr(res, "model_fields_set", set())
     cpus = max(float(cluster_cpus), 0.1)
     use_gpu = cluster_gpus > 0 and bool(getattr(model_cls, "uses_gpu", False)) and res.embed_num_gpus > 0
@@ -91,6 +108,19 @@ def plan_resources(model_cls: type, res: Any, cluster_cpus: float, cluster_gpus:
         num_gpus = 0.0
         per_actor = float(res.embed_num_cpus)
         n_actors = res.embed_actors or max(1, math.ceil((cpus - reserve) / per_actor - 1e-9))
+    # --- custom resources (issue 8): run.resources.embed_resources pins actors to the nodes that offer them
+    custom = {str(k): float(v) for k, v in (getattr(res, "embed_resources", None) or {}).items()}
+    if custom and cluster_resources is not None:
+        fits = min(int(float(cluster_resources.get(k, 0.0)) / v + 1e-9) for k, v in custom.items())
+        if fits < 1:
+            have = {k: float(cluster_resources.get(k, 0.0)) for k in custom}
+            raise ValueError(
+                f"run.resources.embed_resources asks each embedding actor for {custom}, but the cluster offers {have}: "
+                f"start the embedding nodes with `ray start --resources='{json.dumps(custom)}'` (or more), "
+                f"or remove embed_resources"
+            )
+        n_actors = min(n_actors, fits) if not res.embed_actors else n_actors
+    # --- end custom resources
     if "embed_num_cpus" not in explicit or n_actors * per_actor > cpus - reserve:
         # shrink the actors so the pool leaves the decode share free
         per_actor = min(per_actor, (cpus - reserve) / n_actors)
@@ -112,4 +142,5 @@ def plan_resources(model_cls: type, res: Any, cluster_cpus: float, cluster_gpus:
         decode_num_cpus=decode,
         process_group=group,
         env_vars=env if group != "default" else {},
+        resources=custom,
     )

@@ -31,7 +31,8 @@ def probe_data(task_type: str, rows: pa.Table, store: EmbeddingStore, dataset: s
     label_of = dict(zip(rows.column("track_id").to_pylist(), rows.column("label").to_pylist(), strict=True))
     split_of = dict(zip(rows.column("track_id").to_pylist(), rows.column("split").to_pylist(), strict=True))
     ids, _, x = store.partition(dataset, model, CLEAN).embeddings()
-    keep = [i for i, t in enumerate(ids) if t in label_of]
+    # reliability (issue 9): store row order is arrival order; sort by track id so training is reproducible
+    keep = sorted((i for i, t in enumerate(ids) if t in label_of), key=ids.__getitem__)
     ids = [ids[i] for i in keep]
     x = x[keep]
     # classes come from the whole labelled set so every split shares one encoding
@@ -48,7 +49,7 @@ def probe_data(task_type: str, rows: pa.Table, store: EmbeddingStore, dataset: s
     tests = {CLEAN: take("test")}
     for sid in scenarios:
         sids, _, sx = store.partition(dataset, model, sid).embeddings()
-        m = [i for i, t in enumerate(sids) if split_of.get(t) == "test"]
+        m = sorted((i for i, t in enumerate(sids) if split_of.get(t) == "test"), key=sids.__getitem__)  # issue 9
         tids = [sids[i] for i in m]
         sy, _ = encode(task_type, [label_of[t] for t in tids], classes)
         tests[sid] = (sx[m], sy, tids)

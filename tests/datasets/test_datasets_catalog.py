@@ -236,3 +236,35 @@ def test_shared_manifests_load_as_catalogs(shared_data):
     table, report = load_dataset(ds, task_cfg("description", "multilabel_classification"))
     assert table.num_rows == 5 and not report.lines()
     assert ["jazz", "CC BY 3.0"] in table.column("label").to_pylist()
+
+
+def test_manifest_and_audio_as_filesystem_uris(audio_dir):
+    rows = [
+        ["u1", "audio/a0.wav", "a"],
+        ["u2", "audio/nope.wav", "b"],
+        ["u3", (audio_dir / "audio" / "a1.wav").as_uri(), "a"],
+    ]
+    manifest = _write_csv(audio_dir / "m.csv", ["track_id", "audio_path", "label"], rows)
+    ds = ds_cfg("cat", "catalog", manifest=manifest.as_uri(), label_column="label")
+    table, report = load_dataset(ds, task_cfg("label", "multiclass_classification"))
+    assert table.column("track_id").to_pylist() == ["u1", "u3"]
+    assert table.column("audio_path").to_pylist()[0] == f"{audio_dir.as_uri()}/audio/a0.wav"
+    assert [m.split(" ")[0] for m in report.missing_audio] == ["u2"]
+
+
+def test_first_row_of_an_id_wins_even_if_a_later_copy_is_broken(audio_dir):
+    rows = [
+        ["d1", "audio/a0.wav", "x"],
+        ["d2", "audio/gone.wav", "x"],  # first d2 is unusable ...
+        ["d1", "audio/gone.wav", "y"],  # ... a later copy of d1 is reported as a duplicate, not as missing audio
+        ["d2", "audio/a1.wav", "y"],  # ... and a later d2 never silently replaces the first one
+        ["", "audio/a1.wav", "y"],
+        ["", "audio/a2.wav", "y"],  # empty ids are not duplicates of each other
+    ]
+    manifest = _write_csv(audio_dir / "m.csv", ["track_id", "audio_path", "label"], rows)
+    ds = ds_cfg("cat", "catalog", manifest=str(manifest), label_column="label")
+    table, report = load_dataset(ds, task_cfg("label", "multiclass_classification"))
+    assert table.column("track_id").to_pylist() == ["d1"]
+    assert report.duplicate_ids == ["d1 (row 4)", "d2 (row 5)"]
+    assert [m.split(" (")[0] for m in report.missing_audio] == ["d2"]
+    assert len(report.other) == 2 and all("empty track id" in o for o in report.other)

@@ -155,3 +155,16 @@ def test_missing_index_names_the_fix(shared_data, tmp_path):
             ),
             task_cfg("instrument", "multiclass_classification"),
         )
+
+
+def test_generic_loader_uses_official_folds_and_subsets(shared_data):
+    """Without a wired spec, a track's split/subset attribute still gives the official split (fold 0 included)."""
+    root = shared_data / "tinysol_mini"
+    ds = ds_cfg("tinysol", "mirdata", dir=str(root), index_path=str(root / "tinysol_index_mini.json"))
+    wired, _ = load_dataset(ds, task_cfg("instrument", "multiclass_classification"))
+    generic, _ = load_mirdata(ds, task_cfg("instrument", "multiclass_classification", label="instrument_full"), None)
+    assert generic.column("split").to_pylist() == wired.column("split").to_pylist()
+    root = shared_data / "medley_solos_db_small"
+    ds = ds_cfg("medley_solos_db", "mirdata", dir=str(root), index_path=str(root / "medley_solos_db_index_small.json"))
+    generic, _ = load_mirdata(ds, task_cfg("instrument", "multiclass_classification"), None)
+    assert split_counts(generic) == {"train": 80, "validation": 9, "test": 8}

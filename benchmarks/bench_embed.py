@@ -1,0 +1,330 @@
+"""Embedding engine benchmarks; every figure is a ratio measured in this one run.
+
+1. Throughput: the repeval pipeline (Ray Data: decode tasks → embedding actor pool → store) vs a
+   single-process sequential loop that decodes, deforms and embeds one file at a time (the way
+   mir_ref works), on the same rendered clips with the same model and the same deformation of the
+   test split. Also the pipeline's wall time vs the model's own compute time on pre-decoded
+   batches, run with the same parallelism as the actor pool (what the pipeline would take if
+   decoding, transfers and writing cost nothing). Targets: ≥ 1.7× and ≤ 1.15×.
+2. Memory: peak RSS of the driver plus its Ray worker processes (sampled every 50 ms with psutil;
+   the other Ray daemons are printed too) for 20,000 short clips vs 2,000, each run in a fresh
+   process with its own Ray. Target: ≤ 1.15×.
+3. Deformation cost: embedding work (rows, seconds of audio through the model, wall time) of 4
+   scenarios on 80/10/10 splits (test split deformed) vs a clean-only run. Target: ≤ 1.4×
+   (mir_ref deformed every split: 5×).
+
+Usage: ``python benchmarks/bench_embed.py [--quick] [--only throughput,memory,deform]``
+(``RAY_AUTH_MODE=disabled`` is set here). It takes several minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+
+import numpy as np  # noqa: E402
+import soundfile as sf  # noqa: E402
+import yaml  # noqa: E402
+
+MODEL = "mfcc-stats"
+SPLITS = (("train", 0.8), ("validation", 0.1), ("test", 0.1))
+DEFORM = [{"type": "AddGaussianSNR", "params": {"min_snr_db": 10, "max_snr_db": 30, "p": 1.0}}]
+FOUR = [
+    [{"type": "Gain", "params": {"min_gain_db": -12, "max_gain_db": -6, "p": 1.0}}],
+    [{"type": "AddGaussianSNR", "params": {"min_snr_db": 10, "max_snr_db": 20, "p": 1.0}}],
+    [{"type": "LowPassFilter", "params": {"min_cutoff_freq": 2000, "max_cutoff_freq": 4000, "p": 1.0}}],
+    [{"type": "Mp3Compression", "params": {"min_bitrate": 32, "max_bitrate": 32, "p": 1.0}}],
+]
+
+
+# --------------------------------------------------------------------------------------- data
+def split_of(i: int, n: int) -> str:
+    """Exact 80/10/10 by position (a seeded shuffle of positions keeps classes mixed)."""
+    r = (i * 7919) % n / n
+    return "train" if r < 0.8 else "validation" if r < 0.9 else "test"
+
+
+def render_clips(out: Path, n: int, clip_s: float) -> Path:
+    """``n`` rendered instrument notes at 44.1 kHz (decode resamples them to the model's 22.05 kHz)."""
+    from repeval.datasets.render import INSTRUMENTS, RenderSpec, render_dataset
+
+    per = -(-n // len(INSTRUMENTS))
+    manifest = render_dataset(
+        out, RenderSpec(notes_per_instrument=per, sample_rate_hz=44100, note_s=clip_s - 0.25, tail_s=0.25, seed=7)
+    )
+    rows = list(csv.DictReader(manifest.open()))[:n]
+    return _write_manifest(out / "bench.csv", [(r["track_id"], str(out / r["audio_path"]), r["instrument"]) for r in rows])
+
+
+def synth_clips(out: Path, n: int, clip_s: float, sr: int = 22050) -> Path:
+    """``n`` short numpy-synthesised tones (fast to generate at any count)."""
+    (out / "audio").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    t = np.arange(int(clip_s * sr)) / sr
+    rows = []
+    for i in range(n):
+        f0 = 110 * 2 ** (rng.integers(0, 48) / 12)
+        y = 0.3 * np.sin(2 * np.pi * f0 * t) + 0.01 * rng.standard_normal(len(t))
+        p = out / "audio" / f"c{i:06d}.wav"
+        sf.write(p, y.astype(np.float32), sr, subtype="PCM_16")
+        rows.append((f"c{i:06d}", str(p), f"k{i % 4}"))
+    return _write_manifest(out / "bench.csv", rows)
+
+
+def _write_manifest(path: Path, rows: list[tuple[str, str, str]]) -> Path:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["track_id", "audio_path", "label", "split"])
+        for i, (tid, p, lab) in enumerate(rows):
+            w.writerow([tid, p, lab, split_of(i, len(rows))])
+    return path
+
+
+def write_config(root: Path, manifest: Path, deformations: list, store: str) -> Path:
+    cfg = {
+        "run": {"run_id": "bench", "store": store, "runs_dir": str(root / "runs"), "part_rows": 512},
+        "experiments": [
+            {
+                "task": {"name": "label", "type": "multiclass_classification"},
+                "datasets": [{"name": "bench", "type": "catalog", "manifest": str(manifest), "label_column": "label",
+                              "split_column": "split", "check_files": False}],
+                "deformations": deformations,
+                "embedding_models": [MODEL],
+                "downstream_models": [{"name": "linear", "hidden_units": []}],
+                "metrics": ["accuracy"],
+            }
+        ],
+    }
+    path = root / f"config-{abs(hash(store)) % 10**8}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def run_repeval(config: Path):
+    from repeval import runner
+    from repeval.config import load_config
+
+    ctx = runner.make_context(load_config(config))
+    t0 = time.perf_counter()
+    s = runner.stage_embed(ctx)
+    return s, time.perf_counter() - t0
+
+
+# ------------------------------------------------------------------------------ baselines
+def sequential(manifest: Path) -> tuple[float, int]:
+    """mir_ref's way: one process, one file at a time: decode → (deform) → embed → keep."""
+    from repeval.audio import decode
+    from repeval.config.schema import EmbeddingModelConfig
+    from repeval.deformations import Scenario, scenario_seed
+    from repeval.models import build_model
+
+    model = build_model(EmbeddingModelConfig(id=MODEL))
+    scen = Scenario("D1", [(s["type"], s["params"]) for s in DEFORM])
+    rows = list(csv.DictReader(manifest.open()))
+    out = 0
+    t0 = time.perf_counter()
+    for r in rows:
+        audio = decode(r["audio_path"], model.sample_rate_hz)
+        model.embed(audio).mean(axis=0)
+        out += 1
+        if r["split"] == "test":
+            deformed, _ = scen(audio, model.sample_rate_hz, scenario_seed(0, r["track_id"], "D1"))
+            model.embed(deformed).mean(axis=0)
+            out += 1
+    return time.perf_counter() - t0, out
+
+
+def _model_worker(args: tuple) -> float:
+    paths, deform_ids, barrier = args
+    from repeval.audio import decode
+    from repeval.config.schema import EmbeddingModelConfig
+    from repeval.deformations import Scenario, scenario_seed
+    from repeval.models import build_model
+    from repeval.pipeline.stages import limit_threads
+
+    limit_threads(1)
+    model = build_model(EmbeddingModelConfig(id=MODEL))
+    scen = Scenario("D1", [(s["type"], s["params"]) for s in DEFORM])
+    audios = []
+    for tid, p in paths:
+        a = decode(p, model.sample_rate_hz)
+        audios.append(a)
+        if tid in deform_ids:
+            audios.append(scen(a, model.sample_rate_hz, scenario_seed(0, tid, "D1"))[0])
+    barrier.wait()
+    t0 = time.perf_counter()
+    for i in range(0, len(audios), 16):
+        for f in model.embed_batch(audios[i : i + 16]):
+            f.mean(axis=0)
+    return time.perf_counter() - t0
+
+
+def model_only(manifest: Path, workers: int) -> float:
+    """The model's compute on pre-decoded (and pre-deformed) batches, ``workers`` processes at once."""
+    rows = list(csv.DictReader(manifest.open()))
+    deform_ids = {r["track_id"] for r in rows if r["split"] == "test"}
+    shards = [[(r["track_id"], r["audio_path"]) for r in rows[w::workers]] for w in range(workers)]
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as mgr:
+        barrier = mgr.Barrier(workers)
+        with ctx.Pool(workers) as pool:
+            times = pool.map(_model_worker, [(s, deform_ids, barrier) for s in shards])
+    return max(times)
+
+
+# ----------------------------------------------------------------------------- benchmarks
+def bench_throughput(root: Path, n: int, clip_s: float) -> dict:
+    import ray
+
+    from repeval.ray_utils import init_ray
+
+    manifest = render_clips(root / "clips", n, clip_s)
+    n_test = sum(1 for r in csv.DictReader(manifest.open()) if r["split"] == "test")
+    print(f"[throughput] {n} rendered clips of {clip_s:g} s at 44.1 kHz (+ D1 on {n_test} test clips), model {MODEL}")
+    t_seq, rows_seq = sequential(manifest)
+    print(f"  sequential loop (1 process):   {t_seq:7.1f} s  {rows_seq / t_seq:6.1f} rows/s")
+    init_ray(num_cpus=os.cpu_count(), object_store_memory=400 * 1024**2, log_to_driver=False)
+    s, t_pipe = run_repeval(write_config(root, manifest, [DEFORM], str(root / "store-tp")))
+    ray.shutdown()
+    print(f"  repeval pipeline:              {t_pipe:7.1f} s  {s.computed / t_pipe:6.1f} rows/s  ({s.line()})")
+    print(f"    stages: {' | '.join(s.operators)}; {'; '.join(s.resources.values())}")
+    workers = int(s.resources[MODEL].split(" ")[0])
+    t_model = model_only(manifest, workers)
+    print(f"  model only, pre-decoded, {workers} proc: {t_model:5.1f} s")
+    assert s.computed == rows_seq, (s.computed, rows_seq)
+    return {"speedup": t_seq / t_pipe, "vs_model": t_pipe / t_model}
+
+
+def _rss_sampler(stop: threading.Event, out: dict) -> None:
+    import psutil  # vendored by Ray (ray/thirdparty_files); importable once ray is imported
+
+    me = psutil.Process()
+    while not stop.is_set():
+        drv = me.memory_info().rss
+        workers = daemons = 0
+        for c in me.children(recursive=True):
+            try:
+                name, rss = c.name(), c.memory_info().rss
+                cmd = " ".join(c.cmdline()[:3])
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            if name.startswith("ray::") or "default_worker.py" in cmd:
+                workers += rss
+            else:
+                daemons += rss
+        out["driver_workers"] = max(out.get("driver_workers", 0), drv + workers)
+        out["all"] = max(out.get("all", 0), drv + workers + daemons)
+        out["driver"] = max(out.get("driver", 0), drv)
+        stop.wait(0.05)
+
+
+def memory_child(root: Path, n: int) -> None:
+    """Run in a fresh process: embed ``n`` short clips, print peak RSS as JSON."""
+    import ray  # noqa: F401  (makes the vendored psutil importable)
+
+    from repeval.ray_utils import init_ray
+
+    manifest = synth_clips(root / f"mem{n}", n, 0.5)
+    init_ray(num_cpus=os.cpu_count(), object_store_memory=400 * 1024**2, log_to_driver=False)
+    stop, peak = threading.Event(), {}
+    th = threading.Thread(target=_rss_sampler, args=(stop, peak), daemon=True)
+    th.start()
+    s, wall = run_repeval(write_config(root, manifest, [], str(root / f"store-mem{n}")))
+    stop.set()
+    th.join()
+    print(json.dumps({"n": n, "rows": s.computed, "wall_s": wall, **peak}))
+
+
+def bench_memory(root: Path, small: int, large: int) -> dict:
+    print(f"[memory] peak RSS, {small} vs {large} clips of 0.5 s (fresh process + Ray each)")
+    res = {}
+    for n in (small, large):
+        out = subprocess.run(
+            [sys.executable, __file__, "--memory-child", str(n), "--workdir", str(root)],
+            check=True, capture_output=True, text=True,
+        )
+        line = [x for x in out.stdout.splitlines() if x.startswith("{")][-1]
+        res[n] = json.loads(line)
+        r = res[n]
+        print(f"  {n:6d} clips: {r['rows']} rows in {r['wall_s']:.1f} s; peak RSS driver+workers "
+              f"{r['driver_workers'] / 2**20:7.0f} MiB (driver {r['driver'] / 2**20:.0f} MiB; with Ray daemons "
+              f"{r['all'] / 2**20:.0f} MiB)")
+    return {"rss_ratio": res[large]["driver_workers"] / res[small]["driver_workers"],
+            "rss_ratio_all": res[large]["all"] / res[small]["all"]}
+
+
+def bench_deform(root: Path, n: int) -> dict:
+    import ray
+
+    from repeval.ray_utils import init_ray
+
+    manifest = synth_clips(root / "deform", n, 2.0)
+    print(f"[deformation cost] {n} clips of 2 s, 80/10/10 splits: clean only vs clean + 4 scenarios on test")
+    init_ray(num_cpus=os.cpu_count(), object_store_memory=400 * 1024**2, log_to_driver=False)
+    clean, t_clean = run_repeval(write_config(root, manifest, [], str(root / "store-clean")))
+    four, t_four = run_repeval(write_config(root, manifest, FOUR, str(root / "store-four")))
+    ray.shutdown()
+    print(f"  clean only:       {clean.computed:6d} rows, {clean.audio_seconds:8.0f} s of audio embedded, {t_clean:6.1f} s")
+    print(f"  4 scenarios:      {four.computed:6d} rows, {four.audio_seconds:8.0f} s of audio embedded, {t_four:6.1f} s"
+          f"  {dict(four.rows_by_scenario)}")
+    print(f"  (mir_ref protocol, every split deformed: {5 * n} rows)")
+    return {"rows_ratio": four.computed / clean.computed, "audio_ratio": four.audio_seconds / clean.audio_seconds,
+            "wall_ratio": t_four / t_clean}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run, not the targets)")
+    ap.add_argument("--only", default="throughput,memory,deform")
+    ap.add_argument("--clips", type=int, default=2000)
+    ap.add_argument("--clip-s", type=float, default=2.0)
+    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.memory_child is not None:
+        memory_child(Path(args.workdir), args.memory_child)
+        return
+    root = Path(args.workdir or tempfile.mkdtemp(prefix="bench-embed-"))
+    root.mkdir(parents=True, exist_ok=True)
+    only = set(args.only.split(","))
+    n, small, large, n_def = (200, 200, 2000, 200) if args.quick else (args.clips, 2000, 20000, 2000)
+    print(f"bench_embed: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, workdir {root}")
+    results = {}
+    if "throughput" in only:
+        results.update(bench_throughput(root, n, args.clip_s))
+    if "memory" in only:
+        results.update(bench_memory(root, small, large))
+    if "deform" in only:
+        results.update(bench_deform(root, n_def))
+    print("\nratios (one run):")
+    targets = {
+        "speedup": ("pipeline vs sequential loop", ">=", 1.7),
+        "vs_model": ("pipeline time / model compute on pre-decoded batches", "<=", 1.15),
+        "rss_ratio": (f"peak RSS driver+workers {large} / {small} clips", "<=", 1.15),
+        "rss_ratio_all": ("  same, with the Ray daemons", "<=", 1.15),
+        "rows_ratio": ("embedding rows, 4 scenarios / clean only", "<=", 1.4),
+        "audio_ratio": ("audio seconds embedded, 4 scenarios / clean only", "<=", 1.4),
+        "wall_ratio": ("wall time, 4 scenarios / clean only", "<=", 1.4),
+    }
+    for key, (what, op, target) in targets.items():
+        if key in results:
+            v = results[key]
+            ok = v >= target if op == ">=" else v <= target
+            print(f"  {what:58s} {v:6.2f}×  (target {op} {target}: {'met' if ok else 'NOT met'})")
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""Where a run directory lives: a local path or any pyarrow filesystem URI (``run.runs_dir`` / ``--runs-dir``).
+
+A run directory ``<runs_dir>/<run_id>`` holds the driver's small files (``config.yaml``,
+``splits/``, ``groups/``, ``history/``, ``failed.parquet``, ``results.parquet``) and the Ray Tune
+experiments (``tune/``).
+
+- **Local** (a path, or a ``file://`` URI): used in place. On several nodes it must be a path
+  shared by all of them (NFS), because Tune trials persist results from the node they ran on.
+- **Anything else** (``s3://``, ``gs://``, an S3-compatible server with
+  ``?endpoint_override=host:port&scheme=http``, ...):
+
+  - Ray Tune writes straight to ``<runs_dir>/<run_id>/tune`` (its ``storage_path``, a URI with
+    the same query), from whichever node runs a trial;
+  - the small files live in a local staging directory (:attr:`RunLocation.local`, what the rest
+    of repeval reads and writes as ``ctx.run_dir``): :meth:`RunLocation.pull` fills it from the
+    remote copy when a run context is made, so a rerun anywhere resumes from what the bucket
+    holds, and :meth:`RunLocation.push` uploads what changed — the CLI pushes at the end of
+    every stage, also when the stage fails, so finished groups are never lost.
+
+Credentials are the filesystem's usual ones (``AWS_*`` variables, instance roles, application
+default credentials), or user info in the URI (``s3://KEY:SECRET@bucket/prefix``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+log = logging.getLogger(__name__)
+
+#: the sub-directory Ray Tune owns (written by Tune itself, never staged)
+TUNE_DIR = "tune"
+
+
+def is_uri(location: str) -> bool:
+    return "://" in str(location)
+
+
+def join_uri(uri: str, *parts: str) -> str:
+    """``join_uri("s3://b/runs?scheme=http", "r1", "tune")`` → ``"s3://b/runs/r1/tune?scheme=http"``."""
+    base, sep, query = uri.partition("?")
+    tail = "/".join(p.strip("/") for p in parts if p)
+    return f"{base.rstrip('/')}/{tail}{sep}{query}"
+
+
+@dataclass
+class RunLocation:
+    """One run directory: where it lives (``uri``, ``fs``, ``path``) and its local working copy (``local``)."""
+
+    uri: str
+    fs: pafs.FileSystem
+    path: str
+    local: Path
+    staged: bool
+    _synced: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def open(cls, runs_dir: str, run_id: str, pull: bool = True) -> RunLocation:
+        """The location of ``<runs_dir>/<run_id>``; remote ones are staged locally (and pulled unless ``pull=False``)."""
+        if not is_uri(runs_dir):
+            local = Path(runs_dir).resolve() / run_id
+            return cls(str(local), pafs.LocalFileSystem(), str(local), local, staged=False)
+        uri = join_uri(runs_dir, run_id)
+        fs, path = pafs.FileSystem.from_uri(uri)
+        path = path.rstrip("/")
+        if isinstance(fs, pafs.LocalFileSystem):
+            return cls(uri, fs, path, Path(path), staged=False)
+        local = Path(tempfile.mkdtemp(prefix=f"repeval-run-{run_id}-"))
+        atexit.register(shutil.rmtree, local, True)
+        loc = cls(uri, fs, path, local, staged=True)
+        if pull:
+            loc.pull()
+        return loc
+
+    @property
+    def display(self) -> str:
+        """What to show the user: the URI (without its query) or the local path."""
+        return self.uri.partition("?")[0] if self.staged else str(self.local)
+
+    @property
+    def tune_storage(self) -> str:
+        """Ray Tune's ``storage_path``: a URI for remote run directories, else the local ``tune/`` path."""
+        return join_uri(self.uri, TUNE_DIR) if self.staged else str(self.local / TUNE_DIR)
+
+    def file(self, relpath: str) -> str:
+        """Where a file of the run directory lives (a URI or a local path), for messages."""
+        return join_uri(self.uri, relpath).partition("?")[0] if self.staged else str(self.local / relpath)
+
+    # --- staging ------------------------------------------------------------------------------
+
+    def _remote_files(self, sub: str = "") -> list[tuple[str, pafs.FileInfo]]:
+        """(relative path, info) of every remote file except under ``tune/`` (which can be large)."""
+        out: list[tuple[str, pafs.FileInfo]] = []
+        base = f"{self.path}/{sub}".rstrip("/")
+        for info in self.fs.get_file_info(pafs.FileSelector(base, allow_not_found=True)):
+            rel = info.path[len(self.path) :].strip("/")
+            if info.type == pafs.FileType.Directory:
+                if rel != TUNE_DIR:
+                    out.extend(self._remote_files(rel))
+            elif info.type == pafs.FileType.File:
+                out.append((rel, info))
+        return out
+
+    def _local_files(self) -> dict[str, tuple[int, int]]:
+        out = {}
+        for root, dirs, files in os.walk(self.local):
+            if Path(root) == self.local and TUNE_DIR in dirs:
+                dirs.remove(TUNE_DIR)
+            for name in files:
+                if name.endswith(".tmp"):
+                    continue  # a file being written (committed by a rename)
+                p = Path(root) / name
+                st = p.stat()
+                out[p.relative_to(self.local).as_posix()] = (st.st_size, st.st_mtime_ns)
+        return out
+
+    def pull(self) -> int:
+        """Replace the staging directory with the remote run directory's files (not ``tune/``); returns the count."""
+        if not self.staged:
+            return 0
+        for child in self.local.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        n = 0
+        for rel, _info in self._remote_files():
+            dest = self.local / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with self.fs.open_input_stream(f"{self.path}/{rel}") as src, open(dest, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+            n += 1
+        self._synced = self._local_files()
+        if n:
+            log.info("pulled %d file(s) of %s into %s", n, self.display, self.local)
+        return n
+
+    def push(self) -> int:
+        """Upload the staged files that are new or changed since the last pull/push; returns the count."""
+        if not self.staged:
+            return 0
+        now = self._local_files()
+        changed = sorted(rel for rel, sig in now.items() if self._synced.get(rel) != sig)
+        # results.parquet last: it is what tells a reader that the run is complete
+        changed.sort(key=lambda rel: rel == "results.parquet")
+        made: set[str] = set()
+        for rel in changed:
+            parent = f"{self.path}/{rel}".rsplit("/", 1)[0]
+            if parent not in made:
+                self.fs.create_dir(parent, recursive=True)
+                made.add(parent)
+            with open(self.local / rel, "rb") as src, self.fs.open_output_stream(f"{self.path}/{rel}") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+            self._synced[rel] = now[rel]
+        if changed:
+            log.info("pushed %d file(s) to %s", len(changed), self.display)
+        return len(changed)

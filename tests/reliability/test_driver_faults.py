@@ -1,0 +1,117 @@
+"""Faults on real ``repeval run`` processes: Ctrl-C, then kill -9 of the driver at three points
+(during embedding, between embedding and training, during training), each followed by a rerun.
+
+One chain on one store: every rerun must recompute only what is missing (counted from its
+summary line and the store), the store must stay consistent after every fault, and the final
+store and results must equal an uninterrupted run's (embeddings bit for bit).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from pathlib import Path
+
+from reliability_helpers import (
+    FAST_MODEL,
+    SLOW_MODEL,
+    Proc,
+    assert_same_store,
+    check_store,
+    complete,
+    expected_ids,
+    experiment,
+    results_of,
+    run_cli,
+    wait_for,
+    write_config,
+)
+
+from repeval.store.lock import holder
+
+SUMMARY = re.compile(r"embedded (\d+) tracks → (\d+) rows.*?, (\d+) already in store, (\d+) errors")
+
+
+def stop_when(proc: Proc, predicate, timeout: float = 900) -> None:
+    """SIGSTOP the driver as soon as ``predicate()`` holds, re-checked while it is stopped (so the fault
+    lands exactly at that point: the driver is the only writer of the store and the run directory)."""
+    while True:
+        wait_for(predicate, proc, timeout, poll_s=0.05)
+        os.kill(proc.pid, signal.SIGSTOP)
+        if predicate():
+            return
+        os.kill(proc.pid, signal.SIGCONT)
+
+
+def groups(run_dir: Path) -> list[Path]:
+    return sorted((run_dir / "groups").glob("*.parquet"))
+
+
+def parse_summary(line: str) -> tuple[int, int, int]:
+    m = SUMMARY.search(line)
+    assert m, line
+    _, rows, already, errors = map(int, m.groups())
+    return rows, already, errors
+
+
+def test_ctrl_c_and_kill9_at_three_points_then_resume_equals_uninterrupted(reference_run, fault_catalog, tmp_path):
+    models = [SLOW_MODEL["id"], FAST_MODEL["id"]]
+    expected = expected_ids(fault_catalog, models)
+    total = sum(len(v) for v in expected.values())  # 16 tracks clean + 4 test tracks deformed, per model
+    cfg = write_config(tmp_path / "config.yaml", tmp_path, [experiment(fault_catalog, [SLOW_MODEL, FAST_MODEL])])
+    store, run_dir = tmp_path / "store", tmp_path / "runs" / "r"
+    args = ["run", str(cfg)]
+
+    def done() -> int:
+        return sum(check_store(store, expected).values())
+
+    def embedding_in_progress(after: int):
+        return lambda: done() > after and len(complete(store)) < len(expected)
+
+    # 1. Ctrl-C during embedding: the terminal sends SIGINT to the whole foreground process group
+    p = Proc(args, tmp_path)
+    stop_when(p, embedding_in_progress(0))
+    os.killpg(p.pid, signal.SIGINT)
+    os.kill(p.pid, signal.SIGCONT)
+    assert p.wait() == 130, p.text()
+    assert "interrupted" in "".join(p.err) and "rerun the same command to resume" in "".join(p.err)
+    assert "Traceback" not in p.text()
+    n1 = done()  # consistent (check_store asserts it), and resumable from here
+    assert 0 < n1 < total
+    assert len(complete(store)) < len(expected)
+
+    # 2. kill -9 of the driver during embedding (of the resumed run)
+    p = Proc(args, tmp_path)
+    stop_when(p, embedding_in_progress(n1))
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    n2 = done()
+    assert n1 < n2 < total
+    assert holder(store) is not None  # the lock file stays behind; the kernel released the lock itself
+
+    # 3. kill -9 between embedding and training: right after the embedding summary line
+    p = Proc(args, tmp_path)
+    rows, already, errors = parse_summary(p.wait_line("embedded "))
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert (rows, already, errors) == (total - n2, n2, 0), "the rerun must compute exactly what was missing"
+    assert complete(store) == set(expected)
+    assert done() == total
+    assert groups(run_dir) == []
+
+    # 4. kill -9 during training: after the first of the two probe grids is committed
+    p = Proc(args, tmp_path)
+    assert parse_summary(p.wait_line("embedded ")) == (0, total, 0)
+    stop_when(p, lambda: len(groups(run_dir)) >= 1)
+    assert len(groups(run_dir)) == 1
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+
+    # 5. the last rerun trains only the missing grid and ends equal to the uninterrupted run
+    res = run_cli(args, tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+    assert parse_summary(res.stdout) == (0, total, 0)
+    assert "trained 1 probe grid(s), 1 already done, 0 failed trial(s)" in res.stdout
+    assert assert_same_store(store, reference_run.store) == total  # rows lost: 0, duplicated: 0
+    assert results_of(run_dir) == results_of(reference_run.run_dir)
