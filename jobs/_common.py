@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main(stage: str) -> None:
-    """``python jobs/<stage>.py CONFIG [--run-id ID] [--store URI] [--smoke-test]``."""
+    """``python jobs/<stage>.py CONFIG [--run-id ID] [--store URI] [--runs-dir URI] [--smoke-test]``."""
     from repeval.cli import app
 
     if not os.environ.get("RAY_ADDRESS"):

@@ -377,40 +377,32 @@ def datasets_cmd(
 
 
 @store_app.command("ls")
-def store_ls(root: Annotated[str, typer.Argument(help="store root")] = "store") -> None:
-    """List store partitions with their completion state."""
+def store_ls(
+    root: Annotated[str, typer.Argument(help="store root (path or pyarrow filesystem URI)")] = "store",
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """List store partitions: state, rows, errors, dimension, model version, config hash, size."""
     from repeval.store import EmbeddingStore
+    from repeval.store.inspect import ls_text
 
-    st = EmbeddingStore(root)
-    for p in st.partitions():
-        m = p.manifest()
-        state = f"complete rows={m['rows']} errors={m['errors']}" if m else "incomplete"
-        typer.echo(f"{p.dataset}/{p.model}/{p.scenario}\t{state}")
+    _guard(lambda: typer.echo(ls_text(EmbeddingStore(root), as_json)))
 
 
 @store_app.command("show")
 def store_show(
     partition: Annotated[str, typer.Argument(help="dataset/model/scenario")],
-    root: Annotated[str, typer.Option("--store")] = "store",
+    root: Annotated[str, typer.Option("--store", help="store root (path or pyarrow filesystem URI)")] = "store",
+    rows: Annotated[int, typer.Option("--rows", help="rows to print")] = 5,
 ) -> None:
-    """Show a partition's manifest, schema and first rows."""
-    import json
-
+    """Show a partition's manifest, schema, counts, first rows and error records."""
     from repeval.store import EmbeddingStore
+    from repeval.store.inspect import show_text
 
     def go() -> None:
         parts = partition.strip("/").split("/")
         if len(parts) != 3:
             raise ValueError("give the partition as dataset/model/scenario (see `repeval store ls`)")
-        p = EmbeddingStore(root).partition(*parts)
-        typer.echo(json.dumps(p.manifest(), indent=1) if p.manifest() else "(incomplete: no manifest)")
-        t = p.read()
-        typer.echo(str(t.schema))
-        typer.echo(t.slice(0, 5).drop_columns(["embedding"]).to_pandas().to_string())
-        errs = p.read_errors()
-        if errs.num_rows:
-            typer.echo(f"\n{errs.num_rows} error(s):")
-            typer.echo(errs.to_pandas().to_string())
+        typer.echo(show_text(EmbeddingStore(root).partition(*parts), rows))
 
     _guard(go)
 

@@ -93,7 +93,8 @@ def make_plan(
                     p.resources[f"embed {m.id}"] = res.describe()
                 except ValueError as exc:
                     p.resources[f"embed {m.id}"] = f"cannot be placed: {exc}"
-    p.resources["decode task"] = f"{r.decode_num_cpus:g} CPU"
+    if cluster is None:
+        p.resources["decode task"] = f"{r.decode_num_cpus:g} CPU"
     trial_gpu = f" + {r.trial_num_gpus:g} GPU" if r.trial_num_gpus else ""
     if cluster is None and gpus <= 0 and trial_gpu:
         trial_gpu = f" (+ {r.trial_num_gpus:g} GPU when Ray reports GPUs)"

@@ -72,15 +72,15 @@ def load_rows(ctx: RunContext) -> None:
             pq.write_table(rows, split_file)
 
 
-def stage_embed(ctx: RunContext, deformed_only: bool = False) -> EmbedSummary:
+def stage_embed(ctx: RunContext, deformed_only: bool = False, progress: bool | None = None) -> EmbedSummary:
     # reliability (issue 9): one writer per store — a second run refuses before Ray starts
     from repeval.store.lock import StoreLock
 
     with StoreLock(ctx.store, ctx.run_id):
-        return _stage_embed(ctx, deformed_only)
+        return _stage_embed(ctx, deformed_only, progress)
 
 
-def _stage_embed(ctx: RunContext, deformed_only: bool = False) -> EmbedSummary:
+def _stage_embed(ctx: RunContext, deformed_only: bool = False, progress: bool | None = None) -> EmbedSummary:
     from repeval.ray_utils import init_ray
 
     init_ray()
@@ -88,13 +88,14 @@ def _stage_embed(ctx: RunContext, deformed_only: bool = False) -> EmbedSummary:
     total = EmbedSummary()
     for ei, exp in enumerate(ctx.cfg.experiments):
         rows = {ds.name: ctx.rows[(ei, ds.name)] for ds in exp.datasets}
-        total.merge(embed_experiment(ctx.cfg, exp, rows, ctx.store, deformed_only=deformed_only))
+        total.merge(embed_experiment(ctx.cfg, exp, rows, ctx.store, deformed_only=deformed_only, progress=progress))
     log.info(total.line())
     return total
 
 
 def stage_train(ctx: RunContext) -> dict[str, Any]:
     """Train (and test) every probe grid whose results are not in the run directory yet."""
+    from repeval.metrics import write_confusion
     from repeval.ray_utils import init_ray
     from repeval.tuning.data import probe_data
     from repeval.tuning.grid import results_table, run_group
@@ -121,6 +122,11 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
                 summary["wall_seconds"] += g.wall_seconds
                 if g.history:
                     pq.write_table(pa.Table.from_pylist(g.history), ctx.run_dir / "history" / f"{name}.parquet")
+                if g.probes:  # every configuration trained, its parameters, and which one was selected
+                    (ctx.run_dir / "probes").mkdir(exist_ok=True)
+                    pq.write_table(pa.Table.from_pylist(g.probes), ctx.run_dir / "probes" / f"{name}.parquet")
+                for (probe, seed, sid), matrix in g.confusion.items():
+                    write_confusion(ctx.run_dir / "confusion" / f"{name}__{probe}__{seed}__{sid}.json", matrix, g.labels)
                 if g.rows:
                     tmp = out.with_suffix(".tmp")
                     pq.write_table(results_table(ctx.run_id, g.rows), tmp)
@@ -136,10 +142,15 @@ def stage_evaluate(ctx: RunContext) -> pa.Table:
     files = sorted((ctx.run_dir / "groups").glob("*.parquet"))
     if not files:
         raise FileNotFoundError(f"no trained probes in {ctx.run_dir}: run `repeval train` first")
+    from repeval.tuning.results import seed_summary
+
     table = pa.concat_tables([pq.read_table(f) for f in files])
     tmp = ctx.run_dir / "results.parquet.tmp"
     pq.write_table(table, tmp)
     tmp.rename(ctx.run_dir / "results.parquet")
+    tmp = ctx.run_dir / "summary.parquet.tmp"  # mean ± std over seeds per cell, metric and label
+    pq.write_table(seed_summary(table), tmp)
+    tmp.rename(ctx.run_dir / "summary.parquet")
     return table
 
 

@@ -118,7 +118,7 @@ def iter_chunks(
     if chunk_s is None or not np.isfinite(chunk_s):
         yield decode(path, sample_rate_hz, max_duration_s)
         return
-    size = max(1, int(round(chunk_s * sample_rate_hz)))
+    size = max(1, round(chunk_s * sample_rate_hz))
     hold = size + int(MIN_TAIL_FRACTION * size)  # emit a window only when what follows it is long enough
     pending: list[np.ndarray] = []
     n_pending = 0

@@ -15,6 +15,7 @@ from repeval.models import mule as _mule  # noqa: F401
 from repeval.models import musicnn_tf as _musicnn_tf  # noqa: F401
 from repeval.models import neuralfp as _neuralfp  # noqa: F401
 from repeval.models import pesto_pitch as _pesto_pitch  # noqa: F401
+from repeval.models._common import PROCESS_GROUP_ENV
 from repeval.models.base import (
     MODELS,
     EmbeddingModel,
@@ -24,4 +25,12 @@ from repeval.models.base import (
     resolve_model,
 )
 
-__all__ = ["MODELS", "EmbeddingModel", "ModelUnavailable", "build_model", "register_model", "resolve_model"]
+__all__ = [
+    "MODELS",
+    "PROCESS_GROUP_ENV",
+    "EmbeddingModel",
+    "ModelUnavailable",
+    "build_model",
+    "register_model",
+    "resolve_model",
+]

@@ -3,7 +3,7 @@
 The wheel ships TF1 checkpoints of ``MSD_musicnn`` (the thesis' ``msd-musicnn``), ``MTT_musicnn``,
 ``MTT_vgg`` and ``MSD_vgg``. repeval builds the graph once per process (musicnn's own
 ``extractor()`` rebuilds it for every file: ≈1.5 s/clip instead of ≈0.08 s) and feeds it
-non-overlapping 3 s patches (187 frames of a 96-band log-mel at 16 kHz, hop 256) of every clip;
+non-overlapping (``hop_s``, default 3 s) patches (187 frames of a 96-band log-mel at 16 kHz, hop 256) of every clip;
 clips shorter than one patch are zero-padded to 3 s. Each patch yields one frame:
 
 - musicnn models: ``penultimate`` (default, 200-d, the thesis' layer), ``mean_pool``/``max_pool``
@@ -20,6 +20,7 @@ CPU cost: ≈25–60 s of audio per second on 2 cores.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -45,6 +46,33 @@ _LAYERS = {
 }
 
 
+@functools.lru_cache(maxsize=1)
+def _filters() -> tuple[np.ndarray, np.ndarray]:
+    import librosa
+
+    return librosa.filters.mel(sr=SR, n_fft=N_FFT, n_mels=N_MELS).astype(np.float32), np.hanning(N_FFT + 1)[:-1].astype(
+        np.float32
+    )
+
+
+def logmel(audio: np.ndarray, pad_mode: str = "reflect") -> np.ndarray:
+    """musicnn's input, (frames, 96): librosa power mel (centred), float16-rounded, ``log10(10000·x + 1)``.
+
+    ``reflect`` centring is librosa's at the time musicnn was trained (< 0.10); ``constant``
+    matches today's librosa. musicnn's own ``batch_data`` multiplies in float16 and overflows to
+    inf (then NaN) under numpy 2 for mel values above 6.55; here the float16 rounding is kept
+    but the arithmetic is float32.
+    """
+    mel_fb, window = _filters()
+    mode = pad_mode if len(audio) > N_FFT // 2 else "constant"
+    padded = np.pad(audio, N_FFT // 2, mode=mode)  # type: ignore[call-overload]
+    n = 1 + (len(padded) - N_FFT) // HOP
+    idx = np.arange(N_FFT)[None, :] + HOP * np.arange(n)[:, None]
+    power = np.abs(np.fft.rfft(padded[idx] * window, axis=1)) ** 2
+    mel = np.minimum(power.astype(np.float32) @ mel_fb.T, 65504.0).astype(np.float16)
+    return np.log10(10000 * mel.astype(np.float32) + 1)
+
+
 class MusiCNN(WindowedModel):
     """One musicnn/vgg checkpoint from the wheel; see the module docstring."""
 
@@ -54,13 +82,14 @@ class MusiCNN(WindowedModel):
     max_batch_windows = 32
     requires: ClassVar[tuple[str, ...]] = ("tensorflow", "tf_keras", "musicnn", "librosa")
 
-    def __init__(self, layer: str | None = None, hop_s: float = 3.0, **params: Any) -> None:
+    def __init__(self, layer: str | None = None, hop_s: float = 3.0, pad_mode: str = "reflect", **params: Any) -> None:
         arch = "vgg" if "vgg" in self.checkpoint else "musicnn"
         layer = layer or ("pool5" if arch == "vgg" else "penultimate")
         if layer not in _LAYERS[arch]:
             raise ValueError(f"{self.name}: unknown layer '{layer}'; choose one of {sorted(_LAYERS[arch])}")
-        super().__init__(layer=layer, hop_s=hop_s, **params)
+        super().__init__(layer=layer, hop_s=hop_s, pad_mode=pad_mode, **params)
         self.layer = layer
+        self.pad_mode = pad_mode
         self.sample_rate_hz = SR
         self.embedding_dim = _LAYERS[arch][layer]
         self.hop_frames = max(1, round(hop_s * SR / HOP))
@@ -105,23 +134,10 @@ class MusiCNN(WindowedModel):
         import musicnn
 
         saver.restore(self._sess, os.path.join(os.path.dirname(musicnn.__file__), self.checkpoint) + os.sep)
-        import librosa
-
-        self._mel = librosa.filters.mel(sr=SR, n_fft=N_FFT, n_mels=N_MELS).astype(np.float32)
-        self._window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)
         log.debug("built %s graph (%s layer)", self.checkpoint, self.layer)
 
-    def _logmel(self, audio: np.ndarray) -> np.ndarray:
-        """musicnn's input: librosa power mel (centred, reflect-padded), float16-rounded, log10(10000x+1)."""
-        padded = np.pad(audio, N_FFT // 2, mode="reflect" if len(audio) > N_FFT // 2 else "constant")
-        n = 1 + (len(padded) - N_FFT) // HOP
-        idx = np.arange(N_FFT)[None, :] + HOP * np.arange(n)[:, None]
-        power = np.abs(np.fft.rfft(padded[idx] * self._window, axis=1)) ** 2
-        mel = (power.astype(np.float32) @ self._mel.T).astype(np.float16)
-        return np.log10(10000 * mel.astype(np.float32) + 1)
-
     def _windows(self, audio: np.ndarray) -> np.ndarray:
-        spec = self._logmel(pad_to(audio, PATCH_SAMPLES))
+        spec = logmel(pad_to(audio, PATCH_SAMPLES), self.pad_mode)
         starts = range(0, spec.shape[0] - PATCH_FRAMES + 1, self.hop_frames)
         return np.stack([spec[s : s + PATCH_FRAMES] for s in starts])
 

@@ -38,21 +38,18 @@ class RowBlock:
         return len(self.track_id)
 
     def take(self, idx: np.ndarray) -> RowBlock:
-        return RowBlock(
-            **{k: (None if v is None else v[idx]) for k, v in self.__dict__.items()}  # type: ignore[arg-type]
-        )
+        fields: dict[str, Any] = {k: (None if v is None else v[idx]) for k, v in self.__dict__.items()}
+        return RowBlock(**fields)
 
     @staticmethod
     def concat(blocks: list[RowBlock]) -> RowBlock:
         if len(blocks) == 1:
             return blocks[0]
-        keys = list(blocks[0].__dict__)
-        return RowBlock(
-            **{
-                k: (None if blocks[0].__dict__[k] is None else np.concatenate([b.__dict__[k] for b in blocks]))
-                for k in keys
-            }
-        )
+        fields: dict[str, Any] = {
+            k: (None if v is None else np.concatenate([b.__dict__[k] for b in blocks]))
+            for k, v in blocks[0].__dict__.items()
+        }
+        return RowBlock(**fields)
 
 
 @dataclass
@@ -103,8 +100,13 @@ class TrackAssembler:
         n_chunks = np.asarray(batch["n_chunks"])
         whole = (chunk == 0) & (n_chunks == 1)
         for i in np.flatnonzero(whole & (err != "")):
-            errors.add(str(batch["track_id"][i]), str(batch["split"][i]), str(batch["scenario"][i]),
-                       str(batch["stage"][i]), str(err[i]))
+            errors.add(
+                str(batch["track_id"][i]),
+                str(batch["split"][i]),
+                str(batch["scenario"][i]),
+                str(batch["stage"][i]),
+                str(err[i]),
+            )
         ok = np.flatnonzero(whole & (err == ""))
         blocks = []
         if len(ok):
@@ -134,8 +136,12 @@ class TrackAssembler:
                 p.error = p.error or (str(batch["stage"][i]), str(err[i]))
             else:
                 frames = np.asarray(batch["frames"][i], np.float32) if self.keep_frames else None
-                p.chunks[c] = (np.asarray(batch["embedding"][i], np.float32), int(batch["n_frames"][i]),
-                               float(batch["audio_seconds"][i]), frames)
+                p.chunks[c] = (
+                    np.asarray(batch["embedding"][i], np.float32),
+                    int(batch["n_frames"][i]),
+                    float(batch["audio_seconds"][i]),
+                    frames,
+                )
                 p.model_version = str(batch["model_version"][i])
                 if c == 0:
                     p.params = str(batch["deformation_params"][i])
@@ -158,7 +164,9 @@ class TrackAssembler:
             emb = ((means * counts[:, None]).sum(axis=0) / counts.sum()).astype(np.float32)
             frames = np.concatenate([p.chunks[c][3] for c in order]) if self.keep_frames else None
             seconds = float(sum(p.chunks[c][2] for c in order))
-            rows.append((tid, p.split, sid, emb, int(counts.sum()), len(order), seconds, p.params, p.model_version, frames))
+            rows.append(
+                (tid, p.split, sid, emb, int(counts.sum()), len(order), seconds, p.params, p.model_version, frames)
+            )
         if not rows:
             return RowBlock(*(np.zeros(0) for _ in range(9)))
         cols = list(zip(*rows, strict=True))
@@ -232,7 +240,9 @@ def errors_table(errors: ErrorBlock, schema: pa.Schema, provenance: dict[str, An
             "model": pa.array([provenance["model"]] * n, pa.string()),
             "scenario": pa.array(errors.scenario, pa.string()),
             "config_hash": pa.array([provenance["config_hash"]] * n, pa.string()),
-            "created_at": pa.array(np.full(n, provenance["created_at"], "datetime64[ms]"), schema.field("created_at").type),
+            "created_at": pa.array(
+                np.full(n, provenance["created_at"], "datetime64[ms]"), schema.field("created_at").type
+            ),
         },
         schema=schema,
     )

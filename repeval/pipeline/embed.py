@@ -106,7 +106,9 @@ def embed_experiment(
         ).to_numpy(zero_copy_only=False)
         for mcfg in exp.embedding_models:
             fam, params = resolve_model(mcfg)
-            sample_rate = int(params.get("sample_rate_hz") or getattr(fam.cls, "sample_rate_hz", 0) or run.sample_rate_hz)
+            sample_rate = int(
+                params.get("sample_rate_hz") or getattr(fam.cls, "sample_rate_hz", 0) or run.sample_rate_hz
+            )
             chunk_s = model_chunk_s(fam, params)
             masks: dict[str, np.ndarray] = {}
             parts = {}
@@ -130,10 +132,16 @@ def embed_experiment(
                     continue
                 # a partition shared by several tasks (one dataset, other splits) may need more tracks
                 part.reopen()
-                part.stamp(fp, {"config_hash": config_hash(fp), "model_id": mcfg.id, "repeval_version": repeval_version()})
+                part.stamp(
+                    fp, {"config_hash": config_hash(fp), "model_id": mcfg.id, "repeval_version": repeval_version()}
+                )
                 parts[sid] = part
                 masks[sid] = missing
-                provenance[sid] = {"model": mcfg.id, "config_hash": config_hash(fp), "repeval_version": repeval_version()}
+                provenance[sid] = {
+                    "model": mcfg.id,
+                    "config_hash": config_hash(fp),
+                    "repeval_version": repeval_version(),
+                }
             if not parts:
                 log.info("%s/%s: all partitions complete", ds.name, mcfg.id)
                 continue
@@ -146,12 +154,30 @@ def embed_experiment(
                 summary.resources[mcfg.id] = res.describe()
                 log.info("%s/%s: %d tracks to embed; %s", ds.name, mcfg.id, todo.num_rows, res.describe())
                 versions = _run_pipeline(
-                    cfg, mcfg, sample_rate, chunk_s, todo, scenarios, list(masks), parts, provenance, res, summary,
-                    progress, f"{ds.name}/{mcfg.id}",
+                    cfg,
+                    mcfg,
+                    sample_rate,
+                    chunk_s,
+                    todo,
+                    scenarios,
+                    list(masks),
+                    parts,
+                    provenance,
+                    res,
+                    summary,
+                    progress,
+                    f"{ds.name}/{mcfg.id}",
                 )
             for sid, part in parts.items():
-                info = {"dataset": ds.name, "model": mcfg.id, "scenario": sid, "task": exp.task.name,
-                        "sample_rate_hz": sample_rate, "chunk_s": chunk_s, "keep_frames": run.keep_frames}
+                info = {
+                    "dataset": ds.name,
+                    "model": mcfg.id,
+                    "scenario": sid,
+                    "task": exp.task.name,
+                    "sample_rate_hz": sample_rate,
+                    "chunk_s": chunk_s,
+                    "keep_frames": run.keep_frames,
+                }
                 version = versions.get(sid) or _stored_version(part)
                 if version:
                     info["model_version"] = version
@@ -210,7 +236,7 @@ def _run_pipeline(
     ctx.enable_progress_bars = bool(show)
 
     inp = todo.select(["track_id", "audio_path", "split", "scenarios"])
-    ds = ray.data.from_arrow(_blocks(inp, cluster_cpus()))
+    ds: Any = ray.data.from_arrow(_blocks(inp, cluster_cpus()))
     decode = DecodeDeform(sample_rate, steps, run.seed, chunk_s=chunk_s, scenario_ids=sids)
     # a callable instance runs as stateless tasks; the Embed class runs as an actor pool
     ds = ds.map_batches(decode, batch_size=8, num_cpus=res.decode_num_cpus)
@@ -228,16 +254,21 @@ def _run_pipeline(
             writers[sid] = PartitionWriter(parts[sid], embedding_schema(dim, run.keep_frames), run.part_rows)
         return writers[sid]
 
+    t_start = time.perf_counter()
+    first = True
     try:
         for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
+            if first:
+                summary.startup_s += time.perf_counter() - t_start
+                first = False
             block, errors = assembler.add(batch)
             now = np.datetime64(int(time.time() * 1000), "ms")
             if len(errors):
                 err_sids = np.array(errors.scenario)
                 for sid in np.unique(err_sids):
                     sub = _take_errors(errors, np.flatnonzero(err_sids == sid))
-                    writers_for_errors = writer(str(sid), batch["embedding"].shape[1])
-                    writers_for_errors.add_errors(errors_table(sub, ERROR_SCHEMA, {**provenance[str(sid)], "created_at": now}))
+                    w = writer(str(sid), batch["embedding"].shape[1])
+                    w.add_errors(errors_table(sub, ERROR_SCHEMA, {**provenance[str(sid)], "created_at": now}))
                 summary.errors += len(errors)
                 summary.errors_by_stage.update(errors.stage)
             if block is not None:
@@ -259,6 +290,7 @@ def _run_pipeline(
             w.flush()
         bar.close()
         ctx.enable_progress_bars = old_bars
+        summary.stream_s += time.perf_counter() - t_start
     return versions
 
 
@@ -275,6 +307,6 @@ def _operators(ds: Any) -> list[str]:
     """Operator names of the executed plan, e.g. ``['MapBatches(DecodeDeform)', 'MapBatches(Embed)']``."""
     try:
         text = ds.stats()
-    except Exception:  # noqa: BLE001 - stats are informative only
+    except Exception:
         return []
     return re.findall(r"^Operator \d+ (.+?): ", text, flags=re.M)

@@ -80,6 +80,10 @@ class EmbedResources:
         )
 
 
+def _whole(d: dict[str, float]) -> dict[str, float | int]:
+    return {k: int(v) if float(v).is_integer() else v for k, v in d.items()}
+
+
 def _round(x: float) -> float:
     return math.floor(x * 1000) / 1000
 
@@ -96,7 +100,7 @@ def plan_resources(
     ``cluster_resources`` (``ray.cluster_resources()``) caps the pool at what the cluster offers of
     the custom resources in ``res.embed_resources``.
     """
-    explicit = getattr(res, "model_fields_set", set())
+    explicit: set[str] = set(getattr(res, "model_fields_set", set()))
     cpus = max(float(cluster_cpus), 0.1)
     use_gpu = cluster_gpus > 0 and bool(getattr(model_cls, "uses_gpu", False)) and res.embed_num_gpus > 0
     reserve = min(max(res.decode_num_cpus, cpus * DECODE_SHARE), cpus / 2)
@@ -116,7 +120,7 @@ def plan_resources(
             have = {k: float(cluster_resources.get(k, 0.0)) for k in custom}
             raise ValueError(
                 f"run.resources.embed_resources asks each embedding actor for {custom}, but the cluster offers {have}: "
-                f"start the embedding nodes with `ray start --resources='{json.dumps(custom)}'` (or more), "
+                f"start the embedding nodes with `ray start --resources='{json.dumps(_whole(custom))}'` (or more), "
                 f"or remove embed_resources"
             )
         n_actors = min(n_actors, fits) if not res.embed_actors else n_actors
@@ -125,8 +129,10 @@ def plan_resources(
         # shrink the actors so the pool leaves the decode share free
         per_actor = min(per_actor, (cpus - reserve) / n_actors)
     per_actor = max(_round(per_actor), 0.01)
-    decode = min(float(res.decode_num_cpus), max(reserve / 2, 0.05)) if "decode_num_cpus" not in explicit else float(
-        res.decode_num_cpus
+    decode = (
+        min(float(res.decode_num_cpus), max(reserve / 2, 0.05))
+        if "decode_num_cpus" not in explicit
+        else float(res.decode_num_cpus)
     )
     decode = _round(decode)
     if math.isclose(decode, per_actor):

@@ -86,8 +86,17 @@ class DecodeDeform:
         out: dict[str, list[Any]] = {k: [] for k in DECODE_COLUMNS}
         held = 0
 
-        def emit(tid: str, split: str, sid: str, chunk: int, last: bool, audio: np.ndarray | None, params: str,
-                 error: str = "", stage: str = "") -> None:
+        def emit(
+            tid: str,
+            split: str,
+            sid: str,
+            chunk: int,
+            last: bool,
+            audio: np.ndarray | None,
+            params: str,
+            error: str = "",
+            stage: str = "",
+        ) -> None:
             nonlocal held
             out["track_id"].append(tid)
             out["split"].append(split)
@@ -100,7 +109,9 @@ class DecodeDeform:
             out["stage"].append(stage)
             held += 0 if audio is None else len(audio)
 
-        for tid, path, split, wanted in zip(batch["track_id"], batch["audio_path"], batch["split"], batch["scenarios"], strict=True):
+        for tid, path, split, wanted in zip(
+            batch["track_id"], batch["audio_path"], batch["split"], batch["scenarios"], strict=True
+        ):
             for _ in self._track(str(tid), str(path), str(split), self._wanted(wanted), emit):
                 if held >= MAX_BATCH_SAMPLES:
                     yield self._to_numpy(out)
@@ -135,13 +146,13 @@ class DecodeDeform:
                         audio, sampled = self._deform(scenarios[sid], tid, sid, index, current)
                         params.setdefault(sid, json.dumps(sampled))
                         emit(tid, split, sid, index, last, audio, params[sid])
-                    except Exception as exc:  # noqa: BLE001 - any per-track failure becomes an error row
+                    except Exception as exc:
                         emit(tid, split, sid, index, True, None, "", f"{type(exc).__name__}: {exc}", "deform")
                         open_[sid] = False
                 yield None
                 index += 1
                 current = following
-        except Exception as exc:  # noqa: BLE001 - any per-file failure becomes an error row
+        except Exception as exc:
             reason = str(exc) if isinstance(exc, DecodeError) else f"{type(exc).__name__}: {exc}"
             for sid in wanted:
                 if open_[sid]:
@@ -226,12 +237,12 @@ class Embed:
             results: list[np.ndarray | Exception] = list(self.model.embed_batch(audios))
             if len(results) != len(audios):
                 raise ValueError(f"embed_batch returned {len(results)} results for {len(audios)} inputs")
-        except Exception:  # noqa: BLE001 - fall back to one at a time to isolate the bad item
+        except Exception:
             results = []
             for a in audios:
                 try:
                     results.append(self.model.embed(a))
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     results.append(exc)
         self.compute_s += time.perf_counter() - t0
         return results

@@ -28,6 +28,10 @@ class EmbedSummary:
     resources: dict[str, str] = field(default_factory=dict)
     #: tracks whose chunks were in flight when a stream stopped (recomputed next time)
     abandoned: int = 0
+    #: seconds from starting each stream to its first finished rows (worker start-up, model loading)
+    startup_s: float = 0.0
+    #: seconds spent streaming (start of each stream to its end)
+    stream_s: float = 0.0
 
     def merge(self, other: EmbedSummary) -> None:
         self.tracks += other.tracks
@@ -42,6 +46,8 @@ class EmbedSummary:
         self.operators = other.operators or self.operators
         self.resources.update(other.resources)
         self.abandoned += other.abandoned
+        self.startup_s += other.startup_s
+        self.stream_s += other.stream_s
 
     def line(self) -> str:
         wall = self.wall_s or 0.0
@@ -55,7 +61,7 @@ class EmbedSummary:
             scen = " [" + ", ".join(f"{k} {v}" for k, v in sorted(self.rows_by_scenario.items())) + "]"
         return (
             f"embedded {self.tracks} tracks → {self.computed} rows{scen}, {self.skipped} already in store, {errs} "
-            f"in {wall:.1f}s — {rows_rate:.1f} rows/s, {rate:.0f} s of audio per second"
+            f"in {wall:.1f}s ({self.startup_s:.1f}s start-up) — {rows_rate:.1f} rows/s, {rate:.0f} s of audio per second"
         )
 
 

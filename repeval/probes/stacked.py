@@ -44,8 +44,10 @@ class StackedMLP:
         input_dropout: Sequence[float],
         hidden_norm: str = "none",
         init: Sequence[str] | str = "default",
+        device: str = "cpu",
     ) -> None:
         self.dims = list(dims)
+        self.device = torch.device(device)
         self.k = len(generators)
         self.generators = list(generators)
         self.hidden_norm = hidden_norm
@@ -75,10 +77,20 @@ class StackedMLP:
                 if hidden_norm == "batchnorm":
                     self.running_mean.append(torch.zeros(self.k, 1, h))
                     self.running_var.append(torch.ones(self.k, 1, h))
+        if self.device.type != "cpu":  # weights are drawn on the CPU (same values everywhere), masks on the device
+            self.weights = [t.to(self.device) for t in self.weights]
+            self.biases = [t.to(self.device) for t in self.biases]
+            self.norm_weight = [t.to(self.device) for t in self.norm_weight]
+            self.norm_bias = [t.to(self.device) for t in self.norm_bias]
+            self.running_mean = [t.to(self.device) for t in self.running_mean]
+            self.running_var = [t.to(self.device) for t in self.running_var]
+            self.generators = [
+                torch.Generator(device=self.device).manual_seed(int(g.initial_seed())) for g in self.generators
+            ]
         for p in self.parameters():
             p.requires_grad_(True)
-        self.p_hidden = torch.tensor([float(p) for p in dropout])
-        self.p_input = torch.tensor([float(p) for p in input_dropout])
+        self.p_hidden = torch.tensor([float(p) for p in dropout], device=self.device)
+        self.p_input = torch.tensor([float(p) for p in input_dropout], device=self.device)
 
     # ----------------------------------------------------------------- parameters
 
@@ -123,13 +135,14 @@ class StackedMLP:
 
     def _dropout(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         """Per-probe dropout: probe k's mask is ``bernoulli_(1 - p_k)`` from its own generator."""
-        if not bool((p > 0).any()):
+        ps = p.tolist()
+        if not any(v > 0 for v in ps):
             return x
         keep = 1.0 - p
         mask = torch.empty_like(x)
         for k, g in enumerate(self.generators):
-            if p[k] > 0:
-                mask[k].bernoulli_(float(keep[k]), generator=g)
+            if ps[k] > 0:
+                mask[k].bernoulli_(1.0 - ps[k], generator=g)
             else:
                 mask[k].fill_(1.0)
         return x * (mask / keep.view(-1, 1, 1))
@@ -174,8 +187,10 @@ class StackedMLP:
     def export(self, k: int, tensors: Sequence[torch.Tensor] | None = None, **probe_kwargs: object) -> dict:
         """Probe ``k`` as a :class:`Probe` ``state_dict`` (from ``tensors``, a :meth:`snapshot` row, if given)."""
         if tensors is None:
-            tensors = [t[k : k + 1] for t in self.snapshot(torch.arange(self.k))]
+            tensors = [t[k : k + 1] for t in self.snapshot(torch.arange(self.k, device=self.device))]
         n_w, n_n, n_r = len(self.weights), len(self.norm_weight), len(self.running_mean)
+        it = iter(tensors)
+        tensors = [t.cpu() for t in tensors]
         it = iter(tensors)
         ws = [next(it)[0] for _ in range(n_w)]
         bs = [next(it)[0, 0] for _ in range(n_w)]
@@ -219,8 +234,9 @@ class StackedOptimizer:
         if kind not in ("adam", "adamw", "sgd"):
             raise ValueError(f"unknown optimizer '{kind}'; valid: adam, adamw, sgd")
         self.kind = kind
-        self.lr = torch.tensor([float(v) for v in lr])
-        self.wd = torch.tensor([float(v) for v in weight_decay])
+        device = params[0].device if params else torch.device("cpu")
+        self.lr = torch.tensor([float(v) for v in lr], device=device)
+        self.wd = torch.tensor([float(v) for v in weight_decay], device=device)
         self.betas, self.eps = betas, eps
         self.step_count = 0
         self.exp_avg = [torch.zeros_like(p) for p in params] if kind != "sgd" else []

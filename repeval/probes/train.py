@@ -197,14 +197,19 @@ def train_probes(
     max_epochs: int | None = None,
     evaluate_tests: bool = True,
     on_validation: ValidationCallback | None = None,
+    device: str = "cpu",
 ) -> list[TrainResult]:
-    """Train every ``(config, seed)`` member; stacks are formed by :func:`group_key`."""
+    """Train every ``(config, seed)`` member; stacks are formed by :func:`group_key`.
+
+    ``device`` ``cuda`` trains the stacks on a GPU (initial weights and data order are still
+    drawn on the CPU; dropout masks then come from per-probe CUDA generators).
+    """
     groups: dict[tuple, list[int]] = {}
     for i, (cfg, _) in enumerate(members):
         groups.setdefault(group_key(cfg, data), []).append(i)
     results: list[TrainResult | None] = [None] * len(members)
     for idx in groups.values():
-        out = _train_stack([members[i] for i in idx], data, max_epochs, evaluate_tests, on_validation, idx)
+        out = _train_stack([members[i] for i in idx], data, max_epochs, evaluate_tests, on_validation, idx, device)
         for i, r in zip(idx, out, strict=True):
             results[i] = r
     return results  # type: ignore[return-value]
@@ -218,15 +223,13 @@ def train_probe(
     device: str = "cpu",
 ) -> TrainResult:
     """Train one probe configuration; returns the selected checkpoint's test scores."""
-    if device != "cpu":
-        raise ValueError("probe training runs on the CPU (stacks of small probes); device must be 'cpu'")
 
     def cb(_: int, recs: list[tuple[int, dict[str, float]]]) -> None:
         if report is not None:
             for _, rec in recs:
                 report(rec)
 
-    return train_probes([(cfg, seed)], data, on_validation=cb)[0]
+    return train_probes([(cfg, seed)], data, on_validation=cb, device=device)[0]
 
 
 def _train_stack(
@@ -236,6 +239,7 @@ def _train_stack(
     evaluate_tests: bool,
     on_validation: ValidationCallback | None,
     ids: list[int],
+    device: str = "cpu",
 ) -> list[TrainResult]:
     t0 = time.perf_counter()
     task = data.task_type
@@ -247,10 +251,11 @@ def _train_stack(
     # one preprocessed copy of each split per standardisation setting in the stack
     variants = sorted({bool(c.standardize) for c in cfgs})
     preps = {v: Preprocess(data.x_train, v, pca) for v in variants}
-    var_idx = torch.tensor([variants.index(bool(c.standardize)) for c in cfgs])
+    var_idx = torch.tensor([variants.index(bool(c.standardize)) for c in cfgs], device=device)
     xtr = torch.stack([torch.from_numpy(preps[v](data.x_train)) for v in variants])
     xva = torch.stack([torch.from_numpy(preps[v](data.x_val)) for v in variants])
     ytr, yva = _targets(data.y_train, task), _targets(data.y_val, task)
+    xtr, xva, ytr, yva = xtr.to(device), xva.to(device), ytr.to(device), yva.to(device)
     n, d = xtr.shape[1], xtr.shape[2]
     n_out = data.n_outputs
     hidden = resolve_hidden_units(c0.hidden_units, d, n_out)
@@ -263,6 +268,7 @@ def _train_stack(
         input_dropout=[c.effective_input_dropout for c in cfgs],
         hidden_norm=c0.hidden_norm,
         init=[c.init for c in cfgs],
+        device=device,
     )
     opt = StackedOptimizer(c0.optimizer, model.parameters(), [c.learning_rate for c in cfgs], [c.weight_decay for c in cfgs])
     order_gens = {s: torch.Generator().manual_seed(s) for s in sorted(set(seeds))}  # data order
@@ -291,9 +297,9 @@ def _train_stack(
         for s in sorted(set(act_seeds)):
             g = order_gens[s]
             orders[s] = torch.multinomial(weights, n, True, generator=g) if weights is not None else torch.randperm(n, generator=g)
-        perm = torch.stack([orders[s] for s in act_seeds])
+        perm = torch.stack([orders[s] for s in act_seeds]).to(device)
         vidx = var_idx[active]
-        loss_sum = torch.zeros(len(active))
+        loss_sum = torch.zeros(len(active), device=device)
         for start in range(0, n, batch):  # the last partial batch is kept
             ib = perm[:, start : start + batch]
             xb = xtr[0][ib] if len(variants) == 1 else xtr[vidx.view(-1, 1), ib]
@@ -333,13 +339,13 @@ def _train_stack(
                     value = acc[pos]
                 else:
                     if scores is None:
-                        scores = scores_of(logits, task).numpy()
+                        scores = scores_of(logits, task).cpu().numpy()
                     value = criterion_value(name, task, data.y_val, scores[pos], vloss[pos], data.classes)
                 rec = {"epoch": epoch, "train_loss": train_loss[pos], "val_loss": vloss[pos], "val_criterion": value}
                 improved = value > best[m] if mode == "max" else value < best[m]
                 if improved:
                     best[m], best_epoch[m], since[m] = value, epoch, 0
-                    best_state[m] = model.snapshot(torch.tensor([pos]))
+                    best_state[m] = model.snapshot(torch.tensor([pos], device=device))
                 else:
                     since[m] += 1
                 rec["best_criterion"] = best[m]
@@ -349,14 +355,14 @@ def _train_stack(
                     finished.append(pos)
             if on_validation is not None and recs:
                 on_validation(epoch, recs)
-        for pos, m in enumerate(active):
+        for m in active:
             done_epochs[m] = epoch
-            done_steps[m] = min(steps, max_steps[m]) if max_steps[m] != math.inf else steps
+            done_steps[m] = int(min(steps, max_steps[m]))
         if finished:
             keep = [pos for pos in range(len(active)) if pos not in set(finished)]
             active = [active[pos] for pos in keep]
             if active:
-                kt = torch.tensor(keep)
+                kt = torch.tensor(keep, device=device)
                 model.select(kt)
                 opt.select(kt)
 
@@ -379,8 +385,8 @@ def _train_stack(
             model.load_snapshot([torch.cat(parts) for parts in zip(*snaps, strict=True)])  # type: ignore[misc]
             vsel = var_idx[ok]
             for sid, (x, _, _) in data.tests.items():
-                xs = torch.stack([torch.from_numpy(preps[v](x)) for v in variants])
-                sc = scores_of(_forward_all(model, xs, vsel), task).numpy()
+                xs = torch.stack([torch.from_numpy(preps[v](x)) for v in variants]).to(device)
+                sc = scores_of(_forward_all(model, xs, vsel), task).cpu().numpy()
                 for pos, m in enumerate(ok):
                     results[m].test_scores[sid] = sc[pos]
     return results

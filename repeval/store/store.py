@@ -111,7 +111,9 @@ class EmbeddingStore:
         return f"EmbeddingStore({self.uri!r})"
 
     def partition(self, dataset: str, model: str, scenario: str) -> Partition:
-        return Partition(self, f"{self.root}/{_safe(dataset)}/{_safe(model)}/{_safe(scenario)}", dataset, model, scenario)
+        return Partition(
+            self, f"{self.root}/{_safe(dataset)}/{_safe(model)}/{_safe(scenario)}", dataset, model, scenario
+        )
 
     def partitions(self) -> list[Partition]:
         """Every ``dataset/model/scenario`` folder, complete or not, sorted by path."""
@@ -158,7 +160,9 @@ class Partition:
     def _files(self, sub: str = "") -> list[str]:
         sel = pafs.FileSelector(f"{self.path}{sub}", allow_not_found=True)
         return sorted(
-            i.path for i in self.fs.get_file_info(sel) if i.type == pafs.FileType.File and i.base_name.startswith("part-")
+            i.path
+            for i in self.fs.get_file_info(sel)
+            if i.type == pafs.FileType.File and i.base_name.startswith("part-")
         )
 
     def part_files(self) -> list[str]:

@@ -1,28 +1,49 @@
 """Train every probe configuration × seed of an experiment on Ray Tune, then evaluate each
 selected checkpoint on the clean test set and every deformation scenario's test set.
 
-One Tune experiment per (task, dataset, embedding model): the embeddings are loaded once and
-shared with all trials through the object store (``tune.with_parameters``).
+Per (task, dataset, embedding model) — a *group* — the embeddings are loaded once and shared
+with every trial through the object store (``tune.with_parameters``). The group's probe specs
+(:mod:`repeval.tuning.search`) are expanded and planned:
+
+- **grid mode** (plain probes, presets, ``search.grid``): configurations that share a stack
+  shape are chunked into *units* of at most ``run.vectorize`` members (configuration × seed);
+  one Tune experiment ``<group>`` runs one trial per unit, heaviest first.
+- **tune mode** (``search.space`` or ``scheduler: asha``): one experiment ``<group>__<spec>``
+  per spec, one trial per (sampled) configuration with all its seeds, reporting after each
+  validation so ASHA can stop it.
+
+``select: all`` specs are tested inside their trials. ``select: best`` specs (Jukemir, HEAR)
+keep only each trial's best configuration; the best over all trials (mean validation criterion
+over seeds) is tested once, here. An experiment directory left by an interrupted run is
+resumed with ``Tuner.restore`` (finished trials are kept, unfinished ones rerun); trials that
+raised stay failed and are recorded with their reason while the rest continue.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import os
-import tempfile
+import math
+import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from repeval.config import Config, ExperimentConfig
-from repeval.probes import ProbeData, train_probe
+from repeval.probes import ProbeData, group_key
+from repeval.probes.train import criterion_of, predict
+from repeval.tuning.results import RESULT_SCHEMA, results_table, seed_summary
+from repeval.tuning.search import ProbeSpec, expand_all, tune_space
+from repeval.tuning.trial import MEMBERS_FILE, PROBES_FILE, EvalSettings, Member, Unit, grid_trial, test_rows, tune_trial
 
 log = logging.getLogger(__name__)
+
+__all__ = ["RESULT_SCHEMA", "GroupResult", "plan_units", "results_table", "run_group", "seed_summary"]
 
 
 @dataclass
@@ -32,38 +53,127 @@ class GroupResult:
     failed: list[dict[str, Any]]
     trial_seconds: float
     wall_seconds: float
+    #: one row per probe configuration: spec, name, params, mean criterion, selected
+    probes: list[dict[str, Any]] = field(default_factory=list)
+    #: (probe, seed, scenario) → confusion matrix (labels = the task's classes)
+    confusion: dict[tuple[str, int, str], list[list[int]]] = field(default_factory=dict)
+    labels: list[str] = field(default_factory=list)
+    experiments: list[str] = field(default_factory=list)
+    trials: int = 0
 
 
-def _trainable(config: dict[str, Any], data: ProbeData, probes: list[Any], metric_names: list[str]) -> None:
-    import torch
+# ------------------------------------------------------------------------------ planning
+
+
+def _cost(unit: Unit, data: ProbeData) -> float:
+    """A rough per-epoch cost (multiply-adds plus per-step overhead) to start heavy units first."""
+    from repeval.probes.train import input_dim_of, resolve_hidden_units
+
+    cfg = unit.members[0].config
+    d = input_dim_of(cfg, data)
+    dims = [d, *resolve_hidden_units(cfg.hidden_units, d, data.n_outputs), data.n_outputs]
+    params = sum(a * b for a, b in zip(dims[:-1], dims[1:], strict=True))
+    n = len(data.x_train)
+    return len(unit.members) * n * params + math.ceil(n / cfg.batch_size) * 2e5
+
+
+def plan_units(specs: list[ProbeSpec], data: ProbeData, seeds: list[int], vectorize: int) -> tuple[list[Unit], list[tuple[int, list[Unit]]]]:
+    """Grid-mode units (chunks of stackable configurations × seeds) and tune-mode units per spec."""
+    grid_units: list[Unit] = []
+    tune_units: list[tuple[int, list[Unit]]] = []
+    per_unit = max(1, vectorize // max(1, len(seeds)))  # configurations per unit
+    for si, spec in enumerate(specs):
+        if spec.tune_mode:
+            units = [
+                Unit([Member(si, pi, pt.name, s, pt.config) for s in seeds], spec.select == "all", si)
+                for pi, pt in enumerate(spec.points)
+            ]
+            tune_units.append((si, units))
+            continue
+        stacks: dict[tuple, list[int]] = {}
+        for pi, pt in enumerate(spec.points):
+            stacks.setdefault(group_key(pt.config, data), []).append(pi)
+        for points in stacks.values():
+            n_chunks = math.ceil(len(points) / per_unit)
+            size = math.ceil(len(points) / n_chunks)
+            for c in range(n_chunks):
+                chunk = points[c * size : (c + 1) * size]
+                members = [Member(si, pi, spec.points[pi].name, s, spec.points[pi].config) for pi in chunk for s in seeds]
+                grid_units.append(Unit(members, spec.select == "all", si))
+    grid_units.sort(key=lambda u: -_cost(u, data))  # Tune starts grid trials in order: heaviest first
+    return grid_units, tune_units
+
+
+def _fingerprint(units: list[Unit], ev: EvalSettings, data: ProbeData, extra: Any = None) -> str:
+    desc = {
+        "units": [[(m.key, m.config.model_dump(mode="json")) for m in u.members] + [u.evaluate] for u in units],
+        "ev": ev.__dict__,
+        "data": [data.task_type, list(data.x_train.shape), list(data.x_val.shape), sorted(data.tests)],
+        "extra": extra,
+    }
+    return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# ------------------------------------------------------------------------------ running
+
+
+def _fit(
+    name: str,
+    trainable: Any,
+    param_space: dict[str, Any],
+    tune_config: Any,
+    storage_path: str,
+    fingerprint: str,
+) -> tuple[Any, bool]:
+    """Run (or resume) one Tune experiment; returns ``(ResultGrid, restored)``."""
     from ray import tune
 
-    from repeval.metrics import compute_metrics
+    path = Path(storage_path) / name
+    marker = Path(storage_path) / f"{name}.repeval.json"
+    same = marker.exists() and json.loads(marker.read_text()).get("fingerprint") == fingerprint
+    if path.exists() and same and tune.Tuner.can_restore(str(path)):
+        log.info("resuming Tune experiment %s", path)
+        tuner = tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=False, restart_errored=False)
+        return tuner.fit(), True
+    if path.exists():  # left by a different configuration: keep it aside, never mix
+        stale = path.with_name(f"{name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
+        log.warning("Tune experiment %s was planned for another configuration; moved to %s", path, stale)
+        shutil.move(str(path), str(stale))
+    Path(storage_path).mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"fingerprint": fingerprint}))
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune_config,
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage_path,
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            sync_config=tune.SyncConfig(sync_artifacts=True),
+        ),
+    )
+    return tuner.fit(), False
 
-    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
-    cfg = probes[config["probe_index"]]
-    t0 = time.perf_counter()
-    result = train_probe(cfg, data, seed=int(config["seed"]), report=None)
-    history = result.history
-    for rec in history[:-1]:
-        tune.report({**rec, "done": False})
-    out: dict[str, Any] = dict(history[-1]) if history else {}
-    out["train_seconds"] = time.perf_counter() - t0
-    out["best_epoch"] = result.best_epoch
-    out["history"] = json.dumps(history)
-    if result.failed:
-        out["failed"] = result.failed
-        tune.report(out)
-        return
-    rows = []
-    for sid, scores in result.test_scores.items():
-        _, y, _ = data.tests[sid]
-        for r in compute_metrics(metric_names, data.task_type, y, scores, data.classes):
-            rows.append({"scenario": sid, "metric": r.metric, "label": r.label, "value": r.value, "n_test": len(y)})
-    out["test_rows"] = json.dumps(rows)
-    with tempfile.TemporaryDirectory() as d:
-        torch.save(result.state_dict, Path(d) / "probe.pt")
-        tune.report(out, checkpoint=tune.Checkpoint.from_directory(d))
+
+def _read_checkpoint(result: Any) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
+    import torch
+
+    if result.checkpoint is None:
+        return None
+    with result.checkpoint.as_directory() as d:
+        members_file = Path(d) / MEMBERS_FILE
+        if not members_file.exists():
+            return None
+        reports = json.loads(members_file.read_text())
+        states = torch.load(Path(d) / PROBES_FILE, weights_only=True)
+    return reports, states
+
+
+def _reason(err: Any) -> str:
+    lines = [ln for ln in str(err).strip().splitlines() if ln.strip()]
+    return (lines[-1] if lines else "trial failed")[:500]
 
 
 def run_group(
@@ -73,79 +183,156 @@ def run_group(
     model: str,
     data: ProbeData,
     storage_path: str,
+    *,
+    wrap_trainable: Callable[[Callable[..., None]], Callable[..., None]] | None = None,
 ) -> GroupResult:
+    """Train and test every probe of one (task, dataset, model); ``wrap_trainable`` is a test hook."""
     import ray
     from ray import tune
 
-    res = cfg.run.resources
-    probes = list(exp.downstream_models)
-    names = exp.probe_names()
     t0 = time.perf_counter()
-    space = {
-        "probe_index": tune.grid_search(list(range(len(probes)))),
-        "seed": tune.grid_search([cfg.run.seed + s for s in range(cfg.run.seeds)]),
-    }
-    trainable = tune.with_parameters(_trainable, data=data, probes=probes, metric_names=list(exp.metric_names))
-    trial_gpu = res.trial_num_gpus if ray.cluster_resources().get("GPU", 0) > 0 else 0
-    trainable = tune.with_resources(trainable, {"cpu": res.trial_num_cpus, "gpu": trial_gpu})
-    name = f"{exp.task.name}__{dataset}__{model}"
-    tuner = tune.Tuner(
-        trainable,
-        param_space=space,
-        tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=res.max_concurrent_trials),
-        run_config=tune.RunConfig(
-            name=name,
-            storage_path=storage_path,
-            verbose=0,
-            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        ),
-    )
-    grid = tuner.fit()
-    rows: list[dict[str, Any]] = []
-    history: list[dict[str, Any]] = []
-    failed: list[dict[str, Any]] = []
-    trial_seconds = 0.0
+    run = cfg.run
+    res = run.resources
+    specs = expand_all(exp.downstream_models)
+    seeds = [run.seed + s for s in range(run.seeds)]
+    ev = EvalSettings(list(exp.metric_names), run.bootstrap_resamples, run.ci_alpha, run.seed, run.max_epochs)
+    use_gpu = ray.cluster_resources().get("GPU", 0) > 0 and res.trial_num_gpus > 0
+    resources = {"cpu": res.trial_num_cpus, "gpu": res.trial_num_gpus if use_gpu else 0}
+    group = f"{exp.task.name}__{dataset}__{model}"
     base = {"task": exp.task.name, "task_type": data.task_type, "dataset": dataset, "model": model}
-    for r in grid:
-        conf = r.config or {}
-        probe = names[conf.get("probe_index", 0)]
-        seed = int(conf.get("seed", 0))
-        m = r.metrics or {}
-        if r.error is not None or m.get("failed") or "test_rows" not in m:
-            reason = str(r.error) if r.error is not None else m.get("failed", "no result")
-            failed.append({**base, "probe": probe, "seed": seed, "reason": reason.strip().splitlines()[-1][:500]})
-            continue
-        trial_seconds += float(m.get("train_seconds", 0.0))
-        for h in json.loads(m["history"]):
-            history.append({**base, "probe": probe, "seed": seed, **h})
-        for row in json.loads(m["test_rows"]):
-            rows.append({**base, "probe": probe, "seed": seed, **row})
-    return GroupResult(rows, history, failed, trial_seconds, time.perf_counter() - t0)
+    out = GroupResult([], [], [], 0.0, 0.0, labels=list(data.classes))
+    grid_units, tune_units = plan_units(specs, data, seeds, run.vectorize)
+    #: select: best — (spec) → [(mean criterion, point, {seed: state}, reports)]
+    candidates: dict[int, list[tuple[float, int, dict[int, dict[str, Any]], list[dict[str, Any]], dict]]] = {}
+    point_stats: dict[tuple[int, int], list[float | None]] = {}
 
+    def wrap(fn: Callable[..., None]) -> Callable[..., None]:
+        return wrap_trainable(fn) if wrap_trainable is not None else fn
 
-RESULT_SCHEMA = pa.schema(
-    [
-        ("run_id", pa.string()),
-        ("task", pa.string()),
-        ("task_type", pa.string()),
-        ("dataset", pa.string()),
-        ("model", pa.string()),
-        ("probe", pa.string()),
-        ("seed", pa.int64()),
-        ("scenario", pa.string()),
-        ("metric", pa.string()),
-        ("label", pa.string()),
-        ("value", pa.float64()),
-        ("ci_low", pa.float64()),
-        ("ci_high", pa.float64()),
-        ("n_test", pa.int64()),
-    ]
-)
+    def collect(unit: Unit, r: Any, name_suffix: str = "", sampled: dict[str, Any] | None = None) -> None:
+        out.trials += 1
+        if r.error is not None:
+            for m in unit.members:
+                out.failed.append({**base, "probe": m.name + name_suffix, "seed": m.seed, "reason": _reason(r.error)})
+            return
+        got = _read_checkpoint(r)
+        if got is None:  # stopped by the scheduler before finishing: pruned, not failed
+            for m in unit.members:
+                out.probes.append(
+                    {**base, "spec": specs[m.spec].name, "probe": m.name + name_suffix, "seed": m.seed,
+                     "params": json.dumps({**specs[m.spec].points[m.point].params, **(sampled or {})}),
+                     "best_criterion": None, "status": "stopped by scheduler", "selected": False}
+                )  # fmt: skip
+            return
+        reports, states = got
+        out.trial_seconds += float((r.metrics or {}).get("train_seconds", 0.0))
+        by_point: dict[int, list[tuple[Member, dict[str, Any]]]] = {}
+        for m, rep in zip(unit.members, reports, strict=True):
+            name = m.name + name_suffix
+            by_point.setdefault(m.point, []).append((m, rep))
+            for h in rep["history"]:
+                out.history.append({**base, "probe": name, "seed": m.seed, **h})
+            status = "failed" if rep["failed"] else "ok"
+            if rep["failed"]:
+                out.failed.append({**base, "probe": name, "seed": m.seed, "reason": rep["failed"]})
+            out.probes.append(
+                {**base, "spec": specs[m.spec].name, "probe": name, "seed": m.seed,
+                 "params": json.dumps({**specs[m.spec].points[m.point].params, **(sampled or {})}),
+                 "best_criterion": rep["best_criterion"], "best_epoch": rep["best_epoch"], "epochs": rep["epochs"],
+                 "status": status, "selected": bool(unit.evaluate and not rep["failed"])}
+            )  # fmt: skip
+            point_stats.setdefault((m.spec, m.point), []).append(None if rep["failed"] else rep["best_criterion"])
+            for row in rep.get("rows", []):
+                out.rows.append({**base, "probe": name, "seed": m.seed, **row})
+            for sid, mat in (rep.get("confusion") or {}).items():
+                out.confusion[(name, m.seed, sid)] = mat
+        if not unit.evaluate:
+            for point, pairs in by_point.items():
+                st = {m.seed: states[m.key] for m, _ in pairs if m.key in states}
+                vals = [rep["best_criterion"] for _, rep in pairs]
+                if len(st) == len(pairs) and all(v is not None for v in vals):
+                    candidates.setdefault(unit.spec, []).append(
+                        (float(np.mean(vals)), point, st, [rep for _, rep in pairs], sampled or {})
+                    )
 
+    # ---- grid mode: one experiment, one trial per unit
+    if grid_units:
+        trainable = tune.with_resources(
+            tune.with_parameters(wrap(grid_trial), data=data, units=grid_units, ev=ev), resources
+        )
+        space = {"unit": tune.grid_search(list(range(len(grid_units)))), "use_gpu": use_gpu}
+        tc = tune.TuneConfig(reuse_actors=run.reuse_actors, max_concurrent_trials=res.max_concurrent_trials)
+        grid, _ = _fit(group, trainable, space, tc, storage_path, _fingerprint(grid_units, ev, data))
+        out.experiments.append(str(Path(storage_path) / group))
+        for r in grid:
+            collect(grid_units[r.config["unit"]], r)
 
-def results_table(run_id: str, rows: list[dict[str, Any]]) -> pa.Table:
-    full = [{"ci_low": None, "ci_high": None, **r, "run_id": run_id} for r in rows]
-    for r in full:
-        r["value"] = float(r["value"]) if r["value"] is not None and np.isfinite(r["value"]) else None
-    return pa.Table.from_pylist(full, schema=RESULT_SCHEMA)
+    # ---- tune mode: one experiment per spec
+    for si, units in tune_units:
+        spec = specs[si]
+        name = f"{group}__{spec.name}"
+        space = {"unit": tune.grid_search(list(range(len(units)))), "use_gpu": use_gpu}
+        if spec.space:
+            space["sampled"] = tune_space(spec)
+        mode = criterion_of(spec.points[0].config, data.task_type)[1]
+        scheduler = None
+        if spec.scheduler is not None:
+            from ray.tune.schedulers import ASHAScheduler
+
+            max_t = spec.scheduler["max_t"] or max(p.config.epochs for p in spec.points)
+            if run.max_epochs:
+                max_t = min(max_t, run.max_epochs)
+            scheduler = ASHAScheduler(
+                time_attr="training_iteration",
+                metric="best_criterion",
+                mode=mode,
+                max_t=int(max_t),
+                grace_period=min(int(spec.scheduler["grace_period"]), int(max_t)),
+                reduction_factor=spec.scheduler["reduction_factor"],
+                brackets=spec.scheduler["brackets"],
+            )
+        trainable = tune.with_resources(tune.with_parameters(wrap(tune_trial), data=data, units=units, ev=ev), resources)
+        tc = tune.TuneConfig(
+            num_samples=spec.num_samples if spec.space else 1,
+            scheduler=scheduler,
+            reuse_actors=run.reuse_actors,
+            max_concurrent_trials=res.max_concurrent_trials,
+        )
+        extra = {"space": spec.space, "num_samples": spec.num_samples, "scheduler": spec.scheduler}
+        grid, _ = _fit(name, trainable, space, tc, storage_path, _fingerprint(units, ev, data, extra))
+        out.experiments.append(str(Path(storage_path) / name))
+        for r in grid:
+            sampled = (r.config or {}).get("sampled") or {}
+            suffix = f"-{r.metrics.get('trial_id', '')}" if spec.space and spec.select == "all" and r.metrics else ""
+            collect(units[r.config["unit"]], r, suffix, sampled)
+
+    # ---- select: best — the best configuration of each spec, tested once
+    for si, cands in sorted(candidates.items()):
+        spec = specs[si]
+        mode = criterion_of(spec.points[0].config, data.task_type)[1]
+        sign = -1.0 if mode == "min" else 1.0
+        crit, point, states, reports, sampled = max(cands, key=lambda c: sign * c[0])
+        from repeval.tuning.search import sampled_config
+
+        pt = spec.points[point]
+        pcfg = sampled_config(pt, sampled)
+        for seed, state in sorted(states.items()):
+            scores = {sid: predict(pcfg, data, state, x) for sid, (x, _, _) in data.tests.items()}
+            rows, confusion = test_rows(data, scores, ev)
+            for row in rows:
+                out.rows.append({**base, "probe": spec.name, "seed": seed, **row})
+            for sid, mat in confusion.items():
+                out.confusion[(spec.name, seed, sid)] = mat
+        for rep, seed in zip(reports, sorted(states), strict=False):
+            for h in rep["history"]:
+                out.history.append({**base, "probe": spec.name, "seed": seed, **h})
+        for p in out.probes:
+            if p["spec"] == spec.name and p["probe"] == pt.name and json.loads(p["params"]) == {**pt.params, **sampled}:
+                p["selected"] = True
+        vals = point_stats.get((si, point), [])
+        log.info(
+            "%s: %s selected %s (validation %.4f over %d seed(s)) among %d configurations",
+            group, spec.name, pt.name, crit, len(vals), len({(s, p) for s, p in point_stats if s == si}),
+        )  # fmt: skip
+    out.wall_seconds = time.perf_counter() - t0
+    return out

@@ -192,3 +192,29 @@ def test_pretrained_models_embed_real_audio(name: str, shared_data: Path) -> Non
     clip = soxr.resample(audio.mean(axis=1), sr, model.sample_rate_hz).astype(np.float32)
     out = model.embed(clip)
     assert out.shape[1] == model.embedding_dim and np.isfinite(out).all() and out.std() > 0
+
+
+@_needs("librosa")
+def test_musicnn_input_matches_librosa_melspectrogram() -> None:
+    import librosa
+
+    from repeval.models.musicnn_tf import HOP, N_FFT, N_MELS, SR, logmel
+
+    audio = (0.3 * np.random.default_rng(3).standard_normal(SR * 2 + 17)).astype(np.float32)
+    ref = librosa.feature.melspectrogram(
+        y=audio, sr=SR, hop_length=HOP, n_fft=N_FFT, n_mels=N_MELS, pad_mode="constant"
+    )
+    ref = np.log10(10000 * ref.T.astype(np.float16).astype(np.float32) + 1)
+    np.testing.assert_allclose(logmel(audio, pad_mode="constant"), ref, rtol=1e-3, atol=1e-3)
+
+
+def test_importing_the_zoo_loads_no_framework() -> None:
+    """essentia aborts beside tensorflow 2.x: registering models must import neither (nor torch, ...)."""
+    import subprocess
+
+    code = (
+        "import sys, repeval.models, repeval.models.validate; "
+        "print([m for m in ('torch', 'tensorflow', 'essentia', 'onnxruntime', 'transformers') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

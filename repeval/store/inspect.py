@@ -1,0 +1,105 @@
+"""Text views of the store for ``repeval store ls|show`` (pure functions: easy to test and reuse)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from repeval.store.store import EmbeddingStore, Partition
+
+
+def _when(ts: Any) -> str:
+    if not ts:
+        return "-"
+    return dt.datetime.fromtimestamp(float(ts), dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _size(part: Partition) -> int:
+    sel = pafs.FileSelector(part.path, recursive=True, allow_not_found=True)
+    return sum(i.size or 0 for i in part.fs.get_file_info(sel) if i.type == pafs.FileType.File)
+
+
+def partition_info(part: Partition) -> dict[str, Any]:
+    """One partition's state from its manifest (or stamp) and Parquet footers; reads no data pages."""
+    m = part.manifest()
+    stamp = m or part._read_json("_stamp.json") or {}
+    rows, errors = part.counts()
+    dim = None
+    files = part.part_files()
+    if files:
+        field = pq.read_schema(files[0], filesystem=part.fs).field("embedding")
+        dim = getattr(field.type, "list_size", None)
+    return {
+        "partition": part.name,
+        "state": "complete" if m else "incomplete",
+        "rows": rows,
+        "errors": errors,
+        "dim": dim,
+        "model_version": stamp.get("model_version"),
+        "config_hash": stamp.get("config_hash"),
+        "created_at": stamp.get("created_at"),
+        "completed_at": stamp.get("completed_at"),
+        "bytes": _size(part),
+    }
+
+
+def ls_text(store: EmbeddingStore, as_json: bool = False) -> str:
+    infos = [partition_info(p) for p in store.partitions()]
+    if as_json:
+        return json.dumps(infos, indent=1)
+    if not infos:
+        return f"{store.uri}: no partitions"
+    head = ("partition", "state", "rows", "errors", "dim", "version", "config", "completed", "MiB")
+    table = [head] + [
+        (
+            i["partition"],
+            i["state"],
+            str(i["rows"]),
+            str(i["errors"]),
+            str(i["dim"] or "-"),
+            str(i["model_version"] or "-"),
+            str(i["config_hash"] or "-"),
+            _when(i["completed_at"]),
+            f"{i['bytes'] / 2**20:.1f}",
+        )
+        for i in infos
+    ]
+    widths = [max(len(r[c]) for r in table) for c in range(len(head))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in table]
+    done = sum(i["state"] == "complete" for i in infos)
+    lines.append(
+        f"{len(infos)} partition(s), {done} complete, {sum(i['rows'] for i in infos)} rows, "
+        f"{sum(i['errors'] for i in infos)} error record(s) — {store.uri}"
+    )
+    return "\n".join(lines)
+
+
+def show_text(part: Partition, n_rows: int = 5) -> str:
+    out = [f"partition {part.name} at {part.path}"]
+    m = part.manifest()
+    out.append(json.dumps(m, indent=1, sort_keys=True) if m else "(incomplete: no manifest yet; rerun to finish it)")
+    files = part.part_files()
+    if files:
+        t = part.read()
+        out.append(f"\n{t.num_rows} rows in {len(files)} part file(s); schema:\n{t.schema}")
+        splits = t.group_by("split").aggregate([("track_id", "count")]).to_pylist()
+        out.append("rows per split: " + ", ".join(f"{r['split']} {r['track_id_count']}" for r in splits))
+        frames = pc.sum(t.column("n_frames")).as_py()
+        out.append(f"frames: {frames} total; audio: {pc.sum(t.column('audio_seconds')).as_py():.1f} s")
+        drop = [c for c in ("embedding", "frames") if c in t.column_names]
+        out.append(t.slice(0, n_rows).drop_columns(drop).to_pandas().to_string())
+    else:
+        out.append("(no rows yet)")
+    errs = part.read_errors()
+    if errs.num_rows:
+        by_stage = errs.group_by("stage").aggregate([("track_id", "count")]).to_pylist()
+        out.append(
+            f"\n{errs.num_rows} error record(s): " + ", ".join(f"{r['stage']} {r['track_id_count']}" for r in by_stage)
+        )
+        out.append(errs.slice(0, n_rows).select(["track_id", "split", "stage", "reason"]).to_pandas().to_string())
+    return "\n".join(out)

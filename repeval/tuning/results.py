@@ -1,0 +1,81 @@
+"""Result tables: one row per (cell × scenario × metric × label), and mean ± std over seeds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+RESULT_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("task", pa.string()),
+        ("task_type", pa.string()),
+        ("dataset", pa.string()),
+        ("model", pa.string()),
+        ("probe", pa.string()),
+        ("seed", pa.int64()),
+        ("scenario", pa.string()),
+        ("metric", pa.string()),
+        ("label", pa.string()),
+        ("value", pa.float64()),
+        ("ci_low", pa.float64()),
+        ("ci_high", pa.float64()),
+        ("n_test", pa.int64()),
+    ]
+)
+
+SUMMARY_KEYS = ("task", "task_type", "dataset", "model", "probe", "scenario", "metric", "label")
+SUMMARY_SCHEMA = pa.schema(
+    [
+        *(RESULT_SCHEMA.field(k) for k in SUMMARY_KEYS),
+        ("mean", pa.float64()),
+        ("std", pa.float64()),
+        ("n_seeds", pa.int64()),
+        ("ci_low", pa.float64()),
+        ("ci_high", pa.float64()),
+    ]
+)
+
+
+def _num(v: Any) -> float | None:
+    if v is None:
+        return None
+    v = float(v)
+    return v if np.isfinite(v) else None
+
+
+def results_table(run_id: str, rows: list[dict[str, Any]]) -> pa.Table:
+    full = []
+    for r in rows:
+        rec = {"ci_low": None, "ci_high": None, **r, "run_id": run_id}
+        for key in ("value", "ci_low", "ci_high"):
+            rec[key] = _num(rec[key])
+        full.append({k: rec.get(k) for k in RESULT_SCHEMA.names})
+    return pa.Table.from_pylist(full, schema=RESULT_SCHEMA)
+
+
+def seed_summary(table: pa.Table) -> pa.Table:
+    """Mean ± sample std over seeds per (task, dataset, model, probe, scenario, metric, label).
+
+    ``ci_low`` / ``ci_high`` are the means of the per-seed bootstrap bounds (``None`` without them).
+    """
+    df = table.to_pandas()
+    if df.empty:
+        return SUMMARY_SCHEMA.empty_table()
+    df["label"] = df["label"].fillna("")
+    g = df.groupby(list(SUMMARY_KEYS), sort=True, dropna=False)
+    out = g.agg(
+        mean=("value", "mean"),
+        std=("value", lambda v: float(np.std(v.dropna(), ddof=1)) if v.notna().sum() > 1 else np.nan),
+        n_seeds=("seed", "nunique"),
+        ci_low=("ci_low", "mean"),
+        ci_high=("ci_high", "mean"),
+    ).reset_index()
+    out["label"] = out["label"].replace("", None)
+    recs = out.to_dict("records")
+    for r in recs:
+        for key in ("mean", "std", "ci_low", "ci_high"):
+            r[key] = _num(r[key])
+    return pa.Table.from_pylist(recs, schema=SUMMARY_SCHEMA)

@@ -1,0 +1,299 @@
+"""Probe grids and Tune search spaces from YAML (plain values only), and their expansion.
+
+A ``downstream_models`` entry is a *probe spec*. A plain entry is one configuration; an entry
+with ``preset:`` and/or ``search:`` expands into many::
+
+    - preset: jukemir            # 216 configurations, best by validation
+      epochs: 50                 # a key next to the preset overrides it (and fixes that grid axis)
+    - name: tuned
+      hidden_units: [512]
+      search:
+        grid:                    # cartesian product, every value a plain YAML value
+          learning_rate: [1.0e-4, 1.0e-3]
+        space:                   # sampled by Ray Tune, num_samples times per grid point
+          dropout: {uniform: [0.1, 0.6]}
+          weight_decay: {loguniform: [1.0e-6, 1.0e-3]}
+          batch_size: {choice: [64, 256]}
+        num_samples: 8
+        scheduler: asha          # or {type: asha, grace_period: 10, reduction_factor: 3}
+        select: best             # best (one test run of the best) or all (every configuration reported)
+
+Grids without ``space`` or a scheduler train vectorised (many configurations per trial); with
+them every configuration is its own Tune trial (all seeds trained together in it).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from repeval.registry import closest
+
+SEARCH_KEYS = ("grid", "space", "num_samples", "scheduler", "select")
+SPACE_TYPES = {
+    "uniform": 2,
+    "loguniform": 2,
+    "quniform": 3,
+    "qloguniform": 3,
+    "randint": 2,
+    "lograndint": 2,
+    "choice": None,
+}
+ASHA_KEYS = ("type", "grace_period", "reduction_factor", "max_t", "brackets")
+#: keys of a probe spec that are not configuration values
+SPEC_KEYS = ("name", "preset", "search")
+
+
+def _probe_keys() -> list[str]:
+    from repeval.config.schema import ProbeConfig
+
+    return [k for k in ProbeConfig.model_fields if k not in SPEC_KEYS]
+
+
+def _key_error(where: str, key: str, valid: list[str]) -> ValueError:
+    hint = closest(key, valid)
+    return ValueError(
+        f"{where}: unknown key '{key}'" + (f" — did you mean '{hint}'?" if hint else f" (valid: {', '.join(valid)})")
+    )
+
+
+def _plain(value: Any, where: str) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(v, where) for v in value]
+    raise ValueError(f"{where}: grid values must be plain YAML values (numbers, strings, lists), got {type(value).__name__}")
+
+
+def validate_search(v: Any) -> dict[str, Any]:
+    """Check a ``search:`` block and return it normalised (every key present)."""
+    if not isinstance(v, dict):
+        raise ValueError("search must be a mapping with keys " + ", ".join(SEARCH_KEYS))
+    for key in v:
+        if key not in SEARCH_KEYS:
+            raise _key_error("search", str(key), list(SEARCH_KEYS))
+    probe_keys = _probe_keys()
+    grid: dict[str, list[Any]] = {}
+    for key, values in (v.get("grid") or {}).items():
+        if key not in probe_keys:
+            raise _key_error("search.grid", key, probe_keys)
+        if not isinstance(values, list | tuple) or not values:
+            raise ValueError(f"search.grid.{key}: must be a non-empty list of values")
+        grid[key] = _plain(list(values), f"search.grid.{key}")
+    space: dict[str, dict[str, Any]] = {}
+    for key, spec in (v.get("space") or {}).items():
+        if key not in probe_keys:
+            raise _key_error("search.space", key, probe_keys)
+        if key in grid:
+            raise ValueError(f"search.space.{key}: already a grid axis; keep one")
+        if not isinstance(spec, dict) or len(spec) != 1:
+            raise ValueError(
+                f"search.space.{key}: write one sampler, e.g. {{uniform: [0.1, 0.5]}}; samplers: {', '.join(SPACE_TYPES)}"
+            )
+        (kind, args), = spec.items()
+        if kind not in SPACE_TYPES:
+            raise _key_error(f"search.space.{key}", kind, list(SPACE_TYPES))
+        if not isinstance(args, list | tuple) or not args:
+            raise ValueError(f"search.space.{key}.{kind}: needs a list of arguments")
+        want = SPACE_TYPES[kind]
+        if want is not None and len(args) != want:
+            raise ValueError(f"search.space.{key}.{kind}: takes {want} numbers, got {list(args)}")
+        if want is not None:
+            if not all(isinstance(a, int | float) and not isinstance(a, bool) for a in args) or args[0] >= args[1]:
+                raise ValueError(f"search.space.{key}.{kind}: needs numbers [low, high(, q)] with low < high, got {list(args)}")
+            if kind.startswith(("log", "qlog")) and args[0] <= 0:
+                raise ValueError(f"search.space.{key}.{kind}: a log scale needs low > 0, got {args[0]}")
+        space[key] = {"type": kind, "args": _plain(list(args), f"search.space.{key}")}
+    num_samples = v.get("num_samples", 1)
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"search.num_samples: must be a positive integer, got {num_samples!r}")
+    scheduler = v.get("scheduler")
+    if scheduler in (None, "none", "fifo", False):
+        scheduler = None
+    elif scheduler == "asha":
+        scheduler = {"type": "asha"}
+    if scheduler is not None:
+        if not isinstance(scheduler, dict):
+            raise ValueError(f"search.scheduler: 'asha', 'none' or a mapping {{type: asha, ...}}, got {scheduler!r}")
+        for key in scheduler:
+            if key not in ASHA_KEYS:
+                raise _key_error("search.scheduler", str(key), list(ASHA_KEYS))
+        if scheduler.get("type", "asha") != "asha":
+            raise ValueError(f"search.scheduler.type: only 'asha' is supported, got {scheduler.get('type')!r}")
+        scheduler = {
+            "type": "asha",
+            "grace_period": int(scheduler.get("grace_period", 10)),
+            "reduction_factor": float(scheduler.get("reduction_factor", 3)),
+            "max_t": scheduler.get("max_t"),
+            "brackets": int(scheduler.get("brackets", 1)),
+        }
+        if scheduler["grace_period"] < 1 or scheduler["reduction_factor"] <= 1:
+            raise ValueError("search.scheduler: grace_period must be ≥ 1 and reduction_factor > 1")
+    select = v.get("select")
+    if select not in (None, "all", "best"):
+        raise ValueError(f"search.select: 'all' or 'best', got {select!r}")
+    if space and select == "all" and num_samples > 50:
+        raise ValueError("search.select: all with a sampled space reports every sample; use select: best")
+    return {"grid": grid, "space": space, "num_samples": num_samples, "scheduler": scheduler, "select": select}
+
+
+# ------------------------------------------------------------------------ expansion
+
+
+@dataclass
+class ProbePoint:
+    #: the name results are reported under (select: all) or the point's id (select: best)
+    name: str
+    config: Any  # ProbeConfig
+    #: the values that distinguish this point from the spec's other points
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ProbeSpec:
+    """One ``downstream_models`` entry, expanded."""
+
+    name: str
+    select: str
+    points: list[ProbePoint]
+    space: dict[str, dict[str, Any]] = field(default_factory=dict)
+    num_samples: int = 1
+    scheduler: dict[str, Any] | None = None
+
+    @property
+    def tune_mode(self) -> bool:
+        """One configuration per trial (a sampled space or a trial scheduler needs it)."""
+        return bool(self.space) or self.scheduler is not None
+
+    @property
+    def size(self) -> int:
+        return len(self.points) * (self.num_samples if self.space else 1)
+
+
+def _config(values: dict[str, Any], where: str) -> Any:
+    from pydantic import ValidationError
+
+    from repeval.config.schema import ProbeConfig
+
+    try:
+        return ProbeConfig(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise ValueError(f"{where}{(' ' + loc) if loc else ''}: {err['msg']}") from None
+
+
+def expand_probe(p: Any, index: int) -> ProbeSpec:
+    """Expand a probe spec (a ``ProbeConfig`` with ``preset`` / ``search``) into its configurations."""
+    from repeval.tuning.presets import get_preset
+
+    preset = get_preset(p.preset) if p.preset else None
+    search = p.search or {"grid": {}, "space": {}, "num_samples": 1, "scheduler": None, "select": None}
+    overrides = {k: getattr(p, k) for k in p.model_fields_set if k not in SPEC_KEYS}
+    base: dict[str, Any] = dict(preset.base) if preset else {}
+    base.update(overrides)
+    points: list[tuple[str, dict[str, Any]]] = list(preset.points) if preset and preset.points else [("", {})]
+    axes: dict[str, list[Any]] = dict(preset.grid) if preset else {}
+    for key in overrides:  # an explicit key fixes that axis
+        axes.pop(key, None)
+        points = [(n, {k: v for k, v in pv.items() if k != key}) for n, pv in points]
+    axes.update(search["grid"])
+    for key in search["space"]:
+        axes.pop(key, None)
+    name = p.name or (p.preset if preset else f"M{index + 1}")
+    select = search["select"] or (preset.select if preset else ("best" if (axes or search["space"]) else "all"))
+    combos = list(itertools.product(*axes.values())) if axes else [()]
+    width = len(str(max(0, len(combos) - 1)))
+    out: list[ProbePoint] = []
+    for pname, pvals in points:
+        for ci, combo in enumerate(combos):
+            grid_vals = dict(zip(axes, combo, strict=True))
+            params = {**pvals, **grid_vals}
+            suffix = "-".join(s for s in (pname, f"{ci:0{width}d}" if axes else "") if s)
+            if not suffix:
+                point_name = name
+            elif preset is not None and preset.bare_names and not axes and p.name is None:
+                point_name = suffix
+            else:
+                point_name = f"{name}-{suffix}"
+            cfg = _config({**base, **params}, f"probe '{point_name}'")
+            out.append(ProbePoint(point_name, cfg, params))
+    return ProbeSpec(name, select, out, dict(search["space"]), search["num_samples"], search["scheduler"])
+
+
+def check_expansion(p: Any) -> None:
+    """Validate every configuration a spec expands into (called by the config schema)."""
+    spec = expand_probe(p, 0)
+    for key, s in spec.space.items():
+        if s["type"] == "choice":
+            for v in s["args"]:
+                _config({**spec.points[0].config.model_dump(), key: v}, f"search.space.{key}")
+        else:
+            for v in s["args"][:2]:
+                val = int(v) if s["type"].endswith("randint") else v
+                _config({**spec.points[0].config.model_dump(), key: val}, f"search.space.{key}")
+
+
+def expand_all(downstream_models: Any) -> list[ProbeSpec]:
+    specs = [expand_probe(p, i) for i, p in enumerate(downstream_models)]
+    names: list[str] = []
+    for s in specs:
+        names += [s.name] if s.select == "best" else [pt.name for pt in s.points]
+    bad = sorted({n for n in names if "__" in n or "/" in n})
+    if bad:
+        raise ValueError(f"probe names may not contain '__' or '/': {bad}")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"probe names are used twice: {dup} — give the downstream_models entries distinct names")
+    return specs
+
+
+def sampled_config(point: ProbePoint, sampled: dict[str, Any]) -> Any:
+    """A point's configuration with values drawn from the search space."""
+    if not sampled:
+        return point.config
+    return _config({**point.config.model_dump(), **sampled}, f"probe '{point.name}'")
+
+
+def tune_space(spec: ProbeSpec) -> dict[str, Any]:
+    """The spec's search space as Ray Tune sampling objects (built from the plain YAML)."""
+    from ray import tune
+
+    out: dict[str, Any] = {}
+    for key, s in spec.space.items():
+        a = s["args"]
+        kind = s["type"]
+        if kind == "uniform":
+            out[key] = tune.uniform(a[0], a[1])
+        elif kind == "loguniform":
+            out[key] = tune.loguniform(a[0], a[1])
+        elif kind == "quniform":
+            out[key] = tune.quniform(a[0], a[1], a[2])
+        elif kind == "qloguniform":
+            out[key] = tune.qloguniform(a[0], a[1], a[2])
+        elif kind == "randint":
+            out[key] = tune.randint(int(a[0]), int(a[1]))
+        elif kind == "lograndint":
+            out[key] = tune.lograndint(int(a[0]), int(a[1]))
+        else:
+            out[key] = tune.choice(a)
+    return out
+
+
+def expanded_count(downstream_models: Any) -> int:
+    """How many probe configurations a list of specs trains (for plans)."""
+    return sum(s.size for s in (expand_probe(p, i) for i, p in enumerate(downstream_models)))
+
+
+__all__ = [
+    "ProbePoint",
+    "ProbeSpec",
+    "check_expansion",
+    "expand_all",
+    "expand_probe",
+    "expanded_count",
+    "sampled_config",
+    "tune_space",
+    "validate_search",
+]

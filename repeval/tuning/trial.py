@@ -1,0 +1,267 @@
+"""What runs inside one Ray Tune trial.
+
+A trial trains a *unit*: a list of members ``(probe configuration, seed)``. In grid mode a unit
+is a chunk of configurations that share a stack shape (trained vectorised, see
+:func:`repeval.probes.train_probes`) with all their seeds; in tune mode it is one sampled
+configuration with all its seeds, reporting after every validation so a scheduler (ASHA) can
+stop it.
+
+Everything a trial produces goes into its checkpoint directory — ``probes.pt`` (the selected
+checkpoint of each member, as :class:`~repeval.probes.Probe` state dicts) and ``members.json``
+(per member: best epoch and criterion, history, failure, and — when the unit is tested in the
+trial — test metric rows with bootstrap intervals and confusion matrices) — so results live in
+the Tune experiment directory and survive ``Tuner.restore``. Per-member training curves are
+written as TensorBoard event files under ``<trial dir>/members/``; Tune's own logger writes
+the trial's reported scalars next to them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from repeval.probes import ProbeData, TrainResult
+
+log = logging.getLogger(__name__)
+
+PROBES_FILE = "probes.pt"
+MEMBERS_FILE = "members.json"
+
+
+@dataclass
+class Member:
+    """One (configuration, seed) of a unit; ``key`` names it in checkpoints and reports."""
+
+    spec: int
+    point: int
+    name: str
+    seed: int
+    config: Any  # ProbeConfig
+
+    @property
+    def key(self) -> str:
+        return f"{self.spec}:{self.point}:{self.seed}"
+
+
+@dataclass
+class Unit:
+    members: list[Member]
+    #: test every member in the trial (select: all); otherwise only keep the unit's best (select: best)
+    evaluate: bool
+    spec: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EvalSettings:
+    metric_names: list[str]
+    bootstrap_resamples: int
+    ci_alpha: float
+    seed: int
+    max_epochs: int | None
+
+
+def test_rows(
+    data: ProbeData, scores: dict[str, np.ndarray], ev: EvalSettings
+) -> tuple[list[dict[str, Any]], dict[str, list[list[int]]]]:
+    """Metric rows (aggregate and per label, with bootstrap intervals) and confusion matrices per scenario."""
+    from repeval.metrics import compute_metrics, confusion_matrix
+
+    rows: list[dict[str, Any]] = []
+    confusion: dict[str, list[list[int]]] = {}
+    for sid, sc in scores.items():
+        _, y, _ = data.tests[sid]
+        ci = ev.bootstrap_resamples > 0
+        for r in compute_metrics(
+            ev.metric_names, data.task_type, y, sc, data.classes, ci=ci,
+            n_resamples=max(1, ev.bootstrap_resamples), alpha=ev.ci_alpha, seed=ev.seed,
+        ):  # fmt: skip
+            rows.append(
+                {"scenario": sid, "metric": r.metric, "label": r.label, "value": r.value,
+                 "ci_low": r.ci_low, "ci_high": r.ci_high, "n_test": len(y)}
+            )  # fmt: skip
+        if data.task_type in ("multiclass_classification", "key_estimation"):
+            confusion[sid] = confusion_matrix(y, sc, data.classes, task_type=data.task_type).tolist()
+    return rows, confusion
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+def member_report(m: Member, r: TrainResult) -> dict[str, Any]:
+    return {
+        "key": m.key,
+        "name": m.name,
+        "seed": m.seed,
+        "best_epoch": r.best_epoch,
+        "best_criterion": _finite(r.best_criterion),
+        "epochs": r.epochs,
+        "steps": r.steps,
+        "failed": r.failed,
+        "history": r.history,
+    }
+
+
+def unit_best(unit: Unit, reports: list[dict[str, Any]], task_type: str) -> tuple[int, int] | None:
+    """``(spec, point)`` with the best mean criterion over its seeds (a point with a failed seed is out)."""
+    from repeval.probes.train import criterion_of
+
+    by_point: dict[tuple[int, int], list[float | None]] = {}
+    mode_of: dict[tuple[int, int], str] = {}
+    for m, rep in zip(unit.members, reports, strict=True):
+        by_point.setdefault((m.spec, m.point), []).append(None if rep["failed"] else rep["best_criterion"])
+        mode_of[(m.spec, m.point)] = criterion_of(m.config, task_type)[1]
+    best, best_val = None, 0.0
+    for key, vals in by_point.items():
+        if any(v is None for v in vals):
+            continue
+        sign = -1.0 if mode_of[key] == "min" else 1.0
+        score = sign * float(np.mean(vals))  # type: ignore[arg-type]
+        if best is None or score > best_val:
+            best, best_val = key, score
+    return best
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", name)
+
+
+def write_tensorboard(trial_dir: str | None, members: list[Member], results: list[TrainResult]) -> None:
+    """One TensorBoard run per member: ``members/<probe>__seed<seed>`` with its per-epoch curves."""
+    if not trial_dir:
+        return
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:  # pragma: no cover - tensorboardX comes with ray[tune]
+        return
+    for m, r in zip(members, results, strict=True):
+        w = SummaryWriter(logdir=os.path.join(trial_dir, "members", _safe(f"{m.name}__seed{m.seed}")))
+        for rec in r.history:
+            for key in ("train_loss", "val_loss", "val_criterion", "best_criterion"):
+                if key in rec and math.isfinite(rec[key]):
+                    w.add_scalar(key, rec[key], int(rec["epoch"]))
+        w.close()
+
+
+def run_unit(
+    unit: Unit,
+    data: ProbeData,
+    ev: EvalSettings,
+    *,
+    on_validation: Any = None,
+    device: str = "cpu",
+) -> tuple[list[TrainResult], list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Train a unit; returns results, member reports, and the state dicts worth keeping."""
+    from repeval.probes import train_probes
+
+    results = train_probes(
+        [(m.config, m.seed) for m in unit.members],
+        data,
+        max_epochs=ev.max_epochs,
+        evaluate_tests=unit.evaluate,
+        on_validation=on_validation,
+        device=device,
+    )
+    reports = [member_report(m, r) for m, r in zip(unit.members, results, strict=True)]
+    keep: dict[str, dict[str, Any]] = {}
+    if unit.evaluate:
+        for m, r, rep in zip(unit.members, results, reports, strict=True):
+            if r.failed is None:
+                rep["rows"], rep["confusion"] = test_rows(data, r.test_scores, ev)
+                keep[m.key] = r.state_dict
+    else:
+        best = unit_best(unit, reports, data.task_type)
+        for m, r in zip(unit.members, results, strict=True):
+            if best is not None and (m.spec, m.point) == best:
+                keep[m.key] = r.state_dict
+    return results, reports, keep
+
+
+def _device(config: dict[str, Any]) -> str:
+    if config.get("use_gpu"):
+        import torch
+
+        if torch.cuda.is_available():
+            return "cuda"
+    return "cpu"
+
+
+def _save_and_report(metrics: dict[str, Any], reports: list[dict[str, Any]], keep: dict[str, Any]) -> None:
+    import torch
+    from ray import tune
+
+    with tempfile.TemporaryDirectory() as d:
+        torch.save(keep, Path(d) / PROBES_FILE)
+        (Path(d) / MEMBERS_FILE).write_text(json.dumps(reports))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def _summary(reports: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    crit = [r["best_criterion"] for r in reports if not r["failed"] and r["best_criterion"] is not None]
+    return {
+        "train_seconds": seconds,
+        "members": len(reports),
+        "failed_members": sum(1 for r in reports if r["failed"]),
+        "best_criterion": float(np.mean(crit)) if crit else float("nan"),
+        "epochs": int(sum(r["epochs"] for r in reports)),
+    }
+
+
+def grid_trial(config: dict[str, Any], data: ProbeData, units: list[Unit], ev: EvalSettings) -> None:
+    """A grid-mode trial: train one unit (vectorised), report once with a checkpoint."""
+    import torch
+    from ray import tune
+
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+    unit = units[config["unit"]]
+    t0 = time.perf_counter()
+    results, reports, keep = run_unit(unit, data, ev, device=_device(config))
+    seconds = time.perf_counter() - t0
+    write_tensorboard(tune.get_context().get_trial_dir(), unit.members, results)
+    _save_and_report(_summary(reports, seconds), reports, keep)
+
+
+def tune_trial(config: dict[str, Any], data: ProbeData, units: list[Unit], ev: EvalSettings) -> None:
+    """A tune-mode trial: one (sampled) configuration × every seed, reporting after each validation."""
+    import torch
+    from ray import tune
+
+    from repeval.tuning.search import ProbePoint, sampled_config
+
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+    template = units[config["unit"]]
+    sampled = dict(config.get("sampled") or {})
+    point = template.members[0]
+    cfg = sampled_config(ProbePoint(point.name, point.config), sampled)
+    unit = Unit([Member(m.spec, m.point, m.name, m.seed, cfg) for m in template.members], template.evaluate, template.spec)
+    latest: dict[int, float] = {}
+    t0 = time.perf_counter()
+
+    def on_validation(epoch: int, recs: list[tuple[int, dict[str, float]]]) -> None:
+        for i, rec in recs:
+            latest[i] = rec["best_criterion"]
+        vals = [v for v in latest.values() if math.isfinite(v)]
+        if vals:
+            tune.report({"best_criterion": float(np.mean(vals)), "epoch": epoch, "done": False})
+
+    results, reports, keep = run_unit(unit, data, ev, on_validation=on_validation, device=_device(config))
+    seconds = time.perf_counter() - t0
+    write_tensorboard(tune.get_context().get_trial_dir(), unit.members, results)
+    summary = _summary(reports, seconds)
+    summary["sampled"] = json.dumps(sampled)
+    for rep in reports:
+        rep["sampled"] = sampled
+    if template.evaluate is False:  # select: best — keep this trial's configuration (all seeds)
+        keep = {m.key: r.state_dict for m, r in zip(unit.members, results, strict=True) if r.failed is None}
+    _save_and_report(summary, reports, keep)

@@ -1,0 +1,99 @@
+"""Decoding: mono mixdown, streaming resample, block-wise windows for long files, decode errors."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from repeval.audio import DecodeError, decode, iter_chunks
+
+
+def _tone(path, seconds: float, sr: int, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    y = 0.5 * np.sin(2 * np.pi * 440 * t).astype(np.float32)
+    data = np.stack([y] * channels, axis=1) if channels > 1 else y
+    sf.write(path, data, sr, subtype="FLOAT")
+    return y
+
+
+def test_decode_mono_mixdown_and_resample(tmp_path):
+    y = _tone(tmp_path / "st.wav", 1.0, 16000, channels=2)
+    np.testing.assert_allclose(decode(str(tmp_path / "st.wav"), 16000), y, atol=1e-6)
+    out = decode(str(tmp_path / "st.wav"), 22050)
+    assert out.dtype == np.float32 and abs(len(out) - 22050) <= 2
+
+
+def test_decode_file_uri(tmp_path):
+    y = _tone(tmp_path / "a.wav", 0.5, 8000)
+    np.testing.assert_array_equal(decode(f"file://{tmp_path / 'a.wav'}", 8000), y)
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [(None, "file not found"), (b"", "cannot decode"), (b"RIFF\x00\x00\x00\x00WAVEfmt garbage", "cannot decode")],
+)
+def test_decode_errors(tmp_path, content, match):
+    p = tmp_path / "bad.wav"
+    if content is not None:
+        p.write_bytes(content)
+    with pytest.raises(DecodeError, match=match):
+        decode(str(p), 22050)
+
+
+def test_zero_length_and_nan(tmp_path):
+    sf.write(tmp_path / "empty.wav", np.zeros(0, np.float32), 8000)
+    with pytest.raises(DecodeError, match="no audio samples"):
+        decode(str(tmp_path / "empty.wav"), 8000)
+    sf.write(tmp_path / "nan.wav", np.full(100, np.nan, np.float32), 8000, subtype="FLOAT")
+    with pytest.raises(DecodeError, match="non-finite"):
+        decode(str(tmp_path / "nan.wav"), 8000)
+
+
+@pytest.mark.parametrize("source_sr", [8000, 11025])
+def test_chunks_cover_the_file_in_bounded_windows(tmp_path, source_sr):
+    _tone(tmp_path / "long.wav", 23.3, source_sr)
+    whole = decode(str(tmp_path / "long.wav"), 8000)
+    chunks = list(iter_chunks(str(tmp_path / "long.wav"), 8000, chunk_s=5.0))
+    # windows of exactly 5 s, the 3.3 s remainder stays a window (≥ half a window)
+    assert [len(c) for c in chunks[:-1]] == [40000] * 4
+    assert 0.5 * 40000 <= len(chunks[-1]) <= 1.5 * 40000
+    np.testing.assert_array_equal(np.concatenate(chunks), whole)
+
+
+def test_short_remainder_is_merged_and_short_file_is_one_window(tmp_path):
+    _tone(tmp_path / "a.wav", 11.0, 8000)
+    assert [len(c) for c in iter_chunks(str(tmp_path / "a.wav"), 8000, chunk_s=5.0)] == [40000, 48000]
+    _tone(tmp_path / "b.wav", 2.0, 8000)
+    assert [len(c) for c in iter_chunks(str(tmp_path / "b.wav"), 8000, chunk_s=5.0)] == [16000]
+    assert [len(c) for c in iter_chunks(str(tmp_path / "b.wav"), 8000, chunk_s=None)] == [16000]
+
+
+def test_long_file_never_held_whole(tmp_path):
+    """10 minutes of audio (19 MB as float32) streamed in 5 s windows: peak allocations stay a small fraction."""
+    sr = 8000
+    with sf.SoundFile(tmp_path / "long.wav", "w", sr, 1, subtype="PCM_16") as f:
+        block = (0.1 * np.sin(np.arange(sr * 10) * 0.05)).astype(np.float32)
+        for _ in range(60):
+            f.write(block)
+    full_bytes = 600 * sr * 4
+    tracemalloc.start()
+    n = 0
+    for c in iter_chunks(str(tmp_path / "long.wav"), 16000, chunk_s=5.0):  # resampled 2×: 38 MB if held
+        n += len(c)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert abs(n - 600 * 16000) <= 16
+    assert peak < 0.1 * 2 * full_bytes
+
+
+def test_truncated_file_yields_what_exists(tmp_path):
+    p = tmp_path / "trunc.wav"
+    _tone(p, 12.0, 8000)
+    data = p.read_bytes()
+    # a FLOAT wav whose data chunk claims more bytes than the file has: libsndfile reads what exists
+    p.write_bytes(data[: len(data) // 2])
+    chunks = list(iter_chunks(str(p), 8000, chunk_s=2.0))
+    assert 2 <= len(chunks) and sum(map(len, chunks)) < 12 * 8000

@@ -1,0 +1,412 @@
+"""Real multi-node runs (issue 8): a head and a worker node on loopback, ``ray job submit``, a node crash.
+
+The cluster is made of real ``ray start --block`` processes, each node in its own process
+session with its own free ports, so a test can crash one node (SIGKILL of its raylet, agents
+and workers) and start a replacement. Nodes listen on distinct loopback addresses (127.0.0.2
+for the head, 127.0.0.3, 127.0.0.4, ... for workers): Ray rewrites "127.0.0.1"/"localhost" to
+the machine's network address, but keeps any other loopback address as given, so no traffic
+leaves the loopback interface. Ray's temp dir, Tune's lock files and every other temporary file
+live under a short directory of the test (unix socket paths are limited to 107 bytes), and
+token authentication is explicitly disabled on both sides (``RAY_AUTH_MODE=disabled``), as the
+head would otherwise turn it on when a token file exists.
+
+The worker node carries a custom resource ``embed`` and the run requests it for its embedding
+actors (``run.resources.embed_resources: {embed: 1}``), so the actors can only run there; the
+head has one CPU for the job driver, decode tasks and probe trials.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+HEAD_IP = "127.0.0.2"
+EMBED_ACTOR = "MapBatches(Embed)"
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalNode:
+    """One ``ray start --block`` process and everything it started (raylet, agents, workers)."""
+
+    def __init__(self, name: str, ip: str, proc: subprocess.Popen, log: Path) -> None:
+        self.name, self.ip, self.proc, self.log = name, ip, proc, log
+
+    def processes(self) -> list[Any]:
+        import psutil
+        import ray  # noqa: F401  (puts Ray's vendored psutil on sys.path)
+
+        try:
+            root = psutil.Process(self.proc.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def kill(self) -> None:
+        """SIGKILL the node's whole process tree: what a crashed machine looks like to the rest of the cluster."""
+        import psutil
+        import ray  # noqa: F401
+
+        procs = self.processes()
+        for p in procs:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        try:  # and whatever is left in the node's own session (started with start_new_session=True)
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        psutil.wait_procs(procs, timeout=30)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+class LocalCluster:
+    """A Ray cluster of real processes on loopback: ``start_head()``, ``add_worker()``, ``ray job submit``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.nodes: list[LocalNode] = []
+        self._worker_ips = (f"127.0.0.{i}" for i in range(3, 250))
+        self._port_base = random.randrange(20000, 28000, 500)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+        env.update(
+            {
+                "RAY_AUTH_MODE": "disabled",  # explicit: the head enables token auth when a token file exists
+                "TMPDIR": str(root),  # Ray's default temp dir, Tune's lock files, repeval's staging dirs
+                "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # `python` in a job is this venv's
+                "RAY_USAGE_STATS_ENABLED": "0",
+                "RAY_agent_register_timeout_ms": "180000",  # slow agents on a busy 2-core machine
+                "RAY_DEDUP_LOGS": "0",
+            }
+        )
+        self.env = env
+        self.gcs_address = ""
+        self.dashboard = ""
+
+    def _ports(self) -> list[str]:
+        lo = self._port_base + 120 * len(self.nodes)  # disjoint worker-port ranges, outside the ephemeral range
+        return [
+            *("--node-manager-port", str(free_port()), "--object-manager-port", str(free_port())),
+            *("--dashboard-agent-grpc-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port())),
+            *("--metrics-export-port", str(free_port()), "--runtime-env-agent-port", str(free_port())),
+            *("--min-worker-port", str(lo), "--max-worker-port", str(lo + 99)),
+        ]
+
+    def _start(self, name: str, ip: str, args: list[str]) -> LocalNode:
+        log = self.root / f"{name}.log"
+        cmd = [str(BIN / "ray"), "start", "--block", "--disable-usage-stats", "--node-ip-address", ip]
+        cmd += [*args, "--object-store-memory", str(200 * 2**20), *self._ports()]
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        node = LocalNode(name, ip, proc, log)
+        self.nodes.append(node)
+        return node
+
+    def start_head(self, num_cpus: int = 1) -> LocalNode:
+        def start() -> LocalNode:
+            gcs, dash = free_port(), free_port()
+            head = self._start(
+                "head",
+                HEAD_IP,
+                [
+                    *("--head", "--port", str(gcs), "--num-cpus", str(num_cpus), "--resources", "{}"),
+                    *("--temp-dir", str(self.root / "ray"), "--include-dashboard", "true"),
+                    *("--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash)),
+                    *("--ray-client-server-port", str(free_port())),
+                ],
+            )
+            self.gcs_address = f"{HEAD_IP}:{gcs}"
+            self.dashboard = f"http://127.0.0.1:{dash}"
+            self.wait_for_nodes(1, also=head)
+            self._wait_for_jobs_api(head)
+            return head
+
+        return self._retry(start)
+
+    def add_worker(self, num_cpus: int = 2, resources: dict[str, float] | None = None) -> LocalNode:
+        def start() -> LocalNode:
+            ip = next(self._worker_ips)
+            args = ["--address", self.gcs_address, "--num-cpus", str(num_cpus)]
+            node = self._start(f"worker-{ip}", ip, [*args, "--resources", json.dumps(resources or {})])
+            self.wait_for_nodes(len(self.alive_nodes()) + 1, also=node)
+            return node
+
+        return self._retry(start)
+
+    def _retry(self, start: Any, attempts: int = 3) -> LocalNode:
+        """Start a node, again if it fails: on a loaded machine the raylet gives up when its dashboard agent
+        takes more than ~15 s to start (not configurable in Ray 2.60) — the `until ray start ...` idiom."""
+        for attempt in range(attempts):
+            try:
+                return start()
+            except (RuntimeError, TimeoutError):
+                self.nodes[-1].kill()
+                if attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def alive_nodes(self) -> list[Any]:
+        from ray.util.state import list_nodes
+
+        try:
+            nodes = list_nodes(address=self.dashboard, raise_on_missing_output=False)
+        except Exception:  # the dashboard is still starting
+            return []
+        return [n for n in nodes if n.state == "ALIVE"]
+
+    def node_id(self, node: LocalNode) -> str:
+        (found,) = [n.node_id for n in self.alive_nodes() if n.node_ip == node.ip]
+        return found
+
+    def wait_for_nodes(self, n: int, also: LocalNode, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if also.proc.poll() is not None:
+                raise RuntimeError(f"node {also.name} exited with {also.proc.returncode}:\n{also.log_tail()}")
+            if self.dashboard and len(self.alive_nodes()) >= n:
+                return
+            time.sleep(1)
+        raise TimeoutError(f"fewer than {n} Ray nodes alive after {timeout:.0f} s:\n{also.log_tail()}")
+
+    def _wait_for_jobs_api(self, head: LocalNode, timeout: float = 300) -> None:
+        from ray.job_submission import JobSubmissionClient
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                JobSubmissionClient(self.dashboard).list_jobs()
+                return
+            except Exception as exc:
+                if time.monotonic() > deadline or head.proc.poll() is not None:
+                    raise RuntimeError(f"the jobs API at {self.dashboard} did not come up: {exc}") from exc
+                time.sleep(1)
+
+    # --- jobs ---------------------------------------------------------------------------------
+
+    def submit(self, entrypoint: list[str], working_dir: Path, runtime_env: dict[str, Any], submission_id: str) -> None:
+        """``ray job submit --address http://127.0.0.1:<dashboard> --working-dir DIR -- ENTRYPOINT``."""
+        cmd = [str(BIN / "ray"), "job", "submit", "--address", self.dashboard, "--submission-id", submission_id]
+        cmd += ["--working-dir", str(working_dir), "--runtime-env-json", json.dumps(runtime_env), "--no-wait"]
+        r = subprocess.run([*cmd, "--", *entrypoint], env=self.env, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, f"ray job submit failed:\n{r.stdout}\n{r.stderr}"
+
+    def job_status(self, submission_id: str) -> str:
+        from ray.job_submission import JobSubmissionClient
+
+        return str(JobSubmissionClient(self.dashboard).get_job_status(submission_id).value)
+
+    def wait_job(self, submission_id: str, timeout: float = 1500) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.job_status(submission_id)
+            if status in TERMINAL:
+                return status
+            time.sleep(2)
+        raise TimeoutError(f"job {submission_id} not finished after {timeout:.0f} s:\n{self.logs(submission_id)[-3000:]}")
+
+    def logs(self, submission_id: str) -> str:
+        from ray.job_submission import JobSubmissionClient
+
+        return JobSubmissionClient(self.dashboard).get_job_logs(submission_id)
+
+    def job_id(self, submission_id: str) -> str:
+        from ray.job_submission import JobSubmissionClient
+
+        return str(JobSubmissionClient(self.dashboard).get_job_info(submission_id).job_id)
+
+    def actors(self, class_contains: str, job_id: str | None = None) -> list[Any]:
+        from ray.util.state import list_actors
+
+        found = list_actors(address=self.dashboard, detail=True, limit=10000, raise_on_missing_output=False)
+        return [a for a in found if class_contains in a.class_name and (job_id is None or a.job_id == job_id)]
+
+    def shutdown(self) -> None:
+        for node in reversed(self.nodes):
+            node.kill()
+
+    def leftovers(self) -> list[Any]:
+        """Processes still running that belong to this cluster (their command line names its unique root)."""
+        import psutil
+        import ray  # noqa: F401
+
+        mine = []
+        for p in psutil.process_iter(["cmdline"]):
+            if p.pid != os.getpid() and any(str(self.root) in arg for arg in p.info["cmdline"] or ()):
+                mine.append(p)
+        return mine
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A short temporary directory (unix socket paths under Ray's temp dir must stay under 107 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="rv-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster(short_tmp: Path) -> Iterator[LocalCluster]:
+    c = LocalCluster(short_tmp)
+    try:
+        yield c
+    finally:
+        c.shutdown()
+        left = c.leftovers()
+        for p in left:  # never expected; killed anyway so a failing test does not leak a cluster
+            p.kill()
+        assert not left, f"processes left running: {left}"
+
+
+def job_runtime_env() -> dict[str, Any]:
+    """cluster/runtime_env.yaml minus what needs the network (pip) — the nodes share this venv."""
+    env = yaml.safe_load((REPO / "cluster" / "runtime_env.yaml").read_text())
+    return {"excludes": env["excludes"], "env_vars": env.get("env_vars", {})}
+
+
+def write_config(path: Path, manifest: Path, model: dict[str, Any], run_id: str, **run: Any) -> Path:
+    cfg = {
+        "run": {"run_id": run_id, "resources": {"embed_resources": {"embed": 1}}, **run},
+        "experiments": [
+            {
+                "task": {"name": "instrument", "type": "multiclass_classification", "label": "instrument"},
+                "datasets": [
+                    {
+                        "name": "notes",
+                        "type": "catalog",
+                        "manifest": str(manifest),  # absolute: the job runs from the uploaded working dir
+                        "label_column": "instrument",
+                        "split_column": "split",
+                    }
+                ],
+                "deformations": [[{"type": "AddGaussianSNR", "params": {"min_snr_db": 10, "max_snr_db": 10, "p": 1}}]],
+                "embedding_models": [model],
+                "downstream_models": [
+                    {"name": "linear", "type": "classifier", "hidden_units": [], "learning_rate": 0.01, "epochs": 3}
+                ],
+                "metrics": ["accuracy"],
+            }
+        ],
+    }
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def render(root: Path, instruments: int, notes: int) -> tuple[Path, Any]:
+    import pyarrow.csv as pacsv
+
+    from repeval.datasets.render import RenderSpec, render_dataset
+
+    names = RenderSpec().instruments[:instruments]
+    manifest = render_dataset(root / "notes", RenderSpec(instruments=names, notes_per_instrument=notes, seed=3))
+    return manifest, pacsv.read_csv(manifest)
+
+
+def check_complete(root: Path, run_id: str, model: str, catalog: Any, max_tracks: int | None = None) -> None:
+    """Both store partitions hold every wanted track, and the run's results cover clean and D1."""
+    from repeval.store import EmbeddingStore
+
+    splits = catalog.column("split").to_pylist()
+    n = len(splits) if max_tracks is None else min(len(splits), max_tracks)
+    store = EmbeddingStore(f"file://{root}/store")
+    clean = store.partition("notes", model, "clean").manifest()
+    deformed = store.partition("notes", model, "D1").manifest()
+    assert clean is not None and deformed is not None, "a store partition has no manifest (incomplete)"
+    assert clean["rows"] + clean["errors"] == n and clean["errors"] == 0
+    assert deformed["rows"] >= 1 and deformed["errors"] == 0
+    run_dir = root / "runs" / run_id
+    results = pq.read_table(run_dir / "results.parquet").to_pylist()
+    assert {(r["scenario"], r["metric"]) for r in results} == {("clean", "accuracy"), ("D1", "accuracy")}
+    assert all(r["model"] == model and r["n_test"] >= 1 for r in results)
+    assert list((run_dir / "tune").glob(f"instrument__notes__{model}/*/checkpoint_*/probe.pt")), "no Tune checkpoint"
+
+
+def test_job_submit_runs_embedding_actors_on_the_worker_node(cluster: LocalCluster, short_tmp: Path) -> None:
+    manifest, catalog = render(short_tmp, instruments=4, notes=8)
+    config = write_config(short_tmp / "mn.yaml", manifest, {"id": "mfcc-stats"}, run_id="mn")
+    cluster.start_head(num_cpus=1)
+    worker = cluster.add_worker(num_cpus=2, resources={"embed": 2})
+    worker_id = cluster.node_id(worker)
+    entry = ["python", "jobs/run.py", str(config), "--smoke-test"]
+    entry += ["--store", f"file://{short_tmp}/store", "--runs-dir", f"file://{short_tmp}/runs"]
+    cluster.submit(entry, REPO, job_runtime_env(), "mn-1")
+    status = cluster.wait_job("mn-1")
+    logs = cluster.logs("mn-1")
+    assert status == "SUCCEEDED", logs[-6000:]
+    assert "trained 1 probe grid(s), 0 already done, 0 failed trial(s)" in logs, logs[-3000:]
+
+    actors = cluster.actors(EMBED_ACTOR, cluster.job_id("mn-1"))
+    assert len(actors) == 2, actors  # the pool is capped at the cluster's embed=2
+    assert {a.node_id for a in actors} == {worker_id}, "an embedding actor ran outside the worker node"
+    assert all(a.required_resources.get("embed") == 1 for a in actors), [a.required_resources for a in actors]
+    check_complete(short_tmp, "mn-smoke", "mfcc-stats", catalog, max_tracks=40)
+
+
+def test_worker_node_crash_mid_embedding(cluster: LocalCluster, short_tmp: Path) -> None:
+    """SIGKILL the only embedding node while it embeds, then start a replacement node with the same resources."""
+    from repeval.models.dummies import dummy_params
+
+    manifest, catalog = render(short_tmp, instruments=8, notes=12)
+    clmr = {"id": "clmr-v2", "params": dummy_params("clmr-v2", short_tmp), "batch_size": 2}
+    config = write_config(short_tmp / "crash.yaml", manifest, clmr, run_id="crash", part_rows=4)
+    cluster.start_head(num_cpus=1)
+    first = cluster.add_worker(num_cpus=2, resources={"embed": 2})
+    first_id = cluster.node_id(first)
+    entry = ["python", "jobs/run.py", str(config), "--store", f"file://{short_tmp}/store"]
+    entry += ["--runs-dir", f"file://{short_tmp}/runs"]
+    cluster.submit(entry, REPO, job_runtime_env(), "crash-1")
+
+    clean = short_tmp / "store" / "notes" / "clmr-v2" / "clean"
+    deadline = time.monotonic() + 900
+    while not list(clean.glob("part-*.parquet")):  # embeddings computed on the worker reached the store
+        status = cluster.job_status("crash-1")
+        assert status not in TERMINAL, f"job ended ({status}) before any embedding:\n{cluster.logs('crash-1')[-4000:]}"
+        assert time.monotonic() < deadline, "no embeddings after 15 min"
+        time.sleep(0.2)
+    first.kill()
+    assert not (clean / "_manifest.json").exists(), "the embedding finished before the node was killed"
+    replacement = cluster.add_worker(num_cpus=2, resources={"embed": 2})
+    replacement_id = cluster.node_id(replacement)
+
+    status = cluster.wait_job("crash-1")
+    logs = cluster.logs("crash-1")
+    # Observed behaviour: Ray restarts the lost embedding actors (Ray Data pools use max_restarts=-1) on the
+    # replacement node, which is the only one offering `embed`, and re-runs the lost tasks: the run completes.
+    assert status == "SUCCEEDED", logs[-6000:]
+    job = cluster.job_id("crash-1")
+    actors = cluster.actors(EMBED_ACTOR, job)
+    assert actors and all(a.required_resources.get("embed") == 1 for a in actors)
+    assert {a.node_id for a in actors} <= {first_id, replacement_id}
+    assert any(a.node_id == replacement_id for a in actors), "no embedding actor ran on the replacement node"
+    check_complete(short_tmp, "crash", "clmr-v2", catalog)

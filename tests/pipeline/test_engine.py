@@ -1,0 +1,266 @@
+"""The engine on a real embedded Ray: chunked long files, frames, all-split deformation, provenance,
+bit-identical reruns, separate (unfused) stages, resume after a failure injected in a UDF, isolated
+process groups and GPU requests."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import ray.cloudpickle
+import soundfile as sf
+import yaml
+
+import repeval.pipeline.embed as embed_mod
+from repeval import runner
+from repeval.audio import iter_chunks
+from repeval.config import load_config
+from repeval.config.schema import EmbeddingModelConfig
+from repeval.models import build_model
+from repeval.pipeline.stages import DecodeDeform
+
+# UDFs defined here must reach the Ray workers by value (the tests folder is not importable there)
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+LONG_S = 25.0
+CHUNK_S = 10.0
+
+
+def _manifest(rendered_notes: Path, root: Path, n: int, long_file: bool) -> Path:
+    rows = list(csv.DictReader(rendered_notes.open()))[:n]
+    out = root / "manifest.csv"
+    with out.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "audio_path": str(rendered_notes.parent / r["audio_path"])})
+        if long_file:
+            sr = 22050
+            t = np.arange(int(LONG_S * sr)) / sr
+            sf.write(root / "long.wav", (0.3 * np.sin(2 * np.pi * 220 * t * (1 + t / 50))).astype(np.float32), sr)
+            w.writerow({**rows[0], "track_id": "long", "audio_path": str(root / "long.wav"), "split": "train"})
+    return out
+
+
+def _config(root: Path, manifest: Path, store: str, **run) -> Path:
+    cfg = {
+        "run": {"run_id": "t", "store": store, "runs_dir": str(root / "runs"), "part_rows": 4, **run},
+        "experiments": [
+            {
+                "task": {"name": "instrument", "type": "multiclass_classification"},
+                "datasets": [
+                    {
+                        "name": "notes",
+                        "type": "catalog",
+                        "manifest": str(manifest),
+                        "label_column": "instrument",
+                        "split_column": "split",
+                    }
+                ],
+                "deformations": [[{"type": "AddGaussianSNR", "params": {"min_snr_db": 10, "max_snr_db": 30, "p": 1}}]],
+                "embedding_models": [{"id": "mfcc-stats", "params": {"chunk_s": CHUNK_S}}],
+                "downstream_models": [{"name": "linear", "hidden_units": []}],
+                "metrics": ["accuracy"],
+            }
+        ],
+    }
+    path = root / f"config-{abs(hash(store))}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _embed(config: Path):
+    return runner.stage_embed(runner.make_context(load_config(config)), progress=False)
+
+
+@pytest.fixture(scope="module")
+def two_runs(ray_session, rendered_notes, tmp_path_factory):
+    root = tmp_path_factory.mktemp("engine")
+    manifest = _manifest(rendered_notes, root, 10, long_file=True)
+    kw = {"keep_frames": True, "deform_splits": ["train", "validation", "test"]}
+    a = _embed(_config(root, manifest, str(root / "store-a"), **kw))
+    b = _embed(_config(root, manifest, f"file://{root}/store-b", **kw))
+    return root, a, b
+
+
+def test_all_splits_deformed_frames_and_long_file(two_runs):
+    root, summary, _ = two_runs
+    assert summary.errors == 0 and summary.tracks == 11 and summary.computed == 22
+    assert summary.rows_by_scenario == {"clean": 11, "D1": 11}
+    clean = pq.read_table(root / "store-a" / "notes" / "mfcc-stats" / "clean").to_pandas().set_index("track_id")
+    d1 = pq.read_table(root / "store-a" / "notes" / "mfcc-stats" / "D1").to_pandas().set_index("track_id")
+    assert set(d1["split"]) == {"train", "validation", "test"} or len(set(d1["split"])) >= 2
+    params = json.loads(d1.loc["long", "deformation_params"])
+    assert params[0]["type"] == "AddGaussianSNR" and 10 <= params[0]["snr_db"] <= 30
+    assert clean["deformation_params"].isna().all()
+    # the long file was embedded in 10 s windows whose frames are concatenated
+    model = build_model(EmbeddingModelConfig(id="mfcc-stats"))
+    chunks = list(iter_chunks(str(root / "long.wav"), model.sample_rate_hz, CHUNK_S))
+    expected = np.concatenate([model.embed(c) for c in chunks])
+    row = clean.loc["long"]
+    assert row["n_chunks"] == len(chunks) == 2 and row["n_frames"] == len(expected)
+    np.testing.assert_array_equal(np.stack(row["frames"]), expected)
+    np.testing.assert_allclose(row["embedding"], expected.mean(axis=0), rtol=1e-5, atol=1e-5)
+    assert abs(row["audio_seconds"] - LONG_S) < 0.01
+    assert (clean.drop(index="long")["n_chunks"] == 1).all()
+
+
+def test_provenance_in_manifest_and_rows(two_runs):
+    root, _, _ = two_runs
+    from repeval.store import EmbeddingStore
+
+    part = EmbeddingStore(str(root / "store-a")).partition("notes", "mfcc-stats", "D1")
+    m = part.manifest()
+    assert m["rows"] == 11 and m["errors"] == 0 and m["model_version"] == "1" and m["chunk_s"] == CHUNK_S
+    assert m["fingerprint"]["model"]["family"] == "mfcc-stats" and m["keep_frames"] is True
+    t = part.read(["config_hash", "model_version", "repeval_version", "model", "scenario"]).to_pylist()
+    assert {r["config_hash"] for r in t} == {m["config_hash"]}
+    assert {(r["model"], r["scenario"], r["model_version"]) for r in t} == {("mfcc-stats", "D1", "1")}
+
+
+def test_reruns_are_bit_identical(two_runs):
+    root, _, _ = two_runs
+    for sid in ("clean", "D1"):
+        a = pq.read_table(root / "store-a" / "notes" / "mfcc-stats" / sid).sort_by("track_id")
+        b = pq.read_table(root / "store-b" / "notes" / "mfcc-stats" / sid).sort_by("track_id")
+        for col in ("track_id", "embedding", "frames", "n_frames", "deformation_params", "config_hash"):
+            assert a.column(col).equals(b.column(col)), (sid, col)
+
+
+def test_decode_and_embed_are_separate_stages(two_runs):
+    _, summary, _ = two_runs
+    assert summary.operators[-2:] == ["MapBatches(DecodeDeform)", "MapBatches(Embed)"]
+    assert not any("->" in op for op in summary.operators)
+
+
+class FailingDecode(DecodeDeform):
+    """Raises on the batch holding ``victim`` once some rows are in the store (a mid-stream crash)."""
+
+    victim = "victim"
+    store_dir = ""
+
+    def __call__(self, batch):
+        if self.victim in set(map(str, batch["track_id"])):
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline and not any(
+                f.startswith("part-") for _, _, fs in os.walk(self.store_dir) for f in fs
+            ):
+                time.sleep(0.2)
+            raise RuntimeError("injected failure")
+        yield from super().__call__(batch)
+
+
+def test_resume_after_failure_injected_in_a_udf(ray_session, rendered_notes, tmp_path, monkeypatch):
+    manifest = _manifest(rendered_notes, tmp_path, 24, long_file=False)
+    ids = [r["track_id"] for r in csv.DictReader(manifest.open())]
+    config = _config(tmp_path, manifest, str(tmp_path / "store"), part_rows=2)
+    cls = type("Failing", (FailingDecode,), {"victim": ids[-1], "store_dir": str(tmp_path / "store")})
+    monkeypatch.setattr(embed_mod, "DecodeDeform", cls)
+    with pytest.raises(Exception, match="injected failure"):
+        _embed(config)
+    part_dir = tmp_path / "store" / "notes" / "mfcc-stats" / "clean"
+    first = pq.read_table(part_dir).column("track_id").to_pylist()
+    assert 0 < len(first) < len(ids) and not (part_dir / "_manifest.json").exists()
+
+    monkeypatch.setattr(embed_mod, "DecodeDeform", DecodeDeform)
+    n_test = sum(1 for r in csv.DictReader(manifest.open()) if r["split"] == "test")
+    d1_first = pq.read_table(part_dir.parent / "D1").num_rows if (part_dir.parent / "D1").exists() else 0
+    again = _embed(config)
+    assert again.skipped == len(first) + d1_first
+    assert again.computed == len(ids) - len(first) + n_test - d1_first  # only what was missing
+    final = pq.read_table(part_dir).column("track_id").to_pylist()
+    assert sorted(final) == sorted(ids)  # exactly one row per track
+    d1 = pq.read_table(part_dir.parent / "D1").column("track_id").to_pylist()
+    assert len(d1) == len(set(d1)) == n_test
+    assert (part_dir / "_manifest.json").exists()
+
+
+class Probe:
+    def __call__(self, batch):
+        n = len(batch["id"])
+        return {
+            "id": batch["id"],
+            "pid": np.full(n, os.getpid()),
+            "group": np.array([os.environ.get("REPEVAL_PROCESS_GROUP", "")] * n),
+            "legacy": np.array([os.environ.get("TF_USE_LEGACY_KERAS", "")] * n),
+        }
+
+
+def _probe(kwargs: dict, tasks: bool = False) -> list[dict]:
+    import pyarrow as pa
+    import ray.data
+
+    ds = ray.data.from_arrow([pa.table({"id": list(range(i, i + 4))}) for i in range(0, 16, 4)])
+    if tasks:
+        return ds.map_batches(Probe(), batch_size=4, num_cpus=kwargs["num_cpus"]).take_all()
+    return ds.map_batches(Probe, **kwargs).take_all()
+
+
+def test_process_groups_get_their_own_worker_processes(ray_session):
+    from repeval.config.schema import ResourcesConfig
+    from repeval.pipeline.resources import plan_resources
+
+    class Default:
+        process_group = "default"
+
+    class TF:
+        process_group = "tf"
+
+    d = _probe(plan_resources(Default, ResourcesConfig(), 2, 0).actor_kwargs(4))
+    t = _probe(plan_resources(TF, ResourcesConfig(), 2, 0).actor_kwargs(4))
+    after = _probe({"num_cpus": 0.25}, tasks=True)
+    d_pids, t_pids, a_pids = ({r["pid"] for r in rows} for rows in (d, t, after))
+    assert {r["group"] for r in t} == {"tf"} and {r["legacy"] for r in t} == {"1"}
+    assert {r["group"] for r in d} == {""} and {r["legacy"] for r in d} == {""}
+    assert not (t_pids & d_pids) and not (t_pids & a_pids)
+    assert os.getpid() not in t_pids
+
+
+GPU_SCRIPT = textwrap.dedent(
+    """
+    import json, os
+    import numpy as np, pyarrow as pa, ray, ray.data
+    from repeval.config.schema import ResourcesConfig
+    from repeval.pipeline.resources import plan_resources
+
+    class Model:
+        uses_gpu = True
+        process_group = "default"
+
+    class Probe:
+        def __call__(self, batch):
+            n = len(batch["id"])
+            return {"gpus": np.array([json.dumps(ray.get_gpu_ids())] * n),
+                    "cvd": np.array([os.environ.get("CUDA_VISIBLE_DEVICES", "")] * n)}
+
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, object_store_memory=100 * 2**20, log_to_driver=False)
+    res = plan_resources(Model, ResourcesConfig(embed_num_gpus=0.5), ray.cluster_resources()["CPU"],
+                         ray.cluster_resources()["GPU"])
+    ds = ray.data.from_arrow([pa.table({"id": list(range(i, i + 4))}) for i in range(0, 16, 4)])
+    rows = ds.map_batches(Probe, **res.actor_kwargs(4)).take_all()
+    print("RESULT", json.dumps({"n_actors": res.n_actors, "num_gpus": res.num_gpus,
+                                "gpus": sorted({r["gpus"] for r in rows}), "cvd": sorted({r["cvd"] for r in rows})}))
+    """
+)
+
+
+def test_gpu_fraction_requested_when_ray_reports_gpus(tmp_path):
+    """A separate local Ray declaring one (fake) GPU: two actors share it at 0.5 each."""
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": ""}
+    out = subprocess.run(
+        [sys.executable, "-c", GPU_SCRIPT], capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path
+    )
+    lines = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+    assert lines, out.stderr[-3000:]
+    res = json.loads(lines[-1][len("RESULT ") :])
+    assert res["n_actors"] == 2 and res["num_gpus"] == 0.5
+    assert res["gpus"] == ["[0]"] and res["cvd"] == ["0"]

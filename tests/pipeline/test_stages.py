@@ -1,0 +1,211 @@
+"""The pipeline's UDFs and planning, without Ray: chunking, seeded deformation, reassembly, resources."""
+
+from __future__ import annotations
+
+import json
+from typing import ClassVar
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import soundfile as sf
+
+from repeval.config.schema import EmbeddingModelConfig, ResourcesConfig
+from repeval.models import build_model
+from repeval.pipeline.assemble import TrackAssembler
+from repeval.pipeline.embed import plan_todo
+from repeval.pipeline.resources import plan_resources
+from repeval.pipeline.stages import DecodeDeform, Embed
+
+SR = 8000
+NOISE = [("AddGaussianSNR", {"min_snr_db": 5.0, "max_snr_db": 30.0, "p": 1.0})]
+GAIN = [("Gain", {"min_gain_db": -12.0, "max_gain_db": 0.0, "p": 1.0})]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("audio")
+    rng = np.random.default_rng(0)
+    sf.write(d / "short.wav", (0.3 * rng.standard_normal(int(1.5 * SR))).astype(np.float32), SR)
+    sf.write(d / "long.wav", (0.3 * rng.standard_normal(int(23.0 * SR))).astype(np.float32), SR)
+    (d / "bad.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
+    return d
+
+
+def _decode_rows(files, names, wanted, chunk_s=5.0, seed=0, steps=None):
+    udf = DecodeDeform(SR, steps if steps is not None else {"D1": NOISE, "D2": GAIN}, seed, chunk_s=chunk_s)
+    batch = {
+        "track_id": np.array(names),
+        "audio_path": np.array([str(files / f"{n}.wav") for n in names]),
+        "split": np.array(["test"] * len(names)),
+        "scenarios": [np.array(w) for w in wanted],
+    }
+    outs = list(udf(batch))
+    return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+
+
+def test_decode_deform_chunks_and_seeds(files):
+    out = _decode_rows(files, ["short", "long"], [["clean", "D1"], ["clean", "D1", "D2"]])
+    short = out["track_id"] == "short"
+    assert list(out["scenario"][short]) == ["clean", "D1"] and set(out["n_chunks"][short]) == {1}
+    long_ = out["track_id"] == "long"
+    # 23 s in 5 s windows: 4 × 5 s + 3 s; three scenarios each
+    assert (out["chunk"][long_] == np.repeat(np.arange(5), 3)).all()
+    assert list(out["n_chunks"][long_]) == [0] * 12 + [5] * 3
+    assert [len(a) for a in out["audio"][long_ & (out["scenario"] == "clean")]] == [40000] * 4 + [24000]
+    # parameters sampled once per (track, scenario) and recorded on every chunk; noise differs per chunk
+    for sid in ("D1", "D2"):
+        params = set(out["deformation_params"][long_ & (out["scenario"] == sid)])
+        assert len(params) == 1 and json.loads(params.pop())[0]["type"] in ("AddGaussianSNR", "Gain")
+    clean = out["audio"][long_ & (out["scenario"] == "clean")]
+    d2 = out["audio"][long_ & (out["scenario"] == "D2")]
+    # the same gain on every chunk
+    gains = [float(np.dot(d, c) / np.dot(c, c)) for d, c in zip(d2, clean, strict=True)]
+    assert gains[0] < 1 and np.allclose(gains, gains[0], rtol=1e-4)
+    d1 = out["audio"][long_ & (out["scenario"] == "D1")]
+    assert not np.allclose(d1[0][:1000] - clean[0][:1000], d1[1][:1000] - clean[1][:1000])
+
+
+def test_decode_deform_is_reproducible_and_seed_dependent(files):
+    a = _decode_rows(files, ["long", "short"], [["D1"], ["D1"]])
+    b = _decode_rows(files, ["short", "long"], [["D1"], ["D1"]])  # other order, same per-track results
+    c = _decode_rows(files, ["long", "short"], [["D1"], ["D1"]], seed=1)
+    key = lambda o: {(t, int(ch)): x.tobytes() for t, ch, x in zip(o["track_id"], o["chunk"], o["audio"], strict=True)}  # noqa: E731
+    assert key(a) == key(b)
+    assert key(a) != key(c)
+    assert dict(zip(a["track_id"], a["deformation_params"], strict=True)) == dict(
+        zip(b["track_id"], b["deformation_params"], strict=True)
+    )
+
+
+def test_decode_errors_become_rows(files):
+    out = _decode_rows(files, ["bad", "short"], [["clean", "D1"], ["clean"]])
+    bad = out["track_id"] == "bad"
+    assert list(out["stage"][bad]) == ["decode", "decode"] and all("cannot decode" in e for e in out["error"][bad])
+    assert list(out["n_chunks"][bad]) == [1, 1]
+    assert list(out["error"][~bad]) == [""]
+
+
+def test_scenario_indices_as_input(files):
+    udf = DecodeDeform(SR, {"D1": NOISE}, 0, chunk_s=None, scenario_ids=["clean", "D1"])
+    batch = {
+        "track_id": np.array(["short"]),
+        "audio_path": np.array([str(files / "short.wav")]),
+        "split": np.array(["test"]),
+        "scenarios": [np.array([0, 1], np.int16)],
+    }
+    (out,) = list(udf(batch))
+    assert list(out["scenario"]) == ["clean", "D1"]
+
+
+def _embed(files, names, wanted, keep_frames=True, chunk_s=5.0):
+    cfg = EmbeddingModelConfig(id="mfcc-stats", params={"sample_rate_hz": SR, "chunk_s": chunk_s})
+    emb = Embed(cfg, keep_frames=keep_frames, threads=1)
+    rows = _decode_rows(files, names, wanted, chunk_s=chunk_s, steps={"D1": NOISE})
+    return emb, rows, emb(rows)
+
+
+def test_embed_and_reassemble_long_track_in_any_order(files):
+    emb, rows, out = _embed(files, ["long", "short", "bad"], [["clean"], ["clean", "D1"], ["clean"]])
+    assert emb.model_version == "1"
+    model = build_model(EmbeddingModelConfig(id="mfcc-stats", params={"sample_rate_hz": SR}))
+    clean_chunks = [
+        a
+        for t, s, a in zip(rows["track_id"], rows["scenario"], rows["audio"], strict=True)
+        if t == "long" and s == "clean"
+    ]
+    expected_frames = np.concatenate([model.embed(a) for a in clean_chunks])
+
+    def assemble(order):
+        asm = TrackAssembler(keep_frames=True)
+        blocks, errors = [], []
+        for i in order:  # one row per batch, in the given order
+            b, e = asm.add({k: v[i : i + 1] for k, v in out.items()})
+            blocks += [b] if b is not None else []
+            errors += list(zip(e.track_id, e.stage, strict=True))
+        assert not asm.pending
+        return blocks, errors
+
+    n = len(out["track_id"])
+    fwd, err_fwd = assemble(range(n))
+    rev, err_rev = assemble(reversed(range(n)))
+    assert err_fwd == err_rev == [("bad", "decode")]
+    get = {}
+    for blocks in (fwd, rev):
+        for b in blocks:
+            for i in range(len(b)):
+                get.setdefault((b.track_id[i], b.scenario[i]), []).append(
+                    (b.embedding[i].tobytes(), int(b.n_frames[i]), int(b.n_chunks[i]), b.frames[i])
+                )
+    assert set(get) == {("long", "clean"), ("short", "clean"), ("short", "D1")}
+    (e1, nf1, nc1, fr1), (e2, *_rest) = get[("long", "clean")]
+    assert e1 == e2  # arrival order does not change a bit
+    assert nc1 == 5 and nf1 == len(expected_frames)
+    np.testing.assert_array_equal(fr1, expected_frames)
+    np.testing.assert_allclose(np.frombuffer(e1, np.float32), expected_frames.mean(axis=0), rtol=1e-5, atol=1e-5)
+
+
+def test_embed_error_in_one_chunk_fails_the_track(files, monkeypatch):
+    emb, rows, _ = _embed(files, ["long"], [["clean"]], keep_frames=False)
+    rows["audio"][1] = np.full(100, np.nan, np.float32)
+    out = emb(rows)
+    asm = TrackAssembler(keep_frames=False)
+    block, errors = asm.add(out)
+    assert block is None and errors.track_id == ["long"] and errors.stage == ["embed"]
+
+
+def test_plan_todo_is_vectorised_and_exact():
+    rows = pa.table(
+        {"track_id": ["a", "b", "c", "d"], "audio_path": ["p"] * 4, "split": ["train", "test", "test", "val"]}
+    )
+    masks = {"clean": np.array([True, False, True, False]), "D1": np.array([False, True, True, False])}
+    todo = plan_todo(rows, masks)
+    assert todo.column("track_id").to_pylist() == ["a", "b", "c"]
+    assert todo.column("scenarios").to_pylist() == [[0], [1], [0, 1]]
+    assert plan_todo(rows, {}).num_rows == 0
+
+
+class _CPU:
+    uses_gpu = False
+    process_group = "default"
+
+
+class _GPU(_CPU):
+    uses_gpu = True
+
+
+class _TF(_CPU):
+    process_group = "tf"
+    worker_env: ClassVar[dict[str, str]] = {"EXTRA": "1"}
+
+
+def test_resources_two_cpus_leave_room_for_decode():
+    r = plan_resources(_CPU, ResourcesConfig(), cluster_cpus=2, cluster_gpus=0)
+    assert (r.n_actors, r.num_cpus, r.num_gpus, r.threads) == (2, 0.75, 0.0, 1)
+    assert r.n_actors * r.num_cpus + r.decode_num_cpus <= 2 and r.decode_num_cpus != r.num_cpus
+    kw = r.actor_kwargs(16)
+    assert kw["num_cpus"] == 0.75 and "num_gpus" not in kw and "runtime_env" not in kw
+    big = plan_resources(_CPU, ResourcesConfig(embed_num_cpus=4), cluster_cpus=32, cluster_gpus=0)
+    assert (big.n_actors, big.num_cpus, big.threads) == (7, 4.0, 4) and 32 - 7 * 4 >= big.decode_num_cpus
+
+
+def test_resources_gpu_fraction_when_ray_reports_gpus():
+    r = plan_resources(_GPU, ResourcesConfig(embed_num_gpus=0.5), cluster_cpus=8, cluster_gpus=2)
+    assert r.n_actors == 4 and r.num_gpus == 0.5 and r.n_actors * r.num_cpus <= 8 - r.decode_num_cpus
+    assert r.actor_kwargs(8)["num_gpus"] == 0.5
+    # no GPU in the cluster, or a CPU-only model: no GPU request
+    assert plan_resources(_GPU, ResourcesConfig(), 8, 0).num_gpus == 0
+    assert plan_resources(_CPU, ResourcesConfig(), 8, 2).num_gpus == 0
+
+
+def test_resources_isolated_process_group():
+    r = plan_resources(_TF, ResourcesConfig(), 2, 0)
+    env = r.actor_kwargs(4)["runtime_env"]["env_vars"]
+    assert env == {"REPEVAL_PROCESS_GROUP": "tf", "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "EXTRA": "1"}
+
+
+def test_threads_limited_in_the_actor(files):
+    from threadpoolctl import threadpool_info
+
+    Embed(EmbeddingModelConfig(id="mfcc-stats"), threads=1)
+    assert all(i["num_threads"] == 1 for i in threadpool_info())

@@ -1,0 +1,149 @@
+"""The Parquet embedding store: schema, provenance, any pyarrow filesystem, resume bookkeeping, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from repeval.pipeline.assemble import ErrorBlock, RowBlock, errors_table, rows_table
+from repeval.store import EmbeddingStore, PartitionWriter, StoreConflict
+from repeval.store.store import ERROR_SCHEMA, embedding_schema
+
+DIM = 4
+PROV = {
+    "model": "m",
+    "config_hash": "abc123",
+    "repeval_version": "0.1.0",
+    "created_at": np.datetime64(1_700_000_000_000, "ms"),
+}
+
+
+def _block(ids: list[str], keep_frames: bool = False) -> RowBlock:
+    n = len(ids)
+    frames = np.empty(n, dtype=object)
+    frames[:] = [np.full((i + 1, DIM), i, np.float32) for i in range(n)]
+    return RowBlock(
+        track_id=np.array(ids),
+        split=np.array(["train"] * n),
+        scenario=np.array(["clean"] * n),
+        embedding=np.arange(n * DIM, dtype=np.float32).reshape(n, DIM),
+        n_frames=np.arange(1, n + 1, dtype=np.int32),
+        n_chunks=np.ones(n, np.int32),
+        audio_seconds=np.full(n, 1.5, np.float32),
+        deformation_params=np.array(["", '[{"type": "Gain"}]'] * (n // 2) + [""] * (n % 2)),
+        model_version=np.array(["1"] * n),
+        frames=frames if keep_frames else None,
+    )
+
+
+def _write(store: EmbeddingStore, ids: list[str], keep_frames: bool = False, part_rows: int = 3):
+    part = store.partition("ds", "m", "clean")
+    part.stamp({"fp": 1}, {"config_hash": "abc123"})
+    schema = embedding_schema(DIM, keep_frames)
+    w = PartitionWriter(part, schema, part_rows)
+    w.add_table(rows_table(_block(ids, keep_frames), schema, PROV))
+    errs = ErrorBlock()
+    errs.add("bad", "test", "clean", "decode", "cannot decode")
+    w.add_errors(errors_table(errs, ERROR_SCHEMA, PROV))
+    w.flush()
+    return part
+
+
+def test_schema_and_provenance_readable_by_pyarrow_and_pandas(tmp_path):
+    store = EmbeddingStore(str(tmp_path / "s"))
+    part = _write(store, ["a", "b", "c", "d"], keep_frames=True)
+    m = part.finish({"dataset": "ds", "model": "m", "scenario": "clean", "model_version": "1"})
+    assert m["rows"] == 4 and m["errors"] == 1 and m["config_hash"] == "abc123" and m["model_version"] == "1"
+    assert m["store_format"] == 2 and m["repeval_version"] and m["created_at"] <= m["completed_at"]
+    t = pq.read_table(part.path)  # the partition folder; _errors/ and _*.json are skipped
+    assert t.schema.equals(embedding_schema(DIM, keep_frames=True))
+    assert t.num_rows == 4 and set(t.column("config_hash").to_pylist()) == {"abc123"}
+    assert str(t.schema.field("created_at").type) == "timestamp[ms, tz=UTC]"
+    df = t.to_pandas()
+    assert df.loc[df.track_id == "c", "embedding"].iloc[0].tolist() == [8.0, 9.0, 10.0, 11.0]
+    assert np.stack(df.loc[df.track_id == "b", "frames"].iloc[0]).shape == (2, DIM)
+    assert df.deformation_params.isna().sum() == 2
+    assert part.read_errors().column("reason").to_pylist() == ["cannot decode"]
+    ids, _splits, mat = part.embeddings()
+    assert sorted(ids) == ["a", "b", "c", "d"] and mat.shape == (4, DIM) and mat.dtype == np.float32
+
+
+def test_duckdb_reads_the_store(tmp_path):
+    duckdb = pytest.importorskip("duckdb")
+    part = _write(EmbeddingStore(str(tmp_path / "s")), ["a", "b"])
+    n = duckdb.sql(f"select count(*) from read_parquet('{part.path}/part-*.parquet')").fetchone()[0]
+    assert n == 2
+
+
+@pytest.mark.parametrize("kind", ["file_uri", "mock_uri", "subtree"])
+def test_any_pyarrow_filesystem(tmp_path, kind):
+    if kind == "file_uri":
+        store = EmbeddingStore(f"file://{tmp_path}/s")
+    elif kind == "mock_uri":
+        store = EmbeddingStore("mock:///stores/s")
+    else:
+        (tmp_path / "sub").mkdir()
+        store = EmbeddingStore("/s", filesystem=pafs.SubTreeFileSystem(str(tmp_path / "sub"), pafs.LocalFileSystem()))
+    part = _write(store, ["a", "b", "c", "d", "e"], part_rows=2)
+    part.finish({"dataset": "ds"})
+    assert [p.name for p in store.partitions()] == ["ds/m/clean"]
+    assert part.complete and part.counts() == (5, 1)
+    assert sorted(part.done_ids().to_pylist()) == ["a", "b", "bad", "c", "d", "e"]
+    if kind == "subtree":
+        assert (tmp_path / "sub" / "s" / "ds" / "m" / "clean" / "_manifest.json").exists()
+
+
+def test_dedupe_keeps_one_row_per_track(tmp_path):
+    store = EmbeddingStore(str(tmp_path / "s"))
+    _write(store, ["a", "b", "c"])
+    part = _write(store, ["b", "c", "d"])
+    assert part.dedupe() == 2
+    t = part.read()
+    assert sorted(t.column("track_id").to_pylist()) == ["a", "b", "c", "d"]
+    assert part.dedupe() == 0
+    assert part.finish({})["rows"] == 4
+
+
+def test_conflicting_fingerprint_refused(tmp_path):
+    part = EmbeddingStore(str(tmp_path / "s")).partition("ds", "m", "clean")
+    part.stamp({"model": "a"})
+    part.check_compatible({"model": "a"})
+    with pytest.raises(StoreConflict, match="different configuration"):
+        part.check_compatible({"model": "b"})
+
+
+def test_unsafe_components_rejected(tmp_path):
+    store = EmbeddingStore(str(tmp_path / "s"))
+    assert store.partition("../x", "m/y", "c").path.startswith(store.root + "/")
+    with pytest.raises(ValueError):
+        store.partition("..", "m", "c")
+
+
+def test_store_cli(tmp_path):
+    from repeval.cli import app
+
+    store = EmbeddingStore(str(tmp_path / "s"))
+    part = _write(store, ["a", "b", "c"])
+    part.finish({"dataset": "ds", "model": "m", "scenario": "clean", "model_version": "1"})
+    other = store.partition("ds", "m", "D1")
+    w = PartitionWriter(other, embedding_schema(DIM), 10)
+    w.add_table(rows_table(_block(["x"]), embedding_schema(DIM), PROV))
+    w.flush()
+    runner = CliRunner()
+    res = runner.invoke(app, ["store", "ls", str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output
+    assert "ds/m/clean" in res.output and "complete" in res.output and "incomplete" in res.output
+    res = runner.invoke(app, ["store", "ls", str(tmp_path / "s"), "--json"])
+    rows = json.loads(res.output)
+    assert {r["partition"]: r["rows"] for r in rows} == {"ds/m/D1": 1, "ds/m/clean": 3}
+    res = runner.invoke(app, ["store", "show", "ds/m/clean", "--store", f"file://{tmp_path}/s"])
+    assert res.exit_code == 0, res.output
+    for text in ("config_hash", "abc123", "embedding: fixed_size_list<element: float>[4]", "decode", "train"):
+        assert text in res.output
+    res = runner.invoke(app, ["store", "show", "nope", "--store", str(tmp_path / "s")])
+    assert res.exit_code != 0 and "dataset/model/scenario" in res.output
