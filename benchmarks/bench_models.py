@@ -4,9 +4,10 @@ Each model embeds the same ~30 s of music (a recording from ../shared/data when 
 noise), resampled to its rate, after one warm-up call; the best of ``--repeats`` timings is
 reported with the load time. Models of an isolated process group (``tf``, ``essentia``) are
 timed in a fresh process with that group's environment, exactly as the pipeline runs them.
-``--dummy-weights DIR`` also times CLMR and MULE when their weights are absent, on randomly
-initialised weights of the same architecture (same cost; the tiny transformers and trivial
-Essentia stand-ins used by the tests are not timed, their cost says nothing). Ratios are measured in one run on one machine; compare
+``--dummy-weights DIR`` also times CLMR, MULE, NeuralFP and MERT-v1-95M (as a base-size
+HuBERT at 24 kHz) when their weights are absent, on randomly initialised weights of the same
+architecture and size (same cost; the tiny transformers and trivial Essentia graphs used by
+the tests are not timed, their cost says nothing). Ratios are measured in one run on one machine; compare
 rows, not runs.
 
     python benchmarks/bench_models.py [--models crepe-tiny basic-pitch] [--dummy-weights /tmp/w]
@@ -90,7 +91,7 @@ def _in_group(
 
 def run(model_ids: list[str] | None, dummy_weights: Path | None, repeats: int) -> list[dict[str, Any]]:
     from repeval.models import MODELS
-    from repeval.models.dummies import COST_REPRESENTATIVE, dummy_params
+    from repeval.models.dummies import COST_DUMMIES
 
     rows: list[dict[str, Any]] = []
     groups: dict[str, list[str]] = {}
@@ -98,9 +99,10 @@ def run(model_ids: list[str] | None, dummy_weights: Path | None, repeats: int) -
     for name in model_ids or MODELS.names():
         fam = MODELS.get(name)
         p = dict(fam.default_params)
-        if dummy_weights is not None and name in COST_REPRESENTATIVE and fam.cls.availability(p):
+        if dummy_weights is not None and name in COST_DUMMIES and fam.cls.availability(p):
             try:
-                p.update(dummy_params(name, dummy_weights))
+                dummy_weights.mkdir(parents=True, exist_ok=True)
+                p.update(COST_DUMMIES[name](dummy_weights))
             except Exception as exc:  # no stand-in possible here (e.g. tensorflow absent)
                 log.warning("%s: no stand-in weights (%s)", name, exc)
         reason = fam.cls.availability(p)

@@ -54,9 +54,14 @@ def _fail(exc: BaseException, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _load(path: Path) -> Any:
+def _load(path: Path, check_data: bool = False) -> Any:
     try:
-        return load_config(path)
+        cfg = load_config(path)
+        if check_data:  # reliability (issue 9): a missing manifest/data dir fails before anything runs
+            from repeval.config.loader import check_data_paths
+
+            check_data_paths(cfg, str(path))
+        return cfg
     except ConfigError as exc:
         _fail(exc)
 
@@ -72,7 +77,7 @@ def _ctx(
 ) -> Any:
     from repeval.runner import make_context, smoke_test_config
 
-    cfg = _with_runs_dir(_load(config), runs_dir)
+    cfg = _with_runs_dir(_load(config, check_data=True), runs_dir)
     if smoke_test:
         cfg = smoke_test_config(cfg)
     return make_context(cfg, run_id, store)
@@ -119,7 +124,8 @@ def _guard(fn: Any) -> Any:
 
 # --- reliability (issue 9): --strict ----------------------------------------------------------------
 StrictOpt = Annotated[
-    bool, typer.Option("--strict", help="exit with status 3 if any track has an error record (everything is still saved)")
+    bool,
+    typer.Option("--strict", help="exit with status 3 if any track has an error record (everything is still saved)"),
 ]
 
 
@@ -154,9 +160,15 @@ def _strict_check(ctx: Any) -> None:
 
 
 @app.command()
-def validate(config: ConfigArg) -> None:
-    """Validate a configuration file (nothing runs)."""
-    cfg = _load(config)
+def validate(
+    config: ConfigArg,
+    skip_data_check: Annotated[
+        bool,
+        typer.Option("--skip-data-check", help="do not check that local data paths exist (a config for elsewhere)"),
+    ] = False,
+) -> None:
+    """Validate a configuration file (nothing runs); local data paths must exist unless --skip-data-check."""
+    cfg = _load(config, check_data=not skip_data_check)
     n = len(cfg.experiments)
     typer.echo(f"{config}: valid ({n} experiment{'s' if n != 1 else ''})")
 

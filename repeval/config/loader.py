@@ -52,6 +52,8 @@ def _format(err: ValidationError) -> list[str]:
         elif e["type"] == "literal_error":
             expected = e.get("ctx", {}).get("expected", "")
             msg = f"got {e.get('input')!r}; expected {expected}"
+        elif e["type"] in ("tuple_type", "list_type"):  # reliability (issue 9): name the fix, not pydantic's type
+            msg = f"expected a list (e.g. [{e.get('input')!s}]), got {type(e.get('input')).__name__} {e.get('input')!r}"
         line = f"{path}: {msg}"
         if line not in problems:
             problems.append(line)
@@ -88,3 +90,33 @@ def config_hash(obj: Any) -> str:
         obj = obj.model_dump(mode="json")
     blob = json.dumps(obj, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# --- reliability (issue 9): local data paths are checked before anything runs ------------------------
+def check_data_paths(cfg: Config, source: str | None = None) -> None:
+    """Raise :class:`ConfigError` naming every dataset key whose local path does not exist.
+
+    Only local paths are checked (URIs such as ``s3://`` are not); relative paths are resolved from
+    the current directory, as the loaders do. :func:`load_config` does not call this (a config
+    stays valid on a machine without the data); the CLI does, before any compute.
+    """
+    problems = []
+    for ei, exp in enumerate(cfg.experiments):
+        for di, ds in enumerate(exp.datasets):
+            for key, is_dir in (("manifest", False), ("dir", True), ("index_path", False)):
+                value = getattr(ds, key, None)
+                if not value or "://" in str(value):
+                    continue
+                path = Path(str(value)).expanduser()
+                if path.is_dir() if is_dir else path.exists():
+                    continue
+                what = "directory" if is_dir else "file"
+                problems.append(
+                    f"experiments[{ei}].datasets[{di}].{key}: no such {what}: {path.resolve()} — fix the path "
+                    f"(relative paths start from {Path.cwd()}), or download/render the data first"
+                )
+    if problems:
+        raise ConfigError(problems, source)
+
+
+# --- end reliability ---------------------------------------------------------------------------------

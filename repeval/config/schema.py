@@ -309,6 +309,8 @@ class ProbeConfig(Strict):
 
     @model_validator(mode="after")
     def _pca(self) -> ProbeConfig:
+        if isinstance(self.emb_shape, int) and self.emb_shape < 1:  # reliability (issue 9)
+            raise ValueError(f"emb_shape must be a positive integer (PCA dimension) or 'infer', got {self.emb_shape}")
         if self.emb_dim_reduction and self.emb_shape == "infer" and self.pca_dim is None:
             raise ValueError("emb_dim_reduction: PCA needs emb_shape set to the target dimension (an integer)")
         if self.pca_dim is not None and isinstance(self.emb_shape, int) and self.emb_shape != self.pca_dim:

@@ -135,7 +135,10 @@ def pad_to(audio: np.ndarray, n_samples: int) -> np.ndarray:
 
 
 def frame_starts(n_samples: int, window: int, hop: int) -> list[int]:
-    """Start indices of windows over ``n_samples``: at least one; a tail of at least half a hop gets its own (padded) window."""
+    """Start indices of windows over ``n_samples``.
+
+    At least one; a tail of at least half a hop past the last full window gets its own (padded) window.
+    """
     if n_samples <= window:
         return [0]
     starts = list(range(0, n_samples - window + 1, hop))

@@ -9,7 +9,7 @@ concatenation of the ``outputs`` named in the params (default all three: 440-d).
 ``import basic_pitch`` imports tensorflow when present, which must not happen in a shared
 worker (essentia aborts beside TF 2.x), so the package is never imported: only its model file
 is read. Install: ``pip install --no-deps basic-pitch==0.4.0`` plus ``onnxruntime``.
-CPU cost: ≈40–80 s of audio per second.
+CPU cost: ≈25× log-mel statistics (benchmarks/bench_models.py, one run on a shared 2-core machine).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ window and clips shorter than one window are zero-padded.
 (``sequential.*`` [+ ``fc.*``]), or CLMR's training state dicts whose encoder keys carry an
 ``encoder.`` / ``model.encoder.`` prefix (optionally under ``state_dict``). A PyTorch-Lightning
 ``.ckpt`` that pickles hyper-parameter objects must first be re-saved as tensors only.
-CPU cost: ≈100–200 s of audio per second on 2 cores.
+CPU cost: ≈30× log-mel statistics (benchmarks/bench_models.py, one run on a shared 2-core machine).
 """
 
 from __future__ import annotations

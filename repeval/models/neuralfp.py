@@ -11,7 +11,7 @@ each through 8→32 ELU→1) → L2 normalisation: **128-d** per segment, segmen
 ``params.checkpoint`` (default ``$REPEVAL_MODELS_DIR/neuralfp.pt``) is a PyTorch state dict of
 :func:`build_neuralfp` (``torch.load(weights_only=True)``); the released model is a TensorFlow
 checkpoint whose weights must be converted to these names first (no converter ships yet).
-CPU cost: ≈50–150 s of audio per second on 2 cores.
+CPU cost: ≈40× log-mel statistics (benchmarks/bench_models.py, one run on a shared 2-core machine).
 """
 
 from __future__ import annotations

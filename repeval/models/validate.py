@@ -130,7 +130,8 @@ def _run_checks(
             continue
         ok = isinstance(out, np.ndarray) and out.ndim == 2 and out.shape[0] >= 1 and out.shape[1] == dim
         ok = ok and out.dtype == np.float32 and bool(np.isfinite(out).all())
-        detail = f"shape {getattr(out, 'shape', None)} dtype {getattr(out, 'dtype', None)} finite {bool(np.isfinite(out).all())}"
+        shape, dtype = getattr(out, "shape", None), getattr(out, "dtype", None)
+        detail = f"shape {shape} dtype {dtype} finite {bool(np.isfinite(out).all())}"
         report.add(f"embed {label}", ok, detail)
         outs.append(out if ok else None)
     try:

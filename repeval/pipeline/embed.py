@@ -38,8 +38,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["EmbedSummary", "embed_experiment", "model_chunk_s", "plan_todo"]
 
-#: input rows per Ray Data block (decode task granularity)
-MAX_BLOCK_ROWS = 256
+#: input rows per Ray Data block: one decode task each; small blocks keep the actors fed early and evenly
+MAX_BLOCK_ROWS = 32
 
 
 def model_fingerprint(model_cfg: Any) -> dict[str, Any]:

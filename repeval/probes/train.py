@@ -151,8 +151,8 @@ def group_key(cfg: Any, data: ProbeData) -> tuple:
 
 def _targets(y: np.ndarray, task_type: str) -> torch.Tensor:
     if is_single_label(task_type):
-        return torch.from_numpy(np.asarray(y, np.int64))
-    y = np.asarray(y, np.float32)
+        return torch.from_numpy(np.array(y, np.int64))  # a copy: arrays from the object store are read-only
+    y = np.array(y, np.float32)
     return torch.from_numpy(y.reshape(len(y), -1))
 
 

@@ -279,17 +279,20 @@ def run_group(
         if spec.scheduler is not None:
             from ray.tune.schedulers import ASHAScheduler
 
-            max_t = spec.scheduler["max_t"] or max(p.config.epochs for p in spec.points)
+            # one report per validation, plus the final one that carries the checkpoint
+            n_val = max(math.ceil(p.config.epochs / p.config.val_every) for p in spec.points)
             if run.max_epochs:
-                max_t = min(max_t, run.max_epochs)
+                n_val = min(n_val, math.ceil(run.max_epochs / spec.points[0].config.val_every))
+            max_t = int(spec.scheduler["max_t"] or n_val) + 1
             scheduler = ASHAScheduler(
                 time_attr="training_iteration",
                 metric="best_criterion",
                 mode=mode,
-                max_t=int(max_t),
-                grace_period=min(int(spec.scheduler["grace_period"]), int(max_t)),
+                max_t=max_t,
+                grace_period=min(int(spec.scheduler["grace_period"]), max_t),
                 reduction_factor=spec.scheduler["reduction_factor"],
                 brackets=spec.scheduler["brackets"],
+                stop_last_trials=False,  # a trial that ran its budget finishes and reports its checkpoint
             )
         trainable = tune.with_resources(tune.with_parameters(wrap(tune_trial), data=data, units=units, ev=ev), resources)
         tc = tune.TuneConfig(

@@ -73,9 +73,9 @@ def seed_summary(table: pa.Table) -> pa.Table:
         ci_low=("ci_low", "mean"),
         ci_high=("ci_high", "mean"),
     ).reset_index()
-    out["label"] = out["label"].replace("", None)
     recs = out.to_dict("records")
     for r in recs:
+        r["label"] = r["label"] if isinstance(r["label"], str) and r["label"] else None
         for key in ("mean", "std", "ci_low", "ci_high"):
             r[key] = _num(r[key])
     return pa.Table.from_pylist(recs, schema=SUMMARY_SCHEMA)

@@ -234,7 +234,9 @@ class LocalCluster:
             if status in TERMINAL:
                 return status
             time.sleep(2)
-        raise TimeoutError(f"job {submission_id} not finished after {timeout:.0f} s:\n{self.logs(submission_id)[-3000:]}")
+        raise TimeoutError(
+            f"job {submission_id} not finished after {timeout:.0f} s:\n{self.logs(submission_id)[-3000:]}"
+        )
 
     def logs(self, submission_id: str) -> str:
         from ray.job_submission import JobSubmissionClient

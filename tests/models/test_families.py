@@ -88,7 +88,7 @@ def test_stub_modules_leaves_no_trace() -> None:
     assert "repeval_no_such_module" not in sys.modules
 
 
-@_needs("torch", "torchcrepe")
+@_needs("torch", "torchcrepe", "resampy")
 def test_crepe_matches_torchcrepe_embedding() -> None:
     import torch
 

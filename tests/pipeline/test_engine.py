@@ -31,7 +31,7 @@ from repeval.pipeline.stages import DecodeDeform
 # UDFs defined here must reach the Ray workers by value (the tests folder is not importable there)
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
-LONG_S = 25.0
+LONG_S = 24.0
 CHUNK_S = 10.0
 
 
@@ -98,9 +98,9 @@ def test_all_splits_deformed_frames_and_long_file(two_runs):
     assert summary.rows_by_scenario == {"clean": 11, "D1": 11}
     clean = pq.read_table(root / "store-a" / "notes" / "mfcc-stats" / "clean").to_pandas().set_index("track_id")
     d1 = pq.read_table(root / "store-a" / "notes" / "mfcc-stats" / "D1").to_pandas().set_index("track_id")
-    assert set(d1["split"]) == {"train", "validation", "test"} or len(set(d1["split"])) >= 2
+    assert set(d1["split"]) == set(clean["split"]) and len(set(d1["split"])) > 1  # every split deformed
     params = json.loads(d1.loc["long", "deformation_params"])
-    assert params[0]["type"] == "AddGaussianSNR" and 10 <= params[0]["snr_db"] <= 30
+    assert params[0]["type"] == "AddGaussianSNR" and params[0]["should_apply"] and params[0]["noise_std"] > 0
     assert clean["deformation_params"].isna().all()
     # the long file was embedded in 10 s windows whose frames are concatenated
     model = build_model(EmbeddingModelConfig(id="mfcc-stats"))

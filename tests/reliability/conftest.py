@@ -26,15 +26,15 @@ class Reference:
 
 @pytest.fixture(scope="session")
 def fault_catalog(tmp_path_factory) -> Path:
-    """16 two-second tones (2 pitch classes, fixed 60/20/20 splits)."""
-    return make_catalog(tmp_path_factory.mktemp("catalog"), per_class=8)
+    """24 two-second tones (2 pitch classes; 16 train, 4 validation, 4 test)."""
+    return make_catalog(tmp_path_factory.mktemp("catalog"), per_class=12)
 
 
 @pytest.fixture(scope="session")
 def reference_run(fault_catalog, tmp_path_factory) -> Reference:
-    """An uninterrupted ``repeval run`` (slow + fast model, one deformation) — what every fault test must end equal to."""
+    """An uninterrupted ``repeval run`` (fast + slow model, one deformation) — what every fault test must end equal to."""
     root = tmp_path_factory.mktemp("reference")
-    cfg = write_config(root / "config.yaml", root, [experiment(fault_catalog, [SLOW_MODEL, FAST_MODEL])])
+    cfg = write_config(root / "config.yaml", root, [experiment(fault_catalog, [FAST_MODEL, SLOW_MODEL])])
     res = run_cli(["run", str(cfg)], root)
     assert res.returncode == 0, res.stdout + res.stderr[-4000:]
     return Reference(root, cfg, res.stdout)

@@ -266,13 +266,14 @@ def check_store(store_root: Path, expected: dict[str, set[str]]) -> dict[str, in
 
     done = {}
     for part in EmbeddingStore(str(store_root)).partitions():
+        # a reader reads the manifest first: once it exists every part file is in place
+        m = part.manifest()
         rows = [pq.read_table(f, columns=["track_id"]).column(0).to_pylist() for f in part.part_files()]
         errs = [pq.read_table(f, columns=["track_id"]).column(0).to_pylist() for f in part.error_files()]
         ids = [t for r in rows for t in r]
         err_ids = [t for r in errs for t in r]
         both = ids + err_ids
         assert len(both) == len(set(both)), f"{part.name}: duplicate track ids"
-        m = part.manifest()
         if m is not None:
             assert set(both) == expected[part.name], (
                 f"{part.name} is marked complete but lacks {expected[part.name] - set(both)}"

@@ -1,0 +1,176 @@
+"""Vectorised probe training: a stack of probes must train exactly as each probe alone.
+
+Three references: repeval's own one-probe path (``train_probe``), and a plain PyTorch loop
+(``nn.Sequential`` + ``nn.Dropout`` + ``torch.optim.Adam`` after ``torch.manual_seed``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from repeval.config.schema import ProbeConfig
+from repeval.probes import ProbeData, group_key, predict, resolve_hidden_units, train_probe, train_probes
+from repeval.probes.synthetic import gaussian_probe_data as gaussian_data
+from repeval.probes.train import Preprocess
+
+
+def plain_loop(cfg: ProbeConfig, data: ProbeData, seed: int) -> tuple[int, list[float]]:
+    """The textbook loop: best epoch and the validation accuracy after every epoch."""
+    torch.manual_seed(seed)
+    order = torch.Generator().manual_seed(seed)
+    prep = Preprocess(data.x_train, cfg.standardize, None)
+    xt, xv = torch.from_numpy(prep(data.x_train)), torch.from_numpy(prep(data.x_val))
+    yt, yv = torch.from_numpy(data.y_train.astype(np.int64)), torch.from_numpy(data.y_val.astype(np.int64))
+    layers: list[nn.Module] = [nn.Dropout(cfg.effective_input_dropout)] if cfg.effective_input_dropout else []
+    prev = xt.shape[1]
+    for h in cfg.hidden_units:
+        layers += [nn.Linear(prev, int(h)), nn.ReLU()] + ([nn.Dropout(cfg.dropout)] if cfg.dropout else [])
+        prev = int(h)
+    model = nn.Sequential(*layers, nn.Linear(prev, len(data.classes)))
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    best, best_epoch, since, accs = -1.0, 0, 0, []
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        perm = torch.randperm(len(xt), generator=order)
+        for s in range(0, len(xt), cfg.batch_size):
+            i = perm[s : s + cfg.batch_size]
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(xt[i]), yt[i]).backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            acc = (model(xv).argmax(1) == yv).float().mean().item()
+        accs.append(acc)
+        if acc > best:
+            best, best_epoch, since = acc, epoch, 0
+        else:
+            since += 1
+        if since >= cfg.patience:
+            break
+    return best_epoch, accs
+
+
+GRID = [
+    ProbeConfig(
+        hidden_units=h, learning_rate=lr, dropout=p, dropout_input=True, weight_decay=wd, standardize=st,
+        batch_size=24, epochs=12, patience=4,
+    )  # fmt: skip
+    for h in ([], [16])
+    for lr in (1e-3, 1e-2)
+    for p in (0.0, 0.5)
+    for wd in (0.0, 1e-3)
+    for st in (False, True)
+]
+
+
+def test_stack_matches_plain_pytorch_loop(mc_data):
+    """Same seeds → the same dropout masks, data order and weights: identical validation curves."""
+    stacked = train_probes([(c, 7) for c in GRID], mc_data)
+    for cfg, r in zip(GRID, stacked, strict=True):
+        best_epoch, accs = plain_loop(cfg, mc_data, 7)
+        assert r.failed is None
+        assert r.best_epoch == best_epoch
+        assert [h["val_criterion"] for h in r.history] == pytest.approx(accs, abs=1e-9)
+
+
+def test_stack_matches_one_by_one(mc_data):
+    members = [(c, s) for c in GRID[::3] for s in (0, 1)]
+    together = train_probes(members, mc_data)
+    assert len({group_key(c, mc_data) for c, _ in members}) == 2  # linear and [16] stacks
+    for (cfg, seed), r in zip(members, together, strict=True):
+        alone = train_probe(cfg, mc_data, seed)
+        assert r.best_epoch == alone.best_epoch
+        assert r.best_criterion == pytest.approx(alone.best_criterion, abs=1e-9)
+        assert [h["val_loss"] for h in r.history] == pytest.approx([h["val_loss"] for h in alone.history], rel=1e-5)
+        for sid in ("clean", "D1"):
+            np.testing.assert_allclose(r.test_scores[sid], alone.test_scores[sid], atol=1e-5)
+
+
+@pytest.mark.parametrize("task_type", ["multilabel_classification", "regression"])
+def test_other_heads_match_one_by_one(task_type):
+    data = gaussian_data(task_type, n=120)
+    cfgs = [
+        ProbeConfig(hidden_units=[8], learning_rate=lr, batch_size=32, epochs=8, patience=3, standardize=True)
+        for lr in (3e-3, 1e-2)
+    ]
+    together = train_probes([(c, 3) for c in cfgs], data)
+    for cfg, r in zip(cfgs, together, strict=True):
+        alone = train_probe(cfg, data, 3)
+        assert r.best_epoch == alone.best_epoch
+        assert r.best_criterion == pytest.approx(alone.best_criterion, rel=1e-5)
+        np.testing.assert_allclose(r.test_scores["clean"], alone.test_scores["clean"], atol=1e-5)
+
+
+def test_hear_style_probes_batchnorm_xavier_val_every(mc_data):
+    cfgs = [
+        ProbeConfig(
+            hidden_units=[16, 16], hidden_norm="batchnorm", init=init, dropout=0.1, learning_rate=lr,
+            batch_size=50, epochs=9, val_every=3, patience=2,
+        )  # fmt: skip
+        for init in ("xavier_uniform", "xavier_normal")
+        for lr in (1e-3, 3e-3)
+    ]
+    together = train_probes([(c, 0) for c in cfgs], mc_data)
+    for cfg, r in zip(cfgs, together, strict=True):
+        alone = train_probe(cfg, mc_data, 0)
+        assert [h["epoch"] for h in r.history] == [3, 6, 9][: len(r.history)]
+        assert r.best_epoch == alone.best_epoch
+        np.testing.assert_allclose(r.test_scores["clean"], alone.test_scores["clean"], atol=1e-5)
+        # the exported checkpoint is a plain Probe state dict that reproduces the test scores
+        np.testing.assert_allclose(
+            predict(cfg, mc_data, r.state_dict, mc_data.tests["clean"][0]), r.test_scores["clean"], atol=1e-5
+        )
+
+
+def test_non_finite_loss_fails_one_member_only(mc_data):
+    good = ProbeConfig(hidden_units=[8], batch_size=32, epochs=6, patience=10)
+    bad = good.model_copy(update={"optimizer": "sgd", "learning_rate": 1e30})
+    together = train_probes([(good.model_copy(update={"optimizer": "sgd", "learning_rate": 0.05}), 0), (bad, 0)], mc_data)
+    assert together[1].failed is not None and "non-finite" in together[1].failed
+    assert together[0].failed is None and together[0].test_scores
+    alone = train_probe(good.model_copy(update={"optimizer": "sgd", "learning_rate": 0.05}), mc_data, 0)
+    assert together[0].best_epoch == alone.best_epoch
+
+
+def test_last_partial_batch_is_kept_and_budgets(mc_data):
+    cfg = ProbeConfig(batch_size=50, epochs=3, patience=10)  # 160 rows: 50 + 50 + 50 + 10
+    r = train_probe(cfg, mc_data, 0)
+    assert r.epochs == 3 and r.steps == 3 * 4
+    capped = train_probes([(cfg, 0)], mc_data, max_epochs=2)[0]
+    assert capped.epochs == 2
+    by_steps = train_probe(cfg.model_copy(update={"max_steps": 5}), mc_data, 0)
+    assert by_steps.epochs == 2 and by_steps.steps == 5
+
+
+def test_patience_counts_validations_without_improvement(mc_data):
+    # a learning rate this small cannot change the predictions: no improvement after epoch 1
+    cfg = ProbeConfig(learning_rate=1e-12, epochs=50, patience=3, batch_size=80)
+    r = train_probe(cfg, mc_data, 0)
+    assert r.best_epoch == 1 and r.epochs == 4
+
+
+def test_balanced_sampling_and_criteria(mc_data):
+    cfg = ProbeConfig(train_sampling="balanced", save_criterion="val_f1_macro", epochs=4, batch_size=40)
+    r = train_probe(cfg, mc_data, 0)
+    assert r.failed is None and 0 <= r.best_criterion <= 1
+    loss_cfg = ProbeConfig(save_criterion="val_loss", epochs=4, batch_size=40)
+    r2 = train_probe(loss_cfg, mc_data, 0)
+    assert r2.best_criterion == pytest.approx(min(h["val_loss"] for h in r2.history))
+
+
+def test_pca_is_fitted_on_train_only(mc_data):
+    cfg = ProbeConfig(pca_dim=5, epochs=3, batch_size=40)
+    r = train_probe(cfg, mc_data, 0)
+    assert r.state_dict["net.0.weight"].shape == (4, 5)
+    prep = Preprocess(mc_data.x_train, False, 5)
+    z = prep(mc_data.x_train)
+    assert abs(float(z.mean())) < 1e-4  # centred with the training mean
+
+
+def test_infer_sizes_follow_the_thesis():
+    assert resolve_hidden_units(["infer"], 512, 10) == [262]
+    assert resolve_hidden_units(["infer", "infer"], 512, 10) == [346, 178]
+    assert resolve_hidden_units([128, "infer"], 512, 10) == [128, 178]

@@ -1,0 +1,228 @@
+"""Bad configurations through the real CLI (``repeval validate`` and ``repeval run`` subprocesses).
+
+Each must fail with one line on stderr that names the key path and the fix, exit status 2, no
+traceback (unless ``--debug``), and before any compute: no Ray session directory appears under
+the process's TMPDIR and no store or run directory is created.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from reliability_helpers import REPO, cli_env
+
+from repeval.testing.badaudio import write_good
+
+
+def _base(root: Path) -> dict[str, Any]:
+    return {
+        "run": {"run_id": "bad", "store": str(root / "store"), "runs_dir": str(root / "runs")},
+        "experiments": [
+            {
+                "task": {"name": "pitch", "type": "multiclass_classification"},
+                "datasets": [
+                    {"name": "tones", "type": "catalog", "manifest": str(root / "manifest.csv"), "label_column": "label"}
+                ],
+                "deformations": [[{"type": "Gain", "params": {"min_gain_db": -6, "max_gain_db": -3, "p": 1}}]],
+                "embedding_models": ["mfcc-stats"],
+                "downstream_models": [{"name": "linear", "hidden_units": []}],
+                "metrics": ["accuracy"],
+            }
+        ],
+    }
+
+
+def _exp(d: dict) -> dict:
+    return d["experiments"][0]
+
+
+def _probe(d: dict) -> dict:
+    return _exp(d)["downstream_models"][0]
+
+
+def _ds(d: dict) -> dict:
+    return _exp(d)["datasets"][0]
+
+
+#: name → (mutation of the base config, or raw YAML text; fragments the one-line error must contain)
+CASES: dict[str, tuple[Any, list[str]]] = {
+    "top_level_typo": (
+        lambda d: d.update(experiment=d.pop("experiments")),
+        ["(top level): unknown key 'experiment'", "did you mean 'experiments'?"],
+    ),
+    "dataset_key_typo": (
+        lambda d: _ds(d).update(spli_type="single"),
+        ["experiments[0].datasets[0]: unknown key 'spli_type'", "did you mean 'split_type'?"],
+    ),
+    "run_key_typo": (lambda d: d["run"].update(seeed=1), ["run: unknown key 'seeed'", "did you mean 'seed'?"]),
+    "probe_key_typo": (
+        lambda d: _probe(d).update(learning_rat=0.1),
+        ["experiments[0].downstream_models[0]: unknown key 'learning_rat'", "did you mean 'learning_rate'?"],
+    ),
+    "resources_key_typo": (
+        lambda d: d["run"].update(resources={"embed_num_cpu": 1}),
+        ["run.resources: unknown key 'embed_num_cpu'", "did you mean 'embed_num_cpus'?"],
+    ),
+    "wrong_type_integer": (lambda d: d["run"].update(seeds="three"), ["run.seeds:", "valid integer"]),
+    "wrong_type_list": (
+        lambda d: _exp(d).update(embedding_models="mfcc-stats"),
+        ["experiments[0].embedding_models:", "expected a list"],
+    ),
+    "wrong_type_epochs": (lambda d: _probe(d).update(epochs=[10]), ["downstream_models[0].epochs:", "valid integer"]),
+    "unknown_model": (
+        lambda d: _exp(d).update(embedding_models=["mfcc-stat"]),
+        ["experiments[0].embedding_models[0]", "did you mean 'mfcc-stats'?"],
+    ),
+    "unknown_dataset": (
+        lambda d: _ds(d).update(name="gtzann", type="custom"),
+        ["experiments[0].datasets[0]:", "unknown dataset 'gtzann'", "did you mean 'gtzan_genre'?"],
+    ),
+    "unknown_transform": (
+        lambda d: _exp(d)["deformations"][0][0].update(type="AddGausianSNR"),
+        ["experiments[0].deformations[0]", "did you mean 'AddGaussianSNR'?"],
+    ),
+    "unknown_transform_param": (
+        lambda d: _exp(d)["deformations"][0][0]["params"].update(min_gain=1),
+        ["experiments[0].deformations[0]", "Gain has no parameter 'min_gain'"],
+    ),
+    "unknown_metric": (
+        lambda d: _exp(d).update(metrics=["f1_makro"]),
+        ["experiments[0].metrics", "did you mean 'f1_macro'?"],
+    ),
+    "task_metric_mismatch": (
+        lambda d: _exp(d).update(metrics=["r2"]),
+        ["experiments[0]", "does not apply to a multiclass_classification task"],
+    ),
+    "criterion_metric_mismatch": (
+        lambda d: _probe(d).update(save_criterion="val_r2"),
+        ["downstream_models[0].save_criterion", "multiclass_classification"],
+    ),
+    "impossible_hidden_size": (
+        lambda d: _probe(d).update(hidden_units=[0]),
+        ["downstream_models[0].hidden_units:", "positive integers, 'infer' or 'power_infer'"],
+    ),
+    "impossible_pca_size": (
+        lambda d: _probe(d).update(emb_dim_reduction="PCA", emb_shape=-3),
+        ["downstream_models[0]", "emb_shape must be a positive integer"],
+    ),
+    "negative_patience": (
+        lambda d: _probe(d).update(patience=-1),
+        ["experiments[0].downstream_models[0].patience:", "greater than or equal to 0"],
+    ),
+    "empty_probe_grid": (
+        lambda d: _exp(d).update(downstream_models=[]),
+        ["experiments[0].downstream_models: must list at least one entry"],
+    ),
+    "empty_model_list": (
+        lambda d: _exp(d).update(embedding_models=[]),
+        ["experiments[0].embedding_models: must list at least one entry"],
+    ),
+    "empty_deformation_scenario": (
+        lambda d: _exp(d).update(deformations=[[]]),
+        ["experiments[0].deformations[0]", "needs at least one transform"],
+    ),
+    "wrong_task_type": (
+        lambda d: _exp(d)["task"].update(type="multiclass"),
+        ["experiments[0].task.type: got 'multiclass'; expected 'multiclass_classification'"],
+    ),
+    "missing_manifest": (
+        lambda d: _ds(d).update(manifest="no/such/manifest.csv"),
+        ["experiments[0].datasets[0].manifest: no such file", "fix the path"],
+    ),
+    "missing_data_dir": (
+        lambda d: _ds(d).update(dir="no_such_audio_dir"),
+        ["experiments[0].datasets[0].dir: no such directory", "fix the path"],
+    ),
+    "unsafe_run_id": (lambda d: d["run"].update(run_id="../etc"), ["run.run_id:", "letters, digits"]),
+    "yaml_syntax": ("experiments: [\n  - task: {name: x\n", ["not valid YAML at line"]),
+}
+
+
+def _run(args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, list[str]]:
+    tmp = Path(tempfile.mkdtemp(prefix="rvcfg-"))
+    try:
+        res = subprocess.run(
+            [sys.executable, "-m", "repeval.cli", *args],
+            cwd=cwd,
+            env=cli_env(tmp),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        return res, os.listdir(tmp)
+    finally:
+        subprocess.run(["rm", "-rf", str(tmp)], check=False)
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory) -> dict[str, dict[str, Any]]:
+    """Every case through ``validate`` and ``run`` (subprocesses, a few at a time)."""
+    root = tmp_path_factory.mktemp("badcfg")
+    write_good(root / "a.wav")
+    (root / "manifest.csv").write_text("track_id,audio_path,label\na,a.wav,x\n")
+    jobs = {}
+    for name, (mutate, _) in CASES.items():
+        path = root / f"{name}.yaml"
+        if isinstance(mutate, str):
+            path.write_text(mutate)
+        else:
+            d = copy.deepcopy(_base(root))
+            mutate(d)
+            path.write_text(yaml.safe_dump(d, sort_keys=False))
+        jobs[(name, "validate")] = ["validate", str(path)]
+        jobs[(name, "run")] = ["run", str(path)]
+    jobs[("negative_patience", "run --debug")] = ["--debug", "run", str(root / "negative_patience.yaml")]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {k: pool.submit(_run, args, root) for k, args in jobs.items()}
+        out: dict[str, dict[str, Any]] = {}
+        for (name, cmd), fut in futures.items():
+            out.setdefault(name, {})[cmd] = fut.result()
+    out["_root"] = {"path": root}
+    return out
+
+
+def test_at_least_twenty_cases():
+    assert len(CASES) >= 20
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_bad_config_fails_with_one_line_naming_key_and_fix(outcomes, name, command):
+    res, tmp_entries = outcomes[name][command]
+    err = res.stderr.strip()
+    assert res.returncode == 2, f"exit {res.returncode}\n{res.stdout}\n{res.stderr[-3000:]}"
+    assert res.stdout == ""
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("error: ")
+    for fragment in CASES[name][1]:
+        assert fragment in err, f"{fragment!r} not in {err!r}"
+    assert "Traceback" not in res.stderr
+    # before any compute: Ray never started (it would create $TMPDIR/ray/session_*), nothing was written
+    assert "ray" not in tmp_entries
+    root = outcomes["_root"]["path"]
+    assert not (root / "store").exists() and not (root / "runs").exists()
+
+
+def test_debug_shows_the_traceback(outcomes):
+    res, _ = outcomes["negative_patience"]["run --debug"]
+    assert res.returncode == 2
+    assert "Traceback" in res.stderr and "patience" in res.stderr
+
+
+def test_skip_data_check_validates_a_config_meant_for_another_machine(tmp_path):
+    d = _base(tmp_path)
+    _ds(d).update(manifest=str(tmp_path / "elsewhere.csv"))
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(d))
+    res, _ = _run(["validate", "--skip-data-check", str(path)], REPO)
+    assert res.returncode == 0, res.stderr
+    assert "valid (1 experiment)" in res.stdout
