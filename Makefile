@@ -4,10 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 export RAY_AUTH_MODE ?= disabled
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup setup-all run test lint bench clean
 
 setup:
 	bash scripts/setup.sh
+
+## base install plus every embedding-model family (what the tests use)
+setup-all:
+	EXTRAS=models bash scripts/setup.sh
 
 ## Render the quickstart notes, run the quickstart experiment, print the table, write the report
 run: setup
@@ -16,7 +20,7 @@ run: setup
 	$(BIN)/repeval report runs/quickstart
 
 ## Run the test suite
-test: setup
+test: setup-all
 	$(BIN)/python -m pytest -q
 
 lint: setup

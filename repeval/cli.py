@@ -388,6 +388,36 @@ def datasets_cmd(
         typer.echo(f"{d['name']:<36} {d['type']:<8} {tasks}")
 
 
+@app.command("models")
+def models_cmd() -> None:
+    """List embedding models with their availability (weights present, extra installed)."""
+    from repeval.models.validate import list_models
+
+    for m in list_models():
+        state = "available" if m["available"] else f"unavailable: {m['reason']}"
+        dims = f"{m['embedding_dim'] or '?'}-d @ {m['sample_rate_hz'] or '?'} Hz"
+        typer.echo(f"{m['id']:<24} {dims:<20} {state}")
+
+
+@app.command("validate-model")
+def validate_model_cmd(
+    name: Annotated[str, typer.Argument(help="model id (e.g. mfcc-stats, crepe-tiny)")],
+    dummy_weights: Annotated[
+        Path | None, typer.Option("--dummy-weights", help="folder for stand-in weights of families without shipped ones")
+    ] = None,
+) -> None:
+    """Feed noise of awkward lengths and sample rates; check shapes, dtypes, declared sizes, determinism."""
+    from repeval.models.validate import validate_model
+
+    def go() -> None:
+        report = validate_model(name, dummy_weights=dummy_weights)
+        typer.echo(report.summary())
+        if not report.ok:
+            raise typer.Exit(1)
+
+    _guard(go)
+
+
 @store_app.command("ls")
 def store_ls(
     root: Annotated[str, typer.Argument(help="store root (path or pyarrow filesystem URI)")] = "store",

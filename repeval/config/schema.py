@@ -12,12 +12,23 @@ Unknown keys are errors that name the key and suggest the closest valid one.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from repeval.registry import closest
 from repeval.tasks import CRITERION_ALIASES, TASK_TYPES, effective_task_type
+
+
+# --- reliability (issue 9): names end up in store and run-directory paths ---------------------------
+def _file_name(v: str) -> str:
+    if any(c in v for c in "/\\\0") or not v.strip("."):
+        raise ValueError(f"{v!r} cannot name a file (it is part of store and run paths): no '/', '\\' or NUL, not only dots")
+    return v
+
+
+FileName = Annotated[str, AfterValidator(_file_name)]
+# --- end reliability --------------------------------------------------------------------------------
 
 
 class Strict(BaseModel):
@@ -60,7 +71,7 @@ class Strict(BaseModel):
 class TaskConfig(Strict):
     key_aliases = {"aggregation": "embedding_aggregation"}
 
-    name: str
+    name: FileName
     type: Literal[
         "multiclass_classification",
         "multilabel_classification",
@@ -97,7 +108,7 @@ class DeformationStep(Strict):
 class DeformationScenario(Strict):
     """An ordered list of transforms applied together (mir_ref: a list inside the list)."""
 
-    name: str | None = None
+    name: FileName | None = None
     steps: tuple[DeformationStep, ...]
 
     @model_validator(mode="before")
@@ -122,7 +133,7 @@ class DeformationScenario(Strict):
 
 
 class DatasetConfig(Strict):
-    name: str
+    name: FileName
     #: ``mirdata`` | ``custom`` (repeval loaders) | ``catalog`` (a manifest)
     type: Literal["mirdata", "custom", "catalog"] = "custom"
     dir: str | None = None
@@ -193,7 +204,7 @@ class EmbeddingModelConfig(Strict):
     """An embedding model: a registered id, or an inline definition with parameters."""
 
     #: the name results are stored under (defaults to ``type`` when only a type is given)
-    id: str
+    id: FileName
     #: registered model family to build (defaults to the id)
     type: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
@@ -228,7 +239,7 @@ HiddenUnit = int | Literal["infer", "power_infer"]
 class ProbeConfig(Strict):
     """A downstream model (probe), in mir_ref's keys plus repeval's extensions."""
 
-    name: str | None = None
+    name: FileName | None = None
     type: Literal["classifier", "regressor", "mlp", "linear"] = "classifier"
     #: ``False``/``None`` or ``PCA`` (to ``emb_shape`` dimensions, or ``pca_dim``)
     emb_dim_reduction: Literal["PCA", "pca", False] | None = False

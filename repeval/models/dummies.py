@@ -143,7 +143,10 @@ for spec in json.loads(sys.argv[1]):
 
 
 def write_dummy_graphs(specs: list[dict[str, Any]], timeout_s: float = 300.0) -> None:
-    """Write frozen graphs in a tensorflow subprocess; each spec: ``dir``, ``file``, ``input``, ``output``, ``dim``, ``tokens``."""
+    """Write frozen graphs in a tensorflow subprocess.
+
+    Each spec names ``dir``, ``file``, ``input`` and ``output`` nodes, ``dim`` and ``tokens`` (0: 2-D output).
+    """
     env = {**os.environ, **PROCESS_GROUP_ENV["tf"]}
     proc = subprocess.run(
         [sys.executable, "-c", _GRAPH_SCRIPT, json.dumps(specs)],

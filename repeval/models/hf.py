@@ -57,6 +57,16 @@ def _read_json(model: str, filename: str) -> dict[str, Any]:
     return json.loads(path.read_text()) if path else {}
 
 
+def _download_json(model: str, filename: str) -> dict[str, Any]:
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return json.loads(Path(hf_hub_download(model, filename)).read_text())
+    except Exception as exc:  # the file is optional: fall back to the model config's rate
+        log.warning("%s: no %s (%s); assuming the model config's sampling rate", model, filename, exc)
+        return {}
+
+
 class HFAudioEncoder(RebuildOnUnpickle, EmbeddingModel):
     """Hidden states of a transformers audio encoder; see the module docstring."""
 
@@ -107,6 +117,8 @@ class HFAudioEncoder(RebuildOnUnpickle, EmbeddingModel):
         if bad:
             raise ValueError(f"{self.name}: layers {bad} out of range; {model} has hidden states 0..{n_states - 1}")
         fe = _read_json(model, "preprocessor_config.json")
+        if not fe and allow_download:
+            fe = _download_json(model, "preprocessor_config.json")
         self.sample_rate_hz = int(fe.get("sampling_rate") or getattr(cfg, "sampling_rate", 0) or 16000)
         self.normalize = bool(fe.get("do_normalize", False)) if normalize is None else bool(normalize)
         self.embedding_dim = int(cfg.hidden_size)

@@ -240,7 +240,12 @@ def _run_pipeline(
     decode = DecodeDeform(sample_rate, steps, run.seed, chunk_s=chunk_s, scenario_ids=sids)
     # a callable instance runs as stateless tasks; the Embed class runs as an actor pool
     ds = ds.map_batches(decode, batch_size=8, num_cpus=res.decode_num_cpus)
-    ds = ds.map_batches(Embed, fn_constructor_args=(mcfg, run.keep_frames, res.threads), **res.actor_kwargs(batch_size))
+    ds = ds.map_batches(
+        Embed,
+        fn_constructor_args=(mcfg, run.keep_frames, res.threads),
+        batch_format="pyarrow",
+        **res.actor_kwargs(batch_size),
+    )
 
     n_expected = int(pc.sum(pc.list_value_length(todo.column("scenarios"))).as_py() or 0)
     bar = Progress(n_expected, f"write {label}", progress)

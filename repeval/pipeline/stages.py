@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from repeval.audio import DecodeError, iter_chunks
 from repeval.deformations import Scenario, scenario_seed
@@ -39,6 +40,34 @@ def _object_array(items: list[Any]) -> np.ndarray:
     arr = np.empty(len(items), dtype=object)
     arr[:] = items
     return arr
+
+
+def chunks_table(out: dict[str, list[Any]]) -> pa.Table:
+    """Decode output as Arrow: the audio of all chunks in one ``large_list<float32>`` column.
+
+    One copy into a contiguous buffer; Ray Data stores the table as its block as is (converting
+    an object array of waveforms to a tensor column costs more than decoding them).
+    """
+    audio = out["audio"]
+    lengths = np.fromiter((len(a) for a in audio), np.int64, len(audio))
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    values = np.concatenate(audio).astype(np.float32, copy=False) if len(audio) else np.zeros(0, np.float32)
+    cols = {k: pa.array(v, pa.string()) for k, v in out.items() if k not in ("audio", "chunk", "n_chunks")}
+    cols["chunk"] = pa.array(out["chunk"], pa.int32())
+    cols["n_chunks"] = pa.array(out["n_chunks"], pa.int32())
+    cols["audio"] = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values, pa.float32()))
+    return pa.table(cols)
+
+
+def table_to_batch(table: pa.Table) -> dict[str, np.ndarray]:
+    """A chunk table as a numpy batch; ``audio`` becomes an object array of zero-copy views."""
+    batch = {c: table.column(c).to_numpy() for c in table.column_names if c != "audio"}
+    if "audio" in table.column_names:
+        audio = table.column("audio").combine_chunks()
+        offsets = audio.offsets.to_numpy()
+        values = audio.values.to_numpy(zero_copy_only=False)
+        batch["audio"] = _object_array([values[offsets[i] : offsets[i + 1]] for i in range(len(audio))])
+    return batch
 
 
 def chunk_seed(run_seed: int, track_id: str, scenario_id: str, chunk: int) -> int:
@@ -82,7 +111,7 @@ class DecodeDeform:
     def _wanted(self, wanted: Any) -> list[str]:
         return [self.scenario_ids[int(w)] if isinstance(w, int | np.integer) else str(w) for w in wanted]
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+    def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[pa.Table]:
         out: dict[str, list[Any]] = {k: [] for k in DECODE_COLUMNS}
         held = 0
 
@@ -114,11 +143,11 @@ class DecodeDeform:
         ):
             for _ in self._track(str(tid), str(path), str(split), self._wanted(wanted), emit):
                 if held >= MAX_BATCH_SAMPLES:
-                    yield self._to_numpy(out)
+                    yield self._to_table(out)
                     out = {k: [] for k in DECODE_COLUMNS}
                     held = 0
         if out["track_id"]:
-            yield self._to_numpy(out)
+            yield self._to_table(out)
 
     def _track(self, tid: str, path: str, split: str, wanted: list[str], emit: Any) -> Iterator[None]:
         """Emit the rows of one track chunk by chunk (a generator so the caller can flush between chunks).
@@ -177,12 +206,8 @@ class DecodeDeform:
         return out, sampled
 
     @staticmethod
-    def _to_numpy(out: dict[str, list[Any]]) -> dict[str, np.ndarray]:
-        res = {k: np.array(v) for k, v in out.items() if k != "audio"}
-        res["chunk"] = res["chunk"].astype(np.int32)
-        res["n_chunks"] = res["n_chunks"].astype(np.int32)
-        res["audio"] = _object_array(out["audio"])
-        return res
+    def _to_table(out: dict[str, list[Any]]) -> pa.Table:
+        return chunks_table(out)
 
 
 def limit_threads(threads: int | None) -> None:
@@ -247,7 +272,9 @@ class Embed:
         self.compute_s += time.perf_counter() - t0
         return results
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def __call__(self, batch: dict[str, np.ndarray] | pa.Table) -> dict[str, np.ndarray]:
+        if isinstance(batch, pa.Table):
+            batch = table_to_batch(batch)
         n = len(batch["track_id"])
         dim = self.model.embedding_dim
         emb = np.zeros((n, dim), np.float32)

@@ -20,12 +20,16 @@ def gaussian_probe_data(
     *,
     seed: int = 0,
     noise: float = 1.5,
+    separation: float = 1.0,
     splits: tuple[float, float, float] | None = None,
     scenarios: bool = True,
 ) -> ProbeData:
-    """``n`` training rows (or ``n`` rows in all when ``splits`` gives train/val/test fractions)."""
+    """``n`` training rows (or ``n`` rows in all when ``splits`` gives train/val/test fractions).
+
+    ``separation`` scales the class means (their distance grows with ``separation · √d``).
+    """
     rng = np.random.default_rng(seed)
-    means = rng.normal(0, 1, (c, d))
+    means = rng.normal(0, separation, (c, d))
     mix = np.array([[1.0, -0.5], [0.3, 0.8]], np.float32)
 
     def split(m: int) -> tuple[np.ndarray, np.ndarray]:

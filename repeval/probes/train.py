@@ -100,7 +100,9 @@ def criterion_of(cfg: Any, task_type: str) -> tuple[str, str]:
     return name, "min" if name == "val_loss" else "max"  # every metric criterion is higher-is-better
 
 
-def criterion_value(name: str, task_type: str, y: np.ndarray, scores: np.ndarray, loss: float, classes: list[str]) -> float:
+def criterion_value(
+    name: str, task_type: str, y: np.ndarray, scores: np.ndarray, loss: float, classes: list[str]
+) -> float:
     if name == "val_loss":
         return loss
     from repeval.metrics import compute_metrics
@@ -270,7 +272,9 @@ def _train_stack(
         init=[c.init for c in cfgs],
         device=device,
     )
-    opt = StackedOptimizer(c0.optimizer, model.parameters(), [c.learning_rate for c in cfgs], [c.weight_decay for c in cfgs])
+    opt = StackedOptimizer(
+        c0.optimizer, model.parameters(), [c.learning_rate for c in cfgs], [c.weight_decay for c in cfgs]
+    )
     order_gens = {s: torch.Generator().manual_seed(s) for s in sorted(set(seeds))}  # data order
     weights = _sampling_weights(np.asarray(data.y_train), task) if c0.train_sampling == "balanced" else None
     crit = [criterion_of(c, task) for c in cfgs]
@@ -296,7 +300,11 @@ def _train_stack(
         orders = {}
         for s in sorted(set(act_seeds)):
             g = order_gens[s]
-            orders[s] = torch.multinomial(weights, n, True, generator=g) if weights is not None else torch.randperm(n, generator=g)
+            orders[s] = (
+                torch.multinomial(weights, n, True, generator=g)
+                if weights is not None
+                else torch.randperm(n, generator=g)
+            )
         perm = torch.stack([orders[s] for s in act_seeds]).to(device)
         vidx = var_idx[active]
         loss_sum = torch.zeros(len(active), device=device)
@@ -313,11 +321,7 @@ def _train_stack(
                     frozen.add(m)  # no further updates: lr 0 leaves Adam, AdamW and SGD parameters unchanged
                     opt.lr[pos] = 0.0
         train_loss = (loss_sum / n).tolist()
-        due = [
-            pos
-            for pos, m in enumerate(active)
-            if epoch % val_every == 0 or epoch >= epochs[m] or m in frozen
-        ]
+        due = [pos for pos, m in enumerate(active) if epoch % val_every == 0 or epoch >= epochs[m] or m in frozen]
         finished: list[int] = []
         if due:
             logits = _forward_all(model, xva, vidx)
@@ -376,7 +380,9 @@ def _train_stack(
             c = cfgs[m]
             state = model.export(0, best_state[m], dropout=c.dropout, input_dropout=c.effective_input_dropout)
         results.append(
-            TrainResult(best_epoch[m], best[m], history[m], state, {}, failed[m], done_epochs[m], done_steps[m], seconds)
+            TrainResult(
+                best_epoch[m], best[m], history[m], state, {}, failed[m], done_epochs[m], done_steps[m], seconds
+            )
         )
     if evaluate_tests and data.tests:
         ok = [m for m in range(n_members) if failed[m] is None]

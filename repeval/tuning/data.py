@@ -27,7 +27,9 @@ def encode(task_type: str, labels: list[list[str]], classes: list[str] | None = 
     return np.array([index.get(lab[0], -1) if lab else -1 for lab in labels], np.int64), classes
 
 
-def probe_data(task_type: str, rows: pa.Table, store: EmbeddingStore, dataset: str, model: str, scenarios: list[str]) -> ProbeData:
+def probe_data(
+    task_type: str, rows: pa.Table, store: EmbeddingStore, dataset: str, model: str, scenarios: list[str]
+) -> ProbeData:
     label_of = dict(zip(rows.column("track_id").to_pylist(), rows.column("label").to_pylist(), strict=True))
     split_of = dict(zip(rows.column("track_id").to_pylist(), rows.column("split").to_pylist(), strict=True))
     ids, _, x = store.partition(dataset, model, CLEAN).embeddings()
@@ -55,5 +57,7 @@ def probe_data(task_type: str, rows: pa.Table, store: EmbeddingStore, dataset: s
         tests[sid] = (sx[m], sy, tids)
     for name, arr in (("train", xtr), ("validation", xva), ("test", tests[CLEAN][0])):
         if len(arr) == 0:
-            raise ValueError(f"{dataset}/{model}: the {name} split has no embedded tracks — check the dataset's splits and errors")
+            raise ValueError(
+                f"{dataset}/{model}: the {name} split has no embedded tracks — check the dataset's splits and errors"
+            )
     return ProbeData(task_type, classes, xtr, ytr, xva, yva, tests)

@@ -22,6 +22,7 @@ raised stay failed and are recorded with their reason while the rest continue.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -39,7 +40,16 @@ from repeval.probes import ProbeData, group_key
 from repeval.probes.train import criterion_of, predict
 from repeval.tuning.results import RESULT_SCHEMA, results_table, seed_summary
 from repeval.tuning.search import ProbeSpec, expand_all, tune_space
-from repeval.tuning.trial import MEMBERS_FILE, PROBES_FILE, EvalSettings, Member, Unit, grid_trial, test_rows, tune_trial
+from repeval.tuning.trial import (
+    MEMBERS_FILE,
+    PROBES_FILE,
+    EvalSettings,
+    Member,
+    Unit,
+    grid_trial,
+    test_rows,
+    tune_trial,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +82,14 @@ def _cost(unit: Unit, data: ProbeData) -> float:
     cfg = unit.members[0].config
     d = input_dim_of(cfg, data)
     dims = [d, *resolve_hidden_units(cfg.hidden_units, d, data.n_outputs), data.n_outputs]
-    params = sum(a * b for a, b in zip(dims[:-1], dims[1:], strict=True))
+    params = sum(a * b for a, b in itertools.pairwise(dims))
     n = len(data.x_train)
     return len(unit.members) * n * params + math.ceil(n / cfg.batch_size) * 2e5
 
 
-def plan_units(specs: list[ProbeSpec], data: ProbeData, seeds: list[int], vectorize: int) -> tuple[list[Unit], list[tuple[int, list[Unit]]]]:
+def plan_units(
+    specs: list[ProbeSpec], data: ProbeData, seeds: list[int], vectorize: int
+) -> tuple[list[Unit], list[tuple[int, list[Unit]]]]:
     """Grid-mode units (chunks of stackable configurations × seeds) and tune-mode units per spec."""
     grid_units: list[Unit] = []
     tune_units: list[tuple[int, list[Unit]]] = []
@@ -98,7 +110,9 @@ def plan_units(specs: list[ProbeSpec], data: ProbeData, seeds: list[int], vector
             size = math.ceil(len(points) / n_chunks)
             for c in range(n_chunks):
                 chunk = points[c * size : (c + 1) * size]
-                members = [Member(si, pi, spec.points[pi].name, s, spec.points[pi].config) for pi in chunk for s in seeds]
+                members = [
+                    Member(si, pi, spec.points[pi].name, s, spec.points[pi].config) for pi in chunk for s in seeds
+                ]
                 grid_units.append(Unit(members, spec.select == "all", si))
     grid_units.sort(key=lambda u: -_cost(u, data))  # Tune starts grid trials in order: heaviest first
     return grid_units, tune_units
@@ -133,7 +147,9 @@ def _fit(
     same = marker.exists() and json.loads(marker.read_text()).get("fingerprint") == fingerprint
     if path.exists() and same and tune.Tuner.can_restore(str(path)):
         log.info("resuming Tune experiment %s", path)
-        tuner = tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=False, restart_errored=False)
+        tuner = tune.Tuner.restore(
+            str(path), trainable, resume_unfinished=True, resume_errored=False, restart_errored=False
+        )
         return tuner.fit(), True
     if path.exists():  # left by a different configuration: keep it aside, never mix
         stale = path.with_name(f"{name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -294,7 +310,9 @@ def run_group(
                 brackets=spec.scheduler["brackets"],
                 stop_last_trials=False,  # a trial that ran its budget finishes and reports its checkpoint
             )
-        trainable = tune.with_resources(tune.with_parameters(wrap(tune_trial), data=data, units=units, ev=ev), resources)
+        trainable = tune.with_resources(
+            tune.with_parameters(wrap(tune_trial), data=data, units=units, ev=ev), resources
+        )
         tc = tune.TuneConfig(
             num_samples=spec.num_samples if spec.space else 1,
             scheduler=scheduler,

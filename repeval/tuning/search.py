@@ -53,8 +53,9 @@ def _probe_keys() -> list[str]:
 
 def _key_error(where: str, key: str, valid: list[str]) -> ValueError:
     hint = closest(key, valid)
+    prefix = f"{where}: " if where else ""
     return ValueError(
-        f"{where}: unknown key '{key}'" + (f" — did you mean '{hint}'?" if hint else f" (valid: {', '.join(valid)})")
+        f"{prefix}unknown key '{key}'" + (f" — did you mean '{hint}'?" if hint else f" (valid: {', '.join(valid)})")
     )
 
 
@@ -63,7 +64,9 @@ def _plain(value: Any, where: str) -> Any:
         return value
     if isinstance(value, list | tuple):
         return [_plain(v, where) for v in value]
-    raise ValueError(f"{where}: grid values must be plain YAML values (numbers, strings, lists), got {type(value).__name__}")
+    raise ValueError(
+        f"{where}: grid values must be plain YAML values (numbers, strings, lists), got {type(value).__name__}"
+    )
 
 
 def validate_search(v: Any) -> dict[str, Any]:
@@ -72,42 +75,44 @@ def validate_search(v: Any) -> dict[str, Any]:
         raise ValueError("search must be a mapping with keys " + ", ".join(SEARCH_KEYS))
     for key in v:
         if key not in SEARCH_KEYS:
-            raise _key_error("search", str(key), list(SEARCH_KEYS))
+            raise _key_error("", str(key), list(SEARCH_KEYS))
     probe_keys = _probe_keys()
     grid: dict[str, list[Any]] = {}
     for key, values in (v.get("grid") or {}).items():
         if key not in probe_keys:
-            raise _key_error("search.grid", key, probe_keys)
+            raise _key_error("grid", key, probe_keys)
         if not isinstance(values, list | tuple) or not values:
-            raise ValueError(f"search.grid.{key}: must be a non-empty list of values")
-        grid[key] = _plain(list(values), f"search.grid.{key}")
+            raise ValueError(f"grid.{key}: must be a non-empty list of values")
+        grid[key] = _plain(list(values), f"grid.{key}")
     space: dict[str, dict[str, Any]] = {}
     for key, spec in (v.get("space") or {}).items():
         if key not in probe_keys:
-            raise _key_error("search.space", key, probe_keys)
+            raise _key_error("space", key, probe_keys)
         if key in grid:
-            raise ValueError(f"search.space.{key}: already a grid axis; keep one")
+            raise ValueError(f"space.{key}: already a grid axis; keep one")
         if not isinstance(spec, dict) or len(spec) != 1:
             raise ValueError(
-                f"search.space.{key}: write one sampler, e.g. {{uniform: [0.1, 0.5]}}; samplers: {', '.join(SPACE_TYPES)}"
+                f"space.{key}: write one sampler, e.g. {{uniform: [0.1, 0.5]}}; samplers: {', '.join(SPACE_TYPES)}"
             )
-        (kind, args), = spec.items()
+        ((kind, args),) = spec.items()
         if kind not in SPACE_TYPES:
-            raise _key_error(f"search.space.{key}", kind, list(SPACE_TYPES))
+            raise _key_error(f"space.{key}", kind, list(SPACE_TYPES))
         if not isinstance(args, list | tuple) or not args:
-            raise ValueError(f"search.space.{key}.{kind}: needs a list of arguments")
+            raise ValueError(f"space.{key}.{kind}: needs a list of arguments")
         want = SPACE_TYPES[kind]
         if want is not None and len(args) != want:
-            raise ValueError(f"search.space.{key}.{kind}: takes {want} numbers, got {list(args)}")
+            raise ValueError(f"space.{key}.{kind}: takes {want} numbers, got {list(args)}")
         if want is not None:
             if not all(isinstance(a, int | float) and not isinstance(a, bool) for a in args) or args[0] >= args[1]:
-                raise ValueError(f"search.space.{key}.{kind}: needs numbers [low, high(, q)] with low < high, got {list(args)}")
+                raise ValueError(
+                    f"space.{key}.{kind}: needs numbers [low, high(, q)] with low < high, got {list(args)}"
+                )
             if kind.startswith(("log", "qlog")) and args[0] <= 0:
-                raise ValueError(f"search.space.{key}.{kind}: a log scale needs low > 0, got {args[0]}")
-        space[key] = {"type": kind, "args": _plain(list(args), f"search.space.{key}")}
+                raise ValueError(f"space.{key}.{kind}: a log scale needs low > 0, got {args[0]}")
+        space[key] = {"type": kind, "args": _plain(list(args), f"space.{key}")}
     num_samples = v.get("num_samples", 1)
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"search.num_samples: must be a positive integer, got {num_samples!r}")
+        raise ValueError(f"num_samples: must be a positive integer, got {num_samples!r}")
     scheduler = v.get("scheduler")
     if scheduler in (None, "none", "fifo", False):
         scheduler = None
@@ -115,12 +120,12 @@ def validate_search(v: Any) -> dict[str, Any]:
         scheduler = {"type": "asha"}
     if scheduler is not None:
         if not isinstance(scheduler, dict):
-            raise ValueError(f"search.scheduler: 'asha', 'none' or a mapping {{type: asha, ...}}, got {scheduler!r}")
+            raise ValueError(f"scheduler: 'asha', 'none' or a mapping {{type: asha, ...}}, got {scheduler!r}")
         for key in scheduler:
             if key not in ASHA_KEYS:
-                raise _key_error("search.scheduler", str(key), list(ASHA_KEYS))
+                raise _key_error("scheduler", str(key), list(ASHA_KEYS))
         if scheduler.get("type", "asha") != "asha":
-            raise ValueError(f"search.scheduler.type: only 'asha' is supported, got {scheduler.get('type')!r}")
+            raise ValueError(f"scheduler.type: only 'asha' is supported, got {scheduler.get('type')!r}")
         scheduler = {
             "type": "asha",
             "grace_period": int(scheduler.get("grace_period", 10)),
@@ -129,12 +134,12 @@ def validate_search(v: Any) -> dict[str, Any]:
             "brackets": int(scheduler.get("brackets", 1)),
         }
         if scheduler["grace_period"] < 1 or scheduler["reduction_factor"] <= 1:
-            raise ValueError("search.scheduler: grace_period must be ≥ 1 and reduction_factor > 1")
+            raise ValueError("scheduler: grace_period must be ≥ 1 and reduction_factor > 1")
     select = v.get("select")
     if select not in (None, "all", "best"):
-        raise ValueError(f"search.select: 'all' or 'best', got {select!r}")
+        raise ValueError(f"select: 'all' or 'best', got {select!r}")
     if space and select == "all" and num_samples > 50:
-        raise ValueError("search.select: all with a sampled space reports every sample; use select: best")
+        raise ValueError("select: all with a sampled space reports every sample; use select: best")
     return {"grid": grid, "space": space, "num_samples": num_samples, "scheduler": scheduler, "select": select}
 
 
@@ -228,11 +233,11 @@ def check_expansion(p: Any) -> None:
     for key, s in spec.space.items():
         if s["type"] == "choice":
             for v in s["args"]:
-                _config({**spec.points[0].config.model_dump(), key: v}, f"search.space.{key}")
+                _config({**spec.points[0].config.model_dump(), key: v}, f"space.{key}")
         else:
             for v in s["args"][:2]:
                 val = int(v) if s["type"].endswith("randint") else v
-                _config({**spec.points[0].config.model_dump(), key: val}, f"search.space.{key}")
+                _config({**spec.points[0].config.model_dump(), key: val}, f"space.{key}")
 
 
 def expand_all(downstream_models: Any) -> list[ProbeSpec]:

@@ -244,7 +244,9 @@ def tune_trial(config: dict[str, Any], data: ProbeData, units: list[Unit], ev: E
     sampled = dict(config.get("sampled") or {})
     point = template.members[0]
     cfg = sampled_config(ProbePoint(point.name, point.config), sampled)
-    unit = Unit([Member(m.spec, m.point, m.name, m.seed, cfg) for m in template.members], template.evaluate, template.spec)
+    unit = Unit(
+        [Member(m.spec, m.point, m.name, m.seed, cfg) for m in template.members], template.evaluate, template.spec
+    )
     latest: dict[int, float] = {}
     t0 = time.perf_counter()
 

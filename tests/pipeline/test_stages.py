@@ -15,7 +15,7 @@ from repeval.models import build_model
 from repeval.pipeline.assemble import TrackAssembler
 from repeval.pipeline.embed import plan_todo
 from repeval.pipeline.resources import plan_resources
-from repeval.pipeline.stages import DecodeDeform, Embed
+from repeval.pipeline.stages import DecodeDeform, Embed, table_to_batch
 
 SR = 8000
 NOISE = [("AddGaussianSNR", {"min_snr_db": 5.0, "max_snr_db": 30.0, "p": 1.0})]
@@ -40,8 +40,7 @@ def _decode_rows(files, names, wanted, chunk_s=5.0, seed=0, steps=None):
         "split": np.array(["test"] * len(names)),
         "scenarios": [np.array(w) for w in wanted],
     }
-    outs = list(udf(batch))
-    return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+    return table_to_batch(pa.concat_tables(udf(batch)))
 
 
 def test_decode_deform_chunks_and_seeds(files):
@@ -95,7 +94,7 @@ def test_scenario_indices_as_input(files):
         "scenarios": [np.array([0, 1], np.int16)],
     }
     (out,) = list(udf(batch))
-    assert list(out["scenario"]) == ["clean", "D1"]
+    assert out.column("scenario").to_pylist() == ["clean", "D1"]
 
 
 def _embed(files, names, wanted, keep_frames=True, chunk_s=5.0):

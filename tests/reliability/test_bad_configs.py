@@ -1,13 +1,20 @@
-"""Bad configurations through the real CLI (``repeval validate`` and ``repeval run`` subprocesses).
+"""Bad configurations through the real CLI (``repeval validate`` and ``repeval run``) in subprocesses.
 
 Each must fail with one line on stderr that names the key path and the fix, exit status 2, no
-traceback (unless ``--debug``), and before any compute: no Ray session directory appears under
-the process's TMPDIR and no store or run directory is created.
+traceback (unless ``--debug``), and before any compute: Ray is never started and no store or run
+directory is created.
+
+Cost: a CLI process spends ~3 s of CPU importing (audiomentations, scipy), so every case goes
+through both commands in one subprocess per command (the typer app called once per case, exactly
+as the ``repeval`` entry point calls it, with stdout/stderr captured per case), and a few cases
+also run as separate ``python -m repeval.cli`` processes (exit status of the process itself, no
+``ray`` session directory under its TMPDIR).
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -30,7 +37,12 @@ def _base(root: Path) -> dict[str, Any]:
             {
                 "task": {"name": "pitch", "type": "multiclass_classification"},
                 "datasets": [
-                    {"name": "tones", "type": "catalog", "manifest": str(root / "manifest.csv"), "label_column": "label"}
+                    {
+                        "name": "tones",
+                        "type": "catalog",
+                        "manifest": str(root / "manifest.csv"),
+                        "label_column": "label",
+                    }
                 ],
                 "deformations": [[{"type": "Gain", "params": {"min_gain_db": -6, "max_gain_db": -3, "p": 1}}]],
                 "embedding_models": ["mfcc-stats"],
@@ -163,13 +175,49 @@ def _run(args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, list[
         subprocess.run(["rm", "-rf", str(tmp)], check=False)
 
 
+BATCH = r"""
+import contextlib, io, json, sys
+from repeval.cli import app
+out = {}
+for name, args in json.loads(sys.argv[1]).items():
+    o, e = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(o), contextlib.redirect_stderr(e):
+        try:
+            app(args, prog_name="repeval")
+        except SystemExit as exc:
+            code = exc.code
+    ray = sys.modules.get("ray")
+    out[name] = [code, o.getvalue(), e.getvalue(), bool(ray is not None and ray.is_initialized())]
+print("RESULTS " + json.dumps(out))
+"""
+
+#: cases that also run as their own ``python -m repeval.cli`` processes
+SEPARATE = ("dataset_key_typo", "missing_manifest", "impossible_pca_size")
+
+
+def _batch(jobs: dict[str, list[str]], cwd: Path) -> dict[str, tuple[subprocess.CompletedProcess, bool]]:
+    tmp = Path(tempfile.mkdtemp(prefix="rvcfg-"))
+    try:
+        res = subprocess.run(
+            [sys.executable, "-c", BATCH, json.dumps(jobs)], cwd=cwd, env=cli_env(tmp), capture_output=True, text=True
+        )
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert "ray" not in os.listdir(tmp)
+    finally:
+        subprocess.run(["rm", "-rf", str(tmp)], check=False)
+    line = next(x for x in res.stdout.splitlines() if x.startswith("RESULTS "))
+    results = json.loads(line.removeprefix("RESULTS "))
+    return {k: (subprocess.CompletedProcess(jobs[k], c, o, e), started) for k, (c, o, e, started) in results.items()}
+
+
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory) -> dict[str, dict[str, Any]]:
-    """Every case through ``validate`` and ``run`` (subprocesses, a few at a time)."""
+def outcomes(tmp_path_factory) -> dict[str, Any]:
+    """Every case through ``validate`` and ``run``."""
     root = tmp_path_factory.mktemp("badcfg")
     write_good(root / "a.wav")
     (root / "manifest.csv").write_text("track_id,audio_path,label\na,a.wav,x\n")
-    jobs = {}
+    batches: dict[str, dict[str, list[str]]] = {"validate": {}, "run": {}}
     for name, (mutate, _) in CASES.items():
         path = root / f"{name}.yaml"
         if isinstance(mutate, str):
@@ -178,16 +226,28 @@ def outcomes(tmp_path_factory) -> dict[str, dict[str, Any]]:
             d = copy.deepcopy(_base(root))
             mutate(d)
             path.write_text(yaml.safe_dump(d, sort_keys=False))
-        jobs[(name, "validate")] = ["validate", str(path)]
-        jobs[(name, "run")] = ["run", str(path)]
-    jobs[("negative_patience", "run --debug")] = ["--debug", "run", str(root / "negative_patience.yaml")]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = {k: pool.submit(_run, args, root) for k, args in jobs.items()}
-        out: dict[str, dict[str, Any]] = {}
-        for (name, cmd), fut in futures.items():
-            out.setdefault(name, {})[cmd] = fut.result()
-    out["_root"] = {"path": root}
+        for command in batches:
+            batches[command][name] = [command, str(path)]
+    batches["run"]["--debug"] = ["--debug", "run", str(root / "negative_patience.yaml")]
+    out: dict[str, Any] = {"root": root}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {command: pool.submit(_batch, jobs, root) for command, jobs in batches.items()}
+        separate = {(n, c): pool.submit(_run, [c, str(root / f"{n}.yaml")], root) for n in SEPARATE for c in batches}
+        for command, fut in futures.items():
+            out[command] = fut.result()
+        out["separate"] = {k: f.result() for k, f in separate.items()}
     return out
+
+
+def _check(res: subprocess.CompletedProcess, name: str) -> None:
+    err = res.stderr.strip()
+    assert res.returncode == 2, f"exit {res.returncode}\n{res.stdout}\n{res.stderr[-3000:]}"
+    assert res.stdout == ""
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("error: ")
+    for fragment in CASES[name][1]:
+        assert fragment in err, f"{fragment!r} not in {err!r}"
+    assert "Traceback" not in res.stderr
 
 
 def test_at_least_twenty_cases():
@@ -197,23 +257,22 @@ def test_at_least_twenty_cases():
 @pytest.mark.parametrize("name", sorted(CASES))
 @pytest.mark.parametrize("command", ["validate", "run"])
 def test_bad_config_fails_with_one_line_naming_key_and_fix(outcomes, name, command):
-    res, tmp_entries = outcomes[name][command]
-    err = res.stderr.strip()
-    assert res.returncode == 2, f"exit {res.returncode}\n{res.stdout}\n{res.stderr[-3000:]}"
-    assert res.stdout == ""
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("error: ")
-    for fragment in CASES[name][1]:
-        assert fragment in err, f"{fragment!r} not in {err!r}"
-    assert "Traceback" not in res.stderr
-    # before any compute: Ray never started (it would create $TMPDIR/ray/session_*), nothing was written
-    assert "ray" not in tmp_entries
-    root = outcomes["_root"]["path"]
-    assert not (root / "store").exists() and not (root / "runs").exists()
+    res, ray_started = outcomes[command][name]
+    _check(res, name)
+    assert not ray_started  # before any compute
+    assert not (outcomes["root"] / "store").exists() and not (outcomes["root"] / "runs").exists()
+
+
+@pytest.mark.parametrize("name", SEPARATE)
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_bad_config_in_its_own_process(outcomes, name, command):
+    res, tmp_entries = outcomes["separate"][(name, command)]
+    _check(res, name)
+    assert "ray" not in tmp_entries  # Ray would have created $TMPDIR/ray/session_*
 
 
 def test_debug_shows_the_traceback(outcomes):
-    res, _ = outcomes["negative_patience"]["run --debug"]
+    res, _ = outcomes["run"]["--debug"]
     assert res.returncode == 2
     assert "Traceback" in res.stderr and "patience" in res.stderr
 

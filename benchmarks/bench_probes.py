@@ -1,0 +1,388 @@
+"""Probe-grid benchmarks (issue 6), one run each, ratios printed.
+
+1. The Jukemir 216-configuration grid on one 2,000 × 512 table (10 classes; class-conditional
+   Gaussians, 70/15/15 split): repeval (Ray Tune, vectorised stacks) vs the same configurations
+   trained one after another in this process with a plain PyTorch loop (``nn.Sequential``,
+   ``nn.Dropout``, ``torch.optim.Adam``, same early stopping and selection). Target ≥ 5× and the
+   selected configuration's test accuracy within 0.01.
+2. The thesis probes M1–M5 on the same table: repeval vs mir_ref's training in Keras (Dense +
+   ReLU, L2 1e-5 on kernels and biases, Adam 1e-3, batch 100, 100 epochs, EarlyStopping on
+   val_loss with patience 10, best val_accuracy model kept), run in a subprocess when TensorFlow
+   imports; otherwise the same loop in PyTorch, labelled so. Target ≥ 10× at equal or better test
+   accuracy.
+3. Tune overhead: each repeval grid's wall time vs the sum of its trials' own training time.
+
+Usage::
+
+    RAY_AUTH_MODE=disabled python benchmarks/bench_probes.py            # everything
+    RAY_AUTH_MODE=disabled python benchmarks/bench_probes.py --epochs 30 --only 1
+
+Times exclude ``ray.init`` (printed separately: a run pays it once for all groups).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from repeval.config import parse_config  # noqa: E402
+from repeval.probes import ProbeData, resolve_hidden_units  # noqa: E402
+from repeval.probes.synthetic import gaussian_probe_data  # noqa: E402
+from repeval.probes.train import Preprocess  # noqa: E402
+from repeval.tuning.search import expand_all  # noqa: E402
+
+
+def table() -> ProbeData:
+    return gaussian_probe_data(
+        n=2000, d=512, c=10, splits=(0.7, 0.15, 0.15), noise=1.0, separation=0.16, seed=0, scenarios=False
+    )
+
+
+def experiment(probes: list[dict], seeds: int = 1) -> tuple:
+    cfg = parse_config(
+        {
+            "run": {"seeds": seeds},
+            "experiments": [
+                {
+                    "task": {"name": "bench", "type": "multiclass_classification"},
+                    "datasets": [{"name": "table", "type": "catalog", "manifest": "m.csv", "label_column": "y"}],
+                    "embedding_models": ["mfcc-stats"],
+                    "downstream_models": probes,
+                    "metrics": ["accuracy"],
+                }
+            ],
+        }
+    )
+    return cfg, cfg.experiments[0]
+
+
+# ------------------------------------------------------------------- memory sampling
+
+
+class PeakRSS:
+    """Peak resident memory of this process plus every process under the Ray it started."""
+
+    def __init__(self) -> None:
+        self.peak_driver = 0
+        self.peak_ray = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _ray_root(self) -> int | None:
+        try:
+            import ray._private.worker as w
+
+            node = w._global_node
+            return int(node.all_processes["raylet"][0].process.pid) if node is not None else None
+        except Exception:
+            return None
+
+    def _run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.wait(0.5):
+            self.peak_driver = max(self.peak_driver, me.memory_info().rss)
+            root = self._ray_root()
+            if root is None:
+                continue
+            try:
+                procs = psutil.Process(root).children(recursive=True)
+                total = sum(p.memory_info().rss for p in procs if p.is_running())
+            except psutil.Error:
+                continue
+            self.peak_ray = max(self.peak_ray, total)
+
+    def __enter__(self) -> PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# ----------------------------------------------------------------- the plain baseline
+
+
+def plain_train(cfg, data: ProbeData, seed: int) -> tuple[float, float, int]:
+    """A plain PyTorch loop for one configuration: (best val accuracy, its test accuracy, epochs)."""
+    torch.manual_seed(seed)
+    order = torch.Generator().manual_seed(seed)
+    prep = Preprocess(data.x_train, cfg.standardize, None)
+    xt, xv = torch.from_numpy(prep(data.x_train)), torch.from_numpy(prep(data.x_val))
+    x_test, y_test = data.tests["clean"][0], data.tests["clean"][1]
+    xs = torch.from_numpy(prep(x_test))
+    yt, yv = torch.from_numpy(data.y_train.astype(np.int64)), torch.from_numpy(data.y_val.astype(np.int64))
+    n_out = len(data.classes)
+    layers: list[nn.Module] = [nn.Dropout(cfg.effective_input_dropout)] if cfg.effective_input_dropout else []
+    prev = xt.shape[1]
+    for h in resolve_hidden_units(cfg.hidden_units, prev, n_out):
+        layers += [nn.Linear(prev, h), nn.ReLU()] + ([nn.Dropout(cfg.dropout)] if cfg.dropout else [])
+        prev = h
+    model = nn.Sequential(*layers, nn.Linear(prev, n_out))
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    best, best_state, since, epoch = -1.0, None, 0, 0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        perm = torch.randperm(len(xt), generator=order)
+        for s in range(0, len(xt), cfg.batch_size):
+            i = perm[s : s + cfg.batch_size]
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(xt[i]), yt[i]).backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            acc = (model(xv).argmax(1) == yv).float().mean().item()
+        if acc > best:
+            best, since = acc, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            since += 1
+        if since >= cfg.patience:
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    with torch.no_grad():
+        test_acc = float((model(xs).argmax(1).numpy() == y_test).mean())
+    return best, test_acc, epoch
+
+
+def sequential(points, data: ProbeData, seed: int = 0) -> tuple[float, list[tuple[str, float, float, int]]]:
+    t0 = time.perf_counter()
+    out = []
+    for p in points:
+        best, test_acc, epochs = plain_train(p.config, data, seed)
+        out.append((p.name, best, test_acc, epochs))
+    return time.perf_counter() - t0, out
+
+
+# ------------------------------------------------------------------------ repeval runs
+
+
+def run_repeval(probes: list[dict], data: ProbeData, storage: str):
+    from repeval.tuning.grid import run_group
+
+    cfg, exp = experiment(probes)
+    t0 = time.perf_counter()
+    g = run_group(cfg, exp, "table", "synthetic", data, storage)
+    return time.perf_counter() - t0, g
+
+
+def test_accuracy(g, probe: str) -> float:
+    vals = [r["value"] for r in g.rows if r["probe"] == probe and r["metric"] == "accuracy" and r["label"] is None]
+    return float(np.mean(vals))
+
+
+# --------------------------------------------------------------------- mir_ref in Keras
+
+KERAS_SCRIPT = r"""
+import json, os, sys, time, tempfile
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import tensorflow as tf
+from tensorflow import keras
+d = np.load(sys.argv[1])
+spec = json.loads(sys.argv[2])
+xtr, ytr, xva, yva, xte, yte = (d[k] for k in ("xtr", "ytr", "xva", "yva", "xte", "yte"))
+out = {}
+t_all = time.perf_counter()
+for name, hidden in spec["probes"]:
+    keras.utils.set_random_seed(0)
+    t0 = time.perf_counter()
+    reg = lambda: keras.regularizers.l2(1e-5)
+    layers = [keras.Input((xtr.shape[1],))]
+    layers += [keras.layers.Dense(h, activation="relu", kernel_regularizer=reg(), bias_regularizer=reg()) for h in hidden]
+    layers += [keras.layers.Dense(spec["classes"], activation="softmax", kernel_regularizer=reg(), bias_regularizer=reg())]
+    model = keras.Sequential(layers)
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    path = os.path.join(tempfile.mkdtemp(), "best.keras")
+    cbs = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=10),
+           keras.callbacks.ModelCheckpoint(path, monitor="val_accuracy", mode="max", save_best_only=True)]
+    h = model.fit(xtr, ytr, batch_size=100, epochs=100, validation_data=(xva, yva), callbacks=cbs, verbose=0)
+    best = keras.models.load_model(path)
+    acc = float((best.predict(xte, verbose=0).argmax(1) == yte).mean())
+    out[name] = [acc, len(h.history["loss"]), time.perf_counter() - t0]
+out["_total"] = time.perf_counter() - t_all
+print("RESULT " + json.dumps(out))
+"""
+
+
+def keras_available() -> bool:
+    r = subprocess.run([sys.executable, "-c", "import tensorflow"], capture_output=True)
+    return r.returncode == 0
+
+
+def mir_ref_keras(data: ProbeData, probes: list[tuple[str, list[int]]]) -> tuple[dict, int]:
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "table.npz"
+        x_te, y_te = data.tests["clean"][0], data.tests["clean"][1]
+        np.savez(path, xtr=data.x_train, ytr=data.y_train, xva=data.x_val, yva=data.y_val, xte=x_te, yte=y_te)
+        spec = json.dumps({"probes": probes, "classes": len(data.classes)})
+        r = subprocess.run([sys.executable, "-c", KERAS_SCRIPT, str(path), spec], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-2000:])
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("RESULT "))
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    return json.loads(line.removeprefix("RESULT ")), peak
+
+
+def mir_ref_torch(data: ProbeData, probes: list[tuple[str, list[int]]]) -> dict:
+    """mir_ref's loop in PyTorch: stop on val_loss (patience 10), keep the best val_accuracy model."""
+    out = {}
+    t_all = time.perf_counter()
+    xt, xv = torch.from_numpy(data.x_train), torch.from_numpy(data.x_val)
+    yt, yv = torch.from_numpy(data.y_train.astype(np.int64)), torch.from_numpy(data.y_val.astype(np.int64))
+    xs, ys = torch.from_numpy(data.tests["clean"][0]), data.tests["clean"][1]
+    for name, hidden in probes:
+        torch.manual_seed(0)
+        t0 = time.perf_counter()
+        dims = [xt.shape[1], *hidden, len(data.classes)]
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+            layers.append(nn.Linear(a, b))
+            if i < len(dims) - 2:
+                layers.append(nn.ReLU())
+        model = nn.Sequential(*layers)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=2e-5)  # Keras l2(1e-5): gradient 2e-5·w
+        best_loss, best_acc, wait, best_state, epoch = np.inf, -1.0, 0, None, 0
+        for epoch in range(1, 101):
+            model.train()
+            perm = torch.randperm(len(xt))
+            for s in range(0, len(xt), 100):
+                i = perm[s : s + 100]
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(xt[i]), yt[i]).backward()
+                opt.step()
+            model.eval()
+            with torch.no_grad():
+                out_v = model(xv)
+                vloss = float(nn.functional.cross_entropy(out_v, yv))
+                vacc = float((out_v.argmax(1) == yv).float().mean())
+            if vacc > best_acc:
+                best_acc, best_state = vacc, copy.deepcopy(model.state_dict())
+            if vloss < best_loss:
+                best_loss, wait = vloss, 0
+            else:
+                wait += 1
+                if wait >= 10:
+                    break
+        model.load_state_dict(best_state)
+        with torch.no_grad():
+            acc = float((model(xs).argmax(1).numpy() == ys).mean())
+        out[name] = [acc, epoch, time.perf_counter() - t0]
+    out["_total"] = time.perf_counter() - t_all
+    return out
+
+
+# ------------------------------------------------------------------------------- main
+
+
+def overhead_line(name: str, wall: float, g, slots: int) -> str:
+    busy = g.trial_seconds
+    idle = max(0.0, wall * slots - busy)
+    return (
+        f"  {name:<12} wall {wall:7.1f} s | Σ trial training {busy:7.1f} s over {g.trials} trials on {slots} slots | "
+        f"overhead {idle / (wall * slots):5.1%} of slot time, wall/(Σ/slots) = {wall / max(busy / slots, 1e-9):.2f}"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=100, help="Jukemir grid: most epochs per configuration")
+    ap.add_argument("--patience", type=int, default=10, help="Jukemir grid: patience (validations)")
+    ap.add_argument("--sample", type=int, default=0, help="train only every N-th Jukemir configuration (quick look)")
+    ap.add_argument("--only", choices=["1", "2"], help="run one benchmark")
+    args = ap.parse_args()
+
+    import ray
+
+    torch_threads = torch.get_num_threads()
+    data = table()
+    print(f"table: train {data.x_train.shape}, val {data.x_val.shape}, test {data.tests['clean'][0].shape}, "
+          f"{len(data.classes)} classes; {os.cpu_count()} CPUs; torch threads (plain loops) {torch_threads}")  # fmt: skip
+    t0 = time.perf_counter()
+    ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False, object_store_memory=400 * 1024**2)
+    slots = int(ray.cluster_resources().get("CPU", 1))
+    print(f"ray.init: {time.perf_counter() - t0:.1f} s ({slots} CPU slots, 1 CPU per trial)\n")
+    storage = tempfile.mkdtemp(prefix="bench_probes_")
+    overheads = []
+    with PeakRSS() as mem:
+        if args.only in (None, "1"):
+            spec = {"preset": "jukemir", "epochs": args.epochs, "patience": args.patience}
+            points = expand_all([experiment([spec])[1].downstream_models[0]])[0].points
+            if args.sample:
+                points = points[:: args.sample]
+            print(f"[1] Jukemir grid: {len(points)} configurations, ≤{args.epochs} epochs, patience {args.patience}")
+            if args.sample:
+                wall_r, g = None, None
+                print("  (--sample: repeval side skipped; use it to time the baseline only)")
+            else:
+                wall_r, g = run_repeval([spec], data, storage)
+                overheads.append(("jukemir", wall_r, g))
+            wall_s, seq = sequential(points, data)
+            best = max(seq, key=lambda r: r[1])
+            print(
+                f"  sequential plain PyTorch: {wall_s:8.1f} s; selected {best[0]} (val {best[1]:.4f}) test acc {best[2]:.4f}"
+            )
+            if g is not None:
+                sel = next(p for p in g.probes if p["selected"])
+                acc = test_accuracy(g, "jukemir")
+                print(f"  repeval (Ray Tune):       {wall_r:8.1f} s; selected {sel['probe']} (val {sel['best_criterion']:.4f}) test acc {acc:.4f}")  # fmt: skip
+                print(f"  speed-up {wall_s / wall_r:.1f}× (target ≥ 5×); test accuracy difference {abs(acc - best[2]):.4f} (target ≤ 0.01)")  # fmt: skip
+                epochs_seq = sum(r[3] for r in seq)
+                epochs_rep = sum(p.get("epochs") or 0 for p in g.probes)
+                print(f"  epochs trained: sequential {epochs_seq}, repeval {epochs_rep}\n")
+        if args.only in (None, "2"):
+            data_dim, n_out = data.x_train.shape[1], len(data.classes)
+            thesis = expand_all([experiment([{"preset": "mir_ref_thesis"}])[1].downstream_models[0]])[0].points
+            probes = [(p.name, resolve_hidden_units(p.config.hidden_units, data_dim, n_out)) for p in thesis]
+            print(f"[2] thesis probes M1–M5 {[h for _, h in probes]}")
+            wall_r, g = run_repeval([{"preset": "mir_ref_thesis"}], data, storage)
+            overheads.append(("M1–M5", wall_r, g))
+            if keras_available():
+                label = "mir_ref in Keras (TensorFlow subprocess)"
+                ref, peak_keras = mir_ref_keras(data, probes)
+            else:
+                label = "mir_ref loop in PyTorch (TensorFlow not importable)"
+                ref, peak_keras = mir_ref_torch(data, probes), 0
+            print(
+                f"  {'probe':<5} {'repeval acc':>11} {'epochs':>6} | {'mir_ref acc':>11} {'epochs':>6} {'seconds':>8}"
+            )
+            for name, _ in probes:
+                acc = test_accuracy(g, name)
+                ep = next(p["epochs"] for p in g.probes if p["probe"] == name)
+                print(f"  {name:<5} {acc:11.4f} {ep:6d} | {ref[name][0]:11.4f} {ref[name][1]:6d} {ref[name][2]:8.1f}")
+            print(f"  {label}: {ref['_total']:.1f} s (training only, TensorFlow import excluded)")
+            print(f"  repeval: {wall_r:.1f} s → speed-up {ref['_total'] / wall_r:.1f}× (target ≥ 10×)")
+            mean_r = np.mean([test_accuracy(g, n) for n, _ in probes])
+            mean_k = np.mean([ref[n][0] for n, _ in probes])
+            print(f"  mean test accuracy: repeval {mean_r:.4f}, mir_ref {mean_k:.4f}")
+            if peak_keras:
+                print(f"  peak RSS of the Keras subprocess: {peak_keras / 2**20:.0f} MiB\n")
+    print("[3] Tune overhead (wall time vs the trials' own training time)")
+    for name, wall, g in overheads:
+        print(overhead_line(name, wall, g, slots))
+    print(f"\npeak RSS: driver {mem.peak_driver / 2**20:.0f} MiB, Ray processes (sum) {mem.peak_ray / 2**20:.0f} MiB")
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""Security: no code execution from data, safe YAML, store/run paths that cannot escape, a local-only dashboard.
+
+The source scan walks the AST of every module of the package and of ``jobs/`` (not a regex over
+text: comments and docstrings that *mention* ``torch.load`` do not count, calls do).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from reliability_helpers import REPO
+
+from repeval.config import ConfigError, load_config, parse_config
+from repeval.store import EmbeddingStore
+from repeval.store.store import _safe
+
+SOURCES = sorted([*(REPO / "repeval").rglob("*.py"), *(REPO / "jobs").rglob("*.py")])
+
+#: unpickling-style loaders: never on a file a user or a store could supply
+UNSAFE_LOADERS = {
+    ("pickle", "load"), ("pickle", "loads"), ("pickle", "Unpickler"), ("cloudpickle", "load"), ("cloudpickle", "loads"),
+    ("dill", "load"), ("dill", "loads"), ("marshal", "load"), ("marshal", "loads"), ("shelve", "open"),
+    ("joblib", "load"), ("pd", "read_pickle"), ("pandas", "read_pickle"),
+    ("yaml", "load"), ("yaml", "load_all"), ("yaml", "unsafe_load"), ("yaml", "unsafe_load_all"), ("yaml", "full_load"),
+    ("yaml", "full_load_all"), ("os", "system"), ("os", "popen"),
+}  # fmt: skip
+
+
+def _dotted(node: ast.AST) -> tuple[str, ...]:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return ()  # a call on an expression (e.g. ``net.to(d).eval()``): not a module-level function
+    parts.append(node.id)
+    return tuple(reversed(parts))
+
+
+def _kw(call: ast.Call, name: str) -> ast.AST | None:
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def _is_const(node: ast.AST | None, value: object) -> bool:
+    return isinstance(node, ast.Constant) and node.value is value
+
+
+def findings(source: str, filename: str = "<src>") -> list[str]:
+    """Every dangerous call in ``source`` as ``file:line: what``."""
+    out = []
+    for node in ast.walk(ast.parse(source, filename)):
+        if not isinstance(node, ast.Call):
+            continue
+        name = _dotted(node.func)
+        where = f"{filename}:{node.lineno}"
+        if name in {("eval",), ("exec",)}:
+            out.append(f"{where}: {name[0]}()")
+        if len(name) >= 2 and name[-2:] in UNSAFE_LOADERS:
+            arg = node.args[0] if node.args else None
+            # pickle.loads(pickle.dumps(x)) round-trips our own object (the model contract test): allowed
+            if not (isinstance(arg, ast.Call) and _dotted(arg.func)[-1:] == ("dumps",)):
+                out.append(f"{where}: {'.'.join(name)}()")
+        if name[-2:] == ("torch", "load") and not _is_const(_kw(node, "weights_only"), True):
+            out.append(f"{where}: torch.load without weights_only=True")
+        if name[-2:] in {("np", "load"), ("numpy", "load")} and _is_const(_kw(node, "allow_pickle"), True):
+            out.append(f"{where}: np.load(allow_pickle=True)")
+        if name[:1] == ("subprocess",) or name[-1:] in {("Popen",)}:
+            shell = _kw(node, "shell")
+            if shell is not None and not _is_const(shell, False):
+                out.append(f"{where}: subprocess with shell=")
+            if node.args and isinstance(node.args[0], ast.Constant | ast.JoinedStr | ast.BinOp):
+                out.append(f"{where}: subprocess with a command string (use an argument list)")
+    return out
+
+
+def test_scanner_catches_what_it_must():
+    bad = """
+import pickle, torch, subprocess, os, yaml, numpy as np
+eval(x); exec(y)
+pickle.load(open(p, 'rb')); torch.load(p); torch.load(p, weights_only=False)
+subprocess.run(f"ls {d}", shell=True); subprocess.check_output("ls " + d); os.system(c)
+yaml.load(t); yaml.full_load(t); np.load(p, allow_pickle=True)
+"""
+    assert len(findings(bad)) == 12, findings(bad)
+    good = """
+import pickle, torch, subprocess, yaml, numpy as np
+model.eval(); torch.load(p, weights_only=True); pickle.loads(pickle.dumps(m))
+subprocess.run([sys.executable, '-c', code]); yaml.safe_load(t); np.load(p)
+"""
+    assert findings(good) == []
+
+
+def test_package_source_has_no_code_execution_from_data():
+    assert len(SOURCES) > 30
+    problems = [f for path in SOURCES for f in findings(path.read_text(), str(path.relative_to(REPO)))]
+    assert problems == []
+
+
+def test_yaml_is_only_read_with_safe_load():
+    calls = set()
+    for path in SOURCES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and _dotted(node.func)[:1] == ("yaml",):
+                calls.add(_dotted(node.func)[1])
+    assert calls, "the package reads YAML somewhere"
+    assert {c for c in calls if "load" in c} <= {"safe_load", "safe_load_all"}
+
+
+def test_yaml_tags_that_construct_objects_are_refused(tmp_path):
+    for payload in (
+        "experiments: !!python/object/apply:os.system ['touch pwned']\n",
+        "experiments: !!python/name:os.system\n",
+        "run: !!python/object/new:subprocess.Popen [['touch', 'pwned']]\n",
+    ):
+        p = tmp_path / "evil.yaml"
+        p.write_text(payload)
+        with pytest.raises(ConfigError, match="not valid YAML"):
+            load_config(p)
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
+@pytest.mark.parametrize(
+    ("dataset", "model", "scenario"),
+    [("../../etc", "mfcc", "clean"), ("tones", "../../../tmp/x", "clean"), ("a/b", "m", "..%2F.."), ("d", "m", "c\0x")],
+)
+def test_store_paths_stay_inside_the_store(tmp_path, dataset, model, scenario):
+    store = EmbeddingStore(str(tmp_path / "store"))
+    part = store.partition(dataset, model, scenario)
+    root = os.path.realpath(store.root)
+    assert os.path.commonpath([root, os.path.realpath(part.path)]) == root
+    assert part.path.count("/") == store.root.count("/") + 3  # exactly dataset/model/scenario below the root
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(min_size=1, max_size=20))
+def test_safe_store_component_never_escapes(component):
+    try:
+        out = _safe(component)
+    except ValueError:
+        return  # "", ".", ".." and their sanitised forms are refused
+    assert "/" not in out and "\\" not in out and "\0" not in out and out not in {".", ".."}
+
+
+def test_names_that_become_paths_are_refused_in_configs():
+    base = {
+        "experiments": [
+            {
+                "task": {"name": "pitch", "type": "multiclass_classification"},
+                "datasets": [{"name": "tones", "type": "catalog", "manifest": "m.csv", "label_column": "label"}],
+                "embedding_models": ["mfcc-stats"],
+                "downstream_models": [{"name": "linear"}],
+            }
+        ]
+    }
+    bad = [
+        ("task", {"name": "../../../tmp/x", "type": "multiclass_classification"}, "experiments[0].task.name"),
+        ("embedding_models", [{"id": "../up", "type": "mfcc-stats"}], "experiments[0].embedding_models[0].id"),
+        ("downstream_models", [{"name": ".."}], "experiments[0].downstream_models[0].name"),
+        ("deformations", [{"name": "a/b", "steps": [{"type": "Gain"}]}], "experiments[0].deformations[0].name"),
+    ]
+    for key, value, path in bad:
+        d = yaml.safe_load(yaml.safe_dump(base))
+        d["experiments"][0][key] = value
+        with pytest.raises(ConfigError) as info:
+            parse_config(d)
+        assert f"{path}: " in str(info.value) and "cannot name a file" in str(info.value)
+    with pytest.raises(ConfigError, match=r"run\.run_id"):
+        parse_config({**base, "run": {"run_id": "../../etc"}})
+
+
+def test_cli_run_id_cannot_escape_the_runs_dir(tmp_path):
+    from repeval.runner import make_context
+
+    cfg = parse_config(
+        {
+            "run": {"runs_dir": str(tmp_path / "runs"), "store": str(tmp_path / "store")},
+            "experiments": [
+                {
+                    "task": {"name": "pitch", "type": "multiclass_classification"},
+                    "datasets": [{"name": "tones", "type": "catalog", "manifest": "m.csv", "label_column": "label"}],
+                    "embedding_models": ["mfcc-stats"],
+                    "downstream_models": [{"name": "linear"}],
+                }
+            ],
+        }
+    )
+    for rid in ("../../escaped", "a/../../escaped", "..", "/abs"):
+        with pytest.raises(ValueError, match="run id"):
+            make_context(cfg, run_id=rid)
+    assert not (tmp_path / "escaped").exists() and not (tmp_path.parent / "escaped").exists()
+
+
+def test_embedded_ray_binds_the_dashboard_to_localhost(monkeypatch):
+    import ray
+
+    from repeval import ray_utils
+
+    seen: list[dict] = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kw: seen.append(kw))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    ray_utils.init_ray()
+    assert seen[-1]["dashboard_host"] == "127.0.0.1"
+    assert seen[-1]["include_dashboard"] is False
+    # the user can configure otherwise, explicitly
+    ray_utils.init_ray(include_dashboard=True, dashboard_host="0.0.0.0")
+    assert seen[-1]["dashboard_host"] == "0.0.0.0"
+    # attaching to a cluster (ray job submit) does not start a dashboard of its own
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    ray_utils.init_ray()
+    assert "dashboard_host" not in seen[-1] and "include_dashboard" not in seen[-1]
+
+
+def test_cluster_launcher_heads_bind_the_dashboard_to_localhost():
+    for name in ("aws.yaml", "gcp.yaml"):
+        cfg = yaml.safe_load((REPO / "cluster" / name).read_text())
+        head = " ".join(cfg["head_start_ray_commands"])
+        assert "--dashboard-host=127.0.0.1" in head, name
+        assert "0.0.0.0" not in head, name
+
+
+def test_security_doc_says_what_is_trusted():
+    text = (REPO / "docs" / "SECURITY.md").read_text().lower()
+    for topic in (
+        "configuration",
+        "manifest",
+        "checkpoint",
+        "audio",
+        "weights_only",
+        "safe_load",
+        "127.0.0.1",
+        "store",
+    ):
+        assert topic in text, topic

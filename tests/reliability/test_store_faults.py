@@ -1,0 +1,256 @@
+"""The store under faults: the run lock, readers racing a writer that is killed, unwritable stores, a full disk."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from reliability_helpers import (
+    FAST_MODEL,
+    Proc,
+    check_store,
+    cli_env,
+    complete,
+    expected_ids,
+    experiment,
+    run_cli,
+    wait_for,
+    write_config,
+)
+
+from repeval.store import EmbeddingStore
+from repeval.store.lock import LOCK, StoreLock, StoreLocked, holder
+
+# ------------------------------------------------------------------------------------------- the lock
+
+
+def test_second_lock_refuses_naming_the_owner(tmp_path):
+    store = EmbeddingStore(str(tmp_path / "store"))
+    with StoreLock(store, "first"):
+        with pytest.raises(StoreLocked) as info:
+            StoreLock(store, "second").acquire()
+        msg = str(info.value)
+        assert "in use by run 'first'" in msg and f"pid {os.getpid()}" in msg and "another run.store" in msg
+    with StoreLock(store, "second") as lock:  # released on exit
+        assert lock.held and holder(store.root)["run_id"] == "second"
+    assert (tmp_path / "store" / LOCK).exists()  # never deleted (see repeval.store.lock)
+
+
+def test_lock_is_skipped_with_a_warning_on_object_stores(caplog):
+    import pyarrow.fs as pafs
+
+    store = EmbeddingStore("/bucket/store", filesystem=pafs._MockFileSystem())
+    with caplog.at_level("WARNING"), StoreLock(store, "r") as lock:
+        assert not lock.held
+    assert "no lock on this filesystem" in caplog.text
+
+
+HOLDER = r"""
+import sys, time
+from repeval.store import EmbeddingStore
+from repeval.store.lock import StoreLock
+lock = StoreLock(EmbeddingStore(sys.argv[1]), "holder")
+lock.acquire()
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_concurrent_run_against_a_locked_store_refuses_then_kill9_frees_it(fault_catalog, tmp_path):
+    """A live process holds the store; ``repeval embed`` refuses before Ray starts; after the holder is
+    killed with -9 (no chance to clean up) the lock is free at once — a stale lock cannot exist."""
+    store = tmp_path / "store"
+    env = cli_env(tmp_path)
+    holder_proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(store)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder_proc.stdout.readline().strip() == "locked"
+        cfg = write_config(tmp_path / "c.yaml", tmp_path, [experiment(fault_catalog, [FAST_MODEL])])
+        ray_tmp = Path(tempfile.mkdtemp(prefix="rvlock-"))
+        res = subprocess.run(
+            [sys.executable, "-m", "repeval.cli", "embed", str(cfg)],
+            cwd=tmp_path,
+            env=cli_env(ray_tmp),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert res.returncode == 1, res.stdout + res.stderr
+        err = res.stderr.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: store "), res.stderr
+        assert f"is in use by run 'holder' (pid {holder_proc.pid} on host" in err[0]
+        assert "Traceback" not in res.stderr
+        assert "ray" not in os.listdir(ray_tmp)  # refused before Ray started
+        assert not any(store.rglob("part-*.parquet"))
+    finally:
+        holder_proc.send_signal(signal.SIGKILL)
+        holder_proc.wait()
+    with StoreLock(EmbeddingStore(str(store)), "next") as lock:
+        assert lock.held
+
+
+# ----------------------------------------------------------------- readers racing a writer killed -9
+
+WRITER = r"""
+import sys
+import numpy as np, pyarrow as pa
+from repeval.store import EmbeddingStore, PartitionWriter
+from repeval.store.store import embedding_schema
+store, n_parts, n_rows, dim = EmbeddingStore(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), 512
+schema = embedding_schema(dim)
+rng = np.random.default_rng(0)
+for k in range(n_parts):
+    part = store.partition("ds", "m", f"s{k}")
+    if part.complete:
+        continue
+    done = part.done_track_ids()
+    w = PartitionWriter(part, schema, part_rows=40)
+    for start in range(0, n_rows, 10):
+        ids = [f"t{i:04d}" for i in range(start, start + 10) if f"t{i:04d}" not in done]
+        if not ids:
+            continue
+        n = len(ids)
+        emb = pa.FixedSizeListArray.from_arrays(pa.array(rng.standard_normal(n * dim).astype("float32")), dim)
+        cols = {"track_id": ids, "split": ["train"] * n, "embedding": emb, "n_frames": [1] * n, "n_chunks": [1] * n,
+                "audio_seconds": [1.0] * n, "deformation_params": [None] * n, "model": ["m"] * n,
+                "model_version": ["1"] * n, "scenario": [f"s{k}"] * n, "config_hash": ["h"] * n,
+                "repeval_version": ["0"] * n, "created_at": [None] * n}
+        w.add_table(pa.table({f.name: pa.array(cols[f.name], f.type) for f in schema}, schema=schema))
+    w.flush()
+    part.finish({"dataset": "ds", "model": "m", "scenario": f"s{k}"})
+print("finished", flush=True)
+"""
+
+
+def test_reader_never_sees_a_half_written_partition_as_complete(tmp_path):
+    """A writer process fills 6 partitions (400 rows each, 40-row part files) and is killed with -9 at random
+    moments, then restarted (it computes only the missing rows, like a rerun). A reader polls all the while:
+    every visible part file is complete Parquet, no id is stored twice, and a partition with a manifest holds
+    exactly its rows. At the end every partition is complete, with every row once."""
+    n_parts, n_rows = 6, 400
+    store = tmp_path / "store"
+    expected = {f"ds/m/s{k}": {f"t{i:04d}" for i in range(n_rows)} for k in range(n_parts)}
+    stop = threading.Event()
+    reads: list[int] = []
+    failures: list[BaseException] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                check_store(store, expected)
+                reads.append(1)
+            except BaseException as exc:  # reported by the main thread
+                failures.append(exc)
+                return
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    rng = random.Random(0)
+    kills = 0
+    try:
+        for _ in range(8):
+            w = subprocess.Popen(
+                [sys.executable, "-c", WRITER, str(store), str(n_parts), str(n_rows)], env=cli_env(tmp_path)
+            )
+            time.sleep(rng.uniform(0.5, 2.0))
+            if w.poll() is None:
+                w.send_signal(signal.SIGKILL)
+                kills += 1
+            w.wait()
+            check_store(store, expected)
+        w = subprocess.run(
+            [sys.executable, "-c", WRITER, str(store), str(n_parts), str(n_rows)],
+            env=cli_env(tmp_path),
+            capture_output=True,
+            text=True,
+        )
+        assert w.returncode == 0 and "finished" in w.stdout, w.stderr
+    finally:
+        stop.set()
+        t.join(timeout=60)
+    assert not failures, failures[0]
+    assert kills >= 1 and len(reads) > 0
+    assert sum(check_store(store, expected).values()) == n_parts * n_rows
+    assert complete(store) == set(expected)
+
+
+# ------------------------------------------------------------------------------ unwritable store
+
+
+@pytest.mark.parametrize("where", ["store_is_a_file", "store_under_a_file", "runs_dir_under_a_file"])
+def test_unwritable_store_fails_with_one_clear_line(fault_catalog, tmp_path, where):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a regular file where a directory should be\n")
+    cfg = write_config(tmp_path / "c.yaml", tmp_path, [experiment(fault_catalog, [FAST_MODEL])])
+    args = ["embed", str(cfg)]
+    if where == "store_is_a_file":
+        args += ["--store", str(blocker)]
+    elif where == "store_under_a_file":
+        args += ["--store", str(blocker / "store")]
+    else:
+        args += ["--runs-dir", str(blocker / "runs")]
+    res = run_cli(args, tmp_path)
+    err = res.stderr.strip().splitlines()
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert len(err) == 1 and err[0].startswith("error: ") and str(blocker) in err[0], res.stderr
+    assert "writable" in err[0] and "Traceback" not in res.stderr
+    assert blocker.read_text().startswith("a regular file")
+
+
+# ------------------------------------------------------------------------------------- disk full
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 256 KiB tmpfs (a real file system that fills up); skipped where mounting is not permitted."""
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({res.stderr.strip()}): the disk-full test needs CAP_SYS_ADMIN")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_disk_full_fails_clearly_marks_nothing_complete_wrongly_and_resumes(fault_catalog, small_tmpfs, tmp_path):
+    store = small_tmpfs / "store"
+    filler = small_tmpfs / "filler"
+    # leave room for the lock, the stamps and a few part files, not for the whole partition
+    filler.write_bytes(b"\0" * (256 - 28) * 1024)
+    cfg = write_config(tmp_path / "c.yaml", tmp_path, [experiment(fault_catalog, [FAST_MODEL])], store=str(store))
+    expected = expected_ids(fault_catalog, [FAST_MODEL["id"]])
+
+    res = run_cli(["embed", str(cfg)], tmp_path)
+    last = res.stderr.strip().splitlines()[-1]
+    assert res.returncode == 1, res.stdout + res.stderr[-3000:]
+    assert last.startswith("error: ") and "No space left on device" in last and "free space" in last, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr
+    stored = check_store(store, expected)  # no partition marked complete that is not; every part file whole
+    print("stored before the disk filled up:", stored, "complete:", complete(store))
+    assert 0 < sum(stored.values()) and complete(store) != set(expected)  # it filled up mid-way
+
+    filler.unlink()  # free the space and rerun: only the missing rows are computed
+    res = run_cli(["embed", str(cfg)], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+    assert f"{sum(stored.values())} already in store" in res.stdout
+    assert complete(store) == set(expected)
+    assert sum(check_store(store, expected).values()) == sum(len(v) for v in expected.values())
+
+
+def test_wait_for_reports_a_process_that_ended(tmp_path):
+    """The fault-injection helper must fail loudly if the run ends before the fault point (no silent pass)."""
+    p = Proc(["--help"], tmp_path)
+    with pytest.raises(AssertionError, match="before the fault could be injected"):
+        wait_for(lambda: False, p, timeout=120)
+    p.wait()

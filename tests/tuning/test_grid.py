@@ -1,0 +1,203 @@
+"""Probe grids on a real (session) Ray: selection, seeds, intervals, failures, ASHA, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from repeval.config import parse_config
+from repeval.probes.synthetic import gaussian_probe_data
+from repeval.tuning.grid import run_group
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def config(probes: list[dict], seeds: int = 1, **run: object):
+    return parse_config(
+        {
+            "run": {"seeds": seeds, "bootstrap_resamples": 100, **run},
+            "experiments": [
+                {
+                    "task": {"name": "inst", "type": "multiclass_classification"},
+                    "datasets": [{"name": "notes", "type": "catalog", "manifest": "m.csv", "label_column": "x"}],
+                    "embedding_models": ["mfcc-stats"],
+                    "downstream_models": probes,
+                    "metrics": ["accuracy", "f1_macro"],
+                }
+            ],
+        }
+    )
+
+
+def boom_wrapper(fn):
+    """Make every trial that trains a probe named 'boom' raise (a failing trial)."""
+
+    def wrapped(config, data=None, units=None, ev=None):
+        if any(m.name == "boom" for m in units[config["unit"]].members):
+            raise RuntimeError("boom: injected failure")
+        return fn(config, data=data, units=units, ev=ev)
+
+    return wrapped
+
+
+@pytest.fixture(scope="module", autouse=True)
+def pickle_this_module_by_value():
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import test modules
+    yield
+    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def test_grid_selection_seeds_intervals_failures(ray_session, tmp_path):
+    data = gaussian_probe_data(n=120, d=10, c=3)
+    cfg = config(
+        [
+            {"name": "lin", "epochs": 6, "batch_size": 32, "standardize": True},
+            {"name": "pick", "epochs": 6, "batch_size": 32, "search": {"grid": {"learning_rate": [1e-4, 3e-3]}}},
+            {"name": "nan", "hidden_units": [3], "optimizer": "sgd", "learning_rate": 1e30, "epochs": 3},
+            {"name": "boom", "hidden_units": [5], "epochs": 3},
+        ],
+        seeds=2,
+    )
+    g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"), wrap_trainable=boom_wrapper)
+    failed = {(f["probe"], f["seed"]): f["reason"] for f in g.failed}
+    assert set(failed) == {("nan", 0), ("nan", 1), ("boom", 0), ("boom", 1)}
+    assert "non-finite loss" in failed[("nan", 0)] and "injected failure" in failed[("boom", 0)]
+    rows = g.rows
+    assert {r["probe"] for r in rows} == {"lin", "pick"}  # the rest continued; a best-selected spec is one probe
+    agg = [r for r in rows if r["label"] is None]
+    assert {(r["probe"], r["seed"], r["scenario"]) for r in agg} == {
+        (p, s, sc) for p in ("lin", "pick") for s in (0, 1) for sc in ("clean", "D1")
+    }
+    assert all(r["ci_low"] is not None and r["ci_low"] <= r["value"] + 1e-9 <= r["ci_high"] + 2e-9 for r in agg)
+    per_label = {r["label"] for r in rows if r["metric"] == "f1_macro" and r["label"] is not None}
+    assert per_label == {"c0", "c1", "c2"}
+    # one configuration of 'pick' is selected (by mean validation criterion), both seeds tested
+    picked = [p for p in g.probes if p["spec"] == "pick"]
+    assert len(picked) == 4 and sum(p["selected"] for p in picked) == 2
+    assert len({p["probe"] for p in picked if p["selected"]}) == 1
+    assert {k[0] for k in g.confusion} == {"lin", "pick"} and len(g.confusion[("lin", 0, "clean")]) == 3
+    assert {h["probe"] for h in g.history} >= {"lin", "pick", "pick-0", "pick-1"}
+    # TensorBoard-readable: Tune's scalars and our per-member curves
+    exp = Path(g.experiments[0])
+    assert list(exp.glob("*/events.out.tfevents*"))
+    assert list(exp.glob("*/members/lin__seed0/events.out.tfevents*"))
+
+
+def test_search_space_with_asha(ray_session, tmp_path):
+    data = gaussian_probe_data(n=120, d=10, c=3)
+    cfg = config(
+        [
+            {
+                "name": "tuned",
+                "epochs": 8,
+                "batch_size": 40,
+                "search": {
+                    "space": {"dropout": {"uniform": [0.0, 0.5]}, "learning_rate": {"loguniform": [1e-4, 1e-2]}},
+                    "num_samples": 4,
+                    "scheduler": {"type": "asha", "grace_period": 2, "reduction_factor": 2},
+                },
+            }
+        ]
+    )
+    g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"))
+    assert g.trials == 4 and not g.failed
+    assert {r["probe"] for r in g.rows} == {"tuned"}
+    assert {r["scenario"] for r in g.rows} == {"clean", "D1"}
+    tuned = [p for p in g.probes if p["spec"] == "tuned"]
+    assert len(tuned) == 4 and sum(p["selected"] for p in tuned) == 1
+    assert all(set(json.loads(p["params"])) == {"dropout", "learning_rate"} for p in tuned)
+
+
+RESUME_SCRIPT = """
+import os, sys, time
+from pathlib import Path
+import ray
+from ray import cloudpickle
+sys.path.insert(0, {tests!r})
+import test_grid as tg
+cloudpickle.register_pickle_by_value(tg)
+ray.init(address="local", num_cpus=1, include_dashboard=False, object_store_memory=200 * 1024 * 1024, log_to_driver=False)
+data = tg.resume_data()
+cfg = tg.resume_config()
+tg.run_group(cfg, cfg.experiments[0], "notes", "m", data, {storage!r}, wrap_trainable=tg.marker_wrapper({marks!r}, hang=True))
+"""
+
+
+def resume_data():
+    return gaussian_probe_data(n=90, d=8, c=3, scenarios=False)
+
+
+def resume_config():
+    probes = [{"name": f"p{h}", "hidden_units": [h], "epochs": 3, "batch_size": 30} for h in (2, 3, 4)]
+    return config(probes, run_id="resume", resources={"max_concurrent_trials": 1})
+
+
+def marker_wrapper(marks: str, hang: bool = False):
+    """Record which probes ran; with ``hang``, the last unit blocks (to be killed mid-experiment)."""
+
+    def wrap(fn):
+        def wrapped(config, data=None, units=None, ev=None):
+            names = sorted(m.name for m in units[config["unit"]].members)
+            Path(marks, f"ran-{'-'.join(names)}-{os.getpid()}-{time.time_ns()}").touch()
+            if hang and config["unit"] == len(units) - 1:
+                time.sleep(600)
+            return fn(config, data=data, units=units, ev=ev)
+
+        return wrapped
+
+    return wrap
+
+
+def finished_in_snapshot(storage: Path) -> int:
+    """Trials recorded as finished in the newest experiment-state snapshot Tune wrote."""
+    files = sorted(storage.glob("*/experiment_state-*.json"))
+    if not files:
+        return 0
+    try:
+        state = json.loads(files[-1].read_text())
+    except (json.JSONDecodeError, OSError):  # being written
+        return 0
+    return sum('"status": "TERMINATED"' in entry[0] for entry in state["trial_data"])
+
+
+def test_interrupted_experiment_resumes(ray_session, tmp_path):
+    """Kill a run while its last trial is running; the rerun restores it and trains only that trial."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    storage = tmp_path / "tune"
+    script = tmp_path / "run.py"
+    script.write_text(RESUME_SCRIPT.format(tests=str(Path(__file__).parent), storage=str(storage), marks=str(marks)))
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, start_new_session=True, cwd=tmp_path)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and len(list(marks.iterdir())) < 3 and proc.poll() is None:
+            time.sleep(0.5)
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        assert len(list(marks.iterdir())) == 3, "the last trial did not start in time"
+        while time.time() < deadline and finished_in_snapshot(storage) < 2:
+            time.sleep(0.5)  # Tune snapshots its experiment state periodically and after checkpoints
+        assert finished_in_snapshot(storage) == 2
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # our own subprocess and the Ray it started
+        proc.wait()
+    first = {p.name.split("-")[1] for p in marks.iterdir()}
+    assert first == {"p2", "p3", "p4"}
+    for p in marks.iterdir():
+        p.unlink()
+    cfg = resume_config()
+    g = run_group(
+        cfg, cfg.experiments[0], "notes", "m", resume_data(), str(storage), wrap_trainable=marker_wrapper(str(marks))
+    )
+    rerun = sorted(p.name.split("-")[1] for p in marks.iterdir())
+    assert len(rerun) == 1  # only the interrupted trial ran again
+    assert {r["probe"] for r in g.rows} == {"p2", "p3", "p4"} and not g.failed

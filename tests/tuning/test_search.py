@@ -1,0 +1,164 @@
+"""Presets, grids and search spaces from YAML: expansion, overrides, and errors that name the key."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from repeval.config import ConfigError, parse_config
+from repeval.config.schema import ProbeConfig
+from repeval.probes import group_key
+from repeval.probes.synthetic import gaussian_probe_data
+from repeval.tuning.grid import plan_units
+from repeval.tuning.presets import PRESETS
+from repeval.tuning.results import results_table, seed_summary
+from repeval.tuning.search import expand_all, expand_probe, tune_space
+
+
+def cfg_dict(*probes: dict) -> dict:
+    return {
+        "experiments": [
+            {
+                "task": {"name": "instrument", "type": "multiclass_classification"},
+                "datasets": [{"name": "notes", "type": "catalog", "manifest": "m.csv", "label_column": "instrument"}],
+                "embedding_models": ["mfcc-stats"],
+                "downstream_models": list(probes),
+            }
+        ]
+    }
+
+
+def test_presets_expand_to_the_published_protocols():
+    thesis = expand_probe(ProbeConfig(preset="mir_ref_thesis"), 0)
+    assert [p.name for p in thesis.points] == ["M1", "M2", "M3", "M4", "M5"]
+    assert thesis.select == "all"
+    assert [p.config.hidden_units for p in thesis.points] == [(), (128,), (256, 128), ("infer",), ("infer", "infer")]
+    assert {
+        (p.config.learning_rate, p.config.batch_size, p.config.epochs, p.config.patience) for p in thesis.points
+    } == {(1e-3, 100, 100, 10)}
+    juke = expand_probe(ProbeConfig(preset="jukemir"), 0)
+    assert len(juke.points) == 216 and juke.select == "best" and juke.name == "jukemir"
+    assert len({p.name for p in juke.points}) == 216
+    assert all(p.config.dropout_input and p.config.effective_input_dropout == p.config.dropout for p in juke.points)
+    assert {p.config.weight_decay for p in juke.points} == {0.0, 1e-4, 1e-3}
+    hear = expand_probe(ProbeConfig(preset="hear"), 0)
+    assert len(hear.points) == 16 and hear.select == "best"
+    assert {p.config.init for p in hear.points} == {"xavier_uniform", "xavier_normal"}
+    assert all(p.config.hidden_norm == "batchnorm" and p.config.val_every == 3 for p in hear.points)
+    marble = expand_probe(ProbeConfig(preset="marble"), 0)
+    assert [(p.name, p.config.hidden_units, p.config.dropout, p.config.patience) for p in marble.points] == [
+        ("marble", (512,), 0.2, 10)
+    ]
+    assert set(PRESETS.names()) == {"hear", "jukemir", "marble", "mir_ref_thesis"}
+
+
+def test_overrides_fix_an_axis_and_search_grid_replaces_one():
+    fixed = expand_probe(ProbeConfig(preset="jukemir", learning_rate=1e-3, epochs=7), 0)
+    assert len(fixed.points) == 72
+    assert {(p.config.learning_rate, p.config.epochs) for p in fixed.points} == {(1e-3, 7)}
+    regrid = expand_probe(ProbeConfig(preset="jukemir", search={"grid": {"batch_size": [32]}}), 0)
+    assert len(regrid.points) == 108 and {p.config.batch_size for p in regrid.points} == {32}
+    named = expand_probe(ProbeConfig(preset="mir_ref_thesis", name="thesis", batch_size=50), 0)
+    assert [p.name for p in named.points][:2] == ["thesis-M1", "thesis-M2"]
+    assert {p.config.batch_size for p in named.points} == {50}
+
+
+def test_free_grid_and_space_from_yaml_values():
+    cfg = parse_config(
+        cfg_dict(
+            {"name": "plain", "hidden_units": [8]},
+            {
+                "name": "tuned",
+                "search": {
+                    "grid": {"hidden_units": [[], [64, 32]], "learning_rate": [1e-4, 1e-3]},
+                    "space": {"dropout": {"uniform": [0.1, 0.5]}, "batch_size": {"choice": [32, 64]}},
+                    "num_samples": 3,
+                    "scheduler": {"type": "asha", "grace_period": 2},
+                },
+            },
+        )
+    )
+    specs = expand_all(cfg.experiments[0].downstream_models)
+    assert specs[0].name == "plain" and specs[0].select == "all" and not specs[0].tune_mode
+    tuned = specs[1]
+    assert tuned.select == "best" and tuned.tune_mode and len(tuned.points) == 4 and tuned.size == 12
+    assert tuned.scheduler == {"type": "asha", "grace_period": 2, "reduction_factor": 3.0, "max_t": None, "brackets": 1}
+    space = tune_space(tuned)
+    assert set(space) == {"dropout", "batch_size"}
+    assert 0.1 <= space["dropout"].sample() <= 0.5
+
+
+@pytest.mark.parametrize(
+    "probe, fragment",
+    [
+        ({"preset": "jukmir"}, "did you mean 'jukemir'"),
+        ({"search": {"grids": {}}}, "search: unknown key 'grids' — did you mean 'grid'"),
+        ({"search": {"grid": {"learning_rat": [1e-3]}}}, "search: grid: unknown key 'learning_rat'"),
+        ({"search": {"grid": {"learning_rate": 1e-3}}}, "search: grid.learning_rate: must be a non-empty list"),
+        ({"search": {"grid": {"batch_size": [64, 0]}}}, "batch_size"),
+        ({"search": {"space": {"dropout": {"uniformm": [0, 1]}}}}, "search: space.dropout: unknown key 'uniformm'"),
+        ({"search": {"space": {"learning_rate": {"loguniform": [0, 1]}}}}, "a log scale needs low > 0"),
+        ({"search": {"scheduler": "hyperband"}}, "search: scheduler"),
+        ({"search": {"select": "first"}}, "search: select"),
+        ({"preset": "jukemir", "search": {"grid": {"dropout": [1.5]}}}, "dropout"),
+        ({"dropout_input": True, "input_dropout": 0.2}, "dropout_input"),
+    ],
+)
+def test_errors_name_the_key(probe, fragment):
+    with pytest.raises(ConfigError) as e:
+        parse_config(cfg_dict(probe))
+    assert "downstream_models[0]" in str(e.value)
+    assert fragment in str(e.value)
+
+
+def test_run_keys_are_validated():
+    good = cfg_dict({"preset": "marble"})
+    good["run"] = {"max_epochs": 20, "vectorize": 16, "reuse_actors": False, "bootstrap_resamples": 0, "ci_alpha": 0.1}
+    run = parse_config(good).run
+    assert (run.max_epochs, run.vectorize, run.reuse_actors, run.bootstrap_resamples) == (20, 16, False, 0)
+    for key, value in (("vectorize", 0), ("max_epochs", 0), ("ci_alpha", 1.5), ("bootstrap_resamples", -1)):
+        bad = copy.deepcopy(good)
+        bad["run"][key] = value
+        with pytest.raises(ConfigError, match=f"run.{key}"):
+            parse_config(bad)
+
+
+def test_duplicate_or_unsafe_probe_names_are_rejected():
+    cfg = parse_config(cfg_dict({"name": "a"}, {"name": "a"}))
+    with pytest.raises(ValueError, match="used twice"):
+        expand_all(cfg.experiments[0].downstream_models)
+    cfg = parse_config(cfg_dict({"name": "a__b"}))
+    with pytest.raises(ValueError, match="may not contain"):
+        expand_all(cfg.experiments[0].downstream_models)
+
+
+def test_plan_units_chunks_stackable_configurations():
+    data = gaussian_probe_data(d=32, c=10)
+    specs = expand_all([ProbeConfig(preset="jukemir"), ProbeConfig(preset="mir_ref_thesis")])
+    grid_units, tune_units = plan_units(specs, data, seeds=[0, 1], vectorize=64)
+    assert not tune_units
+    members = [(m.spec, m.point, m.seed) for u in grid_units for m in u.members]
+    assert len(members) == len(set(members)) == (216 + 5) * 2
+    for u in grid_units:
+        assert len({group_key(m.config, data) for m in u.members}) == 1  # one stack per unit
+        assert len({m.spec for m in u.members}) == 1
+        assert len(u.members) <= 64
+        points = {m.point for m in u.members}
+        assert all(sum(1 for m in u.members if m.point == p) == 2 for p in points)  # all seeds together
+    assert sum(1 for u in grid_units if u.evaluate) == 5  # M1..M5 differ in shape; Jukemir is tested after selection
+
+
+def test_seed_summary_mean_and_std():
+    rows = [
+        {"task": "t", "task_type": "multiclass_classification", "dataset": "d", "model": "m", "probe": "p",
+         "seed": s, "scenario": "clean", "metric": "accuracy", "label": lab, "value": v, "ci_low": v - 0.1,
+         "ci_high": v + 0.1, "n_test": 10}
+        for s, v in ((0, 0.5), (1, 0.7), (2, 0.9))
+        for lab in (None, "c0")
+    ]  # fmt: skip
+    out = seed_summary(results_table("r", rows)).to_pylist()
+    assert len(out) == 2
+    agg = next(r for r in out if r["label"] is None)
+    assert agg["mean"] == pytest.approx(0.7) and agg["std"] == pytest.approx(0.2) and agg["n_seeds"] == 3
+    assert agg["ci_low"] == pytest.approx(0.6)
