@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import os
 import resource
@@ -35,18 +36,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch import nn
+
+from repeval.config import parse_config
+from repeval.probes import ProbeData, resolve_hidden_units
+from repeval.probes.synthetic import gaussian_probe_data
+from repeval.probes.train import Preprocess
+from repeval.tuning.search import expand_all
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from repeval.config import parse_config  # noqa: E402
-from repeval.probes import ProbeData, resolve_hidden_units  # noqa: E402
-from repeval.probes.synthetic import gaussian_probe_data  # noqa: E402
-from repeval.probes.train import Preprocess  # noqa: E402
-from repeval.tuning.search import expand_all  # noqa: E402
 
 
 def table() -> ProbeData:
@@ -139,8 +139,9 @@ def plain_train(cfg, data: ProbeData, seed: int) -> tuple[float, float, int]:
         prev = h
     model = nn.Sequential(*layers, nn.Linear(prev, n_out))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    best, best_state, since, epoch = -1.0, None, 0, 0
+    best, best_state, since, epochs = -1.0, None, 0, 0
     for epoch in range(1, cfg.epochs + 1):
+        epochs = epoch
         model.train()
         perm = torch.randperm(len(xt), generator=order)
         for s in range(0, len(xt), cfg.batch_size):
@@ -162,7 +163,7 @@ def plain_train(cfg, data: ProbeData, seed: int) -> tuple[float, float, int]:
     model.eval()
     with torch.no_grad():
         test_acc = float((model(xs).argmax(1).numpy() == y_test).mean())
-    return best, test_acc, epoch
+    return best, test_acc, epochs
 
 
 def sequential(points, data: ProbeData, seed: int = 0) -> tuple[float, list[tuple[str, float, float, int]]]:
@@ -256,14 +257,15 @@ def mir_ref_torch(data: ProbeData, probes: list[tuple[str, list[int]]]) -> dict:
         t0 = time.perf_counter()
         dims = [xt.shape[1], *hidden, len(data.classes)]
         layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+        for i, (a, b) in enumerate(itertools.pairwise(dims)):
             layers.append(nn.Linear(a, b))
             if i < len(dims) - 2:
                 layers.append(nn.ReLU())
         model = nn.Sequential(*layers)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=2e-5)  # Keras l2(1e-5): gradient 2e-5·w
-        best_loss, best_acc, wait, best_state, epoch = np.inf, -1.0, 0, None, 0
+        best_loss, best_acc, wait, best_state, epochs = np.inf, -1.0, 0, None, 0
         for epoch in range(1, 101):
+            epochs = epoch
             model.train()
             perm = torch.randperm(len(xt))
             for s in range(0, len(xt), 100):
@@ -287,7 +289,7 @@ def mir_ref_torch(data: ProbeData, probes: list[tuple[str, list[int]]]) -> dict:
         model.load_state_dict(best_state)
         with torch.no_grad():
             acc = float((model(xs).argmax(1).numpy() == ys).mean())
-        out[name] = [acc, epoch, time.perf_counter() - t0]
+        out[name] = [acc, epochs, time.perf_counter() - t0]
     out["_total"] = time.perf_counter() - t_all
     return out
 

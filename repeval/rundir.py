@@ -159,3 +159,51 @@ class RunLocation:
         if changed:
             log.info("pushed %d file(s) to %s", len(changed), self.display)
         return len(changed)
+
+
+class TuneStorage:
+    """Ray Tune's ``storage_path`` — a local path or a URI — with the few file operations done around Tune.
+
+    ``uri(name)`` is what ``tune.Tuner.restore`` / ``can_restore`` take; markers and moves go through
+    pyarrow.fs, so the same code serves a local directory and a bucket.
+    """
+
+    def __init__(self, storage_path: str) -> None:
+        self.storage_path = str(storage_path)
+        if is_uri(self.storage_path):
+            self.fs, base = pafs.FileSystem.from_uri(self.storage_path)
+            self.base = base.rstrip("/")
+        else:
+            self.fs, self.base = pafs.LocalFileSystem(), str(Path(self.storage_path).resolve())
+
+    def uri(self, name: str) -> str:
+        return join_uri(self.storage_path, name) if is_uri(self.storage_path) else f"{self.base}/{name}"
+
+    def exists(self, name: str) -> bool:
+        return self.fs.get_file_info(f"{self.base}/{name}").type != pafs.FileType.NotFound
+
+    def read_text(self, name: str) -> str | None:
+        try:
+            with self.fs.open_input_stream(f"{self.base}/{name}") as f:
+                return f.read().decode()
+        except (FileNotFoundError, OSError):
+            return None
+
+    def write_text(self, name: str, text: str) -> None:
+        self.fs.create_dir(self.base, recursive=True)
+        with self.fs.open_output_stream(f"{self.base}/{name}") as f:
+            f.write(text.encode())
+
+    def move(self, name: str, new_name: str) -> None:
+        """Rename a file or directory (on object stores a copy, then a delete)."""
+        src, dst = f"{self.base}/{name}", f"{self.base}/{new_name}"
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            self.fs.move(src, dst)
+            return
+        info = self.fs.get_file_info(src)
+        if info.type == pafs.FileType.Directory:
+            pafs.copy_files(src, dst, source_filesystem=self.fs, destination_filesystem=self.fs)
+            self.fs.delete_dir(src)
+        else:
+            self.fs.copy_file(src, dst)
+            self.fs.delete_file(src)

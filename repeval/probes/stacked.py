@@ -20,7 +20,6 @@ Probes that stop (early stopping, a non-finite loss, their budget) are removed f
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -217,9 +216,11 @@ class StackedMLP:
 class StackedOptimizer:
     """``torch.optim.Adam`` / ``AdamW`` / ``SGD`` (no momentum) with per-probe lr and weight decay.
 
-    The arithmetic follows PyTorch's single-tensor implementations step for step (L2 added to
-    the gradient for Adam and SGD, decoupled decay for AdamW), so a probe in a stack and a probe
-    trained with ``torch.optim`` differ only by floating-point rounding.
+    Adam and AdamW run PyTorch's fused kernels (``torch.optim.Adam(fused=True)``) on each probe's
+    slice of the stacked tensors, one call per group of probes sharing (lr, weight decay): a
+    single pass over memory instead of a dozen. A probe in a stack and a probe trained with
+    ``torch.optim.Adam(fused=True)`` therefore compute bit-identical updates. SGD is written out
+    (L2 added to the gradient, as ``torch.optim.SGD`` does).
     """
 
     def __init__(
@@ -235,42 +236,63 @@ class StackedOptimizer:
             raise ValueError(f"unknown optimizer '{kind}'; valid: adam, adamw, sgd")
         self.kind = kind
         device = params[0].device if params else torch.device("cpu")
-        self.lr = torch.tensor([float(v) for v in lr], device=device)
-        self.wd = torch.tensor([float(v) for v in weight_decay], device=device)
+        self.lr = torch.tensor([float(v) for v in lr], dtype=torch.float64)
+        self.wd = torch.tensor([float(v) for v in weight_decay], dtype=torch.float64)
+        self.device = device
         self.betas, self.eps = betas, eps
-        self.step_count = 0
+        self.step_t = torch.zeros((), dtype=torch.float32, device=device)
         self.exp_avg = [torch.zeros_like(p) for p in params] if kind != "sgd" else []
         self.exp_avg_sq = [torch.zeros_like(p) for p in params] if kind != "sgd" else []
 
     def select(self, keep: torch.Tensor) -> None:
+        keep = keep.cpu()
         self.lr, self.wd = self.lr[keep], self.wd[keep]
-        self.exp_avg = [t[keep].clone() for t in self.exp_avg]
-        self.exp_avg_sq = [t[keep].clone() for t in self.exp_avg_sq]
+        kd = keep.to(self.device)
+        self.exp_avg = [t[kd].clone() for t in self.exp_avg]
+        self.exp_avg_sq = [t[kd].clone() for t in self.exp_avg_sq]
+
+    def _groups(self) -> dict[tuple[float, float], list[int]]:
+        groups: dict[tuple[float, float], list[int]] = {}
+        for k, key in enumerate(zip(self.lr.tolist(), self.wd.tolist(), strict=True)):
+            groups.setdefault(key, []).append(k)
+        return groups
 
     @torch.no_grad()
     def step(self, params: list[torch.Tensor]) -> None:
-        self.step_count += 1
-        t = self.step_count
-        has_wd = bool((self.wd != 0).any())
-        b1, b2 = self.betas
-        bc1 = 1 - b1**t
-        bc2_sqrt = math.sqrt(1 - b2**t)
-        for j, p in enumerate(params):
-            g = p.grad
-            if g is None:
-                continue
+        grads = []
+        for p in params:
+            grads.append(p.grad)
             p.grad = None
-            shape = (-1,) + (1,) * (p.dim() - 1)
-            lr = self.lr.view(shape)
-            if self.kind == "adamw" and has_wd:
-                p.mul_(1 - lr * self.wd.view(shape))
-            elif has_wd:
-                g = g + self.wd.view(shape) * p
-            if self.kind == "sgd":
-                p.sub_(lr * g)
-                continue
-            m, v = self.exp_avg[j], self.exp_avg_sq[j]
-            m.lerp_(g, 1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
-            p.sub_((lr / bc1) * (m / denom))
+        if self.kind == "sgd":
+            lr = self.lr.to(self.device, torch.float32)
+            wd = self.wd.to(self.device, torch.float32)
+            has_wd = bool((self.wd != 0).any())
+            for p, g in zip(params, grads, strict=True):
+                if g is None:
+                    continue
+                shape = (-1,) + (1,) * (p.dim() - 1)
+                if has_wd:
+                    g = g + wd.view(shape) * p
+                p.sub_(lr.view(shape) * g)
+            return
+        self.step_t += 1
+        fused = torch._fused_adamw_ if self.kind == "adamw" else torch._fused_adam_
+        b1, b2 = self.betas
+        live = [j for j, g in enumerate(grads) if g is not None]
+        for (lr, wd), ks in self._groups().items():
+            ps = [params[j][k] for j in live for k in ks]
+            fused(
+                ps,
+                [grads[j][k] for j in live for k in ks],
+                [self.exp_avg[j][k] for j in live for k in ks],
+                [self.exp_avg_sq[j][k] for j in live for k in ks],
+                [],
+                [self.step_t] * len(ps),
+                amsgrad=False,
+                lr=lr,
+                beta1=b1,
+                beta2=b2,
+                weight_decay=wd,
+                eps=self.eps,
+                maximize=False,
+            )

@@ -26,7 +26,6 @@ import itertools
 import json
 import logging
 import math
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -142,21 +141,23 @@ def _fit(
     """Run (or resume) one Tune experiment; returns ``(ResultGrid, restored)``."""
     from ray import tune
 
-    path = Path(storage_path) / name
-    marker = Path(storage_path) / f"{name}.repeval.json"
-    same = marker.exists() and json.loads(marker.read_text()).get("fingerprint") == fingerprint
-    if path.exists() and same and tune.Tuner.can_restore(str(path)):
+    # issue 8: storage_path may be a URI (s3://, gs://, ...): file operations go through pyarrow.fs
+    from repeval.rundir import TuneStorage
+
+    st = TuneStorage(storage_path)
+    path, marker = st.uri(name), f"{name}.repeval.json"
+    text = st.read_text(marker)
+    same = text is not None and json.loads(text).get("fingerprint") == fingerprint
+    if st.exists(name) and same and tune.Tuner.can_restore(path):
         log.info("resuming Tune experiment %s", path)
-        tuner = tune.Tuner.restore(
-            str(path), trainable, resume_unfinished=True, resume_errored=False, restart_errored=False
-        )
+        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False, restart_errored=False)
         return tuner.fit(), True
-    if path.exists():  # left by a different configuration: keep it aside, never mix
-        stale = path.with_name(f"{name}.stale-{time.strftime('%Y%m%d-%H%M%S')}")
-        log.warning("Tune experiment %s was planned for another configuration; moved to %s", path, stale)
-        shutil.move(str(path), str(stale))
-    Path(storage_path).mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"fingerprint": fingerprint}))
+    if st.exists(name):  # left by a different configuration: keep it aside, never mix
+        stale = f"{name}.stale-{time.strftime('%Y%m%d-%H%M%S')}"
+        log.warning("Tune experiment %s was planned for another configuration; moved to %s", path, st.uri(stale))
+        st.move(name, stale)
+    st.write_text(marker, json.dumps({"fingerprint": fingerprint}))
+    # end issue 8
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,

@@ -158,7 +158,9 @@ class LocalCluster:
     def add_worker(self, num_cpus: int = 2, resources: dict[str, float] | None = None) -> LocalNode:
         def start() -> LocalNode:
             ip = next(self._worker_ips)
-            args = ["--address", self.gcs_address, "--num-cpus", str(num_cpus)]
+            # a temp dir of its own, like a machine of its own: nodes sharing one would share the session's
+            # runtime_resources/ and delete each other's unpacked working_dir (the job driver's cwd)
+            args = ["--address", self.gcs_address, "--num-cpus", str(num_cpus), "--temp-dir", str(self.root / ip)]
             node = self._start(f"worker-{ip}", ip, [*args, "--resources", json.dumps(resources or {})])
             self.wait_for_nodes(len(self.alive_nodes()) + 1, also=node)
             return node
@@ -351,7 +353,7 @@ def check_complete(root: Path, run_id: str, model: str, catalog: Any, max_tracks
     results = pq.read_table(run_dir / "results.parquet").to_pylist()
     assert {(r["scenario"], r["metric"]) for r in results} == {("clean", "accuracy"), ("D1", "accuracy")}
     assert all(r["model"] == model and r["n_test"] >= 1 for r in results)
-    assert list((run_dir / "tune").glob(f"instrument__notes__{model}/*/checkpoint_*/probe.pt")), "no Tune checkpoint"
+    assert list((run_dir / "tune").glob(f"instrument__notes__{model}*/*/checkpoint_*")), "no Tune checkpoint"
 
 
 def test_job_submit_runs_embedding_actors_on_the_worker_node(cluster: LocalCluster, short_tmp: Path) -> None:

@@ -51,7 +51,7 @@ def _manifest(rendered_notes: Path, root: Path, n: int, long_file: bool) -> Path
     return out
 
 
-def _config(root: Path, manifest: Path, store: str, **run) -> Path:
+def _config(root: Path, manifest: Path, store: str, batch_size: int = 16, **run) -> Path:
     cfg = {
         "run": {"run_id": "t", "store": store, "runs_dir": str(root / "runs"), "part_rows": 4, **run},
         "experiments": [
@@ -67,7 +67,7 @@ def _config(root: Path, manifest: Path, store: str, **run) -> Path:
                     }
                 ],
                 "deformations": [[{"type": "AddGaussianSNR", "params": {"min_snr_db": 10, "max_snr_db": 30, "p": 1}}]],
-                "embedding_models": [{"id": "mfcc-stats", "params": {"chunk_s": CHUNK_S}}],
+                "embedding_models": [{"id": "mfcc-stats", "params": {"chunk_s": CHUNK_S}, "batch_size": batch_size}],
                 "downstream_models": [{"name": "linear", "hidden_units": []}],
                 "metrics": ["accuracy"],
             }
@@ -163,7 +163,8 @@ class FailingDecode(DecodeDeform):
 def test_resume_after_failure_injected_in_a_udf(ray_session, rendered_notes, tmp_path, monkeypatch):
     manifest = _manifest(rendered_notes, tmp_path, 24, long_file=False)
     ids = [r["track_id"] for r in csv.DictReader(manifest.open())]
-    config = _config(tmp_path, manifest, str(tmp_path / "store"), part_rows=2)
+    # small embedding batches: finished rows reach the driver while the failing task waits
+    config = _config(tmp_path, manifest, str(tmp_path / "store"), batch_size=2, part_rows=2)
     part_dir = tmp_path / "store" / "notes" / "mfcc-stats" / "clean"
     cls = type("Failing", (FailingDecode,), {"victim": ids[-1], "store_dir": str(part_dir)})
     monkeypatch.setattr(embed_mod, "DecodeDeform", cls)

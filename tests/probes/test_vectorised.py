@@ -18,7 +18,7 @@ from repeval.probes.train import Preprocess
 
 
 def plain_loop(cfg: ProbeConfig, data: ProbeData, seed: int) -> tuple[int, list[float]]:
-    """The textbook loop: best epoch and the validation accuracy after every epoch."""
+    """The textbook loop (fused Adam): best epoch and the validation accuracy after every epoch."""
     torch.manual_seed(seed)
     order = torch.Generator().manual_seed(seed)
     prep = Preprocess(data.x_train, cfg.standardize, None)
@@ -30,7 +30,7 @@ def plain_loop(cfg: ProbeConfig, data: ProbeData, seed: int) -> tuple[int, list[
         layers += [nn.Linear(prev, int(h)), nn.ReLU()] + ([nn.Dropout(cfg.dropout)] if cfg.dropout else [])
         prev = int(h)
     model = nn.Sequential(*layers, nn.Linear(prev, len(data.classes)))
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)
     best, best_epoch, since, accs = -1.0, 0, 0, []
     for epoch in range(1, cfg.epochs + 1):
         model.train()

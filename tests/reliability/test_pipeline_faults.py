@@ -1,0 +1,251 @@
+"""Faults inside one process's Ray (the session fixture): a bad-audio corpus, kill -9 of an embedding
+actor mid-run, probe trials that raise or diverge to NaN."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from reliability_helpers import (
+    CLASSES,
+    FAST_MODEL,
+    SLOW_MODEL,
+    embeddings_of,
+    experiment,
+    make_catalog,
+    store_rows,
+    write_config,
+)
+from typer.testing import CliRunner
+
+from repeval import runner
+from repeval.cli import app
+from repeval.config import load_config
+from repeval.store import EmbeddingStore
+from repeval.testing.badaudio import KINDS, make_corpus
+
+#: 4 kHz analysis keeps the 3-hour file cheap (43 M samples, a second or two of FFTs)
+LOW_RATE_MODEL = {
+    "id": "mfcc-4k",
+    "type": "mfcc-stats",
+    "params": {"sample_rate_hz": 4000, "n_fft": 512, "hop_length": 256, "n_mels": 24, "n_mfcc": 12},
+}
+
+# ------------------------------------------------------------------------------- bad audio corpus
+
+
+@pytest.fixture(scope="module")
+def bad_audio_run(ray_session, tmp_path_factory):
+    """``repeval embed`` over 10 good tracks plus every bad-audio kind (all in the test split, so each is
+    also deformed: a bad file must fail in every scenario), then the same command with ``--strict``."""
+    root = tmp_path_factory.mktemp("badaudio")
+    corpus = make_corpus(root / "bad")
+    extra = [{"track_id": f"bad-{b.kind}", "audio_path": str(b.path), "label": "low", "split": "test"} for b in corpus]
+    manifest = make_catalog(root, per_class=5, seconds=1.0, extra=extra)
+    # check_files off: the missing/unreadable paths must reach the decoder (with it on, the loader drops them)
+    cfg = write_config(root / "c.yaml", root, [experiment(manifest, [LOW_RATE_MODEL], check_files=False)])
+    cli = CliRunner()
+    first = cli.invoke(app, ["embed", str(cfg)])
+    strict = cli.invoke(app, ["embed", str(cfg), "--strict"])
+    return root, corpus, first, strict
+
+
+def test_bad_audio_corpus_has_every_kind_the_issue_lists():
+    assert len(KINDS) >= 10
+    for kind in ("empty_file", "truncated_header", "truncated_data_flac", "not_audio_wav", "not_audio_flac",
+                 "zero_length_audio", "all_silent", "nan_samples", "inf_samples", "channels_8", "rate_1khz",
+                 "rate_192khz", "three_hours", "dangling_path", "fifo", "symlink_loop"):  # fmt: skip
+        assert kind in KINDS
+
+
+def test_every_good_track_is_embedded_and_every_bad_one_is_an_error_with_its_reason(bad_audio_run):
+    root, corpus, first, _ = bad_audio_run
+    assert first.exit_code == 0, first.output
+    store = EmbeddingStore(str(root / "store"))
+    good = {f"{label}-{i:03d}" for label in CLASSES for i in range(5)}
+    valid = {f"bad-{b.kind}" for b in corpus if b.valid}
+    invalid = {f"bad-{b.kind}": b for b in corpus if not b.valid}
+    for sid in ("clean", "D1"):
+        part = store.partition("tones", LOW_RATE_MODEL["id"], sid)
+        m = part.manifest()
+        assert m is not None, f"{sid} is not complete"
+        rows = part.read().to_pylist()
+        ids = {r["track_id"] for r in rows}
+        wanted_good = good if sid == "clean" else {t for t in good if t.endswith("-004")}  # the test split
+        assert ids == wanted_good | valid, (
+            f"{sid}: missing {(wanted_good | valid) - ids}, extra {ids - wanted_good - valid}"
+        )
+        for r in rows:
+            assert np.isfinite(r["embedding"]).all(), r["track_id"]
+        errors = {e["track_id"]: e for e in part.read_errors().to_pylist()}
+        assert set(errors) == set(invalid), sid
+        for tid, b in invalid.items():
+            assert errors[tid]["stage"] == "decode"
+            assert b.reason in errors[tid]["reason"].lower(), (b.kind, errors[tid]["reason"])
+            assert str(b.path) in errors[tid]["reason"]  # the reason names the file
+        assert (m["rows"], m["errors"]) == (len(ids), len(invalid))
+        seconds = {r["track_id"]: (r["audio_seconds"], r["n_chunks"]) for r in rows}
+        for b in corpus:
+            if b.valid:
+                got_s = seconds[f"bad-{b.kind}"][0]
+                assert got_s == pytest.approx(b.seconds, rel=1e-3, abs=0.01), b.kind
+        assert seconds["bad-three_hours"][1] == 360  # streamed in 30 s windows, never whole in memory
+    n_err = 2 * len(invalid)
+    assert f"{n_err} errors (decode {n_err})" in first.stdout
+
+
+def test_strict_makes_error_records_fatal(bad_audio_run):
+    _, corpus, _, strict = bad_audio_run
+    n_invalid = sum(not b.valid for b in corpus)
+    assert strict.exit_code == 3, strict.output
+    err = strict.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: --strict: {2 * n_invalid} error record(s) in ")
+    assert "already in store" in strict.stdout  # nothing recomputed: errors are kept, not retried
+
+
+def test_loader_with_file_checks_reports_unreadable_paths_before_decoding(tmp_path):
+    from repeval.datasets import load_dataset
+
+    corpus = make_corpus(tmp_path / "bad", ["dangling_path", "fifo", "directory", "symlink_loop", "all_silent"])
+    extra = [{"track_id": b.kind, "audio_path": str(b.path), "label": "low", "split": "test"} for b in corpus]
+    manifest = make_catalog(tmp_path, per_class=5, seconds=0.5, extra=extra)
+    cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [experiment(manifest, [FAST_MODEL])]))
+    exp = cfg.experiments[0]
+    rows, report = load_dataset(exp.datasets[0], exp.task)
+    ids = set(rows.column("track_id").to_pylist())
+    assert "all_silent" in ids and not ids & {"dangling_path", "fifo", "directory", "symlink_loop"}
+    assert report.totals["missing_audio"] == 4 and "missing audio" in " ".join(report.lines())
+
+
+# ----------------------------------------------------------------- kill -9 of an embedding actor
+
+
+def _ppid(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def _descends_from(pid: int, ancestor: int) -> bool:
+    try:
+        while pid > 1:
+            pid = _ppid(pid)
+            if pid == ancestor:
+                return True
+    except (OSError, ValueError, IndexError):
+        return False
+    return False
+
+
+def embed_actors() -> dict[int, str]:
+    """Ray Data's embedding actors started by *this* test process's Ray (never anyone else's)."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            title = Path(f"/proc/{d}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if title.startswith("ray::") and "MapBatches(Embed)" in title and _descends_from(int(d), os.getpid()):
+            out[int(d)] = title
+    return out
+
+
+def test_kill9_of_an_embedding_actor_mid_run(ray_session, fault_catalog, reference_run, tmp_path):
+    """An embedding actor is killed with -9 while it computes; Ray Data restarts it (``max_restarts=-1``,
+    ``max_task_retries=-1`` are its defaults for actor pools) and the run completes with every row once,
+    equal bit for bit to the uninterrupted reference run."""
+    cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [experiment(fault_catalog, [SLOW_MODEL])]))
+    ctx = runner.make_context(cfg)
+    store = EmbeddingStore(str(tmp_path / "store"))
+    names = [f"tones/{SLOW_MODEL['id']}/{s}" for s in ("clean", "D1")]
+    killed: dict[str, object] = {}
+    finished = threading.Event()
+
+    def killer() -> None:
+        first_ticks: dict[int, int] = {}
+        while not finished.is_set():
+            for pid, title in embed_actors().items():
+                if "__init__" in title:
+                    continue
+                try:
+                    ticks = _cpu_ticks(pid)
+                except OSError:
+                    continue
+                first_ticks.setdefault(pid, ticks)
+                busy = ticks - first_ticks[pid] >= 10  # computing (0.1 s of CPU since it was first seen)
+                incomplete = not any(p.complete for p in store.partitions())
+                if busy and incomplete:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.update(
+                        pid=pid, title=title, rows_before=sum(len(p.part_files()) for p in store.partitions())
+                    )
+                    return
+            time.sleep(0.05)
+
+    t = threading.Thread(target=killer, daemon=True)
+    t.start()
+    try:
+        summary = runner.stage_embed(ctx)
+    finally:
+        finished.set()
+        t.join(timeout=30)
+    assert killed, "no embedding actor was killed: the run ended before the fault point"
+    assert not Path(f"/proc/{killed['pid']}").exists()
+    total = 24 + 4
+    assert (summary.computed, summary.skipped, summary.errors) == (total, 0, 0)
+    ours, ref = store_rows(tmp_path / "store"), store_rows(reference_run.store)
+    assert sorted(ours) == sorted(names)
+    for name in names:
+        ia, ea = embeddings_of(ours[name])
+        ib, eb = embeddings_of(ref[name])
+        assert ia == ib and len(set(ia)) == len(ia), name  # no row lost, none duplicated
+        assert ea.tobytes() == eb.tobytes(), f"{name}: embeddings differ from the uninterrupted run"
+
+
+# ------------------------------------------------------------------- probe trials that fail
+
+
+def test_trials_that_raise_or_diverge_are_recorded_as_failed_while_the_grid_completes(
+    ray_session, fault_catalog, tmp_path
+):
+    probes = [
+        {
+            "name": "linear",
+            "hidden_units": [],
+            "standardize": True,
+            "learning_rate": 0.01,
+            "batch_size": 8,
+            "epochs": 10,
+        },
+        # learning rate 1e30 through a hidden layer: the loss overflows to inf/NaN in the first epoch
+        {"name": "diverges", "hidden_units": [8], "learning_rate": 1e30, "batch_size": 8, "epochs": 10},
+        # a 2**50-unit layer: the trial raises (the allocation is refused; nothing is touched)
+        {"name": "raises", "hidden_units": [2**50], "batch_size": 8, "epochs": 10},
+    ]
+    cfg = load_config(
+        write_config(tmp_path / "c.yaml", tmp_path, [experiment(fault_catalog, [FAST_MODEL], probes=probes)])
+    )
+    ctx = runner.make_context(cfg)
+    runner.stage_embed(ctx)
+    summary = runner.stage_train(ctx)
+    assert summary["trained"] == 1
+    failed = {f["probe"]: f["reason"] for f in summary["failed"]}
+    assert set(failed) == {"diverges", "raises"}, summary["failed"]
+    assert "non-finite loss" in failed["diverges"]
+    assert "allocate" in failed["raises"] or "RuntimeError" in failed["raises"], failed["raises"]
+    recorded = pq.read_table(ctx.run_dir / "failed.parquet").to_pylist()
+    assert {r["probe"] for r in recorded} == {"diverges", "raises"} and all(r["reason"] for r in recorded)
+    results = runner.stage_evaluate(ctx).to_pandas()
+    assert set(results["probe"]) == {"linear"}
+    assert set(results["scenario"]) == {"clean", "D1"}
