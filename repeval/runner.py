@@ -97,7 +97,12 @@ def _stage_embed(ctx: RunContext, deformed_only: bool = False, progress: bool | 
 
 
 def stage_train(ctx: RunContext) -> dict[str, Any]:
-    """Train (and test) every probe grid whose results are not in the run directory yet."""
+    """Train (and test) every probe grid whose results are not in the run directory yet.
+
+    Per group: ``groups/<group>.parquet`` (test rows with bootstrap intervals), ``history/``,
+    ``probes/`` (every configuration, its parameters and which was selected), ``confusion/``;
+    an interrupted group's Tune experiment under ``tune/`` is resumed.
+    """
     from repeval.metrics import write_confusion
     from repeval.ray_utils import init_ray
     from repeval.tuning.data import probe_data
@@ -129,7 +134,9 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
                     (ctx.run_dir / "probes").mkdir(exist_ok=True)
                     pq.write_table(pa.Table.from_pylist(g.probes), ctx.run_dir / "probes" / f"{name}.parquet")
                 for (probe, seed, sid), matrix in g.confusion.items():
-                    write_confusion(ctx.run_dir / "confusion" / f"{name}__{probe}__{seed}__{sid}.json", matrix, g.labels)
+                    write_confusion(
+                        ctx.run_dir / "confusion" / f"{name}__{probe}__{seed}__{sid}.json", matrix, g.labels
+                    )
                 if g.rows:
                     tmp = out.with_suffix(".tmp")
                     pq.write_table(results_table(ctx.run_id, g.rows), tmp)
@@ -141,7 +148,7 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
 
 
 def stage_evaluate(ctx: RunContext) -> pa.Table:
-    """Collect every group's test rows into ``results.parquet`` (written atomically)."""
+    """Collect every group's test rows into ``results.parquet`` and mean ± std over seeds into ``summary.parquet``."""
     files = sorted((ctx.run_dir / "groups").glob("*.parquet"))
     if not files:
         raise FileNotFoundError(f"no trained probes in {ctx.run_dir}: run `repeval train` first")

@@ -204,12 +204,11 @@ class StackedMLP:
                 lin.weight.copy_(w.T)
                 lin.bias.copy_(b)
             for i, norm in enumerate(probe.norms):
-                norm.weight.copy_(nw[i])
-                norm.bias.copy_(nb[i])
+                state = {"weight": nw[i], "bias": nb[i]}
                 if isinstance(norm, torch.nn.BatchNorm1d):
-                    norm.running_mean.copy_(rm[i])
-                    norm.running_var.copy_(rv[i])
-                    norm.num_batches_tracked.fill_(self.batches_tracked)
+                    state |= {"running_mean": rm[i], "running_var": rv[i]}
+                    state["num_batches_tracked"] = torch.tensor(self.batches_tracked)
+                norm.load_state_dict(state)
         return {k: v.clone() for k, v in probe.state_dict().items()}
 
 
@@ -259,33 +258,33 @@ class StackedOptimizer:
 
     @torch.no_grad()
     def step(self, params: list[torch.Tensor]) -> None:
-        grads = []
+        grads: list[torch.Tensor | None] = []
         for p in params:
             grads.append(p.grad)
             p.grad = None
         if self.kind == "sgd":
-            lr = self.lr.to(self.device, torch.float32)
-            wd = self.wd.to(self.device, torch.float32)
+            lr_t = self.lr.to(self.device, torch.float32)
+            wd_t = self.wd.to(self.device, torch.float32)
             has_wd = bool((self.wd != 0).any())
             for p, g in zip(params, grads, strict=True):
                 if g is None:
                     continue
                 shape = (-1,) + (1,) * (p.dim() - 1)
                 if has_wd:
-                    g = g + wd.view(shape) * p
-                p.sub_(lr.view(shape) * g)
+                    g = g + wd_t.view(shape) * p
+                p.sub_(lr_t.view(shape) * g)
             return
         self.step_t += 1
         fused = torch._fused_adamw_ if self.kind == "adamw" else torch._fused_adam_
         b1, b2 = self.betas
-        live = [j for j, g in enumerate(grads) if g is not None]
+        live = [(j, g) for j, g in enumerate(grads) if g is not None]
         for (lr, wd), ks in self._groups().items():
-            ps = [params[j][k] for j in live for k in ks]
-            fused(
+            ps = [params[j][k] for j, _ in live for k in ks]
+            fused(  # type: ignore[call-overload]
                 ps,
-                [grads[j][k] for j in live for k in ks],
-                [self.exp_avg[j][k] for j in live for k in ks],
-                [self.exp_avg_sq[j][k] for j in live for k in ks],
+                [g[k] for _, g in live for k in ks],
+                [self.exp_avg[j][k] for j, _ in live for k in ks],
+                [self.exp_avg_sq[j][k] for j, _ in live for k in ks],
                 [],
                 [self.step_t] * len(ps),
                 amsgrad=False,

@@ -238,7 +238,8 @@ def run_group(
                 out.probes.append(
                     {**base, "spec": specs[m.spec].name, "probe": m.name + name_suffix, "seed": m.seed,
                      "params": json.dumps({**specs[m.spec].points[m.point].params, **(sampled or {})}),
-                     "best_criterion": None, "status": "stopped by scheduler", "selected": False}
+                     "best_criterion": None, "best_epoch": None, "epochs": None, "status": "stopped by scheduler",
+                     "selected": False}
                 )  # fmt: skip
             return
         reports, states = got

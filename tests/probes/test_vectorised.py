@@ -56,19 +56,17 @@ def plain_loop(cfg: ProbeConfig, data: ProbeData, seed: int) -> tuple[int, list[
 GRID = [
     ProbeConfig(
         hidden_units=h,
-        learning_rate=lr,
+        learning_rate=3e-3,
         dropout=p,
         dropout_input=True,
-        weight_decay=wd,
+        weight_decay=1e-3,
         standardize=st,
         batch_size=32,
-        epochs=8,
+        epochs=6,
         patience=3,
     )
     for h in ([], [16])
-    for lr in (3e-3,)
     for p in (0.0, 0.5)
-    for wd in (0.0, 1e-3)
     for st in (False, True)
 ]
 
@@ -84,7 +82,7 @@ def test_stack_matches_plain_pytorch_loop(mc_data):
 
 
 def test_stack_matches_one_by_one(mc_data):
-    members = [(c, s) for c in GRID[::3] for s in (0, 1)]  # 6 configurations × 2 seeds
+    members = [(c, s) for c in GRID[::3] for s in (0, 1)]  # 3 configurations × 2 seeds
     together = train_probes(members, mc_data)
     assert len({group_key(c, mc_data) for c, _ in members}) == 2  # linear and [16] stacks
     for (cfg, seed), r in zip(members, together, strict=True):
@@ -130,7 +128,7 @@ def test_hear_style_probes_batchnorm_xavier_val_every(mc_data):
     together = train_probes([(c, 0) for c in cfgs], mc_data)
     for cfg, r in zip(cfgs, together, strict=True):
         alone = train_probe(cfg, mc_data, 0)
-        assert [h["epoch"] for h in r.history] == [3, 6, 9][: len(r.history)]
+        assert [h["epoch"] for h in r.history] == [3, 6]
         assert r.best_epoch == alone.best_epoch
         np.testing.assert_allclose(r.test_scores["clean"], alone.test_scores["clean"], atol=1e-5)
         # the exported checkpoint is a plain Probe state dict that reproduces the test scores

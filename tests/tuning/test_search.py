@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 
-from repeval.config import ConfigError, parse_config
+from repeval.config import ConfigError, load_config, parse_config
 from repeval.config.schema import ProbeConfig
 from repeval.probes import group_key
 from repeval.probes.synthetic import gaussian_probe_data
@@ -162,3 +163,14 @@ def test_seed_summary_mean_and_std():
     agg = next(r for r in out if r["label"] is None)
     assert agg["mean"] == pytest.approx(0.7) and agg["std"] == pytest.approx(0.2) and agg["n_seeds"] == 3
     assert agg["ci_low"] == pytest.approx(0.6)
+
+
+def test_jukemir_grid_config_validates():
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "jukemir_grid.yaml")
+    specs = expand_all(cfg.experiments[0].downstream_models)
+    assert [(s.name, s.select, s.size) for s in specs] == [
+        ("jukemir", "best", 216),
+        ("mir_ref_thesis", "all", 5),
+        ("tuned", "best", 24),
+    ]
+    assert cfg.run.seeds == 3 and specs[2].scheduler["type"] == "asha"

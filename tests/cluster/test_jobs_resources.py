@@ -1,0 +1,180 @@
+"""Resource awareness (issue 8): GPU requests switch on when Ray reports GPUs, custom resources pin the
+embedding actors, and ``repeval plan`` shows what a run will request.
+
+No GPU is present here: one test starts a Ray node that *declares* ``num_gpus=1`` (Ray schedules by
+declared resources; torch still sees no CUDA device, so the model runs on the CPU) in a subprocess of
+its own — it cannot share the session's embedded Ray — and checks the requests Ray recorded for the
+embedding actors and the probe trials.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from repeval.config.schema import ResourcesConfig
+from repeval.pipeline.resources import plan_resources
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class GpuModel:
+    uses_gpu = True
+
+
+class CpuModel:
+    uses_gpu = False
+
+
+def test_gpu_requests_only_when_ray_reports_gpus() -> None:
+    res = ResourcesConfig(embed_num_gpus=0.5)
+    none = plan_resources(GpuModel, res, cluster_cpus=8, cluster_gpus=0)
+    assert none.num_gpus == 0 and "num_gpus" not in none.actor_kwargs(16)
+    two = plan_resources(GpuModel, res, cluster_cpus=8, cluster_gpus=2)
+    assert two.num_gpus == 0.5 and two.n_actors == 4  # 0.5 GPU each: four actors on two GPUs
+    assert two.actor_kwargs(16)["num_gpus"] == 0.5 and two.actor_kwargs(16)["batch_size"] == 16
+    cpu_model = plan_resources(CpuModel, res, cluster_cpus=8, cluster_gpus=2)
+    assert cpu_model.num_gpus == 0  # a model that gains nothing from a GPU never asks for one
+
+
+def test_custom_resources_pin_and_cap_the_actor_pool() -> None:
+    res = ResourcesConfig(embed_resources={"embed": 1})
+    cluster = {"CPU": 3.0, "embed": 2.0}
+    r = plan_resources(CpuModel, res, cluster_cpus=3, cluster_gpus=0, cluster_resources=cluster)
+    assert r.n_actors == 2 and r.resources == {"embed": 1.0}  # 3 CPUs would allow 3 actors; embed=2 allows 2
+    assert r.actor_kwargs(8)["resources"] == {"embed": 1.0}
+    assert "embed=1" in r.describe()
+    explicit = ResourcesConfig(embed_resources={"embed": 1}, embed_actors=1)
+    assert plan_resources(CpuModel, explicit, 3, 0, cluster).n_actors == 1
+    with pytest.raises(ValueError, match=r"ray start --resources='\{\"embed\": 1\}'"):
+        plan_resources(CpuModel, res, cluster_cpus=3, cluster_gpus=0, cluster_resources={"CPU": 3.0})
+
+
+def test_embed_resources_are_validated() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="embed_num_cpus / embed_num_gpus"):
+        ResourcesConfig(embed_resources={"GPU": 1})
+    with pytest.raises(ValidationError, match="must be > 0"):
+        ResourcesConfig(embed_resources={"embed": 0})
+
+
+def _cfg(**resources: Any) -> Any:
+    from repeval.config import load_config
+
+    cfg = load_config(REPO / "configs" / "quickstart.yaml")
+    return cfg.model_copy(update={"run": cfg.run.model_copy(update={"resources": ResourcesConfig(**resources)})})
+
+
+def test_plan_reports_requests() -> None:
+    from repeval.plan import make_plan
+
+    text = make_plan(_cfg(embed_resources={"embed": 1}, trial_num_gpus=0.25)).text()
+    assert "embed actor:      1 CPU + embed=1 (+ 1 GPU for GPU models when Ray reports GPUs)" in text, text
+    assert "probe trial:      1 CPU (+ 0.25 GPU when Ray reports GPUs)" in text, text
+    on_gpus = make_plan(
+        _cfg(embed_resources={"embed": 1}, trial_num_gpus=0.25), cluster={"CPU": 4, "GPU": 1, "embed": 2}
+    )
+    lines = on_gpus.text()
+    assert "embed mfcc-stats: 2 embedding actor(s) × 1 CPU, embed=1" in lines, lines  # CPU model: no GPU
+    assert "probe trial:      1 CPU + 0.25 GPU" in lines and "cluster:          CPU=4, GPU=1, embed=2" in lines
+    missing = make_plan(_cfg(embed_resources={"embed": 1}), cluster={"CPU": 4}).text()
+    assert "cannot be placed" in missing and "ray start --resources" in missing
+
+
+# The driver of the fake-GPU run: a node with num_gpus=1 and embed=1, the embed and train stages of a
+# smoke-test run with a GPU model (CLMR, random weights), then what Ray recorded for the actors.
+DRIVER = r"""
+import json, sys
+import ray
+from ray.util.state import list_actors
+
+cfg_path, runs, store, port = sys.argv[1:5]
+ray.init(num_cpus=2, num_gpus=1, resources={"embed": 1}, include_dashboard=True, dashboard_host="127.0.0.1",
+         dashboard_port=int(port), object_store_memory=200 * 2**20, logging_level="WARNING", log_to_driver=False)
+from repeval.config import load_config
+from repeval.plan import make_plan
+from repeval.runner import make_context, smoke_test_config, stage_embed, stage_train
+
+cfg = smoke_test_config(load_config(cfg_path))
+ctx = make_context(cfg, "gpu", store)
+summary = stage_embed(ctx)
+trained = stage_train(ctx)
+plan = make_plan(cfg, cluster=ray.cluster_resources()).text()
+actors = [
+    {"class_name": a.class_name, "required_resources": a.required_resources}
+    for a in list_actors(address=f"http://127.0.0.1:{port}", detail=True, limit=10000, raise_on_missing_output=False)
+]
+print("RESULT " + json.dumps({"embed": summary.resources, "trained": trained["trained"],
+                              "failed": len(trained["failed"]), "plan": plan, "actors": actors}))
+ray.shutdown()
+"""
+
+
+def test_fake_gpu_node_activates_gpu_requests(rendered_notes: Path) -> None:
+    import socket
+
+    import yaml
+
+    from repeval.models.dummies import dummy_params
+
+    tmp = Path(tempfile.mkdtemp(prefix="rv-gpu-", dir="/tmp"))  # short: Ray's unix sockets live under it
+    try:
+        clmr = {"id": "clmr-v2", "params": dummy_params("clmr-v2", tmp), "batch_size": 4}
+        cfg = {
+            "run": {
+                "run_id": "gpu",
+                "runs_dir": str(tmp / "runs"),
+                "resources": {"embed_resources": {"embed": 1}, "trial_num_gpus": 0.5},
+            },
+            "experiments": [
+                {
+                    "task": {"name": "instrument", "type": "multiclass_classification", "label": "instrument"},
+                    "datasets": [
+                        {
+                            "name": "notes",
+                            "type": "catalog",
+                            "manifest": str(rendered_notes),
+                            "label_column": "instrument",
+                            "split_column": "split",
+                            "max_tracks": 12,
+                        }
+                    ],
+                    "embedding_models": [clmr],
+                    "downstream_models": [{"name": "linear", "type": "classifier", "hidden_units": [], "epochs": 2}],
+                    "metrics": ["accuracy"],
+                }
+            ],
+        }
+        (tmp / "gpu.yaml").write_text(yaml.safe_dump(cfg))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+        env.update({"TMPDIR": str(tmp), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"})
+        args = [sys.executable, "-c", DRIVER, str(tmp / "gpu.yaml"), str(tmp / "runs"), str(tmp / "store"), str(port)]
+        r = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=1500, check=False)
+        lines = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
+        assert r.returncode == 0 and lines, r.stdout[-3000:] + r.stderr[-6000:]
+        out = json.loads(lines[-1][len("RESULT ") :])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    assert out["trained"] == 1 and out["failed"] == 0
+    assert out["embed"]["clmr-v2"].startswith("1 embedding actor(s) × 1 CPU, 1 GPU, embed=1"), out["embed"]
+    embed = [a for a in out["actors"] if "MapBatches(Embed)" in a["class_name"]]
+    assert embed and all(a["required_resources"] == {"CPU": 1.0, "GPU": 1.0, "embed": 1.0} for a in embed), embed
+    decode = [a for a in out["actors"] if "DecodeDeform" in a["class_name"]]
+    assert all("GPU" not in a["required_resources"] for a in decode)
+    trials = [a for a in out["actors"] if a["required_resources"].get("GPU") == 0.5]
+    assert trials, [a["class_name"] for a in out["actors"]]  # the probe trials asked for trial_num_gpus
+    assert "embed clmr-v2:    1 embedding actor(s) × 1 CPU, 1 GPU, embed=1" in out["plan"], out["plan"]
+    assert "probe trial:      1 CPU + 0.5 GPU" in out["plan"], out["plan"]

@@ -1,0 +1,228 @@
+"""Store, runs directory and Ray Tune storage on filesystem URIs (issue 8).
+
+- ``file://`` URIs and plain paths: used in place (no staging).
+- S3: a moto server on 127.0.0.1 (``moto[server]``'s ThreadedMotoServer) reached through pyarrow's
+  S3FileSystem with ``?endpoint_override=127.0.0.1:PORT&scheme=http`` and credentials from the
+  environment. The end-to-end run happens in a subprocess with its own embedded Ray, whose workers
+  (the Tune trials writing checkpoints to the bucket) inherit those credentials.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from repeval.rundir import RunLocation, TuneStorage, join_uri
+
+REPO = Path(__file__).resolve().parents[2]
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+# --- local paths and file:// URIs ------------------------------------------------------------------
+
+
+def test_join_uri_keeps_the_query() -> None:
+    q = "?endpoint_override=127.0.0.1:9000&scheme=http"
+    assert join_uri(f"s3://bucket/runs{q}", "r1", "tune") == f"s3://bucket/runs/r1/tune{q}"
+    assert join_uri("s3://bucket/runs/", "r1") == "s3://bucket/runs/r1"
+    assert join_uri("file:///tmp/runs", "r1") == "file:///tmp/runs/r1"
+
+
+def test_local_paths_and_file_uris_are_used_in_place(tmp_path: Path) -> None:
+    for runs_dir in (str(tmp_path / "runs"), f"file://{tmp_path}/runs"):
+        loc = RunLocation.open(runs_dir, "r1")
+        assert not loc.staged and loc.local == tmp_path / "runs" / "r1"
+        assert loc.tune_storage == str(tmp_path / "runs" / "r1" / "tune")
+        assert loc.push() == 0 and loc.pull() == 0
+    assert RunLocation.open("runs", "r2").local == Path("runs").resolve() / "r2"
+
+
+def test_make_context_with_a_file_uri(tmp_path: Path) -> None:
+    from repeval.config import load_config
+    from repeval.runner import make_context
+
+    cfg = load_config(REPO / "configs" / "quickstart.yaml")
+    run = cfg.run.model_copy(update={"runs_dir": f"file://{tmp_path}/runs", "store": f"file://{tmp_path}/store"})
+    ctx = make_context(cfg.model_copy(update={"run": run}), "r1")
+    assert ctx.run_dir == tmp_path / "runs" / "r1" and (ctx.run_dir / "config.yaml").is_file()
+    assert ctx.tune_storage == str(tmp_path / "runs" / "r1" / "tune")
+    assert ctx.store.root == str(tmp_path / "store") and isinstance(ctx.store.fs, pafs.LocalFileSystem)
+
+
+def test_tune_storage_on_a_local_path(tmp_path: Path) -> None:
+    st = TuneStorage(str(tmp_path / "tune"))
+    assert not st.exists("exp") and st.read_text("exp.repeval.json") is None
+    st.write_text("exp.repeval.json", '{"fingerprint": "a"}')
+    (tmp_path / "tune" / "exp").mkdir()
+    (tmp_path / "tune" / "exp" / "x.json").write_text("{}")
+    st.move("exp", "exp.stale")
+    assert not st.exists("exp") and (tmp_path / "tune" / "exp.stale" / "x.json").is_file()
+    assert st.uri("exp") == f"{tmp_path}/tune/exp" and st.read_text("exp.repeval.json") == '{"fingerprint": "a"}'
+
+
+# --- S3 (moto on loopback) -------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[dict[str, Any]]:
+    """A moto S3 server on 127.0.0.1 with a bucket ``repeval``; yields the URI query, credentials and a filesystem."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    saved = {k: os.environ.get(k) for k in CREDENTIALS}
+    os.environ.update(CREDENTIALS)
+    try:
+        fs = pafs.S3FileSystem(
+            endpoint_override=f"127.0.0.1:{port}", scheme="http", region="us-east-1", allow_bucket_creation=True
+        )
+        fs.create_dir("repeval")
+        yield {"query": f"?endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1", "fs": fs}
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _files(fs: pafs.FileSystem, prefix: str) -> dict[str, int]:
+    sel = pafs.FileSelector(prefix, recursive=True, allow_not_found=True)
+    return {i.path[len(prefix) + 1 :]: i.size for i in fs.get_file_info(sel) if i.type == pafs.FileType.File}
+
+
+def test_run_directory_staging_round_trip_on_s3(s3: dict[str, Any]) -> None:
+    runs = "s3://repeval/unit/runs" + s3["query"]
+    loc = RunLocation.open(runs, "r1")
+    assert loc.staged and loc.local.is_dir() and loc.display == "s3://repeval/unit/runs/r1"
+    assert loc.tune_storage == "s3://repeval/unit/runs/r1/tune" + s3["query"]
+    (loc.local / "groups").mkdir()
+    pq.write_table(pa.table({"x": [1, 2]}), loc.local / "groups" / "g.parquet")
+    (loc.local / "config.yaml").write_text("a: 1\n")
+    (loc.local / "results.parquet.tmp").write_text("partial")  # being written: never uploaded
+    (loc.local / "tune").mkdir()
+    (loc.local / "tune" / "local-only").write_text("Tune writes to the bucket itself")
+    assert loc.push() == 2
+    assert loc.push() == 0  # nothing changed
+    (loc.local / "config.yaml").write_text("a: 2\n")
+    assert loc.push() == 1
+    assert set(_files(s3["fs"], "repeval/unit/runs/r1")) == {"groups/g.parquet", "config.yaml"}
+
+    # Tune's own files in the bucket are never pulled; everything else is
+    s3["fs"].create_dir("repeval/unit/runs/r1/tune/exp")
+    with s3["fs"].open_output_stream("repeval/unit/runs/r1/tune/exp/big.ckpt") as f:
+        f.write(b"x" * 1000)
+    again = RunLocation.open(runs, "r1")
+    assert again.local != loc.local
+    assert sorted(p.relative_to(again.local).as_posix() for p in again.local.rglob("*") if p.is_file()) == [
+        "config.yaml",
+        "groups/g.parquet",
+    ]
+    assert (again.local / "config.yaml").read_text() == "a: 2\n"
+    assert pq.read_table(again.local / "groups" / "g.parquet").column("x").to_pylist() == [1, 2]
+    assert again.push() == 0
+
+
+def test_tune_storage_on_s3(s3: dict[str, Any]) -> None:
+    st = TuneStorage("s3://repeval/unit/tune" + s3["query"])
+    assert st.uri("exp") == "s3://repeval/unit/tune/exp" + s3["query"]
+    assert not st.exists("exp") and st.read_text("exp.repeval.json") is None
+    st.write_text("exp.repeval.json", '{"fingerprint": "b"}')
+    s3["fs"].create_dir("repeval/unit/tune/exp")
+    with s3["fs"].open_output_stream("repeval/unit/tune/exp/state.json") as f:
+        f.write(b"{}")
+    assert st.exists("exp") and st.read_text("exp.repeval.json") == '{"fingerprint": "b"}'
+    st.move("exp", "exp.stale-1")
+    assert not st.exists("exp")
+    assert _files(s3["fs"], "repeval/unit/tune/exp.stale-1") == {"state.json": 2}
+
+
+def _run_cli(args: list[str], tmp: Path, timeout: float = 1500) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    # an embedded Ray of its own: Ray's temp dir and Tune's lock files under the test's short TMPDIR
+    env.update({"TMPDIR": str(tmp), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", **CREDENTIALS})
+    return subprocess.run(
+        [sys.executable, *args], cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_run_with_store_runs_and_tune_on_s3(s3: dict[str, Any], rendered_notes: Path) -> None:
+    """`jobs/run.py --smoke-test` with every output in the bucket; a rerun resumes from the bucket alone."""
+    tmp = Path(tempfile.mkdtemp(prefix="rv-s3-", dir="/tmp"))  # short: Ray's unix sockets live under it
+    try:
+        cfg = {
+            "run": {"run_id": "s3run"},
+            "experiments": [
+                {
+                    "task": {"name": "instrument", "type": "multiclass_classification", "label": "instrument"},
+                    "datasets": [
+                        {
+                            "name": "notes",
+                            "type": "catalog",
+                            "manifest": str(rendered_notes),
+                            "label_column": "instrument",
+                            "split_column": "split",
+                        }
+                    ],
+                    "deformations": [[{"type": "AddGaussianSNR", "params": {"min_snr_db": 10, "max_snr_db": 10}}]],
+                    "embedding_models": ["mfcc-stats"],
+                    "downstream_models": [{"name": "linear", "type": "classifier", "hidden_units": [], "epochs": 3}],
+                    "metrics": ["accuracy"],
+                }
+            ],
+        }
+        (tmp / "s3.yaml").write_text(yaml.safe_dump(cfg))
+        q = s3["query"]
+        uris = ["--store", f"s3://repeval/e2e/store{q}", "--runs-dir", f"s3://repeval/e2e/runs{q}"]
+        first = _run_cli([str(REPO / "jobs" / "run.py"), "s3.yaml", "--smoke-test", *uris], tmp)
+        assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-5000:]
+        assert "results: s3://repeval/e2e/runs/s3run-smoke/results.parquet" in first.stdout
+
+        files = _files(s3["fs"], "repeval/e2e")
+        for part in ("clean", "D1"):
+            assert f"store/notes/mfcc-stats/{part}/_manifest.json" in files
+        run = "runs/s3run-smoke"
+        for name in ("config.yaml", "splits/instrument__notes.parquet", "results.parquet"):
+            assert f"{run}/{name}" in files, sorted(files)
+        assert any(f.startswith(f"{run}/groups/") for f in files)
+        tune = [f for f in files if f.startswith(f"{run}/tune/instrument__notes__mfcc-stats")]
+        assert any("/checkpoint_" in f for f in tune), "Tune did not persist checkpoints to the bucket"
+        assert not [p.name for p in tmp.iterdir() if p.name.startswith(("s3:", "file:"))], "a URI became a local path"
+        with s3["fs"].open_input_file(f"repeval/e2e/{run}/results.parquet") as f:
+            results = pq.read_table(f).to_pylist()
+        assert {r["scenario"] for r in results} == {"clean", "D1"}
+
+        # a rerun from a clean machine state: everything comes back from the bucket, nothing is recomputed
+        again = _run_cli([str(REPO / "jobs" / "run.py"), "s3.yaml", "--smoke-test", *uris], tmp)
+        assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-5000:]
+        assert "embedded 0 tracks → 0 rows" in again.stdout, again.stdout[-2000:]
+        assert "trained 0 probe grid(s), 1 already done" in again.stdout, again.stdout[-2000:]
+
+        plan = _run_cli(["-m", "repeval.cli", "plan", "s3.yaml", "--run-id", "s3run-smoke", *uris], tmp, 300)
+        assert plan.returncode == 0, plan.stderr[-3000:]
+        assert "probe trainings:    1 (1 done)" in plan.stdout and "2 complete" in plan.stdout, plan.stdout
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
