@@ -15,5 +15,8 @@ def main(stage: str) -> None:
     from repeval.cli import app
 
     if not os.environ.get("RAY_ADDRESS"):
-        print("note: RAY_ADDRESS is not set; starting an embedded Ray (use `ray job submit` for a cluster)", file=sys.stderr)
+        print(
+            "note: RAY_ADDRESS is not set; starting an embedded Ray (use `ray job submit` for a cluster)",
+            file=sys.stderr,
+        )
     app([stage, *sys.argv[1:]], prog_name=f"jobs/{stage}.py")

@@ -75,7 +75,7 @@ class GroupResult:
 
 
 def _cost(unit: Unit, data: ProbeData) -> float:
-    """A rough per-epoch cost (multiply-adds plus per-step overhead) to start heavy units first."""
+    """A rough per-epoch cost to balance and order units: weights touched, dropout draws, steps."""
     from repeval.probes.train import input_dim_of, resolve_hidden_units
 
     cfg = unit.members[0].config
@@ -83,13 +83,19 @@ def _cost(unit: Unit, data: ProbeData) -> float:
     dims = [d, *resolve_hidden_units(cfg.hidden_units, d, data.n_outputs), data.n_outputs]
     params = sum(a * b for a, b in itertools.pairwise(dims))
     n = len(data.x_train)
-    return len(unit.members) * n * params + math.ceil(n / cfg.batch_size) * 2e5
+    masked = (d if cfg.effective_input_dropout else 0) + (sum(dims[1:-1]) if cfg.dropout else 0)
+    return len(unit.members) * (n * (params + 300 * masked) + math.ceil(n / cfg.batch_size) * 3e5)
 
 
 def plan_units(
-    specs: list[ProbeSpec], data: ProbeData, seeds: list[int], vectorize: int
+    specs: list[ProbeSpec], data: ProbeData, seeds: list[int], vectorize: int, slots: int = 1
 ) -> tuple[list[Unit], list[tuple[int, list[Unit]]]]:
-    """Grid-mode units (chunks of stackable configurations × seeds) and tune-mode units per spec."""
+    """Grid-mode units (chunks of stackable configurations × seeds) and tune-mode units per spec.
+
+    Stacks larger than ``vectorize`` members are chunked; then the costliest units are halved
+    until there are four per trial slot (or nothing left to split), so that the slots finish
+    together, and units are ordered heaviest first.
+    """
     grid_units: list[Unit] = []
     tune_units: list[tuple[int, list[Unit]]] = []
     per_unit = max(1, vectorize // max(1, len(seeds)))  # configurations per unit
@@ -113,6 +119,16 @@ def plan_units(
                     Member(si, pi, spec.points[pi].name, s, spec.points[pi].config) for pi in chunk for s in seeds
                 ]
                 grid_units.append(Unit(members, spec.select == "all", si))
+    while len(grid_units) < 4 * slots:
+        splittable = [u for u in grid_units if len({m.point for m in u.members}) > 1]
+        if not splittable:
+            break
+        big = max(splittable, key=lambda u: _cost(u, data))
+        points = sorted({m.point for m in big.members})
+        half = set(points[: len(points) // 2])
+        grid_units.remove(big)
+        for part in ([m for m in big.members if m.point in half], [m for m in big.members if m.point not in half]):
+            grid_units.append(Unit(part, big.evaluate, big.spec))
     grid_units.sort(key=lambda u: -_cost(u, data))  # Tune starts grid trials in order: heaviest first
     return grid_units, tune_units
 
@@ -218,7 +234,8 @@ def run_group(
     group = f"{exp.task.name}__{dataset}__{model}"
     base = {"task": exp.task.name, "task_type": data.task_type, "dataset": dataset, "model": model}
     out = GroupResult([], [], [], 0.0, 0.0, labels=list(data.classes))
-    grid_units, tune_units = plan_units(specs, data, seeds, run.vectorize)
+    slots = res.max_concurrent_trials or max(1, int(ray.cluster_resources().get("CPU", 1) // res.trial_num_cpus))
+    grid_units, tune_units = plan_units(specs, data, seeds, run.vectorize, slots)
     #: select: best — (spec) → [(mean criterion, point, {seed: state}, reports)]
     candidates: dict[int, list[tuple[float, int, dict[int, dict[str, Any]], list[dict[str, Any]], dict]]] = {}
     point_stats: dict[tuple[int, int], list[float | None]] = {}

@@ -158,16 +158,17 @@ class LocalCluster:
     def add_worker(self, num_cpus: int = 2, resources: dict[str, float] | None = None) -> LocalNode:
         def start() -> LocalNode:
             ip = next(self._worker_ips)
+            before = len(self.alive_nodes())
             # a temp dir of its own, like a machine of its own: nodes sharing one would share the session's
             # runtime_resources/ and delete each other's unpacked working_dir (the job driver's cwd)
             args = ["--address", self.gcs_address, "--num-cpus", str(num_cpus), "--temp-dir", str(self.root / ip)]
             node = self._start(f"worker-{ip}", ip, [*args, "--resources", json.dumps(resources or {})])
-            self.wait_for_nodes(len(self.alive_nodes()) + 1, also=node)
+            self.wait_for_nodes(before + 1, also=node)
             return node
 
         return self._retry(start)
 
-    def _retry(self, start: Any, attempts: int = 3) -> LocalNode:
+    def _retry(self, start: Any, attempts: int = 5) -> LocalNode:
         """Start a node, again if it fails: on a loaded machine the raylet gives up when its dashboard agent
         takes more than ~15 s to start (not configurable in Ray 2.60) — the `until ray start ...` idiom."""
         for attempt in range(attempts):
