@@ -25,11 +25,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-#: environment variables for the isolated process groups (a model may add ``worker_env``)
-PROCESS_GROUP_ENV: dict[str, dict[str, str]] = {
-    "tf": {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"},
-    "essentia": {"TF_CPP_MIN_LOG_LEVEL": "2"},
-}
+#: environment variables for the isolated process groups (a model may add ``worker_env``);
+#: one table shared with the models' own subprocess validation
+from repeval.models._common import PROCESS_GROUP_ENV
 
 #: the share of the cluster's CPUs kept for decode tasks (at least ``decode_num_cpus``)
 DECODE_SHARE = 1 / 8
