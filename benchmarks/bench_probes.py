@@ -169,9 +169,11 @@ def plain_train(cfg, data: ProbeData, seed: int) -> tuple[float, float, int]:
 def sequential(points, data: ProbeData, seed: int = 0) -> tuple[float, list[tuple[str, float, float, int]]]:
     t0 = time.perf_counter()
     out = []
-    for p in points:
+    for i, p in enumerate(points, 1):
         best, test_acc, epochs = plain_train(p.config, data, seed)
         out.append((p.name, best, test_acc, epochs))
+        if i % 24 == 0:
+            print(f"    … {i}/{len(points)} configurations, {time.perf_counter() - t0:.0f} s", flush=True)
     return time.perf_counter() - t0, out
 
 
@@ -312,7 +314,15 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=10, help="Jukemir grid: patience (validations)")
     ap.add_argument("--sample", type=int, default=0, help="train only every N-th Jukemir configuration (quick look)")
     ap.add_argument("--only", choices=["1", "2"], help="run one benchmark")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads of the plain loops (default 1: on a busy 2-core machine two intra-op threads "
+        "made small-matrix loops ~10× slower, which would flatter repeval)",
+    )
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
 
     import ray
 

@@ -149,7 +149,7 @@ class LocalCluster:
             )
             self.gcs_address = f"{HEAD_IP}:{gcs}"
             self.dashboard = f"http://127.0.0.1:{dash}"
-            self.wait_for_nodes(1, also=head)
+            self.wait_for_node(head)
             self._wait_for_jobs_api(head)
             return head
 
@@ -158,12 +158,11 @@ class LocalCluster:
     def add_worker(self, num_cpus: int = 2, resources: dict[str, float] | None = None) -> LocalNode:
         def start() -> LocalNode:
             ip = next(self._worker_ips)
-            before = len(self.alive_nodes())
             # a temp dir of its own, like a machine of its own: nodes sharing one would share the session's
             # runtime_resources/ and delete each other's unpacked working_dir (the job driver's cwd)
             args = ["--address", self.gcs_address, "--num-cpus", str(num_cpus), "--temp-dir", str(self.root / ip)]
             node = self._start(f"worker-{ip}", ip, [*args, "--resources", json.dumps(resources or {})])
-            self.wait_for_nodes(before + 1, also=node)
+            self.wait_for_node(node)
             return node
 
         return self._retry(start)
@@ -193,15 +192,16 @@ class LocalCluster:
         (found,) = [n.node_id for n in self.alive_nodes() if n.node_ip == node.ip]
         return found
 
-    def wait_for_nodes(self, n: int, also: LocalNode, timeout: float = 300) -> None:
+    def wait_for_node(self, node: LocalNode, timeout: float = 300) -> None:
+        """Until the GCS lists ``node`` (by its address) as alive; fails early if its ``ray start`` exits."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if also.proc.poll() is not None:
-                raise RuntimeError(f"node {also.name} exited with {also.proc.returncode}:\n{also.log_tail()}")
-            if self.dashboard and len(self.alive_nodes()) >= n:
+            if node.proc.poll() is not None:
+                raise RuntimeError(f"node {node.name} exited with {node.proc.returncode}:\n{node.log_tail()}")
+            if any(n.node_ip == node.ip for n in self.alive_nodes()):
                 return
             time.sleep(1)
-        raise TimeoutError(f"fewer than {n} Ray nodes alive after {timeout:.0f} s:\n{also.log_tail()}")
+        raise TimeoutError(f"node {node.name} not alive after {timeout:.0f} s:\n{node.log_tail()}")
 
     def _wait_for_jobs_api(self, head: LocalNode, timeout: float = 300) -> None:
         from ray.job_submission import JobSubmissionClient
