@@ -118,7 +118,7 @@ def test_hear_style_probes_batchnorm_xavier_val_every(mc_data):
             dropout=0.1,
             learning_rate=lr,
             batch_size=50,
-            epochs=9,
+            epochs=6,
             val_every=3,
             patience=2,
         )

@@ -125,7 +125,7 @@ from ray import cloudpickle
 sys.path.insert(0, {tests!r})
 import test_grid as tg
 cloudpickle.register_pickle_by_value(tg)
-ray.init(address="local", num_cpus=1, include_dashboard=False, object_store_memory=200 * 1024 * 1024, log_to_driver=False)
+ray.init(address={address!r}, log_to_driver=False)  # a second driver on the session's Ray
 data = tg.resume_data()
 cfg = tg.resume_config()
 tg.run_group(cfg, cfg.experiments[0], "notes", "m", data, {storage!r}, wrap_trainable=tg.marker_wrapper({marks!r}, hang=True))
@@ -175,7 +175,10 @@ def test_interrupted_experiment_resumes(ray_session, tmp_path):
     marks.mkdir()
     storage = tmp_path / "tune"
     script = tmp_path / "run.py"
-    script.write_text(RESUME_SCRIPT.format(tests=str(Path(__file__).parent), storage=str(storage), marks=str(marks)))
+    address = ray_session.get_runtime_context().gcs_address
+    script.write_text(
+        RESUME_SCRIPT.format(tests=str(Path(__file__).parent), storage=str(storage), marks=str(marks), address=address)
+    )
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, str(script)], env=env, start_new_session=True, cwd=tmp_path)
     try:
@@ -188,7 +191,7 @@ def test_interrupted_experiment_resumes(ray_session, tmp_path):
             time.sleep(0.5)  # Tune snapshots its experiment state periodically and after checkpoints
         assert finished_in_snapshot(storage) == 2
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # our own subprocess and the Ray it started
+        os.killpg(proc.pid, signal.SIGKILL)  # our own subprocess; Ray ends the dead driver's trial actors
         proc.wait()
     first = {p.name.split("-")[1] for p in marks.iterdir()}
     assert first == {"p2", "p3", "p4"}
