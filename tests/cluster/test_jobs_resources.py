@@ -172,9 +172,9 @@ def test_fake_gpu_node_activates_gpu_requests(rendered_notes: Path) -> None:
     assert out["embed"]["clmr-v2"].startswith("1 embedding actor(s) × 1 CPU, 1 GPU, embed=1"), out["embed"]
     embed = [a for a in out["actors"] if "MapBatches(Embed)" in a["class_name"]]
     assert embed and all(a["required_resources"] == {"CPU": 1.0, "GPU": 1.0, "embed": 1.0} for a in embed), embed
-    decode = [a for a in out["actors"] if "DecodeDeform" in a["class_name"]]
-    assert all("GPU" not in a["required_resources"] for a in decode)
-    trials = [a for a in out["actors"] if a["required_resources"].get("GPU") == 0.5]
-    assert trials, [a["class_name"] for a in out["actors"]]  # the probe trials asked for trial_num_gpus
+    # probe trials run in Tune placement groups: their requests read GPU_group_<i>_<pg id> (or GPU)
+    trials = [a for a in out["actors"] if a["class_name"] == "ImplicitFunc"]
+    gpu = [v for a in trials for k, v in a["required_resources"].items() if k == "GPU" or k.startswith("GPU_group")]
+    assert trials and gpu and all(v == 0.5 for v in gpu), [(a["class_name"], a["required_resources"]) for a in trials]
     assert "embed clmr-v2:    1 embedding actor(s) × 1 CPU, 1 GPU, embed=1" in out["plan"], out["plan"]
     assert "probe trial:      1 CPU + 0.5 GPU" in out["plan"], out["plan"]
