@@ -185,7 +185,7 @@ def run_repeval(probes: list[dict], data: ProbeData, storage: str):
 
     cfg, exp = experiment(probes)
     t0 = time.perf_counter()
-    g = run_group(cfg, exp, "table", "synthetic", data, storage)
+    g = run_group(cfg, exp, "table", "synthetic", data, tempfile.mkdtemp(dir=storage))  # one experiment dir each
     return time.perf_counter() - t0, g
 
 

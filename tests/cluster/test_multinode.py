@@ -373,7 +373,8 @@ def test_job_submit_runs_embedding_actors_on_the_worker_node(cluster: LocalClust
 
     actors = cluster.actors(EMBED_ACTOR, cluster.job_id("mn-1"))
     assert len(actors) == 2, actors  # the pool is capped at the cluster's embed=2
-    assert {a.node_id for a in actors} == {worker_id}, "an embedding actor ran outside the worker node"
+    placed = {a.node_id for a in actors if a.node_id}  # an actor still pending when the stream ended has none
+    assert placed == {worker_id}, f"embedding actors ran on {placed}, not only on the worker node {worker_id}"
     assert all(a.required_resources.get("embed") == 1 for a in actors), [a.required_resources for a in actors]
     check_complete(short_tmp, "mn-smoke", "mfcc-stats", catalog, max_tracks=40)
 

@@ -66,6 +66,6 @@ def test_tinysol_mini_rows(shared_data, name):
             ]
         }
     ).experiments[0]
-    rows, report = load_dataset(exp.datasets[0], exp.task)
+    rows, _ = load_dataset(exp.datasets[0], exp.task)
     assert rows.num_rows == 12
     assert all(len(lab) == 1 for lab in rows.column("label").to_pylist())
