@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
@@ -135,7 +136,7 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
                     pq.write_table(pa.Table.from_pylist(g.probes), ctx.run_dir / "probes" / f"{name}.parquet")
                 for (probe, seed, sid), matrix in g.confusion.items():
                     write_confusion(
-                        ctx.run_dir / "confusion" / f"{name}__{probe}__{seed}__{sid}.json", matrix, g.labels
+                        ctx.run_dir / "confusion" / f"{name}__{probe}__{seed}__{sid}.json", np.asarray(matrix), g.labels
                     )
                 if g.rows:
                     tmp = out.with_suffix(".tmp")
