@@ -413,7 +413,7 @@ def test_worker_node_crash_mid_embedding(cluster: LocalCluster, short_tmp: Path)
     job = cluster.job_id("crash-1")
     actors = cluster.actors(EMBED_ACTOR, job)
     assert actors and all(a.required_resources.get("embed") == 1 for a in actors)
-    where = {a.node_id: a.state for a in actors}
-    assert set(where) <= {first_id, replacement_id}, (where, first_id, replacement_id, cluster.alive_nodes())
-    assert replacement_id in where, "no embedding actor ran on the replacement node"
+    placed = {a.node_id for a in actors if a.node_id}  # an actor still pending when the stream ended has none
+    assert placed <= {first_id, replacement_id}, (placed, first_id, replacement_id)
+    assert replacement_id in placed, "no embedding actor ran on the replacement node"
     check_complete(short_tmp, "crash", "clmr-v2", catalog)
