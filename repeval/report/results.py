@@ -23,27 +23,12 @@ import pyarrow.parquet as pq
 import yaml
 
 from repeval.metrics.confusion import read_confusion
+from repeval.tuning.results import RESULT_SCHEMA
 
 log = logging.getLogger(__name__)
 
-RESULTS_SCHEMA = pa.schema(
-    [
-        ("run_id", pa.string()),
-        ("task", pa.string()),
-        ("task_type", pa.string()),
-        ("dataset", pa.string()),
-        ("model", pa.string()),
-        ("probe", pa.string()),
-        ("seed", pa.int64()),
-        ("scenario", pa.string()),
-        ("metric", pa.string()),
-        ("label", pa.string()),
-        ("value", pa.float64()),
-        ("ci_low", pa.float64()),
-        ("ci_high", pa.float64()),
-        ("n_test", pa.int64()),
-    ]
-)
+# the one results schema, owned by the stage that writes results.parquet
+RESULTS_SCHEMA = RESULT_SCHEMA
 RESULT_COLUMNS = tuple(RESULTS_SCHEMA.names)
 #: columns that identify one probe evaluation (a table cell before averaging over seeds)
 CELL_COLUMNS = ("run_id", "task", "task_type", "dataset", "model", "probe", "seed", "scenario")
