@@ -26,7 +26,9 @@ _state: dict[str, Any] = {"debug": False}
 ConfigArg = Annotated[Path, typer.Argument(help="experiment YAML file")]
 RunIdOpt = Annotated[str | None, typer.Option("--run-id", help="run id (default: run.run_id or a timestamp)")]
 StoreOpt = Annotated[str | None, typer.Option("--store", help="embedding store root (path or URI)")]
-SmokeOpt = Annotated[bool, typer.Option("--smoke-test", help="a tiny version of the run: few tracks, one probe, few epochs")]
+SmokeOpt = Annotated[
+    bool, typer.Option("--smoke-test", help="a tiny version of the run: few tracks, one probe, few epochs")
+]
 RunsDirOpt = Annotated[
     str | None,
     typer.Option("--runs-dir", help="runs directory (path or URI, e.g. s3://bucket/runs; default: run.runs_dir)"),
@@ -378,7 +380,9 @@ def data_download(
 
 @app.command("datasets")
 def datasets_cmd(
-    all_mirdata: Annotated[bool, typer.Option("--all-mirdata", help="also list mirdata sets without wired tasks")] = False,
+    all_mirdata: Annotated[
+        bool, typer.Option("--all-mirdata", help="also list mirdata sets without wired tasks")
+    ] = False,
 ) -> None:
     """List dataset loaders and the tasks (labels) wired for them."""
     from repeval.datasets.cli_support import list_datasets
@@ -403,7 +407,8 @@ def models_cmd() -> None:
 def validate_model_cmd(
     name: Annotated[str, typer.Argument(help="model id (e.g. mfcc-stats, crepe-tiny)")],
     dummy_weights: Annotated[
-        Path | None, typer.Option("--dummy-weights", help="folder for stand-in weights of families without shipped ones")
+        Path | None,
+        typer.Option("--dummy-weights", help="folder for stand-in weights of families without shipped ones"),
     ] = None,
 ) -> None:
     """Feed noise of awkward lengths and sample rates; check shapes, dtypes, declared sizes, determinism."""

@@ -50,7 +50,9 @@ def make_context(cfg: Config, run_id: str | None = None, store: str | None = Non
     """``run.runs_dir`` may be a path or any pyarrow filesystem URI (see :mod:`repeval.rundir`)."""
     rid = run_id or cfg.run.run_id or time.strftime("run-%Y%m%d-%H%M%S")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", rid):  # reliability (issue 9): --run-id names a folder
-        raise ValueError(f"run id {rid!r}: use letters, digits, '.', '_' and '-' only (it names a folder under runs_dir)")
+        raise ValueError(
+            f"run id {rid!r}: use letters, digits, '.', '_' and '-' only (it names a folder under runs_dir)"
+        )
     loc = RunLocation.open(cfg.run.runs_dir, rid)
     run_dir = loc.local
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,9 @@ from repeval.tasks import CRITERION_ALIASES, TASK_TYPES, effective_task_type
 # --- reliability (issue 9): names end up in store and run-directory paths ---------------------------
 def _file_name(v: str) -> str:
     if any(c in v for c in "/\\\0") or not v.strip("."):
-        raise ValueError(f"{v!r} cannot name a file (it is part of store and run paths): no '/', '\\' or NUL, not only dots")
+        raise ValueError(
+            f"{v!r} cannot name a file (it is part of store and run paths): no '/', '\\' or NUL, not only dots"
+        )
     return v
 
 

@@ -153,8 +153,13 @@ def _fit(
     tune_config: Any,
     storage_path: str,
     fingerprint: str,
-) -> tuple[Any, bool]:
-    """Run (or resume) one Tune experiment; returns ``(ResultGrid, restored)``."""
+    n_units: int,
+) -> tuple[list[tuple[dict[str, Any], Any]], bool]:
+    """Run (or resume) one Tune experiment; returns ``([(trial config, Result)], restored)``.
+
+    A restored experiment is used only when it accounts for every unit of the grid; one left by a driver
+    killed at an unlucky moment (trials without their configuration, units missing) is moved aside and the
+    experiment runs afresh."""
     from ray import tune
 
     # issue 8: storage_path may be a URI (s3://, gs://, ...): file operations go through pyarrow.fs
@@ -167,11 +172,14 @@ def _fit(
     if st.exists(name) and same and tune.Tuner.can_restore(path):
         log.info("resuming Tune experiment %s", path)
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False, restart_errored=False)
-        return tuner.fit(), True
-    if st.exists(name):  # left by a different configuration: keep it aside, never mix
-        stale = f"{name}.stale-{time.strftime('%Y%m%d-%H%M%S')}"
-        log.warning("Tune experiment %s was planned for another configuration; moved to %s", path, st.uri(stale))
-        st.move(name, stale)
+        pairs = _trial_results(tuner.fit())
+        if {c.get("unit") for c, _ in pairs} == set(range(n_units)):
+            return pairs, True
+        log.warning("Tune experiment %s could not be resumed whole (interrupted mid-write); running it again", path)
+        _move_aside(st, name, path, "incomplete")
+    elif st.exists(name):  # left by a different configuration: keep it aside, never mix
+        log.warning("Tune experiment %s was planned for another configuration; moving it aside", path)
+        _move_aside(st, name, path, "stale")
     st.write_text(marker, json.dumps({"fingerprint": fingerprint}))
     # end issue 8
     tuner = tune.Tuner(
@@ -187,7 +195,26 @@ def _fit(
             sync_config=tune.SyncConfig(sync_artifacts=True),
         ),
     )
-    return tuner.fit(), False
+    return _trial_results(tuner.fit()), False
+
+
+def _move_aside(st: Any, name: str, path: str, why: str) -> None:
+    dest = f"{name}.{why}-{time.strftime('%Y%m%d-%H%M%S')}"
+    st.move(name, dest)
+    log.warning("kept the old Tune experiment %s at %s", path, st.uri(dest))
+
+
+def _trial_results(grid: Any) -> list[tuple[dict[str, Any], Any]]:
+    """``(trial config, Result)`` for every trial of a ``ResultGrid``.
+
+    ``Result.config`` is read from the trial's last reported metrics, which a trial that failed before its
+    first report does not have; the trial's own configuration comes from the experiment analysis, whose
+    trials the ResultGrid lists in the same order."""
+    results = list(grid)
+    trials = getattr(getattr(grid, "_experiment_analysis", None), "trials", None)
+    if trials is not None and len(trials) == len(results):
+        return [(dict(t.config or {}), r) for t, r in zip(trials, results, strict=True)]
+    return [(dict(r.config or {}), r) for r in results]
 
 
 def _read_checkpoint(result: Any) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
@@ -297,10 +324,10 @@ def run_group(
         )
         space = {"unit": tune.grid_search(list(range(len(grid_units)))), "use_gpu": use_gpu}
         tc = tune.TuneConfig(reuse_actors=run.reuse_actors, max_concurrent_trials=res.max_concurrent_trials)
-        grid, _ = _fit(group, trainable, space, tc, storage_path, _fingerprint(grid_units, ev, data))
+        pairs, _ = _fit(group, trainable, space, tc, storage_path, _fingerprint(grid_units, ev, data), len(grid_units))
         out.experiments.append(str(Path(storage_path) / group))
-        for r in grid:
-            collect(grid_units[r.config["unit"]], r)
+        for conf, r in pairs:
+            collect(grid_units[conf["unit"]], r)
 
     # ---- tune mode: one experiment per spec
     for si, units in tune_units:
@@ -339,12 +366,12 @@ def run_group(
             max_concurrent_trials=res.max_concurrent_trials,
         )
         extra = {"space": spec.space, "num_samples": spec.num_samples, "scheduler": spec.scheduler}
-        grid, _ = _fit(name, trainable, space, tc, storage_path, _fingerprint(units, ev, data, extra))
+        pairs, _ = _fit(name, trainable, space, tc, storage_path, _fingerprint(units, ev, data, extra), len(units))
         out.experiments.append(str(Path(storage_path) / name))
-        for r in grid:
-            sampled = (r.config or {}).get("sampled") or {}
+        for conf, r in pairs:
+            sampled = conf.get("sampled") or {}
             suffix = f"-{r.metrics.get('trial_id', '')}" if spec.space and spec.select == "all" and r.metrics else ""
-            collect(units[r.config["unit"]], r, suffix, sampled)
+            collect(units[conf["unit"]], r, suffix, sampled)
 
     # ---- select: best — the best configuration of each spec, tested once
     for si, cands in sorted(candidates.items()):

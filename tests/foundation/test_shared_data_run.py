@@ -24,7 +24,9 @@ def test_medley_solos_db_through_mirdata(ray_session, shared_data, tmp_path):
                             "index_path": str(home / "medley_solos_db_index_small.json"),
                         }
                     ],
-                    "deformations": [[{"type": "Mp3Compression", "params": {"min_bitrate": 32, "max_bitrate": 32, "p": 1}}]],
+                    "deformations": [
+                        [{"type": "Mp3Compression", "params": {"min_bitrate": 32, "max_bitrate": 32, "p": 1}}]
+                    ],
                     "embedding_models": ["logmel-stats"],
                     "downstream_models": [{"hidden_units": [], "standardize": True, "epochs": 30, "batch_size": 16}],
                     "metrics": ["accuracy", "f1_macro"],
@@ -59,7 +61,14 @@ def test_tinysol_mini_rows(shared_data, name):
             "experiments": [
                 {
                     "task": {"name": "instrument_classification", "type": "multiclass_classification"},
-                    "datasets": [{"name": name, "type": "mirdata", "dir": str(home), "index_path": str(home / "tinysol_index_mini.json")}],
+                    "datasets": [
+                        {
+                            "name": name,
+                            "type": "mirdata",
+                            "dir": str(home),
+                            "index_path": str(home / "tinysol_index_mini.json"),
+                        }
+                    ],
                     "embedding_models": ["mfcc-stats"],
                     "downstream_models": [{}],
                 }

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -125,6 +124,7 @@ for k in range(n_parts):
                 "model_version": ["1"] * n, "scenario": [f"s{k}"] * n, "config_hash": ["h"] * n,
                 "repeval_version": ["0"] * n, "created_at": [None] * n}
         w.add_table(pa.table({f.name: pa.array(cols[f.name], f.type) for f in schema}, schema=schema))
+        print("batch", flush=True)
     w.flush()
     part.finish({"dataset": "ds", "model": "m", "scenario": f"s{k}"})
 print("finished", flush=True)
@@ -158,14 +158,22 @@ def test_reader_never_sees_a_half_written_partition_as_complete(tmp_path):
     kills = 0
     try:
         for _ in range(8):
+            # kill after a random number of written batches (progress, not wall-clock time, decides the moment:
+            # 8 rounds x at most 25 batches < the 240 batches of the whole job, so every round is killed mid-way)
             w = subprocess.Popen(
-                [sys.executable, "-c", WRITER, str(store), str(n_parts), str(n_rows)], env=cli_env(tmp_path)
+                [sys.executable, "-c", WRITER, str(store), str(n_parts), str(n_rows)],
+                env=cli_env(tmp_path),
+                stdout=subprocess.PIPE,
+                text=True,
             )
-            time.sleep(rng.uniform(0.5, 2.0))
+            target, seen = rng.randint(3, 25), 0
+            while seen < target and (line := w.stdout.readline()):
+                seen += line.strip() == "batch"
             if w.poll() is None:
                 w.send_signal(signal.SIGKILL)
                 kills += 1
             w.wait()
+            w.stdout.close()
             check_store(store, expected)
         w = subprocess.run(
             [sys.executable, "-c", WRITER, str(store), str(n_parts), str(n_rows)],
@@ -178,7 +186,7 @@ def test_reader_never_sees_a_half_written_partition_as_complete(tmp_path):
         stop.set()
         t.join(timeout=60)
     assert not failures, failures[0]
-    assert kills >= 1 and len(reads) > 0
+    assert kills == 8 and len(reads) > 0
     assert sum(check_store(store, expected).values()) == n_parts * n_rows
     assert complete(store) == set(expected)
 

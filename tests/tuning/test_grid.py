@@ -204,3 +204,39 @@ def test_interrupted_experiment_resumes(ray_session, tmp_path):
     rerun = sorted(p.name.split("-")[1] for p in marks.iterdir())
     assert len(rerun) == 1  # only the interrupted trial ran again
     assert {r["probe"] for r in g.rows} == {"p2", "p3", "p4"} and not g.failed
+
+
+def unit_trainable(config):
+    from ray import tune
+
+    if config["unit"] == 1:
+        raise RuntimeError("fails before its first report")
+    tune.report({"score": float(config["unit"])})
+
+
+def test_fit_maps_every_trial_to_its_unit_and_reruns_an_incomplete_restore(ray_session, tmp_path):
+    """Every trial, even one that failed before reporting anything (so ``Result.config`` is empty), is mapped
+    to its unit; a restorable experiment that does not account for every unit (what a driver killed mid-write
+    can leave) is moved aside and run afresh instead of yielding trials without a unit."""
+    from ray import tune
+
+    from repeval.tuning.grid import _fit
+
+    storage = str(tmp_path / "tune")
+
+    def fit(n: int):
+        space = {"unit": tune.grid_search(list(range(n)))}
+        return _fit("exp", unit_trainable, space, tune.TuneConfig(), storage, "same-fingerprint", n)
+
+    pairs, restored = fit(2)
+    assert not restored
+    assert sorted(c["unit"] for c, _ in pairs) == [0, 1]
+    failed = next(r for c, r in pairs if c["unit"] == 1)
+    assert failed.error is not None and "score" not in (failed.metrics or {})  # it never reported
+    pairs, restored = fit(2)  # complete: restored as is
+    assert restored and sorted(c["unit"] for c, _ in pairs) == [0, 1]
+    pairs, restored = fit(3)  # same marker, but unit 2 missing from the stored experiment
+    assert not restored
+    assert sorted(c["unit"] for c, _ in pairs) == [0, 1, 2]
+    assert [r.metrics["score"] for c, r in pairs if c["unit"] == 2] == [2.0]
+    assert len(list((tmp_path / "tune").glob("exp.incomplete-*"))) == 1
