@@ -30,6 +30,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -95,7 +97,7 @@ def _write_manifest(path: Path, rows: list[tuple[str, str, str]]) -> Path:
     return path
 
 
-def write_config(root: Path, manifest: Path, deformations: list, store: str) -> Path:
+def write_config(root: Path, manifest: Path, deformations: list, store: str, model: str = MODEL) -> Path:
     cfg = {
         "run": {"run_id": "bench", "store": store, "runs_dir": str(root / "runs"), "part_rows": 512},
         "experiments": [
@@ -112,7 +114,7 @@ def write_config(root: Path, manifest: Path, deformations: list, store: str) -> 
                     }
                 ],
                 "deformations": deformations,
-                "embedding_models": [MODEL],
+                "embedding_models": [model],
                 "downstream_models": [{"name": "linear", "hidden_units": []}],
                 "metrics": ["accuracy"],
             }
@@ -272,6 +274,20 @@ def _rss_sampler(stop: threading.Event, out: dict) -> None:
         stop.wait(0.05)
 
 
+@contextmanager
+def peak_rss() -> Iterator[dict]:
+    """Peak RSS in bytes while the block runs: ``driver``, ``driver_workers`` (+ Ray workers), ``all`` (+ daemons)."""
+    stop: threading.Event = threading.Event()
+    peak: dict = {}
+    th = threading.Thread(target=_rss_sampler, args=(stop, peak), daemon=True)
+    th.start()
+    try:
+        yield peak
+    finally:
+        stop.set()
+        th.join()
+
+
 def memory_child(root: Path, n: int) -> None:
     """Run in a fresh process: embed ``n`` short clips, print peak RSS as JSON."""
     import ray  # noqa: F401  (makes the vendored psutil importable)
@@ -280,12 +296,8 @@ def memory_child(root: Path, n: int) -> None:
 
     manifest = synth_clips(root / f"mem{n}", n, 0.5)
     init_ray(num_cpus=os.cpu_count(), object_store_memory=400 * 1024**2, log_to_driver=False)
-    stop, peak = threading.Event(), {}
-    th = threading.Thread(target=_rss_sampler, args=(stop, peak), daemon=True)
-    th.start()
-    s, wall = run_repeval(write_config(root, manifest, [], str(root / f"store-mem{n}")))
-    stop.set()
-    th.join()
+    with peak_rss() as peak:
+        s, wall = run_repeval(write_config(root, manifest, [], str(root / f"store-mem{n}")))
     print(json.dumps({"n": n, "rows": s.computed, "wall_s": wall, **peak}))
 
 

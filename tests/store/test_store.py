@@ -74,7 +74,8 @@ def test_schema_and_provenance_readable_by_pyarrow_and_pandas(tmp_path):
 
 
 def test_duckdb_reads_the_store(tmp_path):
-    duckdb = pytest.importorskip("duckdb")
+    import duckdb
+
     part = _write(EmbeddingStore(str(tmp_path / "s")), ["a", "b"])
     con = duckdb.connect()
     rows = con.execute(f"select track_id, len(embedding) from read_parquet('{part.path}/part-*.parquet') order by 1")
