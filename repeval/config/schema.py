@@ -475,6 +475,10 @@ class RunConfig(Strict):
     vectorize: int = Field(default=64, ge=1)
     #: Ray Tune ``reuse_actors`` (cuts per-trial start-up from ~2.4 s to ~0.3 s)
     reuse_actors: bool = True
+    #: pack probe stacks too small to be worth a Tune trial of their own into shared trials (at least one
+    #: trial per slot; see repeval.tuning.grid.MIN_UNIT_COST). false: one trial per stack, so an exception in
+    #: one trial never takes another stack's probes with it
+    pack_trials: bool = True
     #: bootstrap resamples over test tracks for ci_low / ci_high (0: no intervals)
     bootstrap_resamples: int = Field(default=1000, ge=0)
     #: the intervals' level is 1 - ci_alpha

@@ -72,6 +72,29 @@ def xavier_(weight: torch.Tensor, init: str, first: bool, generator: torch.Gener
             raise ValueError(f"unknown init '{init}'; valid: default, xavier_uniform, xavier_normal")
 
 
+class Dropout(nn.Module):
+    """``nn.Dropout``'s distribution with the draw rule of the probe stacks: ``u ~ U[0, 1)`` from
+    ``torch.rand_like`` (the global generator), an element kept when ``u >= p``, kept elements scaled by
+    ``1 / (1 - p)``. A probe trained alone with this module after ``torch.manual_seed(seed)`` sees exactly the
+    masks its stacked twin draws (:class:`repeval.probes.stacked.StackedMLP`); ``uniform_`` is ~4× cheaper
+    per element than the ``bernoulli_`` of ``nn.Dropout`` on CPU."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = float(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = (torch.rand_like(x) >= self.p).to(x.dtype)
+        return x * keep.mul_(1.0 / (1.0 - self.p))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class Probe(nn.Module):
     def __init__(
         self,
@@ -89,7 +112,7 @@ class Probe(nn.Module):
         self.linears: list[nn.Linear] = []
         self.norms: list[nn.Module] = []
         if input_dropout > 0:
-            layers.append(nn.Dropout(input_dropout))
+            layers.append(Dropout(input_dropout))
         prev = input_dim
         for h in [*hidden, n_outputs]:
             lin = nn.Linear(prev, h)  # draws nn.Linear's default init from the global RNG
@@ -109,7 +132,7 @@ class Probe(nn.Module):
                 layers.append(self.norms[-1])
             layers.append(nn.ReLU())
             if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+                layers.append(Dropout(dropout))
             prev = h
         self.net = nn.Sequential(*layers)
 

@@ -307,11 +307,16 @@ def _train_stack(
             )
         perm = torch.stack([orders[s] for s in act_seeds]).to(device)
         vidx = var_idx[active]
+        # one seed in the stack: every probe sees the same rows, gathered once per preprocessing variant
+        one_order = len(set(act_seeds)) == 1
         loss_sum = torch.zeros(len(active), device=device)
         for start in range(0, n, batch):  # the last partial batch is kept
             ib = perm[:, start : start + batch]
-            xb = xtr[0][ib] if len(variants) == 1 else xtr[vidx.view(-1, 1), ib]
-            losses = member_losses(model.forward(xb, train=True), ytr[ib], task)
+            if one_order:
+                logits = model.forward(xtr[:, ib[0]], train=True, shared=vidx)
+            else:
+                logits = model.forward(xtr[0][ib] if len(variants) == 1 else xtr[vidx.view(-1, 1), ib], train=True)
+            losses = member_losses(logits, ytr[ib], task)
             losses.sum().backward()
             opt.step(model.parameters())
             steps += 1

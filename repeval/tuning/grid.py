@@ -74,27 +74,70 @@ class GroupResult:
 # ------------------------------------------------------------------------------ planning
 
 
-def _cost(unit: Unit, data: ProbeData) -> float:
-    """A rough per-epoch cost to balance and order units: weights touched, dropout draws, steps."""
+#: per-epoch cost (see :func:`_cost`) below which a trial is not worth its own Ray actor: starting a trial
+#: actor, importing torch there and reporting its checkpoint takes ~0.3–1.5 s, about what ~2e9 of these
+#: units of training take on one core. Smaller units are packed together (up to one per trial slot).
+MIN_UNIT_COST = 2e9
+
+
+def _member_cost(cfg: Any, data: ProbeData) -> float:
     from repeval.probes.train import input_dim_of, resolve_hidden_units
 
-    cfg = unit.members[0].config
     d = input_dim_of(cfg, data)
     dims = [d, *resolve_hidden_units(cfg.hidden_units, d, data.n_outputs), data.n_outputs]
     params = sum(a * b for a, b in itertools.pairwise(dims))
     n = len(data.x_train)
     masked = (d if cfg.effective_input_dropout else 0) + (sum(dims[1:-1]) if cfg.dropout else 0)
-    return len(unit.members) * (n * (params + 300 * masked) + math.ceil(n / cfg.batch_size) * 3e5)
+    return n * (params + 300 * masked) + math.ceil(n / cfg.batch_size) * 3e5
+
+
+def _cost(unit: Unit, data: ProbeData) -> float:
+    """A rough per-epoch cost to balance and order units: weights touched, dropout draws, steps."""
+    return sum(_member_cost(m.config, data) for m in unit.members)
+
+
+def _pack(units: list[Unit], data: ProbeData, n_bins: int) -> list[Unit]:
+    """Merge units into about ``n_bins`` (heaviest first into the lightest bin). Only units whose results are
+    handled alike share a bin (``select: all`` units together, ``select: best`` units of the same spec), and
+    never two chunks of one stack shape: a trial trains one stack per shape, which must stay within
+    ``run.vectorize`` members."""
+    by_key: dict[tuple[bool, int], list[Unit]] = {}
+    for u in units:
+        by_key.setdefault((u.evaluate, -1 if u.evaluate else u.spec), []).append(u)
+    total = sum(_cost(u, data) for u in units) or 1.0
+    out: list[Unit] = []
+    for (evaluate, _), group in by_key.items():
+        share = sum(_cost(u, data) for u in group) / total
+        k = min(len(group), max(1, round(n_bins * share)))
+        bins: list[list[Member]] = [[] for _ in range(k)]
+        shapes: list[set[tuple]] = [set() for _ in range(k)]
+        loads = [0.0] * k
+        for u in sorted(group, key=lambda u: -_cost(u, data)):
+            mine = {group_key(m.config, data) for m in u.members}
+            free = [i for i in range(len(bins)) if not shapes[i] & mine]
+            if not free:
+                bins.append([])
+                shapes.append(set())
+                loads.append(0.0)
+                free = [len(bins) - 1]
+            i = min(free, key=lambda j: loads[j])
+            bins[i].extend(u.members)
+            shapes[i] |= mine
+            loads[i] += _cost(u, data)
+        out.extend(Unit(b, evaluate, b[0].spec) for b in bins if b)
+    return out
 
 
 def plan_units(
-    specs: list[ProbeSpec], data: ProbeData, seeds: list[int], vectorize: int, slots: int = 1
+    specs: list[ProbeSpec], data: ProbeData, seeds: list[int], vectorize: int, slots: int = 1, pack: bool = True
 ) -> tuple[list[Unit], list[tuple[int, list[Unit]]]]:
     """Grid-mode units (chunks of stackable configurations × seeds) and tune-mode units per spec.
 
-    Stacks larger than ``vectorize`` members are chunked; then the costliest units are halved
-    until there are four per trial slot (or nothing left to split), so that the slots finish
-    together, and units are ordered heaviest first.
+    Stacks larger than ``vectorize`` members are chunked. The target is four units per trial slot (so
+    that the slots finish together), fewer when the work is small (no unit under
+    :data:`MIN_UNIT_COST`, at least one per slot): with ``pack``, small units are packed together — a unit may then
+    hold several stacks, trained one after the other in its trial — and the costliest units are
+    halved until the target is met (or nothing is left to split). Units are ordered heaviest first.
     """
     grid_units: list[Unit] = []
     tune_units: list[tuple[int, list[Unit]]] = []
@@ -119,7 +162,12 @@ def plan_units(
                     Member(si, pi, spec.points[pi].name, s, spec.points[pi].config) for pi in chunk for s in seeds
                 ]
                 grid_units.append(Unit(members, spec.select == "all", si))
-    while len(grid_units) < 4 * slots:
+    # enough units to keep every slot busy to the end (four per slot), but none too small to be worth a trial
+    total = sum(_cost(u, data) for u in grid_units)
+    target = max(slots, min(4 * slots, math.ceil(total / MIN_UNIT_COST))) if pack else 4 * slots
+    if pack and len(grid_units) > target:
+        grid_units = _pack(grid_units, data, target)
+    while len(grid_units) < target:
         splittable = [u for u in grid_units if len({m.point for m in u.members}) > 1]
         if not splittable:
             break
@@ -262,7 +310,7 @@ def run_group(
     base = {"task": exp.task.name, "task_type": data.task_type, "dataset": dataset, "model": model}
     out = GroupResult([], [], [], 0.0, 0.0, labels=list(data.classes))
     slots = res.max_concurrent_trials or max(1, int(ray.cluster_resources().get("CPU", 1) // res.trial_num_cpus))
-    grid_units, tune_units = plan_units(specs, data, seeds, run.vectorize, slots)
+    grid_units, tune_units = plan_units(specs, data, seeds, run.vectorize, slots, run.pack_trials)
     #: select: best — (spec) → [(mean criterion, point, {seed: state}, reports)]
     candidates: dict[int, list[tuple[float, int, dict[int, dict[str, Any]], list[dict[str, Any]], dict]]] = {}
     point_stats: dict[tuple[int, int], list[float | None]] = {}

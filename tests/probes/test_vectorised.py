@@ -1,7 +1,8 @@
 """Vectorised probe training: a stack of probes must train exactly as each probe alone.
 
 Three references: repeval's own one-probe path (``train_probe``), and a plain PyTorch loop
-(``nn.Sequential`` + ``nn.Dropout`` + ``torch.optim.Adam`` after ``torch.manual_seed``).
+(``nn.Sequential`` + dropout + ``torch.optim.Adam`` after ``torch.manual_seed``; the dropout is
+:class:`repeval.probes.model.Dropout`, ``nn.Dropout``'s distribution drawn with ``uniform_``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from torch import nn
 from repeval.config.schema import ProbeConfig
 from repeval.probes import ProbeData, group_key, predict, resolve_hidden_units, train_probe, train_probes
 from repeval.probes.synthetic import gaussian_probe_data as gaussian_data
+from repeval.probes.model import Dropout
 from repeval.probes.train import Preprocess
 
 
@@ -24,10 +26,10 @@ def plain_loop(cfg: ProbeConfig, data: ProbeData, seed: int) -> tuple[int, list[
     prep = Preprocess(data.x_train, cfg.standardize, None)
     xt, xv = torch.from_numpy(prep(data.x_train)), torch.from_numpy(prep(data.x_val))
     yt, yv = torch.from_numpy(data.y_train.astype(np.int64)), torch.from_numpy(data.y_val.astype(np.int64))
-    layers: list[nn.Module] = [nn.Dropout(cfg.effective_input_dropout)] if cfg.effective_input_dropout else []
+    layers: list[nn.Module] = [Dropout(cfg.effective_input_dropout)] if cfg.effective_input_dropout else []
     prev = xt.shape[1]
     for h in cfg.hidden_units:
-        layers += [nn.Linear(prev, int(h)), nn.ReLU()] + ([nn.Dropout(cfg.dropout)] if cfg.dropout else [])
+        layers += [nn.Linear(prev, int(h)), nn.ReLU()] + ([Dropout(cfg.dropout)] if cfg.dropout else [])
         prev = int(h)
     model = nn.Sequential(*layers, nn.Linear(prev, len(data.classes)))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)
@@ -188,3 +190,20 @@ def test_infer_sizes_follow_the_thesis():
     assert resolve_hidden_units(["infer"], 512, 10) == [262]
     assert resolve_hidden_units(["infer", "infer"], 512, 10) == [346, 178]
     assert resolve_hidden_units([128, "infer"], 512, 10) == [128, 178]
+
+
+@pytest.mark.parametrize("p", [0.1, 0.25, 0.5, 0.75])
+def test_dropout_has_nn_dropout_distribution(p):
+    """Keep rate 1 − p, kept values scaled by 1/(1 − p) (expectation preserved), identity in eval mode."""
+    torch.manual_seed(0)
+    d = Dropout(p)
+    x = torch.ones(400, 500)
+    y = d(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.005  # 200k Bernoulli draws: σ ≈ 0.001
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / (1 - p)))
+    assert abs(y.mean().item() - 1.0) < 0.02
+    d.eval()
+    assert torch.equal(d(x), x)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        Dropout(1.0)

@@ -66,6 +66,7 @@ def test_grid_selection_seeds_intervals_failures(ray_session, tmp_path):
             {"name": "boom", "hidden_units": [5], "epochs": 3},
         ],
         seeds=2,
+        pack_trials=False,  # one trial per stack: the injected exception must not take 'lin' with it
     )
     g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"), wrap_trainable=boom_wrapper)
     failed = {(f["probe"], f["seed"]): f["reason"] for f in g.failed}
@@ -138,7 +139,7 @@ def resume_data():
 
 def resume_config():
     probes = [{"name": f"p{h}", "hidden_units": [h], "epochs": 3, "batch_size": 30} for h in (2, 3, 4)]
-    return config(probes, run_id="resume", resources={"max_concurrent_trials": 1})
+    return config(probes, run_id="resume", resources={"max_concurrent_trials": 1}, pack_trials=False)
 
 
 def marker_wrapper(marks: str, hang: bool = False):
