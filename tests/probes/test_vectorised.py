@@ -14,8 +14,8 @@ from torch import nn
 
 from repeval.config.schema import ProbeConfig
 from repeval.probes import ProbeData, group_key, predict, resolve_hidden_units, train_probe, train_probes
-from repeval.probes.synthetic import gaussian_probe_data as gaussian_data
 from repeval.probes.model import Dropout
+from repeval.probes.synthetic import gaussian_probe_data as gaussian_data
 from repeval.probes.train import Preprocess
 
 
