@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import time
 from typing import Any
@@ -288,6 +289,8 @@ def _run_pipeline(
                 summary.audio_seconds += float(block.audio_seconds.sum())
             bar.update((len(block) if block is not None else 0) + len(errors))
         summary.operators = _operators(ds)
+        if os.environ.get("REPEVAL_DATA_STATS") == "1":  # Ray Data's per-operator timing breakdown
+            log.warning("%s", ds.stats())
     finally:
         # everything finished so far is kept, even when the stream fails part-way
         summary.abandoned += assembler.abandon()
