@@ -46,6 +46,8 @@ def main(
         format="%(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("repeval").setLevel(logging.DEBUG if debug or verbose else logging.INFO)
+    # Ray Data logs every execution's plan and progress at INFO; repeval prints its own summary lines
+    os.environ.setdefault("REPEVAL_RAY_DATA_LOG_LEVEL", "DEBUG" if debug else "INFO" if verbose else "ERROR")
 
 
 def _fail(exc: BaseException, code: int = 2) -> None:

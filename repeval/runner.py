@@ -95,7 +95,7 @@ def _stage_embed(ctx: RunContext, deformed_only: bool = False, progress: bool | 
     for ei, exp in enumerate(ctx.cfg.experiments):
         rows = {ds.name: ctx.rows[(ei, ds.name)] for ds in exp.datasets}
         total.merge(embed_experiment(ctx.cfg, exp, rows, ctx.store, deformed_only=deformed_only, progress=progress))
-    log.info(total.line())
+    log.debug(total.line())  # the CLI prints it
     return total
 
 

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import re
+import sys
 import time
 from typing import Any
 
@@ -228,12 +229,16 @@ def _run_pipeline(
 
     from repeval.ray_utils import cluster_cpus
 
+    if os.environ.get("REPEVAL_RAY_DATA_LOG_LEVEL"):  # set by the CLI (ray.data resets its level on import)
+        logging.getLogger("ray.data").setLevel(os.environ["REPEVAL_RAY_DATA_LOG_LEVEL"])
+
     run = cfg.run
     steps = {sid: [(s.type, dict(s.params)) for s in scen.steps] for sid, scen in scenarios.items() if sid in parts}
     batch_size = mcfg.batch_size or 16
     ctx = DataContext.get_current()
     old_bars = ctx.enable_progress_bars
-    show = progress if progress is not None else old_bars
+    # without a terminal Ray Data replaces its bars with a progress log line every few seconds: keep logs clean
+    show = progress if progress is not None else (old_bars and sys.stderr.isatty())
     ctx.enable_progress_bars = bool(show)
 
     inp = todo.select(["track_id", "audio_path", "split", "scenarios"])

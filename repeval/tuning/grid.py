@@ -209,8 +209,15 @@ def _fit(
     A restored experiment is used only when it accounts for every unit of the grid; one left by a driver
     killed at an unlucky moment (trials without their configuration, units missing) is moved aside and the
     experiment runs afresh."""
+    import os
+
     from ray import tune
 
+    # Tune's "new output" engine prints a configuration box and result paths even with verbose=0; the legacy
+    # reporter honours verbose=0 (repeval prints its own summary; failures are recorded with their reason)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # small grids snapshot their state often; Tune's warning about it is advice for long experiments
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # issue 8: storage_path may be a URI (s3://, gs://, ...): file operations go through pyarrow.fs
     from repeval.rundir import TuneStorage
 
