@@ -46,14 +46,20 @@ def make_plan(
     p = Plan(experiments=len(cfg.experiments))
     seeds = cfg.run.seeds
     seen: set[tuple[str, str, str]] = set()
+    from repeval.tuning.search import expand_all
+
     for exp in cfg.experiments:
-        n_probes = len(exp.downstream_models)
+        # presets and search grids expand to many configurations; a ``select: best`` spec (Jukemir, HEAR)
+        # trains them all and tests only the one it selects
+        specs = expand_all(exp.downstream_models)
+        n_probes = sum(s.size for s in specs)
+        n_tested = sum(s.size if s.select == "all" else 1 for s in specs)
         for ds in exp.datasets:
             scen = list(exp.scenarios_for(ds))
             for m in exp.embedding_models:
                 trainings = n_probes * seeds
                 p.trainings += trainings
-                p.test_cells += trainings * (1 + len(scen))
+                p.test_cells += n_tested * seeds * (1 + len(scen))
                 done = (
                     run_dir is not None
                     and (run_dir / "groups" / f"{exp.task.name}__{ds.name}__{m.id}.parquet").exists()
@@ -68,7 +74,7 @@ def make_plan(
                         p.partitions_done += 1
             p.lines.append(
                 f"{exp.task.name} [{exp.task.effective_type}] on {ds.name}: {len(exp.embedding_models)} models × "
-                f"{n_probes} probes × {seeds} seed(s), scenarios: clean{', ' if scen else ''}{', '.join(scen)}; "
+                f"{n_probes} probe configurations ({n_tested} tested) × {seeds} seed(s), scenarios: clean{', ' if scen else ''}{', '.join(scen)}; "
                 f"metrics: {', '.join(exp.metric_names)}"
             )
     # resources (issue 8): the rules, or the exact requests when the cluster's resources are known

@@ -168,7 +168,7 @@ def stage_evaluate(ctx: RunContext) -> pa.Table:
 
 
 def smoke_test_config(cfg: Config, max_tracks: int = 40, epochs: int = 3) -> Config:
-    """A tiny version of a configuration: few tracks per dataset, one-point probe grid, few epochs.
+    """A tiny version of a configuration: few tracks per dataset, one probe configuration, few epochs.
 
     Every stage still runs for real (Ray Data, the store, Ray Tune); CI uses it end to end.
     """
@@ -177,7 +177,12 @@ def smoke_test_config(cfg: Config, max_tracks: int = 40, epochs: int = 3) -> Con
         datasets = tuple(
             d.model_copy(update={"max_tracks": min(d.max_tracks or max_tracks, max_tracks)}) for d in exp.datasets
         )
-        probe = exp.downstream_models[0].model_copy(update={"epochs": min(exp.downstream_models[0].epochs, epochs)})
+        # a preset or search grid becomes its first configuration, as a plain probe under the spec's name
+        from repeval.tuning.search import expand_probe
+
+        spec = expand_probe(exp.downstream_models[0], 0)
+        first = spec.points[0].config
+        probe = first.model_copy(update={"name": spec.name, "epochs": min(first.epochs, epochs)})
         exps.append(exp.model_copy(update={"datasets": datasets, "downstream_models": (probe,)}))
     run = cfg.run.model_copy(update={"seeds": 1, "run_id": (cfg.run.run_id or "run") + "-smoke"})
     return cfg.model_copy(update={"experiments": tuple(exps), "run": run})

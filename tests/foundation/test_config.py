@@ -160,3 +160,49 @@ def test_config_round_trips_through_yaml():
     cfg = load_config(REPO / "configs" / "quickstart.yaml")
     again = parse_config(yaml.safe_load(yaml.safe_dump(cfg.model_dump(mode="json"))))
     assert again == cfg
+
+
+def test_plan_counts_expanded_presets_and_tests_only_the_selected_configuration():
+    """Jukemir (216 configurations, best by validation → 1 tested) + M1–M5 (5, all tested), 2 seeds, 1 model,
+    clean + 2 scenarios: 221 × 2 trainings and (1 + 5) × 2 × 3 test cells."""
+    cfg = parse_config(
+        {
+            "run": {"seeds": 2},
+            "experiments": [
+                {
+                    "task": {"name": "inst", "type": "multiclass_classification"},
+                    "datasets": [{"name": "notes", "type": "catalog", "manifest": "m.csv", "label_column": "x"}],
+                    "deformations": [[{"type": "Gain", "params": {"min_gain_db": -6, "max_gain_db": -3}}]] * 2,
+                    "embedding_models": ["mfcc-stats"],
+                    "downstream_models": [{"preset": "jukemir"}, {"preset": "mir_ref_thesis"}],
+                }
+            ],
+        }
+    )
+    plan = make_plan(cfg)
+    assert plan.trainings == 221 * 2
+    assert plan.test_cells == 6 * 2 * 3
+    assert "221 probe configurations (6 tested) × 2 seed(s)" in plan.text()
+
+
+def test_smoke_test_config_trains_one_configuration_of_a_preset_grid():
+    from repeval.runner import smoke_test_config
+    from repeval.tuning.search import expand_all
+
+    cfg = parse_config(
+        {
+            "experiments": [
+                {
+                    "task": {"name": "inst", "type": "multiclass_classification"},
+                    "datasets": [{"name": "notes", "type": "catalog", "manifest": "m.csv", "label_column": "x"}],
+                    "embedding_models": ["mfcc-stats"],
+                    "downstream_models": [{"preset": "jukemir"}, {"preset": "mir_ref_thesis"}],
+                }
+            ],
+        }
+    )
+    small = smoke_test_config(cfg, max_tracks=10, epochs=2)
+    specs = expand_all(small.experiments[0].downstream_models)
+    assert [(s.name, s.size) for s in specs] == [("jukemir", 1)]
+    assert specs[0].points[0].config.epochs == 2 and small.experiments[0].datasets[0].max_tracks == 10
+    assert make_plan(small).trainings == 1
