@@ -160,6 +160,15 @@ def _strict_check(ctx: Any) -> None:
     raise typer.Exit(3)
 
 
+RetryOpt = Annotated[
+    bool,
+    typer.Option(
+        "--retry-errors",
+        help="compute again the tracks that have error records in the store (e.g. after fixing or replacing "
+        "the files); groups trained on the old embeddings are trained again",
+    ),
+]
+
 # --- end reliability --------------------------------------------------------------------------------
 
 
@@ -214,6 +223,7 @@ def run(
     smoke_test: SmokeOpt = False,
     strict: StrictOpt = False,
     runs_dir: RunsDirOpt = None,
+    retry_errors: RetryOpt = False,
 ) -> None:
     """Run every stage (embed with deformations, train, evaluate); resumable."""
     from repeval import runner
@@ -221,7 +231,7 @@ def run(
     def go() -> None:
         with _stage(config, run_id, store, smoke_test, runs_dir) as ctx:
             typer.echo(f"run {ctx.run_id} → {ctx.location.display}")
-            s = runner.stage_embed(ctx)
+            s = runner.stage_embed(ctx, retry_errors=retry_errors)
             typer.echo(s.line())
             if strict:
                 _strict_check(ctx)
@@ -243,13 +253,14 @@ def deform(
     store: StoreOpt = None,
     smoke_test: SmokeOpt = False,
     runs_dir: RunsDirOpt = None,
+    retry_errors: RetryOpt = False,
 ) -> None:
     """Embed deformed audio only (deformations are applied on the fly; deformed audio is not stored)."""
     from repeval import runner
 
     def go() -> None:
         with _stage(config, run_id, store, smoke_test, runs_dir) as ctx:
-            typer.echo(runner.stage_embed(ctx, deformed_only=True).line())
+            typer.echo(runner.stage_embed(ctx, deformed_only=True, retry_errors=retry_errors).line())
 
     _guard(go)
 
@@ -262,13 +273,14 @@ def embed(
     smoke_test: SmokeOpt = False,
     strict: StrictOpt = False,
     runs_dir: RunsDirOpt = None,
+    retry_errors: RetryOpt = False,
 ) -> None:
     """Compute clean and deformed embeddings into the store."""
     from repeval import runner
 
     def go() -> None:
         with _stage(config, run_id, store, smoke_test, runs_dir) as ctx:
-            typer.echo(runner.stage_embed(ctx).line())
+            typer.echo(runner.stage_embed(ctx, retry_errors=retry_errors).line())
         if strict:
             _strict_check(ctx)
 

@@ -7,6 +7,7 @@ experiments, TensorBoard-readable), ``groups/`` (per task × dataset × model te
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -78,15 +79,19 @@ def load_rows(ctx: RunContext) -> None:
             pq.write_table(rows, split_file)
 
 
-def stage_embed(ctx: RunContext, deformed_only: bool = False, progress: bool | None = None) -> EmbedSummary:
+def stage_embed(
+    ctx: RunContext, deformed_only: bool = False, progress: bool | None = None, retry_errors: bool = False
+) -> EmbedSummary:
     # reliability (issue 9): one writer per store — a second run refuses before Ray starts
     from repeval.store.lock import StoreLock
 
     with StoreLock(ctx.store, ctx.run_id):
-        return _stage_embed(ctx, deformed_only, progress)
+        return _stage_embed(ctx, deformed_only, progress, retry_errors)
 
 
-def _stage_embed(ctx: RunContext, deformed_only: bool = False, progress: bool | None = None) -> EmbedSummary:
+def _stage_embed(
+    ctx: RunContext, deformed_only: bool = False, progress: bool | None = None, retry_errors: bool = False
+) -> EmbedSummary:
     from repeval.ray_utils import init_ray
 
     init_ray()
@@ -94,9 +99,29 @@ def _stage_embed(ctx: RunContext, deformed_only: bool = False, progress: bool | 
     total = EmbedSummary()
     for ei, exp in enumerate(ctx.cfg.experiments):
         rows = {ds.name: ctx.rows[(ei, ds.name)] for ds in exp.datasets}
-        total.merge(embed_experiment(ctx.cfg, exp, rows, ctx.store, deformed_only=deformed_only, progress=progress))
+        total.merge(
+            embed_experiment(
+                ctx.cfg, exp, rows, ctx.store, deformed_only=deformed_only, progress=progress, retry_errors=retry_errors
+            )
+        )
     log.debug(total.line())  # the CLI prints it
     return total
+
+
+def group_inputs(ctx: RunContext, ei: int, dataset: str, model: str, scenarios: list[str]) -> dict[str, Any]:
+    """What a group was trained on: each partition's row and error counts (from its manifest) and the number
+    of tracks per split. A finished group is reused only while these are unchanged — a store completed
+    further, or an error retried with ``--retry-errors``, trains it again."""
+    from repeval.pipeline.stages import CLEAN
+
+    parts = {}
+    for sid in [CLEAN, *scenarios]:
+        m = ctx.store.partition(dataset, model, sid).manifest() or {}
+        parts[sid] = [m.get("rows"), m.get("errors"), m.get("config_hash")]
+    import pyarrow.compute as pc
+
+    counts = pc.value_counts(ctx.rows[(ei, dataset)].column("split")).to_pylist()
+    return {"partitions": parts, "splits": {str(c["values"]): int(c["counts"]) for c in counts}}
 
 
 def stage_train(ctx: RunContext) -> dict[str, Any]:
@@ -123,9 +148,15 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
             for m in exp.embedding_models:
                 name = group_name(exp, ds.name, m.id)
                 out = groups_dir / f"{name}.parquet"
+                inputs = group_inputs(ctx, ei, ds.name, m.id, scenarios)
+                sidecar = groups_dir / f"{name}.inputs.json"
                 if out.exists():
-                    summary["skipped"] += 1
-                    continue
+                    if sidecar.exists() and json.loads(sidecar.read_text()) == inputs:
+                        summary["skipped"] += 1
+                        continue
+                    log.warning(
+                        "%s: its embeddings changed since it was trained (rows or errors); training it again", name
+                    )
                 data = probe_data(exp.task.effective_type, ctx.rows[(ei, ds.name)], ctx.store, ds.name, m.id, scenarios)
                 g = run_group(ctx.cfg, exp, ds.name, m.id, data, ctx.tune_storage)
                 summary["failed"] += g.failed
@@ -143,6 +174,7 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
                 if g.rows:
                     tmp = out.with_suffix(".tmp")
                     pq.write_table(results_table(ctx.run_id, g.rows), tmp)
+                    sidecar.write_text(json.dumps(inputs, sort_keys=True))  # before the commit below
                     tmp.rename(out)  # committed only when the whole group finished
                 summary["trained"] += 1
     if summary["failed"]:

@@ -93,7 +93,10 @@ def embed_experiment(
     store: EmbeddingStore,
     deformed_only: bool = False,
     progress: bool | None = None,
+    retry_errors: bool = False,
 ) -> EmbedSummary:
+    """Embed what the store lacks for one experiment; ``retry_errors`` first deletes the error records of its
+    partitions, so tracks that failed before (a file since fixed or replaced) are computed again."""
     from repeval.ray_utils import cluster_cpus, cluster_gpus
 
     summary = EmbedSummary()
@@ -126,6 +129,8 @@ def embed_experiment(
                     "store_format": STORE_FORMAT,
                 }
                 part.check_compatible(fp)
+                if retry_errors:
+                    summary.retried += part.clear_errors()
                 wanted = np.ones(rows.num_rows, bool) if sid == CLEAN else deform_mask
                 done = pc.is_in(ids, value_set=part.done_ids()).to_numpy(zero_copy_only=False)
                 missing = wanted & ~done

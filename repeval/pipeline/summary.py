@@ -28,6 +28,8 @@ class EmbedSummary:
     resources: dict[str, str] = field(default_factory=dict)
     #: tracks whose chunks were in flight when a stream stopped (recomputed next time)
     abandoned: int = 0
+    #: error records deleted by ``--retry-errors`` (their tracks were computed again)
+    retried: int = 0
     #: seconds from starting each stream to its first finished rows (worker start-up, model loading)
     startup_s: float = 0.0
     #: seconds spent streaming (start of each stream to its end)
@@ -46,6 +48,7 @@ class EmbedSummary:
         self.operators = other.operators or self.operators
         self.resources.update(other.resources)
         self.abandoned += other.abandoned
+        self.retried += other.retried
         self.startup_s += other.startup_s
         self.stream_s += other.stream_s
 
@@ -59,8 +62,9 @@ class EmbedSummary:
         scen = ""
         if len(self.rows_by_scenario) > 1:
             scen = " [" + ", ".join(f"{k} {v}" for k, v in sorted(self.rows_by_scenario.items())) + "]"
+        retried = f" (retried {self.retried} earlier error record(s))" if self.retried else ""
         return (
-            f"embedded {self.tracks} tracks → {self.computed} rows{scen}, {self.skipped} already in store, {errs} "
+            f"embedded {self.tracks} tracks → {self.computed} rows{scen}, {self.skipped} already in store, {errs}{retried} "
             f"in {wall:.1f}s ({self.startup_s:.1f}s start-up) — {rows_rate:.1f} rows/s, {rate:.0f} s of audio per second"
         )
 

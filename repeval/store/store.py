@@ -203,6 +203,20 @@ class Partition:
                 f"or delete the partition to recompute it"
             )
 
+    def clear_errors(self) -> int:
+        """Delete this partition's error records (``--retry-errors``) and mark it incomplete; returns how many.
+
+        The tracks they named count as missing again, so the next stream recomputes them. Deleting first is
+        safe: if the retry is interrupted, the tracks are still missing and the following run retries them."""
+        files = self.error_files()
+        if not files:
+            return 0
+        n = sum(pq.read_metadata(f, filesystem=self.fs).num_rows for f in files)
+        self.reopen()
+        for f in files:
+            self.fs.delete_file(f)
+        return n
+
     def reopen(self) -> None:
         """Mark a complete partition incomplete again before adding rows to it."""
         try:

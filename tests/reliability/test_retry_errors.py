@@ -1,0 +1,52 @@
+"""``--retry-errors``: tracks that failed (a corrupt file since replaced) are computed again on request, and the
+probe groups trained without them are trained again; without the flag a rerun changes nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+from reliability_helpers import FAST_MODEL, experiment, make_catalog, write_config
+
+from repeval import runner
+from repeval.config import load_config
+
+
+def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(ray_session, tmp_path):
+    manifest = make_catalog(tmp_path / "catalog", per_class=6)
+    broken = tmp_path / "catalog" / "audio" / "low-001.wav"  # a train track
+    good = broken.read_bytes()
+    broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really audio")
+    cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [experiment(manifest, [FAST_MODEL])]))
+    model = FAST_MODEL["id"]
+
+    def run(retry: bool = False):
+        ctx = runner.make_context(cfg)
+        s = runner.stage_embed(ctx, progress=False, retry_errors=retry)
+        t = runner.stage_train(ctx)
+        runner.stage_evaluate(ctx)
+        return ctx, s, t
+
+    ctx, s, t = run()
+    clean = ctx.store.partition("tones", model, "clean")
+    assert s.errors == 1 and clean.complete and clean.counts() == (11, 1)
+    assert clean.read_errors().column("track_id").to_pylist() == ["low-001"]
+    assert t["trained"] == 1
+
+    broken.write_bytes(good)  # the file is fixed
+    _, s, t = run()  # a plain rerun: the error record stands, nothing is recomputed or retrained
+    assert (s.computed, s.retried, t["trained"], t["skipped"]) == (0, 0, 0, 1)
+
+    _, s, t = run(retry=True)
+    assert (s.computed, s.retried, s.errors) == (1, 1, 0)
+    assert "retried 1 earlier error record(s)" in s.line()
+    assert clean.complete and clean.counts() == (12, 0)
+    assert json.loads((tmp_path / "store" / "tones" / model / "clean" / "_manifest.json").read_text())["errors"] == 0
+    assert sorted(clean.read().column("track_id").to_pylist()).count("low-001") == 1
+    assert (t["trained"], t["skipped"]) == (1, 0)  # its group was trained on 11 tracks: trained again on 12
+    inputs = json.loads((ctx.run_dir / "groups" / f"pitch__tones__{model}.inputs.json").read_text())
+    assert inputs["partitions"]["clean"][:2] == [12, 0]
+    assert pq.read_table(ctx.run_dir / "results.parquet").num_rows > 0
+
+    _, s, t = run(retry=True)  # nothing left to retry
+    assert (s.computed, s.retried, t["trained"], t["skipped"]) == (0, 0, 0, 1)
