@@ -76,6 +76,11 @@ def make_plan(
                 f"{exp.task.name} [{exp.task.effective_type}] on {ds.name}: {len(exp.embedding_models)} models × "
                 f"{n_probes} probe configurations ({n_tested} tested) × {seeds} seed(s), scenarios: clean{', ' if scen else ''}{', '.join(scen)}; "
                 f"metrics: {', '.join(exp.metric_names)}"
+                + (
+                    f"; fold {ds.fold} of {ds.n_folds} (split_type all: one fold per run)"
+                    if ds.split_type == "all"
+                    else ""
+                )
             )
     # resources (issue 8): the rules, or the exact requests when the cluster's resources are known
     r = cfg.run.resources

@@ -39,7 +39,13 @@ def dataset_folds(ds: Any) -> list[int]:
 def load_dataset(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
     rows, report = DATASETS.get(loader_name(ds))(ds, task)
     if getattr(ds, "split_type", "single") == "all":
-        rows = fill_fold_splits(rows, int(ds.n_folds), int(getattr(ds, "fold", 0) or 0), ds.split_seed)
+        fold, k = int(getattr(ds, "fold", 0) or 0), int(ds.n_folds)
+        rows = fill_fold_splits(rows, k, fold, ds.split_seed)
+        log.warning(
+            "dataset %s: split_type all — this run evaluates fold %d of %d (validation = fold %d, test = fold %d); "
+            "evaluate the others with datasets[].fold: 0..%d, one run id per fold",
+            ds.name, fold, k, fold, (fold + 1) % k, k - 1,
+        )  # fmt: skip
     else:
         rows = fill_splits(rows, tuple(ds.split_ratios), ds.split_seed)
     if ds.max_tracks is not None and rows.num_rows > ds.max_tracks:

@@ -206,3 +206,29 @@ def test_smoke_test_config_trains_one_configuration_of_a_preset_grid():
     assert [(s.name, s.size) for s in specs] == [("jukemir", 1)]
     assert specs[0].points[0].config.epochs == 2 and small.experiments[0].datasets[0].max_tracks == 10
     assert make_plan(small).trainings == 1
+
+
+def test_plan_says_which_fold_a_split_type_all_run_evaluates():
+    cfg = parse_config(
+        {
+            "experiments": [
+                {
+                    "task": {"name": "inst", "type": "multiclass_classification"},
+                    "datasets": [
+                        {
+                            "name": "notes",
+                            "type": "catalog",
+                            "manifest": "m.csv",
+                            "label_column": "x",
+                            "split_type": "all",
+                            "n_folds": 5,
+                            "fold": 2,
+                        }
+                    ],
+                    "embedding_models": ["mfcc-stats"],
+                    "downstream_models": [{"name": "lin"}],
+                }
+            ],
+        }
+    )
+    assert "fold 2 of 5 (split_type all: one fold per run)" in make_plan(cfg).text()
