@@ -163,10 +163,10 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
                 summary["trial_seconds"] += g.trial_seconds
                 summary["wall_seconds"] += g.wall_seconds
                 if g.history:
-                    pq.write_table(pa.Table.from_pylist(g.history), ctx.run_dir / "history" / f"{name}.parquet")
+                    _write_atomic(pa.Table.from_pylist(g.history), ctx.run_dir / "history" / f"{name}.parquet")
                 if g.probes:  # every configuration trained, its parameters, and which one was selected
                     (ctx.run_dir / "probes").mkdir(exist_ok=True)
-                    pq.write_table(pa.Table.from_pylist(g.probes), ctx.run_dir / "probes" / f"{name}.parquet")
+                    _write_atomic(pa.Table.from_pylist(g.probes), ctx.run_dir / "probes" / f"{name}.parquet")
                 for (probe, seed, sid), matrix in g.confusion.items():
                     write_confusion(
                         ctx.run_dir / "confusion" / f"{name}__{probe}__{seed}__{sid}.json", np.asarray(matrix), g.labels
@@ -178,8 +178,15 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
                     tmp.rename(out)  # committed only when the whole group finished
                 summary["trained"] += 1
     if summary["failed"]:
-        pq.write_table(pa.Table.from_pylist(summary["failed"]), ctx.run_dir / "failed.parquet")
+        _write_atomic(pa.Table.from_pylist(summary["failed"]), ctx.run_dir / "failed.parquet")
     return summary
+
+
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    """Write a Parquet file under a temporary name, then rename it: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(path)
 
 
 def stage_evaluate(ctx: RunContext) -> pa.Table:
@@ -190,12 +197,8 @@ def stage_evaluate(ctx: RunContext) -> pa.Table:
     from repeval.tuning.results import seed_summary
 
     table = pa.concat_tables([pq.read_table(f) for f in files])
-    tmp = ctx.run_dir / "results.parquet.tmp"
-    pq.write_table(table, tmp)
-    tmp.rename(ctx.run_dir / "results.parquet")
-    tmp = ctx.run_dir / "summary.parquet.tmp"  # mean ± std over seeds per cell, metric and label
-    pq.write_table(seed_summary(table), tmp)
-    tmp.rename(ctx.run_dir / "summary.parquet")
+    _write_atomic(table, ctx.run_dir / "results.parquet")
+    _write_atomic(seed_summary(table), ctx.run_dir / "summary.parquet")  # mean ± std over seeds per cell
     return table
 
 

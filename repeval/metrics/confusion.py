@@ -54,7 +54,9 @@ def write_confusion(path: Path, matrix: np.ndarray, labels: Sequence[str]) -> Pa
     """Write a confusion record as JSON (creating parent folders)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(confusion_record(matrix, labels)))
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(confusion_record(matrix, labels)))
+    tmp.replace(path)  # a reader never sees half a record
     return path
 
 

@@ -173,7 +173,8 @@ def test_fake_gpu_node_activates_gpu_requests(rendered_notes: Path) -> None:
     embed = [a for a in out["actors"] if "MapBatches(Embed)" in a["class_name"]]
     assert embed and all(a["required_resources"] == {"CPU": 1.0, "GPU": 1.0, "embed": 1.0} for a in embed), embed
     # probe trials run in Tune placement groups: their requests read GPU_group_<i>_<pg id> (or GPU)
-    trials = [a for a in out["actors"] if a["class_name"] == "ImplicitFunc"]
+    # Tune's function-trainable actor: "ImplicitFunc" or, qualified, "wrap_function.<locals>.ImplicitFunc"
+    trials = [a for a in out["actors"] if a["class_name"].split(".")[-1] == "ImplicitFunc"]
     gpu = [v for a in trials for k, v in a["required_resources"].items() if k == "GPU" or k.startswith("GPU_group")]
     assert trials and gpu and all(v == 0.5 for v in gpu), [(a["class_name"], a["required_resources"]) for a in trials]
     assert "embed clmr-v2:    1 embedding actor(s) × 1 CPU, 1 GPU, embed=1" in out["plan"], out["plan"]
