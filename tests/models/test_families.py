@@ -218,3 +218,16 @@ def test_importing_the_zoo_loads_no_framework() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize(("sr", "n_fft", "n_mels"), [(22050, 2048, 128), (16000, 512, 64), (44100, 1024, 40)])
+def test_numpy_mel_filterbank_is_librosas(sr, n_fft, n_mels):
+    """The handcrafted baselines build their mel filters without librosa (its first filter call loads numba in
+    every embedding actor); the matrix must be librosa's, bit for bit."""
+    import librosa
+
+    from repeval.models.handcrafted import mel_filterbank
+
+    ours = mel_filterbank(sr, n_fft, n_mels)
+    assert ours.dtype == np.float32
+    np.testing.assert_array_equal(ours, librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels))
