@@ -20,7 +20,7 @@ _F_SP, _MIN_LOG_HZ, _LOGSTEP = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
 _MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
 
 
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+def _hz_to_mel(f: np.ndarray | float) -> np.ndarray:
     """Slaney's mel scale (linear below 1 kHz, logarithmic above), as ``librosa.hz_to_mel(htk=False)``."""
     f = np.asanyarray(f, dtype=np.float64)
     mels = f / _F_SP
@@ -38,7 +38,7 @@ def mel_filterbank(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
     0 Hz to Nyquist, float32) in numpy: the same matrix without importing librosa, whose first filter
     call loads numba (~0.8 s in every embedding actor that starts)."""
     fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
-    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(np.float64(0.0)), _hz_to_mel(np.float64(sr / 2.0)), n_mels + 2))
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sr / 2.0), n_mels + 2))
     fdiff = np.diff(mel_f)
     ramps = np.subtract.outer(mel_f, fftfreqs)
     weights = np.zeros((n_mels, 1 + n_fft // 2), dtype=np.float32)
