@@ -104,6 +104,8 @@ def stub_modules(*names: str, why: str = "") -> Iterator[None]:
         stub = types.ModuleType(name)
 
         def _missing(attr: str, _name: str = name) -> Any:
+            if attr.startswith("__"):  # introspection (``getattr(m, "__file__", None)``) must see a plain module
+                raise AttributeError(attr)
             raise ImportError(f"'{_name}.{attr}' is unavailable: {_name} is not installed ({why})")
 
         stub.__getattr__ = _missing  # type: ignore[method-assign]

