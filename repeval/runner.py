@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
@@ -118,8 +119,6 @@ def group_inputs(ctx: RunContext, ei: int, dataset: str, model: str, scenarios: 
     for sid in [CLEAN, *scenarios]:
         m = ctx.store.partition(dataset, model, sid).manifest() or {}
         parts[sid] = [m.get("rows"), m.get("errors"), m.get("config_hash")]
-    import pyarrow.compute as pc
-
     counts = pc.value_counts(ctx.rows[(ei, dataset)].column("split")).to_pylist()
     return {"partitions": parts, "splits": {str(c["values"]): int(c["counts"]) for c in counts}}
 
@@ -172,10 +171,8 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
                         ctx.run_dir / "confusion" / f"{name}__{probe}__{seed}__{sid}.json", np.asarray(matrix), g.labels
                     )
                 if g.rows:
-                    tmp = out.with_suffix(".tmp")
-                    pq.write_table(results_table(ctx.run_id, g.rows), tmp)
                     sidecar.write_text(json.dumps(inputs, sort_keys=True))  # before the commit below
-                    tmp.rename(out)  # committed only when the whole group finished
+                    _write_atomic(results_table(ctx.run_id, g.rows), out)  # committed only when the group finished
                 summary["trained"] += 1
     if summary["failed"]:
         _write_atomic(pa.Table.from_pylist(summary["failed"]), ctx.run_dir / "failed.parquet")

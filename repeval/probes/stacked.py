@@ -10,7 +10,7 @@ would follow alone:
 - initial weights come from the probe's own ``torch.Generator`` (seeded with its seed), drawn in
   ``nn.Linear`` order (:func:`repeval.probes.model.init_linear_`);
 - dropout masks come from the same generator, one ``uniform_`` draw per layer and step, an element
-  kept when its draw is ``>= p`` (:func:`dropout_mask`, what :class:`repeval.probes.model.Dropout`
+  kept when its draw is ``>= p`` (:meth:`StackedMLP._keep_scale`, what :class:`repeval.probes.model.Dropout`
   does with the global generator after ``torch.manual_seed(seed)``). This is ``nn.Dropout``'s
   distribution, but ``Tensor.bernoulli_`` — what ``nn.Dropout`` calls on CPU — costs ~11 ns per
   element against ~2.7 for ``uniform_``, and mask drawing was the largest single cost of a stack

@@ -105,15 +105,16 @@ def _pack(units: list[Unit], data: ProbeData, n_bins: int) -> list[Unit]:
     by_key: dict[tuple[bool, int], list[Unit]] = {}
     for u in units:
         by_key.setdefault((u.evaluate, -1 if u.evaluate else u.spec), []).append(u)
-    total = sum(_cost(u, data) for u in units) or 1.0
+    cost = {id(u): _cost(u, data) for u in units}
+    total = sum(cost.values()) or 1.0
     out: list[Unit] = []
     for (evaluate, _), group in by_key.items():
-        share = sum(_cost(u, data) for u in group) / total
+        share = sum(cost[id(u)] for u in group) / total
         k = min(len(group), max(1, round(n_bins * share)))
         bins: list[list[Member]] = [[] for _ in range(k)]
         shapes: list[set[tuple]] = [set() for _ in range(k)]
         loads = [0.0] * k
-        for u in sorted(group, key=lambda u: -_cost(u, data)):
+        for u in sorted(group, key=lambda u: -cost[id(u)]):
             mine = {group_key(m.config, data) for m in u.members}
             free = [i for i in range(len(bins)) if not shapes[i] & mine]
             if not free:
@@ -124,7 +125,7 @@ def _pack(units: list[Unit], data: ProbeData, n_bins: int) -> list[Unit]:
             i = min(free, key=lambda j: loads[j])
             bins[i].extend(u.members)
             shapes[i] |= mine
-            loads[i] += _cost(u, data)
+            loads[i] += cost[id(u)]
         out.extend(Unit(b, evaluate, b[0].spec) for b in bins if b)
     return out
 
@@ -231,11 +232,9 @@ def _fit(
         pairs = _trial_results(tuner.fit())
         if {c.get("unit") for c, _ in pairs} == set(range(n_units)):
             return pairs, True
-        log.warning("Tune experiment %s could not be resumed whole (interrupted mid-write); running it again", path)
-        _move_aside(st, name, path, "incomplete")
+        _move_aside(st, name, "incomplete", "could not be resumed whole (interrupted mid-write); running it again")
     elif st.exists(name):  # left by a different configuration: keep it aside, never mix
-        log.warning("Tune experiment %s was planned for another configuration; moving it aside", path)
-        _move_aside(st, name, path, "stale")
+        _move_aside(st, name, "stale", "was planned for another configuration")
     st.write_text(marker, json.dumps({"fingerprint": fingerprint}))
     # end issue 8
     tuner = tune.Tuner(
@@ -254,10 +253,10 @@ def _fit(
     return _trial_results(tuner.fit()), False
 
 
-def _move_aside(st: Any, name: str, path: str, why: str) -> None:
-    dest = f"{name}.{why}-{time.strftime('%Y%m%d-%H%M%S')}"
+def _move_aside(st: Any, name: str, tag: str, reason: str) -> None:
+    dest = f"{name}.{tag}-{time.strftime('%Y%m%d-%H%M%S')}"
     st.move(name, dest)
-    log.warning("kept the old Tune experiment %s at %s", path, st.uri(dest))
+    log.warning("Tune experiment %s %s; kept it at %s", st.uri(name), reason, st.uri(dest))
 
 
 def _trial_results(grid: Any) -> list[tuple[dict[str, Any], Any]]:
