@@ -15,6 +15,7 @@ time); the manifest repeats it with the row and error counts.
 from __future__ import annotations
 
 import json
+import os
 import logging
 import time
 import uuid
@@ -312,6 +313,14 @@ def write_table_atomic(fs: pafs.FileSystem, directory: str, table: pa.Table) -> 
     return f"{directory}/{name}"
 
 
+def _testing_pause() -> None:
+    """Fault-injection aid, unset in normal use: ``REPEVAL_TESTING_PART_PAUSE_S`` seconds of sleep after each
+    committed part file, so a test can kill the driver between two commits however fast the machine is."""
+    pause = os.environ.get("REPEVAL_TESTING_PART_PAUSE_S")
+    if pause:
+        time.sleep(float(pause))
+
+
 class PartitionWriter:
     """Buffers rows for one partition (Arrow tables or dicts) and flushes them as atomic part files."""
 
@@ -352,6 +361,7 @@ class PartitionWriter:
             write_table_atomic(self.partition.fs, self.partition.path, pa.concat_tables(self._tables))
             self.written += self._n
             self._tables, self._n = [], 0
+            _testing_pause()
 
     def _flush_errors(self) -> None:
         if self._errors:

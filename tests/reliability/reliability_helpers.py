@@ -118,12 +118,12 @@ def cli_env(tmp: Path) -> dict[str, str]:
 class Proc:
     """A ``repeval`` CLI subprocess whose stdout/stderr are drained by threads (lines queued as they come)."""
 
-    def __init__(self, args: list[str], cwd: Path) -> None:
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
         self.tmpdir = Path(tempfile.mkdtemp(prefix="rvrel-"))
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "repeval.cli", *args],
             cwd=cwd,
-            env=cli_env(self.tmpdir),
+            env={**cli_env(self.tmpdir), **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -81,8 +81,10 @@ def test_ctrl_c_and_kill9_at_three_points_then_resume_equals_uninterrupted(refer
     assert complete(store) == fast_parts
     assert n1 < total
 
-    # 2. kill -9 of the driver during embedding: some of the slow model's rows are stored, not all
-    p = Proc(args, tmp_path)
+    # 2. kill -9 of the driver during embedding: some of the slow model's rows are stored, not all. On a fast
+    #    machine the stream can end within one poll of its first part file, so the driver sleeps after each
+    #    committed part (a driver-side pause: what is computed and written is unchanged)
+    p = Proc(args, tmp_path, env={"REPEVAL_TESTING_PART_PAUSE_S": "0.5"})
     stop_when(p, lambda: done() > n1 and not complete(store) & slow_parts)
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
