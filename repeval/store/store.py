@@ -15,8 +15,8 @@ time); the manifest repeats it with the row and error counts.
 from __future__ import annotations
 
 import json
-import os
 import logging
+import os
 import time
 import uuid
 from dataclasses import dataclass
