@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from repeval.config import Config
+from repeval.datasets.load import dataset_folds
 from repeval.pipeline.stages import CLEAN
 
 
@@ -56,15 +57,18 @@ def make_plan(
         n_tested = sum(s.size if s.select == "all" else 1 for s in specs)
         for ds in exp.datasets:
             scen = list(exp.scenarios_for(ds))
+            folds = dataset_folds(ds) if ds.split_type == "all" else [None]
             for m in exp.embedding_models:
-                trainings = n_probes * seeds
-                p.trainings += trainings
-                p.test_cells += n_tested * seeds * (1 + len(scen))
-                done = (
-                    run_dir is not None
-                    and (run_dir / "groups" / f"{exp.task.name}__{ds.name}__{m.id}.parquet").exists()
-                )
-                p.trainings_done += trainings if done else 0
+                for fold in folds:  # k folds: every fold is trained and tested
+                    trainings = n_probes * seeds
+                    p.trainings += trainings
+                    p.test_cells += n_tested * seeds * (1 + len(scen))
+                    suffix = "" if fold is None else f"__fold{fold}"
+                    done = (
+                        run_dir is not None
+                        and (run_dir / "groups" / f"{exp.task.name}__{ds.name}__{m.id}{suffix}.parquet").exists()
+                    )
+                    p.trainings_done += trainings if done else 0
                 for sid in [CLEAN, *scen]:
                     if (ds.name, m.id, sid) in seen:
                         continue  # tasks on one dataset share its embeddings
@@ -77,7 +81,7 @@ def make_plan(
                 f"{n_probes} probe configurations ({n_tested} tested) × {seeds} seed(s), scenarios: clean{', ' if scen else ''}{', '.join(scen)}; "
                 f"metrics: {', '.join(exp.metric_names)}"
                 + (
-                    f"; fold {ds.fold} of {ds.n_folds} (split_type all: one fold per run)"
+                    f"; × {ds.n_folds} folds (split_type all: validation = fold i, test = fold i+1)"
                     if ds.split_type == "all"
                     else ""
                 )

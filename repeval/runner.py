@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from repeval.config import Config, ExperimentConfig
-from repeval.datasets import load_dataset
+from repeval.datasets import load_dataset, load_folds
 from repeval.pipeline.embed import EmbedSummary, embed_experiment
 from repeval.rundir import RunLocation
 from repeval.store import EmbeddingStore
@@ -39,6 +39,9 @@ class RunContext:
     run_dir: Path
     store: EmbeddingStore
     rows: dict[tuple[int, str], pa.Table] = field(default_factory=dict)
+    #: k folds (``split_type: all``): the rows of every fold, each with that fold's splits; ``rows`` holds
+    #: fold ``dataset.fold``. Datasets with one split are not here.
+    folds: dict[tuple[int, str], dict[int, pa.Table]] = field(default_factory=dict)
     #: where the run directory lives (issue 8): ``run_dir`` is its local working copy
     location: RunLocation | None = None
 
@@ -63,21 +66,51 @@ def make_context(cfg: Config, run_id: str | None = None, store: str | None = Non
     return ctx
 
 
-def group_name(exp: ExperimentConfig, dataset: str, model: str) -> str:
-    return f"{exp.task.name}__{dataset}__{model}"
+def group_name(exp: ExperimentConfig, dataset: str, model: str, fold: int | None = None) -> str:
+    """``<task>__<dataset>__<model>``, and ``__fold<k>`` for fold k of a ``split_type: all`` dataset."""
+    return f"{exp.task.name}__{dataset}__{model}" + ("" if fold is None else f"__fold{fold}")
 
 
 def load_rows(ctx: RunContext) -> None:
-    """Load every experiment's datasets and save their splits with the run."""
+    """Load every experiment's datasets and save their splits with the run (one file per fold for k folds)."""
     for ei, exp in enumerate(ctx.cfg.experiments):
         for ds in exp.datasets:
             if (ei, ds.name) in ctx.rows:
                 continue
+            (ctx.run_dir / "splits").mkdir(exist_ok=True)
+            base = ctx.run_dir / "splits" / f"{exp.task.name}__{ds.name}"
+            if ds.split_type == "all":
+                folds = load_folds(ds, exp.task)
+                ctx.folds[(ei, ds.name)] = folds
+                ctx.rows[(ei, ds.name)] = folds.get(ds.fold, next(iter(folds.values())))
+                for f, rows in folds.items():
+                    pq.write_table(rows, f"{base}__fold{f}.parquet")
+                log.info("dataset %s: split_type all — %d folds (validation = fold i, test = fold i+1)",
+                         ds.name, len(folds))  # fmt: skip
+                continue
             rows, _ = load_dataset(ds, exp.task)
             ctx.rows[(ei, ds.name)] = rows
-            split_file = ctx.run_dir / "splits" / f"{exp.task.name}__{ds.name}.parquet"
-            split_file.parent.mkdir(exist_ok=True)
-            pq.write_table(rows, split_file)
+            pq.write_table(rows, f"{base}.parquet")
+
+
+def fold_rows(ctx: RunContext, ei: int, dataset: str) -> dict[int | None, pa.Table]:
+    """The row sets a dataset is trained and tested on: every fold for k folds, else ``{None: rows}``."""
+    folds = ctx.folds.get((ei, dataset))
+    if not folds:
+        return {None: ctx.rows[(ei, dataset)]}
+    return {f: rows for f, rows in folds.items()}
+
+
+def deform_ids(ctx: RunContext, ei: int) -> dict[str, pa.Array]:
+    """For k-fold datasets: the tracks to deform — those in ``run.deform_splits`` of any fold (every track
+    is in the test split of one fold, so by default every track)."""
+    wanted = pa.array(list(ctx.cfg.run.deform_splits), pa.string())
+    out = {}
+    for (e, name), folds in ctx.folds.items():
+        if e == ei:
+            ids = [r.filter(pc.fill_null(pc.is_in(r.column("split"), value_set=wanted), False)) for r in folds.values()]
+            out[name] = pc.unique(pa.chunked_array([t.column("track_id") for t in ids]).combine_chunks())
+    return out
 
 
 def stage_embed(
@@ -102,24 +135,34 @@ def _stage_embed(
         rows = {ds.name: ctx.rows[(ei, ds.name)] for ds in exp.datasets}
         total.merge(
             embed_experiment(
-                ctx.cfg, exp, rows, ctx.store, deformed_only=deformed_only, progress=progress, retry_errors=retry_errors
+                ctx.cfg,
+                exp,
+                rows,
+                ctx.store,
+                deformed_only=deformed_only,
+                progress=progress,
+                retry_errors=retry_errors,
+                deform_ids=deform_ids(ctx, ei),
             )
         )
     log.debug(total.line())  # the CLI prints it
     return total
 
 
-def group_inputs(ctx: RunContext, ei: int, dataset: str, model: str, scenarios: list[str]) -> dict[str, Any]:
+def group_inputs(
+    ctx: RunContext, ei: int, dataset: str, model: str, scenarios: list[str], rows: pa.Table | None = None
+) -> dict[str, Any]:
     """What a group was trained on: each partition's row and error counts (from its manifest) and the number
-    of tracks per split. A finished group is reused only while these are unchanged — a store completed
-    further, or an error retried with ``--retry-errors``, trains it again."""
+    of tracks per split (of ``rows``, default the dataset's rows). A finished group is reused only while these
+    are unchanged — a store completed further, or an error retried with ``--retry-errors``, trains it again."""
     from repeval.pipeline.stages import CLEAN
 
     parts = {}
     for sid in [CLEAN, *scenarios]:
         m = ctx.store.partition(dataset, model, sid).manifest() or {}
         parts[sid] = [m.get("rows"), m.get("errors"), m.get("config_hash")]
-    counts = pc.value_counts(ctx.rows[(ei, dataset)].column("split")).to_pylist()
+    rows = ctx.rows[(ei, dataset)] if rows is None else rows
+    counts = pc.value_counts(rows.column("split")).to_pylist()
     return {"partitions": parts, "splits": {str(c["values"]): int(c["counts"]) for c in counts}}
 
 
@@ -130,10 +173,7 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
     ``probes/`` (every configuration, its parameters and which was selected), ``confusion/``;
     an interrupted group's Tune experiment under ``tune/`` is resumed.
     """
-    from repeval.metrics import write_confusion
     from repeval.ray_utils import init_ray
-    from repeval.tuning.data import probe_data
-    from repeval.tuning.grid import results_table, run_group
 
     init_ray()
     load_rows(ctx)
@@ -145,38 +185,61 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
         for ds in exp.datasets:
             scenarios = list(exp.scenarios_for(ds))
             for m in exp.embedding_models:
-                name = group_name(exp, ds.name, m.id)
-                out = groups_dir / f"{name}.parquet"
-                inputs = group_inputs(ctx, ei, ds.name, m.id, scenarios)
-                sidecar = groups_dir / f"{name}.inputs.json"
-                if out.exists():
-                    if sidecar.exists() and json.loads(sidecar.read_text()) == inputs:
-                        summary["skipped"] += 1
-                        continue
-                    log.warning(
-                        "%s: its embeddings changed since it was trained (rows or errors); training it again", name
-                    )
-                data = probe_data(exp.task.effective_type, ctx.rows[(ei, ds.name)], ctx.store, ds.name, m.id, scenarios)
-                g = run_group(ctx.cfg, exp, ds.name, m.id, data, ctx.tune_storage)
-                summary["failed"] += g.failed
-                summary["trial_seconds"] += g.trial_seconds
-                summary["wall_seconds"] += g.wall_seconds
-                if g.history:
-                    _write_atomic(pa.Table.from_pylist(g.history), ctx.run_dir / "history" / f"{name}.parquet")
-                if g.probes:  # every configuration trained, its parameters, and which one was selected
-                    (ctx.run_dir / "probes").mkdir(exist_ok=True)
-                    _write_atomic(pa.Table.from_pylist(g.probes), ctx.run_dir / "probes" / f"{name}.parquet")
-                for (probe, seed, sid), matrix in g.confusion.items():
-                    write_confusion(
-                        ctx.run_dir / "confusion" / f"{name}__{probe}__{seed}__{sid}.json", np.asarray(matrix), g.labels
-                    )
-                if g.rows:
-                    sidecar.write_text(json.dumps(inputs, sort_keys=True))  # before the commit below
-                    _write_atomic(results_table(ctx.run_id, g.rows), out)  # committed only when the group finished
-                summary["trained"] += 1
+                for fold, rows in fold_rows(ctx, ei, ds.name).items():
+                    _train_group(ctx, ei, exp, ds.name, m.id, scenarios, fold, rows, summary)
     if summary["failed"]:
         _write_atomic(pa.Table.from_pylist(summary["failed"]), ctx.run_dir / "failed.parquet")
     return summary
+
+
+def _train_group(
+    ctx: RunContext,
+    ei: int,
+    exp: ExperimentConfig,
+    dataset: str,
+    model: str,
+    scenarios: list[str],
+    fold: int | None,
+    rows: pa.Table,
+    summary: dict[str, Any],
+) -> None:
+    """Train and test one group — (task, dataset, model) and, for k folds, one fold — unless it is done."""
+    from repeval.metrics import write_confusion
+    from repeval.tuning.data import probe_data
+    from repeval.tuning.grid import results_table, run_group
+
+    groups_dir = ctx.run_dir / "groups"
+    name = group_name(exp, dataset, model, fold)
+    out = groups_dir / f"{name}.parquet"
+    inputs = group_inputs(ctx, ei, dataset, model, scenarios, rows)
+    sidecar = groups_dir / f"{name}.inputs.json"
+    if out.exists():
+        if sidecar.exists() and json.loads(sidecar.read_text()) == inputs:
+            summary["skipped"] += 1
+            return
+        log.warning("%s: its embeddings changed since it was trained (rows or errors); training it again", name)
+    data = probe_data(exp.task.effective_type, rows, ctx.store, dataset, model, scenarios)
+    g = run_group(ctx.cfg, exp, dataset, model, data, ctx.tune_storage, name=name)
+    summary["failed"] += [{**f, "fold": fold} for f in g.failed]
+    summary["trial_seconds"] += g.trial_seconds
+    summary["wall_seconds"] += g.wall_seconds
+    if g.history:
+        _write_atomic(
+            pa.Table.from_pylist([{**h, "fold": fold} for h in g.history]), ctx.run_dir / "history" / f"{name}.parquet"
+        )
+    if g.probes:  # every configuration trained, its parameters, and which one was selected
+        (ctx.run_dir / "probes").mkdir(exist_ok=True)
+        _write_atomic(
+            pa.Table.from_pylist([{**p, "fold": fold} for p in g.probes]), ctx.run_dir / "probes" / f"{name}.parquet"
+        )
+    suffix = "" if fold is None else f"__fold{fold}"  # the report pools a k-fold run's matrices over folds
+    for (probe, seed, sid), matrix in g.confusion.items():
+        path = ctx.run_dir / "confusion" / f"{group_name(exp, dataset, model)}__{probe}__{seed}__{sid}{suffix}.json"
+        write_confusion(path, np.asarray(matrix), g.labels)
+    if g.rows:
+        sidecar.write_text(json.dumps(inputs, sort_keys=True))  # before the commit below
+        _write_atomic(results_table(ctx.run_id, [{**r, "fold": fold} for r in g.rows]), out)  # committed when done
+    summary["trained"] += 1
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:

@@ -16,7 +16,7 @@ from repeval.datasets.base import (
     register_dataset,
 )
 from repeval.datasets.encoding import KEY_CLASSES, LabelEncoder, decode_labels, encode_labels, normalize_key
-from repeval.datasets.load import dataset_folds, load_dataset
+from repeval.datasets.load import dataset_folds, fold_config, load_dataset, load_folds
 from repeval.datasets.splits import fold_splits, load_splits, save_splits, stratified_split
 
 __all__ = [
@@ -32,8 +32,10 @@ __all__ = [
     "dataset_folds",
     "decode_labels",
     "encode_labels",
+    "fold_config",
     "fold_splits",
     "load_dataset",
+    "load_folds",
     "load_splits",
     "normalize_key",
     "register_dataset",

@@ -36,24 +36,35 @@ def dataset_folds(ds: Any) -> list[int]:
     return [int(getattr(ds, "fold", 0) or 0)]
 
 
-def load_dataset(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
-    rows, report = DATASETS.get(loader_name(ds))(ds, task)
+def fold_config(ds: Any, fold: int) -> Any:
+    """The dataset config of one fold of a ``split_type: all`` dataset."""
+    return ds.model_copy(update={"fold": fold})
+
+
+def load_folds(ds: Any, task: Any) -> dict[int, pa.Table]:
+    """Rows of every fold a run evaluates (see :func:`dataset_folds`), each with that fold's splits.
+
+    Each fold is loaded through the dataset's loader, so official folds (TinySOL), official
+    split files (MTG-Jamendo ``split-k``) and group-aware rotating folds all work the same way.
+    """
+    folds = dataset_folds(ds)
+    return {f: load_dataset(fold_config(ds, f), task, report=i == 0)[0] for i, f in enumerate(folds)}
+
+
+def load_dataset(ds: Any, task: Any, report: bool = True) -> tuple[pa.Table, LoadReport]:
+    """Rows (track id, audio, label, split, group) of one dataset for a task; ``report`` logs the loader's
+    findings (missing files, unknown labels), once per dataset when its folds are loaded one by one."""
+    rows, found = DATASETS.get(loader_name(ds))(ds, task)
     if getattr(ds, "split_type", "single") == "all":
-        fold, k = int(getattr(ds, "fold", 0) or 0), int(ds.n_folds)
-        rows = fill_fold_splits(rows, k, fold, ds.split_seed)
-        log.warning(
-            "dataset %s: split_type all — this run evaluates fold %d of %d (validation = fold %d, test = fold %d); "
-            "evaluate the others with datasets[].fold: 0..%d, one run id per fold",
-            ds.name, fold, k, fold, (fold + 1) % k, k - 1,
-        )  # fmt: skip
+        rows = fill_fold_splits(rows, int(ds.n_folds), int(getattr(ds, "fold", 0) or 0), ds.split_seed)
     else:
         rows = fill_splits(rows, tuple(ds.split_ratios), ds.split_seed)
     if ds.max_tracks is not None and rows.num_rows > ds.max_tracks:
         rows = cap_tracks(rows, ds.max_tracks, ds.split_seed)
     pa.default_memory_pool().release_unused()  # return the split's scratch memory to the OS
-    for line in report.lines():
+    for line in found.lines() if report else ():
         log.warning("dataset %s: %s", ds.name, line)
-    return rows, report
+    return rows, found
 
 
 def cap_tracks(rows: pa.Table, n: int, seed: int) -> pa.Table:

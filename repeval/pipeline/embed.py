@@ -94,9 +94,14 @@ def embed_experiment(
     deformed_only: bool = False,
     progress: bool | None = None,
     retry_errors: bool = False,
+    deform_ids: dict[str, pa.Array] | None = None,
 ) -> EmbedSummary:
     """Embed what the store lacks for one experiment; ``retry_errors`` first deletes the error records of its
-    partitions, so tracks that failed before (a file since fixed or replaced) are computed again."""
+    partitions, so tracks that failed before (a file since fixed or replaced) are computed again.
+
+    Tracks in ``run.deform_splits`` are deformed; ``deform_ids[dataset]``, when given, names them instead
+    (k folds: a track in the test split of any fold).
+    """
     from repeval.ray_utils import cluster_cpus, cluster_gpus
 
     summary = EmbedSummary()
@@ -106,9 +111,11 @@ def embed_experiment(
         rows = rows_by_dataset[ds.name]
         scenarios = exp.scenarios_for(ds)
         ids = rows.column("track_id").combine_chunks()
-        deform_mask = pc.fill_null(
-            pc.is_in(rows.column("split"), value_set=pa.array(list(run.deform_splits), pa.string())), False
-        ).to_numpy(zero_copy_only=False)
+        if deform_ids is not None and ds.name in deform_ids:
+            in_deform = pc.is_in(ids, value_set=deform_ids[ds.name])
+        else:
+            in_deform = pc.is_in(rows.column("split"), value_set=pa.array(list(run.deform_splits), pa.string()))
+        deform_mask = pc.fill_null(in_deform, False).to_numpy(zero_copy_only=False)
         for mcfg in exp.embedding_models:
             fam, params = resolve_model(mcfg)
             sample_rate = int(

@@ -85,14 +85,17 @@ def _summary_cards(df: pd.DataFrame, task: str, dataset: str) -> str:
     best = per["mean"].idxmax() if _higher(metric) else per["mean"].idxmin()
     rec = per.loc[best]
     std = f" ± {fmt_number(rec['std'])}" if rec["count"] > 1 else ""
+    n_folds = int(agg["fold"].nunique()) if "fold" in agg.columns else 0
+    replicates = "seed(s) × fold(s)" if n_folds > 1 else "seed(s)"
+    folds = f"{n_folds} folds, " if n_folds > 1 else ""
+    test_note = "per fold" if n_folds > 1 else "per evaluation"
     cards = [
         f'<div class="rv-card"><span>best on clean {e(metric)}</span><b>{e(best[0])} · {e(best[1])}</b>'
-        f"<span>{fmt_number(rec['mean'])}{std} over {int(rec['count'])} seed(s)</span></div>",
+        f"<span>{fmt_number(rec['mean'])}{std} over {int(rec['count'])} {replicates}</span></div>",
         f'<div class="rv-card"><span>grid</span><b>{agg["model"].nunique()} models × {agg["probe"].nunique()} '
-        f"probes</b><span>{df['seed'].nunique()} seed(s), "
+        f"probes</b><span>{df['seed'].nunique()} seed(s), {folds}"
         f"{len(ordered_scenarios(df[(df['task'] == task)]['scenario'].unique()))} scenario(s)</span></div>",
-        f'<div class="rv-card"><span>test tracks</span><b>{int(agg["n_test"].max())}</b>'
-        f"<span>per evaluation</span></div>",
+        f'<div class="rv-card"><span>test tracks</span><b>{int(agg["n_test"].max())}</b><span>{test_note}</span></div>',
     ]
     return f'<div class="rv-summary">{"".join(cards)}</div>'
 
@@ -142,7 +145,7 @@ def _per_label_block(df: pd.DataFrame, task: str, dataset: str) -> str:
         ("scenario", 2, ordered_scenarios(per["scenario"].unique())),
     ]
     table = (
-        f'<table class="rv-table sortable" id="{tid}"><caption>per-label values (mean ± std over seeds)</caption>'
+        f'<table class="rv-table sortable" id="{tid}"><caption>per-label values (mean ± std over seeds and folds)</caption>'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
     )
     figs = "".join(
@@ -205,7 +208,7 @@ def _group_section(runs: list[Run], df: pd.DataFrame, history: pd.DataFrame | No
     out.append(_summary_cards(df, task, dataset))
     out.append(_table_block(df, "model_comparison", task, dataset, "Model comparison (clean audio)"))
     out.append(_table_block(df, "all_deform_all_models", task, dataset, "All models × probes × scenarios",
-                            "mean ± std over seeds; hover a cell for its bootstrap interval"))  # fmt: skip
+                            "mean ± std over seeds (and folds); hover a cell for its bootstrap interval"))  # fmt: skip
     if has_deform:
         out.append(_table_block(df, "robustness", task, dataset, "Robustness (deformed − clean)"))
     figs = [
@@ -260,7 +263,7 @@ def build_report_html(runs: list[Run], *, title: str = "repeval report") -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{e(title)}: {e(run_ids)}</title><style>{_asset('report.css')}</style></head><body>"
         f"<header><h1>{e(title)}</h1><p>runs: {e(run_ids)} · {len(pairs)} task/dataset pair(s) · generated {stamp}</p>"
-        "<p>Tables: mean ± std over seeds, best per column highlighted, click a header to sort. "
+        "<p>Tables: mean ± std over seeds (and folds for k-fold datasets), best per column highlighted, click a header to sort. "
         "Hover a value for its 95% bootstrap interval over test tracks.</p></header>"
         f'<nav><a href="#runs">runs &amp; config</a>{nav}</nav><main>'
         f"{''.join(sections)}{_run_section(runs)}</main>"

@@ -5,8 +5,9 @@ Layout of ``runs/<run_id>/``:
 - ``results.parquet``: one row per (cell × scenario × metric × label), columns ``RESULT_COLUMNS``.
 - ``config.yaml``: the configuration as run.
 - ``history.parquet`` or ``history/*.parquet`` (optional): per-epoch losses, columns ``HISTORY_COLUMNS``.
-- ``confusion/<task>__<dataset>__<model>__<probe>__<seed>__<scenario>.json`` (optional):
-  ``{"labels": [...], "matrix": [[...]]}``.
+- ``confusion/<task>__<dataset>__<model>__<probe>__<seed>__<scenario>[__fold<k>].json`` (optional):
+  ``{"labels": [...], "matrix": [[...]]}``; a k-fold run's matrices are pooled (summed) over folds —
+  every track is tested in exactly one fold.
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ log = logging.getLogger(__name__)
 # the one results schema, owned by the stage that writes results.parquet
 RESULTS_SCHEMA = RESULT_SCHEMA
 RESULT_COLUMNS = tuple(RESULTS_SCHEMA.names)
+#: columns a results file may lack (written before they existed): filled with nulls
+OPTIONAL_COLUMNS = ("fold",)
 #: columns that identify one probe evaluation (a table cell before averaging over seeds)
-CELL_COLUMNS = ("run_id", "task", "task_type", "dataset", "model", "probe", "seed", "scenario")
+CELL_COLUMNS = ("run_id", "task", "task_type", "dataset", "model", "probe", "seed", "fold", "scenario")
 HISTORY_COLUMNS = ("task", "dataset", "model", "probe", "seed", "epoch", "train_loss", "val_loss", "val_criterion")
 CLEAN = "clean"
 
@@ -48,6 +51,8 @@ class ConfusionKey:
     @classmethod
     def from_filename(cls, name: str) -> ConfusionKey | None:
         parts = name.removesuffix(".json").split("__")
+        if len(parts) == 7 and parts[6].startswith("fold") and parts[6][4:].isdigit():
+            parts = parts[:6]  # one fold of a k-fold run: pooled with the other folds
         if len(parts) != 6:
             return None
         try:
@@ -85,13 +90,16 @@ def write_results(df: pd.DataFrame, path: Path) -> Path:
 
 def normalise_results(df: pd.DataFrame, source: str = "results") -> pd.DataFrame:
     """Check the columns of a results frame and coerce their types; ``ValueError`` names what is missing."""
-    missing = [c for c in RESULT_COLUMNS if c not in df.columns]
+    missing = [c for c in RESULT_COLUMNS if c not in df.columns and c not in OPTIONAL_COLUMNS]
     if missing:
         raise ValueError(
             f"{source} lacks the result columns {', '.join(missing)}; it must have {', '.join(RESULT_COLUMNS)} "
             "(is this a results.parquet written by `repeval run`?)"
         )
     df = df.copy()
+    if "fold" not in df.columns:
+        df["fold"] = None
+    df["fold"] = pd.to_numeric(df["fold"], errors="raise").astype("Int64")  # null: a dataset with one split
     for col in ("run_id", "task", "task_type", "dataset", "model", "probe", "scenario", "metric"):
         df[col] = df[col].astype(str)
     df["label"] = df["label"].astype(object).where(df["label"].notna(), None)
@@ -135,9 +143,17 @@ def load_run(run_dir: Path) -> Run:
                 log.warning("skipping %s: not named <task>__<dataset>__<model>__<probe>__<seed>__<scenario>.json", path)
                 continue
             try:
-                confusion[key] = read_confusion(path)
+                labels, matrix = read_confusion(path)
             except ValueError as exc:
                 log.warning("skipping confusion matrix: %s", exc)
+                continue
+            if key in confusion:  # another fold: pool the counts
+                have_labels, have = confusion[key]
+                if have_labels != labels or have.shape != matrix.shape:
+                    log.warning("skipping %s: its labels differ from the other folds'", path)
+                    continue
+                matrix = have + matrix
+            confusion[key] = (labels, matrix)
     run_ids = results["run_id"].unique().tolist()
     run_id = run_ids[0] if len(run_ids) == 1 else run_dir.name
     return Run(run_id, run_dir, results, config_text, history, confusion)

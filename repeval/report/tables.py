@@ -9,8 +9,8 @@ Presets (one task and dataset per table; ``table_command`` makes one table per p
 - ``robustness``: rows model × probe, columns per metric the clean value and the change
   (deformed minus clean, paired by seed) for every deformation scenario.
 
-Every cell is the mean over seeds with the standard deviation when there are several seeds;
-the best value of each column is flagged (direction from ``higher_is_better``). Results of
+Every cell is the mean over seeds (and folds of a k-fold dataset) with the standard deviation
+when there are several; the best value of each column is flagged (direction from ``higher_is_better``). Results of
 several runs can be combined: rows then start with the run id.
 """
 
@@ -219,8 +219,9 @@ def robustness(df: pd.DataFrame, metrics: list[str], title: str) -> Table:
             "(found scenarios: " + ", ".join(ordered_scenarios(df["scenario"].unique())) + ")"
         )
     keys = _row_keys(df, ["model", "probe"])
-    cell = [*keys, "metric", "seed"]
-    df = df.assign(**{k: df[k].astype(str) for k in keys})
+    cell = [*keys, "metric", "seed", "_fold"]  # a deformed result is paired with the clean one of its replicate
+    fold = df["fold"] if "fold" in df.columns else pd.Series(-1, index=df.index)
+    df = df.assign(**{k: df[k].astype(str) for k in keys}, _fold=fold.fillna(-1).astype(int))
     clean = df[df["scenario"] == CLEAN].groupby(cell, sort=False)["value"].mean().rename("clean_value")
     deformed = df[df["scenario"] != CLEAN].groupby([*cell, "scenario"], sort=False)["value"].mean().reset_index()
     deformed = deformed.join(clean, on=cell)
@@ -236,7 +237,7 @@ def robustness(df: pd.DataFrame, metrics: list[str], title: str) -> Table:
     return Table(
         title, keys, rows, columns, cells["mean"], cells["std"], cells["n"], cells["ci_low"], cells["ci_high"],
         delta=[sub.startswith("Δ") for _, sub in columns],
-        caption="Δ = deformed minus clean, paired by seed",
+        caption="Δ = deformed minus clean, paired by seed" + (" and fold" if fold.notna().any() else ""),
     )  # fmt: skip
 
 

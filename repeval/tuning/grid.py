@@ -299,9 +299,11 @@ def run_group(
     data: ProbeData,
     storage_path: str,
     *,
+    name: str | None = None,
     wrap_trainable: Callable[[Callable[..., None]], Callable[..., None]] | None = None,
 ) -> GroupResult:
-    """Train and test every probe of one (task, dataset, model); ``wrap_trainable`` is a test hook."""
+    """Train and test every probe of one (task, dataset, model); ``name`` names its Tune experiment(s)
+    (default ``<task>__<dataset>__<model>``; one per fold for k folds); ``wrap_trainable`` is a test hook."""
     import ray
     from ray import tune
 
@@ -313,7 +315,7 @@ def run_group(
     ev = EvalSettings(list(exp.metric_names), run.bootstrap_resamples, run.ci_alpha, run.seed, run.max_epochs)
     use_gpu = ray.cluster_resources().get("GPU", 0) > 0 and res.trial_num_gpus > 0
     resources = {"cpu": res.trial_num_cpus, "gpu": res.trial_num_gpus if use_gpu else 0}
-    group = f"{exp.task.name}__{dataset}__{model}"
+    group = name or f"{exp.task.name}__{dataset}__{model}"
     base = {"task": exp.task.name, "task_type": data.task_type, "dataset": dataset, "model": model}
     out = GroupResult([], [], [], 0.0, 0.0, labels=list(data.classes))
     slots = res.max_concurrent_trials or max(1, int(ray.cluster_resources().get("CPU", 1) // res.trial_num_cpus))

@@ -1,4 +1,8 @@
-"""Result tables: one row per (cell × scenario × metric × label), and mean ± std over seeds."""
+"""Result tables: one row per (cell × scenario × metric × label), and mean ± std over seeds (and folds).
+
+``fold`` is the fold of a ``split_type: all`` dataset (null for a dataset with one split): a k-fold
+run has a row set per fold, and the summary's mean ± std is over every (seed, fold) replicate.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ RESULT_SCHEMA = pa.schema(
         ("model", pa.string()),
         ("probe", pa.string()),
         ("seed", pa.int64()),
+        ("fold", pa.int64()),
         ("scenario", pa.string()),
         ("metric", pa.string()),
         ("label", pa.string()),
@@ -33,6 +38,7 @@ SUMMARY_SCHEMA = pa.schema(
         ("mean", pa.float64()),
         ("std", pa.float64()),
         ("n_seeds", pa.int64()),
+        ("n_folds", pa.int64()),
         ("ci_low", pa.float64()),
         ("ci_high", pa.float64()),
     ]
@@ -57,7 +63,7 @@ def results_table(run_id: str, rows: list[dict[str, Any]]) -> pa.Table:
 
 
 def seed_summary(table: pa.Table) -> pa.Table:
-    """Mean ± sample std over seeds per (task, dataset, model, probe, scenario, metric, label).
+    """Mean ± sample std over seeds and folds per (task, dataset, model, probe, scenario, metric, label).
 
     ``ci_low`` / ``ci_high`` are the means of the per-seed bootstrap bounds (``None`` without them).
     """
@@ -65,11 +71,14 @@ def seed_summary(table: pa.Table) -> pa.Table:
     if df.empty:
         return SUMMARY_SCHEMA.empty_table()
     df["label"] = df["label"].fillna("")
+    if "fold" not in df:
+        df["fold"] = None
     g = df.groupby(list(SUMMARY_KEYS), sort=True, dropna=False)
     out = g.agg(
         mean=("value", "mean"),
         std=("value", lambda v: float(np.std(v.dropna(), ddof=1)) if v.notna().sum() > 1 else np.nan),
         n_seeds=("seed", "nunique"),
+        n_folds=("fold", lambda v: max(int(v.nunique()), 1)),
         ci_low=("ci_low", "mean"),
         ci_high=("ci_high", "mean"),
     ).reset_index()

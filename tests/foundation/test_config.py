@@ -208,7 +208,7 @@ def test_smoke_test_config_trains_one_configuration_of_a_preset_grid():
     assert make_plan(small).trainings == 1
 
 
-def test_plan_says_which_fold_a_split_type_all_run_evaluates():
+def test_plan_counts_every_fold_of_a_split_type_all_dataset():
     cfg = parse_config(
         {
             "experiments": [
@@ -231,4 +231,6 @@ def test_plan_says_which_fold_a_split_type_all_run_evaluates():
             ],
         }
     )
-    assert "fold 2 of 5 (split_type all: one fold per run)" in make_plan(cfg).text()
+    plan = make_plan(cfg)
+    assert "× 5 folds (split_type all: validation = fold i, test = fold i+1)" in plan.text()
+    assert (plan.trainings, plan.test_cells) == (5, 5)  # one probe, one seed, clean only — per fold

@@ -1,0 +1,132 @@
+"""k-fold cross-validation (``split_type: all``) in one run, on rendered instrument notes with a real Ray.
+
+Every fold is trained and tested (validation = fold i, test = fold i+1); every track is tested in
+exactly one fold, so every track is deformed; results carry the fold, tables and the summary average
+over folds, confusion matrices pool over folds, and folds resume one by one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from repeval import runner
+from repeval.config import parse_config
+from repeval.plan import make_plan
+from repeval.report.results import load_run
+from repeval.report.tables import make_table
+
+K = 3
+
+
+@pytest.fixture(scope="module")
+def kfold(ray_session, rendered_notes, tmp_path_factory):
+    root = tmp_path_factory.mktemp("kfold")
+    cfg = parse_config(
+        {
+            "run": {"run_id": "kf", "store": str(root / "store"), "runs_dir": str(root / "runs")},
+            "experiments": [
+                {
+                    "task": {"name": "instrument", "type": "multiclass_classification"},
+                    "datasets": [
+                        {
+                            "name": "notes",
+                            "type": "catalog",
+                            "manifest": str(rendered_notes),
+                            "label_column": "instrument",  # no split column: seeded stratified folds
+                            "split_type": "all",
+                            "n_folds": K,
+                            "split_seed": 3,
+                        }
+                    ],
+                    "deformations": [[{"type": "Gain", "params": {"min_gain_db": -12, "max_gain_db": -6, "p": 1}}]],
+                    "embedding_models": ["mfcc-stats"],
+                    "downstream_models": [
+                        {"name": "linear", "hidden_units": [], "standardize": True, "batch_size": 16, "epochs": 30}
+                    ],
+                    "metrics": ["accuracy"],
+                }
+            ],
+        }
+    )
+    ctx = runner.make_context(cfg)
+    embedded = runner.stage_embed(ctx)
+    trained = runner.stage_train(ctx)
+    results = runner.stage_evaluate(ctx).to_pandas()
+    return cfg, ctx, embedded, trained, results
+
+
+def test_folds_rotate_and_every_track_is_tested_once(kfold):
+    _, ctx, embedded, _, _ = kfold
+    folds = ctx.folds[(0, "notes")]
+    assert sorted(folds) == list(range(K))
+    split_of = {f: dict(zip(r.column("track_id").to_pylist(), r.column("split").to_pylist(), strict=True))
+                for f, r in folds.items()}  # fmt: skip
+    ids = set(split_of[0])
+    assert len(ids) == 48 and all(set(s) == ids for s in split_of.values())
+    test = {f: {t for t, s in split_of[f].items() if s == "test"} for f in folds}
+    val = {f: {t for t, s in split_of[f].items() if s == "validation"} for f in folds}
+    assert set().union(*test.values()) == ids and sum(len(t) for t in test.values()) == len(ids)
+    for f in folds:
+        assert val[f] == test[(f - 1) % K], "validation of fold i is the test set of fold i-1 (test = fold i+1)"
+        assert not val[f] & test[f]
+    # the splits of every fold are saved with the run
+    saved = sorted(p.name for p in (ctx.run_dir / "splits").glob("*.parquet"))
+    assert saved == [f"instrument__notes__fold{f}.parquet" for f in range(K)]
+    assert pq.read_table(ctx.run_dir / "splits" / "instrument__notes__fold1.parquet").column("split").to_pylist() == [
+        split_of[1][t] for t in folds[1].column("track_id").to_pylist()
+    ]
+    # every track is some fold's test track: all 48 are deformed (not only one fold's test split)
+    assert embedded.computed == 48 + 48 and embedded.rows_by_scenario["D1"] == 48
+
+
+def test_results_have_every_fold_and_test_sets_cover_the_data(kfold):
+    _, ctx, _, trained, res = kfold
+    assert trained["trained"] == K
+    assert sorted(p.name for p in (ctx.run_dir / "groups").glob("*.parquet")) == [
+        f"instrument__notes__mfcc-stats__fold{f}.parquet" for f in range(K)
+    ]
+    agg = res[res["label"].isna() & (res["metric"] == "accuracy")]
+    assert sorted(agg["fold"].unique()) == list(range(K))
+    clean = agg[agg["scenario"] == "clean"]
+    assert len(clean) == K and clean["n_test"].sum() == 48
+    assert set(agg["scenario"]) == {"clean", "D1"}
+
+    summary = pq.read_table(ctx.run_dir / "summary.parquet").to_pandas()
+    row = summary[(summary["scenario"] == "clean") & (summary["metric"] == "accuracy") & summary["label"].isna()]
+    assert row["n_folds"].tolist() == [K] and row["n_seeds"].tolist() == [1]
+    assert row["mean"].iloc[0] == pytest.approx(clean["value"].mean())
+    assert row["std"].iloc[0] == pytest.approx(clean["value"].std(ddof=1))
+
+
+def test_tables_average_folds_and_confusion_pools_them(kfold):
+    _, ctx, _, _, res = kfold
+    run = load_run(ctx.run_dir)
+    table = make_table(run.results, "all_deform_all_models")
+    j = table.columns.index(("accuracy", "clean"))
+    clean = res[res["label"].isna() & (res["metric"] == "accuracy") & (res["scenario"] == "clean")]
+    assert table.mean[0, j] == pytest.approx(clean["value"].mean()) and table.n_seeds[0, j] == K
+
+    rob = make_table(run.results, "robustness")
+    k = rob.columns.index(("accuracy", "Δ D1"))
+    d1 = res[res["label"].isna() & (res["metric"] == "accuracy") & (res["scenario"] == "D1")]
+    deltas = d1.sort_values("fold")["value"].to_numpy() - clean.sort_values("fold")["value"].to_numpy()
+    assert rob.mean[0, k] == pytest.approx(deltas.mean())  # paired fold by fold
+    assert "paired by seed and fold" in rob.caption
+
+    # one confusion record per fold on disk, pooled into one matrix over all 48 test tracks
+    assert len(list((ctx.run_dir / "confusion").glob("*__clean__fold*.json"))) == K
+    pooled = [m for key, (_, m) in run.confusion.items() if key.scenario == "clean"]
+    assert len(pooled) == 1 and int(np.sum(pooled[0])) == 48
+
+
+def test_plan_counts_folds_and_a_lost_fold_is_the_only_one_retrained(kfold):
+    cfg, ctx, _, _, _ = kfold
+    plan = make_plan(cfg, store=ctx.store, run_dir=ctx.run_dir)
+    assert (plan.trainings, plan.trainings_done, plan.test_cells) == (K, K, 2 * K)
+    (ctx.run_dir / "groups" / "instrument__notes__mfcc-stats__fold1.parquet").unlink()
+    again = runner.stage_train(ctx)
+    assert (again["trained"], again["skipped"]) == (1, K - 1)
+    res = runner.stage_evaluate(ctx).to_pandas()
+    assert sorted(res["fold"].unique()) == list(range(K))
