@@ -40,8 +40,13 @@ log = logging.getLogger(__name__)
 
 __all__ = ["EmbedSummary", "embed_experiment", "model_chunk_s", "plan_todo"]
 
-#: input rows per Ray Data block: one decode task each; small blocks keep the actors fed early and evenly
-MAX_BLOCK_ROWS = 32
+#: input rows per Ray Data block: one decode task (and batch) each; small blocks keep the actors fed early
+#: and evenly, large ones amortise Ray's per-task and per-batch costs (2,000 clips of 3 s, mfcc-stats, 2 CPUs:
+#: 32 rows and embedding batches of 16: 16.5 s; 64 and 32: 15.0 s; 128 and 32: 14.5 s but the first rows
+#: 0.7 s later). A decode task's output is cut at ``MAX_BATCH_SAMPLES`` whatever the block size.
+MAX_BLOCK_ROWS = 64
+#: chunks per embedding call when the model config does not set ``batch_size``
+DEFAULT_EMBED_BATCH = 32
 
 
 def model_fingerprint(model_cfg: Any) -> dict[str, Any]:
@@ -246,7 +251,7 @@ def _run_pipeline(
 
     run = cfg.run
     steps = {sid: [(s.type, dict(s.params)) for s in scen.steps] for sid, scen in scenarios.items() if sid in parts}
-    batch_size = mcfg.batch_size or 16
+    batch_size = mcfg.batch_size or DEFAULT_EMBED_BATCH
     ctx = DataContext.get_current()
     old_bars = ctx.enable_progress_bars
     # without a terminal Ray Data replaces its bars with a progress log line every few seconds: keep logs clean
@@ -254,10 +259,12 @@ def _run_pipeline(
     ctx.enable_progress_bars = bool(show)
 
     inp = todo.select(["track_id", "audio_path", "split", "scenarios"])
-    ds: Any = ray.data.from_arrow(_blocks(inp, cluster_cpus()))
+    blocks = _blocks(inp, cluster_cpus())
+    ds: Any = ray.data.from_arrow(blocks)
     decode = DecodeDeform(sample_rate, steps, run.seed, chunk_s=chunk_s, scenario_ids=sids)
     # a callable instance runs as stateless tasks; the Embed class runs as an actor pool
-    ds = ds.map_batches(decode, batch_size=8, num_cpus=res.decode_num_cpus)
+    # one batch per block: a larger batch_size would make Ray Data bundle several blocks into one task
+    ds = ds.map_batches(decode, batch_size=max(b.num_rows for b in blocks), num_cpus=res.decode_num_cpus)
     ds = ds.map_batches(
         Embed,
         fn_constructor_args=(mcfg, run.keep_frames, res.threads),
@@ -279,11 +286,14 @@ def _run_pipeline(
 
     t_start = time.perf_counter()
     first = True
+    actors: dict[str, Any] = {}
     try:
         for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
             if first:
                 summary.startup_s += time.perf_counter() - t_start
                 first = False
+            for a in _embed_actors(ds):  # an actor restarted or added since the last batch
+                actors.setdefault(a._actor_id.hex(), a)
             block, errors = assembler.add(batch)
             now = np.datetime64(int(time.time() * 1000), "ms")
             if len(errors):
@@ -308,6 +318,11 @@ def _run_pipeline(
         summary.operators = _operators(ds)
         if os.environ.get("REPEVAL_DATA_STATS") == "1":  # Ray Data's per-operator timing breakdown
             log.warning("%s", ds.stats())
+    except BaseException:
+        for a in _embed_actors(ds):  # those still in the pool, if Ray Data has not released them yet
+            actors.setdefault(a._actor_id.hex(), a)
+        _release_actors(actors)
+        raise
     finally:
         # everything finished so far is kept, even when the stream fails part-way
         summary.abandoned += assembler.abandon()
@@ -317,6 +332,36 @@ def _run_pipeline(
         ctx.enable_progress_bars = old_bars
         summary.stream_s += time.perf_counter() - t_start
     return versions
+
+
+def _embed_actors(ds: Any) -> list[Any]:
+    """Handles of the stream's embedding actors (running and starting), read from Ray Data's executor.
+
+    Private in Ray 2.60 (pinned); :func:`_release_actors` needs them because Ray Data releases a failed
+    stream's actors by dropping its handles, and the exception's traceback keeps those alive for as long
+    as the caller holds it (a notebook, a retry loop): the idle actors would keep their CPUs and the
+    next stream would wait for them forever. Returns ``[]`` when the layout is not as expected.
+    """
+    executor = getattr(ds, "_current_executor", None)
+    topology = getattr(executor, "_topology", None) or {}
+    found = []
+    for op in list(topology):
+        pool = getattr(op, "_actor_pool", None)
+        if pool is not None:
+            found += list(getattr(pool, "_running_actors", {}))
+            found += list(getattr(pool, "_pending_actors", {}).values())
+    return found
+
+
+def _release_actors(actors: dict[str, Any]) -> None:
+    """Kill a failed stream's embedding actors now (see :func:`_embed_actors`)."""
+    import ray
+
+    for actor in actors.values():
+        try:
+            ray.kill(actor, no_restart=True)
+        except Exception as exc:  # best effort: the original error is what the caller needs
+            log.debug("could not kill an embedding actor of the failed stream: %s", exc)
 
 
 def _take_errors(errors: Any, idx: np.ndarray) -> Any:

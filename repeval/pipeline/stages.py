@@ -155,7 +155,8 @@ class DecodeDeform:
         An error closes the track in a scenario: its row comes after the chunks already sent,
         and says how many chunks the track has (so the driver knows when it has them all).
         """
-        scenarios = self._scenarios()
+        # audiomentations (~1 s to import) is loaded by the first track that needs a deformation
+        scenarios = self._scenarios() if any(sid != CLEAN for sid in wanted) else {}
         open_ = dict.fromkeys(wanted, True)
         params: dict[str, str] = {}
         chunks = iter_chunks(path, self.sample_rate_hz, self.chunk_s, self.max_duration_s)

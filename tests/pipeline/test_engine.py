@@ -168,8 +168,15 @@ def test_resume_after_failure_injected_in_a_udf(ray_session, rendered_notes, tmp
     part_dir = tmp_path / "store" / "notes" / "mfcc-stats" / "clean"
     cls = type("Failing", (FailingDecode,), {"victim": ids[-1], "store_dir": str(part_dir)})
     monkeypatch.setattr(embed_mod, "DecodeDeform", cls)
-    with pytest.raises(Exception, match="injected failure"):
+    with pytest.raises(Exception, match="injected failure") as failed:
         _embed(config)
+    # the error is still referenced (as in a notebook): the failed stream's actors must not keep their CPUs,
+    # or the rerun below waits for them forever
+    deadline = time.monotonic() + 60
+    while ray_session.available_resources().get("CPU", 0) < ray_session.cluster_resources()["CPU"]:
+        assert time.monotonic() < deadline, f"CPUs still held after the failure: {ray_session.available_resources()}"
+        time.sleep(0.2)
+    assert failed.value is not None
     first = pq.read_table(part_dir).column("track_id").to_pylist()
     assert 0 < len(first) < len(ids) and not (part_dir / "_manifest.json").exists()
 
