@@ -14,6 +14,7 @@ import pytest
 from repeval import runner
 from repeval.config import parse_config
 from repeval.plan import make_plan
+from repeval.report.html import write_report
 from repeval.report.results import load_run
 from repeval.report.tables import make_table
 
@@ -119,6 +120,10 @@ def test_tables_average_folds_and_confusion_pools_them(kfold):
     assert len(list((ctx.run_dir / "confusion").glob("*__clean__fold*.json"))) == K
     pooled = [m for key, (_, m) in run.confusion.items() if key.scenario == "clean"]
     assert len(pooled) == 1 and int(np.sum(pooled[0])) == 48
+
+    # the report says what its spread is over
+    html = write_report([ctx.run_dir], ctx.run_dir / "report.html").read_text()
+    assert f"over {K} seed(s) × fold(s)" in html and f"1 seed(s), {K} folds" in html
 
 
 def test_plan_counts_folds_and_a_lost_fold_is_the_only_one_retrained(kfold):
