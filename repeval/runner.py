@@ -108,8 +108,12 @@ def deform_ids(ctx: RunContext, ei: int) -> dict[str, pa.Array]:
     out = {}
     for (e, name), folds in ctx.folds.items():
         if e == ei:
-            ids = [r.filter(pc.fill_null(pc.is_in(r.column("split"), value_set=wanted), False)) for r in folds.values()]
-            out[name] = pc.unique(pa.chunked_array([t.column("track_id") for t in ids]).combine_chunks())
+            tested = [
+                r.filter(pc.fill_null(pc.is_in(r.column("split"), value_set=wanted), False)) for r in folds.values()
+            ]
+            kind = next(iter(folds.values())).schema.field("track_id").type
+            chunks = [c for t in tested for c in t.column("track_id").chunks]  # a fold may test no track
+            out[name] = pc.unique(pa.chunked_array(chunks, type=kind).combine_chunks())
     return out
 
 
@@ -218,7 +222,16 @@ def _train_group(
             summary["skipped"] += 1
             return
         log.warning("%s: its embeddings changed since it was trained (rows or errors); training it again", name)
-    data = probe_data(exp.task.effective_type, rows, ctx.store, dataset, model, scenarios)
+    try:
+        data = probe_data(exp.task.effective_type, rows, ctx.store, dataset, model, scenarios)
+    except ValueError as exc:
+        if fold is None:
+            raise
+        n = len(ctx.folds[(ei, dataset)])
+        raise ValueError(
+            f"{exc} (fold {fold} of {n}: validation = fold {fold}, test = fold {(fold + 1) % n}; "
+            "with few tracks per class use fewer n_folds)"
+        ) from None
     g = run_group(ctx.cfg, exp, dataset, model, data, ctx.tune_storage, name=name)
     summary["failed"] += [{**f, "fold": fold} for f in g.failed]
     summary["trial_seconds"] += g.trial_seconds

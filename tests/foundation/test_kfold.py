@@ -8,6 +8,7 @@ over folds, confusion matrices pool over folds, and folds resume one by one.
 from __future__ import annotations
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -135,3 +136,42 @@ def test_plan_counts_folds_and_a_lost_fold_is_the_only_one_retrained(kfold):
     assert (again["trained"], again["skipped"]) == (1, K - 1)
     res = runner.stage_evaluate(ctx).to_pandas()
     assert sorted(res["fold"].unique()) == list(range(K))
+
+
+def test_official_folds_of_real_tinysol_and_an_empty_test_fold_names_the_fold(ray_session, shared_data, tmp_path):
+    """TinySOL's official folds (real recordings, mirdata loader): the 12-track sample has no track in fold 1,
+    so fold 0 has no test split — the error names the fold and the fix, before any probe trains."""
+    home = shared_data / "tinysol_mini"
+    cfg = parse_config(
+        {
+            "run": {"run_id": "tiny", "store": str(tmp_path / "store"), "runs_dir": str(tmp_path / "runs")},
+            "experiments": [
+                {
+                    "task": {"name": "instrument", "type": "multiclass_classification"},
+                    "datasets": [
+                        {
+                            "name": "tinysol",
+                            "type": "mirdata",
+                            "dir": str(home),
+                            "index_path": str(home / "tinysol_index_mini.json"),
+                            "split_type": "all",
+                        }
+                    ],
+                    "embedding_models": ["mfcc-stats"],
+                    "downstream_models": [{"name": "linear", "hidden_units": [], "epochs": 5}],
+                }
+            ],
+        }
+    )
+    ctx = runner.make_context(cfg)
+    assert runner.stage_embed(ctx).computed == 12  # no deformations: every track once, clean
+    folds = ctx.folds[(0, "tinysol")]
+    tests = {
+        f: set(r.filter(pc.equal(r.column("split"), "test")).column("track_id").to_pylist()) for f, r in folds.items()
+    }
+    assert sum(len(t) for t in tests.values()) == 12 and tests[0] == set()  # official fold 1 is empty here
+    with pytest.raises(
+        ValueError, match=r"test split has no embedded tracks .*fold 0 of 5: validation = fold 0, test = fold 1"
+    ):
+        runner.stage_train(ctx)
+    assert not list((ctx.run_dir / "groups").glob("*.parquet"))
