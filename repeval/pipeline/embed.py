@@ -45,7 +45,7 @@ __all__ = ["EmbedSummary", "embed_experiment", "model_chunk_s", "plan_todo"]
 #: 32 rows and embedding batches of 16: 16.5 s; 64 and 32: 15.0 s; 128 and 32: 14.5 s but the first rows
 #: 0.7 s later). A decode task's output is cut at ``MAX_BATCH_SAMPLES`` whatever the block size.
 MAX_BLOCK_ROWS = 64
-#: chunks per embedding call when the model config does not set ``batch_size``
+#: chunks per embedding call when the model config does not set ``batch_size`` (fewer in a short stream)
 DEFAULT_EMBED_BATCH = 32
 
 
@@ -251,7 +251,9 @@ def _run_pipeline(
 
     run = cfg.run
     steps = {sid: [(s.type, dict(s.params)) for s in scen.steps] for sid, scen in scenarios.items() if sid in parts}
-    batch_size = mcfg.batch_size or DEFAULT_EMBED_BATCH
+    n_expected = int(pc.sum(pc.list_value_length(todo.column("scenarios"))).as_py() or 0)
+    # a short stream gets smaller batches: about four per actor, or the last batches leave actors idle
+    batch_size = mcfg.batch_size or max(1, min(DEFAULT_EMBED_BATCH, math.ceil(n_expected / (4 * res.n_actors))))
     ctx = DataContext.get_current()
     old_bars = ctx.enable_progress_bars
     # without a terminal Ray Data replaces its bars with a progress log line every few seconds: keep logs clean
@@ -272,7 +274,6 @@ def _run_pipeline(
         **res.actor_kwargs(batch_size),
     )
 
-    n_expected = int(pc.sum(pc.list_value_length(todo.column("scenarios"))).as_py() or 0)
     bar = Progress(n_expected, f"write {label}", progress)
     assembler = TrackAssembler(run.keep_frames)
     writers: dict[str, PartitionWriter] = {}
