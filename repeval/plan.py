@@ -47,6 +47,7 @@ def make_plan(
     p = Plan(experiments=len(cfg.experiments))
     seeds = cfg.run.seeds
     seen: set[tuple[str, str, str]] = set()
+    from repeval.runner import group_name
     from repeval.tuning.search import expand_all
 
     for exp in cfg.experiments:
@@ -63,10 +64,9 @@ def make_plan(
                     trainings = n_probes * seeds
                     p.trainings += trainings
                     p.test_cells += n_tested * seeds * (1 + len(scen))
-                    suffix = "" if fold is None else f"__fold{fold}"
                     done = (
                         run_dir is not None
-                        and (run_dir / "groups" / f"{exp.task.name}__{ds.name}__{m.id}{suffix}.parquet").exists()
+                        and (run_dir / "groups" / f"{group_name(exp, ds.name, m.id, fold)}.parquet").exists()
                     )
                     p.trainings_done += trainings if done else 0
                 for sid in [CLEAN, *scen]:

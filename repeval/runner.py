@@ -66,9 +66,14 @@ def make_context(cfg: Config, run_id: str | None = None, store: str | None = Non
     return ctx
 
 
+def fold_suffix(fold: int | None) -> str:
+    """``__fold<k>`` in the names of what a run keeps per fold of a ``split_type: all`` dataset ("" otherwise)."""
+    return "" if fold is None else f"__fold{fold}"
+
+
 def group_name(exp: ExperimentConfig, dataset: str, model: str, fold: int | None = None) -> str:
     """``<task>__<dataset>__<model>``, and ``__fold<k>`` for fold k of a ``split_type: all`` dataset."""
-    return f"{exp.task.name}__{dataset}__{model}" + ("" if fold is None else f"__fold{fold}")
+    return f"{exp.task.name}__{dataset}__{model}{fold_suffix(fold)}"
 
 
 def load_rows(ctx: RunContext) -> None:
@@ -82,9 +87,9 @@ def load_rows(ctx: RunContext) -> None:
             if ds.split_type == "all":
                 folds = load_folds(ds, exp.task)
                 ctx.folds[(ei, ds.name)] = folds
-                ctx.rows[(ei, ds.name)] = folds.get(ds.fold, next(iter(folds.values())))
+                ctx.rows[(ei, ds.name)] = folds[ds.fold]
                 for f, rows in folds.items():
-                    pq.write_table(rows, f"{base}__fold{f}.parquet")
+                    pq.write_table(rows, f"{base}{fold_suffix(f)}.parquet")
                 log.info("dataset %s: split_type all — %d folds (validation = fold i, test = fold i+1)",
                          ds.name, len(folds))  # fmt: skip
                 continue
@@ -245,9 +250,9 @@ def _train_group(
         _write_atomic(
             pa.Table.from_pylist([{**p, "fold": fold} for p in g.probes]), ctx.run_dir / "probes" / f"{name}.parquet"
         )
-    suffix = "" if fold is None else f"__fold{fold}"  # the report pools a k-fold run's matrices over folds
-    for (probe, seed, sid), matrix in g.confusion.items():
-        path = ctx.run_dir / "confusion" / f"{group_name(exp, dataset, model)}__{probe}__{seed}__{sid}{suffix}.json"
+    for (probe, seed, sid), matrix in g.confusion.items():  # the report pools a k-fold run's matrices over folds
+        cell = f"{group_name(exp, dataset, model)}__{probe}__{seed}__{sid}{fold_suffix(fold)}"
+        path = ctx.run_dir / "confusion" / f"{cell}.json"
         write_confusion(path, np.asarray(matrix), g.labels)
     if g.rows:
         sidecar.write_text(json.dumps(inputs, sort_keys=True))  # before the commit below

@@ -47,8 +47,16 @@ def load_folds(ds: Any, task: Any) -> dict[int, pa.Table]:
     Each fold is loaded through the dataset's loader, so official folds (TinySOL), official
     split files (MTG-Jamendo ``split-k``) and group-aware rotating folds all work the same way.
     """
-    folds = dataset_folds(ds)
-    return {f: load_dataset(fold_config(ds, f), task, report=i == 0)[0] for i, f in enumerate(folds)}
+    out: dict[int, pa.Table] = {}
+    first: pa.Table | None = None
+    for f in dataset_folds(ds):
+        rows = load_dataset(fold_config(ds, f), task, report=first is None)[0]
+        if first is None:
+            first = rows
+        elif rows.column("track_id").equals(first.column("track_id")):  # only the split differs: share the rest
+            rows = first.set_column(first.schema.get_field_index("split"), "split", rows.column("split"))
+        out[f] = rows
+    return out
 
 
 def load_dataset(ds: Any, task: Any, report: bool = True) -> tuple[pa.Table, LoadReport]:
