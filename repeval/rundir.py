@@ -190,9 +190,16 @@ class TuneStorage:
             return None
 
     def write_text(self, name: str, text: str) -> None:
+        """Write a small file whole: locally under a temporary name, then renamed (a driver killed mid-write
+        leaves the old file or none, never an empty one); an object store's put is already all or nothing."""
         self.fs.create_dir(self.base, recursive=True)
-        with self.fs.open_output_stream(f"{self.base}/{name}") as f:
+        dest = f"{self.base}/{name}"
+        local = isinstance(self.fs, pafs.LocalFileSystem)
+        target = f"{self.base}/.{name}.tmp" if local else dest
+        with self.fs.open_output_stream(target) as f:
             f.write(text.encode())
+        if local:
+            self.fs.move(target, dest)
 
     def move(self, name: str, new_name: str) -> None:
         """Rename a file or directory (on object stores a copy, then a delete)."""

@@ -223,7 +223,7 @@ def _train_group(
     inputs = group_inputs(ctx, ei, dataset, model, scenarios, rows)
     sidecar = groups_dir / f"{name}.inputs.json"
     if out.exists():
-        if sidecar.exists() and json.loads(sidecar.read_text()) == inputs:
+        if _read_json(sidecar) == inputs:
             summary["skipped"] += 1
             return
         log.warning("%s: its embeddings changed since it was trained (rows or errors); training it again", name)
@@ -255,9 +255,19 @@ def _train_group(
         path = ctx.run_dir / "confusion" / f"{cell}.json"
         write_confusion(path, np.asarray(matrix), g.labels)
     if g.rows:
-        sidecar.write_text(json.dumps(inputs, sort_keys=True))  # before the commit below
+        tmp = sidecar.with_name(f".{sidecar.name}.tmp")  # whole or not at all, and before the commit below
+        tmp.write_text(json.dumps(inputs, sort_keys=True))
+        tmp.replace(sidecar)
         _write_atomic(results_table(ctx.run_id, [{**r, "fold": fold} for r in g.rows]), out)  # committed when done
     summary["trained"] += 1
+
+
+def _read_json(path: Path) -> Any:
+    """A small JSON file's content; ``None`` when it is missing or unreadable (then the work is redone)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:

@@ -224,17 +224,26 @@ def _fit(
 
     st = TuneStorage(storage_path)
     path, marker = st.uri(name), f"{name}.repeval.json"
-    text = st.read_text(marker)
-    same = text is not None and json.loads(text).get("fingerprint") == fingerprint
-    if st.exists(name) and same and tune.Tuner.can_restore(path):
+    stored = _marker_fingerprint(st.read_text(marker))
+    if st.exists(name) and stored == fingerprint and tune.Tuner.can_restore(path):
         log.info("resuming Tune experiment %s", path)
-        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False, restart_errored=False)
-        pairs = _trial_results(tuner.fit())
-        if {c.get("unit") for c, _ in pairs} == set(range(n_units)):
-            return pairs, True
-        _move_aside(st, name, "incomplete", "could not be resumed whole (interrupted mid-write); running it again")
-    elif st.exists(name):  # left by a different configuration: keep it aside, never mix
+        try:
+            tuner = tune.Tuner.restore(
+                path, trainable, resume_unfinished=True, resume_errored=False, restart_errored=False
+            )
+        except Exception as exc:  # a state file cut short by a kill: rerun it, keep the old one aside
+            _move_aside(
+                st, name, "incomplete", f"could not be restored ({type(exc).__name__}: {exc}); running it again"
+            )
+        else:
+            pairs = _trial_results(tuner.fit())
+            if {c.get("unit") for c, _ in pairs} == set(range(n_units)):
+                return pairs, True
+            _move_aside(st, name, "incomplete", "could not be resumed whole (interrupted mid-write); running it again")
+    elif st.exists(name) and stored is not None and stored != fingerprint:  # another configuration's: never mix
         _move_aside(st, name, "stale", "was planned for another configuration")
+    elif st.exists(name):  # no readable marker or no restorable state: a driver killed while starting it
+        _move_aside(st, name, "incomplete", "has no restorable state or marker (interrupted while starting)")
     st.write_text(marker, json.dumps({"fingerprint": fingerprint}))
     # end issue 8
     tuner = tune.Tuner(
@@ -251,6 +260,15 @@ def _fit(
         ),
     )
     return _trial_results(tuner.fit()), False
+
+
+def _marker_fingerprint(text: str | None) -> str | None:
+    """The fingerprint in a Tune experiment's repeval marker; ``None`` when it is missing or unreadable."""
+    try:
+        value = json.loads(text).get("fingerprint") if text else None
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def _move_aside(st: Any, name: str, tag: str, reason: str) -> None:

@@ -50,3 +50,10 @@ def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(ray_sessi
 
     _, s, t = run(retry=True)  # nothing left to retry
     assert (s.computed, s.retried, t["trained"], t["skipped"]) == (0, 0, 0, 1)
+
+    sidecar = ctx.run_dir / "groups" / f"pitch__tones__{model}.inputs.json"
+    sidecar.write_text("")  # a driver killed mid-write by an older repeval: the group is trained again, no crash
+    _, s, t = run()
+    assert (s.computed, t["trained"], t["skipped"]) == (0, 1, 0)
+    assert json.loads(sidecar.read_text())["partitions"]["clean"][:2] == [12, 0]
+    assert not list(sidecar.parent.glob(".*.tmp"))

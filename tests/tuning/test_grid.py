@@ -241,3 +241,40 @@ def test_fit_maps_every_trial_to_its_unit_and_reruns_an_incomplete_restore(ray_s
     assert sorted(c["unit"] for c, _ in pairs) == [0, 1, 2]
     assert [r.metrics["score"] for c, r in pairs if c["unit"] == 2] == [2.0]
     assert len(list((tmp_path / "tune").glob("exp.incomplete-*"))) == 1
+
+
+def test_fit_reruns_an_experiment_whose_marker_or_state_a_kill_cut_short(ray_session, tmp_path):
+    """A driver killed while writing the repeval marker (an empty file) or Tune's experiment state (cut short)
+    left CI's rerun failing with "Expecting value: line 1 column 1": such an experiment is moved aside and run
+    afresh, and the marker itself is written whole (temporary name, then rename)."""
+    import time
+
+    from ray import tune
+
+    from repeval.tuning.grid import _fit
+
+    tune_dir = tmp_path / "tune"
+
+    def fit():
+        space = {"unit": tune.grid_search([0, 1])}  # unit 1 fails before reporting
+        return _fit("exp", unit_trainable, space, tune.TuneConfig(), str(tune_dir), "fp", 2)
+
+    fit()
+    assert json.loads((tune_dir / "exp.repeval.json").read_text()) == {"fingerprint": "fp"}
+    assert not list(tune_dir.glob(".*.tmp"))  # the marker's temporary file was renamed
+    assert fit()[1]  # sanity: restorable as written
+
+    (tune_dir / "exp.repeval.json").write_text("")  # killed between open and write
+    pairs, restored = fit()
+    assert not restored and sorted(c["unit"] for c, _ in pairs) == [0, 1]
+    assert len(list(tune_dir.glob("exp.incomplete-*"))) == 1
+
+    states = sorted((tune_dir / "exp").glob("experiment_state*.json"))
+    assert states, "Tune's experiment state file moved: update this test"
+    for f in states:
+        f.write_text(f.read_text()[:7])  # killed mid-write: half a JSON document
+    time.sleep(1.1)  # the moved-aside name carries the time to the second
+    pairs, restored = fit()
+    assert not restored and sorted(c["unit"] for c, _ in pairs) == [0, 1]
+    assert len(list(tune_dir.glob("exp.incomplete-*"))) == 2
+    assert fit()[1]
