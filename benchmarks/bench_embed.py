@@ -14,7 +14,7 @@
    scenarios on 80/10/10 splits (test split deformed) vs a clean-only run. Target: ≤ 1.4×
    (mir_ref deformed every split: 5×).
 
-Usage: ``python benchmarks/bench_embed.py [--quick] [--only throughput,memory,deform]``
+Usage: ``python benchmarks/bench_embed.py [--quick] [--only throughput,memory,deform] [--model ID]``
 (``RAY_AUTH_MODE=disabled`` is set here). It takes several minutes on 2 cores.
 """
 
@@ -148,21 +148,21 @@ def _as_ray_worker() -> None:
     limit_threads(1)
 
 
-def sequential(manifest: Path) -> tuple[float, int]:
+def sequential(manifest: Path, model_id: str = MODEL) -> tuple[float, int]:
     """Run :func:`_sequential` in a fresh process at the Ray workers' priority."""
     with mp.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_sequential, (manifest,))
+        return pool.apply(_sequential, (manifest, model_id))
 
 
-def _sequential(manifest: Path) -> tuple[float, int]:
+def _sequential(manifest: Path, model_id: str = MODEL) -> tuple[float, int]:
     """mir_ref's way: one process, one file at a time: decode → (deform) → embed → keep."""
-    _as_ray_worker()
     from repeval.audio import decode
     from repeval.config.schema import EmbeddingModelConfig
     from repeval.deformations import Scenario, scenario_seed
     from repeval.models import build_model
 
-    model = build_model(EmbeddingModelConfig(id=MODEL))
+    model = build_model(EmbeddingModelConfig(id=model_id))
+    _as_ray_worker()  # after the model's imports: torch's intra-op threads are capped too
     scen = Scenario("D1", [(s["type"], s["params"]) for s in DEFORM])
     rows = list(csv.DictReader(manifest.open()))
     out = 0
@@ -179,14 +179,14 @@ def _sequential(manifest: Path) -> tuple[float, int]:
 
 
 def _model_worker(args: tuple) -> float:
-    paths, deform_ids, barrier = args
+    paths, deform_ids, barrier, model_id = args
     from repeval.audio import decode
     from repeval.config.schema import EmbeddingModelConfig
     from repeval.deformations import Scenario, scenario_seed
     from repeval.models import build_model
 
+    model = build_model(EmbeddingModelConfig(id=model_id))
     _as_ray_worker()
-    model = build_model(EmbeddingModelConfig(id=MODEL))
     scen = Scenario("D1", [(s["type"], s["params"]) for s in DEFORM])
     audios = []
     for tid, p in paths:
@@ -202,7 +202,7 @@ def _model_worker(args: tuple) -> float:
     return time.perf_counter() - t0
 
 
-def model_only(manifest: Path, workers: int) -> float:
+def model_only(manifest: Path, workers: int, model_id: str = MODEL) -> float:
     """The model's compute on pre-decoded (and pre-deformed) batches, ``workers`` processes at once."""
     rows = list(csv.DictReader(manifest.open()))
     deform_ids = {r["track_id"] for r in rows if r["split"] == "test"}
@@ -211,26 +211,26 @@ def model_only(manifest: Path, workers: int) -> float:
     with ctx.Manager() as mgr:
         barrier = mgr.Barrier(workers)
         with ctx.Pool(workers) as pool:
-            times = pool.map(_model_worker, [(s, deform_ids, barrier) for s in shards])
+            times = pool.map(_model_worker, [(s, deform_ids, barrier, model_id) for s in shards])
     return max(times)
 
 
 # ----------------------------------------------------------------------------- benchmarks
-def bench_throughput(root: Path, n: int, clip_s: float) -> dict:
+def bench_throughput(root: Path, n: int, clip_s: float, model: str = MODEL) -> dict:
     import ray
 
     from repeval.ray_utils import init_ray
 
     manifest = render_clips(root / "clips", n, clip_s)
     n_test = sum(1 for r in csv.DictReader(manifest.open()) if r["split"] == "test")
-    print(f"[throughput] {n} rendered clips of {clip_s:g} s at 44.1 kHz (+ D1 on {n_test} test clips), model {MODEL}")
-    t_seq, rows_seq = sequential(manifest)
+    print(f"[throughput] {n} rendered clips of {clip_s:g} s at 44.1 kHz (+ D1 on {n_test} test clips), model {model}")
+    t_seq, rows_seq = sequential(manifest, model)
     print(
         f"  sequential loop (1 process, 1 thread, nice {RAY_WORKER_NICENESS} like Ray's workers): {t_seq:7.1f} s"
         f"  {rows_seq / t_seq:6.1f} rows/s"
     )
     init_ray(num_cpus=os.cpu_count(), object_store_memory=400 * 1024**2, log_to_driver=False)
-    s, t_pipe = run_repeval(write_config(root, manifest, [DEFORM], str(root / "store-tp")))
+    s, t_pipe = run_repeval(write_config(root, manifest, [DEFORM], str(root / f"store-tp-{model}"), model))
     ray.shutdown()
     steady = t_pipe - s.startup_s
     print(f"  repeval pipeline:              {t_pipe:7.1f} s  {s.computed / t_pipe:6.1f} rows/s  ({s.line()})")
@@ -239,8 +239,8 @@ def bench_throughput(root: Path, n: int, clip_s: float) -> dict:
         f" streaming after it: {steady:.1f} s"
     )
     print(f"    stages: {' | '.join(s.operators)}; {'; '.join(s.resources.values())}")
-    workers = int(s.resources[MODEL].split(" ")[0])
-    t_model = model_only(manifest, workers)
+    workers = int(s.resources[model].split(" ")[0])
+    t_model = model_only(manifest, workers, model)
     print(f"  model only, pre-decoded, {workers} proc: {t_model:5.1f} s")
     assert s.computed == rows_seq, (s.computed, rows_seq)
     return {
@@ -356,6 +356,7 @@ def main() -> None:
     ap.add_argument("--only", default="throughput,memory,deform")
     ap.add_argument("--clips", type=int, default=2000)
     ap.add_argument("--clip-s", type=float, default=3.0)
+    ap.add_argument("--model", default=MODEL, help=f"embedding model for the throughput part (default {MODEL})")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -369,7 +370,7 @@ def main() -> None:
     print(f"bench_embed: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, workdir {root}")
     results = {}
     if "throughput" in only:
-        results.update(bench_throughput(root, n, args.clip_s))
+        results.update(bench_throughput(root, n, args.clip_s, args.model))
     if "memory" in only:
         results.update(bench_memory(root, small, large))
     if "deform" in only:

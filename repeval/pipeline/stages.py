@@ -222,9 +222,9 @@ def limit_threads(threads: int | None) -> None:
     except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
         pass
     if "torch" in sys.modules:
-        torch = sys.modules["torch"]
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
+        # always: threadpoolctl has just capped OpenMP for *this* thread, so torch.get_num_threads() here reads 1
+        # while torch's own setting, the one Ray Data's UDF thread uses, can still be the core count
+        sys.modules["torch"].set_num_threads(threads)
 
 
 def model_config_for_build(model_cfg: Any) -> Any:

@@ -103,6 +103,14 @@ def test_crepe_matches_torchcrepe_embedding() -> None:
     with torch.inference_mode():
         ref = torchcrepe.embed(torch.from_numpy(audio)[None], 16000, hop_length=800, model="tiny")
     np.testing.assert_allclose(ours, ref.reshape(ours.shape[0], -1).numpy(), rtol=1e-3, atol=1e-4)
+    # a batch spanning several forward passes (on CPU a pass holds 32 windows: larger ones fall out of cache)
+    # gives each clip exactly its own frames
+    assert model.max_batch_windows == 32 and model.device == "cpu"
+    clips = [audio, audio[:3000], np.concatenate([audio, audio, audio]), audio[::-1].copy()]
+    batched = model.embed_batch(clips)
+    assert sum(len(b) for b in batched) > model.max_batch_windows
+    for clip, got in zip(clips, batched, strict=True):
+        np.testing.assert_allclose(got, model.embed(clip), rtol=1e-4, atol=1e-5)
 
 
 @_needs("torch", "transformers")

@@ -208,3 +208,25 @@ def test_threads_limited_in_the_actor(files):
 
     Embed(EmbeddingModelConfig(id="mfcc-stats"), threads=1)
     assert all(i["num_threads"] == 1 for i in threadpool_info())
+
+
+def test_limit_threads_caps_torch_in_other_threads_too() -> None:
+    """Ray Data runs an actor's batches in a worker thread, not the thread that built the model: the cap must
+    reach torch's process-wide intra-op setting (threadpoolctl alone caps OpenMP for the calling thread only,
+    which made torch report 1 there and keep its default elsewhere). Run in a fresh process without
+    OMP_NUM_THREADS, as a Ray worker given ``threads`` would be."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import threading, torch\n"
+        "from repeval.pipeline.stages import limit_threads\n"
+        "limit_threads(1)\n"
+        "seen = []\n"
+        "t = threading.Thread(target=lambda: seen.append(torch.get_num_threads())); t.start(); t.join()\n"
+        "print(torch.get_num_threads(), seen[0])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["1", "1"], out.stdout + out.stderr
