@@ -13,8 +13,12 @@
 3. Deformation cost: embedding work (rows, seconds of audio through the model, wall time) of 4
    scenarios on 80/10/10 splits (test split deformed) vs a clean-only run. Target: ≤ 1.4×
    (mir_ref deformed every split: 5×).
+4. Shared streams: a run over 6 datasets (one experiment each, like the thesis' six tasks) and one
+   model, embedded as one stream per model (repeval) vs one stream per dataset (the engine before
+   it; each stream starts its own actor pool and loads the weights again). No target: the ratio
+   is the start-up saved.
 
-Usage: ``python benchmarks/bench_embed.py [--quick] [--only throughput,memory,deform] [--model ID]``
+Usage: ``python benchmarks/bench_embed.py [--quick] [--only throughput,memory,deform,shared] [--model ID]``
 (``RAY_AUTH_MODE=disabled`` is set here). It takes several minutes on 2 cores.
 """
 
@@ -350,10 +354,72 @@ def bench_deform(root: Path, n: int) -> dict:
     }
 
 
+def bench_shared(root: Path, n_datasets: int, per: int, clip_s: float, model: str) -> dict:
+    """A run over ``n_datasets`` datasets (one experiment each, like the thesis' tasks) and one model: one stream
+    for the whole run (repeval) vs one stream per dataset (what the engine did before), same clips, same work."""
+    from repeval import runner
+    from repeval.config import load_config
+    from repeval.pipeline.embed import embed_experiments
+    from repeval.ray_utils import init_ray
+
+    manifest = render_clips(root / "shared-clips", n_datasets * per, clip_s)
+    rows = list(csv.DictReader(manifest.open()))
+    experiments = []
+    for d in range(n_datasets):
+        m = _write_manifest(
+            root / f"shared-{d}.csv", [(r["track_id"], r["audio_path"], r["label"]) for r in rows[d::n_datasets]]
+        )
+        exp = yaml.safe_load(write_config(root, m, [DEFORM], "unused", model).read_text())["experiments"][0]
+        exp["task"]["name"] = f"task{d}"
+        exp["datasets"][0]["name"] = f"set{d}"
+        experiments.append(exp)
+    print(
+        f"[shared streams] {n_datasets} datasets × {per} rendered clips of {clip_s:g} s (one experiment each), model {model}"
+    )
+    init_ray(num_cpus=os.cpu_count(), object_store_memory=400 * 1024**2, log_to_driver=False)
+
+    def context(store: str):
+        path = root / f"shared-{store}.yaml"
+        run = {"run_id": "bench", "store": str(root / store), "runs_dir": str(root / "runs"), "part_rows": 512}
+        path.write_text(yaml.safe_dump({"run": run, "experiments": experiments}))
+        ctx = runner.make_context(load_config(path))
+        runner.load_rows(ctx)
+        return ctx
+
+    def work(ctx):
+        return [
+            (exp, {ds.name: ctx.rows[(ei, ds.name)] for ds in exp.datasets}, None)
+            for ei, exp in enumerate(ctx.cfg.experiments)
+        ]
+
+    # the baseline first: the second run of a session finds Ray Data's helper actors started, which favours it
+    ctx = context("store-per-dataset")
+    t0 = time.perf_counter()
+    per_ds = [embed_experiments(ctx.cfg, [w], ctx.store) for w in work(ctx)]
+    t_per = time.perf_counter() - t0
+    ctx = context("store-shared")
+    t0 = time.perf_counter()
+    shared = embed_experiments(ctx.cfg, work(ctx), ctx.store)
+    t_shared = time.perf_counter() - t0
+    import ray
+
+    ray.shutdown()
+    rows_per = sum(x.computed for x in per_ds)
+    assert rows_per == shared.computed, (rows_per, shared.computed)
+    start_per = sum(x.startup_s for x in per_ds)
+    print(
+        f"  one stream per dataset: {t_per:6.1f} s ({len(per_ds)} streams, start-up {start_per:.1f} s in all, {rows_per} rows)"
+    )
+    print(
+        f"  one stream per model:   {t_shared:6.1f} s ({shared.streams} stream, start-up {shared.startup_s:.1f} s, {shared.computed} rows)"
+    )
+    return {"shared_speedup": t_per / t_shared}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run, not the targets)")
-    ap.add_argument("--only", default="throughput,memory,deform")
+    ap.add_argument("--only", default="throughput,memory,deform,shared")
     ap.add_argument("--clips", type=int, default=2000)
     ap.add_argument("--clip-s", type=float, default=3.0)
     ap.add_argument("--model", default=MODEL, help=f"embedding model for the throughput part (default {MODEL})")
@@ -375,6 +441,8 @@ def main() -> None:
         results.update(bench_memory(root, small, large))
     if "deform" in only:
         results.update(bench_deform(root, n_def))
+    if "shared" in only:
+        results.update(bench_shared(root, 3 if args.quick else 6, 40 if args.quick else 100, args.clip_s, args.model))
     print("\nratios (one run):")
     targets = {
         "speedup": ("pipeline vs sequential loop", ">=", 1.7),
@@ -386,6 +454,7 @@ def main() -> None:
         "rows_ratio": ("embedding rows, 4 scenarios / clean only", "<=", 1.4),
         "audio_ratio": ("audio seconds embedded, 4 scenarios / clean only", "<=", 1.4),
         "wall_ratio": ("wall time, 4 scenarios / clean only", "<=", 1.4),
+        "shared_speedup": ("one stream per model vs one per dataset (no target)", ">=", 1.0),
     }
     for key, (what, op, target) in targets.items():
         if key in results:

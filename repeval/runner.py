@@ -23,7 +23,7 @@ import yaml
 
 from repeval.config import Config, ExperimentConfig
 from repeval.datasets import load_dataset, load_folds
-from repeval.pipeline.embed import EmbedSummary, embed_experiment
+from repeval.pipeline.embed import EmbedSummary, embed_experiments
 from repeval.rundir import RunLocation
 from repeval.store import EmbeddingStore
 
@@ -139,21 +139,14 @@ def _stage_embed(
 
     init_ray()
     load_rows(ctx)
-    total = EmbedSummary()
-    for ei, exp in enumerate(ctx.cfg.experiments):
-        rows = {ds.name: ctx.rows[(ei, ds.name)] for ds in exp.datasets}
-        total.merge(
-            embed_experiment(
-                ctx.cfg,
-                exp,
-                rows,
-                ctx.store,
-                deformed_only=deformed_only,
-                progress=progress,
-                retry_errors=retry_errors,
-                deform_ids=deform_ids(ctx, ei),
-            )
-        )
+    # one stream per embedding model for the whole run: its actors load the weights once for every dataset
+    work = [
+        (exp, {ds.name: ctx.rows[(ei, ds.name)] for ds in exp.datasets}, deform_ids(ctx, ei))
+        for ei, exp in enumerate(ctx.cfg.experiments)
+    ]
+    total = embed_experiments(
+        ctx.cfg, work, ctx.store, deformed_only=deformed_only, progress=progress, retry_errors=retry_errors
+    )
     log.debug(total.line())  # the CLI prints it
     return total
 

@@ -1,5 +1,8 @@
-"""The embedding stage: for each (dataset, model) stream the tracks that still need work through
-Ray Data and write them into the store, one partition per scenario (``clean``, D1, ...).
+"""The embedding stage: for each embedding model, stream the tracks that still need work — from every dataset
+and experiment of the run that uses the model — through Ray Data and write them into the store, one partition
+per (dataset, scenario) (``clean``, D1, ...). One stream per model means one actor pool: the weights are loaded
+once per actor for the whole run, not once per dataset (a stream's start-up — worker processes, framework
+imports, weights — is seconds on a small machine, paid once per model instead of once per dataset × model).
 
 Only the splits in ``run.deform_splits`` (default: test) are deformed — probes are trained on
 clean audio and tested on clean and deformed audio. Each track is decoded once, whatever the
@@ -9,17 +12,19 @@ Stream: ``from_arrow`` (slices of the to-do table) → ``DecodeDeform`` tasks (d
 chunk to the model's window, deform) → ``Embed`` actor pool (one per model; resources from
 :mod:`repeval.pipeline.resources`) → driver: reassemble chunks, write atomic part files. Nothing
 is materialised; the driver never builds a Python object per catalog row to plan the work (the
-to-do set is computed with Arrow kernels against the ids already in the store).
-"""
+to-do set is computed with Arrow kernels against the ids already in the store)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
 import re
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,7 +43,7 @@ from repeval.store.store import ERROR_SCHEMA, STORE_FORMAT, embedding_schema, re
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EmbedSummary", "embed_experiment", "model_chunk_s", "plan_todo"]
+__all__ = ["EmbedSummary", "embed_experiment", "embed_experiments", "model_chunk_s", "plan_todo"]
 
 #: input rows per Ray Data block: one decode task (and batch) each; small blocks keep the actors fed early
 #: and evenly, large ones amortise Ray's per-task and per-batch costs (2,000 clips of 3 s, mfcc-stats, 2 CPUs:
@@ -101,94 +106,138 @@ def embed_experiment(
     retry_errors: bool = False,
     deform_ids: dict[str, pa.Array] | None = None,
 ) -> EmbedSummary:
-    """Embed what the store lacks for one experiment; ``retry_errors`` first deletes the error records of its
-    partitions, so tracks that failed before (a file since fixed or replaced) are computed again.
+    """Embed what the store lacks for one experiment (see :func:`embed_experiments`)."""
+    return embed_experiments(cfg, [(exp, rows_by_dataset, deform_ids)], store, deformed_only, progress, retry_errors)
 
-    Tracks in ``run.deform_splits`` are deformed; ``deform_ids[dataset]``, when given, names them instead
-    (k folds: a track in the test split of any fold).
+
+#: one experiment's work: the experiment, its rows per dataset, and (k folds) the tracks to deform per dataset
+Work = tuple[ExperimentConfig, dict[str, pa.Table], dict[str, pa.Array] | None]
+
+
+@dataclass
+class _Stream:
+    """One model's stream: every (dataset, scenario) partition of every experiment that needs it.
+
+    A partition's routing key is ``dataset<US>scenario`` (US, the unit separator, cannot occur in a name
+    read from YAML): decode, deformation seeds and the store see the plain scenario id; the key only keeps
+    two datasets' tracks (whose ids may coincide) apart between decode and the writers."""
+
+    mcfg: Any
+    sample_rate: int
+    chunk_s: float | None
+    keys: list[str] = field(default_factory=list)
+    sids: dict[str, str] = field(default_factory=dict)
+    steps: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
+    parts: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, dict[str, Any]] = field(default_factory=dict)
+    info: dict[str, dict[str, Any]] = field(default_factory=dict)
+    planned: dict[str, pa.Array] = field(default_factory=dict)
+    todos: list[pa.Table] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+
+
+KEY_SEP = "\x1f"
+
+
+def stream_key(dataset: str, sid: str) -> str:
+    return f"{dataset}{KEY_SEP}{sid}"
+
+
+def embed_experiments(
+    cfg: Config,
+    work: Sequence[Work],
+    store: EmbeddingStore,
+    deformed_only: bool = False,
+    progress: bool | None = None,
+    retry_errors: bool = False,
+) -> EmbedSummary:
+    """Embed what the store lacks for a run's experiments: one stream (one actor pool, weights loaded once per
+    actor) per embedding model, however many datasets and experiments use it.
+
+    ``retry_errors`` first deletes the error records of the partitions, so tracks that failed before (a file
+    since fixed or replaced) are computed again. Tracks in ``run.deform_splits`` are deformed; a work item's
+    ``deform_ids[dataset]``, when given, names them instead (k folds: a track in the test split of any fold).
+    A partition two experiments share (one dataset, two tasks) is planned once: a track is embedded once.
     """
-    from repeval.ray_utils import cluster_cpus, cluster_gpus
-
     summary = EmbedSummary()
-    run = cfg.run
     t0 = time.perf_counter()
-    for ds in exp.datasets:
-        rows = rows_by_dataset[ds.name]
-        scenarios = exp.scenarios_for(ds)
-        ids = rows.column("track_id").combine_chunks()
-        if deform_ids is not None and ds.name in deform_ids:
-            in_deform = pc.is_in(ids, value_set=deform_ids[ds.name])
-        else:
-            in_deform = pc.is_in(rows.column("split"), value_set=pa.array(list(run.deform_splits), pa.string()))
-        deform_mask = pc.fill_null(in_deform, False).to_numpy(zero_copy_only=False)
-        for mcfg in exp.embedding_models:
-            fam, params = resolve_model(mcfg)
-            sample_rate = int(
-                params.get("sample_rate_hz") or getattr(fam.cls, "sample_rate_hz", 0) or run.sample_rate_hz
-            )
-            chunk_s = model_chunk_s(fam, params)
-            masks: dict[str, np.ndarray] = {}
-            parts = {}
-            provenance = {}
-            for sid in ([] if deformed_only else [CLEAN]) + list(scenarios):
-                part = store.partition(ds.name, mcfg.id, sid)
-                fp = {
-                    "model": model_fingerprint(mcfg),
-                    **scenario_fingerprint(exp, sid, ds, run.seed),
-                    "sample_rate_hz": sample_rate,
-                    "chunk_s": chunk_s,
-                    "keep_frames": run.keep_frames,
-                    "store_format": STORE_FORMAT,
-                }
-                part.check_compatible(fp)
-                if retry_errors:
-                    summary.retried += part.clear_errors()
-                wanted = np.ones(rows.num_rows, bool) if sid == CLEAN else deform_mask
-                done = pc.is_in(ids, value_set=part.done_ids()).to_numpy(zero_copy_only=False)
-                missing = wanted & ~done
-                summary.skipped += int((wanted & done).sum())
-                if not missing.any() and part.complete:
-                    continue
+    streams: dict[str, _Stream] = {}
+    for exp, rows_by_dataset, deform_ids in work:
+        for ds in exp.datasets:
+            _plan_dataset(cfg, exp, ds, rows_by_dataset[ds.name], deform_ids, store, streams, summary,
+                          deformed_only, retry_errors)  # fmt: skip
+    for st in streams.values():
+        _run_stream(cfg, st, store, summary, progress)
+    summary.wall_s = time.perf_counter() - t0
+    return summary
+
+
+def _plan_dataset(
+    cfg: Config,
+    exp: ExperimentConfig,
+    ds: Any,
+    rows: pa.Table,
+    deform_ids: dict[str, pa.Array] | None,
+    store: EmbeddingStore,
+    streams: dict[str, _Stream],
+    summary: EmbedSummary,
+    deformed_only: bool,
+    retry_errors: bool,
+) -> None:
+    """Add one (experiment, dataset)'s missing tracks to each model's stream."""
+    run = cfg.run
+    scenarios = exp.scenarios_for(ds)
+    ids = rows.column("track_id").combine_chunks()
+    if deform_ids is not None and ds.name in deform_ids:
+        in_deform = pc.is_in(ids, value_set=deform_ids[ds.name])
+    else:
+        in_deform = pc.is_in(rows.column("split"), value_set=pa.array(list(run.deform_splits), pa.string()))
+    deform_mask = pc.fill_null(in_deform, False).to_numpy(zero_copy_only=False)
+    for mcfg in exp.embedding_models:
+        fam, params = resolve_model(mcfg)
+        sample_rate = int(params.get("sample_rate_hz") or getattr(fam.cls, "sample_rate_hz", 0) or run.sample_rate_hz)
+        chunk_s = model_chunk_s(fam, params)
+        fp_model = model_fingerprint(mcfg)
+        name = config_hash({"model": mcfg.id, **fp_model, "sample_rate_hz": sample_rate, "chunk_s": chunk_s})
+        st = streams.setdefault(name, _Stream(mcfg, sample_rate, chunk_s))
+        masks: dict[str, np.ndarray] = {}
+        for sid in ([] if deformed_only else [CLEAN]) + list(scenarios):
+            key = stream_key(ds.name, sid)
+            part = store.partition(ds.name, mcfg.id, sid)
+            fp = {
+                "model": fp_model,
+                **scenario_fingerprint(exp, sid, ds, run.seed),
+                "sample_rate_hz": sample_rate,
+                "chunk_s": chunk_s,
+                "keep_frames": run.keep_frames,
+                "store_format": STORE_FORMAT,
+            }
+            part.check_compatible(fp)
+            if retry_errors and key not in st.parts:
+                summary.retried += part.clear_errors()
+            wanted = np.ones(rows.num_rows, bool) if sid == CLEAN else deform_mask
+            done = pc.is_in(ids, value_set=part.done_ids()).to_numpy(zero_copy_only=False)
+            if key in st.planned:  # another experiment's share of this partition already holds these tracks
+                done |= pc.is_in(ids, value_set=st.planned[key]).to_numpy(zero_copy_only=False)
+            missing = wanted & ~done
+            summary.skipped += int((wanted & done).sum())
+            if not missing.any() and (part.complete or key in st.parts):
+                continue
+            if key not in st.parts:
                 # a partition shared by several tasks (one dataset, other splits) may need more tracks
                 part.reopen()
                 part.stamp(
                     fp, {"config_hash": config_hash(fp), "model_id": mcfg.id, "repeval_version": repeval_version()}
                 )
-                parts[sid] = part
-                masks[sid] = missing
-                provenance[sid] = {
+                st.keys.append(key)
+                st.sids[key] = sid
+                st.parts[key] = part
+                st.provenance[key] = {
                     "model": mcfg.id,
                     "config_hash": config_hash(fp),
                     "repeval_version": repeval_version(),
                 }
-            if not parts:
-                log.info("%s/%s: all partitions complete", ds.name, mcfg.id)
-                continue
-            todo = plan_todo(rows, masks)
-            versions: dict[str, str] = {}
-            if todo.num_rows:
-                import ray  # issue 8: custom resources (run.resources.embed_resources) cap the pool
-
-                res = plan_resources(fam.cls, run.resources, cluster_cpus(), cluster_gpus(), ray.cluster_resources())
-                summary.resources[mcfg.id] = res.describe()
-                log.info("%s/%s: %d tracks to embed; %s", ds.name, mcfg.id, todo.num_rows, res.describe())
-                versions = _run_pipeline(
-                    cfg,
-                    mcfg,
-                    sample_rate,
-                    chunk_s,
-                    todo,
-                    scenarios,
-                    list(masks),
-                    parts,
-                    provenance,
-                    res,
-                    summary,
-                    progress,
-                    f"{ds.name}/{mcfg.id}",
-                )
-            for sid, part in parts.items():
-                info = {
+                st.info[key] = {
                     "dataset": ds.name,
                     "model": mcfg.id,
                     "scenario": sid,
@@ -197,13 +246,50 @@ def embed_experiment(
                     "chunk_s": chunk_s,
                     "keep_frames": run.keep_frames,
                 }
-                version = versions.get(sid) or _stored_version(part)
-                if version:
-                    info["model_version"] = version
-                part.finish(info)
-                summary.partitions_completed.append(part.path)
-    summary.wall_s = time.perf_counter() - t0
-    return summary
+                if sid != CLEAN:
+                    st.steps[key] = [(s.type, dict(s.params)) for s in scenarios[sid].steps]
+            new_ids = ids.filter(pa.array(missing))
+            st.planned[key] = pa.concat_arrays([st.planned[key], new_ids]) if key in st.planned else new_ids
+            masks[key] = missing
+        if not masks:
+            if not any(k.startswith(stream_key(ds.name, "")) for k in st.parts):
+                log.info("%s/%s: all partitions complete", ds.name, mcfg.id)
+            continue
+        todo = plan_todo(rows, masks)  # scenario indices into list(masks): shifted to the stream's keys
+        local = np.array([st.keys.index(k) for k in masks], np.int16)
+        col = todo.column("scenarios").combine_chunks()
+        values = local[col.values.to_numpy(zero_copy_only=False)] if len(col.values) else np.zeros(0, np.int16)
+        shifted = pa.ListArray.from_arrays(col.offsets, pa.array(values, pa.int16()))
+        todo = todo.select(["track_id", "audio_path", "split"]).append_column("scenarios", shifted)
+        if todo.num_rows:
+            st.todos.append(todo)
+            st.labels.append(f"{ds.name} {todo.num_rows}")
+
+
+def _run_stream(cfg: Config, st: _Stream, store: EmbeddingStore, summary: EmbedSummary, progress: bool | None) -> None:
+    """Run one model's stream (if it has tracks to embed), then mark its partitions complete."""
+    from repeval.ray_utils import cluster_cpus, cluster_gpus
+
+    mcfg = st.mcfg
+    versions: dict[str, str] = {}
+    if st.todos:
+        import ray  # issue 8: custom resources (run.resources.embed_resources) cap the pool
+
+        fam, _ = resolve_model(mcfg)
+        todo = pa.concat_tables(st.todos)
+        res = plan_resources(fam.cls, cfg.run.resources, cluster_cpus(), cluster_gpus(), ray.cluster_resources())
+        summary.resources[mcfg.id] = res.describe()
+        datasets = sorted({st.info[k]["dataset"] for k in st.keys})
+        label = f"{datasets[0]}/{mcfg.id}" if len(datasets) == 1 else f"{mcfg.id} ({len(datasets)} datasets)"
+        log.info("%s: %d tracks to embed (%s); %s", label, todo.num_rows, ", ".join(st.labels), res.describe())
+        versions = _run_pipeline(cfg, st, todo, res, summary, progress, label)
+    for key, part in st.parts.items():
+        info = dict(st.info[key])
+        version = versions.get(key) or _stored_version(part)
+        if version:
+            info["model_version"] = version
+        part.finish(info)
+        summary.partitions_completed.append(part.path)
 
 
 def _stored_version(part: Any) -> str | None:
@@ -228,14 +314,8 @@ def _blocks(todo: pa.Table, n_cpus: float) -> list[pa.Table]:
 
 def _run_pipeline(
     cfg: Config,
-    mcfg: Any,
-    sample_rate: int,
-    chunk_s: float | None,
+    st: _Stream,
     todo: pa.Table,
-    scenarios: dict[str, Any],
-    sids: list[str],
-    parts: dict[str, Any],
-    provenance: dict[str, dict[str, Any]],
     res: EmbedResources,
     summary: EmbedSummary,
     progress: bool | None,
@@ -250,7 +330,7 @@ def _run_pipeline(
         logging.getLogger("ray.data").setLevel(os.environ["REPEVAL_RAY_DATA_LOG_LEVEL"])
 
     run = cfg.run
-    steps = {sid: [(s.type, dict(s.params)) for s in scen.steps] for sid, scen in scenarios.items() if sid in parts}
+    mcfg, parts, provenance, sids = st.mcfg, st.parts, st.provenance, st.sids
     n_expected = int(pc.sum(pc.list_value_length(todo.column("scenarios"))).as_py() or 0)
     # a short stream gets smaller batches: about four per actor, or the last batches leave actors idle
     batch_size = mcfg.batch_size or max(1, min(DEFAULT_EMBED_BATCH, math.ceil(n_expected / (4 * res.n_actors))))
@@ -263,7 +343,7 @@ def _run_pipeline(
     inp = todo.select(["track_id", "audio_path", "split", "scenarios"])
     blocks = _blocks(inp, cluster_cpus())
     ds: Any = ray.data.from_arrow(blocks)
-    decode = DecodeDeform(sample_rate, steps, run.seed, chunk_s=chunk_s, scenario_ids=sids)
+    decode = DecodeDeform(st.sample_rate, st.steps, run.seed, chunk_s=st.chunk_s, scenario_ids=st.keys, seed_ids=sids)
     # a callable instance runs as stateless tasks; the Embed class runs as an actor pool
     # one batch per block: a larger batch_size would make Ray Data bundle several blocks into one task
     ds = ds.map_batches(decode, batch_size=max(b.num_rows for b in blocks), num_cpus=res.decode_num_cpus)
@@ -280,11 +360,12 @@ def _run_pipeline(
     versions: dict[str, str] = {}
     summary.tracks += todo.num_rows
 
-    def writer(sid: str, dim: int) -> PartitionWriter:
-        if sid not in writers:
-            writers[sid] = PartitionWriter(parts[sid], embedding_schema(dim, run.keep_frames), run.part_rows)
-        return writers[sid]
+    def writer(key: str, dim: int) -> PartitionWriter:
+        if key not in writers:
+            writers[key] = PartitionWriter(parts[key], embedding_schema(dim, run.keep_frames), run.part_rows)
+        return writers[key]
 
+    summary.streams += 1
     t_start = time.perf_counter()
     first = True
     actors: dict[str, Any] = {}
@@ -298,21 +379,23 @@ def _run_pipeline(
             block, errors = assembler.add(batch)
             now = np.datetime64(int(time.time() * 1000), "ms")
             if len(errors):
-                err_sids = np.array(errors.scenario)
-                for sid in np.unique(err_sids):
-                    sub = _take_errors(errors, np.flatnonzero(err_sids == sid))
-                    w = writer(str(sid), batch["embedding"].shape[1])
-                    w.add_errors(errors_table(sub, ERROR_SCHEMA, {**provenance[str(sid)], "created_at": now}))
+                err_keys = np.array(errors.scenario)
+                for key in np.unique(err_keys):
+                    key = str(key)
+                    sub = _take_errors(errors, np.flatnonzero(err_keys == key), sids[key])
+                    w = writer(key, batch["embedding"].shape[1])
+                    w.add_errors(errors_table(sub, ERROR_SCHEMA, {**provenance[key], "created_at": now}))
                 summary.errors += len(errors)
                 summary.errors_by_stage.update(errors.stage)
             if block is not None:
-                for sid in np.unique(block.scenario):
-                    sid = str(sid)
-                    sub = block.take(np.flatnonzero(block.scenario == sid))
-                    w = writer(sid, sub.embedding.shape[1])
-                    w.add_table(rows_table(sub, w.schema, {**provenance[sid], "created_at": now}))
-                    versions.setdefault(sid, str(sub.model_version[0]))
-                    summary.rows_by_scenario[sid] += len(sub)
+                for key in np.unique(block.scenario):
+                    key = str(key)
+                    sub = block.take(np.flatnonzero(block.scenario == key))
+                    sub = dataclasses.replace(sub, scenario=np.full(len(sub), sids[key], dtype=object))
+                    w = writer(key, sub.embedding.shape[1])
+                    w.add_table(rows_table(sub, w.schema, {**provenance[key], "created_at": now}))
+                    versions.setdefault(key, str(sub.model_version[0]))
+                    summary.rows_by_scenario[sids[key]] += len(sub)
                 summary.computed += len(block)
                 summary.audio_seconds += float(block.audio_seconds.sum())
             bar.update((len(block) if block is not None else 0) + len(errors))
@@ -365,12 +448,13 @@ def _release_actors(actors: dict[str, Any]) -> None:
             log.debug("could not kill an embedding actor of the failed stream: %s", exc)
 
 
-def _take_errors(errors: Any, idx: np.ndarray) -> Any:
+def _take_errors(errors: Any, idx: np.ndarray, sid: str) -> Any:
+    """The error records at ``idx``, under their plain scenario id."""
     from repeval.pipeline.assemble import ErrorBlock
 
     out = ErrorBlock()
     for i in idx:
-        out.add(errors.track_id[i], errors.split[i], errors.scenario[i], errors.stage[i], errors.reason[i])
+        out.add(errors.track_id[i], errors.split[i], sid, errors.stage[i], errors.reason[i])
     return out
 
 

@@ -93,6 +93,7 @@ class DecodeDeform:
         max_duration_s: float | None = None,
         chunk_s: float | None = DEFAULT_CHUNK_S,
         scenario_ids: list[str] | None = None,
+        seed_ids: dict[str, str] | None = None,
     ) -> None:
         self.sample_rate_hz = sample_rate_hz
         self.scenario_steps = scenarios
@@ -101,11 +102,17 @@ class DecodeDeform:
         self.chunk_s = chunk_s
         #: names of the scenario indices in the input's ``scenarios`` column (when it holds integers)
         self.scenario_ids = scenario_ids or [CLEAN, *scenarios]
+        #: a stream over several datasets names its scenarios by routing key (``dataset<US>D1``): the plain id
+        #: of each key, which seeds the deformation (so results do not depend on what shares the stream)
+        self.seed_ids = dict(seed_ids or {})
         self._built: dict[str, Scenario] | None = None
+
+    def _plain(self, key: str) -> str:
+        return self.seed_ids.get(key, key)
 
     def _scenarios(self) -> dict[str, Scenario]:
         if self._built is None:
-            self._built = {sid: Scenario(sid, steps) for sid, steps in self.scenario_steps.items()}
+            self._built = {key: Scenario(self._plain(key), steps) for key, steps in self.scenario_steps.items()}
         return self._built
 
     def _wanted(self, wanted: Any) -> list[str]:
@@ -156,7 +163,7 @@ class DecodeDeform:
         and says how many chunks the track has (so the driver knows when it has them all).
         """
         # audiomentations (~1 s to import) is loaded by the first track that needs a deformation
-        scenarios = self._scenarios() if any(sid != CLEAN for sid in wanted) else {}
+        scenarios = self._scenarios() if any(self._plain(sid) != CLEAN for sid in wanted) else {}
         open_ = dict.fromkeys(wanted, True)
         params: dict[str, str] = {}
         chunks = iter_chunks(path, self.sample_rate_hz, self.chunk_s, self.max_duration_s)
@@ -169,7 +176,7 @@ class DecodeDeform:
                 for sid in wanted:
                     if not open_[sid]:
                         continue
-                    if sid == CLEAN:
+                    if self._plain(sid) == CLEAN:
                         emit(tid, split, sid, index, last, current, "")
                         continue
                     try:
@@ -189,7 +196,7 @@ class DecodeDeform:
                     emit(tid, split, sid, index, True, None, "", reason, "decode")
         finally:
             for sid in wanted:
-                if sid != CLEAN:
+                if self._plain(sid) != CLEAN:
                     for t in scenarios[sid].transforms:
                         t.unfreeze_parameters()
         yield None
@@ -198,7 +205,7 @@ class DecodeDeform:
         if index == 0:
             for t in scenario.transforms:
                 t.unfreeze_parameters()
-        out, sampled = scenario(audio, self.sample_rate_hz, chunk_seed(self.run_seed, tid, sid, index))
+        out, sampled = scenario(audio, self.sample_rate_hz, chunk_seed(self.run_seed, tid, self._plain(sid), index))
         if index == 0:
             for t in scenario.transforms:
                 t.freeze_parameters()  # later chunks reuse the parameters sampled for the track

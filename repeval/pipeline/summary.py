@@ -34,6 +34,8 @@ class EmbedSummary:
     startup_s: float = 0.0
     #: seconds spent streaming (start of each stream to its end)
     stream_s: float = 0.0
+    #: model streams run: one per embedding model, whatever the number of datasets and experiments using it
+    streams: int = 0
 
     def merge(self, other: EmbedSummary) -> None:
         self.tracks += other.tracks
@@ -51,6 +53,7 @@ class EmbedSummary:
         self.retried += other.retried
         self.startup_s += other.startup_s
         self.stream_s += other.stream_s
+        self.streams += other.streams
 
     def line(self) -> str:
         wall = self.wall_s or 0.0
