@@ -107,3 +107,21 @@ def test_one_stream_per_model_across_datasets_and_experiments(ray_session, tmp_p
 
     _, again = embed(tmp_path, "both", both)  # complete: nothing to stream
     assert (again.streams, again.computed, again.skipped) == (0, 0, 21)
+
+
+def test_two_experiments_giving_one_partition_two_deformations_fail_before_embedding(ray_session, tmp_path):
+    """D1 of dataset "low" is a gain in one task and noise in the other: one store partition cannot hold both.
+    With one stream per model this is found while planning, before any audio is decoded."""
+    import pytest
+
+    from repeval.store.store import StoreConflict
+
+    low = catalog(tmp_path / "low", 220.0)
+    clash = [
+        experiment("pitch", [dataset("low", low)], [GAIN]),
+        experiment("pitch_noise", [dataset("low", low)], [NOISE]),
+    ]
+    with pytest.raises(StoreConflict, match="low/mfcc-fast/D1 was computed with a different configuration"):
+        embed(tmp_path, "clash", clash)
+    store = tmp_path / "store-clash"
+    assert not list(store.rglob("*.parquet"))  # nothing was embedded
