@@ -248,9 +248,7 @@ def _train_group(
         path = ctx.run_dir / "confusion" / f"{cell}.json"
         write_confusion(path, np.asarray(matrix), g.labels)
     if g.rows:
-        tmp = sidecar.with_name(f".{sidecar.name}.tmp")  # whole or not at all, and before the commit below
-        tmp.write_text(json.dumps(inputs, sort_keys=True))
-        tmp.replace(sidecar)
+        _write_text_atomic(sidecar, json.dumps(inputs, sort_keys=True))  # before the commit below
         _write_atomic(results_table(ctx.run_id, [{**r, "fold": fold} for r in g.rows]), out)  # committed when done
     summary["trained"] += 1
 
@@ -265,9 +263,21 @@ def _read_json(path: Path) -> Any:
 
 def _write_atomic(table: pa.Table, path: Path) -> None:
     """Write a Parquet file under a temporary name, then rename it: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = _tmp_name(path)
     pq.write_table(table, tmp)
     tmp.replace(path)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """:func:`_write_atomic` for a small text file: whole or not at all."""
+    tmp = _tmp_name(path)
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _tmp_name(path: Path) -> Path:
+    """``.<name>.tmp`` beside ``path`` (what syncing a run directory skips)."""
+    return path.with_name(f".{path.name}.tmp")
 
 
 def stage_evaluate(ctx: RunContext) -> pa.Table:

@@ -252,7 +252,7 @@ def _plan_dataset(
             st.planned[key] = pa.concat_arrays([st.planned[key], new_ids]) if key in st.planned else new_ids
             masks[key] = missing
         if not masks:
-            if not any(k.startswith(stream_key(ds.name, "")) for k in st.parts):
+            if not any(info["dataset"] == ds.name for info in st.info.values()):  # not planned by another task
                 log.info("%s/%s: all partitions complete", ds.name, mcfg.id)
             continue
         todo = plan_todo(rows, masks)  # scenario indices into list(masks): shifted to the stream's keys

@@ -22,35 +22,44 @@ from repeval.report.tables import make_table
 K = 3
 
 
-@pytest.fixture(scope="module")
-def kfold(ray_session, rendered_notes, tmp_path_factory):
-    root = tmp_path_factory.mktemp("kfold")
-    cfg = parse_config(
+def config(root, run_id: str, dataset: dict, probe: dict, **experiment):
+    """One instrument-classification experiment on ``dataset`` with mfcc-stats and one probe."""
+    return parse_config(
         {
-            "run": {"run_id": "kf", "store": str(root / "store"), "runs_dir": str(root / "runs")},
+            "run": {"run_id": run_id, "store": str(root / "store"), "runs_dir": str(root / "runs")},
             "experiments": [
                 {
                     "task": {"name": "instrument", "type": "multiclass_classification"},
-                    "datasets": [
-                        {
-                            "name": "notes",
-                            "type": "catalog",
-                            "manifest": str(rendered_notes),
-                            "label_column": "instrument",  # no split column: seeded stratified folds
-                            "split_type": "all",
-                            "n_folds": K,
-                            "split_seed": 3,
-                        }
-                    ],
-                    "deformations": [[{"type": "Gain", "params": {"min_gain_db": -12, "max_gain_db": -6, "p": 1}}]],
+                    "datasets": [dataset],
                     "embedding_models": ["mfcc-stats"],
-                    "downstream_models": [
-                        {"name": "linear", "hidden_units": [], "standardize": True, "batch_size": 16, "epochs": 30}
-                    ],
-                    "metrics": ["accuracy"],
+                    "downstream_models": [probe],
+                    **experiment,
                 }
             ],
         }
+    )
+
+
+@pytest.fixture(scope="module")
+def kfold(ray_session, rendered_notes, tmp_path_factory):
+    root = tmp_path_factory.mktemp("kfold")
+    notes = {
+        "name": "notes",
+        "type": "catalog",
+        "manifest": str(rendered_notes),
+        "label_column": "instrument",  # no split column: seeded stratified folds
+        "split_type": "all",
+        "n_folds": K,
+        "split_seed": 3,
+    }
+    probe = {"name": "linear", "hidden_units": [], "standardize": True, "batch_size": 16, "epochs": 30}
+    cfg = config(
+        root,
+        "kf",
+        notes,
+        probe,
+        deformations=[[{"type": "Gain", "params": {"min_gain_db": -12, "max_gain_db": -6, "p": 1}}]],
+        metrics=["accuracy"],
     )
     ctx = runner.make_context(cfg)
     embedded = runner.stage_embed(ctx)
@@ -142,27 +151,14 @@ def test_official_folds_of_real_tinysol_and_an_empty_test_fold_names_the_fold(ra
     """TinySOL's official folds (real recordings, mirdata loader): the 12-track sample has no track in fold 1,
     so fold 0 has no test split — the error names the fold and the fix, before any probe trains."""
     home = shared_data / "tinysol_mini"
-    cfg = parse_config(
-        {
-            "run": {"run_id": "tiny", "store": str(tmp_path / "store"), "runs_dir": str(tmp_path / "runs")},
-            "experiments": [
-                {
-                    "task": {"name": "instrument", "type": "multiclass_classification"},
-                    "datasets": [
-                        {
-                            "name": "tinysol",
-                            "type": "mirdata",
-                            "dir": str(home),
-                            "index_path": str(home / "tinysol_index_mini.json"),
-                            "split_type": "all",
-                        }
-                    ],
-                    "embedding_models": ["mfcc-stats"],
-                    "downstream_models": [{"name": "linear", "hidden_units": [], "epochs": 5}],
-                }
-            ],
-        }
-    )
+    tinysol = {
+        "name": "tinysol",
+        "type": "mirdata",
+        "dir": str(home),
+        "index_path": str(home / "tinysol_index_mini.json"),
+        "split_type": "all",
+    }
+    cfg = config(tmp_path, "tiny", tinysol, {"name": "linear", "hidden_units": [], "epochs": 5})
     ctx = runner.make_context(cfg)
     assert runner.stage_embed(ctx).computed == 12  # no deformations: every track once, clean
     folds = ctx.folds[(0, "tinysol")]
