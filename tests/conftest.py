@@ -28,9 +28,12 @@ def ray_session():
     """One embedded Ray for the whole test session (ray.init costs 8-10 s)."""
     import ray
 
+    from repeval.ray_utils import worker_soft_limit
+
     if not ray.is_initialized():
         ray.init(
             num_cpus=2,
+            _system_config={"num_workers_soft_limit": worker_soft_limit(2)},  # as repeval's own init_ray
             include_dashboard=False,
             object_store_memory=300 * 1024 * 1024,
             logging_level="WARNING",
