@@ -136,6 +136,20 @@ class _Stream:
     labels: list[str] = field(default_factory=list)
 
 
+def _stream_batch_size(current: Any, other: Any) -> Any:
+    """The model config a shared stream runs with when two experiments set the model's ``batch_size``: a set
+    value beats none, and of two the smaller (the one that fits the tighter memory) — announced, not silent."""
+    a, b = current.batch_size, other.batch_size
+    if b is None or a == b:
+        return current
+    if a is None or b < a:
+        if a is not None:
+            log.warning("%s: experiments set batch_size %d and %d; its one stream uses %d", current.id, a, b, b)
+        return current.model_copy(update={"batch_size": b})
+    log.warning("%s: experiments set batch_size %d and %d; its one stream uses %d", current.id, a, b, a)
+    return current
+
+
 KEY_SEP = "\x1f"
 
 
@@ -200,6 +214,7 @@ def _plan_dataset(
         fp_model = model_fingerprint(mcfg)
         name = config_hash({"model": mcfg.id, **fp_model, "sample_rate_hz": sample_rate, "chunk_s": chunk_s})
         st = streams.setdefault(name, _Stream(mcfg, sample_rate, chunk_s))
+        st.mcfg = _stream_batch_size(st.mcfg, mcfg)
         masks: dict[str, np.ndarray] = {}
         for sid in ([] if deformed_only else [CLEAN]) + list(scenarios):
             key = stream_key(ds.name, sid)
@@ -334,6 +349,7 @@ def _run_pipeline(
     n_expected = int(pc.sum(pc.list_value_length(todo.column("scenarios"))).as_py() or 0)
     # a short stream gets smaller batches: about four per actor, or the last batches leave actors idle
     batch_size = mcfg.batch_size or max(1, min(DEFAULT_EMBED_BATCH, math.ceil(n_expected / (4 * res.n_actors))))
+    summary.resources[mcfg.id] = f"{res.describe()}; {batch_size} chunks per embedding call"
     ctx = DataContext.get_current()
     old_bars = ctx.enable_progress_bars
     # without a terminal Ray Data replaces its bars with a progress log line every few seconds: keep logs clean

@@ -125,3 +125,22 @@ def test_two_experiments_giving_one_partition_two_deformations_fail_before_embed
         embed(tmp_path, "clash", clash)
     store = tmp_path / "store-clash"
     assert not list(store.rglob("*.parquet"))  # nothing was embedded
+
+
+def test_two_batch_sizes_for_one_model_use_the_smaller_and_say_so(ray_session, tmp_path, caplog):
+    low = catalog(tmp_path / "low", 220.0)
+    exps = [experiment("pitch", [dataset("low", low)], []), experiment("pitch_again", [dataset("low", low)], [])]
+    exps[0]["embedding_models"] = [{**MODEL, "batch_size": 4}]
+    exps[1]["embedding_models"] = [{**MODEL, "batch_size": 2}]
+    with caplog.at_level("WARNING", logger="repeval.pipeline.embed"):
+        _, s = embed(tmp_path, "sizes", exps)
+    assert s.streams == 1 and s.computed == 6
+    assert s.resources[MODEL["id"]].endswith("; 2 chunks per embedding call"), s.resources
+    assert "experiments set batch_size 4 and 2; its one stream uses 2" in caplog.text
+    # one experiment setting it and one not: the set value, without a warning
+    exps[1]["embedding_models"] = [MODEL]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="repeval.pipeline.embed"):
+        _, s = embed(tmp_path, "one-size", exps)
+    assert s.resources[MODEL["id"]].endswith("; 4 chunks per embedding call"), s.resources
+    assert "batch_size" not in caplog.text
