@@ -90,10 +90,7 @@ def make_plan(
     r = cfg.run.resources
     custom = "".join(f" + {k}={v:g}" for k, v in r.embed_resources.items())
     if cluster is None:
-        if gpus > 0:
-            gpu = f" + {r.embed_num_gpus:g} GPU" if r.embed_num_gpus else ""
-        else:
-            gpu = f" (+ {r.embed_num_gpus:g} GPU for GPU models when Ray reports GPUs)" if r.embed_num_gpus else ""
+        gpu = _gpu_note(r.use_gpu, r.embed_num_gpus, gpus, " for GPU models")
         p.resources["embed actor"] = f"{r.embed_num_cpus:g} CPU{custom}{gpu}"
     else:
         from repeval.models import resolve_model
@@ -110,13 +107,20 @@ def make_plan(
                     p.resources[f"embed {m.id}"] = f"cannot be placed: {exc}"
     if cluster is None:
         p.resources["decode task"] = f"{r.decode_num_cpus:g} CPU"
-    trial_gpu = f" + {r.trial_num_gpus:g} GPU" if r.trial_num_gpus else ""
-    if cluster is None and gpus <= 0 and trial_gpu:
-        trial_gpu = f" (+ {r.trial_num_gpus:g} GPU when Ray reports GPUs)"
-    elif gpus <= 0:
-        trial_gpu = ""
+    trial_gpu = _gpu_note(r.use_gpu, r.trial_num_gpus, gpus, "", known=cluster is not None)
     p.resources["probe trial"] = f"{r.trial_num_cpus:g} CPU{trial_gpu}"
     if cluster is not None:
         shown = sorted((k, v) for k, v in cluster.items() if not k.startswith("node:"))
         p.resources["cluster"] = ", ".join(f"{k}={v:g}" for k, v in shown)
     return p
+
+
+def _gpu_note(mode: str, amount: float, gpus: float, what: str, known: bool = False) -> str:
+    """The GPU part of a resource line under ``run.resources.use_gpu``."""
+    if not amount or mode == "never":
+        return ""
+    if gpus > 0:
+        return f" + {amount:g} GPU"
+    if mode == "always":
+        return f" + {amount:g} GPU{what} (none up yet: waits for the autoscaler to add GPU nodes)"
+    return "" if known else f" (+ {amount:g} GPU{what} when Ray reports GPUs)"

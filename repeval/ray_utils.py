@@ -56,6 +56,13 @@ def init_ray(num_cpus: int | None = None, **kwargs: Any) -> None:
     ray.init(**opts)
 
 
+def wants_gpu(mode: str, amount: float, cluster_gpus: float) -> bool:
+    """Whether a stage requests ``amount`` GPUs under ``run.resources.use_gpu`` = ``mode``."""
+    if amount <= 0 or mode == "never":
+        return False
+    return mode == "always" or cluster_gpus > 0
+
+
 def cluster_gpus() -> float:
     import ray
 

@@ -424,8 +424,12 @@ class ExperimentConfig(Strict):
 class ResourcesConfig(Strict):
     #: CPUs for each embedding actor (fractional allowed)
     embed_num_cpus: float = Field(default=1.0, gt=0)
-    #: GPU fraction per embedding actor when Ray reports GPUs (ignored otherwise)
+    #: GPU fraction per embedding actor when GPUs are used (see ``use_gpu``)
     embed_num_gpus: float = Field(default=1.0, ge=0)
+    #: when GPU-capable embedding models and probe trials request GPUs: ``auto`` — when Ray reports GPUs as
+    #: the stage starts; ``always`` — even before any GPU node is up (an autoscaling cluster whose GPU group
+    #: starts at zero nodes adds them; without an autoscaler the stage waits for GPUs); ``never`` — CPUs only
+    use_gpu: Literal["auto", "always", "never"] = "auto"
     #: CPUs per decode task
     decode_num_cpus: float = Field(default=0.5, gt=0)
     #: size of each model's actor pool (default: what the cluster's resources allow)

@@ -2,9 +2,10 @@
 
 Rules (all decided on the driver from what Ray reports, so they are unit-testable):
 
-- **GPU**: when the cluster has GPUs and the model says it benefits (``uses_gpu``), each actor
-  requests ``resources.embed_num_gpus`` (a fraction shares one device) and the pool has as many
-  actors as the GPUs allow.
+- **GPU**: when the cluster has GPUs (or ``resources.use_gpu`` is ``always``; ``never`` keeps to
+  CPUs) and the model says it benefits (``uses_gpu``), each actor requests
+  ``resources.embed_num_gpus`` (a fraction shares one device) and the pool has as many actors as
+  the GPUs allow (one, or ``resources.embed_actors``, while no GPU is up yet).
 - **CPU**: a share of the CPUs (at least ``resources.decode_num_cpus``, at least 1/8 of the
   cluster) stays free for decode tasks — an actor pool that takes every CPU starves them. The
   rest is split between actors of about ``resources.embed_num_cpus`` each; on 2 CPUs that is two
@@ -100,10 +101,14 @@ def plan_resources(
     """
     explicit: set[str] = set(getattr(res, "model_fields_set", set()))
     cpus = max(float(cluster_cpus), 0.1)
-    use_gpu = cluster_gpus > 0 and bool(getattr(model_cls, "uses_gpu", False)) and res.embed_num_gpus > 0
+    from repeval.ray_utils import wants_gpu
+
+    mode = str(getattr(res, "use_gpu", "auto"))
+    use_gpu = bool(getattr(model_cls, "uses_gpu", False)) and wants_gpu(mode, res.embed_num_gpus, cluster_gpus)
     reserve = min(max(res.decode_num_cpus, cpus * DECODE_SHARE), cpus / 2)
     if use_gpu:
-        num_gpus = min(float(res.embed_num_gpus), float(cluster_gpus))
+        # with use_gpu: always and no GPU up yet, one actor (or embed_actors) waits for the autoscaler
+        num_gpus = float(res.embed_num_gpus) if cluster_gpus <= 0 else min(float(res.embed_num_gpus), cluster_gpus)
         n_actors = res.embed_actors or max(1, int(cluster_gpus / num_gpus + 1e-9))
         per_actor = float(res.embed_num_cpus)
     else:

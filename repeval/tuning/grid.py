@@ -331,7 +331,9 @@ def run_group(
     specs = expand_all(exp.downstream_models)
     seeds = [run.seed + s for s in range(run.seeds)]
     ev = EvalSettings(list(exp.metric_names), run.bootstrap_resamples, run.ci_alpha, run.seed, run.max_epochs)
-    use_gpu = ray.cluster_resources().get("GPU", 0) > 0 and res.trial_num_gpus > 0
+    from repeval.ray_utils import wants_gpu
+
+    use_gpu = wants_gpu(res.use_gpu, res.trial_num_gpus, float(ray.cluster_resources().get("GPU", 0)))
     resources = {"cpu": res.trial_num_cpus, "gpu": res.trial_num_gpus if use_gpu else 0}
     group = name or f"{exp.task.name}__{dataset}__{model}"
     base = {"task": exp.task.name, "task_type": data.task_type, "dataset": dataset, "model": model}

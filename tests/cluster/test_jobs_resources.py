@@ -45,6 +45,28 @@ def test_gpu_requests_only_when_ray_reports_gpus() -> None:
     assert cpu_model.num_gpus == 0  # a model that gains nothing from a GPU never asks for one
 
 
+def test_use_gpu_always_requests_gpus_before_any_gpu_node_is_up_and_never_keeps_to_cpus() -> None:
+    from repeval.plan import make_plan
+    from repeval.ray_utils import wants_gpu
+
+    always = ResourcesConfig(embed_num_gpus=0.5, use_gpu="always")
+    r = plan_resources(GpuModel, always, cluster_cpus=8, cluster_gpus=0)  # a GPU group scaled to zero
+    assert r.num_gpus == 0.5 and r.n_actors == 1 and r.actor_kwargs(4)["num_gpus"] == 0.5
+    assert plan_resources(GpuModel, always.model_copy(update={"embed_actors": 3}), 8, 0).n_actors == 3
+    assert plan_resources(CpuModel, always, 8, 0).num_gpus == 0  # still only models that gain from a GPU
+    assert plan_resources(GpuModel, always, 8, 2).n_actors == 4  # GPUs up: sized from them, as with auto
+    never = ResourcesConfig(embed_num_gpus=0.5, use_gpu="never")
+    assert plan_resources(GpuModel, never, cluster_cpus=8, cluster_gpus=2).num_gpus == 0
+    # probe trials follow the same rule
+    assert wants_gpu("always", 0.25, 0) and wants_gpu("auto", 0.25, 1)
+    assert not wants_gpu("auto", 0.25, 0) and not wants_gpu("never", 0.25, 4) and not wants_gpu("always", 0, 4)
+    text = make_plan(_cfg(use_gpu="always", trial_num_gpus=0.25)).text()
+    assert "embed actor:      1 CPU + 1 GPU for GPU models (none up yet: waits for the autoscaler" in text, text
+    assert "probe trial:      1 CPU + 0.25 GPU (none up yet: waits for the autoscaler" in text, text
+    text = make_plan(_cfg(use_gpu="never", trial_num_gpus=0.25), cluster={"CPU": 4, "GPU": 1}).text()
+    assert "probe trial:      1 CPU\n" in text + "\n" and "0.25 GPU" not in text, text
+
+
 def test_custom_resources_pin_and_cap_the_actor_pool() -> None:
     res = ResourcesConfig(embed_resources={"embed": 1})
     cluster = {"CPU": 3.0, "embed": 2.0}
