@@ -11,11 +11,15 @@
    imports; otherwise the same loop in PyTorch, labelled so. Target ≥ 10× at equal or better test
    accuracy.
 3. Tune overhead: each repeval grid's wall time vs the sum of its trials' own training time.
+4. Several groups (``--only groups``): six tables (like the thesis' six tasks) × M1–M5, trained as
+   one Tune experiment per group (``run.train_batch_mb: 0``, the engine before batching) vs as one
+   batch (trial actors reused across groups); the results must be identical. No target.
 
 Usage::
 
     RAY_AUTH_MODE=disabled python benchmarks/bench_probes.py            # everything
     RAY_AUTH_MODE=disabled python benchmarks/bench_probes.py --epochs 30 --only 1
+    RAY_AUTH_MODE=disabled python benchmarks/bench_probes.py --only groups
 
 Times exclude ``ray.init`` (printed separately: a run pays it once for all groups).
 """
@@ -189,6 +193,41 @@ def run_repeval(probes: list[dict], data: ProbeData, storage: str):
     return time.perf_counter() - t0, g
 
 
+def bench_groups(storage: str, n_groups: int) -> tuple[float, object]:
+    """``n_groups`` tables × M1–M5: one Tune experiment per group vs one batch for all."""
+    from repeval.tuning.grid import GroupInput, run_group, run_groups
+
+    cfg, exp = experiment([{"preset": "mir_ref_thesis"}])
+    datas = [
+        gaussian_probe_data(n=2000, d=512, c=10, splits=(0.7, 0.15, 0.15), noise=1.0, separation=0.16, seed=s,
+                            scenarios=False)
+        for s in range(n_groups)
+    ]  # fmt: skip
+    print(f"[4] {n_groups} groups (2,000 × 512 tables, 10 classes) × M1–M5")
+    t0 = time.perf_counter()
+    apart = [run_group(cfg, exp, f"t{i}", "synthetic", d, tempfile.mkdtemp(dir=storage)) for i, d in enumerate(datas)]
+    t_apart = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    inputs = [GroupInput(exp, f"t{i}", "synthetic", d) for i, d in enumerate(datas)]
+    together = run_groups(cfg, inputs, tempfile.mkdtemp(dir=storage))
+    t_together = time.perf_counter() - t0
+
+    def values(g) -> dict:
+        return {(r["probe"], r["scenario"], r["metric"], r["label"]): r["value"] for r in g.rows}
+
+    same = all(values(a) == values(b) for a, b in zip(apart, together, strict=True))
+    busy = sum(g.trial_seconds for g in together)
+    print(
+        f"  one Tune experiment per group: {t_apart:7.1f} s ({n_groups} experiments, {sum(g.trials for g in apart)} trials)"
+    )
+    print(f"  one batch (actors reused):     {t_together:7.1f} s (1 experiment, Σ trial training {busy:.1f} s)")
+    print(f"  speed-up {t_apart / t_together:.2f}×; results identical: {same}\n")
+    assert same
+    from types import SimpleNamespace
+
+    return t_together, SimpleNamespace(trial_seconds=busy, trials=sum(g.trials for g in together))
+
+
 def test_accuracy(g, probe: str) -> float:
     vals = [r["value"] for r in g.rows if r["probe"] == probe and r["metric"] == "accuracy" and r["label"] is None]
     return float(np.mean(vals))
@@ -313,7 +352,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=100, help="Jukemir grid: most epochs per configuration")
     ap.add_argument("--patience", type=int, default=10, help="Jukemir grid: patience (validations)")
     ap.add_argument("--sample", type=int, default=0, help="train only every N-th Jukemir configuration (quick look)")
-    ap.add_argument("--only", choices=["1", "2"], help="run one benchmark")
+    ap.add_argument("--only", choices=["1", "2", "groups"], help="run one benchmark")
+    ap.add_argument("--groups", type=int, default=6, help="--only groups: number of groups")
     ap.add_argument(
         "--threads",
         type=int,
@@ -389,6 +429,9 @@ def main() -> None:
             print(f"  mean test accuracy: repeval {mean_r:.4f}, mir_ref {mean_k:.4f}")
             if peak_keras:
                 print(f"  peak RSS of the Keras subprocess: {peak_keras / 2**20:.0f} MiB\n")
+        if args.only in (None, "groups"):
+            wall_b, gb = bench_groups(storage, args.groups)
+            overheads.append((f"{args.groups}×M1–M5", wall_b, gb))
     print("[3] Tune overhead (wall time vs the trials' own training time)")
     for name, wall, g in overheads:
         print(overhead_line(name, wall, g, slots))

@@ -172,8 +172,9 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
     """Train (and test) every probe grid whose results are not in the run directory yet.
 
     Per group: ``groups/<group>.parquet`` (test rows with bootstrap intervals), ``history/``,
-    ``probes/`` (every configuration, its parameters and which was selected), ``confusion/``;
-    an interrupted group's Tune experiment under ``tune/`` is resumed.
+    ``probes/`` (every configuration, its parameters and which was selected), ``confusion/``.
+    Pending groups run in batches whose embeddings fit in ``run.train_batch_mb``, each batch one Tune
+    experiment under ``tune/`` (trial actors reused across its groups); an interrupted batch is resumed.
     """
     from repeval.ray_utils import init_ray
 
@@ -183,18 +184,47 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
     groups_dir.mkdir(exist_ok=True)
     (ctx.run_dir / "history").mkdir(exist_ok=True)
     summary: dict[str, Any] = {"trained": 0, "skipped": 0, "failed": [], "trial_seconds": 0.0, "wall_seconds": 0.0}
+    budget = ctx.cfg.run.train_batch_mb * 2**20
+    batch: list[tuple[_Pending, Any]] = []
+    size = 0
     for ei, exp in enumerate(ctx.cfg.experiments):
         for ds in exp.datasets:
             scenarios = list(exp.scenarios_for(ds))
             for m in exp.embedding_models:
                 for fold, rows in fold_rows(ctx, ei, ds.name).items():
-                    _train_group(ctx, ei, exp, ds.name, m.id, scenarios, fold, rows, summary)
+                    item = _pending_group(ctx, ei, exp, ds.name, m.id, scenarios, fold, rows, summary)
+                    if item is None:
+                        continue
+                    data = _group_data(ctx, item)
+                    nbytes = _data_nbytes(data)
+                    if batch and size + nbytes > budget:  # the batch is full: train it, then start the next
+                        _train_batch(ctx, batch, summary)
+                        batch, size = [], 0
+                    batch.append((item, data))
+                    size += nbytes
+    if batch:
+        _train_batch(ctx, batch, summary)
     if summary["failed"]:
         _write_atomic(pa.Table.from_pylist(summary["failed"]), ctx.run_dir / "failed.parquet")
     return summary
 
 
-def _train_group(
+@dataclass
+class _Pending:
+    """A group whose results are not in the run directory yet."""
+
+    ei: int
+    exp: ExperimentConfig
+    dataset: str
+    model: str
+    scenarios: list[str]
+    fold: int | None
+    rows: pa.Table
+    name: str
+    inputs: dict[str, Any]
+
+
+def _pending_group(
     ctx: RunContext,
     ei: int,
     exp: ExperimentConfig,
@@ -204,33 +234,58 @@ def _train_group(
     fold: int | None,
     rows: pa.Table,
     summary: dict[str, Any],
-) -> None:
-    """Train and test one group — (task, dataset, model) and, for k folds, one fold — unless it is done."""
-    from repeval.metrics import write_confusion
-    from repeval.tuning.data import probe_data
-    from repeval.tuning.grid import results_table, run_group
-
-    groups_dir = ctx.run_dir / "groups"
+) -> _Pending | None:
+    """The group — (task, dataset, model) and, for k folds, one fold — unless it is done (then counted as skipped)."""
     name = group_name(exp, dataset, model, fold)
-    out = groups_dir / f"{name}.parquet"
+    groups_dir = ctx.run_dir / "groups"
     inputs = group_inputs(ctx, ei, dataset, model, scenarios, rows)
-    sidecar = groups_dir / f"{name}.inputs.json"
-    if out.exists():
-        if _read_json(sidecar) == inputs:
+    if (groups_dir / f"{name}.parquet").exists():
+        if _read_json(groups_dir / f"{name}.inputs.json") == inputs:
             summary["skipped"] += 1
-            return
+            return None
         log.warning("%s: its embeddings changed since it was trained (rows or errors); training it again", name)
+    return _Pending(ei, exp, dataset, model, scenarios, fold, rows, name, inputs)
+
+
+def _group_data(ctx: RunContext, item: _Pending) -> Any:
+    from repeval.tuning.data import probe_data
+
     try:
-        data = probe_data(exp.task.effective_type, rows, ctx.store, dataset, model, scenarios)
+        return probe_data(item.exp.task.effective_type, item.rows, ctx.store, item.dataset, item.model, item.scenarios)
     except ValueError as exc:
-        if fold is None:
+        if item.fold is None:
             raise
-        n = len(ctx.folds[(ei, dataset)])
+        n = len(ctx.folds[(item.ei, item.dataset)])
         raise ValueError(
-            f"{exc} (fold {fold} of {n}: validation = fold {fold}, test = fold {(fold + 1) % n}; "
+            f"{exc} (fold {item.fold} of {n}: validation = fold {item.fold}, test = fold {(item.fold + 1) % n}; "
             "with few tracks per class use fewer n_folds)"
         ) from None
-    g = run_group(ctx.cfg, exp, dataset, model, data, ctx.tune_storage, name=name)
+
+
+def _data_nbytes(data: Any) -> int:
+    from repeval.tuning.grid import data_nbytes
+
+    return data_nbytes(data)
+
+
+def _train_batch(ctx: RunContext, batch: list[tuple[_Pending, Any]], summary: dict[str, Any]) -> None:
+    """Train a batch of groups (one Tune experiment when there are several), then commit each group."""
+    from repeval.tuning.grid import GroupInput, run_groups
+
+    inputs = [GroupInput(item.exp, item.dataset, item.model, data, item.name) for item, data in batch]
+    if len(batch) > 1:
+        log.info("training %d probe grids together: %s", len(batch), ", ".join(i.name for i in inputs))
+    for (item, _), g in zip(batch, run_groups(ctx.cfg, inputs, ctx.tune_storage), strict=True):
+        _commit_group(ctx, item, g, summary)
+
+
+def _commit_group(ctx: RunContext, item: _Pending, g: Any, summary: dict[str, Any]) -> None:
+    """Write a trained group's results; its ``groups/<group>.parquet`` last, which marks it done."""
+    from repeval.metrics import write_confusion
+    from repeval.tuning.grid import results_table
+
+    fold, name = item.fold, item.name
+    groups_dir = ctx.run_dir / "groups"
     summary["failed"] += [{**f, "fold": fold} for f in g.failed]
     summary["trial_seconds"] += g.trial_seconds
     summary["wall_seconds"] += g.wall_seconds
@@ -244,12 +299,12 @@ def _train_group(
             pa.Table.from_pylist([{**p, "fold": fold} for p in g.probes]), ctx.run_dir / "probes" / f"{name}.parquet"
         )
     for (probe, seed, sid), matrix in g.confusion.items():  # the report pools a k-fold run's matrices over folds
-        cell = f"{group_name(exp, dataset, model)}__{probe}__{seed}__{sid}{fold_suffix(fold)}"
+        cell = f"{group_name(item.exp, item.dataset, item.model)}__{probe}__{seed}__{sid}{fold_suffix(fold)}"
         path = ctx.run_dir / "confusion" / f"{cell}.json"
         write_confusion(path, np.asarray(matrix), g.labels)
     if g.rows:
-        _write_text_atomic(sidecar, json.dumps(inputs, sort_keys=True))  # before the commit below
-        _write_atomic(results_table(ctx.run_id, [{**r, "fold": fold} for r in g.rows]), out)  # committed when done
+        _write_text_atomic(groups_dir / f"{name}.inputs.json", json.dumps(item.inputs, sort_keys=True))  # first
+        _write_atomic(results_table(ctx.run_id, [{**r, "fold": fold} for r in g.rows]), groups_dir / f"{name}.parquet")
     summary["trained"] += 1
 
 

@@ -483,6 +483,10 @@ class RunConfig(Strict):
     #: trial per slot; see repeval.tuning.grid.MIN_UNIT_COST). false: one trial per stack, so an exception in
     #: one trial never takes another stack's probes with it
     pack_trials: bool = True
+    #: the probe grids of several groups (task, dataset, model[, fold]) run as one Tune experiment, their trial
+    #: actors reused from group to group, while the groups' embeddings fit in this many MiB; 0: one experiment
+    #: per group
+    train_batch_mb: float = Field(default=1024, ge=0)
     #: bootstrap resamples over test tracks for ci_low / ci_high (0: no intervals)
     bootstrap_resamples: int = Field(default=1000, ge=0)
     #: the intervals' level is 1 - ci_alpha

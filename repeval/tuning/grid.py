@@ -52,7 +52,16 @@ from repeval.tuning.trial import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RESULT_SCHEMA", "GroupResult", "plan_units", "results_table", "run_group", "seed_summary"]
+__all__ = [
+    "RESULT_SCHEMA",
+    "GroupInput",
+    "GroupResult",
+    "plan_units",
+    "results_table",
+    "run_group",
+    "run_groups",
+    "seed_summary",
+]
 
 
 @dataclass
@@ -309,45 +318,46 @@ def _reason(err: Any) -> str:
     return (lines[-1] if lines else "trial failed")[:500]
 
 
-def run_group(
-    cfg: Config,
-    exp: ExperimentConfig,
-    dataset: str,
-    model: str,
-    data: ProbeData,
-    storage_path: str,
-    *,
-    name: str | None = None,
-    wrap_trainable: Callable[[Callable[..., None]], Callable[..., None]] | None = None,
-) -> GroupResult:
-    """Train and test every probe of one (task, dataset, model); ``name`` names its Tune experiment(s)
-    (default ``<task>__<dataset>__<model>``; one per fold for k folds); ``wrap_trainable`` is a test hook."""
-    import ray
-    from ray import tune
+@dataclass
+class GroupInput:
+    """One group to train: (task, dataset, model[, fold]) and its embeddings; ``name`` names its Tune experiments."""
 
-    t0 = time.perf_counter()
-    run = cfg.run
-    res = run.resources
-    specs = expand_all(exp.downstream_models)
-    seeds = [run.seed + s for s in range(run.seeds)]
-    ev = EvalSettings(list(exp.metric_names), run.bootstrap_resamples, run.ci_alpha, run.seed, run.max_epochs)
-    from repeval.ray_utils import wants_gpu
+    exp: ExperimentConfig
+    dataset: str
+    model: str
+    data: ProbeData
+    name: str = ""
 
-    use_gpu = wants_gpu(res.use_gpu, res.trial_num_gpus, float(ray.cluster_resources().get("GPU", 0)))
-    resources = {"cpu": res.trial_num_cpus, "gpu": res.trial_num_gpus if use_gpu else 0}
-    group = name or f"{exp.task.name}__{dataset}__{model}"
-    base = {"task": exp.task.name, "task_type": data.task_type, "dataset": dataset, "model": model}
-    out = GroupResult([], [], [], 0.0, 0.0, labels=list(data.classes))
-    slots = res.max_concurrent_trials or max(1, int(ray.cluster_resources().get("CPU", 1) // res.trial_num_cpus))
-    grid_units, tune_units = plan_units(specs, data, seeds, run.vectorize, slots, run.pack_trials)
-    #: select: best — (spec) → [(mean criterion, point, {seed: state}, reports)]
-    candidates: dict[int, list[tuple[float, int, dict[int, dict[str, Any]], list[dict[str, Any]], dict]]] = {}
-    point_stats: dict[tuple[int, int], list[float | None]] = {}
+    def __post_init__(self) -> None:
+        self.name = self.name or f"{self.exp.task.name}__{self.dataset}__{self.model}"
 
-    def wrap(fn: Callable[..., None]) -> Callable[..., None]:
-        return wrap_trainable(fn) if wrap_trainable is not None else fn
 
-    def collect(unit: Unit, r: Any, name_suffix: str = "", sampled: dict[str, Any] | None = None) -> None:
+class _Group:
+    """A group's plan (specs, seeds, grid- and tune-mode units) and what its trials produced."""
+
+    def __init__(self, cfg: Config, inp: GroupInput, slots: int) -> None:
+        run = cfg.run
+        self.inp, self.data = inp, inp.data
+        self.specs = expand_all(inp.exp.downstream_models)
+        seeds = [run.seed + s for s in range(run.seeds)]
+        self.ev = EvalSettings(
+            list(inp.exp.metric_names), run.bootstrap_resamples, run.ci_alpha, run.seed, run.max_epochs
+        )
+        self.base = {"task": inp.exp.task.name, "task_type": self.data.task_type, "dataset": inp.dataset,
+                     "model": inp.model}  # fmt: skip
+        self.out = GroupResult([], [], [], 0.0, 0.0, labels=list(self.data.classes))
+        self.grid_units, self.tune_units = plan_units(
+            self.specs, self.data, seeds, run.vectorize, slots, run.pack_trials
+        )
+        #: select: best — (spec) → [(mean criterion, point, {seed: state}, reports, sampled)]
+        self.candidates: dict[int, list[tuple[float, int, dict[int, dict[str, Any]], list[dict[str, Any]], dict]]] = {}
+        self.point_stats: dict[tuple[int, int], list[float | None]] = {}
+
+    def fingerprint(self) -> str:
+        return _fingerprint(self.grid_units, self.ev, self.data)
+
+    def collect(self, unit: Unit, r: Any, name_suffix: str = "", sampled: dict[str, Any] | None = None) -> None:
+        out, base, specs = self.out, self.base, self.specs
         out.trials += 1
         if r.error is not None:
             for m in unit.members:
@@ -380,7 +390,7 @@ def run_group(
                  "best_criterion": rep["best_criterion"], "best_epoch": rep["best_epoch"], "epochs": rep["epochs"],
                  "status": status, "selected": bool(unit.evaluate and not rep["failed"])}
             )  # fmt: skip
-            point_stats.setdefault((m.spec, m.point), []).append(None if rep["failed"] else rep["best_criterion"])
+            self.point_stats.setdefault((m.spec, m.point), []).append(None if rep["failed"] else rep["best_criterion"])
             for row in rep.get("rows", []):
                 out.rows.append({**base, "probe": name, "seed": m.seed, **row})
             for sid, mat in (rep.get("confusion") or {}).items():
@@ -390,93 +400,195 @@ def run_group(
                 st = {m.seed: states[m.key] for m, _ in pairs if m.key in states}
                 vals = [rep["best_criterion"] for _, rep in pairs]
                 if len(st) == len(pairs) and all(v is not None for v in vals):
-                    candidates.setdefault(unit.spec, []).append(
+                    self.candidates.setdefault(unit.spec, []).append(
                         (float(np.mean(vals)), point, st, [rep for _, rep in pairs], sampled or {})
                     )
 
-    # ---- grid mode: one experiment, one trial per unit
-    if grid_units:
-        trainable = tune.with_resources(
-            tune.with_parameters(wrap(grid_trial), data=data, units=grid_units, ev=ev), resources
-        )
-        space = {"unit": tune.grid_search(list(range(len(grid_units)))), "use_gpu": use_gpu}
-        tc = tune.TuneConfig(reuse_actors=run.reuse_actors, max_concurrent_trials=res.max_concurrent_trials)
-        pairs, _ = _fit(group, trainable, space, tc, storage_path, _fingerprint(grid_units, ev, data), len(grid_units))
-        out.experiments.append(str(Path(storage_path) / group))
-        for conf, r in pairs:
-            collect(grid_units[conf["unit"]], r)
+    def run_tune_mode(self, cfg: Config, storage_path: str, resources: dict[str, float], use_gpu: bool,
+                      wrap: Callable[[Callable[..., None]], Callable[..., None]]) -> None:  # fmt: skip
+        """One experiment per tune-mode spec (a search space, or ASHA): ``<group>__<spec>``."""
+        from ray import tune
 
-    # ---- tune mode: one experiment per spec
-    for si, units in tune_units:
-        spec = specs[si]
-        name = f"{group}__{spec.name}"
-        space = {"unit": tune.grid_search(list(range(len(units)))), "use_gpu": use_gpu}
-        if spec.space:
-            space["sampled"] = tune_space(spec)
-        mode = criterion_of(spec.points[0].config, data.task_type)[1]
-        scheduler = None
-        if spec.scheduler is not None:
-            from ray.tune.schedulers import ASHAScheduler
+        run, data, res = cfg.run, self.data, cfg.run.resources
+        for si, units in self.tune_units:
+            spec = self.specs[si]
+            name = f"{self.inp.name}__{spec.name}"
+            space = {"unit": tune.grid_search(list(range(len(units)))), "use_gpu": use_gpu}
+            if spec.space:
+                space["sampled"] = tune_space(spec)
+            mode = criterion_of(spec.points[0].config, data.task_type)[1]
+            scheduler = None
+            if spec.scheduler is not None:
+                from ray.tune.schedulers import ASHAScheduler
 
-            # one report per validation, plus the final one that carries the checkpoint
-            n_val = max(math.ceil(p.config.epochs / p.config.val_every) for p in spec.points)
-            if run.max_epochs:
-                n_val = min(n_val, math.ceil(run.max_epochs / spec.points[0].config.val_every))
-            max_t = int(spec.scheduler["max_t"] or n_val) + 1
-            scheduler = ASHAScheduler(
-                time_attr="training_iteration",
-                metric="best_criterion",
-                mode=mode,
-                max_t=max_t,
-                grace_period=min(int(spec.scheduler["grace_period"]), max_t),
-                reduction_factor=spec.scheduler["reduction_factor"],
-                brackets=spec.scheduler["brackets"],
-                stop_last_trials=False,  # a trial that ran its budget finishes and reports its checkpoint
+                # one report per validation, plus the final one that carries the checkpoint
+                n_val = max(math.ceil(p.config.epochs / p.config.val_every) for p in spec.points)
+                if run.max_epochs:
+                    n_val = min(n_val, math.ceil(run.max_epochs / spec.points[0].config.val_every))
+                max_t = int(spec.scheduler["max_t"] or n_val) + 1
+                scheduler = ASHAScheduler(
+                    time_attr="training_iteration",
+                    metric="best_criterion",
+                    mode=mode,
+                    max_t=max_t,
+                    grace_period=min(int(spec.scheduler["grace_period"]), max_t),
+                    reduction_factor=spec.scheduler["reduction_factor"],
+                    brackets=spec.scheduler["brackets"],
+                    stop_last_trials=False,  # a trial that ran its budget finishes and reports its checkpoint
+                )
+            trainable = tune.with_resources(
+                tune.with_parameters(wrap(tune_trial), data=data, units=units, ev=self.ev), resources
             )
-        trainable = tune.with_resources(
-            tune.with_parameters(wrap(tune_trial), data=data, units=units, ev=ev), resources
-        )
-        tc = tune.TuneConfig(
-            num_samples=spec.num_samples if spec.space else 1,
-            scheduler=scheduler,
-            reuse_actors=run.reuse_actors,
-            max_concurrent_trials=res.max_concurrent_trials,
-        )
-        extra = {"space": spec.space, "num_samples": spec.num_samples, "scheduler": spec.scheduler}
-        pairs, _ = _fit(name, trainable, space, tc, storage_path, _fingerprint(units, ev, data, extra), len(units))
-        out.experiments.append(str(Path(storage_path) / name))
-        for conf, r in pairs:
-            sampled = conf.get("sampled") or {}
-            suffix = f"-{r.metrics.get('trial_id', '')}" if spec.space and spec.select == "all" and r.metrics else ""
-            collect(units[conf["unit"]], r, suffix, sampled)
+            tc = tune.TuneConfig(
+                num_samples=spec.num_samples if spec.space else 1,
+                scheduler=scheduler,
+                reuse_actors=run.reuse_actors,
+                max_concurrent_trials=res.max_concurrent_trials,
+            )
+            extra = {"space": spec.space, "num_samples": spec.num_samples, "scheduler": spec.scheduler}
+            fp = _fingerprint(units, self.ev, data, extra)
+            pairs, _ = _fit(name, trainable, space, tc, storage_path, fp, len(units))
+            self.out.experiments.append(str(Path(storage_path) / name))
+            for conf, r in pairs:
+                sampled = conf.get("sampled") or {}
+                suffix = (
+                    f"-{r.metrics.get('trial_id', '')}" if spec.space and spec.select == "all" and r.metrics else ""
+                )
+                self.collect(units[conf["unit"]], r, suffix, sampled)
 
-    # ---- select: best — the best configuration of each spec, tested once
-    for si, cands in sorted(candidates.items()):
-        spec = specs[si]
-        mode = criterion_of(spec.points[0].config, data.task_type)[1]
-        sign = -1.0 if mode == "min" else 1.0
-        crit, point, states, reports, sampled = max(cands, key=lambda c: sign * c[0])
+    def select_best(self) -> None:
+        """select: best — the best configuration of each spec, tested once."""
         from repeval.tuning.search import sampled_config
 
-        pt = spec.points[point]
-        pcfg = sampled_config(pt, sampled)
-        for seed, state in sorted(states.items()):
-            scores = {sid: predict(pcfg, data, state, x) for sid, (x, _, _) in data.tests.items()}
-            rows, confusion = test_rows(data, scores, ev)
-            for row in rows:
-                out.rows.append({**base, "probe": spec.name, "seed": seed, **row})
-            for sid, mat in confusion.items():
-                out.confusion[(spec.name, seed, sid)] = mat
-        for rep, seed in zip(reports, sorted(states), strict=False):
-            for h in rep["history"]:
-                out.history.append({**base, "probe": spec.name, "seed": seed, **h})
-        for p in out.probes:
-            if p["spec"] == spec.name and p["probe"] == pt.name and json.loads(p["params"]) == {**pt.params, **sampled}:
-                p["selected"] = True
-        vals = point_stats.get((si, point), [])
-        log.info(
-            "%s: %s selected %s (validation %.4f over %d seed(s)) among %d configurations",
-            group, spec.name, pt.name, crit, len(vals), len({(s, p) for s, p in point_stats if s == si}),
-        )  # fmt: skip
-    out.wall_seconds = time.perf_counter() - t0
-    return out
+        out, base, data = self.out, self.base, self.data
+        for si, cands in sorted(self.candidates.items()):
+            spec = self.specs[si]
+            mode = criterion_of(spec.points[0].config, data.task_type)[1]
+            sign = -1.0 if mode == "min" else 1.0
+            crit, point, states, reports, sampled = max(cands, key=lambda c: sign * c[0])
+            pt = spec.points[point]
+            pcfg = sampled_config(pt, sampled)
+            for seed, state in sorted(states.items()):
+                scores = {sid: predict(pcfg, data, state, x) for sid, (x, _, _) in data.tests.items()}
+                rows, confusion = test_rows(data, scores, self.ev)
+                for row in rows:
+                    out.rows.append({**base, "probe": spec.name, "seed": seed, **row})
+                for sid, mat in confusion.items():
+                    out.confusion[(spec.name, seed, sid)] = mat
+            for rep, seed in zip(reports, sorted(states), strict=False):
+                for h in rep["history"]:
+                    out.history.append({**base, "probe": spec.name, "seed": seed, **h})
+            for p in out.probes:
+                if (
+                    p["spec"] == spec.name
+                    and p["probe"] == pt.name
+                    and json.loads(p["params"]) == {**pt.params, **sampled}
+                ):
+                    p["selected"] = True
+            vals = self.point_stats.get((si, point), [])
+            log.info(
+                "%s: %s selected %s (validation %.4f over %d seed(s)) among %d configurations",
+                self.inp.name, spec.name, pt.name, crit, len(vals), len({(s, p) for s, p in self.point_stats if s == si}),
+            )  # fmt: skip
+
+
+def data_nbytes(data: ProbeData) -> int:
+    """Bytes of a group's embeddings (what it holds in the object store while its grid runs)."""
+    arrays = [data.x_train, data.y_train, data.x_val, data.y_val]
+    arrays += [a for x, y, _ in data.tests.values() for a in (x, y)]
+    return int(sum(np.asarray(a).nbytes for a in arrays))
+
+
+def batch_name(names: list[str]) -> str:
+    """The Tune experiment of a batch of groups: named after its groups (the same pending groups, the same name)."""
+    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
+    return f"groups-{len(names)}-{digest}"
+
+
+def run_group(
+    cfg: Config,
+    exp: ExperimentConfig,
+    dataset: str,
+    model: str,
+    data: ProbeData,
+    storage_path: str,
+    *,
+    name: str | None = None,
+    wrap_trainable: Callable[[Callable[..., None]], Callable[..., None]] | None = None,
+) -> GroupResult:
+    """Train and test every probe of one (task, dataset, model); ``name`` names its Tune experiment(s)
+    (default ``<task>__<dataset>__<model>``; one per fold for k folds); ``wrap_trainable`` is a test hook."""
+    inp = GroupInput(exp, dataset, model, data, name or "")
+    return run_groups(cfg, [inp], storage_path, wrap_trainable=wrap_trainable)[0]
+
+
+def run_groups(
+    cfg: Config,
+    inputs: list[GroupInput],
+    storage_path: str,
+    *,
+    wrap_trainable: Callable[[Callable[..., None]], Callable[..., None]] | None = None,
+) -> list[GroupResult]:
+    """Train and test the probes of several groups; their grid-mode trials share one Tune experiment.
+
+    One group runs as before: experiment ``<group>``. Several run as experiment :func:`batch_name` — the
+    trials of every group, heaviest first, on actors that Tune reuses from trial to trial whatever their
+    group (``reuse_actors``): each trial actor pays its start-up (``ray.tune`` and torch imports, about
+    2 s of CPU) once per batch instead of once per group. Each group's embeddings go into the object store
+    once; a trial fetches its own group's. Tune-mode specs keep their own experiments per group.
+    """
+    import ray
+    from ray import tune
+
+    from repeval.ray_utils import wants_gpu
+    from repeval.tuning.trial import BatchData
+
+    t0 = time.perf_counter()
+    res = cfg.run.resources
+    use_gpu = wants_gpu(res.use_gpu, res.trial_num_gpus, float(ray.cluster_resources().get("GPU", 0)))
+    resources = {"cpu": res.trial_num_cpus, "gpu": res.trial_num_gpus if use_gpu else 0}
+    slots = res.max_concurrent_trials or max(1, int(ray.cluster_resources().get("CPU", 1) // res.trial_num_cpus))
+    groups = [_Group(cfg, inp, slots) for inp in inputs]
+
+    def wrap(fn: Callable[..., None]) -> Callable[..., None]:
+        return wrap_trainable(fn) if wrap_trainable is not None else fn
+
+    # ---- grid mode: one experiment for every group's units
+    flat = [(gi, ui) for gi, g in enumerate(groups) for ui in range(len(g.grid_units))]
+    if len(groups) > 1:  # heaviest first across groups (Tune starts grid trials in order)
+        flat.sort(key=lambda p: -_cost(groups[p[0]].grid_units[p[1]], groups[p[0]].data))
+    if flat:
+        units = [groups[gi].grid_units[ui] for gi, ui in flat]
+        space = {"unit": tune.grid_search(list(range(len(flat)))), "use_gpu": use_gpu}
+        tc = tune.TuneConfig(reuse_actors=cfg.run.reuse_actors, max_concurrent_trials=res.max_concurrent_trials)
+        if len(groups) == 1:
+            g = groups[0]
+            name, fp = g.inp.name, g.fingerprint()
+            params: dict[str, Any] = {"data": g.data, "units": units, "ev": g.ev}
+        else:
+            name = batch_name([g.inp.name for g in groups])
+            fp = hashlib.sha256(
+                json.dumps([[g.inp.name, g.fingerprint()] for g in groups] + [flat]).encode()
+            ).hexdigest()
+            batch = BatchData([ray.put(g.data) for g in groups], [gi for gi, _ in flat], [g.ev for g in groups])
+            params = {"data": batch, "units": units, "ev": None}
+        trainable = tune.with_resources(tune.with_parameters(wrap(grid_trial), **params), resources)
+        t_fit = time.perf_counter()
+        pairs, _ = _fit(name, trainable, space, tc, storage_path, fp, len(flat))
+        fit_seconds = time.perf_counter() - t_fit
+        for conf, r in pairs:
+            gi, ui = flat[conf["unit"]]
+            groups[gi].collect(groups[gi].grid_units[ui], r)
+        total = sum(g.out.trial_seconds for g in groups) or 1.0
+        for g in groups:
+            g.out.experiments.append(str(Path(storage_path) / name))
+            # the shared experiment's wall time, split in proportion to each group's training time
+            g.out.wall_seconds += fit_seconds * (g.out.trial_seconds / total if len(groups) > 1 else 1.0)
+    for g in groups:
+        t = time.perf_counter()
+        g.run_tune_mode(cfg, storage_path, resources, use_gpu, wrap)
+        g.select_best()
+        g.out.wall_seconds += time.perf_counter() - t
+    if len(groups) == 1:
+        groups[0].out.wall_seconds = time.perf_counter() - t0
+    return [g.out for g in groups]

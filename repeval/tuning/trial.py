@@ -218,12 +218,31 @@ def _summary(reports: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
     }
 
 
-def grid_trial(config: dict[str, Any], data: ProbeData, units: list[Unit], ev: EvalSettings) -> None:
+@dataclass
+class BatchData:
+    """The embeddings of several groups sharing one Tune experiment (see :func:`repeval.tuning.grid.run_groups`):
+    one object-store reference per group, the group of each unit, and each group's evaluation settings."""
+
+    refs: list[Any]
+    unit_group: list[int]
+    evs: list[EvalSettings]
+
+    def for_unit(self, unit: int) -> tuple[ProbeData, EvalSettings]:
+        import ray
+
+        gi = self.unit_group[unit]
+        return ray.get(self.refs[gi]), self.evs[gi]
+
+
+def grid_trial(config: dict[str, Any], data: ProbeData | BatchData, units: list[Unit], ev: EvalSettings | None) -> None:
     """A grid-mode trial: train one unit (vectorised), report once with a checkpoint."""
     import torch
     from ray import tune
 
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+    if isinstance(data, BatchData):
+        data, ev = data.for_unit(config["unit"])
+    assert ev is not None
     unit = units[config["unit"]]
     t0 = time.perf_counter()
     results, reports, keep = run_unit(unit, data, ev, device=_device(config))

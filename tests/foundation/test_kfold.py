@@ -171,3 +171,23 @@ def test_official_folds_of_real_tinysol_and_an_empty_test_fold_names_the_fold(ra
     ):
         runner.stage_train(ctx)
     assert not list((ctx.run_dir / "groups").glob("*.parquet"))
+
+
+def test_folds_train_as_one_batch_and_equal_one_experiment_per_fold(kfold):
+    cfg, ctx, _, _, res = kfold
+    batches = sorted(p.name for p in (ctx.run_dir / "tune").glob("groups-*") if p.is_dir())
+    assert len(batches) == 1 and batches[0].startswith(f"groups-{K}-")  # the K fold grids share one experiment
+    # run.train_batch_mb: 0 — one experiment per fold, on the same embeddings: the same results
+    run = cfg.run.model_copy(update={"run_id": "kf-apart", "train_batch_mb": 0})
+    apart = runner.make_context(cfg.model_copy(update={"run": run}))
+    assert runner.stage_train(apart)["trained"] == K
+    assert sorted(p.name for p in (apart.run_dir / "tune").iterdir() if p.is_dir()) == [
+        f"instrument__notes__mfcc-stats__fold{f}" for f in range(K)
+    ]
+    other = runner.stage_evaluate(apart).to_pandas()
+    cols = ["fold", "probe", "seed", "scenario", "metric", "label", "value", "n_test"]
+    key = ["fold", "scenario", "metric", "label"]
+    a = res[cols].sort_values(key, na_position="first").reset_index(drop=True)
+    b = other[cols].sort_values(key, na_position="first").reset_index(drop=True)
+    assert len(a) > 0
+    assert a.equals(b)

@@ -1,5 +1,6 @@
 """Faults on real ``repeval run`` processes: Ctrl-C, then kill -9 of the driver at three points
-(during embedding, between embedding and training, during training), each followed by a rerun.
+(during embedding, between embedding and training, during training — the grids' shared Tune
+experiment running), each followed by a rerun.
 
 One chain on one store: every rerun must recompute only what is missing (counted from its
 summary line and the store), the store must stay consistent after every fault, and the final
@@ -46,6 +47,15 @@ def stop_when(proc: Proc, predicate, timeout: float = 900) -> None:
 
 def groups(run_dir: Path) -> list[Path]:
     return sorted((run_dir / "groups").glob("*.parquet"))
+
+
+def trial_dirs(run_dir: Path) -> list[Path]:
+    """Trial directories of the batch experiment that trains the run's probe grids together, once Tune has
+    saved the experiment's state (what ``Tuner.restore`` needs)."""
+    exp = sorted((run_dir / "tune").glob("groups-*"))
+    if not exp or not list(exp[0].glob("experiment_state-*.json")):
+        return []
+    return sorted(p for p in exp[0].iterdir() if p.is_dir())
 
 
 def parse_summary(line: str) -> tuple[int, int, int]:
@@ -102,18 +112,20 @@ def test_ctrl_c_and_kill9_at_three_points_then_resume_equals_uninterrupted(refer
     assert done() == total
     assert groups(run_dir) == []
 
-    # 4. kill -9 during training: after the first of the two probe grids is committed
+    # 4. kill -9 during training: the two probe grids run as one Tune experiment (their trial actors shared);
+    #    the driver dies once the experiment has started its trials, before any grid is committed
     p = Proc(args, tmp_path)
     assert parse_summary(p.wait_line("embedded ")) == (0, total, 0)
-    stop_when(p, lambda: len(groups(run_dir)) >= 1)
-    assert len(groups(run_dir)) == 1
+    stop_when(p, lambda: bool(trial_dirs(run_dir)))
+    assert groups(run_dir) == []
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
 
-    # 5. the last rerun trains only the missing grid and ends equal to the uninterrupted run
+    # 5. the last rerun resumes that experiment, commits both grids and ends equal to the uninterrupted run
     res = run_cli(args, tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr[-3000:]
     assert parse_summary(res.stdout) == (0, total, 0)
-    assert "trained 1 probe grid(s), 1 already done, 0 failed trial(s)" in res.stdout
+    assert "trained 2 probe grid(s), 0 already done, 0 failed trial(s)" in res.stdout
+    assert "resuming Tune experiment" in res.stdout + res.stderr
     assert assert_same_store(store, reference_run.store) == total  # rows lost: 0, duplicated: 0
     assert results_of(run_dir) == results_of(reference_run.run_dir)

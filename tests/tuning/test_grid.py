@@ -278,3 +278,33 @@ def test_fit_reruns_an_experiment_whose_marker_or_state_a_kill_cut_short(ray_ses
     assert not restored and sorted(c["unit"] for c, _ in pairs) == [0, 1]
     assert len(list(tune_dir.glob("exp.incomplete-*"))) == 2
     assert fit()[1]
+
+
+def test_groups_batched_in_one_experiment_reuse_trial_actors_and_match_separate_runs(ray_session, tmp_path):
+    from repeval.tuning.grid import GroupInput, batch_name, run_groups
+
+    cfg = config(
+        [{"name": "lin", "epochs": 4, "batch_size": 32}, {"name": "mlp", "hidden_units": [6], "epochs": 4}],
+        pack_trials=False,  # two trials per group
+    )
+    exp = cfg.experiments[0]
+    datas = {"a": gaussian_probe_data(n=120, d=10, c=3, seed=1), "b": gaussian_probe_data(n=150, d=14, c=4, seed=2)}
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    inputs = [GroupInput(exp, name, "m", d) for name, d in datas.items()]
+    together = run_groups(cfg, inputs, str(tmp_path / "tune"), wrap_trainable=marker_wrapper(str(marks)))
+    name = batch_name(["inst__a__m", "inst__b__m"])
+    assert sorted(p.name for p in (tmp_path / "tune").iterdir() if p.is_dir()) == [name]
+    assert all(g.experiments == [str(tmp_path / "tune" / name)] for g in together)
+    ran = sorted(p.name for p in marks.iterdir())
+    assert len(ran) == 4  # every group's two trials ran once …
+    pids = {n.split("-")[-2] for n in ran}
+    assert len(pids) < len(ran), ran  # … on trial actors reused across trials (and groups): fewer than four starts
+    # each group's results are those of training it alone
+    for g, (ds, d) in zip(together, datas.items(), strict=True):
+        alone = run_group(cfg, exp, ds, "m", d, str(tmp_path / f"alone-{ds}"))
+        assert g.labels == alone.labels and g.trials == alone.trials == 2 and not g.failed
+        key = lambda r: (r["probe"], r["seed"], r["scenario"], r["metric"], r["label"])  # noqa: E731
+        assert len(g.rows) == len(alone.rows) > 0
+        assert {key(r): r["value"] for r in g.rows} == {key(r): r["value"] for r in alone.rows}
+        assert {r["dataset"] for r in g.rows} == {ds}
