@@ -177,6 +177,7 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
     experiment under ``tune/`` (trial actors reused across its groups); an interrupted batch is resumed.
     """
     from repeval.ray_utils import init_ray
+    from repeval.tuning.grid import data_nbytes
 
     init_ray()
     load_rows(ctx)
@@ -196,7 +197,7 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
                     if item is None:
                         continue
                     data = _group_data(ctx, item)
-                    nbytes = _data_nbytes(data)
+                    nbytes = data_nbytes(data)
                     if batch and size + nbytes > budget:  # the batch is full: train it, then start the next
                         _train_batch(ctx, batch, summary)
                         batch, size = [], 0
@@ -260,12 +261,6 @@ def _group_data(ctx: RunContext, item: _Pending) -> Any:
             f"{exc} (fold {item.fold} of {n}: validation = fold {item.fold}, test = fold {(item.fold + 1) % n}; "
             "with few tracks per class use fewer n_folds)"
         ) from None
-
-
-def _data_nbytes(data: Any) -> int:
-    from repeval.tuning.grid import data_nbytes
-
-    return data_nbytes(data)
 
 
 def _train_batch(ctx: RunContext, batch: list[tuple[_Pending, Any]], summary: dict[str, Any]) -> None:

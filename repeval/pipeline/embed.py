@@ -142,12 +142,10 @@ def _stream_batch_size(current: Any, other: Any) -> Any:
     a, b = current.batch_size, other.batch_size
     if b is None or a == b:
         return current
-    if a is None or b < a:
-        if a is not None:
-            log.warning("%s: experiments set batch_size %d and %d; its one stream uses %d", current.id, a, b, b)
-        return current.model_copy(update={"batch_size": b})
-    log.warning("%s: experiments set batch_size %d and %d; its one stream uses %d", current.id, a, b, a)
-    return current
+    use = b if a is None else min(a, b)
+    if a is not None:
+        log.warning("%s: experiments set batch_size %d and %d; its one stream uses %d", current.id, a, b, use)
+    return current if use == a else current.model_copy(update={"batch_size": use})
 
 
 KEY_SEP = "\x1f"
@@ -293,7 +291,6 @@ def _run_stream(cfg: Config, st: _Stream, store: EmbeddingStore, summary: EmbedS
         fam, _ = resolve_model(mcfg)
         todo = pa.concat_tables(st.todos)
         res = plan_resources(fam.cls, cfg.run.resources, cluster_cpus(), cluster_gpus(), ray.cluster_resources())
-        summary.resources[mcfg.id] = res.describe()
         datasets = sorted({st.info[k]["dataset"] for k in st.keys})
         label = f"{datasets[0]}/{mcfg.id}" if len(datasets) == 1 else f"{mcfg.id} ({len(datasets)} datasets)"
         log.info("%s: %d tracks to embed (%s); %s", label, todo.num_rows, ", ".join(st.labels), res.describe())

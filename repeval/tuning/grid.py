@@ -583,7 +583,7 @@ def run_groups(
         for g in groups:
             g.out.experiments.append(str(Path(storage_path) / name))
             # the shared experiment's wall time, split in proportion to each group's training time
-            g.out.wall_seconds += fit_seconds * (g.out.trial_seconds / total if len(groups) > 1 else 1.0)
+            g.out.wall_seconds += fit_seconds * g.out.trial_seconds / total
     for g in groups:
         t = time.perf_counter()
         g.run_tune_mode(cfg, storage_path, resources, use_gpu, wrap)
