@@ -373,7 +373,11 @@ def main() -> None:
     t0 = time.perf_counter()
     ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False, object_store_memory=400 * 1024**2)
     slots = int(ray.cluster_resources().get("CPU", 1))
-    print(f"ray.init: {time.perf_counter() - t0:.1f} s ({slots} CPU slots, 1 CPU per trial)\n")
+    print(f"ray.init: {time.perf_counter() - t0:.1f} s ({slots} CPU slots, 1 CPU per trial)")
+    t0 = time.perf_counter()
+    import ray.tune  # framework imports are outside the timings, like TensorFlow's and torch's
+
+    print(f"import ray.tune: {time.perf_counter() - t0:.1f} s (not timed, like the TensorFlow import)\n")
     storage = tempfile.mkdtemp(prefix="bench_probes_")
     overheads = []
     with PeakRSS() as mem:

@@ -9,12 +9,13 @@ would follow alone:
 
 - initial weights come from the probe's own ``torch.Generator`` (seeded with its seed), drawn in
   ``nn.Linear`` order (:func:`repeval.probes.model.init_linear_`);
-- dropout masks come from the same generator, one ``uniform_`` draw per layer and step, an element
-  kept when its draw is ``>= p`` (:meth:`StackedMLP._keep_scale`, what :class:`repeval.probes.model.Dropout`
-  does with the global generator after ``torch.manual_seed(seed)``). This is ``nn.Dropout``'s
+- dropout masks come from the probe's own :class:`repeval.probes.model.MaskStream` (PCG64 seeded with
+  ``(seed, "mask")``), one draw per layer and step (:meth:`StackedMLP._keep_scale`, what
+  :class:`repeval.probes.model.Dropout` does with the same stream). This is ``nn.Dropout``'s
   distribution, but ``Tensor.bernoulli_`` — what ``nn.Dropout`` calls on CPU — costs ~11 ns per
-  element against ~2.7 for ``uniform_``, and mask drawing was the largest single cost of a stack
-  (58% of a linear probe's training, 29% of a 512-unit MLP's);
+  element, ``uniform_`` from a ``torch.Generator`` ~2.8, and 8 or 16 random bits from PCG64 ~0.5:
+  mask drawing was the largest single cost of a stack (58% of a linear probe's training with
+  ``torch.bernoulli_``). On a GPU the masks are ``uniform_`` draws from per-probe device generators;
 - the optimiser is ``torch.optim.Adam`` / ``AdamW`` / ``SGD`` written out with per-probe
   ``lr`` and ``weight_decay`` tensors.
 
@@ -26,13 +27,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
-from repeval.probes.model import Probe, init_linear_
+from repeval.probes.model import MaskStream, Probe, init_linear_
 
 BN_EPS = 1e-5
 BN_MOMENTUM = 0.1
 LN_EPS = 1e-5
+
+
+def _runs(values: list[int]) -> list[tuple[int, int, int]]:
+    """``(start, end, value)`` of each run of equal consecutive values."""
+    out: list[tuple[int, int, int]] = []
+    for i, v in enumerate(values):
+        if out and out[-1][2] == v and out[-1][1] == i:
+            out[-1] = (out[-1][0], i + 1, v)
+        else:
+            out.append((i, i + 1, v))
+    return out
 
 
 class StackedMLP:
@@ -53,6 +66,7 @@ class StackedMLP:
         self.device = torch.device(device)
         self.k = len(generators)
         self.generators = list(generators)
+        self.mask_streams = [MaskStream(int(g.initial_seed())) for g in self.generators]
         self.hidden_norm = hidden_norm
         inits = [init] * self.k if isinstance(init, str) else list(init)
         n_layers = len(self.dims) - 1
@@ -114,6 +128,7 @@ class StackedMLP:
         self.norm_weight, self.norm_bias = take(self.norm_weight, True), take(self.norm_bias, True)
         self.running_mean, self.running_var = take(self.running_mean, False), take(self.running_var, False)
         self.generators = [self.generators[i] for i in idx]
+        self.mask_streams = [self.mask_streams[i] for i in idx]
         self.p_hidden, self.p_input = self.p_hidden[keep], self.p_input[keep]
         self.k = len(idx)
 
@@ -138,19 +153,46 @@ class StackedMLP:
 
     def _keep_scale(self, shape: tuple[int, ...], p: torch.Tensor) -> torch.Tensor | None:
         """Per-probe dropout factors ``(K, …)``: 0 where dropped, ``1 / (1 - p_k)`` where kept; ``None`` if no
-        probe drops anything. Probe k's draws come from its own generator (``uniform_``, kept when ``u >= p_k``),
-        so its masks do not depend on which other probes share the stack."""
+        probe drops anything. Probe k's draws come from its own stream (:class:`MaskStream` on the CPU, its
+        device generator's ``uniform_`` elsewhere), so its masks do not depend on which other probes share
+        the stack."""
         ps = p.tolist()
         if not any(v > 0 for v in ps):
             return None
-        u = torch.empty(shape, device=self.device)
+        keep = torch.empty(shape, device=self.device)
+        pv = p.view(-1, *([1] * (len(shape) - 1)))
+        if self.device.type == "cpu":
+            return self._draw_keep(keep, ps).mul_(1.0 / (1.0 - pv))
         for k, g in enumerate(self.generators):
             if ps[k] > 0:
-                u[k].uniform_(generator=g)
+                keep[k].uniform_(generator=g)
             else:
-                u[k].fill_(1.0)  # always >= p = 0: kept, scale 1
-        pv = p.view(-1, *([1] * (len(shape) - 1)))
-        return u.ge_(pv).mul_(1.0 / (1.0 - pv))  # in place: two passes, no temporaries
+                keep[k].fill_(1.0)  # always >= p = 0: kept, scale 1
+        return keep.ge_(pv).mul_(1.0 / (1.0 - pv))  # in place: two passes, no temporaries
+
+    def _draw_keep(self, keep: torch.Tensor, ps: list[float]) -> torch.Tensor:
+        """Fill ``keep`` ``(K, …)`` with probe k's next mask from its :class:`MaskStream` — exactly
+        ``MaskStream.keep_(keep[k], p_k)`` — comparing the words of all probes of one word width at once."""
+        n = keep[0].numel()
+        widths = [MaskStream.width(p) for p in ps]
+        for width in sorted(set(widths)):
+            idx = [k for k, w in enumerate(widths) if w == width]
+            if width == 0:
+                keep[idx] = 1.0
+                continue
+            words = np.empty((len(idx), n), dtype=np.uint8 if width == 8 else "<i2")
+            for j, k in enumerate(idx):
+                words[j] = self.mask_streams[k].words(n, width)
+            thr = torch.tensor(
+                [MaskStream.threshold(ps[k]) for k in idx], dtype=torch.uint8 if width == 8 else torch.int16
+            )
+            w = torch.from_numpy(words).view(len(idx), *keep.shape[1:])
+            thr = thr.view(-1, *([1] * (keep.dim() - 1)))
+            if len(idx) == len(ps):
+                torch.ge(w, thr, out=keep)
+            else:
+                keep[idx] = torch.ge(w, thr).to(keep.dtype)
+        return keep
 
     def _input(self, x: torch.Tensor, shared: torch.Tensor | None, train: bool) -> torch.Tensor:
         """The first layer's input ``(K, B, in)``. With ``shared`` (the stack-position → variant index), ``x`` is
@@ -159,8 +201,10 @@ class StackedMLP:
         if train:
             scale = self._keep_scale((self.k, *x.shape[1:]), self.p_input)
             if scale is not None:
-                if shared is not None and x.shape[0] != 1:
-                    x = x.index_select(0, shared)
+                if shared is not None and x.shape[0] != 1:  # each run of probes on one variant: a broadcast
+                    for start, end, v in _runs(shared.tolist()):  # product, not a gathered copy of the batch
+                        scale[start:end].mul_(x[v])
+                    return scale
                 return scale.mul_(x)  # x never requires grad: the factors' buffer takes the product
         if shared is None:
             return x

@@ -21,13 +21,14 @@ raised stay failed and are recorded with their reason while the rest continue.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,7 +145,8 @@ def plan_units(
 ) -> tuple[list[Unit], list[tuple[int, list[Unit]]]]:
     """Grid-mode units (chunks of stackable configurations × seeds) and tune-mode units per spec.
 
-    Stacks larger than ``vectorize`` members are chunked. The target is four units per trial slot (so
+    Stacks larger than ``vectorize`` members are chunked, every n-th configuration to a chunk (so that
+    chunks mix the grid's values alike). The target is four units per trial slot (so
     that the slots finish together), fewer when the work is small (no unit under
     :data:`MIN_UNIT_COST`, at least one per slot): with ``pack``, small units are packed together — a unit may then
     hold several stacks, trained one after the other in its trial — and the costliest units are
@@ -166,9 +168,12 @@ def plan_units(
             stacks.setdefault(group_key(pt.config, data), []).append(pi)
         for points in stacks.values():
             n_chunks = math.ceil(len(points) / per_unit)
-            size = math.ceil(len(points) / n_chunks)
             for c in range(n_chunks):
-                chunk = points[c * size : (c + 1) * size]
+                # every n-th configuration, not a contiguous run: a grid's later axes (learning rate,
+                # standardisation, …) change how many epochs early stopping lets a probe train, and a chunk
+                # that took all the slow values of one (measured: 72.6 s against 21.3 s for chunks of equal
+                # size) would end the grid alone on one slot
+                chunk = points[c::n_chunks]
                 members = [
                     Member(si, pi, spec.points[pi].name, s, spec.points[pi].config) for pi in chunk for s in seeds
                 ]
@@ -184,7 +189,7 @@ def plan_units(
             break
         big = max(splittable, key=lambda u: _cost(u, data))
         points = sorted({m.point for m in big.members})
-        half = set(points[: len(points) // 2])
+        half = set(points[::2])  # alternate configurations, for the same reason as the chunks above
         grid_units.remove(big)
         for part in ([m for m in big.members if m.point in half], [m for m in big.members if m.point not in half]):
             grid_units.append(Unit(part, big.evaluate, big.spec))
@@ -245,7 +250,8 @@ def _fit(
                 st, name, "incomplete", f"could not be restored ({type(exc).__name__}: {exc}); running it again"
             )
         else:
-            pairs = _trial_results(tuner.fit())
+            with _plain_trial_actors():
+                pairs = _trial_results(tuner.fit())
             if {c.get("unit") for c, _ in pairs} == set(range(n_units)):
                 return pairs, True
             _move_aside(st, name, "incomplete", "could not be resumed whole (interrupted mid-write); running it again")
@@ -268,7 +274,35 @@ def _fit(
             sync_config=tune.SyncConfig(sync_artifacts=True),
         ),
     )
-    return _trial_results(tuner.fit()), False
+    with _plain_trial_actors():
+        return _trial_results(tuner.fit()), False
+
+
+@contextlib.contextmanager
+def _plain_trial_actors() -> Iterator[None]:
+    """Let Tune's trial actors start in Ray's prestarted idle workers.
+
+    Tune declares every trial actor with ``runtime_env={"env_vars": {"PL_DISABLE_FORK": "1", …}}``
+    (``ray.tune.execution.class_cache``; the variable is for PyTorch Lightning, which repeval's trials never
+    import). Ray places an actor only in a worker with the same runtime env, and the workers it prestarts have
+    none, so every trial actor used to start a fresh Python process (~1 s here, on top of its imports). With
+    the variable left out — and nothing else to propagate (AWS credentials, Ray Train settings) — the runtime
+    env is empty and a trial actor takes an idle prestarted worker when one is free (measured: 0.45 s against
+    1.95 s to start two actors). Restored on exit; a Ray without this module is left alone."""
+    try:
+        from ray.tune.execution import class_cache
+
+        defaults = class_cache.DEFAULT_ENV_VARS
+    except (ImportError, AttributeError):  # another Ray: nothing to adjust
+        yield
+        return
+    saved = dict(defaults)
+    defaults.pop("PL_DISABLE_FORK", None)
+    try:
+        yield
+    finally:
+        defaults.clear()
+        defaults.update(saved)
 
 
 def _marker_fingerprint(text: str | None) -> str | None:

@@ -2,7 +2,8 @@
 
 Three references: repeval's own one-probe path (``train_probe``), and a plain PyTorch loop
 (``nn.Sequential`` + dropout + ``torch.optim.Adam`` after ``torch.manual_seed``; the dropout is
-:class:`repeval.probes.model.Dropout`, ``nn.Dropout``'s distribution drawn with ``uniform_``).
+:class:`repeval.probes.model.Dropout`, ``nn.Dropout``'s distribution drawn from the probe's
+:class:`repeval.probes.model.MaskStream`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from torch import nn
 
 from repeval.config.schema import ProbeConfig
 from repeval.probes import ProbeData, group_key, predict, resolve_hidden_units, train_probe, train_probes
-from repeval.probes.model import Dropout
+from repeval.probes.model import Dropout, MaskStream
 from repeval.probes.synthetic import gaussian_probe_data as gaussian_data
 from repeval.probes.train import Preprocess
 
@@ -26,10 +27,11 @@ def plain_loop(cfg: ProbeConfig, data: ProbeData, seed: int) -> tuple[int, list[
     prep = Preprocess(data.x_train, cfg.standardize, None)
     xt, xv = torch.from_numpy(prep(data.x_train)), torch.from_numpy(prep(data.x_val))
     yt, yv = torch.from_numpy(data.y_train.astype(np.int64)), torch.from_numpy(data.y_val.astype(np.int64))
-    layers: list[nn.Module] = [Dropout(cfg.effective_input_dropout)] if cfg.effective_input_dropout else []
+    masks = MaskStream(seed)  # one stream for all the probe's dropout layers, drawn in forward order
+    layers: list[nn.Module] = [Dropout(cfg.effective_input_dropout, masks)] if cfg.effective_input_dropout else []
     prev = xt.shape[1]
     for h in cfg.hidden_units:
-        layers += [nn.Linear(prev, int(h)), nn.ReLU()] + ([Dropout(cfg.dropout)] if cfg.dropout else [])
+        layers += [nn.Linear(prev, int(h)), nn.ReLU()] + ([Dropout(cfg.dropout, masks)] if cfg.dropout else [])
         prev = int(h)
     model = nn.Sequential(*layers, nn.Linear(prev, len(data.classes)))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)
@@ -68,7 +70,7 @@ GRID = [
         patience=3,
     )
     for h in ([], [16])
-    for p in (0.0, 0.5)
+    for p in (0.0, 0.5, 0.1)  # no dropout, 8-bit and 16-bit masks in one stack
     for st in (False, True)
 ]
 
@@ -207,3 +209,22 @@ def test_dropout_has_nn_dropout_distribution(p):
     assert torch.equal(d(x), x)
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         Dropout(1.0)
+
+
+@pytest.mark.parametrize("p", [0.25, 0.2])
+def test_mask_stream_follows_its_documented_rule(p):
+    """8-bit words when 256·p is an integer (0.25), 16-bit words otherwise (0.2), from PCG64(seed, "mask")
+    read little-endian: recomputed here with numpy alone, element for element, two draws in a row."""
+    stream = MaskStream(7)
+    bits = np.random.PCG64([7, 0x6D61736B])
+    for shape in [(3, 5), (4, 9)]:  # odd sizes: words are not shared between draws
+        got = stream.keep_(torch.empty(shape), p)
+        n = int(np.prod(shape))
+        if p == 0.25:
+            words = bits.random_raw(-(-n // 8)).astype("<u8").view(np.uint8)[:n]
+            want = words >= 64
+        else:
+            words = bits.random_raw(-(-n // 4)).astype("<u8").view("<i2")[:n]
+            want = words >= round(0.2 * 65536) - 32768
+        assert got.dtype == torch.float32 and got.shape == shape
+        assert np.array_equal(got.numpy().ravel(), want.astype(np.float32))

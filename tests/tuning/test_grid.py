@@ -308,3 +308,30 @@ def test_groups_batched_in_one_experiment_reuse_trial_actors_and_match_separate_
         assert len(g.rows) == len(alone.rows) > 0
         assert {key(r): r["value"] for r in g.rows} == {key(r): r["value"] for r in alone.rows}
         assert {r["dataset"] for r in g.rows} == {ds}
+
+
+def test_trial_actors_have_no_runtime_env_so_they_can_take_prestarted_workers(ray_session, tmp_path):
+    """Tune declares its trial actors with ``env_vars: {"PL_DISABLE_FORK": "1"}``, which keeps them out of
+    Ray's prestarted (runtime-env-less) workers; repeval's grids leave the variable out while they run and
+    put Tune's default back afterwards."""
+    from ray.tune.execution import class_cache
+
+    seen = tmp_path / "runtime_env.json"
+
+    def record_env(fn):
+        def wrapped(config, data=None, units=None, ev=None):
+            import ray
+
+            seen.write_text(json.dumps(ray.get_runtime_context().runtime_env))
+            return fn(config, data=data, units=units, ev=ev)
+
+        return wrapped
+
+    before = dict(class_cache.DEFAULT_ENV_VARS)
+    data = gaussian_probe_data(n=60, d=6, c=2)
+    cfg = config([{"name": "lin", "epochs": 2, "batch_size": 16}])
+    g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"), wrap_trainable=record_env)
+    assert not g.failed and {r["probe"] for r in g.rows} == {"lin"}
+    env = json.loads(seen.read_text())
+    assert "PL_DISABLE_FORK" not in (env.get("env_vars") or {}), env
+    assert class_cache.DEFAULT_ENV_VARS == before and "PL_DISABLE_FORK" in before

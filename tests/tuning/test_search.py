@@ -168,6 +168,25 @@ def test_plan_units_balances_big_work_over_the_slots():
     assert sorted(m.name for u in units for m in u.members) == ["M1", "M2", "M3", "M4", "M5"]
 
 
+def test_plan_units_chunks_mix_the_grid_values():
+    """A stack split into chunks deals its configurations out in turn: each chunk of Jukemir's 54 stackable
+    512-unit, batch-256 configurations holds both standardisations and every learning rate, dropout and weight
+    decay (a contiguous split put all standardised inputs in one chunk, which trained 1.6× longer)."""
+    big = gaussian_probe_data(n=2000, d=512, c=10)
+    specs = expand_all([ProbeConfig(preset="jukemir")])
+    units, _ = plan_units(specs, big, seeds=[0], vectorize=64, slots=2)
+    chunks = [
+        u for u in units if tuple(u.members[0].config.hidden_units) == (512,) and u.members[0].config.batch_size == 256
+    ]
+    assert len(chunks) == 2 and sorted(len(u.members) for u in chunks) == [27, 27]
+    for u in chunks:
+        cfgs = [m.config for m in u.members]
+        assert {c.standardize for c in cfgs} == {False, True}
+        assert {c.learning_rate for c in cfgs} == {1e-5, 1e-4, 1e-3}
+        assert {c.dropout for c in cfgs} == {0.25, 0.5, 0.75}
+        assert {c.weight_decay for c in cfgs} == {0.0, 1e-4, 1e-3}
+
+
 def test_seed_summary_mean_and_std():
     rows = [
         {"task": "t", "task_type": "multiclass_classification", "dataset": "d", "model": "m", "probe": "p",
