@@ -89,8 +89,7 @@ class MaskStream:
     are read little-endian whatever the machine, so masks are the same everywhere."""
 
     def __init__(self, seed: int) -> None:
-        self.seed = int(seed)
-        self._bits = np.random.PCG64([self.seed, MASK_STREAM])
+        self._bits = np.random.PCG64([int(seed), MASK_STREAM])
 
     @staticmethod
     def width(p: float) -> int:

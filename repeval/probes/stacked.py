@@ -41,7 +41,7 @@ def _runs(values: list[int]) -> list[tuple[int, int, int]]:
     """``(start, end, value)`` of each run of equal consecutive values."""
     out: list[tuple[int, int, int]] = []
     for i, v in enumerate(values):
-        if out and out[-1][2] == v and out[-1][1] == i:
+        if out and out[-1][2] == v:
             out[-1] = (out[-1][0], i + 1, v)
         else:
             out.append((i, i + 1, v))
@@ -180,14 +180,10 @@ class StackedMLP:
             if width == 0:
                 keep[idx] = 1.0
                 continue
-            words = np.empty((len(idx), n), dtype=np.uint8 if width == 8 else "<i2")
-            for j, k in enumerate(idx):
-                words[j] = self.mask_streams[k].words(n, width)
-            thr = torch.tensor(
-                [MaskStream.threshold(ps[k]) for k in idx], dtype=torch.uint8 if width == 8 else torch.int16
-            )
+            words = np.stack([self.mask_streams[k].words(n, width) for k in idx])
+            thresholds = np.array([MaskStream.threshold(ps[k]) for k in idx], dtype=words.dtype)
             w = torch.from_numpy(words).view(len(idx), *keep.shape[1:])
-            thr = thr.view(-1, *([1] * (keep.dim() - 1)))
+            thr = torch.from_numpy(thresholds).view(-1, *([1] * (keep.dim() - 1)))
             if len(idx) == len(ps):
                 torch.ge(w, thr, out=keep)
             else:
