@@ -21,7 +21,8 @@ Usage::
     RAY_AUTH_MODE=disabled python benchmarks/bench_probes.py --epochs 30 --only 1
     RAY_AUTH_MODE=disabled python benchmarks/bench_probes.py --only groups
 
-Times exclude ``ray.init`` (printed separately: a run pays it once for all groups).
+Times exclude ``ray.init`` and the start of its prestarted workers (printed separately: a run pays
+them once for all groups; see ``warm.py``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from warm import wait_for_ray_workers
 
 from repeval.config import parse_config
 from repeval.probes import ProbeData, resolve_hidden_units
@@ -377,7 +379,8 @@ def main() -> None:
     t0 = time.perf_counter()
     import ray.tune  # framework imports are outside the timings, like TensorFlow's and torch's
 
-    print(f"import ray.tune: {time.perf_counter() - t0:.1f} s (not timed, like the TensorFlow import)\n")
+    print(f"import ray.tune: {time.perf_counter() - t0:.1f} s (not timed, like the TensorFlow import)")
+    print(f"Ray's prestarted workers up after {wait_for_ray_workers():.1f} s more (not timed: Ray's start-up)\n")
     storage = tempfile.mkdtemp(prefix="bench_probes_")
     overheads = []
     with PeakRSS() as mem:

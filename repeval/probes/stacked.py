@@ -33,6 +33,8 @@ import torch
 from repeval.probes.model import MaskStream, Probe, init_linear_
 
 BN_EPS = 1e-5
+#: per-probe sizes that are multiples of this are updated a run of probes at a time (see StackedOptimizer.step)
+FUSED_BLOCK = 64
 BN_MOMENTUM = 0.1
 LN_EPS = 1e-5
 
@@ -276,10 +278,11 @@ class StackedMLP:
 class StackedOptimizer:
     """``torch.optim.Adam`` / ``AdamW`` / ``SGD`` (no momentum) with per-probe lr and weight decay.
 
-    Adam and AdamW run PyTorch's fused kernels (``torch.optim.Adam(fused=True)``) on each probe's
-    slice of the stacked tensors, one call per group of probes sharing (lr, weight decay): a
-    single pass over memory instead of a dozen. A probe in a stack and a probe trained with
-    ``torch.optim.Adam(fused=True)`` therefore compute bit-identical updates. SGD is written out
+    Adam and AdamW run PyTorch's fused kernels (``torch.optim.Adam(fused=True)``) on slices of the
+    stacked tensors, one call per run of consecutive probes sharing (lr, weight decay): a single
+    pass over memory instead of a dozen, and no per-probe views (a stack's members are ordered by
+    learning rate and weight decay, so a grid's stack has one run per distinct pair). A probe in a
+    stack and a probe trained with ``torch.optim.Adam(fused=True)`` compute bit-identical updates. SGD is written out
     (L2 added to the gradient, as ``torch.optim.SGD`` does).
     """
 
@@ -303,6 +306,8 @@ class StackedOptimizer:
         self.step_t = torch.zeros((), dtype=torch.float32, device=device)
         self.exp_avg = [torch.zeros_like(p) for p in params] if kind != "sgd" else []
         self.exp_avg_sq = [torch.zeros_like(p) for p in params] if kind != "sgd" else []
+        self._runs_key: list[tuple[float, float]] | None = None
+        self._runs_cache: list[tuple[int, int, float, float]] = []
 
     def select(self, keep: torch.Tensor) -> None:
         keep = keep.cpu()
@@ -311,11 +316,15 @@ class StackedOptimizer:
         self.exp_avg = [t[kd].clone() for t in self.exp_avg]
         self.exp_avg_sq = [t[kd].clone() for t in self.exp_avg_sq]
 
-    def _groups(self) -> dict[tuple[float, float], list[int]]:
-        groups: dict[tuple[float, float], list[int]] = {}
-        for k, key in enumerate(zip(self.lr.tolist(), self.wd.tolist(), strict=True)):
-            groups.setdefault(key, []).append(k)
-        return groups
+    def _runs(self) -> list[tuple[int, int, float, float]]:
+        """``(start, end, lr, weight decay)`` of each run of consecutive probes that share both: each is one
+        slice of every stacked tensor (probes of a stack are ordered by them, see ``train_probes``)."""
+        keys = list(zip(self.lr.tolist(), self.wd.tolist(), strict=True))
+        if keys != self._runs_key:  # lr changes when a probe is frozen inside an epoch
+            codes: dict[tuple[float, float], int] = {}
+            runs = _runs([codes.setdefault(k, len(codes)) for k in keys])
+            self._runs_key, self._runs_cache = keys, [(a, b, *keys[a]) for a, b, _ in runs]
+        return self._runs_cache
 
     @torch.no_grad()
     def step(self, params: list[torch.Tensor]) -> None:
@@ -339,13 +348,27 @@ class StackedOptimizer:
         fused = torch._fused_adamw_ if self.kind == "adamw" else torch._fused_adam_
         b1, b2 = self.betas
         live = [(j, g) for j, g in enumerate(grads) if g is not None]
-        for (lr, wd), ks in self._groups().items():
-            ps = [params[j][k] for j, _ in live for k in ks]
+        runs = self._runs()
+        whole = len(runs) == 1
+        k_all = params[0].shape[0]
+        # A run is a contiguous slice along the probe axis. The CPU kernel runs vector instructions over
+        # a tensor and plain ones over its last numel % (vector width) elements, which round differently:
+        # a tensor whose per-probe size is not a multiple of FUSED_BLOCK is updated probe by probe, so
+        # that each probe's elements take the path they take when it trains alone.
+        blocked = [params[j].numel() // max(1, k_all) % FUSED_BLOCK == 0 for j, _ in live]
+
+        def parts(t: torch.Tensor, i: int, a: int, b: int) -> list[torch.Tensor]:
+            if blocked[i]:
+                return [t if whole else t[a:b]]
+            return [t[k] for k in range(a, b)]
+
+        for a, b, lr, wd in runs:
+            ps = [x for i, (j, _) in enumerate(live) for x in parts(params[j], i, a, b)]
             fused(  # type: ignore[call-overload]
                 ps,
-                [g[k] for _, g in live for k in ks],
-                [self.exp_avg[j][k] for j, _ in live for k in ks],
-                [self.exp_avg_sq[j][k] for j, _ in live for k in ks],
+                [x for i, (_, g) in enumerate(live) for x in parts(g, i, a, b)],
+                [x for i, (j, _) in enumerate(live) for x in parts(self.exp_avg[j], i, a, b)],
+                [x for i, (j, _) in enumerate(live) for x in parts(self.exp_avg_sq[j], i, a, b)],
                 [],
                 [self.step_t] * len(ps),
                 amsgrad=False,

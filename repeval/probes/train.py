@@ -209,6 +209,10 @@ def train_probes(
     groups: dict[tuple, list[int]] = {}
     for i, (cfg, _) in enumerate(members):
         groups.setdefault(group_key(cfg, data), []).append(i)
+    for idx in groups.values():  # probes sharing (lr, weight decay) side by side: one optimiser call per run
+        idx.sort(
+            key=lambda i: (members[i][0].learning_rate, members[i][0].weight_decay, bool(members[i][0].standardize))
+        )
     results: list[TrainResult | None] = [None] * len(members)
     for idx in groups.values():
         out = _train_stack([members[i] for i in idx], data, max_epochs, evaluate_tests, on_validation, idx, device)
@@ -313,7 +317,7 @@ def _train_stack(
         for start in range(0, n, batch):  # the last partial batch is kept
             ib = perm[:, start : start + batch]
             if one_order:
-                logits = model.forward(xtr[:, ib[0]], train=True, shared=vidx)
+                logits = model.forward(xtr.index_select(1, ib[0]), train=True, shared=vidx)
             else:
                 logits = model.forward(xtr[0][ib] if len(variants) == 1 else xtr[vidx.view(-1, 1), ib], train=True)
             losses = member_losses(logits, ytr[ib], task)

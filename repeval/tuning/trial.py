@@ -274,7 +274,8 @@ def tune_trial(config: dict[str, Any], data: ProbeData, units: list[Unit], ev: E
             latest[i] = rec["best_criterion"]
         vals = [v for v in latest.values() if math.isfinite(v)]
         if vals:
-            tune.report({"best_criterion": float(np.mean(vals)), "epoch": epoch, "done": False})
+            # fsum: the mean does not depend on the order the unit's stacks validated their members in
+            tune.report({"best_criterion": math.fsum(vals) / len(vals), "epoch": epoch, "done": False})
 
     results, reports, keep = run_unit(unit, data, ev, on_validation=on_validation, device=_device(config))
     seconds = time.perf_counter() - t0

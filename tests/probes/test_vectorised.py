@@ -228,3 +228,33 @@ def test_mask_stream_follows_its_documented_rule(p):
             want = words >= round(0.2 * 65536) - 32768
         assert got.dtype == torch.float32 and got.shape == shape
         assert np.array_equal(got.numpy().ravel(), want.astype(np.float32))
+
+
+def test_probes_sharing_lr_and_weight_decay_update_together_yet_match_alone_bit_for_bit(mc_data):
+    """A stack orders its probes by (lr, weight decay) and updates each run of them in one fused Adam call.
+    The kernel rounds a tensor's last numel % (vector width) elements differently, so a layer whose
+    per-probe size is not a multiple of the block (the 4-class bias here, 16-unit norms) must still be
+    updated probe by probe: every probe's trajectory equals its own, bit for bit."""
+    cfgs = [
+        ProbeConfig(
+            hidden_units=hidden,
+            hidden_norm="batchnorm" if hidden else "none",
+            init=init,
+            dropout=0.1,
+            learning_rate=lr,
+            weight_decay=wd,
+            batch_size=50,
+            epochs=5,
+            patience=5,
+        )
+        for hidden in ([], [16, 16])
+        for init in ("xavier_uniform", "xavier_normal")
+        for lr, wd in ((1e-3, 0.0), (3e-3, 1e-4), (1e-3, 0.0))
+    ]
+    together = train_probes([(c, 0) for c in cfgs], mc_data)
+    for cfg, r in zip(cfgs, together, strict=True):
+        alone = train_probe(cfg, mc_data, 0)
+        assert r.best_epoch == alone.best_epoch
+        np.testing.assert_array_equal(r.test_scores["clean"], alone.test_scores["clean"])
+        for k, v in alone.state_dict.items():
+            assert torch.equal(r.state_dict[k], v), k

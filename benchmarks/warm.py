@@ -1,0 +1,35 @@
+"""Wait for a fresh Ray instance to finish starting, so that timings exclude Ray's own start-up.
+
+``ray.init`` returns before the raylet's prestarted worker processes (one per CPU) have imported
+``ray`` and registered. A benchmark that starts timing at once charges that start-up — a second or
+two of CPU on each core, shared with whatever is timed — to the first thing it runs. Like the
+framework imports that the baselines do before their timings start, it is waited out and printed.
+"""
+
+from __future__ import annotations
+
+import time
+
+import ray
+
+
+def idle_workers() -> int:
+    """Ray worker processes on this machine that are up and idle (process title ``ray::IDLE``)."""
+    import psutil  # vendored by Ray (ray/thirdparty_files): importable once ray is imported
+
+    n = 0
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = p.info["cmdline"] or []
+        if cmd and cmd[0].startswith("ray::IDLE"):
+            n += 1
+    return n
+
+
+def wait_for_ray_workers(timeout_s: float = 30.0) -> float:
+    """Block until the local raylet has as many idle workers as CPUs (or ``timeout_s``); returns the wait."""
+    want = int(ray.cluster_resources().get("CPU", 1))
+    t0 = time.perf_counter()
+    while idle_workers() < want and time.perf_counter() - t0 < timeout_s:
+        time.sleep(0.1)
+    time.sleep(0.5)  # the last worker's title changes as it registers; let it finish settling
+    return time.perf_counter() - t0
