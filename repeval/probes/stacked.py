@@ -26,6 +26,7 @@ Probes that stop (early stopping, a non-finite loss, their budget) are removed f
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,9 +40,9 @@ BN_MOMENTUM = 0.1
 LN_EPS = 1e-5
 
 
-def _runs(values: list[int]) -> list[tuple[int, int, int]]:
+def _runs(values: Sequence[Any]) -> list[tuple[int, int, Any]]:
     """``(start, end, value)`` of each run of equal consecutive values."""
-    out: list[tuple[int, int, int]] = []
+    out: list[tuple[int, int, Any]] = []
     for i, v in enumerate(values):
         if out and out[-1][2] == v:
             out[-1] = (out[-1][0], i + 1, v)
@@ -282,8 +283,8 @@ class StackedOptimizer:
     stacked tensors, one call per run of consecutive probes sharing (lr, weight decay): a single
     pass over memory instead of a dozen, and no per-probe views (a stack's members are ordered by
     learning rate and weight decay, so a grid's stack has one run per distinct pair). A probe in a
-    stack and a probe trained with ``torch.optim.Adam(fused=True)`` compute bit-identical updates. SGD is written out
-    (L2 added to the gradient, as ``torch.optim.SGD`` does).
+    stack and a probe trained with ``torch.optim.Adam(fused=True)`` compute bit-identical updates.
+    SGD is written out (L2 added to the gradient, as ``torch.optim.SGD`` does).
     """
 
     def __init__(
@@ -306,8 +307,6 @@ class StackedOptimizer:
         self.step_t = torch.zeros((), dtype=torch.float32, device=device)
         self.exp_avg = [torch.zeros_like(p) for p in params] if kind != "sgd" else []
         self.exp_avg_sq = [torch.zeros_like(p) for p in params] if kind != "sgd" else []
-        self._runs_key: list[tuple[float, float]] | None = None
-        self._runs_cache: list[tuple[int, int, float, float]] = []
 
     def select(self, keep: torch.Tensor) -> None:
         keep = keep.cpu()
@@ -316,15 +315,10 @@ class StackedOptimizer:
         self.exp_avg = [t[kd].clone() for t in self.exp_avg]
         self.exp_avg_sq = [t[kd].clone() for t in self.exp_avg_sq]
 
-    def _runs(self) -> list[tuple[int, int, float, float]]:
-        """``(start, end, lr, weight decay)`` of each run of consecutive probes that share both: each is one
+    def _runs(self) -> list[tuple[int, int, tuple[float, float]]]:
+        """``(start, end, (lr, weight decay))`` of each run of consecutive probes that share both: each is one
         slice of every stacked tensor (probes of a stack are ordered by them, see ``train_probes``)."""
-        keys = list(zip(self.lr.tolist(), self.wd.tolist(), strict=True))
-        if keys != self._runs_key:  # lr changes when a probe is frozen inside an epoch
-            codes: dict[tuple[float, float], int] = {}
-            runs = _runs([codes.setdefault(k, len(codes)) for k in keys])
-            self._runs_key, self._runs_cache = keys, [(a, b, *keys[a]) for a, b, _ in runs]
-        return self._runs_cache
+        return _runs(list(zip(self.lr.tolist(), self.wd.tolist(), strict=True)))
 
     @torch.no_grad()
     def step(self, params: list[torch.Tensor]) -> None:
@@ -350,19 +344,18 @@ class StackedOptimizer:
         live = [(j, g) for j, g in enumerate(grads) if g is not None]
         runs = self._runs()
         whole = len(runs) == 1
-        k_all = params[0].shape[0]
         # A run is a contiguous slice along the probe axis. The CPU kernel runs vector instructions over
         # a tensor and plain ones over its last numel % (vector width) elements, which round differently:
         # a tensor whose per-probe size is not a multiple of FUSED_BLOCK is updated probe by probe, so
         # that each probe's elements take the path they take when it trains alone.
-        blocked = [params[j].numel() // max(1, k_all) % FUSED_BLOCK == 0 for j, _ in live]
+        blocked = [params[j][0].numel() % FUSED_BLOCK == 0 for j, _ in live]
 
         def parts(t: torch.Tensor, i: int, a: int, b: int) -> list[torch.Tensor]:
             if blocked[i]:
                 return [t if whole else t[a:b]]
             return [t[k] for k in range(a, b)]
 
-        for a, b, lr, wd in runs:
+        for a, b, (lr, wd) in runs:
             ps = [x for i, (j, _) in enumerate(live) for x in parts(params[j], i, a, b)]
             fused(  # type: ignore[call-overload]
                 ps,
