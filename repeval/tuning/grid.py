@@ -84,10 +84,14 @@ class GroupResult:
 # ------------------------------------------------------------------------------ planning
 
 
-#: per-epoch cost (see :func:`_cost`) below which a trial is not worth its own Ray actor: starting a trial
-#: actor, importing torch there and reporting its checkpoint takes ~0.3–1.5 s, about what ~2e9 of these
-#: units of training take on one core. Smaller units are packed together (up to one per trial slot).
-MIN_UNIT_COST = 2e9
+#: per-epoch cost (see :func:`_cost`) below which a unit is not worth a trial of its own. Each trial slot pays
+#: its actor's start (importing torch and ``ray.tune``, ~2.5 s) once whatever the number of trials; a trial on
+#: a reused actor then starts ~0.05–0.1 s after the previous one reported. 2e8 is about 25 ms per epoch on one
+#: core here (the thesis' M3 on a 2,000 × 512 table), ~1 s over an early-stopped run, so that gap stays
+#: around 10%. Smaller units are packed together (still at least one unit per slot). Separate trials
+#: balance the slots better: early stopping, unknown in advance, decides how long each unit takes, and
+#: Tune hands the next unit to whichever slot frees first.
+MIN_UNIT_COST = 2e8
 
 
 def _member_cost(cfg: Any, data: ProbeData) -> float:

@@ -141,17 +141,18 @@ def write_tensorboard(trial_dir: str | None, members: list[Member], results: lis
     """One TensorBoard run per member: ``members/<probe>__seed<seed>`` with its per-epoch curves."""
     if not trial_dir:
         return
-    try:
-        from tensorboardX import SummaryWriter
-    except ImportError:  # pragma: no cover - tensorboardX comes with ray[tune]
-        return
+    from repeval.tuning.events import write_scalars
+
     for m, r in zip(members, results, strict=True):
-        w = SummaryWriter(logdir=os.path.join(trial_dir, "members", _safe(f"{m.name}__seed{m.seed}")))
-        for rec in r.history:
-            for key in ("train_loss", "val_loss", "val_criterion", "best_criterion"):
-                if key in rec and math.isfinite(rec[key]):
-                    w.add_scalar(key, rec[key], int(rec["epoch"]))
-        w.close()
+        write_scalars(
+            os.path.join(trial_dir, "members", _safe(f"{m.name}__seed{m.seed}")),
+            (
+                (key, rec[key], int(rec["epoch"]))
+                for rec in r.history
+                for key in ("train_loss", "val_loss", "val_criterion", "best_criterion")
+                if key in rec and math.isfinite(rec[key])
+            ),
+        )
 
 
 def run_unit(

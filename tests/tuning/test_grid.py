@@ -90,7 +90,13 @@ def test_grid_selection_seeds_intervals_failures(ray_session, tmp_path):
     # TensorBoard-readable: Tune's scalars and our per-member curves
     exp = Path(g.experiments[0])
     assert list(exp.glob("*/events.out.tfevents*"))
-    assert list(exp.glob("*/members/lin__seed0/events.out.tfevents*"))
+    (events,) = exp.glob("*/members/lin__seed0/events.out.tfevents*")
+    from test_events import read_events, scalars
+
+    curve = [(step, value) for tag, value, step in scalars(read_events(events)) if tag == "train_loss"]
+    hist = [h for h in g.history if h["probe"] == "lin" and h["seed"] == 0 and "train_loss" in h]
+    assert len(curve) == len(hist) > 0
+    assert curve == [(int(h["epoch"]), pytest.approx(h["train_loss"], rel=1e-6)) for h in hist]
 
 
 def test_search_space_with_asha(ray_session, tmp_path):

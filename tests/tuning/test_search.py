@@ -166,6 +166,9 @@ def test_plan_units_balances_big_work_over_the_slots():
     units, _ = plan_units(specs, small, seeds=[0], vectorize=64, slots=2)
     assert len(units) == 2 and sorted(len(u.members) for u in units) in ([2, 3], [1, 4])
     assert sorted(m.name for u in units for m in u.members) == ["M1", "M2", "M3", "M4", "M5"]
+    # on the big table each thesis probe is worth a trial of its own: Tune balances them over the slots
+    units, _ = plan_units(specs, big, seeds=[0], vectorize=64, slots=2)
+    assert sorted(m.name for u in units for m in u.members) == ["M1", "M2", "M3", "M4", "M5"] and len(units) == 5
 
 
 def test_plan_units_chunks_mix_the_grid_values():
