@@ -186,23 +186,32 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
     (ctx.run_dir / "history").mkdir(exist_ok=True)
     summary: dict[str, Any] = {"trained": 0, "skipped": 0, "failed": [], "trial_seconds": 0.0, "wall_seconds": 0.0}
     budget = ctx.cfg.run.train_batch_mb * 2**20
-    batch: list[tuple[_Pending, Any]] = []
-    size = 0
+    pending: list[_Pending] = []
     for ei, exp in enumerate(ctx.cfg.experiments):
         for ds in exp.datasets:
             scenarios = list(exp.scenarios_for(ds))
             for m in exp.embedding_models:
                 for fold, rows in fold_rows(ctx, ei, ds.name).items():
                     item = _pending_group(ctx, ei, exp, ds.name, m.id, scenarios, fold, rows, summary)
-                    if item is None:
-                        continue
-                    data = _group_data(ctx, item)
-                    nbytes = data_nbytes(data)
-                    if batch and size + nbytes > budget:  # the batch is full: train it, then start the next
-                        _train_batch(ctx, batch, summary)
-                        batch, size = [], 0
-                    batch.append((item, data))
-                    size += nbytes
+                    if item is not None:
+                        pending.append(item)
+    # every group that cannot be trained is named before any probe trains (groups train in batches: a
+    # problem found while assembling a later batch would otherwise stop the run after hours of work)
+    embedded: dict[tuple[str, str], pa.Array] = {}  # (dataset, model) → its clean partition's track ids
+    problems = [p for p in (_empty_split(ctx, item, embedded) for item in pending) if p]
+    if problems:
+        more = f" (and {len(problems) - 1} more probe grid(s): {'; '.join(problems[1:4])})" if len(problems) > 1 else ""
+        raise ValueError(f"{problems[0]}{more} — nothing was trained")
+    batch: list[tuple[_Pending, Any]] = []
+    size = 0
+    for item in pending:
+        data = _group_data(ctx, item)
+        nbytes = data_nbytes(data)
+        if batch and size + nbytes > budget:  # the batch is full: train it, then start the next
+            _train_batch(ctx, batch, summary)
+            batch, size = [], 0
+        batch.append((item, data))
+        size += nbytes
     if batch:
         _train_batch(ctx, batch, summary)
     if summary["failed"]:
@@ -254,13 +263,33 @@ def _group_data(ctx: RunContext, item: _Pending) -> Any:
     try:
         return probe_data(item.exp.task.effective_type, item.rows, ctx.store, item.dataset, item.model, item.scenarios)
     except ValueError as exc:
-        if item.fold is None:
-            raise
-        n = len(ctx.folds[(item.ei, item.dataset)])
-        raise ValueError(
-            f"{exc} (fold {item.fold} of {n}: validation = fold {item.fold}, test = fold {(item.fold + 1) % n}; "
-            "with few tracks per class use fewer n_folds)"
-        ) from None
+        raise ValueError(f"{exc}{_fold_hint(ctx, item)}") from None
+
+
+def _fold_hint(ctx: RunContext, item: _Pending) -> str:
+    if item.fold is None:
+        return ""
+    n = len(ctx.folds[(item.ei, item.dataset)])
+    return (
+        f" (fold {item.fold} of {n}: validation = fold {item.fold}, test = fold {(item.fold + 1) % n}; "
+        "with few tracks per class use fewer n_folds)"
+    )
+
+
+def _empty_split(ctx: RunContext, item: _Pending, embedded: dict[tuple[str, str], pa.Array]) -> str | None:
+    """Why ``item`` cannot be trained — a split with no embedded track — from the store's track ids alone."""
+    from repeval.pipeline.stages import CLEAN
+    from repeval.tuning.data import empty_split_message
+
+    key = (item.dataset, item.model)
+    if key not in embedded:
+        embedded[key] = ctx.store.partition(item.dataset, item.model, CLEAN).embedded_ids()
+    rows = item.rows.filter(pc.is_in(item.rows.column("track_id"), value_set=embedded[key]))
+    present = set(rows.column("split").to_pylist())
+    for name in ("train", "validation", "test"):
+        if name not in present:
+            return f"{empty_split_message(item.dataset, item.model, name)}{_fold_hint(ctx, item)}"
+    return None
 
 
 def _train_batch(ctx: RunContext, batch: list[tuple[_Pending, Any]], summary: dict[str, Any]) -> None:

@@ -180,6 +180,10 @@ class Partition:
         """Unique track ids with an embedding or an error record already written (an Arrow array)."""
         return pc.unique(self._ids(self.part_files() + self.error_files()).combine_chunks())
 
+    def embedded_ids(self) -> pa.Array:
+        """Unique track ids with an embedding (error records left out)."""
+        return pc.unique(self._ids(self.part_files()).combine_chunks())
+
     def done_track_ids(self) -> set[str]:
         """Like :meth:`done_ids`, as a Python set (small partitions, tools)."""
         return set(self.done_ids().to_pylist())

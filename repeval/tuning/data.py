@@ -27,6 +27,10 @@ def encode(task_type: str, labels: list[list[str]], classes: list[str] | None = 
     return np.array([index.get(lab[0], -1) if lab else -1 for lab in labels], np.int64), classes
 
 
+def empty_split_message(dataset: str, model: str, split: str) -> str:
+    return f"{dataset}/{model}: the {split} split has no embedded tracks — check the dataset's splits and errors"
+
+
 def probe_data(
     task_type: str, rows: pa.Table, store: EmbeddingStore, dataset: str, model: str, scenarios: list[str]
 ) -> ProbeData:
@@ -57,7 +61,5 @@ def probe_data(
         tests[sid] = (sx[m], sy, tids)
     for name, arr in (("train", xtr), ("validation", xva), ("test", tests[CLEAN][0])):
         if len(arr) == 0:
-            raise ValueError(
-                f"{dataset}/{model}: the {name} split has no embedded tracks — check the dataset's splits and errors"
-            )
+            raise ValueError(empty_split_message(dataset, model, name))
     return ProbeData(task_type, classes, xtr, ytr, xva, yva, tests)

@@ -7,6 +7,8 @@ over folds, confusion matrices pool over folds, and folds resume one by one.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -166,11 +168,48 @@ def test_official_folds_of_real_tinysol_and_an_empty_test_fold_names_the_fold(ra
         f: set(r.filter(pc.equal(r.column("split"), "test")).column("track_id").to_pylist()) for f, r in folds.items()
     }
     assert sum(len(t) for t in tests.values()) == 12 and tests[0] == set()  # official fold 1 is empty here
-    with pytest.raises(
-        ValueError, match=r"test split has no embedded tracks .*fold 0 of 5: validation = fold 0, test = fold 1"
-    ):
+    with pytest.raises(ValueError) as err:
         runner.stage_train(ctx)
+    # every grid that cannot train is named at once (fold 1 is fold 0's test and its own validation)
+    msg = str(err.value)
+    assert re.search(r"test split has no embedded tracks .*fold 0 of 5: validation = fold 0, test = fold 1", msg)
+    assert re.search(r"and 1 more probe grid\(s\): tinysol/mfcc-stats: the validation split .*fold 1 of 5", msg)
+    assert msg.endswith("nothing was trained")
     assert not list((ctx.run_dir / "groups").glob("*.parquet"))
+
+
+def test_a_grid_that_cannot_train_stops_the_stage_before_any_batch_trains(
+    ray_session, rendered_notes, shared_data, tmp_path
+):
+    """Groups train in batches (here one per group); a later group whose split is empty (TinySOL's official
+    fold 1 is empty in the 12-track sample) is found before the first batch trains, not after hours of work."""
+    home = shared_data / "tinysol_mini"
+    datasets = [
+        {"name": "notes", "type": "catalog", "manifest": str(rendered_notes), "label_column": "instrument",
+         "split_type": "all", "n_folds": K, "split_seed": 3},
+        {"name": "tinysol", "type": "mirdata", "dir": str(home), "index_path": str(home / "tinysol_index_mini.json"),
+         "split_type": "all"},
+    ]  # fmt: skip
+    cfg = parse_config(
+        {
+            "run": {"run_id": "late", "store": str(tmp_path / "store"), "runs_dir": str(tmp_path / "runs"),
+                    "train_batch_mb": 0},
+            "experiments": [
+                {
+                    "task": {"name": "instrument", "type": "multiclass_classification"},
+                    "datasets": datasets,
+                    "embedding_models": ["mfcc-stats"],
+                    "downstream_models": [{"name": "linear", "hidden_units": [], "epochs": 3}],
+                }
+            ],
+        }
+    )  # fmt: skip
+    ctx = runner.make_context(cfg)
+    runner.stage_embed(ctx)
+    with pytest.raises(ValueError, match=r"^tinysol/mfcc-stats: the test split has no embedded tracks .*fold 0 of 5"):
+        runner.stage_train(ctx)
+    assert not list((ctx.run_dir / "groups").glob("*.parquet"))  # the notes folds before it did not train either
+    assert not (ctx.run_dir / "tune").exists() or not any((ctx.run_dir / "tune").iterdir())
 
 
 def test_folds_train_as_one_batch_and_equal_one_experiment_per_fold(kfold):
