@@ -2,9 +2,10 @@
 
 from repeval.probes.model import Probe, build_probe, resolve_hidden_units
 from repeval.probes.stacked import StackedMLP, StackedOptimizer
-from repeval.probes.train import ProbeData, TrainResult, group_key, predict, train_probe, train_probes
+from repeval.probes.train import Halving, ProbeData, TrainResult, group_key, predict, train_probe, train_probes
 
 __all__ = [
+    "Halving",
     "Probe",
     "ProbeData",
     "StackedMLP",

@@ -62,6 +62,29 @@ class TrainResult:
     steps: int = 0
     #: seconds of the stack this member trained in, divided by the stack's size
     train_seconds: float = 0.0
+    #: why it stopped before early stopping or its budget did (successive halving), if it did
+    stopped: str | None = None
+
+
+@dataclass(frozen=True)
+class Halving:
+    """Successive halving inside a stack (``scheduler: asha`` on a grid without a sampled space).
+
+    At the rungs ``grace · eta^k`` epochs below ``max_t`` (or the members' epoch budget), the
+    configurations of ``group`` (a probe spec) that reached the rung are ranked by their latest
+    validation criterion (the mean over their seeds); the best ``ceil(n / eta)`` continue and the
+    others stop there with the best checkpoint they had — Ray Tune's ASHA rule, applied
+    synchronously to the configurations that train together. Members that continue follow exactly
+    the trajectory they would alone."""
+
+    group: int
+    point: int
+    grace: int
+    eta: float
+    max_t: int | None = None
+
+    def rung(self, k: int) -> int:
+        return max(1, round(self.grace * self.eta**k))
 
 
 class Preprocess:
@@ -200,11 +223,13 @@ def train_probes(
     evaluate_tests: bool = True,
     on_validation: ValidationCallback | None = None,
     device: str = "cpu",
+    halving: Sequence[Halving | None] | None = None,
 ) -> list[TrainResult]:
     """Train every ``(config, seed)`` member; stacks are formed by :func:`group_key`.
 
     ``device`` ``cuda`` trains the stacks on a GPU (initial weights and data order are still
-    drawn on the CPU; dropout masks then come from per-probe CUDA generators).
+    drawn on the CPU; dropout masks then come from per-probe CUDA generators). ``halving`` (one
+    entry per member) stops the weaker configurations of a stack early, see :class:`Halving`.
     """
     groups: dict[tuple, list[int]] = {}
     for i, (cfg, _) in enumerate(members):
@@ -215,7 +240,8 @@ def train_probes(
         )
     results: list[TrainResult | None] = [None] * len(members)
     for idx in groups.values():
-        out = _train_stack([members[i] for i in idx], data, max_epochs, evaluate_tests, on_validation, idx, device)
+        hv = [halving[i] for i in idx] if halving is not None else None
+        out = _train_stack([members[i] for i in idx], data, max_epochs, evaluate_tests, on_validation, idx, device, hv)
         for i, r in zip(idx, out, strict=True):
             results[i] = r
     return results  # type: ignore[return-value]
@@ -246,6 +272,7 @@ def _train_stack(
     on_validation: ValidationCallback | None,
     ids: list[int],
     device: str = "cpu",
+    halving: list[Halving | None] | None = None,
 ) -> list[TrainResult]:
     t0 = time.perf_counter()
     task = data.task_type
@@ -292,6 +319,9 @@ def _train_stack(
     since = [0] * n_members
     history: list[list[dict[str, float]]] = [[] for _ in range(n_members)]
     failed: list[str | None] = [None] * n_members
+    stopped: list[str | None] = [None] * n_members
+    latest: dict[int, float] = {}  # member → this validation's criterion (successive halving ranks by it)
+    next_rung: dict[int, int] = {}  # halving group → index k of its next rung
     done_epochs = [0] * n_members
     done_steps = [0] * n_members
     active = list(range(n_members))  # stack position → member
@@ -355,6 +385,7 @@ def _train_stack(
                         scores = scores_of(logits, task).cpu().numpy()
                     value = criterion_value(name, task, data.y_val, scores[pos], vloss[pos], data.classes)
                 rec = {"epoch": epoch, "train_loss": train_loss[pos], "val_loss": vloss[pos], "val_criterion": value}
+                latest[m] = value
                 improved = value > best[m] if mode == "max" else value < best[m]
                 if improved:
                     best[m], best_epoch[m], since[m] = value, epoch, 0
@@ -366,6 +397,8 @@ def _train_stack(
                 recs.append((ids[m], rec))
                 if since[m] >= cfgs[m].patience or epoch >= epochs[m] or m in frozen:
                     finished.append(pos)
+            if halving is not None:
+                _halve(epoch, active, due, finished, halving, crit, latest, next_rung, epochs, stopped)
             if on_validation is not None and recs:
                 on_validation(epoch, recs)
         for m in active:
@@ -390,9 +423,10 @@ def _train_stack(
             state = model.export(0, best_state[m], dropout=c.dropout, input_dropout=c.effective_input_dropout)
         results.append(
             TrainResult(
-                best_epoch[m], best[m], history[m], state, {}, failed[m], done_epochs[m], done_steps[m], seconds
+                best_epoch[m], best[m], history[m], state, {}, failed[m], done_epochs[m], done_steps[m], seconds,
+                stopped[m] if failed[m] is None else None,
             )
-        )
+        )  # fmt: skip
     if evaluate_tests and data.tests:
         ok = [m for m in range(n_members) if failed[m] is None]
         if ok:
@@ -405,6 +439,50 @@ def _train_stack(
                 for pos, m in enumerate(ok):
                     results[m].test_scores[sid] = sc[pos]
     return results
+
+
+def _halve(
+    epoch: int,
+    active: list[int],
+    due: list[int],
+    finished: list[int],
+    halving: list[Halving | None],
+    crit: list[tuple[str, str]],
+    latest: dict[int, float],
+    next_rung: dict[int, int],
+    epochs: list[int],
+    stopped: list[str | None],
+) -> None:
+    """Apply :class:`Halving` after a validation: append the stack positions it stops to ``finished``."""
+    done = set(finished)
+    groups: dict[int, list[int]] = {}
+    for pos in due:
+        h = halving[active[pos]]
+        if h is not None and pos not in done:
+            groups.setdefault(h.group, []).append(pos)
+    for group, positions in groups.items():
+        h = halving[active[positions[0]]]
+        assert h is not None
+        limit = min(h.max_t or math.inf, max(epochs[active[p]] for p in positions))
+        k = next_rung.get(group, 0)
+        if epoch < h.rung(k) or h.rung(k) >= limit:
+            continue
+        while h.rung(k) <= epoch:  # a validation every few epochs may pass several rungs at once
+            k += 1
+        next_rung[group] = k
+        by_point: dict[int, list[int]] = {}
+        for pos in positions:
+            by_point.setdefault(halving[active[pos]].point, []).append(pos)  # type: ignore[union-attr]
+        sign = 1.0 if crit[active[positions[0]]][1] == "max" else -1.0
+        scores = {}
+        for point, pos_list in by_point.items():
+            vals = [sign * latest[active[p]] for p in pos_list]
+            scores[point] = float(np.mean(vals)) if all(math.isfinite(v) for v in vals) else -math.inf
+        ranked = sorted(by_point, key=lambda pt: (-scores[pt], pt))
+        for point in ranked[math.ceil(len(ranked) / h.eta) :]:
+            for pos in by_point[point]:
+                finished.append(pos)
+                stopped[active[pos]] = f"stopped by ASHA at epoch {epoch}"
 
 
 def predict(cfg: Any, data: ProbeData, state_dict: dict[str, Any], x: np.ndarray) -> np.ndarray:

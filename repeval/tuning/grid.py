@@ -179,7 +179,9 @@ def plan_units(
                 # size) would end the grid alone on one slot
                 chunk = points[c::n_chunks]
                 members = [
-                    Member(si, pi, spec.points[pi].name, s, spec.points[pi].config) for pi in chunk for s in seeds
+                    Member(si, pi, spec.points[pi].name, s, spec.points[pi].config, spec.halving(si, pi))
+                    for pi in chunk
+                    for s in seeds
                 ]
                 grid_units.append(Unit(members, spec.select == "all", si))
     # enough units to keep every slot busy to the end (four per slot), but none too small to be worth a trial
@@ -203,7 +205,11 @@ def plan_units(
 
 def _fingerprint(units: list[Unit], ev: EvalSettings, data: ProbeData, extra: Any = None) -> str:
     desc = {
-        "units": [[(m.key, m.config.model_dump(mode="json")) for m in u.members] + [u.evaluate] for u in units],
+        "units": [
+            [(m.key, m.config.model_dump(mode="json"), *([m.halving] if m.halving else [])) for m in u.members]
+            + [u.evaluate]
+            for u in units
+        ],
         "ev": ev.__dict__,
         "data": [data.task_type, list(data.x_train.shape), list(data.x_val.shape), sorted(data.tests)],
         "extra": extra,
@@ -419,7 +425,7 @@ class _Group:
             by_point.setdefault(m.point, []).append((m, rep))
             for h in rep["history"]:
                 out.history.append({**base, "probe": name, "seed": m.seed, **h})
-            status = "failed" if rep["failed"] else "ok"
+            status = "failed" if rep["failed"] else (rep.get("stopped") or "ok")
             if rep["failed"]:
                 out.failed.append({**base, "probe": name, "seed": m.seed, "reason": rep["failed"]})
             out.probes.append(

@@ -18,8 +18,11 @@ with ``preset:`` and/or ``search:`` expands into many::
         scheduler: asha          # or {type: asha, grace_period: 10, reduction_factor: 3}
         select: best             # best (one test run of the best) or all (every configuration reported)
 
-Grids without ``space`` or a scheduler train vectorised (many configurations per trial); with
-them every configuration is its own Tune trial (all seeds trained together in it).
+Grids without ``space`` train vectorised (many configurations per trial); with ``space`` every
+configuration is its own Tune trial (all seeds trained together in it). ``scheduler: asha`` on a
+grid stops weaker configurations inside each vectorised stack (successive halving at Tune's ASHA
+rungs, :class:`repeval.probes.train.Halving`); with a ``space``, or with ``brackets`` > 1, Tune's
+own ASHA scheduler runs one trial per configuration.
 """
 
 from __future__ import annotations
@@ -168,8 +171,19 @@ class ProbeSpec:
 
     @property
     def tune_mode(self) -> bool:
-        """One configuration per trial (a sampled space or a trial scheduler needs it)."""
-        return bool(self.space) or self.scheduler is not None
+        """One configuration per trial: a sampled space, or ASHA with several brackets, needs Tune's
+        trial scheduler; a grid with one ASHA bracket halves inside its stacks (:meth:`halving`)."""
+        return bool(self.space) or (self.scheduler is not None and self.scheduler["brackets"] > 1)
+
+    def halving(self, spec_index: int, point: int) -> Any:
+        """The :class:`repeval.probes.train.Halving` of a grid-mode point (None without a scheduler)."""
+        from repeval.probes.train import Halving
+
+        if self.scheduler is None or self.tune_mode:
+            return None
+        s = self.scheduler
+        max_t = int(s["max_t"]) if s.get("max_t") else None
+        return Halving(spec_index, point, int(s["grace_period"]), float(s["reduction_factor"]), max_t)
 
     @property
     def size(self) -> int:

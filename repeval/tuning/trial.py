@@ -47,6 +47,8 @@ class Member:
     name: str
     seed: int
     config: Any  # ProbeConfig
+    #: successive halving inside the member's stack (``scheduler: asha`` on a grid), see Halving
+    halving: Any = None
 
     @property
     def key(self) -> str:
@@ -109,6 +111,7 @@ def member_report(m: Member, r: TrainResult) -> dict[str, Any]:
         "epochs": r.epochs,
         "steps": r.steps,
         "failed": r.failed,
+        "stopped": r.stopped,
         "history": r.history,
     }
 
@@ -173,6 +176,7 @@ def run_unit(
         evaluate_tests=unit.evaluate,
         on_validation=on_validation,
         device=device,
+        halving=[m.halving for m in unit.members] if any(m.halving for m in unit.members) else None,
     )
     reports = [member_report(m, r) for m, r in zip(unit.members, results, strict=True)]
     keep: dict[str, dict[str, Any]] = {}

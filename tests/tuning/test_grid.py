@@ -176,6 +176,37 @@ def finished_in_snapshot(storage: Path) -> int:
     return sum('"status": "TERMINATED"' in entry[0] for entry in state["trial_data"])
 
 
+def test_asha_on_a_grid_stops_weak_configurations_inside_the_vectorised_trial(ray_session, tmp_path):
+    data = gaussian_probe_data(n=160, d=10, c=3)
+    probe = {
+        "name": "halved",
+        "hidden_units": [8],
+        "epochs": 6,
+        "patience": 100,
+        "batch_size": 32,
+        "search": {
+            "grid": {"learning_rate": [1e-4, 1e-3, 1e-2, 3e-2]},
+            "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
+        },
+    }
+    # one slot: the stack is not split to fill a second one (configurations are ranked within their trial)
+    cfg = config([probe], seeds=2, resources={"max_concurrent_trials": 1})
+    g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"))
+    assert g.trials == 1 and not g.failed  # one stack, one trial: not one trial per configuration
+    status = {p["probe"]: p["status"] for p in g.probes}
+    assert sorted(status.values()).count("ok") == 1 and len(status) == 4
+    assert sorted(s for s in status.values() if s != "ok") == [
+        "stopped by ASHA at epoch 1",
+        "stopped by ASHA at epoch 1",
+        "stopped by ASHA at epoch 2",
+    ]
+    epochs = {(p["probe"], p["seed"]): p["epochs"] for p in g.probes}
+    assert sorted(epochs.values()) == [1, 1, 1, 1, 2, 2, 6, 6]
+    (selected,) = {p["probe"] for p in g.probes if p["selected"]}
+    assert {r["probe"] for r in g.rows} == {"halved"} and {r["seed"] for r in g.rows} == {0, 1}
+    assert selected in status
+
+
 def test_interrupted_experiment_resumes(ray_session, tmp_path):
     """Kill a run while its last trial is running; the rerun restores it and trains only that trial."""
     marks = tmp_path / "marks"

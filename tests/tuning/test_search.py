@@ -90,6 +90,28 @@ def test_free_grid_and_space_from_yaml_values():
     assert 0.1 <= space["dropout"].sample() <= 0.5
 
 
+def test_asha_on_a_grid_halves_inside_stacks_unless_it_needs_tune():
+    grid = {"grid": {"learning_rate": [1e-4, 1e-3, 1e-2]}}
+    halved = expand_all(
+        parse_config(
+            cfg_dict({"name": "g", "search": {**grid, "scheduler": {"type": "asha", "grace_period": 3, "max_t": 9}}})
+        )
+        .experiments[0]
+        .downstream_models
+    )[0]
+    assert not halved.tune_mode  # vectorised, with successive halving in each stack
+    h = halved.halving(4, 2)
+    assert (h.group, h.point, h.grace, h.eta, h.max_t) == (4, 2, 3, 3.0, 9)
+    brackets = expand_all(
+        parse_config(cfg_dict({"name": "b", "search": {**grid, "scheduler": {"type": "asha", "brackets": 2}}}))
+        .experiments[0]
+        .downstream_models
+    )[0]
+    assert brackets.tune_mode and brackets.halving(0, 0) is None  # several brackets: Tune's own scheduler
+    plain = expand_all(parse_config(cfg_dict({"name": "p", "search": grid})).experiments[0].downstream_models)[0]
+    assert not plain.tune_mode and plain.halving(0, 0) is None
+
+
 @pytest.mark.parametrize(
     "probe, fragment",
     [
@@ -210,7 +232,9 @@ def test_jukemir_grid_config_validates():
     specs = expand_all(cfg.experiments[0].downstream_models)
     assert [(s.name, s.select, s.size) for s in specs] == [
         ("jukemir", "best", 216),
+        ("jukemir_asha", "best", 216),
         ("mir_ref_thesis", "all", 5),
         ("tuned", "best", 24),
     ]
-    assert cfg.run.seeds == 3 and specs[2].scheduler["type"] == "asha"
+    assert cfg.run.seeds == 3 and specs[3].scheduler["type"] == "asha" and specs[3].tune_mode
+    assert not specs[1].tune_mode and specs[1].halving(1, 0).grace == 10
