@@ -7,10 +7,12 @@ with every trial through the object store (``tune.with_parameters``). The group'
 
 - **grid mode** (plain probes, presets, ``search.grid``): configurations that share a stack
   shape are chunked into *units* of at most ``run.vectorize`` members (configuration × seed);
-  one Tune experiment ``<group>`` runs one trial per unit, heaviest first.
-- **tune mode** (``search.space`` or ``scheduler: asha``): one experiment ``<group>__<spec>``
-  per spec, one trial per (sampled) configuration with all its seeds, reporting after each
-  validation so ASHA can stop it.
+  one Tune experiment ``<group>`` runs one trial per unit, heaviest first. With ``scheduler:
+  asha`` the weaker configurations of a unit stop at ASHA's rungs inside the trial
+  (:class:`repeval.probes.train.Halving`).
+- **tune mode** (``search.space``, or ASHA with ``brackets`` > 1): one experiment
+  ``<group>__<spec>`` per spec, one trial per (sampled) configuration with all its seeds,
+  reporting after each validation so Tune's ASHA can stop it.
 
 ``select: all`` specs are tested inside their trials. ``select: best`` specs (Jukemir, HEAR)
 keep only each trial's best configuration; the best over all trials (mean validation criterion
