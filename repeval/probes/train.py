@@ -424,7 +424,7 @@ def _train_stack(
         results.append(
             TrainResult(
                 best_epoch[m], best[m], history[m], state, {}, failed[m], done_epochs[m], done_steps[m], seconds,
-                stopped[m] if failed[m] is None else None,
+                stopped[m],  # a member ASHA stopped had finished: it cannot fail afterwards
             )
         )  # fmt: skip
     if evaluate_tests and data.tests:
@@ -455,14 +455,14 @@ def _halve(
 ) -> None:
     """Apply :class:`Halving` after a validation: append the stack positions it stops to ``finished``."""
     done = set(finished)
-    groups: dict[int, list[int]] = {}
+    groups: dict[int, list[tuple[int, Halving]]] = {}  # group → (stack position, its Halving)
     for pos in due:
-        h = halving[active[pos]]
-        if h is not None and pos not in done:
-            groups.setdefault(h.group, []).append(pos)
-    for group, positions in groups.items():
-        h = halving[active[positions[0]]]
-        assert h is not None
+        hp = halving[active[pos]]
+        if hp is not None and pos not in done:
+            groups.setdefault(hp.group, []).append((pos, hp))
+    for group, entries in groups.items():
+        h = entries[0][1]
+        positions = [pos for pos, _ in entries]
         limit = min(h.max_t or math.inf, max(epochs[active[p]] for p in positions))
         k = next_rung.get(group, 0)
         if epoch < h.rung(k) or h.rung(k) >= limit:
@@ -471,8 +471,8 @@ def _halve(
             k += 1
         next_rung[group] = k
         by_point: dict[int, list[int]] = {}
-        for pos in positions:
-            by_point.setdefault(halving[active[pos]].point, []).append(pos)  # type: ignore[union-attr]
+        for pos, hp in entries:
+            by_point.setdefault(hp.point, []).append(pos)
         sign = 1.0 if crit[active[positions[0]]][1] == "max" else -1.0
         scores = {}
         for point, pos_list in by_point.items():

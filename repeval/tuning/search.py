@@ -29,9 +29,12 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from repeval.registry import closest
+
+if TYPE_CHECKING:
+    from repeval.probes.train import Halving
 
 SEARCH_KEYS = ("grid", "space", "num_samples", "scheduler", "select")
 SPACE_TYPES = {
@@ -175,7 +178,7 @@ class ProbeSpec:
         trial scheduler; a grid with one ASHA bracket halves inside its stacks (:meth:`halving`)."""
         return bool(self.space) or (self.scheduler is not None and self.scheduler["brackets"] > 1)
 
-    def halving(self, spec_index: int, point: int) -> Any:
+    def halving(self, spec_index: int, point: int) -> Halving | None:
         """The :class:`repeval.probes.train.Halving` of a grid-mode point (None without a scheduler)."""
         from repeval.probes.train import Halving
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from repeval.probes import ProbeData, TrainResult
+from repeval.probes import Halving, ProbeData, TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,8 @@ class Member:
     name: str
     seed: int
     config: Any  # ProbeConfig
-    #: successive halving inside the member's stack (``scheduler: asha`` on a grid), see Halving
-    halving: Any = None
+    #: successive halving inside the member's stack (``scheduler: asha`` on a grid)
+    halving: Halving | None = None
 
     @property
     def key(self) -> str:
