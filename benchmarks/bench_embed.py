@@ -167,7 +167,9 @@ def _sequential(
     from repeval.config.schema import EmbeddingModelConfig
     from repeval.deformations import Scenario, scenario_seed
     from repeval.models import build_model
+    from repeval.pipeline.stages import limit_threads
 
+    limit_threads(1)  # before the build: TensorFlow and onnxruntime size their pools when their sessions start
     model = build_model(EmbeddingModelConfig(id=model_id))
     _as_ray_worker()  # after the model's imports: torch's intra-op threads are capped too
     scen = Scenario("D1", [(s["type"], s["params"]) for s in DEFORM])
@@ -210,7 +212,9 @@ def _model_worker(args: tuple) -> float:
     from repeval.config.schema import EmbeddingModelConfig
     from repeval.deformations import Scenario, scenario_seed
     from repeval.models import build_model
+    from repeval.pipeline.stages import limit_threads
 
+    limit_threads(1)
     model = build_model(EmbeddingModelConfig(id=model_id))
     _as_ray_worker()
     scen = Scenario("D1", [(s["type"], s["params"]) for s in DEFORM])

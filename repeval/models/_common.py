@@ -30,6 +30,18 @@ PROCESS_GROUP_ENV: dict[str, dict[str, str]] = {
     "essentia": {"TF_CPP_MIN_LOG_LEVEL": "2"},
 }
 
+#: the per-process thread cap set by :func:`repeval.pipeline.stages.limit_threads`, read by the families
+#: whose framework keeps its own thread pools (TensorFlow sessions, onnxruntime): threadpoolctl and
+#: ``torch.set_num_threads`` do not reach those, and their default is one thread per core
+THREADS_ENV = "REPEVAL_MODEL_THREADS"
+
+
+def model_threads() -> int | None:
+    """The thread cap this process runs models with (``$REPEVAL_MODEL_THREADS``), or None for the default."""
+    value = os.environ.get(THREADS_ENV, "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
 #: where user-supplied weights (.pb graphs, checkpoints) are looked up when a config gives no path
 MODELS_DIR_ENV = "REPEVAL_MODELS_DIR"
 

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from repeval.models._common import RebuildOnUnpickle, as_mono, extra_reason, package_dir
+from repeval.models._common import RebuildOnUnpickle, as_mono, extra_reason, model_threads, package_dir
 from repeval.models.base import EmbeddingModel, register_model
 
 SR = 22050
@@ -59,6 +59,10 @@ class BasicPitch(RebuildOnUnpickle, EmbeddingModel):
         path = package_dir("basic_pitch") / "saved_models" / "icassp_2022" / "nmp.onnx"
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        threads = model_threads()  # the pipeline's cap (onnxruntime's default: one thread per core)
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = threads
         self._session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
     @classmethod

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from repeval.models._common import PROCESS_GROUP_ENV, WindowedModel, extra_reason, pad_to
+from repeval.models._common import PROCESS_GROUP_ENV, WindowedModel, extra_reason, model_threads, pad_to
 from repeval.models.base import register_model
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,13 @@ class MusiCNN(WindowedModel):
                 names = ["timbral", "temporal", "cnn1", "cnn2", "cnn3", "mean_pool", "max_pool", "penultimate"]
                 self._y = dict(zip(names, outs[1:], strict=True))[self.layer]
             saver = tf.compat.v1.train.Saver()
-        self._sess = tf.compat.v1.Session(graph=graph)
+        threads = model_threads()  # the pipeline's cap (TF's default: a pool as large as the machine)
+        config = (
+            tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=threads)
+            if threads
+            else None
+        )
+        self._sess = tf.compat.v1.Session(graph=graph, config=config)
         import musicnn
 
         saver.restore(self._sess, os.path.join(os.path.dirname(musicnn.__file__), self.checkpoint) + os.sep)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -219,9 +220,18 @@ class DecodeDeform:
 
 
 def limit_threads(threads: int | None) -> None:
-    """Cap BLAS/OpenMP (threadpoolctl) and torch intra-op threads in this process."""
+    """Cap the threads models use in this process: BLAS/OpenMP (threadpoolctl), torch's intra-op pool, and — for
+    frameworks with pools of their own, which default to one thread per core — TensorFlow and onnxruntime:
+    ``REPEVAL_MODEL_THREADS`` is read by the families that build such sessions (musicnn, basic-pitch), and
+    ``TF_NUM_INTRAOP_THREADS``/``TF_NUM_INTEROP_THREADS`` are set for TensorFlow runtimes that start later in the
+    process (essentia's). Call it before the model is built, and again after (torch may be imported by then)."""
     if not threads:
         return
+    from repeval.models._common import THREADS_ENV
+
+    os.environ[THREADS_ENV] = str(int(threads))
+    for key in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        os.environ[key] = str(int(threads))
     try:
         from threadpoolctl import threadpool_limits
 
