@@ -229,8 +229,7 @@ def limit_threads(threads: int | None) -> None:
         return
     from repeval.models._common import THREADS_ENV
 
-    os.environ[THREADS_ENV] = str(int(threads))
-    for key in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+    for key in (THREADS_ENV, "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         os.environ[key] = str(int(threads))
     try:
         from threadpoolctl import threadpool_limits
