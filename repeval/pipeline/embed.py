@@ -359,7 +359,7 @@ def _run_pipeline(
     decode = DecodeDeform(st.sample_rate, st.steps, run.seed, chunk_s=st.chunk_s, scenario_ids=st.keys, seed_ids=sids)
     # a callable instance runs as stateless tasks; the Embed class runs as an actor pool
     # one batch per block: a larger batch_size would make Ray Data bundle several blocks into one task
-    ds = ds.map_batches(decode, batch_size=max(b.num_rows for b in blocks), num_cpus=res.decode_num_cpus)
+    ds = ds.map_batches(decode, batch_size=max(b.num_rows for b in blocks), **res.decode_kwargs())
     ds = ds.map_batches(
         Embed,
         fn_constructor_args=(mcfg, run.keep_frames, res.threads),

@@ -11,6 +11,11 @@ Rules (all decided on the driver from what Ray reports, so they are unit-testabl
   rest is split between actors of about ``resources.embed_num_cpus`` each; on 2 CPUs that is two
   actors of 0.75 CPU and decode tasks of 0.25 CPU. The model's math threads (BLAS/OpenMP via
   threadpoolctl, torch intra-op) are set to the actor's CPUs, rounded, at least 1.
+- **Decode tasks at once**: as many as the CPUs the actors leave free, rounded up (at least one;
+  ``resources.decode_max_tasks`` overrides). Ray would otherwise run as many as the decode
+  requests fit in — four 0.25-CPU tasks beside a 1-CPU actor on 2 CPUs — and each task beyond
+  the free CPUs is one more worker process importing the audio stack (about 2 core-seconds) while
+  the actors start, for no more decoding: measured, it delayed a TensorFlow actor's start by ~5 s.
 - **Isolation**: a model whose ``process_group`` is not ``default`` (TensorFlow 2 vs legacy Keras
   vs essentia's bundled TensorFlow cannot share a process) gets a ``runtime_env`` of its own;
   Ray keys worker processes by runtime environment, so those actors never run in a process that
@@ -45,6 +50,8 @@ class EmbedResources:
     env_vars: dict[str, str] = field(default_factory=dict)
     #: custom Ray resources per actor (``run.resources.embed_resources``, issue 8)
     resources: dict[str, float] = field(default_factory=dict)
+    #: decode tasks running at once (``None``: as many as Ray can place)
+    decode_tasks: int | None = None
 
     @property
     def runtime_env(self) -> dict[str, Any] | None:
@@ -69,6 +76,15 @@ class EmbedResources:
             kw["runtime_env"] = self.runtime_env
         return kw
 
+    def decode_kwargs(self) -> dict[str, Any]:
+        """``map_batches`` keyword arguments of the decode stage (a stateless task pool)."""
+        import ray.data
+
+        kw: dict[str, Any] = {"num_cpus": self.decode_num_cpus}
+        if self.decode_tasks:
+            kw["compute"] = ray.data.TaskPoolStrategy(size=self.decode_tasks)
+        return kw
+
     def describe(self) -> str:
         dev = f", {self.num_gpus:g} GPU" if self.num_gpus else ""
         dev += "".join(f", {k}={v:g}" for k, v in self.resources.items())
@@ -76,6 +92,7 @@ class EmbedResources:
         return (
             f"{self.n_actors} embedding actor(s) × {self.num_cpus:g} CPU{dev} ({self.threads} thread(s)){grp}; "
             f"decode tasks × {self.decode_num_cpus:g} CPU"
+            + (f", {self.decode_tasks} at once" if self.decode_tasks else "")
         )
 
 
@@ -141,6 +158,9 @@ def plan_resources(
     if math.isclose(decode, per_actor):
         # identical requests would let Ray Data fuse decode into the actors
         decode = _round(decode * 0.9)
+    # one decode task per CPU the pool leaves free: a task beyond that only adds a worker process to start
+    free = cpus - n_actors * per_actor
+    decode_tasks = getattr(res, "decode_max_tasks", None) or max(1, math.ceil(free - 1e-6))
     group = str(getattr(model_cls, "process_group", "default") or "default")
     env = {**PROCESS_GROUP_ENV.get(group, {}), **dict(getattr(model_cls, "worker_env", {}) or {})}
     return EmbedResources(
@@ -152,4 +172,5 @@ def plan_resources(
         process_group=group,
         env_vars=env if group != "default" else {},
         resources=custom,
+        decode_tasks=int(decode_tasks),
     )

@@ -188,6 +188,29 @@ def test_resources_two_cpus_leave_room_for_decode():
     assert (big.n_actors, big.num_cpus, big.threads) == (7, 4.0, 4) and 32 - 7 * 4 >= big.decode_num_cpus
 
 
+def test_resources_decode_tasks_fill_the_cpus_the_actors_leave() -> None:
+    """Decode tasks run at most one per CPU left free by the actor pool: on 2 CPUs four 0.25-CPU tasks would fit
+    beside one 1-CPU actor, and each would be a worker process importing the audio stack while the actor starts."""
+    import ray.data
+
+    two = plan_resources(_CPU, ResourcesConfig(), cluster_cpus=2, cluster_gpus=0)  # 2 actors × 0.75: 0.5 free
+    one = plan_resources(_CPU, ResourcesConfig(embed_actors=1), cluster_cpus=2, cluster_gpus=0)  # 1 free
+    assert (two.decode_tasks, one.decode_tasks) == (1, 1)
+    assert one.n_actors * one.num_cpus + one.decode_num_cpus * 4 <= 2  # what Ray alone would have run at once
+    big = plan_resources(_CPU, ResourcesConfig(embed_num_cpus=4), cluster_cpus=32, cluster_gpus=0)
+    assert big.decode_tasks == 32 - big.n_actors * 4 == 4
+    gpu = plan_resources(_GPU, ResourcesConfig(), cluster_cpus=16, cluster_gpus=2)  # 2 actors × 1 CPU
+    assert gpu.decode_tasks == 14
+    mine = plan_resources(_CPU, ResourcesConfig(decode_max_tasks=6), cluster_cpus=2, cluster_gpus=0)
+    assert mine.decode_tasks == 6
+    kw = one.decode_kwargs()
+    assert kw["num_cpus"] == one.decode_num_cpus
+    assert isinstance(kw["compute"], ray.data.TaskPoolStrategy) and kw["compute"].size == 1
+    assert "1 at once" in one.describe()
+    with pytest.raises(ValueError, match="decode_max_tasks"):
+        ResourcesConfig(decode_max_tasks=0)
+
+
 def test_resources_gpu_fraction_when_ray_reports_gpus():
     r = plan_resources(_GPU, ResourcesConfig(embed_num_gpus=0.5), cluster_cpus=8, cluster_gpus=2)
     assert r.n_actors == 4 and r.num_gpus == 0.5 and r.n_actors * r.num_cpus <= 8 - r.decode_num_cpus
