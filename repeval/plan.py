@@ -106,7 +106,11 @@ def make_plan(
                 except ValueError as exc:
                     p.resources[f"embed {m.id}"] = f"cannot be placed: {exc}"
     if cluster is None:
-        at_once = f"{r.decode_max_tasks} at once" if r.decode_max_tasks else "one per CPU the actors leave free"
+        at_once = (
+            f"{r.decode_max_tasks} at once"
+            if r.decode_max_tasks
+            else "on one node one per CPU the actors leave free, on a cluster as many as fit"
+        )
         p.resources["decode task"] = f"{r.decode_num_cpus:g} CPU, {at_once}"
     trial_gpu = _gpu_note(r.use_gpu, r.trial_num_gpus, gpus, "", known=cluster is not None)
     p.resources["probe trial"] = f"{r.trial_num_cpus:g} CPU{trial_gpu}"

@@ -432,8 +432,8 @@ class ResourcesConfig(Strict):
     use_gpu: Literal["auto", "always", "never"] = "auto"
     #: CPUs per decode task
     decode_num_cpus: float = Field(default=0.5, gt=0)
-    #: decode tasks running at once (default: the CPUs the embedding actors leave free, rounded up, at least one;
-    #: raise it when decoding waits on slow storage rather than on CPUs)
+    #: decode tasks running at once (default on one node: the CPUs the embedding actors leave free, rounded up, at
+    #: least one; on a multi-node cluster: as many as Ray Data places). Raise it when decoding waits on slow storage
     decode_max_tasks: int | None = Field(default=None, ge=1)
     #: size of each model's actor pool (default: what the cluster's resources allow)
     embed_actors: int | None = Field(default=None, ge=1)

@@ -11,11 +11,13 @@ Rules (all decided on the driver from what Ray reports, so they are unit-testabl
   rest is split between actors of about ``resources.embed_num_cpus`` each; on 2 CPUs that is two
   actors of 0.75 CPU and decode tasks of 0.25 CPU. The model's math threads (BLAS/OpenMP via
   threadpoolctl, torch intra-op) are set to the actor's CPUs, rounded, at least 1.
-- **Decode tasks at once**: as many as the CPUs the actors leave free, rounded up (at least one;
-  ``resources.decode_max_tasks`` overrides). Ray would otherwise run as many as the decode
-  requests fit in — four 0.25-CPU tasks beside a 1-CPU actor on 2 CPUs — and each task beyond
-  the free CPUs is one more worker process importing the audio stack (about 2 core-seconds) while
-  the actors start, for no more decoding: measured, it delayed a TensorFlow actor's start by ~5 s.
+- **Decode tasks at once**: on a single node, as many as the CPUs the actors leave free, rounded
+  up (at least one). Ray would otherwise run as many as the decode requests fit in — four
+  0.25-CPU tasks beside a 1-CPU actor on 2 CPUs — and each task beyond the free CPUs is one more
+  worker process importing the audio stack (about 2 core-seconds) while the actors start, for no
+  more decoding: measured, it delayed a TensorFlow actor's start by ~5 s. On a multi-node
+  cluster, whose CPUs the autoscaler may add to after the stage starts, Ray Data sizes the decode
+  pool itself. ``resources.decode_max_tasks`` sets the number in both cases.
 - **Isolation**: a model whose ``process_group`` is not ``default`` (TensorFlow 2 vs legacy Keras
   vs essentia's bundled TensorFlow cannot share a process) gets a ``runtime_env`` of its own;
   Ray keys worker processes by runtime environment, so those actors never run in a process that
@@ -100,6 +102,12 @@ def _whole(d: dict[str, float]) -> dict[str, float | int]:
     return {k: int(v) if float(v).is_integer() else v for k, v in d.items()}
 
 
+def _nodes(cluster_resources: Mapping[str, float] | None) -> int:
+    """Nodes in ``ray.cluster_resources()`` (one ``node:<address>`` resource each; 1 when not known)."""
+    keys = [k for k in (cluster_resources or {}) if k.startswith("node:") and k != "node:__internal_head__"]
+    return max(1, len(keys))
+
+
 def _round(x: float) -> float:
     return math.floor(x * 1000) / 1000
 
@@ -158,9 +166,11 @@ def plan_resources(
     if math.isclose(decode, per_actor):
         # identical requests would let Ray Data fuse decode into the actors
         decode = _round(decode * 0.9)
-    # one decode task per CPU the pool leaves free: a task beyond that only adds a worker process to start
-    free = cpus - n_actors * per_actor
-    decode_tasks = getattr(res, "decode_max_tasks", None) or max(1, math.ceil(free - 1e-6))
+    # on one node, one decode task per CPU the pool leaves free: a task beyond that only adds a worker process to
+    # start; a multi-node cluster may grow (autoscaler), so Ray Data sizes its decode pool there
+    decode_tasks: int | None = getattr(res, "decode_max_tasks", None)
+    if not decode_tasks and _nodes(cluster_resources) <= 1:
+        decode_tasks = max(1, math.ceil(cpus - n_actors * per_actor - 1e-6))
     group = str(getattr(model_cls, "process_group", "default") or "default")
     env = {**PROCESS_GROUP_ENV.get(group, {}), **dict(getattr(model_cls, "worker_env", {}) or {})}
     return EmbedResources(
@@ -172,5 +182,5 @@ def plan_resources(
         process_group=group,
         env_vars=env if group != "default" else {},
         resources=custom,
-        decode_tasks=int(decode_tasks),
+        decode_tasks=decode_tasks,
     )

@@ -189,8 +189,9 @@ def test_resources_two_cpus_leave_room_for_decode():
 
 
 def test_resources_decode_tasks_fill_the_cpus_the_actors_leave() -> None:
-    """Decode tasks run at most one per CPU left free by the actor pool: on 2 CPUs four 0.25-CPU tasks would fit
-    beside one 1-CPU actor, and each would be a worker process importing the audio stack while the actor starts."""
+    """On one node decode tasks run at most one per CPU left free by the actor pool: on 2 CPUs four 0.25-CPU tasks
+    would fit beside one 1-CPU actor, and each would be a worker process importing the audio stack while the actor
+    starts."""
     import ray.data
 
     two = plan_resources(_CPU, ResourcesConfig(), cluster_cpus=2, cluster_gpus=0)  # 2 actors × 0.75: 0.5 free
@@ -209,6 +210,15 @@ def test_resources_decode_tasks_fill_the_cpus_the_actors_leave() -> None:
     assert "1 at once" in one.describe()
     with pytest.raises(ValueError, match="decode_max_tasks"):
         ResourcesConfig(decode_max_tasks=0)
+    # a cluster of several nodes may grow under the autoscaler: Ray Data sizes the decode pool there
+    nodes = {"CPU": 18.0, "node:10.0.0.1": 1.0, "node:10.0.0.2": 1.0, "node:__internal_head__": 1.0}
+    multi = plan_resources(_CPU, ResourcesConfig(), cluster_cpus=18, cluster_gpus=0, cluster_resources=nodes)
+    assert multi.decode_tasks is None and "compute" not in multi.decode_kwargs()
+    assert "at once" not in multi.describe()
+    pinned = plan_resources(_CPU, ResourcesConfig(decode_max_tasks=3), 18, 0, nodes)
+    assert pinned.decode_tasks == 3 and pinned.decode_kwargs()["compute"].size == 3
+    one_node = {"CPU": 2.0, "node:10.0.0.1": 1.0, "node:__internal_head__": 1.0}
+    assert plan_resources(_CPU, ResourcesConfig(), 2, 0, one_node).decode_tasks == 1
 
 
 def test_resources_gpu_fraction_when_ray_reports_gpus():
