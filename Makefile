@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export RAY_AUTH_MODE ?= disabled
 
-.PHONY: setup setup-all run test lint bench clean
+.PHONY: setup setup-all run test lint bench clean mkl-shim
 
 setup:
 	bash scripts/setup.sh
@@ -22,6 +22,11 @@ run: setup
 ## Run the test suite
 test: setup-all
 	$(BIN)/python -m pytest -q
+
+## AMD CPUs: MKL's Intel code path for torch (see scripts/mkl_intel_cpu.c); then
+##   export LD_PRELOAD=$PWD/.venv/lib/librepeval-mkl-intel-cpu.so   before `repeval run`
+mkl-shim: setup
+	gcc -O2 -shared -fPIC -o $(VENV)/lib/librepeval-mkl-intel-cpu.so scripts/mkl_intel_cpu.c
 
 lint: setup
 	$(BIN)/ruff check repeval tests benchmarks jobs
