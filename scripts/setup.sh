@@ -18,7 +18,7 @@ fi
 # pip compiles .pyc at install (~0.6 GB): keep it — with PYTHONDONTWRITEBYTECODE=1 (set on these machines) a
 # --no-compile install recompiles every module in every process, which made the test suite 2.3× slower
 PIP=(python -m pip install --quiet --disable-pip-version-check)
-python -m pip install --quiet --disable-pip-version-check "pip==25.3"
+"${PIP[@]}" "pip==25.3"
 # EXTRAS=models (all embedding-model families) is what the test suite uses
 "${PIP[@]}" -e ".[dev${EXTRAS:+,$EXTRAS}]"
 if [ -n "${EXTRAS:-}" ]; then
