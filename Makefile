@@ -23,8 +23,8 @@ run: setup
 test: setup-all
 	$(BIN)/python -m pytest -q
 
-## AMD CPUs: MKL's Intel code path for torch (see scripts/mkl_intel_cpu.c); then
-##   export LD_PRELOAD=$PWD/.venv/lib/librepeval-mkl-intel-cpu.so   before `repeval run`
+## AMD CPUs: MKL's Intel code path for torch (scripts/mkl_intel_cpu.c). setup builds it when gcc exists and
+## `repeval` then preloads it by itself (repeval/cpu.py; REPEVAL_MKL_SHIM=0 turns it off); this rebuilds it
 mkl-shim: setup
 	gcc -O2 -shared -fPIC -o $(VENV)/lib/librepeval-mkl-intel-cpu.so scripts/mkl_intel_cpu.c
 

@@ -367,6 +367,9 @@ def main() -> None:
         "made small-matrix loops ~10× slower, which would flatter repeval)",
     )
     args = ap.parse_args()
+    from repeval.cpu import mkl_status, reexec_with_mkl_shim
+
+    reexec_with_mkl_shim()  # like the `repeval` command: both sides on the same MKL code path
     torch.set_num_threads(args.threads)
 
     import ray
@@ -375,6 +378,7 @@ def main() -> None:
     data = table()
     print(f"table: train {data.x_train.shape}, val {data.x_val.shape}, test {data.tests['clean'][0].shape}, "
           f"{len(data.classes)} classes; {os.cpu_count()} CPUs; torch threads (plain loops) {torch_threads}")  # fmt: skip
+    print(f"MKL (both sides): {mkl_status()}")
     t0 = time.perf_counter()
     ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False, object_store_memory=400 * 1024**2)
     slots = int(ray.cluster_resources().get("CPU", 1))

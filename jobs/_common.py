@@ -13,7 +13,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main(stage: str) -> None:
     """``python jobs/<stage>.py CONFIG [--run-id ID] [--store URI] [--runs-dir URI] [--smoke-test]``."""
     from repeval.cli import app
+    from repeval.cpu import reexec_with_mkl_shim
 
+    reexec_with_mkl_shim()  # as the `repeval` command does (under `ray job submit` only with REPEVAL_MKL_SHIM=1)
     if not os.environ.get("RAY_ADDRESS"):
         print(
             "note: RAY_ADDRESS is not set; starting an embedded Ray (use `ray job submit` for a cluster)",

@@ -207,6 +207,9 @@ def plan(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None, run
         init_ray()
         cluster = ray.cluster_resources()
     typer.echo(make_plan(cfg, st, run_dir, cluster=cluster).text())
+    from repeval.cpu import mkl_status
+
+    typer.echo(f"MKL (torch's products): {mkl_status()}")
 
 
 def _print_table(ctx: Any) -> None:
@@ -469,6 +472,9 @@ def store_show(
 
 
 def entrypoint() -> None:
+    from repeval.cpu import reexec_with_mkl_shim
+
+    reexec_with_mkl_shim()  # on AMD CPUs with the shim built: MKL's fast path here and in the embedded Ray
     try:
         app()
     except KeyboardInterrupt:

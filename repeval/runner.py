@@ -181,6 +181,7 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
 
     init_ray()
     load_rows(ctx)
+    _record_environment(ctx)
     groups_dir = ctx.run_dir / "groups"
     groups_dir.mkdir(exist_ok=True)
     (ctx.run_dir / "history").mkdir(exist_ok=True)
@@ -345,6 +346,32 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
     tmp = _tmp_name(path)
     pq.write_table(table, tmp)
     tmp.replace(path)
+
+
+def _record_environment(ctx: RunContext) -> None:
+    """Append this training session's software and MKL code path to ``environment.json``: probes trained on
+    MKL's Intel and generic paths differ in rounding, so a run says which one produced its results."""
+    import platform
+
+    import ray
+    import torch
+
+    from repeval.cpu import mkl_status
+
+    path = ctx.run_dir / "environment.json"
+    sessions = json.loads(path.read_text()) if path.exists() else []
+    sessions.append(
+        {
+            "stage": "train",
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "mkl": mkl_status(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "ray": ray.__version__,
+            "machine": platform.machine(),
+        }
+    )
+    _write_text_atomic(path, json.dumps(sessions, indent=1))
 
 
 def _write_text_atomic(path: Path, text: str) -> None:

@@ -10,6 +10,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 python -c 'import sys; assert sys.version_info[:2] == (3, 11), f"repeval needs Python 3.11, found {sys.version}"'
+# MKL's Intel code path for torch on AMD CPUs (scripts/mkl_intel_cpu.c; repeval/cpu.py decides at run time
+# whether to preload it — REPEVAL_MKL_SHIM=0 turns it off). Without gcc repeval runs without it.
+shim=.venv/lib/librepeval-mkl-intel-cpu.so
+if command -v gcc >/dev/null 2>&1 && { [ ! -f "$shim" ] || [ scripts/mkl_intel_cpu.c -nt "$shim" ]; }; then
+  gcc -O2 -shared -fPIC -o "$shim" scripts/mkl_intel_cpu.c \
+    || echo "setup: could not build the MKL shim; probe training on AMD CPUs runs MKL's slower path" >&2
+fi
 stamp=.venv/.repeval-installed
 want=$( (cat pyproject.toml scripts/setup.sh; echo "${EXTRAS:-}") | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then

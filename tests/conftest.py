@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# the `repeval` commands the tests start stay on the test process' MKL code path (tests/foundation/test_mkl_shim.py
+# turns the shim on where it is the subject)
+os.environ.setdefault("REPEVAL_MKL_SHIM", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
 

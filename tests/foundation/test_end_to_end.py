@@ -112,3 +112,7 @@ def test_full_run(ray_session, run_config):
 
     # rerunning train is a no-op: the group's results are kept
     assert runner.stage_train(ctx)["skipped"] == 1
+    # each training session says which MKL code path produced the probes (they differ in rounding)
+    env = json.loads((ctx.run_dir / "environment.json").read_text())
+    assert [e["stage"] for e in env] == ["train", "train"]
+    assert all("code path" in e["mkl"] or "own dispatch" in e["mkl"] for e in env), env

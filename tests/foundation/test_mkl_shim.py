@@ -1,5 +1,7 @@
-"""The opt-in MKL shim (``make mkl-shim``, scripts/mkl_intel_cpu.c) builds, takes over the symbol MKL asks, and
-leaves torch's products correct. Its speed is measured in benchmarks/ (docs/benchmarks.md, session 11)."""
+"""The MKL shim (scripts/mkl_intel_cpu.c, built by scripts/setup.sh or ``make mkl-shim``) builds, takes over the
+symbol MKL asks and leaves torch's products correct; repeval.cpu turns it on for the driver and the embedded Ray
+workers alike and says which path ran. Its speed is measured in benchmarks/ (docs/benchmarks.md, sessions 11
+and 12)."""
 
 from __future__ import annotations
 
@@ -37,7 +39,8 @@ def _run(env: dict[str, str]) -> tuple[int, float]:
     return int(flag), float(err)
 
 
-def test_mkl_shim_builds_preloads_and_keeps_products_correct(tmp_path: Path) -> None:
+def _lib(tmp_path: Path) -> Path:
+    """The shim built as scripts/setup.sh builds it."""
     gcc = shutil.which("gcc")
     if gcc is None:
         pytest.fail("gcc is needed to build the MKL shim (make mkl-shim); install gcc")
@@ -45,8 +48,107 @@ def test_mkl_shim_builds_preloads_and_keeps_products_correct(tmp_path: Path) -> 
     subprocess.run(
         [gcc, "-O2", "-shared", "-fPIC", "-o", str(lib), str(ROOT / "scripts" / "mkl_intel_cpu.c")], check=True
     )
+    return lib
+
+
+def test_mkl_shim_builds_preloads_and_keeps_products_correct(tmp_path: Path) -> None:
+    lib = _lib(tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     plain_flag, plain_err = _run(env)
     shim_flag, shim_err = _run({**env, "LD_PRELOAD": str(lib)})
     assert shim_flag == 1 and plain_flag != 1  # the preloaded definition is the one the process resolves
     assert plain_err < 1e-5 and shim_err < 1e-5, (plain_err, shim_err)
+
+
+# ------------------------------------------------------------------ turning it on automatically (repeval.cpu)
+def test_cpu_vendor_reads_cpuinfo(tmp_path: Path) -> None:
+    from repeval.cpu import cpu_vendor
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n")
+    assert cpu_vendor(str(info)) == "AuthenticAMD"
+    info.write_text("processor\t: 0\n")
+    assert cpu_vendor(str(info)) is None
+    assert cpu_vendor(str(tmp_path / "missing")) is None
+
+
+def test_shim_decision_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from repeval import cpu
+
+    lib = tmp_path / cpu.LIB_NAME
+    monkeypatch.setattr(cpu, "default_library", lambda: lib)
+    amd, intel = "AuthenticAMD", "GenuineIntel"
+
+    d = cpu.decide({}, amd, "linux")  # not built yet: the reason names the fix
+    assert d.library is None and "make mkl-shim" in d.reason
+    lib.write_bytes(b"")
+    assert cpu.decide({}, amd, "linux").library == lib
+    assert cpu.decide({cpu.ENV: "auto"}, amd, "linux").library == lib
+    assert cpu.decide({}, intel, "linux").library is None  # MKL already takes its fast path on Intel
+    assert cpu.decide({cpu.ENV: "0"}, amd, "linux").library is None
+    assert cpu.decide({cpu.ENV: "off"}, amd, "linux").reason == f"{cpu.ENV}=off"
+    assert cpu.decide({}, amd, "darwin").library is None
+    attached = cpu.decide({"RAY_ADDRESS": "10.0.0.1:6379"}, amd, "linux")  # the cluster's workers would differ
+    assert attached.library is None and "nodes" in attached.reason
+    assert cpu.decide({cpu.ENV: "1"}, intel, "linux").library == lib  # forced
+    other = tmp_path / "elsewhere.so"
+    assert cpu.decide({cpu.ENV: str(other)}, amd, "linux").library is None  # a path that does not exist
+    other.write_bytes(b"")
+    assert cpu.decide({cpu.ENV: str(other)}, intel, "linux").library == other
+
+
+REEXEC = r"""
+import os, sys
+from repeval.cpu import mkl_status, reexec_with_mkl_shim
+reexec_with_mkl_shim()
+import ray
+from repeval.ray_utils import init_ray
+init_ray(num_cpus=1)
+
+@ray.remote
+def worker():
+    from repeval.cpu import mkl_status
+    return mkl_status()
+
+print("driver:", mkl_status())
+print("worker:", ray.get(worker.remote()))
+print("argv:", sys.argv[1:])
+ray.shutdown()
+"""
+
+
+def test_reexec_puts_the_driver_and_embedded_ray_workers_on_the_shim(tmp_path: Path) -> None:
+    lib = _lib(tmp_path)
+    script = tmp_path / "prog.py"
+    script.write_text(REEXEC)
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "RAY_ADDRESS", "REPEVAL_MKL_SHIM_ACTIVE")}
+    on = subprocess.run(
+        [sys.executable, str(script), "--x", "1"],
+        env={**env, "REPEVAL_MKL_SHIM": str(lib)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert on.returncode == 0, on.stderr[-3000:]
+    lines = dict(line.split(": ", 1) for line in on.stdout.splitlines() if ": " in line)
+    assert lines["driver"].startswith("Intel code path") and str(lib) in lines["driver"], on.stdout
+    assert lines["worker"] == lines["driver"], on.stdout  # Ray's worker processes inherit the preload
+    assert lines["argv"] == "['--x', '1']"  # the command line survives the re-execution
+    off = subprocess.run(
+        [sys.executable, str(script)], env={**env, "REPEVAL_MKL_SHIM": "0"}, capture_output=True, text=True, timeout=300
+    )
+    assert off.returncode == 0, off.stderr[-3000:]
+    assert "shim" not in off.stdout and "Intel code path" not in off.stdout, off.stdout
+
+
+def test_cli_plan_reports_the_mkl_path(tmp_path: Path) -> None:
+    lib = _lib(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "RAY_ADDRESS", "REPEVAL_MKL_SHIM_ACTIVE")}
+    cmd = [sys.executable, "-m", "repeval.cli", "plan", str(ROOT / "configs" / "quickstart.yaml")]
+    on = subprocess.run(cmd, env={**env, "REPEVAL_MKL_SHIM": str(lib)}, capture_output=True, text=True, timeout=120)
+    assert on.returncode == 0, on.stderr[-2000:]
+    assert "MKL (torch's products): Intel code path on this" in on.stdout and str(lib) in on.stdout, on.stdout
+    off = subprocess.run(cmd, env={**env, "REPEVAL_MKL_SHIM": "0"}, capture_output=True, text=True, timeout=120)
+    assert off.returncode == 0, off.stderr[-2000:]
+    line = next(x for x in off.stdout.splitlines() if x.startswith("MKL (torch's products):"))
+    assert "shim" not in line, line

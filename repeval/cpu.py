@@ -1,0 +1,126 @@
+"""MKL's code path on AMD CPUs; chosen before the process starts (docs/benchmarks.md, sessions 11 and 12).
+
+torch links MKL statically; MKL takes a generic (slower) code path unless it sees an Intel CPU.
+``scripts/mkl_intel_cpu.c`` (built by ``scripts/setup.sh`` when gcc exists, or ``make mkl-shim``)
+answers MKL's CPU check with "Intel"; preloaded into a process (``LD_PRELOAD``) MKL's AVX2/AVX-512
+kernels run on AMD too. It has to be in place when the process starts, and the embedded Ray's workers
+inherit it from the driver, so :func:`reexec_with_mkl_shim` re-executes the CLI once with it.
+``REPEVAL_MKL_SHIM`` decides: unset or ``auto`` — on an AMD CPU when the library is built and Ray is
+embedded; ``0``/``off`` — never; ``1``/``on`` — always (the default library); a path — that library.
+Results differ between the two paths in rounding only, so :func:`mkl_status` says which one ran
+(``repeval plan`` prints it, each run's ``environment.json`` keeps it).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+ENV = "REPEVAL_MKL_SHIM"
+#: set in the re-executed process, so it never re-executes twice
+_DONE = "REPEVAL_MKL_SHIM_ACTIVE"
+LIB_NAME = "librepeval-mkl-intel-cpu.so"
+_OFF = {"0", "off", "false", "no"}
+_ON = {"1", "on", "true", "yes"}
+
+
+def cpu_vendor(cpuinfo: str = "/proc/cpuinfo") -> str | None:
+    """``vendor_id`` of the first CPU (``AuthenticAMD``, ``GenuineIntel``), or None when unknown."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        return None
+    return None
+
+
+def default_library() -> Path:
+    """Where ``scripts/setup.sh`` and ``make mkl-shim`` put the library: the environment's ``lib/``."""
+    return Path(sys.prefix) / "lib" / LIB_NAME
+
+
+@dataclass(frozen=True)
+class ShimDecision:
+    library: Path | None  # the library to preload, or None
+    reason: str
+
+
+def decide(env: dict[str, str] | None = None, vendor: str | None = None, platform: str | None = None) -> ShimDecision:
+    """Whether to run with the MKL shim, and why (see the module docstring)."""
+    env = dict(os.environ) if env is None else env
+    platform = sys.platform if platform is None else platform
+    setting = env.get(ENV, "auto").strip()
+    low = setting.lower()
+    if low in _OFF:
+        return ShimDecision(None, f"{ENV}={setting}")
+    if not platform.startswith("linux"):
+        return ShimDecision(None, "not Linux")
+    forced = low in _ON or low not in {"", "auto"}
+    lib = default_library() if low in _ON | {"", "auto"} else Path(setting).expanduser()
+    if not lib.is_file():
+        how = "make mkl-shim" if lib == default_library() else f"point {ENV} at a built library"
+        why = f"{lib} not built ({how})"
+        if forced:
+            log.warning("MKL shim requested (%s=%s) but %s", ENV, setting, why)
+        return ShimDecision(None, why)
+    if forced:
+        return ShimDecision(lib, f"{ENV}={setting}")
+    vendor = cpu_vendor() if vendor is None else vendor
+    if vendor != "AuthenticAMD":
+        return ShimDecision(None, f"{vendor or 'unknown'} CPU: MKL's own check suffices")
+    if env.get("RAY_ADDRESS"):
+        # the cluster's workers start from the nodes' environment, not the driver's: kernels would differ
+        return ShimDecision(None, f"attached to a Ray cluster (set LD_PRELOAD={lib} on its nodes, or {ENV}=1)")
+    return ShimDecision(lib, "AMD CPU")
+
+
+def _preloaded(lib: Path, env: dict[str, str]) -> bool:
+    return str(lib) in env.get("LD_PRELOAD", "").replace(":", " ").split()
+
+
+def reexec_with_mkl_shim(argv: list[str] | None = None) -> None:
+    """Re-execute this Python program with the MKL shim preloaded when :func:`decide` says so.
+
+    ``argv`` is the command line to run again (default ``sys.argv``; a module run as ``python -m``
+    passes ``["-m", "pkg.mod", *args]``). Returns when nothing is to be done; otherwise does not return.
+    """
+    if os.environ.get(_DONE):
+        return
+    d = decide()
+    if d.library is None or _preloaded(d.library, dict(os.environ)):
+        return
+    env = dict(os.environ)
+    env["LD_PRELOAD"] = " ".join(x for x in (str(d.library), env.get("LD_PRELOAD", "")) if x)
+    env[_DONE] = str(d.library)
+    if argv is None:
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        # `python -m pkg.mod`: run the module again, not its file (whose folder would shadow top-level names)
+        argv = ["-m", spec.name, *sys.argv[1:]] if spec is not None and spec.name else list(sys.argv)
+    args = list(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *args], env)
+
+
+def mkl_status() -> str:
+    """Which MKL code path this process runs, in one line (printed by ``repeval plan``, kept in meta.json)."""
+    vendor = cpu_vendor() or "unknown"
+    lib = next((p for p in os.environ.get("LD_PRELOAD", "").replace(":", " ").split() if LIB_NAME in p), None)
+    if lib is not None:
+        try:
+            active = ctypes.CDLL(None).mkl_serv_intel_cpu_true() == 1
+        except (AttributeError, OSError):
+            active = False
+        if active:
+            return f"Intel code path on this {vendor} CPU (shim {lib})"
+    if vendor == "AuthenticAMD":
+        return f"generic code path on this AMD CPU ({decide().reason})"
+    return f"MKL's own dispatch ({vendor} CPU)"
