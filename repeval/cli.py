@@ -471,10 +471,16 @@ def store_show(
     _guard(go)
 
 
+#: the commands whose work runs torch (or, ``plan``, says which MKL path it will run): only these re-execute
+MKL_COMMANDS = frozenset({"run", "train", "evaluate", "embed", "plan", "validate-model"})
+
+
 def entrypoint() -> None:
     from repeval.cpu import reexec_with_mkl_shim
 
-    reexec_with_mkl_shim()  # on AMD CPUs with the shim built: MKL's fast path here and in the embedded Ray
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    if command in MKL_COMMANDS:
+        reexec_with_mkl_shim()  # on AMD CPUs with the shim built: MKL's fast path here and in the embedded Ray
     try:
         app()
     except KeyboardInterrupt:
