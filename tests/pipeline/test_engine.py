@@ -1,6 +1,6 @@
 """The engine on a real embedded Ray: chunked long files, frames, all-split deformation, provenance,
-bit-identical reruns, separate (unfused) stages, resume after a failure injected in a UDF, isolated
-process groups and GPU requests."""
+bit-identical reruns, separate (unfused) stages, resume after a failure injected in a UDF, the decode
+stage's task cap in a live stream, isolated process groups and GPU requests."""
 
 from __future__ import annotations
 
@@ -191,6 +191,56 @@ def test_resume_after_failure_injected_in_a_udf(ray_session, rendered_notes, tmp
     d1 = pq.read_table(part_dir.parent / "D1").column("track_id").to_pylist()
     assert len(d1) == len(set(d1)) == n_test
     assert (part_dir / "_manifest.json").exists()
+
+
+class TimedDecode(DecodeDeform):
+    """Holds each decode task 0.4 s longer and records when it ran, so concurrent tasks overlap visibly."""
+
+    trace_dir = ""
+
+    def __call__(self, batch):
+        t0 = time.time()
+        yield from super().__call__(batch)
+        time.sleep(0.4)
+        Path(self.trace_dir, f"{os.getpid()}-{t0:.6f}.json").write_text(json.dumps([t0, time.time()]))
+
+
+def _most_at_once(trace_dir: Path) -> tuple[int, int]:
+    """(the most decode tasks that ran at the same time, how many ran)."""
+    spans = [json.loads(f.read_text()) for f in trace_dir.glob("*.json")]
+    events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans], key=lambda e: (e[0], e[1]))
+    most = now = 0
+    for _, step in events:
+        now += step
+        most = max(most, now)
+    return most, len(spans)
+
+
+def test_decode_tasks_capped_in_a_live_stream(ray_session, rendered_notes, tmp_path, monkeypatch):
+    """On one node the decode stage runs one task per CPU the actor pool leaves free (here one actor of 1 CPU on
+    2 CPUs: one task; Ray alone would run four 0.25-CPU tasks in that CPU), and ``decode_max_tasks`` sets it."""
+    from repeval.config.schema import ResourcesConfig
+    from repeval.models import resolve_model
+    from repeval.pipeline.resources import plan_resources
+
+    assert ray_session.cluster_resources()["CPU"] == 2
+    fam, _ = resolve_model(EmbeddingModelConfig(id="mfcc-stats"))
+    res = plan_resources(fam.cls, ResourcesConfig(embed_actors=1), 2, 0, ray_session.cluster_resources())
+    assert (res.n_actors, res.decode_tasks) == (1, 1)
+    manifest = _manifest(rendered_notes, tmp_path, 24, long_file=False)
+    seen = {}
+    for name, extra in (("default", {}), ("three", {"decode_max_tasks": 3})):
+        trace = tmp_path / f"trace-{name}"
+        trace.mkdir()
+        monkeypatch.setattr(embed_mod, "DecodeDeform", type("Timed", (TimedDecode,), {"trace_dir": str(trace)}))
+        config = _config(tmp_path, manifest, str(tmp_path / f"store-{name}"), resources={"embed_actors": 1, **extra})
+        summary = _embed(config)
+        assert summary.errors == 0 and summary.computed > 0
+        seen[name] = _most_at_once(trace)
+    (most, n), (most3, n3) = seen["default"], seen["three"]
+    assert n >= 4 and n3 >= 4, seen  # enough tasks that Ray could have run several at once
+    assert most == 1, seen
+    assert 2 <= most3 <= 3, seen  # the observation does see concurrent tasks where the cap allows them
 
 
 class Probe:
