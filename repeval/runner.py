@@ -314,6 +314,7 @@ def _commit_group(ctx: RunContext, item: _Pending, g: Any, summary: dict[str, An
     summary["failed"] += [{**f, "fold": fold} for f in g.failed]
     summary["trial_seconds"] += g.trial_seconds
     summary["wall_seconds"] += g.wall_seconds
+    _record_trial_mkl(ctx, g.mkl)
     if g.history:
         _write_atomic(
             pa.Table.from_pylist([{**h, "fold": fold} for h in g.history]), ctx.run_dir / "history" / f"{name}.parquet"
@@ -371,6 +372,24 @@ def _record_environment(ctx: RunContext) -> None:
             "machine": platform.machine(),
         }
     )
+    _write_text_atomic(path, json.dumps(sessions, indent=1))
+
+
+def _record_trial_mkl(ctx: RunContext, paths: set[str]) -> None:
+    """Add the MKL code paths a group's trials ran to this session's ``environment.json`` entry (``trials_mkl``):
+    on a cluster the trials' nodes decide it, not the driver. Warns when trials ran on different paths."""
+    path = ctx.run_dir / "environment.json"
+    sessions = _read_json(path)
+    if not paths or not isinstance(sessions, list) or not sessions:
+        return
+    seen = sorted(set(sessions[-1].get("trials_mkl", [])) | paths)
+    if len(seen) > 1 and len(seen) > len(sessions[-1].get("trials_mkl", [])):
+        log.warning(
+            "probe trials ran on different MKL code paths (%s): their results differ in rounding; give every node "
+            "the same LD_PRELOAD (docs/cluster.md)",
+            "; ".join(seen),
+        )
+    sessions[-1]["trials_mkl"] = seen
     _write_text_atomic(path, json.dumps(sessions, indent=1))
 
 

@@ -81,6 +81,8 @@ class GroupResult:
     labels: list[str] = field(default_factory=list)
     experiments: list[str] = field(default_factory=list)
     trials: int = 0
+    #: the MKL code paths the trials ran (:func:`repeval.cpu.mkl_status` in each trial's process)
+    mkl: set[str] = field(default_factory=set)
 
 
 # ------------------------------------------------------------------------------ planning
@@ -421,6 +423,8 @@ class _Group:
             return
         reports, states = got
         out.trial_seconds += float((r.metrics or {}).get("train_seconds", 0.0))
+        if (r.metrics or {}).get("mkl"):
+            out.mkl.add(str(r.metrics["mkl"]))
         by_point: dict[int, list[tuple[Member, dict[str, Any]]]] = {}
         for m, rep in zip(unit.members, reports, strict=True):
             name = m.name + name_suffix

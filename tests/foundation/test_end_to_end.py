@@ -116,3 +116,7 @@ def test_full_run(ray_session, run_config):
     env = json.loads((ctx.run_dir / "environment.json").read_text())
     assert [e["stage"] for e in env] == ["train", "train"]
     assert all("code path" in e["mkl"] or "own dispatch" in e["mkl"] for e in env), env
+    # …and which path the trials themselves ran (here the session's Ray workers: the same as this process)
+    from repeval.cpu import mkl_status
+
+    assert env[0]["trials_mkl"] == [mkl_status()] and "trials_mkl" not in env[1], env  # the rerun trained nothing
