@@ -360,7 +360,9 @@ def _record_environment(ctx: RunContext) -> None:
     from repeval.cpu import mkl_status
 
     path = ctx.run_dir / "environment.json"
-    sessions = json.loads(path.read_text()) if path.exists() else []
+    sessions = _read_json(path)
+    if not isinstance(sessions, list):  # missing (or not repeval's): start the record afresh
+        sessions = []
     sessions.append(
         {
             "stage": "train",

@@ -120,3 +120,6 @@ def test_full_run(ray_session, run_config):
     from repeval.cpu import mkl_status
 
     assert env[0]["trials_mkl"] == [mkl_status()] and "trials_mkl" not in env[1], env  # the rerun trained nothing
+    (ctx.run_dir / "environment.json").write_text("{not json")  # a damaged record does not stop a run
+    assert runner.stage_train(ctx)["skipped"] == 1
+    assert len(json.loads((ctx.run_dir / "environment.json").read_text())) == 1
