@@ -25,8 +25,9 @@ test: setup-all
 
 ## AMD CPUs: MKL's Intel code path for torch (scripts/mkl_intel_cpu.c). setup builds it when gcc exists and
 ## `repeval` then preloads it by itself (repeval/cpu.py; REPEVAL_MKL_SHIM=0 turns it off); this rebuilds it
-mkl-shim: setup
-	gcc -O2 -shared -fPIC -o $(VENV)/lib/librepeval-mkl-intel-cpu.so scripts/mkl_intel_cpu.c
+mkl-shim:
+	rm -f $(VENV)/lib/librepeval-mkl-intel-cpu.so
+	bash scripts/setup.sh
 
 lint: setup
 	$(BIN)/ruff check repeval tests benchmarks jobs

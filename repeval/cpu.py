@@ -14,6 +14,7 @@ Results differ between the two paths in rounding only, so :func:`mkl_status` say
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import sys
@@ -42,6 +43,12 @@ def cpu_vendor(cpuinfo: str = "/proc/cpuinfo") -> str | None:
     return None
 
 
+@functools.cache
+def _this_cpu() -> str | None:
+    """:func:`cpu_vendor` of this machine, read once per process."""
+    return cpu_vendor()
+
+
 def default_library() -> Path:
     """Where ``scripts/setup.sh`` and ``make mkl-shim`` put the library: the environment's ``lib/``."""
     return Path(sys.prefix) / "lib" / LIB_NAME
@@ -64,16 +71,17 @@ def decide(env: dict[str, str] | None = None, vendor: str | None = None, platfor
     if not platform.startswith("linux"):
         return ShimDecision(None, "not Linux")
     forced = low in _ON or low not in {"", "auto"}
-    lib = default_library() if low in _ON | {"", "auto"} else Path(setting).expanduser()
+    default = default_library()
+    lib = default if low in _ON | {"", "auto"} else Path(setting).expanduser()
     if not lib.is_file():
-        how = "make mkl-shim" if lib == default_library() else f"point {ENV} at a built library"
+        how = "make mkl-shim" if lib == default else f"point {ENV} at a built library"
         why = f"{lib} not built ({how})"
         if forced:
             log.warning("MKL shim requested (%s=%s) but %s", ENV, setting, why)
         return ShimDecision(None, why)
     if forced:
         return ShimDecision(lib, f"{ENV}={setting}")
-    vendor = cpu_vendor() if vendor is None else vendor
+    vendor = _this_cpu() if vendor is None else vendor
     if vendor != "AuthenticAMD":
         return ShimDecision(None, f"{vendor or 'unknown'} CPU: MKL's own check suffices")
     if env.get("RAY_ADDRESS"):
@@ -82,8 +90,9 @@ def decide(env: dict[str, str] | None = None, vendor: str | None = None, platfor
     return ShimDecision(lib, "AMD CPU")
 
 
-def _preloaded(lib: Path, env: dict[str, str]) -> bool:
-    return str(lib) in env.get("LD_PRELOAD", "").replace(":", " ").split()
+def _preloads() -> list[str]:
+    """This process' ``LD_PRELOAD`` entries (separated by spaces or colons)."""
+    return os.environ.get("LD_PRELOAD", "").replace(":", " ").split()
 
 
 def reexec_with_mkl_shim(argv: list[str] | None = None) -> None:
@@ -95,7 +104,7 @@ def reexec_with_mkl_shim(argv: list[str] | None = None) -> None:
     if os.environ.get(_DONE):
         return
     d = decide()
-    if d.library is None or _preloaded(d.library, dict(os.environ)):
+    if d.library is None or str(d.library) in _preloads():
         return
     env = dict(os.environ)
     env["LD_PRELOAD"] = " ".join(x for x in (str(d.library), env.get("LD_PRELOAD", "")) if x)
@@ -104,16 +113,15 @@ def reexec_with_mkl_shim(argv: list[str] | None = None) -> None:
         spec = getattr(sys.modules.get("__main__"), "__spec__", None)
         # `python -m pkg.mod`: run the module again, not its file (whose folder would shadow top-level names)
         argv = ["-m", spec.name, *sys.argv[1:]] if spec is not None and spec.name else list(sys.argv)
-    args = list(argv)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, *args], env)
+    os.execve(sys.executable, [sys.executable, *argv], env)
 
 
 def mkl_status() -> str:
-    """Which MKL code path this process runs, in one line (printed by ``repeval plan``, kept in meta.json)."""
-    vendor = cpu_vendor() or "unknown"
-    lib = next((p for p in os.environ.get("LD_PRELOAD", "").replace(":", " ").split() if LIB_NAME in p), None)
+    """Which MKL code path this process runs, in one line (printed by ``repeval plan``, kept in environment.json)."""
+    vendor = _this_cpu() or "unknown"
+    lib = next((p for p in _preloads() if LIB_NAME in p), None)
     if lib is not None:
         try:
             active = ctypes.CDLL(None).mkl_serv_intel_cpu_true() == 1

@@ -384,8 +384,11 @@ def _record_trial_mkl(ctx: RunContext, paths: set[str]) -> None:
     sessions = _read_json(path)
     if not paths or not isinstance(sessions, list) or not sessions:
         return
-    seen = sorted(set(sessions[-1].get("trials_mkl", [])) | paths)
-    if len(seen) > 1 and len(seen) > len(sessions[-1].get("trials_mkl", [])):
+    before = sessions[-1].get("trials_mkl", [])
+    seen = sorted(set(before) | paths)
+    if seen == before:  # nothing new: the usual case after the first group
+        return
+    if len(seen) > 1:
         log.warning(
             "probe trials ran on different MKL code paths (%s): their results differ in rounding; give every node "
             "the same LD_PRELOAD (docs/cluster.md)",
