@@ -103,16 +103,25 @@ def _write_manifest(path: Path, rows: list[tuple[str, str, str]]) -> Path:
 
 
 def write_config(
-    root: Path, manifest: Path, deformations: list, store: str, model: str = MODEL, actors: int | None = None
+    root: Path,
+    manifest: Path,
+    deformations: list,
+    store: str,
+    model: str = MODEL,
+    actors: int | None = None,
+    placement: str = "auto",
 ) -> Path:
     """A run config over ``manifest`` into a fresh ``store`` (one left by an earlier run in the same
     ``--workdir`` is removed: the pipeline would find every row done and time nothing). ``actors`` sets
-    ``run.resources.embed_actors`` (default: the engine's plan, every CPU but the decode share)."""
+    ``run.resources.embed_actors`` (default: the engine's plan, every CPU but the decode share),
+    ``placement`` ``run.resources.embed_in_decode``."""
     if Path(store).is_relative_to(root):
         shutil.rmtree(store, ignore_errors=True)
     run: dict = {"run_id": "bench", "store": store, "runs_dir": str(root / "runs"), "part_rows": 512}
+    resources: dict = {"embed_in_decode": placement}
     if actors:
-        run["resources"] = {"embed_actors": actors}
+        resources["embed_actors"] = actors
+    run["resources"] = resources
     cfg = {
         "run": run,
         "experiments": [
@@ -260,7 +269,9 @@ def model_only(manifest: Path, workers: int, model_id: str = MODEL) -> float:
 
 
 # ----------------------------------------------------------------------------- benchmarks
-def bench_throughput(root: Path, n: int, clip_s: float, model: str = MODEL, actors: int | None = None) -> dict:
+def bench_throughput(
+    root: Path, n: int, clip_s: float, model: str = MODEL, actors: int | None = None, placement: str = "auto"
+) -> dict:
     import ray
 
     from repeval.ray_utils import init_ray
@@ -281,7 +292,16 @@ def bench_throughput(root: Path, n: int, clip_s: float, model: str = MODEL, acto
         f"  → {t_seq / t_split:.2f}× the loop"
     )
     init_ray(num_cpus=os.cpu_count(), object_store_memory=400 * 1024**2, log_to_driver=False)
-    s, t_pipe = run_repeval(write_config(root, manifest, [DEFORM], str(root / f"store-tp-{model}"), model, actors))
+    s, t_pipe = run_repeval(
+        write_config(root, manifest, [DEFORM], str(root / f"store-tp-{model}"), model, actors, placement)
+    )
+    pool = None
+    if "inside the decode tasks" in s.resources[model] and placement == "auto":
+        # the same stream with the model in an actor pool (embed_in_decode: never): what running it in the decode
+        # tasks saves, measured in this run
+        pool = run_repeval(
+            write_config(root, manifest, [DEFORM], str(root / f"store-tp-{model}-pool"), model, actors, "never")
+        )
     ray.shutdown()
     steady = t_pipe - s.startup_s
     print(f"  repeval pipeline:              {t_pipe:7.1f} s  {s.computed / t_pipe:6.1f} rows/s  ({s.line()})")
@@ -290,7 +310,14 @@ def bench_throughput(root: Path, n: int, clip_s: float, model: str = MODEL, acto
         f" streaming after it: {steady:.1f} s"
     )
     print(f"    stages: {' | '.join(s.operators)}; {'; '.join(s.resources.values())}")
-    workers = int(s.resources[model].split(" ")[0])
+    if pool is not None:
+        sp, tp = pool
+        print(
+            f"  the same with the model in an actor pool (embed_in_decode: never): {tp:7.1f} s"
+            f" (start-up {sp.startup_s:.1f} s; {'; '.join(sp.resources.values())}) → the decode-task placement is"
+            f" {tp / t_pipe:.2f}× faster"
+        )
+    workers = s.model_processes[model]
     t_model = model_only(manifest, workers, model)
     print(f"  model only, pre-decoded, {workers} proc: {t_model:5.1f} s")
     assert s.computed == rows_seq, (s.computed, rows_seq)
@@ -479,6 +506,13 @@ def main() -> None:
         help="embedding actors of the throughput pipeline (run.resources.embed_actors; default: the engine's plan). "
         "With fewer actors than CPUs, decoding has a core of its own: the case the ≤ 1.15× target describes",
     )
+    ap.add_argument(
+        "--embed-in-decode",
+        default="auto",
+        choices=["auto", "always", "never"],
+        help="run.resources.embed_in_decode of the throughput pipeline (default auto: light models such as "
+        "mfcc-stats run inside the decode tasks, and are also timed in an actor pool for comparison)",
+    )
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -492,7 +526,7 @@ def main() -> None:
     print(f"bench_embed: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, workdir {root}")
     results = {}
     if "throughput" in only:
-        results.update(bench_throughput(root, n, args.clip_s, args.model, args.actors))
+        results.update(bench_throughput(root, n, args.clip_s, args.model, args.actors, args.embed_in_decode))
     if "memory" in only:
         results.update(bench_memory(root, small, large))
     if "deform" in only:

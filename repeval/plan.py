@@ -92,6 +92,11 @@ def make_plan(
     if cluster is None:
         gpu = _gpu_note(r.use_gpu, r.embed_num_gpus, gpus, " for GPU models")
         p.resources["embed actor"] = f"{r.embed_num_cpus:g} CPU{custom}{gpu}"
+        p.resources["light models"] = {
+            "auto": "inside the decode tasks (no actor pool) unless embed_actors/embed_resources is set",
+            "always": "every model inside the decode tasks (embed_in_decode: always)",
+            "never": "in actor pools like every model (embed_in_decode: never)",
+        }[r.embed_in_decode]
     else:
         from repeval.models import resolve_model
         from repeval.pipeline.resources import plan_resources

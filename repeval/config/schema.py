@@ -437,6 +437,11 @@ class ResourcesConfig(Strict):
     decode_max_tasks: int | None = Field(default=None, ge=1)
     #: size of each model's actor pool (default: what the cluster's resources allow)
     embed_actors: int | None = Field(default=None, ge=1)
+    #: where a model runs: ``auto`` — light models (handcrafted features: no weights, cheap to build) run inside
+    #: the decode tasks, one stage on every CPU, and every other model in its actor pool; ``always`` — every
+    #: model inside the decode tasks (built once per worker process); ``never`` — always an actor pool. ``auto``
+    #: keeps the actor pool when ``embed_actors`` or ``embed_resources`` is set or the model takes a GPU
+    embed_in_decode: Literal["auto", "always", "never"] = "auto"
     #: CPUs / GPUs for each probe trial
     trial_num_cpus: float = Field(default=1.0, gt=0)
     trial_num_gpus: float = Field(default=0.0, ge=0)

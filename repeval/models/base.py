@@ -37,6 +37,9 @@ class EmbeddingModel:
     process_group: ClassVar[str] = "default"
     #: whether the model benefits from a GPU when present
     uses_gpu: ClassVar[bool] = False
+    #: no weights, cheap to build, single-threaded: by default it runs inside the decode tasks instead of an
+    #: actor pool (``run.resources.embed_in_decode``)
+    light: ClassVar[bool] = False
 
     sample_rate_hz: int
     embedding_dim: int

@@ -61,6 +61,7 @@ def _frames(audio: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
 
 class _SpectralStats(EmbeddingModel):
     n_bands: int
+    light = True
 
     def __init__(
         self,

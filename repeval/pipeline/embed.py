@@ -10,7 +10,9 @@ number of scenarios it needs.
 
 Stream: ``from_arrow`` (slices of the to-do table) → ``DecodeDeform`` tasks (decode block-wise,
 chunk to the model's window, deform) → ``Embed`` actor pool (one per model; resources from
-:mod:`repeval.pipeline.resources`) → driver: reassemble chunks, write atomic part files. Nothing
+:mod:`repeval.pipeline.resources`) → driver: reassemble chunks, write atomic part files. A light
+model (handcrafted features) runs inside the decode tasks instead (``DecodeEmbed``; see
+``run.resources.embed_in_decode``). Nothing
 is materialised; the driver never builds a Python object per catalog row to plan the work (the
 to-do set is computed with Arrow kernels against the ids already in the store)."""
 
@@ -36,7 +38,7 @@ from repeval.config.loader import config_hash
 from repeval.models import resolve_model
 from repeval.pipeline.assemble import TrackAssembler, errors_table, rows_table
 from repeval.pipeline.resources import EmbedResources, plan_resources
-from repeval.pipeline.stages import CLEAN, DEFAULT_CHUNK_S, DecodeDeform, Embed
+from repeval.pipeline.stages import CLEAN, DEFAULT_CHUNK_S, DecodeDeform, DecodeEmbed, Embed
 from repeval.pipeline.summary import EmbedSummary, Progress
 from repeval.store import EmbeddingStore, PartitionWriter
 from repeval.store.store import ERROR_SCHEMA, STORE_FORMAT, embedding_schema, repeval_version
@@ -345,8 +347,15 @@ def _run_pipeline(
     mcfg, parts, provenance, sids = st.mcfg, st.parts, st.provenance, st.sids
     n_expected = int(pc.sum(pc.list_value_length(todo.column("scenarios"))).as_py() or 0)
     # a short stream gets smaller batches: about four per actor, or the last batches leave actors idle
-    batch_size = mcfg.batch_size or max(1, min(DEFAULT_EMBED_BATCH, math.ceil(n_expected / (4 * res.n_actors))))
-    summary.resources[mcfg.id] = f"{res.describe()}; {batch_size} chunks per embedding call"
+    summary.model_processes[mcfg.id] = res.n_actors or res.decode_tasks or max(1, int(cluster_cpus()))
+    if res.fused:  # the model runs in the decode tasks: one call per decoded batch unless the config says
+        batch_size = mcfg.batch_size
+        summary.resources[mcfg.id] = res.describe() + (
+            f"; {batch_size} chunks per embedding call" if batch_size else ""
+        )
+    else:
+        batch_size = mcfg.batch_size or max(1, min(DEFAULT_EMBED_BATCH, math.ceil(n_expected / (4 * res.n_actors))))
+        summary.resources[mcfg.id] = f"{res.describe()}; {batch_size} chunks per embedding call"
     ctx = DataContext.get_current()
     old_bars = ctx.enable_progress_bars
     # without a terminal Ray Data replaces its bars with a progress log line every few seconds: keep logs clean
@@ -359,13 +368,18 @@ def _run_pipeline(
     decode = DecodeDeform(st.sample_rate, st.steps, run.seed, chunk_s=st.chunk_s, scenario_ids=st.keys, seed_ids=sids)
     # a callable instance runs as stateless tasks; the Embed class runs as an actor pool
     # one batch per block: a larger batch_size would make Ray Data bundle several blocks into one task
-    ds = ds.map_batches(decode, batch_size=max(b.num_rows for b in blocks), **res.decode_kwargs())
-    ds = ds.map_batches(
-        Embed,
-        fn_constructor_args=(mcfg, run.keep_frames, res.threads),
-        batch_format="pyarrow",
-        **res.actor_kwargs(batch_size),
-    )
+    block_rows = max(b.num_rows for b in blocks)
+    if res.fused:  # a light model: decoded and embedded in the same task (resources.embed_in_decode)
+        fused = DecodeEmbed(decode, mcfg, run.keep_frames, res.threads, batch_size)
+        ds = ds.map_batches(fused, batch_size=block_rows, **res.decode_kwargs())
+    else:
+        ds = ds.map_batches(decode, batch_size=block_rows, **res.decode_kwargs())
+        ds = ds.map_batches(
+            Embed,
+            fn_constructor_args=(mcfg, run.keep_frames, res.threads),
+            batch_format="pyarrow",
+            **res.actor_kwargs(batch_size),
+        )
 
     bar = Progress(n_expected, f"write {label}", progress)
     assembler = TrackAssembler(run.keep_frames)

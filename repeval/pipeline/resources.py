@@ -23,6 +23,15 @@ Rules (all decided on the driver from what Ray reports, so they are unit-testabl
   Ray keys worker processes by runtime environment, so those actors never run in a process that
   served another group, nor does any later task reuse theirs.
 - **No fusion**: decode and embed requests always differ, so Ray Data keeps them as two stages.
+- **Light models in the decode tasks** (``resources.embed_in_decode``): a model that declares itself
+  ``light`` (handcrafted features: no weights, built in microseconds, single-threaded numpy) runs
+  inside the decode tasks instead — one stage of ``embed_num_cpus``-CPU tasks, as many at once as
+  fit on a single node. Decoding costs about as much as such a model, so an actor pool would only
+  add a hop through the object store for every chunk of audio and leave the decode share and the
+  actors each waiting on the other (2,000 clips, mfcc-stats, 2 CPUs: see docs/benchmarks.md).
+  ``auto`` keeps the actor pool when the model takes a GPU or ``embed_actors``/``embed_resources``
+  is set (those name an actor pool); ``always`` puts any model in the tasks (built once per worker
+  process, CPU only); ``never`` always uses an actor pool.
 """
 
 from __future__ import annotations
@@ -54,6 +63,8 @@ class EmbedResources:
     resources: dict[str, float] = field(default_factory=dict)
     #: decode tasks running at once (``None``: as many as Ray can place)
     decode_tasks: int | None = None
+    #: the model runs inside the decode tasks (no actor pool; ``n_actors`` is 0)
+    fused: bool = False
 
     @property
     def runtime_env(self) -> dict[str, Any] | None:
@@ -85,9 +96,18 @@ class EmbedResources:
         kw: dict[str, Any] = {"num_cpus": self.decode_num_cpus}
         if self.decode_tasks:
             kw["compute"] = ray.data.TaskPoolStrategy(size=self.decode_tasks)
+        if self.fused and self.runtime_env is not None:  # the tasks host the model: its process group
+            kw["runtime_env"] = self.runtime_env
         return kw
 
     def describe(self) -> str:
+        if self.fused:
+            grp = f", process group {self.process_group}" if self.process_group != "default" else ""
+            at_once = f", {self.decode_tasks} at once" if self.decode_tasks else ""
+            return (
+                f"model inside the decode tasks (no actor pool{grp}): tasks × {self.decode_num_cpus:g} CPU"
+                f"{at_once} ({self.threads} thread(s))"
+            )
         dev = f", {self.num_gpus:g} GPU" if self.num_gpus else ""
         dev += "".join(f", {k}={v:g}" for k, v in self.resources.items())
         grp = f", process group {self.process_group}" if self.process_group != "default" else ""
@@ -130,6 +150,17 @@ def plan_resources(
 
     mode = str(getattr(res, "use_gpu", "auto"))
     use_gpu = bool(getattr(model_cls, "uses_gpu", False)) and wants_gpu(mode, res.embed_num_gpus, cluster_gpus)
+    group = str(getattr(model_cls, "process_group", "default") or "default")
+    env = {**PROCESS_GROUP_ENV.get(group, {}), **dict(getattr(model_cls, "worker_env", {}) or {})}
+    placement = str(getattr(res, "embed_in_decode", "auto"))
+    if placement == "always" or (
+        placement == "auto"
+        and bool(getattr(model_cls, "light", False))
+        and not use_gpu
+        and not res.embed_actors
+        and not (getattr(res, "embed_resources", None) or {})
+    ):
+        return _fused(res, cpus, cluster_resources, group, env)
     reserve = min(max(res.decode_num_cpus, cpus * DECODE_SHARE), cpus / 2)
     if use_gpu:
         # with use_gpu: always and no GPU up yet, one actor (or embed_actors) waits for the autoscaler
@@ -171,8 +202,6 @@ def plan_resources(
     decode_tasks: int | None = getattr(res, "decode_max_tasks", None)
     if not decode_tasks and _nodes(cluster_resources) <= 1:
         decode_tasks = max(1, math.ceil(cpus - n_actors * per_actor - 1e-6))
-    group = str(getattr(model_cls, "process_group", "default") or "default")
-    env = {**PROCESS_GROUP_ENV.get(group, {}), **dict(getattr(model_cls, "worker_env", {}) or {})}
     return EmbedResources(
         n_actors=int(n_actors),
         num_cpus=per_actor,
@@ -183,4 +212,26 @@ def plan_resources(
         env_vars=env if group != "default" else {},
         resources=custom,
         decode_tasks=decode_tasks,
+    )
+
+
+def _fused(
+    res: Any, cpus: float, cluster_resources: Mapping[str, float] | None, group: str, env: dict[str, str]
+) -> EmbedResources:
+    """Resources when the model runs inside the decode tasks: tasks of ``embed_num_cpus`` CPUs (at most the
+    cluster's), on one node as many at once as fit (``decode_max_tasks`` sets it)."""
+    per_task = _round(min(float(res.embed_num_cpus), cpus))
+    tasks: int | None = getattr(res, "decode_max_tasks", None)
+    if not tasks and _nodes(cluster_resources) <= 1:
+        tasks = max(1, int(cpus / per_task + 1e-6))
+    return EmbedResources(
+        n_actors=0,
+        num_cpus=0.0,
+        num_gpus=0.0,
+        threads=max(1, round(per_task)),
+        decode_num_cpus=per_task,
+        process_group=group,
+        env_vars=env if group != "default" else {},
+        decode_tasks=tasks,
+        fused=True,
     )

@@ -329,3 +329,43 @@ class Embed:
         if self.keep_frames:
             out["frames"] = _object_array(frames_out)
         return out
+
+
+#: models built in this worker process by :class:`DecodeEmbed` (key: model config, keep_frames, threads)
+_PROCESS_EMBEDDERS: dict[tuple[str, bool, int | None], Embed] = {}
+
+
+class DecodeEmbed:
+    """Decode task UDF with the model inside (``run.resources.embed_in_decode``): :class:`DecodeDeform`, then
+    :class:`Embed` on each batch it emits — one stage, no actor pool, no audio through the object store.
+
+    The model is built on a worker process's first task and kept for its later ones (a light model costs
+    microseconds to build; a full one, under ``embed_in_decode: always``, is loaded once per process)."""
+
+    def __init__(
+        self,
+        decode: DecodeDeform,
+        model_cfg: Any,
+        keep_frames: bool = False,
+        threads: int | None = None,
+        batch_size: int | None = None,
+    ) -> None:
+        self.decode = decode
+        self.model_cfg = model_cfg
+        self.keep_frames = keep_frames
+        self.threads = threads
+        self.batch_size = batch_size
+
+    def _embedder(self) -> Embed:
+        cfg = self.model_cfg
+        key = (cfg.model_dump_json() if hasattr(cfg, "model_dump_json") else repr(cfg), self.keep_frames, self.threads)
+        if key not in _PROCESS_EMBEDDERS:
+            _PROCESS_EMBEDDERS[key] = Embed(cfg, self.keep_frames, self.threads)
+        return _PROCESS_EMBEDDERS[key]
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        embed = self._embedder()
+        for table in self.decode(batch):
+            step = self.batch_size or table.num_rows
+            for start in range(0, table.num_rows, max(step, 1)):
+                yield embed(table.slice(start, step))

@@ -22,10 +22,12 @@ class EmbedSummary:
     audio_seconds: float = 0.0
     wall_s: float = 0.0
     partitions_completed: list[str] = field(default_factory=list)
-    #: Ray Data operators of the last pipeline (decode and embed stay separate)
+    #: Ray Data operators of the last pipeline (decode and embed stay separate unless the model is light)
     operators: list[str] = field(default_factory=list)
     #: resources of each model's stage
     resources: dict[str, str] = field(default_factory=dict)
+    #: processes that ran each model at once: its actors, or its decode tasks when it ran inside them
+    model_processes: dict[str, int] = field(default_factory=dict)
     #: tracks whose chunks were in flight when a stream stopped (recomputed next time)
     abandoned: int = 0
     #: error records deleted by ``--retry-errors`` (their tracks were computed again)
@@ -49,6 +51,7 @@ class EmbedSummary:
         self.partitions_completed += other.partitions_completed
         self.operators = other.operators or self.operators
         self.resources.update(other.resources)
+        self.model_processes.update(other.model_processes)
         self.abandoned += other.abandoned
         self.retried += other.retried
         self.startup_s += other.startup_s

@@ -1,5 +1,6 @@
 """The engine on a real embedded Ray: chunked long files, frames, all-split deformation, provenance,
-bit-identical reruns, separate (unfused) stages, resume after a failure injected in a UDF, the decode
+bit-identical reruns (also across the model's placement: decode tasks or actor pool), separate
+(unfused) stages for actor-pool models and one stage for light ones, resume after a failure injected in a UDF, the decode
 stage's task cap in a live stream, isolated process groups and GPU requests."""
 
 from __future__ import annotations
@@ -87,8 +88,8 @@ def two_runs(ray_session, rendered_notes, tmp_path_factory):
     root = tmp_path_factory.mktemp("engine")
     manifest = _manifest(rendered_notes, root, 10, long_file=True)
     kw = {"keep_frames": True, "deform_splits": ["train", "validation", "test"]}
-    a = _embed(_config(root, manifest, str(root / "store-a"), **kw))
-    b = _embed(_config(root, manifest, f"file://{root}/store-b", **kw))
+    a = _embed(_config(root, manifest, str(root / "store-a"), **kw))  # mfcc-stats is light: in the decode tasks
+    b = _embed(_config(root, manifest, f"file://{root}/store-b", resources={"embed_in_decode": "never"}, **kw))
     return root, a, b
 
 
@@ -129,6 +130,7 @@ def test_provenance_in_manifest_and_rows(two_runs):
 
 
 def test_reruns_are_bit_identical(two_runs):
+    """A rerun — here also with the model moved from the decode tasks to an actor pool — writes the same bits."""
     root, _, _ = two_runs
     for sid in ("clean", "D1"):
         a = pq.read_table(root / "store-a" / "notes" / "mfcc-stats" / sid).sort_by("track_id")
@@ -138,9 +140,14 @@ def test_reruns_are_bit_identical(two_runs):
 
 
 def test_decode_and_embed_are_separate_stages(two_runs):
-    _, summary, _ = two_runs
-    assert summary.operators[-2:] == ["MapBatches(DecodeDeform)", "MapBatches(Embed)"]
-    assert not any("->" in op for op in summary.operators)
+    _, fused, pool = two_runs
+    assert pool.operators[-2:] == ["MapBatches(DecodeDeform)", "MapBatches(Embed)"]
+    assert not any("->" in op for op in pool.operators)
+    assert "2 embedding actor(s)" in pool.resources["mfcc-stats"] and pool.model_processes["mfcc-stats"] == 2
+    # a light model under embed_in_decode: auto runs inside the decode tasks: one stage, no actor pool, one task
+    # per CPU (the session's Ray has 2)
+    assert fused.operators[-1] == "MapBatches(DecodeEmbed)" and "MapBatches(Embed)" not in fused.operators
+    assert "inside the decode tasks" in fused.resources["mfcc-stats"] and fused.model_processes["mfcc-stats"] == 2
 
 
 class FailingDecode(DecodeDeform):

@@ -236,6 +236,77 @@ def test_resources_isolated_process_group():
     assert env == {"REPEVAL_PROCESS_GROUP": "tf", "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "EXTRA": "1"}
 
 
+class _Light(_CPU):
+    light = True
+
+
+def test_light_models_run_inside_the_decode_tasks() -> None:
+    """``embed_in_decode: auto`` puts a light model (handcrafted features) in the decode tasks — one task per CPU
+    on one node, no actor pool — and keeps every other model, and a light one given an actor pool's settings, in
+    actors; ``always`` and ``never`` override it, and a fused model keeps its process group."""
+    import ray.data
+
+    from repeval.models import resolve_model
+
+    for mid in ("mfcc-stats", "logmel-stats", "chroma-stats"):
+        assert resolve_model(EmbeddingModelConfig(id=mid))[0].cls.light, mid
+    assert not resolve_model(EmbeddingModelConfig(id="msd-musicnn"))[0].cls.light
+
+    light = plan_resources(_Light, ResourcesConfig(), cluster_cpus=2, cluster_gpus=0)
+    assert (
+        light.fused and light.n_actors == 0 and (light.decode_tasks, light.decode_num_cpus, light.threads) == (2, 1, 1)
+    )
+    kw = light.decode_kwargs()
+    assert kw["num_cpus"] == 1 and kw["compute"].size == 2 and "runtime_env" not in kw
+    assert "inside the decode tasks" in light.describe() and "2 at once" in light.describe()
+    assert plan_resources(_Light, ResourcesConfig(embed_num_cpus=2), 16, 0).decode_tasks == 8
+    assert plan_resources(_Light, ResourcesConfig(decode_max_tasks=3), 16, 0).decode_tasks == 3
+    nodes = {"CPU": 18.0, "node:10.0.0.1": 1.0, "node:10.0.0.2": 1.0}
+    assert plan_resources(_Light, ResourcesConfig(), 18, 0, nodes).decode_tasks is None  # Ray Data sizes it there
+    # an actor pool's settings name an actor pool; a model that is not light never moves under auto
+    for res in (ResourcesConfig(embed_actors=1), ResourcesConfig(embed_in_decode="never")):
+        assert not plan_resources(_Light, res, 2, 0).fused
+    cluster = {"CPU": 4.0, "embed": 2.0}
+    assert not plan_resources(_Light, ResourcesConfig(embed_resources={"embed": 1}), 4, 0, cluster).fused
+    assert not plan_resources(_CPU, ResourcesConfig(), 2, 0).fused
+    # always: any model, with its process group's environment on the tasks
+    tf = plan_resources(_TF, ResourcesConfig(embed_in_decode="always"), 2, 0)
+    assert tf.fused and tf.decode_kwargs()["runtime_env"]["env_vars"]["REPEVAL_PROCESS_GROUP"] == "tf"
+    assert isinstance(tf.decode_kwargs()["compute"], ray.data.TaskPoolStrategy)
+    with pytest.raises(ValueError, match="embed_in_decode"):
+        ResourcesConfig(embed_in_decode="sometimes")  # type: ignore[arg-type]
+
+
+def test_decode_embed_equals_decode_then_embed(files) -> None:
+    """The fused UDF yields what DecodeDeform followed by Embed yields (here in this process), cuts the decoded
+    batches at the model's ``batch_size``, and builds the model once per process."""
+    from repeval.pipeline import stages
+    from repeval.pipeline.stages import DecodeEmbed
+
+    names = ["short", "long", "bad"]
+    batch = {
+        "track_id": np.array(names),
+        "audio_path": np.array([str(files / f"{n}.wav") for n in names]),
+        "split": np.array(["test"] * len(names)),
+        "scenarios": [np.array(["clean", "D1"]) for _ in names],
+    }
+    mcfg = EmbeddingModelConfig(id="mfcc-stats")
+    decode = DecodeDeform(SR, {"D1": NOISE}, 3, chunk_s=5.0)
+    expected = [Embed(mcfg, threads=1)(t) for t in decode(batch)]
+    stages._PROCESS_EMBEDDERS.clear()
+    got = list(DecodeEmbed(decode, mcfg, threads=1, batch_size=3)(batch))
+    assert len(stages._PROCESS_EMBEDDERS) == 1
+    list(DecodeEmbed(decode, mcfg, threads=1)(batch))
+    assert len(stages._PROCESS_EMBEDDERS) == 1  # the second task reused the built model
+    n = sum(len(b["track_id"]) for b in expected)
+    assert n > 3 and all(len(b["track_id"]) <= 3 for b in got) and sum(len(b["track_id"]) for b in got) == n
+    for key in ("track_id", "scenario", "chunk", "error", "deformation_params"):
+        assert np.concatenate([b[key] for b in got]).tolist() == np.concatenate([b[key] for b in expected]).tolist()
+    np.testing.assert_array_equal(
+        np.concatenate([b["embedding"] for b in got]), np.concatenate([b["embedding"] for b in expected])
+    )
+
+
 def test_threads_limited_in_the_actor(files):
     from threadpoolctl import threadpool_info
 

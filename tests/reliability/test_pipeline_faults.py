@@ -146,8 +146,9 @@ def _descends_from(pid: int, ancestor: int) -> bool:
     return False
 
 
-def embed_actors() -> dict[int, str]:
-    """Ray Data's embedding actors started by *this* test process's Ray (never anyone else's)."""
+def embed_actors(stage: str = "MapBatches(Embed)") -> dict[int, str]:
+    """The worker processes running ``stage`` (the embedding actors, or the tasks a light model runs in) started by
+    *this* test process's Ray (never anyone else's)."""
     out = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -156,16 +157,20 @@ def embed_actors() -> dict[int, str]:
             title = Path(f"/proc/{d}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:
             continue
-        if title.startswith("ray::") and "MapBatches(Embed)" in title and _descends_from(int(d), os.getpid()):
+        if title.startswith("ray::") and stage in title and _descends_from(int(d), os.getpid()):
             out[int(d)] = title
     return out
 
 
-def test_kill9_of_an_embedding_actor_mid_run(ray_session, fault_catalog, reference_run, tmp_path):
-    """An embedding actor is killed with -9 while it computes; Ray Data restarts it (``max_restarts=-1``,
-    ``max_task_retries=-1`` are its defaults for actor pools) and the run completes with every row once,
-    equal bit for bit to the uninterrupted reference run."""
-    cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [experiment(fault_catalog, [SLOW_MODEL])]))
+@pytest.mark.parametrize("placement", ["never", "auto"])
+def test_kill9_of_an_embedding_worker_mid_run(ray_session, fault_catalog, reference_run, tmp_path, placement):
+    """A process embedding audio is killed with -9 while it computes, and the run completes with every row once,
+    equal bit for bit to the uninterrupted reference run. ``never``: an actor of the model's pool, which Ray Data
+    restarts (``max_restarts=-1``, ``max_task_retries=-1`` are its defaults for actor pools); ``auto``: the
+    worker of a decode task the light model runs in (``embed_in_decode``), whose task Ray retries."""
+    stage = "MapBatches(Embed)" if placement == "never" else "MapBatches(DecodeEmbed)"
+    exp = experiment(fault_catalog, [SLOW_MODEL])
+    cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [exp], resources={"embed_in_decode": placement}))
     ctx = runner.make_context(cfg)
     store = EmbeddingStore(str(tmp_path / "store"))
     names = [f"tones/{SLOW_MODEL['id']}/{s}" for s in ("clean", "D1")]
@@ -175,7 +180,7 @@ def test_kill9_of_an_embedding_actor_mid_run(ray_session, fault_catalog, referen
     def killer() -> None:
         first_ticks: dict[int, int] = {}
         while not finished.is_set():
-            for pid, title in embed_actors().items():
+            for pid, title in embed_actors(stage).items():
                 if "__init__" in title:
                     continue
                 try:
@@ -200,7 +205,8 @@ def test_kill9_of_an_embedding_actor_mid_run(ray_session, fault_catalog, referen
     finally:
         finished.set()
         t.join(timeout=30)
-    assert killed, "no embedding actor was killed: the run ended before the fault point"
+    assert killed, f"no {stage} worker was killed: the run ended before the fault point"
+    assert stage in summary.operators, summary.operators
     assert not Path(f"/proc/{killed['pid']}").exists()
     total = 24 + 4
     assert (summary.computed, summary.skipped, summary.errors) == (total, 0, 0)
