@@ -52,6 +52,11 @@ __all__ = ["EmbedSummary", "embed_experiment", "embed_experiments", "model_chunk
 #: 32 rows and embedding batches of 16: 16.5 s; 64 and 32: 15.0 s; 128 and 32: 14.5 s but the first rows
 #: 0.7 s later). A decode task's output is cut at ``MAX_BATCH_SAMPLES`` whatever the block size.
 MAX_BLOCK_ROWS = 64
+#: the same when a light model runs inside the decode tasks (nothing goes to an actor, so nothing waits for the
+#: first block): Ray Data notices a finished task on a 0.1 s tick and starts the next one a few tenths of a second
+#: later, so tasks must last longer than that (2,000 clips of 3 s, mfcc-stats, 2 CPUs, execution only: 64-row
+#: tasks of ~0.25 s ran about one at a time, 9.1–9.3 s; 250-row tasks of ~1 s, 7.4 s)
+FUSED_MAX_BLOCK_ROWS = 256
 #: chunks per embedding call when the model config does not set ``batch_size`` (fewer in a short stream)
 DEFAULT_EMBED_BATCH = 32
 
@@ -319,10 +324,11 @@ def _stored_version(part: Any) -> str | None:
     return None
 
 
-def _blocks(todo: pa.Table, n_cpus: float) -> list[pa.Table]:
-    """Slices of the to-do table, one Ray Data block each (enough blocks to keep every CPU busy)."""
+def _blocks(todo: pa.Table, n_cpus: float, max_rows: int = MAX_BLOCK_ROWS) -> list[pa.Table]:
+    """Slices of the to-do table, one Ray Data block each (at most ``max_rows``; at least four per CPU, so the
+    last tasks do not leave CPUs idle)."""
     n = todo.num_rows
-    size = max(1, min(MAX_BLOCK_ROWS, math.ceil(n / max(4 * n_cpus, 1))))
+    size = max(1, min(max_rows, math.ceil(n / max(4 * n_cpus, 1))))
     return [todo.slice(i, size) for i in range(0, n, size)]
 
 
@@ -363,7 +369,7 @@ def _run_pipeline(
     ctx.enable_progress_bars = bool(show)
 
     inp = todo.select(["track_id", "audio_path", "split", "scenarios"])
-    blocks = _blocks(inp, cluster_cpus())
+    blocks = _blocks(inp, cluster_cpus(), FUSED_MAX_BLOCK_ROWS if res.fused else MAX_BLOCK_ROWS)
     ds: Any = ray.data.from_arrow(blocks)
     decode = DecodeDeform(st.sample_rate, st.steps, run.seed, chunk_s=st.chunk_s, scenario_ids=st.keys, seed_ids=sids)
     # a callable instance runs as stateless tasks; the Embed class runs as an actor pool
