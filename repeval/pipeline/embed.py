@@ -354,11 +354,9 @@ def _run_pipeline(
     n_expected = int(pc.sum(pc.list_value_length(todo.column("scenarios"))).as_py() or 0)
     # a short stream gets smaller batches: about four per actor, or the last batches leave actors idle
     summary.model_processes[mcfg.id] = res.n_actors or res.decode_tasks or max(1, int(cluster_cpus()))
-    if res.fused:  # the model runs in the decode tasks: one call per decoded batch unless the config says
-        batch_size = mcfg.batch_size
-        summary.resources[mcfg.id] = res.describe() + (
-            f"; {batch_size} chunks per embedding call" if batch_size else ""
-        )
+    if res.fused:  # the model runs in the decode tasks, in calls of batch_size chunks like an actor's
+        batch_size = mcfg.batch_size or DEFAULT_EMBED_BATCH
+        summary.resources[mcfg.id] = f"{res.describe()}; {batch_size} chunks per embedding call"
     else:
         batch_size = mcfg.batch_size or max(1, min(DEFAULT_EMBED_BATCH, math.ceil(n_expected / (4 * res.n_actors))))
         summary.resources[mcfg.id] = f"{res.describe()}; {batch_size} chunks per embedding call"

@@ -337,7 +337,9 @@ _PROCESS_EMBEDDERS: dict[tuple[str, bool, int | None], Embed] = {}
 
 class DecodeEmbed:
     """Decode task UDF with the model inside (``run.resources.embed_in_decode``): :class:`DecodeDeform`, then
-    :class:`Embed` on each batch it emits — one stage, no actor pool, no audio through the object store.
+    :class:`Embed` on each batch it emits, ``batch_size`` chunks per call (as an actor's batches: a model's memory
+    is bounded by its batch, whatever the task's size) — one stage, no actor pool, no audio through the object
+    store.
 
     The model is built on a worker process's first task and kept for its later ones (a light model costs
     microseconds to build; a full one, under ``embed_in_decode: always``, is loaded once per process)."""
