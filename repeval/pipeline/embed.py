@@ -352,14 +352,12 @@ def _run_pipeline(
     run = cfg.run
     mcfg, parts, provenance, sids = st.mcfg, st.parts, st.provenance, st.sids
     n_expected = int(pc.sum(pc.list_value_length(todo.column("scenarios"))).as_py() or 0)
-    # a short stream gets smaller batches: about four per actor, or the last batches leave actors idle
-    summary.model_processes[mcfg.id] = res.n_actors or res.decode_tasks or max(1, int(cluster_cpus()))
     if res.fused:  # the model runs in the decode tasks, in calls of batch_size chunks like an actor's
         batch_size = mcfg.batch_size or DEFAULT_EMBED_BATCH
-        summary.resources[mcfg.id] = f"{res.describe()}; {batch_size} chunks per embedding call"
-    else:
+    else:  # a short stream gets smaller batches: about four per actor, or the last batches leave actors idle
         batch_size = mcfg.batch_size or max(1, min(DEFAULT_EMBED_BATCH, math.ceil(n_expected / (4 * res.n_actors))))
-        summary.resources[mcfg.id] = f"{res.describe()}; {batch_size} chunks per embedding call"
+    summary.resources[mcfg.id] = f"{res.describe()}; {batch_size} chunks per embedding call"
+    summary.model_processes[mcfg.id] = res.n_actors or res.decode_tasks or max(1, int(cluster_cpus()))
     ctx = DataContext.get_current()
     old_bars = ctx.enable_progress_bars
     # without a terminal Ray Data replaces its bars with a progress log line every few seconds: keep logs clean
@@ -373,7 +371,7 @@ def _run_pipeline(
     # a callable instance runs as stateless tasks; the Embed class runs as an actor pool
     # one batch per block: a larger batch_size would make Ray Data bundle several blocks into one task
     block_rows = max(b.num_rows for b in blocks)
-    if res.fused:  # a light model: decoded and embedded in the same task (resources.embed_in_decode)
+    if res.fused:  # decoded and embedded in the same task (a light model, or run.resources.embed_in_decode: always)
         fused = DecodeEmbed(decode, mcfg, run.keep_frames, res.threads, batch_size)
         ds = ds.map_batches(fused, batch_size=block_rows, **res.decode_kwargs())
     else:

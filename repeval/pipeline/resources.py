@@ -22,7 +22,8 @@ Rules (all decided on the driver from what Ray reports, so they are unit-testabl
   vs essentia's bundled TensorFlow cannot share a process) gets a ``runtime_env`` of its own;
   Ray keys worker processes by runtime environment, so those actors never run in a process that
   served another group, nor does any later task reuse theirs.
-- **No fusion**: decode and embed requests always differ, so Ray Data keeps them as two stages.
+- **No fusion** of an actor pool: decode and embed requests always differ, so Ray Data keeps them as
+  two stages.
 - **Light models in the decode tasks** (``resources.embed_in_decode``): a model that declares itself
   ``light`` (handcrafted features: no weights, built in microseconds, single-threaded numpy) runs
   inside the decode tasks instead — one stage of ``embed_num_cpus``-CPU tasks, as many at once as

@@ -331,7 +331,8 @@ class Embed:
         return out
 
 
-#: models built in this worker process by :class:`DecodeEmbed` (key: model config, keep_frames, threads)
+#: the model :class:`DecodeEmbed` built in this worker process (key: model config, keep_frames, threads); only the
+#: latest is kept, so a process that serves one model's stream after another's does not hold both
 _PROCESS_EMBEDDERS: dict[tuple[str, bool, int | None], Embed] = {}
 
 
@@ -342,7 +343,8 @@ class DecodeEmbed:
     store.
 
     The model is built on a worker process's first task and kept for its later ones (a light model costs
-    microseconds to build; a full one, under ``embed_in_decode: always``, is loaded once per process)."""
+    microseconds to build; a full one, under ``embed_in_decode: always``, is loaded once per process and
+    released when the process builds another)."""
 
     def __init__(
         self,
@@ -362,6 +364,7 @@ class DecodeEmbed:
         cfg = self.model_cfg
         key = (cfg.model_dump_json() if hasattr(cfg, "model_dump_json") else repr(cfg), self.keep_frames, self.threads)
         if key not in _PROCESS_EMBEDDERS:
+            _PROCESS_EMBEDDERS.clear()
             _PROCESS_EMBEDDERS[key] = Embed(cfg, self.keep_frames, self.threads)
         return _PROCESS_EMBEDDERS[key]
 

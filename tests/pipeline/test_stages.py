@@ -309,8 +309,12 @@ def test_decode_embed_equals_decode_then_embed(files) -> None:
     stages._PROCESS_EMBEDDERS.clear()
     got = list(DecodeEmbed(decode, mcfg, threads=1, batch_size=3)(batch))
     assert len(stages._PROCESS_EMBEDDERS) == 1
+    built = next(iter(stages._PROCESS_EMBEDDERS.values()))
     list(DecodeEmbed(decode, mcfg, threads=1)(batch))
-    assert len(stages._PROCESS_EMBEDDERS) == 1  # the second task reused the built model
+    assert list(stages._PROCESS_EMBEDDERS.values()) == [built]  # the second task reused the built model
+    other = EmbeddingModelConfig(id="logmel-stats")
+    list(DecodeEmbed(decode, other, threads=1)(batch))
+    assert len(stages._PROCESS_EMBEDDERS) == 1 and built not in stages._PROCESS_EMBEDDERS.values()  # released
     n = sum(len(b["track_id"]) for b in expected)
     assert n > 3 and all(len(b["track_id"]) <= 3 for b in got) and sum(len(b["track_id"]) for b in got) == n
     for key in ("track_id", "scenario", "chunk", "error", "deformation_params"):
