@@ -1,7 +1,8 @@
 """The engine on a real embedded Ray: chunked long files, frames, all-split deformation, provenance,
 bit-identical reruns (also across the model's placement: decode tasks or actor pool), separate
-(unfused) stages for actor-pool models and one stage for light ones, resume after a failure injected in a UDF, the decode
-stage's task cap in a live stream, isolated process groups and GPU requests."""
+(unfused) stages for actor-pool models and one stage for models in the decode tasks, resume after a
+failure injected in a UDF, the decode stage's task cap in a live stream, isolated process groups and
+GPU requests."""
 
 from __future__ import annotations
 
