@@ -92,11 +92,20 @@ def make_plan(
     if cluster is None:
         gpu = _gpu_note(r.use_gpu, r.embed_num_gpus, gpus, " for GPU models")
         p.resources["embed actor"] = f"{r.embed_num_cpus:g} CPU{custom}{gpu}"
-        p.resources["light models"] = {
-            "auto": "inside the decode tasks (no actor pool) unless embed_actors/embed_resources is set",
-            "always": "every model inside the decode tasks (embed_in_decode: always)",
-            "never": "in actor pools like every model (embed_in_decode: never)",
-        }[r.embed_in_decode]
+        from repeval.models import resolve_model
+        from repeval.pipeline.resources import runs_in_decode_tasks
+
+        where: dict[bool, list[str]] = {True: [], False: []}
+        for m_id, m_cls in {m.id: resolve_model(m)[0].cls for e in cfg.experiments for m in e.embedding_models}.items():
+            where[runs_in_decode_tasks(m_cls, r)].append(m_id)  # light models take no GPU
+        p.resources["models run"] = (
+            "; ".join(
+                f"{', '.join(ids)} {'inside the decode tasks' if fused else 'in actor pools'}"
+                for fused, ids in sorted(where.items(), reverse=True)
+                if ids
+            )
+            + f" (embed_in_decode: {r.embed_in_decode})"
+        )
     else:
         from repeval.models import resolve_model
         from repeval.pipeline.resources import plan_resources

@@ -153,14 +153,7 @@ def plan_resources(
     use_gpu = bool(getattr(model_cls, "uses_gpu", False)) and wants_gpu(mode, res.embed_num_gpus, cluster_gpus)
     group = str(getattr(model_cls, "process_group", "default") or "default")
     env = {**PROCESS_GROUP_ENV.get(group, {}), **dict(getattr(model_cls, "worker_env", {}) or {})}
-    placement = str(getattr(res, "embed_in_decode", "auto"))
-    if placement == "always" or (
-        placement == "auto"
-        and bool(getattr(model_cls, "light", False))
-        and not use_gpu
-        and not res.embed_actors
-        and not (getattr(res, "embed_resources", None) or {})
-    ):
+    if runs_in_decode_tasks(model_cls, res, use_gpu):
         return _fused(res, cpus, cluster_resources, group, env)
     reserve = min(max(res.decode_num_cpus, cpus * DECODE_SHARE), cpus / 2)
     if use_gpu:
@@ -213,6 +206,20 @@ def plan_resources(
         env_vars=env if group != "default" else {},
         resources=custom,
         decode_tasks=decode_tasks,
+    )
+
+
+def runs_in_decode_tasks(model_cls: type, res: Any, use_gpu: bool = False) -> bool:
+    """Whether ``run.resources.embed_in_decode`` puts the model inside the decode tasks: ``always``; or ``auto``
+    for a ``light`` model that takes no GPU while neither ``embed_actors`` nor ``embed_resources`` asks for a
+    pool."""
+    placement = str(getattr(res, "embed_in_decode", "auto"))
+    return placement == "always" or (
+        placement == "auto"
+        and bool(getattr(model_cls, "light", False))
+        and not use_gpu
+        and not res.embed_actors
+        and not (getattr(res, "embed_resources", None) or {})
     )
 
 

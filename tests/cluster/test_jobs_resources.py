@@ -110,6 +110,12 @@ def test_plan_reports_requests() -> None:
     assert "probe trial:      1 CPU + 0.25 GPU" in lines and "cluster:          CPU=4, GPU=1, embed=2" in lines
     missing = make_plan(_cfg(embed_resources={"embed": 1}), cluster={"CPU": 4}).text()
     assert "cannot be placed" in missing and "ray start --resources" in missing
+    # where each model runs: the quickstart's handcrafted features inside the decode tasks unless a pool is asked for
+    assert "models run:       mfcc-stats, logmel-stats in actor pools (embed_in_decode: auto)" in text, text
+    default = make_plan(_cfg()).text()
+    assert "models run:       mfcc-stats, logmel-stats inside the decode tasks (embed_in_decode: auto)" in default
+    fused = make_plan(_cfg(), cluster={"CPU": 4}).text()
+    assert "embed mfcc-stats: model inside the decode tasks (no actor pool): tasks × 1 CPU, 4 at once" in fused, fused
 
 
 # The driver of the fake-GPU run: a node with num_gpus=1 and embed=1, the embed and train stages of a
