@@ -89,25 +89,20 @@ def make_plan(
     # resources (issue 8): the rules, or the exact requests when the cluster's resources are known
     r = cfg.run.resources
     custom = "".join(f" + {k}={v:g}" for k, v in r.embed_resources.items())
+    from repeval.models import resolve_model
+
     if cluster is None:
-        gpu = _gpu_note(r.use_gpu, r.embed_num_gpus, gpus, " for GPU models")
-        p.resources["embed actor"] = f"{r.embed_num_cpus:g} CPU{custom}{gpu}"
-        from repeval.models import resolve_model
         from repeval.pipeline.resources import runs_in_decode_tasks
 
-        where: dict[bool, list[str]] = {True: [], False: []}
-        for m_id, m_cls in {m.id: resolve_model(m)[0].cls for e in cfg.experiments for m in e.embedding_models}.items():
-            where[runs_in_decode_tasks(m_cls, r)].append(m_id)  # light models take no GPU
-        p.resources["models run"] = (
-            "; ".join(
-                f"{', '.join(ids)} {'inside the decode tasks' if fused else 'in actor pools'}"
-                for fused, ids in sorted(where.items(), reverse=True)
-                if ids
-            )
-            + f" (embed_in_decode: {r.embed_in_decode})"
-        )
+        gpu = _gpu_note(r.use_gpu, r.embed_num_gpus, gpus, " for GPU models")
+        p.resources["embed actor"] = f"{r.embed_num_cpus:g} CPU{custom}{gpu}"
+        classes = {m.id: resolve_model(m)[0].cls for e in cfg.experiments for m in e.embedding_models}
+        fused = [i for i, c in classes.items() if runs_in_decode_tasks(c, r)]  # light models take no GPU
+        pooled = [i for i in classes if i not in fused]
+        where = [f"{', '.join(fused)} inside the decode tasks"] if fused else []
+        where += [f"{', '.join(pooled)} in actor pools"] if pooled else []
+        p.resources["models run"] = f"{'; '.join(where)} (embed_in_decode: {r.embed_in_decode})"
     else:
-        from repeval.models import resolve_model
         from repeval.pipeline.resources import plan_resources
 
         gpus = float(cluster.get("GPU", 0.0))

@@ -357,7 +357,8 @@ def _run_pipeline(
     else:  # a short stream gets smaller batches: about four per actor, or the last batches leave actors idle
         batch_size = mcfg.batch_size or max(1, min(DEFAULT_EMBED_BATCH, math.ceil(n_expected / (4 * res.n_actors))))
     summary.resources[mcfg.id] = f"{res.describe()}; {batch_size} chunks per embedding call"
-    summary.model_processes[mcfg.id] = res.n_actors or res.decode_tasks or max(1, int(cluster_cpus()))
+    n_cpus = cluster_cpus()
+    summary.model_processes[mcfg.id] = res.n_actors or res.decode_tasks or max(1, int(n_cpus))
     ctx = DataContext.get_current()
     old_bars = ctx.enable_progress_bars
     # without a terminal Ray Data replaces its bars with a progress log line every few seconds: keep logs clean
@@ -365,7 +366,7 @@ def _run_pipeline(
     ctx.enable_progress_bars = bool(show)
 
     inp = todo.select(["track_id", "audio_path", "split", "scenarios"])
-    blocks = _blocks(inp, cluster_cpus(), FUSED_MAX_BLOCK_ROWS if res.fused else MAX_BLOCK_ROWS)
+    blocks = _blocks(inp, n_cpus, FUSED_MAX_BLOCK_ROWS if res.fused else MAX_BLOCK_ROWS)
     ds: Any = ray.data.from_arrow(blocks)
     decode = DecodeDeform(st.sample_rate, st.steps, run.seed, chunk_s=st.chunk_s, scenario_ids=st.keys, seed_ids=sids)
     # a callable instance runs as stateless tasks; the Embed class runs as an actor pool

@@ -152,7 +152,12 @@ def plan_resources(
     mode = str(getattr(res, "use_gpu", "auto"))
     use_gpu = bool(getattr(model_cls, "uses_gpu", False)) and wants_gpu(mode, res.embed_num_gpus, cluster_gpus)
     group = str(getattr(model_cls, "process_group", "default") or "default")
-    env = {**PROCESS_GROUP_ENV.get(group, {}), **dict(getattr(model_cls, "worker_env", {}) or {})}
+    # an isolated process group's environment (the default group runs in Ray's plain workers)
+    env = (
+        {**PROCESS_GROUP_ENV.get(group, {}), **dict(getattr(model_cls, "worker_env", {}) or {})}
+        if group != "default"
+        else {}
+    )
     if runs_in_decode_tasks(model_cls, res, use_gpu):
         return _fused(res, cpus, cluster_resources, group, env)
     reserve = min(max(res.decode_num_cpus, cpus * DECODE_SHARE), cpus / 2)
@@ -203,7 +208,7 @@ def plan_resources(
         threads=max(1, round(per_actor)),
         decode_num_cpus=decode,
         process_group=group,
-        env_vars=env if group != "default" else {},
+        env_vars=env,
         resources=custom,
         decode_tasks=decode_tasks,
     )
@@ -239,7 +244,7 @@ def _fused(
         threads=max(1, round(per_task)),
         decode_num_cpus=per_task,
         process_group=group,
-        env_vars=env if group != "default" else {},
+        env_vars=env,
         decode_tasks=tasks,
         fused=True,
     )

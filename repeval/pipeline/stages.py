@@ -361,11 +361,10 @@ class DecodeEmbed:
         self.batch_size = batch_size
 
     def _embedder(self) -> Embed:
-        cfg = self.model_cfg
-        key = (cfg.model_dump_json() if hasattr(cfg, "model_dump_json") else repr(cfg), self.keep_frames, self.threads)
+        key = (self.model_cfg.model_dump_json(), self.keep_frames, self.threads)
         if key not in _PROCESS_EMBEDDERS:
             _PROCESS_EMBEDDERS.clear()
-            _PROCESS_EMBEDDERS[key] = Embed(cfg, self.keep_frames, self.threads)
+            _PROCESS_EMBEDDERS[key] = Embed(self.model_cfg, self.keep_frames, self.threads)
         return _PROCESS_EMBEDDERS[key]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:

@@ -422,9 +422,10 @@ class _Group:
                 )  # fmt: skip
             return
         reports, states = got
-        out.trial_seconds += float((r.metrics or {}).get("train_seconds", 0.0))
-        if (r.metrics or {}).get("mkl"):
-            out.mkl.add(str(r.metrics["mkl"]))
+        metrics = r.metrics or {}
+        out.trial_seconds += float(metrics.get("train_seconds", 0.0))
+        if metrics.get("mkl"):
+            out.mkl.add(str(metrics["mkl"]))
         by_point: dict[int, list[tuple[Member, dict[str, Any]]]] = {}
         for m, rep in zip(unit.members, reports, strict=True):
             name = m.name + name_suffix
