@@ -4,7 +4,9 @@
    Gaussians, 70/15/15 split): repeval (Ray Tune, vectorised stacks) vs the same configurations
    trained one after another in this process with a plain PyTorch loop (``nn.Sequential``,
    ``nn.Dropout``, ``torch.optim.Adam``, same early stopping and selection). Target ≥ 5× and the
-   selected configuration's test accuracy within 0.01.
+   selected configuration's test accuracy within 0.01. Then repeval again with ``precision: bf16``
+   (bfloat16 layer products: not the loop's arithmetic, so no target) and, with ``--bf16-loop``, the
+   loop under ``torch.autocast(bfloat16)`` for a like-for-like ratio.
 2. The thesis probes M1–M5 on the same table: repeval vs mir_ref's training in Keras (Dense +
    ReLU, L2 1e-5 on kernels and biases, Adam 1e-3, batch 100, 100 epochs, EarlyStopping on
    val_loss with patience 10, best val_accuracy model kept), run in a subprocess when TensorFlow
@@ -49,6 +51,7 @@ from warm import wait_for_ray_workers
 
 from repeval.config import parse_config
 from repeval.probes import ProbeData, resolve_hidden_units
+from repeval.probes.model import native_bf16
 from repeval.probes.synthetic import gaussian_probe_data
 from repeval.probes.train import Preprocess
 from repeval.tuning.search import expand_all
@@ -130,8 +133,10 @@ class PeakRSS:
 # ----------------------------------------------------------------- the plain baseline
 
 
-def plain_train(cfg, data: ProbeData, seed: int) -> tuple[float, float, int]:
-    """A plain PyTorch loop for one configuration: (best val accuracy, its test accuracy, epochs)."""
+def plain_train(cfg, data: ProbeData, seed: int, precision: str = "fp32") -> tuple[float, float, int]:
+    """A plain PyTorch loop for one configuration: (best val accuracy, its test accuracy, epochs). With
+    ``precision="bf16"`` the forward passes run under ``torch.autocast`` (bfloat16 products)."""
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
     torch.manual_seed(seed)
     order = torch.Generator().manual_seed(seed)
     prep = Preprocess(data.x_train, cfg.standardize, None)
@@ -155,10 +160,12 @@ def plain_train(cfg, data: ProbeData, seed: int) -> tuple[float, float, int]:
         for s in range(0, len(xt), cfg.batch_size):
             i = perm[s : s + cfg.batch_size]
             opt.zero_grad()
-            nn.functional.cross_entropy(model(xt[i]), yt[i]).backward()
+            with autocast:
+                logits = model(xt[i])
+            nn.functional.cross_entropy(logits.float(), yt[i]).backward()
             opt.step()
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), autocast:
             acc = (model(xv).argmax(1) == yv).float().mean().item()
         if acc > best:
             best, since = acc, 0
@@ -169,16 +176,18 @@ def plain_train(cfg, data: ProbeData, seed: int) -> tuple[float, float, int]:
             break
     model.load_state_dict(best_state)
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), autocast:
         test_acc = float((model(xs).argmax(1).numpy() == y_test).mean())
     return best, test_acc, epochs
 
 
-def sequential(points, data: ProbeData, seed: int = 0) -> tuple[float, list[tuple[str, float, float, int]]]:
+def sequential(
+    points, data: ProbeData, seed: int = 0, precision: str = "fp32"
+) -> tuple[float, list[tuple[str, float, float, int]]]:
     t0 = time.perf_counter()
     out = []
     for i, p in enumerate(points, 1):
-        best, test_acc, epochs = plain_train(p.config, data, seed)
+        best, test_acc, epochs = plain_train(p.config, data, seed, precision)
         out.append((p.name, best, test_acc, epochs))
         if i % 24 == 0:
             print(f"    … {i}/{len(points)} configurations, {time.perf_counter() - t0:.0f} s", flush=True)
@@ -360,6 +369,12 @@ def main() -> None:
     ap.add_argument("--asha-grace", type=int, default=10, help="Jukemir grid with ASHA: grace period (epochs)")
     ap.add_argument("--groups", type=int, default=6, help="--only groups: number of groups")
     ap.add_argument(
+        "--bf16-loop",
+        action="store_true",
+        help="Jukemir grid: also time the sequential loop under torch.autocast(bfloat16), for a like-for-like "
+        "ratio with repeval's precision: bf16 (about 6 more minutes)",
+    )
+    ap.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -416,6 +431,23 @@ def main() -> None:
                 epochs_seq = sum(r[3] for r in seq)
                 epochs_rep = sum(p.get("epochs") or 0 for p in g.probes)
                 print(f"  epochs trained: sequential {epochs_seq}, repeval {epochs_rep}")
+                # bf16 products (precision: bf16): not the loop's arithmetic, so no target — how much a CPU with
+                # bf16 units gives, and how far the selected probe's test accuracy moves
+                wall_b, gb = run_repeval([{**spec, "precision": "bf16"}], data, storage)
+                overheads.append(("jukemir bf16", wall_b, gb))
+                sel_b = next(p for p in gb.probes if p["selected"])
+                acc_b = test_accuracy(gb, "jukemir")
+                print(f"  repeval, precision: bf16 ({'native' if native_bf16() else 'EMULATED'} bf16 on this CPU): "
+                      f"{wall_b:.1f} s; selected {sel_b['probe']} (val {sel_b['best_criterion']:.4f}) test acc "
+                      f"{acc_b:.4f}; {sum(p.get('epochs') or 0 for p in gb.probes)} epochs")  # fmt: skip
+                print(f"    {wall_r / wall_b:.2f}× repeval fp32; {wall_s / wall_b:.1f}× the fp32 sequential loop "
+                      f"(not the same arithmetic: no target); test accuracy difference {abs(acc_b - best[2]):.4f}")  # fmt: skip
+                if args.bf16_loop:
+                    wall_sb, seq_b = sequential(points, data, precision="bf16")
+                    best_b = max(seq_b, key=lambda r: r[1])
+                    print(f"  sequential plain PyTorch, autocast bf16: {wall_sb:.1f} s; selected {best_b[0]} test acc "
+                          f"{best_b[2]:.4f} → repeval bf16 {wall_sb / wall_b:.1f}× (like for like); test accuracy "
+                          f"difference {abs(acc_b - best_b[2]):.4f}")  # fmt: skip
                 # the issue's optional scheduler: less work than the sequential loop, so no target — how much
                 # faster a user gets a selected probe, and how far its test accuracy moves
                 asha = {"type": "asha", "grace_period": args.asha_grace, "reduction_factor": 3}

@@ -272,6 +272,10 @@ class ProbeConfig(Strict):
     val_every: int = Field(default=1, ge=1)
     #: stop after this many optimiser steps (an extra budget next to ``epochs``)
     max_steps: int | None = Field(default=None, ge=1)
+    #: arithmetic of the layer products: ``fp32``, or ``bf16`` (bfloat16 products; parameters, optimiser
+    #: state, activations and the loss stay float32). bf16 trains MLP probes ~1.5x faster on CPUs with
+    #: AVX512-BF16 or AMX and on GPUs with bf16 units (slower where the CPU emulates it), to bf16 rounding
+    precision: Literal["fp32", "bf16"] = "fp32"
     #: a named probe protocol expanded into one or more configurations: ``mir_ref_thesis`` (M1-M5),
     #: ``jukemir`` (216-config grid, best by validation), ``marble``, ``hear`` (16 points); keys set
     #: next to it override the preset's values (and fix that grid axis)

@@ -147,6 +147,42 @@ class Dropout(nn.Module):
         return f"p={self.p}"
 
 
+#: ``precision`` values (``ProbeConfig.precision``) → the dtype of the layer products (``None``: float32)
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def compute_dtype(precision: str) -> torch.dtype | None:
+    """The dtype the layer products of a probe with this ``precision`` run in (``None``: float32)."""
+    try:
+        return PRECISIONS[precision]
+    except KeyError:
+        raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}") from None
+
+
+def native_bf16(device: str | torch.device = "cpu") -> bool:
+    """Whether bfloat16 products run in hardware on ``device`` (AVX512-BF16 or AMX on a CPU)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if dev.type != "cpu":
+        return True
+    cpu = getattr(torch, "cpu", None)
+    return any(bool(getattr(cpu, f, lambda: False)()) for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` whose product runs in ``compute_dtype`` (when set) and returns float32, as a probe
+    stack's layers do (:class:`repeval.probes.stacked.StackedMLP`). Same parameters and state dict."""
+
+    compute_dtype: torch.dtype | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cd = self.compute_dtype
+        if cd is None:
+            return super().forward(x)
+        return nn.functional.linear(x.to(cd), self.weight.to(cd), self.bias.to(cd)).float()
+
+
 class Probe(nn.Module):
     def __init__(
         self,
@@ -159,8 +195,10 @@ class Probe(nn.Module):
         init: str = "default",
         generator: torch.Generator | None = None,
         mask_stream: MaskStream | None = None,
+        precision: str = "fp32",
     ) -> None:
         super().__init__()
+        cd = compute_dtype(precision)
         layers: list[nn.Module] = []
         self.linears: list[nn.Linear] = []
         self.norms: list[nn.Module] = []
@@ -168,7 +206,8 @@ class Probe(nn.Module):
             layers.append(Dropout(input_dropout, mask_stream))
         prev = input_dim
         for h in [*hidden, n_outputs]:
-            lin = nn.Linear(prev, h)  # draws nn.Linear's default init from the global RNG
+            lin = Linear(prev, h)  # draws nn.Linear's default init from the global RNG
+            lin.compute_dtype = cd
             if generator is not None:  # the canonical sequence, from the probe's own generator
                 init_linear_(lin.weight, lin.bias, init, first=not self.linears, generator=generator)
             else:
@@ -205,4 +244,5 @@ def build_probe(cfg: object, input_dim: int, n_outputs: int, generator: torch.Ge
         getattr(cfg, "hidden_norm", "none"),
         getattr(cfg, "init", "default"),
         generator,
+        precision=getattr(cfg, "precision", "fp32"),
     )

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from repeval.probes.model import MaskStream, Probe, init_linear_
+from repeval.probes.model import MaskStream, Probe, compute_dtype, init_linear_
 
 BN_EPS = 1e-5
 #: per-probe sizes that are multiples of this are updated a run of probes at a time (see StackedOptimizer.step)
@@ -64,8 +64,11 @@ class StackedMLP:
         hidden_norm: str = "none",
         init: Sequence[str] | str = "default",
         device: str = "cpu",
+        precision: str = "fp32",
     ) -> None:
         self.dims = list(dims)
+        self.precision = precision
+        self.compute_dtype = compute_dtype(precision)
         self.device = torch.device(device)
         self.k = len(generators)
         self.generators = list(generators)
@@ -230,8 +233,12 @@ class StackedMLP:
         """``x``: ``(K, B, in)`` (or ``(V, B, in)`` with ``shared``, see :meth:`_input`) → logits ``(K, B, out)``."""
         x = self._input(x, shared, train)
         last = len(self.weights) - 1
+        cd = self.compute_dtype
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            x = torch.baddbmm(b, x, w)
+            if cd is None:
+                x = torch.baddbmm(b, x, w)
+            else:  # the product in ``cd``, everything around it in float32 (the casts pass gradients back)
+                x = torch.baddbmm(b.to(cd), x.to(cd), w.to(cd)).float()
             if i == last:
                 break
             if self.hidden_norm != "none":
@@ -262,7 +269,14 @@ class StackedMLP:
         rm = [next(it)[0, 0] for _ in range(n_r)]
         rv = [next(it)[0, 0] for _ in range(n_r)]
         with torch.random.fork_rng(devices=[]):  # building the module must not move the global RNG
-            probe = Probe(self.dims[0], self.dims[1:-1], self.dims[-1], hidden_norm=self.hidden_norm, **probe_kwargs)  # type: ignore[arg-type]
+            probe = Probe(
+                self.dims[0],
+                self.dims[1:-1],
+                self.dims[-1],
+                hidden_norm=self.hidden_norm,
+                precision=self.precision,
+                **probe_kwargs,  # type: ignore[arg-type]
+            )
         with torch.no_grad():
             for lin, w, b in zip(probe.linears, ws, bs, strict=True):
                 lin.weight.copy_(w.T)

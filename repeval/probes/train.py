@@ -5,7 +5,7 @@ criterion (default per task type) decides both. The last partial batch is never 
 
 :func:`train_probes` trains a list of (configuration, seed) members. Members that share a
 :func:`group_key` (layer sizes, batch size, optimiser kind, PCA, normalisation, validation
-schedule, sampling) are trained together in one :class:`~repeval.probes.stacked.StackedMLP`;
+schedule, sampling, precision) are trained together in one :class:`~repeval.probes.stacked.StackedMLP`;
 everything else (learning rate, weight decay, dropout, standardisation, epochs, patience,
 criterion, seed) may differ inside a stack. A member follows the same trajectory in a stack as
 alone — :func:`train_probe` is the one-member case — up to floating-point rounding.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from repeval.probes.model import build_probe, resolve_hidden_units
+from repeval.probes.model import build_probe, native_bf16, resolve_hidden_units
 from repeval.probes.stacked import StackedMLP, StackedOptimizer
 from repeval.tasks import TASK_TYPES
 
@@ -171,6 +172,7 @@ def group_key(cfg: Any, data: ProbeData) -> tuple:
         cfg.hidden_norm,
         cfg.val_every,
         cfg.train_sampling,
+        cfg.precision,
     )
 
 
@@ -264,6 +266,22 @@ def train_probe(
     return train_probes([(cfg, seed)], data, on_validation=cb, device=device)[0]
 
 
+_WARNED_BF16: set[str] = set()
+
+
+def _warn_emulated_bf16(device: str) -> None:
+    """Once per process and device: ``precision: bf16`` where bf16 products are emulated (slower than fp32)."""
+    if device in _WARNED_BF16 or native_bf16(device):
+        return
+    _WARNED_BF16.add(device)
+    warnings.warn(
+        f"precision: bf16 — this {device.upper()} has no bf16 arithmetic (AVX512-BF16 or AMX), so the probes' "
+        "products are emulated and train slower than with fp32; set precision: fp32 (the default) here",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
 def _train_stack(
     members: list[tuple[Any, int]],
     data: ProbeData,
@@ -277,6 +295,8 @@ def _train_stack(
     t0 = time.perf_counter()
     task = data.task_type
     cfgs = [c for c, _ in members]
+    if cfgs[0].precision == "bf16":
+        _warn_emulated_bf16(device)
     seeds = [int(s) for _, s in members]
     n_members = len(members)
     c0 = cfgs[0]
@@ -302,6 +322,7 @@ def _train_stack(
         hidden_norm=c0.hidden_norm,
         init=[c.init for c in cfgs],
         device=device,
+        precision=c0.precision,
     )
     opt = StackedOptimizer(
         c0.optimizer, model.parameters(), [c.learning_rate for c in cfgs], [c.weight_decay for c in cfgs]

@@ -16,6 +16,7 @@ from torch import nn
 from repeval.config.schema import ProbeConfig
 from repeval.probes import ProbeData, group_key, predict, resolve_hidden_units, train_probe, train_probes
 from repeval.probes.model import Dropout, MaskStream
+from repeval.probes.stacked import StackedMLP
 from repeval.probes.synthetic import gaussian_probe_data as gaussian_data
 from repeval.probes.train import Preprocess
 
@@ -258,3 +259,45 @@ def test_probes_sharing_lr_and_weight_decay_update_together_yet_match_alone_bit_
         np.testing.assert_array_equal(r.test_scores["clean"], alone.test_scores["clean"])
         for k, v in alone.state_dict.items():
             assert torch.equal(r.state_dict[k], v), k
+
+
+def test_bf16_stack_runs_its_products_in_bfloat16_and_float32_around_them(mc_data):
+    """``precision: bf16``: each layer's product (bias included) in bfloat16, its output back in float32;
+    parameters stay float32 and receive float32 gradients."""
+    gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
+    model = StackedMLP([12, 16, 4], gens, dropout=[0.0, 0.0], input_dropout=[0.0, 0.0], precision="bf16")
+    x = torch.randn(2, 5, 12)
+    out = model.forward(x, train=True)
+    bf = torch.bfloat16
+    h = torch.relu(torch.baddbmm(model.biases[0].to(bf), x.to(bf), model.weights[0].to(bf)).float())
+    expected = torch.baddbmm(model.biases[1].to(bf), h.to(bf), model.weights[1].to(bf)).float()
+    assert out.dtype == torch.float32
+    assert torch.equal(out, expected)
+    exact = torch.baddbmm(
+        model.biases[1], torch.relu(torch.baddbmm(model.biases[0], x, model.weights[0])), model.weights[1]
+    )
+    assert not torch.equal(out, exact)  # bf16 rounding is there to see …
+    torch.testing.assert_close(out, exact, rtol=0.05, atol=0.05)  # … and only rounding
+    out.sum().backward()
+    assert all(
+        p.dtype == torch.float32 and p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters()
+    )
+
+
+def test_bf16_probes_stack_like_one_by_one_and_stay_near_fp32(mc_data):
+    grid = [c.model_copy(update={"precision": "bf16"}) for c in GRID]
+    members = [(c, s) for c in grid[::3] for s in (0, 1)]
+    together = train_probes(members, mc_data)
+    assert {group_key(c, mc_data) for c, _ in members}.isdisjoint({group_key(c, mc_data) for c in GRID})
+    for (cfg, seed), r in zip(members, together, strict=True):
+        alone = train_probe(cfg, mc_data, seed)
+        assert r.failed is None and r.best_epoch == alone.best_epoch
+        assert [h["val_loss"] for h in r.history] == pytest.approx([h["val_loss"] for h in alone.history], rel=1e-5)
+        np.testing.assert_allclose(r.test_scores["clean"], alone.test_scores["clean"], atol=1e-5)
+        # a checkpoint re-scored from its state dict (the resume path) runs in bf16 too
+        again = predict(cfg, mc_data, r.state_dict, mc_data.tests["clean"][0])
+        np.testing.assert_allclose(again, r.test_scores["clean"], atol=1e-3)
+        fp32 = train_probe(cfg.model_copy(update={"precision": "fp32"}), mc_data, seed)
+        first = r.history[0]["val_loss"], fp32.history[0]["val_loss"]
+        assert first[0] != first[1] and first[0] == pytest.approx(first[1], rel=0.02)
+        assert abs(r.best_criterion - fp32.best_criterion) <= 0.1

@@ -114,6 +114,10 @@ CASES: dict[str, tuple[Any, list[str]]] = {
         lambda d: _exp(d).update(metrics=["r2"]),
         ["experiments[0]", "does not apply to a multiclass_classification task"],
     ),
+    "unknown_precision": (
+        lambda d: _probe(d).update(precision="fp16"),
+        ["experiments[0].downstream_models[0].precision: got 'fp16'", "expected 'fp32' or 'bf16'"],
+    ),
     "criterion_metric_mismatch": (
         lambda d: _probe(d).update(save_criterion="val_r2"),
         ["downstream_models[0].save_criterion", "multiclass_classification"],
