@@ -33,3 +33,38 @@ def wait_for_ray_workers(timeout_s: float = 30.0) -> float:
         time.sleep(0.1)
     time.sleep(0.5)  # the last worker's title changes as it registers; let it finish settling
     return time.perf_counter() - t0
+
+
+#: what a decode task imports on its first call (about 2 s of CPU in a fresh worker)
+DECODE_MODULES = (
+    "ray.data",
+    "repeval.pipeline.stages",
+    "repeval.audio",
+    "repeval.deformations",
+    "repeval.models",
+    "audiomentations",
+)
+
+
+def warm_ray_workers(modules: tuple[str, ...] = DECODE_MODULES) -> list[float]:
+    """Import ``modules`` in each of the local Ray's workers — one 1-CPU task per CPU, after
+    :func:`wait_for_ray_workers` — and return each task's import seconds.
+
+    The sequential loops import the audio stack and build their model before their clocks start; this
+    does the same for the pipeline's workers, so that both sides time the same work. (An idle worker
+    runs the next task: checked while this was written, two tasks after the warm-up on 2 CPUs both
+    found the modules imported, two on a fresh Ray neither.)"""
+    wait_for_ray_workers()
+
+    def import_modules(names: list[str]) -> float:  # nested: pickled by value (workers cannot import this file)
+        import importlib
+        import time
+
+        t0 = time.perf_counter()
+        for name in names:
+            importlib.import_module(name)
+        return time.perf_counter() - t0
+
+    task = ray.remote(num_cpus=1, max_retries=0)(import_modules)
+    n = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    return ray.get([task.remote(list(modules)) for _ in range(n)])
