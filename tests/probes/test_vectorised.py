@@ -8,6 +8,8 @@ Three references: repeval's own one-probe path (``train_probe``), and a plain Py
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -301,3 +303,21 @@ def test_bf16_probes_stack_like_one_by_one_and_stay_near_fp32(mc_data):
         first = r.history[0]["val_loss"], fp32.history[0]["val_loss"]
         assert first[0] != first[1] and first[0] == pytest.approx(first[1], rel=0.02)
         assert abs(r.best_criterion - fp32.best_criterion) <= 0.1
+
+
+def test_bf16_on_a_cpu_without_bf16_units_warns_once_naming_the_fix(mc_data, monkeypatch):
+    from repeval.probes import train as train_mod
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(train_mod, "_WARNED_BF16", set())
+    cfg = GRID[0].model_copy(update={"precision": "bf16", "epochs": 1})
+    with pytest.warns(RuntimeWarning, match="precision: fp32") as record:
+        train_probe(cfg, mc_data, 0)
+        train_probe(cfg, mc_data, 1)
+    assert len([w for w in record if "bf16" in str(w.message)]) == 1
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)  # AMX alone is enough
+    monkeypatch.setattr(train_mod, "_WARNED_BF16", set())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        train_probe(cfg, mc_data, 0)
