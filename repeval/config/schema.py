@@ -273,8 +273,9 @@ class ProbeConfig(Strict):
     #: stop after this many optimiser steps (an extra budget next to ``epochs``)
     max_steps: int | None = Field(default=None, ge=1)
     #: arithmetic of the layer products: ``fp32``, or ``bf16`` (bfloat16 products; parameters, optimiser
-    #: state, activations and the loss stay float32). bf16 trains MLP probes ~1.5x faster on CPUs with
-    #: AVX512-BF16 or AMX and on GPUs with bf16 units (slower where the CPU emulates it), to bf16 rounding
+    #: state, activations and the loss stay float32), for GPUs with bf16 units and CPUs with AMX. On an
+    #: AVX512-BF16 CPU it measured 1.1-1.45x faster per stack but no faster over a whole grid (see
+    #: docs/benchmarks.md); where bf16 is emulated it is slower (training warns)
     precision: Literal["fp32", "bf16"] = "fp32"
     #: a named probe protocol expanded into one or more configurations: ``mir_ref_thesis`` (M1-M5),
     #: ``jukemir`` (216-config grid, best by validation), ``marble``, ``hear`` (16 points); keys set

@@ -275,8 +275,8 @@ def _warn_emulated_bf16(device: str) -> None:
         return
     _WARNED_BF16.add(device)
     warnings.warn(
-        f"precision: bf16 — this {device.upper()} has no bf16 arithmetic (AVX512-BF16 or AMX), so the probes' "
-        "products are emulated and train slower than with fp32; set precision: fp32 (the default) here",
+        f"precision: bf16 — this {device.upper()} has no bf16 units (on a CPU: AVX512-BF16 or AMX), so the "
+        "probes' products are emulated and train slower than with fp32; set precision: fp32 (the default) here",
         RuntimeWarning,
         stacklevel=3,
     )
