@@ -153,6 +153,20 @@ def write_config(
     return path
 
 
+def stream_resources(config: Path):
+    """The resources repeval plans for the config's (one) model on the running Ray."""
+    import ray
+
+    from repeval.config import load_config
+    from repeval.models import resolve_model
+    from repeval.pipeline.resources import plan_resources
+    from repeval.ray_utils import cluster_cpus, cluster_gpus
+
+    cfg = load_config(config)
+    fam, _ = resolve_model(cfg.experiments[0].embedding_models[0])
+    return plan_resources(fam.cls, cfg.run.resources, cluster_cpus(), cluster_gpus(), ray.cluster_resources())
+
+
 def run_repeval(config: Path):
     from repeval import runner
     from repeval.config import load_config
@@ -306,6 +320,9 @@ def bench_throughput(
     # prestarted workers register, then import the decode tasks' modules; both sides' end-to-end times are
     # printed below
     warm = warm_ray_workers()
+    res = stream_resources(config)
+    if res.runtime_env is not None:  # the model's process group runs in workers of its own environment
+        warm += warm_ray_workers(runtime_env=res.runtime_env, n=res.decode_tasks if res.fused else res.n_actors)
     t_ready = time.perf_counter() - t_all
     s, t_pipe = run_repeval(config)
     t_pipe_all = time.perf_counter() - t_all

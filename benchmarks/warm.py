@@ -46,9 +46,13 @@ DECODE_MODULES = (
 )
 
 
-def warm_ray_workers(modules: tuple[str, ...] = DECODE_MODULES) -> list[float]:
-    """Import ``modules`` in each of the local Ray's workers — one 1-CPU task per CPU, after
-    :func:`wait_for_ray_workers` — and return each task's import seconds.
+def warm_ray_workers(
+    modules: tuple[str, ...] = DECODE_MODULES, runtime_env: dict | None = None, n: int | None = None
+) -> list[float]:
+    """Import ``modules`` in ``n`` (default: one per CPU) of the local Ray's workers — 1-CPU tasks, after
+    :func:`wait_for_ray_workers` — and return each task's import seconds. With ``runtime_env`` (a model's
+    process group, see ``EmbedResources.runtime_env``) Ray starts workers of that environment for them,
+    the workers the stream's tasks or actors of that group then run in.
 
     The sequential loops import the audio stack and build their model before their clocks start; this
     does the same for the pipeline's workers, so that both sides time the same work. (An idle worker
@@ -66,5 +70,7 @@ def warm_ray_workers(modules: tuple[str, ...] = DECODE_MODULES) -> list[float]:
         return time.perf_counter() - t0
 
     task = ray.remote(num_cpus=1, max_retries=0)(import_modules)
-    n = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    if runtime_env:
+        task = task.options(runtime_env=runtime_env)
+    n = n or max(1, int(ray.cluster_resources().get("CPU", 1)))
     return ray.get([task.remote(list(modules)) for _ in range(n)])
