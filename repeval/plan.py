@@ -47,6 +47,7 @@ def make_plan(
     p = Plan(experiments=len(cfg.experiments))
     seeds = cfg.run.seeds
     seen: set[tuple[str, str, str]] = set()
+    n_bf16 = n_configs = 0
     from repeval.runner import group_name
     from repeval.tuning.search import expand_all
 
@@ -56,6 +57,8 @@ def make_plan(
         specs = expand_all(exp.downstream_models)
         n_probes = sum(s.size for s in specs)
         n_tested = sum(s.size if s.select == "all" else 1 for s in specs)
+        n_configs += n_probes
+        n_bf16 += sum(s.size // len(s.points) * sum(pt.config.precision == "bf16" for pt in s.points) for s in specs)
         for ds in exp.datasets:
             scen = list(exp.scenarios_for(ds))
             folds = dataset_folds(ds) if ds.split_type == "all" else [None]
@@ -123,6 +126,13 @@ def make_plan(
         p.resources["decode task"] = f"{r.decode_num_cpus:g} CPU, {at_once}"
     trial_gpu = _gpu_note(r.use_gpu, r.trial_num_gpus, gpus, "", known=cluster is not None)
     p.resources["probe trial"] = f"{r.trial_num_cpus:g} CPU{trial_gpu}"
+    if n_bf16:
+        from repeval.probes.model import native_bf16
+
+        here = "native" if native_bf16() else "emulated, slower than fp32"
+        p.resources["probe products"] = (
+            f"bf16 in {n_bf16} of {n_configs} probe configurations (this machine's CPU: {here})"
+        )
     if cluster is not None:
         shown = sorted((k, v) for k, v in cluster.items() if not k.startswith("node:"))
         p.resources["cluster"] = ", ".join(f"{k}={v:g}" for k, v in shown)

@@ -207,3 +207,20 @@ def test_fake_gpu_node_activates_gpu_requests(rendered_notes: Path) -> None:
     assert trials and gpu and all(v == 0.5 for v in gpu), [(a["class_name"], a["required_resources"]) for a in trials]
     assert "embed clmr-v2:    1 embedding actor(s) × 1 CPU, 1 GPU, embed=1" in out["plan"], out["plan"]
     assert "probe trial:      1 CPU + 0.5 GPU" in out["plan"], out["plan"]
+
+
+def test_plan_says_which_probes_use_bf16_and_whether_this_cpu_has_it(monkeypatch) -> None:
+    import torch
+
+    from repeval.plan import make_plan
+
+    cfg = _cfg()
+    assert "probe products" not in make_plan(cfg).text()  # fp32 everywhere: nothing to say
+    exp = cfg.experiments[0]
+    probes = (exp.downstream_models[0].model_copy(update={"precision": "bf16"}), *exp.downstream_models[1:])
+    cfg = cfg.model_copy(update={"experiments": [exp.model_copy(update={"downstream_models": probes})]})
+    for avx512_bf16, here in ((True, "native"), (False, "emulated, slower than fp32")):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        text = make_plan(cfg).text()
+        assert f"probe products:   bf16 in 1 of 2 probe configurations (this machine's CPU: {here})" in text, text
