@@ -246,6 +246,11 @@ def test_accuracy(g, probe: str) -> float:
     return float(np.mean(vals))
 
 
+def selected(g, probe: str = "jukemir") -> tuple[dict, float]:
+    """The configuration a ``select: best`` grid picked, and its test accuracy."""
+    return next(p for p in g.probes if p["selected"]), test_accuracy(g, probe)
+
+
 # --------------------------------------------------------------------- mir_ref in Keras
 
 KERAS_SCRIPT = r"""
@@ -424,8 +429,7 @@ def main() -> None:
                 f"  sequential plain PyTorch: {wall_s:8.1f} s; selected {best[0]} (val {best[1]:.4f}) test acc {best[2]:.4f}"
             )
             if g is not None:
-                sel = next(p for p in g.probes if p["selected"])
-                acc = test_accuracy(g, "jukemir")
+                sel, acc = selected(g)
                 print(f"  repeval (Ray Tune):       {wall_r:8.1f} s; selected {sel['probe']} (val {sel['best_criterion']:.4f}) test acc {acc:.4f}")  # fmt: skip
                 print(f"  speed-up {wall_s / wall_r:.1f}× (target ≥ 5×); test accuracy difference {abs(acc - best[2]):.4f} (target ≤ 0.01)")  # fmt: skip
                 epochs_seq = sum(r[3] for r in seq)
@@ -435,8 +439,7 @@ def main() -> None:
                 # bf16 units gives, and how far the selected probe's test accuracy moves
                 wall_b, gb = run_repeval([{**spec, "precision": "bf16"}], data, storage)
                 overheads.append(("jukemir bf16", wall_b, gb))
-                sel_b = next(p for p in gb.probes if p["selected"])
-                acc_b = test_accuracy(gb, "jukemir")
+                sel_b, acc_b = selected(gb)
                 print(f"  repeval, precision: bf16 ({'native' if native_bf16() else 'EMULATED'} bf16 on this CPU): "
                       f"{wall_b:.1f} s; selected {sel_b['probe']} (val {sel_b['best_criterion']:.4f}) test acc "
                       f"{acc_b:.4f}; {sum(p.get('epochs') or 0 for p in gb.probes)} epochs")  # fmt: skip
@@ -452,8 +455,7 @@ def main() -> None:
                 # faster a user gets a selected probe, and how far its test accuracy moves
                 asha = {"type": "asha", "grace_period": args.asha_grace, "reduction_factor": 3}
                 wall_a, ga = run_repeval([{**spec, "search": {"scheduler": asha}}], data, storage)
-                sel_a = next(p for p in ga.probes if p["selected"])
-                acc_a = test_accuracy(ga, "jukemir")
+                sel_a, acc_a = selected(ga)
                 stopped = sum(1 for p in ga.probes if str(p["status"]).startswith("stopped by ASHA"))
                 print(f"  repeval, ASHA inside the stacks (grace {args.asha_grace}, factor 3): {wall_a:.1f} s; selected "
                       f"{sel_a['probe']} (val {sel_a['best_criterion']:.4f}) test acc {acc_a:.4f}; {stopped} of "

@@ -102,8 +102,8 @@ class EmbedResources:
         return kw
 
     def describe(self) -> str:
+        grp = f", process group {self.process_group}" if self.process_group != "default" else ""
         if self.fused:
-            grp = f", process group {self.process_group}" if self.process_group != "default" else ""
             at_once = f", {self.decode_tasks} at once" if self.decode_tasks else ""
             return (
                 f"model inside the decode tasks (no actor pool{grp}): tasks × {self.decode_num_cpus:g} CPU"
@@ -111,7 +111,6 @@ class EmbedResources:
             )
         dev = f", {self.num_gpus:g} GPU" if self.num_gpus else ""
         dev += "".join(f", {k}={v:g}" for k, v in self.resources.items())
-        grp = f", process group {self.process_group}" if self.process_group != "default" else ""
         return (
             f"{self.n_actors} embedding actor(s) × {self.num_cpus:g} CPU{dev} ({self.threads} thread(s)){grp}; "
             f"decode tasks × {self.decode_num_cpus:g} CPU"

@@ -166,8 +166,9 @@ def native_bf16(device: str | torch.device = "cpu") -> bool:
         return bool(torch.cuda.is_bf16_supported())
     if dev.type != "cpu":
         return True
-    cpu = getattr(torch, "cpu", None)
-    return any(bool(getattr(cpu, f, lambda: False)()) for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return any(
+        bool(getattr(torch.cpu, f, lambda: False)()) for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    )
 
 
 class Linear(nn.Linear):
