@@ -8,9 +8,11 @@
    batches, run with the same parallelism as the actor pool (what the pipeline would take if
    decoding, transfers and writing cost nothing). Targets: ≥ 1.7× and ≤ 1.15×. Both clocks start
    when their side is ready: the loop's process has started, imported the audio stack and built its
-   model; Ray has started and its workers have imported the decode tasks' modules (``warm.py``; until
-   session 13 the workers' start and imports were inside the pipeline's time). End-to-end times, all
-   of that included on both sides, are printed next to them.
+   model; Ray has started, its workers have imported the decode tasks' modules, Ray Data's helper
+   actors are up and — for a model inside the decode tasks — the model is built in those tasks' workers
+   (``warm.py``; until session 13 the workers' start and imports, until session 15 the models' builds
+   were inside the pipeline's time). End-to-end times, all of that included on both sides, are printed
+   next to them.
 2. Memory: peak RSS of the driver plus its Ray worker processes (sampled every 50 ms with psutil;
    the other Ray daemons are printed too) for 20,000 short clips vs 2,000, each run in a fresh
    process with its own Ray. Target: ≤ 1.15×.
@@ -291,7 +293,7 @@ def bench_throughput(
     root: Path, n: int, clip_s: float, model: str = MODEL, actors: int | None = None, placement: str = "auto"
 ) -> dict:
     import ray
-    from warm import warm_ray_workers
+    from warm import build_models_in_workers, start_ray_data, warm_ray_workers
 
     from repeval.ray_utils import init_ray
 
@@ -323,6 +325,10 @@ def bench_throughput(
     res = stream_resources(config)
     if res.runtime_env is not None:  # the model's process group runs in workers of its own environment
         warm += warm_ray_workers(runtime_env=res.runtime_env, n=res.decode_tasks if res.fused else res.n_actors)
+    t_data = start_ray_data()
+    builds: list[float] = []
+    if res.fused:  # the model inside the decode tasks: built in their workers before the clock, as the loop's is
+        builds = build_models_in_workers(str(config), res.threads, res.runtime_env, res.decode_tasks or cpus)
     t_ready = time.perf_counter() - t_all
     s, t_pipe = run_repeval(config)
     t_pipe_all = time.perf_counter() - t_all
@@ -338,7 +344,8 @@ def bench_throughput(
     steady = t_pipe - s.startup_s
     print(
         f"  Ray's start before the pipeline's clock: ray.init {t_init:.1f} s, then its workers up and warm "
-        f"{t_ready - t_init:.1f} s (imports {max(warm):.1f} s per worker)"
+        f"{t_ready - t_init:.1f} s (imports {max(warm):.1f} s per worker; Ray Data's helper actors {t_data:.1f} s"
+        + (f"; the model built in {len(builds)} of them, {max(builds):.1f} s each)" if builds else ")")
     )
     print(f"  repeval pipeline:              {t_pipe:7.1f} s  {s.computed / t_pipe:6.1f} rows/s  ({s.line()})")
     print(
