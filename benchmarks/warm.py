@@ -79,8 +79,8 @@ def warm_ray_workers(
 def build_models_in_workers(config_path: str, threads: int | None, runtime_env: dict | None, n: int) -> list[float]:
     """Build the config's (first) embedding model in ``n`` of the workers that the stream's decode tasks will
     run in (``runtime_env``: the model's process group; ``threads``: the stream's planned threads per model),
-    into the per-process cache a stream's first task in each would fill (``DecodeEmbed``, the same key), and
-    return each build's seconds.
+    with the call a stream's first task in each would make (``stages.process_embedder``), and return each
+    build's seconds.
 
     For a model that runs inside the decode tasks: the loop and the model-only reference build their model
     before their clocks start, the pipeline after (once per worker process). This puts the pipeline's builds
@@ -94,11 +94,8 @@ def build_models_in_workers(config_path: str, threads: int | None, runtime_env: 
         from repeval.pipeline import stages
 
         cfg = load_config(path)
-        mcfg = cfg.experiments[0].embedding_models[0]
         t0 = time.perf_counter()
-        key = (mcfg.model_dump_json(), cfg.run.keep_frames, threads)
-        stages._PROCESS_EMBEDDERS.clear()
-        stages._PROCESS_EMBEDDERS[key] = stages.Embed(mcfg, cfg.run.keep_frames, threads)
+        stages.process_embedder(cfg.experiments[0].embedding_models[0], cfg.run.keep_frames, threads)
         return time.perf_counter() - t0
 
     task = ray.remote(num_cpus=1, max_retries=0)(build)

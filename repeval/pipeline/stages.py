@@ -336,6 +336,16 @@ class Embed:
 _PROCESS_EMBEDDERS: dict[tuple[str, bool, int | None], Embed] = {}
 
 
+def process_embedder(model_cfg: Any, keep_frames: bool = False, threads: int | None = None) -> Embed:
+    """This worker process's :class:`Embed` for (model config, ``keep_frames``, ``threads``): built on first use
+    and kept for the process's later tasks; building another model releases it."""
+    key = (model_cfg.model_dump_json(), keep_frames, threads)
+    if key not in _PROCESS_EMBEDDERS:
+        _PROCESS_EMBEDDERS.clear()
+        _PROCESS_EMBEDDERS[key] = Embed(model_cfg, keep_frames, threads)
+    return _PROCESS_EMBEDDERS[key]
+
+
 class DecodeEmbed:
     """Decode task UDF with the model inside (``run.resources.embed_in_decode``): :class:`DecodeDeform`, then
     :class:`Embed` on each batch it emits, ``batch_size`` chunks per call (as an actor's batches: a model's memory
@@ -360,15 +370,8 @@ class DecodeEmbed:
         self.threads = threads
         self.batch_size = batch_size
 
-    def _embedder(self) -> Embed:
-        key = (self.model_cfg.model_dump_json(), self.keep_frames, self.threads)
-        if key not in _PROCESS_EMBEDDERS:
-            _PROCESS_EMBEDDERS.clear()
-            _PROCESS_EMBEDDERS[key] = Embed(self.model_cfg, self.keep_frames, self.threads)
-        return _PROCESS_EMBEDDERS[key]
-
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
-        embed = self._embedder()
+        embed = process_embedder(self.model_cfg, self.keep_frames, self.threads)
         for table in self.decode(batch):
             step = self.batch_size or table.num_rows
             for start in range(0, table.num_rows, max(step, 1)):

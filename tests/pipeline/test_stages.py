@@ -312,6 +312,7 @@ def test_decode_embed_equals_decode_then_embed(files) -> None:
     built = next(iter(stages._PROCESS_EMBEDDERS.values()))
     list(DecodeEmbed(decode, mcfg, threads=1)(batch))
     assert list(stages._PROCESS_EMBEDDERS.values()) == [built]  # the second task reused the built model
+    assert stages.process_embedder(mcfg, threads=1) is built  # what a worker's warm-up builds, the tasks find
     other = EmbeddingModelConfig(id="logmel-stats")
     list(DecodeEmbed(decode, other, threads=1)(batch))
     assert len(stages._PROCESS_EMBEDDERS) == 1 and built not in stages._PROCESS_EMBEDDERS.values()  # released
