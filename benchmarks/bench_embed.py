@@ -569,7 +569,11 @@ def main() -> None:
         help="run.resources.embed_in_decode of the throughput pipeline (default auto: light models such as "
         "mfcc-stats run inside the decode tasks, and are also timed in an actor pool for comparison)",
     )
-    ap.add_argument("--workdir", default=None)
+    ap.add_argument(
+        "--workdir",
+        default=None,
+        help="keep the rendered clips and stores here (default: a temporary directory, removed)",
+    )
     ap.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child is not None:
@@ -577,6 +581,14 @@ def main() -> None:
         return
     root = Path(args.workdir or tempfile.mkdtemp(prefix="bench-embed-"))
     root.mkdir(parents=True, exist_ok=True)
+    try:
+        run_all(args, root)
+    finally:
+        if args.workdir is None:  # rendered clips and stores: ~0.5–1.2 GB per run, never reused
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def run_all(args: argparse.Namespace, root: Path) -> None:
     only = set(args.only.split(","))
     n, small, large, n_def = (200, 200, 2000, 200) if args.quick else (args.clips, 2000, 20000, 2000)
     print(f"bench_embed: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, workdir {root}")

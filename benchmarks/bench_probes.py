@@ -32,11 +32,13 @@ them once for all groups; see ``warm.py``).
 from __future__ import annotations
 
 import argparse
+import atexit
 import copy
 import itertools
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -409,6 +411,7 @@ def main() -> None:
     print(f"import ray.tune: {time.perf_counter() - t0:.1f} s (not timed, like the TensorFlow import)")
     print(f"Ray's prestarted workers up after {wait_for_ray_workers():.1f} s more (not timed: Ray's start-up)\n")
     storage = tempfile.mkdtemp(prefix="bench_probes_")
+    atexit.register(shutil.rmtree, storage, True)  # Tune experiment directories, not reused
     overheads = []
     with PeakRSS() as mem:
         if args.only in (None, "1"):
