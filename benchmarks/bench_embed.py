@@ -155,20 +155,6 @@ def write_config(
     return path
 
 
-def stream_resources(config: Path):
-    """The resources repeval plans for the config's (one) model on the running Ray."""
-    import ray
-
-    from repeval.config import load_config
-    from repeval.models import resolve_model
-    from repeval.pipeline.resources import plan_resources
-    from repeval.ray_utils import cluster_cpus, cluster_gpus
-
-    cfg = load_config(config)
-    fam, _ = resolve_model(cfg.experiments[0].embedding_models[0])
-    return plan_resources(fam.cls, cfg.run.resources, cluster_cpus(), cluster_gpus(), ray.cluster_resources())
-
-
 def run_repeval(config: Path):
     from repeval import runner
     from repeval.config import load_config
@@ -295,6 +281,8 @@ def bench_throughput(
     import ray
     from warm import build_models_in_workers, start_ray_data, warm_ray_workers
 
+    from repeval.config import load_config
+    from repeval.pipeline.embed import stream_resources
     from repeval.ray_utils import init_ray
 
     manifest = render_clips(root / "clips", n, clip_s)
@@ -322,13 +310,17 @@ def bench_throughput(
     # prestarted workers register, then import the decode tasks' modules; both sides' end-to-end times are
     # printed below
     warm = warm_ray_workers()
-    res = stream_resources(config)
+    cfg = load_config(config)
+    mcfg = cfg.experiments[0].embedding_models[0]
+    res = stream_resources(mcfg, cfg.run.resources)
     if res.runtime_env is not None:  # the model's process group runs in workers of its own environment
         warm += warm_ray_workers(runtime_env=res.runtime_env, n=res.decode_tasks if res.fused else res.n_actors)
     t_data = start_ray_data()
     builds: list[float] = []
     if res.fused:  # the model inside the decode tasks: built in their workers before the clock, as the loop's is
-        builds = build_models_in_workers(str(config), res.threads, res.runtime_env, res.decode_tasks or cpus)
+        builds = build_models_in_workers(
+            mcfg, cfg.run.keep_frames, res.threads, res.runtime_env, res.decode_tasks or cpus
+        )
     t_ready = time.perf_counter() - t_all
     s, t_pipe = run_repeval(config)
     t_pipe_all = time.perf_counter() - t_all

@@ -9,6 +9,7 @@ framework imports that the baselines do before their timings start, it is waited
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import ray
 
@@ -46,6 +47,16 @@ DECODE_MODULES = (
 )
 
 
+def _on_workers(fn, args: tuple, runtime_env: dict | None, n: int | None) -> list:
+    """``fn(*args)`` as ``n`` (default: one per CPU) concurrent 1-CPU tasks — one per idle worker — in
+    ``runtime_env`` when given; their results."""
+    task = ray.remote(num_cpus=1, max_retries=0)(fn)
+    if runtime_env:
+        task = task.options(runtime_env=runtime_env)
+    n = n or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    return ray.get([task.remote(*args) for _ in range(n)])
+
+
 def warm_ray_workers(
     modules: tuple[str, ...] = DECODE_MODULES, runtime_env: dict | None = None, n: int | None = None
 ) -> list[float]:
@@ -69,39 +80,31 @@ def warm_ray_workers(
             importlib.import_module(name)
         return time.perf_counter() - t0
 
-    task = ray.remote(num_cpus=1, max_retries=0)(import_modules)
-    if runtime_env:
-        task = task.options(runtime_env=runtime_env)
-    n = n or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    return ray.get([task.remote(list(modules)) for _ in range(n)])
+    return _on_workers(import_modules, (list(modules),), runtime_env, n)
 
 
-def build_models_in_workers(config_path: str, threads: int | None, runtime_env: dict | None, n: int) -> list[float]:
-    """Build the config's (first) embedding model in ``n`` of the workers that the stream's decode tasks will
-    run in (``runtime_env``: the model's process group; ``threads``: the stream's planned threads per model),
-    with the call a stream's first task in each would make (``stages.process_embedder``), and return each
-    build's seconds.
+def build_models_in_workers(
+    mcfg: Any, keep_frames: bool, threads: int | None, runtime_env: dict | None, n: int
+) -> list[float]:
+    """Build embedding model ``mcfg`` in ``n`` of the workers that the stream's decode tasks will run in
+    (``runtime_env``: the model's process group; ``threads``: the stream's planned threads per model), with
+    the call a stream's first task in each would make (``stages.process_embedder``), and return each
+    build's seconds. Call it after :func:`warm_ray_workers`, which has waited for the workers.
 
     For a model that runs inside the decode tasks: the loop and the model-only reference build their model
     before their clocks start, the pipeline after (once per worker process). This puts the pipeline's builds
     outside its clock as well; the benchmark prints the end-to-end times with every build included."""
-    wait_for_ray_workers()
 
-    def build(path: str, threads: int | None) -> float:  # nested: pickled by value
+    def build(mcfg: Any, keep_frames: bool, threads: int | None) -> float:  # nested: pickled by value
         import time
 
-        from repeval.config import load_config
         from repeval.pipeline import stages
 
-        cfg = load_config(path)
         t0 = time.perf_counter()
-        stages.process_embedder(cfg.experiments[0].embedding_models[0], cfg.run.keep_frames, threads)
+        stages.process_embedder(mcfg, keep_frames, threads)
         return time.perf_counter() - t0
 
-    task = ray.remote(num_cpus=1, max_retries=0)(build)
-    if runtime_env:
-        task = task.options(runtime_env=runtime_env)
-    return ray.get([task.remote(config_path, threads) for _ in range(n)])
+    return _on_workers(build, (mcfg, keep_frames, threads), runtime_env, n)
 
 
 def start_ray_data() -> float:

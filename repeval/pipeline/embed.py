@@ -45,7 +45,7 @@ from repeval.store.store import ERROR_SCHEMA, STORE_FORMAT, embedding_schema, re
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EmbedSummary", "embed_experiment", "embed_experiments", "model_chunk_s", "plan_todo"]
+__all__ = ["EmbedSummary", "embed_experiment", "embed_experiments", "model_chunk_s", "plan_todo", "stream_resources"]
 
 #: input rows per Ray Data block: one decode task (and batch) each; small blocks keep the actors fed early
 #: and evenly, large ones amortise Ray's per-task and per-batch costs (2,000 clips of 3 s, mfcc-stats, 2 CPUs:
@@ -286,18 +286,23 @@ def _plan_dataset(
             st.labels.append(f"{ds.name} {todo.num_rows}")
 
 
-def _run_stream(cfg: Config, st: _Stream, store: EmbeddingStore, summary: EmbedSummary, progress: bool | None) -> None:
-    """Run one model's stream (if it has tracks to embed), then mark its partitions complete."""
+def stream_resources(mcfg: Any, resources: Any) -> EmbedResources:
+    """What a stream of model ``mcfg`` requests from the running Ray under ``run.resources``."""
+    import ray  # issue 8: custom resources (run.resources.embed_resources) cap the pool
+
     from repeval.ray_utils import cluster_cpus, cluster_gpus
 
+    fam, _ = resolve_model(mcfg)
+    return plan_resources(fam.cls, resources, cluster_cpus(), cluster_gpus(), ray.cluster_resources())
+
+
+def _run_stream(cfg: Config, st: _Stream, store: EmbeddingStore, summary: EmbedSummary, progress: bool | None) -> None:
+    """Run one model's stream (if it has tracks to embed), then mark its partitions complete."""
     mcfg = st.mcfg
     versions: dict[str, str] = {}
     if st.todos:
-        import ray  # issue 8: custom resources (run.resources.embed_resources) cap the pool
-
-        fam, _ = resolve_model(mcfg)
         todo = pa.concat_tables(st.todos)
-        res = plan_resources(fam.cls, cfg.run.resources, cluster_cpus(), cluster_gpus(), ray.cluster_resources())
+        res = stream_resources(mcfg, cfg.run.resources)
         datasets = sorted({st.info[k]["dataset"] for k in st.keys})
         label = f"{datasets[0]}/{mcfg.id}" if len(datasets) == 1 else f"{mcfg.id} ({len(datasets)} datasets)"
         log.info("%s: %d tracks to embed (%s); %s", label, todo.num_rows, ", ".join(st.labels), res.describe())
