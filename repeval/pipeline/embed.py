@@ -349,8 +349,9 @@ def _run_pipeline(
     import ray.data
     from ray.data import DataContext
 
-    from repeval.ray_utils import cluster_cpus
+    from repeval.ray_utils import cluster_cpus, prompt_stream_limits
 
+    prompt_stream_limits()  # parallel tasks from the stream's start, not 1–2 s into it
     if os.environ.get("REPEVAL_RAY_DATA_LOG_LEVEL"):  # set by the CLI (ray.data resets its level on import)
         logging.getLogger("ray.data").setLevel(os.environ["REPEVAL_RAY_DATA_LOG_LEVEL"])
 

@@ -149,6 +149,10 @@ def test_decode_and_embed_are_separate_stages(two_runs):
     # per CPU (the session's Ray has 2)
     assert fused.operators[-1] == "MapBatches(DecodeEmbed)" and "MapBatches(Embed)" not in fused.operators
     assert "inside the decode tasks" in fused.resources["mfcc-stats"] and fused.model_processes["mfcc-stats"] == 2
+    # the streams ran with their resource limits re-read promptly at the start (repeval.ray_utils)
+    from ray.data._internal.execution.resource_manager import ResourceManager
+
+    assert getattr(ResourceManager.get_global_limits, "_repeval_prompt", False)
 
 
 class FailingDecode(DecodeDeform):
