@@ -56,6 +56,7 @@ from repeval.probes import ProbeData, resolve_hidden_units
 from repeval.probes.model import native_bf16
 from repeval.probes.synthetic import gaussian_probe_data
 from repeval.probes.train import Preprocess
+from repeval.ray_utils import init_ray
 from repeval.tuning.search import expand_all
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -402,7 +403,10 @@ def main() -> None:
           f"{len(data.classes)} classes; {os.cpu_count()} CPUs; torch threads (plain loops) {torch_threads}")  # fmt: skip
     print(f"MKL (both sides): {mkl_status()}")
     t0 = time.perf_counter()
-    ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False, object_store_memory=400 * 1024**2)
+    # Ray as repeval starts it (`repeval train`): with Ray's default worker soft limit, the raylet killed an idle
+    # prestarted worker as the first trial actor took the other in about half the runs, and the second trial
+    # actor then waited for a new worker process (~1 s) inside the timing
+    init_ray(object_store_memory=400 * 1024**2)
     slots = int(ray.cluster_resources().get("CPU", 1))
     print(f"ray.init: {time.perf_counter() - t0:.1f} s ({slots} CPU slots, 1 CPU per trial)")
     t0 = time.perf_counter()
