@@ -88,8 +88,9 @@ def prompt_stream_limits() -> bool:
     Ray Data 2.60's ``ResourceManager.get_global_limits`` re-reads the cluster's resources at most once a
     second, from its autoscaling coordinator, and that reply is asynchronous: the first read returns the
     still-empty cache, so the limits are zero and the stream runs one task at a time until a later read
-    (measured on 2 CPUs: the second decode task started 1–2 s after the first; a 2,000-clip mfcc-stats
-    stream took 5.5–6.1 s with this against 5.9–6.7 s without). While the limits are still zero, within
+    (measured on 2 CPUs: the second decode task started 1–2 s after the first; five alternating pairs of a
+    2,000-clip mfcc-stats stream took 5.6–6.4 s, mean 5.94 s, with this against 5.9–6.8 s, mean 6.48 s,
+    without). While the limits are still zero, within
     the stream's first ``PROMPT_LIMITS_WINDOW_S``, this re-reads them every ``PROMPT_LIMITS_S`` instead;
     Ray Data keeps at most one coordinator request in flight, so this adds a few requests per stream.
     After the first non-zero answer Ray's cadence is unchanged. Installed once per process, in the driver;
