@@ -225,6 +225,29 @@ def test_cluster_launcher_heads_bind_the_dashboard_to_localhost():
         assert "0.0.0.0" not in head, name
 
 
+def test_make_run_keeps_rays_token_authentication():
+    """Ray 2.60's embedded instance listens on every interface (docs/SECURITY.md): the quickstart (`make run`)
+    must not turn its token authentication off; only the test and benchmark targets do, for their own
+    short-lived instances. The probe target inherits exactly the environment the `run` recipe gets."""
+    import shutil
+    import subprocess
+
+    make = shutil.which("make")
+    assert make, "GNU make is needed (the README's two commands are make targets)"
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "MAKEFLAGS", "MAKELEVEL")}
+
+    def recipe_env(target: str, extra: str = "") -> str:
+        probe = f"{target}: ; @echo AUTH=$$RAY_AUTH_MODE"
+        args = [make, "-s", "-C", str(REPO), "--eval", probe, *(["--eval", extra] if extra else []), target]
+        return subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+    assert recipe_env("probe-run") == "AUTH="  # what `make run` (and `make setup`) run under
+    makefile = (REPO / "Makefile").read_text()
+    assert "test: export RAY_AUTH_MODE ?= disabled" in makefile
+    # the same target-specific line, applied to a probe target, is what `make test` runs under
+    assert recipe_env("probe-test", "probe-test: export RAY_AUTH_MODE ?= disabled") == "AUTH=disabled"
+
+
 def test_security_doc_says_what_is_trusted():
     text = (REPO / "docs" / "SECURITY.md").read_text().lower()
     for topic in (
