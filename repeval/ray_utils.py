@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ def init_ray(num_cpus: int | None = None, **kwargs: Any) -> None:
     if os.environ.get("RAY_ADDRESS"):
         log.info("attaching to Ray cluster at %s", os.environ["RAY_ADDRESS"])
         ray.init(log_to_driver=True, **kwargs)
+        restrict_token_file()
         return
     opts: dict[str, Any] = {
         # worker stdout/stderr (per-trial chatter) only with `repeval -v`; failures are recorded anyway
@@ -55,6 +57,32 @@ def init_ray(num_cpus: int | None = None, **kwargs: Any) -> None:
         opts["_system_config"] = system
     opts.update(kwargs)
     ray.init(**opts)
+    restrict_token_file()
+
+
+def restrict_token_file(path: Path | None = None) -> bool:
+    """Make Ray's authentication token file readable by its owner only; True when the mode changed.
+
+    Ray 2.60 generates ``~/.ray/auth_token`` on a machine's first token-authenticated start and writes it
+    with the process umask (mode 0644 here): any local user could read it and run code on this user's Ray
+    instances, whose ports listen on every interface (docs/SECURITY.md). Called after every ``init_ray``;
+    a file another user owns, or one already private, is left alone. (Between Ray writing a new token and
+    this call the file is briefly readable: ``chmod 600`` it, or set a restrictive umask, before the first
+    run on a shared machine to close that window too.)"""
+    p = path or Path.home() / ".ray" / "auth_token"
+    try:
+        st = p.stat()
+    except OSError:  # no token (authentication off, or a token given through RAY_AUTH_TOKEN)
+        return False
+    if st.st_uid != os.getuid() or not st.st_mode & 0o077:
+        return False
+    try:
+        p.chmod(0o600)
+    except OSError as exc:
+        log.warning("could not make %s private (%s): chmod 600 it by hand", p, exc)
+        return False
+    log.info("made Ray's token file %s readable by its owner only", p)
+    return True
 
 
 def wants_gpu(mode: str, amount: float, cluster_gpus: float) -> bool:

@@ -248,6 +248,41 @@ def test_make_run_keeps_rays_token_authentication():
     assert recipe_env("probe-test", "probe-test: export RAY_AUTH_MODE ?= disabled") == "AUTH=disabled"
 
 
+def test_token_file_is_made_private(tmp_path):
+    from repeval.ray_utils import restrict_token_file
+
+    token = tmp_path / "auth_token"
+    assert not restrict_token_file(token)  # none yet
+    token.write_text("x" * 64)
+    token.chmod(0o644)
+    assert restrict_token_file(token)
+    assert token.stat().st_mode & 0o777 == 0o600
+    assert not restrict_token_file(token)  # already private: left alone
+
+
+def test_embedded_ray_leaves_its_new_token_readable_by_the_owner_only(tmp_path):
+    """A real embedded Ray with token authentication (Ray 2.60's default) in a fresh home directory: Ray writes
+    ``~/.ray/auth_token`` with the umask (0644 under 022); after ``init_ray`` it is 0600."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os; os.umask(0o022)\n"
+        "import ray\n"
+        "from repeval.ray_utils import init_ray\n"
+        "init_ray(num_cpus=1, object_store_memory=80 * 2**20)\n"
+        "print('RESULT', ray.get(ray.remote(lambda: 7).remote()))\n"
+        "ray.shutdown()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS", "RAY_AUTH_TOKEN")}
+    env["HOME"] = str(tmp_path)
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert "RESULT 7" in out.stdout, out.stderr[-2000:]
+    token = tmp_path / ".ray" / "auth_token"
+    assert token.exists(), "Ray 2.60 should have generated a token (token authentication is its default)"
+    assert token.stat().st_mode & 0o777 == 0o600
+
+
 def test_security_doc_says_what_is_trusted():
     text = (REPO / "docs" / "SECURITY.md").read_text().lower()
     for topic in (
