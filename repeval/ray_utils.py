@@ -38,8 +38,14 @@ def init_ray(num_cpus: int | None = None, **kwargs: Any) -> None:
     if os.environ.get("RAY_ADDRESS"):
         log.info("attaching to Ray cluster at %s", os.environ["RAY_ADDRESS"])
         ray.init(log_to_driver=True, **kwargs)
-        restrict_token_file()
-        return
+    else:
+        ray.init(**_embedded_options(num_cpus, kwargs))
+    restrict_token_file()
+
+
+def _embedded_options(num_cpus: int | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``ray.init`` options of the embedded Ray: local dashboard (off), quiet logs, repeval's worker soft limit;
+    ``kwargs`` override them."""
     opts: dict[str, Any] = {
         # worker stdout/stderr (per-trial chatter) only with `repeval -v`; failures are recorded anyway
         "log_to_driver": log.isEnabledFor(logging.DEBUG) or os.environ.get("REPEVAL_WORKER_LOGS") == "1",
@@ -50,14 +56,14 @@ def init_ray(num_cpus: int | None = None, **kwargs: Any) -> None:
     }
     if num_cpus is not None:
         opts["num_cpus"] = num_cpus
+    kwargs = dict(kwargs)
     system = dict(kwargs.pop("_system_config", None) or {})
     if "RAY_num_workers_soft_limit" not in os.environ:
         system.setdefault("num_workers_soft_limit", worker_soft_limit(num_cpus or os.cpu_count() or 1))
     if system:
         opts["_system_config"] = system
     opts.update(kwargs)
-    ray.init(**opts)
-    restrict_token_file()
+    return opts
 
 
 def restrict_token_file(path: Path | None = None) -> bool:
@@ -118,8 +124,8 @@ def prompt_stream_limits() -> bool:
     still-empty cache, so the limits are zero and the stream runs one task at a time until a later read
     (measured on 2 CPUs: the second decode task started 1–2 s after the first; five alternating pairs of a
     2,000-clip mfcc-stats stream took 5.6–6.4 s, mean 5.94 s, with this against 5.9–6.8 s, mean 6.48 s,
-    without). While the limits are still zero, within
-    the stream's first ``PROMPT_LIMITS_WINDOW_S``, this re-reads them every ``PROMPT_LIMITS_S`` instead;
+    without). While the limits are still zero, within the stream's first ``PROMPT_LIMITS_WINDOW_S``, this
+    re-reads them every ``PROMPT_LIMITS_S`` instead;
     Ray Data keeps at most one coordinator request in flight, so this adds a few requests per stream.
     After the first non-zero answer Ray's cadence is unchanged. Installed once per process, in the driver;
     returns False (and changes nothing) on a Ray without this internal method.
