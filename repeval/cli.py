@@ -212,6 +212,14 @@ def plan(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None, run
     typer.echo(f"MKL (torch's products): {mkl_status()}")
 
 
+def _train_line(t: dict[str, Any]) -> str:
+    """The train stage's one-line summary."""
+    line = f"trained {t['trained']} probe grid(s), {t['skipped']} already done, {len(t['failed'])} failed trial(s)"
+    if t.get("reused_trials"):
+        line += f"; {t['reused_trials']} trial(s) finished by an interrupted run reused, not trained again"
+    return line
+
+
 def _print_table(ctx: Any) -> None:
     from repeval.report.tables import table_command
 
@@ -239,9 +247,7 @@ def run(
             if strict:
                 _strict_check(ctx)
             t = runner.stage_train(ctx)
-            typer.echo(
-                f"trained {t['trained']} probe grid(s), {t['skipped']} already done, {len(t['failed'])} failed trial(s)"
-            )
+            typer.echo(_train_line(t))
             runner.stage_evaluate(ctx)
             _print_table(ctx)
             typer.echo(f"results: {ctx.location.file('results.parquet')}")
@@ -304,9 +310,7 @@ def train(
     def go() -> None:
         with _stage(config, run_id, store, smoke_test, runs_dir) as ctx:
             t = runner.stage_train(ctx)
-        typer.echo(
-            f"trained {t['trained']} probe grid(s), {t['skipped']} already done, {len(t['failed'])} failed trial(s)"
-        )
+        typer.echo(_train_line(t))
 
     _guard(go)
 

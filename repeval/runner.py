@@ -185,7 +185,9 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
     groups_dir = ctx.run_dir / "groups"
     groups_dir.mkdir(exist_ok=True)
     (ctx.run_dir / "history").mkdir(exist_ok=True)
-    summary: dict[str, Any] = {"trained": 0, "skipped": 0, "failed": [], "trial_seconds": 0.0, "wall_seconds": 0.0}
+    summary: dict[str, Any] = {
+        "trained": 0, "skipped": 0, "failed": [], "trial_seconds": 0.0, "wall_seconds": 0.0, "reused_trials": 0
+    }  # fmt: skip
     budget = ctx.cfg.run.train_batch_mb * 2**20
     pending: list[_Pending] = []
     for ei, exp in enumerate(ctx.cfg.experiments):
@@ -314,6 +316,7 @@ def _commit_group(ctx: RunContext, item: _Pending, g: Any, summary: dict[str, An
     summary["failed"] += [{**f, "fold": fold} for f in g.failed]
     summary["trial_seconds"] += g.trial_seconds
     summary["wall_seconds"] += g.wall_seconds
+    summary["reused_trials"] += g.reused_trials
     _record_trial_mkl(ctx, g.mkl)
     if g.history:
         _write_atomic(

@@ -49,6 +49,8 @@ from repeval.tuning.trial import (
     Member,
     Unit,
     grid_trial,
+    read_finished,
+    resuming,
     test_rows,
     tune_trial,
 )
@@ -81,6 +83,8 @@ class GroupResult:
     labels: list[str] = field(default_factory=list)
     experiments: list[str] = field(default_factory=list)
     trials: int = 0
+    #: trials whose unit an interrupted run had finished: its checkpoint was reported, nothing trained
+    reused_trials: int = 0
     #: the MKL code paths the trials ran (:func:`repeval.cpu.mkl_status` in each trial's process)
     mkl: set[str] = field(default_factory=set)
 
@@ -226,7 +230,7 @@ def _fingerprint(units: list[Unit], ev: EvalSettings, data: ProbeData, extra: An
 
 def _fit(
     name: str,
-    trainable: Any,
+    make_trainable: Callable[[dict[str, str]], Any],
     param_space: dict[str, Any],
     tune_config: Any,
     storage_path: str,
@@ -237,7 +241,10 @@ def _fit(
 
     A restored experiment is used only when it accounts for every unit of the grid; one left by a driver
     killed at an unlucky moment (trials without their configuration, units missing) is moved aside and the
-    experiment runs afresh."""
+    experiment runs afresh. Either way nothing a trial of the same plan finished is trained again: the
+    whole checkpoints under the earlier experiment (:func:`_finished_checkpoints`) go to
+    ``make_trainable``, whose trials report them instead of training (:func:`repeval.tuning.trial.resuming`)
+    — also those Tune had not recorded yet when the driver was killed."""
     import os
 
     from ray import tune
@@ -253,30 +260,38 @@ def _fit(
     st = TuneStorage(storage_path)
     path, marker = st.uri(name), f"{name}.repeval.json"
     stored = _marker_fingerprint(st.read_text(marker))
+    finished: dict[str, str] = {}
+    if st.exists(name) and stored == fingerprint:
+        finished = _finished_checkpoints(st, name)
     if st.exists(name) and stored == fingerprint and tune.Tuner.can_restore(path):
         log.info("resuming Tune experiment %s", path)
         try:
             tuner = tune.Tuner.restore(
-                path, trainable, resume_unfinished=True, resume_errored=False, restart_errored=False
+                path, make_trainable(finished), resume_unfinished=True, resume_errored=False, restart_errored=False
             )
         except Exception as exc:  # a state file cut short by a kill: rerun it, keep the old one aside
-            _move_aside(
+            aside = _move_aside(
                 st, name, "incomplete", f"could not be restored ({type(exc).__name__}: {exc}); running it again"
             )
+            finished = _finished_checkpoints(st, aside)
         else:
             with _plain_trial_actors():
                 pairs = _trial_results(tuner.fit())
             if {c.get("unit") for c, _ in pairs} == set(range(n_units)):
                 return pairs, True
-            _move_aside(st, name, "incomplete", "could not be resumed whole (interrupted mid-write); running it again")
+            aside = _move_aside(
+                st, name, "incomplete", "could not be resumed whole (interrupted mid-write); running it again"
+            )
+            finished = _finished_checkpoints(st, aside)
     elif st.exists(name) and stored is not None and stored != fingerprint:  # another configuration's: never mix
         _move_aside(st, name, "stale", "was planned for another configuration")
     elif st.exists(name):  # no readable marker or no restorable state: a driver killed while starting it
-        _move_aside(st, name, "incomplete", "has no restorable state or marker (interrupted while starting)")
+        aside = _move_aside(st, name, "incomplete", "has no restorable state or marker (interrupted while starting)")
+        finished = _finished_checkpoints(st, aside) if stored == fingerprint else {}
     st.write_text(marker, json.dumps({"fingerprint": fingerprint}))
     # end issue 8
     tuner = tune.Tuner(
-        trainable,
+        make_trainable(finished),
         param_space=param_space,
         tune_config=tune_config,
         run_config=tune.RunConfig(
@@ -290,6 +305,37 @@ def _fit(
     )
     with _plain_trial_actors():
         return _trial_results(tuner.fit()), False
+
+
+def _finished_checkpoints(st: Any, name: str) -> dict[str, str]:
+    """Trial key → path (or URI) of each whole trial checkpoint under experiment directory ``name``: the work
+    its trials finished, whether or not Tune's experiment state recorded it before the driver stopped."""
+    import pyarrow.fs as pafs
+
+    out: dict[str, str] = {}
+    root = f"{st.base}/{name}"
+    try:  # one listing (on an object store, one paginated call): <experiment>/<trial>/checkpoint_NNNNNN
+        infos = st.fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    except OSError:
+        return out
+    ckpts = sorted(
+        (
+            i.path
+            for i in infos
+            if i.type == pafs.FileType.Directory
+            and Path(i.path).name.startswith("checkpoint_")
+            and str(Path(i.path).parent.parent) == str(Path(root))
+        ),
+        reverse=True,  # a trial's newest checkpoint first
+    )
+    for ck in ckpts:
+        summary = read_finished(st.fs, ck)
+        if summary is not None:
+            rel = ck[len(st.base) + 1 :]
+            out.setdefault(summary["key"], st.uri(rel))
+    if out:
+        log.info("%d finished trial(s) of %s will be reused, not trained again", len(out), st.uri(name))
+    return out
 
 
 @contextlib.contextmanager
@@ -328,10 +374,11 @@ def _marker_fingerprint(text: str | None) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _move_aside(st: Any, name: str, tag: str, reason: str) -> None:
+def _move_aside(st: Any, name: str, tag: str, reason: str) -> str:
     dest = f"{name}.{tag}-{time.strftime('%Y%m%d-%H%M%S')}"
     st.move(name, dest)
     log.warning("Tune experiment %s %s; kept it at %s", st.uri(name), reason, st.uri(dest))
+    return dest
 
 
 def _trial_results(grid: Any) -> list[tuple[dict[str, Any], Any]]:
@@ -424,6 +471,8 @@ class _Group:
         reports, states = got
         metrics = r.metrics or {}
         out.trial_seconds += float(metrics.get("train_seconds", 0.0))
+        if metrics.get("reused"):
+            out.reused_trials += 1
         if metrics.get("mkl"):
             out.mkl.add(str(metrics["mkl"]))
         by_point: dict[int, list[tuple[Member, dict[str, Any]]]] = {}
@@ -487,9 +536,23 @@ class _Group:
                     brackets=spec.scheduler["brackets"],
                     stop_last_trials=False,  # a trial that ran its budget finishes and reports its checkpoint
                 )
-            trainable = tune.with_resources(
-                tune.with_parameters(wrap(tune_trial), data=data, units=units, ev=self.ev), resources
-            )
+
+            def make_trainable(
+                finished: dict[str, str], units: list[Unit] = units, reuse: bool = scheduler is None
+            ) -> Any:
+                # with a scheduler a trial is judged on every report: one that re-reported a finished
+                # checkpoint at its first iteration would be judged early, so those trials train again
+                return tune.with_resources(
+                    tune.with_parameters(
+                        resuming(wrap(tune_trial)),
+                        data=data,
+                        units=units,
+                        ev=self.ev,
+                        finished=finished if reuse else {},
+                    ),
+                    resources,
+                )
+
             tc = tune.TuneConfig(
                 num_samples=spec.num_samples if spec.space else 1,
                 scheduler=scheduler,
@@ -498,7 +561,7 @@ class _Group:
             )
             extra = {"space": spec.space, "num_samples": spec.num_samples, "scheduler": spec.scheduler}
             fp = _fingerprint(units, self.ev, data, extra)
-            pairs, _ = _fit(name, trainable, space, tc, storage_path, fp, len(units))
+            pairs, _ = _fit(name, make_trainable, space, tc, storage_path, fp, len(units))
             self.out.experiments.append(str(Path(storage_path) / name))
             for conf, r in pairs:
                 sampled = conf.get("sampled") or {}
@@ -623,9 +686,14 @@ def run_groups(
             ).hexdigest()
             batch = BatchData([ray.put(g.data) for g in groups], [gi for gi, _ in flat], [g.ev for g in groups])
             params = {"data": batch, "units": units, "ev": None}
-        trainable = tune.with_resources(tune.with_parameters(wrap(grid_trial), **params), resources)
+
+        def make_trainable(finished: dict[str, str]) -> Any:
+            return tune.with_resources(
+                tune.with_parameters(resuming(wrap(grid_trial)), **params, finished=finished), resources
+            )
+
         t_fit = time.perf_counter()
-        pairs, _ = _fit(name, trainable, space, tc, storage_path, fp, len(flat))
+        pairs, _ = _fit(name, make_trainable, space, tc, storage_path, fp, len(flat))
         fit_seconds = time.perf_counter() - t_fit
         for conf, r in pairs:
             gi, ui = flat[conf["unit"]]

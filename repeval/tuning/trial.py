@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 PROBES_FILE = "probes.pt"
 MEMBERS_FILE = "members.json"
+#: written last into a trial's checkpoint: the trial's key, its reported metrics and the sizes of the other files
+SUMMARY_FILE = "summary.json"
 
 
 @dataclass
@@ -202,14 +204,82 @@ def _device(config: dict[str, Any]) -> str:
     return "cpu"
 
 
-def _save_and_report(metrics: dict[str, Any], reports: list[dict[str, Any]], keep: dict[str, Any]) -> None:
+def trial_key(config: dict[str, Any]) -> str:
+    """What identifies a trial's work within an experiment of one fingerprint: its configuration (the unit
+    index, and a search space's sampled values)."""
+    return json.dumps(config, sort_keys=True, default=str)
+
+
+def _save_and_report(
+    metrics: dict[str, Any], reports: list[dict[str, Any]], keep: dict[str, Any], config: dict[str, Any]
+) -> None:
     import torch
     from ray import tune
 
     with tempfile.TemporaryDirectory() as d:
         torch.save(keep, Path(d) / PROBES_FILE)
         (Path(d) / MEMBERS_FILE).write_text(json.dumps(reports))
+        files = {f: (Path(d) / f).stat().st_size for f in (PROBES_FILE, MEMBERS_FILE)}
+        summary = {"key": trial_key(config), "metrics": metrics, "files": files}
+        (Path(d) / SUMMARY_FILE).write_text(json.dumps(summary))
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def read_finished(fs: Any, path: str) -> dict[str, Any] | None:
+    """The summary of a trial's persisted checkpoint at ``path`` on pyarrow filesystem ``fs`` if the checkpoint is
+    whole (its summary readable, the other files there at their recorded sizes), else ``None``."""
+    import pyarrow.fs as pafs
+
+    try:
+        with fs.open_input_stream(f"{path}/{SUMMARY_FILE}") as f:
+            summary = json.loads(f.read().decode())
+        infos = fs.get_file_info([f"{path}/{name}" for name in summary["files"]])
+        sizes = {Path(i.path).name: i.size for i in infos if i.type == pafs.FileType.File}
+        if sizes != summary["files"] or not isinstance(summary["key"], str):
+            return None
+        return dict(summary)
+    except (OSError, ValueError, KeyError, TypeError):  # absent, cut short or from another version
+        return None
+
+
+def _reuse_finished(config: dict[str, Any], finished: dict[str, str] | None) -> bool:
+    """Report the persisted checkpoint of this trial's work from an interrupted run, if ``finished`` (trial key
+    → checkpoint path or URI, found by the driver) has a whole one: the unit is not trained again."""
+    import pyarrow.fs as pafs
+    from ray import tune
+
+    from repeval.rundir import is_uri
+
+    src = (finished or {}).get(trial_key(config))
+    if src is None:
+        return False
+    fs, path = pafs.FileSystem.from_uri(src) if is_uri(src) else (pafs.LocalFileSystem(), src)
+    summary = read_finished(fs, path)
+    if summary is None or summary["key"] != trial_key(config):
+        log.warning("the checkpoint of an interrupted trial at %s is no longer whole; training the unit again", src)
+        return False
+    with tempfile.TemporaryDirectory() as d:  # a copy: Tune may persist this report to the very same path
+        pafs.copy_files(path, d, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+        if read_finished(pafs.LocalFileSystem(), d) is None:
+            return False
+        metrics = {**summary["metrics"], "train_seconds": 0.0, "reused_train_seconds": summary["metrics"].get(
+            "train_seconds", 0.0), "reused": True}  # fmt: skip
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+    return True
+
+
+def resuming(fn: Any) -> Any:
+    """Wrap a trial function so that a unit whose checkpoint an interrupted run already persisted reports that
+    checkpoint instead of training again (``finished``: see :func:`_reuse_finished`)."""
+
+    def trial(config: dict[str, Any], finished: dict[str, str] | None = None, **kwargs: Any) -> None:
+        if _reuse_finished(config, finished):
+            return
+        fn(config, **kwargs)
+
+    trial.__name__ = getattr(fn, "__name__", "trial")
+    trial.__qualname__ = getattr(fn, "__qualname__", "trial")
+    return trial
 
 
 def _summary(reports: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
@@ -256,7 +326,7 @@ def grid_trial(config: dict[str, Any], data: ProbeData | BatchData, units: list[
     results, reports, keep = run_unit(unit, data, ev, device=_device(config))
     seconds = time.perf_counter() - t0
     write_tensorboard(tune.get_context().get_trial_dir(), unit.members, results)
-    _save_and_report(_summary(reports, seconds), reports, keep)
+    _save_and_report(_summary(reports, seconds), reports, keep, config)
 
 
 def tune_trial(config: dict[str, Any], data: ProbeData, units: list[Unit], ev: EvalSettings) -> None:
@@ -294,4 +364,4 @@ def tune_trial(config: dict[str, Any], data: ProbeData, units: list[Unit], ev: E
         rep["sampled"] = sampled
     if template.evaluate is False:  # select: best — keep this trial's configuration (all seeds)
         keep = {m.key: r.state_dict for m, r in zip(unit.members, results, strict=True) if r.failed is None}
-    _save_and_report(summary, reports, keep)
+    _save_and_report(summary, reports, keep, config)

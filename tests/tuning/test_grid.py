@@ -135,7 +135,8 @@ cloudpickle.register_pickle_by_value(tg)
 ray.init(address={address!r}, log_to_driver=False)  # a second driver on the session's Ray
 data = tg.resume_data()
 cfg = tg.resume_config()
-tg.run_group(cfg, cfg.experiments[0], "notes", "m", data, {storage!r}, wrap_trainable=tg.marker_wrapper({marks!r}, hang=True))
+wrap = tg.marker_wrapper({marks!r}, hang_before={{"p2"}}, hang_after={{"p3"}})
+tg.run_group(cfg, cfg.experiments[0], "notes", "m", data, {storage!r}, wrap_trainable=wrap)
 """
 
 
@@ -143,21 +144,26 @@ def resume_data():
     return gaussian_probe_data(n=90, d=8, c=3, scenarios=False)
 
 
-def resume_config():
-    probes = [{"name": f"p{h}", "hidden_units": [h], "epochs": 3, "batch_size": 30} for h in (2, 3, 4)]
-    return config(probes, run_id="resume", resources={"max_concurrent_trials": 1}, pack_trials=False)
+def resume_config(epochs: int = 3):
+    probes = [{"name": f"p{h}", "hidden_units": [h], "epochs": epochs, "batch_size": 30} for h in (2, 3, 4, 5)]
+    return config(probes, run_id="resume", resources={"max_concurrent_trials": 2}, pack_trials=False)
 
 
-def marker_wrapper(marks: str, hang: bool = False):
-    """Record which probes ran; with ``hang``, the last unit blocks (to be killed mid-experiment)."""
+def marker_wrapper(marks: str, hang_before: set[str] = frozenset(), hang_after: set[str] = frozenset()):
+    """Record which probes trained; a unit with a probe in ``hang_before`` blocks before training, one in
+    ``hang_after`` after its trial reported its checkpoint (so a test can kill the run at those points)."""
 
     def wrap(fn):
         def wrapped(config, data=None, units=None, ev=None):
             names = sorted(m.name for m in units[config["unit"]].members)
             Path(marks, f"ran-{'-'.join(names)}-{os.getpid()}-{time.time_ns()}").touch()
-            if hang and config["unit"] == len(units) - 1:
+            if hang_before & set(names):
                 time.sleep(600)
-            return fn(config, data=data, units=units, ev=ev)
+            out = fn(config, data=data, units=units, ev=ev)
+            if hang_after & set(names):
+                Path(marks, f"reported-{'-'.join(names)}").touch()
+                time.sleep(600)
+            return out
 
         return wrapped
 
@@ -208,7 +214,9 @@ def test_asha_on_a_grid_stops_weak_configurations_inside_the_vectorised_trial(ra
 
 
 def test_interrupted_experiment_resumes(ray_session, tmp_path):
-    """Kill a run while its last trial is running; the rerun restores it and trains only that trial."""
+    """Kill a run with two trials recorded as finished, one that reported its checkpoint but had not returned
+    (so Tune's state still says running) and one mid-training: the rerun restores the experiment, reuses the
+    reported checkpoint and trains only the unit that never finished."""
     marks = tmp_path / "marks"
     marks.mkdir()
     storage = tmp_path / "tune"
@@ -219,29 +227,78 @@ def test_interrupted_experiment_resumes(ray_session, tmp_path):
     )
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, str(script)], env=env, start_new_session=True, cwd=tmp_path)
+
+    def ran() -> list[str]:
+        return sorted(p.name.split("-")[1] for p in marks.glob("ran-*"))
+
     try:
         deadline = time.time() + 300
-        while time.time() < deadline and len(list(marks.iterdir())) < 3 and proc.poll() is None:
-            time.sleep(0.5)
-        assert proc.poll() is None, "the run ended before it could be interrupted"
-        assert len(list(marks.iterdir())) == 3, "the last trial did not start in time"
-        while time.time() < deadline and finished_in_snapshot(storage) < 2:
+        while (
+            time.time() < deadline
+            and proc.poll() is None
+            and not (len(ran()) == 4 and (marks / "reported-p3").exists() and finished_in_snapshot(storage) == 2)
+        ):
             time.sleep(0.5)  # Tune snapshots its experiment state periodically and after checkpoints
-        assert finished_in_snapshot(storage) == 2
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        assert ran() == ["p2", "p3", "p4", "p5"] and (marks / "reported-p3").exists()
+        assert finished_in_snapshot(storage) == 2  # p4 and p5; p3 reported but is still running
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # our own subprocess; Ray ends the dead driver's trial actors
         proc.wait()
-    first = {p.name.split("-")[1] for p in marks.iterdir()}
-    assert first == {"p2", "p3", "p4"}
     for p in marks.iterdir():
         p.unlink()
     cfg = resume_config()
     g = run_group(
         cfg, cfg.experiments[0], "notes", "m", resume_data(), str(storage), wrap_trainable=marker_wrapper(str(marks))
     )
-    rerun = sorted(p.name.split("-")[1] for p in marks.iterdir())
-    assert len(rerun) == 1  # only the interrupted trial ran again
-    assert {r["probe"] for r in g.rows} == {"p2", "p3", "p4"} and not g.failed
+    assert ran() == ["p2"]  # only the unit that never finished trained again
+    assert g.reused_trials == 1  # p3's persisted checkpoint was reported instead
+    assert {r["probe"] for r in g.rows} == {"p2", "p3", "p4", "p5"} and not g.failed
+    assert {p["probe"]: p["status"] for p in g.probes} == {"p2": "ok", "p3": "ok", "p4": "ok", "p5": "ok"}
+
+
+def test_finished_trials_are_reused_when_the_experiment_state_was_lost(ray_session, tmp_path):
+    """A driver killed before Tune first wrote its experiment state leaves trial checkpoints but nothing to
+    restore: the rerun moves the experiment aside and reuses every whole checkpoint of the same plan (results
+    identical to the first run's); a checkpoint cut short is trained again, and another plan's never reused."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    storage = tmp_path / "tune"
+    cfg = resume_config()
+
+    def run(c=cfg):
+        for p in marks.iterdir():
+            p.unlink()
+        g = run_group(
+            c, c.experiments[0], "notes", "m", resume_data(), str(storage), wrap_trainable=marker_wrapper(str(marks))
+        )
+        return g, sorted(p.name.split("-")[1] for p in marks.glob("ran-*"))
+
+    first, trained = run()
+    assert trained == ["p2", "p3", "p4", "p5"] and first.reused_trials == 0
+    (exp,) = [d for d in storage.iterdir() if d.is_dir()]
+    states = list(exp.glob("experiment_state-*.json"))
+    assert states
+    for f in states:
+        f.unlink()
+    probes = sorted(exp.glob("*/checkpoint_*/probes.pt"))
+    assert len(probes) == 4
+    cut = probes[0]
+    cut.write_bytes(cut.read_bytes()[:-1])  # one checkpoint cut short by the kill
+
+    second, trained = run()
+    assert len(trained) == 1 and second.reused_trials == 3
+    assert len(list(storage.glob(f"{exp.name}.incomplete-*"))) == 1
+
+    def values(g):
+        return sorted((r["probe"], r["scenario"], r["metric"], r["label"] or "", r["value"]) for r in g.rows)
+
+    assert values(second) == values(first)  # reused or retrained, the same results
+    assert sorted(map(repr, second.history)) == sorted(map(repr, first.history))
+
+    # another plan (more epochs): a new fingerprint, so nothing of the old experiment is reused
+    _, trained = run(resume_config(epochs=4))
+    assert trained == ["p2", "p3", "p4", "p5"]
 
 
 def unit_trainable(config):
@@ -264,7 +321,7 @@ def test_fit_maps_every_trial_to_its_unit_and_reruns_an_incomplete_restore(ray_s
 
     def fit(n: int):
         space = {"unit": tune.grid_search(list(range(n)))}
-        return _fit("exp", unit_trainable, space, tune.TuneConfig(), storage, "same-fingerprint", n)
+        return _fit("exp", lambda _finished: unit_trainable, space, tune.TuneConfig(), storage, "same-fingerprint", n)
 
     pairs, restored = fit(2)
     assert not restored
@@ -294,7 +351,7 @@ def test_fit_reruns_an_experiment_whose_marker_or_state_a_kill_cut_short(ray_ses
 
     def fit():
         space = {"unit": tune.grid_search([0, 1])}  # unit 1 fails before reporting
-        return _fit("exp", unit_trainable, space, tune.TuneConfig(), str(tune_dir), "fp", 2)
+        return _fit("exp", lambda _finished: unit_trainable, space, tune.TuneConfig(), str(tune_dir), "fp", 2)
 
     fit()
     assert json.loads((tune_dir / "exp.repeval.json").read_text()) == {"fingerprint": "fp"}
@@ -372,3 +429,13 @@ def test_trial_actors_have_no_runtime_env_so_they_can_take_prestarted_workers(ra
     env = json.loads(seen.read_text())
     assert "PL_DISABLE_FORK" not in (env.get("env_vars") or {}), env
     assert class_cache.DEFAULT_ENV_VARS == before and "PL_DISABLE_FORK" in before
+
+
+def test_train_summary_line_counts_reused_trials():
+    from repeval.cli import _train_line
+
+    t = {"trained": 2, "skipped": 1, "failed": [{}], "reused_trials": 0}
+    assert _train_line(t) == "trained 2 probe grid(s), 1 already done, 1 failed trial(s)"
+    assert _train_line({**t, "reused_trials": 3}).endswith(
+        "; 3 trial(s) finished by an interrupted run reused, not trained again"
+    )
