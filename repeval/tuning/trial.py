@@ -9,8 +9,10 @@ stop it.
 Everything a trial produces goes into its checkpoint directory — ``probes.pt`` (the selected
 checkpoint of each member, as :class:`~repeval.probes.Probe` state dicts) and ``members.json``
 (per member: best epoch and criterion, history, failure, and — when the unit is tested in the
-trial — test metric rows with bootstrap intervals and confusion matrices) — so results live in
-the Tune experiment directory and survive ``Tuner.restore``. Per-member training curves are
+trial — test metric rows with bootstrap intervals and confusion matrices), and last
+``summary.json`` (the trial's configuration key, its reported metrics, the other files' sizes) —
+so results live in the Tune experiment directory and survive ``Tuner.restore``, and a rerun
+reuses a whole checkpoint that Tune's state had not recorded yet (:func:`resuming`). Per-member training curves are
 written as TensorBoard event files under ``<trial dir>/members/``; Tune's own logger writes
 the trial's reported scalars next to them.
 """
