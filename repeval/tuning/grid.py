@@ -334,7 +334,9 @@ def _finished_checkpoints(st: Any, name: str) -> dict[str, str]:
             rel = ck[len(st.base) + 1 :]
             out.setdefault(summary["key"], st.uri(rel))
     if out:
-        log.info("%d finished trial(s) of %s will be reused, not trained again", len(out), st.uri(name))
+        log.info(
+            "%s holds %d whole trial checkpoint(s); a trial that must run again reuses its own", st.uri(name), len(out)
+        )
     return out
 
 
