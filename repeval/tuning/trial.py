@@ -244,22 +244,34 @@ def read_finished(fs: Any, path: str) -> dict[str, Any] | None:
         return None
 
 
+def open_finished(src: str) -> tuple[Any, str, dict[str, Any]] | None:
+    """``(filesystem, path, summary)`` of the whole trial checkpoint at ``src`` (a path or a filesystem URI)."""
+    import pyarrow.fs as pafs
+
+    from repeval.rundir import is_uri
+
+    try:
+        fs, path = pafs.FileSystem.from_uri(src) if is_uri(src) else (pafs.LocalFileSystem(), src)
+    except (OSError, ValueError):
+        return None
+    summary = read_finished(fs, path)
+    return None if summary is None else (fs, path, summary)
+
+
 def _reuse_finished(config: dict[str, Any], finished: dict[str, str] | None) -> bool:
     """Report the persisted checkpoint of this trial's work from an interrupted run, if ``finished`` (trial key
     → checkpoint path or URI, found by the driver) has a whole one: the unit is not trained again."""
     import pyarrow.fs as pafs
     from ray import tune
 
-    from repeval.rundir import is_uri
-
     src = (finished or {}).get(trial_key(config))
     if src is None:
         return False
-    fs, path = pafs.FileSystem.from_uri(src) if is_uri(src) else (pafs.LocalFileSystem(), src)
-    summary = read_finished(fs, path)
-    if summary is None or summary["key"] != trial_key(config):
+    found = open_finished(src)
+    if found is None or found[2]["key"] != trial_key(config):
         log.warning("the checkpoint of an interrupted trial at %s is no longer whole; training the unit again", src)
         return False
+    fs, path, summary = found
     with tempfile.TemporaryDirectory() as d:  # a copy: Tune may persist this report to the very same path
         pafs.copy_files(path, d, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
         if read_finished(pafs.LocalFileSystem(), d) is None:

@@ -226,3 +226,59 @@ def test_run_with_store_runs_and_tune_on_s3(s3: dict[str, Any], rendered_notes: 
         assert "probe trainings:    1 (1 done)" in plan.stdout and "2 complete" in plan.stdout, plan.stdout
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- finished trial checkpoints found on any storage (resume without retraining) --------------------
+
+
+def _put(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+    fs.create_dir(str(Path(path).parent), recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(data)
+
+
+def _write_checkpoints(fs: pafs.FileSystem, exp: str) -> None:
+    """Three trials' checkpoints in Tune's layout — two whole, one with its probes file cut short — and a
+    directory named like a checkpoint one level too deep (not a trial's)."""
+    import json
+
+    from repeval.tuning.trial import MEMBERS_FILE, PROBES_FILE, SUMMARY_FILE, trial_key
+
+    for trial, unit, cut in (("t_00000", 0, False), ("t_00001", 1, False), ("t_00002", 2, True)):
+        ck = f"{exp}/{trial}/checkpoint_000000"
+        probes, members = b"weights" * (unit + 1), json.dumps([{"unit": unit}]).encode()
+        files = {PROBES_FILE: len(probes), MEMBERS_FILE: len(members)}
+        summary = {
+            "key": trial_key({"unit": unit, "use_gpu": False}),
+            "metrics": {"train_seconds": 1.0},
+            "files": files,
+        }
+        _put(fs, f"{ck}/{PROBES_FILE}", probes[:-1] if cut else probes)
+        _put(fs, f"{ck}/{MEMBERS_FILE}", members)
+        _put(fs, f"{ck}/{SUMMARY_FILE}", json.dumps(summary).encode())
+    nested = {"key": trial_key({"unit": 5, "use_gpu": False}), "metrics": {}, "files": {}}  # whole, but not a trial's
+    _put(fs, f"{exp}/t_00000/members/checkpoint_9/{SUMMARY_FILE}", json.dumps(nested).encode())
+
+
+@pytest.mark.parametrize("kind", ["path", "file-uri", "s3"])
+def test_finished_checkpoints_are_found_and_opened_on_every_storage(kind: str, tmp_path: Path, request) -> None:
+    """What a rerun reuses: the driver lists the whole checkpoints of an experiment (one listing, local or in a
+    bucket), and a trial opens the path or URI it is given — an S3 URI with its endpoint query included."""
+    from repeval.tuning.grid import _finished_checkpoints
+    from repeval.tuning.trial import open_finished, trial_key
+
+    if kind == "s3":
+        s3 = request.getfixturevalue("s3")
+        fs, root, storage = s3["fs"], "repeval/finished/tune", "s3://repeval/finished/tune" + s3["query"]
+    else:
+        fs, root = pafs.LocalFileSystem(), str(tmp_path / "tune")
+        storage = root if kind == "path" else f"file://{root}"
+    _write_checkpoints(fs, f"{root}/exp")
+    found = _finished_checkpoints(TuneStorage(storage), "exp")
+    keys = {trial_key({"unit": u, "use_gpu": False}): u for u in (0, 1)}
+    assert set(found) == set(keys)  # the cut-short checkpoint and the nested directory are not offered
+    for key, src in found.items():
+        assert src == TuneStorage(storage).uri(f"exp/t_0000{keys[key]}/checkpoint_000000")
+        opened = open_finished(src)
+        assert opened is not None and opened[2]["key"] == key
+    assert _finished_checkpoints(TuneStorage(storage), "missing") == {}
