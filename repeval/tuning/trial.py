@@ -12,9 +12,9 @@ checkpoint of each member, as :class:`~repeval.probes.Probe` state dicts) and ``
 trial — test metric rows with bootstrap intervals and confusion matrices), and last
 ``summary.json`` (the trial's configuration key, its reported metrics, the other files' sizes) —
 so results live in the Tune experiment directory and survive ``Tuner.restore``, and a rerun
-reuses a whole checkpoint that Tune's state had not recorded yet (:func:`resuming`). Per-member training curves are
-written as TensorBoard event files under ``<trial dir>/members/``; Tune's own logger writes
-the trial's reported scalars next to them.
+reuses a whole checkpoint that Tune's state had not recorded yet (:func:`resuming`). Per-member
+training curves are written as TensorBoard event files under ``<trial dir>/members/``; Tune's
+own logger writes the trial's reported scalars next to them.
 """
 
 from __future__ import annotations
@@ -276,8 +276,13 @@ def _reuse_finished(config: dict[str, Any], finished: dict[str, str] | None) -> 
         pafs.copy_files(path, d, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
         if read_finished(pafs.LocalFileSystem(), d) is None:
             return False
-        metrics = {**summary["metrics"], "train_seconds": 0.0, "reused_train_seconds": summary["metrics"].get(
-            "train_seconds", 0.0), "reused": True}  # fmt: skip
+        first = summary["metrics"]  # what the interrupted run's trial reported; it trained for train_seconds
+        metrics = {
+            **first,
+            "train_seconds": 0.0,
+            "reused_train_seconds": first.get("train_seconds", 0.0),
+            "reused": True,
+        }
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
     return True
 
