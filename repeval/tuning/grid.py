@@ -266,9 +266,10 @@ def _fit(
     if st.exists(name) and stored == fingerprint and tune.Tuner.can_restore(path):
         log.info("resuming Tune experiment %s", path)
         try:
-            tuner = tune.Tuner.restore(
-                path, make_trainable(finished), resume_unfinished=True, resume_errored=False, restart_errored=False
-            )
+            with _quiet_missing_metrics():
+                tuner = tune.Tuner.restore(
+                    path, make_trainable(finished), resume_unfinished=True, resume_errored=False, restart_errored=False
+                )
         except Exception as exc:  # a state file cut short by a kill: rerun it, keep the old one aside
             aside = _move_aside(
                 st, name, "incomplete", f"could not be restored ({type(exc).__name__}: {exc}); running it again"
@@ -338,6 +339,20 @@ def _finished_checkpoints(st: Any, name: str) -> dict[str, str]:
             "%s holds %d whole trial checkpoint(s); a trial that must run again reuses its own", st.uri(name), len(out)
         )
     return out
+
+
+@contextlib.contextmanager
+def _quiet_missing_metrics() -> Iterator[None]:
+    """Silence Tune's "Failed to fetch metrics for N trial(s)" while it restores an experiment: the trials the
+    interrupted run had not finished have no result files yet, which is why they run again (repeval reads
+    each trial's checkpoint, never those files)."""
+    logger = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 @contextlib.contextmanager

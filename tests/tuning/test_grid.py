@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -248,9 +249,25 @@ def test_interrupted_experiment_resumes(ray_session, tmp_path):
     for p in marks.iterdir():
         p.unlink()
     cfg = resume_config()
-    g = run_group(
-        cfg, cfg.experiments[0], "notes", "m", resume_data(), str(storage), wrap_trainable=marker_wrapper(str(marks))
-    )
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    tune_analysis = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    tune_analysis.addHandler(handler)
+    try:
+        g = run_group(
+            cfg,
+            cfg.experiments[0],
+            "notes",
+            "m",
+            resume_data(),
+            str(storage),
+            wrap_trainable=marker_wrapper(str(marks)),
+        )
+    finally:
+        tune_analysis.removeHandler(handler)
+    # the unfinished trials have no result files yet: expected on a resume, not worth a warning
+    assert not [r for r in records if "Failed to fetch metrics" in r.getMessage()]
     assert ran() == ["p2"]  # only the unit that never finished trained again
     assert g.reused_trials == 1  # p3's persisted checkpoint was reported instead
     assert {r["probe"] for r in g.rows} == {"p2", "p3", "p4", "p5"} and not g.failed
@@ -335,6 +352,38 @@ def test_fit_maps_every_trial_to_its_unit_and_reruns_an_incomplete_restore(ray_s
     assert sorted(c["unit"] for c, _ in pairs) == [0, 1, 2]
     assert [r.metrics["score"] for c, r in pairs if c["unit"] == 2] == [2.0]
     assert len(list((tmp_path / "tune").glob("exp.incomplete-*"))) == 1
+
+
+def test_restoring_does_not_warn_about_trials_whose_result_files_are_missing(ray_session, tmp_path):
+    """A driver killed before Tune copied a trial's result.json to storage left a trial with a result in the
+    experiment state and no result files; restoring it (repeval reads checkpoints, never those files) must
+    not print Tune's "Failed to fetch metrics" warning at the user."""
+    from ray import tune
+
+    from repeval.tuning.grid import _fit
+
+    storage = tmp_path / "tune"
+
+    def fit():
+        space = {"unit": tune.grid_search([0])}
+        return _fit("exp", lambda _finished: unit_trainable, space, tune.TuneConfig(), str(storage), "fp", 1)
+
+    fit()
+    removed = [f for name in ("result.json", "progress.csv") for f in storage.glob(f"exp/*/{name}")]
+    assert removed
+    for f in removed:
+        f.unlink()
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    tune_analysis = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    tune_analysis.addHandler(handler)
+    try:
+        pairs, restored = fit()
+    finally:
+        tune_analysis.removeHandler(handler)
+    assert restored and [c["unit"] for c, _ in pairs] == [0]
+    assert not [r.getMessage() for r in records if "Failed to fetch metrics" in r.getMessage()]
 
 
 def test_fit_reruns_an_experiment_whose_marker_or_state_a_kill_cut_short(ray_session, tmp_path):
