@@ -201,6 +201,14 @@ class TuneStorage:
         if local:
             self.fs.move(target, dest)
 
+    def names(self) -> list[str]:
+        """Names of the files and directories directly under the storage root (one listing)."""
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(self.base, allow_not_found=True))
+        except OSError:
+            return []
+        return [i.path.rstrip("/").rsplit("/", 1)[-1] for i in infos]
+
     def move(self, name: str, new_name: str) -> None:
         """Rename a file or directory (on object stores a copy, then a delete)."""
         src, dst = f"{self.base}/{name}", f"{self.base}/{new_name}"

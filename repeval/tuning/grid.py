@@ -260,35 +260,43 @@ def _fit(
     st = TuneStorage(storage_path)
     path, marker = st.uri(name), f"{name}.repeval.json"
     stored = _marker_fingerprint(st.read_text(marker))
-    finished: dict[str, str] = {}
-    if st.exists(name) and stored == fingerprint:
-        finished = _finished_checkpoints(st, name)
     if st.exists(name) and stored == fingerprint and tune.Tuner.can_restore(path):
         log.info("resuming Tune experiment %s", path)
         try:
             with _quiet_missing_metrics():
                 tuner = tune.Tuner.restore(
-                    path, make_trainable(finished), resume_unfinished=True, resume_errored=False, restart_errored=False
+                    path,
+                    make_trainable(_reusable(st, name, fingerprint)),
+                    resume_unfinished=True,
+                    resume_errored=False,
+                    restart_errored=False,
                 )
         except Exception as exc:  # a state file cut short by a kill: rerun it, keep the old one aside
-            aside = _move_aside(
-                st, name, "incomplete", f"could not be restored ({type(exc).__name__}: {exc}); running it again"
+            _move_aside(
+                st,
+                name,
+                "incomplete",
+                f"could not be restored ({type(exc).__name__}: {exc}); running it again",
+                fingerprint,
             )
-            finished = _finished_checkpoints(st, aside)
         else:
             with _plain_trial_actors():
                 pairs = _trial_results(tuner.fit())
             if {c.get("unit") for c, _ in pairs} == set(range(n_units)):
                 return pairs, True
-            aside = _move_aside(
-                st, name, "incomplete", "could not be resumed whole (interrupted mid-write); running it again"
+            _move_aside(
+                st,
+                name,
+                "incomplete",
+                "could not be resumed whole (interrupted mid-write); running it again",
+                fingerprint,
             )
-            finished = _finished_checkpoints(st, aside)
     elif st.exists(name) and stored is not None and stored != fingerprint:  # another configuration's: never mix
         _move_aside(st, name, "stale", "was planned for another configuration")
     elif st.exists(name):  # no readable marker or no restorable state: a driver killed while starting it
-        aside = _move_aside(st, name, "incomplete", "has no restorable state or marker (interrupted while starting)")
-        finished = _finished_checkpoints(st, aside) if stored == fingerprint else {}
+        reason = "has no restorable state or marker (interrupted while starting)"
+        _move_aside(st, name, "incomplete", reason, fingerprint if stored == fingerprint else None)
+    finished = _reusable(st, name, fingerprint)
     st.write_text(marker, json.dumps({"fingerprint": fingerprint}))
     # end issue 8
     tuner = tune.Tuner(
@@ -306,6 +314,22 @@ def _fit(
     )
     with _plain_trial_actors():
         return _trial_results(tuner.fit()), False
+
+
+def _reusable(st: Any, name: str, fingerprint: str) -> dict[str, str]:
+    """Trial key → whole checkpoint of this plan: under experiment ``name`` when its marker says it is this plan's,
+    then under every experiment of this plan moved aside as incomplete (newest first), so that a run killed
+    again while resuming loses nothing either."""
+    dirs = [name] if _marker_fingerprint(st.read_text(f"{name}.repeval.json")) == fingerprint else []
+    prefix = f"{name}.incomplete-"
+    aside = sorted((n for n in st.names() if n.startswith(prefix) and not n.endswith(".repeval.json")), reverse=True)
+    dirs += [n for n in aside if _marker_fingerprint(st.read_text(f"{n}.repeval.json")) == fingerprint]
+    out: dict[str, str] = {}
+    for d in dirs:
+        if st.exists(d):
+            for key, src in _finished_checkpoints(st, d).items():
+                out.setdefault(key, src)
+    return out
 
 
 def _finished_checkpoints(st: Any, name: str) -> dict[str, str]:
@@ -391,8 +415,16 @@ def _marker_fingerprint(text: str | None) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _move_aside(st: Any, name: str, tag: str, reason: str) -> str:
+def _move_aside(st: Any, name: str, tag: str, reason: str, fingerprint: str | None = None) -> str:
+    """Rename experiment ``name`` to ``<name>.<tag>-<time>``; with ``fingerprint`` (its plan's, known), a marker
+    next to it says so, so that its finished trials can be reused (:func:`_reusable`)."""
     dest = f"{name}.{tag}-{time.strftime('%Y%m%d-%H%M%S')}"
+    n = 1
+    while st.exists(dest):  # two moves within a second
+        n += 1
+        dest = f"{name}.{tag}-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
+    if fingerprint is not None:
+        st.write_text(f"{dest}.repeval.json", json.dumps({"fingerprint": fingerprint}))
     st.move(name, dest)
     log.warning("Tune experiment %s %s; kept it at %s", st.uri(name), reason, st.uri(dest))
     return dest

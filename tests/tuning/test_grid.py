@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -267,7 +268,8 @@ def test_interrupted_experiment_resumes(ray_session, tmp_path):
 def test_finished_trials_are_reused_when_the_experiment_state_was_lost(ray_session, tmp_path):
     """A driver killed before Tune first wrote its experiment state leaves trial checkpoints but nothing to
     restore: the rerun moves the experiment aside and reuses every whole checkpoint of the same plan (results
-    identical to the first run's); a checkpoint cut short is trained again, and another plan's never reused."""
+    identical to the first run's), also when that rerun is killed in turn; a checkpoint cut short is trained
+    again, and another plan's never reused."""
     marks = tmp_path / "marks"
     marks.mkdir()
     storage = tmp_path / "tune"
@@ -295,13 +297,24 @@ def test_finished_trials_are_reused_when_the_experiment_state_was_lost(ray_sessi
 
     second, trained = run()
     assert len(trained) == 1 and second.reused_trials == 3
-    assert len(list(storage.glob(f"{exp.name}.incomplete-*"))) == 1
+    assert len([d for d in storage.glob(f"{exp.name}.incomplete-*") if d.is_dir()]) == 1
 
     def values(g):
         return sorted((r["probe"], r["scenario"], r["metric"], r["label"] or "", r["value"]) for r in g.rows)
 
     assert values(second) == values(first)  # reused or retrained, the same results
     assert sorted(map(repr, second.history)) == sorted(map(repr, first.history))
+
+    # killed again while resuming, before any trial re-reported: that experiment holds no state and no
+    # checkpoint, and the finished trials are found in the experiment the second run moved aside
+    for f in exp.glob("experiment_state-*.json"):
+        f.unlink()
+    for ck in exp.glob("*/checkpoint_*"):
+        shutil.rmtree(ck)
+    third, trained = run()
+    assert len(trained) == 1 and third.reused_trials == 3
+    assert values(third) == values(first)
+    assert len([d for d in storage.glob(f"{exp.name}.incomplete-*") if d.is_dir()]) == 2
 
     # another plan (more epochs): a new fingerprint, so nothing of the old experiment is reused
     _, trained = run(resume_config(epochs=4))
@@ -341,7 +354,7 @@ def test_fit_maps_every_trial_to_its_unit_and_reruns_an_incomplete_restore(ray_s
     assert not restored
     assert sorted(c["unit"] for c, _ in pairs) == [0, 1, 2]
     assert [r.metrics["score"] for c, r in pairs if c["unit"] == 2] == [2.0]
-    assert len(list((tmp_path / "tune").glob("exp.incomplete-*"))) == 1
+    assert len([d for d in (tmp_path / "tune").glob("exp.incomplete-*") if d.is_dir()]) == 1
 
 
 def test_restoring_does_not_warn_about_trials_whose_result_files_are_missing(ray_session, tmp_path):
@@ -380,7 +393,6 @@ def test_fit_reruns_an_experiment_whose_marker_or_state_a_kill_cut_short(ray_ses
     """A driver killed while writing the repeval marker (an empty file) or Tune's experiment state (cut short)
     left CI's rerun failing with "Expecting value: line 1 column 1": such an experiment is moved aside and run
     afresh, and the marker itself is written whole (temporary name, then rename)."""
-    import time
 
     from ray import tune
 
@@ -400,16 +412,15 @@ def test_fit_reruns_an_experiment_whose_marker_or_state_a_kill_cut_short(ray_ses
     (tune_dir / "exp.repeval.json").write_text("")  # killed between open and write
     pairs, restored = fit()
     assert not restored and sorted(c["unit"] for c, _ in pairs) == [0, 1]
-    assert len(list(tune_dir.glob("exp.incomplete-*"))) == 1
+    assert len([d for d in tune_dir.glob("exp.incomplete-*") if d.is_dir()]) == 1
 
     states = sorted((tune_dir / "exp").glob("experiment_state*.json"))
     assert states, "Tune's experiment state file moved: update this test"
     for f in states:
         f.write_text(f.read_text()[:7])  # killed mid-write: half a JSON document
-    time.sleep(1.1)  # the moved-aside name carries the time to the second
-    pairs, restored = fit()
+    pairs, restored = fit()  # (moved aside within the same second as the first: a name of its own)
     assert not restored and sorted(c["unit"] for c, _ in pairs) == [0, 1]
-    assert len(list(tune_dir.glob("exp.incomplete-*"))) == 2
+    assert len([d for d in tune_dir.glob("exp.incomplete-*") if d.is_dir()]) == 2
     assert fit()[1]
 
 
