@@ -242,9 +242,9 @@ def _fit(
     A restored experiment is used only when it accounts for every unit of the grid; one left by a driver
     killed at an unlucky moment (trials without their configuration, units missing) is moved aside and the
     experiment runs afresh. Either way nothing a trial of the same plan finished is trained again: the
-    whole checkpoints under the earlier experiment (:func:`_finished_checkpoints`) go to
-    ``make_trainable``, whose trials report them instead of training (:func:`repeval.tuning.trial.resuming`)
-    — also those Tune had not recorded yet when the driver was killed."""
+    whole checkpoints of the earlier experiments of this plan (:func:`_reusable`) go to ``make_trainable``,
+    whose trials report them instead of training (:func:`repeval.tuning.trial.resuming`) — also those Tune
+    had not recorded yet when the driver was killed."""
     import os
 
     from ray import tune
