@@ -266,7 +266,7 @@ def _fit(
             with _quiet_missing_metrics():
                 tuner = tune.Tuner.restore(
                     path,
-                    make_trainable(_reusable(st, name, fingerprint)),
+                    make_trainable(_reusable(st, name, fingerprint, current=True)),
                     resume_unfinished=True,
                     resume_errored=False,
                     restart_errored=False,
@@ -316,19 +316,18 @@ def _fit(
         return _trial_results(tuner.fit()), False
 
 
-def _reusable(st: Any, name: str, fingerprint: str) -> dict[str, str]:
-    """Trial key → whole checkpoint of this plan: under experiment ``name`` when its marker says it is this plan's,
-    then under every experiment of this plan moved aside as incomplete (newest first), so that a run killed
-    again while resuming loses nothing either."""
-    dirs = [name] if _marker_fingerprint(st.read_text(f"{name}.repeval.json")) == fingerprint else []
+def _reusable(st: Any, name: str, fingerprint: str, *, current: bool = False) -> dict[str, str]:
+    """Trial key → whole checkpoint of this plan: under experiment ``name`` itself with ``current`` (the caller
+    read its marker), then under every experiment of this plan moved aside as incomplete (newest first), so
+    that a run killed again while resuming loses nothing either."""
     prefix = f"{name}.incomplete-"
     aside = sorted((n for n in st.names() if n.startswith(prefix) and not n.endswith(".repeval.json")), reverse=True)
+    dirs = [name] if current else []
     dirs += [n for n in aside if _marker_fingerprint(st.read_text(f"{n}.repeval.json")) == fingerprint]
     out: dict[str, str] = {}
     for d in dirs:
-        if st.exists(d):
-            for key, src in _finished_checkpoints(st, d).items():
-                out.setdefault(key, src)
+        for key, src in _finished_checkpoints(st, d).items():
+            out.setdefault(key, src)
     return out
 
 
@@ -418,11 +417,11 @@ def _marker_fingerprint(text: str | None) -> str | None:
 def _move_aside(st: Any, name: str, tag: str, reason: str, fingerprint: str | None = None) -> str:
     """Rename experiment ``name`` to ``<name>.<tag>-<time>``; with ``fingerprint`` (its plan's, known), a marker
     next to it says so, so that its finished trials can be reused (:func:`_reusable`)."""
-    dest = f"{name}.{tag}-{time.strftime('%Y%m%d-%H%M%S')}"
+    dest = stem = f"{name}.{tag}-{time.strftime('%Y%m%d-%H%M%S')}"
     n = 1
     while st.exists(dest):  # two moves within a second
         n += 1
-        dest = f"{name}.{tag}-{time.strftime('%Y%m%d-%H%M%S')}-{n}"
+        dest = f"{stem}-{n}"
     if fingerprint is not None:
         st.write_text(f"{dest}.repeval.json", json.dumps({"fingerprint": fingerprint}))
     st.move(name, dest)
