@@ -24,7 +24,7 @@ test: export RAY_AUTH_MODE ?= disabled
 test: setup-all
 	$(BIN)/python -m pytest -q
 
-## AMD CPUs: MKL's Intel code path for torch (scripts/mkl_intel_cpu.c). setup builds it when gcc exists and
+## AMD CPUs: MKL's Intel code path for torch (repeval/mkl_intel_cpu.c). setup builds it when gcc exists and
 ## `repeval` then preloads it by itself (repeval/cpu.py; REPEVAL_MKL_SHIM=0 turns it off); this rebuilds it
 mkl-shim:
 	rm -f $(VENV)/lib/librepeval-mkl-intel-cpu.so

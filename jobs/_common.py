@@ -15,7 +15,7 @@ def main(stage: str) -> None:
     from repeval.cli import app
     from repeval.cpu import reexec_with_mkl_shim
 
-    reexec_with_mkl_shim()  # as the `repeval` command does (under `ray job submit` only with REPEVAL_MKL_SHIM=1)
+    reexec_with_mkl_shim()  # as `repeval` does; under `ray job submit` the node's LD_PRELOAD (cluster/*.yaml) applies
     if not os.environ.get("RAY_ADDRESS"):
         print(
             "note: RAY_ADDRESS is not set; starting an embedded Ray (use `ray job submit` for a cluster)",

@@ -1,10 +1,14 @@
 """MKL's code path on AMD CPUs; chosen before the process starts (docs/benchmarks.md, sessions 11 and 12).
 
 torch links MKL statically; MKL takes a generic (slower) code path unless it sees an Intel CPU.
-``scripts/mkl_intel_cpu.c`` (built by ``scripts/setup.sh`` when gcc exists, or ``make mkl-shim``)
-answers MKL's CPU check with "Intel"; preloaded into a process (``LD_PRELOAD``) MKL's AVX2/AVX-512
-kernels run on AMD too. It has to be in place when the process starts, and the embedded Ray's workers
-inherit it from the driver, so :func:`reexec_with_mkl_shim` re-executes the CLI once with it.
+``repeval/mkl_intel_cpu.c`` (shipped in the wheel; compiled by :func:`build_shim` —
+``python -m repeval.cpu build``, which ``scripts/setup.sh`` runs when gcc exists, ``make mkl-shim`` and the
+cluster configs' setup commands) answers MKL's CPU check with "Intel"; preloaded into a process
+(``LD_PRELOAD``) MKL's AVX2/AVX-512 kernels run on AMD too. It has to be in place when the process starts,
+and the embedded Ray's workers inherit it from the driver, so :func:`reexec_with_mkl_shim` re-executes the
+CLI once with it. A cluster's workers inherit the environment of their node's ``ray start`` instead: the
+cluster configs start Ray with ``LD_PRELOAD="$(python -m repeval.cpu preload)"`` (:func:`node_library`: the
+same decision for the node, whoever drives it), and a job's driver started there inherits it too.
 ``REPEVAL_MKL_SHIM`` decides: unset or ``auto`` — on an AMD CPU when the library is built and Ray is
 embedded; ``0``/``off`` — never; ``1``/``on`` — always (the default library); a path — that library.
 Results differ between the two paths in rounding only, so :func:`mkl_status` says which one ran
@@ -13,11 +17,15 @@ Results differ between the two paths in rounding only, so :func:`mkl_status` say
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import functools
 import logging
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,9 +57,43 @@ def _this_cpu() -> str | None:
     return cpu_vendor()
 
 
+#: the shim's C source, shipped in the wheel
+SOURCE = Path(__file__).with_name("mkl_intel_cpu.c")
+
+
 def default_library() -> Path:
-    """Where ``scripts/setup.sh`` and ``make mkl-shim`` put the library: the environment's ``lib/``."""
+    """Where :func:`build_shim` (``scripts/setup.sh``, ``make mkl-shim``) puts the library: the environment's
+    ``lib/``."""
     return Path(sys.prefix) / "lib" / LIB_NAME
+
+
+class NoCompilerError(RuntimeError):
+    """No C compiler to build the shim with."""
+
+
+def build_shim(output: Path | None = None, cc: str | None = None) -> Path:
+    """Compile :data:`SOURCE` into ``output`` (default :func:`default_library`) with ``cc`` (default ``$CC`` or
+    gcc) and return its path. The library is written under a temporary name and renamed into place, so a
+    process that preloads it meanwhile never maps a half-written file."""
+    output = default_library() if output is None else Path(output)
+    compiler = shutil.which(cc or os.environ.get("CC") or "gcc")
+    if compiler is None:
+        raise NoCompilerError(
+            f"no C compiler ({cc or os.environ.get('CC') or 'gcc'}) to build the MKL shim: install gcc "
+            f"(Debian/Ubuntu: apt-get install gcc), or run without it (probe training on AMD CPUs then takes "
+            f"MKL's slower path)"
+        )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".building-", suffix=".so", dir=output.parent)
+    os.close(fd)
+    try:
+        subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-o", tmp, str(SOURCE)], check=True)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, output)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return output
 
 
 @dataclass(frozen=True)
@@ -86,8 +128,21 @@ def decide(env: dict[str, str] | None = None, vendor: str | None = None, platfor
         return ShimDecision(None, f"{vendor or 'unknown'} CPU: MKL's own check suffices")
     if env.get("RAY_ADDRESS"):
         # the cluster's workers start from the nodes' environment, not the driver's: kernels would differ
-        return ShimDecision(None, f"attached to a Ray cluster (set LD_PRELOAD={lib} on its nodes, or {ENV}=1)")
+        return ShimDecision(
+            None,
+            f"attached to a Ray cluster (its nodes preload {lib} when their `ray start` runs with "
+            f'LD_PRELOAD="$(python -m repeval.cpu preload)", as cluster/*.yaml do; or {ENV}=1)',
+        )
     return ShimDecision(lib, "AMD CPU")
+
+
+def node_library(env: dict[str, str] | None = None, vendor: str | None = None) -> Path | None:
+    """The library this *node*'s Ray processes should preload (what ``python -m repeval.cpu preload`` prints for a
+    cluster node's ``ray start``): :func:`decide`'s rules for this CPU and ``REPEVAL_MKL_SHIM``, whether or not a
+    driver is attached to a cluster — every node that starts Ray this way takes the same path."""
+    env = dict(os.environ) if env is None else dict(env)
+    env.pop("RAY_ADDRESS", None)
+    return decide(env, vendor).library
 
 
 def _preloads() -> list[str]:
@@ -132,3 +187,35 @@ def mkl_status() -> str:
     if vendor == "AuthenticAMD":
         return f"generic code path on this AMD CPU ({decide().reason})"
     return f"MKL's own dispatch ({vendor} CPU)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m repeval.cpu build [--output PATH] [--optional]`` compiles the shim;
+    ``python -m repeval.cpu preload`` prints the library this node's processes should preload (nothing when none)."""
+    ap = argparse.ArgumentParser(prog="python -m repeval.cpu", description="MKL's Intel code path on AMD CPUs")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help=f"compile the shim into <environment>/lib/{LIB_NAME}")
+    b.add_argument("--output", type=Path, default=None, help="where to write the library")
+    b.add_argument("--optional", action="store_true", help="without a C compiler: say so and exit 0")
+    sub.add_parser("preload", help="print the library to put in LD_PRELOAD on this node (empty: none)")
+    args = ap.parse_args(argv)
+    if args.cmd == "preload":
+        lib = node_library()
+        print(lib if lib is not None else "")
+        return 0
+    try:
+        print(build_shim(args.output))
+    except NoCompilerError as exc:
+        print(f"repeval.cpu: {exc}", file=sys.stderr)
+        return 0 if args.optional else 2
+    except subprocess.CalledProcessError as exc:
+        print(
+            f"repeval.cpu: building the MKL shim failed ({exc}); probe training on AMD CPUs takes MKL's slower path",
+            file=sys.stderr,
+        )
+        return 0 if args.optional else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,11 +10,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 python -c 'import sys; assert sys.version_info[:2] == (3, 11), f"repeval needs Python 3.11, found {sys.version}"'
-# MKL's Intel code path for torch on AMD CPUs (scripts/mkl_intel_cpu.c; repeval/cpu.py decides at run time
+# MKL's Intel code path for torch on AMD CPUs (repeval/mkl_intel_cpu.c; repeval/cpu.py decides at run time
 # whether to preload it — REPEVAL_MKL_SHIM=0 turns it off). Without gcc repeval runs without it.
+# (repeval.cpu needs only the standard library: it runs from the checkout before the install.)
 shim=.venv/lib/librepeval-mkl-intel-cpu.so
-if command -v gcc >/dev/null 2>&1 && { [ ! -f "$shim" ] || [ scripts/mkl_intel_cpu.c -nt "$shim" ]; }; then
-  gcc -O2 -shared -fPIC -o "$shim" scripts/mkl_intel_cpu.c \
+if command -v gcc >/dev/null 2>&1 && { [ ! -f "$shim" ] || [ repeval/mkl_intel_cpu.c -nt "$shim" ]; }; then
+  python -m repeval.cpu build --optional >/dev/null \
     || echo "setup: could not build the MKL shim; probe training on AMD CPUs runs MKL's slower path" >&2
 fi
 stamp=.venv/.repeval-installed

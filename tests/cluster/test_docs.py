@@ -42,8 +42,13 @@ def test_every_cluster_file_the_doc_names_exists():
 def test_doc_and_configs_agree():
     text = doc_text()
     aws = yaml.safe_load((REPO / "cluster" / "aws.yaml").read_text(encoding="utf-8"))
-    no_deps = aws["setup_commands"][-1]
-    assert no_deps.startswith("pip install --no-deps") and no_deps in text
+    no_deps = next(c for c in aws["setup_commands"] if c.startswith("pip install --no-deps"))
+    assert no_deps in text
+    shim = next(c for c in aws["setup_commands"] if "repeval.cpu" in c)
+    assert shim.startswith("python -m repeval.cpu build") and "python -m repeval.cpu build" in text
+    assert 'LD_PRELOAD="$(python -m repeval.cpu preload)' in aws["head_start_ray_commands"][1] and (
+        "python -m repeval.cpu preload" in text
+    )
     assert "--dashboard-host=127.0.0.1" in text and "--dashboard-host=127.0.0.1" in aws["head_start_ray_commands"][1]
     assert f"idle_timeout_minutes: {aws['idle_timeout_minutes']}" in text
     job = yaml.safe_load((REPO / "cluster" / "kuberay" / "rayjob.yaml").read_text(encoding="utf-8"))["spec"]

@@ -232,6 +232,56 @@ def test_commands_are_valid_bash(name):
         assert result.returncode == 0, (cmd, result.stderr)
 
 
+@pytest.mark.parametrize("name", LAUNCHERS)
+def test_every_node_builds_the_mkl_shim_and_starts_ray_with_it(name, tmp_path):
+    """Every node type's setup builds the shim from the installed wheel (carrying on without a compiler), and
+    every `ray start` runs with `LD_PRELOAD` from `python -m repeval.cpu preload` — run here for real: the export
+    from the start commands puts the library (a real build) ahead of an existing LD_PRELOAD, a process started
+    from that environment (as the raylet's workers and a job's driver are) runs MKL's Intel path, and with the
+    shim turned off the export adds nothing."""
+    import os
+    import sys
+
+    config = prepared(name)
+    build = "python -m repeval.cpu build --optional"
+    for type_name in config["available_node_types"]:
+        commands = setup_commands_of(config, type_name)
+        assert build in commands, type_name
+        assert commands.index(build) > commands.index(NO_DEPS_MODELS), type_name  # after repeval is installed
+    bindir = os.path.dirname(sys.executable)  # `python` on the node: the environment repeval is installed in
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "CC": str(tmp_path / "no-cc")}
+    env.pop("RAY_ADDRESS", None)
+    no_cc = subprocess.run(["bash", "-c", build], env=env, capture_output=True, text=True)
+    assert no_cc.returncode == 0 and "install gcc" in no_cc.stderr  # setup goes on
+    lib = tmp_path / "lib" / "librepeval-mkl-intel-cpu.so"  # the name mkl_status looks for
+    subprocess.run([sys.executable, "-m", "repeval.cpu", "build", "--output", str(lib)], check=True, timeout=60)
+    starts = [c for key in ("head_start_ray_commands", "worker_start_ray_commands") for c in config[key]]
+    exports = [m.group(0) for c in starts if (m := re.search(r'export LD_PRELOAD="[^;]*";', c))]
+    assert len(exports) == 2 and all(c.index("export LD_PRELOAD") < c.index("ray start") for c in starts[1::2])
+    show = ' python -c "from repeval.cpu import mkl_status; print(mkl_status())"; echo "[$LD_PRELOAD]"'
+    for export in exports:
+        on = subprocess.run(
+            ["bash", "-c", export + show],
+            env={**env, "REPEVAL_MKL_SHIM": str(lib), "LD_PRELOAD": "", "RAY_ADDRESS": "10.0.0.1:6379"},
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert on.returncode == 0, on.stderr
+        status, preload = on.stdout.strip().splitlines()
+        assert status.startswith("Intel code path") and preload == f"[{lib}]", on.stdout
+        kept = subprocess.run(
+            ["bash", "-c", export + 'echo "[$LD_PRELOAD]"'],
+            env={**env, "REPEVAL_MKL_SHIM": str(lib), "LD_PRELOAD": "/opt/other.so"},
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert kept.stdout.strip() == f"[{lib} /opt/other.so]", kept.stdout
+        off = subprocess.run(
+            ["bash", "-c", export + 'echo "[$LD_PRELOAD]"'],
+            env={**env, "REPEVAL_MKL_SHIM": "0", "LD_PRELOAD": ""},
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert off.stdout.strip() == "[]", off.stdout
+
+
 def test_missing_wheel_stops_setup_with_the_fix(tmp_path):
     """The wheel check runs for real (HOME without a wheel): it fails and names the command."""
     check = next(cmd for cmd in load("aws.yaml")["setup_commands"] if "no repeval wheel" in cmd)

@@ -1,4 +1,5 @@
-"""The MKL shim (scripts/mkl_intel_cpu.c, built by scripts/setup.sh or ``make mkl-shim``) builds, takes over the
+"""The MKL shim (repeval/mkl_intel_cpu.c, built by ``python -m repeval.cpu build``: scripts/setup.sh, ``make mkl-shim``
+and the cluster configs' setup run it) builds, takes over the
 symbol MKL asks and leaves torch's products correct; repeval.cpu turns it on for the driver and the embedded Ray
 workers alike and says which path ran. Its speed is measured in benchmarks/ (docs/benchmarks.md, sessions 11
 and 12)."""
@@ -40,14 +41,15 @@ def _run(env: dict[str, str]) -> tuple[int, float]:
 
 
 def _lib(tmp_path: Path) -> Path:
-    """The shim built as scripts/setup.sh builds it."""
-    gcc = shutil.which("gcc")
-    if gcc is None:
+    """The shim built as scripts/setup.sh builds it (``python -m repeval.cpu build``)."""
+    if shutil.which("gcc") is None:
         pytest.fail("gcc is needed to build the MKL shim (make mkl-shim); install gcc")
-    lib = tmp_path / "librepeval-mkl-intel-cpu.so"
-    subprocess.run(
-        [gcc, "-O2", "-shared", "-fPIC", "-o", str(lib), str(ROOT / "scripts" / "mkl_intel_cpu.c")], check=True
+    lib = tmp_path / "lib" / "librepeval-mkl-intel-cpu.so"
+    out = subprocess.run(
+        [sys.executable, "-m", "repeval.cpu", "build", "--output", str(lib)], capture_output=True, text=True, timeout=60
     )
+    assert out.returncode == 0 and out.stdout.strip() == str(lib), out.stderr
+    assert not [p for p in lib.parent.iterdir() if p != lib]  # built under a temporary name, renamed into place
     return lib
 
 
@@ -58,6 +60,36 @@ def test_mkl_shim_builds_preloads_and_keeps_products_correct(tmp_path: Path) -> 
     shim_flag, shim_err = _run({**env, "LD_PRELOAD": str(lib)})
     assert shim_flag == 1 and plain_flag != 1  # the preloaded definition is the one the process resolves
     assert plain_err < 1e-5 and shim_err < 1e-5, (plain_err, shim_err)
+
+
+def test_building_without_a_compiler_names_the_fix(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "repeval.cpu", "build", "--output", str(tmp_path / "shim.so")]
+    env = {**os.environ, "CC": str(tmp_path / "no-such-cc")}
+    strict = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert strict.returncode == 2 and "install gcc" in strict.stderr, strict.stderr
+    optional = subprocess.run([*cmd, "--optional"], env=env, capture_output=True, text=True, timeout=60)
+    assert optional.returncode == 0 and "install gcc" in optional.stderr  # cluster setup goes on without the shim
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_wheel_ships_the_shim_source(tmp_path: Path) -> None:
+    """Cluster nodes install repeval from a wheel and build the shim from the source inside it."""
+    import zipfile
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(ROOT / "repeval", src / "repeval", ignore=shutil.ignore_patterns("__pycache__"))
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "w"),
+         str(src)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    (wheel,) = (tmp_path / "w").glob("repeval-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        assert z.read("repeval/mkl_intel_cpu.c") == (ROOT / "repeval" / "mkl_intel_cpu.c").read_bytes()
 
 
 # ------------------------------------------------------------------ turning it on automatically (repeval.cpu)
@@ -95,6 +127,11 @@ def test_shim_decision_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert cpu.decide({cpu.ENV: str(other)}, amd, "linux").library is None  # a path that does not exist
     other.write_bytes(b"")
     assert cpu.decide({cpu.ENV: str(other)}, intel, "linux").library == other
+    # a cluster node's `ray start` (python -m repeval.cpu preload): the same rules, whoever drives the cluster
+    assert cpu.node_library({"RAY_ADDRESS": "10.0.0.1:6379"}, amd) == lib
+    assert cpu.node_library({"RAY_ADDRESS": "10.0.0.1:6379"}, intel) is None
+    assert cpu.node_library({cpu.ENV: "off"}, amd) is None
+    assert cpu.node_library({cpu.ENV: str(other)}, intel) == other
 
 
 REEXEC = r"""
