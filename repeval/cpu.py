@@ -208,7 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     except NoCompilerError as exc:
         print(f"repeval.cpu: {exc}", file=sys.stderr)
         return 0 if args.optional else 2
-    except subprocess.CalledProcessError as exc:
+    except (
+        subprocess.CalledProcessError,
+        OSError,
+    ) as exc:  # the compiler failed, or the library's folder is not writable
         print(
             f"repeval.cpu: building the MKL shim failed ({exc}); probe training on AMD CPUs takes MKL's slower path",
             file=sys.stderr,
