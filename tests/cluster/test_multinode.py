@@ -360,6 +360,15 @@ def check_complete(root: Path, run_id: str, model: str, catalog: Any, max_tracks
 def test_job_submit_runs_embedding_actors_on_the_worker_node(cluster: LocalCluster, short_tmp: Path) -> None:
     manifest, catalog = render(short_tmp, instruments=4, notes=8)
     config = write_config(short_tmp / "mn.yaml", manifest, {"id": "mfcc-stats"}, run_id="mn")
+    # the nodes start Ray as cluster/*.yaml do, with LD_PRELOAD from `python -m repeval.cpu preload` (the MKL shim,
+    # built from the packaged source and named by REPEVAL_MKL_SHIM, so the check holds on any CPU)
+    lib = short_tmp / "lib" / "librepeval-mkl-intel-cpu.so"
+    cpu = [str(BIN / "python"), "-m", "repeval.cpu"]
+    subprocess.run([*cpu, "build", "--output", str(lib)], env=cluster.env, check=True, capture_output=True)
+    cluster.env["REPEVAL_MKL_SHIM"] = str(lib)
+    preload = subprocess.run([*cpu, "preload"], env=cluster.env, check=True, capture_output=True, text=True)
+    cluster.env["LD_PRELOAD"] = preload.stdout.strip()
+    assert cluster.env["LD_PRELOAD"] == str(lib)
     cluster.start_head(num_cpus=1)
     worker = cluster.add_worker(num_cpus=2, resources={"embed": 2})
     worker_id = cluster.node_id(worker)
@@ -377,6 +386,10 @@ def test_job_submit_runs_embedding_actors_on_the_worker_node(cluster: LocalClust
     assert placed == {worker_id}, f"embedding actors ran on {placed}, not only on the worker node {worker_id}"
     assert all(a.required_resources.get("embed") == 1 for a in actors), [a.required_resources for a in actors]
     check_complete(short_tmp, "mn-smoke", "mfcc-stats", catalog, max_tracks=40)
+    # the job's driver and the probe trials, wherever they ran, took MKL's Intel path through the nodes' preload
+    (session,) = json.loads((short_tmp / "runs" / "mn-smoke" / "environment.json").read_text())
+    assert session["mkl"].startswith("Intel code path") and str(lib) in session["mkl"], session
+    assert session["trials_mkl"] == [session["mkl"]], session
 
 
 def test_worker_node_crash_mid_embedding(cluster: LocalCluster, short_tmp: Path) -> None:
