@@ -76,10 +76,11 @@ def build_shim(output: Path | None = None, cc: str | None = None) -> Path:
     gcc) and return its path. The library is written under a temporary name and renamed into place, so a
     process that preloads it meanwhile never maps a half-written file."""
     output = default_library() if output is None else Path(output)
-    compiler = shutil.which(cc or os.environ.get("CC") or "gcc")
+    name = cc or os.environ.get("CC") or "gcc"
+    compiler = shutil.which(name)
     if compiler is None:
         raise NoCompilerError(
-            f"no C compiler ({cc or os.environ.get('CC') or 'gcc'}) to build the MKL shim: install gcc "
+            f"no C compiler ({name}) to build the MKL shim: install gcc "
             f"(Debian/Ubuntu: apt-get install gcc), or run without it (probe training on AMD CPUs then takes "
             f"MKL's slower path)"
         )
@@ -208,10 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     except NoCompilerError as exc:
         print(f"repeval.cpu: {exc}", file=sys.stderr)
         return 0 if args.optional else 2
-    except (
-        subprocess.CalledProcessError,
-        OSError,
-    ) as exc:  # the compiler failed, or the library's folder is not writable
+    except (subprocess.CalledProcessError, OSError) as exc:  # the compiler failed, or the folder is not writable
         print(
             f"repeval.cpu: building the MKL shim failed ({exc}); probe training on AMD CPUs takes MKL's slower path",
             file=sys.stderr,

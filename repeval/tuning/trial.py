@@ -244,14 +244,19 @@ def read_finished(fs: Any, path: str) -> dict[str, Any] | None:
         return None
 
 
-def open_finished(src: str) -> tuple[Any, str, dict[str, Any]] | None:
-    """``(filesystem, path, summary)`` of the whole trial checkpoint at ``src`` (a path or a filesystem URI)."""
+def _filesystem(src: str) -> tuple[Any, str]:
+    """``(pyarrow filesystem, path)`` of ``src``, a local path or a filesystem URI."""
     import pyarrow.fs as pafs
 
     from repeval.rundir import is_uri
 
+    return pafs.FileSystem.from_uri(src) if is_uri(src) else (pafs.LocalFileSystem(), src)
+
+
+def open_finished(src: str) -> tuple[Any, str, dict[str, Any]] | None:
+    """``(filesystem, path, summary)`` of the whole trial checkpoint at ``src`` (a path or a filesystem URI)."""
     try:
-        fs, path = pafs.FileSystem.from_uri(src) if is_uri(src) else (pafs.LocalFileSystem(), src)
+        fs, path = _filesystem(src)
     except (OSError, ValueError):
         return None
     summary = read_finished(fs, path)
@@ -264,17 +269,21 @@ def _reuse_finished(config: dict[str, Any], finished: dict[str, str] | None) -> 
     import pyarrow.fs as pafs
     from ray import tune
 
-    src = (finished or {}).get(trial_key(config))
+    key = trial_key(config)
+    src = (finished or {}).get(key)
     if src is None:
         return False
-    found = open_finished(src)
-    if found is None or found[2]["key"] != trial_key(config):
-        log.warning("the checkpoint of an interrupted trial at %s is no longer whole; training the unit again", src)
-        return False
-    fs, path, summary = found
+    local = pafs.LocalFileSystem()
     with tempfile.TemporaryDirectory() as d:  # a copy: Tune may persist this report to the very same path
-        pafs.copy_files(path, d, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
-        if read_finished(pafs.LocalFileSystem(), d) is None:
+        summary = None
+        try:
+            fs, path = _filesystem(src)
+            pafs.copy_files(path, d, source_filesystem=fs, destination_filesystem=local)
+            summary = read_finished(local, d)  # the copy is checked, not the source: one read of it
+        except (OSError, ValueError):
+            pass
+        if summary is None or summary["key"] != key:
+            log.warning("the checkpoint of an interrupted trial at %s is no longer whole; training the unit again", src)
             return False
         first = summary["metrics"]  # what the interrupted run's trial reported; it trained for train_seconds
         metrics = {
