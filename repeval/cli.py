@@ -197,7 +197,10 @@ def plan(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None, run
     rid = run_id or cfg.run.run_id
     run_dir = RunLocation.open(cfg.run.runs_dir, rid).local if rid else None
     st_root = store or cfg.run.store
-    st = EmbeddingStore(st_root) if ("://" in st_root or Path(st_root).exists()) else None
+    try:  # plan only reads: a store that does not exist yet has nothing done (and is not created here)
+        st: EmbeddingStore | None = EmbeddingStore(st_root, create=False)
+    except FileNotFoundError:
+        st = None
     cluster = None
     if os.environ.get("RAY_ADDRESS"):  # under `ray job submit` or pointed at a cluster: its exact requests
         import ray
@@ -444,22 +447,38 @@ def validate_model_cmd(
     _guard(go)
 
 
+def _store_root(positional: str | None, option: str | None) -> str:
+    """``repeval store ls|show`` take the store as a leading argument or as ``--store`` (default ``store``)."""
+    if positional and option and positional != option:
+        raise ValueError(f"two store roots given ({positional} and --store {option}): give one")
+    return positional or option or "store"
+
+
 @store_app.command("ls")
 def store_ls(
-    root: Annotated[str, typer.Argument(help="store root (path or pyarrow filesystem URI)")] = "store",
+    root: Annotated[
+        str | None, typer.Argument(help="store root (path or pyarrow filesystem URI) [default: store]")
+    ] = None,
+    store: Annotated[str | None, typer.Option("--store", help="the store root, as an option")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """List store partitions: state, rows, errors, dimension, model version, config hash, size."""
     from repeval.store import EmbeddingStore
     from repeval.store.inspect import ls_text
 
-    _guard(lambda: typer.echo(ls_text(EmbeddingStore(root), as_json)))
+    _guard(lambda: typer.echo(ls_text(EmbeddingStore(_store_root(root, store), create=False), as_json)))
 
 
 @store_app.command("show")
 def store_show(
-    partition: Annotated[str, typer.Argument(help="dataset/model/scenario")],
-    root: Annotated[str, typer.Option("--store", help="store root (path or pyarrow filesystem URI)")] = "store",
+    target: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="[STORE] DATASET/MODEL/SCENARIO",
+            help="the partition, after the store root unless --store gives it [default store: store]",
+        ),
+    ],
+    root: Annotated[str | None, typer.Option("--store", help="store root (path or pyarrow filesystem URI)")] = None,
     rows: Annotated[int, typer.Option("--rows", help="rows to print")] = 5,
 ) -> None:
     """Show a partition's manifest, schema, counts, first rows and error records."""
@@ -467,10 +486,14 @@ def store_show(
     from repeval.store.inspect import show_text
 
     def go() -> None:
-        parts = partition.strip("/").split("/")
-        if len(parts) != 3:
-            raise ValueError("give the partition as dataset/model/scenario (see `repeval store ls`)")
-        typer.echo(show_text(EmbeddingStore(root).partition(*parts), rows))
+        if len(target) > 2:
+            raise ValueError("give [STORE] DATASET/MODEL/SCENARIO (see `repeval store ls STORE`)")
+        store = EmbeddingStore(_store_root(target[0] if len(target) == 2 else None, root), create=False)
+        try:
+            part = store.find(target[-1])
+        except KeyError as exc:
+            raise ValueError(exc.args[0]) from None
+        typer.echo(show_text(part, rows))
 
     _guard(go)
 

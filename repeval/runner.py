@@ -218,7 +218,9 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
     if batch:
         _train_batch(ctx, batch, summary)
     if summary["failed"]:
-        _write_atomic(pa.Table.from_pylist(summary["failed"]), ctx.run_dir / "failed.parquet")
+        from repeval.tuning.results import FAILED_SCHEMA, typed_table
+
+        _write_atomic(typed_table(summary["failed"], FAILED_SCHEMA), ctx.run_dir / "failed.parquet")
     return summary
 
 
@@ -310,6 +312,7 @@ def _commit_group(ctx: RunContext, item: _Pending, g: Any, summary: dict[str, An
     """Write a trained group's results; its ``groups/<group>.parquet`` last, which marks it done."""
     from repeval.metrics import write_confusion
     from repeval.tuning.grid import results_table
+    from repeval.tuning.results import HISTORY_SCHEMA, PROBES_SCHEMA, typed_table
 
     fold, name = item.fold, item.name
     groups_dir = ctx.run_dir / "groups"
@@ -320,12 +323,14 @@ def _commit_group(ctx: RunContext, item: _Pending, g: Any, summary: dict[str, An
     _record_trial_mkl(ctx, g.mkl)
     if g.history:
         _write_atomic(
-            pa.Table.from_pylist([{**h, "fold": fold} for h in g.history]), ctx.run_dir / "history" / f"{name}.parquet"
+            typed_table([{**h, "fold": fold} for h in g.history], HISTORY_SCHEMA),
+            ctx.run_dir / "history" / f"{name}.parquet",
         )
     if g.probes:  # every configuration trained, its parameters, and which one was selected
         (ctx.run_dir / "probes").mkdir(exist_ok=True)
         _write_atomic(
-            pa.Table.from_pylist([{**p, "fold": fold} for p in g.probes]), ctx.run_dir / "probes" / f"{name}.parquet"
+            typed_table([{**p, "fold": fold} for p in g.probes], PROBES_SCHEMA),
+            ctx.run_dir / "probes" / f"{name}.parquet",
         )
     for (probe, seed, sid), matrix in g.confusion.items():  # the report pools a k-fold run's matrices over folds
         cell = f"{group_name(item.exp, item.dataset, item.model)}__{probe}__{seed}__{sid}{fold_suffix(fold)}"

@@ -96,7 +96,8 @@ def repeval_version() -> str:
 class EmbeddingStore:
     """The store root: a local path, any pyarrow filesystem URI, or ``filesystem=`` plus a path in it."""
 
-    def __init__(self, root: str, filesystem: pafs.FileSystem | None = None) -> None:
+    def __init__(self, root: str, filesystem: pafs.FileSystem | None = None, create: bool = True) -> None:
+        """``create=False`` (the read-only tools): a root that does not exist is a ``FileNotFoundError``."""
         self.uri = root
         if filesystem is not None:
             self.fs, self.root = filesystem, root.rstrip("/") or "/"
@@ -106,7 +107,10 @@ class EmbeddingStore:
             import os
 
             self.fs, self.root = pafs.LocalFileSystem(), os.path.abspath(root)
-        self.fs.create_dir(self.root, recursive=True)
+        if create:
+            self.fs.create_dir(self.root, recursive=True)
+        elif self.fs.get_file_info(self.root).type != pafs.FileType.Directory:
+            raise FileNotFoundError(f"no embedding store at {root} (check the path, or run `repeval embed` first)")
 
     def __repr__(self) -> str:
         return f"EmbeddingStore({self.uri!r})"
@@ -115,6 +119,21 @@ class EmbeddingStore:
         return Partition(
             self, f"{self.root}/{_safe(dataset)}/{_safe(model)}/{_safe(scenario)}", dataset, model, scenario
         )
+
+    def find(self, name: str) -> Partition:
+        """The existing partition ``dataset/model/scenario``; a ``KeyError`` naming the closest ones otherwise."""
+        parts = name.strip("/").split("/")
+        if len(parts) != 3:
+            raise KeyError(f"give a partition as dataset/model/scenario, not {name!r} (`repeval store ls` lists them)")
+        part = self.partition(*parts)
+        if self.fs.get_file_info(part.path).type == pafs.FileType.Directory:
+            return part
+        import difflib
+
+        names = [p.name for p in self.partitions()]
+        close = difflib.get_close_matches(part.name, names, n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(close)}?" if close else f" ({len(names)} partition(s) there)"
+        raise KeyError(f"no partition {part.name} in {self.uri}{hint}")
 
     def partitions(self) -> list[Partition]:
         """Every ``dataset/model/scenario`` folder, complete or not, sorted by path."""

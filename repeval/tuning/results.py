@@ -44,6 +44,55 @@ SUMMARY_SCHEMA = pa.schema(
     ]
 )
 
+_CELL = [(k, pa.string()) for k in ("task", "task_type", "dataset", "model")]
+
+#: ``history/<group>.parquet``: one row per probe, seed and validated epoch
+HISTORY_SCHEMA = pa.schema(
+    [
+        *_CELL,
+        ("probe", pa.string()),
+        ("seed", pa.int64()),
+        ("epoch", pa.int64()),
+        ("train_loss", pa.float64()),
+        ("val_loss", pa.float64()),
+        ("val_criterion", pa.float64()),
+        ("best_criterion", pa.float64()),
+        ("fold", pa.int64()),
+    ]
+)
+
+#: ``probes/<group>.parquet``: every configuration trained, its parameters, and which one was selected
+PROBES_SCHEMA = pa.schema(
+    [
+        *_CELL,
+        ("spec", pa.string()),
+        ("probe", pa.string()),
+        ("seed", pa.int64()),
+        ("params", pa.string()),
+        ("best_criterion", pa.float64()),
+        ("best_epoch", pa.int64()),
+        ("epochs", pa.int64()),
+        ("status", pa.string()),
+        ("selected", pa.bool_()),
+        ("fold", pa.int64()),
+    ]
+)
+
+#: ``failed.parquet``: probe trainings that failed and why
+FAILED_SCHEMA = pa.schema(
+    [*_CELL, ("probe", pa.string()), ("seed", pa.int64()), ("reason", pa.string()), ("fold", pa.int64())]
+)
+
+
+def typed_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    """``rows`` as a table of ``schema``: ``fold`` stays int64 when every row's is null (a dataset with one
+    split), so the files of k-fold and single-split groups concatenate; a key the schema lacks is an error,
+    not a column silently dropped."""
+    extra = {k for r in rows for k in r} - set(schema.names)
+    if extra:
+        raise ValueError(f"columns {sorted(extra)} are not in the table's schema ({schema.names})")
+    return pa.Table.from_pylist(rows, schema=schema)
+
 
 def _num(v: Any) -> float | None:
     if v is None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -123,3 +126,105 @@ def test_full_run(ray_session, run_config):
     (ctx.run_dir / "environment.json").write_text("{not json")  # a damaged record does not stop a run
     assert runner.stage_train(ctx)["skipped"] == 1
     assert len(json.loads((ctx.run_dir / "environment.json").read_text())) == 1
+
+
+# ---------------------------------------------------------------- docs/store.md against a real run
+
+STORE_DOC = Path(__file__).resolve().parents[2] / "docs" / "store.md"
+
+
+def _doc_section(title: str) -> str:
+    text = STORE_DOC.read_text()
+    start = text.index(f"\n{title}\n")
+    nxt = re.search(r"\n#{1,3} ", text[start + len(title) + 2 :])
+    return text[start : start + len(title) + 2 + (nxt.start() if nxt else len(text))]
+
+
+def _doc_table(title: str) -> list[list[str]]:
+    """The rows of the first Markdown table under ``title`` (header and rule left out), as cell lists."""
+    lines = [ln for ln in _doc_section(title).splitlines() if ln.startswith("|")]
+    return [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
+
+
+def _names(cell: str) -> list[str]:
+    """Backticked names in a cell, leaving out what a parenthesis says about them."""
+    return re.findall(r"`([^`]+)`", re.sub(r"\([^)]*\)", "", cell))
+
+
+def _doc_type(text: str) -> tuple[str, bool]:
+    return text.replace(" (not null)", ""), text.endswith("(not null)")
+
+
+def _arrow_type(field: pa.Field) -> str:
+    t = re.sub(r"<\w+: ", "<", str(field.type))  # the list's child name (item, element) is not documented
+    return re.sub(r"\[\d+\]$", "[dim]", t)
+
+
+def _check_columns(title: str, schema: pa.Schema, typed: bool = True) -> None:
+    rows = _doc_table(title)
+    documented = [n for r in rows for n in _names(r[0])]
+    assert documented == schema.names, f"{title}: documented {documented}, written {schema.names}"
+    if typed:
+        for r in rows:
+            doc_type, not_null = _doc_type(r[1])
+            for name in _names(r[0]):
+                f = schema.field(name)
+                assert doc_type == _arrow_type(f) and not_null == (not f.nullable), (title, name, r[1], f)
+
+
+def _finished_run(run_config: Path) -> tuple[Path, Path]:
+    """The store and run directory of this module's run (made here if ``test_full_run`` did not run first)."""
+    cfg = load_config(run_config)
+    ctx = runner.make_context(cfg)
+    if not (ctx.run_dir / "results.parquet").exists():
+        runner.stage_embed(ctx)
+        runner.stage_train(ctx)
+        runner.stage_evaluate(ctx)
+    return Path(cfg.run.store), ctx.run_dir
+
+
+def test_docs_store_page_matches_what_a_run_writes(ray_session, run_config, tmp_path, monkeypatch, capsys):
+    store, run_dir = _finished_run(run_config)
+    part = store / "notes" / "mfcc-stats" / "clean"
+    _check_columns("### Embedding rows (`part-*.parquet`)", pq.read_schema(next(part.glob("part-*.parquet"))))
+    _check_columns("### Error records (`_errors/part-*.parquet`)", pq.read_schema(next(part.glob("_errors/part-*"))))
+    manifest = json.loads((part / "_manifest.json").read_text())
+    assert sorted(n for r in _doc_table("### The manifest (`_manifest.json`)") for n in _names(r[0])) == sorted(
+        manifest
+    )
+    _check_columns("### `results.parquet`", pq.read_schema(run_dir / "results.parquet"))
+    summary_rows = _doc_table("### `summary.parquet`")
+    _check_columns("### `summary.parquet`", pq.read_schema(run_dir / "summary.parquet"), typed=False)
+    for r in summary_rows:
+        for name in _names(r[0]):
+            assert _arrow_type(pq.read_schema(run_dir / "summary.parquet").field(name)) == r[1], (name, r[1])
+    files = {r[0].strip("`"): r[1] for r in _doc_table("### `history/*.parquet`, `probes/*.parquet`, `failed.parquet`")}
+    for folder in ("history/", "probes/"):
+        schema = pq.read_schema(next((run_dir / folder).glob("*.parquet")))
+        assert _names(files[folder]) == schema.names, (folder, schema.names)
+        assert schema.field("fold").type == pa.int64() and schema.field("seed").type == pa.int64()
+    # every file and folder the run and the store hold is in the page's layout blocks
+    layout = _doc_section("## The run directory") + _doc_section("## The embedding store")
+    for entry in run_dir.iterdir():
+        assert re.search(rf"\n  {re.escape(entry.name)}[/\s]", layout), f"{entry.name} is not in docs/store.md"
+    for entry in [*store.iterdir(), *part.iterdir()]:
+        shown = re.sub(r"part-\S+\.parquet", "part-<time ns>-<id>.parquet", entry.name)
+        assert shown in layout or entry.name == "notes", f"{entry.name} is not in docs/store.md"
+
+    # every Python example on the page runs as written, on this run (its dataset is called notes here)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "store").symlink_to(store)
+    (tmp_path / "runs" / "quickstart").symlink_to(run_dir)
+    monkeypatch.chdir(tmp_path)
+    blocks = re.findall(r"```python\n(.*?)```", STORE_DOC.read_text(), re.S)
+    assert len(blocks) >= 6
+    outputs = []
+    for code in blocks:
+        exec(compile(code.replace("rendered_notes", "notes"), str(STORE_DOC), "exec"), {})  # the page's own examples
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0].split() == ["(48,", "40)", "float32", "48"]  # the clean partition: 48 notes, 40-d MFCC stats
+    assert "train" in outputs[1] and "test" in outputs[1]
+    assert "D1" in outputs[2] and "clean" in outputs[2] and "mfcc-stats" in outputs[2]
+    assert "notes/mfcc-stats/clean (48, 40) 48" in outputs[3] and "notes/mfcc-stats/D1 (8, 40)" in outputs[3]
+    assert "linear" in outputs[4] and "D1" in outputs[4]
+    assert "delta" in outputs[5] and "D1" in outputs[5]

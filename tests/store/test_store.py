@@ -149,3 +149,30 @@ def test_store_cli(tmp_path):
         assert text in res.output
     res = runner.invoke(app, ["store", "show", "nope", "--store", str(tmp_path / "s")])
     assert res.exit_code != 0 and "dataset/model/scenario" in res.output
+
+
+def test_store_cli_takes_the_store_either_way_and_names_what_is_missing(tmp_path):
+    """`store ls STORE` and `store show STORE PARTITION` (or `--store`); a typo is an error with the closest
+    partition, and a store that does not exist is reported, not created."""
+    from repeval.cli import app
+
+    store = EmbeddingStore(str(tmp_path / "s"))
+    _write(store, ["a", "b"]).finish({"dataset": "ds", "model": "m", "scenario": "clean", "model_version": "1"})
+    runner = CliRunner()
+    root = str(tmp_path / "s")
+    for args in (["store", "ls", "--store", root], ["store", "ls", root, "--store", root]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0 and "ds/m/clean" in res.output, res.output
+    res = runner.invoke(app, ["store", "show", root, "ds/m/clean"])
+    assert res.exit_code == 0 and "2 rows in 1 part file(s)" in res.output, res.output
+    res = runner.invoke(app, ["store", "ls", root, "--store", str(tmp_path / "other")])
+    assert res.exit_code == 1 and "two store roots given" in res.output
+    res = runner.invoke(app, ["store", "show", root, "ds/m/claen"])
+    assert res.exit_code == 1 and "no partition ds/m/claen" in res.output and "did you mean ds/m/clean" in res.output
+    res = runner.invoke(app, ["store", "show", root, "ds/m/clean", "extra"])
+    assert res.exit_code == 1 and "[STORE] DATASET/MODEL/SCENARIO" in res.output
+    missing = tmp_path / "typo"
+    for args in (["store", "ls", str(missing)], ["store", "show", str(missing), "ds/m/clean"]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 1 and "no embedding store at" in res.output, res.output
+    assert not missing.exists()  # the read-only tools create nothing

@@ -227,6 +227,22 @@ def test_seed_summary_mean_and_std():
     assert agg["ci_low"] == pytest.approx(0.6)
 
 
+def test_run_tables_keep_their_types_and_refuse_unknown_columns():
+    """history/probes/failed files: ``fold`` is int64 even when every row's is null (a single-split dataset), so
+    they concatenate with a k-fold run's; a column the schema lacks is an error, not silently dropped."""
+    import pyarrow as pa
+
+    from repeval.tuning.results import FAILED_SCHEMA, typed_table
+
+    base = {"task": "t", "task_type": "multiclass_classification", "dataset": "d", "model": "m", "probe": "p"}
+    single = typed_table([{**base, "seed": 0, "reason": "non-finite loss at epoch 3", "fold": None}], FAILED_SCHEMA)
+    kfold = typed_table([{**base, "seed": 1, "reason": "ValueError: x", "fold": 2}], FAILED_SCHEMA)
+    assert single.schema.field("fold").type == pa.int64() and single.schema == kfold.schema
+    assert pa.concat_tables([single, kfold]).column("fold").to_pylist() == [None, 2]
+    with pytest.raises(ValueError, match="'bogus'"):
+        typed_table([{**base, "seed": 0, "reason": "r", "fold": None, "bogus": 1}], FAILED_SCHEMA)
+
+
 def test_jukemir_grid_config_validates():
     cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "jukemir_grid.yaml")
     specs = expand_all(cfg.experiments[0].downstream_models)
