@@ -404,13 +404,19 @@ def data_download(
 
 @app.command("datasets")
 def datasets_cmd(
+    name: Annotated[
+        str | None, typer.Argument(help="one loader: its tasks, where the data comes from and its on-disk layout")
+    ] = None,
     all_mirdata: Annotated[
         bool, typer.Option("--all-mirdata", help="also list mirdata sets without wired tasks")
     ] = False,
 ) -> None:
-    """List dataset loaders and the tasks (labels) wired for them."""
-    from repeval.datasets.cli_support import list_datasets
+    """List dataset loaders and the tasks (labels) wired for them, or describe one (NAME)."""
+    from repeval.datasets.cli_support import describe_dataset, list_datasets
 
+    if name is not None:
+        _guard(lambda: typer.echo(describe_dataset(name)))
+        return
     for d in list_datasets(include_unwired_mirdata=all_mirdata):
         tasks = ", ".join(f"{t['label']} ({t['task_type']})" for t in d["tasks"]) or "-"
         typer.echo(f"{d['name']:<36} {d['type']:<8} {tasks}")

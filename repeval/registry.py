@@ -23,8 +23,7 @@ def closest(name: str, choices: list[str] | tuple[str, ...] | set[str]) -> str |
 def unknown_name_message(kind: str, name: str, choices: list[str] | set[str]) -> str:
     hint = closest(name, list(choices))
     msg = f"unknown {kind} '{name}'"
-    if hint:
-        msg += f" — did you mean '{hint}'?"
+    msg += f" — did you mean '{hint}'?" if hint else "."
     msg += f" Valid {kind}s: {', '.join(sorted(choices))}"
     return msg
 

@@ -113,10 +113,21 @@ def check_data_paths(cfg: Config, source: str | None = None) -> None:
                 what = "directory" if is_dir else "file"
                 problems.append(
                     f"experiments[{ei}].datasets[{di}].{key}: no such {what}: {path.resolve()} — fix the path "
-                    f"(relative paths start from {Path.cwd()}), or download/render the data first"
+                    f"(relative paths start from {Path.cwd()}), or {_fetch_hint(ds, key, path)}"
                 )
     if problems:
         raise ConfigError(problems, source)
+
+
+def _fetch_hint(ds: Any, key: str, path: Path) -> str:
+    """How to get a missing data path: mirdata data sets download, repeval's own loaders are manual downloads."""
+    if ds.type == "mirdata" and key == "dir":
+        return f"fetch it with `repeval data download {ds.name} --data-home {path}` (needs network access)"
+    if ds.type == "mirdata" and key == "index_path":
+        return f"fetch mirdata's index with `repeval data download {ds.name}` (needs network access)"
+    if ds.type == "custom" and key == "dir":
+        return f"download '{ds.name}' by hand into it (`repeval datasets {ds.name}` gives the source and layout)"
+    return "write the manifest first (`repeval data render DIR` makes the quickstart's)"
 
 
 # --- end reliability ---------------------------------------------------------------------------------

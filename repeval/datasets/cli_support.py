@@ -62,6 +62,33 @@ def list_datasets(include_unwired_mirdata: bool = False) -> list[dict[str, Any]]
     return out
 
 
+def describe_dataset(name: str) -> str:
+    """``repeval datasets NAME``: what a loader reads and its tasks; for repeval's own loaders also where the data
+    comes from and the on-disk layout ``dataset.dir`` must have (the loader module's documentation)."""
+    import inspect
+
+    entries = {d["name"]: d for d in list_datasets(include_unwired_mirdata=True)}
+    if name not in entries:
+        raise ValueError(unknown_name_message("dataset", name, set(entries)))
+    d = entries[name]
+    lines = [f"{name} ({d['type']}): {d['description']}"]
+    for t in d["tasks"]:
+        lines.append(f"  task label '{t['label']}' ({t['task_type']}): {t['description']}; splits: {t['splits']}")
+    if d["type"] == "mirdata":
+        lines.append(
+            f"get it with `repeval data download {name} --data-home DIR` (needs network access) and set dataset.dir "
+            "to DIR; offline, also set dataset.index_path to mirdata's index file for it"
+        )
+        return "\n".join(lines)
+    registry, _ = _registry()
+    loader = registry.get(name)
+    module = inspect.getmodule(getattr(loader, "func", loader))  # mtg_jamendo_<subset> are partials of one loader
+    doc = inspect.getdoc(module) if module is not None else None
+    if doc:
+        lines += ["", doc]
+    return "\n".join(lines)
+
+
 def check_dataset_name(name: str, type_: str, subset: str | None = None) -> None:
     """Raise ``ValueError`` naming the closest valid loader when ``name`` is unknown for ``type_``."""
     if type_ == "catalog":

@@ -111,6 +111,46 @@ def test_list_datasets():
     assert "guitarset" in {d["name"] for d in full} and len(full) > len(listing)
 
 
+def test_datasets_name_describes_where_the_data_comes_from_and_its_layout():
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["datasets", "magnatagatune"])
+    assert res.exit_code == 0, res.output
+    assert "task label 'tags' (multilabel_classification)" in res.output
+    assert "annotations_final.csv" in res.output and "Won et al." in res.output  # the loader's on-disk layout
+    res = runner.invoke(app, ["datasets", "mtg_jamendo_genre"])  # a subset: a partial of the shared loader
+    assert res.exit_code == 0 and "official split files" in res.output, res.output
+    res = runner.invoke(app, ["datasets", "beatport_key"])
+    assert res.exit_code == 0 and "repeval data download beatport_key --data-home DIR" in res.output
+    res = runner.invoke(app, ["datasets", "vocalst"])
+    assert res.exit_code == 1 and "did you mean 'vocalset'" in res.output
+
+
+def test_a_missing_data_path_says_how_to_get_the_data(tmp_path, monkeypatch):
+    from repeval.config import ConfigError, parse_config
+    from repeval.config.loader import check_data_paths
+
+    monkeypatch.chdir(tmp_path)
+    exp = {"task": {"name": "instrument_classification", "type": "multiclass_classification"},
+           "embedding_models": ["mfcc-stats"], "downstream_models": [{"hidden_units": []}]}  # fmt: skip
+    datasets = [
+        {"name": "tinysol", "type": "mirdata", "dir": "data/tinysol"},
+        {"name": "vocalset", "type": "custom", "dir": "data/vocalset"},
+        {"name": "notes", "type": "catalog", "manifest": "data/notes.csv", "label_column": "instrument"},
+    ]
+    cfg = parse_config({"experiments": [{**exp, "datasets": [ds]} for ds in datasets]})
+    with pytest.raises(ConfigError) as err:
+        check_data_paths(cfg)
+    lines = str(err.value).splitlines()[1:]
+    assert len(lines) == 3, lines
+    assert "experiments[0].datasets[0].dir" in lines[0] and "`repeval data download tinysol --data-home" in lines[0]
+    assert "experiments[1].datasets[0].dir" in lines[1] and "`repeval datasets vocalset` gives the source" in lines[1]
+    assert "experiments[2].datasets[0].manifest: no such file" in lines[2] and "write the manifest" in lines[2]
+
+
 def test_download_offline_error_names_the_fix(monkeypatch, tmp_path):
     import mirdata.core
 
