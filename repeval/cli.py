@@ -504,6 +504,60 @@ def store_show(
     _guard(go)
 
 
+@store_app.command("rm")
+def store_rm(
+    target: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="[STORE] PARTITION...",
+            help="partitions as dataset/model/scenario, shell-style patterns allowed (notes/mfcc-stats/*); "
+            "the first argument is the store root when it is not a partition [default store: store]",
+        ),
+    ],
+    root: Annotated[str | None, typer.Option("--store", help="store root (path or pyarrow filesystem URI)")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="delete; without it, only list what would be deleted")] = False,
+) -> None:
+    """Delete store partitions (the next run computes them again); takes the store's lock, so not during a run."""
+    import fnmatch
+
+    from repeval.store import EmbeddingStore
+    from repeval.store.lock import StoreLock
+
+    def go() -> None:
+        args = list(target)
+        if len(args) > 1 and args[0].strip("/").count("/") != 2 and root is None:
+            store_root = args.pop(0)  # `rm STORE PART...` (a partition has exactly two slashes)
+        else:
+            store_root = _store_root(None, root)
+        store = EmbeddingStore(store_root, create=False)
+        names = {p.name: p for p in store.partitions()}
+        chosen: dict[str, Any] = {}
+        for pattern in args:
+            hits = fnmatch.filter(sorted(names), pattern.strip("/"))
+            if not hits:
+                store.find(pattern)  # raises naming the closest partitions
+            chosen.update((n, names[n]) for n in hits)
+        rows = {n: p.counts() for n, p in chosen.items()}
+        for n in chosen:
+            state = "complete" if chosen[n].complete else "incomplete"
+            typer.echo(f"{n}  ({state}, {rows[n][0]} rows, {rows[n][1]} error records)")
+        if not yes:
+            typer.echo(f"{len(chosen)} partition(s) would be deleted from {store.uri}; rerun with --yes to delete them")
+            return
+        with StoreLock(store, run_id="repeval store rm"):
+            for part in chosen.values():
+                part.delete()
+        typer.echo(f"deleted {len(chosen)} partition(s) from {store.uri}; the next run computes them again")
+
+    def wrapped() -> None:
+        try:
+            go()
+        except KeyError as exc:
+            raise ValueError(exc.args[0]) from None
+
+    _guard(wrapped)
+
+
 #: the commands whose work runs torch (or, ``plan``, says which MKL path it will run): only these re-execute
 MKL_COMMANDS = frozenset({"run", "train", "evaluate", "embed", "plan", "validate-model"})
 

@@ -224,7 +224,7 @@ class Partition:
             raise StoreConflict(
                 f"store partition {self.path} was computed with a different configuration "
                 f"({old} != {fingerprint}); give the model or scenario a new id, point run.store elsewhere, "
-                f"or delete the partition to recompute it"
+                f"or delete the partition to recompute it (`repeval store rm {self.store.uri} {self.name} --yes`)"
             )
 
     def clear_errors(self) -> int:
@@ -240,6 +240,11 @@ class Partition:
         for f in files:
             self.fs.delete_file(f)
         return n
+
+    def delete(self) -> None:
+        """Remove the partition (manifest first, so an interrupted delete leaves it incomplete, never complete)."""
+        self.reopen()
+        self.fs.delete_dir(self.path)
 
     def reopen(self) -> None:
         """Mark a complete partition incomplete again before adding rows to it."""

@@ -115,8 +115,9 @@ def test_conflicting_fingerprint_refused(tmp_path):
     part = EmbeddingStore(str(tmp_path / "s")).partition("ds", "m", "clean")
     part.stamp({"model": "a"})
     part.check_compatible({"model": "a"})
-    with pytest.raises(StoreConflict, match="different configuration"):
+    with pytest.raises(StoreConflict, match="different configuration") as err:
         part.check_compatible({"model": "b"})
+    assert f"`repeval store rm {tmp_path / 's'} ds/m/clean --yes`" in str(err.value)  # the command that clears it
 
 
 def test_unsafe_components_rejected(tmp_path):
@@ -176,3 +177,33 @@ def test_store_cli_takes_the_store_either_way_and_names_what_is_missing(tmp_path
         res = runner.invoke(app, args)
         assert res.exit_code == 1 and "no embedding store at" in res.output, res.output
     assert not missing.exists()  # the read-only tools create nothing
+
+
+def test_store_rm_lists_first_deletes_with_yes_and_never_under_a_running_run(tmp_path):
+    from repeval.cli import app
+    from repeval.store.lock import StoreLock
+
+    root = str(tmp_path / "s")
+    store = EmbeddingStore(root)
+    for model, scenario in (("m", "clean"), ("m", "D1"), ("other", "clean")):
+        part = store.partition("ds", model, scenario)
+        w = PartitionWriter(part, embedding_schema(DIM), 10)
+        w.add_table(rows_table(_block(["a", "b"]), embedding_schema(DIM), PROV))
+        w.flush()
+        part.finish({"dataset": "ds", "model": model, "scenario": scenario})
+    runner = CliRunner()
+    res = runner.invoke(app, ["store", "rm", root, "ds/m/*"])
+    assert res.exit_code == 0 and "2 partition(s) would be deleted" in res.output, res.output
+    assert "ds/m/D1  (complete, 2 rows, 0 error records)" in res.output
+    assert "ds/other/clean" not in res.output
+    assert {p.name for p in store.partitions()} == {"ds/m/D1", "ds/m/clean", "ds/other/clean"}  # only listed
+    with StoreLock(store, run_id="busy"):  # a run holds the store: rm refuses and deletes nothing
+        res = runner.invoke(app, ["store", "rm", root, "ds/m/D1", "--yes"])
+    assert res.exit_code == 1 and "in use by run 'busy'" in res.output, res.output
+    assert store.partition("ds", "m", "D1").complete
+    res = runner.invoke(app, ["store", "rm", "ds/m/D1", "--store", root, "--yes"])
+    assert res.exit_code == 0 and "deleted 1 partition(s)" in res.output, res.output
+    assert [p.name for p in store.partitions()] == ["ds/m/clean", "ds/other/clean"]
+    assert store.partition("ds", "m", "clean").complete
+    res = runner.invoke(app, ["store", "rm", root, "ds/m/D2", "--yes"])
+    assert res.exit_code == 1 and "no partition ds/m/D2" in res.output and "did you mean ds/m/clean" in res.output
