@@ -61,6 +61,24 @@ def test_quickstart_config_validates():
     assert [m.id for m in cfg.experiments[0].embedding_models] == ["mfcc-stats", "logmel-stats"]
 
 
+def test_medley_solos_db_config_plans_and_loads_the_shared_slice(shared_data, monkeypatch):
+    """configs/medley_solos_db.yaml, from the repository root (its data path is ../shared/data, as in CI)."""
+    from repeval.config.loader import check_data_paths
+    from repeval.datasets import load_dataset
+
+    monkeypatch.chdir(REPO)
+    cfg = load_config(REPO / "configs" / "medley_solos_db.yaml")
+    check_data_paths(cfg)  # the slice is where the file says
+    exp = cfg.experiments[0]
+    assert Path(exp.datasets[0].dir).resolve() == (shared_data / "medley_solos_db_small").resolve()
+    plan = make_plan(cfg)
+    assert (plan.trainings, plan.test_cells, plan.partitions) == (3 * 5, 3 * 5 * 5, 3 * 5)
+    rows, report = load_dataset(exp.datasets[0], exp.task)
+    assert rows.num_rows == 97 and not (report.missing_audio or report.unlabelled or report.other)
+    splits = rows.column("split").to_pylist()
+    assert (splits.count("train"), splits.count("validation"), splits.count("test")) == (80, 9, 8)
+
+
 def test_mir_ref_repository_aliases():
     d = base()
     exp = d["experiments"][0]
