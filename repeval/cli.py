@@ -254,6 +254,9 @@ def run(
             runner.stage_evaluate(ctx)
             _print_table(ctx)
             typer.echo(f"results: {ctx.location.file('results.parquet')}")
+            typer.echo(
+                f"next: repeval report {ctx.location.display} (HTML report), repeval table … --preset robustness"
+            )
 
     _guard(go)
 
@@ -339,7 +342,9 @@ def evaluate(
 
 @app.command()
 def table(
-    runs: Annotated[list[Path], typer.Argument(help="run directories (runs/<run_id>)")],
+    runs: Annotated[
+        list[str], typer.Argument(help="run directories (runs/<run_id>, or a URI such as s3://bucket/runs/<run_id>)")
+    ],
     preset: Annotated[
         str, typer.Option("--preset", help="all_deform_all_models, model_comparison or robustness")
     ] = "all_deform_all_models",
@@ -351,26 +356,46 @@ def table(
 ) -> None:
     """Print result tables for one or more runs (several runs are combined)."""
     from repeval.report.tables import table_command
+    from repeval.rundir import open_run
 
     _guard(
         lambda: typer.echo(
-            table_command(list(runs), preset, fmt, task=task, dataset=dataset, scale=scale, decimals=decimals)
+            table_command(
+                [open_run(r).local for r in runs],
+                preset,
+                fmt,
+                task=task,
+                dataset=dataset,
+                scale=scale,
+                decimals=decimals,
+            )
         )
     )
 
 
 @app.command()
 def report(
-    runs: Annotated[list[Path], typer.Argument(help="run directories")],
-    out: Annotated[Path | None, typer.Option("--out", help="HTML file to write")] = None,
+    runs: Annotated[
+        list[str], typer.Argument(help="run directories (runs/<run_id>, or a URI such as s3://bucket/runs/<run_id>)")
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="HTML file to write [default: report.html in the first run]")
+    ] = None,
 ) -> None:
     """Write a self-contained HTML report."""
 
     def go() -> None:
         from repeval.report.html import write_report
+        from repeval.rundir import open_run
 
-        path = write_report(list(runs), out or (runs[0] / "report.html"))
-        typer.echo(f"report: {path}")
+        locations = [open_run(r) for r in runs]
+        first = locations[0]
+        path = write_report([loc.local for loc in locations], out or (first.local / "report.html"))
+        if out is None and first.staged:  # into the remote run directory, next to its results
+            first.push()
+            typer.echo(f"report: {first.file('report.html')}")
+        else:
+            typer.echo(f"report: {path}")
 
     _guard(go)
 

@@ -161,6 +161,19 @@ class RunLocation:
         return len(changed)
 
 
+def open_run(run: str) -> RunLocation:
+    """A run directory given whole — ``runs/r1``, ``s3://bucket/runs/r1?endpoint_override=…`` — as ``repeval
+    table|report`` take it: a remote one is pulled into a local staging copy (everything but ``tune/``)."""
+    if not is_uri(run):
+        p = Path(run).resolve()
+        return RunLocation.open(str(p.parent), p.name)
+    base, sep, query = run.partition("?")
+    runs_dir, _, run_id = base.rstrip("/").rpartition("/")
+    if not run_id or runs_dir.endswith(":/"):
+        raise ValueError(f"{run}: give a run directory, <runs_dir>/<run_id>, not a bucket")
+    return RunLocation.open(f"{runs_dir}{sep}{query}", run_id)
+
+
 class TuneStorage:
     """Ray Tune's ``storage_path`` — a local path or a URI — with the few file operations done around Tune.
 

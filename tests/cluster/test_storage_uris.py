@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import os
 import shutil
@@ -224,6 +226,19 @@ def test_run_with_store_runs_and_tune_on_s3(s3: dict[str, Any], rendered_notes: 
         plan = _run_cli(["-m", "repeval.cli", "plan", "s3.yaml", "--run-id", "s3run-smoke", *uris], tmp, 300)
         assert plan.returncode == 0, plan.stderr[-3000:]
         assert "probe trainings:    1 (1 done)" in plan.stdout and "2 complete" in plan.stdout, plan.stdout
+
+        # tables and the report straight from the bucket; the report lands next to the run's results there
+        run_uri = f"s3://repeval/e2e/{run}{q}"
+        table = _run_cli(["-m", "repeval.cli", "table", run_uri, "--format", "csv"], tmp, 300)
+        assert table.returncode == 0, table.stderr[-3000:]
+        rows = list(csv.DictReader(io.StringIO(table.stdout.strip())))
+        assert rows and {r["model"] for r in rows} == {"mfcc-stats"}, table.stdout
+        report = _run_cli(["-m", "repeval.cli", "report", run_uri], tmp, 300)
+        assert report.returncode == 0, report.stderr[-3000:]
+        assert "report: s3://repeval/e2e/runs/s3run-smoke/report.html" in report.stdout, report.stdout
+        with s3["fs"].open_input_file(f"repeval/e2e/{run}/report.html") as f:
+            html = f.read().decode()
+        assert "<html" in html and "s3run-smoke" in html
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -282,3 +297,20 @@ def test_finished_checkpoints_are_found_and_opened_on_every_storage(kind: str, t
         opened = open_finished(src)
         assert opened is not None and opened[2]["key"] == key
     assert _finished_checkpoints(TuneStorage(storage), "missing") == {}
+
+
+def test_open_run_takes_a_run_directory_whole(s3: dict[str, Any], tmp_path: Path) -> None:
+    """`repeval table|report RUN`: a path, a file:// URI (used in place) or a bucket URI (pulled, query kept)."""
+    from repeval.rundir import open_run
+
+    local = open_run(str(tmp_path / "runs" / "r1"))
+    assert local.local == tmp_path / "runs" / "r1" and not local.staged
+    in_place = open_run(f"file://{tmp_path}/runs/r1")
+    assert Path(in_place.local) == tmp_path / "runs" / "r1" and not in_place.staged
+    _put(s3["fs"], "repeval/openrun/runs/r1/results.parquet", b"x")
+    _put(s3["fs"], "repeval/openrun/runs/r1/tune/big.bin", b"y")
+    remote = open_run(f"s3://repeval/openrun/runs/r1/{s3['query']}")
+    assert remote.staged and remote.uri == f"s3://repeval/openrun/runs/r1{s3['query']}"
+    assert (remote.local / "results.parquet").read_bytes() == b"x" and not (remote.local / "tune").exists()
+    with pytest.raises(ValueError, match="not a bucket"):
+        open_run("s3://repeval")
