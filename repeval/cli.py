@@ -254,9 +254,8 @@ def run(
             runner.stage_evaluate(ctx)
             _print_table(ctx)
             typer.echo(f"results: {ctx.location.file('results.parquet')}")
-            typer.echo(
-                f"next: repeval report {ctx.location.display} (HTML report), repeval table … --preset robustness"
-            )
+            where = ctx.location.display
+            typer.echo(f"next: `repeval report {where}` (HTML report), `repeval table {where} --preset robustness`")
 
     _guard(go)
 
