@@ -549,8 +549,12 @@ def store_rm(
 
     def go() -> None:
         args = list(target)
-        if len(args) > 1 and args[0].strip("/").count("/") != 2 and root is None:
-            store_root = args.pop(0)  # `rm STORE PART...` (a partition has exactly two slashes)
+        first = args[0]
+        # `rm STORE PART...`: a partition pattern is relative with exactly two slashes; a store root is a URI, an
+        # absolute or ./-relative path, or anything else (relative roots with two slashes: give them as ./a/b/c)
+        looks_like_root = "://" in first or first.startswith(("/", "~", ".")) or first.strip("/").count("/") != 2
+        if len(args) > 1 and root is None and looks_like_root:
+            store_root = os.path.expanduser(args.pop(0))
         else:
             store_root = _store_root(None, root)
         store = EmbeddingStore(store_root, create=False)
@@ -558,6 +562,8 @@ def store_rm(
         chosen: dict[str, Any] = {}
         for pattern in args:
             hits = fnmatch.filter(sorted(names), pattern.strip("/"))
+            if not hits and any(c in pattern for c in "*?["):
+                raise ValueError(f"no partition of {store.uri} matches {pattern} (`repeval store ls` lists them)")
             if not hits:
                 store.find(pattern)  # raises naming the closest partitions
             chosen.update((n, names[n]) for n in hits)

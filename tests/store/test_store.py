@@ -179,7 +179,7 @@ def test_store_cli_takes_the_store_either_way_and_names_what_is_missing(tmp_path
     assert not missing.exists()  # the read-only tools create nothing
 
 
-def test_store_rm_lists_first_deletes_with_yes_and_never_under_a_running_run(tmp_path):
+def test_store_rm_lists_first_deletes_with_yes_and_never_under_a_running_run(tmp_path, monkeypatch):
     from repeval.cli import app
     from repeval.store.lock import StoreLock
 
@@ -205,5 +205,11 @@ def test_store_rm_lists_first_deletes_with_yes_and_never_under_a_running_run(tmp
     assert res.exit_code == 0 and "deleted 1 partition(s)" in res.output, res.output
     assert [p.name for p in store.partitions()] == ["ds/m/clean", "ds/other/clean"]
     assert store.partition("ds", "m", "clean").complete
+    res = runner.invoke(app, ["store", "rm", root, "ds/x/*"])
+    assert res.exit_code == 1 and "no partition of" in res.output and "matches ds/x/*" in res.output, res.output
+    monkeypatch.chdir(tmp_path)  # a store root with two slashes, like a partition: given ./-relative it is the root
+    EmbeddingStore("q/r")
+    res = runner.invoke(app, ["store", "rm", "./q/r", "ds/m/clean"])
+    assert res.exit_code == 1 and "no partition ds/m/clean in ./q/r" in res.output, res.output  # the empty store
     res = runner.invoke(app, ["store", "rm", root, "ds/m/D2", "--yes"])
     assert res.exit_code == 1 and "no partition ds/m/D2" in res.output and "did you mean ds/m/clean" in res.output
