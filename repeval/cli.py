@@ -535,7 +535,8 @@ def store_rm(
         typer.Argument(
             metavar="[STORE] PARTITION...",
             help="partitions as dataset/model/scenario, shell-style patterns allowed (notes/mfcc-stats/*); "
-            "the first argument is the store root when it is not a partition [default store: store]",
+            "the first argument is the store root when it is not a partition (give a relative root with two "
+            "slashes as ./a/b/c) [default store: store]",
         ),
     ],
     root: Annotated[str | None, typer.Option("--store", help="store root (path or pyarrow filesystem URI)")] = None,

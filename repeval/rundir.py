@@ -171,7 +171,10 @@ def open_run(run: str) -> RunLocation:
     runs_dir, _, run_id = base.rstrip("/").rpartition("/")
     if not run_id or runs_dir.endswith(":/"):
         raise ValueError(f"{run}: give a run directory, <runs_dir>/<run_id>, not a bucket")
-    return RunLocation.open(f"{runs_dir}{sep}{query}", run_id)
+    loc = RunLocation.open(f"{runs_dir}{sep}{query}", run_id)
+    if loc.staged and not any(loc.local.iterdir()):
+        raise FileNotFoundError(f"no run directory at {loc.display} (nothing there): check the bucket and the run id")
+    return loc
 
 
 class TuneStorage:

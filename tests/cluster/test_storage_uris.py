@@ -314,3 +314,5 @@ def test_open_run_takes_a_run_directory_whole(s3: dict[str, Any], tmp_path: Path
     assert (remote.local / "results.parquet").read_bytes() == b"x" and not (remote.local / "tune").exists()
     with pytest.raises(ValueError, match="not a bucket"):
         open_run("s3://repeval")
+    with pytest.raises(FileNotFoundError, match="no run directory at s3://repeval/openrun/runs/typo "):
+        open_run(f"s3://repeval/openrun/runs/typo{s3['query']}")
