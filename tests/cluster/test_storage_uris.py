@@ -13,6 +13,7 @@ import csv
 import io
 import logging
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -226,6 +227,10 @@ def test_run_with_store_runs_and_tune_on_s3(s3: dict[str, Any], rendered_notes: 
         plan = _run_cli(["-m", "repeval.cli", "plan", "s3.yaml", "--run-id", "s3run-smoke", *uris], tmp, 300)
         assert plan.returncode == 0, plan.stderr[-3000:]
         assert "probe trainings:    1 (1 done)" in plan.stdout and "2 complete" in plan.stdout, plan.stdout
+
+        listing = _run_cli(["-m", "repeval.cli", "store", "ls", f"s3://repeval/e2e/store{q}"], tmp, 300)
+        assert listing.returncode == 0, listing.stderr[-3000:]
+        assert re.search(r"notes/mfcc-stats/clean\s+complete", listing.stdout), listing.stdout
 
         # tables and the report straight from the bucket; the report lands next to the run's results there
         run_uri = f"s3://repeval/e2e/{run}{q}"
