@@ -426,6 +426,23 @@ def data_download(
     _guard(lambda: typer.echo(f"downloaded to {download(name, data_home)}"))
 
 
+@app.command("schema")
+def schema_cmd(
+    out: Annotated[Path | None, typer.Option("--out", help="write it to this file instead of printing it")] = None,
+) -> None:
+    """Print the configuration's JSON Schema (for editors; configs/repeval.schema.json is a copy)."""
+    from repeval.config.jsonschema import schema_text
+
+    def go() -> None:
+        if out is None:
+            typer.echo(schema_text(), nl=False)
+        else:
+            out.write_text(schema_text())
+            typer.echo(f"schema: {out} (first line of a config: `# yaml-language-server: $schema={out.name}`)")
+
+    _guard(go)
+
+
 @app.command("datasets")
 def datasets_cmd(
     name: Annotated[

@@ -252,3 +252,91 @@ def test_plan_counts_every_fold_of_a_split_type_all_dataset():
     plan = make_plan(cfg)
     assert "× 5 folds (split_type all: validation = fold i, test = fold i+1)" in plan.text()
     assert (plan.trainings, plan.test_cells) == (5, 5)  # one probe, one seed, clean only — per fold
+
+
+# ------------------------------------------------------------------ the JSON Schema for editors
+
+
+def _schema_errors(data: dict) -> list[str]:
+    import jsonschema
+
+    from repeval.config.jsonschema import config_json_schema
+
+    validator = jsonschema.Draft202012Validator(config_json_schema())
+    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(data)]
+
+
+def test_shipped_schema_is_current_and_accepts_every_shipped_config():
+    import jsonschema
+
+    from repeval.config.jsonschema import config_json_schema, schema_text
+
+    shipped = REPO / "configs" / "repeval.schema.json"
+    assert shipped.read_text() == schema_text(), "regenerate it: repeval schema --out configs/repeval.schema.json"
+    jsonschema.Draft202012Validator.check_schema(config_json_schema())
+    configs = sorted((REPO / "configs").glob("*.yaml"))
+    assert len(configs) >= 4
+    for path in configs:
+        assert path.read_text().startswith("# yaml-language-server: $schema=repeval.schema.json\n"), path.name
+        assert _schema_errors(yaml.safe_load(path.read_text())) == [], path.name
+        load_config(path)
+
+
+def _variant(change) -> dict:
+    d = copy.deepcopy(base())
+    change(d)
+    return d
+
+
+SPELLINGS_THE_LOADER_ACCEPTS = {
+    "model_as_id": lambda d: None,
+    "model_with_name": lambda d: d["experiments"][0].update(embedding_models=[{"name": "mfcc-stats"}]),
+    "model_with_type_and_params": lambda d: d["experiments"][0].update(
+        embedding_models=[{"type": "mfcc-stats", "params": {"n_mfcc": 20}, "batch_size": 8}]
+    ),
+    "scenario_single_transform": lambda d: d["experiments"][0].update(
+        deformations=[{"type": "Gain", "params": {"min_gain_db": -6, "max_gain_db": -6}}]
+    ),
+    "scenario_named": lambda d: d["experiments"][0].update(
+        deformations=[{"name": "quiet", "steps": [{"type": "Gain", "params": {"min_gain_db": -6, "max_gain_db": -6}}]}]
+    ),
+    "deformations_under_dataset": lambda d: d["experiments"][0]["datasets"][0].update(
+        deformations=d["experiments"][0].pop("deformations")
+    ),
+    "features_and_probes": lambda d: d["experiments"][0].update(
+        features=d["experiments"][0].pop("embedding_models"), probes=d["experiments"][0].pop("downstream_models")
+    ),
+    "aggregation_alias": lambda d: d["experiments"][0]["task"].update(aggregation="mean"),
+    "anchor_block": lambda d: d.update({"x-shared": [1, 2]}),
+    "empty_hidden_units": lambda d: d["experiments"][0]["downstream_models"][0].update(hidden_units=None),
+    "preset_with_override": lambda d: d["experiments"][0].update(
+        downstream_models=[{"preset": "mir_ref_thesis", "standardize": True}]
+    ),
+    "run_block": lambda d: d.update(run={"run_id": "r1", "seeds": 3, "deform_splits": ["test", "validation"]}),
+}
+
+MISTAKES_BOTH_REJECT = {
+    "typo_in_dataset": lambda d: d["experiments"][0]["datasets"][0].update(spli_type="single"),
+    "typo_at_top": lambda d: d.update(experiment=d.pop("experiments")),
+    "typo_in_run": lambda d: d.update(run={"runid": "r1"}),
+    "typo_in_probe": lambda d: d["experiments"][0]["downstream_models"][0].update(hiden_units=[8]),
+    "typo_in_model": lambda d: d["experiments"][0].update(embedding_models=[{"id": "mfcc-stats", "param": {}}]),
+    "wrong_type": lambda d: d["experiments"][0]["downstream_models"][0].update(batch_size="large"),
+    "transform_without_type": lambda d: d["experiments"][0].update(deformations=[[{"params": {}}]]),
+    "bad_hidden_unit": lambda d: d["experiments"][0]["downstream_models"][0].update(hidden_units=["wide"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SPELLINGS_THE_LOADER_ACCEPTS))
+def test_schema_accepts_what_the_loader_accepts(case):
+    data = _variant(SPELLINGS_THE_LOADER_ACCEPTS[case])
+    parse_config(data)  # the loader accepts it…
+    assert _schema_errors(data) == []  # …so an editor must not flag it
+
+
+@pytest.mark.parametrize("case", sorted(MISTAKES_BOTH_REJECT))
+def test_schema_flags_what_the_loader_rejects(case):
+    data = _variant(MISTAKES_BOTH_REJECT[case])
+    with pytest.raises(ConfigError):
+        parse_config(data)
+    assert _schema_errors(data), "the editor would not flag it"
