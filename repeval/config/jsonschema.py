@@ -16,9 +16,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-SCHEMA_ID = "https://github.com/repeval/repeval/configs/repeval.schema.json"
-
-
 def _replace_refs(node: Any, old: str, new: str, skip: str) -> None:
     if isinstance(node, dict):
         for key, value in node.items():
@@ -78,7 +75,6 @@ def config_json_schema() -> dict[str, Any]:
     out["patternProperties"] = {"^x-": {"description": "ignored: a place for YAML anchors"}}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": SCHEMA_ID,
         "title": "repeval configuration",
         **{k: v for k, v in out.items() if k != "title"},
     }
