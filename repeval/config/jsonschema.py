@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+
 def _replace_refs(node: Any, old: str, new: str, skip: str) -> None:
     if isinstance(node, dict):
         for key, value in node.items():
