@@ -426,6 +426,17 @@ def data_download(
     _guard(lambda: typer.echo(f"downloaded to {download(name, data_home)}"))
 
 
+@app.command("runs")
+def runs_cmd(
+    runs_dir: Annotated[str, typer.Argument(help="runs directory (path or pyarrow filesystem URI)")] = "runs",
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """List the runs under a runs directory: state, tasks, models, result rows, failed trainings, last update."""
+    from repeval.report.runs import runs_text
+
+    _guard(lambda: typer.echo(runs_text(runs_dir, as_json)))
+
+
 @app.command("schema")
 def schema_cmd(
     out: Annotated[Path | None, typer.Option("--out", help="write it to this file instead of printing it")] = None,

@@ -228,6 +228,9 @@ def test_run_with_store_runs_and_tune_on_s3(s3: dict[str, Any], rendered_notes: 
         assert plan.returncode == 0, plan.stderr[-3000:]
         assert "probe trainings:    1 (1 done)" in plan.stdout and "2 complete" in plan.stdout, plan.stdout
 
+        runs = _run_cli(["-m", "repeval.cli", "runs", f"s3://repeval/e2e/runs{q}"], tmp, 300)
+        assert runs.returncode == 0, runs.stderr[-3000:]
+        assert re.search(r"s3run-smoke\s+evaluated\s+instrument\s+mfcc-stats", runs.stdout), runs.stdout
         listing = _run_cli(["-m", "repeval.cli", "store", "ls", f"s3://repeval/e2e/store{q}"], tmp, 300)
         assert listing.returncode == 0, listing.stderr[-3000:]
         assert re.search(r"notes/mfcc-stats/clean\s+complete", listing.stdout), listing.stdout

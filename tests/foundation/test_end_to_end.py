@@ -228,3 +228,28 @@ def test_docs_store_page_matches_what_a_run_writes(ray_session, run_config, tmp_
     assert "notes/mfcc-stats/clean (48, 40) 48" in outputs[3] and "notes/mfcc-stats/D1 (8, 40)" in outputs[3]
     assert "linear" in outputs[4] and "D1" in outputs[4]
     assert "delta" in outputs[5] and "D1" in outputs[5]
+
+
+def test_runs_lists_each_run_and_how_far_it_got(ray_session, run_config):
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+    from repeval.report.runs import list_runs
+
+    _, run_dir = _finished_run(run_config)
+    runs_dir = run_dir.parent
+    started = runs_dir / "started-only"
+    started.mkdir(exist_ok=True)
+    (started / "config.yaml").write_text((run_dir / "config.yaml").read_text())
+    (runs_dir / "not-a-run").mkdir(exist_ok=True)  # no config.yaml: left out
+    infos = {i["run"]: i for i in list_runs(str(runs_dir))}
+    assert set(infos) == {"e2e", "started-only"}
+    e2e = infos["e2e"]
+    assert e2e["state"] == "evaluated" and e2e["grids_trained"] == 1
+    assert e2e["result_rows"] == pq.read_metadata(run_dir / "results.parquet").num_rows
+    assert e2e["tasks"] == ["instrument"] and e2e["models"] == ["mfcc-stats"] and e2e["failed_trainings"] == 0
+    assert infos["started-only"]["state"] == "started" and infos["started-only"]["result_rows"] is None
+    res = CliRunner().invoke(app, ["runs", str(runs_dir)])
+    assert res.exit_code == 0 and re.search(r"\ne2e\s+evaluated\s+instrument\s+mfcc-stats\s+\d+\s+0\s", res.output)
+    res = CliRunner().invoke(app, ["runs", str(runs_dir / "missing")])
+    assert res.exit_code == 1 and "no runs directory at" in res.output

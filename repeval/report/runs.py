@@ -1,0 +1,118 @@
+"""``repeval runs [RUNS_DIR]``: the runs under a runs directory (a path or a filesystem URI) and how far each got.
+
+Reads each run's ``config.yaml``, the names under ``groups/`` and the Parquet footers of
+``results.parquet`` and ``failed.parquet`` — no data pages, and nothing under ``tune/``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import yaml
+
+
+def _filesystem(runs_dir: str) -> tuple[pafs.FileSystem, str]:
+    from repeval.rundir import is_uri
+
+    if is_uri(runs_dir):
+        fs, path = pafs.FileSystem.from_uri(runs_dir)
+        return fs, path.rstrip("/")
+    import os
+
+    return pafs.LocalFileSystem(), os.path.abspath(runs_dir)
+
+
+def _rows(fs: pafs.FileSystem, path: str) -> int | None:
+    try:
+        return int(pq.read_metadata(path, filesystem=fs).num_rows)
+    except (FileNotFoundError, OSError):
+        return None
+
+
+def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | None:
+    """One run's summary; ``None`` for a folder that is not a run directory (no ``config.yaml``)."""
+    try:
+        with fs.open_input_stream(f"{path}/config.yaml") as fh:
+            cfg = yaml.safe_load(fh.read().decode()) or {}
+    except (FileNotFoundError, OSError):
+        return None
+    except yaml.YAMLError:
+        cfg = {}
+    exps = cfg.get("experiments") or []
+    tasks = sorted({str((e.get("task") or {}).get("name")) for e in exps if isinstance(e, dict)})
+    models = sorted(
+        {
+            str(m.get("id") if isinstance(m, dict) else m)
+            for e in exps
+            if isinstance(e, dict)
+            for m in (e.get("embedding_models") or [])
+        }
+    )
+    top = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))  # not recursive: tune/ can be large
+    groups = [
+        i
+        for i in fs.get_file_info(pafs.FileSelector(f"{path}/groups", allow_not_found=True))
+        if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")
+    ]
+    files = [i for i in top if i.type == pafs.FileType.File] + groups
+    results = _rows(fs, f"{path}/results.parquet")
+    failed = _rows(fs, f"{path}/failed.parquet") or 0
+    updated = max((i.mtime.timestamp() for i in files if i.mtime is not None), default=None)
+    state = "evaluated" if results is not None else (f"{len(groups)} grid(s) trained" if groups else "started")
+    return {
+        "run": run_id,
+        "state": state,
+        "tasks": tasks,
+        "models": models,
+        "grids_trained": len(groups),
+        "result_rows": results,
+        "failed_trainings": failed,
+        "updated": updated,
+    }
+
+
+def list_runs(runs_dir: str) -> list[dict[str, Any]]:
+    """Every run directory under ``runs_dir``, sorted by run id; ``FileNotFoundError`` naming it if it is absent."""
+    fs, path = _filesystem(runs_dir)
+    if fs.get_file_info(path).type != pafs.FileType.Directory:
+        raise FileNotFoundError(f"no runs directory at {runs_dir} (run.runs_dir / --runs-dir of your runs)")
+    out = []
+    for entry in sorted(fs.get_file_info(pafs.FileSelector(path)), key=lambda i: i.base_name):
+        if entry.type == pafs.FileType.Directory:
+            info = run_info(fs, entry.path, entry.base_name)
+            if info is not None:
+                out.append(info)
+    return out
+
+
+def runs_text(runs_dir: str, as_json: bool = False) -> str:
+    infos = list_runs(runs_dir)
+    if as_json:
+        return json.dumps(infos, indent=1)
+    if not infos:
+        return f"{runs_dir}: no runs"
+
+    def when(ts: float | None) -> str:
+        return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ") if ts else "-"
+
+    head = ("run", "state", "tasks", "models", "result rows", "failed", "updated")
+    table = [head] + [
+        (
+            i["run"],
+            i["state"],
+            ", ".join(i["tasks"]) or "-",
+            ", ".join(i["models"]) or "-",
+            "-" if i["result_rows"] is None else str(i["result_rows"]),
+            str(i["failed_trainings"]),
+            when(i["updated"]),
+        )
+        for i in infos
+    ]
+    widths = [max(len(r[c]) for r in table) for c in range(len(head))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in table]
+    lines.append(f"{len(infos)} run(s) — {runs_dir}; `repeval table RUN` / `repeval report RUN` show one")
+    return "\n".join(lines)
