@@ -547,11 +547,7 @@ def store_show(
         if len(target) > 2:
             raise ValueError("give [STORE] DATASET/MODEL/SCENARIO (see `repeval store ls STORE`)")
         store = EmbeddingStore(_store_root(target[0] if len(target) == 2 else None, root), create=False)
-        try:
-            part = store.find(target[-1])
-        except KeyError as exc:
-            raise ValueError(exc.args[0]) from None
-        typer.echo(show_text(part, rows))
+        typer.echo(show_text(store.find(target[-1]), rows))
 
     _guard(go)
 
@@ -608,13 +604,7 @@ def store_rm(
                 part.delete()
         typer.echo(f"deleted {len(chosen)} partition(s) from {store.uri}; the next run computes them again")
 
-    def wrapped() -> None:
-        try:
-            go()
-        except KeyError as exc:
-            raise ValueError(exc.args[0]) from None
-
-    _guard(wrapped)
+    _guard(go)
 
 
 #: the commands whose work runs torch (or, ``plan``, says which MKL path it will run): only these re-execute

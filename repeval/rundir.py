@@ -43,6 +43,14 @@ def is_uri(location: str) -> bool:
     return "://" in str(location)
 
 
+def filesystem_of(location: str) -> tuple[pafs.FileSystem, str]:
+    """``(pyarrow filesystem, path)`` of a local path (made absolute) or a filesystem URI."""
+    if is_uri(location):
+        fs, path = pafs.FileSystem.from_uri(location)
+        return fs, path.rstrip("/") or "/"
+    return pafs.LocalFileSystem(), os.path.abspath(location)
+
+
 def join_uri(uri: str, *parts: str) -> str:
     """``join_uri("s3://b/runs?scheme=http", "r1", "tune")`` → ``"s3://b/runs/r1/tune?scheme=http"``."""
     base, sep, query = uri.partition("?")

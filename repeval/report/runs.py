@@ -6,7 +6,6 @@ Reads each run's ``config.yaml``, the names under ``groups/`` and the Parquet fo
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import Any
 
@@ -14,16 +13,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import yaml
 
-
-def _filesystem(runs_dir: str) -> tuple[pafs.FileSystem, str]:
-    from repeval.rundir import is_uri
-
-    if is_uri(runs_dir):
-        fs, path = pafs.FileSystem.from_uri(runs_dir)
-        return fs, path.rstrip("/")
-    import os
-
-    return pafs.LocalFileSystem(), os.path.abspath(runs_dir)
+from repeval.rundir import filesystem_of
+from repeval.store.inspect import aligned, utc_time
 
 
 def _rows(fs: pafs.FileSystem, path: str) -> int | None:
@@ -77,7 +68,7 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
 
 def list_runs(runs_dir: str) -> list[dict[str, Any]]:
     """Every run directory under ``runs_dir``, sorted by run id; ``FileNotFoundError`` naming it if it is absent."""
-    fs, path = _filesystem(runs_dir)
+    fs, path = filesystem_of(runs_dir)
     if fs.get_file_info(path).type != pafs.FileType.Directory:
         raise FileNotFoundError(f"no runs directory at {runs_dir} (run.runs_dir / --runs-dir of your runs)")
     out = []
@@ -96,9 +87,6 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
     if not infos:
         return f"{runs_dir}: no runs"
 
-    def when(ts: float | None) -> str:
-        return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ") if ts else "-"
-
     head = ("run", "state", "tasks", "models", "result rows", "failed", "updated")
     table = [head] + [
         (
@@ -108,11 +96,10 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
             ", ".join(i["models"]) or "-",
             "-" if i["result_rows"] is None else str(i["result_rows"]),
             str(i["failed_trainings"]),
-            when(i["updated"]),
+            utc_time(i["updated"]),
         )
         for i in infos
     ]
-    widths = [max(len(r[c]) for r in table) for c in range(len(head))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in table]
+    lines = aligned(table)
     lines.append(f"{len(infos)} run(s) — {runs_dir}; `repeval table RUN` / `repeval report RUN` show one")
     return "\n".join(lines)

@@ -13,10 +13,17 @@ import pyarrow.parquet as pq
 from repeval.store.store import EmbeddingStore, Partition
 
 
-def _when(ts: Any) -> str:
+def utc_time(ts: Any) -> str:
+    """A Unix time as ``YYYY-MM-DD HH:MM:SSZ`` ("-" when unset)."""
     if not ts:
         return "-"
     return dt.datetime.fromtimestamp(float(ts), dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def aligned(table: list[tuple[str, ...]]) -> list[str]:
+    """Rows of text cells as left-aligned columns two spaces apart (the first row is the header)."""
+    widths = [max(len(r[c]) for r in table) for c in range(len(table[0]))]
+    return ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in table]
 
 
 def _size(part: Partition) -> int:
@@ -64,13 +71,12 @@ def ls_text(store: EmbeddingStore, as_json: bool = False) -> str:
             str(i["dim"] or "-"),
             str(i["model_version"] or "-"),
             str(i["config_hash"] or "-"),
-            _when(i["completed_at"]),
+            utc_time(i["completed_at"]),
             f"{i['bytes'] / 2**20:.1f}",
         )
         for i in infos
     ]
-    widths = [max(len(r[c]) for r in table) for c in range(len(head))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in table]
+    lines = aligned(table)
     done = sum(i["state"] == "complete" for i in infos)
     lines.append(
         f"{len(infos)} partition(s), {done} complete, {sum(i['rows'] for i in infos)} rows, "

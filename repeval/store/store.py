@@ -121,10 +121,13 @@ class EmbeddingStore:
         )
 
     def find(self, name: str) -> Partition:
-        """The existing partition ``dataset/model/scenario``; a ``KeyError`` naming the closest ones otherwise."""
+        """The existing partition ``dataset/model/scenario``; a ``FileNotFoundError`` naming the closest ones otherwise
+        (a ``ValueError`` for a name that is not ``dataset/model/scenario``)."""
         parts = name.strip("/").split("/")
         if len(parts) != 3:
-            raise KeyError(f"give a partition as dataset/model/scenario, not {name!r} (`repeval store ls` lists them)")
+            raise ValueError(
+                f"give a partition as dataset/model/scenario, not {name!r} (`repeval store ls` lists them)"
+            )
         part = self.partition(*parts)
         if self.fs.get_file_info(part.path).type == pafs.FileType.Directory:
             return part
@@ -133,7 +136,7 @@ class EmbeddingStore:
         names = [p.name for p in self.partitions()]
         close = difflib.get_close_matches(part.name, names, n=3, cutoff=0.5)
         hint = f"; did you mean {' or '.join(close)}?" if close else f" ({len(names)} partition(s) there)"
-        raise KeyError(f"no partition {part.name} in {self.uri}{hint}")
+        raise FileNotFoundError(f"no partition {part.name} in {self.uri}{hint}")
 
     def partitions(self) -> list[Partition]:
         """Every ``dataset/model/scenario`` folder, complete or not, sorted by path."""

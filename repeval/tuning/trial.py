@@ -244,19 +244,12 @@ def read_finished(fs: Any, path: str) -> dict[str, Any] | None:
         return None
 
 
-def _filesystem(src: str) -> tuple[Any, str]:
-    """``(pyarrow filesystem, path)`` of ``src``, a local path or a filesystem URI."""
-    import pyarrow.fs as pafs
-
-    from repeval.rundir import is_uri
-
-    return pafs.FileSystem.from_uri(src) if is_uri(src) else (pafs.LocalFileSystem(), src)
-
-
 def open_finished(src: str) -> tuple[Any, str, dict[str, Any]] | None:
     """``(filesystem, path, summary)`` of the whole trial checkpoint at ``src`` (a path or a filesystem URI)."""
+    from repeval.rundir import filesystem_of
+
     try:
-        fs, path = _filesystem(src)
+        fs, path = filesystem_of(src)
     except (OSError, ValueError):
         return None
     summary = read_finished(fs, path)
@@ -269,6 +262,8 @@ def _reuse_finished(config: dict[str, Any], finished: dict[str, str] | None) -> 
     import pyarrow.fs as pafs
     from ray import tune
 
+    from repeval.rundir import filesystem_of
+
     key = trial_key(config)
     src = (finished or {}).get(key)
     if src is None:
@@ -277,7 +272,7 @@ def _reuse_finished(config: dict[str, Any], finished: dict[str, str] | None) -> 
     with tempfile.TemporaryDirectory() as d:  # a copy: Tune may persist this report to the very same path
         summary = None
         try:
-            fs, path = _filesystem(src)
+            fs, path = filesystem_of(src)
             pafs.copy_files(path, d, source_filesystem=fs, destination_filesystem=local)
             summary = read_finished(local, d)  # the copy is checked, not the source: one read of it
         except (OSError, ValueError):
