@@ -18,12 +18,17 @@
 4. Several groups (``--only groups``): six tables (like the thesis' six tasks) × M1–M5, trained as
    one Tune experiment per group (``run.train_batch_mb: 0``, the engine before batching) vs as one
    batch (trial actors reused across groups); the results must be identical. No target.
+5. Huge pages (``--only pages``): the Jukemir grid on a 2,000 × 1,728 table (MULE's width; ≤ 10
+   epochs), its trials' large tensors on 4 KiB pages (``THP_MEM_ALLOC_ENABLE=0``) vs on transparent
+   huge pages (``=1``, what ``repeval`` sets, :func:`repeval.cpu.use_huge_pages`), each on a fresh
+   embedded Ray. Results must be identical (the pages change no arithmetic). No target.
 
 Usage::
 
     RAY_AUTH_MODE=disabled python benchmarks/bench_probes.py            # everything
     RAY_AUTH_MODE=disabled python benchmarks/bench_probes.py --epochs 30 --only 1
     RAY_AUTH_MODE=disabled python benchmarks/bench_probes.py --only groups
+    RAY_AUTH_MODE=disabled python benchmarks/bench_probes.py --only pages
 
 Times exclude ``ray.init`` and the start of its prestarted workers (printed separately: a run pays
 them once for all groups; see ``warm.py``).
@@ -47,6 +52,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+# as the `repeval` command does before torch is imported (repeval.cpu.use_huge_pages): both sides alike
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 import torch
 from torch import nn
 from warm import wait_for_ray_workers
@@ -244,6 +252,48 @@ def bench_groups(storage: str, n_groups: int) -> tuple[float, object]:
     return t_together, SimpleNamespace(trial_seconds=busy, trials=sum(g.trials for g in together))
 
 
+def bench_pages(dim: int, epochs: int) -> None:
+    """[5] The Jukemir grid with the trials' large tensors on 4 KiB pages vs on huge pages (fresh Ray each)."""
+    import ray
+
+    from repeval.cpu import THP_ENV, kernel_thp
+
+    data = gaussian_probe_data(
+        n=2000, d=dim, c=10, splits=(0.7, 0.15, 0.15), noise=1.0, separation=0.16, seed=0, scenarios=False
+    )
+    spec = {"preset": "jukemir", "epochs": epochs, "patience": 10}
+    print(f"[5] Jukemir grid on a 2,000 × {dim} table, ≤{epochs} epochs: trial workers on 4 KiB vs huge pages "
+          f"(kernel THP: {kernel_thp()}; {os.cpu_count()} CPUs)")  # fmt: skip
+    import ray.tune  # outside the timings, as in the other benchmarks
+
+    runs = {}
+    for value in ("0", "1"):
+        os.environ[THP_ENV] = value  # the embedded Ray's workers inherit it (init_ray keeps a value that is set)
+        init_ray(object_store_memory=400 * 1024**2)
+        wait_for_ray_workers()
+        storage = tempfile.mkdtemp(prefix="bench_pages_")
+        try:
+            with PeakRSS() as mem:
+                wall, g = run_repeval([spec], data, storage)
+        finally:
+            ray.shutdown()
+            shutil.rmtree(storage, True)
+        sel, acc = selected(g)
+        runs[value] = (wall, g, sel, acc)
+        print(f"  {THP_ENV}={value}: {wall:6.1f} s, Σ trial training {g.trial_seconds:6.1f} s over {g.trials} trials; "
+              f"selected {sel['probe']} test acc {acc:.4f}; {sum(p.get('epochs') or 0 for p in g.probes)} epochs; "
+              f"trials' pages: {'; '.join(sorted(g.pages))}; peak RSS of Ray's processes "
+              f"{mem.peak_ray / 2**20:.0f} MiB")  # fmt: skip
+    (w0, g0, s0, a0), (w1, g1, s1, a1) = runs["0"], runs["1"]
+    same = (
+        s0["probe"] == s1["probe"]
+        and a0 == a1
+        and [p.get("epochs") for p in g0.probes] == [p.get("epochs") for p in g1.probes]
+    )
+    print(f"  huge pages: {w0 / w1:.2f}× the wall time on 4 KiB pages ({g0.trial_seconds / g1.trial_seconds:.2f}× "
+          f"the trials' training time); results identical: {'yes' if same else 'NO'}")  # fmt: skip
+
+
 def test_accuracy(g, probe: str) -> float:
     vals = [r["value"] for r in g.rows if r["probe"] == probe and r["metric"] == "accuracy" and r["label"] is None]
     return float(np.mean(vals))
@@ -373,7 +423,9 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=100, help="Jukemir grid: most epochs per configuration")
     ap.add_argument("--patience", type=int, default=10, help="Jukemir grid: patience (validations)")
     ap.add_argument("--sample", type=int, default=0, help="train only every N-th Jukemir configuration (quick look)")
-    ap.add_argument("--only", choices=["1", "2", "groups"], help="run one benchmark")
+    ap.add_argument("--only", choices=["1", "2", "groups", "pages"], help="run one benchmark")
+    ap.add_argument("--pages-dim", type=int, default=1728, help="--only pages: embedding width of the table")
+    ap.add_argument("--pages-epochs", type=int, default=10, help="--only pages: most epochs per configuration")
     ap.add_argument("--asha-grace", type=int, default=10, help="Jukemir grid with ASHA: grace period (epochs)")
     ap.add_argument("--groups", type=int, default=6, help="--only groups: number of groups")
     ap.add_argument(
@@ -397,6 +449,9 @@ def main() -> None:
 
     import ray
 
+    if args.only == "pages":
+        bench_pages(args.pages_dim, args.pages_epochs)
+        return
     torch_threads = torch.get_num_threads()
     data = table()
     print(f"table: train {data.x_train.shape}, val {data.x_val.shape}, test {data.tests['clean'][0].shape}, "

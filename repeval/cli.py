@@ -210,9 +210,10 @@ def plan(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None, run
         init_ray()
         cluster = ray.cluster_resources()
     typer.echo(make_plan(cfg, st, run_dir, cluster=cluster).text())
-    from repeval.cpu import mkl_status
+    from repeval.cpu import huge_pages_status, mkl_status
 
     typer.echo(f"MKL (torch's products): {mkl_status()}")
+    typer.echo(f"large tensors: {huge_pages_status()}")
 
 
 def _train_line(t: dict[str, Any]) -> str:
@@ -612,8 +613,9 @@ MKL_COMMANDS = frozenset({"run", "train", "evaluate", "embed", "plan", "validate
 
 
 def entrypoint() -> None:
-    from repeval.cpu import reexec_with_mkl_shim
+    from repeval.cpu import reexec_with_mkl_shim, use_huge_pages
 
+    use_huge_pages()  # before torch is imported here, and inherited by the embedded Ray (and a re-executed CLI)
     command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
     if command in MKL_COMMANDS:
         reexec_with_mkl_shim()  # on AMD CPUs with the shim built: MKL's fast path here and in the embedded Ray

@@ -13,6 +13,9 @@ same decision for the node, whoever drives it), and a job's driver started there
 embedded; ``0``/``off`` — never; ``1``/``on`` — always (the default library); a path — that library.
 Results differ between the two paths in rounding only, so :func:`mkl_status` says which one ran
 (``repeval plan`` prints it, each run's ``environment.json`` keeps it).
+
+Also chosen before a process starts: whether torch puts large tensors on transparent huge pages
+(:func:`use_huge_pages`, :func:`huge_pages_status`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -188,6 +192,50 @@ def mkl_status() -> str:
     if vendor == "AuthenticAMD":
         return f"generic code path on this AMD CPU ({decide().reason})"
     return f"MKL's own dispatch ({vendor} CPU)"
+
+
+# ------------------------------------------------------------------ huge pages for large tensors
+
+#: torch's switch (``c10/core/alloc_cpu.cpp``): tensors of 2 MiB and more 2 MiB-aligned and ``madvise(MADV_HUGEPAGE)``
+THP_ENV = "THP_MEM_ALLOC_ENABLE"
+_THP_SYSFS = "/sys/kernel/mm/transparent_hugepage/enabled"
+
+
+def use_huge_pages(env: MutableMapping[str, str] | None = None) -> None:
+    """Put torch's tensors of 2 MiB and more on transparent huge pages in this process and the Ray it starts.
+
+    glibc maps every block above 32 MiB afresh and unmaps it on free, so each step of a probe stack
+    (a weight gradient of ``K × in × out`` floats: 54 × 512 × 512 × 4 B = 54 MiB for a Jukemir MLP stack)
+    page-faults its tensors in again, 4 KiB at a time: the stack's backward product ran at 32 GFLOP/s
+    instead of 61 on 2 MiB pages, and the Jukemir grid on a 2,000 × 1,728 table (MULE's width) trained
+    21% faster (docs/benchmarks.md, session 20). torch reads ``THP_MEM_ALLOC_ENABLE`` once, at a process'
+    first allocation, so it is set before torch is imported: by the ``repeval`` command and the jobs' entry
+    points for themselves, by :func:`repeval.ray_utils.init_ray` for the embedded Ray's workers (they
+    inherit it), by the cluster configs for a cluster's nodes. A value the user set (``0``) is kept.
+    """
+    env = os.environ if env is None else env
+    env.setdefault(THP_ENV, "1")
+
+
+def kernel_thp(path: str = _THP_SYSFS) -> str | None:
+    """The kernel's transparent-huge-page mode (``always``, ``madvise`` or ``never``; None when unknown)."""
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return None
+    return next((w[1:-1] for w in text.split() if w.startswith("[") and w.endswith("]")), None)
+
+
+def huge_pages_status(env: Mapping[str, str] | None = None, kernel: str | None = None) -> str:
+    """Whether this process' large tensors go on huge pages, in one line (``repeval plan``, environment.json)."""
+    env = os.environ if env is None else env
+    kernel = kernel_thp() if kernel is None else kernel
+    asked = env.get(THP_ENV) == "1"
+    if asked and kernel in ("always", "madvise"):
+        return f"huge pages for tensors of 2 MiB and more ({THP_ENV}=1; kernel THP {kernel})"
+    if asked:
+        return f"4 KiB pages: the kernel's transparent huge pages are {kernel or 'unavailable'} ({THP_ENV}=1)"
+    return f"4 KiB pages ({THP_ENV}={env.get(THP_ENV, 'unset')}; kernel THP {kernel or 'unavailable'})"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,6 +32,9 @@ def init_ray(num_cpus: int | None = None, **kwargs: Any) -> None:
     """
     import ray
 
+    from repeval.cpu import use_huge_pages
+
+    use_huge_pages()  # the embedded Ray's workers inherit it (torch reads it once, at a process' first tensor)
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "0")

@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -320,7 +321,7 @@ def _commit_group(ctx: RunContext, item: _Pending, g: Any, summary: dict[str, An
     summary["trial_seconds"] += g.trial_seconds
     summary["wall_seconds"] += g.wall_seconds
     summary["reused_trials"] += g.reused_trials
-    _record_trial_mkl(ctx, g.mkl)
+    _record_trial_mkl(ctx, g.mkl, g.pages)
     if g.history:
         _write_atomic(
             typed_table([{**h, "fold": fold} for h in g.history], HISTORY_SCHEMA),
@@ -365,7 +366,7 @@ def _record_environment(ctx: RunContext) -> None:
     import ray
     import torch
 
-    from repeval.cpu import mkl_status
+    from repeval.cpu import huge_pages_status, mkl_status
 
     path = ctx.run_dir / "environment.json"
     sessions = _read_json(path)
@@ -376,6 +377,7 @@ def _record_environment(ctx: RunContext) -> None:
             "stage": "train",
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "mkl": mkl_status(),
+            "pages": huge_pages_status(),
             "python": platform.python_version(),
             "torch": torch.__version__,
             "ray": ray.__version__,
@@ -385,18 +387,23 @@ def _record_environment(ctx: RunContext) -> None:
     _write_text_atomic(path, json.dumps(sessions, indent=1))
 
 
-def _record_trial_mkl(ctx: RunContext, paths: set[str]) -> None:
+def _record_trial_mkl(ctx: RunContext, paths: set[str], pages: Iterable[str] = ()) -> None:
     """Add the MKL code paths a group's trials ran to this session's ``environment.json`` entry (``trials_mkl``):
-    on a cluster the trials' nodes decide it, not the driver. Warns when trials ran on different paths."""
+    on a cluster the trials' nodes decide it, not the driver. Warns when trials ran on different paths. The
+    pages their large tensors went on (``trials_pages``: speed only) are kept beside them."""
     path = ctx.run_dir / "environment.json"
     sessions = _read_json(path)
     if not paths or not isinstance(sessions, list) or not sessions:
         return
     before = sessions[-1].get("trials_mkl", [])
     seen = sorted(set(before) | paths)
-    if seen == before:  # nothing new: the usual case after the first group
+    pages_before = sessions[-1].get("trials_pages", [])
+    pages_seen = sorted(set(pages_before) | set(pages))
+    if seen == before and pages_seen == pages_before:  # nothing new: the usual case after the first group
         return
-    if len(seen) > 1:
+    if pages_seen:
+        sessions[-1]["trials_pages"] = pages_seen
+    if len(seen) > 1 and seen != before:
         log.warning(
             "probe trials ran on different MKL code paths (%s): their results differ in rounding; give every node "
             "the same LD_PRELOAD (docs/cluster.md)",

@@ -13,6 +13,9 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("REPEVAL_MKL_SHIM", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
+# as the `repeval` command does before torch is imported (repeval.cpu.use_huge_pages): this process and the
+# session's Ray workers put large tensors on huge pages
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -87,6 +87,8 @@ class GroupResult:
     reused_trials: int = 0
     #: the MKL code paths the trials ran (:func:`repeval.cpu.mkl_status` in each trial's process)
     mkl: set[str] = field(default_factory=set)
+    #: the pages the trials' large tensors went on (:func:`repeval.cpu.huge_pages_status` in each trial's process)
+    pages: set[str] = field(default_factory=set)
 
 
 # ------------------------------------------------------------------------------ planning
@@ -523,6 +525,8 @@ class _Group:
             out.reused_trials += 1
         if metrics.get("mkl"):
             out.mkl.add(str(metrics["mkl"]))
+        if metrics.get("pages"):
+            out.pages.add(str(metrics["pages"]))
         by_point: dict[int, list[tuple[Member, dict[str, Any]]]] = {}
         for m, rep in zip(unit.members, reports, strict=True):
             name = m.name + name_suffix

@@ -306,12 +306,13 @@ def resuming(fn: Any) -> Any:
 
 
 def _summary(reports: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
-    from repeval.cpu import mkl_status
+    from repeval.cpu import huge_pages_status, mkl_status
 
     crit = [r["best_criterion"] for r in reports if not r["failed"] and r["best_criterion"] is not None]
     return {
         "train_seconds": seconds,
         "mkl": mkl_status(),  # the trial's own process: on a cluster its node's environment decides
+        "pages": huge_pages_status(),  # likewise (speed only: results do not depend on it)
         "members": len(reports),
         "failed_members": sum(1 for r in reports if r["failed"]),
         "best_criterion": float(np.mean(crit)) if crit else float("nan"),

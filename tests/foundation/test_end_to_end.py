@@ -123,6 +123,10 @@ def test_full_run(ray_session, run_config):
     from repeval.cpu import mkl_status
 
     assert env[0]["trials_mkl"] == [mkl_status()] and "trials_mkl" not in env[1], env  # the rerun trained nothing
+    # …and the pages their large tensors went on (the session's workers inherit this process' setting)
+    from repeval.cpu import huge_pages_status
+
+    assert env[0]["pages"] == huge_pages_status() and env[0]["trials_pages"] == [huge_pages_status()], env
     (ctx.run_dir / "environment.json").write_text("{not json")  # a damaged record does not stop a run
     assert runner.stage_train(ctx)["skipped"] == 1
     assert len(json.loads((ctx.run_dir / "environment.json").read_text())) == 1

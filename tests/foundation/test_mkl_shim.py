@@ -179,13 +179,21 @@ def test_reexec_puts_the_driver_and_embedded_ray_workers_on_the_shim(tmp_path: P
 
 
 def test_cli_plan_reports_the_mkl_path(tmp_path: Path) -> None:
+    from repeval.cpu import THP_ENV, huge_pages_status
+
     lib = _lib(tmp_path)
-    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "RAY_ADDRESS", "REPEVAL_MKL_SHIM_ACTIVE")}
+    drop = ("LD_PRELOAD", "RAY_ADDRESS", "REPEVAL_MKL_SHIM_ACTIVE", THP_ENV)
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     cmd = [sys.executable, "-m", "repeval.cli", "plan", str(ROOT / "configs" / "quickstart.yaml")]
     on = subprocess.run(cmd, env={**env, "REPEVAL_MKL_SHIM": str(lib)}, capture_output=True, text=True, timeout=120)
     assert on.returncode == 0, on.stderr[-2000:]
     assert "MKL (torch's products): Intel code path on this" in on.stdout and str(lib) in on.stdout, on.stdout
-    off = subprocess.run(cmd, env={**env, "REPEVAL_MKL_SHIM": "0"}, capture_output=True, text=True, timeout=120)
+    # …and the pages of its large tensors: the command asks for huge pages when the user did not say
+    assert f"large tensors: {huge_pages_status({THP_ENV: '1'})}" in on.stdout, on.stdout
+    off = subprocess.run(
+        cmd, env={**env, "REPEVAL_MKL_SHIM": "0", THP_ENV: "0"}, capture_output=True, text=True, timeout=120
+    )
     assert off.returncode == 0, off.stderr[-2000:]
     line = next(x for x in off.stdout.splitlines() if x.startswith("MKL (torch's products):"))
     assert "shim" not in line, line
+    assert f"large tensors: 4 KiB pages ({THP_ENV}=0;" in off.stdout, off.stdout  # the user's choice stands
