@@ -207,8 +207,8 @@ def use_huge_pages(env: MutableMapping[str, str] | None = None) -> None:
     glibc maps every block above 32 MiB afresh and unmaps it on free, so each step of a probe stack
     (a weight gradient of ``K × in × out`` floats: 54 × 512 × 512 × 4 B = 54 MiB for a Jukemir MLP stack)
     page-faults its tensors in again, 4 KiB at a time: the stack's backward product ran at 32 GFLOP/s
-    instead of 61 on 2 MiB pages, and the Jukemir grid on a 2,000 × 1,728 table (MULE's width) trained
-    21% faster (docs/benchmarks.md, session 20). torch reads ``THP_MEM_ALLOC_ENABLE`` once, at a process'
+    instead of 61 on 2 MiB pages, and the Jukemir grid on a 2,000 × 1,728 table (MULE's width) ran 1.13–1.23×
+    faster (docs/benchmarks.md, session 20). torch reads ``THP_MEM_ALLOC_ENABLE`` once, at a process'
     first allocation, so it is set before torch is imported: by the ``repeval`` command and the jobs' entry
     points for themselves, by :func:`repeval.ray_utils.init_ray` for the embedded Ray's workers (they
     inherit it), by the cluster configs for a cluster's nodes. A value the user set (``0``) is kept.

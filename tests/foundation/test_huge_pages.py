@@ -43,9 +43,13 @@ def faults(value: str | None) -> list[int]:
 
 def test_large_tensors_fault_in_huge_pages_when_asked():
     asked, plain = faults("1"), faults("0")
-    assert min(plain) >= 0.9 * PAGES_4K  # 4 KiB pages: every page of the block faults, every time
-    if kernel_thp() in ("always", "madvise"):
-        assert max(asked) <= 0.1 * PAGES_4K, asked  # 2 MiB pages: ~27 faults for the block (plus bookkeeping)
+    kernel = kernel_thp()
+    if kernel != "always":  # (a kernel in `always` mode gives every large mapping huge pages unasked)
+        assert min(plain) >= 0.9 * PAGES_4K  # 4 KiB pages: every page of the block faults, every time
+    if kernel in ("always", "madvise"):
+        # 2 MiB pages: ~27 faults for the block plus bookkeeping (min: the kernel may fall back to 4 KiB pages
+        # when it finds no free 2 MiB page at once)
+        assert min(asked) <= 0.1 * PAGES_4K, asked
         assert huge_pages_status({THP_ENV: "1"}).startswith("huge pages for tensors of 2 MiB and more")
     else:  # a kernel without transparent huge pages: nothing changes, and the status line says why
         assert min(asked) >= 0.9 * PAGES_4K
