@@ -71,9 +71,10 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
-def table() -> ProbeData:
+def table(dim: int = 512, seed: int = 0) -> ProbeData:
+    """The benchmarks' table: 2,000 × ``dim`` embeddings, 10 classes (class-conditional Gaussians, 70/15/15)."""
     return gaussian_probe_data(
-        n=2000, d=512, c=10, splits=(0.7, 0.15, 0.15), noise=1.0, separation=0.16, seed=0, scenarios=False
+        n=2000, d=dim, c=10, splits=(0.7, 0.15, 0.15), noise=1.0, separation=0.16, seed=seed, scenarios=False
     )
 
 
@@ -222,11 +223,7 @@ def bench_groups(storage: str, n_groups: int) -> tuple[float, object]:
     from repeval.tuning.grid import GroupInput, run_group, run_groups
 
     cfg, exp = experiment([{"preset": "mir_ref_thesis"}])
-    datas = [
-        gaussian_probe_data(n=2000, d=512, c=10, splits=(0.7, 0.15, 0.15), noise=1.0, separation=0.16, seed=s,
-                            scenarios=False)
-        for s in range(n_groups)
-    ]  # fmt: skip
+    datas = [table(seed=s) for s in range(n_groups)]
     print(f"[4] {n_groups} groups (2,000 × 512 tables, 10 classes) × M1–M5")
     t0 = time.perf_counter()
     apart = [run_group(cfg, exp, f"t{i}", "synthetic", d, tempfile.mkdtemp(dir=storage)) for i, d in enumerate(datas)]
@@ -258,9 +255,7 @@ def bench_pages(dim: int, epochs: int) -> None:
 
     from repeval.cpu import THP_ENV, kernel_thp
 
-    data = gaussian_probe_data(
-        n=2000, d=dim, c=10, splits=(0.7, 0.15, 0.15), noise=1.0, separation=0.16, seed=0, scenarios=False
-    )
+    data = table(dim)
     spec = {"preset": "jukemir", "epochs": epochs, "patience": 10}
     print(f"[5] Jukemir grid on a 2,000 × {dim} table, ≤{epochs} epochs: trial workers on 4 KiB vs huge pages "
           f"(kernel THP: {kernel_thp()}; {os.cpu_count()} CPUs)")  # fmt: skip

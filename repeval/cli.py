@@ -574,11 +574,13 @@ def store_rm(
     from repeval.store.lock import StoreLock
 
     def go() -> None:
+        from repeval.rundir import is_uri
+
         args = list(target)
         first = args[0]
         # `rm STORE PART...`: a partition pattern is relative with exactly two slashes; a store root is a URI, an
         # absolute or ./-relative path, or anything else (relative roots with two slashes: give them as ./a/b/c)
-        looks_like_root = "://" in first or first.startswith(("/", "~", ".")) or first.strip("/").count("/") != 2
+        looks_like_root = is_uri(first) or first.startswith(("/", "~", ".")) or first.strip("/").count("/") != 2
         if len(args) > 1 and root is None and looks_like_root:
             store_root = os.path.expanduser(args.pop(0))
         else:

@@ -321,7 +321,7 @@ def _commit_group(ctx: RunContext, item: _Pending, g: Any, summary: dict[str, An
     summary["trial_seconds"] += g.trial_seconds
     summary["wall_seconds"] += g.wall_seconds
     summary["reused_trials"] += g.reused_trials
-    _record_trial_mkl(ctx, g.mkl, g.pages)
+    _record_trial_environment(ctx, g.mkl, g.pages)
     if g.history:
         _write_atomic(
             typed_table([{**h, "fold": fold} for h in g.history], HISTORY_SCHEMA),
@@ -387,7 +387,7 @@ def _record_environment(ctx: RunContext) -> None:
     _write_text_atomic(path, json.dumps(sessions, indent=1))
 
 
-def _record_trial_mkl(ctx: RunContext, paths: set[str], pages: Iterable[str] = ()) -> None:
+def _record_trial_environment(ctx: RunContext, paths: set[str], pages: Iterable[str] = ()) -> None:
     """Add the MKL code paths a group's trials ran to this session's ``environment.json`` entry (``trials_mkl``):
     on a cluster the trials' nodes decide it, not the driver. Warns when trials ran on different paths. The
     pages their large tensors went on (``trials_pages``: speed only) are kept beside them."""

@@ -7,15 +7,17 @@ from pathlib import Path
 
 import pytest
 
+from repeval.cpu import use_huge_pages
+
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 # the `repeval` commands the tests start stay on the test process' MKL code path (tests/foundation/test_mkl_shim.py
 # turns the shim on where it is the subject)
 os.environ.setdefault("REPEVAL_MKL_SHIM", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "1")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
-# as the `repeval` command does before torch is imported (repeval.cpu.use_huge_pages): this process and the
-# session's Ray workers put large tensors on huge pages
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+# as the `repeval` command does before torch is imported: this process and the session's Ray workers put large
+# tensors on huge pages
+use_huge_pages()
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
