@@ -615,8 +615,9 @@ MKL_COMMANDS = frozenset({"run", "train", "evaluate", "embed", "plan", "validate
 
 
 def entrypoint() -> None:
-    from repeval.cpu import reexec_with_mkl_shim, use_huge_pages
+    from repeval.cpu import reexec_with_mkl_shim, skip_exit_collection, use_huge_pages
 
+    skip_exit_collection()  # first: its exit handler then runs after Ray's
     use_huge_pages()  # before torch is imported here, and inherited by the embedded Ray (and a re-executed CLI)
     command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
     if command in MKL_COMMANDS:

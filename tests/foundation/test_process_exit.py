@@ -1,0 +1,107 @@
+"""How a ``repeval`` process ends: without a last full collection of its heap (``repeval.cpu.skip_exit_collection``,
+observed through an object that only that collection would finalize), and with the embedded Ray's autoscaler
+monitor killed before Ray's shutdown reaches it (``repeval.ray_utils.stop_monitor_first_at_exit``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+# A reference cycle with a finalizer, held by a module that only ``sys.modules`` references: alive until exit,
+# when clearing ``sys.modules`` leaves it to the interpreter's last collection — the only thing that would call
+# ``__del__`` and write the marker file.
+CYCLE = """
+import sys, types
+class Cycle:
+    def __init__(self, marker):
+        self.marker, self.me = marker, self
+    def __del__(self, open=open):  # bound now: builtins are being torn down when the exit collection runs
+        open(self.marker, "a").write("finalized by the exit collection\\n")
+def hold(name):
+    sys.modules[name] = types.ModuleType(name)
+    sys.modules[name].keep = Cycle(sys.argv[1])
+"""
+
+
+def _run(body: str, marker: Path) -> str:
+    script = CYCLE + body
+    env = {**os.environ, "REPEVAL_MKL_SHIM": "0"}  # no re-execution of `python -c` by the entry points
+    r = subprocess.run([sys.executable, "-c", script, str(marker)], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return marker.read_text() if marker.exists() else ""
+
+
+def test_without_it_the_exit_collection_finalizes_the_cycle(tmp_path):
+    # the control: what the tests below would see if the exit handler did nothing
+    assert _run("hold('held')\n", tmp_path / "m") != ""
+
+
+def test_skip_exit_collection_leaves_the_heap_to_the_process_exit(tmp_path):
+    body = "import sys\nfrom repeval.cpu import skip_exit_collection\nskip_exit_collection()\nhold('held')\n"
+    assert _run(body, tmp_path / "m") == ""
+
+
+def test_it_runs_after_exit_handlers_registered_later_like_rays(tmp_path):
+    # Ray registers ray.shutdown at import, after the entry point has registered this: objects such a handler
+    # leaves behind must be frozen too, so the freeze has to run after it
+    body = (
+        "import atexit, sys\n"
+        "from repeval.cpu import skip_exit_collection\n"
+        "skip_exit_collection()\n"
+        "skip_exit_collection()  # a second call registers nothing more\n"
+        "atexit.register(hold, 'late')\n"
+    )
+    assert _run(body, tmp_path / "m") == ""
+    # the same handler with the freeze registered after it (running first): the exit collection finalizes it
+    body_wrong_order = (
+        "import atexit, sys\n"
+        "from repeval.cpu import skip_exit_collection\n"
+        "atexit.register(hold, 'late')\n"
+        "skip_exit_collection()\n"
+    )
+    assert _run(body_wrong_order, tmp_path / "m2") != ""
+
+
+def test_the_command_and_the_job_entry_points_skip_it(tmp_path):
+    # `repeval` (cli.entrypoint) with its typer app stubbed out; `python jobs/<stage>.py` (jobs/_common.main)
+    cli = "import sys\nimport repeval.cli as c\nc.app = lambda *a, **k: None\nhold('held')\nc.entrypoint()\n"
+    assert _run(cli, tmp_path / "cli") == ""
+    jobs = Path(__file__).resolve().parents[2] / "jobs"
+    job = (
+        f"import sys\nsys.path.insert(0, {str(jobs)!r})\nimport repeval.cli as c\nimport _common\n"
+        "c.app = lambda *a, **k: None\nhold('held')\nsys.argv = ['embed.py']\n_common.main('embed')\n"
+    )
+    assert _run(job, tmp_path / "job") == ""
+
+
+MONITOR = """
+import atexit, sys
+seen = {}
+atexit.register(lambda: print("MONITOR", seen, flush=True))  # registered before `import ray`: runs after its shutdown
+import ray._private.node as node
+kill = node.Node._kill_process_type
+def spy(self, process_type, *args, **kwargs):
+    if process_type == "monitor":
+        proc = self.all_processes[process_type][0].process
+        seen["alive"] = proc.poll() is None
+        result = kill(self, process_type, *args, **kwargs)
+        seen["returncode"] = proc.returncode
+        return result
+    return kill(self, process_type, *args, **kwargs)
+node.Node._kill_process_type = spy
+from repeval.ray_utils import init_ray
+init_ray(num_cpus=1)
+"""
+
+
+def test_the_embedded_rays_monitor_is_gone_when_rays_shutdown_reaches_it(tmp_path):
+    # Ray's shutdown SIGTERMs the monitor after the GCS has gone, and its handler then hangs until Ray SIGKILLs it
+    # a second later; repeval's exit handler SIGKILLs it first
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "TMPDIR": "/tmp"}
+    env.pop("RAY_ADDRESS", None)
+    r = subprocess.run([sys.executable, "-c", MONITOR], capture_output=True, text=True, timeout=180, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("MONITOR "))
+    assert line == "MONITOR {'alive': False, 'returncode': -9}", line
