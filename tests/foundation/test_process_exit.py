@@ -28,7 +28,9 @@ def hold(name):
 def _run(body: str, marker: Path) -> str:
     script = CYCLE + body
     env = {**os.environ, "REPEVAL_MKL_SHIM": "0"}  # no re-execution of `python -c` by the entry points
-    r = subprocess.run([sys.executable, "-c", script, str(marker)], capture_output=True, text=True, timeout=120, env=env)
+    r = subprocess.run(
+        [sys.executable, "-c", script, str(marker)], capture_output=True, text=True, timeout=120, env=env
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return marker.read_text() if marker.exists() else ""
 
