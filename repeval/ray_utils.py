@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -102,8 +103,11 @@ def _kill_monitor() -> None:
     for info in processes.get("monitor", []):
         proc = getattr(info, "process", None)
         if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+            try:
+                proc.kill()
+                proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):  # Ray's shutdown, next, kills what is left
+                pass
 
 
 def restrict_token_file(path: Path | None = None) -> bool:
