@@ -251,7 +251,7 @@ def skip_exit_collection() -> None:
     At exit CPython clears every module and then runs a full collection over what that left unreachable. In
     the driver of a run (pyarrow, torch, Ray Data and Tune loaded: ~400,000 tracked objects) that collection
     took 2.0–2.3 s on the 2-core development VM — after the results were written and Ray had shut down, so
-    every ``repeval run`` made its user wait that long for the prompt (measured in CHANGELOG, Unreleased).
+    every ``repeval run`` made its user wait that long for the prompt (docs/benchmarks.md, session 21).
     ``gc.freeze()`` as the process' last exit handler moves the heap into the collector's permanent
     generation, which no collection scans; the memory goes back with the process. Objects are still freed
     by reference counting, and the standard streams are still flushed; only objects kept alive by reference

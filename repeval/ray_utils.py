@@ -96,8 +96,8 @@ _monitor_handler = False
 def _kill_monitor() -> None:
     import ray
 
-    node = getattr(getattr(ray, "_private", None) and ray._private.worker, "_global_node", None)
-    processes = getattr(node, "all_processes", None)
+    worker = getattr(getattr(ray, "_private", None), "worker", None)
+    processes = getattr(getattr(worker, "_global_node", None), "all_processes", None)  # {} when only connected
     if not isinstance(processes, dict):
         return
     for info in processes.get("monitor", []):
