@@ -13,11 +13,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main(stage: str) -> None:
     """``python jobs/<stage>.py CONFIG [--run-id ID] [--store URI] [--runs-dir URI] [--smoke-test]``."""
     from repeval.cli import app
-    from repeval.cpu import reexec_with_mkl_shim, skip_exit_collection, use_huge_pages
+    from repeval.cpu import prepare_entry_point
 
-    skip_exit_collection()  # as `repeval` does: no last full collection of the driver's heap at exit
-    use_huge_pages()  # as `repeval` does (the cluster configs set it for the nodes' Ray processes)
-    reexec_with_mkl_shim()  # as `repeval` does; under `ray job submit` the node's LD_PRELOAD (cluster/*.yaml) applies
+    prepare_entry_point()  # as `repeval` does; under `ray job submit` the node's LD_PRELOAD (cluster/*.yaml) applies
     if not os.environ.get("RAY_ADDRESS"):
         print(
             "note: RAY_ADDRESS is not set; starting an embedded Ray (use `ray job submit` for a cluster)",

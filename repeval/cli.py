@@ -615,13 +615,10 @@ MKL_COMMANDS = frozenset({"run", "train", "evaluate", "embed", "plan", "validate
 
 
 def entrypoint() -> None:
-    from repeval.cpu import reexec_with_mkl_shim, skip_exit_collection, use_huge_pages
+    from repeval.cpu import prepare_entry_point
 
-    skip_exit_collection()  # first: its exit handler then runs after Ray's
-    use_huge_pages()  # before torch is imported here, and inherited by the embedded Ray (and a re-executed CLI)
     command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
-    if command in MKL_COMMANDS:
-        reexec_with_mkl_shim()  # on AMD CPUs with the shim built: MKL's fast path here and in the embedded Ray
+    prepare_entry_point(reexec=command in MKL_COMMANDS)
     try:
         app()
     except KeyboardInterrupt:

@@ -242,9 +242,8 @@ def huge_pages_status(env: Mapping[str, str] | None = None, kernel: str | None =
 
 # ------------------------------------------------------------------ exit without a last collection
 
-_exit_registered = False
 
-
+@functools.cache  # registered once per process
 def skip_exit_collection() -> None:
     """Let this process exit without the garbage collector tearing its heap down.
 
@@ -258,12 +257,19 @@ def skip_exit_collection() -> None:
     cycles are not finalized (repeval closes its files and writers itself and has no finalizers).
 
     Call it before ``ray`` is imported (the ``repeval`` command and the jobs' entry points do): exit handlers
-    run last-registered first, so this one then runs after Ray's (``ray.shutdown``) and every later one.
-    Registered once per process."""
-    global _exit_registered
-    if not _exit_registered:
-        atexit.register(gc.freeze)
-        _exit_registered = True
+    run last-registered first, so this one then runs after Ray's (``ray.shutdown``) and every later one."""
+    atexit.register(gc.freeze)
+
+
+def prepare_entry_point(reexec: bool = True) -> None:
+    """What the ``repeval`` command and the jobs' entry points do first, in this order: the exit handler that
+    must run after Ray's (:func:`skip_exit_collection`), huge pages before torch is imported (inherited by the
+    embedded Ray and a re-executed process: :func:`use_huge_pages`), then — with ``reexec`` — the MKL shim
+    (:func:`reexec_with_mkl_shim`; on AMD CPUs with the shim built, MKL's fast path here and in the embedded Ray)."""
+    skip_exit_collection()
+    use_huge_pages()
+    if reexec:
+        reexec_with_mkl_shim()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -71,6 +72,7 @@ def _embedded_options(num_cpus: int | None, kwargs: dict[str, Any]) -> dict[str,
     return opts
 
 
+@functools.cache  # registered once per process
 def stop_monitor_first_at_exit() -> None:
     """At exit, SIGKILL the embedded Ray's autoscaler monitor before Ray's own shutdown reaches it.
 
@@ -81,16 +83,10 @@ def stop_monitor_first_at_exit() -> None:
     node never scales), so it is killed at once, as Ray does a second later. An exit handler registered after
     Ray's (Ray registers ``ray.shutdown`` when imported): it runs first. Only a node this process started is
     touched; after an explicit ``ray.shutdown()`` there is none and this does nothing; a Ray without these
-    internals is left alone. Registered once per process."""
+    internals is left alone."""
     import atexit
 
-    global _monitor_handler
-    if not _monitor_handler:
-        atexit.register(_kill_monitor)
-        _monitor_handler = True
-
-
-_monitor_handler = False
+    atexit.register(_kill_monitor)
 
 
 def _kill_monitor() -> None:
