@@ -249,24 +249,19 @@ def bench_groups(storage: str, n_groups: int) -> tuple[float, object]:
     return t_together, SimpleNamespace(trial_seconds=busy, trials=sum(g.trials for g in together))
 
 
-def bench_pages(dim: int, epochs: int) -> None:
-    """[5] The Jukemir grid with the trials' large tensors on 4 KiB pages vs on huge pages (fresh Ray each)."""
+def fresh_ray_ab(env_var: str, values: tuple[str, str], data: ProbeData, spec: dict, status: str) -> None:
+    """The same grid on a fresh embedded Ray per value of ``env_var`` (its workers inherit the driver's
+    environment); the trials' own status line (``status``: a field of the group's result) is printed, and
+    every configuration's result is compared between the two."""
     import ray
-
-    from repeval.cpu import THP_ENV, kernel_thp
-
-    data = table(dim)
-    spec = {"preset": "jukemir", "epochs": epochs, "patience": 10}
-    print(f"[5] Jukemir grid on a 2,000 × {dim} table, ≤{epochs} epochs: trial workers on 4 KiB vs huge pages "
-          f"(kernel THP: {kernel_thp()}; {os.cpu_count()} CPUs)")  # fmt: skip
     import ray.tune  # outside the timings, as in the other benchmarks
 
     runs = {}
-    for value in ("0", "1"):
-        os.environ[THP_ENV] = value  # the embedded Ray's workers inherit it (init_ray keeps a value that is set)
+    for value in values:
+        os.environ[env_var] = value  # the embedded Ray's workers inherit it (init_ray keeps a value that is set)
         init_ray(object_store_memory=400 * 1024**2)
         wait_for_ray_workers()
-        storage = tempfile.mkdtemp(prefix="bench_pages_")
+        storage = tempfile.mkdtemp(prefix="bench_ab_")
         try:
             with PeakRSS() as mem:
                 wall, g = run_repeval([spec], data, storage)
@@ -275,19 +270,38 @@ def bench_pages(dim: int, epochs: int) -> None:
             shutil.rmtree(storage, True)
         sel, acc = selected(g)
         runs[value] = (wall, g, sel, acc)
-        print(f"  {THP_ENV}={value}: {wall:6.1f} s, Σ trial training {g.trial_seconds:6.1f} s over {g.trials} trials; "
+        print(f"  {env_var}={value}: {wall:6.1f} s, Σ trial training {g.trial_seconds:6.1f} s over {g.trials} trials; "
               f"selected {sel['probe']} test acc {acc:.4f}; {sum(p.get('epochs') or 0 for p in g.probes)} epochs; "
-              f"trials' pages: {'; '.join(sorted(g.pages))}; peak RSS of Ray's processes "
+              f"trials: {'; '.join(sorted(getattr(g, status)))}; peak RSS of Ray's processes "
               f"{mem.peak_ray / 2**20:.0f} MiB")  # fmt: skip
-    (w0, g0, s0, a0), (w1, g1, s1, a1) = runs["0"], runs["1"]
+    (w0, g0, s0, a0), (w1, g1, s1, a1) = runs[values[0]], runs[values[1]]
 
     def per_probe(g) -> list[tuple]:
         return sorted((p["probe"], p.get("best_criterion"), p.get("best_epoch"), p.get("epochs")) for p in g.probes)
 
     # every configuration's best validation score, best epoch and epochs trained, not only the selected one's
     same = s0["probe"] == s1["probe"] and a0 == a1 and per_probe(g0) == per_probe(g1)
-    print(f"  huge pages: {w0 / w1:.2f}× the wall time on 4 KiB pages ({g0.trial_seconds / g1.trial_seconds:.2f}× "
+    print(f"  {env_var}={values[1]}: {w0 / w1:.2f}× the wall time with {values[0]} ({g0.trial_seconds / g1.trial_seconds:.2f}× "
           f"the trials' training time); results identical: {'yes' if same else 'NO'}")  # fmt: skip
+
+
+def bench_pages(dim: int, epochs: int) -> None:
+    """[5] The Jukemir grid with the trials' large tensors on 4 KiB pages vs on huge pages (fresh Ray each)."""
+    from repeval.cpu import THP_ENV, kernel_thp
+
+    print(f"[5] Jukemir grid on a 2,000 × {dim} table, ≤{epochs} epochs: trial workers on 4 KiB vs huge pages "
+          f"(kernel THP: {kernel_thp()}; {os.cpu_count()} CPUs)")  # fmt: skip
+    fresh_ray_ab(THP_ENV, ("0", "1"), table(dim), {"preset": "jukemir", "epochs": epochs, "patience": 10}, "pages")
+
+
+def bench_freed(epochs: int, patience: int) -> None:
+    """[6] The Jukemir grid with glibc's default allocator in the trials vs freed blocks kept (fresh Ray each)."""
+    from repeval.cpu import KEEP_FREED_ENV
+
+    print(f"[6] Jukemir grid on the 2,000 × 512 table, ≤{epochs} epochs, patience {patience}: trial workers with "
+          f"glibc's default allocator ({KEEP_FREED_ENV}=0) vs freed blocks kept (=1, what repeval does)")  # fmt: skip
+    spec = {"preset": "jukemir", "epochs": epochs, "patience": patience}
+    fresh_ray_ab(KEEP_FREED_ENV, ("0", "1"), table(), spec, "allocator")
 
 
 def test_accuracy(g, probe: str) -> float:
@@ -419,11 +433,12 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=100, help="Jukemir grid: most epochs per configuration")
     ap.add_argument("--patience", type=int, default=10, help="Jukemir grid: patience (validations)")
     ap.add_argument("--sample", type=int, default=0, help="train only every N-th Jukemir configuration (quick look)")
-    ap.add_argument("--only", choices=["1", "2", "groups", "pages"], help="run one benchmark")
+    ap.add_argument("--only", choices=["1", "2", "groups", "pages", "freed"], help="run one benchmark")
     ap.add_argument("--pages-dim", type=int, default=1728, help="--only pages: embedding width of the table")
     ap.add_argument("--pages-epochs", type=int, default=10, help="--only pages: most epochs per configuration")
     ap.add_argument("--asha-grace", type=int, default=10, help="Jukemir grid with ASHA: grace period (epochs)")
     ap.add_argument("--groups", type=int, default=6, help="--only groups: number of groups")
+    ap.add_argument("--bf16", action="store_true", help="Jukemir grid: run precision: bf16 even where it is emulated")
     ap.add_argument(
         "--bf16-loop",
         action="store_true",
@@ -447,6 +462,9 @@ def main() -> None:
 
     if args.only == "pages":
         bench_pages(args.pages_dim, args.pages_epochs)
+        return
+    if args.only == "freed":
+        bench_freed(args.epochs, args.patience)
         return
     torch_threads = torch.get_num_threads()
     data = table()
@@ -495,21 +513,26 @@ def main() -> None:
                 epochs_rep = sum(p.get("epochs") or 0 for p in g.probes)
                 print(f"  epochs trained: sequential {epochs_seq}, repeval {epochs_rep}")
                 # bf16 products (precision: bf16): not the loop's arithmetic, so no target — how much a CPU with
-                # bf16 units gives, and how far the selected probe's test accuracy moves
-                wall_b, gb = run_repeval([{**spec, "precision": "bf16"}], data, storage)
-                overheads.append(("jukemir bf16", wall_b, gb))
-                sel_b, acc_b = selected(gb)
-                print(f"  repeval, precision: bf16 ({'native' if native_bf16() else 'EMULATED'} bf16 on this CPU): "
-                      f"{wall_b:.1f} s; selected {sel_b['probe']} (val {sel_b['best_criterion']:.4f}) test acc "
-                      f"{acc_b:.4f}; {sum(p.get('epochs') or 0 for p in gb.probes)} epochs")  # fmt: skip
-                print(f"    {wall_r / wall_b:.2f}× repeval fp32; {wall_s / wall_b:.1f}× the fp32 sequential loop "
-                      f"(not the same arithmetic: no target); test accuracy difference {abs(acc_b - best[2]):.4f}")  # fmt: skip
-                if args.bf16_loop:
-                    wall_sb, seq_b = sequential(points, data, precision="bf16")
-                    best_b = max(seq_b, key=lambda r: r[1])
-                    print(f"  sequential plain PyTorch, autocast bf16: {wall_sb:.1f} s; selected {best_b[0]} test acc "
-                          f"{best_b[2]:.4f} → repeval bf16 {wall_sb / wall_b:.1f}× (like for like); test accuracy "
-                          f"difference {abs(acc_b - best_b[2]):.4f}")  # fmt: skip
+                # bf16 units gives, and how far the selected probe's test accuracy moves. Emulated bf16 (no
+                # AVX512-BF16/AMX) is ~50× slower than fp32 per product: skipped unless asked for
+                run_bf16 = native_bf16() or args.bf16
+                if not run_bf16:
+                    print("  repeval, precision: bf16: skipped — this CPU emulates bf16 (pass --bf16 to run it anyway)")
+                else:
+                    wall_b, gb = run_repeval([{**spec, "precision": "bf16"}], data, storage)
+                    overheads.append(("jukemir bf16", wall_b, gb))
+                    sel_b, acc_b = selected(gb)
+                    print(f"  repeval, precision: bf16 ({'native' if native_bf16() else 'EMULATED'} bf16 on this CPU): "
+                          f"{wall_b:.1f} s; selected {sel_b['probe']} (val {sel_b['best_criterion']:.4f}) test acc "
+                          f"{acc_b:.4f}; {sum(p.get('epochs') or 0 for p in gb.probes)} epochs")  # fmt: skip
+                    print(f"    {wall_r / wall_b:.2f}× repeval fp32; {wall_s / wall_b:.1f}× the fp32 sequential loop "
+                          f"(not the same arithmetic: no target); test accuracy difference {abs(acc_b - best[2]):.4f}")  # fmt: skip
+                    if args.bf16_loop:
+                        wall_sb, seq_b = sequential(points, data, precision="bf16")
+                        best_b = max(seq_b, key=lambda r: r[1])
+                        print(f"  sequential plain PyTorch, autocast bf16: {wall_sb:.1f} s; selected {best_b[0]} test acc "
+                              f"{best_b[2]:.4f} → repeval bf16 {wall_sb / wall_b:.1f}× (like for like); test accuracy "
+                              f"difference {abs(acc_b - best_b[2]):.4f}")  # fmt: skip
                 # the issue's optional scheduler: less work than the sequential loop, so no target — how much
                 # faster a user gets a selected probe, and how far its test accuracy moves
                 asha = {"type": "asha", "grace_period": args.asha_grace, "reduction_factor": 3}

@@ -321,7 +321,7 @@ def _commit_group(ctx: RunContext, item: _Pending, g: Any, summary: dict[str, An
     summary["trial_seconds"] += g.trial_seconds
     summary["wall_seconds"] += g.wall_seconds
     summary["reused_trials"] += g.reused_trials
-    _record_trial_environment(ctx, g.mkl, g.pages)
+    _record_trial_environment(ctx, g.mkl, g.pages, g.allocator)
     if g.history:
         _write_atomic(
             typed_table([{**h, "fold": fold} for h in g.history], HISTORY_SCHEMA),
@@ -387,22 +387,26 @@ def _record_environment(ctx: RunContext) -> None:
     _write_text_atomic(path, json.dumps(sessions, indent=1))
 
 
-def _record_trial_environment(ctx: RunContext, paths: set[str], pages: Iterable[str] = ()) -> None:
+def _record_trial_environment(
+    ctx: RunContext, paths: set[str], pages: Iterable[str] = (), allocator: Iterable[str] = ()
+) -> None:
     """Add the MKL code paths a group's trials ran to this session's ``environment.json`` entry (``trials_mkl``):
     on a cluster the trials' nodes decide it, not the driver. Warns when trials ran on different paths. The
-    pages their large tensors went on (``trials_pages``: speed only) are kept beside them."""
+    pages their large tensors went on (``trials_pages``) and what their allocator did with freed blocks
+    (``trials_allocator``) are kept beside them (speed only: results do not depend on either)."""
     path = ctx.run_dir / "environment.json"
     sessions = _read_json(path)
     if not paths or not isinstance(sessions, list) or not sessions:
         return
     before = sessions[-1].get("trials_mkl", [])
     seen = sorted(set(before) | paths)
-    pages_before = sessions[-1].get("trials_pages", [])
-    pages_seen = sorted(set(pages_before) | set(pages))
-    if seen == before and pages_seen == pages_before:  # nothing new: the usual case after the first group
-        return
-    if pages_seen:
-        sessions[-1]["trials_pages"] = pages_seen
+    extra = {"trials_pages": pages, "trials_allocator": allocator}
+    merged = {key: sorted(set(sessions[-1].get(key, [])) | set(new)) for key, new in extra.items()}
+    if seen == before and all(merged[key] == sessions[-1].get(key, []) for key in extra):
+        return  # nothing new: the usual case after the first group
+    for key, values in merged.items():
+        if values:
+            sessions[-1][key] = values
     if len(seen) > 1 and seen != before:
         log.warning(
             "probe trials ran on different MKL code paths (%s): their results differ in rounding; give every node "

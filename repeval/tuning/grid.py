@@ -89,6 +89,8 @@ class GroupResult:
     mkl: set[str] = field(default_factory=set)
     #: the pages the trials' large tensors went on (:func:`repeval.cpu.huge_pages_status` in each trial's process)
     pages: set[str] = field(default_factory=set)
+    #: what the trials' allocator does with freed blocks (:func:`repeval.cpu.keep_freed_memory` in each trial's process)
+    allocator: set[str] = field(default_factory=set)
 
 
 # ------------------------------------------------------------------------------ planning
@@ -527,6 +529,8 @@ class _Group:
             out.mkl.add(str(metrics["mkl"]))
         if metrics.get("pages"):
             out.pages.add(str(metrics["pages"]))
+        if metrics.get("allocator"):
+            out.allocator.add(str(metrics["allocator"]))
         by_point: dict[int, list[tuple[Member, dict[str, Any]]]] = {}
         for m, rep in zip(unit.members, reports, strict=True):
             name = m.name + name_suffix

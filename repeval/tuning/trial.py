@@ -306,13 +306,14 @@ def resuming(fn: Any) -> Any:
 
 
 def _summary(reports: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
-    from repeval.cpu import huge_pages_status, mkl_status
+    from repeval.cpu import huge_pages_status, keep_freed_memory, mkl_status
 
     crit = [r["best_criterion"] for r in reports if not r["failed"] and r["best_criterion"] is not None]
     return {
         "train_seconds": seconds,
         "mkl": mkl_status(),  # the trial's own process: on a cluster its node's environment decides
         "pages": huge_pages_status(),  # likewise (speed only: results do not depend on it)
+        "allocator": keep_freed_memory(),  # likewise (speed only)
         "members": len(reports),
         "failed_members": sum(1 for r in reports if r["failed"]),
         "best_criterion": float(np.mean(crit)) if crit else float("nan"),
@@ -341,6 +342,9 @@ def grid_trial(config: dict[str, Any], data: ProbeData | BatchData, units: list[
     import torch
     from ray import tune
 
+    from repeval.cpu import keep_freed_memory
+
+    keep_freed_memory()
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     if isinstance(data, BatchData):
         data, ev = data.for_unit(config["unit"])
@@ -358,8 +362,10 @@ def tune_trial(config: dict[str, Any], data: ProbeData, units: list[Unit], ev: E
     import torch
     from ray import tune
 
+    from repeval.cpu import keep_freed_memory
     from repeval.tuning.search import ProbePoint, sampled_config
 
+    keep_freed_memory()
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     template = units[config["unit"]]
     sampled = dict(config.get("sampled") or {})

@@ -1,0 +1,70 @@
+"""glibc keeps the blocks a probe stack frees each step (repeval.cpu.keep_freed_memory).
+
+Counted in page faults, not time. The pattern is a stack's step in miniature: glibc's dynamic
+mmap threshold has risen to a 20 MiB block freed earlier (so its trim threshold is 40 MiB), then each
+round allocates three 15 MiB blocks, writes and frees them — 45 MiB free at the heap's top, trimmed
+back to the kernel by default and faulted in again by the next round, 4 KiB at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from repeval.cpu import KEEP_FREED_ENV
+
+ROUNDS = r"""
+import ctypes, json, resource, sys
+if sys.argv[1] == "keep":
+    from repeval.cpu import keep_freed_memory
+    print(json.dumps(keep_freed_memory()))
+libc = ctypes.CDLL(None)
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+MiB = 2**20
+p = libc.malloc(20 * MiB)
+ctypes.memset(p, 1, 20 * MiB)
+libc.free(p)
+out = []
+for _ in range(4):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    blocks = [libc.malloc(15 * MiB) for _ in range(3)]
+    for b in blocks:
+        ctypes.memset(b, 1, 15 * MiB)
+    for b in blocks:
+        libc.free(b)
+    out.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(json.dumps(out))
+"""
+PAGES = 45 * 2**20 // 4096
+
+
+def rounds(mode: str, **env: str) -> tuple[list[str], list[int]]:
+    full = {k: v for k, v in os.environ.items() if k != KEEP_FREED_ENV} | env
+    out = subprocess.run(
+        [sys.executable, "-c", ROUNDS, mode], env=full, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.strip().splitlines()
+    return [json.loads(x) for x in lines[:-1]], json.loads(lines[-1])
+
+
+def test_freed_blocks_fault_in_again_by_default_and_not_when_kept():
+    _, default = rounds("default")
+    # every round's 45 MiB went back to the kernel and faults in again (a few pages may be kept at the top)
+    assert min(default) >= 0.9 * PAGES, default
+    status, kept = rounds("keep")
+    assert status == ["freed blocks under 32 MiB stay in the process (glibc mallopt)"]
+    # the first round grows the heap; later rounds reuse it
+    assert max(kept[1:]) <= 0.02 * PAGES, kept
+
+
+@pytest.mark.parametrize("value", ["0", "off"])
+def test_a_user_can_keep_glibcs_default(value):
+    status, faults = rounds("keep", **{KEEP_FREED_ENV: value})
+    assert status == [f"glibc's default (freed blocks go back to the kernel; {KEEP_FREED_ENV}={value})"]
+    assert min(faults) >= 0.9 * PAGES, faults
