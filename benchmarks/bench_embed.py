@@ -178,9 +178,34 @@ def _as_ray_worker() -> None:
     limit_threads(1)
 
 
+@contextmanager
+def model_process_environment(model_id: str) -> Iterator[dict[str, str]]:
+    """While the references start their processes: the environment repeval gives the worker processes of the
+    model's process group (:func:`repeval.cpu.model_process_env`, glibc's allocator settings), so that a
+    reference runs its model as the pipeline's actors do — both sides alike, like the MKL path and the pages.
+    Nothing for a model of the default group (Ray's shared workers, glibc's default)."""
+    from repeval.config.schema import EmbeddingModelConfig
+    from repeval.cpu import model_process_env
+    from repeval.models.base import resolve_model
+
+    fam, _ = resolve_model(EmbeddingModelConfig(id=model_id))
+    extra = model_process_env() if getattr(fam.cls, "process_group", "default") != "default" else {}
+    saved = {k: os.environ.get(k) for k in extra}
+    os.environ.update(extra)
+    try:
+        yield extra
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def sequential(manifest: Path, model_id: str = MODEL) -> tuple[float, int, float]:
-    """Run :func:`_sequential` in a fresh process at the Ray workers' priority."""
-    with mp.get_context("spawn").Pool(1) as pool:
+    """Run :func:`_sequential` in a fresh process at the Ray workers' priority (and with the environment of the
+    model's worker processes, :func:`model_process_environment`)."""
+    with model_process_environment(model_id), mp.get_context("spawn").Pool(1) as pool:
         return pool.apply(_sequential, (manifest, model_id))
 
 
@@ -230,7 +255,7 @@ def split_loop(manifest: Path, workers: int, model_id: str = MODEL) -> tuple[flo
     ctx = mp.get_context("spawn")
     with ctx.Manager() as mgr:
         barrier = mgr.Barrier(workers)
-        with ctx.Pool(workers) as pool:
+        with model_process_environment(model_id), ctx.Pool(workers) as pool:
             got = pool.map(_split_worker, [(manifest, model_id, (w, workers), barrier) for w in range(workers)])
     return max(t for t, _ in got), sum(n for _, n in got)
 
@@ -269,7 +294,7 @@ def model_only(manifest: Path, workers: int, model_id: str = MODEL) -> float:
     ctx = mp.get_context("spawn")
     with ctx.Manager() as mgr:
         barrier = mgr.Barrier(workers)
-        with ctx.Pool(workers) as pool:
+        with model_process_environment(model_id), ctx.Pool(workers) as pool:
             times = pool.map(_model_worker, [(s, deform_ids, barrier, model_id) for s in shards])
     return max(times)
 
@@ -288,6 +313,10 @@ def bench_throughput(
     manifest = render_clips(root / "clips", n, clip_s)
     n_test = sum(1 for r in csv.DictReader(manifest.open()) if r["split"] == "test")
     print(f"[throughput] {n} rendered clips of {clip_s:g} s at 44.1 kHz (+ D1 on {n_test} test clips), model {model}")
+    with model_process_environment(model) as extra:
+        print(
+            f"  the model's worker processes, the pipeline's and the references' alike: {extra or 'the default environment'}"
+        )
     t_all = time.perf_counter()
     t_seq, rows_seq, t_load = sequential(manifest, model)
     t_seq_all = time.perf_counter() - t_all  # with the process's start, its imports and the model's build

@@ -16,7 +16,8 @@ Results differ between the two paths in rounding only, so :func:`mkl_status` say
 
 Also chosen before a process starts: whether torch puts large tensors on transparent huge pages
 (:func:`use_huge_pages`, :func:`huge_pages_status`); and how it ends (:func:`skip_exit_collection`). Set when
-a probe trial starts: glibc keeps the blocks a stack frees each step (:func:`keep_freed_memory`).
+a probe trial starts: glibc keeps the blocks a stack frees each step (:func:`keep_freed_memory`); and in the
+environment of the isolated model processes (:func:`model_process_env`).
 """
 
 from __future__ import annotations
@@ -281,6 +282,31 @@ def keep_freed_memory() -> str:
     if mallopt(_M_MMAP_THRESHOLD, KEEP_FREED_BELOW) != 1 or mallopt(_M_TRIM_THRESHOLD, _TRIM_NEVER) != 1:
         return "glibc's default (mallopt refused the settings)"
     return f"freed blocks under {KEEP_FREED_BELOW >> 20} MiB stay in the process (glibc mallopt)"
+
+
+#: glibc's allocator in the isolated model processes (TensorFlow's, essentia's): one arena, blocks up to 1 GiB from
+#: it, its free top never trimmed — read by glibc when the process starts (they are started for their group)
+MODEL_TUNABLES = (
+    "glibc.malloc.arena_max=1:glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=4294967296"
+)
+
+
+def model_process_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for the worker processes of an isolated model group: glibc keeps what the model frees.
+
+    TensorFlow allocates each call's activations afresh from its intra-op threads, whose glibc arenas map
+    every large block and unmap it on free: MusiCNN (MSD) on 16 clips of 3 s at a time page-faulted ~12,000
+    times per clip (1.95 million faults for 160 clips). With one arena (the main heap, which can grow), a
+    1 GiB mmap threshold and no trimming those blocks stay in the process: ~0 faults after the first batch and
+    the same 160 clips embedded 1.24–1.32× faster on one thread (docs/benchmarks.md, session 22). The setting
+    takes effect only when a process starts, which is why it goes to the groups whose actors Ray starts in
+    processes of their own (``runtime_env``): the default group's workers are Ray's shared ones. Memory freed
+    by the model stays with its process (the next call reuses it). Nothing is set when the environment
+    already has ``GLIBC_TUNABLES`` (the user's choice) or ``REPEVAL_KEEP_FREED=0``."""
+    env = os.environ if env is None else env
+    if env.get(KEEP_FREED_ENV, "").strip().lower() in _OFF or "GLIBC_TUNABLES" in env:
+        return {}
+    return {"GLIBC_TUNABLES": MODEL_TUNABLES}
 
 
 # ------------------------------------------------------------------ exit without a last collection

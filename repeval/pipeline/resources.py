@@ -43,6 +43,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from repeval.cpu import model_process_env
+
 #: environment variables for the isolated process groups (a model may add ``worker_env``);
 #: one table shared with the models' own subprocess validation
 from repeval.models._common import PROCESS_GROUP_ENV
@@ -153,7 +155,11 @@ def plan_resources(
     group = str(getattr(model_cls, "process_group", "default") or "default")
     # an isolated process group's environment (the default group runs in Ray's plain workers)
     env = (
-        {**PROCESS_GROUP_ENV.get(group, {}), **dict(getattr(model_cls, "worker_env", {}) or {})}
+        {
+            **model_process_env(),  # glibc keeps what the model frees (read when the group's processes start)
+            **PROCESS_GROUP_ENV.get(group, {}),
+            **dict(getattr(model_cls, "worker_env", {}) or {}),
+        }
         if group != "default"
         else {}
     )

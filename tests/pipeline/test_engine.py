@@ -286,6 +286,32 @@ def test_decode_tasks_capped_in_a_live_stream(ray_session, rendered_notes, tmp_p
     assert 2 <= most3 <= 3, seen  # the observation does see concurrent tasks where the cap allows them
 
 
+def _refaults() -> int:
+    """Page faults of a 40 MiB block written a second time, allocated from a new thread (a model framework's
+    intra-op thread): glibc maps such a block afresh by default; with the isolated groups' tunables it is kept."""
+    import ctypes
+    import resource
+    import threading
+
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    out: list[int] = []
+
+    def run() -> None:
+        for _ in range(2):
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            block = libc.malloc(40 * 2**20)
+            ctypes.memset(block, 1, 40 * 2**20)
+            libc.free(block)
+            out.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    return out[-1]
+
+
 class Probe:
     def __call__(self, batch):
         n = len(batch["id"])
@@ -294,6 +320,7 @@ class Probe:
             "pid": np.full(n, os.getpid()),
             "group": np.array([os.environ.get("REPEVAL_PROCESS_GROUP", "")] * n),
             "legacy": np.array([os.environ.get("TF_USE_LEGACY_KERAS", "")] * n),
+            "refaults": np.full(n, _refaults()),
         }
 
 
@@ -323,6 +350,9 @@ def test_process_groups_get_their_own_worker_processes(ray_session):
     d_pids, t_pids, a_pids = ({r["pid"] for r in rows} for rows in (d, t, after))
     assert {r["group"] for r in t} == {"tf"} and {r["legacy"] for r in t} == {"1"}
     assert {r["group"] for r in d} == {""} and {r["legacy"] for r in d} == {""}
+    # the isolated group's processes started with glibc keeping freed blocks (repeval.cpu.model_process_env):
+    # a 40 MiB block (10,240 pages) written again faults no page there, every page in Ray's shared workers
+    assert max(r["refaults"] for r in t) < 100 and min(r["refaults"] for r in d) > 9000, (t, d)
     assert not (t_pids & d_pids) and not (t_pids & a_pids)
     assert os.getpid() not in t_pids
 

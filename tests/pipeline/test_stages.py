@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 
 from repeval.config.schema import EmbeddingModelConfig, ResourcesConfig
+from repeval.cpu import MODEL_TUNABLES
 from repeval.models import build_model
 from repeval.pipeline.assemble import TrackAssembler
 from repeval.pipeline.embed import plan_todo
@@ -230,10 +231,30 @@ def test_resources_gpu_fraction_when_ray_reports_gpus():
     assert plan_resources(_CPU, ResourcesConfig(), 8, 2).num_gpus == 0
 
 
-def test_resources_isolated_process_group():
+def test_resources_isolated_process_group(monkeypatch):
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    monkeypatch.delenv("REPEVAL_KEEP_FREED", raising=False)
     r = plan_resources(_TF, ResourcesConfig(), 2, 0)
     env = r.actor_kwargs(4)["runtime_env"]["env_vars"]
-    assert env == {"REPEVAL_PROCESS_GROUP": "tf", "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "EXTRA": "1"}
+    assert env == {
+        "REPEVAL_PROCESS_GROUP": "tf",
+        "TF_USE_LEGACY_KERAS": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "EXTRA": "1",
+        "GLIBC_TUNABLES": MODEL_TUNABLES,  # glibc keeps what the model frees (repeval.cpu.model_process_env)
+    }
+
+
+def test_isolated_groups_leave_a_users_allocator_alone(monkeypatch):
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
+    env = plan_resources(_TF, ResourcesConfig(), 2, 0).actor_kwargs(4)["runtime_env"]["env_vars"]
+    assert "GLIBC_TUNABLES" not in env  # the worker inherits the user's own setting instead
+    monkeypatch.delenv("GLIBC_TUNABLES")
+    monkeypatch.setenv("REPEVAL_KEEP_FREED", "0")
+    env = plan_resources(_TF, ResourcesConfig(), 2, 0).actor_kwargs(4)["runtime_env"]["env_vars"]
+    assert "GLIBC_TUNABLES" not in env and env["REPEVAL_PROCESS_GROUP"] == "tf"
+    # the default group runs in Ray's shared workers: no environment of its own
+    assert "runtime_env" not in plan_resources(_CPU, ResourcesConfig(), 2, 0).actor_kwargs(4)
 
 
 class _Light(_CPU):
