@@ -23,8 +23,11 @@
    model, embedded as one stream per model (repeval) vs one stream per dataset (the engine before
    it; each stream starts its own actor pool and loads the weights again). No target: the ratio
    is the start-up saved.
+5. Allocator (``--only allocator --model msd-musicnn``): the model on pre-decoded clips in one process,
+   with glibc's default allocator vs the environment repeval starts the model's process group with
+   (``repeval.cpu.model_process_env``). No target.
 
-Usage: ``python benchmarks/bench_embed.py [--quick] [--only throughput,memory,deform,shared] [--model ID] [--actors N]``
+Usage: ``python benchmarks/bench_embed.py [--quick] [--only throughput,memory,deform,shared,allocator] [--model ID] [--actors N]``
 (``RAY_AUTH_MODE=disabled`` is set here). It takes several minutes on 2 cores.
 """
 
@@ -609,6 +612,43 @@ def main() -> None:
             shutil.rmtree(root, ignore_errors=True)
 
 
+def bench_allocator(root: Path, n: int, clip_s: float, model: str) -> dict:
+    """The model on pre-decoded batches in one process, started with glibc's default allocator vs with the
+    environment repeval gives the model's process group (:func:`repeval.cpu.model_process_env`): two runs
+    each, alternating. No target; what the group's environment is worth."""
+    from repeval.config.schema import EmbeddingModelConfig
+    from repeval.cpu import model_process_env
+    from repeval.models.base import resolve_model
+
+    fam, _ = resolve_model(EmbeddingModelConfig(id=model))
+    if getattr(fam.cls, "process_group", "default") == "default":
+        print(f"[allocator] {model} runs in Ray's shared workers (default process group): nothing to compare")
+        return {}
+    manifest = render_clips(root / "alloc-clips", n, clip_s)
+    tunables = model_process_env({})["GLIBC_TUNABLES"]
+    print(f"[allocator] {model} on {n} pre-decoded clips of {clip_s:g} s, one process, 16 clips per call: glibc's "
+          f"default vs GLIBC_TUNABLES={tunables}")  # fmt: skip
+    from repeval.cpu import KEEP_FREED_ENV
+
+    saved = {k: os.environ.pop(k, None) for k in ("GLIBC_TUNABLES", KEEP_FREED_ENV)}
+    times: dict[str, list[float]] = {"default": [], "repeval": []}
+    try:
+        for _ in range(2):
+            for name in times:
+                if name == "default":  # model_only starts its process without the group's environment
+                    os.environ[KEEP_FREED_ENV] = "0"
+                times[name].append(model_only(manifest, 1, model))
+                os.environ.pop(KEEP_FREED_ENV, None)
+                print(f"  {name:8s} {times[name][-1]:6.1f} s")
+    finally:
+        for k, v in saved.items():
+            if v is not None:
+                os.environ[k] = v
+    best = {k: min(v) for k, v in times.items()}
+    print(f"  the group's environment: {best['default'] / best['repeval']:.2f}× faster (best of two each)")
+    return {"allocator_speedup": best["default"] / best["repeval"]}
+
+
 def run_all(args: argparse.Namespace, root: Path) -> None:
     only = set(args.only.split(","))
     n, small, large, n_def = (200, 200, 2000, 200) if args.quick else (args.clips, 2000, 20000, 2000)
@@ -620,6 +660,8 @@ def run_all(args: argparse.Namespace, root: Path) -> None:
         results.update(bench_memory(root, small, large))
     if "deform" in only:
         results.update(bench_deform(root, n_def))
+    if "allocator" in only:
+        results.update(bench_allocator(root, 100 if args.quick else 400, args.clip_s, args.model))
     if "shared" in only:
         results.update(bench_shared(root, 3 if args.quick else 6, 40 if args.quick else 100, args.clip_s, args.model))
     print("\nratios (one run):")
@@ -637,6 +679,7 @@ def run_all(args: argparse.Namespace, root: Path) -> None:
         "audio_ratio": ("audio seconds embedded, 4 scenarios / clean only", "<=", 1.4),
         "wall_ratio": ("wall time, 4 scenarios / clean only", "<=", 1.4),
         "shared_speedup": ("one stream per model vs one per dataset (no target)", ">=", 1.0),
+        "allocator_speedup": ("model in its group's environment vs glibc's default (no target)", ">=", 1.0),
     }
     for key, (what, op, target) in targets.items():
         if key in results:
