@@ -261,8 +261,10 @@ class Embed:
     """
 
     def __init__(self, model_cfg: Any, keep_frames: bool = False, threads: int | None = None) -> None:
+        from repeval.cpu import keep_freed_memory
         from repeval.models import build_model
 
+        keep_freed_memory()  # the model's per-call blocks stay in the process (see its docstring)
         limit_threads(threads)
         t0 = time.perf_counter()
         self.model = build_model(model_config_for_build(model_cfg))

@@ -68,3 +68,35 @@ def test_a_user_can_keep_glibcs_default(value):
     status, faults = rounds("keep", **{KEEP_FREED_ENV: value})
     assert status == [f"glibc's default (freed blocks go back to the kernel; {KEEP_FREED_ENV}={value})"]
     assert min(faults) >= 0.9 * PAGES, faults
+
+
+def test_a_process_started_with_its_own_malloc_settings_keeps_them():
+    tunables = "glibc.malloc.arena_max=2"
+    status, faults = rounds("keep", GLIBC_TUNABLES=tunables)
+    assert status == [f"the process' GLIBC_TUNABLES ({tunables})"]
+    assert min(faults) >= 0.9 * PAGES, faults  # mallopt was not called: the default's trimming is back
+
+
+EMBED_ACTOR = r"""
+import sys
+from repeval.config.schema import EmbeddingModelConfig
+from repeval.pipeline.stages import Embed
+Embed(EmbeddingModelConfig(id="mfcc-stats"))  # an embedding actor's constructor, in a fresh process
+exec(sys.argv[2])
+"""
+
+
+def test_an_embedding_actor_keeps_what_its_model_frees():
+    body = ROUNDS.replace('if sys.argv[1] == "keep"', "if False")
+    full = {k: v for k, v in os.environ.items() if k not in (KEEP_FREED_ENV, "GLIBC_TUNABLES")}
+    out = subprocess.run(
+        [sys.executable, "-c", EMBED_ACTOR, "x", body],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    kept = json.loads(out.stdout.strip().splitlines()[-1])
+    assert max(kept[1:]) <= 0.02 * PAGES, kept
