@@ -107,12 +107,22 @@ def build_models_in_workers(
     return _on_workers(build, (mcfg, keep_frames, threads), runtime_env, n)
 
 
-def start_ray_data() -> float:
+def start_ray_data(actor_pool: bool = False) -> float:
     """Run a one-row dataset, so that Ray Data's own helper actors (its stats actor and autoscaling coordinator:
     two processes importing ``ray.data``, ~1.5 s of CPU each) are up before a timed stream; returns the seconds.
-    They start with a session's first dataset and serve every later one — Ray Data's start-up, like Ray's."""
+    They start with a session's first dataset and serve every later one — Ray Data's start-up, like Ray's.
+    ``actor_pool`` maps the row in a one-actor pool too, which brings up the detached ``ActorLocationTracker`` that
+    Ray Data starts with a session's first actor pool (one more process; the pool's own actor is gone after it)."""
     import ray.data
 
     t0 = time.perf_counter()
-    ray.data.range(1).map_batches(lambda b: b).materialize()
+    ds = ray.data.range(1).map_batches(lambda b: b)
+    if actor_pool:
+
+        class Identity:  # nested: pickled by value (workers cannot import this file); a class makes an actor pool
+            def __call__(self, batch: Any) -> Any:
+                return batch
+
+        ds = ds.map_batches(Identity, compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.01)
+    ds.materialize()
     return time.perf_counter() - t0

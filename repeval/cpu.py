@@ -244,7 +244,8 @@ def huge_pages_status(env: Mapping[str, str] | None = None, kernel: str | None =
 
 # ------------------------------------------------------------------ freed blocks stay in the process
 
-#: ``0``/``off`` leaves glibc's allocator as it is in the processes that train probes
+#: ``0``/``off`` leaves glibc's allocator as it is in the processes that train probes and in the embedding actors
+#: (and keeps ``GLIBC_TUNABLES`` out of the isolated model groups' environments)
 KEEP_FREED_ENV = "REPEVAL_KEEP_FREED"
 #: blocks below this size come from the heap and stay there when freed: glibc's largest default mmap threshold
 #: (``DEFAULT_MMAP_THRESHOLD_MAX`` on 64-bit), so larger blocks (a 1,728-d stack's gradients) are mapped as before
