@@ -7,6 +7,12 @@ artist group (7 tracks per artist), and no split column, so planning streams the
 batches, validates every row (labels, paths, file existence, duplicate ids) and computes a seeded
 group-aware stratified 80/10/10 split. Each size runs in a fresh subprocess so its peak RSS
 (``ru_maxrss``) is its own; the baseline is the RSS after importing repeval, before loading.
+
+Past ``PARTITION_ROWS`` rows, planning spills to Arrow IPC files that the rows table is then
+memory-mapped from, so two peaks are printed: the peak RSS (``ru_maxrss``: the heap plus the
+file-backed pages of mapped spill files that were read — page cache the kernel can reclaim) and
+the peak anonymous memory (``RssAnon``, the heap, sampled every millisecond by a thread), which
+is what must not grow with the row count.
 """
 
 from __future__ import annotations
@@ -32,12 +38,37 @@ N_FILES = 8
 N_LABELS = 50
 
 
-def _rss_mb() -> float:
+def _rss_mb(field: str = "VmRSS") -> float:
     with open("/proc/self/status") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+class AnonPeak:
+    """Samples ``RssAnon`` every millisecond in a thread (the kernel keeps no peak of it)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak = _rss_mb("RssAnon")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.001):
+            self.peak = max(self.peak, _rss_mb("RssAnon"))
+
+    def __enter__(self) -> AnonPeak:
+        sys.setswitchinterval(0.0005)  # let the sampler in between the planner's Python steps
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_mb("RssAnon"))
 
 
 def make_manifest(out: Path, n_rows: int, fmt: str) -> Path:
@@ -77,9 +108,12 @@ def child(manifest: str) -> None:
     ds = DatasetConfig(name="bench", type="catalog", manifest=manifest, label_column="genre", group_column="artist")
     task = TaskConfig(name="genre", type="multiclass_classification")
     baseline = _rss_mb()
-    t0 = time.perf_counter()
-    rows, report = load_dataset(ds, task)
-    seconds = time.perf_counter() - t0
+    anon_baseline = _rss_mb("RssAnon")
+    with AnonPeak() as anon:
+        t0 = time.perf_counter()
+        rows, report = load_dataset(ds, task)
+        seconds = time.perf_counter() - t0
+        splits = split_counts(rows)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         json.dumps(
@@ -88,8 +122,11 @@ def child(manifest: str) -> None:
                 "seconds": seconds,
                 "baseline_mb": baseline,
                 "peak_mb": peak,
+                "anon_baseline_mb": anon_baseline,
+                "anon_peak_mb": anon.peak,
                 "table_mb": rows.nbytes / 2**20,
-                "splits": split_counts(rows),
+                "table_on_heap_mb": pa.total_allocated_bytes() / 2**20,
+                "splits": splits,
                 "problems": report.lines(),
             }
         )
@@ -125,7 +162,9 @@ def main() -> None:
                 f"{n:>9,} rows ({args.format}, {size_mb:6.1f} MB, generated in {made:4.1f} s): planned in "
                 f"{r['seconds']:5.2f} s ({n / r['seconds']:,.0f} rows/s) | peak RSS {r['peak_mb']:7.1f} MB "
                 f"(baseline after imports {r['baseline_mb']:6.1f} MB, +{r['peak_mb'] - r['baseline_mb']:6.1f} MB) | "
-                f"rows table {r['table_mb']:6.1f} MB | splits {r['splits']}"
+                f"peak anonymous {r['anon_peak_mb']:7.1f} MB (+{r['anon_peak_mb'] - r['anon_baseline_mb']:6.1f} MB) | "
+                f"rows table {r['table_mb']:6.1f} MB ({r['table_on_heap_mb']:5.1f} MB of Arrow heap) | "
+                f"splits {r['splits']}"
             )
             if r["problems"]:
                 print("   problems:", r["problems"])
@@ -137,7 +176,13 @@ def main() -> None:
             f"{rl['peak_mb'] / rs['peak_mb']:.2f}x the peak RSS, "
             f"{(rl['peak_mb'] - rl['baseline_mb']) / max(rs['peak_mb'] - rs['baseline_mb'], 1e-9):.1f}x the RSS above "
             f"baseline ({(rl['peak_mb'] - rl['baseline_mb']) * 2**20 / large:.0f} B/row; the planned rows table itself "
-            f"is {rl['table_mb'] * 2**20 / large:.0f} B/row)"
+            f"is {rl['table_mb'] * 2**20 / large:.0f} B/row, memory-mapped)"
+        )
+        anon_s = rs["anon_peak_mb"] - rs["anon_baseline_mb"]
+        anon_l = rl["anon_peak_mb"] - rl["anon_baseline_mb"]
+        print(
+            f"peak anonymous memory above baseline: {anon_s:.1f} MB at {small:,} rows, {anon_l:.1f} MB at {large:,} rows "
+            f"-> {anon_l / max(anon_s, 1e-9):.2f}x for {large // small}x the rows"
         )
 
 

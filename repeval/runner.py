@@ -291,7 +291,7 @@ def _empty_split(ctx: RunContext, item: _Pending, embedded: dict[tuple[str, str]
     if key not in embedded:
         embedded[key] = ctx.store.partition(item.dataset, item.model, CLEAN).embedded_ids()
     rows = item.rows.filter(pc.is_in(item.rows.column("track_id"), value_set=embedded[key]))
-    present = set(rows.column("split").to_pylist())
+    present = set(pc.unique(rows.column("split")).to_pylist())
     for name in ("train", "validation", "test"):
         if name not in present:
             return f"{empty_split_message(item.dataset, item.model, name)}{_fold_hint(ctx, item)}"

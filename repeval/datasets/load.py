@@ -63,10 +63,13 @@ def load_dataset(ds: Any, task: Any, report: bool = True) -> tuple[pa.Table, Loa
     """Rows (track id, audio, label, split, group) of one dataset for a task; ``report`` logs the loader's
     findings (missing files, unknown labels), once per dataset when its folds are loaded one by one."""
     rows, found = DATASETS.get(loader_name(ds))(ds, task)
+    # regression targets are not strata (each value would be one): their splits are plain seeded ones
+    stratify = getattr(task, "effective_type", None) != "regression"
     if getattr(ds, "split_type", "single") == "all":
-        rows = fill_fold_splits(rows, int(ds.n_folds), int(getattr(ds, "fold", 0) or 0), ds.split_seed)
+        fold = int(getattr(ds, "fold", 0) or 0)
+        rows = fill_fold_splits(rows, int(ds.n_folds), fold, ds.split_seed, stratify=stratify)
     else:
-        rows = fill_splits(rows, tuple(ds.split_ratios), ds.split_seed)
+        rows = fill_splits(rows, tuple(ds.split_ratios), ds.split_seed, stratify=stratify)
     if ds.max_tracks is not None and rows.num_rows > ds.max_tracks:
         rows = cap_tracks(rows, ds.max_tracks, ds.split_seed)
     pa.default_memory_pool().release_unused()  # return the split's scratch memory to the OS
@@ -76,10 +79,22 @@ def load_dataset(ds: Any, task: Any, report: bool = True) -> tuple[pa.Table, Loa
 
 
 def cap_tracks(rows: pa.Table, n: int, seed: int) -> pa.Table:
-    """A seeded random subset of ``n`` rows (by hashed track id), so a cap keeps every class and
-    split represented in proportion instead of taking the first rows of a sorted manifest."""
-    from repeval.datasets.splits import hash_str
+    """A seeded random subset of ``n`` rows (the ``n`` smallest hashes of seed and track id), so a cap
+    keeps every class and split represented in proportion instead of taking the first rows of a
+    sorted manifest. Streams over ``rows``: memory ~ ``n``, whatever the table's size."""
+    import numpy as np
 
-    keys = [hash_str(f"{seed}\0{t}") for t in rows.column("track_id").to_pylist()]
-    order = sorted(range(len(keys)), key=keys.__getitem__)[:n]
-    return rows.take(sorted(order))
+    from repeval.datasets.spill import hash64
+
+    best_keys = np.empty(0, dtype=np.uint64)
+    best_pos = np.empty(0, dtype=np.int64)
+    start = 0
+    for batch in rows.to_batches(max_chunksize=1 << 16):
+        keys = np.concatenate([best_keys, hash64(batch.column("track_id"), seed)])
+        pos = np.concatenate([best_pos, np.arange(start, start + batch.num_rows, dtype=np.int64)])
+        start += batch.num_rows
+        if len(keys) > n:
+            order = np.lexsort((pos, keys))[:n]  # ties (never in practice) go to the earlier row
+            keys, pos = keys[order], pos[order]
+        best_keys, best_pos = keys, pos
+    return rows.take(pa.array(np.sort(best_pos)))

@@ -1,7 +1,8 @@
 """Seeded, stratified, group-aware train/validation/test splits and rotating k folds.
 
-Everything here is vectorised over Arrow/numpy arrays (no Python object per row), so a
-1,000,000-row catalog is split in about a second.
+Everything here is vectorised over Arrow/numpy arrays (no Python object per row) and streams over
+tables in batches with memory bounded by :data:`repeval.datasets.spill.PARTITION_ROWS` items, so a
+1,000,000-row catalog is split in about a second and a 100,000,000-row one fits in the same memory.
 
 Invariants (property-tested in ``tests/datasets/test_splits_properties.py``):
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from repeval.datasets import spill
 from repeval.datasets.base import ROW_SCHEMA, SPLITS
+from repeval.datasets.spill import (
+    Partitions,
+    TableSpool,
+    codes_array,
+    hash64,
+    n_partitions,
+    partition_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,19 +84,20 @@ def _sorted_codes(values: pa.Array) -> tuple[np.ndarray, pa.Array]:
     return rank[enc.indices.to_numpy(zero_copy_only=False)], dictionary.take(pa.array(order))
 
 
-def _units(keys: Any, strata: Any, groups: Any | None) -> tuple[np.ndarray, np.ndarray, pa.Array]:
-    """(unit of each item, stratum code of each unit, stratum names), all in sorted-name order."""
-    # a unit is named by its group, or "\0<key>" for an item without one (so it sorts apart)
+def _unit_names(keys: Any, groups: Any | None) -> pa.Array:
+    """The unit of each item: its group, or ``"\0<key>"`` for an item without one (so it sorts apart)."""
     groups = None if groups is None else _str_array(groups)
     if groups is not None and groups.null_count == 0:
-        unit_names = groups
-    elif groups is None or groups.null_count == len(groups):
-        unit_names = _str_array(keys)  # all items ungrouped: the common "\0" prefix changes no order
-    else:
-        unit_names = pc.if_else(pc.is_null(groups), pc.binary_join_element_wise("\0", _str_array(keys), ""), groups)
-    del groups
+        return groups
+    if groups is None or groups.null_count == len(groups):
+        return pc.binary_join_element_wise("\0", _str_array(keys), "")
+    return pc.if_else(pc.is_null(groups), pc.binary_join_element_wise("\0", _str_array(keys), ""), groups)
+
+
+def _units(unit_names: pa.Array, strata: pa.Array) -> tuple[np.ndarray, np.ndarray, pa.Array]:
+    """(unit of each item, stratum code of each unit, stratum names), units and strata numbered in
+    sorted-name order. A unit's stratum is its most common one (ties: the alphabetically first)."""
     unit_of, _ = _sorted_codes(unit_names)
-    del unit_names
     stratum_of, stratum_names = _sorted_codes(_str_array(strata).fill_null(""))
     n_units = int(unit_of.max()) + 1 if len(unit_of) else 0
     n_strata = len(stratum_names)
@@ -107,11 +118,104 @@ def _units(keys: Any, strata: Any, groups: Any | None) -> tuple[np.ndarray, np.n
     return unit_of, unit_stratum, stratum_names
 
 
-def _by_stratum(unit_stratum: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """Units of each stratum, in sorted unit order."""
-    order = np.argsort(unit_stratum, kind="stable")
-    bounds = np.flatnonzero(np.diff(unit_stratum[order])) + 1
-    return [(int(unit_stratum[chunk[0]]), chunk) for chunk in np.split(order, bounds) if len(chunk)]
+_ITEMS = pa.schema([("pos", pa.int64()), ("unit", pa.string()), ("stratum", pa.string()), ("key", pa.uint64())])
+
+
+class UnitRanks:
+    """Ranks the units (groups, or single items) of each stratum in a seeded random order, with
+    memory bounded by :data:`repeval.datasets.spill.PARTITION_ROWS` items whatever their number.
+
+    A unit's sort key is ``hash64(unit name, seed)`` (ties: the unit name), so the order is a
+    seeded random permutation that depends only on the set of items, never on their order or on
+    how they were partitioned. Items are hash-partitioned by unit key over spill files (one in
+    memory for small inputs): a partition holds whole units and partitions are key ranges in
+    order, so a unit's rank within its stratum is its rank in its partition plus the count of
+    that stratum's units in earlier partitions.
+    """
+
+    def __init__(self, n_items: int, seed: int) -> None:
+        self.seed = seed
+        self.parts = Partitions(n_partitions(n_items), _ITEMS)
+
+    def add(self, pos: np.ndarray, keys: Any, strata: Any, groups: Any | None) -> None:
+        """Add items at positions ``pos`` with their keys (track ids), strata and groups (or None)."""
+        units = _unit_names(keys, groups)
+        key = hash64(units, self.seed)
+        batch = pa.record_batch(
+            [pa.array(np.asarray(pos, dtype=np.int64)), units, _str_array(strata).fill_null(""), pa.array(key)],
+            schema=_ITEMS,
+        )
+        self.parts.add(batch, partition_of(key, self.parts.k))
+
+    @staticmethod
+    def _local(t: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+        """(unit of each item, key of each unit, stratum code of each unit, stratum names) of a partition."""
+        unit_of, unit_stratum, names = _units(t.column("unit").combine_chunks(), t.column("stratum").combine_chunks())
+        unit_key = np.zeros(len(unit_stratum), dtype=np.uint64)
+        unit_key[unit_of] = t.column("key").to_numpy()
+        return unit_of, unit_key, unit_stratum, names.to_pylist()
+
+    def ranks(self) -> tuple[list[str], np.ndarray, Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+        """(stratum names in sorted order, units per stratum, iterator of (item positions, item
+        stratum index, rank of the item's unit within its stratum)) — call once, after every add."""
+        counts: dict[str, int] = {}
+        for t in self.parts:
+            _, _, unit_stratum, names = self._local(t)
+            for name, c in zip(names, np.bincount(unit_stratum, minlength=len(names)).tolist(), strict=True):
+                counts[name] = counts.get(name, 0) + c
+        strata = sorted(counts)
+        index = {name: i for i, name in enumerate(strata)}
+        n_units = np.array([counts[s] for s in strata], dtype=np.int64)
+
+        def items() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+            running = np.zeros(len(strata), dtype=np.int64)
+            try:
+                for t in self.parts:
+                    if t.num_rows == 0:
+                        continue
+                    unit_of, unit_key, unit_stratum, names = self._local(t)
+                    g = np.array([index[n] for n in names], dtype=np.int64)[unit_stratum]
+                    # stratum, then key, then unit name (unit codes are in sorted-name order)
+                    order = np.lexsort((np.arange(len(g)), unit_key, g))
+                    g_sorted = g[order]
+                    first = np.searchsorted(g_sorted, g_sorted, side="left")
+                    rank = np.empty(len(g), dtype=np.int64)
+                    rank[order] = running[g_sorted] + np.arange(len(g)) - first
+                    running += np.bincount(g, minlength=len(strata))
+                    yield t.column("pos").to_numpy(), g[unit_of], rank[unit_of]
+            finally:
+                self.parts.close()
+
+        return strata, n_units, items()
+
+
+def _ranked(keys: Any, strata: Any, seed: int, groups: Any | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(units per stratum, stratum index of each item, rank of each item's unit in its stratum)."""
+    keys = _str_array(keys)
+    n = len(keys)
+    ranker = UnitRanks(n, seed)
+    ranker.add(np.arange(n), keys, strata, groups)
+    _, n_units, it = ranker.ranks()
+    g = np.zeros(n, dtype=np.int64)
+    rank = np.zeros(n, dtype=np.int64)
+    for pos, g_part, rank_part in it:
+        g[pos] = g_part
+        rank[pos] = rank_part
+    return n_units, g, rank
+
+
+def _split_codes(
+    n_units: np.ndarray, ratios: tuple[float, float, float], g: np.ndarray, rank: np.ndarray
+) -> np.ndarray:
+    """Split code of each item: the first ``train`` units of its stratum (by rank) are train, then validation, test."""
+    bounds = np.array([np.cumsum(_allocate(int(n), ratios)) for n in n_units], dtype=np.int64).reshape(-1, 3)
+    return ((rank >= bounds[g, 0]).astype(np.int8) + (rank >= bounds[g, 1])).astype(np.int8)
+
+
+def _fold_codes(n_units: np.ndarray, n_folds: int, g: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """Fold of each item: units dealt round-robin, stratum after stratum (sorted by name)."""
+    dealt = np.r_[0, np.cumsum(n_units)[:-1]].astype(np.int64)
+    return (dealt[g] + rank) % n_folds
 
 
 def assign_splits(
@@ -122,15 +226,8 @@ def assign_splits(
     groups: Any | None = None,
 ) -> np.ndarray:
     """Split codes (0 train, 1 validation, 2 test) per item; see :func:`stratified_split`."""
-    unit_of, unit_stratum, stratum_names = _units(keys, strata, groups)
-    unit_split = np.zeros(len(unit_stratum), dtype=np.int8)
-    names = stratum_names.to_pylist()
-    for s, units in _by_stratum(unit_stratum):
-        rng = np.random.default_rng([seed, hash_str(names[s])])
-        order = rng.permutation(len(units))
-        bounds = np.cumsum(_allocate(len(units), ratios))
-        unit_split[units[order]] = np.searchsorted(bounds, np.arange(len(units)), side="right")
-    return unit_split[unit_of]
+    n_units, g, rank = _ranked(keys, strata, seed, groups)
+    return _split_codes(n_units, ratios, g, rank)
 
 
 def stratified_split(
@@ -142,8 +239,10 @@ def stratified_split(
 ) -> list[str]:
     """Assign each item a split. Items sharing a group always share a split.
 
-    Deterministic for a given ``seed`` and set of (key, stratum, group) items, independent of
-    their order.
+    Within each stratum, units are ordered by their seeded key (:class:`UnitRanks`) and the
+    first ``ratios[0]`` of them (largest-remainder counts) go to train, the next to validation,
+    the rest to test. Deterministic for a given ``seed`` and set of (key, stratum, group)
+    items, independent of their order.
     """
     return [SPLITS[c] for c in assign_splits(keys, strata, ratios, seed, groups)]
 
@@ -157,21 +256,14 @@ def assign_folds(
 ) -> np.ndarray:
     """Fold number (0..n_folds-1) per item: stratified, seeded, group-aware, balanced in size.
 
-    Within each stratum the units are shuffled and dealt round-robin, continuing the deal from
-    where the previous stratum stopped so fold sizes differ by at most one unit overall.
+    Within each stratum the units are taken in their seeded order and dealt round-robin,
+    continuing the deal from where the previous stratum stopped so fold sizes differ by at most
+    one unit overall.
     """
     if n_folds < 2:
         raise ValueError(f"n_folds must be ≥ 2, got {n_folds}")
-    unit_of, unit_stratum, stratum_names = _units(keys, strata, groups)
-    unit_fold = np.zeros(len(unit_stratum), dtype=np.int64)
-    names = stratum_names.to_pylist()
-    dealt = 0
-    for s, units in _by_stratum(unit_stratum):
-        rng = np.random.default_rng([seed, hash_str(names[s]), n_folds])
-        order = rng.permutation(len(units))
-        unit_fold[units[order]] = (dealt + np.arange(len(units))) % n_folds
-        dealt += len(units)
-    return unit_fold[unit_of]
+    n_units, g, rank = _ranked(keys, strata, seed, groups)
+    return _fold_codes(n_units, n_folds, g, rank)
 
 
 def folds_to_split_codes(folds: np.ndarray, n_folds: int, fold: int) -> np.ndarray:
@@ -219,38 +311,91 @@ def first_labels(labels: pa.ChunkedArray | pa.Array) -> pa.Array:
     return pc.if_else(pa.array(lengths > 0), first, "").fill_null("")
 
 
-def _with_split(rows: pa.Table, codes: np.ndarray, mask: np.ndarray) -> pa.Table:
-    """Set ``split`` of the rows in ``mask`` to ``codes`` (split codes for those rows, in order)."""
-    current = rows.column("split").combine_chunks()
-    assigned = np.full(rows.num_rows, -1, dtype=np.int64)
-    assigned[mask] = codes
-    new = pc.if_else(pa.array(mask), _SPLIT_NAMES.take(pa.array(np.maximum(assigned, 0))), current)
-    return rows.set_column(rows.schema.get_field_index("split"), "split", new.cast(pa.string()))
+def _fill_rows(
+    rows: pa.Table,
+    select: Callable[[pa.RecordBatch], np.ndarray],
+    codes_of: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+    seed: int,
+    stratify: bool = True,
+) -> pa.Table:
+    """Set ``split`` of the rows that ``select`` picks to the split codes that ``codes_of(units per
+    stratum, stratum of each item, rank of its unit)`` gives, streaming over ``rows`` in batches.
 
-
-def fill_splits(rows: pa.Table, ratios: tuple[float, float, float], seed: int) -> pa.Table:
-    """Give rows with a null split a seeded stratified split (stratum = first label)."""
-    split = rows.column("split")
-    if split.null_count == 0:
+    Memory stays bounded for any row count: units are ranked partition by partition
+    (:class:`UnitRanks`), the codes are one byte per row (memory-mapped past
+    :data:`~repeval.datasets.spill.PARTITION_ROWS` rows) and a large result table is written to
+    a spill file and memory-mapped (:class:`~repeval.datasets.spill.TableSpool`).
+    """
+    n = rows.num_rows
+    ranker = UnitRanks(n, seed)
+    start = 0
+    picked = 0
+    for batch in rows.to_batches(max_chunksize=spill.PARTITION_ROWS):
+        mask = select(batch)
+        if mask.any():
+            sub = batch.filter(pa.array(mask))
+            strata = first_labels(sub.column("label")) if stratify else pa.nulls(sub.num_rows, pa.string())
+            ranker.add(start + np.flatnonzero(mask), sub.column("track_id"), strata, sub.column("group"))
+            picked += sub.num_rows
+        start += batch.num_rows
+    _, n_units, items = ranker.ranks()
+    if not picked:
+        for _ in items:
+            pass
         return rows
-    mask = pc.is_null(split).to_numpy(zero_copy_only=False)
-    sub = rows if mask.all() else rows.filter(pa.array(mask))
-    codes = assign_splits(sub.column("track_id"), first_labels(sub.column("label")), ratios, seed, sub.column("group"))
-    return _with_split(rows, codes, mask)
+    codes = codes_array(n)
+    for pos, g, rank in items:
+        codes[pos] = codes_of(n_units, g, rank)
+    # only the split column is new: it is spooled (to a memory-mapped spill file past PARTITION_ROWS rows) and
+    # set on the table, whose other columns stay as they are (memory-mapped too for a spilled catalog)
+    index = rows.schema.get_field_index("split")
+    split_schema = pa.schema([rows.schema.field(index)])
+    spool = TableSpool(split_schema)
+    start = 0
+    for chunk in _chunks(rows.column(index), spill.PARTITION_ROWS):
+        c = np.asarray(codes[start : start + len(chunk)])
+        start += len(chunk)
+        new = pc.if_else(pa.array(c >= 0), _SPLIT_NAMES.take(pa.array(np.maximum(c, 0))), chunk)
+        spool.write(pa.record_batch([new.cast(pa.string())], schema=split_schema))
+    del codes
+    split = spool.table().column(0)
+    return rows.set_column(index, rows.schema.field(index), split)
 
 
-def fill_fold_splits(rows: pa.Table, n_folds: int, fold: int, seed: int) -> pa.Table:
+def _chunks(column: pa.ChunkedArray, size: int) -> Iterator[pa.Array]:
+    """The column's chunks, sliced to at most ``size`` items."""
+    for chunk in column.chunks:
+        for a in range(0, len(chunk), size):
+            yield chunk.slice(a, size)
+
+
+def _null_split(batch: pa.RecordBatch) -> np.ndarray:
+    return pc.is_null(batch.column("split")).to_numpy(zero_copy_only=False)
+
+
+def fill_splits(rows: pa.Table, ratios: tuple[float, float, float], seed: int, stratify: bool = True) -> pa.Table:
+    """Give rows with a null split a seeded stratified split (stratum = first label; one stratum
+    when ``stratify`` is False, e.g. for regression targets, where each value would be a stratum)."""
+    if rows.column("split").null_count == 0:
+        return rows
+    return _fill_rows(
+        rows, _null_split, lambda n_units, g, rank: _split_codes(n_units, ratios, g, rank), seed, stratify
+    )
+
+
+def fill_fold_splits(rows: pa.Table, n_folds: int, fold: int, seed: int, stratify: bool = True) -> pa.Table:
     """Give rows with a null split the split of fold ``fold`` of ``n_folds`` stratified folds."""
-    split = rows.column("split")
-    if split.null_count == 0:
+    if rows.column("split").null_count == 0:
         return rows
-    mask = pc.is_null(split).to_numpy(zero_copy_only=False)
-    sub = rows if mask.all() else rows.filter(pa.array(mask))
-    folds = assign_folds(sub.column("track_id"), first_labels(sub.column("label")), n_folds, seed, sub.column("group"))
-    return _with_split(rows, folds_to_split_codes(folds, n_folds, fold), mask)
+    folds_to_split_codes(np.zeros(0, dtype=np.int64), n_folds, fold)  # validate n_folds and fold up front
+
+    def codes(n_units: np.ndarray, g: np.ndarray, rank: np.ndarray) -> np.ndarray:
+        return folds_to_split_codes(_fold_codes(n_units, n_folds, g, rank), n_folds, fold)
+
+    return _fill_rows(rows, _null_split, codes, seed, stratify)
 
 
-def carve_validation(rows: pa.Table, fraction: float, seed: int) -> pa.Table:
+def carve_validation(rows: pa.Table, fraction: float, seed: int, stratify: bool = True) -> pa.Table:
     """Move a stratified, group-aware ``fraction`` of the ``train`` rows into ``validation``.
 
     For data sets whose official split has no validation part (OpenMIC-2018, VocalSet's
@@ -258,18 +403,12 @@ def carve_validation(rows: pa.Table, fraction: float, seed: int) -> pa.Table:
     """
     if not 0 < fraction < 1:
         raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
-    mask = pc.fill_null(pc.equal(rows.column("split"), "train"), False).to_numpy(zero_copy_only=False)
-    if not mask.any():
-        return rows
-    sub = rows.filter(pa.array(mask))
-    codes = assign_splits(
-        sub.column("track_id"),
-        first_labels(sub.column("label")),
-        (1 - fraction, fraction, 0.0),
-        seed,
-        sub.column("group"),
-    )
-    return _with_split(rows, codes, mask)
+
+    def is_train(batch: pa.RecordBatch) -> np.ndarray:
+        return pc.fill_null(pc.equal(batch.column("split"), "train"), False).to_numpy(zero_copy_only=False)
+
+    ratios = (1 - fraction, fraction, 0.0)
+    return _fill_rows(rows, is_train, lambda n_units, g, rank: _split_codes(n_units, ratios, g, rank), seed, stratify)
 
 
 def split_counts(rows: pa.Table) -> dict[str, int]:

@@ -12,7 +12,7 @@ import pytest
 from dataset_fixtures import ds_cfg, task_cfg, write_audio
 
 import repeval.datasets.catalog as catalog
-from repeval.datasets import load_dataset
+from repeval.datasets import load_dataset, spill
 from repeval.datasets.base import ROW_SCHEMA
 from repeval.datasets.splits import split_counts
 
@@ -91,6 +91,37 @@ def test_streaming_batches_give_the_same_result(audio_dir, monkeypatch):
     for r in whole.to_pylist():
         by_group.setdefault(r["group"], set()).add(r["split"])
     assert all(len(s) == 1 for s in by_group.values())
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_spilled_plan_matches_the_in_memory_one(audio_dir, monkeypatch, tmp_path_factory, fmt):
+    """With partitions of 16 rows the plan (duplicates, usable rows, splits) goes through spill files
+    and a memory-mapped table, and is identical to the in-memory plan; no spill file is left."""
+    rows = [[f"t{i % 230}", f"audio/a{i % 5}.wav", f"c{i % 3}", "", f"g{i // 4}"] for i in range(260)]
+    header = ["track_id", "audio_path", "label", "split", "group"]
+    manifest = _write_csv(audio_dir / "m.csv", header, rows)
+    if fmt == "parquet":
+        table = pacsv.read_csv(
+            manifest, convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()))
+        )
+        manifest = audio_dir / "m.parquet"
+        pq.write_table(table, manifest, row_group_size=50)
+    ds = ds_cfg("cat", "catalog", manifest=str(manifest), label_column="label", group_column="group")
+    task = task_cfg("label", "multiclass_classification")
+    whole, rep_whole = load_dataset(ds, task)
+    spill_dir = tmp_path_factory.mktemp("spill")
+    monkeypatch.setenv("REPEVAL_SPILL_DIR", str(spill_dir))
+    monkeypatch.setattr(spill, "PARTITION_ROWS", 16)
+    real_iter = catalog.iter_manifest
+    monkeypatch.setattr(catalog, "iter_manifest", lambda uri, cols, batch_rows=40: real_iter(uri, cols, 40))
+    assert catalog.estimate_rows(str(manifest)) >= 200
+    spilled, rep_spilled = load_dataset(ds, task)
+    assert spilled.equals(whole)
+    assert rep_spilled.duplicate_ids == rep_whole.duplicate_ids
+    first = "row 232" if fmt == "csv" else "row 230"  # t0's second copy, 1-based with header vs 0-based
+    assert rep_whole.duplicate_ids[0] == f"t0 ({first})" and len(rep_whole.duplicate_ids) == 30
+    assert rep_spilled.missing_audio == rep_whole.missing_audio
+    assert list(spill_dir.iterdir()) == []
 
 
 def test_parquet_manifest_matches_csv(audio_dir):
@@ -268,3 +299,14 @@ def test_first_row_of_an_id_wins_even_if_a_later_copy_is_broken(audio_dir):
     assert report.duplicate_ids == ["d1 (row 4)", "d2 (row 5)"]
     assert [m.split(" (")[0] for m in report.missing_audio] == ["d2"]
     assert len(report.other) == 2 and all("empty track id" in o for o in report.other)
+
+
+def test_regression_targets_get_a_plain_seeded_split(audio_dir):
+    """Each distinct target is not a stratum of its own (those all landed in train): 80/10/10 exactly."""
+    rows = [[f"r{i}", f"audio/a{i % 4}.wav", f"{0.001 * i:.3f}"] for i in range(200)]
+    manifest = _write_csv(audio_dir / "m.csv", ["track_id", "audio_path", "valence"], rows)
+    ds = ds_cfg("cat", "catalog", manifest=str(manifest), label_column="valence")
+    table, _ = load_dataset(ds, task_cfg("valence", "regression"))
+    assert split_counts(table) == {"train": 160, "validation": 20, "test": 20}
+    classes, _ = load_dataset(ds, task_cfg("valence", "multiclass_classification"))
+    assert split_counts(classes)["train"] == 200  # as classes, every value is a one-track stratum

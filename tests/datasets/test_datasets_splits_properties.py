@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from repeval.datasets import spill
 from repeval.datasets.base import ROW_SCHEMA, SPLITS
+from repeval.datasets.spill import hash64, hash64_reference
 from repeval.datasets.splits import (
     _allocate,
     apply_saved_splits,
@@ -19,7 +21,6 @@ from repeval.datasets.splits import (
     fill_fold_splits,
     fill_splits,
     fold_splits,
-    hash_str,
     load_splits,
     save_splits,
     stratified_split,
@@ -78,32 +79,94 @@ def test_stratified_split_invariants(case, ratios):
         assert "validation" not in out
 
 
-def _reference_split(keys, strata, ratios, seed, groups):
-    """The original pure-Python implementation: the vectorised one must agree item for item."""
+def _reference_ranks(keys, strata, seed, groups):
+    """The specification in plain Python: a unit (group, else the item) takes its most common stratum
+    (ties: alphabetically first); within a stratum, units are ranked by (hash64 of the unit name and
+    seed, unit name). Returns {unit: (stratum, rank)}, {stratum: number of units}, unit of each item."""
     units = defaultdict(list)
+    unit_of = []
     for i in range(len(keys)):
         g = groups[i] if groups is not None and groups[i] is not None else f"\0{keys[i]}"
         units[str(g)].append(i)
+        unit_of.append(str(g))
     by_stratum = defaultdict(list)
-    for u, idx in sorted(units.items()):
-        vals, cnt = np.unique([strata[i] for i in idx], return_counts=True)
-        by_stratum[str(vals[np.argmax(cnt)])].append(u)
-    out = [""] * len(keys)
-    for stratum, us in sorted(by_stratum.items()):
-        rng = np.random.default_rng([seed, abs(hash_str(stratum))])
-        order = rng.permutation(len(us))
-        bounds = np.cumsum(_allocate(len(us), ratios))
-        for rank, j in enumerate(order):
-            for i in units[us[j]]:
-                out[i] = SPLITS[int(np.searchsorted(bounds, rank, side="right"))]
+    for u, idx in units.items():
+        cnt = Counter(strata[i] for i in idx)
+        best = max(cnt.values())
+        by_stratum[min(s for s, c in cnt.items() if c == best)].append(u)
+    ranks = {}
+    for stratum, us in by_stratum.items():
+        for r, u in enumerate(sorted(us, key=lambda u: (hash64_reference(u, seed), u))):
+            ranks[u] = (stratum, r)
+    return ranks, {s: len(us) for s, us in by_stratum.items()}, unit_of
+
+
+def _reference_split(keys, strata, ratios, seed, groups):
+    """Split of each item from :func:`_reference_ranks`: the vectorised, partitioned one must agree."""
+    ranks, sizes, unit_of = _reference_ranks(keys, strata, seed, groups)
+    out = []
+    for u in unit_of:
+        stratum, rank = ranks[u]
+        bounds = np.cumsum(_allocate(sizes[stratum], ratios))
+        out.append(SPLITS[int(np.searchsorted(bounds, rank, side="right"))])
     return out
 
 
-@settings(max_examples=100, deadline=None)
+def _reference_folds(keys, strata, n_folds, seed, groups):
+    ranks, sizes, unit_of = _reference_ranks(keys, strata, seed, groups)
+    dealt, before = 0, {}
+    for stratum in sorted(sizes):
+        before[stratum] = dealt
+        dealt += sizes[stratum]
+    return [(before[ranks[u][0]] + ranks[u][1]) % n_folds for u in unit_of]
+
+
+@pytest.fixture(params=[None, 7], ids=["in-memory", "spilled"])
+def partition_rows(request, monkeypatch):
+    """Run a test with everything in memory, and again with partitions of 7 items spilled to disk."""
+    if request.param:
+        monkeypatch.setattr(spill, "PARTITION_ROWS", request.param)
+    return request.param
+
+
+FIXTURE_OK = [HealthCheck.function_scoped_fixture]  # the fixture only sets a constant for every example
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=FIXTURE_OK)
 @given(items(), ratios_st)
-def test_vectorised_split_matches_reference(case, ratios):
+def test_vectorised_split_matches_reference(partition_rows, case, ratios):
     keys, strata, groups, seed, _ = case
     assert stratified_split(keys, strata, ratios, seed, groups) == _reference_split(keys, strata, ratios, seed, groups)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=FIXTURE_OK)
+@given(items(), st.integers(3, 6))
+def test_vectorised_folds_match_reference(partition_rows, case, n_folds):
+    keys, strata, groups, seed, _ = case
+    assert assign_folds(keys, strata, n_folds, seed, groups).tolist() == _reference_folds(
+        keys, strata, n_folds, seed, groups
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(max_size=12), max_size=40), st.integers(0, 2**64 - 1))
+def test_hash64_matches_its_specification(values, seed):
+    assert hash64(pa.array(values, pa.string()), seed).tolist() == [hash64_reference(v, seed) for v in values]
+    # a sliced array (non-zero offset) hashes the same as a fresh one
+    if len(values) > 2:
+        assert hash64(pa.array(values, pa.string()).slice(1), seed).tolist() == [
+            hash64_reference(v, seed) for v in values[1:]
+        ]
+
+
+def test_split_is_a_seeded_permutation_of_units():
+    """Ranking by hash keys behaves like a random permutation: each item is in test about 10 % of seeds."""
+    keys = [f"t{i}" for i in range(20)]
+    in_test = np.zeros(20)
+    for seed in range(400):
+        in_test += np.array(stratified_split(keys, ["a"] * 20, (0.8, 0.1, 0.1), seed)) == "test"
+    assert in_test.sum() == 400 * 2
+    assert 0.04 < in_test.min() / 400 and in_test.max() / 400 < 0.2
 
 
 @settings(max_examples=100, deadline=None)
@@ -164,9 +227,9 @@ def _rows(n, split_every=0, group_every=0):
     )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, suppress_health_check=FIXTURE_OK)
 @given(st.integers(1, 120), st.integers(0, 5), st.integers(0, 6), st.integers(0, 1000))
-def test_fill_splits_keeps_official_and_fills_the_rest(n, split_every, group_every, seed):
+def test_fill_splits_keeps_official_and_fills_the_rest(partition_rows, n, split_every, group_every, seed):
     rows = _rows(n, split_every, group_every)
     before = rows.column("split").to_pylist()
     out = fill_splits(rows, (0.8, 0.1, 0.1), seed)
@@ -176,12 +239,14 @@ def test_fill_splits_keeps_official_and_fills_the_rest(n, split_every, group_eve
     assert fill_splits(rows, (0.8, 0.1, 0.1), seed).column("split").to_pylist() == after
     folded = fill_fold_splits(rows, 5, 2, seed).column("split").to_pylist()
     assert None not in folded and all(a == b for b, a in zip(before, folded, strict=True) if b is not None)
+    # the rows other than split are unchanged, in order (a spilled result is memory-mapped from disk)
+    assert out.drop_columns(["split"]).equals(rows.drop_columns(["split"]))
     groups = out.column("group").to_pylist()
     filled = [s if b is None else None for s, b in zip(after, before, strict=True)]
     assert _group_splits_consistent([g if b is None else None for g, b in zip(groups, before, strict=True)], filled)
 
 
-def test_carve_validation_moves_only_train_rows():
+def test_carve_validation_moves_only_train_rows(partition_rows):
     rows = _rows(100)
     rows = rows.set_column(3, "split", pa.array(["train" if i < 80 else "test" for i in range(100)], pa.string()))
     out = carve_validation(rows, 0.125, seed=1).column("split").to_pylist()
@@ -202,3 +267,26 @@ def test_save_and_load_splits_round_trip(tmp_path):
     assert again.column("split").to_pylist() == saved.column("split").to_pylist()
     other = fill_splits(_rows(50, group_every=3), (0.8, 0.1, 0.1), 8)
     assert apply_saved_splits(other, saved).column("split").to_pylist() == saved.column("split").to_pylist()
+
+
+def test_large_tables_are_split_from_disk_in_bounded_partitions(monkeypatch, tmp_path):
+    """Past PARTITION_ROWS rows the result is memory-mapped from an (unlinked) spill file under
+    $REPEVAL_SPILL_DIR, holds exactly what the in-memory path gives, and leaves no file behind."""
+    rows = _rows(3000, split_every=7, group_every=3)
+    expected = fill_splits(rows, (0.8, 0.1, 0.1), 5)
+    monkeypatch.setenv("REPEVAL_SPILL_DIR", str(tmp_path))
+    monkeypatch.setattr(spill, "PARTITION_ROWS", 100)
+    seen = []
+    real = spill.Partitions.__init__
+
+    def spy(self, k, schema):
+        seen.append(k)
+        real(self, k, schema)
+
+    monkeypatch.setattr(spill.Partitions, "__init__", spy)
+    heap = pa.total_allocated_bytes()
+    out = fill_splits(rows, (0.8, 0.1, 0.1), 5)
+    assert pa.total_allocated_bytes() - heap < out.nbytes // 4  # the result is not on Arrow's heap
+    assert seen and seen[0] >= 16  # 2,571 items to split over partitions of ≤ 100 → 32 partitions
+    assert out.equals(expected)
+    assert list(tmp_path.iterdir()) == []
