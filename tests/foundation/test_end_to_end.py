@@ -259,3 +259,68 @@ def test_runs_lists_each_run_and_how_far_it_got(ray_session, run_config):
     assert res.exit_code == 0 and re.search(r"\ne2e\s+evaluated\s+instrument\s+mfcc-stats\s+\d+\s+0\s", res.output)
     res = CliRunner().invoke(app, ["runs", str(runs_dir / "missing")])
     assert res.exit_code == 1 and "no runs directory at" in res.output
+
+
+def test_a_spilled_catalog_plan_runs_end_to_end(ray_session, rendered_notes, tmp_path, monkeypatch):
+    """A catalog planned through spill files (partitions of 8 rows: duplicate check, rows table and splits
+    memory-mapped from unlinked Arrow IPC files) embeds, trains and evaluates like an in-memory one, with the
+    same splits; no spill file is left behind."""
+    from repeval.datasets import load_dataset, spill
+
+    cfg_dict = {
+        "run": {"run_id": "spilled", "store": str(tmp_path / "store"), "runs_dir": str(tmp_path / "runs")},
+        "experiments": [
+            {
+                "task": {"name": "instrument", "type": "multiclass_classification"},
+                # no split column: the seeded stratified split is computed from the spilled table
+                "datasets": [
+                    {
+                        "name": "notes",
+                        "type": "catalog",
+                        "manifest": str(rendered_notes),
+                        "label_column": "instrument",
+                        "split_ratios": [0.6, 0.2, 0.2],
+                    }
+                ],
+                "embedding_models": ["mfcc-stats"],
+                "downstream_models": [
+                    {
+                        "name": "linear",
+                        "hidden_units": [],
+                        "standardize": True,
+                        "learning_rate": 0.01,
+                        "batch_size": 16,
+                        "epochs": 60,
+                    }
+                ],
+                "metrics": ["accuracy"],
+            }
+        ],
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg_dict))
+    cfg = load_config(path)
+    ds, task = cfg.experiments[0].datasets[0], cfg.experiments[0].task
+    in_memory, _ = load_dataset(ds, task)
+    spill_dir = tmp_path / "spill"
+    monkeypatch.setenv("REPEVAL_SPILL_DIR", str(spill_dir))
+    monkeypatch.setattr(spill, "PARTITION_ROWS", 8)
+    ctx = runner.make_context(cfg)
+    summary = runner.stage_embed(ctx)
+    rows = ctx.rows[(0, "notes")]
+    assert rows.equals(in_memory) and rows.num_rows == 48
+    # the planned table is memory-mapped from an unlinked spill file, not on the heap
+    address = rows.column("track_id").chunk(0).buffers()[2].address
+    mapped = [ln for ln in Path("/proc/self/maps").read_text().splitlines() if "repeval-table-" in ln]
+    assert mapped and all(ln.endswith("(deleted)") for ln in mapped)
+    assert any(int(ln.split("-")[0], 16) <= address < int(ln.split()[0].split("-")[1], 16) for ln in mapped)
+    assert summary.computed == 48 and summary.errors == 0
+    assert runner.stage_train(ctx)["trained"] == 1
+    results = runner.stage_evaluate(ctx).to_pandas()
+    acc = results[results["label"].isna() & (results["metric"] == "accuracy")]["value"]
+    assert len(acc) == 1 and acc.iloc[0] > 0.5  # chance is 0.25
+    saved = pq.read_table(ctx.run_dir / "splits" / "instrument__notes.parquet")
+    assert saved.column("split").to_pylist() == in_memory.column("split").to_pylist()
+    assert saved.column("split").to_pylist().count("test") == 4 * 2  # 12 notes per instrument: 7/3/2
+    del rows, ctx
+    assert list(spill_dir.iterdir()) == []
