@@ -45,8 +45,20 @@ _powers = np.ones(1, dtype=np.uint64)
 def spill_root() -> str:
     """Where spill files go: ``$REPEVAL_SPILL_DIR`` or the system temp directory."""
     root = os.environ.get("REPEVAL_SPILL_DIR") or tempfile.gettempdir()
-    os.makedirs(root, exist_ok=True)
+    try:
+        os.makedirs(root, exist_ok=True)
+    except OSError as exc:
+        raise spill_error(exc, root) from exc
     return root
+
+
+def spill_error(exc: OSError, root: str | None = None) -> OSError:
+    """``exc`` (a failed spill write) as an error that names the spill directory and the fix."""
+    where = root or os.environ.get("REPEVAL_SPILL_DIR") or tempfile.gettempdir()
+    return OSError(
+        f"{exc} — planning a large catalog spills its rows to {where} (about 100 bytes per row, twice over): "
+        "free space there or set REPEVAL_SPILL_DIR to a writable directory on a disk with room"
+    )
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
@@ -156,7 +168,11 @@ class Partitions:
         self._sinks: list[Any] = []
         self._writers: list[Any] = []
         if k > 1:
-            self._dir = tempfile.mkdtemp(prefix="repeval-spill-", dir=spill_root())
+            root = spill_root()
+            try:
+                self._dir = tempfile.mkdtemp(prefix="repeval-spill-", dir=root)
+            except OSError as exc:
+                raise spill_error(exc, root) from exc
             self._sinks = [None] * k
             self._writers = [None] * k
 
@@ -172,6 +188,12 @@ class Partitions:
             self._mem.append(batch)
             return
         assert part is not None
+        try:
+            self._add(batch, part)
+        except OSError as exc:
+            raise spill_error(exc) from exc
+
+    def _add(self, batch: pa.RecordBatch, part: np.ndarray) -> None:
         order = np.argsort(part, kind="stable")
         sorted_part = part[order]
         bounds = np.searchsorted(sorted_part, np.arange(self.k + 1))
@@ -231,6 +253,12 @@ class TableSpool:
         self._writer: Any = None
 
     def write(self, batch: pa.RecordBatch) -> None:
+        try:
+            self._write(batch)
+        except OSError as exc:
+            raise spill_error(exc) from exc
+
+    def _write(self, batch: pa.RecordBatch) -> None:
         if batch.num_rows == 0:
             return
         self.num_rows += batch.num_rows
@@ -255,8 +283,11 @@ class TableSpool:
         if self._writer is None:
             return pa.Table.from_batches(self._mem, schema=self.schema)
         assert self._path is not None
-        self._writer.close()
-        self._sink.close()
+        try:
+            self._writer.close()
+            self._sink.close()
+        except OSError as exc:
+            raise spill_error(exc) from exc
         self._writer = None
         try:
             return pa.ipc.open_file(pa.memory_map(self._path, "r")).read_all()
@@ -269,11 +300,15 @@ def codes_array(n: int, fill: int = -1) -> np.ndarray:
     memory-mapped temporary file (unlinked at once; its pages are the kernel's to write back)."""
     if n <= PARTITION_ROWS:
         return np.full(n, fill, dtype=np.int8)
-    fd, path = tempfile.mkstemp(prefix="repeval-codes-", dir=spill_root())
-    os.close(fd)
+    root = spill_root()
     try:
-        out = np.memmap(path, dtype=np.int8, mode="w+", shape=(n,))
-    finally:
-        os.unlink(path)
-    out[:] = fill
+        fd, path = tempfile.mkstemp(prefix="repeval-codes-", dir=root)
+        os.close(fd)
+        try:
+            out = np.memmap(path, dtype=np.int8, mode="w+", shape=(n,))
+        finally:
+            os.unlink(path)
+        out[:] = fill
+    except OSError as exc:
+        raise spill_error(exc, root) from exc
     return out

@@ -310,3 +310,19 @@ def test_regression_targets_get_a_plain_seeded_split(audio_dir):
     assert split_counts(table) == {"train": 160, "validation": 20, "test": 20}
     classes, _ = load_dataset(ds, task_cfg("valence", "multiclass_classification"))
     assert split_counts(classes)["train"] == 200  # as classes, every value is a one-track stratum
+
+
+def test_a_spill_directory_that_cannot_be_used_names_the_fix(audio_dir, monkeypatch, tmp_path_factory):
+    rows = [[f"t{i}", f"audio/a{i % 4}.wav", f"c{i % 3}"] for i in range(40)]
+    manifest = _write_csv(audio_dir / "m.csv", ["track_id", "audio_path", "label"], rows)
+    ds = ds_cfg("cat", "catalog", manifest=str(manifest), label_column="label")
+    not_a_dir = tmp_path_factory.mktemp("spill") / "file"
+    not_a_dir.write_text("")
+    monkeypatch.setenv("REPEVAL_SPILL_DIR", str(not_a_dir / "spill"))
+    monkeypatch.setattr(spill, "PARTITION_ROWS", 8)
+    with pytest.raises(
+        OSError, match=r"spills its rows to .*file/spill.*set REPEVAL_SPILL_DIR to a writable directory"
+    ):
+        load_dataset(ds, task_cfg("label", "multiclass_classification"))
+    monkeypatch.setattr(spill, "PARTITION_ROWS", 1 << 17)  # small enough to stay in memory: no spill directory needed
+    assert load_dataset(ds, task_cfg("label", "multiclass_classification"))[0].num_rows == 40
