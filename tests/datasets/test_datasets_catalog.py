@@ -138,6 +138,24 @@ def test_parquet_manifest_matches_csv(audio_dir):
     assert out[0][0]["label"] == ["rock", "jazz"] and out[0][1]["label"] == ["rock", "pop"]
 
 
+def test_a_directory_of_parquet_files_reads_as_one_manifest(audio_dir):
+    """A dataset directory: files in order, row numbers running on across them (a duplicate in the second file
+    is reported by its row in the whole manifest)."""
+    rows = [[f"t{i}", f"audio/a{i % 4}.wav", f"c{i % 3}"] for i in range(30)]
+    rows[25][0] = "t3"
+    header = ["track_id", "audio_path", "label"]
+    table = pa.table({h: [r[j] for r in rows] for j, h in enumerate(header)})
+    folder = audio_dir / "manifest"
+    folder.mkdir()
+    pq.write_table(table.slice(0, 12), folder / "part-0.parquet", row_group_size=5)
+    pq.write_table(table.slice(12), folder / "part-1.parquet", row_group_size=5)
+    ds = ds_cfg("cat", "catalog", manifest=str(folder), label_column="label")
+    out, report = load_dataset(ds, task_cfg("label", "multiclass_classification"))
+    assert out.column("track_id").to_pylist() == [f"t{i}" for i in range(30) if i != 25]
+    assert report.duplicate_ids == ["t3 (row 25)"]
+    assert catalog.estimate_rows(str(folder)) == 30
+
+
 def test_parquet_row_numbers_are_zero_based(audio_dir):
     table = pa.table(
         {
