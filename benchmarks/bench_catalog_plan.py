@@ -1,12 +1,17 @@
 """Plan (load + split) a catalog manifest of 100,000 and 1,000,000 rows: time and peak memory.
 
-    python benchmarks/bench_catalog_plan.py [--rows 100000 1000000] [--format csv|parquet]
+    python benchmarks/bench_catalog_plan.py [--rows 100000 1000000] [--format csv|parquet] [--no-baseline]
 
 The manifest has a track id, an audio path (a few real wav files), one of 50 labels and an
 artist group (7 tracks per artist), and no split column, so planning streams the manifest in
 batches, validates every row (labels, paths, file existence, duplicate ids) and computes a seeded
 group-aware stratified 80/10/10 split. Each size runs in a fresh subprocess so its peak RSS
 (``ru_maxrss``) is its own; the baseline is the RSS after importing repeval, before loading.
+
+The baseline does the same work the way a script does it, in memory with pandas (the manifest read
+whole — pandas 3 keeps strings in Arrow —, ``duplicated(keep="first")``, one ``os.path.isfile`` per distinct
+path, each artist's most common genre, artists shuffled per genre with numpy and cut 80/10/10): each size
+prints its time and peak memory and repeval's ratios to them.
 
 Past ``PARTITION_ROWS`` rows, planning spills to Arrow IPC files that the rows table is then
 memory-mapped from, so two peaks are printed: the peak RSS (``ru_maxrss``: the heap plus the
@@ -133,14 +138,79 @@ def child(manifest: str) -> None:
     )
 
 
+def baseline_child(manifest: str) -> None:
+    """Runs in a fresh process: the same plan in memory with pandas (see the module docstring)."""
+    import pandas as pd
+
+    from repeval.datasets.splits import _allocate
+
+    baseline = _rss_mb()
+    anon_baseline = _rss_mb("RssAnon")
+    with AnonPeak() as anon:
+        t0 = time.perf_counter()
+        if manifest.endswith(".parquet"):
+            df = pd.read_parquet(manifest)
+        else:
+            df = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+        dup = df.duplicated("track_id", keep="first") & (df["track_id"] != "")
+        base = os.path.dirname(manifest)
+        exists = {p: os.path.isfile(os.path.join(base, p)) for p in df["audio_path"].unique()}
+        ok = ~dup & df["audio_path"].map(exists).astype(bool) & (df["genre"] != "")
+        df = df[ok]
+        # a unit (artist) takes its most common genre, ties to the alphabetically first
+        pairs = df.groupby(["artist", "genre"]).size().reset_index(name="n")
+        pairs = pairs.sort_values(["artist", "n", "genre"], ascending=[True, False, True]).drop_duplicates("artist")
+        rng = np.random.default_rng(0)
+        unit_split = {}
+        for _, units in pairs.groupby("genre"):
+            names = np.sort(units["artist"].to_numpy())
+            bounds = np.cumsum(_allocate(len(names), (0.8, 0.1, 0.1)))
+            codes = np.searchsorted(bounds, np.arange(len(names)), side="right")
+            unit_split.update(zip(names[rng.permutation(len(names))], codes, strict=True))
+        names = np.array(["train", "validation", "test"])
+        df = df.assign(split=names[df["artist"].map(unit_split).to_numpy(dtype=np.int64)])
+        seconds = time.perf_counter() - t0
+        splits = df["split"].value_counts().to_dict()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        json.dumps(
+            {
+                "rows": len(df),
+                "seconds": seconds,
+                "baseline_mb": baseline,
+                "peak_mb": peak,
+                "anon_baseline_mb": anon_baseline,
+                "anon_peak_mb": anon.peak,
+                "splits": {str(k): int(v) for k, v in splits.items()},
+            }
+        )
+    )
+
+
+def _run_child(flag: str, manifest: Path) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, flag, str(manifest)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the pandas baseline")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--baseline-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child)
+        return
+    if args.baseline_child:
+        baseline_child(args.baseline_child)
         return
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -148,14 +218,7 @@ def main() -> None:
             t0 = time.perf_counter()
             manifest = make_manifest(Path(tmp), n, args.format)
             made = time.perf_counter() - t0
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", str(manifest)],
-                check=True,
-                capture_output=True,
-                text=True,
-                env={**os.environ, "PYTHONWARNINGS": "ignore"},
-            )
-            r = json.loads(out.stdout.strip().splitlines()[-1])
+            r = _run_child("--child", manifest)
             results[n] = r
             size_mb = manifest.stat().st_size / 2**20
             print(
@@ -168,6 +231,17 @@ def main() -> None:
             )
             if r["problems"]:
                 print("   problems:", r["problems"])
+            if not args.no_baseline:
+                b = _run_child("--baseline-child", manifest)
+                print(
+                    f"{'':>9}   baseline (pandas, in memory): {b['seconds']:5.2f} s | peak RSS {b['peak_mb']:7.1f} MB "
+                    f"(+{b['peak_mb'] - b['baseline_mb']:6.1f} MB) | peak anonymous +{b['anon_peak_mb'] - b['anon_baseline_mb']:6.1f} MB"
+                    f" | splits {b['splits']}\n"
+                    f"{'':>9}   repeval vs baseline: {b['seconds'] / r['seconds']:.2f}x the speed, "
+                    f"{(r['peak_mb'] - r['baseline_mb']) / max(b['peak_mb'] - b['baseline_mb'], 1e-9):.2f}x the RSS and "
+                    f"{(r['anon_peak_mb'] - r['anon_baseline_mb']) / max(b['anon_peak_mb'] - b['anon_baseline_mb'], 1e-9):.2f}x "
+                    "the anonymous memory above each one's imports"
+                )
     if len(results) >= 2:
         small, large = min(results), max(results)
         rs, rl = results[small], results[large]
