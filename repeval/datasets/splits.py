@@ -4,7 +4,7 @@ Everything here is vectorised over Arrow/numpy arrays (no Python object per row)
 tables in batches with memory bounded by :data:`repeval.datasets.spill.PARTITION_ROWS` items, so a
 1,000,000-row catalog is split in about a second and a 100,000,000-row one fits in the same memory.
 
-Invariants (property-tested in ``tests/datasets/test_splits_properties.py``):
+Invariants (property-tested in ``tests/datasets/test_datasets_splits_properties.py``):
 
 - every item gets exactly one split; items sharing a group always share a split (and a fold);
 - the assignment depends only on the seed and the *set* of (key, stratum, group) items, not on
@@ -13,7 +13,9 @@ Invariants (property-tested in ``tests/datasets/test_splits_properties.py``):
   test sets (fold i+1) and validation sets (fold i) each partition the data.
 
 The unit of assignment is a group (items with the same non-null group) or a single item. A
-unit's stratum is its most common stratum (ties: the alphabetically first).
+unit's stratum is its most common stratum (ties: the alphabetically first). Within a stratum, units
+are ordered by a seeded 64-bit hash of their name (:class:`UnitRanks`): the first largest-remainder
+share goes to train, the next to validation, the rest to test; folds deal them round-robin.
 """
 
 from __future__ import annotations
