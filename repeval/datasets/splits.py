@@ -142,7 +142,7 @@ class UnitRanks:
     def add(self, pos: np.ndarray, keys: Any, strata: Any, groups: Any | None) -> None:
         """Add items at positions ``pos`` with their keys (track ids), strata and groups (or None)."""
         units = _unit_names(keys, groups)
-        key = hash64(units, self.seed)
+        key = _unit_keys(units, self.seed)
         batch = pa.record_batch(
             [pa.array(np.asarray(pos, dtype=np.int64)), units, _str_array(strata).fill_null(""), pa.array(key)],
             schema=_ITEMS,
@@ -189,6 +189,14 @@ class UnitRanks:
                 self.parts.close()
 
         return strata, n_units, items()
+
+
+def _unit_keys(units: pa.Array, seed: int) -> np.ndarray:
+    """``hash64(units, seed)``, hashing each distinct name once when names repeat (groups: many rows each)."""
+    enc = pc.dictionary_encode(units)
+    if len(enc.dictionary) > len(units) // 2:  # mostly distinct (tracks without a group): hash them directly
+        return hash64(units, seed)
+    return hash64(enc.dictionary, seed)[enc.indices.to_numpy(zero_copy_only=False)]
 
 
 def _ranked(keys: Any, strata: Any, seed: int, groups: Any | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
