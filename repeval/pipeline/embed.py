@@ -210,8 +210,7 @@ def _plan_dataset(
 ) -> None:
     """Add one (experiment, dataset)'s missing tracks to each model's stream. ``shared``: another experiment
     of the run uses the dataset too, so the ids planned here are kept for its turn (a track is embedded once);
-    otherwise they are not kept (a copy of the id column per scenario: 70 MB for a million tracks and four
-    scenarios)."""
+    otherwise they are not kept (a copy of the wanted ids per scenario: ~12 MB per million tracks)."""
     run = cfg.run
     scenarios = exp.scenarios_for(ds)
     ids = rows.column("track_id").combine_chunks()
