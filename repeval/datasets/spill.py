@@ -90,14 +90,15 @@ def hash64_reference(value: str, seed: int = 0) -> int:
     return int(_splitmix64(np.array([x], dtype=np.uint64))[0])
 
 
-def _string_array(values: Any) -> pa.Array:
+def string_array(values: Any) -> pa.Array:
+    """``values`` (an Arrow array or chunked array, or a sequence) as one Arrow string array, nulls kept."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
     if not isinstance(values, pa.Array):
         values = pa.array(list(values), pa.string())
     if values.type != pa.string():
         values = pc.cast(values, pa.string())
-    return values.fill_null("") if values.null_count else values
+    return values
 
 
 def hash64(values: Any, seed: int = 0) -> np.ndarray:
@@ -107,7 +108,8 @@ def hash64(values: Any, seed: int = 0) -> np.ndarray:
     Deterministic across processes and platforms; equal strings always get equal hashes, and
     distinct strings collide with negligible probability (callers never rely on distinctness).
     """
-    arr = _string_array(values)
+    arr = string_array(values)
+    arr = arr.fill_null("") if arr.null_count else arr
     n = len(arr)
     out = np.empty(n, dtype=np.uint64)
     if n == 0:
@@ -274,10 +276,6 @@ class TableSpool:
                 self._writer.write_batch(b)
             self._mem = []
         self._writer.write_batch(batch)
-
-    @property
-    def spilled(self) -> bool:
-        return self._path is not None
 
     def table(self) -> pa.Table:
         if self._writer is None:

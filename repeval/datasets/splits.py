@@ -40,6 +40,7 @@ from repeval.datasets.spill import (
     hash64,
     n_partitions,
     partition_of,
+    string_array,
 )
 
 log = logging.getLogger(__name__)
@@ -66,16 +67,6 @@ def _allocate(n: int, ratios: tuple[float, float, float]) -> list[int]:
     return counts.tolist()
 
 
-def _str_array(values: Any) -> pa.Array:
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    if not isinstance(values, pa.Array):
-        values = pa.array(list(values), pa.string())
-    if values.type != pa.string():
-        values = pc.cast(values, pa.string())
-    return values
-
-
 def _sorted_codes(values: pa.Array) -> tuple[np.ndarray, pa.Array]:
     """Codes of ``values`` numbered in sorted order of the distinct values (order-independent)."""
     enc = pc.dictionary_encode(values)
@@ -88,19 +79,19 @@ def _sorted_codes(values: pa.Array) -> tuple[np.ndarray, pa.Array]:
 
 def _unit_names(keys: Any, groups: Any | None) -> pa.Array:
     """The unit of each item: its group, or ``"\0<key>"`` for an item without one (so it sorts apart)."""
-    groups = None if groups is None else _str_array(groups)
+    groups = None if groups is None else string_array(groups)
     if groups is not None and groups.null_count == 0:
         return groups
     if groups is None or groups.null_count == len(groups):
-        return pc.binary_join_element_wise("\0", _str_array(keys), "")
-    return pc.if_else(pc.is_null(groups), pc.binary_join_element_wise("\0", _str_array(keys), ""), groups)
+        return pc.binary_join_element_wise("\0", string_array(keys), "")
+    return pc.if_else(pc.is_null(groups), pc.binary_join_element_wise("\0", string_array(keys), ""), groups)
 
 
 def _units(unit_names: pa.Array, strata: pa.Array) -> tuple[np.ndarray, np.ndarray, pa.Array]:
     """(unit of each item, stratum code of each unit, stratum names), units and strata numbered in
     sorted-name order. A unit's stratum is its most common one (ties: the alphabetically first)."""
     unit_of, _ = _sorted_codes(unit_names)
-    stratum_of, stratum_names = _sorted_codes(_str_array(strata).fill_null(""))
+    stratum_of, stratum_names = _sorted_codes(string_array(strata).fill_null(""))
     n_units = int(unit_of.max()) + 1 if len(unit_of) else 0
     n_strata = len(stratum_names)
     unit_stratum = np.zeros(n_units, dtype=np.int64)
@@ -144,7 +135,7 @@ class UnitRanks:
         units = _unit_names(keys, groups)
         key = _unit_keys(units, self.seed)
         batch = pa.record_batch(
-            [pa.array(np.asarray(pos, dtype=np.int64)), units, _str_array(strata).fill_null(""), pa.array(key)],
+            [pa.array(np.asarray(pos, dtype=np.int64)), units, string_array(strata).fill_null(""), pa.array(key)],
             schema=_ITEMS,
         )
         self.parts.add(batch, partition_of(key, self.parts.k))
@@ -157,9 +148,9 @@ class UnitRanks:
         unit_key[unit_of] = t.column("key").to_numpy()
         return unit_of, unit_key, unit_stratum, names.to_pylist()
 
-    def ranks(self) -> tuple[list[str], np.ndarray, Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
-        """(stratum names in sorted order, units per stratum, iterator of (item positions, item
-        stratum index, rank of the item's unit within its stratum)) — call once, after every add."""
+    def ranks(self) -> tuple[np.ndarray, Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+        """(units per stratum, strata in sorted-name order; an iterator of (item positions, item stratum
+        index, rank of the item's unit within its stratum)) — call once, after every add."""
         counts: dict[str, int] = {}
         for t in self.parts:
             _, _, unit_stratum, names = self._local(t)
@@ -188,7 +179,7 @@ class UnitRanks:
             finally:
                 self.parts.close()
 
-        return strata, n_units, items()
+        return n_units, items()
 
 
 def _unit_keys(units: pa.Array, seed: int) -> np.ndarray:
@@ -201,11 +192,11 @@ def _unit_keys(units: pa.Array, seed: int) -> np.ndarray:
 
 def _ranked(keys: Any, strata: Any, seed: int, groups: Any | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(units per stratum, stratum index of each item, rank of each item's unit in its stratum)."""
-    keys = _str_array(keys)
+    keys = string_array(keys)
     n = len(keys)
     ranker = UnitRanks(n, seed)
     ranker.add(np.arange(n), keys, strata, groups)
-    _, n_units, it = ranker.ranks()
+    n_units, it = ranker.ranks()
     g = np.zeros(n, dtype=np.int64)
     rank = np.zeros(n, dtype=np.int64)
     for pos, g_part, rank_part in it:
@@ -348,11 +339,10 @@ def _fill_rows(
             ranker.add(start + np.flatnonzero(mask), sub.column("track_id"), strata, sub.column("group"))
             picked += sub.num_rows
         start += batch.num_rows
-    _, n_units, items = ranker.ranks()
     if not picked:
-        for _ in items:
-            pass
+        ranker.parts.close()
         return rows
+    n_units, items = ranker.ranks()
     codes = codes_array(n)
     for pos, g, rank in items:
         codes[pos] = codes_of(n_units, g, rank)

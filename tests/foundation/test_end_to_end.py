@@ -16,6 +16,16 @@ from repeval import runner
 from repeval.config import load_config
 from repeval.store import EmbeddingStore
 
+#: a linear probe that learns the rendered notes' four instruments within 60 epochs
+LINEAR = {
+    "name": "linear",
+    "hidden_units": [],
+    "standardize": True,
+    "learning_rate": 0.01,
+    "batch_size": 16,
+    "epochs": 60,
+}
+
 
 @pytest.fixture(scope="module")
 def run_config(rendered_notes, tmp_path_factory):
@@ -48,14 +58,7 @@ def run_config(rendered_notes, tmp_path_factory):
                 "deformations": [[{"type": "Gain", "params": {"min_gain_db": -12, "max_gain_db": -12, "p": 1}}]],
                 "embedding_models": ["mfcc-stats"],
                 "downstream_models": [
-                    {
-                        "name": "linear",
-                        "hidden_units": [],
-                        "standardize": True,
-                        "learning_rate": 0.01,
-                        "batch_size": 16,
-                        "epochs": 60,
-                    },
+                    LINEAR,
                     {"name": "mlp", "hidden_units": ["infer"], "standardize": True, "batch_size": 16, "epochs": 60},
                 ],
                 "metrics": ["f1_macro", "accuracy"],
@@ -283,16 +286,7 @@ def test_a_spilled_catalog_plan_runs_end_to_end(ray_session, rendered_notes, tmp
                     }
                 ],
                 "embedding_models": ["mfcc-stats"],
-                "downstream_models": [
-                    {
-                        "name": "linear",
-                        "hidden_units": [],
-                        "standardize": True,
-                        "learning_rate": 0.01,
-                        "batch_size": 16,
-                        "epochs": 60,
-                    }
-                ],
+                "downstream_models": [LINEAR],
                 "metrics": ["accuracy"],
             }
         ],
