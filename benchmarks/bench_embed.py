@@ -364,7 +364,7 @@ def bench_throughput(
     t_ready = time.perf_counter() - t_all
     s, t_pipe = run_repeval(config)
     t_pipe_all = time.perf_counter() - t_all
-    fused = "MapBatches(DecodeEmbed)" in s.operators  # the model ran inside the decode tasks
+    fused = any(op.endswith("MapBatches(DecodeEmbed)") for op in s.operators)  # the model ran inside the decode tasks
     pool = None
     if fused and placement == "auto":
         # the same stream with the model in an actor pool (embed_in_decode: never): what running it in the decode

@@ -8,7 +8,8 @@ Only the splits in ``run.deform_splits`` (default: test) are deformed — probes
 clean audio and tested on clean and deformed audio. Each track is decoded once, whatever the
 number of scenarios it needs.
 
-Stream: ``from_arrow`` (slices of the to-do table) → ``DecodeDeform`` tasks (decode block-wise,
+Stream: :class:`~repeval.pipeline.source.TodoSource` (blocks of the to-do table, read inside the decode
+tasks) → ``DecodeDeform`` tasks (decode block-wise,
 chunk to the model's window, deform) → ``Embed`` actor pool (one per model; resources from
 :mod:`repeval.pipeline.resources`) → driver: reassemble chunks, write atomic part files. A light
 model (handcrafted features) runs inside the decode tasks instead (``DecodeEmbed``; see
@@ -35,6 +36,8 @@ import pyarrow.compute as pc
 
 from repeval.config import Config, ExperimentConfig
 from repeval.config.loader import config_hash
+from repeval.datasets import spill
+from repeval.datasets.spill import TableSpool
 from repeval.models import resolve_model
 from repeval.pipeline.assemble import TrackAssembler, errors_table, rows_table
 from repeval.pipeline.resources import EmbedResources, plan_resources
@@ -57,6 +60,11 @@ MAX_BLOCK_ROWS = 64
 #: later, so tasks must last longer than that (2,000 clips of 3 s, mfcc-stats, 2 CPUs, execution only: 64-row
 #: tasks of ~0.25 s ran about one at a time, 9.1–9.3 s; 250-row tasks of ~1 s, 7.4 s)
 FUSED_MAX_BLOCK_ROWS = 256
+#: at most this many blocks per stream: each costs the driver ~2 ms to hand to Ray Data before the first task
+#: starts (a put of its read task and Ray Data's bookkeeping; 2 CPUs: 10,000 blocks, 19 s) and a few KB while the
+#: stream runs, so a catalog of millions gets larger blocks instead (1,000,000 tracks: 245 rows each, a task of
+#: tens of seconds against Ray Data's ~15 ms per task), still dozens per CPU on a large cluster
+MAX_STREAM_BLOCKS = 4096
 #: chunks per embedding call when the model config does not set ``batch_size`` (fewer in a short stream)
 DEFAULT_EMBED_BATCH = 32
 
@@ -139,8 +147,16 @@ class _Stream:
     provenance: dict[str, dict[str, Any]] = field(default_factory=dict)
     info: dict[str, dict[str, Any]] = field(default_factory=dict)
     planned: dict[str, pa.Array] = field(default_factory=dict)
-    todos: list[pa.Table] = field(default_factory=list)
+    todo: TableSpool | None = None  # the to-do rows of every (experiment, dataset), spilled past PARTITION_ROWS
     labels: list[str] = field(default_factory=list)
+
+    def add_todo(self, piece: pa.Table) -> None:
+        if self.todo is None:
+            self.todo = TableSpool(piece.schema)
+        elif piece.schema != self.todo.schema:
+            piece = piece.cast(self.todo.schema)
+        for batch in piece.to_batches():
+            self.todo.write(batch)
 
 
 def _stream_batch_size(current: Any, other: Any) -> Any:
@@ -283,16 +299,23 @@ def _plan_dataset(
             if not any(info["dataset"] == ds.name for info in st.info.values()):  # not planned by another task
                 log.info("%s/%s: all partitions complete", ds.name, mcfg.id)
             continue
-        # scenario indices into list(masks): shifted to the stream's keys (only the columns a stream reads are copied)
-        todo = plan_todo(rows.select(["track_id", "audio_path", "split"]), masks)
+        # scenario indices into list(masks): shifted to the stream's keys (only the columns a stream reads are
+        # copied), planned PARTITION_ROWS rows at a time into the stream's spool (a catalog's to-do is not held)
         local = np.array([st.keys.index(k) for k in masks], np.int16)
-        col = todo.column("scenarios").combine_chunks()
-        values = local[col.values.to_numpy(zero_copy_only=False)] if len(col.values) else np.zeros(0, np.int16)
-        shifted = pa.ListArray.from_arrays(col.offsets, pa.array(values, pa.int16()))
-        todo = todo.select(["track_id", "audio_path", "split"]).append_column("scenarios", shifted)
-        if todo.num_rows:
-            st.todos.append(todo)
-            st.labels.append(f"{ds.name} {todo.num_rows}")
+        cols = rows.select(["track_id", "audio_path", "split"])
+        n_todo = 0
+        step = spill.PARTITION_ROWS
+        for start in range(0, rows.num_rows, step):
+            todo = plan_todo(cols.slice(start, step), {k: m[start : start + step] for k, m in masks.items()})
+            if not todo.num_rows:
+                continue
+            col = todo.column("scenarios").combine_chunks()
+            values = local[col.values.to_numpy(zero_copy_only=False)] if len(col.values) else np.zeros(0, np.int16)
+            shifted = pa.ListArray.from_arrays(col.offsets, pa.array(values, pa.int16()))
+            st.add_todo(todo.select(["track_id", "audio_path", "split"]).append_column("scenarios", shifted))
+            n_todo += todo.num_rows
+        if n_todo:
+            st.labels.append(f"{ds.name} {n_todo}")
 
 
 def stream_resources(mcfg: Any, resources: Any) -> EmbedResources:
@@ -309,8 +332,9 @@ def _run_stream(cfg: Config, st: _Stream, store: EmbeddingStore, summary: EmbedS
     """Run one model's stream (if it has tracks to embed), then mark its partitions complete."""
     mcfg = st.mcfg
     versions: dict[str, str] = {}
-    if st.todos:
-        todo = pa.concat_tables(st.todos)
+    if st.todo is not None:
+        todo = st.todo.table()
+        st.todo = None
         res = stream_resources(mcfg, cfg.run.resources)
         datasets = sorted({st.info[k]["dataset"] for k in st.keys})
         label = f"{datasets[0]}/{mcfg.id}" if len(datasets) == 1 else f"{mcfg.id} ({len(datasets)} datasets)"
@@ -338,12 +362,11 @@ def _stored_version(part: Any) -> str | None:
     return None
 
 
-def _blocks(todo: pa.Table, n_cpus: float, max_rows: int = MAX_BLOCK_ROWS) -> list[pa.Table]:
-    """Slices of the to-do table, one Ray Data block each (at most ``max_rows``; at least four per CPU, so the
-    last tasks do not leave CPUs idle)."""
-    n = todo.num_rows
-    size = max(1, min(max_rows, math.ceil(n / max(4 * n_cpus, 1))))
-    return [todo.slice(i, size) for i in range(0, n, size)]
+def block_rows(n_rows: int, n_cpus: float, max_rows: int = MAX_BLOCK_ROWS) -> int:
+    """Rows per Ray Data block (one decode task each): at most ``max_rows``, and at least four blocks per CPU, so
+    the last tasks do not leave CPUs idle — but never more than ``MAX_STREAM_BLOCKS`` blocks (larger blocks then)."""
+    size = max(1, min(max_rows, math.ceil(n_rows / max(4 * n_cpus, 1))))
+    return max(size, math.ceil(n_rows / MAX_STREAM_BLOCKS))
 
 
 def _run_pipeline(
@@ -355,9 +378,9 @@ def _run_pipeline(
     progress: bool | None,
     label: str,
 ) -> dict[str, str]:
-    import ray.data
     from ray.data import DataContext
 
+    from repeval.pipeline.source import read_todo
     from repeval.ray_utils import cluster_cpus, prompt_stream_limits
 
     prompt_stream_limits()  # parallel tasks from the stream's start, not 1–2 s into it
@@ -381,17 +404,17 @@ def _run_pipeline(
     ctx.enable_progress_bars = bool(show)
 
     inp = todo.select(["track_id", "audio_path", "split", "scenarios"])
-    blocks = _blocks(inp, n_cpus, FUSED_MAX_BLOCK_ROWS if res.fused else MAX_BLOCK_ROWS)
-    ds: Any = ray.data.from_arrow(blocks)
+    rows = block_rows(inp.num_rows, n_cpus, FUSED_MAX_BLOCK_ROWS if res.fused else MAX_BLOCK_ROWS)
+    # the read runs with the decode stage's arguments, so it fuses into it: one task per block
+    ds: Any = read_todo(inp, rows, **res.decode_kwargs())
     decode = DecodeDeform(st.sample_rate, st.steps, run.seed, chunk_s=st.chunk_s, scenario_ids=st.keys, seed_ids=sids)
-    # a callable instance runs as stateless tasks; the Embed class runs as an actor pool
-    # one batch per block: a larger batch_size would make Ray Data bundle several blocks into one task
-    block_rows = max(b.num_rows for b in blocks)
+    # a callable instance runs as stateless tasks; the Embed class runs as an actor pool. One batch per block
+    # (batch_size=None): a batch size would make Ray Data bundle blocks into tasks and keep the read unfused
     if res.fused:  # decoded and embedded in the same task (a light model, or run.resources.embed_in_decode: always)
         fused = DecodeEmbed(decode, mcfg, run.keep_frames, res.threads, batch_size)
-        ds = ds.map_batches(fused, batch_size=block_rows, **res.decode_kwargs())
+        ds = ds.map_batches(fused, batch_size=None, **res.decode_kwargs())
     else:
-        ds = ds.map_batches(decode, batch_size=block_rows, **res.decode_kwargs())
+        ds = ds.map_batches(decode, batch_size=None, **res.decode_kwargs())
         ds = ds.map_batches(
             Embed,
             fn_constructor_args=(mcfg, run.keep_frames, res.threads),

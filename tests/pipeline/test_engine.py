@@ -142,12 +142,12 @@ def test_reruns_are_bit_identical(two_runs):
 
 def test_decode_and_embed_are_separate_stages(two_runs):
     _, fused, pool = two_runs
-    assert pool.operators[-2:] == ["MapBatches(DecodeDeform)", "MapBatches(Embed)"]
-    assert not any("->" in op for op in pool.operators)
+    # the to-do rows are read inside the decode tasks (one task per block); decode and embed stay apart
+    assert pool.operators == ["ReadTodo->MapBatches(DecodeDeform)", "MapBatches(Embed)"]
     assert "2 embedding actor(s)" in pool.resources["mfcc-stats"] and pool.model_processes["mfcc-stats"] == 2
     # a light model under embed_in_decode: auto runs inside the decode tasks: one stage, no actor pool, one task
     # per CPU (the session's Ray has 2)
-    assert fused.operators[-1] == "MapBatches(DecodeEmbed)" and "MapBatches(Embed)" not in fused.operators
+    assert fused.operators == ["ReadTodo->MapBatches(DecodeEmbed)"]
     assert "inside the decode tasks" in fused.resources["mfcc-stats"] and fused.model_processes["mfcc-stats"] == 2
     # the streams ran with their resource limits re-read promptly at the start (repeval.ray_utils)
     from ray.data._internal.execution.resource_manager import ResourceManager
@@ -247,8 +247,8 @@ def test_a_model_with_weights_inside_the_decode_tasks(ray_session, rendered_note
         assert summary.errors == 0 and summary.computed == 8 + 2, (placement, summary.line())
         out[placement] = (summary, pq.read_table(tmp_path / f"store-{placement}" / "notes" / "clmr-v2" / "clean"))
     fused, pool = out["always"][0], out["never"][0]
-    assert fused.operators[-1] == "MapBatches(DecodeEmbed)" and "MapBatches(Embed)" not in fused.operators
-    assert pool.operators[-2:] == ["MapBatches(DecodeDeform)", "MapBatches(Embed)"]
+    assert fused.operators == ["ReadTodo->MapBatches(DecodeEmbed)"]
+    assert pool.operators == ["ReadTodo->MapBatches(DecodeDeform)", "MapBatches(Embed)"]
     a, b = (out[k][1].sort_by("track_id") for k in ("always", "never"))
     assert a.column("track_id").equals(b.column("track_id")) and a.num_rows == 8
     # not bit-equal: the embedding calls' batches are composed differently (a decode task's own rows vs Ray

@@ -301,14 +301,16 @@ def test_light_models_run_inside_the_decode_tasks() -> None:
 def test_blocks_longer_when_the_model_runs_in_the_decode_tasks() -> None:
     """At least four blocks per CPU, at most 64 rows for an actor pool and 256 when the model runs in the decode
     tasks (Ray Data starts the next task tenths of a second after one ends: short fused tasks ran one at a time)."""
-    from repeval.pipeline.embed import FUSED_MAX_BLOCK_ROWS, MAX_BLOCK_ROWS, _blocks
+    from repeval.pipeline.embed import FUSED_MAX_BLOCK_ROWS, MAX_BLOCK_ROWS, block_rows
+    from repeval.pipeline.source import block_slices
 
-    todo = pa.table({"track_id": [str(i) for i in range(2000)]})
-    pool, fused = _blocks(todo, 2, MAX_BLOCK_ROWS), _blocks(todo, 2, FUSED_MAX_BLOCK_ROWS)
-    assert [len(pool), len(fused)] == [32, 8] and {b.num_rows for b in fused} == {250}
-    assert pa.concat_tables(fused).equals(todo) and pa.concat_tables(pool).equals(todo)
-    assert [b.num_rows for b in _blocks(todo.slice(0, 10), 2, FUSED_MAX_BLOCK_ROWS)] == [2] * 5
-    assert len(_blocks(pa.table({"track_id": [str(i) for i in range(100_000)]}), 2, FUSED_MAX_BLOCK_ROWS)) == 391
+    pool, fused = (
+        block_slices(2000, block_rows(2000, 2, MAX_BLOCK_ROWS)),
+        block_slices(2000, block_rows(2000, 2, FUSED_MAX_BLOCK_ROWS)),
+    )
+    assert [len(pool), len(fused)] == [32, 8] and {n for _, n in fused} == {250}
+    assert block_rows(10, 2, FUSED_MAX_BLOCK_ROWS) == 2  # five blocks of two rows
+    assert len(block_slices(100_000, block_rows(100_000, 2, FUSED_MAX_BLOCK_ROWS))) == 391
 
 
 def test_decode_embed_equals_decode_then_embed(files) -> None:

@@ -206,7 +206,7 @@ def test_kill9_of_an_embedding_worker_mid_run(ray_session, fault_catalog, refere
         finished.set()
         t.join(timeout=30)
     assert killed, f"no {stage} worker was killed: the run ended before the fault point"
-    assert stage in summary.operators, summary.operators
+    assert any(op.endswith(stage) for op in summary.operators), summary.operators
     assert not Path(f"/proc/{killed['pid']}").exists()
     total = 24 + 4
     assert (summary.computed, summary.skipped, summary.errors) == (total, 0, 0)
