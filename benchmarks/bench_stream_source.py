@@ -11,9 +11,10 @@ the figures are the stream head's own cost: what the driver spends before the fi
 
 Each (N, side) runs in a fresh process with its own Ray (2 CPUs, started as repeval starts it; its workers up
 and Ray Data's helper actors started before the clock, see ``warm.py``) and prints
-the seconds from the to-do table to the first decoded block, and the driver's peak anonymous memory
-(``RssAnon``, sampled every millisecond) above what it held before building the stream, after the first
-20 blocks (by then Ray Data has taken every input block). Sizes up to ``--drain-rows`` are also run to the
+the seconds from the to-do table to the first decoded block, the driver's peak anonymous memory
+(``RssAnon``, sampled every millisecond) above what it held before building the stream, and what Ray's
+object store holds, after the first 20 blocks (by then Ray Data has taken every input block; what the
+driver puts lives in the object store, not in the driver's memory). Sizes up to ``--drain-rows`` are also run to the
 end (every row counted) and print the total time — that part is Ray Data's per-task cost (~10–20 ms per
 task on 2 CPUs), the same on both sides.
 """
@@ -77,6 +78,18 @@ def count_rows(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {"rows": np.array([len(batch["track_id"])])}
 
 
+def object_store_use() -> tuple[float, int]:
+    """MiB and objects in Ray's object store (the driver's puts live there, outside its own memory)."""
+    import re
+
+    import ray
+    from ray._private.internal_api import memory_summary
+
+    text = memory_summary(address=ray.get_runtime_context().gcs_address, stats_only=True)
+    m = re.search(r"Plasma memory usage (\d+) MiB, (\d+) objects", text)
+    return (float(m.group(1)), int(m.group(2))) if m else (float("nan"), 0)
+
+
 def child(side: str, n: int, drain: bool) -> None:
     from repeval.pipeline.embed import block_rows
     from repeval.ray_utils import init_ray
@@ -103,6 +116,7 @@ def child(side: str, n: int, drain: bool) -> None:
         built = time.perf_counter() - t0
         rows = blocks_seen = 0
         first = None
+        plasma = (float("nan"), 0)
         for batch in ds.iter_batches(batch_size=None):
             if first is None:
                 first = time.perf_counter() - t0
@@ -110,6 +124,8 @@ def child(side: str, n: int, drain: bool) -> None:
             blocks_seen += len(batch["rows"])
             if blocks_seen >= FIRST_BLOCKS and not drain:
                 break
+            if blocks_seen == FIRST_BLOCKS:
+                plasma = object_store_use()
         total = time.perf_counter() - t0
     print(
         json.dumps(
@@ -119,6 +135,8 @@ def child(side: str, n: int, drain: bool) -> None:
                 "total_s": total,
                 "rows": rows,
                 "anon_mb": peak.peak - anon0,
+                "plasma_mb": plasma[0],
+                "plasma_objects": plasma[1],
                 "todo_mb": todo.nbytes / 2**20,
                 "blocks": -(-n // (block_rows(n, 2) if side == "repeval" else BLOCK_ROWS)),
             }
@@ -153,14 +171,16 @@ def main() -> None:
             r = sides[name]
             print(
                 f"  {label:<23} {r['blocks']:>6,} blocks: built {r['built_s']:6.2f} s, first block decoded at "
-                f"{r['first_s']:6.2f} s, driver peak anonymous +{r['anon_mb']:7.1f} MB"
+                f"{r['first_s']:6.2f} s, driver peak anonymous +{r['anon_mb']:7.1f} MB, object store "
+                f"{r['plasma_mb']:5.0f} MiB in {r['plasma_objects']:,} objects"
                 + (f", all {r['rows']:,} rows in {r['total_s']:6.1f} s" if drain else "")
             )
         for name in ("repeval", "repeval-64"):
             r = sides[name]
             print(
                 f"  {name} vs baseline: first block {b['first_s'] / r['first_s']:.1f}x sooner, "
-                f"{r['anon_mb'] / max(b['anon_mb'], 1e-9):.2f}x the driver memory"
+                f"{r['anon_mb'] / max(b['anon_mb'], 1e-9):.3f}x the driver memory, "
+                f"{r['plasma_mb'] / max(b['plasma_mb'], 1e-9):.2f}x the object store"
                 + (f", {b['total_s'] / r['total_s']:.2f}x the speed to the end" if drain else "")
             )
         lost = {name: r["rows"] for name, r in sides.items() if drain and r["rows"] != n}
