@@ -122,10 +122,10 @@ def child(side: str, n: int, drain: bool) -> None:
                 first = time.perf_counter() - t0
             rows += int(batch["rows"].sum())
             blocks_seen += len(batch["rows"])
-            if blocks_seen >= FIRST_BLOCKS and not drain:
-                break
             if blocks_seen == FIRST_BLOCKS:
                 plasma = object_store_use()
+            if blocks_seen >= FIRST_BLOCKS and not drain:
+                break
         total = time.perf_counter() - t0
     print(
         json.dumps(
