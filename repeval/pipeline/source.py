@@ -1,12 +1,13 @@
 """The head of an embedding stream: the to-do table as a Ray Data source, one read task per block of rows.
 
 ``ray.data.from_arrow`` (what streams used before) puts every block into the object store from the driver
-and runs one remote task per block to read its metadata: on 2 CPUs, 200,000 to-do rows in 64-row blocks
-took 13–16 s and +155–159 MB of driver memory (~50 KB per block) before the first track was decoded — minutes
-and gigabytes for a catalog of millions. Here each read task carries its rows as a compressed Arrow IPC
-message, made only when Ray Data serialises the task (so the driver never holds two copies), with the block's
-metadata computed locally; the read fuses with the decode stage, so a block is one task, as before
-(``bench_embed.py --only source``).
+and runs one remote task per block to read its metadata: on 2 CPUs, 1,000,000 to-do rows in 64-row blocks took
+89–97 s and +660 MB of driver memory before the first track was decoded. Here each read task carries its rows
+as a compressed Arrow IPC message, made only when Ray Data serialises the task (so the driver never holds two
+copies), with the block's metadata computed locally; the read fuses with the decode stage, so a block is one
+task, as before. Ray Data still puts every read task at the stream's start (~1.3 ms each here), which is why a
+stream has at most ``repeval.pipeline.embed.MAX_STREAM_BLOCKS`` blocks: 1,000,000 rows then start decoding
+after ~5 s with a few MB of driver memory (``benchmarks/bench_stream_source.py``).
 
 The payload travels inside the task, so a multi-node cluster needs no shared filesystem for it.
 """
