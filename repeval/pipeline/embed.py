@@ -312,7 +312,7 @@ def _plan_dataset(
             col = todo.column("scenarios").combine_chunks()
             values = local[col.values.to_numpy(zero_copy_only=False)] if len(col.values) else np.zeros(0, np.int16)
             shifted = pa.ListArray.from_arrays(col.offsets, pa.array(values, pa.int16()))
-            st.add_todo(todo.select(["track_id", "audio_path", "split"]).append_column("scenarios", shifted))
+            st.add_todo(todo.set_column(todo.schema.get_field_index("scenarios"), "scenarios", shifted))
             n_todo += todo.num_rows
         if n_todo:
             st.labels.append(f"{ds.name} {n_todo}")

@@ -27,7 +27,7 @@ PAYLOAD_COMPRESSION = "zstd"
 
 
 class RowsPayload:
-    """A slice of the to-do table that pickles as one compressed IPC message (and unpickles as a table).
+    """A block's read function: returns its slice of the to-do table, and pickles as one compressed IPC message.
 
     Holding the slice (not bytes) means the driver keeps only the table it already has; the bytes exist in
     the object store once Ray Data has put the read task there."""
@@ -43,6 +43,9 @@ class RowsPayload:
         with pa.ipc.new_stream(sink, self.table.schema, options=opts) as writer:
             writer.write_table(self.table)
         return _from_ipc, (sink.getvalue().to_pybytes(),)
+
+    def __call__(self) -> Iterable[pa.Table]:
+        return [self.table]
 
 
 def _from_ipc(data: bytes) -> RowsPayload:
@@ -61,7 +64,6 @@ class TodoSource(Datasource):
 
     def __init__(self, todo: pa.Table, block_rows: int) -> None:
         self.todo = todo
-        self.block_rows = block_rows
         self.slices = block_slices(todo.num_rows, block_rows)
 
     def get_name(self) -> str:
@@ -79,20 +81,8 @@ class TodoSource(Datasource):
             rows = self.todo.slice(offset, length)
             meta = BlockMetadata(num_rows=length, size_bytes=rows.nbytes, input_files=None, exec_stats=None)
             # no schema: pickling one per task costs a third of its put (Ray Data reads it from the first block)
-            tasks.append(ReadTask(_Read(RowsPayload(rows)), meta, per_task_row_limit=per_task_row_limit))
+            tasks.append(ReadTask(RowsPayload(rows), meta, per_task_row_limit=per_task_row_limit))
         return tasks
-
-
-class _Read:
-    """The read function of one block (a class, not a closure: pickles as its payload and nothing else)."""
-
-    __slots__ = ("payload",)
-
-    def __init__(self, payload: RowsPayload) -> None:
-        self.payload = payload
-
-    def __call__(self) -> Iterable[pa.Table]:
-        return [self.payload.table]
 
 
 def read_todo(todo: pa.Table, block_rows: int, **read_args: Any) -> Any:
