@@ -380,7 +380,7 @@ def _run_pipeline(
 ) -> dict[str, str]:
     from ray.data import DataContext
 
-    from repeval.pipeline.source import read_todo
+    from repeval.pipeline.source import block_slices, read_todo
     from repeval.ray_utils import cluster_cpus, prompt_stream_limits
 
     prompt_stream_limits()  # parallel tasks from the stream's start, not 1–2 s into it
@@ -406,15 +406,16 @@ def _run_pipeline(
     inp = todo.select(["track_id", "audio_path", "split", "scenarios"])
     rows = block_rows(inp.num_rows, n_cpus, FUSED_MAX_BLOCK_ROWS if res.fused else MAX_BLOCK_ROWS)
     # the read runs with the decode stage's arguments, so it fuses into it: one task per block
-    ds: Any = read_todo(inp, rows, **res.decode_kwargs())
+    decode_kw = res.decode_kwargs(n_blocks=len(block_slices(inp.num_rows, rows)))
+    ds: Any = read_todo(inp, rows, **decode_kw)
     decode = DecodeDeform(st.sample_rate, st.steps, run.seed, chunk_s=st.chunk_s, scenario_ids=st.keys, seed_ids=sids)
     # a callable instance runs as stateless tasks; the Embed class runs as an actor pool. One batch per block
     # (batch_size=None): a batch size would make Ray Data bundle blocks into tasks and keep the read unfused
     if res.fused:  # decoded and embedded in the same task (a light model, or run.resources.embed_in_decode: always)
         fused = DecodeEmbed(decode, mcfg, run.keep_frames, res.threads, batch_size)
-        ds = ds.map_batches(fused, batch_size=None, **res.decode_kwargs())
+        ds = ds.map_batches(fused, batch_size=None, **decode_kw)
     else:
-        ds = ds.map_batches(decode, batch_size=None, **res.decode_kwargs())
+        ds = ds.map_batches(decode, batch_size=None, **decode_kw)
         ds = ds.map_batches(
             Embed,
             fn_constructor_args=(mcfg, run.keep_frames, res.threads),

@@ -92,13 +92,16 @@ class EmbedResources:
             kw["runtime_env"] = self.runtime_env
         return kw
 
-    def decode_kwargs(self) -> dict[str, Any]:
-        """``map_batches`` keyword arguments of the decode stage (a stateless task pool)."""
+    def decode_kwargs(self, n_blocks: int | None = None) -> dict[str, Any]:
+        """``map_batches`` keyword arguments of the decode stage (a stateless task pool). ``n_blocks``, the stream's
+        block count, caps the pool: a stream of fewer blocks than pool slots cannot run more tasks, and Ray Data
+        warns about every such stream (a one-file ``--retry-errors`` rerun, a small dataset on a large node)."""
         import ray.data
 
         kw: dict[str, Any] = {"num_cpus": self.decode_num_cpus}
         if self.decode_tasks:
-            kw["compute"] = ray.data.TaskPoolStrategy(size=self.decode_tasks)
+            size = min(self.decode_tasks, n_blocks) if n_blocks else self.decode_tasks
+            kw["compute"] = ray.data.TaskPoolStrategy(size=size)
         if self.fused and self.runtime_env is not None:  # the tasks host the model: its process group
             kw["runtime_env"] = self.runtime_env
         return kw

@@ -1,8 +1,8 @@
 """The engine on a real embedded Ray: chunked long files, frames, all-split deformation, provenance,
 bit-identical reruns (also across the model's placement: decode tasks or actor pool), separate
 (unfused) stages for actor-pool models and one stage for models in the decode tasks, resume after a
-failure injected in a UDF, the decode stage's task cap in a live stream, isolated process groups and
-GPU requests."""
+failure injected in a UDF, the decode stage's task cap in a live stream (and at a one-block stream's size),
+isolated process groups and GPU requests."""
 
 from __future__ import annotations
 
@@ -284,6 +284,31 @@ def test_decode_tasks_capped_in_a_live_stream(ray_session, rendered_notes, tmp_p
     assert n >= 4 and n3 >= 4, seen  # enough tasks that Ray could have run several at once
     assert most == 1, seen
     assert 2 <= most3 <= 3, seen  # the observation does see concurrent tasks where the cap allows them
+
+
+def test_a_one_block_stream_runs_its_decode_pool_without_ray_datas_concurrency_warning(
+    ray_session, rendered_notes, tmp_path
+):
+    """A stream of fewer blocks than decode slots (here one train track: one row, one block; mfcc-stats in the decode
+    tasks, two at once on 2 CPUs) gets a pool of that many tasks, so Ray Data does not warn that the operator "can
+    launch at most 1 task(s), which is less than the concurrency limit" (what a one-file ``--retry-errors`` printed)."""
+    import warnings
+
+    rows = [r for r in csv.DictReader(rendered_notes.open()) if r["split"] == "train"][:1]
+    manifest = tmp_path / "one.csv"
+    with manifest.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerow({**rows[0], "audio_path": str(rendered_notes.parent / rows[0]["audio_path"])})
+    config = _config(tmp_path, manifest, str(tmp_path / "store"))
+    cfg = load_config(config)
+    res = embed_mod.stream_resources(cfg.experiments[0].embedding_models[0], cfg.run.resources)
+    assert res.fused and res.decode_tasks == 2  # what a one-block stream used to ask Ray Data for
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        summary = _embed(config)
+    assert (summary.computed, summary.errors) == (1, 0)
+    assert not [str(w.message) for w in seen if "concurrent tasks" in str(w.message)]
 
 
 def _refaults() -> int:

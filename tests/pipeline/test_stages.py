@@ -205,6 +205,8 @@ def test_resources_decode_tasks_fill_the_cpus_the_actors_leave() -> None:
     assert gpu.decode_tasks == 14
     mine = plan_resources(_CPU, ResourcesConfig(decode_max_tasks=6), cluster_cpus=2, cluster_gpus=0)
     assert mine.decode_tasks == 6
+    # a stream of fewer blocks gets a pool of that many tasks (it could not run more); more blocks, the plan's
+    assert [mine.decode_kwargs(n_blocks=n)["compute"].size for n in (1, 4, 6, 10, None)] == [1, 4, 6, 6, 6]
     kw = one.decode_kwargs()
     assert kw["num_cpus"] == one.decode_num_cpus
     assert isinstance(kw["compute"], ray.data.TaskPoolStrategy) and kw["compute"].size == 1
@@ -215,6 +217,7 @@ def test_resources_decode_tasks_fill_the_cpus_the_actors_leave() -> None:
     nodes = {"CPU": 18.0, "node:10.0.0.1": 1.0, "node:10.0.0.2": 1.0, "node:__internal_head__": 1.0}
     multi = plan_resources(_CPU, ResourcesConfig(), cluster_cpus=18, cluster_gpus=0, cluster_resources=nodes)
     assert multi.decode_tasks is None and "compute" not in multi.decode_kwargs()
+    assert "compute" not in multi.decode_kwargs(n_blocks=1)
     assert "at once" not in multi.describe()
     pinned = plan_resources(_CPU, ResourcesConfig(decode_max_tasks=3), 18, 0, nodes)
     assert pinned.decode_tasks == 3 and pinned.decode_kwargs()["compute"].size == 3
