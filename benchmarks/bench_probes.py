@@ -53,6 +53,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -247,8 +248,6 @@ def bench_groups(storage: str, n_groups: int) -> tuple[float, object]:
     print(f"  one batch (actors reused):     {t_together:7.1f} s (1 experiment, Σ trial training {busy:.1f} s)")
     print(f"  speed-up {t_apart / t_together:.2f}×; results identical: {same}\n")
     assert same
-    from types import SimpleNamespace
-
     return t_together, SimpleNamespace(trial_seconds=busy, trials=sum(g.trials for g in together))
 
 
@@ -425,13 +424,9 @@ def mir_ref_torch(data: ProbeData, probes: list[tuple[str, list[int]]]) -> dict:
 THESIS = [{"preset": "mir_ref_thesis"}]
 
 
-class _ChildGrid:
-    """What :func:`overhead_line` and the accuracy table read of a grid that ran in a child process."""
-
-    def __init__(self, d: dict) -> None:
-        self.trial_seconds, self.trials = d["trial_seconds"], d["trials"]
-        self.probes = [{"probe": k, "epochs": v[1]} for k, v in d["probes"].items()]
-        self.rows = [{"probe": k, "metric": "accuracy", "label": None, "value": v[0]} for k, v in d["probes"].items()]
+def probe_scores(g) -> dict[str, tuple[float, int]]:
+    """Each probe of a grid's result: (mean test accuracy, epochs trained)."""
+    return {p["probe"]: (test_accuracy(g, p["probe"]), p["epochs"]) for p in g.probes}
 
 
 def thesis_child(out: str) -> None:
@@ -450,21 +445,22 @@ def thesis_child(out: str) -> None:
     finally:
         ray.shutdown()
         shutil.rmtree(storage, ignore_errors=True)
-    names = sorted({p["probe"] for p in g.probes})
-    probes = {n: [test_accuracy(g, n), next(p["epochs"] for p in g.probes if p["probe"] == n)] for n in names}
+    scores = probe_scores(g)
     Path(out).write_text(
-        json.dumps({"wall": wall, "trial_seconds": g.trial_seconds, "trials": g.trials, "probes": probes})
+        json.dumps({"wall": wall, "trial_seconds": g.trial_seconds, "trials": g.trials, "scores": scores})
     )
 
 
-def repeval_in_child() -> tuple[float, _ChildGrid]:
+def repeval_in_child() -> tuple[float, SimpleNamespace]:
+    """:func:`thesis_child` in a fresh process: its wall time, and what :func:`overhead_line` and the accuracy
+    table read of its result (``trial_seconds``, ``trials``, ``scores`` as :func:`probe_scores` gives them)."""
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "thesis.json"
         r = subprocess.run([sys.executable, __file__, "--thesis-child", str(out)], capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(r.stderr[-2000:])
         res = json.loads(out.read_text())
-    return res["wall"], _ChildGrid(res)
+    return res.pop("wall"), SimpleNamespace(**res)
 
 
 def bench_thesis(data: ProbeData, storage: str, repeat: int) -> list[tuple[str, float, object]]:
@@ -487,35 +483,35 @@ def bench_thesis(data: ProbeData, storage: str, repeat: int) -> list[tuple[str, 
     def reference() -> tuple[dict, int]:
         return mir_ref_keras(data, probes) if keras else (mir_ref_torch(data, probes), 0)
 
-    def ours() -> tuple[float, object]:
-        return run_repeval(THESIS, data, storage) if repeat == 1 else repeval_in_child()
+    def ours() -> tuple[float, object, dict[str, tuple[float, int]]]:
+        wall, g = repeval_in_child() if repeat > 1 else run_repeval(THESIS, data, storage)
+        return wall, g, (g.scores if repeat > 1 else probe_scores(g))
 
     if repeat > 1:
         ray.shutdown()  # one Ray at a time on the machine: each child starts its own
     pairs: list[tuple[float, float]] = []
-    first: tuple[object, dict, int] | None = None
+    first: tuple[dict, dict, int] | None = None
     overheads = []
     for i in range(repeat):
         if i % 2:  # odd pairs: the reference first
             ref, peak = reference()
-            wall_r, g = ours()
+            wall_r, g, scores = ours()
         else:
-            wall_r, g = ours()
+            wall_r, g, scores = ours()
             ref, peak = reference()
         pairs.append((ref["_total"], wall_r))
         overheads.append(("M1–M5" if repeat == 1 else f"M1–M5 #{i + 1}", wall_r, g))
         if first is None:
-            first = (g, ref, peak)
+            first = (scores, ref, peak)
         if repeat > 1:
             print(f"  pair {i + 1}/{repeat} ({'reference' if i % 2 else 'repeval'} first): {label.split(' (')[0]} "
                   f"{ref['_total']:.1f} s, repeval {wall_r:.1f} s → {ref['_total'] / wall_r:.1f}×", flush=True)  # fmt: skip
     if repeat > 1:  # the caller's later benchmarks and its shutdown expect its Ray
         init_ray(object_store_memory=400 * 1024**2)
-    g, ref, peak = first  # type: ignore[misc]
+    scores, ref, peak = first  # type: ignore[misc]
     print(f"  {'probe':<5} {'repeval acc':>11} {'epochs':>6} | {'mir_ref acc':>11} {'epochs':>6} {'seconds':>8}")
     for name, _ in probes:
-        acc = test_accuracy(g, name)
-        ep = next(p["epochs"] for p in g.probes if p["probe"] == name)
+        acc, ep = scores[name]
         print(f"  {name:<5} {acc:11.4f} {ep:6d} | {ref[name][0]:11.4f} {ref[name][1]:6d} {ref[name][2]:8.1f}")
     if repeat == 1:
         print(f"  {label}: {ref['_total']:.1f} s (training only, TensorFlow import excluded)")
@@ -527,7 +523,7 @@ def bench_thesis(data: ProbeData, storage: str, repeat: int) -> list[tuple[str, 
               f"process")  # fmt: skip
         print(f"  speed-up per pair {ratios[0]:.1f}–{ratios[-1]:.1f}×, median {np.median(ratios):.1f}× "
               f"(target ≥ 10×)")  # fmt: skip
-    mean_r = np.mean([test_accuracy(g, n) for n, _ in probes])
+    mean_r = np.mean([scores[n][0] for n, _ in probes])
     mean_k = np.mean([ref[n][0] for n, _ in probes])
     print(f"  mean test accuracy (first pair): repeval {mean_r:.4f}, mir_ref {mean_k:.4f}")
     if peak:

@@ -380,7 +380,7 @@ def _run_pipeline(
 ) -> dict[str, str]:
     from ray.data import DataContext
 
-    from repeval.pipeline.source import block_slices, read_todo
+    from repeval.pipeline.source import read_todo
     from repeval.ray_utils import cluster_cpus, prompt_stream_limits
 
     prompt_stream_limits()  # parallel tasks from the stream's start, not 1–2 s into it
@@ -406,7 +406,7 @@ def _run_pipeline(
     inp = todo.select(["track_id", "audio_path", "split", "scenarios"])
     rows = block_rows(inp.num_rows, n_cpus, FUSED_MAX_BLOCK_ROWS if res.fused else MAX_BLOCK_ROWS)
     # the read runs with the decode stage's arguments, so it fuses into it: one task per block
-    decode_kw = res.decode_kwargs(n_blocks=len(block_slices(inp.num_rows, rows)))
+    decode_kw = res.decode_kwargs(n_blocks=math.ceil(inp.num_rows / rows))  # the read's blocks (block_slices)
     ds: Any = read_todo(inp, rows, **decode_kw)
     decode = DecodeDeform(st.sample_rate, st.steps, run.seed, chunk_s=st.chunk_s, scenario_ids=st.keys, seed_ids=sids)
     # a callable instance runs as stateless tasks; the Embed class runs as an actor pool. One batch per block

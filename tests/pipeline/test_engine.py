@@ -37,8 +37,9 @@ LONG_S = 24.0
 CHUNK_S = 10.0
 
 
-def _manifest(rendered_notes: Path, root: Path, n: int, long_file: bool) -> Path:
-    rows = list(csv.DictReader(rendered_notes.open()))[:n]
+def _manifest(rendered_notes: Path, root: Path, n: int, long_file: bool, split: str | None = None) -> Path:
+    """The first ``n`` rendered notes (of ``split`` only, when given), plus a long file when asked."""
+    rows = [r for r in csv.DictReader(rendered_notes.open()) if split is None or r["split"] == split][:n]
     out = root / "manifest.csv"
     with out.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -294,12 +295,7 @@ def test_a_one_block_stream_runs_its_decode_pool_without_ray_datas_concurrency_w
     launch at most 1 task(s), which is less than the concurrency limit" (what a one-file ``--retry-errors`` printed)."""
     import warnings
 
-    rows = [r for r in csv.DictReader(rendered_notes.open()) if r["split"] == "train"][:1]
-    manifest = tmp_path / "one.csv"
-    with manifest.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerow({**rows[0], "audio_path": str(rendered_notes.parent / rows[0]["audio_path"])})
+    manifest = _manifest(rendered_notes, tmp_path, 1, long_file=False, split="train")
     config = _config(tmp_path, manifest, str(tmp_path / "store"))
     cfg = load_config(config)
     res = embed_mod.stream_resources(cfg.experiments[0].embedding_models[0], cfg.run.resources)
