@@ -29,7 +29,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from repeval.models._common import PROCESS_GROUP_ENV, WindowedModel, extra_reason, model_threads, pad_to
+from repeval.models._common import (
+    PROCESS_GROUP_ENV,
+    WindowedModel,
+    extra_reason,
+    mel_filterbank,
+    model_threads,
+    pad_to,
+)
 from repeval.models.base import register_model
 
 log = logging.getLogger(__name__)
@@ -49,11 +56,8 @@ _LAYERS = {
 
 @functools.lru_cache(maxsize=1)
 def _filters() -> tuple[np.ndarray, np.ndarray]:
-    import librosa
-
-    return librosa.filters.mel(sr=SR, n_fft=N_FFT, n_mels=N_MELS).astype(np.float32), np.hanning(N_FFT + 1)[:-1].astype(
-        np.float32
-    )
+    """librosa's mel filters (:func:`mel_filterbank`, bit for bit, without librosa's import) and a periodic Hann."""
+    return mel_filterbank(SR, N_FFT, N_MELS), np.hanning(N_FFT + 1)[:-1].astype(np.float32)
 
 
 def logmel(audio: np.ndarray, pad_mode: str = "reflect") -> np.ndarray:
@@ -80,8 +84,11 @@ class MusiCNN(WindowedModel):
     extra = "tf"
     process_group = "tf"
     checkpoint: ClassVar[str] = "MSD_musicnn"
-    max_batch_windows = 32
-    requires: ClassVar[tuple[str, ...]] = ("tensorflow", "tf_keras", "musicnn", "librosa")
+    #: patches per session run: 8, 16 and 32 give bit-identical embeddings at the same speed on one CPU thread,
+    #: but each run's activations are ~25 MiB per patch, all touched (page-faulted) in a process' first call and
+    #: kept: at 32 a MusiCNN process peaked at 1.5-1.8 GiB against 1.06 GiB at 8 (docs/benchmarks.md, session 27)
+    max_batch_windows = 8
+    requires: ClassVar[tuple[str, ...]] = ("tensorflow", "tf_keras", "musicnn")
 
     def __init__(self, layer: str | None = None, hop_s: float = 3.0, pad_mode: str = "reflect", **params: Any) -> None:
         arch = "vgg" if "vgg" in self.checkpoint else "musicnn"

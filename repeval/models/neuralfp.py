@@ -27,6 +27,7 @@ from repeval.models._common import (
     cut_windows,
     extra_reason,
     load_state_dict,
+    mel_filterbank,
     missing_weights_reason,
     weight_path,
 )
@@ -106,17 +107,15 @@ class NeuralFPModel(WindowedModel):
     extra = "torch"
     uses_gpu = True
     max_batch_windows = 64
-    requires: ClassVar[tuple[str, ...]] = ("torch", "librosa")
+    requires: ClassVar[tuple[str, ...]] = ("torch",)
 
     def __init__(self, checkpoint: str | None = None, hop_s: float = 0.5, device: str = "auto", **params: Any) -> None:
         super().__init__(checkpoint=checkpoint, hop_s=hop_s, device=device, **params)
-        import librosa
-
         self.sample_rate_hz = SR
         self.embedding_dim = EMBEDDING_DIM
         self.hop = max(1, round(hop_s * SR))
         self.device = choose_device(device)
-        self._mel = librosa.filters.mel(sr=SR, n_fft=N_FFT, n_mels=N_MELS, fmin=300.0, fmax=4000.0).astype(np.float32)
+        self._mel = mel_filterbank(SR, N_FFT, N_MELS, fmin=300.0, fmax=4000.0)
         self._window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)
         path = weight_path(self.params, "checkpoint", "neuralfp.pt")
         net = build_neuralfp()

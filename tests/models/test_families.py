@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -218,7 +219,6 @@ def test_musicnn_input_matches_librosa_melspectrogram() -> None:
 
 def test_importing_the_zoo_loads_no_framework() -> None:
     """essentia aborts beside tensorflow 2.x: registering models must import neither (nor torch, ...)."""
-    import subprocess
 
     code = (
         "import sys, repeval.models, repeval.models.validate; "
@@ -228,14 +228,43 @@ def test_importing_the_zoo_loads_no_framework() -> None:
     assert out.strip() == "[]"
 
 
-@pytest.mark.parametrize(("sr", "n_fft", "n_mels"), [(22050, 2048, 128), (16000, 512, 64), (44100, 1024, 40)])
-def test_numpy_mel_filterbank_is_librosas(sr, n_fft, n_mels):
-    """The handcrafted baselines build their mel filters without librosa (its first filter call loads numba in
-    every embedding actor); the matrix must be librosa's, bit for bit."""
+@pytest.mark.parametrize(
+    ("sr", "n_fft", "n_mels", "fmin", "fmax"),
+    [
+        (22050, 2048, 128, 0.0, None),
+        (16000, 512, 64, 0.0, None),
+        (44100, 1024, 40, 0.0, None),
+        (16000, 512, 96, 0.0, None),  # musicnn's
+        (8000, 1024, 256, 300.0, 4000.0),  # neuralfp's
+        (22050, 2048, 64, 50.0, 8000.0),
+    ],
+)
+def test_numpy_mel_filterbank_is_librosas(sr, n_fft, n_mels, fmin, fmax):
+    """The handcrafted baselines, musicnn and neuralfp build their mel filters without librosa (its import loads
+    scipy.signal and numba in every embedding actor); the matrix must be librosa's, bit for bit."""
     import librosa
 
-    from repeval.models.handcrafted import mel_filterbank
+    from repeval.models._common import mel_filterbank
 
-    ours = mel_filterbank(sr, n_fft, n_mels)
+    ours = mel_filterbank(sr, n_fft, n_mels, fmin=fmin, fmax=fmax)
     assert ours.dtype == np.float32
-    np.testing.assert_array_equal(ours, librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels))
+    np.testing.assert_array_equal(ours, librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax))
+
+
+def test_a_musicnn_actor_never_imports_librosa(tmp_path) -> None:
+    """A musicnn actor's start (TensorFlow's import, the graph, the first batch) must not pay for librosa's
+    import (scipy.signal, numba: ~1 CPU-s of every TensorFlow actor's start): a fresh process builds the model,
+    embeds a clip and lists what it imported."""
+    code = (
+        "import os, sys, numpy as np\n"
+        "from repeval.models._common import PROCESS_GROUP_ENV\n"
+        "os.environ.update(PROCESS_GROUP_ENV['tf'])\n"
+        "from repeval.config.schema import EmbeddingModelConfig\n"
+        "from repeval.models import build_model\n"
+        "m = build_model(EmbeddingModelConfig(id='msd-musicnn'))\n"
+        "out = m.embed_batch([np.zeros(16000 * 4, np.float32) + 0.01])\n"
+        "print(out[0].shape, [k for k in ('librosa', 'numba', 'scipy.signal') if k in sys.modules])\n"
+    )
+    r = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == "(1, 200) []"
