@@ -251,10 +251,11 @@ def test_numpy_mel_filterbank_is_librosas(sr, n_fft, n_mels, fmin, fmax):
     np.testing.assert_array_equal(ours, librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax))
 
 
-def test_a_musicnn_actor_never_imports_librosa(tmp_path) -> None:
+def test_a_musicnn_actor_never_imports_librosa_and_its_batches_do_not_change_a_clip() -> None:
     """A musicnn actor's start (TensorFlow's import, the graph, the first batch) must not pay for librosa's
     import (scipy.signal, numba: ~1 CPU-s of every TensorFlow actor's start): a fresh process builds the model,
-    embeds a clip and lists what it imported."""
+    embeds a clip and lists what it imported. In the same process: clips embedded 8 patches per session call
+    (the default), 64 per call and one clip at a time get the same frames."""
     code = (
         "import os, sys, numpy as np\n"
         "from repeval.models._common import PROCESS_GROUP_ENV\n"
@@ -264,7 +265,19 @@ def test_a_musicnn_actor_never_imports_librosa(tmp_path) -> None:
         "m = build_model(EmbeddingModelConfig(id='msd-musicnn'))\n"
         "out = m.embed_batch([np.zeros(16000 * 4, np.float32) + 0.01])\n"
         "print(out[0].shape, [k for k in ('librosa', 'numba', 'scipy.signal') if k in sys.modules])\n"
+        # 8 patches per session call (the memory a process first touches) must not change what a clip gets
+        "rng = np.random.default_rng(0)\n"
+        "clips = [0.1 * rng.standard_normal(n).astype(np.float32) for n in (16000 * 7, 16000 * 40, 9000, 16000 * 13)]\n"
+        "small = np.concatenate(m.embed_batch(clips))\n"
+        "m.max_batch_windows = 64\n"
+        "large = np.concatenate(m.embed_batch(clips))\n"
+        "one = np.concatenate([m.embed(c) for c in clips])\n"
+        "print(small.shape, float(np.abs(small - large).max()), float(np.abs(small - one).max()))\n"
     )
     r = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.strip().splitlines()[-1] == "(1, 200) []"
+    imports, batches = r.stdout.strip().splitlines()[-2:]
+    assert imports == "(1, 200) []"
+    shape, d_large, d_one = batches.rsplit(" ", 2)
+    assert shape == "(20, 200)"  # 2 + 13 + 1 (zero-padded) + 4 patches of 3 s: three calls of 8
+    assert float(d_large) <= 1e-5 and float(d_one) <= 1e-5, batches
