@@ -225,10 +225,11 @@ def test_basic_pitch_gives_each_clip_its_own_frames_however_many_windows_a_call_
     alone = [model.embed(c) for c in clips]  # one clip, one window per call
     for d, w, a in zip(default, whole, alone, strict=True):
         assert d.shape[1] == model.embedding_dim and d.std() > 0
-        # onnxruntime's kernels may round a window's last bit differently with the batch's size (16, 8 and 4
-        # gave identical frames here; 1 and 64 differ by up to 6e-8)
-        np.testing.assert_allclose(d, w, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(d, a, rtol=1e-5, atol=1e-6)
+        # onnxruntime's kernels may round differently with the batch's size (16, 8 and 4 gave identical frames on
+        # the AVX-512 machine this was written on; 1 and 64 differed by up to 6e-8; other CPUs pick other kernels).
+        # A clip given another clip's frames, or its own shifted by one, differs by 0.4–0.9 at some frame
+        np.testing.assert_allclose(d, w, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(d, a, rtol=1e-4, atol=1e-5)
 
 
 @_needs("librosa")
