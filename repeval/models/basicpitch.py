@@ -44,13 +44,10 @@ class BasicPitch(RebuildOnUnpickle, EmbeddingModel):
     extra = "onnx"
     requires: ClassVar[tuple[str, ...]] = ("onnxruntime", "basic_pitch")
 
-    #: windows per onnxruntime call: 8 runs as fast as 16 and gives each clip the same frames (16, 8 and 4 gave
-    #: identical arrays) with a 110–200 MiB lower peak RSS per process (32 clips of 5 s, one thread: 453 against
-    #: 562–659 MiB; docs/benchmarks.md, session 28)
-    default_batch_windows: ClassVar[int] = 8
-
-    def __init__(self, outputs: list[str] | None = None, max_batch_windows: int | None = None, **params: Any) -> None:
-        max_batch_windows = self.default_batch_windows if max_batch_windows is None else max_batch_windows
+    # max_batch_windows, windows per onnxruntime call: 8 runs as fast as 16 and gives each clip the same frames
+    # (16, 8 and 4 gave identical arrays) with a 110–200 MiB lower peak RSS per process (32 clips of 5 s, one
+    # thread: 453 against 562–659 MiB; docs/benchmarks.md, session 28)
+    def __init__(self, outputs: list[str] | None = None, max_batch_windows: int = 8, **params: Any) -> None:
         outputs = list(outputs or ["contour", "note", "onset"])
         unknown = [o for o in outputs if o not in _OUTPUTS]
         if unknown or not outputs:

@@ -187,33 +187,33 @@ def test_essentia_refuses_a_process_with_tensorflow(monkeypatch: pytest.MonkeyPa
         VGGishAudioSet(graph_path="/nonexistent.pb")
 
 
-@_needs("onnxruntime", "basic_pitch", "torch", "torchcrepe")
-@pytest.mark.parametrize("name", ["basic-pitch", "crepe-tiny", "logmel-stats"])
-def test_pretrained_models_embed_real_audio(name: str, shared_data: Path) -> None:
+def _real_clip(shared_data: Path, sample_rate: int) -> np.ndarray:
+    """The first medley-solos clip of ../shared/data, mono, resampled to ``sample_rate``."""
     import soundfile as sf
     import soxr
 
-    from repeval.models import build_model
-
     path = sorted((shared_data / "medley_solos_db_small" / "audio").rglob("*.*"))[0]
     audio, sr = sf.read(path, dtype="float32", always_2d=True)
+    return soxr.resample(audio.mean(axis=1), sr, sample_rate).astype(np.float32)
+
+
+@_needs("onnxruntime", "basic_pitch", "torch", "torchcrepe")
+@pytest.mark.parametrize("name", ["basic-pitch", "crepe-tiny", "logmel-stats"])
+def test_pretrained_models_embed_real_audio(name: str, shared_data: Path) -> None:
+    from repeval.models import build_model
+
     model = build_model(EmbeddingModelConfig(id=name))
-    clip = soxr.resample(audio.mean(axis=1), sr, model.sample_rate_hz).astype(np.float32)
+    clip = _real_clip(shared_data, model.sample_rate_hz)
     out = model.embed(clip)
     assert out.shape[1] == model.embedding_dim and np.isfinite(out).all() and out.std() > 0
 
 
 @_needs("onnxruntime", "basic_pitch")
 def test_basic_pitch_gives_each_clip_its_own_frames_however_many_windows_a_call_holds(shared_data: Path) -> None:
-    import soundfile as sf
-    import soxr
-
     from repeval.models import build_model
 
-    path = sorted((shared_data / "medley_solos_db_small" / "audio").rglob("*.*"))[0]
-    audio, sr = sf.read(path, dtype="float32", always_2d=True)
     model = build_model(EmbeddingModelConfig(id="basic-pitch"))
-    clip = soxr.resample(audio.mean(axis=1), sr, model.sample_rate_hz).astype(np.float32)
+    clip = _real_clip(shared_data, model.sample_rate_hz)
     # clips of 1–9 windows (2 s windows, ~1.65 s hop): 8 per onnxruntime call splits the batch several times
     clips = [clip, clip[: len(clip) // 3], np.concatenate([clip, clip[::-1]] * 4), clip[::-1].copy()]
     assert model.max_batch_windows == 8
@@ -248,7 +248,6 @@ def test_musicnn_input_matches_librosa_melspectrogram() -> None:
 
 def test_importing_the_zoo_loads_no_framework() -> None:
     """essentia aborts beside tensorflow 2.x: registering models must import neither (nor torch, ...)."""
-
     code = (
         "import sys, repeval.models, repeval.models.validate; "
         "print([m for m in ('torch', 'tensorflow', 'essentia', 'onnxruntime', 'transformers') if m in sys.modules])"
