@@ -232,6 +232,17 @@ def _fingerprint(units: list[Unit], ev: EvalSettings, data: ProbeData, extra: An
 # ------------------------------------------------------------------------------ running
 
 
+def sampler(seed: int, name: str, max_concurrent: int | None) -> Any:
+    """Tune's variant generator for experiment ``name``, its random draws seeded from the run's ``seed`` and
+    the name: a search space samples the same configurations on every run of a configuration (so a rerun
+    whose experiment state was lost still finds its finished trials), and different ones per experiment.
+    It carries ``max_concurrent`` itself (Tune ignores ``TuneConfig.max_concurrent_trials`` beside it)."""
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return BasicVariantGenerator(random_state=int.from_bytes(digest[:4], "little"), max_concurrent=max_concurrent or 0)
+
+
 def _fit(
     name: str,
     make_trainable: Callable[[dict[str, str]], Any],
@@ -594,17 +605,17 @@ class _Group:
                 )
 
             def make_trainable(
-                finished: dict[str, str], units: list[Unit] = units, reuse: bool = scheduler is None
+                finished: dict[str, str], units: list[Unit] = units, judged: bool = scheduler is not None
             ) -> Any:
-                # with a scheduler a trial is judged on every report: one that re-reported a finished
-                # checkpoint at its first iteration would be judged early, so those trials train again
+                # with a scheduler a trial is judged on every report: a reused checkpoint replays the reports
+                # its trial made, so each is judged at its own iteration (one that cannot is trained again)
                 return tune.with_resources(
                     tune.with_parameters(
-                        resuming(wrap(tune_trial)),
+                        resuming(wrap(tune_trial), judged=judged),
                         data=data,
                         units=units,
                         ev=self.ev,
-                        finished=finished if reuse else {},
+                        finished=finished,
                     ),
                     resources,
                 )
@@ -612,8 +623,8 @@ class _Group:
             tc = tune.TuneConfig(
                 num_samples=spec.num_samples if spec.space else 1,
                 scheduler=scheduler,
+                search_alg=sampler(run.seed, name, res.max_concurrent_trials),
                 reuse_actors=run.reuse_actors,
-                max_concurrent_trials=res.max_concurrent_trials,
             )
             extra = {"space": spec.space, "num_samples": spec.num_samples, "scheduler": spec.scheduler}
             fp = _fingerprint(units, self.ev, data, extra)

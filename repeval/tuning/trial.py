@@ -213,8 +213,14 @@ def trial_key(config: dict[str, Any]) -> str:
 
 
 def _save_and_report(
-    metrics: dict[str, Any], reports: list[dict[str, Any]], keep: dict[str, Any], config: dict[str, Any]
+    metrics: dict[str, Any],
+    reports: list[dict[str, Any]],
+    keep: dict[str, Any],
+    config: dict[str, Any],
+    reported: list[dict[str, Any]] | None = None,
 ) -> None:
+    """Persist the unit's checkpoint and report ``metrics`` with it; ``reported`` (tune mode) is every result
+    the trial reported before, which a rerun replays when it reuses this checkpoint (:func:`_reuse_finished`)."""
     import torch
     from ray import tune
 
@@ -222,7 +228,9 @@ def _save_and_report(
         torch.save(keep, Path(d) / PROBES_FILE)
         (Path(d) / MEMBERS_FILE).write_text(json.dumps(reports))
         files = {f: (Path(d) / f).stat().st_size for f in (PROBES_FILE, MEMBERS_FILE)}
-        summary = {"key": trial_key(config), "metrics": metrics, "files": files}
+        summary: dict[str, Any] = {"key": trial_key(config), "metrics": metrics, "files": files}
+        if reported is not None:
+            summary["reported"] = reported
         (Path(d) / SUMMARY_FILE).write_text(json.dumps(summary))
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
@@ -256,9 +264,15 @@ def open_finished(src: str) -> tuple[Any, str, dict[str, Any]] | None:
     return None if summary is None else (fs, path, summary)
 
 
-def _reuse_finished(config: dict[str, Any], finished: dict[str, str] | None) -> bool:
+def _reuse_finished(config: dict[str, Any], finished: dict[str, str] | None, *, judged: bool = False) -> bool:
     """Report the persisted checkpoint of this trial's work from an interrupted run, if ``finished`` (trial key
-    → checkpoint path or URI, found by the driver) has a whole one: the unit is not trained again."""
+    → checkpoint path or URI, found by the driver) has a whole one: the unit is not trained again.
+
+    The results the interrupted trial reported before its last are reported again first, in order, so the
+    rerun's Tune records (and a scheduler that judges every report, ``judged``) see the same iterations as
+    the first run did: ASHA compares each of them at its own rung and may stop the trial on the way, as it
+    could have the first time. With ``judged``, a checkpoint that does not record them (written before they
+    were kept) is trained again rather than judged on its final result at its first iteration."""
     import pyarrow.fs as pafs
     from ray import tune
 
@@ -280,6 +294,13 @@ def _reuse_finished(config: dict[str, Any], finished: dict[str, str] | None) -> 
         if summary is None or summary["key"] != key:
             log.warning("the checkpoint of an interrupted trial at %s is no longer whole; training the unit again", src)
             return False
+        reported = summary.get("reported")
+        if not isinstance(reported, list) or not all(isinstance(r, dict) for r in reported):
+            if judged:
+                return False
+            reported = []
+        for rec in reported:  # Tune numbers them 1, 2, ... as it did; a scheduler may stop the trial here
+            tune.report(rec)
         first = summary["metrics"]  # what the interrupted run's trial reported; it trained for train_seconds
         metrics = {
             **first,
@@ -291,12 +312,12 @@ def _reuse_finished(config: dict[str, Any], finished: dict[str, str] | None) -> 
     return True
 
 
-def resuming(fn: Any) -> Any:
+def resuming(fn: Any, *, judged: bool = False) -> Any:
     """Wrap a trial function so that a unit whose checkpoint an interrupted run already persisted reports that
-    checkpoint instead of training again (``finished``: see :func:`_reuse_finished`)."""
+    checkpoint instead of training again (``finished``, ``judged``: see :func:`_reuse_finished`)."""
 
     def trial(config: dict[str, Any], finished: dict[str, str] | None = None, **kwargs: Any) -> None:
-        if _reuse_finished(config, finished):
+        if _reuse_finished(config, finished, judged=judged):
             return
         fn(config, **kwargs)
 
@@ -375,6 +396,7 @@ def tune_trial(config: dict[str, Any], data: ProbeData, units: list[Unit], ev: E
         [Member(m.spec, m.point, m.name, m.seed, cfg) for m in template.members], template.evaluate, template.spec
     )
     latest: dict[int, float] = {}
+    reported: list[dict[str, Any]] = []  # kept in the checkpoint: a rerun that reuses it replays them
     t0 = time.perf_counter()
 
     def on_validation(epoch: int, recs: list[tuple[int, dict[str, float]]]) -> None:
@@ -383,7 +405,8 @@ def tune_trial(config: dict[str, Any], data: ProbeData, units: list[Unit], ev: E
         vals = [v for v in latest.values() if math.isfinite(v)]
         if vals:
             # fsum: the mean does not depend on the order the unit's stacks validated their members in
-            tune.report({"best_criterion": math.fsum(vals) / len(vals), "epoch": epoch, "done": False})
+            reported.append({"best_criterion": math.fsum(vals) / len(vals), "epoch": epoch, "done": False})
+            tune.report(dict(reported[-1]))
 
     results, reports, keep = run_unit(unit, data, ev, on_validation=on_validation, device=_device(config))
     seconds = time.perf_counter() - t0
@@ -394,4 +417,4 @@ def tune_trial(config: dict[str, Any], data: ProbeData, units: list[Unit], ev: E
         rep["sampled"] = sampled
     if template.evaluate is False:  # select: best — keep this trial's configuration (all seeds)
         keep = {m.key: r.state_dict for m, r in zip(unit.members, results, strict=True) if r.failed is None}
-    _save_and_report(summary, reports, keep, config)
+    _save_and_report(summary, reports, keep, config, reported)

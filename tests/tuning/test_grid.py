@@ -321,6 +321,101 @@ def test_finished_trials_are_reused_when_the_experiment_state_was_lost(ray_sessi
     assert trained == ["p2", "p3", "p4", "p5"]
 
 
+def sampled_marker(marks: str):
+    """Record each tune-mode trial that trains (by its sampled values)."""
+
+    def wrap(fn):
+        def wrapped(config, data=None, units=None, ev=None):
+            Path(marks, f"ran-{json.dumps(config['sampled'], sort_keys=True)}-{time.time_ns()}").touch()
+            return fn(config, data=data, units=units, ev=ev)
+
+        return wrapped
+
+    return wrap
+
+
+def asha_search_config(seed: int = 0):
+    probe = {
+        "name": "tuned",
+        "hidden_units": [4],
+        "epochs": 6,
+        "patience": 100,
+        "batch_size": 30,
+        "search": {
+            "space": {"learning_rate": {"loguniform": [1e-4, 3e-2]}},
+            "num_samples": 5,
+            "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
+        },
+    }
+    # one trial at a time: ASHA's decisions then depend on nothing but the reported values
+    return config([probe], seed=seed, resources={"max_concurrent_trials": 1})
+
+
+def reported_curves(exp: Path) -> dict[str, list[float]]:
+    """Sampled values → the best_criterion of every result a trial reported to Tune (its result.json)."""
+    out = {}
+    for f in exp.glob("*/result.json"):
+        recs = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        if recs:
+            out[json.dumps(recs[0]["config"]["sampled"], sort_keys=True)] = [r["best_criterion"] for r in recs]
+    return out
+
+
+def test_a_sampled_search_under_asha_is_seeded_and_replays_finished_trials_on_resume(ray_session, tmp_path):
+    """A search space samples the same configurations on every run of a configuration (run.seed, the
+    experiment's name), other ones with another seed. When the experiment state is lost, the rerun reuses every
+    trial that finished, replaying what it reported so ASHA judges each report at its own iteration (the same
+    trials stop at the same rungs; the finished ones are not trained again); a checkpoint that does not record
+    its reports (older repeval) is trained again rather than judged on its final result at iteration 1."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    data = gaussian_probe_data(n=120, d=8, c=3, scenarios=False)
+
+    def run(storage, seed=0):
+        for p in marks.iterdir():
+            p.unlink()
+        c = asha_search_config(seed)
+        g = run_group(c, c.experiments[0], "notes", "m", data, str(storage), wrap_trainable=sampled_marker(str(marks)))
+        trained = sorted(p.name.split("-")[1] for p in marks.glob("ran-*"))  # sampled values, as JSON
+        return g, trained
+
+    def outcome(g):
+        probes = sorted((p["params"], p["status"], p["best_criterion"], p["selected"]) for p in g.probes)
+        rows = sorted((r["probe"], r["scenario"], r["metric"], r["label"] or "", r["value"]) for r in g.rows)
+        return probes, rows
+
+    storage = tmp_path / "tune"
+    first, trained = run(storage)
+    assert len(trained) == 5 and first.reused_trials == 0 and not first.failed
+    stopped = [p for p in first.probes if p["status"] == "stopped by scheduler"]
+    assert 0 < len(stopped) < 5  # ASHA stopped some, others ran their budget
+    (exp,) = [d for d in storage.iterdir() if d.is_dir()]
+    curves = reported_curves(exp)
+    assert len(curves) == 5 and {len(c) for c in curves.values()} != {1}
+
+    again, trained_again = run(tmp_path / "tune-again")  # a fresh experiment samples the same values
+    assert trained_again == trained and outcome(again) == outcome(first)
+    _, trained_other = run(tmp_path / "tune-other", seed=1)
+    assert not set(trained_other) & set(trained)
+
+    for f in exp.glob("experiment_state-*.json"):  # the driver died before Tune wrote its state
+        f.unlink()
+    summaries = sorted(exp.glob("*/checkpoint_*/summary.json"))
+    assert len(summaries) == 5 - len(stopped)
+    old = json.loads(summaries[0].read_text())
+    old_sampled = json.dumps(json.loads(old["key"])["sampled"], sort_keys=True)
+    del old["reported"]  # a checkpoint written before trials kept their reports
+    summaries[0].write_text(json.dumps(old))
+
+    resumed, trained = run(storage)
+    # trained again: the trials ASHA stopped (no checkpoint) and the one whose reports were not kept
+    assert len(trained) == len(stopped) + 1 and old_sampled in trained
+    assert resumed.reused_trials == 5 - len(stopped) - 1
+    assert outcome(resumed) == outcome(first)
+    (new_exp,) = [d for d in storage.iterdir() if d.is_dir() and ".incomplete-" not in d.name]
+    assert reported_curves(new_exp) == curves  # every trial reported the same values at the same iterations
+
+
 def unit_trainable(config):
     from ray import tune
 
