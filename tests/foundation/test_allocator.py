@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from repeval.cpu import KEEP_FREED_ENV
+from repeval.cpu import KEEP_FREED_ENV, MODEL_TUNABLES
 
 ROUNDS = r"""
 import ctypes, json, resource, sys
@@ -100,3 +100,61 @@ def test_an_embedding_actor_keeps_what_its_model_frees():
     assert out.returncode == 0, out.stderr[-2000:]
     kept = json.loads(out.stdout.strip().splitlines()[-1])
     assert max(kept[1:]) <= 0.02 * PAGES, kept
+
+
+EMBEDDED_RAY = r"""
+import json, os, threading
+import ray
+from repeval.ray_utils import init_ray
+init_ray(num_cpus=1, object_store_memory=80 * 2**20)
+
+ROUNDS = {rounds!r}
+
+@ray.remote
+def in_a_thread():
+    # what a Tune trial does: its function runs in a thread of the worker process, not the main one
+    out = {{}}
+    def body():
+        import io, contextlib, sys
+        sys.argv = ["x", "default"]
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            exec(ROUNDS, {{}})
+        out["faults"] = json.loads(buf.getvalue().strip().splitlines()[-1])
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    return os.environ.get("GLIBC_TUNABLES"), out["faults"]
+
+tunables, faults = ray.get(in_a_thread.remote())
+print(json.dumps({{"worker": tunables, "driver": os.environ.get("GLIBC_TUNABLES"), "faults": faults}}))
+ray.shutdown()
+"""
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_the_embedded_rays_workers_keep_what_a_threads_blocks_free(keep):
+    """A probe trial trains in a thread of a Ray worker, where glibc would give it an arena of its own whose
+    heaps are unmapped and mapped afresh: the embedded Ray starts its processes with one arena and the
+    thresholds that keep freed blocks (repeval.cpu.ray_process_env); the driver's own environment is left
+    alone, and ``REPEVAL_KEEP_FREED=0`` leaves glibc's default."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "RAY_ADDRESS", KEEP_FREED_ENV)}
+    if not keep:
+        env[KEEP_FREED_ENV] = "0"
+    out = subprocess.run(
+        [sys.executable, "-c", EMBEDDED_RAY.format(rounds=ROUNDS)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["driver"] is None
+    if keep:
+        assert got["worker"] == MODEL_TUNABLES
+        assert max(got["faults"][1:]) <= 0.02 * PAGES, got
+    else:
+        assert got["worker"] is None
+        assert min(got["faults"]) >= 0.9 * PAGES, got
