@@ -86,19 +86,17 @@ exec(sys.argv[2])
 """
 
 
+def last_json_line(cmd: list[str], env: dict[str, str]):
+    """Run ``cmd``; the JSON value on the last line it printed."""
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def test_an_embedding_actor_keeps_what_its_model_frees():
     body = ROUNDS.replace('if sys.argv[1] == "keep"', "if False")
     full = {k: v for k, v in os.environ.items() if k not in (KEEP_FREED_ENV, "GLIBC_TUNABLES")}
-    out = subprocess.run(
-        [sys.executable, "-c", EMBED_ACTOR, "x", body],
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    kept = json.loads(out.stdout.strip().splitlines()[-1])
+    kept = last_json_line([sys.executable, "-c", EMBED_ACTOR, "x", body], full)
     assert max(kept[1:]) <= 0.02 * PAGES, kept
 
 
@@ -141,16 +139,7 @@ def test_the_embedded_rays_workers_keep_what_a_threads_blocks_free(keep):
     env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "RAY_ADDRESS", KEEP_FREED_ENV)}
     if not keep:
         env[KEEP_FREED_ENV] = "0"
-    out = subprocess.run(
-        [sys.executable, "-c", EMBEDDED_RAY.format(rounds=ROUNDS)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    got = json.loads(out.stdout.strip().splitlines()[-1])
+    got = last_json_line([sys.executable, "-c", EMBEDDED_RAY.format(rounds=ROUNDS)], env)
     assert got["driver"] is None
     if keep:
         assert got["worker"] == MODEL_TUNABLES
