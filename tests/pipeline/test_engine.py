@@ -371,9 +371,11 @@ def test_process_groups_get_their_own_worker_processes(ray_session):
     d_pids, t_pids, a_pids = ({r["pid"] for r in rows} for rows in (d, t, after))
     assert {r["group"] for r in t} == {"tf"} and {r["legacy"] for r in t} == {"1"}
     assert {r["group"] for r in d} == {""} and {r["legacy"] for r in d} == {""}
-    # the isolated group's processes started with glibc keeping freed blocks (repeval.cpu.model_process_env):
-    # a 40 MiB block (10,240 pages) written again faults no page there, every page in Ray's shared workers
-    assert max(r["refaults"] for r in t) < 100 and min(r["refaults"] for r in d) > 9000, (t, d)
+    # the isolated group's processes started with glibc keeping freed blocks (repeval.cpu.model_process_env), and
+    # so did Ray's shared workers (the embedded Ray's environment, repeval.cpu.ray_process_env; glibc's default
+    # faults every page again: tests/foundation/test_allocator.py): a 40 MiB block (10,240 pages) written again
+    # faults no page in either
+    assert max(r["refaults"] for r in t + d) < 100, (t, d)
     assert not (t_pids & d_pids) and not (t_pids & a_pids)
     assert os.getpid() not in t_pids
 
