@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import ctypes
 import functools
 import gc
@@ -33,7 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -325,15 +326,28 @@ def ray_process_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     whose blocks are all freed is unmapped, a block that does not fit one is mapped afresh), and whose
     threshold stops at 32 MiB (a 54-probe stack's weight gradients are 54 MiB). A 27-probe Jukemir MLP stack
     (batch 64) trained for 5 epochs in such a thread page-faulted ~88,000 times per pass, 1.1–3.1 s of system
-    time beside ~3 s of user time; with one arena ~13,000 times in its first pass and ~1,000–2,000 after. The Jukemir grid on a fresh embedded
-    Ray with these settings against ``mallopt`` alone, two runs in opposite order: 1.26× / 1.17× the wall
-    time, 1.23× / 1.21× the trials' training time, every result identical, peak RSS of Ray's processes
-    1,632 against 2,379–2,519 MiB (docs/benchmarks.md, session 29). The settings take effect only when a
-    process starts, so :func:`repeval.ray_utils.init_ray` puts them in the environment Ray starts with (not
-    in this process'); on a cluster the node's ``ray start`` does (the cluster configs export them). Memory a
-    worker frees stays with it until it exits. Nothing is set when the environment already has
-    ``GLIBC_TUNABLES`` (the user's choice) or ``REPEVAL_KEEP_FREED=0``."""
+    time beside ~3 s of user time; with one arena ~13,000 times in its first pass and ~1,000–2,000 after. The
+    Jukemir grid on a fresh embedded Ray with these settings against ``mallopt`` alone, two runs in opposite
+    order: 1.26× / 1.17× the wall time, 1.23× / 1.21× the trials' training time, every result identical, peak
+    RSS of Ray's processes 1,632 against 2,379–2,519 MiB (docs/benchmarks.md, session 29). The settings take
+    effect only when a process starts, so the embedded Ray starts inside :func:`ray_process_environment`; on a
+    cluster the node's ``ray start`` has them (the cluster configs export them). Memory a worker frees stays
+    with it until it exits. Nothing is set when the environment already has ``GLIBC_TUNABLES`` (the user's
+    choice) or ``REPEVAL_KEEP_FREED=0``."""
     return model_process_env(env)
+
+
+@contextlib.contextmanager
+def ray_process_environment() -> Iterator[None]:
+    """Start a Ray inside this block: its processes inherit :func:`ray_process_env`; this process'
+    environment is as it was afterwards."""
+    extra = ray_process_env()
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for key in extra:
+            os.environ.pop(key, None)
 
 
 # ------------------------------------------------------------------ exit without a last collection

@@ -44,15 +44,10 @@ def init_ray(num_cpus: int | None = None, **kwargs: Any) -> None:
         log.info("attaching to Ray cluster at %s", os.environ["RAY_ADDRESS"])
         ray.init(log_to_driver=True, **kwargs)
     else:
-        from repeval.cpu import ray_process_env
+        from repeval.cpu import ray_process_environment
 
-        extra = ray_process_env()  # Ray's processes start with it; this process' environment is left as it was
-        os.environ.update(extra)
-        try:
+        with ray_process_environment():  # Ray's processes start with glibc's settings; this process keeps its own
             ray.init(**_embedded_options(num_cpus, kwargs))
-        finally:
-            for key in extra:
-                os.environ.pop(key, None)
         stop_monitor_first_at_exit()
     restrict_token_file()
 

@@ -36,13 +36,11 @@ def ray_session():
     """One embedded Ray for the whole test session (ray.init costs 8-10 s)."""
     import ray
 
-    from repeval.cpu import ray_process_env
+    from repeval.cpu import ray_process_environment
     from repeval.ray_utils import worker_soft_limit
 
     if not ray.is_initialized():
-        extra = ray_process_env()  # Ray's processes start with glibc's settings, as repeval's own init_ray does
-        os.environ.update(extra)
-        try:
+        with ray_process_environment():  # Ray's processes start with glibc's settings, as in repeval's init_ray
             ray.init(
                 num_cpus=2,
                 _system_config={"num_workers_soft_limit": worker_soft_limit(2)},  # as repeval's own init_ray
@@ -51,9 +49,6 @@ def ray_session():
                 logging_level="WARNING",
                 log_to_driver=False,
             )
-        finally:
-            for key in extra:
-                os.environ.pop(key, None)
     yield ray
     ray.shutdown()
 
