@@ -308,7 +308,8 @@ def model_process_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     1 GiB mmap threshold and no trimming those blocks stay in the process: ~0 faults after the first batch and
     the same 160 clips embedded 1.24–1.32× faster on one thread (docs/benchmarks.md, session 22). The setting
     takes effect only when a process starts, which is why it goes to the groups whose actors Ray starts in
-    processes of their own (``runtime_env``): the default group's workers are Ray's shared ones. Memory freed
+    processes of their own (``runtime_env``, so it holds on a cluster whose nodes started without it); Ray's
+    shared workers get it from the environment Ray started with (:func:`ray_process_env`). Memory freed
     by the model stays with its process (the next call reuses it). Nothing is set when the environment
     already has ``GLIBC_TUNABLES`` (the user's choice) or ``REPEVAL_KEEP_FREED=0``."""
     env = os.environ if env is None else env

@@ -131,8 +131,8 @@ def test_full_run(ray_session, run_config):
     from repeval.cpu import huge_pages_status
 
     assert env[0]["pages"] == huge_pages_status() and env[0]["trials_pages"] == [huge_pages_status()], env
-    # …and that their allocator kept the blocks a stack frees each step (this machine's C library is glibc)
-    # the trials' processes started with the embedded Ray's malloc settings (repeval.cpu.ray_process_env)
+    # …and that their allocator kept the blocks a stack frees each step (this machine's C library is glibc): the
+    # trials' processes started with the embedded Ray's malloc settings (repeval.cpu.ray_process_env)
     assert env[0]["trials_allocator"] == [f"the process' GLIBC_TUNABLES ({MODEL_TUNABLES})"], env
     (ctx.run_dir / "environment.json").write_text("{not json")  # a damaged record does not stop a run
     assert runner.stage_train(ctx)["skipped"] == 1
