@@ -260,27 +260,62 @@ def test_token_file_is_made_private(tmp_path):
     assert not restrict_token_file(token)  # already private: left alone
 
 
-def test_embedded_ray_leaves_its_new_token_readable_by_the_owner_only(tmp_path):
-    """A real embedded Ray with token authentication (Ray 2.60's default) in a fresh home directory: Ray writes
-    ``~/.ray/auth_token`` with the umask (0644 under 022); after ``init_ray`` it is 0600."""
+def test_embedded_ray_runs_with_token_authentication_and_a_private_token(tmp_path):
+    """A real embedded Ray in a fresh home directory with ``RAY_AUTH_MODE`` unset (what ``make run`` starts): token
+    authentication is on (a client holding another token is refused), the token ``init_ray`` created is 0600 under
+    a 022 umask (Ray writes its own with the umask), and Ray's "Token authentication is enabled ... opt out"
+    WARNING, which it logs when it picks the mode itself, is not printed."""
     import subprocess
     import sys
 
     script = (
-        "import os; os.umask(0o022)\n"
+        "import os, subprocess, sys; os.umask(0o022)\n"
         "import ray\n"
         "from repeval.ray_utils import init_ray\n"
         "init_ray(num_cpus=1, object_store_memory=80 * 2**20)\n"
         "print('RESULT', ray.get(ray.remote(lambda: 7).remote()))\n"
+        "print('WORKER_MODE', ray.get(ray.remote(lambda: os.environ.get('RAY_AUTH_MODE')).remote()))\n"
+        "intruder = 'import ray; ray.init(address=%r); print(\"CONNECTED\")' % ray.get_runtime_context().gcs_address\n"
+        "env = {**os.environ, 'RAY_AUTH_MODE': 'token', 'RAY_AUTH_TOKEN': '0' * 64}\n"
+        "r = subprocess.run([sys.executable, '-c', intruder], env=env, capture_output=True, text=True, timeout=120)\n"
+        "print('INTRUDER', 'CONNECTED' in r.stdout, 'AuthenticationError' in r.stderr or 'InvalidAuthToken' in r.stderr)\n"
         "ray.shutdown()\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS", "RAY_AUTH_TOKEN")}
     env["HOME"] = str(tmp_path)
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert "RESULT 7" in out.stdout, out.stderr[-2000:]
+    assert "WORKER_MODE token" in out.stdout, out.stdout
+    assert "INTRUDER False True" in out.stdout, (out.stdout, out.stderr[-2000:])
     token = tmp_path / ".ray" / "auth_token"
-    assert token.exists(), "Ray 2.60 should have generated a token (token authentication is its default)"
     assert token.stat().st_mode & 0o777 == 0o600
+    assert len(token.read_text()) == 64 and int(token.read_text(), 16) >= 0  # 256 bits, hex, as Ray's own
+    assert "Token authentication is enabled for this Ray cluster" not in out.stderr, out.stderr[-2000:]
+
+
+def test_token_is_created_private_and_an_explicit_choice_is_kept(tmp_path):
+    from repeval.ray_utils import prepare_token_auth
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env: dict[str, str] = {}
+    made = prepare_token_auth(env, home)  # mode unset: Ray's default (token), said explicitly
+    assert env["RAY_AUTH_MODE"] == "token"
+    assert made == home / ".ray" / "auth_token"
+    assert made.stat().st_mode & 0o777 == 0o600 and (home / ".ray").stat().st_mode & 0o777 == 0o700
+    first = made.read_text()
+    assert prepare_token_auth(env, home) is None and made.read_text() == first  # an existing token is kept
+    assert sorted(p.name for p in (home / ".ray").iterdir()) == ["auth_token"]  # no temporary file left
+
+    for i, user in enumerate(
+        ({"RAY_AUTH_MODE": "disabled"}, {"RAY_AUTH_TOKEN": "f" * 64}, {"RAY_AUTH_TOKEN_PATH": "/elsewhere"})
+    ):
+        other = tmp_path / f"user{i}"
+        other.mkdir()
+        env = dict(user)
+        assert prepare_token_auth(env, other) is None, user
+        assert not (other / ".ray").exists(), user  # the user's own token or choice: nothing written
+        assert env["RAY_AUTH_MODE"] == user.get("RAY_AUTH_MODE", "token")
 
 
 def test_security_doc_says_what_is_trusted():
