@@ -114,9 +114,13 @@ class MusiCNN(WindowedModel):
         return SR, _LAYERS[arch].get(layer)
 
     def _build(self) -> None:
+        threads = model_threads()  # the pipeline's cap (TF's default: a pool as large as the machine)
         if "tensorflow" not in sys.modules:
             for key, value in PROCESS_GROUP_ENV["tf"].items():
                 os.environ.setdefault(key, value)
+            if threads:  # what caps TensorFlow 2.21's pools: the session's ConfigProto alone left it two busy
+                for key in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):  # threads on two cores
+                    os.environ.setdefault(key, str(threads))
         elif os.environ.get("TF_USE_LEGACY_KERAS") != "1":
             raise RuntimeError(
                 f"{self.name} needs TF_USE_LEGACY_KERAS=1 set before tensorflow is imported: run it in the "
@@ -138,7 +142,6 @@ class MusiCNN(WindowedModel):
                 names = ["timbral", "temporal", "cnn1", "cnn2", "cnn3", "mean_pool", "max_pool", "penultimate"]
                 self._y = dict(zip(names, outs[1:], strict=True))[self.layer]
             saver = tf.compat.v1.train.Saver()
-        threads = model_threads()  # the pipeline's cap (TF's default: a pool as large as the machine)
         config = (
             tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=threads)
             if threads
