@@ -403,14 +403,42 @@ def report(
 @data_app.command("render")
 def data_render(
     out: Annotated[Path, typer.Argument(help="output folder")],
-    notes: Annotated[int, typer.Option("--notes", help="notes per instrument")] = 24,
+    kind: Annotated[
+        str,
+        typer.Option(
+            "--kind",
+            help="notes: single notes of 10 instruments (multiclass); mixtures: 1-3 instruments at once (multilabel "
+            "tagging, label_separator '|'); keys: chord progressions in the 24 keys (key estimation)",
+        ),
+    ] = "notes",
+    notes: Annotated[int, typer.Option("--notes", help="notes per instrument (--kind notes)")] = 24,
+    clips: Annotated[
+        int | None, typer.Option("--clips", help="clips to render (--kind mixtures: 300, keys: 240 by default)")
+    ] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    manifest_format: Annotated[
+        str, typer.Option("--format", help="manifest format for mixtures and keys: csv or parquet")
+    ] = "csv",
 ) -> None:
-    """Render a TinySOL-like note set (10 GM instruments) from the SoundFont in the pretty-midi wheel."""
-    from repeval.datasets.render import RenderSpec, render_dataset
+    """Render labelled audio from the General-MIDI SoundFont in the pretty-midi wheel (no download): a
+    TinySOL-like note set (the quickstart's), instrument mixtures or chord progressions, at any size."""
+    from dataclasses import replace
+
+    from repeval.datasets.render import KeySpec, MixtureSpec, RenderSpec, render_dataset, render_keys, render_mixtures
 
     def go() -> None:
-        m = render_dataset(out, RenderSpec(notes_per_instrument=notes, seed=seed))
+        if kind == "notes":
+            if clips is not None or manifest_format != "csv":
+                raise ValueError("--clips and --format are for --kind mixtures and keys; notes take --notes")
+            m = render_dataset(out, RenderSpec(notes_per_instrument=notes, seed=seed))
+        elif kind == "mixtures":
+            mix = MixtureSpec(seed=seed, manifest_format=manifest_format)
+            m = render_mixtures(out, mix if clips is None else replace(mix, clips=clips))
+        elif kind == "keys":
+            keys = KeySpec(seed=seed, manifest_format=manifest_format)
+            m = render_keys(out, keys if clips is None else replace(keys, clips=clips))
+        else:
+            raise ValueError(f"unknown --kind '{kind}'; valid: notes, mixtures, keys")
         typer.echo(f"manifest: {m}")
 
     _guard(go)

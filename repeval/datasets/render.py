@@ -1,17 +1,29 @@
-"""Render a TinySOL-like set of single notes from a General-MIDI SoundFont.
+"""Render labelled audio from a General-MIDI SoundFont: three data sets, any size, no download.
 
 The SoundFont is the one shipped inside the ``pretty-midi`` wheel (TimGM6mb, real sampled
-instruments) and ``tinysoundfont`` renders it, so the quickstart needs no download. Output:
-``OUT/audio/<track_id>.wav`` and ``OUT/manifest.csv`` (a ``catalog`` manifest with
-``instrument``, ``pitch_class``, ``pitch``, ``dynamics`` and a seeded stratified ``split``).
+instruments) and ``tinysoundfont`` renders it. Each renderer writes WAV files under ``OUT/audio/``
+and a ``catalog`` manifest ``OUT/manifest.csv`` (or ``.parquet``) with a seeded ``split`` column:
+
+- :func:`render_dataset` — single notes, TinySOL-like (``instrument``, ``pitch_class``, ``pitch``,
+  ``dynamics``): multiclass instrument or pitch-class recognition; the quickstart's data;
+- :func:`render_mixtures` — 1–3 instruments playing phrases together (``instruments``, a
+  ``|``-separated tag list): multilabel instrument tagging;
+- :func:`render_keys` — diatonic chord progressions in one of the 24 keys (``key`` in mir_eval's
+  spelling, ``C# minor``): key estimation, scored with mir_eval's weighted score.
+
+Mixtures and progressions are planned first (labels and splits as arrays, from the seed), then
+rendered and written one clip at a time — the manifest is streamed too, so a set of a million clips
+takes the memory of a few thousand rows; their audio goes into folders of 1,000 files.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -120,9 +132,332 @@ def render_dataset(out: str | Path, spec: RenderSpec | None = None) -> Path:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+    _write_licence(out)
+    log.info("rendered %d notes into %s", len(rows), out)
+    return manifest
+
+
+# ------------------------------------------------------------------------------ mixtures and keys
+#: scale steps of the two modes (natural minor; its dominant chord takes the raised leading tone)
+SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
+#: diatonic progressions (scale degrees from 0) that start on the tonic and end on a cadence
+PROGRESSIONS = {
+    "major": ((0, 3, 4, 0), (0, 5, 3, 4), (0, 4, 5, 3), (0, 1, 4, 0), (0, 3, 0, 4)),
+    "minor": ((0, 3, 4, 0), (0, 5, 3, 4), (0, 3, 0, 4), (0, 1, 4, 0), (0, 5, 4, 0)),
+}
+#: instruments that play the chords of a progression, and the ones that may double its bass line
+CHORD_INSTRUMENTS = ("piano", "acoustic_guitar")
+BASS_INSTRUMENTS = ("cello",)
+#: audio files per folder under ``OUT/audio/`` for the mixtures and keys sets
+FILES_PER_DIR = 1000
+MANIFEST_FORMATS = ("csv", "parquet")
+
+
+@dataclass(frozen=True)
+class MixtureSpec:
+    """Instrument mixtures for multilabel tagging: each clip has 1 to ``max_instruments`` distinct instruments
+    (drawn with ``instrument_count_weights``), each playing a phrase of ``notes_per_phrase`` notes at random
+    onsets, lengths, pitches in its range and dynamics."""
+
+    clips: int = 300
+    instruments: tuple[str, ...] = tuple(INSTRUMENTS)
+    max_instruments: int = 3
+    instrument_count_weights: tuple[float, ...] = (0.3, 0.4, 0.3)
+    notes_per_phrase: tuple[int, int] = (2, 4)
+    clip_s: float = 3.0
+    sample_rate_hz: int = 22050
+    seed: int = 0
+    split_ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    manifest_format: str = "csv"
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """Chord progressions for key estimation: clip ``i`` is in key ``i mod 24`` after a seeded shuffle (every key
+    equally often), four chords of ``chord_s`` each from :data:`PROGRESSIONS`, in a random inversion, on a
+    chord instrument with (half of the time) the roots doubled an octave or two below."""
+
+    clips: int = 240
+    chord_s: float = 0.75
+    tail_s: float = 0.25
+    sample_rate_hz: int = 22050
+    seed: int = 0
+    split_ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    manifest_format: str = "csv"
+
+
+def _check_common(clips: int, ratios: tuple[float, float, float], fmt: str) -> None:
+    if clips < 1:
+        raise ValueError(f"clips must be at least 1, got {clips}")
+    if len(ratios) != 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-6:
+        raise ValueError(f"split_ratios must be three non-negative fractions summing to 1, got {ratios}")
+    if fmt not in MANIFEST_FORMATS:
+        raise ValueError(f"unknown manifest format '{fmt}'; valid: {', '.join(MANIFEST_FORMATS)}")
+
+
+def _splits(strata: np.ndarray, ratios: tuple[float, float, float], rng: np.random.Generator) -> np.ndarray:
+    """``train`` / ``validation`` / ``test`` per clip, stratified: within each stratum a seeded shuffle, then
+    the first ``round(ratio × n)`` (at least one where the stratum has three clips) to test, the next to
+    validation."""
+    out = np.empty(len(strata), dtype=object)
+    for stratum in np.unique(strata):
+        idx = np.flatnonzero(strata == stratum)
+        idx = idx[rng.permutation(len(idx))]
+        n = len(idx)
+        n_test = round(ratios[2] * n)
+        n_val = round(ratios[1] * n)
+        if n >= 3:
+            n_test, n_val = max(1, n_test) if ratios[2] > 0 else 0, max(1, n_val) if ratios[1] > 0 else 0
+        out[idx[:n_test]] = "test"
+        out[idx[n_test : n_test + n_val]] = "validation"
+        out[idx[n_test + n_val :]] = "train"
+    return out
+
+
+class _Renderer:
+    """One ``tinysoundfont.Synth`` with the SoundFont loaded; renders a clip from timed note events."""
+
+    def __init__(self, sample_rate_hz: int) -> None:
+        import tinysoundfont
+
+        self.sr = sample_rate_hz
+        self.synth = tinysoundfont.Synth(samplerate=sample_rate_hz)
+        self.sfid = self.synth.sfload(str(soundfont_path()))
+
+    def clip(self, programs: list[int], notes: list[tuple[float, float, int, int, int]], seconds: float) -> np.ndarray:
+        """Mono float32 audio of ``seconds``: ``programs[c]`` on channel ``c``; ``notes`` are
+        ``(onset s, duration s, channel, MIDI pitch, velocity)``. Peaks above 0.99 are scaled down to it."""
+        synth = self.synth
+        for ch, program in enumerate(programs):
+            synth.program_select(ch, self.sfid, 0, program)
+        events: list[tuple[int, int, int, int, int]] = []  # (sample, off before on, channel, pitch, velocity)
+        for onset, dur, ch, pitch, vel in notes:
+            start = round(onset * self.sr)
+            events.append((start, 1, ch, pitch, vel))
+            events.append((max(start + 1, round((onset + dur) * self.sr)), 0, ch, pitch, 0))
+        events.sort()
+        total = round(seconds * self.sr)
+        chunks: list[np.ndarray] = []
+        at = 0
+        for sample, on, ch, pitch, vel in events:
+            sample = min(sample, total)
+            if sample > at:
+                chunks.append(np.frombuffer(synth.generate(sample - at), dtype=np.float32))
+                at = sample
+            if on:
+                synth.noteon(ch, pitch, vel)
+            else:
+                synth.noteoff(ch, pitch)
+        if total > at:
+            chunks.append(np.frombuffer(synth.generate(total - at), dtype=np.float32))
+        for ch in range(len(programs)):
+            synth.sounds_off(ch)
+        synth.generate(2048)  # flush the release so the next clip starts silent
+        audio = np.concatenate(chunks).reshape(-1, 2).mean(axis=1)
+        peak = float(np.abs(audio).max()) if len(audio) else 0.0
+        if peak > 0.99:
+            audio = audio * (0.99 / peak)
+        return audio.astype(np.float32)
+
+
+class _ManifestWriter:
+    """Rows written as they come: a CSV stream, or Parquet in row groups of ``group`` rows."""
+
+    def __init__(self, out: Path, fields: list[str], fmt: str, group: int = 8192) -> None:
+        self.fields, self.fmt, self.group = fields, fmt, group
+        self.path = out / f"manifest.{fmt}"
+        self.rows: list[dict[str, Any]] = []
+        self._fh: Any = None
+        self._csv: Any = None
+        self._pq: Any = None
+        if fmt == "csv":
+            self._fh = self.path.open("w", newline="")
+            self._csv = csv.DictWriter(self._fh, fieldnames=fields)
+            self._csv.writeheader()
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self._csv is not None:
+            self._csv.writerow(row)
+            return
+        self.rows.append(row)
+        if len(self.rows) >= self.group:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not self.rows:
+            return
+        table = pa.table({f: pa.array([r[f] for r in self.rows]) for f in self.fields})  # counts stay integers
+        if self._pq is None:
+            self._pq = pq.ParquetWriter(self.path, table.schema)
+        self._pq.write_table(table)
+        self.rows = []
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+        else:
+            self._flush()
+            if self._pq is not None:
+                self._pq.close()
+
+
+def _write_set(
+    out: Path,
+    fields: list[str],
+    fmt: str,
+    sample_rate_hz: int,
+    clips: Iterator[tuple[str, np.ndarray, dict[str, Any]]],
+) -> Path:
+    """Write every ``(track_id, audio, row)`` of ``clips`` (``row`` without the id and path) and the manifest."""
+    (out / "audio").mkdir(parents=True, exist_ok=True)
+    writer = _ManifestWriter(out, ["track_id", "audio_path", *fields], fmt)
+    n = 0
+    try:
+        for i, (track_id, audio, row) in enumerate(clips):
+            rel = f"audio/{i // FILES_PER_DIR:04d}/{track_id}.wav"
+            if i % FILES_PER_DIR == 0:
+                (out / rel).parent.mkdir(exist_ok=True)
+            sf.write(out / rel, audio, sample_rate_hz, subtype="PCM_16")
+            writer.write({"track_id": track_id, "audio_path": rel, **row})
+            n = i + 1
+    finally:
+        writer.close()
+    other = out / f"manifest.{'parquet' if fmt == 'csv' else 'csv'}"
+    other.unlink(missing_ok=True)  # a manifest of an earlier render in the other format would describe other files
+    _write_licence(out)
+    log.info("rendered %d clips into %s", n, out)
+    return writer.path
+
+
+def _write_licence(out: Path) -> None:
     (out / "LICENSE-AUDIO.txt").write_text(
         "Rendered with the TimGM6mb General-MIDI SoundFont shipped in the pretty-midi wheel "
         "(GPL-2.0, Tim Brechbill) using tinysoundfont.\n"
     )
-    log.info("rendered %d notes into %s", len(rows), out)
-    return manifest
+
+
+def render_mixtures(out: str | Path, spec: MixtureSpec | None = None) -> Path:
+    """Render instrument mixtures (multilabel tagging) into ``out``; returns the manifest path. The manifest's
+    ``instruments`` column holds the clip's instruments in :data:`INSTRUMENTS` order, ``|``-separated (give the catalog dataset
+    ``label_separator: "|"``), ``n_instruments`` their count. Splits are stratified by the instrument set's size.
+    Deterministic for a seed."""
+    spec = spec or MixtureSpec()
+    _check_common(spec.clips, spec.split_ratios, spec.manifest_format)
+    unknown = set(spec.instruments) - set(INSTRUMENTS)
+    if unknown:
+        raise ValueError(f"unknown instruments {sorted(unknown)}; valid: {', '.join(INSTRUMENTS)}")
+    if not 1 <= spec.max_instruments <= len(spec.instruments):
+        raise ValueError(f"max_instruments must be between 1 and the {len(spec.instruments)} instruments given")
+    if len(spec.instrument_count_weights) != spec.max_instruments or min(spec.instrument_count_weights) < 0:
+        raise ValueError(
+            f"instrument_count_weights needs {spec.max_instruments} non-negative weights (for 1 to max_instruments"
+            f" instruments), got {spec.instrument_count_weights}"
+        )
+    lo_n, hi_n = spec.notes_per_phrase
+    if not 1 <= lo_n <= hi_n:
+        raise ValueError(f"notes_per_phrase must be (min, max) with 1 <= min <= max, got {spec.notes_per_phrase}")
+    rng = np.random.default_rng(spec.seed)
+    weights = np.asarray(spec.instrument_count_weights, dtype=float)
+    counts = rng.choice(np.arange(1, spec.max_instruments + 1), size=spec.clips, p=weights / weights.sum())
+    splits = _splits(counts, spec.split_ratios, rng)
+    names = list(spec.instruments)
+
+    def clips() -> Iterator[tuple[str, np.ndarray, dict[str, Any]]]:
+        renderer = _Renderer(spec.sample_rate_hz)
+        for i, k in enumerate(counts):
+            chosen = sorted(rng.choice(len(names), size=int(k), replace=False))
+            insts = [names[c] for c in chosen]
+            notes = []
+            for ch, inst in enumerate(insts):
+                _, lo, hi = INSTRUMENTS[inst]
+                center = rng.integers(lo + 4, hi - 4) if hi - lo > 8 else (lo + hi) // 2
+                vel = DYNAMICS[str(rng.choice(list(DYNAMICS)))]
+                for _ in range(int(rng.integers(lo_n, hi_n + 1))):
+                    onset = float(rng.uniform(0.0, max(0.0, spec.clip_s - 0.6)))
+                    dur = float(rng.uniform(0.4, 1.2))
+                    pitch = int(np.clip(center + rng.integers(-5, 6), lo, hi))
+                    notes.append((onset, dur, ch, pitch, vel))
+            # every instrument sounds from the first half-second: a tag is never a silent label
+            for ch in range(len(insts)):
+                first = min(j for j, n in enumerate(notes) if n[2] == ch)
+                notes[first] = (float(rng.uniform(0.0, 0.5)), *notes[first][1:])
+            programs = [INSTRUMENTS[inst][0] for inst in insts]
+            audio = renderer.clip(programs, notes, spec.clip_s)
+            label = "|".join(insts)
+            yield f"mix-{i:07d}", audio, {"instruments": label, "n_instruments": int(k), "split": splits[i]}
+
+    return _write_set(
+        Path(out), ["instruments", "n_instruments", "split"], spec.manifest_format, spec.sample_rate_hz, clips()
+    )
+
+
+def triad(tonic: int, mode: str, degree: int) -> list[int]:
+    """Semitones above the tonic of the triad on scale ``degree`` (0-based) of ``mode``; in minor the dominant
+    (degree 4) is major, with the raised leading tone, as in harmonic minor."""
+    scale = SCALES[mode]
+    notes = [scale[(degree + step) % 7] + 12 * ((degree + step) // 7) for step in (0, 2, 4)]
+    if mode == "minor" and degree == 4:
+        notes[1] += 1  # the leading tone
+    return [tonic + n for n in notes]
+
+
+def render_keys(out: str | Path, spec: KeySpec | None = None) -> Path:
+    """Render chord progressions (key estimation) into ``out``; returns the manifest path. The manifest's ``key``
+    column is in mir_eval's spelling with sharps (``C# minor``), ``progression`` the scale degrees (``I-IV-V-I``,
+    ``i-iv-V-i``), ``instrument`` the chord instrument. Splits are stratified by key. Deterministic for a seed."""
+    spec = spec or KeySpec()
+    _check_common(spec.clips, spec.split_ratios, spec.manifest_format)
+    rng = np.random.default_rng(spec.seed)
+    keys = rng.permutation(np.arange(spec.clips) % 24)  # every key equally often (±1)
+    splits = _splits(keys, spec.split_ratios, rng)
+    numerals = ("i", "ii", "iii", "iv", "v", "vi", "vii")
+
+    def roman(mode: str, degree: int) -> str:
+        root, third, fifth = triad(0, mode, degree)
+        if third - root == 4:
+            return numerals[degree].upper()
+        return numerals[degree] + ("°" if fifth - root == 6 else "")
+
+    def clips() -> Iterator[tuple[str, np.ndarray, dict[str, Any]]]:
+        renderer = _Renderer(spec.sample_rate_hz)
+        for i, key in enumerate(keys):
+            tonic_pc, mode = int(key) % 12, "major" if key < 12 else "minor"
+            prog = PROGRESSIONS[mode][int(rng.integers(len(PROGRESSIONS[mode])))]
+            inst = CHORD_INSTRUMENTS[int(rng.integers(len(CHORD_INSTRUMENTS)))]
+            bass = bool(rng.integers(2))
+            base = 48 + tonic_pc if tonic_pc < 7 else 36 + tonic_pc  # chords between G2 and B4
+            inversion = int(rng.integers(3))
+            vel = DYNAMICS[str(rng.choice(list(DYNAMICS)))]
+            programs = [INSTRUMENTS[inst][0]] + ([INSTRUMENTS[BASS_INSTRUMENTS[0]][0]] if bass else [])
+            notes = []
+            for c, degree in enumerate(prog):
+                chord = triad(base, mode, degree)
+                chord = sorted(chord[inversion:] + [p + 12 for p in chord[:inversion]])
+                onset = c * spec.chord_s
+                for p in chord:
+                    notes.append((onset, spec.chord_s * 0.95, 0, p, vel))
+                if bass:
+                    root = triad(base, mode, degree)[0]
+                    notes.append((onset, spec.chord_s * 0.95, 1, root - 12 if root - 12 >= 36 else root, vel))
+            audio = renderer.clip(programs, notes, len(prog) * spec.chord_s + spec.tail_s)
+            label = f"{PITCH_CLASSES[tonic_pc]} {mode}"
+            row = {
+                "key": label,
+                "tonic": PITCH_CLASSES[tonic_pc],
+                "mode": mode,
+                "progression": "-".join(roman(mode, d) for d in prog),
+                "instrument": inst,
+                "split": splits[i],
+            }
+            yield f"key-{i:07d}", audio, row
+
+    return _write_set(
+        Path(out),
+        ["key", "tonic", "mode", "progression", "instrument", "split"],
+        spec.manifest_format,
+        spec.sample_rate_hz,
+        clips(),
+    )
