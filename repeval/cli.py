@@ -419,6 +419,10 @@ def data_render(
     manifest_format: Annotated[
         str, typer.Option("--format", help="manifest format for mixtures and keys: csv or parquet")
     ] = "csv",
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="processes rendering mixtures or keys (default: one per CPU; same files)"),
+    ] = None,
 ) -> None:
     """Render labelled audio from the General-MIDI SoundFont in the pretty-midi wheel (no download): a
     TinySOL-like note set (the quickstart's), instrument mixtures or chord progressions, at any size."""
@@ -426,17 +430,19 @@ def data_render(
 
     from repeval.datasets.render import KeySpec, MixtureSpec, RenderSpec, render_dataset, render_keys, render_mixtures
 
+    procs = workers if workers is not None else os.cpu_count() or 1
+
     def go() -> None:
         if kind == "notes":
-            if clips is not None or manifest_format != "csv":
-                raise ValueError("--clips and --format are for --kind mixtures and keys; notes take --notes")
+            if clips is not None or manifest_format != "csv" or workers is not None:
+                raise ValueError("--clips, --format and --workers are for --kind mixtures and keys; notes take --notes")
             m = render_dataset(out, RenderSpec(notes_per_instrument=notes, seed=seed))
         elif kind == "mixtures":
             mix = MixtureSpec(seed=seed, manifest_format=manifest_format)
-            m = render_mixtures(out, mix if clips is None else replace(mix, clips=clips))
+            m = render_mixtures(out, mix if clips is None else replace(mix, clips=clips), workers=procs)
         elif kind == "keys":
             keys = KeySpec(seed=seed, manifest_format=manifest_format)
-            m = render_keys(out, keys if clips is None else replace(keys, clips=clips))
+            m = render_keys(out, keys if clips is None else replace(keys, clips=clips), workers=procs)
         else:
             raise ValueError(f"unknown --kind '{kind}'; valid: notes, mixtures, keys")
         typer.echo(f"manifest: {m}")

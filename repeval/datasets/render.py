@@ -304,34 +304,6 @@ class _ManifestWriter:
                 self._pq.close()
 
 
-def _write_set(
-    out: Path,
-    fields: list[str],
-    fmt: str,
-    sample_rate_hz: int,
-    clips: Iterator[tuple[str, np.ndarray, dict[str, Any]]],
-) -> Path:
-    """Write every ``(track_id, audio, row)`` of ``clips`` (``row`` without the id and path) and the manifest."""
-    (out / "audio").mkdir(parents=True, exist_ok=True)
-    writer = _ManifestWriter(out, ["track_id", "audio_path", *fields], fmt)
-    n = 0
-    try:
-        for i, (track_id, audio, row) in enumerate(clips):
-            rel = f"audio/{i // FILES_PER_DIR:04d}/{track_id}.wav"
-            if i % FILES_PER_DIR == 0:
-                (out / rel).parent.mkdir(exist_ok=True)
-            sf.write(out / rel, audio, sample_rate_hz, subtype="PCM_16")
-            writer.write({"track_id": track_id, "audio_path": rel, **row})
-            n = i + 1
-    finally:
-        writer.close()
-    other = out / f"manifest.{'parquet' if fmt == 'csv' else 'csv'}"
-    other.unlink(missing_ok=True)  # a manifest of an earlier render in the other format would describe other files
-    _write_licence(out)
-    log.info("rendered %d clips into %s", n, out)
-    return writer.path
-
-
 def _write_licence(out: Path) -> None:
     (out / "LICENSE-AUDIO.txt").write_text(
         "Rendered with the TimGM6mb General-MIDI SoundFont shipped in the pretty-midi wheel "
@@ -339,11 +311,143 @@ def _write_licence(out: Path) -> None:
     )
 
 
-def render_mixtures(out: str | Path, spec: MixtureSpec | None = None) -> Path:
-    """Render instrument mixtures (multilabel tagging) into ``out``; returns the manifest path. The manifest's
-    ``instruments`` column holds the clip's instruments in :data:`INSTRUMENTS` order, ``|``-separated (give the catalog dataset
-    ``label_separator: "|"``), ``n_instruments`` their count. Splits are stratified by the instrument set's size.
-    Deterministic for a seed."""
+def _clip_rng(seed: int, i: int) -> np.random.Generator:
+    """Clip ``i``'s own random stream: its content does not depend on which other clips are rendered, in which
+    order or in which process."""
+    return np.random.default_rng([seed, i])
+
+
+def _mixture_clip(spec: MixtureSpec, i: int, k: int, renderer: _Renderer) -> tuple[str, np.ndarray, dict[str, Any]]:
+    rng = _clip_rng(spec.seed, i)
+    names = list(spec.instruments)
+    lo_n, hi_n = spec.notes_per_phrase
+    chosen = sorted(rng.choice(len(names), size=k, replace=False))
+    insts = [names[c] for c in chosen]
+    notes = []
+    for ch, inst in enumerate(insts):
+        _, lo, hi = INSTRUMENTS[inst]
+        center = int(rng.integers(lo + 4, hi - 4)) if hi - lo > 8 else (lo + hi) // 2
+        vel = DYNAMICS[str(rng.choice(list(DYNAMICS)))]
+        for j in range(int(rng.integers(lo_n, hi_n + 1))):
+            # every instrument's first note starts in the first half-second: a tag is never a silent label
+            onset = float(rng.uniform(0.0, 0.5 if j == 0 else max(0.0, spec.clip_s - 0.6)))
+            dur = float(rng.uniform(0.4, 1.2))
+            pitch = int(np.clip(center + rng.integers(-5, 6), lo, hi))
+            notes.append((onset, dur, ch, pitch, vel))
+    audio = renderer.clip([INSTRUMENTS[inst][0] for inst in insts], notes, spec.clip_s)
+    return f"mix-{i:07d}", audio, {"instruments": "|".join(insts), "n_instruments": k}
+
+
+_NUMERALS = ("i", "ii", "iii", "iv", "v", "vi", "vii")
+
+
+def _roman(mode: str, degree: int) -> str:
+    root, third, fifth = triad(0, mode, degree)
+    if third - root == 4:
+        return _NUMERALS[degree].upper()
+    return _NUMERALS[degree] + ("°" if fifth - root == 6 else "")
+
+
+def _key_clip(spec: KeySpec, i: int, key: int, renderer: _Renderer) -> tuple[str, np.ndarray, dict[str, Any]]:
+    rng = _clip_rng(spec.seed, i)
+    tonic_pc, mode = key % 12, "major" if key < 12 else "minor"
+    prog = PROGRESSIONS[mode][int(rng.integers(len(PROGRESSIONS[mode])))]
+    inst = CHORD_INSTRUMENTS[int(rng.integers(len(CHORD_INSTRUMENTS)))]
+    bass = bool(rng.integers(2))
+    base = 48 + tonic_pc if tonic_pc < 7 else 36 + tonic_pc  # chords between G2 and B4
+    inversion = int(rng.integers(3))
+    vel = DYNAMICS[str(rng.choice(list(DYNAMICS)))]
+    programs = [INSTRUMENTS[inst][0]] + ([INSTRUMENTS[BASS_INSTRUMENTS[0]][0]] if bass else [])
+    notes = []
+    for c, degree in enumerate(prog):
+        chord = triad(base, mode, degree)
+        onset = c * spec.chord_s
+        for pitch in sorted(chord[inversion:] + [q + 12 for q in chord[:inversion]]):
+            notes.append((onset, spec.chord_s * 0.95, 0, pitch, vel))
+        if bass:
+            notes.append((onset, spec.chord_s * 0.95, 1, chord[0] - 12 if chord[0] >= 48 else chord[0], vel))
+    audio = renderer.clip(programs, notes, len(prog) * spec.chord_s + spec.tail_s)
+    row = {
+        "key": f"{PITCH_CLASSES[tonic_pc]} {mode}",
+        "tonic": PITCH_CLASSES[tonic_pc],
+        "mode": mode,
+        "progression": "-".join(_roman(mode, d) for d in prog),
+        "instrument": inst,
+    }
+    return f"key-{i:07d}", audio, row
+
+
+def _render_folder(
+    out: Path, spec: MixtureSpec | KeySpec, start: int, folder: str, labels: np.ndarray, splits: np.ndarray
+) -> list[dict[str, Any]]:
+    """Render clips ``start …`` (one folder's worth, ``labels``/``splits`` their planned label and split) into
+    ``out/audio/<folder>/``; returns their manifest rows. Runs in the renderer's processes."""
+    renderer = _Renderer(spec.sample_rate_hz)
+    path = out / "audio" / folder
+    path.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for j, (label, split) in enumerate(zip(labels.tolist(), splits.tolist(), strict=True)):
+        i = start + j
+        if isinstance(spec, MixtureSpec):
+            track_id, audio, row = _mixture_clip(spec, i, int(label), renderer)
+        else:
+            track_id, audio, row = _key_clip(spec, i, int(label), renderer)
+        sf.write(path / f"{track_id}.wav", audio, spec.sample_rate_hz, subtype="PCM_16")
+        rows.append({"track_id": track_id, "audio_path": f"audio/{folder}/{track_id}.wav", **row, "split": split})
+    return rows
+
+
+def _render_set(
+    out: str | Path,
+    spec: MixtureSpec | KeySpec,
+    labels: np.ndarray,
+    splits: np.ndarray,
+    fields: list[str],
+    workers: int,
+) -> Path:
+    """Render every planned clip, a folder of :data:`FILES_PER_DIR` at a time — in ``workers`` processes when more
+    than one — and stream the manifest's rows in clip order. The files do not depend on ``workers``."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    out = Path(out)
+    (out / "audio").mkdir(parents=True, exist_ok=True)
+    starts = range(0, len(labels), FILES_PER_DIR)
+    args = [
+        (out, spec, s, f"{s // FILES_PER_DIR:04d}", labels[s : s + FILES_PER_DIR], splits[s : s + FILES_PER_DIR])
+        for s in starts
+    ]
+    writer = _ManifestWriter(out, ["track_id", "audio_path", *fields, "split"], spec.manifest_format)
+    n = 0
+    try:
+        if workers == 1 or len(args) == 1:
+            chunks: Iterator[list[dict[str, Any]]] = (_render_folder(*a) for a in args)
+            for rows in chunks:
+                for row in rows:
+                    writer.write(row)
+                n += len(rows)
+        else:
+            with cf.ProcessPoolExecutor(min(workers, len(args)), mp_context=mp.get_context("spawn")) as pool:
+                for rows in pool.map(_render_folder, *zip(*args, strict=True)):  # in order, a few folders ahead
+                    for row in rows:
+                        writer.write(row)
+                    n += len(rows)
+    finally:
+        writer.close()
+    other = out / f"manifest.{'parquet' if spec.manifest_format == 'csv' else 'csv'}"
+    other.unlink(missing_ok=True)  # a manifest of an earlier render in the other format would describe other files
+    _write_licence(out)
+    log.info("rendered %d clips into %s", n, out)
+    return writer.path
+
+
+def render_mixtures(out: str | Path, spec: MixtureSpec | None = None, *, workers: int = 1) -> Path:
+    """Render instrument mixtures (multilabel tagging) into ``out`` with ``workers`` processes; returns the manifest
+    path. The manifest's ``instruments`` column holds the clip's instruments in :data:`INSTRUMENTS` order,
+    ``|``-separated (give the catalog dataset ``label_separator: "|"``), ``n_instruments`` their count. Splits are
+    stratified by the number of instruments. Deterministic for a seed, whatever ``workers``."""
     spec = spec or MixtureSpec()
     _check_common(spec.clips, spec.split_ratios, spec.manifest_format)
     unknown = set(spec.instruments) - set(INSTRUMENTS)
@@ -363,35 +467,7 @@ def render_mixtures(out: str | Path, spec: MixtureSpec | None = None) -> Path:
     weights = np.asarray(spec.instrument_count_weights, dtype=float)
     counts = rng.choice(np.arange(1, spec.max_instruments + 1), size=spec.clips, p=weights / weights.sum())
     splits = _splits(counts, spec.split_ratios, rng)
-    names = list(spec.instruments)
-
-    def clips() -> Iterator[tuple[str, np.ndarray, dict[str, Any]]]:
-        renderer = _Renderer(spec.sample_rate_hz)
-        for i, k in enumerate(counts):
-            chosen = sorted(rng.choice(len(names), size=int(k), replace=False))
-            insts = [names[c] for c in chosen]
-            notes = []
-            for ch, inst in enumerate(insts):
-                _, lo, hi = INSTRUMENTS[inst]
-                center = rng.integers(lo + 4, hi - 4) if hi - lo > 8 else (lo + hi) // 2
-                vel = DYNAMICS[str(rng.choice(list(DYNAMICS)))]
-                for _ in range(int(rng.integers(lo_n, hi_n + 1))):
-                    onset = float(rng.uniform(0.0, max(0.0, spec.clip_s - 0.6)))
-                    dur = float(rng.uniform(0.4, 1.2))
-                    pitch = int(np.clip(center + rng.integers(-5, 6), lo, hi))
-                    notes.append((onset, dur, ch, pitch, vel))
-            # every instrument sounds from the first half-second: a tag is never a silent label
-            for ch in range(len(insts)):
-                first = min(j for j, n in enumerate(notes) if n[2] == ch)
-                notes[first] = (float(rng.uniform(0.0, 0.5)), *notes[first][1:])
-            programs = [INSTRUMENTS[inst][0] for inst in insts]
-            audio = renderer.clip(programs, notes, spec.clip_s)
-            label = "|".join(insts)
-            yield f"mix-{i:07d}", audio, {"instruments": label, "n_instruments": int(k), "split": splits[i]}
-
-    return _write_set(
-        Path(out), ["instruments", "n_instruments", "split"], spec.manifest_format, spec.sample_rate_hz, clips()
-    )
+    return _render_set(out, spec, counts, splits, ["instruments", "n_instruments"], workers)
 
 
 def triad(tonic: int, mode: str, degree: int) -> list[int]:
@@ -404,60 +480,14 @@ def triad(tonic: int, mode: str, degree: int) -> list[int]:
     return [tonic + n for n in notes]
 
 
-def render_keys(out: str | Path, spec: KeySpec | None = None) -> Path:
-    """Render chord progressions (key estimation) into ``out``; returns the manifest path. The manifest's ``key``
-    column is in mir_eval's spelling with sharps (``C# minor``), ``progression`` the scale degrees (``I-IV-V-I``,
-    ``i-iv-V-i``), ``instrument`` the chord instrument. Splits are stratified by key. Deterministic for a seed."""
+def render_keys(out: str | Path, spec: KeySpec | None = None, *, workers: int = 1) -> Path:
+    """Render chord progressions (key estimation) into ``out`` with ``workers`` processes; returns the manifest
+    path. The manifest's ``key`` column is in mir_eval's spelling with sharps (``C# minor``), ``progression`` the
+    scale degrees (``I-IV-V-I``, ``i-iv-V-i``), ``instrument`` the chord instrument. Splits are stratified by key.
+    Deterministic for a seed, whatever ``workers``."""
     spec = spec or KeySpec()
     _check_common(spec.clips, spec.split_ratios, spec.manifest_format)
     rng = np.random.default_rng(spec.seed)
     keys = rng.permutation(np.arange(spec.clips) % 24)  # every key equally often (±1)
     splits = _splits(keys, spec.split_ratios, rng)
-    numerals = ("i", "ii", "iii", "iv", "v", "vi", "vii")
-
-    def roman(mode: str, degree: int) -> str:
-        root, third, fifth = triad(0, mode, degree)
-        if third - root == 4:
-            return numerals[degree].upper()
-        return numerals[degree] + ("°" if fifth - root == 6 else "")
-
-    def clips() -> Iterator[tuple[str, np.ndarray, dict[str, Any]]]:
-        renderer = _Renderer(spec.sample_rate_hz)
-        for i, key in enumerate(keys):
-            tonic_pc, mode = int(key) % 12, "major" if key < 12 else "minor"
-            prog = PROGRESSIONS[mode][int(rng.integers(len(PROGRESSIONS[mode])))]
-            inst = CHORD_INSTRUMENTS[int(rng.integers(len(CHORD_INSTRUMENTS)))]
-            bass = bool(rng.integers(2))
-            base = 48 + tonic_pc if tonic_pc < 7 else 36 + tonic_pc  # chords between G2 and B4
-            inversion = int(rng.integers(3))
-            vel = DYNAMICS[str(rng.choice(list(DYNAMICS)))]
-            programs = [INSTRUMENTS[inst][0]] + ([INSTRUMENTS[BASS_INSTRUMENTS[0]][0]] if bass else [])
-            notes = []
-            for c, degree in enumerate(prog):
-                chord = triad(base, mode, degree)
-                chord = sorted(chord[inversion:] + [p + 12 for p in chord[:inversion]])
-                onset = c * spec.chord_s
-                for p in chord:
-                    notes.append((onset, spec.chord_s * 0.95, 0, p, vel))
-                if bass:
-                    root = triad(base, mode, degree)[0]
-                    notes.append((onset, spec.chord_s * 0.95, 1, root - 12 if root - 12 >= 36 else root, vel))
-            audio = renderer.clip(programs, notes, len(prog) * spec.chord_s + spec.tail_s)
-            label = f"{PITCH_CLASSES[tonic_pc]} {mode}"
-            row = {
-                "key": label,
-                "tonic": PITCH_CLASSES[tonic_pc],
-                "mode": mode,
-                "progression": "-".join(roman(mode, d) for d in prog),
-                "instrument": inst,
-                "split": splits[i],
-            }
-            yield f"key-{i:07d}", audio, row
-
-    return _write_set(
-        Path(out),
-        ["key", "tonic", "mode", "progression", "instrument", "split"],
-        spec.manifest_format,
-        spec.sample_rate_hz,
-        clips(),
-    )
+    return _render_set(out, spec, keys, splits, ["key", "tonic", "mode", "progression", "instrument"], workers)
