@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -404,11 +403,15 @@ def _render_set(
     splits: np.ndarray,
     fields: list[str],
     workers: int,
+    progress: bool | None = None,
 ) -> Path:
     """Render every planned clip, a folder of :data:`FILES_PER_DIR` at a time — in ``workers`` processes when more
-    than one — and stream the manifest's rows in clip order. The files do not depend on ``workers``."""
+    than one — and stream the manifest's rows in clip order, with a progress bar when ``progress`` (default: on a
+    terminal). The files do not depend on ``workers``."""
     import concurrent.futures as cf
     import multiprocessing as mp
+
+    from repeval.pipeline.summary import Progress
 
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
@@ -420,22 +423,27 @@ def _render_set(
         for s in starts
     ]
     writer = _ManifestWriter(out, ["track_id", "audio_path", *fields, "split"], spec.manifest_format)
+    bar = Progress(len(labels), f"render {out.name}", progress, unit="clip")
     n = 0
+
+    def take(rows: list[dict[str, Any]]) -> None:
+        nonlocal n
+        for row in rows:
+            writer.write(row)
+        n += len(rows)
+        bar.update(len(rows))
+
     try:
         if workers == 1 or len(args) == 1:
-            chunks: Iterator[list[dict[str, Any]]] = (_render_folder(*a) for a in args)
-            for rows in chunks:
-                for row in rows:
-                    writer.write(row)
-                n += len(rows)
+            for a in args:
+                take(_render_folder(*a))
         else:
             with cf.ProcessPoolExecutor(min(workers, len(args)), mp_context=mp.get_context("spawn")) as pool:
                 for rows in pool.map(_render_folder, *zip(*args, strict=True)):  # in order, a few folders ahead
-                    for row in rows:
-                        writer.write(row)
-                    n += len(rows)
+                    take(rows)
     finally:
         writer.close()
+        bar.close()
     other = out / f"manifest.{'parquet' if spec.manifest_format == 'csv' else 'csv'}"
     other.unlink(missing_ok=True)  # a manifest of an earlier render in the other format would describe other files
     _write_licence(out)
@@ -443,7 +451,9 @@ def _render_set(
     return writer.path
 
 
-def render_mixtures(out: str | Path, spec: MixtureSpec | None = None, *, workers: int = 1) -> Path:
+def render_mixtures(
+    out: str | Path, spec: MixtureSpec | None = None, *, workers: int = 1, progress: bool | None = None
+) -> Path:
     """Render instrument mixtures (multilabel tagging) into ``out`` with ``workers`` processes; returns the manifest
     path. The manifest's ``instruments`` column holds the clip's instruments in :data:`INSTRUMENTS` order,
     ``|``-separated (give the catalog dataset ``label_separator: "|"``), ``n_instruments`` their count. Splits are
@@ -467,7 +477,7 @@ def render_mixtures(out: str | Path, spec: MixtureSpec | None = None, *, workers
     weights = np.asarray(spec.instrument_count_weights, dtype=float)
     counts = rng.choice(np.arange(1, spec.max_instruments + 1), size=spec.clips, p=weights / weights.sum())
     splits = _splits(counts, spec.split_ratios, rng)
-    return _render_set(out, spec, counts, splits, ["instruments", "n_instruments"], workers)
+    return _render_set(out, spec, counts, splits, ["instruments", "n_instruments"], workers, progress)
 
 
 def triad(tonic: int, mode: str, degree: int) -> list[int]:
@@ -480,7 +490,9 @@ def triad(tonic: int, mode: str, degree: int) -> list[int]:
     return [tonic + n for n in notes]
 
 
-def render_keys(out: str | Path, spec: KeySpec | None = None, *, workers: int = 1) -> Path:
+def render_keys(
+    out: str | Path, spec: KeySpec | None = None, *, workers: int = 1, progress: bool | None = None
+) -> Path:
     """Render chord progressions (key estimation) into ``out`` with ``workers`` processes; returns the manifest
     path. The manifest's ``key`` column is in mir_eval's spelling with sharps (``C# minor``), ``progression`` the
     scale degrees (``I-IV-V-I``, ``i-iv-V-i``), ``instrument`` the chord instrument. Splits are stratified by key.
@@ -490,4 +502,5 @@ def render_keys(out: str | Path, spec: KeySpec | None = None, *, workers: int = 
     rng = np.random.default_rng(spec.seed)
     keys = rng.permutation(np.arange(spec.clips) % 24)  # every key equally often (±1)
     splits = _splits(keys, spec.split_ratios, rng)
-    return _render_set(out, spec, keys, splits, ["key", "tonic", "mode", "progression", "instrument"], workers)
+    fields = ["key", "tonic", "mode", "progression", "instrument"]
+    return _render_set(out, spec, keys, splits, fields, workers, progress)

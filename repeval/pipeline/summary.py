@@ -76,16 +76,17 @@ class EmbedSummary:
 
 
 class Progress:
-    """A tqdm bar of store rows written (Ray Data draws one bar per stage besides it)."""
+    """A tqdm bar (on a terminal) of store rows written (Ray Data draws one bar per stage besides it), or of clips
+    rendered."""
 
-    def __init__(self, total: int, desc: str, enabled: bool | None = None) -> None:
+    def __init__(self, total: int, desc: str, enabled: bool | None = None, unit: str = "row") -> None:
         if enabled is None:
             enabled = sys.stderr.isatty()
         self.bar: Any = None
         if enabled and total:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, desc=desc, unit="row", dynamic_ncols=True)
+            self.bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True)
 
     def update(self, n: int) -> None:
         if self.bar is not None and n:

@@ -101,11 +101,13 @@ def test_triads_and_progression_names():
     assert triad(0, "minor", 1) == [2, 5, 8]  # diminished
 
 
-def test_parquet_manifest_and_sharded_folders(tmp_path, monkeypatch):
+def test_parquet_manifest_sharded_folders_and_progress(tmp_path, monkeypatch, capsys):
     import repeval.datasets.render as render
 
     monkeypatch.setattr(render, "FILES_PER_DIR", 10)
-    m = render_keys(tmp_path / "k", KeySpec(clips=25, manifest_format="parquet"))
+    m = render_keys(tmp_path / "k", KeySpec(clips=25, manifest_format="parquet"), progress=True)
+    err = capsys.readouterr().err
+    assert "render k" in err and "25/25" in err and "clip" in err  # a bar, a folder at a time
     assert m.name == "manifest.parquet" and not (tmp_path / "k" / "manifest.csv").exists()
     t = pq.read_table(m)
     assert t.num_rows == 25 and t.column_names[:3] == ["track_id", "audio_path", "key"]
