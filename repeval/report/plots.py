@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -112,7 +113,8 @@ def probe_capacity_curves(
         stats = per_seed.groupby(level="probe").agg(["mean", "std"]).reindex(probes)
         ax.errorbar(x, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label=model)
     ax.set_xticks(x, probes)
-    ax.set_xlabel("probe (increasing capacity)")
+    thesis = all(re.fullmatch(r"M[1-5]", str(p)) for p in probes)  # only the thesis' probes grow in that order
+    ax.set_xlabel("probe (increasing capacity)" if thesis else "probe")
     ax.set_ylabel(metric)
     ax.set_title(f"{task} / {dataset}: probe capacity ({scenario})", fontsize=10)
     ax.grid(alpha=0.3)

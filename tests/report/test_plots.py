@@ -42,7 +42,11 @@ def test_other_figures(run, tmp_path):
     df = run.results
     fig = plots.probe_capacity_curves(df, TASK, DATASET, "f1_macro")
     assert len(fig.axes[0].get_xticklabels()) == 3
+    assert fig.axes[0].get_xlabel() == "probe (increasing capacity)"  # M1, M2, M5: the thesis' order
     _check_written(fig, tmp_path, "capacity")
+    renamed = df.assign(probe=df["probe"].map({"M1": "linear", "M2": "mlp", "M5": "jukemir"}))
+    fig = plots.probe_capacity_curves(renamed, TASK, DATASET, "f1_macro")
+    assert fig.axes[0].get_xlabel() == "probe"  # names that do not say their size: no claim about the order
     fig = plots.per_label_bars(df, "autotagging", "magnatagatune")
     assert len(fig.axes[0].patches) == 8  # one bar per tag
     _check_written(fig, tmp_path, "labels")
