@@ -150,6 +150,8 @@ BASS_INSTRUMENTS = ("cello",)
 #: audio files per folder under ``OUT/audio/`` for the mixtures and keys sets
 FILES_PER_DIR = 1000
 MANIFEST_FORMATS = ("csv", "parquet")
+#: the spec a mixtures or keys folder was rendered with (``OUT/render.json``)
+RENDER_RECORD = "render.json"
 
 
 @dataclass(frozen=True)
@@ -316,7 +318,19 @@ def _clip_rng(seed: int, i: int) -> np.random.Generator:
     return np.random.default_rng([seed, i])
 
 
-def _mixture_clip(spec: MixtureSpec, i: int, k: int, renderer: _Renderer) -> tuple[str, np.ndarray, dict[str, Any]]:
+@dataclass(frozen=True)
+class _Score:
+    """What to render for one clip (``programs`` per channel; notes as :meth:`_Renderer.clip` takes them) and its
+    manifest row without id, path and split."""
+
+    track_id: str
+    programs: list[int]
+    notes: list[tuple[float, float, int, int, int]]
+    seconds: float
+    row: dict[str, Any]
+
+
+def _mixture_score(spec: MixtureSpec, i: int, k: int) -> _Score:
     rng = _clip_rng(spec.seed, i)
     names = list(spec.instruments)
     lo_n, hi_n = spec.notes_per_phrase
@@ -333,8 +347,8 @@ def _mixture_clip(spec: MixtureSpec, i: int, k: int, renderer: _Renderer) -> tup
             dur = float(rng.uniform(0.4, 1.2))
             pitch = int(np.clip(center + rng.integers(-5, 6), lo, hi))
             notes.append((onset, dur, ch, pitch, vel))
-    audio = renderer.clip([INSTRUMENTS[inst][0] for inst in insts], notes, spec.clip_s)
-    return f"mix-{i:07d}", audio, {"instruments": "|".join(insts), "n_instruments": k}
+    programs = [INSTRUMENTS[inst][0] for inst in insts]
+    return _Score(f"mix-{i:07d}", programs, notes, spec.clip_s, {"instruments": "|".join(insts), "n_instruments": k})
 
 
 _NUMERALS = ("i", "ii", "iii", "iv", "v", "vi", "vii")
@@ -347,7 +361,7 @@ def _roman(mode: str, degree: int) -> str:
     return _NUMERALS[degree] + ("°" if fifth - root == 6 else "")
 
 
-def _key_clip(spec: KeySpec, i: int, key: int, renderer: _Renderer) -> tuple[str, np.ndarray, dict[str, Any]]:
+def _key_score(spec: KeySpec, i: int, key: int) -> _Score:
     rng = _clip_rng(spec.seed, i)
     tonic_pc, mode = key % 12, "major" if key < 12 else "minor"
     prog = PROGRESSIONS[mode][int(rng.integers(len(PROGRESSIONS[mode])))]
@@ -365,7 +379,6 @@ def _key_clip(spec: KeySpec, i: int, key: int, renderer: _Renderer) -> tuple[str
             notes.append((onset, spec.chord_s * 0.95, 0, pitch, vel))
         if bass:
             notes.append((onset, spec.chord_s * 0.95, 1, chord[0] - 12 if chord[0] >= 48 else chord[0], vel))
-    audio = renderer.clip(programs, notes, len(prog) * spec.chord_s + spec.tail_s)
     row = {
         "key": f"{PITCH_CLASSES[tonic_pc]} {mode}",
         "tonic": PITCH_CLASSES[tonic_pc],
@@ -373,27 +386,44 @@ def _key_clip(spec: KeySpec, i: int, key: int, renderer: _Renderer) -> tuple[str
         "progression": "-".join(_roman(mode, d) for d in prog),
         "instrument": inst,
     }
-    return f"key-{i:07d}", audio, row
+    return _Score(f"key-{i:07d}", programs, notes, len(prog) * spec.chord_s + spec.tail_s, row)
 
 
 def _render_folder(
-    out: Path, spec: MixtureSpec | KeySpec, start: int, folder: str, labels: np.ndarray, splits: np.ndarray
-) -> list[dict[str, Any]]:
+    out: Path,
+    spec: MixtureSpec | KeySpec,
+    start: int,
+    folder: str,
+    labels: np.ndarray,
+    splits: np.ndarray,
+    reuse: bool,
+) -> tuple[list[dict[str, Any]], int]:
     """Render clips ``start …`` (one folder's worth, ``labels``/``splits`` their planned label and split) into
-    ``out/audio/<folder>/``; returns their manifest rows. Runs in the renderer's processes."""
-    renderer = _Renderer(spec.sample_rate_hz)
+    ``out/audio/<folder>/``; with ``reuse``, a clip whose file exists (an earlier render of the same spec, whole:
+    files are written under a temporary name and renamed) is kept. Returns the manifest rows and how many clips
+    were kept. Runs in the renderer's processes."""
+    renderer: _Renderer | None = None
     path = out / "audio" / folder
     path.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, kept = [], 0
     for j, (label, split) in enumerate(zip(labels.tolist(), splits.tolist(), strict=True)):
         i = start + j
-        if isinstance(spec, MixtureSpec):
-            track_id, audio, row = _mixture_clip(spec, i, int(label), renderer)
+        score = (
+            _mixture_score(spec, i, int(label)) if isinstance(spec, MixtureSpec) else _key_score(spec, i, int(label))
+        )
+        wav = path / f"{score.track_id}.wav"
+        if reuse and wav.is_file():
+            kept += 1
         else:
-            track_id, audio, row = _key_clip(spec, i, int(label), renderer)
-        sf.write(path / f"{track_id}.wav", audio, spec.sample_rate_hz, subtype="PCM_16")
-        rows.append({"track_id": track_id, "audio_path": f"audio/{folder}/{track_id}.wav", **row, "split": split})
-    return rows
+            renderer = renderer or _Renderer(spec.sample_rate_hz)
+            audio = renderer.clip(score.programs, score.notes, score.seconds)
+            tmp = path / f".{score.track_id}.partial.wav"
+            sf.write(tmp, audio, spec.sample_rate_hz, subtype="PCM_16")
+            tmp.replace(wav)
+        rows.append(
+            {"track_id": score.track_id, "audio_path": f"audio/{folder}/{wav.name}", **score.row, "split": split}
+        )
+    return rows, kept
 
 
 def _render_set(
@@ -407,8 +437,12 @@ def _render_set(
 ) -> Path:
     """Render every planned clip, a folder of :data:`FILES_PER_DIR` at a time — in ``workers`` processes when more
     than one — and stream the manifest's rows in clip order, with a progress bar when ``progress`` (default: on a
-    terminal). The files do not depend on ``workers``."""
+    terminal). The files do not depend on ``workers``. ``OUT/render.json`` records the spec: rendering the same
+    spec into the same folder again (after an interruption) keeps the clips already written; another spec
+    renders every clip anew."""
     import concurrent.futures as cf
+    import dataclasses
+    import json
     import multiprocessing as mp
 
     from repeval.pipeline.summary import Progress
@@ -417,37 +451,43 @@ def _render_set(
         raise ValueError(f"workers must be at least 1, got {workers}")
     out = Path(out)
     (out / "audio").mkdir(parents=True, exist_ok=True)
+    audio_spec = {k: v for k, v in dataclasses.asdict(spec).items() if k != "manifest_format"}
+    record = json.dumps({"kind": type(spec).__name__, "spec": audio_spec, "format": 1}, sort_keys=True)
+    marker = out / RENDER_RECORD
+    reuse = marker.is_file() and marker.read_text() == record
+    marker.write_text(record)
     starts = range(0, len(labels), FILES_PER_DIR)
-    args = [
-        (out, spec, s, f"{s // FILES_PER_DIR:04d}", labels[s : s + FILES_PER_DIR], splits[s : s + FILES_PER_DIR])
-        for s in starts
-    ]
+    folders = [f"{s // FILES_PER_DIR:04d}" for s in starts]
+    cols: list[list[Any]] = [[out] * len(starts), [spec] * len(starts), list(starts), folders]
+    cols += [[labels[s : s + FILES_PER_DIR] for s in starts], [splits[s : s + FILES_PER_DIR] for s in starts]]
+    cols.append([reuse] * len(starts))
     writer = _ManifestWriter(out, ["track_id", "audio_path", *fields, "split"], spec.manifest_format)
     bar = Progress(len(labels), f"render {out.name}", progress, unit="clip")
-    n = 0
+    n = kept = 0
 
-    def take(rows: list[dict[str, Any]]) -> None:
-        nonlocal n
+    def take(done: tuple[list[dict[str, Any]], int]) -> None:
+        nonlocal n, kept
+        rows, k = done
         for row in rows:
             writer.write(row)
-        n += len(rows)
+        n, kept = n + len(rows), kept + k
         bar.update(len(rows))
 
     try:
-        if workers == 1 or len(args) == 1:
-            for a in args:
-                take(_render_folder(*a))
+        if workers == 1 or len(starts) == 1:
+            for one in zip(*cols, strict=True):
+                take(_render_folder(*one))
         else:
-            with cf.ProcessPoolExecutor(min(workers, len(args)), mp_context=mp.get_context("spawn")) as pool:
-                for rows in pool.map(_render_folder, *zip(*args, strict=True)):  # in order, a few folders ahead
-                    take(rows)
+            with cf.ProcessPoolExecutor(min(workers, len(starts)), mp_context=mp.get_context("spawn")) as pool:
+                for done in pool.map(_render_folder, *cols):  # in order, a few folders ahead
+                    take(done)
     finally:
         writer.close()
         bar.close()
     other = out / f"manifest.{'parquet' if spec.manifest_format == 'csv' else 'csv'}"
     other.unlink(missing_ok=True)  # a manifest of an earlier render in the other format would describe other files
     _write_licence(out)
-    log.info("rendered %d clips into %s", n, out)
+    log.info("rendered %d clips into %s%s", n - kept, out, f" ({kept} already there, kept)" if kept else "")
     return writer.path
 
 

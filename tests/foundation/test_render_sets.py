@@ -4,6 +4,7 @@ seeded splits, both manifest formats, and the two shipped configs that use them,
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -221,3 +222,33 @@ def test_rendered_tagging_and_key_sets_run_end_to_end(ray_session, tmp_path):
     assert set(agg.index.get_level_values("scenario")) == {"clean", "D1"}
     per_label = res[(res["task"] == "tagging") & res["label"].notna() & (res["scenario"] == "clean")]
     assert set(per_label["label"]) >= set(INSTRUMENTS)  # a score per instrument, not only the average
+
+
+def test_an_interrupted_render_resumes_and_another_spec_starts_over(tmp_path, monkeypatch, caplog):
+    import logging
+
+    import repeval.datasets.render as render
+
+    monkeypatch.setattr(render, "FILES_PER_DIR", 10)
+    spec = KeySpec(clips=25, seed=4)
+    manifest = render_keys(tmp_path / "k", spec)
+    rows = _rows(manifest)
+    first = {r["track_id"]: (tmp_path / "k" / r["audio_path"]).read_bytes() for r in rows}
+    # an interruption: two clips never written, one cut short (only ever a temporary name: files are renamed whole)
+    for r in rows[3:5]:
+        (tmp_path / "k" / r["audio_path"]).unlink()
+    (tmp_path / "k" / "audio" / "0002" / ".key-0000021.partial.wav").write_bytes(b"RIFF")
+    (tmp_path / "k" / rows[21]["audio_path"]).unlink()
+    before = {r["track_id"]: (tmp_path / "k" / r["audio_path"]).stat().st_mtime_ns for r in rows if r["track_id"]
+              not in {rows[3]["track_id"], rows[4]["track_id"], rows[21]["track_id"]}}  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="repeval.datasets.render"):
+        assert render_keys(tmp_path / "k", spec) == manifest
+    assert "rendered 3 clips" in caplog.text and "(22 already there, kept)" in caplog.text
+    assert _rows(manifest) == rows
+    assert {r["track_id"]: (tmp_path / "k" / r["audio_path"]).read_bytes() for r in rows} == first
+    assert all((tmp_path / "k" / r["audio_path"]).stat().st_mtime_ns == before[r["track_id"]] for r in rows
+               if r["track_id"] in before)  # fmt: skip
+    # another spec in the same folder: every clip rendered anew, none of the old audio kept
+    render_keys(tmp_path / "k", KeySpec(clips=25, seed=5))
+    assert all((tmp_path / "k" / r["audio_path"]).read_bytes() != first[r["track_id"]] for r in _rows(manifest))
+    assert json.loads((tmp_path / "k" / "render.json").read_text())["spec"]["seed"] == 5
