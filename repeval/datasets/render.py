@@ -262,17 +262,19 @@ class _Renderer:
 
 
 class _ManifestWriter:
-    """Rows written as they come: a CSV stream, or Parquet in row groups of ``group`` rows."""
+    """Rows written as they come: a CSV stream, or Parquet in row groups of ``group`` rows, into a temporary file
+    that :meth:`close` renames to ``manifest.<fmt>`` only when the set is whole (``commit``)."""
 
     def __init__(self, out: Path, fields: list[str], fmt: str, group: int = 8192) -> None:
         self.fields, self.fmt, self.group = fields, fmt, group
         self.path = out / f"manifest.{fmt}"
+        self.partial = out / f".manifest.{fmt}.partial"
         self.rows: list[dict[str, Any]] = []
         self._fh: Any = None
         self._csv: Any = None
         self._pq: Any = None
         if fmt == "csv":
-            self._fh = self.path.open("w", newline="")
+            self._fh = self.partial.open("w", newline="")
             self._csv = csv.DictWriter(self._fh, fieldnames=fields)
             self._csv.writeheader()
 
@@ -292,17 +294,22 @@ class _ManifestWriter:
             return
         table = pa.table({f: pa.array([r[f] for r in self.rows]) for f in self.fields})  # counts stay integers
         if self._pq is None:
-            self._pq = pq.ParquetWriter(self.path, table.schema)
+            self._pq = pq.ParquetWriter(self.partial, table.schema)
         self._pq.write_table(table)
         self.rows = []
 
-    def close(self) -> None:
+    def close(self, commit: bool) -> None:
         if self._fh is not None:
             self._fh.close()
         else:
-            self._flush()
+            if commit:
+                self._flush()
             if self._pq is not None:
                 self._pq.close()
+        if commit:
+            self.partial.replace(self.path)
+        else:
+            self.partial.unlink(missing_ok=True)
 
 
 def _write_licence(out: Path) -> None:
@@ -439,7 +446,8 @@ def _render_set(
     than one — and stream the manifest's rows in clip order, with a progress bar when ``progress`` (default: on a
     terminal). The files do not depend on ``workers``. ``OUT/render.json`` records the spec: rendering the same
     spec into the same folder again (after an interruption) keeps the clips already written; another spec
-    renders every clip anew."""
+    renders every clip anew. The manifest appears (renamed from a temporary file) only when every clip is
+    written: an interrupted render leaves none, not even an earlier render's."""
     import concurrent.futures as cf
     import dataclasses
     import json
@@ -455,6 +463,8 @@ def _render_set(
     record = json.dumps({"kind": type(spec).__name__, "spec": audio_spec, "format": 1}, sort_keys=True)
     marker = out / RENDER_RECORD
     reuse = marker.is_file() and marker.read_text() == record
+    for fmt in MANIFEST_FORMATS:  # until this render is whole, no manifest describes the folder's files
+        (out / f"manifest.{fmt}").unlink(missing_ok=True)
     marker.write_text(record)
     starts = range(0, len(labels), FILES_PER_DIR)
     folders = [f"{s // FILES_PER_DIR:04d}" for s in starts]
@@ -473,6 +483,7 @@ def _render_set(
         n, kept = n + len(rows), kept + k
         bar.update(len(rows))
 
+    whole = False
     try:
         if workers == 1 or len(starts) == 1:
             for one in zip(*cols, strict=True):
@@ -481,11 +492,10 @@ def _render_set(
             with cf.ProcessPoolExecutor(min(workers, len(starts)), mp_context=mp.get_context("spawn")) as pool:
                 for done in pool.map(_render_folder, *cols):  # in order, a few folders ahead
                     take(done)
+        whole = True
     finally:
-        writer.close()
+        writer.close(commit=whole)
         bar.close()
-    other = out / f"manifest.{'parquet' if spec.manifest_format == 'csv' else 'csv'}"
-    other.unlink(missing_ok=True)  # a manifest of an earlier render in the other format would describe other files
     _write_licence(out)
     log.info("rendered %d clips into %s%s", n - kept, out, f" ({kept} already there, kept)" if kept else "")
     return writer.path

@@ -231,7 +231,22 @@ def test_an_interrupted_render_resumes_and_another_spec_starts_over(tmp_path, mo
 
     monkeypatch.setattr(render, "FILES_PER_DIR", 10)
     spec = KeySpec(clips=25, seed=4)
-    manifest = render_keys(tmp_path / "k", spec)
+    real = render._render_folder
+
+    def interrupted(*args):
+        if args[2] > 0:  # Ctrl-C after the first folder
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(render, "_render_folder", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        render_keys(tmp_path / "k", spec)
+    assert sorted(p.name for p in (tmp_path / "k").iterdir()) == ["audio", "render.json"]  # no manifest of half a set
+    monkeypatch.setattr(render, "_render_folder", real)
+    with caplog.at_level(logging.INFO, logger="repeval.datasets.render"):
+        manifest = render_keys(tmp_path / "k", spec)
+    assert "rendered 15 clips" in caplog.text and "(10 already there, kept)" in caplog.text
+    caplog.clear()
     rows = _rows(manifest)
     first = {r["track_id"]: (tmp_path / "k" / r["audio_path"]).read_bytes() for r in rows}
     # an interruption: two clips never written, one cut short (only ever a temporary name: files are renamed whole)
