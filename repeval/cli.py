@@ -423,6 +423,9 @@ def data_render(
         int | None,
         typer.Option("--workers", help="processes rendering mixtures or keys (default: one per CPU; same files)"),
     ] = None,
+    audio_format: Annotated[
+        str, typer.Option("--audio", help="audio files for mixtures and keys: wav or flac (lossless, ~half the size)")
+    ] = "wav",
 ) -> None:
     """Render labelled audio from the General-MIDI SoundFont in the pretty-midi wheel (no download): a
     TinySOL-like note set (the quickstart's), instrument mixtures or chord progressions, at any size."""
@@ -434,14 +437,16 @@ def data_render(
 
     def go() -> None:
         if kind == "notes":
-            if clips is not None or manifest_format != "csv" or workers is not None:
-                raise ValueError("--clips, --format and --workers are for --kind mixtures and keys; notes take --notes")
+            if clips is not None or manifest_format != "csv" or workers is not None or audio_format != "wav":
+                raise ValueError(
+                    "--clips, --format, --workers and --audio are for --kind mixtures and keys; notes take --notes"
+                )
             m = render_dataset(out, RenderSpec(notes_per_instrument=notes, seed=seed))
         elif kind == "mixtures":
-            mix = MixtureSpec(seed=seed, manifest_format=manifest_format)
+            mix = MixtureSpec(seed=seed, manifest_format=manifest_format, audio_format=audio_format)
             m = render_mixtures(out, mix if clips is None else replace(mix, clips=clips), workers=procs)
         elif kind == "keys":
-            keys = KeySpec(seed=seed, manifest_format=manifest_format)
+            keys = KeySpec(seed=seed, manifest_format=manifest_format, audio_format=audio_format)
             m = render_keys(out, keys if clips is None else replace(keys, clips=clips), workers=procs)
         else:
             raise ValueError(f"unknown --kind '{kind}'; valid: notes, mixtures, keys")

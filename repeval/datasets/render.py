@@ -150,6 +150,7 @@ BASS_INSTRUMENTS = ("cello",)
 #: audio files per folder under ``OUT/audio/`` for the mixtures and keys sets
 FILES_PER_DIR = 1000
 MANIFEST_FORMATS = ("csv", "parquet")
+AUDIO_FORMATS = ("wav", "flac")
 #: the spec a mixtures or keys folder was rendered with (``OUT/render.json``)
 RENDER_RECORD = "render.json"
 
@@ -170,6 +171,8 @@ class MixtureSpec:
     seed: int = 0
     split_ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
     manifest_format: str = "csv"
+    #: ``wav`` or ``flac`` (16-bit either way; FLAC is lossless and about half the size)
+    audio_format: str = "wav"
 
 
 @dataclass(frozen=True)
@@ -185,9 +188,13 @@ class KeySpec:
     seed: int = 0
     split_ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
     manifest_format: str = "csv"
+    #: ``wav`` or ``flac`` (16-bit either way; FLAC is lossless and about half the size)
+    audio_format: str = "wav"
 
 
-def _check_common(clips: int, ratios: tuple[float, float, float], fmt: str) -> None:
+def _check_common(clips: int, ratios: tuple[float, float, float], fmt: str, audio: str) -> None:
+    if audio not in AUDIO_FORMATS:
+        raise ValueError(f"unknown audio format '{audio}'; valid: {', '.join(AUDIO_FORMATS)}")
     if clips < 1:
         raise ValueError(f"clips must be at least 1, got {clips}")
     if len(ratios) != 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-6:
@@ -418,14 +425,16 @@ def _render_folder(
         score = (
             _mixture_score(spec, i, int(label)) if isinstance(spec, MixtureSpec) else _key_score(spec, i, int(label))
         )
-        wav = path / f"{score.track_id}.wav"
+        wav = path / f"{score.track_id}.{spec.audio_format}"
         if reuse and wav.is_file():
             kept += 1
         else:
             renderer = renderer or _Renderer(spec.sample_rate_hz)
             audio = renderer.clip(score.programs, score.notes, score.seconds)
-            tmp = path / f".{score.track_id}.partial.wav"
-            sf.write(tmp, audio, spec.sample_rate_hz, subtype="PCM_16")
+            tmp = path / f".{score.track_id}.partial.{spec.audio_format}"
+            # 16-bit samples made here: libsndfile's own float conversion rounds differently for FLAC than for WAV
+            pcm = np.clip(np.rint(audio * 32768.0), -32768, 32767).astype(np.int16)
+            sf.write(tmp, pcm, spec.sample_rate_hz, subtype="PCM_16")
             tmp.replace(wav)
         rows.append(
             {"track_id": score.track_id, "audio_path": f"audio/{folder}/{wav.name}", **score.row, "split": split}
@@ -509,7 +518,7 @@ def render_mixtures(
     ``|``-separated (give the catalog dataset ``label_separator: "|"``), ``n_instruments`` their count. Splits are
     stratified by the number of instruments. Deterministic for a seed, whatever ``workers``."""
     spec = spec or MixtureSpec()
-    _check_common(spec.clips, spec.split_ratios, spec.manifest_format)
+    _check_common(spec.clips, spec.split_ratios, spec.manifest_format, spec.audio_format)
     unknown = set(spec.instruments) - set(INSTRUMENTS)
     if unknown:
         raise ValueError(f"unknown instruments {sorted(unknown)}; valid: {', '.join(INSTRUMENTS)}")
@@ -548,7 +557,7 @@ def render_keys(
     scale degrees (``I-IV-V-I``, ``i-iv-V-i``), ``instrument`` the chord instrument. Splits are stratified by key.
     Deterministic for a seed, whatever ``workers``."""
     spec = spec or KeySpec()
-    _check_common(spec.clips, spec.split_ratios, spec.manifest_format)
+    _check_common(spec.clips, spec.split_ratios, spec.manifest_format, spec.audio_format)
     rng = np.random.default_rng(spec.seed)
     keys = rng.permutation(np.arange(spec.clips) % 24)  # every key equally often (±1)
     splits = _splits(keys, spec.split_ratios, rng)

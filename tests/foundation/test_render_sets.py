@@ -133,7 +133,8 @@ def test_parquet_manifest_sharded_folders_and_progress(tmp_path, monkeypatch, ca
         (["--kind", "chords"], "unknown --kind 'chords'; valid: notes, mixtures, keys"),
         (["--kind", "keys", "--clips", "0"], "clips must be at least 1"),
         (["--kind", "mixtures", "--format", "json"], "unknown manifest format 'json'; valid: csv, parquet"),
-        (["--clips", "5"], "--clips, --format and --workers are for --kind mixtures and keys"),
+        (["--kind", "keys", "--audio", "mp3"], "unknown audio format 'mp3'; valid: wav, flac"),
+        (["--clips", "5"], "--clips, --format, --workers and --audio are for --kind mixtures and keys"),
     ],
 )
 def test_render_command_rejects_bad_options(tmp_path, args, message):
@@ -267,3 +268,21 @@ def test_an_interrupted_render_resumes_and_another_spec_starts_over(tmp_path, mo
     render_keys(tmp_path / "k", KeySpec(clips=25, seed=5))
     assert all((tmp_path / "k" / r["audio_path"]).read_bytes() != first[r["track_id"]] for r in _rows(manifest))
     assert json.loads((tmp_path / "k" / "render.json").read_text())["spec"]["seed"] == 5
+
+
+def test_flac_sets_hold_the_same_samples_in_less_space(tmp_path):
+    """FLAC is lossless: the same spec as WAV decodes (with repeval's decoder) to the same samples, in fewer bytes."""
+    from repeval.audio import decode
+
+    wav = _rows(render_mixtures(tmp_path / "w", MixtureSpec(clips=6, seed=9)))
+    flac = _rows(render_mixtures(tmp_path / "f", MixtureSpec(clips=6, seed=9, audio_format="flac")))
+    assert [r["instruments"] for r in flac] == [r["instruments"] for r in wav]
+    for a, b in zip(wav, flac, strict=True):
+        assert b["audio_path"].endswith(".flac") and b["audio_path"][:-5] == a["audio_path"][:-4]
+        x, y = (
+            decode(str(tmp_path / "w" / a["audio_path"]), 22050),
+            decode(str(tmp_path / "f" / b["audio_path"]), 22050),
+        )
+        assert np.array_equal(x, y)
+    size = {d: sum(f.stat().st_size for f in (tmp_path / d / "audio").rglob("*.*")) for d in ("w", "f")}
+    assert size["f"] < 0.8 * size["w"]
