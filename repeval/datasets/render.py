@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +157,31 @@ RENDER_RECORD = "render.json"
 
 
 @dataclass(frozen=True)
-class MixtureSpec:
+class _SetSpec:
+    """What the mixtures and keys sets share: their size, audio, seed, splits and file formats."""
+
+    clips: int = 1
+    sample_rate_hz: int = 22050
+    seed: int = 0
+    split_ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    manifest_format: str = "csv"
+    #: ``wav`` or ``flac`` (16-bit either way; FLAC is lossless and about half the size)
+    audio_format: str = "wav"
+
+    def check(self) -> None:
+        if self.audio_format not in AUDIO_FORMATS:
+            raise ValueError(f"unknown audio format '{self.audio_format}'; valid: {', '.join(AUDIO_FORMATS)}")
+        if self.clips < 1:
+            raise ValueError(f"clips must be at least 1, got {self.clips}")
+        ratios = self.split_ratios
+        if len(ratios) != 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-6:
+            raise ValueError(f"split_ratios must be three non-negative fractions summing to 1, got {ratios}")
+        if self.manifest_format not in MANIFEST_FORMATS:
+            raise ValueError(f"unknown manifest format '{self.manifest_format}'; valid: {', '.join(MANIFEST_FORMATS)}")
+
+
+@dataclass(frozen=True)
+class MixtureSpec(_SetSpec):
     """Instrument mixtures for multilabel tagging: each clip has 1 to ``max_instruments`` distinct instruments
     (drawn with ``instrument_count_weights``), each playing a phrase of ``notes_per_phrase`` notes at random
     onsets, lengths, pitches in its range and dynamics."""
@@ -167,16 +192,10 @@ class MixtureSpec:
     instrument_count_weights: tuple[float, ...] = (0.3, 0.4, 0.3)
     notes_per_phrase: tuple[int, int] = (2, 4)
     clip_s: float = 3.0
-    sample_rate_hz: int = 22050
-    seed: int = 0
-    split_ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
-    manifest_format: str = "csv"
-    #: ``wav`` or ``flac`` (16-bit either way; FLAC is lossless and about half the size)
-    audio_format: str = "wav"
 
 
 @dataclass(frozen=True)
-class KeySpec:
+class KeySpec(_SetSpec):
     """Chord progressions for key estimation: clip ``i`` is in key ``i mod 24`` after a seeded shuffle (every key
     equally often), four chords of ``chord_s`` each from :data:`PROGRESSIONS`, in a random inversion, on a
     chord instrument with (half of the time) the roots doubled an octave or two below."""
@@ -184,23 +203,6 @@ class KeySpec:
     clips: int = 240
     chord_s: float = 0.75
     tail_s: float = 0.25
-    sample_rate_hz: int = 22050
-    seed: int = 0
-    split_ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
-    manifest_format: str = "csv"
-    #: ``wav`` or ``flac`` (16-bit either way; FLAC is lossless and about half the size)
-    audio_format: str = "wav"
-
-
-def _check_common(clips: int, ratios: tuple[float, float, float], fmt: str, audio: str) -> None:
-    if audio not in AUDIO_FORMATS:
-        raise ValueError(f"unknown audio format '{audio}'; valid: {', '.join(AUDIO_FORMATS)}")
-    if clips < 1:
-        raise ValueError(f"clips must be at least 1, got {clips}")
-    if len(ratios) != 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-6:
-        raise ValueError(f"split_ratios must be three non-negative fractions summing to 1, got {ratios}")
-    if fmt not in MANIFEST_FORMATS:
-        raise ValueError(f"unknown manifest format '{fmt}'; valid: {', '.join(MANIFEST_FORMATS)}")
 
 
 def _splits(strata: np.ndarray, ratios: tuple[float, float, float], rng: np.random.Generator) -> np.ndarray:
@@ -475,11 +477,9 @@ def _render_set(
     for fmt in MANIFEST_FORMATS:  # until this render is whole, no manifest describes the folder's files
         (out / f"manifest.{fmt}").unlink(missing_ok=True)
     marker.write_text(record)
-    starts = range(0, len(labels), FILES_PER_DIR)
-    folders = [f"{s // FILES_PER_DIR:04d}" for s in starts]
-    cols: list[list[Any]] = [[out] * len(starts), [spec] * len(starts), list(starts), folders]
-    cols += [[labels[s : s + FILES_PER_DIR] for s in starts], [splits[s : s + FILES_PER_DIR] for s in starts]]
-    cols.append([reuse] * len(starts))
+    render = partial(_render_folder, out, spec, reuse=reuse)
+    step = FILES_PER_DIR
+    chunks = [(s, f"{s // step:04d}", labels[s : s + step], splits[s : s + step]) for s in range(0, len(labels), step)]
     writer = _ManifestWriter(out, ["track_id", "audio_path", *fields, "split"], spec.manifest_format)
     bar = Progress(len(labels), f"render {out.name}", progress, unit="clip")
     n = kept = 0
@@ -494,12 +494,12 @@ def _render_set(
 
     whole = False
     try:
-        if workers == 1 or len(starts) == 1:
-            for one in zip(*cols, strict=True):
-                take(_render_folder(*one))
+        if workers == 1 or len(chunks) == 1:
+            for chunk in chunks:
+                take(render(*chunk))
         else:
-            with cf.ProcessPoolExecutor(min(workers, len(starts)), mp_context=mp.get_context("spawn")) as pool:
-                for done in pool.map(_render_folder, *cols):  # in order, a few folders ahead
+            with cf.ProcessPoolExecutor(min(workers, len(chunks)), mp_context=mp.get_context("spawn")) as pool:
+                for done in pool.map(render, *zip(*chunks, strict=True)):  # in order, a few folders ahead
                     take(done)
         whole = True
     finally:
@@ -518,7 +518,7 @@ def render_mixtures(
     ``|``-separated (give the catalog dataset ``label_separator: "|"``), ``n_instruments`` their count. Splits are
     stratified by the number of instruments. Deterministic for a seed, whatever ``workers``."""
     spec = spec or MixtureSpec()
-    _check_common(spec.clips, spec.split_ratios, spec.manifest_format, spec.audio_format)
+    spec.check()
     unknown = set(spec.instruments) - set(INSTRUMENTS)
     if unknown:
         raise ValueError(f"unknown instruments {sorted(unknown)}; valid: {', '.join(INSTRUMENTS)}")
@@ -557,7 +557,7 @@ def render_keys(
     scale degrees (``I-IV-V-I``, ``i-iv-V-i``), ``instrument`` the chord instrument. Splits are stratified by key.
     Deterministic for a seed, whatever ``workers``."""
     spec = spec or KeySpec()
-    _check_common(spec.clips, spec.split_ratios, spec.manifest_format, spec.audio_format)
+    spec.check()
     rng = np.random.default_rng(spec.seed)
     keys = rng.permutation(np.arange(spec.clips) % 24)  # every key equally often (±1)
     splits = _splits(keys, spec.split_ratios, rng)

@@ -95,7 +95,7 @@ def test_key_progressions_are_in_their_labelled_key(tmp_path):
     assert hits / len(rows) >= 0.7, hits
 
 
-def test_triads_and_progression_names():
+def test_triads_in_both_modes():
     assert triad(0, "major", 0) == [0, 4, 7] and triad(0, "major", 4) == [7, 11, 14]
     assert triad(9, "minor", 0) == [9, 12, 16]  # A minor
     assert triad(9, "minor", 4) == [16, 20, 23]  # E major: the raised leading tone G#
@@ -234,10 +234,10 @@ def test_an_interrupted_render_resumes_and_another_spec_starts_over(tmp_path, mo
     spec = KeySpec(clips=25, seed=4)
     real = render._render_folder
 
-    def interrupted(*args):
+    def interrupted(*args, **kwargs):
         if args[2] > 0:  # Ctrl-C after the first folder
             raise KeyboardInterrupt
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(render, "_render_folder", interrupted)
     with pytest.raises(KeyboardInterrupt):
