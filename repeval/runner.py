@@ -166,7 +166,10 @@ def group_inputs(
         parts[sid] = [m.get("rows"), m.get("errors"), m.get("config_hash")]
     rows = ctx.rows[(ei, dataset)] if rows is None else rows
     counts = pc.value_counts(rows.column("split")).to_pylist()
-    return {"partitions": parts, "splits": {str(c["values"]): int(c["counts"]) for c in counts}}
+    out: dict[str, Any] = {"partitions": parts, "splits": {str(c["values"]): int(c["counts"]) for c in counts}}
+    if ctx.cfg.experiments[ei].task.embedding_aggregation == "prediction":  # absent for mean: earlier runs' groups hold
+        out["aggregation"] = "prediction"
+    return out
 
 
 def stage_train(ctx: RunContext) -> dict[str, Any]:
@@ -267,7 +270,11 @@ def _group_data(ctx: RunContext, item: _Pending) -> Any:
     from repeval.tuning.data import probe_data
 
     try:
-        return probe_data(item.exp.task.effective_type, item.rows, ctx.store, item.dataset, item.model, item.scenarios)
+        task = item.exp.task
+        return probe_data(
+            task.effective_type, item.rows, ctx.store, item.dataset, item.model, item.scenarios,
+            aggregation="prediction" if task.embedding_aggregation == "prediction" else "mean",
+        )  # fmt: skip
     except ValueError as exc:
         raise ValueError(f"{exc}{_fold_hint(ctx, item)}") from None
 

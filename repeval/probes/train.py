@@ -42,12 +42,25 @@ class ProbeData:
     y_val: np.ndarray
     #: scenario → (x, y, track ids)
     tests: dict[str, tuple[np.ndarray, np.ndarray, list[str]]] = field(default_factory=dict)
+    #: ``embedding_aggregation: prediction``: the rows of ``x_val`` are frames, and this gives each frame's track
+    #: (its position in ``y_val``); a track's scores are the mean of its frames' (``None``: one row per track)
+    val_groups: np.ndarray | None = None
+    #: likewise per test scenario (a scenario absent here has one row per track)
+    test_groups: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_outputs(self) -> int:
         if self.task_type != "regression":
             return len(self.classes)
         return int(self.y_train.shape[1]) if self.y_train.ndim > 1 else 1
+
+    def track_scores(self, scenario: str, scores: np.ndarray) -> np.ndarray:
+        """Per-track scores of test ``scenario`` from its rows' ``scores`` (the mean over a track's frames)."""
+        groups = self.test_groups.get(scenario)
+        if groups is None:
+            return scores
+        n = len(self.tests[scenario][1])
+        return aggregate_scores(torch.from_numpy(np.asarray(scores)), torch.from_numpy(groups), n).numpy()
 
 
 @dataclass
@@ -142,6 +155,32 @@ def scores_of(logits: torch.Tensor, task_type: str) -> torch.Tensor:
     if task_type == "multilabel_classification":
         return torch.sigmoid(logits)
     return logits
+
+
+def aggregate_scores(scores: torch.Tensor, groups: torch.Tensor, n: int) -> torch.Tensor:
+    """Mean of the rows' ``scores`` per group: ``(..., rows, C)`` with ``groups`` ``(rows,)`` in ``[0, n)`` →
+    ``(..., n, C)`` (prediction-level aggregation: a track's score is the mean of its frames' scores)."""
+    dim = scores.dim() - 2
+    out = torch.zeros(*scores.shape[:dim], n, scores.shape[-1], dtype=scores.dtype, device=scores.device)
+    out.index_add_(dim, groups, scores)
+    counts = torch.bincount(groups, minlength=n).to(scores.dtype).clamp_min(1)
+    return out / counts.view(n, 1)
+
+
+#: probabilities are clipped to [EPS, 1 - EPS] before the log of an aggregated prediction's loss
+EPS = 1e-7
+
+
+def aggregated_losses(scores: torch.Tensor, y: torch.Tensor, task_type: str) -> torch.Tensor:
+    """Per-probe mean loss of aggregated *scores* (probabilities, or predictions for regression), the losses
+    :func:`member_losses` computes from logits: ``scores`` ``(K, n, C)``, ``y`` ``(n,)`` or ``(n, C)`` → ``(K,)``."""
+    if is_single_label(task_type):
+        p = scores.gather(-1, y.view(1, -1, 1).expand(scores.shape[0], -1, 1)).squeeze(-1)
+        return -torch.log(p.clamp(EPS, 1.0)).mean(1)
+    if task_type == "multilabel_classification":
+        yk = y.unsqueeze(0).expand_as(scores)
+        return F.binary_cross_entropy(scores.clamp(EPS, 1 - EPS), yk, reduction="none").mean((1, 2))
+    return ((scores - y.unsqueeze(0)) ** 2).mean((1, 2))
 
 
 def member_losses(logits: torch.Tensor, y: torch.Tensor, task_type: str) -> torch.Tensor:
@@ -309,6 +348,8 @@ def _train_stack(
     xva = torch.stack([torch.from_numpy(preps[v](data.x_val)) for v in variants])
     ytr, yva = _targets(data.y_train, task), _targets(data.y_val, task)
     xtr, xva, ytr, yva = xtr.to(device), xva.to(device), ytr.to(device), yva.to(device)
+    # prediction-level aggregation: validation rows are frames, judged per track on their mean scores
+    vgroups = None if data.val_groups is None else torch.from_numpy(np.asarray(data.val_groups)).to(device)
     n, d = xtr.shape[1], xtr.shape[2]
     n_out = data.n_outputs
     hidden = resolve_hidden_units(c0.hidden_units, d, n_out)
@@ -385,10 +426,15 @@ def _train_stack(
         finished: list[int] = []
         if due:
             logits = _forward_all(model, xva, vidx)
-            yv = yva.unsqueeze(0).expand(len(active), *yva.shape)
-            vloss = member_losses(logits, yv, task).tolist()
-            acc = (logits.argmax(-1) == yva).float().mean(1).tolist() if is_single_label(task) else None
             scores = None
+            if vgroups is None:
+                yv = yva.unsqueeze(0).expand(len(active), *yva.shape)
+                vloss = member_losses(logits, yv, task).tolist()
+            else:
+                agg = aggregate_scores(scores_of(logits, task), vgroups, len(yva))
+                vloss = aggregated_losses(agg, yva, task).tolist()
+                logits, scores = agg, agg.cpu().numpy()  # argmax of mean probabilities, below
+            acc = (logits.argmax(-1) == yva).float().mean(1).tolist() if is_single_label(task) else None
             recs = []
             for pos in due:
                 m = active[pos]
@@ -456,7 +502,11 @@ def _train_stack(
             vsel = var_idx[ok]
             for sid, (x, _, _) in data.tests.items():
                 xs = torch.stack([torch.from_numpy(preps[v](x)) for v in variants]).to(device)
-                sc = scores_of(_forward_all(model, xs, vsel), task).cpu().numpy()
+                st = scores_of(_forward_all(model, xs, vsel), task)
+                if sid in data.test_groups:
+                    groups = torch.from_numpy(np.asarray(data.test_groups[sid])).to(device)
+                    st = aggregate_scores(st, groups, len(data.tests[sid][1]))
+                sc = st.cpu().numpy()
                 for pos, m in enumerate(ok):
                     results[m].test_scores[sid] = sc[pos]
     return results

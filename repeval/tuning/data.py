@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 
@@ -31,35 +33,90 @@ def empty_split_message(dataset: str, model: str, split: str) -> str:
     return f"{dataset}/{model}: the {split} split has no embedded tracks — check the dataset's splits and errors"
 
 
+def _frame_rows(counts: np.ndarray, rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Indices into a partition's flat frame matrix of the frames of ``rows`` (in that order), and for each
+    of them the position of its row in ``rows``."""
+    c = counts[rows] if rows else np.zeros(0, np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[rows] if rows else np.zeros(0, np.int64)
+    group = np.repeat(np.arange(len(rows)), c)
+    within = np.arange(int(c.sum())) - np.repeat(np.cumsum(c) - c, c)
+    return np.repeat(starts, c) + within, group
+
+
+class _Reader:
+    """A partition's rows as track-level embeddings (``mean``) or frames with their track (``prediction``)."""
+
+    def __init__(self, store: EmbeddingStore, dataset: str, model: str, prediction: bool) -> None:
+        self.store, self.dataset, self.model, self.prediction = store, dataset, model, prediction
+
+    def read(self, scenario: str) -> tuple[list[str], Any]:
+        part = self.store.partition(self.dataset, self.model, scenario)
+        if not self.prediction:
+            ids, _, x = part.embeddings()
+            return ids, x
+        ids, _, flat, counts = part.frames()
+        empty = [t for t, c in zip(ids, counts, strict=True) if c == 0]
+        if empty:
+            raise ValueError(
+                f"store partition {part.path}: {len(empty)} track(s) have no frames (e.g. {empty[0]}); "
+                "embedding_aggregation: prediction needs at least one frame per track"
+            )
+        return ids, (flat, counts)
+
+    def take(self, x: Any, rows: list[int]) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(embeddings of rows, None)`` or ``(their frames, track position of each frame)``."""
+        if not self.prediction:
+            return x[rows], None
+        flat, counts = x
+        idx, group = _frame_rows(counts, rows)
+        return flat[idx], group
+
+
 def probe_data(
-    task_type: str, rows: pa.Table, store: EmbeddingStore, dataset: str, model: str, scenarios: list[str]
+    task_type: str,
+    rows: pa.Table,
+    store: EmbeddingStore,
+    dataset: str,
+    model: str,
+    scenarios: list[str],
+    aggregation: str = "mean",
 ) -> ProbeData:
+    """Train/validation/test arrays of one (dataset, model) for a task. With ``aggregation`` ``prediction`` the
+    rows are frames: training frames carry their track's label; validation and test keep one label per track
+    and a track index per frame (``ProbeData.val_groups`` / ``test_groups``) to average predictions over."""
     label_of = dict(zip(rows.column("track_id").to_pylist(), rows.column("label").to_pylist(), strict=True))
     split_of = dict(zip(rows.column("track_id").to_pylist(), rows.column("split").to_pylist(), strict=True))
-    ids, _, x = store.partition(dataset, model, CLEAN).embeddings()
+    reader = _Reader(store, dataset, model, aggregation == "prediction")
+    ids, x = reader.read(CLEAN)
     # reliability (issue 9): store row order is arrival order; sort by track id so training is reproducible
     keep = sorted((i for i, t in enumerate(ids) if t in label_of), key=ids.__getitem__)
-    ids = [ids[i] for i in keep]
-    x = x[keep]
     # classes come from the whole labelled set so every split shares one encoding
     _, classes = encode(task_type, [label_of[t] for t in label_of])
-    y, _ = encode(task_type, [label_of[t] for t in ids], classes)
-    split = np.array([split_of[t] for t in ids])
 
-    def take(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        m = split == name
-        return x[m], y[m], [t for t, k in zip(ids, m, strict=True) if k]
+    def take(name: str) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray | None]:
+        rows_ = [i for i in keep if split_of[ids[i]] == name]
+        tids = [ids[i] for i in rows_]
+        y, _ = encode(task_type, [label_of[t] for t in tids], classes)
+        xs, group = reader.take(x, rows_)
+        return xs, y, tids, group
 
-    xtr, ytr, _ = take("train")
-    xva, yva, _ = take("validation")
-    tests = {CLEAN: take("test")}
+    xtr, ytr, _, gtr = take("train")
+    if gtr is not None:
+        ytr = ytr[gtr]  # every training frame carries its track's label
+    xva, yva, _, gva = take("validation")
+    xte, yte, tte, gte = take("test")
+    tests = {CLEAN: (xte, yte, tte)}
+    test_groups = {} if gte is None else {CLEAN: gte}
+    for name, arr in (("train", xtr), ("validation", xva), ("test", xte)):
+        if len(arr) == 0:
+            raise ValueError(empty_split_message(dataset, model, name))
     for sid in scenarios:
-        sids, _, sx = store.partition(dataset, model, sid).embeddings()
+        sids, sx = reader.read(sid)
         m = sorted((i for i, t in enumerate(sids) if split_of.get(t) == "test"), key=sids.__getitem__)  # issue 9
         tids = [sids[i] for i in m]
         sy, _ = encode(task_type, [label_of[t] for t in tids], classes)
-        tests[sid] = (sx[m], sy, tids)
-    for name, arr in (("train", xtr), ("validation", xva), ("test", tests[CLEAN][0])):
-        if len(arr) == 0:
-            raise ValueError(empty_split_message(dataset, model, name))
-    return ProbeData(task_type, classes, xtr, ytr, xva, yva, tests)
+        xs, group = reader.take(sx, m)
+        tests[sid] = (xs, sy, tids)
+        if group is not None:
+            test_groups[sid] = group
+    return ProbeData(task_type, classes, xtr, ytr, xva, yva, tests, val_groups=gva, test_groups=test_groups)

@@ -226,6 +226,8 @@ def _fingerprint(units: list[Unit], ev: EvalSettings, data: ProbeData, extra: An
         "data": [data.task_type, list(data.x_train.shape), list(data.x_val.shape), sorted(data.tests)],
         "extra": extra,
     }
+    if data.val_groups is not None:  # prediction-level aggregation (absent otherwise: earlier fingerprints hold)
+        desc["aggregation"] = "prediction"
     return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -650,7 +652,9 @@ class _Group:
             pt = spec.points[point]
             pcfg = sampled_config(pt, sampled)
             for seed, state in sorted(states.items()):
-                scores = {sid: predict(pcfg, data, state, x) for sid, (x, _, _) in data.tests.items()}
+                scores = {
+                    sid: data.track_scores(sid, predict(pcfg, data, state, x)) for sid, (x, _, _) in data.tests.items()
+                }
                 rows, confusion = test_rows(data, scores, self.ev)
                 for row in rows:
                     out.rows.append({**base, "probe": spec.name, "seed": seed, **row})
@@ -677,6 +681,7 @@ def data_nbytes(data: ProbeData) -> int:
     """Bytes of a group's embeddings (what it holds in the object store while its grid runs)."""
     arrays = [data.x_train, data.y_train, data.x_val, data.y_val]
     arrays += [a for x, y, _ in data.tests.values() for a in (x, y)]
+    arrays += [g for g in [data.val_groups, *data.test_groups.values()] if g is not None]
     return int(sum(np.asarray(a).nbytes for a in arrays))
 
 

@@ -158,6 +158,10 @@ CASES: dict[str, tuple[Any, list[str]]] = {
         lambda d: _ds(d).update(dir="no_such_audio_dir"),
         ["experiments[0].datasets[0].dir: no such directory", "fix the path"],
     ),
+    "prediction_without_frames": (
+        lambda d: (_exp(d)["task"].update(embedding_aggregation="prediction"), d["run"].update(keep_frames=False)),
+        ["(top level)", "embedding_aggregation: prediction", "remove run.keep_frames: false"],
+    ),
     "unsafe_run_id": (lambda d: d["run"].update(run_id="../etc"), ["run.run_id:", "letters, digits"]),
     "yaml_syntax": ("experiments: [\n  - task: {name: x\n", ["not valid YAML at line"]),
 }

@@ -213,3 +213,25 @@ def test_store_rm_lists_first_deletes_with_yes_and_never_under_a_running_run(tmp
     assert res.exit_code == 1 and "no partition ds/m/clean in ./q/r" in res.output, res.output  # the empty store
     res = runner.invoke(app, ["store", "rm", root, "ds/m/D2", "--yes"])
     assert res.exit_code == 1 and "no partition ds/m/D2" in res.output and "did you mean ds/m/clean" in res.output
+
+
+def test_frames_reads_every_rows_frames_in_order_across_part_files(tmp_path):
+    """``Partition.frames`` (what ``embedding_aggregation: prediction`` trains on): the rows' frames flattened in
+    row order, with one count per row, across part files; a partition without frames names the fix."""
+    part = EmbeddingStore(str(tmp_path / "s")).partition("ds", "m", "clean")
+    schema = embedding_schema(DIM, keep_frames=True)
+    w = PartitionWriter(part, schema, 2)
+    block = rows_table(_block(["a", "b", "c", "d", "e"], keep_frames=True), schema, PROV)
+    for start in (0, 2, 4):  # three part files, the later ones Arrow slices with offsets into the frames
+        w.add_table(block.slice(start, 2))
+    w.flush()
+    assert len(part.part_files()) == 3
+    ids, splits, flat, counts = part.frames()
+    assert sorted(ids) == ["a", "b", "c", "d", "e"] and splits == ["train"] * 5
+    assert flat.dtype == np.float32 and flat.shape == (1 + 2 + 3 + 4 + 5, DIM)
+    by_id = dict(zip(ids, np.split(flat, np.cumsum(counts)[:-1]), strict=True))
+    for i, t in enumerate(["a", "b", "c", "d", "e"]):  # row i has i + 1 frames, each filled with i
+        np.testing.assert_array_equal(by_id[t], np.full((i + 1, DIM), i, np.float32))
+    plain = _write(EmbeddingStore(str(tmp_path / "p")), ["a", "b"])
+    with pytest.raises(ValueError, match=r"no frame-level embeddings.*repeval store rm .* --yes.*keep_frames: true"):
+        plain.frames()

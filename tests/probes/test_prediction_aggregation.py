@@ -1,0 +1,199 @@
+"""``embedding_aggregation: prediction``: probes train on frames and a track's prediction is the mean of its
+frames' predictions — for early stopping and checkpoint selection (validation) as for the test."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+import yaml
+
+from repeval.config.schema import ProbeConfig
+from repeval.probes import ProbeData, train_probes
+from repeval.probes.synthetic import gaussian_probe_data
+from repeval.probes.train import aggregate_scores, aggregated_losses, member_losses, scores_of
+
+
+def _one_frame_per_track(data: ProbeData) -> ProbeData:
+    """The same rows, each declared a track of one frame."""
+    return ProbeData(
+        data.task_type, data.classes, data.x_train, data.y_train, data.x_val, data.y_val, data.tests,
+        val_groups=np.arange(len(data.y_val)),
+        test_groups={sid: np.arange(len(y)) for sid, (_, y, _) in data.tests.items()},
+    )  # fmt: skip
+
+
+def test_aggregate_scores_is_the_mean_per_group_and_losses_match_logit_losses():
+    scores = torch.tensor([[[0.2, 0.8], [0.6, 0.4], [1.0, 0.0]], [[0.5, 0.5], [0.1, 0.9], [0.3, 0.7]]])
+    groups = torch.tensor([1, 0, 1])  # frames of track 1, track 0, track 1
+    agg = aggregate_scores(scores, groups, 2)
+    expected = torch.tensor([[[0.6, 0.4], [0.6, 0.4]], [[0.1, 0.9], [0.4, 0.6]]])
+    torch.testing.assert_close(agg, expected)
+    # a track without rows gets zeros, not NaN (counts are clamped): callers never ask for one
+    assert aggregate_scores(scores, groups, 3)[:, 2].abs().sum() == 0
+    # on one frame per track the aggregated losses are the logit losses the mean path computes
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 7, 4, generator=gen)
+    y1 = torch.randint(0, 4, (7,), generator=gen)
+    ym = (torch.rand(7, 4, generator=gen) > 0.5).float()
+    for task, y in (("multiclass_classification", y1), ("multilabel_classification", ym), ("regression", ym)):
+        direct = member_losses(logits, y.unsqueeze(0).expand(3, *y.shape), task)
+        agg = aggregate_scores(scores_of(logits, task), torch.arange(7), 7)
+        torch.testing.assert_close(aggregated_losses(agg, y, task), direct, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("task_type", ["multiclass_classification", "multilabel_classification", "regression"])
+def test_one_frame_per_track_trains_exactly_as_mean_aggregation(task_type):
+    """Tracks of one frame: the same trajectory, checkpoint and test scores as the mean path, for every head."""
+    data = gaussian_probe_data(task_type, n=120)
+    cfgs = [
+        ProbeConfig(hidden_units=h, learning_rate=3e-3, batch_size=32, epochs=8, patience=3, standardize=True)
+        for h in ([], [8])
+    ]
+    plain = train_probes([(c, 1) for c in cfgs], data)
+    framed = train_probes([(c, 1) for c in cfgs], _one_frame_per_track(data))
+    for a, b in zip(plain, framed, strict=True):
+        assert a.failed is None and b.failed is None
+        assert a.best_epoch == b.best_epoch and a.epochs == b.epochs
+        assert [h["val_loss"] for h in b.history] == pytest.approx([h["val_loss"] for h in a.history], rel=1e-5)
+        for sid in ("clean", "D1"):
+            np.testing.assert_array_equal(a.test_scores[sid], b.test_scores[sid])
+
+
+def _hidden_in_the_mean(seed: int = 0, n: tuple[int, int, int] = (120, 40, 40), d: int = 8, f: int = 4):
+    """Tracks of ``f`` frames whose class shows in every frame (energy along axis 0 or axis 1) but not in
+    their mean: the frames alternate in sign, so every track's mean embedding is noise."""
+    rng = np.random.default_rng(seed)
+    axes = np.eye(d)[:2]
+    sign = np.tile([1.0, -1.0], f // 2)
+
+    def split(m: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, 2, m)
+        amp = rng.uniform(1.5, 2.5, (m, f))
+        x = sign[None, :, None] * amp[:, :, None] * axes[y][:, None, :] + rng.normal(0, 0.3, (m, f, d))
+        return x.astype(np.float32), y
+
+    (xtr, ytr), (xva, yva), (xte, yte) = (split(m) for m in n)
+    ids = [f"t{i}" for i in range(len(yte))]
+
+    def groups(m: int) -> np.ndarray:
+        return np.repeat(np.arange(m), f)
+
+    framed = ProbeData(
+        "multiclass_classification", ["a", "b"], xtr.reshape(-1, d), np.repeat(ytr, f), xva.reshape(-1, d), yva,
+        {"clean": (xte.reshape(-1, d), yte, ids)}, val_groups=groups(len(yva)), test_groups={"clean": groups(len(yte))},
+    )  # fmt: skip
+    mean = ProbeData(
+        "multiclass_classification", ["a", "b"], xtr.mean(1), ytr, xva.mean(1), yva, {"clean": (xte.mean(1), yte, ids)}
+    )
+    return framed, mean, yte
+
+
+def test_prediction_aggregation_learns_what_mean_embeddings_hide():
+    framed, mean, y_test = _hidden_in_the_mean()
+    cfg = ProbeConfig(hidden_units=[32], learning_rate=1e-2, batch_size=32, epochs=40, patience=10)
+    by_frames, by_mean = (train_probes([(cfg, 0)], d)[0] for d in (framed, mean))
+    assert by_frames.test_scores["clean"].shape == (len(y_test), 2)  # one score row per track, not per frame
+    np.testing.assert_allclose(by_frames.test_scores["clean"].sum(1), 1.0, rtol=1e-5)
+    acc_frames = float((by_frames.test_scores["clean"].argmax(1) == y_test).mean())
+    acc_mean = float((by_mean.test_scores["clean"].argmax(1) == y_test).mean())
+    assert acc_frames >= 0.9 and acc_mean <= 0.75, (acc_frames, acc_mean)
+    assert by_frames.best_criterion >= 0.9  # validation judged per track too
+
+
+def test_validation_is_judged_on_the_tracks_mean_prediction():
+    """The criterion of every validation equals the accuracy of the kept probe's per-track mean scores."""
+    framed, _, _ = _hidden_in_the_mean(seed=3)
+    cfg = ProbeConfig(hidden_units=[4], learning_rate=3e-3, batch_size=64, epochs=6, patience=6)
+    r = train_probes([(cfg, 2)], framed, evaluate_tests=False)[0]
+    from repeval.probes import predict
+
+    frame_scores = predict(cfg, framed, r.state_dict, framed.x_val)
+    track = aggregate_scores(torch.from_numpy(frame_scores), torch.from_numpy(framed.val_groups), len(framed.y_val))
+    acc = float((track.numpy().argmax(1) == framed.y_val).mean())
+    assert r.best_criterion == pytest.approx(acc, abs=1e-12)
+    frame_acc = float((frame_scores.argmax(1) == np.repeat(framed.y_val, 4)).mean())
+    assert abs(frame_acc - acc) > 0.01  # what a per-frame validation would have recorded instead
+
+
+def test_a_run_with_prediction_aggregation_end_to_end(ray_session, rendered_notes, tmp_path):
+    """The real engine: the store keeps frames (``keep_frames`` on by default for the task), probes train on
+    the frames of the training notes and are judged and tested per note, clean and deformed."""
+    from repeval import runner
+    from repeval.config import load_config
+    from repeval.tuning.data import probe_data
+
+    cfg_dict = {
+        "run": {"run_id": "pred", "store": str(tmp_path / "store"), "runs_dir": str(tmp_path / "runs")},
+        "experiments": [
+            {
+                "task": {"name": "instrument", "type": "multiclass_classification", "aggregation": "prediction"},
+                "datasets": [
+                    {
+                        "name": "notes",
+                        "type": "catalog",
+                        "manifest": str(rendered_notes),
+                        "label_column": "instrument",
+                        "split_column": "split",
+                    }
+                ],
+                "deformations": [[{"type": "Gain", "params": {"min_gain_db": -12, "max_gain_db": -12, "p": 1}}]],
+                # MFCC statistics of 0.5-s windows every 0.25 s: ~5 frames per 1.5-s note
+                "embedding_models": [
+                    {"id": "mfcc-frames", "type": "mfcc-stats", "params": {"window_s": 0.5, "hop_s": 0.25}}
+                ],
+                "downstream_models": [
+                    {"hidden_units": [], "standardize": True, "learning_rate": 0.01, "batch_size": 16, "epochs": 60},
+                    {  # select: best — tested once after the grid, outside the trials
+                        "name": "picked",
+                        "hidden_units": [],
+                        "standardize": True,
+                        "batch_size": 16,
+                        "epochs": 30,
+                        "search": {"grid": {"learning_rate": [0.01, 0.003]}, "select": "best"},
+                    },
+                ],
+                "metrics": ["accuracy"],
+            }
+        ],
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg_dict))
+    cfg = load_config(path)
+    assert cfg.run.keep_frames  # defaulted on by the task's aggregation
+    ctx = runner.make_context(cfg)
+    assert runner.stage_embed(ctx).errors == 0
+    clean = pq.read_table(tmp_path / "store" / "notes" / "mfcc-frames" / "clean")
+    n_frames = dict(zip(clean.column("track_id").to_pylist(), clean.column("n_frames").to_pylist(), strict=True))
+    assert min(n_frames.values()) >= 4
+    assert [len(f) for f in clean.column("frames").to_pylist()] == clean.column("n_frames").to_pylist()
+
+    table = ctx.rows[(0, "notes")]
+    split = dict(zip(table.column("track_id").to_pylist(), table.column("split").to_pylist(), strict=True))
+    framed = probe_data("multiclass_classification", table, ctx.store, "notes", "mfcc-frames", ["D1"], "prediction")
+    mean = probe_data("multiclass_classification", table, ctx.store, "notes", "mfcc-frames", ["D1"])
+    assert len(framed.x_train) == sum(n for t, n in n_frames.items() if split[t] == "train")
+    assert len(framed.y_train) == len(framed.x_train) and len(framed.y_val) == len(mean.y_val)
+    np.testing.assert_array_equal(framed.y_val, mean.y_val)
+    # the frames of each validation and test track are that track's: their mean is its stored embedding
+    per_track = aggregate_scores(torch.from_numpy(framed.x_val), torch.from_numpy(framed.val_groups), len(mean.y_val))
+    np.testing.assert_allclose(per_track.numpy(), mean.x_val, rtol=1e-5, atol=1e-5)
+    for sid in ("clean", "D1"):
+        x, y, ids = framed.tests[sid]
+        assert ids == mean.tests[sid][2] and len(y) == len(ids) == 8
+        agg = aggregate_scores(torch.from_numpy(x), torch.from_numpy(framed.test_groups[sid]), len(ids))
+        np.testing.assert_allclose(agg.numpy(), mean.tests[sid][0], rtol=1e-5, atol=1e-5)
+
+    assert runner.stage_train(ctx)["trained"] == 1
+    inputs = json.loads((ctx.run_dir / "groups" / "instrument__notes__mfcc-frames.inputs.json").read_text())
+    assert inputs["aggregation"] == "prediction"
+    results = runner.stage_evaluate(ctx).to_pandas()
+    acc = results[results["label"].isna() & (results["metric"] == "accuracy")]
+    assert sorted(zip(acc["probe"], acc["scenario"], strict=True)) == [
+        ("M1", "D1"), ("M1", "clean"), ("picked", "D1"), ("picked", "clean")
+    ]  # fmt: skip
+    assert (acc["n_test"] == 8).all()  # scored per note, not per frame
+    assert (acc[acc["scenario"] == "clean"]["value"] > 0.5).all()  # chance is 0.25
