@@ -249,6 +249,7 @@ class ProbeConfig(Strict):
     emb_dim_reduction: Literal["PCA", "pca", False] | None = False
     emb_shape: Literal["infer"] | int = "infer"
     hidden_units: tuple[HiddenUnit, ...] = ()
+    #: mir_ref's final activation; repeval derives the head from the task type, so it is only checked against it
     output_activation: Literal["softmax", "sigmoid", "linear"] | None = None
     weight_decay: float = Field(default=1e-5, ge=0)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
@@ -396,7 +397,19 @@ class ExperimentConfig(Strict):
         ttype = self.task.effective_type
         for m in self.metric_names:
             check_metric_for_task(m, ttype)
+        head = TASK_TYPES[ttype].head
         for i, p in enumerate(self.downstream_models):
+            if p.output_activation is not None and p.output_activation != head:
+                raise ValueError(
+                    f"downstream_models[{i}].output_activation: {p.output_activation} does not fit a {ttype} task, "
+                    f"whose probes end in {head} (the head and loss follow the task type); set output_activation: "
+                    f"{head} or remove it"
+                )
+            if p.type == "regressor" and ttype != "regression":
+                raise ValueError(
+                    f"downstream_models[{i}].type: a regressor does not fit a {ttype} task; use type: classifier "
+                    "(or mlp / linear, which fit any task: the head follows the task type)"
+                )
             crit = p.save_criterion
             if crit is not None and crit != "val_loss":
                 name = crit.removeprefix("val_")

@@ -162,6 +162,18 @@ CASES: dict[str, tuple[Any, list[str]]] = {
         lambda d: (_exp(d)["task"].update(embedding_aggregation="prediction"), d["run"].update(keep_frames=False)),
         ["(top level)", "embedding_aggregation: prediction", "remove run.keep_frames: false"],
     ),
+    "head_mismatch": (
+        lambda d: _probe(d).update(output_activation="sigmoid"),
+        [
+            "experiments[0]",
+            "downstream_models[0].output_activation: sigmoid does not fit",
+            "set output_activation: softmax",
+        ],
+    ),
+    "regressor_on_classification": (
+        lambda d: _probe(d).update(type="regressor"),
+        ["experiments[0]", "downstream_models[0].type: a regressor does not fit", "use type: classifier"],
+    ),
     "unsafe_run_id": (lambda d: d["run"].update(run_id="../etc"), ["run.run_id:", "letters, digits"]),
     "yaml_syntax": ("experiments: [\n  - task: {name: x\n", ["not valid YAML at line"]),
 }
