@@ -147,6 +147,8 @@ class _Stream:
     provenance: dict[str, dict[str, Any]] = field(default_factory=dict)
     info: dict[str, dict[str, Any]] = field(default_factory=dict)
     planned: dict[str, pa.Array] = field(default_factory=dict)
+    #: partition keys whose stored tracks the summary has counted
+    examined: set[str] = field(default_factory=set)
     todo: TableSpool | None = None  # the to-do rows of every (experiment, dataset), spilled past PARTITION_ROWS
     labels: list[str] = field(default_factory=list)
 
@@ -260,10 +262,12 @@ def _plan_dataset(
                 summary.retried += part.clear_errors()
             wanted = np.ones(rows.num_rows, bool) if sid == CLEAN else deform_mask
             done = pc.is_in(ids, value_set=part.done_ids()).to_numpy(zero_copy_only=False)
+            if key not in st.examined:  # tracks in the store, counted once per partition however many tasks use it
+                summary.skipped += int((wanted & done).sum())
+                st.examined.add(key)
             if key in st.planned:  # another experiment's share of this partition already holds these tracks
                 done |= pc.is_in(ids, value_set=st.planned[key]).to_numpy(zero_copy_only=False)
             missing = wanted & ~done
-            summary.skipped += int((wanted & done).sum())
             if not missing.any() and (part.complete or key in st.parts):
                 continue
             if key not in st.parts:
