@@ -79,6 +79,23 @@ ERROR_SCHEMA = pa.schema(
 )
 
 
+def fingerprint_diff(old: Any, new: Any, path: str = "") -> str:
+    """What differs between two fingerprints, key by key: ``keep_frames: stored True, now False; ...``."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        parts = []
+        for key in sorted(set(old) | set(new), key=str):
+            if old.get(key) != new.get(key):
+                sub = f"{path}.{key}" if path else str(key)
+                parts.append(fingerprint_diff(old.get(key), new.get(key), sub))
+        return "; ".join(parts)
+
+    def short(v: Any) -> str:
+        text = json.dumps(v, sort_keys=True, default=str)
+        return text if len(text) <= 120 else text[:117] + "..."
+
+    return f"{path or 'fingerprint'}: stored {short(old)}, now {short(new)}"
+
+
 def _safe(component: str) -> str:
     """A path component that cannot escape the store (no separators, no '..')."""
     out = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in component)
@@ -224,10 +241,17 @@ class Partition:
             return
         old = stamp.get("fingerprint")
         if old is not None and old != fingerprint:
+            diff = fingerprint_diff(old, fingerprint)
+            hint = ""
+            if "keep_frames" in diff:
+                hint = (
+                    " (frame-level embeddings are kept with run.keep_frames, the default when a task has "
+                    "embedding_aggregation: prediction; set run.keep_frames as the store has it to reuse the partition)"
+                )
             raise StoreConflict(
-                f"store partition {self.path} was computed with a different configuration "
-                f"({old} != {fingerprint}); give the model or scenario a new id, point run.store elsewhere, "
-                f"or delete the partition to recompute it (`repeval store rm {self.store.uri} {self.name} --yes`)"
+                f"store partition {self.path} was computed with a different configuration — {diff}{hint}; give "
+                f"the model or scenario a new id, point run.store elsewhere, or delete the partition to recompute "
+                f"it (`repeval store rm {self.store.uri} {self.name} --yes`)"
             )
 
     def clear_errors(self) -> int:

@@ -118,6 +118,20 @@ def test_conflicting_fingerprint_refused(tmp_path):
     with pytest.raises(StoreConflict, match="different configuration") as err:
         part.check_compatible({"model": "b"})
     assert f"`repeval store rm {tmp_path / 's'} ds/m/clean --yes`" in str(err.value)  # the command that clears it
+    assert 'model: stored "a", now "b"' in str(err.value)  # what differs, not two whole fingerprints
+
+
+def test_conflict_names_the_differing_keys_and_the_keep_frames_setting(tmp_path):
+    part = EmbeddingStore(str(tmp_path / "s")).partition("ds", "m", "clean")
+    stored = {"model": {"id": "mfcc", "params": {"hop_s": 0.5}}, "keep_frames": False, "chunk_s": 10}
+    part.stamp(stored)
+    now = {"model": {"id": "mfcc", "params": {"hop_s": 0.25}}, "keep_frames": True, "chunk_s": 10}
+    with pytest.raises(StoreConflict) as err:
+        part.check_compatible(now)
+    msg = str(err.value)
+    assert "keep_frames: stored false, now true; model.params.hop_s: stored 0.5, now 0.25 (" in msg
+    assert "chunk_s" not in msg  # equal keys are not listed
+    assert "set run.keep_frames as the store has it" in msg
 
 
 def test_unsafe_components_rejected(tmp_path):
