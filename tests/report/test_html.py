@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import pandas as pd
 import pytest
+import yaml
 
 from repeval.report.html import write_report
 
@@ -44,3 +47,20 @@ def test_report_over_two_runs(run_dir, second_run_dir, tmp_path):
     assert "runs: demo, other" in text
     assert "other/msd-musicnn" in text  # plots keep the runs' models apart
     assert '<td data-value="other">other</td>' in text  # tables gain a run_id column
+
+
+def test_a_task_that_aggregates_predictions_says_so_in_its_heading(report, tmp_path):
+    from repeval.report.html import _aggregates_predictions
+    from repeval.report.results import Run
+
+    assert "mean prediction" not in report.read_text()  # the fake run's tasks aggregate embeddings (mean)
+
+    def run(task: dict) -> Run:
+        text = yaml.safe_dump({"experiments": [{"task": task}]})
+        return Run("r", Path(tmp_path), pd.DataFrame(), config_text=text)
+
+    assert _aggregates_predictions([run({"name": "tags", "embedding_aggregation": "prediction"})], "tags")
+    assert _aggregates_predictions([run({"name": "a", "aggregation": "mean"}), run({"name": "tags",
+                                    "aggregation": "prediction"})], "tags")  # fmt: skip
+    assert not _aggregates_predictions([run({"name": "tags", "embedding_aggregation": "prediction"})], "other")
+    assert not _aggregates_predictions([run({"name": "tags", "aggregation": "embedding_mean"})], "tags")
