@@ -340,3 +340,15 @@ def test_schema_flags_what_the_loader_rejects(case):
     with pytest.raises(ConfigError):
         parse_config(data)
     assert _schema_errors(data), "the editor would not flag it"
+
+
+def test_prediction_aggregation_turns_frames_on_and_the_plan_says_how_tracks_are_scored():
+    d = base()
+    d["experiments"][0]["task"]["aggregation"] = "prediction"  # mir_ref's spelling
+    cfg = parse_config(d)
+    assert cfg.run.keep_frames and cfg.experiments[0].task.embedding_aggregation == "prediction"
+    assert "[multiclass_classification, per-frame probes, mean prediction per track]" in make_plan(cfg).lines[0]
+    plain = parse_config(base())
+    assert not plain.run.keep_frames and "[multiclass_classification] on notes" in make_plan(plain).lines[0]
+    d["run"] = {"keep_frames": True}
+    assert parse_config(d).run.keep_frames
