@@ -43,7 +43,7 @@ from repeval.pipeline.assemble import TrackAssembler, errors_table, rows_table
 from repeval.pipeline.resources import EmbedResources, plan_resources
 from repeval.pipeline.stages import CLEAN, DEFAULT_CHUNK_S, DecodeDeform, DecodeEmbed, Embed
 from repeval.pipeline.summary import EmbedSummary, Progress
-from repeval.store import EmbeddingStore, PartitionWriter
+from repeval.store import EmbeddingStore, PartitionWriter, StoreConflict
 from repeval.store.store import ERROR_SCHEMA, STORE_FORMAT, embedding_schema, repeval_version
 
 log = logging.getLogger(__name__)
@@ -257,7 +257,7 @@ def _plan_dataset(
                 "keep_frames": run.keep_frames,
                 "store_format": STORE_FORMAT,
             }
-            part.check_compatible(fp)
+            frames_kept = part.check_compatible(fp)
             if retry_errors and key not in st.parts:
                 summary.retried += part.clear_errors()
             wanted = np.ones(rows.num_rows, bool) if sid == CLEAN else deform_mask
@@ -270,6 +270,13 @@ def _plan_dataset(
             missing = wanted & ~done
             if not missing.any() and (part.complete or key in st.parts):
                 continue
+            if frames_kept:  # its rows have frames; this run would add rows without them
+                raise StoreConflict(
+                    f"store partition {part.path} keeps frame-level embeddings (run.keep_frames) and is not complete "
+                    f"({int(missing.sum())} of this run's tracks missing); this run would complete it without frames: "
+                    "set run.keep_frames: true to complete it with frames, point run.store elsewhere, or delete it "
+                    f"(`repeval store rm {store.uri} {part.name} --yes`)"
+                )
             if key not in st.parts:
                 # a partition shared by several tasks (one dataset, other splits) may need more tracks
                 part.reopen()

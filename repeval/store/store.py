@@ -233,13 +233,19 @@ class Partition:
         errors = sum(pq.read_metadata(f, filesystem=self.fs).num_rows for f in self.error_files())
         return rows, errors
 
-    def check_compatible(self, fingerprint: dict[str, Any]) -> None:
-        """Refuse to mix rows computed under another configuration into this partition."""
+    def check_compatible(self, fingerprint: dict[str, Any]) -> bool:
+        """Refuse to mix rows computed under another configuration into this partition.
+
+        Returns ``True`` when the partition differs only by keeping frames that ``fingerprint`` does not ask for
+        (``keep_frames``): its rows serve such a run, but rows computed without frames must not be added to it."""
         m = self.manifest()
         stamp = m if m is not None else self._read_json(STAMP)
         if stamp is None:
-            return
+            return False
         old = stamp.get("fingerprint")
+        if isinstance(old, dict) and old.get("keep_frames") is True and fingerprint.get("keep_frames") is False:
+            if {**old, "keep_frames": False} == fingerprint:
+                return True
         if old is not None and old != fingerprint:
             diff = fingerprint_diff(old, fingerprint)
             hint = ""
@@ -253,6 +259,7 @@ class Partition:
                 f"the model or scenario a new id, point run.store elsewhere, or delete the partition to recompute "
                 f"it (`repeval store rm {self.store.uri} {self.name} --yes`)"
             )
+        return False
 
     def clear_errors(self) -> int:
         """Delete this partition's error records (``--retry-errors``) and mark it incomplete; returns how many.

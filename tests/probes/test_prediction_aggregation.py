@@ -4,6 +4,7 @@ frames' predictions — for early stopping and checkpoint selection (validation)
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -15,6 +16,7 @@ from repeval.config.schema import ProbeConfig
 from repeval.probes import ProbeData, train_probes
 from repeval.probes.synthetic import gaussian_probe_data
 from repeval.probes.train import aggregate_scores, aggregated_losses, member_losses, scores_of
+from repeval.store import StoreConflict
 
 
 def _one_frame_per_track(data: ProbeData) -> ProbeData:
@@ -197,3 +199,18 @@ def test_a_run_with_prediction_aggregation_end_to_end(ray_session, rendered_note
     ]  # fmt: skip
     assert (acc["n_test"] == 8).all()  # scored per note, not per frame
     assert (acc[acc["scenario"] == "clean"]["value"] > 0.5).all()  # chance is 0.25
+
+    # the same store serves a task with mean aggregation (keep_frames off): its complete partitions are reused
+    cfg_dict["experiments"][0]["task"]["aggregation"] = "mean"
+    cfg_dict["run"]["run_id"] = "mean"
+    path.write_text(yaml.safe_dump(cfg_dict))
+    mean_ctx = runner.make_context(load_config(path))
+    assert not mean_ctx.cfg.run.keep_frames
+    again = runner.stage_embed(mean_ctx)
+    assert again.computed == 0 and again.skipped == 48 + 8
+    # ... but an incomplete one would get rows without frames: refused, naming the fix
+    part = ctx.store.partition("notes", "mfcc-frames", "D1")
+    part.reopen()
+    Path(part.part_files()[0]).unlink()  # a local store: part files are plain paths
+    with pytest.raises(StoreConflict, match=r"keeps frame-level embeddings .* set run.keep_frames: true"):
+        runner.stage_embed(runner.make_context(load_config(path)))

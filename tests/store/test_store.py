@@ -134,6 +134,21 @@ def test_conflict_names_the_differing_keys_and_the_keep_frames_setting(tmp_path)
     assert "set run.keep_frames as the store has it" in msg
 
 
+def test_a_partition_with_frames_serves_a_run_without_them(tmp_path):
+    """Stored with frames, asked without: compatible (``True``: rows may not be added); any other difference is not."""
+    store = EmbeddingStore(str(tmp_path / "s"))
+    part = store.partition("ds", "m", "clean")
+    part.stamp({"model": "a", "keep_frames": True})
+    assert part.check_compatible({"model": "a", "keep_frames": False}) is True
+    assert part.check_compatible({"model": "a", "keep_frames": True}) is False
+    with pytest.raises(StoreConflict, match='model: stored "a", now "b"'):
+        part.check_compatible({"model": "b", "keep_frames": False})
+    other = store.partition("ds", "m", "D1")
+    other.stamp({"model": "a", "keep_frames": False})
+    with pytest.raises(StoreConflict, match="keep_frames: stored false, now true"):
+        other.check_compatible({"model": "a", "keep_frames": True})  # rows without frames cannot serve it
+
+
 def test_unsafe_components_rejected(tmp_path):
     store = EmbeddingStore(str(tmp_path / "s"))
     assert store.partition("../x", "m/y", "c").path.startswith(store.root + "/")
