@@ -249,10 +249,10 @@ class Partition:
         if old is not None and old != fingerprint:
             diff = fingerprint_diff(old, fingerprint)
             hint = ""
-            if "keep_frames" in diff:
+            if isinstance(old, dict) and old.get("keep_frames") is False and fingerprint.get("keep_frames") is True:
                 hint = (
-                    " (frame-level embeddings are kept with run.keep_frames, the default when a task has "
-                    "embedding_aggregation: prediction; set run.keep_frames as the store has it to reuse the partition)"
+                    " (its rows have no frame-level embeddings, which this run keeps: run.keep_frames, on by default "
+                    "when a task has embedding_aggregation: prediction)"
                 )
             raise StoreConflict(
                 f"store partition {self.path} was computed with a different configuration — {diff}{hint}; give "

@@ -131,7 +131,7 @@ def test_conflict_names_the_differing_keys_and_the_keep_frames_setting(tmp_path)
     msg = str(err.value)
     assert "keep_frames: stored false, now true; model.params.hop_s: stored 0.5, now 0.25 (" in msg
     assert "chunk_s" not in msg  # equal keys are not listed
-    assert "set run.keep_frames as the store has it" in msg
+    assert "its rows have no frame-level embeddings, which this run keeps" in msg
 
 
 def test_a_partition_with_frames_serves_a_run_without_them(tmp_path):
