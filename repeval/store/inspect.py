@@ -36,17 +36,19 @@ def partition_info(part: Partition) -> dict[str, Any]:
     m = part.manifest()
     stamp = m or part._read_json("_stamp.json") or {}
     rows, errors = part.counts()
-    dim = None
+    dim, frames = None, None
     files = part.part_files()
     if files:
-        field = pq.read_schema(files[0], filesystem=part.fs).field("embedding")
-        dim = getattr(field.type, "list_size", None)
+        schema = pq.read_schema(files[0], filesystem=part.fs)
+        dim = getattr(schema.field("embedding").type, "list_size", None)
+        frames = "frames" in schema.names
     return {
         "partition": part.name,
         "state": "complete" if m else "incomplete",
         "rows": rows,
         "errors": errors,
         "dim": dim,
+        "frames": frames,
         "model_version": stamp.get("model_version"),
         "config_hash": stamp.get("config_hash"),
         "created_at": stamp.get("created_at"),
@@ -61,7 +63,7 @@ def ls_text(store: EmbeddingStore, as_json: bool = False) -> str:
         return json.dumps(infos, indent=1)
     if not infos:
         return f"{store.uri}: no partitions"
-    head = ("partition", "state", "rows", "errors", "dim", "version", "config", "completed", "MiB")
+    head = ("partition", "state", "rows", "errors", "dim", "frames", "version", "config", "completed", "MiB")
     table = [head] + [
         (
             i["partition"],
@@ -69,6 +71,7 @@ def ls_text(store: EmbeddingStore, as_json: bool = False) -> str:
             str(i["rows"]),
             str(i["errors"]),
             str(i["dim"] or "-"),
+            {True: "yes", False: "no"}.get(i["frames"], "-"),
             str(i["model_version"] or "-"),
             str(i["config_hash"] or "-"),
             utc_time(i["completed_at"]),

@@ -163,8 +163,8 @@ def test_store_cli(tmp_path):
     part = _write(store, ["a", "b", "c"])
     part.finish({"dataset": "ds", "model": "m", "scenario": "clean", "model_version": "1"})
     other = store.partition("ds", "m", "D1")
-    w = PartitionWriter(other, embedding_schema(DIM), 10)
-    w.add_table(rows_table(_block(["x"]), embedding_schema(DIM), PROV))
+    w = PartitionWriter(other, embedding_schema(DIM, keep_frames=True), 10)
+    w.add_table(rows_table(_block(["x"], keep_frames=True), embedding_schema(DIM, keep_frames=True), PROV))
     w.flush()
     runner = CliRunner()
     res = runner.invoke(app, ["store", "ls", str(tmp_path / "s")])
@@ -173,6 +173,7 @@ def test_store_cli(tmp_path):
     res = runner.invoke(app, ["store", "ls", str(tmp_path / "s"), "--json"])
     rows = json.loads(res.output)
     assert {r["partition"]: r["rows"] for r in rows} == {"ds/m/D1": 1, "ds/m/clean": 3}
+    assert {r["partition"]: r["frames"] for r in rows} == {"ds/m/D1": True, "ds/m/clean": False}
     res = runner.invoke(app, ["store", "show", "ds/m/clean", "--store", f"file://{tmp_path}/s"])
     assert res.exit_code == 0, res.output
     for text in ("config_hash", "abc123", "embedding: fixed_size_list<element: float>[4]", "decode", "train"):
