@@ -88,6 +88,7 @@ def make_plan(
                 f"{exp.task.name} [{exp.task.effective_type}{pred}] on {ds.name}: {len(exp.embedding_models)} models × "
                 f"{n_probes} probe configurations ({n_tested} tested) × {seeds} seed(s), scenarios: clean{', ' if scen else ''}{', '.join(scen)}; "
                 f"metrics: {', '.join(exp.metric_names)}"
+                + (f"; training rows augmented with {', '.join(exp.augment_for(ds))}" if exp.augment else "")
                 + (
                     f"; × {ds.n_folds} folds (split_type all: validation = fold i, test = fold i+1)"
                     if ds.split_type == "all"

@@ -167,9 +167,17 @@ def group_inputs(
     rows = ctx.rows[(ei, dataset)] if rows is None else rows
     counts = pc.value_counts(rows.column("split")).to_pylist()
     out: dict[str, Any] = {"partitions": parts, "splits": {str(c["values"]): int(c["counts"]) for c in counts}}
-    if ctx.cfg.experiments[ei].task.embedding_aggregation == "prediction":  # absent for mean: earlier runs' groups hold
+    exp = ctx.cfg.experiments[ei]
+    if exp.task.embedding_aggregation == "prediction":  # absent for mean: earlier runs' groups hold
         out["aggregation"] = "prediction"
+    if _augment(exp, dataset):
+        out["augment"] = _augment(exp, dataset)
     return out
+
+
+def _augment(exp: ExperimentConfig, dataset: str) -> list[str]:
+    """The scenarios whose deformed training tracks augment ``exp``'s probes on ``dataset``."""
+    return next((exp.augment_for(ds) for ds in exp.datasets if ds.name == dataset), [])
 
 
 def stage_train(ctx: RunContext) -> dict[str, Any]:
@@ -274,6 +282,7 @@ def _group_data(ctx: RunContext, item: _Pending) -> Any:
         return probe_data(
             task.effective_type, item.rows, ctx.store, item.dataset, item.model, item.scenarios,
             aggregation="prediction" if task.embedding_aggregation == "prediction" else "mean",
+            augment=_augment(item.exp, item.dataset),
         )  # fmt: skip
     except ValueError as exc:
         raise ValueError(f"{exc}{_fold_hint(ctx, item)}") from None

@@ -73,6 +73,13 @@ def config_json_schema() -> dict[str, Any]:
     # an empty `hidden_units:` is a linear probe
     units = defs["ProbeConfig"]["properties"]["hidden_units"]
     defs["ProbeConfig"]["properties"]["hidden_units"] = {"anyOf": [units, {"type": "null"}], "default": []}
+    # augment: scenario ids, or one id / `all` written as a string
+    aug = defs["ExperimentConfig"]["properties"]["augment"]
+    defs["ExperimentConfig"]["properties"]["augment"] = {
+        "anyOf": [aug, {"type": "string"}, {"type": "null"}],
+        "default": [],
+        "description": "deformation scenarios (ids, or all) whose training tracks augment the probes' training data",
+    }
     out["patternProperties"] = {"^x-": {"description": "ignored: a place for YAML anchors"}}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

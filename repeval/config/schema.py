@@ -369,6 +369,18 @@ class ExperimentConfig(Strict):
     embedding_models: tuple[EmbeddingModelConfig, ...]
     downstream_models: tuple[ProbeConfig, ...]
     metrics: tuple[str, ...] | None = None
+    #: augmentation: deformation scenarios (ids, or ``all``) whose training-split embeddings are added to the
+    #: probes' training data (needs ``train`` in ``run.deform_splits``); validation and test are unchanged
+    augment: tuple[str, ...] = ()
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _augment_list(cls, v: Any) -> Any:
+        if v is None:
+            return ()
+        if isinstance(v, str):
+            return (v,)
+        return v
 
     @field_validator("datasets", "embedding_models", "downstream_models")
     @classmethod
@@ -417,6 +429,12 @@ class ExperimentConfig(Strict):
                     check_metric_for_task(name, ttype)
                 except ValueError as exc:
                     raise ValueError(f"downstream_models[{i}].save_criterion: {exc}") from None
+        for ds in self.datasets if self.augment else ():
+            known = list(self.scenarios_for(ds))
+            for sid in self.augment:
+                if sid != "all" and sid not in known:
+                    hint = f"its scenarios: {', '.join(known)}" if known else "it has no deformation scenarios"
+                    raise ValueError(f"augment: no deformation scenario {sid!r} for dataset {ds.name!r} ({hint})")
         ids = [m.id for m in self.embedding_models]
         dup = {x for x in ids if ids.count(x) > 1}
         if dup:
@@ -433,6 +451,11 @@ class ExperimentConfig(Strict):
         """Deformation scenarios for a dataset, keyed by scenario id (D1, D2, ... or their name)."""
         scen = dataset.deformations if dataset.deformations is not None else self.deformations
         return {s.name or f"D{i + 1}": s for i, s in enumerate(scen)}
+
+    def augment_for(self, dataset: DatasetConfig) -> list[str]:
+        """The scenario ids whose training-split embeddings augment the probes' training data on ``dataset``."""
+        known = list(self.scenarios_for(dataset))
+        return known if "all" in self.augment else [s for s in known if s in self.augment]
 
     def probe_names(self) -> list[str]:
         return [p.name or f"M{i + 1}" for i, p in enumerate(self.downstream_models)]
@@ -565,4 +588,15 @@ class Config(Strict):
                 "run.keep_frames: false (it then defaults to true) or use embedding_aggregation: mean"
             )
         object.__setattr__(self, "run", self.run.model_copy(update={"keep_frames": True}))
+        return self
+
+    @model_validator(mode="after")
+    def _augment_needs_deformed_training_rows(self) -> Config:
+        tasks = [e.task.name for e in self.experiments if e.augment]
+        if tasks and "train" not in self.run.deform_splits:
+            raise ValueError(
+                f"task {tasks[0]!r} augments its training data with deformed training tracks (augment), but only "
+                f"the {', '.join(self.run.deform_splits)} split(s) are deformed: add train to run.deform_splits "
+                "(e.g. deform_splits: [train, test])"
+            )
         return self

@@ -80,10 +80,13 @@ def probe_data(
     model: str,
     scenarios: list[str],
     aggregation: str = "mean",
+    augment: list[str] | tuple[str, ...] = (),
 ) -> ProbeData:
     """Train/validation/test arrays of one (dataset, model) for a task. With ``aggregation`` ``prediction`` the
     rows are frames: training frames carry their track's label; validation and test keep one label per track
-    and a track index per frame (``ProbeData.val_groups`` / ``test_groups``) to average predictions over."""
+    and a track index per frame (``ProbeData.val_groups`` / ``test_groups``) to average predictions over.
+    ``augment``: scenarios whose deformed training tracks are added to the training rows (after the clean ones,
+    scenario by scenario, each in track-id order)."""
     label_of = dict(zip(rows.column("track_id").to_pylist(), rows.column("label").to_pylist(), strict=True))
     split_of = dict(zip(rows.column("track_id").to_pylist(), rows.column("split").to_pylist(), strict=True))
     reader = _Reader(store, dataset, model, aggregation == "prediction")
@@ -103,6 +106,18 @@ def probe_data(
     xtr, ytr, _, gtr = take("train")
     if gtr is not None:
         ytr = ytr[gtr]  # every training frame carries its track's label
+    for sid in augment:
+        aids, ax = reader.read(sid)
+        m = sorted((i for i, t in enumerate(aids) if split_of.get(t) == "train"), key=aids.__getitem__)
+        if not m:
+            raise ValueError(
+                f"{dataset}/{model}: augment lists {sid!r}, but its store partition holds no deformed training "
+                "tracks — run `repeval embed` with train in run.deform_splits"
+            )
+        ay, _ = encode(task_type, [label_of[aids[i]] for i in m], classes)
+        axs, ag = reader.take(ax, m)
+        xtr = np.concatenate([xtr, axs])
+        ytr = np.concatenate([ytr, ay if ag is None else ay[ag]])
     xva, yva, _, gva = take("validation")
     xte, yte, tte, gte = take("test")
     tests = {CLEAN: (xte, yte, tte)}
