@@ -369,8 +369,8 @@ class ExperimentConfig(Strict):
     embedding_models: tuple[EmbeddingModelConfig, ...]
     downstream_models: tuple[ProbeConfig, ...]
     metrics: tuple[str, ...] | None = None
-    #: augmentation: deformation scenarios (ids, or ``all``) whose training-split embeddings are added to the
-    #: probes' training data (needs ``train`` in ``run.deform_splits``); validation and test are unchanged
+    #: augmentation: deformation scenarios (ids, or ``all``) whose deformed training tracks are added to the
+    #: probes' training data (the embed stage deforms them); validation and test are unchanged
     augment: tuple[str, ...] = ()
 
     @field_validator("augment", mode="before")
@@ -588,15 +588,4 @@ class Config(Strict):
                 "run.keep_frames: false (it then defaults to true) or use embedding_aggregation: mean"
             )
         object.__setattr__(self, "run", self.run.model_copy(update={"keep_frames": True}))
-        return self
-
-    @model_validator(mode="after")
-    def _augment_needs_deformed_training_rows(self) -> Config:
-        tasks = [e.task.name for e in self.experiments if e.augment]
-        if tasks and "train" not in self.run.deform_splits:
-            raise ValueError(
-                f"task {tasks[0]!r} augments its training data with deformed training tracks (augment), but only "
-                f"the {', '.join(self.run.deform_splits)} split(s) are deformed: add train to run.deform_splits "
-                "(e.g. deform_splits: [train, test])"
-            )
         return self

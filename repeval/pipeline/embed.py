@@ -237,6 +237,14 @@ def _plan_dataset(
     else:
         in_deform = pc.is_in(rows.column("split"), value_set=pa.array(list(run.deform_splits), pa.string()))
     deform_mask = pc.fill_null(in_deform, False).to_numpy(zero_copy_only=False)
+    # scenarios that augment the probes' training data deform the training tracks too (k folds: every track
+    # trains in some fold)
+    augmented = set(exp.augment_for(ds))
+    aug_mask = np.zeros(rows.num_rows, bool)
+    if augmented and deform_ids is not None and ds.name in deform_ids:
+        aug_mask[:] = True
+    elif augmented:
+        aug_mask = pc.fill_null(pc.equal(rows.column("split"), "train"), False).to_numpy(zero_copy_only=False)
     for mcfg in exp.embedding_models:
         fam, params = resolve_model(mcfg)
         sample_rate = int(params.get("sample_rate_hz") or getattr(fam.cls, "sample_rate_hz", 0) or run.sample_rate_hz)
@@ -260,7 +268,10 @@ def _plan_dataset(
             frames_kept = part.check_compatible(fp)
             if retry_errors and key not in st.parts:
                 summary.retried += part.clear_errors()
-            wanted = np.ones(rows.num_rows, bool) if sid == CLEAN else deform_mask
+            if sid == CLEAN:
+                wanted = np.ones(rows.num_rows, bool)
+            else:
+                wanted = deform_mask | aug_mask if sid in augmented else deform_mask
             done = pc.is_in(ids, value_set=part.done_ids()).to_numpy(zero_copy_only=False)
             if key not in st.examined:  # tracks in the store, counted once per partition however many tasks use it
                 summary.skipped += int((wanted & done).sum())

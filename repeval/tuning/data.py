@@ -112,7 +112,7 @@ def probe_data(
         if not m:
             raise ValueError(
                 f"{dataset}/{model}: augment lists {sid!r}, but its store partition holds no deformed training "
-                "tracks — run `repeval embed` with train in run.deform_splits"
+                "tracks — run `repeval embed` first (it deforms the training tracks of the scenarios augment lists)"
             )
         ay, _ = encode(task_type, [label_of[aids[i]] for i in m], classes)
         axs, ag = reader.take(ax, m)

@@ -313,12 +313,8 @@ SPELLINGS_THE_LOADER_ACCEPTS = {
         downstream_models=[{"preset": "mir_ref_thesis", "standardize": True}]
     ),
     "run_block": lambda d: d.update(run={"run_id": "r1", "seeds": 3, "deform_splits": ["test", "validation"]}),
-    "augment_all_as_a_string": lambda d: (
-        d.update(run={"deform_splits": ["train", "test"]}), d["experiments"][0].update(augment="all")
-    ),
-    "augment_a_list": lambda d: (
-        d.update(run={"deform_splits": ["train", "test"]}), d["experiments"][0].update(augment=["D1"])
-    ),
+    "augment_all_as_a_string": lambda d: d["experiments"][0].update(augment="all"),
+    "augment_a_list": lambda d: d["experiments"][0].update(augment=["D1"]),
 }
 
 MISTAKES_BOTH_REJECT = {

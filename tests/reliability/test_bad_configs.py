@@ -178,10 +178,6 @@ CASES: dict[str, tuple[Any, list[str]]] = {
         lambda d: _exp(d).update(augment=["D2"]),
         ["experiments[0]", "augment: no deformation scenario 'D2' for dataset 'tones' (its scenarios: D1)"],
     ),
-    "augment_without_deformed_training_tracks": (
-        lambda d: _exp(d).update(augment=["D1"]),
-        ["(top level)", "add train to run.deform_splits"],
-    ),
     "unsafe_run_id": (lambda d: d["run"].update(run_id="../etc"), ["run.run_id:", "letters, digits"]),
     "yaml_syntax": ("experiments: [\n  - task: {name: x\n", ["not valid YAML at line"]),
 }

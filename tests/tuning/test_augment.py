@@ -1,5 +1,5 @@
-"""``augment``: deformed training tracks (``run.deform_splits`` with ``train``) added to the probes' training data —
-the augmentation study the option to deform train/validation exists for."""
+"""``augment``: deformed copies of the training tracks added to the probes' training data — an augmentation study.
+Only the augmenting scenarios' training tracks are deformed (besides the test tracks every scenario deforms)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,9 @@ GAIN = [{"type": "Gain", "params": {"min_gain_db": -12, "max_gain_db": -12, "p":
 NOISE = [{"type": "AddGaussianSNR", "params": {"min_snr_db": 10, "max_snr_db": 10, "p": 1}}]
 
 
-def _config(manifest, root, augment, deform_splits=("train", "test"), **run) -> dict:
+def _config(manifest, root, augment, **run) -> dict:
     return {
-        "run": {"run_id": "aug", "store": str(root / "store"), "runs_dir": str(root / "runs"),
-                "deform_splits": list(deform_splits), **run},
+        "run": {"run_id": "aug", "store": str(root / "store"), "runs_dir": str(root / "runs"), **run},
         "experiments": [
             {
                 "task": {"name": "instrument", "type": "multiclass_classification"},
@@ -38,7 +37,7 @@ def _config(manifest, root, augment, deform_splits=("train", "test"), **run) -> 
     }  # fmt: skip
 
 
-def test_augment_names_scenarios_and_needs_deformed_training_tracks(rendered_notes, tmp_path):
+def test_augment_names_known_scenarios(rendered_notes, tmp_path):
     cfg = parse_config(_config(rendered_notes, tmp_path, "all"))
     exp = cfg.experiments[0]
     assert exp.augment_for(exp.datasets[0]) == ["gain", "noise"]
@@ -47,8 +46,6 @@ def test_augment_names_scenarios_and_needs_deformed_training_tracks(rendered_not
     assert line.endswith("; training rows augmented with gain")
     with pytest.raises(ConfigError, match=r"augment: no deformation scenario 'gian' .*its scenarios: gain, noise"):
         parse_config(_config(rendered_notes, tmp_path, ["gian"]))
-    with pytest.raises(ConfigError, match=r"only the test split\(s\) are deformed: add train to run.deform_splits"):
-        parse_config(_config(rendered_notes, tmp_path, ["gain"], deform_splits=("test",)))
 
 
 def test_a_run_trains_on_clean_and_deformed_training_tracks(ray_session, rendered_notes, tmp_path):
@@ -62,8 +59,9 @@ def test_a_run_trains_on_clean_and_deformed_training_tracks(ray_session, rendere
     rows = ctx.rows[(0, "notes")]
     splits = rows["split"].to_pylist()
     train_ids = sorted(t for t, s in zip(rows["track_id"].to_pylist(), splits, strict=True) if s == "train")
-    # every track clean; the training and test tracks (not validation) under each scenario
-    assert summary.errors == 0 and summary.computed == 48 + 2 * (splits.count("train") + splits.count("test"))
+    # every track clean; the test tracks under each scenario, and the training tracks under the augmenting one only
+    assert summary.errors == 0 and summary.computed == 48 + 2 * splits.count("test") + splits.count("train")
+    assert summary.rows_by_scenario["gain"] == splits.count("train") + splits.count("test")
     plain = probe_data("multiclass_classification", rows, ctx.store, "notes", "mfcc-stats", ["gain", "noise"])
     aug = probe_data("multiclass_classification", rows, ctx.store, "notes", "mfcc-stats", ["gain", "noise"],
                      augment=["gain"])  # fmt: skip
@@ -99,3 +97,18 @@ def test_a_run_trains_on_clean_and_deformed_training_tracks(ray_session, rendere
     results = runner.stage_evaluate(ctx).to_pandas()
     acc = results[results["label"].isna() & (results["metric"] == "accuracy")].set_index("scenario")["value"]
     assert set(acc.index) == {"clean", "gain", "noise"} and acc["clean"] > 0.5  # chance 0.25
+
+
+def test_the_shipped_augmentation_config_compares_clean_and_augmented_training(rendered_notes):
+    from pathlib import Path
+
+    d = yaml.safe_load((Path(__file__).resolve().parents[2] / "configs" / "augmentation.yaml").read_text())
+    for exp in d["experiments"]:
+        exp["datasets"][0]["manifest"] = str(rendered_notes)
+    cfg = parse_config(d)
+    clean, augmented = cfg.experiments
+    assert clean.augment == () and augmented.augment == ("noise_10db",)
+    assert cfg.run.deform_splits == ("test",)  # the augmenting scenario deforms the training tracks by itself
+    plan = make_plan(cfg)
+    assert (plan.trainings, plan.partitions) == (2 * 2 * 2 * 3, 2 * 4)  # tasks × models × probes × seeds; shared
+    assert plan.lines[1].endswith("training rows augmented with noise_10db")
