@@ -197,23 +197,29 @@ def _confusion_block(runs: list[Run], df: pd.DataFrame, task: str, dataset: str,
     )
 
 
-def _aggregates_predictions(runs: list[Run], task: str) -> bool:
-    """Whether a run's config gives ``task`` ``embedding_aggregation: prediction`` (mir_ref: ``aggregation``)."""
+def _task_notes(runs: list[Run], task: str) -> list[str]:
+    """How ``task``'s probes were trained, from the runs' configs: prediction-level aggregation (mir_ref's spelling
+    ``aggregation`` too) and augmentation."""
+    notes: list[str] = []
     for run in runs:
         for exp in run.config.get("experiments") or []:
             t = exp.get("task") if isinstance(exp, dict) else None
-            if isinstance(t, dict) and t.get("name") == task:
-                if (t.get("embedding_aggregation") or t.get("aggregation")) == "prediction":
-                    return True
-    return False
+            if not (isinstance(t, dict) and t.get("name") == task):
+                continue
+            if (t.get("embedding_aggregation") or t.get("aggregation")) == "prediction":
+                notes.append("probes trained on frames, each track scored by its frames' mean prediction")
+            augment = exp.get("augment")
+            if augment:
+                names = augment if isinstance(augment, str) else ", ".join(map(str, augment))
+                notes.append(f"training tracks augmented with their deformed copies ({names})")
+    return list(dict.fromkeys(notes))
 
 
 def _group_section(runs: list[Run], df: pd.DataFrame, history: pd.DataFrame | None, task: str, dataset: str) -> str:
     multi = len(runs) > 1
     agg = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna()]
     task_type = str(agg["task_type"].iloc[0]) if not agg.empty else ""
-    if _aggregates_predictions(runs, task):
-        task_type += " · probes trained on frames, each track scored by its frames' mean prediction"
+    task_type = " · ".join([task_type, *_task_notes(runs, task)])
     metrics = list(dict.fromkeys(agg["metric"]))
     has_deform = any(s != CLEAN for s in agg["scenario"].unique())
     out = [f'<section class="rv-group" id="{_slug("g", task, dataset)}">']

@@ -80,7 +80,7 @@ ERROR_SCHEMA = pa.schema(
 
 
 def fingerprint_diff(old: Any, new: Any, path: str = "") -> str:
-    """What differs between two fingerprints, key by key: ``keep_frames: stored True, now False; ...``."""
+    """What differs between two fingerprints, key by key: ``keep_frames: stored true, now false; ...`` (JSON values)."""
     if isinstance(old, dict) and isinstance(new, dict):
         parts = []
         for key in sorted(set(old) | set(new), key=str):

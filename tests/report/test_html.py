@@ -49,18 +49,22 @@ def test_report_over_two_runs(run_dir, second_run_dir, tmp_path):
     assert '<td data-value="other">other</td>' in text  # tables gain a run_id column
 
 
-def test_a_task_that_aggregates_predictions_says_so_in_its_heading(report, tmp_path):
-    from repeval.report.html import _aggregates_predictions
+def test_a_task_that_aggregates_predictions_or_augments_says_so_in_its_heading(report, tmp_path):
+    from repeval.report.html import _task_notes
     from repeval.report.results import Run
 
     assert "mean prediction" not in report.read_text()  # the fake run's tasks aggregate embeddings (mean)
 
-    def run(task: dict) -> Run:
-        text = yaml.safe_dump({"experiments": [{"task": task}]})
+    def run(task: dict, **exp) -> Run:
+        text = yaml.safe_dump({"experiments": [{"task": task, **exp}]})
         return Run("r", Path(tmp_path), pd.DataFrame(), config_text=text)
 
-    assert _aggregates_predictions([run({"name": "tags", "embedding_aggregation": "prediction"})], "tags")
-    assert _aggregates_predictions([run({"name": "a", "aggregation": "mean"}), run({"name": "tags",
-                                    "aggregation": "prediction"})], "tags")  # fmt: skip
-    assert not _aggregates_predictions([run({"name": "tags", "embedding_aggregation": "prediction"})], "other")
-    assert not _aggregates_predictions([run({"name": "tags", "aggregation": "embedding_mean"})], "tags")
+    pred = "probes trained on frames, each track scored by its frames' mean prediction"
+    assert _task_notes([run({"name": "tags", "embedding_aggregation": "prediction"})], "tags") == [pred]
+    assert _task_notes([run({"name": "a", "aggregation": "mean"}), run({"name": "tags", "aggregation": "prediction"}),
+                        run({"name": "tags", "aggregation": "prediction"})], "tags") == [pred]  # fmt: skip
+    assert _task_notes([run({"name": "tags", "embedding_aggregation": "prediction"})], "other") == []
+    assert _task_notes([run({"name": "tags", "aggregation": "embedding_mean"})], "tags") == []
+    assert _task_notes([run({"name": "tags"}, augment=["noise", "mp3"])], "tags") == [
+        "training tracks augmented with their deformed copies (noise, mp3)"
+    ]
