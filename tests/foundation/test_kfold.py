@@ -230,3 +230,21 @@ def test_folds_train_as_one_batch_and_equal_one_experiment_per_fold(kfold):
     b = other[cols].sort_values(key, na_position="first").reset_index(drop=True)
     assert len(a) > 0
     assert a.equals(b)
+
+
+def test_augmenting_a_fold_adds_that_folds_training_tracks_deformed(kfold):
+    """``augment`` on k folds: each fold's probes get the deformed copies of that fold's own training tracks."""
+    from repeval.tuning.data import probe_data
+
+    _, ctx, _, _, _ = kfold
+    ids, _, deformed = ctx.store.partition("notes", "mfcc-stats", "D1").embeddings()
+    by_id = dict(zip(ids, deformed, strict=True))
+    for f, rows in ctx.folds[(0, "notes")].items():
+        plain = probe_data("multiclass_classification", rows, ctx.store, "notes", "mfcc-stats", ["D1"])
+        aug = probe_data("multiclass_classification", rows, ctx.store, "notes", "mfcc-stats", ["D1"], augment=["D1"])
+        train = sorted(t for t, s in zip(rows["track_id"].to_pylist(), rows["split"].to_pylist(), strict=True)
+                       if s == "train")  # fmt: skip
+        n = len(plain.x_train)
+        assert n == len(train) and len(aug.x_train) == 2 * n, f"fold {f}"
+        np.testing.assert_array_equal(aug.x_train[n:], np.stack([by_id[t] for t in train]))
+        np.testing.assert_array_equal(aug.y_train, np.concatenate([plain.y_train, plain.y_train]))
