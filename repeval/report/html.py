@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from repeval.report import plots
 from repeval.report.render import fmt_number, render_html
 from repeval.report.results import CLEAN, Run, combine_results, groups, load_runs, natural_key, ordered_scenarios
-from repeval.report.tables import _higher, make_table
+from repeval.report.tables import _higher, make_table, multi_task_datasets
 
 log = logging.getLogger(__name__)
 e = html.escape
@@ -63,13 +63,15 @@ def _controls(table_id: str, selects: Sequence[tuple[str, int, Sequence[str]]] =
     return "".join(parts)
 
 
-def _table_block(results: pd.DataFrame, preset: str, task: str, dataset: str, heading: str, note: str = "") -> str:
+def _table_block(
+    results: pd.DataFrame, preset: str, task: str | None, dataset: str, heading: str, note: str = ""
+) -> str:
     try:
         table = make_table(results, preset, task=task, dataset=dataset)
     except ValueError as exc:
         log.info("table %s skipped: %s", preset, exc)
         return ""
-    tid = _slug("t", preset, task, dataset)
+    tid = _slug("t", preset, task or "", dataset)
     body = render_html(table, table_id=tid)
     note_html = f'<p class="rv-note">{e(note)}</p>' if note else ""
     return f'<h3>{e(heading)}</h3>{note_html}{_controls(tid)}<div class="rv-scroll">{body}</div>'
@@ -274,6 +276,15 @@ def build_report_html(runs: list[Run], *, title: str = "repeval report") -> str:
     pairs = groups(df)
     nav = "".join(f'<a href="#{_slug("g", t, d)}">{e(t)} / {e(d)}</a>' for t, d in pairs)
     sections = [_group_section(runs, plot_df, history, t, d) for t, d in pairs]
+    for d in multi_task_datasets(df):  # a dataset two or more tasks share: its tasks side by side
+        nav += f'<a href="#{_slug("tasks", d)}">tasks / {e(d)}</a>'
+        block = _table_block(df, "tasks", None, d, "The dataset's tasks side by side",
+                             "rows model × probe × task; best per column across the tasks")  # fmt: skip
+        tasks = ", ".join(dict.fromkeys(t for t, x in pairs if x == d))
+        sections.append(
+            f'<section class="rv-group" id="{_slug("tasks", d)}"><h2>{e(d)} — tasks compared '
+            f'<span class="rv-caption">{e(tasks)}</span></h2>{block}</section>'
+        )
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     run_ids = ", ".join(r.run_id for r in runs)
     return (

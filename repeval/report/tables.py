@@ -1,6 +1,6 @@
 """Result tables: presets that shape a results frame into a :class:`Table`, and the CLI entry.
 
-Presets (one task and dataset per table; ``table_command`` makes one table per pair):
+Presets (one task and dataset per table, unless said otherwise; ``table_command`` makes one table per pair):
 
 - ``all_deform_all_models``: rows model × probe, columns metric × scenario (thesis Tables 4–9).
 - ``model_comparison``: rows model with its best probe, columns the metrics on clean audio.
@@ -8,6 +8,9 @@ Presets (one task and dataset per table; ``table_command`` makes one table per p
   discussion; the caption says so.
 - ``robustness``: rows model × probe, columns per metric the clean value and the change
   (deformed minus clean, paired by seed) for every deformation scenario.
+- ``tasks``: every task of one dataset side by side (rows model × probe × task, columns metric × scenario) —
+  e.g. a task trained on clean audio against the same task with ``augment``, or ``mean`` against ``prediction``
+  aggregation; ``table_command`` makes one table per dataset that two or more tasks share.
 
 Every cell is the mean over seeds (and folds of a k-fold dataset) with the standard deviation
 when there are several; the best value of each column is flagged (direction from ``higher_is_better``). Results of
@@ -173,7 +176,16 @@ def _fill(
 
 
 def all_deform_all_models(df: pd.DataFrame, metrics: list[str], title: str) -> Table:
-    keys = _row_keys(df, ["model", "probe"])
+    return _by_scenario(df, metrics, title, ["model", "probe"])
+
+
+def tasks(df: pd.DataFrame, metrics: list[str], title: str) -> Table:
+    """The tasks of one dataset side by side: rows model × probe × task, columns metric × scenario."""
+    return _by_scenario(df, metrics, title, ["model", "probe", "task"])
+
+
+def _by_scenario(df: pd.DataFrame, metrics: list[str], title: str, base: list[str]) -> Table:
+    keys = _row_keys(df, base)
     df = df.astype({"seed": int})
     stats = _stats(df.assign(**{k: df[k].astype(str) for k in keys}), [*keys, "metric", "scenario"])
     rows = _ordered_rows(df, keys)
@@ -245,7 +257,37 @@ PRESETS: dict[str, Callable[[pd.DataFrame, list[str], str], Table]] = {
     "all_deform_all_models": all_deform_all_models,
     "model_comparison": model_comparison,
     "robustness": robustness,
+    "tasks": tasks,
 }
+#: presets over every task of one dataset (the others take one task and dataset)
+DATASET_PRESETS = ("tasks",)
+
+
+def multi_task_datasets(results: pd.DataFrame) -> list[str]:
+    """The datasets that two or more tasks of ``results`` evaluate on, in order of appearance."""
+    pairs = groups(results)
+    names = list(dict.fromkeys(d for _, d in pairs))
+    return [d for d in names if sum(1 for _, x in pairs if x == d) > 1]
+
+
+def _select_dataset(results: pd.DataFrame, task: str | None, dataset: str | None) -> tuple[pd.DataFrame, str, str]:
+    """The aggregate rows of every task on one dataset (``task``: a comma-separated subset of them)."""
+    df = results[results["label"].isna()]
+    datasets = multi_task_datasets(df) if dataset is None else [dataset]
+    if not datasets:
+        have = ", ".join(f"{t}/{d}" for t, d in groups(results)) or "none"
+        raise ValueError(f"the tasks table compares the tasks of one dataset; each dataset here has one task ({have})")
+    if len(datasets) > 1:
+        raise ValueError(f"several datasets have more than one task ({', '.join(datasets)}): pass dataset= to pick one")
+    d = datasets[0]
+    df = df[df["dataset"] == d]
+    if task is not None:
+        df = df[df["task"].isin([t.strip() for t in task.split(",")])]
+    names = list(dict.fromkeys(df["task"]))
+    if len(names) < 2:
+        have = ", ".join(t for t, x in groups(results) if x == d) or "none"
+        raise ValueError(f"the tasks table needs two or more tasks on dataset {d!r}; it has: {have}")
+    return df, ", ".join(names), d
 
 
 def make_table(
@@ -259,10 +301,13 @@ def make_table(
     """Shape the aggregate rows of one task/dataset in ``results_df`` with ``preset``."""
     if preset not in PRESETS:
         raise ValueError(unknown_name_message("table preset", preset, set(PRESETS)))
-    df, t, d = _select(results_df, task, dataset)
+    if preset in DATASET_PRESETS:
+        df, t, d = _select_dataset(results_df, task, dataset)
+    else:
+        df, t, d = _select(results_df, task, dataset)
     chosen = _metrics(df, metrics)
     df = df[df["metric"].isin(chosen)]
-    title = f"{t} — {d}"
+    title = f"{d} — tasks {t}" if preset in DATASET_PRESETS else f"{t} — {d}"
     table = PRESETS[preset](df, chosen, title)
     table.task, table.dataset = t, d
     return table
@@ -294,6 +339,14 @@ def table_command(
     if preset not in PRESETS:
         raise ValueError(unknown_name_message("table preset", preset, set(PRESETS)))
     results = combine_results(load_runs([Path(d) for d in run_dirs]))
+    if preset in DATASET_PRESETS:
+        # no dataset with two tasks: make_table(dataset=None) says so
+        names: list[str | None] = [dataset] if dataset is not None else [*multi_task_datasets(results)] or [None]
+        tables = [make_table(results, preset, task=task, dataset=d, metrics=metrics) for d in names]
+        parts = [
+            render(t, fmt, color=color, scale=scale, decimals=decimals, with_group=len(tables) > 1) for t in tables
+        ]
+        return ("\n" if fmt == "csv" else "\n\n").join(p.rstrip("\n") for p in parts) + "\n"
     pairs = [(t, d) for t, d in groups(results) if (task is None or t == task) and (dataset is None or d == dataset)]
     if not pairs:
         raise ValueError(f"no results for task={task!r} dataset={dataset!r} in {', '.join(map(str, run_dirs))}")

@@ -68,3 +68,23 @@ def test_a_task_that_aggregates_predictions_or_augments_says_so_in_its_heading(r
     assert _task_notes([run({"name": "tags"}, augment=["noise", "mp3"])], "tags") == [
         "training tracks augmented with their deformed copies (noise, mp3)"
     ]
+
+
+def test_a_dataset_two_tasks_share_gets_a_tasks_compared_section(tmp_path, report):
+    from repeval.report.html import build_report_html
+    from repeval.report.results import load_run
+    from repeval.testing.results import FakeExperiment, FakeRunSpec, make_run_dir
+
+    assert "tasks compared" not in report.read_text()  # the fake run's two tasks are on two datasets
+    metrics = ("accuracy", "f1_macro")
+    spec = FakeRunSpec(
+        run_id="pair", n_resamples=20, probes=("M1",), seeds=(0,), models=("mfcc-stats",), scenarios=("clean", "D1"),
+        experiments=(FakeExperiment("clean_training", "multiclass_classification", "notes", 4, metrics),
+                     FakeExperiment("augmented", "multiclass_classification", "notes", 4, metrics)),
+    )  # fmt: skip
+    text = build_report_html([load_run(make_run_dir(tmp_path, spec))])
+    assert '<a href="#tasks-notes">tasks / notes</a>' in text
+    section = text[text.index('<section class="rv-group" id="tasks-notes">') :]
+    section = section[: section.index("</section>")]
+    assert "notes — tasks compared" in section and "clean_training, augmented" in section
+    assert section.count('<td data-value="clean_training">') == section.count('<td data-value="augmented">') == 1

@@ -165,3 +165,35 @@ def test_table_command_over_two_runs(run_dir, second_run_dir):
     text = table_command([run_dir], "all_deform_all_models", "markdown")
     assert "instrument_recognition — tinysol" in text and "autotagging — magnatagatune" in text
     assert "roc_auc_macro clean" in text
+
+
+def test_tasks_preset_puts_a_datasets_tasks_side_by_side(results, tmp_path):
+    from repeval.testing.results import FakeExperiment, FakeRunSpec, make_run_dir
+
+    base = results[results["task"] == TASK]
+    aug = base.assign(task="instrument_augmented", value=base["value"] + 0.05)  # the same cells, 0.05 higher
+    both = pd.concat([base, aug, results[results["task"] != TASK]], ignore_index=True)
+    t = make_table(both, "tasks", metrics=["accuracy"])
+    assert t.row_names == ["model", "probe", "task"] and t.dataset == "tinysol"
+    assert t.title == "tinysol — tasks instrument_recognition, instrument_augmented"
+    assert len(t.rows) == 2 * 3 * 3 and t.rows[0][2] == TASK and t.rows[1][2] == "instrument_augmented"
+    for i, (model, probe, task) in enumerate(t.rows):
+        for j, (metric, scenario) in enumerate(t.columns):
+            v = _manual(results, metric, scenario, model, probe).mean() + (0.05 if task != TASK else 0.0)
+            assert t.mean[i, j] == pytest.approx(v)
+    assert all(t.rows[i][2] == "instrument_augmented" for i in np.flatnonzero(t.best[:, 0]))  # best across tasks
+    with pytest.raises(ValueError, match="each dataset here has one task"):
+        make_table(results, "tasks")
+    with pytest.raises(ValueError, match="needs two or more tasks on dataset 'tinysol'"):
+        make_table(both, "tasks", task=TASK)
+
+    metrics = ("accuracy", "f1_macro")
+    spec = FakeRunSpec(
+        run_id="pair", n_resamples=20, probes=("M1",), seeds=(0,),
+        experiments=(FakeExperiment("clean_training", "multiclass_classification", "notes", 4, metrics),
+                     FakeExperiment("augmented", "multiclass_classification", "notes", 4, metrics)),
+    )  # fmt: skip
+    run = make_run_dir(tmp_path, spec)
+    md = table_command([run], "tasks", "markdown", metrics=["accuracy"])
+    assert md.count("| clean_training |") == md.count("| augmented |") == 3  # one row per model
+    assert "notes — tasks clean_training, augmented" in md
