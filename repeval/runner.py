@@ -170,8 +170,9 @@ def group_inputs(
     exp = ctx.cfg.experiments[ei]
     if exp.task.embedding_aggregation == "prediction":  # absent for mean: earlier runs' groups hold
         out["aggregation"] = "prediction"
-    if _augment(exp, dataset):
-        out["augment"] = _augment(exp, dataset)
+    augment = _augment(exp, dataset)
+    if augment:
+        out["augment"] = augment
     return out
 
 

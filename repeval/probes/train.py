@@ -502,11 +502,7 @@ def _train_stack(
             vsel = var_idx[ok]
             for sid, (x, _, _) in data.tests.items():
                 xs = torch.stack([torch.from_numpy(preps[v](x)) for v in variants]).to(device)
-                st = scores_of(_forward_all(model, xs, vsel), task)
-                if sid in data.test_groups:
-                    groups = torch.from_numpy(np.asarray(data.test_groups[sid])).to(device)
-                    st = aggregate_scores(st, groups, len(data.tests[sid][1]))
-                sc = st.cpu().numpy()
+                sc = data.track_scores(sid, scores_of(_forward_all(model, xs, vsel), task).cpu().numpy())
                 for pos, m in enumerate(ok):
                     results[m].test_scores[sid] = sc[pos]
     return results

@@ -339,19 +339,19 @@ def table_command(
     if preset not in PRESETS:
         raise ValueError(unknown_name_message("table preset", preset, set(PRESETS)))
     results = combine_results(load_runs([Path(d) for d in run_dirs]))
+    selections: list[tuple[str | None, str | None]]
     if preset in DATASET_PRESETS:
         # no dataset with two tasks: make_table(dataset=None) says so
         names: list[str | None] = [dataset] if dataset is not None else [*multi_task_datasets(results)] or [None]
-        tables = [make_table(results, preset, task=task, dataset=d, metrics=metrics) for d in names]
-        parts = [
-            render(t, fmt, color=color, scale=scale, decimals=decimals, with_group=len(tables) > 1) for t in tables
+        selections = [(task, d) for d in names]
+    else:
+        selections = [
+            (t, d) for t, d in groups(results) if (task is None or t == task) and (dataset is None or d == dataset)
         ]
-        return ("\n" if fmt == "csv" else "\n\n").join(p.rstrip("\n") for p in parts) + "\n"
-    pairs = [(t, d) for t, d in groups(results) if (task is None or t == task) and (dataset is None or d == dataset)]
-    if not pairs:
-        raise ValueError(f"no results for task={task!r} dataset={dataset!r} in {', '.join(map(str, run_dirs))}")
+        if not selections:
+            raise ValueError(f"no results for task={task!r} dataset={dataset!r} in {', '.join(map(str, run_dirs))}")
     parts = []
-    for t, d in pairs:
+    for t, d in selections:
         table = make_table(results, preset, task=t, dataset=d, metrics=metrics)
-        parts.append(render(table, fmt, color=color, scale=scale, decimals=decimals, with_group=len(pairs) > 1))
+        parts.append(render(table, fmt, color=color, scale=scale, decimals=decimals, with_group=len(selections) > 1))
     return ("\n" if fmt == "csv" else "\n\n").join(p.rstrip("\n") for p in parts) + "\n"

@@ -90,47 +90,42 @@ def probe_data(
     label_of = dict(zip(rows.column("track_id").to_pylist(), rows.column("label").to_pylist(), strict=True))
     split_of = dict(zip(rows.column("track_id").to_pylist(), rows.column("split").to_pylist(), strict=True))
     reader = _Reader(store, dataset, model, aggregation == "prediction")
-    ids, x = reader.read(CLEAN)
-    # reliability (issue 9): store row order is arrival order; sort by track id so training is reproducible
-    keep = sorted((i for i, t in enumerate(ids) if t in label_of), key=ids.__getitem__)
     # classes come from the whole labelled set so every split shares one encoding
     _, classes = encode(task_type, [label_of[t] for t in label_of])
 
-    def take(name: str) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray | None]:
-        rows_ = [i for i in keep if split_of[ids[i]] == name]
-        tids = [ids[i] for i in rows_]
+    def select(ids: list[str], x: Any, split: str) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray | None]:
+        """The rows of a partition's ``split`` tracks: embeddings (or frames and their track), labels, ids."""
+        # reliability (issue 9): store row order is arrival order; sort by track id so training is reproducible
+        m = sorted((i for i, t in enumerate(ids) if split_of.get(t) == split), key=ids.__getitem__)
+        tids = [ids[i] for i in m]
         y, _ = encode(task_type, [label_of[t] for t in tids], classes)
-        xs, group = reader.take(x, rows_)
+        xs, group = reader.take(x, m)
         return xs, y, tids, group
 
-    xtr, ytr, _, gtr = take("train")
+    clean = reader.read(CLEAN)
+    xtr, ytr, _, gtr = select(*clean, "train")
     if gtr is not None:
         ytr = ytr[gtr]  # every training frame carries its track's label
+    read = {sid: reader.read(sid) for sid in augment}  # read once: their test rows are taken below too
     for sid in augment:
-        aids, ax = reader.read(sid)
-        m = sorted((i for i, t in enumerate(aids) if split_of.get(t) == "train"), key=aids.__getitem__)
-        if not m:
+        axs, ay, atids, ag = select(*read[sid], "train")
+        if not atids:
             raise ValueError(
                 f"{dataset}/{model}: augment lists {sid!r}, but its store partition holds no deformed training "
                 "tracks — run `repeval embed` first (it deforms the training tracks of the scenarios augment lists)"
             )
-        ay, _ = encode(task_type, [label_of[aids[i]] for i in m], classes)
-        axs, ag = reader.take(ax, m)
         xtr = np.concatenate([xtr, axs])
         ytr = np.concatenate([ytr, ay if ag is None else ay[ag]])
-    xva, yva, _, gva = take("validation")
-    xte, yte, tte, gte = take("test")
+    xva, yva, _, gva = select(*clean, "validation")
+    xte, yte, tte, gte = select(*clean, "test")
     tests = {CLEAN: (xte, yte, tte)}
     test_groups = {} if gte is None else {CLEAN: gte}
     for name, arr in (("train", xtr), ("validation", xva), ("test", xte)):
         if len(arr) == 0:
             raise ValueError(empty_split_message(dataset, model, name))
     for sid in scenarios:
-        sids, sx = reader.read(sid)
-        m = sorted((i for i, t in enumerate(sids) if split_of.get(t) == "test"), key=sids.__getitem__)  # issue 9
-        tids = [sids[i] for i in m]
-        sy, _ = encode(task_type, [label_of[t] for t in tids], classes)
-        xs, group = reader.take(sx, m)
+        part = read.pop(sid) if sid in read else reader.read(sid)
+        xs, sy, tids, group = select(*part, "test")
         tests[sid] = (xs, sy, tids)
         if group is not None:
             test_groups[sid] = group
