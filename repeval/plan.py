@@ -79,11 +79,10 @@ def make_plan(
                     p.partitions += 1
                     if store is not None and store.partition(ds.name, m.id, sid).complete:
                         p.partitions_done += 1
-            pred = (
-                ", per-frame probes, mean prediction per track"
-                if exp.task.embedding_aggregation == "prediction"
-                else ""
-            )
+            pred = {
+                "prediction": ", per-frame probes, mean prediction per track",
+                "attention": ", attention pooling of each track's frames",
+            }.get(exp.task.embedding_aggregation, "")
             p.lines.append(
                 f"{exp.task.name} [{exp.task.effective_type}{pred}] on {ds.name}: {len(exp.embedding_models)} models × "
                 f"{n_probes} probe configurations ({n_tested} tested) × {seeds} seed(s), scenarios: clean{', ' if scen else ''}{', '.join(scen)}; "

@@ -82,8 +82,10 @@ class TaskConfig(Strict):
     ]
     #: ``mean`` (mir_ref's ``embedding_mean``): probes see one embedding per track, the mean over its frames;
     #: ``prediction``: probes train on frame-level embeddings (each frame labelled with its track's label) and a
-    #: track's prediction is the mean of its frames' predictions (validation and test are per track)
-    embedding_aggregation: Literal["mean", "embedding_mean", "prediction"] = "mean"
+    #: track's prediction is the mean of its frames' predictions (validation and test are per track);
+    #: ``attention``: probes pool each track's frame-level embeddings with learned attention weights (a query per
+    #: probe, starting at mean pooling) and predict once per track
+    embedding_aggregation: Literal["mean", "embedding_mean", "prediction", "attention"] = "mean"
     #: which label of the dataset the task predicts (default: the dataset's label for the task name)
     label: str | None = None
 
@@ -519,7 +521,8 @@ class RunConfig(Strict):
     deform_splits: tuple[Literal["train", "validation", "test"], ...] = ("test",)
     #: audio sample rate used when a model does not declare one
     sample_rate_hz: int = Field(default=22050, ge=1000)
-    #: store frame-level embeddings too (on by default when a task has ``embedding_aggregation: prediction``)
+    #: store frame-level embeddings too (on by default when a task has ``embedding_aggregation: prediction`` or
+    #: ``attention``)
     keep_frames: bool = False
     #: rows per Parquet part file in the embedding store
     part_rows: int = Field(default=256, ge=1)
@@ -578,13 +581,17 @@ class Config(Strict):
     def _frames_for_prediction(self) -> Config:
         """A task that aggregates predictions trains and tests on frame-level embeddings, which the store keeps
         only with ``run.keep_frames``: it defaults to on for such a configuration; turned off, it is an error."""
-        tasks = [e.task.name for e in self.experiments if e.task.embedding_aggregation == "prediction"]
+        tasks = [e.task for e in self.experiments if e.task.embedding_aggregation in ("prediction", "attention")]
         if not tasks or self.run.keep_frames:
             return self
         if "keep_frames" in self.run.model_fields_set:
+            how = {
+                "prediction": "average their predictions per track",
+                "attention": "pool each track's frames with learned attention",
+            }[tasks[0].embedding_aggregation]
             raise ValueError(
-                f"task {tasks[0]!r} has embedding_aggregation: prediction — its probes train on frame-level "
-                "embeddings and average their predictions per track, so the store must keep frames: remove "
+                f"task {tasks[0].name!r} has embedding_aggregation: {tasks[0].embedding_aggregation} — its probes "
+                f"train on frame-level embeddings and {how}, so the store must keep frames: remove "
                 "run.keep_frames: false (it then defaults to true) or use embedding_aggregation: mean"
             )
         object.__setattr__(self, "run", self.run.model_copy(update={"keep_frames": True}))

@@ -1,6 +1,6 @@
 """Probe architectures: linear or MLP heads with mir_ref's ``infer`` / ``power_infer`` sizes.
 
-A probe is ``[Dropout(input)] (Linear [Norm] ReLU [Dropout])* Linear``. :class:`Probe` is the
+A probe is ``[attention pooling] [Dropout(input)] (Linear [Norm] ReLU [Dropout])* Linear``. :class:`Probe` is the
 plain ``nn.Module`` (the checkpoint format and what inference uses); training runs on
 :class:`repeval.probes.stacked.StackedMLP`, which holds many probes of one shape at once and
 exports each one as a :class:`Probe` state dict. Both draw their initial weights with
@@ -184,7 +184,23 @@ class Linear(nn.Linear):
         return nn.functional.linear(x.to(cd), self.weight.to(cd), self.bias.to(cd)).float()
 
 
+def attention_pool(x: torch.Tensor, mask: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+    """Attention pooling of tracks' frames: ``x`` ``(B, T, d)`` frames (padded), ``mask`` ``(B, T)`` true where a
+    frame is real, ``query`` ``(k, d)`` one learned query per probe → ``(k, B, d)``: for probe ``j`` and track
+    ``b``, the frames weighted by ``softmax_t(x[b, t] · query[j])`` over the track's real frames. A zero query
+    weighs every frame alike: the mean embedding."""
+    s = torch.matmul(x, query.T).masked_fill(~mask.unsqueeze(-1), float("-inf"))  # (B, T, k)
+    a = torch.softmax(s, 1)
+    return torch.bmm(a.transpose(1, 2), x).transpose(0, 1).contiguous()  # (B, k, T) @ (B, T, d) → (k, B, d)
+
+
 class Probe(nn.Module):
+    """``[attention pooling] [Dropout(input)] (Linear [Norm] ReLU [Dropout])* Linear``.
+
+    With ``attention``, :meth:`forward` takes a track's frames, ``(B, T, input_dim)`` with a ``(B, T)`` mask,
+    and pools them with a learned query (``embedding_aggregation: attention``; the query starts at zero, i.e.
+    at mean pooling)."""
+
     def __init__(
         self,
         input_dim: int,
@@ -197,9 +213,11 @@ class Probe(nn.Module):
         generator: torch.Generator | None = None,
         mask_stream: MaskStream | None = None,
         precision: str = "fp32",
+        attention: bool = False,
     ) -> None:
         super().__init__()
         cd = compute_dtype(precision)
+        self.query = nn.Parameter(torch.zeros(1, input_dim)) if attention else None
         layers: list[nn.Module] = []
         self.linears: list[nn.Linear] = []
         self.norms: list[nn.Module] = []
@@ -229,11 +247,21 @@ class Probe(nn.Module):
             prev = h
         self.net = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.query is not None:
+            if mask is None:
+                mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+            x = attention_pool(x, mask, self.query)[0]
         return self.net(x)
 
 
-def build_probe(cfg: object, input_dim: int, n_outputs: int, generator: torch.Generator | None = None) -> Probe:
+def build_probe(
+    cfg: object,
+    input_dim: int,
+    n_outputs: int,
+    generator: torch.Generator | None = None,
+    attention: bool = False,
+) -> Probe:
     hidden = resolve_hidden_units(getattr(cfg, "hidden_units", ()), input_dim, n_outputs)
     in_drop = getattr(cfg, "effective_input_dropout", getattr(cfg, "input_dropout", 0.0))
     return Probe(
@@ -246,4 +274,5 @@ def build_probe(cfg: object, input_dim: int, n_outputs: int, generator: torch.Ge
         getattr(cfg, "init", "default"),
         generator,
         precision=getattr(cfg, "precision", "fp32"),
+        attention=attention,
     )

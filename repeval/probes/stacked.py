@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from repeval.probes.model import MaskStream, Probe, compute_dtype, init_linear_
+from repeval.probes.model import MaskStream, Probe, attention_pool, compute_dtype, init_linear_
 
 BN_EPS = 1e-5
 #: per-probe sizes that are multiples of this are updated a run of probes at a time (see StackedOptimizer.step)
@@ -65,6 +65,7 @@ class StackedMLP:
         init: Sequence[str] | str = "default",
         device: str = "cpu",
         precision: str = "fp32",
+        attention: bool = False,
     ) -> None:
         self.dims = list(dims)
         self.precision = precision
@@ -100,7 +101,11 @@ class StackedMLP:
                 if hidden_norm == "batchnorm":
                     self.running_mean.append(torch.zeros(self.k, 1, h))
                     self.running_var.append(torch.ones(self.k, 1, h))
+        #: attention pooling (``embedding_aggregation: attention``): one query per probe, ``(K, in)``, starting at
+        #: zero (mean pooling); no random draws, so the layers' initial weights are those of a probe without it
+        self.queries: list[torch.Tensor] = [torch.zeros(self.k, self.dims[0])] if attention else []
         if self.device.type != "cpu":  # weights are drawn on the CPU (same values everywhere), masks on the device
+            self.queries = [t.to(self.device) for t in self.queries]
             self.weights = [t.to(self.device) for t in self.weights]
             self.biases = [t.to(self.device) for t in self.biases]
             self.norm_weight = [t.to(self.device) for t in self.norm_weight]
@@ -118,7 +123,7 @@ class StackedMLP:
     # ----------------------------------------------------------------- parameters
 
     def parameters(self) -> list[torch.Tensor]:
-        return [*self.weights, *self.biases, *self.norm_weight, *self.norm_bias]
+        return [*self.weights, *self.biases, *self.norm_weight, *self.norm_bias, *self.queries]
 
     def buffers(self) -> list[torch.Tensor]:
         return [*self.running_mean, *self.running_var]
@@ -132,6 +137,7 @@ class StackedMLP:
 
         self.weights, self.biases = take(self.weights, True), take(self.biases, True)
         self.norm_weight, self.norm_bias = take(self.norm_weight, True), take(self.norm_bias, True)
+        self.queries = take(self.queries, True)
         self.running_mean, self.running_var = take(self.running_mean, False), take(self.running_var, False)
         self.generators = [self.generators[i] for i in idx]
         self.mask_streams = [self.mask_streams[i] for i in idx]
@@ -150,6 +156,7 @@ class StackedMLP:
         self.biases = [next(it).clone().requires_grad_(True) for _ in range(n_w)]
         self.norm_weight = [next(it).clone().requires_grad_(True) for _ in range(n_n)]
         self.norm_bias = [next(it).clone().requires_grad_(True) for _ in range(n_n)]
+        self.queries = [next(it).clone().requires_grad_(True) for _ in self.queries]
         n_r = len(self.running_mean)
         self.running_mean = [next(it).clone() for _ in range(n_r)]
         self.running_var = [next(it).clone() for _ in range(n_r)]
@@ -202,6 +209,8 @@ class StackedMLP:
         (one seed), expanded here instead of gathered K times."""
         if train:
             scale = self._keep_scale((self.k, *x.shape[1:]), self.p_input)
+            if scale is not None and x.requires_grad:  # pooled frames (attention): the product keeps its graph
+                return scale * x
             if scale is not None:
                 if shared is not None and x.shape[0] != 1:  # each run of probes on one variant: a broadcast
                     for start, end, v in _runs(shared.tolist()):  # product, not a gathered copy of the batch
@@ -228,6 +237,21 @@ class StackedMLP:
             mean, var = self.running_mean[i], self.running_var[i]
         eps = LN_EPS if self.hidden_norm == "layernorm" else BN_EPS
         return (h - mean) / torch.sqrt(var + eps) * self.norm_weight[i] + self.norm_bias[i]
+
+    def pool(self, parts: Sequence[tuple[list[int], torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """Attention pooling for the whole stack: ``parts`` ``[(stack positions, frames (B, T, in), mask (B, T))]``
+        — the probes at those positions pool these tracks (one part per data order and preprocessing variant;
+        together they cover every position once) → ``(K, B, in)``, the first layer's input."""
+        q = self.queries[0]
+        outs, order = [], []
+        for pos, x, mask in parts:
+            sel = q[pos[0] : pos[-1] + 1] if pos == list(range(pos[0], pos[-1] + 1)) else q[pos]
+            outs.append(attention_pool(x, mask, sel))
+            order.extend(pos)
+        out = outs[0] if len(outs) == 1 else torch.cat(outs)
+        if order != list(range(len(order))):
+            out = out[torch.tensor(np.argsort(order), device=out.device)]
+        return out
 
     def forward(self, x: torch.Tensor, train: bool, shared: torch.Tensor | None = None) -> torch.Tensor:
         """``x``: ``(K, B, in)`` (or ``(V, B, in)`` with ``shared``, see :meth:`_input`) → logits ``(K, B, out)``."""
@@ -266,6 +290,7 @@ class StackedMLP:
         bs = [next(it)[0, 0] for _ in range(n_w)]
         nw = [next(it)[0, 0] for _ in range(n_n)]
         nb = [next(it)[0, 0] for _ in range(n_n)]
+        qs = [next(it)[0] for _ in self.queries]
         rm = [next(it)[0, 0] for _ in range(n_r)]
         rv = [next(it)[0, 0] for _ in range(n_r)]
         with torch.random.fork_rng(devices=[]):  # building the module must not move the global RNG
@@ -275,9 +300,12 @@ class StackedMLP:
                 self.dims[-1],
                 hidden_norm=self.hidden_norm,
                 precision=self.precision,
+                attention=bool(self.queries),
                 **probe_kwargs,  # type: ignore[arg-type]
             )
         with torch.no_grad():
+            if probe.query is not None:
+                probe.query.copy_(qs[0].view(1, -1))
             for lin, w, b in zip(probe.linears, ws, bs, strict=True):
                 lin.weight.copy_(w.T)
                 lin.bias.copy_(b)

@@ -47,6 +47,19 @@ class ProbeData:
     val_groups: np.ndarray | None = None
     #: likewise per test scenario (a scenario absent here has one row per track)
     test_groups: dict[str, np.ndarray] = field(default_factory=dict)
+    #: ``embedding_aggregation: attention``: the rows of ``x_train`` are frames and this gives each training
+    #: track's number of frames (a track's frames are consecutive rows, tracks in ``y_train`` order); probes pool
+    #: a track's frames with learned attention weights (``None``: one row per track, or ``prediction``)
+    train_counts: np.ndarray | None = None
+    #: likewise for ``x_val``
+    val_counts: np.ndarray | None = None
+    #: likewise per test scenario
+    test_counts: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def attention(self) -> bool:
+        """Whether rows are frames that probes pool with learned attention (one prediction per track)."""
+        return self.train_counts is not None
 
     @property
     def n_outputs(self) -> int:
@@ -240,6 +253,66 @@ def _chunks(n: int, k: int, width: int) -> list[slice]:
     return [slice(s, min(n, s + step)) for s in range(0, n, step)]
 
 
+class Segments:
+    """Tracks whose frames are consecutive rows of a frame matrix (``embedding_aggregation: attention``), batched
+    as padded index tensors. The frame matrix carries one extra all-zero row at its end, which padding points at."""
+
+    def __init__(self, counts: np.ndarray, device: str | torch.device = "cpu") -> None:
+        c = torch.from_numpy(np.asarray(counts, np.int64))
+        self.counts = c.to(device)
+        self.starts = (torch.cumsum(c, 0) - c).to(device)
+        self.n_frames = int(c.sum())
+        self.max_len = int(c.max()) if len(c) else 0
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def batch(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(index, mask)``, both ``(B, T)`` for the tracks ``rows`` (T: their longest): the frames' rows in the
+        frame matrix (its padding row where a track has fewer frames) and true where a frame is real."""
+        lens = self.counts[rows]
+        steps = torch.arange(int(lens.max()), device=rows.device)
+        mask = steps < lens.unsqueeze(1)
+        idx = torch.where(mask, self.starts[rows].unsqueeze(1) + steps, self.n_frames)
+        return idx, mask
+
+
+def with_padding_row(x: torch.Tensor) -> torch.Tensor:
+    """``(V, n, d)`` frames → ``(V, n + 1, d)``: the zero row :meth:`Segments.batch` pads with."""
+    return torch.cat([x, x.new_zeros(x.shape[0], 1, x.shape[2])], 1)
+
+
+def _pooled(
+    model: StackedMLP, xs: torch.Tensor, seg: Segments, rows: torch.Tensor, keys: list[Any], variants: list[int]
+) -> torch.Tensor:
+    """The attention-pooled first-layer input ``(K, B, d)`` of every stack position: ``rows`` ``(K, B)`` its tracks,
+    ``keys`` what its rows depend on (positions with equal keys see the same rows), ``variants`` its
+    preprocessing variant in ``xs`` ``(V, n + 1, d)``. Each distinct (rows, variant) batch is gathered once."""
+    groups: dict[tuple[Any, int], list[int]] = {}
+    for pos, (key, v) in enumerate(zip(keys, variants, strict=True)):
+        groups.setdefault((key, v), []).append(pos)
+    parts = []
+    for (_, v), positions in groups.items():
+        idx, mask = seg.batch(rows[positions[0]])
+        parts.append((positions, xs[v][idx], mask))
+    return model.pool(parts)
+
+
+def _forward_pooled(model: StackedMLP, xs: torch.Tensor, seg: Segments, var_idx: torch.Tensor) -> torch.Tensor:
+    """:func:`_forward_all` for attention probes: ``xs`` ``(V, frames + 1, d)``, ``seg`` the tracks → ``(K, n, C)``."""
+    n, d = len(seg), xs.shape[2]
+    variants = var_idx.tolist()
+    width = max(model.k * max(model.dims), seg.max_len * (d + model.k))
+    step = max(1, EVAL_CHUNK_ELEMENTS // max(1, width))
+    outs = []
+    with torch.no_grad():
+        for s in range(0, n, step):
+            rows = torch.arange(s, min(n, s + step), device=xs.device).expand(model.k, -1)
+            x = _pooled(model, xs, seg, rows, [0] * model.k, variants)
+            outs.append(model.forward(x, train=False))
+    return torch.cat(outs, 1)
+
+
 def _forward_all(model: StackedMLP, xs: torch.Tensor, var_idx: torch.Tensor) -> torch.Tensor:
     """Eval-mode logits of every probe on a whole split: ``xs`` ``(V, n, d)`` → ``(K, n, C)``."""
     outs = []
@@ -347,10 +420,16 @@ def _train_stack(
     xtr = torch.stack([torch.from_numpy(preps[v](data.x_train)) for v in variants])
     xva = torch.stack([torch.from_numpy(preps[v](data.x_val)) for v in variants])
     ytr, yva = _targets(data.y_train, task), _targets(data.y_val, task)
+    # attention pooling: rows are frames, a track is a run of them (Segments), the stack pools each batch's tracks
+    att = data.attention
+    seg_tr = seg_va = None
+    if att:
+        xtr, xva = with_padding_row(xtr), with_padding_row(xva)
+        seg_tr, seg_va = Segments(data.train_counts, device), Segments(data.val_counts, device)  # type: ignore[arg-type]
     xtr, xva, ytr, yva = xtr.to(device), xva.to(device), ytr.to(device), yva.to(device)
     # prediction-level aggregation: validation rows are frames, judged per track on their mean scores
     vgroups = None if data.val_groups is None else torch.from_numpy(np.asarray(data.val_groups)).to(device)
-    n, d = xtr.shape[1], xtr.shape[2]
+    n, d = (len(seg_tr) if seg_tr is not None else xtr.shape[1]), xtr.shape[2]
     n_out = data.n_outputs
     hidden = resolve_hidden_units(c0.hidden_units, d, n_out)
     batch = int(c0.batch_size)
@@ -364,6 +443,7 @@ def _train_stack(
         init=[c.init for c in cfgs],
         device=device,
         precision=c0.precision,
+        attention=att,
     )
     opt = StackedOptimizer(
         c0.optimizer, model.parameters(), [c.learning_rate for c in cfgs], [c.weight_decay for c in cfgs]
@@ -408,7 +488,10 @@ def _train_stack(
         loss_sum = torch.zeros(len(active), device=device)
         for start in range(0, n, batch):  # the last partial batch is kept
             ib = perm[:, start : start + batch]
-            if one_order:
+            if seg_tr is not None:
+                pooled = _pooled(model, xtr, seg_tr, ib, act_seeds, vidx.tolist())
+                logits = model.forward(pooled, train=True)
+            elif one_order:
                 logits = model.forward(xtr.index_select(1, ib[0]), train=True, shared=vidx)
             else:
                 logits = model.forward(xtr[0][ib] if len(variants) == 1 else xtr[vidx.view(-1, 1), ib], train=True)
@@ -425,7 +508,7 @@ def _train_stack(
         due = [pos for pos, m in enumerate(active) if epoch % val_every == 0 or epoch >= epochs[m] or m in frozen]
         finished: list[int] = []
         if due:
-            logits = _forward_all(model, xva, vidx)
+            logits = _forward_pooled(model, xva, seg_va, vidx) if seg_va is not None else _forward_all(model, xva, vidx)
             scores = None
             if vgroups is None:
                 yv = yva.unsqueeze(0).expand(len(active), *yva.shape)
@@ -501,8 +584,13 @@ def _train_stack(
             model.load_snapshot([torch.cat(parts) for parts in zip(*snaps, strict=True)])  # type: ignore[misc]
             vsel = var_idx[ok]
             for sid, (x, _, _) in data.tests.items():
-                xs = torch.stack([torch.from_numpy(preps[v](x)) for v in variants]).to(device)
-                sc = data.track_scores(sid, scores_of(_forward_all(model, xs, vsel), task).cpu().numpy())
+                xs = torch.stack([torch.from_numpy(preps[v](x)) for v in variants])
+                if att:
+                    seg = Segments(data.test_counts[sid], device)
+                    logits = _forward_pooled(model, with_padding_row(xs).to(device), seg, vsel)
+                else:
+                    logits = _forward_all(model, xs.to(device), vsel)
+                sc = data.track_scores(sid, scores_of(logits, task).cpu().numpy())
                 for pos, m in enumerate(ok):
                     results[m].test_scores[sid] = sc[pos]
     return results
@@ -552,16 +640,28 @@ def _halve(
                 stopped[active[pos]] = f"stopped by ASHA at epoch {epoch}"
 
 
-def predict(cfg: Any, data: ProbeData, state_dict: dict[str, Any], x: np.ndarray) -> np.ndarray:
-    """Scores of a trained probe (a :class:`~repeval.probes.model.Probe` state dict) on raw embeddings ``x``.
+def predict(
+    cfg: Any, data: ProbeData, state_dict: dict[str, Any], x: np.ndarray, counts: np.ndarray | None = None
+) -> np.ndarray:
+    """Scores of a trained probe (a :class:`~repeval.probes.model.Probe` state dict) on raw embeddings ``x``
+    (with ``counts``, for an attention probe: ``x`` holds frames, ``counts`` each track's number of them, and
+    there is one row of scores per track).
 
     The preprocessing is refitted on ``data.x_train`` (it is deterministic), so a checkpoint holds
     only the probe's weights.
     """
     prep = Preprocess(data.x_train, cfg.standardize, cfg.effective_pca_dim)
     with torch.random.fork_rng(devices=[]):
-        probe = build_probe(cfg, prep.output_dim, data.n_outputs)
+        probe = build_probe(cfg, prep.output_dim, data.n_outputs, attention=counts is not None)
     probe.load_state_dict(state_dict)
     probe.eval()
+    z = torch.from_numpy(prep(x))
     with torch.no_grad():
-        return scores_of(probe(torch.from_numpy(prep(x))), data.task_type).numpy()
+        if counts is None:
+            return scores_of(probe(z), data.task_type).numpy()
+        seg, frames = Segments(counts), with_padding_row(z.unsqueeze(0))[0]
+        out = []
+        for s in range(0, len(seg), 256):
+            idx, mask = seg.batch(torch.arange(s, min(len(seg), s + 256)))
+            out.append(scores_of(probe(frames[idx], mask), data.task_type))
+        return torch.cat(out).numpy()

@@ -200,16 +200,19 @@ def _confusion_block(runs: list[Run], df: pd.DataFrame, task: str, dataset: str,
 
 
 def _task_notes(runs: list[Run], task: str) -> list[str]:
-    """How ``task``'s probes were trained, from the runs' configs: prediction-level aggregation (mir_ref's spelling
-    ``aggregation`` too) and augmentation."""
+    """How ``task``'s probes were trained, from the runs' configs: prediction-level aggregation or attention pooling
+    (mir_ref's spelling ``aggregation`` too) and augmentation."""
     notes: list[str] = []
     for run in runs:
         for exp in run.config.get("experiments") or []:
             t = exp.get("task") if isinstance(exp, dict) else None
             if not (isinstance(t, dict) and t.get("name") == task):
                 continue
-            if (t.get("embedding_aggregation") or t.get("aggregation")) == "prediction":
+            aggregation = t.get("embedding_aggregation") or t.get("aggregation")
+            if aggregation == "prediction":
                 notes.append("probes trained on frames, each track scored by its frames' mean prediction")
+            elif aggregation == "attention":
+                notes.append("probes pool each track's frames with learned attention weights")
             augment = exp.get("augment")
             if augment:
                 names = augment if isinstance(augment, str) else ", ".join(map(str, augment))

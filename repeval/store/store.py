@@ -252,7 +252,7 @@ class Partition:
             if isinstance(old, dict) and old.get("keep_frames") is False and fingerprint.get("keep_frames") is True:
                 hint = (
                     " (its rows have no frame-level embeddings, which this run keeps: run.keep_frames, on by default "
-                    "when a task has embedding_aggregation: prediction)"
+                    "when a task has embedding_aggregation: prediction or attention)"
                 )
             raise StoreConflict(
                 f"store partition {self.path} was computed with a different configuration — {diff}{hint}; give "

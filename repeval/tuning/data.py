@@ -43,15 +43,21 @@ def _frame_rows(counts: np.ndarray, rows: list[int]) -> tuple[np.ndarray, np.nda
     return np.repeat(starts, c) + within, group
 
 
-class _Reader:
-    """A partition's rows as track-level embeddings (``mean``) or frames with their track (``prediction``)."""
+#: ``embedding_aggregation`` values whose probes read frame-level embeddings
+FRAME_AGGREGATIONS = ("prediction", "attention")
 
-    def __init__(self, store: EmbeddingStore, dataset: str, model: str, prediction: bool) -> None:
-        self.store, self.dataset, self.model, self.prediction = store, dataset, model, prediction
+
+class _Reader:
+    """A partition's rows as track-level embeddings (``mean``) or frames with their track (``prediction``,
+    ``attention``)."""
+
+    def __init__(self, store: EmbeddingStore, dataset: str, model: str, aggregation: str) -> None:
+        self.store, self.dataset, self.model, self.aggregation = store, dataset, model, aggregation
+        self.frames = aggregation in FRAME_AGGREGATIONS
 
     def read(self, scenario: str) -> tuple[list[str], Any]:
         part = self.store.partition(self.dataset, self.model, scenario)
-        if not self.prediction:
+        if not self.frames:
             ids, _, x = part.embeddings()
             return ids, x
         ids, _, flat, counts = part.frames()
@@ -59,13 +65,13 @@ class _Reader:
         if empty:
             raise ValueError(
                 f"store partition {part.path}: {len(empty)} track(s) have no frames (e.g. {empty[0]}); "
-                "embedding_aggregation: prediction needs at least one frame per track"
+                f"embedding_aggregation: {self.aggregation} needs at least one frame per track"
             )
         return ids, (flat, counts)
 
     def take(self, x: Any, rows: list[int]) -> tuple[np.ndarray, np.ndarray | None]:
         """``(embeddings of rows, None)`` or ``(their frames, track position of each frame)``."""
-        if not self.prediction:
+        if not self.frames:
             return x[rows], None
         flat, counts = x
         idx, group = _frame_rows(counts, rows)
@@ -85,11 +91,20 @@ def probe_data(
     """Train/validation/test arrays of one (dataset, model) for a task. With ``aggregation`` ``prediction`` the
     rows are frames: training frames carry their track's label; validation and test keep one label per track
     and a track index per frame (``ProbeData.val_groups`` / ``test_groups``) to average predictions over.
+    With ``attention`` the rows are frames too, each track's consecutive, and every split keeps one label per
+    track and each track's number of frames (``ProbeData.train_counts`` / ``val_counts`` / ``test_counts``).
     ``augment``: scenarios whose deformed training tracks are added to the training rows (after the clean ones,
     scenario by scenario, each in track-id order)."""
     label_of = dict(zip(rows.column("track_id").to_pylist(), rows.column("label").to_pylist(), strict=True))
     split_of = dict(zip(rows.column("track_id").to_pylist(), rows.column("split").to_pylist(), strict=True))
-    reader = _Reader(store, dataset, model, aggregation == "prediction")
+    if aggregation not in ("mean", *FRAME_AGGREGATIONS):
+        raise ValueError(f"unknown aggregation {aggregation!r}; valid: mean, {', '.join(FRAME_AGGREGATIONS)}")
+    reader = _Reader(store, dataset, model, aggregation)
+    attention = aggregation == "attention"
+
+    def counts(group: np.ndarray | None, n: int) -> np.ndarray:
+        return np.bincount(np.asarray(group, np.int64), minlength=n)
+
     # classes come from the whole labelled set so every split shares one encoding
     _, classes = encode(task_type, [label_of[t] for t in label_of])
 
@@ -104,7 +119,8 @@ def probe_data(
 
     clean = reader.read(CLEAN)
     xtr, ytr, _, gtr = select(*clean, "train")
-    if gtr is not None:
+    ctr = [counts(gtr, len(ytr))] if attention else []
+    if gtr is not None and not attention:
         ytr = ytr[gtr]  # every training frame carries its track's label
     read = {sid: reader.read(sid) for sid in augment}  # read once: their test rows are taken below too
     for sid in augment:
@@ -115,11 +131,14 @@ def probe_data(
                 "tracks — run `repeval embed` first (it deforms the training tracks of the scenarios augment lists)"
             )
         xtr = np.concatenate([xtr, axs])
-        ytr = np.concatenate([ytr, ay if ag is None else ay[ag]])
+        if attention:
+            ctr.append(counts(ag, len(ay)))
+        ytr = np.concatenate([ytr, ay if ag is None or attention else ay[ag]])
     xva, yva, _, gva = select(*clean, "validation")
     xte, yte, tte, gte = select(*clean, "test")
     tests = {CLEAN: (xte, yte, tte)}
-    test_groups = {} if gte is None else {CLEAN: gte}
+    groups = {CLEAN: gte} if gte is not None else {}
+    sizes = {CLEAN: len(yte)}
     for name, arr in (("train", xtr), ("validation", xva), ("test", xte)):
         if len(arr) == 0:
             raise ValueError(empty_split_message(dataset, model, name))
@@ -127,6 +146,13 @@ def probe_data(
         part = read.pop(sid) if sid in read else reader.read(sid)
         xs, sy, tids, group = select(*part, "test")
         tests[sid] = (xs, sy, tids)
+        sizes[sid] = len(sy)
         if group is not None:
-            test_groups[sid] = group
-    return ProbeData(task_type, classes, xtr, ytr, xva, yva, tests, val_groups=gva, test_groups=test_groups)
+            groups[sid] = group
+    if attention:
+        return ProbeData(
+            task_type, classes, xtr, ytr, xva, yva, tests,
+            train_counts=np.concatenate(ctr), val_counts=counts(gva, len(yva)),
+            test_counts={sid: counts(g, sizes[sid]) for sid, g in groups.items()},
+        )  # fmt: skip
+    return ProbeData(task_type, classes, xtr, ytr, xva, yva, tests, val_groups=gva, test_groups=groups)

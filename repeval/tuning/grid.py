@@ -112,9 +112,10 @@ def _member_cost(cfg: Any, data: ProbeData) -> float:
     d = input_dim_of(cfg, data)
     dims = [d, *resolve_hidden_units(cfg.hidden_units, d, data.n_outputs), data.n_outputs]
     params = sum(a * b for a, b in itertools.pairwise(dims))
-    n = len(data.x_train)
+    n = len(data.x_train) if data.train_counts is None else len(data.train_counts)  # rows the layers see
     masked = (d if cfg.effective_input_dropout else 0) + (sum(dims[1:-1]) if cfg.dropout else 0)
-    return n * (params + 100 * masked) + math.ceil(n / cfg.batch_size) * 3e5
+    pooling = 2 * len(data.x_train) * d if data.attention else 0  # attention: scores and weighted sums of frames
+    return n * (params + 100 * masked) + pooling + math.ceil(n / cfg.batch_size) * 3e5
 
 
 def _cost(unit: Unit, data: ProbeData) -> float:
@@ -228,6 +229,8 @@ def _fingerprint(units: list[Unit], ev: EvalSettings, data: ProbeData, extra: An
     }
     if data.val_groups is not None:  # prediction-level aggregation (absent otherwise: earlier fingerprints hold)
         desc["aggregation"] = "prediction"
+    elif data.attention:
+        desc["aggregation"] = "attention"
     return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -653,7 +656,8 @@ class _Group:
             pcfg = sampled_config(pt, sampled)
             for seed, state in sorted(states.items()):
                 scores = {
-                    sid: data.track_scores(sid, predict(pcfg, data, state, x)) for sid, (x, _, _) in data.tests.items()
+                    sid: data.track_scores(sid, predict(pcfg, data, state, x, data.test_counts.get(sid)))
+                    for sid, (x, _, _) in data.tests.items()
                 }
                 rows, confusion = test_rows(data, scores, self.ev)
                 for row in rows:
@@ -682,6 +686,7 @@ def data_nbytes(data: ProbeData) -> int:
     arrays = [data.x_train, data.y_train, data.x_val, data.y_val]
     arrays += [a for x, y, _ in data.tests.values() for a in (x, y)]
     arrays += [g for g in [data.val_groups, *data.test_groups.values()] if g is not None]
+    arrays += [c for c in [data.train_counts, data.val_counts, *data.test_counts.values()] if c is not None]
     return int(sum(np.asarray(a).nbytes for a in arrays))
 
 

@@ -354,3 +354,8 @@ def test_prediction_aggregation_turns_frames_on_and_the_plan_says_how_tracks_are
     assert not plain.run.keep_frames and "[multiclass_classification] on notes" in make_plan(plain).lines[0]
     d["run"] = {"keep_frames": True}
     assert parse_config(d).run.keep_frames
+    d = base()
+    d["experiments"][0]["task"]["embedding_aggregation"] = "attention"
+    cfg = parse_config(d)
+    assert cfg.run.keep_frames and cfg.experiments[0].task.embedding_aggregation == "attention"
+    assert "[multiclass_classification, attention pooling of each track's frames]" in make_plan(cfg).lines[0]

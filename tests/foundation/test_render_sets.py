@@ -172,12 +172,12 @@ def test_shipped_catalog_and_key_configs_plan_on_rendered_data(tmp_path, monkeyp
     plan = make_plan(keys)
     assert keys.experiments[0].task.effective_type == "key_estimation"
     assert (plan.trainings, plan.test_cells, plan.partitions) == (4 * 5, 4 * 5 * 4, 4 * 4)
-    agg = load_config(REPO / "configs" / "aggregation.yaml")  # each task twice: mean and prediction aggregation
+    agg = load_config(REPO / "configs" / "aggregation.yaml")  # each task three times: mean, prediction, attention
     check_data_paths(agg)
     plan = make_plan(agg)
-    assert [e.task.embedding_aggregation for e in agg.experiments] == ["mean", "prediction"] * 2
-    assert agg.run.keep_frames  # one store with frames serves both aggregations
-    assert (plan.trainings, plan.partitions) == (4 * 2 * 5 * 3, 2 * 2 * 2)  # the mean and prediction tasks share them
+    assert [e.task.embedding_aggregation for e in agg.experiments] == ["mean", "prediction", "attention"] * 2
+    assert agg.run.keep_frames  # one store with frames serves every aggregation
+    assert (plan.trainings, plan.partitions) == (6 * 2 * 5 * 3, 2 * 2 * 2)  # the three tasks of a set share them
 
 
 def test_rendered_tagging_and_key_sets_run_end_to_end(ray_session, tmp_path):

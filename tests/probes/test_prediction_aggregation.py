@@ -3,7 +3,6 @@ frames' predictions — for early stopping and checkpoint selection (validation)
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -121,53 +120,14 @@ def test_validation_is_judged_on_the_tracks_mean_prediction():
     assert abs(frame_acc - acc) > 0.01  # what a per-frame validation would have recorded instead
 
 
-def test_a_run_with_prediction_aggregation_end_to_end(ray_session, rendered_notes, tmp_path):
+def test_a_run_with_prediction_aggregation_end_to_end(ray_session, frames_run, tmp_path):
     """The real engine: the store keeps frames (``keep_frames`` on by default for the task), probes train on
     the frames of the training notes and are judged and tested per note, clean and deformed."""
     from repeval import runner
     from repeval.config import load_config
     from repeval.tuning.data import probe_data
 
-    cfg_dict = {
-        "run": {"run_id": "pred", "store": str(tmp_path / "store"), "runs_dir": str(tmp_path / "runs")},
-        "experiments": [
-            {
-                "task": {"name": "instrument", "type": "multiclass_classification", "aggregation": "prediction"},
-                "datasets": [
-                    {
-                        "name": "notes",
-                        "type": "catalog",
-                        "manifest": str(rendered_notes),
-                        "label_column": "instrument",
-                        "split_column": "split",
-                    }
-                ],
-                "deformations": [[{"type": "Gain", "params": {"min_gain_db": -12, "max_gain_db": -12, "p": 1}}]],
-                # MFCC statistics of 0.5-s windows every 0.25 s: ~5 frames per 1.5-s note
-                "embedding_models": [
-                    {"id": "mfcc-frames", "type": "mfcc-stats", "params": {"window_s": 0.5, "hop_s": 0.25}}
-                ],
-                "downstream_models": [
-                    {"hidden_units": [], "standardize": True, "learning_rate": 0.01, "batch_size": 16, "epochs": 60},
-                    {  # select: best — tested once after the grid, outside the trials
-                        "name": "picked",
-                        "hidden_units": [],
-                        "standardize": True,
-                        "batch_size": 16,
-                        "epochs": 30,
-                        "search": {"grid": {"learning_rate": [0.01, 0.003]}, "select": "best"},
-                    },
-                ],
-                "metrics": ["accuracy"],
-            }
-        ],
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg_dict))
-    cfg = load_config(path)
-    assert cfg.run.keep_frames  # defaulted on by the task's aggregation
-    ctx = runner.make_context(cfg)
-    assert runner.stage_embed(ctx).errors == 0
+    cfg_dict, path, ctx = frames_run.embed("prediction", "pred")
     clean = pq.read_table(tmp_path / "store" / "notes" / "mfcc-frames" / "clean")
     n_frames = dict(zip(clean.column("track_id").to_pylist(), clean.column("n_frames").to_pylist(), strict=True))
     assert min(n_frames.values()) >= 4
@@ -189,16 +149,7 @@ def test_a_run_with_prediction_aggregation_end_to_end(ray_session, rendered_note
         agg = aggregate_scores(torch.from_numpy(x), torch.from_numpy(framed.test_groups[sid]), len(ids))
         np.testing.assert_allclose(agg.numpy(), mean.tests[sid][0], rtol=1e-5, atol=1e-5)
 
-    assert runner.stage_train(ctx)["trained"] == 1
-    inputs = json.loads((ctx.run_dir / "groups" / "instrument__notes__mfcc-frames.inputs.json").read_text())
-    assert inputs["aggregation"] == "prediction"
-    results = runner.stage_evaluate(ctx).to_pandas()
-    acc = results[results["label"].isna() & (results["metric"] == "accuracy")]
-    assert sorted(zip(acc["probe"], acc["scenario"], strict=True)) == [
-        ("M1", "D1"), ("M1", "clean"), ("picked", "D1"), ("picked", "clean")
-    ]  # fmt: skip
-    assert (acc["n_test"] == 8).all()  # scored per note, not per frame
-    assert (acc[acc["scenario"] == "clean"]["value"] > 0.5).all()  # chance is 0.25
+    frames_run.train_and_evaluate(ctx, "prediction")
 
     # the same store serves a task with mean aggregation (keep_frames off): its complete partitions are reused
     cfg_dict["experiments"][0]["task"]["aggregation"] = "mean"

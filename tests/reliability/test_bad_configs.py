@@ -162,6 +162,15 @@ CASES: dict[str, tuple[Any, list[str]]] = {
         lambda d: (_exp(d)["task"].update(embedding_aggregation="prediction"), d["run"].update(keep_frames=False)),
         ["(top level)", "embedding_aggregation: prediction", "remove run.keep_frames: false"],
     ),
+    "attention_without_frames": (
+        lambda d: (_exp(d)["task"].update(embedding_aggregation="attention"), d["run"].update(keep_frames=False)),
+        [
+            "(top level)",
+            "embedding_aggregation: attention",
+            "pool each track's frames",
+            "remove run.keep_frames: false",
+        ],
+    ),
     "head_mismatch": (
         lambda d: _probe(d).update(output_activation="sigmoid"),
         [

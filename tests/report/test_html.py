@@ -64,6 +64,9 @@ def test_a_task_that_aggregates_predictions_or_augments_says_so_in_its_heading(r
     assert _task_notes([run({"name": "a", "aggregation": "mean"}), run({"name": "tags", "aggregation": "prediction"}),
                         run({"name": "tags", "aggregation": "prediction"})], "tags") == [pred]  # fmt: skip
     assert _task_notes([run({"name": "tags", "embedding_aggregation": "prediction"})], "other") == []
+    assert _task_notes([run({"name": "tags", "aggregation": "attention"})], "tags") == [
+        "probes pool each track's frames with learned attention weights"
+    ]
     assert _task_notes([run({"name": "tags", "aggregation": "embedding_mean"})], "tags") == []
     assert _task_notes([run({"name": "tags"}, augment=["noise", "mp3"])], "tags") == [
         "training tracks augmented with their deformed copies (noise, mp3)"
