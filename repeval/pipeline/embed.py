@@ -151,6 +151,10 @@ class _Stream:
     examined: set[str] = field(default_factory=set)
     todo: TableSpool | None = None  # the to-do rows of every (experiment, dataset), spilled past PARTITION_ROWS
     labels: list[str] = field(default_factory=list)
+    #: dataset → (its rows' columns, partition key → missing tracks) planned but not yet spooled: the experiments
+    #: that share a dataset (with the same rows) merge their masks here, so a track one task wants clean and
+    #: another deformed (other scenarios, ``augment``) is decoded once, in one to-do row
+    pending: dict[str, tuple[pa.Table, dict[str, np.ndarray]]] = field(default_factory=dict)
 
     def add_todo(self, piece: pa.Table) -> None:
         if self.todo is None:
@@ -208,6 +212,9 @@ def embed_experiments(
             _plan_dataset(cfg, exp, ds, rows_by_dataset[ds.name], deform_ids, store, streams, summary,
                           deformed_only, retry_errors, shared=uses[ds.name] > 1)  # fmt: skip
     for st in streams.values():
+        for dataset, (cols, masks) in st.pending.items():
+            _spool_todo(st, dataset, cols, masks)
+        st.pending.clear()
         _run_stream(cfg, st, store, summary, progress)
     summary.wall_s = time.perf_counter() - t0
     return summary
@@ -321,23 +328,34 @@ def _plan_dataset(
             if not any(info["dataset"] == ds.name for info in st.info.values()):  # not planned by another task
                 log.info("%s/%s: all partitions complete", ds.name, mcfg.id)
             continue
-        # scenario indices into list(masks): shifted to the stream's keys (only the columns a stream reads are
-        # copied), planned PARTITION_ROWS rows at a time into the stream's spool (a catalog's to-do is not held)
-        local = np.array([st.keys.index(k) for k in masks], np.int16)
-        cols = rows.select(["track_id", "audio_path", "split"])
-        n_todo = 0
-        step = spill.PARTITION_ROWS
-        for start in range(0, rows.num_rows, step):
-            todo = plan_todo(cols.slice(start, step), {k: m[start : start + step] for k, m in masks.items()})
-            if not todo.num_rows:
-                continue
-            col = todo.column("scenarios").combine_chunks()
-            values = local[col.values.to_numpy(zero_copy_only=False)] if len(col.values) else np.zeros(0, np.int16)
-            shifted = pa.ListArray.from_arrays(col.offsets, pa.array(values, pa.int16()))
-            st.add_todo(todo.set_column(todo.schema.get_field_index("scenarios"), "scenarios", shifted))
-            n_todo += todo.num_rows
-        if n_todo:
-            st.labels.append(f"{ds.name} {n_todo}")
+        cols = rows.select(["track_id", "audio_path", "split"])  # only the columns a stream reads
+        pending = st.pending.get(ds.name)
+        if pending is not None and pending[0].column("track_id").equals(cols.column("track_id")):
+            for key, m in masks.items():  # the same rows: one to-do row per track for both experiments
+                pending[1][key] = pending[1][key] | m if key in pending[1] else m
+            continue
+        if pending is not None:  # other rows under the same dataset name: their own to-do rows
+            _spool_todo(st, ds.name, *st.pending.pop(ds.name))
+        st.pending[ds.name] = (cols, masks)
+
+
+def _spool_todo(st: _Stream, dataset: str, cols: pa.Table, masks: dict[str, np.ndarray]) -> None:
+    """Write a dataset's planned to-do rows into the stream's spool, :data:`spill.PARTITION_ROWS` rows at a time (a
+    catalog's to-do is not held), each row's scenario indices shifted to the stream's partition keys."""
+    local = np.array([st.keys.index(k) for k in masks], np.int16)
+    n_todo = 0
+    step = spill.PARTITION_ROWS
+    for start in range(0, cols.num_rows, step):
+        todo = plan_todo(cols.slice(start, step), {k: m[start : start + step] for k, m in masks.items()})
+        if not todo.num_rows:
+            continue
+        col = todo.column("scenarios").combine_chunks()
+        values = local[col.values.to_numpy(zero_copy_only=False)] if len(col.values) else np.zeros(0, np.int16)
+        shifted = pa.ListArray.from_arrays(col.offsets, pa.array(values, pa.int16()))
+        st.add_todo(todo.set_column(todo.schema.get_field_index("scenarios"), "scenarios", shifted))
+        n_todo += todo.num_rows
+    if n_todo:
+        st.labels.append(f"{dataset} {n_todo}")
 
 
 def stream_resources(mcfg: Any, resources: Any) -> EmbedResources:

@@ -145,3 +145,27 @@ def test_two_batch_sizes_for_one_model_use_the_smaller_and_say_so(ray_session, t
         _, s = embed(tmp_path, "one-size", exps)
     assert s.resources[MODEL["id"]].endswith("; 4 chunks per embedding call"), s.resources
     assert "batch_size" not in caplog.text
+
+
+def test_a_track_two_tasks_want_under_different_scenarios_is_decoded_once(ray_session, tmp_path):
+    """One task tests "low" under a gain change, another under noise and trains on noisy copies (``augment``): the
+    noise scenario wants the training tracks too. Each track is still one to-do row — decoded once, its clean,
+    gain and noise rows made from that one decode — and the rows are those of each task embedded alone."""
+    low = catalog(tmp_path / "low", 220.0)
+    noisy = {**experiment("pitch_noisy", [dataset("low", low)], [{"name": "noise", "steps": NOISE}]),
+             "augment": ["noise"]}  # fmt: skip
+    both = [experiment("pitch", [dataset("low", low)], [{"name": "gain", "steps": GAIN}]), noisy]
+    ctx, s = embed(tmp_path, "mixed", both)
+    assert s.errors == 0 and s.streams == 1
+    # 6 tracks decoded (not 6 + 5: the noise scenario's 4 training and 1 test tracks again), 6 clean + 1 gain
+    # (the test track) + 5 noise rows written
+    assert s.tracks == 6 and s.computed == 6 + 1 + 5
+    assert set(rows(ctx, "low", "noise")) == {"t-000", "t-001", "t-002", "t-003", "t-005"}
+    alone_ctx, alone = embed(tmp_path, "noisy-alone", [noisy])
+    assert alone.tracks == 6
+    for sid in ("clean", "noise"):
+        shared, one = rows(ctx, "low", sid), rows(alone_ctx, "low", sid)
+        assert set(shared) == set(one)
+        for tid, (emb, params, _) in one.items():
+            np.testing.assert_allclose(shared[tid][0], emb, rtol=1e-5, atol=1e-6)
+            assert shared[tid][1] == params
