@@ -84,6 +84,12 @@ def test_a_run_trains_on_clean_and_deformed_training_tracks(ray_session, rendere
         == 2
         * len(probe_data("multiclass_classification", rows, ctx.store, "notes", "mfcc-stats", [], "prediction").x_train)
     )  # the 1.5-s notes have one frame per track under mfcc-stats' 1-s windows, deformed or not
+    att = probe_data("multiclass_classification", rows, ctx.store, "notes", "mfcc-stats", [], "attention",
+                     augment=["gain"])  # fmt: skip
+    # attention: one label and one frame count per training track, the deformed copies' after the clean ones
+    np.testing.assert_array_equal(att.y_train, aug.y_train)
+    assert len(att.train_counts) == 2 * n and int(att.train_counts.sum()) == len(att.x_train) == len(framed.x_train)
+    np.testing.assert_array_equal(att.x_train, framed.x_train)
 
     assert runner.stage_train(ctx)["trained"] == 1
     inputs = json.loads((ctx.run_dir / "groups" / "instrument__notes__mfcc-stats.inputs.json").read_text())
