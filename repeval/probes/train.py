@@ -277,6 +277,17 @@ class Segments:
         return idx, mask
 
 
+def _preprocessed(x: np.ndarray, preps: list[Preprocess], pad: bool) -> torch.Tensor:
+    """``(V, n [+ 1], d)``: ``x`` under each preprocessing variant, filled one variant at a time (one variant's
+    transient copy, not V), with :meth:`Segments.batch`'s zero padding row at the end when ``pad``."""
+    n = len(x)
+    shape = (len(preps), n + int(pad), preps[0].output_dim)
+    out = torch.zeros(shape) if pad else torch.empty(shape)
+    for i, prep in enumerate(preps):
+        out[i, :n] = torch.from_numpy(prep(x))
+    return out
+
+
 def with_padding_row(x: torch.Tensor) -> torch.Tensor:
     """``(V, n, d)`` frames → ``(V, n + 1, d)``: the zero row :meth:`Segments.batch` pads with."""
     return torch.cat([x, x.new_zeros(x.shape[0], 1, x.shape[2])], 1)
@@ -417,14 +428,13 @@ def _train_stack(
     variants = sorted({bool(c.standardize) for c in cfgs})
     preps = {v: Preprocess(data.x_train, v, pca) for v in variants}
     var_idx = torch.tensor([variants.index(bool(c.standardize)) for c in cfgs], device=device)
-    xtr = torch.stack([torch.from_numpy(preps[v](data.x_train)) for v in variants])
-    xva = torch.stack([torch.from_numpy(preps[v](data.x_val)) for v in variants])
-    ytr, yva = _targets(data.y_train, task), _targets(data.y_val, task)
     # attention pooling: rows are frames, a track is a run of them (Segments), the stack pools each batch's tracks
     att = data.attention
+    plist = [preps[v] for v in variants]
+    xtr, xva = _preprocessed(data.x_train, plist, att), _preprocessed(data.x_val, plist, att)
+    ytr, yva = _targets(data.y_train, task), _targets(data.y_val, task)
     seg_tr = seg_va = None
     if att:
-        xtr, xva = with_padding_row(xtr), with_padding_row(xva)
         seg_tr, seg_va = Segments(data.train_counts, device), Segments(data.val_counts, device)  # type: ignore[arg-type]
     xtr, xva, ytr, yva = xtr.to(device), xva.to(device), ytr.to(device), yva.to(device)
     # prediction-level aggregation: validation rows are frames, judged per track on their mean scores
@@ -584,12 +594,11 @@ def _train_stack(
             model.load_snapshot([torch.cat(parts) for parts in zip(*snaps, strict=True)])  # type: ignore[misc]
             vsel = var_idx[ok]
             for sid, (x, _, _) in data.tests.items():
-                xs = torch.stack([torch.from_numpy(preps[v](x)) for v in variants])
+                xs = _preprocessed(x, plist, att).to(device)
                 if att:
-                    seg = Segments(data.test_counts[sid], device)
-                    logits = _forward_pooled(model, with_padding_row(xs).to(device), seg, vsel)
+                    logits = _forward_pooled(model, xs, Segments(data.test_counts[sid], device), vsel)
                 else:
-                    logits = _forward_all(model, xs.to(device), vsel)
+                    logits = _forward_all(model, xs, vsel)
                 sc = data.track_scores(sid, scores_of(logits, task).cpu().numpy())
                 for pos, m in enumerate(ok):
                     results[m].test_scores[sid] = sc[pos]
