@@ -282,6 +282,10 @@ class ProbeConfig(Strict):
     #: AVX512-BF16 CPU it measured 1.1-1.45x faster per stack but no faster over a whole grid (see
     #: docs/benchmarks.md); where bf16 is emulated it is slower (training warns)
     precision: Literal["fp32", "bf16"] = "fp32"
+    #: with ``embedding_aggregation: attention``: learned queries per probe, each pooling a track's frames with its
+    #: own weights; the pooled vectors are concatenated (the layers' input is ``attention_heads`` × the embedding
+    #: width, and ``infer`` sizes follow it)
+    attention_heads: int = Field(default=1, ge=1, le=64)
     #: a named probe protocol expanded into one or more configurations: ``mir_ref_thesis`` (M1-M5),
     #: ``jukemir`` (216-config grid, best by validation), ``marble``, ``hear`` (16 points); keys set
     #: next to it override the preset's values (and fix that grid axis)
@@ -418,6 +422,15 @@ class ExperimentConfig(Strict):
                     f"downstream_models[{i}].output_activation: {p.output_activation} does not fit a {ttype} task, "
                     f"whose probes end in {head} (the head and loss follow the task type); set output_activation: "
                     f"{head} or remove it"
+                )
+            searched = {k for part in ("grid", "space") for k in ((p.search or {}).get(part) or {})}
+            if self.task.embedding_aggregation != "attention" and (
+                p.attention_heads > 1 or "attention_heads" in searched
+            ):
+                raise ValueError(
+                    f"downstream_models[{i}].attention_heads: only a task with embedding_aggregation: attention pools "
+                    f"frames with learned queries (this one: {self.task.embedding_aggregation}); set "
+                    "embedding_aggregation: attention or remove attention_heads"
                 )
             if p.type == "regressor" and ttype != "regression":
                 raise ValueError(

@@ -197,9 +197,10 @@ def attention_pool(x: torch.Tensor, mask: torch.Tensor, query: torch.Tensor) -> 
 class Probe(nn.Module):
     """``[attention pooling] [Dropout(input)] (Linear [Norm] ReLU [Dropout])* Linear``.
 
-    With ``attention``, :meth:`forward` takes a track's frames, ``(B, T, input_dim)`` with a ``(B, T)`` mask,
-    and pools them with a learned query (``embedding_aggregation: attention``; the query starts at zero, i.e.
-    at mean pooling)."""
+    With ``attention`` (a number of heads), :meth:`forward` takes a track's frames, ``(B, T, input_dim)`` with a
+    ``(B, T)`` mask, and pools them with that many learned queries, concatenating the pooled vectors (the layers'
+    input is ``attention × input_dim``; ``embedding_aggregation: attention``; the queries start at zero, i.e. at
+    mean pooling)."""
 
     def __init__(
         self,
@@ -213,11 +214,12 @@ class Probe(nn.Module):
         generator: torch.Generator | None = None,
         mask_stream: MaskStream | None = None,
         precision: str = "fp32",
-        attention: bool = False,
+        attention: int = 0,
     ) -> None:
         super().__init__()
         cd = compute_dtype(precision)
-        self.query = nn.Parameter(torch.zeros(1, input_dim)) if attention else None
+        self.query = nn.Parameter(torch.zeros(int(attention), input_dim)) if attention else None
+        input_dim *= max(1, int(attention))
         layers: list[nn.Module] = []
         self.linears: list[nn.Linear] = []
         self.norms: list[nn.Module] = []
@@ -251,7 +253,8 @@ class Probe(nn.Module):
         if self.query is not None:
             if mask is None:
                 mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-            x = attention_pool(x, mask, self.query)[0]
+            pooled = attention_pool(x, mask, self.query)  # (heads, B, d)
+            x = pooled.transpose(0, 1).reshape(x.shape[0], -1)  # each track's heads side by side
         return self.net(x)
 
 
@@ -260,9 +263,10 @@ def build_probe(
     input_dim: int,
     n_outputs: int,
     generator: torch.Generator | None = None,
-    attention: bool = False,
+    attention: int = 0,
 ) -> Probe:
-    hidden = resolve_hidden_units(getattr(cfg, "hidden_units", ()), input_dim, n_outputs)
+    """The probe ``cfg`` describes on ``input_dim``-wide inputs (with ``attention`` heads: frames of that width)."""
+    hidden = resolve_hidden_units(getattr(cfg, "hidden_units", ()), input_dim * max(1, attention), n_outputs)
     in_drop = getattr(cfg, "effective_input_dropout", getattr(cfg, "input_dropout", 0.0))
     return Probe(
         input_dim,

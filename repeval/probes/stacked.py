@@ -65,9 +65,11 @@ class StackedMLP:
         init: Sequence[str] | str = "default",
         device: str = "cpu",
         precision: str = "fp32",
-        attention: bool = False,
+        attention: int = 0,
     ) -> None:
         self.dims = list(dims)
+        #: attention heads (0: the inputs are track embeddings); with ``h`` heads ``dims[0]`` is ``h`` × the frames' width
+        self.heads = int(attention)
         self.precision = precision
         self.compute_dtype = compute_dtype(precision)
         self.device = torch.device(device)
@@ -101,9 +103,12 @@ class StackedMLP:
                 if hidden_norm == "batchnorm":
                     self.running_mean.append(torch.zeros(self.k, 1, h))
                     self.running_var.append(torch.ones(self.k, 1, h))
-        #: attention pooling (``embedding_aggregation: attention``): one query per probe, ``(K, in)``, starting at
-        #: zero (mean pooling); no random draws, so the layers' initial weights are those of a probe without it
-        self.queries: list[torch.Tensor] = [torch.zeros(self.k, self.dims[0])] if attention else []
+        #: attention pooling (``embedding_aggregation: attention``): ``heads`` queries per probe, ``(K, heads, d)``,
+        #: starting at zero (mean pooling); no random draws, so the layers' initial weights are those of a probe
+        #: without them
+        self.queries: list[torch.Tensor] = (
+            [torch.zeros(self.k, self.heads, self.dims[0] // self.heads)] if self.heads else []
+        )
         if self.device.type != "cpu":  # weights are drawn on the CPU (same values everywhere), masks on the device
             self.queries = [t.to(self.device) for t in self.queries]
             self.weights = [t.to(self.device) for t in self.weights]
@@ -246,7 +251,9 @@ class StackedMLP:
         outs, order = [], []
         for pos, x, mask in parts:
             sel = q[pos[0] : pos[-1] + 1] if pos == list(range(pos[0], pos[-1] + 1)) else q[pos]
-            outs.append(attention_pool(x, mask, sel))
+            k, h, d = sel.shape
+            pooled = attention_pool(x, mask, sel.reshape(k * h, d))  # (k·h, B, d)
+            outs.append(pooled.view(k, h, -1, d).transpose(1, 2).reshape(k, -1, h * d))  # heads side by side
             order.extend(pos)
         out = outs[0] if len(outs) == 1 else torch.cat(outs)
         if order != list(range(len(order))):
@@ -295,17 +302,17 @@ class StackedMLP:
         rv = [next(it)[0, 0] for _ in range(n_r)]
         with torch.random.fork_rng(devices=[]):  # building the module must not move the global RNG
             probe = Probe(
-                self.dims[0],
+                self.dims[0] // max(1, self.heads),
                 self.dims[1:-1],
                 self.dims[-1],
                 hidden_norm=self.hidden_norm,
                 precision=self.precision,
-                attention=bool(self.queries),
+                attention=self.heads,
                 **probe_kwargs,  # type: ignore[arg-type]
             )
         with torch.no_grad():
             if probe.query is not None:
-                probe.query.copy_(qs[0].view(1, -1))
+                probe.query.copy_(qs[0])
             for lin, w, b in zip(probe.linears, ws, bs, strict=True):
                 lin.weight.copy_(w.T)
                 lin.bias.copy_(b)

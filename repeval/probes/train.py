@@ -207,9 +207,16 @@ def member_losses(logits: torch.Tensor, y: torch.Tensor, task_type: str) -> torc
 
 
 def input_dim_of(cfg: Any, data: ProbeData) -> int:
+    """The width of a probe's first layer: the (PCA-reduced) embedding, times the heads of attention pooling."""
     pca = cfg.effective_pca_dim
     d = data.x_train.shape[1]
-    return min(pca, data.x_train.shape[0], d) if pca else d
+    d = min(pca, data.x_train.shape[0], d) if pca else d
+    return d * heads_of(cfg, data)
+
+
+def heads_of(cfg: Any, data: ProbeData) -> int:
+    """Attention heads of a probe on ``data`` (0 unless its rows are frames to pool)."""
+    return int(getattr(cfg, "attention_heads", 1)) if data.attention else 0
 
 
 def group_key(cfg: Any, data: ProbeData) -> tuple:
@@ -225,6 +232,7 @@ def group_key(cfg: Any, data: ProbeData) -> tuple:
         cfg.val_every,
         cfg.train_sampling,
         cfg.precision,
+        heads_of(cfg, data),
     )
 
 
@@ -313,7 +321,7 @@ def _forward_pooled(model: StackedMLP, xs: torch.Tensor, seg: Segments, var_idx:
     """:func:`_forward_all` for attention probes: ``xs`` ``(V, frames + 1, d)``, ``seg`` the tracks → ``(K, n, C)``."""
     n, d = len(seg), xs.shape[2]
     variants = var_idx.tolist()
-    width = max(model.k * max(model.dims), seg.max_len * (d + model.k))
+    width = max(model.k * max(model.dims), seg.max_len * (d + model.k * max(1, model.heads)))
     step = max(1, EVAL_CHUNK_ELEMENTS // max(1, width))
     outs = []
     with torch.no_grad():
@@ -441,11 +449,13 @@ def _train_stack(
     vgroups = None if data.val_groups is None else torch.from_numpy(np.asarray(data.val_groups)).to(device)
     n, d = (len(seg_tr) if seg_tr is not None else xtr.shape[1]), xtr.shape[2]
     n_out = data.n_outputs
-    hidden = resolve_hidden_units(c0.hidden_units, d, n_out)
+    heads = heads_of(c0, data)
+    width = d * max(1, heads)  # the first layer's input: the pooled heads side by side
+    hidden = resolve_hidden_units(c0.hidden_units, width, n_out)
     batch = int(c0.batch_size)
     gens = [torch.Generator().manual_seed(s) for s in seeds]  # weights and dropout masks
     model = StackedMLP(
-        [d, *hidden, n_out],
+        [width, *hidden, n_out],
         gens,
         dropout=[c.dropout for c in cfgs],
         input_dropout=[c.effective_input_dropout for c in cfgs],
@@ -453,7 +463,7 @@ def _train_stack(
         init=[c.init for c in cfgs],
         device=device,
         precision=c0.precision,
-        attention=att,
+        attention=heads,
     )
     opt = StackedOptimizer(
         c0.optimizer, model.parameters(), [c.learning_rate for c in cfgs], [c.weight_decay for c in cfgs]
@@ -661,7 +671,9 @@ def predict(
     """
     prep = Preprocess(data.x_train, cfg.standardize, cfg.effective_pca_dim)
     with torch.random.fork_rng(devices=[]):
-        probe = build_probe(cfg, prep.output_dim, data.n_outputs, attention=counts is not None)
+        probe = build_probe(
+            cfg, prep.output_dim, data.n_outputs, attention=heads_of(cfg, data) if counts is not None else 0
+        )
     probe.load_state_dict(state_dict)
     probe.eval()
     z = torch.from_numpy(prep(x))

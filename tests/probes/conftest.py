@@ -71,6 +71,9 @@ def frames_run(tmp_path: Path, rendered_notes: Path) -> FramesRun:
 
 
 def _frames_config(tmp_path: Path, manifest: Path, aggregation: str, run_id: str) -> dict[str, Any]:
+    grid: dict[str, list[Any]] = {"learning_rate": [0.01, 0.003]}
+    if aggregation == "attention":
+        grid["attention_heads"] = [1, 2]  # one query or two per probe, picked by validation
     return {
         "run": {"run_id": run_id, "store": str(tmp_path / "store"), "runs_dir": str(tmp_path / "runs")},
         "experiments": [
@@ -97,7 +100,7 @@ def _frames_config(tmp_path: Path, manifest: Path, aggregation: str, run_id: str
                         "standardize": True,
                         "batch_size": 16,
                         "epochs": 30,
-                        "search": {"grid": {"learning_rate": [0.01, 0.003]}, "select": "best"},
+                        "search": {"grid": grid, "select": "best"},
                     },
                 ],
                 "metrics": ["accuracy"],

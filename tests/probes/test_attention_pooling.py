@@ -3,7 +3,10 @@ weights (one query per probe, starting at mean pooling) and predicts once per tr
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -64,10 +67,12 @@ def test_attention_probes_stack_like_one_by_one_and_their_checkpoints_predict_th
             standardize=st,
             dropout=p,
             dropout_input=True,
+            attention_heads=heads,
         )
-        for h in ([], [16])
+        for h in ([], ["infer"])
         for st in (False, True)
         for p in (0.0, 0.25)
+        for heads in (1, 2)
     ]
     members = [(c, s) for c in cfgs for s in (0, 1)]  # two data orders and two preprocessing variants per stack
     together = train_probes(members, data)
@@ -79,7 +84,14 @@ def test_attention_probes_stack_like_one_by_one_and_their_checkpoints_predict_th
         assert r.best_epoch == alone.best_epoch
         assert [h["val_loss"] for h in r.history] == pytest.approx([h["val_loss"] for h in alone.history], rel=1e-5)
         np.testing.assert_allclose(r.test_scores["clean"], alone.test_scores["clean"], atol=1e-5)
-        assert r.state_dict["query"].abs().sum() > 0  # the query was trained, and exported with the checkpoint
+        d = data.x_train.shape[1]
+        assert r.state_dict["query"].shape == (cfg.attention_heads, d)
+        assert r.state_dict["query"].abs().sum() > 0  # the queries were trained, and exported with the checkpoint
+        # the heads' pooled vectors side by side are the layers' input; infer sizes follow that width
+        first = r.state_dict["net.1.weight" if cfg.dropout else "net.0.weight"]
+        assert first.shape[1] == cfg.attention_heads * d
+        if cfg.hidden_units:
+            assert first.shape[0] == (18 if cfg.attention_heads == 2 else 10)  # c + (width - c) / 2: 4 + 28/2, 4 + 12/2
         # the checkpoint alone (as select: best and later evaluations load it) gives the same per-track scores
         np.testing.assert_allclose(predict(cfg, data, r.state_dict, x, counts), r.test_scores["clean"], atol=1e-5)
     # a track's scores do not depend on the longer tracks padded beside it: score the tracks one at a time
@@ -117,3 +129,11 @@ def test_a_run_with_attention_pooling_end_to_end(ray_session, frames_run, tmp_pa
         np.testing.assert_allclose(pooled[0].numpy(), mean.tests[sid][0], rtol=1e-5, atol=1e-5)
 
     frames_run.train_and_evaluate(ctx, "attention")
+    # the select: best grid searched one and two heads (× two learning rates) and tested the one validation picked
+    probes = pd.read_parquet(ctx.run_dir / "probes" / "instrument__notes__mfcc-frames.parquet")
+    picked = probes[probes["spec"] == "picked"]
+    params = [json.loads(p) for p in picked["params"]]
+    assert sorted({(p["learning_rate"], p["attention_heads"]) for p in params}) == [
+        (0.003, 1), (0.003, 2), (0.01, 1), (0.01, 2)
+    ]  # fmt: skip
+    assert picked["selected"].sum() == 1

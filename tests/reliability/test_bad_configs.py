@@ -171,6 +171,18 @@ CASES: dict[str, tuple[Any, list[str]]] = {
             "remove run.keep_frames: false",
         ],
     ),
+    "heads_without_attention": (
+        lambda d: _probe(d).update(attention_heads=4),
+        [
+            "downstream_models[0].attention_heads",
+            "only a task with embedding_aggregation: attention",
+            "(this one: mean)",
+        ],
+    ),
+    "heads_searched_without_attention": (
+        lambda d: _probe(d).update(search={"grid": {"attention_heads": [1, 4]}}),
+        ["downstream_models[0].attention_heads", "set embedding_aggregation: attention or remove attention_heads"],
+    ),
     "head_mismatch": (
         lambda d: _probe(d).update(output_activation="sigmoid"),
         [
