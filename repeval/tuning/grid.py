@@ -216,10 +216,23 @@ def plan_units(
     return grid_units, tune_units
 
 
+#: probe keys added after fingerprints were first written, left out of them at their default so that an
+#: experiment interrupted before the upgrade still resumes
+_NEW_PROBE_KEYS = {"attention_heads": 1}
+
+
+def _probe_fingerprint(cfg: Any) -> dict[str, Any]:
+    out = cfg.model_dump(mode="json")
+    for key, default in _NEW_PROBE_KEYS.items():
+        if out.get(key) == default:
+            del out[key]
+    return out
+
+
 def _fingerprint(units: list[Unit], ev: EvalSettings, data: ProbeData, extra: Any = None) -> str:
     desc = {
         "units": [
-            [(m.key, m.config.model_dump(mode="json"), *([m.halving] if m.halving else [])) for m in u.members]
+            [(m.key, _probe_fingerprint(m.config), *([m.halving] if m.halving else [])) for m in u.members]
             + [u.evaluate]
             for u in units
         ],

@@ -137,3 +137,13 @@ def test_a_run_with_attention_pooling_end_to_end(ray_session, frames_run, tmp_pa
         (0.003, 1), (0.003, 2), (0.01, 1), (0.01, 2)
     ]  # fmt: skip
     assert picked["selected"].sum() == 1
+
+
+def test_attention_heads_enter_tune_fingerprints_only_when_set():
+    """An experiment interrupted before ``attention_heads`` existed still resumes: at its default the key is not
+    part of the probe's fingerprint, and it is when set."""
+    from repeval.tuning.grid import _probe_fingerprint
+
+    plain = _probe_fingerprint(ProbeConfig(hidden_units=[8]))
+    assert "attention_heads" not in plain and plain["hidden_units"] == [8]
+    assert _probe_fingerprint(ProbeConfig(hidden_units=[8], attention_heads=2))["attention_heads"] == 2
