@@ -211,7 +211,7 @@ def input_dim_of(cfg: Any, data: ProbeData) -> int:
     pca = cfg.effective_pca_dim
     d = data.x_train.shape[1]
     d = min(pca, data.x_train.shape[0], d) if pca else d
-    return d * heads_of(cfg, data)
+    return d * max(1, heads_of(cfg, data))
 
 
 def heads_of(cfg: Any, data: ProbeData) -> int:
