@@ -82,7 +82,7 @@ def make_plan(
             pred = {
                 "prediction": ", per-frame probes, mean prediction per track",
                 "attention": ", attention pooling of each track's frames",
-            }.get(exp.task.embedding_aggregation, "")
+            }.get(exp.task.aggregation, "")
             p.lines.append(
                 f"{exp.task.name} [{exp.task.effective_type}{pred}] on {ds.name}: {len(exp.embedding_models)} models × "
                 f"{n_probes} probe configurations ({n_tested} tested) × {seeds} seed(s), scenarios: clean{', ' if scen else ''}{', '.join(scen)}; "

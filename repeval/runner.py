@@ -168,8 +168,8 @@ def group_inputs(
     counts = pc.value_counts(rows.column("split")).to_pylist()
     out: dict[str, Any] = {"partitions": parts, "splits": {str(c["values"]): int(c["counts"]) for c in counts}}
     exp = ctx.cfg.experiments[ei]
-    if exp.task.embedding_aggregation in ("prediction", "attention"):  # absent for mean: earlier groups hold
-        out["aggregation"] = exp.task.embedding_aggregation
+    if exp.task.aggregation != "mean":  # absent for mean: earlier runs' groups hold
+        out["aggregation"] = exp.task.aggregation
     augment = _augment(exp, dataset)
     if augment:
         out["augment"] = augment
@@ -282,7 +282,7 @@ def _group_data(ctx: RunContext, item: _Pending) -> Any:
         task = item.exp.task
         return probe_data(
             task.effective_type, item.rows, ctx.store, item.dataset, item.model, item.scenarios,
-            aggregation="mean" if task.embedding_aggregation == "embedding_mean" else task.embedding_aggregation,
+            aggregation=task.aggregation,
             augment=_augment(item.exp, item.dataset),
         )  # fmt: skip
     except ValueError as exc:

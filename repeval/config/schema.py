@@ -90,6 +90,11 @@ class TaskConfig(Strict):
     label: str | None = None
 
     @property
+    def aggregation(self) -> str:
+        """``mean`` (mir_ref's ``embedding_mean`` too), ``prediction`` or ``attention``."""
+        return "mean" if self.embedding_aggregation == "embedding_mean" else self.embedding_aggregation
+
+    @property
     def effective_type(self) -> str:
         return effective_task_type(self.type, self.name)
 
@@ -424,12 +429,10 @@ class ExperimentConfig(Strict):
                     f"{head} or remove it"
                 )
             searched = {k for part in ("grid", "space") for k in ((p.search or {}).get(part) or {})}
-            if self.task.embedding_aggregation != "attention" and (
-                p.attention_heads > 1 or "attention_heads" in searched
-            ):
+            if self.task.aggregation != "attention" and (p.attention_heads > 1 or "attention_heads" in searched):
                 raise ValueError(
                     f"downstream_models[{i}].attention_heads: only a task with embedding_aggregation: attention pools "
-                    f"frames with learned queries (this one: {self.task.embedding_aggregation}); set "
+                    f"frames with learned queries (this one: {self.task.aggregation}); set "
                     "embedding_aggregation: attention or remove attention_heads"
                 )
             if p.type == "regressor" and ttype != "regression":
@@ -594,16 +597,16 @@ class Config(Strict):
     def _frames_for_prediction(self) -> Config:
         """A task that aggregates predictions trains and tests on frame-level embeddings, which the store keeps
         only with ``run.keep_frames``: it defaults to on for such a configuration; turned off, it is an error."""
-        tasks = [e.task for e in self.experiments if e.task.embedding_aggregation in ("prediction", "attention")]
+        tasks = [e.task for e in self.experiments if e.task.aggregation != "mean"]
         if not tasks or self.run.keep_frames:
             return self
         if "keep_frames" in self.run.model_fields_set:
             how = {
                 "prediction": "average their predictions per track",
                 "attention": "pool each track's frames with learned attention",
-            }[tasks[0].embedding_aggregation]
+            }[tasks[0].aggregation]
             raise ValueError(
-                f"task {tasks[0].name!r} has embedding_aggregation: {tasks[0].embedding_aggregation} — its probes "
+                f"task {tasks[0].name!r} has embedding_aggregation: {tasks[0].aggregation} — its probes "
                 f"train on frame-level embeddings and {how}, so the store must keep frames: remove "
                 "run.keep_frames: false (it then defaults to true) or use embedding_aggregation: mean"
             )

@@ -296,11 +296,6 @@ def _preprocessed(x: np.ndarray, preps: list[Preprocess], pad: bool) -> torch.Te
     return out
 
 
-def with_padding_row(x: torch.Tensor) -> torch.Tensor:
-    """``(V, n, d)`` frames → ``(V, n + 1, d)``: the zero row :meth:`Segments.batch` pads with."""
-    return torch.cat([x, x.new_zeros(x.shape[0], 1, x.shape[2])], 1)
-
-
 def _pooled(
     model: StackedMLP, xs: torch.Tensor, seg: Segments, rows: torch.Tensor, keys: list[Any], variants: list[int]
 ) -> torch.Tensor:
@@ -676,11 +671,11 @@ def predict(
         )
     probe.load_state_dict(state_dict)
     probe.eval()
-    z = torch.from_numpy(prep(x))
+    z = _preprocessed(x, [prep], pad=counts is not None)[0]
     with torch.no_grad():
         if counts is None:
             return scores_of(probe(z), data.task_type).numpy()
-        seg, frames = Segments(counts), with_padding_row(z.unsqueeze(0))[0]
+        seg, frames = Segments(counts), z
         out = []
         for s in range(0, len(seg), 256):
             idx, mask = seg.batch(torch.arange(s, min(len(seg), s + 256)))

@@ -112,7 +112,7 @@ def _member_cost(cfg: Any, data: ProbeData) -> float:
     d = input_dim_of(cfg, data)
     dims = [d, *resolve_hidden_units(cfg.hidden_units, d, data.n_outputs), data.n_outputs]
     params = sum(a * b for a, b in itertools.pairwise(dims))
-    n = len(data.x_train) if data.train_counts is None else len(data.train_counts)  # rows the layers see
+    n = len(data.train_counts) if data.train_counts is not None else len(data.x_train)  # rows the layers see
     masked = (d if cfg.effective_input_dropout else 0) + (sum(dims[1:-1]) if cfg.dropout else 0)
     pooling = 2 * len(data.x_train) * d if data.attention else 0  # attention: scores and weighted sums of frames
     return n * (params + 100 * masked) + pooling + math.ceil(n / cfg.batch_size) * 3e5

@@ -15,7 +15,12 @@ from repeval.config.schema import ProbeConfig
 from repeval.probes import predict, train_probe, train_probes
 from repeval.probes.model import attention_pool
 from repeval.probes.synthetic import marked_frame_probe_data
-from repeval.probes.train import Segments, with_padding_row
+from repeval.probes.train import Segments
+
+
+def with_padding_row(x: torch.Tensor) -> torch.Tensor:
+    """``(V, n, d)`` frames → ``(V, n + 1, d)``: the zero row :meth:`Segments.batch` pads with."""
+    return torch.cat([x, x.new_zeros(x.shape[0], 1, x.shape[2])], 1)
 
 
 def test_attention_pool_weighs_real_frames_only_and_a_zero_query_is_the_mean():
