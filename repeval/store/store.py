@@ -314,16 +314,21 @@ class Partition:
         mat = emb.values.to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32, copy=False)
         return t.column("track_id").to_pylist(), t.column("split").to_pylist(), mat
 
-    def frames(self) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
-        """(track ids, splits, (total frames, dim) float32 matrix of every row's frames in row order, (n,) frame
-        counts): the frame-level embeddings of a partition computed with ``run.keep_frames``."""
-        files = self.part_files()
-        if files and "frames" not in pq.read_schema(files[0], filesystem=self.fs).names:
+    def require_frames(self, schema: pa.Schema) -> None:
+        """Raise the error naming the fix unless ``schema`` (one of the partition's files') has frames."""
+        if "frames" not in schema.names:
             raise ValueError(
                 f"store partition {self.path} holds no frame-level embeddings (computed without run.keep_frames); "
                 f"delete it (`repeval store rm {self.store.uri} {self.name} --yes`) and run again with "
                 "run.keep_frames: true to recompute it with frames"
             )
+
+    def frames(self) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+        """(track ids, splits, (total frames, dim) float32 matrix of every row's frames in row order, (n,) frame
+        counts): the frame-level embeddings of a partition computed with ``run.keep_frames``."""
+        files = self.part_files()
+        if files:
+            self.require_frames(pq.read_schema(files[0], filesystem=self.fs))
         t = self.read(["track_id", "split", "frames"])
         lists = t.column("frames").combine_chunks()
         counts = pc.list_value_length(lists).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)

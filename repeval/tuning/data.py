@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from repeval.pipeline.stages import CLEAN
 from repeval.probes import ProbeData
@@ -33,49 +33,90 @@ def empty_split_message(dataset: str, model: str, split: str) -> str:
     return f"{dataset}/{model}: the {split} split has no embedded tracks — check the dataset's splits and errors"
 
 
-def _frame_rows(counts: np.ndarray, rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Indices into a partition's flat frame matrix of the frames of ``rows`` (in that order), and for each
-    of them the position of its row in ``rows``."""
-    c = counts[rows] if rows else np.zeros(0, np.int64)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[rows] if rows else np.zeros(0, np.int64)
-    group = np.repeat(np.arange(len(rows)), c)
-    within = np.arange(int(c.sum())) - np.repeat(np.cumsum(c) - c, c)
-    return np.repeat(starts, c) + within, group
-
-
 #: ``embedding_aggregation`` values whose probes read frame-level embeddings
 FRAME_AGGREGATIONS = ("prediction", "attention")
 
 
-class _Reader:
-    """A partition's rows as track-level embeddings (``mean``) or frames with their track (``prediction``,
-    ``attention``)."""
+class _Rows:
+    """One store partition's rows, read in two passes so that loading costs about the output's memory: first the
+    track ids (and each row's number of frames), then the embeddings (or frames) file by file, each row copied
+    straight into the array of the split it is taken for. The partition's whole embedding matrix is never held."""
 
-    def __init__(self, store: EmbeddingStore, dataset: str, model: str, aggregation: str) -> None:
-        self.store, self.dataset, self.model, self.aggregation = store, dataset, model, aggregation
+    def __init__(self, store: EmbeddingStore, dataset: str, model: str, scenario: str, aggregation: str) -> None:
+        self.part = part = store.partition(dataset, model, scenario)
+        self.files = part.part_files()
+        if not self.files:
+            raise FileNotFoundError(f"store partition {part.path} has no data: run `repeval embed` first")
         self.frames = aggregation in FRAME_AGGREGATIONS
+        schema = pq.read_schema(self.files[0], filesystem=part.fs)
+        if self.frames:
+            part.require_frames(schema)
+        self.column = "frames" if self.frames else "embedding"
+        field_type = schema.field(self.column).type
+        self.dim = int((field_type.value_type if self.frames else field_type).list_size)
+        cols = ["track_id", "n_frames"] if self.frames else ["track_id"]
+        tables = [pq.read_table(f, columns=cols, filesystem=part.fs) for f in self.files]
+        self.bounds = np.cumsum([0, *(t.num_rows for t in tables)])
+        t = pa.concat_tables(tables)
+        self.ids = t.column("track_id").combine_chunks()
+        self.counts: np.ndarray | None = None
+        if self.frames:
+            self.counts = pc.fill_null(t.column("n_frames"), 0).to_numpy().astype(np.int64)
+            empty = np.flatnonzero(self.counts <= 0)
+            if len(empty):
+                raise ValueError(
+                    f"store partition {part.path}: {len(empty)} track(s) have no frames (e.g. "
+                    f"{self.ids[int(empty[0])]}); embedding_aggregation: {aggregation} needs at least one frame per "
+                    "track"
+                )
 
-    def read(self, scenario: str) -> tuple[list[str], Any]:
-        part = self.store.partition(self.dataset, self.model, scenario)
-        if not self.frames:
-            ids, _, x = part.embeddings()
-            return ids, x
-        ids, _, flat, counts = part.frames()
-        empty = [t for t, c in zip(ids, counts, strict=True) if c == 0]
-        if empty:
-            raise ValueError(
-                f"store partition {part.path}: {len(empty)} track(s) have no frames (e.g. {empty[0]}); "
-                f"embedding_aggregation: {self.aggregation} needs at least one frame per track"
-            )
-        return ids, (flat, counts)
+    def positions(self, row_of: pa.Array, splits: pa.Array, split: str) -> np.ndarray:
+        """Positions of the rows whose track is in ``split``, in track-id order (a stable sort: a track stored twice
+        keeps its rows in file order). ``row_of`` gives each row's index into the dataset's rows, ``splits`` their
+        split column."""
+        in_split = pc.fill_null(pc.equal(splits.take(row_of), split), False).to_numpy(zero_copy_only=False)
+        pos = np.flatnonzero(in_split)
+        return pos[pc.sort_indices(self.ids.take(pa.array(pos))).to_numpy()]
 
-    def take(self, x: Any, rows: list[int]) -> tuple[np.ndarray, np.ndarray | None]:
-        """``(embeddings of rows, None)`` or ``(their frames, track position of each frame)``."""
-        if not self.frames:
-            return x[rows], None
-        flat, counts = x
-        idx, group = _frame_rows(counts, rows)
-        return flat[idx], group
+    def gather(self, wanted: list[np.ndarray]) -> list[np.ndarray]:
+        """The embeddings (or, concatenated, the frames) of the rows at each of ``wanted``'s positions, in order."""
+        if self.counts is None:
+            outs = [np.empty((len(w), self.dim), np.float32) for w in wanted]
+            starts = [np.zeros(0, np.int64) for _ in wanted]
+        else:
+            cs = [self.counts[w] for w in wanted]
+            outs = [np.empty((int(c.sum()), self.dim), np.float32) for c in cs]
+            starts = [np.cumsum(c) - c for c in cs]
+        by_pos = [np.argsort(w, kind="stable") for w in wanted]
+        in_order = [w[o] for w, o in zip(wanted, by_pos, strict=True)]  # each list's positions, ascending
+        for f, path in enumerate(self.files):
+            a, b = int(self.bounds[f]), int(self.bounds[f + 1])
+            spans = [(np.searchsorted(s, a), np.searchsorted(s, b)) for s in in_order]
+            if all(lo == hi for lo, hi in spans):
+                continue
+            col = pq.read_table(path, columns=[self.column], filesystem=self.part.fs).column(0).combine_chunks()
+            if self.counts is None:
+                mat = pc.list_flatten(col).to_numpy(zero_copy_only=False).reshape(-1, self.dim)
+            else:
+                lengths = pc.list_value_length(col).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+                if not np.array_equal(lengths, self.counts[a:b]):
+                    raise ValueError(
+                        f"store partition {self.part.path}: {path.rsplit('/', 1)[-1]} has rows whose n_frames differs from their number "
+                        f"of frames — the file was not written by repeval's embedding stage; delete the partition "
+                        f"(`repeval store rm {self.part.store.uri} {self.part.name} --yes`) and embed it again"
+                    )
+                mat = pc.list_flatten(pc.list_flatten(col)).to_numpy(zero_copy_only=False).reshape(-1, self.dim)
+                file_starts = np.cumsum(lengths) - lengths
+            for out, w, o, st, (lo, hi) in zip(outs, wanted, by_pos, starts, spans, strict=True):
+                dest = o[lo:hi]  # output rows whose source row is in this file
+                src = w[dest] - a
+                if self.counts is None:
+                    out[dest] = mat[src]
+                    continue
+                c = self.counts[w[dest]]
+                within = np.arange(int(c.sum())) - np.repeat(np.cumsum(c) - c, c)
+                out[np.repeat(st[dest], c) + within] = mat[np.repeat(file_starts[src], c) + within]
+        return outs
 
 
 def probe_data(
@@ -95,64 +136,69 @@ def probe_data(
     track and each track's number of frames (``ProbeData.train_counts`` / ``val_counts`` / ``test_counts``).
     ``augment``: scenarios whose deformed training tracks are added to the training rows (after the clean ones,
     scenario by scenario, each in track-id order)."""
-    label_of = dict(zip(rows.column("track_id").to_pylist(), rows.column("label").to_pylist(), strict=True))
-    split_of = dict(zip(rows.column("track_id").to_pylist(), rows.column("split").to_pylist(), strict=True))
     if aggregation not in ("mean", *FRAME_AGGREGATIONS):
         raise ValueError(f"unknown aggregation {aggregation!r}; valid: mean, {', '.join(FRAME_AGGREGATIONS)}")
-    reader = _Reader(store, dataset, model, aggregation)
-    attention = aggregation == "attention"
-
-    def counts(group: np.ndarray | None, n: int) -> np.ndarray:
-        return np.bincount(np.asarray(group, np.int64), minlength=n)
-
+    row_ids = rows.column("track_id").combine_chunks()
+    splits = rows.column("split").combine_chunks()
+    labels = rows.column("label").combine_chunks()
     # classes come from the whole labelled set so every split shares one encoding
-    _, classes = encode(task_type, [label_of[t] for t in label_of])
+    _, classes = encode(task_type, labels.to_pylist())
 
-    def select(ids: list[str], x: Any, split: str) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray | None]:
-        """The rows of a partition's ``split`` tracks: embeddings (or frames and their track), labels, ids."""
-        # reliability (issue 9): store row order is arrival order; sort by track id so training is reproducible
-        m = sorted((i for i, t in enumerate(ids) if split_of.get(t) == split), key=ids.__getitem__)
-        tids = [ids[i] for i in m]
-        y, _ = encode(task_type, [label_of[t] for t in tids], classes)
-        xs, group = reader.take(x, m)
-        return xs, y, tids, group
+    def load(sid: str, wanted: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray, list[str], np.ndarray]]:
+        """Per split of ``wanted``: the embeddings (or frames) of scenario ``sid``'s rows whose track is in that split,
+        in track-id order (reproducible training: store row order is arrival order), their labels, track ids and
+        each track's number of frames (for mean embeddings: one)."""
+        part = _Rows(store, dataset, model, sid, aggregation)
+        row_of = pc.index_in(part.ids, value_set=row_ids)
+        pos = [part.positions(row_of, splits, split) for split in wanted]
+        out = {}
+        for split, p, x in zip(wanted, pos, part.gather(pos), strict=True):
+            take = pa.array(p, pa.int64())
+            y, _ = encode(task_type, labels.take(row_of.take(take)).to_pylist(), classes)
+            c = np.ones(len(p), np.int64) if part.counts is None else part.counts[p]
+            out[split] = (x, y, part.ids.take(take).to_pylist(), c)
+        return out
 
-    clean = reader.read(CLEAN)
-    xtr, ytr, _, gtr = select(*clean, "train")
-    ctr = [counts(gtr, len(ytr))] if attention else []
-    if gtr is not None and not attention:
-        ytr = ytr[gtr]  # every training frame carries its track's label
-    read = {sid: reader.read(sid) for sid in augment}  # read once: their test rows are taken below too
+    def frame_labels(y: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """``prediction``: every training frame carries its track's label."""
+        return y[np.repeat(np.arange(len(c)), c)] if aggregation == "prediction" else y
+
+    tests_of = {sid: ["test"] for sid in scenarios}
+    clean = load(CLEAN, ["train", "validation", "test"])
+    xtr, ytr, _, ctr = clean["train"]
+    train_counts = [ctr]
+    ytr = frame_labels(ytr, ctr)
+    loaded = {}
     for sid in augment:
-        axs, ay, atids, ag = select(*read[sid], "train")
+        loaded[sid] = load(sid, ["train", *tests_of.pop(sid, [])])  # its test rows are taken below too
+        axs, ay, atids, ac = loaded[sid]["train"]
         if not atids:
             raise ValueError(
                 f"{dataset}/{model}: augment lists {sid!r}, but its store partition holds no deformed training "
                 "tracks — run `repeval embed` first (it deforms the training tracks of the scenarios augment lists)"
             )
         xtr = np.concatenate([xtr, axs])
-        if attention:
-            ctr.append(counts(ag, len(ay)))
-        ytr = np.concatenate([ytr, ay if ag is None or attention else ay[ag]])
-    xva, yva, _, gva = select(*clean, "validation")
-    xte, yte, tte, gte = select(*clean, "test")
-    tests = {CLEAN: (xte, yte, tte)}
-    groups = {CLEAN: gte} if gte is not None else {}
-    sizes = {CLEAN: len(yte)}
+        train_counts.append(ac)
+        ytr = np.concatenate([ytr, frame_labels(ay, ac)])
+    xva, yva, _, cva = clean["validation"]
+    xte, yte, tte, cte = clean["test"]
     for name, arr in (("train", xtr), ("validation", xva), ("test", xte)):
         if len(arr) == 0:
             raise ValueError(empty_split_message(dataset, model, name))
+    tests = {CLEAN: (xte, yte, tte)}
+    counts = {CLEAN: cte}
     for sid in scenarios:
-        part = read.pop(sid) if sid in read else reader.read(sid)
-        xs, sy, tids, group = select(*part, "test")
+        xs, sy, tids, counts[sid] = (loaded[sid] if sid in loaded else load(sid, tests_of[sid]))["test"]
         tests[sid] = (xs, sy, tids)
-        sizes[sid] = len(sy)
-        if group is not None:
-            groups[sid] = group
-    if attention:
+    if aggregation == "attention":
         return ProbeData(
             task_type, classes, xtr, ytr, xva, yva, tests,
-            train_counts=np.concatenate(ctr), val_counts=counts(gva, len(yva)),
-            test_counts={sid: counts(g, sizes[sid]) for sid, g in groups.items()},
+            train_counts=np.concatenate(train_counts), val_counts=cva, test_counts=counts,
         )  # fmt: skip
-    return ProbeData(task_type, classes, xtr, ytr, xva, yva, tests, val_groups=gva, test_groups=groups)
+    if aggregation == "prediction":  # each frame's track (its position among the split's tracks)
+        groups = {sid: np.repeat(np.arange(len(c)), c) for sid, c in counts.items()}
+        return ProbeData(
+            task_type, classes, xtr, ytr, xva, yva, tests, val_groups=np.repeat(np.arange(len(cva)), cva),
+            test_groups=groups,
+        )  # fmt: skip
+    return ProbeData(task_type, classes, xtr, ytr, xva, yva, tests)

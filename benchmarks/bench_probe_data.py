@@ -1,0 +1,166 @@
+"""Load a group's probe data from the embedding store: peak memory and time against reading whole partitions.
+
+    python benchmarks/bench_probe_data.py [--rows 100000 400000] [--dim 512] [--frames 0] [--part-rows 256]
+
+Writes a store of one dataset × model with ``rows`` tracks (80/10/10) in the clean partition and their test
+tracks in one deformation scenario, ``part-rows`` rows per Parquet file (the default ``run.part_rows``), mean
+embeddings of ``dim`` floats or, with ``--frames N``, 1..2N-1 frames per track (N on average). Then, each in a
+fresh subprocess so its peak RSS (``ru_maxrss``) is its own:
+
+- repeval: ``repeval.tuning.data.probe_data`` (track ids first, then the embeddings file by file into per-split
+  arrays);
+- baseline: the same arrays the way repeval built them before session 35 and a script does — each partition read
+  whole (``Partition.embeddings()`` / ``frames()``: Parquet → one Arrow table → one matrix), then each split's rows
+  taken from it in track-id order with numpy.
+
+Both produce identical arrays (checked: a digest of every array is compared). Printed per size: seconds, the
+peak RSS above the process's RSS before loading, the output's size, and the ratios repeval / baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pyarrow as pa
+
+SPLITS = ("train",) * 8 + ("validation", "test")
+
+
+def build(root: str, n: int, dim: int, frames: int, part_rows: int) -> None:
+    from repeval.store import EmbeddingStore
+    from repeval.store.store import PartitionWriter, embedding_schema
+
+    rng = np.random.default_rng(0)
+    ids = [f"track-{i:08d}" for i in rng.permutation(n)]  # stored in arrival order, not id order
+    splits = [SPLITS[i % 10] for i in range(n)]
+    schema = embedding_schema(dim, keep_frames=frames > 0)
+    store = EmbeddingStore(root)
+    for scenario in ("clean", "noise"):
+        writer = PartitionWriter(store.partition("ds", "m", scenario), schema, part_rows)
+        for a in range(0, n, part_rows):
+            sel = [i for i in range(a, min(n, a + part_rows)) if scenario == "clean" or splits[i] == "test"]
+            if not sel:
+                continue
+            k = len(sel)
+            emb = rng.standard_normal(k * dim, np.float32)
+            cols = {
+                "track_id": pa.array([ids[i] for i in sel]),
+                "split": pa.array([splits[i] for i in sel]),
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb), dim),
+            }
+            if frames:
+                nf = rng.integers(1, 2 * frames, k).astype(np.int32)
+                values = pa.array(rng.standard_normal(int(nf.sum()) * dim, np.float32))
+                offsets = pa.array(np.concatenate([[0], np.cumsum(nf)]).astype(np.int32))
+                cols["n_frames"] = pa.array(nf)
+                cols["frames"] = pa.ListArray.from_arrays(offsets, pa.FixedSizeListArray.from_arrays(values, dim))
+            writer.add_table(pa.table([cols.get(f.name, pa.nulls(k, f.type)) for f in schema], schema=schema))
+        writer.flush()
+    labels = [[f"c{i % 10}"] for i in range(n)]
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"track_id": ids, "split": splits, "label": labels}), f"{root}/rows.parquet")
+
+
+def baseline(rows: pa.Table, store, aggregation: str) -> dict[str, np.ndarray]:
+    """Each partition read whole, then each split's rows taken in track-id order."""
+    split_of = dict(zip(rows.column("track_id").to_pylist(), rows.column("split").to_pylist(), strict=True))
+    out = {}
+    for scenario, wanted in (("clean", ("train", "validation", "test")), ("noise", ("test",))):
+        part = store.partition("ds", "m", scenario)
+        if aggregation == "mean":
+            ids, _, mat = part.embeddings()
+        else:
+            ids, _, mat, counts = part.frames()
+            starts = np.cumsum(counts) - counts
+        for split in wanted:
+            m = sorted((i for i, t in enumerate(ids) if split_of.get(t) == split), key=ids.__getitem__)
+            if aggregation == "mean":
+                out[f"{scenario}/{split}"] = mat[m]
+            else:
+                c = counts[m]
+                within = np.arange(int(c.sum())) - np.repeat(np.cumsum(c) - c, c)
+                out[f"{scenario}/{split}"] = mat[np.repeat(starts[m], c) + within]
+        del mat
+    return out
+
+
+def child(root: str, side: str, aggregation: str) -> None:
+    import pyarrow.parquet as pq
+
+    from repeval.store import EmbeddingStore
+    from repeval.tuning.data import probe_data
+
+    rows = pq.read_table(f"{root}/rows.parquet")
+    store = EmbeddingStore(root, create=False)
+    before = _rss_mb()
+    t = time.perf_counter()
+    if side == "repeval":
+        d = probe_data("multiclass_classification", rows, store, "ds", "m", ["noise"], aggregation)
+        arrays = {"clean/train": d.x_train, "clean/validation": d.x_val}
+        arrays |= {f"{sid}/test": x for sid, (x, _, _) in d.tests.items()}
+    else:
+        arrays = baseline(rows, store, aggregation)
+    seconds = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    digest = hashlib.sha256()
+    for k in sorted(arrays):
+        digest.update(k.encode() + np.ascontiguousarray(arrays[k]).tobytes())
+    out = sum(a.nbytes for a in arrays.values()) / 2**20
+    print(json.dumps({"seconds": seconds, "peak": peak - before, "out": out, "digest": digest.hexdigest()}))
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run(root: str, side: str, aggregation: str) -> dict:
+    r = subprocess.run(
+        [sys.executable, __file__, "--child", root, side, aggregation], capture_output=True, text=True, check=False
+    )
+    if r.returncode:
+        raise RuntimeError(r.stderr[-2000:])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, nargs="+", default=[100_000, 400_000])
+    ap.add_argument("--dim", type=int, default=512)
+    ap.add_argument("--frames", type=int, default=0, help="mean frames per track (0: mean embeddings)")
+    ap.add_argument("--part-rows", type=int, default=256)
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    aggregation = "attention" if args.frames else "mean"
+    for n in args.rows:
+        with tempfile.TemporaryDirectory(prefix="bench_probe_data_") as root:
+            t = time.perf_counter()
+            build(root, n, args.dim, args.frames, args.part_rows)
+            print(f"{n:,} tracks × {args.dim} ({aggregation}{f', {args.frames} frames each on average' if args.frames else ''}), "
+                  f"{args.part_rows} rows per file: store written in {time.perf_counter() - t:.1f} s", flush=True)  # fmt: skip
+            ours, base = run(root, "repeval", aggregation), run(root, "baseline", aggregation)
+            same = "identical arrays" if ours["digest"] == base["digest"] else "ARRAYS DIFFER"
+            for name, r in (("repeval", ours), ("baseline", base)):
+                print(f"  {name:<8} {r['seconds']:7.2f} s  peak +{r['peak']:8.1f} MiB  ({r['peak'] / r['out']:.2f}× "
+                      f"the output's {r['out']:.1f} MiB)")  # fmt: skip
+            print(f"  repeval / baseline: time {ours['seconds'] / base['seconds']:.2f}×, peak memory "
+                  f"{ours['peak'] / base['peak']:.2f}× — {same}", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

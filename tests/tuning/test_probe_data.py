@@ -1,0 +1,155 @@
+"""Probe data read from the embedding store: the same arrays as the partition's whole matrix gives, read file by
+file (the whole matrix never held), for mean embeddings and frames, with rows arriving shuffled, stored twice, or
+absent from the dataset's rows."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from repeval.store import EmbeddingStore
+from repeval.store.store import PartitionWriter, embedding_schema
+from repeval.tuning.data import probe_data
+
+DIM = 16
+
+
+def write_partition(store: EmbeddingStore, scenario: str, ids: list[str], splits: list[str], seed: int,
+                    n_frames: list[int] | None = None, dim: int = DIM, part_rows: int = 37) -> None:  # fmt: skip
+    """Rows of one partition in the store's schema, ``part_rows`` per file; frames when ``n_frames`` is given."""
+    rng = np.random.default_rng(seed)
+    schema = embedding_schema(dim, keep_frames=n_frames is not None)
+    writer = PartitionWriter(store.partition("ds", "m", scenario), schema, part_rows)
+    for a in range(0, len(ids), part_rows):
+        sel = range(a, min(len(ids), a + part_rows))
+        cols: dict[str, pa.Array] = {
+            "track_id": pa.array([ids[i] for i in sel]),
+            "split": pa.array([splits[i] for i in sel]),
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(rng.standard_normal(len(sel) * dim, np.float32)), dim),
+        }  # fmt: skip
+        if n_frames is not None:
+            nf = np.array([n_frames[i] for i in sel], np.int32)
+            values = pa.array(rng.standard_normal(int(nf.sum()) * dim, np.float32))
+            offsets = pa.array(np.concatenate([[0], np.cumsum(nf)]).astype(np.int32))
+            cols["n_frames"] = pa.array(nf)
+            cols["frames"] = pa.ListArray.from_arrays(offsets, pa.FixedSizeListArray.from_arrays(values, dim))
+        n = len(sel)
+        writer.add_table(pa.table([cols.get(f.name, pa.nulls(n, f.type)) for f in schema], schema=schema))
+    writer.flush()
+
+
+def catalog(tmp_path: Path, frames: bool, n: int = 300, dim: int = DIM) -> tuple[EmbeddingStore, pa.Table]:
+    """``n`` tracks (80/10/10), stored in a shuffled order over several files, five of them twice; scenario
+    ``noise`` holds the test and training tracks, ``gain`` the test tracks."""
+    rng = np.random.default_rng(0)
+    ids = [f"track-{i:04d}" for i in range(n)]
+    pattern = ("train",) * 8 + ("validation", "test")
+    splits = [pattern[i % 10] for i in range(n)]
+    rows = pa.table({"track_id": ids, "split": splits, "label": [[f"c{i % 4}", f"c{i % 3 + 4}"] for i in range(n)]})
+    store = EmbeddingStore(str(tmp_path / "store"))
+    n_frames = rng.integers(1, 6, n).tolist()
+    for seed, (scenario, keep) in enumerate([("clean", None), ("noise", ("train", "test")), ("gain", ("test",))]):
+        order = [int(i) for i in rng.permutation(n) if keep is None or splits[i] in keep]
+        if scenario == "clean":
+            order += order[10:15]  # stored twice (a retried task delivered twice before dedupe)
+        write_partition(store, scenario, [ids[i] for i in order], [splits[i] for i in order], seed,
+                        n_frames=[n_frames[i] for i in order] if frames else None, dim=dim)  # fmt: skip
+    return store, rows
+
+
+def reference(store: EmbeddingStore, rows: pa.Table, scenario: str, split: str, frames: bool):
+    """A split's embeddings (or frames and per-track counts), labels' tracks and ids from the whole partition."""
+    part = store.partition("ds", "m", scenario)
+    split_of = dict(zip(rows.column("track_id").to_pylist(), rows.column("split").to_pylist(), strict=True))
+    if frames:
+        ids, _, flat, counts = part.frames()
+        starts = np.cumsum(counts) - counts
+        x = [flat[s : s + c] for s, c in zip(starts, counts, strict=True)]
+    else:
+        ids, _, mat = part.embeddings()
+        x, counts = list(mat), np.ones(len(ids), np.int64)
+    m = sorted((i for i, t in enumerate(ids) if split_of.get(t) == split), key=ids.__getitem__)
+    xs = np.concatenate([x[i] for i in m]) if frames else np.stack([x[i] for i in m])
+    return xs, counts[m], [ids[i] for i in m]
+
+
+@pytest.mark.parametrize("aggregation", ["mean", "prediction", "attention"])
+def test_probe_data_matches_the_whole_partition(tmp_path: Path, aggregation: str) -> None:
+    frames = aggregation != "mean"
+    store, rows = catalog(tmp_path, frames)
+    rows = rows.take(np.random.default_rng(1).permutation(rows.num_rows)[:250])  # 50 stored tracks not in the rows
+    data = probe_data("multilabel_classification", rows, store, "ds", "m", ["noise", "gain"], aggregation,
+                      augment=["noise"])  # fmt: skip
+    x_train, c_train, train_ids = reference(store, rows, "clean", "train", frames)
+    x_aug, c_aug, aug_ids = reference(store, rows, "noise", "train", frames)
+    np.testing.assert_array_equal(data.x_train, np.concatenate([x_train, x_aug]))
+    labels = dict(zip(rows.column("track_id").to_pylist(), rows.column("label").to_pylist(), strict=True))
+    y = np.array([[c in labels[t] for c in data.classes] for t in train_ids + aug_ids], np.float32)
+    counts = np.concatenate([c_train, c_aug])
+    np.testing.assert_array_equal(data.y_train, np.repeat(y, counts, axis=0) if aggregation == "prediction" else y)
+    x_val, c_val, _ = reference(store, rows, "clean", "validation", frames)
+    np.testing.assert_array_equal(data.x_val, x_val)
+    for scenario in ("clean", "noise", "gain"):
+        x, c, ids = reference(store, rows, scenario, "test", frames)
+        np.testing.assert_array_equal(data.tests[scenario][0], x)
+        assert data.tests[scenario][2] == ids
+        if aggregation == "attention":
+            np.testing.assert_array_equal(data.test_counts[scenario], c)
+        if aggregation == "prediction":
+            np.testing.assert_array_equal(data.test_groups[scenario], np.repeat(np.arange(len(c)), c))
+    if aggregation == "attention":
+        np.testing.assert_array_equal(data.train_counts, counts)
+        np.testing.assert_array_equal(data.val_counts, c_val)
+    assert len(train_ids) > len(set(train_ids))  # a track stored twice is read twice, as the whole partition has it
+
+
+def test_probe_data_never_holds_a_whole_partition(tmp_path: Path) -> None:
+    """Arrow's peak allocation while loading stays at about one file's rows, far below the partition's matrix."""
+    store, rows = catalog(tmp_path, frames=True, n=3000, dim=64)
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        import numpy as np, pyarrow as pa, pyarrow.parquet as pq
+        from repeval.store import EmbeddingStore
+        from repeval.tuning.data import probe_data
+        rows = pq.read_table(sys.argv[1])
+        store = EmbeddingStore({str(tmp_path / "store")!r}, create=False)
+        before = pa.default_memory_pool().max_memory()
+        data = probe_data("multilabel_classification", rows, store, "ds", "m", ["noise", "gain"], "attention")
+        print(json.dumps({{"peak": pa.default_memory_pool().max_memory() - before,
+                           "out": int(data.x_train.nbytes + data.x_val.nbytes)}}))
+        """
+    )
+    pq_rows = tmp_path / "rows.parquet"
+    import pyarrow.parquet as pq
+
+    pq.write_table(rows, pq_rows)
+    r = subprocess.run([sys.executable, "-c", script, str(pq_rows)], capture_output=True, text=True, check=True)
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    whole = store.partition("ds", "m", "clean").read(["frames"]).nbytes
+    assert got["out"] > 0.8 * whole  # the training and validation frames are most of the partition
+    assert got["peak"] < whole / 4, (got, whole)  # one file's column at a time (37 rows of 3,000)
+
+
+def test_frame_counts_that_disagree_with_the_frames_name_the_fix(tmp_path: Path) -> None:
+    store, rows = catalog(tmp_path, frames=True)
+    part = store.partition("ds", "m", "gain")
+    path = part.part_files()[0]
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(path)
+    wrong = pa.array(np.asarray(t.column("n_frames")) + 1, pa.int32())
+    pq.write_table(t.set_column(t.schema.get_field_index("n_frames"), "n_frames", wrong), path)
+    with pytest.raises(
+        ValueError, match=r"part-.*parquet has rows whose n_frames differs.*`repeval store rm .* ds/m/gain --yes`"
+    ):
+        probe_data("multiclass_classification", rows, store, "ds", "m", ["gain"], "prediction")
+    data = probe_data("multiclass_classification", rows, store, "ds", "m", [], "prediction")  # other partitions load
+    assert len(data.tests["clean"][2]) == 30
