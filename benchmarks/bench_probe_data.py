@@ -15,6 +15,16 @@ fresh subprocess so its peak RSS (``ru_maxrss``) is its own:
 
 Both produce identical arrays (checked: a digest of every array is compared). Printed per size: seconds, the
 peak RSS above the process's RSS before loading, the output's size, and the ratios repeval / baseline.
+
+``--train`` then trains one linear probe (2 epochs) on each size's data on an embedded Ray, again each side in a
+fresh subprocess, and prints the driver's anonymous memory (``RssAnon``: its heap, sampled every 20 ms) while the
+group trains and the object store's use (``/dev/shm``):
+
+- repeval: what ``repeval train`` does — the loaded arrays put into the object store once
+  (``repeval.tuning.grid.share``), the driver keeping only read-only views of the stored copy, the trials reading
+  that reference;
+- baseline: the driver keeps the arrays it loaded and the group's trials get a copy put into the object store
+  (repeval before session 35).
 """
 
 from __future__ import annotations
@@ -64,7 +74,7 @@ def build(root: str, n: int, dim: int, frames: int, part_rows: int) -> None:
                 cols["frames"] = pa.ListArray.from_arrays(offsets, pa.FixedSizeListArray.from_arrays(values, dim))
             writer.add_table(pa.table([cols.get(f.name, pa.nulls(k, f.type)) for f in schema], schema=schema))
         writer.flush()
-    labels = [[f"c{i % 10}"] for i in range(n)]
+    labels = [[f"c{(i // 10) % 10}"] for i in range(n)]  # independent of the split (i % 10)
     import pyarrow.parquet as pq
 
     pq.write_table(pa.table({"track_id": ids, "split": splits, "label": labels}), f"{root}/rows.parquet")
@@ -118,17 +128,76 @@ def child(root: str, side: str, aggregation: str) -> None:
     print(json.dumps({"seconds": seconds, "peak": peak - before, "out": out, "digest": digest.hexdigest()}))
 
 
-def _rss_mb() -> float:
+def _rss_mb(field: str = "VmRSS") -> float:
     with open("/proc/self/status") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
 
-def run(root: str, side: str, aggregation: str) -> dict:
+def train_child(root: str, side: str, aggregation: str) -> None:
+    import shutil
+    import threading
+
+    import pyarrow.parquet as pq
+
+    from repeval.config import parse_config
+    from repeval.ray_utils import init_ray
+    from repeval.store import EmbeddingStore
+    from repeval.tuning.data import probe_data
+    from repeval.tuning.grid import GroupInput, run_groups, share
+
+    cfg = parse_config(
+        {
+            "run": {"seeds": 1, "bootstrap_resamples": 0},
+            "experiments": [
+                {
+                    "task": {"name": "t", "type": "multiclass_classification", "embedding_aggregation": aggregation},
+                    "datasets": [{"name": "ds", "type": "catalog", "manifest": "m.csv", "label_column": "y"}],
+                    "embedding_models": ["mfcc-stats"],
+                    "downstream_models": [{"name": "lin", "type": "linear", "epochs": 2, "batch_size": 1000}],
+                    "metrics": ["accuracy"],
+                }
+            ],
+        }
+    )
+    rows = pq.read_table(f"{root}/rows.parquet")
+    init_ray(object_store_memory=6 * 1024**3)
+    shm0, anon0 = shutil.disk_usage("/dev/shm").used / 2**20, _rss_mb("RssAnon")
+    data = probe_data("multiclass_classification", rows, EmbeddingStore(root, create=False), "ds", "m", ["noise"],
+                      aggregation)  # fmt: skip
+    if side == "repeval":
+        ref, view = share(data)
+        del data
+        inp = GroupInput(cfg.experiments[0], "ds", "m", view, "g", ref)
+    else:
+        inp = GroupInput(cfg.experiments[0], "ds", "m", data, "g")
+    peak = {"anon": 0.0, "shm": 0.0}
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak["anon"] = max(peak["anon"], _rss_mb("RssAnon") - anon0)
+            peak["shm"] = max(peak["shm"], shutil.disk_usage("/dev/shm").used / 2**20 - shm0)
+            done.wait(0.02)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    t = time.perf_counter()
+    (g,) = run_groups(cfg, [inp], tempfile.mkdtemp(prefix="bench_probe_data_tune_"))
+    seconds = time.perf_counter() - t
+    end = _rss_mb("RssAnon") - anon0
+    done.set()
+    th.join()
+    acc = [r["value"] for r in g.rows if r["scenario"] == "clean" and r["metric"] == "accuracy" and not r["label"]]
+    print(json.dumps({"seconds": seconds, "anon_end": end, "anon_peak": peak["anon"], "shm": peak["shm"],
+                      "acc": acc[0] if acc else None}))  # fmt: skip
+
+
+def run(root: str, side: str, aggregation: str, flag: str = "--child") -> dict:
     r = subprocess.run(
-        [sys.executable, __file__, "--child", root, side, aggregation], capture_output=True, text=True, check=False
+        [sys.executable, __file__, flag, root, side, aggregation], capture_output=True, text=True, check=False
     )
     if r.returncode:
         raise RuntimeError(r.stderr[-2000:])
@@ -141,10 +210,15 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--frames", type=int, default=0, help="mean frames per track (0: mean embeddings)")
     ap.add_argument("--part-rows", type=int, default=256)
+    ap.add_argument("--train", action="store_true", help="also: memory while one group trains (embedded Ray)")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--train-child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(*args.child)
+        return
+    if args.train_child:
+        train_child(*args.train_child)
         return
     aggregation = "attention" if args.frames else "mean"
     for n in args.rows:
@@ -160,6 +234,19 @@ def main() -> None:
                       f"the output's {r['out']:.1f} MiB)")  # fmt: skip
             print(f"  repeval / baseline: time {ours['seconds'] / base['seconds']:.2f}×, peak memory "
                   f"{ours['peak'] / base['peak']:.2f}× — {same}", flush=True)  # fmt: skip
+            if not args.train:
+                continue
+            ours, base = (
+                run(root, "repeval", aggregation, "--train-child"),
+                run(root, "baseline", aggregation, "--train-child"),
+            )
+            print("  while one group trains (a linear probe, 2 epochs; driver heap above its start, object store):")
+            for name, r in (("repeval", ours), ("baseline", base)):
+                print(f"  {name:<8} {r['seconds']:7.2f} s  driver heap +{r['anon_end']:8.1f} MiB at the end "
+                      f"(peak +{r['anon_peak']:.1f})  object store +{r['shm']:8.1f} MiB  test acc {r['acc']}")  # fmt: skip
+            total = [r["anon_end"] + r["shm"] for r in (ours, base)]
+            print(f"  repeval / baseline: driver heap + object store {total[0]:.0f} / {total[1]:.0f} MiB = "
+                  f"{total[0] / total[1]:.2f}×", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

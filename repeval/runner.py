@@ -218,15 +218,15 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
     if problems:
         more = f" (and {len(problems) - 1} more probe grid(s): {'; '.join(problems[1:4])})" if len(problems) > 1 else ""
         raise ValueError(f"{problems[0]}{more} — nothing was trained")
-    batch: list[tuple[_Pending, Any]] = []
+    batch: list[tuple[_Pending, Any, Any]] = []
     size = 0
     for item in pending:
-        data = _group_data(ctx, item)
+        ref, data = _group_data(ctx, item)
         nbytes = data_nbytes(data)
         if batch and size + nbytes > budget:  # the batch is full: train it, then start the next
             _train_batch(ctx, batch, summary)
             batch, size = [], 0
-        batch.append((item, data))
+        batch.append((item, ref, data))
         size += nbytes
     if batch:
         _train_batch(ctx, batch, summary)
@@ -275,18 +275,22 @@ def _pending_group(
     return _Pending(ei, exp, dataset, model, scenarios, fold, rows, name, inputs)
 
 
-def _group_data(ctx: RunContext, item: _Pending) -> Any:
+def _group_data(ctx: RunContext, item: _Pending) -> tuple[Any, Any]:
+    """``item``'s embeddings loaded into the object store: their reference and read-only views of them (the loaded
+    arrays are dropped, so a batch's embeddings are held once, where its trials read them)."""
     from repeval.tuning.data import probe_data
+    from repeval.tuning.grid import share
 
     try:
         task = item.exp.task
-        return probe_data(
+        data = probe_data(
             task.effective_type, item.rows, ctx.store, item.dataset, item.model, item.scenarios,
             aggregation=task.aggregation,
             augment=_augment(item.exp, item.dataset),
         )  # fmt: skip
     except ValueError as exc:
         raise ValueError(f"{exc}{_fold_hint(ctx, item)}") from None
+    return share(data)
 
 
 def _fold_hint(ctx: RunContext, item: _Pending) -> str:
@@ -315,14 +319,14 @@ def _empty_split(ctx: RunContext, item: _Pending, embedded: dict[tuple[str, str]
     return None
 
 
-def _train_batch(ctx: RunContext, batch: list[tuple[_Pending, Any]], summary: dict[str, Any]) -> None:
+def _train_batch(ctx: RunContext, batch: list[tuple[_Pending, Any, Any]], summary: dict[str, Any]) -> None:
     """Train a batch of groups (one Tune experiment when there are several), then commit each group."""
     from repeval.tuning.grid import GroupInput, run_groups
 
-    inputs = [GroupInput(item.exp, item.dataset, item.model, data, item.name) for item, data in batch]
+    inputs = [GroupInput(item.exp, item.dataset, item.model, data, item.name, ref) for item, ref, data in batch]
     if len(batch) > 1:
         log.info("training %d probe grids together: %s", len(batch), ", ".join(i.name for i in inputs))
-    for (item, _), g in zip(batch, run_groups(ctx.cfg, inputs, ctx.tune_storage), strict=True):
+    for (item, _, _), g in zip(batch, run_groups(ctx.cfg, inputs, ctx.tune_storage), strict=True):
         _commit_group(ctx, item, g, summary)
 
 

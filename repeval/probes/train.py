@@ -73,7 +73,7 @@ class ProbeData:
         if groups is None:
             return scores
         n = len(self.tests[scenario][1])
-        return aggregate_scores(torch.from_numpy(np.asarray(scores)), torch.from_numpy(groups), n).numpy()
+        return aggregate_scores(torch.from_numpy(np.asarray(scores)), torch.from_numpy(np.array(groups)), n).numpy()
 
 
 @dataclass
@@ -266,7 +266,7 @@ class Segments:
     as padded index tensors. The frame matrix carries one extra all-zero row at its end, which padding points at."""
 
     def __init__(self, counts: np.ndarray, device: str | torch.device = "cpu") -> None:
-        c = torch.from_numpy(np.asarray(counts, np.int64))
+        c = torch.from_numpy(np.array(counts, np.int64))  # a copy: arrays from the object store are read-only
         self.counts = c.to(device)
         self.starts = (torch.cumsum(c, 0) - c).to(device)
         self.n_frames = int(c.sum())
@@ -292,7 +292,7 @@ def _preprocessed(x: np.ndarray, preps: list[Preprocess], pad: bool) -> torch.Te
     shape = (len(preps), n + int(pad), preps[0].output_dim)
     out = torch.zeros(shape) if pad else torch.empty(shape)
     for i, prep in enumerate(preps):
-        out[i, :n] = torch.from_numpy(prep(x))
+        np.copyto(out[i, :n].numpy(), prep(x))  # x may be a read-only view of the object store: no tensor of it
     return out
 
 
@@ -441,7 +441,7 @@ def _train_stack(
         seg_tr, seg_va = Segments(data.train_counts, device), Segments(data.val_counts, device)  # type: ignore[arg-type]
     xtr, xva, ytr, yva = xtr.to(device), xva.to(device), ytr.to(device), yva.to(device)
     # prediction-level aggregation: validation rows are frames, judged per track on their mean scores
-    vgroups = None if data.val_groups is None else torch.from_numpy(np.asarray(data.val_groups)).to(device)
+    vgroups = None if data.val_groups is None else torch.from_numpy(np.array(data.val_groups)).to(device)
     n, d = (len(seg_tr) if seg_tr is not None else xtr.shape[1]), xtr.shape[2]
     n_out = data.n_outputs
     heads = heads_of(c0, data)

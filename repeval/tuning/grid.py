@@ -45,6 +45,7 @@ from repeval.tuning.search import ProbeSpec, expand_all, tune_space
 from repeval.tuning.trial import (
     MEMBERS_FILE,
     PROBES_FILE,
+    BatchData,
     EvalSettings,
     Member,
     Unit,
@@ -503,9 +504,22 @@ class GroupInput:
     model: str
     data: ProbeData
     name: str = ""
+    #: ``data``'s object-store reference when the caller already put it there (:func:`share`); else it is put once
+    ref: Any = None
 
     def __post_init__(self) -> None:
         self.name = self.name or f"{self.exp.task.name}__{self.dataset}__{self.model}"
+
+
+def share(data: ProbeData) -> tuple[Any, ProbeData]:
+    """``data`` put into Ray's object store once: its reference, and a ProbeData whose arrays are read-only views of
+    the stored copy. A caller that keeps only these (and passes the reference on in :class:`GroupInput`) holds a
+    group's embeddings once — in the object store, where its trials read them — instead of once there and once in
+    its own heap while the group trains."""
+    import ray
+
+    ref = ray.put(data)
+    return ref, ray.get(ref)
 
 
 class _Group:
@@ -531,6 +545,14 @@ class _Group:
 
     def fingerprint(self) -> str:
         return _fingerprint(self.grid_units, self.ev, self.data)
+
+    def ref(self) -> Any:
+        """The group's embeddings in the object store (put once, shared by all its trials and experiments)."""
+        if self.inp.ref is None:
+            import ray
+
+            self.inp.ref = ray.put(self.data)
+        return self.inp.ref
 
     def collect(self, unit: Unit, r: Any, name_suffix: str = "", sampled: dict[str, Any] | None = None) -> None:
         out, base, specs = self.out, self.base, self.specs
@@ -630,9 +652,9 @@ class _Group:
                 return tune.with_resources(
                     tune.with_parameters(
                         resuming(wrap(tune_trial), judged=judged),
-                        data=data,
+                        data=BatchData([self.ref()], [0] * len(units), [self.ev]),
                         units=units,
-                        ev=self.ev,
+                        ev=None,
                         finished=finished,
                     ),
                     resources,
@@ -745,7 +767,6 @@ def run_groups(
     from ray import tune
 
     from repeval.ray_utils import wants_gpu
-    from repeval.tuning.trial import BatchData
 
     t0 = time.perf_counter()
     res = cfg.run.resources
@@ -766,16 +787,14 @@ def run_groups(
         space = {"unit": tune.grid_search(list(range(len(flat)))), "use_gpu": use_gpu}
         tc = tune.TuneConfig(reuse_actors=cfg.run.reuse_actors, max_concurrent_trials=res.max_concurrent_trials)
         if len(groups) == 1:
-            g = groups[0]
-            name, fp = g.inp.name, g.fingerprint()
-            params: dict[str, Any] = {"data": g.data, "units": units, "ev": g.ev}
+            name, fp = groups[0].inp.name, groups[0].fingerprint()
         else:
             name = batch_name([g.inp.name for g in groups])
             fp = hashlib.sha256(
                 json.dumps([[g.inp.name, g.fingerprint()] for g in groups] + [flat]).encode()
             ).hexdigest()
-            batch = BatchData([ray.put(g.data) for g in groups], [gi for gi, _ in flat], [g.ev for g in groups])
-            params = {"data": batch, "units": units, "ev": None}
+        batch = BatchData([g.ref() for g in groups], [gi for gi, _ in flat], [g.ev for g in groups])
+        params: dict[str, Any] = {"data": batch, "units": units, "ev": None}
 
         def make_trainable(finished: dict[str, str]) -> Any:
             return tune.with_resources(

@@ -378,7 +378,7 @@ def grid_trial(config: dict[str, Any], data: ProbeData | BatchData, units: list[
     _save_and_report(_summary(reports, seconds), reports, keep, config)
 
 
-def tune_trial(config: dict[str, Any], data: ProbeData, units: list[Unit], ev: EvalSettings) -> None:
+def tune_trial(config: dict[str, Any], data: ProbeData | BatchData, units: list[Unit], ev: EvalSettings | None) -> None:
     """A tune-mode trial: one (sampled) configuration × every seed, reporting after each validation."""
     import torch
     from ray import tune
@@ -388,6 +388,9 @@ def tune_trial(config: dict[str, Any], data: ProbeData, units: list[Unit], ev: E
 
     keep_freed_memory()
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
+    if isinstance(data, BatchData):
+        data, ev = data.for_unit(config["unit"])
+    assert ev is not None
     template = units[config["unit"]]
     sampled = dict(config.get("sampled") or {})
     point = template.members[0]

@@ -321,17 +321,22 @@ def test_finished_trials_are_reused_when_the_experiment_state_was_lost(ray_sessi
     assert trained == ["p2", "p3", "p4", "p5"]
 
 
-def sampled_marker(marks: str):
-    """Record each tune-mode trial that trains (by its sampled values)."""
+def trial_marker(marks: str, label):
+    """Record each trial that trains, as ``label(config, data)`` (a file name part)."""
 
     def wrap(fn):
         def wrapped(config, data=None, units=None, ev=None):
-            Path(marks, f"ran-{json.dumps(config['sampled'], sort_keys=True)}-{time.time_ns()}").touch()
+            Path(marks, f"{label(config, data)}-{time.time_ns()}").touch()
             return fn(config, data=data, units=units, ev=ev)
 
         return wrapped
 
     return wrap
+
+
+def sampled_marker(marks: str):
+    """Record each tune-mode trial that trains (by its sampled values)."""
+    return trial_marker(marks, lambda config, _: f"ran-{json.dumps(config['sampled'], sort_keys=True)}")
 
 
 def asha_search_config(seed: int = 0):
@@ -584,3 +589,33 @@ def test_train_summary_line_counts_reused_trials():
     assert _train_line({**t, "reused_trials": 3}).endswith(
         "; 3 trial(s) finished by an interrupted run reused, not trained again"
     )
+
+
+def ref_marker(marks: str):
+    """Record the object-store reference each trial reads its group's embeddings from."""
+    return trial_marker(marks, lambda _, data: f"{type(data).__name__}-{data.refs[0].hex()}")
+
+
+def test_a_groups_embeddings_are_held_once_in_the_object_store(ray_session, tmp_path):
+    """``share`` puts a group's embeddings into the object store and hands back read-only views of that copy (the
+    caller drops its own arrays); grid-mode and tune-mode trials all read the very reference the caller put, so
+    nothing is put again per experiment."""
+    import numpy as np
+    import ray
+
+    from repeval.tuning.grid import GroupInput, run_groups, share
+
+    data = gaussian_probe_data(n=120, d=8, c=3, scenarios=False)
+    ref, view = share(data)
+    assert not view.x_train.flags.writeable
+    assert np.shares_memory(view.x_train, ray.get(ref).x_train)  # views of the one stored copy
+    np.testing.assert_array_equal(view.x_train, data.x_train)
+    search = {"space": {"learning_rate": {"loguniform": [1e-4, 3e-2]}}, "num_samples": 2}
+    cfg = config([{"name": "lin", "type": "linear", "epochs": 3}, {"name": "tuned", "epochs": 3, "search": search}])
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    (g,) = run_groups(cfg, [GroupInput(cfg.experiments[0], "notes", "m", view, "g", ref)], str(tmp_path / "tune"),
+                      wrap_trainable=ref_marker(str(marks)))  # fmt: skip
+    seen = sorted(p.name.rsplit("-", 1)[0] for p in marks.iterdir())
+    assert seen == [f"BatchData-{ref.hex()}"] * 3  # one grid trial, two sampled trials
+    assert not g.failed and {r["probe"] for r in g.rows} == {"lin", "tuned"}
