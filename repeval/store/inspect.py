@@ -6,6 +6,7 @@ import datetime as dt
 import json
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -94,14 +95,21 @@ def show_text(part: Partition, n_rows: int = 5) -> str:
     out.append(json.dumps(m, indent=1, sort_keys=True) if m else "(incomplete: no manifest yet; rerun to finish it)")
     files = part.part_files()
     if files:
-        t = part.read()
-        out.append(f"\n{t.num_rows} rows in {len(files)} part file(s); schema:\n{t.schema}")
+        # the embeddings (and frames) are most of a partition's bytes: read only the columns shown
+        schema = pq.read_schema(files[0], filesystem=part.fs)
+        t = part.read(["track_id", "split", "n_frames", "audio_seconds"])
+        out.append(f"\n{t.num_rows} rows in {len(files)} part file(s); schema:\n{schema}")
         splits = t.group_by("split").aggregate([("track_id", "count")]).to_pylist()
         out.append("rows per split: " + ", ".join(f"{r['split']} {r['track_id_count']}" for r in splits))
-        frames = pc.sum(t.column("n_frames")).as_py()
-        out.append(f"frames: {frames} total; audio: {pc.sum(t.column('audio_seconds')).as_py():.1f} s")
-        drop = [c for c in ("embedding", "frames") if c in t.column_names]
-        out.append(t.slice(0, n_rows).drop_columns(drop).to_pandas().to_string())
+        frames, seconds = (pc.sum(t.column(c)).as_py() or 0 for c in ("n_frames", "audio_seconds"))
+        out.append(f"frames: {frames} total; audio: {seconds:.1f} s")
+        shown = [c for c in schema.names if c not in ("embedding", "frames")]
+        head: list[pa.Table] = []
+        for f in files:  # the first rows, file by file
+            head.append(pq.read_table(f, columns=shown, filesystem=part.fs).slice(0, n_rows))
+            if sum(h.num_rows for h in head) >= n_rows:
+                break
+        out.append(pa.concat_tables(head).slice(0, n_rows).to_pandas().to_string())
     else:
         out.append("(no rows yet)")
     errs = part.read_errors()

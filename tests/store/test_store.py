@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pyarrow.fs as pafs
@@ -265,3 +266,34 @@ def test_frames_reads_every_rows_frames_in_order_across_part_files(tmp_path):
     plain = _write(EmbeddingStore(str(tmp_path / "p")), ["a", "b"])
     with pytest.raises(ValueError, match=r"no frame-level embeddings.*repeval store rm .* --yes.*keep_frames: true"):
         plain.frames()
+
+
+def test_store_show_reads_no_embeddings(tmp_path, monkeypatch):
+    """`store show` prints counts, the schema and the first rows without reading the embeddings or frames (most of
+    a partition's bytes: gigabytes at catalog scale); the first rows span part files when the first is short."""
+    from repeval.store.inspect import show_text
+
+    store = EmbeddingStore(str(tmp_path / "s"))
+    schema = embedding_schema(DIM, keep_frames=True)
+    part = _write(store, ["a"], keep_frames=True)
+    writer = PartitionWriter(part, schema, 1)
+    writer.add_table(rows_table(_block(["b", "c", "d"], keep_frames=True), schema, PROV))  # one file
+    writer.add_table(rows_table(_block(["e"], keep_frames=True), schema, PROV))
+    writer.flush()
+    read = []
+    real = pq.read_table
+
+    def recording(source, *args, columns=None, **kwargs):
+        read.append((source, columns))
+        return real(source, *args, columns=columns, **kwargs)
+
+    monkeypatch.setattr(pq, "read_table", recording)
+    text = show_text(part, n_rows=3)
+    data_reads = [cols for source, cols in read if source in part.part_files()]
+    assert data_reads and all(c is not None and not {"embedding", "frames"} & set(c) for c in data_reads), read
+    assert (
+        "5 rows in 3 part file(s)" in text and "frames: list<element: fixed_size_list" in text
+    )  # schema from a footer
+    assert "frames: 8 total" in text  # a: 1; b, c, d: 1 + 2 + 3; e: 1
+    shown = [line.split()[1] for line in text.splitlines() if re.match(r"\d+\s+\w\s+train\s", line)]
+    assert shown == ["a", "b", "c"]
