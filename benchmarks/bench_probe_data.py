@@ -16,15 +16,23 @@ fresh subprocess so its peak RSS (``ru_maxrss``) is its own:
 Both produce identical arrays (checked: a digest of every array is compared). Printed per size: seconds, the
 peak RSS above the process's RSS before loading, the output's size, and the ratios repeval / baseline.
 
-``--train`` then trains one linear probe (2 epochs) on each size's data on an embedded Ray, again each side in a
+``--train`` then trains two linear probes (2 epochs; one standardised) on each size's data on an embedded Ray, again each side in a
 fresh subprocess, and prints the driver's anonymous memory (``RssAnon``: its heap, sampled every 20 ms) while the
-group trains and the object store's use (``/dev/shm``):
+group trains, the object store's use (``/dev/shm``) and the largest heap among Ray's worker processes (a trial's):
 
 - repeval: what ``repeval train`` does — the loaded arrays put into the object store once
   (``repeval.tuning.grid.share``), the driver keeping only read-only views of the stored copy, the trials reading
   that reference;
 - baseline: the driver keeps the arrays it loaded and the group's trials get a copy put into the object store
   (repeval before session 35).
+
+``--trial`` trains the same two linear probes (3 epochs) in one process the way a trial does, on read-only arrays
+as a trial gets them from the object store, each side a fresh subprocess, and prints the peak heap above the start:
+
+- repeval: one stack; each batch's rows gathered from the raw arrays and standardised as they are used
+  (``repeval.probes.train.Inputs``);
+- baseline: each preprocessing variant's copy of the splits made up front, each probe trained on its copy (what
+  repeval's stacks held before session 35, and what a training script does). Test scores are compared: identical.
 """
 
 from __future__ import annotations
@@ -146,7 +154,7 @@ def train_child(root: str, side: str, aggregation: str) -> None:
     from repeval.ray_utils import init_ray
     from repeval.store import EmbeddingStore
     from repeval.tuning.data import probe_data
-    from repeval.tuning.grid import GroupInput, run_groups, share
+    from repeval.tuning.grid import GroupInput, run_groups
 
     cfg = parse_config(
         {
@@ -156,7 +164,10 @@ def train_child(root: str, side: str, aggregation: str) -> None:
                     "task": {"name": "t", "type": "multiclass_classification", "embedding_aggregation": aggregation},
                     "datasets": [{"name": "ds", "type": "catalog", "manifest": "m.csv", "label_column": "y"}],
                     "embedding_models": ["mfcc-stats"],
-                    "downstream_models": [{"name": "lin", "type": "linear", "epochs": 2, "batch_size": 1000}],
+                    "downstream_models": [
+                        {"name": "lin", "type": "linear", "epochs": 2, "batch_size": 1000},
+                        {"name": "lin-std", "type": "linear", "epochs": 2, "batch_size": 1000, "standardize": True},
+                    ],
                     "metrics": ["accuracy"],
                 }
             ],
@@ -168,18 +179,37 @@ def train_child(root: str, side: str, aggregation: str) -> None:
     data = probe_data("multiclass_classification", rows, EmbeddingStore(root, create=False), "ds", "m", ["noise"],
                       aggregation)  # fmt: skip
     if side == "repeval":
+        from repeval.tuning.grid import share
+
         ref, view = share(data)
         del data
         inp = GroupInput(cfg.experiments[0], "ds", "m", view, "g", ref)
     else:
         inp = GroupInput(cfg.experiments[0], "ds", "m", data, "g")
-    peak = {"anon": 0.0, "shm": 0.0}
+    peak = {"anon": 0.0, "shm": 0.0, "worker": 0.0}
     done = threading.Event()
+    import psutil
+    import ray._private.worker as w
+
+    raylet = psutil.Process(int(w._global_node.all_processes["raylet"][0].process.pid))
+
+    def worker_heap() -> float:
+        """The largest heap (``RssAnon``) among Ray's worker processes: a trial's."""
+        out = 0.0
+        for p in raylet.children(recursive=True):
+            try:
+                with open(f"/proc/{p.pid}/status") as fh:
+                    anon = next(int(ln.split()[1]) for ln in fh if ln.startswith("RssAnon:"))
+            except (OSError, StopIteration):
+                continue
+            out = max(out, anon / 1024)
+        return out
 
     def sample() -> None:
         while not done.is_set():
             peak["anon"] = max(peak["anon"], _rss_mb("RssAnon") - anon0)
             peak["shm"] = max(peak["shm"], shutil.disk_usage("/dev/shm").used / 2**20 - shm0)
+            peak["worker"] = max(peak["worker"], worker_heap())
             done.wait(0.02)
 
     th = threading.Thread(target=sample, daemon=True)
@@ -192,7 +222,57 @@ def train_child(root: str, side: str, aggregation: str) -> None:
     th.join()
     acc = [r["value"] for r in g.rows if r["scenario"] == "clean" and r["metric"] == "accuracy" and not r["label"]]
     print(json.dumps({"seconds": seconds, "anon_end": end, "anon_peak": peak["anon"], "shm": peak["shm"],
-                      "acc": acc[0] if acc else None}))  # fmt: skip
+                      "worker": peak["worker"], "acc": acc[0] if acc else None}))  # fmt: skip
+
+
+def trial_child(root: str, side: str, aggregation: str) -> None:
+    import threading
+    from dataclasses import replace
+
+    import pyarrow.parquet as pq
+
+    from repeval.config.schema import ProbeConfig
+    from repeval.probes import train_probes
+    from repeval.probes.train import Preprocess
+    from repeval.store import EmbeddingStore
+    from repeval.tuning.data import probe_data
+
+    rows = pq.read_table(f"{root}/rows.parquet")
+    data = probe_data("multiclass_classification", rows, EmbeddingStore(root, create=False), "ds", "m", ["noise"],
+                      aggregation)  # fmt: skip
+    for a in (data.x_train, data.x_val, *(x for x, _, _ in data.tests.values())):
+        a.flags.writeable = False  # as a trial holds them: views of the object store's copy
+    cfgs = [
+        ProbeConfig(hidden_units=[], batch_size=1000, epochs=3, patience=10, standardize=st) for st in (False, True)
+    ]
+    anon0, peak, done = _rss_mb("RssAnon"), [0.0], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_mb("RssAnon") - anon0)
+            done.wait(0.01)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    t = time.perf_counter()
+    if side == "repeval":
+        results = train_probes([(c, 0) for c in cfgs], data)
+    else:
+        results = []
+        for c in cfgs:
+            prep = Preprocess(data.x_train, c.standardize, None)
+            copy = replace(
+                data, x_train=prep(data.x_train), x_val=prep(data.x_val),
+                tests={sid: (prep(x), y, ids) for sid, (x, y, ids) in data.tests.items()},
+            )  # fmt: skip
+            results += train_probes([(c.model_copy(update={"standardize": False}), 0)], copy)
+            del copy
+    seconds = time.perf_counter() - t
+    done.set()
+    th.join()
+    digest = hashlib.sha256(b"".join(r.test_scores[sid].tobytes() for r in results for sid in sorted(r.test_scores)))
+    out = {"seconds": seconds, "peak": peak[0], "digest": digest.hexdigest(), "x_train": data.x_train.nbytes / 2**20}
+    print(json.dumps(out))
 
 
 def run(root: str, side: str, aggregation: str, flag: str = "--child") -> dict:
@@ -212,13 +292,18 @@ def main() -> None:
     ap.add_argument("--part-rows", type=int, default=256)
     ap.add_argument("--train", action="store_true", help="also: memory while one group trains (embedded Ray)")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--trial", action="store_true", help="also: a trial's memory while its stack trains (in process)")
     ap.add_argument("--train-child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--trial-child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(*args.child)
         return
     if args.train_child:
         train_child(*args.train_child)
+        return
+    if args.trial_child:
+        trial_child(*args.trial_child)
         return
     aggregation = "attention" if args.frames else "mean"
     for n in args.rows:
@@ -234,16 +319,28 @@ def main() -> None:
                       f"the output's {r['out']:.1f} MiB)")  # fmt: skip
             print(f"  repeval / baseline: time {ours['seconds'] / base['seconds']:.2f}×, peak memory "
                   f"{ours['peak'] / base['peak']:.2f}× — {same}", flush=True)  # fmt: skip
+            if args.trial:
+                ours, base = (run(root, side, aggregation, "--trial-child") for side in ("repeval", "baseline"))
+                same = "identical test scores" if ours["digest"] == base["digest"] else "TEST SCORES DIFFER"
+                print(f"  a trial's stack (a plain and a standardised linear probe, 3 epochs; training split "
+                      f"{ours['x_train']:.0f} MiB, read-only):")  # fmt: skip
+                for name, r in (("repeval", ours), ("baseline", base)):
+                    print(f"  {name:<8} {r['seconds']:7.2f} s  peak heap +{r['peak']:8.1f} MiB "
+                          f"({r['peak'] / r['x_train']:.2f}× the training split)")  # fmt: skip
+                print(f"  repeval / baseline: time {ours['seconds'] / base['seconds']:.2f}×, peak heap "
+                      f"{ours['peak'] / base['peak']:.2f}× — {same}", flush=True)  # fmt: skip
             if not args.train:
                 continue
             ours, base = (
                 run(root, "repeval", aggregation, "--train-child"),
                 run(root, "baseline", aggregation, "--train-child"),
             )
-            print("  while one group trains (a linear probe, 2 epochs; driver heap above its start, object store):")
+            print(f"  while one group trains (two linear probes, one standardised, 2 epochs; training split "
+                  f"{0.8 * n * args.dim * 4 * max(1, args.frames) / 2**20:.0f} MiB):")  # fmt: skip
             for name, r in (("repeval", ours), ("baseline", base)):
                 print(f"  {name:<8} {r['seconds']:7.2f} s  driver heap +{r['anon_end']:8.1f} MiB at the end "
-                      f"(peak +{r['anon_peak']:.1f})  object store +{r['shm']:8.1f} MiB  test acc {r['acc']}")  # fmt: skip
+                      f"(peak +{r['anon_peak']:.1f})  object store +{r['shm']:8.1f} MiB  largest trial heap "
+                      f"{r['worker']:8.1f} MiB  test acc {r['acc']}")  # fmt: skip
             total = [r["anon_end"] + r["shm"] for r in (ours, base)]
             print(f"  repeval / baseline: driver heap + object store {total[0]:.0f} / {total[1]:.0f} MiB = "
                   f"{total[0] / total[1]:.2f}×", flush=True)  # fmt: skip

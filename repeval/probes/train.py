@@ -114,13 +114,34 @@ class Halving:
         return max(1, round(self.grace * self.eta**k))
 
 
+#: rows of the deviations :func:`_column_std` squares at a time
+STD_CHUNK_ROWS = 16384
+
+
+def _column_std(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """``x.std(0)`` bit for bit (``mean`` is ``x.mean(0)``) without its ``x``-sized temporary: numpy sums a
+    C-contiguous ``(n, d ≥ 2)`` array's squared deviations over axis 0 row after row, so summing them chunk by chunk,
+    each chunk after the running sum, adds the same numbers in the same order. One column (``d == 1``) numpy sums
+    pairwise: that, and small arrays, go to ``x.std(0)`` itself."""
+    n, d = x.shape
+    if d < 2 or n <= STD_CHUNK_ROWS:
+        return x.std(0)
+    total: np.ndarray | None = None
+    for a in range(0, n, STD_CHUNK_ROWS):
+        dev = x[a : a + STD_CHUNK_ROWS] - mean
+        np.multiply(dev, dev, out=dev)
+        total = np.add.reduce(dev if total is None else np.concatenate([total[None], dev]), axis=0)
+    assert total is not None
+    return np.sqrt(total / n)
+
+
 class Preprocess:
     """Standardisation and PCA fitted on the training split only."""
 
     def __init__(self, x: np.ndarray, standardize: bool, pca_dim: int | None) -> None:
         x = np.asarray(x, np.float32)
         self.mean = x.mean(0) if standardize or pca_dim else np.zeros(x.shape[1], np.float32)
-        self.std = x.std(0) + 1e-8 if standardize else np.ones(x.shape[1], np.float32)
+        self.std = _column_std(x, self.mean) + 1e-8 if standardize else np.ones(x.shape[1], np.float32)
         self.components = None
         if pca_dim:
             z = (x - self.mean) / self.std
@@ -296,8 +317,78 @@ def _preprocessed(x: np.ndarray, preps: list[Preprocess], pad: bool) -> torch.Te
     return out
 
 
+def _shared_tensor(x: np.ndarray) -> torch.Tensor:
+    """A float32 tensor on ``x``'s memory (no copy when ``x`` is float32 and C-contiguous), also when ``x`` is a
+    read-only view of the object store's copy. Only :class:`Inputs` makes these, and only reads them: PyTorch's
+    warning that writing through such a tensor is undefined is silenced here and nowhere else."""
+    a = np.ascontiguousarray(x, np.float32)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(a)
+
+
+class Inputs:
+    """A split's probe inputs under each preprocessing variant of a stack, ``(V, n [+ 1], d)``, made batch by batch:
+    the raw rows (in a trial, a read-only view of the object store's copy) are gathered, then standardised for the
+    variant that asks for them — the float32 subtraction and division of :class:`Preprocess`, so the values are its
+    own bit for bit — and a trial holds no preprocessed copy of the split. With ``pad`` a zero row follows the ``n``
+    rows (where :meth:`Segments.batch` points padding). Variants with PCA are projected up front (a product over the
+    whole split; :func:`_preprocessed`)."""
+
+    def __init__(
+        self, x: np.ndarray, preps: list[Preprocess], pad: bool, device: str | torch.device = "cpu"
+    ) -> None:  # fmt: skip
+        self.n, self.pad = len(x), pad
+        self.shape = (len(preps), self.n + int(pad), preps[0].output_dim)
+        self.full: torch.Tensor | None = None
+        if any(p.components is not None for p in preps):
+            self.full = _preprocessed(x, preps, pad).to(device)
+            self.device = self.full.device
+            return
+        self.raw = _shared_tensor(x).to(device)
+        self.device = self.raw.device
+        self.mean = torch.from_numpy(np.stack([p.mean for p in preps]).astype(np.float32)).to(device)
+        self.std = torch.from_numpy(np.stack([p.std for p in preps]).astype(np.float32)).to(device)
+
+    def _standardised(self, rows: torch.Tensor, idx: torch.Tensor | None, var: torch.Tensor | int) -> torch.Tensor:
+        """``rows`` (raw, ``(*lead, *rest, d)``) standardised for ``var`` (an index, or one per leading entry)."""
+        mean, std = self.mean[var], self.std[var]
+        if isinstance(var, torch.Tensor):  # one variant per leading entry: broadcast over the rest
+            shape = (*var.shape, *([1] * (rows.dim() - var.dim() - 1)), rows.shape[-1])
+            mean, std = mean.view(shape), std.view(shape)
+        z = (rows - mean).div_(std)  # one new tensor of the batch's size
+        if self.pad and idx is not None:
+            z.masked_fill_((idx >= self.n).unsqueeze(-1), 0.0)
+        return z
+
+    def take(self, idx: torch.Tensor, var: torch.Tensor | int) -> torch.Tensor:
+        """Rows ``idx`` (any shape; with ``pad``, index ``n`` is the zero row) of variant ``var`` — an index, or a
+        ``(K,)`` tensor giving each leading entry of ``idx`` ``(K, ...)`` its variant → ``(*idx.shape, d)``."""
+        if self.full is not None:
+            if isinstance(var, int):
+                return self.full[var][idx]
+            return self.full[var.view(-1, *([1] * (idx.dim() - 1))), idx]
+        rows = self.raw[idx.clamp(max=self.n - 1)] if self.pad else self.raw[idx]
+        return self._standardised(rows, idx, var)
+
+    def every_variant(self, idx: torch.Tensor) -> torch.Tensor:
+        """Rows ``idx`` ``(B,)`` under every variant → ``(V, B, d)`` (the rows gathered once)."""
+        if self.full is not None:
+            return self.full.index_select(1, idx)
+        rows = self.raw.index_select(0, idx).unsqueeze(0)
+        return self._standardised(
+            rows.expand(self.shape[0], -1, -1), None, torch.arange(self.shape[0], device=self.device)
+        )
+
+    def span(self, sl: slice, var: torch.Tensor) -> torch.Tensor:
+        """Rows ``sl`` of the ``n`` for the variants ``var`` ``(K,)`` → ``(K, len, d)``."""
+        if self.full is not None:
+            return self.full[:, sl][var]
+        return self._standardised(self.raw[sl].unsqueeze(0).expand(len(var), -1, -1), None, var)
+
+
 def _pooled(
-    model: StackedMLP, xs: torch.Tensor, seg: Segments, rows: torch.Tensor, keys: list[Any], variants: list[int]
+    model: StackedMLP, xs: Inputs, seg: Segments, rows: torch.Tensor, keys: list[Any], variants: list[int]
 ) -> torch.Tensor:
     """The attention-pooled first-layer input ``(K, B, d)`` of every stack position: ``rows`` ``(K, B)`` its tracks,
     ``keys`` what its rows depend on (positions with equal keys see the same rows), ``variants`` its
@@ -308,11 +399,11 @@ def _pooled(
     parts = []
     for (_, v), positions in groups.items():
         idx, mask = seg.batch(rows[positions[0]])
-        parts.append((positions, xs[v][idx], mask))
+        parts.append((positions, xs.take(idx, v), mask))
     return model.pool(parts)
 
 
-def _forward_pooled(model: StackedMLP, xs: torch.Tensor, seg: Segments, var_idx: torch.Tensor) -> torch.Tensor:
+def _forward_pooled(model: StackedMLP, xs: Inputs, seg: Segments, var_idx: torch.Tensor) -> torch.Tensor:
     """:func:`_forward_all` for attention probes: ``xs`` ``(V, frames + 1, d)``, ``seg`` the tracks → ``(K, n, C)``."""
     n, d = len(seg), xs.shape[2]
     variants = var_idx.tolist()
@@ -327,12 +418,12 @@ def _forward_pooled(model: StackedMLP, xs: torch.Tensor, seg: Segments, var_idx:
     return torch.cat(outs, 1)
 
 
-def _forward_all(model: StackedMLP, xs: torch.Tensor, var_idx: torch.Tensor) -> torch.Tensor:
+def _forward_all(model: StackedMLP, xs: Inputs, var_idx: torch.Tensor) -> torch.Tensor:
     """Eval-mode logits of every probe on a whole split: ``xs`` ``(V, n, d)`` → ``(K, n, C)``."""
     outs = []
     with torch.no_grad():
         for sl in _chunks(xs.shape[1], model.k, max(model.dims)):
-            x = xs[:, sl][var_idx]
+            x = xs.span(sl, var_idx)
             outs.append(model.forward(x, train=False))
     return torch.cat(outs, 1)
 
@@ -427,19 +518,19 @@ def _train_stack(
     n_members = len(members)
     c0 = cfgs[0]
     pca = c0.effective_pca_dim
-    # one preprocessed copy of each split per standardisation setting in the stack
+    # each split under each standardisation setting in the stack, standardised batch by batch (Inputs)
     variants = sorted({bool(c.standardize) for c in cfgs})
     preps = {v: Preprocess(data.x_train, v, pca) for v in variants}
     var_idx = torch.tensor([variants.index(bool(c.standardize)) for c in cfgs], device=device)
     # attention pooling: rows are frames, a track is a run of them (Segments), the stack pools each batch's tracks
     att = data.attention
     plist = [preps[v] for v in variants]
-    xtr, xva = _preprocessed(data.x_train, plist, att), _preprocessed(data.x_val, plist, att)
+    xtr, xva = Inputs(data.x_train, plist, att, device), Inputs(data.x_val, plist, att, device)
     ytr, yva = _targets(data.y_train, task), _targets(data.y_val, task)
     seg_tr = seg_va = None
     if att:
         seg_tr, seg_va = Segments(data.train_counts, device), Segments(data.val_counts, device)  # type: ignore[arg-type]
-    xtr, xva, ytr, yva = xtr.to(device), xva.to(device), ytr.to(device), yva.to(device)
+    ytr, yva = ytr.to(device), yva.to(device)
     # prediction-level aggregation: validation rows are frames, judged per track on their mean scores
     vgroups = None if data.val_groups is None else torch.from_numpy(np.array(data.val_groups)).to(device)
     n, d = (len(seg_tr) if seg_tr is not None else xtr.shape[1]), xtr.shape[2]
@@ -507,9 +598,9 @@ def _train_stack(
                 pooled = _pooled(model, xtr, seg_tr, ib, act_seeds, vidx.tolist())
                 logits = model.forward(pooled, train=True)
             elif one_order:
-                logits = model.forward(xtr.index_select(1, ib[0]), train=True, shared=vidx)
+                logits = model.forward(xtr.every_variant(ib[0]), train=True, shared=vidx)
             else:
-                logits = model.forward(xtr[0][ib] if len(variants) == 1 else xtr[vidx.view(-1, 1), ib], train=True)
+                logits = model.forward(xtr.take(ib, 0) if len(variants) == 1 else xtr.take(ib, vidx), train=True)
             losses = member_losses(logits, ytr[ib], task)
             losses.sum().backward()
             opt.step(model.parameters())
@@ -599,7 +690,7 @@ def _train_stack(
             model.load_snapshot([torch.cat(parts) for parts in zip(*snaps, strict=True)])  # type: ignore[misc]
             vsel = var_idx[ok]
             for sid, (x, _, _) in data.tests.items():
-                xs = _preprocessed(x, plist, att).to(device)
+                xs = Inputs(x, plist, att, device)
                 if att:
                     logits = _forward_pooled(model, xs, Segments(data.test_counts[sid], device), vsel)
                 else:
