@@ -22,6 +22,7 @@ import pytest
 
 from repeval.config.schema import ResourcesConfig
 from repeval.pipeline.resources import plan_resources
+from repeval.testing.configs import notes_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -166,16 +167,7 @@ def test_fake_gpu_node_activates_gpu_requests(rendered_notes: Path) -> None:
             "experiments": [
                 {
                     "task": {"name": "instrument", "type": "multiclass_classification", "label": "instrument"},
-                    "datasets": [
-                        {
-                            "name": "notes",
-                            "type": "catalog",
-                            "manifest": str(rendered_notes),
-                            "label_column": "instrument",
-                            "split_column": "split",
-                            "max_tracks": 12,
-                        }
-                    ],
+                    "datasets": [notes_dataset(rendered_notes, max_tracks=12)],
                     "embedding_models": [clmr],
                     "downstream_models": [{"name": "linear", "type": "classifier", "hidden_units": [], "epochs": 2}],
                     "metrics": ["accuracy"],

@@ -35,6 +35,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from repeval.testing.configs import notes_dataset
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 HEAD_IP = "127.0.0.2"
@@ -307,13 +309,7 @@ def write_config(path: Path, manifest: Path, model: dict[str, Any], run_id: str,
             {
                 "task": {"name": "instrument", "type": "multiclass_classification", "label": "instrument"},
                 "datasets": [
-                    {
-                        "name": "notes",
-                        "type": "catalog",
-                        "manifest": str(manifest),  # absolute: the job runs from the uploaded working dir
-                        "label_column": "instrument",
-                        "split_column": "split",
-                    }
+                    notes_dataset(manifest)  # absolute: the job runs from the uploaded working dir
                 ],
                 "deformations": [[{"type": "AddGaussianSNR", "params": {"min_snr_db": 10, "max_snr_db": 10, "p": 1}}]],
                 "embedding_models": [model],

@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 from repeval.rundir import RunLocation, TuneStorage, join_uri
+from repeval.testing.configs import notes_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -181,15 +182,7 @@ def test_run_with_store_runs_and_tune_on_s3(s3: dict[str, Any], rendered_notes: 
             "experiments": [
                 {
                     "task": {"name": "instrument", "type": "multiclass_classification", "label": "instrument"},
-                    "datasets": [
-                        {
-                            "name": "notes",
-                            "type": "catalog",
-                            "manifest": str(rendered_notes),
-                            "label_column": "instrument",
-                            "split_column": "split",
-                        }
-                    ],
+                    "datasets": [notes_dataset(rendered_notes)],
                     "deformations": [[{"type": "AddGaussianSNR", "params": {"min_snr_db": 10, "max_snr_db": 10}}]],
                     "embedding_models": ["mfcc-stats"],
                     "downstream_models": [{"name": "linear", "type": "classifier", "hidden_units": [], "epochs": 3}],

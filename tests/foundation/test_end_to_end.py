@@ -16,6 +16,7 @@ from repeval import runner
 from repeval.config import load_config
 from repeval.cpu import MODEL_TUNABLES
 from repeval.store import EmbeddingStore
+from repeval.testing.configs import notes_dataset
 
 #: a linear probe that learns the rendered notes' four instruments within 60 epochs
 LINEAR = {
@@ -47,15 +48,7 @@ def run_config(rendered_notes, tmp_path_factory):
         "experiments": [
             {
                 "task": {"name": "instrument", "type": "multiclass_classification"},
-                "datasets": [
-                    {
-                        "name": "notes",
-                        "type": "catalog",
-                        "manifest": str(manifest),
-                        "label_column": "instrument",
-                        "split_column": "split",
-                    }
-                ],
+                "datasets": [notes_dataset(manifest)],
                 "deformations": [[{"type": "Gain", "params": {"min_gain_db": -12, "max_gain_db": -12, "p": 1}}]],
                 "embedding_models": ["mfcc-stats"],
                 "downstream_models": [
@@ -278,15 +271,7 @@ def test_a_spilled_catalog_plan_runs_end_to_end(ray_session, rendered_notes, tmp
             {
                 "task": {"name": "instrument", "type": "multiclass_classification"},
                 # no split column: the seeded stratified split is computed from the spilled table
-                "datasets": [
-                    {
-                        "name": "notes",
-                        "type": "catalog",
-                        "manifest": str(rendered_notes),
-                        "label_column": "instrument",
-                        "split_ratios": [0.6, 0.2, 0.2],
-                    }
-                ],
+                "datasets": [notes_dataset(rendered_notes, split_column=None, split_ratios=[0.6, 0.2, 0.2])],
                 "embedding_models": ["mfcc-stats"],
                 "downstream_models": [LINEAR],
                 "metrics": ["accuracy"],

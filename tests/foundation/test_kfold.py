@@ -20,6 +20,7 @@ from repeval.plan import make_plan
 from repeval.report.html import write_report
 from repeval.report.results import load_run
 from repeval.report.tables import make_table
+from repeval.testing.configs import notes_dataset
 
 K = 3
 
@@ -45,15 +46,8 @@ def config(root, run_id: str, dataset: dict, probe: dict, **experiment):
 @pytest.fixture(scope="module")
 def kfold(ray_session, rendered_notes, tmp_path_factory):
     root = tmp_path_factory.mktemp("kfold")
-    notes = {
-        "name": "notes",
-        "type": "catalog",
-        "manifest": str(rendered_notes),
-        "label_column": "instrument",  # no split column: seeded stratified folds
-        "split_type": "all",
-        "n_folds": K,
-        "split_seed": 3,
-    }
+    # no split column: seeded stratified folds
+    notes = notes_dataset(rendered_notes, split_column=None, split_type="all", n_folds=K, split_seed=3)
     probe = {"name": "linear", "hidden_units": [], "standardize": True, "batch_size": 16, "epochs": 30}
     cfg = config(
         root,

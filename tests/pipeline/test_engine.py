@@ -29,6 +29,7 @@ from repeval.config import load_config
 from repeval.config.schema import EmbeddingModelConfig
 from repeval.models import build_model
 from repeval.pipeline.stages import DecodeDeform
+from repeval.testing.configs import notes_dataset
 
 # UDFs defined here must reach the Ray workers by value (the tests folder is not importable there)
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -60,15 +61,7 @@ def _config(root: Path, manifest: Path, store: str, batch_size: int = 16, **run)
         "experiments": [
             {
                 "task": {"name": "instrument", "type": "multiclass_classification"},
-                "datasets": [
-                    {
-                        "name": "notes",
-                        "type": "catalog",
-                        "manifest": str(manifest),
-                        "label_column": "instrument",
-                        "split_column": "split",
-                    }
-                ],
+                "datasets": [notes_dataset(manifest)],
                 "deformations": [[{"type": "AddGaussianSNR", "params": {"min_snr_db": 10, "max_snr_db": 30, "p": 1}}]],
                 "embedding_models": [{"id": "mfcc-stats", "params": {"chunk_s": CHUNK_S}, "batch_size": batch_size}],
                 "downstream_models": [{"name": "linear", "hidden_units": []}],

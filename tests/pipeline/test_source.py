@@ -12,6 +12,7 @@ import yaml
 
 from repeval.pipeline.embed import MAX_BLOCK_ROWS, MAX_STREAM_BLOCKS, block_rows
 from repeval.pipeline.source import RowsPayload, block_slices
+from repeval.testing.configs import notes_dataset
 
 
 def todo(n: int) -> pa.Table:
@@ -93,15 +94,7 @@ def _planned_todo(rendered_notes: Path, root: Path, monkeypatch) -> pa.Table:
         "experiments": [
             {
                 "task": {"name": "instrument", "type": "multiclass_classification"},
-                "datasets": [
-                    {
-                        "name": "notes",
-                        "type": "catalog",
-                        "manifest": str(rendered_notes),
-                        "label_column": "instrument",
-                        "split_ratios": [0.5, 0.25, 0.25],
-                    }
-                ],
+                "datasets": [notes_dataset(rendered_notes, split_column=None, split_ratios=[0.5, 0.25, 0.25])],
                 "deformations": [
                     [{"type": "Gain", "params": {"min_gain_db": -6, "max_gain_db": -3, "p": 1}}],
                     [{"type": "AddGaussianSNR", "params": {"min_snr_db": 10, "max_snr_db": 20, "p": 1}}],

@@ -9,6 +9,7 @@ import pytest
 
 from repeval.probes import ProbeData
 from repeval.probes.synthetic import gaussian_probe_data
+from repeval.testing.configs import notes_dataset
 
 
 @pytest.fixture
@@ -79,15 +80,7 @@ def _frames_config(tmp_path: Path, manifest: Path, aggregation: str, run_id: str
         "experiments": [
             {
                 "task": {"name": "instrument", "type": "multiclass_classification", "aggregation": aggregation},
-                "datasets": [
-                    {
-                        "name": "notes",
-                        "type": "catalog",
-                        "manifest": str(manifest),
-                        "label_column": "instrument",
-                        "split_column": "split",
-                    }
-                ],
+                "datasets": [notes_dataset(manifest)],
                 "deformations": [[{"type": "Gain", "params": {"min_gain_db": -12, "max_gain_db": -12, "p": 1}}]],
                 "embedding_models": [
                     {"id": "mfcc-frames", "type": "mfcc-stats", "params": {"window_s": 0.5, "hop_s": 0.25}}
