@@ -10,8 +10,8 @@ fresh subprocess so its peak RSS (``ru_maxrss``) is its own:
 - repeval: ``repeval.tuning.data.probe_data`` (track ids first, then the embeddings file by file into per-split
   arrays);
 - baseline: the same arrays the way repeval built them before session 35 and a script does — each partition read
-  whole (``Partition.embeddings()`` / ``frames()``: Parquet → one Arrow table → one matrix), then each split's rows
-  taken from it in track-id order with numpy.
+  whole (Parquet → one Arrow table → ``combine_chunks`` → one matrix, as ``Partition.embeddings()`` / ``frames()``
+  did then), then each split's rows taken from it in track-id order with numpy.
 
 Both produce identical arrays (checked: a digest of every array is compared). Printed per size: seconds, the
 peak RSS above the process's RSS before loading, the output's size, and the ratios repeval / baseline.
@@ -48,6 +48,7 @@ import time
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 SPLITS = ("train",) * 8 + ("validation", "test")
 
@@ -93,11 +94,16 @@ def baseline(rows: pa.Table, store, aggregation: str) -> dict[str, np.ndarray]:
     split_of = dict(zip(rows.column("track_id").to_pylist(), rows.column("split").to_pylist(), strict=True))
     out = {}
     for scenario, wanted in (("clean", ("train", "validation", "test")), ("noise", ("test",))):
-        part = store.partition("ds", "m", scenario)
+        t = store.partition("ds", "m", scenario).read(["track_id", "embedding" if aggregation == "mean" else "frames"])
+        ids = t.column("track_id").to_pylist()
+        col = t.column(1).combine_chunks()
         if aggregation == "mean":
-            ids, _, mat = part.embeddings()
+            dim = col.type.list_size
+            mat = pc.list_flatten(col).to_numpy(zero_copy_only=False).reshape(-1, dim)
         else:
-            ids, _, mat, counts = part.frames()
+            counts = pc.list_value_length(col).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+            flat = pc.list_flatten(col)
+            mat = pc.list_flatten(flat).to_numpy(zero_copy_only=False).reshape(-1, flat.type.list_size)
             starts = np.cumsum(counts) - counts
         for split in wanted:
             m = sorted((i for i, t in enumerate(ids) if split_of.get(t) == split), key=ids.__getitem__)
@@ -107,7 +113,7 @@ def baseline(rows: pa.Table, store, aggregation: str) -> dict[str, np.ndarray]:
                 c = counts[m]
                 within = np.arange(int(c.sum())) - np.repeat(np.cumsum(c) - c, c)
                 out[f"{scenario}/{split}"] = mat[np.repeat(starts[m], c) + within]
-        del mat
+        del mat, col, t
     return out
 
 

@@ -295,9 +295,7 @@ class Partition:
             _atomic_write_bytes(self.fs, f"{self.path}/{STAMP}", json.dumps(body, sort_keys=True).encode())
 
     def read(self, columns: list[str] | None = None) -> pa.Table:
-        files = self.part_files()
-        if not files:
-            raise FileNotFoundError(f"store partition {self.path} has no data: run `repeval embed` first")
+        files = self.data_files()
         return pa.concat_tables([pq.read_table(f, columns=columns, filesystem=self.fs) for f in files])
 
     def read_errors(self) -> pa.Table:
@@ -306,13 +304,28 @@ class Partition:
             return ERROR_SCHEMA.empty_table()
         return pa.concat_tables([pq.read_table(f, filesystem=self.fs) for f in files], promote_options="default")
 
+    def data_files(self) -> list[str]:
+        """:meth:`part_files`, or the error naming the fix when there are none."""
+        files = self.part_files()
+        if not files:
+            raise FileNotFoundError(f"store partition {self.path} has no data: run `repeval embed` first")
+        return files
+
     def embeddings(self) -> tuple[list[str], list[str], np.ndarray]:
-        """(track ids, splits, (n, dim) float32 matrix)."""
-        t = self.read(["track_id", "split", "embedding"])
-        emb = t.column("embedding").combine_chunks()
-        dim = emb.type.list_size
-        mat = emb.values.to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32, copy=False)
-        return t.column("track_id").to_pylist(), t.column("split").to_pylist(), mat
+        """(track ids, splits, (n, dim) float32 matrix), read file by file into the matrix (its rows counted from
+        the Parquet footers first): the peak is about the matrix itself."""
+        files = self.data_files()
+        dim = pq.read_schema(files[0], filesystem=self.fs).field("embedding").type.list_size
+        mat = np.empty((sum(pq.read_metadata(f, filesystem=self.fs).num_rows for f in files), dim), np.float32)
+        ids: list[str] = []
+        splits: list[str] = []
+        for f in files:
+            t = pq.read_table(f, columns=["track_id", "split", "embedding"], filesystem=self.fs)
+            emb = pc.list_flatten(t.column("embedding").combine_chunks())
+            mat[len(ids) : len(ids) + t.num_rows] = emb.to_numpy(zero_copy_only=False).reshape(-1, dim)
+            ids += t.column("track_id").to_pylist()
+            splits += t.column("split").to_pylist()
+        return ids, splits, mat
 
     def require_frames(self, schema: pa.Schema) -> None:
         """Raise the error naming the fix unless ``schema`` (one of the partition's files') has frames."""
@@ -326,9 +339,7 @@ class Partition:
     def frames(self) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
         """(track ids, splits, (total frames, dim) float32 matrix of every row's frames in row order, (n,) frame
         counts): the frame-level embeddings of a partition computed with ``run.keep_frames``."""
-        files = self.part_files()
-        if files:
-            self.require_frames(pq.read_schema(files[0], filesystem=self.fs))
+        self.require_frames(pq.read_schema(self.data_files()[0], filesystem=self.fs))
         t = self.read(["track_id", "split", "frames"])
         lists = t.column("frames").combine_chunks()
         counts = pc.list_value_length(lists).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)

@@ -44,9 +44,7 @@ class _Rows:
 
     def __init__(self, store: EmbeddingStore, dataset: str, model: str, scenario: str, aggregation: str) -> None:
         self.part = part = store.partition(dataset, model, scenario)
-        self.files = part.part_files()
-        if not self.files:
-            raise FileNotFoundError(f"store partition {part.path} has no data: run `repeval embed` first")
+        self.files = part.data_files()
         self.frames = aggregation in FRAME_AGGREGATIONS
         schema = pq.read_schema(self.files[0], filesystem=part.fs)
         if self.frames:

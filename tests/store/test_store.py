@@ -297,3 +297,40 @@ def test_store_show_reads_no_embeddings(tmp_path, monkeypatch):
     assert "frames: 8 total" in text  # a: 1; b, c, d: 1 + 2 + 3; e: 1
     shown = [line.split()[1] for line in text.splitlines() if re.match(r"\d+\s+\w\s+train\s", line)]
     assert shown == ["a", "b", "c"]
+
+
+def test_embeddings_are_read_file_by_file_into_one_matrix(tmp_path):
+    """``Partition.embeddings()`` (the store's documented reader) returns every row in file order and never holds
+    the partition's whole Arrow column: Arrow's peak allocation (a fresh process) stays near one file's."""
+    import subprocess
+    import sys
+
+    store = EmbeddingStore(str(tmp_path / "s"))
+    part = store.partition("ds", "m", "clean")
+    schema = embedding_schema(64)
+    w = PartitionWriter(part, schema, 50)
+    rng = np.random.default_rng(0)
+    block = RowBlock(
+        track_id=np.array([f"t{i:04d}" for i in range(2000)]), split=np.array(["train"] * 2000),
+        scenario=np.array(["clean"] * 2000), embedding=rng.standard_normal((2000, 64)).astype(np.float32),
+        n_frames=np.ones(2000, np.int32), n_chunks=np.ones(2000, np.int32), audio_seconds=np.ones(2000, np.float32),
+        deformation_params=np.array([""] * 2000), model_version=np.array(["1"] * 2000),
+    )  # fmt: skip
+    for a in range(0, 2000, 50):
+        w.add_table(rows_table(block.take(np.arange(a, a + 50)), schema, PROV))
+    w.flush()
+    ids, splits, mat = part.embeddings()
+    assert splits == ["train"] * 2000
+    files = part.part_files()
+    assert len(files) == 40 and ids == [i for f in files for i in pq.read_table(f).column("track_id").to_pylist()]
+    want = {t: e for f in files for t, e in zip(pq.read_table(f).column("track_id").to_pylist(),
+                                                 pq.read_table(f).column("embedding").to_pylist(), strict=True)}  # fmt: skip
+    np.testing.assert_array_equal(mat, np.array([want[t] for t in ids], np.float32))
+    script = (
+        "import sys, pyarrow as pa\nfrom repeval.store import EmbeddingStore\n"
+        "p = EmbeddingStore(sys.argv[1], create=False).partition('ds', 'm', 'clean')\n"
+        "before = pa.default_memory_pool().max_memory()\np.embeddings()\n"
+        "print(pa.default_memory_pool().max_memory() - before)"
+    )
+    r = subprocess.run([sys.executable, "-c", script, str(tmp_path / "s")], capture_output=True, text=True, check=True)
+    assert int(r.stdout.split()[-1]) < mat.nbytes / 4, (r.stdout, mat.nbytes)  # ~one 50-row file at a time
