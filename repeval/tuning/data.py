@@ -98,8 +98,9 @@ class _Rows:
             else:
                 lengths = pc.list_value_length(col).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
                 if not np.array_equal(lengths, self.counts[a:b]):
+                    name = path.rsplit("/", 1)[-1]
                     raise ValueError(
-                        f"store partition {self.part.path}: {path.rsplit('/', 1)[-1]} has rows whose n_frames differs from their number "
+                        f"store partition {self.part.path}: {name} has rows whose n_frames differs from their number "
                         f"of frames — the file was not written by repeval's embedding stage; delete the partition "
                         f"(`repeval store rm {self.part.store.uri} {self.part.name} --yes`) and embed it again"
                     )
