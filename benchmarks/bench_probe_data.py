@@ -49,6 +49,7 @@ import time
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from bench_catalog_plan import AnonPeak, _rss_mb
 
 SPLITS = ("train",) * 8 + ("validation", "test")
 
@@ -142,14 +143,6 @@ def child(root: str, side: str, aggregation: str) -> None:
     print(json.dumps({"seconds": seconds, "peak": peak - before, "out": out, "digest": digest.hexdigest()}))
 
 
-def _rss_mb(field: str = "VmRSS") -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def train_child(root: str, side: str, aggregation: str) -> None:
     import shutil
     import threading
@@ -232,7 +225,6 @@ def train_child(root: str, side: str, aggregation: str) -> None:
 
 
 def trial_child(root: str, side: str, aggregation: str) -> None:
-    import threading
     from dataclasses import replace
 
     import pyarrow.parquet as pq
@@ -251,33 +243,29 @@ def trial_child(root: str, side: str, aggregation: str) -> None:
     cfgs = [
         ProbeConfig(hidden_units=[], batch_size=1000, epochs=3, patience=10, standardize=st) for st in (False, True)
     ]
-    anon0, peak, done = _rss_mb("RssAnon"), [0.0], threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss_mb("RssAnon") - anon0)
-            done.wait(0.01)
-
-    th = threading.Thread(target=sample, daemon=True)
-    th.start()
-    t = time.perf_counter()
-    if side == "repeval":
-        results = train_probes([(c, 0) for c in cfgs], data)
-    else:
-        results = []
-        for c in cfgs:
-            prep = Preprocess(data.x_train, c.standardize, None)
-            copy = replace(
-                data, x_train=prep(data.x_train), x_val=prep(data.x_val),
-                tests={sid: (prep(x), y, ids) for sid, (x, y, ids) in data.tests.items()},
-            )  # fmt: skip
-            results += train_probes([(c.model_copy(update={"standardize": False}), 0)], copy)
-            del copy
-    seconds = time.perf_counter() - t
-    done.set()
-    th.join()
+    anon0 = _rss_mb("RssAnon")
+    with AnonPeak() as peak:
+        t = time.perf_counter()
+        if side == "repeval":
+            results = train_probes([(c, 0) for c in cfgs], data)
+        else:
+            results = []
+            for c in cfgs:
+                prep = Preprocess(data.x_train, c.standardize, None)
+                copy = replace(
+                    data, x_train=prep(data.x_train), x_val=prep(data.x_val),
+                    tests={sid: (prep(x), y, ids) for sid, (x, y, ids) in data.tests.items()},
+                )  # fmt: skip
+                results += train_probes([(c.model_copy(update={"standardize": False}), 0)], copy)
+                del copy
+        seconds = time.perf_counter() - t
     digest = hashlib.sha256(b"".join(r.test_scores[sid].tobytes() for r in results for sid in sorted(r.test_scores)))
-    out = {"seconds": seconds, "peak": peak[0], "digest": digest.hexdigest(), "x_train": data.x_train.nbytes / 2**20}
+    out = {
+        "seconds": seconds,
+        "peak": peak.peak - anon0,
+        "digest": digest.hexdigest(),
+        "x_train": data.x_train.nbytes / 2**20,
+    }
     print(json.dumps(out))
 
 

@@ -350,9 +350,16 @@ class Inputs:
         self.device = self.raw.device
         self.mean = torch.from_numpy(np.stack([p.mean for p in preps]).astype(np.float32)).to(device)
         self.std = torch.from_numpy(np.stack([p.std for p in preps]).astype(np.float32)).to(device)
+        #: variants whose standardisation is the identity ((x - 0) / 1 == x exactly): their batches are the raw rows
+        self.plain = [bool((p.mean == 0).all() and (p.std == 1).all()) for p in preps]
 
     def _standardised(self, rows: torch.Tensor, idx: torch.Tensor | None, var: torch.Tensor | int) -> torch.Tensor:
         """``rows`` (raw, ``(*lead, *rest, d)``) standardised for ``var`` (an index, or one per leading entry)."""
+        if all(self.plain[v] for v in ([var] if isinstance(var, int) else var.tolist())):
+            z = rows.contiguous()  # a fresh gather as it is; a broadcast view of the raw rows copied
+            if self.pad and idx is not None:
+                z.masked_fill_((idx >= self.n).unsqueeze(-1), 0.0)
+            return z
         mean, std = self.mean[var], self.std[var]
         if isinstance(var, torch.Tensor):  # one variant per leading entry: broadcast over the rest
             shape = (*var.shape, *([1] * (rows.dim() - var.dim() - 1)), rows.shape[-1])

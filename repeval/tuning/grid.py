@@ -654,7 +654,6 @@ class _Group:
                         resuming(wrap(tune_trial), judged=judged),
                         data=BatchData([self.ref()], [0] * len(units), [self.ev]),
                         units=units,
-                        ev=None,
                         finished=finished,
                     ),
                     resources,
@@ -794,7 +793,7 @@ def run_groups(
                 json.dumps([[g.inp.name, g.fingerprint()] for g in groups] + [flat]).encode()
             ).hexdigest()
         batch = BatchData([g.ref() for g in groups], [gi for gi, _ in flat], [g.ev for g in groups])
-        params: dict[str, Any] = {"data": batch, "units": units, "ev": None}
+        params: dict[str, Any] = {"data": batch, "units": units}
 
         def make_trainable(finished: dict[str, str]) -> Any:
             return tune.with_resources(

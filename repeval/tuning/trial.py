@@ -344,8 +344,9 @@ def _summary(reports: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
 
 @dataclass
 class BatchData:
-    """The embeddings of several groups sharing one Tune experiment (see :func:`repeval.tuning.grid.run_groups`):
-    one object-store reference per group, the group of each unit, and each group's evaluation settings."""
+    """What a trial trains on: the embeddings of the groups sharing its Tune experiment (one or several, see
+    :func:`repeval.tuning.grid.run_groups`) — one object-store reference per group, the group of each unit, and each
+    group's evaluation settings."""
 
     refs: list[Any]
     unit_group: list[int]
@@ -358,7 +359,7 @@ class BatchData:
         return ray.get(self.refs[gi]), self.evs[gi]
 
 
-def grid_trial(config: dict[str, Any], data: ProbeData | BatchData, units: list[Unit], ev: EvalSettings | None) -> None:
+def grid_trial(config: dict[str, Any], data: BatchData, units: list[Unit]) -> None:
     """A grid-mode trial: train one unit (vectorised), report once with a checkpoint."""
     import torch
     from ray import tune
@@ -367,18 +368,16 @@ def grid_trial(config: dict[str, Any], data: ProbeData | BatchData, units: list[
 
     keep_freed_memory()
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
-    if isinstance(data, BatchData):
-        data, ev = data.for_unit(config["unit"])
-    assert ev is not None
+    probe_data, ev = data.for_unit(config["unit"])
     unit = units[config["unit"]]
     t0 = time.perf_counter()
-    results, reports, keep = run_unit(unit, data, ev, device=_device(config))
+    results, reports, keep = run_unit(unit, probe_data, ev, device=_device(config))
     seconds = time.perf_counter() - t0
     write_tensorboard(tune.get_context().get_trial_dir(), unit.members, results)
     _save_and_report(_summary(reports, seconds), reports, keep, config)
 
 
-def tune_trial(config: dict[str, Any], data: ProbeData | BatchData, units: list[Unit], ev: EvalSettings | None) -> None:
+def tune_trial(config: dict[str, Any], data: BatchData, units: list[Unit]) -> None:
     """A tune-mode trial: one (sampled) configuration × every seed, reporting after each validation."""
     import torch
     from ray import tune
@@ -388,9 +387,7 @@ def tune_trial(config: dict[str, Any], data: ProbeData | BatchData, units: list[
 
     keep_freed_memory()
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
-    if isinstance(data, BatchData):
-        data, ev = data.for_unit(config["unit"])
-    assert ev is not None
+    probe_data, ev = data.for_unit(config["unit"])
     template = units[config["unit"]]
     sampled = dict(config.get("sampled") or {})
     point = template.members[0]
@@ -411,7 +408,7 @@ def tune_trial(config: dict[str, Any], data: ProbeData | BatchData, units: list[
             reported.append({"best_criterion": math.fsum(vals) / len(vals), "epoch": epoch, "done": False})
             tune.report(dict(reported[-1]))
 
-    results, reports, keep = run_unit(unit, data, ev, on_validation=on_validation, device=_device(config))
+    results, reports, keep = run_unit(unit, probe_data, ev, on_validation=on_validation, device=_device(config))
     seconds = time.perf_counter() - t0
     write_tensorboard(tune.get_context().get_trial_dir(), unit.members, results)
     summary = _summary(reports, seconds)

@@ -41,10 +41,10 @@ def config(probes: list[dict], seeds: int = 1, **run: object):
 def boom_wrapper(fn):
     """Make every trial that trains a probe named 'boom' raise (a failing trial)."""
 
-    def wrapped(config, data=None, units=None, ev=None):
+    def wrapped(config, data=None, units=None):
         if any(m.name == "boom" for m in units[config["unit"]].members):
             raise RuntimeError("boom: injected failure")
-        return fn(config, data=data, units=units, ev=ev)
+        return fn(config, data=data, units=units)
 
     return wrapped
 
@@ -156,12 +156,12 @@ def marker_wrapper(marks: str, hang_before: set[str] = frozenset(), hang_after: 
     ``hang_after`` after its trial reported its checkpoint (so a test can kill the run at those points)."""
 
     def wrap(fn):
-        def wrapped(config, data=None, units=None, ev=None):
+        def wrapped(config, data=None, units=None):
             names = sorted(m.name for m in units[config["unit"]].members)
             Path(marks, f"ran-{'-'.join(names)}-{os.getpid()}-{time.time_ns()}").touch()
             if hang_before & set(names):
                 time.sleep(600)
-            out = fn(config, data=data, units=units, ev=ev)
+            out = fn(config, data=data, units=units)
             if hang_after & set(names):
                 Path(marks, f"reported-{'-'.join(names)}").touch()
                 time.sleep(600)
@@ -325,9 +325,9 @@ def trial_marker(marks: str, label):
     """Record each trial that trains, as ``label(config, data)`` (a file name part)."""
 
     def wrap(fn):
-        def wrapped(config, data=None, units=None, ev=None):
+        def wrapped(config, data=None, units=None):
             Path(marks, f"{label(config, data)}-{time.time_ns()}").touch()
-            return fn(config, data=data, units=units, ev=ev)
+            return fn(config, data=data, units=units)
 
         return wrapped
 
@@ -563,11 +563,11 @@ def test_trial_actors_have_no_runtime_env_so_they_can_take_prestarted_workers(ra
     seen = tmp_path / "runtime_env.json"
 
     def record_env(fn):
-        def wrapped(config, data=None, units=None, ev=None):
+        def wrapped(config, data=None, units=None):
             import ray
 
             seen.write_text(json.dumps(ray.get_runtime_context().runtime_env))
-            return fn(config, data=data, units=units, ev=ev)
+            return fn(config, data=data, units=units)
 
         return wrapped
 
