@@ -152,8 +152,8 @@ class _Stream:
     todo: TableSpool | None = None  # the to-do rows of every (experiment, dataset), spilled past PARTITION_ROWS
     labels: list[str] = field(default_factory=list)
     #: dataset → (its rows' columns, partition key → missing tracks) planned but not yet spooled: the experiments
-    #: that share a dataset (with the same rows) merge their masks here, so a track one task wants clean and
-    #: another deformed (other scenarios, ``augment``) is decoded once, in one to-do row
+    #: that share a dataset (whatever their rows: :func:`merge_todo`) merge their masks here, so a track one task
+    #: wants clean and another deformed (other scenarios, ``augment``) is decoded once, in one to-do row
     pending: dict[str, tuple[pa.Table, dict[str, np.ndarray]]] = field(default_factory=dict)
 
     def add_todo(self, piece: pa.Table) -> None:
@@ -334,9 +334,39 @@ def _plan_dataset(
             for key, m in masks.items():  # the same rows: one to-do row per track for both experiments
                 pending[1][key] = pending[1][key] | m if key in pending[1] else m
             continue
-        if pending is not None:  # other rows under the same dataset name: their own to-do rows
-            _spool_todo(st, ds.name, *st.pending.pop(ds.name))
-        st.pending[ds.name] = (cols, masks)
+        # other rows under the same dataset name (another task's subset, order or cap): one to-do row per track
+        st.pending[ds.name] = (cols, masks) if pending is None else merge_todo(*pending, cols, masks)
+
+
+def merge_todo(
+    a: pa.Table, a_masks: dict[str, np.ndarray], b: pa.Table, b_masks: dict[str, np.ndarray]
+) -> tuple[pa.Table, dict[str, np.ndarray]]:
+    """Two experiments' planned rows of one dataset as one set: a track in both (same id, same audio file) is one
+    row wanting the union of its scenarios — decoded once — and ``b``'s other tracks follow ``a``'s rows. A track
+    whose audio file differs between the two keeps a row of its own. Arrow kernels, no Python object per row."""
+    at = pc.index_in(b.column("track_id").combine_chunks(), value_set=a.column("track_id").combine_chunks())
+    pos = pc.fill_null(at, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    found = pos >= 0
+    if found.any():  # the same file too (a name shared by two definitions of a dataset keeps both files)
+        a_paths = a.column("audio_path").take(pa.array(pos[found]))
+        same = pc.equal(a_paths, b.column("audio_path").combine_chunks().filter(pa.array(found)))
+        found[found] = pc.fill_null(same, False).to_numpy(zero_copy_only=False)
+    rest = ~found
+    if b.schema != a.schema:
+        b = b.cast(a.schema)
+    merged = pa.concat_tables([a, b.filter(pa.array(rest))]) if rest.any() else a
+    n_a, n_rest = a.num_rows, int(rest.sum())
+    masks: dict[str, np.ndarray] = {}
+    for key in {**a_masks, **b_masks}:
+        m = np.zeros(n_a + n_rest, bool)
+        if key in a_masks:
+            m[:n_a] = a_masks[key]
+        if key in b_masks:
+            mb = b_masks[key]
+            m[pos[found & mb]] = True  # duplicates set the same flag: no read-modify-write race
+            m[n_a:] = mb[rest]
+        masks[key] = m
+    return merged, masks
 
 
 def _spool_todo(st: _Stream, dataset: str, cols: pa.Table, masks: dict[str, np.ndarray]) -> None:

@@ -169,3 +169,33 @@ def test_a_track_two_tasks_want_under_different_scenarios_is_decoded_once(ray_se
         for tid, (emb, params, _) in one.items():
             np.testing.assert_allclose(shared[tid][0], emb, rtol=1e-5, atol=1e-6)
             assert shared[tid][1] == params
+
+
+def test_a_track_two_tasks_list_in_different_rows_is_decoded_once(ray_session, tmp_path):
+    """The second task reads "low" from another manifest: a subset of the tracks, in another order, and one of them
+    (t-002) pointing at another file. Each track the two share is one to-do row — decoded once for its clean, gain
+    and noise rows — while t-002's two files stay two rows; every stored row is that of each task embedded alone."""
+    low = catalog(tmp_path / "low", 220.0)
+    lines = low.read_text().splitlines()
+    subset = [lines[0], *reversed(lines[2:])]  # t-005 … t-001: t-000 dropped, the order reversed
+    write_good(tmp_path / "low" / "audio" / "other.wav", 1.0, 300.0, seed=9)
+    subset = [line.replace("audio/t-002.wav", "audio/other.wav") for line in subset]
+    (tmp_path / "low" / "subset.csv").write_text("\n".join(subset) + "\n")
+    noisy = {**experiment("pitch_noisy", [dataset("low", tmp_path / "low" / "subset.csv")],
+                          [{"name": "noise", "steps": NOISE}]), "augment": ["noise"]}  # fmt: skip
+    both = [experiment("pitch", [dataset("low", low)], [{"name": "gain", "steps": GAIN}]), noisy]
+    ctx, s = embed(tmp_path, "subset", both)
+    assert s.errors == 0 and s.streams == 1
+    # 6 tracks of the first manifest + t-002's other file (a row of its own, for noise); before: 6 + 4 (the noise
+    # scenario's t-001, t-002, t-003, t-005 decoded again); written: 6 clean + 1 gain (t-005) + 4 noise (the
+    # training and test tracks; t-004 validates)
+    assert s.tracks == 7 and s.computed == 6 + 1 + 4
+    assert set(rows(ctx, "low", "noise")) == {"t-001", "t-002", "t-003", "t-005"}
+    for name, exps in (("gain-alone", both[:1]), ("noisy-alone", [noisy])):
+        alone_ctx, _ = embed(tmp_path, name, exps)
+        for sid in ("clean", "gain") if name == "gain-alone" else ("noise",):
+            shared, one = rows(ctx, "low", sid), rows(alone_ctx, "low", sid)
+            assert set(shared) == set(one)
+            for tid, (emb, params, _) in one.items():
+                np.testing.assert_allclose(shared[tid][0], emb, rtol=1e-5, atol=1e-6)
+                assert shared[tid][1] == params
