@@ -336,17 +336,40 @@ class Partition:
                 "run.keep_frames: true to recompute it with frames"
             )
 
+    def frame_count_error(self, path: str) -> ValueError:
+        """The error for a part file whose rows' ``n_frames`` differ from their number of frames."""
+        return ValueError(
+            f"store partition {self.path}: {path.rsplit('/', 1)[-1]} has rows whose n_frames differs from their number "
+            f"of frames — the file was not written by repeval's embedding stage; delete the partition "
+            f"(`repeval store rm {self.store.uri} {self.name} --yes`) and embed it again"
+        )
+
     def frames(self) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
         """(track ids, splits, (total frames, dim) float32 matrix of every row's frames in row order, (n,) frame
-        counts): the frame-level embeddings of a partition computed with ``run.keep_frames``."""
-        self.require_frames(pq.read_schema(self.data_files()[0], filesystem=self.fs))
-        t = self.read(["track_id", "split", "frames"])
-        lists = t.column("frames").combine_chunks()
-        counts = pc.list_value_length(lists).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-        flat = pc.list_flatten(lists)  # respects offsets: frames of the rows, in order
-        dim = flat.type.list_size
-        mat = pc.list_flatten(flat).to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32, copy=False)
-        return t.column("track_id").to_pylist(), t.column("split").to_pylist(), mat, counts
+        counts): the frame-level embeddings of a partition computed with ``run.keep_frames``. Read in two passes —
+        the ids, splits and ``n_frames`` first, then the frames file by file into the matrix — so the peak is about
+        the matrix itself."""
+        files = self.data_files()
+        schema = pq.read_schema(files[0], filesystem=self.fs)
+        self.require_frames(schema)
+        dim = schema.field("frames").type.value_type.list_size
+        heads = [pq.read_table(f, columns=["track_id", "split", "n_frames"], filesystem=self.fs) for f in files]
+        counts = np.concatenate(
+            [pc.fill_null(h.column("n_frames"), 0).to_numpy().astype(np.int64) for h in heads]
+            or [np.zeros(0, np.int64)]
+        )
+        mat = np.empty((int(counts.sum()), dim), np.float32)
+        row = at = 0
+        for f, h in zip(files, heads, strict=True):
+            col = pq.read_table(f, columns=["frames"], filesystem=self.fs).column(0).combine_chunks()
+            lengths = pc.list_value_length(col).fill_null(0).to_numpy(zero_copy_only=False)
+            if not np.array_equal(lengths, counts[row : row + h.num_rows]):
+                raise self.frame_count_error(f)
+            flat = pc.list_flatten(pc.list_flatten(col)).to_numpy(zero_copy_only=False).reshape(-1, dim)
+            mat[at : at + len(flat)] = flat
+            row, at = row + h.num_rows, at + len(flat)
+        ids = [i for h in heads for i in h.column("track_id").to_pylist()]
+        return ids, [s for h in heads for s in h.column("split").to_pylist()], mat, counts
 
     def dedupe(self) -> int:
         """Drop duplicate track ids (keeping the first row) and return how many were dropped.

@@ -98,12 +98,7 @@ class _Rows:
             else:
                 lengths = pc.list_value_length(col).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
                 if not np.array_equal(lengths, self.counts[a:b]):
-                    name = path.rsplit("/", 1)[-1]
-                    raise ValueError(
-                        f"store partition {self.part.path}: {name} has rows whose n_frames differs from their number "
-                        f"of frames — the file was not written by repeval's embedding stage; delete the partition "
-                        f"(`repeval store rm {self.part.store.uri} {self.part.name} --yes`) and embed it again"
-                    )
+                    raise self.part.frame_count_error(path)
                 mat = pc.list_flatten(pc.list_flatten(col)).to_numpy(zero_copy_only=False).reshape(-1, self.dim)
                 file_starts = np.cumsum(lengths) - lengths
             for out, w, o, st, (lo, hi) in zip(outs, wanted, by_pos, starts, spans, strict=True):
