@@ -140,6 +140,24 @@ class DeformationScenario(Strict):
         return v
 
 
+def _check_scenario_ids(where: str, scenarios: tuple[DeformationScenario, ...]) -> None:
+    """Each scenario's id (its name, or D1, D2, … by position) names one store partition and one results column:
+    two scenarios with one id would share a partition (one silently lost), and ``clean`` is the undeformed audio."""
+    seen: dict[str, tuple[int, bool]] = {}
+    for i, sc in enumerate(scenarios):
+        sid = sc.name or f"D{i + 1}"
+        if sid == "clean":
+            raise ValueError(f"{where}[{i}].name: 'clean' names the undeformed audio; give the scenario another name")
+        if sid in seen:
+            j, named = seen[sid]
+            how = "its name" if named else "its position: unnamed scenarios are D1, D2, … in order"
+            raise ValueError(
+                f"{where}[{i}]: scenario id {sid!r} is already {where}[{j}]'s ({how}) — each scenario names its own "
+                "store partition and results column: give one of them another name"
+            )
+        seen[sid] = (i, sc.name is not None)
+
+
 # ----------------------------------------------------------------------- datasets
 
 
@@ -236,9 +254,9 @@ class EmbeddingModelConfig(Strict):
 
     @model_validator(mode="after")
     def _known(self) -> EmbeddingModelConfig:
-        from repeval.models import resolve_model
+        from repeval.models.base import check_params
 
-        resolve_model(self)  # raises ValueError naming the closest known model
+        check_params(self)  # unknown model (the closest known), unknown params, values of the wrong kind
         return self
 
 
@@ -447,6 +465,9 @@ class ExperimentConfig(Strict):
                     check_metric_for_task(name, ttype)
                 except ValueError as exc:
                     raise ValueError(f"downstream_models[{i}].save_criterion: {exc}") from None
+        _check_scenario_ids("deformations", self.deformations)
+        for j, ds in enumerate(self.datasets):
+            _check_scenario_ids(f"datasets[{j}].deformations", ds.deformations or ())
         for ds in self.datasets if self.augment else ():
             known = list(self.scenarios_for(ds))
             for sid in self.augment:

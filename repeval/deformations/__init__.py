@@ -12,7 +12,9 @@ import functools
 import inspect
 import json
 import random
+import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -86,14 +88,60 @@ def build_transform(type_: str, params: dict[str, Any]) -> Any:
                 + (f" — did you mean '{hint}'?" if hint else "")
                 + f" (parameters: {', '.join(valid)})"
             )
+    _check_paths(type_, params)
     try:
         return cls(**_defaults(cls, params))
     except Exception as exc:  # audiomentations raises AssertionError/ValueError/TypeError
-        raise ValueError(f"{type_}({json.dumps(params, default=str)}): {exc or type(exc).__name__}") from None
+        raise ValueError(f"{type_}({json.dumps(params, default=str)}): {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception's message, or — for audiomentations' bare ``assert``s — the check that failed."""
+    if str(exc):
+        return str(exc)
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    line = frames[-1].line if frames else None
+    if line:
+        where = frames[-1]
+        return f"its check `{line.removeprefix('assert ')}` failed ({Path(where.filename).name}:{where.lineno})"
+    return type(exc).__name__
+
+
+def _check_paths(type_: str, params: dict[str, Any]) -> None:
+    """Files and folders a transform reads (``sounds_path``, ``ir_path``, …) must exist: audiomentations' own
+    check is a bare assert on the number of files it found."""
+    for key, value in params.items():
+        if not key.endswith(("_path", "_paths")) or value is None:
+            continue
+        for v in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(v, str | Path) and "://" not in str(v) and not Path(v).exists():
+                raise ValueError(
+                    f"{type_}.{key}: {str(v)!r} does not exist — point it at an existing audio file or a folder of them"
+                )
+
+
+#: what a scenario's steps are tried on while the configuration is validated: half a second of noise
+PROBE_SAMPLE_RATE_HZ = 44_100
 
 
 def validate_step(type_: str, params: dict[str, Any]) -> None:
-    build_transform(type_, params)
+    """Build the transform and apply it once (with ``p = 1``) to half a second of noise: parameters that
+    audiomentations only checks when it runs (a resampling rate of 0, …) fail here, while the configuration is
+    validated, instead of turning every deformed track into an error record."""
+    transform = build_transform(type_, params)
+    if getattr(transform, "p", None) is not None:
+        transform.p = 1.0
+    audio = np.random.default_rng(0).uniform(-0.5, 0.5, PROBE_SAMPLE_RATE_HZ // 2).astype(np.float32)
+    try:
+        with _seeded(0):
+            transform(samples=audio, sample_rate=PROBE_SAMPLE_RATE_HZ)
+    except Exception as exc:
+        raise ValueError(
+            f"{type_}({json.dumps(params, default=str)}) fails on half a second of noise at {PROBE_SAMPLE_RATE_HZ} Hz: "
+            f"{_reason(exc)}"
+        ) from None
 
 
 def scenario_seed(run_seed: int, track_id: str, scenario_id: str) -> int:
@@ -104,12 +152,15 @@ def scenario_seed(run_seed: int, track_id: str, scenario_id: str) -> int:
 
 @contextmanager
 def _seeded(seed: int):
-    """audiomentations samples from the global ``random`` and ``numpy.random`` states:
-    seed both for one application and restore them afterwards."""
+    """audiomentations samples from the global ``random`` and ``numpy.random`` states: seed both for one
+    application and restore them afterwards (and pyroomacoustics' generator, when RoomSimulator loaded it)."""
     py_state = random.getstate()
     np_state = np.random.get_state()
     random.seed(seed)
     np.random.seed(seed)
+    room = sys.modules.get("pyroomacoustics.random")
+    if room is not None:  # RoomSimulator's ray tracer draws from pyroomacoustics' own numpy and C++ generators
+        room.seed(seed)
     try:
         yield
     finally:
@@ -124,6 +175,8 @@ class Scenario:
         self.scenario_id = scenario_id
         self.steps = steps
         self.transforms = [build_transform(t, p) for t, p in steps]
+        if any(t == "RoomSimulator" for t, _ in steps):
+            import pyroomacoustics.random  # noqa: F401  (loaded before the first call, so _seeded seeds it)
 
     @classmethod
     def from_config(cls, scenario_id: str, cfg: Any) -> Scenario:

@@ -11,6 +11,7 @@ Families register with ``@register_model("name")``. A family may also claim ids 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -105,6 +106,82 @@ def resolve_model(cfg: Any) -> tuple[ModelFamily, dict[str, Any]]:
             if parsed is not None:
                 return fam, {**fam.default_params, **parsed, **cfg.params}
     raise ValueError(unknown_name_message("embedding model", type_name, set(MODELS.names())))
+
+
+#: parameters every model accepts: the analysis window the pipeline cuts audio into (``model_chunk_s``)
+GENERIC_PARAMS = ("chunk_s",)
+
+
+def model_parameters(cls: type[EmbeddingModel]) -> dict[str, inspect.Parameter]:
+    """The named parameters of a model class' constructors (its own and its bases' up to :class:`EmbeddingModel`,
+    which keeps whatever else is passed): what a configuration's ``params`` may set."""
+    out: dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        if klass is EmbeddingModel or klass is object:
+            break
+        init = vars(klass).get("__init__")
+        if init is None:
+            continue
+        for name, par in inspect.signature(init).parameters.items():
+            if name != "self" and par.kind not in (par.VAR_KEYWORD, par.VAR_POSITIONAL):
+                out.setdefault(name, par)
+    return out
+
+
+def _type_error(key: str, value: Any, default: Any) -> str | None:
+    """Why ``value`` cannot stand where the constructor's default is ``default`` (None when it can)."""
+    if default is None or default is inspect.Parameter.empty:
+        return None
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else f"{key}: expected true or false, got {value!r}"
+    if isinstance(default, int):
+        return (
+            None
+            if isinstance(value, int) and not isinstance(value, bool)
+            else f"{key}: expected an integer, got {value!r}"
+        )
+    if isinstance(default, float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if ok else f"{key}: expected a number, got {value!r}"
+    if isinstance(default, str):
+        return None if isinstance(value, str) else f"{key}: expected a string, got {value!r}"
+    return None
+
+
+def check_params(cfg: Any) -> None:
+    """Raise ``ValueError`` naming the fix when a model configuration's ``params`` name a parameter its family does
+    not have (with the closest spelling) or give a value of the wrong kind (against the constructor's default); a
+    light model (no weights) is also built and run on half a second of noise, so a value it cannot work with
+    (``n_mfcc: -4``) fails here rather than on every track."""
+    fam, params = resolve_model(cfg)
+    known = model_parameters(fam.cls)
+    name = cfg.type or cfg.id
+    for key, value in cfg.params.items():
+        if key in GENERIC_PARAMS:
+            continue
+        if key not in known:
+            from repeval.registry import closest
+
+            hint = closest(key, list(known) + list(GENERIC_PARAMS))
+            raise ValueError(
+                f"{name} has no parameter '{key}'"
+                + (f" — did you mean '{hint}'?" if hint else "")
+                + f" (parameters: {', '.join([*sorted(known), *GENERIC_PARAMS])})"
+            )
+        problem = _type_error(key, value, known[key].default)
+        if problem:
+            raise ValueError(f"{name}.params.{problem}")
+    if fam.cls.light:
+        try:
+            model = fam.cls(**params)
+            rate = int(model.sample_rate_hz)
+            out = model.embed(np.random.default_rng(0).uniform(-0.5, 0.5, rate // 2).astype(np.float32))
+            if out.ndim != 2 or out.shape[1] <= 0 or out.shape[1] != model.embedding_dim:
+                raise ValueError(f"it returned an array of shape {out.shape} (embedding_dim {model.embedding_dim})")
+        except Exception as exc:
+            raise ValueError(
+                f"{name} with params {cfg.params} does not work on half a second of noise: {exc} — check its params"
+            ) from None
 
 
 def build_model(cfg: Any) -> EmbeddingModel:

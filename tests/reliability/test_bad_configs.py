@@ -29,6 +29,9 @@ from reliability_helpers import REPO, cli_env
 
 from repeval.testing.badaudio import write_good
 
+GAIN = {"type": "Gain", "params": {"min_gain_db": -6, "max_gain_db": -3, "p": 1}}
+NOISE = {"type": "AddGaussianSNR", "params": {"min_snr_db": 10, "max_snr_db": 20, "p": 1}}
+
 
 def _base(root: Path) -> dict[str, Any]:
     return {
@@ -94,6 +97,18 @@ CASES: dict[str, tuple[Any, list[str]]] = {
         lambda d: _exp(d).update(embedding_models=["mfcc-stat"]),
         ["experiments[0].embedding_models[0]", "did you mean 'mfcc-stats'?"],
     ),
+    "model_param_typo": (
+        lambda d: _exp(d).update(embedding_models=[{"id": "mfcc-stats", "params": {"n_mfc": 30}}]),
+        ["embedding_models[0]: mfcc-stats has no parameter 'n_mfc'", "did you mean 'n_mfcc'?", "chunk_s"],
+    ),
+    "model_param_wrong_kind": (
+        lambda d: _exp(d).update(embedding_models=[{"id": "mfcc-stats", "params": {"n_mfcc": "abc"}}]),
+        ["embedding_models[0]: mfcc-stats.params.n_mfcc: expected an integer, got 'abc'"],
+    ),
+    "model_param_impossible": (
+        lambda d: _exp(d).update(embedding_models=[{"id": "mfcc-stats", "params": {"n_mfcc": -4}}]),
+        ["mfcc-stats with params {'n_mfcc': -4} does not work on half a second of noise", "check its params"],
+    ),
     "unknown_dataset": (
         lambda d: _ds(d).update(name="gtzann", type="custom"),
         ["experiments[0].datasets[0]:", "unknown dataset 'gtzann'", "did you mean 'gtzan_genre'?"],
@@ -141,6 +156,34 @@ CASES: dict[str, tuple[Any, list[str]]] = {
     "empty_model_list": (
         lambda d: _exp(d).update(embedding_models=[]),
         ["experiments[0].embedding_models: must list at least one entry"],
+    ),
+    "scenario_named_twice": (
+        lambda d: _exp(d).update(deformations=[{"name": "n", "steps": [GAIN]}, {"name": "n", "steps": [NOISE]}]),
+        ["experiments[0]", "deformations[1]: scenario id 'n' is already deformations[0]'s (its name)", "another name"],
+    ),
+    "scenario_named_as_another_by_position": (
+        lambda d: _ds(d).update(deformations=[[GAIN], {"name": "D1", "steps": [NOISE]}]),
+        ["datasets[0].deformations[1]: scenario id 'D1' is already datasets[0].deformations[0]'s", "D1, D2"],
+    ),
+    "scenario_named_clean": (
+        lambda d: _exp(d).update(deformations=[{"name": "clean", "steps": [GAIN]}]),
+        ["deformations[0].name: 'clean' names the undeformed audio"],
+    ),
+    "transform_probability_out_of_range": (
+        lambda d: _exp(d)["deformations"][0][0]["params"].update(p=5),
+        ["experiments[0].deformations[0]", "Gain(", "its check `0 <= p <= 1` failed"],
+    ),
+    "transform_file_missing": (
+        lambda d: _exp(d).update(
+            deformations=[[{"type": "AddBackgroundNoise", "params": {"sounds_path": "no/noise"}}]]
+        ),
+        ["AddBackgroundNoise.sounds_path: 'no/noise' does not exist", "point it at an existing audio file"],
+    ),
+    "transform_fails_when_applied": (
+        lambda d: _exp(d).update(
+            deformations=[[{"type": "Resample", "params": {"min_sample_rate": 0, "max_sample_rate": 0}}]]
+        ),
+        ["Resample(", "fails on half a second of noise", "Sample rate should be over 0"],
     ),
     "empty_deformation_scenario": (
         lambda d: _exp(d).update(deformations=[[]]),
