@@ -108,6 +108,12 @@ def check_data_paths(cfg: Config, source: str | None = None) -> None:
                 if not value or "://" in str(value):
                     continue
                 path = Path(str(value)).expanduser()
+                if key == "manifest" and ds.type == "catalog" and path.is_file():
+                    from repeval.datasets.catalog import manifest_problems
+
+                    where = f"experiments[{ei}].datasets[{di}]"
+                    problems += [f"{where}.{msg}" for msg in manifest_problems(ds, exp.task)]
+                    continue
                 if path.is_dir() if is_dir else path.exists():
                     continue
                 what = "directory" if is_dir else "file"

@@ -24,6 +24,7 @@ lines) and Parquet ``row N`` is the 0-based row index:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import posixpath
@@ -96,6 +97,35 @@ def manifest_columns(uri: str) -> list[str]:
     with fs.open_input_stream(path) as fh:
         reader = pacsv.open_csv(fh, read_options=pacsv.ReadOptions(block_size=1 << 16))
         return list(reader.schema.names)
+
+
+def manifest_problems(ds: Any, task: Any) -> list[str]:
+    """What ``load_catalog`` would refuse, from the manifest's header and first rows only: columns the dataset names
+    that the manifest lacks (with the closest column), and a manifest without rows."""
+    from repeval.registry import closest
+
+    have = manifest_columns(ds.manifest)
+    wanted = {
+        "track_id_column": ds.track_id_column,
+        "audio_column": ds.audio_column,
+        "label_column": ds.label_column or task.label or task.name,
+        "split_column": ds.split_column,
+        "group_column": ds.group_column,
+    }
+    out = []
+    for key, col in wanted.items():
+        if col and col not in have:
+            hint = closest(col, have)
+            out.append(
+                f"{key}: the manifest has no column {col!r}"
+                + (f" — did you mean {hint!r}?" if hint else "")
+                + f" (its columns: {', '.join(have)})"
+            )
+    if not out:
+        with contextlib.closing(iter_manifest(ds.manifest, [ds.track_id_column], batch_rows=1)) as rows:
+            if next(rows, None) is None:
+                out.append(f"manifest: {ds.manifest} has a header but no rows — write its rows first")
+    return out
 
 
 def iter_manifest(
@@ -423,6 +453,7 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
     table = spool.table()
     pa.default_memory_pool().release_unused()  # hand the batches' scratch memory back to the OS
     if table.num_rows == 0:
-        raise ValueError(f"catalog {ds.manifest}: no usable rows among {n_read} (" + "; ".join(report.lines()) + ")")
+        why = f" ({'; '.join(report.lines())})" if report.lines() else ""
+        raise ValueError(f"catalog {ds.manifest}: no usable rows among {n_read}{why}")
     log.info("catalog %s: %d of %d rows usable", ds.manifest, table.num_rows, n_read)
     return table, report

@@ -197,6 +197,17 @@ CASES: dict[str, tuple[Any, list[str]]] = {
         lambda d: _ds(d).update(manifest="no/such/manifest.csv"),
         ["experiments[0].datasets[0].manifest: no such file", "fix the path"],
     ),
+    "manifest_column_typo": (
+        lambda d: _ds(d).update(label_column="lable"),
+        [
+            "datasets[0].label_column: the manifest has no column 'lable' — did you mean 'label'?",
+            "track_id, audio_path",
+        ],
+    ),
+    "manifest_without_rows": (
+        lambda d: _ds(d).update(manifest=_ds(d)["manifest"].replace("manifest.csv", "empty.csv")),
+        ["experiments[0].datasets[0].manifest:", "empty.csv has a header but no rows"],
+    ),
     "missing_data_dir": (
         lambda d: _ds(d).update(dir="no_such_audio_dir"),
         ["experiments[0].datasets[0].dir: no such directory", "fix the path"],
@@ -305,6 +316,7 @@ def outcomes(tmp_path_factory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("badcfg")
     write_good(root / "a.wav")
     (root / "manifest.csv").write_text("track_id,audio_path,label\na,a.wav,x\n")
+    (root / "empty.csv").write_text("track_id,audio_path,label\n")
     batches: dict[str, dict[str, list[str]]] = {"validate": {}, "run": {}}
     for name, (mutate, _) in CASES.items():
         path = root / f"{name}.yaml"
