@@ -440,6 +440,14 @@ def data_render(
     procs = workers if workers is not None else os.cpu_count() or 1
 
     def go() -> None:
+        for flag, value, least in (
+            ("--notes", notes, 1),
+            ("--clips", clips, 1),
+            ("--workers", workers, 1),
+            ("--seed", seed, 0),
+        ):
+            if value is not None and value < least:
+                raise ValueError(f"{flag} must be at least {least}, got {value}")
         if kind == "notes":
             if clips is not None or manifest_format != "csv" or workers is not None or audio_format != "wav":
                 raise ValueError(
