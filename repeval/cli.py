@@ -589,13 +589,15 @@ def store_show(
         ),
     ],
     root: Annotated[str | None, typer.Option("--store", help="store root (path or pyarrow filesystem URI)")] = None,
-    rows: Annotated[int, typer.Option("--rows", help="rows to print")] = 5,
+    rows: Annotated[int, typer.Option("--rows", help="rows (and error records) to print; 0: counts only")] = 5,
 ) -> None:
     """Show a partition's manifest, schema, counts, first rows and error records."""
     from repeval.store import EmbeddingStore
     from repeval.store.inspect import show_text
 
     def go() -> None:
+        if rows < 0:
+            raise ValueError(f"--rows must be 0 or more (0 prints the counts without rows), got {rows}")
         if len(target) > 2:
             raise ValueError("give [STORE] DATASET/MODEL/SCENARIO (see `repeval store ls STORE`)")
         store = EmbeddingStore(_store_root(target[0] if len(target) == 2 else None, root), create=False)
