@@ -440,6 +440,14 @@ def data_render(
     procs = workers if workers is not None else os.cpu_count() or 1
 
     def go() -> None:
+        for flag, value, least in (
+            ("--notes", notes, 1),
+            ("--clips", clips, 1),
+            ("--workers", workers, 1),
+            ("--seed", seed, 0),
+        ):
+            if value is not None and value < least:
+                raise ValueError(f"{flag} must be at least {least}, got {value}")
         if kind == "notes":
             if clips is not None or manifest_format != "csv" or workers is not None or audio_format != "wav":
                 raise ValueError(
@@ -581,13 +589,15 @@ def store_show(
         ),
     ],
     root: Annotated[str | None, typer.Option("--store", help="store root (path or pyarrow filesystem URI)")] = None,
-    rows: Annotated[int, typer.Option("--rows", help="rows to print")] = 5,
+    rows: Annotated[int, typer.Option("--rows", help="rows (and error records) to print; 0: counts only")] = 5,
 ) -> None:
     """Show a partition's manifest, schema, counts, first rows and error records."""
     from repeval.store import EmbeddingStore
     from repeval.store.inspect import show_text
 
     def go() -> None:
+        if rows < 0:
+            raise ValueError(f"--rows must be 0 or more (0 prints the counts without rows), got {rows}")
         if len(target) > 2:
             raise ValueError("give [STORE] DATASET/MODEL/SCENARIO (see `repeval store ls STORE`)")
         store = EmbeddingStore(_store_root(target[0] if len(target) == 2 else None, root), create=False)

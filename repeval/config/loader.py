@@ -73,6 +73,10 @@ def parse_config(data: Any, source: str | None = None) -> Config:
 def load_config(path: str | Path) -> Config:
     """Read a YAML file safely and validate all of it before anything runs."""
     p = Path(path)
+    if p.is_dir():
+        found = sorted(q.name for q in p.iterdir() if q.suffix in (".yaml", ".yml") and q.is_file())
+        hint = f" in it: {', '.join(found[:5])}{', …' if len(found) > 5 else ''}" if found else ""
+        raise ConfigError([f"{p} is a directory; give a YAML config file{hint}"])
     if not p.is_file():
         raise ConfigError([f"config file not found: {p} — check the path"], str(p))
     try:

@@ -60,6 +60,24 @@ class RenderSpec:
     seed: int = 0
     split_ratios: tuple[float, float, float] = (0.7, 0.15, 0.15)
 
+    def check(self) -> None:
+        unknown = set(self.instruments) - set(INSTRUMENTS)
+        if unknown or not self.instruments:
+            raise ValueError(f"unknown instruments {sorted(unknown)}; valid: {', '.join(INSTRUMENTS)}")
+        if self.notes_per_instrument < 1:
+            raise ValueError(f"notes_per_instrument must be at least 1, got {self.notes_per_instrument}")
+        bad = set(self.dynamics) - set(DYNAMICS)
+        if bad or not self.dynamics:
+            raise ValueError(f"unknown dynamics {sorted(bad)}; valid: {', '.join(DYNAMICS)}")
+        _check_seed_and_ratios(self.seed, self.split_ratios)
+
+
+def _check_seed_and_ratios(seed: int, ratios: tuple[float, ...]) -> None:
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed}")
+    if len(ratios) != 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-6:
+        raise ValueError(f"split_ratios must be three non-negative fractions summing to 1, got {ratios}")
+
 
 def soundfont_path() -> Path:
     import pretty_midi
@@ -75,9 +93,7 @@ def render_dataset(out: str | Path, spec: RenderSpec | None = None) -> Path:
     import tinysoundfont
 
     spec = spec or RenderSpec()
-    unknown = set(spec.instruments) - set(INSTRUMENTS)
-    if unknown:
-        raise ValueError(f"unknown instruments {sorted(unknown)}; valid: {', '.join(INSTRUMENTS)}")
+    spec.check()
     out = Path(out)
     (out / "audio").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(spec.seed)
@@ -86,7 +102,8 @@ def render_dataset(out: str | Path, spec: RenderSpec | None = None) -> Path:
     n_on = int(spec.note_s * spec.sample_rate_hz)
     n_tail = int(spec.tail_s * spec.sample_rate_hz)
 
-    rows = []
+    rows: list[dict[str, Any]] = []
+    shuffled: list[np.ndarray] = []  # each instrument's notes (their rows) in a seeded order
     for inst in spec.instruments:
         program, lo, hi = INSTRUMENTS[inst]
         pitches = rng.choice(
@@ -94,12 +111,7 @@ def render_dataset(out: str | Path, spec: RenderSpec | None = None) -> Path:
         )
         dyns = rng.choice(list(spec.dynamics), size=spec.notes_per_instrument)
         synth.program_select(0, sfid, 0, program)
-        order = rng.permutation(spec.notes_per_instrument)
-        n_val = max(1, round(spec.split_ratios[1] * spec.notes_per_instrument))
-        n_test = max(1, round(spec.split_ratios[2] * spec.notes_per_instrument))
-        split_of = {}
-        for rank, i in enumerate(order):
-            split_of[int(i)] = "test" if rank < n_test else "validation" if rank < n_test + n_val else "train"
+        shuffled.append(len(rows) + rng.permutation(spec.notes_per_instrument))  # its splits, planned below
         for i, (pitch, dyn) in enumerate(zip(pitches, dyns, strict=True)):
             pitch = int(pitch)
             synth.noteon(0, pitch, DYNAMICS[str(dyn)])
@@ -124,9 +136,11 @@ def render_dataset(out: str | Path, spec: RenderSpec | None = None) -> Path:
                     "pitch_class": PITCH_CLASSES[pitch % 12],
                     "pitch": pitch,
                     "dynamics": str(dyn),
-                    "split": split_of[i],
+                    "split": "",
                 }
             )
+    for row, split in zip(rows, _allocate(shuffled, len(rows), spec.split_ratios, rng), strict=True):
+        row["split"] = split
     manifest = out / "manifest.csv"
     with manifest.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -173,9 +187,7 @@ class _SetSpec:
             raise ValueError(f"unknown audio format '{self.audio_format}'; valid: {', '.join(AUDIO_FORMATS)}")
         if self.clips < 1:
             raise ValueError(f"clips must be at least 1, got {self.clips}")
-        ratios = self.split_ratios
-        if len(ratios) != 3 or any(r < 0 for r in ratios) or abs(sum(ratios) - 1) > 1e-6:
-            raise ValueError(f"split_ratios must be three non-negative fractions summing to 1, got {ratios}")
+        _check_seed_and_ratios(self.seed, self.split_ratios)
         if self.manifest_format not in MANIFEST_FORMATS:
             raise ValueError(f"unknown manifest format '{self.manifest_format}'; valid: {', '.join(MANIFEST_FORMATS)}")
 
@@ -205,19 +217,75 @@ class KeySpec(_SetSpec):
     tail_s: float = 0.25
 
 
+SPLITS = ("train", "validation", "test")
+
+
 def _splits(strata: np.ndarray, ratios: tuple[float, float, float], rng: np.random.Generator) -> np.ndarray:
     """``train`` / ``validation`` / ``test`` per clip, stratified: within each stratum a seeded shuffle, then
-    the first ``round(ratio × n)`` (at least one where the stratum has three clips) to test, the next to
-    validation."""
-    out = np.empty(len(strata), dtype=object)
+    :func:`_allocate`."""
+    shuffled = []
     for stratum in np.unique(strata):
         idx = np.flatnonzero(strata == stratum)
-        idx = idx[rng.permutation(len(idx))]
+        shuffled.append(idx[rng.permutation(len(idx))])
+    return _allocate(shuffled, len(strata), ratios, rng)
+
+
+def _allocate(
+    shuffled: list[np.ndarray], n_clips: int, ratios: tuple[float, float, float], rng: np.random.Generator
+) -> np.ndarray:
+    """The split of each of ``n_clips`` clips, given each stratum's clip indices in a seeded order. Within each
+    stratum the first ``round(ratio × n)`` (at least one where the stratum has three clips) go to test, the next to
+    validation, the rest to train. Strata of one or two clips get no test or validation clip that way, so a set of
+    small strata (48 clips over 24 keys) would have none: a test or validation split holding under half its share
+    of the whole set (``round(ratio × n_clips)``, at least one), or an empty train split, is filled up to that
+    share, a clip at a time from the stratum with the most clips in the split that has the most (ties: the
+    stratum with the fewest in the split filled, then a seeded order). Sets whose strata all have three clips or
+    more are never filled up (each such stratum gives test and validation at least two thirds of its share): they
+    keep their splits. A set too small for every split with a positive ratio to get a clip is rendered with a
+    warning naming the minimum."""
+    # counts[s, k]: clips of stratum s in split k (SPLITS order); the clips are laid out test, validation, train
+    counts = np.zeros((len(shuffled), 3), dtype=np.int64)
+    for s, idx in enumerate(shuffled):
         n = len(idx)
-        n_test = round(ratios[2] * n)
-        n_val = round(ratios[1] * n)
+        n_test, n_val = round(ratios[2] * n), round(ratios[1] * n)
         if n >= 3:
             n_test, n_val = max(1, n_test) if ratios[2] > 0 else 0, max(1, n_val) if ratios[1] > 0 else 0
+        n_test = min(n_test, n)
+        n_val = min(n_val, n - n_test)
+        counts[s] = (n - n_test - n_val, n_val, n_test)
+    wanted = [k for k in range(3) if ratios[k] > 0]
+    if n_clips < len(wanted):
+        log.warning(
+            "%d clip(s) cannot fill the %s splits: render at least %d clips for a set that trains, selects and "
+            "tests (a smaller one has empty splits)",
+            n_clips,
+            ", ".join(SPLITS[k] for k in wanted),
+            len(wanted),
+        )
+    elif len(shuffled):
+        order: np.ndarray | None = None  # the seeded tie-break between strata, drawn only when needed
+        for k in (2, 1, 0):
+            if ratios[k] <= 0:
+                continue
+            share = max(1, round(ratios[k] * n_clips))
+            held = counts[:, k].sum()
+            if held and (k == 0 or 2 * held >= share):  # (three-clip strata hold a third in train: left as is)
+                continue
+            if order is None:
+                order = rng.permutation(len(shuffled))
+            while counts[:, k].sum() < share:
+                totals = counts.sum(axis=0)
+                donors = [d for d in range(3) if d != k and totals[d] > (1 if ratios[d] > 0 else 0)]
+                if not donors:
+                    break
+                donor = max(donors, key=lambda j: int(totals[j]))
+                held_by = np.flatnonzero(counts[:, donor] > 0)
+                pick = held_by[np.lexsort((order[held_by], counts[held_by, k], -counts[held_by, donor]))[0]]
+                counts[pick, donor] -= 1
+                counts[pick, k] += 1
+    out = np.empty(n_clips, dtype=object)
+    for s, idx in enumerate(shuffled):
+        _, n_val, n_test = (int(c) for c in counts[s])
         out[idx[:n_test]] = "test"
         out[idx[n_test : n_test + n_val]] = "validation"
         out[idx[n_test + n_val :]] = "train"

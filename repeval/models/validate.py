@@ -83,13 +83,22 @@ class ValidationReport:
 
 
 def _as_config(cfg: Any) -> Any:
+    """``cfg`` as an :class:`EmbeddingModelConfig`; an invalid one raises :class:`ConfigError` with the config
+    loader's one line per problem (an unknown id: the closest ids, and where to list them), not pydantic's report."""
+    from pydantic import ValidationError
+
+    from repeval.config.loader import ConfigError, _format
     from repeval.config.schema import EmbeddingModelConfig
 
     if isinstance(cfg, EmbeddingModelConfig):
         return cfg
-    if isinstance(cfg, str):
-        return EmbeddingModelConfig(id=cfg)
-    return EmbeddingModelConfig.model_validate(cfg)
+    try:
+        return EmbeddingModelConfig(id=cfg) if isinstance(cfg, str) else EmbeddingModelConfig.model_validate(cfg)
+    except ValidationError as exc:
+        problems = [p.removeprefix("(top level): ") for p in _format(exc)]
+        if any("unknown embedding model" in p for p in problems):
+            problems[-1] += " (`repeval models` lists them and whether each is available)"
+        raise ConfigError(problems) from None
 
 
 def _noise(seconds: float, rate_in: int, rate_out: int, seed: int) -> np.ndarray:

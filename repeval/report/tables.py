@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from repeval.metrics import canonical_metric_name, higher_is_better
-from repeval.registry import unknown_name_message
+from repeval.registry import closest, unknown_name_message
 from repeval.report.results import CLEAN, combine_results, groups, load_runs, natural_key, ordered_scenarios
 
 log = logging.getLogger(__name__)
@@ -320,6 +320,22 @@ def canonical_format(fmt: str) -> str:
     return fmt
 
 
+def _check_names(results: pd.DataFrame, preset: str, task: str | None, dataset: str | None, where: str) -> None:
+    """A ``--task`` or ``--dataset`` absent from the runs' results names the ones present (and the closest)."""
+    pairs = groups(results)
+    present = {"task": list(dict.fromkeys(t for t, _ in pairs)), "dataset": list(dict.fromkeys(d for _, d in pairs))}
+    tasks = [] if task is None else [t.strip() for t in task.split(",")] if preset in DATASET_PRESETS else [task]
+    asked = [("dataset", dataset)] if dataset is not None else []
+    for kind, name in [*asked, *(("task", t) for t in tasks)]:
+        if name not in present[kind]:
+            hint = closest(name, present[kind])
+            raise ValueError(
+                f"no {kind} {name!r} in the results of {where}"
+                + (f" — did you mean {hint!r}?" if hint else ".")
+                + f" {kind.capitalize()}s there: {', '.join(present[kind]) or 'none'}"
+            )
+
+
 def table_command(
     run_dirs: Sequence[Path | str],
     preset: str = "all_deform_all_models",
@@ -338,7 +354,10 @@ def table_command(
     fmt = canonical_format(fmt)
     if preset not in PRESETS:
         raise ValueError(unknown_name_message("table preset", preset, set(PRESETS)))
+    if decimals < 0:
+        raise ValueError(f"--decimals must be 0 or more (digits after the point), got {decimals}")
     results = combine_results(load_runs([Path(d) for d in run_dirs]))
+    _check_names(results, preset, task, dataset, ", ".join(map(str, run_dirs)))
     selections: list[tuple[str | None, str | None]]
     if preset in DATASET_PRESETS:
         # no dataset with two tasks: make_table(dataset=None) says so
@@ -348,8 +367,11 @@ def table_command(
         selections = [
             (t, d) for t, d in groups(results) if (task is None or t == task) and (dataset is None or d == dataset)
         ]
-        if not selections:
-            raise ValueError(f"no results for task={task!r} dataset={dataset!r} in {', '.join(map(str, run_dirs))}")
+        if not selections:  # both names exist, not together
+            have = ", ".join(f"{t}/{d}" for t, d in groups(results))
+            raise ValueError(
+                f"no results for task {task!r} on dataset {dataset!r}; the results hold (task/dataset) {have}"
+            )
     parts = []
     for t, d in selections:
         table = make_table(results, preset, task=t, dataset=d, metrics=metrics)

@@ -90,6 +90,9 @@ def ls_text(store: EmbeddingStore, as_json: bool = False) -> str:
 
 
 def show_text(part: Partition, n_rows: int = 5) -> str:
+    """The manifest, schema and counts of ``part``, then its first ``n_rows`` rows and error records (none: 0)."""
+    if n_rows < 0:
+        raise ValueError(f"n_rows must be 0 or more, got {n_rows}")
     out = [f"partition {part.name} at {part.path}"]
     m = part.manifest()
     out.append(json.dumps(m, indent=1, sort_keys=True) if m else "(incomplete: no manifest yet; rerun to finish it)")
@@ -105,11 +108,12 @@ def show_text(part: Partition, n_rows: int = 5) -> str:
         out.append(f"frames: {frames} total; audio: {seconds:.1f} s")
         shown = [c for c in schema.names if c not in ("embedding", "frames")]
         head: list[pa.Table] = []
-        for f in files:  # the first rows, file by file
+        for f in files if n_rows else []:  # the first rows, file by file
             head.append(pq.read_table(f, columns=shown, filesystem=part.fs).slice(0, n_rows))
             if sum(h.num_rows for h in head) >= n_rows:
                 break
-        out.append(pa.concat_tables(head).slice(0, n_rows).to_pandas().to_string())
+        if head:
+            out.append(pa.concat_tables(head).slice(0, n_rows).to_pandas().to_string())
     else:
         out.append("(no rows yet)")
     errs = part.read_errors()
@@ -118,5 +122,6 @@ def show_text(part: Partition, n_rows: int = 5) -> str:
         out.append(
             f"\n{errs.num_rows} error record(s): " + ", ".join(f"{r['stage']} {r['track_id_count']}" for r in by_stage)
         )
-        out.append(errs.slice(0, n_rows).select(["track_id", "split", "stage", "reason"]).to_pandas().to_string())
+        if n_rows:
+            out.append(errs.slice(0, n_rows).select(["track_id", "split", "stage", "reason"]).to_pandas().to_string())
     return "\n".join(out)

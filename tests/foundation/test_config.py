@@ -167,6 +167,25 @@ def test_yaml_errors_and_missing_file(tmp_path):
         load_config(tmp_path / "nope.yaml")
 
 
+def test_a_directory_given_as_config_says_so(tmp_path):
+    """`repeval validate some_directory/` said "config file not found"; it now says the path is a directory and
+    names the YAML files in it."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"empty is a directory; give a YAML config file$"):
+        load_config(tmp_path / "empty")
+    for name in ("b.yaml", "a.yml", "notes.txt"):
+        (tmp_path / name).write_text("experiments: []\n")
+    r = CliRunner().invoke(app, ["validate", f"{tmp_path}/"])
+    assert r.exit_code == 2 and isinstance(r.exception, SystemExit), (r.output, r.exception)
+    out = " ".join(r.output.split())
+    assert f"{tmp_path} is a directory; give a YAML config file in it: a.yml, b.yaml" in out, out
+    assert "not found" not in out
+
+
 def test_yaml_is_loaded_safely(tmp_path):
     p = tmp_path / "evil.yaml"
     p.write_text("experiments: !!python/object/apply:os.system ['echo pwned']\n")

@@ -292,3 +292,80 @@ def test_flac_sets_hold_the_same_samples_in_less_space(tmp_path):
         assert np.array_equal(x, y)
     size = {d: sum(f.stat().st_size for f in (tmp_path / d / "audio").rglob("*.*")) for d in ("w", "f")}
     assert size["f"] < 0.8 * size["w"]
+
+
+def _plan_keys(clips: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The keys and splits :func:`render_keys` plans (its first two draws), without rendering audio."""
+    from repeval.datasets.render import _splits
+
+    rng = np.random.default_rng(seed)
+    keys = rng.permutation(np.arange(clips) % 24)
+    return keys, _splits(keys, KeySpec().split_ratios, rng)
+
+
+@pytest.mark.parametrize(("clips", "expected"), [(3, (1, 1, 1)), (10, (6, 2, 2)), (48, (34, 7, 7)), (50, (34, 8, 8))])
+def test_small_key_sets_still_get_validation_and_test_clips(clips, expected):
+    """With one or two clips per key, the per-key rounding gave no validation or test clip at all (48 clips: 48
+    train, 0, 0): the validation and test splits now take their share of the whole set, one clip per key while
+    keys allow, from keys that keep a training clip, the same for a seed."""
+    keys, splits = _plan_keys(clips)
+    counts = tuple(int((splits == s).sum()) for s in ("train", "validation", "test"))
+    assert counts == expected
+    assert np.array_equal(splits, _plan_keys(clips)[1])  # seeded
+    for s in ("validation", "test"):
+        assert len(set(keys[splits == s].tolist())) == int((splits == s).sum())  # spread over keys
+    if clips >= 48:  # two clips per key or more: every key keeps a clip to train on
+        assert set(keys[splits == "train"].tolist()) == set(range(24))
+
+
+def test_small_rendered_sets_of_every_kind_have_three_splits(tmp_path):
+    """`repeval data render --kind keys --clips 10` rendered 10 train clips and nothing else (a run then failed
+    with 'the validation split has no embedded tracks'); mixtures of 5 clips likewise; two notes per instrument
+    gave no training note. Each now has train, validation and test clips; larger sets keep their splits."""
+    from repeval.cli import app
+    from repeval.datasets.render import RenderSpec, render_dataset
+
+    r = CliRunner().invoke(app, ["data", "render", str(tmp_path / "k"), "--kind", "keys", "--clips", "10"])
+    assert r.exit_code == 0, r.output
+    assert (
+        sorted(r["split"] for r in _rows(tmp_path / "k" / "manifest.csv"))
+        == ["test"] * 2 + ["train"] * 6 + ["validation"] * 2
+    )
+    mix = _rows(render_mixtures(tmp_path / "m", MixtureSpec(clips=5, seed=1)))
+    assert {r["split"] for r in mix} == {"train", "validation", "test"}
+    notes = list(csv.DictReader(render_dataset(tmp_path / "n", RenderSpec(("piano", "flute"), 2)).open()))
+    assert sorted(r["split"] for r in notes) == ["test", "train", "train", "validation"]
+    # sets whose keys all have three clips or more are split per key as before: 240 (the default) is 6/2/2 a key
+    keys, splits = _plan_keys(240)
+    for k in range(24):
+        assert sorted(splits[keys == k].tolist()) == ["test"] * 2 + ["train"] * 6 + ["validation"] * 2
+
+
+def test_a_set_too_small_for_three_splits_says_so(tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="repeval.datasets.render"):
+        rows = _rows(render_keys(tmp_path / "k", KeySpec(clips=2)))
+    assert [r["split"] for r in rows] == ["train", "train"]
+    assert "2 clip(s) cannot fill the train, validation, test splits: render at least 3 clips" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--notes", "0"], "--notes must be at least 1, got 0"),
+        (["--notes", "-1"], "--notes must be at least 1, got -1"),
+        (["--seed", "-1"], "--seed must be at least 0, got -1"),
+        (["--kind", "keys", "--workers", "0"], "--workers must be at least 1, got 0"),
+        (["--kind", "mixtures", "--clips", "-3"], "--clips must be at least 1, got -3"),
+    ],
+)
+def test_render_command_rejects_bad_numbers_before_writing(tmp_path, args, message):
+    """`--notes 0` showed an IndexError traceback and left audio/ and manifest.csv behind; `--notes -1` said
+    'negative dimensions are not allowed'. Bad numbers are now refused by name before anything is written."""
+    from repeval.cli import app
+
+    r = CliRunner().invoke(app, ["data", "render", str(tmp_path / "out"), *args])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), (r.output, r.exception)  # no traceback
+    assert message in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "out").exists()

@@ -80,3 +80,20 @@ def test_registered_model_honours_contract(
     sr, _ = cls.declared_sizes(dict(fam.default_params))
     assert sr is None or sr == report.sample_rate_hz
     assert report.embedding_dim and report.embedding_dim > 0
+
+
+def test_validate_model_names_an_unknown_model_without_pydantic_noise():
+    """`repeval validate-model mfcc-stat` printed pydantic's report ("1 validation error for EmbeddingModelConfig
+    … [type=value_error, input_value=…] For further information visit https://errors.pydantic.dev/…"); it now
+    prints the closest id and the command that lists the models."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    r = CliRunner().invoke(app, ["validate-model", "mfcc-stat"])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), (r.output, r.exception)
+    out = " ".join(r.output.split())
+    assert out.startswith("error: unknown embedding model 'mfcc-stat' — did you mean 'mfcc-stats'?"), out
+    assert "`repeval models` lists them" in out
+    for noise in ("validation error for", "type=value_error", "input_value", "errors.pydantic.dev", "(top level)"):
+        assert noise not in out, out

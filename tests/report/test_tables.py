@@ -197,3 +197,35 @@ def test_tasks_preset_puts_a_datasets_tasks_side_by_side(results, tmp_path):
     md = table_command([run], "tasks", "markdown", metrics=["accuracy"])
     assert md.count("| clean_training |") == md.count("| augmented |") == 3  # one row per model
     assert "notes — tasks clean_training, augmented" in md
+
+
+def test_table_command_names_the_tasks_and_datasets_there(run_dir, second_run_dir):
+    """`repeval table RUN --task nope` said only "no results for task='nope' dataset=None"; it now lists the tasks
+    (or datasets) the runs hold, with the closest one; `--decimals -2` said "Format specifier missing precision"."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    def table(*args: str) -> str:
+        r = CliRunner().invoke(app, ["table", str(run_dir), str(second_run_dir), *args])
+        assert r.exit_code == 1 and isinstance(r.exception, SystemExit), (r.output, r.exception)
+        return " ".join(r.output.split())  # unwrapped
+
+    out = table("--task", "instrument_recognitoin")
+    assert "no task 'instrument_recognitoin' in the results of" in out and str(second_run_dir) in out
+    assert "did you mean 'instrument_recognition'? Tasks there: instrument_recognition, autotagging" in out
+    out = table("--task", "nope")
+    assert "no task 'nope' in the results of" in out and "did you mean" not in out
+    assert "Tasks there: instrument_recognition, autotagging" in out
+    out = table("--dataset", "tinysl", "--task", TASK)
+    assert "no dataset 'tinysl'" in out and "did you mean 'tinysol'? Datasets there: tinysol, magnatagatune" in out
+    out = table("--preset", "tasks", "--task", f"{TASK}, nope")  # the tasks preset takes a list
+    assert "no task 'nope'" in out
+    out = table("--task", TASK, "--dataset", "magnatagatune")  # both exist, not together
+    assert "no results for task 'instrument_recognition' on dataset 'magnatagatune'" in out
+    assert "instrument_recognition/tinysol, autotagging/magnatagatune" in out
+    out = table("--decimals", "-2")
+    assert "--decimals must be 0 or more" in out and "-2" in out
+    assert "precision" not in out
+    r = CliRunner().invoke(app, ["table", str(run_dir), "--task", TASK, "--decimals", "0", "--format", "csv"])
+    assert r.exit_code == 0, r.output

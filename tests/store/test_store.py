@@ -210,6 +210,29 @@ def test_store_cli_takes_the_store_either_way_and_names_what_is_missing(tmp_path
     assert not missing.exists()  # the read-only tools create nothing
 
 
+def test_store_show_rows_zero_prints_counts_only_and_negative_is_refused(tmp_path):
+    """`store show --rows 0` (and `--rows -1`) printed "Empty DataFrame / Columns: [...] / Index: []" for the rows
+    and again for the error records: 0 now prints the counts without rows, a negative number is an error naming
+    --rows."""
+    from repeval.cli import app
+
+    store = EmbeddingStore(str(tmp_path / "s"))
+    _write(store, ["a", "b"]).finish({"dataset": "ds", "model": "m", "scenario": "clean", "model_version": "1"})
+    runner = CliRunner()
+    root = str(tmp_path / "s")
+    res = runner.invoke(app, ["store", "show", root, "ds/m/clean", "--rows", "0"])
+    assert res.exit_code == 0, res.output
+    assert "2 rows in 1 part file(s)" in res.output and "1 error record(s): decode 1" in res.output
+    assert "Empty DataFrame" not in res.output and "Index: []" not in res.output
+    assert "cannot decode" not in res.output  # no error record printed
+    assert not re.search(r"^\d+\s+[ab]\s+train", res.output, re.M)  # no row printed
+    res = runner.invoke(app, ["store", "show", root, "ds/m/clean", "--rows", "1"])
+    assert res.exit_code == 0 and re.search(r"^0\s+a\s+train", res.output, re.M) and "cannot decode" in res.output
+    res = runner.invoke(app, ["store", "show", root, "ds/m/clean", "--rows", "-1"])
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), (res.output, res.exception)
+    assert "--rows must be 0 or more" in res.output and "Empty DataFrame" not in res.output
+
+
 def test_store_rm_lists_first_deletes_with_yes_and_never_under_a_running_run(tmp_path, monkeypatch):
     from repeval.cli import app
     from repeval.store.lock import StoreLock
