@@ -28,7 +28,7 @@ import contextlib
 import logging
 import os
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -130,7 +130,7 @@ def manifest_problems(ds: Any, task: Any) -> list[str]:
 
 def iter_manifest(
     uri: str, columns: list[str] | None = None, batch_rows: int = BATCH_ROWS
-) -> Iterator[tuple[int, pa.RecordBatch]]:
+) -> Generator[tuple[int, pa.RecordBatch], None, None]:
     """Yield ``(first row index, batch)`` of the manifest, reading ``columns`` as strings."""
     fs, path = _filesystem(uri)
     info = fs.get_file_info(path)
