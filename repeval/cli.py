@@ -88,20 +88,39 @@ def _ctx(
 
 
 @contextmanager
-def _stage(config: Path, run_id: str | None, store: str | None, smoke_test: bool, runs_dir: str | None) -> Any:
-    """The run context of one CLI command; a remote run directory is uploaded at the end, also on failure."""
+def _stage(
+    command: str, config: Path, run_id: str | None, store: str | None, smoke_test: bool, runs_dir: str | None
+) -> Any:
+    """The run context of one CLI command; a remote run directory is uploaded at the end, also on failure. The
+    run's ``status.json`` says the command started, then that it finished or failed (with the reason)."""
+    from repeval.rundir import write_status
+
     ctx = _ctx(config, run_id, store, smoke_test, runs_dir)
+    write_status(ctx.run_dir, command, "started")
     try:
         yield ctx
-    except BaseException:
+    except BaseException as exc:
+        if isinstance(exc, Exception) and not (isinstance(exc, typer.Exit) and exc.exit_code == 0):
+            write_status(ctx.run_dir, command, "failed", _reason(exc))
         if ctx.location is not None:
             try:
                 ctx.location.push()  # keep what finished (e.g. trained groups) for the rerun
             except Exception as exc:  # the stage's own error is the one to report
                 log.warning("could not upload the run directory to %s: %s", ctx.location.display, exc)
         raise
+    write_status(ctx.run_dir, command, "finished")
     if ctx.location is not None:
         ctx.location.push()
+
+
+def _reason(exc: BaseException) -> str:
+    """A failure in one line, for ``status.json``: the message's first line (what ``_fail`` prints)."""
+    if isinstance(exc, typer.Exit):
+        return f"stopped with exit status {exc.exit_code}" + (
+            " (--strict: error records)" if exc.exit_code == 3 else ""
+        )
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return first if len(first) <= 500 else first[:497] + "..."
 
 
 def _guard(fn: Any) -> Any:
@@ -187,14 +206,29 @@ def validate(
 
 
 @app.command()
-def plan(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None, runs_dir: RunsDirOpt = None) -> None:
+def plan(
+    config: ConfigArg,
+    run_id: RunIdOpt = None,
+    store: StoreOpt = None,
+    runs_dir: RunsDirOpt = None,
+    smoke_test: Annotated[
+        bool, typer.Option("--smoke-test", help="plan the smoke test (`repeval run --smoke-test`) instead")
+    ] = False,
+) -> None:
     """Print the grid of work, how much of it is already done and the resources it will request."""
     from repeval.plan import make_plan
     from repeval.rundir import RunLocation
+    from repeval.runner import check_run_id
     from repeval.store import EmbeddingStore
 
     cfg = _with_runs_dir(_load(config), runs_dir)
+    if smoke_test:
+        from repeval.runner import smoke_test_config
+
+        cfg = smoke_test_config(cfg)
     rid = run_id or cfg.run.run_id
+    if rid:
+        _guard(lambda: check_run_id(rid))  # the run id `repeval run` would refuse, refused here too
     run_dir = RunLocation.open(cfg.run.runs_dir, rid).local if rid else None
     st_root = store or cfg.run.store
     try:  # plan only reads: a store that does not exist yet has nothing done (and is not created here)
@@ -209,7 +243,7 @@ def plan(config: ConfigArg, run_id: RunIdOpt = None, store: StoreOpt = None, run
 
         init_ray()
         cluster = ray.cluster_resources()
-    typer.echo(make_plan(cfg, st, run_dir, cluster=cluster).text())
+    typer.echo(_guard(lambda: make_plan(cfg, st, run_dir, cluster=cluster)).text())
     from repeval.cpu import huge_pages_status, mkl_status
 
     typer.echo(f"MKL (torch's products): {mkl_status()}")
@@ -244,7 +278,7 @@ def run(
     from repeval import runner
 
     def go() -> None:
-        with _stage(config, run_id, store, smoke_test, runs_dir) as ctx:
+        with _stage("run", config, run_id, store, smoke_test, runs_dir) as ctx:
             typer.echo(f"run {ctx.run_id} → {ctx.location.display}")
             s = runner.stage_embed(ctx, retry_errors=retry_errors)
             typer.echo(s.line())
@@ -274,7 +308,7 @@ def deform(
     from repeval import runner
 
     def go() -> None:
-        with _stage(config, run_id, store, smoke_test, runs_dir) as ctx:
+        with _stage("deform", config, run_id, store, smoke_test, runs_dir) as ctx:
             typer.echo(runner.stage_embed(ctx, deformed_only=True, retry_errors=retry_errors).line())
 
     _guard(go)
@@ -294,7 +328,7 @@ def embed(
     from repeval import runner
 
     def go() -> None:
-        with _stage(config, run_id, store, smoke_test, runs_dir) as ctx:
+        with _stage("embed", config, run_id, store, smoke_test, runs_dir) as ctx:
             typer.echo(runner.stage_embed(ctx, retry_errors=retry_errors).line())
         if strict:
             _strict_check(ctx)
@@ -314,7 +348,7 @@ def train(
     from repeval import runner
 
     def go() -> None:
-        with _stage(config, run_id, store, smoke_test, runs_dir) as ctx:
+        with _stage("train", config, run_id, store, smoke_test, runs_dir) as ctx:
             t = runner.stage_train(ctx)
         typer.echo(_train_line(t))
 
@@ -333,7 +367,7 @@ def evaluate(
     from repeval import runner
 
     def go() -> None:
-        with _stage(config, run_id, store, smoke_test, runs_dir) as ctx:
+        with _stage("evaluate", config, run_id, store, smoke_test, runs_dir) as ctx:
             runner.stage_evaluate(ctx)
         _print_table(ctx)
 

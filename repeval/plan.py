@@ -17,6 +17,8 @@ class Plan:
     experiments: int = 0
     partitions: int = 0
     partitions_done: int = 0
+    #: store partitions the embedding stage would stop at: partition name → the error it would stop with
+    conflicts: dict[str, str] = field(default_factory=dict)
     trainings: int = 0
     trainings_done: int = 0
     test_cells: int = 0
@@ -28,12 +30,15 @@ class Plan:
             f"experiments:        {self.experiments}",
             f"probe trainings:    {self.trainings:,} ({self.trainings_done:,} done)",
             f"test cells:         {self.test_cells:,} (training × clean + deformation scenarios)",
-            f"store partitions:   {self.partitions:,} (dataset × model × scenario; {self.partitions_done:,} complete)",
+            f"store partitions:   {self.partitions:,} (dataset × model × scenario; {self.partitions_done:,} complete"
+            + (f", {len(self.conflicts):,} conflicting" if self.conflicts else "")
+            + ")",
         ]
         if self.resources:
             head.append("resources:")
             head += [f"  {k + ':':<18}{v}" for k, v in self.resources.items()]
-        return "\n".join([*head, "", *self.lines])
+        conflicts = [f"conflict: {msg}" for msg in self.conflicts.values()]
+        return "\n".join([*head, "", *self.lines, *conflicts])
 
 
 def make_plan(
@@ -43,15 +48,21 @@ def make_plan(
     gpus: float = 0.0,
     cluster: Mapping[str, float] | None = None,
 ) -> Plan:
-    """The plan; ``cluster`` (``ray.cluster_resources()``) turns the resource rules into exact requests."""
+    """The plan; ``cluster`` (``ray.cluster_resources()``) turns the resource rules into exact requests.
+
+    With a ``store``, a partition counts as complete and a probe grid (with ``run_dir`` too) as done only when
+    ``repeval run`` would leave it alone — the embedding and training stages' own checks, on the datasets' rows
+    and the partitions' track ids (read here) — and a partition the run would stop at is listed as a conflict."""
     p = Plan(experiments=len(cfg.experiments))
+    ctx = states = None
+    if store is not None:
+        ctx, states = _progress(cfg, store, run_dir, p)
     seeds = cfg.run.seeds
     seen: set[tuple[str, str, str]] = set()
     n_bf16 = n_configs = 0
-    from repeval.runner import group_name
     from repeval.tuning.search import expand_all
 
-    for exp in cfg.experiments:
+    for ei, exp in enumerate(cfg.experiments):
         # presets and search grids expand to many configurations; a ``select: best`` spec (Jukemir, HEAR)
         # trains them all and tests only the one it selects
         specs = expand_all(exp.downstream_models)
@@ -67,18 +78,17 @@ def make_plan(
                     trainings = n_probes * seeds
                     p.trainings += trainings
                     p.test_cells += n_tested * seeds * (1 + len(scen))
-                    done = (
-                        run_dir is not None
-                        and (run_dir / "groups" / f"{group_name(exp, ds.name, m.id, fold)}.parquet").exists()
-                    )
+                    done = ctx is not None and states is not None and _trained(ctx, states, ei, ds, m.id, fold)
                     p.trainings_done += trainings if done else 0
                 for sid in [CLEAN, *scen]:
                     if (ds.name, m.id, sid) in seen:
                         continue  # tasks on one dataset share its embeddings
                     seen.add((ds.name, m.id, sid))
                     p.partitions += 1
-                    if store is not None and store.partition(ds.name, m.id, sid).complete:
-                        p.partitions_done += 1
+                    state, why = states.get((ds.name, m.id, sid), ("todo", "")) if states else ("todo", "")
+                    p.partitions_done += state == "complete"
+                    if state == "conflict":
+                        p.conflicts[f"{ds.name}/{m.id}/{sid}"] = why
             pred = {
                 "prediction": ", per-frame probes, mean prediction per track",
                 "attention": ", attention pooling of each track's frames",
@@ -142,6 +152,53 @@ def make_plan(
         shown = sorted((k, v) for k, v in cluster.items() if not k.startswith("node:"))
         p.resources["cluster"] = ", ".join(f"{k}={v:g}" for k, v in shown)
     return p
+
+
+def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[Any, Any]:
+    """A read-only run context (the datasets' rows loaded, nothing written) and what the embedding stage would do
+    with each partition: ``(dataset, model, scenario)`` → :func:`~repeval.pipeline.partitions.partition_state`
+    (for a partition several experiments share, the one with the most to do). ``(None, None)`` when the rows
+    cannot be loaded (the reason is added to the plan's lines)."""
+    from repeval.pipeline.partitions import ModelSpec, partition_state, wanted_masks
+    from repeval.runner import RunContext, deform_ids, load_rows
+
+    ctx = RunContext(cfg, "plan", run_dir if run_dir is not None else Path("/nonexistent"), store)
+    try:
+        load_rows(ctx, save=False)
+    except (ValueError, OSError) as exc:
+        p.lines.append(f"done: not known — the datasets could not be loaded: {exc}")
+        return None, None
+    rank = {"complete": 0, "todo": 1, "conflict": 2}
+    states: dict[tuple[str, str, str], tuple[str, str]] = {}
+    for ei, exp in enumerate(cfg.experiments):
+        to_deform = deform_ids(ctx, ei)
+        for ds in exp.datasets:
+            rows = ctx.rows[(ei, ds.name)]
+            ids = rows.column("track_id").combine_chunks()
+            masks = wanted_masks(cfg, exp, ds, rows, to_deform)
+            for m in exp.embedding_models:
+                spec = ModelSpec.of(cfg, m)
+                for sid, wanted in masks.items():
+                    key = (ds.name, m.id, sid)
+                    state = partition_state(store.partition(*key), spec.partition(cfg, exp, ds, sid), ids, wanted)
+                    if key not in states or rank[state[0]] > rank[states[key][0]]:
+                        states[key] = state
+    return (ctx if run_dir is not None else None), states
+
+
+def _trained(ctx: Any, states: dict[tuple[str, str, str], tuple[str, str]], ei: int, ds: Any, model: str,
+             fold: int | None) -> bool:  # fmt: skip
+    """Whether the training stage would skip this probe grid: trained on the inputs it would have now, and none
+    of its partitions is left for the embedding stage (which would change those inputs)."""
+    from repeval.runner import group_inputs, group_name, group_trained
+
+    exp = ctx.cfg.experiments[ei]
+    scen = list(exp.scenarios_for(ds))
+    if any(states.get((ds.name, model, sid), ("todo", ""))[0] != "complete" for sid in [CLEAN, *scen]):
+        return False
+    rows = ctx.folds[(ei, ds.name)][fold] if fold is not None else ctx.rows[(ei, ds.name)]
+    inputs = group_inputs(ctx, ei, ds.name, model, scen, rows)
+    return bool(group_trained(ctx, group_name(exp, ds.name, model, fold), inputs))
 
 
 def _gpu_note(mode: str, amount: float, gpus: float, what: str, known: bool = False) -> str:

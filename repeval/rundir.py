@@ -37,6 +37,25 @@ log = logging.getLogger(__name__)
 
 #: the sub-directory Ray Tune owns (written by Tune itself, never staged)
 TUNE_DIR = "tune"
+#: the last command's state: ``{"command", "state": started|finished|failed, "reason", "updated"}``
+STATUS = "status.json"
+
+
+def write_status(run_dir: Path, command: str, state: str, reason: str | None = None) -> None:
+    """Record in ``run_dir/status.json`` that ``command`` started, finished or failed (``reason``: one line).
+
+    Written whole under a temporary name and renamed; a driver killed hard records nothing, so its run shows
+    the state of what it left (``repeval runs``). Never raises: the command's own outcome is what matters."""
+    import json
+    import time
+
+    body = {"command": command, "state": state, "reason": reason, "updated": time.time()}
+    tmp = run_dir / f".{STATUS}.tmp"
+    try:
+        tmp.write_text(json.dumps(body))
+        tmp.replace(run_dir / STATUS)
+    except OSError as exc:
+        log.warning("could not record the run's state in %s: %s", run_dir / STATUS, exc)
 
 
 def is_uri(location: str) -> bool:

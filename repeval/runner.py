@@ -54,17 +54,22 @@ class RunContext:
 
 def make_context(cfg: Config, run_id: str | None = None, store: str | None = None) -> RunContext:
     """``run.runs_dir`` may be a path or any pyarrow filesystem URI (see :mod:`repeval.rundir`)."""
-    rid = run_id or cfg.run.run_id or time.strftime("run-%Y%m%d-%H%M%S")
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", rid):  # reliability (issue 9): --run-id names a folder
-        raise ValueError(
-            f"run id {rid!r}: use letters, digits, '.', '_' and '-' only (it names a folder under runs_dir)"
-        )
+    rid = check_run_id(run_id or cfg.run.run_id or time.strftime("run-%Y%m%d-%H%M%S"))
     loc = RunLocation.open(cfg.run.runs_dir, rid)
     run_dir = loc.local
     run_dir.mkdir(parents=True, exist_ok=True)
     ctx = RunContext(cfg, rid, run_dir, EmbeddingStore(store or cfg.run.store), location=loc)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     return ctx
+
+
+def check_run_id(rid: str) -> str:
+    """``rid``, or the ``ValueError`` naming the fix when it cannot name a folder under runs_dir."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", rid):  # reliability (issue 9): --run-id names a folder
+        raise ValueError(
+            f"run id {rid!r}: use letters, digits, '.', '_' and '-' only (it names a folder under runs_dir)"
+        )
+    return rid
 
 
 def fold_suffix(fold: int | None) -> str:
@@ -77,26 +82,30 @@ def group_name(exp: ExperimentConfig, dataset: str, model: str, fold: int | None
     return f"{exp.task.name}__{dataset}__{model}{fold_suffix(fold)}"
 
 
-def load_rows(ctx: RunContext) -> None:
-    """Load every experiment's datasets and save their splits with the run (one file per fold for k folds)."""
+def load_rows(ctx: RunContext, save: bool = True) -> None:
+    """Load every experiment's datasets and save their splits with the run (one file per fold for k folds;
+    ``save=False``: only load them, as ``repeval plan`` does)."""
     for ei, exp in enumerate(ctx.cfg.experiments):
         for ds in exp.datasets:
             if (ei, ds.name) in ctx.rows:
                 continue
-            (ctx.run_dir / "splits").mkdir(exist_ok=True)
+            if save:
+                (ctx.run_dir / "splits").mkdir(exist_ok=True)
             base = ctx.run_dir / "splits" / f"{exp.task.name}__{ds.name}"
             if ds.split_type == "all":
                 folds = load_folds(ds, exp.task)
                 ctx.folds[(ei, ds.name)] = folds
                 ctx.rows[(ei, ds.name)] = folds[ds.fold]
                 for f, rows in folds.items():
-                    pq.write_table(rows, f"{base}{fold_suffix(f)}.parquet")
+                    if save:
+                        pq.write_table(rows, f"{base}{fold_suffix(f)}.parquet")
                 log.info("dataset %s: split_type all — %d folds (validation = fold i, test = fold i+1)",
                          ds.name, len(folds))  # fmt: skip
                 continue
-            rows, _ = load_dataset(ds, exp.task)
+            rows, _ = load_dataset(ds, exp.task, report=save)
             ctx.rows[(ei, ds.name)] = rows
-            pq.write_table(rows, f"{base}.parquet")
+            if save:
+                pq.write_table(rows, f"{base}.parquet")
 
 
 def fold_rows(ctx: RunContext, ei: int, dataset: str) -> dict[int | None, pa.Table]:
@@ -265,14 +274,23 @@ def _pending_group(
 ) -> _Pending | None:
     """The group — (task, dataset, model) and, for k folds, one fold — unless it is done (then counted as skipped)."""
     name = group_name(exp, dataset, model, fold)
-    groups_dir = ctx.run_dir / "groups"
     inputs = group_inputs(ctx, ei, dataset, model, scenarios, rows)
-    if (groups_dir / f"{name}.parquet").exists():
-        if _read_json(groups_dir / f"{name}.inputs.json") == inputs:
-            summary["skipped"] += 1
-            return None
+    trained = group_trained(ctx, name, inputs)
+    if trained:
+        summary["skipped"] += 1
+        return None
+    if trained is not None:
         log.warning("%s: its embeddings changed since it was trained (rows or errors); training it again", name)
     return _Pending(ei, exp, dataset, model, scenarios, fold, rows, name, inputs)
+
+
+def group_trained(ctx: RunContext, name: str, inputs: dict[str, Any]) -> bool | None:
+    """Whether group ``name`` is done for these inputs (:func:`group_inputs`): ``None`` when it was never trained,
+    ``False`` when it was trained on other embeddings or splits (it is trained again)."""
+    groups_dir = ctx.run_dir / "groups"
+    if not (groups_dir / f"{name}.parquet").exists():
+        return None
+    return bool(_read_json(groups_dir / f"{name}.inputs.json") == inputs)
 
 
 def _group_data(ctx: RunContext, item: _Pending) -> tuple[Any, Any]:
@@ -315,7 +333,26 @@ def _empty_split(ctx: RunContext, item: _Pending, embedded: dict[tuple[str, str]
     present = set(pc.unique(rows.column("split")).to_pylist())
     for name in ("train", "validation", "test"):
         if name not in present:
-            return f"{empty_split_message(item.dataset, item.model, name)}{_fold_hint(ctx, item)}"
+            return (
+                _not_embedded(ctx, item)
+                or f"{empty_split_message(item.dataset, item.model, name)}{_fold_hint(ctx, item)}"
+            )
+    return None
+
+
+def _not_embedded(ctx: RunContext, item: _Pending) -> str | None:
+    """Why ``item`` has no embeddings to train on when the embedding stage has not completed its partitions."""
+    from repeval.pipeline.stages import CLEAN
+
+    for sid in [CLEAN, *item.scenarios]:
+        part = ctx.store.partition(item.dataset, item.model, sid)
+        if not part.complete:
+            state = "is not complete" if part.part_files() else "does not exist"
+            return (
+                f"{item.dataset}/{item.model}: the embeddings are missing — store partition {part.name} in "
+                f"{ctx.store.uri} {state}; run `repeval embed` (or `repeval run`) with this configuration and store "
+                "first"
+            )
     return None
 
 

@@ -40,11 +40,19 @@ from repeval.datasets import spill
 from repeval.datasets.spill import TableSpool
 from repeval.models import resolve_model
 from repeval.pipeline.assemble import TrackAssembler, errors_table, rows_table
+from repeval.pipeline.partitions import (  # noqa: F401  (model_chunk_s and the fingerprints: imported from here)
+    ModelSpec,
+    frames_conflict,
+    model_chunk_s,
+    model_fingerprint,
+    scenario_fingerprint,
+    wanted_masks,
+)
 from repeval.pipeline.resources import EmbedResources, plan_resources
-from repeval.pipeline.stages import CLEAN, DEFAULT_CHUNK_S, DecodeDeform, DecodeEmbed, Embed
+from repeval.pipeline.stages import CLEAN, DecodeDeform, DecodeEmbed, Embed
 from repeval.pipeline.summary import EmbedSummary, Progress
-from repeval.store import EmbeddingStore, PartitionWriter, StoreConflict
-from repeval.store.store import ERROR_SCHEMA, STORE_FORMAT, embedding_schema, repeval_version
+from repeval.store import EmbeddingStore, PartitionWriter
+from repeval.store.store import ERROR_SCHEMA, embedding_schema, repeval_version
 
 log = logging.getLogger(__name__)
 
@@ -67,30 +75,6 @@ FUSED_MAX_BLOCK_ROWS = 256
 MAX_STREAM_BLOCKS = 4096
 #: chunks per embedding call when the model config does not set ``batch_size`` (fewer in a short stream)
 DEFAULT_EMBED_BATCH = 32
-
-
-def model_fingerprint(model_cfg: Any) -> dict[str, Any]:
-    fam, params = resolve_model(model_cfg)
-    return {"family": fam.name, "params": config_hash(params)}
-
-
-def scenario_fingerprint(exp: ExperimentConfig, sid: str, ds: Any, run_seed: int) -> dict[str, Any]:
-    if sid == CLEAN:
-        return {"scenario": CLEAN}
-    scen = exp.scenarios_for(ds)[sid]
-    return {"scenario": config_hash(scen), "seed": run_seed}
-
-
-def model_chunk_s(fam: Any, params: dict[str, Any]) -> float | None:
-    """The analysis window: ``params.chunk_s``, else the model's declared ``chunk_s``, else 30 s.
-
-    ``None`` or a non-positive value in params means "whole file" (only for models that need it).
-    """
-    if "chunk_s" in params:
-        v = params["chunk_s"]
-        return float(v) if v is not None and float(v) > 0 else None
-    declared = getattr(fam.cls, "chunk_s", None)
-    return float(declared) if declared else DEFAULT_CHUNK_S
 
 
 def plan_todo(rows: pa.Table, masks: dict[str, np.ndarray]) -> pa.Table:
@@ -239,46 +223,23 @@ def _plan_dataset(
     run = cfg.run
     scenarios = exp.scenarios_for(ds)
     ids = rows.column("track_id").combine_chunks()
-    if deform_ids is not None and ds.name in deform_ids:
-        in_deform = pc.is_in(ids, value_set=deform_ids[ds.name])
-    else:
-        in_deform = pc.is_in(rows.column("split"), value_set=pa.array(list(run.deform_splits), pa.string()))
-    deform_mask = pc.fill_null(in_deform, False).to_numpy(zero_copy_only=False)
-    # scenarios that augment the probes' training data deform the training tracks too (k folds: every track
-    # trains in some fold)
-    augmented = set(exp.augment_for(ds))
-    aug_mask = np.zeros(rows.num_rows, bool)
-    if augmented and deform_ids is not None and ds.name in deform_ids:
-        aug_mask[:] = True
-    elif augmented:
-        aug_mask = pc.fill_null(pc.equal(rows.column("split"), "train"), False).to_numpy(zero_copy_only=False)
+    wanted_in = wanted_masks(cfg, exp, ds, rows, deform_ids)
     for mcfg in exp.embedding_models:
-        fam, params = resolve_model(mcfg)
-        sample_rate = int(params.get("sample_rate_hz") or getattr(fam.cls, "sample_rate_hz", 0) or run.sample_rate_hz)
-        chunk_s = model_chunk_s(fam, params)
-        fp_model = model_fingerprint(mcfg)
-        name = config_hash({"model": mcfg.id, **fp_model, "sample_rate_hz": sample_rate, "chunk_s": chunk_s})
+        spec = ModelSpec.of(cfg, mcfg)
+        sample_rate, chunk_s = spec.sample_rate_hz, spec.chunk_s
+        name = config_hash({"model": mcfg.id, **spec.fingerprint, "sample_rate_hz": sample_rate, "chunk_s": chunk_s})
         st = streams.setdefault(name, _Stream(mcfg, sample_rate, chunk_s))
         st.mcfg = _stream_batch_size(st.mcfg, mcfg)
         masks: dict[str, np.ndarray] = {}
         for sid in ([] if deformed_only else [CLEAN]) + list(scenarios):
             key = stream_key(ds.name, sid)
             part = store.partition(ds.name, mcfg.id, sid)
-            fp = {
-                "model": fp_model,
-                **scenario_fingerprint(exp, sid, ds, run.seed),
-                "sample_rate_hz": sample_rate,
-                "chunk_s": chunk_s,
-                "keep_frames": run.keep_frames,
-                "store_format": STORE_FORMAT,
-            }
-            frames_kept = part.check_compatible(fp)
+            pspec = spec.partition(cfg, exp, ds, sid)
+            fp = pspec.fingerprint
+            frames_kept = part.check_compatible(fp, pspec.described)
             if retry_errors and key not in st.parts:
                 summary.retried += part.clear_errors()
-            if sid == CLEAN:
-                wanted = np.ones(rows.num_rows, bool)
-            else:
-                wanted = deform_mask | aug_mask if sid in augmented else deform_mask
+            wanted = wanted_in[sid]
             done = pc.is_in(ids, value_set=part.done_ids()).to_numpy(zero_copy_only=False)
             if key not in st.examined:  # tracks in the store, counted once per partition however many tasks use it
                 summary.skipped += int((wanted & done).sum())
@@ -289,17 +250,14 @@ def _plan_dataset(
             if not missing.any() and (part.complete or key in st.parts):
                 continue
             if frames_kept:  # its rows have frames; this run would add rows without them
-                raise StoreConflict(
-                    f"store partition {part.path} keeps frame-level embeddings (run.keep_frames) and is not complete "
-                    f"({int(missing.sum())} of this run's tracks missing); this run would complete it without frames: "
-                    "set run.keep_frames: true to complete it with frames, point run.store elsewhere, or delete it "
-                    f"(`repeval store rm {store.uri} {part.name} --yes`)"
-                )
+                raise frames_conflict(part, int(missing.sum()), store.uri)
             if key not in st.parts:
                 # a partition shared by several tasks (one dataset, other splits) may need more tracks
                 part.reopen()
                 part.stamp(
-                    fp, {"config_hash": config_hash(fp), "model_id": mcfg.id, "repeval_version": repeval_version()}
+                    fp,
+                    {"config_hash": config_hash(fp), "model_id": mcfg.id, "repeval_version": repeval_version()},
+                    described=pspec.described,
                 )
                 st.keys.append(key)
                 st.sids[key] = sid

@@ -1,6 +1,6 @@
 """``repeval runs [RUNS_DIR]``: the runs under a runs directory (a path or a filesystem URI) and how far each got.
 
-Reads each run's ``config.yaml``, the names under ``groups/`` and the Parquet footers of
+Reads each run's ``config.yaml`` and ``status.json``, the names under ``groups/`` and the Parquet footers of
 ``results.parquet`` and ``failed.parquet`` — no data pages, and nothing under ``tune/``.
 """
 
@@ -13,7 +13,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import yaml
 
-from repeval.rundir import filesystem_of
+from repeval.rundir import STATUS, filesystem_of
 from repeval.store.inspect import aligned, utc_time
 
 
@@ -22,6 +22,16 @@ def _rows(fs: pafs.FileSystem, path: str) -> int | None:
         return int(pq.read_metadata(path, filesystem=fs).num_rows)
     except (FileNotFoundError, OSError):
         return None
+
+
+def _status(fs: pafs.FileSystem, path: str) -> dict[str, Any]:
+    """The run's ``status.json`` (its last command's state), ``{}`` when it has none or it is unreadable."""
+    try:
+        with fs.open_input_stream(f"{path}/{STATUS}") as fh:
+            status = json.loads(fh.read().decode())
+    except (FileNotFoundError, OSError, ValueError):
+        return {}
+    return status if isinstance(status, dict) else {}
 
 
 def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | None:
@@ -54,9 +64,15 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
     failed = _rows(fs, f"{path}/failed.parquet") or 0
     updated = max((i.mtime.timestamp() for i in files if i.mtime is not None), default=None)
     state = "evaluated" if results is not None else (f"{len(groups)} grid(s) trained" if groups else "started")
+    status = _status(fs, path)
+    failed_with = None
+    if status.get("state") == "failed":  # its last command stopped with an error (a later success overwrites it)
+        state = f"failed ({status.get('command') or '?'})"
+        failed_with = str(status.get("reason") or "")
     return {
         "run": run_id,
         "state": state,
+        "reason": failed_with,
         "tasks": tasks,
         "models": models,
         "grids_trained": len(groups),
@@ -101,5 +117,6 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
         for i in infos
     ]
     lines = aligned(table)
+    lines += [f"{i['run']}: {i['reason']}" for i in infos if i["reason"]]
     lines.append(f"{len(infos)} run(s) — {runs_dir}; `repeval table RUN` / `repeval report RUN` show one")
     return "\n".join(lines)

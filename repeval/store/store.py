@@ -96,6 +96,24 @@ def fingerprint_diff(old: Any, new: Any, path: str = "") -> str:
     return f"{path or 'fingerprint'}: stored {short(old)}, now {short(new)}"
 
 
+def _described_diff(old: Any, new: dict[str, Any], old_described: Any, new_described: dict[str, Any] | None) -> str:
+    """:func:`fingerprint_diff`, with each hash that differs replaced by the values it stands for where both sides
+    describe it (``described``: key path such as ``model.params`` → value); the hashes otherwise."""
+    if not isinstance(old, dict) or not isinstance(old_described, dict) or not new_described:
+        return fingerprint_diff(old, new)
+    old_x, new_x = json.loads(json.dumps(old)), json.loads(json.dumps(new))
+    for path, value in new_described.items():
+        if path not in old_described or old_described[path] == value:
+            continue  # not described then, or alike: the hashes say it
+        *head, last = path.split(".")
+        a, b = old_x, new_x
+        for key in head:
+            a, b = a.get(key) if isinstance(a, dict) else None, b.get(key) if isinstance(b, dict) else None
+        if isinstance(a, dict) and isinstance(b, dict) and last in a and last in b and a[last] != b[last]:
+            a[last], b[last] = old_described[path], value
+    return fingerprint_diff(old_x, new_x) or fingerprint_diff(old, new)
+
+
 def _safe(component: str) -> str:
     """A path component that cannot escape the store (no separators, no '..')."""
     out = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in component)
@@ -233,11 +251,14 @@ class Partition:
         errors = sum(pq.read_metadata(f, filesystem=self.fs).num_rows for f in self.error_files())
         return rows, errors
 
-    def check_compatible(self, fingerprint: dict[str, Any]) -> bool:
+    def check_compatible(self, fingerprint: dict[str, Any], described: dict[str, Any] | None = None) -> bool:
         """Refuse to mix rows computed under another configuration into this partition.
 
         Returns ``True`` when the partition differs only by keeping frames that ``fingerprint`` does not ask for
-        (``keep_frames``): its rows serve such a run, but rows computed without frames must not be added to it."""
+        (``keep_frames``): its rows serve such a run, but rows computed without frames must not be added to it.
+        ``described`` (fingerprint key path → the value its hash stands for, as :meth:`stamp` keeps it) lets the
+        error name what differs inside a hash — ``model.params.n_mfcc: stored 20, now 30`` — where the stamp has it
+        too (partitions stamped before it was kept: the hashes)."""
         m = self.manifest()
         stamp = m if m is not None else self._read_json(STAMP)
         if stamp is None:
@@ -247,7 +268,7 @@ class Partition:
             if {**old, "keep_frames": False} == fingerprint:
                 return True
         if old is not None and old != fingerprint:
-            diff = fingerprint_diff(old, fingerprint)
+            diff = _described_diff(old, fingerprint, stamp.get("described"), described)
             hint = ""
             if isinstance(old, dict) and old.get("keep_frames") is False and fingerprint.get("keep_frames") is True:
                 hint = (
@@ -287,11 +308,19 @@ class Partition:
         except (FileNotFoundError, OSError):
             pass
 
-    def stamp(self, fingerprint: dict[str, Any], provenance: dict[str, Any] | None = None) -> None:
-        """Record the configuration a partition is computed with (once: the first run's stamp stays)."""
+    def stamp(
+        self,
+        fingerprint: dict[str, Any],
+        provenance: dict[str, Any] | None = None,
+        described: dict[str, Any] | None = None,
+    ) -> None:
+        """Record the configuration a partition is computed with (once: the first run's stamp stays); ``described``
+        keeps readable what the fingerprint's hashes stand for (see :meth:`check_compatible`)."""
         if self._read_json(STAMP) is None:
             self.fs.create_dir(self.path, recursive=True)
             body = {"fingerprint": fingerprint, "created_at": time.time(), **(provenance or {})}
+            if described:
+                body["described"] = described
             _atomic_write_bytes(self.fs, f"{self.path}/{STAMP}", json.dumps(body, sort_keys=True).encode())
 
     def read(self, columns: list[str] | None = None) -> pa.Table:

@@ -135,6 +135,26 @@ def test_conflict_names_the_differing_keys_and_the_keep_frames_setting(tmp_path)
     assert "its rows have no frame-level embeddings, which this run keeps" in msg
 
 
+def test_conflict_names_the_changed_parameter_inside_a_hash_and_falls_back_to_hashes(tmp_path):
+    """A stamp keeps what the fingerprint's hashes stand for (``described``): the conflict names the parameter; a
+    partition stamped before that (no ``described``) still gets the hashes."""
+    store = EmbeddingStore(str(tmp_path / "s"))
+    fp = {"model": {"family": "mfcc-stats", "params": "aaa"}, "chunk_s": 10}
+    now = {"model": {"family": "mfcc-stats", "params": "bbb"}, "chunk_s": 10}
+    described = {"model.params": {"n_mfcc": 20, "n_mels": 64}}
+    new = store.partition("ds", "m", "clean")
+    new.stamp(fp, described=described)
+    new.check_compatible(fp, described)
+    with pytest.raises(StoreConflict) as err:
+        new.check_compatible(now, {"model.params": {"n_mfcc": 30, "n_mels": 64}})
+    assert "— model.params.n_mfcc: stored 20, now 30; give" in str(err.value)  # n_mels is alike: not listed
+    old = store.partition("ds", "m", "D1")
+    old.stamp(fp)  # as before described was kept
+    with pytest.raises(StoreConflict) as err:
+        old.check_compatible(now, {"model.params": {"n_mfcc": 30, "n_mels": 64}})
+    assert '— model.params: stored "aaa", now "bbb"; give' in str(err.value)
+
+
 def test_a_partition_with_frames_serves_a_run_without_them(tmp_path):
     """Stored with frames, asked without: compatible (``True``: rows may not be added); any other difference is not."""
     store = EmbeddingStore(str(tmp_path / "s"))

@@ -1,0 +1,161 @@
+"""What a run asks of each store partition: the configuration it is computed under (its fingerprint) and the
+tracks it must hold. The embedding stage plans its streams from these, and ``repeval plan`` reports with them
+what that stage would do — one rule, so a partition the plan calls complete is one the stage leaves alone."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from repeval.config import Config, ExperimentConfig
+from repeval.config.loader import config_hash
+from repeval.models import resolve_model
+from repeval.pipeline.stages import CLEAN, DEFAULT_CHUNK_S
+from repeval.store import StoreConflict
+from repeval.store.store import STORE_FORMAT
+
+
+def model_fingerprint(model_cfg: Any) -> dict[str, Any]:
+    fam, params = resolve_model(model_cfg)
+    return {"family": fam.name, "params": config_hash(params)}
+
+
+def scenario_fingerprint(exp: ExperimentConfig, sid: str, ds: Any, run_seed: int) -> dict[str, Any]:
+    if sid == CLEAN:
+        return {"scenario": CLEAN}
+    scen = exp.scenarios_for(ds)[sid]
+    return {"scenario": config_hash(scen), "seed": run_seed}
+
+
+def model_chunk_s(fam: Any, params: dict[str, Any]) -> float | None:
+    """The analysis window: ``params.chunk_s``, else the model's declared ``chunk_s``, else 30 s.
+
+    ``None`` or a non-positive value in params means "whole file" (only for models that need it).
+    """
+    if "chunk_s" in params:
+        v = params["chunk_s"]
+        return float(v) if v is not None and float(v) > 0 else None
+    declared = getattr(fam.cls, "chunk_s", None)
+    return float(declared) if declared else DEFAULT_CHUNK_S
+
+
+def _json(value: Any) -> Any:
+    """``value`` as plain JSON (what a stamp can hold)."""
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def model_settings(fam: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """The model's parameters as it runs with them: its constructors' defaults (along its classes) under the
+    configured ``params``. Kept readable beside the fingerprint's hash of ``params``, so a conflict can say
+    ``model.params.n_mfcc: stored 20, now 30``."""
+    defaults: dict[str, Any] = {}
+    for klass in getattr(fam.cls, "__mro__", ()):
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            sig = inspect.signature(init)
+        except (TypeError, ValueError):
+            continue
+        for name, p in sig.parameters.items():
+            if p.default is not p.empty and name not in defaults:
+                defaults[name] = p.default
+    return _json({**defaults, **params})
+
+
+@dataclass(frozen=True)
+class PartitionSpec:
+    """One partition a run computes: its fingerprint and, readable, what the fingerprint hashes (``described``:
+    fingerprint key path → value, stored with the partition's stamp)."""
+
+    sid: str
+    fingerprint: dict[str, Any]
+    described: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How a run computes one model's partitions of one dataset."""
+
+    sample_rate_hz: int
+    chunk_s: float | None
+    fingerprint: dict[str, Any]
+    settings: dict[str, Any]
+
+    @classmethod
+    def of(cls, cfg: Config, mcfg: Any) -> ModelSpec:
+        fam, params = resolve_model(mcfg)
+        sample_rate = int(
+            params.get("sample_rate_hz") or getattr(fam.cls, "sample_rate_hz", 0) or cfg.run.sample_rate_hz
+        )
+        return cls(sample_rate, model_chunk_s(fam, params), model_fingerprint(mcfg), model_settings(fam, params))
+
+    def partition(self, cfg: Config, exp: ExperimentConfig, ds: Any, sid: str) -> PartitionSpec:
+        fp = {
+            "model": self.fingerprint,
+            **scenario_fingerprint(exp, sid, ds, cfg.run.seed),
+            "sample_rate_hz": self.sample_rate_hz,
+            "chunk_s": self.chunk_s,
+            "keep_frames": cfg.run.keep_frames,
+            "store_format": STORE_FORMAT,
+        }
+        described = {"model.params": self.settings}
+        if sid != CLEAN:
+            described["scenario"] = _json(exp.scenarios_for(ds)[sid].model_dump(mode="json"))
+        return PartitionSpec(sid, fp, described)
+
+
+def wanted_masks(cfg: Config, exp: ExperimentConfig, ds: Any, rows: pa.Table, deform_ids: Any) -> dict[str, np.ndarray]:
+    """Per scenario of ``exp`` on ``ds`` (``clean`` first): which of ``rows`` the run embeds in it. Deformed: the
+    tracks in ``run.deform_splits`` (k folds: ``deform_ids[dataset]``), and the training tracks of scenarios that
+    augment the probes' training data (k folds: every track)."""
+    run = cfg.run
+    ids = rows.column("track_id")
+    if deform_ids is not None and ds.name in deform_ids:
+        in_deform = pc.is_in(ids, value_set=deform_ids[ds.name])
+    else:
+        in_deform = pc.is_in(rows.column("split"), value_set=pa.array(list(run.deform_splits), pa.string()))
+    deform_mask = pc.fill_null(in_deform, False).to_numpy(zero_copy_only=False)
+    augmented = set(exp.augment_for(ds))
+    aug_mask = np.zeros(rows.num_rows, bool)
+    if augmented and deform_ids is not None and ds.name in deform_ids:
+        aug_mask[:] = True
+    elif augmented:
+        aug_mask = pc.fill_null(pc.equal(rows.column("split"), "train"), False).to_numpy(zero_copy_only=False)
+    out = {CLEAN: np.ones(rows.num_rows, bool)}
+    for sid in exp.scenarios_for(ds):
+        out[sid] = deform_mask | aug_mask if sid in augmented else deform_mask
+    return out
+
+
+def frames_conflict(part: Any, missing: int, store_uri: str) -> StoreConflict:
+    """The error for a partition that keeps frames but would be completed by a run that does not keep them."""
+    return StoreConflict(
+        f"store partition {part.path} keeps frame-level embeddings (run.keep_frames) and is not complete "
+        f"({missing} of this run's tracks missing); this run would complete it without frames: "
+        "set run.keep_frames: true to complete it with frames, point run.store elsewhere, or delete it "
+        f"(`repeval store rm {store_uri} {part.name} --yes`)"
+    )
+
+
+def partition_state(part: Any, spec: PartitionSpec, ids: pa.Array, wanted: np.ndarray) -> tuple[str, str]:
+    """What the embedding stage would do with ``part`` for the wanted tracks (``ids[wanted]``): ``("complete",
+    "")`` (nothing), ``("todo", what)`` (embed tracks, or mark it complete) or ``("conflict", the error the stage
+    would stop with)``."""
+    try:
+        frames_kept = part.check_compatible(spec.fingerprint, spec.described)
+    except StoreConflict as exc:
+        return "conflict", str(exc)
+    done = pc.is_in(ids, value_set=part.done_ids()).to_numpy(zero_copy_only=False)
+    missing = int((wanted & ~done).sum())
+    if missing and frames_kept:
+        return "conflict", str(frames_conflict(part, missing, part.store.uri))
+    if missing:
+        return "todo", f"{missing:,} of {int(wanted.sum()):,} track(s) to embed"
+    return ("complete", "") if part.complete else ("todo", "not marked complete")

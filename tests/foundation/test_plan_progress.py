@@ -1,0 +1,128 @@
+"""``repeval plan`` counts as done only what ``repeval run`` would not redo; failures are recorded in the run.
+
+One rendered note set, mfcc-stats and one deformation, a real Ray: a smoke run (fewer tracks) then the plan of
+the full configuration in the same run directory and store; a changed model parameter; ``train`` before
+anything is embedded; a failed and then a successful ``repeval run`` as ``repeval runs`` lists them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from repeval import runner
+from repeval.cli import app
+from repeval.config import parse_config
+from repeval.plan import make_plan
+from repeval.store import StoreConflict
+from repeval.testing.configs import notes_dataset
+
+
+def _raw(root: Path, manifest: Path, run_id: str = "mixed", **model_params: Any) -> dict[str, Any]:
+    model: Any = {"id": "mfcc-stats", "params": model_params} if model_params else "mfcc-stats"
+    return {
+        "run": {"run_id": run_id, "store": str(root / "store"), "runs_dir": str(root / "runs")},
+        "experiments": [
+            {
+                "task": {"name": "instrument", "type": "multiclass_classification"},
+                "datasets": [notes_dataset(manifest)],
+                "deformations": [[{"type": "Gain", "params": {"min_gain_db": -6, "max_gain_db": -3, "p": 1}}]],
+                "embedding_models": [model],
+                "downstream_models": [{"name": "linear", "hidden_units": [], "batch_size": 16, "epochs": 2}],
+                "metrics": ["accuracy"],
+            }
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def smoke_then_full(ray_session, rendered_notes, tmp_path_factory):
+    """Plans of the full configuration: after a smoke run (24 of 48 tracks), after the full embedding stage, after
+    its training stage."""
+    root = tmp_path_factory.mktemp("planprogress")
+    cfg = parse_config(_raw(root, rendered_notes))
+    smoke = runner.make_context(runner.smoke_test_config(cfg, max_tracks=24), run_id="mixed")
+    runner.stage_embed(smoke)
+    runner.stage_train(smoke)
+    plans = {"after smoke": make_plan(cfg, smoke.store, smoke.run_dir)}
+    ctx = runner.make_context(cfg, run_id="mixed")
+    embedded = runner.stage_embed(ctx)
+    plans["after embed"] = make_plan(cfg, ctx.store, ctx.run_dir)
+    trained = runner.stage_train(ctx)
+    plans["after train"] = make_plan(cfg, ctx.store, ctx.run_dir)
+    return root, rendered_notes, plans, embedded, trained
+
+
+def test_plan_after_a_smoke_run_counts_what_the_full_run_redoes(smoke_then_full):
+    _, _, plans, embedded, trained = smoke_then_full
+    smoke = plans["after smoke"]
+    assert (smoke.partitions, smoke.trainings) == (2, 1)
+    # the smoke run embedded 24 of the 48 tracks and trained on them: the full run embeds and trains again
+    assert (smoke.partitions_done, smoke.trainings_done) == (0, 0), smoke.text()
+    assert embedded.computed > 0 and trained["trained"] == 1 and trained["skipped"] == 0
+    # embedded, not yet trained on these embeddings; then everything done, as the next run would find it
+    assert (plans["after embed"].partitions_done, plans["after embed"].trainings_done) == (2, 0)
+    assert (plans["after train"].partitions_done, plans["after train"].trainings_done) == (2, 1)
+    assert not plans["after train"].conflicts
+
+
+def test_changed_model_parameter_is_a_conflict_in_plan_and_run_naming_it(smoke_then_full):
+    root, manifest, _, _, _ = smoke_then_full
+    cfg = parse_config(_raw(root, manifest, n_mfcc=30))
+    ctx = runner.make_context(cfg, run_id="mixed")
+    plan = make_plan(cfg, ctx.store, ctx.run_dir)
+    assert (plan.partitions_done, plan.trainings_done) == (0, 0)
+    assert sorted(plan.conflicts) == ["notes/mfcc-stats/D1", "notes/mfcc-stats/clean"]
+    with pytest.raises(StoreConflict) as err:
+        runner.stage_embed(ctx)
+    msg = str(err.value)
+    assert "model.params.n_mfcc: stored 20, now 30" in msg  # the parameter, not two hashes
+    assert "`repeval store rm" in msg and msg == plan.conflicts["notes/mfcc-stats/clean"]  # plan names the same fix
+    assert "conflict: " + msg in plan.text()
+
+
+def test_plan_refuses_the_run_id_run_refuses(smoke_then_full, tmp_path):
+    root, manifest, _, _, _ = smoke_then_full
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(_raw(root, manifest)))
+    res = CliRunner().invoke(app, ["plan", str(path), "--run-id", "../escape"])
+    assert res.exit_code == 1, res.output
+    assert "run id '../escape': use letters, digits" in res.output and "probe trainings" not in res.output
+
+
+def test_train_before_embedding_says_to_embed_first(ray_session, rendered_notes, tmp_path):
+    ctx = runner.make_context(parse_config(_raw(tmp_path, rendered_notes, run_id="fresh-train")))
+    with pytest.raises(ValueError) as err:
+        runner.stage_train(ctx)
+    msg = str(err.value)
+    assert "notes/mfcc-stats: the embeddings are missing — store partition notes/mfcc-stats/clean" in msg
+    assert "does not exist; run `repeval embed` (or `repeval run`)" in msg
+    assert "check the dataset's splits" not in msg
+
+
+def test_failed_run_is_recorded_and_a_successful_rerun_replaces_it(smoke_then_full, tmp_path):
+    root, manifest, _, _, _ = smoke_then_full
+    raw = _raw(root, manifest, run_id="badlabel")
+    raw["experiments"][0]["datasets"][0]["label_column"] = "no_such_column"
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    cli = CliRunner()
+    res = cli.invoke(app, ["run", str(path)])
+    assert res.exit_code == 1, res.output
+    listed = {r["run"]: r for r in json.loads(cli.invoke(app, ["runs", str(root / "runs"), "--json"]).output)}
+    assert listed["badlabel"]["state"] == "failed (run)"
+    reason = listed["badlabel"]["reason"]
+    assert "no_such_column" in reason and "\n" not in reason
+    assert f"badlabel: {reason}" in cli.invoke(app, ["runs", str(root / "runs")]).output
+    assert listed["mixed"]["reason"] is None  # a run that never failed: its own state
+
+    path.write_text(yaml.safe_dump(_raw(root, manifest, run_id="badlabel")))  # fixed: the rerun succeeds
+    res = cli.invoke(app, ["run", str(path)])
+    assert res.exit_code == 0, res.output
+    again = {r["run"]: r for r in json.loads(cli.invoke(app, ["runs", str(root / "runs"), "--json"]).output)}
+    assert (again["badlabel"]["state"], again["badlabel"]["reason"]) == ("evaluated", None)
