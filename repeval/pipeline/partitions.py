@@ -4,7 +4,6 @@ what that stage would do — one rule, so a partition the plan calls complete is
 
 from __future__ import annotations
 
-import inspect
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -54,18 +53,9 @@ def model_settings(fam: Any, params: dict[str, Any]) -> dict[str, Any]:
     """The model's parameters as it runs with them: its constructors' defaults (along its classes) under the
     configured ``params``. Kept readable beside the fingerprint's hash of ``params``, so a conflict can say
     ``model.params.n_mfcc: stored 20, now 30``."""
-    defaults: dict[str, Any] = {}
-    for klass in getattr(fam.cls, "__mro__", ()):
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        try:
-            sig = inspect.signature(init)
-        except (TypeError, ValueError):
-            continue
-        for name, p in sig.parameters.items():
-            if p.default is not p.empty and name not in defaults:
-                defaults[name] = p.default
+    from repeval.models.base import model_parameters
+
+    defaults = {k: p.default for k, p in model_parameters(fam.cls).items() if p.default is not p.empty}
     return _json({**defaults, **params})
 
 

@@ -2,7 +2,8 @@
 
 One rendered note set, mfcc-stats and one deformation, a real Ray: a smoke run (fewer tracks) then the plan of
 the full configuration in the same run directory and store; a changed model parameter; ``train`` before
-anything is embedded; a failed and then a successful ``repeval run`` as ``repeval runs`` lists them.
+anything is embedded; a failed (a store conflict) and then a successful ``repeval run`` as ``repeval runs`` lists
+them.
 """
 
 from __future__ import annotations
@@ -107,21 +108,20 @@ def test_train_before_embedding_says_to_embed_first(ray_session, rendered_notes,
 
 def test_failed_run_is_recorded_and_a_successful_rerun_replaces_it(smoke_then_full, tmp_path):
     root, manifest, _, _, _ = smoke_then_full
-    raw = _raw(root, manifest, run_id="badlabel")
-    raw["experiments"][0]["datasets"][0]["label_column"] = "no_such_column"
+    # valid, but the store holds these partitions under another n_mfcc: the run stops in its embedding stage
     path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump(raw))
+    path.write_text(yaml.safe_dump(_raw(root, manifest, run_id="badlabel", n_mfcc=30)))
     cli = CliRunner()
     res = cli.invoke(app, ["run", str(path)])
     assert res.exit_code == 1, res.output
     listed = {r["run"]: r for r in json.loads(cli.invoke(app, ["runs", str(root / "runs"), "--json"]).output)}
     assert listed["badlabel"]["state"] == "failed (run)"
     reason = listed["badlabel"]["reason"]
-    assert "no_such_column" in reason and "\n" not in reason
+    assert "model.params.n_mfcc: stored 20, now 30" in reason and "\n" not in reason
     assert f"badlabel: {reason}" in cli.invoke(app, ["runs", str(root / "runs")]).output
     assert listed["mixed"]["reason"] is None  # a run that never failed: its own state
 
-    path.write_text(yaml.safe_dump(_raw(root, manifest, run_id="badlabel")))  # fixed: the rerun succeeds
+    path.write_text(yaml.safe_dump(_raw(root, manifest, run_id="badlabel")))  # n_mfcc as stored: the rerun succeeds
     res = cli.invoke(app, ["run", str(path)])
     assert res.exit_code == 0, res.output
     again = {r["run"]: r for r in json.loads(cli.invoke(app, ["runs", str(root / "runs"), "--json"]).output)}
