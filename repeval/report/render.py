@@ -58,14 +58,17 @@ def render_markdown(t: Table, *, scale: float = 1.0, decimals: int = 3) -> str:
 def render_csv(t: Table, *, with_group: bool = False) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    lead = ["task", "dataset"] if with_group else []
+    # the group's task and dataset lead each row, unless the table's rows name them already (the ``tasks`` preset:
+    # a row per task): one column per name, or a CSV reader keeps only one of the two
+    group = {"task": t.task, "dataset": t.dataset}
+    lead = [c for c in group if c not in t.row_names] if with_group else []
     header = list(lead) + list(t.row_names)
     for m, s in t.columns:
         key = f"{m}:{s}" if s else m
         header += [key, f"{key}:std", f"{key}:n_seeds", f"{key}:ci_low", f"{key}:ci_high"]
     w.writerow(header)
     for i, row in enumerate(t.rows):
-        out: list[object] = [*([t.task, t.dataset] if with_group else []), *row]
+        out: list[object] = [*(group[c] for c in lead), *row]
         for j in range(len(t.columns)):
             out += [
                 _num(t.mean[i, j]),

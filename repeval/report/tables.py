@@ -19,6 +19,7 @@ several runs can be combined: rows then start with the run id.
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -376,4 +377,7 @@ def table_command(
     for t, d in selections:
         table = make_table(results, preset, task=t, dataset=d, metrics=metrics)
         parts.append(render(table, fmt, color=color, scale=scale, decimals=decimals, with_group=len(selections) > 1))
-    return ("\n" if fmt == "csv" else "\n\n").join(p.rstrip("\n") for p in parts) + "\n"
+    if fmt == "csv" and len(parts) > 1:  # one table: one header over the groups' columns (cells a group lacks empty)
+        frames = [pd.read_csv(io.StringIO(p), dtype=str, keep_default_na=False) for p in parts]
+        return str(pd.concat(frames, ignore_index=True).to_csv(index=False, lineterminator="\n"))
+    return "\n\n".join(p.rstrip("\n") for p in parts) + "\n"

@@ -541,7 +541,6 @@ class _Group:
         )
         #: select: best — (spec) → [(mean criterion, point, {seed: state}, reports, sampled)]
         self.candidates: dict[int, list[tuple[float, int, dict[int, dict[str, Any]], list[dict[str, Any]], dict]]] = {}
-        self.point_stats: dict[tuple[int, int], list[float | None]] = {}
 
     def fingerprint(self) -> str:
         return _fingerprint(self.grid_units, self.ev, self.data)
@@ -597,7 +596,6 @@ class _Group:
                  "best_criterion": rep["best_criterion"], "best_epoch": rep["best_epoch"], "epochs": rep["epochs"],
                  "status": status, "selected": bool(unit.evaluate and not rep["failed"])}
             )  # fmt: skip
-            self.point_stats.setdefault((m.spec, m.point), []).append(None if rep["failed"] else rep["best_criterion"])
             for row in rep.get("rows", []):
                 out.rows.append({**base, "probe": name, "seed": m.seed, **row})
             for sid, mat in (rep.get("confusion") or {}).items():
@@ -708,10 +706,11 @@ class _Group:
                     and json.loads(p["params"]) == {**pt.params, **sampled}
                 ):
                     p["selected"] = True
-            vals = self.point_stats.get((si, point), [])
+            # configurations: a grid's points, or a search space's sampled points (which share their point)
+            tried = {p["params"] for p in out.probes if p["spec"] == spec.name}
             log.info(
-                "%s: %s selected %s (validation %.4f over %d seed(s)) among %d configurations",
-                self.inp.name, spec.name, pt.name, crit, len(vals), len({(s, p) for s, p in self.point_stats if s == si}),
+                "%s: %s selected %s (validation %.4f, the mean over %d seed(s)) among %d configurations",
+                self.inp.name, spec.name, pt.name, crit, len(states), len(tried),
             )  # fmt: skip
 
 

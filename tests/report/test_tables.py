@@ -198,6 +198,25 @@ def test_tasks_preset_puts_a_datasets_tasks_side_by_side(results, tmp_path):
     assert md.count("| clean_training |") == md.count("| augmented |") == 3  # one row per model
     assert "notes — tasks clean_training, augmented" in md
 
+    # two datasets, each with both tasks: one CSV table, the group's dataset leading, one "task" column (the row's)
+    spec = FakeRunSpec(
+        run_id="pairs", n_resamples=20, probes=("M1",), seeds=(0,),
+        experiments=tuple(FakeExperiment(task, "multiclass_classification", ds, 4, metrics)
+                          for ds in ("notes", "keys") for task in ("clean_training", "augmented")),
+    )  # fmt: skip
+    out = table_command([make_run_dir(tmp_path / "pairs", spec)], "tasks", "csv", metrics=["accuracy"])
+    assert out.splitlines()[0].startswith("dataset,model,probe,task,accuracy:")
+    assert sum("accuracy:clean:std" in line for line in out.splitlines()) == 1  # one header
+    df = pd.read_csv(io.StringIO(out))
+    assert list(df.columns).count("task") == 1 and not any(c.startswith("task.") for c in df.columns)
+    assert sorted(set(zip(df["dataset"], df["task"], strict=True))) == [
+        ("keys", "augmented"),
+        ("keys", "clean_training"),
+        ("notes", "augmented"),
+        ("notes", "clean_training"),
+    ]
+    assert len(df) == 2 * 2 * 3 and df["accuracy:clean"].notna().all()
+
 
 def test_table_command_names_the_tasks_and_datasets_there(run_dir, second_run_dir):
     """`repeval table RUN --task nope` said only "no results for task='nope' dataset=None"; it now lists the tasks

@@ -58,7 +58,7 @@ def pickle_this_module_by_value():
     cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
-def test_grid_selection_seeds_intervals_failures(ray_session, tmp_path):
+def test_grid_selection_seeds_intervals_failures(ray_session, tmp_path, caplog):
     data = gaussian_probe_data(n=120, d=10, c=3)
     cfg = config(
         [
@@ -70,7 +70,9 @@ def test_grid_selection_seeds_intervals_failures(ray_session, tmp_path):
         seeds=2,
         pack_trials=False,  # one trial per stack: the injected exception must not take 'lin' with it
     )
-    g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"), wrap_trainable=boom_wrapper)
+    with caplog.at_level("INFO", logger="repeval.tuning.grid"):
+        g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"), wrap_trainable=boom_wrapper)
+    assert "pick selected pick-" in caplog.text and "the mean over 2 seed(s)) among 2 configurations" in caplog.text
     failed = {(f["probe"], f["seed"]): f["reason"] for f in g.failed}
     assert set(failed) == {("nan", 0), ("nan", 1), ("boom", 0), ("boom", 1)}
     assert "non-finite loss" in failed[("nan", 0)] and "injected failure" in failed[("boom", 0)]
@@ -101,7 +103,7 @@ def test_grid_selection_seeds_intervals_failures(ray_session, tmp_path):
     assert curve == [(int(h["epoch"]), pytest.approx(h["train_loss"], rel=1e-6)) for h in hist]
 
 
-def test_search_space_with_asha(ray_session, tmp_path):
+def test_search_space_with_asha(ray_session, tmp_path, caplog):
     data = gaussian_probe_data(n=120, d=10, c=3)
     cfg = config(
         [
@@ -117,8 +119,11 @@ def test_search_space_with_asha(ray_session, tmp_path):
             }
         ]
     )
-    g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"))
+    with caplog.at_level("INFO", logger="repeval.tuning.grid"):
+        g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"))
     assert g.trials == 4 and not g.failed
+    # four sampled configurations of one point, one seed each (the log said "over 4 seed(s) among 1 configurations")
+    assert "the mean over 1 seed(s)) among 4 configurations" in caplog.text, caplog.text
     assert {r["probe"] for r in g.rows} == {"tuned"}
     assert {r["scenario"] for r in g.rows} == {"clean", "D1"}
     tuned = [p for p in g.probes if p["spec"] == "tuned"]
