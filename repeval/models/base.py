@@ -11,7 +11,9 @@ Families register with ``@register_model("name")``. A family may also claim ids 
 
 from __future__ import annotations
 
+import functools
 import inspect
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -172,16 +174,24 @@ def check_params(cfg: Any) -> None:
         if problem:
             raise ValueError(f"{name}.params.{problem}")
     if fam.cls.light:
-        try:
-            model = fam.cls(**params)
-            rate = int(model.sample_rate_hz)
-            out = model.embed(np.random.default_rng(0).uniform(-0.5, 0.5, rate // 2).astype(np.float32))
-            if out.ndim != 2 or out.shape[1] <= 0 or out.shape[1] != model.embedding_dim:
-                raise ValueError(f"it returned an array of shape {out.shape} (embedding_dim {model.embedding_dim})")
-        except Exception as exc:
-            raise ValueError(
-                f"{name} with params {cfg.params} does not work on half a second of noise: {exc} — check its params"
-            ) from None
+        _try_light(fam.name, name, json.dumps(params, sort_keys=True, default=str), repr(cfg.params))
+
+
+@functools.lru_cache(maxsize=64)
+def _try_light(family: str, name: str, params_json: str, given: str) -> None:
+    """Build a light model and embed half a second of noise — once per family and params (a config may list one
+    model in many experiments)."""
+    fam = MODELS.get(family)
+    try:
+        model = fam.cls(**json.loads(params_json))
+        rate = int(model.sample_rate_hz)
+        out = model.embed(np.random.default_rng(0).uniform(-0.5, 0.5, rate // 2).astype(np.float32))
+        if out.ndim != 2 or out.shape[1] <= 0 or out.shape[1] != model.embedding_dim:
+            raise ValueError(f"it returned an array of shape {out.shape} (embedding_dim {model.embedding_dim})")
+    except Exception as exc:
+        raise ValueError(
+            f"{name} with params {given} does not work on half a second of noise: {exc} — check its params"
+        ) from None
 
 
 def build_model(cfg: Any) -> EmbeddingModel:
