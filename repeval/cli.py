@@ -100,7 +100,11 @@ def _stage(
     try:
         yield ctx
     except BaseException as exc:
-        if isinstance(exc, Exception) and not (isinstance(exc, typer.Exit) and exc.exit_code == 0):
+        if isinstance(exc, KeyboardInterrupt):
+            write_status(
+                ctx.run_dir, command, "interrupted", "stopped by Ctrl-C; rerun it to resume (finished work is kept)"
+            )
+        elif isinstance(exc, Exception) and not (isinstance(exc, typer.Exit) and exc.exit_code == 0):
             write_status(ctx.run_dir, command, "failed", _reason(exc))
         if ctx.location is not None:
             try:

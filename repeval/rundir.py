@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 #: the sub-directory Ray Tune owns (written by Tune itself, never staged)
 TUNE_DIR = "tune"
-#: the last command's state: ``{"command", "state": started|finished|failed, "reason", "updated"}``
+#: the last command's state: ``{"command", "state": started|finished|failed|interrupted, "reason", "updated"}``
 STATUS = "status.json"
 
 

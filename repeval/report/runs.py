@@ -66,8 +66,8 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
     state = "evaluated" if results is not None else (f"{len(groups)} grid(s) trained" if groups else "started")
     status = _status(fs, path)
     failed_with = None
-    if status.get("state") == "failed":  # its last command stopped with an error (a later success overwrites it)
-        state = f"failed ({status.get('command') or '?'})"
+    if status.get("state") in ("failed", "interrupted"):  # its last command stopped (a later success overwrites it)
+        state = f"{status['state']} ({status.get('command') or '?'})"
         failed_with = str(status.get("reason") or "")
     return {
         "run": run_id,

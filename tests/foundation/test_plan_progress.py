@@ -126,3 +126,17 @@ def test_failed_run_is_recorded_and_a_successful_rerun_replaces_it(smoke_then_fu
     assert res.exit_code == 0, res.output
     again = {r["run"]: r for r in json.loads(cli.invoke(app, ["runs", str(root / "runs"), "--json"]).output)}
     assert (again["badlabel"]["state"], again["badlabel"]["reason"]) == ("evaluated", None)
+
+
+def test_an_interrupted_command_is_recorded_as_such(smoke_then_full, tmp_path):
+    """Ctrl-C (KeyboardInterrupt) in a stage: ``repeval runs`` says the run was interrupted and how to resume."""
+    from repeval.cli import _stage
+
+    root, manifest, _, _, _ = smoke_then_full
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(_raw(root, manifest, run_id="ctrlc")))
+    with pytest.raises(KeyboardInterrupt), _stage("embed", path, None, None, False, None):
+        raise KeyboardInterrupt
+    listed = {r["run"]: r for r in json.loads(CliRunner().invoke(app, ["runs", str(root / "runs"), "--json"]).output)}
+    assert listed["ctrlc"]["state"] == "interrupted (embed)"
+    assert "rerun it to resume" in listed["ctrlc"]["reason"]
