@@ -446,7 +446,7 @@ def _run_pipeline(
         ds = ds.map_batches(decode, batch_size=None, **decode_kw)
         ds = ds.map_batches(
             Embed,
-            fn_constructor_args=(mcfg, run.keep_frames, res.threads),
+            fn_constructor_args=(mcfg, run.keep_frames, res.threads, st.sample_rate),
             batch_format="pyarrow",
             **res.actor_kwargs(batch_size),
         )

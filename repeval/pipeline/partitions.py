@@ -69,6 +69,19 @@ class PartitionSpec:
     described: dict[str, Any]
 
 
+def model_rate(fam: Any, params: dict[str, Any]) -> int | None:
+    """The sampling rate a model runs at, known without building it: ``params.sample_rate_hz``, else what the family
+    declares for these params (:meth:`~repeval.models.base.EmbeddingModel.declared_sizes`), else a class-level
+    ``sample_rate_hz``; ``None`` when none says (then the stream decodes at ``run.sample_rate_hz``, and the model's
+    actors refuse a rate other than theirs)."""
+    try:
+        declared = fam.cls.declared_sizes(params)[0]
+    except Exception:  # a declaration that needs what is not here (weights' configuration): not known
+        declared = None
+    rate = params.get("sample_rate_hz") or declared or getattr(fam.cls, "sample_rate_hz", None)
+    return int(rate) if rate else None
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """How a run computes one model's partitions of one dataset."""
@@ -81,9 +94,7 @@ class ModelSpec:
     @classmethod
     def of(cls, cfg: Config, mcfg: Any) -> ModelSpec:
         fam, params = resolve_model(mcfg)
-        sample_rate = int(
-            params.get("sample_rate_hz") or getattr(fam.cls, "sample_rate_hz", 0) or cfg.run.sample_rate_hz
-        )
+        sample_rate = int(model_rate(fam, params) or cfg.run.sample_rate_hz)
         return cls(sample_rate, model_chunk_s(fam, params), model_fingerprint(mcfg), model_settings(fam, params))
 
     def partition(self, cfg: Config, exp: ExperimentConfig, ds: Any, sid: str) -> PartitionSpec:

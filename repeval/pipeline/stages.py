@@ -260,7 +260,9 @@ class Embed:
     the mean over all the track's frames, and the frames concatenated in order).
     """
 
-    def __init__(self, model_cfg: Any, keep_frames: bool = False, threads: int | None = None) -> None:
+    def __init__(
+        self, model_cfg: Any, keep_frames: bool = False, threads: int | None = None, sample_rate_hz: int | None = None
+    ) -> None:
         from repeval.cpu import keep_freed_memory
         from repeval.models import build_model
 
@@ -269,6 +271,14 @@ class Embed:
         t0 = time.perf_counter()
         self.model = build_model(model_config_for_build(model_cfg))
         limit_threads(threads)  # the model may have imported torch
+        if sample_rate_hz is not None and int(self.model.sample_rate_hz) != int(sample_rate_hz):
+            # the stream decodes at the rate planned for the model (its declared_sizes); fed another, the model
+            # would hear slowed or sped-up audio
+            raise ValueError(
+                f"embedding model {model_cfg.id} runs at {self.model.sample_rate_hz} Hz but its stream decodes at "
+                f"{sample_rate_hz} Hz: its rate was not known while planning — make the model's configuration "
+                "available locally (a hub model: download it first) so that its declared rate is read"
+            )
         self.model_id = model_cfg.id
         self.model_version = str(getattr(self.model, "version", "") or "")
         self.keep_frames = keep_frames
@@ -338,13 +348,15 @@ class Embed:
 _PROCESS_EMBEDDERS: dict[tuple[str, bool, int | None], Embed] = {}
 
 
-def process_embedder(model_cfg: Any, keep_frames: bool = False, threads: int | None = None) -> Embed:
+def process_embedder(
+    model_cfg: Any, keep_frames: bool = False, threads: int | None = None, sample_rate_hz: int | None = None
+) -> Embed:
     """This worker process's :class:`Embed` for (model config, ``keep_frames``, ``threads``): built on first use
     and kept for the process's later tasks; building another model releases it."""
     key = (model_cfg.model_dump_json(), keep_frames, threads)
     if key not in _PROCESS_EMBEDDERS:
         _PROCESS_EMBEDDERS.clear()
-        _PROCESS_EMBEDDERS[key] = Embed(model_cfg, keep_frames, threads)
+        _PROCESS_EMBEDDERS[key] = Embed(model_cfg, keep_frames, threads, sample_rate_hz)
     return _PROCESS_EMBEDDERS[key]
 
 
@@ -373,7 +385,7 @@ class DecodeEmbed:
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
-        embed = process_embedder(self.model_cfg, self.keep_frames, self.threads)
+        embed = process_embedder(self.model_cfg, self.keep_frames, self.threads, self.decode.sample_rate_hz)
         for table in self.decode(batch):
             step = self.batch_size or table.num_rows
             for start in range(0, table.num_rows, max(step, 1)):

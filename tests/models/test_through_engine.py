@@ -59,3 +59,12 @@ def test_pretrained_model_embeds_shared_data(ray_session, shared_data, tmp_path,
     assert np.isfinite(x).all() and x.std() > 0
     # different recordings give different embeddings
     assert not np.allclose(x[0], x[1])
+    # the model heard each recording at its own rate: as long as the file (a 16 kHz model fed 22.05 kHz audio
+    # would hear 1.38× as many seconds, slowed and lowered)
+    import soundfile as sf
+
+    rows = ctx.rows[(0, "medley_solos_db")]
+    path_of = dict(zip(rows.column("track_id").to_pylist(), rows.column("audio_path").to_pylist(), strict=True))
+    stored = part.read(["track_id", "audio_seconds"]).to_pylist()
+    for r in stored:
+        assert abs(r["audio_seconds"] - sf.info(path_of[r["track_id"]]).duration) < 0.02, (model, r)

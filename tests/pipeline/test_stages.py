@@ -423,3 +423,27 @@ def test_limit_threads_caps_tensorflow_and_onnxruntime_pools(model_id: str, modu
     configured, cpu_per_wall = out.stdout.split()[-2:]
     assert int(configured) == 1, out.stdout + out.stderr[-2000:]
     assert float(cpu_per_wall) < 1.3, out.stdout + out.stderr[-2000:]
+
+
+def test_streams_decode_at_each_models_declared_rate_and_actors_refuse_another():
+    """The stream's rate is the one the model declares (no class sets ``sample_rate_hz`` before it is built: the
+    stream fell back to ``run.sample_rate_hz``, feeding 16 kHz models 22.05 kHz audio); an actor whose model runs
+    at another rate than its stream's refuses to start."""
+    import pytest
+
+    from repeval.models import MODELS
+    from repeval.pipeline.partitions import model_rate
+
+    checked = 0
+    for name, fam in MODELS.items():
+        params = dict(fam.default_params)
+        declared = fam.cls.declared_sizes(params)[0]
+        if declared is not None:
+            assert model_rate(fam, params) == declared, name
+            checked += 1
+    assert checked >= 15  # every family that declares its rate without weights (the HF ones need their config)
+    assert model_rate(MODELS.get("msd-musicnn"), {}) == 16000 and model_rate(MODELS.get("openl3"), {}) == 48000
+    assert model_rate(MODELS.get("mfcc-stats"), {"sample_rate_hz": 8000}) == 8000
+    with pytest.raises(ValueError, match="runs at 22050 Hz but its stream decodes at 16000 Hz"):
+        Embed(EmbeddingModelConfig(id="mfcc-stats"), threads=1, sample_rate_hz=16000)
+    assert Embed(EmbeddingModelConfig(id="mfcc-stats"), threads=1, sample_rate_hz=22050).model.sample_rate_hz == 22050
