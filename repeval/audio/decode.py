@@ -8,7 +8,10 @@ whole signal (short clips, tools, tests).
 
 from __future__ import annotations
 
+import os
+import struct
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -46,6 +49,41 @@ def _check_regular_file(path: str) -> None:
 # --- end reliability ------------------------------------------------------------------------------
 
 
+def wav_shortfall(fh: Any, size: int) -> tuple[int, int] | None:
+    """``(bytes the data chunk declares, bytes the file holds after its header)`` when a RIFF/WAVE file's data
+    chunk is cut short (a copy or download that stopped), else ``None``. Reads chunk headers only; ``fh`` is a
+    seekable binary file of ``size`` bytes (left at its start)."""
+    try:
+        fh.seek(0)
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        pos = 12
+        for _ in range(64):  # fmt, LIST, fact, … then data
+            fh.seek(pos)
+            chunk = fh.read(8)
+            if len(chunk) < 8:
+                return None
+            cid, n = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if cid == b"data":
+                held = size - pos - 8
+                # 0 and 0xFFFFFFFF: a stream whose writer never went back to fill in the size
+                return (n, held) if n not in (0, 0xFFFFFFFF) and n > held else None
+            pos += 8 + n + (n & 1)
+        return None
+    finally:
+        fh.seek(0)
+
+
+def _refuse_truncated(path: str, short: tuple[int, int] | None) -> None:
+    if short is not None:
+        declared, held = short
+        raise DecodeError(
+            f"truncated WAV: {path} declares {declared:,} bytes of audio but holds {held:,} — the file was cut short "
+            "(copy or download it again)"
+        )
+
+
 def _open(path: str) -> sf.SoundFile:
     if "://" not in path:
         _check_regular_file(path)  # reliability (issue 9)
@@ -54,7 +92,11 @@ def _open(path: str) -> sf.SoundFile:
             import pyarrow.fs as pafs
 
             fs, p = pafs.FileSystem.from_uri(path)
-            return sf.SoundFile(fs.open_input_file(p))
+            fh = fs.open_input_file(p)
+            _refuse_truncated(path, wav_shortfall(fh, fh.size()))
+            return sf.SoundFile(fh)
+        with open(path, "rb") as local:
+            _refuse_truncated(path, wav_shortfall(local, os.fstat(local.fileno()).st_size))
         return sf.SoundFile(path)
     except FileNotFoundError:
         raise DecodeError(f"file not found: {path}") from None

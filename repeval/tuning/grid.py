@@ -262,6 +262,11 @@ def sampler(seed: int, name: str, max_concurrent: int | None) -> Any:
     return BasicVariantGenerator(random_state=int.from_bytes(digest[:4], "little"), max_concurrent=max_concurrent or 0)
 
 
+#: times Tune starts a failed trial again: a trial whose worker died (killed, out of memory, its node lost) would
+#: otherwise be recorded as failed and its group committed without it, for good; a trial that raises fails twice
+TRIAL_RETRIES = 1
+
+
 def _fit(
     name: str,
     make_trainable: Callable[[dict[str, str]], Any],
@@ -288,6 +293,11 @@ def _fit(
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # small grids snapshot their state often; Tune's warning about it is advice for long experiments
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Tune catches Ctrl-C itself, stops its trials and returns normally: the grid would be collected with the units
+    # that happened to finish and committed as trained (the rest lost for good). Without its handler Ctrl-C raises
+    # KeyboardInterrupt here: nothing is committed, and the rerun restores the experiment, reusing every trial
+    # checkpoint already written (as after a killed driver)
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     # issue 8: storage_path may be a URI (s3://, gs://, ...): file operations go through pyarrow.fs
     from repeval.rundir import TuneStorage
 
@@ -314,8 +324,7 @@ def _fit(
                 fingerprint,
             )
         else:
-            with _plain_trial_actors():
-                pairs = _trial_results(tuner.fit())
+            pairs = _fit_grid(tuner)
             if {c.get("unit") for c, _ in pairs} == set(range(n_units)):
                 return pairs, True
             _move_aside(
@@ -341,13 +350,18 @@ def _fit(
             name=name,
             storage_path=storage_path,
             verbose=0,
-            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES, fail_fast=False),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             sync_config=tune.SyncConfig(sync_artifacts=True),
         ),
     )
+    return _fit_grid(tuner), False
+
+
+def _fit_grid(tuner: Any) -> list[tuple[dict[str, Any], Any]]:
+    """``tuner.fit()``'s ``(trial config, Result)`` pairs, Ray Tune's Ctrl-C handling off (see :func:`_fit`)."""
     with _plain_trial_actors():
-        return _trial_results(tuner.fit()), False
+        return _trial_results(tuner.fit())
 
 
 def _reusable(st: Any, name: str, fingerprint: str, *, current: bool = False) -> dict[str, str]:

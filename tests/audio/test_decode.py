@@ -89,11 +89,19 @@ def test_long_file_never_held_whole(tmp_path):
     assert peak < 0.1 * 2 * full_bytes
 
 
-def test_truncated_file_yields_what_exists(tmp_path):
+def test_a_wav_cut_short_is_refused_naming_the_sizes(tmp_path):
+    """A WAV whose data chunk declares more bytes than the file holds (a copy or download that stopped) is an error
+    — libsndfile would read the half that exists and the track would be embedded as shorter audio; a streamed WAV
+    whose writer never filled in the size (0xFFFFFFFF) is read whole."""
+    import struct
+
     p = tmp_path / "trunc.wav"
     _tone(p, 12.0, 8000)
     data = p.read_bytes()
-    # a FLOAT wav whose data chunk claims more bytes than the file has: libsndfile reads what exists
     p.write_bytes(data[: len(data) // 2])
-    chunks = list(iter_chunks(str(p), 8000, chunk_s=2.0))
-    assert 2 <= len(chunks) and sum(map(len, chunks)) < 12 * 8000
+    with pytest.raises(DecodeError, match=r"truncated WAV: .*trunc.wav declares [\d,]+ bytes of audio but holds"):
+        list(iter_chunks(str(p), 8000, chunk_s=2.0))
+    at = data.index(b"data")
+    streamed = tmp_path / "streamed.wav"
+    streamed.write_bytes(data[: at + 4] + struct.pack("<I", 0xFFFFFFFF) + data[at + 8 :])
+    assert abs(len(decode(str(streamed), 8000)) - 12 * 8000) <= 16

@@ -270,6 +270,89 @@ def test_interrupted_experiment_resumes(ray_session, tmp_path):
     assert {p["probe"]: p["status"] for p in g.probes} == {"p2": "ok", "p3": "ok", "p4": "ok", "p5": "ok"}
 
 
+def test_ctrl_c_during_training_raises_and_the_rerun_resumes(ray_session, tmp_path):
+    """Ctrl-C (SIGINT) while trials run: Tune stopped them and returned normally — the grid was collected with the
+    units that happened to finish and committed as done. Now Tune's handler is off: KeyboardInterrupt reaches the
+    caller (nothing returned), and the rerun restores the experiment and trains what did not finish."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    storage = tmp_path / "tune"
+    script = tmp_path / "run.py"
+    address = ray_session.get_runtime_context().gcs_address
+    text = RESUME_SCRIPT.format(tests=str(Path(__file__).parent), storage=str(storage), marks=str(marks),
+                                address=address)  # fmt: skip
+    script.write_text(text + 'print("RETURNED", flush=True)\n')
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, start_new_session=True, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.time() + 300
+        while (
+            time.time() < deadline
+            and proc.poll() is None
+            and not (any(marks.glob("ran-p2-*")) and finished_in_snapshot(storage) >= 1)
+        ):
+            time.sleep(0.5)  # p2 hangs before training; another unit has finished
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        os.kill(proc.pid, signal.SIGINT)  # Ctrl-C in the driver's terminal
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert "RETURNED" not in out and proc.returncode != 0, (out, err[-2000:])
+    assert "KeyboardInterrupt" in err and "Stop signal received" not in err, err[-2000:]
+    for p in marks.iterdir():
+        p.unlink()
+    cfg = resume_config()
+    g = run_group(cfg, cfg.experiments[0], "notes", "m", resume_data(), str(storage),
+                  wrap_trainable=marker_wrapper(str(marks)))  # fmt: skip
+    assert {r["probe"] for r in g.rows} == {"p2", "p3", "p4", "p5"} and not g.failed
+    assert "p2" in {p.name.split("-")[1] for p in marks.glob("ran-*")}  # the unit stopped mid-way trained now
+
+
+def kill_once_wrapper(marks: str):
+    """The first trial that trains 'p2' writes its process id and waits; the test kills that process."""
+
+    def wrap(fn):
+        def wrapped(config, data=None, units=None):
+            if "p2" in {m.name for m in units[config["unit"]].members} and not Path(marks, "killed").exists():
+                Path(marks, f"pid-{os.getpid()}").touch()
+                time.sleep(600)
+            return fn(config, data=data, units=units)
+
+        return wrapped
+
+    return wrap
+
+
+def test_a_trial_whose_worker_died_is_trained_again(ray_session, tmp_path):
+    """A trial actor killed mid-trial (kill -9, the OOM killer): Tune starts the trial again and the group has every
+    probe — before, the probe was recorded as failed ("The actor is dead") and its group committed without it."""
+    import threading
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+
+    def killer() -> None:
+        deadline = time.time() + 300
+        while time.time() < deadline and not any(marks.glob("pid-*")):
+            time.sleep(0.2)
+        for f in marks.glob("pid-*"):
+            (marks / "killed").touch()
+            os.kill(int(f.name.split("-")[1]), signal.SIGKILL)
+
+    t = threading.Thread(target=killer, daemon=True)
+    t.start()
+    cfg = resume_config()
+    g = run_group(cfg, cfg.experiments[0], "notes", "m", resume_data(), str(tmp_path / "tune"),
+                  wrap_trainable=kill_once_wrapper(str(marks)))  # fmt: skip
+    t.join(timeout=5)
+    assert (marks / "killed").exists()
+    assert not g.failed, g.failed
+    assert {r["probe"] for r in g.rows} == {"p2", "p3", "p4", "p5"}
+
+
 def test_finished_trials_are_reused_when_the_experiment_state_was_lost(ray_session, tmp_path):
     """A driver killed before Tune first wrote its experiment state leaves trial checkpoints but nothing to
     restore: the rerun moves the experiment aside and reuses every whole checkpoint of the same plan (results
