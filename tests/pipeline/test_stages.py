@@ -329,7 +329,7 @@ def test_decode_embed_equals_decode_then_embed(files) -> None:
         "split": np.array(["test"] * len(names)),
         "scenarios": [np.array(["clean", "D1"]) for _ in names],
     }
-    mcfg = EmbeddingModelConfig(id="mfcc-stats")
+    mcfg = EmbeddingModelConfig(id="mfcc-stats", params={"sample_rate_hz": SR})  # the model at the stream's rate
     decode = DecodeDeform(SR, {"D1": NOISE}, 3, chunk_s=5.0)
     expected = [Embed(mcfg, threads=1)(t) for t in decode(batch)]
     stages._PROCESS_EMBEDDERS.clear()
@@ -339,7 +339,7 @@ def test_decode_embed_equals_decode_then_embed(files) -> None:
     list(DecodeEmbed(decode, mcfg, threads=1)(batch))
     assert list(stages._PROCESS_EMBEDDERS.values()) == [built]  # the second task reused the built model
     assert stages.process_embedder(mcfg, threads=1) is built  # what a worker's warm-up builds, the tasks find
-    other = EmbeddingModelConfig(id="logmel-stats")
+    other = EmbeddingModelConfig(id="logmel-stats", params={"sample_rate_hz": SR})
     list(DecodeEmbed(decode, other, threads=1)(batch))
     assert len(stages._PROCESS_EMBEDDERS) == 1 and built not in stages._PROCESS_EMBEDDERS.values()  # released
     n = sum(len(b["track_id"]) for b in expected)
