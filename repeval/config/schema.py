@@ -140,12 +140,16 @@ class DeformationScenario(Strict):
         return v
 
 
+def scenario_ids(scenarios: tuple[DeformationScenario, ...]) -> list[str]:
+    """Each scenario's id: its name, or D1, D2, … by position."""
+    return [sc.name or f"D{i + 1}" for i, sc in enumerate(scenarios)]
+
+
 def _check_scenario_ids(where: str, scenarios: tuple[DeformationScenario, ...]) -> None:
     """Each scenario's id (its name, or D1, D2, … by position) names one store partition and one results column:
     two scenarios with one id would share a partition (one silently lost), and ``clean`` is the undeformed audio."""
     seen: dict[str, tuple[int, bool]] = {}
-    for i, sc in enumerate(scenarios):
-        sid = sc.name or f"D{i + 1}"
+    for i, (sid, sc) in enumerate(zip(scenario_ids(scenarios), scenarios, strict=True)):
         if sid == "clean":
             raise ValueError(f"{where}[{i}].name: 'clean' names the undeformed audio; give the scenario another name")
         if sid in seen:
@@ -489,7 +493,7 @@ class ExperimentConfig(Strict):
     def scenarios_for(self, dataset: DatasetConfig) -> dict[str, DeformationScenario]:
         """Deformation scenarios for a dataset, keyed by scenario id (D1, D2, ... or their name)."""
         scen = dataset.deformations if dataset.deformations is not None else self.deformations
-        return {s.name or f"D{i + 1}": s for i, s in enumerate(scen)}
+        return dict(zip(scenario_ids(scen), scen, strict=True))
 
     def augment_for(self, dataset: DatasetConfig) -> list[str]:
         """The scenario ids whose training-split embeddings augment the probes' training data on ``dataset``."""
