@@ -18,7 +18,9 @@ with every trial through the object store (``tune.with_parameters``). The group'
 keep only each trial's best configuration; the best over all trials (mean validation criterion
 over seeds) is tested once, here. An experiment directory left by an interrupted run is
 resumed with ``Tuner.restore`` (finished trials are kept, unfinished ones rerun); trials that
-raised stay failed and are recorded with their reason while the rest continue.
+raised stay failed and are recorded with their reason while the rest continue. A trial whose worker died is started
+once more (:data:`TRIAL_RETRIES`); one whose code raised is not trained again
+(:func:`repeval.tuning.trial.raised_once`).
 """
 
 from __future__ import annotations
@@ -263,7 +265,9 @@ def sampler(seed: int, name: str, max_concurrent: int | None) -> Any:
 
 
 #: times Tune starts a failed trial again: a trial whose worker died (killed, out of memory, its node lost) would
-#: otherwise be recorded as failed and its group committed without it, for good; a trial that raises fails twice
+#: otherwise be recorded as failed and its group committed without it, for good. Tune retries a trial that raised
+#: too, but its retry re-raises the first attempt's error at once without training (the unit's code runs once:
+#: :func:`repeval.tuning.trial.raised_once`; memory, I/O and Ray's own errors excepted)
 TRIAL_RETRIES = 1
 
 

@@ -15,10 +15,14 @@ so results live in the Tune experiment directory and survive ``Tuner.restore``, 
 reuses a whole checkpoint that Tune's state had not recorded yet (:func:`resuming`). Per-member
 training curves are written as TensorBoard event files under ``<trial dir>/members/``; Tune's
 own logger writes the trial's reported scalars next to them.
+
+A trial's code runs once: when it raises, the attempt Tune starts again (``grid.TRIAL_RETRIES``, meant for a worker
+that died) raises the same error at once instead of training the unit again (:func:`raised_once`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -26,6 +30,8 @@ import os
 import re
 import tempfile
 import time
+import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +46,8 @@ PROBES_FILE = "probes.pt"
 MEMBERS_FILE = "members.json"
 #: written last into a trial's checkpoint: the trial's key, its reported metrics and the sizes of the other files
 SUMMARY_FILE = "summary.json"
+#: written beside a trial's results in the experiment's storage when its code raised: that attempt's traceback
+RAISED_FILE = "raised.txt"
 
 
 @dataclass
@@ -314,16 +322,79 @@ def _reuse_finished(config: dict[str, Any], finished: dict[str, str] | None, *, 
 
 def resuming(fn: Any, *, judged: bool = False) -> Any:
     """Wrap a trial function so that a unit whose checkpoint an interrupted run already persisted reports that
-    checkpoint instead of training again (``finished``, ``judged``: see :func:`_reuse_finished`)."""
+    checkpoint instead of training again (``finished``, ``judged``: see :func:`_reuse_finished`), and so that a
+    trial whose code raised is not run again by Tune's retry (:func:`raised_once`)."""
 
     def trial(config: dict[str, Any], finished: dict[str, str] | None = None, **kwargs: Any) -> None:
-        if _reuse_finished(config, finished, judged=judged):
-            return
-        fn(config, **kwargs)
+        with raised_once():
+            if _reuse_finished(config, finished, judged=judged):
+                return
+            fn(config, **kwargs)
 
     trial.__name__ = getattr(fn, "__name__", "trial")
     trial.__qualname__ = getattr(fn, "__qualname__", "trial")
     return trial
+
+
+class RaisedBefore(RuntimeError):
+    """An earlier attempt of this trial raised; the message is its traceback, so this error ends with the same line
+    (the reason the driver records) and Tune's error file shows where it was raised."""
+
+
+#: exceptions a trial's retry may get past, retried like a worker that died: memory, I/O (the storage unreachable for
+#: a moment) and Ray's own (``ray.exceptions.RayError``: the group's embeddings lost with their node); any other is
+#: the unit's own and is not retried
+RETRIED_ERRORS: tuple[type[BaseException], ...] = (MemoryError, OSError)
+
+
+def _retried(exc: BaseException) -> bool:
+    from ray.exceptions import RayError
+
+    return isinstance(exc, (*RETRIED_ERRORS, RayError))
+
+
+def _raised_note() -> tuple[Any, str] | None:
+    """``(filesystem, path)`` of this trial's :data:`RAISED_FILE` in the experiment's storage, which every node
+    sees (a retry may start on another one); ``None`` where Ray does not say (the trial is then retried)."""
+    from ray import tune
+
+    try:  # a DeveloperAPI of Ray's: tests/tuning/test_grid.py fails if it stops giving the trial's directory
+        storage = tune.get_context().get_storage()
+        return storage.storage_filesystem, f"{storage.trial_fs_path}/{RAISED_FILE}"
+    except Exception:  # another Ray, or no Tune session
+        return None
+
+
+@contextlib.contextmanager
+def raised_once() -> Iterator[None]:
+    """Run a trial's code once. Tune starts a failed trial again (``grid.TRIAL_RETRIES``) so that one whose worker
+    died (kill -9, out of memory, its node lost) is not lost; that retry would also run a trial that raised — a
+    bug, bad data, a probe configuration that errors — a second time, to the same end. So the traceback of an
+    exception (other than :func:`_retried` ones) is noted beside the trial's results, and the attempt
+    Tune starts again raises it at once (:class:`RaisedBefore`) instead of training: the trial is still errored in
+    Tune's eyes, recorded as failed with the same reason, and kept failed by a rerun as before."""
+    note = _raised_note()
+    if note is not None:
+        fs, path = note
+        try:
+            with fs.open_input_stream(path) as f:
+                earlier = f.read().decode()
+        except OSError:  # none: the first attempt, or its worker died
+            earlier = None
+        if earlier is not None:
+            raise RaisedBefore(earlier)
+    try:
+        yield
+    except Exception as exc:
+        if note is not None and not _retried(exc):
+            fs, path = note
+            try:
+                fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+                with fs.open_output_stream(path) as f:
+                    f.write("".join(traceback.format_exception(exc)).encode())
+            except OSError as err:  # the trial is retried, as it was before
+                log.warning("could not note that the trial raised (%s); Tune will run it again", err)
+        raise
 
 
 def _summary(reports: list[dict[str, Any]], seconds: float) -> dict[str, Any]:

@@ -353,6 +353,57 @@ def test_a_trial_whose_worker_died_is_trained_again(ray_session, tmp_path):
     assert {r["probe"] for r in g.rows} == {"p2", "p3", "p4", "p5"}
 
 
+def raise_counting_wrapper(marks: str):
+    """Every trial that trains 'p2' records its attempt in ``marks`` and raises (a deterministic bug)."""
+
+    def wrap(fn):
+        def wrapped(config, data=None, units=None):
+            if "p2" in {m.name for m in units[config["unit"]].members}:
+                Path(marks, f"attempt-{os.getpid()}-{time.time_ns()}").touch()
+                raise ValueError("p2 cannot train: injected bug")
+            return fn(config, data=data, units=units)
+
+        return wrapped
+
+    return wrap
+
+
+def test_a_trial_that_raises_is_trained_once_and_recorded_as_failed(ray_session, tmp_path):
+    """Tune's retry is for a worker that died: a trial whose code raises runs once (before: twice, the same
+    exception) and is recorded as failed with the exception as its reason while the other units finish; Tune still
+    sees it errored, so a rerun of the experiment keeps it failed without running it again."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    cfg = resume_config()
+
+    def run():
+        return run_group(cfg, cfg.experiments[0], "notes", "m", resume_data(), str(tmp_path / "tune"),
+                         wrap_trainable=raise_counting_wrapper(str(marks)))  # fmt: skip
+
+    for attempt in range(2):  # the run, then its rerun (restored)
+        g = run()
+        assert len(list(marks.glob("attempt-*"))) == 1, attempt
+        assert [(f["probe"], f["reason"]) for f in g.failed] == [("p2", "ValueError: p2 cannot train: injected bug")]
+        assert {r["probe"] for r in g.rows} == {"p3", "p4", "p5"}
+    (exp,) = [d for d in (tmp_path / "tune").iterdir() if d.is_dir()]
+    (err,) = exp.glob("*/error.txt")
+    assert "Failure # 2" in err.read_text() and "RaisedBefore" in err.read_text()  # Tune's retry, raised at once
+
+
+@pytest.mark.filterwarnings("ignore:`get_storage` is meant to only be called")
+def test_memory_io_and_rays_own_errors_are_retried_like_a_dying_worker():
+    """What a retry may get past (memory, the storage for a moment, a lost node's objects) is not noted, so Tune runs
+    the trial again; the unit's own errors are. Outside a Tune trial nothing is noted and errors pass through."""
+    from ray.exceptions import RaySystemError
+
+    from repeval.tuning.trial import _retried, raised_once
+
+    assert _retried(MemoryError()) and _retried(ConnectionResetError()) and _retried(RaySystemError("node lost"))
+    assert not any(_retried(e) for e in (ValueError("bad"), RuntimeError("nan"), KeyError("x"), AssertionError()))
+    with pytest.raises(ValueError, match="bad"), raised_once():
+        raise ValueError("bad")
+
+
 def test_finished_trials_are_reused_when_the_experiment_state_was_lost(ray_session, tmp_path):
     """A driver killed before Tune first wrote its experiment state leaves trial checkpoints but nothing to
     restore: the rerun moves the experiment aside and reuses every whole checkpoint of the same plan (results
