@@ -6,7 +6,8 @@
    test split. Ray runs its workers at niceness 15; the baselines run at the same niceness (on a
    machine shared with other work a nice-0 baseline would otherwise win by priority alone). Also the pipeline's wall time vs the model's own compute time on pre-decoded
    batches, run with the same parallelism as the actor pool (what the pipeline would take if
-   decoding, transfers and writing cost nothing). Targets: ≥ 1.7× and ≤ 1.15×. Both clocks start
+   decoding, transfers and writing cost nothing). Targets: ≥ 1.7× and ≤ 1.15×. ``--track-s 180`` runs it on
+   full-length stereo MP3 tracks instead (``--clips`` of them), as a catalog's files are. Both clocks start
    when their side is ready: the loop's process has started, imported the audio stack and built its
    model; Ray has started, its workers have imported the decode tasks' modules, Ray Data's helper
    actors are up and — for a model inside the decode tasks — the model is built in those tasks' workers
@@ -85,6 +86,29 @@ def render_clips(out: Path, n: int, clip_s: float) -> Path:
     return _write_manifest(
         out / "bench.csv", [(r["track_id"], str(out / r["audio_path"]), r["instrument"]) for r in rows]
     )
+
+
+def render_tracks(out: Path, n: int, track_s: float, fmt: str = "mp3") -> Path:
+    """``n`` full-length stereo tracks of ``track_s`` seconds at 44.1 kHz, as a catalog holds them (MP3 by default):
+    each channel a seeded sequence of rendered 3-s instrument notes (240 notes rendered, reused in other orders),
+    so decoding reads a compressed stereo file, mixes it down and resamples it, and the models see whole songs'
+    worth of windows (``chunk_s``)."""
+    notes = render_clips(out / "notes", 240, 3.0)  # renders only what an earlier run did not
+    pool = [sf.read(r["audio_path"], dtype="float32")[0] for r in csv.DictReader(notes.open())]
+    sr, frames = 44100, int(track_s * 44100)
+    (out / "tracks").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(11)
+    rows = []
+    for i in range(n):
+        path = out / "tracks" / f"t{i:05d}.{fmt}"
+        if not path.exists():
+            channels = []
+            for _ in range(2):
+                seq = np.concatenate([pool[j] for j in rng.integers(0, len(pool), frames // len(pool[0]) + 1)])
+                channels.append(seq[:frames])
+            sf.write(path, 0.7 * np.stack(channels, axis=1), sr)
+        rows.append((f"t{i:05d}", str(path), f"k{i % 4}"))
+    return _write_manifest(out / "tracks.csv", rows)
 
 
 def synth_clips(out: Path, n: int, clip_s: float, sr: int = 22050) -> Path:
@@ -308,7 +332,13 @@ def model_only(manifest: Path, workers: int, model_id: str = MODEL) -> float:
 
 # ----------------------------------------------------------------------------- benchmarks
 def bench_throughput(
-    root: Path, n: int, clip_s: float, model: str = MODEL, actors: int | None = None, placement: str = "auto"
+    root: Path,
+    n: int,
+    clip_s: float,
+    model: str = MODEL,
+    actors: int | None = None,
+    placement: str = "auto",
+    track_s: float | None = None,
 ) -> dict:
     import ray
     from warm import build_models_in_workers, start_ray_data, warm_ray_workers
@@ -317,9 +347,14 @@ def bench_throughput(
     from repeval.pipeline.embed import stream_resources
     from repeval.ray_utils import init_ray
 
-    manifest = render_clips(root / "clips", n, clip_s)
+    if track_s is None:
+        manifest = render_clips(root / "clips", n, clip_s)
+        what = f"{n} rendered clips of {clip_s:g} s at 44.1 kHz"
+    else:
+        manifest = render_tracks(root / "clips", n, track_s)
+        what = f"{n} stereo MP3 tracks of {track_s:g} s at 44.1 kHz (rendered notes in sequence)"
     n_test = sum(1 for r in csv.DictReader(manifest.open()) if r["split"] == "test")
-    print(f"[throughput] {n} rendered clips of {clip_s:g} s at 44.1 kHz (+ D1 on {n_test} test clips), model {model}")
+    print(f"[throughput] {what} (+ D1 on {n_test} test clips), model {model}")
     with model_process_environment(model) as extra:
         print(
             f"  the model's worker processes, the pipeline's and the references' alike: {extra or 'the default environment'}"
@@ -586,6 +621,13 @@ def main() -> None:
     ap.add_argument("--only", default="throughput,memory,deform,shared")
     ap.add_argument("--clips", type=int, default=2000)
     ap.add_argument("--clip-s", type=float, default=3.0)
+    ap.add_argument(
+        "--track-s",
+        type=float,
+        default=None,
+        help="throughput on full-length stereo MP3 tracks of this many seconds (--clips of them) instead of 3-s "
+        "mono WAV notes: decoding, mixdown and resampling as a catalog's files need, models fed 30-s windows",
+    )
     ap.add_argument("--allocator-clips", type=int, default=400, help="clips of the allocator comparison")
     ap.add_argument("--model", default=MODEL, help=f"embedding model for the throughput part (default {MODEL})")
     ap.add_argument(
@@ -665,7 +707,9 @@ def run_all(args: argparse.Namespace, root: Path) -> None:
     print(f"bench_embed: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, workdir {root}")
     results = {}
     if "throughput" in only:
-        results.update(bench_throughput(root, n, args.clip_s, args.model, args.actors, args.embed_in_decode))
+        results.update(
+            bench_throughput(root, n, args.clip_s, args.model, args.actors, args.embed_in_decode, args.track_s)
+        )
     if "memory" in only:
         results.update(bench_memory(root, small, large))
     if "deform" in only:
