@@ -77,14 +77,23 @@ def _with_runs_dir(cfg: Any, runs_dir: str | None) -> Any:
 
 
 def _ctx(
-    config: Path, run_id: str | None, store: str | None, smoke_test: bool = False, runs_dir: str | None = None
+    config: Path,
+    run_id: str | None,
+    store: str | None,
+    smoke_test: bool = False,
+    runs_dir: str | None = None,
+    lock: bool = False,
 ) -> Any:
     from repeval.runner import make_context, smoke_test_config
 
     cfg = _with_runs_dir(_load(config, check_data=True), runs_dir)
     if smoke_test:
         cfg = smoke_test_config(cfg)
-    return make_context(cfg, run_id, store)
+    return make_context(cfg, run_id, store, lock=lock)
+
+
+#: the commands that write the store: they take its lock before their run directory is made
+_WRITERS = ("run", "embed", "deform")
 
 
 @contextmanager
@@ -92,10 +101,11 @@ def _stage(
     command: str, config: Path, run_id: str | None, store: str | None, smoke_test: bool, runs_dir: str | None
 ) -> Any:
     """The run context of one CLI command; a remote run directory is uploaded at the end, also on failure. The
-    run's ``status.json`` says the command started, then that it finished or failed (with the reason)."""
+    run's ``status.json`` says the command started, then that it finished or failed (with the reason). A command
+    that writes the store and finds it locked by another run is refused before its run directory is made."""
     from repeval.rundir import write_status
 
-    ctx = _ctx(config, run_id, store, smoke_test, runs_dir)
+    ctx = _ctx(config, run_id, store, smoke_test, runs_dir, lock=command in _WRITERS)
     write_status(ctx.run_dir, command, "started")
     try:
         yield ctx
@@ -112,6 +122,9 @@ def _stage(
             except Exception as exc:  # the stage's own error is the one to report
                 log.warning("could not upload the run directory to %s: %s", ctx.location.display, exc)
         raise
+    finally:
+        if ctx.lock is not None:  # not released by an embedding stage (one that failed before it started)
+            ctx.lock.release()
     write_status(ctx.run_dir, command, "finished")
     if ctx.location is not None:
         ctx.location.push()
@@ -121,7 +134,7 @@ def _reason(exc: BaseException) -> str:
     """A failure in one line, for ``status.json``: the message's first line (what ``_fail`` prints)."""
     if isinstance(exc, typer.Exit):
         return f"stopped with exit status {exc.exit_code}" + (
-            " (--strict: error records)" if exc.exit_code == 3 else ""
+            " (--strict: tracks not evaluated)" if exc.exit_code == 3 else ""
         )
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return first if len(first) <= 500 else first[:497] + "..."
@@ -152,14 +165,35 @@ def _guard(fn: Any) -> Any:
 # --- reliability (issue 9): --strict ----------------------------------------------------------------
 StrictOpt = Annotated[
     bool,
-    typer.Option("--strict", help="exit with status 3 if any track has an error record (everything is still saved)"),
+    typer.Option(
+        "--strict",
+        help="exit with status 3 if any track was not evaluated: an error record (a file that failed to decode), "
+        "or a row a dataset dropped at load: for missing audio, and any row of a catalog manifest (a duplicate "
+        "id, an unusable label or split); everything computed is still saved",
+    ),
 ]
 
 
 def _strict_check(ctx: Any) -> None:
-    """Exit 3 when any store partition of this configuration holds error records (this run's or earlier)."""
+    """Exit 3 when a dataset of this configuration dropped rows at load that ``--strict`` counts (see
+    :func:`repeval.runner.not_evaluated`) or any of its store partitions holds error records (this run's or
+    earlier); one line per problem."""
     from repeval.pipeline.stages import CLEAN
+    from repeval.runner import not_evaluated
 
+    dropped = not_evaluated(ctx)
+    for name, counts, lines in dropped:
+        fixes = []
+        if "missing_audio" in counts:
+            fixes.append("check those audio paths and the dataset's root (dataset.dir, else the manifest's folder)")
+        if set(counts) - {"missing_audio"}:
+            fixes.append("correct those rows of the manifest (one row per track id, a usable label and split)")
+        typer.secho(
+            f"error: --strict: dataset '{name}' dropped {sum(counts.values())} row(s) at load, not evaluated "
+            f"({lines}) — {' and '.join(fixes)}; everything computed is saved",
+            fg=typer.colors.RED,
+            err=True,
+        )
     bad = []
     for exp in ctx.cfg.experiments:
         for ds in exp.datasets:
@@ -170,6 +204,8 @@ def _strict_check(ctx: Any) -> None:
                     if n:
                         bad.append((part, n))
     if not bad:
+        if dropped:
+            raise typer.Exit(3)
         return
     first = bad[0][0].read_errors().slice(0, 1).to_pylist()
     example = f"; e.g. {first[0]['track_id']}: {first[0]['reason']}" if first else ""

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 TUNE_DIR = "tune"
 #: the last command's state: ``{"command", "state": started|finished|failed|interrupted, "reason", "updated"}``
 STATUS = "status.json"
+#: the rows each dataset's loader dropped (missing audio, duplicate ids, unusable labels), per ``<task>__<dataset>``
+LOAD_REPORT = "load_report.json"
 
 
 def write_status(run_dir: Path, command: str, state: str, reason: str | None = None) -> None:

@@ -1,8 +1,8 @@
 """Run an experiment configuration stage by stage; every stage is resumable.
 
-Run directory (``<runs_dir>/<run_id>/``): ``config.yaml``, ``splits/``, ``tune/`` (Ray Tune
-experiments, TensorBoard-readable), ``groups/`` (per task × dataset × model test rows),
-``history/``, ``failed.parquet``, ``results.parquet``.
+Run directory (``<runs_dir>/<run_id>/``): ``config.yaml``, ``splits/``, ``load_report.json`` (the rows each
+dataset's loader dropped), ``tune/`` (Ray Tune experiments, TensorBoard-readable), ``groups/`` (per task ×
+dataset × model test rows), ``history/``, ``failed.parquet``, ``results.parquet``.
 """
 
 from __future__ import annotations
@@ -23,10 +23,12 @@ import pyarrow.parquet as pq
 import yaml
 
 from repeval.config import Config, ExperimentConfig
-from repeval.datasets import load_dataset, load_folds
+from repeval.datasets import LoadReport, load_dataset, load_folds
+from repeval.datasets.base import strict_kinds
 from repeval.pipeline.embed import EmbedSummary, embed_experiments
-from repeval.rundir import RunLocation
+from repeval.rundir import LOAD_REPORT, RunLocation
 from repeval.store import EmbeddingStore
+from repeval.store.lock import StoreLock
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,10 @@ class RunContext:
     folds: dict[tuple[int, str], dict[int, pa.Table]] = field(default_factory=dict)
     #: where the run directory lives (issue 8): ``run_dir`` is its local working copy
     location: RunLocation | None = None
+    #: what each dataset's loader reported (rows dropped and why), filled by :func:`load_rows`
+    reports: dict[tuple[int, str], LoadReport] = field(default_factory=dict)
+    #: the store's lock when :func:`make_context` took it (``lock=True``); :func:`stage_embed` releases it
+    lock: StoreLock | None = None
 
     @property
     def tune_storage(self) -> str:
@@ -52,15 +58,27 @@ class RunContext:
         return self.location.tune_storage if self.location is not None else str(self.run_dir / "tune")
 
 
-def make_context(cfg: Config, run_id: str | None = None, store: str | None = None) -> RunContext:
-    """``run.runs_dir`` may be a path or any pyarrow filesystem URI (see :mod:`repeval.rundir`)."""
+def make_context(cfg: Config, run_id: str | None = None, store: str | None = None, lock: bool = False) -> RunContext:
+    """``run.runs_dir`` may be a path or any pyarrow filesystem URI (see :mod:`repeval.rundir`).
+
+    ``lock=True`` (the commands that embed) takes the store's lock before the run directory is made, so a run
+    refused because another one holds the store writes nothing; :func:`stage_embed` releases it."""
     rid = check_run_id(run_id or cfg.run.run_id or time.strftime("run-%Y%m%d-%H%M%S"))
     loc = RunLocation.open(cfg.run.runs_dir, rid)
-    run_dir = loc.local
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ctx = RunContext(cfg, rid, run_dir, EmbeddingStore(store or cfg.run.store), location=loc)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-    return ctx
+    st = EmbeddingStore(store or cfg.run.store)
+    held = None
+    if lock:
+        held = StoreLock(st, rid)
+        held.acquire()  # StoreLocked: refused before the run directory exists
+    try:
+        run_dir = loc.local
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    except BaseException:
+        if held is not None:
+            held.release()
+        raise
+    return RunContext(cfg, rid, run_dir, st, location=loc, lock=held)
 
 
 def check_run_id(rid: str) -> str:
@@ -93,7 +111,8 @@ def load_rows(ctx: RunContext, save: bool = True) -> None:
                 (ctx.run_dir / "splits").mkdir(exist_ok=True)
             base = ctx.run_dir / "splits" / f"{exp.task.name}__{ds.name}"
             if ds.split_type == "all":
-                folds = load_folds(ds, exp.task)
+                found = ctx.reports[(ei, ds.name)] = LoadReport()
+                folds = load_folds(ds, exp.task, found)
                 ctx.folds[(ei, ds.name)] = folds
                 ctx.rows[(ei, ds.name)] = folds[ds.fold]
                 for f, rows in folds.items():
@@ -102,10 +121,51 @@ def load_rows(ctx: RunContext, save: bool = True) -> None:
                 log.info("dataset %s: split_type all — %d folds (validation = fold i, test = fold i+1)",
                          ds.name, len(folds))  # fmt: skip
                 continue
-            rows, _ = load_dataset(ds, exp.task, report=save)
+            rows, found = load_dataset(ds, exp.task, report=save)
+            ctx.reports[(ei, ds.name)] = found
             ctx.rows[(ei, ds.name)] = rows
             if save:
                 pq.write_table(rows, f"{base}.parquet")
+    if save:
+        _write_text_atomic(ctx.run_dir / LOAD_REPORT, json.dumps(load_report(ctx), indent=1))
+
+
+def load_report(ctx: RunContext) -> dict[str, Any]:
+    """``load_report.json``: per ``<task>__<dataset>``, the rows kept, the problems found per kind (each a row
+    dropped, except ``other`` notes and labels dropped from a multilabel row that is kept), the log's lines,
+    and how many dropped rows ``--strict`` counts as tracks not evaluated (see :func:`not_evaluated`)."""
+    out = {}
+    for ei, exp in enumerate(ctx.cfg.experiments):
+        for ds in exp.datasets:
+            found = ctx.reports.get((ei, ds.name))
+            if found is None:
+                continue
+            out[f"{exp.task.name}__{ds.name}"] = {
+                "task": exp.task.name,
+                "dataset": ds.name,
+                "rows": ctx.rows[(ei, ds.name)].num_rows,
+                "problems": found.counts(),
+                "not_evaluated": sum(found.count(k) for k in strict_kinds(ds.type, exp.task.effective_type)),
+                "lines": found.lines(),
+            }
+    return out
+
+
+def not_evaluated(ctx: RunContext) -> list[tuple[str, dict[str, int], str]]:
+    """``(dataset, rows per kind, the loader's lines about them)`` for each dataset of the loaded configuration that
+    dropped rows ``--strict`` fails on (:func:`repeval.datasets.base.strict_kinds`)."""
+    out = []
+    for ei, exp in enumerate(ctx.cfg.experiments):
+        for ds in exp.datasets:
+            found = ctx.reports.get((ei, ds.name))
+            if found is None:
+                continue
+            kinds = strict_kinds(ds.type, exp.task.effective_type)
+            counts = {k: n for k, n in found.counts().items() if k in kinds}
+            if counts:
+                name = ds.name if len(ctx.cfg.experiments) == 1 else f"{ds.name} ({exp.task.name})"
+                out.append((name, counts, "; ".join(found.lines(kinds))))
+    return out
 
 
 def fold_rows(ctx: RunContext, ei: int, dataset: str) -> dict[int | None, pa.Table]:
@@ -135,11 +195,16 @@ def deform_ids(ctx: RunContext, ei: int) -> dict[str, pa.Array]:
 def stage_embed(
     ctx: RunContext, deformed_only: bool = False, progress: bool | None = None, retry_errors: bool = False
 ) -> EmbedSummary:
-    # reliability (issue 9): one writer per store — a second run refuses before Ray starts
-    from repeval.store.lock import StoreLock
-
-    with StoreLock(ctx.store, ctx.run_id):
+    # reliability (issue 9): one writer per store — a second run refuses before Ray starts (and, when the CLI took
+    # the lock with the run context, before its run directory is made)
+    lock, ctx.lock = ctx.lock, None
+    if lock is None:
+        lock = StoreLock(ctx.store, ctx.run_id)
+        lock.acquire()
+    try:
         return _stage_embed(ctx, deformed_only, progress, retry_errors)
+    finally:
+        lock.release()
 
 
 def _stage_embed(

@@ -79,7 +79,8 @@ class LoadReport:
             if extra:
                 self.totals[kind] = self.count(kind) + extra
 
-    def lines(self) -> list[str]:
+    def lines(self, kinds: tuple[str, ...] = REPORT_KINDS) -> list[str]:
+        """One line per kind found (of ``kinds``): its count and the first examples."""
         out = []
         for name, kind in (
             ("missing audio", "missing_audio"),
@@ -88,12 +89,31 @@ class LoadReport:
             ("unknown labels", "unknown_labels"),
             ("other", "other"),
         ):
+            if kind not in kinds:
+                continue
             items = getattr(self, kind)
             n = self.count(kind)
             if n:
                 shown = ", ".join(items[:5]) + (f" … (+{n - 5})" if n > 5 else "")
                 out.append(f"{n} {name}: {shown}")
         return out
+
+    def counts(self) -> dict[str, int]:
+        """The number of problems of each kind found (kinds with none left out)."""
+        return {kind: self.count(kind) for kind in REPORT_KINDS if self.count(kind)}
+
+
+def strict_kinds(dataset_type: str, task_type: str) -> tuple[str, ...]:
+    """The kinds whose rows ``--strict`` counts as tracks not evaluated: missing audio of any dataset; every row a
+    ``catalog`` dropped (the user's own manifest, each row of which is meant to be evaluated: duplicate ids,
+    unusable labels, empty ids, unknown splits) — except a multilabel task's unknown labels, dropped from a row
+    that is kept. The built-in loaders drop rows by their data set's protocol too (VocalSet's numbered copies,
+    MagnaTagATune clips without a top-50 tag): only their missing audio counts."""
+    if dataset_type != "catalog":
+        return ("missing_audio",)
+    if task_type == "multilabel_classification":
+        return tuple(k for k in REPORT_KINDS if k != "unknown_labels")
+    return REPORT_KINDS
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """``repeval runs [RUNS_DIR]``: the runs under a runs directory (a path or a filesystem URI) and how far each got.
 
-Reads each run's ``config.yaml`` and ``status.json``, the names under ``groups/`` and the Parquet footers of
-``results.parquet`` and ``failed.parquet`` — no data pages, and nothing under ``tune/``.
+Reads each run's ``config.yaml``, ``status.json`` and ``load_report.json``, the names under ``groups/`` and the
+Parquet footers of ``results.parquet`` and ``failed.parquet`` — no data pages, and nothing under ``tune/``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import yaml
 
-from repeval.rundir import STATUS, filesystem_of
+from repeval.rundir import LOAD_REPORT, STATUS, filesystem_of
 from repeval.store.inspect import aligned, utc_time
 
 
@@ -24,14 +24,21 @@ def _rows(fs: pafs.FileSystem, path: str) -> int | None:
         return None
 
 
-def _status(fs: pafs.FileSystem, path: str) -> dict[str, Any]:
-    """The run's ``status.json`` (its last command's state), ``{}`` when it has none or it is unreadable."""
+def _json(fs: pafs.FileSystem, path: str, name: str) -> dict[str, Any]:
+    """A small JSON file of the run (``status.json``: its last command's state; ``load_report.json``: the rows its
+    datasets dropped), ``{}`` when it has none or it is unreadable."""
     try:
-        with fs.open_input_stream(f"{path}/{STATUS}") as fh:
-            status = json.loads(fh.read().decode())
+        with fs.open_input_stream(f"{path}/{name}") as fh:
+            body = json.loads(fh.read().decode())
     except (FileNotFoundError, OSError, ValueError):
         return {}
-    return status if isinstance(status, dict) else {}
+    return body if isinstance(body, dict) else {}
+
+
+def _not_evaluated(fs: pafs.FileSystem, path: str) -> int:
+    """Rows the run's datasets dropped at load that ``--strict`` counts as not evaluated (``load_report.json``)."""
+    found = _json(fs, path, LOAD_REPORT).values()
+    return sum(int(d.get("not_evaluated") or 0) for d in found if isinstance(d, dict))
 
 
 def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | None:
@@ -64,7 +71,7 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
     failed = _rows(fs, f"{path}/failed.parquet") or 0
     updated = max((i.mtime.timestamp() for i in files if i.mtime is not None), default=None)
     state = "evaluated" if results is not None else (f"{len(groups)} grid(s) trained" if groups else "started")
-    status = _status(fs, path)
+    status = _json(fs, path, STATUS)
     failed_with = None
     if status.get("state") in ("failed", "interrupted"):  # its last command stopped (a later success overwrites it)
         state = f"{status['state']} ({status.get('command') or '?'})"
@@ -78,6 +85,7 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
         "grids_trained": len(groups),
         "result_rows": results,
         "failed_trainings": failed,
+        "rows_not_evaluated": _not_evaluated(fs, path),
         "updated": updated,
     }
 
@@ -118,5 +126,10 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
     ]
     lines = aligned(table)
     lines += [f"{i['run']}: {i['reason']}" for i in infos if i["reason"]]
+    lines += [
+        f"{i['run']}: {i['rows_not_evaluated']} dataset row(s) dropped at load, not evaluated ({LOAD_REPORT})"
+        for i in infos
+        if i["rows_not_evaluated"]
+    ]
     lines.append(f"{len(infos)} run(s) — {runs_dir}; `repeval table RUN` / `repeval report RUN` show one")
     return "\n".join(lines)

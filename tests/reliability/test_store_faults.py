@@ -43,6 +43,29 @@ def test_second_lock_refuses_naming_the_owner(tmp_path):
     assert (tmp_path / "store" / LOCK).exists()  # never deleted (see repeval.store.lock)
 
 
+def test_a_run_refused_for_a_locked_store_leaves_no_run_directory(fault_catalog, tmp_path):
+    """The refusal comes before the run directory is made: no empty run in ``repeval runs``, and a run of the
+    holder's own run id does not overwrite its config.yaml or status.json."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    cfg = write_config(tmp_path / "c.yaml", tmp_path, [experiment(fault_catalog, [FAST_MODEL])])
+    holding = tmp_path / "runs" / "first"
+    holding.mkdir(parents=True)
+    (holding / "config.yaml").write_text("the holder's\n")
+    with StoreLock(EmbeddingStore(str(tmp_path / "store")), "first"):
+        for rid in ("second", "first"):
+            res = CliRunner().invoke(app, ["run", str(cfg), "--run-id", rid])
+            assert res.exit_code == 1, res.output
+            err = res.stderr.strip().splitlines()
+            assert len(err) == 1 and err[0].startswith("error: store ") and "is in use by run 'first'" in err[0]
+            assert "wait for it to finish or give this run another run.store" in err[0]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["first"]
+    assert sorted(p.name for p in holding.iterdir()) == ["config.yaml"]
+    assert (holding / "config.yaml").read_text() == "the holder's\n"
+
+
 def test_lock_is_skipped_with_a_warning_on_object_stores(caplog):
     import pyarrow.fs as pafs
 

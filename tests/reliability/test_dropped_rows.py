@@ -1,0 +1,72 @@
+"""Rows a dataset drops at load (missing audio, a duplicate id): saved work and a zero exit without ``--strict``,
+exit 3 naming the dataset, the count and a row with it, and the counts recorded in the run directory."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from reliability_helpers import CLASSES, FAST_MODEL, experiment, make_catalog, write_config
+from typer.testing import CliRunner
+
+from repeval.cli import app
+from repeval.store import EmbeddingStore
+
+GHOSTS = [  # rows whose audio is not there, and a second row for an id already listed
+    {"track_id": "ghost-1", "audio_path": "audio/ghost-1.wav", "label": "low", "split": "train"},
+    {"track_id": "ghost-2", "audio_path": "audio/ghost-2.wav", "label": "high", "split": "test"},
+    {"track_id": "low-000", "audio_path": "audio/low-001.wav", "label": "low", "split": "test"},
+]
+
+
+@pytest.fixture(scope="module")
+def dropped_run(ray_session, tmp_path_factory):
+    """``repeval embed`` over 10 tones and the three rows above, then ``repeval run --strict`` and ``repeval runs``."""
+    root = tmp_path_factory.mktemp("dropped")
+    manifest = make_catalog(root, per_class=5, seconds=0.5, extra=GHOSTS)
+    cfg = write_config(root / "c.yaml", root, [experiment(manifest, [FAST_MODEL])])
+    cli = CliRunner()
+    plain = cli.invoke(app, ["embed", str(cfg)])
+    strict = cli.invoke(app, ["run", str(cfg), "--strict"])
+    runs = cli.invoke(app, ["runs", str(root / "runs")])
+    return root, plain, strict, runs
+
+
+def test_strict_fails_on_rows_dropped_at_load_naming_dataset_count_and_row(dropped_run):
+    root, plain, strict, _ = dropped_run
+    assert plain.exit_code == 0, plain.output  # without --strict: a warning, and the rest is evaluated
+    part = EmbeddingStore(str(root / "store")).partition("tones", FAST_MODEL["id"], "clean")
+    assert part.manifest() is not None  # complete: every track that could be evaluated is embedded
+    assert {r["track_id"] for r in part.read().to_pylist()} == {f"{c}-{i:03d}" for c in CLASSES for i in range(5)}
+    assert strict.exit_code == 3, strict.output
+    err = strict.stderr.strip().splitlines()
+    assert len(err) == 1, strict.stderr
+    line = err[0]
+    assert line.startswith("error: --strict: dataset 'tones' dropped 3 row(s) at load, not evaluated ("), line
+    assert f"2 missing audio: ghost-1 (row 12: {(root / 'audio' / 'ghost-1.wav').resolve()})" in line
+    assert "1 duplicate ids: low-000 (row 14)" in line
+    assert "check those audio paths and the dataset's root" in line and "correct those rows of the manifest" in line
+    assert "already in store" in strict.stdout  # the embedding stage ran (nothing left to compute), then it stopped
+    status = json.loads((root / "runs" / "r" / "status.json").read_text())
+    assert status["state"] == "failed" and "--strict" in status["reason"]
+
+
+def test_dropped_rows_are_recorded_in_the_run_directory(dropped_run):
+    root, _, _, runs = dropped_run
+    report = json.loads((root / "runs" / "r" / "load_report.json").read_text())
+    assert report["pitch__tones"]["rows"] == 10
+    assert report["pitch__tones"]["problems"] == {"missing_audio": 2, "duplicate_ids": 1}
+    assert report["pitch__tones"]["not_evaluated"] == 3
+    assert report["pitch__tones"]["lines"][0].startswith("2 missing audio: ghost-1 (row 12: ")
+    assert runs.exit_code == 0, runs.output
+    assert "r: 3 dataset row(s) dropped at load, not evaluated (load_report.json)" in runs.stdout
+
+
+def test_strict_counts_only_missing_audio_of_built_in_loaders_and_every_dropped_catalog_row():
+    from repeval.datasets.base import strict_kinds
+
+    assert strict_kinds("vocalset", "multiclass_classification") == ("missing_audio",)  # numbered copies: protocol
+    assert "duplicate_ids" in strict_kinds("catalog", "multiclass_classification")
+    assert "unknown_labels" in strict_kinds("catalog", "multiclass_classification")
+    # a multilabel row keeps its known labels: the unknown ones are reported, the row is evaluated
+    assert "unknown_labels" not in strict_kinds("catalog", "multilabel_classification")
