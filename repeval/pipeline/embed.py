@@ -26,7 +26,8 @@ import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +50,7 @@ from repeval.pipeline.partitions import (  # noqa: F401  (model_chunk_s and the 
     wanted_masks,
 )
 from repeval.pipeline.resources import EmbedResources, plan_resources
-from repeval.pipeline.stages import CLEAN, DecodeDeform, DecodeEmbed, Embed
+from repeval.pipeline.stages import CLEAN, MAX_BATCH_SAMPLES, DecodeDeform, DecodeEmbed, Embed
 from repeval.pipeline.summary import EmbedSummary, Progress
 from repeval.store import EmbeddingStore, PartitionWriter
 from repeval.store.store import ERROR_SCHEMA, embedding_schema, repeval_version
@@ -61,7 +62,8 @@ __all__ = ["EmbedSummary", "embed_experiment", "embed_experiments", "model_chunk
 #: input rows per Ray Data block: one decode task (and batch) each; small blocks keep the actors fed early
 #: and evenly, large ones amortise Ray's per-task and per-batch costs (2,000 clips of 3 s, mfcc-stats, 2 CPUs:
 #: 32 rows and embedding batches of 16: 16.5 s; 64 and 32: 15.0 s; 128 and 32: 14.5 s but the first rows
-#: 0.7 s later). A decode task's output is cut at ``MAX_BATCH_SAMPLES`` whatever the block size.
+#: 0.7 s later). A decode task's output is cut at ``MAX_BATCH_SAMPLES`` whatever the block size
+#: (:data:`STREAM_BLOCK_BYTES`).
 MAX_BLOCK_ROWS = 64
 #: the same when a light model runs inside the decode tasks (nothing goes to an actor, so nothing waits for the
 #: first block): Ray Data notices a finished task on a 0.1 s tick and starts the next one a few tenths of a second
@@ -75,6 +77,13 @@ FUSED_MAX_BLOCK_ROWS = 256
 MAX_STREAM_BLOCKS = 4096
 #: chunks per embedding call when the model config does not set ``batch_size`` (fewer in a short stream)
 DEFAULT_EMBED_BATCH = 32
+#: Ray Data's target block size while a stream runs (``DataContext.target_max_block_size``, 128 MiB by default): a
+#: decode task's output batches (``MAX_BATCH_SAMPLES`` float32 samples each) are each a block of their own, so an
+#: embedding actor gets at most ~4 M samples of audio per call. Ray Data otherwise buffers a task's batches into one
+#: block of up to 128 MiB — six 3-minute tracks at 16 kHz, ~13 s of MusiCNN per actor call, nothing written until
+#: it ends and the last calls on one actor while the other idles (40 such tracks, 2 CPUs: 87.7 s against the
+#: model's 54.4 s; short clips fill a block with fewer samples than this and are unchanged)
+STREAM_BLOCK_BYTES = MAX_BATCH_SAMPLES * 4
 
 
 def plan_todo(rows: pa.Table, masks: dict[str, np.ndarray]) -> pa.Table:
@@ -397,6 +406,24 @@ def block_rows(n_rows: int, n_cpus: float, max_rows: int = MAX_BLOCK_ROWS) -> in
     return max(size, math.ceil(n_rows / MAX_STREAM_BLOCKS))
 
 
+@contextmanager
+def stream_context(progress: bool | None) -> Iterator[None]:
+    """Ray Data's settings while a stream is built and runs, restored after: progress bars (``progress``; by default
+    on a terminal only — without one Ray Data logs a progress line every few seconds instead) and blocks of at most
+    :data:`STREAM_BLOCK_BYTES` (each decode batch a block of its own)."""
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    old_bars, old_block = ctx.enable_progress_bars, ctx.target_max_block_size
+    ctx.enable_progress_bars = bool(progress if progress is not None else (old_bars and sys.stderr.isatty()))
+    if old_block is None or old_block > STREAM_BLOCK_BYTES:
+        ctx.target_max_block_size = STREAM_BLOCK_BYTES
+    try:
+        yield
+    finally:
+        ctx.enable_progress_bars, ctx.target_max_block_size = old_bars, old_block
+
+
 def _run_pipeline(
     cfg: Config,
     st: _Stream,
@@ -406,8 +433,19 @@ def _run_pipeline(
     progress: bool | None,
     label: str,
 ) -> dict[str, str]:
-    from ray.data import DataContext
+    with stream_context(progress):
+        return _stream(cfg, st, todo, res, summary, progress, label)
 
+
+def _stream(
+    cfg: Config,
+    st: _Stream,
+    todo: pa.Table,
+    res: EmbedResources,
+    summary: EmbedSummary,
+    progress: bool | None,
+    label: str,
+) -> dict[str, str]:
     from repeval.pipeline.source import read_todo
     from repeval.ray_utils import cluster_cpus, prompt_stream_limits
 
@@ -425,12 +463,6 @@ def _run_pipeline(
     summary.resources[mcfg.id] = f"{res.describe()}; {batch_size} chunks per embedding call"
     n_cpus = cluster_cpus()
     summary.model_processes[mcfg.id] = res.n_actors or res.decode_tasks or max(1, int(n_cpus))
-    ctx = DataContext.get_current()
-    old_bars = ctx.enable_progress_bars
-    # without a terminal Ray Data replaces its bars with a progress log line every few seconds: keep logs clean
-    show = progress if progress is not None else (old_bars and sys.stderr.isatty())
-    ctx.enable_progress_bars = bool(show)
-
     inp = todo.select(["track_id", "audio_path", "split", "scenarios"])
     rows = block_rows(inp.num_rows, n_cpus, FUSED_MAX_BLOCK_ROWS if res.fused else MAX_BLOCK_ROWS)
     # the read runs with the decode stage's arguments, so it fuses into it: one task per block
@@ -510,7 +542,6 @@ def _run_pipeline(
         for w in writers.values():
             w.flush()
         bar.close()
-        ctx.enable_progress_bars = old_bars
         summary.stream_s += time.perf_counter() - t_start
     return versions
 
