@@ -376,7 +376,8 @@ def _run_stream(cfg: Config, st: _Stream, store: EmbeddingStore, summary: EmbedS
         datasets = sorted({st.info[k]["dataset"] for k in st.keys})
         label = f"{datasets[0]}/{mcfg.id}" if len(datasets) == 1 else f"{mcfg.id} ({len(datasets)} datasets)"
         log.info("%s: %d tracks to embed (%s); %s", label, todo.num_rows, ", ".join(st.labels), res.describe())
-        versions = _run_pipeline(cfg, st, todo, res, summary, progress, label)
+        with stream_context(progress):
+            versions = _run_pipeline(cfg, st, todo, res, summary, progress, label)
     for key, part in st.parts.items():
         info = dict(st.info[key])
         version = versions.get(key) or _stored_version(part)
@@ -425,19 +426,6 @@ def stream_context(progress: bool | None) -> Iterator[None]:
 
 
 def _run_pipeline(
-    cfg: Config,
-    st: _Stream,
-    todo: pa.Table,
-    res: EmbedResources,
-    summary: EmbedSummary,
-    progress: bool | None,
-    label: str,
-) -> dict[str, str]:
-    with stream_context(progress):
-        return _stream(cfg, st, todo, res, summary, progress, label)
-
-
-def _stream(
     cfg: Config,
     st: _Stream,
     todo: pa.Table,
