@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,41 +130,42 @@ def load_rows(ctx: RunContext, save: bool = True) -> None:
         _write_text_atomic(ctx.run_dir / LOAD_REPORT, json.dumps(load_report(ctx), indent=1))
 
 
+def _load_reports(ctx: RunContext) -> Iterator[tuple[int, Any, Any, LoadReport, tuple[str, ...]]]:
+    """``(experiment index, experiment, dataset, its loader's report, the kinds --strict counts)`` for each dataset
+    :func:`load_rows` loaded."""
+    for ei, exp in enumerate(ctx.cfg.experiments):
+        for ds in exp.datasets:
+            found = ctx.reports.get((ei, ds.name))
+            if found is not None:
+                yield ei, exp, ds, found, strict_kinds(ds.type, exp.task.effective_type)
+
+
 def load_report(ctx: RunContext) -> dict[str, Any]:
     """``load_report.json``: per ``<task>__<dataset>``, the rows kept, the problems found per kind (each a row
     dropped, except ``other`` notes and labels dropped from a multilabel row that is kept), the log's lines,
     and how many dropped rows ``--strict`` counts as tracks not evaluated (see :func:`not_evaluated`)."""
-    out = {}
-    for ei, exp in enumerate(ctx.cfg.experiments):
-        for ds in exp.datasets:
-            found = ctx.reports.get((ei, ds.name))
-            if found is None:
-                continue
-            out[f"{exp.task.name}__{ds.name}"] = {
-                "task": exp.task.name,
-                "dataset": ds.name,
-                "rows": ctx.rows[(ei, ds.name)].num_rows,
-                "problems": found.counts(),
-                "not_evaluated": sum(found.count(k) for k in strict_kinds(ds.type, exp.task.effective_type)),
-                "lines": found.lines(),
-            }
-    return out
+    return {
+        f"{exp.task.name}__{ds.name}": {
+            "task": exp.task.name,
+            "dataset": ds.name,
+            "rows": ctx.rows[(ei, ds.name)].num_rows,
+            "problems": found.counts(),
+            "not_evaluated": sum(found.count(k) for k in kinds),
+            "lines": found.lines(),
+        }
+        for ei, exp, ds, found, kinds in _load_reports(ctx)
+    }
 
 
 def not_evaluated(ctx: RunContext) -> list[tuple[str, dict[str, int], str]]:
     """``(dataset, rows per kind, the loader's lines about them)`` for each dataset of the loaded configuration that
     dropped rows ``--strict`` fails on (:func:`repeval.datasets.base.strict_kinds`)."""
     out = []
-    for ei, exp in enumerate(ctx.cfg.experiments):
-        for ds in exp.datasets:
-            found = ctx.reports.get((ei, ds.name))
-            if found is None:
-                continue
-            kinds = strict_kinds(ds.type, exp.task.effective_type)
-            counts = {k: n for k, n in found.counts().items() if k in kinds}
-            if counts:
-                name = ds.name if len(ctx.cfg.experiments) == 1 else f"{ds.name} ({exp.task.name})"
-                out.append((name, counts, "; ".join(found.lines(kinds))))
+    for _, exp, ds, found, kinds in _load_reports(ctx):
+        counts = {k: n for k, n in found.counts().items() if k in kinds}
+        if counts:
+            name = ds.name if len(ctx.cfg.experiments) == 1 else f"{ds.name} ({exp.task.name})"
+            out.append((name, counts, "; ".join(found.lines(kinds))))
     return out
 
 
