@@ -26,8 +26,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -376,8 +375,7 @@ def _run_stream(cfg: Config, st: _Stream, store: EmbeddingStore, summary: EmbedS
         datasets = sorted({st.info[k]["dataset"] for k in st.keys})
         label = f"{datasets[0]}/{mcfg.id}" if len(datasets) == 1 else f"{mcfg.id} ({len(datasets)} datasets)"
         log.info("%s: %d tracks to embed (%s); %s", label, todo.num_rows, ", ".join(st.labels), res.describe())
-        with stream_context(progress):
-            versions = _run_pipeline(cfg, st, todo, res, summary, progress, label)
+        versions = _run_pipeline(cfg, st, todo, res, summary, progress, label)
     for key, part in st.parts.items():
         info = dict(st.info[key])
         version = versions.get(key) or _stored_version(part)
@@ -407,22 +405,19 @@ def block_rows(n_rows: int, n_cpus: float, max_rows: int = MAX_BLOCK_ROWS) -> in
     return max(size, math.ceil(n_rows / MAX_STREAM_BLOCKS))
 
 
-@contextmanager
-def stream_context(progress: bool | None) -> Iterator[None]:
-    """Ray Data's settings while a stream is built and runs, restored after: progress bars (``progress``; by default
+def stream_settings(ds: Any, progress: bool | None) -> Any:
+    """``ds`` with a stream's Ray Data settings, on its own context (the copy of ``DataContext.get_current()`` Ray
+    Data took when the dataset was made, shared by the datasets derived from it — the process' context, which a
+    user's own Ray Data work in the same process reads, is left as it is): progress bars (``progress``; by default
     on a terminal only — without one Ray Data logs a progress line every few seconds instead) and blocks of at most
     :data:`STREAM_BLOCK_BYTES` (each decode batch a block of its own)."""
-    from ray.data import DataContext
-
-    ctx = DataContext.get_current()
-    old_bars, old_block = ctx.enable_progress_bars, ctx.target_max_block_size
-    ctx.enable_progress_bars = bool(progress if progress is not None else (old_bars and sys.stderr.isatty()))
-    if old_block is None or old_block > STREAM_BLOCK_BYTES:
+    ctx = ds.context
+    ctx.enable_progress_bars = bool(
+        progress if progress is not None else (ctx.enable_progress_bars and sys.stderr.isatty())
+    )
+    if ctx.target_max_block_size is None or ctx.target_max_block_size > STREAM_BLOCK_BYTES:
         ctx.target_max_block_size = STREAM_BLOCK_BYTES
-    try:
-        yield
-    finally:
-        ctx.enable_progress_bars, ctx.target_max_block_size = old_bars, old_block
+    return ds
 
 
 def _run_pipeline(
@@ -455,7 +450,7 @@ def _run_pipeline(
     rows = block_rows(inp.num_rows, n_cpus, FUSED_MAX_BLOCK_ROWS if res.fused else MAX_BLOCK_ROWS)
     # the read runs with the decode stage's arguments, so it fuses into it: one task per block
     decode_kw = res.decode_kwargs(n_blocks=math.ceil(inp.num_rows / rows))  # the read's blocks (block_slices)
-    ds: Any = read_todo(inp, rows, **decode_kw)
+    ds: Any = stream_settings(read_todo(inp, rows, **decode_kw), progress)
     decode = DecodeDeform(st.sample_rate, st.steps, run.seed, chunk_s=st.chunk_s, scenario_ids=st.keys, seed_ids=sids)
     # a callable instance runs as stateless tasks; the Embed class runs as an actor pool. One batch per block
     # (batch_size=None): a batch size would make Ray Data bundle blocks into tasks and keep the read unfused

@@ -142,14 +142,15 @@ def test_a_stream_to_do_planned_in_partitions_equals_the_in_memory_plan(rendered
 
 
 def test_a_decode_task_hands_on_its_audio_in_blocks_of_bounded_size(ray_session, tmp_path):
-    """Within a stream (:func:`repeval.pipeline.embed.stream_context`) each decode batch of ``MAX_BATCH_SAMPLES`` is a
-    block of its own, so an embedding actor gets at most that much audio per call. With Ray Data's default target
+    """In a stream's dataset (:func:`repeval.pipeline.embed.stream_settings`) each decode batch of ``MAX_BATCH_SAMPLES``
+    is a block of its own, so an embedding actor gets at most that much audio per call. With Ray Data's default target
     (128 MiB) a task's batches are buffered into one block — here four 160-s tracks, 2.4 batches' worth: one block,
-    the case that made six 3-minute tracks one 13-s MusiCNN call."""
+    the case that made six 3-minute tracks one 13-s MusiCNN call. The setting is the dataset's own: the process'
+    ``DataContext``, and a dataset made after it, keep Ray Data's default."""
     import soundfile as sf
     from ray.data import DataContext
 
-    from repeval.pipeline.embed import STREAM_BLOCK_BYTES, stream_context
+    from repeval.pipeline.embed import STREAM_BLOCK_BYTES, stream_settings
     from repeval.pipeline.source import read_todo
     from repeval.pipeline.stages import MAX_BATCH_SAMPLES, DecodeDeform
 
@@ -169,9 +170,13 @@ def test_a_decode_task_hands_on_its_audio_in_blocks_of_bounded_size(ray_session,
         }
     )
 
-    def blocks() -> list[int]:  # the decode stage's output blocks: samples in each
+    def blocks(stream: bool) -> list[int]:  # the decode stage's output blocks: samples in each
         decode = DecodeDeform(sr, {}, 0, chunk_s=30.0)
-        ds = read_todo(table, 4, num_cpus=1).map_batches(decode, batch_size=None, num_cpus=1)
+        ds = read_todo(table, 4, num_cpus=1)
+        if stream:
+            ds = stream_settings(ds, progress=False)
+            assert ds.context.target_max_block_size == STREAM_BLOCK_BYTES
+        ds = ds.map_batches(decode, batch_size=None, num_cpus=1)
         out = []
         for bundle in ds.iter_internal_ref_bundles():
             for ref in bundle.block_refs:
@@ -182,10 +187,9 @@ def test_a_decode_task_hands_on_its_audio_in_blocks_of_bounded_size(ray_session,
 
     default = DataContext.get_current().target_max_block_size
     total = 4 * int(sr * seconds)
-    assert blocks() == [total]  # Ray Data's default: the task's three batches in one block
-    with stream_context(progress=False):
-        assert DataContext.get_current().target_max_block_size == STREAM_BLOCK_BYTES
-        inside = blocks()
-    assert DataContext.get_current().target_max_block_size == default  # restored
+    assert blocks(stream=False) == [total]  # Ray Data's default: the task's three batches in one block
+    inside = blocks(stream=True)
+    assert DataContext.get_current().target_max_block_size == default  # the process' context untouched
+    assert blocks(stream=False) == [total]
     assert sum(inside) == total and len(inside) == 3  # 4.48 M, 4.48 M, 1.28 M samples: one block per batch
     assert max(inside) <= MAX_BATCH_SAMPLES + int(sr * 30.0 * 1.5)  # a batch: the threshold plus one window at most
