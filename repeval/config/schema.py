@@ -371,6 +371,15 @@ class ProbeConfig(Strict):
             raise ValueError(f"pca_dim ({self.pca_dim}) and emb_shape ({self.emb_shape}) disagree; keep one")
         if self.dropout_input and self.input_dropout > 0:
             raise ValueError("dropout_input applies 'dropout' to the input; do not also set input_dropout")
+        for part in ("grid", "space"):
+            both = sorted(set((self.search or {}).get(part) or {}) & self.model_fields_set)
+            if both:  # the search axis would silently replace the value written next to it
+                key = both[0]
+                value = getattr(self, key)
+                raise ValueError(
+                    f"{key} is set ({list(value) if isinstance(value, tuple) else value!r}) and is also a search.{part} axis, whose values replace "
+                    f"it: keep one (remove {key}, or remove it from search.{part})"
+                )
         if self.preset is not None or self.search is not None:
             from repeval.tuning.search import check_expansion
 
@@ -482,6 +491,9 @@ class ExperimentConfig(Strict):
         dup = {x for x in ids if ids.count(x) > 1}
         if dup:
             raise ValueError(f"embedding model ids listed twice: {sorted(dup)}")
+        from repeval.tuning.search import expand_all
+
+        expand_all(self.downstream_models)  # the names results are reported under: distinct, usable in file names
         return self
 
     @property
