@@ -153,6 +153,11 @@ def _fetch_hint(ds: Any, key: str, path: Path) -> str:
         return f"fetch mirdata's index with `repeval data download {ds.name}` (needs network access)"
     if ds.type == "custom" and key == "dir":
         return f"download '{ds.name}' by hand into it (`repeval datasets {ds.name}` gives the source and layout)"
+    if ds.type == "catalog" and key == "dir":
+        return (
+            "point it at the folder the manifest's relative audio paths start from, or remove it (they then start "
+            "from the manifest's folder)"
+        )
     return (
         "write the manifest first (`repeval data render DIR` renders the quickstart's notes; `--kind mixtures` "
         "instrument mixtures for tagging, `--kind keys` chord progressions for key estimation)"
