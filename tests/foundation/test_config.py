@@ -163,6 +163,11 @@ def _error(mutate) -> str:
             lambda d: d["experiments"][0]["datasets"].append(d["experiments"][0]["datasets"][0]),
             "experiments[0].datasets[1]: task 'instrument_classification' on dataset 'notes'",
         ),
+        # accepted, then `plan` and `run` stopped at "could not convert string to float: 'abc'"
+        (
+            lambda d: d["experiments"][0].update(embedding_models=[{"id": "mfcc-stats", "params": {"chunk_s": "abc"}}]),
+            "embedding_models[0]: mfcc-stats.params.chunk_s: expected a number of seconds (null or 0: the whole file)",
+        ),
         # a list item written without its '-' (or an emptied key) printed the whole block twice, or "e.g. [None]"
         (
             lambda d: d.update(experiments=d["experiments"][0]),
