@@ -129,6 +129,11 @@ def _error(mutate) -> str:
         ),
         (lambda d: d["experiments"][0].update(metrics=["r2"]), "does not apply to a multiclass_classification task"),
         (lambda d: d["experiments"][0].update(metrics=["f1_makro"]), "did you mean 'f1_macro'?"),
+        # a name in the wrong case suggested the nearest by letters ('AddGaussianNoise'), not the name itself
+        (
+            lambda d: d["experiments"][0]["deformations"][0][0].update(type="addgaussiansnr", params={}),
+            "unknown deformation 'addgaussiansnr' — did you mean 'AddGaussianSNR'?",
+        ),
         (
             lambda d: d["experiments"][0]["downstream_models"][0].update(patience=-1),
             "experiments[0].downstream_models[0].patience",
