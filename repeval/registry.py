@@ -15,7 +15,11 @@ T = TypeVar("T")
 
 
 def closest(name: str, choices: list[str] | tuple[str, ...] | set[str]) -> str | None:
-    """Return the closest valid spelling of ``name`` among ``choices`` (or None)."""
+    """Return the closest valid spelling of ``name`` among ``choices`` (or None); one that differs only in case
+    first (``addgaussiansnr`` is ``AddGaussianSNR``, not the closer-by-letters ``AddGaussianNoise``)."""
+    folded = [c for c in sorted(choices) if c.casefold() == name.casefold()]
+    if folded:
+        return folded[0]
     matches = difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.6)
     return matches[0] if matches else None
 

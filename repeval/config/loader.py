@@ -53,11 +53,27 @@ def _format(err: ValidationError) -> list[str]:
             expected = e.get("ctx", {}).get("expected", "")
             msg = f"got {e.get('input')!r}; expected {expected}"
         elif e["type"] in ("tuple_type", "list_type"):  # reliability (issue 9): name the fix, not pydantic's type
-            msg = f"expected a list (e.g. [{e.get('input')!s}]), got {type(e.get('input')).__name__} {e.get('input')!r}"
-        line = f"{path}: {msg}"
+            msg = _not_a_list(e.get("input"))
+        # a whole-file check whose message starts with the key path it is about: that path, not "(top level)"
+        line = msg if not loc and msg.startswith(("experiments[", "run.")) else f"{path}: {msg}"
         if line not in problems:
             problems.append(line)
     return problems
+
+
+def _not_a_list(value: Any) -> str:
+    """The fix for a value where a list belongs; a mapping (a YAML list item written without its ``-``) or an
+    empty key is named as such, not printed whole."""
+    if value is None:
+        return (
+            "expected a list, got no value (the key is empty): write its entries under it, each starting with '- ' "
+            "([] for none)"
+        )
+    if isinstance(value, dict):
+        keys = ", ".join(str(k) for k in list(value)[:4]) + (", …" if len(value) > 4 else "")
+        return f"expected a list, got a mapping (keys: {keys}) — make it a list item: start its first key with '- '"
+    shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+    return f"expected a list (e.g. [{value!s}]), got {type(value).__name__} {shown}"
 
 
 def parse_config(data: Any, source: str | None = None) -> Config:
@@ -137,6 +153,11 @@ def _fetch_hint(ds: Any, key: str, path: Path) -> str:
         return f"fetch mirdata's index with `repeval data download {ds.name}` (needs network access)"
     if ds.type == "custom" and key == "dir":
         return f"download '{ds.name}' by hand into it (`repeval datasets {ds.name}` gives the source and layout)"
+    if ds.type == "catalog" and key == "dir":
+        return (
+            "point it at the folder the manifest's relative audio paths start from, or remove it (they then start "
+            "from the manifest's folder)"
+        )
     return (
         "write the manifest first (`repeval data render DIR` renders the quickstart's notes; `--kind mixtures` "
         "instrument mixtures for tagging, `--kind keys` chord progressions for key estimation)"

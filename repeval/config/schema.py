@@ -184,7 +184,7 @@ class DatasetConfig(Strict):
     #: group column for leakage-free splits (artist, singer, album); for mirdata data sets a track attribute
     group_column: str | None = None
     #: separator for multi-label cells in a catalog label column
-    label_separator: str = ","
+    label_separator: str = Field(default=",", min_length=1)
     split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
     n_folds: int = Field(default=5, ge=2)
     split_seed: int = 0
@@ -371,6 +371,15 @@ class ProbeConfig(Strict):
             raise ValueError(f"pca_dim ({self.pca_dim}) and emb_shape ({self.emb_shape}) disagree; keep one")
         if self.dropout_input and self.input_dropout > 0:
             raise ValueError("dropout_input applies 'dropout' to the input; do not also set input_dropout")
+        for part in ("grid", "space"):
+            both = sorted(set((self.search or {}).get(part) or {}) & self.model_fields_set)
+            if both:  # the search axis would silently replace the value written next to it
+                key = both[0]
+                value = getattr(self, key)
+                raise ValueError(
+                    f"{key} is set ({list(value) if isinstance(value, tuple) else value!r}) and is also a search.{part} axis, whose values replace "
+                    f"it: keep one (remove {key}, or remove it from search.{part})"
+                )
         if self.preset is not None or self.search is not None:
             from repeval.tuning.search import check_expansion
 
@@ -482,6 +491,9 @@ class ExperimentConfig(Strict):
         dup = {x for x in ids if ids.count(x) > 1}
         if dup:
             raise ValueError(f"embedding model ids listed twice: {sorted(dup)}")
+        from repeval.tuning.search import expand_all
+
+        expand_all(self.downstream_models)  # the names results are reported under: distinct, usable in file names
         return self
 
     @property
@@ -555,7 +567,7 @@ class RunConfig(Strict):
     store: str = "store"
     #: runs directory (results, Tune experiments, reports)
     runs_dir: str = "runs"
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
     #: number of probe seeds per configuration (mean ± std over them)
     seeds: int = Field(default=1, ge=1)
     #: splits that are deformed (thesis protocol: test only)
@@ -617,6 +629,41 @@ class Config(Strict):
         if not v:
             raise ValueError("experiments is empty: list at least one experiment")
         return v
+
+    @model_validator(mode="after")
+    def _distinct_groups(self) -> Config:
+        """A run keeps one probe grid, one set of results per (task, dataset, model): a second experiment (or a
+        dataset listed twice) with the same three would silently replace the first one's results."""
+        seen: dict[tuple[str, str, str], str] = {}
+        for ei, exp in enumerate(self.experiments):
+            for di, ds in enumerate(exp.datasets):
+                for m in exp.embedding_models:
+                    where = f"experiments[{ei}].datasets[{di}]"
+                    first = seen.setdefault((exp.task.name, ds.name, m.id), where)
+                    if first != where:
+                        raise ValueError(
+                            f"{where}: task {exp.task.name!r} on dataset {ds.name!r} with model {m.id!r} is already "
+                            f"{first}'s — a run keeps one set of probes and results per task, dataset and model, so "
+                            "one would silently replace the other: give the task another name (task.name), or list "
+                            "all its probes in one experiment"
+                        )
+        return self
+
+    @model_validator(mode="after")
+    def _deformed_tests(self) -> Config:
+        """Every deformation scenario is tested on deformed test tracks: ``run.deform_splits`` must deform them
+        (with k folds, every track is a test track of some fold, so any split will do)."""
+        splits = self.run.deform_splits
+        for ei, exp in enumerate(self.experiments):
+            for di, ds in enumerate(exp.datasets):
+                scenarios = list(exp.scenarios_for(ds))
+                if scenarios and ("test" not in splits if ds.split_type == "single" else not splits):
+                    raise ValueError(
+                        f"run.deform_splits: {list(splits)} leaves the test tracks undeformed, but "
+                        f"experiments[{ei}].datasets[{di}] ({ds.name!r}) is tested under deformation scenarios "
+                        f"({', '.join(scenarios)}): include test (the default is [test]), or remove the scenarios"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _frames_for_prediction(self) -> Config:

@@ -159,6 +159,12 @@ def check_params(cfg: Any) -> None:
     known = model_parameters(fam.cls)
     name = cfg.type or cfg.id
     for key, value in cfg.params.items():
+        if key == "chunk_s":  # seconds; null or ≤ 0: the whole file (see model_chunk_s)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise ValueError(
+                    f"{name}.params.chunk_s: expected a number of seconds (null or 0: the whole file), got {value!r}"
+                )
+            continue
         if key in GENERIC_PARAMS:
             continue
         if key not in known:

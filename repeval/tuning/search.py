@@ -82,6 +82,12 @@ def validate_search(v: Any) -> dict[str, Any]:
     for key in v:
         if key not in SEARCH_KEYS:
             raise _key_error("", str(key), list(SEARCH_KEYS))
+    for part, example in (("grid", "{learning_rate: [1.0e-4, 1.0e-3]}"), ("space", "{dropout: {uniform: [0.1, 0.5]}}")):
+        if v.get(part) is not None and not isinstance(v[part], dict):
+            raise ValueError(
+                f"{part}: must be a mapping of probe keys, e.g. {part}: {example}; got {type(v[part]).__name__} "
+                f"{v[part]!r}"
+            )
     probe_keys = _probe_keys()
     grid: dict[str, list[Any]] = {}
     for key, values in (v.get("grid") or {}).items():
@@ -115,6 +121,8 @@ def validate_search(v: Any) -> dict[str, Any]:
                 )
             if kind.startswith(("log", "qlog")) and args[0] <= 0:
                 raise ValueError(f"space.{key}.{kind}: a log scale needs low > 0, got {args[0]}")
+            if kind.startswith("q") and not args[2] > 0:
+                raise ValueError(f"space.{key}.{kind}: the step q (third number) must be > 0, got {args[2]}")
         space[key] = {"type": kind, "args": _plain(list(args), f"space.{key}")}
     num_samples = v.get("num_samples", 1)
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
@@ -132,15 +140,30 @@ def validate_search(v: Any) -> dict[str, Any]:
                 raise _key_error("scheduler", str(key), list(ASHA_KEYS))
         if scheduler.get("type", "asha") != "asha":
             raise ValueError(f"scheduler.type: only 'asha' is supported, got {scheduler.get('type')!r}")
+        for key, default, integer, least in (
+            ("grace_period", 10, True, "≥ 1 (epochs)"),
+            ("reduction_factor", 3, False, "> 1"),
+            ("max_t", None, True, "≥ 1 (epochs), or left out for the probes' epochs"),
+            ("brackets", 1, True, "≥ 1"),
+        ):
+            value = scheduler.get(key, default)
+            if value is None and default is None:
+                continue
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or (integer and not float(value).is_integer())
+                or not (value > 1 if key == "reduction_factor" else value >= 1)
+            ):
+                what = "an integer" if integer else "a number"
+                raise ValueError(f"scheduler.{key}: must be {what} {least}, got {value!r}")
         scheduler = {
             "type": "asha",
             "grace_period": int(scheduler.get("grace_period", 10)),
             "reduction_factor": float(scheduler.get("reduction_factor", 3)),
-            "max_t": scheduler.get("max_t"),
+            "max_t": None if scheduler.get("max_t") is None else int(scheduler["max_t"]),
             "brackets": int(scheduler.get("brackets", 1)),
         }
-        if scheduler["grace_period"] < 1 or scheduler["reduction_factor"] <= 1:
-            raise ValueError("scheduler: grace_period must be ≥ 1 and reduction_factor > 1")
     select = v.get("select")
     if select not in (None, "all", "best"):
         raise ValueError(f"select: 'all' or 'best', got {select!r}")
@@ -260,14 +283,21 @@ def check_expansion(p: Any) -> None:
 def expand_all(downstream_models: Any) -> list[ProbeSpec]:
     specs = [expand_probe(p, i) for i, p in enumerate(downstream_models)]
     names: list[str] = []
-    for s in specs:
-        names += [s.name] if s.select == "best" else [pt.name for pt in s.points]
+    owner: dict[str, list[int]] = {}  # a reported name → the downstream_models entries reporting it
+    for i, s in enumerate(specs):
+        for n in [s.name] if s.select == "best" else [pt.name for pt in s.points]:
+            names.append(n)
+            owner.setdefault(n, []).append(i)
     bad = sorted({n for n in names if "__" in n or "/" in n})
     if bad:
         raise ValueError(f"probe names may not contain '__' or '/': {bad}")
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise ValueError(f"probe names are used twice: {dup} — give the downstream_models entries distinct names")
+        where = " and ".join(f"downstream_models[{i}]" for i in sorted(set(owner[dup[0]])))
+        raise ValueError(
+            f"probe names are used twice: {dup} ({dup[0]!r}: {where}) — give the downstream_models entries distinct "
+            "names"
+        )
     return specs
 
 

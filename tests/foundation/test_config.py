@@ -129,6 +129,11 @@ def _error(mutate) -> str:
         ),
         (lambda d: d["experiments"][0].update(metrics=["r2"]), "does not apply to a multiclass_classification task"),
         (lambda d: d["experiments"][0].update(metrics=["f1_makro"]), "did you mean 'f1_macro'?"),
+        # a name in the wrong case suggested the nearest by letters ('AddGaussianNoise'), not the name itself
+        (
+            lambda d: d["experiments"][0]["deformations"][0][0].update(type="addgaussiansnr", params={}),
+            "unknown deformation 'addgaussiansnr' — did you mean 'AddGaussianSNR'?",
+        ),
         (
             lambda d: d["experiments"][0]["downstream_models"][0].update(patience=-1),
             "experiments[0].downstream_models[0].patience",
@@ -143,10 +148,57 @@ def _error(mutate) -> str:
         (lambda d: d.update(run={"seeds": 0}), "run.seeds"),
         (lambda d: d.update(run={"run_id": "../etc"}), "run.run_id"),
         (lambda d: d.update(experiments=[]), "experiments is empty"),
+        # accepted, then failed mid-run: numpy refuses a negative seed when the first probe is tested
+        (lambda d: d.update(run={"seed": -1}), "run.seed: Input should be greater than or equal to 0"),
+        # accepted, then pyarrow's "Empty separator" when the manifest was read
+        (lambda d: d["experiments"][0]["datasets"][0].update(label_separator=""), "datasets[0].label_separator:"),
+        # accepted, then the train stage found the deformed test partitions empty ("run `repeval embed` first")
+        (
+            lambda d: d.update(run={"deform_splits": ["train"]}),
+            "run.deform_splits: ['train'] leaves the test tracks undeformed, but experiments[0].datasets[0] ('notes') "
+            "is tested under deformation scenarios (D1): include test",
+        ),
+        # accepted, then the second experiment's probes and results replaced the first one's
+        (
+            lambda d: d["experiments"].append(copy.deepcopy(d["experiments"][0])),
+            "experiments[1].datasets[0]: task 'instrument_classification' on dataset 'notes' with model 'mfcc-stats' "
+            "is already experiments[0].datasets[0]'s",
+        ),
+        (
+            lambda d: d["experiments"][0]["datasets"].append(d["experiments"][0]["datasets"][0]),
+            "experiments[0].datasets[1]: task 'instrument_classification' on dataset 'notes'",
+        ),
+        # accepted, then `plan` and `run` stopped at "could not convert string to float: 'abc'"
+        (
+            lambda d: d["experiments"][0].update(embedding_models=[{"id": "mfcc-stats", "params": {"chunk_s": "abc"}}]),
+            "embedding_models[0]: mfcc-stats.params.chunk_s: expected a number of seconds (null or 0: the whole file)",
+        ),
+        # a list item written without its '-' (or an emptied key) printed the whole block twice, or "e.g. [None]"
+        (
+            lambda d: d.update(experiments=d["experiments"][0]),
+            "experiments: expected a list, got a mapping (keys: task, datasets, deformations, embedding_models, …) — "
+            "make it a list item: start its first key with '- '",
+        ),
+        (
+            lambda d: d["experiments"][0].update(deformations=None),
+            "experiments[0].deformations: expected a list, got no value (the key is empty)",
+        ),
     ],
 )
 def test_bad_configs_name_the_key_and_the_fix(mutate, expected):
     assert expected in _error(mutate)
+
+
+def test_deform_splits_without_test_suit_k_folds_and_configs_without_scenarios():
+    """Every track of a k-fold dataset is tested in some fold, so any deformed split covers the tests."""
+    d = base()
+    d["run"] = {"deform_splits": ["train"]}
+    d["experiments"][0]["datasets"][0].update(split_type="all", n_folds=3)
+    assert parse_config(d).run.deform_splits == ("train",)
+    d = base()
+    d["run"] = {"deform_splits": []}
+    d["experiments"][0]["deformations"] = []
+    assert parse_config(d).run.deform_splits == ()
 
 
 def test_all_problems_reported_together(tmp_path):

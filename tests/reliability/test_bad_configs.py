@@ -210,7 +210,12 @@ CASES: dict[str, tuple[Any, list[str]]] = {
     ),
     "missing_data_dir": (
         lambda d: _ds(d).update(dir="no_such_audio_dir"),
-        ["experiments[0].datasets[0].dir: no such directory", "fix the path"],
+        [
+            "experiments[0].datasets[0].dir: no such directory",
+            "fix the path",
+            # a catalog's dir is its audio root: the hint said to write the manifest
+            "or point it at the folder the manifest's relative audio paths start from, or remove it",
+        ],
     ),
     "prediction_without_frames": (
         lambda d: (_exp(d)["task"].update(embedding_aggregation="prediction"), d["run"].update(keep_frames=False)),

@@ -126,6 +126,27 @@ def test_asha_on_a_grid_halves_inside_stacks_unless_it_needs_tune():
         ({"search": {"select": "first"}}, "search: select"),
         ({"preset": "jukemir", "search": {"grid": {"dropout": [1.5]}}}, "dropout"),
         ({"dropout_input": True, "input_dropout": 0.2}, "dropout_input"),
+        # a list where a mapping belongs raised AttributeError (a traceback, not a config error)
+        ({"search": {"grid": [1e-4, 1e-3]}}, "search: grid: must be a mapping of probe keys, e.g. grid: {"),
+        ({"search": {"space": ["dropout"]}}, "search: space: must be a mapping of probe keys"),
+        # ASHA values that Tune or the halving would only reject (or misread) when training starts
+        ({"search": {"scheduler": {"type": "asha", "max_t": -5}}}, "search: scheduler.max_t: must be an integer ≥ 1"),
+        ({"search": {"scheduler": {"grace_period": "ten"}}}, "search: scheduler.grace_period: must be an integer"),
+        ({"search": {"scheduler": {"brackets": 0}}}, "search: scheduler.brackets: must be an integer ≥ 1, got 0"),
+        (
+            {"search": {"scheduler": {"reduction_factor": 1}}},
+            "search: scheduler.reduction_factor: must be a number > 1",
+        ),
+        ({"search": {"space": {"dropout": {"quniform": [0.1, 0.5, 0]}}}}, "space.dropout.quniform: the step q"),
+        # a key set next to a search axis of the same key was silently replaced by the axis
+        (
+            {"learning_rate": 1e-2, "search": {"grid": {"learning_rate": [1e-4, 1e-3]}}},
+            "learning_rate is set (0.01) and is also a search.grid axis, whose values replace it: keep one",
+        ),
+        (
+            {"preset": "jukemir", "hidden_units": [], "search": {"space": {"hidden_units": {"choice": [[], [512]]}}}},
+            "hidden_units is set ([]) and is also a search.space axis",
+        ),
     ],
 )
 def test_errors_name_the_key(probe, fragment):
@@ -147,13 +168,17 @@ def test_run_keys_are_validated():
             parse_config(bad)
 
 
-def test_duplicate_or_unsafe_probe_names_are_rejected():
-    cfg = parse_config(cfg_dict({"name": "a"}, {"name": "a"}))
-    with pytest.raises(ValueError, match="used twice"):
-        expand_all(cfg.experiments[0].downstream_models)
-    cfg = parse_config(cfg_dict({"name": "a__b"}))
-    with pytest.raises(ValueError, match="may not contain"):
-        expand_all(cfg.experiments[0].downstream_models)
+def test_duplicate_or_unsafe_probe_names_are_rejected_at_validation():
+    """They were accepted by `repeval validate` and failed only when training started, after the embedding stage."""
+    with pytest.raises(ConfigError) as e:
+        parse_config(cfg_dict({"name": "a"}, {"name": "a"}))
+    assert "experiments[0]: probe names are used twice: ['a'] ('a': downstream_models[0] and downstream_models[1])" in (
+        str(e.value)
+    )
+    with pytest.raises(ConfigError, match=r"used twice: \['M2'\]"):  # the thesis preset's M2 and a probe named M2
+        parse_config(cfg_dict({"preset": "mir_ref_thesis"}, {"name": "M2"}))
+    with pytest.raises(ConfigError, match="may not contain"):
+        parse_config(cfg_dict({"name": "a__b"}))
 
 
 def test_plan_units_chunks_stackable_configurations():
