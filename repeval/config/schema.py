@@ -224,9 +224,12 @@ class DatasetConfig(Strict):
 
     @model_validator(mode="after")
     def _known_loader(self) -> DatasetConfig:
-        from repeval.datasets.cli_support import check_dataset_name
+        from repeval.datasets.cli_support import check_dataset_keys, check_dataset_name
 
         check_dataset_name(self.name, self.type, self.subset)
+        # a key left at its default (a dumped config writes every key) asks for nothing
+        given = {k for k in self.model_fields_set if getattr(self, k) != type(self).model_fields[k].default}
+        check_dataset_keys(self.name, self.type, given)
         return self
 
 

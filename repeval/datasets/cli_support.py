@@ -117,6 +117,35 @@ def check_dataset_name(name: str, type_: str, subset: str | None = None) -> None
             raise ValueError(hint or f"dataset 'mtg_jamendo' needs subset: one of {', '.join(SUBSETS)}")
 
 
+#: dataset keys only the ``catalog`` loader reads (a manifest and its columns)
+CATALOG_KEYS = ("manifest", "track_id_column", "audio_column", "label_column", "split_column", "label_separator")
+
+
+def check_dataset_keys(name: str, type_: str, given: set[str]) -> None:
+    """Raise ``ValueError`` when ``given`` (the keys a dataset entry sets) holds one its loader never reads: a
+    manifest key on a mirdata or custom data set, ``index_path`` on a data set not read through mirdata, ``subset``
+    on any loader but ``mtg_jamendo``. Left in a config, each would be silently ignored."""
+    bad: list[tuple[str, str]] = []
+    if type_ != "catalog":
+        bad += [(k, "is for 'catalog' datasets (a manifest and its columns)") for k in CATALOG_KEYS if k in given]
+    if "index_path" in given:
+        if type_ == "catalog":
+            through_mirdata = False
+        elif type_ == "mirdata":
+            through_mirdata = True
+        else:
+            _, infos = _registry()
+            through_mirdata = getattr(infos.get(name), "kind", "custom") == "mirdata"
+        if not through_mirdata:
+            bad.append(("index_path", "is mirdata's index file, for data sets read through mirdata (type: mirdata)"))
+    if "subset" in given and not (type_ == "custom" and name == "mtg_jamendo"):
+        bad.append(("subset", "is for the 'mtg_jamendo' loader (type: custom)"))
+    if bad:
+        key, why = bad[0]
+        more = f" (also: {', '.join(k for k, _ in bad[1:])})" if len(bad) > 1 else ""
+        raise ValueError(f"key '{key}' does not apply to {type_} dataset '{name}' — it {why}; remove it{more}")
+
+
 def _offline(exc: BaseException) -> bool:
     seen: set[int] = set()
     cur: BaseException | None = exc

@@ -183,6 +183,28 @@ def _error(mutate) -> str:
             lambda d: d["experiments"][0].update(deformations=None),
             "experiments[0].deformations: expected a list, got no value (the key is empty)",
         ),
+        # accepted, then silently ignored: the loader of the dataset's type never reads the key
+        (
+            lambda d: d["experiments"][0]["datasets"][0].update(index_path="index.json"),
+            "experiments[0].datasets[0]: key 'index_path' does not apply to catalog dataset 'notes' — it is mirdata's "
+            "index file, for data sets read through mirdata (type: mirdata); remove it",
+        ),
+        (
+            lambda d: d["experiments"][0]["datasets"][0].update(subset="genre"),
+            "experiments[0].datasets[0]: key 'subset' does not apply to catalog dataset 'notes' — it is for the "
+            "'mtg_jamendo' loader (type: custom)",
+        ),
+        (
+            lambda d: d["experiments"][0].update(
+                datasets=[{"name": "tinysol", "type": "mirdata", "split_column": "split", "label_separator": "|"}]
+            ),
+            "experiments[0].datasets[0]: key 'split_column' does not apply to mirdata dataset 'tinysol' — it is for "
+            "'catalog' datasets (a manifest and its columns); remove it (also: label_separator)",
+        ),
+        (
+            lambda d: d["experiments"][0].update(datasets=[{"name": "vocalset", "type": "custom", "index_path": "i"}]),
+            "key 'index_path' does not apply to custom dataset 'vocalset'",
+        ),
     ],
 )
 def test_bad_configs_name_the_key_and_the_fix(mutate, expected):
@@ -386,6 +408,16 @@ SPELLINGS_THE_LOADER_ACCEPTS = {
     "run_block": lambda d: d.update(run={"run_id": "r1", "seeds": 3, "deform_splits": ["test", "validation"]}),
     "augment_all_as_a_string": lambda d: d["experiments"][0].update(augment="all"),
     "augment_a_list": lambda d: d["experiments"][0].update(augment=["D1"]),
+    # the keys of each dataset type where they apply: a wired mirdata loader under type custom reads index_path too
+    "mirdata_index_path": lambda d: d["experiments"][0].update(
+        datasets=[{"name": "tinysol", "type": "mirdata", "dir": "t", "index_path": "i.json"}]
+    ),
+    "custom_wired_mirdata_index_path": lambda d: d["experiments"][0].update(
+        datasets=[{"name": "tinysol", "type": "custom", "index_path": "i.json"}]
+    ),
+    "mtg_jamendo_subset": lambda d: d["experiments"][0].update(
+        datasets=[{"name": "mtg_jamendo", "type": "custom", "dir": "j", "subset": "genre"}]
+    ),
 }
 
 MISTAKES_BOTH_REJECT = {
