@@ -304,6 +304,13 @@ def _print_table(ctx: Any) -> None:
     typer.echo(table_command([ctx.run_dir], "all_deform_all_models", "terminal"))
 
 
+def _next_hint(cfg: Any, where: str) -> str:
+    """What to look at after a run: the report, and the robustness table when something was tested deformed."""
+    deformed = any(exp.scenarios_for(ds) for exp in cfg.experiments for ds in exp.datasets)
+    robustness = f", `repeval table {where} --preset robustness`" if deformed else ""
+    return f"next: `repeval report {where}` (HTML report){robustness}"
+
+
 @app.command()
 def run(
     config: ConfigArg,
@@ -330,7 +337,7 @@ def run(
             _print_table(ctx)
             typer.echo(f"results: {ctx.location.file('results.parquet')}")
             where = ctx.location.display
-            typer.echo(f"next: `repeval report {where}` (HTML report), `repeval table {where} --preset robustness`")
+            typer.echo(_next_hint(ctx.cfg, where))
 
     _guard(go)
 

@@ -373,6 +373,16 @@ def table_command(
             raise ValueError(
                 f"no results for task {task!r} on dataset {dataset!r}; the results hold (task/dataset) {have}"
             )
+        if preset == "robustness" and len(selections) > 1:
+            # the pairs tested under deformation get their table; the others are named, not a reason to show none
+            deformed = {
+                (t, d) for t, d, s in results[["task", "dataset", "scenario"]].itertuples(index=False) if s != CLEAN
+            }
+            clean_only = [p for p in selections if p not in deformed]
+            if len(clean_only) < len(selections):
+                for t, d in clean_only:
+                    log.warning("%s — %s has no deformed test sets: no robustness table for it", t, d)
+                selections = [p for p in selections if p in deformed]
     parts = []
     for t, d in selections:
         table = make_table(results, preset, task=t, dataset=d, metrics=metrics)

@@ -218,6 +218,46 @@ def test_tasks_preset_puts_a_datasets_tasks_side_by_side(results, tmp_path):
     assert len(df) == 2 * 2 * 3 and df["accuracy:clean"].notna().all()
 
 
+def test_robustness_over_runs_shows_every_deformed_pair_and_skips_a_clean_only_one(run_dir, tmp_path, caplog):
+    """`repeval table RUN --preset robustness` (the command `repeval run` suggests) failed with "robustness needs
+    clean and deformed results" as soon as one task/dataset of the runs had no deformations, showing no table for
+    the ones that had; they are now shown and the clean-only pair is named in a warning."""
+    from repeval.testing.results import FakeExperiment, FakeRunSpec, make_run_dir
+
+    spec = FakeRunSpec(
+        run_id="clean_only", n_resamples=20, probes=("M1",), seeds=(0,), scenarios=("clean",),
+        experiments=(FakeExperiment("pitch", "multiclass_classification", "notes", 4, ("accuracy",)),),
+    )  # fmt: skip
+    clean_run = make_run_dir(tmp_path, spec)
+    with caplog.at_level("WARNING", logger="repeval.report.tables"):
+        md = table_command([run_dir, clean_run], "robustness", "markdown")
+    assert "instrument_recognition — tinysol" in md and "autotagging — magnatagatune" in md
+    assert "Δ D1" in md and "pitch" not in md
+    assert "pitch — notes has no deformed test sets" in caplog.text
+    with pytest.raises(ValueError, match="robustness needs clean and deformed results"):  # nothing to show: an error
+        table_command([clean_run], "robustness", "markdown")
+
+
+def test_run_suggests_the_robustness_table_only_when_something_was_tested_deformed():
+    """`repeval run` ended with "next: … `repeval table RUN --preset robustness`" for a config without deformations,
+    a command that can only fail there."""
+    import copy
+
+    from repeval.cli import _next_hint
+    from repeval.config import parse_config
+
+    exp = {
+        "task": {"name": "inst", "type": "multiclass_classification"},
+        "datasets": [{"name": "notes", "type": "catalog", "manifest": "m.csv", "label_column": "instrument"}],
+        "embedding_models": ["mfcc-stats"],
+        "downstream_models": [{"name": "lin"}],
+    }
+    deformed = copy.deepcopy(exp) | {"deformations": [[{"type": "Gain", "params": {"min_gain_db": -6}}]]}
+    assert _next_hint(parse_config({"experiments": [exp]}), "R") == "next: `repeval report R` (HTML report)"
+    hint = _next_hint(parse_config({"experiments": [exp, deformed | {"task": {**exp["task"], "name": "b"}}]}), "R")
+    assert hint == "next: `repeval report R` (HTML report), `repeval table R --preset robustness`"
+
+
 def test_table_command_names_the_tasks_and_datasets_there(run_dir, second_run_dir):
     """`repeval table RUN --task nope` said only "no results for task='nope' dataset=None"; it now lists the tasks
     (or datasets) the runs hold, with the closest one; `--decimals -2` said "Format specifier missing precision"."""
