@@ -296,7 +296,8 @@ def build_report_html(runs: list[Run], *, title: str = "repeval report") -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{e(title)}: {e(run_ids)}</title><style>{_asset('report.css')}</style></head><body>"
         f"<header><h1>{e(title)}</h1><p>runs: {e(run_ids)} · {len(pairs)} task/dataset pair(s) · generated {stamp}</p>"
-        "<p>Tables: mean ± std over seeds (and folds for k-fold datasets), best per column highlighted, click a header to sort. "
+        "<p>Tables: mean ± std over seeds (and folds for k-fold datasets; std is the sample standard deviation, n − 1), "
+        "best per column highlighted, click a header to sort. "
         "Hover a value for its 95% bootstrap interval over test tracks.</p></header>"
         f'<nav><a href="#runs">runs &amp; config</a>{nav}</nav><main>'
         f"{''.join(sections)}{_run_section(runs)}</main>"

@@ -38,6 +38,7 @@ def test_report_content(report, run_dir):
     assert text.count('class="rv-table sortable"') == 2 * 4  # 3 preset tables + per-label table per pair
     assert "confusion matrix: " in text and "training curves" in text
     assert 'class="rv-select"' in text and 'class="rv-filter"' in text
+    assert "std is the sample standard deviation, n − 1" in text  # which std the ± is, stated where it is read
 
 
 def test_report_over_two_runs(run_dir, second_run_dir, tmp_path):
