@@ -11,6 +11,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from reliability_helpers import (
     FAST_MODEL,
@@ -212,6 +213,54 @@ def test_reader_never_sees_a_half_written_partition_as_complete(tmp_path):
     assert kills == 8 and len(reads) > 0
     assert sum(check_store(store, expected).values()) == n_parts * n_rows
     assert complete(store) == set(expected)
+
+
+# ------------------------------------------------------------------------------ a damaged part file
+
+
+def test_a_damaged_part_file_is_named_with_the_fix(tmp_path):
+    """A part file cut short by hand (or by a copy that stopped) in a complete partition: planning a run, ``store ls``
+    and ``store show`` refuse with one line naming the file and the fix (they raised pyarrow's error, which does
+    not say which partition or what to do; ``store ls`` did not even name the file); once it is deleted, its tracks
+    are missing again, the others kept."""
+    import numpy as np
+    import pyarrow as pa
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+    from repeval.store import PartitionWriter
+    from repeval.store.store import DamagedPartFile, embedding_schema
+
+    store = EmbeddingStore(str(tmp_path / "store"))
+    part, schema = store.partition("ds", "m", "clean"), embedding_schema(4)
+    w = PartitionWriter(part, schema, part_rows=4)
+    ids = [f"t{i}" for i in range(8)]
+    n = len(ids)
+    cols = {"track_id": ids, "split": ["train"] * n, "n_frames": [1] * n, "n_chunks": [1] * n,
+            "audio_seconds": [1.0] * n, "deformation_params": [None] * n, "model": ["m"] * n,
+            "model_version": ["1"] * n, "scenario": ["clean"] * n, "config_hash": ["h"] * n,
+            "repeval_version": ["0"] * n, "created_at": [None] * n,
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(n * 4, np.float32)), 4)}  # fmt: skip
+    table = pa.table({f.name: pa.array(cols[f.name], f.type) for f in schema}, schema=schema)
+    for start in (0, 4):  # two part files
+        w.add_table(table.slice(start, 4))
+    w.flush()
+    part.finish({"dataset": "ds", "model": "m", "scenario": "clean"})
+    first, second = part.part_files()
+    data = Path(second).read_bytes()
+    Path(second).write_bytes(data[: len(data) // 2])
+    fix = f"`repeval store rm {store.uri} ds/m/clean --yes`"
+    for read in (part.done_ids, part.counts):
+        with pytest.raises(DamagedPartFile) as exc:
+            read()
+        assert second in str(exc.value) and "delete that file" in str(exc.value) and fix in str(exc.value)
+    for args in (["store", "ls", store.uri], ["store", "show", store.uri, "ds/m/clean"]):
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 1, res.output
+        err = res.stderr.strip().splitlines()
+        assert len(err) == 1 and second in err[0] and fix in err[0], res.stderr
+    Path(second).unlink()  # the fix: the next run computes these tracks again
+    assert set(part.done_ids().to_pylist()) == set(pq.read_table(first).column("track_id").to_pylist())
 
 
 # ------------------------------------------------------------------------------ unwritable store
