@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 from repeval import runner
 from repeval.cli import app
 from repeval.config import load_config
+from repeval.report.html import write_report
 from repeval.store import EmbeddingStore
 from repeval.testing.badaudio import KINDS, make_corpus
 
@@ -273,3 +274,8 @@ def test_trials_that_raise_or_diverge_are_recorded_as_failed_while_the_grid_comp
     assert (again["trained"], again["skipped"]) == (1, 1)
     assert {f["task"] for f in again["failed"]} == {"pitch_b"}
     assert recorded() == wanted
+    # the report names them, per task and dataset, with their reasons (they are in none of its tables)
+    runner.stage_evaluate(ctx)
+    text = write_report([ctx.run_dir], tmp_path / "report.html").read_text()
+    assert "Failed probe trainings (2)" in text and "Failed probe trainings (1)" in text
+    assert text.count("non-finite loss at epoch") == 2 and "<td>raises</td>" in text
