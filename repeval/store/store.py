@@ -288,6 +288,7 @@ class Partition:
         m = self.manifest()
         stamp = m if m is not None else self._read_json(STAMP)
         if stamp is None:
+            self._check_unstamped_rows(fingerprint)
             return False
         old = stamp.get("fingerprint")
         if isinstance(old, dict) and old.get("keep_frames") is True and fingerprint.get("keep_frames") is False:
@@ -307,6 +308,32 @@ class Partition:
                 f"it (`repeval store rm {self.store.uri} {self.name} --yes`)"
             )
         return False
+
+    def _check_unstamped_rows(self, fingerprint: dict[str, Any]) -> None:
+        """A partition whose ``_stamp.json`` and ``_manifest.json`` are gone (deleted by hand) but whose part files
+        remain: their ``config_hash`` column says what they were computed with, and rows of another configuration are
+        never added to them."""
+        from repeval.config.loader import config_hash
+
+        files = self.part_files() + self.error_files()
+        if not files:
+            return
+        want = config_hash(fingerprint)
+        found: set[str] = set()
+        for f in files:
+            try:
+                col = pq.read_table(f, columns=["config_hash"], filesystem=self.fs).column(0)
+            except (pa.ArrowException, OSError) as exc:
+                raise self.damaged(f, exc) from None
+            found.update(h for h in pc.unique(col).to_pylist() if h is not None)
+        other = sorted(found - {want})
+        if other:
+            raise StoreConflict(
+                f"store partition {self.path} has no {STAMP} or {MANIFEST} (deleted?) and its part files hold rows "
+                f"computed with another configuration (config_hash {', '.join(other)}, now {want}); give the model or "
+                "scenario a new id, point run.store elsewhere, or delete the partition to recompute it "
+                f"(`repeval store rm {self.store.uri} {self.name} --yes`)"
+            )
 
     def clear_errors(self) -> int:
         """Delete this partition's error records (``--retry-errors``) and mark it incomplete; returns how many.
