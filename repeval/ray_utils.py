@@ -55,7 +55,27 @@ def init_ray(num_cpus: int | None = None, **kwargs: Any) -> None:
             ray.init(**_embedded_options(num_cpus, kwargs))
         stop_monitor_first_at_exit()
     exit_on_sigterm()  # ray.init set its own handler, which forgets the signal
+    shut_down_uninterrupted_at_exit()
     restrict_token_file()
+
+
+@functools.cache  # registered once per process
+def shut_down_uninterrupted_at_exit() -> None:
+    """At exit, ignore Ctrl-C before Ray's own shutdown runs, so that it runs to its end.
+
+    A second Ctrl-C a moment after the first (what an impatient user does) landed in ``ray.shutdown`` — it sleeps
+    half a second between stopping the workers and the node — and broke it off: the embedded Ray's dashboard and
+    runtime-env agents were left running after the process ended (sometimes the process aborted in Ray's C++ exit
+    handler). An exit handler registered after Ray's (Ray registers ``ray.shutdown`` when imported): it runs first.
+    The command has ended by then; SIGTERM and SIGKILL still end a shutdown that hangs."""
+    import atexit
+
+    atexit.register(_ignore_sigint)
+
+
+def _ignore_sigint() -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 #: the SIGTERMs :func:`exit_on_sigterm`'s handler received in this process
