@@ -14,8 +14,10 @@ def main(stage: str) -> None:
     """``python jobs/<stage>.py CONFIG [--run-id ID] [--store URI] [--runs-dir URI] [--smoke-test]``."""
     from repeval.cli import app
     from repeval.cpu import prepare_entry_point
+    from repeval.ray_utils import exit_on_sigterm
 
     prepare_entry_point()  # as `repeval` does; under `ray job submit` the node's LD_PRELOAD (cluster/*.yaml) applies
+    exit_on_sigterm()  # `ray job stop` sends SIGTERM: the run says it was interrupted
     if not os.environ.get("RAY_ADDRESS"):
         print(
             "note: RAY_ADDRESS is not set; starting an embedded Ray (use `ray job submit` for a cluster)",

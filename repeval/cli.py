@@ -114,6 +114,11 @@ def _stage(
             write_status(
                 ctx.run_dir, command, "interrupted", "stopped by Ctrl-C; rerun it to resume (finished work is kept)"
             )
+        elif _terminated(exc):
+            write_status(
+                ctx.run_dir, command, "interrupted",
+                "stopped by SIGTERM (`ray job stop`, a scheduler, `kill`); rerun it to resume (finished work is kept)",
+            )  # fmt: skip
         elif isinstance(exc, Exception) and not (isinstance(exc, typer.Exit) and exc.exit_code == 0):
             write_status(ctx.run_dir, command, "failed", _reason(exc))
         if ctx.location is not None:
@@ -128,6 +133,13 @@ def _stage(
     write_status(ctx.run_dir, command, "finished")
     if ctx.location is not None:
         ctx.location.push()
+
+
+def _terminated(exc: BaseException) -> bool:
+    """Whether ``exc`` is a SIGTERM stopping the command (:func:`repeval.ray_utils.exit_on_sigterm`)."""
+    from repeval.ray_utils import sigterm_received
+
+    return isinstance(exc, SystemExit) and sigterm_received()
 
 
 def _reason(exc: BaseException) -> str:
@@ -149,6 +161,12 @@ def _guard(fn: Any) -> Any:
     except KeyboardInterrupt:
         typer.secho("interrupted: everything finished so far is saved; rerun the same command to resume", err=True)
         raise typer.Exit(130) from None
+    except SystemExit as exc:
+        if _terminated(exc):
+            typer.secho(
+                "terminated (SIGTERM): everything finished so far is saved; rerun the same command to resume", err=True
+            )
+        raise
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as exc:
         _fail(exc, 1)
     except OSError as exc:  # reliability (issue 9): unwritable store, disk full → one line, not a traceback
@@ -750,9 +768,11 @@ MKL_COMMANDS = frozenset({"run", "train", "evaluate", "embed", "plan", "validate
 
 def entrypoint() -> None:
     from repeval.cpu import prepare_entry_point
+    from repeval.ray_utils import exit_on_sigterm
 
     command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
     prepare_entry_point(reexec=command in MKL_COMMANDS)
+    exit_on_sigterm()
     try:
         app()
     except KeyboardInterrupt:

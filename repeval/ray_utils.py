@@ -6,7 +6,10 @@ import functools
 import logging
 import math
 import os
+import signal
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import MutableMapping
 from pathlib import Path
@@ -51,7 +54,53 @@ def init_ray(num_cpus: int | None = None, **kwargs: Any) -> None:
         with ray_process_environment():  # Ray's processes start with glibc's settings; this process keeps its own
             ray.init(**_embedded_options(num_cpus, kwargs))
         stop_monitor_first_at_exit()
+    exit_on_sigterm()  # ray.init set its own handler, which forgets the signal
+    shut_down_uninterrupted_at_exit()
     restrict_token_file()
+
+
+@functools.cache  # registered once per process
+def shut_down_uninterrupted_at_exit() -> None:
+    """At exit, ignore Ctrl-C before Ray's own shutdown runs, so that it runs to its end.
+
+    A second Ctrl-C a moment after the first (what an impatient user does) landed in ``ray.shutdown`` — it sleeps
+    half a second between stopping the workers and the node — and broke it off: the embedded Ray's dashboard and
+    runtime-env agents were left running after the process ended (sometimes the process aborted in Ray's C++ exit
+    handler). An exit handler registered after Ray's (Ray registers ``ray.shutdown`` when imported): it runs first.
+    The command has ended by then; SIGTERM and SIGKILL still end a shutdown that hangs."""
+    import atexit
+
+    atexit.register(_ignore_sigint)
+
+
+def _ignore_sigint() -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+#: the SIGTERMs :func:`exit_on_sigterm`'s handler received in this process
+_sigterms: list[int] = []
+
+
+def exit_on_sigterm() -> None:
+    """Make SIGTERM (`ray job stop`, a scheduler's time limit, `kill`) raise ``SystemExit`` in the main thread and
+    remember it: the command unwinds as it does for Ctrl-C, so its run says it was interrupted.
+
+    Without a handler SIGTERM ends the process at once; Ray's driver handler (set by ``ray.init``, replaced here)
+    raises ``SystemExit`` too, but a SIGTERM that lands in a blocking Ray call (``ray.wait`` in Tune's loop) comes out
+    as ``SystemExit(1)``: :func:`sigterm_received` is what tells such an exit from others."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    _sigterms.append(signum)
+    sys.exit(signum)
+
+
+def sigterm_received() -> bool:
+    """Whether this process received a SIGTERM since :func:`exit_on_sigterm`."""
+    return bool(_sigterms)
 
 
 def _embedded_options(num_cpus: int | None, kwargs: dict[str, Any]) -> dict[str, Any]:

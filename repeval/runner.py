@@ -305,10 +305,6 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
         size += nbytes
     if batch:
         _train_batch(ctx, batch, summary)
-    if summary["failed"]:
-        from repeval.tuning.results import FAILED_SCHEMA, typed_table
-
-        _write_atomic(typed_table(summary["failed"], FAILED_SCHEMA), ctx.run_dir / "failed.parquet")
     return summary
 
 
@@ -461,10 +457,30 @@ def _commit_group(ctx: RunContext, item: _Pending, g: Any, summary: dict[str, An
         cell = f"{group_name(item.exp, item.dataset, item.model)}__{probe}__{seed}__{sid}{fold_suffix(fold)}"
         path = ctx.run_dir / "confusion" / f"{cell}.json"
         write_confusion(path, np.asarray(matrix), g.labels)
+    _record_failed(ctx, item, [{**f, "fold": fold} for f in g.failed])
     if g.rows:
         _write_text_atomic(groups_dir / f"{name}.inputs.json", json.dumps(item.inputs, sort_keys=True))  # first
         _write_atomic(results_table(ctx.run_id, [{**r, "fold": fold} for r in g.rows]), groups_dir / f"{name}.parquet")
     summary["trained"] += 1
+
+
+def _record_failed(ctx: RunContext, item: _Pending, failed: list[dict[str, Any]]) -> None:
+    """Make ``failed.parquet``'s rows of ``item``'s group ``failed``, before the group is marked done.
+
+    Kept group by group as the grids commit: the file keeps the failures of grids this command did not train
+    (committed before an interruption, or done in an earlier run) and drops those of a grid trained again."""
+    from repeval.tuning.results import FAILED_SCHEMA, typed_table
+
+    path = ctx.run_dir / "failed.parquet"
+    if not failed and not path.exists():
+        return
+    key = (item.exp.task.name, item.dataset, item.model, item.fold)
+    rows = [] if not path.exists() else pq.read_table(path).to_pylist()
+    rows = [r for r in rows if (r["task"], r["dataset"], r["model"], r["fold"]) != key] + failed
+    if rows:
+        _write_atomic(typed_table(rows, FAILED_SCHEMA), path)
+    else:
+        path.unlink()
 
 
 def _read_json(path: Path) -> Any:

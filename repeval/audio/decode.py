@@ -75,12 +75,60 @@ def wav_shortfall(fh: Any, size: int) -> tuple[int, int] | None:
         fh.seek(0)
 
 
-def _refuse_truncated(path: str, short: tuple[int, int] | None) -> None:
+#: an MP3 holding less than this fraction of the stream size its Xing/Info header declares is truncated (mpg123
+#: itself warns from a 1% difference on)
+MP3_HELD_FRACTION = 0.99
+
+
+def mp3_shortfall(fh: Any, size: int) -> tuple[int, int] | None:
+    """``(bytes the Xing/Info header declares, bytes the file holds after its ID3v2 tag)`` when an MP3 whose first
+    frame carries a Xing or Info header (LAME, ffmpeg and most encoders write one) with a stream size holds less
+    than :data:`MP3_HELD_FRACTION` of it — a copy or download that stopped — else ``None``. libsndfile decodes such
+    a file as shorter audio without a word. Reads the ID3v2 header and the first frame's start only; ``fh`` is a
+    seekable binary file of ``size`` bytes (left at its start)."""
+    try:
+        fh.seek(0)
+        frame = fh.read(64)  # one read for a file without an ID3v2 tag (a remote file: one request)
+        start = 0
+        if len(frame) >= 10 and frame[:3] == b"ID3":  # ID3v2: a syncsafe size, plus a footer when flagged
+            start = (
+                10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(frame[6:10])) + 10 * bool(frame[5] & 0x10)
+            )
+            fh.seek(start)
+            frame = fh.read(64)
+        if len(frame) < 4 or frame[0] != 0xFF or frame[1] & 0xE0 != 0xE0:  # not an MPEG audio frame
+            return None
+        for tag in (b"Xing", b"Info"):  # after the side information: 13, 21 or 36 bytes in (+2 with a CRC)
+            at = frame.find(tag, 4)
+            if at < 0 or len(frame) < at + 16:
+                continue
+            flags = struct.unpack(">I", frame[at + 4 : at + 8])[0]
+            if not flags & 2:  # no stream size
+                return None
+            at += 8 + 4 * (flags & 1)  # after the frame count
+            declared = struct.unpack(">I", frame[at : at + 4])[0]
+            held = size - start
+            return (declared, held) if held < MP3_HELD_FRACTION * declared else None
+        return None
+    finally:
+        fh.seek(0)
+
+
+def _shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
+    """``(format, declared bytes, held bytes)`` of a WAV or MP3 file whose header says it was cut short."""
+    for name, check in (("WAV", wav_shortfall), ("MP3", mp3_shortfall)):
+        short = check(fh, size)
+        if short is not None:
+            return (name, *short)
+    return None
+
+
+def _refuse_truncated(path: str, short: tuple[str, int, int] | None) -> None:
     if short is not None:
-        declared, held = short
+        kind, declared, held = short
         raise DecodeError(
-            f"truncated WAV: {path} declares {declared:,} bytes of audio but holds {held:,} — the file was cut short "
-            "(copy or download it again)"
+            f"truncated {kind}: {path} declares {declared:,} bytes of audio but holds {held:,} — the file was cut "
+            "short (copy or download it again)"
         )
 
 
@@ -93,11 +141,13 @@ def _open(path: str) -> sf.SoundFile:
 
             fs, p = pafs.FileSystem.from_uri(path)
             fh = fs.open_input_file(p)
-            _refuse_truncated(path, wav_shortfall(fh, fh.size()))
+            _refuse_truncated(path, _shortfall(fh, fh.size()))
             return sf.SoundFile(fh)
         with open(path, "rb") as local:
-            _refuse_truncated(path, wav_shortfall(local, os.fstat(local.fileno()).st_size))
+            _refuse_truncated(path, _shortfall(local, os.fstat(local.fileno()).st_size))
         return sf.SoundFile(path)
+    except DecodeError:
+        raise
     except FileNotFoundError:
         raise DecodeError(f"file not found: {path}") from None
     except PermissionError:

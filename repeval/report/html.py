@@ -199,6 +199,30 @@ def _confusion_block(runs: list[Run], df: pd.DataFrame, task: str, dataset: str,
     )
 
 
+def _failed_block(runs: list[Run], task: str, dataset: str) -> str:
+    """The probe trainings of ``task`` on ``dataset`` that failed (an exception, a non-finite loss) and why: they
+    are in no table or figure of the report."""
+    multi = len(runs) > 1
+    rows = []
+    for run in runs:
+        f = run.failed
+        if f is None or f.empty:
+            continue
+        for r in f[(f["task"] == task) & (f["dataset"] == dataset)].to_dict("records"):
+            fold = "" if pd.isna(r.get("fold")) else str(int(r["fold"]))
+            rows.append([*([run.run_id] if multi else []), r["model"], r["probe"], str(r["seed"]), fold, r["reason"]])
+    if not rows:
+        return ""
+    head = [*(["run"] if multi else []), "model", "probe", "seed", "fold", "reason"]
+    th = "".join(f"<th>{e(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in r) + "</tr>" for r in rows)
+    return (
+        f'<h3>Failed probe trainings ({len(rows)})</h3><p class="rv-note">these trainings raised or diverged: they '
+        'are in no table or figure below</p><div class="rv-scroll"><table class="rv-table">'
+        f"<thead><tr>{th}</tr></thead><tbody>{body}</tbody></table></div>"
+    )
+
+
 def _task_notes(runs: list[Run], task: str) -> list[str]:
     """How ``task``'s probes were trained, from the runs' configs: prediction-level aggregation or attention pooling
     (mir_ref's spelling ``aggregation`` too) and augmentation."""
@@ -230,6 +254,7 @@ def _group_section(runs: list[Run], df: pd.DataFrame, history: pd.DataFrame | No
     out = [f'<section class="rv-group" id="{_slug("g", task, dataset)}">']
     out.append(f'<h2>{e(task)} — {e(dataset)} <span class="rv-caption">{e(task_type)}</span></h2>')
     out.append(_summary_cards(df, task, dataset))
+    out.append(_failed_block(runs, task, dataset))
     out.append(_table_block(df, "model_comparison", task, dataset, "Model comparison (clean audio)"))
     out.append(_table_block(df, "all_deform_all_models", task, dataset, "All models × probes × scenarios",
                             "mean ± std over seeds (and folds); hover a cell for its bootstrap interval"))  # fmt: skip

@@ -5,6 +5,7 @@ Layout of ``runs/<run_id>/``:
 - ``results.parquet``: one row per (cell × scenario × metric × label), columns ``RESULT_COLUMNS``.
 - ``config.yaml``: the configuration as run.
 - ``history.parquet`` or ``history/*.parquet`` (optional): per-epoch losses, columns ``HISTORY_COLUMNS``.
+- ``failed.parquet`` (optional): the probe trainings that failed and why.
 - ``confusion/<task>__<dataset>__<model>__<probe>__<seed>__<scenario>[__fold<k>].json`` (optional):
   ``{"labels": [...], "matrix": [[...]]}``; a k-fold run's matrices are pooled (summed) over folds —
   every track is tested in exactly one fold.
@@ -72,6 +73,8 @@ class Run:
     config_text: str = ""
     history: pd.DataFrame | None = None
     confusion: dict[ConfusionKey, tuple[list[str], np.ndarray]] = field(default_factory=dict)
+    #: ``failed.parquet``: the probe trainings that failed and why (none: ``None``)
+    failed: pd.DataFrame | None = None
 
     @property
     def config(self) -> dict[str, Any]:
@@ -154,9 +157,11 @@ def load_run(run_dir: Path) -> Run:
                     continue
                 matrix = have + matrix
             confusion[key] = (labels, matrix)
+    failed_path = run_dir / "failed.parquet"
+    failed = pd.read_parquet(failed_path) if failed_path.is_file() else None
     run_ids = results["run_id"].unique().tolist()
     run_id = run_ids[0] if len(run_ids) == 1 else run_dir.name
-    return Run(run_id, run_dir, results, config_text, history, confusion)
+    return Run(run_id, run_dir, results, config_text, history, confusion, failed)
 
 
 def _parquet_files(path: Path) -> list[Path]:

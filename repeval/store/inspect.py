@@ -97,6 +97,7 @@ def show_text(part: Partition, n_rows: int = 5) -> str:
     m = part.manifest()
     out.append(json.dumps(m, indent=1, sort_keys=True) if m else "(incomplete: no manifest yet; rerun to finish it)")
     files = part.part_files()
+    part.counts()  # every part file's footer: a damaged file is named, with the fix, before anything is read
     if files:
         # the embeddings (and frames) are most of a partition's bytes: read only the columns shown
         schema = pq.read_schema(files[0], filesystem=part.fs)

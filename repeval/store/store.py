@@ -43,6 +43,10 @@ class StoreConflict(RuntimeError):
     """A partition exists but was computed with a different configuration."""
 
 
+class DamagedPartFile(RuntimeError):
+    """A partition's part file (rows or error records) is not a readable Parquet file."""
+
+
 def embedding_schema(dim: int, keep_frames: bool = False) -> pa.Schema:
     """The fixed row schema of a partition (``frames`` only when frame-level embeddings are kept)."""
     fields = [
@@ -229,9 +233,33 @@ class Partition:
     def error_files(self) -> list[str]:
         return self._files(f"/{ERRORS_DIR}")
 
+    def damaged(self, path: str, exc: Exception) -> DamagedPartFile:
+        """The error for a part file that cannot be read (cut short, overwritten, not Parquet), naming the fix."""
+        why = str(exc).splitlines()[0].rsplit(": ", 1)[-1] if str(exc) else type(exc).__name__  # not the path again
+        return DamagedPartFile(
+            f"store partition {self.name} in {self.store.uri}: {path} is not a readable Parquet file ({why}) — "
+            "delete that file (the next run computes its tracks again) or the whole partition "
+            f"(`repeval store rm {self.store.uri} {self.name} --yes`)"
+        )
+
     def _ids(self, files: list[str]) -> pa.ChunkedArray:
-        chunks = [pq.read_table(f, columns=["track_id"], filesystem=self.fs).column(0) for f in files]
+        chunks = []
+        for f in files:
+            try:
+                chunks.append(pq.read_table(f, columns=["track_id"], filesystem=self.fs).column(0))
+            except (pa.ArrowException, OSError) as exc:
+                raise self.damaged(f, exc) from None
         return pa.chunked_array([c for ch in chunks for c in ch.chunks], pa.string())
+
+    def _num_rows(self, files: list[str]) -> int:
+        """Rows in ``files``, from their Parquet footers."""
+        n = 0
+        for f in files:
+            try:
+                n += pq.read_metadata(f, filesystem=self.fs).num_rows
+            except (pa.ArrowException, OSError) as exc:
+                raise self.damaged(f, exc) from None
+        return n
 
     def done_ids(self) -> pa.Array:
         """Unique track ids with an embedding or an error record already written (an Arrow array)."""
@@ -247,9 +275,7 @@ class Partition:
 
     def counts(self) -> tuple[int, int]:
         """(rows, error rows) from the Parquet footers, without reading data."""
-        rows = sum(pq.read_metadata(f, filesystem=self.fs).num_rows for f in self.part_files())
-        errors = sum(pq.read_metadata(f, filesystem=self.fs).num_rows for f in self.error_files())
-        return rows, errors
+        return self._num_rows(self.part_files()), self._num_rows(self.error_files())
 
     def check_compatible(self, fingerprint: dict[str, Any], described: dict[str, Any] | None = None) -> bool:
         """Refuse to mix rows computed under another configuration into this partition.
@@ -262,6 +288,7 @@ class Partition:
         m = self.manifest()
         stamp = m if m is not None else self._read_json(STAMP)
         if stamp is None:
+            self._check_unstamped_rows(fingerprint)
             return False
         old = stamp.get("fingerprint")
         if isinstance(old, dict) and old.get("keep_frames") is True and fingerprint.get("keep_frames") is False:
@@ -282,6 +309,32 @@ class Partition:
             )
         return False
 
+    def _check_unstamped_rows(self, fingerprint: dict[str, Any]) -> None:
+        """A partition whose ``_stamp.json`` and ``_manifest.json`` are gone (deleted by hand) but whose part files
+        remain: their ``config_hash`` column says what they were computed with, and rows of another configuration are
+        never added to them."""
+        from repeval.config.loader import config_hash
+
+        files = self.part_files() + self.error_files()
+        if not files:
+            return
+        want = config_hash(fingerprint)
+        found: set[str] = set()
+        for f in files:
+            try:
+                col = pq.read_table(f, columns=["config_hash"], filesystem=self.fs).column(0)
+            except (pa.ArrowException, OSError) as exc:
+                raise self.damaged(f, exc) from None
+            found.update(h for h in pc.unique(col).to_pylist() if h is not None)
+        other = sorted(found - {want})
+        if other:
+            raise StoreConflict(
+                f"store partition {self.path} has no {STAMP} or {MANIFEST} (deleted?) and its part files hold rows "
+                f"computed with another configuration (config_hash {', '.join(other)}, now {want}); give the model or "
+                "scenario a new id, point run.store elsewhere, or delete the partition to recompute it "
+                f"(`repeval store rm {self.store.uri} {self.name} --yes`)"
+            )
+
     def clear_errors(self) -> int:
         """Delete this partition's error records (``--retry-errors``) and mark it incomplete; returns how many.
 
@@ -290,7 +343,7 @@ class Partition:
         files = self.error_files()
         if not files:
             return 0
-        n = sum(pq.read_metadata(f, filesystem=self.fs).num_rows for f in files)
+        n = self._num_rows(files)
         self.reopen()
         for f in files:
             self.fs.delete_file(f)

@@ -10,10 +10,10 @@ Decisions (what is an error and what is audio):
 - errors: empty file, truncated header, truncated FLAC data (the decoder loses sync), a WAV whose data
   chunk is cut short (libsndfile would read the frames that are there; the size the header declares
   says the file is incomplete — a copy or download that stopped — so it is refused rather than embedded
-  as shorter audio), non-audio bytes behind a ``.wav`` or ``.flac`` extension, a valid header with zero
+  as shorter audio; so is an MP3 holding less than the stream size its Xing/Info header declares), non-audio bytes behind a ``.wav`` or ``.flac`` extension, a valid header with zero
   frames, NaN or inf float samples, a dangling symlink, a FIFO, a directory named ``*.wav``, a symlink loop;
 - audio: all-silent, 8 channels (down-mixed), 1 kHz and 192 kHz (resampled), a 3-hour file
-  (streamed in windows), FLAC content behind a ``.wav`` name (the content decides).
+  (streamed in windows), FLAC content behind a ``.wav`` name (the content decides), a whole MP3.
 
 "Unreadable path": the tests run as root, for whom ``chmod 000`` changes nothing, so the
 unreadable kinds are paths that cannot be opened as a regular file by anyone: a dangling
@@ -120,6 +120,19 @@ def _truncated_data_wav(d: Path) -> Path:
     return p
 
 
+def _truncated_data_mp3(d: Path) -> Path:
+    p = d / "truncated_data.mp3"
+    sf.write(p, tone(2.0, GOOD_RATE_HZ), GOOD_RATE_HZ, format="MP3")  # LAME writes a Xing header: the stream's size
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    return p
+
+
+def _mp3(d: Path) -> Path:
+    p = d / "whole.mp3"
+    sf.write(p, tone(1.0, GOOD_RATE_HZ, 660.0), GOOD_RATE_HZ, format="MP3")
+    return p
+
+
 def _garbage(ext: str) -> Callable[[Path], Path]:
     def make(d: Path) -> Path:
         p = d / f"not_audio.{ext}"
@@ -223,6 +236,8 @@ KINDS: dict[str, tuple[Callable[[Path], Path], bool, str, float]] = {
     "three_hours": (_three_hours, True, "", 3 * 3600.0),
     "flac_named_wav": (_flac_named_wav, True, "", 1.0),
     "truncated_data_wav": (_truncated_data_wav, False, "truncated wav", 0),
+    "truncated_data_mp3": (_truncated_data_mp3, False, "truncated mp3", 0),
+    "mp3": (_mp3, True, "", 1.0),
 }
 
 

@@ -131,3 +131,22 @@ def test_a_wav_cut_short_is_refused_naming_the_sizes(tmp_path):
     streamed = tmp_path / "streamed.wav"
     streamed.write_bytes(data[: at + 4] + struct.pack("<I", 0xFFFFFFFF) + data[at + 8 :])
     assert abs(len(decode(str(streamed), 8000)) - 12 * 8000) <= 16
+
+
+def test_an_mp3_cut_short_is_refused_when_its_header_declares_the_size(tmp_path):
+    """An MP3 whose Xing/Info header declares a stream size the file does not hold (a copy or download that stopped)
+    is an error — libsndfile decoded the frames that are there, and the track was embedded as shorter audio. Behind an
+    ID3v2 tag too; the whole file, with or without a tag, decodes; an MP3 without such a header cannot tell."""
+    p = tmp_path / "whole.mp3"
+    sf.write(p, np.sin(np.arange(3 * 8000) / 8000 * 2 * np.pi * 440).astype(np.float32), 8000, format="MP3")
+    data = p.read_bytes()
+    assert b"Xing" in data[:64] or b"Info" in data[:64]  # libsndfile's LAME writes one
+    id3 = b"ID3\x04\x00\x00" + bytes([0, 0, 1, 0]) + bytes(128)  # a 128-byte tag (syncsafe size)
+    tagged = tmp_path / "tagged.mp3"
+    tagged.write_bytes(id3 + data)
+    for good in (p, tagged):
+        assert abs(len(decode(str(good), 8000)) - 3 * 8000) <= 8000 // 10, good
+    for name, content in (("cut.mp3", data[: len(data) // 2]), ("cut_tagged.mp3", id3 + data[: len(data) // 2])):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(DecodeError, match=rf"^truncated MP3: .*{name} declares {len(data):,} bytes of audio but"):
+            decode(str(tmp_path / name), 8000)

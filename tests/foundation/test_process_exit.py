@@ -5,6 +5,7 @@ monitor killed before Ray's shutdown reaches it (``repeval.ray_utils.stop_monito
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -107,3 +108,35 @@ def test_the_embedded_rays_monitor_is_gone_when_rays_shutdown_reaches_it(tmp_pat
     assert r.returncode == 0, r.stderr[-3000:]
     line = next(ln for ln in r.stdout.splitlines() if ln.startswith("MONITOR "))
     assert line == "MONITOR {'alive': False, 'returncode': -9}", line
+
+
+SECOND_CTRL_C = """
+import atexit, os, signal, threading
+from repeval.ray_utils import init_ray
+init_ray(num_cpus=1)
+# a second Ctrl-C while Ray shuts down at exit (it sleeps half a second between its workers and its node); registered
+# last, this runs first, before repeval's and Ray's exit handlers
+atexit.register(lambda: threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start())
+"""
+
+
+def test_a_second_ctrl_c_does_not_break_off_rays_shutdown(tmp_path):
+    # it did: ray.shutdown stopped in its sleep and the embedded Ray's dashboard and runtime-env agents outlived the
+    # process (in their process group)
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "TMPDIR": "/tmp"}
+    env.pop("RAY_ADDRESS", None)
+    p = subprocess.Popen(
+        [sys.executable, "-c", SECOND_CTRL_C], env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    _, err = p.communicate(timeout=180)
+    left = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and int((proc / "stat").read_text().rsplit(")", 1)[1].split()[2]) == p.pid:
+                left.append(int(proc.name))
+        except (OSError, ValueError):
+            pass  # ended meanwhile
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert p.returncode == 0 and "KeyboardInterrupt" not in err, err[-3000:]
+    assert left == [], "Ray processes outlived the process"

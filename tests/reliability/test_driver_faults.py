@@ -9,11 +9,15 @@ store and results must equal an uninterrupted run's (embeddings bit for bit).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import threading
+import time
 from pathlib import Path
 
+import pytest
 from reliability_helpers import (
     FAST_MODEL,
     SLOW_MODEL,
@@ -29,6 +33,7 @@ from reliability_helpers import (
     write_config,
 )
 
+from repeval import cli, ray_utils
 from repeval.store.lock import holder
 
 SUMMARY = re.compile(r"embedded (\d+) tracks → (\d+) rows.*?, (\d+) already in store, (\d+) errors")
@@ -129,3 +134,25 @@ def test_ctrl_c_and_kill9_at_three_points_then_resume_equals_uninterrupted(refer
     assert "resuming Tune experiment" in res.stdout + res.stderr
     assert assert_same_store(store, reference_run.store) == total  # rows lost: 0, duplicated: 0
     assert results_of(run_dir) == results_of(reference_run.run_dir)
+
+
+def test_sigterm_in_a_blocking_ray_call_marks_the_run_interrupted(ray_session, fault_catalog, tmp_path):
+    """SIGTERM (`ray job stop`, a scheduler's time limit, `kill`) is a cluster's Ctrl-C: the command unwinds and its
+    ``status.json`` says the run was interrupted. Ray's driver handler raised ``SystemExit`` and nothing was recorded:
+    the run stayed ``started`` (``repeval runs`` showed it as running). The signal lands while the driver waits in
+    ``ray.wait``, as in Tune's loop, where it comes out as ``SystemExit(1)``."""
+    cfg = write_config(tmp_path / "config.yaml", tmp_path, [experiment(fault_catalog, [FAST_MODEL])])
+    sleeper = ray_session.remote(lambda: time.sleep(120))
+    previous = signal.getsignal(signal.SIGTERM)
+    ref = sleeper.remote()
+    try:
+        ray_utils.exit_on_sigterm()  # what the CLI's entry point and init_ray do
+        with pytest.raises(SystemExit), cli._stage("train", cfg, None, None, False, None):
+            threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+            ray_session.wait([ref], timeout=120)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        ray_utils._sigterms.clear()
+        ray_session.cancel(ref, force=True)
+    status = json.loads((tmp_path / "runs" / "r" / "status.json").read_text())
+    assert status["state"] == "interrupted" and "SIGTERM" in status["reason"], status

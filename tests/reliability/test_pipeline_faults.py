@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 from repeval import runner
 from repeval.cli import app
 from repeval.config import load_config
+from repeval.report.html import write_report
 from repeval.store import EmbeddingStore
 from repeval.testing.badaudio import KINDS, make_corpus
 
@@ -239,19 +240,42 @@ def test_trials_that_raise_or_diverge_are_recorded_as_failed_while_the_grid_comp
         # a 2**50-unit layer: the trial raises (the allocation is refused; nothing is touched)
         {"name": "raises", "hidden_units": [2**50], "batch_size": 8, "epochs": 10},
     ]
+    # a second task on the same embeddings whose grid has a diverging probe too: two grids, two sets of failures
+    other = {
+        **experiment(fault_catalog, [FAST_MODEL], probes=probes[:2]),
+        "task": {"name": "pitch_b", "type": "multiclass_classification"},
+    }
     cfg = load_config(
-        write_config(tmp_path / "c.yaml", tmp_path, [experiment(fault_catalog, [FAST_MODEL], probes=probes)])
+        write_config(tmp_path / "c.yaml", tmp_path, [experiment(fault_catalog, [FAST_MODEL], probes=probes), other])
     )
     ctx = runner.make_context(cfg)
     runner.stage_embed(ctx)
     summary = runner.stage_train(ctx)
-    assert summary["trained"] == 1
-    failed = {f["probe"]: f["reason"] for f in summary["failed"]}
-    assert set(failed) == {"diverges", "raises"}, summary["failed"]
-    assert "non-finite loss" in failed["diverges"]
-    assert "allocate" in failed["raises"] or "RuntimeError" in failed["raises"], failed["raises"]
-    recorded = pq.read_table(ctx.run_dir / "failed.parquet").to_pylist()
-    assert {r["probe"] for r in recorded} == {"diverges", "raises"} and all(r["reason"] for r in recorded)
+    assert summary["trained"] == 2
+    failed = {(f["task"], f["probe"]): f["reason"] for f in summary["failed"]}
+    wanted = {("pitch", "diverges"), ("pitch", "raises"), ("pitch_b", "diverges")}
+    assert set(failed) == wanted, summary["failed"]
+    assert "non-finite loss" in failed["pitch", "diverges"]
+    assert "allocate" in failed["pitch", "raises"] or "RuntimeError" in failed["pitch", "raises"], failed
+
+    def recorded() -> set[tuple[str, str]]:
+        rows = pq.read_table(ctx.run_dir / "failed.parquet").to_pylist()
+        assert all(r["reason"] for r in rows)
+        return {(r["task"], r["probe"]) for r in rows}
+
+    assert recorded() == wanted
     results = runner.stage_evaluate(ctx).to_pandas()
     assert set(results["probe"]) == {"linear"}
     assert set(results["scenario"]) == {"clean", "D1"}
+    # a rerun that trains one grid again — the other was committed before an interruption (or its embeddings did
+    # not change): failed.parquet keeps the other grid's failures (it held only the retrained grid's)
+    (ctx.run_dir / "groups" / f"pitch_b__tones__{FAST_MODEL['id']}.parquet").unlink()
+    again = runner.stage_train(runner.make_context(cfg))
+    assert (again["trained"], again["skipped"]) == (1, 1)
+    assert {f["task"] for f in again["failed"]} == {"pitch_b"}
+    assert recorded() == wanted
+    # the report names them, per task and dataset, with their reasons (they are in none of its tables)
+    runner.stage_evaluate(ctx)
+    text = write_report([ctx.run_dir], tmp_path / "report.html").read_text()
+    assert "Failed probe trainings (2)" in text and "Failed probe trainings (1)" in text
+    assert text.count("non-finite loss at epoch") == 2 and "<td>raises</td>" in text

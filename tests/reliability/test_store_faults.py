@@ -11,6 +11,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from reliability_helpers import (
     FAST_MODEL,
@@ -212,6 +213,81 @@ def test_reader_never_sees_a_half_written_partition_as_complete(tmp_path):
     assert kills == 8 and len(reads) > 0
     assert sum(check_store(store, expected).values()) == n_parts * n_rows
     assert complete(store) == set(expected)
+
+
+# ------------------------------------------------------------------------------ a damaged part file
+
+
+def _write_rows(part, ids: list[str], config_hash: str = "h", part_rows: int = 4) -> None:
+    """Embedding rows for ``ids`` (4-d zeros) in part files of ``part_rows`` rows; the partition stays incomplete."""
+    import numpy as np
+    import pyarrow as pa
+
+    from repeval.store import PartitionWriter
+    from repeval.store.store import embedding_schema
+
+    schema, n = embedding_schema(4), len(ids)
+    cols = {"track_id": ids, "split": ["train"] * n, "n_frames": [1] * n, "n_chunks": [1] * n,
+            "audio_seconds": [1.0] * n, "deformation_params": [None] * n, "model": ["m"] * n,
+            "model_version": ["1"] * n, "scenario": ["clean"] * n, "config_hash": [config_hash] * n,
+            "repeval_version": ["0"] * n, "created_at": [None] * n,
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(n * 4, np.float32)), 4)}  # fmt: skip
+    table = pa.table({f.name: pa.array(cols[f.name], f.type) for f in schema}, schema=schema)
+    w = PartitionWriter(part, schema, part_rows=part_rows)
+    for start in range(0, n, part_rows):
+        w.add_table(table.slice(start, part_rows))
+    w.flush()
+
+
+def test_a_damaged_part_file_is_named_with_the_fix(tmp_path):
+    """A part file cut short by hand (or by a copy that stopped) in a complete partition: planning a run, ``store ls``
+    and ``store show`` refuse with one line naming the file and the fix (they raised pyarrow's error, which does
+    not say which partition or what to do; ``store ls`` did not even name the file); once it is deleted, its tracks
+    are missing again, the others kept."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+    from repeval.store.store import DamagedPartFile
+
+    store = EmbeddingStore(str(tmp_path / "store"))
+    part = store.partition("ds", "m", "clean")
+    _write_rows(part, [f"t{i}" for i in range(8)])  # two part files
+    part.finish({"dataset": "ds", "model": "m", "scenario": "clean"})
+    first, second = part.part_files()
+    data = Path(second).read_bytes()
+    Path(second).write_bytes(data[: len(data) // 2])
+    fix = f"`repeval store rm {store.uri} ds/m/clean --yes`"
+    for read in (part.done_ids, part.counts):
+        with pytest.raises(DamagedPartFile) as exc:
+            read()
+        assert second in str(exc.value) and "delete that file" in str(exc.value) and fix in str(exc.value)
+    for args in (["store", "ls", store.uri], ["store", "show", store.uri, "ds/m/clean"]):
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 1, res.output
+        err = res.stderr.strip().splitlines()
+        assert len(err) == 1 and second in err[0] and fix in err[0], res.stderr
+    Path(second).unlink()  # the fix: the next run computes these tracks again
+    assert set(part.done_ids().to_pylist()) == set(pq.read_table(first).column("track_id").to_pylist())
+
+
+def test_rows_of_a_partition_whose_stamp_was_deleted_are_not_mixed_with_another_configurations(tmp_path):
+    """An unfinished partition whose ``_stamp.json`` was deleted by hand (no manifest either): a run of another
+    configuration added its rows to the old ones and marked the partition complete — two configurations silently
+    mixed. The rows' ``config_hash`` now decides: another configuration is refused naming the fix, the same one
+    resumes (and stamps the partition again)."""
+    from repeval.config.loader import config_hash
+    from repeval.store import StoreConflict
+
+    store = EmbeddingStore(str(tmp_path / "store"))
+    part = store.partition("ds", "m", "clean")
+    old, new = {"model": {"n_mels": 64}}, {"model": {"n_mels": 32}}
+    part.stamp(old)
+    _write_rows(part, ["t0", "t1"], config_hash(old))
+    Path(part.path, "_stamp.json").unlink()
+    with pytest.raises(StoreConflict, match=r"has no _stamp.json or _manifest.json .* another configuration") as exc:
+        part.check_compatible(new)
+    assert f"`repeval store rm {store.uri} ds/m/clean --yes`" in str(exc.value)
+    assert part.check_compatible(old) is False  # the configuration its rows were computed with
 
 
 # ------------------------------------------------------------------------------ unwritable store
