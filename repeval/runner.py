@@ -472,11 +472,11 @@ def _record_failed(ctx: RunContext, item: _Pending, failed: list[dict[str, Any]]
     from repeval.tuning.results import FAILED_SCHEMA, typed_table
 
     path = ctx.run_dir / "failed.parquet"
-    if not failed and not path.exists():
-        return
     key = (item.exp.task.name, item.dataset, item.model, item.fold)
-    rows = [] if not path.exists() else pq.read_table(path).to_pylist()
-    rows = [r for r in rows if (r["task"], r["dataset"], r["model"], r["fold"]) != key] + failed
+    before = [] if not path.exists() else pq.read_table(path).to_pylist()
+    rows = [r for r in before if (r["task"], r["dataset"], r["model"], r["fold"]) != key] + failed
+    if not failed and len(rows) == len(before):  # the group had no failures before and has none now
+        return
     if rows:
         _write_atomic(typed_table(rows, FAILED_SCHEMA), path)
     else:

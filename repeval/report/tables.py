@@ -375,9 +375,8 @@ def table_command(
             )
         if preset == "robustness" and len(selections) > 1:
             # the pairs tested under deformation get their table; the others are named, not a reason to show none
-            deformed = {
-                (t, d) for t, d, s in results[["task", "dataset", "scenario"]].itertuples(index=False) if s != CLEAN
-            }
+            pairs = results.loc[results["scenario"] != CLEAN, ["task", "dataset"]].drop_duplicates()
+            deformed = set(pairs.itertuples(index=False, name=None))
             clean_only = [p for p in selections if p not in deformed]
             if len(clean_only) < len(selections):
                 for t, d in clean_only:

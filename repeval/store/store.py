@@ -242,13 +242,15 @@ class Partition:
             f"(`repeval store rm {self.store.uri} {self.name} --yes`)"
         )
 
+    def _column(self, f: str, name: str) -> pa.ChunkedArray:
+        """Column ``name`` of part file ``f``; a file that cannot be read is :meth:`damaged`."""
+        try:
+            return pq.read_table(f, columns=[name], filesystem=self.fs).column(0)
+        except (pa.ArrowException, OSError) as exc:
+            raise self.damaged(f, exc) from None
+
     def _ids(self, files: list[str]) -> pa.ChunkedArray:
-        chunks = []
-        for f in files:
-            try:
-                chunks.append(pq.read_table(f, columns=["track_id"], filesystem=self.fs).column(0))
-            except (pa.ArrowException, OSError) as exc:
-                raise self.damaged(f, exc) from None
+        chunks = [self._column(f, "track_id") for f in files]
         return pa.chunked_array([c for ch in chunks for c in ch.chunks], pa.string())
 
     def _num_rows(self, files: list[str]) -> int:
@@ -321,11 +323,7 @@ class Partition:
         want = config_hash(fingerprint)
         found: set[str] = set()
         for f in files:
-            try:
-                col = pq.read_table(f, columns=["config_hash"], filesystem=self.fs).column(0)
-            except (pa.ArrowException, OSError) as exc:
-                raise self.damaged(f, exc) from None
-            found.update(h for h in pc.unique(col).to_pylist() if h is not None)
+            found.update(h for h in pc.unique(self._column(f, "config_hash")).to_pylist() if h is not None)
         other = sorted(found - {want})
         if other:
             raise StoreConflict(

@@ -140,30 +140,27 @@ def validate_search(v: Any) -> dict[str, Any]:
                 raise _key_error("scheduler", str(key), list(ASHA_KEYS))
         if scheduler.get("type", "asha") != "asha":
             raise ValueError(f"scheduler.type: only 'asha' is supported, got {scheduler.get('type')!r}")
-        for key, default, integer, least in (
-            ("grace_period", 10, True, "≥ 1 (epochs)"),
-            ("reduction_factor", 3, False, "> 1"),
-            ("max_t", None, True, "≥ 1 (epochs), or left out for the probes' epochs"),
-            ("brackets", 1, True, "≥ 1"),
+        normalised: dict[str, Any] = {"type": "asha"}
+        for key, default, cast, least in (
+            ("grace_period", 10, int, "≥ 1 (epochs)"),
+            ("reduction_factor", 3, float, "> 1"),
+            ("max_t", None, int, "≥ 1 (epochs), or left out for the probes' epochs"),
+            ("brackets", 1, int, "≥ 1"),
         ):
             value = scheduler.get(key, default)
             if value is None and default is None:
+                normalised[key] = None
                 continue
             if (
                 isinstance(value, bool)
                 or not isinstance(value, int | float)
-                or (integer and not float(value).is_integer())
+                or (cast is int and not float(value).is_integer())
                 or not (value > 1 if key == "reduction_factor" else value >= 1)
             ):
-                what = "an integer" if integer else "a number"
+                what = "an integer" if cast is int else "a number"
                 raise ValueError(f"scheduler.{key}: must be {what} {least}, got {value!r}")
-        scheduler = {
-            "type": "asha",
-            "grace_period": int(scheduler.get("grace_period", 10)),
-            "reduction_factor": float(scheduler.get("reduction_factor", 3)),
-            "max_t": None if scheduler.get("max_t") is None else int(scheduler["max_t"]),
-            "brackets": int(scheduler.get("brackets", 1)),
-        }
+            normalised[key] = cast(value)
+        scheduler = normalised
     select = v.get("select")
     if select not in (None, "all", "best"):
         raise ValueError(f"select: 'all' or 'best', got {select!r}")
