@@ -514,9 +514,10 @@ def _run_pipeline(
         summary.operators = _operators(ds)
         if os.environ.get("REPEVAL_DATA_STATS") == "1":  # Ray Data's per-operator timing breakdown
             log.warning("%s", ds.stats())
-    except BaseException:
+    except BaseException as exc:
         for a in _embed_actors(ds):  # those still in the pool, if Ray Data has not released them yet
             actors.setdefault(a._actor_id.hex(), a)
+        _stop_stream(ds, exc)
         _release_actors(actors)
         raise
     finally:
@@ -546,6 +547,29 @@ def _embed_actors(ds: Any) -> list[Any]:
             found += list(getattr(pool, "_running_actors", {}))
             found += list(getattr(pool, "_pending_actors", {}).values())
     return found
+
+
+#: how long a broken-off stream's scheduling thread is waited for (Ray Data itself waits 2 s)
+STREAM_STOP_S = 30.0
+
+
+def _stop_stream(ds: Any, exc: BaseException) -> None:
+    """Stop a broken-off stream's executor (Ctrl-C, SIGTERM, a write error) and wait for its scheduling thread.
+
+    Ray Data stops the executor when the loop over its batches ends, but waits only 2 s for the thread's current
+    scheduling step: on a loaded machine (a Ctrl-C reaches Ray's workers too) a step outlasted that, the command
+    printed "interrupted", and at exit ``ray.shutdown`` pulled Ray out from under the thread, which printed a
+    ``RaySystemError`` traceback (CI, 2 cores). The thread ends after its step; nothing else is waited for.
+    Private in Ray 2.60 (pinned), like :func:`_embed_actors`; best effort."""
+    executor = getattr(ds, "_current_executor", None)
+    if executor is None:
+        return
+    try:
+        executor.shutdown(force=True, exception=exc)  # already done by Ray Data's iterator, normally
+        if executor.is_alive():
+            executor.join(timeout=STREAM_STOP_S)
+    except Exception as err:  # the original error is what the caller needs
+        log.debug("could not stop the broken-off stream's executor: %s", err)
 
 
 def _release_actors(actors: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import pytest
 import ray.cloudpickle
 import soundfile as sf
 import yaml
+from ray.data._internal.execution.streaming_executor import StreamingExecutor
 
 import repeval.pipeline.embed as embed_mod
 from repeval import runner
@@ -28,6 +30,7 @@ from repeval.audio import iter_chunks
 from repeval.config import load_config
 from repeval.config.schema import EmbeddingModelConfig
 from repeval.models import build_model
+from repeval.pipeline.assemble import TrackAssembler
 from repeval.pipeline.stages import DecodeDeform
 from repeval.testing.configs import notes_dataset
 
@@ -197,6 +200,34 @@ def test_resume_after_failure_injected_in_a_udf(ray_session, rendered_notes, tmp
     d1 = pq.read_table(part_dir.parent / "D1").column("track_id").to_pylist()
     assert len(d1) == len(set(d1)) == n_test
     assert (part_dir / "_manifest.json").exists()
+
+
+class InterruptedAssembler(TrackAssembler):
+    """Ctrl-C lands while the driver handles the stream's first batch."""
+
+    def add(self, batch):
+        raise KeyboardInterrupt
+
+
+def test_ctrl_c_waits_for_the_streams_scheduling_thread(ray_session, rendered_notes, tmp_path, monkeypatch):
+    """Ray Data waits 2 s for the stream's scheduling thread when the loop breaks off; a scheduling step that
+    outlasted that (CI, 2 cores, Ctrl-C reaching the workers too) left the thread running into the exit's
+    ``ray.shutdown``, and it printed a traceback after "interrupted". Here the step in flight lasts 3 s."""
+    step = StreamingExecutor._scheduling_loop_step
+
+    def slow_step(self, topology):
+        more = step(self, topology)
+        if self._shutdown:
+            time.sleep(3)
+        return more
+
+    monkeypatch.setattr(StreamingExecutor, "_scheduling_loop_step", slow_step)
+    monkeypatch.setattr(embed_mod, "TrackAssembler", InterruptedAssembler)
+    manifest = _manifest(rendered_notes, tmp_path, 8, long_file=False)
+    with pytest.raises(KeyboardInterrupt):
+        _embed(_config(tmp_path, manifest, str(tmp_path / "store"), batch_size=2, part_rows=2))
+    running = [t.name for t in threading.enumerate() if isinstance(t, StreamingExecutor) and t.is_alive()]
+    assert running == []
 
 
 class TimedDecode(DecodeDeform):
