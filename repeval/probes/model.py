@@ -28,12 +28,14 @@ def _even_up(x: float) -> int:
 
 
 def resolve_hidden_units(units: Sequence[int | str], input_dim: int, n_outputs: int) -> list[int]:
-    """Turn ``infer`` / ``power_infer`` entries into sizes.
+    """Turn ``infer`` / ``power_infer`` entries into sizes (mir_ref's formulas, ``probes/probe_builder.py``).
 
     ``infer``: a linear ramp from the input dim d down to the output count c —
-    ``h_i = c + (n + 1 − i)(d − c)/(n + 1)`` for the i-th (1-based) of n hidden layers, rounded up to even.
-    ``power_infer``: the same ramp on a log scale (a geometric interpolation,
-    ``h_i = c · (d/c)^((n − i + 1)/(n + 1))``), which keeps wide inputs from producing huge layers.
+    ``h_i = c + (n + 1 − i)(d − c)/(n + 1)`` for the i-th (1-based) of n hidden layers.
+    ``power_infer``: mir_ref's "power regression" ``h_i = α·i² + c`` with ``α = (d − c)/(n + 1)`` — one layer
+    gets ``(d + c)/2``, as ``infer`` does; with more layers the sizes grow with i, past d from the second of two
+    layers on (mir_ref's formula, kept as it is: a mir_ref configuration gets mir_ref's layers).
+    Both are rounded up to even (DESIGN.md; mir_ref truncates, then bumps an odd size: it can be 2 smaller).
     """
     n = len(units)
     d, c = float(input_dim), float(max(n_outputs, 1))
@@ -42,7 +44,7 @@ def resolve_hidden_units(units: Sequence[int | str], input_dim: int, n_outputs: 
         if u == "infer":
             out.append(_even_up(c + (n + 1 - i) * (d - c) / (n + 1)))
         elif u == "power_infer":
-            out.append(_even_up(c * (d / c) ** ((n - i + 1) / (n + 1))) if d > c else _even_up(c))
+            out.append(_even_up((d - c) / (n + 1) * i**2 + c))
         else:
             out.append(int(u))
     return out

@@ -197,6 +197,24 @@ def test_infer_sizes_follow_the_thesis():
     assert resolve_hidden_units([128, "infer"], 512, 10) == [128, 178]
 
 
+def _mir_ref_power_infer(n: int, d: int, c: int) -> list[int]:
+    """mir_ref's ``power_infer`` as its probe builder computes it (truncate, then bump an odd size)."""
+    alpha = (d - c) / (n + 1)
+    sizes = [int(alpha * ((i + 1) ** 2) + c) for i in range(n)]
+    return [h + 1 if h % 2 else h for h in sizes]
+
+
+def test_power_infer_sizes_are_mir_refs_power_regression():
+    assert resolve_hidden_units(["power_infer"], 512, 10) == [262]  # one layer: (d + c) / 2, as infer
+    assert resolve_hidden_units(["power_infer", "power_infer"], 512, 10) == [178, 680]
+    assert resolve_hidden_units(["power_infer"] * 3, 1728, 50) == [470, 1728, 3826]
+    for d, c in [(512, 10), (1728, 50), (200, 87), (768, 2), (1024, 527)]:
+        for n in (1, 2, 3):
+            ours, theirs = resolve_hidden_units(["power_infer"] * n, d, c), _mir_ref_power_infer(n, d, c)
+            # rounded up to even (DESIGN.md) where mir_ref truncates first: equal, or 2 more
+            assert all(a - b in (0, 2) for a, b in zip(ours, theirs, strict=True)), (d, c, n, ours, theirs)
+
+
 @pytest.mark.parametrize("p", [0.1, 0.25, 0.5, 0.75])
 def test_dropout_has_nn_dropout_distribution(p):
     """Keep rate 1 − p, kept values scaled by 1/(1 − p) (expectation preserved), identity in eval mode."""
