@@ -163,9 +163,13 @@ def _guard(fn: Any) -> Any:
         raise typer.Exit(130) from None
     except SystemExit as exc:
         if _terminated(exc):
+            from repeval.ray_utils import SIGTERM_EXIT_STATUS
+
             typer.secho(
                 "terminated (SIGTERM): everything finished so far is saved; rerun the same command to resume", err=True
             )
+            # 143 as the shell reports a death by SIGTERM, also when the signal came out of a Ray call as SystemExit(1)
+            raise typer.Exit(SIGTERM_EXIT_STATUS) from None
         raise
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as exc:
         _fail(exc, 1)

@@ -82,20 +82,26 @@ def _ignore_sigint() -> None:
 _sigterms: list[int] = []
 
 
+#: the exit status of a command stopped by SIGTERM: the shell's 128 + signal number for a death by signal (Ctrl-C's
+#: is 130)
+SIGTERM_EXIT_STATUS = 128 + signal.SIGTERM
+
+
 def exit_on_sigterm() -> None:
-    """Make SIGTERM (`ray job stop`, a scheduler's time limit, `kill`) raise ``SystemExit`` in the main thread and
-    remember it: the command unwinds as it does for Ctrl-C, so its run says it was interrupted.
+    """Make SIGTERM (`ray job stop`, a scheduler's time limit, `kill`) raise ``SystemExit(143)`` in the main thread
+    and remember it: the command unwinds as it does for Ctrl-C, so its run says it was interrupted.
 
     Without a handler SIGTERM ends the process at once; Ray's driver handler (set by ``ray.init``, replaced here)
     raises ``SystemExit`` too, but a SIGTERM that lands in a blocking Ray call (``ray.wait`` in Tune's loop) comes out
-    as ``SystemExit(1)``: :func:`sigterm_received` is what tells such an exit from others."""
+    as ``SystemExit(1)``: :func:`sigterm_received` is what tells such an exit from others (the CLI then exits with
+    :data:`SIGTERM_EXIT_STATUS` all the same)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     _sigterms.append(signum)
-    sys.exit(signum)
+    sys.exit(128 + signum)
 
 
 def sigterm_received() -> bool:

@@ -7,7 +7,9 @@ inline errors for typos while a config is written. The schema is pydantic's sche
 model as a bare id or with ``name``/``type`` for ``id``, a deformation scenario as a list of
 transforms or a single transform, mir_ref's key aliases (``features``, ``probes``, ``aggregation``),
 top-level ``x-`` keys for YAML anchors — so it never flags a file that ``repeval validate`` accepts.
-It checks shape and spelling; the loader still has the last word (registered model, metric and
+It checks shape and spelling, and a dataset key that its type's loader never reads (a manifest column on a
+mirdata data set, ``index_path`` or ``subset`` where they do not apply; ``if``/``else`` on ``type`` and ``name``);
+the loader still has the last word (registered model, metric and
 dataset names, value ranges, cross-field rules), with errors that name the fix.
 """
 
@@ -29,6 +31,39 @@ def _replace_refs(node: Any, old: str, new: str, skip: str) -> None:
     elif isinstance(node, list):
         for item in node:
             _replace_refs(item, old, new, skip)
+
+
+def _dataset_key_rules(model: Any) -> list[dict[str, Any]]:
+    """``if``/``else`` rules for the dataset keys that apply to some types only (the loader's
+    :func:`~repeval.datasets.cli_support.check_dataset_keys`): elsewhere such a key may only hold its default, which
+    asks for nothing (a dumped config writes every key)."""
+    from repeval.datasets.cli_support import CATALOG_KEYS, KEY_SCOPES, mirdata_kind_loaders
+
+    def at_default(key: str, scope: str) -> dict[str, Any]:
+        default = model.model_fields[key].default
+        return {
+            "const": default,
+            # the YAML language server shows errorMessage instead of "Value must be null."
+            "errorMessage": f"'{key}' does not apply to this dataset's type — it {KEY_SCOPES[scope]}; remove it",
+        }
+
+    def is_type(type_: str) -> dict[str, Any]:  # `type` left out is the default, custom
+        return {"properties": {"type": {"const": type_}}} | ({} if type_ == "custom" else {"required": ["type"]})
+
+    def named(*names: str) -> dict[str, Any]:
+        return {"properties": {"name": {"enum": list(names)}}, "required": ["name"]}
+
+    return [
+        {"if": is_type("catalog"), "else": {"properties": {k: at_default(k, "catalog") for k in CATALOG_KEYS}}},
+        {
+            "if": {"anyOf": [is_type("mirdata"), {"allOf": [is_type("custom"), named(*mirdata_kind_loaders())]}]},
+            "else": {"properties": {"index_path": at_default("index_path", "index_path")}},
+        },
+        {
+            "if": {"allOf": [is_type("custom"), named("mtg_jamendo")]},
+            "else": {"properties": {"subset": at_default("subset", "subset")}},
+        },
+    ]
 
 
 def config_json_schema() -> dict[str, Any]:
@@ -80,6 +115,7 @@ def config_json_schema() -> dict[str, Any]:
         "default": [],
         "description": "deformation scenarios (ids, or all) whose training tracks augment the probes' training data",
     }
+    defs["DatasetConfig"].setdefault("allOf", []).extend(_dataset_key_rules(cs.DatasetConfig))
     out["patternProperties"] = {"^x-": {"description": "ignored: a place for YAML anchors"}}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

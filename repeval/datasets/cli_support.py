@@ -119,6 +119,18 @@ def check_dataset_name(name: str, type_: str, subset: str | None = None) -> None
 
 #: dataset keys only the ``catalog`` loader reads (a manifest and its columns)
 CATALOG_KEYS = ("manifest", "track_id_column", "audio_column", "label_column", "split_column", "label_separator")
+#: what a dataset key that applies to some loaders only is for (the error says it; so does the JSON Schema's)
+KEY_SCOPES = {
+    "catalog": "is for 'catalog' datasets (a manifest and its columns)",
+    "index_path": "is mirdata's index file, for data sets read through mirdata (type: mirdata)",
+    "subset": "is for the 'mtg_jamendo' loader (type: custom)",
+}
+
+
+def mirdata_kind_loaders() -> list[str]:
+    """The ``type: custom`` loaders that read their data set through mirdata (so ``index_path`` applies)."""
+    registry, infos = _registry()
+    return sorted(n for n in registry.names() if getattr(infos.get(n), "kind", "custom") == "mirdata")
 
 
 def check_dataset_keys(name: str, type_: str, given: set[str]) -> None:
@@ -127,19 +139,13 @@ def check_dataset_keys(name: str, type_: str, given: set[str]) -> None:
     on any loader but ``mtg_jamendo``. Left in a config, each would be silently ignored."""
     bad: list[tuple[str, str]] = []
     if type_ != "catalog":
-        bad += [(k, "is for 'catalog' datasets (a manifest and its columns)") for k in CATALOG_KEYS if k in given]
+        bad += [(k, KEY_SCOPES["catalog"]) for k in CATALOG_KEYS if k in given]
     if "index_path" in given:
-        if type_ == "catalog":
-            through_mirdata = False
-        elif type_ == "mirdata":
-            through_mirdata = True
-        else:
-            _, infos = _registry()
-            through_mirdata = getattr(infos.get(name), "kind", "custom") == "mirdata"
+        through_mirdata = type_ == "mirdata" or (type_ == "custom" and name in mirdata_kind_loaders())
         if not through_mirdata:
-            bad.append(("index_path", "is mirdata's index file, for data sets read through mirdata (type: mirdata)"))
+            bad.append(("index_path", KEY_SCOPES["index_path"]))
     if "subset" in given and not (type_ == "custom" and name == "mtg_jamendo"):
-        bad.append(("subset", "is for the 'mtg_jamendo' loader (type: custom)"))
+        bad.append(("subset", KEY_SCOPES["subset"]))
     if bad:
         key, why = bad[0]
         more = f" (also: {', '.join(k for k, _ in bad[1:])})" if len(bad) > 1 else ""

@@ -3,7 +3,8 @@
 Apply to multilabel tagging and, one-vs-rest, to multiclass tasks. Ties in the scores count
 half (ROC) and are one threshold (PR), as in scikit-learn. A label whose test set holds a
 single class has no ROC-AUC; a label without positives has no PR-AUC; both are left out of
-the averages (``validate`` warns). ``*_macro`` also reports one value per label.
+the macro and weighted averages (``validate`` warns); the micro averages pool every label's
+scores. ``*_macro`` also reports one value per label.
 
 Each curve is computed from score-sorted tie groups with per-track weights, so one sort per
 label serves the point estimate and every bootstrap resample.

@@ -106,13 +106,31 @@ def _validate_classes(
             )
         absent = np.flatnonzero(~present)
         if len(absent) and present.sum() >= 2:
-            warnings.warn(
-                f"{len(absent)} of {n_classes} classes have no test example ({_names(labels, absent)}): "
-                "their per-class values are undefined and left out of macro averages",
-                MetricWarning,
-                stacklevel=3,
-            )
+            warnings.warn(_absent_classes_message(task_type, labels, absent, y_score), MetricWarning, stacklevel=3)
     return y_true, y_score, labels
+
+
+def _absent_classes_message(task_type: str, labels: list[str], absent: np.ndarray, y_score: np.ndarray) -> str:
+    """What each average does with classes that have no test example: ROC-AUC, PR-AUC, recall (and a key's mean
+    score) are undefined and left out; F1 (scikit-learn's convention) leaves a class out only if nothing is predicted
+    as it — a class predicted for some track has F1 0 and lowers ``f1_macro``."""
+    key = task_type == "key_estimation"
+    undefined = "ROC-AUC, PR-AUC, recall and mean key score" if key else "ROC-AUC, PR-AUC and recall"
+    averages = "roc_auc_macro, pr_auc_macro, balanced_accuracy" + (", key_weighted_score_macro" if key else "")
+    predicted = absent[np.isin(absent, y_score.argmax(axis=1))]
+    if len(predicted) == len(absent):
+        f1 = "f1_macro counts them with F1 0, as some tracks are predicted as them, which lowers it"
+    elif len(predicted):
+        f1 = (
+            f"f1_macro counts those predicted for some track ({_names(labels, predicted)}) with F1 0, which lowers "
+            "it, and leaves out the others"
+        )
+    else:
+        f1 = "f1_macro leaves them out too, as no track is predicted as one of them"
+    return (
+        f"{len(absent)} of {len(labels)} classes have no test example ({_names(labels, absent)}): their {undefined} "
+        f"are undefined and left out of {averages} (the weighted averages give them weight 0); {f1}"
+    )
 
 
 def validate_key_labels(labels: Sequence[str]) -> None:
@@ -146,14 +164,16 @@ def _validate_multilabel(
         if len(empty):
             warnings.warn(
                 f"{len(empty)} of {len(labels)} labels have no positive test example ({_names(labels, empty)}): "
-                "their ROC-AUC and PR-AUC are undefined and left out of averages",
+                "their ROC-AUC and PR-AUC are undefined and left out of the macro and weighted averages "
+                "(the micro averages pool their scores as negatives)",
                 MetricWarning,
                 stacklevel=3,
             )
         if len(full):
             warnings.warn(
                 f"{len(full)} of {len(labels)} labels are positive on every test example ({_names(labels, full)}): "
-                "only one class is present, their ROC-AUC is undefined and left out of averages",
+                "only one class is present, their ROC-AUC is undefined and left out of roc_auc_macro and "
+                "roc_auc_weighted (roc_auc_micro pools their scores as positives; their PR-AUC is 1)",
                 MetricWarning,
                 stacklevel=3,
             )

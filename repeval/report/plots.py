@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from repeval.report.render import fmt_number
 from repeval.report.results import CLEAN, natural_key, ordered_scenarios
 from repeval.report.tables import _higher
 
@@ -88,7 +89,7 @@ def robustness_heatmap(
         for j in range(values.shape[1]):
             if np.isfinite(values[i, j]):
                 strong = abs(values[i, j]) > 0.6 * vmax
-                ax.text(j, i, f"{values[i, j]:+.3f}", ha="center", va="center", fontsize=8,
+                ax.text(j, i, fmt_number(values[i, j], signed=True), ha="center", va="center", fontsize=8,
                         color="white" if strong else "black")  # fmt: skip
     fig.colorbar(im, ax=ax, label=f"Δ {metric} (deformed − clean)")
     ax.set_title(f"{task} / {dataset}: robustness", fontsize=10)

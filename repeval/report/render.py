@@ -12,10 +12,13 @@ from repeval.report.tables import Table, canonical_format
 
 
 def fmt_number(x: float, *, scale: float = 1.0, decimals: int = 3, signed: bool = False) -> str:
-    """A value for display; ``–`` for a missing one; a true minus sign for negatives."""
+    """A value for display; ``–`` for a missing one; a true minus sign for negatives, and with ``signed`` (a
+    difference) a plus sign for positives. A value that rounds to zero is ``0.000``, never ``−0.000`` or ``+0.000``."""
     if x is None or not math.isfinite(x):
         return "–"
-    text = f"{x * scale:+.{decimals}f}" if signed else f"{x * scale:.{decimals}f}"
+    text = f"{x * scale:z.{decimals}f}"  # ``z``: a negative value rounded to zero loses its sign
+    if signed and float(text) > 0:
+        text = "+" + text
     return text.replace("-", "−")
 
 

@@ -114,7 +114,10 @@ def results_table(run_id: str, rows: list[dict[str, Any]]) -> pa.Table:
 def seed_summary(table: pa.Table) -> pa.Table:
     """Mean ± sample std over seeds and folds per (task, dataset, model, probe, scenario, metric, label).
 
-    ``ci_low`` / ``ci_high`` are the means of the per-seed bootstrap bounds (``None`` without them).
+    A replicate whose value is undefined (null: a metric with no value on that seed's test set) is left out of the
+    mean, the std, the bootstrap bounds *and* the counts: ``n_seeds`` / ``n_folds`` count the seeds and folds that
+    entered the mean (0 seeds for a cell with no defined value). ``ci_low`` / ``ci_high`` are the means of those
+    replicates' bootstrap bounds (``None`` without them).
     """
     df = table.to_pandas()
     if df.empty:
@@ -122,18 +125,28 @@ def seed_summary(table: pa.Table) -> pa.Table:
     df["label"] = df["label"].fillna("")
     if "fold" not in df:
         df["fold"] = None
+    defined = df["value"].notna()
+    # an undefined replicate counts for nothing: its seed, fold and bounds are masked, so every statistic of a cell
+    # is over the same replicates
+    df["seed"] = df["seed"].where(defined)
+    df["fold"] = df["fold"].where(defined)
+    df["ci_low"] = df["ci_low"].where(defined)
+    df["ci_high"] = df["ci_high"].where(defined)
     g = df.groupby(list(SUMMARY_KEYS), sort=True, dropna=False)
     out = g.agg(
         mean=("value", "mean"),
         std=("value", lambda v: float(np.std(v.dropna(), ddof=1)) if v.notna().sum() > 1 else np.nan),
+        n=("value", "count"),
         n_seeds=("seed", "nunique"),
-        n_folds=("fold", lambda v: max(int(v.nunique()), 1)),
+        n_folds=("fold", "nunique"),
         ci_low=("ci_low", "mean"),
         ci_high=("ci_high", "mean"),
     ).reset_index()
     recs = out.to_dict("records")
     for r in recs:
         r["label"] = r["label"] if isinstance(r["label"], str) and r["label"] else None
+        # a dataset with one split has a null fold: one fold when any replicate is defined
+        r["n_folds"] = max(int(r["n_folds"]), 1) if r.pop("n") else 0
         for key in ("mean", "std", "ci_low", "ci_high"):
             r[key] = _num(r[key])
     return pa.Table.from_pylist(recs, schema=SUMMARY_SCHEMA)

@@ -381,6 +381,16 @@ def _variant(change) -> dict:
     return d
 
 
+#: the catalog and mtg_jamendo keys as a dumped mirdata dataset entry writes them
+OTHER_TYPES_KEYS_AT_DEFAULTS = {
+    "manifest": None,
+    "track_id_column": "track_id",
+    "audio_column": "audio_path",
+    "label_column": None,
+    "label_separator": ",",
+    "subset": None,
+}
+
 SPELLINGS_THE_LOADER_ACCEPTS = {
     "model_as_id": lambda d: None,
     "model_with_name": lambda d: d["experiments"][0].update(embedding_models=[{"name": "mfcc-stats"}]),
@@ -418,6 +428,13 @@ SPELLINGS_THE_LOADER_ACCEPTS = {
     "mtg_jamendo_subset": lambda d: d["experiments"][0].update(
         datasets=[{"name": "mtg_jamendo", "type": "custom", "dir": "j", "subset": "genre"}]
     ),
+    # elsewhere such a key at its default asks for nothing (a dumped config writes every key)
+    "keys_of_other_types_at_their_defaults": lambda d: d["experiments"][0].update(
+        datasets=[{"name": "tinysol", "type": "mirdata", "dir": "t", **OTHER_TYPES_KEYS_AT_DEFAULTS}]
+    ),
+    "custom_by_default_wired_mirdata_index_path": lambda d: d["experiments"][0].update(
+        datasets=[{"name": "tinysol", "index_path": "i.json"}]
+    ),
 }
 
 MISTAKES_BOTH_REJECT = {
@@ -429,6 +446,21 @@ MISTAKES_BOTH_REJECT = {
     "wrong_type": lambda d: d["experiments"][0]["downstream_models"][0].update(batch_size="large"),
     "transform_without_type": lambda d: d["experiments"][0].update(deformations=[[{"params": {}}]]),
     "bad_hidden_unit": lambda d: d["experiments"][0]["downstream_models"][0].update(hidden_units=["wide"]),
+    # a dataset key its type's loader never reads (check_dataset_keys)
+    "catalog_column_on_mirdata": lambda d: d["experiments"][0].update(
+        datasets=[{"name": "tinysol", "type": "mirdata", "dir": "t", "split_column": "split"}]
+    ),
+    "manifest_on_custom_by_default": lambda d: d["experiments"][0].update(
+        datasets=[{"name": "vocalset", "dir": "v", "manifest": "m.csv"}]
+    ),
+    "index_path_on_catalog": lambda d: d["experiments"][0]["datasets"][0].update(index_path="index.json"),
+    "index_path_on_custom_not_through_mirdata": lambda d: d["experiments"][0].update(
+        datasets=[{"name": "vocalset", "type": "custom", "index_path": "i.json"}]
+    ),
+    "subset_on_catalog": lambda d: d["experiments"][0]["datasets"][0].update(subset="genre"),
+    "subset_on_mirdata": lambda d: d["experiments"][0].update(
+        datasets=[{"name": "mtg_jamendo_autotagging_moodtheme", "type": "mirdata", "subset": "genre"}]
+    ),
 }
 
 

@@ -167,6 +167,40 @@ def test_absent_class_warns_and_has_no_per_class_row():
     assert set(values(rows, "f1_macro")[1]) == {"a", "b"}
 
 
+@pytest.mark.parametrize("predicted", [False, True])
+def test_absent_class_warning_says_what_each_average_does(predicted):
+    """A class with no test example is left out of the ROC-AUC, PR-AUC and recall macro averages (undefined), but
+    f1_macro (scikit-learn's ``f1_score(average="macro")``, no ``labels=``) counts it with F1 0 once some track is
+    predicted as it: the warning says which, per metric, and the values agree with it."""
+    y = np.array([0, 0, 1, 1])
+    s = np.array([[0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.6, 0.3, 0.1]])
+    if predicted:
+        s[1] = [0.2, 0.1, 0.7]  # one track predicted as the absent class "c"
+    names = ["f1_macro", "balanced_accuracy", "roc_auc_macro", "pr_auc_macro"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows = compute_metrics(names, "multiclass_classification", y, s, ["a", "b", "c"])
+    (message,) = [str(w.message) for w in caught if issubclass(w.category, MetricWarning)]
+    assert "(c): their ROC-AUC, PR-AUC and recall are undefined and left out of roc_auc_macro, pr_auc_macro, " in (
+        message
+    )
+    pred = s.argmax(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sklearn warns about a class only in y_pred
+        f1 = skm.f1_score(y, pred, average=None, labels=[0, 1, 2], zero_division=0)
+        assert values(rows, "f1_macro")[0] == pytest.approx(skm.f1_score(y, pred, average="macro", zero_division=0))
+        assert values(rows, "balanced_accuracy")[0] == pytest.approx(skm.balanced_accuracy_score(y, pred))
+    if predicted:
+        assert "f1_macro counts them with F1 0" in message
+        assert values(rows, "f1_macro")[0] == pytest.approx(f1.mean()) and values(rows, "f1_macro")[1]["c"] == 0
+    else:
+        assert "f1_macro leaves them out too" in message
+        assert values(rows, "f1_macro")[0] == pytest.approx(f1[:2].mean()) and "c" not in values(rows, "f1_macro")[1]
+    for name in ("roc_auc_macro", "pr_auc_macro"):
+        assert set(values(rows, name)[1]) == {"a", "b"}
+        assert values(rows, name)[0] == pytest.approx(np.mean(list(values(rows, name)[1].values())))
+
+
 def test_confusion_matrix_matches_sklearn():
     rng = np.random.default_rng(5)
     y, s, labels = fake_predictions("multiclass_classification", rng, n=70, c=5, ties=True)

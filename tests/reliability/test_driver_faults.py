@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+import typer
 from reliability_helpers import (
     FAST_MODEL,
     SLOW_MODEL,
@@ -136,23 +137,48 @@ def test_ctrl_c_and_kill9_at_three_points_then_resume_equals_uninterrupted(refer
     assert results_of(run_dir) == results_of(reference_run.run_dir)
 
 
-def test_sigterm_in_a_blocking_ray_call_marks_the_run_interrupted(ray_session, fault_catalog, tmp_path):
+def test_sigterm_in_a_blocking_ray_call_marks_the_run_interrupted(ray_session, fault_catalog, tmp_path, capsys):
     """SIGTERM (`ray job stop`, a scheduler's time limit, `kill`) is a cluster's Ctrl-C: the command unwinds and its
     ``status.json`` says the run was interrupted. Ray's driver handler raised ``SystemExit`` and nothing was recorded:
     the run stayed ``started`` (``repeval runs`` showed it as running). The signal lands while the driver waits in
-    ``ray.wait``, as in Tune's loop, where it comes out as ``SystemExit(1)``."""
+    ``ray.wait``, as in Tune's loop, where it comes out as ``SystemExit(1)``; the command still exits with the
+    shell's status for a death by SIGTERM, 128 + 15 = 143 (it exited 1 here, 15 elsewhere)."""
     cfg = write_config(tmp_path / "config.yaml", tmp_path, [experiment(fault_catalog, [FAST_MODEL])])
     sleeper = ray_session.remote(lambda: time.sleep(120))
     previous = signal.getsignal(signal.SIGTERM)
     ref = sleeper.remote()
-    try:
-        ray_utils.exit_on_sigterm()  # what the CLI's entry point and init_ray do
-        with pytest.raises(SystemExit), cli._stage("train", cfg, None, None, False, None):
+
+    def train() -> None:  # a command's body, as `repeval train` runs it
+        with cli._stage("train", cfg, None, None, False, None):
             threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
             ray_session.wait([ref], timeout=120)
+
+    try:
+        ray_utils.exit_on_sigterm()  # what the CLI's entry point and init_ray do
+        with pytest.raises(typer.Exit) as stopped:
+            cli._guard(train)
     finally:
         signal.signal(signal.SIGTERM, previous)
         ray_utils._sigterms.clear()
         ray_session.cancel(ref, force=True)
+    assert stopped.value.exit_code == 143
+    assert "rerun the same command to resume" in capsys.readouterr().err
     status = json.loads((tmp_path / "runs" / "r" / "status.json").read_text())
     assert status["state"] == "interrupted" and "SIGTERM" in status["reason"], status
+
+
+def test_sigterm_outside_ray_exits_143():
+    """A SIGTERM that does not land in a Ray call (the handler's own ``SystemExit``) exits 143 too, not 15."""
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        ray_utils.exit_on_sigterm()
+        with pytest.raises(SystemExit) as raw:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler runs in the main thread at once; the sleep is cut short
+        assert raw.value.code == 143
+        with pytest.raises(typer.Exit) as stopped:
+            cli._guard(lambda: os.kill(os.getpid(), signal.SIGTERM) or time.sleep(5))
+        assert stopped.value.exit_code == 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        ray_utils._sigterms.clear()

@@ -93,6 +93,32 @@ def test_lower_is_better_metric_highlights_the_minimum():
         make_table(df, "robustness")
 
 
+def test_a_value_that_rounds_to_zero_prints_without_a_sign():
+    """A Δ (or a value) that rounds to zero is ``0.000`` — never ``−0.000`` nor ``+0.000`` — in every format; a Δ
+    that does not round to zero keeps its sign."""
+    cell = dict(run_id="r", task="tempo", task_type="regression", dataset="d", probe="M1", seed=0, metric="r2",
+                label=None, ci_low=None, ci_high=None, n_test=10)  # fmt: skip
+    pairs = [("a", 0.5, 0.5 - 1e-5), ("b", 0.5, 0.5 + 1e-5), ("c", 0.5, 0.5), ("d", 0.5, 0.52), ("e", -1e-5, -0.03)]
+    rows = [
+        {**cell, "model": model, "scenario": scenario, "value": value}
+        for model, clean, deformed in pairs
+        for scenario, value in (("clean", clean), ("D1", deformed))
+    ]
+    df = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+    t = make_table(df, "robustness")
+    md = render(t, "markdown").splitlines()
+    assert md[-5:] == [
+        "| a | M1 | **0.500** | 0.000 |",
+        "| b | M1 | **0.500** | 0.000 |",
+        "| c | M1 | **0.500** | 0.000 |",
+        "| d | M1 | **0.500** | **+0.020** |",
+        "| e | M1 | 0.000 | −0.030 |",  # a clean value of −0.00001 is not −0.000 either
+    ]
+    for fmt in ("plain", "html", "latex"):
+        text = render(t, fmt)
+        assert "−0.000" not in text and "-0.000" not in text and "+0.000" not in text, fmt
+
+
 def test_errors_name_the_choices(results):
     with pytest.raises(ValueError, match="did you mean 'robustness'"):
         make_table(results, "robustnes", task=TASK)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from repeval.config import ConfigError, load_config, parse_config
@@ -250,6 +251,26 @@ def test_seed_summary_mean_and_std():
     agg = next(r for r in out if r["label"] is None)
     assert agg["mean"] == pytest.approx(0.7) and agg["std"] == pytest.approx(0.2) and agg["n_seeds"] == 3
     assert agg["ci_low"] == pytest.approx(0.6)
+
+
+def test_seed_summary_counts_only_the_seeds_in_the_mean():
+    """A seed whose metric is undefined (null) is left out of the mean and std, and so of ``n_seeds``: "mean ± std
+    (n)" states the n it was computed from; a cell with no defined value has no seeds."""
+    nan = float("nan")
+    rows = [
+        {"task": "t", "task_type": "multiclass_classification", "dataset": "d", "model": "m", "probe": "p",
+         "seed": s, "scenario": "clean", "metric": metric, "label": None, "value": v, "ci_low": v - 0.1,
+         "ci_high": v + 0.1, "n_test": 10}
+        for metric, values in (("accuracy", (0.5, nan, 0.9)), ("f1_macro", (nan, nan, nan)))
+        for s, v in zip((0, 1, 2), values, strict=True)
+    ]  # fmt: skip
+    out = {r["metric"]: r for r in seed_summary(results_table("r", rows)).to_pylist()}
+    acc = out["accuracy"]
+    assert acc["mean"] == pytest.approx(0.7) and acc["std"] == pytest.approx(np.std([0.5, 0.9], ddof=1))
+    assert (acc["n_seeds"], acc["n_folds"]) == (2, 1)
+    assert acc["ci_low"] == pytest.approx(0.6) and acc["ci_high"] == pytest.approx(0.8)
+    none = out["f1_macro"]
+    assert none["mean"] is None and none["std"] is None and (none["n_seeds"], none["n_folds"]) == (0, 0)
 
 
 def test_run_tables_keep_their_types_and_refuse_unknown_columns():
