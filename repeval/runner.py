@@ -25,7 +25,7 @@ import yaml
 from repeval.config import Config, ExperimentConfig
 from repeval.datasets import LoadReport, load_dataset, load_folds
 from repeval.datasets.base import strict_kinds
-from repeval.pipeline.embed import EmbedSummary, embed_experiments
+from repeval.pipeline.embed import EmbedSummary, check_scenarios_at_model_rates, embed_experiments
 from repeval.rundir import LOAD_REPORT, RunLocation
 from repeval.store import EmbeddingStore
 from repeval.store.lock import StoreLock
@@ -213,6 +213,7 @@ def _stage_embed(
 ) -> EmbedSummary:
     from repeval.ray_utils import init_ray
 
+    check_scenarios_at_model_rates(ctx.cfg, ctx.cfg.experiments)  # before Ray starts and the catalogs load
     init_ray()
     load_rows(ctx)
     # one stream per embedding model for the whole run: its actors load the weights once for every dataset

@@ -23,6 +23,11 @@ BLOCK_FRAMES = 1 << 16
 #: a trailing remainder shorter than this fraction of a window is merged into the last window
 MIN_TAIL_FRACTION = 0.5
 
+#: a sample beyond this magnitude (+36 dBFS) is not audio on the ±1 scale: a float file written with integer-scaled
+#: samples (a 16-bit recording peaks in the thousands), which a model would hear tens of dB too loud. Mastered or
+#: mixed float audio exceeds ±1 by a few dB at most; integer formats cannot exceed it.
+MAX_PEAK = 64.0
+
 
 class DecodeError(RuntimeError):
     """A file could not be decoded; the message says why (it becomes an error record)."""
@@ -180,7 +185,8 @@ def iter_blocks(path: str, sample_rate_hz: int, max_duration_s: float | None = N
     """Yield mono float32 blocks at ``sample_rate_hz`` (block sizes vary; empty blocks are skipped).
 
     Raises :class:`DecodeError` (possibly after some blocks were yielded, for data corrupt
-    part-way), for files without samples and for non-finite samples.
+    part-way), for files without samples, for non-finite samples and for samples far beyond full scale
+    (:data:`MAX_PEAK`).
     """
     f = _open(path)
     total = 0
@@ -201,12 +207,11 @@ def iter_blocks(path: str, sample_rate_hz: int, max_duration_s: float | None = N
                 raise DecodeError(f"corrupt audio data in {path} after {read} frames: {exc}") from None
             if len(block) == 0:
                 break
-            read += len(block)
             mono = mixdown(block)
+            _check_samples(mono, path, read)  # before the resampler, which holds a block's end until the next
+            read += len(block)
             out = resampler.resample_chunk(mono) if resampler else mono
             if len(out):
-                if not np.isfinite(out).all():
-                    raise DecodeError(f"non-finite samples (NaN/inf) in {path}")
                 total += len(out)
                 yield out
         if resampler is not None:
@@ -215,7 +220,27 @@ def iter_blocks(path: str, sample_rate_hz: int, max_duration_s: float | None = N
                 total += len(out)
                 yield out
     if total == 0:
+        if read:  # a few frames that make less than one sample at the target rate
+            raise DecodeError(
+                f"no audio samples in {path}: its {read} frame(s) at {sr} Hz make less than one sample at "
+                f"{sample_rate_hz} Hz (a file too short to embed)"
+            )
         raise DecodeError(f"no audio samples in {path} (zero-length file)")
+
+
+def _check_samples(mono: np.ndarray, path: str, at: int) -> None:
+    """Refuse a block holding NaN/inf or samples beyond :data:`MAX_PEAK` (``at``: the frame it starts at)."""
+    if not len(mono):
+        return
+    hi, lo = float(mono.max()), float(mono.min())  # numpy's max/min propagate NaN
+    if not (np.isfinite(hi) and np.isfinite(lo)):
+        raise DecodeError(f"non-finite samples (NaN/inf) in {path} (from frame {at} on)")
+    peak = max(hi, -lo)
+    if peak > MAX_PEAK:
+        raise DecodeError(
+            f"samples reach {peak:.4g} in {path} (from frame {at} on), far beyond full scale (±1): a float file "
+            "written with integer-scaled samples? — rescale it to ±1 (a 16-bit scale: divide by 32768)"
+        )
 
 
 def iter_chunks(

@@ -110,38 +110,79 @@ def _reason(exc: BaseException) -> str:
 
 
 def _check_paths(type_: str, params: dict[str, Any]) -> None:
-    """Files and folders a transform reads (``sounds_path``, ``ir_path``, …) must exist: audiomentations' own
-    check is a bare assert on the number of files it found."""
+    """Files and folders a transform reads (``sounds_path``, ``ir_path``, …) must exist and hold audio files:
+    audiomentations' own check is a bare assert on the number of files it found."""
+    from audiomentations.core.utils import SUPPORTED_EXTENSIONS, find_audio_files_in_paths
+
     for key, value in params.items():
         if not key.endswith(("_path", "_paths")) or value is None:
             continue
         for v in value if isinstance(value, list | tuple) else [value]:
-            if isinstance(v, str | Path) and "://" not in str(v) and not Path(v).exists():
+            if not isinstance(v, str | Path) or "://" in str(v):
+                continue
+            if not Path(v).exists():
                 raise ValueError(
                     f"{type_}.{key}: {str(v)!r} does not exist — point it at an existing audio file or a folder of them"
                 )
+            if not find_audio_files_in_paths(v):
+                what = "folder holds no audio files" if Path(v).is_dir() else "file is not an audio file"
+                raise ValueError(
+                    f"{type_}.{key}: the {what} audiomentations reads ({str(v)!r}; it reads "
+                    f"{', '.join(SUPPORTED_EXTENSIONS)}) — put the recordings there, or point it at another folder"
+                )
+
+
+#: a transform's attributes that are frequencies in Hz: each must stay below the Nyquist frequency of the rate the
+#: audio is deformed at (above it a filter does nothing, cuts everything, or diverges into NaN)
+FREQUENCY_ATTRIBUTES = ("max_cutoff_freq", "max_center_freq")  # the minima are at most these
 
 
 #: what a scenario's steps are tried on while the configuration is validated: half a second of noise
 PROBE_SAMPLE_RATE_HZ = 44_100
 
 
-def validate_step(type_: str, params: dict[str, Any]) -> None:
-    """Build the transform and apply it once (with ``p = 1``) to half a second of noise: parameters that
-    audiomentations only checks when it runs (a resampling rate of 0, …) fail here, while the configuration is
-    validated, instead of turning every deformed track into an error record."""
+def validate_step(type_: str, params: dict[str, Any], sample_rate_hz: int = PROBE_SAMPLE_RATE_HZ) -> None:
+    """Build the transform and apply it once (with ``p = 1``) to half a second of noise at ``sample_rate_hz``:
+    parameters that audiomentations only checks when it runs (a resampling rate of 0, …) fail here, while the
+    configuration is validated, instead of turning every deformed track into an error record. Run again at each
+    model's rate when the run is planned (:func:`validate_steps_at`): a filter frequency at or above that rate's
+    Nyquist frequency, or a step that makes NaN there, fails too."""
     transform = build_transform(type_, params)
+    where = f"{type_}({json.dumps(params, default=str)})"
+    nyquist = sample_rate_hz / 2
+    for attr in FREQUENCY_ATTRIBUTES:
+        value = getattr(transform, attr, None)
+        if isinstance(value, int | float) and value >= nyquist:
+            raise ValueError(
+                f"{where}: {attr} is {value:g} Hz, at or above the Nyquist frequency ({nyquist:g} Hz) of audio at "
+                f"{sample_rate_hz} Hz — the filter would not do what it says: keep it below {nyquist:g} Hz"
+                + ("" if attr in params else " (the default: set it)")
+            )
     if getattr(transform, "p", None) is not None:
         transform.p = 1.0
-    audio = np.random.default_rng(0).uniform(-0.5, 0.5, PROBE_SAMPLE_RATE_HZ // 2).astype(np.float32)
+    audio = np.random.default_rng(0).uniform(-0.5, 0.5, sample_rate_hz // 2).astype(np.float32)
     try:
         with _seeded(0):
-            transform(samples=audio, sample_rate=PROBE_SAMPLE_RATE_HZ)
+            out = transform(samples=audio, sample_rate=sample_rate_hz)
     except Exception as exc:
-        raise ValueError(
-            f"{type_}({json.dumps(params, default=str)}) fails on half a second of noise at {PROBE_SAMPLE_RATE_HZ} Hz: "
-            f"{_reason(exc)}"
-        ) from None
+        raise ValueError(f"{where} fails on half a second of noise at {sample_rate_hz} Hz: {_reason(exc)}") from None
+    if not np.isfinite(out).all():
+        raise ValueError(f"{where} makes non-finite samples (NaN/inf) of half a second of noise at {sample_rate_hz} Hz")
+
+
+def validate_steps_at(scenario_id: str, steps: list[tuple[str, dict[str, Any]]], sample_rate_hz: int) -> None:
+    """:func:`validate_step` for each step of a scenario at the rate its audio is deformed at (a model's rate,
+    known when the run is planned), the error naming the scenario."""
+    for i, (type_, params) in enumerate(steps):
+        try:
+            validate_step(type_, params, sample_rate_hz)
+        except ValueError as exc:
+            raise ValueError(f"deformation scenario {scenario_id!r}, step {i + 1}: {exc}") from None
+
+
+def scenario_steps(cfg: Any) -> list[tuple[str, dict[str, Any]]]:
+    """A configured scenario's steps as ``(type, params)`` pairs."""
+    return [(s.type, dict(s.params)) for s in cfg.steps]
 
 
 def scenario_seed(run_seed: int, track_id: str, scenario_id: str) -> int:
@@ -180,15 +221,46 @@ class Scenario:
 
     @classmethod
     def from_config(cls, scenario_id: str, cfg: Any) -> Scenario:
-        return cls(scenario_id, [(s.type, dict(s.params)) for s in cfg.steps])
+        return cls(scenario_id, scenario_steps(cfg))
 
     def __call__(self, audio: np.ndarray, sample_rate_hz: int, seed: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        """Apply the steps in order. A step that fails or makes non-finite samples raises a :class:`ValueError`
+        naming it and the clip's length. ``Resample`` returns audio at another rate; it is resampled back to
+        ``sample_rate_hz`` (to the length it had), so the step acts as a trip through a system at that rate — fed on
+        as it was, the model would hear it slowed down or sped up."""
         sampled = []
         with _seeded(seed):
-            for (type_, _), t in zip(self.steps, self.transforms, strict=True):
-                audio = t(samples=audio.astype(np.float32, copy=False), sample_rate=sample_rate_hz)
+            for i, ((type_, _), t) in enumerate(zip(self.steps, self.transforms, strict=True)):
+                n = len(audio)
+                try:
+                    audio = t(samples=audio.astype(np.float32, copy=False), sample_rate=sample_rate_hz)
+                except Exception as exc:
+                    short = (
+                        f" — the configuration was checked on 0.5 s of noise: a clip this short may be too short for "
+                        f"{type_}"
+                        if n < sample_rate_hz // 2
+                        else ""
+                    )
+                    raise ValueError(
+                        f"step {i + 1} ({type_}) fails on {n} samples ({n / sample_rate_hz:.3g} s at {sample_rate_hz}"
+                        f" Hz): {_reason(exc)}{short}"
+                    ) from None
+                if type_ == "Resample" and t.parameters.get("should_apply"):
+                    audio = _resample_back(audio, int(t.parameters["target_sample_rate"]), sample_rate_hz, n)
+                if not np.isfinite(audio).all():
+                    raise ValueError(f"step {i + 1} ({type_}) makes non-finite samples (NaN/inf) of {n} samples")
                 sampled.append({"type": type_, **_jsonable(t.parameters)})
         return np.asarray(audio, dtype=np.float32), sampled
+
+
+def _resample_back(audio: np.ndarray, from_hz: int, to_hz: int, n: int) -> np.ndarray:
+    """``audio`` at ``from_hz`` back at ``to_hz``, trimmed or zero-padded to ``n`` samples."""
+    import soxr
+
+    if from_hz == to_hz:
+        return audio
+    back = soxr.resample(np.asarray(audio, np.float32), from_hz, to_hz).astype(np.float32, copy=False)
+    return back[:n] if len(back) >= n else np.concatenate([back, np.zeros(n - len(back), np.float32)])
 
 
 def _jsonable(params: dict[str, Any]) -> dict[str, Any]:

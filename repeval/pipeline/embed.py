@@ -20,6 +20,7 @@ to-do set is computed with Arrow kernels against the ids already in the store)."
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -38,6 +39,7 @@ from repeval.config import Config, ExperimentConfig
 from repeval.config.loader import config_hash
 from repeval.datasets import spill
 from repeval.datasets.spill import TableSpool
+from repeval.deformations import scenario_steps, validate_steps_at
 from repeval.models import resolve_model
 from repeval.pipeline.assemble import TrackAssembler, errors_table, rows_table
 from repeval.pipeline.partitions import (  # noqa: F401  (model_chunk_s and the fingerprints: imported from here)
@@ -199,6 +201,7 @@ def embed_experiments(
     for exp, _, _ in work:
         for ds in exp.datasets:
             uses[ds.name] = uses.get(ds.name, 0) + 1
+    check_scenarios_at_model_rates(cfg, [exp for exp, _, _ in work])
     for exp, rows_by_dataset, deform_ids in work:
         for ds in exp.datasets:
             _plan_dataset(cfg, exp, ds, rows_by_dataset[ds.name], deform_ids, store, streams, summary,
@@ -210,6 +213,30 @@ def embed_experiments(
         _run_stream(cfg, st, store, summary, progress)
     summary.wall_s = time.perf_counter() - t0
     return summary
+
+
+def check_scenarios_at_model_rates(cfg: Config, experiments: Sequence[ExperimentConfig]) -> None:
+    """Every deformation scenario tried at the rate of each model that hears it, before the store is touched: the
+    configuration was validated at 44.1 kHz, and a filter frequency above a 16 kHz model's Nyquist frequency (or a
+    step that makes NaN at that rate) would leave the deformation undone or make every deformed track an error."""
+    checked: set[tuple[str, int]] = set()
+    for exp in experiments:
+        for ds in exp.datasets:
+            scenarios = exp.scenarios_for(ds)
+            if not scenarios:
+                continue
+            for mcfg in exp.embedding_models:
+                rate = ModelSpec.of(cfg, mcfg).sample_rate_hz
+                for sid, sc in scenarios.items():
+                    steps = scenario_steps(sc)
+                    seen = (json.dumps([sid, steps], sort_keys=True, default=str), rate)
+                    if seen in checked:
+                        continue
+                    checked.add(seen)
+                    try:
+                        validate_steps_at(sid, steps, rate)
+                    except ValueError as exc:
+                        raise ValueError(f"{exc} (embedding model {mcfg.id} hears audio at {rate} Hz)") from None
 
 
 def _plan_dataset(
@@ -285,7 +312,7 @@ def _plan_dataset(
                     "keep_frames": run.keep_frames,
                 }
                 if sid != CLEAN:
-                    st.steps[key] = [(s.type, dict(s.params)) for s in scenarios[sid].steps]
+                    st.steps[key] = scenario_steps(scenarios[sid])
             if shared:
                 new_ids = ids.filter(pa.array(missing))
                 st.planned[key] = pa.concat_arrays([st.planned[key], new_ids]) if key in st.planned else new_ids

@@ -150,3 +150,51 @@ def test_an_mp3_cut_short_is_refused_when_its_header_declares_the_size(tmp_path)
         (tmp_path / name).write_bytes(content)
         with pytest.raises(DecodeError, match=rf"^truncated MP3: .*{name} declares {len(data):,} bytes of audio but"):
             decode(str(tmp_path / name), 8000)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("target_sr", [8000, 22050, 6000])
+def test_non_finite_samples_at_the_end_are_refused_when_resampled_too(tmp_path, bad, target_sr):
+    """A NaN or inf in a file's last samples: the resampler holds a block's end until its final flush, which was
+    not checked — the track reached the model with NaN in its last samples. Refused whatever the rate."""
+    y = np.full(4000, 0.1, np.float32)
+    y[-1] = bad
+    sf.write(tmp_path / "end.wav", y, 8000, subtype="FLOAT")
+    with pytest.raises(DecodeError, match="non-finite samples"):
+        decode(str(tmp_path / "end.wav"), target_sr)
+
+
+def test_float_samples_far_beyond_full_scale_are_refused_naming_the_fix(tmp_path):
+    """A float WAV holding integer-scaled samples (peaks in the thousands) was passed on as is: the model heard it
+    some 70 dB too loud. It is refused, naming the rescale; float audio a few dB over full scale is audio."""
+    y = (0.5 * np.sin(np.arange(8000) / 8000 * 2 * np.pi * 440)).astype(np.float32)
+    sf.write(tmp_path / "int_scaled.wav", y * 32768, 8000, subtype="FLOAT")
+    for sr in (8000, 16000):
+        with pytest.raises(DecodeError, match=r"samples reach 1\.638e\+04 .* rescale it to ±1"):
+            decode(str(tmp_path / "int_scaled.wav"), sr)
+    sf.write(tmp_path / "hot.wav", y * 4, 8000, subtype="DOUBLE")  # +6 dBFS peaks
+    np.testing.assert_allclose(decode(str(tmp_path / "hot.wav"), 8000), y * 4, rtol=1e-6)
+
+
+def test_a_file_shorter_than_one_output_sample_says_so(tmp_path):
+    """One frame at 96 kHz makes no sample at 16 kHz: the reason said "zero-length file" of a file that is not."""
+    sf.write(tmp_path / "one.wav", np.array([0.5], np.float32), 96_000)
+    with pytest.raises(DecodeError, match=r"its 1 frame\(s\) at 96000 Hz make less than one sample at 16000 Hz"):
+        decode(str(tmp_path / "one.wav"), 16_000)
+    assert decode(str(tmp_path / "one.wav"), 96_000).tolist() == [0.5]
+
+
+@pytest.mark.parametrize(
+    ("subtype", "raw", "want"),
+    [
+        ("PCM_U8", bytes([0, 64, 128, 192, 255]), [-1.0, -0.5, 0.0, 0.5, 127 / 128]),  # unsigned: 128 is silence
+        ("PCM_24", bytes([0, 0, 0x80, 0, 0, 0, 0xFF, 0xFF, 0x7F]), [-1.0, 0.0, (2**23 - 1) / 2**23]),
+    ],
+)
+def test_integer_wavs_decode_to_full_scale_floats(tmp_path, subtype, raw, want):
+    from repeval.testing.badaudio import _wav_header
+
+    bits = 8 if subtype == "PCM_U8" else 24
+    p = tmp_path / "raw.wav"
+    p.write_bytes(_wav_header(len(raw) * 8 // bits, 8000, 1, bits) + raw)
+    np.testing.assert_array_equal(decode(str(p), 8000), np.array(want, np.float32))

@@ -50,3 +50,83 @@ def test_every_waveform_transform_validates_applies_and_reruns_identically(files
         np.testing.assert_array_equal(out, again, err_msg=name)
         assert sampled == sampled_again and sampled[0]["type"] == name
         json.dumps(sampled)  # stored with the embedding
+
+
+def _tone(sample_rate_hz: int, seconds: float = 1.0, freq_hz: float = 440.0) -> np.ndarray:
+    t = np.arange(int(seconds * sample_rate_hz)) / sample_rate_hz
+    return (0.3 * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32)
+
+
+def test_resample_returns_audio_at_the_models_rate():
+    """audiomentations' Resample returns the audio at its new rate; fed on as the model's rate, a 440 Hz tone
+    resampled to 8 kHz was heard at 880 Hz in half the time. It is resampled back: same rate, same length, same
+    pitch, band-limited to the lower rate's Nyquist frequency."""
+    sr = 16_000
+    audio = _tone(sr) + _tone(sr, freq_hz=6000.0)  # a partial above 4 kHz, lost at 8 kHz
+    out, sampled = Scenario("D1", [("Resample", {"min_sample_rate": 8000, "max_sample_rate": 8000, "p": 1.0})])(
+        audio, sr, seed=1
+    )
+    assert sampled[0]["target_sample_rate"] == 8000
+    assert out.dtype == np.float32 and len(out) == len(audio)
+    spectrum = np.abs(np.fft.rfft(out))
+    freqs = np.fft.rfftfreq(len(out), 1 / sr)
+    assert abs(freqs[spectrum.argmax()] - 440.0) < 2.0
+    assert spectrum[np.abs(freqs - 6000.0) < 5].max() < 1e-3 * spectrum.max()
+
+
+@pytest.mark.parametrize(
+    ("steps", "match"),
+    [
+        (
+            [("LowPassFilter", {"min_cutoff_freq": 9000, "max_cutoff_freq": 10000})],
+            r"step 1: LowPassFilter.*max_cutoff_freq is 10000 Hz, at or above",
+        ),
+        (
+            [("Gain", {}), ("PeakingFilter", {"min_center_freq": 9000, "max_center_freq": 9500})],
+            r"step 2: PeakingFilter.*max_center_freq is 9500 Hz",
+        ),
+        (
+            [("HighShelfFilter", {})],
+            r"step 1: HighShelfFilter.*max_center_freq is 7500 Hz, .*keep it below 4000 Hz \(the default: set it\)",
+        ),
+    ],
+)
+def test_a_filter_frequency_above_the_rates_nyquist_fails_before_the_run(steps, match):
+    """Validated at 44.1 kHz, a filter at 9–10 kHz passed; at a 16 kHz model's rate it did nothing (low-pass),
+    cut everything (high-pass) or made NaN on every track (peaking). Checked at the rate the audio is deformed at."""
+    from repeval.deformations import validate_steps_at
+
+    for type_, params in steps:
+        validate_step(type_, params)  # fine at 44.1 kHz
+    rate = 8000 if steps[0][0] == "HighShelfFilter" else 16_000
+    with pytest.raises(ValueError, match=rf"^deformation scenario 'D1', {match}"):
+        validate_steps_at("D1", steps, rate)
+    validate_steps_at("D1", steps, 44_100)
+
+
+def test_a_step_that_makes_nan_fails_validation():
+    with pytest.raises(ValueError, match=r"Gain\(.*\) makes non-finite samples"):
+        validate_step("Gain", {"min_gain_db": float("nan"), "max_gain_db": 0.0})
+
+
+def test_an_empty_noise_folder_is_named_with_the_fix(tmp_path):
+    """audiomentations' bare assert (`len(self.sound_file_paths) > 0`) was the reason given for an empty folder."""
+    (tmp_path / "noise").mkdir()
+    (tmp_path / "noise" / "readme.txt").write_text("noise goes here")
+    with pytest.raises(ValueError, match=r"sounds_path: the folder holds no audio files .*put the recordings there"):
+        validate_step("AddBackgroundNoise", {"sounds_path": str(tmp_path / "noise")})
+    with pytest.raises(ValueError, match=r"ir_path: the file is not an audio file"):
+        validate_step("ApplyImpulseResponse", {"ir_path": str(tmp_path / "noise" / "readme.txt")})
+
+
+@pytest.mark.parametrize(
+    ("step", "n"),
+    [(("Aliasing", {"min_sample_rate": 4000, "max_sample_rate": 8000}), 1), (("Mp3Compression", {}), 800)],
+)
+def test_a_clip_too_short_for_a_step_names_the_step_and_the_clip(step, n):
+    """A 1-sample clip through Aliasing failed with numpy's "array of sample points is empty": the error record
+    did not say which step of the scenario failed, nor on what."""
+    type_, params = step
+    scenario = Scenario("D1", [("Gain", {"p": 1.0}), (type_, {**params, "p": 1.0})])
+    with pytest.raises(ValueError, match=rf"^step 2 \({type_}\) fails on {n} samples .*too short for {type_}"):
+        scenario(_tone(16_000)[:n], 16_000, seed=3)

@@ -447,3 +447,32 @@ def test_streams_decode_at_each_models_declared_rate_and_actors_refuse_another()
     with pytest.raises(ValueError, match="runs at 22050 Hz but its stream decodes at 16000 Hz"):
         Embed(EmbeddingModelConfig(id="mfcc-stats"), threads=1, sample_rate_hz=16000)
     assert Embed(EmbeddingModelConfig(id="mfcc-stats"), threads=1, sample_rate_hz=22050).model.sample_rate_hz == 22050
+
+
+def test_a_scenario_is_checked_at_each_models_rate_before_the_store_is_touched(tmp_path):
+    """A low-pass at 9–10 kHz validates at 44.1 kHz; a 16 kHz model's stream deformed every test track with it — a
+    filter above the Nyquist frequency, which did nothing. The run now fails while planning, naming the scenario,
+    the step, the model and the rate, before any partition of the store is stamped."""
+    from repeval.config import parse_config
+    from repeval.pipeline.embed import embed_experiments
+    from repeval.store import EmbeddingStore
+
+    (tmp_path / "m.csv").write_text("track_id,audio_path,instrument,split\na,a.wav,x,test\n")
+    lowpass = {"type": "LowPassFilter", "params": {"min_cutoff_freq": 9000, "max_cutoff_freq": 10000}}
+    exp = {
+        "task": {"name": "instrument_classification", "type": "multiclass_classification"},
+        "datasets": [{"name": "notes", "type": "catalog", "manifest": str(tmp_path / "m.csv"), "label_column": "x"}],
+        "deformations": [[{"type": "Gain", "params": {}}], {"name": "lp", "steps": [lowpass]}],
+        "embedding_models": [{"id": "mfcc-stats", "params": {"sample_rate_hz": 16000}}],
+        "downstream_models": [{"type": "classifier", "hidden_units": []}],
+    }
+    cfg = parse_config({"experiments": [exp]})
+    rows = pa.table({"track_id": ["a"], "audio_path": [str(tmp_path / "a.wav")], "split": ["test"]})
+    store = EmbeddingStore(str(tmp_path / "store"))
+    with pytest.raises(
+        ValueError,
+        match=r"^deformation scenario 'lp', step 1: LowPassFilter.*max_cutoff_freq is 10000 Hz, at or above the "
+        r"Nyquist frequency \(8000 Hz\) .*\(embedding model mfcc-stats hears audio at 16000 Hz\)$",
+    ):
+        embed_experiments(cfg, [(cfg.experiments[0], {"notes": rows}, None)], store)
+    assert not list((tmp_path / "store").rglob("_stamp.json"))
