@@ -350,7 +350,7 @@ def run(
         with _stage("run", config, run_id, store, smoke_test, runs_dir) as ctx:
             typer.echo(f"run {ctx.run_id} → {ctx.location.display}")
             s = runner.stage_embed(ctx, retry_errors=retry_errors)
-            typer.echo(s.line())
+            typer.echo(s.text())
             if strict:
                 _strict_check(ctx)
             t = runner.stage_train(ctx)
@@ -378,7 +378,7 @@ def deform(
 
     def go() -> None:
         with _stage("deform", config, run_id, store, smoke_test, runs_dir) as ctx:
-            typer.echo(runner.stage_embed(ctx, deformed_only=True, retry_errors=retry_errors).line())
+            typer.echo(runner.stage_embed(ctx, deformed_only=True, retry_errors=retry_errors).text())
 
     _guard(go)
 
@@ -398,7 +398,7 @@ def embed(
 
     def go() -> None:
         with _stage("embed", config, run_id, store, smoke_test, runs_dir) as ctx:
-            typer.echo(runner.stage_embed(ctx, retry_errors=retry_errors).line())
+            typer.echo(runner.stage_embed(ctx, retry_errors=retry_errors).text())
         if strict:
             _strict_check(ctx)
 

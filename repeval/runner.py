@@ -65,7 +65,9 @@ def make_context(cfg: Config, run_id: str | None = None, store: str | None = Non
     refused because another one holds the store writes nothing; :func:`stage_embed` releases it."""
     rid = check_run_id(run_id or cfg.run.run_id or time.strftime("run-%Y%m%d-%H%M%S"))
     loc = RunLocation.open(cfg.run.runs_dir, rid)
-    st = EmbeddingStore(store or cfg.run.store)
+    if store:  # the run's config.yaml names the store it used (`repeval report` reads its error records there)
+        cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"store": store})})
+    st = EmbeddingStore(cfg.run.store)
     held = None
     if lock:
         held = StoreLock(st, rid)

@@ -194,7 +194,7 @@ def embed_experiments(
     ``deform_ids[dataset]``, when given, names them instead (k folds: a track in the test split of any fold).
     A partition two experiments share (one dataset, two tasks) is planned once: a track is embedded once.
     """
-    summary = EmbedSummary()
+    summary = EmbedSummary(store_uri=store.uri)
     t0 = time.perf_counter()
     streams: dict[str, _Stream] = {}
     uses: dict[str, int] = {}
@@ -278,6 +278,7 @@ def _plan_dataset(
             done = pc.is_in(ids, value_set=part.done_ids()).to_numpy(zero_copy_only=False)
             if key not in st.examined:  # tracks in the store, counted once per partition however many tasks use it
                 summary.skipped += int((wanted & done).sum())
+                _count_earlier_errors(part, ids, wanted, summary)
                 st.examined.add(key)
             if key in st.planned:  # another experiment's share of this partition already holds these tracks
                 done |= pc.is_in(ids, value_set=st.planned[key]).to_numpy(zero_copy_only=False)
@@ -408,8 +409,22 @@ def _run_stream(cfg: Config, st: _Stream, store: EmbeddingStore, summary: EmbedS
         version = versions.get(key) or _stored_version(part)
         if version:
             info["model_version"] = version
-        part.finish(info)
+        manifest = part.finish(info)
         summary.partitions_completed.append(part.path)
+        if manifest.get("errors") or part.name in summary.partition_errors:
+            summary.partition_errors[part.name] = int(manifest.get("errors") or 0)
+
+
+def _count_earlier_errors(part: Any, ids: pa.Array, wanted: np.ndarray, summary: EmbedSummary) -> None:
+    """Count the tracks of ``ids`` this run wants (``wanted``) that hold an error record from an earlier run of
+    ``part`` (they are not computed again, nor evaluated), and the partition's error records."""
+    failed = part.error_ids()
+    if not len(failed):
+        return
+    n = int((wanted & pc.is_in(ids, value_set=failed).to_numpy(zero_copy_only=False)).sum())
+    if n:
+        summary.earlier_errors[part.name] += n
+        summary.partition_errors[part.name] = len(failed)
 
 
 def _stored_version(part: Any) -> str | None:
@@ -524,6 +539,7 @@ def _run_pipeline(
                     sub = _take_errors(errors, np.flatnonzero(err_keys == key), sids[key])
                     w = writer(key, batch["embedding"].shape[1])
                     w.add_errors(errors_table(sub, ERROR_SCHEMA, {**provenance[key], "created_at": now}))
+                    summary.add_failures(parts[key].name, sub.track_id, sub.stage, sub.reason)
                 summary.errors += len(errors)
                 summary.errors_by_stage.update(errors.stage)
             if block is not None:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+
+#: failed tracks the summary names (the rest: ``repeval store show``)
+SHOWN_FAILURES = 5
+#: characters of a failure's reason the summary keeps (its first line)
+REASON_CHARS = 120
 
 
 @dataclass
@@ -38,6 +44,23 @@ class EmbedSummary:
     stream_s: float = 0.0
     #: model streams run: one per embedding model, whatever the number of datasets and experiments using it
     streams: int = 0
+    #: partition name (``dataset/model/scenario``) → error records this run wrote there
+    errors_by_partition: Counter[str] = field(default_factory=Counter)
+    #: partition name → error records it holds from earlier runs for tracks this run wanted (not computed again)
+    earlier_errors: Counter[str] = field(default_factory=Counter)
+    #: partition name → every error record it holds (as last read: its manifest once this run finished it)
+    partition_errors: dict[str, int] = field(default_factory=dict)
+    #: the first :data:`SHOWN_FAILURES` failures of this run: (partition name, track id, stage, reason)
+    failures: list[tuple[str, str, str, str]] = field(default_factory=list)
+    #: the store's root, for the ``repeval store show`` commands the summary names
+    store_uri: str = ""
+
+    def add_failures(self, partition: str, track_ids: list[str], stages: list[str], reasons: list[str]) -> None:
+        """Count one partition's new error records (a track id, stage and reason each), keeping the first few."""
+        self.errors_by_partition[partition] += len(track_ids)
+        room = SHOWN_FAILURES - len(self.failures)
+        for tid, stage, reason in list(zip(track_ids, stages, reasons, strict=True))[: max(room, 0)]:
+            self.failures.append((partition, str(tid), str(stage), str(reason)))
 
     def merge(self, other: EmbedSummary) -> None:
         self.tracks += other.tracks
@@ -57,6 +80,11 @@ class EmbedSummary:
         self.startup_s += other.startup_s
         self.stream_s += other.stream_s
         self.streams += other.streams
+        self.errors_by_partition.update(other.errors_by_partition)
+        self.earlier_errors.update(other.earlier_errors)
+        self.partition_errors.update(other.partition_errors)
+        self.failures += other.failures[: max(SHOWN_FAILURES - len(self.failures), 0)]
+        self.store_uri = self.store_uri or other.store_uri
 
     def line(self) -> str:
         wall = self.wall_s or 0.0
@@ -73,6 +101,39 @@ class EmbedSummary:
             f"embedded {self.tracks} tracks → {self.computed} rows{scen}, {self.skipped} already in store, {errs}{retried} "
             f"in {wall:.1f}s ({self.startup_s:.1f}s start-up) — {rows_rate:.1f} rows/s, {rate:.0f} s of audio per second"
         )
+
+    def show_command(self, partition: str) -> str:
+        """The command that lists a partition's error records (``--rows``: enough for all of them)."""
+        n = self.partition_errors.get(partition, self.errors_by_partition[partition] + self.earlier_errors[partition])
+        store = shlex.quote(self.store_uri or "store")
+        return f"repeval store show {store} {shlex.quote(partition)} --rows {n}"
+
+    def failure_lines(self) -> list[str]:
+        """The tracks that failed (the first few, with stage and reason), and the commands that list them all;
+        error records earlier runs left for tracks this run wanted; nothing when there are none."""
+        out: list[str] = []
+        if self.failures:
+            first = f"first {len(self.failures)} of " if self.errors > len(self.failures) else ""
+            out.append(f"error records ({first}{self.errors}; track, partition, stage: reason):")
+            for partition, tid, stage, reason in self.failures:
+                text = (reason.strip().splitlines() or [""])[0]
+                if len(text) > REASON_CHARS:
+                    text = text[: REASON_CHARS - 1] + "…"
+                out.append(f"  {tid}  {partition}  {stage}: {text}")
+            out.append("all of them (not evaluated; `--retry-errors` computes them again once the files are fixed):")
+            out += [f"  {self.show_command(p)}" for p in sorted(self.errors_by_partition)]
+        earlier = {p: n for p, n in sorted(self.earlier_errors.items()) if n}
+        if earlier:
+            out.append(
+                f"{sum(earlier.values())} track(s) kept error records of earlier runs (not computed again, not "
+                "evaluated; `--retry-errors` computes them again):"
+            )
+            out += [f"  {self.show_command(p)}" for p in earlier]
+        return out
+
+    def text(self) -> str:
+        """:meth:`line`, then :meth:`failure_lines`: what the CLI prints at the end of an embedding stage."""
+        return "\n".join([self.line(), *self.failure_lines()])
 
 
 class Progress:

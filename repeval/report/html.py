@@ -11,6 +11,7 @@ import datetime as _dt
 import html
 import logging
 import re
+import shlex
 from collections.abc import Callable, Sequence
 from functools import partial
 from importlib import resources
@@ -21,6 +22,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from repeval.report import plots
+from repeval.report.left_out import ERROR_COLUMNS, MAX_ERROR_ROWS, dropped_at_load, error_records
 from repeval.report.render import fmt_number, render_html
 from repeval.report.results import CLEAN, Run, combine_results, groups, load_runs, natural_key, ordered_scenarios
 from repeval.report.tables import _higher, make_table, multi_task_datasets
@@ -223,6 +225,58 @@ def _failed_block(runs: list[Run], task: str, dataset: str) -> str:
     )
 
 
+def _left_out_section(runs: list[Run]) -> str:
+    """The tracks the runs left out of evaluation and why: rows their datasets dropped at load, and the error
+    records of their store partitions (the first :data:`MAX_ERROR_ROWS`, with the total and the commands that list
+    them all). Empty when there are none; a store that cannot be read is a note."""
+    multi = len(runs) > 1
+    parts: list[str] = []
+    for run in runs:
+        prefix = f"{run.run_id}: " if multi else ""
+        for d in dropped_at_load(run):
+            n = int(d.get("not_evaluated") or 0)
+            lines = "".join(f"<li>{e(str(line))}</li>" for line in d.get("lines") or [])
+            parts.append(
+                f"<h3>{e(prefix)}dropped when {e(str(d.get('dataset')))} was loaded for {e(str(d.get('task')))}: "
+                f"{n} track(s) not evaluated</h3><ul>{lines}</ul>"
+            )
+    rows: list[list[str]] = []
+    total, counts, problems = 0, [], []
+    for run in runs:
+        found = error_records(run, MAX_ERROR_ROWS - len(rows))
+        prefix = f"{run.run_id}: " if multi else ""
+        problems += [f"{prefix}error records not read from the store {found.store}: {p}" for p in found.problems]
+        total += found.total
+        counts += [(found.store, name, n) for name, n in found.counts]
+        rows += [[*([run.run_id] if multi else []), *(r.get(c) or "" for c in ERROR_COLUMNS)] for r in found.rows]
+    notes = "".join(f'<p class="rv-note">{e(p)}</p>' for p in problems)
+    if total:
+        head = [*(["run"] if multi else []), *ERROR_COLUMNS]
+        th = "".join(f'<th data-col="{k}" data-kind="text">{e(h)}</th>' for k, h in enumerate(head))
+        body = "".join("<tr>" + "".join(f'<td data-value="{e(v)}">{e(v)}</td>' for v in r) + "</tr>" for r in rows)
+        shown = f"the first {len(rows)} of {total}" if len(rows) < total else f"all {total}"
+        commands = "".join(
+            f"<li><code>{e(f'repeval store show {shlex.quote(store)} {shlex.quote(name)} --rows {n}')}</code> "
+            f"({n})</li>"
+            for store, name, n in counts
+        )
+        parts.append(
+            f'<h3>Error records ({total})</h3><p class="rv-note">these tracks failed to decode, deform or embed: '
+            "they have no embedding in that partition, so no probe was trained or tested on them there (a clean "
+            "record leaves the track out of training and of every test; a scenario's, of that scenario's test). "
+            f"Shown: {shown}; every record of a partition:</p><ul>{commands}</ul>"
+            f'{_controls("left-out-errors")}<div class="rv-scroll"><table class="rv-table sortable" '
+            f'id="left-out-errors"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table></div>'
+        )
+    if not parts and not notes:
+        return ""
+    return (
+        '<section id="not-evaluated"><h2>Tracks left out of evaluation</h2><p class="rv-note">in no table or figure '
+        "below; <code>--strict</code> fails a run that has any (and <code>--retry-errors</code> computes the "
+        f"error records' tracks again once their files are fixed)</p>{notes}{''.join(parts)}</section>"
+    )
+
+
 def _task_notes(runs: list[Run], task: str) -> list[str]:
     """How ``task``'s probes were trained, from the runs' configs: prediction-level aggregation or attention pooling
     (mir_ref's spelling ``aggregation`` too) and augmentation."""
@@ -313,6 +367,9 @@ def build_report_html(runs: list[Run], *, title: str = "repeval report") -> str:
             f'<section class="rv-group" id="{_slug("tasks", d)}"><h2>{e(d)} — tasks compared '
             f'<span class="rv-caption">{e(tasks)}</span></h2>{block}</section>'
         )
+    left_out = _left_out_section(runs)
+    if left_out:
+        nav = '<a href="#not-evaluated">not evaluated</a>' + nav
     stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     run_ids = ", ".join(r.run_id for r in runs)
     return (
@@ -325,7 +382,7 @@ def build_report_html(runs: list[Run], *, title: str = "repeval report") -> str:
         "best per column highlighted, click a header to sort. "
         "Hover a value for its 95% bootstrap interval over test tracks.</p></header>"
         f'<nav><a href="#runs">runs &amp; config</a>{nav}</nav><main>'
-        f"{''.join(sections)}{_run_section(runs)}</main>"
+        f"{left_out}{''.join(sections)}{_run_section(runs)}</main>"
         f"<script>{_asset('report.js')}</script></body></html>\n"
     )
 

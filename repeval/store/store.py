@@ -271,6 +271,10 @@ class Partition:
         """Unique track ids with an embedding (error records left out)."""
         return pc.unique(self._ids(self.part_files()).combine_chunks())
 
+    def error_ids(self) -> pa.Array:
+        """Track ids of the error records, one per record (an Arrow array)."""
+        return self._ids(self.error_files()).combine_chunks()
+
     def done_track_ids(self) -> set[str]:
         """Like :meth:`done_ids`, as a Python set (small partitions, tools)."""
         return set(self.done_ids().to_pylist())
@@ -383,6 +387,23 @@ class Partition:
         if not files:
             return ERROR_SCHEMA.empty_table()
         return pa.concat_tables([pq.read_table(f, filesystem=self.fs) for f in files], promote_options="default")
+
+    def head_errors(self, limit: int) -> tuple[pa.Table, int]:
+        """The first ``limit`` error records (file by file) and how many there are (the others counted from the
+        Parquet footers); a file that cannot be read is :meth:`damaged`."""
+        head: list[pa.Table] = []
+        total = shown = 0
+        for f in self.error_files():
+            try:
+                if shown < limit:
+                    t = pq.read_table(f, filesystem=self.fs).slice(0, limit - shown)
+                    head.append(t)
+                    shown += t.num_rows
+                total += pq.read_metadata(f, filesystem=self.fs).num_rows
+            except (pa.ArrowException, OSError) as exc:
+                raise self.damaged(f, exc) from None
+        table = pa.concat_tables(head, promote_options="default") if head else ERROR_SCHEMA.empty_table()
+        return table, total
 
     def data_files(self) -> list[str]:
         """:meth:`part_files`, or the error naming the fix when there are none."""

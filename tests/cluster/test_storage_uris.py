@@ -65,6 +65,10 @@ def test_make_context_with_a_file_uri(tmp_path: Path) -> None:
     assert ctx.run_dir == tmp_path / "runs" / "r1" and (ctx.run_dir / "config.yaml").is_file()
     assert ctx.tune_storage == str(tmp_path / "runs" / "r1" / "tune")
     assert ctx.store.root == str(tmp_path / "store") and isinstance(ctx.store.fs, pafs.LocalFileSystem)
+    # `--store` overrides run.store: the run's config.yaml names the store it used (the report reads it there)
+    other = make_context(cfg.model_copy(update={"run": run}), "r2", store=f"file://{tmp_path}/other")
+    assert other.store.root == str(tmp_path / "other")
+    assert yaml.safe_load((other.run_dir / "config.yaml").read_text())["run"]["store"] == f"file://{tmp_path}/other"
 
 
 def test_tune_storage_on_a_local_path(tmp_path: Path) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shlex
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -43,6 +45,8 @@ def run_config(rendered_notes, tmp_path_factory):
         for r in rows:
             w.writerow({**r, "audio_path": str(rendered_notes.parent / r["audio_path"])})
         w.writerow({**rows[0], "track_id": "corrupt", "audio_path": str(bad), "split": "test"})
+        # and one whose file is missing: dropped at load (load_report.json), not evaluated either
+        w.writerow({**rows[0], "track_id": "gone", "audio_path": str(root / "gone.wav"), "split": "test"})
     cfg = {
         "run": {"run_id": "e2e", "store": str(root / "store"), "runs_dir": str(root / "runs"), "part_rows": 16},
         "experiments": [
@@ -72,6 +76,27 @@ def test_full_run(ray_session, run_config):
     n_test = 8  # 4 instruments × round(0.15 × 12) test notes
     assert summary.errors == 2  # the corrupt file, in clean and in the deformed test partition
     assert summary.computed == n_tracks + n_test
+    # the summary names the failed tracks, and the commands that list every error record (which work as printed)
+    text = summary.text().splitlines()
+    assert text[0] == summary.line() and "2 errors (decode 2)" in text[0]
+    assert text[1].startswith("error records (2; track, partition, stage: reason)")
+    failed = [ln.split(None, 2) for ln in text[2:4]]
+    assert sorted((f[0], f[1]) for f in failed) == [
+        ("corrupt", "notes/mfcc-stats/D1"),
+        ("corrupt", "notes/mfcc-stats/clean"),
+    ]
+    assert all(f[2].startswith("decode: ") and len(f[2]) > len("decode: ") for f in failed), text
+    commands = [shlex.split(ln) for ln in text[5:]]
+    assert commands == [
+        ["repeval", "store", "show", cfg.run.store, f"notes/mfcc-stats/{sid}", "--rows", "1"] for sid in ("D1", "clean")
+    ], text
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    shown = CliRunner().invoke(app, commands[1][1:])
+    assert shown.exit_code == 0 and "1 error record(s): decode 1" in shown.output
+    assert re.search(r"\n0\s+corrupt\s+test\s+decode\s", shown.output), shown.output
 
     store = EmbeddingStore(cfg.run.store)
     clean = store.partition("notes", "mfcc-stats", "clean")
@@ -92,6 +117,10 @@ def test_full_run(ray_session, run_config):
     # rerunning embeds nothing new
     again = runner.stage_embed(ctx)
     assert again.computed == 0
+    # …and says which tracks still have error records from the first run (they are not evaluated)
+    again_text = again.text().splitlines()
+    assert again_text[1].startswith("2 track(s) kept error records of earlier runs"), again_text
+    assert [shlex.split(ln)[4] for ln in again_text[2:]] == ["notes/mfcc-stats/D1", "notes/mfcc-stats/clean"]
 
     t_summary = runner.stage_train(ctx)
     assert t_summary["trained"] == 1 and not t_summary["failed"]
@@ -109,6 +138,21 @@ def test_full_run(ray_session, run_config):
     assert (ctx.run_dir / "splits" / "instrument__notes.parquet").exists()
     hist = pq.read_table(ctx.run_dir / "history" / "instrument__notes__mfcc-stats.parquet").to_pandas()
     assert hist["epoch"].max() >= 1
+
+    # the report lists the tracks left out of evaluation: the missing file dropped at load, the corrupt one's
+    # error records (read from the run's store)
+    from repeval.report.html import write_report
+
+    page = write_report([ctx.run_dir], ctx.run_dir / "report.html").read_text()
+    section = page[page.index('<section id="not-evaluated">') : page.index("</section>", page.index("not-evaluated"))]
+    assert "dropped when notes was loaded for instrument: 1 track(s) not evaluated" in section
+    assert "1 missing audio: gone (" in section
+    table = section[section.index("<tbody>", section.index('id="left-out-errors"')) :]
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", r) for r in re.findall(r"<tr>(.*?)</tr>", table)]
+    assert [c[:6] for c in cells] == [
+        ["notes", "mfcc-stats", sid, "corrupt", "test", "decode"] for sid in ("clean", "D1")
+    ], cells
+    assert all(c[6] for c in cells) and "Error records (2)" in section and "Shown: all 2" in section
 
     # rerunning train is a no-op: the group's results are kept
     assert runner.stage_train(ctx)["skipped"] == 1
@@ -232,6 +276,62 @@ def test_docs_store_page_matches_what_a_run_writes(ray_session, run_config, tmp_
     assert "notes/mfcc-stats/clean (48, 40) 48" in outputs[3] and "notes/mfcc-stats/D1 (8, 40)" in outputs[3]
     assert "linear" in outputs[4] and "D1" in outputs[4]
     assert "delta" in outputs[5] and "D1" in outputs[5]
+
+
+def test_report_error_records_capped_escaped_and_a_damaged_store_a_note(ray_session, run_config, tmp_path):
+    """The report's list of error records stops at the first 100 (with the total), escapes what the store holds,
+    and is written whatever state the store is in: a damaged error file, or a store that is gone, is a note."""
+    import shutil
+
+    from repeval.report.html import build_report_html
+    from repeval.report.left_out import MAX_ERROR_ROWS
+    from repeval.report.results import load_run
+    from repeval.store.store import ERROR_SCHEMA, write_table_atomic
+
+    store, run_dir = _finished_run(run_config)
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    run_copy = tmp_path / "run"
+    run_copy.mkdir()
+    for name in ("results.parquet", "load_report.json"):
+        shutil.copy(run_dir / name, run_copy / name)
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+
+    def page(store_root: Path) -> str:
+        (run_copy / "config.yaml").write_text(yaml.safe_dump({**cfg, "run": {**cfg["run"], "store": str(store_root)}}))
+        return build_report_html([load_run(run_copy)])
+
+    hostile = "<img src=x onerror=alert(1)>"
+    n_more = 150
+    extra = {c: [None] * n_more for c in ERROR_SCHEMA.names}
+    extra.update(track_id=[f"{hostile}{i}" for i in range(n_more)], split=["test"] * n_more, stage=["embed"] * n_more,
+                 reason=["a <b>bold</b> & odd\nreason"] * n_more)  # fmt: skip
+    clean = copy / "notes" / "mfcc-stats" / "clean"
+    write_table_atomic(pafs.LocalFileSystem(), str(clean / "_errors"), pa.table(extra, schema=ERROR_SCHEMA))
+    text = page(copy)
+    section = text[text.index('<section id="not-evaluated">') :]
+    rows = re.findall(r"<tr>(.*?)</tr>", section[section.index("<tbody>") : section.index("</table>")], re.S)
+    assert len(rows) == MAX_ERROR_ROWS == 100
+    assert f"Error records ({n_more + 2})" in section and f"Shown: the first 100 of {n_more + 2}" in section
+    assert hostile not in text and "&lt;img src=x onerror=alert(1)&gt;0" in section and "<b>bold" not in text
+    assert f"notes/mfcc-stats/clean --rows {n_more + 1}</code> ({n_more + 1})" in section
+
+    # a damaged error file: its partition is named with the fix, the others' records are still listed
+    d1 = next((copy / "notes" / "mfcc-stats" / "D1" / "_errors").glob("part-*.parquet"))
+    d1.write_bytes(d1.read_bytes()[:20])
+    text = page(copy)
+    assert "notes/mfcc-stats/D1: store partition notes/mfcc-stats/D1" in text and "not a readable Parquet file" in text
+    assert f"Error records ({n_more + 1})" in text and "delete that file" in text
+    # no store where the run says: a note, and the rest of the report
+    text = page(tmp_path / "moved")
+    assert f"error records not read from the store {tmp_path / 'moved'}: no embedding store at" in text
+    assert "Model comparison" in text and "Error records" not in text
+    # no error record and nothing dropped at load: no section
+    shutil.rmtree(clean / "_errors")
+    (copy / "notes" / "mfcc-stats" / "D1" / "_errors" / d1.name).unlink()
+    (run_copy / "load_report.json").unlink()
+    text = page(copy)
+    assert 'id="not-evaluated"' not in text and "Model comparison" in text
 
 
 def test_runs_lists_each_run_and_how_far_it_got(ray_session, run_config):

@@ -1,0 +1,100 @@
+"""What a run left out of evaluation, for the report: the rows its datasets dropped at load (``load_report.json``)
+and the error records of its store partitions (a track that failed to decode, deform or embed has no embedding
+there, so no probe was trained or tested on it in that partition).
+
+The error records are read from the run's store (``run.store`` of its ``config.yaml``, resolved from the current
+directory when it is a relative path). A store that cannot be read (moved, damaged, no credentials) becomes a note
+naming the problem, never a failed report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from repeval.report.results import Run, ordered_scenarios
+from repeval.rundir import LOAD_REPORT
+
+log = logging.getLogger(__name__)
+
+#: error records the report lists (the rest are counted, and named by the ``repeval store show`` commands)
+MAX_ERROR_ROWS = 100
+ERROR_COLUMNS = ("dataset", "model", "scenario", "track_id", "split", "stage", "reason")
+
+
+@dataclass
+class ErrorRecords:
+    """The error records of one run's partitions: the first ``limit`` of them, each partition's count, and what
+    could not be read."""
+
+    store: str
+    rows: list[dict[str, str]] = field(default_factory=list)
+    #: (partition ``dataset/model/scenario``, its error records), for every partition that holds some
+    counts: list[tuple[str, int]] = field(default_factory=list)
+    #: why some or all of the records could not be read (each names the store or partition)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(n for _, n in self.counts)
+
+
+def run_store(run: Run) -> str:
+    """The store root the run embedded into (its config's ``run.store``; ``store`` by default)."""
+    section = run.config.get("run")
+    store = section.get("store") if isinstance(section, dict) else None
+    return str(store) if store else "store"
+
+
+def run_partitions(run: Run) -> list[tuple[str, str, str]]:
+    """The ``(dataset, model, scenario)`` partitions the run's results were computed on: clean first, then the
+    scenarios, per dataset and model in order of appearance."""
+    df = run.results
+    out = []
+    for dataset, model in dict.fromkeys(zip(df["dataset"], df["model"], strict=True)):
+        scenarios = df[(df["dataset"] == dataset) & (df["model"] == model)]["scenario"].unique()
+        out += [(str(dataset), str(model), s) for s in ordered_scenarios(scenarios)]
+    return out
+
+
+def error_records(run: Run, limit: int = MAX_ERROR_ROWS) -> ErrorRecords:
+    """The error records of ``run``'s partitions, at most ``limit`` of them read in full (the others counted from
+    the Parquet footers)."""
+    from repeval.store import EmbeddingStore
+
+    uri = run_store(run)
+    found = ErrorRecords(uri)
+    try:
+        store = EmbeddingStore(uri, create=False)
+    except Exception as exc:  # a report is written whatever the store's state: this part becomes a note
+        where = " (a relative path: run `repeval report` from the folder the run was started in)"
+        found.problems.append(f"{exc}{where if '://' not in uri and not uri.startswith('/') else ''}")
+        return found
+    for dataset, model, scenario in run_partitions(run):
+        try:
+            part = store.partition(dataset, model, scenario)
+            head, n = part.head_errors(max(limit - len(found.rows), 0))
+        except Exception as exc:  # as above: a damaged or unreachable partition is named, the report goes on
+            log.warning("report: error records of %s/%s/%s not read: %s", dataset, model, scenario, exc)
+            found.problems.append(f"{dataset}/{model}/{scenario}: {exc}")
+            continue
+        if n:
+            found.counts.append((part.name, n))
+        for r in head.select(["track_id", "split", "stage", "reason"]).to_pylist():
+            found.rows.append({"dataset": dataset, "model": model, "scenario": scenario, **r})
+    return found
+
+
+def dropped_at_load(run: Run) -> list[dict[str, Any]]:
+    """The ``load_report.json`` entries of ``run`` that dropped rows or noted problems (``task``, ``dataset``,
+    ``not_evaluated``: rows ``--strict`` counts, ``lines``: one per kind with the first examples); ``[]`` when the
+    file is missing or unreadable."""
+    try:
+        body = json.loads((run.path / LOAD_REPORT).read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(body, dict):
+        return []
+    return [d for d in body.values() if isinstance(d, dict) and (d.get("lines") or d.get("not_evaluated"))]
