@@ -98,16 +98,36 @@ def _validate_classes(
     if warn:
         present = np.bincount(y_true, minlength=n_classes) > 0
         if present.sum() < 2:
-            warnings.warn(
-                f"only one class ({labels[int(y_true[0])]}) is present in y_true: averages over classes "
-                "describe that class alone",
-                MetricWarning,
-                stacklevel=3,
-            )
+            warnings.warn(_one_class_message(task_type, labels, int(y_true[0]), y_score), MetricWarning, stacklevel=3)
         absent = np.flatnonzero(~present)
         if len(absent) and present.sum() >= 2:
             warnings.warn(_absent_classes_message(task_type, labels, absent, y_score), MetricWarning, stacklevel=3)
     return y_true, y_score, labels
+
+
+def _one_class_message(task_type: str, labels: list[str], only: int, y_score: np.ndarray) -> str:
+    """What each average means when every test example is of one class: ROC-AUC is undefined for every class (the
+    present one has no negative example, the others no positive one), PR-AUC is 1 whatever the scores (the present
+    class's only defined value, all its examples positive), the recall and support-weighted averages are that
+    class's value, and ``f1_macro`` averages its F1 with F1 0 for every other class predicted for some track."""
+    key = task_type == "key_estimation"
+    alone = (
+        "balanced_accuracy, f1_weighted and key_weighted_score_macro" if key else "balanced_accuracy and f1_weighted"
+    )
+    others = np.setdiff1d(np.unique(y_score.argmax(axis=1)), [only])
+    if len(others):
+        f1 = (
+            f"f1_macro averages its F1 with F1 0 for the {len(others)} other class(es) predicted for some track "
+            f"({_names(labels, others)}), so it is at most {1 / (1 + len(others)):.3g}"
+        )
+    else:
+        f1 = "f1_macro is its F1 alone, as no track is predicted as another class"
+    return (
+        f"only one class ({labels[only]}) is present in y_true: roc_auc_macro and roc_auc_weighted are undefined "
+        "(NaN: it has no negative example, the other classes no positive one); pr_auc_macro and pr_auc_weighted are "
+        f"1 whatever the scores; {alone} describe that class alone; {f1}; the micro averages stay defined "
+        "(they pool every class's one-vs-rest decisions)"
+    )
 
 
 def _absent_classes_message(task_type: str, labels: list[str], absent: np.ndarray, y_score: np.ndarray) -> str:

@@ -159,6 +159,34 @@ def test_single_class_present_warns_and_matches_sklearn():
         assert values(rows, "f1_macro")[0] == pytest.approx(skm.f1_score(y, pred, average="macro", zero_division=0))
 
 
+@pytest.mark.parametrize("task_type", ["multiclass_classification", "key_estimation"])
+def test_one_class_warning_says_what_each_average_does(task_type):
+    """Every test track of one class: the warning names, per metric, what the values below are — ROC-AUC macro
+    undefined, PR-AUC macro 1 whatever the scores, f1_macro the class's F1 averaged with 0 for each other class
+    predicted for some track (not "that class alone")."""
+    labels = ["C major", "G major", "A minor"]
+    y = np.zeros(6, dtype=int)
+    s = np.array([[0.8, 0.1, 0.1]] * 4 + [[0.1, 0.8, 0.1]] * 2)  # two tracks predicted as "G major"
+    names = ["f1_macro", "f1_weighted", "balanced_accuracy", "roc_auc_macro", "pr_auc_macro", "roc_auc_micro"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows = compute_metrics(names, task_type, y, s, labels, ci=False)
+    (message,) = [str(w.message) for w in caught if issubclass(w.category, MetricWarning)]
+    assert "describe that class alone" not in message.split(";")[0]
+    assert "roc_auc_macro and roc_auc_weighted are undefined" in message
+    assert np.isnan(values(rows, "roc_auc_macro")[0])
+    assert "pr_auc_macro and pr_auc_weighted are 1 whatever the scores" in message
+    assert values(rows, "pr_auc_macro")[0] == 1.0
+    assert "f1_macro averages its F1 with F1 0 for the 1 other class(es) predicted for some track (G major)" in message
+    assert values(rows, "f1_macro")[0] == pytest.approx(0.8 / 2)  # F1 of C major is 0.8, G major's 0
+    assert values(rows, "f1_weighted")[0] == pytest.approx(0.8) and "f1_weighted" in message
+    assert np.isfinite(values(rows, "roc_auc_micro")[0]) and "micro averages stay defined" in message
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows = compute_metrics(["f1_macro"], task_type, y[:4], s[:4], labels, ci=False)
+    assert "f1_macro is its F1 alone" in str(caught[0].message) and values(rows, "f1_macro")[0] == 1.0
+
+
 def test_absent_class_warns_and_has_no_per_class_row():
     y = np.array([0, 1, 0, 1, 0])
     s = np.eye(3)[[0, 1, 1, 1, 0]]
