@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import sys
 import traceback
 from contextlib import contextmanager
@@ -196,6 +197,10 @@ StrictOpt = Annotated[
 ]
 
 
+#: error records the ``--strict`` failure quotes (the ``repeval store show`` commands it names list them all)
+STRICT_EXAMPLES = 3
+
+
 def _strict_check(ctx: Any) -> None:
     """Exit 3 when a dataset of this configuration dropped rows at load that ``--strict`` counts (see
     :func:`repeval.runner.not_evaluated`) or any of its store partitions holds error records (this run's or
@@ -229,12 +234,18 @@ def _strict_check(ctx: Any) -> None:
         if dropped:
             raise typer.Exit(3)
         return
-    first = bad[0][0].read_errors().slice(0, 1).to_pylist()
-    example = f"; e.g. {first[0]['track_id']}: {first[0]['reason']}" if first else ""
+    examples = []  # the first records of the first partitions, each with its partition
+    for part, _ in bad:
+        if len(examples) >= STRICT_EXAMPLES:
+            break
+        for r in part.read_errors().slice(0, STRICT_EXAMPLES - len(examples)).to_pylist():
+            examples.append(f"{r['track_id']} in {part.name} ({r['stage']}): {r['reason']}")
+    example = f"; e.g. {'; '.join(examples)}" if examples else ""
     where = ", ".join(f"{p.name} ({n})" for p, n in bad)
+    store = shlex.quote(str(ctx.store.uri))
+    commands = ", ".join(f"`repeval store show {store} {shlex.quote(p.name)} --rows {n}`" for p, n in bad)
     typer.secho(
-        f"error: --strict: {sum(n for _, n in bad)} error record(s) in {where}{example} — "
-        f"list them with `repeval store show PARTITION --store {ctx.store.uri}`",
+        f"error: --strict: {sum(n for _, n in bad)} error record(s) in {where}{example} — list them with {commands}",
         fg=typer.colors.RED,
         err=True,
     )

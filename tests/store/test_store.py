@@ -253,6 +253,52 @@ def test_store_show_rows_zero_prints_counts_only_and_negative_is_refused(tmp_pat
     assert "--rows must be 0 or more" in res.output and "Empty DataFrame" not in res.output
 
 
+def test_strict_failure_names_each_partition_with_a_store_show_command_that_works(tmp_path, monkeypatch, capsys):
+    """``--strict`` with error records in two partitions: the message quoted one record and told the user to run
+    ``repeval store show PARTITION --store ...`` with a literal placeholder. It names each partition's command
+    (store quoted, ``--rows`` enough for all its records) and records from more than one partition; each command
+    runs and lists that partition's records."""
+    import shlex
+    import types
+
+    import typer
+
+    from repeval import runner
+    from repeval.cli import _strict_check, app
+
+    root = str(tmp_path / "my store")  # a space: the command must quote it
+    store = EmbeddingStore(root)
+    _write(store, ["a", "b"]).finish({"dataset": "ds", "model": "m", "scenario": "clean", "model_version": "1"})
+    noisy = store.partition("ds", "m", "D1")
+    w = PartitionWriter(noisy, embedding_schema(DIM, False), 10)
+    errs = ErrorBlock()
+    for tid in ("t1", "t2"):
+        errs.add(tid, "test", "D1", "deform", f"{tid} clipped")
+    w.add_errors(errors_table(errs, ERROR_SCHEMA, PROV))
+    w.flush()
+    noisy.finish({"dataset": "ds", "model": "m", "scenario": "D1", "model_version": "1"})
+    ds = types.SimpleNamespace(name="ds")
+    exp = types.SimpleNamespace(
+        datasets=[ds], embedding_models=[types.SimpleNamespace(id="m")], scenarios_for=lambda _ds: ["D1"]
+    )
+    ctx = types.SimpleNamespace(cfg=types.SimpleNamespace(experiments=[exp]), store=store)
+    monkeypatch.setattr(runner, "not_evaluated", lambda _ctx: [])
+    with pytest.raises(typer.Exit):
+        _strict_check(ctx)
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "PARTITION" not in line and line.startswith(
+        "error: --strict: 3 error record(s) in ds/m/clean (1), ds/m/D1 (2)"
+    )
+    assert "bad in ds/m/clean (decode): cannot decode" in line and "t1 in ds/m/D1 (deform): t1 clipped" in line
+    commands = re.findall(r"`(repeval store show [^`]*)`", line)
+    assert commands == [
+        f"repeval store show {shlex.quote(root)} ds/m/{sid} --rows {n}" for sid, n in (("clean", 1), ("D1", 2))
+    ]
+    for command, reasons in zip(commands, (["cannot decode"], ["t1 clipped", "t2 clipped"]), strict=True):
+        res = CliRunner().invoke(app, shlex.split(command)[1:])
+        assert res.exit_code == 0 and all(r in res.output for r in reasons), res.output
+
+
 def test_store_rm_lists_first_deletes_with_yes_and_never_under_a_running_run(tmp_path, monkeypatch):
     from repeval.cli import app
     from repeval.store.lock import StoreLock
