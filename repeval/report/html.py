@@ -92,16 +92,38 @@ def _summary_cards(df: pd.DataFrame, task: str, dataset: str) -> str:
     n_folds = int(agg["fold"].nunique()) if "fold" in agg.columns else 0
     replicates = "seed(s) × fold(s)" if n_folds > 1 else "seed(s)"
     folds = f"{n_folds} folds, " if n_folds > 1 else ""
-    test_note = "per fold" if n_folds > 1 else "per evaluation"
+    group = df[(df["task"] == task) & (df["dataset"] == dataset)]
     cards = [
         f'<div class="rv-card"><span>best on clean {e(metric)}</span><b>{e(best[0])} · {e(best[1])}</b>'
         f"<span>{fmt_number(rec['mean'])}{std} over {int(rec['count'])} {replicates}</span></div>",
         f'<div class="rv-card"><span>grid</span><b>{agg["model"].nunique()} models × {agg["probe"].nunique()} '
-        f"probes</b><span>{df['seed'].nunique()} seed(s), {folds}"
-        f"{len(ordered_scenarios(df[(df['task'] == task)]['scenario'].unique()))} scenario(s)</span></div>",
-        f'<div class="rv-card"><span>test tracks</span><b>{int(agg["n_test"].max())}</b><span>{test_note}</span></div>',
+        f"probes</b><span>{group['seed'].nunique()} seed(s), {folds}"
+        f"{len(ordered_scenarios(group['scenario'].unique()))} scenario(s)</span></div>",
+        _tested_card(group[group["label"].isna()], n_folds),
     ]
     return f'<div class="rv-summary">{"".join(cards)}</div>'
+
+
+def _tested_card(agg: pd.DataFrame, n_folds: int) -> str:
+    """How many test tracks each model was scored on, per scenario: a track left out of evaluation (an error record
+    of that model's partition) is not counted. With k folds, the tracks of every fold (each is tested in one)."""
+    ev = agg.assign(_fold=agg["fold"].fillna(-1)).drop_duplicates(["model", "probe", "seed", "_fold", "scenario"])
+    # every probe and seed of a model scores the same tracks; the most any of them scored (one may have failed)
+    per = ev.groupby(["model", "probe", "seed", "scenario"], sort=False)["n_test"].sum()
+    per = per.groupby(level=["model", "scenario"], sort=False).max()
+    lo, hi = int(per.min()), int(per.max())
+    where = f"over the {n_folds} folds (each track tested in one)" if n_folds > 1 else "per evaluation"
+    if lo == hi:
+        return f'<div class="rv-card"><span>test tracks scored</span><b>{hi}</b><span>{where}</span></div>'
+    order = {s: i for i, s in enumerate(ordered_scenarios(per.index.get_level_values("scenario").unique()))}
+    short = sorted(((m, s, int(n)) for (m, s), n in per.items() if n < hi), key=lambda r: (order[r[1]], r[2]))
+    shown = ", ".join(f"{m} on {s} {n}" for m, s, n in short[:4]) + (
+        f" and {len(short) - 4} more" if len(short) > 4 else ""
+    )
+    return (
+        f'<div class="rv-card"><span>test tracks scored</span><b>{lo}–{hi}</b><span>{where}; fewer where tracks were '
+        f"left out of evaluation: {e(shown)}</span></div>"
+    )
 
 
 def _per_label_block(df: pd.DataFrame, task: str, dataset: str) -> str:

@@ -92,3 +92,28 @@ def test_a_dataset_two_tasks_share_gets_a_tasks_compared_section(tmp_path, repor
     section = section[: section.index("</section>")]
     assert "notes — tasks compared" in section and "clean_training, augmented" in section
     assert section.count('<td data-value="clean_training">') == section.count('<td data-value="augmented">') == 1
+
+
+def test_summary_cards_count_the_tracks_each_model_was_scored_on_and_the_groups_own_seeds(run_dir):
+    """The "test tracks" card showed the largest ``n_test`` of the clean results as the count "per evaluation":
+    a model (or scenario) that lost tracks to error records was scored on fewer, which the card hid. It gives the
+    range with the models and scenarios that have fewer. The grid card counted the seeds of every task."""
+    from repeval.report.html import _summary_cards
+    from repeval.report.results import load_run
+
+    df = load_run(run_dir).results
+    cards = _summary_cards(df, "instrument_recognition", "tinysol")
+    assert "<span>test tracks scored</span><b>90</b><span>per evaluation</span>" in cards
+    df.loc[(df["model"] == "msd-musicnn") & (df["scenario"] == "D1"), "n_test"] = 87  # 3 tracks failed to deform
+    df.loc[df["model"] == "logmel-stats", "n_test"] = 89  # one track failed to embed: in no scenario's test
+    cards = _summary_cards(df, "instrument_recognition", "tinysol")
+    assert "<b>87–90</b><span>per evaluation; fewer where tracks were left out of evaluation: logmel-stats on " in (
+        cards
+    )
+    assert "logmel-stats on clean 89, msd-musicnn on D1 87, logmel-stats on D1 89, logmel-stats on D2 89" in cards
+    one_seed = df[(df["task"] == "instrument_recognition") | (df["seed"] == 0)]  # the other task: seed 0 alone
+    assert "<span>1 seed(s), 3 scenario(s)</span>" in _summary_cards(one_seed, "autotagging", "magnatagatune")
+    # k folds: every track is tested in one fold, so the tracks of all folds (not the largest fold's)
+    folds = pd.concat([df.assign(fold=k, n_test=30) for k in range(3)], ignore_index=True).astype({"fold": "Int64"})
+    cards = _summary_cards(folds, "autotagging", "magnatagatune")
+    assert "<b>90</b><span>over the 3 folds (each track tested in one)</span>" in cards
