@@ -12,6 +12,7 @@ import html
 import logging
 import re
 import shlex
+import zlib
 from collections.abc import Callable, Sequence
 from functools import partial
 from importlib import resources
@@ -38,7 +39,13 @@ def _asset(name: str) -> str:
 
 
 def _slug(*parts: str) -> str:
-    return re.sub(r"[^a-zA-Z0-9]+", "-", "-".join(parts)).strip("-").lower()
+    """An element id from names: readable, and distinct for distinct names — a name with anything but lower-case
+    ASCII letters, digits and ``_`` (``τέμπο`` and ``ρυθμός`` both read ``""``; ``a-b`` and ``a_b`` both ``a-b``) adds a
+    hash of the names, or two sections share an id (a link, filter or sorter would reach the first one only)."""
+    text = re.sub(r"[^a-zA-Z0-9]+", "-", "-".join(parts)).strip("-").lower()
+    if any(re.search(r"[^a-z0-9_]", p) for p in parts):
+        text += f"-{zlib.crc32(chr(31).join(parts).encode()):08x}"
+    return text
 
 
 def _figure(make: Callable[[], Figure], caption: str) -> str:

@@ -117,3 +117,33 @@ def test_summary_cards_count_the_tracks_each_model_was_scored_on_and_the_groups_
     folds = pd.concat([df.assign(fold=k, n_test=30) for k in range(3)], ignore_index=True).astype({"fold": "Int64"})
     cards = _summary_cards(folds, "autotagging", "magnatagatune")
     assert "<b>90</b><span>over the 3 folds (each track tested in one)</span>" in cards
+
+
+def test_names_in_any_script_get_distinct_ids_and_names_are_escaped(tmp_path):
+    """Two tasks named in a non-Latin script (τέμπο, ρυθμός) on one dataset made the same element ids (``g-ds``, the tables'
+    ``t-…-ds``): both nav links led to the first section and the second section's filter and sorter drove the
+    first one's table. Every id is distinct now, each link reaches its section, and HTML in names is text."""
+    from collections import Counter
+
+    from repeval.report.html import build_report_html
+    from repeval.report.results import load_run
+    from repeval.testing.results import FakeExperiment, FakeRunSpec, make_run_dir
+
+    metrics = ("accuracy", "f1_macro")
+    spec = FakeRunSpec(
+        run_id="r<&>", n_resamples=5, probes=("M1",), seeds=(0,), models=("m<script>x</script>",),
+        scenarios=("clean", "D&1"),
+        experiments=(FakeExperiment("τέμπο", "multiclass_classification", "ds", 4, metrics),
+                     FakeExperiment("ρυθμός", "multiclass_classification", "ds", 4, metrics)),
+    )  # fmt: skip
+    text = build_report_html([load_run(make_run_dir(tmp_path, spec))])
+    ids = Counter(re.findall(r'\sid="([^"]*)"', text))
+    assert [k for k, n in ids.items() if n > 1] == []
+    targets = re.findall(r'data-target="([^"]*)"', text[: text.index("<script>")])  # the page, not the script
+    links = re.findall(r'<a href="#([^"]*)">', text)
+    assert targets and all(t in ids for t in targets) and all(a in ids for a in links)
+    heads = {
+        re.search(r'id="(g-[^"]*)"', s).group(1) for s in re.findall(r'<section class="rv-group" id="g-[^>]*>', text)
+    }
+    assert len(heads) == 2 and len(set(links) & heads) == 2
+    assert "<script>x" not in text and "m&lt;script&gt;x&lt;/script&gt;" in text and "D&amp;1" in text
