@@ -234,7 +234,7 @@ def _strict_check(ctx: Any) -> None:
         if dropped:
             raise typer.Exit(3)
         return
-    examples = []  # the first records of the first partitions, each with its partition
+    examples: list[str] = []  # the first records of the first partitions, each with its partition
     for part, _ in bad:
         if len(examples) >= STRICT_EXAMPLES:
             break
