@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import sys
 import traceback
 from contextlib import contextmanager
@@ -232,9 +233,10 @@ def _strict_check(ctx: Any) -> None:
     first = bad[0][0].read_errors().slice(0, 1).to_pylist()
     example = f"; e.g. {first[0]['track_id']}: {first[0]['reason']}" if first else ""
     where = ", ".join(f"{p.name} ({n})" for p, n in bad)
+    store = shlex.quote(ctx.store.uri)
+    commands = ", ".join(f"`repeval store show {store} {shlex.quote(p.name)} --errors`" for p, _ in bad)
     typer.secho(
-        f"error: --strict: {sum(n for _, n in bad)} error record(s) in {where}{example} — "
-        f"list them with `repeval store show PARTITION --store {ctx.store.uri}`",
+        f"error: --strict: {sum(n for _, n in bad)} error record(s) in {where}{example} — list them with {commands}",
         fg=typer.colors.RED,
         err=True,
     )
@@ -692,19 +694,30 @@ def store_show(
         ),
     ],
     root: Annotated[str | None, typer.Option("--store", help="store root (path or pyarrow filesystem URI)")] = None,
-    rows: Annotated[int, typer.Option("--rows", help="rows (and error records) to print; 0: counts only")] = 5,
+    rows: Annotated[
+        int | None,
+        typer.Option(
+            "--rows",
+            help="rows and error records to print (default 5; 0: counts only); with --errors, error records "
+            "(default: all)",
+        ),
+    ] = None,
+    errors: Annotated[
+        bool, typer.Option("--errors", help="only the error records, one line each: all of them, or the first --rows")
+    ] = False,
 ) -> None:
-    """Show a partition's manifest, schema, counts, first rows and error records."""
+    """Show a partition's manifest, schema, counts, first rows and error records (--errors: only the records)."""
     from repeval.store import EmbeddingStore
-    from repeval.store.inspect import show_text
+    from repeval.store.inspect import errors_text, show_text
 
     def go() -> None:
-        if rows < 0:
+        if rows is not None and rows < 0:
             raise ValueError(f"--rows must be 0 or more (0 prints the counts without rows), got {rows}")
         if len(target) > 2:
             raise ValueError("give [STORE] DATASET/MODEL/SCENARIO (see `repeval store ls STORE`)")
         store = EmbeddingStore(_store_root(target[0] if len(target) == 2 else None, root), create=False)
-        typer.echo(show_text(store.find(target[-1]), rows))
+        part = store.find(target[-1])
+        typer.echo(errors_text(part, rows) if errors else show_text(part, 5 if rows is None else rows))
 
     _guard(go)
 

@@ -88,15 +88,15 @@ def test_full_run(ray_session, run_config):
     assert all(f[2].startswith("decode: ") and len(f[2]) > len("decode: ") for f in failed), text
     commands = [shlex.split(ln) for ln in text[5:]]
     assert commands == [
-        ["repeval", "store", "show", cfg.run.store, f"notes/mfcc-stats/{sid}", "--rows", "1"] for sid in ("D1", "clean")
+        ["repeval", "store", "show", cfg.run.store, f"notes/mfcc-stats/{sid}", "--errors"] for sid in ("D1", "clean")
     ], text
     from typer.testing import CliRunner
 
     from repeval.cli import app
 
     shown = CliRunner().invoke(app, commands[1][1:])
-    assert shown.exit_code == 0 and "1 error record(s): decode 1" in shown.output
-    assert re.search(r"\n0\s+corrupt\s+test\s+decode\s", shown.output), shown.output
+    assert shown.exit_code == 0 and "notes/mfcc-stats/clean: 1 error record(s): decode 1" in shown.output
+    assert re.search(r"\ncorrupt\s+test\s+decode\s", shown.output), shown.output
 
     store = EmbeddingStore(cfg.run.store)
     clean = store.partition("notes", "mfcc-stats", "clean")
@@ -314,7 +314,7 @@ def test_report_error_records_capped_escaped_and_a_damaged_store_a_note(ray_sess
     assert len(rows) == MAX_ERROR_ROWS == 100
     assert f"Error records ({n_more + 2})" in section and f"Shown: the first 100 of {n_more + 2}" in section
     assert hostile not in text and "&lt;img src=x onerror=alert(1)&gt;0" in section and "<b>bold" not in text
-    assert f"notes/mfcc-stats/clean --rows {n_more + 1}</code> ({n_more + 1})" in section
+    assert f"notes/mfcc-stats/clean --errors</code> ({n_more + 1})" in section
 
     # a damaged error file: its partition is named with the fix, the others' records are still listed
     d1 = next((copy / "notes" / "mfcc-stats" / "D1" / "_errors").glob("part-*.parquet"))
