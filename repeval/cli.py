@@ -737,8 +737,6 @@ def store_rm(
     yes: Annotated[bool, typer.Option("--yes", help="delete; without it, only list what would be deleted")] = False,
 ) -> None:
     """Delete store partitions (the next run computes them again); takes the store's lock, so not during a run."""
-    import fnmatch
-
     from repeval.store import EmbeddingStore
     from repeval.store.lock import StoreLock
 
@@ -755,15 +753,14 @@ def store_rm(
         else:
             store_root = _store_root(None, root)
         store = EmbeddingStore(store_root, create=False)
-        names = {p.name: p for p in store.partitions()}
         chosen: dict[str, Any] = {}
         for pattern in args:
-            hits = fnmatch.filter(sorted(names), pattern.strip("/"))
+            hits = store.matching(pattern)
             if not hits and any(c in pattern for c in "*?["):
                 raise ValueError(f"no partition of {store.uri} matches {pattern} (`repeval store ls` lists them)")
             if not hits:
                 store.find(pattern)  # raises naming the closest partitions
-            chosen.update((n, names[n]) for n in hits)
+            chosen.update((p.name, p) for p in hits)
         rows = {n: p.counts() for n, p in chosen.items()}
         for n in chosen:
             state = "complete" if chosen[n].complete else "incomplete"

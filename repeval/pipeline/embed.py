@@ -286,7 +286,7 @@ def _plan_dataset(
             if not missing.any() and (part.complete or key in st.parts):
                 continue
             if frames_kept:  # its rows have frames; this run would add rows without them
-                raise frames_conflict(part, int(missing.sum()), store.uri)
+                raise frames_conflict(part, int(missing.sum()))
             if key not in st.parts:
                 # a partition shared by several tasks (one dataset, other splits) may need more tracks
                 part.reopen()

@@ -443,3 +443,31 @@ def test_the_embedding_summary_command_lists_every_error_record(tmp_path):
     res = CliRunner().invoke(app, commands[0][1:])
     assert res.exit_code == 0 and [ln.split()[0] for ln in res.output.splitlines()[2:]] == ["bad"], res.output
     assert "train" not in res.output  # the partition's rows are not printed
+
+
+def test_the_store_rm_command_an_error_names_deletes_a_partition_with_a_space_in_its_name(tmp_path):
+    """A dataset named `my notes` is stored as `my_notes/...`; the `repeval store rm` command a conflict names was
+    not quoted (the shell split it in two) and `store rm 'my notes/m/clean'` matched nothing, "deleting" 0
+    partitions: the command is quoted and rm takes a partition (or pattern) as the configuration names it."""
+    import shlex
+
+    from repeval.cli import app
+
+    store = EmbeddingStore(str(tmp_path / "s"))
+    for scenario in ("clean", "D1"):
+        part = store.partition("my notes", "m", scenario)
+        part.stamp({"fp": 1})
+        w = PartitionWriter(part, embedding_schema(DIM), 10)
+        w.add_table(rows_table(_block(["a"]), embedding_schema(DIM), PROV))
+        w.flush()
+        part.finish({"dataset": "my notes"})
+    with pytest.raises(StoreConflict) as exc:
+        store.partition("my notes", "m", "clean").check_compatible({"fp": 2})
+    command = shlex.split(re.search(r"`(repeval store rm [^`]*)`", str(exc.value)).group(1))
+    assert command == ["repeval", "store", "rm", store.uri, "my notes/m/clean", "--yes"]
+    runner = CliRunner()
+    res = runner.invoke(app, ["store", "rm", store.uri, "my notes/*/*"])
+    assert res.exit_code == 0 and "2 partition(s) would be deleted" in res.output, res.output
+    res = runner.invoke(app, command[1:])
+    assert res.exit_code == 0 and "deleted 1 partition(s)" in res.output, res.output
+    assert [p.name for p in store.partitions()] == ["my_notes/m/D1"]
