@@ -488,7 +488,7 @@ def report(
         list[str], typer.Argument(help="run directories (runs/<run_id>, or a URI such as s3://bucket/runs/<run_id>)")
     ],
     out: Annotated[
-        Path | None, typer.Option("--out", help="HTML file to write [default: report.html in the first run]")
+        Path | None, typer.Option("--out", help="HTML file to write (default: report.html in the first run)")
     ] = None,
 ) -> None:
     """Write a self-contained HTML report."""
@@ -672,7 +672,7 @@ def _store_root(positional: str | None, option: str | None) -> str:
 @store_app.command("ls")
 def store_ls(
     root: Annotated[
-        str | None, typer.Argument(help="store root (path or pyarrow filesystem URI) [default: store]")
+        str | None, typer.Argument(help="store root (path or pyarrow filesystem URI; default: store)")
     ] = None,
     store: Annotated[str | None, typer.Option("--store", help="the store root, as an option")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
@@ -690,7 +690,7 @@ def store_show(
         list[str],
         typer.Argument(
             metavar="[STORE] DATASET/MODEL/SCENARIO",
-            help="the partition, after the store root unless --store gives it [default store: store]",
+            help="the partition, after the store root unless --store gives it (default store: store)",
         ),
     ],
     root: Annotated[str | None, typer.Option("--store", help="store root (path or pyarrow filesystem URI)")] = None,
@@ -730,7 +730,7 @@ def store_rm(
             metavar="[STORE] PARTITION...",
             help="partitions as dataset/model/scenario, shell-style patterns allowed (notes/mfcc-stats/*); "
             "the first argument is the store root when it is not a partition (give a relative root with two "
-            "slashes as ./a/b/c) [default store: store]",
+            "slashes as ./a/b/c; default store: store)",
         ),
     ],
     root: Annotated[str | None, typer.Option("--store", help="store root (path or pyarrow filesystem URI)")] = None,

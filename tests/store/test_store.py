@@ -471,3 +471,19 @@ def test_the_store_rm_command_an_error_names_deletes_a_partition_with_a_space_in
     res = runner.invoke(app, command[1:])
     assert res.exit_code == 0 and "deleted 1 partition(s)" in res.output, res.output
     assert [p.name for p in store.partitions()] == ["my_notes/m/D1"]
+
+
+def test_help_texts_show_the_default_store(tmp_path):
+    """Typer renders help as rich markup, which ate every "[default: ...]" written into a help text: `store ls|show|rm
+    --help` never said the store defaults to `store` (nor `report --help` where --out goes)."""
+    from repeval.cli import app
+
+    for args, text in (
+        (["store", "ls"], "default: store"),
+        (["store", "show"], "default store: store"),
+        (["store", "rm"], "default store: store"),
+        (["report"], "default: report.html in the first run"),
+    ):
+        res = CliRunner().invoke(app, [*args, "--help"], env={"COLUMNS": "200"})
+        assert res.exit_code == 0, res.output
+        assert text in " ".join(res.output.replace("│", " ").split()), (args, res.output)
