@@ -265,7 +265,7 @@ def test_docs_store_page_matches_what_a_run_writes(ray_session, run_config, tmp_
     (tmp_path / "runs" / "quickstart").symlink_to(run_dir)
     monkeypatch.chdir(tmp_path)
     blocks = re.findall(r"```python\n(.*?)```", STORE_DOC.read_text(), re.S)
-    assert len(blocks) >= 6
+    assert len(blocks) >= 7
     outputs = []
     for code in blocks:
         exec(compile(code.replace("rendered_notes", "notes"), str(STORE_DOC), "exec"), {})  # the page's own examples
@@ -273,9 +273,13 @@ def test_docs_store_page_matches_what_a_run_writes(ray_session, run_config, tmp_
     assert outputs[0].split() == ["(48,", "40)", "float32", "48"]  # the clean partition: 48 notes, 40-d MFCC stats
     assert "train" in outputs[1] and "test" in outputs[1]
     assert "D1" in outputs[2] and "clean" in outputs[2] and "mfcc-stats" in outputs[2]
-    assert "notes/mfcc-stats/clean (48, 40) 48" in outputs[3] and "notes/mfcc-stats/D1 (8, 40)" in outputs[3]
-    assert "linear" in outputs[4] and "D1" in outputs[4]
-    assert "delta" in outputs[5] and "D1" in outputs[5]
+    # every dataset at once, error records kept apart: clean 48 rows, D1 8 (the test split), the corrupt file in both
+    assert re.search(r"│ notes\s+│ mfcc-stats\s+│ D1\s+│\s+8 │\s+1 │", outputs[3]), outputs[3]
+    assert re.search(r"│ notes\s+│ mfcc-stats\s+│ clean\s+│\s+48 │\s+1 │", outputs[3]), outputs[3]
+    assert outputs[3].count("│ corrupt ") == 2 and "decode" in outputs[3], outputs[3]
+    assert "notes/mfcc-stats/clean (48, 40) 48" in outputs[4] and "notes/mfcc-stats/D1 (8, 40)" in outputs[4]
+    assert "linear" in outputs[5] and "D1" in outputs[5]
+    assert "delta" in outputs[6] and "D1" in outputs[6]
 
 
 def test_report_error_records_capped_escaped_and_a_damaged_store_a_note(ray_session, run_config, tmp_path):
