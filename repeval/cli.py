@@ -242,8 +242,8 @@ def _strict_check(ctx: Any) -> None:
             examples.append(f"{r['track_id']} in {part.name} ({r['stage']}): {r['reason']}")
     example = f"; e.g. {'; '.join(examples)}" if examples else ""
     where = ", ".join(f"{p.name} ({n})" for p, n in bad)
-    store = shlex.quote(str(ctx.store.uri))
-    commands = ", ".join(f"`repeval store show {store} {shlex.quote(p.name)} --rows {n}`" for p, n in bad)
+    store = shlex.quote(ctx.store.uri)
+    commands = ", ".join(f"`repeval store show {store} {shlex.quote(p.name)} --errors`" for p, _ in bad)
     typer.secho(
         f"error: --strict: {sum(n for _, n in bad)} error record(s) in {where}{example} — list them with {commands}",
         fg=typer.colors.RED,
@@ -497,7 +497,7 @@ def report(
         list[str], typer.Argument(help="run directories (runs/<run_id>, or a URI such as s3://bucket/runs/<run_id>)")
     ],
     out: Annotated[
-        Path | None, typer.Option("--out", help="HTML file to write [default: report.html in the first run]")
+        Path | None, typer.Option("--out", help="HTML file to write (default: report.html in the first run)")
     ] = None,
 ) -> None:
     """Write a self-contained HTML report."""
@@ -681,7 +681,7 @@ def _store_root(positional: str | None, option: str | None) -> str:
 @store_app.command("ls")
 def store_ls(
     root: Annotated[
-        str | None, typer.Argument(help="store root (path or pyarrow filesystem URI) [default: store]")
+        str | None, typer.Argument(help="store root (path or pyarrow filesystem URI; default: store)")
     ] = None,
     store: Annotated[str | None, typer.Option("--store", help="the store root, as an option")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
@@ -699,23 +699,34 @@ def store_show(
         list[str],
         typer.Argument(
             metavar="[STORE] DATASET/MODEL/SCENARIO",
-            help="the partition, after the store root unless --store gives it [default store: store]",
+            help="the partition, after the store root unless --store gives it (default store: store)",
         ),
     ],
     root: Annotated[str | None, typer.Option("--store", help="store root (path or pyarrow filesystem URI)")] = None,
-    rows: Annotated[int, typer.Option("--rows", help="rows (and error records) to print; 0: counts only")] = 5,
+    rows: Annotated[
+        int | None,
+        typer.Option(
+            "--rows",
+            help="rows and error records to print (default 5; 0: counts only); with --errors, error records "
+            "(default: all)",
+        ),
+    ] = None,
+    errors: Annotated[
+        bool, typer.Option("--errors", help="only the error records, one line each: all of them, or the first --rows")
+    ] = False,
 ) -> None:
-    """Show a partition's manifest, schema, counts, first rows and error records."""
+    """Show a partition's manifest, schema, counts, first rows and error records (--errors: only the records)."""
     from repeval.store import EmbeddingStore
-    from repeval.store.inspect import show_text
+    from repeval.store.inspect import errors_text, show_text
 
     def go() -> None:
-        if rows < 0:
+        if rows is not None and rows < 0:
             raise ValueError(f"--rows must be 0 or more (0 prints the counts without rows), got {rows}")
         if len(target) > 2:
             raise ValueError("give [STORE] DATASET/MODEL/SCENARIO (see `repeval store ls STORE`)")
         store = EmbeddingStore(_store_root(target[0] if len(target) == 2 else None, root), create=False)
-        typer.echo(show_text(store.find(target[-1]), rows))
+        part = store.find(target[-1])
+        typer.echo(errors_text(part, rows) if errors else show_text(part, 5 if rows is None else rows))
 
     _guard(go)
 
@@ -728,15 +739,13 @@ def store_rm(
             metavar="[STORE] PARTITION...",
             help="partitions as dataset/model/scenario, shell-style patterns allowed (notes/mfcc-stats/*); "
             "the first argument is the store root when it is not a partition (give a relative root with two "
-            "slashes as ./a/b/c) [default store: store]",
+            "slashes as ./a/b/c; default store: store)",
         ),
     ],
     root: Annotated[str | None, typer.Option("--store", help="store root (path or pyarrow filesystem URI)")] = None,
     yes: Annotated[bool, typer.Option("--yes", help="delete; without it, only list what would be deleted")] = False,
 ) -> None:
     """Delete store partitions (the next run computes them again); takes the store's lock, so not during a run."""
-    import fnmatch
-
     from repeval.store import EmbeddingStore
     from repeval.store.lock import StoreLock
 
@@ -753,15 +762,14 @@ def store_rm(
         else:
             store_root = _store_root(None, root)
         store = EmbeddingStore(store_root, create=False)
-        names = {p.name: p for p in store.partitions()}
         chosen: dict[str, Any] = {}
         for pattern in args:
-            hits = fnmatch.filter(sorted(names), pattern.strip("/"))
+            hits = store.matching(pattern)
             if not hits and any(c in pattern for c in "*?["):
                 raise ValueError(f"no partition of {store.uri} matches {pattern} (`repeval store ls` lists them)")
             if not hits:
                 store.find(pattern)  # raises naming the closest partitions
-            chosen.update((n, names[n]) for n in hits)
+            chosen.update((p.name, p) for p in hits)
         rows = {n: p.counts() for n, p in chosen.items()}
         for n in chosen:
             state = "complete" if chosen[n].complete else "incomplete"

@@ -286,7 +286,7 @@ def _plan_dataset(
             if not missing.any() and (part.complete or key in st.parts):
                 continue
             if frames_kept:  # its rows have frames; this run would add rows without them
-                raise frames_conflict(part, int(missing.sum()), store.uri)
+                raise frames_conflict(part, int(missing.sum()))
             if key not in st.parts:
                 # a partition shared by several tasks (one dataset, other splits) may need more tracks
                 part.reopen()
@@ -409,22 +409,19 @@ def _run_stream(cfg: Config, st: _Stream, store: EmbeddingStore, summary: EmbedS
         version = versions.get(key) or _stored_version(part)
         if version:
             info["model_version"] = version
-        manifest = part.finish(info)
+        part.finish(info)
         summary.partitions_completed.append(part.path)
-        if manifest.get("errors") or part.name in summary.partition_errors:
-            summary.partition_errors[part.name] = int(manifest.get("errors") or 0)
 
 
 def _count_earlier_errors(part: Any, ids: pa.Array, wanted: np.ndarray, summary: EmbedSummary) -> None:
     """Count the tracks of ``ids`` this run wants (``wanted``) that hold an error record from an earlier run of
-    ``part`` (they are not computed again, nor evaluated), and the partition's error records."""
+    ``part`` (they are not computed again, nor evaluated)."""
     failed = part.error_ids()
     if not len(failed):
         return
     n = int((wanted & pc.is_in(ids, value_set=failed).to_numpy(zero_copy_only=False)).sum())
     if n:
         summary.earlier_errors[part.name] += n
-        summary.partition_errors[part.name] = len(failed)
 
 
 def _stored_version(part: Any) -> str | None:

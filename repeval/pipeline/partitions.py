@@ -135,13 +135,13 @@ def wanted_masks(cfg: Config, exp: ExperimentConfig, ds: Any, rows: pa.Table, de
     return out
 
 
-def frames_conflict(part: Any, missing: int, store_uri: str) -> StoreConflict:
+def frames_conflict(part: Any, missing: int) -> StoreConflict:
     """The error for a partition that keeps frames but would be completed by a run that does not keep them."""
     return StoreConflict(
         f"store partition {part.path} keeps frame-level embeddings (run.keep_frames) and is not complete "
         f"({missing} of this run's tracks missing); this run would complete it without frames: "
         "set run.keep_frames: true to complete it with frames, point run.store elsewhere, or delete it "
-        f"(`repeval store rm {store_uri} {part.name} --yes`)"
+        f"(`{part.rm_command()}`)"
     )
 
 
@@ -156,7 +156,7 @@ def partition_state(part: Any, spec: PartitionSpec, ids: pa.Array, wanted: np.nd
     done = pc.is_in(ids, value_set=part.done_ids()).to_numpy(zero_copy_only=False)
     missing = int((wanted & ~done).sum())
     if missing and frames_kept:
-        return "conflict", str(frames_conflict(part, missing, part.store.uri))
+        return "conflict", str(frames_conflict(part, missing))
     if missing:
         return "todo", f"{missing:,} of {int(wanted.sum()):,} track(s) to embed"
     return ("complete", "") if part.complete else ("todo", "not marked complete")

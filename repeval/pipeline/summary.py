@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-#: failed tracks the summary names (the rest: ``repeval store show``)
+#: failed tracks the summary names (the rest: ``repeval store show --errors``)
 SHOWN_FAILURES = 5
 #: characters of a failure's reason the summary keeps (its first line)
 REASON_CHARS = 120
@@ -48,8 +48,6 @@ class EmbedSummary:
     errors_by_partition: Counter[str] = field(default_factory=Counter)
     #: partition name → error records it holds from earlier runs for tracks this run wanted (not computed again)
     earlier_errors: Counter[str] = field(default_factory=Counter)
-    #: partition name → every error record it holds (as last read: its manifest once this run finished it)
-    partition_errors: dict[str, int] = field(default_factory=dict)
     #: the first :data:`SHOWN_FAILURES` failures of this run: (partition name, track id, stage, reason)
     failures: list[tuple[str, str, str, str]] = field(default_factory=list)
     #: the store's root, for the ``repeval store show`` commands the summary names
@@ -82,7 +80,6 @@ class EmbedSummary:
         self.streams += other.streams
         self.errors_by_partition.update(other.errors_by_partition)
         self.earlier_errors.update(other.earlier_errors)
-        self.partition_errors.update(other.partition_errors)
         self.failures += other.failures[: max(SHOWN_FAILURES - len(self.failures), 0)]
         self.store_uri = self.store_uri or other.store_uri
 
@@ -103,10 +100,8 @@ class EmbedSummary:
         )
 
     def show_command(self, partition: str) -> str:
-        """The command that lists a partition's error records (``--rows``: enough for all of them)."""
-        n = self.partition_errors.get(partition, self.errors_by_partition[partition] + self.earlier_errors[partition])
-        store = shlex.quote(self.store_uri or "store")
-        return f"repeval store show {store} {shlex.quote(partition)} --rows {n}"
+        """The command that lists every error record of a partition, and only those."""
+        return f"repeval store show {shlex.quote(self.store_uri or 'store')} {shlex.quote(partition)} --errors"
 
     def failure_lines(self) -> list[str]:
         """The tracks that failed (the first few, with stage and reason), and the commands that list them all;

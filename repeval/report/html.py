@@ -285,8 +285,7 @@ def _left_out_section(runs: list[Run]) -> str:
         body = "".join("<tr>" + "".join(f'<td data-value="{e(v)}">{e(v)}</td>' for v in r) + "</tr>" for r in rows)
         shown = f"the first {len(rows)} of {total}" if len(rows) < total else f"all {total}"
         commands = "".join(
-            f"<li><code>{e(f'repeval store show {shlex.quote(store)} {shlex.quote(name)} --rows {n}')}</code> "
-            f"({n})</li>"
+            f"<li><code>{e(f'repeval store show {shlex.quote(store)} {shlex.quote(name)} --errors')}</code> ({n})</li>"
             for store, name, n in counts
         )
         parts.append(

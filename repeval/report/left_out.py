@@ -19,7 +19,7 @@ from repeval.rundir import LOAD_REPORT
 
 log = logging.getLogger(__name__)
 
-#: error records the report lists (the rest are counted, and named by the ``repeval store show`` commands)
+#: error records the report lists (the rest are counted, and named by the ``repeval store show --errors`` commands)
 MAX_ERROR_ROWS = 100
 ERROR_COLUMNS = ("dataset", "model", "scenario", "track_id", "split", "stage", "reason")
 

@@ -116,7 +116,7 @@ def show_text(part: Partition, n_rows: int = 5) -> str:
         if head:
             out.append(pa.concat_tables(head).slice(0, n_rows).to_pandas().to_string())
     else:
-        out.append("(no rows yet)")
+        out.append("(no rows: every track has an error record)" if m else "(no rows yet)")
     errs = part.read_errors()
     if errs.num_rows:
         by_stage = errs.group_by("stage").aggregate([("track_id", "count")]).to_pylist()
@@ -125,4 +125,30 @@ def show_text(part: Partition, n_rows: int = 5) -> str:
         )
         if n_rows:
             out.append(errs.slice(0, n_rows).select(["track_id", "split", "stage", "reason"]).to_pandas().to_string())
+            if errs.num_rows > n_rows:
+                out.append(f"(the first {n_rows}; `--errors` lists all {errs.num_rows})")
     return "\n".join(out)
+
+
+def errors_text(part: Partition, limit: int | None = None) -> str:
+    """Only the error records of ``part``: a count line, then one line per record (track, split, stage and the
+    reason, on one line) as aligned columns — all of them, or the first ``limit``."""
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be 0 or more, got {limit}")
+    errs, total = part.head_errors(part.counts()[1] if limit is None else limit)  # a damaged file: named, with the fix
+    head = f"partition {part.name}: {total} error record(s)"
+    if not total:
+        return head
+    stages = errs.group_by("stage").aggregate([("track_id", "count")]).to_pylist() if errs.num_rows == total else []
+    if stages:
+        head += ": " + ", ".join(f"{r['stage']} {r['track_id_count']}" for r in stages)
+    if 0 < errs.num_rows < total:
+        head += f" (the first {errs.num_rows} shown)"
+    lines = [head]
+    if errs.num_rows:
+        cells: list[tuple[str, ...]] = [("track_id", "split", "stage", "reason")]
+        for r in errs.select(["track_id", "split", "stage", "reason"]).to_pylist():
+            reason = " ".join(str(r["reason"] or "").split())  # one line each, however the exception was worded
+            cells.append((str(r["track_id"]), str(r["split"] or "-"), str(r["stage"] or "-"), reason))
+        lines += aligned(cells)
+    return "\n".join(lines)

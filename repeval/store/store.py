@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import time
 import uuid
 from dataclasses import dataclass
@@ -118,9 +119,14 @@ def _described_diff(old: Any, new: dict[str, Any], old_described: Any, new_descr
     return fingerprint_diff(old_x, new_x) or fingerprint_diff(old, new)
 
 
+def _stored_name(component: str, keep: str = "") -> str:
+    """``component`` as the store's folder names it: letters, digits and ``-_.=`` (and ``keep``) kept, the rest ``_``."""
+    return "".join(c if c.isalnum() or c in "-_.=" or c in keep else "_" for c in component)
+
+
 def _safe(component: str) -> str:
     """A path component that cannot escape the store (no separators, no '..')."""
-    out = "".join(c if c.isalnum() or c in "-_.=" else "_" for c in component)
+    out = _stored_name(component)
     if out in {"", ".", ".."}:
         raise ValueError(f"invalid store path component {component!r}")
     return out
@@ -177,6 +183,17 @@ class EmbeddingStore:
         hint = f"; did you mean {' or '.join(close)}?" if close else f" ({len(names)} partition(s) there)"
         raise FileNotFoundError(f"no partition {part.name} in {self.uri}{hint}")
 
+    def matching(self, pattern: str) -> list[Partition]:
+        """The partitions whose ``dataset/model/scenario`` matches the shell-style ``pattern``, given as the
+        configuration names them (``my notes/m/clean``) or as stored (``my_notes/m/clean``); sorted by path."""
+        import fnmatch
+
+        pattern = pattern.strip("/")
+        stored = "/".join(_stored_name(p, keep="*?[]!") for p in pattern.split("/"))  # the glob's characters kept
+        return [
+            p for p in self.partitions() if fnmatch.fnmatchcase(p.name, pattern) or fnmatch.fnmatchcase(p.name, stored)
+        ]
+
     def partitions(self) -> list[Partition]:
         """Every ``dataset/model/scenario`` folder, complete or not, sorted by path."""
         out = []
@@ -204,6 +221,10 @@ class Partition:
     @property
     def name(self) -> str:
         return f"{self.dataset}/{self.model}/{self.scenario}"
+
+    def rm_command(self) -> str:
+        """The ``repeval store rm`` command that deletes this partition, quoted for a shell."""
+        return f"repeval store rm {shlex.quote(self.store.uri)} {shlex.quote(self.name)} --yes"
 
     def _read_json(self, name: str) -> dict[str, Any] | None:
         try:
@@ -239,7 +260,7 @@ class Partition:
         return DamagedPartFile(
             f"store partition {self.name} in {self.store.uri}: {path} is not a readable Parquet file ({why}) — "
             "delete that file (the next run computes its tracks again) or the whole partition "
-            f"(`repeval store rm {self.store.uri} {self.name} --yes`)"
+            f"(`{self.rm_command()}`)"
         )
 
     def _column(self, f: str, name: str) -> pa.ChunkedArray:
@@ -311,7 +332,7 @@ class Partition:
             raise StoreConflict(
                 f"store partition {self.path} was computed with a different configuration — {diff}{hint}; give "
                 f"the model or scenario a new id, point run.store elsewhere, or delete the partition to recompute "
-                f"it (`repeval store rm {self.store.uri} {self.name} --yes`)"
+                f"it (`{self.rm_command()}`)"
             )
         return False
 
@@ -334,7 +355,7 @@ class Partition:
                 f"store partition {self.path} has no {STAMP} or {MANIFEST} (deleted?) and its part files hold rows "
                 f"computed with another configuration (config_hash {', '.join(other)}, now {want}); give the model or "
                 "scenario a new id, point run.store elsewhere, or delete the partition to recompute it "
-                f"(`repeval store rm {self.store.uri} {self.name} --yes`)"
+                f"(`{self.rm_command()}`)"
             )
 
     def clear_errors(self) -> int:
@@ -433,7 +454,7 @@ class Partition:
         if "frames" not in schema.names:
             raise ValueError(
                 f"store partition {self.path} holds no frame-level embeddings (computed without run.keep_frames); "
-                f"delete it (`repeval store rm {self.store.uri} {self.name} --yes`) and run again with "
+                f"delete it (`{self.rm_command()}`) and run again with "
                 "run.keep_frames: true to recompute it with frames"
             )
 
@@ -442,7 +463,7 @@ class Partition:
         return ValueError(
             f"store partition {self.path}: {path.rsplit('/', 1)[-1]} has rows whose n_frames differs from their number "
             f"of frames — the file was not written by repeval's embedding stage; delete the partition "
-            f"(`repeval store rm {self.store.uri} {self.name} --yes`) and embed it again"
+            f"(`{self.rm_command()}`) and embed it again"
         )
 
     def frames(self) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:

@@ -88,15 +88,15 @@ def test_full_run(ray_session, run_config):
     assert all(f[2].startswith("decode: ") and len(f[2]) > len("decode: ") for f in failed), text
     commands = [shlex.split(ln) for ln in text[5:]]
     assert commands == [
-        ["repeval", "store", "show", cfg.run.store, f"notes/mfcc-stats/{sid}", "--rows", "1"] for sid in ("D1", "clean")
+        ["repeval", "store", "show", cfg.run.store, f"notes/mfcc-stats/{sid}", "--errors"] for sid in ("D1", "clean")
     ], text
     from typer.testing import CliRunner
 
     from repeval.cli import app
 
     shown = CliRunner().invoke(app, commands[1][1:])
-    assert shown.exit_code == 0 and "1 error record(s): decode 1" in shown.output
-    assert re.search(r"\n0\s+corrupt\s+test\s+decode\s", shown.output), shown.output
+    assert shown.exit_code == 0 and "notes/mfcc-stats/clean: 1 error record(s): decode 1" in shown.output
+    assert re.search(r"\ncorrupt\s+test\s+decode\s", shown.output), shown.output
 
     store = EmbeddingStore(cfg.run.store)
     clean = store.partition("notes", "mfcc-stats", "clean")
@@ -265,7 +265,7 @@ def test_docs_store_page_matches_what_a_run_writes(ray_session, run_config, tmp_
     (tmp_path / "runs" / "quickstart").symlink_to(run_dir)
     monkeypatch.chdir(tmp_path)
     blocks = re.findall(r"```python\n(.*?)```", STORE_DOC.read_text(), re.S)
-    assert len(blocks) >= 6
+    assert len(blocks) >= 7
     outputs = []
     for code in blocks:
         exec(compile(code.replace("rendered_notes", "notes"), str(STORE_DOC), "exec"), {})  # the page's own examples
@@ -273,9 +273,13 @@ def test_docs_store_page_matches_what_a_run_writes(ray_session, run_config, tmp_
     assert outputs[0].split() == ["(48,", "40)", "float32", "48"]  # the clean partition: 48 notes, 40-d MFCC stats
     assert "train" in outputs[1] and "test" in outputs[1]
     assert "D1" in outputs[2] and "clean" in outputs[2] and "mfcc-stats" in outputs[2]
-    assert "notes/mfcc-stats/clean (48, 40) 48" in outputs[3] and "notes/mfcc-stats/D1 (8, 40)" in outputs[3]
-    assert "linear" in outputs[4] and "D1" in outputs[4]
-    assert "delta" in outputs[5] and "D1" in outputs[5]
+    # every dataset at once, error records kept apart: clean 48 rows, D1 8 (the test split), the corrupt file in both
+    assert re.search(r"│ notes\s+│ mfcc-stats\s+│ D1\s+│\s+8 │\s+1 │", outputs[3]), outputs[3]
+    assert re.search(r"│ notes\s+│ mfcc-stats\s+│ clean\s+│\s+48 │\s+1 │", outputs[3]), outputs[3]
+    assert outputs[3].count("│ corrupt ") == 2 and "decode" in outputs[3], outputs[3]
+    assert "notes/mfcc-stats/clean (48, 40) 48" in outputs[4] and "notes/mfcc-stats/D1 (8, 40)" in outputs[4]
+    assert "linear" in outputs[5] and "D1" in outputs[5]
+    assert "delta" in outputs[6] and "D1" in outputs[6]
 
 
 def test_report_error_records_capped_escaped_and_a_damaged_store_a_note(ray_session, run_config, tmp_path):
@@ -314,7 +318,7 @@ def test_report_error_records_capped_escaped_and_a_damaged_store_a_note(ray_sess
     assert len(rows) == MAX_ERROR_ROWS == 100
     assert f"Error records ({n_more + 2})" in section and f"Shown: the first 100 of {n_more + 2}" in section
     assert hostile not in text and "&lt;img src=x onerror=alert(1)&gt;0" in section and "<b>bold" not in text
-    assert f"notes/mfcc-stats/clean --rows {n_more + 1}</code> ({n_more + 1})" in section
+    assert f"notes/mfcc-stats/clean --errors</code> ({n_more + 1})" in section
 
     # a damaged error file: its partition is named with the fix, the others' records are still listed
     d1 = next((copy / "notes" / "mfcc-stats" / "D1" / "_errors").glob("part-*.parquet"))

@@ -256,8 +256,8 @@ def test_store_show_rows_zero_prints_counts_only_and_negative_is_refused(tmp_pat
 def test_strict_failure_names_each_partition_with_a_store_show_command_that_works(tmp_path, monkeypatch, capsys):
     """``--strict`` with error records in two partitions: the message quoted one record and told the user to run
     ``repeval store show PARTITION --store ...`` with a literal placeholder. It names each partition's command
-    (store quoted, ``--rows`` enough for all its records) and records from more than one partition; each command
-    runs and lists that partition's records."""
+    (store quoted, ``--errors``: all its records) and records from more than one partition; each command runs and
+    lists that partition's records."""
     import shlex
     import types
 
@@ -291,9 +291,7 @@ def test_strict_failure_names_each_partition_with_a_store_show_command_that_work
     )
     assert "bad in ds/m/clean (decode): cannot decode" in line and "t1 in ds/m/D1 (deform): t1 clipped" in line
     commands = re.findall(r"`(repeval store show [^`]*)`", line)
-    assert commands == [
-        f"repeval store show {shlex.quote(root)} ds/m/{sid} --rows {n}" for sid, n in (("clean", 1), ("D1", 2))
-    ]
+    assert commands == [f"repeval store show {shlex.quote(root)} ds/m/{sid} --errors" for sid in ("clean", "D1")]
     for command, reasons in zip(commands, (["cannot decode"], ["t1 clipped", "t2 clipped"]), strict=True):
         res = CliRunner().invoke(app, shlex.split(command)[1:])
         assert res.exit_code == 0 and all(r in res.output for r in reasons), res.output
@@ -423,3 +421,113 @@ def test_embeddings_are_read_file_by_file_into_one_matrix(tmp_path):
     )
     r = subprocess.run([sys.executable, "-c", script, str(tmp_path / "s")], capture_output=True, text=True, check=True)
     assert int(r.stdout.split()[-1]) < mat.nbytes / 4, (r.stdout, mat.nbytes)  # ~one 50-row file at a time
+
+
+def _errors_only(store: EmbeddingStore, n: int):
+    """A complete partition ``ds/m/noise`` with no rows and ``n`` error records (reasons on two lines)."""
+    part = store.partition("ds", "m", "noise")
+    part.stamp({"fp": 1}, {"config_hash": "abc123"})
+    errs = ErrorBlock()
+    for i in range(n):
+        errs.add(f"t{i}", "test", "noise", "decode", f"DecodeError: bad file {i}\n  at byte {i}")
+    w = PartitionWriter(part, embedding_schema(DIM), 4)  # several error files
+    w.add_errors(errors_table(errs, ERROR_SCHEMA, PROV))
+    w.flush()
+    part.finish({"dataset": "ds", "model": "m", "scenario": "noise"})
+    return part
+
+
+def test_store_show_errors_lists_only_the_error_records_all_or_the_first_rows(tmp_path):
+    """`store show --rows N` printed N rows and N error records, so listing every error record of a partition
+    meant asking for as many rows: `--errors` prints only the records, one line each, all of them or the first
+    --rows; the plain view says when it printed only the first few."""
+    from repeval.cli import app
+
+    store = EmbeddingStore(str(tmp_path / "s"))
+    _errors_only(store, 7)
+    root, runner = str(tmp_path / "s"), CliRunner()
+    res = runner.invoke(app, ["store", "show", root, "ds/m/noise", "--errors"])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0] == "partition ds/m/noise: 7 error record(s): decode 7" and lines[1].split() == [
+        "track_id", "split", "stage", "reason"
+    ]  # fmt: skip
+    assert [ln.split()[0] for ln in lines[2:]] == [f"t{i}" for i in range(7)]
+    assert lines[2].split(None, 3)[3] == "DecodeError: bad file 0 at byte 0"  # one line per record
+    assert "config_hash" not in res.output and "schema" not in res.output  # no manifest, no rows
+    res = runner.invoke(app, ["store", "show", root, "ds/m/noise", "--errors", "--rows", "2"])
+    assert res.exit_code == 0 and res.output.splitlines()[0].endswith("7 error record(s) (the first 2 shown)")
+    assert [ln.split()[0] for ln in res.output.splitlines()[2:]] == ["t0", "t1"], res.output
+    res = runner.invoke(app, ["store", "show", root, "ds/m/noise"])
+    assert res.exit_code == 0 and "(the first 5; `--errors` lists all 7)" in res.output, res.output
+    assert "(no rows: every track has an error record)" in res.output  # complete: not "yet"
+    _write(store, ["a"]).finish({"dataset": "ds"})
+    res = runner.invoke(app, ["store", "show", root, "ds/m/clean", "--errors", "--rows", "0"])
+    assert res.exit_code == 0 and res.output.strip() == "partition ds/m/clean: 1 error record(s)", res.output
+
+
+def test_the_embedding_summary_command_lists_every_error_record(tmp_path):
+    """The embedding summary's `repeval store show` commands asked for `--rows N`, printing N rows besides the N
+    error records; they now use `--errors` and list exactly the partition's records, as printed."""
+    import shlex
+
+    from repeval.cli import app
+    from repeval.pipeline.summary import EmbedSummary
+
+    store = EmbeddingStore(str(tmp_path / "my store"))
+    _errors_only(store, 7)
+    _write(store, ["a", "b"]).finish({"dataset": "ds"})
+    summary = EmbedSummary(errors=8, store_uri=store.uri)
+    summary.add_failures("ds/m/noise", [f"t{i}" for i in range(7)], ["decode"] * 7, ["bad"] * 7)
+    summary.add_failures("ds/m/clean", ["bad"], ["decode"], ["cannot decode"])
+    commands = [shlex.split(ln) for ln in summary.failure_lines() if ln.strip().startswith("repeval store show")]
+    assert commands == [["repeval", "store", "show", store.uri, p, "--errors"] for p in ("ds/m/clean", "ds/m/noise")]
+    res = CliRunner().invoke(app, commands[1][1:])
+    assert res.exit_code == 0 and [ln.split()[0] for ln in res.output.splitlines()[2:]] == [f"t{i}" for i in range(7)]
+    res = CliRunner().invoke(app, commands[0][1:])
+    assert res.exit_code == 0 and [ln.split()[0] for ln in res.output.splitlines()[2:]] == ["bad"], res.output
+    assert "train" not in res.output  # the partition's rows are not printed
+
+
+def test_the_store_rm_command_an_error_names_deletes_a_partition_with_a_space_in_its_name(tmp_path):
+    """A dataset named `my notes` is stored as `my_notes/...`; the `repeval store rm` command a conflict names was
+    not quoted (the shell split it in two) and `store rm 'my notes/m/clean'` matched nothing, "deleting" 0
+    partitions: the command is quoted and rm takes a partition (or pattern) as the configuration names it."""
+    import shlex
+
+    from repeval.cli import app
+
+    store = EmbeddingStore(str(tmp_path / "s"))
+    for scenario in ("clean", "D1"):
+        part = store.partition("my notes", "m", scenario)
+        part.stamp({"fp": 1})
+        w = PartitionWriter(part, embedding_schema(DIM), 10)
+        w.add_table(rows_table(_block(["a"]), embedding_schema(DIM), PROV))
+        w.flush()
+        part.finish({"dataset": "my notes"})
+    with pytest.raises(StoreConflict) as exc:
+        store.partition("my notes", "m", "clean").check_compatible({"fp": 2})
+    command = shlex.split(re.search(r"`(repeval store rm [^`]*)`", str(exc.value)).group(1))
+    assert command == ["repeval", "store", "rm", store.uri, "my notes/m/clean", "--yes"]
+    runner = CliRunner()
+    res = runner.invoke(app, ["store", "rm", store.uri, "my notes/*/*"])
+    assert res.exit_code == 0 and "2 partition(s) would be deleted" in res.output, res.output
+    res = runner.invoke(app, command[1:])
+    assert res.exit_code == 0 and "deleted 1 partition(s)" in res.output, res.output
+    assert [p.name for p in store.partitions()] == ["my_notes/m/D1"]
+
+
+def test_help_texts_show_the_default_store(tmp_path):
+    """Typer renders help as rich markup, which ate every "[default: ...]" written into a help text: `store ls|show|rm
+    --help` never said the store defaults to `store` (nor `report --help` where --out goes)."""
+    from repeval.cli import app
+
+    for args, text in (
+        (["store", "ls"], "default: store"),
+        (["store", "show"], "default store: store"),
+        (["store", "rm"], "default store: store"),
+        (["report"], "default: report.html in the first run"),
+    ):
+        res = CliRunner().invoke(app, [*args, "--help"], env={"COLUMNS": "200"})
+        assert res.exit_code == 0, res.output
+        assert text in " ".join(res.output.replace("│", " ").split()), (args, res.output)
