@@ -314,7 +314,7 @@ def plan(
 
         from repeval.ray_utils import init_ray
 
-        init_ray()
+        _guard(init_ray)  # a dashboard URL or a stopped cluster in RAY_ADDRESS: one line naming the fix
         cluster = ray.cluster_resources()
     typer.echo(_guard(lambda: make_plan(cfg, st, run_dir, cluster=cluster)).text())
     from repeval.cpu import huge_pages_status, mkl_status

@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -45,6 +46,7 @@ def init_ray(num_cpus: int | None = None, **kwargs: Any) -> None:
         return
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "0")
     if os.environ.get("RAY_ADDRESS"):
+        check_ray_address(os.environ["RAY_ADDRESS"])
         log.info("attaching to Ray cluster at %s", os.environ["RAY_ADDRESS"])
         ray.init(log_to_driver=True, **kwargs)
     else:
@@ -57,6 +59,46 @@ def init_ray(num_cpus: int | None = None, **kwargs: Any) -> None:
     exit_on_sigterm()  # ray.init set its own handler, which forgets the signal
     shut_down_uninterrupted_at_exit()
     restrict_token_file()
+
+
+#: how long :func:`check_ray_address` waits for the cluster's GCS port to accept a connection
+RAY_ADDRESS_CONNECT_TIMEOUT_S = 10.0
+
+
+class RayUnreachable(RuntimeError):
+    """``RAY_ADDRESS`` names a Ray cluster that does not answer."""
+
+
+def check_ray_address(address: str, timeout_s: float = RAY_ADDRESS_CONNECT_TIMEOUT_S) -> None:
+    """Fail at once, naming the fix, when ``RAY_ADDRESS`` cannot be a running cluster's address.
+
+    Ray 2.60's ``ray.init`` takes a dashboard URL (``http://127.0.0.1:8265``, what ``ray job submit`` is given)
+    with a ``ValueError`` deep in its own stack, and an address where nothing listens (a cluster stopped since
+    ``export RAY_ADDRESS=...``, a typo in the port) with "Failed to connect to GCS" warnings for minutes (20
+    attempts of about 35 s each; still waiting after 5 minutes when measured) before it raises. Here an HTTP address raises ``ValueError`` and a
+    ``host:port`` (or ``ray://host:port``) whose port refuses a TCP connection within ``timeout_s`` raises
+    :class:`RayUnreachable`; ``auto``, ``local`` and anything else are left to Ray."""
+    addr = address.strip()
+    fix = "unset RAY_ADDRESS to run an embedded Ray, or set it to a running head's GCS address (host:6379)"
+    if addr.lower().startswith(("http://", "https://")):
+        raise ValueError(
+            f"RAY_ADDRESS={addr} is a dashboard (job API) address, which `ray job` commands take, not the address "
+            f"of a Ray cluster for repeval to attach to: {fix}; give `ray job submit` its address with "
+            "RAY_API_SERVER_ADDRESS (or --address) instead"
+        )
+    hostport = addr[len("ray://") :] if addr.lower().startswith("ray://") else addr
+    host, sep, port = hostport.rpartition(":")
+    host = host.strip("[]")  # an IPv6 literal
+    if not sep or not host or not port.isdigit() or "/" in hostport:
+        return
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise RayUnreachable(
+            f"no Ray cluster answers at RAY_ADDRESS={addr} ({exc or type(exc).__name__}): start it (`ray start "
+            f"--head`), or {fix}"
+        ) from None
 
 
 @functools.cache  # registered once per process

@@ -25,7 +25,7 @@ def test_walkthrough_gives_the_exact_commands():
         "configs/quickstart.yaml --store s3://bucket/store",
         "kubectl apply -f cluster/kuberay/raycluster.yaml",
         "kubectl apply -f cluster/kuberay/rayjob.yaml",
-        "export RAY_ADDRESS=http://127.0.0.1:8265 RAY_AUTH_MODE=token",
+        "export RAY_API_SERVER_ADDRESS=http://127.0.0.1:8265 RAY_AUTH_MODE=token",
         "ray get-auth-token --generate",
         "rm -rf dist/cluster && pip wheel --no-deps -w dist/cluster .",
     ):
@@ -54,3 +54,35 @@ def test_doc_and_configs_agree():
     job = yaml.safe_load((REPO / "cluster" / "kuberay" / "rayjob.yaml").read_text(encoding="utf-8"))["spec"]
     assert " ".join(job["entrypoint"].split()) in " ".join(text.split())
     assert f"ttlSecondsAfterFinished: {job['ttlSecondsAfterFinished']}" in text
+
+
+def _submit_commands() -> list[str]:
+    """Every `ray job submit` command line in the doc's code blocks and the cluster files' comments."""
+    lines = doc_text().splitlines()
+    for path in sorted((REPO / "cluster").rglob("*.yaml")):  # the usage comments: `# ... ray job submit \` + more
+        comment = "\n".join(line.lstrip("# ") for line in path.read_text(encoding="utf-8").splitlines())
+        lines += comment.replace("\\\n", " ").splitlines()
+    command = re.compile(r"^(?:[A-Z_]+=\S+ )*ray job submit --working-dir \. ")  # a command, not prose naming one
+    return [" ".join(line.split()) for line in lines if command.match(" ".join(line.split()))]
+
+
+def test_submitted_jobs_ship_the_checkout_without_the_venv_and_write_outside_the_upload():
+    """The job runs in Ray's unpacked copy of the checkout: relative store/runs dirs would be written inside it
+    (and be lost with it), and `--working-dir .` without cluster/runtime_env.yaml's excludes uploads .git."""
+    commands = _submit_commands()
+    assert len(commands) >= 5, commands
+    for command in commands:
+        assert "--runtime-env cluster/runtime_env.yaml" in command, command
+        for flag in ("--store", "--runs-dir"):
+            value = re.search(rf"{flag} (\S+)", command)
+            assert value, (flag, command)
+            where = value.group(1).strip("\"'")
+            assert where.startswith(("s3://", "gs://", "/", "$PWD/")), (flag, where, command)
+
+
+def test_ray_job_address_is_not_exported_as_ray_address():
+    """RAY_ADDRESS is also what `repeval` commands attach to: a dashboard URL there breaks them in that shell."""
+    files = [DOC, REPO / "README.md", *sorted((REPO / "cluster").rglob("*.yaml"))]
+    found = [f"{p.name}: {m}" for p in files for m in re.findall(r"RAY_ADDRESS=https?://\S+", p.read_text("utf-8"))]
+    assert found == []
+    assert "export RAY_API_SERVER_ADDRESS=http://127.0.0.1:8265" in doc_text()

@@ -48,3 +48,46 @@ def test_jobs_import_the_shipped_package_first(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert Path(r.stdout.strip()).resolve() == (tmp_path / "repeval" / "__init__.py").resolve()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # free again once closed: nothing listens there
+
+
+def test_ray_address_where_nothing_listens_fails_at_once_naming_the_fix() -> None:
+    """A stale ``RAY_ADDRESS`` (a cluster stopped since the export) made Ray 2.60's ``ray.init`` retry for minutes."""
+    from repeval.ray_utils import RayUnreachable, check_ray_address
+
+    port = _closed_port()
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        with pytest.raises(RayUnreachable, match="unset RAY_ADDRESS to run an embedded Ray"):
+            check_ray_address(address, timeout_s=5)
+    with pytest.raises(ValueError, match="RAY_API_SERVER_ADDRESS"):  # what `ray job submit` is given
+        check_ray_address("http://127.0.0.1:8265")
+    import socket
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        check_ray_address(f"127.0.0.1:{listening.getsockname()[1]}")  # a port that answers: left to Ray
+    check_ray_address("auto")  # Ray's own lookup of the local cluster
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:{port}", "http://127.0.0.1:8265"], ids=["stopped", "dashboard"])
+def test_plan_with_a_bad_ray_address_is_one_line(address: str, tmp_path: Path) -> None:
+    env = {**os.environ, "RAY_ADDRESS": address.format(port=_closed_port()), "COLUMNS": "200", "NO_COLOR": "1"}
+    r = subprocess.run(
+        [sys.executable, "-m", "repeval.cli", "plan", str(REPO / "configs" / "quickstart.yaml")],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=90,  # Ray's own retries took minutes
+        check=False,
+    )
+    assert r.returncode == 1, (r.returncode, r.stderr[-3000:])
+    assert r.stderr.startswith("error: ") and "Traceback" not in r.stderr and "RAY_ADDRESS" in r.stderr, r.stderr
