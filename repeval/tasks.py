@@ -69,6 +69,15 @@ CRITERION_ALIASES = {
     "val_loss": "val_loss",
 }
 
+
+def resolve_criterion(save_criterion: str | None, task_type: str) -> tuple[str, Literal["max", "min"]]:
+    """``(criterion name, "min" | "max")`` of a probe: its ``save_criterion`` (mir_ref spellings mapped), else the
+    task type's default; ``val_loss`` is minimised, every metric criterion is higher-is-better."""
+    name = save_criterion.strip() if save_criterion else TASK_TYPES[task_type].default_criterion
+    name = CRITERION_ALIASES.get(name, name)
+    return name, "min" if name == "val_loss" else "max"
+
+
 #: task names whose labels are keys (mir_ref declares key estimation as multiclass)
 KEY_TASK_NAMES = {"key_estimation", "key"}
 

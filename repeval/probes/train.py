@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from repeval.probes.model import build_probe, native_bf16, resolve_hidden_units
 from repeval.probes.stacked import StackedMLP, StackedOptimizer
-from repeval.tasks import TASK_TYPES
+from repeval.tasks import resolve_criterion
 
 #: rows per chunk when a whole split is pushed through a stack (bounds memory: K × rows × dim)
 EVAL_CHUNK_ELEMENTS = 32_000_000
@@ -168,8 +168,7 @@ def is_single_label(task_type: str) -> bool:
 
 def criterion_of(cfg: Any, task_type: str) -> tuple[str, str]:
     """``(criterion name, "min" | "max")``: the one validation criterion of a probe."""
-    name = cfg.save_criterion or TASK_TYPES[task_type].default_criterion
-    return name, "min" if name == "val_loss" else "max"  # every metric criterion is higher-is-better
+    return resolve_criterion(cfg.save_criterion, task_type)
 
 
 def criterion_value(

@@ -26,6 +26,7 @@ from repeval.report import plots
 from repeval.report.left_out import ERROR_COLUMNS, MAX_ERROR_ROWS, dropped_at_load, error_records
 from repeval.report.render import fmt_number, render_html
 from repeval.report.results import CLEAN, Run, combine_results, groups, load_runs, natural_key, ordered_scenarios
+from repeval.report.selection import choose_probes, combine_validation
 from repeval.report.tables import _higher, make_table, multi_task_datasets
 
 log = logging.getLogger(__name__)
@@ -73,10 +74,16 @@ def _controls(table_id: str, selects: Sequence[tuple[str, int, Sequence[str]]] =
 
 
 def _table_block(
-    results: pd.DataFrame, preset: str, task: str | None, dataset: str, heading: str, note: str = ""
+    results: pd.DataFrame,
+    preset: str,
+    task: str | None,
+    dataset: str,
+    heading: str,
+    note: str = "",
+    validation: pd.DataFrame | None = None,
 ) -> str:
     try:
-        table = make_table(results, preset, task=task, dataset=dataset)
+        table = make_table(results, preset, task=task, dataset=dataset, validation=validation)
     except ValueError as exc:
         log.info("table %s skipped: %s", preset, exc)
         return ""
@@ -86,12 +93,15 @@ def _table_block(
     return f'<h3>{e(heading)}</h3>{note_html}{_controls(tid)}<div class="rv-scroll">{body}</div>'
 
 
-def _summary_cards(df: pd.DataFrame, task: str, dataset: str) -> str:
+def _summary_cards(df: pd.DataFrame, task: str, dataset: str, validation: pd.DataFrame | None = None) -> str:
     agg = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna() & (df["scenario"] == CLEAN)]
     if agg.empty:
         return ""
     metric = next(iter(dict.fromkeys(agg["metric"])))
     sel = agg[agg["metric"] == metric]
+    # the best model on clean test, each model with its chosen probe (on validation where the run records it)
+    choice = choose_probes(sel, ["model"], metric, _higher(metric), validation)
+    sel = sel[[choice.probes.get((str(m),)) == p for m, p in zip(sel["model"], sel["probe"], strict=True)]]
     per = sel.groupby(["model", "probe"], sort=False)["value"].agg(["mean", "std", "count"])
     best = per["mean"].idxmax() if _higher(metric) else per["mean"].idxmin()
     rec = per.loc[best]
@@ -102,7 +112,8 @@ def _summary_cards(df: pd.DataFrame, task: str, dataset: str) -> str:
     group = df[(df["task"] == task) & (df["dataset"] == dataset)]
     cards = [
         f'<div class="rv-card"><span>best on clean {e(metric)}</span><b>{e(best[0])} · {e(best[1])}</b>'
-        f"<span>{fmt_number(rec['mean'])}{std} over {int(rec['count'])} {replicates}</span></div>",
+        f"<span>{fmt_number(rec['mean'])}{std} over {int(rec['count'])} {replicates}; probe "
+        f"{e(choice.rule((str(best[0]),)))}</span></div>",
         f'<div class="rv-card"><span>grid</span><b>{agg["model"].nunique()} models × {agg["probe"].nunique()} '
         f"probes</b><span>{group['seed'].nunique()} seed(s), {folds}"
         f"{len(ordered_scenarios(group['scenario'].unique()))} scenario(s)</span></div>",
@@ -133,7 +144,7 @@ def _tested_card(agg: pd.DataFrame, n_folds: int) -> str:
     )
 
 
-def _per_label_block(df: pd.DataFrame, task: str, dataset: str) -> str:
+def _per_label_block(df: pd.DataFrame, task: str, dataset: str, validation: pd.DataFrame | None = None) -> str:
     per = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].notna()]
     if per.empty:
         return ""
@@ -182,7 +193,10 @@ def _per_label_block(df: pd.DataFrame, task: str, dataset: str) -> str:
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
     )
     figs = "".join(
-        _figure(partial(plots.per_label_bars, df, task, dataset, m), f"per-label {m}, best model and probe")
+        _figure(
+            partial(plots.per_label_bars, df, task, dataset, m, validation=validation),
+            f"per-label {m}, best model on clean test, its probe {_rule(df, task, dataset, m, validation)}",
+        )
         for m in metrics
     )
     return (
@@ -192,12 +206,23 @@ def _per_label_block(df: pd.DataFrame, task: str, dataset: str) -> str:
     )
 
 
-def _confusion_block(runs: list[Run], df: pd.DataFrame, task: str, dataset: str, multi: bool) -> str:
-    """Clean-audio matrices of every model's best probe, plus every scenario for the best model."""
+def _rule(df: pd.DataFrame, task: str, dataset: str, metric: str | None, validation: pd.DataFrame | None) -> str:
+    """How the figures' probe per model was chosen (on validation, or on clean test and why)."""
     try:
-        probes = plots.best_probes(df, task, dataset)
+        return plots.probe_choice(df, task, dataset, metric, validation).rule()
     except ValueError:
         return ""
+
+
+def _confusion_block(
+    runs: list[Run], df: pd.DataFrame, task: str, dataset: str, multi: bool, validation: pd.DataFrame | None = None
+) -> str:
+    """Clean-audio matrices of every model's chosen probe, plus every scenario for the best model."""
+    try:
+        choice = plots.probe_choice(df, task, dataset, None, validation)
+    except ValueError:
+        return ""
+    probes = {k[0]: p for k, p in choice.probes.items()}
     agg = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna() & (df["scenario"] == CLEAN)]
     metric = next(iter(dict.fromkeys(agg["metric"])), None)
     means = {m: agg[(agg["model"] == m) & (agg["probe"] == p) & (agg["metric"] == metric)]["value"].mean()
@@ -225,8 +250,8 @@ def _confusion_block(runs: list[Run], df: pd.DataFrame, task: str, dataset: str,
     if not figs:
         return ""
     return (
-        f'<h3>Confusion matrices</h3><p class="rv-note">best probe per model on clean audio; every scenario '
-        f'for the best model ({e(str(top))})</p><div class="rv-figs">{"".join(figs)}</div>'
+        f'<h3>Confusion matrices</h3><p class="rv-note">one probe per model on clean audio, {e(choice.rule())}; '
+        f'every scenario for the best model on clean test ({e(str(top))})</p><div class="rv-figs">{"".join(figs)}</div>'
     )
 
 
@@ -326,7 +351,14 @@ def _task_notes(runs: list[Run], task: str) -> list[str]:
     return list(dict.fromkeys(notes))
 
 
-def _group_section(runs: list[Run], df: pd.DataFrame, history: pd.DataFrame | None, task: str, dataset: str) -> str:
+def _group_section(
+    runs: list[Run],
+    df: pd.DataFrame,
+    history: pd.DataFrame | None,
+    task: str,
+    dataset: str,
+    validation: pd.DataFrame | None = None,
+) -> str:
     multi = len(runs) > 1
     agg = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna()]
     task_type = str(agg["task_type"].iloc[0]) if not agg.empty else ""
@@ -335,9 +367,9 @@ def _group_section(runs: list[Run], df: pd.DataFrame, history: pd.DataFrame | No
     has_deform = any(s != CLEAN for s in agg["scenario"].unique())
     out = [f'<section class="rv-group" id="{_slug("g", task, dataset)}">']
     out.append(f'<h2>{e(task)} — {e(dataset)} <span class="rv-caption">{e(task_type)}</span></h2>')
-    out.append(_summary_cards(df, task, dataset))
+    out.append(_summary_cards(df, task, dataset, validation))
     out.append(_failed_block(runs, task, dataset))
-    out.append(_table_block(df, "model_comparison", task, dataset, "Model comparison (clean audio)"))
+    out.append(_table_block(df, "model_comparison", task, dataset, "Model comparison (clean audio)", "", validation))
     out.append(_table_block(df, "all_deform_all_models", task, dataset, "All models × probes × scenarios",
                             "mean ± std over seeds (and folds); hover a cell for its bootstrap interval"))  # fmt: skip
     if has_deform:
@@ -347,13 +379,17 @@ def _group_section(runs: list[Run], df: pd.DataFrame, history: pd.DataFrame | No
     ]
     if has_deform:
         figs += [
-            _figure(partial(plots.robustness_heatmap, df, task, dataset, m), f"robustness: {m}") for m in metrics[:2]
+            _figure(
+                partial(plots.robustness_heatmap, df, task, dataset, m, validation=validation),
+                f"robustness: {m}, probe {_rule(df, task, dataset, m, validation)}",
+            )
+            for m in metrics[:2]
         ]
     if history is not None:
         figs.append(_figure(partial(plots.training_curves, history, task, dataset), "training curves"))
     out.append(f'<h3>Figures</h3><div class="rv-figs">{"".join(figs)}</div>')
-    out.append(_per_label_block(df, task, dataset))
-    out.append(_confusion_block(runs, df, task, dataset, multi))
+    out.append(_per_label_block(df, task, dataset, validation))
+    out.append(_confusion_block(runs, df, task, dataset, multi, validation))
     out.append("</section>")
     return "".join(out)
 
@@ -385,7 +421,8 @@ def build_report_html(runs: list[Run], *, title: str = "repeval report") -> str:
     plot_df = df.assign(model=df["run_id"] + "/" + df["model"]) if multi else df
     pairs = groups(df)
     nav = "".join(f'<a href="#{_slug("g", t, d)}">{e(t)} / {e(d)}</a>' for t, d in pairs)
-    sections = [_group_section(runs, plot_df, history, t, d) for t, d in pairs]
+    validation = combine_validation(runs, prefix_models=multi)  # keyed like plot_df
+    sections = [_group_section(runs, plot_df, history, t, d, validation) for t, d in pairs]
     for d in multi_task_datasets(df):  # a dataset two or more tasks share: its tasks side by side
         nav += f'<a href="#{_slug("tasks", d)}">tasks / {e(d)}</a>'
         block = _table_block(df, "tasks", None, d, "The dataset's tasks side by side",

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 
 from repeval.report.render import fmt_number
 from repeval.report.results import CLEAN, natural_key, ordered_scenarios
+from repeval.report.selection import ProbeChoice, choose_probes
 from repeval.report.tables import _higher
 
 log = logging.getLogger(__name__)
@@ -44,30 +45,38 @@ def _metric(df: pd.DataFrame, metric: str | None) -> str:
     return metric
 
 
-def best_probes(results: pd.DataFrame, task: str, dataset: str, metric: str | None = None) -> dict[str, str]:
-    """Per model, the probe with the best clean mean of ``metric`` (first listed when tied)."""
+def probe_choice(
+    results: pd.DataFrame, task: str, dataset: str, metric: str | None = None, validation: pd.DataFrame | None = None
+) -> ProbeChoice:
+    """Per model, the probe with the best mean validation criterion where ``validation`` (the runs'
+    :func:`repeval.report.selection.combine_validation`) tells it, else the best clean mean of ``metric``."""
     df = _group(results, task, dataset)
     metric = _metric(df, metric)
     sel = df[(df["scenario"] == CLEAN) & (df["metric"] == metric)]
     if sel.empty:
         sel = df[df["metric"] == metric]
-    means = sel.groupby(["model", "probe"], sort=False)["value"].mean()
-    sign = 1.0 if _higher(metric) else -1.0
-    out: dict[str, str] = {}
-    for model in dict.fromkeys(sel["model"]):
-        m = means.loc[model]
-        m = m.reindex(sorted(m.index, key=natural_key))
-        out[model] = str((sign * m).idxmax())
-    return out
+    return choose_probes(sel, ["model"], metric, _higher(metric), validation)
+
+
+def best_probes(
+    results: pd.DataFrame, task: str, dataset: str, metric: str | None = None, validation: pd.DataFrame | None = None
+) -> dict[str, str]:
+    """Per model, its chosen probe (:func:`probe_choice`; first listed when tied)."""
+    return {k[0]: p for k, p in probe_choice(results, task, dataset, metric, validation).probes.items()}
 
 
 def robustness_heatmap(
-    results: pd.DataFrame, task: str, dataset: str, metric: str | None = None, probes: dict[str, str] | None = None
+    results: pd.DataFrame,
+    task: str,
+    dataset: str,
+    metric: str | None = None,
+    probes: dict[str, str] | None = None,
+    validation: pd.DataFrame | None = None,
 ) -> Figure:
-    """Model × deformation scenario heat map of the mean change from clean (each model's best probe)."""
+    """Model × deformation scenario heat map of the mean change from clean (each model's chosen probe)."""
     df = _group(results, task, dataset)
     metric = _metric(df, metric)
-    probes = probes or best_probes(results, task, dataset, metric)
+    probes = probes or best_probes(results, task, dataset, metric, validation)
     df = df[df["metric"] == metric]
     df = df[[probes.get(m) == p for m, p in zip(df["model"], df["probe"], strict=True)]]
     scen = [s for s in ordered_scenarios(df["scenario"].unique()) if s != CLEAN]
@@ -131,13 +140,15 @@ def per_label_bars(
     model: str | None = None,
     probe: str | None = None,
     scenario: str = CLEAN,
+    validation: pd.DataFrame | None = None,
 ) -> Figure:
-    """Horizontal bars of one model/probe's per-label values with bootstrap intervals."""
+    """Horizontal bars of one model/probe's per-label values with bootstrap intervals (by default the best model on
+    clean test with its chosen probe, :func:`probe_choice`)."""
     df = _group(results, task, dataset, per_label=True)
     metric = _metric(df, metric)
     df = df[(df["metric"] == metric) & (df["scenario"] == scenario)]
     if model is None or probe is None:
-        agg_probes = best_probes(results, task, dataset, metric)
+        agg_probes = best_probes(results, task, dataset, metric, validation)
         agg = _group(results, task, dataset)
         agg = agg[(agg["metric"] == metric) & (agg["scenario"] == CLEAN)]
         means = {m: agg[(agg["model"] == m) & (agg["probe"] == p)]["value"].mean() for m, p in agg_probes.items()}

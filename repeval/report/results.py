@@ -6,6 +6,8 @@ Layout of ``runs/<run_id>/``:
 - ``config.yaml``: the configuration as run.
 - ``history.parquet`` or ``history/*.parquet`` (optional): per-epoch losses, columns ``HISTORY_COLUMNS``.
 - ``failed.parquet`` (optional): the probe trainings that failed and why.
+- ``probes/*.parquet`` (optional): every probe configuration trained, its validation criterion per seed and whether
+  it was selected — what :mod:`repeval.report.selection` chooses each model's probe on.
 - ``confusion/<task>__<dataset>__<model>__<probe>__<seed>__<scenario>[__fold<k>].json`` (optional):
   ``{"labels": [...], "matrix": [[...]]}``; a k-fold run's matrices are pooled (summed) over folds —
   every track is tested in exactly one fold.
@@ -25,6 +27,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from repeval.metrics.confusion import read_confusion
+from repeval.report.selection import load_validation
 from repeval.tuning.results import RESULT_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,8 @@ class Run:
     confusion: dict[ConfusionKey, tuple[list[str], np.ndarray]] = field(default_factory=dict)
     #: ``failed.parquet``: the probe trainings that failed and why (none: ``None``)
     failed: pd.DataFrame | None = None
+    #: the selected probes' validation criteria (:func:`repeval.report.selection.load_validation`; none: ``None``)
+    validation: pd.DataFrame | None = None
 
     @property
     def config(self) -> dict[str, Any]:
@@ -161,7 +166,14 @@ def load_run(run_dir: Path) -> Run:
     failed = pd.read_parquet(failed_path) if failed_path.is_file() else None
     run_ids = results["run_id"].unique().tolist()
     run_id = run_ids[0] if len(run_ids) == 1 else run_dir.name
-    return Run(run_id, run_dir, results, config_text, history, confusion, failed)
+    run = Run(run_id, run_dir, results, config_text, history, confusion, failed)
+    try:
+        run.validation = load_validation(run_dir, run_id, run.config, results)
+    except (OSError, ValueError, KeyError, AttributeError, yaml.YAMLError) as exc:
+        log.warning(
+            "%s: its probes' validation record is unreadable (%s); probes are chosen on clean test", run_dir, exc
+        )
+    return run
 
 
 def _parquet_files(path: Path) -> list[Path]:

@@ -4,8 +4,9 @@ Presets (one task and dataset per table, unless said otherwise; ``table_command`
 
 - ``all_deform_all_models``: rows model × probe, columns metric × scenario (thesis Tables 4–9).
 - ``model_comparison``: rows model with its best probe, columns the metrics on clean audio.
-  The probe is chosen per model by the first metric on the clean *test* set, as in the thesis'
-  discussion; the caption says so.
+  The probe is chosen per model by its mean validation criterion (the protocol: choose on validation, test once)
+  where the run directory records it and all of the model's probes share the criterion; otherwise by the first
+  metric on the clean *test* set. The caption says which rule was used, and why the fallback.
 - ``robustness``: rows model × probe, columns per metric the clean value and the change
   (deformed minus clean, paired by seed) for every deformation scenario.
 - ``tasks``: every task of one dataset side by side (rows model × probe × task, columns metric × scenario) —
@@ -31,6 +32,7 @@ import pandas as pd
 from repeval.metrics import canonical_metric_name, higher_is_better
 from repeval.registry import closest, unknown_name_message
 from repeval.report.results import CLEAN, combine_results, groups, load_runs, natural_key, ordered_scenarios
+from repeval.report.selection import choose_probes, combine_validation
 
 log = logging.getLogger(__name__)
 
@@ -196,28 +198,27 @@ def _by_scenario(df: pd.DataFrame, metrics: list[str], title: str, base: list[st
     return Table(title, keys, rows, columns, cells["mean"], cells["std"], cells["n"], cells["ci_low"], cells["ci_high"])
 
 
-def model_comparison(df: pd.DataFrame, metrics: list[str], title: str) -> Table:
+def model_comparison(df: pd.DataFrame, metrics: list[str], title: str, validation: pd.DataFrame | None = None) -> Table:
+    """Rows model with one probe each, chosen by :func:`repeval.report.selection.choose_probes` (validation where the
+    run records it, else the clean test set; the caption says which)."""
     clean = df[df["scenario"] == CLEAN]
     if clean.empty:
         raise ValueError("model_comparison needs clean-audio results (scenario 'clean'); none found")
     keys = _row_keys(clean, ["model"])
     primary = metrics[0]
-    probe_means = clean[clean["metric"] == primary].groupby([*keys, "probe"], sort=False)["value"].mean().reset_index()
-    chosen: dict[tuple[str, ...], str] = {}
-    sign = 1.0 if _higher(primary) else -1.0
-    for key, grp in probe_means.groupby(keys, sort=False):
-        key = key if isinstance(key, tuple) else (key,)
-        grp = grp.assign(_o=[natural_key(p) for p in grp["probe"]]).sort_values("_o", kind="stable")
-        chosen[tuple(str(k) for k in key)] = str(grp.loc[(sign * grp["value"]).idxmax(), "probe"])
+    choice = choose_probes(clean[clean["metric"] == primary], keys, primary, _higher(primary), validation)
     sel = clean[
-        [chosen.get(tuple(str(v) for v in r)) == p for r, p in zip(clean[keys].values, clean["probe"], strict=True)]
+        [
+            choice.probes.get(tuple(str(v) for v in r)) == p
+            for r, p in zip(clean[keys].values, clean["probe"], strict=True)
+        ]
     ]
     rows_keys = [*keys, "probe"]
     stats = _stats(sel.assign(**{k: sel[k].astype(str) for k in rows_keys}), [*rows_keys, "metric"])
     rows = _ordered_rows(sel, rows_keys)
     columns = [(m, "") for m in metrics]
     cells = _fill(stats, rows, columns, lambda c: (c[0],))
-    caption = f"clean audio; per model the probe with the best clean-test {primary} (a test-set choice)"
+    caption = f"clean audio; {choice.caption()}"
     return Table(
         title, rows_keys, rows, columns, cells["mean"], cells["std"], cells["n"], cells["ci_low"], cells["ci_high"],
         caption=caption,
@@ -298,8 +299,10 @@ def make_table(
     task: str | None = None,
     dataset: str | None = None,
     metrics: Sequence[str] | None = None,
+    validation: pd.DataFrame | None = None,
 ) -> Table:
-    """Shape the aggregate rows of one task/dataset in ``results_df`` with ``preset``."""
+    """Shape the aggregate rows of one task/dataset in ``results_df`` with ``preset`` (``validation``: the runs'
+    :func:`repeval.report.selection.combine_validation`, which ``model_comparison`` chooses each model's probe on)."""
     if preset not in PRESETS:
         raise ValueError(unknown_name_message("table preset", preset, set(PRESETS)))
     if preset in DATASET_PRESETS:
@@ -309,7 +312,10 @@ def make_table(
     chosen = _metrics(df, metrics)
     df = df[df["metric"].isin(chosen)]
     title = f"{d} — tasks {t}" if preset in DATASET_PRESETS else f"{t} — {d}"
-    table = PRESETS[preset](df, chosen, title)
+    if preset == "model_comparison":
+        table = model_comparison(df, chosen, title, validation)
+    else:
+        table = PRESETS[preset](df, chosen, title)
     table.task, table.dataset = t, d
     return table
 
@@ -357,7 +363,9 @@ def table_command(
         raise ValueError(unknown_name_message("table preset", preset, set(PRESETS)))
     if decimals < 0:
         raise ValueError(f"--decimals must be 0 or more (digits after the point), got {decimals}")
-    results = combine_results(load_runs([Path(d) for d in run_dirs]))
+    runs = load_runs([Path(d) for d in run_dirs])
+    results = combine_results(runs)
+    validation = combine_validation(runs)
     _check_names(results, preset, task, dataset, ", ".join(map(str, run_dirs)))
     selections: list[tuple[str | None, str | None]]
     if preset in DATASET_PRESETS:
@@ -384,7 +392,7 @@ def table_command(
                 selections = [p for p in selections if p in deformed]
     parts = []
     for t, d in selections:
-        table = make_table(results, preset, task=t, dataset=d, metrics=metrics)
+        table = make_table(results, preset, task=t, dataset=d, metrics=metrics, validation=validation)
         parts.append(render(table, fmt, color=color, scale=scale, decimals=decimals, with_group=len(selections) > 1))
     if fmt == "csv" and len(parts) > 1:  # one table: one header over the groups' columns (cells a group lacks empty)
         frames = [pd.read_csv(io.StringIO(p), dtype=str, keep_default_na=False) for p in parts]

@@ -1,7 +1,7 @@
 """Fake but realistic predictions and run directories for metric and report tests.
 
 ``make_run_dir`` writes what the tuning stage writes — ``results.parquet``, ``config.yaml``,
-``history.parquet`` and ``confusion/*.json`` — with values computed by the real metrics on
+``history.parquet``, ``probes/*.parquet`` (each probe's validation criterion) and ``confusion/*.json`` — with values computed by the real metrics on
 synthetic predictions whose quality depends on model, probe, scenario and seed, so tables
 and plots show the structure of a real evaluation (bigger probes help, noise hurts).
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import yaml
 
 KEYS = ["C major", "G major", "A minor", "C minor", "E minor", "F# major", "Bb minor", "D major"]
@@ -81,6 +82,12 @@ class FakeRunSpec:
     seed: int = 0
     #: model quality in [0, 1]; missing models get a value from the seed
     model_quality: dict[str, float] = field(default_factory=dict)
+    #: write ``probes/<group>.parquet`` (off: a run from before the record existed)
+    write_probes: bool = True
+    #: added to a probe's validation criterion (e.g. to make the validation and the test choice differ)
+    val_bias: dict[str, float] = field(default_factory=dict)
+    #: a probe's ``save_criterion`` in ``config.yaml`` (missing: the task's default)
+    save_criteria: dict[str, str] = field(default_factory=dict)
 
 
 _SCENARIO_HIT = {"clean": 0.0, "D1": 0.25, "D2": 0.55, "D3": 0.1, "D4": 0.05}
@@ -99,6 +106,7 @@ def make_run_dir(root: Path, spec: FakeRunSpec | None = None, **overrides: objec
     quality = {m: spec.model_quality.get(m, float(rng.uniform(0.3, 0.9))) for m in spec.models}
     rows: list[dict[str, object]] = []
     history: list[dict[str, object]] = []
+    probe_rows: dict[str, list[dict[str, object]]] = {}
     for exp in spec.experiments:
         for model in spec.models:
             for p_idx, probe in enumerate(spec.probes):
@@ -108,6 +116,27 @@ def make_run_dir(root: Path, spec: FakeRunSpec | None = None, **overrides: objec
                     )
                     base_q = quality[model] * (0.75 + 0.06 * p_idx) + cell_rng.normal(0, 0.02)
                     history += _history(exp, model, probe, seed, base_q, cell_rng)
+                    val = base_q + spec.val_bias.get(probe, 0.0)
+                    if spec.save_criteria.get(probe) == "val_loss":
+                        val = 1.0 - val
+                    probe_rows.setdefault(f"{exp.task}__{exp.dataset}__{model}", []).append(
+                        {
+                            "task": exp.task,
+                            "task_type": exp.task_type,
+                            "dataset": exp.dataset,
+                            "model": model,
+                            "spec": probe,
+                            "probe": probe,
+                            "seed": int(seed),
+                            "params": "{}",
+                            "best_criterion": float(val),
+                            "best_epoch": 10,
+                            "epochs": 20,
+                            "status": "ok",
+                            "selected": True,
+                            "fold": None,
+                        }
+                    )
                     for scenario in spec.scenarios:
                         q = float(np.clip(base_q - _SCENARIO_HIT.get(scenario, 0.2) * (1.2 - quality[model]), 0, 1))
                         y, s, labels = fake_predictions(exp.task_type, cell_rng, spec.n_test, exp.n_labels, quality=q)
@@ -139,8 +168,13 @@ def make_run_dir(root: Path, spec: FakeRunSpec | None = None, **overrides: objec
                             name = f"{exp.task}__{exp.dataset}__{model}__{probe}__{seed}__{scenario}.json"
                             write_confusion(run / "confusion" / name, confusion_matrix(y, s, labels), labels)
     from repeval.report.results import HISTORY_COLUMNS, write_results
+    from repeval.tuning.results import PROBES_SCHEMA, typed_table
 
     write_results(pd.DataFrame(rows), run / "results.parquet")
+    if spec.write_probes:
+        (run / "probes").mkdir(exist_ok=True)
+        for i, group in enumerate(probe_rows.values()):  # names may hold any character: number the files
+            pq.write_table(typed_table(group, PROBES_SCHEMA), run / "probes" / f"group{i}.parquet")
     pd.DataFrame(history, columns=list(HISTORY_COLUMNS)).to_parquet(run / "history.parquet", index=False)
     (run / "config.yaml").write_text(yaml.safe_dump(_config(spec), sort_keys=False))
     return run
@@ -180,7 +214,9 @@ def _config(spec: FakeRunSpec) -> dict[str, object]:
                 "datasets": [{"name": e.dataset, "type": "mirdata"}],
                 "embedding_models": list(spec.models),
                 "downstream_models": [
-                    {"name": p, "type": "classifier", "hidden_units": hidden.get(p, [])} for p in spec.probes
+                    {"name": p, "type": "classifier", "hidden_units": hidden.get(p, [])}
+                    | ({"save_criterion": spec.save_criteria[p]} if p in spec.save_criteria else {})
+                    for p in spec.probes
                 ],
                 "metrics": list(e.metrics),
             }

@@ -1,0 +1,182 @@
+"""Which probe stands for a model: the one with the best validation criterion, as the protocol has it.
+
+A grid trained with ``select: all`` (the thesis M1–M5) tests every probe; picking "the best probe per model" by its
+clean *test* value is selection on the test set — optimistic. The protocol (Jukemir, MULE) chooses by validation,
+then tests once. A run directory's ``probes/<group>.parquet`` holds each probe's ``best_criterion`` per seed (and
+fold) — the validation value it was selected on — and ``config.yaml`` names its ``save_criterion``
+(:func:`repeval.tasks.resolve_criterion` gives the default and its direction). :func:`load_validation` reads them into
+one frame, :func:`choose_probes` picks per model the probe with the best mean validation criterion, but only when
+all of the model's probes were selected on the same criterion and direction; otherwise (or without the files: older
+runs) it falls back to the clean-test choice and says why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from repeval.tasks import TASK_TYPES, resolve_criterion
+
+log = logging.getLogger(__name__)
+
+#: one row per selected probe configuration, seed and fold
+VALIDATION_COLUMNS = ("run_id", "task", "dataset", "model", "probe", "seed", "fold", "criterion", "mode", "value")
+NO_RECORD = "the run directory has no validation record (probes/*.parquet)"
+CRITERIA_DIFFER = "validation criteria differ"
+
+
+def _spec_criteria(config: dict[str, Any]) -> dict[tuple[str, str], str | None]:
+    """``(task, probe spec) → save_criterion`` (``None``: the task's default) from a run's ``config.yaml``."""
+    out: dict[tuple[str, str], str | None] = {}
+    for exp in config.get("experiments") or []:
+        if not isinstance(exp, dict) or not isinstance(exp.get("task"), dict):
+            continue
+        task = str(exp["task"].get("name"))
+        for i, p in enumerate(exp.get("downstream_models") or exp.get("probes") or []):
+            if isinstance(p, dict):
+                name = p.get("name") or p.get("preset") or f"M{i + 1}"
+                crit = p.get("save_criterion")
+                out[(task, str(name))] = str(crit) if crit else None
+    return out
+
+
+def load_validation(run_dir: Path, run_id: str, config: dict[str, Any], results: pd.DataFrame) -> pd.DataFrame | None:
+    """The validation criterion of every selected probe of a run, named as in its results (``None``: no record)."""
+    path = Path(run_dir) / "probes"
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else []
+    if not files:
+        return None
+    probes = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    if "fold" not in probes.columns:
+        probes["fold"] = None
+    probes = probes[probes["selected"].fillna(False).astype(bool)]
+    specs = _spec_criteria(config)
+    tested = set(zip(results["task"], results["dataset"], results["model"], results["probe"], strict=True))
+    rows = []
+    for r in probes.itertuples(index=False):
+        # select: all reports each configuration under its own name; select: best under the spec's name
+        probe = r.probe if (r.task, r.dataset, r.model, r.probe) in tested else r.spec
+        try:
+            params = json.loads(r.params) if r.params else {}
+        except ValueError:
+            params = {}
+        key = (str(r.task), str(r.spec))
+        criterion = mode = None
+        if (params.get("save_criterion") or key in specs) and r.task_type in TASK_TYPES:
+            criterion, mode = resolve_criterion(params.get("save_criterion") or specs.get(key), r.task_type)
+        value = float(r.best_criterion) if r.best_criterion is not None else np.nan
+        fold = -1 if r.fold is None or pd.isna(r.fold) else int(r.fold)
+        rows.append((run_id, r.task, r.dataset, r.model, probe, int(r.seed), fold, criterion, mode, value))
+    return pd.DataFrame(rows, columns=list(VALIDATION_COLUMNS))
+
+
+def combine_validation(runs: Sequence[Any], *, prefix_models: bool = False) -> pd.DataFrame | None:
+    """The runs' validation frames in one (``prefix_models``: models named ``<run_id>/<model>``, as the report's
+    figures name them); ``None`` when no run has one."""
+    frames = [r.validation for r in runs if getattr(r, "validation", None) is not None]
+    if not frames:
+        return None
+    df = pd.concat(frames, ignore_index=True)
+    return df.assign(model=df["run_id"] + "/" + df["model"]) if prefix_models else df
+
+
+@dataclass
+class ProbeChoice:
+    """The probe chosen per model key, and on what."""
+
+    metric: str
+    probes: dict[tuple[str, ...], str] = field(default_factory=dict)
+    #: key → the validation criterion it was chosen on
+    on_validation: dict[tuple[str, ...], str] = field(default_factory=dict)
+    #: key → why it was chosen on the clean test set instead
+    on_test: dict[tuple[str, ...], str] = field(default_factory=dict)
+
+    def rule(self, key: tuple[str, ...] | None = None) -> str:
+        """How ``key``'s probe (every key's: ``None``) was chosen, e.g. ``chosen on validation val_accuracy``."""
+        keys = list(self.probes) if key is None else [key]
+        crits = " / ".join(dict.fromkeys(self.on_validation[k] for k in keys if k in self.on_validation))
+        reasons = "; ".join(dict.fromkeys(self.on_test[k] for k in keys if k in self.on_test))
+        val = f"chosen on validation {crits}" if crits else ""
+        test = f"chosen on clean test {self.metric}: {reasons} (a test-set choice)" if reasons else ""
+        if val and test:
+            return f"{val}; for {self._names(self.on_test)} {test}"
+        return val or test
+
+    def caption(self) -> str:
+        """The table caption's account of the rule, e.g. ``per model the probe with the best mean validation …``."""
+        crits = " / ".join(dict.fromkeys(self.on_validation.values()))
+        reasons = "; ".join(dict.fromkeys(self.on_test.values()))
+        val = f"the best mean validation {crits} over seeds (and folds), then tested once (chosen on validation)"
+        test = f"the best clean-test {self.metric} — chosen on clean test: {reasons} (a test-set choice)"
+        if not self.on_test:
+            return f"per model the probe with {val}"
+        if not self.on_validation:
+            return f"per model the probe with {test}"
+        return f"per model the probe with {val}; for {self._names(self.on_test)}: {test}"
+
+    @staticmethod
+    def _names(keys: dict[tuple[str, ...], str]) -> str:
+        return ", ".join("/".join(k) for k in keys)
+
+
+def _test_choice(means: pd.Series, higher: bool) -> str:
+    order = sorted(means.index, key=_natural)
+    return str((means.reindex(order) * (1.0 if higher else -1.0)).idxmax())
+
+
+def _natural(text: str) -> tuple[object, ...]:
+    from repeval.report.results import natural_key
+
+    return natural_key(text)
+
+
+def choose_probes(
+    clean: pd.DataFrame, keys: list[str], metric: str, higher: bool, validation: pd.DataFrame | None
+) -> ProbeChoice:
+    """Per ``keys`` group of ``clean`` (one task and dataset, rows of ``metric``), the probe with the best mean
+    validation criterion; the best clean-test mean of ``metric`` where that cannot be told (first listed when tied)."""
+    choice = ProbeChoice(metric)
+    if clean.empty:
+        return choice
+    task, dataset = str(clean["task"].iloc[0]), str(clean["dataset"].iloc[0])
+    val = None
+    if validation is not None:
+        val = validation[(validation["task"] == task) & (validation["dataset"] == dataset)]
+        val = val.assign(**{k: val[k].astype(str) for k in keys}, probe=val["probe"].astype(str))
+    means = clean.groupby([*keys, "probe"], sort=False)["value"].mean()
+    for key_raw, grp in means.groupby(level=list(range(len(keys))), sort=False):
+        key = tuple(str(k) for k in (key_raw if isinstance(key_raw, tuple) else (key_raw,)))
+        test_means = grp.droplevel(list(range(len(keys)))).rename(index=str)
+        probes = list(test_means.index)
+        reason = NO_RECORD
+        if val is not None:
+            mask = val["probe"].isin(probes)
+            for k, v in zip(keys, key, strict=True):
+                mask &= val[k] == v
+            mine = val[mask]
+            crit = set(zip(mine["criterion"], mine["mode"], strict=True))
+            per = mine.groupby("probe")["value"].mean()
+            missing = [p for p in probes if not np.isfinite(per.get(p, np.nan))]
+            if mine.empty:
+                reason = "no validation record of its probes"
+            elif any(c is None or m is None for c, m in crit):
+                reason = "the run's config does not name its probes' validation criterion"
+            elif len(crit) > 1:
+                reason = CRITERIA_DIFFER + " (" + ", ".join(sorted(c for c, _ in crit)) + ")"
+            elif missing:
+                reason = "no validation value for " + ", ".join(missing)
+            else:
+                ((name, mode),) = crit
+                choice.probes[key] = _test_choice(per.reindex(probes), mode == "max")
+                choice.on_validation[key] = str(name)
+                continue
+        choice.probes[key] = _test_choice(test_means, higher)
+        choice.on_test[key] = reason
+    return choice

@@ -1,0 +1,80 @@
+"""Each model's probe is chosen on validation (the protocol), not on the clean test set, where the run records it."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import pytest
+
+from repeval.report import plots
+from repeval.report.html import _confusion_block, _summary_cards
+from repeval.report.results import CLEAN, load_run
+from repeval.report.selection import combine_validation
+from repeval.report.tables import make_table, table_command
+from repeval.testing.results import DEFAULT_EXPERIMENTS, FakeRunSpec, make_run_dir
+
+TASK, DATASET = "instrument_recognition", "tinysol"
+PROBES = ("M1", "M2", "M5")
+
+
+def _run(root, run_id, **kw):
+    spec = FakeRunSpec(
+        run_id=run_id, experiments=DEFAULT_EXPERIMENTS[:1], probes=PROBES, seeds=(0, 1), scenarios=(CLEAN,),
+        n_test=60, n_resamples=10, **kw,
+    )  # fmt: skip
+    return make_run_dir(root, spec)
+
+
+def _test_choice(results):
+    """Per model, the probe with the best clean-test accuracy (what the report used to pick)."""
+    sel = results[results["label"].isna() & (results["metric"] == "accuracy") & (results["scenario"] == CLEAN)]
+    means = sel.groupby(["model", "probe"])["value"].mean()
+    return {m: means.loc[m].idxmax() for m in dict.fromkeys(sel["model"])}
+
+
+def _csv_probes(out):
+    df = pd.read_csv(io.StringIO(out))
+    return dict(zip(df["model"], df["probe"], strict=True))
+
+
+@pytest.fixture(scope="module")
+def val_run(tmp_path_factory):
+    # M1 has by far the best validation criterion; on the test set the bigger probes win
+    return load_run(_run(tmp_path_factory.mktemp("val"), "val", val_bias={"M1": 1.0}))
+
+
+def test_validation_choice_wins_over_the_test_choice_in_tables_and_report(val_run):
+    results, validation = val_run.results, combine_validation([val_run])
+    by_test = _test_choice(results)
+    assert set(by_test.values()) != {"M1"}  # the two rules disagree on these results
+    t = make_table(results, "model_comparison", task=TASK, validation=validation)
+    assert {m: p for m, p in t.rows} == dict.fromkeys(by_test, "M1")
+    assert "chosen on validation" in t.caption and "val_accuracy" in t.caption
+    assert "test-set choice" not in t.caption
+    # `repeval table` and the report's figures and summary card pick the same probe
+    out = table_command([val_run.path], "model_comparison", "csv", task=TASK)
+    assert set(_csv_probes(out).values()) == {"M1"}
+    assert plots.best_probes(results, TASK, DATASET, "accuracy", validation) == dict.fromkeys(by_test, "M1")
+    card = _summary_cards(results, TASK, DATASET, validation)
+    assert " · M1</b>" in card and "chosen on validation val_accuracy" in card
+    block = _confusion_block([val_run], results, TASK, DATASET, False, validation)
+    assert "chosen on validation val_accuracy" in block and all(f"{m} M1, clean" in block for m in by_test)
+
+
+def test_differing_criteria_or_no_record_fall_back_to_the_test_choice_and_say_so(tmp_path):
+    mixed = load_run(_run(tmp_path, "mixed", val_bias={"M1": 1.0}, save_criteria={"M2": "val_loss"}))
+    by_test = _test_choice(mixed.results)
+    t = make_table(mixed.results, "model_comparison", task=TASK, validation=combine_validation([mixed]))
+    assert {m: p for m, p in t.rows} == by_test
+    assert (
+        "best clean-test accuracy — chosen on clean test: validation criteria differ (val_accuracy, val_loss)"
+        in t.caption
+    )
+    assert "test-set choice" in t.caption and "chosen on validation" not in t.caption
+
+    old = _run(tmp_path, "old", val_bias={"M1": 1.0}, write_probes=False)  # a run from before probes/ existed
+    assert load_run(old).validation is None
+    out = table_command([old], "model_comparison", "plain", task=TASK)
+    assert _test_choice(load_run(old).results) == by_test  # same seeds and qualities: same test choice
+    assert "chosen on clean test: the run directory has no validation record" in " ".join(out.split())
