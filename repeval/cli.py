@@ -107,7 +107,12 @@ def _stage(
     from repeval.rundir import write_status
 
     ctx = _ctx(config, run_id, store, smoke_test, runs_dir, lock=command in _WRITERS)
-    write_status(ctx.run_dir, command, "started")
+    try:
+        write_status(ctx.run_dir, command, "started")
+    except BaseException:
+        if ctx.lock is not None:
+            ctx.lock.release()
+        raise
     try:
         yield ctx
     except BaseException as exc:

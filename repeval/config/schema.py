@@ -653,6 +653,50 @@ class Config(Strict):
         return self
 
     @model_validator(mode="after")
+    def _distinct_folders(self) -> Config:
+        """Names become folder and file names: a dataset, model or scenario in ``store/<dataset>/<model>/<scenario>/``
+        (characters other than letters, digits and ``-_.=`` replaced by ``_``), a task, dataset and model in the run's
+        ``groups/<task>__<dataset>__<model>.parquet``. Two names that differ but land in one folder or file (``my
+        notes`` and ``my_notes``; or only in case, one folder on a case-insensitive filesystem such as macOS' or
+        Windows') would mix their rows or replace each other's results."""
+        from repeval.store.store import stored_name
+
+        partitions: dict[tuple[str, ...], tuple[str, tuple[str, str, str]]] = {}
+        groups: dict[str, tuple[str, tuple[str, str, str]]] = {}
+        for ei, exp in enumerate(self.experiments):
+            for di, ds in enumerate(exp.datasets):
+                where = f"experiments[{ei}].datasets[{di}]"
+                for m in exp.embedding_models:
+                    for sid in ("clean", *exp.scenarios_for(ds)):
+                        names = (ds.name, m.id, sid)
+                        key = tuple(stored_name(n).casefold() for n in names)
+                        first, seen = partitions.setdefault(key, (where, names))
+                        if seen != names:
+                            i = next(i for i in range(3) if seen[i] != names[i])
+                            kind = ("dataset", "embedding model", "deformation scenario")[i]
+                            a, b = stored_name(seen[i]), stored_name(names[i])
+                            folder = (
+                                f"folder {a!r}"
+                                if a == b
+                                else f"folders {a!r} and {b!r}, one folder on a case-insensitive filesystem (macOS, "
+                                "Windows)"
+                            )
+                            raise ValueError(
+                                f"{where}: {kind} {names[i]!r} and {kind} {seen[i]!r} ({first}) are both stored in "
+                                f"the store's {folder} — their embeddings would mix in one partition: rename one"
+                            )
+                    names = (exp.task.name, ds.name, m.id)
+                    first, seen = groups.setdefault("__".join(names).casefold(), (where, names))
+                    if seen != names:
+                        raise ValueError(
+                            f"{where}: task {names[0]!r}, dataset {names[1]!r} and model {names[2]!r} name the run's "
+                            f"file groups/{'__'.join(names)}.parquet, as task {seen[0]!r}, dataset {seen[1]!r} and "
+                            f"model {seen[2]!r} ({first}) do (on a case-insensitive filesystem if only the case "
+                            "differs) — one grid's results would replace the other's: rename one"
+                        )
+        return self
+
+    @model_validator(mode="after")
     def _deformed_tests(self) -> Config:
         """Every deformation scenario is tested on deformed test tracks: ``run.deform_splits`` must deform them
         (with k folds, every track is a test track of some fold, so any split will do)."""

@@ -176,11 +176,9 @@ def _per_label_block(df: pd.DataFrame, task: str, dataset: str, validation: pd.D
                 cells += '<td class="num" data-value="">–</td>'
                 continue
             text = fmt_number(rec["mean"]) + (f" ± {fmt_number(rec['std'])}" if rec["n"] > 1 else "")
-            tip = (
-                f"95% bootstrap CI [{fmt_number(rec['lo'])}, {fmt_number(rec['hi'])}]"
-                if np.isfinite(rec["lo"]) and np.isfinite(rec["hi"])
-                else ""
-            )
+            tip = f"n_seeds={int(rec['n'])}"  # as the other tables' cells say it
+            if np.isfinite(rec["lo"]) and np.isfinite(rec["hi"]):
+                tip += f"; 95% bootstrap CI (mean over seeds) [{fmt_number(rec['lo'])}, {fmt_number(rec['hi'])}]"
             cells += f'<td class="num" data-value="{rec["mean"]!r}" title="{e(tip)}">{e(text)}</td>'
         body.append(f"<tr>{cells}</tr>")
     selects = [
@@ -189,7 +187,7 @@ def _per_label_block(df: pd.DataFrame, task: str, dataset: str, validation: pd.D
         ("scenario", 2, ordered_scenarios(per["scenario"].unique())),
     ]
     table = (
-        f'<table class="rv-table sortable" id="{tid}"><caption>per-label values (mean ± std over seeds and folds)</caption>'
+        f'<table class="rv-table sortable" id="{tid}"><caption>per-label values (mean ± std over seeds and folds; hover a cell for n and its bootstrap interval)</caption>'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
     )
     figs = "".join(

@@ -1,7 +1,9 @@
 """A run-level lock on an embedding store: one writer at a time, a clear refusal for the second.
 
 The lock is an exclusive ``flock`` on ``<store>/_lock.json``; the file holds the owner's host,
-pid, run id and the time it was taken, so a second run refuses with a message naming the owner.
+pid, run id and the time it was taken, so a second run refuses with a message naming the owner; the
+owner adds the time it let go (``released_at``) when it releases the lock, so the next owner tells a run
+that finished or failed (released) from one that was killed holding it.
 
 Why ``flock`` rather than "create with ``O_EXCL`` and check the pid": the kernel releases the
 lock when its owner dies, however it dies (``kill -9``, a crashed node on NFSv4, whose lease
@@ -67,6 +69,7 @@ class StoreLock:
         self.local = isinstance(store.fs, pafs.LocalFileSystem)
         self.path = Path(store.root) / LOCK
         self._fd: int | None = None
+        self._info: dict[str, Any] = {}
 
     @property
     def held(self) -> bool:
@@ -94,10 +97,15 @@ class StoreLock:
             os.close(fd)
             raise
         previous = holder(self.path.parent)
-        if previous and previous.get("pid") != os.getpid():
-            log.info("store %s: the lock's previous owner %s is gone", self.store.uri, describe(previous))
+        if previous and not previous.get("released_at") and previous.get("pid") != os.getpid():
+            log.info(
+                "store %s: the lock's previous owner %s stopped without releasing it (killed, or its machine went "
+                "down); the kernel freed the lock",
+                self.store.uri, describe(previous),
+            )  # fmt: skip
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(owner_info(self.run_id), indent=1).encode(), 0)
+        self._info = owner_info(self.run_id)
+        os.pwrite(fd, json.dumps(self._info, indent=1).encode(), 0)
         self._fd = fd
 
     def release(self) -> None:
@@ -105,6 +113,12 @@ class StoreLock:
             return
         fd, self._fd = self._fd, None
         try:
+            try:  # still held: the next owner reads that this one let go, rather than died holding it
+                info = {**self._info, "released_at": time.time()}
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, json.dumps(info, indent=1).encode(), 0)
+            except OSError as exc:  # informative only: never keep the lock over it
+                log.debug("could not record the release in %s: %s", self.path, exc)
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)

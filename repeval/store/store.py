@@ -119,14 +119,14 @@ def _described_diff(old: Any, new: dict[str, Any], old_described: Any, new_descr
     return fingerprint_diff(old_x, new_x) or fingerprint_diff(old, new)
 
 
-def _stored_name(component: str, keep: str = "") -> str:
+def stored_name(component: str, keep: str = "") -> str:
     """``component`` as the store's folder names it: letters, digits and ``-_.=`` (and ``keep``) kept, the rest ``_``."""
     return "".join(c if c.isalnum() or c in "-_.=" or c in keep else "_" for c in component)
 
 
 def _safe(component: str) -> str:
     """A path component that cannot escape the store (no separators, no '..')."""
-    out = _stored_name(component)
+    out = stored_name(component)
     if out in {"", ".", ".."}:
         raise ValueError(f"invalid store path component {component!r}")
     return out
@@ -189,7 +189,7 @@ class EmbeddingStore:
         import fnmatch
 
         pattern = pattern.strip("/")
-        stored = "/".join(_stored_name(p, keep="*?[]!") for p in pattern.split("/"))  # the glob's characters kept
+        stored = "/".join(stored_name(p, keep="*?[]!") for p in pattern.split("/"))  # the glob's characters kept
         return [
             p for p in self.partitions() if fnmatch.fnmatchcase(p.name, pattern) or fnmatch.fnmatchcase(p.name, stored)
         ]

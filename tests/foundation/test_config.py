@@ -211,6 +211,76 @@ def test_bad_configs_name_the_key_and_the_fix(mutate, expected):
     assert expected in _error(mutate)
 
 
+def _second_experiment(d: dict, task: str, dataset: str) -> None:
+    exp = copy.deepcopy(d["experiments"][0])
+    exp["task"]["name"] = task
+    exp["datasets"][0]["name"] = dataset
+    d["experiments"].append(exp)
+
+
+def _two_datasets(d: dict, first: str, second: str) -> None:
+    datasets = d["experiments"][0]["datasets"]
+    datasets[:] = [{**datasets[0], "name": first}, {**datasets[0], "name": second}]
+
+
+def _named_scenarios(d: dict, *names: str) -> None:
+    step = d["experiments"][0]["deformations"][0]
+    d["experiments"][0]["deformations"] = [{"name": n, "steps": step} for n in names]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (
+            lambda d: _two_datasets(d, "my_notes", "my notes"),
+            "experiments[0].datasets[1]: dataset 'my notes' and dataset 'my_notes' (experiments[0].datasets[0]) are "
+            "both stored in the store's folder 'my_notes' — their embeddings would mix in one partition: rename one",
+        ),
+        (
+            lambda d: d["experiments"][0].update(
+                embedding_models=[{"id": "m 1", "type": "mfcc-stats"}, {"id": "m:1", "type": "mfcc-stats"}]
+            ),
+            "embedding model 'm:1' and embedding model 'm 1' (experiments[0].datasets[0]) are both stored in the "
+            "store's folder 'm_1'",
+        ),
+        (
+            lambda d: _named_scenarios(d, "noise 10", "noise?10"),
+            "deformation scenario 'noise?10' and deformation scenario 'noise 10' (experiments[0].datasets[0]) are both "
+            "stored in the store's folder 'noise_10'",
+        ),
+        (
+            lambda d: _named_scenarios(d, "Clean"),
+            "deformation scenario 'Clean' and deformation scenario 'clean' (experiments[0].datasets[0]) are both "
+            "stored in the store's folders 'clean' and 'Clean', one folder on a case-insensitive filesystem",
+        ),
+        (
+            lambda d: _second_experiment(d, "other_task", "Notes"),
+            "experiments[1].datasets[0]: dataset 'Notes' and dataset 'notes' (experiments[0].datasets[0]) are both "
+            "stored in the store's folders 'notes' and 'Notes'",
+        ),
+        (
+            lambda d: (
+                d["experiments"][0]["task"].update(name="a__b")
+                or d["experiments"][0]["datasets"][0].update(name="c")
+                or _second_experiment(d, "a", "b__c")
+            ),
+            "experiments[1].datasets[0]: task 'a', dataset 'b__c' and model 'mfcc-stats' name the run's file "
+            "groups/a__b__c__mfcc-stats.parquet, as task 'a__b', dataset 'c' and model 'mfcc-stats' "
+            "(experiments[0].datasets[0]) do",
+        ),
+    ],
+)
+def test_names_that_share_a_store_folder_or_run_file_are_refused(mutate, expected):
+    """Accepted before: ``my notes`` and ``my_notes`` both wrote the store folder ``my_notes/`` and mixed their rows."""
+    assert expected in _error(mutate)
+
+
+def test_one_dataset_in_two_experiments_shares_its_partitions():
+    d = base()
+    _second_experiment(d, "other_task", "notes")
+    assert len(parse_config(d).experiments) == 2
+
+
 def test_deform_splits_without_test_suit_k_folds_and_configs_without_scenarios():
     """Every track of a k-fold dataset is tested in some fold, so any deformed split covers the tests."""
     d = base()

@@ -67,6 +67,54 @@ def test_a_run_refused_for_a_locked_store_leaves_no_run_directory(fault_catalog,
     assert (holding / "config.yaml").read_text() == "the holder's\n"
 
 
+OWNER = r"""
+import os, sys
+from repeval.store import EmbeddingStore
+from repeval.store.lock import StoreLock
+lock = StoreLock(EmbeddingStore(sys.argv[1]), sys.argv[2])
+lock.acquire()
+if sys.argv[2] == "killed":
+    os._exit(0)  # no release, as under kill -9
+lock.release()
+"""
+
+
+def test_a_failed_run_releases_the_lock_and_only_a_killed_owner_is_reported_gone(
+    fault_catalog, tmp_path, monkeypatch, caplog
+):
+    """A run whose embedding model fails to build (``ModelUnavailable``) releases the store's lock and records
+    that it did; the next owner used to log "the lock's previous owner … is gone" after every run, failed or
+    finished — now only after one that died holding the lock."""
+    from typer.testing import CliRunner
+
+    from repeval import runner
+    from repeval.cli import app
+    from repeval.models import ModelUnavailable
+
+    def unavailable(*args, **kwargs):
+        raise ModelUnavailable("embedding model 'fast' cannot run here: no weights")
+
+    monkeypatch.setattr(runner, "_stage_embed", unavailable)  # as the embedding actor fails, without Ray
+    cfg = write_config(tmp_path / "c.yaml", tmp_path, [experiment(fault_catalog, [FAST_MODEL])])
+    res = CliRunner().invoke(app, ["run", str(cfg), "--run-id", "failed"])
+    assert res.exit_code == 1 and "cannot run here" in res.stderr, res.output
+    store = EmbeddingStore(str(tmp_path / "store"))
+    last = holder(store.root)
+    assert last["run_id"] == "failed" and last["released_at"] >= last["acquired_at"]
+    with StoreLock(store, "next") as lock:  # free
+        assert lock.held
+    for owner in ("released", "killed"):
+        subprocess.run([sys.executable, "-c", OWNER, store.root, owner], env=cli_env(tmp_path), check=True)
+        caplog.clear()
+        with caplog.at_level("INFO", logger="repeval.store.lock"), StoreLock(store, "next"):
+            pass
+        said = [r.getMessage() for r in caplog.records if "previous owner" in r.getMessage()]
+        if owner == "released":
+            assert said == []
+        else:
+            assert len(said) == 1 and "run 'killed'" in said[0] and "stopped without releasing it" in said[0]
+
+
 def test_lock_is_skipped_with_a_warning_on_object_stores(caplog):
     import pyarrow.fs as pafs
 

@@ -41,6 +41,18 @@ def test_report_content(report, run_dir):
     assert "std is the sample standard deviation, n − 1" in text  # which std the ± is, stated where it is read
 
 
+def test_per_label_cells_give_n_as_the_other_tables_cells_do(report):
+    """The per-label table showed mean ± std with no n (its cells' tooltips held only the interval), while every
+    other table's cells say ``n_seeds=N``; now they do too."""
+    text = report.read_text()
+    tables = re.findall(r'<table class="rv-table sortable" id="[^"]*labels[^"]*">.*?</table>', text, re.S)
+    assert len(tables) == 2  # one per task/dataset pair
+    for table in tables:
+        tips = re.findall(r'<td class="num" data-value="[^"]+" title="([^"]*)">', table)
+        assert tips and all(re.match(r"n_seeds=2; 95% bootstrap CI \(mean over seeds\) \[", t) for t in tips), tips[:3]
+        assert "hover a cell for n and its bootstrap interval" in table
+
+
 def test_report_over_two_runs(run_dir, second_run_dir, tmp_path):
     out = write_report([run_dir, second_run_dir], tmp_path / "both.html")
     text = out.read_text()
