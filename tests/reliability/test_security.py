@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -211,9 +212,11 @@ def test_embedded_ray_binds_the_dashboard_to_localhost(monkeypatch):
     # the user can configure otherwise, explicitly
     ray_utils.init_ray(include_dashboard=True, dashboard_host="0.0.0.0")
     assert seen[-1]["dashboard_host"] == "0.0.0.0"
-    # attaching to a cluster (ray job submit) does not start a dashboard of its own
-    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
-    ray_utils.init_ray()
+    # attaching to a cluster (ray job submit) does not start a dashboard of its own; something must listen there
+    # (init_ray checks that the address answers before Ray's long retries)
+    with socket.create_server(("127.0.0.1", 0)) as gcs:
+        monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{gcs.getsockname()[1]}")
+        ray_utils.init_ray()
     assert "dashboard_host" not in seen[-1] and "include_dashboard" not in seen[-1]
 
 
