@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
 import sys
 import traceback
 from contextlib import contextmanager
@@ -247,8 +246,7 @@ def _strict_check(ctx: Any) -> None:
             examples.append(f"{r['track_id']} in {part.name} ({r['stage']}): {r['reason']}")
     example = f"; e.g. {'; '.join(examples)}" if examples else ""
     where = ", ".join(f"{p.name} ({n})" for p, n in bad)
-    store = shlex.quote(ctx.store.uri)
-    commands = ", ".join(f"`repeval store show {store} {shlex.quote(p.name)} --errors`" for p, _ in bad)
+    commands = ", ".join(f"`{p.show_errors_command()}`" for p, _ in bad)
     typer.secho(
         f"error: --strict: {sum(n for _, n in bad)} error record(s) in {where}{example} — list them with {commands}",
         fg=typer.colors.RED,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -101,7 +100,9 @@ class EmbedSummary:
 
     def show_command(self, partition: str) -> str:
         """The command that lists every error record of a partition, and only those."""
-        return f"repeval store show {shlex.quote(self.store_uri or 'store')} {shlex.quote(partition)} --errors"
+        from repeval.store.store import show_errors_command
+
+        return show_errors_command(self.store_uri or "store", partition)
 
     def failure_lines(self) -> list[str]:
         """The tracks that failed (the first few, with stage and reason), and the commands that list them all;

@@ -11,7 +11,6 @@ import datetime as _dt
 import html
 import logging
 import re
-import shlex
 import zlib
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -28,6 +27,7 @@ from repeval.report.render import fmt_number, render_html
 from repeval.report.results import CLEAN, Run, combine_results, groups, load_runs, natural_key, ordered_scenarios
 from repeval.report.selection import choose_probes, combine_validation
 from repeval.report.tables import _higher, make_table, multi_task_datasets
+from repeval.store.store import show_errors_command
 
 log = logging.getLogger(__name__)
 e = html.escape
@@ -308,8 +308,7 @@ def _left_out_section(runs: list[Run]) -> str:
         body = "".join("<tr>" + "".join(f'<td data-value="{e(v)}">{e(v)}</td>' for v in r) + "</tr>" for r in rows)
         shown = f"the first {len(rows)} of {total}" if len(rows) < total else f"all {total}"
         commands = "".join(
-            f"<li><code>{e(f'repeval store show {shlex.quote(store)} {shlex.quote(name)} --errors')}</code> ({n})</li>"
-            for store, name, n in counts
+            f"<li><code>{e(show_errors_command(store, name))}</code> ({n})</li>" for store, name, n in counts
         )
         parts.append(
             f'<h3>Error records ({total})</h3><p class="rv-note">these tracks failed to decode, deform or embed: '

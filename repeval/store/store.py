@@ -206,6 +206,11 @@ class EmbeddingStore:
         return sorted(out, key=lambda p: p.path)
 
 
+def show_errors_command(store_uri: str, partition: str) -> str:
+    """The ``repeval store show --errors`` command for ``partition`` (``dataset/model/scenario``), quoted for a shell."""
+    return f"repeval store show {shlex.quote(store_uri)} {shlex.quote(partition)} --errors"
+
+
 @dataclass
 class Partition:
     store: EmbeddingStore
@@ -221,6 +226,10 @@ class Partition:
     @property
     def name(self) -> str:
         return f"{self.dataset}/{self.model}/{self.scenario}"
+
+    def show_errors_command(self) -> str:
+        """The ``repeval store show --errors`` command that lists this partition's error records (and only those)."""
+        return show_errors_command(self.store.uri, self.name)
 
     def rm_command(self) -> str:
         """The ``repeval store rm`` command that deletes this partition, quoted for a shell."""
