@@ -577,9 +577,9 @@ def stage_evaluate(ctx: RunContext) -> pa.Table:
     files = sorted((ctx.run_dir / "groups").glob("*.parquet"))
     if not files:
         raise FileNotFoundError(f"no trained probes in {ctx.run_dir}: run `repeval train` first")
-    from repeval.tuning.results import seed_summary
+    from repeval.tuning.results import seed_summary, with_result_columns
 
-    table = pa.concat_tables([pq.read_table(f) for f in files])
+    table = pa.concat_tables([with_result_columns(pq.read_table(f)) for f in files])
     _write_atomic(table, ctx.run_dir / "results.parquet")
     _write_atomic(seed_summary(table), ctx.run_dir / "summary.parquet")  # mean ± std over seeds per cell
     return table

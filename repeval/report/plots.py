@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from repeval.report.deltas import left_out, paired_deltas
 from repeval.report.render import fmt_number
 from repeval.report.results import CLEAN, natural_key, ordered_scenarios
 from repeval.report.selection import ProbeChoice, choose_probes
@@ -82,11 +83,14 @@ def robustness_heatmap(
     scen = [s for s in ordered_scenarios(df["scenario"].unique()) if s != CLEAN]
     if not scen:
         raise ValueError("the robustness heat map needs deformed scenarios; these results hold only clean audio")
-    per = df.groupby(["model", "seed", "scenario"])["value"].mean().unstack("scenario")
-    delta = per[scen].sub(per[CLEAN], axis=0).groupby(level="model").mean()
+    deltas = paired_deltas(df, ["model"])  # each replicate's Δ, on the tracks scored clean and deformed
+    delta = deltas.groupby(["model", "scenario"])["value"].mean().unstack("scenario")
     models = list(probes)
-    delta = delta.reindex(models)
+    delta = delta.reindex(index=models, columns=scen)
     values = delta.to_numpy(dtype=float)
+    # a cell whose Δ left tracks out is starred; the robustness table's caption says how many
+    left = left_out(deltas, ["model"])
+    starred = set(zip(left["model"], left["scenario"], strict=True))
     vmax = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
     fig = Figure(figsize=(max(5.0, 2.8 + 1.0 * len(scen)), 1.4 + 0.5 * len(models)), dpi=FIG_DPI, layout="constrained")
     ax = fig.add_subplot()
@@ -98,9 +102,12 @@ def robustness_heatmap(
         for j in range(values.shape[1]):
             if np.isfinite(values[i, j]):
                 strong = abs(values[i, j]) > 0.6 * vmax
-                ax.text(j, i, fmt_number(values[i, j], signed=True), ha="center", va="center", fontsize=8,
+                star = "*" if (models[i], scen[j]) in starred else ""
+                ax.text(j, i, fmt_number(values[i, j], signed=True) + star, ha="center", va="center", fontsize=8,
                         color="white" if strong else "black")  # fmt: skip
     fig.colorbar(im, ax=ax, label=f"Δ {metric} (deformed − clean)")
+    if starred:
+        ax.set_xlabel("* tracks left out of Δ: see the robustness table", fontsize=8)
     ax.set_title(f"{task} / {dataset}: robustness", fontsize=10)
     return fig
 

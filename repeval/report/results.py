@@ -2,7 +2,8 @@
 
 Layout of ``runs/<run_id>/``:
 
-- ``results.parquet``: one row per (cell × scenario × metric × label), columns ``RESULT_COLUMNS``.
+- ``results.parquet``: one row per (cell × scenario × metric × label), columns ``RESULT_COLUMNS``; a deformed row's
+  ``delta`` is its change from clean on the test tracks both were scored on (:mod:`repeval.report.deltas`).
 - ``config.yaml``: the configuration as run.
 - ``history.parquet`` or ``history/*.parquet`` (optional): per-epoch losses, columns ``HISTORY_COLUMNS``.
 - ``failed.parquet`` (optional): the probe trainings that failed and why.
@@ -28,7 +29,7 @@ import yaml
 
 from repeval.metrics.confusion import read_confusion
 from repeval.report.selection import load_validation
-from repeval.tuning.results import RESULT_SCHEMA
+from repeval.tuning.results import LATER_RESULT_COLUMNS, RESULT_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 RESULTS_SCHEMA = RESULT_SCHEMA
 RESULT_COLUMNS = tuple(RESULTS_SCHEMA.names)
 #: columns a results file may lack (written before they existed): filled with nulls
-OPTIONAL_COLUMNS = ("fold",)
+OPTIONAL_COLUMNS = ("fold", *LATER_RESULT_COLUMNS)
 #: columns that identify one probe evaluation (a table cell before averaging over seeds)
 CELL_COLUMNS = ("run_id", "task", "task_type", "dataset", "model", "probe", "seed", "fold", "scenario")
 HISTORY_COLUMNS = ("task", "dataset", "model", "probe", "seed", "epoch", "train_loss", "val_loss", "val_criterion")
@@ -105,13 +106,15 @@ def normalise_results(df: pd.DataFrame, source: str = "results") -> pd.DataFrame
             "(is this a results.parquet written by `repeval run`?)"
         )
     df = df.copy()
-    if "fold" not in df.columns:
-        df["fold"] = None
+    for col in OPTIONAL_COLUMNS:
+        if col not in df.columns:
+            df[col] = None
     df["fold"] = pd.to_numeric(df["fold"], errors="raise").astype("Int64")  # null: a dataset with one split
+    df["n_delta"] = pd.to_numeric(df["n_delta"], errors="raise").astype("Int64")  # null: clean, or an older file
     for col in ("run_id", "task", "task_type", "dataset", "model", "probe", "scenario", "metric"):
         df[col] = df[col].astype(str)
     df["label"] = df["label"].astype(object).where(df["label"].notna(), None)
-    for col in ("value", "ci_low", "ci_high"):
+    for col in ("value", "ci_low", "ci_high", "delta"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(np.float64)
     for col in ("seed", "n_test"):
         df[col] = pd.to_numeric(df[col], errors="raise").astype(np.int64)

@@ -7,8 +7,9 @@ Presets (one task and dataset per table, unless said otherwise; ``table_command`
   The probe is chosen per model by its mean validation criterion (the protocol: choose on validation, test once)
   where the run directory records it and all of the model's probes share the criterion; otherwise by the first
   metric on the clean *test* set. The caption says which rule was used, and why the fallback.
-- ``robustness``: rows model × probe, columns per metric the clean value and the change
-  (deformed minus clean, paired by seed) for every deformation scenario.
+- ``robustness``: rows model × probe, columns per metric the clean value (every clean test track) and the change
+  (deformed minus clean, paired by seed and fold, both on the test tracks scored clean and deformed:
+  :mod:`repeval.report.deltas`) for every deformation scenario; the caption names tracks left out of a change.
 - ``tasks``: every task of one dataset side by side (rows model × probe × task, columns metric × scenario) —
   e.g. a task trained on clean audio against the same task with ``augment``, or ``mean`` against ``prediction``
   aggregation; ``table_command`` makes one table per dataset that two or more tasks share.
@@ -31,6 +32,7 @@ import pandas as pd
 
 from repeval.metrics import canonical_metric_name, higher_is_better
 from repeval.registry import closest, unknown_name_message
+from repeval.report.deltas import left_out_note, paired_deltas
 from repeval.report.results import CLEAN, combine_results, groups, load_runs, natural_key, ordered_scenarios
 from repeval.report.selection import choose_probes, combine_validation
 
@@ -233,25 +235,21 @@ def robustness(df: pd.DataFrame, metrics: list[str], title: str) -> Table:
             "(found scenarios: " + ", ".join(ordered_scenarios(df["scenario"].unique())) + ")"
         )
     keys = _row_keys(df, ["model", "probe"])
-    cell = [*keys, "metric", "seed", "_fold"]  # a deformed result is paired with the clean one of its replicate
-    fold = df["fold"] if "fold" in df.columns else pd.Series(-1, index=df.index)
-    df = df.assign(**{k: df[k].astype(str) for k in keys}, _fold=fold.fillna(-1).astype(int))
-    clean = df[df["scenario"] == CLEAN].groupby(cell, sort=False)["value"].mean().rename("clean_value")
-    deformed = df[df["scenario"] != CLEAN].groupby([*cell, "scenario"], sort=False)["value"].mean().reset_index()
-    deformed = deformed.join(clean, on=cell)
-    deformed["value"] = deformed["value"] - deformed["clean_value"]
-    deformed["ci_low"] = np.nan
-    deformed["ci_high"] = np.nan
-    deformed["scenario"] = "Δ " + deformed["scenario"]
-    both = pd.concat([df[df["scenario"] == CLEAN][[*cell, "scenario", "value", "ci_low", "ci_high"]], deformed])
-    stats = _stats(both, [*keys, "metric", "scenario"])
+    df = df.assign(**{k: df[k].astype(str) for k in keys})
+    # a deformed result is paired with the clean one of its replicate (seed, fold), on the tracks both were scored on
+    deltas = paired_deltas(df, keys).assign(ci_low=np.nan, ci_high=np.nan)
+    note = left_out_note(deltas, keys)
+    deltas["scenario"] = "Δ " + deltas["scenario"]
+    clean = df[df["scenario"] == CLEAN]
+    stats = _stats(pd.concat([clean, deltas]), [*keys, "metric", "scenario"])
     rows = _ordered_rows(df, keys)
     columns = [(m, s) for m in metrics for s in [CLEAN] + [f"Δ {s}" for s in scenarios]]
     cells = _fill(stats, rows, columns, lambda c: c)
+    folds = "fold" in df.columns and df["fold"].notna().any()
+    caption = "Δ = deformed minus clean on the same test tracks, paired by seed" + (" and fold" if folds else "")
     return Table(
         title, keys, rows, columns, cells["mean"], cells["std"], cells["n"], cells["ci_low"], cells["ci_high"],
-        delta=[sub.startswith("Δ") for _, sub in columns],
-        caption="Δ = deformed minus clean, paired by seed" + (" and fold" if fold.notna().any() else ""),
+        delta=[sub.startswith("Δ") for _, sub in columns], caption=caption + (f"; {note}" if note else ""),
     )  # fmt: skip
 
 

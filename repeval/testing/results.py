@@ -137,6 +137,7 @@ def make_run_dir(root: Path, spec: FakeRunSpec | None = None, **overrides: objec
                             "fold": None,
                         }
                     )
+                    clean: dict[tuple[str, str | None], float] = {}  # Δ: the tracks are the same in every scenario
                     for scenario in spec.scenarios:
                         q = float(np.clip(base_q - _SCENARIO_HIT.get(scenario, 0.2) * (1.2 - quality[model]), 0, 1))
                         y, s, labels = fake_predictions(exp.task_type, cell_rng, spec.n_test, exp.n_labels, quality=q)
@@ -146,6 +147,9 @@ def make_run_dir(root: Path, spec: FakeRunSpec | None = None, **overrides: objec
                                 exp.metrics, exp.task_type, y, s, labels, ci=True, n_resamples=spec.n_resamples
                             )
                         for r in metric_rows:
+                            if scenario == "clean":
+                                clean[(r.metric, r.label)] = r.value
+                            before = clean.get((r.metric, r.label)) if scenario != "clean" else None
                             rows.append(
                                 {
                                     "run_id": spec.run_id,
@@ -162,6 +166,8 @@ def make_run_dir(root: Path, spec: FakeRunSpec | None = None, **overrides: objec
                                     "ci_low": r.ci_low,
                                     "ci_high": r.ci_high,
                                     "n_test": spec.n_test,
+                                    "delta": None if before is None else r.value - before,
+                                    "n_delta": None if scenario == "clean" or not clean else spec.n_test,
                                 }
                             )
                         if exp.task_type in ("multiclass_classification", "key_estimation"):

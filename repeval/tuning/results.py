@@ -2,6 +2,10 @@
 
 ``fold`` is the fold of a ``split_type: all`` dataset (null for a dataset with one split): a k-fold
 run has a row set per fold, and the summary's mean ± std is over every (seed, fold) replicate.
+
+``value`` is a scenario's metric on every track of its test set (``n_test``); a deformed scenario's row also has
+``delta``, its change from clean on the ``n_delta`` tracks both test sets hold (:mod:`repeval.tuning.paired`): a
+track that failed under one scenario only is left out of that comparison, never compared against nothing.
 """
 
 from __future__ import annotations
@@ -28,8 +32,12 @@ RESULT_SCHEMA = pa.schema(
         ("ci_low", pa.float64()),
         ("ci_high", pa.float64()),
         ("n_test", pa.int64()),
+        ("delta", pa.float64()),
+        ("n_delta", pa.int64()),
     ]
 )
+#: columns results written before they existed lack (read as nulls)
+LATER_RESULT_COLUMNS = ("delta", "n_delta")
 
 SUMMARY_KEYS = ("task", "task_type", "dataset", "model", "probe", "scenario", "metric", "label")
 SUMMARY_SCHEMA = pa.schema(
@@ -41,6 +49,8 @@ SUMMARY_SCHEMA = pa.schema(
         ("n_folds", pa.int64()),
         ("ci_low", pa.float64()),
         ("ci_high", pa.float64()),
+        ("delta_mean", pa.float64()),
+        ("delta_std", pa.float64()),
     ]
 )
 
@@ -104,11 +114,27 @@ def _num(v: Any) -> float | None:
 def results_table(run_id: str, rows: list[dict[str, Any]]) -> pa.Table:
     full = []
     for r in rows:
-        rec = {"ci_low": None, "ci_high": None, **r, "run_id": run_id}
-        for key in ("value", "ci_low", "ci_high"):
+        rec = {"ci_low": None, "ci_high": None, "delta": None, "n_delta": None, **r, "run_id": run_id}
+        for key in ("value", "ci_low", "ci_high", "delta"):
             rec[key] = _num(rec[key])
         full.append({k: rec.get(k) for k in RESULT_SCHEMA.names})
     return pa.Table.from_pylist(full, schema=RESULT_SCHEMA)
+
+
+def with_result_columns(table: pa.Table) -> pa.Table:
+    """``table`` (a results file) in :data:`RESULT_SCHEMA`'s column order, the columns a file written before they
+    existed lacks (:data:`LATER_RESULT_COLUMNS`) added as nulls: a run resumed after an upgrade keeps the grids it
+    had finished, whose files then concatenate with the new ones."""
+    for name in LATER_RESULT_COLUMNS:
+        if name not in table.column_names:
+            table = table.append_column(
+                RESULT_SCHEMA.field(name), pa.nulls(table.num_rows, RESULT_SCHEMA.field(name).type)
+            )
+    return table.select(RESULT_SCHEMA.names).cast(RESULT_SCHEMA)
+
+
+def _sample_std(v: Any) -> float:
+    return float(np.std(v.dropna(), ddof=1)) if v.notna().sum() > 1 else np.nan
 
 
 def seed_summary(table: pa.Table) -> pa.Table:
@@ -117,14 +143,18 @@ def seed_summary(table: pa.Table) -> pa.Table:
     A replicate whose value is undefined (null: a metric with no value on that seed's test set) is left out of the
     mean, the std, the bootstrap bounds *and* the counts: ``n_seeds`` / ``n_folds`` count the seeds and folds that
     entered the mean (0 seeds for a cell with no defined value). ``ci_low`` / ``ci_high`` are the means of those
-    replicates' bootstrap bounds (``None`` without them).
+    replicates' bootstrap bounds (``None`` without them). ``delta_mean`` / ``delta_std``: the same over the replicates'
+    ``delta`` (deformed scenarios: each replicate's change from clean on the tracks both its test sets hold), over
+    those replicates whose ``delta`` is defined.
     """
     df = table.to_pandas()
     if df.empty:
         return SUMMARY_SCHEMA.empty_table()
     df["label"] = df["label"].fillna("")
-    if "fold" not in df:
-        df["fold"] = None
+    for col in ("fold", "delta"):
+        if col not in df:
+            df[col] = None
+    df["delta"] = df["delta"].astype(float)
     defined = df["value"].notna()
     # an undefined replicate counts for nothing: its seed, fold and bounds are masked, so every statistic of a cell
     # is over the same replicates
@@ -132,21 +162,24 @@ def seed_summary(table: pa.Table) -> pa.Table:
     df["fold"] = df["fold"].where(defined)
     df["ci_low"] = df["ci_low"].where(defined)
     df["ci_high"] = df["ci_high"].where(defined)
+    df["delta"] = df["delta"].where(defined)
     g = df.groupby(list(SUMMARY_KEYS), sort=True, dropna=False)
     out = g.agg(
         mean=("value", "mean"),
-        std=("value", lambda v: float(np.std(v.dropna(), ddof=1)) if v.notna().sum() > 1 else np.nan),
+        std=("value", _sample_std),
         n=("value", "count"),
         n_seeds=("seed", "nunique"),
         n_folds=("fold", "nunique"),
         ci_low=("ci_low", "mean"),
         ci_high=("ci_high", "mean"),
+        delta_mean=("delta", "mean"),
+        delta_std=("delta", _sample_std),
     ).reset_index()
     recs = out.to_dict("records")
     for r in recs:
         r["label"] = r["label"] if isinstance(r["label"], str) and r["label"] else None
         # a dataset with one split has a null fold: one fold when any replicate is defined
         r["n_folds"] = max(int(r["n_folds"]), 1) if r.pop("n") else 0
-        for key in ("mean", "std", "ci_low", "ci_high"):
+        for key in ("mean", "std", "ci_low", "ci_high", "delta_mean", "delta_std"):
             r[key] = _num(r[key])
     return pa.Table.from_pylist(recs, schema=SUMMARY_SCHEMA)

@@ -88,8 +88,11 @@ class EvalSettings:
 def test_rows(
     data: ProbeData, scores: dict[str, np.ndarray], ev: EvalSettings
 ) -> tuple[list[dict[str, Any]], dict[str, list[list[int]]]]:
-    """Metric rows (aggregate and per label, with bootstrap intervals) and confusion matrices per scenario."""
+    """Metric rows (aggregate and per label, with bootstrap intervals) and confusion matrices per scenario; a
+    deformed scenario's rows carry their change from clean on the tracks both test sets hold
+    (:func:`repeval.tuning.paired.add_deltas`)."""
     from repeval.metrics import compute_metrics, confusion_matrix
+    from repeval.tuning.paired import add_deltas
 
     rows: list[dict[str, Any]] = []
     confusion: dict[str, list[list[int]]] = {}
@@ -106,6 +109,7 @@ def test_rows(
             )  # fmt: skip
         if data.task_type in ("multiclass_classification", "key_estimation"):
             confusion[sid] = confusion_matrix(y, sc, data.classes, task_type=data.task_type).tolist()
+    add_deltas(rows, data, scores, ev.metric_names)
     return rows, confusion
 
 

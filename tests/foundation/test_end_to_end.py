@@ -134,6 +134,14 @@ def test_full_run(ray_session, run_config):
     assert f1.max() > 0.5  # chance is 0.25 for 4 balanced classes
     per_label = results[results["label"].notna() & (results["metric"] == "f1_macro")]
     assert set(per_label["label"]) == {"piano", "violin", "trumpet", "flute"}
+    # the corrupt file failed in both scenarios: D1's Δ is over every test track, the values' difference
+    pair = agg.pivot_table(
+        index=["probe", "metric"], columns="scenario", values=["value", "delta", "n_test", "n_delta"]
+    )
+    assert (pair[("n_delta", "D1")] == pair[("n_test", "clean")]).all() and pair[("n_test", "clean")].eq(n_test).all()
+    assert pair[("delta", "D1")].to_numpy() == pytest.approx(
+        (pair[("value", "D1")] - pair[("value", "clean")]).to_numpy()
+    )
     assert (ctx.run_dir / "results.parquet").exists()
     assert (ctx.run_dir / "splits" / "instrument__notes.parquet").exists()
     hist = pq.read_table(ctx.run_dir / "history" / "instrument__notes__mfcc-stats.parquet").to_pandas()

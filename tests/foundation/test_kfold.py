@@ -120,6 +120,8 @@ def test_tables_average_folds_and_confusion_pools_them(kfold):
     d1 = res[res["label"].isna() & (res["metric"] == "accuracy") & (res["scenario"] == "D1")]
     deltas = d1.sort_values("fold")["value"].to_numpy() - clean.sort_values("fold")["value"].to_numpy()
     assert rob.mean[0, k] == pytest.approx(deltas.mean())  # paired fold by fold
+    # every fold's D1 holds its clean test tracks: each fold's Δ is over all of them
+    assert d1.sort_values("fold")["delta"].to_numpy() == pytest.approx(deltas) and d1["n_delta"].sum() == 48
     assert "paired by seed and fold" in rob.caption
 
     # one confusion record per fold on disk, pooled into one matrix over all 48 test tracks

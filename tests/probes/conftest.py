@@ -63,6 +63,7 @@ class FramesRun:
             ("M1", "D1"), ("M1", "clean"), ("picked", "D1"), ("picked", "clean")
         ]  # fmt: skip
         assert (acc["n_test"] == 8).all()  # scored per note, not per frame
+        assert (acc[acc["scenario"] == "D1"]["n_delta"] == 8).all()  # Δ over the same notes (select: all and best)
         assert (acc[acc["scenario"] == "clean"]["value"] > 0.5).all()  # chance is 0.25
 
 

@@ -38,6 +38,18 @@ def test_robustness_heatmap_shows_deltas(run, tmp_path):
     _check_written(fig, tmp_path, "heat")
 
 
+def test_robustness_heatmap_draws_the_paired_delta_and_stars_one_that_left_tracks_out(run):
+    df = run.results.copy()
+    model = next(iter(plots.best_probes(df, TASK, DATASET, "accuracy")))
+    lost = (df["model"] == model) & (df["scenario"] == "D1")
+    df.loc[lost, "delta"], df.loc[lost, "n_delta"] = -0.5, 88  # two tracks failed to deform
+    fig = plots.robustness_heatmap(df, TASK, DATASET, "accuracy")
+    assert fig.axes[0].images[0].get_array()[0, 0] == pytest.approx(-0.5)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts[0] == "−0.500*" and sum(t.endswith("*") for t in texts) == 1
+    assert fig.axes[0].get_xlabel() == "* tracks left out of Δ: see the robustness table"
+
+
 def test_other_figures(run, tmp_path):
     df = run.results
     fig = plots.probe_capacity_curves(df, TASK, DATASET, "f1_macro")

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from repeval.report.render import render
-from repeval.report.results import RESULT_COLUMNS, load_run
+from repeval.report.results import RESULT_COLUMNS, load_run, normalise_results
 from repeval.report.tables import make_table, table_command
 
 TASK = "instrument_recognition"
@@ -73,6 +73,43 @@ def test_robustness_deltas_are_paired_by_seed(results):
     diff = (d2 - clean).dropna()
     assert t.mean[0, 2] == pytest.approx(diff.mean())
     assert t.std[0, 2] == pytest.approx(diff.std(ddof=1))
+
+
+def test_robustness_caption_says_which_deltas_left_tracks_out_over_folds_and_seeds(results):
+    """Δ is the results' ``delta`` (both metrics on the tracks scored clean and deformed); the caption names, per
+    scenario and model, the most tracks a Δ left out — over a k-fold dataset's folds, each track tested in one."""
+    folds = pd.concat([results.assign(fold=k, n_test=30, n_delta=results["n_delta"].where(
+        results["n_delta"].isna(), 30)) for k in range(3)], ignore_index=True).astype({"fold": "Int64"})  # fmt: skip
+    lost = (folds["model"] == "msd-musicnn") & (folds["scenario"] == "D1") & (folds["fold"] == 1)
+    folds.loc[lost, ["n_test", "n_delta"]] = 28  # two tracks failed to deform in fold 1: Δ over the other 28
+    folds.loc[lost & (folds["seed"] == 1), ["n_test", "n_delta"]] = 29  # (as if) one for the other seed: the most
+    folds.loc[lost & (folds["probe"] == "M1") & (folds["seed"] == 0), "delta"] = 1.0
+    t = make_table(folds, "robustness", task=TASK, metrics=["accuracy"])
+    assert t.caption == (
+        "Δ = deformed minus clean on the same test tracks, paired by seed and fold; test tracks left out of Δ (scored "
+        "clean or deformed only): D1 2 for msd-musicnn (Δ over 88)"
+    )
+    i, j = t.rows.index(("msd-musicnn", "M1")), t.columns.index(("accuracy", "Δ D1"))
+    per = folds[folds["label"].isna() & (folds["metric"] == "accuracy") & (folds["model"] == "msd-musicnn")
+                & (folds["probe"] == "M1") & (folds["scenario"] == "D1")]  # fmt: skip
+    assert t.mean[i, j] == pytest.approx(per["delta"].mean()) and (per["delta"] == 1.0).sum() == 1
+
+
+def test_robustness_of_results_written_before_delta_says_where_the_test_sets_differ(results):
+    """Results without ``delta`` (an earlier repeval) subtract the values, as before, and the caption says which
+    scenario's test set held other tracks than clean's."""
+    old = results.drop(columns=["delta", "n_delta"])
+    old.loc[(old["model"] == "msd-musicnn") & (old["scenario"] == "D1"), "n_test"] = 87
+    df = normalise_results(old)
+    assert df["n_delta"].isna().all() and df["delta"].isna().all()
+    t = make_table(df, "robustness", task=TASK, metrics=["accuracy"])
+    model, probe = t.rows[0]
+    diff = (_manual(df, "accuracy", "D2", model, probe) - _manual(df, "accuracy", "clean", model, probe)).dropna()
+    assert t.mean[0, 2] == pytest.approx(diff.mean())
+    assert t.caption.endswith(
+        "; Δ over test sets of different tracks (results of an earlier repeval, which did not pair Δ on the same "
+        "tracks; a new run does): D1 87 against 90 clean for msd-musicnn"
+    )
 
 
 def test_lower_is_better_metric_highlights_the_minimum():

@@ -1,0 +1,83 @@
+"""Robustness on the same tracks: each deformed scenario's change from clean (Δ), with both metrics computed on the
+test tracks that clean and the scenario share.
+
+A track that failed to deform or embed under one scenario (an error record of that scenario's partition) is missing
+from that scenario's test set only — and one that failed on clean audio alone from the clean one. The deformed
+metric minus the clean one would then compare different tracks. A test row keeps its scenario's metric on every track
+of its test set (``value``, over ``n_test`` tracks); a deformed row adds the paired change ``delta``, over the
+``n_delta`` tracks scored both clean and under that scenario.
+
+Each scenario is paired with clean on its own, not on the tracks every scenario shares: a scenario's Δ does not depend
+on which other scenarios the run has (one whose deformation fails often would shrink every other's comparison).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from repeval.pipeline.stages import CLEAN
+from repeval.probes import ProbeData
+
+_Key = tuple[str, str | None]
+
+
+def _values(rows: list[dict[str, Any]], scenario: str) -> dict[_Key, float]:
+    return {(r["metric"], r["label"]): r["value"] for r in rows if r["scenario"] == scenario}
+
+
+def shared_positions(a: Sequence[str], b: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The positions in ``a`` and in ``b`` of the tracks both hold, in ``a``'s order (each track once: its first
+    position, should a partition hold a track twice)."""
+    first_b: dict[str, int] = {}
+    for i, t in enumerate(b):
+        first_b.setdefault(t, i)
+    seen: set[str] = set()
+    ia, ib = [], []
+    for i, t in enumerate(a):
+        if t in first_b and t not in seen:
+            seen.add(t)
+            ia.append(i)
+            ib.append(first_b[t])
+    return np.array(ia, np.int64), np.array(ib, np.int64)
+
+
+def _metrics_on(data: ProbeData, names: Sequence[str], y: np.ndarray, scores: np.ndarray) -> dict[_Key, float]:
+    from repeval.metrics import compute_metrics
+
+    return {(r.metric, r.label): r.value for r in compute_metrics(names, data.task_type, y, scores, data.classes)}
+
+
+def add_deltas(
+    rows: list[dict[str, Any]], data: ProbeData, scores: dict[str, np.ndarray], metric_names: Sequence[str]
+) -> None:
+    """Give each of one probe's test ``rows`` (``scenario``, ``metric``, ``label``, ``value``) its ``delta`` and
+    ``n_delta``: for a deformed scenario, its metric minus the clean metric on the tracks both test sets hold, and how
+    many those are; ``None`` on clean rows (and for a metric or label undefined on those tracks). ``scores``: each
+    scenario's per-track scores, in the order of ``data.tests``' track ids."""
+    for r in rows:
+        r["delta"] = r["n_delta"] = None
+    if CLEAN not in scores:
+        return
+    _, y_clean, ids_clean = data.tests[CLEAN]
+    clean_values = _values(rows, CLEAN)
+    for sid, sc in scores.items():
+        if sid == CLEAN:
+            continue
+        _, y, ids = data.tests[sid]
+        if list(ids) == list(ids_clean):  # the usual case: the same tracks, the rows' values are already paired
+            n, before, after = len(ids), clean_values, _values(rows, sid)
+        else:
+            at_clean, at_sid = shared_positions(ids_clean, ids)
+            n, before, after = len(at_clean), {}, {}
+            if n:
+                before = _metrics_on(data, metric_names, y_clean[at_clean], scores[CLEAN][at_clean])
+                after = _metrics_on(data, metric_names, y[at_sid], sc[at_sid])
+        for r in rows:
+            if r["scenario"] == sid:
+                key = (r["metric"], r["label"])
+                b, a = before.get(key), after.get(key)
+                r["delta"] = None if a is None or b is None else float(a) - float(b)
+                r["n_delta"] = n
