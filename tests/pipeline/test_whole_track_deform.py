@@ -166,3 +166,13 @@ def test_the_partition_fingerprint_says_a_scenario_is_deformed_whole():
     assert "deformed" not in whole_file.partition(cfg, exp, ds, "rev").fingerprint  # one window: as before
     with pytest.raises(ValueError, match="deform_whole_track_max_s"):
         Config.model_validate({**cfg.model_dump(), "run": {"deform_whole_track_max_s": 0}})
+
+
+def test_non_finite_samples_out_of_a_whole_track_scenario_are_an_error_record(tracks):
+    """As in a streamed scenario: a deformation that overflows (900 dB of gain after a Reverse) never reaches a model."""
+    steps = [("Reverse", {"p": 1.0}), ("Gain", {"min_gain_db": 900.0, "max_gain_db": 900.0, "p": 1.0})]
+    out = _rows(tracks, ["music"], steps)
+    d1 = _select(out, "music", "D1")
+    assert list(out["stage"][d1]) == ["deform"] and list(out["n_chunks"][d1]) == [1]
+    assert "non-finite" in out["error"][d1][0]
+    assert len(out["audio"][_select(out, "music", "clean")]) == 4
