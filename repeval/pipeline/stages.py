@@ -81,12 +81,6 @@ def _drain(blocks: deque[np.ndarray]) -> Iterator[np.ndarray]:
         yield blocks.popleft()
 
 
-def _check_finite(audio: np.ndarray) -> None:
-    """NaN or infinite samples out of a deformation must not reach a model (they become the track's error record)."""
-    if not np.isfinite(audio).all():
-        raise ValueError("deformation produced non-finite samples")
-
-
 def chunk_seed(run_seed: int, track_id: str, scenario_id: str, chunk: int) -> int:
     """Chunk 0 uses the track's scenario seed (a short clip is seeded exactly like an unchunked one)."""
     if chunk == 0:
@@ -292,7 +286,6 @@ class DecodeDeform:
                 audio, sampled = scenario(track, self.sample_rate_hz, seed)
                 if not len(audio):
                     raise ValueError(f"the deformation left no audio of the track's {len(track)} samples")
-                _check_finite(audio)
                 windows[sid] = list(chunk_blocks([audio], self.sample_rate_hz, chunk_s))
                 params[sid] = json.dumps(sampled)
             except Exception as exc:
@@ -319,7 +312,8 @@ class DecodeDeform:
         if index == 0:
             for t in scenario.transforms:
                 t.freeze_parameters()  # later chunks reuse the parameters sampled for the track
-        _check_finite(out)
+        if not np.isfinite(out).all():
+            raise ValueError("deformation produced non-finite samples")
         return out, sampled
 
     @staticmethod

@@ -169,7 +169,8 @@ def test_the_partition_fingerprint_says_a_scenario_is_deformed_whole():
 
 
 def test_non_finite_samples_out_of_a_whole_track_scenario_are_an_error_record(tracks):
-    """As in a streamed scenario: a deformation that overflows (900 dB of gain after a Reverse) never reaches a model."""
+    """As in a streamed scenario: a step that fails on the whole track (900 dB of gain after a Reverse overflows) is
+    that scenario's error record; the clean windows still come."""
     steps = [("Reverse", {"p": 1.0}), ("Gain", {"min_gain_db": 900.0, "max_gain_db": 900.0, "p": 1.0})]
     out = _rows(tracks, ["music"], steps)
     d1 = _select(out, "music", "D1")
