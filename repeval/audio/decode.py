@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -255,16 +255,23 @@ def iter_chunks(
     if chunk_s is None or not np.isfinite(chunk_s):
         yield decode(path, sample_rate_hz, max_duration_s)
         return
+    yield from chunk_blocks(iter_blocks(path, sample_rate_hz, max_duration_s), sample_rate_hz, chunk_s)
+
+
+def chunk_blocks(blocks: Iterable[np.ndarray], sample_rate_hz: int, chunk_s: float) -> Iterator[np.ndarray]:
+    """Cut a stream of audio blocks into the windows :func:`iter_chunks` yields: windows of ``chunk_s`` seconds from
+    the start, the last one taking a remainder shorter than half a window. Where the windows fall depends on the
+    total length only, not on how the blocks are cut (one block holding a whole track gives the same windows)."""
     size = max(1, round(chunk_s * sample_rate_hz))
     hold = size + int(MIN_TAIL_FRACTION * size)  # emit a window only when what follows it is long enough
     pending: list[np.ndarray] = []
     n_pending = 0
-    for block in iter_blocks(path, sample_rate_hz, max_duration_s):
+    for block in blocks:
         pending.append(block)
         n_pending += len(block)
         if n_pending < hold:
             continue
-        buf = np.concatenate(pending)
+        buf = pending[0] if len(pending) == 1 else np.concatenate(pending)  # (a whole track: not copied)
         while len(buf) >= hold:
             yield buf[:size].copy()
             buf = buf[size:]

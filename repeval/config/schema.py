@@ -16,6 +16,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from repeval.deformations import WHOLE_TRACK_MAX_S
 from repeval.registry import closest
 from repeval.tasks import CRITERION_ALIASES, TASK_TYPES, effective_task_type
 
@@ -575,6 +576,11 @@ class RunConfig(Strict):
     seeds: int = Field(default=1, ge=1)
     #: splits that are deformed (thesis protocol: test only)
     deform_splits: tuple[Literal["train", "validation", "test"], ...] = ("test",)
+    #: a scenario with a step that acts on the track as a whole (Reverse, Shift, LoudnessNormalization, an SNR, …:
+    #: repeval.deformations.TRACK_LEVEL) deforms each track whole, decoded up to this many seconds; a longer track
+    #: is an error record in that scenario (null: no limit — a decode task then holds the whole track and its
+    #: deformed copies). Scenarios of window-by-window steps (gain, filters, MP3, …) stream, whatever the length
+    deform_whole_track_max_s: float | None = Field(default=WHOLE_TRACK_MAX_S, gt=0)
     #: audio sample rate used when a model does not declare one
     sample_rate_hz: int = Field(default=22050, ge=1000)
     #: store frame-level embeddings too (on by default when a task has ``embedding_aggregation: prediction`` or

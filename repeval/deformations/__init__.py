@@ -4,6 +4,11 @@ A scenario is an ordered list of ``{type, params}`` steps (the thesis syntax). E
 audiomentations waveform transform is allowed except ``Lambda`` (an arbitrary callable cannot
 come from a config file). Sampling is seeded from (run seed, track id, scenario id) so reruns
 are bit-identical on CPU, and the sampled parameters are returned for storage.
+
+Each transform either acts window by window (:data:`WINDOWED`: the pipeline streams a long track through it in the
+model's windows) or on the track as a whole (:data:`TRACK_LEVEL`, with the reason: a scenario holding one is applied
+to the whole decoded track, up to :data:`WHOLE_TRACK_MAX_S` seconds by default — see
+:class:`repeval.pipeline.stages.DecodeDeform`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,65 @@ from repeval.registry import unknown_name_message
 
 #: transforms that cannot be described by plain config values
 FORBIDDEN = {"Lambda"}
+
+#: the most seconds of a track a scenario with a track-level step deforms at once (``run.deform_whole_track_max_s``)
+WHOLE_TRACK_MAX_S = 1200.0
+
+#: transforms that give the same result applied window by window as applied to the whole track (up to a few
+#: milliseconds at each window's edges): point-wise (Gain, Clip, BitCrush, PolarityInversion), time-invariant
+#: filters whose state lasts milliseconds (the Butterworth, shelf, peaking and parametric-EQ filters,
+#: AirAbsorption's STFT mask), a resampling trip (Resample, Aliasing), an MP3 round trip that keeps the input's
+#: timing (see :func:`acts_on_whole_track`), and noise of a fixed amplitude (AddGaussianNoise). Their scenarios are
+#: streamed: a long track is decoded and deformed one window at a time. Every other transform is track-level.
+WINDOWED = frozenset(
+    {
+        "AddGaussianNoise",
+        "AirAbsorption",
+        "Aliasing",
+        "BandPassFilter",
+        "BandStopFilter",
+        "BitCrush",
+        "Clip",
+        "Gain",
+        "HighPassFilter",
+        "HighShelfFilter",
+        "LowPassFilter",
+        "LowShelfFilter",
+        "Mp3Compression",
+        "PeakingFilter",
+        "PolarityInversion",
+        "Resample",
+        "SevenBandParametricEQ",
+    }
+)
+
+#: why each other transform of audiomentations 0.43 acts on the whole track: applied window by window (parameters
+#: sampled on the first window, then frozen) it would be another deformation. A transform in neither table (one a
+#: later audiomentations adds) is track-level too: the safe side.
+TRACK_LEVEL = {
+    "AddBackgroundNoise": "noise excerpt drawn for the signal's duration (per window the same excerpt repeats), "
+    "level from the signal's RMS",
+    "AddColorNoise": "noise level from the signal's RMS (the SNR)",
+    "AddGaussianSNR": "noise level from the signal's RMS (the SNR)",
+    "AddShortNoises": "sounds placed at times over the signal's duration",
+    "AdjustDuration": "sets the signal's length",
+    "ApplyImpulseResponse": "reverb tails cross window edges; output scaled to the signal's peak",
+    "ClippingDistortion": "clipping thresholds are percentiles of the signal",
+    "GainTransition": "a fade placed at a time in the signal",
+    "Limiter": "threshold relative to the signal's peak; envelope and look-ahead delay run across the signal",
+    "LoudnessNormalization": "the signal's integrated loudness",
+    "Normalize": "the signal's peak",
+    "Padding": "pads a fraction of the signal's length at its start or end",
+    "PitchShift": "phase vocoder / stretcher state and timing run across the signal",
+    "RepeatPart": "repeats a part at a position in the signal",
+    "Reverse": "reverses the signal",
+    "RoomSimulator": "reverb tails cross window edges",
+    "Shift": "shifts (rolls) the signal by a fraction of its length or a time",
+    "TanhDistortion": "drive from a percentile of the signal, output matched to the signal's RMS",
+    "TimeMask": "silences a part placed in the signal",
+    "TimeStretch": "stretches the signal (then cuts or pads it to its length)",
+    "Trim": "cuts the signal's leading and trailing silence",
+}
 
 #: parameter names of older audiomentations releases (the thesis' Appendix A uses them)
 PARAM_ALIASES = {
@@ -180,6 +244,25 @@ def validate_steps_at(scenario_id: str, steps: list[tuple[str, dict[str, Any]]],
             raise ValueError(f"deformation scenario {scenario_id!r}, step {i + 1}: {exc}") from None
 
 
+def acts_on_whole_track(type_: str, params: dict[str, Any]) -> bool:
+    """Whether a step acts on the track as a whole (:data:`TRACK_LEVEL`), so that a scenario holding it is applied
+    to the whole decoded track instead of window by window. ``Mp3Compression`` with ``preserve_delay`` or the
+    ``lameenc`` backend (used when ``fast-mp3-augment`` is not installed) keeps the encoder's delay: window by
+    window, every window would start later and grow longer."""
+    if type_ not in WINDOWED:
+        return True
+    if type_ == "Mp3Compression":
+        cls = waveform_transforms()[type_]
+        params = _defaults(cls, normalise_params(params))
+        return params.get("backend") == "lameenc" or bool(params.get("preserve_delay"))
+    return False
+
+
+def track_level_steps(steps: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """The types of a scenario's steps that act on the whole track (:func:`acts_on_whole_track`), in order."""
+    return [t for t, p in steps if acts_on_whole_track(t, p)]
+
+
 def scenario_steps(cfg: Any) -> list[tuple[str, dict[str, Any]]]:
     """A configured scenario's steps as ``(type, params)`` pairs."""
     return [(s.type, dict(s.params)) for s in cfg.steps]
@@ -216,6 +299,8 @@ class Scenario:
         self.scenario_id = scenario_id
         self.steps = steps
         self.transforms = [build_transform(t, p) for t, p in steps]
+        #: the steps that act on the whole track: the scenario is applied to whole tracks, not window by window
+        self.track_level = track_level_steps(steps)
         if any(t == "RoomSimulator" for t, _ in steps):
             import pyroomacoustics.random  # noqa: F401  (loaded before the first call, so _seeded seeds it)
 

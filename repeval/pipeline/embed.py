@@ -490,7 +490,15 @@ def _run_pipeline(
     # the read runs with the decode stage's arguments, so it fuses into it: one task per block
     decode_kw = res.decode_kwargs(n_blocks=math.ceil(inp.num_rows / rows))  # the read's blocks (block_slices)
     ds: Any = stream_settings(read_todo(inp, rows, **decode_kw), progress)
-    decode = DecodeDeform(st.sample_rate, st.steps, run.seed, chunk_s=st.chunk_s, scenario_ids=st.keys, seed_ids=sids)
+    decode = DecodeDeform(
+        st.sample_rate,
+        st.steps,
+        run.seed,
+        chunk_s=st.chunk_s,
+        scenario_ids=st.keys,
+        seed_ids=sids,
+        whole_track_max_s=run.deform_whole_track_max_s,
+    )
     # a callable instance runs as stateless tasks; the Embed class runs as an actor pool. One batch per block
     # (batch_size=None): a batch size would make Ray Data bundle blocks into tasks and keep the read unfused
     if res.fused:  # decoded and embedded in the same task (a light model, or run.resources.embed_in_decode: always)

@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from repeval.config import Config, ExperimentConfig
 from repeval.config.loader import config_hash
+from repeval.deformations import scenario_steps, track_level_steps
 from repeval.models import resolve_model
 from repeval.pipeline.stages import CLEAN, DEFAULT_CHUNK_S
 from repeval.store import StoreConflict
@@ -108,7 +109,12 @@ class ModelSpec:
         }
         described = {"model.params": self.settings}
         if sid != CLEAN:
-            described["scenario"] = _json(exp.scenarios_for(ds)[sid].model_dump(mode="json"))
+            scenario = exp.scenarios_for(ds)[sid]
+            described["scenario"] = _json(scenario.model_dump(mode="json"))
+            if self.chunk_s is not None and track_level_steps(scenario_steps(scenario)):
+                # deformed whole, then chunked: a partition computed window by window (before repeval deformed such
+                # scenarios whole) differs on every track longer than a window, and is not completed with these rows
+                fp["deformed"] = "whole track"
         return PartitionSpec(sid, fp, described)
 
 

@@ -3,26 +3,30 @@
 Batches are dicts of numpy arrays (Ray Data's ``numpy`` batch format). The unit of work between
 the stages is a *chunk*: one window of at most 1.5 × ``chunk_s`` seconds of one track in one
 scenario. A short clip is one chunk; a long file becomes many, decoded block by block, so a
-multi-hour file never sits in memory. Every chunk row carries ``chunk`` (its index) and
+multi-hour file never sits in memory — except in a deformation scenario that acts on the track as a whole
+(Reverse, Shift, loudness normalisation, …; see :class:`DecodeDeform`), which is applied to the whole track, held up to
+``run.deform_whole_track_max_s``, and then cut into chunks. Every chunk row carries ``chunk`` (its index) and
 ``n_chunks`` (0, except on a track's last chunk, where it is the number of chunks); the driver
 reassembles tracks from their chunks (:mod:`repeval.pipeline.assemble`).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from repeval.audio import DecodeError, iter_chunks
-from repeval.deformations import Scenario, scenario_seed
+from repeval.audio import DecodeError, chunk_blocks, iter_blocks, iter_chunks
+from repeval.deformations import WHOLE_TRACK_MAX_S, Scenario, scenario_seed
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +75,12 @@ def table_to_batch(table: pa.Table) -> dict[str, np.ndarray]:
     return batch
 
 
+def _drain(blocks: deque[np.ndarray]) -> Iterator[np.ndarray]:
+    """Yield and drop the blocks held (each is freed once the windows have taken it)."""
+    while blocks:
+        yield blocks.popleft()
+
+
 def chunk_seed(run_seed: int, track_id: str, scenario_id: str, chunk: int) -> int:
     """Chunk 0 uses the track's scenario seed (a short clip is seeded exactly like an unchunked one)."""
     if chunk == 0:
@@ -81,9 +91,13 @@ def chunk_seed(run_seed: int, track_id: str, scenario_id: str, chunk: int) -> in
 class DecodeDeform:
     """Decode each track once, chunk it, and emit one row per (chunk, scenario it needs).
 
-    Deformation parameters are sampled once per (track, scenario) on the first chunk and frozen
-    for the others (a gain or an SNR applies to the whole track); the random signal each chunk
-    receives (noise, say) is seeded per chunk. The sampled parameters are returned as JSON.
+    A scenario whose steps all act window by window (:data:`repeval.deformations.WINDOWED`: gain, filters, MP3, …)
+    streams: its parameters are sampled once per (track, scenario) on the first chunk and frozen for the others (a
+    gain applies to the whole track), and the random signal each chunk receives (noise, say) is seeded per chunk. A
+    scenario with a track-level step (Reverse, Shift, LoudnessNormalization, an SNR, …: they act on the signal as a
+    whole) is applied once to the whole decoded track, seeded like a first chunk — so a track of one window is
+    deformed bit for bit as in a streamed scenario — and its output is cut into windows; a track longer than
+    ``whole_track_max_s`` is an error record in that scenario. The sampled parameters are returned as JSON.
     """
 
     def __init__(
@@ -95,12 +109,15 @@ class DecodeDeform:
         chunk_s: float | None = DEFAULT_CHUNK_S,
         scenario_ids: list[str] | None = None,
         seed_ids: dict[str, str] | None = None,
+        whole_track_max_s: float | None = WHOLE_TRACK_MAX_S,
     ) -> None:
         self.sample_rate_hz = sample_rate_hz
         self.scenario_steps = scenarios
         self.run_seed = run_seed
         self.max_duration_s = max_duration_s
         self.chunk_s = chunk_s
+        #: the longest track (seconds; ``None``: no limit) a scenario with a track-level step deforms whole
+        self.whole_track_max_s = whole_track_max_s
         #: names of the scenario indices in the input's ``scenarios`` column (when it holds integers)
         self.scenario_ids = scenario_ids or [CLEAN, *scenarios]
         #: a stream over several datasets names its scenarios by routing key (``dataset<US>D1``): the plain id
@@ -160,6 +177,11 @@ class DecodeDeform:
     def _track(self, tid: str, path: str, split: str, wanted: list[str], emit: Any) -> Iterator[None]:
         """Emit the rows of one track chunk by chunk (a generator so the caller can flush between chunks).
 
+        A scenario with a track-level step (:data:`repeval.deformations.TRACK_LEVEL`) is applied once to the whole
+        track, whose deformed audio is then cut into the usual windows (as many as its own length makes); the track
+        is decoded whole for it, up to ``whole_track_max_s`` seconds — a longer track is an error record in that
+        scenario, naming the setting. The other scenarios stream: each window is deformed as it is decoded.
+
         An error closes the track in a scenario: its row comes after the chunks already sent,
         and says how many chunks the track has (so the driver knows when it has them all).
         """
@@ -167,16 +189,38 @@ class DecodeDeform:
         scenarios = self._scenarios() if any(self._plain(sid) != CLEAN for sid in wanted) else {}
         open_ = dict.fromkeys(wanted, True)
         params: dict[str, str] = {}
-        chunks = iter_chunks(path, self.sample_rate_hz, self.chunk_s, self.max_duration_s)
+        #: the deformed windows of each scenario applied to the whole track (``whole``)
+        windows: dict[str, list[np.ndarray]] = {}
+        # a whole-file model (chunk_s None) has one window: every scenario is applied to the whole file anyway
+        whole = [sid for sid in wanted if sid in scenarios and scenarios[sid].track_level and self.chunk_s is not None]
         index = 0
         try:
-            current: np.ndarray | None = next(chunks)
-            while current is not None:
-                following = next(chunks, None)  # one window of look-ahead tells which chunk is the last
-                last = following is None
+            if self.chunk_s is None:
+                chunks = iter_chunks(path, self.sample_rate_hz, None, self.max_duration_s)
+            else:
+                blocks: Iterator[np.ndarray] = iter_blocks(path, self.sample_rate_hz, self.max_duration_s)
+                if whole:
+                    blocks = self._whole_track(blocks, self.chunk_s, tid, split, whole, windows, params, open_, emit)
+                chunks = chunk_blocks(blocks, self.sample_rate_hz, self.chunk_s)
+            streamed = [sid for sid in wanted if sid not in windows]
+            current: np.ndarray | None = next(chunks) if any(open_[sid] for sid in streamed) else None
+            while True:
+                following = None if current is None else next(chunks, None)  # one window of look-ahead: the last?
+                sent = False
                 for sid in wanted:
                     if not open_[sid]:
                         continue
+                    if sid in windows:
+                        w = windows[sid]
+                        last = index == len(w) - 1
+                        emit(tid, split, sid, index, last, w[index], params[sid])
+                        open_[sid] = not last
+                        sent = True
+                        continue
+                    if current is None:
+                        continue
+                    sent = True
+                    last = following is None
                     if self._plain(sid) == CLEAN:
                         emit(tid, split, sid, index, last, current, "")
                         continue
@@ -187,6 +231,8 @@ class DecodeDeform:
                     except Exception as exc:
                         emit(tid, split, sid, index, True, None, "", f"{type(exc).__name__}: {exc}", "deform")
                         open_[sid] = False
+                if not sent:
+                    break
                 yield None
                 index += 1
                 current = following
@@ -196,11 +242,67 @@ class DecodeDeform:
                 if open_[sid]:
                     emit(tid, split, sid, index, True, None, "", reason, "decode")
         finally:
-            for sid in wanted:
-                if self._plain(sid) != CLEAN:
-                    for t in scenarios[sid].transforms:
-                        t.unfreeze_parameters()
+            for sid in scenarios:
+                for t in scenarios[sid].transforms:
+                    t.unfreeze_parameters()
         yield None
+
+    def _whole_track(
+        self,
+        blocks: Iterator[np.ndarray],
+        chunk_s: float,
+        tid: str,
+        split: str,
+        whole: list[str],
+        windows: dict[str, list[np.ndarray]],
+        params: dict[str, str],
+        open_: dict[str, bool],
+        emit: Any,
+    ) -> Iterator[np.ndarray]:
+        """Read the track whole (up to ``whole_track_max_s``) and deform it once in each of the ``whole`` scenarios,
+        filling ``windows`` and ``params`` (or emitting the scenario's error record). Returns the track's blocks for
+        the streamed scenarios: the whole track as one block, or — a track over the limit — the blocks read so far
+        followed by the rest of the file."""
+        limit = None if self.whole_track_max_s is None else round(self.whole_track_max_s * self.sample_rate_hz)
+        held: deque[np.ndarray] = deque()
+        n = 0
+        for block in blocks:
+            held.append(block)
+            n += len(block)
+            if limit is not None and n > limit:
+                for sid in whole:
+                    emit(tid, split, sid, 0, True, None, "", self._too_long(sid), "deform")
+                    open_[sid] = False
+                return itertools.chain(_drain(held), blocks)
+        track = held[0] if len(held) == 1 else np.concatenate(held)
+        held.clear()
+        scenarios = self._scenarios()
+        for sid in whole:
+            scenario = scenarios[sid]
+            try:
+                for t in scenario.transforms:
+                    t.unfreeze_parameters()
+                seed = chunk_seed(self.run_seed, tid, self._plain(sid), 0)  # a one-window track's: bit-identical
+                audio, sampled = scenario(track, self.sample_rate_hz, seed)
+                if not len(audio):
+                    raise ValueError(f"the deformation left no audio of the track's {len(track)} samples")
+                windows[sid] = list(chunk_blocks([audio], self.sample_rate_hz, chunk_s))
+                params[sid] = json.dumps(sampled)
+            except Exception as exc:
+                emit(tid, split, sid, 0, True, None, "", f"{type(exc).__name__}: {exc}", "deform")
+                open_[sid] = False
+        return iter([track])
+
+    def _too_long(self, sid: str) -> str:
+        scenario = self._scenarios()[sid]
+        steps = ", ".join(dict.fromkeys(scenario.track_level))
+        cap = self.whole_track_max_s
+        return (
+            f"track longer than {cap:g} s: scenario {scenario.scenario_id!r} applies {steps} to the whole track, "
+            f"which it decodes and deforms at once up to run.deform_whole_track_max_s ({cap:g} s) — raise that "
+            "(null: no limit; a decode task then holds the whole track and its deformed copies) and rerun with "
+            "--retry-errors"
+        )
 
     def _deform(self, scenario: Scenario, tid: str, sid: str, index: int, audio: np.ndarray) -> tuple[np.ndarray, Any]:
         if index == 0:

@@ -130,3 +130,47 @@ def test_a_clip_too_short_for_a_step_names_the_step_and_the_clip(step, n):
     scenario = Scenario("D1", [("Gain", {"p": 1.0}), (type_, {**params, "p": 1.0})])
     with pytest.raises(ValueError, match=rf"^step 2 \({type_}\) fails on {n} samples .*too short for {type_}"):
         scenario(_tone(16_000)[:n], 16_000, seed=3)
+
+
+def test_every_transform_is_windowed_or_track_level_and_the_windowed_ones_stream_as_applied_whole(tmp_path):
+    """The inventory: each audiomentations waveform transform is either applied window by window (WINDOWED) or to
+    the whole track (TRACK_LEVEL). A windowed one, streamed in 1 s windows (parameters sampled on the first, noise
+    seeded per window), gives what it gives on the whole signal away from the windows' edges — on a signal whose
+    level rises window by window, so a transform that measures the signal (Normalize, an SNR, a percentile) fails."""
+    import pyarrow as pa
+    import soundfile as sf
+
+    from repeval.deformations import TRACK_LEVEL, WINDOWED, acts_on_whole_track, scenario_seed
+    from repeval.pipeline.stages import DecodeDeform, table_to_batch
+
+    assert WINDOWED | set(TRACK_LEVEL) == set(waveform_transforms()) and not WINDOWED & set(TRACK_LEVEL)
+    assert acts_on_whole_track("Mp3Compression", {"preserve_delay": True})  # the encoder delay in every window
+    sr = 22_050
+    rng = np.random.default_rng(5)
+    x = (np.convolve(rng.standard_normal(3 * sr), np.ones(8) / 8, "same") * np.linspace(0.02, 0.5, 3 * sr)).astype(
+        np.float32
+    )
+    sf.write(tmp_path / "t.wav", x, sr, subtype="FLOAT")
+    interior = np.ones(len(x), bool)
+    for edge in (sr, 2 * sr):
+        interior[edge - sr // 20 : edge + sr // 20] = False  # 50 ms either side of each window edge
+    batch = {
+        "track_id": np.array(["t"]),
+        "audio_path": np.array([str(tmp_path / "t.wav")]),
+        "split": np.array(["test"]),
+        "scenarios": [np.array(["D1"])],
+    }
+    for name in sorted(WINDOWED):
+        steps = [(name, {"p": 1.0})]
+        out = table_to_batch(pa.concat_tables(DecodeDeform(sr, {"D1": steps}, 0, chunk_s=1.0)(batch)))
+        streamed = np.concatenate(list(out["audio"]))
+        whole, _ = Scenario("D1", steps)(x.copy(), sr, seed=scenario_seed(0, "t", "D1"))
+        assert len(out["audio"]) == 3 and len(streamed) == len(whole) == len(x), name
+        # what the step changes, window by window: as much streamed as applied whole
+        for w in range(3):
+            part = interior & (np.arange(len(x)) // sr == w)
+            streamed_change, whole_change = np.std((streamed - x)[part]), np.std((whole - x)[part])
+            assert abs(streamed_change - whole_change) <= 0.05 * whole_change + 1e-7, (name, w)
+        if name not in ("AddGaussianNoise", "Aliasing", "Mp3Compression"):  # not another noise or codec realisation
+            diff = np.sqrt(np.mean((streamed - whole)[interior] ** 2)) / np.sqrt(np.mean(whole[interior] ** 2))
+            assert diff < 1e-3, (name, diff)
