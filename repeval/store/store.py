@@ -38,6 +38,11 @@ ERRORS_DIR = "_errors"
 STORE_FORMAT = 2
 
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
+#: fingerprint entries that only say how a track longer than one analysis window is processed (a deformation scenario
+#: applied to the whole track, then cut into windows — see repeval.pipeline.stages.DecodeDeform): a partition stamped
+#: before the entry existed whose rows are all one window long (``n_chunks`` ≤ 1) holds exactly the rows a run with
+#: the entry computes, so it is accepted and re-stamped instead of being a conflict
+WINDOWING_ENTRIES: dict[str, Any] = {"deformed": "whole track"}
 
 
 class StoreConflict(RuntimeError):
@@ -330,7 +335,7 @@ class Partition:
         if isinstance(old, dict) and old.get("keep_frames") is True and fingerprint.get("keep_frames") is False:
             if {**old, "keep_frames": False} == fingerprint:
                 return True
-        if old is not None and old != fingerprint:
+        if old is not None and old != fingerprint and not self._only_windowing_added(old, fingerprint):
             diff = _described_diff(old, fingerprint, stamp.get("described"), described)
             hint = ""
             if isinstance(old, dict) and old.get("keep_frames") is False and fingerprint.get("keep_frames") is True:
@@ -338,12 +343,35 @@ class Partition:
                     " (its rows have no frame-level embeddings, which this run keeps: run.keep_frames, on by default "
                     "when a task has embedding_aggregation: prediction or attention)"
                 )
+            if isinstance(old, dict) and any(
+                k not in old and fingerprint.get(k) == v for k, v in WINDOWING_ENTRIES.items()
+            ):
+                hint += (
+                    " (the scenario has a step that acts on the track as a whole, which repeval now applies to each "
+                    "track whole; these rows of tracks longer than one window were deformed window by window)"
+                )
             raise StoreConflict(
                 f"store partition {self.path} was computed with a different configuration — {diff}{hint}; give "
                 f"the model or scenario a new id, point run.store elsewhere, or delete the partition to recompute "
                 f"it (`{self.rm_command()}`)"
             )
         return False
+
+    def _only_windowing_added(self, old: Any, fingerprint: dict[str, Any]) -> bool:
+        """``fingerprint`` is ``old`` plus :data:`WINDOWING_ENTRIES` only, and every stored row is one window long:
+        the rows are what ``fingerprint`` computes (a track of one window is deformed alike either way)."""
+        if not isinstance(old, dict):
+            return False
+        added = {k: v for k, v in fingerprint.items() if k not in old}
+        if not added or not added.items() <= WINDOWING_ENTRIES.items():
+            return False
+        if {k: v for k, v in fingerprint.items() if k not in added} != old:
+            return False
+        for f in self.part_files():
+            n_chunks = pc.max(self._column(f, "n_chunks")).as_py()
+            if n_chunks is not None and n_chunks > 1:
+                return False
+        return True
 
     def _check_unstamped_rows(self, fingerprint: dict[str, Any]) -> None:
         """A partition whose ``_stamp.json`` and ``_manifest.json`` are gone (deleted by hand) but whose part files
@@ -401,12 +429,22 @@ class Partition:
     ) -> None:
         """Record the configuration a partition is computed with (once: the first run's stamp stays); ``described``
         keeps readable what the fingerprint's hashes stand for (see :meth:`check_compatible`)."""
-        if self._read_json(STAMP) is None:
-            self.fs.create_dir(self.path, recursive=True)
-            body = {"fingerprint": fingerprint, "created_at": time.time(), **(provenance or {})}
-            if described:
-                body["described"] = described
-            _atomic_write_bytes(self.fs, f"{self.path}/{STAMP}", json.dumps(body, sort_keys=True).encode())
+        existing = self._read_json(STAMP)
+        if existing is None:
+            body: dict[str, Any] = {"created_at": time.time()}
+        elif existing.get("fingerprint") != fingerprint and self._only_windowing_added(
+            existing["fingerprint"], fingerprint
+        ):
+            # check_compatible accepted this stamp from before WINDOWING_ENTRIES for its one-window rows; rows of
+            # several windows may join them now, so it says from here on how they are computed
+            body = existing
+        else:
+            return
+        self.fs.create_dir(self.path, recursive=True)
+        body = {**body, **(provenance or {}), "fingerprint": fingerprint}
+        if described:
+            body["described"] = described
+        _atomic_write_bytes(self.fs, f"{self.path}/{STAMP}", json.dumps(body, sort_keys=True).encode())
 
     def read(self, columns: list[str] | None = None) -> pa.Table:
         files = self.data_files()

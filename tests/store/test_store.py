@@ -531,3 +531,37 @@ def test_help_texts_show_the_default_store(tmp_path):
         res = CliRunner().invoke(app, [*args, "--help"], env={"COLUMNS": "200"})
         assert res.exit_code == 0, res.output
         assert text in " ".join(res.output.replace("│", " ").split()), (args, res.output)
+
+
+def test_a_partition_of_one_window_rows_deformed_before_whole_track_deformation_is_accepted_and_restamped(tmp_path):
+    """A scenario with a track-level step gained ``deformed: whole track`` in its fingerprint. A partition stamped before
+    it whose rows are all one window long holds what the new code computes (one window is deformed alike either way):
+    accepted, and re-stamped when rows are added; one with a row of several windows is a conflict naming the entry."""
+    store = EmbeddingStore(str(tmp_path / "s"))
+    before = {"fp": 1}
+    now = {"fp": 1, "deformed": "whole track"}
+    part = _write(store, ["a", "b", "c"])  # stamped {"fp": 1}, rows of one window (n_chunks 1)
+    part.finish({})
+    assert part.check_compatible(now) is False  # compatible, rows may be added
+    with pytest.raises(StoreConflict, match="fp: stored 1, now 2"):
+        part.check_compatible({"fp": 2, "deformed": "whole track"})  # anything else still differs
+    with pytest.raises(StoreConflict, match="deformed"):
+        part.check_compatible({"fp": 1, "deformed": "something else"})
+    part.reopen()
+    part.stamp(now, {"config_hash": "def456"})
+    stamp = json.loads((tmp_path / "s" / "ds" / "m" / "clean" / "_stamp.json").read_text())
+    assert stamp["fingerprint"] == now and stamp["config_hash"] == "def456"
+    with pytest.raises(StoreConflict, match="deformed: stored"):
+        part.check_compatible(before)  # and the old code's fingerprint no longer matches it
+
+    several = store.partition("ds", "m", "D1")
+    several.stamp(before)
+    block = _block(["x", "y"])
+    block.n_chunks[1] = 3  # a track of three windows, deformed window by window
+    schema = embedding_schema(DIM)
+    w = PartitionWriter(several, schema, 3)
+    w.add_table(rows_table(block, schema, PROV))
+    w.flush()
+    with pytest.raises(StoreConflict, match="deformed") as err:
+        several.check_compatible(now)
+    assert "deformed window by window" in str(err.value) and "store rm" in str(err.value)
