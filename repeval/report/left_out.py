@@ -48,13 +48,34 @@ def run_store(run: Run) -> str:
     return str(store) if store else "store"
 
 
+def configured_scenarios(run: Run) -> dict[tuple[str, str], list[str]]:
+    """Per ``(dataset, model)``, the deformation scenarios the run's config tests it under (none when the config
+    cannot be read) — a scenario whose every test track failed has no results, only error records."""
+    from repeval.config.loader import parse_config
+
+    try:
+        cfg = parse_config(run.config)
+    except Exception as exc:  # an old or hand-edited config: the results' scenarios are what the report knows
+        log.info("report: scenarios of %s's config not read (%s); listing those with results", run.run_id, exc)
+        return {}
+    out: dict[tuple[str, str], list[str]] = {}
+    for exp in cfg.experiments:
+        for ds in exp.datasets:
+            for m in exp.embedding_models:
+                out.setdefault((ds.name, m.id), []).extend(exp.scenarios_for(ds))
+    return out
+
+
 def run_partitions(run: Run) -> list[tuple[str, str, str]]:
-    """The ``(dataset, model, scenario)`` partitions the run's results were computed on: clean first, then the
-    scenarios, per dataset and model in order of appearance."""
+    """The ``(dataset, model, scenario)`` partitions the run's results were computed on, and the configured scenarios
+    of those datasets and models that have none: clean first, then the scenarios, per dataset and model in order of
+    appearance."""
     df = run.results
+    configured = configured_scenarios(run)
     out = []
     for dataset, model in dict.fromkeys(zip(df["dataset"], df["model"], strict=True)):
         scenarios = df[(df["dataset"] == dataset) & (df["model"] == model)]["scenario"].unique()
+        scenarios = list(dict.fromkeys([*scenarios, *configured.get((str(dataset), str(model)), [])]))
         out += [(str(dataset), str(model), s) for s in ordered_scenarios(scenarios)]
     return out
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -10,6 +12,8 @@ import pyarrow.parquet as pq
 from repeval.pipeline.stages import CLEAN
 from repeval.probes import ProbeData
 from repeval.store import EmbeddingStore
+
+log = logging.getLogger(__name__)
 
 
 def encode(task_type: str, labels: list[list[str]], classes: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
@@ -182,8 +186,23 @@ def probe_data(
     tests = {CLEAN: (xte, yte, tte)}
     counts = {CLEAN: cte}
     for sid in scenarios:
-        xs, sy, tids, counts[sid] = (loaded[sid] if sid in loaded else load(sid, tests_of[sid]))["test"]
+        part = store.partition(dataset, model, sid)
+        if sid not in loaded and not part.part_files():  # every track of the partition is an error record
+            no_ids: list[str] = []
+            xs, sy, tids, c = xte[:0], yte[:0], no_ids, cte[:0]
+        else:
+            xs, sy, tids, c = (loaded[sid] if sid in loaded else load(sid, tests_of[sid]))["test"]
+        if not tids:
+            # a deformation that failed on every test track: the other scenarios are still tested (and the error
+            # records are in the store, the embedding summary and the report), not the whole group lost
+            log.warning(
+                "%s/%s: scenario %r has no embedded test track (each one failed: `%s`) — it is not evaluated; "
+                "clean and the other scenarios are",
+                dataset, model, sid, part.show_errors_command(),
+            )  # fmt: skip
+            continue
         tests[sid] = (xs, sy, tids)
+        counts[sid] = c
     if aggregation == "attention":
         return ProbeData(
             task_type, classes, xtr, ytr, xva, yva, tests,

@@ -101,3 +101,52 @@ def test_a_grid_finished_before_delta_existed_still_joins_the_results(tmp_path: 
         ("new", "clean", None),
         ("old", "D1", None),
     ]
+
+
+def test_a_scenario_that_lost_every_test_track_is_left_out_and_the_rest_is_tested(tmp_path: Path, caplog) -> None:
+    """A deformation that failed on every test track (its partition only error records — no part file — or, with
+    train tracks deformed too, rows of other splits only) stopped the whole group's training with "has no data: run
+    `repeval embed` first" after a run had just embedded it. Now that scenario is left out with a warning naming its
+    error records, clean and the other scenarios are tested, and the report still lists its error records."""
+    import logging
+
+    import pandas as pd
+    import yaml
+
+    from repeval.report.left_out import run_partitions
+    from repeval.report.results import Run
+
+    ids = [f"t{i}" for i in range(4)] + [f"r{i}" for i in range(6)]
+    splits = ["test"] * 4 + ["train"] * 4 + ["validation"] * 2
+    rows = pa.table({"track_id": ids, "split": splits, "label": [[c] for c in "abababab" + "ab"]})
+    store = EmbeddingStore(str(tmp_path / "store"))
+    write_partition(store, "clean", ids, splits, 0)
+    write_partition(store, "gain", ids[:4], splits[:4], 1)
+    write_partition(store, "trainonly", ids[4:8], splits[4:8], 2)  # "loud": no partition file at all
+    with caplog.at_level(logging.WARNING, logger="repeval.tuning.data"):
+        data = probe_data("multiclass_classification", rows, store, "ds", "m", ["loud", "gain", "trainonly"])
+    assert list(data.tests) == ["clean", "gain"] and data.tests["gain"][2] == ids[:4]
+    for sid in ("loud", "trainonly"):
+        (msg,) = [r.getMessage() for r in caplog.records if f"scenario {sid!r}" in r.getMessage()]
+        assert "not evaluated" in msg and f"repeval store show {tmp_path / 'store'} ds/m/{sid} --errors" in msg
+
+    config = {
+        "experiments": [
+            {
+                "task": {"name": "inst", "type": "multiclass_classification"},
+                "datasets": [{"name": "ds", "type": "catalog", "manifest": "m.csv", "label_column": "label"}],
+                "deformations": [
+                    {"name": n, "steps": [{"type": "Gain", "params": {"p": 1}}]} for n in ("gain", "loud")
+                ],
+                "embedding_models": ["mfcc-stats"],
+                "downstream_models": [{"name": "linear", "type": "classifier", "hidden_units": []}],
+            }
+        ]
+    }
+    results = pd.DataFrame({"dataset": ["ds", "ds"], "model": ["mfcc-stats"] * 2, "scenario": ["clean", "gain"]})
+    run = Run("r", tmp_path, results, config_text=yaml.safe_dump(config))
+    assert run_partitions(run) == [("ds", "mfcc-stats", s) for s in ("clean", "gain", "loud")]
+    # a config that no longer validates: the partitions with results
+    assert run_partitions(Run("r", tmp_path, results, config_text="experiments: 3")) == [
+        ("ds", "mfcc-stats", s) for s in ("clean", "gain")
+    ]
