@@ -7,6 +7,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from repeval.datasets.encoding import encode_labels
 from repeval.pipeline.stages import CLEAN
 from repeval.probes import ProbeData
 from repeval.store import EmbeddingStore
@@ -14,8 +15,11 @@ from repeval.store import EmbeddingStore
 
 def encode(task_type: str, labels: list[list[str]], classes: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
     if task_type == "regression":
-        y = np.array([[float(v) for v in lab] for lab in labels], np.float32)
-        return y, classes or [f"dim{i}" for i in range(y.shape[1])]
+        # plain values (``0.31``) or named ones (``valence=0.31``, in any order per row), as the catalog reads them
+        y, names = encode_labels("regression", labels, classes)
+        if classes is None and names == [f"y{i}" for i in range(len(names))]:
+            names = [f"dim{i}" for i in range(len(names))]  # unnamed dimensions, as results have always named them
+        return y, names
     if classes is None:
         classes = sorted({x for lab in labels for x in lab})
     index = {c: i for i, c in enumerate(classes)}

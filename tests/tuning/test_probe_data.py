@@ -163,3 +163,17 @@ def test_frame_counts_that_disagree_with_the_frames_name_the_fix(tmp_path: Path)
         part.frames()
     data = probe_data("multiclass_classification", rows, store, "ds", "m", [], "prediction")  # other partitions load
     assert len(data.tests["clean"][2]) == 30
+
+
+def test_named_regression_targets_are_read_by_name(tmp_path: Path) -> None:
+    """The catalog accepts ``name=value`` regression cells (``pitch=60|loudness=0.2``, in any order per row): the
+    probe data's dimensions are the names, each row's values under its own names (reading them as plain numbers
+    failed the group: "could not convert string to float: 'pitch=60'")."""
+    store, rows = catalog(tmp_path, frames=False, n=60)
+    cells = [[f"pitch={40 + i}", f"loudness={i / 100}"][:: 1 - 2 * (i % 2)] for i in range(rows.num_rows)]
+    rows = rows.set_column(rows.schema.get_field_index("label"), "label", pa.array(cells))
+    data = probe_data("regression", rows, store, "ds", "m", [])
+    assert data.classes == ["pitch", "loudness"]
+    _, _, ids = reference(store, rows, "clean", "test", frames=False)
+    i = np.array([int(t.removeprefix("track-")) for t in ids])
+    np.testing.assert_allclose(data.tests["clean"][1], np.stack([40 + i, i / 100], 1).astype(np.float32))
