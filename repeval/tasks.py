@@ -72,10 +72,20 @@ CRITERION_ALIASES = {
 
 def resolve_criterion(save_criterion: str | None, task_type: str) -> tuple[str, Literal["max", "min"]]:
     """``(criterion name, "min" | "max")`` of a probe: its ``save_criterion`` (mir_ref spellings mapped), else the
-    task type's default; ``val_loss`` is minimised, every metric criterion is higher-is-better."""
+    task type's default. ``val_loss`` is minimised; a metric criterion is ``val_`` and the metric's id (any spelling
+    the metrics accept: ``val_mse``, ``val_pr_auc``), maximised or minimised as the metric is better
+    (``val_mean_squared_error`` is minimised)."""
     name = save_criterion.strip() if save_criterion else TASK_TYPES[task_type].default_criterion
     name = CRITERION_ALIASES.get(name, name)
-    return name, "min" if name == "val_loss" else "max"
+    if name == "val_loss":
+        return name, "min"
+    from repeval.metrics import canonical_metric_name, higher_is_better
+
+    try:
+        metric = canonical_metric_name(name.removeprefix("val_"))
+    except ValueError:  # not a metric: the configuration's validation names it
+        return name, "max"
+    return f"val_{metric}", "max" if higher_is_better(metric) else "min"
 
 
 #: task names whose labels are keys (mir_ref declares key estimation as multiclass)

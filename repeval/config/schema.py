@@ -470,6 +470,11 @@ class ExperimentConfig(Strict):
                     f"frames with learned queries (this one: {self.task.aggregation}); set "
                     "embedding_aggregation: attention or remove attention_heads"
                 )
+            if ttype == "regression" and (p.train_sampling == "balanced" or "train_sampling" in searched):
+                raise ValueError(
+                    f"downstream_models[{i}].train_sampling: balanced sampling draws tracks by the inverse frequency of "
+                    "their labels, which a regression target has not; remove train_sampling (random is the default)"
+                )
             if p.type == "regressor" and ttype != "regression":
                 raise ValueError(
                     f"downstream_models[{i}].type: a regressor does not fit a {ttype} task; use type: classifier "

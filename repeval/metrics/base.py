@@ -94,6 +94,7 @@ _ALIASES = {
     "r2_score": "r2",
     "r_squared": "r2",
     "mse": "mean_squared_error",
+    "mae": "mean_absolute_error",
 }
 
 

@@ -1,4 +1,4 @@
-"""Regression metrics: R² (uniform average and per dimension) and mean squared error.
+"""Regression metrics: R² (uniform average and per dimension), mean squared and mean absolute error.
 
 R² of a dimension whose target is constant on the test set is undefined (``nan``, and
 ``validate`` warns) rather than scikit-learn's forced 0 or 1; ``r2`` averages the defined
@@ -28,15 +28,27 @@ def _r2(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str], weights: 
     return nanmean_rows(per_dim), per_dim
 
 
+def _mean_error(errors: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted mean of per-track ``errors`` ``(n, D)`` per dimension, then the mean over dimensions (scikit-learn's
+    ``multioutput='uniform_average'``)."""
+    return safe_divide(weights @ errors, weights.sum(axis=1, keepdims=True)).mean(axis=1)
+
+
 def _mse(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str], weights: np.ndarray):
-    per_dim = safe_divide(weights @ (y_true - y_pred) ** 2, weights.sum(axis=1, keepdims=True))
-    return per_dim.mean(axis=1), None
+    return _mean_error((y_true - y_pred) ** 2, weights), None
+
+
+def _mae(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str], weights: np.ndarray):
+    return _mean_error(np.abs(y_true - y_pred), weights), None
 
 
 register_metric("r2", REGRESSION_TASKS, per_label=True, description="coefficient of determination")(_r2)
 register_metric(
     "mean_squared_error", REGRESSION_TASKS, higher_is_better=False, description="mean squared error over dimensions"
 )(_mse)
+register_metric(
+    "mean_absolute_error", REGRESSION_TASKS, higher_is_better=False, description="mean absolute error over dimensions"
+)(_mae)
 
 
 def r2_score(y_true: np.ndarray, y_pred: np.ndarray, *, multioutput: str = "uniform_average") -> float | np.ndarray:

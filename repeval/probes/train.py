@@ -257,11 +257,38 @@ def group_key(cfg: Any, data: ProbeData) -> tuple:
     )
 
 
-def _targets(y: np.ndarray, task_type: str) -> torch.Tensor:
+#: a regression task's ``(mean, std)`` per target dimension, fitted on the training split (``None``: a classification)
+TargetScale = tuple[np.ndarray, np.ndarray] | None
+
+
+def target_scale(data: ProbeData) -> TargetScale:
+    """Regression: each target dimension's training mean and standard deviation (1 where it is constant). Probes fit
+    and validate on standardised targets — on raw ones a head that starts near 0 needs thousands of steps to reach
+    targets in the tens or hundreds (MIDI pitch, BPM, years) and early stopping picks a probe still on its way —
+    and their predictions are mapped back to the targets' units (:func:`unscaled`). Refitted wherever it is needed
+    (it is deterministic), like :class:`Preprocess`."""
+    if data.task_type != "regression":
+        return None
+    y = np.asarray(data.y_train, np.float64).reshape(len(data.y_train), -1)
+    std = y.std(0)
+    return y.mean(0), np.where(std > 0, std, 1.0)
+
+
+def unscaled(scores: np.ndarray, scale: TargetScale) -> np.ndarray:
+    """Predictions of standardised targets (``(..., D)``) in the targets' units; scores as they are otherwise."""
+    if scale is None:
+        return scores
+    return (scores * scale[1] + scale[0]).astype(np.float32)
+
+
+def _targets(y: np.ndarray, task_type: str, scale: TargetScale = None) -> torch.Tensor:
     if is_single_label(task_type):
         return torch.from_numpy(np.array(y, np.int64))  # a copy: arrays from the object store are read-only
     y = np.array(y, np.float32)
-    return torch.from_numpy(y.reshape(len(y), -1))
+    y = y.reshape(len(y), -1)
+    if scale is not None:
+        y = ((y - scale[0]) / scale[1]).astype(np.float32)
+    return torch.from_numpy(y)
 
 
 def _sampling_weights(y: np.ndarray, task_type: str) -> torch.Tensor:
@@ -533,7 +560,8 @@ def _train_stack(
     att = data.attention
     plist = [preps[v] for v in variants]
     xtr, xva = Inputs(data.x_train, plist, att, device), Inputs(data.x_val, plist, att, device)
-    ytr, yva = _targets(data.y_train, task), _targets(data.y_val, task)
+    scale = target_scale(data)  # regression: probes fit standardised targets
+    ytr, yva = _targets(data.y_train, task, scale), _targets(data.y_val, task, scale)
     seg_tr = seg_va = None
     if att:
         seg_tr, seg_va = Segments(data.train_counts, device), Segments(data.val_counts, device)  # type: ignore[arg-type]
@@ -646,7 +674,9 @@ def _train_stack(
                 else:
                     if scores is None:
                         scores = scores_of(logits, task).cpu().numpy()
-                    value = criterion_value(name, task, data.y_val, scores[pos], vloss[pos], data.classes)
+                    value = criterion_value(
+                        name, task, data.y_val, unscaled(scores[pos], scale), vloss[pos], data.classes
+                    )
                 rec = {"epoch": epoch, "train_loss": train_loss[pos], "val_loss": vloss[pos], "val_criterion": value}
                 latest[m] = value
                 improved = value > best[m] if mode == "max" else value < best[m]
@@ -702,7 +732,7 @@ def _train_stack(
                     logits = _forward_pooled(model, xs, Segments(data.test_counts[sid], device), vsel)
                 else:
                     logits = _forward_all(model, xs, vsel)
-                sc = data.track_scores(sid, scores_of(logits, task).cpu().numpy())
+                sc = data.track_scores(sid, unscaled(scores_of(logits, task).cpu().numpy(), scale))
                 for pos, m in enumerate(ok):
                     results[m].test_scores[sid] = sc[pos]
     return results
@@ -778,8 +808,8 @@ def predict(
     (with ``counts``, for an attention probe: ``x`` holds frames, ``counts`` each track's number of them, and
     there is one row of scores per track).
 
-    The preprocessing is refitted on ``data.x_train`` (it is deterministic), so a checkpoint holds
-    only the probe's weights.
+    The preprocessing is refitted on ``data.x_train`` (and a regression's target scale on ``data.y_train``: it is
+    deterministic), so a checkpoint holds only the probe's weights.
     """
     prep = _fitted(data.x_train, bool(cfg.standardize), cfg.effective_pca_dim)
     with torch.random.fork_rng(devices=[]):
@@ -791,10 +821,10 @@ def predict(
     z = _preprocessed(x, [prep], pad=counts is not None)[0]
     with torch.no_grad():
         if counts is None:
-            return scores_of(probe(z), data.task_type).numpy()
+            return unscaled(scores_of(probe(z), data.task_type).numpy(), target_scale(data))
         seg, frames = Segments(counts), z
         out = []
         for s in range(0, len(seg), 256):
             idx, mask = seg.batch(torch.arange(s, min(len(seg), s + 256)))
             out.append(scores_of(probe(frames[idx], mask), data.task_type))
-        return torch.cat(out).numpy()
+        return unscaled(torch.cat(out).numpy(), target_scale(data))

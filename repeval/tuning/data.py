@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from repeval.datasets.encoding import encode_labels
 from repeval.pipeline.stages import CLEAN
 from repeval.probes import ProbeData
 from repeval.store import EmbeddingStore
@@ -18,8 +19,11 @@ log = logging.getLogger(__name__)
 
 def encode(task_type: str, labels: list[list[str]], classes: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
     if task_type == "regression":
-        y = np.array([[float(v) for v in lab] for lab in labels], np.float32)
-        return y, classes or [f"dim{i}" for i in range(y.shape[1])]
+        # plain values (``0.31``) or named ones (``valence=0.31``, in any order per row), as the catalog reads them
+        y, names = encode_labels("regression", labels, classes)
+        if classes is None and names == [f"y{i}" for i in range(len(names))]:
+            names = [f"dim{i}" for i in range(len(names))]  # unnamed dimensions, as results have always named them
+        return y, names
     if classes is None:
         classes = sorted({x for lab in labels for x in lab})
     index = {c: i for i, c in enumerate(classes)}
@@ -31,6 +35,54 @@ def encode(task_type: str, labels: list[list[str]], classes: list[str] | None = 
                     y[i, index[x]] = 1
         return y, classes
     return np.array([index.get(lab[0], -1) if lab else -1 for lab in labels], np.int64), classes
+
+
+def training_vocabulary(
+    task_type: str,
+    classes: list[str],
+    y_train: np.ndarray,
+    y_val: np.ndarray,
+    tests: dict[str, tuple[np.ndarray, np.ndarray, list[str]]],
+    where: str,
+) -> tuple[list[str], np.ndarray, np.ndarray, dict[str, tuple[np.ndarray, np.ndarray, list[str]]]]:
+    """Labels without a training example, which no probe can learn, with a warning naming them. A multilabel task
+    leaves them out of its vocabulary, as a label binarizer fitted on the training split does: every split's tag
+    matrix loses their columns, so an untrained output is neither scored in the per-label and macro metrics nor
+    chosen by on validation. A single-label task keeps them: their tracks are errors, which the metrics count."""
+    multilabel = task_type == "multilabel_classification"
+    if multilabel:
+        present = y_train.sum(0) > 0
+    else:
+        present = np.bincount(y_train[y_train >= 0], minlength=len(classes)) > 0
+    if present.all():
+        return classes, y_train, y_val, tests
+    absent = np.flatnonzero(~present)
+
+    def n_tracks(y: np.ndarray, j: int) -> int:
+        return int(y[:, j].sum()) if multilabel else int((y == j).sum())
+
+    y_test = tests[CLEAN][1]
+    shown = ", ".join(
+        f"{classes[j]!r} ({n_tracks(y_val, j)} validation, {n_tracks(y_test, j)} test tracks)" for j in absent[:5]
+    )
+    more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
+    what = (
+        "left out of the task's labels (and of every metric)"
+        if multilabel
+        else "kept as classes: their validation and test tracks count as errors"
+    )
+    log.warning(
+        "%s: %d label(s) have no training example, so no probe can learn them: %s%s — %s; check the splits (a "
+        "split_column, or split_ratios) or leave them out with dataset.classes",
+        where, len(absent), shown, more, what,
+    )  # fmt: skip
+    if not multilabel:
+        return classes, y_train, y_val, tests
+    if not present.any():
+        raise ValueError(f"{where}: no label has a training example — check the dataset's labels and splits")
+    keep = np.flatnonzero(present)
+    out = {sid: (x, y[:, keep], ids) for sid, (x, y, ids) in tests.items()}
+    return [classes[j] for j in keep], y_train[:, keep], y_val[:, keep], out
 
 
 def empty_split_message(dataset: str, model: str, split: str) -> str:
@@ -203,6 +255,8 @@ def probe_data(
             continue
         tests[sid] = (xs, sy, tids)
         counts[sid] = c
+    if task_type != "regression":
+        classes, ytr, yva, tests = training_vocabulary(task_type, classes, ytr, yva, tests, f"{dataset}/{model}")
     if aggregation == "attention":
         return ProbeData(
             task_type, classes, xtr, ytr, xva, yva, tests,

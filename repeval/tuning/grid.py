@@ -247,6 +247,8 @@ def _fingerprint(units: list[Unit], ev: EvalSettings, data: ProbeData, extra: An
         desc["aggregation"] = "prediction"
     elif data.attention:
         desc["aggregation"] = "attention"
+    if data.task_type == "regression":  # probes fit standardised targets (checkpoints of raw-target ones differ)
+        desc["targets"] = "standardised"
     return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()
 
 

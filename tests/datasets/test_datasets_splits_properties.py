@@ -290,3 +290,23 @@ def test_large_tables_are_split_from_disk_in_bounded_partitions(monkeypatch, tmp
     assert seen and seen[0] >= 16  # 2,571 items to split over partitions of ≤ 100 → 32 partitions
     assert out.equals(expected)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_tag_rows_are_stratified_by_their_rarest_tag():
+    """Tag lists: a row's stratum is its rarest tag, so each rare tag is dealt 80/10/10 like a class. By the first
+    tag (here always the common one, as in an alphabetical tag cell) the rare tags fell where the common tag's
+    ranking put their rows: some had no validation or no test track. Rows of one tag keep their strata."""
+    rare = [f"r{j}" for j in range(5)]
+    labels = [["common"] + ([rare[i // 10]] if i < 50 else []) for i in range(100)]
+    rows = pa.Table.from_pylist(
+        [{"track_id": f"t{i:03d}", "audio_path": "a.wav", "label": lab, "split": None, "group": None}
+         for i, lab in enumerate(labels)],
+        schema=ROW_SCHEMA,
+    )  # fmt: skip
+    split = fill_splits(rows, (0.8, 0.1, 0.1), 0).column("split").to_pylist()
+    for tag in rare:
+        dealt = Counter(s for s, lab in zip(split, labels, strict=True) if tag in lab)
+        assert dealt == {"train": 8, "validation": 1, "test": 1}, (tag, dealt)
+    one = rows.set_column(2, "label", pa.array([lab[-1:] for lab in labels], rows.schema.field("label").type))
+    by_class = fill_splits(one, (0.8, 0.1, 0.1), 0).column("split").to_pylist()
+    assert by_class == stratified_split([f"t{i:03d}" for i in range(100)], [lab[-1] for lab in labels], seed=0)

@@ -18,6 +18,7 @@ NAIVE = {
     "roc_auc_micro": ("multilabel_classification", lambda y, s: skm.roc_auc_score(y, s, average="micro")),
     "pr_auc_micro": ("multilabel_classification", lambda y, s: skm.average_precision_score(y, s, average="micro")),
     "r2": ("regression", lambda y, s: skm.r2_score(y, s)),
+    "mean_absolute_error": ("regression", lambda y, s: skm.mean_absolute_error(y, s)),
 }
 
 

@@ -284,12 +284,13 @@ def test_r2_matches_sklearn(n, d, seed):
     rng = np.random.default_rng(seed)
     y = rng.normal(size=(n, d))
     p = y + rng.normal(scale=rng.random() * 2, size=(n, d))
-    rows = compute_metrics(["r2", "mean_squared_error"], "regression", y, p, [f"d{i}" for i in range(d)])
+    rows = compute_metrics(["r2", "mse", "mae"], "regression", y, p, [f"d{i}" for i in range(d)])
     agg, per = values(rows, "r2")
     assert agg == pytest.approx(skm.r2_score(y, p), abs=1e-9)
     want = skm.r2_score(y, p, multioutput="raw_values")
     assert [per[f"d{i}"] for i in range(d)] == pytest.approx(list(want), abs=1e-9)
     assert values(rows, "mean_squared_error")[0] == pytest.approx(skm.mean_squared_error(y, p), abs=1e-12)
+    assert values(rows, "mean_absolute_error")[0] == pytest.approx(skm.mean_absolute_error(y, p), abs=1e-12)
 
 
 def test_r2_constant_dimension_is_undefined():

@@ -137,6 +137,14 @@ CASES: dict[str, tuple[Any, list[str]]] = {
         lambda d: _probe(d).update(save_criterion="val_r2"),
         ["downstream_models[0].save_criterion", "multiclass_classification"],
     ),
+    "balanced_sampling_of_regression_targets": (
+        lambda d: (
+            _exp(d)["task"].update(type="regression"),
+            _exp(d).update(metrics=["r2"]),
+            _probe(d).update(train_sampling="balanced"),
+        ),
+        ["downstream_models[0].train_sampling: balanced sampling", "regression target", "remove train_sampling"],
+    ),
     "impossible_hidden_size": (
         lambda d: _probe(d).update(hidden_units=[0]),
         ["downstream_models[0].hidden_units:", "positive integers, 'infer' or 'power_infer'"],

@@ -163,3 +163,42 @@ def test_frame_counts_that_disagree_with_the_frames_name_the_fix(tmp_path: Path)
         part.frames()
     data = probe_data("multiclass_classification", rows, store, "ds", "m", [], "prediction")  # other partitions load
     assert len(data.tests["clean"][2]) == 30
+
+
+def test_named_regression_targets_are_read_by_name(tmp_path: Path) -> None:
+    """The catalog accepts ``name=value`` regression cells (``pitch=60|loudness=0.2``, in any order per row): the
+    probe data's dimensions are the names, each row's values under its own names (reading them as plain numbers
+    failed the group: "could not convert string to float: 'pitch=60'")."""
+    store, rows = catalog(tmp_path, frames=False, n=60)
+    cells = [[f"pitch={40 + i}", f"loudness={i / 100}"][:: 1 - 2 * (i % 2)] for i in range(rows.num_rows)]
+    rows = rows.set_column(rows.schema.get_field_index("label"), "label", pa.array(cells))
+    data = probe_data("regression", rows, store, "ds", "m", [])
+    assert data.classes == ["pitch", "loudness"]
+    _, _, ids = reference(store, rows, "clean", "test", frames=False)
+    i = np.array([int(t.removeprefix("track-")) for t in ids])
+    np.testing.assert_allclose(data.tests["clean"][1], np.stack([40 + i, i / 100], 1).astype(np.float32))
+
+
+def test_labels_without_a_training_example_are_named_and_left_out_of_a_tagging_task(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A tag only on validation or test tracks has an output no probe learnt (only pushed down): it was scored in
+    the per-label and macro metrics and entered early stopping. It leaves the vocabulary, with a warning; a
+    single-label task keeps such a class (its tracks are errors) and warns too."""
+    store, rows = catalog(tmp_path, frames=False, n=60)
+    splits = rows.column("split").to_pylist()
+    first_test = splits.index("test")
+    labels = rows.column("label").to_pylist()
+    cells = [lab + (["harp"] if s != "train" else []) for lab, s in zip(labels, splits, strict=True)]
+    rows = rows.set_column(rows.schema.get_field_index("label"), "label", pa.array(cells))
+    with caplog.at_level("WARNING", logger="repeval.tuning.data"):
+        data = probe_data("multilabel_classification", rows, store, "ds", "m", ["gain"])
+    assert data.classes == [f"c{i}" for i in range(7)]  # no 'harp'
+    assert data.y_train.shape[1] == data.y_val.shape[1] == data.tests["gain"][1].shape[1] == 7
+    assert "ds/m: 1 label(s) have no training example" in caplog.text and "'harp' (" in caplog.text
+    single = [["c9"] if i == first_test else lab[:1] for i, lab in enumerate(labels)]
+    rows = rows.set_column(rows.schema.get_field_index("label"), "label", pa.array(single))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="repeval.tuning.data"):
+        data = probe_data("multiclass_classification", rows, store, "ds", "m", [])
+    assert data.classes == ["c0", "c1", "c2", "c3", "c9"] and "'c9' (0 validation, 1 test tracks)" in caplog.text
