@@ -105,9 +105,19 @@ def group_name(exp: ExperimentConfig, dataset: str, model: str, fold: int | None
 def load_rows(ctx: RunContext, save: bool = True) -> None:
     """Load every experiment's datasets and save their splits with the run (one file per fold for k folds;
     ``save=False``: only load them, as ``repeval plan`` does)."""
+    loaded: dict[tuple[str, str], tuple[int, Any, Any]] = {}  # (task, dataset) → the experiment that loaded it
     for ei, exp in enumerate(ctx.cfg.experiments):
         for ds in exp.datasets:
             if (ei, ds.name) in ctx.rows:
+                continue
+            e0, task0, ds0 = loaded.setdefault((exp.task.name, ds.name), (ei, exp.task, ds))
+            if e0 != ei and (task0, ds0) == (exp.task, ds):
+                # another model's experiment of the task (validation makes one task on one dataset one definition):
+                # the same rows, splits file and report — loaded once
+                ctx.rows[(ei, ds.name)] = ctx.rows[(e0, ds.name)]
+                ctx.reports[(ei, ds.name)] = ctx.reports[(e0, ds.name)]
+                if (e0, ds.name) in ctx.folds:
+                    ctx.folds[(ei, ds.name)] = ctx.folds[(e0, ds.name)]
                 continue
             if save:
                 (ctx.run_dir / "splits").mkdir(exist_ok=True)
@@ -128,17 +138,71 @@ def load_rows(ctx: RunContext, save: bool = True) -> None:
             ctx.rows[(ei, ds.name)] = rows
             if save:
                 pq.write_table(rows, f"{base}.parquet")
+    check_shared_tracks(ctx)
     if save:
         _write_text_atomic(ctx.run_dir / LOAD_REPORT, json.dumps(load_report(ctx), indent=1))
+
+
+def check_shared_tracks(ctx: RunContext) -> None:
+    """Raise ``ValueError`` when two definitions of one dataset name (for different tasks: another manifest, ``dir``,
+    ``type``, …) give one track id two audio files. The store keeps one embedding per dataset name, track id and
+    scenario, so one task would be trained and tested on the other's audio. Definitions alike give every track one
+    file; a track in only one definition is fine (another task's subset), as are other splits, labels or caps."""
+    seen: dict[str, list[tuple[str, Any, pa.Table]]] = {}  # dataset name → (place, definition, rows) per definition
+    for ei, exp in enumerate(ctx.cfg.experiments):
+        for di, ds in enumerate(exp.datasets):
+            defs = seen.setdefault(ds.name, [])
+            rows = ctx.rows.get((ei, ds.name))
+            if rows is not None and all(ds != d for _, d, _ in defs):
+                defs.append((f"experiments[{ei}].datasets[{di}] (task {exp.task.name!r})", ds, rows))
+                if len(defs) > 1:
+                    _check_files(ds.name, [(w, r) for w, _, r in defs])
+
+
+def _check_files(name: str, defs: list[tuple[str, pa.Table]]) -> None:
+    """The last of ``defs`` (place, rows) against the tracks of the ones before it (Arrow kernels)."""
+    where, rows = defs[-1]
+    ids = rows.column("track_id").combine_chunks()
+    paths = rows.column("audio_path").combine_chunks()
+    for there, before in defs[:-1]:
+        at = pc.index_in(ids, value_set=before.column("track_id").combine_chunks())
+        shared = pc.is_valid(at)
+        if not pc.any(shared).as_py():
+            continue
+        mine, theirs = paths.filter(shared), before.column("audio_path").combine_chunks().take(at.filter(shared))
+        differ = pc.invert(pc.equal(mine, theirs)).to_numpy(zero_copy_only=False)
+        if not differ.any():
+            continue
+        a, b = mine.filter(pa.array(differ)).to_pylist(), theirs.filter(pa.array(differ)).to_pylist()
+        bad = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if _same_file(x) != _same_file(y)]
+        if not bad:
+            continue
+        tid = ids.filter(shared).filter(pa.array(differ))[bad[0]].as_py()
+        raise ValueError(
+            f"{where}: dataset {name!r} is defined differently in {there}, and {len(bad):,} of the track ids the two "
+            f"share name other audio files (e.g. {tid!r}: {b[bad[0]]} there, {a[bad[0]]} here) — the store keeps "
+            "one embedding per dataset name and track id, so one task would be trained and tested on the other's "
+            "audio: give one of them another name (datasets[].name), or make both name the same files"
+        )
+
+
+def _same_file(path: str) -> str:
+    """A local path made absolute and normal (``data/x/./a.wav`` and ``/work/data/x/a.wav`` are one file); a URI
+    as it is."""
+    import os
+
+    return path if "://" in path else os.path.normpath(os.path.abspath(path))
 
 
 def _load_reports(ctx: RunContext) -> Iterator[tuple[int, Any, Any, LoadReport, tuple[str, ...]]]:
     """``(experiment index, experiment, dataset, its loader's report, the kinds --strict counts)`` for each dataset
     :func:`load_rows` loaded."""
+    seen = set()
     for ei, exp in enumerate(ctx.cfg.experiments):
         for ds in exp.datasets:
             found = ctx.reports.get((ei, ds.name))
-            if found is not None:
+            if found is not None and (exp.task.name, ds.name) not in seen:  # two models' experiments: one report
+                seen.add((exp.task.name, ds.name))
                 yield ei, exp, ds, found, strict_kinds(ds.type, exp.task.effective_type)
 
 

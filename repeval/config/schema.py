@@ -624,6 +624,29 @@ class RunConfig(Strict):
         return v
 
 
+def _differences(there: BaseModel, here: BaseModel, prefix: str) -> list[str]:
+    """``key: A there, B here`` for each key whose value differs between two configurations of one kind."""
+    import json
+
+    def show(v: Any) -> str:
+        text = json.dumps(v, default=str) if not isinstance(v, BaseModel | tuple) else json.dumps(_plain(v))
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    return [
+        f"{prefix}{k}: {show(getattr(there, k))} there, {show(getattr(here, k))} here"
+        for k in type(there).model_fields
+        if getattr(there, k) != getattr(here, k)
+    ]
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, BaseModel):
+        return v.model_dump(mode="json", exclude_defaults=True)
+    if isinstance(v, tuple):
+        return [_plain(x) for x in v]
+    return v
+
+
 class Config(Strict):
     """The whole file. Top-level keys starting with ``x-`` are ignored (a place for YAML anchors)."""
 
@@ -704,6 +727,59 @@ class Config(Strict):
                             f"file groups/{'__'.join(names)}.parquet, as task {seen[0]!r}, dataset {seen[1]!r} and "
                             f"model {seen[2]!r} ({first}) do (on a case-insensitive filesystem if only the case "
                             "differs) — one grid's results would replace the other's: rename one"
+                        )
+        return self
+
+    @model_validator(mode="after")
+    def _one_definition_per_name(self) -> Config:
+        """One name, one meaning. A run keeps one set of splits, one load report entry and one results table per task
+        and dataset (``splits/<task>__<dataset>.parquet``): every experiment that lists a dataset for a task (with
+        other models) must define the task and the dataset alike, or the models would be compared on different data
+        and the second experiment's splits would replace the first one's. And the store keeps one partition per
+        dataset, model and scenario: a scenario id names one deformation of a dataset throughout the file.
+
+        A dataset defined differently for *other* tasks (another manifest, label column or split settings) still
+        shares its partitions, as one defined alike does: a track's embeddings do not depend on a task's splits, and
+        the run checks when it loads the rows that a track id names one audio file in every definition
+        (:func:`repeval.runner.check_shared_tracks`)."""
+        pairs: dict[str, tuple[str, TaskConfig, DatasetConfig]] = {}
+        scenarios: dict[tuple[str, str], tuple[str, DeformationScenario]] = {}
+        for ei, exp in enumerate(self.experiments):
+            for di, ds in enumerate(exp.datasets):
+                where = f"experiments[{ei}].datasets[{di}]"
+                task, name = exp.task.name, ds.name
+                # the run's per-(task, dataset) files: splits/<task>__<dataset>.parquet, load_report.json's key
+                first, t0, d0 = pairs.setdefault(f"{task}__{name}".casefold(), (where, exp.task, ds))
+                if (t0.name, d0.name) != (task, name):
+                    raise ValueError(
+                        f"{where}: task {task!r} and dataset {name!r} name the run's file splits/{task}__{name}.parquet, "
+                        f"as task {t0.name!r} and dataset {d0.name!r} ({first}) do (on a case-insensitive filesystem if "
+                        "only the case differs) — one's splits would replace the other's: rename one"
+                    )
+                if t0 != exp.task or d0 != ds:
+                    diff = _differences(t0, exp.task, "task.") + _differences(d0, ds, "")
+                    raise ValueError(
+                        f"{where}: task {task!r} on dataset {name!r} is defined differently in {first} "
+                        f"({'; '.join(diff)}) — a run keeps one set of splits, one load report and one results table "
+                        "per task and dataset, so the models would be compared on different data and one definition's "
+                        "splits would replace the other's: define them alike (a YAML anchor keeps them so), or give "
+                        "one of them another name — another task.name (tasks on one dataset still share its "
+                        "embeddings), or another dataset name"
+                    )
+                own = ds.deformations is not None
+                for i, (sid, sc) in enumerate(exp.scenarios_for(ds).items()):
+                    here = f"{where}.deformations[{i}]" if own else f"experiments[{ei}].deformations[{i}]"
+                    there, sc0 = scenarios.setdefault((name, sid), (here, sc))
+                    if sc0 != sc:
+                        how = (
+                            "other transforms or parameters"
+                            if sc0.steps != sc.steps
+                            else "the same transforms, but one is named and the other is D1, D2, … by position"
+                        )
+                        raise ValueError(
+                            f"{here}: scenario {sid!r} of dataset {name!r} is not {there}'s scenario {sid!r} ({how}) — "
+                            "the store keeps one partition per dataset, model and scenario, and results compare "
+                            f"scenarios by name: give one of them another name (name: …), or define {sid!r} alike"
                         )
         return self
 

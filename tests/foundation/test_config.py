@@ -281,6 +281,84 @@ def test_one_dataset_in_two_experiments_shares_its_partitions():
     assert len(parse_config(d).experiments) == 2
 
 
+def _other_model(d: dict, task: str | None = None, **dataset: object) -> dict:
+    """A second experiment: the first one's task (or ``task``) on its dataset (with ``dataset``'s keys changed), with
+    another model."""
+    exp = copy.deepcopy(d["experiments"][0])
+    exp["embedding_models"] = ["logmel-stats"]
+    exp["task"]["name"] = task or exp["task"]["name"]
+    exp["datasets"][0].update(dataset)
+    d["experiments"].append(exp)
+    return exp
+
+
+def _steps(d: dict) -> list:
+    return d["experiments"][0]["deformations"][0]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        # accepted: the second experiment's splits replaced the first one's splits/<task>__<dataset>.parquet and its
+        # load_report.json entry, and the table compared the two models on different test tracks
+        (
+            lambda d: _other_model(d, split_seed=1),
+            "experiments[1].datasets[0]: task 'instrument_classification' on dataset 'notes' is defined differently "
+            "in experiments[0].datasets[0] (split_seed: 0 there, 1 here) — a run keeps one set of splits, one load "
+            "report and one results table per task and dataset",
+        ),
+        (
+            lambda d: _other_model(d, max_tracks=10, split_ratios=[0.6, 0.2, 0.2]),
+            "(split_ratios: [0.8, 0.1, 0.1] there, [0.6, 0.2, 0.2] here; max_tracks: null there, 10 here)",
+        ),
+        (
+            lambda d: _other_model(d)["task"].update(label="pitch"),
+            'is defined differently in experiments[0].datasets[0] (task.label: null there, "pitch" here)',
+        ),
+        (
+            lambda d: _other_model(d, split_type="all", n_folds=3),
+            '(split_type: "single" there, "all" here; n_folds: 5 there, 3 here)',
+        ),
+        # one scenario id, two deformations of one dataset: stopped at the embedding stage (other tasks, one
+        # partition) or accepted (other models: the table's D1 column mixed two deformations)
+        (
+            lambda d: _other_model(d).update(deformations=[[{"type": "Gain", "params": {"min_gain_db": -3}}]]),
+            "experiments[1].deformations[0]: scenario 'D1' of dataset 'notes' is not experiments[0].deformations[0]'s "
+            "scenario 'D1' (other transforms or parameters) — the store keeps one partition per dataset, model and "
+            "scenario",
+        ),
+        (
+            lambda d: _other_model(d, "other_task", deformations=[{"name": "D1", "steps": _steps(d)}]),
+            "experiments[1].datasets[0].deformations[0]: scenario 'D1' of dataset 'notes' is not "
+            "experiments[0].deformations[0]'s scenario 'D1' (the same transforms, but one is named and the other is "
+            "D1, D2, … by position)",
+        ),
+        # other models: task a__b on dataset c and task a on dataset b__c both wrote splits/a__b__c.parquet
+        (
+            lambda d: (
+                d["experiments"][0]["task"].update(name="a__b")
+                or d["experiments"][0]["datasets"][0].update(name="c")
+                or _other_model(d, "a", name="b__c")
+            ),
+            "experiments[1].datasets[0]: task 'a' and dataset 'b__c' name the run's file splits/a__b__c.parquet, as "
+            "task 'a__b' and dataset 'c' (experiments[0].datasets[0]) do",
+        ),
+    ],
+)
+def test_one_task_and_dataset_name_means_one_definition(mutate, expected):
+    assert expected in _error(mutate)
+
+
+def test_a_dataset_defined_differently_for_another_task_or_alike_for_another_model_is_accepted():
+    """Other tasks may read one dataset with other splits, labels or caps (its partitions are shared: a track's
+    embeddings do not depend on its split); another model's experiment of the same task needs the same definition."""
+    d = base()
+    _other_model(d)
+    _other_model(d, "other_task", split_seed=3, max_tracks=5, label_column="family")
+    cfg = parse_config(d)
+    assert [e.task.name for e in cfg.experiments] == ["instrument_classification"] * 2 + ["other_task"]
+
+
 def test_deform_splits_without_test_suit_k_folds_and_configs_without_scenarios():
     """Every track of a k-fold dataset is tested in some fold, so any deformed split covers the tests."""
     d = base()

@@ -3,7 +3,10 @@ actor pool (weights loaded once per actor), and nothing about a track's rows dep
 
 from __future__ import annotations
 
+import copy
 import csv
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -110,11 +113,13 @@ def test_one_stream_per_model_across_datasets_and_experiments(ray_session, tmp_p
     assert (again.streams, again.computed, again.skipped) == (0, 0, 14)
 
 
-def test_two_experiments_giving_one_partition_two_deformations_fail_before_embedding(ray_session, tmp_path):
-    """D1 of dataset "low" is a gain in one task and noise in the other: one store partition cannot hold both.
-    With one stream per model this is found while planning, before any audio is decoded."""
+def test_one_scenario_id_with_two_deformations_is_refused_before_embedding(ray_session, tmp_path):
+    """D1 of dataset "low" is a gain in one task and noise in the other: one store partition cannot hold both. In one
+    configuration validation refuses it, naming both places; a later configuration that gives a stored partition
+    another deformation stops while planning, before any audio is decoded."""
     import pytest
 
+    from repeval.config import ConfigError
     from repeval.store.store import StoreConflict
 
     low = catalog(tmp_path / "low", 220.0)
@@ -122,10 +127,19 @@ def test_two_experiments_giving_one_partition_two_deformations_fail_before_embed
         experiment("pitch", [dataset("low", low)], [GAIN]),
         experiment("pitch_noise", [dataset("low", low)], [NOISE]),
     ]
-    with pytest.raises(StoreConflict, match="low/mfcc-fast/D1 was computed with a different configuration"):
+    with pytest.raises(ConfigError, match=r"experiments\[1\]\.deformations\[0\]: scenario 'D1' of dataset 'low' is "
+                       r"not experiments\[0\]\.deformations\[0\]'s scenario 'D1'"):  # fmt: skip
         embed(tmp_path, "clash", clash)
-    store = tmp_path / "store-clash"
-    assert not list(store.rglob("*.parquet"))  # nothing was embedded
+    assert not (tmp_path / "store-clash").exists()
+    _, s = embed(tmp_path, "first", clash[:1])
+    assert s.computed == 6 + 1
+    later = tmp_path / "later.yaml"
+    run = {"run_id": "later", "store": str(tmp_path / "store-first"), "runs_dir": str(tmp_path / "runs")}
+    later.write_text(yaml.safe_dump({"run": run, "experiments": clash[1:]}, sort_keys=False))
+    files = sorted((tmp_path / "store-first").rglob("*.parquet"))
+    with pytest.raises(StoreConflict, match="low/mfcc-fast/D1 was computed with a different configuration"):
+        runner.stage_embed(runner.make_context(load_config(later)), progress=False)
+    assert sorted((tmp_path / "store-first").rglob("*.parquet")) == files  # nothing was embedded
 
 
 def test_two_batch_sizes_for_one_model_use_the_smaller_and_say_so(ray_session, tmp_path, caplog):
@@ -172,30 +186,113 @@ def test_a_track_two_tasks_want_under_different_scenarios_is_decoded_once(ray_se
 
 
 def test_a_track_two_tasks_list_in_different_rows_is_decoded_once(ray_session, tmp_path):
-    """The second task reads "low" from another manifest: a subset of the tracks, in another order, and one of them
-    (t-002) pointing at another file. Each track the two share is one to-do row — decoded once for its clean, gain
-    and noise rows — while t-002's two files stay two rows; every stored row is that of each task embedded alone."""
+    """The second task reads "low" from another manifest: a subset of the tracks, in another order. Each track the
+    two share is one to-do row — decoded once for its clean, gain and noise rows — and every stored row is that of
+    each task embedded alone."""
     low = catalog(tmp_path / "low", 220.0)
     lines = low.read_text().splitlines()
     subset = [lines[0], *reversed(lines[2:])]  # t-005 … t-001: t-000 dropped, the order reversed
-    write_good(tmp_path / "low" / "audio" / "other.wav", 1.0, 300.0, seed=9)
-    subset = [line.replace("audio/t-002.wav", "audio/other.wav") for line in subset]
     (tmp_path / "low" / "subset.csv").write_text("\n".join(subset) + "\n")
     noisy = {**experiment("pitch_noisy", [dataset("low", tmp_path / "low" / "subset.csv")],
                           [{"name": "noise", "steps": NOISE}]), "augment": ["noise"]}  # fmt: skip
     both = [experiment("pitch", [dataset("low", low)], [{"name": "gain", "steps": GAIN}]), noisy]
     ctx, s = embed(tmp_path, "subset", both)
     assert s.errors == 0 and s.streams == 1
-    # 6 tracks of the first manifest + t-002's other file (a row of its own, for noise); before: 6 + 4 (the noise
-    # scenario's t-001, t-002, t-003, t-005 decoded again); written: 6 clean + 1 gain (t-005) + 4 noise (the
-    # training and test tracks; t-004 validates)
-    assert s.tracks == 7 and s.computed == 6 + 1 + 4
+    # the 6 tracks of the first manifest; before: 6 + 4 (the noise scenario's t-001, t-002, t-003, t-005 decoded
+    # again); written: 6 clean + 1 gain (t-005) + 4 noise (the training and test tracks; t-004 validates)
+    assert s.tracks == 6 and s.computed == 6 + 1 + 4
     assert set(rows(ctx, "low", "noise")) == {"t-001", "t-002", "t-003", "t-005"}
     for name, exps in (("gain-alone", both[:1]), ("noisy-alone", [noisy])):
         alone_ctx, _ = embed(tmp_path, name, exps)
-        for sid in ("clean", "gain") if name == "gain-alone" else ("noise",):
+        for sid in ("clean", "gain") if name == "gain-alone" else ("clean", "noise"):
             shared, one = rows(ctx, "low", sid), rows(alone_ctx, "low", sid)
-            assert set(shared) == set(one)
+            assert set(one) <= set(shared)
             for tid, (emb, params, _) in one.items():
                 np.testing.assert_allclose(shared[tid][0], emb, rtol=1e-5, atol=1e-6)
                 assert shared[tid][1] == params
+
+
+def test_a_track_id_naming_two_files_under_one_dataset_name_is_refused_before_embedding(ray_session, tmp_path):
+    """The second task's manifest points t-002 at another file. Both definitions went into one partition per
+    scenario, keyed by track id: the second task's clean t-002 was embedded from the first task's file, its deformed
+    t-002 from its own — silently. The run now stops when it loads the rows, before anything is decoded, naming both
+    places, the track and the two files; ``repeval plan`` says the same."""
+    import pytest
+
+    from repeval.plan import make_plan
+
+    low = catalog(tmp_path / "low", 220.0)
+    write_good(tmp_path / "low" / "audio" / "other.wav", 1.0, 300.0, seed=9)
+    lines = low.read_text().replace("audio/t-002.wav", "audio/other.wav").splitlines()
+    (tmp_path / "low" / "other.csv").write_text("\n".join([lines[0], *lines[2:]]) + "\n")  # t-000 left out
+    both = [
+        experiment("pitch", [dataset("low", low)], [GAIN]),
+        experiment("pitch_other", [dataset("low", tmp_path / "low" / "other.csv", split_seed=3)], [GAIN]),
+    ]
+    path = tmp_path / "other.yaml"
+    run = {"run_id": "other", "store": str(tmp_path / "store"), "runs_dir": str(tmp_path / "runs")}
+    path.write_text(yaml.safe_dump({"run": run, "experiments": both}, sort_keys=False))
+    cfg = load_config(path)  # valid: another task may read "low" from another manifest (a subset, other splits)
+    ctx = runner.make_context(cfg)
+    expected = (
+        "experiments[1].datasets[0] (task 'pitch_other'): dataset 'low' is defined differently in "
+        "experiments[0].datasets[0] (task 'pitch'), and 1 of the track ids the two share name other audio files "
+        f"(e.g. 't-002': {tmp_path}/low/audio/t-002.wav there, {tmp_path}/low/audio/other.wav here)"
+    )
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        runner.stage_embed(ctx, progress=False)
+    assert not list((tmp_path / "store").rglob("*.parquet"))
+    assert expected in make_plan(cfg, ctx.store).text()
+    # the same manifest but the one file: accepted
+    (tmp_path / "low" / "other.csv").write_text(low.read_text())
+    ctx = runner.make_context(load_config(path))
+    runner.load_rows(ctx, save=False)
+    assert ctx.rows[(1, "low")].num_rows == 6
+
+
+def test_one_dataset_split_differently_by_two_tasks_shares_its_partitions(ray_session, tmp_path):
+    """Task "pitch" keeps the manifest's splits, task "pitch_seeded" draws its own (no split column, another seed):
+    one track is a test track of one and a training track of the other. The partitions are shared: clean holds
+    every track once, D1 the test tracks of both tasks (a track's embeddings do not depend on its split), and each
+    task's probes train and test on its own splits. A rerun finds everything done."""
+    from repeval.plan import make_plan
+
+    low = catalog(tmp_path / "low", 220.0)
+    seeded = dataset("low", low, split_column=None, split_seed=7, split_ratios=[0.5, 0.25, 0.25])
+    exps = [experiment("pitch", [dataset("low", low)], [GAIN]), experiment("pitch_seeded", [seeded], [GAIN])]
+    ctx, s = embed(tmp_path, "splits", exps)
+    tests = {t: {r["track_id"] for r in ctx.rows[(i, "low")].to_pylist() if r["split"] == "test"}
+             for i, t in enumerate(("pitch", "pitch_seeded"))}  # fmt: skip
+    assert tests["pitch"] == {"t-005"} and tests["pitch_seeded"] != tests["pitch"]
+    assert set(rows(ctx, "low", "clean")) == {f"t-{i:03d}" for i in range(6)}
+    assert set(rows(ctx, "low", "D1")) == tests["pitch"] | tests["pitch_seeded"]
+    assert s.computed == 6 + len(tests["pitch"] | tests["pitch_seeded"])
+    summary = runner.stage_train(ctx)
+    assert summary["trained"] == 2 and not summary["failed"]
+    for i, task in enumerate(("pitch", "pitch_seeded")):
+        own = ctx.rows[(i, "low")].column("split").to_pylist()
+        inputs = json.loads((ctx.run_dir / "groups" / f"{task}__low__mfcc-fast.inputs.json").read_text())
+        assert inputs["splits"] == {k: own.count(k) for k in set(own)}  # trained on its own splits
+    files = sorted(p.name for p in (ctx.run_dir / "splits").iterdir())
+    assert files == ["pitch__low.parquet", "pitch_seeded__low.parquet"]
+    ctx2, again = embed(tmp_path, "splits", exps)
+    assert (again.streams, again.computed) == (0, 0)
+    plan = make_plan(ctx2.cfg, ctx2.store, ctx2.run_dir)
+    assert (plan.partitions, plan.partitions_done, plan.trainings_done) == (2, 2, plan.trainings)
+
+
+def test_one_task_on_one_dataset_with_two_models_loads_its_rows_once(tmp_path):
+    """Two experiments, one task and one dataset defined alike, other models: one set of rows (loaded once), one
+    splits file and one load report entry — the same the run would have with both models in one experiment."""
+    low = catalog(tmp_path / "low", 220.0)
+    first = experiment("pitch", [dataset("low", low)], [GAIN])
+    second = {**copy.deepcopy(first), "embedding_models": [{**MODEL, "id": "mfcc-other"}]}
+    path = tmp_path / "two.yaml"
+    run = {"run_id": "two", "store": str(tmp_path / "store"), "runs_dir": str(tmp_path / "runs")}
+    path.write_text(yaml.safe_dump({"run": run, "experiments": [first, second]}, sort_keys=False))
+    ctx = runner.make_context(load_config(path))
+    runner.load_rows(ctx)
+    assert ctx.rows[(0, "low")] is ctx.rows[(1, "low")] and ctx.reports[(0, "low")] is ctx.reports[(1, "low")]
+    assert [p.name for p in (ctx.run_dir / "splits").iterdir()] == ["pitch__low.parquet"]
+    report = json.loads((ctx.run_dir / "load_report.json").read_text())
+    assert list(report) == ["pitch__low"] and report["pitch__low"]["rows"] == 6
