@@ -137,12 +137,24 @@ def _column_std(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
 
 
 class Preprocess:
-    """Standardisation and PCA fitted on the training split only."""
+    """Standardisation and PCA fitted on the training split only.
+
+    Standardisation is scikit-learn's ``StandardScaler`` (Jukemir's ``data_standardization``, p-lambda/jukemir
+    ``jukemir/probe/__init__.py``): the training mean subtracted, divided by the population std — and a column that
+    is constant on the training split (a dead unit, a fixed statistic) keeps scale 1, as sklearn's
+    ``_handle_zeros_in_scale`` does. Dividing it by ~1e-8 instead multiplied any value it takes elsewhere (a
+    deformed test clip that wakes a dead unit) by 1e8.
+    """
 
     def __init__(self, x: np.ndarray, standardize: bool, pca_dim: int | None) -> None:
         x = np.asarray(x, np.float32)
         self.mean = x.mean(0) if standardize or pca_dim else np.zeros(x.shape[1], np.float32)
-        self.std = _column_std(x, self.mean) + 1e-8 if standardize else np.ones(x.shape[1], np.float32)
+        self.std = np.ones(x.shape[1], np.float32)
+        if standardize and len(x):
+            constant = x.min(0) == x.max(0)
+            self.std = np.where(constant, np.float32(1), _column_std(x, self.mean) + 1e-8).astype(np.float32)
+            # its value itself, not a float32 mean a rounding off it: the training rows standardise to exactly 0
+            self.mean = np.where(constant, x[0], self.mean).astype(np.float32)
         self.components = None
         if pca_dim:
             z = (x - self.mean) / self.std
