@@ -308,6 +308,11 @@ class ProbeConfig(Strict):
     val_every: int = Field(default=1, ge=1)
     #: stop after this many optimiser steps (an extra budget next to ``epochs``)
     max_steps: int | None = Field(default=None, ge=1)
+    #: multiply the learning rate by ``lr_decay_factor`` after more than this many validations without the
+    #: criterion improving — PyTorch's ``ReduceLROnPlateau`` (relative threshold 1e-4), which MARBLE's probes step
+    #: on their monitored metric; ``None``: a constant learning rate
+    lr_decay_patience: int | None = Field(default=None, ge=0)
+    lr_decay_factor: float = Field(default=0.5, gt=0, lt=1)
     #: arithmetic of the layer products: ``fp32``, or ``bf16`` (bfloat16 products; parameters, optimiser
     #: state, activations and the loss stay float32), for GPUs with bf16 units and CPUs with AMX. On an
     #: AVX512-BF16 CPU it measured 1.1-1.45x faster per stack but no faster over a whole grid (see

@@ -584,6 +584,9 @@ def _train_stack(
     best_epoch = [0] * n_members
     best_state: list[list[torch.Tensor] | None] = [None] * n_members
     since = [0] * n_members
+    # ReduceLROnPlateau (lr_decay_patience): its own best (a relative improvement of 1e-4 counts) and bad validations
+    plateau = [(-math.inf if mode == "max" else math.inf) for _, mode in crit]
+    bad = [0] * n_members
     history: list[list[dict[str, float]]] = [[] for _ in range(n_members)]
     failed: list[str | None] = [None] * n_members
     stopped: list[str | None] = [None] * n_members
@@ -667,6 +670,8 @@ def _train_stack(
                     best_state[m] = model.snapshot(torch.tensor([pos], device=device))
                 else:
                     since[m] += 1
+                if cfgs[m].lr_decay_patience is not None:
+                    _plateau_step(opt, pos, m, value, mode, cfgs[m], plateau, bad)
                 rec["best_criterion"] = best[m]
                 history[m].append(rec)
                 recs.append((ids[m], rec))
@@ -718,6 +723,28 @@ def _train_stack(
                 for pos, m in enumerate(ok):
                     results[m].test_scores[sid] = sc[pos]
     return results
+
+
+#: ReduceLROnPlateau's defaults: a relative improvement threshold, and the smallest change of learning rate applied
+PLATEAU_THRESHOLD, PLATEAU_EPS = 1e-4, 1e-8
+
+
+def _plateau_step(
+    opt: StackedOptimizer, pos: int, m: int, value: float, mode: str, cfg: Any, best: list[float], bad: list[int]
+) -> None:
+    """One ``torch.optim.lr_scheduler.ReduceLROnPlateau.step(value)`` for member ``m`` (stack position ``pos``):
+    ``threshold_mode="rel"``, no cooldown, no minimum learning rate."""
+    better = value > best[m] * (1 + PLATEAU_THRESHOLD) if mode == "max" else value < best[m] * (1 - PLATEAU_THRESHOLD)
+    if better:
+        best[m], bad[m] = value, 0
+    else:
+        bad[m] += 1
+    if bad[m] > cfg.lr_decay_patience:
+        old = float(opt.lr[pos])
+        new = old * cfg.lr_decay_factor
+        if old - new > PLATEAU_EPS:
+            opt.lr[pos] = new
+        bad[m] = 0
 
 
 def _halve(

@@ -77,6 +77,8 @@ def test_preset_grids_are_their_sources_grids():
     assert _grid(expand_probe(ProbeConfig(preset="hear"), 0), keys) == want
     marble = expand_probe(ProbeConfig(preset="marble"), 0)
     assert sorted(p.config.learning_rate for p in marble.points) == [5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2]
+    # MARBLE's probers halve the learning rate on a plateau (ReduceLROnPlateau(factor=0.5), MTT's patience 3)
+    assert {(p.config.lr_decay_patience, p.config.lr_decay_factor) for p in marble.points} == {(3, 0.5)}
 
 
 @pytest.mark.parametrize(
