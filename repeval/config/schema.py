@@ -323,8 +323,9 @@ class ProbeConfig(Strict):
     #: width, and ``infer`` sizes follow it)
     attention_heads: int = Field(default=1, ge=1, le=64)
     #: a named probe protocol expanded into one or more configurations: ``mir_ref_thesis`` (M1-M5),
-    #: ``jukemir`` (216-config grid, best by validation), ``marble``, ``hear`` (16 points); keys set
-    #: next to it override the preset's values (and fix that grid axis)
+    #: ``jukemir`` (216-config grid, best by validation), ``marble`` (6 learning rates, best by validation),
+    #: ``hear`` (16 points); keys set next to it override the preset's values (and fix that grid axis);
+    #: :mod:`repeval.tuning.presets` gives each one's source and departures from it
     preset: str | None = None
     #: a grid and/or a Ray Tune search space over probe keys, plain values only, e.g.
     #: ``{grid: {learning_rate: [1e-4, 1e-3]}, space: {dropout: {uniform: [0.1, 0.5]}}, num_samples: 8,
