@@ -65,7 +65,7 @@ def make_plan(
     for ei, exp in enumerate(cfg.experiments):
         # presets and search grids expand to many configurations; a ``select: best`` spec (Jukemir, HEAR)
         # trains them all and tests only the one it selects
-        specs = expand_all(exp.downstream_models)
+        specs = expand_all(exp.downstream_models, exp.task.effective_type)
         n_probes = sum(s.size for s in specs)
         n_tested = sum(s.size if s.select == "all" else 1 for s in specs)
         n_configs += n_probes
@@ -104,6 +104,7 @@ def make_plan(
                     else ""
                 )
             )
+        p.lines += probe_lines(exp, specs)
     # resources (issue 8): the rules, or the exact requests when the cluster's resources are known
     r = cfg.run.resources
     custom = "".join(f" + {k}={v:g}" for k, v in r.embed_resources.items())
@@ -152,6 +153,40 @@ def make_plan(
         shown = sorted((k, v) for k, v in cluster.items() if not k.startswith("node:"))
         p.resources["cluster"] = ", ".join(f"{k}={v:g}" for k, v in shown)
     return p
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names) if len(names) <= 6 else f"{names[0]} … {names[-1]} ({len(names)})"
+
+
+def probe_lines(exp: Any, specs: list[Any]) -> list[str]:
+    """One line per ``downstream_models`` entry: what it trains, how its checkpoints and configuration are chosen,
+    and — for a preset — its source, the keys set next to it, and where it departs from the source."""
+    from repeval.tasks import resolve_criterion
+    from repeval.tuning.presets import get_preset
+    from repeval.tuning.search import SPEC_KEYS
+
+    ttype = exp.task.effective_type
+    out = []
+    for p, s in zip(exp.downstream_models, specs, strict=True):
+        crit = ", ".join(dict.fromkeys(resolve_criterion(pt.config.save_criterion, ttype)[0] for pt in s.points))
+        n = f"{s.size} configuration{'s' if s.size != 1 else ''}"
+        if s.select == "best":
+            what = f"probe {s.name}: {n}, the best by {crit} (mean over seeds) tested once"
+        else:
+            what = f"probe {_names([pt.name for pt in s.points])}: {n}, each tested, checkpoint by {crit}"
+        if s.scheduler is not None:
+            what += ", the weaker ones stopped early by ASHA"
+        if p.preset:
+            preset = get_preset(p.preset)
+            what += f"; preset {p.preset} [{preset.source}]"
+            mine = sorted(k for k in p.model_fields_set if k not in SPEC_KEYS)
+            if mine:
+                what += ", set here: " + ", ".join(f"{k}={getattr(p, k)!r}" for k in mine)
+            if preset.differs:
+                what += f"; differs from the source: {preset.differs}"
+        out.append("  - " + what)
+    return out
 
 
 def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[Any, Any]:

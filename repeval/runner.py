@@ -662,7 +662,7 @@ def smoke_test_config(cfg: Config, max_tracks: int = 40, epochs: int = 3) -> Con
         # a preset or search grid becomes its first configuration, as a plain probe under the spec's name
         from repeval.tuning.search import expand_probe
 
-        spec = expand_probe(exp.downstream_models[0], 0)
+        spec = expand_probe(exp.downstream_models[0], 0, exp.task.effective_type)
         first = spec.points[0].config
         probe = first.model_copy(update={"name": spec.name, "epochs": min(first.epochs, epochs)})
         exps.append(exp.model_copy(update={"datasets": datasets, "downstream_models": (probe,)}))

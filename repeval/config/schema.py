@@ -308,6 +308,11 @@ class ProbeConfig(Strict):
     val_every: int = Field(default=1, ge=1)
     #: stop after this many optimiser steps (an extra budget next to ``epochs``)
     max_steps: int | None = Field(default=None, ge=1)
+    #: multiply the learning rate by ``lr_decay_factor`` after more than this many validations without the
+    #: criterion improving — PyTorch's ``ReduceLROnPlateau`` (relative threshold 1e-4), which MARBLE's probes step
+    #: on their monitored metric; ``None``: a constant learning rate
+    lr_decay_patience: int | None = Field(default=None, ge=0)
+    lr_decay_factor: float = Field(default=0.5, gt=0, lt=1)
     #: arithmetic of the layer products: ``fp32``, or ``bf16`` (bfloat16 products; parameters, optimiser
     #: state, activations and the loss stay float32), for GPUs with bf16 units and CPUs with AMX. On an
     #: AVX512-BF16 CPU it measured 1.1-1.45x faster per stack but no faster over a whole grid (see
@@ -318,8 +323,9 @@ class ProbeConfig(Strict):
     #: width, and ``infer`` sizes follow it)
     attention_heads: int = Field(default=1, ge=1, le=64)
     #: a named probe protocol expanded into one or more configurations: ``mir_ref_thesis`` (M1-M5),
-    #: ``jukemir`` (216-config grid, best by validation), ``marble``, ``hear`` (16 points); keys set
-    #: next to it override the preset's values (and fix that grid axis)
+    #: ``jukemir`` (216-config grid, best by validation), ``marble`` (6 learning rates, best by validation),
+    #: ``hear`` (16 points); keys set next to it override the preset's values (and fix that grid axis);
+    #: :mod:`repeval.tuning.presets` gives each one's source and departures from it
     preset: str | None = None
     #: a grid and/or a Ray Tune search space over probe keys, plain values only, e.g.
     #: ``{grid: {learning_rate: [1e-4, 1e-3]}, space: {dropout: {uniform: [0.1, 0.5]}}, num_samples: 8,

@@ -137,12 +137,24 @@ def _column_std(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
 
 
 class Preprocess:
-    """Standardisation and PCA fitted on the training split only."""
+    """Standardisation and PCA fitted on the training split only.
+
+    Standardisation is scikit-learn's ``StandardScaler`` (Jukemir's ``data_standardization``, p-lambda/jukemir
+    ``jukemir/probe/__init__.py``): the training mean subtracted, divided by the population std — and a column that
+    is constant on the training split (a dead unit, a fixed statistic) keeps scale 1, as sklearn's
+    ``_handle_zeros_in_scale`` does. Dividing it by ~1e-8 instead multiplied any value it takes elsewhere (a
+    deformed test clip that wakes a dead unit) by 1e8.
+    """
 
     def __init__(self, x: np.ndarray, standardize: bool, pca_dim: int | None) -> None:
         x = np.asarray(x, np.float32)
         self.mean = x.mean(0) if standardize or pca_dim else np.zeros(x.shape[1], np.float32)
-        self.std = _column_std(x, self.mean) + 1e-8 if standardize else np.ones(x.shape[1], np.float32)
+        self.std = np.ones(x.shape[1], np.float32)
+        if standardize and len(x):
+            constant = x.min(0) == x.max(0)
+            self.std = np.where(constant, np.float32(1), _column_std(x, self.mean) + 1e-8).astype(np.float32)
+            # its value itself, not a float32 mean a rounding off it: the training rows standardise to exactly 0
+            self.mean = np.where(constant, x[0], self.mean).astype(np.float32)
         self.components = None
         if pca_dim:
             z = (x - self.mean) / self.std
@@ -600,6 +612,9 @@ def _train_stack(
     best_epoch = [0] * n_members
     best_state: list[list[torch.Tensor] | None] = [None] * n_members
     since = [0] * n_members
+    # ReduceLROnPlateau (lr_decay_patience): its own best (a relative improvement of 1e-4 counts) and bad validations
+    plateau = [(-math.inf if mode == "max" else math.inf) for _, mode in crit]
+    bad = [0] * n_members
     history: list[list[dict[str, float]]] = [[] for _ in range(n_members)]
     failed: list[str | None] = [None] * n_members
     stopped: list[str | None] = [None] * n_members
@@ -685,6 +700,8 @@ def _train_stack(
                     best_state[m] = model.snapshot(torch.tensor([pos], device=device))
                 else:
                     since[m] += 1
+                if cfgs[m].lr_decay_patience is not None:
+                    _plateau_step(opt, pos, m, value, mode, cfgs[m], plateau, bad)
                 rec["best_criterion"] = best[m]
                 history[m].append(rec)
                 recs.append((ids[m], rec))
@@ -736,6 +753,28 @@ def _train_stack(
                 for pos, m in enumerate(ok):
                     results[m].test_scores[sid] = sc[pos]
     return results
+
+
+#: ReduceLROnPlateau's defaults: a relative improvement threshold, and the smallest change of learning rate applied
+PLATEAU_THRESHOLD, PLATEAU_EPS = 1e-4, 1e-8
+
+
+def _plateau_step(
+    opt: StackedOptimizer, pos: int, m: int, value: float, mode: str, cfg: Any, best: list[float], bad: list[int]
+) -> None:
+    """One ``torch.optim.lr_scheduler.ReduceLROnPlateau.step(value)`` for member ``m`` (stack position ``pos``):
+    ``threshold_mode="rel"``, no cooldown, no minimum learning rate."""
+    better = value > best[m] * (1 + PLATEAU_THRESHOLD) if mode == "max" else value < best[m] * (1 - PLATEAU_THRESHOLD)
+    if better:
+        best[m], bad[m] = value, 0
+    else:
+        bad[m] += 1
+    if bad[m] > cfg.lr_decay_patience:
+        old = float(opt.lr[pos])
+        new = old * cfg.lr_decay_factor
+        if old - new > PLATEAU_EPS:
+            opt.lr[pos] = new
+        bad[m] = 0
 
 
 def _halve(

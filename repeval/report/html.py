@@ -329,7 +329,7 @@ def _left_out_section(runs: list[Run]) -> str:
 
 def _task_notes(runs: list[Run], task: str) -> list[str]:
     """How ``task``'s probes were trained, from the runs' configs: prediction-level aggregation or attention pooling
-    (mir_ref's spelling ``aggregation`` too) and augmentation."""
+    (mir_ref's spelling ``aggregation`` too), augmentation, and the probe presets used."""
     notes: list[str] = []
     for run in runs:
         for exp in run.config.get("experiments") or []:
@@ -345,7 +345,20 @@ def _task_notes(runs: list[Run], task: str) -> list[str]:
             if augment:
                 names = augment if isinstance(augment, str) else ", ".join(map(str, augment))
                 notes.append(f"training tracks augmented with their deformed copies ({names})")
+            for probe in exp.get("downstream_models") or exp.get("probes") or []:
+                if isinstance(probe, dict) and probe.get("preset"):
+                    notes.append(_preset_note(str(probe["preset"])))
     return list(dict.fromkeys(notes))
+
+
+def _preset_note(name: str) -> str:
+    """Which published probe protocol a run's probes come from (and its source), for the group's heading."""
+    from repeval.tuning.presets import PRESETS
+
+    if name not in PRESETS:
+        return f"probe preset {name}"
+    preset = PRESETS.get(name)
+    return f"probe preset {name}: {preset.doc} [{preset.source}]"
 
 
 def _group_section(

@@ -4,7 +4,8 @@ A grid trained with ``select: all`` (the thesis M1–M5) tests every probe; pick
 clean *test* value is selection on the test set — optimistic. The protocol (Jukemir, MULE) chooses by validation,
 then tests once. A run directory's ``probes/<group>.parquet`` holds each probe's ``best_criterion`` per seed (and
 fold) — the validation value it was selected on — and ``config.yaml`` names its ``save_criterion``
-(:func:`repeval.tasks.resolve_criterion` gives the default and its direction). :func:`load_validation` reads them into
+(:func:`repeval.tasks.resolve_criterion` gives the default and its direction); runs since the column exists record each
+probe's ``criterion`` there (a preset's depends on the task type). :func:`load_validation` reads them into
 one frame, :func:`choose_probes` picks per model the probe with the best mean validation criterion, but only when
 all of the model's probes were selected on the same criterion and direction; otherwise (or without the files: older
 runs) it falls back to the clean-test choice and says why.
@@ -69,7 +70,10 @@ def load_validation(run_dir: Path, run_id: str, config: dict[str, Any], results:
             params = {}
         key = (str(r.task), str(r.spec))
         criterion = mode = None
-        if (params.get("save_criterion") or key in specs) and r.task_type in TASK_TYPES:
+        recorded = getattr(r, "criterion", None)  # the probe's own record (runs before it: from the config)
+        if isinstance(recorded, str) and recorded and r.task_type in TASK_TYPES:
+            criterion, mode = resolve_criterion(recorded, r.task_type)
+        elif (params.get("save_criterion") or key in specs) and r.task_type in TASK_TYPES:
             criterion, mode = resolve_criterion(params.get("save_criterion") or specs.get(key), r.task_type)
         value = float(r.best_criterion) if r.best_criterion is not None else np.nan
         fold = -1 if r.fold is None or pd.isna(r.fold) else int(r.fold)

@@ -221,7 +221,7 @@ def plan_units(
 
 #: probe keys added after fingerprints were first written, left out of them at their default so that an
 #: experiment interrupted before the upgrade still resumes
-_NEW_PROBE_KEYS = {"attention_heads": 1}
+_NEW_PROBE_KEYS = {"attention_heads": 1, "lr_decay_patience": None, "lr_decay_factor": 0.5}
 
 
 def _probe_fingerprint(cfg: Any) -> dict[str, Any]:
@@ -548,7 +548,7 @@ class _Group:
     def __init__(self, cfg: Config, inp: GroupInput, slots: int) -> None:
         run = cfg.run
         self.inp, self.data = inp, inp.data
-        self.specs = expand_all(inp.exp.downstream_models)
+        self.specs = expand_all(inp.exp.downstream_models, inp.exp.task.effective_type)
         seeds = [run.seed + s for s in range(run.seeds)]
         self.ev = EvalSettings(
             list(inp.exp.metric_names), run.bootstrap_resamples, run.ci_alpha, run.seed, run.max_epochs
@@ -573,6 +573,14 @@ class _Group:
             self.inp.ref = ray.put(self.data)
         return self.inp.ref
 
+    def criterion(self, m: Member, sampled: dict[str, Any] | None) -> str:
+        """The validation criterion a member's ``best_criterion`` is a value of (recorded with it: the report picks
+        probes by it, and a preset's criterion depends on the task type)."""
+        from repeval.tuning.search import sampled_config
+
+        cfg = sampled_config(self.specs[m.spec].points[m.point], sampled or {})
+        return criterion_of(cfg, self.data.task_type)[0]
+
     def collect(self, unit: Unit, r: Any, name_suffix: str = "", sampled: dict[str, Any] | None = None) -> None:
         out, base, specs = self.out, self.base, self.specs
         out.trials += 1
@@ -586,8 +594,8 @@ class _Group:
                 out.probes.append(
                     {**base, "spec": specs[m.spec].name, "probe": m.name + name_suffix, "seed": m.seed,
                      "params": json.dumps({**specs[m.spec].points[m.point].params, **(sampled or {})}),
-                     "best_criterion": None, "best_epoch": None, "epochs": None, "status": "stopped by scheduler",
-                     "selected": False}
+                     "criterion": self.criterion(m, sampled), "best_criterion": None, "best_epoch": None,
+                     "epochs": None, "status": "stopped by scheduler", "selected": False}
                 )  # fmt: skip
             return
         reports, states = got
@@ -613,8 +621,9 @@ class _Group:
             out.probes.append(
                 {**base, "spec": specs[m.spec].name, "probe": name, "seed": m.seed,
                  "params": json.dumps({**specs[m.spec].points[m.point].params, **(sampled or {})}),
-                 "best_criterion": rep["best_criterion"], "best_epoch": rep["best_epoch"], "epochs": rep["epochs"],
-                 "status": status, "selected": bool(unit.evaluate and not rep["failed"])}
+                 "criterion": self.criterion(m, sampled), "best_criterion": rep["best_criterion"],
+                 "best_epoch": rep["best_epoch"], "epochs": rep["epochs"], "status": status,
+                 "selected": bool(unit.evaluate and not rep["failed"])}
             )  # fmt: skip
             for row in rep.get("rows", []):
                 out.rows.append({**base, "probe": name, "seed": m.seed, **row})

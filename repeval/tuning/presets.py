@@ -4,7 +4,10 @@ A preset is plain data: ``base`` values shared by every configuration, then eith
 ``points`` or a ``grid`` (cartesian product, axes in order), and a selection rule — ``all``
 (every configuration is a reported probe, mir_ref's M1–M5) or ``best`` (the configuration with
 the best validation criterion, averaged over seeds, is tested once and reported under the
-preset's name: Jukemir, HEAR).
+preset's name: Jukemir, MARBLE, HEAR). ``criteria`` gives the validation criterion (early stopping, checkpoint and
+configuration selection) per task type where the source's differs from repeval's default for that type; a
+``save_criterion`` written next to the preset overrides it, like any other key. ``differs`` says, for
+``repeval plan`` and the README, where the preset departs from its source.
 
 To add a preset: write its values below and register it with :func:`register_preset`.
 """
@@ -29,6 +32,12 @@ class Preset:
     select: str = "all"
     #: report points under their own names (M1) rather than ``<preset>-<point>``
     bare_names: bool = False
+    #: task type → the source's validation criterion, where it is not repeval's default for that type
+    criteria: dict[str, str] = field(default_factory=dict)
+    #: the publication and code the values come from
+    source: str = ""
+    #: where the preset departs from its source (what a reproduction must override, or cannot)
+    differs: str = ""
 
     @property
     def size(self) -> int:
@@ -36,6 +45,10 @@ class Preset:
         for values in self.grid.values():
             n *= len(values)
         return n
+
+    def criterion(self, task_type: str | None) -> str | None:
+        """The source's validation criterion for ``task_type`` (``None``: repeval's default for the type)."""
+        return self.criteria.get(task_type) if task_type else None
 
 
 PRESETS: Registry[Preset] = Registry("probe preset")
@@ -49,11 +62,17 @@ def get_preset(name: str) -> Preset:
     return PRESETS.get(name)
 
 
-# The thesis' five probes (Plachouras 2023, §3.1): Adam 1e-3, L2 1e-5 (mir_ref writes it as
-# weight_decay; Keras' l2(1e-5) adds 1e-5·Σw², i.e. a gradient of 2e-5·w, twice PyTorch's
-# weight_decay=1e-5 — negligible at this size, kept as written so the preset equals Appendix A),
-# batch 100, at most 100 epochs, patience 10. One criterion stops *and* selects (the task's
-# default, or save_criterion).
+#: Jukemir and MARBLE stop and select on each dataset's primary metric, which differs from repeval's default criterion
+#: for two task types: R² for regression (repeval: the loss) and mir_eval's key weighted score (repeval: accuracy)
+PRIMARY_METRIC = {"regression": "val_r2", "key_estimation": "val_key_weighted_score_micro"}
+
+
+# The thesis' five probes (Plachouras 2023, §3.1.5 and Appendix A): Adam 1e-3, L2 1e-5 (mir_ref writes it as
+# weight_decay; Keras' l2(1e-5) adds 1e-5·Σw², i.e. a gradient of 2e-5·w, twice PyTorch's weight_decay=1e-5 —
+# negligible at this size, kept as written so the preset equals Appendix A), batch 100 (Appendix A prints 277 for the
+# [128] probe alone, §2.2.5 and the other four 100), at most 100 epochs, patience 10. One criterion stops *and*
+# selects (the task's default, or save_criterion): the thesis stopped on the validation loss (§3.1.5, Keras'
+# EarlyStopping default) and kept the best val_categorical_accuracy / val_auc checkpoint (DESIGN.md: on purpose).
 register_preset(
     Preset(
         name="mir_ref_thesis",
@@ -75,13 +94,22 @@ register_preset(
         ),
         select="all",
         bare_names=True,
+        source="Plachouras 2023, the mir_ref thesis, §3.1.5 and Appendix A; chrispla/mir_ref mir_ref/train.py",
+        differs=(
+            "early stopping on the selection criterion (the thesis stopped on the validation loss and kept the best "
+            "accuracy / AUC checkpoint); mir_ref's multilabel val_auc is Keras' AUC over the flattened labels (micro), "
+            "here val_roc_auc_macro; L2 1e-5 as PyTorch weight_decay (Keras' l2(1e-5) is weight_decay 2e-5)"
+        ),
     )
 )
 
-# Jukemir (Castellon et al. 2021): 216 configurations, dropout on the input and after every
-# hidden layer (their ``dropout_input``), the best by validation is tested once. Jukemir
-# validates every 8 steps and stops after 256 validations without improvement; repeval
-# validates once per epoch with patience 10 and at most 100 epochs (override as needed).
+# Jukemir (Castellon et al. 2021; p-lambda/jukemir jukemir/probe/__init__.py, _PAPER_GRID): 216 configurations,
+# dropout on the input and after every hidden layer (their ``dropout_input``), Adam with L2 weight_decay, sklearn
+# StandardScaler when data_standardization is on; early stopping *and* selection on the dataset's primary metric —
+# accuracy (GTZAN), the key weighted score (GiantSteps), ROC-AUC macro (MagnaTagATune), R² (Emomusic) — then the best
+# configuration by validation (jukemir/probe/aggregate.py) is tested once. Jukemir validates every 8 steps and stops
+# after 256 validations without improvement, with no epoch limit; repeval validates once per epoch with patience 10
+# and at most 100 epochs (override ``epochs``/``patience``), and trains ``run.seeds`` seeds (Jukemir: one, seed 0).
 register_preset(
     Preset(
         name="jukemir",
@@ -96,33 +124,56 @@ register_preset(
             "weight_decay": [0.0, 1e-4, 1e-3],
         },
         select="best",
+        criteria=PRIMARY_METRIC,
+        source="Castellon et al. 2021, Jukemir; p-lambda/jukemir jukemir/probe/__init__.py _PAPER_GRID",
+        differs=(
+            "validated once per epoch, patience 10 validations, at most 100 epochs (Jukemir: every 8 steps, "
+            "patience 256 validations = 2,048 steps, no epoch limit); batches are epoch permutations (Jukemir draws "
+            "each batch at random)"
+        ),
     )
 )
 
-# MARBLE's probe: one hidden layer of 512, dropout 0.2, early stopping with patience 10.
+# MARBLE's constrained track (Yuan et al. 2023; marble-bm.sheffield.ac.uk "Submit": batch 64, learning rate in
+# {5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2}, dropout 0.2, a one-layer 512-unit MLP; a43992899/MARBLE-Benchmark
+# benchmark/tasks/*/*_base_config.yaml: Adam, l2_weight_decay 0, max_epochs 100, early stopping on the task's monitor —
+# valid_acc, valid_aucroc (macro), valid_r2, the key score for GiantSteps — and ReduceLROnPlateau(factor 0.5) on the
+# same monitor, benchmark/models/probers.py). The best learning rate by validation is tested once. MARBLE's patiences
+# differ by task: early stopping 10 and learning-rate patience 3 on MTT and NSynth (taken here), 20 and 5–6 on GTZAN,
+# GS, EMO and VocalSet (override ``patience`` and ``lr_decay_patience``).
 register_preset(
     Preset(
         name="marble",
-        doc="MARBLE probe: MLP 1×512, dropout 0.2, patience 10",
+        doc="MARBLE constrained probe: MLP 1×512, dropout 0.2, batch 64, 6 learning rates, best by validation",
         base={
             "hidden_units": [512],
             "dropout": 0.2,
             "optimizer": "adam",
-            "learning_rate": 1e-3,
             "weight_decay": 0.0,
             "batch_size": 64,
             "epochs": 100,
             "patience": 10,
+            "lr_decay_patience": 3,
+            "lr_decay_factor": 0.5,
         },
-        points=(("marble", {}),),
-        select="all",
-        bare_names=True,
+        grid={"learning_rate": [5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2]},
+        select="best",
+        criteria=PRIMARY_METRIC,
+        source="Yuan et al. 2023, MARBLE constrained track; a43992899/MARBLE-Benchmark benchmark/tasks/*/*_base_config.yaml",
+        differs=(
+            "MTT's and NSynth's patiences (early stopping 10, learning-rate halving 3) for every task (MARBLE: 20 and "
+            "5-6 on GTZAN, GS, EMO, VocalSet); float32 (MARBLE: 16-bit mixed precision)"
+        ),
     )
 )
 
-# HEAR 2021 (hear-eval-kit's final PARAM_GRID): 1 or 2 hidden layers of 1024 with BatchNorm
-# and dropout 0.1, 4 learning rates, 2 Xavier initialisations = 16 points; batch 1024, at most
-# 500 epochs, validation every 3 epochs, patience 20 validations; best by validation.
+# HEAR 2021 (hear-eval-kit heareval/predictions/task_predictions.py, the final PARAM_GRID): 1 or 2 hidden layers of
+# 1024 with BatchNorm and dropout 0.1, 4 learning rates, 2 Xavier initialisations = 16 points; Adam without weight
+# decay, batch 1024, at most 500 epochs, validation every 3 epochs, patience 20 validations; early stopping,
+# checkpoint and selection on the task's first score (top1_acc for multiclass, mAP — average precision, macro — for
+# multilabel). hear-eval-kit trains 8 of the 16 points by default (runner.py ``--grid-points 8``, shuffled with seed 42)
+# and, on k-fold tasks, selects on the first split and retrains that point on the others; repeval trains all 16 and
+# selects on each fold.
 register_preset(
     Preset(
         name="hear",
@@ -143,5 +194,11 @@ register_preset(
             "init": ["xavier_uniform", "xavier_normal"],
         },
         select="best",
+        criteria={"multilabel_classification": "val_pr_auc_macro"},
+        source="Turian et al. 2022, HEAR; hearbenchmark/hear-eval-kit heareval/predictions/task_predictions.py PARAM_GRID",
+        differs=(
+            "all 16 points are trained (hear-eval-kit: 8 drawn at random by default); with k folds each fold "
+            "selects its own point (hear-eval-kit: the first split's, retrained on the others)"
+        ),
     )
 )

@@ -79,6 +79,8 @@ PROBES_SCHEMA = pa.schema(
         ("probe", pa.string()),
         ("seed", pa.int64()),
         ("params", pa.string()),
+        #: the validation criterion ``best_criterion`` is a value of (``val_accuracy``, ``val_r2``, …)
+        ("criterion", pa.string()),
         ("best_criterion", pa.float64()),
         ("best_epoch", pa.int64()),
         ("epochs", pa.int64()),

@@ -226,16 +226,33 @@ def _config(values: dict[str, Any], where: str) -> Any:
         raise ValueError(f"{where}{(' ' + loc) if loc else ''}: {err['msg']}") from None
 
 
-def expand_probe(p: Any, index: int) -> ProbeSpec:
-    """Expand a probe spec (a ``ProbeConfig`` with ``preset`` / ``search``) into its configurations."""
+def expand_probe(p: Any, index: int, task_type: str | None = None) -> ProbeSpec:
+    """Expand a probe spec (a ``ProbeConfig`` with ``preset`` / ``search``) into its configurations.
+
+    With the experiment's (effective) ``task_type``, a preset's configurations carry its source's validation
+    criterion for that type (:attr:`repeval.tuning.presets.Preset.criteria`) unless the spec sets ``save_criterion``.
+    """
     from repeval.tuning.presets import get_preset
 
     preset = get_preset(p.preset) if p.preset else None
     search = p.search or {"grid": {}, "space": {}, "num_samples": 1, "scheduler": None, "select": None}
     overrides = {k: getattr(p, k) for k in p.model_fields_set if k not in SPEC_KEYS}
     base: dict[str, Any] = dict(preset.base) if preset else {}
+    criterion = preset.criterion(task_type) if preset else None
+    if criterion:
+        base["save_criterion"] = criterion
     base.update(overrides)
     points: list[tuple[str, dict[str, Any]]] = list(preset.points) if preset and preset.points else [("", {})]
+    if preset and preset.points:
+        # a key every named point sets is what tells them apart: replaced by one value (or by a search axis) it
+        # would make M1–M5 one probe five times, each reported under a name that says otherwise
+        defining = set.intersection(*(set(pv) for _, pv in preset.points))
+        for key in sorted(defining & (set(overrides) | set(search["grid"]) | set(search["space"]))):
+            raise ValueError(
+                f"{key} is what tells preset {p.preset}'s probes apart ({', '.join(n for n, _ in preset.points)}); "
+                f"setting it would train one probe {len(preset.points)} times under their names — write a probe "
+                f"without the preset for other {key}"
+            )
     axes: dict[str, list[Any]] = dict(preset.grid) if preset else {}
     for key in overrides:  # an explicit key fixes that axis
         axes.pop(key, None)
@@ -277,8 +294,8 @@ def check_expansion(p: Any) -> None:
                 _config({**spec.points[0].config.model_dump(), key: val}, f"space.{key}")
 
 
-def expand_all(downstream_models: Any) -> list[ProbeSpec]:
-    specs = [expand_probe(p, i) for i, p in enumerate(downstream_models)]
+def expand_all(downstream_models: Any, task_type: str | None = None) -> list[ProbeSpec]:
+    specs = [expand_probe(p, i, task_type) for i, p in enumerate(downstream_models)]
     names: list[str] = []
     owner: dict[str, list[int]] = {}  # a reported name → the downstream_models entries reporting it
     for i, s in enumerate(specs):

@@ -444,6 +444,38 @@ def test_plan_counts_expanded_presets_and_tests_only_the_selected_configuration(
     assert "221 probe configurations (6 tested) × 2 seed(s)" in plan.text()
 
 
+def test_plan_names_each_probe_preset_its_source_criterion_and_departures():
+    """A researcher reproducing a protocol learns from `repeval plan` which preset each entry is, the criterion it
+    selects on for this task type, what they set next to it, and where the preset departs from its source."""
+    cfg = parse_config(
+        {
+            "experiments": [
+                {
+                    "task": {"name": "emotion", "type": "regression"},
+                    "datasets": [{"name": "emo", "type": "catalog", "manifest": "m.csv", "label_column": "x"}],
+                    "embedding_models": ["mfcc-stats"],
+                    "downstream_models": [
+                        {"preset": "jukemir"},
+                        {"preset": "mir_ref_thesis"},
+                        {"preset": "marble", "patience": 20},
+                        {"name": "mine", "hidden_units": [8]},
+                    ],
+                }
+            ],
+        }
+    )
+    lines = [line[4:] for line in make_plan(cfg).text().splitlines() if line.startswith("  - probe ")]
+    assert len(lines) == 4
+    juke, thesis, marble, mine = lines
+    assert juke.startswith("probe jukemir: 216 configurations, the best by val_r2 (mean over seeds) tested once; ")
+    assert "preset jukemir [Castellon et al. 2021, Jukemir; p-lambda/jukemir" in juke
+    assert "differs from the source: validated once per epoch, patience 10 validations, at most 100 epochs" in juke
+    assert thesis.startswith("probe M1, M2, M3, M4, M5: 5 configurations, each tested, checkpoint by val_loss; ")
+    assert "preset mir_ref_thesis [Plachouras 2023" in thesis and "set here" not in thesis
+    assert marble.startswith("probe marble: 6 configurations, the best by val_r2") and "set here: patience=20" in marble
+    assert mine == "probe mine: 1 configuration, each tested, checkpoint by val_loss"
+
+
 def test_smoke_test_config_trains_one_configuration_of_a_preset_grid():
     from repeval.runner import smoke_test_config
     from repeval.tuning.search import expand_all

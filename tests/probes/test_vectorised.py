@@ -38,6 +38,11 @@ def plain_loop(cfg: ProbeConfig, data: ProbeData, seed: int) -> tuple[int, list[
         prev = int(h)
     model = nn.Sequential(*layers, nn.Linear(prev, len(data.classes)))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)
+    plateau = None
+    if cfg.lr_decay_patience is not None:  # MARBLE's schedule, stepped on the monitored metric
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="max", factor=cfg.lr_decay_factor, patience=cfg.lr_decay_patience
+        )
     best, best_epoch, since, accs = -1.0, 0, 0, []
     for epoch in range(1, cfg.epochs + 1):
         model.train()
@@ -51,6 +56,8 @@ def plain_loop(cfg: ProbeConfig, data: ProbeData, seed: int) -> tuple[int, list[
         with torch.no_grad():
             acc = (model(xv).argmax(1) == yv).float().mean().item()
         accs.append(acc)
+        if plateau is not None:
+            plateau.step(acc)
         if acc > best:
             best, best_epoch, since = acc, epoch, 0
         else:
@@ -86,6 +93,24 @@ def test_stack_matches_plain_pytorch_loop(mc_data):
         assert r.failed is None
         assert r.best_epoch == best_epoch
         assert [h["val_criterion"] for h in r.history] == pytest.approx(accs, abs=1e-9)
+
+
+def test_learning_rate_decay_on_plateau_is_pytorchs_reduce_lr_on_plateau(mc_data):
+    """``lr_decay_patience`` (MARBLE's probes halve the learning rate when their metric stalls): each member of a stack
+    follows a plain loop stepping ``torch.optim.lr_scheduler.ReduceLROnPlateau`` on its validation accuracy."""
+    cfgs = [
+        ProbeConfig(hidden_units=h, learning_rate=3e-2, batch_size=32, epochs=10, patience=10, **decay)
+        for h in ([], [16])
+        for decay in ({}, {"lr_decay_patience": 0}, {"lr_decay_patience": 1, "lr_decay_factor": 0.2})
+    ]
+    stacked = train_probes([(c, 5) for c in cfgs], mc_data)
+    curves = []
+    for cfg, r in zip(cfgs, stacked, strict=True):
+        best_epoch, accs = plain_loop(cfg, mc_data, 5)
+        assert r.best_epoch == best_epoch
+        assert [h["val_criterion"] for h in r.history] == pytest.approx(accs, abs=1e-9)
+        curves.append(accs)
+    assert curves[0] != curves[1] and curves[3] != curves[4]  # the decay changed the training
 
 
 def test_stack_matches_one_by_one(mc_data):

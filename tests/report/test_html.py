@@ -84,6 +84,12 @@ def test_a_task_that_aggregates_predictions_or_augments_says_so_in_its_heading(r
     assert _task_notes([run({"name": "tags"}, augment=["noise", "mp3"])], "tags") == [
         "training tracks augmented with their deformed copies (noise, mp3)"
     ]
+    # the published probe protocol the numbers follow, and where it comes from
+    notes = _task_notes([run({"name": "tags"}, downstream_models=[{"preset": "jukemir"}, {"name": "lin"}])], "tags")
+    assert notes == [
+        "probe preset jukemir: Jukemir's 216-config grid, best by validation then one test run [Castellon et al. "
+        "2021, Jukemir; p-lambda/jukemir jukemir/probe/__init__.py _PAPER_GRID]"
+    ]
 
 
 def test_a_dataset_two_tasks_share_gets_a_tasks_compared_section(tmp_path, report):

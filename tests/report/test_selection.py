@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from repeval.report import plots
@@ -78,3 +79,25 @@ def test_differing_criteria_or_no_record_fall_back_to_the_test_choice_and_say_so
     out = table_command([old], "model_comparison", "plain", task=TASK)
     assert _test_choice(load_run(old).results) == by_test  # same seeds and qualities: same test choice
     assert "chosen on clean test: the run directory has no validation record" in " ".join(out.split())
+
+
+def test_the_criterion_each_probe_recorded_decides_the_direction(tmp_path):
+    """A preset's criterion depends on the task type (Jukemir: R² on a regression task) and is not in the run's
+    config: the probes' files record it, and the report reads it there. Runs from before the column keep the
+    config's (here the default, val_accuracy)."""
+    import pyarrow.parquet as pq
+
+    from repeval.report.selection import load_validation
+
+    run = _run(tmp_path, "rec", val_bias={"M1": 1.0})
+    for f in (run / "probes").glob("*.parquet"):
+        table = pq.read_table(f)
+        assert set(table.column("criterion").to_pylist()) == {None}  # not recorded: as before the column
+        pq.write_table(table.set_column(table.schema.get_field_index("criterion"), "criterion",
+                                        pa.array(["val_loss"] * len(table), pa.string())), f)  # fmt: skip
+    loaded = load_run(run)
+    val = load_validation(run, "rec", loaded.config, loaded.results)
+    assert set(zip(val["criterion"], val["mode"], strict=True)) == {("val_loss", "min")}
+    # M1 had the best (highest) criterion: with the recorded val_loss, lower is better — it is chosen last now
+    t = make_table(loaded.results, "model_comparison", task=TASK, validation=combine_validation([loaded]))
+    assert "best mean validation val_loss" in t.caption and "M1" not in {p for _, p in t.rows}

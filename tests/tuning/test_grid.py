@@ -88,6 +88,7 @@ def test_grid_selection_seeds_intervals_failures(ray_session, tmp_path, caplog):
     # one configuration of 'pick' is selected (by mean validation criterion), both seeds tested
     picked = [p for p in g.probes if p["spec"] == "pick"]
     assert len(picked) == 4 and sum(p["selected"] for p in picked) == 2
+    assert {p["criterion"] for p in g.probes} == {"val_accuracy"}  # what best_criterion is a value of
     assert len({p["probe"] for p in picked if p["selected"]}) == 1
     assert {k[0] for k in g.confusion} == {"lin", "pick"} and len(g.confusion[("lin", 0, "clean")]) == 3
     assert {h["probe"] for h in g.history} >= {"lin", "pick", "pick-0", "pick-1"}

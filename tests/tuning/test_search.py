@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -49,10 +50,60 @@ def test_presets_expand_to_the_published_protocols():
     assert {p.config.init for p in hear.points} == {"xavier_uniform", "xavier_normal"}
     assert all(p.config.hidden_norm == "batchnorm" and p.config.val_every == 3 for p in hear.points)
     marble = expand_probe(ProbeConfig(preset="marble"), 0)
-    assert [(p.name, p.config.hidden_units, p.config.dropout, p.config.patience) for p in marble.points] == [
-        ("marble", (512,), 0.2, 10)
-    ]
+    assert marble.select == "best" and marble.name == "marble"
+    assert {
+        (p.config.hidden_units, p.config.dropout, p.config.batch_size, p.config.patience) for p in marble.points
+    } == {((512,), 0.2, 64, 10)}
     assert set(PRESETS.names()) == {"hear", "jukemir", "marble", "mir_ref_thesis"}
+
+
+def _grid(spec, keys):
+    return sorted(tuple(repr(getattr(p.config, k)) for k in keys) for p in spec.points)
+
+
+def test_preset_grids_are_their_sources_grids():
+    """Every configuration of the source's grid and no other: Jukemir's _PAPER_GRID (p-lambda/jukemir
+    jukemir/probe/__init__.py), hear-eval-kit's final PARAM_GRID (heareval/predictions/task_predictions.py), MARBLE's
+    constrained-track learning rates (marble-bm.sheffield.ac.uk: 5e-5 … 1e-2; it searched none of them before)."""
+    keys = ["standardize", "hidden_units", "batch_size", "learning_rate", "dropout", "weight_decay"]
+    source = {"standardize": [False, True], "hidden_units": [(), (512,)], "batch_size": [64, 256],
+              "learning_rate": [1e-5, 1e-4, 1e-3], "dropout": [0.25, 0.5, 0.75], "weight_decay": [0.0, 1e-4, 1e-3]}  # fmt: skip
+    want = sorted(tuple(repr(v) for v in c) for c in itertools.product(*(source[k] for k in keys)))
+    assert _grid(expand_probe(ProbeConfig(preset="jukemir"), 0), keys) == want
+    keys = ["hidden_units", "learning_rate", "init"]
+    source = {"hidden_units": [(1024,), (1024, 1024)], "learning_rate": [3.2e-3, 1e-3, 3.2e-4, 1e-4],
+              "init": ["xavier_uniform", "xavier_normal"]}  # fmt: skip
+    want = sorted(tuple(repr(v) for v in c) for c in itertools.product(*(source[k] for k in keys)))
+    assert _grid(expand_probe(ProbeConfig(preset="hear"), 0), keys) == want
+    marble = expand_probe(ProbeConfig(preset="marble"), 0)
+    assert sorted(p.config.learning_rate for p in marble.points) == [5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2]
+    # MARBLE's probers halve the learning rate on a plateau (ReduceLROnPlateau(factor=0.5), MTT's patience 3)
+    assert {(p.config.lr_decay_patience, p.config.lr_decay_factor) for p in marble.points} == {(3, 0.5)}
+
+
+@pytest.mark.parametrize(
+    "preset, task_type, criterion",
+    [
+        # Jukemir stops and selects on each dataset's primary metric: R² (Emomusic), the key weighted score
+        # (GiantSteps); accuracy and ROC-AUC macro are repeval's defaults already
+        ("jukemir", "regression", "val_r2"),
+        ("jukemir", "key_estimation", "val_key_weighted_score_micro"),
+        ("jukemir", "multiclass_classification", None),
+        ("jukemir", "multilabel_classification", None),
+        ("marble", "regression", "val_r2"),  # MARBLE's EMO monitors valid_r2
+        ("marble", "key_estimation", "val_key_weighted_score_micro"),
+        ("hear", "multilabel_classification", "val_pr_auc_macro"),  # HEAR's first score: mAP
+        ("hear", "multiclass_classification", None),
+        ("mir_ref_thesis", "regression", None),
+    ],
+)
+def test_presets_select_on_their_sources_criterion_for_the_task_type(preset, task_type, criterion):
+    spec = expand_probe(ProbeConfig(preset=preset), 0, task_type)
+    assert {p.config.save_criterion for p in spec.points} == {criterion}
+    # written next to the preset, a criterion wins like any other key; without a task type nothing is added
+    mine = expand_probe(ProbeConfig(preset=preset, save_criterion="val_loss"), 0, task_type)
+    assert {p.config.save_criterion for p in mine.points} == {"val_loss"}
+    assert {p.config.save_criterion for p in expand_probe(ProbeConfig(preset=preset), 0).points} == {None}
 
 
 def test_overrides_fix_an_axis_and_search_grid_replaces_one():
@@ -126,6 +177,10 @@ def test_asha_on_a_grid_halves_inside_stacks_unless_it_needs_tune():
         ({"search": {"scheduler": "hyperband"}}, "search: scheduler"),
         ({"search": {"select": "first"}}, "search: select"),
         ({"preset": "jukemir", "search": {"grid": {"dropout": [1.5]}}}, "dropout"),
+        # M1–M5 differ by their layers alone: one value for all (or a search over them) made five copies of a probe
+        # reported as M1 (linear), M2, …
+        ({"preset": "mir_ref_thesis", "hidden_units": [64]}, "hidden_units is what tells preset mir_ref_thesis's"),
+        ({"preset": "mir_ref_thesis", "search": {"grid": {"hidden_units": [[8], [16]]}}}, "probes apart (M1, M2,"),
         ({"dropout_input": True, "input_dropout": 0.2}, "dropout_input"),
         # a list where a mapping belongs raised AttributeError (a traceback, not a config error)
         ({"search": {"grid": [1e-4, 1e-3]}}, "search: grid: must be a mapping of probe keys, e.g. grid: {"),

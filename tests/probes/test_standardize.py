@@ -1,0 +1,29 @@
+"""``standardize: true`` is scikit-learn's ``StandardScaler``, the standardisation Jukemir's probes use — also for a
+column that is constant on the training split."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.preprocessing import StandardScaler
+
+from repeval.probes.train import Inputs, Preprocess
+
+
+def test_a_column_constant_in_training_is_not_blown_up_at_test_time():
+    """A dead unit (always 0 in training) or a fixed statistic (always 0.3) kept scale 1e-8: the value a deformed
+    test clip gives it came out multiplied by 1e8. sklearn (and so Jukemir) keeps scale 1 for such a column."""
+    rng = np.random.default_rng(0)
+    x_train = rng.normal(2.0, 3.0, (500, 4)).astype(np.float32)
+    x_train[:, 1] = 0.0
+    x_train[:, 3] = 0.3
+    x_test = rng.normal(2.0, 3.0, (50, 4)).astype(np.float32)
+    x_test[:, 1] = 0.5  # the dead unit wakes up under a deformation
+    x_test[:, 3] = 0.3
+    want = StandardScaler().fit(x_train).transform(x_test)
+    prep = Preprocess(x_train, True, None)
+    np.testing.assert_allclose(prep(x_test), want, rtol=1e-5, atol=1e-5)
+    assert np.abs(prep(x_train)[:, [1, 3]]).max() < 1e-6  # the training split itself: zeros, as sklearn's
+    # the training loop standardises batch by batch with the same statistics
+    rows = Inputs(x_test, [prep], pad=False).take(torch.arange(len(x_test)), 0).numpy()
+    np.testing.assert_allclose(rows, want, rtol=1e-5, atol=1e-5)
