@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from repeval.config import Config, ExperimentConfig
+from repeval.config.loader import config_hash
 from repeval.datasets import LoadReport, load_dataset, load_folds
 from repeval.datasets.base import strict_kinds
 from repeval.pipeline.embed import EmbedSummary, check_scenarios_at_model_rates, embed_experiments
@@ -315,7 +316,38 @@ def group_inputs(
     augment = _augment(exp, dataset)
     if augment:
         out["augment"] = augment
+    out["training"] = training_hash(ctx.cfg, exp)
     return out
+
+
+def training_hash(cfg: Config, exp: ExperimentConfig) -> str:
+    """What a group's probes and results are computed with besides its embeddings and splits: the task, the probe
+    configurations as expanded (a preset's values included), the metrics and the run's seeds, epoch cap and interval
+    settings. A finished group is trained again when it changes (an edited learning rate or metric, another seed
+    count): its results would otherwise be the old configuration's under the new one's name. Settings that change
+    only how fast training runs (``vectorize``, ``pack_trials``, ``train_batch_mb``, resources) are left out."""
+    from repeval.tuning.search import expand_all
+
+    specs = expand_all(exp.downstream_models, exp.task.effective_type)
+    run = cfg.run
+    probes = [
+        [
+            s.name,
+            s.select,
+            s.space,
+            s.num_samples,
+            s.scheduler,
+            [[p.name, p.config.model_dump(mode="json")] for p in s.points],
+        ]
+        for s in specs
+    ]
+    desc = {
+        "task": exp.task.model_dump(mode="json"),
+        "probes": probes,
+        "metrics": exp.metrics,
+        "run": [run.seed, run.seeds, run.max_epochs, run.bootstrap_resamples, run.ci_alpha],
+    }
+    return config_hash(desc)
 
 
 def _augment(exp: ExperimentConfig, dataset: str) -> list[str]:

@@ -57,3 +57,39 @@ def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(ray_sessi
     assert (s.computed, t["trained"], t["skipped"]) == (0, 1, 0)
     assert json.loads(sidecar.read_text())["partitions"]["clean"][:2] == [12, 0]
     assert not list(sidecar.parent.glob(".*.tmp"))
+
+    # an edited probe (another epoch budget): the group's results were the old configuration's — trained again, once
+    edited = experiment(manifest, [FAST_MODEL])
+    edited["downstream_models"][0]["epochs"] = 5
+    cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [edited]))
+    _, s, t = run()
+    assert (s.computed, t["trained"], t["skipped"]) == (0, 1, 0)
+    _, s, t = run()
+    assert (t["trained"], t["skipped"]) == (0, 1)
+
+
+def test_the_training_hash_follows_what_results_depend_on_not_how_fast_they_come(tmp_path):
+    """A finished group is reused while its embeddings, splits and this hash are unchanged: the probes as expanded (a
+    preset's values too), the task, the metrics, the seeds, the epoch cap and the intervals — not speed settings."""
+    manifest = make_catalog(tmp_path / "catalog", per_class=2)
+
+    def digest(probes=None, run=None, **exp_keys):
+        exp = {**experiment(manifest, [FAST_MODEL], probes), **exp_keys}
+        cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [exp], **(run or {})))
+        return runner.training_hash(cfg, cfg.experiments[0])
+
+    base = digest()
+    assert digest(run={"vectorize": 8, "pack_trials": False, "train_batch_mb": 64}) == base
+    assert digest(run={"resources": {"max_concurrent_trials": 1}}) == base
+    changed = [
+        digest(probes=[{"name": "linear", "hidden_units": [], "standardize": True, "learning_rate": 0.1,
+                        "batch_size": 8, "epochs": 15}]),
+        digest(metrics=["accuracy"]),
+        digest(run={"seeds": 2}),
+        digest(run={"seed": 1}),
+        digest(run={"max_epochs": 3}),
+        digest(run={"bootstrap_resamples": 0}),
+        digest(probes=[{"preset": "mir_ref_thesis"}]),
+        digest(probes=[{"preset": "mir_ref_thesis", "epochs": 50}]),
+    ]  # fmt: skip
+    assert len({base, *changed}) == len(changed) + 1
