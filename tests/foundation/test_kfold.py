@@ -244,3 +244,33 @@ def test_augmenting_a_fold_adds_that_folds_training_tracks_deformed(kfold):
         assert n == len(train) and len(aug.x_train) == 2 * n, f"fold {f}"
         np.testing.assert_array_equal(aug.x_train[n:], np.stack([by_id[t] for t in train]))
         np.testing.assert_array_equal(aug.y_train, np.concatenate([plain.y_train, plain.y_train]))
+
+
+def test_folds_that_cannot_rotate_are_refused_and_partly_fixed_splits_warned(rendered_notes, tmp_path, caplog):
+    """``split_type: all`` on a manifest whose split column gives every track its split: the k "folds" would be one
+    split trained and tested k times (reported as k-fold cross-validation) — refused, naming the fix. A split column
+    that fixes some tracks only: those tracks are tested in every fold or in none — a warning says so."""
+    import csv
+
+    from repeval.config.schema import DatasetConfig, TaskConfig
+    from repeval.datasets import load_folds
+
+    task = TaskConfig(name="instrument", type="multiclass_classification")
+    fixed = DatasetConfig(**notes_dataset(rendered_notes, split_type="all", n_folds=K))
+    with pytest.raises(ValueError, match=r"all 3 folds have the same splits .*split column 'split'.*drop split_column"):
+        load_folds(fixed, task)
+
+    with open(rendered_notes, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for i, r in enumerate(rows):  # two tracks keep their manifest split (test), the others rotate
+        r["split"] = "test" if i < 2 else ""
+        r["audio_path"] = str(rendered_notes.parent / r["audio_path"])
+    manifest = tmp_path / "partly.csv"
+    with open(manifest, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    partly = DatasetConfig(**notes_dataset(manifest, split_type="all", n_folds=K))
+    folds = load_folds(partly, task)
+    assert sorted(folds) == list(range(K))
+    assert re.search(r"of 48 tracks, \d+ are tested in no fold and 2 in several of the 3 folds", caplog.text)
