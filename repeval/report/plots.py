@@ -22,6 +22,7 @@ from repeval.report.render import fmt_number
 from repeval.report.results import CLEAN, natural_key, ordered_scenarios
 from repeval.report.selection import ProbeChoice, choose_probes
 from repeval.report.tables import _higher
+from repeval.tuning.results import mean_intervals
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +165,8 @@ def per_label_bars(
     sel = df[(df["model"] == model) & (df["probe"] == probe)]
     if sel.empty:
         raise ValueError(f"no per-label '{metric}' values for {model}/{probe} on {scenario}")
-    stats = sel.groupby("label", sort=False).agg(
-        mean=("value", "mean"), lo=("ci_low", "mean"), hi=("ci_high", "mean")
-    ).sort_values("mean")  # fmt: skip
+    intervals = mean_intervals(sel, ["label"]).rename(columns={"ci_low": "lo", "ci_high": "hi"})
+    stats = sel.groupby("label", sort=False).agg(mean=("value", "mean")).join(intervals).sort_values("mean")
     fig = Figure(figsize=(6.4, 1.0 + 0.28 * len(stats)), dpi=FIG_DPI, layout="constrained")
     ax = fig.add_subplot()
     y = np.arange(len(stats))

@@ -10,6 +10,9 @@ import sys
 
 from repeval.report.tables import Table, canonical_format
 
+#: what a cell's interval is (:func:`repeval.tuning.results.mean_intervals`)
+CI_TIP = "95% bootstrap CI of the mean (seeds averaged, folds combined)"
+
 
 def fmt_number(x: float, *, scale: float = 1.0, decimals: int = 3, signed: bool = False) -> str:
     """A value for display; ``–`` for a missing one; a true minus sign for negatives, and with ``signed`` (a
@@ -179,7 +182,7 @@ def render_html(t: Table, *, scale: float = 1.0, decimals: int = 3, table_id: st
             if math.isfinite(t.ci_low[i, j]) and math.isfinite(t.ci_high[i, j]):
                 lo = fmt_number(t.ci_low[i, j], scale=scale, decimals=decimals)
                 hi = fmt_number(t.ci_high[i, j], scale=scale, decimals=decimals)
-                tip += f"; 95% bootstrap CI (mean over seeds) [{lo}, {hi}]"
+                tip += f"; {CI_TIP} [{lo}, {hi}]"
             cls = ' class="num best"' if t.best[i, j] else ' class="num"'
             text = e(cell_text(t, i, j, scale=scale, decimals=decimals))
             parts.append(f'<td{cls} data-value="{value}" title="{e(tip)}">{text}</td>')

@@ -35,6 +35,7 @@ from repeval.registry import closest, unknown_name_message
 from repeval.report.deltas import left_out_note, paired_deltas
 from repeval.report.results import CLEAN, combine_results, groups, load_runs, natural_key, ordered_scenarios
 from repeval.report.selection import choose_probes, combine_validation
+from repeval.tuning.results import mean_intervals
 
 log = logging.getLogger(__name__)
 
@@ -155,13 +156,8 @@ def _ordered_rows(df: pd.DataFrame, keys: list[str]) -> list[tuple[str, ...]]:
 
 
 def _stats(per_seed: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    return per_seed.groupby(keys, sort=False).agg(
-        mean=("value", "mean"),
-        std=("value", "std"),
-        n=("value", "count"),
-        ci_low=("ci_low", "mean"),
-        ci_high=("ci_high", "mean"),
-    )
+    stats = per_seed.groupby(keys, sort=False).agg(mean=("value", "mean"), std=("value", "std"), n=("value", "count"))
+    return stats.join(mean_intervals(per_seed, keys))
 
 
 def _fill(

@@ -274,3 +274,32 @@ def test_folds_that_cannot_rotate_are_refused_and_partly_fixed_splits_warned(ren
     folds = load_folds(partly, task)
     assert sorted(folds) == list(range(K))
     assert re.search(r"of 48 tracks, \d+ are tested in no fold and 2 in several of the 3 folds", caplog.text)
+
+
+def test_the_interval_of_a_mean_over_folds_combines_the_folds_disjoint_test_sets():
+    """Each fold's bootstrap interval is over its own test tracks (a k-th of the data); the folds' mean is over every
+    track, so its interval is narrower: half-width sqrt(Σ h²)/k, not one fold's h. Seeds of one split share their
+    test set: their intervals are averaged, as before."""
+    from repeval.report.results import normalise_results
+    from repeval.tuning.results import results_table, seed_summary
+
+    def rows(folds, seeds):
+        return [
+            {"task": "t", "task_type": "multiclass_classification", "dataset": "d", "model": "m", "probe": "p",
+             "seed": s, "fold": f, "scenario": "clean", "metric": "accuracy", "label": None, "value": v,
+             "ci_low": v - h, "ci_high": v + 2 * h, "n_test": 30}
+            for s in seeds
+            for f, v, h in folds
+        ]  # fmt: skip
+
+    kfold = results_table("r", rows([(0, 0.5, 0.1), (1, 0.6, 0.1), (2, 0.7, 0.2), (3, 0.6, 0.2)], seeds=(0, 1)))
+    half = np.sqrt(0.1**2 + 0.1**2 + 0.2**2 + 0.2**2) / 4  # ≈ 0.079, where one fold's is 0.1–0.2
+    (summary,) = seed_summary(kfold).to_pylist()
+    assert summary["mean"] == pytest.approx(0.6) and (summary["n_seeds"], summary["n_folds"]) == (2, 4)
+    assert summary["ci_low"] == pytest.approx(0.6 - half) and summary["ci_high"] == pytest.approx(0.6 + 2 * half)
+    table = make_table(normalise_results(kfold.to_pandas()), "all_deform_all_models")
+    assert (table.ci_low[0, 0], table.ci_high[0, 0]) == pytest.approx((0.6 - half, 0.6 + 2 * half))
+
+    one_split = results_table("r", rows([(None, 0.5, 0.1)], seeds=(0,)) + rows([(None, 0.7, 0.2)], seeds=(1,)))
+    (summary,) = seed_summary(one_split).to_pylist()
+    assert (summary["ci_low"], summary["ci_high"]) == pytest.approx((0.45, 0.9))  # the seeds' bounds, averaged
