@@ -303,3 +303,25 @@ def test_the_interval_of_a_mean_over_folds_combines_the_folds_disjoint_test_sets
     one_split = results_table("r", rows([(None, 0.5, 0.1)], seeds=(0,)) + rows([(None, 0.7, 0.2)], seeds=(1,)))
     (summary,) = seed_summary(one_split).to_pylist()
     assert (summary["ci_low"], summary["ci_high"]) == pytest.approx((0.45, 0.9))  # the seeds' bounds, averaged
+
+
+def test_tables_say_what_the_spread_is_over_and_mark_a_cell_missing_a_fold():
+    """A table's ± is the sample std over seeds × folds, and its caption says so in every format; a cell that lost a
+    replicate (a failed training: its mean is over other test tracks) is marked with its n, not passed off as
+    comparable to the others."""
+    from repeval.report.render import render
+    from repeval.report.results import normalise_results
+    from repeval.tuning.results import results_table
+
+    rows = [
+        {"task": "t", "task_type": "multiclass_classification", "dataset": "d", "model": m, "probe": "p", "seed": s,
+         "fold": f, "scenario": "clean", "metric": "accuracy", "label": None, "value": 0.5 + 0.1 * f, "n_test": 30}
+        for m in ("a", "b") for s in (0, 1) for f in range(K)
+        if not (m == "b" and s == 1 and f == 0)  # b's training on fold 0 failed for seed 1
+    ]  # fmt: skip
+    table = make_table(normalise_results(results_table("r", rows).to_pandas()), "all_deform_all_models")
+    assert table.n_seeds[:, 0].tolist() == [2 * K, 2 * K - 1]
+    for fmt in ("plain", "markdown", "latex", "html"):
+        text = " ".join(render(table, fmt).replace("│", " ").split())  # the terminal wraps its caption
+        assert "mean ± sample std over 2 seeds × 3 folds" in text.replace(r"$\pm$", "±"), fmt
+        assert text.count("(n=5)") == 1 and text.count("(n=") == 2, fmt  # b's cell, and the caption saying why
