@@ -325,3 +325,23 @@ def test_tables_say_what_the_spread_is_over_and_mark_a_cell_missing_a_fold():
         text = " ".join(render(table, fmt).replace("│", " ").split())  # the terminal wraps its caption
         assert "mean ± sample std over 2 seeds × 3 folds" in text.replace(r"$\pm$", "±"), fmt
         assert text.count("(n=5)") == 1 and text.count("(n=") == 2, fmt  # b's cell, and the caption saying why
+
+
+def test_the_probe_capacity_figure_shows_the_spread_the_tables_show():
+    """The figure's error bars were the std over seeds of each seed's mean over folds: none with one seed, where the
+    tables show the spread over the folds. Now both are over seeds × folds."""
+    from repeval.report import plots
+    from repeval.report.results import normalise_results
+    from repeval.tuning.results import results_table
+
+    rows = [
+        {"task": "t", "task_type": "multiclass_classification", "dataset": "d", "model": "m", "probe": p, "seed": 0,
+         "fold": f, "scenario": "clean", "metric": "accuracy", "label": None, "value": v + 0.1 * f, "n_test": 30}
+        for p, v in (("M1", 0.4), ("M2", 0.6)) for f in range(K)
+    ]  # fmt: skip
+    results = normalise_results(results_table("r", rows).to_pandas())
+    table = make_table(results, "all_deform_all_models")
+    fig = plots.probe_capacity_curves(results, "t", "d", "accuracy")
+    (bars,) = fig.axes[0].containers[0].lines[2]  # the error bars of the one model's line
+    half = [abs(seg[1][1] - seg[0][1]) / 2 for seg in bars.get_segments()]
+    assert half == pytest.approx(table.std[:, 0].tolist()) and min(half) == pytest.approx(0.1)
