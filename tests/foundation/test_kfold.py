@@ -345,3 +345,32 @@ def test_the_probe_capacity_figure_shows_the_spread_the_tables_show():
     (bars,) = fig.axes[0].containers[0].lines[2]  # the error bars of the one model's line
     half = [abs(seg[1][1] - seg[0][1]) / 2 for seg in bars.get_segments()]
     assert half == pytest.approx(table.std[:, 0].tolist()) and min(half) == pytest.approx(0.1)
+
+
+def test_a_sampled_search_space_tries_the_same_configurations_in_every_fold(kfold, rendered_notes, tmp_path):
+    """``select: all`` over a search ``space``: each fold's experiment sampled its own configurations, named by its
+    trial ids, so no configuration had results over the folds — the table held one row per (fold, sample), each a
+    single fold's score, and its best was the best of those. Now every fold samples the same configurations, named
+    by their index, so each averages over the folds."""
+    from repeval.tuning.data import probe_data
+    from repeval.tuning.grid import GroupInput, run_groups
+
+    cfg, ctx, _, _, _ = kfold
+    probe = {"name": "rs", "hidden_units": [], "standardize": True, "batch_size": 16, "epochs": 3,
+             "search": {"space": {"learning_rate": {"loguniform": [1e-3, 1e-1]}}, "num_samples": 2, "select": "all"}}  # fmt: skip
+    space = config(tmp_path, "space", notes_dataset(rendered_notes), probe)
+    exp = cfg.experiments[0].model_copy(update={"downstream_models": space.experiments[0].downstream_models})
+    resources = cfg.run.resources.model_copy(update={"max_concurrent_trials": 1})  # one trial actor, reused
+    run = cfg.run.model_copy(update={"resources": resources})
+    folds = ctx.folds[(0, "notes")]
+    inputs = [
+        GroupInput(exp, "notes", "mfcc-stats", probe_data(exp.task.effective_type, folds[f], ctx.store, "notes",
+                   "mfcc-stats", ["D1"]), f"instrument__notes__mfcc-stats__fold{f}", fold=f)
+        for f in (0, 1)
+    ]  # fmt: skip
+    out = run_groups(cfg.model_copy(update={"run": run}), inputs, str(tmp_path / "tune"))
+    tried = [{p["probe"]: p["params"] for p in g.probes} for g in out]
+    assert sorted(tried[0]) == ["rs-00000", "rs-00001"] and tried[0] == tried[1]  # the same configurations
+    assert len(set(tried[0].values())) == 2
+    tested = [{(r["probe"], r["scenario"]) for r in g.rows} for g in out]
+    assert tested[0] == tested[1] == {(p, s) for p in tried[0] for s in ("clean", "D1")}
