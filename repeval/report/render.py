@@ -105,6 +105,9 @@ _LATEX_SPECIAL = {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
     "Δ": r"$\Delta$",
+    "±": r"$\pm$",
+    "×": r"$\times$",
+    "…": r"\ldots{}",
     "—": "---",
 }
 
@@ -145,7 +148,7 @@ def render_latex(t: Table, *, scale: float = 1.0, decimals: int = 3) -> str:
         ]
         cells = []
         for j in range(len(t.columns)):
-            c = latex_escape(cell_text(t, i, j, scale=scale, decimals=decimals, pm=" ± ")).replace("±", r"$\pm$")
+            c = latex_escape(cell_text(t, i, j, scale=scale, decimals=decimals, pm=" ± "))
             c = c.replace("−", "-")
             cells.append(r"\textbf{" + c + "}" if t.best[i, j] else c)
         out.append(" & ".join(shown + cells) + r" \\")

@@ -323,7 +323,7 @@ def test_tables_say_what_the_spread_is_over_and_mark_a_cell_missing_a_fold():
     assert table.n_seeds[:, 0].tolist() == [2 * K, 2 * K - 1]
     for fmt in ("plain", "markdown", "latex", "html"):
         text = " ".join(render(table, fmt).replace("│", " ").split())  # the terminal wraps its caption
-        assert "mean ± sample std over 2 seeds × 3 folds" in text.replace(r"$\pm$", "±"), fmt
+        assert "mean ± sample std over 2 seeds × 3 folds" in text.replace(r"$\pm$", "±").replace(r"$\times$", "×"), fmt
         assert text.count("(n=5)") == 1 and text.count("(n=") == 2, fmt  # b's cell, and the caption saying why
 
 
