@@ -521,7 +521,9 @@ def _train_batch(ctx: RunContext, batch: list[tuple[_Pending, Any, Any]], summar
     """Train a batch of groups (one Tune experiment when there are several), then commit each group."""
     from repeval.tuning.grid import GroupInput, run_groups
 
-    inputs = [GroupInput(item.exp, item.dataset, item.model, data, item.name, ref) for item, ref, data in batch]
+    inputs = [
+        GroupInput(item.exp, item.dataset, item.model, data, item.name, ref, item.fold) for item, ref, data in batch
+    ]
     if len(batch) > 1:
         log.info("training %d probe grids together: %s", len(batch), ", ".join(i.name for i in inputs))
     for (item, _, _), g in zip(batch, run_groups(ctx.cfg, inputs, ctx.tune_storage), strict=True):

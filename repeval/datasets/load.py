@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from repeval.datasets.base import DATASETS, LoadReport
 from repeval.datasets.splits import fill_fold_splits, fill_splits
@@ -59,7 +61,48 @@ def load_folds(ds: Any, task: Any, found: LoadReport | None = None) -> dict[int,
         elif rows.column("track_id").equals(first.column("track_id")):  # only the split differs: share the rest
             rows = first.set_column(first.schema.get_field_index("split"), "split", rows.column("split"))
         out[f] = rows
+    check_rotation(ds, out)
     return out
+
+
+def check_rotation(ds: Any, folds: dict[int, pa.Table]) -> None:
+    """Folds that hold the same tracks must rotate: ``ValueError`` when every fold has the same splits (a manifest's
+    ``split_column`` or a loader's official train/validation/test split fixes every track's split, so the k "folds"
+    would train and test one split k times and their spread would be retraining noise, not k-fold cross-validation);
+    a warning when some tracks are tested in no fold or in several (fixed splits on part of the rows, or ``n_folds``
+    below a data set's official fold count). Loaders that give each fold its own rows (MTG-Jamendo's official
+    ``split-k`` files) are not checked."""
+    tables = list(folds.values())
+    if len(tables) < 2:
+        return
+    ids = tables[0].column("track_id")
+    if any(t.num_rows != len(ids) or not t.column("track_id").equals(ids) for t in tables[1:]):
+        return
+    splits = [t.column("split") for t in tables]
+    name = getattr(ds, "name", "?")
+    if all(s.equals(splits[0]) for s in splits[1:]):
+        column = getattr(ds, "split_column", None)
+        why = (
+            f"the manifest's split column {column!r} (dataset.split_column) gives every track its split"
+            if column
+            else "its loader gives every track an official train/validation/test split"
+        )
+        fix = "drop split_column to rotate stratified folds, or " if column else ""
+        raise ValueError(
+            f"dataset {name!r}: split_type: all, but all {len(tables)} folds have the same splits — {why}, so the "
+            f"folds cannot rotate and each would train and test the same tracks; {fix}use split_type: single"
+        )
+    tested = np.zeros(len(ids), dtype=np.int32)
+    for s in splits:
+        tested += pc.fill_null(pc.equal(s, "test"), False).to_numpy(zero_copy_only=False)
+    never, several = int((tested == 0).sum()), int((tested > 1).sum())
+    if never or several:
+        log.warning(
+            "dataset %s: of %d tracks, %d are tested in no fold and %d in several of the %d folds (their split is "
+            "fixed, or n_folds differs from the data set's folds): the mean over folds is not a k-fold "
+            "cross-validation estimate, in which every track is tested once",
+            name, len(ids), never, several, len(tables),
+        )  # fmt: skip
 
 
 def load_dataset(ds: Any, task: Any, report: bool = True) -> tuple[pa.Table, LoadReport]:

@@ -23,11 +23,12 @@ from matplotlib.figure import Figure
 
 from repeval.report import plots
 from repeval.report.left_out import ERROR_COLUMNS, MAX_ERROR_ROWS, dropped_at_load, error_records
-from repeval.report.render import fmt_number, render_html
+from repeval.report.render import CI_TIP, fmt_number, render_html
 from repeval.report.results import CLEAN, Run, combine_results, groups, load_runs, natural_key, ordered_scenarios
 from repeval.report.selection import choose_probes, combine_validation
 from repeval.report.tables import _higher, make_table, multi_task_datasets
 from repeval.store.store import show_errors_command
+from repeval.tuning.results import mean_intervals
 
 log = logging.getLogger(__name__)
 e = html.escape
@@ -151,12 +152,9 @@ def _per_label_block(df: pd.DataFrame, task: str, dataset: str, validation: pd.D
     keys = ["model", "probe", "scenario", "label"]
     metrics = list(dict.fromkeys(per["metric"]))
     stats = per.groupby([*keys, "metric"], sort=False).agg(
-        mean=("value", "mean"),
-        std=("value", "std"),
-        n=("value", "count"),
-        lo=("ci_low", "mean"),
-        hi=("ci_high", "mean"),
+        mean=("value", "mean"), std=("value", "std"), n=("value", "count")
     )
+    stats = stats.join(mean_intervals(per, [*keys, "metric"]).rename(columns={"ci_low": "lo", "ci_high": "hi"}))
     lookup = stats.to_dict("index")
     rows = sorted(
         dict.fromkeys(tuple(r) for r in per[keys].itertuples(index=False)),
@@ -178,7 +176,7 @@ def _per_label_block(df: pd.DataFrame, task: str, dataset: str, validation: pd.D
             text = fmt_number(rec["mean"]) + (f" ± {fmt_number(rec['std'])}" if rec["n"] > 1 else "")
             tip = f"n_seeds={int(rec['n'])}"  # as the other tables' cells say it
             if np.isfinite(rec["lo"]) and np.isfinite(rec["hi"]):
-                tip += f"; 95% bootstrap CI (mean over seeds) [{fmt_number(rec['lo'])}, {fmt_number(rec['hi'])}]"
+                tip += f"; {CI_TIP} [{fmt_number(rec['lo'])}, {fmt_number(rec['hi'])}]"
             cells += f'<td class="num" data-value="{rec["mean"]!r}" title="{e(tip)}">{e(text)}</td>'
         body.append(f"<tr>{cells}</tr>")
     selects = [

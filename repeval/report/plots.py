@@ -22,6 +22,7 @@ from repeval.report.render import fmt_number
 from repeval.report.results import CLEAN, natural_key, ordered_scenarios
 from repeval.report.selection import ProbeChoice, choose_probes
 from repeval.report.tables import _higher
+from repeval.tuning.results import mean_intervals
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def robustness_heatmap(
 def probe_capacity_curves(
     results: pd.DataFrame, task: str, dataset: str, metric: str | None = None, scenario: str = CLEAN
 ) -> Figure:
-    """One line per model across probes (M1 → M5), mean ± std over seeds."""
+    """One line per model across probes (M1 → M5), mean ± std over seeds (× folds), as the tables have them."""
     df = _group(results, task, dataset)
     metric = _metric(df, metric)
     df = df[(df["metric"] == metric) & (df["scenario"] == scenario)]
@@ -126,8 +127,10 @@ def probe_capacity_curves(
     ax = fig.add_subplot()
     x = np.arange(len(probes))
     for model in dict.fromkeys(df["model"]):
-        per_seed = df[df["model"] == model].groupby(["probe", "seed"])["value"].mean()
-        stats = per_seed.groupby(level="probe").agg(["mean", "std"]).reindex(probes)
+        mine = df[df["model"] == model]
+        fold = mine["fold"].fillna(-1) if "fold" in mine.columns else -1
+        replicates = mine.assign(_fold=fold).groupby(["probe", "seed", "_fold"])["value"].mean()
+        stats = replicates.groupby(level="probe").agg(["mean", "std"]).reindex(probes)
         ax.errorbar(x, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label=model)
     ax.set_xticks(x, probes)
     thesis = all(re.fullmatch(r"M[1-5]", str(p)) for p in probes)  # only the thesis' probes grow in that order
@@ -164,9 +167,8 @@ def per_label_bars(
     sel = df[(df["model"] == model) & (df["probe"] == probe)]
     if sel.empty:
         raise ValueError(f"no per-label '{metric}' values for {model}/{probe} on {scenario}")
-    stats = sel.groupby("label", sort=False).agg(
-        mean=("value", "mean"), lo=("ci_low", "mean"), hi=("ci_high", "mean")
-    ).sort_values("mean")  # fmt: skip
+    intervals = mean_intervals(sel, ["label"]).rename(columns={"ci_low": "lo", "ci_high": "hi"})
+    stats = sel.groupby("label", sort=False).agg(mean=("value", "mean")).join(intervals).sort_values("mean")
     fig = Figure(figsize=(6.4, 1.0 + 0.28 * len(stats)), dpi=FIG_DPI, layout="constrained")
     ax = fig.add_subplot()
     y = np.arange(len(stats))

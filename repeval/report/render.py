@@ -8,7 +8,10 @@ import io
 import math
 import sys
 
-from repeval.report.tables import Table, canonical_format
+from repeval.report.tables import Table, canonical_format, fewer_replicates
+
+#: what a cell's interval is (:func:`repeval.tuning.results.mean_intervals`)
+CI_TIP = "95% bootstrap CI of the mean (seeds averaged, folds combined)"
 
 
 def fmt_number(x: float, *, scale: float = 1.0, decimals: int = 3, signed: bool = False) -> str:
@@ -26,7 +29,9 @@ def cell_text(t: Table, i: int, j: int, *, scale: float = 1.0, decimals: int = 3
     """``mean ± std`` over seeds (just the mean with one seed)."""
     mean = fmt_number(t.mean[i, j], scale=scale, decimals=decimals, signed=t.delta[j])
     if t.n_seeds[i, j] > 1 and math.isfinite(t.std[i, j]):
-        return f"{mean}{pm}{fmt_number(t.std[i, j], scale=scale, decimals=decimals)}"
+        mean = f"{mean}{pm}{fmt_number(t.std[i, j], scale=scale, decimals=decimals)}"
+    if fewer_replicates(t)[i, j]:  # a failed training: over other test tracks than the other cells
+        mean += f" (n={int(t.n_seeds[i, j])})"
     return mean
 
 
@@ -48,7 +53,7 @@ def render_markdown(t: Table, *, scale: float = 1.0, decimals: int = 3) -> str:
     def esc(s: str) -> str:
         return s.replace("|", "\\|")
 
-    lines = [f"**{esc(t.title)}**" + (f" — {esc(t.caption)}" if t.caption else ""), ""]
+    lines = [f"**{esc(t.title)}**" + (f" — {esc(t.full_caption)}" if t.full_caption else ""), ""]
     lines.append("| " + " | ".join(esc(h) for h in t.row_names + _headers(t)) + " |")
     lines.append("|" + "---|" * len(t.row_names) + "---:|" * len(t.columns))
     for i, row in enumerate(t.rows):
@@ -100,6 +105,9 @@ _LATEX_SPECIAL = {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
     "Δ": r"$\Delta$",
+    "±": r"$\pm$",
+    "×": r"$\times$",
+    "…": r"\ldots{}",
     "—": "---",
 }
 
@@ -112,7 +120,7 @@ def render_latex(t: Table, *, scale: float = 1.0, decimals: int = 3) -> str:
     n_rows = len(t.row_names)
     spec = "l" * n_rows + "".join(" " + "r" * k for _, k in _metric_spans(t))
     out = [r"\begin{table}[t]", r"\centering", r"\small"]
-    cap = t.title + (f" ({t.caption})" if t.caption else "")
+    cap = t.title + (f" ({t.full_caption})" if t.full_caption else "")
     out.append(r"\caption{" + latex_escape(cap) + "}")
     out.append(r"\begin{tabular}{" + spec + "}")
     out.append(r"\toprule")
@@ -140,7 +148,7 @@ def render_latex(t: Table, *, scale: float = 1.0, decimals: int = 3) -> str:
         ]
         cells = []
         for j in range(len(t.columns)):
-            c = latex_escape(cell_text(t, i, j, scale=scale, decimals=decimals, pm=" ± ")).replace("±", r"$\pm$")
+            c = latex_escape(cell_text(t, i, j, scale=scale, decimals=decimals, pm=" ± "))
             c = c.replace("−", "-")
             cells.append(r"\textbf{" + c + "}" if t.best[i, j] else c)
         out.append(" & ".join(shown + cells) + r" \\")
@@ -154,7 +162,7 @@ def render_html(t: Table, *, scale: float = 1.0, decimals: int = 3, table_id: st
     e = html.escape
     ident = f' id="{e(table_id)}"' if table_id else ""
     parts = [f'<table class="rv-table sortable"{ident}>']
-    cap = e(t.title) + (f' <span class="rv-caption">{e(t.caption)}</span>' if t.caption else "")
+    cap = e(t.title) + (f' <span class="rv-caption">{e(t.full_caption)}</span>' if t.full_caption else "")
     parts.append(f"<caption>{cap}</caption>")
     parts.append("<thead>")
     subs = [s for _, s in t.columns]
@@ -179,7 +187,7 @@ def render_html(t: Table, *, scale: float = 1.0, decimals: int = 3, table_id: st
             if math.isfinite(t.ci_low[i, j]) and math.isfinite(t.ci_high[i, j]):
                 lo = fmt_number(t.ci_low[i, j], scale=scale, decimals=decimals)
                 hi = fmt_number(t.ci_high[i, j], scale=scale, decimals=decimals)
-                tip += f"; 95% bootstrap CI (mean over seeds) [{lo}, {hi}]"
+                tip += f"; {CI_TIP} [{lo}, {hi}]"
             cls = ' class="num best"' if t.best[i, j] else ' class="num"'
             text = e(cell_text(t, i, j, scale=scale, decimals=decimals))
             parts.append(f'<td{cls} data-value="{value}" title="{e(tip)}">{text}</td>')
@@ -196,7 +204,7 @@ def render_terminal(t: Table, *, color: bool | None = None, scale: float = 1.0, 
     if color is None:
         color = sys.stdout.isatty()
     rt = RichTable(
-        title=t.title, caption=(t.caption + "; " if t.caption else "") + ("" if color else "* best in column")
+        title=t.title, caption=(t.full_caption + "; " if t.full_caption else "") + ("" if color else "* best in column")
     )
     for name in t.row_names:
         rt.add_column(name, no_wrap=True)

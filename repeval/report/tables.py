@@ -35,6 +35,7 @@ from repeval.registry import closest, unknown_name_message
 from repeval.report.deltas import left_out_note, paired_deltas
 from repeval.report.results import CLEAN, combine_results, groups, load_runs, natural_key, ordered_scenarios
 from repeval.report.selection import choose_probes, combine_validation
+from repeval.tuning.results import mean_intervals
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +63,27 @@ class Table:
     caption: str = ""
     task: str = ""
     dataset: str = ""
+    #: what a cell's mean ± std is over, e.g. ``2 seeds × 4 folds`` (:func:`replicates_text`)
+    replicates: str = ""
 
     def __post_init__(self) -> None:
         if not self.delta:
             self.delta = [False] * len(self.columns)
         if self.best.shape != self.mean.shape:
             self.best = best_mask(self.mean, [_higher(m) for m, _ in self.columns])
+
+    @property
+    def full_caption(self) -> str:
+        """The caption as rendered: what ± is over (with several replicates), that a cell marked ``(n=…)`` has fewer
+        replicates than the table's others (a failed training: its mean is over other test tracks), the preset's."""
+        parts = []
+        if self.replicates and (self.n_seeds > 1).any():
+            parts.append(f"mean ± sample std over {self.replicates}")
+        if fewer_replicates(self).any():
+            parts.append(
+                "(n=…): a cell over fewer replicates than its run's others (a failed training or an undefined value)"
+            )
+        return "; ".join([*parts, self.caption] if self.caption else parts)
 
     def to_frame(self) -> pd.DataFrame:
         """Long frame: row keys, metric, column, mean, std, n_seeds, ci_low, ci_high, best."""
@@ -95,6 +111,34 @@ def _higher(metric: str) -> bool:
         return higher_is_better(metric)
     except ValueError:
         return True
+
+
+def fewer_replicates(t: Table) -> np.ndarray:
+    """Cells with a value over fewer replicates (seeds × folds) than the most of their run's cells (several runs: rows
+    lead with the run id) — a failed training, whose cell's mean is over other test tracks than the others'."""
+    n = np.asarray(t.n_seeds)
+    out = np.zeros(n.shape, dtype=bool)
+    runs = [r[0] for r in t.rows] if t.row_names[:1] == ["run_id"] else [""] * len(t.rows)
+    for run in set(runs):
+        rows = np.array([r == run for r in runs], dtype=bool)
+        if n[rows].size:
+            out[rows] = (n[rows] > 0) & (n[rows] < n[rows].max())
+    return out
+
+
+def replicates_text(df: pd.DataFrame) -> str:
+    """What a table's mean ± std is over: ``3 seeds``, ``2 seeds × 4 folds`` (per run when runs differ)."""
+
+    def text(d: pd.DataFrame) -> str:
+        seeds = int(d["seed"].nunique())
+        out = f"{seeds} seed{'s' if seeds != 1 else ''}"
+        folds = int(d["fold"].dropna().nunique()) if "fold" in d.columns else 0
+        return out + (f" × {folds} fold{'s' if folds != 1 else ''}" if folds else "")
+
+    per_run = {str(r): text(d) for r, d in df.groupby("run_id", sort=False)} if "run_id" in df.columns else {}
+    if len(set(per_run.values())) > 1:
+        return ", ".join(f"{v} ({r})" for r, v in per_run.items())
+    return next(iter(per_run.values()), text(df) if len(df) else "")
 
 
 def best_mask(mean: np.ndarray, higher: Sequence[bool]) -> np.ndarray:
@@ -155,13 +199,8 @@ def _ordered_rows(df: pd.DataFrame, keys: list[str]) -> list[tuple[str, ...]]:
 
 
 def _stats(per_seed: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    return per_seed.groupby(keys, sort=False).agg(
-        mean=("value", "mean"),
-        std=("value", "std"),
-        n=("value", "count"),
-        ci_low=("ci_low", "mean"),
-        ci_high=("ci_high", "mean"),
-    )
+    stats = per_seed.groupby(keys, sort=False).agg(mean=("value", "mean"), std=("value", "std"), n=("value", "count"))
+    return stats.join(mean_intervals(per_seed, keys))
 
 
 def _fill(
@@ -314,7 +353,7 @@ def make_table(
         table = model_comparison(df, chosen, title, validation)
     else:
         table = PRESETS[preset](df, chosen, title)
-    table.task, table.dataset = t, d
+    table.task, table.dataset, table.replicates = t, d, replicates_text(df)
     return table
 
 

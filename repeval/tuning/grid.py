@@ -258,7 +258,8 @@ def _fingerprint(units: list[Unit], ev: EvalSettings, data: ProbeData, extra: An
 def sampler(seed: int, name: str, max_concurrent: int | None) -> Any:
     """Tune's variant generator for experiment ``name``, its random draws seeded from the run's ``seed`` and
     the name: a search space samples the same configurations on every run of a configuration (so a rerun
-    whose experiment state was lost still finds its finished trials), and different ones per experiment.
+    whose experiment state was lost still finds its finished trials), and different ones per experiment (the
+    caller names the group without its fold, so every fold of a k-fold dataset samples the same ones).
     It carries ``max_concurrent`` itself (Tune ignores ``TuneConfig.max_concurrent_trials`` beside it)."""
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
@@ -526,9 +527,16 @@ class GroupInput:
     name: str = ""
     #: ``data``'s object-store reference when the caller already put it there (:func:`share`); else it is put once
     ref: Any = None
+    #: the fold of a ``split_type: all`` dataset (``None``: one split)
+    fold: int | None = None
 
     def __post_init__(self) -> None:
-        self.name = self.name or f"{self.exp.task.name}__{self.dataset}__{self.model}"
+        self.name = self.name or self.cell
+
+    @property
+    def cell(self) -> str:
+        """``<task>__<dataset>__<model>``: the group without its fold — what every fold shares."""
+        return f"{self.exp.task.name}__{self.dataset}__{self.model}"
 
 
 def share(data: ProbeData) -> tuple[Any, ProbeData]:
@@ -689,7 +697,9 @@ class _Group:
             tc = tune.TuneConfig(
                 num_samples=spec.num_samples if spec.space else 1,
                 scheduler=scheduler,
-                search_alg=sampler(run.seed, name, res.max_concurrent_trials),
+                # every fold of a k-fold dataset samples the same configurations (its experiment's name, no fold):
+                # a configuration's results then average over the folds (one split: the experiment's name as ever)
+                search_alg=sampler(run.seed, f"{self.inp.cell}__{spec.name}", res.max_concurrent_trials),
                 reuse_actors=run.reuse_actors,
             )
             extra = {"space": spec.space, "num_samples": spec.num_samples, "scheduler": spec.scheduler}
@@ -698,9 +708,11 @@ class _Group:
             self.out.experiments.append(str(Path(storage_path) / name))
             for conf, r in pairs:
                 sampled = conf.get("sampled") or {}
-                suffix = (
-                    f"-{r.metrics.get('trial_id', '')}" if spec.space and spec.select == "all" and r.metrics else ""
-                )
+                suffix = ""
+                if spec.space and spec.select == "all" and r.metrics:
+                    trial = str(r.metrics.get("trial_id", ""))
+                    # k folds: the sample's index (``_00003``), the same configuration in every fold's experiment
+                    suffix = f"-{trial.rsplit('_', 1)[-1] if self.inp.fold is not None else trial}"
                 self.collect(units[conf["unit"]], r, suffix, sampled)
 
     def select_best(self) -> None:

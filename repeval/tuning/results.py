@@ -10,10 +10,14 @@ track that failed under one scenario only is left out of that comparison, never 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 RESULT_SCHEMA = pa.schema(
     [
@@ -135,6 +139,39 @@ def with_result_columns(table: pa.Table) -> pa.Table:
     return table.select(RESULT_SCHEMA.names).cast(RESULT_SCHEMA)
 
 
+def mean_intervals(df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """``ci_low`` / ``ci_high`` per ``keys`` group of result rows (columns ``seed``, ``value``, ``ci_low``,
+    ``ci_high`` and, for a k-fold dataset, ``fold``): the interval of the mean the group reports, indexed by ``keys``.
+
+    A replicate's bootstrap interval is over its own test set. The seeds of one split share that set, so their
+    intervals are averaged. The folds of a ``split_type: all`` dataset test disjoint tracks (every track once): the
+    mean over a seed's k folds is known better than any one fold's value, so each side of its interval is
+    ``sqrt(Σ_f h_f²) / k`` from that mean, ``h_f`` a fold's distance from its value to that bound (independent
+    estimates); then averaged over seeds. One fold, or a dataset with one split: the bounds as they are. Rows whose
+    ``value`` is null are left out; a seed with a fold that has no interval has none."""
+    import pandas as pd
+
+    keys = list(keys)
+    d = df[df["value"].notna()]
+    fold = d["fold"] if "fold" in d.columns else pd.Series(np.nan, index=d.index)
+    d = d.assign(_fold=pd.to_numeric(fold, errors="coerce").fillna(-1), _v=d["value"].astype(float))
+    d = d.assign(_l=d["ci_low"].astype(float), _h=d["ci_high"].astype(float))
+    per_fold = d.groupby([*keys, "seed", "_fold"], sort=False, dropna=False)[["_v", "_l", "_h"]].mean().reset_index()
+    v, lo, hi = per_fold["_v"], per_fold["_l"], per_fold["_h"]
+    per_fold = per_fold.assign(
+        _lo2=(v - lo).clip(lower=0) ** 2, _hi2=(hi - v).clip(lower=0) ** 2, _none=lo.isna() | hi.isna()
+    )
+    g = per_fold.groupby([*keys, "seed"], sort=False, dropna=False).agg(
+        v=("_v", "mean"), k=("_v", "size"), lo2=("_lo2", "sum"), hi2=("_hi2", "sum"), none=("_none", "any"),
+        lo=("_l", "mean"), hi=("_h", "mean"),
+    )  # fmt: skip
+    one = g["k"] == 1
+    ci_low = g["lo"].where(one, g["v"] - np.sqrt(g["lo2"]) / g["k"]).where(~g["none"])
+    ci_high = g["hi"].where(one, g["v"] + np.sqrt(g["hi2"]) / g["k"]).where(~g["none"])
+    per_seed = pd.DataFrame({"ci_low": ci_low, "ci_high": ci_high}).reset_index()
+    return per_seed.groupby(keys, sort=False, dropna=False)[["ci_low", "ci_high"]].mean()
+
+
 def _sample_std(v: Any) -> float:
     return float(np.std(v.dropna(), ddof=1)) if v.notna().sum() > 1 else np.nan
 
@@ -144,8 +181,9 @@ def seed_summary(table: pa.Table) -> pa.Table:
 
     A replicate whose value is undefined (null: a metric with no value on that seed's test set) is left out of the
     mean, the std, the bootstrap bounds *and* the counts: ``n_seeds`` / ``n_folds`` count the seeds and folds that
-    entered the mean (0 seeds for a cell with no defined value). ``ci_low`` / ``ci_high`` are the means of those
-    replicates' bootstrap bounds (``None`` without them). ``delta_mean`` / ``delta_std``: the same over the replicates'
+    entered the mean (0 seeds for a cell with no defined value). ``ci_low`` / ``ci_high``: the interval of the mean
+    from those replicates' bootstrap bounds (:func:`mean_intervals`: folds combined, seeds averaged; ``None`` without
+    them). ``delta_mean`` / ``delta_std``: the same over the replicates'
     ``delta`` (deformed scenarios: each replicate's change from clean on the tracks both its test sets hold), over
     those replicates whose ``delta`` is defined.
     """
@@ -172,11 +210,10 @@ def seed_summary(table: pa.Table) -> pa.Table:
         n=("value", "count"),
         n_seeds=("seed", "nunique"),
         n_folds=("fold", "nunique"),
-        ci_low=("ci_low", "mean"),
-        ci_high=("ci_high", "mean"),
         delta_mean=("delta", "mean"),
         delta_std=("delta", _sample_std),
-    ).reset_index()
+    )
+    out = out.join(mean_intervals(df, SUMMARY_KEYS)).reset_index()
     recs = out.to_dict("records")
     for r in recs:
         r["label"] = r["label"] if isinstance(r["label"], str) and r["label"] else None

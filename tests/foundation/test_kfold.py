@@ -244,3 +244,133 @@ def test_augmenting_a_fold_adds_that_folds_training_tracks_deformed(kfold):
         assert n == len(train) and len(aug.x_train) == 2 * n, f"fold {f}"
         np.testing.assert_array_equal(aug.x_train[n:], np.stack([by_id[t] for t in train]))
         np.testing.assert_array_equal(aug.y_train, np.concatenate([plain.y_train, plain.y_train]))
+
+
+def test_folds_that_cannot_rotate_are_refused_and_partly_fixed_splits_warned(rendered_notes, tmp_path, caplog):
+    """``split_type: all`` on a manifest whose split column gives every track its split: the k "folds" would be one
+    split trained and tested k times (reported as k-fold cross-validation) — refused, naming the fix. A split column
+    that fixes some tracks only: those tracks are tested in every fold or in none — a warning says so."""
+    import csv
+
+    from repeval.config.schema import DatasetConfig, TaskConfig
+    from repeval.datasets import load_folds
+
+    task = TaskConfig(name="instrument", type="multiclass_classification")
+    fixed = DatasetConfig(**notes_dataset(rendered_notes, split_type="all", n_folds=K))
+    with pytest.raises(ValueError, match=r"all 3 folds have the same splits .*split column 'split'.*drop split_column"):
+        load_folds(fixed, task)
+
+    with open(rendered_notes, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for i, r in enumerate(rows):  # two tracks keep their manifest split (test), the others rotate
+        r["split"] = "test" if i < 2 else ""
+        r["audio_path"] = str(rendered_notes.parent / r["audio_path"])
+    manifest = tmp_path / "partly.csv"
+    with open(manifest, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    partly = DatasetConfig(**notes_dataset(manifest, split_type="all", n_folds=K))
+    folds = load_folds(partly, task)
+    assert sorted(folds) == list(range(K))
+    assert re.search(r"of 48 tracks, \d+ are tested in no fold and 2 in several of the 3 folds", caplog.text)
+
+
+def test_the_interval_of_a_mean_over_folds_combines_the_folds_disjoint_test_sets():
+    """Each fold's bootstrap interval is over its own test tracks (a k-th of the data); the folds' mean is over every
+    track, so its interval is narrower: half-width sqrt(Σ h²)/k, not one fold's h. Seeds of one split share their
+    test set: their intervals are averaged, as before."""
+    from repeval.report.results import normalise_results
+    from repeval.tuning.results import results_table, seed_summary
+
+    def rows(folds, seeds):
+        return [
+            {"task": "t", "task_type": "multiclass_classification", "dataset": "d", "model": "m", "probe": "p",
+             "seed": s, "fold": f, "scenario": "clean", "metric": "accuracy", "label": None, "value": v,
+             "ci_low": v - h, "ci_high": v + 2 * h, "n_test": 30}
+            for s in seeds
+            for f, v, h in folds
+        ]  # fmt: skip
+
+    kfold = results_table("r", rows([(0, 0.5, 0.1), (1, 0.6, 0.1), (2, 0.7, 0.2), (3, 0.6, 0.2)], seeds=(0, 1)))
+    half = np.sqrt(0.1**2 + 0.1**2 + 0.2**2 + 0.2**2) / 4  # ≈ 0.079, where one fold's is 0.1–0.2
+    (summary,) = seed_summary(kfold).to_pylist()
+    assert summary["mean"] == pytest.approx(0.6) and (summary["n_seeds"], summary["n_folds"]) == (2, 4)
+    assert summary["ci_low"] == pytest.approx(0.6 - half) and summary["ci_high"] == pytest.approx(0.6 + 2 * half)
+    table = make_table(normalise_results(kfold.to_pandas()), "all_deform_all_models")
+    assert (table.ci_low[0, 0], table.ci_high[0, 0]) == pytest.approx((0.6 - half, 0.6 + 2 * half))
+
+    one_split = results_table("r", rows([(None, 0.5, 0.1)], seeds=(0,)) + rows([(None, 0.7, 0.2)], seeds=(1,)))
+    (summary,) = seed_summary(one_split).to_pylist()
+    assert (summary["ci_low"], summary["ci_high"]) == pytest.approx((0.45, 0.9))  # the seeds' bounds, averaged
+
+
+def test_tables_say_what_the_spread_is_over_and_mark_a_cell_missing_a_fold():
+    """A table's ± is the sample std over seeds × folds, and its caption says so in every format; a cell that lost a
+    replicate (a failed training: its mean is over other test tracks) is marked with its n, not passed off as
+    comparable to the others."""
+    from repeval.report.render import render
+    from repeval.report.results import normalise_results
+    from repeval.tuning.results import results_table
+
+    rows = [
+        {"task": "t", "task_type": "multiclass_classification", "dataset": "d", "model": m, "probe": "p", "seed": s,
+         "fold": f, "scenario": "clean", "metric": "accuracy", "label": None, "value": 0.5 + 0.1 * f, "n_test": 30}
+        for m in ("a", "b") for s in (0, 1) for f in range(K)
+        if not (m == "b" and s == 1 and f == 0)  # b's training on fold 0 failed for seed 1
+    ]  # fmt: skip
+    table = make_table(normalise_results(results_table("r", rows).to_pandas()), "all_deform_all_models")
+    assert table.n_seeds[:, 0].tolist() == [2 * K, 2 * K - 1]
+    for fmt in ("plain", "markdown", "latex", "html"):
+        text = " ".join(render(table, fmt).replace("│", " ").split())  # the terminal wraps its caption
+        assert "mean ± sample std over 2 seeds × 3 folds" in text.replace(r"$\pm$", "±").replace(r"$\times$", "×"), fmt
+        assert text.count("(n=5)") == 1 and text.count("(n=") == 2, fmt  # b's cell, and the caption saying why
+
+
+def test_the_probe_capacity_figure_shows_the_spread_the_tables_show():
+    """The figure's error bars were the std over seeds of each seed's mean over folds: none with one seed, where the
+    tables show the spread over the folds. Now both are over seeds × folds."""
+    from repeval.report import plots
+    from repeval.report.results import normalise_results
+    from repeval.tuning.results import results_table
+
+    rows = [
+        {"task": "t", "task_type": "multiclass_classification", "dataset": "d", "model": "m", "probe": p, "seed": 0,
+         "fold": f, "scenario": "clean", "metric": "accuracy", "label": None, "value": v + 0.1 * f, "n_test": 30}
+        for p, v in (("M1", 0.4), ("M2", 0.6)) for f in range(K)
+    ]  # fmt: skip
+    results = normalise_results(results_table("r", rows).to_pandas())
+    table = make_table(results, "all_deform_all_models")
+    fig = plots.probe_capacity_curves(results, "t", "d", "accuracy")
+    (bars,) = fig.axes[0].containers[0].lines[2]  # the error bars of the one model's line
+    half = [abs(seg[1][1] - seg[0][1]) / 2 for seg in bars.get_segments()]
+    assert half == pytest.approx(table.std[:, 0].tolist()) and min(half) == pytest.approx(0.1)
+
+
+def test_a_sampled_search_space_tries_the_same_configurations_in_every_fold(kfold, rendered_notes, tmp_path):
+    """``select: all`` over a search ``space``: each fold's experiment sampled its own configurations, named by its
+    trial ids, so no configuration had results over the folds — the table held one row per (fold, sample), each a
+    single fold's score, and its best was the best of those. Now every fold samples the same configurations, named
+    by their index, so each averages over the folds."""
+    from repeval.tuning.data import probe_data
+    from repeval.tuning.grid import GroupInput, run_groups
+
+    cfg, ctx, _, _, _ = kfold
+    probe = {"name": "rs", "hidden_units": [], "standardize": True, "batch_size": 16, "epochs": 3,
+             "search": {"space": {"learning_rate": {"loguniform": [1e-3, 1e-1]}}, "num_samples": 2, "select": "all"}}  # fmt: skip
+    space = config(tmp_path, "space", notes_dataset(rendered_notes), probe)
+    exp = cfg.experiments[0].model_copy(update={"downstream_models": space.experiments[0].downstream_models})
+    resources = cfg.run.resources.model_copy(update={"max_concurrent_trials": 1})  # one trial actor, reused
+    run = cfg.run.model_copy(update={"resources": resources})
+    folds = ctx.folds[(0, "notes")]
+    inputs = [
+        GroupInput(exp, "notes", "mfcc-stats", probe_data(exp.task.effective_type, folds[f], ctx.store, "notes",
+                   "mfcc-stats", ["D1"]), f"instrument__notes__mfcc-stats__fold{f}", fold=f)
+        for f in (0, 1)
+    ]  # fmt: skip
+    out = run_groups(cfg.model_copy(update={"run": run}), inputs, str(tmp_path / "tune"))
+    tried = [{p["probe"]: p["params"] for p in g.probes} for g in out]
+    assert sorted(tried[0]) == ["rs-00000", "rs-00001"] and tried[0] == tried[1]  # the same configurations
+    assert len(set(tried[0].values())) == 2
+    tested = [{(r["probe"], r["scenario"]) for r in g.rows} for g in out]
+    assert tested[0] == tested[1] == {(p, s) for p in tried[0] for s in ("clean", "D1")}

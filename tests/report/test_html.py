@@ -49,7 +49,9 @@ def test_per_label_cells_give_n_as_the_other_tables_cells_do(report):
     assert len(tables) == 2  # one per task/dataset pair
     for table in tables:
         tips = re.findall(r'<td class="num" data-value="[^"]+" title="([^"]*)">', table)
-        assert tips and all(re.match(r"n_seeds=2; 95% bootstrap CI \(mean over seeds\) \[", t) for t in tips), tips[:3]
+        assert tips and all(
+            re.match(r"n_seeds=2; 95% bootstrap CI of the mean \(seeds averaged, folds combined\) \[", t) for t in tips
+        ), tips[:3]
         assert "hover a cell for n and its bootstrap interval" in table
 
 
