@@ -166,7 +166,7 @@ def test_shipped_catalog_and_key_configs_plan_on_rendered_data(tmp_path, monkeyp
     plan = make_plan(cat)
     exp = cat.experiments[0]
     assert exp.task.type == "multilabel_classification" and exp.datasets[0].label_separator == "|"
-    assert (plan.trainings, plan.partitions) == (3 * (1 + 216) * 3, 3 * 5)
+    assert (plan.trainings, plan.partitions) == (3 * (6 + 216) * 3, 3 * 5)  # MARBLE's 6 learning rates, Jukemir's 216
     keys = load_config(REPO / "configs" / "key_estimation.yaml")
     check_data_paths(keys)
     plan = make_plan(keys)
