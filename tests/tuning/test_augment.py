@@ -117,6 +117,8 @@ def test_the_shipped_augmentation_config_compares_clean_and_augmented_training(r
     assert cfg.run.deform_splits == ("test",)  # the augmenting scenario deforms the training tracks by itself
     plan = make_plan(cfg)
     assert (plan.trainings, plan.partitions) == (2 * 2 * 2 * 3, 2 * 4)  # tasks × models × probes × seeds; shared
-    experiment_lines = [line for line in plan.lines if " on rendered_notes: " in line]  # each followed by its probe lines
+    experiment_lines = [
+        line for line in plan.lines if " on rendered_notes: " in line
+    ]  # each followed by its probe lines
     assert len(experiment_lines) == 2 and not experiment_lines[0].endswith("training rows augmented with noise_10db")
     assert experiment_lines[1].endswith("training rows augmented with noise_10db")
