@@ -52,6 +52,8 @@ class RunContext:
     reports: dict[tuple[int, str], LoadReport] = field(default_factory=dict)
     #: the store's lock when :func:`make_context` took it (``lock=True``); :func:`stage_embed` releases it
     lock: StoreLock | None = None
+    #: :func:`training_hash` per experiment index (it expands the experiment's probes: done once, not per group)
+    training_hashes: dict[int, str] = field(default_factory=dict)
 
     @property
     def tune_storage(self) -> str:
@@ -316,7 +318,9 @@ def group_inputs(
     augment = _augment(exp, dataset)
     if augment:
         out["augment"] = augment
-    out["training"] = training_hash(ctx.cfg, exp)
+    if ei not in ctx.training_hashes:
+        ctx.training_hashes[ei] = training_hash(ctx.cfg, exp)
+    out["training"] = ctx.training_hashes[ei]
     return out
 
 

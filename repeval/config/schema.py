@@ -653,6 +653,27 @@ def _plain(v: Any) -> Any:
     return v
 
 
+def _one_run_file(
+    seen: dict[str, tuple[str, tuple[str, ...]]], folder: str, names: dict[str, str], where: str, harm: str
+) -> None:
+    """``names`` (kind → name) name the run's file ``<folder>/<name>__<name>….parquet``; refuse them when other names
+    already named it in ``seen`` (joined otherwise, ``a__b`` + ``c`` vs ``a`` + ``b__c``, or differing only in case:
+    one file on a case-insensitive filesystem), saying what ``harm`` it would do."""
+    values = tuple(names.values())
+    file = f"{folder}/{'__'.join(values)}.parquet"
+    first, old = seen.setdefault(file.casefold(), (where, values))
+    if old != values:
+
+        def spell(vals: tuple[str, ...]) -> str:
+            parts = [f"{kind} {v!r}" for kind, v in zip(names, vals, strict=True)]
+            return ", ".join(parts[:-1]) + f" and {parts[-1]}"
+
+        raise ValueError(
+            f"{where}: {spell(values)} name the run's file {file}, as {spell(old)} ({first}) do (on a case-insensitive "
+            f"filesystem if only the case differs) — {harm}: rename one"
+        )
+
+
 class Config(Strict):
     """The whole file. Top-level keys starting with ``x-`` are ignored (a place for YAML anchors)."""
 
@@ -702,7 +723,7 @@ class Config(Strict):
         from repeval.store.store import stored_name
 
         partitions: dict[tuple[str, ...], tuple[str, tuple[str, str, str]]] = {}
-        groups: dict[str, tuple[str, tuple[str, str, str]]] = {}
+        groups: dict[str, tuple[str, tuple[str, ...]]] = {}
         for ei, exp in enumerate(self.experiments):
             for di, ds in enumerate(exp.datasets):
                 where = f"experiments[{ei}].datasets[{di}]"
@@ -725,15 +746,10 @@ class Config(Strict):
                                 f"{where}: {kind} {names[i]!r} and {kind} {seen[i]!r} ({first}) are both stored in "
                                 f"the store's {folder} — their embeddings would mix in one partition: rename one"
                             )
-                    names = (exp.task.name, ds.name, m.id)
-                    first, seen = groups.setdefault("__".join(names).casefold(), (where, names))
-                    if seen != names:
-                        raise ValueError(
-                            f"{where}: task {names[0]!r}, dataset {names[1]!r} and model {names[2]!r} name the run's "
-                            f"file groups/{'__'.join(names)}.parquet, as task {seen[0]!r}, dataset {seen[1]!r} and "
-                            f"model {seen[2]!r} ({first}) do (on a case-insensitive filesystem if only the case "
-                            "differs) — one grid's results would replace the other's: rename one"
-                        )
+                    _one_run_file(
+                        groups, "groups", {"task": exp.task.name, "dataset": ds.name, "model": m.id}, where,
+                        "one grid's results would replace the other's",
+                    )  # fmt: skip
         return self
 
     @model_validator(mode="after")
@@ -748,20 +764,18 @@ class Config(Strict):
         shares its partitions, as one defined alike does: a track's embeddings do not depend on a task's splits, and
         the run checks when it loads the rows that a track id names one audio file in every definition
         (:func:`repeval.runner.check_shared_tracks`)."""
-        pairs: dict[str, tuple[str, TaskConfig, DatasetConfig]] = {}
+        pairs: dict[tuple[str, str], tuple[str, TaskConfig, DatasetConfig]] = {}
+        files: dict[str, tuple[str, tuple[str, ...]]] = {}
         scenarios: dict[tuple[str, str], tuple[str, DeformationScenario]] = {}
         for ei, exp in enumerate(self.experiments):
             for di, ds in enumerate(exp.datasets):
                 where = f"experiments[{ei}].datasets[{di}]"
                 task, name = exp.task.name, ds.name
                 # the run's per-(task, dataset) files: splits/<task>__<dataset>.parquet, load_report.json's key
-                first, t0, d0 = pairs.setdefault(f"{task}__{name}".casefold(), (where, exp.task, ds))
-                if (t0.name, d0.name) != (task, name):
-                    raise ValueError(
-                        f"{where}: task {task!r} and dataset {name!r} name the run's file splits/{task}__{name}.parquet, "
-                        f"as task {t0.name!r} and dataset {d0.name!r} ({first}) do (on a case-insensitive filesystem if "
-                        "only the case differs) — one's splits would replace the other's: rename one"
-                    )
+                _one_run_file(
+                    files, "splits", {"task": task, "dataset": name}, where, "one's splits would replace the other's"
+                )
+                first, t0, d0 = pairs.setdefault((task, name), (where, exp.task, ds))
                 if t0 != exp.task or d0 != ds:
                     diff = _differences(t0, exp.task, "task.") + _differences(d0, ds, "")
                     raise ValueError(

@@ -284,6 +284,8 @@ def _plan_dataset(
                 done |= pc.is_in(ids, value_set=st.planned[key]).to_numpy(zero_copy_only=False)
             missing = wanted & ~done
             if not missing.any() and (part.complete or key in st.parts):
+                if key not in st.parts:  # complete; accepted under a stamp from before WINDOWING_ENTRIES: say so once
+                    part.restamp(fp, {"config_hash": config_hash(fp)})
                 continue
             if frames_kept:  # its rows have frames; this run would add rows without them
                 raise frames_conflict(part, int(missing.sum()))

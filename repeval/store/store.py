@@ -20,7 +20,7 @@ import os
 import shlex
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -223,6 +223,9 @@ class Partition:
     dataset: str
     model: str
     scenario: str
+    # the fingerprint :meth:`check_compatible` last accepted by the windowing rule (:meth:`_only_windowing_added`):
+    # :meth:`stamp` and :meth:`restamp` need not read every part file's ``n_chunks`` again
+    _windowing_accepted: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def fs(self) -> pafs.FileSystem:
@@ -335,7 +338,9 @@ class Partition:
         if isinstance(old, dict) and old.get("keep_frames") is True and fingerprint.get("keep_frames") is False:
             if {**old, "keep_frames": False} == fingerprint:
                 return True
-        if old is not None and old != fingerprint and not self._only_windowing_added(old, fingerprint):
+        if old is not None and old != fingerprint and self._only_windowing_added(old, fingerprint):
+            self._windowing_accepted = fingerprint
+        elif old is not None and old != fingerprint:
             diff = _described_diff(old, fingerprint, stamp.get("described"), described)
             hint = ""
             if isinstance(old, dict) and old.get("keep_frames") is False and fingerprint.get("keep_frames") is True:
@@ -432,8 +437,8 @@ class Partition:
         existing = self._read_json(STAMP)
         if existing is None:
             body: dict[str, Any] = {"created_at": time.time()}
-        elif existing.get("fingerprint") != fingerprint and self._only_windowing_added(
-            existing["fingerprint"], fingerprint
+        elif existing.get("fingerprint") != fingerprint and (
+            self._windowing_accepted == fingerprint or self._only_windowing_added(existing["fingerprint"], fingerprint)
         ):
             # check_compatible accepted this stamp from before WINDOWING_ENTRIES for its one-window rows; rows of
             # several windows may join them now, so it says from here on how they are computed
@@ -445,6 +450,21 @@ class Partition:
         if described:
             body["described"] = described
         _atomic_write_bytes(self.fs, f"{self.path}/{STAMP}", json.dumps(body, sort_keys=True).encode())
+
+    def restamp(self, fingerprint: dict[str, Any], provenance: dict[str, Any] | None = None) -> bool:
+        """Write ``fingerprint`` into the stamp and manifest of a partition that :meth:`check_compatible` has just
+        accepted under it by the windowing rule (a pre-:data:`WINDOWING_ENTRIES` stamp, rows all one window), so a
+        complete partition is not re-checked row by row on every later run. Returns whether it wrote anything."""
+        if self._windowing_accepted != fingerprint:
+            return False
+        for name in (STAMP, MANIFEST):
+            body = self._read_json(name)
+            if body is not None and body.get("fingerprint") != fingerprint:
+                body = {**body, **(provenance or {}), "fingerprint": fingerprint}
+                text = json.dumps(body, indent=1 if name == MANIFEST else None, sort_keys=True)
+                _atomic_write_bytes(self.fs, f"{self.path}/{name}", text.encode())
+        self._windowing_accepted = None
+        return True
 
     def read(self, columns: list[str] | None = None) -> pa.Table:
         files = self.data_files()

@@ -98,9 +98,18 @@ class _Rows:
     track ids (and each row's number of frames), then the embeddings (or frames) file by file, each row copied
     straight into the array of the split it is taken for. The partition's whole embedding matrix is never held."""
 
-    def __init__(self, store: EmbeddingStore, dataset: str, model: str, scenario: str, aggregation: str) -> None:
+    def __init__(
+        self,
+        store: EmbeddingStore,
+        dataset: str,
+        model: str,
+        scenario: str,
+        aggregation: str,
+        files: list[str] | None = None,
+    ) -> None:
+        """``files``: the partition's part files when the caller has just listed them (else listed here)."""
         self.part = part = store.partition(dataset, model, scenario)
-        self.files = part.data_files()
+        self.files = files or part.data_files()
         self.frames = aggregation in FRAME_AGGREGATIONS
         schema = pq.read_schema(self.files[0], filesystem=part.fs)
         if self.frames:
@@ -194,11 +203,13 @@ def probe_data(
     # classes come from the whole labelled set so every split shares one encoding
     _, classes = encode(task_type, labels.to_pylist())
 
-    def load(sid: str, wanted: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray, list[str], np.ndarray]]:
+    def load(
+        sid: str, wanted: list[str], files: list[str] | None = None
+    ) -> dict[str, tuple[np.ndarray, np.ndarray, list[str], np.ndarray]]:
         """Per split of ``wanted``: the embeddings (or frames) of scenario ``sid``'s rows whose track is in that split,
         in track-id order (reproducible training: store row order is arrival order), their labels, track ids and
         each track's number of frames (for mean embeddings: one)."""
-        part = _Rows(store, dataset, model, sid, aggregation)
+        part = _Rows(store, dataset, model, sid, aggregation, files)
         row_of = pc.index_in(part.ids, value_set=row_ids)
         pos = [part.positions(row_of, splits, split) for split in wanted]
         out = {}
@@ -239,11 +250,12 @@ def probe_data(
     counts = {CLEAN: cte}
     for sid in scenarios:
         part = store.partition(dataset, model, sid)
-        if sid not in loaded and not part.part_files():  # every track of the partition is an error record
+        files = [] if sid in loaded else part.part_files()
+        if sid not in loaded and not files:  # every track of the partition is an error record
             no_ids: list[str] = []
             xs, sy, tids, c = xte[:0], yte[:0], no_ids, cte[:0]
         else:
-            xs, sy, tids, c = (loaded[sid] if sid in loaded else load(sid, tests_of[sid]))["test"]
+            xs, sy, tids, c = (loaded[sid] if sid in loaded else load(sid, tests_of[sid], files))["test"]
         if not tids:
             # a deformation that failed on every test track: the other scenarios are still tested (and the error
             # records are in the store, the embedding summary and the report), not the whole group lost

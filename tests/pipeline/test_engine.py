@@ -443,3 +443,30 @@ def test_gpu_fraction_requested_when_ray_reports_gpus(tmp_path):
     res = json.loads(lines[-1][len("RESULT ") :])
     assert res["n_actors"] == 2 and res["num_gpus"] == 0.5
     assert res["gpus"] == ["[0]"] and res["cvd"] == ["0"]
+
+
+def test_a_complete_one_window_partition_stamped_before_whole_track_deformation_is_restamped_once(
+    ray_session, rendered_notes, tmp_path
+):
+    """A complete partition of a track-level scenario (AddGaussianSNR) stamped before ``deformed: whole track`` joined
+    the fingerprint, its rows all one window: the next run accepts it (nothing recomputed) and writes the new
+    fingerprint into its stamp and manifest, so later runs need not read every row's ``n_chunks`` again."""
+    from repeval.store import EmbeddingStore
+
+    manifest = _manifest(rendered_notes, tmp_path, 3, long_file=False)
+    config = _config(tmp_path, manifest, str(tmp_path / "store"), deform_splits=["train", "validation", "test"])
+    assert _embed(config).rows_by_scenario == {"clean": 3, "D1": 3}
+    part = EmbeddingStore(str(tmp_path / "store")).partition("notes", "mfcc-stats", "D1")
+    now = part.manifest()["fingerprint"]
+    assert now["deformed"] == "whole track"
+    for name in ("_stamp.json", "_manifest.json"):  # as a run before the whole-track path stamped it
+        path = Path(part.path) / name
+        body = json.loads(path.read_text())
+        body["fingerprint"] = {k: v for k, v in now.items() if k != "deformed"}
+        path.write_text(json.dumps(body))
+    rows = part.read(["track_id", "embedding"])
+    again = _embed(config)
+    assert again.computed == 0 and again.skipped == 6
+    for name in ("_stamp.json", "_manifest.json"):
+        assert json.loads((Path(part.path) / name).read_text())["fingerprint"] == now, name
+    assert part.manifest()["rows"] == 3 and part.read(["track_id", "embedding"]).equals(rows)
