@@ -262,6 +262,15 @@ def expand_probe(p: Any, index: int, task_type: str | None = None) -> ProbeSpec:
         axes.pop(key, None)
     name = p.name or (p.preset if preset else f"M{index + 1}")
     select = search["select"] or (preset.select if preset else ("best" if (axes or search["space"]) else "all"))
+    searched_criterion = "save_criterion" in axes or "save_criterion" in search["space"]
+    if searched_criterion and (select == "best" or search["scheduler"] is not None):
+        raise ValueError(
+            f"probe '{name}': save_criterion is a search axis, but "
+            + ("select: best picks" if select == "best" else "the asha scheduler stops")
+            + " configurations by comparing their validation values, which different criteria (a loss and an accuracy) "
+            "do not allow; set one save_criterion for the probe, or report each configuration (select: all, no "
+            "scheduler)"
+        )
     combos = list(itertools.product(*axes.values())) if axes else [()]
     width = len(str(max(0, len(combos) - 1)))
     out: list[ProbePoint] = []

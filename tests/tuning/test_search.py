@@ -203,6 +203,22 @@ def test_asha_on_a_grid_halves_inside_stacks_unless_it_needs_tune():
             {"preset": "jukemir", "hidden_units": [], "search": {"space": {"hidden_units": {"choice": [[], [512]]}}}},
             "hidden_units is set ([]) and is also a search.space axis",
         ),
+        # select: best (and ASHA) compared one configuration's validation loss with another's accuracy
+        (
+            {"search": {"grid": {"save_criterion": ["val_loss", "val_accuracy"]}}},
+            "save_criterion is a search axis, but select: best picks",
+        ),
+        (
+            {
+                "search": {
+                    "space": {"save_criterion": {"choice": ["val_loss", "val_f1_macro"]}},
+                    "scheduler": "asha",
+                    "num_samples": 2,
+                    "select": "all",
+                }
+            },
+            "save_criterion is a search axis, but the asha scheduler stops",
+        ),
     ],
 )
 def test_errors_name_the_key(probe, fragment):
@@ -355,3 +371,12 @@ def test_jukemir_grid_config_validates():
     ]
     assert cfg.run.seeds == 3 and specs[3].scheduler["type"] == "asha" and specs[3].tune_mode
     assert not specs[1].tune_mode and specs[1].halving(1, 0).grace == 10
+
+
+def test_save_criterion_may_be_a_grid_axis_when_every_configuration_is_reported():
+    """``select: all`` reports each configuration under its own name (each stopped on its own criterion): allowed."""
+    cfg = parse_config(
+        cfg_dict({"search": {"grid": {"save_criterion": ["val_loss", "val_accuracy"]}, "select": "all"}})
+    )
+    spec = expand_all(cfg.experiments[0].downstream_models, "multiclass_classification")[0]
+    assert spec.select == "all" and [p.config.save_criterion for p in spec.points] == ["val_loss", "val_accuracy"]
