@@ -277,9 +277,13 @@ class ProbeConfig(Strict):
     """A downstream model (probe), in mir_ref's keys plus repeval's extensions."""
 
     name: FileName | None = None
+    #: ``classifier`` (mir_ref's), ``mlp`` and ``regressor`` (a regression task only) are the layers of ``hidden_units``;
+    #: ``linear`` is a probe without hidden layers. The head and loss follow the task type
     type: Literal["classifier", "regressor", "mlp", "linear"] = "classifier"
     #: ``False``/``None`` or ``PCA`` (to ``emb_shape`` dimensions, or ``pca_dim``)
     emb_dim_reduction: Literal["PCA", "pca", False] | None = False
+    #: mir_ref's probe input width: ``infer`` (the embedding's), or an integer — the PCA target with
+    #: ``emb_dim_reduction: PCA``, else the embedding width the probe expects (training stops when it differs)
     emb_shape: Literal["infer"] | int = "infer"
     hidden_units: tuple[HiddenUnit, ...] = ()
     #: mir_ref's final activation; repeval derives the head from the task type, so it is only checked against it
@@ -381,6 +385,11 @@ class ProbeConfig(Strict):
             raise ValueError(f"pca_dim ({self.pca_dim}) and emb_shape ({self.emb_shape}) disagree; keep one")
         if self.dropout_input and self.input_dropout > 0:
             raise ValueError("dropout_input applies 'dropout' to the input; do not also set input_dropout")
+        if self.type == "linear" and self.hidden_units:
+            raise ValueError(
+                f"type: linear is a probe without hidden layers, but hidden_units is {list(self.hidden_units)}: "
+                "remove hidden_units (or write []), or use type: mlp / classifier for hidden layers"
+            )
         for part in ("grid", "space"):
             both = sorted(set((self.search or {}).get(part) or {}) & self.model_fields_set)
             if both:  # the search axis would silently replace the value written next to it
@@ -496,6 +505,13 @@ class ExperimentConfig(Strict):
         _check_scenario_ids("deformations", self.deformations)
         for j, ds in enumerate(self.datasets):
             _check_scenario_ids(f"datasets[{j}].deformations", ds.deformations or ())
+            label = self.task.label
+            if ds.type == "catalog" and ds.label_column and label is not None and label != ds.label_column:
+                # the catalog reads label_column; task.label would be silently ignored
+                raise ValueError(
+                    f"datasets[{j}].label_column: {ds.label_column!r}, but task.label is {label!r} — a catalog "
+                    "dataset's labels are one manifest column, label_column's: remove task.label, or make the two the same"
+                )
         for ds in self.datasets if self.augment else ():
             known = list(self.scenarios_for(ds))
             for sid in self.augment:
