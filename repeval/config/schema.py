@@ -223,14 +223,39 @@ class DatasetConfig(Strict):
             raise ValueError(f"fold {self.fold} is out of range for n_folds {self.n_folds}")
         return self
 
+    def _given(self) -> set[str]:
+        """The keys set to something other than their default: a key left at its default (a dumped config writes
+        every key) asks for nothing."""
+        return {k for k in self.model_fields_set if getattr(self, k) != type(self).model_fields[k].default}
+
     @model_validator(mode="after")
     def _known_loader(self) -> DatasetConfig:
-        from repeval.datasets.cli_support import check_dataset_keys, check_dataset_name
+        from repeval.datasets.cli_support import check_dataset_keys, check_dataset_name, mirdata_kind_loaders
 
         check_dataset_name(self.name, self.type, self.subset)
-        # a key left at its default (a dumped config writes every key) asks for nothing
-        given = {k for k in self.model_fields_set if getattr(self, k) != type(self).model_fields[k].default}
+        given = self._given()
         check_dataset_keys(self.name, self.type, given)
+        # split keys of the other split_type: each would be silently ignored
+        if self.split_type == "single" and "n_folds" in given:
+            raise ValueError(
+                f"n_folds is the number of folds of split_type: all, but split_type is single (the default), which "
+                f"makes one split and ignores n_folds: set split_type: all for {self.n_folds} folds, or remove n_folds"
+            )
+        official = self.type == "mirdata" or (
+            self.type == "custom" and (self.name.startswith("mtg_jamendo") or self.name in mirdata_kind_loaders())
+        )
+        if self.split_type == "single" and "fold" in given and not official:
+            raise ValueError(
+                f"fold picks a fold of split_type: all (or an official fold of a data set that has them, which "
+                f"{self.type} dataset '{self.name}' has not), but split_type is single (the default), which ignores "
+                "it: set split_type: all (and n_folds), or remove fold"
+            )
+        if self.split_type == "all" and "split_ratios" in given:
+            raise ValueError(
+                "split_ratios are the sizes of split_type: single's one split, but split_type is all, which makes "
+                "n_folds equal folds (validation = fold i, test = fold i+1) and ignores them: remove split_ratios, or "
+                "set split_type: single"
+            )
         return self
 
 

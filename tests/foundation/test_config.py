@@ -216,6 +216,20 @@ def _error(mutate) -> str:
             "experiments[0].downstream_models[0]: probe 'jukemir-054': type: linear is a probe without hidden layers, "
             "but hidden_units is [512]",
         ),
+        # accepted, then silently ignored: the split keys of the other split_type
+        (
+            lambda d: d["experiments"][0]["datasets"][0].update(n_folds=10),
+            "experiments[0].datasets[0]: n_folds is the number of folds of split_type: all, but split_type is single",
+        ),
+        (
+            lambda d: d["experiments"][0]["datasets"][0].update(fold=2),
+            "experiments[0].datasets[0]: fold picks a fold of split_type: all (or an official fold of a data set that "
+            "has them, which catalog dataset 'notes' has not)",
+        ),
+        (
+            lambda d: d["experiments"][0]["datasets"][0].update(split_type="all", split_ratios=[0.6, 0.2, 0.2]),
+            "experiments[0].datasets[0]: split_ratios are the sizes of split_type: single's one split",
+        ),
         # accepted, then the catalog read label_column and task.label was silently ignored
         (
             lambda d: d["experiments"][0]["task"].update(label="family"),
