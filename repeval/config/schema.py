@@ -223,14 +223,39 @@ class DatasetConfig(Strict):
             raise ValueError(f"fold {self.fold} is out of range for n_folds {self.n_folds}")
         return self
 
+    def _given(self) -> set[str]:
+        """The keys set to something other than their default: a key left at its default (a dumped config writes
+        every key) asks for nothing."""
+        return {k for k in self.model_fields_set if getattr(self, k) != type(self).model_fields[k].default}
+
     @model_validator(mode="after")
     def _known_loader(self) -> DatasetConfig:
-        from repeval.datasets.cli_support import check_dataset_keys, check_dataset_name
+        from repeval.datasets.cli_support import check_dataset_keys, check_dataset_name, mirdata_kind_loaders
 
         check_dataset_name(self.name, self.type, self.subset)
-        # a key left at its default (a dumped config writes every key) asks for nothing
-        given = {k for k in self.model_fields_set if getattr(self, k) != type(self).model_fields[k].default}
+        given = self._given()
         check_dataset_keys(self.name, self.type, given)
+        # split keys of the other split_type: each would be silently ignored
+        if self.split_type == "single" and "n_folds" in given:
+            raise ValueError(
+                f"n_folds is the number of folds of split_type: all, but split_type is single (the default), which "
+                f"makes one split and ignores n_folds: set split_type: all for {self.n_folds} folds, or remove n_folds"
+            )
+        official = self.type == "mirdata" or (
+            self.type == "custom" and (self.name.startswith("mtg_jamendo") or self.name in mirdata_kind_loaders())
+        )
+        if self.split_type == "single" and "fold" in given and not official:
+            raise ValueError(
+                f"fold picks a fold of split_type: all (or an official fold of a data set that has them, which "
+                f"{self.type} dataset '{self.name}' has not), but split_type is single (the default), which ignores "
+                "it: set split_type: all (and n_folds), or remove fold"
+            )
+        if self.split_type == "all" and "split_ratios" in given:
+            raise ValueError(
+                "split_ratios are the sizes of split_type: single's one split, but split_type is all, which makes "
+                "n_folds equal folds (validation = fold i, test = fold i+1) and ignores them: remove split_ratios, or "
+                "set split_type: single"
+            )
         return self
 
 
@@ -277,9 +302,13 @@ class ProbeConfig(Strict):
     """A downstream model (probe), in mir_ref's keys plus repeval's extensions."""
 
     name: FileName | None = None
+    #: ``classifier`` (mir_ref's), ``mlp`` and ``regressor`` (a regression task only) are the layers of ``hidden_units``;
+    #: ``linear`` is a probe without hidden layers. The head and loss follow the task type
     type: Literal["classifier", "regressor", "mlp", "linear"] = "classifier"
     #: ``False``/``None`` or ``PCA`` (to ``emb_shape`` dimensions, or ``pca_dim``)
     emb_dim_reduction: Literal["PCA", "pca", False] | None = False
+    #: mir_ref's probe input width: ``infer`` (the embedding's), or an integer — the PCA target with
+    #: ``emb_dim_reduction: PCA``, else the embedding width the probe expects (training stops when it differs)
     emb_shape: Literal["infer"] | int = "infer"
     hidden_units: tuple[HiddenUnit, ...] = ()
     #: mir_ref's final activation; repeval derives the head from the task type, so it is only checked against it
@@ -381,6 +410,11 @@ class ProbeConfig(Strict):
             raise ValueError(f"pca_dim ({self.pca_dim}) and emb_shape ({self.emb_shape}) disagree; keep one")
         if self.dropout_input and self.input_dropout > 0:
             raise ValueError("dropout_input applies 'dropout' to the input; do not also set input_dropout")
+        if self.type == "linear" and self.hidden_units:
+            raise ValueError(
+                f"type: linear is a probe without hidden layers, but hidden_units is {list(self.hidden_units)}: "
+                "remove hidden_units (or write []), or use type: mlp / classifier for hidden layers"
+            )
         for part in ("grid", "space"):
             both = sorted(set((self.search or {}).get(part) or {}) & self.model_fields_set)
             if both:  # the search axis would silently replace the value written next to it
@@ -496,6 +530,13 @@ class ExperimentConfig(Strict):
         _check_scenario_ids("deformations", self.deformations)
         for j, ds in enumerate(self.datasets):
             _check_scenario_ids(f"datasets[{j}].deformations", ds.deformations or ())
+            label = self.task.label
+            if ds.type == "catalog" and ds.label_column and label is not None and label != ds.label_column:
+                # the catalog reads label_column; task.label would be silently ignored
+                raise ValueError(
+                    f"datasets[{j}].label_column: {ds.label_column!r}, but task.label is {label!r} — a catalog "
+                    "dataset's labels are one manifest column, label_column's: remove task.label, or make the two the same"
+                )
         for ds in self.datasets if self.augment else ():
             known = list(self.scenarios_for(ds))
             for sid in self.augment:

@@ -770,6 +770,20 @@ def batch_name(names: list[str]) -> str:
     return f"groups-{len(names)}-{digest}"
 
 
+def check_emb_shape(inp: GroupInput) -> None:
+    """``ValueError`` when a probe's ``emb_shape`` (without PCA: mir_ref's input width of the probe) is not the
+    width of the group's embeddings — the probe would otherwise train on another input than the one written."""
+    width = int(inp.data.x_train.shape[1])
+    for i, p in enumerate(inp.exp.downstream_models):
+        if isinstance(p.emb_shape, int) and p.effective_pca_dim is None and p.emb_shape != width:
+            raise ValueError(
+                f"task {inp.exp.task.name!r}: downstream_models[{i}].emb_shape is {p.emb_shape}, but model "
+                f"{inp.model!r} gives {width}-dimensional embeddings on dataset {inp.dataset!r} — emb_shape is the "
+                f"probe's input width: set it to infer (or {width}), or add emb_dim_reduction: PCA to reduce the "
+                f"embeddings to {p.emb_shape} dimensions"
+            )
+
+
 def run_group(
     cfg: Config,
     exp: ExperimentConfig,
@@ -807,6 +821,8 @@ def run_groups(
 
     from repeval.ray_utils import wants_gpu
 
+    for inp in inputs:
+        check_emb_shape(inp)
     t0 = time.perf_counter()
     res = cfg.run.resources
     use_gpu = wants_gpu(res.use_gpu, res.trial_num_gpus, float(ray.cluster_resources().get("GPU", 0)))

@@ -223,7 +223,8 @@ def _config(values: dict[str, Any], where: str) -> Any:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
-        raise ValueError(f"{where}{(' ' + loc) if loc else ''}: {err['msg']}") from None
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise ValueError(f"{where}{(' ' + loc) if loc else ''}: {msg}") from None
 
 
 def expand_probe(p: Any, index: int, task_type: str | None = None) -> ProbeSpec:

@@ -205,6 +205,36 @@ def _error(mutate) -> str:
             lambda d: d["experiments"][0].update(datasets=[{"name": "vocalset", "type": "custom", "index_path": "i"}]),
             "key 'index_path' does not apply to custom dataset 'vocalset'",
         ),
+        # accepted, then silently trained an MLP with those hidden layers under "linear"
+        (
+            lambda d: d["experiments"][0]["downstream_models"][0].update(type="linear", hidden_units=[128]),
+            "experiments[0].downstream_models[0]: type: linear is a probe without hidden layers, but hidden_units is "
+            "[128]",
+        ),
+        (
+            lambda d: d["experiments"][0].update(downstream_models=[{"type": "linear", "preset": "jukemir"}]),
+            "experiments[0].downstream_models[0]: probe 'jukemir-054': type: linear is a probe without hidden layers, "
+            "but hidden_units is [512]",
+        ),
+        # accepted, then silently ignored: the split keys of the other split_type
+        (
+            lambda d: d["experiments"][0]["datasets"][0].update(n_folds=10),
+            "experiments[0].datasets[0]: n_folds is the number of folds of split_type: all, but split_type is single",
+        ),
+        (
+            lambda d: d["experiments"][0]["datasets"][0].update(fold=2),
+            "experiments[0].datasets[0]: fold picks a fold of split_type: all (or an official fold of a data set that "
+            "has them, which catalog dataset 'notes' has not)",
+        ),
+        (
+            lambda d: d["experiments"][0]["datasets"][0].update(split_type="all", split_ratios=[0.6, 0.2, 0.2]),
+            "experiments[0].datasets[0]: split_ratios are the sizes of split_type: single's one split",
+        ),
+        # accepted, then the catalog read label_column and task.label was silently ignored
+        (
+            lambda d: d["experiments"][0]["task"].update(label="family"),
+            "experiments[0]: datasets[0].label_column: 'instrument', but task.label is 'family'",
+        ),
     ],
 )
 def test_bad_configs_name_the_key_and_the_fix(mutate, expected):
@@ -312,8 +342,8 @@ def _steps(d: dict) -> list:
             "(split_ratios: [0.8, 0.1, 0.1] there, [0.6, 0.2, 0.2] here; max_tracks: null there, 10 here)",
         ),
         (
-            lambda d: _other_model(d)["task"].update(label="pitch"),
-            'is defined differently in experiments[0].datasets[0] (task.label: null there, "pitch" here)',
+            lambda d: _other_model(d)["task"].update(label="instrument"),
+            'is defined differently in experiments[0].datasets[0] (task.label: null there, "instrument" here)',
         ),
         (
             lambda d: _other_model(d, split_type="all", n_folds=3),

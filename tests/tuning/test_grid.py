@@ -759,3 +759,13 @@ def test_a_groups_embeddings_are_held_once_in_the_object_store(ray_session, tmp_
     seen = sorted(p.name.rsplit("-", 1)[0] for p in marks.iterdir())
     assert seen == [f"BatchData-{ref.hex()}"] * 3  # one grid trial, two sampled trials
     assert not g.failed and {r["probe"] for r in g.rows} == {"lin", "tuned"}
+
+
+def test_an_emb_shape_other_than_the_embedding_width_stops_training(tmp_path):
+    """mir_ref's ``emb_shape`` (without PCA) is the probe's input width: one that the embeddings do not have was
+    silently ignored (the probe trained on the real width); it names the widths before any trial starts."""
+    data = gaussian_probe_data(n=60, d=10, c=3)
+    cfg = config([{"name": "lin", "epochs": 2}, {"name": "wide", "emb_shape": 64, "epochs": 2}])
+    with pytest.raises(ValueError, match=r"downstream_models\[1\]\.emb_shape is 64, but model 'm' gives 10-dim"):
+        run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"))
+    assert not (tmp_path / "tune").exists()
