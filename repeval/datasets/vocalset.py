@@ -80,11 +80,11 @@ def singer_id(text: str) -> str | None:
 
 
 def _read_singers(path: Path) -> list[str]:
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        s = singer_id(line.strip().strip(","))
-        if s:
-            out.append(s)
+    """The singers a list file names: one per line, or separated by commas or spaces; a file that names none (an
+    unexpected format) is an error, never an empty list — that would move the file's singers to another split."""
+    out = [s for s in (singer_id(x) for x in re.split(r"[\s,;]+", path.read_text(encoding="utf-8"))) if s]
+    if not out:
+        raise ValueError(f"VocalSet: {path} names no singer (expected e.g. 'female2' or 'm10', one per line)")
     return out
 
 
