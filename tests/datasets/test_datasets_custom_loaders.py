@@ -13,6 +13,7 @@ from dataset_fixtures import (
     make_mtg_jamendo,
     make_vocalset,
     task_cfg,
+    write_audio,
 )
 
 from repeval.datasets import load_dataset
@@ -196,9 +197,13 @@ def test_vocalset_technique_folds_are_singer_disjoint(tmp_path):
 
 def test_vocalset_singer_identification_is_stratified(tmp_path):
     make_vocalset(tmp_path)
-    rows, _ = load_dataset(
+    # an unprefixed recording that MARBLE's and mir_ref's preprocessing delete: left out, reported
+    write_audio(tmp_path / "FULL" / "m8" / "excerpts" / "vibrato" / "row_vibrato.wav", 5, 0.05)
+    rows, report = load_dataset(
         ds_cfg("vocalset", dir=str(tmp_path)), task_cfg("singer_identification", "multiclass_classification")
     )
+    assert "row_vibrato" not in rows.column("track_id").to_pylist()
+    assert any(o.startswith("row_vibrato ") for o in report.other)
     per_singer = defaultdict(lambda: defaultdict(int))
     for r in rows.to_pylist():
         per_singer[r["label"][0]][r["split"]] += 1
