@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 
 from repeval.datasets.base import ROW_SCHEMA, SPLITS, DatasetInfo, LabelInfo, LoadReport, register_dataset
 from repeval.datasets.encoding import normalize_key
+from repeval.datasets.rows import key_classes
 from repeval.datasets.spill import Partitions, TableSpool, hash64, n_partitions, partition_of
 
 log = logging.getLogger(__name__)
@@ -225,8 +226,8 @@ class _BatchValidator:
         self.task_type = task.effective_type
         self.base = _base_dir(ds.manifest, ds.dir)
         self.check_files = bool(getattr(ds, "check_files", True))
-        classes = getattr(ds, "classes", None)
-        self.classes = pa.array(sorted(set(classes)), pa.string()) if classes else None
+        classes = key_classes(self.task_type, getattr(ds, "classes", None))
+        self.classes = pa.array(sorted(classes), pa.string()) if classes else None
         self.files = _FileChecker()
         self._keys: dict[str, str | None] = {}
 

@@ -2,9 +2,11 @@
 
 Top-50 tags and the train/validation/test split of Won et al. (2020, ``sota-music-tagging-models``
 ``split/mtat/{train,valid,test,tags}.npy``); clips with none of the top-50 tags are dropped
-(21,108 clips remain in the thesis). Clips from the same song share a group (the mp3 name without
-its ``-<start>-<end>`` suffix), so a seeded fallback split — used only when the split files are
-absent — never puts one song in two splits.
+(21,108 clips remain in the thesis). Without the split files, the other standard split is used:
+the 12:1:3 split of the 16 audio folders (Dieleman & Schrauwen 2014: ``0``-``b`` train, ``c``
+validation, ``d``-``f`` test). Clips from the same song share a group (the mp3 name without its
+``-<start>-<end>`` suffix), so the seeded folds of ``split_type: all`` (without split files)
+never put one song in two splits.
 
 On-disk layout (``dataset.dir``; the first existing location of each file is used)::
 
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 
 CORRUPT_CLIPS = frozenset({"35644", "55753", "57881"})
 SPLIT_FILES = {"train": "train.npy", "validation": "valid.npy", "test": "test.npy"}
+#: the 12:1:3 folder split (Dieleman & Schrauwen 2014), used when Won et al.'s split files are absent
+FOLDER_SPLIT = {**dict.fromkeys("0123456789ab", "train"), "c": "validation", **dict.fromkeys("def", "test")}
 SPLIT_URL = "https://github.com/minzwon/sota-music-tagging-models/tree/master/split/mtat"
 ANNOTATIONS_URL = "https://mirg.city.ac.uk/datasets/magnatagatune/annotations_final.csv"
 
@@ -108,14 +112,21 @@ def load_magnatagatune(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
     top_set = frozenset(top)
 
     split_of: dict[str, str] | None = None
+    by_folder = False
     split_files = {s: _find(root, f, meta_dirs) for s, f in SPLIT_FILES.items()}
     if all(split_files.values()):
         split_of = {p: s for s, path in split_files.items() if path is not None for p in _split_paths(path)}
     else:
+        by_folder = getattr(ds, "split_type", "single") != "all"
+        instead = (
+            "the 12:1:3 folder split (0-b train, c validation, d-f test)"
+            if by_folder
+            else "seeded song-grouped stratified folds"
+        )
         report.add(
             "other",
-            f"Won et al. split files {list(SPLIT_FILES.values())} not found under {root}: using a seeded "
-            f"song-grouped stratified split (get them from {SPLIT_URL})",
+            f"Won et al. split files {list(SPLIT_FILES.values())} not found under {root}: using {instead} (get "
+            f"them from {SPLIT_URL})",
         )
 
     audio_root = next(
@@ -140,6 +151,8 @@ def load_magnatagatune(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
             if split is None:
                 not_in_split += 1
                 continue
+        elif by_folder:
+            split = FOLDER_SPLIT.get(mp3.replace("\\", "/").split("/", 1)[0].lower())
         top_tags = sorted(t for t in tags if t in top_set)
         if not top_tags:
             report.add("unlabelled", f"{clip_id} (no top-50 tag)")

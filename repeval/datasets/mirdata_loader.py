@@ -54,8 +54,9 @@ class MirdataSpec:
     labels: tuple[MirdataLabel, ...]
     #: official split of a track: "train"/"validation"/"test", a fold number, or None
     split_of: Callable[[Any], Any] | None = None
-    #: official split for all tracks at once: (mirdata dataset, dataset config) -> {track_id: split}
-    split_map: Callable[[Any, Any], dict[str, Any]] | None = None
+    #: official split for all tracks at once: (mirdata dataset, dataset config) -> {track_id: split}, or None when the
+    #: data set's split files are absent (a stratified split then); tracks outside the map are left out
+    split_map: Callable[[Any, Any], dict[str, Any] | None] | None = None
     #: group (artist, song, recorded sound) of a track, for leakage-free splits and folds
     group_of: Callable[[Any], Any] | None = None
     #: the official split has no validation part: carve one from train
@@ -187,6 +188,33 @@ def _jamendo_splits(dataset: Any, ds: Any) -> dict[str, Any]:
     return {tid: name for name, ids in splits.items() for tid in ids}
 
 
+GTZAN_SPLIT_FILES = {"train": "train_filtered.txt", "validation": "valid_filtered.txt", "test": "test_filtered.txt"}
+GTZAN_SPLIT_URL = "https://github.com/jongpillee/music_dataset_split/tree/master/GTZAN_split"
+
+
+def _gtzan_filtered(dataset: Any, ds: Any) -> dict[str, Any] | None:
+    """GTZAN's fault-filtered split (Kereliuk, Sturm & Larsen 2015; 443/197/290 tracks, artist-disjoint, without the
+    repeated, distorted and mislabelled excerpts) from ``{train,valid,test}_filtered.txt`` (lines like
+    ``blues/blues.00029.wav``) in ``dataset.dir`` or its ``GTZAN_split/`` or ``splits/`` folder; None without them."""
+    for sub in ("", "GTZAN_split", "splits"):
+        folder = os.path.join(str(ds.dir or dataset.data_home), sub)
+        paths = {split: os.path.join(folder, name) for split, name in GTZAN_SPLIT_FILES.items()}
+        if all(os.path.isfile(p) for p in paths.values()):
+            out: dict[str, Any] = {}
+            for split, path in paths.items():
+                with open(path, encoding="utf-8") as fh:
+                    for line in fh:
+                        if line.strip():
+                            out[os.path.splitext(os.path.basename(line.strip().replace("\\", "/")))[0]] = split
+            return out
+    log.info(
+        "gtzan_genre: fault-filtered split files %s not found under %s: a stratified split, which GTZAN's repeated "
+        "artists and excerpts inflate (get them from %s)",
+        list(GTZAN_SPLIT_FILES.values()), ds.dir, GTZAN_SPLIT_URL,
+    )  # fmt: skip
+    return None
+
+
 def _label(
     name: str,
     ttype: str,
@@ -232,7 +260,21 @@ SPECS: dict[str, MirdataSpec] = {
                 _label("genre", MC, _first_genre, "first Beatport genre"),
             ),
         ),
-        MirdataSpec("gtzan_genre", (_label("genre", MC, _attr("genre"), "10 genres"),)),
+        MirdataSpec(
+            "gtzan_genre",
+            (
+                _label(
+                    "genre",
+                    MC,
+                    _attr("genre"),
+                    "10 genres",
+                    True,
+                    "fault-filtered split when its files are in dataset.dir, else stratified 80/10/10",
+                ),
+            ),
+            split_map=_gtzan_filtered,
+            description="GTZAN genre; the fault-filtered split from {train,valid,test}_filtered.txt in dataset.dir",
+        ),
         MirdataSpec(
             "medley_solos_db",
             (_label("instrument", MC, _attr("instrument"), "8 instruments", True, "official subsets"),),
@@ -323,7 +365,11 @@ def load_mirdata(ds: Any, task: Any, spec: MirdataSpec | None) -> tuple[pa.Table
     group_col = getattr(ds, "group_column", None)
     group_of = _attr(group_col) if group_col else (spec.group_of if spec is not None else None)
     folds: list[Any] = []
+    unlisted = 0
     for tid in dataset.track_ids:
+        if split_map is not None and tid not in split_map:
+            unlisted += 1
+            continue
         try:
             track = dataset.track(tid)
             raw = label.extract(track)
@@ -346,6 +392,8 @@ def load_mirdata(ds: Any, task: Any, spec: MirdataSpec | None) -> tuple[pa.Table
         fold = split if isinstance(split, int) else None
         if collector.add(tid, getattr(track, "audio_path", None), raw, None if fold is not None else split, group):
             folds.append(fold)
+    if unlisted:
+        report.add("other", f"{unlisted} tracks are in no file of the official split (not part of it, dropped)")
     rows = require_rows(
         collector.table(), ds.name, report, f"check dataset.dir ({dataset.data_home}) and dataset.index_path"
     )

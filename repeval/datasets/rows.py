@@ -16,6 +16,21 @@ from repeval.datasets.base import ROW_SCHEMA, SPLITS, LoadReport
 from repeval.datasets.labels import finalize_label
 
 
+def key_classes(task_type: str, classes: Iterable[str] | None) -> frozenset[str] | None:
+    """``dataset.classes`` as the labels are compared with it: a key task's classes normalised like its labels
+    (``Db major`` → ``C# major``), so classes written with flats keep their tracks."""
+    if not classes:
+        return None
+    if task_type != "key_estimation":
+        return frozenset(classes)
+    from repeval.datasets.encoding import normalize_key
+
+    try:
+        return frozenset(normalize_key(c) for c in classes)
+    except ValueError as exc:
+        raise ValueError(f"dataset.classes of a key_estimation task: {exc}") from None
+
+
 class RowCollector:
     """Validates and accumulates rows: duplicate ids, missing audio and bad labels are reported."""
 
@@ -28,7 +43,7 @@ class RowCollector:
     ) -> None:
         self.task_type = task_type
         self.report = report
-        self.classes = frozenset(classes) if classes else None
+        self.classes = key_classes(task_type, classes)
         self.check_files = check_files
         self._seen: set[str] = set()
         self._cols: dict[str, list[Any]] = {f.name: [] for f in ROW_SCHEMA}

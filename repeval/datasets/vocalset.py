@@ -17,7 +17,9 @@ which also covers the files whose names lack the singer prefix.
 
 Layout: ``dataset.dir`` holds ``FULL/`` (or the singer folders directly) and optionally
 ``train_singers_technique.txt`` / ``test_singers_technique.txt`` (``female2`` / ``male10`` or
-``f2`` / ``m10``, one per line). Copies named ``*(1).wav`` are duplicates and are reported.
+``f2`` / ``m10``, one per line). Copies named ``*(1).wav`` are duplicates and are reported; the
+unprefixed ``caro_vibrato``, ``dona_vibrato``, ``row_vibrato`` and ``slow_vibrato_arps``, which MARBLE's and
+mir_ref's preprocessing delete, are reported and left out too.
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ TECHNIQUES = (
 TEST_SINGERS = ("f2", "f8", "m3", "m5", "m10")
 #: the thesis' validation singers, taken from the original training singers
 VALIDATION_SINGERS = ("f9", "m9", "m11")
+#: recordings without a singer prefix that MARBLE's preprocessing (and mir_ref's, after it) deletes as duplicates or
+#: recordings outside the dataset paper's Table 2; the thesis' counts leave them out
+KNOWN_DUPLICATES = frozenset({"caro_vibrato", "dona_vibrato", "row_vibrato", "slow_vibrato_arps"})
 #: folder-name typos in the distribution
 _TECHNIQUE_FIXES = {"vibrado": "vibrato"}
 _SINGER_RE = re.compile(r"^(f|m|female|male)(\d+)$")
@@ -80,11 +85,11 @@ def singer_id(text: str) -> str | None:
 
 
 def _read_singers(path: Path) -> list[str]:
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        s = singer_id(line.strip().strip(","))
-        if s:
-            out.append(s)
+    """The singers a list file names: one per line, or separated by commas or spaces; a file that names none (an
+    unexpected format) is an error, never an empty list — that would move the file's singers to another split."""
+    out = [s for s in (singer_id(x) for x in re.split(r"[\s,;]+", path.read_text(encoding="utf-8"))) if s]
+    if not out:
+        raise ValueError(f"VocalSet: {path} names no singer (expected e.g. 'female2' or 'm10', one per line)")
     return out
 
 
@@ -139,6 +144,9 @@ def load_vocalset(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
         tid = path.stem
         if re.search(r"\(\d+\)$", tid):
             report.add("duplicate_ids", f"{tid} ({rel}: a numbered copy)")
+            continue
+        if tid in KNOWN_DUPLICATES:
+            report.add("other", f"{tid} ({rel}: deleted by MARBLE's and mir_ref's preprocessing, left out)")
             continue
         if label == "singer":
             collector.add(tid, os.fspath(path), singer)

@@ -193,6 +193,12 @@ def test_key_labels_are_normalised_and_invalid_keys_reported(audio_dir):
     table, report = load_dataset(ds, task_cfg("key_estimation", "key_estimation"))
     assert table.column("label").to_pylist() == [["C# major"], ["A# minor"], ["D minor"], ["C# major"]]
     assert report.unknown_labels == ["k3 (row 4: 'X' is not a key (expected e.g. 'C# minor'))"]
+    # dataset.classes written with flats are normalised like the labels
+    table, report = load_dataset(
+        ds.model_copy(update={"classes": ("Db major", "D minor")}), task_cfg("key_estimation", "key_estimation")
+    )
+    assert table.column("label").to_pylist() == [["C# major"], ["D minor"], ["C# major"]]
+    assert report.unknown_labels[1:] == ["k2 (row 3: label 'A# minor' not in dataset.classes)"]
 
 
 def test_multilabel_unknown_tags_dropped_and_regression_validated(audio_dir):

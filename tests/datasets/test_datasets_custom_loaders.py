@@ -13,6 +13,7 @@ from dataset_fixtures import (
     make_mtg_jamendo,
     make_vocalset,
     task_cfg,
+    write_audio,
 )
 
 from repeval.datasets import load_dataset
@@ -48,12 +49,19 @@ def test_magnatagatune_top50_and_won_split(tmp_path):
     assert all(p.endswith(".mp3") and "/audio/" in p for p in rows.column("audio_path").to_pylist())
 
 
-def test_magnatagatune_without_split_files_uses_song_groups(tmp_path):
-    make_magnatagatune(tmp_path, with_splits=False, n_songs=30)
-    rows, report = load_dataset(
-        ds_cfg("magnatagatune", dir=str(tmp_path)), task_cfg("tagging", "multilabel_classification")
-    )
-    assert any("not found" in o for o in report.other)
+def test_magnatagatune_without_split_files_uses_the_folder_split(tmp_path):
+    info = make_magnatagatune(tmp_path, with_splits=False, n_songs=30)
+    task = task_cfg("tagging", "multilabel_classification")
+    rows, report = load_dataset(ds_cfg("magnatagatune", dir=str(tmp_path)), task)
+    assert any("not found" in o and "12:1:3 folder split" in o for o in report.other)
+    # the standard 12:1:3 split of the 16 audio folders: 0-b train, c validation, d-f test
+    want = {"c": "validation", "d": "test", "e": "test", "f": "test"}
+    for r in rows.to_pylist():
+        assert r["split"] == want.get(info["paths"][r["track_id"]][0], "train"), r
+    assert set(split_counts(rows)) == {"train", "validation", "test"}
+    # split_type: all rotates seeded song-grouped folds instead
+    rows, report = load_dataset(ds_cfg("magnatagatune", dir=str(tmp_path), split_type="all"), task)
+    assert any("song-grouped stratified folds" in o for o in report.other)
     assert set(split_counts(rows)) == {"train", "validation", "test"}
     assert all(len(s) == 1 for s in _by(rows, "group").values())
 
@@ -156,6 +164,19 @@ def test_vocalset_technique_without_singer_files_uses_built_in_lists(tmp_path):
     assert tests == {"f2", "f8", "m3", "m5", "m10"}
 
 
+def test_vocalset_singer_lists_on_one_line_or_unreadable(tmp_path):
+    """A singer list written on one line still names its singers; one naming none is an error, not an empty list
+    (which sent the test singers to train)."""
+    make_vocalset(tmp_path)
+    (tmp_path / "test_singers_technique.txt").write_text("female2, female8, male3, male5, male10\n")
+    task = task_cfg("technique_identification", "multiclass_classification")
+    rows, _ = load_dataset(ds_cfg("vocalset", dir=str(tmp_path)), task)
+    assert {r["group"] for r in rows.to_pylist() if r["split"] == "test"} == {"f2", "f8", "m3", "m5", "m10"}
+    (tmp_path / "test_singers_technique.txt").write_text("singer 2 and singer 8\n")
+    with pytest.raises(ValueError, match="names no singer"):
+        load_dataset(ds_cfg("vocalset", dir=str(tmp_path)), task)
+
+
 def test_vocalset_technique_folds_are_singer_disjoint(tmp_path):
     from repeval.datasets import load_folds
 
@@ -176,9 +197,13 @@ def test_vocalset_technique_folds_are_singer_disjoint(tmp_path):
 
 def test_vocalset_singer_identification_is_stratified(tmp_path):
     make_vocalset(tmp_path)
-    rows, _ = load_dataset(
+    # an unprefixed recording that MARBLE's and mir_ref's preprocessing delete: left out, reported
+    write_audio(tmp_path / "FULL" / "m8" / "excerpts" / "vibrato" / "row_vibrato.wav", 5, 0.05)
+    rows, report = load_dataset(
         ds_cfg("vocalset", dir=str(tmp_path)), task_cfg("singer_identification", "multiclass_classification")
     )
+    assert "row_vibrato" not in rows.column("track_id").to_pylist()
+    assert any(o.startswith("row_vibrato ") for o in report.other)
     per_singer = defaultdict(lambda: defaultdict(int))
     for r in rows.to_pylist():
         per_singer[r["label"][0]][r["split"]] += 1

@@ -118,6 +118,20 @@ def test_beatport_keys_normalised_and_bad_keys_reported(shared_data, tmp_path):
     assert sorted(u.split(" ")[0] for u in report.unknown_labels) == ["4", "6"]
 
 
+def test_key_classes_written_with_flats_keep_their_tracks(shared_data, tmp_path):
+    """dataset.classes of a key task are compared after the same enharmonic normalisation as the labels."""
+    info = make_beatport_variants(shared_data, tmp_path)
+    ds = ds_cfg("beatport_key", "mirdata", dir=str(tmp_path), index_path=info["index"], classes=("Db major", "Bb:min"))
+    rows, report = load_dataset(ds, task_cfg("key_estimation", "key_estimation"))
+    assert dict(zip(rows.column("track_id").to_pylist(), rows.column("label").to_pylist(), strict=True)) == {
+        "1": ["C# major"],
+        "2": ["A# minor"],
+    }
+    assert any(u.startswith("5 ") and "not in dataset.classes" in u for u in report.unknown_labels)
+    with pytest.raises(ValueError, match=r"dataset\.classes of a key_estimation task: 'Dbb' has no mode"):
+        load_dataset(ds.model_copy(update={"classes": ("Dbb",)}), task_cfg("key_estimation", "key_estimation"))
+
+
 def test_generic_loader_reads_a_track_attribute(shared_data):
     ds = _sample_cfg(shared_data, "gtzan_genre")
     rows, report = load_mirdata(ds, task_cfg("music_genre", "multiclass_classification", label="genre"), None)
@@ -168,3 +182,19 @@ def test_generic_loader_uses_official_folds_and_subsets(shared_data):
     ds = ds_cfg("medley_solos_db", "mirdata", dir=str(root), index_path=str(root / "medley_solos_db_index_small.json"))
     generic, _ = load_mirdata(ds, task_cfg("instrument", "multiclass_classification"), None)
     assert split_counts(generic) == {"train": 80, "validation": 9, "test": 8}
+
+
+def test_gtzan_fault_filtered_split_from_its_files(shared_data, tmp_path):
+    """With the fault-filtered split lists in dataset.dir, GTZAN uses them; tracks outside them are left out."""
+    sample = shared_data / "mirdata_samples" / "mir_datasets" / "gtzan_genre"
+    (tmp_path / "gtzan_genre").symlink_to(sample / "gtzan_genre")
+    (tmp_path / "GTZAN_split").mkdir()
+    for name, lines in (("train", ["blues/blues.00029.wav"]), ("valid", []), ("test", ["country/country.00000.wav"])):
+        (tmp_path / "GTZAN_split" / f"{name}_filtered.txt").write_text("".join(x + "\n" for x in lines))
+    index = next((shared_data / "mirdata_samples" / "indexes").glob("gtzan_genre_index_*.json"))
+    ds = ds_cfg("gtzan_genre", "mirdata", dir=str(tmp_path), index_path=str(index))
+    rows, report = load_dataset(ds, task_cfg("genre_classification", "multiclass_classification"))
+    assert rows.column("track_id").to_pylist() == ["country.00000"]
+    assert rows.column("split").to_pylist() == ["test"]
+    # hiphop.00000 is not in the filtered split: left out (and so not reported as missing audio)
+    assert not report.missing_audio and any("1 tracks are in no file of the official split" in o for o in report.other)
