@@ -78,12 +78,19 @@ def make_context(cfg: Config, run_id: str | None = None, store: str | None = Non
     try:
         run_dir = loc.local
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        (run_dir / "config.yaml").write_text(config_yaml(cfg))
     except BaseException:
         if held is not None:
             held.release()
         raise
     return RunContext(cfg, rid, run_dir, st, location=loc, lock=held)
+
+
+def config_yaml(cfg: Config) -> str:
+    """A run's ``config.yaml``: the keys the configuration sets (and ``--store``), as validated — it parses back to the
+    same configuration. Not every key with its default: a preset's or a search's value written out next to it would
+    fix that axis (``jukemir``'s 216 configurations read back as one, ``mir_ref_thesis``'s M1–M5 as an error)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json", exclude_unset=True), sort_keys=False)
 
 
 def check_run_id(rid: str) -> str:

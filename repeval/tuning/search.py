@@ -102,6 +102,8 @@ def validate_search(v: Any) -> dict[str, Any]:
             raise _key_error("space", key, probe_keys)
         if key in grid:
             raise ValueError(f"space.{key}: already a grid axis; keep one")
+        if isinstance(spec, dict) and set(spec) == {"type", "args"}:  # the normalised form this returns
+            spec = {spec["type"]: spec["args"]}
         if not isinstance(spec, dict) or len(spec) != 1:
             raise ValueError(
                 f"space.{key}: write one sampler, e.g. {{uniform: [0.1, 0.5]}}; samplers: {', '.join(SPACE_TYPES)}"
