@@ -82,6 +82,17 @@ def test_compute_metrics_with_intervals_on_every_row():
     assert (agg.ci_low, agg.ci_high) == pytest.approx(direct)
 
 
+def test_balanced_accuracy_interval_is_over_the_classes_it_averages():
+    """Balanced accuracy averages the recall of the classes in the test set: a resample that draws no track of a rare
+    class is left out (it averaged the other classes' recall: an interval reaching 1 around a value of 2/3)."""
+    y = np.array([0] * 40 + [1] * 40 + [2])
+    s = np.eye(3)[np.r_[y[:-1], 0]] + 0.1  # every track right but the rare class's one
+    got = bootstrap_ci("balanced_accuracy", "multiclass_classification", y, s, list("abc"), 300, 0.1, 4)
+    assert got == pytest.approx((2 / 3, 2 / 3))  # every resample keeping the rare class has recall 1, 1, 0
+    rows = compute_metrics(["balanced_accuracy"], "multiclass_classification", y, s, list("abc"))
+    assert [(r.label, r.value) for r in rows] == [(None, pytest.approx(2 / 3)), ("a", 1.0), ("b", 1.0), ("c", 0.0)]
+
+
 @pytest.mark.parametrize("name", ["roc_auc_macro", "pr_auc_macro"])
 def test_macro_interval_is_over_the_labels_the_value_averages(name):
     """A tag with one positive test track is in the macro average, but a third of the resamples draw no positive of
