@@ -17,8 +17,8 @@ mir_eval key strings (``"C major"``, ``"A minor"``).
 
 Families: :mod:`.classification` (accuracy, balanced accuracy, F1), :mod:`.ranking`
 (ROC-AUC, PR-AUC), :mod:`.key` (mir_eval weighted score), :mod:`.regression` (R², MSE),
-:mod:`.confusion`, :mod:`.bootstrap`. The ``*_macro`` variants (and ``r2``) also report one
-row per label. To add a metric, write a weighted kernel in the family module and decorate it
+:mod:`.confusion`, :mod:`.bootstrap`. The ``*_macro`` variants (and ``r2``, and
+``balanced_accuracy``: each class's recall) also report one row per label. To add a metric, write a weighted kernel in the family module and decorate it
 with ``register_metric``; the bootstrap and the golden tests pick it up.
 """
 

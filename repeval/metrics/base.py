@@ -72,6 +72,10 @@ _ALIASES = {
     "average_precision": "pr_auc_macro",
     "average_precision_score": "pr_auc_macro",
     "map": "pr_auc_macro",
+    "mean_average_precision": "pr_auc_macro",
+    "ap": "pr_auc_macro",  # MARBLE
+    "aucpr": "pr_auc_macro",
+    "aucroc": "roc_auc_macro",  # HEAR, MARBLE
     "weighted_score_key": "key_weighted_score_micro",
     "key_weighted_score": "key_weighted_score_micro",
     "weighted_score": "key_weighted_score_micro",
@@ -90,12 +94,16 @@ _ALIASES = {
     "categorical_accuracy": "accuracy",
     "accuracy_score": "accuracy",
     "acc": "accuracy",
+    "top1_acc": "accuracy",  # HEAR
     "balanced_accuracy_score": "balanced_accuracy",
     "r2_score": "r2",
     "r_squared": "r2",
     "mse": "mean_squared_error",
     "mae": "mean_absolute_error",
 }
+
+
+_AVERAGES = ("macro", "micro", "weighted")
 
 
 def _normalise(name: str) -> str:
@@ -124,11 +132,15 @@ def register_metric(
 
 
 def canonical_metric_name(name: str) -> str:
-    """Map a repeval id or a mir_ref/thesis spelling (``AUC-ROC``, ``weighted_score_key``) to an id."""
+    """Map a repeval id or a mir_ref/thesis, HEAR or MARBLE spelling (``AUC-ROC``, ``weighted_score_key``, ``aucroc``,
+    ``top1_acc``), the average first or last (``macro_roc_auc``), to an id."""
     if name in METRICS:
         return name
     key = _normalise(str(name))
     key = _ALIASES.get(key, key)
+    average, _, rest = key.partition("_")
+    if key not in METRICS and average in _AVERAGES and f"{rest}_{average}" in METRICS:
+        key = f"{rest}_{average}"  # the average first: ``macro_roc_auc``, ``micro-PR-AUC``
     if key not in METRICS:
         raise ValueError(unknown_name_message("metric", str(name), set(METRICS)))
     return key

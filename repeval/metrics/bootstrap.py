@@ -5,7 +5,11 @@ to the metric kernels, so all resamples of a chunk are evaluated in a few array 
 Resamples are drawn from ``numpy.random.default_rng(seed)`` and shared by every metric of one
 call, so intervals of different metrics come from the same resamples. The interval is the
 percentile interval ``[alpha/2, 1 - alpha/2]`` of the resampled values; resamples on which a
-metric is undefined (e.g. no positive of a tag drawn) are left out.
+metric is undefined (e.g. no positive of a tag drawn) are left out. An average over labels (the
+``*_macro`` metrics, ``r2``) is undefined on a resample where one of the labels it averages on the
+whole test set is: averaging the other labels instead would mix a different quantity into the
+interval (a rare tag's low ROC-AUC missing from a third of the resamples pulls the upper bound
+towards the other tags' mean).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from repeval.metrics.base import METRICS, canonical_metric_name, check_metric_for_task
+from repeval.metrics.base import METRICS, canonical_metric_name, check_metric_for_task, ones_weights
 from repeval.metrics.validation import validate
 
 #: array elements (resamples x tracks x score columns) evaluated at once; bounds memory
@@ -56,6 +60,10 @@ def bootstrap_distribution(
     for name, chunks in parts.items():
         agg = np.concatenate([c[0] for c in chunks])
         per = None if chunks[0][1] is None else np.concatenate([c[1] for c in chunks])  # type: ignore[misc]
+        if per is not None:  # the labels the reported average is over must all be defined on a resample
+            point = METRICS[name].kernel(y_true, y_score, labels, ones_weights(n))[1]
+            averaged = ~np.isnan(point[0])  # type: ignore[index]
+            agg = np.where(np.isnan(per[:, averaged]).any(axis=1), np.nan, agg)
         out[name] = (agg, per)
     return out
 

@@ -3,8 +3,9 @@
 Predictions are ``y_score.argmax(1)`` (the first maximum on ties, like numpy). Conventions
 follow scikit-learn with ``zero_division=0``: F1 averages run over the classes that occur in
 ``y_true`` or in the predictions; balanced accuracy averages the recall of the classes that
-occur in ``y_true``. ``f1_macro`` also reports one value per class; a class with neither a
-test example nor a prediction has no F1 and no row.
+occur in ``y_true``. ``f1_macro`` also reports one value per class (a class with neither a
+test example nor a prediction has no F1 and no row), ``balanced_accuracy`` each class's recall
+(a class without a test example has none).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def _accuracy(y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[str], we
 
 def _balanced_accuracy(y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[str], weights: np.ndarray):
     tp, true, _ = _counts(y_true, y_score, weights)
-    return nanmean_rows(safe_divide(tp, true)), None
+    recall = safe_divide(tp, true)
+    return nanmean_rows(recall), recall
 
 
 def _per_class_f1(y_true: np.ndarray, y_score: np.ndarray, weights: np.ndarray):
@@ -59,9 +61,12 @@ register_metric("accuracy", CLASS_TASKS, description="fraction of tracks whose t
 register_metric("f1_micro", CLASS_TASKS, description="micro-averaged F1 (equals accuracy for one label per track)")(
     _accuracy
 )
-register_metric("balanced_accuracy", CLASS_TASKS, description="mean per-class recall over classes in the test set")(
-    _balanced_accuracy
-)
+register_metric(
+    "balanced_accuracy",
+    CLASS_TASKS,
+    per_label=True,
+    description="mean per-class recall over classes in the test set",
+)(_balanced_accuracy)
 register_metric("f1_macro", CLASS_TASKS, per_label=True, description="unweighted mean of per-class F1")(_f1_macro)
 register_metric("f1_weighted", CLASS_TASKS, description="per-class F1 averaged with test-support weights")(_f1_weighted)
 

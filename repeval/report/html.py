@@ -23,8 +23,17 @@ from matplotlib.figure import Figure
 
 from repeval.report import plots
 from repeval.report.left_out import ERROR_COLUMNS, MAX_ERROR_ROWS, dropped_at_load, error_records
-from repeval.report.render import CI_TIP, fmt_number, render_html
-from repeval.report.results import CLEAN, Run, combine_results, groups, load_runs, natural_key, ordered_scenarios
+from repeval.report.render import ci_tip, fmt_number, render_html
+from repeval.report.results import (
+    CLEAN,
+    Run,
+    ci_level,
+    combine_results,
+    groups,
+    load_runs,
+    natural_key,
+    ordered_scenarios,
+)
 from repeval.report.selection import choose_probes, combine_validation
 from repeval.report.tables import _higher, make_table, multi_task_datasets
 from repeval.store.store import show_errors_command
@@ -82,6 +91,7 @@ def _table_block(
     heading: str,
     note: str = "",
     validation: pd.DataFrame | None = None,
+    level: str = "95%",
 ) -> str:
     try:
         table = make_table(results, preset, task=task, dataset=dataset, validation=validation)
@@ -89,7 +99,7 @@ def _table_block(
         log.info("table %s skipped: %s", preset, exc)
         return ""
     tid = _slug("t", preset, task or "", dataset)
-    body = render_html(table, table_id=tid)
+    body = render_html(table, table_id=tid, ci_level=level)
     note_html = f'<p class="rv-note">{e(note)}</p>' if note else ""
     return f'<h3>{e(heading)}</h3>{note_html}{_controls(tid)}<div class="rv-scroll">{body}</div>'
 
@@ -145,7 +155,9 @@ def _tested_card(agg: pd.DataFrame, n_folds: int) -> str:
     )
 
 
-def _per_label_block(df: pd.DataFrame, task: str, dataset: str, validation: pd.DataFrame | None = None) -> str:
+def _per_label_block(
+    df: pd.DataFrame, task: str, dataset: str, validation: pd.DataFrame | None = None, level: str = "95%"
+) -> str:
     per = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].notna()]
     if per.empty:
         return ""
@@ -176,7 +188,7 @@ def _per_label_block(df: pd.DataFrame, task: str, dataset: str, validation: pd.D
             text = fmt_number(rec["mean"]) + (f" ± {fmt_number(rec['std'])}" if rec["n"] > 1 else "")
             tip = f"n_seeds={int(rec['n'])}"  # as the other tables' cells say it
             if np.isfinite(rec["lo"]) and np.isfinite(rec["hi"]):
-                tip += f"; {CI_TIP} [{fmt_number(rec['lo'])}, {fmt_number(rec['hi'])}]"
+                tip += f"; {ci_tip(level)} [{fmt_number(rec['lo'])}, {fmt_number(rec['hi'])}]"
             cells += f'<td class="num" data-value="{rec["mean"]!r}" title="{e(tip)}">{e(text)}</td>'
         body.append(f"<tr>{cells}</tr>")
     selects = [
@@ -190,7 +202,7 @@ def _per_label_block(df: pd.DataFrame, task: str, dataset: str, validation: pd.D
     )
     figs = "".join(
         _figure(
-            partial(plots.per_label_bars, df, task, dataset, m, validation=validation),
+            partial(plots.per_label_bars, df, task, dataset, m, validation=validation, ci_level=level),
             f"per-label {m}, best model on clean test, its probe {_rule(df, task, dataset, m, validation)}",
         )
         for m in metrics
@@ -368,6 +380,7 @@ def _group_section(
     validation: pd.DataFrame | None = None,
 ) -> str:
     multi = len(runs) > 1
+    level = ci_level(runs)
     agg = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna()]
     task_type = str(agg["task_type"].iloc[0]) if not agg.empty else ""
     task_type = " · ".join([task_type, *_task_notes(runs, task)])
@@ -377,11 +390,14 @@ def _group_section(
     out.append(f'<h2>{e(task)} — {e(dataset)} <span class="rv-caption">{e(task_type)}</span></h2>')
     out.append(_summary_cards(df, task, dataset, validation))
     out.append(_failed_block(runs, task, dataset))
-    out.append(_table_block(df, "model_comparison", task, dataset, "Model comparison (clean audio)", "", validation))
+    out.append(
+        _table_block(df, "model_comparison", task, dataset, "Model comparison (clean audio)", "", validation, level)
+    )
     out.append(_table_block(df, "all_deform_all_models", task, dataset, "All models × probes × scenarios",
-                            "mean ± std over seeds (and folds); hover a cell for its bootstrap interval"))  # fmt: skip
+                            "mean ± std over seeds (and folds); hover a cell for its bootstrap interval",
+                            level=level))  # fmt: skip
     if has_deform:
-        out.append(_table_block(df, "robustness", task, dataset, "Robustness (deformed − clean)"))
+        out.append(_table_block(df, "robustness", task, dataset, "Robustness (deformed − clean)", level=level))
     figs = [
         _figure(partial(plots.probe_capacity_curves, df, task, dataset, m), f"probe capacity: {m}") for m in metrics[:2]
     ]
@@ -396,7 +412,7 @@ def _group_section(
     if history is not None:
         figs.append(_figure(partial(plots.training_curves, history, task, dataset), "training curves"))
     out.append(f'<h3>Figures</h3><div class="rv-figs">{"".join(figs)}</div>')
-    out.append(_per_label_block(df, task, dataset, validation))
+    out.append(_per_label_block(df, task, dataset, validation, level))
     out.append(_confusion_block(runs, df, task, dataset, multi, validation))
     out.append("</section>")
     return "".join(out)
@@ -434,7 +450,8 @@ def build_report_html(runs: list[Run], *, title: str = "repeval report") -> str:
     for d in multi_task_datasets(df):  # a dataset two or more tasks share: its tasks side by side
         nav += f'<a href="#{_slug("tasks", d)}">tasks / {e(d)}</a>'
         block = _table_block(df, "tasks", None, d, "The dataset's tasks side by side",
-                             "rows model × probe × task; best per column across the tasks")  # fmt: skip
+                             "rows model × probe × task; best per column across the tasks",
+                             level=ci_level(runs))  # fmt: skip
         tasks = ", ".join(dict.fromkeys(t for t, x in pairs if x == d))
         sections.append(
             f'<section class="rv-group" id="{_slug("tasks", d)}"><h2>{e(d)} — tasks compared '
@@ -453,7 +470,7 @@ def build_report_html(runs: list[Run], *, title: str = "repeval report") -> str:
         f"<header><h1>{e(title)}</h1><p>runs: {e(run_ids)} · {len(pairs)} task/dataset pair(s) · generated {stamp}</p>"
         "<p>Tables: mean ± std over seeds (and folds for k-fold datasets; std is the sample standard deviation, n − 1), "
         "best per column highlighted, click a header to sort. "
-        "Hover a value for its 95% bootstrap interval over test tracks.</p></header>"
+        f"Hover a value for its {ci_level(runs)} bootstrap interval over test tracks.</p></header>"
         f'<nav><a href="#runs">runs &amp; config</a>{nav}</nav><main>'
         f"{left_out}{''.join(sections)}{_run_section(runs)}</main>"
         f"<script>{_asset('report.js')}</script></body></html>\n"

@@ -151,9 +151,10 @@ def per_label_bars(
     probe: str | None = None,
     scenario: str = CLEAN,
     validation: pd.DataFrame | None = None,
+    ci_level: str = "95%",
 ) -> Figure:
-    """Horizontal bars of one model/probe's per-label values with bootstrap intervals (by default the best model on
-    clean test with its chosen probe, :func:`probe_choice`)."""
+    """Horizontal bars of one model/probe's per-label values with their ``ci_level`` bootstrap intervals (by default
+    the best model on clean test with its chosen probe, :func:`probe_choice`)."""
     df = _group(results, task, dataset, per_label=True)
     metric = _metric(df, metric)
     df = df[(df["metric"] == metric) & (df["scenario"] == scenario)]
@@ -177,7 +178,7 @@ def per_label_bars(
         err = np.vstack([(stats["mean"] - stats["lo"]).clip(lower=0), (stats["hi"] - stats["mean"]).clip(lower=0)])
     ax.barh(y, stats["mean"], xerr=err, color="#4c72b0", capsize=2)
     ax.set_yticks(y, list(stats.index))
-    ax.set_xlabel(metric + (" (95% bootstrap CI)" if err is not None else ""))
+    ax.set_xlabel(metric + (f" ({ci_level} bootstrap CI)" if err is not None else ""))
     ax.set_title(f"{task} / {dataset}\n{model} {probe}, per label ({scenario})", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     return fig

@@ -10,8 +10,11 @@ import sys
 
 from repeval.report.tables import Table, canonical_format, fewer_replicates
 
-#: what a cell's interval is (:func:`repeval.tuning.results.mean_intervals`)
-CI_TIP = "95% bootstrap CI of the mean (seeds averaged, folds combined)"
+
+def ci_tip(level: str = "95%") -> str:
+    """What a cell's interval is (:func:`repeval.tuning.results.mean_intervals`); ``level``: the runs' interval level
+    (:func:`repeval.report.results.ci_level`)."""
+    return f"{level} bootstrap CI of the mean (seeds averaged, folds combined)"
 
 
 def fmt_number(x: float, *, scale: float = 1.0, decimals: int = 3, signed: bool = False) -> str:
@@ -157,8 +160,9 @@ def render_latex(t: Table, *, scale: float = 1.0, decimals: int = 3) -> str:
     return "\n".join(out) + "\n"
 
 
-def render_html(t: Table, *, scale: float = 1.0, decimals: int = 3, table_id: str = "") -> str:
-    """A ``<table class="rv-table">`` with ``data-value`` on every cell for the report's sorter."""
+def render_html(t: Table, *, scale: float = 1.0, decimals: int = 3, table_id: str = "", ci_level: str = "95%") -> str:
+    """A ``<table class="rv-table">`` with ``data-value`` on every cell for the report's sorter; a cell's tooltip
+    gives its ``ci_level`` bootstrap interval."""
     e = html.escape
     ident = f' id="{e(table_id)}"' if table_id else ""
     parts = [f'<table class="rv-table sortable"{ident}>']
@@ -187,7 +191,7 @@ def render_html(t: Table, *, scale: float = 1.0, decimals: int = 3, table_id: st
             if math.isfinite(t.ci_low[i, j]) and math.isfinite(t.ci_high[i, j]):
                 lo = fmt_number(t.ci_low[i, j], scale=scale, decimals=decimals)
                 hi = fmt_number(t.ci_high[i, j], scale=scale, decimals=decimals)
-                tip += f"; {CI_TIP} [{lo}, {hi}]"
+                tip += f"; {ci_tip(ci_level)} [{lo}, {hi}]"
             cls = ' class="num best"' if t.best[i, j] else ' class="num"'
             text = e(cell_text(t, i, j, scale=scale, decimals=decimals))
             parts.append(f'<td{cls} data-value="{value}" title="{e(tip)}">{text}</td>')
@@ -239,8 +243,10 @@ def render(
     scale: float = 1.0,
     decimals: int = 3,
     with_group: bool = False,
+    ci_level: str = "95%",
 ) -> str:
-    """Render ``t`` as ``terminal``, ``plain``, ``markdown``, ``csv``, ``latex`` or ``html``."""
+    """Render ``t`` as ``terminal``, ``plain``, ``markdown``, ``csv``, ``latex`` or ``html`` (whose tooltips give
+    each cell's ``ci_level`` bootstrap interval)."""
     fmt = canonical_format(fmt)
     if fmt == "terminal":
         return render_terminal(t, color=color, scale=scale, decimals=decimals)
@@ -252,4 +258,4 @@ def render(
         return render_csv(t, with_group=with_group)
     if fmt == "latex":
         return render_latex(t, scale=scale, decimals=decimals)
-    return render_html(t, scale=scale, decimals=decimals)
+    return render_html(t, scale=scale, decimals=decimals, ci_level=ci_level)

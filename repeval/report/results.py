@@ -17,6 +17,7 @@ Layout of ``runs/<run_id>/``:
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,19 @@ class Run:
     def config(self) -> dict[str, Any]:
         data = yaml.safe_load(self.config_text) if self.config_text else None
         return data if isinstance(data, dict) else {}
+
+
+def ci_level(runs: Sequence[Run]) -> str:
+    """The level of the runs' bootstrap intervals, ``1 - run.ci_alpha`` as a percentage (``95%``; runs at several
+    levels: ``90% / 95%``)."""
+    from repeval.config.schema import RunConfig
+
+    default = float(RunConfig.model_fields["ci_alpha"].default)
+    alphas = set()
+    for run in runs:
+        section = run.config.get("run")
+        alphas.add(float(section.get("ci_alpha", default)) if isinstance(section, dict) else default)
+    return " / ".join(f"{round(100 * (1 - a), 6):g}%" for a in sorted(alphas or {default}, reverse=True))
 
 
 def write_results(df: pd.DataFrame, path: Path) -> Path:

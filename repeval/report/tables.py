@@ -33,7 +33,7 @@ import pandas as pd
 from repeval.metrics import canonical_metric_name, higher_is_better
 from repeval.registry import closest, unknown_name_message
 from repeval.report.deltas import left_out_note, paired_deltas
-from repeval.report.results import CLEAN, combine_results, groups, load_runs, natural_key, ordered_scenarios
+from repeval.report.results import CLEAN, ci_level, combine_results, groups, load_runs, natural_key, ordered_scenarios
 from repeval.report.selection import choose_probes, combine_validation
 from repeval.tuning.results import mean_intervals
 
@@ -403,6 +403,7 @@ def table_command(
     runs = load_runs([Path(d) for d in run_dirs])
     results = combine_results(runs)
     validation = combine_validation(runs)
+    level = ci_level(runs)
     _check_names(results, preset, task, dataset, ", ".join(map(str, run_dirs)))
     selections: list[tuple[str | None, str | None]]
     if preset in DATASET_PRESETS:
@@ -430,7 +431,11 @@ def table_command(
     parts = []
     for t, d in selections:
         table = make_table(results, preset, task=t, dataset=d, metrics=metrics, validation=validation)
-        parts.append(render(table, fmt, color=color, scale=scale, decimals=decimals, with_group=len(selections) > 1))
+        parts.append(
+            render(
+                table, fmt, color=color, scale=scale, decimals=decimals, with_group=len(selections) > 1, ci_level=level
+            )
+        )
     if fmt == "csv" and len(parts) > 1:  # one table: one header over the groups' columns (cells a group lacks empty)
         frames = [pd.read_csv(io.StringIO(p), dtype=str, keep_default_na=False) for p in parts]
         return str(pd.concat(frames, ignore_index=True).to_csv(index=False, lineterminator="\n"))

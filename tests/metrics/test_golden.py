@@ -144,7 +144,11 @@ def test_classification_matches_sklearn(n, c, ties, seed):
             assert values(rows, f"f1_{avg}")[0] == pytest.approx(want, abs=ATOL)
         present = np.union1d(y, pred)
         per = skm.f1_score(y, pred, labels=present, average=None, zero_division=0)
+        recall = skm.recall_score(y, pred, labels=np.unique(y), average=None)
     assert values(rows, "f1_macro")[1] == pytest.approx({labels[k]: v for k, v in zip(present, per, strict=True)})
+    assert values(rows, "balanced_accuracy")[1] == pytest.approx(
+        dict(zip([labels[k] for k in np.unique(y)], recall, strict=True))
+    )
 
 
 def test_single_class_present_warns_and_matches_sklearn():

@@ -36,6 +36,14 @@ from repeval.testing.results import fake_predictions
         ("categorical_accuracy", "accuracy"),
         ("F1 macro", "f1_macro"),
         ("r2", "r2"),
+        ("aucroc", "roc_auc_macro"),  # HEAR and MARBLE
+        ("ap", "pr_auc_macro"),  # MARBLE
+        ("top1_acc", "accuracy"),  # HEAR
+        ("mean average precision", "pr_auc_macro"),
+        ("macro_roc_auc", "roc_auc_macro"),  # the average first
+        ("micro-PR-AUC", "pr_auc_micro"),
+        ("weighted_roc_auc", "roc_auc_weighted"),
+        ("macro_key_weighted_score", "key_weighted_score_macro"),
     ],
 )
 def test_mir_ref_spellings(spelling, canonical):

@@ -167,3 +167,26 @@ def test_names_in_any_script_get_distinct_ids_and_names_are_escaped(tmp_path):
     }
     assert len(heads) == 2 and len(set(links) & heads) == 2
     assert "<script>x" not in text and "m&lt;script&gt;x&lt;/script&gt;" in text and "D&amp;1" in text
+
+
+def test_intervals_are_labelled_with_the_runs_level(tmp_path):
+    """A run with ``run.ci_alpha: 0.1`` stores 90% intervals; the report's header, its cells' tooltips and an HTML table
+    called them 95% whatever the level."""
+    from repeval.report.tables import table_command
+    from repeval.testing.results import DEFAULT_EXPERIMENTS, FakeRunSpec, make_run_dir
+
+    spec = FakeRunSpec(
+        run_id="a90", experiments=DEFAULT_EXPERIMENTS[1:], models=("logmel-stats",), probes=("M1",), seeds=(0,),
+        scenarios=("clean",), n_test=40, n_resamples=20,
+    )  # fmt: skip
+    run = make_run_dir(tmp_path, spec)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["run"]["ci_alpha"] = 0.1
+    (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    text = write_report([run], tmp_path / "r.html").read_text()
+    assert "Hover a value for its 90% bootstrap interval" in text
+    tips = re.findall(r'title="(n_seeds=[^"]*)"', text)
+    assert tips and all("; 90% bootstrap CI of the mean" in t for t in tips), tips[:3]
+    assert "95%" not in text
+    table = table_command([run], "model_comparison", "html")
+    assert "90% bootstrap CI of the mean" in table and "95%" not in table
