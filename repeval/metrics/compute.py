@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -9,6 +10,24 @@ import numpy as np
 from repeval.metrics.base import METRICS, MetricRow, canonical_metric_name, check_metric_for_task, ones_weights
 from repeval.metrics.bootstrap import bootstrap_distribution, percentile_interval
 from repeval.metrics.validation import validate
+
+log = logging.getLogger(__name__)
+#: metrics already warned about in this process (one warning each, not one per probe and scenario)
+_FEW_RESAMPLES_WARNED: set[str] = set()
+
+
+def _warn_few_resamples(name: str, defined: int, total: int) -> None:
+    """A macro average's interval rests on the resamples that drew every label it averages (see
+    :mod:`repeval.metrics.bootstrap`); say so once per metric when they are fewer than half."""
+    if name in _FEW_RESAMPLES_WARNED:
+        return
+    _FEW_RESAMPLES_WARNED.add(name)
+    log.warning(
+        "%s: its bootstrap interval rests on %d of %d resamples — the others drew no example (or, for a ranking "
+        "metric, no positive) of a label it averages, which leaves its average undefined; labels with very few test "
+        "examples make the interval unreliable: use a larger test set, or leave out the rarest labels",
+        name, defined, total,
+    )  # fmt: skip
 
 
 def _opt(x: float) -> float | None:
@@ -48,6 +67,9 @@ def compute_metrics(
         lo_per = hi_per = None
         if ci:
             b_agg, b_per = dist[name]
+            defined = int(np.count_nonzero(~np.isnan(b_agg)))
+            if not np.isnan(agg[0]) and defined < len(b_agg) / 2:
+                _warn_few_resamples(name, defined, len(b_agg))
             lo, hi = percentile_interval(b_agg, alpha)
             lo_agg, hi_agg = _opt(float(lo)), _opt(float(hi))
             if b_per is not None:

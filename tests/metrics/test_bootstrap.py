@@ -116,3 +116,29 @@ def test_macro_interval_is_over_the_labels_the_value_averages(name):
     np.testing.assert_allclose(got, np.quantile(naive, [alpha / 2, 1 - alpha / 2]), rtol=1e-9, atol=1e-12)
     point = compute_metrics([name], "multilabel_classification", y, s, list("abc"))[0].value
     assert got[0] <= point <= got[1] < point + 0.1
+
+
+def test_an_interval_resting_on_few_resamples_is_warned_about_once(caplog, monkeypatch):
+    """Four tags with one positive each among 40 tracks: a resample draws all four positives ~13% of the time, so
+    the macro ROC-AUC interval rests on ~13% of the resamples — said once per metric, not once per probe."""
+    import repeval.metrics.compute as compute
+
+    monkeypatch.setattr(compute, "_FEW_RESAMPLES_WARNED", set())
+    rng = np.random.default_rng(1)
+    y = np.zeros((40, 5), int)
+    y[:4, :4] = np.eye(4, dtype=int)
+    y[:, 4] = rng.random(40) < 0.5
+    s = rng.random(y.shape) + 0.5 * y
+    with caplog.at_level("WARNING", logger="repeval.metrics.compute"):
+        for _ in range(2):
+            rows = compute_metrics(["roc_auc_macro"], "multilabel_classification", y, s, list("abcde"), ci=True,
+                                   n_resamples=200)  # fmt: skip
+    assert rows[0].ci_low is not None and rows[0].ci_low <= rows[0].value <= rows[0].ci_high
+    warned = [r.getMessage() for r in caplog.records if "resamples" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("roc_auc_macro: its bootstrap interval rests on ")
+    assert int(warned[0].split(" rests on ")[1].split()[0]) < 60
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="repeval.metrics.compute"):  # every tag common: nothing to say
+        compute_metrics(["roc_auc_macro"], "multilabel_classification", (rng.random((200, 5)) < 0.3).astype(int),
+                        rng.random((200, 5)), list("abcde"), ci=True, n_resamples=100)  # fmt: skip
+    assert not caplog.records
