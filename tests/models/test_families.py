@@ -130,6 +130,36 @@ def test_hf_layer_mean_is_the_mean_of_layers(tmp_path: Path) -> None:
         HFAudioEncoder(model=directory, layers=[9])
 
 
+@_needs("torch", "transformers")
+def test_hf_clip_embedding_is_the_mean_over_the_clips_frames(tmp_path: Path, shared_data: Path) -> None:
+    """mir_ref's MERT embedding: transformers' hidden states averaged over the whole clip. A real recording's first
+    7 s (1.4 windows of 5 s) are one window, so the clip's mean is exactly that (cut 5 s + 2 s, it was 0.047 away on a
+    scale of 1); its first 13 s are three windows of 4.3 s whose means weigh their frames alike, so their mean is the
+    mean over the native frames (5 + 5 + 3 s gave the 3-s window a third: 0.0066 away; now ~3e-6, frame counts of
+    the windows differing by one)."""
+    import torch
+    import transformers
+
+    from repeval.audio.decode import decode
+    from repeval.models.dummies import tiny_hf_model
+    from repeval.models.hf import HFAudioEncoder
+
+    directory = str(tiny_hf_model(tmp_path / "tiny", n_layers=2))
+    audio = decode(str(shared_data / "librosa_examples" / "audio" / "Kevin_MacLeod_-_Vibe_Ace.ogg"), 16000, 13.0)
+    first = audio[: 16000 * 7]
+    extractor = transformers.AutoFeatureExtractor.from_pretrained(directory)
+    net = transformers.AutoModel.from_pretrained(directory).eval()
+    with torch.inference_mode():
+        inputs = extractor(first, sampling_rate=16000, return_tensors="pt")
+        ref = net(**inputs, output_hidden_states=True).hidden_states[-1][0].mean(0).numpy()
+    ours = HFAudioEncoder(model=directory).embed(first)
+    np.testing.assert_allclose(ours.mean(0), ref, atol=1e-5)  # the pipeline's clip embedding: the frames' mean
+    windows = HFAudioEncoder(model=directory).embed(audio)
+    native = HFAudioEncoder(model=directory, frames="native").embed(audio)
+    assert len(windows) == 3
+    np.testing.assert_allclose(windows.mean(0), native.mean(0), atol=1e-4)
+
+
 @_needs("transformers")
 def test_hf_hub_id_not_in_cache_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
