@@ -43,6 +43,10 @@ class EmbeddingModel:
     #: no weights, cheap to build, single-threaded: by default it runs inside the decode tasks instead of an
     #: actor pool (``run.resources.embed_in_decode``)
     light: ClassVar[bool] = False
+    #: what the family computes for given params: raise it whenever a change makes the same params give other
+    #: embeddings, so a store partition embedded before is refused rather than completed with rows that differ
+    #: (a version other than "1" joins the partition's fingerprint; see repeval.pipeline.partitions)
+    embedding_version: ClassVar[str] = "1"
 
     sample_rate_hz: int
     embedding_dim: int
@@ -68,7 +72,7 @@ class EmbeddingModel:
 
     @property
     def version(self) -> str:
-        return "1"
+        return self.embedding_version
 
 
 @dataclass(frozen=True)

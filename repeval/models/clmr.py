@@ -2,8 +2,9 @@
 
 The encoder is SampleCNN with nine stride-3 blocks on 59,049-sample windows (≈2.68 s at
 22,050 Hz); the embedding is its 512-d output before the projection/classifier head. Clips are
-cut into windows every ``hop_s`` (default: the window length, no overlap); the last partial
-window and clips shorter than one window are zero-padded.
+cut into windows every ``hop_s`` (default: the window length, no overlap); clips shorter than one window are
+zero-padded, and so is a last partial window of at least half a hop — a shorter tail is dropped (mir_ref pads every
+remainder, however short, into a window that weighs as much as a full one in the clip's mean).
 
 ``params.checkpoint`` (default ``$REPEVAL_MODELS_DIR/clmr-v2.pt``) is loaded with
 ``torch.load(weights_only=True)``. Accepted layouts: a SampleCNN state dict

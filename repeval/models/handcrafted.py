@@ -4,6 +4,12 @@ Each frame of the output summarises a window of ``window_s`` seconds (hop ``hop_
 mean and standard deviation of its spectral frames, so a clip-level mean over frames is a
 mean-of-stats embedding. Pure numpy (+ librosa filter banks), CPU cost ≈ a few ms per second of
 audio.
+
+The features are repeval's own definitions, not librosa's feature functions: spectral frames start at the clip's
+first sample (librosa centres them); log-mel is ``ln(mel power + 1e-6)`` (librosa's ``power_to_db`` is
+``10·log10`` with a 1e-10 floor: a scale of 10/ln 10 and a lower floor, which matters in near-silence); MFCC is the
+orthonormal DCT-II of that log-mel; chroma is librosa's chroma filter bank (no tuning estimate) on the magnitude
+spectrum (``chroma_stft`` defaults to power and estimates tuning), each frame divided by its maximum.
 """
 
 from __future__ import annotations

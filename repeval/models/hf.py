@@ -7,7 +7,10 @@
   negative counts from the end); several layers are averaged — mir_ref's ids
   ``mert-v1-95m-6`` (layer 6) and ``mert-v1-95m-4-5-6-7-8`` (mean of layers 4..8). Default: last;
 - ``window_s`` (default 5 s, MERT's training context): audio is cut into windows so attention
-  cost stays linear in clip length; windows are batched by equal length (no padding masks);
+  cost stays linear in clip length — the nearest whole number of equal windows (a 7-s clip is one window, 8 s two
+  of 4 s), so that in ``window`` frames every window's frames weigh alike in the clip's mean, as in a mean over the
+  clip's frames; windows are batched by equal length (no padding masks). This is the one deliberate difference from
+  mir_ref's MERT embeddings, which attend over the whole clip at once (equal for clips up to 1.5 windows);
 - ``frames``: ``window`` (default) emits the mean over each window's frames, ``native`` every
   model frame (≈50–75 per second: large stores);
 - ``normalize``: zero-mean/unit-variance per window (default: the checkpoint's feature-extractor
@@ -76,6 +79,8 @@ class HFAudioEncoder(RebuildOnUnpickle, EmbeddingModel):
     requires: ClassVar[tuple[str, ...]] = ("torch", "transformers")
     default_model: ClassVar[str | None] = None
     default_trust_remote_code: ClassVar[bool] = False
+    #: 2: clips cut into equal windows (before, 5-s windows and whatever remained)
+    embedding_version = "2"
 
     def __init__(
         self,
@@ -159,10 +164,12 @@ class HFAudioEncoder(RebuildOnUnpickle, EmbeddingModel):
         return (int(sr) if sr else None), (int(cfg["hidden_size"]) if "hidden_size" in cfg else None)
 
     def _split(self, audio: np.ndarray) -> list[np.ndarray]:
+        """The clip as the nearest whole number of equal windows (lengths differing by one sample at most): each
+        window's frames then weigh alike in the clip's mean, as they do in a mean over the clip's frames (a 5.1-s clip
+        cut into 5 s + 0.1 s gave the 0.1-s tail half the clip's embedding)."""
         audio = pad_to(as_mono(audio), MIN_SAMPLES)
-        pieces = [audio[i : i + self.window] for i in range(0, len(audio), self.window)]
-        if len(pieces) > 1 and len(pieces[-1]) < MIN_SAMPLES:  # fold a too-short tail into its neighbour
-            pieces[-2] = np.concatenate([pieces[-2], pieces.pop()])
+        n = max(1, min(round(len(audio) / self.window), len(audio) // MIN_SAMPLES))
+        pieces = np.array_split(audio, n)
         if self.normalize:
             pieces = [(p - p.mean()) / np.sqrt(p.var() + 1e-7) for p in pieces]
         return pieces

@@ -3,12 +3,26 @@
 The wheel ships TF1 checkpoints of ``MSD_musicnn`` (the thesis' ``msd-musicnn``), ``MTT_musicnn``,
 ``MTT_vgg`` and ``MSD_vgg``. repeval builds the graph once per process (musicnn's own
 ``extractor()`` rebuilds it for every file: ≈1.5 s/clip instead of ≈0.08 s) and feeds it
-non-overlapping (``hop_s``, default 3 s) patches (187 frames of a 96-band log-mel at 16 kHz, hop 256) of every clip;
-clips shorter than one patch are zero-padded to 3 s. Each patch yields one frame:
+patches of 187 frames (3 s) of a 96-band log-mel at 16 kHz (hop 256) every ``hop_s`` seconds, rounded down to whole
+frames. The default, 3 s, gives 187 frames: musicnn's own non-overlapping patches. mir_ref ran Essentia's
+``TensorflowPredictMusiCNN``, whose hop is 93 frames: ``hop_s: 1.5`` reproduces it (twice the patches and the cost;
+on a 20-s recording its clip mean came within 0.3% of Essentia's on a graph frozen from this checkpoint, the 3-s
+default within 6%). The last partial patch is dropped, as musicnn and Essentia drop it; clips shorter than one patch
+are zero-padded to 3 s. Each patch yields one frame:
 
-- musicnn models: ``penultimate`` (default, 200-d, the thesis' layer), ``mean_pool``/``max_pool``
-  (753-d mid-end poolings);
+- musicnn models: ``dense`` (default, 200-d): the penultimate dense layer before its ReLU and batch normalisation,
+  the node Essentia's musicnn graphs expose as embeddings (``model/dense/BiasAdd``) and the layer of the thesis'
+  ``msd-musicnn`` (mir_ref ran Essentia's ``msd-musicnn-1.pb``, a conversion of this checkpoint);
+  ``penultimate`` (200-d) is that layer after ReLU and batch normalisation, musicnn's ``extractor()`` feature of that
+  name (its ``extractor()`` returns the first patch's values for every patch: a bug in musicnn 0.1.0, not here);
+  ``mean_pool``/``max_pool`` (753-d mid-end poolings);
 - vgg models: ``pool5`` flattened (256-d; vgg has no dense penultimate layer).
+
+The log-mel is librosa's power mel as musicnn computes it, with two deliberate differences (:func:`logmel`):
+``reflect`` centring (librosa's before 0.10, when musicnn was trained; ``pad_mode: constant`` gives today's), and
+float32 arithmetic after the float16 rounding (musicnn's float16 arithmetic overflows on loud audio).
+Embeddings version 2: before it the default layer was ``penultimate`` and patches started every 188 frames instead of
+187 (``hop_s`` was rounded to the nearest frame).
 
 **Process group ``tf``.** tensorflow 2.21 runs these tf.compat.v1 layers only with legacy Keras:
 the worker must set ``TF_USE_LEGACY_KERAS=1`` before tensorflow is imported and disables eager
@@ -23,6 +37,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import sys
 from typing import Any, ClassVar
@@ -49,7 +64,7 @@ PATCH_FRAMES = 187  # librosa.time_to_frames(3 s) + 1, as musicnn computes it
 PATCH_SAMPLES = (PATCH_FRAMES - 1) * HOP  # audio (with librosa centring) that yields >= 187 frames
 
 _LAYERS = {
-    "musicnn": {"penultimate": 200, "mean_pool": 753, "max_pool": 753},
+    "musicnn": {"dense": 200, "penultimate": 200, "mean_pool": 753, "max_pool": 753},
     "vgg": {"pool5": 256},
 }
 
@@ -88,11 +103,12 @@ class MusiCNN(WindowedModel):
     #: but each run's activations are ~25 MiB per patch, all touched (page-faulted) in a process' first call and
     #: kept: at 32 a MusiCNN process peaked at 1.5-1.8 GiB against 1.06 GiB at 8 (docs/benchmarks.md, session 27)
     max_batch_windows = 8
+    embedding_version = "2"
     requires: ClassVar[tuple[str, ...]] = ("tensorflow", "tf_keras", "musicnn")
 
     def __init__(self, layer: str | None = None, hop_s: float = 3.0, pad_mode: str = "reflect", **params: Any) -> None:
         arch = "vgg" if "vgg" in self.checkpoint else "musicnn"
-        layer = layer or ("pool5" if arch == "vgg" else "penultimate")
+        layer = layer or ("pool5" if arch == "vgg" else "dense")
         if layer not in _LAYERS[arch]:
             raise ValueError(f"{self.name}: unknown layer '{layer}'; choose one of {sorted(_LAYERS[arch])}")
         super().__init__(layer=layer, hop_s=hop_s, pad_mode=pad_mode, **params)
@@ -100,7 +116,7 @@ class MusiCNN(WindowedModel):
         self.pad_mode = pad_mode
         self.sample_rate_hz = SR
         self.embedding_dim = _LAYERS[arch][layer]
-        self.hop_frames = max(1, round(hop_s * SR / HOP))
+        self.hop_frames = max(1, math.floor(hop_s * SR / HOP + 1e-9))  # 3 s: 187 frames, musicnn's patch
         self._build()
 
     @classmethod
@@ -110,7 +126,7 @@ class MusiCNN(WindowedModel):
     @classmethod
     def declared_sizes(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:
         arch = "vgg" if "vgg" in cls.checkpoint else "musicnn"
-        layer = params.get("layer") or ("pool5" if arch == "vgg" else "penultimate")
+        layer = params.get("layer") or ("pool5" if arch == "vgg" else "dense")
         return SR, _LAYERS[arch].get(layer)
 
     def _build(self) -> None:
@@ -138,6 +154,8 @@ class MusiCNN(WindowedModel):
             outs = models.define_model(self._x, training, self.checkpoint, len(labels))
             if "vgg" in self.checkpoint:
                 self._y = tf.compat.v1.layers.flatten(outs[-1])
+            elif self.layer == "dense":  # the penultimate layer's pre-activation (Essentia's model/dense/BiasAdd)
+                self._y = graph.get_tensor_by_name("dense/BiasAdd:0")
             else:
                 names = ["timbral", "temporal", "cnn1", "cnn2", "cnn3", "mean_pool", "max_pool", "penultimate"]
                 self._y = dict(zip(names, outs[1:], strict=True))[self.layer]
@@ -165,13 +183,13 @@ class MusiCNN(WindowedModel):
 
 @register_model("msd-musicnn")
 class MSDMusiCNN(MusiCNN):
-    description = "MusiCNN trained on MSD tags (musicnn wheel), penultimate 200-d layer per 3 s patch"
+    description = "MusiCNN trained on MSD tags (musicnn wheel), 200-d dense layer (mir_ref's) per 3 s patch"
     checkpoint = "MSD_musicnn"
 
 
 @register_model("mtt-musicnn")
 class MTTMusiCNN(MusiCNN):
-    description = "MusiCNN trained on MagnaTagATune (musicnn wheel), penultimate 200-d layer per 3 s patch"
+    description = "MusiCNN trained on MagnaTagATune (musicnn wheel), 200-d dense layer per 3 s patch"
     checkpoint = "MTT_musicnn"
 
 

@@ -6,7 +6,8 @@ Architecture as in the authors' reference implementation: 1 s segments at 8 kHz 
 ELU, layer normalisation over the whole feature map; 128…1024 channels, strides halving
 frequency every layer and time every other) → "divide and encode" head (128 slices of 8 values,
 each through 8→32 ELU→1) → L2 normalisation: **128-d** per segment, segments every ``hop_s``
-(default 0.5 s, the paper's). ~19M parameters.
+(default 0.5 s, the paper's), the first starting at the clip's first sample (mir_ref prepends half a segment of
+zeros), the last partial segment zero-padded when at least half a hop long. ~19M parameters.
 
 ``params.checkpoint`` (default ``$REPEVAL_MODELS_DIR/neuralfp.pt``) is a PyTorch state dict of
 :func:`build_neuralfp` (``torch.load(weights_only=True)``); the released model is a TensorFlow

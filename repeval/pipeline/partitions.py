@@ -22,8 +22,14 @@ from repeval.store.store import STORE_FORMAT
 
 
 def model_fingerprint(model_cfg: Any) -> dict[str, Any]:
+    """The family, a hash of the configured params and, once raised above "1", the family's ``embedding_version``
+    (absent at "1", so partitions stamped before versions joined the fingerprint keep theirs)."""
     fam, params = resolve_model(model_cfg)
-    return {"family": fam.name, "params": config_hash(params)}
+    out = {"family": fam.name, "params": config_hash(params)}
+    version = str(getattr(fam.cls, "embedding_version", "1"))
+    if version != "1":
+        out["version"] = version
+    return out
 
 
 def scenario_fingerprint(exp: ExperimentConfig, sid: str, ds: Any, run_seed: int) -> dict[str, Any]:

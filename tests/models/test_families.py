@@ -130,6 +130,36 @@ def test_hf_layer_mean_is_the_mean_of_layers(tmp_path: Path) -> None:
         HFAudioEncoder(model=directory, layers=[9])
 
 
+@_needs("torch", "transformers")
+def test_hf_clip_embedding_is_the_mean_over_the_clips_frames(tmp_path: Path, shared_data: Path) -> None:
+    """mir_ref's MERT embedding: transformers' hidden states averaged over the whole clip. A real recording's first
+    7 s (1.4 windows of 5 s) are one window, so the clip's mean is exactly that (cut 5 s + 2 s, it was 0.047 away on a
+    scale of 1); its first 13 s are three windows of 4.3 s whose means weigh their frames alike, so their mean is the
+    mean over the native frames (5 + 5 + 3 s gave the 3-s window a third: 0.0066 away; now ~3e-6, frame counts of
+    the windows differing by one)."""
+    import torch
+    import transformers
+
+    from repeval.audio.decode import decode
+    from repeval.models.dummies import tiny_hf_model
+    from repeval.models.hf import HFAudioEncoder
+
+    directory = str(tiny_hf_model(tmp_path / "tiny", n_layers=2))
+    audio = decode(str(shared_data / "librosa_examples" / "audio" / "Kevin_MacLeod_-_Vibe_Ace.ogg"), 16000, 13.0)
+    first = audio[: 16000 * 7]
+    extractor = transformers.AutoFeatureExtractor.from_pretrained(directory)
+    net = transformers.AutoModel.from_pretrained(directory).eval()
+    with torch.inference_mode():
+        inputs = extractor(first, sampling_rate=16000, return_tensors="pt")
+        ref = net(**inputs, output_hidden_states=True).hidden_states[-1][0].mean(0).numpy()
+    ours = HFAudioEncoder(model=directory).embed(first)
+    np.testing.assert_allclose(ours.mean(0), ref, atol=1e-5)  # the pipeline's clip embedding: the frames' mean
+    windows = HFAudioEncoder(model=directory).embed(audio)
+    native = HFAudioEncoder(model=directory, frames="native").embed(audio)
+    assert len(windows) == 3
+    np.testing.assert_allclose(windows.mean(0), native.mean(0), atol=1e-4)
+
+
 @_needs("transformers")
 def test_hf_hub_id_not_in_cache_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
@@ -280,11 +310,15 @@ def test_numpy_mel_filterbank_is_librosas(sr, n_fft, n_mels, fmin, fmax):
     np.testing.assert_array_equal(ours, librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax))
 
 
-def test_a_musicnn_actor_never_imports_librosa_and_its_batches_do_not_change_a_clip() -> None:
-    """A musicnn actor's start (TensorFlow's import, the graph, the first batch) must not pay for librosa's
-    import (scipy.signal, numba: ~1 CPU-s of every TensorFlow actor's start): a fresh process builds the model,
-    embeds a clip and lists what it imported. In the same process: clips embedded 8 patches per session call
-    (the default), 64 per call and one clip at a time get the same frames."""
+#: a real recording, decoded as the engine decodes it, its first 7 s at 1/20 of its gain: musicnn's own log-mel
+#: (float16 arithmetic) overflows on the full-gain recording
+_MUSICNN_CLIP = ("librosa_examples/audio/Kevin_MacLeod_-_Vibe_Ace.ogg", 7.0, 0.05)
+
+
+@pytest.fixture(scope="module")
+def musicnn_process(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, ...]:
+    """One fresh ``tf`` process for the musicnn tests (TensorFlow's import and a graph cost seconds): its lines."""
+    rel, seconds, gain = _MUSICNN_CLIP
     code = (
         "import os, sys, numpy as np\n"
         "from repeval.models._common import PROCESS_GROUP_ENV\n"
@@ -308,6 +342,26 @@ def test_a_musicnn_actor_never_imports_librosa_and_its_batches_do_not_change_a_c
         "t, c = time.perf_counter(), time.process_time()\n"
         "for _ in range(6): m.embed_batch(clips)\n"
         "print('CPU_PER_WALL', (time.process_time() - c) / (time.perf_counter() - t))\n"
+        # the reference: musicnn's own patches (its batch_data, on a file at 16 kHz) through musicnn's graph built as
+        # its extractor() builds it, read at the node Essentia's msd-musicnn-1.pb (mir_ref's) takes embeddings from
+        "import soundfile as sf, tensorflow as tf, musicnn\n"
+        "from repeval.audio.decode import decode\n"
+        "from musicnn import models\n"
+        "from musicnn.extractor import batch_data\n"
+        f"audio = decode({str(shared_data / rel)!r}, 16000, {seconds}) * np.float32({gain})\n"
+        f"path = {str(tmp_path_factory.mktemp('musicnn') / 'clip.wav')!r}\n"
+        "sf.write(path, audio, 16000, subtype='FLOAT')\n"
+        "patches, _ = batch_data(path, 187, 187)\n"
+        "g = tf.Graph()\n"
+        "with g.as_default(), tf.name_scope('model'):\n"
+        "    x = tf.compat.v1.placeholder(tf.float32, [None, 187, 96])\n"
+        "    models.define_model(x, False, 'MSD_musicnn', 50)\n"
+        "    saver = tf.compat.v1.train.Saver()\n"
+        "sess = tf.compat.v1.Session(graph=g)\n"
+        "saver.restore(sess, os.path.join(os.path.dirname(musicnn.__file__), 'MSD_musicnn') + os.sep)\n"
+        "ref = sess.run(g.get_tensor_by_name('model/dense/BiasAdd:0'), {x: patches})\n"
+        "ours = build_model(EmbeddingModelConfig(id='msd-musicnn', params={'pad_mode': 'constant'})).embed(audio)\n"
+        "print('REF', ours.shape, ref.shape, float(np.abs(ours - ref).max()), float(np.abs(ref).max()))\n"
     )
     env = {**os.environ, "REPEVAL_MODEL_THREADS": "1"}
     env.pop("TF_NUM_INTRAOP_THREADS", None)
@@ -316,9 +370,31 @@ def test_a_musicnn_actor_never_imports_librosa_and_its_batches_do_not_change_a_c
         [sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, timeout=300, env=env
     )
     assert r.returncode == 0, r.stderr[-2000:]
-    *_, imports, batches, load = r.stdout.strip().splitlines()
+    return tuple(r.stdout.strip().splitlines())
+
+
+def test_a_musicnn_actor_never_imports_librosa_and_its_batches_do_not_change_a_clip(
+    musicnn_process: tuple[str, ...],
+) -> None:
+    """A musicnn actor's start (TensorFlow's import, the graph, the first batch) must not pay for librosa's
+    import (scipy.signal, numba: ~1 CPU-s of every TensorFlow actor's start): a fresh process builds the model,
+    embeds a clip and lists what it imported. In the same process: clips embedded 8 patches per session call
+    (the default), 64 per call and one clip at a time get the same frames."""
+    *_, imports, batches, load, _ref = musicnn_process
     assert float(load.split()[1]) <= 1.5, load  # 1.2 here; 1.9 with the ConfigProto alone (two busy threads)
     assert imports == "(1, 200) []"
     shape, d_large, d_one = batches.rsplit(" ", 2)
     assert shape == "(20, 200)"  # 2 + 13 + 1 (zero-padded) + 4 patches of 3 s: three calls of 8
     assert float(d_large) <= 1e-5 and float(d_one) <= 1e-5, batches
+
+
+def test_msd_musicnn_is_mir_refs_layer_on_musicnns_own_patches(musicnn_process: tuple[str, ...]) -> None:
+    """msd-musicnn on a real recording is, patch for patch, musicnn's checkpoint on the patches musicnn's own
+    batch_data cuts (one every 187 frames; repeval started one every 188) read at ``model/dense/BiasAdd``, the node
+    Essentia's msd-musicnn-1.pb — mir_ref's msd-musicnn — gives embeddings from (repeval read musicnn's
+    ``penultimate``, that layer after ReLU and batch normalisation: 6.1 away on a scale of 6.3 here)."""
+    *_, ref = musicnn_process
+    label, ours_shape, ref_shape, diff, scale = ref.replace("(", "").replace(")", "").replace(", ", ",").split(" ")
+    assert label == "REF" and ours_shape == ref_shape == "2,200", ref
+    # musicnn's log-mel differs from repeval's by float16 arithmetic (≤ 1e-3 on a log10 scale of ~0–3)
+    assert float(diff) <= 0.01 * float(scale), ref

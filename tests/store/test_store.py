@@ -155,6 +155,30 @@ def test_conflict_names_the_changed_parameter_inside_a_hash_and_falls_back_to_ha
     assert '— model.params: stored "aaa", now "bbb"; give' in str(err.value)
 
 
+def test_a_model_whose_embeddings_changed_is_refused_the_partitions_embedded_before(tmp_path):
+    """A family raises ``embedding_version`` when the same params come to give other embeddings (msd-musicnn's 2:
+    mir_ref's layer and musicnn's patch hop): the version joins the model's fingerprint, so a partition embedded
+    before is refused, not completed with rows that differ; families still at 1 keep the fingerprints their
+    partitions were stamped with."""
+    from repeval.config.loader import config_hash
+    from repeval.config.schema import EmbeddingModelConfig
+    from repeval.models import build_model
+    from repeval.pipeline.partitions import model_fingerprint
+
+    before = {"family": "msd-musicnn", "params": config_hash({})}  # as fingerprints were written before versions
+    now = model_fingerprint(EmbeddingModelConfig(id="msd-musicnn"))
+    assert now == {**before, "version": "2"}
+    assert model_fingerprint(EmbeddingModelConfig(id="mfcc-stats")) == {
+        "family": "mfcc-stats",
+        "params": config_hash({}),
+    }
+    assert build_model(EmbeddingModelConfig(id="mfcc-stats")).version == "1"  # the rows' model_version column
+    part = EmbeddingStore(str(tmp_path / "s")).partition("ds", "msd-musicnn", "clean")
+    part.stamp({"model": before, "chunk_s": 30})
+    with pytest.raises(StoreConflict, match=re.escape('model.version: stored null, now "2"')):
+        part.check_compatible({"model": now, "chunk_s": 30})
+
+
 def test_a_partition_with_frames_serves_a_run_without_them(tmp_path):
     """Stored with frames, asked without: compatible (``True``: rows may not be added); any other difference is not."""
     store = EmbeddingStore(str(tmp_path / "s"))
