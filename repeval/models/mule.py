@@ -8,8 +8,11 @@ stage, then global average pooling of both paths and concatenation: **1,728-d** 
 
 Extraction as MULE's ``mule_embedding.yml``: 16 kHz audio → 96-band mel (n_fft 2048, window 400,
 hop 160, fmax 8 kHz, HTK scale, L2-normalised filters, power) → ``log10(10000·x + 1)``; slices of
-300 frames (3 s) every ``hop_frames`` (default 200 = 2 s), each standardised to zero mean / unit
-variance; one embedding per slice. Clips shorter than 3 s are zero-padded.
+300 frames (3 s) centred every ``hop_frames`` (default 200 = 2 s) from frame ``hop_frames`` on — MULE's
+``SliceExtractor`` centres none on frame 0 (:func:`slice_centres`) — each standardised to zero mean / unit
+variance; one embedding per slice, and a track's embedding (``mule_embedding_average.yml``'s ``TimelineAverage``)
+the mean of its slices'. Clips shorter than 3 s are zero-padded. (The reference also skips a centre at every
+multiple of its 8,000-frame processing block, 80 s apart; repeval does not.)
 
 ``params.checkpoint`` (default ``$REPEVAL_MODELS_DIR/mule.pt``) is a PyTorch state dict of
 :func:`build_sfnfnet` (``torch.load(weights_only=True)``). The released MULE model is a Keras
@@ -186,11 +189,22 @@ def build_sfnfnet() -> Any:
     return SFNFNetF0()
 
 
+def slice_centres(n_frames: int, hop_frames: int) -> list[int]:
+    """The mel frames MULE's slices are centred on: every ``hop_frames`` after the first frame — MULE's
+    ``SliceExtractor.extract_range`` takes the multiples of its hop *greater than* the start, so no slice is centred
+    on frame 0 — each clamped so that its 300 frames lie inside the ``n_frames`` (≥ 300: clips are padded to 3 s).
+    A clip with no such multiple (``hop_frames`` ≥ ``n_frames``) gets one slice, its first 300 frames."""
+    half = SLICE // 2
+    return [min(max(c, half), n_frames - half) for c in range(hop_frames, n_frames, hop_frames)] or [half]
+
+
 @register_model("mule")
 class MULE(WindowedModel):
     """MULE SF-NFNet-F0, 1,728-d per 3 s slice every 2 s; see the module docstring."""
 
     description = "MULE SF-NFNet-F0 (local checkpoint), 1,728-d per 3 s log-mel slice, hop 2 s"
+    #: 2: no slice centred on frame 0 (version 1 added one there, over the first 3 s again)
+    embedding_version: ClassVar[str] = "2"
     extra = "torch"
     uses_gpu = True
     max_batch_windows = 16
@@ -239,8 +253,7 @@ class MULE(WindowedModel):
 
     def _windows(self, audio: np.ndarray) -> np.ndarray:
         spec = self._logmel(pad_to(audio, 3 * SR))
-        n = spec.shape[1]
-        centres = [min(max(c, SLICE // 2), n - SLICE // 2) for c in range(0, n, self.hop_frames)]
+        centres = slice_centres(spec.shape[1], self.hop_frames)
         slices = np.stack([spec[:, c - SLICE // 2 : c + SLICE // 2] for c in centres])
         slices -= slices.mean(axis=(1, 2), keepdims=True)
         slices /= np.maximum(slices.std(axis=(1, 2), keepdims=True), 0.01)

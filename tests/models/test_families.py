@@ -210,6 +210,25 @@ def test_mule_architecture_size_and_output() -> None:
     assert out.shape == (1, 1728)
 
 
+def test_mule_slices_start_a_hop_in_as_mules_slice_extractor_does() -> None:
+    """MULE's ``SliceExtractor.extract_range`` centres slices on the multiples of its hop *greater than* the start
+    (frame 0 is never a centre), clamped into the spectrogram: a 30-s clip (3,001 mel frames) has 15 slices centred
+    on 200, 400, ..., 2,800 and 2,851 — not a 16th over its first 3 s again (centre 0 clamped to 150)."""
+    from repeval.models.mule import MULE, slice_centres
+
+    n = 3001
+    assert slice_centres(n, 200) == [*range(200, 3000, 200), 2851]
+    assert slice_centres(301, 200) == [151] and slice_centres(301, 400) == [150]  # a 3-s clip: one slice
+    model = object.__new__(MULE)  # the slicing alone: no weights needed
+    spec = np.random.default_rng(0).standard_normal((96, n)).astype(np.float32)
+    model.hop_frames = 200
+    model._logmel = lambda audio: spec  # type: ignore[method-assign]
+    windows = model._windows(np.zeros(30 * 16000, np.float32))
+    assert windows.shape == (15, 1, 96, 300)
+    first = spec[:, 50:350]  # centred on frame 200
+    np.testing.assert_allclose(windows[0, 0], (first - first.mean()) / first.std(), rtol=1e-4, atol=1e-4)
+
+
 def test_essentia_refuses_a_process_with_tensorflow(monkeypatch: pytest.MonkeyPatch) -> None:
     from repeval.models.essentia_tf import VGGishAudioSet
 
