@@ -33,6 +33,41 @@ def _replace_refs(node: Any, old: str, new: str, skip: str) -> None:
             _replace_refs(item, old, new, skip)
 
 
+def field_docs(model: type) -> dict[str, str]:
+    """Each field's ``#:`` comment (the lines right above it in the class body, Sphinx's convention), as plain text
+    with ``code`` in single backticks: the one source of the schema's descriptions, which editors show on hover."""
+    import ast
+    import inspect
+    import re
+    import textwrap
+
+    lines = textwrap.dedent(inspect.getsource(model)).splitlines()
+    out: dict[str, str] = {}
+    for node in ast.parse("\n".join(lines)).body[0].body:  # type: ignore[attr-defined]
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            i = node.lineno - 2
+            while i >= 0 and lines[i].lstrip().startswith("#:"):
+                i -= 1
+            text = " ".join(line.lstrip()[2:].strip() for line in lines[i + 1 : node.lineno - 1])
+            if text:
+                out[node.target.id] = re.sub(r"(?::[a-z]+:)?``?([^`]+)``?", r"`\1`", text)
+    return out
+
+
+def _describe_fields(out: dict[str, Any]) -> None:
+    """Every field's ``#:`` comment as its property's description (hover documentation in editors)."""
+    from repeval.config import schema as cs
+
+    model: type[cs.Strict]
+    for model in cs.Strict.__subclasses__():  # Config too
+        d = out if model is cs.Config else out["$defs"].get(model.__name__)
+        if d is None:
+            continue
+        for key, text in field_docs(model).items():
+            if key in model.model_fields:
+                d["properties"][key]["description"] = text
+
+
 def _dataset_key_rules(model: Any) -> list[dict[str, Any]]:
     """``if``/``else`` rules for the dataset keys that apply to some types only (the loader's
     :func:`~repeval.datasets.cli_support.check_dataset_keys`): elsewhere such a key may only hold its default, which
@@ -71,6 +106,7 @@ def config_json_schema() -> dict[str, Any]:
     from repeval.config import schema as cs
 
     out = cs.Config.model_json_schema()
+    _describe_fields(out)
     defs = out["$defs"]
     # mir_ref's spellings of keys: the alias has the canonical key's schema, and either satisfies "required"
     for model in (cs.TaskConfig, cs.ExperimentConfig, cs.DatasetConfig, cs.RunConfig):
@@ -79,7 +115,11 @@ def config_json_schema() -> dict[str, Any]:
             continue
         required = d.get("required", [])
         for alias, canonical in model.key_aliases.items():
-            d["properties"][alias] = {**d["properties"][canonical], "description": f"mir_ref's spelling of {canonical}"}
+            prop = d["properties"][canonical]
+            d["properties"][alias] = {
+                **prop,
+                "description": f"mir_ref's spelling of {canonical}: {prop['description']}",
+            }
             if canonical in required:
                 required.remove(canonical)
                 d.setdefault("allOf", []).append({"anyOf": [{"required": [canonical]}, {"required": [alias]}]})
@@ -107,13 +147,17 @@ def config_json_schema() -> dict[str, Any]:
     _replace_refs(out, "#/$defs/DeformationScenario", "#/$defs/Scenario", skip="Scenario")
     # an empty `hidden_units:` is a linear probe
     units = defs["ProbeConfig"]["properties"]["hidden_units"]
-    defs["ProbeConfig"]["properties"]["hidden_units"] = {"anyOf": [units, {"type": "null"}], "default": []}
+    defs["ProbeConfig"]["properties"]["hidden_units"] = {
+        "anyOf": [units, {"type": "null"}],
+        "default": [],
+        "description": units.pop("description"),
+    }
     # augment: scenario ids, or one id / `all` written as a string
     aug = defs["ExperimentConfig"]["properties"]["augment"]
     defs["ExperimentConfig"]["properties"]["augment"] = {
         "anyOf": [aug, {"type": "string"}, {"type": "null"}],
         "default": [],
-        "description": "deformation scenarios (ids, or all) whose training tracks augment the probes' training data",
+        "description": aug.pop("description"),
     }
     defs["DatasetConfig"].setdefault("allOf", []).extend(_dataset_key_rules(cs.DatasetConfig))
     out["patternProperties"] = {"^x-": {"description": "ignored: a place for YAML anchors"}}

@@ -585,6 +585,27 @@ def test_shipped_schema_is_current_and_accepts_every_shipped_config():
         load_config(path)
 
 
+def test_every_config_key_has_hover_documentation_from_its_comment():
+    """An editor shows each key's description on hover: every field of every model carries its ``#:`` comment."""
+    from repeval.config import schema as cs
+    from repeval.config.jsonschema import config_json_schema, field_docs
+
+    schema = config_json_schema()
+    for model in cs.Strict.__subclasses__():  # Config too
+        assert set(field_docs(model)) == set(model.model_fields), f"{model.__name__}: a field without a #: comment"
+        d = schema if model is cs.Config else schema["$defs"][model.__name__]
+        for key in model.model_fields:
+            assert d["properties"][key].get("description"), f"{model.__name__}.{key}"
+    group = schema["$defs"]["DatasetConfig"]["properties"]["group_column"]["description"]
+    assert (
+        group == "group column for leakage-free splits (artist, singer, album); for mirdata data sets a track attribute"
+    )
+    units = schema["$defs"]["ProbeConfig"]["properties"]["hidden_units"]["description"]  # ``code`` → `code`
+    assert "`infer`" in units and "``" not in units
+    aggregation = schema["$defs"]["TaskConfig"]["properties"]["aggregation"]["description"]
+    assert aggregation.startswith("mir_ref's spelling of embedding_aggregation: `mean`")
+
+
 def _variant(change) -> dict:
     d = copy.deepcopy(base())
     change(d)
