@@ -666,6 +666,19 @@ SPELLINGS_THE_LOADER_ACCEPTS = {
     "custom_by_default_wired_mirdata_index_path": lambda d: d["experiments"][0].update(
         datasets=[{"name": "tinysol", "index_path": "i.json"}]
     ),
+    # the split keys of each split_type, and those of the other one at their defaults (a dumped config)
+    "folds_of_split_type_all": lambda d: d["experiments"][0]["datasets"][0].update(
+        split_type="all", n_folds=4, fold=3, split_ratios=[0.8, 0.1, 0.1]
+    ),
+    "single_split_with_fold_keys_at_defaults": lambda d: d["experiments"][0]["datasets"][0].update(
+        split_ratios=[0.7, 0.2, 0.1], n_folds=5, fold=0
+    ),
+    "official_fold_of_mtg_jamendo": lambda d: d["experiments"][0].update(
+        datasets=[{"name": "mtg_jamendo", "dir": "j", "subset": "genre", "fold": 3}]
+    ),
+    "official_fold_of_mirdata": lambda d: d["experiments"][0].update(
+        datasets=[{"name": "tinysol", "type": "mirdata", "dir": "t", "fold": 1}]
+    ),
 }
 
 MISTAKES_BOTH_REJECT = {
@@ -691,6 +704,16 @@ MISTAKES_BOTH_REJECT = {
     "subset_on_catalog": lambda d: d["experiments"][0]["datasets"][0].update(subset="genre"),
     "subset_on_mirdata": lambda d: d["experiments"][0].update(
         datasets=[{"name": "mtg_jamendo_autotagging_moodtheme", "type": "mirdata", "subset": "genre"}]
+    ),
+    # a split key of the other split_type (DatasetConfig._known_loader)
+    "n_folds_on_single_split": lambda d: d["experiments"][0]["datasets"][0].update(n_folds=10),
+    "n_folds_on_split_type_single": lambda d: d["experiments"][0]["datasets"][0].update(split_type="single", n_folds=3),
+    "fold_on_single_split_without_official_folds": lambda d: d["experiments"][0]["datasets"][0].update(fold=2),
+    "fold_on_custom_loader_without_official_folds": lambda d: d["experiments"][0].update(
+        datasets=[{"name": "vocalset", "dir": "v", "fold": 1}]
+    ),
+    "split_ratios_on_split_type_all": lambda d: d["experiments"][0]["datasets"][0].update(
+        split_type="all", split_ratios=[0.6, 0.2, 0.2]
     ),
 }
 
