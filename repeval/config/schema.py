@@ -365,7 +365,8 @@ class ProbeConfig(Strict):
     #: standardise each embedding dimension with the training split's mean and std
     #: (scikit-learn's ``StandardScaler``)
     standardize: bool = False
-    #: PCA (fitted on the training split) to this many dimensions; shorthand for ``emb_dim_reduction: PCA``
+    #: PCA (fitted on the training split) to this many dimensions; shorthand for ``emb_dim_reduction: PCA``. At
+    #: most the embedding width and the training rows (tracks, or frames): more is an error, as in scikit-learn
     pca_dim: int | None = Field(default=None, ge=1)
     #: normalisation after each hidden linear layer (HEAR uses ``batchnorm``)
     hidden_norm: Literal["none", "batchnorm", "layernorm"] = "none"
