@@ -244,7 +244,7 @@ class DatasetConfig(Strict):
             raise ValueError(f"fold {self.fold} is out of range for n_folds {self.n_folds}")
         return self
 
-    def _given(self) -> set[str]:
+    def keys_given(self) -> set[str]:
         """The keys set to something other than their default: a key left at its default (a dumped config writes
         every key) asks for nothing."""
         return {k for k in self.model_fields_set if getattr(self, k) != type(self).model_fields[k].default}
@@ -254,7 +254,7 @@ class DatasetConfig(Strict):
         from repeval.datasets.cli_support import check_dataset_keys, check_dataset_name, mirdata_kind_loaders
 
         check_dataset_name(self.name, self.type, self.subset)
-        given = self._given()
+        given = self.keys_given()
         check_dataset_keys(self.name, self.type, given)
         # split keys of the other split_type: each would be silently ignored
         if self.split_type == "single" and "n_folds" in given:
