@@ -103,6 +103,12 @@ class TaskConfig(Strict):
     def effective_type(self) -> str:
         return effective_task_type(self.type, self.name)
 
+    def canonical(self) -> TaskConfig:
+        """The task with equivalent spellings made one — mir_ref's ``embedding_mean`` is ``mean``, and key estimation
+        may be written as a ``multiclass_classification`` named ``key_estimation``: two definitions of a task mean
+        the same when their canonical forms are equal."""
+        return self.model_copy(update={"embedding_aggregation": self.aggregation, "type": self.effective_type})
+
 
 # ------------------------------------------------------------------- deformations
 
@@ -870,9 +876,9 @@ class Config(Strict):
                 _one_run_file(
                     files, "splits", {"task": task, "dataset": name}, where, "one's splits would replace the other's"
                 )
-                first, t0, d0 = pairs.setdefault((task, name), (where, exp.task, ds))
-                if t0 != exp.task or d0 != ds:
-                    diff = _differences(t0, exp.task, "task.") + _differences(d0, ds, "")
+                first, t0, d0 = pairs.setdefault((task, name), (where, exp.task.canonical(), ds))
+                if t0 != exp.task.canonical() or d0 != ds:
+                    diff = _differences(t0, exp.task.canonical(), "task.") + _differences(d0, ds, "")
                     raise ValueError(
                         f"{where}: task {task!r} on dataset {name!r} is defined differently in {first} "
                         f"({'; '.join(diff)}) — a run keeps one set of splits, one load report and one results table "

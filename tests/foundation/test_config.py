@@ -379,6 +379,29 @@ def test_one_task_and_dataset_name_means_one_definition(mutate, expected):
     assert expected in _error(mutate)
 
 
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({}, {"embedding_aggregation": "mean"}),  # the default written out
+        ({"embedding_aggregation": "embedding_mean"}, {}),  # mir_ref's spelling of mean
+        ({"aggregation": "embedding_mean"}, {"embedding_aggregation": "mean"}),
+        ({"name": "key", "type": "key_estimation"}, {"name": "key", "type": "multiclass_classification"}),
+    ],
+)
+def test_one_task_spelled_two_equivalent_ways_is_one_definition(first, second):
+    """``embedding_mean`` is mir_ref's ``mean``, and a ``multiclass_classification`` named ``key`` is key estimation:
+    two experiments that spell one task so (other models on its dataset) were refused as "defined differently"."""
+    d = base()
+    task = d["experiments"][0]["task"]
+    _other_model(d)["task"] = {**task, **second}
+    task.update(first)
+    cfg = parse_config(d)
+    assert cfg.experiments[0].task.canonical() == cfg.experiments[1].task.canonical()
+    d["experiments"][1]["task"]["embedding_aggregation"] = "prediction"  # a real difference still is one
+    with pytest.raises(ConfigError, match=r'task\.embedding_aggregation: "mean" there, "prediction" here'):
+        parse_config(d)
+
+
 def test_a_dataset_defined_differently_for_another_task_or_alike_for_another_model_is_accepted():
     """Other tasks may read one dataset with other splits, labels or caps (its partitions are shared: a track's
     embeddings do not depend on its split); another model's experiment of the same task needs the same definition."""
