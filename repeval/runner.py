@@ -121,7 +121,7 @@ def load_rows(ctx: RunContext, save: bool = True) -> None:
             if (ei, ds.name) in ctx.rows:
                 continue
             e0, task0, ds0 = loaded.setdefault((exp.task.name, ds.name), (ei, exp.task, ds))
-            if e0 != ei and (task0, ds0) == (exp.task, ds):
+            if e0 != ei and (task0.canonical(), ds0) == (exp.task.canonical(), ds):
                 # another model's experiment of the task (validation makes one task on one dataset one definition):
                 # the same rows, splits file and report — loaded once
                 ctx.rows[(ei, ds.name)] = ctx.rows[(e0, ds.name)]

@@ -8,7 +8,9 @@ model as a bare id or with ``name``/``type`` for ``id``, a deformation scenario 
 transforms or a single transform, mir_ref's key aliases (``features``, ``probes``, ``aggregation``),
 top-level ``x-`` keys for YAML anchors — so it never flags a file that ``repeval validate`` accepts.
 It checks shape and spelling, and a dataset key that its type's loader never reads (a manifest column on a
-mirdata data set, ``index_path`` or ``subset`` where they do not apply; ``if``/``else`` on ``type`` and ``name``);
+mirdata data set, ``index_path`` or ``subset`` where they do not apply; ``if``/``else`` on ``type`` and ``name``), and
+a split key of the other ``split_type`` (``n_folds`` or ``fold`` on one split, ``split_ratios`` on k folds);
+each key's ``#:`` comment in :mod:`repeval.config.schema` is its description, which editors show on hover;
 the loader still has the last word (registered model, metric and
 dataset names, value ranges, cross-field rules), with errors that name the fix.
 """
@@ -33,18 +35,64 @@ def _replace_refs(node: Any, old: str, new: str, skip: str) -> None:
             _replace_refs(item, old, new, skip)
 
 
+def field_docs(model: type) -> dict[str, str]:
+    """Each field's ``#:`` comment (the lines right above it in the class body, Sphinx's convention), as plain text
+    with ``code`` in single backticks: the one source of the schema's descriptions, which editors show on hover."""
+    import ast
+    import inspect
+    import re
+    import textwrap
+
+    lines = textwrap.dedent(inspect.getsource(model)).splitlines()
+    out: dict[str, str] = {}
+    for node in ast.parse("\n".join(lines)).body[0].body:  # type: ignore[attr-defined]
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            i = node.lineno - 2
+            while i >= 0 and lines[i].lstrip().startswith("#:"):
+                i -= 1
+            text = " ".join(line.lstrip()[2:].strip() for line in lines[i + 1 : node.lineno - 1])
+            if text:
+                out[node.target.id] = re.sub(r"(?::[a-z]+:)?``?([^`]+)``?", r"`\1`", text)
+    return out
+
+
+def _describe_fields(out: dict[str, Any]) -> None:
+    """Every field's ``#:`` comment as its property's description (hover documentation in editors)."""
+    from repeval.config import schema as cs
+
+    model: type[cs.Strict]
+    for model in cs.Strict.__subclasses__():  # Config too
+        d = out if model is cs.Config else out["$defs"].get(model.__name__)
+        if d is None:
+            continue
+        for key, text in field_docs(model).items():
+            if key in model.model_fields:
+                d["properties"][key]["description"] = text
+
+
+#: what the editor says about a split key of the other split_type (``repeval validate`` says more)
+SPLIT_KEYS = {
+    "n_folds": "n_folds is the number of folds of split_type: all; split_type single (the default) ignores it: "
+    "set split_type: all, or remove n_folds",
+    "fold": "fold picks a fold of split_type: all (or an official fold, which this data set has not); split_type "
+    "single (the default) ignores it: set split_type: all, or remove fold",
+    "split_ratios": "split_ratios are the sizes of split_type: single's one split; split_type all makes n_folds "
+    "equal folds and ignores them: remove split_ratios, or set split_type: single",
+}
+
+
 def _dataset_key_rules(model: Any) -> list[dict[str, Any]]:
     """``if``/``else`` rules for the dataset keys that apply to some types only (the loader's
     :func:`~repeval.datasets.cli_support.check_dataset_keys`): elsewhere such a key may only hold its default, which
     asks for nothing (a dumped config writes every key)."""
     from repeval.datasets.cli_support import CATALOG_KEYS, KEY_SCOPES, mirdata_kind_loaders
 
-    def at_default(key: str, scope: str) -> dict[str, Any]:
+    def at_default(key: str, scope: str, why: str | None = None) -> dict[str, Any]:
         default = model.model_fields[key].default
         return {
-            "const": default,
+            "const": list(default) if isinstance(default, tuple) else default,
             # the YAML language server shows errorMessage instead of "Value must be null."
-            "errorMessage": f"'{key}' does not apply to this dataset's type — it {KEY_SCOPES[scope]}; remove it",
+            "errorMessage": why or f"'{key}' does not apply to this dataset's type — it {KEY_SCOPES[scope]}; remove it",
         }
 
     def is_type(type_: str) -> dict[str, Any]:  # `type` left out is the default, custom
@@ -53,6 +101,8 @@ def _dataset_key_rules(model: Any) -> list[dict[str, Any]]:
     def named(*names: str) -> dict[str, Any]:
         return {"properties": {"name": {"enum": list(names)}}, "required": ["name"]}
 
+    # a data set with official folds: read through mirdata, or MTG-Jamendo's split-k
+    official_custom = {"anyOf": [named(*mirdata_kind_loaders()), {"properties": {"name": {"pattern": "^mtg_jamendo"}}}]}
     return [
         {"if": is_type("catalog"), "else": {"properties": {k: at_default(k, "catalog") for k in CATALOG_KEYS}}},
         {
@@ -63,6 +113,22 @@ def _dataset_key_rules(model: Any) -> list[dict[str, Any]]:
             "if": {"allOf": [is_type("custom"), named("mtg_jamendo")]},
             "else": {"properties": {"subset": at_default("subset", "subset")}},
         },
+        # the split keys of the other split_type (DatasetConfig._known_loader): `split_type` left out is single
+        {
+            "if": {"properties": {"split_type": {"const": "single"}}},
+            "then": {"properties": {"n_folds": at_default("n_folds", "", why=SPLIT_KEYS["n_folds"])}},
+        },
+        {
+            "if": {
+                "properties": {"split_type": {"const": "single"}},
+                "not": {"anyOf": [is_type("mirdata"), {"allOf": [is_type("custom"), official_custom]}]},
+            },
+            "then": {"properties": {"fold": at_default("fold", "", why=SPLIT_KEYS["fold"])}},
+        },
+        {
+            "if": {"properties": {"split_type": {"const": "all"}}, "required": ["split_type"]},
+            "then": {"properties": {"split_ratios": at_default("split_ratios", "", why=SPLIT_KEYS["split_ratios"])}},
+        },
     ]
 
 
@@ -71,6 +137,7 @@ def config_json_schema() -> dict[str, Any]:
     from repeval.config import schema as cs
 
     out = cs.Config.model_json_schema()
+    _describe_fields(out)
     defs = out["$defs"]
     # mir_ref's spellings of keys: the alias has the canonical key's schema, and either satisfies "required"
     for model in (cs.TaskConfig, cs.ExperimentConfig, cs.DatasetConfig, cs.RunConfig):
@@ -79,7 +146,11 @@ def config_json_schema() -> dict[str, Any]:
             continue
         required = d.get("required", [])
         for alias, canonical in model.key_aliases.items():
-            d["properties"][alias] = {**d["properties"][canonical], "description": f"mir_ref's spelling of {canonical}"}
+            prop = d["properties"][canonical]
+            d["properties"][alias] = {
+                **prop,
+                "description": f"mir_ref's spelling of {canonical}: {prop['description']}",
+            }
             if canonical in required:
                 required.remove(canonical)
                 d.setdefault("allOf", []).append({"anyOf": [{"required": [canonical]}, {"required": [alias]}]})
@@ -107,13 +178,17 @@ def config_json_schema() -> dict[str, Any]:
     _replace_refs(out, "#/$defs/DeformationScenario", "#/$defs/Scenario", skip="Scenario")
     # an empty `hidden_units:` is a linear probe
     units = defs["ProbeConfig"]["properties"]["hidden_units"]
-    defs["ProbeConfig"]["properties"]["hidden_units"] = {"anyOf": [units, {"type": "null"}], "default": []}
+    defs["ProbeConfig"]["properties"]["hidden_units"] = {
+        "anyOf": [units, {"type": "null"}],
+        "default": [],
+        "description": units.pop("description"),
+    }
     # augment: scenario ids, or one id / `all` written as a string
     aug = defs["ExperimentConfig"]["properties"]["augment"]
     defs["ExperimentConfig"]["properties"]["augment"] = {
         "anyOf": [aug, {"type": "string"}, {"type": "null"}],
         "default": [],
-        "description": "deformation scenarios (ids, or all) whose training tracks augment the probes' training data",
+        "description": aug.pop("description"),
     }
     defs["DatasetConfig"].setdefault("allOf", []).extend(_dataset_key_rules(cs.DatasetConfig))
     out["patternProperties"] = {"^x-": {"description": "ignored: a place for YAML anchors"}}

@@ -74,7 +74,11 @@ class Strict(BaseModel):
 class TaskConfig(Strict):
     key_aliases = {"aggregation": "embedding_aggregation"}
 
+    #: the task's name (in results and run file names); the dataset's label of this name is the one predicted
+    #: unless ``label`` is set; ``key_estimation`` or ``key`` with ``multiclass_classification`` is key estimation
     name: FileName
+    #: what the probes predict: one class per track, a set of tags, a number, or one of the 24 keys
+    #: (scored with mir_eval's weighted key score)
     type: Literal[
         "multiclass_classification",
         "multilabel_classification",
@@ -99,6 +103,12 @@ class TaskConfig(Strict):
     def effective_type(self) -> str:
         return effective_task_type(self.type, self.name)
 
+    def canonical(self) -> TaskConfig:
+        """The task with equivalent spellings made one — mir_ref's ``embedding_mean`` is ``mean``, and key estimation
+        may be written as a ``multiclass_classification`` named ``key_estimation``: two definitions of a task mean
+        the same when their canonical forms are equal."""
+        return self.model_copy(update={"embedding_aggregation": self.aggregation, "type": self.effective_type})
+
 
 # ------------------------------------------------------------------- deformations
 
@@ -106,7 +116,9 @@ class TaskConfig(Strict):
 class DeformationStep(Strict):
     """One audiomentations transform: ``type`` is its class name, ``params`` its kwargs."""
 
+    #: the audiomentations transform's class name (e.g. ``Gain``, ``AddGaussianSNR``, ``Mp3Compression``)
     type: str
+    #: the transform's keyword arguments (e.g. ``{min_gain_db: -6, max_gain_db: -6, p: 1}``)
     params: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -120,7 +132,10 @@ class DeformationStep(Strict):
 class DeformationScenario(Strict):
     """An ordered list of transforms applied together (mir_ref: a list inside the list)."""
 
+    #: the scenario's id: its store partition and results column (default: D1, D2, … by position;
+    #: ``clean`` is reserved)
     name: FileName | None = None
+    #: the transforms, applied in order
     steps: tuple[DeformationStep, ...]
 
     @model_validator(mode="before")
@@ -167,9 +182,13 @@ def _check_scenario_ids(where: str, scenarios: tuple[DeformationScenario, ...]) 
 
 
 class DatasetConfig(Strict):
+    #: the data set: a registered loader's name (``repeval datasets``) for ``mirdata``/``custom``, any
+    #: name for a ``catalog``; it names the dataset's store folder
     name: FileName
     #: ``mirdata`` | ``custom`` (repeval loaders) | ``catalog`` (a manifest)
     type: Literal["mirdata", "custom", "catalog"] = "custom"
+    #: the data set's root directory (a catalog's audio paths are relative to it; default: the
+    #: manifest's folder)
     dir: str | None = None
     #: ``single`` (one split) or ``all`` (k folds: val = fold i, test = fold i+1)
     split_type: Literal["single", "all"] = "single"
@@ -177,17 +196,25 @@ class DatasetConfig(Strict):
     index_path: str | None = None
     #: catalog manifest (CSV/Parquet; a path or pyarrow filesystem URI)
     manifest: str | None = None
-    #: catalog columns
+    #: catalog manifest column of track ids
     track_id_column: str = "track_id"
+    #: catalog manifest column of audio file paths (relative to ``dir``)
     audio_column: str = "audio_path"
+    #: catalog manifest column of labels (multi-label cells split at ``label_separator``)
     label_column: str | None = None
+    #: catalog manifest column of official splits (train / validation / test; empty: drawn from
+    #: ``split_ratios``)
     split_column: str | None = None
     #: group column for leakage-free splits (artist, singer, album); for mirdata data sets a track attribute
     group_column: str | None = None
     #: separator for multi-label cells in a catalog label column
     label_separator: str = Field(default=",", min_length=1)
+    #: split_type single: train, validation and test fractions of the tracks without an official
+    #: split (a seeded, stratified, group-aware split)
     split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    #: split_type all: the number of folds (at least 3)
     n_folds: int = Field(default=5, ge=2)
+    #: seed of the drawn split or folds (and of the ``max_tracks`` subset)
     split_seed: int = 0
     #: mir_ref repository spelling: deformations nested under a dataset
     deformations: tuple[DeformationScenario, ...] | None = None
@@ -223,7 +250,7 @@ class DatasetConfig(Strict):
             raise ValueError(f"fold {self.fold} is out of range for n_folds {self.n_folds}")
         return self
 
-    def _given(self) -> set[str]:
+    def keys_given(self) -> set[str]:
         """The keys set to something other than their default: a key left at its default (a dumped config writes
         every key) asks for nothing."""
         return {k for k in self.model_fields_set if getattr(self, k) != type(self).model_fields[k].default}
@@ -233,7 +260,7 @@ class DatasetConfig(Strict):
         from repeval.datasets.cli_support import check_dataset_keys, check_dataset_name, mirdata_kind_loaders
 
         check_dataset_name(self.name, self.type, self.subset)
-        given = self._given()
+        given = self.keys_given()
         check_dataset_keys(self.name, self.type, given)
         # split keys of the other split_type: each would be silently ignored
         if self.split_type == "single" and "n_folds" in given:
@@ -269,7 +296,9 @@ class EmbeddingModelConfig(Strict):
     id: FileName
     #: registered model family to build (defaults to the id)
     type: str | None = None
+    #: the model's constructor parameters (``repeval models``)
     params: dict[str, Any] = Field(default_factory=dict)
+    #: tracks per inference batch (default: the model's)
     batch_size: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="before")
@@ -301,6 +330,7 @@ HiddenUnit = int | Literal["infer", "power_infer"]
 class ProbeConfig(Strict):
     """A downstream model (probe), in mir_ref's keys plus repeval's extensions."""
 
+    #: the name results are reported under (default: M1, M2, … by position)
     name: FileName | None = None
     #: ``classifier`` (mir_ref's), ``mlp`` and ``regressor`` (a regression task only) are the layers of ``hidden_units``;
     #: ``linear`` is a probe without hidden layers. The head and loss follow the task type
@@ -310,24 +340,39 @@ class ProbeConfig(Strict):
     #: mir_ref's probe input width: ``infer`` (the embedding's), or an integer — the PCA target with
     #: ``emb_dim_reduction: PCA``, else the embedding width the probe expects (training stops when it differs)
     emb_shape: Literal["infer"] | int = "infer"
+    #: hidden layer widths: integers, or mir_ref's ``infer`` (a linear ramp from the input width down to the output
+    #: count) and ``power_infer`` (its quadratic ramp); empty: a linear probe
     hidden_units: tuple[HiddenUnit, ...] = ()
     #: mir_ref's final activation; repeval derives the head from the task type, so it is only checked against it
     output_activation: Literal["softmax", "sigmoid", "linear"] | None = None
+    #: weight decay (PyTorch's: L2 for adam and sgd, decoupled for adamw)
     weight_decay: float = Field(default=1e-5, ge=0)
+    #: the optimiser (PyTorch's Adam, AdamW, or SGD without momentum)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    #: the optimiser's learning rate
     learning_rate: float = Field(default=1e-3, gt=0)
+    #: training tracks (or frames) per optimiser step
     batch_size: int = Field(default=100, ge=1)
+    #: most passes over the training data (``run.max_epochs`` caps it)
     epochs: int = Field(default=100, ge=1)
+    #: stop after this many validations without the ``save_criterion`` improving
     patience: int = Field(default=10, ge=0)
+    #: ``random``: shuffled batches; ``balanced``: tracks drawn by the inverse frequency of
+    #: their rarest label (classification only)
     train_sampling: Literal["random", "balanced"] = "random"
     #: the one validation criterion for early stopping and checkpoint selection
     save_criterion: str | None = None
+    #: dropout after each hidden layer's activation
     dropout: float = Field(default=0.0, ge=0, lt=1)
+    #: dropout on the probe's input
     input_dropout: float = Field(default=0.0, ge=0, lt=1)
     #: Jukemir's ``dropout_input``: apply ``dropout`` to the input too (instead of ``input_dropout``)
     dropout_input: bool = False
+    #: standardise each embedding dimension with the training split's mean and std
+    #: (scikit-learn's ``StandardScaler``)
     standardize: bool = False
-    #: PCA (fitted on the training split) to this many dimensions; shorthand for ``emb_dim_reduction: PCA``
+    #: PCA (fitted on the training split) to this many dimensions; shorthand for ``emb_dim_reduction: PCA``. At
+    #: most the embedding width and the training rows (tracks, or frames): more is an error, as in scikit-learn
     pca_dim: int | None = Field(default=None, ge=1)
     #: normalisation after each hidden linear layer (HEAR uses ``batchnorm``)
     hidden_norm: Literal["none", "batchnorm", "layernorm"] = "none"
@@ -341,6 +386,7 @@ class ProbeConfig(Strict):
     #: criterion improving — PyTorch's ``ReduceLROnPlateau`` (relative threshold 1e-4), which MARBLE's probes step
     #: on their monitored metric; ``None``: a constant learning rate
     lr_decay_patience: int | None = Field(default=None, ge=0)
+    #: the factor ``lr_decay_patience`` multiplies the learning rate by
     lr_decay_factor: float = Field(default=0.5, gt=0, lt=1)
     #: arithmetic of the layer products: ``fp32``, or ``bf16`` (bfloat16 products; parameters, optimiser
     #: state, activations and the loss stay float32), for GPUs with bf16 units and CPUs with AMX. On an
@@ -449,11 +495,19 @@ class ProbeConfig(Strict):
 class ExperimentConfig(Strict):
     key_aliases = {"features": "embedding_models", "probes": "downstream_models"}
 
+    #: the task: its name, type and how a track's frames are aggregated
     task: TaskConfig
+    #: the data sets the task is evaluated on
     datasets: tuple[DatasetConfig, ...]
+    #: deformation scenarios: each a list of audiomentations transforms applied together
+    #: (to ``run.deform_splits``)
     deformations: tuple[DeformationScenario, ...] = ()
+    #: embedding models (mir_ref's ``features``): registered ids (``repeval models``) or
+    #: ``{id, type, params}``
     embedding_models: tuple[EmbeddingModelConfig, ...]
+    #: probes (mir_ref's ``probes``) trained on every model's embeddings
     downstream_models: tuple[ProbeConfig, ...]
+    #: metric names (default: the task type's)
     metrics: tuple[str, ...] | None = None
     #: augmentation: deformation scenarios (ids, or ``all``) whose deformed training tracks are added to the
     #: probes' training data (the embed stage deforms them); validation and test are unchanged
@@ -598,6 +652,7 @@ class ResourcesConfig(Strict):
     embed_in_decode: Literal["auto", "always", "never"] = "auto"
     #: CPUs / GPUs for each probe trial
     trial_num_cpus: float = Field(default=1.0, gt=0)
+    #: GPU fraction per probe trial
     trial_num_gpus: float = Field(default=0.0, ge=0)
     #: concurrent probe trials (default: what the cluster allows)
     max_concurrent_trials: int | None = Field(default=None, ge=1)
@@ -618,11 +673,13 @@ class ResourcesConfig(Strict):
 
 
 class RunConfig(Strict):
+    #: the run directory's name (letters, digits, ``.``, ``_``, ``-``; default: run-<date>-<time>)
     run_id: str | None = None
     #: embedding store root (path or pyarrow filesystem URI)
     store: str = "store"
     #: runs directory (results, Tune experiments, reports)
     runs_dir: str = "runs"
+    #: the run's seed: deformation sampling and probe seeds derive from it
     seed: int = Field(default=0, ge=0)
     #: number of probe seeds per configuration (mean ± std over them)
     seeds: int = Field(default=1, ge=1)
@@ -640,6 +697,7 @@ class RunConfig(Strict):
     keep_frames: bool = False
     #: rows per Parquet part file in the embedding store
     part_rows: int = Field(default=256, ge=1)
+    #: CPUs, GPUs and actors for each stage
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     #: cap on every probe's epochs (and ASHA's max_t); None keeps each probe's own ``epochs``
     max_epochs: int | None = Field(default=None, ge=1)
@@ -718,7 +776,9 @@ def _one_run_file(
 class Config(Strict):
     """The whole file. Top-level keys starting with ``x-`` are ignored (a place for YAML anchors)."""
 
+    #: the experiments: a task, its data sets, deformations, embedding models and probes
     experiments: tuple[ExperimentConfig, ...]
+    #: repeval's run settings (all optional)
     run: RunConfig = Field(default_factory=RunConfig)
 
     @model_validator(mode="before")
@@ -816,9 +876,9 @@ class Config(Strict):
                 _one_run_file(
                     files, "splits", {"task": task, "dataset": name}, where, "one's splits would replace the other's"
                 )
-                first, t0, d0 = pairs.setdefault((task, name), (where, exp.task, ds))
-                if t0 != exp.task or d0 != ds:
-                    diff = _differences(t0, exp.task, "task.") + _differences(d0, ds, "")
+                first, t0, d0 = pairs.setdefault((task, name), (where, exp.task.canonical(), ds))
+                if t0 != exp.task.canonical() or d0 != ds:
+                    diff = _differences(t0, exp.task.canonical(), "task.") + _differences(d0, ds, "")
                     raise ValueError(
                         f"{where}: task {task!r} on dataset {name!r} is defined differently in {first} "
                         f"({'; '.join(diff)}) — a run keeps one set of splits, one load report and one results table "

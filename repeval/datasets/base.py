@@ -58,6 +58,12 @@ class LoadReport:
     #: true number of problems per kind when more than ``max_items`` were found
     totals: dict[str, int] = field(default_factory=dict)
     max_items: int = 10_000
+    #: findings that drop no row (a configured key the data left unused): logged and in the report's lines, never
+    #: counted as rows not evaluated
+    notes: list[str] = field(default_factory=list)
+    #: the split keys the loader itself used (the mirdata loader carves a validation split from an official train
+    #: split by ``split_ratios`` and ``split_seed``)
+    used_keys: set[str] = field(default_factory=set)
 
     def add(self, kind: str, item: str) -> None:
         """Record one problem of ``kind`` (one of :data:`REPORT_KINDS`)."""
@@ -72,6 +78,8 @@ class LoadReport:
         return max(len(getattr(self, kind)), self.totals.get(kind, 0))
 
     def merge(self, other: LoadReport) -> None:
+        self.notes += [n for n in other.notes if n not in self.notes]
+        self.used_keys |= other.used_keys
         for kind in REPORT_KINDS:
             extra = other.count(kind) - len(getattr(other, kind))
             for item in getattr(other, kind):
@@ -79,8 +87,9 @@ class LoadReport:
             if extra:
                 self.totals[kind] = self.count(kind) + extra
 
-    def lines(self, kinds: tuple[str, ...] = REPORT_KINDS) -> list[str]:
-        """One line per kind found (of ``kinds``): its count and the first examples."""
+    def lines(self, kinds: tuple[str, ...] | None = None) -> list[str]:
+        """One line per kind found (of ``kinds``; by default every kind, then the :attr:`notes`): its count and the
+        first examples."""
         out = []
         for name, kind in (
             ("missing audio", "missing_audio"),
@@ -89,14 +98,14 @@ class LoadReport:
             ("unknown labels", "unknown_labels"),
             ("other", "other"),
         ):
-            if kind not in kinds:
+            if kinds is not None and kind not in kinds:
                 continue
             items = getattr(self, kind)
             n = self.count(kind)
             if n:
                 shown = ", ".join(items[:5]) + (f" … (+{n - 5})" if n > 5 else "")
                 out.append(f"{n} {name}: {shown}")
-        return out
+        return out if kinds is not None else out + self.notes
 
     def counts(self) -> dict[str, int]:
         """The number of problems of each kind found (kinds with none left out)."""

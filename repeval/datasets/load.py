@@ -82,11 +82,7 @@ def check_rotation(ds: Any, folds: dict[int, pa.Table]) -> None:
     name = getattr(ds, "name", "?")
     if all(s.equals(splits[0]) for s in splits[1:]):
         column = getattr(ds, "split_column", None)
-        why = (
-            f"the manifest's split column {column!r} (dataset.split_column) gives every track its split"
-            if column
-            else "its loader gives every track an official train/validation/test split"
-        )
+        why = _who_splits(ds)
         fix = "drop split_column to rotate stratified folds, or " if column else ""
         raise ValueError(
             f"dataset {name!r}: split_type: all, but all {len(tables)} folds have the same splits — {why}, so the "
@@ -105,19 +101,49 @@ def check_rotation(ds: Any, folds: dict[int, pa.Table]) -> None:
         )  # fmt: skip
 
 
+def _who_splits(ds: Any) -> str:
+    """What gives every track of ``ds`` its split when its loader leaves none to draw."""
+    column = getattr(ds, "split_column", None)
+    if column:
+        return f"the manifest's split column {column!r} (dataset.split_column) gives every track its split"
+    return "its loader gives every track an official train/validation/test split"
+
+
+def _unused_split_keys(ds: Any, found: LoadReport, capped: bool) -> str | None:
+    """A note naming ``split_ratios`` / ``split_seed`` when the user set them but no split was drawn (the loader gave
+    every track its split): left in the configuration, they would seem to shape the splits."""
+    given = ds.keys_given() if hasattr(ds, "keys_given") else set()
+    unused = [k for k in ("split_ratios", "split_seed") if k in given and k not in found.used_keys]
+    if capped and "split_seed" in unused:
+        unused.remove("split_seed")  # it drew the max_tracks subset
+    if not unused:
+        return None
+    shown = {k: list(v) if isinstance(v := getattr(ds, k), tuple) else v for k in unused}
+    keys = " and ".join(f"{k} ({v})" for k, v in shown.items())
+    return f"{keys} not used: {_who_splits(ds)}, so no split is drawn — remove {' and '.join(unused)}" + (
+        ", or drop split_column to draw the splits" if getattr(ds, "split_column", None) else ""
+    )
+
+
 def load_dataset(ds: Any, task: Any, report: bool = True) -> tuple[pa.Table, LoadReport]:
     """Rows (track id, audio, label, split, group) of one dataset for a task; ``report`` logs the loader's
     findings (missing files, unknown labels), once per dataset when its folds are loaded one by one."""
     rows, found = DATASETS.get(loader_name(ds))(ds, task)
     # regression targets are not strata (each value would be one): their splits are plain seeded ones
     stratify = getattr(task, "effective_type", None) != "regression"
+    preset = False  # split_type single, and the loader gave every track its split: split_ratios drew none
     if getattr(ds, "split_type", "single") == "all":
         fold = int(getattr(ds, "fold", 0) or 0)
         rows = fill_fold_splits(rows, int(ds.n_folds), fold, ds.split_seed, stratify=stratify)
     else:
+        preset = rows.column("split").null_count == 0
         rows = fill_splits(rows, tuple(ds.split_ratios), ds.split_seed, stratify=stratify)
-    if ds.max_tracks is not None and rows.num_rows > ds.max_tracks:
+    capped = ds.max_tracks is not None and rows.num_rows > ds.max_tracks
+    if capped:
         rows = cap_tracks(rows, ds.max_tracks, ds.split_seed)
+    note = _unused_split_keys(ds, found, capped) if preset else None
+    if note:
+        found.notes.append(note)
     pa.default_memory_pool().release_unused()  # return the split's scratch memory to the OS
     for line in found.lines() if report else ():
         log.warning("dataset %s: %s", ds.name, line)

@@ -403,6 +403,7 @@ def load_mirdata(ds: Any, task: Any, spec: MirdataSpec | None) -> tuple[pa.Table
         ratios = tuple(getattr(ds, "split_ratios", (0.8, 0.1, 0.1)))
         fraction = ratios[1] / (ratios[0] + ratios[1]) if ratios[1] > 0 else 0.1
         rows = carve_validation(rows, fraction, int(getattr(ds, "split_seed", 0)))
+        report.used_keys |= {"split_ratios", "split_seed"}
     log.info("mirdata %s: %d tracks for label '%s'", ds.name, rows.num_rows, label.info.name)
     return rows, report
 

@@ -136,6 +136,20 @@ def _column_std(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
     return np.sqrt(total / n)
 
 
+def pca_too_wide(pca_dim: int, n_rows: int, width: int) -> str | None:
+    """Why a PCA to ``pca_dim`` dimensions cannot be fitted on ``n_rows`` training rows of ``width`` dimensions (it
+    gives at most the smaller of the two, as scikit-learn's ``PCA`` — mir_ref's — refuses to fit more), or None."""
+    most = min(n_rows, width)
+    if pca_dim <= most:
+        return None
+    why = f"{width}-dimensional embeddings" if width <= n_rows else f"{n_rows} training rows (tracks, or frames)"
+    return (
+        f"PCA to {pca_dim} dimensions (pca_dim, or emb_shape with emb_dim_reduction: PCA), but the training split has "
+        f"{n_rows} rows of {width}-dimensional embeddings, and a PCA gives at most as many dimensions as the smaller "
+        f"of the two ({why}): set it to at most {most}, or remove the PCA"
+    )
+
+
 class Preprocess:
     """Standardisation and PCA fitted on the training split only.
 
@@ -157,10 +171,12 @@ class Preprocess:
             self.mean = np.where(constant, x[0], self.mean).astype(np.float32)
         self.components = None
         if pca_dim:
+            wrong = pca_too_wide(pca_dim, *x.shape)
+            if wrong:
+                raise ValueError(wrong)
             z = (x - self.mean) / self.std
-            k = min(pca_dim, z.shape[0], z.shape[1])
             _, _, vt = np.linalg.svd(z, full_matrices=False)
-            self.components = vt[:k].T.astype(np.float32)
+            self.components = vt[:pca_dim].T.astype(np.float32)
 
     @property
     def output_dim(self) -> int:
@@ -243,7 +259,7 @@ def input_dim_of(cfg: Any, data: ProbeData) -> int:
     """The width of a probe's first layer: the (PCA-reduced) embedding, times the heads of attention pooling."""
     pca = cfg.effective_pca_dim
     d = data.x_train.shape[1]
-    d = min(pca, data.x_train.shape[0], d) if pca else d
+    d = pca or d  # a PCA to more dimensions than it can give is an error (pca_too_wide)
     return d * max(1, heads_of(cfg, data))
 
 

@@ -41,7 +41,7 @@ import numpy as np
 
 from repeval.config import Config, ExperimentConfig
 from repeval.probes import ProbeData, group_key
-from repeval.probes.train import criterion_of, predict
+from repeval.probes.train import criterion_of, pca_too_wide, predict
 from repeval.tuning.results import RESULT_SCHEMA, results_table, seed_summary
 from repeval.tuning.search import ProbeSpec, expand_all, tune_space
 from repeval.tuning.trial import (
@@ -772,8 +772,23 @@ def batch_name(names: list[str]) -> str:
 
 def check_emb_shape(inp: GroupInput) -> None:
     """``ValueError`` when a probe's ``emb_shape`` (without PCA: mir_ref's input width of the probe) is not the
-    width of the group's embeddings — the probe would otherwise train on another input than the one written."""
-    width = int(inp.data.x_train.shape[1])
+    width of the group's embeddings — the probe would otherwise train on another input than the one written — or
+    when a PCA of a probe (a grid point of it included) asks for more dimensions than the embedding width or the
+    training rows give: scikit-learn's PCA (mir_ref's) refuses it, and capping it would train another probe than the
+    one written. All before any trial starts; a sampled (``search.space``) PCA target fails its own trial instead
+    (:class:`repeval.probes.train.Preprocess`)."""
+    n_rows, width = (int(n) for n in inp.data.x_train.shape[:2])
+    for i, spec in enumerate(expand_all(inp.exp.downstream_models, inp.exp.task.effective_type)):
+        for pt in spec.points:
+            pca = pt.config.effective_pca_dim
+            wrong = pca_too_wide(pca, n_rows, width) if pca else None
+            if wrong:
+                point = f" (grid point {pt.name!r}: {json.dumps(pt.params)})" if len(spec.points) > 1 else ""
+                fold = f" (fold {inp.fold})" if inp.fold is not None else ""
+                raise ValueError(
+                    f"task {inp.exp.task.name!r}: downstream_models[{i}]{point} on model {inp.model!r} and dataset "
+                    f"{inp.dataset!r}{fold}: {wrong}"
+                )
     for i, p in enumerate(inp.exp.downstream_models):
         if isinstance(p.emb_shape, int) and p.effective_pca_dim is None and p.emb_shape != width:
             raise ValueError(

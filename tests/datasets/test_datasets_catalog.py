@@ -32,6 +32,35 @@ def audio_dir(tmp_path):
     return tmp_path
 
 
+def test_split_ratios_and_seed_unused_by_a_complete_split_column_are_named(audio_dir, caplog):
+    """``split_ratios`` / ``split_seed`` draw the splits of the tracks without one: with a split column that gives
+    every track its split they were ignored without notice. A note names them (log and load report), and drops no
+    row: ``--strict`` does not count it."""
+    rows = [[f"t{i}", f"audio/a{i % 4}.wav", "ab"[i % 2], ["train", "validation", "test"][i % 3]] for i in range(12)]
+    manifest = str(_write_csv(audio_dir / "m.csv", ["track_id", "audio_path", "label", "split"], rows))
+    task = task_cfg("label", "multiclass_classification")
+    kw = {"manifest": manifest, "label_column": "label", "split_column": "split"}
+    with caplog.at_level("WARNING", logger="repeval.datasets.load"):
+        table, report = load_dataset(ds_cfg("cat", "catalog", split_ratios=[0.6, 0.2, 0.2], split_seed=3, **kw), task)
+    note = (
+        "split_ratios ([0.6, 0.2, 0.2]) and split_seed (3) not used: the manifest's split column 'split' "
+        "(dataset.split_column) gives every track its split, so no split is drawn — remove split_ratios and "
+        "split_seed, or drop split_column to draw the splits"
+    )
+    assert report.lines() == [note] and report.counts() == {} and table.num_rows == 12
+    assert f"dataset cat: {note}" in caplog.messages
+    # a max_tracks cap is drawn with split_seed: only split_ratios went unused
+    capped = load_dataset(
+        ds_cfg("cat", "catalog", split_ratios=[0.6, 0.2, 0.2], split_seed=3, max_tracks=6, **kw), task
+    )
+    assert capped[1].lines() == [note.replace(" and split_seed (3)", "").replace(" and split_seed,", ",")]
+    # the keys at their defaults ask for nothing; a split column with gaps draws the rest with them
+    assert load_dataset(ds_cfg("cat", "catalog", **kw), task)[1].lines() == []
+    rows[0][3] = ""
+    _write_csv(audio_dir / "m.csv", ["track_id", "audio_path", "label", "split"], rows)
+    assert load_dataset(ds_cfg("cat", "catalog", split_ratios=[0.6, 0.2, 0.2], **kw), task)[1].lines() == []
+
+
 def test_problems_are_reported_with_row_numbers(audio_dir):
     rows = [
         ["001", "audio/a0.wav", "piano", "train", "artistA"],  # row 2

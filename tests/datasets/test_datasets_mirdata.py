@@ -70,6 +70,22 @@ def test_medley_solos_db_small_with_official_splits(shared_data):
     assert rows.column("group").null_count >= 8
 
 
+def test_split_ratios_unused_by_official_splits_are_named_and_used_to_carve_validation_are_not(shared_data):
+    """Medley-solos-DB's official splits leave ``split_ratios`` nothing to draw (it was ignored without notice);
+    OpenMIC-2018's official split has no validation part, which ``split_ratios`` and ``split_seed`` carve."""
+    root = shared_data / "medley_solos_db_small"
+    index = str(root / "medley_solos_db_index_small.json")
+    ds = ds_cfg("medley_solos_db", "mirdata", dir=str(root), index_path=index, split_ratios=[0.7, 0.2, 0.1])
+    _, report = load_dataset(ds, task_cfg("instrument_recognition", "multiclass_classification"))
+    assert report.lines() == [
+        "split_ratios ([0.7, 0.2, 0.1]) not used: its loader gives every track an official train/validation/test "
+        "split, so no split is drawn — remove split_ratios"
+    ]
+    tname, ttype, _, _ = SAMPLES["openmic2018"]
+    ds = _sample_cfg(shared_data, "openmic2018", split_ratios=[0.7, 0.2, 0.1], split_seed=4)
+    assert load_dataset(ds, task_cfg(tname, ttype))[1].notes == []
+
+
 def test_tinysol_mini_instrument_uses_official_folds(shared_data):
     import csv
 

@@ -379,6 +379,29 @@ def test_one_task_and_dataset_name_means_one_definition(mutate, expected):
     assert expected in _error(mutate)
 
 
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({}, {"embedding_aggregation": "mean"}),  # the default written out
+        ({"embedding_aggregation": "embedding_mean"}, {}),  # mir_ref's spelling of mean
+        ({"aggregation": "embedding_mean"}, {"embedding_aggregation": "mean"}),
+        ({"name": "key", "type": "key_estimation"}, {"name": "key", "type": "multiclass_classification"}),
+    ],
+)
+def test_one_task_spelled_two_equivalent_ways_is_one_definition(first, second):
+    """``embedding_mean`` is mir_ref's ``mean``, and a ``multiclass_classification`` named ``key`` is key estimation:
+    two experiments that spell one task so (other models on its dataset) were refused as "defined differently"."""
+    d = base()
+    task = d["experiments"][0]["task"]
+    _other_model(d)["task"] = {**task, **second}
+    task.update(first)
+    cfg = parse_config(d)
+    assert cfg.experiments[0].task.canonical() == cfg.experiments[1].task.canonical()
+    d["experiments"][1]["task"]["embedding_aggregation"] = "prediction"  # a real difference still is one
+    with pytest.raises(ConfigError, match=r'task\.embedding_aggregation: "mean" there, "prediction" here'):
+        parse_config(d)
+
+
 def test_a_dataset_defined_differently_for_another_task_or_alike_for_another_model_is_accepted():
     """Other tasks may read one dataset with other splits, labels or caps (its partitions are shared: a track's
     embeddings do not depend on its split); another model's experiment of the same task needs the same definition."""
@@ -600,6 +623,27 @@ def test_shipped_schema_is_current_and_accepts_every_shipped_config():
         load_config(path)
 
 
+def test_every_config_key_has_hover_documentation_from_its_comment():
+    """An editor shows each key's description on hover: every field of every model carries its ``#:`` comment."""
+    from repeval.config import schema as cs
+    from repeval.config.jsonschema import config_json_schema, field_docs
+
+    schema = config_json_schema()
+    for model in cs.Strict.__subclasses__():  # Config too
+        assert set(field_docs(model)) == set(model.model_fields), f"{model.__name__}: a field without a #: comment"
+        d = schema if model is cs.Config else schema["$defs"][model.__name__]
+        for key in model.model_fields:
+            assert d["properties"][key].get("description"), f"{model.__name__}.{key}"
+    group = schema["$defs"]["DatasetConfig"]["properties"]["group_column"]["description"]
+    assert (
+        group == "group column for leakage-free splits (artist, singer, album); for mirdata data sets a track attribute"
+    )
+    units = schema["$defs"]["ProbeConfig"]["properties"]["hidden_units"]["description"]  # ``code`` → `code`
+    assert "`infer`" in units and "``" not in units
+    aggregation = schema["$defs"]["TaskConfig"]["properties"]["aggregation"]["description"]
+    assert aggregation.startswith("mir_ref's spelling of embedding_aggregation: `mean`")
+
+
 def _variant(change) -> dict:
     d = copy.deepcopy(base())
     change(d)
@@ -660,6 +704,19 @@ SPELLINGS_THE_LOADER_ACCEPTS = {
     "custom_by_default_wired_mirdata_index_path": lambda d: d["experiments"][0].update(
         datasets=[{"name": "tinysol", "index_path": "i.json"}]
     ),
+    # the split keys of each split_type, and those of the other one at their defaults (a dumped config)
+    "folds_of_split_type_all": lambda d: d["experiments"][0]["datasets"][0].update(
+        split_type="all", n_folds=4, fold=3, split_ratios=[0.8, 0.1, 0.1]
+    ),
+    "single_split_with_fold_keys_at_defaults": lambda d: d["experiments"][0]["datasets"][0].update(
+        split_ratios=[0.7, 0.2, 0.1], n_folds=5, fold=0
+    ),
+    "official_fold_of_mtg_jamendo": lambda d: d["experiments"][0].update(
+        datasets=[{"name": "mtg_jamendo", "dir": "j", "subset": "genre", "fold": 3}]
+    ),
+    "official_fold_of_mirdata": lambda d: d["experiments"][0].update(
+        datasets=[{"name": "tinysol", "type": "mirdata", "dir": "t", "fold": 1}]
+    ),
 }
 
 MISTAKES_BOTH_REJECT = {
@@ -685,6 +742,16 @@ MISTAKES_BOTH_REJECT = {
     "subset_on_catalog": lambda d: d["experiments"][0]["datasets"][0].update(subset="genre"),
     "subset_on_mirdata": lambda d: d["experiments"][0].update(
         datasets=[{"name": "mtg_jamendo_autotagging_moodtheme", "type": "mirdata", "subset": "genre"}]
+    ),
+    # a split key of the other split_type (DatasetConfig._known_loader)
+    "n_folds_on_single_split": lambda d: d["experiments"][0]["datasets"][0].update(n_folds=10),
+    "n_folds_on_split_type_single": lambda d: d["experiments"][0]["datasets"][0].update(split_type="single", n_folds=3),
+    "fold_on_single_split_without_official_folds": lambda d: d["experiments"][0]["datasets"][0].update(fold=2),
+    "fold_on_custom_loader_without_official_folds": lambda d: d["experiments"][0].update(
+        datasets=[{"name": "vocalset", "dir": "v", "fold": 1}]
+    ),
+    "split_ratios_on_split_type_all": lambda d: d["experiments"][0]["datasets"][0].update(
+        split_type="all", split_ratios=[0.6, 0.2, 0.2]
     ),
 }
 

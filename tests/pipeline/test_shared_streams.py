@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from repeval import runner
@@ -281,12 +282,15 @@ def test_one_dataset_split_differently_by_two_tasks_shares_its_partitions(ray_se
     assert (plan.partitions, plan.partitions_done, plan.trainings_done) == (2, 2, plan.trainings)
 
 
-def test_one_task_on_one_dataset_with_two_models_loads_its_rows_once(tmp_path):
-    """Two experiments, one task and one dataset defined alike, other models: one set of rows (loaded once), one
-    splits file and one load report entry — the same the run would have with both models in one experiment."""
+@pytest.mark.parametrize("spelling", [{}, {"embedding_aggregation": "embedding_mean"}])
+def test_one_task_on_one_dataset_with_two_models_loads_its_rows_once(tmp_path, spelling):
+    """Two experiments, one task and one dataset defined alike (the task's aggregation in mir_ref's spelling in one of
+    them included), other models: one set of rows (loaded once), one splits file and one load report entry — the
+    same the run would have with both models in one experiment."""
     low = catalog(tmp_path / "low", 220.0)
     first = experiment("pitch", [dataset("low", low)], [GAIN])
     second = {**copy.deepcopy(first), "embedding_models": [{**MODEL, "id": "mfcc-other"}]}
+    second["task"].update(spelling)
     path = tmp_path / "two.yaml"
     run = {"run_id": "two", "store": str(tmp_path / "store"), "runs_dir": str(tmp_path / "runs")}
     path.write_text(yaml.safe_dump({"run": run, "experiments": [first, second]}, sort_keys=False))

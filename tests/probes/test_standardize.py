@@ -4,7 +4,9 @@ column that is constant on the training split."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
+from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
 from repeval.probes.train import Inputs, Preprocess
@@ -27,3 +29,15 @@ def test_a_column_constant_in_training_is_not_blown_up_at_test_time():
     # the training loop standardises batch by batch with the same statistics
     rows = Inputs(x_test, [prep], pad=False).take(torch.arange(len(x_test)), 0).numpy()
     np.testing.assert_allclose(rows, want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_pca_to_more_dimensions_than_the_rows_or_the_width_give_is_an_error_as_in_sklearn():
+    """A PCA target above the embedding width or the training rows was silently capped to the smaller one (the probe
+    trained on fewer dimensions than written); scikit-learn's PCA (mir_ref's) refuses it, and so does repeval."""
+    x = np.random.default_rng(0).normal(0, 1, (6, 10)).astype(np.float32)
+    for rows, k, most in ((x, 8, 6), (x.T.copy(), 8, 6)):  # 6 rows of 10 dimensions; 10 rows of 6
+        with pytest.raises(ValueError):
+            PCA(n_components=k).fit(rows)
+        with pytest.raises(ValueError, match=rf"PCA to {k} dimensions .* set it to at most {most}, or remove the PCA"):
+            Preprocess(rows, False, k)
+        assert Preprocess(rows, False, most).output_dim == PCA(n_components=most).fit(rows).n_components_ == most

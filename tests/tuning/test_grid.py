@@ -761,6 +761,23 @@ def test_a_groups_embeddings_are_held_once_in_the_object_store(ray_session, tmp_
     assert not g.failed and {r["probe"] for r in g.rows} == {"lin", "tuned"}
 
 
+def test_a_pca_to_more_dimensions_than_the_embeddings_have_stops_training(tmp_path):
+    """A PCA target above the embedding width (or the training rows) was silently capped to it, the probe trained on
+    another input than the one written; it is an error, as in scikit-learn (mir_ref's PCA), before any trial starts
+    — a grid point's too."""
+    data = gaussian_probe_data(n=60, d=10, c=3)
+    cfg = config([{"name": "lin", "epochs": 2}, {"name": "pca", "emb_dim_reduction": "PCA", "emb_shape": 16}])
+    with pytest.raises(ValueError, match=r"downstream_models\[1\] on model 'm' and dataset 'notes': PCA to 16 dim.*"
+                       r"10-dimensional embeddings\): set it to at most 10"):  # fmt: skip
+        run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"))
+    grid = config([{"name": "pca", "search": {"grid": {"pca_dim": [4, 12]}}}])
+    with pytest.raises(
+        ValueError, match=r"downstream_models\[0\] \(grid point 'pca-1': \{\"pca_dim\": 12\}\) .* at most 10"
+    ):
+        run_group(grid, grid.experiments[0], "notes", "m", data, str(tmp_path / "tune"))
+    assert not (tmp_path / "tune").exists()
+
+
 def test_an_emb_shape_other_than_the_embedding_width_stops_training(tmp_path):
     """mir_ref's ``emb_shape`` (without PCA) is the probe's input width: one that the embeddings do not have was
     silently ignored (the probe trained on the real width); it names the widths before any trial starts."""
