@@ -694,6 +694,11 @@ def stage_evaluate(ctx: RunContext) -> pa.Table:
     return table
 
 
+#: ``--smoke-test``'s PCA target at most: a PCA to more dimensions than its training rows is an error, and a smoke
+#: test trains on a few tracks
+SMOKE_PCA_DIM = 8
+
+
 def smoke_test_config(cfg: Config, max_tracks: int = 40, epochs: int = 3) -> Config:
     """A tiny version of a configuration: few tracks per dataset, one probe configuration, few epochs.
 
@@ -709,7 +714,13 @@ def smoke_test_config(cfg: Config, max_tracks: int = 40, epochs: int = 3) -> Con
 
         spec = expand_probe(exp.downstream_models[0], 0, exp.task.effective_type)
         first = spec.points[0].config
-        probe = first.model_copy(update={"name": spec.name, "epochs": min(first.epochs, epochs)})
+        update: dict[str, Any] = {"name": spec.name, "epochs": min(first.epochs, epochs)}
+        pca = first.effective_pca_dim
+        if pca is not None and pca > SMOKE_PCA_DIM:  # more than a few tracks' training rows give: an error
+            update["pca_dim"] = SMOKE_PCA_DIM
+            if first.emb_dim_reduction and isinstance(first.emb_shape, int):
+                update["emb_shape"] = SMOKE_PCA_DIM
+        probe = first.model_copy(update=update)
         exps.append(exp.model_copy(update={"datasets": datasets, "downstream_models": (probe,)}))
     run = cfg.run.model_copy(update={"seeds": 1, "run_id": (cfg.run.run_id or "run") + "-smoke"})
     return cfg.model_copy(update={"experiments": tuple(exps), "run": run})

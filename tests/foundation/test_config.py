@@ -567,6 +567,30 @@ def test_smoke_test_config_trains_one_configuration_of_a_preset_grid():
     assert make_plan(small).trainings == 1
 
 
+def test_smoke_test_config_reduces_a_pca_target_its_few_tracks_cannot_give():
+    """A PCA to more dimensions than the training rows is an error; `--smoke-test` trains on a few tracks, so the
+    full run's target (128 here) would stop every smoke test of a config that reduces its embeddings."""
+    from repeval.config.schema import ProbeConfig
+    from repeval.runner import SMOKE_PCA_DIM, smoke_test_config
+
+    for probe in ({"emb_dim_reduction": "PCA", "emb_shape": 128}, {"pca_dim": 128}, {"pca_dim": 4}):
+        cfg = parse_config(
+            {
+                "experiments": [
+                    {
+                        "task": {"name": "inst", "type": "multiclass_classification"},
+                        "datasets": [{"name": "notes", "type": "catalog", "manifest": "m.csv", "label_column": "x"}],
+                        "embedding_models": ["mfcc-stats"],
+                        "downstream_models": [probe],
+                    }
+                ],
+            }
+        )
+        got = smoke_test_config(cfg, max_tracks=20).experiments[0].downstream_models[0]
+        assert got.effective_pca_dim == min(SMOKE_PCA_DIM, 128 if probe.get("pca_dim", 128) == 128 else 4)
+        ProbeConfig.model_validate(got.model_dump(exclude_unset=True))  # pca_dim and emb_shape still agree
+
+
 def test_plan_counts_every_fold_of_a_split_type_all_dataset():
     cfg = parse_config(
         {
