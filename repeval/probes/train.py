@@ -705,7 +705,9 @@ def _train_stack(
                 rec["best_criterion"] = best[m]
                 history[m].append(rec)
                 recs.append((ids[m], rec))
-                if since[m] >= cfgs[m].patience or epoch >= epochs[m] or m in frozen:
+                # Keras' and Lightning's rule: a validation that improved never stops a probe (patience 0 stops at
+                # the first one that does not improve, not after the first validation)
+                if (not improved and since[m] >= cfgs[m].patience) or epoch >= epochs[m] or m in frozen:
                     finished.append(pos)
             if halving is not None:
                 _halve(epoch, active, due, finished, halving, crit, latest, next_rung, epochs, stopped)

@@ -660,20 +660,24 @@ class _Group:
                 space["sampled"] = tune_space(spec)
             mode = criterion_of(spec.points[0].config, data.task_type)[1]
             scheduler = None
-            if spec.scheduler is not None:
+            # ASHA's rungs in epochs, as on a grid (Halving): every trial reports "epoch" after each validation (its
+            # final report, which carries the checkpoint, has none and is not judged). Counted in reports instead, a
+            # grace period of 10 "epochs" meant 30 with val_every 3. Rungs lie below the epoch budget (and max_t): a
+            # trial at its last validation has trained its budget and goes on to report its checkpoint
+            budget = max(p.config.epochs for p in spec.points)
+            if run.max_epochs:
+                budget = min(budget, run.max_epochs)
+            if spec.scheduler is not None and spec.scheduler["max_t"]:
+                budget = min(budget, int(spec.scheduler["max_t"]))
+            if spec.scheduler is not None and int(spec.scheduler["grace_period"]) < budget:
                 from ray.tune.schedulers import ASHAScheduler
 
-                # one report per validation, plus the final one that carries the checkpoint
-                n_val = max(math.ceil(p.config.epochs / p.config.val_every) for p in spec.points)
-                if run.max_epochs:
-                    n_val = min(n_val, math.ceil(run.max_epochs / spec.points[0].config.val_every))
-                max_t = int(spec.scheduler["max_t"] or n_val) + 1
                 scheduler = ASHAScheduler(
-                    time_attr="training_iteration",
+                    time_attr="epoch",
                     metric="best_criterion",
                     mode=mode,
-                    max_t=max_t,
-                    grace_period=min(int(spec.scheduler["grace_period"]), max_t),
+                    max_t=budget - 0.5,  # Ray's rungs go up to max_t inclusive
+                    grace_period=int(spec.scheduler["grace_period"]),
                     reduction_factor=spec.scheduler["reduction_factor"],
                     brackets=spec.scheduler["brackets"],
                     stop_last_trials=False,  # a trial that ran its budget finishes and reports its checkpoint

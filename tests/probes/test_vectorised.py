@@ -8,6 +8,7 @@ Three references: repeval's own one-probe path (``train_probe``), and a plain Py
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
@@ -196,6 +197,17 @@ def test_patience_counts_validations_without_improvement(mc_data):
     cfg = ProbeConfig(learning_rate=1e-12, epochs=50, patience=3, batch_size=80)
     r = train_probe(cfg, mc_data, 0)
     assert r.best_epoch == 1 and r.epochs == 4
+
+
+def test_patience_zero_stops_at_the_first_validation_that_does_not_improve(mc_data):
+    """Keras' rule (mir_ref's probes): with patience 0 a probe trains while every validation improves — it used to
+    stop after its first validation whatever it scored."""
+    cfg = ProbeConfig(hidden_units=[16], learning_rate=3e-3, batch_size=32, epochs=30, patience=0)
+    r = train_probe(cfg, mc_data, 0)
+    crit = [h["val_criterion"] for h in r.history]
+    assert r.epochs == len(crit) > 1
+    assert all(b > a for a, b in itertools.pairwise(crit[:-1]))  # every validation before the last improved
+    assert crit[-1] <= max(crit[:-1]) and r.best_epoch == r.epochs - 1
 
 
 def test_balanced_sampling_and_criteria(mc_data):

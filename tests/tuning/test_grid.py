@@ -132,6 +132,31 @@ def test_search_space_with_asha(ray_session, tmp_path, caplog):
     assert all(set(json.loads(p["params"])) == {"dropout", "learning_rate"} for p in tuned)
 
 
+def test_asha_on_a_search_space_counts_epochs_and_never_stops_a_trial_at_its_last_validation(ray_session, tmp_path):
+    """Tune's ASHA judges trials at grace_period · reduction_factor^k *epochs*, as the grid's halving does: with
+    val_every 2 the rung of grace_period 4 is epoch 4 (it was the 4th report: epoch 8, the last validation, where a
+    trial that had trained its whole budget was stopped and lost its checkpoint)."""
+    data = gaussian_probe_data(n=120, d=8, c=3, scenarios=False)
+    probe = {
+        "name": "tuned", "hidden_units": [4], "epochs": 8, "val_every": 2, "patience": 100, "batch_size": 30,
+        "search": {
+            "space": {"learning_rate": {"loguniform": [1e-4, 3e-2]}},
+            "num_samples": 4,
+            "scheduler": {"type": "asha", "grace_period": 4, "reduction_factor": 2},
+        },
+    }  # fmt: skip
+    cfg = config([probe], resources={"max_concurrent_trials": 1})
+    g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"))
+    (exp,) = [d for d in (tmp_path / "tune").iterdir() if d.is_dir()]
+    epochs = []
+    for f in exp.glob("*/result.json"):
+        recs = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        epochs.append([r["epoch"] for r in recs if "epoch" in r])
+    status = sorted(p["status"] for p in g.probes)
+    assert len(epochs) == 4 and "stopped by scheduler" in status and not g.failed
+    assert sorted(epochs) == sorted([2, 4] if s == "stopped by scheduler" else [2, 4, 6, 8] for s in status)
+
+
 RESUME_SCRIPT = """
 import os, sys, time
 from pathlib import Path
