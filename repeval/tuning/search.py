@@ -278,6 +278,13 @@ def expand_probe(p: Any, index: int, task_type: str | None = None) -> ProbeSpec:
                 point_name = f"{name}-{suffix}"
             cfg = _config({**base, **params}, f"probe '{point_name}'")
             out.append(ProbePoint(point_name, cfg, params))
+    if select == "best" and ("save_criterion" in search["space"] or len({pt.config.save_criterion for pt in out}) > 1):
+        # the best configuration is the one with the best validation criterion: values of different criteria (a
+        # loss against an accuracy) cannot be compared
+        raise ValueError(
+            f"probe '{name}': select: best compares the configurations' validation criterion, so save_criterion "
+            "cannot vary between them; fix it, or use select: all"
+        )
     return ProbeSpec(name, select, out, dict(search["space"]), search["num_samples"], search["scheduler"])
 
 

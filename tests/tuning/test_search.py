@@ -203,6 +203,15 @@ def test_asha_on_a_grid_halves_inside_stacks_unless_it_needs_tune():
             {"preset": "jukemir", "hidden_units": [], "search": {"space": {"hidden_units": {"choice": [[], [512]]}}}},
             "hidden_units is set ([]) and is also a search.space axis",
         ),
+        # the best of configurations validated on different criteria compared a loss with an accuracy
+        (
+            {"search": {"grid": {"save_criterion": ["val_loss", "val_accuracy"]}}},
+            "select: best compares the configurations' validation criterion, so save_criterion cannot vary",
+        ),
+        (
+            {"search": {"space": {"save_criterion": {"choice": ["val_loss", "val_f1_macro"]}}, "select": "best"}},
+            "so save_criterion cannot vary between them; fix it, or use select: all",
+        ),
     ],
 )
 def test_errors_name_the_key(probe, fragment):
