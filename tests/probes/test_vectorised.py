@@ -192,6 +192,32 @@ def test_last_partial_batch_is_kept_and_budgets(mc_data):
     assert by_steps.epochs == 2 and by_steps.steps == 5
 
 
+def test_a_step_budget_inside_an_epoch_keeps_the_batchnorm_statistics_of_its_last_step(mc_data, monkeypatch):
+    """``max_steps`` 5 of 4 steps per epoch: the checkpoint's batchnorm statistics are those after step 5, alone and in a
+    stack (the rest of epoch 2, at learning rate 0, used to move them on), and a stack reports the same curves."""
+    budget = ProbeConfig(hidden_units=[8], hidden_norm="batchnorm", learning_rate=1e-3, batch_size=50, epochs=5,
+                         patience=10, max_steps=5)  # fmt: skip
+    other = budget.model_copy(update={"learning_rate": 3e-3, "max_steps": None})
+    seen: list[torch.Tensor] = []
+    forward = StackedMLP.forward
+
+    def spy(self, x, train, shared=None):
+        out = forward(self, x, train, shared)
+        if train:
+            seen.append(self.running_mean[0][0, 0].clone())  # stack position 0: the lower learning rate
+        return out
+
+    monkeypatch.setattr(StackedMLP, "forward", spy)
+    alone = train_probe(budget, mc_data, 0)
+    assert alone.steps == 5 and len(seen) == 5  # nothing trained after the budget
+    at_budget, seen[:] = seen[4], []
+    stacked = train_probes([(budget, 0), (other, 0)], mc_data)[0]
+    assert stacked.steps == 5 and stacked.best_epoch == alone.best_epoch
+    for r in (alone, stacked):
+        assert torch.equal(r.state_dict["net.1.running_mean"], at_budget)
+        assert [h["train_loss"] for h in r.history] == [h["train_loss"] for h in alone.history]
+
+
 def test_patience_counts_validations_without_improvement(mc_data):
     # a learning rate this small cannot change the predictions: no improvement after epoch 1
     cfg = ProbeConfig(learning_rate=1e-12, epochs=50, patience=3, batch_size=80)
