@@ -658,6 +658,10 @@ def _train_stack(
         # one seed in the stack: every probe sees the same rows, gathered once per preprocessing variant
         one_order = len(set(act_seeds)) == 1
         loss_sum = torch.zeros(len(active), device=device)
+        # 1 while a member trains, 0 once it reached its step budget: its loss and rows stop counting there
+        live = torch.ones(len(active), device=device)
+        rows = torch.zeros(len(active), device=device)
+        at_budget: dict[int, list[torch.Tensor]] = {}  # stack position → its batchnorm statistics at its budget
         for start in range(0, n, batch):  # the last partial batch is kept
             ib = perm[:, start : start + batch]
             if seg_tr is not None:
@@ -671,12 +675,20 @@ def _train_stack(
             losses.sum().backward()
             opt.step(model.parameters())
             steps += 1
-            loss_sum += losses.detach() * ib.shape[1]
+            loss_sum += losses.detach() * ib.shape[1] * live
+            rows += ib.shape[1] * live
             for pos, m in enumerate(active):
                 if m not in frozen and steps >= max_steps[m]:
                     frozen.add(m)  # no further updates: lr 0 leaves Adam, AdamW and SGD parameters unchanged
                     opt.lr[pos] = 0.0
-        train_loss = (loss_sum / n).tolist()
+                    live[pos] = 0.0
+                    at_budget[pos] = [t[pos].clone() for t in model.buffers()]
+            if not live.any():  # every member reached its budget: the rest of the epoch would change nothing
+                break
+        for pos, saved in at_budget.items():  # batches after its budget must not move a member's running statistics
+            for t, v in zip(model.buffers(), saved, strict=True):
+                t[pos] = v
+        train_loss = (loss_sum / rows).tolist()
         due = [pos for pos, m in enumerate(active) if epoch % val_every == 0 or epoch >= epochs[m] or m in frozen]
         finished: list[int] = []
         if due:
@@ -721,7 +733,9 @@ def _train_stack(
                 rec["best_criterion"] = best[m]
                 history[m].append(rec)
                 recs.append((ids[m], rec))
-                if since[m] >= cfgs[m].patience or epoch >= epochs[m] or m in frozen:
+                # Keras' and Lightning's rule: a validation that improved never stops a probe (patience 0 stops at
+                # the first one that does not improve, not after the first validation)
+                if (not improved and since[m] >= cfgs[m].patience) or epoch >= epochs[m] or m in frozen:
                     finished.append(pos)
             if halving is not None:
                 _halve(epoch, active, due, finished, halving, crit, latest, next_rung, epochs, stopped)

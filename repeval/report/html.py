@@ -274,10 +274,14 @@ def _failed_block(runs: list[Run], task: str, dataset: str) -> str:
             continue
         for r in f[(f["task"] == task) & (f["dataset"] == dataset)].to_dict("records"):
             fold = "" if pd.isna(r.get("fold")) else str(int(r["fold"]))
-            rows.append([*([run.run_id] if multi else []), r["model"], r["probe"], str(r["seed"]), fold, r["reason"]])
+            params = r.get("params")  # the configuration (runs before the column: none)
+            settings = "" if not isinstance(params, str) or params in ("{}", "") else params
+            rows.append(
+                [*([run.run_id] if multi else []), r["model"], r["probe"], settings, str(r["seed"]), fold, r["reason"]]
+            )
     if not rows:
         return ""
-    head = [*(["run"] if multi else []), "model", "probe", "seed", "fold", "reason"]
+    head = [*(["run"] if multi else []), "model", "probe", "settings", "seed", "fold", "reason"]
     th = "".join(f"<th>{e(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in r) + "</tr>" for r in rows)
     return (

@@ -589,22 +589,36 @@ class _Group:
         cfg = sampled_config(self.specs[m.spec].points[m.point], sampled or {})
         return criterion_of(cfg, self.data.task_type)[0]
 
+    def probe_row(self, m: Member, name: str, sampled: dict[str, Any] | None, status: str,
+                  rep: dict[str, Any] | None = None, selected: bool = False) -> dict[str, Any]:  # fmt: skip
+        """``probes/<group>.parquet``'s row of member ``m`` (reported as ``name``); ``rep`` its trial's report."""
+        rep = rep or {}
+        return {**self.base, "spec": self.specs[m.spec].name, "probe": name, "seed": m.seed,
+                "params": self.params(m, sampled), "criterion": self.criterion(m, sampled),
+                "best_criterion": rep.get("best_criterion"), "best_epoch": rep.get("best_epoch"),
+                "epochs": rep.get("epochs"), "status": status, "selected": selected}  # fmt: skip
+
+    def params(self, m: Member, sampled: dict[str, Any] | None) -> str:
+        """The values that tell member ``m``'s configuration from its spec's others (a grid's, a space's), as JSON."""
+        return json.dumps({**self.specs[m.spec].points[m.point].params, **(sampled or {})})
+
+    def failure(self, m: Member, name: str, sampled: dict[str, Any] | None, reason: str) -> dict[str, Any]:
+        """``failed.parquet``'s row: which configuration (its ``params``: the sampled ones of a search space share
+        their probe's name) failed, and why."""
+        return {**self.base, "probe": name, "seed": m.seed, "params": self.params(m, sampled), "reason": reason}
+
     def collect(self, unit: Unit, r: Any, name_suffix: str = "", sampled: dict[str, Any] | None = None) -> None:
-        out, base, specs = self.out, self.base, self.specs
+        out = self.out
         out.trials += 1
-        if r.error is not None:
+        if r.error is not None:  # the trial raised: each of its configurations failed, with the exception as reason
             for m in unit.members:
-                out.failed.append({**base, "probe": m.name + name_suffix, "seed": m.seed, "reason": _reason(r.error)})
+                out.failed.append(self.failure(m, m.name + name_suffix, sampled, _reason(r.error)))
+                out.probes.append(self.probe_row(m, m.name + name_suffix, sampled, "failed"))
             return
         got = _read_checkpoint(r)
         if got is None:  # stopped by the scheduler before finishing: pruned, not failed
             for m in unit.members:
-                out.probes.append(
-                    {**base, "spec": specs[m.spec].name, "probe": m.name + name_suffix, "seed": m.seed,
-                     "params": json.dumps({**specs[m.spec].points[m.point].params, **(sampled or {})}),
-                     "criterion": self.criterion(m, sampled), "best_criterion": None, "best_epoch": None,
-                     "epochs": None, "status": "stopped by scheduler", "selected": False}
-                )  # fmt: skip
+                out.probes.append(self.probe_row(m, m.name + name_suffix, sampled, "stopped by scheduler"))
             return
         reports, states = got
         metrics = r.metrics or {}
@@ -622,19 +636,13 @@ class _Group:
             name = m.name + name_suffix
             by_point.setdefault(m.point, []).append((m, rep))
             for h in rep["history"]:
-                out.history.append({**base, "probe": name, "seed": m.seed, **h})
+                out.history.append({**self.base, "probe": name, "seed": m.seed, **h})
             status = "failed" if rep["failed"] else (rep.get("stopped") or "ok")
             if rep["failed"]:
-                out.failed.append({**base, "probe": name, "seed": m.seed, "reason": rep["failed"]})
-            out.probes.append(
-                {**base, "spec": specs[m.spec].name, "probe": name, "seed": m.seed,
-                 "params": json.dumps({**specs[m.spec].points[m.point].params, **(sampled or {})}),
-                 "criterion": self.criterion(m, sampled), "best_criterion": rep["best_criterion"],
-                 "best_epoch": rep["best_epoch"], "epochs": rep["epochs"], "status": status,
-                 "selected": bool(unit.evaluate and not rep["failed"])}
-            )  # fmt: skip
+                out.failed.append(self.failure(m, name, sampled, rep["failed"]))
+            out.probes.append(self.probe_row(m, name, sampled, status, rep, bool(unit.evaluate and not rep["failed"])))
             for row in rep.get("rows", []):
-                out.rows.append({**base, "probe": name, "seed": m.seed, **row})
+                out.rows.append({**self.base, "probe": name, "seed": m.seed, **row})
             for sid, mat in (rep.get("confusion") or {}).items():
                 out.confusion[(name, m.seed, sid)] = mat
         if not unit.evaluate:
@@ -660,20 +668,24 @@ class _Group:
                 space["sampled"] = tune_space(spec)
             mode = criterion_of(spec.points[0].config, data.task_type)[1]
             scheduler = None
-            if spec.scheduler is not None:
+            # ASHA's rungs in epochs, as on a grid (Halving): every trial reports "epoch" after each validation (its
+            # final report, which carries the checkpoint, has none and is not judged). Counted in reports instead, a
+            # grace period of 10 "epochs" meant 30 with val_every 3. Rungs lie below the epoch budget (and max_t): a
+            # trial at its last validation has trained its budget and goes on to report its checkpoint
+            budget = max(p.config.epochs for p in spec.points)
+            if run.max_epochs:
+                budget = min(budget, run.max_epochs)
+            if spec.scheduler is not None and spec.scheduler["max_t"]:
+                budget = min(budget, int(spec.scheduler["max_t"]))
+            if spec.scheduler is not None and int(spec.scheduler["grace_period"]) < budget:
                 from ray.tune.schedulers import ASHAScheduler
 
-                # one report per validation, plus the final one that carries the checkpoint
-                n_val = max(math.ceil(p.config.epochs / p.config.val_every) for p in spec.points)
-                if run.max_epochs:
-                    n_val = min(n_val, math.ceil(run.max_epochs / spec.points[0].config.val_every))
-                max_t = int(spec.scheduler["max_t"] or n_val) + 1
                 scheduler = ASHAScheduler(
-                    time_attr="training_iteration",
+                    time_attr="epoch",
                     metric="best_criterion",
                     mode=mode,
-                    max_t=max_t,
-                    grace_period=min(int(spec.scheduler["grace_period"]), max_t),
+                    max_t=budget - 0.5,  # Ray's rungs go up to max_t inclusive
+                    grace_period=int(spec.scheduler["grace_period"]),
                     reduction_factor=spec.scheduler["reduction_factor"],
                     brackets=spec.scheduler["brackets"],
                     stop_last_trials=False,  # a trial that ran its budget finishes and reports its checkpoint

@@ -96,7 +96,15 @@ PROBES_SCHEMA = pa.schema(
 
 #: ``failed.parquet``: probe trainings that failed and why
 FAILED_SCHEMA = pa.schema(
-    [*_CELL, ("probe", pa.string()), ("seed", pa.int64()), ("reason", pa.string()), ("fold", pa.int64())]
+    [
+        *_CELL,
+        ("probe", pa.string()),
+        ("seed", pa.int64()),
+        #: the configuration's values that tell it from its spec's others, as JSON (as in ``probes/``)
+        ("params", pa.string()),
+        ("reason", pa.string()),
+        ("fold", pa.int64()),
+    ]
 )
 
 

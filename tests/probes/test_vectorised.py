@@ -8,6 +8,7 @@ Three references: repeval's own one-probe path (``train_probe``), and a plain Py
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
@@ -191,11 +192,48 @@ def test_last_partial_batch_is_kept_and_budgets(mc_data):
     assert by_steps.epochs == 2 and by_steps.steps == 5
 
 
+def test_a_step_budget_inside_an_epoch_keeps_the_batchnorm_statistics_of_its_last_step(mc_data, monkeypatch):
+    """``max_steps`` 5 of 4 steps per epoch: the checkpoint's batchnorm statistics are those after step 5, alone and in a
+    stack (the rest of epoch 2, at learning rate 0, used to move them on), and a stack reports the same curves."""
+    budget = ProbeConfig(hidden_units=[8], hidden_norm="batchnorm", learning_rate=1e-3, batch_size=50, epochs=5,
+                         patience=10, max_steps=5)  # fmt: skip
+    other = budget.model_copy(update={"learning_rate": 3e-3, "max_steps": None})
+    seen: list[torch.Tensor] = []
+    forward = StackedMLP.forward
+
+    def spy(self, x, train, shared=None):
+        out = forward(self, x, train, shared)
+        if train:
+            seen.append(self.running_mean[0][0, 0].clone())  # stack position 0: the lower learning rate
+        return out
+
+    monkeypatch.setattr(StackedMLP, "forward", spy)
+    alone = train_probe(budget, mc_data, 0)
+    assert alone.steps == 5 and len(seen) == 5  # nothing trained after the budget
+    at_budget, seen[:] = seen[4], []
+    stacked = train_probes([(budget, 0), (other, 0)], mc_data)[0]
+    assert stacked.steps == 5 and stacked.best_epoch == alone.best_epoch
+    for r in (alone, stacked):
+        assert torch.equal(r.state_dict["net.1.running_mean"], at_budget)
+        assert [h["train_loss"] for h in r.history] == [h["train_loss"] for h in alone.history]
+
+
 def test_patience_counts_validations_without_improvement(mc_data):
     # a learning rate this small cannot change the predictions: no improvement after epoch 1
     cfg = ProbeConfig(learning_rate=1e-12, epochs=50, patience=3, batch_size=80)
     r = train_probe(cfg, mc_data, 0)
     assert r.best_epoch == 1 and r.epochs == 4
+
+
+def test_patience_zero_stops_at_the_first_validation_that_does_not_improve(mc_data):
+    """Keras' rule (mir_ref's probes): with patience 0 a probe trains while every validation improves — it used to
+    stop after its first validation whatever it scored."""
+    cfg = ProbeConfig(hidden_units=[16], learning_rate=3e-3, batch_size=32, epochs=30, patience=0)
+    r = train_probe(cfg, mc_data, 0)
+    crit = [h["val_criterion"] for h in r.history]
+    assert r.epochs == len(crit) > 1
+    assert all(b > a for a, b in itertools.pairwise(crit[:-1]))  # every validation before the last improved
+    assert crit[-1] <= max(crit[:-1]) and r.best_epoch == r.epochs - 1
 
 
 def test_balanced_sampling_and_criteria(mc_data):

@@ -76,6 +76,10 @@ def test_grid_selection_seeds_intervals_failures(ray_session, tmp_path, caplog):
     failed = {(f["probe"], f["seed"]): f["reason"] for f in g.failed}
     assert set(failed) == {("nan", 0), ("nan", 1), ("boom", 0), ("boom", 1)}
     assert "non-finite loss" in failed[("nan", 0)] and "injected failure" in failed[("boom", 0)]
+    # a trial that raised is in the probes table too: every configuration tried, failed ones with their status
+    assert {(p["probe"], p["status"]) for p in g.probes if p["spec"] in ("nan", "boom")} == {
+        ("nan", "failed"), ("boom", "failed")
+    }  # fmt: skip
     rows = g.rows
     assert {r["probe"] for r in rows} == {"lin", "pick"}  # the rest continued; a best-selected spec is one probe
     agg = [r for r in rows if r["label"] is None]
@@ -130,6 +134,47 @@ def test_search_space_with_asha(ray_session, tmp_path, caplog):
     tuned = [p for p in g.probes if p["spec"] == "tuned"]
     assert len(tuned) == 4 and sum(p["selected"] for p in tuned) == 1
     assert all(set(json.loads(p["params"])) == {"dropout", "learning_rate"} for p in tuned)
+
+
+def test_asha_on_a_search_space_counts_epochs_and_never_stops_a_trial_at_its_last_validation(ray_session, tmp_path):
+    """Tune's ASHA judges trials at grace_period · reduction_factor^k *epochs*, as the grid's halving does: with
+    val_every 2 the rung of grace_period 4 is epoch 4 (it was the 4th report: epoch 8, the last validation, where a
+    trial that had trained its whole budget was stopped and lost its checkpoint)."""
+    data = gaussian_probe_data(n=120, d=8, c=3, scenarios=False)
+    probe = {
+        "name": "tuned", "hidden_units": [4], "epochs": 8, "val_every": 2, "patience": 100, "batch_size": 30,
+        "search": {
+            "space": {"learning_rate": {"loguniform": [1e-4, 3e-2]}},
+            "num_samples": 4,
+            "scheduler": {"type": "asha", "grace_period": 4, "reduction_factor": 2},
+        },
+    }  # fmt: skip
+    cfg = config([probe], resources={"max_concurrent_trials": 1})
+    g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"))
+    (exp,) = [d for d in (tmp_path / "tune").iterdir() if d.is_dir()]
+    epochs = []
+    for f in exp.glob("*/result.json"):
+        recs = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        epochs.append([r["epoch"] for r in recs if "epoch" in r])
+    status = sorted(p["status"] for p in g.probes)
+    assert len(epochs) == 4 and "stopped by scheduler" in status and not g.failed
+    assert sorted(epochs) == sorted([2, 4] if s == "stopped by scheduler" else [2, 4, 6, 8] for s in status)
+
+
+def test_a_failed_sample_of_a_search_space_is_recorded_with_its_values(ray_session, tmp_path):
+    """The samples of a search space share their probe's name: failed.parquet's ``params`` says which one failed."""
+    data = gaussian_probe_data(n=90, d=8, c=3, scenarios=False)
+    probe = {
+        "name": "sgd", "hidden_units": [3], "optimizer": "sgd", "epochs": 3, "batch_size": 30,
+        "search": {"grid": {"learning_rate": [1e30, 0.05]}, "space": {"dropout": {"uniform": [0.0, 0.3]}}},
+    }  # fmt: skip
+    cfg = config([probe])
+    g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"))
+    ((failure, params),) = [(f["reason"], json.loads(f["params"])) for f in g.failed]
+    assert "non-finite loss" in failure and params["learning_rate"] == 1e30 and 0 <= params["dropout"] <= 0.3
+    status = {p["params"]: p["status"] for p in g.probes}
+    assert status[json.dumps(params)] == "failed" and sorted(status.values()) == ["failed", "ok"]
+    assert {r["probe"] for r in g.rows} == {"sgd"}  # the other sample was selected and tested
 
 
 RESUME_SCRIPT = """
