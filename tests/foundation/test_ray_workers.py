@@ -29,10 +29,10 @@ def task():  # a decode task
 
 holders = [Holder.remote() for _ in range(2)]
 ray.get([h.pid.remote() for h in holders])
-pids = []
-for _ in range(3):
-    pids.append(ray.get(task.remote()))
+pids = [ray.get(task.remote())]
+for _ in range(2):
     time.sleep(2.5)  # longer than Ray's idle-worker kill threshold (1 s)
+    pids.append(ray.get(task.remote()))
 print("PIDS " + json.dumps(pids))
 """
 

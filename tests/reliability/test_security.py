@@ -279,7 +279,8 @@ def test_embedded_ray_runs_with_token_authentication_and_a_private_token(tmp_pat
         "print('RESULT', ray.get(ray.remote(lambda: 7).remote()))\n"
         "print('WORKER_MODE', ray.get(ray.remote(lambda: os.environ.get('RAY_AUTH_MODE')).remote()))\n"
         "intruder = 'import ray; ray.init(address=%r); print(\"CONNECTED\")' % ray.get_runtime_context().gcs_address\n"
-        "env = {**os.environ, 'RAY_AUTH_MODE': 'token', 'RAY_AUTH_TOKEN': '0' * 64}\n"
+        # refused at once: no need for Ray's 20 connection attempts a second apart (a refused token stays refused)
+        "env = {**os.environ, 'RAY_AUTH_MODE': 'token', 'RAY_AUTH_TOKEN': '0' * 64, 'RAY_NUM_REDIS_GET_RETRIES': '2'}\n"
         "r = subprocess.run([sys.executable, '-c', intruder], env=env, capture_output=True, text=True, timeout=120)\n"
         "print('INTRUDER', 'CONNECTED' in r.stdout, 'AuthenticationError' in r.stderr or 'InvalidAuthToken' in r.stderr)\n"
         "ray.shutdown()\n"
