@@ -388,6 +388,13 @@ class ProbeConfig(Strict):
     lr_decay_patience: int | None = Field(default=None, ge=0)
     #: the factor ``lr_decay_patience`` multiplies the learning rate by
     lr_decay_factor: float = Field(default=0.5, gt=0, lt=1)
+    #: the learning rate along the optimiser steps: ``constant``, or ``cosine`` — from ``learning_rate`` down to 0
+    #: along a half cosine (Keras' ``CosineDecay``, alpha 0) that reaches 0 at the probe's last step: ``max_steps``, or
+    #: ``epochs`` × batches per epoch where that is fewer (after ``warmup_steps``, when set). MULE's probes: cosine
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    #: a linear warm-up before ``lr_schedule``: step s (counted from 0) of the first ``warmup_steps`` trains at
+    #: ``learning_rate`` × s / ``warmup_steps`` (MULE's ``WarmupSchedule`` from 0, 1000 steps); 0: none
+    warmup_steps: int = Field(default=0, ge=0)
     #: arithmetic of the layer products: ``fp32``, or ``bf16`` (bfloat16 products; parameters, optimiser
     #: state, activations and the loss stay float32), for GPUs with bf16 units and CPUs with AMX. On an
     #: AVX512-BF16 CPU it measured 1.1-1.45x faster per stack but no faster over a whole grid (see
@@ -399,8 +406,8 @@ class ProbeConfig(Strict):
     attention_heads: int = Field(default=1, ge=1, le=64)
     #: a named probe protocol expanded into one or more configurations: ``mir_ref_thesis`` (M1-M5),
     #: ``jukemir`` (216-config grid, best by validation), ``marble`` (6 learning rates, best by validation),
-    #: ``hear`` (16 points); keys set next to it override the preset's values (and fix that grid axis);
-    #: :mod:`repeval.tuning.presets` gives each one's source and departures from it
+    #: ``hear`` (16 points), ``mule`` (80 points, warm-up then cosine decay); keys set next to it override the
+    #: preset's values (and fix that grid axis); :mod:`repeval.tuning.presets` gives each one's source and departures
     preset: str | None = None
     #: a grid and/or a Ray Tune search space over probe keys, plain values only, e.g.
     #: ``{grid: {learning_rate: [1e-4, 1e-3]}, space: {dropout: {uniform: [0.1, 0.5]}}, num_samples: 8,
@@ -454,6 +461,16 @@ class ProbeConfig(Strict):
             raise ValueError("emb_dim_reduction: PCA needs emb_shape set to the target dimension (an integer)")
         if self.pca_dim is not None and isinstance(self.emb_shape, int) and self.emb_shape != self.pca_dim:
             raise ValueError(f"pca_dim ({self.pca_dim}) and emb_shape ({self.emb_shape}) disagree; keep one")
+        if self.lr_decay_patience is not None and (self.lr_schedule != "constant" or self.warmup_steps):
+            raise ValueError(
+                "lr_decay_patience lowers the learning rate when validation stalls, but lr_schedule / warmup_steps "
+                "set it at every step: keep one (remove lr_decay_patience, or lr_schedule and warmup_steps)"
+            )
+        if self.max_steps is not None and self.warmup_steps >= self.max_steps:
+            raise ValueError(
+                f"warmup_steps ({self.warmup_steps}) must be fewer than max_steps ({self.max_steps}), the steps the "
+                "probe trains: its learning rate would never reach learning_rate"
+            )
         if self.dropout_input and self.input_dropout > 0:
             raise ValueError("dropout_input applies 'dropout' to the input; do not also set input_dropout")
         if self.type == "linear" and self.hidden_units:

@@ -6,8 +6,8 @@ criterion (default per task type) decides both. The last partial batch is never 
 :func:`train_probes` trains a list of (configuration, seed) members. Members that share a
 :func:`group_key` (layer sizes, batch size, optimiser kind, PCA, normalisation, validation
 schedule, sampling, precision) are trained together in one :class:`~repeval.probes.stacked.StackedMLP`;
-everything else (learning rate, weight decay, dropout, standardisation, epochs, patience,
-criterion, seed) may differ inside a stack. A member follows the same trajectory in a stack as
+everything else (learning rate and its schedule, weight decay, dropout, standardisation, epochs,
+patience, criterion, seed) may differ inside a stack. A member follows the same trajectory in a stack as
 alone — :func:`train_probe` is the one-member case — up to floating-point rounding.
 """
 
@@ -623,6 +623,13 @@ def _train_stack(
     epochs = [min(c.epochs, max_epochs) if max_epochs else c.epochs for c in cfgs]
     max_steps = [c.max_steps or math.inf for c in cfgs]
     val_every = int(c0.val_every)
+    # lr_schedule / warmup_steps: each member's rate is set before every step, over its own budget of steps
+    per_epoch = math.ceil(n / batch)
+    budgets = [
+        int(min(max_steps[m], epochs[m] * per_epoch)) if c.lr_schedule != "constant" or c.warmup_steps else None
+        for m, c in enumerate(cfgs)
+    ]
+    scheduled = any(b is not None for b in budgets)  # no per-step work for stacks without a schedule
 
     best = [(-math.inf if mode == "max" else math.inf) for _, mode in crit]
     best_epoch = [0] * n_members
@@ -673,6 +680,9 @@ def _train_stack(
                 logits = model.forward(xtr.take(ib, 0) if len(variants) == 1 else xtr.take(ib, vidx), train=True)
             losses = member_losses(logits, ytr[ib], task)
             losses.sum().backward()
+            for pos, m in enumerate(active) if scheduled else ():
+                if budgets[m] is not None and m not in frozen:
+                    opt.lr[pos] = scheduled_lr(cfgs[m], steps, budgets[m])  # type: ignore[arg-type]
             opt.step(model.parameters())
             steps += 1
             loss_sum += losses.detach() * ib.shape[1] * live
@@ -783,6 +793,20 @@ def _train_stack(
                 for pos, m in enumerate(ok):
                     results[m].test_scores[sid] = sc[pos]
     return results
+
+
+def scheduled_lr(cfg: Any, step: int, budget: int) -> float:
+    """The learning rate of optimiser step ``step`` (counted from 0, as Keras counts ``iterations``) of a probe that
+    trains ``budget`` steps: ``warmup_steps`` of linear warm-up from 0 (MULE's ``WarmupSchedule``, Keras'
+    ``PolynomialDecay`` from 0 to ``learning_rate``), then ``learning_rate`` (``constant``) or Keras'
+    ``CosineDecay(learning_rate, budget - warmup_steps, alpha=0)`` of ``step - warmup_steps`` (``cosine``)."""
+    lr, warm = float(cfg.learning_rate), int(cfg.warmup_steps)
+    if step < warm:
+        return lr * step / warm
+    decay = budget - warm
+    if cfg.lr_schedule == "cosine" and decay > 0:
+        return lr * 0.5 * (1.0 + math.cos(math.pi * min(step - warm, decay) / decay))
+    return lr
 
 
 #: ReduceLROnPlateau's defaults: a relative improvement threshold, and the smallest change of learning rate applied

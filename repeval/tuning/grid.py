@@ -221,7 +221,13 @@ def plan_units(
 
 #: probe keys added after fingerprints were first written, left out of them at their default so that an
 #: experiment interrupted before the upgrade still resumes
-_NEW_PROBE_KEYS = {"attention_heads": 1, "lr_decay_patience": None, "lr_decay_factor": 0.5}
+_NEW_PROBE_KEYS = {
+    "attention_heads": 1,
+    "lr_decay_patience": None,
+    "lr_decay_factor": 0.5,
+    "lr_schedule": "constant",
+    "warmup_steps": 0,
+}
 
 
 def _probe_fingerprint(cfg: Any) -> dict[str, Any]:

@@ -4,7 +4,7 @@ A preset is plain data: ``base`` values shared by every configuration, then eith
 ``points`` or a ``grid`` (cartesian product, axes in order), and a selection rule — ``all``
 (every configuration is a reported probe, mir_ref's M1–M5) or ``best`` (the configuration with
 the best validation criterion, averaged over seeds, is tested once and reported under the
-preset's name: Jukemir, MARBLE, HEAR). ``criteria`` gives the validation criterion (early stopping, checkpoint and
+preset's name: Jukemir, MARBLE, HEAR, MULE). ``criteria`` gives the validation criterion (early stopping, checkpoint and
 configuration selection) per task type where the source's differs from repeval's default for that type; a
 ``save_criterion`` written next to the preset overrides it, like any other key. ``differs`` says, for
 ``repeval plan`` and the README, where the preset departs from its source.
@@ -199,6 +199,57 @@ register_preset(
         differs=(
             "all 16 points are trained (hear-eval-kit: 8 drawn at random by default); with k folds each fold "
             "selects its own point (hear-eval-kit: the first split's, retrained on the others)"
+        ),
+    )
+)
+
+# MULE (McCallum et al. 2022). PandoraMedia/music-audio-representations publishes no probe trainer and no search space,
+# only the probe each (task, embedding model) pair selected: supporting_data/configs/models/probes/<task>/<model>.yml
+# (52 files; 34 read for this preset, among them every Musicset-ULarge one). What they all share is the base here:
+# mule/models/mlp.py's MLP — ReLU hidden layers, dropout after each, Keras L2 on every kernel — and Adam (β 0.9 / 0.999)
+# under mule/models/optimizers/schedules/warmup_schedule.py's WarmupSchedule: a linear warm-up from 0
+# (cold_learning_rate 0) over 1,000 steps, then ScoochCosineDecay (Keras' CosineDecay, alpha 0) to 0 over decay_steps,
+# i.e. a fixed number of steps (warm-up + decay: 10,000 to 40,000; 300,000 and 800,000 for NSynth, warm-up 5,000).
+# The grid spans the values the selections take most: hidden layers [] (GTZAN, NSynth, MuMu), [512] (MTT, MTG-Jamendo,
+# GiantSteps, Emomusic, MSD50), [1024] (AMM, Emomusic), [1024, 1024] (MTG-Jamendo all, MSD-S); L2 0 … 1e-4 (Keras'
+# l2(λ) adds λ·Σw², a gradient 2λ·w: weight_decay 2λ); learning rates 2.5e-5 … 5e-4 (1e-4 in most). Dropout 0.5 and
+# 30,000 steps are the commonest choices (the median total of the Musicset-ULarge probes). The configurations compile
+# Keras' AUC(curve="PR", multi_label=True) — PR-AUC per tag, averaged: val_pr_auc_macro — for tagging, and
+# CategoricalAccuracy (GiantSteps) or the mean squared error (Emomusic, repeval's regression criterion already).
+register_preset(
+    Preset(
+        name="mule",
+        doc="MULE's probes: 80-config grid, 1,000-step warm-up then cosine decay, best by validation then one test run",
+        base={
+            "optimizer": "adam",
+            "dropout": 0.5,
+            "lr_schedule": "cosine",
+            "warmup_steps": 1000,
+            "max_steps": 30000,
+            "epochs": 1_000_000,
+            "patience": 1_000_000,
+        },
+        grid={
+            "hidden_units": [[], [512], [1024], [1024, 1024]],
+            "weight_decay": [0.0, 2e-6, 2e-5, 2e-4],
+            "learning_rate": [2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4],
+        },
+        select="best",
+        criteria={"multilabel_classification": "val_pr_auc_macro"},
+        source=(
+            "McCallum et al. 2022, MULE; PandoraMedia/music-audio-representations "
+            "supporting_data/configs/models/probes/*/*.yml, mule/models/mlp.py, "
+            "mule/models/optimizers/schedules/warmup_schedule.py"
+        ),
+        differs=(
+            "MULE publishes each task's selected probe, not its search space: the grid spans the selections' values "
+            "(not tried: [2048, 2048] and [4096]×3 of MSD100/500, dropout 0.75/0.9 of MTG-Jamendo/GiantSteps, L2 5e-6 "
+            "and 2e-5, learning rates 8e-5, 2e-4, 3e-4, 4e-4); one length for every task, 30,000 steps "
+            "(MULE: 10,000-40,000 by task, 300,000-800,000 for NSynth, whose warm-up is 5,000); dropout 0.5 "
+            "everywhere; batch size is not published (repeval's 100); validated every epoch and the best checkpoint "
+            "kept, no early stopping (MULE's trainer is not published); L2 as weight_decay 2λ, on biases too (Keras: "
+            "kernels only); Adam ε 1e-8 (Keras 1e-7); softmax cross-entropy and accuracy for single-label tasks (some "
+            "GTZAN/NSynth selections trained sigmoid outputs and compiled PR-AUC)"
         ),
     )
 )

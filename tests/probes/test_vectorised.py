@@ -9,7 +9,9 @@ Three references: repeval's own one-probe path (``train_probe``), and a plain Py
 from __future__ import annotations
 
 import itertools
+import math
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -21,7 +23,7 @@ from repeval.probes import ProbeData, group_key, predict, resolve_hidden_units, 
 from repeval.probes.model import Dropout, MaskStream
 from repeval.probes.stacked import StackedMLP
 from repeval.probes.synthetic import gaussian_probe_data as gaussian_data
-from repeval.probes.train import Preprocess
+from repeval.probes.train import Preprocess, scheduled_lr
 
 
 def plain_loop(cfg: ProbeConfig, data: ProbeData, seed: int) -> tuple[int, list[float]]:
@@ -39,6 +41,9 @@ def plain_loop(cfg: ProbeConfig, data: ProbeData, seed: int) -> tuple[int, list[
         prev = int(h)
     model = nn.Sequential(*layers, nn.Linear(prev, len(data.classes)))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=True)
+    schedule = None
+    if cfg.lr_schedule != "constant" or cfg.warmup_steps:  # stepped after every batch: step k trains at lr × factor(k)
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, keras_schedule(cfg, len(xt)))
     plateau = None
     if cfg.lr_decay_patience is not None:  # MARBLE's schedule, stepped on the monitored metric
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -53,6 +58,8 @@ def plain_loop(cfg: ProbeConfig, data: ProbeData, seed: int) -> tuple[int, list[
             opt.zero_grad()
             nn.functional.cross_entropy(model(xt[i]), yt[i]).backward()
             opt.step()
+            if schedule is not None:
+                schedule.step()
         model.eval()
         with torch.no_grad():
             acc = (model(xv).argmax(1) == yv).float().mean().item()
@@ -66,6 +73,25 @@ def plain_loop(cfg: ProbeConfig, data: ProbeData, seed: int) -> tuple[int, list[
         if since >= cfg.patience:
             break
     return best_epoch, accs
+
+
+def keras_schedule(cfg: ProbeConfig, n: int) -> Callable[[int], float]:
+    """MULE's WarmupSchedule written out (music-audio-representations mule/models/optimizers/schedules/
+    warmup_schedule.py) as a factor of ``learning_rate``: Keras' ``PolynomialDecay(0 → 1, warmup_steps)`` below
+    ``warmup_steps``, then ``CosineDecay(1, decay_steps, alpha=0)`` of the steps after it (or 1: ``constant``), where
+    ``decay_steps`` is what the probe's budget leaves after the warm-up."""
+    budget = min(cfg.max_steps or math.inf, cfg.epochs * math.ceil(n / cfg.batch_size))
+    warm, decay = cfg.warmup_steps, budget - cfg.warmup_steps
+
+    def factor(step: int) -> float:
+        if step < warm:  # PolynomialDecay, power 1: (initial - end) · (1 - step / steps) + end, from 0 to 1
+            return (0.0 - 1.0) * (1 - step / warm) + 1.0
+        if cfg.lr_schedule == "constant":
+            return 1.0
+        t = min(step - warm, decay)  # CosineDecay clamps the step at decay_steps
+        return (1 - 0.0) * 0.5 * (1 + math.cos(math.pi * t / decay)) + 0.0
+
+    return factor
 
 
 GRID = [
@@ -112,6 +138,69 @@ def test_learning_rate_decay_on_plateau_is_pytorchs_reduce_lr_on_plateau(mc_data
         assert [h["val_criterion"] for h in r.history] == pytest.approx(accs, abs=1e-9)
         curves.append(accs)
     assert curves[0] != curves[1] and curves[3] != curves[4]  # the decay changed the training
+
+
+def test_warmup_and_cosine_schedule_is_mules_keras_schedule_step_by_step():
+    """``warmup_steps`` + ``lr_schedule: cosine`` is MULE's WarmupSchedule (linear from 0 over 1,000 steps, then Keras'
+    CosineDecay to 0): the rate of every step of a 30,000-step budget, at MULE's values (MTT: lr 5e-5, decay_steps
+    29,000); a warm-up before a constant rate, and a cosine without a warm-up, the same way."""
+    cfg = ProbeConfig(learning_rate=5e-5, lr_schedule="cosine", warmup_steps=1000, max_steps=30000, epochs=10**6)
+    want = keras_schedule(cfg, 100)
+    got = [scheduled_lr(cfg, k, 30000) for k in range(30000)]
+    assert got == pytest.approx([5e-5 * want(k) for k in range(30000)], rel=1e-12, abs=1e-20)
+    assert got[0] == 0.0 and got[500] == pytest.approx(2.5e-5) and got[1000] == 5e-5  # warm at step 1,000
+    assert got[1000 + 14500] == pytest.approx(2.5e-5)
+    assert got[-1] == pytest.approx(5e-5 * (1 - math.cos(math.pi / 29000)) / 2)
+    assert all(a >= b for a, b in itertools.pairwise(got[1000:]))  # decays monotonically to 0
+    flat = cfg.model_copy(update={"lr_schedule": "constant", "warmup_steps": 4})
+    assert [scheduled_lr(flat, k, 10) for k in range(10)] == pytest.approx([0, 1.25e-5, 2.5e-5, 3.75e-5] + [5e-5] * 6)
+    bare = cfg.model_copy(update={"warmup_steps": 0})
+    assert [scheduled_lr(bare, k, 4) for k in range(5)] == pytest.approx(
+        [5e-5, 4.2677669e-5, 2.5e-5, 7.3223305e-6, 0.0]
+    )
+
+
+def test_scheduled_probes_stack_like_a_plain_loop_with_the_schedule_and_one_by_one(mc_data):
+    """Each member of a stack follows its own warm-up / cosine schedule (over its own budget of steps), exactly as a
+    plain PyTorch loop stepping ``LambdaLR`` with the Keras formula after every batch, and as it trains alone."""
+    base = {"learning_rate": 3e-2, "batch_size": 32, "epochs": 6, "patience": 10}
+    cfgs = [
+        ProbeConfig(hidden_units=h, **{**base, **sched})
+        for h in ([], [16])
+        for sched in (
+            {},
+            {"lr_schedule": "cosine", "warmup_steps": 5},
+            {"lr_schedule": "cosine"},
+            {"warmup_steps": 8},
+            {"lr_schedule": "cosine", "warmup_steps": 3, "epochs": 4},  # a shorter budget: its own cosine
+        )
+    ]
+    stacked = train_probes([(c, 5) for c in cfgs], mc_data)
+    curves = []
+    for cfg, r in zip(cfgs, stacked, strict=True):
+        best_epoch, accs = plain_loop(cfg, mc_data, 5)
+        assert r.failed is None and r.best_epoch == best_epoch
+        assert [h["val_criterion"] for h in r.history] == pytest.approx(accs, abs=1e-9)
+        curves.append(accs)
+    assert len({tuple(c) for c in curves[:4]}) == 4 and len({tuple(c) for c in curves[5:9]}) == 4  # schedules differ
+    capped = [c.model_copy(update={"max_steps": 17}) for c in (cfgs[6], cfgs[9])]  # a budget ends inside an epoch
+    together = train_probes([(c, s) for c in capped for s in (0, 1)], mc_data)
+    for (cfg, seed), r in zip([(c, s) for c in capped for s in (0, 1)], together, strict=True):
+        alone = train_probe(cfg, mc_data, seed)
+        assert r.steps == alone.steps == 17 and r.best_epoch == alone.best_epoch
+        assert [h["val_loss"] for h in r.history] == pytest.approx([h["val_loss"] for h in alone.history], rel=1e-6)
+        np.testing.assert_allclose(r.test_scores["clean"], alone.test_scores["clean"], atol=1e-6)
+
+
+def test_a_schedule_excludes_plateau_decay_and_a_warmup_longer_than_training():
+    with pytest.raises(ValueError, match="lr_decay_patience lowers the learning rate"):
+        ProbeConfig(lr_schedule="cosine", lr_decay_patience=3)
+    with pytest.raises(ValueError, match="lr_decay_patience"):
+        ProbeConfig(warmup_steps=10, lr_decay_patience=3)
+    with pytest.raises(ValueError, match=r"warmup_steps \(100\) must be fewer than max_steps \(100\)"):
+        ProbeConfig(warmup_steps=100, max_steps=100)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        ProbeConfig(lr_schedule="linear")
 
 
 def test_stack_matches_one_by_one(mc_data):

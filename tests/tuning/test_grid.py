@@ -108,6 +108,37 @@ def test_grid_selection_seeds_intervals_failures(ray_session, tmp_path, caplog):
     assert curve == [(int(h["epoch"]), pytest.approx(h["train_loss"], rel=1e-6)) for h in hist]
 
 
+def test_mule_preset_trains_its_grid_to_the_schedules_end_and_selects_on_pr_auc(ray_session, tmp_path, caplog):
+    """``preset: mule`` on a tagging task, its grid cut to the learning-rate axis and its budget to 30 steps (a
+    10-step warm-up, then the cosine): every configuration trains to its last step (8 epochs of 4 batches), none
+    stops early, and the best by validation PR-AUC macro is tested once under the preset's name."""
+    data = gaussian_probe_data("multilabel_classification", n=120, d=10, c=3)
+    probe = {"preset": "mule", "hidden_units": [8], "weight_decay": 0.0, "batch_size": 32, "max_steps": 30,
+             "warmup_steps": 10}  # fmt: skip
+    cfg = parse_config(
+        {
+            "run": {"seeds": 1, "bootstrap_resamples": 20},
+            "experiments": [
+                {
+                    "task": {"name": "tags", "type": "multilabel_classification"},
+                    "datasets": [{"name": "notes", "type": "catalog", "manifest": "m.csv", "label_column": "x"}],
+                    "embedding_models": ["mfcc-stats"],
+                    "downstream_models": [probe],
+                    "metrics": ["pr_auc_macro"],
+                }
+            ],
+        }
+    )
+    with caplog.at_level("INFO", logger="repeval.tuning.grid"):
+        g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"))
+    assert "mule selected mule-" in caplog.text and "among 5 configurations" in caplog.text
+    assert not g.failed and len(g.probes) == 5
+    assert {(p["spec"], p["criterion"], p["epochs"]) for p in g.probes} == {("mule", "val_pr_auc_macro", 8)}
+    lrs = sorted(json.loads(p["params"])["learning_rate"] for p in g.probes)
+    assert lrs == [2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4] and sum(p["selected"] for p in g.probes) == 1
+    assert {r["probe"] for r in g.rows} == {"mule"} and {r["metric"] for r in g.rows} == {"pr_auc_macro"}
+
+
 def test_search_space_with_asha(ray_session, tmp_path, caplog):
     data = gaussian_probe_data(n=120, d=10, c=3)
     cfg = config(

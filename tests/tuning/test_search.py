@@ -54,7 +54,7 @@ def test_presets_expand_to_the_published_protocols():
     assert {
         (p.config.hidden_units, p.config.dropout, p.config.batch_size, p.config.patience) for p in marble.points
     } == {((512,), 0.2, 64, 10)}
-    assert set(PRESETS.names()) == {"hear", "jukemir", "marble", "mir_ref_thesis"}
+    assert set(PRESETS.names()) == {"hear", "jukemir", "marble", "mir_ref_thesis", "mule"}
 
 
 def _grid(spec, keys):
@@ -81,6 +81,33 @@ def test_preset_grids_are_their_sources_grids():
     assert {(p.config.lr_decay_patience, p.config.lr_decay_factor) for p in marble.points} == {(3, 0.5)}
 
 
+def test_mule_preset_is_mules_released_probe_recipe():
+    """MULE (PandoraMedia/music-audio-representations supporting_data/configs/models/probes/*/*.yml): ReLU MLPs with
+    dropout 0.5 after each hidden layer, Adam under a 1,000-step linear warm-up from 0 then a cosine decay to 0 over a
+    fixed number of steps; the grid spans the selections' architectures, L2 (Keras' l2(λ): weight_decay 2λ) and
+    learning rates; the best configuration by validation is tested once."""
+    mule = expand_probe(ProbeConfig(preset="mule"), 0)
+    assert len(mule.points) == 80 and mule.select == "best" and mule.name == "mule"
+    keys = ["hidden_units", "weight_decay", "learning_rate"]
+    source = {"hidden_units": [(), (512,), (1024,), (1024, 1024)], "weight_decay": [2 * l2 for l2 in (0.0, 1e-6, 1e-5, 1e-4)],
+              "learning_rate": [2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4]}  # fmt: skip
+    want = sorted(tuple(repr(v) for v in c) for c in itertools.product(*(source[k] for k in keys)))
+    assert _grid(mule, keys) == want
+    assert {
+        (c.optimizer, c.dropout, c.input_dropout, c.lr_schedule, c.warmup_steps, c.max_steps, c.lr_decay_patience)
+        for c in (p.config for p in mule.points)
+    } == {("adam", 0.5, 0.0, "cosine", 1000, 30000, None)}
+    # a fixed schedule, trained to its end: neither the epoch limit nor patience stops it before max_steps
+    assert all(p.config.epochs >= 30000 and p.config.patience >= p.config.epochs for p in mule.points)
+    # a key next to the preset fixes its axis; a shorter budget is the cosine's too
+    short = expand_probe(ProbeConfig(preset="mule", hidden_units=[512], max_steps=5000), 0)
+    assert len(short.points) == 20 and {(p.config.hidden_units, p.config.max_steps) for p in short.points} == {
+        ((512,), 5000)
+    }
+    with pytest.raises(ValueError, match="warmup_steps"):
+        ProbeConfig(preset="mule", max_steps=500)  # shorter than MULE's warm-up: named, not trained
+
+
 @pytest.mark.parametrize(
     "preset, task_type, criterion",
     [
@@ -95,6 +122,9 @@ def test_preset_grids_are_their_sources_grids():
         ("hear", "multilabel_classification", "val_pr_auc_macro"),  # HEAR's first score: mAP
         ("hear", "multiclass_classification", None),
         ("mir_ref_thesis", "regression", None),
+        ("mule", "multilabel_classification", "val_pr_auc_macro"),  # MULE's tagging probes compile Keras' PR-AUC
+        ("mule", "multiclass_classification", None),  # accuracy (GiantSteps' CategoricalAccuracy)
+        ("mule", "regression", None),  # the mean squared error (Emomusic)
     ],
 )
 def test_presets_select_on_their_sources_criterion_for_the_task_type(preset, task_type, criterion):
