@@ -394,7 +394,11 @@ def bench_throughput(
     builds: list[float] = []
     if res.fused:  # the model inside the decode tasks: built in their workers before the clock, as the loop's is
         builds = build_models_in_workers(
-            mcfg, cfg.run.keep_frames, res.threads, res.runtime_env, res.decode_tasks or cpus
+            mcfg,
+            cfg.keeps_frames(cfg.experiments[0].datasets[0].name, mcfg.id),
+            res.threads,
+            res.runtime_env,
+            res.decode_tasks or cpus,
         )
     t_ready = time.perf_counter() - t_all
     s, t_pipe = run_repeval(config)

@@ -709,8 +709,9 @@ class RunConfig(Strict):
     deform_whole_track_max_s: float | None = Field(default=WHOLE_TRACK_MAX_S, gt=0)
     #: audio sample rate used when a model does not declare one
     sample_rate_hz: int = Field(default=22050, ge=1000)
-    #: store frame-level embeddings too (on by default when a task has ``embedding_aggregation: prediction`` or
-    #: ``attention``)
+    #: store frame-level embeddings in every partition of the run. Without it, a (dataset, model)'s partitions keep
+    #: them when a task that reads that dataset with that model has ``embedding_aggregation: prediction`` or
+    #: ``attention`` (and a partition an earlier run stored with frames is completed with them); the others do not
     keep_frames: bool = False
     #: rows per Parquet part file in the embedding store
     part_rows: int = Field(default=256, ge=1)
@@ -939,12 +940,11 @@ class Config(Strict):
 
     @model_validator(mode="after")
     def _frames_for_prediction(self) -> Config:
-        """A task that aggregates predictions trains and tests on frame-level embeddings, which the store keeps
-        only with ``run.keep_frames``: it defaults to on for such a configuration; turned off, it is an error."""
+        """A task that aggregates predictions trains and tests on frame-level embeddings, which the store keeps for
+        the partitions it reads (:meth:`keeps_frames`): ``run.keep_frames: false`` set with such a task is an
+        error."""
         tasks = [e.task for e in self.experiments if e.task.aggregation != "mean"]
-        if not tasks or self.run.keep_frames:
-            return self
-        if "keep_frames" in self.run.model_fields_set:
+        if tasks and not self.run.keep_frames and "keep_frames" in self.run.model_fields_set:
             how = {
                 "prediction": "average their predictions per track",
                 "attention": "pool each track's frames with learned attention",
@@ -952,7 +952,19 @@ class Config(Strict):
             raise ValueError(
                 f"task {tasks[0].name!r} has embedding_aggregation: {tasks[0].aggregation} — its probes "
                 f"train on frame-level embeddings and {how}, so the store must keep frames: remove "
-                "run.keep_frames: false (it then defaults to true) or use embedding_aggregation: mean"
+                "run.keep_frames: false (the partitions such a task reads then keep frames) or use "
+                "embedding_aggregation: mean"
             )
-        object.__setattr__(self, "run", self.run.model_copy(update={"keep_frames": True}))
         return self
+
+    def keeps_frames(self, dataset: str, model: str) -> bool:
+        """Whether the run stores frame-level embeddings in the partitions of ``dataset`` embedded by ``model`` (id):
+        all of them with ``run.keep_frames: true``, else those a task with ``embedding_aggregation: prediction`` or
+        ``attention`` reads — a dataset used with a model only by mean tasks gets none (frames multiply a partition's
+        size by its frames per track), whatever the run's other datasets need."""
+        return self.run.keep_frames or any(
+            e.task.aggregation != "mean"
+            and any(d.name == dataset for d in e.datasets)
+            and any(m.id == model for m in e.embedding_models)
+            for e in self.experiments
+        )

@@ -44,14 +44,14 @@ from repeval.models import resolve_model
 from repeval.pipeline.assemble import TrackAssembler, errors_table, rows_table
 from repeval.pipeline.partitions import (  # noqa: F401  (model_chunk_s and the fingerprints: imported from here)
     ModelSpec,
-    frames_conflict,
+    accepted_spec,
     model_chunk_s,
     model_fingerprint,
     scenario_fingerprint,
     wanted_masks,
 )
 from repeval.pipeline.resources import EmbedResources, plan_resources
-from repeval.pipeline.stages import CLEAN, MAX_BATCH_SAMPLES, DecodeDeform, DecodeEmbed, Embed
+from repeval.pipeline.stages import CLEAN, MAX_BATCH_SAMPLES, DecodeDeform, DecodeEmbed, Embed, KeepFrames
 from repeval.pipeline.summary import EmbedSummary, Progress
 from repeval.store import EmbeddingStore, PartitionWriter
 from repeval.store.store import ERROR_SCHEMA, embedding_schema, repeval_version
@@ -136,6 +136,8 @@ class _Stream:
     chunk_s: float | None
     keys: list[str] = field(default_factory=list)
     sids: dict[str, str] = field(default_factory=dict)
+    #: the partition keys whose rows keep frame-level embeddings (:meth:`repeval.config.Config.keeps_frames`)
+    frames: set[str] = field(default_factory=set)
     steps: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
     parts: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -255,7 +257,6 @@ def _plan_dataset(
     """Add one (experiment, dataset)'s missing tracks to each model's stream. ``shared``: another experiment
     of the run uses the dataset too, so the ids planned here are kept for its turn (a track is embedded once);
     otherwise they are not kept (a copy of the wanted ids per scenario: ~12 MB per million tracks)."""
-    run = cfg.run
     scenarios = exp.scenarios_for(ds)
     ids = rows.column("track_id").combine_chunks()
     wanted_in = wanted_masks(cfg, exp, ds, rows, deform_ids)
@@ -269,9 +270,8 @@ def _plan_dataset(
         for sid in ([] if deformed_only else [CLEAN]) + list(scenarios):
             key = stream_key(ds.name, sid)
             part = store.partition(ds.name, mcfg.id, sid)
-            pspec = spec.partition(cfg, exp, ds, sid)
+            pspec = accepted_spec(part, spec.partition(cfg, exp, ds, sid))  # stored with frames: completed with them
             fp = pspec.fingerprint
-            frames_kept = part.check_compatible(fp, pspec.described)
             if retry_errors and key not in st.parts:
                 summary.retried += part.clear_errors()
             wanted = wanted_in[sid]
@@ -287,8 +287,6 @@ def _plan_dataset(
                 if key not in st.parts:  # complete; accepted under a stamp from before WINDOWING_ENTRIES: say so once
                     part.restamp(fp, {"config_hash": config_hash(fp)})
                 continue
-            if frames_kept:  # its rows have frames; this run would add rows without them
-                raise frames_conflict(part, int(missing.sum()))
             if key not in st.parts:
                 # a partition shared by several tasks (one dataset, other splits) may need more tracks
                 part.reopen()
@@ -300,6 +298,8 @@ def _plan_dataset(
                 st.keys.append(key)
                 st.sids[key] = sid
                 st.parts[key] = part
+                if pspec.frames:
+                    st.frames.add(key)
                 st.provenance[key] = {
                     "model": mcfg.id,
                     "config_hash": config_hash(fp),
@@ -312,7 +312,7 @@ def _plan_dataset(
                     "task": exp.task.name,
                     "sample_rate_hz": sample_rate,
                     "chunk_s": chunk_s,
-                    "keep_frames": run.keep_frames,
+                    "keep_frames": pspec.frames,
                 }
                 if sid != CLEAN:
                     st.steps[key] = scenario_steps(scenarios[sid])
@@ -501,29 +501,33 @@ def _run_pipeline(
         seed_ids=sids,
         whole_track_max_s=run.deform_whole_track_max_s,
     )
+    # the models keep the frames of these partitions' chunks only: all (True) or none (False) when so, the setting
+    # a worker's model is built under by repeval before this stream (a benchmark's warm-up) and kept for it
+    keep = frozenset(st.frames)
+    frames: KeepFrames = bool(keep) if keep in (frozenset(), frozenset(st.keys)) else keep
     # a callable instance runs as stateless tasks; the Embed class runs as an actor pool. One batch per block
     # (batch_size=None): a batch size would make Ray Data bundle blocks into tasks and keep the read unfused
     if res.fused:  # decoded and embedded in the same task (a light model, or run.resources.embed_in_decode: always)
-        fused = DecodeEmbed(decode, mcfg, run.keep_frames, res.threads, batch_size)
+        fused = DecodeEmbed(decode, mcfg, frames, res.threads, batch_size)
         ds = ds.map_batches(fused, batch_size=None, **decode_kw)
     else:
         ds = ds.map_batches(decode, batch_size=None, **decode_kw)
         ds = ds.map_batches(
             Embed,
-            fn_constructor_args=(mcfg, run.keep_frames, res.threads, st.sample_rate),
+            fn_constructor_args=(mcfg, frames, res.threads, st.sample_rate),
             batch_format="pyarrow",
             **res.actor_kwargs(batch_size),
         )
 
     bar = Progress(n_expected, f"write {label}", progress)
-    assembler = TrackAssembler(run.keep_frames)
+    assembler = TrackAssembler(bool(frames))
     writers: dict[str, PartitionWriter] = {}
     versions: dict[str, str] = {}
     summary.tracks += todo.num_rows
 
     def writer(key: str, dim: int) -> PartitionWriter:
         if key not in writers:
-            writers[key] = PartitionWriter(parts[key], embedding_schema(dim, run.keep_frames), run.part_rows)
+            writers[key] = PartitionWriter(parts[key], embedding_schema(dim, key in keep), run.part_rows)
         return writers[key]
 
     summary.streams += 1

@@ -75,6 +75,14 @@ class PartitionSpec:
     fingerprint: dict[str, Any]
     described: dict[str, Any]
 
+    @property
+    def frames(self) -> bool:
+        """Whether the partition's rows hold frame-level embeddings (a ``frames`` column)."""
+        return bool(self.fingerprint["keep_frames"])
+
+    def with_frames(self) -> PartitionSpec:
+        return PartitionSpec(self.sid, {**self.fingerprint, "keep_frames": True}, self.described)
+
 
 def model_rate(fam: Any, params: dict[str, Any]) -> int | None:
     """The sampling rate a model runs at, known without building it: ``params.sample_rate_hz``, else what the family
@@ -93,6 +101,7 @@ def model_rate(fam: Any, params: dict[str, Any]) -> int | None:
 class ModelSpec:
     """How a run computes one model's partitions of one dataset."""
 
+    model_id: str
     sample_rate_hz: int
     chunk_s: float | None
     fingerprint: dict[str, Any]
@@ -102,15 +111,18 @@ class ModelSpec:
     def of(cls, cfg: Config, mcfg: Any) -> ModelSpec:
         fam, params = resolve_model(mcfg)
         sample_rate = int(model_rate(fam, params) or cfg.run.sample_rate_hz)
-        return cls(sample_rate, model_chunk_s(fam, params), model_fingerprint(mcfg), model_settings(fam, params))
+        fp = model_fingerprint(mcfg)
+        return cls(mcfg.id, sample_rate, model_chunk_s(fam, params), fp, model_settings(fam, params))
 
     def partition(self, cfg: Config, exp: ExperimentConfig, ds: Any, sid: str) -> PartitionSpec:
+        """The partition of ``ds`` in scenario ``sid``, as this run asks for it: with frames when a task of the run
+        reads them there (:meth:`~repeval.config.Config.keeps_frames`)."""
         fp = {
             "model": self.fingerprint,
             **scenario_fingerprint(exp, sid, ds, cfg.run.seed),
             "sample_rate_hz": self.sample_rate_hz,
             "chunk_s": self.chunk_s,
-            "keep_frames": cfg.run.keep_frames,
+            "keep_frames": cfg.keeps_frames(ds.name, self.model_id),
             "store_format": STORE_FORMAT,
         }
         described = {"model.params": self.settings}
@@ -147,14 +159,27 @@ def wanted_masks(cfg: Config, exp: ExperimentConfig, ds: Any, rows: pa.Table, de
     return out
 
 
-def frames_conflict(part: Any, missing: int) -> StoreConflict:
-    """The error for a partition that keeps frames but would be completed by a run that does not keep them."""
-    return StoreConflict(
-        f"store partition {part.path} keeps frame-level embeddings (run.keep_frames) and is not complete "
-        f"({missing} of this run's tracks missing); this run would complete it without frames: "
-        "set run.keep_frames: true to complete it with frames, point run.store elsewhere, or delete it "
-        f"(`{part.rm_command()}`)"
-    )
+def accepted_spec(part: Any, spec: PartitionSpec) -> PartitionSpec:
+    """``spec`` checked against what ``part`` holds (:meth:`~repeval.store.Partition.check_compatible`, whose
+    :class:`~repeval.store.StoreConflict` it raises): the spec the run computes the partition under. A partition
+    stored with frames that ``spec`` does not ask for (an earlier run kept them: ``run.keep_frames: true``, or a task
+    that reads them) serves the run as it is and is completed with frames — rows without them never join it."""
+    framed = spec.with_frames()
+    try:
+        kept = part.check_compatible(spec.fingerprint, spec.described)
+    except StoreConflict:
+        if spec.frames or not _compatible(part, framed):
+            raise
+        return framed  # stored with frames, and differing otherwise only as the windowing rule accepts
+    return framed if kept else spec
+
+
+def _compatible(part: Any, spec: PartitionSpec) -> bool:
+    try:
+        part.check_compatible(spec.fingerprint, spec.described)
+    except StoreConflict:
+        return False
+    return True
 
 
 def partition_state(part: Any, spec: PartitionSpec, ids: pa.Array, wanted: np.ndarray) -> tuple[str, str]:
@@ -162,13 +187,11 @@ def partition_state(part: Any, spec: PartitionSpec, ids: pa.Array, wanted: np.nd
     "")`` (nothing), ``("todo", what)`` (embed tracks, or mark it complete) or ``("conflict", the error the stage
     would stop with)``."""
     try:
-        frames_kept = part.check_compatible(spec.fingerprint, spec.described)
+        accepted_spec(part, spec)
     except StoreConflict as exc:
         return "conflict", str(exc)
     done = pc.is_in(ids, value_set=part.done_ids()).to_numpy(zero_copy_only=False)
     missing = int((wanted & ~done).sum())
-    if missing and frames_kept:
-        return "conflict", str(frames_conflict(part, missing))
     if missing:
         return "todo", f"{missing:,} of {int(wanted.sum()):,} track(s) to embed"
     return ("complete", "") if part.complete else ("todo", "not marked complete")

@@ -354,16 +354,25 @@ def model_config_for_build(model_cfg: Any) -> Any:
     return model_cfg.model_copy(update={"params": params})
 
 
+#: which chunks an :class:`Embed` keeps the frames of: all (``True``), none (``False``) or those of these scenario keys
+KeepFrames = bool | frozenset[str]
+
+
 class Embed:
     """Actor UDF: builds the model once, embeds a batch of chunks, means each chunk's frames.
 
     Output per chunk: ``embedding`` (mean of its frames), ``n_frames`` and, with ``keep_frames``,
     ``frames``; the driver combines chunks into one row per track (a frame-weighted mean, i.e.
-    the mean over all the track's frames, and the frames concatenated in order).
+    the mean over all the track's frames, and the frames concatenated in order). ``keep_frames`` is ``True`` (every
+    chunk's frames) or the scenario keys (partitions) whose chunks keep theirs — the others' are empty.
     """
 
     def __init__(
-        self, model_cfg: Any, keep_frames: bool = False, threads: int | None = None, sample_rate_hz: int | None = None
+        self,
+        model_cfg: Any,
+        keep_frames: KeepFrames = False,
+        threads: int | None = None,
+        sample_rate_hz: int | None = None,
     ) -> None:
         from repeval.cpu import keep_freed_memory
         from repeval.models import build_model
@@ -429,7 +438,7 @@ class Embed:
                 continue
             emb[i] = r.mean(axis=0)
             n_frames[i] = r.shape[0]
-            if self.keep_frames:
+            if self.keep_frames is True or (self.keep_frames and str(batch["scenario"][i]) in self.keep_frames):
                 frames_out[i] = r
         out = {k: batch[k] for k in ("track_id", "split", "scenario", "chunk", "n_chunks", "deformation_params")}
         out.update(
@@ -447,11 +456,11 @@ class Embed:
 
 #: the model :class:`DecodeEmbed` built in this worker process (key: model config, keep_frames, threads); only the
 #: latest is kept, so a process that serves one model's stream after another's does not hold both
-_PROCESS_EMBEDDERS: dict[tuple[str, bool, int | None], Embed] = {}
+_PROCESS_EMBEDDERS: dict[tuple[str, KeepFrames, int | None], Embed] = {}
 
 
 def process_embedder(
-    model_cfg: Any, keep_frames: bool = False, threads: int | None = None, sample_rate_hz: int | None = None
+    model_cfg: Any, keep_frames: KeepFrames = False, threads: int | None = None, sample_rate_hz: int | None = None
 ) -> Embed:
     """This worker process's :class:`Embed` for (model config, ``keep_frames``, ``threads``): built on first use
     and kept for the process's later tasks; building another model releases it."""
@@ -476,7 +485,7 @@ class DecodeEmbed:
         self,
         decode: DecodeDeform,
         model_cfg: Any,
-        keep_frames: bool = False,
+        keep_frames: KeepFrames = False,
         threads: int | None = None,
         batch_size: int | None = None,
     ) -> None:

@@ -325,7 +325,8 @@ class Partition:
         """Refuse to mix rows computed under another configuration into this partition.
 
         Returns ``True`` when the partition differs only by keeping frames that ``fingerprint`` does not ask for
-        (``keep_frames``): its rows serve such a run, but rows computed without frames must not be added to it.
+        (``keep_frames``): its rows serve such a run, but rows computed without frames must not be added to it (the
+        embedding stage completes it with frames: :func:`repeval.pipeline.partitions.accepted_spec`).
         ``described`` (fingerprint key path → the value its hash stands for, as :meth:`stamp` keeps it) lets the
         error name what differs inside a hash — ``model.params.n_mfcc: stored 20, now 30`` — where the stamp has it
         too (partitions stamped before it was kept: the hashes)."""
@@ -345,8 +346,8 @@ class Partition:
             hint = ""
             if isinstance(old, dict) and old.get("keep_frames") is False and fingerprint.get("keep_frames") is True:
                 hint = (
-                    " (its rows have no frame-level embeddings, which this run keeps: run.keep_frames, on by default "
-                    "when a task has embedding_aggregation: prediction or attention)"
+                    " (its rows have no frame-level embeddings, which this run keeps there: a task reads this dataset "
+                    "with this model with embedding_aggregation: prediction or attention, or run.keep_frames: true)"
                 )
             if isinstance(old, dict) and any(
                 k not in old and fingerprint.get(k) == v for k, v in WINDOWING_ENTRIES.items()
@@ -520,9 +521,9 @@ class Partition:
         """Raise the error naming the fix unless ``schema`` (one of the partition's files') has frames."""
         if "frames" not in schema.names:
             raise ValueError(
-                f"store partition {self.path} holds no frame-level embeddings (computed without run.keep_frames); "
-                f"delete it (`{self.rm_command()}`) and run again with "
-                "run.keep_frames: true to recompute it with frames"
+                f"store partition {self.path} holds no frame-level embeddings (computed for tasks with "
+                f"embedding_aggregation: mean only); delete it (`{self.rm_command()}`) and run again: a run whose "
+                "task reads frames here recomputes it with them (as does one with run.keep_frames: true)"
             )
 
     def frame_count_error(self, path: str) -> ValueError:
@@ -535,7 +536,7 @@ class Partition:
 
     def frames(self) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
         """(track ids, splits, (total frames, dim) float32 matrix of every row's frames in row order, (n,) frame
-        counts): the frame-level embeddings of a partition computed with ``run.keep_frames``. Read in two passes —
+        counts): the frame-level embeddings of a partition that keeps them (``keep_frames`` in its fingerprint). Read in two passes —
         the ids, splits and ``n_frames`` first, then the frames file by file into the matrix — so the peak is about
         the matrix itself."""
         files = self.data_files()

@@ -799,14 +799,15 @@ def test_prediction_aggregation_turns_frames_on_and_the_plan_says_how_tracks_are
     d = base()
     d["experiments"][0]["task"]["aggregation"] = "prediction"  # mir_ref's spelling
     cfg = parse_config(d)
-    assert cfg.run.keep_frames and cfg.experiments[0].task.embedding_aggregation == "prediction"
+    assert cfg.keeps_frames("notes", "mfcc-stats") and cfg.experiments[0].task.embedding_aggregation == "prediction"
+    assert not cfg.run.keep_frames and not cfg.keeps_frames("other", "mfcc-stats")  # per partition, not run-wide
     assert "[multiclass_classification, per-frame probes, mean prediction per track]" in make_plan(cfg).lines[0]
     plain = parse_config(base())
-    assert not plain.run.keep_frames and "[multiclass_classification] on notes" in make_plan(plain).lines[0]
-    d["run"] = {"keep_frames": True}
-    assert parse_config(d).run.keep_frames
+    assert not plain.keeps_frames("notes", "mfcc-stats")
+    assert "[multiclass_classification] on notes" in make_plan(plain).lines[0]
+    assert parse_config({**base(), "run": {"keep_frames": True}}).keeps_frames("notes", "mfcc-stats")
     d = base()
     d["experiments"][0]["task"]["embedding_aggregation"] = "attention"
     cfg = parse_config(d)
-    assert cfg.run.keep_frames and cfg.experiments[0].task.embedding_aggregation == "attention"
+    assert cfg.keeps_frames("notes", "mfcc-stats") and cfg.experiments[0].task.embedding_aggregation == "attention"
     assert "[multiclass_classification, attention pooling of each track's frames]" in make_plan(cfg).lines[0]

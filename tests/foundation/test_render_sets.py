@@ -176,7 +176,10 @@ def test_shipped_catalog_and_key_configs_plan_on_rendered_data(tmp_path, monkeyp
     check_data_paths(agg)
     plan = make_plan(agg)
     assert [e.task.embedding_aggregation for e in agg.experiments] == ["mean", "prediction", "attention"] * 2
-    assert agg.run.keep_frames  # one store with frames serves every aggregation
+    # one store with frames serves every aggregation (each set has a prediction task with both its models)
+    assert all(
+        agg.keeps_frames(ds.name, m.id) for e in agg.experiments for ds in e.datasets for m in e.embedding_models
+    )
     assert (plan.trainings, plan.partitions) == (6 * 2 * 5 * 3, 2 * 2 * 2)  # the three tasks of a set share them
 
 

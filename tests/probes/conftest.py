@@ -31,7 +31,7 @@ class FramesRun:
 
     def embed(self, aggregation: str, run_id: str) -> tuple[dict[str, Any], Path, Any]:
         """Write the config to ``tmp_path/config.yaml`` and embed the notes (keeping frames, which the task's
-        aggregation turns on by default): ``(config dict, its path, the run context)``."""
+        aggregation turns on for its partitions): ``(config dict, its path, the run context)``."""
         import yaml
 
         from repeval import runner
@@ -41,7 +41,7 @@ class FramesRun:
         path = self.tmp_path / "config.yaml"
         path.write_text(yaml.safe_dump(cfg_dict))
         cfg = load_config(path)
-        assert cfg.run.keep_frames  # defaulted on by the task's aggregation
+        assert cfg.keeps_frames("notes", "mfcc-frames")  # turned on by the task's aggregation
         ctx = runner.make_context(cfg)
         assert runner.stage_embed(ctx).errors == 0
         return cfg_dict, path, ctx

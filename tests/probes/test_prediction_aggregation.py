@@ -15,7 +15,6 @@ from repeval.config.schema import ProbeConfig
 from repeval.probes import ProbeData, train_probes
 from repeval.probes.synthetic import gaussian_probe_data
 from repeval.probes.train import aggregate_scores, aggregated_losses, member_losses, scores_of
-from repeval.store import StoreConflict
 
 
 def _one_frame_per_track(data: ProbeData) -> ProbeData:
@@ -121,7 +120,7 @@ def test_validation_is_judged_on_the_tracks_mean_prediction():
 
 
 def test_a_run_with_prediction_aggregation_end_to_end(ray_session, frames_run, tmp_path):
-    """The real engine: the store keeps frames (``keep_frames`` on by default for the task), probes train on
+    """The real engine: the store keeps frames (the task's partitions keep them by default), probes train on
     the frames of the training notes and are judged and tested per note, clean and deformed."""
     from repeval import runner
     from repeval.config import load_config
@@ -151,17 +150,19 @@ def test_a_run_with_prediction_aggregation_end_to_end(ray_session, frames_run, t
 
     frames_run.train_and_evaluate(ctx, "prediction")
 
-    # the same store serves a task with mean aggregation (keep_frames off): its complete partitions are reused
+    # the same store serves a task with mean aggregation (no frames asked for): its complete partitions are reused
     cfg_dict["experiments"][0]["task"]["aggregation"] = "mean"
     cfg_dict["run"]["run_id"] = "mean"
     path.write_text(yaml.safe_dump(cfg_dict))
     mean_ctx = runner.make_context(load_config(path))
-    assert not mean_ctx.cfg.run.keep_frames
+    assert not mean_ctx.cfg.keeps_frames("notes", "mfcc-frames")
     again = runner.stage_embed(mean_ctx)
     assert again.computed == 0 and again.skipped == 48 + 8
-    # ... but an incomplete one would get rows without frames: refused, naming the fix
+    # ... and an incomplete one is completed with frames (rows without them never join it)
     part = ctx.store.partition("notes", "mfcc-frames", "D1")
     part.reopen()
+    lost = pq.read_metadata(part.part_files()[0]).num_rows
     Path(part.part_files()[0]).unlink()  # a local store: part files are plain paths
-    with pytest.raises(StoreConflict, match=r"keeps frame-level embeddings .* set run.keep_frames: true"):
-        runner.stage_embed(runner.make_context(load_config(path)))
+    assert runner.stage_embed(runner.make_context(load_config(path))).computed == lost
+    d1 = pq.read_table(tmp_path / "store" / "notes" / "mfcc-frames" / "D1")
+    assert [len(f) for f in d1.column("frames").to_pylist()] == d1.column("n_frames").to_pylist()
