@@ -751,6 +751,7 @@ def store_rm(
     """Delete store partitions (the next run computes them again); takes the store's lock, so not during a run."""
     from repeval.store import EmbeddingStore
     from repeval.store.lock import StoreLock
+    from repeval.store.store import DamagedPartFile
 
     def go() -> None:
         from repeval.rundir import is_uri
@@ -773,10 +774,13 @@ def store_rm(
             if not hits:
                 store.find(pattern)  # raises naming the closest partitions
             chosen.update((p.name, p) for p in hits)
-        rows = {n: p.counts() for n, p in chosen.items()}
-        for n in chosen:
-            state = "complete" if chosen[n].complete else "incomplete"
-            typer.echo(f"{n}  ({state}, {rows[n][0]} rows, {rows[n][1]} error records)")
+        for n, part in chosen.items():
+            state = "complete" if part.complete else "incomplete"
+            try:
+                rows, errors = part.counts()
+                typer.echo(f"{n}  ({state}, {rows} rows, {errors} error records)")
+            except DamagedPartFile:  # what the damaged file's error tells the user to delete: rm must still do it
+                typer.echo(f"{n}  ({state}, a part file is not readable Parquet)")
         if not yes:
             typer.echo(f"{len(chosen)} partition(s) would be deleted from {store.uri}; rerun with --yes to delete them")
             return

@@ -46,7 +46,14 @@ ANNOTATIONS_URL = "https://mirg.city.ac.uk/datasets/magnatagatune/annotations_fi
 INFO = DatasetInfo(
     "magnatagatune",
     "custom",
-    (LabelInfo("tags", "multilabel_classification", "top-50 tags (Won et al.)", "Won et al. 2020 split"),),
+    (
+        LabelInfo(
+            "tags",
+            "multilabel_classification",
+            "top-50 tags (Won et al.)",
+            "Won et al. 2020 split, else the 12:1:3 folder split",
+        ),
+    ),
     "MagnaTagATune auto-tagging, top-50 tags, clips without a top-50 tag dropped",
 )
 

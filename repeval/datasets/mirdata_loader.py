@@ -273,7 +273,8 @@ SPECS: dict[str, MirdataSpec] = {
                 ),
             ),
             split_map=_gtzan_filtered,
-            description="GTZAN genre; the fault-filtered split from {train,valid,test}_filtered.txt in dataset.dir",
+            description="GTZAN genre; the fault-filtered split from {train,valid,test}_filtered.txt in dataset.dir "
+            "(or its GTZAN_split/ or splits/ folder; tracks in none of them are left out)",
         ),
         MirdataSpec(
             "medley_solos_db",

@@ -17,9 +17,9 @@ which also covers the files whose names lack the singer prefix.
 
 Layout: ``dataset.dir`` holds ``FULL/`` (or the singer folders directly) and optionally
 ``train_singers_technique.txt`` / ``test_singers_technique.txt`` (``female2`` / ``male10`` or
-``f2`` / ``m10``, one per line). Copies named ``*(1).wav`` are duplicates and are reported; the
-unprefixed ``caro_vibrato``, ``dona_vibrato``, ``row_vibrato`` and ``slow_vibrato_arps``, which MARBLE's and
-mir_ref's preprocessing delete, are reported and left out too.
+``f2`` / ``m10``, one per line or separated by commas or spaces). Copies named ``*(1).wav`` are duplicates and are
+reported; the unprefixed ``caro_vibrato``, ``dona_vibrato``, ``row_vibrato`` and ``slow_vibrato_arps``, which
+MARBLE's and mir_ref's preprocessing delete, are reported and left out too.
 """
 
 from __future__ import annotations

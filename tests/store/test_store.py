@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pyarrow.fs as pafs
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 
 from repeval.pipeline.assemble import ErrorBlock, RowBlock, errors_table, rows_table
 from repeval.store import EmbeddingStore, PartitionWriter, StoreConflict
-from repeval.store.store import ERROR_SCHEMA, embedding_schema
+from repeval.store.store import ERROR_SCHEMA, DamagedPartFile, embedding_schema
 
 DIM = 4
 PROV = {
@@ -355,6 +356,34 @@ def test_store_rm_lists_first_deletes_with_yes_and_never_under_a_running_run(tmp
     assert res.exit_code == 1 and "no partition ds/m/clean in ./q/r" in res.output, res.output  # the empty store
     res = runner.invoke(app, ["store", "rm", root, "ds/m/D2", "--yes"])
     assert res.exit_code == 1 and "no partition ds/m/D2" in res.output and "did you mean ds/m/clean" in res.output
+
+
+def test_store_rm_deletes_a_partition_whose_part_file_is_damaged(tmp_path):
+    """A part file cut short stops the run with an error that says to delete it or the partition with the `repeval
+    store rm` command it names; that command failed on the same unreadable file (it counted the rows first)."""
+    import shlex
+
+    from repeval.cli import app
+
+    store = EmbeddingStore(str(tmp_path / "s"))
+    for scenario in ("clean", "D1"):
+        part = store.partition("ds", "m", scenario)
+        w = PartitionWriter(part, embedding_schema(DIM), 10)
+        w.add_table(rows_table(_block(["a", "b"]), embedding_schema(DIM), PROV))
+        w.flush()
+        part.finish({"dataset": "ds"})
+    damaged = store.partition("ds", "m", "D1")
+    f = damaged.part_files()[0]
+    Path(f).write_bytes(Path(f).read_bytes()[:30])
+    with pytest.raises(DamagedPartFile) as exc:
+        damaged.counts()
+    command = shlex.split(re.search(r"`(repeval store rm [^`]*)`", str(exc.value)).group(1))
+    runner = CliRunner()
+    res = runner.invoke(app, [*command[1:-1]])  # without --yes: listed, not deleted
+    assert res.exit_code == 0 and "ds/m/D1  (complete, a part file is not readable Parquet)" in res.output, res.output
+    res = runner.invoke(app, command[1:])
+    assert res.exit_code == 0 and "deleted 1 partition(s)" in res.output, res.output
+    assert [p.name for p in store.partitions()] == ["ds/m/clean"]
 
 
 def test_frames_reads_every_rows_frames_in_order_across_part_files(tmp_path):
