@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,17 +17,18 @@ log = logging.getLogger(__name__)
 _FEW_RESAMPLES_WARNED: set[str] = set()
 
 
-def _warn_few_resamples(name: str, defined: int, total: int) -> None:
+def _warn_few_resamples(name: str, defined: int, total: int, alpha: float) -> None:
     """A macro average's interval rests on the resamples that drew every label it averages (see
     :mod:`repeval.metrics.bootstrap`); say so once per metric when they are fewer than half."""
     if name in _FEW_RESAMPLES_WARNED:
         return
     _FEW_RESAMPLES_WARNED.add(name)
     log.warning(
-        "%s: its bootstrap interval rests on %d of %d resamples — the others drew no example (or, for a ranking "
-        "metric, no positive) of a label it averages, which leaves its average undefined; labels with very few test "
-        "examples make the interval unreliable: use a larger test set, or leave out the rarest labels",
-        name, defined, total,
+        "%s: its bootstrap interval rests on %d of %d resamples (none is reported below %d) — the others drew no "
+        "example (or, for a ranking metric, no positive) of a label it averages, which leaves its average undefined; "
+        "labels with very few test examples make the interval unreliable: use a larger test set, or leave out the "
+        "rarest labels",
+        name, defined, total, math.ceil(2 / alpha),
     )  # fmt: skip
 
 
@@ -69,7 +71,9 @@ def compute_metrics(
             b_agg, b_per = dist[name]
             defined = int(np.count_nonzero(~np.isnan(b_agg)))
             if not np.isnan(agg[0]) and defined < len(b_agg) / 2:
-                _warn_few_resamples(name, defined, len(b_agg))
+                _warn_few_resamples(name, defined, len(b_agg), alpha)
+            if defined < 2 / alpha:  # not one defined resample in each tail: no interval, not a degenerate one
+                b_agg = np.full_like(b_agg, np.nan)
             lo, hi = percentile_interval(b_agg, alpha)
             lo_agg, hi_agg = _opt(float(lo)), _opt(float(hi))
             if b_per is not None:

@@ -132,11 +132,19 @@ def test_an_interval_resting_on_few_resamples_is_warned_about_once(caplog, monke
     with caplog.at_level("WARNING", logger="repeval.metrics.compute"):
         for _ in range(2):
             rows = compute_metrics(["roc_auc_macro"], "multilabel_classification", y, s, list("abcde"), ci=True,
-                                   n_resamples=200)  # fmt: skip
+                                   n_resamples=1000)  # fmt: skip
     assert rows[0].ci_low is not None and rows[0].ci_low <= rows[0].value <= rows[0].ci_high
     warned = [r.getMessage() for r in caplog.records if "resamples" in r.getMessage()]
     assert len(warned) == 1 and warned[0].startswith("roc_auc_macro: its bootstrap interval rests on ")
-    assert int(warned[0].split(" rests on ")[1].split()[0]) < 60
+    assert 40 <= int(warned[0].split(" rests on ")[1].split()[0]) < 300
+    # fewer defined resamples than one per tail (2 / alpha = 40): no interval rather than a degenerate one — ten
+    # classes of one test track each, so a resample keeps f1_macro's classes only by luck
+    y10 = np.arange(10)
+    pred = np.r_[y10[:2], np.zeros(8, int)]  # classes 2-9 never predicted: a resample must draw all eight
+    few = compute_metrics(["f1_macro"], "multiclass_classification", y10, np.eye(10)[pred], list("abcdefghij"),
+                          ci=True, n_resamples=1000)[0]  # fmt: skip
+    assert few.value == pytest.approx(skm.f1_score(y10, pred, average="macro"))
+    assert few.ci_low is None and few.ci_high is None
     caplog.clear()
     with caplog.at_level("WARNING", logger="repeval.metrics.compute"):  # every tag common: nothing to say
         compute_metrics(["roc_auc_macro"], "multilabel_classification", (rng.random((200, 5)) < 0.3).astype(int),
