@@ -245,12 +245,36 @@ def run_unit(
     return results, reports, keep
 
 
-def _device(config: dict[str, Any]) -> str:
-    if config.get("use_gpu"):
-        import torch
+#: whether this process already warned that a trial's GPU goes unused (:func:`_device`)
+_WARNED_NO_CUDA: list[bool] = []
 
-        if torch.cuda.is_available():
-            return "cuda"
+
+def _device(config: dict[str, Any]) -> str:
+    """``cuda`` when the trial was granted a GPU (``use_gpu``) and torch here can use it, else ``cpu`` — with a
+    warning, once per process, when the GPU was granted but torch cannot use it: the trial holds it and trains on the
+    CPU."""
+    if not config.get("use_gpu"):
+        return "cpu"
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if not _WARNED_NO_CUDA:
+        _WARNED_NO_CUDA.append(True)
+        import socket
+
+        why = (
+            f"torch {torch.__version__} is a CPU-only build"
+            if torch.version.cuda is None
+            else f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA device "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
+        )
+        log.warning(
+            "a probe trial on %s was granted a GPU, but %s: its probes train on the CPU while the GPU stays reserved "
+            "for it — install a CUDA build of torch on the GPU nodes, or set run.resources.trial_num_gpus: 0 (or "
+            "use_gpu: never) to train probes on CPUs alone",
+            socket.gethostname(), why,
+        )  # fmt: skip
     return "cpu"
 
 

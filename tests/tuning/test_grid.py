@@ -889,3 +889,23 @@ def test_an_emb_shape_other_than_the_embedding_width_stops_training(tmp_path):
     with pytest.raises(ValueError, match=r"downstream_models\[1\]\.emb_shape is 64, but model 'm' gives 10-dim"):
         run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"))
     assert not (tmp_path / "tune").exists()
+
+
+def test_a_granted_gpu_that_torch_cannot_use_warns_once_and_trains_on_the_cpu(monkeypatch, caplog):
+    """Tune hands a trial its GPU grant as ``use_gpu`` in its configuration (``run_groups``' param space); a worker
+    whose torch has no CUDA (here: the CPU build) silently trained on the CPU while the GPU stayed reserved. It still
+    trains on the CPU, and says so once per process, naming the fix."""
+    import torch
+
+    from repeval.tuning import trial
+
+    assert not torch.cuda.is_available()  # this machine: a granted GPU torch cannot use
+    monkeypatch.setattr(trial, "_WARNED_NO_CUDA", [])
+    with caplog.at_level("WARNING", logger="repeval.tuning.trial"):
+        assert trial._device({"unit": 0, "use_gpu": False}) == "cpu"
+        assert not caplog.records  # no GPU asked for: nothing to say
+        assert [trial._device({"unit": u, "use_gpu": True}) for u in (0, 1)] == ["cpu", "cpu"]
+    (record,) = caplog.records  # once per process, not once per trial
+    msg = record.getMessage()
+    assert "was granted a GPU" in msg and "CPU-only build" in msg and "train on the CPU" in msg
+    assert "install a CUDA build of torch on the GPU nodes" in msg and "run.resources.trial_num_gpus: 0" in msg
