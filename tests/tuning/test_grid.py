@@ -900,7 +900,7 @@ def test_a_granted_gpu_that_torch_cannot_use_warns_once_and_trains_on_the_cpu(mo
     from repeval.tuning import trial
 
     assert not torch.cuda.is_available()  # this machine: a granted GPU torch cannot use
-    monkeypatch.setattr(trial, "_WARNED_NO_CUDA", [])
+    monkeypatch.setattr(trial, "_WARNED_NO_CUDA", [], raising=False)  # this process may have warned already
     with caplog.at_level("WARNING", logger="repeval.tuning.trial"):
         assert trial._device({"unit": 0, "use_gpu": False}) == "cpu"
         assert not caplog.records  # no GPU asked for: nothing to say
