@@ -30,6 +30,7 @@ from repeval.report.results import (
     ci_level,
     combine_results,
     groups,
+    label_order,
     load_runs,
     natural_key,
     ordered_scenarios,
@@ -168,10 +169,11 @@ def _per_label_block(
     )
     stats = stats.join(mean_intervals(per, [*keys, "metric"]).rename(columns={"ci_low": "lo", "ci_high": "hi"}))
     lookup = stats.to_dict("index")
+    labels = label_order(per)  # the task's vocabulary order (keys, instrument lists), not A→Z; a click still sorts
     rows = sorted(
         dict.fromkeys(tuple(r) for r in per[keys].itertuples(index=False)),
         key=lambda r: (list(dict.fromkeys(per["model"])).index(r[0]), natural_key(r[1]),
-                       ordered_scenarios(per["scenario"].unique()).index(r[2]), r[3]),
+                       ordered_scenarios(per["scenario"].unique()).index(r[2]), labels[r[3]]),
     )  # fmt: skip
     tid = _slug("labels", task, dataset)
     head = "".join(
