@@ -327,8 +327,16 @@ def plan(
 
 
 def _train_line(t: dict[str, Any]) -> str:
-    """The train stage's one-line summary."""
-    line = f"trained {t['trained']} probe grid(s), {t['skipped']} already done, {len(t['failed'])} failed trial(s)"
+    """The train stage's one-line summary: ``failed`` holds one row per failed probe training (a configuration and
+    seed — not a Tune trial, which may train many) and per test set a trained probe could not be scored on."""
+    tests = sum(1 for f in t["failed"] if f.get("scenario"))
+    line = (
+        f"trained {t['trained']} probe grid(s), {t['skipped']} already done, "
+        f"{len(t['failed']) - tests} failed probe training(s)"
+    )
+    if tests:
+        line += f", {tests} test set(s) not scored (non-finite scores)"
+    line += " (failed.parquet says why)" if t["failed"] else ""
     if t.get("reused_trials"):
         line += f"; {t['reused_trials']} trial(s) finished by an interrupted run reused, not trained again"
     return line

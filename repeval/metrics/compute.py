@@ -47,12 +47,14 @@ def compute_metrics(
     n_resamples: int = 1000,
     alpha: float = 0.05,
     seed: int = 0,
+    split: str = "test",
 ) -> list[MetricRow]:
     """Aggregate rows (``label=None``) and per-label rows for each metric in ``names``.
 
     Per-label values that are undefined (a class without examples) get no row; an undefined
     aggregate is reported as ``nan``. With ``ci=True`` every row carries a bootstrap interval
-    over test tracks (one shared set of ``n_resamples`` resamples drawn from ``seed``).
+    over test tracks (one shared set of ``n_resamples`` resamples drawn from ``seed``). ``split``: the
+    split the examples are from, as the degenerate-input warnings name it (see :func:`validate`).
     """
     canon: list[str] = []
     for name in names:
@@ -60,7 +62,7 @@ def compute_metrics(
         c = canonical_metric_name(name)
         if c not in canon:
             canon.append(c)
-    yt, ys, labs = validate(task_type, y_true, y_score, labels)
+    yt, ys, labs = validate(task_type, y_true, y_score, labels, split=split)
     dist = bootstrap_distribution(canon, yt, ys, labs, n_resamples=n_resamples, seed=seed) if ci else {}
     rows: list[MetricRow] = []
     for name in canon:

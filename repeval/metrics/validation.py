@@ -26,12 +26,21 @@ def _names(labels: Sequence[str], idx: np.ndarray, limit: int = 5) -> str:
 
 
 def validate(
-    task_type: str, y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[str], *, warn: bool = True
+    task_type: str,
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    labels: Sequence[str],
+    *,
+    warn: bool = True,
+    split: str = "test",
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Check metric inputs and return them as arrays of canonical shape and dtype.
 
     Returns ``(y_true, y_score, labels)``: ``y_true`` int ``(n,)`` for multiclass/key,
     int ``(n, C)`` for multilabel, float ``(n, D)`` for regression; ``y_score`` float ``(n, C|D)``.
+    ``split`` names the examples' split in the warnings. A ``validation`` split is scored again at every
+    validation while probes train, and warned about once for all of them: its warnings describe the labels alone,
+    not one validation's predictions (which classes some track is predicted as).
     """
     if task_type not in TASK_TYPE_NAMES:
         raise ValueError(unknown_name_message("task type", task_type, set(TASK_TYPE_NAMES)))
@@ -50,7 +59,7 @@ def validate(
             y_score = y_score[:, None]
     n = y_true.shape[0] if y_true.ndim else 0
     if n == 0:
-        raise ValueError("y_true is empty: a metric needs at least one test example — is the test split empty?")
+        raise ValueError(f"y_true is empty: a metric needs at least one {split} example — is the {split} split empty?")
     if y_score.ndim != 2 or y_score.shape[0] != n:
         raise ValueError(
             f"y_score has shape {y_score.shape}, expected ({n}, {len(labels)}): one row per test example, "
@@ -67,14 +76,14 @@ def validate(
             "standardise the embeddings"
         )
     if task_type in _CLASS_TASKS:
-        return _validate_classes(task_type, y_true, y_score, labels, warn)
+        return _validate_classes(task_type, y_true, y_score, labels, warn, split)
     if task_type == "multilabel_classification":
-        return _validate_multilabel(y_true, y_score, labels, warn)
-    return _validate_regression(y_true, y_score, labels, warn)
+        return _validate_multilabel(y_true, y_score, labels, warn, split)
+    return _validate_regression(y_true, y_score, labels, warn, split)
 
 
 def _validate_classes(
-    task_type: str, y_true: np.ndarray, y_score: np.ndarray, labels: list[str], warn: bool
+    task_type: str, y_true: np.ndarray, y_score: np.ndarray, labels: list[str], warn: bool, split: str
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     if y_true.ndim != 1:
         raise ValueError(
@@ -97,15 +106,18 @@ def _validate_classes(
         validate_key_labels(labels)
     if warn:
         present = np.bincount(y_true, minlength=n_classes) > 0
+        predicted = np.unique(y_score.argmax(axis=1)) if split == "test" else None
         if present.sum() < 2:
-            warnings.warn(_one_class_message(task_type, labels, int(y_true[0]), y_score), MetricWarning, stacklevel=3)
+            message = _one_class_message(task_type, labels, int(y_true[0]), predicted)
+            warnings.warn(message, MetricWarning, stacklevel=3)
         absent = np.flatnonzero(~present)
         if len(absent) and present.sum() >= 2:
-            warnings.warn(_absent_classes_message(task_type, labels, absent, y_score), MetricWarning, stacklevel=3)
+            message = _absent_classes_message(task_type, labels, absent, predicted, split)
+            warnings.warn(message, MetricWarning, stacklevel=3)
     return y_true, y_score, labels
 
 
-def _one_class_message(task_type: str, labels: list[str], only: int, y_score: np.ndarray) -> str:
+def _one_class_message(task_type: str, labels: list[str], only: int, predicted: np.ndarray | None) -> str:
     """What each average means when every test example is of one class: ROC-AUC is undefined for every class (the
     present one has no negative example, the others no positive one), PR-AUC is 1 whatever the scores (the present
     class's only defined value, all its examples positive), the recall and support-weighted averages are that
@@ -114,8 +126,10 @@ def _one_class_message(task_type: str, labels: list[str], only: int, y_score: np
     alone = (
         "balanced_accuracy, f1_weighted and key_weighted_score_macro" if key else "balanced_accuracy and f1_weighted"
     )
-    others = np.setdiff1d(np.unique(y_score.argmax(axis=1)), [only])
-    if len(others):
+    others = np.setdiff1d(predicted, [only]) if predicted is not None else None
+    if others is None:  # every validation: not one set of predictions
+        f1 = "f1_macro averages its F1 with F1 0 for every other class predicted for some track"
+    elif len(others):
         f1 = (
             f"f1_macro averages its F1 with F1 0 for the {len(others)} other class(es) predicted for some track "
             f"({_names(labels, others)}), so it is at most {1 / (1 + len(others)):.3g}"
@@ -130,25 +144,30 @@ def _one_class_message(task_type: str, labels: list[str], only: int, y_score: np
     )
 
 
-def _absent_classes_message(task_type: str, labels: list[str], absent: np.ndarray, y_score: np.ndarray) -> str:
-    """What each average does with classes that have no test example: ROC-AUC, PR-AUC, recall (and a key's mean
+def _absent_classes_message(
+    task_type: str, labels: list[str], absent: np.ndarray, predicted: np.ndarray | None, split: str = "test"
+) -> str:
+    """What each average does with classes that have no ``split`` example: ROC-AUC, PR-AUC, recall (and a key's mean
     score) are undefined and left out; F1 (scikit-learn's convention) leaves a class out only if nothing is predicted
-    as it — a class predicted for some track has F1 0 and lowers ``f1_macro``."""
+    as it — a class predicted for some track has F1 0 and lowers ``f1_macro``. ``predicted``: the classes some track
+    is predicted as (``None``: said of every validation, not of one set of predictions)."""
     key = task_type == "key_estimation"
     undefined = "ROC-AUC, PR-AUC, recall and mean key score" if key else "ROC-AUC, PR-AUC and recall"
     averages = "roc_auc_macro, pr_auc_macro, balanced_accuracy" + (", key_weighted_score_macro" if key else "")
-    predicted = absent[np.isin(absent, y_score.argmax(axis=1))]
-    if len(predicted) == len(absent):
+    hit = absent[np.isin(absent, predicted)] if predicted is not None else None
+    if hit is None:
+        f1 = "f1_macro counts one with F1 0 while some track is predicted as it, which lowers it, and leaves it out otherwise"
+    elif len(hit) == len(absent):
         f1 = "f1_macro counts them with F1 0, as some tracks are predicted as them, which lowers it"
-    elif len(predicted):
+    elif len(hit):
         f1 = (
-            f"f1_macro counts those predicted for some track ({_names(labels, predicted)}) with F1 0, which lowers "
+            f"f1_macro counts those predicted for some track ({_names(labels, hit)}) with F1 0, which lowers "
             "it, and leaves out the others"
         )
     else:
         f1 = "f1_macro leaves them out too, as no track is predicted as one of them"
     return (
-        f"{len(absent)} of {len(labels)} classes have no test example ({_names(labels, absent)}): their {undefined} "
+        f"{len(absent)} of {len(labels)} classes have no {split} example ({_names(labels, absent)}): their {undefined} "
         f"are undefined and left out of {averages} (the weighted averages give them weight 0); {f1}"
     )
 
@@ -167,7 +186,7 @@ def validate_key_labels(labels: Sequence[str]) -> None:
 
 
 def _validate_multilabel(
-    y_true: np.ndarray, y_score: np.ndarray, labels: list[str], warn: bool
+    y_true: np.ndarray, y_score: np.ndarray, labels: list[str], warn: bool, split: str = "test"
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     if y_true.shape != y_score.shape:
         raise ValueError(
@@ -183,7 +202,7 @@ def _validate_multilabel(
         full = np.flatnonzero(pos == len(y_true))
         if len(empty):
             warnings.warn(
-                f"{len(empty)} of {len(labels)} labels have no positive test example ({_names(labels, empty)}): "
+                f"{len(empty)} of {len(labels)} labels have no positive {split} example ({_names(labels, empty)}): "
                 "their ROC-AUC and PR-AUC are undefined and left out of the macro and weighted averages "
                 "(the micro averages pool their scores as negatives)",
                 MetricWarning,
@@ -191,7 +210,7 @@ def _validate_multilabel(
             )
         if len(full):
             warnings.warn(
-                f"{len(full)} of {len(labels)} labels are positive on every test example ({_names(labels, full)}): "
+                f"{len(full)} of {len(labels)} labels are positive on every {split} example ({_names(labels, full)}): "
                 "only one class is present, their ROC-AUC is undefined and left out of roc_auc_macro and "
                 "roc_auc_weighted (roc_auc_micro pools their scores as positives; their PR-AUC is 1)",
                 MetricWarning,
@@ -201,7 +220,7 @@ def _validate_multilabel(
 
 
 def _validate_regression(
-    y_true: np.ndarray, y_score: np.ndarray, labels: list[str], warn: bool
+    y_true: np.ndarray, y_score: np.ndarray, labels: list[str], warn: bool, split: str = "test"
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     if y_true.shape != y_score.shape:
         raise ValueError(
@@ -218,7 +237,7 @@ def _validate_regression(
         constant = np.flatnonzero(np.ptp(y_true, axis=0) == 0)
         if len(constant):
             warnings.warn(
-                f"the target is constant on the test set for {_names(labels, constant)}: R² is undefined there "
+                f"the target is constant on the {split} set for {_names(labels, constant)}: R² is undefined there "
                 "and left out of the average",
                 MetricWarning,
                 stacklevel=3,

@@ -13,6 +13,7 @@ alone — :func:`train_probe` is the one-member case — up to floating-point ro
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 import warnings
@@ -199,15 +200,40 @@ def criterion_of(cfg: Any, task_type: str) -> tuple[str, str]:
     return resolve_criterion(cfg.save_criterion, task_type)
 
 
+#: (criterion, validation set) pairs whose degenerate-label warnings this process gave (:func:`criterion_value`)
+_VAL_WARNED: set[tuple[str, str]] = set()
+
+
+def _validation_set_key(task_type: str, y: np.ndarray, classes: list[str]) -> str:
+    """What tells one validation set from another: its task type, classes and labels (a digest of them)."""
+    y = np.ascontiguousarray(y)
+    h = hashlib.sha256(f"{task_type}\0{y.dtype}\0{y.shape}\0".encode() + "\0".join(classes).encode())
+    h.update(y.data)
+    return h.hexdigest()
+
+
 def criterion_value(
     name: str, task_type: str, y: np.ndarray, scores: np.ndarray, loss: float, classes: list[str]
 ) -> float:
+    """The validation criterion ``name`` of ``scores``. Its metric warns about degenerate labels (a class without a
+    validation example, …) once per validation set and criterion in a process, not at every validation, and in
+    words that hold for every validation (:func:`repeval.metrics.validation.validate`, ``split="validation"``)."""
     if name == "val_loss":
         return loss
-    from repeval.metrics import compute_metrics
+    from repeval.metrics import MetricWarning, compute_metrics
 
     metric = name.removeprefix("val_")
-    rows = compute_metrics([metric], task_type, y, scores, classes)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MetricWarning)
+        rows = compute_metrics([metric], task_type, y, scores, classes, split="validation")
+    said = [str(w.message) for w in caught if issubclass(w.category, MetricWarning)]
+    for w in caught:  # any other warning, as it would have been given
+        if not issubclass(w.category, MetricWarning):
+            warnings.warn(w.message, stacklevel=2)
+    if said and (key := (name, _validation_set_key(task_type, y, classes))) not in _VAL_WARNED:
+        _VAL_WARNED.add(key)
+        for text in said:
+            warnings.warn(f"{name} (said once, for every validation): {text}", MetricWarning, stacklevel=2)
     return next(r.value for r in rows if r.label is None and r.metric == metric)
 
 

@@ -30,6 +30,7 @@ from repeval.report.results import (
     ci_level,
     combine_results,
     groups,
+    label_order,
     load_runs,
     natural_key,
     ordered_scenarios,
@@ -168,10 +169,11 @@ def _per_label_block(
     )
     stats = stats.join(mean_intervals(per, [*keys, "metric"]).rename(columns={"ci_low": "lo", "ci_high": "hi"}))
     lookup = stats.to_dict("index")
+    labels = label_order(per)  # the task's vocabulary order (keys, instrument lists), not A→Z; a click still sorts
     rows = sorted(
         dict.fromkeys(tuple(r) for r in per[keys].itertuples(index=False)),
         key=lambda r: (list(dict.fromkeys(per["model"])).index(r[0]), natural_key(r[1]),
-                       ordered_scenarios(per["scenario"].unique()).index(r[2]), r[3]),
+                       ordered_scenarios(per["scenario"].unique()).index(r[2]), labels[r[3]]),
     )  # fmt: skip
     tid = _slug("labels", task, dataset)
     head = "".join(
@@ -265,9 +267,11 @@ def _confusion_block(
 
 def _failed_block(runs: list[Run], task: str, dataset: str) -> str:
     """The probe trainings of ``task`` on ``dataset`` that failed (an exception, a non-finite loss) and why: they
-    are in no table or figure of the report."""
+    are in no table or figure of the report — and the test sets a trained probe gave non-finite scores on (only that
+    probe's, seed's and scenario's cell is missing)."""
     multi = len(runs) > 1
     rows = []
+    tests = 0
     for run in runs:
         f = run.failed
         if f is None or f.empty:
@@ -276,17 +280,34 @@ def _failed_block(runs: list[Run], task: str, dataset: str) -> str:
             fold = "" if pd.isna(r.get("fold")) else str(int(r["fold"]))
             params = r.get("params")  # the configuration (runs before the column: none)
             settings = "" if not isinstance(params, str) or params in ("{}", "") else params
+            scenario = r.get("scenario")  # a test set it could not be scored on (runs before the column: none)
+            scenario = scenario if isinstance(scenario, str) else ""
+            tests += bool(scenario)
             rows.append(
-                [*([run.run_id] if multi else []), r["model"], r["probe"], settings, str(r["seed"]), fold, r["reason"]]
-            )
+                [*([run.run_id] if multi else []), r["model"], r["probe"], settings, str(r["seed"]), fold, scenario,
+                 r["reason"]]
+            )  # fmt: skip
     if not rows:
         return ""
-    head = [*(["run"] if multi else []), "model", "probe", "settings", "seed", "fold", "reason"]
+    head = [*(["run"] if multi else []), "model", "probe", "settings", "seed", "fold", "test set", "reason"]
+    if not tests:  # no column of blanks
+        head.pop(-2)
+        rows = [r[:-2] + r[-1:] for r in rows]
     th = "".join(f"<th>{e(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in r) + "</tr>" for r in rows)
+    if tests:
+        title = f"Failed probe trainings and tests ({len(rows)})"
+        note = (
+            "a row without a test set is a training that raised or diverged: it is in no table or figure below; a row "
+            "with one is a trained probe whose scores on that test set were not finite: only that cell is missing"
+        )
+    else:
+        title, note = (
+            f"Failed probe trainings ({len(rows)})",
+            "these trainings raised or diverged: they are in no table or figure below",
+        )
     return (
-        f'<h3>Failed probe trainings ({len(rows)})</h3><p class="rv-note">these trainings raised or diverged: they '
-        'are in no table or figure below</p><div class="rv-scroll"><table class="rv-table">'
+        f'<h3>{e(title)}</h3><p class="rv-note">{e(note)}</p><div class="rv-scroll"><table class="rv-table">'
         f"<thead><tr>{th}</tr></thead><tbody>{body}</tbody></table></div>"
     )
 

@@ -231,6 +231,27 @@ def ordered_scenarios(scenarios: list[str] | np.ndarray) -> list[str]:
     return ([CLEAN] if CLEAN in uniq else []) + [s for s in uniq if s != CLEAN]
 
 
+def label_order(per_label: pd.DataFrame) -> dict[str, int]:
+    """Each label's position in its task's vocabulary (class or tag order: a key's circle of keys, an instrument
+    list's own order), from per-label result rows, which each cell (a probe, seed, scenario and metric of one run)
+    writes in that order. A label a cell left out (its value undefined there) goes after the label before it in
+    the cells that have it: the fullest cells set the order, the others only add what they lack."""
+    keys = [k for k in ("run_id", "model", "probe", "seed", "fold", "scenario", "metric") if k in per_label]
+    cells = (
+        [list(g) for _, g in per_label.groupby(keys, sort=False, dropna=False)["label"]]
+        if keys
+        else [list(per_label["label"])]
+    )
+    order: list[str] = []
+    for labels in sorted(cells, key=len, reverse=True):
+        prev = None
+        for lab in labels:
+            if lab not in order:
+                order.insert(order.index(prev) + 1 if prev is not None else 0, lab)
+            prev = lab
+    return {lab: i for i, lab in enumerate(order)}
+
+
 def groups(results: pd.DataFrame) -> list[tuple[str, str]]:
     """The ``(task, dataset)`` pairs in ``results``, in order of appearance."""
     return list(dict.fromkeys(zip(results["task"], results["dataset"], strict=True)))

@@ -81,7 +81,7 @@ class Table:
             parts.append(f"mean ± sample std over {self.replicates}")
         if fewer_replicates(self).any():
             parts.append(
-                "(n=…): a cell over fewer replicates than its run's others (a failed training or an undefined value)"
+                "(n=…): a cell over fewer replicates than its run's others (a failed training or test, or an undefined value)"
             )
         return "; ".join([*parts, self.caption] if self.caption else parts)
 

@@ -54,7 +54,7 @@ from repeval.tuning.trial import (
     grid_trial,
     read_finished,
     resuming,
-    test_rows,
+    scored_tests,
     tune_trial,
 )
 
@@ -608,10 +608,14 @@ class _Group:
         """The values that tell member ``m``'s configuration from its spec's others (a grid's, a space's), as JSON."""
         return json.dumps({**self.specs[m.spec].points[m.point].params, **(sampled or {})})
 
-    def failure(self, m: Member, name: str, sampled: dict[str, Any] | None, reason: str) -> dict[str, Any]:
+    def failure(
+        self, m: Member, name: str, sampled: dict[str, Any] | None, reason: str, scenario: str | None = None
+    ) -> dict[str, Any]:
         """``failed.parquet``'s row: which configuration (its ``params``: the sampled ones of a search space share
-        their probe's name) failed, and why."""
-        return {**self.base, "probe": name, "seed": m.seed, "params": self.params(m, sampled), "reason": reason}
+        their probe's name) failed, and why; ``scenario``: the one test set it could not be scored on (it trained,
+        and its other test sets are in the results), ``None`` when its training failed."""
+        return {**self.base, "probe": name, "seed": m.seed, "params": self.params(m, sampled), "scenario": scenario,
+                "reason": reason}  # fmt: skip
 
     def collect(self, unit: Unit, r: Any, name_suffix: str = "", sampled: dict[str, Any] | None = None) -> None:
         out = self.out
@@ -649,6 +653,8 @@ class _Group:
             out.probes.append(self.probe_row(m, name, sampled, status, rep, bool(unit.evaluate and not rep["failed"])))
             for row in rep.get("rows", []):
                 out.rows.append({**self.base, "probe": name, "seed": m.seed, **row})
+            for sid, reason in (rep.get("test_failed") or {}).items():  # non-finite scores on one test set
+                out.failed.append(self.failure(m, name, sampled, reason, sid))
             for sid, mat in (rep.get("confusion") or {}).items():
                 out.confusion[(name, m.seed, sid)] = mat
         if not unit.evaluate:
@@ -746,11 +752,19 @@ class _Group:
             pt = spec.points[point]
             pcfg = sampled_config(pt, sampled)
             for seed, state in sorted(states.items()):
-                scores = {
-                    sid: data.track_scores(sid, predict(pcfg, data, state, x, data.test_counts.get(sid)))
-                    for sid, (x, _, _) in data.tests.items()
-                }
-                rows, confusion = test_rows(data, scores, self.ev)
+                member = Member(si, point, spec.name, seed, pcfg)
+                try:
+                    scores = {
+                        sid: data.track_scores(sid, predict(pcfg, data, state, x, data.test_counts.get(sid)))
+                        for sid, (x, _, _) in data.tests.items()
+                    }
+                    rows, confusion, bad = scored_tests(data, scores, self.ev)
+                except Exception as exc:  # recorded like a trial that raised: the other seeds and groups go on
+                    log.exception("%s: testing %s (seed %d) raised", self.inp.name, spec.name, seed)
+                    out.failed.append(self.failure(member, spec.name, sampled, _reason(f"{type(exc).__name__}: {exc}")))
+                    continue
+                for sid, reason in bad.items():
+                    out.failed.append(self.failure(member, spec.name, sampled, reason, sid))
                 for row in rows:
                     out.rows.append({**base, "probe": spec.name, "seed": seed, **row})
                 for sid, mat in confusion.items():

@@ -94,7 +94,7 @@ PROBES_SCHEMA = pa.schema(
     ]
 )
 
-#: ``failed.parquet``: probe trainings that failed and why
+#: ``failed.parquet``: probe trainings that failed and why, and the test sets a trained probe could not be scored on
 FAILED_SCHEMA = pa.schema(
     [
         *_CELL,
@@ -102,6 +102,8 @@ FAILED_SCHEMA = pa.schema(
         ("seed", pa.int64()),
         #: the configuration's values that tell it from its spec's others, as JSON (as in ``probes/``)
         ("params", pa.string()),
+        #: the test set (scenario) the trained probe gave non-finite scores on; null when its training failed
+        ("scenario", pa.string()),
         ("reason", pa.string()),
         ("fold", pa.int64()),
     ]

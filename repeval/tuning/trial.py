@@ -113,6 +113,42 @@ def test_rows(
     return rows, confusion
 
 
+def _magnitude(x: np.ndarray) -> float:
+    """The largest absolute value in ``x`` (two reductions, no copy: a training split may be large)."""
+    x = np.asarray(x)
+    return float(max(abs(float(x.max())), abs(float(x.min())))) if x.size else 0.0
+
+
+def nonfinite_test(data: ProbeData, scenario: str, scores: np.ndarray) -> str | None:
+    """Why test set ``scenario``'s ``scores`` (one row per track) cannot be scored — some are NaN or infinite — or
+    ``None`` when every one is finite. The metrics refuse such scores; the reason names the scenario, how many tracks
+    got them, and how far the scenario's embeddings lie from the training split's (inputs far outside it overflow a
+    probe's float32 outputs)."""
+    sc = np.asarray(scores, dtype=np.float64).reshape(len(scores), -1)
+    bad = int(np.count_nonzero(~np.isfinite(sc).all(axis=1)))
+    if not bad:
+        return None
+    x = data.tests[scenario][0]
+    return (
+        f"test set {scenario!r}: {bad} of {len(sc)} track(s) got non-finite scores (NaN or inf), so this probe and "
+        f"seed are not scored on it (its other test sets are); the largest embedding magnitude there is "
+        f"{_magnitude(x):.3g}, in the training split {_magnitude(data.x_train):.3g} — embeddings far outside the "
+        "training range overflow the probe's outputs (check the deformation and the model on that scenario), "
+        "otherwise the probe diverged (lower the learning rate or standardise the embeddings)"
+    )
+
+
+def scored_tests(
+    data: ProbeData, scores: dict[str, np.ndarray], ev: EvalSettings
+) -> tuple[list[dict[str, Any]], dict[str, list[list[int]]], dict[str, str]]:
+    """:func:`test_rows` of the test sets whose scores are all finite, and ``{scenario: reason}``
+    (:func:`nonfinite_test`) of the others: a probe that gives non-finite scores on one test set is a failure of
+    that (probe, seed, scenario) cell alone, recorded with its reason, never of the trial or of the train stage."""
+    failed = {sid: why for sid, sc in scores.items() if (why := nonfinite_test(data, sid, sc)) is not None}
+    rows, confusion = test_rows(data, {sid: sc for sid, sc in scores.items() if sid not in failed}, ev)
+    return rows, confusion, failed
+
+
 def _finite(x: float) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
 
@@ -199,7 +235,7 @@ def run_unit(
     if unit.evaluate:
         for m, r, rep in zip(unit.members, results, reports, strict=True):
             if r.failed is None:
-                rep["rows"], rep["confusion"] = test_rows(data, r.test_scores, ev)
+                rep["rows"], rep["confusion"], rep["test_failed"] = scored_tests(data, r.test_scores, ev)
                 keep[m.key] = r.state_dict
     else:
         best = unit_best(unit, reports, data.task_type)
@@ -209,12 +245,36 @@ def run_unit(
     return results, reports, keep
 
 
-def _device(config: dict[str, Any]) -> str:
-    if config.get("use_gpu"):
-        import torch
+#: whether this process already warned that a trial's GPU goes unused (:func:`_device`)
+_WARNED_NO_CUDA: list[bool] = []
 
-        if torch.cuda.is_available():
-            return "cuda"
+
+def _device(config: dict[str, Any]) -> str:
+    """``cuda`` when the trial was granted a GPU (``use_gpu``) and torch here can use it, else ``cpu`` — with a
+    warning, once per process, when the GPU was granted but torch cannot use it: the trial holds it and trains on the
+    CPU."""
+    if not config.get("use_gpu"):
+        return "cpu"
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if not _WARNED_NO_CUDA:
+        _WARNED_NO_CUDA.append(True)
+        import socket
+
+        why = (
+            f"torch {torch.__version__} is a CPU-only build"
+            if torch.version.cuda is None
+            else f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA device "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
+        )
+        log.warning(
+            "a probe trial on %s was granted a GPU, but %s: its probes train on the CPU while the GPU stays reserved "
+            "for it — install a CUDA build of torch on the GPU nodes, or set run.resources.trial_num_gpus: 0 (or "
+            "use_gpu: never) to train probes on CPUs alone",
+            socket.gethostname(), why,
+        )  # fmt: skip
     return "cpu"
 
 

@@ -374,7 +374,7 @@ def test_job_submit_runs_embedding_actors_on_the_worker_node(cluster: LocalClust
     status = cluster.wait_job("mn-1")
     logs = cluster.logs("mn-1")
     assert status == "SUCCEEDED", logs[-6000:]
-    assert "trained 1 probe grid(s), 0 already done, 0 failed trial(s)" in logs, logs[-3000:]
+    assert "trained 1 probe grid(s), 0 already done, 0 failed probe training(s)" in logs, logs[-3000:]
 
     actors = cluster.actors(EMBED_ACTOR, cluster.job_id("mn-1"))
     assert len(actors) == 2, actors  # the pool is capped at the cluster's embed=2

@@ -491,3 +491,27 @@ def test_bf16_on_a_cpu_without_bf16_units_warns_once_naming_the_fix(mc_data, mon
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         train_probe(cfg, mc_data, 0)
+
+
+def test_a_class_without_validation_example_is_warned_about_once_not_at_every_validation(monkeypatch):
+    """A metric criterion scored at every validation re-issued the absent-class warning each time — in several
+    wordings, as its F1 part described that epoch's predictions — and called the validation tracks "test" ones. It
+    now warns once per validation set and criterion, in words that hold for every validation."""
+    from repeval.metrics import MetricWarning
+    from repeval.probes import train
+
+    monkeypatch.setattr(train, "_VAL_WARNED", set(), raising=False)  # this process may have warned already
+    data = gaussian_data(n=120, d=8, c=4)
+    keep = data.y_val != 3  # class c3 has no validation example
+    data.x_val, data.y_val = data.x_val[keep], data.y_val[keep]
+    f1 = [ProbeConfig(save_criterion="val_f1_macro", epochs=6, batch_size=40, learning_rate=lr) for lr in (1e-3, 3e-2)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # every warning given is seen: the once is the code's own
+        train_probes([(c, s) for c in f1 for s in (0, 1)], data, evaluate_tests=False)
+        train_probe(ProbeConfig(save_criterion="val_f1_macro", epochs=3, hidden_units=[8]), data, 2)  # another stack
+        train_probe(ProbeConfig(save_criterion="val_roc_auc_macro", epochs=3), data, 0)  # another criterion
+    said = [str(w.message) for w in caught if issubclass(w.category, MetricWarning)]
+    assert len(said) == 2, said
+    assert said[0].startswith("val_f1_macro (said once, for every validation): 1 of 4 classes have no validation ")
+    assert said[1].startswith("val_roc_auc_macro (said once, for every validation): 1 of 4 classes")
+    assert all("f1_macro counts one with F1 0 while some track is predicted as it" in m for m in said)

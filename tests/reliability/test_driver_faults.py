@@ -131,7 +131,7 @@ def test_ctrl_c_and_kill9_at_three_points_then_resume_equals_uninterrupted(refer
     res = run_cli(args, tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr[-3000:]
     assert parse_summary(res.stdout) == (0, total, 0)
-    assert "trained 2 probe grid(s), 0 already done, 0 failed trial(s)" in res.stdout
+    assert "trained 2 probe grid(s), 0 already done, 0 failed probe training(s)" in res.stdout
     assert "resuming Tune experiment" in res.stdout + res.stderr
     assert assert_same_store(store, reference_run.store) == total  # rows lost: 0, duplicated: 0
     assert results_of(run_dir) == results_of(reference_run.run_dir)

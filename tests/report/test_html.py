@@ -55,6 +55,35 @@ def test_per_label_cells_give_n_as_the_other_tables_cells_do(report):
         assert "hover a cell for n and its bootstrap interval" in table
 
 
+def test_per_label_table_keeps_the_tasks_vocabulary_order(report, run_dir):
+    """The per-label table listed labels A→Z (bassoon, clarinet, flute, …); a task's vocabulary order — the order the
+    result rows keep — is the meaningful one (an instrument list's, a key's circle). It is shown in that order, a
+    label that a cell left out (undefined there) next to its neighbours, and a click on a header still sorts."""
+    from repeval.report.html import _per_label_block
+    from repeval.report.results import load_run
+    from repeval.testing.results import INSTRUMENTS
+
+    vocab = INSTRUMENTS[:6]  # the fake multiclass task's classes, in its order (not alphabetical)
+    assert vocab != sorted(vocab)
+    (table,) = re.findall(
+        r'<table class="rv-table sortable" id="labels-instrument[^"]*">.*?</table>', report.read_text(), re.S
+    )
+    cells = re.findall(r"<tr>((?:<td data-value=\"[^\"]*\">[^<]*</td>){4})", table)
+    shown = [re.findall(r'<td data-value="([^"]*)">', c) for c in cells]
+    first = [r[3] for r in shown if r[:3] == shown[0][:3]]
+    assert first == vocab, first
+    assert '<th data-col="3" data-kind="text">label</th>' in table  # sortable by click, as every other column
+    # a cell without a row for "oboe" (undefined there) comes first: oboe still follows flute
+    df = load_run(run_dir).results
+    df = df[df["task"] == "instrument_recognition"]
+    model = df["model"].iloc[0]
+    cell = (df["model"] == model) & (df["probe"] == "M1") & (df["seed"] == 0) & (df["scenario"] == "clean")
+    df = pd.concat([df[cell & (df["label"] != "oboe")], df[~cell]], ignore_index=True)
+    block = _per_label_block(df, "instrument_recognition", "tinysol")
+    lead = f'<tr><td data-value="{model}">{model}</td><td data-value="M1">M1</td><td data-value="clean">clean</td>'
+    assert re.findall(re.escape(lead) + r'<td data-value="([^"]*)">', block) == vocab
+
+
 def test_report_over_two_runs(run_dir, second_run_dir, tmp_path):
     out = write_report([run_dir, second_run_dir], tmp_path / "both.html")
     text = out.read_text()

@@ -139,6 +139,50 @@ def test_mule_preset_trains_its_grid_to_the_schedules_end_and_selects_on_pr_auc(
     assert {r["probe"] for r in g.rows} == {"mule"} and {r["metric"] for r in g.rows} == {"pr_auc_macro"}
 
 
+def test_non_finite_test_scores_fail_only_their_test_set(ray_session, tmp_path):
+    """A probe whose validation was finite but whose scores on one test set are not (a scenario whose embeddings
+    saturate at float32's largest value: a layer-normalised probe's statistics overflow to NaN) made the metrics
+    raise: inside a trial, failing every configuration packed in it; for ``select: best``, in the driver, stopping
+    the whole train stage. It is now a failure of that (probe, seed, scenario) cell, recorded with its reason; the
+    probe's other test sets and every other probe are tested."""
+    import numpy as np
+    import pandas as pd
+
+    from repeval.report.html import _failed_block
+    from repeval.report.results import Run
+    from repeval.tuning.results import FAILED_SCHEMA, typed_table
+
+    data = gaussian_probe_data(n=120, d=10, c=3)
+    x, y, ids = data.tests["clean"]
+    data.tests = {"clean": (x, y, ids), "D1": (np.full_like(x, 3e38), y, ids), "D2": (x * 0.5, y, ids)}
+    ln = {"hidden_units": [16], "hidden_norm": "layernorm", "epochs": 3, "batch_size": 32}
+    cfg = config(
+        [
+            {"name": "lin", "epochs": 3, "batch_size": 32},  # finite on D1: tested everywhere
+            {"name": "ln", **ln},  # select: all, tested in its trial (packed with lin)
+            {"name": "pick", **ln, "search": {"grid": {"learning_rate": [1e-3, 3e-3]}}},  # select: best, in the driver
+        ],
+        bootstrap_resamples=0,
+    )
+    g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"))
+    failed = {(f["probe"], f["seed"], f["scenario"]): f["reason"] for f in g.failed}
+    assert set(failed) == {("ln", 0, "D1"), ("pick", 0, "D1")}, g.failed
+    assert all(r.startswith("test set 'D1': 40 of 40 track(s) got non-finite scores") for r in failed.values())
+    assert "largest embedding magnitude there is 3e+38" in failed[("pick", 0, "D1")]
+    agg = {(r["probe"], r["seed"], r["scenario"]) for r in g.rows if r["label"] is None}
+    assert agg == {("lin", 0, sc) for sc in ("clean", "D1", "D2")} | {
+        (p, 0, sc) for p in ("ln", "pick") for sc in ("clean", "D2")
+    }
+    assert all(r["delta"] is not None for r in g.rows if r["scenario"] == "D2" and r["label"] is None)
+    assert {p["status"] for p in g.probes if p["spec"] == "ln"} == {"ok"}  # it trained; one test set failed
+    # failed.parquet takes the rows; the report's table names the test set
+    failed_df = typed_table([{**f, "fold": None} for f in g.failed], FAILED_SCHEMA).to_pandas()
+    run = Run("r", tmp_path, pd.DataFrame(), failed=failed_df)
+    block = _failed_block([run], "inst", "notes")
+    assert "Failed probe trainings and tests (2)" in block and "<th>test set</th>" in block
+    assert block.count("<td>D1</td>") == 2
+
+
 def test_search_space_with_asha(ray_session, tmp_path, caplog):
     data = gaussian_probe_data(n=120, d=10, c=3)
     cfg = config(
@@ -798,12 +842,26 @@ def test_trial_actors_have_no_runtime_env_so_they_can_take_prestarted_workers(ra
 
 
 def test_train_summary_line_counts_reused_trials():
+    """The line counted failed (configuration, seed) trainings as "failed trial(s)" — a Tune trial may train many
+    of them: it now says what it counts, and counts apart the test sets a trained probe could not be scored on."""
     from repeval.cli import _train_line
 
-    t = {"trained": 2, "skipped": 1, "failed": [{}], "reused_trials": 0}
-    assert _train_line(t) == "trained 2 probe grid(s), 1 already done, 1 failed trial(s)"
+    t = {"trained": 2, "skipped": 1, "failed": [{"scenario": None}], "reused_trials": 0}
+    assert (
+        _train_line(t)
+        == "trained 2 probe grid(s), 1 already done, 1 failed probe training(s) (failed.parquet says why)"
+    )
     assert _train_line({**t, "reused_trials": 3}).endswith(
         "; 3 trial(s) finished by an interrupted run reused, not trained again"
+    )
+    # as the multi-node and driver-fault tests expect it
+    assert _train_line({**t, "trained": 1, "skipped": 0, "failed": []}) == (
+        "trained 1 probe grid(s), 0 already done, 0 failed probe training(s)"
+    )
+    two = {**t, "failed": [{"scenario": None}, {"scenario": "D1"}, {"scenario": "D2"}]}
+    assert _train_line(two) == (
+        "trained 2 probe grid(s), 1 already done, 1 failed probe training(s), 2 test set(s) not scored (non-finite "
+        "scores) (failed.parquet says why)"
     )
 
 
@@ -862,3 +920,23 @@ def test_an_emb_shape_other_than_the_embedding_width_stops_training(tmp_path):
     with pytest.raises(ValueError, match=r"downstream_models\[1\]\.emb_shape is 64, but model 'm' gives 10-dim"):
         run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"))
     assert not (tmp_path / "tune").exists()
+
+
+def test_a_granted_gpu_that_torch_cannot_use_warns_once_and_trains_on_the_cpu(monkeypatch, caplog):
+    """Tune hands a trial its GPU grant as ``use_gpu`` in its configuration (``run_groups``' param space); a worker
+    whose torch has no CUDA (here: the CPU build) silently trained on the CPU while the GPU stayed reserved. It still
+    trains on the CPU, and says so once per process, naming the fix."""
+    import torch
+
+    from repeval.tuning import trial
+
+    assert not torch.cuda.is_available()  # this machine: a granted GPU torch cannot use
+    monkeypatch.setattr(trial, "_WARNED_NO_CUDA", [], raising=False)  # this process may have warned already
+    with caplog.at_level("WARNING", logger="repeval.tuning.trial"):
+        assert trial._device({"unit": 0, "use_gpu": False}) == "cpu"
+        assert not caplog.records  # no GPU asked for: nothing to say
+        assert [trial._device({"unit": u, "use_gpu": True}) for u in (0, 1)] == ["cpu", "cpu"]
+    (record,) = caplog.records  # once per process, not once per trial
+    msg = record.getMessage()
+    assert "was granted a GPU" in msg and "CPU-only build" in msg and "train on the CPU" in msg
+    assert "install a CUDA build of torch on the GPU nodes" in msg and "run.resources.trial_num_gpus: 0" in msg
