@@ -74,7 +74,7 @@ def compute_metrics(
             defined = int(np.count_nonzero(~np.isnan(b_agg)))
             if not np.isnan(agg[0]) and defined < len(b_agg) / 2:
                 _warn_few_resamples(name, defined, len(b_agg), alpha)
-            if defined < 2 / alpha:  # not one defined resample in each tail: no interval, not a degenerate one
+            if defined < min(len(b_agg), 2 / alpha):  # resamples left out, not one left in each tail: no interval
                 b_agg = np.full_like(b_agg, np.nan)
             lo, hi = percentile_interval(b_agg, alpha)
             lo_agg, hi_agg = _opt(float(lo)), _opt(float(hi))
