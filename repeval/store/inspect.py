@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from repeval.store.store import EmbeddingStore, Partition
+from repeval.store.store import DamagedPartFile, EmbeddingStore, Partition
 
 
 def utc_time(ts: Any) -> str:
@@ -36,16 +36,23 @@ def partition_info(part: Partition) -> dict[str, Any]:
     """One partition's state from its manifest (or stamp) and Parquet footers; reads no data pages."""
     m = part.manifest()
     stamp = m or part._read_json("_stamp.json") or {}
-    rows, errors = part.counts()
-    dim, frames = None, None
-    files = part.part_files()
-    if files:
-        schema = pq.read_schema(files[0], filesystem=part.fs)
-        dim = getattr(schema.field("embedding").type, "list_size", None)
-        frames = "frames" in schema.names
+    dim, frames, damage = None, None, None
+    rows: int | None
+    errors: int | None
+    try:
+        rows, errors = part.counts()
+        files = part.part_files()
+        if files:
+            schema = pq.read_schema(files[0], filesystem=part.fs)
+            dim = getattr(schema.field("embedding").type, "list_size", None)
+            frames = "frames" in schema.names
+    except DamagedPartFile as exc:  # one damaged partition must not hide the others: it is listed as damaged
+        rows = errors = None
+        damage = str(exc)
     return {
         "partition": part.name,
-        "state": "complete" if m else "incomplete",
+        "state": "damaged" if damage else "complete" if m else "incomplete",
+        "damage": damage,
         "rows": rows,
         "errors": errors,
         "dim": dim,
@@ -69,8 +76,8 @@ def ls_text(store: EmbeddingStore, as_json: bool = False) -> str:
         (
             i["partition"],
             i["state"],
-            str(i["rows"]),
-            str(i["errors"]),
+            "-" if i["rows"] is None else str(i["rows"]),
+            "-" if i["errors"] is None else str(i["errors"]),
             str(i["dim"] or "-"),
             {True: "yes", False: "no"}.get(i["frames"], "-"),
             str(i["model_version"] or "-"),
@@ -83,9 +90,10 @@ def ls_text(store: EmbeddingStore, as_json: bool = False) -> str:
     lines = aligned(table)
     done = sum(i["state"] == "complete" for i in infos)
     lines.append(
-        f"{len(infos)} partition(s), {done} complete, {sum(i['rows'] for i in infos)} rows, "
-        f"{sum(i['errors'] for i in infos)} error record(s) — {store.uri}"
+        f"{len(infos)} partition(s), {done} complete, {sum(i['rows'] or 0 for i in infos)} rows, "
+        f"{sum(i['errors'] or 0 for i in infos)} error record(s) — {store.uri}"
     )
+    lines += [f"damaged: {i['damage']}" for i in infos if i["damage"]]
     return "\n".join(lines)
 
 

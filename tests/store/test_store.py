@@ -360,7 +360,8 @@ def test_store_rm_lists_first_deletes_with_yes_and_never_under_a_running_run(tmp
 
 def test_store_rm_deletes_a_partition_whose_part_file_is_damaged(tmp_path):
     """A part file cut short stops the run with an error that says to delete it or the partition with the `repeval
-    store rm` command it names; that command failed on the same unreadable file (it counted the rows first)."""
+    store rm` command it names; that command failed on the same unreadable file (it counted the rows first), and
+    `repeval store ls` stopped at it, listing no partition."""
     import shlex
 
     from repeval.cli import app
@@ -379,6 +380,11 @@ def test_store_rm_deletes_a_partition_whose_part_file_is_damaged(tmp_path):
         damaged.counts()
     command = shlex.split(re.search(r"`(repeval store rm [^`]*)`", str(exc.value)).group(1))
     runner = CliRunner()
+    # `store ls` lists every partition, the damaged one as such with the fix (it stopped the whole listing)
+    res = runner.invoke(app, ["store", "ls", str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output
+    assert re.search(r"ds/m/D1\s+damaged\s+-\s+-", res.output) and re.search(r"ds/m/clean\s+complete\s+2", res.output)
+    assert "damaged: store partition ds/m/D1" in res.output and "repeval store rm" in res.output
     res = runner.invoke(app, [*command[1:-1]])  # without --yes: listed, not deleted
     assert res.exit_code == 0 and "ds/m/D1  (complete, a part file is not readable Parquet)" in res.output, res.output
     res = runner.invoke(app, command[1:])
