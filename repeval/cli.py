@@ -699,9 +699,19 @@ def store_ls(
 ) -> None:
     """List store partitions: state, rows, errors, dimension, model version, config hash, size."""
     from repeval.store import EmbeddingStore
-    from repeval.store.inspect import ls_text
+    from repeval.store.inspect import ls_text, partition_info
 
-    _guard(lambda: typer.echo(ls_text(EmbeddingStore(_store_root(root, store), create=False), as_json)))
+    def go() -> None:
+        st = EmbeddingStore(_store_root(root, store), create=False)
+        infos = [partition_info(p) for p in st.partitions()]
+        typer.echo(ls_text(st, as_json, infos))
+        damaged = [i["damage"] for i in infos if i["damage"]]
+        for message in damaged:  # every partition is listed; each damaged one's fix goes to stderr, and the exit is 1
+            typer.echo(message, err=True)
+        if damaged:
+            raise typer.Exit(1)
+
+    _guard(go)
 
 
 @store_app.command("show")

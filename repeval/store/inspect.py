@@ -65,8 +65,10 @@ def partition_info(part: Partition) -> dict[str, Any]:
     }
 
 
-def ls_text(store: EmbeddingStore, as_json: bool = False) -> str:
-    infos = [partition_info(p) for p in store.partitions()]
+def ls_text(store: EmbeddingStore, as_json: bool = False, infos: list[dict[str, Any]] | None = None) -> str:
+    """The ``repeval store ls`` listing of ``infos`` (default: every partition's :func:`partition_info`); a damaged
+    partition is a row of its own (``state`` damaged), its message is the caller's to print."""
+    infos = [partition_info(p) for p in store.partitions()] if infos is None else infos
     if as_json:
         return json.dumps(infos, indent=1)
     if not infos:
@@ -93,7 +95,6 @@ def ls_text(store: EmbeddingStore, as_json: bool = False) -> str:
         f"{len(infos)} partition(s), {done} complete, {sum(i['rows'] or 0 for i in infos)} rows, "
         f"{sum(i['errors'] or 0 for i in infos)} error record(s) — {store.uri}"
     )
-    lines += [f"damaged: {i['damage']}" for i in infos if i["damage"]]
     return "\n".join(lines)
 
 

@@ -382,9 +382,9 @@ def test_store_rm_deletes_a_partition_whose_part_file_is_damaged(tmp_path):
     runner = CliRunner()
     # `store ls` lists every partition, the damaged one as such with the fix (it stopped the whole listing)
     res = runner.invoke(app, ["store", "ls", str(tmp_path / "s")])
-    assert res.exit_code == 0, res.output
-    assert re.search(r"ds/m/D1\s+damaged\s+-\s+-", res.output) and re.search(r"ds/m/clean\s+complete\s+2", res.output)
-    assert "damaged: store partition ds/m/D1" in res.output and "repeval store rm" in res.output
+    assert res.exit_code == 1, res.output  # a damaged partition is a failure, said after the whole listing
+    assert re.search(r"ds/m/D1\s+damaged\s+-\s+-", res.stdout) and re.search(r"ds/m/clean\s+complete\s+2", res.stdout)
+    assert res.stderr.startswith("store partition ds/m/D1") and "repeval store rm" in res.stderr
     res = runner.invoke(app, [*command[1:-1]])  # without --yes: listed, not deleted
     assert res.exit_code == 0 and "ds/m/D1  (complete, a part file is not readable Parquet)" in res.output, res.output
     res = runner.invoke(app, command[1:])
