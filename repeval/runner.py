@@ -25,7 +25,7 @@ import yaml
 from repeval.config import Config, ExperimentConfig
 from repeval.config.loader import config_hash
 from repeval.datasets import LoadReport, load_dataset, load_folds
-from repeval.datasets.base import strict_kinds
+from repeval.datasets.base import OBSERVED, strict_kinds
 from repeval.pipeline.embed import EmbedSummary, check_scenarios_at_model_rates, embed_experiments
 from repeval.rundir import LOAD_REPORT, RunLocation
 from repeval.store import EmbeddingStore
@@ -319,6 +319,8 @@ def group_inputs(
     rows = ctx.rows[(ei, dataset)] if rows is None else rows
     counts = pc.value_counts(rows.column("split")).to_pylist()
     out: dict[str, Any] = {"partitions": parts, "splits": {str(c["values"]): int(c["counts"]) for c in counts}}
+    if OBSERVED in rows.column_names:  # absent when every pair counts (earlier runs' groups hold)
+        out["unannotated"] = "mask"
     exp = ctx.cfg.experiments[ei]
     if exp.task.aggregation != "mean":  # absent for mean: earlier runs' groups hold
         out["aggregation"] = exp.task.aggregation

@@ -8,7 +8,7 @@ model as a bare id or with ``name``/``type`` for ``id``, a deformation scenario 
 transforms or a single transform, mir_ref's key aliases (``features``, ``probes``, ``aggregation``),
 top-level ``x-`` keys for YAML anchors — so it never flags a file that ``repeval validate`` accepts.
 It checks shape and spelling, and a dataset key that its type's loader never reads (a manifest column on a
-mirdata data set, ``index_path`` or ``subset`` where they do not apply; ``if``/``else`` on ``type`` and ``name``), and
+mirdata data set, ``index_path``, ``subset`` or ``unannotated`` where they do not apply; ``if``/``else`` on ``type`` and ``name``), and
 a split key of the other ``split_type`` (``n_folds`` or ``fold`` on one split, ``split_ratios`` on k folds);
 each key's ``#:`` comment in :mod:`repeval.config.schema` is its description, which editors show on hover;
 the loader still has the last word (registered model, metric and
@@ -85,7 +85,7 @@ def _dataset_key_rules(model: Any) -> list[dict[str, Any]]:
     """``if``/``else`` rules for the dataset keys that apply to some types only (the loader's
     :func:`~repeval.datasets.cli_support.check_dataset_keys`): elsewhere such a key may only hold its default, which
     asks for nothing (a dumped config writes every key)."""
-    from repeval.datasets.cli_support import CATALOG_KEYS, KEY_SCOPES, mirdata_kind_loaders
+    from repeval.datasets.cli_support import CATALOG_KEYS, KEY_SCOPES, masked_loaders, mirdata_kind_loaders
 
     def at_default(key: str, scope: str, why: str | None = None) -> dict[str, Any]:
         default = model.model_fields[key].default
@@ -112,6 +112,10 @@ def _dataset_key_rules(model: Any) -> list[dict[str, Any]]:
         {
             "if": {"allOf": [is_type("custom"), named("mtg_jamendo")]},
             "else": {"properties": {"subset": at_default("subset", "subset")}},
+        },
+        {
+            "if": {"allOf": [{"not": is_type("catalog")}, named(*masked_loaders())]},
+            "else": {"properties": {"unannotated": at_default("unannotated", "unannotated")}},
         },
         # the split keys of the other split_type (DatasetConfig._known_loader): `split_type` left out is single
         {

@@ -228,6 +228,10 @@ class DatasetConfig(Strict):
     check_files: bool = True
     #: allowed labels; others are reported with their row (and dropped)
     classes: tuple[str, ...] | None = None
+    #: a multilabel data set that annotates only some labels per track (openmic2018): ``mask`` (its official
+    #: protocol) trains each label's output and scores each label on the tracks that annotate it, and micro
+    #: averages pool the annotated (track, label) pairs only; ``absent`` counts every unannotated pair as absent
+    unannotated: Literal["mask", "absent"] = "mask"
 
     @field_validator("split_ratios")
     @classmethod

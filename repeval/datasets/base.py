@@ -5,6 +5,12 @@ strings (one element for multiclass/key tasks, any number for multilabel; regres
 are written as decimal strings and parsed by the task encoder). ``split`` is ``train``,
 ``validation``, ``test`` or null (null rows get a seeded stratified split).
 
+A multilabel data set that annotates only some labels per track (OpenMIC-2018) adds an
+:data:`OBSERVED` column: the labels annotated for the track (present or absent), a label missing
+from it being unannotated — neither present nor absent. Probes train and metrics score each label
+on the tracks that annotate it (``dataset.unannotated: mask``). Without the column every label of
+every track is annotated: a label not in ``label`` is absent.
+
 Loaders register with ``@register_dataset("name", info=DatasetInfo(...))``: a loader is a plain
 function ``(dataset config, task config) -> (rows, LoadReport)``. ``info`` describes the loader's
 kind (mirdata / custom / catalog) and its labels, for ``repeval datasets`` and config checks.
@@ -34,6 +40,10 @@ ROW_SCHEMA = pa.schema(
         pa.field("group", pa.string()),
     ]
 )
+
+#: optional rows column (list of strings): the labels annotated for the track (see the module docstring)
+OBSERVED = "observed"
+OBSERVED_FIELD = pa.field(OBSERVED, pa.list_(pa.string()))
 
 
 #: kinds of problems a :class:`LoadReport` records (its list attributes)

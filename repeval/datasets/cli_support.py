@@ -124,7 +124,15 @@ KEY_SCOPES = {
     "catalog": "is for 'catalog' datasets (a manifest and its columns)",
     "index_path": "is mirdata's index file, for data sets read through mirdata (type: mirdata)",
     "subset": "is for the 'mtg_jamendo' loader (type: custom)",
+    "unannotated": "is for multilabel data sets that annotate only some labels per track (openmic2018)",
 }
+
+
+def masked_loaders() -> list[str]:
+    """The loaders whose rows say which labels each track annotates (so ``unannotated`` applies)."""
+    from repeval.datasets.mirdata_loader import SPECS
+
+    return sorted(n for n, spec in SPECS.items() if any(lab.annotated is not None for lab in spec.labels))
 
 
 def mirdata_kind_loaders() -> list[str]:
@@ -136,7 +144,7 @@ def mirdata_kind_loaders() -> list[str]:
 def check_dataset_keys(name: str, type_: str, given: set[str]) -> None:
     """Raise ``ValueError`` when ``given`` (the keys a dataset entry sets) holds one its loader never reads: a
     manifest key on a mirdata or custom data set, ``index_path`` on a data set not read through mirdata, ``subset``
-    on any loader but ``mtg_jamendo``. Left in a config, each would be silently ignored."""
+    on any loader but ``mtg_jamendo``, ``unannotated`` on one whose rows do not say which labels a track annotates. Left in a config, each would be silently ignored."""
     bad: list[tuple[str, str]] = []
     if type_ != "catalog":
         bad += [(k, KEY_SCOPES["catalog"]) for k in CATALOG_KEYS if k in given]
@@ -146,6 +154,8 @@ def check_dataset_keys(name: str, type_: str, given: set[str]) -> None:
             bad.append(("index_path", KEY_SCOPES["index_path"]))
     if "subset" in given and not (type_ == "custom" and name == "mtg_jamendo"):
         bad.append(("subset", KEY_SCOPES["subset"]))
+    if "unannotated" in given and not (type_ != "catalog" and name in masked_loaders()):
+        bad.append(("unannotated", KEY_SCOPES["unannotated"]))
     if bad:
         key, why = bad[0]
         more = f" (also: {', '.join(k for k, _ in bad[1:])})" if len(bad) > 1 else ""

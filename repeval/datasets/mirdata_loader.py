@@ -10,7 +10,9 @@ official splits; any other mirdata data set loads through the generic path, wher
 label is a track attribute (``task.label: genre``) and the split comes from a track's ``split``
 or ``subset`` attribute when it has one. Official splits that are folds (TinySOL) rotate like
 ``split_type: all`` (validation = fold ``dataset.fold``, test = the next fold); train/test-only
-official splits (OpenMIC-2018) get a validation part carved from train.
+official splits (OpenMIC-2018) get a validation part carved from train. OpenMIC-2018 annotates a few
+instruments per clip: with ``dataset.unannotated: mask`` (the default) its rows carry each track's
+annotated instruments (the ``observed`` column), which probes train and metrics score on.
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ class MirdataLabel:
     info: LabelInfo
     extract: Callable[[Any], Any]
     official_split: bool = False
+    #: a multilabel data set that annotates only some labels per track: ``track -> (present labels, annotated
+    #: labels)``, used with ``dataset.unannotated: mask`` (``extract`` serves ``absent``)
+    annotated: Callable[[Any], tuple[list[str], list[str]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,18 @@ def _sound_field(track: Any, field: str) -> Any:
 
 def _fma_key(track: Any) -> str | None:
     return f"{track.key} {str(track.mode).lower()}" if track.key and track.mode else None
+
+
+#: OpenMIC-2018's threshold on an instrument's aggregated relevance: present at or above it (the official baseline's
+#: ``Y_true >= 0.5``, cosmir/openmic-2018 ``examples/modeling-baseline.ipynb``)
+OPENMIC_PRESENT = 0.5
+
+
+def _openmic_annotated(track: Any) -> tuple[list[str], list[str]]:
+    """OpenMIC-2018's instruments as its official protocol reads them: present where the aggregated relevance is at
+    least 0.5, annotated where the track has a relevance at all (mirdata leaves unannotated instruments out)."""
+    relevance = track.instruments or {}
+    return sorted(k for k, v in relevance.items() if v >= OPENMIC_PRESENT), sorted(relevance)
 
 
 def _song_group(track: Any) -> str | None:
@@ -302,13 +319,18 @@ SPECS: dict[str, MirdataSpec] = {
         MirdataSpec(
             "openmic2018",
             (
-                _label(
-                    "instrument",
-                    ML,
+                MirdataLabel(
+                    LabelInfo(
+                        "instrument",
+                        ML,
+                        "20 instruments; each track annotates some: unannotated: mask (default, the official "
+                        "protocol) trains and scores each instrument on the tracks annotating it, present at "
+                        "aggregated confidence >= 0.5; absent: present > 0.5, unannotated pairs count as absent",
+                        "official split01 train/test, validation carved from train by artist",
+                    ),
                     _attr("instruments"),
-                    "20 instruments present with aggregated confidence > 0.5 (unannotated pairs count as absent)",
                     True,
-                    "official split01 train/test, validation carved from train by artist",
+                    annotated=_openmic_annotated,
                 ),
             ),
             split_of=lambda t: _split_name(t.split),
@@ -359,7 +381,12 @@ def load_mirdata(ds: Any, task: Any, spec: MirdataSpec | None) -> tuple[pa.Table
     report = LoadReport()
     # a key label is normalised (Db major → C# major) even when the task is written as multiclass
     task_type = KEY if label.info.task_type == KEY and task.effective_type != ML else task.effective_type
-    collector = RowCollector(task_type, report, getattr(ds, "classes", None), getattr(ds, "check_files", True))
+    # labels annotated per track: masked (each label trained and scored on the tracks that annotate it), or every
+    # unannotated pair counted as absent (``dataset.unannotated: absent``)
+    annotated = label.annotated if getattr(ds, "unannotated", "mask") == "mask" else None
+    collector = RowCollector(
+        task_type, report, getattr(ds, "classes", None), getattr(ds, "check_files", True), masked=annotated is not None
+    )
     official = label.official_split
     split_map = spec.split_map(dataset, ds) if (official and spec is not None and spec.split_map) else None
     split_of = spec.split_of if spec is not None else _track_split
@@ -373,7 +400,11 @@ def load_mirdata(ds: Any, task: Any, spec: MirdataSpec | None) -> tuple[pa.Table
             continue
         try:
             track = dataset.track(tid)
-            raw = label.extract(track)
+            observed = None
+            if annotated is not None:
+                raw, observed = annotated(track)
+            else:
+                raw = label.extract(track)
             split: Any = None
             if official and split_map is not None:
                 split = split_map.get(tid)
@@ -391,7 +422,9 @@ def load_mirdata(ds: Any, task: Any, spec: MirdataSpec | None) -> tuple[pa.Table
             report.add("other", f"{tid} ({type(exc).__name__}: {exc})")
             continue
         fold = split if isinstance(split, int) else None
-        if collector.add(tid, getattr(track, "audio_path", None), raw, None if fold is not None else split, group):
+        if collector.add(
+            tid, getattr(track, "audio_path", None), raw, None if fold is not None else split, group, observed
+        ):
             folds.append(fold)
     if unlisted:
         report.add("other", f"{unlisted} tracks are in no file of the official split (not part of it, dropped)")

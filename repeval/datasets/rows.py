@@ -12,7 +12,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from repeval.datasets.base import ROW_SCHEMA, SPLITS, LoadReport
+from repeval.datasets.base import OBSERVED_FIELD, ROW_SCHEMA, SPLITS, LoadReport
 from repeval.datasets.labels import finalize_label
 
 
@@ -32,7 +32,9 @@ def key_classes(task_type: str, classes: Iterable[str] | None) -> frozenset[str]
 
 
 class RowCollector:
-    """Validates and accumulates rows: duplicate ids, missing audio and bad labels are reported."""
+    """Validates and accumulates rows: duplicate ids, missing audio and bad labels are reported. With ``masked``
+    (a multilabel data set that annotates only some labels per track) each row also carries its annotated labels,
+    in the :data:`~repeval.datasets.base.OBSERVED` column."""
 
     def __init__(
         self,
@@ -40,13 +42,16 @@ class RowCollector:
         report: LoadReport,
         classes: Iterable[str] | None = None,
         check_files: bool = True,
+        masked: bool = False,
     ) -> None:
         self.task_type = task_type
         self.report = report
         self.classes = key_classes(task_type, classes)
         self.check_files = check_files
+        self.masked = masked
         self._seen: set[str] = set()
         self._cols: dict[str, list[Any]] = {f.name: [] for f in ROW_SCHEMA}
+        self._observed: list[list[str]] = []
 
     def add(
         self,
@@ -55,8 +60,10 @@ class RowCollector:
         label: Any,
         split: str | None = None,
         group: str | None = None,
+        observed: Iterable[str] | None = None,
     ) -> bool:
-        """Add a track; returns False (and reports why) when it is not usable."""
+        """Add a track; returns False (and reports why) when it is not usable. ``observed`` (with ``masked``): the
+        labels annotated for the track; its present labels count as annotated whether listed there or not."""
         tid = str(track_id)
         if tid in self._seen:
             self.report.add("duplicate_ids", tid)
@@ -84,16 +91,22 @@ class RowCollector:
             ("group", None if group is None else str(group)),
         ):
             self._cols[name].append(value)
+        if self.masked:
+            annotated = {str(x) for x in observed or ()} | set(labels)
+            self._observed.append(sorted(x for x in annotated if self.classes is None or x in self.classes))
         return True
 
     def __len__(self) -> int:
         return len(self._cols["track_id"])
 
     def table(self) -> pa.Table:
-        return pa.table(
+        rows = pa.table(
             {f.name: pa.array(self._cols[f.name], f.type) for f in ROW_SCHEMA},
             schema=ROW_SCHEMA,
         )
+        if self.masked:
+            rows = rows.append_column(OBSERVED_FIELD, pa.array(self._observed, OBSERVED_FIELD.type))
+        return rows
 
 
 def require_rows(rows: pa.Table, dataset: str, report: LoadReport, hint: str = "") -> pa.Table:

@@ -11,7 +11,8 @@ Public API used by the rest of repeval (keep these signatures):
   ``confusion_matrix(y_true, y_score, labels)``.
 
 Inputs: ``y_true`` is ``(n,)`` int class indices (multiclass, key), ``(n, C)`` 0/1
-(multilabel) or ``(n, D)`` float (regression); ``y_score`` is ``(n, C)`` probabilities or
+(multilabel; NaN where a track leaves a label unannotated: each label is scored on the tracks
+that annotate it, the micro averages on the annotated pairs) or ``(n, D)`` float (regression); ``y_score`` is ``(n, C)`` probabilities or
 ``(n, D)`` predictions; ``labels`` are the class (or dimension) names; key labels are
 mir_eval key strings (``"C major"``, ``"A minor"``).
 

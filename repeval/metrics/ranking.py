@@ -4,7 +4,9 @@ Apply to multilabel tagging and, one-vs-rest, to multiclass tasks. Ties in the s
 half (ROC) and are one threshold (PR), as in scikit-learn. A label whose test set holds a
 single class has no ROC-AUC; a label without positives has no PR-AUC; both are left out of
 the macro and weighted averages (``validate`` warns); the micro averages pool every label's
-scores. ``*_macro`` also reports one value per label.
+scores. ``*_macro`` also reports one value per label. Where a data set annotates only some labels
+per track (NaN in ``y_true``), each label is scored on the tracks that annotate it and the micro
+averages pool the annotated pairs only (OpenMIC-2018's protocol).
 
 Each curve is computed from score-sorted tie groups with per-track weights, so one sort per
 label serves the point estimate and every bootstrap resample.
@@ -25,8 +27,17 @@ RANKING_TASKS = frozenset({"multilabel_classification", "multiclass_classificati
 
 def _indicator(y_true: np.ndarray, n_labels: int) -> np.ndarray:
     if y_true.ndim == 2:
-        return y_true.astype(bool)
+        return y_true == 1  # 0/1, or -1 where unannotated (see _annotated)
     return np.eye(n_labels, dtype=bool)[y_true]
+
+
+def _annotated(y_true: np.ndarray) -> np.ndarray | None:
+    """Where a multilabel ``y_true`` annotates a (track, label) pair (``validate`` marks the others -1): an
+    unannotated pair gets weight 0, so each label is scored on the tracks that annotate it and the micro averages
+    pool the annotated pairs only. ``None`` when every pair is annotated."""
+    if y_true.ndim != 2 or y_true.min(initial=0) >= 0:
+        return None
+    return y_true >= 0
 
 
 def _tie_groups(y: np.ndarray, s: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -58,7 +69,12 @@ def binary_average_precision(y: np.ndarray, s: np.ndarray, weights: np.ndarray) 
 
 def _per_label(fn, y_true: np.ndarray, y_score: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ind = _indicator(y_true, y_score.shape[1])
-    values = np.stack([fn(ind[:, c], y_score[:, c], weights) for c in range(y_score.shape[1])], axis=1)
+    obs = _annotated(y_true)
+
+    def w(c: int) -> np.ndarray:
+        return weights if obs is None else weights * obs[:, c]
+
+    values = np.stack([fn(ind[:, c], y_score[:, c], w(c)) for c in range(y_score.shape[1])], axis=1)
     support = weights @ ind.astype(np.float64)
     return values, support
 
@@ -67,6 +83,9 @@ def _micro(fn, y_true: np.ndarray, y_score: np.ndarray, weights: np.ndarray) -> 
     n, n_labels = y_score.shape
     ind = _indicator(y_true, n_labels)
     flat_weights = weights[:, np.repeat(np.arange(n), n_labels)]
+    obs = _annotated(y_true)
+    if obs is not None:
+        flat_weights = flat_weights * obs.ravel()
     return fn(ind.ravel(), y_score.ravel(), flat_weights)
 
 

@@ -37,7 +37,9 @@ def validate(
     """Check metric inputs and return them as arrays of canonical shape and dtype.
 
     Returns ``(y_true, y_score, labels)``: ``y_true`` int ``(n,)`` for multiclass/key,
-    int ``(n, C)`` for multilabel, float ``(n, D)`` for regression; ``y_score`` float ``(n, C|D)``.
+    int ``(n, C)`` for multilabel, float ``(n, D)`` for regression; ``y_score`` float ``(n, C|D)``. A multilabel
+    ``y_true`` may hold NaN where a track leaves a label unannotated (OpenMIC-2018): returned as -1, which the
+    kernels leave out of that label's values and of the micro averages.
     ``split`` names the examples' split in the warnings. A ``validation`` split is scored again at every
     validation while probes train, and warned about once for all of them: its warnings describe the labels alone,
     not one validation's predictions (which classes some track is predicted as).
@@ -193,13 +195,18 @@ def _validate_multilabel(
             f"y_true has shape {y_true.shape} but y_score has {y_score.shape}: a multilabel task takes a 0/1 "
             "matrix with one column per tag"
         )
-    if not np.isin(y_true, (0, 1)).all():
-        raise ValueError("multilabel y_true must contain only 0 and 1 (binarise tag annotations first)")
-    y_true = y_true.astype(np.int64)
+    unannotated = np.isnan(y_true) if y_true.dtype.kind == "f" else np.zeros(y_true.shape, bool)
+    if not np.isin(y_true[~unannotated], (0, 1)).all():
+        raise ValueError(
+            "multilabel y_true must contain only 0 and 1, and NaN where a label is unannotated (binarise tag "
+            "annotations first)"
+        )
+    # an unannotated pair becomes -1: the kernels score each label on the tracks that annotate it
+    y_true = np.where(unannotated, -1, y_true).astype(np.int64) if unannotated.any() else y_true.astype(np.int64)
     if warn:
-        pos = y_true.sum(axis=0)
+        pos = (y_true == 1).sum(axis=0)
         empty = np.flatnonzero(pos == 0)
-        full = np.flatnonzero(pos == len(y_true))
+        full = np.flatnonzero((pos == (y_true >= 0).sum(axis=0)) & (pos > 0))
         if len(empty):
             warnings.warn(
                 f"{len(empty)} of {len(labels)} labels have no positive {split} example ({_names(labels, empty)}): "

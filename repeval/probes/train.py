@@ -259,26 +259,53 @@ def aggregate_scores(scores: torch.Tensor, groups: torch.Tensor, n: int) -> torc
 EPS = 1e-7
 
 
-def aggregated_losses(scores: torch.Tensor, y: torch.Tensor, task_type: str) -> torch.Tensor:
+def _pair_mean(losses: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Per-probe mean of ``(K, B, C)`` pair losses: over every pair, or with ``mask`` (true where the pair's label is
+    annotated) over the annotated pairs only (0 for a probe whose batch annotates none: no gradient)."""
+    if mask is None:
+        return losses.mean((1, 2))
+    m = mask.to(losses.dtype).expand_as(losses)
+    return (losses * m).sum((1, 2)) / m.sum((1, 2)).clamp_min(1)
+
+
+def aggregated_losses(
+    scores: torch.Tensor, y: torch.Tensor, task_type: str, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Per-probe mean loss of aggregated *scores* (probabilities, or predictions for regression), the losses
-    :func:`member_losses` computes from logits: ``scores`` ``(K, n, C)``, ``y`` ``(n,)`` or ``(n, C)`` → ``(K,)``."""
+    :func:`member_losses` computes from logits: ``scores`` ``(K, n, C)``, ``y`` ``(n,)`` or ``(n, C)`` → ``(K,)``;
+    ``mask`` ``(n, C)``: see :func:`member_losses`."""
     if is_single_label(task_type):
         p = scores.gather(-1, y.view(1, -1, 1).expand(scores.shape[0], -1, 1)).squeeze(-1)
         return -torch.log(p.clamp(EPS, 1.0)).mean(1)
     if task_type == "multilabel_classification":
         yk = y.unsqueeze(0).expand_as(scores)
-        return F.binary_cross_entropy(scores.clamp(EPS, 1 - EPS), yk, reduction="none").mean((1, 2))
+        losses = F.binary_cross_entropy(scores.clamp(EPS, 1 - EPS), yk, reduction="none")
+        return _pair_mean(losses, None if mask is None else mask.unsqueeze(0))
     return ((scores - y.unsqueeze(0)) ** 2).mean((1, 2))
 
 
-def member_losses(logits: torch.Tensor, y: torch.Tensor, task_type: str) -> torch.Tensor:
-    """Per-probe mean loss: ``logits`` ``(K, B, C)``, ``y`` ``(K, B)`` or ``(K, B, C)`` → ``(K,)``."""
+def member_losses(
+    logits: torch.Tensor, y: torch.Tensor, task_type: str, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-probe mean loss: ``logits`` ``(K, B, C)``, ``y`` ``(K, B)`` or ``(K, B, C)`` → ``(K,)``. ``mask`` (a
+    multilabel task whose data set annotates some labels per track; broadcastable to ``y``): true where the (track,
+    label) pair is annotated — the binary cross-entropy is averaged over those pairs only (each label's output
+    learns from the tracks that annotate it, OpenMIC-2018's protocol), the targets elsewhere being ignored."""
     k, b = logits.shape[:2]
     if is_single_label(task_type):
         return F.cross_entropy(logits.reshape(k * b, -1), y.reshape(-1), reduction="none").view(k, b).mean(1)
     if task_type == "multilabel_classification":
-        return F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean((1, 2))
+        return _pair_mean(F.binary_cross_entropy_with_logits(logits, y, reduction="none"), mask)
     return ((logits - y) ** 2).mean((1, 2))
+
+
+def split_mask(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A multilabel target matrix with NaN where a pair is unannotated → ``(targets with 0 there, mask true where
+    annotated)``; ``(y, None)`` when every pair is annotated (the unmasked loss, bit for bit)."""
+    nan = torch.isnan(y)
+    if not bool(nan.any()):
+        return y, None
+    return y.masked_fill(nan, 0.0), ~nan
 
 
 def input_dim_of(cfg: Any, data: ProbeData) -> int:
@@ -351,6 +378,7 @@ def _sampling_weights(y: np.ndarray, task_type: str) -> torch.Tensor:
         counts = np.bincount(y, minlength=int(y.max()) + 1).astype(np.float64)
         return torch.from_numpy(1.0 / counts[y])
     if task_type == "multilabel_classification":
+        y = np.where(np.isnan(y), 0, y)  # an unannotated pair is no positive
         freq = y.sum(0).astype(np.float64)
         inv = np.where(freq > 0, 1.0 / np.maximum(freq, 1), 0.0)
         w = (y * inv).max(1)
@@ -620,6 +648,10 @@ def _train_stack(
     if att:
         seg_tr, seg_va = Segments(data.train_counts, device), Segments(data.val_counts, device)  # type: ignore[arg-type]
     ytr, yva = ytr.to(device), yva.to(device)
+    # a multilabel data set annotating some labels per track: losses over the annotated pairs only
+    mtr = mva = None
+    if task == "multilabel_classification":
+        (ytr, mtr), (yva, mva) = split_mask(ytr), split_mask(yva)
     # prediction-level aggregation: validation rows are frames, judged per track on their mean scores
     vgroups = None if data.val_groups is None else torch.from_numpy(np.array(data.val_groups)).to(device)
     n, d = (len(seg_tr) if seg_tr is not None else xtr.shape[1]), xtr.shape[2]
@@ -704,15 +736,17 @@ def _train_stack(
                 logits = model.forward(xtr.every_variant(ib[0]), train=True, shared=vidx)
             else:
                 logits = model.forward(xtr.take(ib, 0) if len(variants) == 1 else xtr.take(ib, vidx), train=True)
-            losses = member_losses(logits, ytr[ib], task)
+            losses = member_losses(logits, ytr[ib], task, None if mtr is None else mtr[ib])
             losses.sum().backward()
             for pos, m in enumerate(active) if scheduled else ():
                 if budgets[m] is not None and m not in frozen:
                     opt.lr[pos] = scheduled_lr(cfgs[m], steps, budgets[m])  # type: ignore[arg-type]
             opt.step(model.parameters())
             steps += 1
-            loss_sum += losses.detach() * ib.shape[1] * live
-            rows += ib.shape[1] * live
+            # the epoch's mean loss: over its rows, or (masked) over its annotated pairs
+            count = ib.shape[1] if mtr is None else mtr[ib].sum((1, 2)).to(loss_sum.dtype)
+            loss_sum += losses.detach() * count * live
+            rows += count * live
             for pos, m in enumerate(active):
                 if m not in frozen and steps >= max_steps[m]:
                     frozen.add(m)  # no further updates: lr 0 leaves Adam, AdamW and SGD parameters unchanged
@@ -732,10 +766,10 @@ def _train_stack(
             scores = None
             if vgroups is None:
                 yv = yva.unsqueeze(0).expand(len(active), *yva.shape)
-                vloss = member_losses(logits, yv, task).tolist()
+                vloss = member_losses(logits, yv, task, None if mva is None else mva.unsqueeze(0)).tolist()
             else:
                 agg = aggregate_scores(scores_of(logits, task), vgroups, len(yva))
-                vloss = aggregated_losses(agg, yva, task).tolist()
+                vloss = aggregated_losses(agg, yva, task, mva).tolist()
                 logits, scores = agg, agg.cpu().numpy()  # argmax of mean probabilities, below
             acc = (logits.argmax(-1) == yva).float().mean(1).tolist() if is_single_label(task) else None
             recs = []

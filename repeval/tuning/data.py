@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from repeval.datasets.base import OBSERVED
 from repeval.datasets.encoding import encode_labels
 from repeval.pipeline.stages import CLEAN
 from repeval.probes import ProbeData
@@ -17,7 +18,15 @@ from repeval.store import EmbeddingStore
 log = logging.getLogger(__name__)
 
 
-def encode(task_type: str, labels: list[list[str]], classes: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
+def encode(
+    task_type: str,
+    labels: list[list[str]],
+    classes: list[str] | None = None,
+    observed: list[list[str] | None] | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """Targets of ``labels`` (one list per row): class indices, or a multilabel task's 0/1 matrix. ``observed`` (a
+    multilabel data set that annotates only some labels per track): each row's annotated labels (``None``: all), the
+    matrix holding NaN where a row leaves a label unannotated — neither present nor absent."""
     if task_type == "regression":
         # plain values (``0.31``) or named ones (``valence=0.31``, in any order per row), as the catalog reads them
         y, names = encode_labels("regression", labels, classes)
@@ -29,6 +38,10 @@ def encode(task_type: str, labels: list[list[str]], classes: list[str] | None = 
     index = {c: i for i, c in enumerate(classes)}
     if task_type == "multilabel_classification":
         y = np.zeros((len(labels), len(classes)), np.float32)
+        for i, obs in enumerate(observed or ()):
+            if obs is not None:
+                y[i] = np.nan
+                y[i, [index[x] for x in obs if x in index]] = 0
         for i, lab in enumerate(labels):
             for x in lab:
                 if x in index:
@@ -50,8 +63,8 @@ def training_vocabulary(
     matrix loses their columns, so an untrained output is neither scored in the per-label and macro metrics nor
     chosen by on validation. A single-label task keeps them: their tracks are errors, which the metrics count."""
     multilabel = task_type == "multilabel_classification"
-    if multilabel:
-        present = y_train.sum(0) > 0
+    if multilabel:  # a positive (not a NaN: an unannotated pair)
+        present = (y_train == 1).any(0)
     else:
         present = np.bincount(y_train[y_train >= 0], minlength=len(classes)) > 0
     if present.all():
@@ -59,7 +72,7 @@ def training_vocabulary(
     absent = np.flatnonzero(~present)
 
     def n_tracks(y: np.ndarray, j: int) -> int:
-        return int(y[:, j].sum()) if multilabel else int((y == j).sum())
+        return int((y[:, j] == 1).sum()) if multilabel else int((y == j).sum())
 
     y_test = tests[CLEAN][1]
     shown = ", ".join(
@@ -200,6 +213,12 @@ def probe_data(
     row_ids = rows.column("track_id").combine_chunks()
     splits = rows.column("split").combine_chunks()
     labels = rows.column("label").combine_chunks()
+    # which labels each track annotates (OpenMIC-2018 with unannotated: mask): NaN targets where it does not
+    observed = (
+        rows.column(OBSERVED).combine_chunks()
+        if OBSERVED in rows.column_names and task_type == "multilabel_classification"
+        else None
+    )
     # classes come from the whole labelled set so every split shares one encoding
     _, classes = encode(task_type, labels.to_pylist())
 
@@ -215,7 +234,9 @@ def probe_data(
         out = {}
         for split, p, x in zip(wanted, pos, part.gather(pos), strict=True):
             take = pa.array(p, pa.int64())
-            y, _ = encode(task_type, labels.take(row_of.take(take)).to_pylist(), classes)
+            at = row_of.take(take)
+            obs = None if observed is None else observed.take(at).to_pylist()
+            y, _ = encode(task_type, labels.take(at).to_pylist(), classes, obs)
             c = np.ones(len(p), np.int64) if part.counts is None else part.counts[p]
             out[split] = (x, y, part.ids.take(take).to_pylist(), c)
         return out

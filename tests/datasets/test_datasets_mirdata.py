@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from dataset_fixtures import ds_cfg, make_beatport_variants, task_cfg
 
 from repeval.datasets import load_dataset
 from repeval.datasets.encoding import KEY_CLASSES, PITCH_CLASSES
-from repeval.datasets.mirdata_loader import SPECS, load_mirdata
+from repeval.datasets.mirdata_loader import SPECS, _openmic_annotated, load_mirdata
 from repeval.datasets.splits import split_counts
 
 #: every mirdata sample: (task name, task type, expected labels, expected missing-audio track ids)
@@ -214,3 +216,26 @@ def test_gtzan_fault_filtered_split_from_its_files(shared_data, tmp_path):
     assert rows.column("split").to_pylist() == ["test"]
     # hiphop.00000 is not in the filtered split: left out (and so not reported as missing audio)
     assert not report.missing_audio and any("1 tracks are in no file of the official split" in o for o in report.other)
+
+
+def test_openmic2018_rows_say_which_instruments_each_track_annotates(shared_data):
+    """OpenMIC-2018 annotates a few of its 20 instruments per clip (the sample's clip: clarinet, flute and trumpet,
+    all absent): with ``unannotated: mask`` (the default) the rows carry them, and the targets are NaN for the other
+    instruments — neither present nor absent; ``absent`` keeps the rows without them (every other pair absent), and
+    the key is refused on a data set that does not say which labels it annotates."""
+    from repeval.datasets.base import OBSERVED
+    from repeval.tuning.data import encode
+
+    tname, ttype, labels, _ = SAMPLES["openmic2018"]
+    rows, _ = load_dataset(_sample_cfg(shared_data, "openmic2018"), task_cfg(tname, ttype))
+    assert rows.column("label").to_pylist() == labels
+    assert rows.column(OBSERVED).to_pylist() == [["clarinet", "flute", "trumpet"]]
+    y, _ = encode(ttype, [[], ["piano"]], ["clarinet", "piano", "trumpet"], [["clarinet", "trumpet"], None])
+    np.testing.assert_array_equal(y, [[0, np.nan, 0], [0, 1, 0]])
+    absent, _ = load_dataset(_sample_cfg(shared_data, "openmic2018", unannotated="absent"), task_cfg(tname, ttype))
+    assert OBSERVED not in absent.column_names and absent.column("label").to_pylist() == labels
+    # the official baseline's threshold: present at a relevance of 0.5 (Y_true >= 0.5)
+    clip = SimpleNamespace(instruments={"piano": 0.5, "voice": 0.49, "drums": 1.0})
+    assert _openmic_annotated(clip) == (["drums", "piano"], ["drums", "piano", "voice"])
+    with pytest.raises(ValueError, match="'unannotated' does not apply to mirdata dataset 'tinysol'"):
+        _sample_cfg(shared_data, "tinysol", unannotated="absent")

@@ -216,9 +216,24 @@ def test_stack_matches_one_by_one(mc_data):
             np.testing.assert_allclose(r.test_scores[sid], alone.test_scores[sid], atol=1e-5)
 
 
-@pytest.mark.parametrize("task_type", ["multilabel_classification", "regression"])
+def masked(data: ProbeData, seed: int = 5) -> ProbeData:
+    """``data`` with about a third of its (track, label) pairs unannotated (NaN) in every split."""
+    rng = np.random.default_rng(seed)
+
+    def hide(y: np.ndarray) -> np.ndarray:
+        return np.where(rng.random(y.shape) < 0.35, np.float32(np.nan), y).astype(np.float32)
+
+    tests = {sid: (x, hide(y), ids) for sid, (x, y, ids) in data.tests.items()}
+    return ProbeData(
+        data.task_type, data.classes, data.x_train, hide(data.y_train), data.x_val, hide(data.y_val), tests
+    )
+
+
+@pytest.mark.parametrize("task_type", ["multilabel_classification", "regression", "masked_multilabel_classification"])
 def test_other_heads_match_one_by_one(task_type):
-    data = gaussian_data(task_type, n=120)
+    data = gaussian_data(task_type.removeprefix("masked_"), n=120)
+    if task_type.startswith("masked"):  # unannotated pairs: losses and criteria over the annotated ones
+        data = masked(data)
     cfgs = [
         ProbeConfig(hidden_units=[8], learning_rate=lr, batch_size=32, epochs=8, patience=3, standardize=True)
         for lr in (3e-3, 1e-2)
@@ -226,8 +241,10 @@ def test_other_heads_match_one_by_one(task_type):
     together = train_probes([(c, 3) for c in cfgs], data)
     for cfg, r in zip(cfgs, together, strict=True):
         alone = train_probe(cfg, data, 3)
+        assert r.failed is None and np.isfinite(r.best_criterion)
         assert r.best_epoch == alone.best_epoch
         assert r.best_criterion == pytest.approx(alone.best_criterion, rel=1e-5)
+        assert [h["val_loss"] for h in r.history] == pytest.approx([h["val_loss"] for h in alone.history], rel=1e-5)
         np.testing.assert_allclose(r.test_scores["clean"], alone.test_scores["clean"], atol=1e-5)
 
 
