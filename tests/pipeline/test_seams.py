@@ -59,7 +59,7 @@ def _pipeline(model_cfg: EmbeddingModelConfig, path: str, scenarios: dict) -> tu
 @pytest.mark.parametrize("seconds", [10.0, 11.3])
 def test_frames_of_a_track_of_several_windows_are_the_whole_tracks(tmp_path: Path, seconds: float) -> None:
     """mfcc-stats in 3-s windows: a track of 3–4 windows gets, clean, the frames of the whole decoded track (count
-    exact, values to float tolerance); window by window alone it lost 2 frames per window edge. Deformed window by
+    exact, values to float tolerance); window by window alone it lost frames at each window edge. Deformed window by
     window, the model reads the windows as deformed in their own windows (a window's context from its neighbour
     gets that neighbour's noise); deformed whole (Reverse), it reads the reversed track."""
     path = _track(tmp_path / "long.wav", seconds)
