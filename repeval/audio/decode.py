@@ -258,12 +258,26 @@ def iter_chunks(
     yield from chunk_blocks(iter_blocks(path, sample_rate_hz, max_duration_s), sample_rate_hz, chunk_s)
 
 
-def chunk_blocks(blocks: Iterable[np.ndarray], sample_rate_hz: int, chunk_s: float) -> Iterator[np.ndarray]:
+def window_sizes(sample_rate_hz: int, chunk_s: float, hop: int = 1, min_size: int = 0) -> tuple[int, int]:
+    """``(samples per window, samples from which a track has more than one window)`` for windows of ``chunk_s``
+    seconds whose boundaries fall on multiples of ``hop`` samples (a model's frame hop; the window rounded down to
+    whole hops) and that hold at least ``min_size`` samples. A track is cut where it was without ``hop``: one window
+    below 1.5 × ``chunk_s``, the last window taking a remainder of at least half a window."""
+    nominal = max(1, round(chunk_s * sample_rate_hz))
+    hop = max(1, int(hop))
+    size = max(hop, nominal // hop * hop, -(-int(min_size) // hop) * hop)
+    # emit a window only when what follows it is long enough
+    return size, max(nominal + int(MIN_TAIL_FRACTION * nominal), size + int(MIN_TAIL_FRACTION * size))
+
+
+def chunk_blocks(
+    blocks: Iterable[np.ndarray], sample_rate_hz: int, chunk_s: float, hop: int = 1, min_size: int = 0
+) -> Iterator[np.ndarray]:
     """Cut a stream of audio blocks into the windows :func:`iter_chunks` yields: windows of ``chunk_s`` seconds from
-    the start, the last one taking a remainder shorter than half a window. Where the windows fall depends on the
-    total length only, not on how the blocks are cut (one block holding a whole track gives the same windows)."""
-    size = max(1, round(chunk_s * sample_rate_hz))
-    hold = size + int(MIN_TAIL_FRACTION * size)  # emit a window only when what follows it is long enough
+    the start (on a grid of ``hop`` samples: :func:`window_sizes`), the last one taking a remainder shorter than half
+    a window. Where the windows fall depends on the total length only, not on how the blocks are cut (one block
+    holding a whole track gives the same windows)."""
+    size, hold = window_sizes(sample_rate_hz, chunk_s, hop, min_size)
     pending: list[np.ndarray] = []
     n_pending = 0
     for block in blocks:

@@ -27,6 +27,43 @@ class ModelUnavailable(RuntimeError):
     """The model is known but cannot run here (missing extra or weights); the message names the fix."""
 
 
+@dataclass(frozen=True)
+class FrameGeometry:
+    """Where a model's output frames lie in its input, in samples at its rate: frame ``k`` starts at ``k · hop`` and
+    depends on the input in ``[k · hop − left, k · hop + right)`` only (outside the input: the model's own padding,
+    at the track's ends only once the pipeline has added context), and an input of ``n`` samples yields
+    :meth:`count` frames. The pipeline uses it to make the windows of a long track invisible
+    (:class:`repeval.pipeline.stages.DecodeDeform`): window boundaries fall on multiples of ``hop``, each window
+    reaches the model with :attr:`before` samples of the previous window and :attr:`after` of the next one, and the
+    frames computed on that context are dropped — so a track's frames are those the model gives on the whole track.
+    """
+
+    #: samples between consecutive frames
+    hop: int
+    #: samples before a frame's start that it depends on
+    left: int
+    #: samples from a frame's start that it depends on (at least ``hop``)
+    right: int
+    #: the shortest input that yields one frame without padding: ``n`` samples yield
+    #: ``(max(n, span) − span) // hop + 1`` frames
+    span: int
+
+    def count(self, n_samples: int) -> int:
+        """Frames the model gives on ``n_samples`` samples."""
+        return (max(int(n_samples), self.span) - self.span) // self.hop + 1
+
+    @property
+    def before(self) -> int:
+        """Context a window needs from the previous one: ``left`` rounded up to whole hops (the window's input
+        then starts on the track's frame grid)."""
+        return -(-self.left // self.hop) * self.hop
+
+    @property
+    def after(self) -> int:
+        """Context a window needs from the next one: what its last frame reads past the window's end."""
+        return max(0, self.right - self.hop)
+
+
 class EmbeddingModel:
     """Base class of every embedding model."""
 
@@ -69,6 +106,15 @@ class EmbeddingModel:
     def declared_sizes(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:
         """``(sample_rate_hz, embedding_dim)`` known without loading weights (``None`` where unknown)."""
         return None, None
+
+    @classmethod
+    def frame_geometry(cls, params: dict[str, Any]) -> FrameGeometry | None:
+        """Where the frames lie (:class:`FrameGeometry`) for these params, known without loading weights; ``None``
+        (the default) where it cannot be stated — a model that cuts its input into windows of its own, pads or
+        trims it as a whole (a transformer encoder's fixed context), or whose frames depend on the whole input.
+        Such a model gets each window of a long track alone, its frames near window edges computed on that
+        window's audio only."""
+        return None
 
     @property
     def version(self) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 import scipy.fft
 
 from repeval.models._common import as_mono, mel_filterbank
-from repeval.models.base import EmbeddingModel, register_model
+from repeval.models.base import EmbeddingModel, FrameGeometry, register_model
 
 
 def _frames(audio: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
@@ -29,6 +29,11 @@ def _frames(audio: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     n = 1 + (len(audio) - n_fft) // hop
     idx = np.arange(n_fft)[None, :] + hop * np.arange(n)[:, None]
     return audio[idx]
+
+
+def _stats_frames(sample_rate_hz: int, hop_length: int, window_s: float, hop_s: float) -> tuple[int, int]:
+    """(spectral frames per output frame, spectral frames between output frames)."""
+    return max(1, round(window_s * sample_rate_hz / hop_length)), max(1, round(hop_s * sample_rate_hz / hop_length))
 
 
 class _SpectralStats(EmbeddingModel):
@@ -48,8 +53,7 @@ class _SpectralStats(EmbeddingModel):
         self.sample_rate_hz = int(sample_rate_hz)
         self.n_fft = int(n_fft)
         self.hop_length = int(hop_length)
-        self.window_frames = max(1, round(window_s * sample_rate_hz / hop_length))
-        self.hop_frames = max(1, round(hop_s * sample_rate_hz / hop_length))
+        self.window_frames, self.hop_frames = _stats_frames(sample_rate_hz, hop_length, window_s, hop_s)
         self._window = np.hanning(self.n_fft + 1)[:-1].astype(np.float32)
         self._setup()
         self.embedding_dim = 2 * self.n_bands
@@ -57,6 +61,21 @@ class _SpectralStats(EmbeddingModel):
     @classmethod
     def declared_sizes(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:
         return int(params.get("sample_rate_hz", 22050)), 2 * cls._declared_bands(params)
+
+    @classmethod
+    def frame_geometry(cls, params: dict[str, Any]) -> FrameGeometry:
+        """Output frame ``k`` summarises the spectral frames ``k · hop_frames …`` of the next ``window_s``: the
+        samples from ``k · hop_frames · hop_length`` over ``(window_frames − 1) · hop_length + n_fft``; a clip
+        shorter than that gives one frame of what it holds."""
+        hop_length = int(params.get("hop_length", 512))
+        window, hop = _stats_frames(
+            int(params.get("sample_rate_hz", 22050)),
+            hop_length,
+            float(params.get("window_s", 1.0)),
+            float(params.get("hop_s", 0.5)),
+        )
+        extent = (window - 1) * hop_length + int(params.get("n_fft", 2048))
+        return FrameGeometry(hop=hop * hop_length, left=0, right=extent, span=extent)
 
     @classmethod
     def _declared_bands(cls, params: dict[str, Any]) -> int:  # pragma: no cover - abstract

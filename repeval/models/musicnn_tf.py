@@ -52,7 +52,7 @@ from repeval.models._common import (
     model_threads,
     pad_to,
 )
-from repeval.models.base import register_model
+from repeval.models.base import FrameGeometry, register_model
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,11 @@ def logmel(audio: np.ndarray, pad_mode: str = "reflect") -> np.ndarray:
     return np.log10(10000 * mel.astype(np.float32) + 1)
 
 
+def _patch_hop(hop_s: float) -> int:
+    """Spectral frames between patches: ``hop_s`` rounded down (3 s: 187 frames, musicnn's patch)."""
+    return max(1, math.floor(hop_s * SR / HOP + 1e-9))
+
+
 class MusiCNN(WindowedModel):
     """One musicnn/vgg checkpoint from the wheel; see the module docstring."""
 
@@ -116,7 +121,7 @@ class MusiCNN(WindowedModel):
         self.pad_mode = pad_mode
         self.sample_rate_hz = SR
         self.embedding_dim = _LAYERS[arch][layer]
-        self.hop_frames = max(1, math.floor(hop_s * SR / HOP + 1e-9))  # 3 s: 187 frames, musicnn's patch
+        self.hop_frames = _patch_hop(hop_s)
         self._build()
 
     @classmethod
@@ -128,6 +133,14 @@ class MusiCNN(WindowedModel):
         arch = "vgg" if "vgg" in cls.checkpoint else "musicnn"
         layer = params.get("layer") or ("pool5" if arch == "vgg" else "dense")
         return SR, _LAYERS[arch].get(layer)
+
+    @classmethod
+    def frame_geometry(cls, params: dict[str, Any]) -> FrameGeometry:
+        """Patch ``k`` is 187 centred spectral frames from frame ``k · hop_frames``: the samples from half an FFT
+        before ``k · hop_frames · 256`` over 187 hops; the last one ends on a frame centred within the input (its
+        end reflected), and a clip shorter than a patch is zero-padded to one."""
+        hop = _patch_hop(float(params.get("hop_s", 3.0))) * HOP
+        return FrameGeometry(hop=hop, left=N_FFT // 2, right=PATCH_FRAMES * HOP, span=PATCH_SAMPLES)
 
     def _build(self) -> None:
         threads = model_threads()  # the pipeline's cap (TF's default: a pool as large as the machine)

@@ -47,6 +47,7 @@ from repeval.pipeline.partitions import (  # noqa: F401  (model_chunk_s and the 
     accepted_spec,
     model_chunk_s,
     model_fingerprint,
+    model_geometry,
     scenario_fingerprint,
     wanted_masks,
 )
@@ -500,6 +501,7 @@ def _run_pipeline(
         scenario_ids=st.keys,
         seed_ids=sids,
         whole_track_max_s=run.deform_whole_track_max_s,
+        geometry=model_geometry(*resolve_model(mcfg)),
     )
     # the models keep the frames of these partitions' chunks only: all (True) or none (False) when so, the setting
     # a worker's model is built under by repeval before this stream (a benchmark's warm-up) and kept for it

@@ -39,6 +39,14 @@ def scenario_fingerprint(exp: ExperimentConfig, sid: str, ds: Any, run_seed: int
     return {"scenario": config_hash(scen), "seed": run_seed}
 
 
+def model_geometry(fam: Any, params: dict[str, Any]) -> Any:
+    """The model's :class:`~repeval.models.base.FrameGeometry` when its long tracks are cut into windows (a
+    ``chunk_s``) and it declares one; else ``None`` (each window embedded alone)."""
+    if model_chunk_s(fam, params) is None:
+        return None
+    return fam.cls.frame_geometry(params)
+
+
 def model_chunk_s(fam: Any, params: dict[str, Any]) -> float | None:
     """The analysis window: ``params.chunk_s``, else the model's declared ``chunk_s``, else 30 s.
 
@@ -106,13 +114,16 @@ class ModelSpec:
     chunk_s: float | None
     fingerprint: dict[str, Any]
     settings: dict[str, Any]
+    #: windows reach the model with the context its frames need across their edges (a frame geometry)
+    overlapped: bool = False
 
     @classmethod
     def of(cls, cfg: Config, mcfg: Any) -> ModelSpec:
         fam, params = resolve_model(mcfg)
         sample_rate = int(model_rate(fam, params) or cfg.run.sample_rate_hz)
         fp = model_fingerprint(mcfg)
-        return cls(mcfg.id, sample_rate, model_chunk_s(fam, params), fp, model_settings(fam, params))
+        overlapped = model_geometry(fam, params) is not None
+        return cls(mcfg.id, sample_rate, model_chunk_s(fam, params), fp, model_settings(fam, params), overlapped)
 
     def partition(self, cfg: Config, exp: ExperimentConfig, ds: Any, sid: str) -> PartitionSpec:
         """The partition of ``ds`` in scenario ``sid``, as this run asks for it: with frames when a task of the run
@@ -125,6 +136,10 @@ class ModelSpec:
             "keep_frames": cfg.keeps_frames(ds.name, self.model_id),
             "store_format": STORE_FORMAT,
         }
+        if self.overlapped:
+            # a track of several windows has the frames of the whole track: a partition computed window by window
+            # alone (before repeval overlapped windows) differs on every such track, and is not completed with these
+            fp["windows"] = "overlapped"
         described = {"model.params": self.settings}
         if sid != CLEAN:
             scenario = exp.scenarios_for(ds)[sid]

@@ -26,7 +26,9 @@ import numpy as np
 import pyarrow as pa
 
 from repeval.audio import DecodeError, chunk_blocks, iter_blocks, iter_chunks
+from repeval.audio.decode import window_sizes
 from repeval.deformations import WHOLE_TRACK_MAX_S, Scenario, scenario_seed
+from repeval.models.base import FrameGeometry
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,23 @@ DEFAULT_CHUNK_S = 30.0
 #: a decode task yields an output batch once it holds this many samples (bounded task memory)
 MAX_BATCH_SAMPLES = 1 << 22
 
-DECODE_COLUMNS = ("track_id", "split", "scenario", "chunk", "n_chunks", "audio", "deformation_params", "error", "stage")
+DECODE_COLUMNS = (
+    "track_id",
+    "split",
+    "scenario",
+    "chunk",
+    "n_chunks",
+    "audio",
+    "deformation_params",
+    "error",
+    "stage",
+    "skip",
+    "keep",
+    "context",
+)
+#: the integer columns of a chunk row: its index, the track's number of chunks (on its last), and — for a model that
+#: declares its frame geometry — the frames to drop (computed on context), to keep (-1: all) and the context samples
+INT_COLUMNS = ("chunk", "n_chunks", "skip", "keep", "context")
 
 
 def _object_array(items: list[Any]) -> np.ndarray:
@@ -57,9 +75,10 @@ def chunks_table(out: dict[str, list[Any]]) -> pa.Table:
     lengths = np.fromiter((len(a) for a in audio), np.int64, len(audio))
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     values = np.concatenate(audio).astype(np.float32, copy=False) if len(audio) else np.zeros(0, np.float32)
-    cols = {k: pa.array(v, pa.string()) for k, v in out.items() if k not in ("audio", "chunk", "n_chunks")}
-    cols["chunk"] = pa.array(out["chunk"], pa.int32())
-    cols["n_chunks"] = pa.array(out["n_chunks"], pa.int32())
+    cols = {k: pa.array(v, pa.string()) for k, v in out.items() if k != "audio" and k not in INT_COLUMNS}
+    for k in INT_COLUMNS:
+        if k in out:
+            cols[k] = pa.array(out[k], pa.int32())
     cols["audio"] = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values, pa.float32()))
     return pa.table(cols)
 
@@ -98,6 +117,13 @@ class DecodeDeform:
     whole) is applied once to the whole decoded track, seeded like a first chunk — so a track of one window is
     deformed bit for bit as in a streamed scenario — and its output is cut into windows; a track longer than
     ``whole_track_max_s`` is an error record in that scenario. The sampled parameters are returned as JSON.
+
+    With a model's :class:`~repeval.models.base.FrameGeometry` (``geometry``), the windows of a track of several
+    windows are invisible in its frames: window boundaries fall on the model's frame grid (:func:`window_sizes`; a
+    window holds at least twice a frame's extent), and each window reaches the model with the end of the previous
+    window and the start of the next one — as deformed in their own windows, so the model reads the track's deformed
+    audio as a whole — with ``skip`` and ``keep`` saying which of its frames start in the window. A track of one
+    window reaches the model as before (``keep`` -1: all its frames).
     """
 
     def __init__(
@@ -110,8 +136,11 @@ class DecodeDeform:
         scenario_ids: list[str] | None = None,
         seed_ids: dict[str, str] | None = None,
         whole_track_max_s: float | None = WHOLE_TRACK_MAX_S,
+        geometry: FrameGeometry | None = None,
     ) -> None:
         self.sample_rate_hz = sample_rate_hz
+        #: where the model's frames lie: windows then overlap by the context its frames need (``None``: windows alone)
+        self.geometry = geometry if chunk_s is not None else None
         self.scenario_steps = scenarios
         self.run_seed = run_seed
         self.max_duration_s = max_duration_s
@@ -150,6 +179,7 @@ class DecodeDeform:
             params: str,
             error: str = "",
             stage: str = "",
+            seam: tuple[int, int, int] = (0, -1, 0),
         ) -> None:
             nonlocal held
             out["track_id"].append(tid)
@@ -161,6 +191,9 @@ class DecodeDeform:
             out["deformation_params"].append(params)
             out["error"].append(error)
             out["stage"].append(stage)
+            out["skip"].append(seam[0])
+            out["keep"].append(seam[1])
+            out["context"].append(seam[2])
             held += 0 if audio is None else len(audio)
 
         for tid, path, split, wanted in zip(
@@ -201,11 +234,17 @@ class DecodeDeform:
                 blocks: Iterator[np.ndarray] = iter_blocks(path, self.sample_rate_hz, self.max_duration_s)
                 if whole:
                     blocks = self._whole_track(blocks, self.chunk_s, tid, split, whole, windows, params, open_, emit)
-                chunks = chunk_blocks(blocks, self.sample_rate_hz, self.chunk_s)
+                chunks = chunk_blocks(blocks, self.sample_rate_hz, self.chunk_s, *self._grid())
             streamed = [sid for sid in wanted if sid not in windows]
             current: np.ndarray | None = next(chunks) if any(open_[sid] for sid in streamed) else None
+            # each streamed scenario's window ``index`` and (once known) ``index + 1``, deformed — or why not; the
+            # end of its window ``index - 1`` (the context the model's frames need across window edges)
+            ahead = self._deformed(scenarios, tid, streamed, open_, 0, current)
+            behind: dict[str, np.ndarray | None] = {}
             while True:
                 following = None if current is None else next(chunks, None)  # one window of look-ahead: the last?
+                going = [sid for sid, got in ahead.items() if not isinstance(got, Exception)]
+                now, ahead = ahead, self._deformed(scenarios, tid, going, open_, index + 1, following)
                 sent = False
                 for sid in wanted:
                     if not open_[sid]:
@@ -213,7 +252,9 @@ class DecodeDeform:
                     if sid in windows:
                         w = windows[sid]
                         last = index == len(w) - 1
-                        emit(tid, split, sid, index, last, w[index], params[sid])
+                        previous = w[index - 1] if index else None
+                        audio, seam = self._seam(w[index], previous, None if last else w[index + 1], index, last)
+                        emit(tid, split, sid, index, last, audio, params[sid], seam=seam)
                         open_[sid] = not last
                         sent = True
                         continue
@@ -221,16 +262,27 @@ class DecodeDeform:
                         continue
                     sent = True
                     last = following is None
-                    if self._plain(sid) == CLEAN:
-                        emit(tid, split, sid, index, last, current, "")
-                        continue
-                    try:
-                        audio, sampled = self._deform(scenarios[sid], tid, sid, index, current)
-                        params.setdefault(sid, json.dumps(sampled))
-                        emit(tid, split, sid, index, last, audio, params[sid])
-                    except Exception as exc:
-                        emit(tid, split, sid, index, True, None, "", f"{type(exc).__name__}: {exc}", "deform")
+                    got = now[sid]
+                    if isinstance(got, Exception):
+                        emit(tid, split, sid, index, True, None, "", f"{type(got).__name__}: {got}", "deform")
                         open_[sid] = False
+                        continue
+                    window, sampled = got
+                    if sampled is not None:
+                        params.setdefault(sid, json.dumps(sampled))
+                    nxt = ahead.get(sid)
+                    # a deformation that changed a window's length moved the frame grid: that window goes alone
+                    fits = len(window) == len(current)
+                    nxt_fits = isinstance(nxt, tuple) and following is not None and len(nxt[0]) == len(following)
+                    audio, seam = self._seam(
+                        window,
+                        behind.get(sid) if fits else None,
+                        nxt[0] if fits and isinstance(nxt, tuple) and nxt_fits else None,
+                        index,
+                        last,
+                    )
+                    behind[sid] = self._tail(window) if fits else None
+                    emit(tid, split, sid, index, last, audio, params.get(sid, ""), seam=seam)
                 if not sent:
                     break
                 yield None
@@ -246,6 +298,63 @@ class DecodeDeform:
                 for t in scenarios[sid].transforms:
                     t.unfreeze_parameters()
         yield None
+
+    def _grid(self) -> tuple[int, int]:
+        """``(hop, min_size)`` of the windows (:func:`repeval.audio.decode.window_sizes`): on the model's frame grid,
+        each at least twice what a frame reads (so a window's context fits in its neighbours, and the last window
+        holds whole frames)."""
+        g = self.geometry
+        return (1, 0) if g is None else (g.hop, 2 * max(g.span, g.right, g.before, g.after))
+
+    def _deformed(
+        self, scenarios: dict[str, Scenario], tid: str, sids: list[str], open_: dict[str, bool], index: int, audio: Any
+    ) -> dict[str, tuple[np.ndarray, Any] | Exception]:
+        """Window ``index`` (``audio``) in each open scenario of ``sids``: ``(audio, sampled parameters or None)``,
+        or the exception that deforming it raised (an error record of the track when its turn comes)."""
+        if audio is None:
+            return {}
+        out: dict[str, tuple[np.ndarray, Any] | Exception] = {}
+        for sid in sids:
+            if not open_[sid]:
+                continue
+            if self._plain(sid) == CLEAN:
+                out[sid] = (audio, None)
+                continue
+            try:
+                out[sid] = self._deform(scenarios[sid], tid, sid, index, audio)
+            except Exception as exc:
+                out[sid] = exc
+        return out
+
+    def _tail(self, window: np.ndarray) -> np.ndarray | None:
+        """The end of a window that the next one's first frames read (a copy: the window itself is freed)."""
+        n = 0 if self.geometry is None else self.geometry.before
+        return window[len(window) - n :].copy() if n else None
+
+    def _seam(
+        self, window: np.ndarray, previous: np.ndarray | None, following: np.ndarray | None, index: int, last: bool
+    ) -> tuple[np.ndarray, tuple[int, int, int]]:
+        """Window ``index`` as the model reads it: with the end of the previous window and the start of the next one
+        that its frames need, and ``(skip, keep, context)``: the frames computed on the previous window's end, the
+        frames that start in this window (the last window: as many as the whole track has from its start on) and the
+        context samples. Without a frame geometry, for a track of one window, or when context is missing (a
+        deformation changed a neighbour's length): the window alone, all its frames kept."""
+        g = self.geometry
+        if g is None or (index == 0 and last):
+            return window, (0, -1, 0)
+        before = previous[len(previous) - g.before :] if index and g.before and previous is not None else None
+        after = following[: g.after] if not last and g.after and following is not None else None
+        if (index and g.before and before is None) or (not last and g.after and after is None):
+            return window, (0, -1, 0)
+        start = index * window_sizes(self.sample_rate_hz, float(self.chunk_s or 0), *self._grid())[0]
+        keep = g.count(start + len(window)) - start // g.hop if last else len(window) // g.hop
+        parts = [p for p in (before, window, after) if p is not None]
+        context = sum(len(p) for p in parts) - len(window)
+        return (np.concatenate(parts) if len(parts) > 1 else window), (
+            len(before) // g.hop if before is not None else 0,
+            keep,
+            context,
+        )
 
     def _whole_track(
         self,
@@ -286,7 +395,7 @@ class DecodeDeform:
                 audio, sampled = scenario(track, self.sample_rate_hz, seed)
                 if not len(audio):
                     raise ValueError(f"the deformation left no audio of the track's {len(track)} samples")
-                windows[sid] = list(chunk_blocks([audio], self.sample_rate_hz, chunk_s))
+                windows[sid] = list(chunk_blocks([audio], self.sample_rate_hz, chunk_s, *self._grid()))
                 params[sid] = json.dumps(sampled)
             except Exception as exc:
                 emit(tid, split, sid, 0, True, None, "", f"{type(exc).__name__}: {exc}", "deform")
@@ -425,9 +534,13 @@ class Embed:
         frames_out: list[np.ndarray] = [np.zeros((0, dim), np.float32)] * n
         todo = [i for i in range(n) if not errors[i]]
         audios = [np.asarray(batch["audio"][i], dtype=np.float32) for i in todo]
+        # a window with context from its neighbours (DecodeDeform with a frame geometry): the frames that start in it
+        skip, keep, context = (
+            batch.get(k, np.full(n, d, np.int32)) for k, d in (("skip", 0), ("keep", -1), ("context", 0))
+        )
         results = self._embed_all(audios)
         for i, a, r in zip(todo, audios, results, strict=True):
-            seconds[i] = len(a) / self.model.sample_rate_hz
+            seconds[i] = (len(a) - int(context[i])) / self.model.sample_rate_hz
             if isinstance(r, Exception):
                 errors[i], stages[i] = f"{type(r).__name__}: {r}", "embed"
                 continue
@@ -436,6 +549,16 @@ class Embed:
                 finite = bool(np.isfinite(r).all())
                 errors[i], stages[i] = f"model returned invalid frames of shape {r.shape} (finite={finite})", "embed"
                 continue
+            if keep[i] >= 0:
+                first, count = int(skip[i]), int(keep[i])
+                if r.shape[0] < first + count or count == 0:
+                    errors[i], stages[i] = (
+                        f"model returned {r.shape[0]} frames for a window with context, whose frames {first} to "
+                        f"{first + count - 1} start in the window: its frame_geometry does not match its frames",
+                        "embed",
+                    )
+                    continue
+                r = r[first : first + count]
             emb[i] = r.mean(axis=0)
             n_frames[i] = r.shape[0]
             if self.keep_frames is True or (self.keep_frames and str(batch["scenario"][i]) in self.keep_frames):

@@ -39,10 +39,20 @@ STORE_FORMAT = 2
 
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
 #: fingerprint entries that only say how a track longer than one analysis window is processed (a deformation scenario
-#: applied to the whole track, then cut into windows — see repeval.pipeline.stages.DecodeDeform): a partition stamped
-#: before the entry existed whose rows are all one window long (``n_chunks`` ≤ 1) holds exactly the rows a run with
-#: the entry computes, so it is accepted and re-stamped instead of being a conflict
-WINDOWING_ENTRIES: dict[str, Any] = {"deformed": "whole track"}
+#: applied to the whole track, then cut into windows; windows that reach the model with the context its frames need
+#: across their edges — see repeval.pipeline.stages.DecodeDeform): a partition stamped before the entry existed whose
+#: rows are all one window long (``n_chunks`` ≤ 1) holds exactly the rows a run with the entry computes, so it is
+#: accepted and re-stamped instead of being a conflict
+WINDOWING_ENTRIES: dict[str, Any] = {"deformed": "whole track", "windows": "overlapped"}
+
+#: why a partition stamped before each windowing entry differs, when it holds tracks of several windows
+WINDOWING_HINTS = {
+    "deformed": "the scenario has a step that acts on the track as a whole, which repeval now applies to each track "
+    "whole; these rows of tracks longer than one window were deformed window by window",
+    "windows": "repeval now gives the model each window of a long track with the audio its frames need across the "
+    "window's edges, so a track's frames are those of the whole track; these rows of tracks longer than one window "
+    "were embedded window by window alone",
+}
 
 
 class StoreConflict(RuntimeError):
@@ -349,13 +359,10 @@ class Partition:
                     " (its rows have no frame-level embeddings, which this run keeps there: a task reads this dataset "
                     "with this model with embedding_aggregation: prediction or attention, or run.keep_frames: true)"
                 )
-            if isinstance(old, dict) and any(
-                k not in old and fingerprint.get(k) == v for k, v in WINDOWING_ENTRIES.items()
-            ):
-                hint += (
-                    " (the scenario has a step that acts on the track as a whole, which repeval now applies to each "
-                    "track whole; these rows of tracks longer than one window were deformed window by window)"
-                )
+            if isinstance(old, dict):
+                for k, v in WINDOWING_ENTRIES.items():
+                    if k not in old and fingerprint.get(k) == v:
+                        hint += f" ({WINDOWING_HINTS[k]})"
             raise StoreConflict(
                 f"store partition {self.path} was computed with a different configuration — {diff}{hint}; give "
                 f"the model or scenario a new id, point run.store elsewhere, or delete the partition to recompute "

@@ -381,6 +381,32 @@ def musicnn_process(shared_data: Path, tmp_path_factory: pytest.TempPathFactory)
         "ref = sess.run(g.get_tensor_by_name('model/dense/BiasAdd:0'), {x: patches})\n"
         "ours = build_model(EmbeddingModelConfig(id='msd-musicnn', params={'pad_mode': 'constant'})).embed(audio)\n"
         "print('REF', ours.shape, ref.shape, float(np.abs(ours - ref).max()), float(np.abs(ref).max()))\n"
+        # a track of three 6-s windows through the pipeline's stages against the model on the whole track, and the
+        # frame count the geometry states at lengths around a patch (3-s hops; 1.5-s hops: the same graph)
+        "from repeval.models import resolve_model\n"
+        "from repeval.pipeline.assemble import TrackAssembler\n"
+        "from repeval.pipeline.partitions import model_geometry\n"
+        "from repeval.pipeline.stages import DecodeDeform, Embed\n"
+        f"long = {str(tmp_path_factory.mktemp('musicnn') / 'long.wav')!r}\n"
+        "sf.write(long, 0.2 * rng.standard_normal(16000 * 16).astype(np.float32), 16000, subtype='FLOAT')\n"
+        "cfg = EmbeddingModelConfig(id='msd-musicnn', params={'chunk_s': 6.0})\n"
+        "emb = Embed(cfg, keep_frames=True)\n"
+        "dd = DecodeDeform(16000, {}, 0, chunk_s=6.0, geometry=model_geometry(*resolve_model(cfg)))\n"
+        "batch = {'track_id': np.array(['t']), 'audio_path': np.array([long]), 'split': np.array(['test']),\n"
+        "         'scenarios': np.array([['clean']], dtype=object)}\n"
+        "asm = TrackAssembler(True)\n"
+        "block = [b for t in dd(batch) for b in [asm.add(emb(t))[0]] if b is not None][0]\n"
+        "whole = m.embed(decode(long, 16000))\n"
+        "got = np.asarray(block.frames[0], np.float32)\n"
+        "print('SEAMS', block.n_chunks[0], got.shape, whole.shape, float(np.abs(got - whole).max()) if\n"
+        "      got.shape == whole.shape else -1, float(np.abs(whole).max()))\n"
+        "counts = []\n"
+        "for hop_s in (3.0, 1.5):\n"
+        "    g = type(m).frame_geometry({'hop_s': hop_s})\n"
+        "    m.hop_frames = g.hop // 256\n"
+        "    for n in (9000, g.span - 1, g.span, g.span + g.hop - 1, g.span + g.hop, 16000 * 13 + 5):\n"
+        "        counts.append((len(m.embed(np.zeros(n, np.float32) + 0.01)), g.count(n)))\n"
+        "print('COUNTS', all(a == b for a, b in counts), counts)\n"
     )
     env = {**os.environ, "REPEVAL_MODEL_THREADS": "1"}
     env.pop("TF_NUM_INTRAOP_THREADS", None)
@@ -399,7 +425,7 @@ def test_a_musicnn_actor_never_imports_librosa_and_its_batches_do_not_change_a_c
     import (scipy.signal, numba: ~1 CPU-s of every TensorFlow actor's start): a fresh process builds the model,
     embeds a clip and lists what it imported. In the same process: clips embedded 8 patches per session call
     (the default), 64 per call and one clip at a time get the same frames."""
-    *_, imports, batches, load, _ref = musicnn_process
+    *_, imports, batches, load, _ref, _seams, _counts = musicnn_process
     assert float(load.split()[1]) <= 1.5, load  # 1.2 here; 1.9 with the ConfigProto alone (two busy threads)
     assert imports == "(1, 200) []"
     shape, d_large, d_one = batches.rsplit(" ", 2)
@@ -412,8 +438,23 @@ def test_msd_musicnn_is_mir_refs_layer_on_musicnns_own_patches(musicnn_process: 
     batch_data cuts (one every 187 frames; repeval started one every 188) read at ``model/dense/BiasAdd``, the node
     Essentia's msd-musicnn-1.pb — mir_ref's msd-musicnn — gives embeddings from (repeval read musicnn's
     ``penultimate``, that layer after ReLU and batch normalisation: 6.1 away on a scale of 6.3 here)."""
-    *_, ref = musicnn_process
+    *_, ref, _seams, _counts = musicnn_process
     label, ours_shape, ref_shape, diff, scale = ref.replace("(", "").replace(")", "").replace(", ", ",").split(" ")
     assert label == "REF" and ours_shape == ref_shape == "2,200", ref
     # musicnn's log-mel differs from repeval's by float16 arithmetic (≤ 1e-3 on a log10 scale of ~0–3)
     assert float(diff) <= 0.01 * float(scale), ref
+
+
+def test_msd_musicnn_frames_of_a_track_of_several_windows_are_the_whole_tracks(
+    musicnn_process: tuple[str, ...],
+) -> None:
+    """A 16-s track in 6-s windows through the pipeline's stages (decode, embed, assemble) gets msd-musicnn's patches
+    of the whole decoded track: each window reaches the model with the previous window's last patch (its first
+    spectral frame reads half an FFT before the window) and keeps the patches that start in it — window by window
+    alone a window's patches started at its own start, off musicnn's 187-frame grid, and its tail was dropped. The
+    frame geometry counts the model's patches at lengths around one patch, at 3-s and 1.5-s hops."""
+    *_, seams, counts = musicnn_process
+    label, n_chunks, got, whole, diff, scale = seams.replace("(", "").replace(")", "").replace(", ", ",").split(" ")
+    assert label == "SEAMS" and n_chunks == "3" and got == whole == "5,200", seams
+    assert 0 <= float(diff) <= 1e-4 * float(scale), seams
+    assert counts.startswith("COUNTS True"), counts

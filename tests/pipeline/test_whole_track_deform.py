@@ -164,6 +164,9 @@ def test_the_partition_fingerprint_says_a_scenario_is_deformed_whole():
     assert "deformed" not in chunked.partition(cfg, exp, ds, "gain").fingerprint
     assert "deformed" not in chunked.partition(cfg, exp, ds, "clean").fingerprint
     assert "deformed" not in whole_file.partition(cfg, exp, ds, "rev").fingerprint  # one window: as before
+    # mfcc-stats states its frame geometry: a chunked partition's windows overlap (tests/pipeline/test_seams.py)
+    assert {chunked.partition(cfg, exp, ds, sid).fingerprint["windows"] for sid in ("clean", "gain")} == {"overlapped"}
+    assert "windows" not in whole_file.partition(cfg, exp, ds, "clean").fingerprint
     with pytest.raises(ValueError, match="deform_whole_track_max_s"):
         Config.model_validate({**cfg.model_dump(), "run": {"deform_whole_track_max_s": 0}})
 

@@ -624,3 +624,28 @@ def test_a_partition_of_one_window_rows_deformed_before_whole_track_deformation_
     with pytest.raises(StoreConflict, match="deformed") as err:
         several.check_compatible(now)
     assert "deformed window by window" in str(err.value) and "store rm" in str(err.value)
+
+
+def test_a_partition_embedded_window_by_window_alone_is_refused_for_tracks_of_several_windows(tmp_path):
+    """A model with a frame geometry gained ``windows: overlapped`` in its partitions' fingerprint (each window reaches
+    it with its neighbours' audio): a partition stamped before it is accepted while its rows are all one window long
+    (their bits are the same), and refused, saying why, once it holds a track of several windows."""
+    store = EmbeddingStore(str(tmp_path / "s"))
+    before = {"fp": 1}
+    now = {"fp": 1, "windows": "overlapped"}
+    one = _write(store, ["a", "b"])
+    one.finish({})
+    assert one.check_compatible(now) is False and one.restamp(now, {"config_hash": "x"})
+    assert json.loads((tmp_path / "s" / "ds" / "m" / "clean" / "_stamp.json").read_text())["fingerprint"] == now
+
+    several = store.partition("ds", "m", "D1")
+    several.stamp(before)
+    block = _block(["x", "y"])
+    block.n_chunks[0] = 2  # a track of two windows, each embedded alone
+    schema = embedding_schema(DIM)
+    w = PartitionWriter(several, schema, 3)
+    w.add_table(rows_table(block, schema, PROV))
+    w.flush()
+    with pytest.raises(StoreConflict, match="windows: stored") as err:
+        several.check_compatible(now)
+    assert "embedded window by window alone" in str(err.value) and "store rm" in str(err.value)

@@ -1,0 +1,129 @@
+"""A long track reaches a model in windows; for a model that declares where its frames lie (its frame geometry),
+the windows are invisible: the frames the pipeline's stages give equal those the model gives on the whole track."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from repeval.audio import chunk_blocks, decode
+from repeval.config.schema import EmbeddingModelConfig
+from repeval.models import resolve_model
+from repeval.models.base import FrameGeometry
+from repeval.pipeline.assemble import TrackAssembler
+from repeval.pipeline.partitions import model_geometry
+from repeval.pipeline.stages import DecodeDeform, Embed
+
+SR = 22050
+#: a streamed scenario (noise seeded per window, a gain sampled for the track) and a track-level one
+SCENARIOS = {
+    "noisy": [("Gain", {"min_gain_db": -9, "max_gain_db": -3, "p": 1}), ("AddGaussianNoise", {"p": 1})],
+    "reversed": [("Reverse", {"p": 1})],
+}
+
+
+def _track(path: Path, seconds: float) -> str:
+    t = np.arange(int(seconds * SR)) / SR
+    noise = 0.05 * np.random.default_rng(0).standard_normal(len(t))
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 220 * t * (1 + t / 5)) + noise).astype(np.float32), SR)
+    return str(path)
+
+
+def _pipeline(model_cfg: EmbeddingModelConfig, path: str, scenarios: dict) -> tuple[dict, DecodeDeform, Embed]:
+    """The stages a stream runs (decode and deform, embed, assemble) on one track in every scenario: its rows by
+    scenario, the decoder and the embedder."""
+    fam, params = resolve_model(model_cfg)
+    embed = Embed(model_cfg, keep_frames=True)
+    chunk_s = float(params["chunk_s"])
+    decoder = DecodeDeform(
+        embed.model.sample_rate_hz, scenarios, 7, chunk_s=chunk_s, geometry=model_geometry(fam, params)
+    )
+    batch = {
+        "track_id": np.array(["t"]),
+        "audio_path": np.array([path]),
+        "split": np.array(["test"]),
+        "scenarios": np.array([["clean", *scenarios]], dtype=object),
+    }
+    assembler, rows = TrackAssembler(keep_frames=True), {}
+    for table in decoder(batch):
+        block, errors = assembler.add(embed(table))
+        assert not len(errors), errors.reason
+        for i in range(0 if block is None else len(block)):
+            rows[str(block.scenario[i])] = {k: v[i] for k, v in block.__dict__.items()}
+    return rows, decoder, embed
+
+
+@pytest.mark.parametrize("seconds", [10.0, 11.3])
+def test_frames_of_a_track_of_several_windows_are_the_whole_tracks(tmp_path: Path, seconds: float) -> None:
+    """mfcc-stats in 3-s windows: a track of 3–4 windows gets, clean, the frames of the whole decoded track (count
+    exact, values to float tolerance); window by window alone it lost frames at each window edge. Deformed window by
+    window, the model reads the windows as deformed in their own windows (a window's context from its neighbour
+    gets that neighbour's noise); deformed whole (Reverse), it reads the reversed track."""
+    path = _track(tmp_path / "long.wav", seconds)
+    cfg = EmbeddingModelConfig(id="mfcc-stats", params={"chunk_s": 3.0})
+    rows, decoder, embed = _pipeline(cfg, path, SCENARIOS)
+    model = embed.model
+    whole = decode(path, SR)
+    geometry = type(model).frame_geometry({})
+    # the noisy scenario's track: its windows (on the model's frame grid) as the decoder deforms each
+    streamed = DecodeDeform(SR, SCENARIOS, 7, chunk_s=3.0)
+    scenario = streamed._scenarios()["noisy"]
+    windows = list(chunk_blocks([whole], SR, 3.0, *decoder._grid()))
+    noisy = np.concatenate([streamed._deform(scenario, "t", "noisy", i, w)[0] for i, w in enumerate(windows)])
+    for sid, audio in (("clean", whole), ("noisy", noisy), ("reversed", whole[::-1].copy())):
+        row, expected = rows[sid], model.embed(audio)
+        assert len(expected) == geometry.count(len(audio))
+        assert row["n_chunks"] == len(windows) >= 3 and row["n_frames"] == len(expected), sid
+        np.testing.assert_allclose(np.stack(row["frames"]), expected, rtol=1e-5, atol=1e-5, err_msg=sid)
+        np.testing.assert_allclose(row["embedding"], expected.mean(axis=0), rtol=1e-5, atol=1e-5, err_msg=sid)
+        assert abs(row["audio_seconds"] - seconds) < 1e-3, sid
+    assert np.abs(noisy - whole).max() > 1e-3  # (the noise is there)
+
+
+def test_a_track_of_one_window_reaches_the_model_as_before(tmp_path: Path) -> None:
+    """Below 1.5 windows a track is one window, embedded whole: the same bits as without a frame geometry."""
+    path = _track(tmp_path / "short.wav", 4.4)
+    cfg = EmbeddingModelConfig(id="mfcc-stats", params={"chunk_s": 3.0})
+    rows, _, embed = _pipeline(cfg, path, {})
+    expected = embed.model.embed(decode(path, SR))
+    assert rows["clean"]["n_chunks"] == 1
+    np.testing.assert_array_equal(np.stack(rows["clean"]["frames"]), expected)
+    np.testing.assert_array_equal(rows["clean"]["embedding"], expected.mean(axis=0))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"hop_s": 0.25, "window_s": 0.5, "n_fft": 1024, "sample_rate_hz": 16000}, {"hop_s": 2.0, "window_s": 0.3}],
+)
+@pytest.mark.parametrize("model_id", ["mfcc-stats", "logmel-stats", "chroma-stats"])
+def test_handcrafted_frame_geometry_counts_the_models_frames(model_id: str, params: dict) -> None:
+    """The handcrafted statistics' frame count, at lengths around one frame's extent and its hops."""
+    fam, merged = resolve_model(EmbeddingModelConfig(id=model_id, params=params))
+    model, geometry = fam.cls(**merged), fam.cls.frame_geometry(merged)
+    assert isinstance(geometry, FrameGeometry) and geometry.left == 0
+    rng = np.random.default_rng(0)
+    for n in (10, 1000, geometry.span - 1, geometry.span, geometry.span + geometry.hop - 1, geometry.span + geometry.hop,
+              5 * geometry.hop + 17, 123457):  # fmt: skip
+        assert len(model.embed(0.1 * rng.standard_normal(n).astype(np.float32))) == geometry.count(n), n
+
+
+def test_window_sizes_fall_on_the_frame_grid_and_cut_tracks_where_they_were() -> None:
+    """Windows on a grid of hops: each but the last a whole number of hops, at least the minimum size; the track is
+    one window below 1.5 × chunk_s whatever the grid, and the last window holds at least half a window."""
+    from repeval.audio.decode import window_sizes
+
+    assert window_sizes(8000, 5.0) == (40000, 60000)
+    size, hold = window_sizes(22050, 30.0, 11264, 47104)
+    assert size % 11264 == 0 and size <= 661500 and hold == 661500 + 330750
+    assert window_sizes(16000, 1.0, 47872, 95744) == (95744, 143616)  # a window below the minimum: raised to it
+    rng = np.random.default_rng(1)
+    for n in (10, 59999, 60000, 95743, 143615, 143616, 400000):
+        audio = rng.standard_normal(n).astype(np.float32)
+        cut = list(chunk_blocks([audio[:1000], audio[1000:]], 16000, 3.0, 4096, 20000))
+        size, hold = window_sizes(16000, 3.0, 4096, 20000)
+        assert np.array_equal(np.concatenate(cut), audio)
+        assert (len(cut) == 1) == (n < hold)
+        assert all(len(c) == size for c in cut[:-1]) and (len(cut) == 1 or len(cut[-1]) >= size // 2)
