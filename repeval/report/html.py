@@ -296,7 +296,9 @@ def _failed_block(runs: list[Run], task: str, dataset: str) -> str:
     th = "".join(f"<th>{e(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in r) + "</tr>" for r in rows)
     if tests:
-        title = f"Failed probe trainings and tests ({len(rows)})"
+        trainings = len(rows) - tests
+        title = f"Failed probe trainings ({trainings}) and failed" if trainings else "Failed"
+        title += f" test cells ({tests})"
         note = (
             "a row without a test set is a training that raised or diverged: it is in no table or figure below; a row "
             "with one is a trained probe whose scores on that test set were not finite: only that cell is missing"

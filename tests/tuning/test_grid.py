@@ -179,7 +179,7 @@ def test_non_finite_test_scores_fail_only_their_test_set(ray_session, tmp_path):
     failed_df = typed_table([{**f, "fold": None} for f in g.failed], FAILED_SCHEMA).to_pandas()
     run = Run("r", tmp_path, pd.DataFrame(), failed=failed_df)
     block = _failed_block([run], "inst", "notes")
-    assert "Failed probe trainings and tests (2)" in block and "<th>test set</th>" in block
+    assert "Failed test cells (2)" in block and "<th>test set</th>" in block
     assert block.count("<td>D1</td>") == 2
 
 
@@ -860,7 +860,7 @@ def test_train_summary_line_counts_reused_trials():
     )
     two = {**t, "failed": [{"scenario": None}, {"scenario": "D1"}, {"scenario": "D2"}]}
     assert _train_line(two) == (
-        "trained 2 probe grid(s), 1 already done, 1 failed probe training(s), 2 test set(s) not scored (non-finite "
+        "trained 2 probe grid(s), 1 already done, 1 failed probe training(s), 2 failed test cell(s) (non-finite "
         "scores) (failed.parquet says why)"
     )
 
