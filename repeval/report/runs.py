@@ -14,7 +14,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import yaml
 
-from repeval.rundir import LOAD_REPORT, STATUS, filesystem_of
+from repeval.rundir import LOAD_REPORT, STATUS, filesystem_of, summary_mismatch
 from repeval.store.inspect import aligned, utc_time
 
 
@@ -103,6 +103,8 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
         "failed_trainings": failed,
         "failed_cells": failed_cells,
         "rows_not_evaluated": _not_evaluated(fs, path),
+        #: why ``summary.parquet`` is not the summary of ``results.parquet`` (``None``: it is, or no results)
+        "summary_stale": summary_mismatch(fs, path) if results is not None else None,
         "updated": updated,
     }
 
@@ -144,6 +146,7 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
     ]
     lines = aligned(table)
     lines += [f"{i['run']}: {i['reason']}" for i in infos if i["reason"]]
+    lines += [f"{i['run']}: {i['summary_stale']}" for i in infos if i["summary_stale"]]
     lines += [
         f"{i['run']}: {i['rows_not_evaluated']} dataset row(s) dropped at load, not evaluated ({LOAD_REPORT})"
         for i in infos
