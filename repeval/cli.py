@@ -328,14 +328,15 @@ def plan(
 
 def _train_line(t: dict[str, Any]) -> str:
     """The train stage's one-line summary: ``failed`` holds one row per failed probe training (a configuration and
-    seed — not a Tune trial, which may train many) and per test set a trained probe could not be scored on."""
+    seed — not a Tune trial, which may train many) and per failed test cell (a trained probe and seed on one test set
+    whose scores were not finite), counted apart as ``repeval runs`` and the report count them."""
     tests = sum(1 for f in t["failed"] if f.get("scenario"))
     line = (
         f"trained {t['trained']} probe grid(s), {t['skipped']} already done, "
         f"{len(t['failed']) - tests} failed probe training(s)"
     )
     if tests:
-        line += f", {tests} test set(s) not scored (non-finite scores)"
+        line += f", {tests} failed test cell(s) (non-finite scores)"
     line += " (failed.parquet says why)" if t["failed"] else ""
     if t.get("reused_trials"):
         line += f"; {t['reused_trials']} trial(s) finished by an interrupted run reused, not trained again"
@@ -608,7 +609,8 @@ def runs_cmd(
     runs_dir: Annotated[str, typer.Argument(help="runs directory (path or pyarrow filesystem URI)")] = "runs",
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """List the runs under a runs directory: state, tasks, models, result rows, failed trainings, last update."""
+    """List the runs under a runs directory: state, tasks, models, result rows, failed trainings and failed test
+    cells, last update."""
     from repeval.report.runs import runs_text
 
     _guard(lambda: typer.echo(runs_text(runs_dir, as_json)))

@@ -41,6 +41,39 @@ TUNE_DIR = "tune"
 STATUS = "status.json"
 #: the rows each dataset's loader dropped (missing audio, duplicate ids, unusable labels), per ``<task>__<dataset>``
 LOAD_REPORT = "load_report.json"
+#: ``results.parquet``'s and ``summary.parquet``'s schema metadata key: a hash of the results table, the same in
+#: both files when ``summary.parquet`` was computed from that ``results.parquet`` (:func:`summary_mismatch`)
+EVALUATION_KEY = b"repeval.evaluation"
+
+
+def summary_mismatch(fs: pafs.FileSystem, path: str) -> str | None:
+    """Why the run at ``path`` has no ``summary.parquet`` of its ``results.parquet`` — an evaluation stopped (Ctrl-C,
+    a crash, an upload cut short) between writing the two — or ``None``: they match, there are no results, or the
+    results were written before repeval recorded :data:`EVALUATION_KEY` (then it cannot tell). Reads the footers."""
+    import pyarrow.parquet as pq
+
+    def token(name: str) -> bytes | None:
+        return (pq.read_schema(f"{path}/{name}", filesystem=fs).metadata or {}).get(EVALUATION_KEY)
+
+    try:
+        results = token("results.parquet")
+    except (FileNotFoundError, OSError):
+        return None
+    if results is None:
+        return None
+    fix = "rerun `repeval evaluate` on the run (it rewrites both from groups/)"
+    try:
+        summary = token("summary.parquet")
+    except FileNotFoundError:
+        return f"summary.parquet is missing: its evaluation stopped after writing results.parquet; {fix}"
+    except OSError as exc:
+        return f"summary.parquet is unreadable ({exc}); {fix}"
+    if summary != results:
+        return (
+            "summary.parquet is not the summary of results.parquet (an evaluation stopped between writing the two): "
+            f"it is stale; {fix}"
+        )
+    return None
 
 
 def write_status(run_dir: Path, command: str, state: str, reason: str | None = None) -> None:

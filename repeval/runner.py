@@ -27,7 +27,7 @@ from repeval.config.loader import config_hash
 from repeval.datasets import LoadReport, load_dataset, load_folds
 from repeval.datasets.base import OBSERVED, strict_kinds
 from repeval.pipeline.embed import EmbedSummary, check_scenarios_at_model_rates, embed_experiments
-from repeval.rundir import LOAD_REPORT, RunLocation
+from repeval.rundir import EVALUATION_KEY, LOAD_REPORT, RunLocation
 from repeval.store import EmbeddingStore
 from repeval.store.lock import StoreLock
 
@@ -691,9 +691,28 @@ def stage_evaluate(ctx: RunContext) -> pa.Table:
     from repeval.tuning.results import seed_summary, with_result_columns
 
     table = pa.concat_tables([with_result_columns(pq.read_table(f)) for f in files])
-    _write_atomic(table, ctx.run_dir / "results.parquet")
-    _write_atomic(seed_summary(table), ctx.run_dir / "summary.parquet")  # mean ± std over seeds per cell
+    # an evaluation stopped between the two writes must not leave the summary of other results beside these: the old
+    # summary goes first, and both files carry the same hash of the results (rundir.summary_mismatch checks it)
+    (ctx.run_dir / "summary.parquet").unlink(missing_ok=True)
+    mark = {EVALUATION_KEY: _table_hash(table).encode()}
+    _write_atomic(_with_metadata(table, mark), ctx.run_dir / "results.parquet")
+    # mean ± std over seeds per cell
+    _write_atomic(_with_metadata(seed_summary(table), mark), ctx.run_dir / "summary.parquet")
     return table
+
+
+def _table_hash(table: pa.Table) -> str:
+    """sha256 of ``table``'s Arrow IPC stream: the same rows give the same hash."""
+    import hashlib
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema.remove_metadata()) as writer:
+        writer.write_table(table)
+    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
+
+
+def _with_metadata(table: pa.Table, extra: dict[bytes, bytes]) -> pa.Table:
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
 
 
 #: ``--smoke-test``'s PCA target at most: a PCA to more dimensions than its training rows is an error, and a smoke

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from repeval.report import plots
 from repeval.report.left_out import ERROR_COLUMNS, MAX_ERROR_ROWS, dropped_at_load, error_records
-from repeval.report.render import ci_tip, fmt_number, render_html
+from repeval.report.render import ci_tip, fmt_number, render_html, replicates_tip
 from repeval.report.results import (
     CLEAN,
     Run,
@@ -36,9 +36,8 @@ from repeval.report.results import (
     ordered_scenarios,
 )
 from repeval.report.selection import choose_probes, combine_validation
-from repeval.report.tables import _higher, make_table, multi_task_datasets
+from repeval.report.tables import _higher, cell_stats, make_table, multi_task_datasets
 from repeval.store.store import show_errors_command
-from repeval.tuning.results import mean_intervals
 
 log = logging.getLogger(__name__)
 e = html.escape
@@ -164,10 +163,7 @@ def _per_label_block(
         return ""
     keys = ["model", "probe", "scenario", "label"]
     metrics = list(dict.fromkeys(per["metric"]))
-    stats = per.groupby([*keys, "metric"], sort=False).agg(
-        mean=("value", "mean"), std=("value", "std"), n=("value", "count")
-    )
-    stats = stats.join(mean_intervals(per, [*keys, "metric"]).rename(columns={"ci_low": "lo", "ci_high": "hi"}))
+    stats = cell_stats(per, [*keys, "metric"]).rename(columns={"ci_low": "lo", "ci_high": "hi"})
     lookup = stats.to_dict("index")
     labels = label_order(per)  # the task's vocabulary order (keys, instrument lists), not A→Z; a click still sorts
     rows = sorted(
@@ -188,7 +184,7 @@ def _per_label_block(
                 cells += '<td class="num" data-value="">–</td>'
                 continue
             text = fmt_number(rec["mean"]) + (f" ± {fmt_number(rec['std'])}" if rec["n"] > 1 else "")
-            tip = f"n_seeds={int(rec['n'])}"  # as the other tables' cells say it
+            tip = replicates_tip(int(rec["n"]), int(rec["n_seeds"]), int(rec["n_folds"]))  # as the other tables' cells
             if np.isfinite(rec["lo"]) and np.isfinite(rec["hi"]):
                 tip += f"; {ci_tip(level)} [{fmt_number(rec['lo'])}, {fmt_number(rec['hi'])}]"
             cells += f'<td class="num" data-value="{rec["mean"]!r}" title="{e(tip)}">{e(text)}</td>'
@@ -296,7 +292,9 @@ def _failed_block(runs: list[Run], task: str, dataset: str) -> str:
     th = "".join(f"<th>{e(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in r) + "</tr>" for r in rows)
     if tests:
-        title = f"Failed probe trainings and tests ({len(rows)})"
+        trainings = len(rows) - tests
+        title = f"Failed probe trainings ({trainings}) and failed" if trainings else "Failed"
+        title += f" test cells ({tests})"
         note = (
             "a row without a test set is a training that raised or diverged: it is in no table or figure below; a row "
             "with one is a trained probe whose scores on that test set were not finite: only that cell is missing"

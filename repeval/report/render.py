@@ -17,6 +17,13 @@ def ci_tip(level: str = "95%") -> str:
     return f"{level} bootstrap CI of the mean (seeds averaged, folds combined)"
 
 
+def replicates_tip(n: int, n_seeds: int, n_folds: int) -> str:
+    """What a cell's mean is over, for its tooltip: ``n=6 replicates (3 seeds × 2 folds)``, ``n=2 replicates (2
+    seeds)`` — ``n`` the replicates whose value entered the mean, as in a cell's ``(n=…)``."""
+    folds = f" × {n_folds} folds" if n_folds > 1 else ""
+    return f"n={n} replicate{'s' if n != 1 else ''} ({n_seeds} seed{'s' if n_seeds != 1 else ''}{folds})"
+
+
 def fmt_number(x: float, *, scale: float = 1.0, decimals: int = 3, signed: bool = False) -> str:
     """A value for display; ``–`` for a missing one; a true minus sign for negatives, and with ``signed`` (a
     difference) a plus sign for positives. A value that rounds to zero is ``0.000``, never ``−0.000`` or ``+0.000``."""
@@ -29,12 +36,12 @@ def fmt_number(x: float, *, scale: float = 1.0, decimals: int = 3, signed: bool 
 
 
 def cell_text(t: Table, i: int, j: int, *, scale: float = 1.0, decimals: int = 3, pm: str = " ± ") -> str:
-    """``mean ± std`` over seeds (just the mean with one seed)."""
+    """``mean ± std`` over the replicates, seeds × folds (just the mean with one)."""
     mean = fmt_number(t.mean[i, j], scale=scale, decimals=decimals, signed=t.delta[j])
-    if t.n_seeds[i, j] > 1 and math.isfinite(t.std[i, j]):
+    if t.n[i, j] > 1 and math.isfinite(t.std[i, j]):
         mean = f"{mean}{pm}{fmt_number(t.std[i, j], scale=scale, decimals=decimals)}"
     if fewer_replicates(t)[i, j]:  # a failed training: over other test tracks than the other cells
-        mean += f" (n={int(t.n_seeds[i, j])})"
+        mean += f" (n={int(t.n[i, j])})"
     return mean
 
 
@@ -76,7 +83,8 @@ def render_csv(t: Table, *, with_group: bool = False) -> str:
     header = list(lead) + list(t.row_names)
     for m, s in t.columns:
         key = f"{m}:{s}" if s else m
-        header += [key, f"{key}:std", f"{key}:n_seeds", f"{key}:ci_low", f"{key}:ci_high"]
+        # ``:n`` the replicates the mean is over (seeds × folds); ``:n_seeds`` / ``:n_folds`` of those
+        header += [key, f"{key}:std", f"{key}:n", f"{key}:n_seeds", f"{key}:n_folds", f"{key}:ci_low", f"{key}:ci_high"]
     w.writerow(header)
     for i, row in enumerate(t.rows):
         out: list[object] = [*(group[c] for c in lead), *row]
@@ -84,7 +92,9 @@ def render_csv(t: Table, *, with_group: bool = False) -> str:
             out += [
                 _num(t.mean[i, j]),
                 _num(t.std[i, j]),
+                int(t.n[i, j]),
                 int(t.n_seeds[i, j]),
+                int(t.n_folds[i, j]),
                 _num(t.ci_low[i, j]),
                 _num(t.ci_high[i, j]),
             ]
@@ -187,7 +197,7 @@ def render_html(t: Table, *, scale: float = 1.0, decimals: int = 3, table_id: st
         for j in range(len(t.columns)):
             mean = t.mean[i, j]
             value = repr(float(mean)) if math.isfinite(mean) else ""
-            tip = f"n_seeds={int(t.n_seeds[i, j])}"
+            tip = replicates_tip(int(t.n[i, j]), int(t.n_seeds[i, j]), int(t.n_folds[i, j]))
             if math.isfinite(t.ci_low[i, j]) and math.isfinite(t.ci_high[i, j]):
                 lo = fmt_number(t.ci_low[i, j], scale=scale, decimals=decimals)
                 hi = fmt_number(t.ci_high[i, j], scale=scale, decimals=decimals)

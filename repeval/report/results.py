@@ -25,11 +25,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import yaml
 
 from repeval.metrics.confusion import read_confusion
 from repeval.report.selection import load_validation
+from repeval.rundir import summary_mismatch
 from repeval.tuning.results import LATER_RESULT_COLUMNS, RESULT_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -179,6 +181,9 @@ def load_run(run_dir: Path) -> Run:
                     continue
                 matrix = have + matrix
             confusion[key] = (labels, matrix)
+    stale = summary_mismatch(pafs.LocalFileSystem(), str(run_dir))
+    if stale is not None:  # this report reads results.parquet: it is right, a reader of summary.parquet is not
+        log.warning("%s: %s", run_dir, stale)
     failed_path = run_dir / "failed.parquet"
     failed = pd.read_parquet(failed_path) if failed_path.is_file() else None
     run_ids = results["run_id"].unique().tolist()

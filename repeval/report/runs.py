@@ -1,7 +1,8 @@
 """``repeval runs [RUNS_DIR]``: the runs under a runs directory (a path or a filesystem URI) and how far each got.
 
-Reads each run's ``config.yaml``, ``status.json`` and ``load_report.json``, the names under ``groups/`` and the
-Parquet footers of ``results.parquet`` and ``failed.parquet`` — no data pages, and nothing under ``tune/``.
+Reads each run's ``config.yaml``, ``status.json`` and ``load_report.json``, the names under ``groups/``, the
+Parquet footers of ``results.parquet`` and ``summary.parquet`` and ``failed.parquet``'s ``scenario`` column (a probe
+training that failed, or a test cell not scored) — no other data pages, and nothing under ``tune/``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import yaml
 
-from repeval.rundir import LOAD_REPORT, STATUS, filesystem_of
+from repeval.rundir import LOAD_REPORT, STATUS, filesystem_of, summary_mismatch
 from repeval.store.inspect import aligned, utc_time
 
 
@@ -22,6 +23,21 @@ def _rows(fs: pafs.FileSystem, path: str) -> int | None:
         return int(pq.read_metadata(path, filesystem=fs).num_rows)
     except (FileNotFoundError, OSError):
         return None
+
+
+def _failed(fs: pafs.FileSystem, path: str) -> tuple[int, int]:
+    """``(probe trainings, test cells)`` of ``failed.parquet``: a row with a ``scenario`` is one (probe, seed,
+    scenario) cell whose test scores were not finite — its probe trained; a row without one (and every row of a run
+    written before the column) is a probe training that failed. ``(0, 0)`` without the file."""
+    try:
+        with fs.open_input_file(f"{path}/failed.parquet") as fh:
+            pf = pq.ParquetFile(fh)
+            if "scenario" not in pf.schema_arrow.names:
+                return pf.metadata.num_rows, 0
+            trainings = pf.read(columns=["scenario"]).column("scenario").null_count
+            return trainings, pf.metadata.num_rows - trainings
+    except (FileNotFoundError, OSError):
+        return 0, 0
 
 
 def _json(fs: pafs.FileSystem, path: str, name: str) -> dict[str, Any]:
@@ -68,7 +84,7 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
     ]
     files = [i for i in top if i.type == pafs.FileType.File] + groups
     results = _rows(fs, f"{path}/results.parquet")
-    failed = _rows(fs, f"{path}/failed.parquet") or 0
+    failed, failed_cells = _failed(fs, path)
     updated = max((i.mtime.timestamp() for i in files if i.mtime is not None), default=None)
     state = "evaluated" if results is not None else (f"{len(groups)} grid(s) trained" if groups else "started")
     status = _json(fs, path, STATUS)
@@ -85,7 +101,10 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
         "grids_trained": len(groups),
         "result_rows": results,
         "failed_trainings": failed,
+        "failed_cells": failed_cells,
         "rows_not_evaluated": _not_evaluated(fs, path),
+        #: why ``summary.parquet`` is not the summary of ``results.parquet`` (``None``: it is, or no results)
+        "summary_stale": summary_mismatch(fs, path) if results is not None else None,
         "updated": updated,
     }
 
@@ -111,7 +130,7 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
     if not infos:
         return f"{runs_dir}: no runs"
 
-    head = ("run", "state", "tasks", "models", "result rows", "failed", "updated")
+    head = ("run", "state", "tasks", "models", "result rows", "failed trainings", "failed cells", "updated")
     table = [head] + [
         (
             i["run"],
@@ -120,16 +139,23 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
             ", ".join(i["models"]) or "-",
             "-" if i["result_rows"] is None else str(i["result_rows"]),
             str(i["failed_trainings"]),
+            str(i["failed_cells"]),
             utc_time(i["updated"]),
         )
         for i in infos
     ]
     lines = aligned(table)
     lines += [f"{i['run']}: {i['reason']}" for i in infos if i["reason"]]
+    lines += [f"{i['run']}: {i['summary_stale']}" for i in infos if i["summary_stale"]]
     lines += [
         f"{i['run']}: {i['rows_not_evaluated']} dataset row(s) dropped at load, not evaluated ({LOAD_REPORT})"
         for i in infos
         if i["rows_not_evaluated"]
     ]
+    if any(i["failed_trainings"] or i["failed_cells"] for i in infos):
+        lines.append(
+            "failed trainings: probe trainings (a configuration and seed) that raised or diverged; failed cells: test "
+            "cells (a trained probe, seed and test set) whose scores were not finite — failed.parquet says why"
+        )
     lines.append(f"{len(infos)} run(s) — {runs_dir}; `repeval table RUN` / `repeval report RUN` show one")
     return "\n".join(lines)

@@ -54,9 +54,13 @@ class Table:
     columns: list[tuple[str, str]]
     mean: np.ndarray
     std: np.ndarray
-    n_seeds: np.ndarray
+    #: the replicates (seeds × folds) whose value entered a cell's mean and std — the ``(n=…)`` of a cell
+    n: np.ndarray
     ci_low: np.ndarray
     ci_high: np.ndarray
+    #: of the ``n`` replicates: how many seeds and how many folds (1 for a dataset with one split; 0 without a value)
+    n_seeds: np.ndarray
+    n_folds: np.ndarray
     best: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=bool))
     #: columns whose values are differences (rendered with a sign)
     delta: list[bool] = field(default_factory=list)
@@ -77,7 +81,7 @@ class Table:
         """The caption as rendered: what ± is over (with several replicates), that a cell marked ``(n=…)`` has fewer
         replicates than the table's others (a failed training: its mean is over other test tracks), the preset's."""
         parts = []
-        if self.replicates and (self.n_seeds > 1).any():
+        if self.replicates and (self.n > 1).any():
             parts.append(f"mean ± sample std over {self.replicates}")
         if fewer_replicates(self).any():
             parts.append(
@@ -86,7 +90,8 @@ class Table:
         return "; ".join([*parts, self.caption] if self.caption else parts)
 
     def to_frame(self) -> pd.DataFrame:
-        """Long frame: row keys, metric, column, mean, std, n_seeds, ci_low, ci_high, best."""
+        """Long frame: row keys, metric, column, mean, std, n (replicates: seeds × folds), n_seeds, n_folds, ci_low,
+        ci_high, best."""
         recs = []
         for i, row in enumerate(self.rows):
             for j, (metric, sub) in enumerate(self.columns):
@@ -97,7 +102,9 @@ class Table:
                         "column": sub,
                         "mean": self.mean[i, j],
                         "std": self.std[i, j],
+                        "n": int(self.n[i, j]),
                         "n_seeds": int(self.n_seeds[i, j]),
+                        "n_folds": int(self.n_folds[i, j]),
                         "ci_low": self.ci_low[i, j],
                         "ci_high": self.ci_high[i, j],
                         "best": bool(self.best[i, j]),
@@ -116,7 +123,7 @@ def _higher(metric: str) -> bool:
 def fewer_replicates(t: Table) -> np.ndarray:
     """Cells with a value over fewer replicates (seeds × folds) than the most of their run's cells (several runs: rows
     lead with the run id) — a failed training, whose cell's mean is over other test tracks than the others'."""
-    n = np.asarray(t.n_seeds)
+    n = np.asarray(t.n)
     out = np.zeros(n.shape, dtype=bool)
     runs = [r[0] for r in t.rows] if t.row_names[:1] == ["run_id"] else [""] * len(t.rows)
     for run in set(runs):
@@ -198,8 +205,20 @@ def _ordered_rows(df: pd.DataFrame, keys: list[str]) -> list[tuple[str, ...]]:
     return sorted(rows, key=lambda r: tuple(order[k].index(v) for k, v in zip(keys, r, strict=True)))
 
 
-def _stats(per_seed: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+def cell_stats(per_seed: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per ``keys`` group of result rows: ``mean``, ``std``, ``n`` (the replicates with a value), ``n_seeds`` and
+    ``n_folds`` (of those; a fold column absent or null counts as one fold) and the interval of the mean."""
     stats = per_seed.groupby(keys, sort=False).agg(mean=("value", "mean"), std=("value", "std"), n=("value", "count"))
+    defined = per_seed[per_seed["value"].notna()]
+    fold = defined["fold"] if "fold" in defined.columns else pd.Series(np.nan, index=defined.index)
+    counts = (
+        defined.assign(_n_fold=fold)
+        .groupby(keys, sort=False)
+        .agg(n_seeds=("seed", "nunique"), n_folds=("_n_fold", "nunique"))
+    )
+    stats = stats.join(counts)
+    stats[["n_seeds", "n_folds"]] = stats[["n_seeds", "n_folds"]].fillna(0)
+    stats["n_folds"] = stats["n_folds"].where(stats["n"] == 0, stats["n_folds"].clip(lower=1))
     return stats.join(mean_intervals(per_seed, keys))
 
 
@@ -207,7 +226,7 @@ def _fill(
     stats: pd.DataFrame, rows: list[tuple[str, ...]], columns: list[tuple[str, str]], col_key: Callable
 ) -> dict[str, np.ndarray]:
     shape = (len(rows), len(columns))
-    out = {k: np.full(shape, np.nan) for k in ("mean", "std", "n", "ci_low", "ci_high")}
+    out = {k: np.full(shape, np.nan) for k in ("mean", "std", "n", "n_seeds", "n_folds", "ci_low", "ci_high")}
     lookup = stats.to_dict("index")
     for i, row in enumerate(rows):
         for j, col in enumerate(columns):
@@ -215,8 +234,15 @@ def _fill(
             if rec is not None:
                 for k in out:
                     out[k][i, j] = rec[k]
-    out["n"] = np.nan_to_num(out["n"]).astype(int)
+    for k in ("n", "n_seeds", "n_folds"):
+        out[k] = np.nan_to_num(out[k]).astype(int)
     return out
+
+
+def _table(title: str, keys: list[str], rows: list[tuple[str, ...]], columns: list[tuple[str, str]],
+           cells: dict[str, np.ndarray], **kw: object) -> Table:  # fmt: skip
+    stats = [cells[k] for k in ("mean", "std", "n", "ci_low", "ci_high", "n_seeds", "n_folds")]
+    return Table(title, keys, rows, columns, *stats, **kw)  # type: ignore[arg-type]
 
 
 def all_deform_all_models(df: pd.DataFrame, metrics: list[str], title: str) -> Table:
@@ -231,12 +257,12 @@ def tasks(df: pd.DataFrame, metrics: list[str], title: str) -> Table:
 def _by_scenario(df: pd.DataFrame, metrics: list[str], title: str, base: list[str]) -> Table:
     keys = _row_keys(df, base)
     df = df.astype({"seed": int})
-    stats = _stats(df.assign(**{k: df[k].astype(str) for k in keys}), [*keys, "metric", "scenario"])
+    stats = cell_stats(df.assign(**{k: df[k].astype(str) for k in keys}), [*keys, "metric", "scenario"])
     rows = _ordered_rows(df, keys)
     scenarios = ordered_scenarios(df["scenario"].unique())
     columns = [(m, s) for m in metrics for s in scenarios]
     cells = _fill(stats, rows, columns, lambda c: c)
-    return Table(title, keys, rows, columns, cells["mean"], cells["std"], cells["n"], cells["ci_low"], cells["ci_high"])
+    return _table(title, keys, rows, columns, cells)
 
 
 def model_comparison(df: pd.DataFrame, metrics: list[str], title: str, validation: pd.DataFrame | None = None) -> Table:
@@ -255,15 +281,12 @@ def model_comparison(df: pd.DataFrame, metrics: list[str], title: str, validatio
         ]
     ]
     rows_keys = [*keys, "probe"]
-    stats = _stats(sel.assign(**{k: sel[k].astype(str) for k in rows_keys}), [*rows_keys, "metric"])
+    stats = cell_stats(sel.assign(**{k: sel[k].astype(str) for k in rows_keys}), [*rows_keys, "metric"])
     rows = _ordered_rows(sel, rows_keys)
     columns = [(m, "") for m in metrics]
     cells = _fill(stats, rows, columns, lambda c: (c[0],))
     caption = f"clean audio; {choice.caption()}"
-    return Table(
-        title, rows_keys, rows, columns, cells["mean"], cells["std"], cells["n"], cells["ci_low"], cells["ci_high"],
-        caption=caption,
-    )  # fmt: skip
+    return _table(title, rows_keys, rows, columns, cells, caption=caption)
 
 
 def robustness(df: pd.DataFrame, metrics: list[str], title: str) -> Table:
@@ -277,17 +300,18 @@ def robustness(df: pd.DataFrame, metrics: list[str], title: str) -> Table:
     df = df.assign(**{k: df[k].astype(str) for k in keys})
     # a deformed result is paired with the clean one of its replicate (seed, fold), on the tracks both were scored on
     deltas = paired_deltas(df, keys).assign(ci_low=np.nan, ci_high=np.nan)
+    deltas["fold"] = deltas["_fold"].where(deltas["_fold"] >= 0)  # -1: a dataset with one split
     note = left_out_note(deltas, keys)
     deltas["scenario"] = "Δ " + deltas["scenario"]
     clean = df[df["scenario"] == CLEAN]
-    stats = _stats(pd.concat([clean, deltas]), [*keys, "metric", "scenario"])
+    stats = cell_stats(pd.concat([clean, deltas]), [*keys, "metric", "scenario"])
     rows = _ordered_rows(df, keys)
     columns = [(m, s) for m in metrics for s in [CLEAN] + [f"Δ {s}" for s in scenarios]]
     cells = _fill(stats, rows, columns, lambda c: c)
     folds = "fold" in df.columns and df["fold"].notna().any()
     caption = "Δ = deformed minus clean on the same test tracks, paired by seed" + (" and fold" if folds else "")
-    return Table(
-        title, keys, rows, columns, cells["mean"], cells["std"], cells["n"], cells["ci_low"], cells["ci_high"],
+    return _table(
+        title, keys, rows, columns, cells,
         delta=[sub.startswith("Δ") for _, sub in columns], caption=caption + (f"; {note}" if note else ""),
     )  # fmt: skip
 

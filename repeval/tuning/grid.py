@@ -32,6 +32,7 @@ import json
 import logging
 import math
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -517,9 +518,22 @@ def _read_checkpoint(result: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]
     return reports, states
 
 
+#: what a traceback says between an exception and the one raised while handling it (a cleanup that failed too)
+_WHILE_HANDLING = "During handling of the above exception, another exception occurred:"
+
+
 def _reason(err: Any) -> str:
-    lines = [ln for ln in str(err).strip().splitlines() if ln.strip()]
-    return (lines[-1] if lines else "trial failed")[:500]
+    """A failure's reason from its error or traceback text: the exception's line (the text's last). An exception
+    raised while handling another keeps that one too, first — it is the cause, and the last line alone would lose
+    it: ``ValueError: bad; then, while handling it: RuntimeError: cleanup failed``."""
+    parts = [[ln.strip() for ln in part.splitlines() if ln.strip()] for part in str(err).split(_WHILE_HANDLING)]
+    found = list(dict.fromkeys(lines[-1] for lines in parts if lines))
+    return "; then, while handling it: ".join(f[: 500 // len(found)] for f in found) or "trial failed"
+
+
+def exception_reason(exc: BaseException) -> str:
+    """:func:`_reason` of an exception caught here (its chain included)."""
+    return _reason("".join(traceback.format_exception(exc)))
 
 
 @dataclass
@@ -761,7 +775,7 @@ class _Group:
                     rows, confusion, bad = scored_tests(data, scores, self.ev)
                 except Exception as exc:  # recorded like a trial that raised: the other seeds and groups go on
                     log.exception("%s: testing %s (seed %d) raised", self.inp.name, spec.name, seed)
-                    out.failed.append(self.failure(member, spec.name, sampled, _reason(f"{type(exc).__name__}: {exc}")))
+                    out.failed.append(self.failure(member, spec.name, sampled, exception_reason(exc)))
                     continue
                 for sid, reason in bad.items():
                     out.failed.append(self.failure(member, spec.name, sampled, reason, sid))

@@ -451,14 +451,25 @@ def raised_once() -> Iterator[None]:
         yield
     except Exception as exc:
         if note is not None and not _retried(exc):
-            fs, path = note
-            try:
-                fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-                with fs.open_output_stream(path) as f:
-                    f.write("".join(traceback.format_exception(exc)).encode())
-            except OSError as err:  # the trial is retried, as it was before
-                log.warning("could not note that the trial raised (%s); Tune will run it again", err)
+            _note_raised(*note, exc)
         raise
+
+
+def _note_raised(fs: Any, path: str, exc: BaseException) -> None:
+    """Note ``exc``'s traceback at ``path`` for :func:`raised_once`. Written under a temporary name and moved into
+    place, so a write that fails part-way (a full disk) leaves no partial note for the retry to re-raise as the
+    trial's error. Never raises: a note that cannot be written (any error, a filesystem's own included) must not
+    replace the trial's error, which is the one to report; the trial is then run again, as before notes."""
+    tmp = f"{path}.tmp"
+    try:
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        with fs.open_output_stream(tmp) as f:
+            f.write("".join(traceback.format_exception(exc)).encode())
+        fs.move(tmp, path)
+    except Exception as err:
+        log.warning("could not note that the trial raised (%s); Tune will run it again", err)
+        with contextlib.suppress(Exception):
+            fs.delete_file(tmp)
 
 
 def _summary(reports: list[dict[str, Any]], seconds: float) -> dict[str, Any]:

@@ -43,14 +43,17 @@ def test_report_content(report, run_dir):
 
 def test_per_label_cells_give_n_as_the_other_tables_cells_do(report):
     """The per-label table showed mean ± std with no n (its cells' tooltips held only the interval), while every
-    other table's cells say ``n_seeds=N``; now they do too."""
+    other table's cells say ``n=N replicates (S seeds)``; now they do too."""
     text = report.read_text()
     tables = re.findall(r'<table class="rv-table sortable" id="[^"]*labels[^"]*">.*?</table>', text, re.S)
     assert len(tables) == 2  # one per task/dataset pair
     for table in tables:
         tips = re.findall(r'<td class="num" data-value="[^"]+" title="([^"]*)">', table)
         assert tips and all(
-            re.match(r"n_seeds=2; 95% bootstrap CI of the mean \(seeds averaged, folds combined\) \[", t) for t in tips
+            re.match(
+                r"n=2 replicates \(2 seeds\); 95% bootstrap CI of the mean \(seeds averaged, folds combined\) \[", t
+            )
+            for t in tips
         ), tips[:3]
         assert "hover a cell for n and its bootstrap interval" in table
 
@@ -214,7 +217,7 @@ def test_intervals_are_labelled_with_the_runs_level(tmp_path):
     (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     text = write_report([run], tmp_path / "r.html").read_text()
     assert "Hover a value for its 90% bootstrap interval" in text
-    tips = re.findall(r'title="(n_seeds=[^"]*)"', text)
+    tips = re.findall(r'title="(n=[^"]*)"', text)
     assert tips and all("; 90% bootstrap CI of the mean" in t for t in tips), tips[:3]
     assert "95%" not in text
     table = table_command([run], "model_comparison", "html")

@@ -45,11 +45,37 @@ def test_all_deform_all_models_cells_are_seed_mean_and_std(results):
             v = _manual(results, metric, scenario, model, probe)
             assert t.mean[i, j] == pytest.approx(v.mean())
             assert t.std[i, j] == pytest.approx(v.std(ddof=1))
-            assert t.n_seeds[i, j] == 2
+            assert t.n[i, j] == t.n_seeds[i, j] == 2 and t.n_folds[i, j] == 1
     # best flags: exactly the column maxima
     for j in range(len(t.columns)):
         assert t.best[:, j].any()
         np.testing.assert_array_equal(t.best[:, j], np.isclose(t.mean[:, j], t.mean[:, j].max(), rtol=0, atol=1e-12))
+
+
+def test_a_cells_n_counts_its_replicates_and_says_of_how_many_seeds_and_folds(results):
+    """Cells said "n_seeds" (CSV ``:n_seeds``, the HTML tooltips) of what was the count of replicates, seeds × folds: a
+    k-fold run of 2 seeds × 3 folds read as 6 seeds. ``n`` is the replicates now (as a cell's ``(n=…)``), with the
+    seeds and folds of those beside it, in every preset, the CSV and the tooltips."""
+    one = results[results["task"] == TASK]
+    folds = pd.concat([one.assign(fold=f, value=one["value"] + 0.01 * f) for f in range(3)], ignore_index=True)
+    for preset in ("all_deform_all_models", "model_comparison", "robustness"):
+        t = make_table(folds, preset, task=TASK)
+        assert (t.n == 6).all() and (t.n_seeds == 2).all() and (t.n_folds == 3).all(), preset
+    t = make_table(folds, "all_deform_all_models", task=TASK)
+    assert t.replicates == "2 seeds × 3 folds"
+    row = next(csv.DictReader(io.StringIO(render(t, "csv"))))
+    assert (row["accuracy:clean:n"], row["accuracy:clean:n_seeds"], row["accuracy:clean:n_folds"]) == ("6", "2", "3")
+    tips = _Cells()
+    tips.feed(render(t, "html"))
+    assert tips.rows[0][2][1]["title"].startswith("n=6 replicates (2 seeds × 3 folds); 95% bootstrap CI")
+    frame = t.to_frame()
+    assert (frame["n"] == 6).all() and (frame["n_seeds"] == 2).all() and (frame["n_folds"] == 3).all()
+    # one split: a seed left without a value (a failed training) counts in neither n nor n_seeds
+    gone = one[~((one["model"] == "msd-musicnn") & (one["probe"] == "M1") & (one["seed"] == 1))]
+    t = make_table(gone, "all_deform_all_models", task=TASK)
+    i = t.rows.index(("msd-musicnn", "M1"))
+    assert (t.n[i, 0], t.n_seeds[i, 0], t.n_folds[i, 0]) == (1, 1, 1)
+    assert "(n=1)" in render(t, "md") and "n=1 replicate (1 seed)" in render(t, "html")
 
 
 def test_model_comparison_picks_best_clean_probe(results):

@@ -179,7 +179,7 @@ def test_non_finite_test_scores_fail_only_their_test_set(ray_session, tmp_path):
     failed_df = typed_table([{**f, "fold": None} for f in g.failed], FAILED_SCHEMA).to_pandas()
     run = Run("r", tmp_path, pd.DataFrame(), failed=failed_df)
     block = _failed_block([run], "inst", "notes")
-    assert "Failed probe trainings and tests (2)" in block and "<th>test set</th>" in block
+    assert "Failed test cells (2)" in block and "<th>test set</th>" in block
     assert block.count("<td>D1</td>") == 2
 
 
@@ -509,6 +509,37 @@ def test_a_trial_that_raises_is_trained_once_and_recorded_as_failed(ray_session,
     (exp,) = [d for d in (tmp_path / "tune").iterdir() if d.is_dir()]
     (err,) = exp.glob("*/error.txt")
     assert "Failure # 2" in err.read_text() and "RaisedBefore" in err.read_text()  # Tune's retry, raised at once
+
+
+def raise_while_handling_wrapper(fn):
+    """A unit with 'p2' fails, and its cleanup fails too while handling that failure."""
+
+    def cleanup():
+        raise RuntimeError("cleanup failed too")
+
+    def wrapped(config, data=None, units=None):
+        if "p2" in {m.name for m in units[config["unit"]].members}:
+            try:
+                raise ValueError("p2 cannot train: injected bug")
+            finally:
+                cleanup()
+        return fn(config, data=data, units=units)
+
+    return wrapped
+
+
+def test_a_trial_that_fails_again_while_handling_its_failure_keeps_both_reasons(ray_session, tmp_path):
+    """A trial whose code failed, and then failed again while handling that failure (a cleanup that raised), was
+    recorded with the second exception only — the last line of its traceback — and the first, its cause, was lost
+    from failed.parquet and the report. Both are kept, the first first (Tune's retry re-raises the noted traceback:
+    that is the error recorded)."""
+    cfg = resume_config()
+    g = run_group(cfg, cfg.experiments[0], "notes", "m", resume_data(), str(tmp_path / "tune"),
+                  wrap_trainable=raise_while_handling_wrapper)  # fmt: skip
+    assert [(f["probe"], f["reason"]) for f in g.failed] == [
+        ("p2", "ValueError: p2 cannot train: injected bug; then, while handling it: RuntimeError: cleanup failed too")
+    ]
+    assert {r["probe"] for r in g.rows} == {"p3", "p4", "p5"}
 
 
 @pytest.mark.filterwarnings("ignore:`get_storage` is meant to only be called")
@@ -860,7 +891,7 @@ def test_train_summary_line_counts_reused_trials():
     )
     two = {**t, "failed": [{"scenario": None}, {"scenario": "D1"}, {"scenario": "D2"}]}
     assert _train_line(two) == (
-        "trained 2 probe grid(s), 1 already done, 1 failed probe training(s), 2 test set(s) not scored (non-finite "
+        "trained 2 probe grid(s), 1 already done, 1 failed probe training(s), 2 failed test cell(s) (non-finite "
         "scores) (failed.parquet says why)"
     )
 
@@ -940,3 +971,36 @@ def test_a_granted_gpu_that_torch_cannot_use_warns_once_and_trains_on_the_cpu(mo
     msg = record.getMessage()
     assert "was granted a GPU" in msg and "CPU-only build" in msg and "train on the CPU" in msg
     assert "install a CUDA build of torch on the GPU nodes" in msg and "run.resources.trial_num_gpus: 0" in msg
+
+
+def test_a_note_of_a_raised_trial_written_part_way_is_not_left_for_the_retry(tmp_path, monkeypatch, caplog):
+    """A trial that raised notes its traceback (raised.txt) so that Tune's retry re-raises it instead of training
+    again. A write that failed part-way (a full disk; here a file-size limit, a real partial write) left the
+    truncated note in place, although the warning said Tune would run the trial again: the retry re-raised the
+    truncated text, so the trial failed with a garbled reason in place of its own. The note is written under a
+    temporary name and moved into place: a failed write leaves none, the error raised is the trial's, and the retry
+    trains."""
+    import resource
+
+    import pyarrow.fs as pafs
+
+    from repeval.tuning import trial
+
+    note = tmp_path / "trial" / "raised.txt"
+    # where the note goes: the trial's directory in the experiment's storage, as Ray's Tune context would say
+    monkeypatch.setattr(trial, "_raised_note", lambda: (pafs.LocalFileSystem(), str(note)))
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        with pytest.raises(ValueError, match="p2 cannot train"), trial.raised_once():
+            resource.setrlimit(resource.RLIMIT_FSIZE, (64, hard))  # the note's write stops after 64 bytes
+            raise ValueError("p2 cannot train: injected bug")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)
+    assert "could not note that the trial raised" in caplog.text
+    assert not [p.name for p in note.parent.iterdir()]  # no note, whole or partial
+    ran = []
+    with trial.raised_once():  # Tune's retry: it trains
+        ran.append(True)
+    assert ran

@@ -1,0 +1,119 @@
+"""``repeval runs``: what it counts, read from real run files (:mod:`repeval.report.runs`)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pyarrow.parquet as pq
+from typer.testing import CliRunner
+
+from repeval.cli import app
+from repeval.report.html import _failed_block
+from repeval.report.results import load_run
+from repeval.tuning.results import FAILED_SCHEMA, typed_table
+
+
+def _failure(probe: str, scenario: str | None) -> dict[str, object]:
+    return {
+        "task": "instrument-recognition", "task_type": "multiclass_classification", "dataset": "tinysol",
+        "model": "msd-musicnn", "probe": probe, "seed": 0, "params": "{}", "scenario": scenario,
+        "reason": "non-finite loss at epoch 3" if scenario is None else f"test set '{scenario}': non-finite scores",
+        "fold": None,
+    }  # fmt: skip
+
+
+def test_runs_counts_failed_trainings_and_failed_test_cells_apart(run_dir, tmp_path):
+    """``failed`` summed the rows of failed.parquet: probe trainings that failed *and* test cells (a trained probe,
+    seed and test set whose scores were not finite), so one probe that trained but scored NaN on 4 test sets read
+    as "failed: 5" next to a single real failed training. ``repeval runs`` (and --json), the train line and the
+    report now count them apart; a failed.parquet written before its ``scenario`` column holds trainings only."""
+    runs = tmp_path / "runs"
+    run = runs / "r"
+    shutil.copytree(run_dir, run)
+    rows = [_failure("M2", None)] + [_failure("M1", s) for s in ("D1", "D2", "D3", "D4")]
+    pq.write_table(typed_table(rows, FAILED_SCHEMA), run / "failed.parquet")
+    shutil.copytree(run, runs / "old")  # a run written before the scenario column: every row a training
+    pq.write_table(typed_table(rows[:2], FAILED_SCHEMA).drop(["scenario"]), runs / "old" / "failed.parquet")
+
+    listed = {r["run"]: r for r in json.loads(CliRunner().invoke(app, ["runs", str(runs), "--json"]).output)}
+    assert (listed["r"]["failed_trainings"], listed["r"]["failed_cells"]) == (1, 4)
+    assert (listed["old"]["failed_trainings"], listed["old"]["failed_cells"]) == (2, 0)
+    res = CliRunner().invoke(app, ["runs", str(runs)])
+    assert res.exit_code == 0, res.output
+    assert re.search(r"failed trainings\s+failed cells\s+updated", res.output), res.output
+    assert re.search(r"\nr\s+evaluated\s+\S+.*?\s\d+\s+1\s+4\s", res.output), res.output
+    assert "failed cells: test cells (a trained probe, seed and test set) whose scores were not finite" in res.output
+
+    block = _failed_block([load_run(run)], "instrument-recognition", "tinysol")
+    assert "Failed probe trainings (1) and failed test cells (4)" in block
+
+
+def test_a_summary_left_from_an_earlier_evaluation_is_detected(run_dir, tmp_path, monkeypatch, caplog):
+    """An evaluation stopped (Ctrl-C) after writing results.parquet and before summary.parquet left the summary of
+    the previous evaluation beside the new results, and nothing said so. Now the old summary goes before the
+    results are written, both files carry the results' hash, and `repeval runs` and the report name a summary that
+    is not of the results, with the fix; a finished evaluation clears it."""
+    import types
+
+    import pandas as pd
+    import pytest
+
+    from repeval import runner
+    from repeval.tuning import results as tuning_results
+
+    runs = tmp_path / "runs"
+    run = runs / "r"
+    shutil.copytree(run_dir, run)
+    (run / "groups").mkdir()
+    res = pq.read_table(run / "results.parquet")
+    (run / "results.parquet").unlink()
+    for model in ("msd-musicnn", "logmel-stats", "mert-v1-95m-6"):  # one group file per model, as training writes
+        pq.write_table(res.filter(res["model"].to_numpy() == model), run / "groups" / f"g-{model}.parquet")
+    ctx = types.SimpleNamespace(run_dir=run)
+    runner.stage_evaluate(ctx)
+
+    def runs_text() -> str:
+        out = CliRunner().invoke(app, ["runs", str(runs)])
+        assert out.exit_code == 0, out.output
+        return out.output
+
+    assert "summary.parquet" not in runs_text()
+    # the grid of one model is trained again (other values), and the next evaluation is stopped between its writes
+    group = run / "groups" / "g-logmel-stats.parquet"
+    df = pd.read_parquet(group)
+    pq.write_table(
+        pq.read_table(group).set_column(list(df.columns).index("value"), "value", [df["value"] * 0.5]), group
+    )
+
+    def interrupted(table):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(tuning_results, "seed_summary", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            runner.stage_evaluate(ctx)
+    new = pd.read_parquet(run / "results.parquet")
+    assert new.loc[new["model"] == "logmel-stats", "value"].sum() == pytest.approx(df["value"].sum() * 0.5)
+    # no summary of the earlier results is left to read as this one's
+    if (run / "summary.parquet").exists():
+        old = pd.read_parquet(run / "summary.parquet")
+        cells = new[new["label"].isna()].groupby(["model", "probe", "scenario", "metric"])["value"].mean()
+        got = old[old["label"].isna()].set_index(["model", "probe", "scenario", "metric"])["mean"]
+        assert not (got - cells.reindex(got.index)).abs().gt(1e-9).any()
+    text = runs_text()
+    assert (
+        "r: summary.parquet is missing: its evaluation stopped after writing results.parquet; rerun `repeval " in text
+    )
+    caplog.set_level("WARNING", logger="repeval.report.results")
+    load_run(run)
+    assert "summary.parquet is missing" in caplog.text
+    # an old summary that a sync put back (a bucket keeps a file deleted locally) is named as not of these results
+    pq.write_table(pq.read_table(run / "results.parquet").replace_schema_metadata(None), run / "summary.parquet")
+    assert "r: summary.parquet is not the summary of results.parquet" in runs_text()
+
+    runner.stage_evaluate(ctx)  # the rerun the message asks for
+    assert "summary.parquet" not in runs_text()
+    summary = pd.read_parquet(run / "summary.parquet")
+    assert summary["n_seeds"].max() == 2
