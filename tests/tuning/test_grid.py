@@ -475,13 +475,20 @@ def test_a_trial_whose_worker_died_is_trained_again(ray_session, tmp_path):
 
 
 def raise_counting_wrapper(marks: str):
-    """Every trial that trains 'p2' records its attempt in ``marks`` and raises (a deterministic bug)."""
+    """Every trial that trains 'p2' records its attempt in ``marks`` and raises (a deterministic bug); its cleanup
+    then fails too, while handling that failure."""
+
+    def cleanup():
+        raise RuntimeError("cleanup failed too")
 
     def wrap(fn):
         def wrapped(config, data=None, units=None):
             if "p2" in {m.name for m in units[config["unit"]].members}:
                 Path(marks, f"attempt-{os.getpid()}-{time.time_ns()}").touch()
-                raise ValueError("p2 cannot train: injected bug")
+                try:
+                    raise ValueError("p2 cannot train: injected bug")
+                finally:
+                    cleanup()
             return fn(config, data=data, units=units)
 
         return wrapped
@@ -492,7 +499,9 @@ def raise_counting_wrapper(marks: str):
 def test_a_trial_that_raises_is_trained_once_and_recorded_as_failed(ray_session, tmp_path):
     """Tune's retry is for a worker that died: a trial whose code raises runs once (before: twice, the same
     exception) and is recorded as failed with the exception as its reason while the other units finish; Tune still
-    sees it errored, so a rerun of the experiment keeps it failed without running it again."""
+    sees it errored, so a rerun of the experiment keeps it failed without running it again. Its cleanup failed too
+    while handling the failure: the reason was the second exception only (the last line of the traceback), the
+    first, its cause, lost from failed.parquet and the report — both are kept, the first first."""
     marks = tmp_path / "marks"
     marks.mkdir()
     cfg = resume_config()
@@ -504,42 +513,16 @@ def test_a_trial_that_raises_is_trained_once_and_recorded_as_failed(ray_session,
     for attempt in range(2):  # the run, then its rerun (restored)
         g = run()
         assert len(list(marks.glob("attempt-*"))) == 1, attempt
-        assert [(f["probe"], f["reason"]) for f in g.failed] == [("p2", "ValueError: p2 cannot train: injected bug")]
+        assert [(f["probe"], f["reason"]) for f in g.failed] == [
+            (
+                "p2",
+                "ValueError: p2 cannot train: injected bug; then, while handling it: RuntimeError: cleanup failed too",
+            )
+        ], attempt
         assert {r["probe"] for r in g.rows} == {"p3", "p4", "p5"}
     (exp,) = [d for d in (tmp_path / "tune").iterdir() if d.is_dir()]
     (err,) = exp.glob("*/error.txt")
     assert "Failure # 2" in err.read_text() and "RaisedBefore" in err.read_text()  # Tune's retry, raised at once
-
-
-def raise_while_handling_wrapper(fn):
-    """A unit with 'p2' fails, and its cleanup fails too while handling that failure."""
-
-    def cleanup():
-        raise RuntimeError("cleanup failed too")
-
-    def wrapped(config, data=None, units=None):
-        if "p2" in {m.name for m in units[config["unit"]].members}:
-            try:
-                raise ValueError("p2 cannot train: injected bug")
-            finally:
-                cleanup()
-        return fn(config, data=data, units=units)
-
-    return wrapped
-
-
-def test_a_trial_that_fails_again_while_handling_its_failure_keeps_both_reasons(ray_session, tmp_path):
-    """A trial whose code failed, and then failed again while handling that failure (a cleanup that raised), was
-    recorded with the second exception only — the last line of its traceback — and the first, its cause, was lost
-    from failed.parquet and the report. Both are kept, the first first (Tune's retry re-raises the noted traceback:
-    that is the error recorded)."""
-    cfg = resume_config()
-    g = run_group(cfg, cfg.experiments[0], "notes", "m", resume_data(), str(tmp_path / "tune"),
-                  wrap_trainable=raise_while_handling_wrapper)  # fmt: skip
-    assert [(f["probe"], f["reason"]) for f in g.failed] == [
-        ("p2", "ValueError: p2 cannot train: injected bug; then, while handling it: RuntimeError: cleanup failed too")
-    ]
-    assert {r["probe"] for r in g.rows} == {"p3", "p4", "p5"}
 
 
 @pytest.mark.filterwarnings("ignore:`get_storage` is meant to only be called")
