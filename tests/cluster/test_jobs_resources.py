@@ -1,10 +1,10 @@
 """Resource awareness (issue 8): GPU requests switch on when Ray reports GPUs, custom resources pin the
 embedding actors, and ``repeval plan`` shows what a run will request.
 
-No GPU is present here: one test starts a Ray node that *declares* ``num_gpus=1`` (Ray schedules by
-declared resources; torch still sees no CUDA device, so the model runs on the CPU) in a subprocess of
-its own — it cannot share the session's embedded Ray — and checks the requests Ray recorded for the
-embedding actors and the probe trials.
+No GPU is present here: two tests share a Ray node that *declares* ``num_gpus=1`` (Ray schedules by
+declared resources; torch still sees no CUDA device, so the model runs on the CPU), started once in a
+subprocess of its own — it cannot share the session's embedded Ray — and check the requests Ray recorded
+for the embedding actors and the probe trials, and what two actors planned at 0.5 GPU each were given.
 """
 
 from __future__ import annotations
@@ -120,10 +120,11 @@ def test_plan_reports_requests() -> None:
 
 
 # The driver of the fake-GPU run: a node with num_gpus=1 and embed=1, the embed and train stages of a
-# smoke-test run with a GPU model (CLMR, random weights), then what Ray recorded for the actors.
+# smoke-test run with a GPU model (CLMR, random weights), then what Ray recorded for the actors; then, on the same
+# node, a GPU model's actor pool planned at 0.5 GPU per actor and what its actors were given.
 DRIVER = r"""
-import json, sys
-import ray
+import json, os, sys
+import numpy as np, pyarrow as pa, ray, ray.data
 from ray.util.state import list_actors
 
 cfg_path, runs, store, port = sys.argv[1:5]
@@ -142,13 +143,36 @@ actors = [
     {"class_name": a.class_name, "required_resources": a.required_resources}
     for a in list_actors(address=f"http://127.0.0.1:{port}", detail=True, limit=10000, raise_on_missing_output=False)
 ]
+
+from repeval.config.schema import ResourcesConfig
+from repeval.pipeline.resources import plan_resources
+
+class Model:
+    uses_gpu = True
+    process_group = "default"
+
+class Probe:
+    def __call__(self, batch):
+        n = len(batch["id"])
+        return {"gpus": np.array([json.dumps(ray.get_gpu_ids())] * n),
+                "cvd": np.array([os.environ.get("CUDA_VISIBLE_DEVICES", "")] * n)}
+
+res = plan_resources(Model, ResourcesConfig(embed_num_gpus=0.5), ray.cluster_resources()["CPU"],
+                     ray.cluster_resources()["GPU"])
+ds = ray.data.from_arrow([pa.table({"id": list(range(i, i + 4))}) for i in range(0, 16, 4)])
+rows = ds.map_batches(Probe, **res.actor_kwargs(4)).take_all()
+fraction = {"n_actors": res.n_actors, "num_gpus": res.num_gpus, "gpus": sorted({r["gpus"] for r in rows}),
+            "cvd": sorted({r["cvd"] for r in rows})}
 print("RESULT " + json.dumps({"embed": summary.resources, "trained": trained["trained"],
-                              "failed": len(trained["failed"]), "plan": plan, "actors": actors}))
+                              "failed": len(trained["failed"]), "plan": plan, "actors": actors,
+                              "fraction": fraction}))
 ray.shutdown()
 """
 
 
-def test_fake_gpu_node_activates_gpu_requests(rendered_notes: Path) -> None:
+@pytest.fixture(scope="module")
+def fake_gpu_run(rendered_notes: Path) -> dict[str, Any]:
+    """The fake-GPU driver's RESULT (one Ray start for the tests of a node that declares a GPU)."""
     import socket
 
     import yaml
@@ -187,7 +211,11 @@ def test_fake_gpu_node_activates_gpu_requests(rendered_notes: Path) -> None:
         out = json.loads(lines[-1][len("RESULT ") :])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return out
 
+
+def test_fake_gpu_node_activates_gpu_requests(fake_gpu_run: dict[str, Any]) -> None:
+    out = fake_gpu_run
     assert out["trained"] == 1 and out["failed"] == 0
     assert out["embed"]["clmr-v2"].startswith("1 embedding actor(s) × 1 CPU, 1 GPU, embed=1"), out["embed"]
     embed = [a for a in out["actors"] if "MapBatches(Embed)" in a["class_name"]]
@@ -199,6 +227,13 @@ def test_fake_gpu_node_activates_gpu_requests(rendered_notes: Path) -> None:
     assert trials and gpu and all(v == 0.5 for v in gpu), [(a["class_name"], a["required_resources"]) for a in trials]
     assert "embed clmr-v2:    1 embedding actor(s) × 1 CPU, 1 GPU, embed=1" in out["plan"], out["plan"]
     assert "probe trial:      1 CPU + 0.5 GPU" in out["plan"], out["plan"]
+
+
+def test_gpu_fraction_requested_when_ray_reports_gpus(fake_gpu_run: dict[str, Any]) -> None:
+    """A local Ray declaring one (fake) GPU: two actors share it at 0.5 each."""
+    res = fake_gpu_run["fraction"]
+    assert res["n_actors"] == 2 and res["num_gpus"] == 0.5
+    assert res["gpus"] == ["[0]"] and res["cvd"] == ["0"]
 
 
 def test_plan_says_which_probes_use_bf16_and_whether_this_cpu_has_it(monkeypatch) -> None:

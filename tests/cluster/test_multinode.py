@@ -202,7 +202,7 @@ class LocalCluster:
                 raise RuntimeError(f"node {node.name} exited with {node.proc.returncode}:\n{node.log_tail()}")
             if any(n.node_ip == node.ip for n in self.alive_nodes()):
                 return
-            time.sleep(1)
+            time.sleep(0.5)
         raise TimeoutError(f"node {node.name} not alive after {timeout:.0f} s:\n{node.log_tail()}")
 
     def _wait_for_jobs_api(self, head: LocalNode, timeout: float = 300) -> None:
@@ -216,7 +216,7 @@ class LocalCluster:
             except Exception as exc:
                 if time.monotonic() > deadline or head.proc.poll() is not None:
                     raise RuntimeError(f"the jobs API at {self.dashboard} did not come up: {exc}") from exc
-                time.sleep(1)
+                time.sleep(0.5)
 
     # --- jobs ---------------------------------------------------------------------------------
 
@@ -238,7 +238,7 @@ class LocalCluster:
             status = self.job_status(submission_id)
             if status in TERMINAL:
                 return status
-            time.sleep(2)
+            time.sleep(0.5)
         raise TimeoutError(
             f"job {submission_id} not finished after {timeout:.0f} s:\n{self.logs(submission_id)[-3000:]}"
         )

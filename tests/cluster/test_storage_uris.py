@@ -177,9 +177,22 @@ def _run_cli(args: list[str], tmp: Path, timeout: float = 1500) -> subprocess.Co
     )
 
 
-def test_run_with_store_runs_and_tune_on_s3(s3: dict[str, Any], rendered_notes: Path) -> None:
+def test_run_with_store_runs_and_tune_on_s3(
+    s3: dict[str, Any], rendered_notes: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`jobs/run.py --smoke-test` with every output in the bucket; a rerun resumes from the bucket alone."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
     tmp = Path(tempfile.mkdtemp(prefix="rv-s3-", dir="/tmp"))  # short: Ray's unix sockets live under it
+
+    def _cli(args: list[str]) -> Any:  # `repeval ARGS` run from tmp, as _run_cli runs it, with the bucket's credentials
+        with monkeypatch.context() as m:
+            m.chdir(tmp)
+            m.delenv("RAY_ADDRESS", raising=False)
+            return CliRunner().invoke(app, args)
+
     try:
         cfg = {
             "run": {"run_id": "s3run"},
@@ -221,29 +234,30 @@ def test_run_with_store_runs_and_tune_on_s3(s3: dict[str, Any], rendered_notes: 
         assert "embedded 0 tracks → 0 rows" in again.stdout, again.stdout[-2000:]
         assert "trained 0 probe grid(s), 1 already done" in again.stdout, again.stdout[-2000:]
 
-        plan = _run_cli(["-m", "repeval.cli", "plan", "s3.yaml", "--smoke-test", *uris], tmp, 300)
-        assert plan.returncode == 0, plan.stderr[-3000:]
+        # the commands that only read the bucket run in this process (each `repeval` process costs seconds of imports)
+        plan = _cli(["plan", "s3.yaml", "--smoke-test", *uris])
+        assert plan.exit_code == 0, plan.output[-3000:]
         assert "probe trainings:    1 (1 done)" in plan.stdout and "2 complete" in plan.stdout, plan.stdout
         # the full configuration in that run directory is not: 8 of its 48 tracks are not embedded clean (its test
         # tracks are all in D1), so its grid trains again
-        full = _run_cli(["-m", "repeval.cli", "plan", "s3.yaml", "--run-id", "s3run-smoke", *uris], tmp, 300)
+        full = _cli(["plan", "s3.yaml", "--run-id", "s3run-smoke", *uris])
         assert "probe trainings:    1 (0 done)" in full.stdout and "; 1 complete)" in full.stdout, full.stdout
 
-        runs = _run_cli(["-m", "repeval.cli", "runs", f"s3://repeval/e2e/runs{q}"], tmp, 300)
-        assert runs.returncode == 0, runs.stderr[-3000:]
+        runs = _cli(["runs", f"s3://repeval/e2e/runs{q}"])
+        assert runs.exit_code == 0, runs.output[-3000:]
         assert re.search(r"s3run-smoke\s+evaluated\s+instrument\s+mfcc-stats", runs.stdout), runs.stdout
-        listing = _run_cli(["-m", "repeval.cli", "store", "ls", f"s3://repeval/e2e/store{q}"], tmp, 300)
-        assert listing.returncode == 0, listing.stderr[-3000:]
+        listing = _cli(["store", "ls", f"s3://repeval/e2e/store{q}"])
+        assert listing.exit_code == 0, listing.output[-3000:]
         assert re.search(r"notes/mfcc-stats/clean\s+complete", listing.stdout), listing.stdout
 
         # tables and the report straight from the bucket; the report lands next to the run's results there
         run_uri = f"s3://repeval/e2e/{run}{q}"
-        table = _run_cli(["-m", "repeval.cli", "table", run_uri, "--format", "csv"], tmp, 300)
-        assert table.returncode == 0, table.stderr[-3000:]
+        table = _cli(["table", run_uri, "--format", "csv"])
+        assert table.exit_code == 0, table.output[-3000:]
         rows = list(csv.DictReader(io.StringIO(table.stdout.strip())))
         assert rows and {r["model"] for r in rows} == {"mfcc-stats"}, table.stdout
-        report = _run_cli(["-m", "repeval.cli", "report", run_uri], tmp, 300)
-        assert report.returncode == 0, report.stderr[-3000:]
+        report = _cli(["report", run_uri])
+        assert report.exit_code == 0, report.output[-3000:]
         assert "report: s3://repeval/e2e/runs/s3run-smoke/report.html" in report.stdout, report.stdout
         with s3["fs"].open_input_file(f"repeval/e2e/{run}/report.html") as f:
             html = f.read().decode()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 
 import pytest
@@ -622,13 +623,17 @@ def test_plan_counts_every_fold_of_a_split_type_all_dataset():
 # ------------------------------------------------------------------ the JSON Schema for editors
 
 
-def _schema_errors(data: dict) -> list[str]:
+@functools.cache  # building the schema from the config models takes ~0.3 s; the parametrized cases below share it
+def _schema_validator():
     import jsonschema
 
     from repeval.config.jsonschema import config_json_schema
 
-    validator = jsonschema.Draft202012Validator(config_json_schema())
-    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(data)]
+    return jsonschema.Draft202012Validator(config_json_schema())
+
+
+def _schema_errors(data: dict) -> list[str]:
+    return [f"{list(e.absolute_path)}: {e.message}" for e in _schema_validator().iter_errors(data)]
 
 
 def test_shipped_schema_is_current_and_accepts_every_shipped_config():

@@ -359,7 +359,7 @@ def musicnn_process(shared_data: Path, tmp_path_factory: pytest.TempPathFactory)
         # session in TensorFlow's) — with the session's ConfigProto alone TensorFlow kept two threads busy at once
         "import time\n"
         "t, c = time.perf_counter(), time.process_time()\n"
-        "for _ in range(6): m.embed_batch(clips)\n"
+        "for _ in range(2): m.embed_batch(clips)\n"
         "print('CPU_PER_WALL', (time.process_time() - c) / (time.perf_counter() - t))\n"
         # the reference: musicnn's own patches (its batch_data, on a file at 16 kHz) through musicnn's graph built as
         # its extractor() builds it, read at the node Essentia's msd-musicnn-1.pb (mir_ref's) takes embeddings from

@@ -2,16 +2,14 @@
 bit-identical reruns (also across the model's placement: decode tasks or actor pool), separate
 (unfused) stages for actor-pool models and one stage for models in the decode tasks, resume after a
 failure injected in a UDF, the decode stage's task cap in a live stream (and at a one-block stream's size),
-isolated process groups and GPU requests."""
+isolated process groups. (GPU requests on a node that declares a GPU: tests/cluster/test_jobs_resources.py.)"""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
-import subprocess
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -402,47 +400,6 @@ def test_process_groups_get_their_own_worker_processes(ray_session):
     assert max(r["refaults"] for r in t + d) < 100, (t, d)
     assert not (t_pids & d_pids) and not (t_pids & a_pids)
     assert os.getpid() not in t_pids
-
-
-GPU_SCRIPT = textwrap.dedent(
-    """
-    import json, os
-    import numpy as np, pyarrow as pa, ray, ray.data
-    from repeval.config.schema import ResourcesConfig
-    from repeval.pipeline.resources import plan_resources
-
-    class Model:
-        uses_gpu = True
-        process_group = "default"
-
-    class Probe:
-        def __call__(self, batch):
-            n = len(batch["id"])
-            return {"gpus": np.array([json.dumps(ray.get_gpu_ids())] * n),
-                    "cvd": np.array([os.environ.get("CUDA_VISIBLE_DEVICES", "")] * n)}
-
-    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, object_store_memory=100 * 2**20, log_to_driver=False)
-    res = plan_resources(Model, ResourcesConfig(embed_num_gpus=0.5), ray.cluster_resources()["CPU"],
-                         ray.cluster_resources()["GPU"])
-    ds = ray.data.from_arrow([pa.table({"id": list(range(i, i + 4))}) for i in range(0, 16, 4)])
-    rows = ds.map_batches(Probe, **res.actor_kwargs(4)).take_all()
-    print("RESULT", json.dumps({"n_actors": res.n_actors, "num_gpus": res.num_gpus,
-                                "gpus": sorted({r["gpus"] for r in rows}), "cvd": sorted({r["cvd"] for r in rows})}))
-    """
-)
-
-
-def test_gpu_fraction_requested_when_ray_reports_gpus(tmp_path):
-    """A separate local Ray declaring one (fake) GPU: two actors share it at 0.5 each."""
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_ADDRESS": ""}
-    out = subprocess.run(
-        [sys.executable, "-c", GPU_SCRIPT], capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path
-    )
-    lines = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
-    assert lines, out.stderr[-3000:]
-    res = json.loads(lines[-1][len("RESULT ") :])
-    assert res["n_actors"] == 2 and res["num_gpus"] == 0.5
-    assert res["gpus"] == ["[0]"] and res["cvd"] == ["0"]
 
 
 def test_a_complete_one_window_partition_stamped_before_whole_track_deformation_is_restamped_once(

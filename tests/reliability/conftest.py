@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from reliability_helpers import FAST_MODEL, SLOW_MODEL, experiment, make_catalog, run_cli, write_config
+from reliability_helpers import FAST_MODEL, SLOW_MODEL, experiment, make_catalog, write_config
 
 
 @dataclass
@@ -31,10 +31,16 @@ def fault_catalog(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def reference_run(fault_catalog, tmp_path_factory) -> Reference:
-    """An uninterrupted ``repeval run`` (fast + slow model, one deformation) — what every fault test must end equal to."""
+def reference_run(ray_session, fault_catalog, tmp_path_factory) -> Reference:
+    """An uninterrupted ``repeval run`` (fast + slow model, one deformation) — what every fault test must end equal to.
+    It runs in this process on the session's Ray (a ``repeval`` process of its own would start a Ray of its own, ~10 s):
+    the fault tests' own runs are the separate processes, each on its embedded Ray, that end equal to it."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
     root = tmp_path_factory.mktemp("reference")
     cfg = write_config(root / "config.yaml", root, [experiment(fault_catalog, [FAST_MODEL, SLOW_MODEL])])
-    res = run_cli(["run", str(cfg)], root)
-    assert res.returncode == 0, res.stdout + res.stderr[-4000:]
-    return Reference(root, cfg, res.stdout)
+    res = CliRunner().invoke(app, ["run", str(cfg)])
+    assert res.exit_code == 0, res.output[-4000:]
+    return Reference(root, cfg, res.output)
