@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from repeval.models.base import EmbeddingModel
+from repeval.models.base import EmbeddingModel, refuse_offsets
 
 #: environment each isolated process group needs (set before the framework is imported);
 #: the pipeline passes these as the actor's ``runtime_env={"env_vars": ...}``.
@@ -200,7 +200,8 @@ class RebuildOnUnpickle:
 class WindowedModel(RebuildOnUnpickle, EmbeddingModel):
     """A model that maps fixed-size windows of one clip to one vector each.
 
-    Subclasses implement ``_windows(audio) -> (n, ...)`` (n >= 1) and
+    Subclasses implement ``_windows(audio) -> (n, ...)`` (n >= 1; one whose frame geometry has an ``align`` also
+    ``_windows_at(audio, offset)``: its windows from ``offset`` samples into ``audio``) and
     ``_forward(windows) -> (n, embedding_dim)``; ``embed_batch`` runs the windows of all clips
     of a batch together, ``max_batch_windows`` at a time. Window outputs must not depend on
     the other windows in a batch (true for inference-mode CNNs).
@@ -211,16 +212,24 @@ class WindowedModel(RebuildOnUnpickle, EmbeddingModel):
     def _windows(self, audio: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _windows_at(self, audio: np.ndarray, offset: int) -> np.ndarray:
+        """The windows of ``audio`` from ``offset`` samples into it (the audio before: context they read)."""
+        refuse_offsets(self, [offset])
+        return self._windows(audio)
+
     def _forward(self, windows: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def embed(self, audio: np.ndarray) -> np.ndarray:
         return self.embed_batch([audio])[0]
 
-    def embed_batch(self, audios: list[np.ndarray]) -> list[np.ndarray]:
+    def embed_batch(self, audios: list[np.ndarray], offsets: Sequence[int] | None = None) -> list[np.ndarray]:
         if not audios:
             return []
-        wins = [self._windows(as_mono(a)) for a in audios]
+        at = [0] * len(audios) if offsets is None else [int(o) for o in offsets]
+        wins = [
+            self._windows_at(as_mono(a), o) if o else self._windows(as_mono(a)) for a, o in zip(audios, at, strict=True)
+        ]
         counts = [len(w) for w in wins]
         stacked = np.concatenate(wins, axis=0)
         step = max(1, int(self.max_batch_windows))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -47,16 +47,27 @@ class FrameGeometry:
     #: the shortest input that yields one frame without padding: ``n`` samples yield
     #: ``(max(n, span) − span) // hop + 1`` frames
     span: int
+    #: the finest grid, in samples, the model can start its frames on within its input (``embed_batch``'s
+    #: ``offsets``); 0 (the default): ``hop`` — the model's frames start at its input's start
+    align: int = 0
 
     def count(self, n_samples: int) -> int:
         """Frames the model gives on ``n_samples`` samples."""
         return (max(int(n_samples), self.span) - self.span) // self.hop + 1
 
     @property
+    def offset(self) -> bool:
+        """Whether the model starts its frames at an offset into its input (``align`` finer than ``hop``): a window
+        then reaches it with :attr:`before` samples of context and its frames start at the window's start."""
+        return 0 < self.align < self.hop
+
+    @property
     def before(self) -> int:
-        """Context a window needs from the previous one: ``left`` rounded up to whole hops (the window's input
-        then starts on the track's frame grid)."""
-        return -(-self.left // self.hop) * self.hop
+        """Context a window needs from the previous one: ``left`` rounded up to whole ``align`` units — with
+        :attr:`offset`, the model starts its frames there, at the window's start; otherwise ``align`` is ``hop``:
+        the window's input starts on the track's frame grid and the frames computed on the context are dropped."""
+        unit = self.align if self.offset else self.hop
+        return -(-self.left // unit) * unit
 
     @property
     def after(self) -> int:
@@ -94,7 +105,11 @@ class EmbeddingModel:
     def embed(self, audio: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def embed_batch(self, audios: list[np.ndarray]) -> list[np.ndarray]:
+    def embed_batch(self, audios: list[np.ndarray], offsets: Sequence[int] | None = None) -> list[np.ndarray]:
+        """The frames of each clip. ``offsets`` (samples, multiples of its frame geometry's ``align``): where in
+        each clip the model starts its frames — the audio before is context its first frames read; only a model
+        whose :meth:`frame_geometry` has :attr:`FrameGeometry.offset` is given offsets."""
+        refuse_offsets(self, offsets)
         return [self.embed(a) for a in audios]
 
     @classmethod
@@ -119,6 +134,12 @@ class EmbeddingModel:
     @property
     def version(self) -> str:
         return self.embedding_version
+
+
+def refuse_offsets(model: EmbeddingModel, offsets: Sequence[int] | None) -> None:
+    """Raise unless ``offsets`` are all 0: ``model`` starts its frames at its input's start only."""
+    if offsets is not None and any(offsets):
+        raise ValueError(f"{model.name or type(model).__name__} cannot start its frames at an offset into its input")
 
 
 @dataclass(frozen=True)

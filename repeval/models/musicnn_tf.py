@@ -138,9 +138,10 @@ class MusiCNN(WindowedModel):
     def frame_geometry(cls, params: dict[str, Any]) -> FrameGeometry:
         """Patch ``k`` is 187 centred spectral frames from frame ``k · hop_frames``: the samples from half an FFT
         before ``k · hop_frames · 256`` over 187 hops; the last one ends on a frame centred within the input (its
-        end reflected), and a clip shorter than a patch is zero-padded to one."""
+        end reflected), and a clip shorter than a patch is zero-padded to one. Patches may start on any spectral
+        frame (``align``: 256 samples), so a window's context before is one hop of 256 samples, not a patch."""
         hop = _patch_hop(float(params.get("hop_s", 3.0))) * HOP
-        return FrameGeometry(hop=hop, left=N_FFT // 2, right=PATCH_FRAMES * HOP, span=PATCH_SAMPLES)
+        return FrameGeometry(hop=hop, left=N_FFT // 2, right=PATCH_FRAMES * HOP, span=PATCH_SAMPLES, align=HOP)
 
     def _build(self) -> None:
         threads = model_threads()  # the pipeline's cap (TF's default: a pool as large as the machine)
@@ -185,8 +186,15 @@ class MusiCNN(WindowedModel):
         log.debug("built %s graph (%s layer)", self.checkpoint, self.layer)
 
     def _windows(self, audio: np.ndarray) -> np.ndarray:
-        spec = logmel(pad_to(audio, PATCH_SAMPLES), self.pad_mode)
-        starts = range(0, spec.shape[0] - PATCH_FRAMES + 1, self.hop_frames)
+        return self._windows_at(audio, 0)
+
+    def _windows_at(self, audio: np.ndarray, offset: int) -> np.ndarray:
+        """Patches from spectral frame ``offset // 256`` (``offset``: whole hops of 256 samples, the frame
+        geometry's ``align``), the frame centred ``offset`` samples into ``audio``; at least one."""
+        if offset % HOP:
+            raise ValueError(f"{self.name}: offset {offset} is not a multiple of the spectral hop ({HOP} samples)")
+        spec = logmel(pad_to(audio, PATCH_SAMPLES + offset), self.pad_mode)
+        starts = range(offset // HOP, spec.shape[0] - PATCH_FRAMES + 1, self.hop_frames)
         return np.stack([spec[s : s + PATCH_FRAMES] for s in starts])
 
     def _forward(self, windows: np.ndarray) -> np.ndarray:

@@ -53,10 +53,12 @@ DECODE_COLUMNS = (
     "skip",
     "keep",
     "context",
+    "offset",
 )
 #: the integer columns of a chunk row: its index, the track's number of chunks (on its last), and — for a model that
-#: declares its frame geometry — the frames to drop (computed on context), to keep (-1: all) and the context samples
-INT_COLUMNS = ("chunk", "n_chunks", "skip", "keep", "context")
+#: declares its frame geometry — the frames to drop (computed on context), to keep (-1: all), the context samples and
+#: where in its input the model starts its frames (samples; 0 unless its geometry has an ``align``)
+INT_COLUMNS = ("chunk", "n_chunks", "skip", "keep", "context", "offset")
 
 
 def _object_array(items: list[Any]) -> np.ndarray:
@@ -122,8 +124,10 @@ class DecodeDeform:
     windows are invisible in its frames: window boundaries fall on the model's frame grid (:func:`window_sizes`; a
     window holds at least twice a frame's extent), and each window reaches the model with the end of the previous
     window and the start of the next one — as deformed in their own windows, so the model reads the track's deformed
-    audio as a whole — with ``skip`` and ``keep`` saying which of its frames start in the window. A track of one
-    window reaches the model as before (``keep`` -1: all its frames).
+    audio as a whole — with ``skip`` and ``keep`` saying which of its frames start in the window (a model whose
+    geometry has an ``align``: ``offset``, where in its input the model starts its frames — at the window's start, so
+    it computes none on the context). A track of one window reaches the model as before (``keep`` -1: all its
+    frames).
     """
 
     def __init__(
@@ -179,7 +183,7 @@ class DecodeDeform:
             params: str,
             error: str = "",
             stage: str = "",
-            seam: tuple[int, int, int] = (0, -1, 0),
+            seam: tuple[int, int, int, int] = (0, -1, 0, 0),
         ) -> None:
             nonlocal held
             out["track_id"].append(tid)
@@ -194,6 +198,7 @@ class DecodeDeform:
             out["skip"].append(seam[0])
             out["keep"].append(seam[1])
             out["context"].append(seam[2])
+            out["offset"].append(seam[3])
             held += 0 if audio is None else len(audio)
 
         for tid, path, split, wanted in zip(
@@ -333,27 +338,31 @@ class DecodeDeform:
 
     def _seam(
         self, window: np.ndarray, previous: np.ndarray | None, following: np.ndarray | None, index: int, last: bool
-    ) -> tuple[np.ndarray, tuple[int, int, int]]:
+    ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
         """Window ``index`` as the model reads it: with the end of the previous window and the start of the next one
-        that its frames need, and ``(skip, keep, context)``: the frames computed on the previous window's end, the
-        frames that start in this window (the last window: as many as the whole track has from its start on) and the
-        context samples. Without a frame geometry, for a track of one window, or when context is missing (a
+        that its frames need, and ``(skip, keep, context, offset)``: the frames computed on the previous window's end,
+        the frames that start in this window (the last window: as many as the whole track has from its start on),
+        the context samples and where the model starts its frames (a model whose geometry has an ``align``: the
+        previous window's end, so it computes no frame there and ``skip`` is 0). Without a frame geometry, for a track of one window, or when context is missing (a
         deformation changed a neighbour's length): the window alone, all its frames kept."""
         g = self.geometry
         if g is None or (index == 0 and last):
-            return window, (0, -1, 0)
+            return window, (0, -1, 0, 0)
         before = previous[len(previous) - g.before :] if index and g.before and previous is not None else None
         after = following[: g.after] if not last and g.after and following is not None else None
         if (index and g.before and before is None) or (not last and g.after and after is None):
-            return window, (0, -1, 0)
+            return window, (0, -1, 0, 0)
         start = index * window_sizes(self.sample_rate_hz, float(self.chunk_s or 0), *self._grid())[0]
         keep = g.count(start + len(window)) - start // g.hop if last else len(window) // g.hop
         parts = [p for p in (before, window, after) if p is not None]
         context = sum(len(p) for p in parts) - len(window)
+        ahead = 0 if before is None else len(before)
+        offset = ahead if g.offset else 0
         return (np.concatenate(parts) if len(parts) > 1 else window), (
-            len(before) // g.hop if before is not None else 0,
+            (ahead - offset) // g.hop,
             keep,
             context,
+            offset,
         )
 
     def _whole_track(
@@ -505,17 +514,20 @@ class Embed:
         self.compute_s = 0.0
         log.info("loaded %s in %.1fs", self.model_id, time.perf_counter() - t0)
 
-    def _embed_all(self, audios: list[np.ndarray]) -> list[np.ndarray | Exception]:
+    def _embed_all(self, audios: list[np.ndarray], offsets: list[int]) -> list[np.ndarray | Exception]:
+        """The frames of each input, the model starting them ``offsets`` samples into it (all 0: it is given no
+        offsets — a model whose frame geometry has no ``align`` need not take them)."""
         t0 = time.perf_counter()
         try:
-            results: list[np.ndarray | Exception] = list(self.model.embed_batch(audios))
+            batch = self.model.embed_batch(audios, offsets=offsets) if any(offsets) else self.model.embed_batch(audios)
+            results: list[np.ndarray | Exception] = list(batch)
             if len(results) != len(audios):
                 raise ValueError(f"embed_batch returned {len(results)} results for {len(audios)} inputs")
         except Exception:
             results = []
-            for a in audios:
+            for a, o in zip(audios, offsets, strict=True):
                 try:
-                    results.append(self.model.embed(a))
+                    results.append(self.model.embed_batch([a], offsets=[o])[0] if o else self.model.embed(a))
                 except Exception as exc:
                     results.append(exc)
         self.compute_s += time.perf_counter() - t0
@@ -535,10 +547,10 @@ class Embed:
         todo = [i for i in range(n) if not errors[i]]
         audios = [np.asarray(batch["audio"][i], dtype=np.float32) for i in todo]
         # a window with context from its neighbours (DecodeDeform with a frame geometry): the frames that start in it
-        skip, keep, context = (
-            batch.get(k, np.full(n, d, np.int32)) for k, d in (("skip", 0), ("keep", -1), ("context", 0))
+        skip, keep, context, offset = (
+            batch.get(k, np.full(n, d, np.int32)) for k, d in (("skip", 0), ("keep", -1), ("context", 0), ("offset", 0))
         )
-        results = self._embed_all(audios)
+        results = self._embed_all(audios, [int(offset[i]) for i in todo])
         for i, a, r in zip(todo, audios, results, strict=True):
             seconds[i] = (len(a) - int(context[i])) / self.model.sample_rate_hz
             if isinstance(r, Exception):

@@ -391,6 +391,9 @@ def musicnn_process(shared_data: Path, tmp_path_factory: pytest.TempPathFactory)
         "sf.write(long, 0.2 * rng.standard_normal(16000 * 16).astype(np.float32), 16000, subtype='FLOAT')\n"
         "cfg = EmbeddingModelConfig(id='msd-musicnn', params={'chunk_s': 6.0})\n"
         "emb = Embed(cfg, keep_frames=True)\n"
+        # the patches the model computes for the windowed track (none on a window's context: as many as on the whole)
+        "computed, forward = [0], emb.model._forward\n"
+        "emb.model._forward = lambda w: (computed.__setitem__(0, computed[0] + len(w)), forward(w))[1]\n"
         "dd = DecodeDeform(16000, {}, 0, chunk_s=6.0, geometry=model_geometry(*resolve_model(cfg)))\n"
         "batch = {'track_id': np.array(['t']), 'audio_path': np.array([long]), 'split': np.array(['test']),\n"
         "         'scenarios': np.array([['clean']], dtype=object)}\n"
@@ -399,7 +402,7 @@ def musicnn_process(shared_data: Path, tmp_path_factory: pytest.TempPathFactory)
         "whole = m.embed(decode(long, 16000))\n"
         "got = np.asarray(block.frames[0], np.float32)\n"
         "print('SEAMS', block.n_chunks[0], got.shape, whole.shape, float(np.abs(got - whole).max()) if\n"
-        "      got.shape == whole.shape else -1, float(np.abs(whole).max()))\n"
+        "      got.shape == whole.shape else -1, float(np.abs(whole).max()), computed[0])\n"
         "counts = []\n"
         "for hop_s in (3.0, 1.5):\n"
         "    g = type(m).frame_geometry({'hop_s': hop_s})\n"
@@ -449,12 +452,16 @@ def test_msd_musicnn_frames_of_a_track_of_several_windows_are_the_whole_tracks(
     musicnn_process: tuple[str, ...],
 ) -> None:
     """A 16-s track in 6-s windows through the pipeline's stages (decode, embed, assemble) gets msd-musicnn's patches
-    of the whole decoded track: each window reaches the model with the previous window's last patch (its first
-    spectral frame reads half an FFT before the window) and keeps the patches that start in it — window by window
-    alone a window's patches started at its own start, off musicnn's 187-frame grid, and its tail was dropped. The
-    frame geometry counts the model's patches at lengths around one patch, at 3-s and 1.5-s hops."""
+    of the whole decoded track: each window reaches the model with the previous window's last 256 samples (its first
+    spectral frame reads half an FFT before the window), the model starting its patches at the window's start — window
+    by window alone a window's patches started at its own start, off musicnn's 187-frame grid, and its tail was
+    dropped. The model computes the whole track's 5 patches, no more: with a whole patch of context before each window
+    (the context rounded up to a patch) it computed 7, two thrown away. The frame geometry counts the model's patches
+    at lengths around one patch, at 3-s and 1.5-s hops."""
     *_, seams, counts = musicnn_process
-    label, n_chunks, got, whole, diff, scale = seams.replace("(", "").replace(")", "").replace(", ", ",").split(" ")
+    fields = seams.replace("(", "").replace(")", "").replace(", ", ",").split(" ")
+    label, n_chunks, got, whole, diff, scale, computed = fields
     assert label == "SEAMS" and n_chunks == "3" and got == whole == "5,200", seams
+    assert computed == "5", seams
     assert 0 <= float(diff) <= 1e-4 * float(scale), seams
     assert counts.startswith("COUNTS True"), counts
