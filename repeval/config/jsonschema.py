@@ -85,7 +85,9 @@ def _dataset_key_rules(model: Any) -> list[dict[str, Any]]:
     """``if``/``else`` rules for the dataset keys that apply to some types only (the loader's
     :func:`~repeval.datasets.cli_support.check_dataset_keys`): elsewhere such a key may only hold its default, which
     asks for nothing (a dumped config writes every key)."""
+    from repeval.datasets.base import DATASETS
     from repeval.datasets.cli_support import CATALOG_KEYS, KEY_SCOPES, masked_loaders, mirdata_kind_loaders
+    from repeval.datasets.load import official_fold_loaders
 
     def at_default(key: str, scope: str, why: str | None = None) -> dict[str, Any]:
         default = model.model_fields[key].default
@@ -101,8 +103,12 @@ def _dataset_key_rules(model: Any) -> list[dict[str, Any]]:
     def named(*names: str) -> dict[str, Any]:
         return {"properties": {"name": {"enum": list(names)}}, "required": ["name"]}
 
-    # a data set with official folds: read through mirdata, or MTG-Jamendo's split-k
-    official_custom = {"anyOf": [named(*mirdata_kind_loaders()), {"properties": {"name": {"pattern": "^mtg_jamendo"}}}]}
+    # a data set with official folds that `fold` picks (has_official_folds): its loader is one of
+    # official_fold_loaders, by name, or the generic mirdata loader's (type mirdata, a name no loader has)
+    official = official_fold_loaders()
+    official_folds: list[dict[str, Any]] = [{"allOf": [{"not": is_type("catalog")}, named(*official)]}]
+    if "mirdata" in official:
+        official_folds.append({"allOf": [is_type("mirdata"), {"not": named(*DATASETS.names())}]})
     return [
         {"if": is_type("catalog"), "else": {"properties": {k: at_default(k, "catalog") for k in CATALOG_KEYS}}},
         {
@@ -125,7 +131,7 @@ def _dataset_key_rules(model: Any) -> list[dict[str, Any]]:
         {
             "if": {
                 "properties": {"split_type": {"const": "single"}},
-                "not": {"anyOf": [is_type("mirdata"), {"allOf": [is_type("custom"), official_custom]}]},
+                "not": {"anyOf": official_folds},
             },
             "then": {"properties": {"fold": at_default("fold", "", why=SPLIT_KEYS["fold"])}},
         },

@@ -261,7 +261,8 @@ class DatasetConfig(Strict):
 
     @model_validator(mode="after")
     def _known_loader(self) -> DatasetConfig:
-        from repeval.datasets.cli_support import check_dataset_keys, check_dataset_name, mirdata_kind_loaders
+        from repeval.datasets.cli_support import check_dataset_keys, check_dataset_name
+        from repeval.datasets.load import has_official_folds
 
         check_dataset_name(self.name, self.type, self.subset)
         given = self.keys_given()
@@ -272,10 +273,7 @@ class DatasetConfig(Strict):
                 f"n_folds is the number of folds of split_type: all, but split_type is single (the default), which "
                 f"makes one split and ignores n_folds: set split_type: all for {self.n_folds} folds, or remove n_folds"
             )
-        official = self.type == "mirdata" or (
-            self.type == "custom" and (self.name.startswith("mtg_jamendo") or self.name in mirdata_kind_loaders())
-        )
-        if self.split_type == "single" and "fold" in given and not official:
+        if self.split_type == "single" and "fold" in given and not has_official_folds(self):
             raise ValueError(
                 f"fold picks a fold of split_type: all (or an official fold of a data set that has them, which "
                 f"{self.type} dataset '{self.name}' has not), but split_type is single (the default), which ignores "

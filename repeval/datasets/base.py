@@ -47,6 +47,9 @@ OBSERVED_FIELD = pa.field(OBSERVED, pa.list_(pa.string()))
 
 
 #: kinds of problems a :class:`LoadReport` records (its list attributes)
+#: the dataset keys that shape a single split which a loader may read itself (:attr:`DatasetInfo.split_keys`)
+SPLIT_KEYS = ("fold", "split_ratios", "split_seed")
+
 REPORT_KINDS = ("missing_audio", "duplicate_ids", "unlabelled", "unknown_labels", "other")
 
 
@@ -71,8 +74,7 @@ class LoadReport:
     #: findings that drop no row (a configured key the data left unused): logged and in the report's lines, never
     #: counted as rows not evaluated
     notes: list[str] = field(default_factory=list)
-    #: the split keys the loader itself used (the mirdata loader carves a validation split from an official train
-    #: split by ``split_ratios`` and ``split_seed``)
+    #: the split keys (:data:`SPLIT_KEYS`) the loader read (:func:`repeval.datasets.load.load_dataset` notes them)
     used_keys: set[str] = field(default_factory=set)
 
     def add(self, kind: str, item: str) -> None:
@@ -156,6 +158,11 @@ class DatasetInfo:
     kind: str
     labels: tuple[LabelInfo, ...] = ()
     description: str = ""
+    #: the split keys (:data:`SPLIT_KEYS`) its loader may read itself under ``split_type: single``: ``fold`` picks one
+    #: of the data set's official folds or splits (TinySOL, MTG-Jamendo's split-k; ``fold`` is a configuration error
+    #: elsewhere), ``split_ratios`` and ``split_seed`` carve a validation split from an official train split
+    #: (OpenMIC-2018). The loader reading another is an error of the loader (tests/datasets/test_datasets_contract.py)
+    split_keys: frozenset[str] = frozenset()
 
     def label(self, name: str) -> LabelInfo:
         for lab in self.labels:

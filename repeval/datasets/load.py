@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from repeval.datasets.base import DATASETS, LoadReport
+from repeval.datasets.base import DATASET_INFO, DATASETS, SPLIT_KEYS, LoadReport
 from repeval.datasets.splits import fill_fold_splits, fill_splits
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,33 @@ def loader_name(ds: Any) -> str:
     if ds.type == "mirdata" and ds.name not in DATASETS:
         return "mirdata"
     return str(ds.name)
+
+
+def official_fold_loaders() -> list[str]:
+    """The loaders that read ``dataset.fold`` under ``split_type: single`` to pick one of their data set's official
+    folds or splits (``"fold"`` in :attr:`~repeval.datasets.base.DatasetInfo.split_keys`), ``mirdata`` (the generic
+    loader) among them: the one source of where ``fold`` applies — :func:`has_official_folds`, the configuration's
+    check and the JSON Schema's rule derive from it."""
+    return sorted(name for name, info in DATASET_INFO.items() if "fold" in info.split_keys)
+
+
+def has_official_folds(ds: Any) -> bool:
+    """Whether ``dataset.fold`` picks an official fold or split of ``ds`` (its ``type`` and ``name``) under
+    ``split_type: single``; elsewhere one split is drawn and ``fold`` would be ignored."""
+    return loader_name(ds) in official_fold_loaders()
+
+
+class _Reading:
+    """A dataset config as its loader sees it: each of :data:`~repeval.datasets.base.SPLIT_KEYS` read is noted in
+    ``read`` (what the loader reports it used, without each loader having to say so)."""
+
+    def __init__(self, ds: Any, read: set[str]) -> None:
+        self._ds, self._read = ds, read
+
+    def __getattr__(self, name: str) -> Any:
+        if name in SPLIT_KEYS:
+            self._read.add(name)
+        return getattr(self._ds, name)
 
 
 def dataset_folds(ds: Any) -> list[int]:
@@ -125,10 +152,27 @@ def _unused_split_keys(ds: Any, found: LoadReport, capped: bool) -> str | None:
     )
 
 
+def _unused_fold(ds: Any, task: Any, found: LoadReport) -> str | None:
+    """A note naming ``fold`` when the user set it on one split but the loader read none of the data set's official
+    folds (this task's label has none: TinySOL's pitch classes): left in the configuration, it would seem to pick
+    one."""
+    given = ds.keys_given() if hasattr(ds, "keys_given") else set()
+    if "fold" not in given or "fold" in found.used_keys:
+        return None
+    label = getattr(task, "label", None)
+    what = f"label {label!r}" if label else f"task {getattr(task, 'name', '?')!r}"
+    return (
+        f"fold ({ds.fold}) not used: the data set has no official folds for {what} (`repeval datasets {ds.name}` "
+        "says which labels have them), so its split is drawn from split_ratios and split_seed — remove fold"
+    )
+
+
 def load_dataset(ds: Any, task: Any, report: bool = True) -> tuple[pa.Table, LoadReport]:
     """Rows (track id, audio, label, split, group) of one dataset for a task; ``report`` logs the loader's
     findings (missing files, unknown labels), once per dataset when its folds are loaded one by one."""
-    rows, found = DATASETS.get(loader_name(ds))(ds, task)
+    read: set[str] = set()
+    rows, found = DATASETS.get(loader_name(ds))(_Reading(ds, read), task)
+    found.used_keys |= read
     # regression targets are not strata (each value would be one): their splits are plain seeded ones
     stratify = getattr(task, "effective_type", None) != "regression"
     preset = False  # split_type single, and the loader gave every track its split: split_ratios drew none
@@ -143,6 +187,8 @@ def load_dataset(ds: Any, task: Any, report: bool = True) -> tuple[pa.Table, Loa
         rows = cap_tracks(rows, ds.max_tracks, ds.split_seed)
     note = _unused_split_keys(ds, found, capped) if preset else None
     if note:
+        found.notes.append(note)
+    if getattr(ds, "split_type", "single") == "single" and (note := _unused_fold(ds, task, found)):
         found.notes.append(note)
     pa.default_memory_pool().release_unused()  # return the split's scratch memory to the OS
     for line in found.lines() if report else ():

@@ -69,9 +69,15 @@ class MirdataSpec:
     #: number of official folds when ``split_of`` gives fold numbers (default: largest fold + 1)
     n_folds: int | None = None
     description: str = ""
+    #: ``dataset.fold`` picks one of its official folds (``split_of`` gives fold numbers) or splits (``split_map``)
+    official_folds: bool = False
 
     def info(self) -> DatasetInfo:
-        return DatasetInfo(self.name, "mirdata", tuple(lab.info for lab in self.labels), self.description)
+        keys = {"fold"} if self.official_folds else set()
+        keys |= {"split_ratios", "split_seed"} if self.carve_validation else set()
+        return DatasetInfo(
+            self.name, "mirdata", tuple(lab.info for lab in self.labels), self.description, frozenset(keys)
+        )
 
     def label(self, name: str) -> MirdataLabel:
         for lab in self.labels:
@@ -260,6 +266,7 @@ SPECS: dict[str, MirdataSpec] = {
             ),
             split_of=_tinysol_fold,
             n_folds=5,
+            official_folds=True,
             description="TinySOL single notes; instrument uses the official folds like the thesis",
         ),
         MirdataSpec(
@@ -304,6 +311,7 @@ SPECS: dict[str, MirdataSpec] = {
             (_label("tags", ML, _attr("tags"), "mood/theme tags", True, "official split-k (k = dataset.fold)"),),
             split_map=_jamendo_splits,
             group_of=_attr("artist_id"),
+            official_folds=True,
         ),
         MirdataSpec(
             "good_sounds",
@@ -359,10 +367,10 @@ def _generic_label(name: str, task: Any) -> MirdataLabel:
 def _rotate_folds(rows: pa.Table, folds: list[Any], ds: Any, n_folds: int | None, report: LoadReport) -> pa.Table:
     """Official fold numbers → splits: validation = fold ``ds.fold``, test = the next fold, train = the rest."""
     n_folds = n_folds or max(f for f in folds if f is not None) + 1
-    fold = int(getattr(ds, "fold", 0) or 0)
     if n_folds < 3:
         report.add("other", f"official split has {n_folds} folds; using a stratified split instead")
         return rows
+    fold = int(getattr(ds, "fold", 0) or 0)
     codes = folds_to_split_codes(np.array([-1 if f is None else f for f in folds]), n_folds, fold)
     names = np.array(["train", "validation", "test"], dtype=object)[codes]
     split = pa.array([None if f is None else s for f, s in zip(folds, names, strict=True)], pa.string())
@@ -437,7 +445,6 @@ def load_mirdata(ds: Any, task: Any, spec: MirdataSpec | None) -> tuple[pa.Table
         ratios = tuple(getattr(ds, "split_ratios", (0.8, 0.1, 0.1)))
         fraction = ratios[1] / (ratios[0] + ratios[1]) if ratios[1] > 0 else 0.1
         rows = carve_validation(rows, fraction, int(getattr(ds, "split_seed", 0)))
-        report.used_keys |= {"split_ratios", "split_seed"}
     log.info("mirdata %s: %d tracks for label '%s'", ds.name, rows.num_rows, label.info.name)
     return rows, report
 
@@ -451,6 +458,7 @@ GENERIC_INFO = DatasetInfo(
         ),
     ),
     "any mirdata data set: the label is a track attribute",
+    frozenset({"fold"}),  # a track's split attribute may be a fold number
 )
 
 

@@ -11,25 +11,27 @@ import numpy as np
 from repeval.metrics.base import METRICS, MetricRow, canonical_metric_name, check_metric_for_task, ones_weights
 from repeval.metrics.bootstrap import bootstrap_distribution, percentile_interval
 from repeval.metrics.validation import validate
+from repeval.warn import warn_once
 
 log = logging.getLogger(__name__)
-#: metrics already warned about in this process (one warning each, not one per probe and scenario)
-_FEW_RESAMPLES_WARNED: set[str] = set()
 
 
-def _warn_few_resamples(name: str, defined: int, total: int, alpha: float) -> None:
+def few_resamples_message(name: str, defined: int, total: int, alpha: float) -> str:
     """A macro average's interval rests on the resamples that drew every label it averages (see
-    :mod:`repeval.metrics.bootstrap`); say so once per metric when they are fewer than half."""
-    if name in _FEW_RESAMPLES_WARNED:
-        return
-    _FEW_RESAMPLES_WARNED.add(name)
-    log.warning(
-        "%s: its bootstrap interval rests on %d of %d resamples (none is reported below %d) — the others drew no "
-        "example (or, for a ranking metric, no positive) of a label it averages, which leaves its average undefined; "
-        "labels with very few test examples make the interval unreliable: use a larger test set, or leave out the "
-        "rarest labels",
-        name, defined, total, math.ceil(2 / alpha),
-    )  # fmt: skip
+    :mod:`repeval.metrics.bootstrap`): what to say when they are fewer than half."""
+    return (
+        f"{name}: its bootstrap interval rests on {defined} of {total} resamples (none is reported below "
+        f"{math.ceil(2 / alpha)}) — the others drew no example (or, for a ranking metric, no positive) of a label it "
+        "averages, which leaves its average undefined; labels with very few test examples make the interval "
+        "unreliable: use a larger test set, or leave out the rarest labels"
+    )
+
+
+def warn_few_resamples(name: str, message: str) -> None:
+    """Log ``message`` (:func:`few_resamples_message`) once per metric ``name`` and process, not once per probe and
+    scenario: in a probe trial's process, and again in the driver's, where the user sees it
+    (:meth:`repeval.tuning.grid.GridGroup.collect`)."""
+    warn_once(log, ("few resamples", name), "%s", message, stacklevel=2)
 
 
 def _opt(x: float) -> float | None:
@@ -48,13 +50,16 @@ def compute_metrics(
     alpha: float = 0.05,
     seed: int = 0,
     split: str = "test",
+    notes: dict[str, str] | None = None,
 ) -> list[MetricRow]:
     """Aggregate rows (``label=None``) and per-label rows for each metric in ``names``.
 
     Per-label values that are undefined (a class without examples) get no row; an undefined
     aggregate is reported as ``nan``. With ``ci=True`` every row carries a bootstrap interval
     over test tracks (one shared set of ``n_resamples`` resamples drawn from ``seed``). ``split``: the
-    split the examples are from, as the degenerate-input warnings name it (see :func:`validate`).
+    split the examples are from, as the degenerate-input warnings name it (see :func:`validate`). ``notes``: when
+    given, gets each metric's warning that its interval rests on few resamples (at every call, not once per process),
+    for a caller that passes it on.
     """
     canon: list[str] = []
     for name in names:
@@ -73,7 +78,10 @@ def compute_metrics(
             b_agg, b_per = dist[name]
             defined = int(np.count_nonzero(~np.isnan(b_agg)))
             if not np.isnan(agg[0]) and defined < len(b_agg) / 2:
-                _warn_few_resamples(name, defined, len(b_agg), alpha)
+                message = few_resamples_message(name, defined, len(b_agg), alpha)
+                warn_few_resamples(name, message)
+                if notes is not None:
+                    notes.setdefault(name, message)
             if defined < min(len(b_agg), 2 / alpha):  # resamples left out, not one left in each tail: no interval
                 b_agg = np.full_like(b_agg, np.nan)
             lo, hi = percentile_interval(b_agg, alpha)

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from repeval.probes.model import build_probe, native_bf16, resolve_hidden_units
 from repeval.probes.stacked import StackedMLP, StackedOptimizer
 from repeval.tasks import resolve_criterion
+from repeval.warn import warn_once
 
 #: rows per chunk when a whole split is pushed through a stack (bounds memory: K × rows × dim)
 EVAL_CHUNK_ELEMENTS = 32_000_000
@@ -200,10 +201,6 @@ def criterion_of(cfg: Any, task_type: str) -> tuple[str, str]:
     return resolve_criterion(cfg.save_criterion, task_type)
 
 
-#: (criterion, validation set) pairs whose degenerate-label warnings this process gave (:func:`criterion_value`)
-_VAL_WARNED: set[tuple[str, str]] = set()
-
-
 def _validation_set_key(task_type: str, y: np.ndarray, classes: list[str]) -> str:
     """What tells one validation set from another: its task type, classes and labels (a digest of them)."""
     y = np.ascontiguousarray(y)
@@ -230,10 +227,10 @@ def criterion_value(
     for w in caught:  # any other warning, as it would have been given
         if not issubclass(w.category, MetricWarning):
             warnings.warn(w.message, stacklevel=2)
-    if said and (key := (name, _validation_set_key(task_type, y, classes))) not in _VAL_WARNED:
-        _VAL_WARNED.add(key)
+    if said:
+        key = (name, _validation_set_key(task_type, y, classes))
         for text in said:
-            warnings.warn(f"{name} (said once, for every validation): {text}", MetricWarning, stacklevel=2)
+            warn_once(MetricWarning, (*key, text), f"{name} (said once, for every validation): {text}", stacklevel=2)
     return next(r.value for r in rows if r.label is None and r.metric == metric)
 
 
@@ -599,18 +596,15 @@ def train_probe(
     return train_probes([(cfg, seed)], data, on_validation=cb, device=device)[0]
 
 
-_WARNED_BF16: set[str] = set()
-
-
 def _warn_emulated_bf16(device: str) -> None:
     """Once per process and device: ``precision: bf16`` where bf16 products are emulated (slower than fp32)."""
-    if device in _WARNED_BF16 or native_bf16(device):
+    if native_bf16(device):
         return
-    _WARNED_BF16.add(device)
-    warnings.warn(
+    warn_once(
+        RuntimeWarning,
+        ("emulated bf16", device),
         f"precision: bf16 — this {device.upper()} has no bf16 units (on a CPU: AVX512-BF16 or AMX), so the "
         "probes' products are emulated and train slower than with fp32; set precision: fp32 (the default) here",
-        RuntimeWarning,
         stacklevel=3,
     )
 

@@ -441,15 +441,15 @@ class Partition:
         described: dict[str, Any] | None = None,
     ) -> None:
         """Record the configuration a partition is computed with (once: the first run's stamp stays); ``described``
-        keeps readable what the fingerprint's hashes stand for (see :meth:`check_compatible`)."""
+        keeps readable what the fingerprint's hashes stand for (see :meth:`check_compatible`, which a run calls
+        first, on this partition)."""
         existing = self._read_json(STAMP)
         if existing is None:
             body: dict[str, Any] = {"created_at": time.time()}
-        elif existing.get("fingerprint") != fingerprint and (
-            self._windowing_accepted == fingerprint or self._only_windowing_added(existing["fingerprint"], fingerprint)
-        ):
-            # check_compatible accepted this stamp from before WINDOWING_ENTRIES for its one-window rows; rows of
-            # several windows may join them now, so it says from here on how they are computed
+        elif existing.get("fingerprint") != fingerprint and self._windowing_accepted == fingerprint:
+            # check_compatible accepted this stamp from before WINDOWING_ENTRIES for its one-window rows (having read
+            # every part file's n_chunks: not again here); rows of several windows may join them now, so it says from
+            # here on how they are computed
             body = existing
         else:
             return

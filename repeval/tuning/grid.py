@@ -669,6 +669,10 @@ class _Group:
                 out.rows.append({**self.base, "probe": name, "seed": m.seed, **row})
             for sid, reason in (rep.get("test_failed") or {}).items():  # non-finite scores on one test set
                 out.failed.append(self.failure(m, name, sampled, reason, sid))
+            for metric, text in (rep.get("interval_warnings") or {}).items():  # once per metric, as in the trial
+                from repeval.metrics.compute import warn_few_resamples
+
+                warn_few_resamples(metric, f"{self.inp.name}, probe {name} (seed {m.seed}): {text}")
             for sid, mat in (rep.get("confusion") or {}).items():
                 out.confusion[(name, m.seed, sid)] = mat
         if not unit.evaluate:

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from repeval.probes import Halving, ProbeData, TrainResult
+from repeval.warn import warn_once
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +87,12 @@ class EvalSettings:
 
 
 def test_rows(
-    data: ProbeData, scores: dict[str, np.ndarray], ev: EvalSettings
+    data: ProbeData, scores: dict[str, np.ndarray], ev: EvalSettings, notes: dict[str, str] | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, list[list[int]]]]:
     """Metric rows (aggregate and per label, with bootstrap intervals) and confusion matrices per scenario; a
     deformed scenario's rows carry their change from clean on the tracks both test sets hold
-    (:func:`repeval.tuning.paired.add_deltas`)."""
+    (:func:`repeval.tuning.paired.add_deltas`). ``notes`` gets each metric's warning that its interval rests on few
+    resamples (``compute_metrics``' ``notes``), for the driver to say."""
     from repeval.metrics import compute_metrics, confusion_matrix
     from repeval.tuning.paired import add_deltas
 
@@ -101,7 +103,7 @@ def test_rows(
         ci = ev.bootstrap_resamples > 0
         for r in compute_metrics(
             ev.metric_names, data.task_type, y, sc, data.classes, ci=ci,
-            n_resamples=max(1, ev.bootstrap_resamples), alpha=ev.ci_alpha, seed=ev.seed,
+            n_resamples=max(1, ev.bootstrap_resamples), alpha=ev.ci_alpha, seed=ev.seed, notes=notes,
         ):  # fmt: skip
             rows.append(
                 {"scenario": sid, "metric": r.metric, "label": r.label, "value": r.value,
@@ -139,13 +141,14 @@ def nonfinite_test(data: ProbeData, scenario: str, scores: np.ndarray) -> str | 
 
 
 def scored_tests(
-    data: ProbeData, scores: dict[str, np.ndarray], ev: EvalSettings
+    data: ProbeData, scores: dict[str, np.ndarray], ev: EvalSettings, notes: dict[str, str] | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, list[list[int]]], dict[str, str]]:
     """:func:`test_rows` of the test sets whose scores are all finite, and ``{scenario: reason}``
     (:func:`nonfinite_test`) of the others: a probe that gives non-finite scores on one test set is a failure of
-    that (probe, seed, scenario) cell alone, recorded with its reason, never of the trial or of the train stage."""
+    that (probe, seed, scenario) cell alone, recorded with its reason, never of the trial or of the train stage.
+    ``notes``: as :func:`test_rows`'."""
     failed = {sid: why for sid, sc in scores.items() if (why := nonfinite_test(data, sid, sc)) is not None}
-    rows, confusion = test_rows(data, {sid: sc for sid, sc in scores.items() if sid not in failed}, ev)
+    rows, confusion = test_rows(data, {sid: sc for sid, sc in scores.items() if sid not in failed}, ev, notes)
     return rows, confusion, failed
 
 
@@ -235,7 +238,10 @@ def run_unit(
     if unit.evaluate:
         for m, r, rep in zip(unit.members, results, reports, strict=True):
             if r.failed is None:
-                rep["rows"], rep["confusion"], rep["test_failed"] = scored_tests(data, r.test_scores, ev)
+                notes: dict[str, str] = {}
+                rep["rows"], rep["confusion"], rep["test_failed"] = scored_tests(data, r.test_scores, ev, notes)
+                if notes:  # said in this process, whose log the user does not see: the driver says them again
+                    rep["interval_warnings"] = notes
                 keep[m.key] = r.state_dict
     else:
         best = unit_best(unit, reports, data.task_type)
@@ -245,36 +251,31 @@ def run_unit(
     return results, reports, keep
 
 
-#: whether this process already warned that a trial's GPU goes unused (:func:`_device`)
-_WARNED_NO_CUDA: list[bool] = []
-
-
 def _device(config: dict[str, Any]) -> str:
     """``cuda`` when the trial was granted a GPU (``use_gpu``) and torch here can use it, else ``cpu`` — with a
     warning, once per process, when the GPU was granted but torch cannot use it: the trial holds it and trains on the
     CPU."""
     if not config.get("use_gpu"):
         return "cpu"
+    import socket
+
     import torch
 
     if torch.cuda.is_available():
         return "cuda"
-    if not _WARNED_NO_CUDA:
-        _WARNED_NO_CUDA.append(True)
-        import socket
-
-        why = (
-            f"torch {torch.__version__} is a CPU-only build"
-            if torch.version.cuda is None
-            else f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA device "
-            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
-        )
-        log.warning(
-            "a probe trial on %s was granted a GPU, but %s: its probes train on the CPU while the GPU stays reserved "
-            "for it — install a CUDA build of torch on the GPU nodes, or set run.resources.trial_num_gpus: 0 (or "
-            "use_gpu: never) to train probes on CPUs alone",
-            socket.gethostname(), why,
-        )  # fmt: skip
+    why = (
+        f"torch {torch.__version__} is a CPU-only build"
+        if torch.version.cuda is None
+        else f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA device "
+        f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
+    )
+    warn_once(
+        log, "granted GPU unused",
+        "a probe trial on %s was granted a GPU, but %s: its probes train on the CPU while the GPU stays reserved for "
+        "it — install a CUDA build of torch on the GPU nodes, or set run.resources.trial_num_gpus: 0 (or use_gpu: "
+        "never) to train probes on CPUs alone",
+        socket.gethostname(), why,
+    )  # fmt: skip
     return "cpu"
 
 

@@ -14,6 +14,8 @@ from repeval.datasets.encoding import KEY_CLASSES, PITCH_CLASSES
 from repeval.datasets.mirdata_loader import SPECS, _openmic_annotated, load_mirdata
 from repeval.datasets.splits import split_counts
 
+MC = "multiclass_classification"
+
 #: every mirdata sample: (task name, task type, expected labels, expected missing-audio track ids)
 SAMPLES = {
     "beatport_key": ("key_estimation", "multiclass_classification", [["D minor"]], []),
@@ -239,3 +241,54 @@ def test_openmic2018_rows_say_which_instruments_each_track_annotates(shared_data
     assert _openmic_annotated(clip) == (["drums", "piano"], ["drums", "piano", "voice"])
     with pytest.raises(ValueError, match="'unannotated' does not apply to mirdata dataset 'tinysol'"):
         _sample_cfg(shared_data, "tinysol", unannotated="absent")
+
+
+def test_loaders_read_the_split_keys_they_declare_and_fold_where_the_configuration_accepts_it(shared_data, tmp_path):
+    """Where ``fold`` applies on one split is decided once, from the split keys each loader declares
+    (``DatasetInfo.split_keys``: ``has_official_folds``, which the configuration's check and the JSON Schema's rule
+    derive from); the keys a loader reads, noted by ``load_dataset``, are what it reports as used. So a loader may read
+    only keys it declares (one reading ``fold`` where the configuration refuses it would disagree with it), and each
+    loader declaring ``fold`` reads it for a label with official folds. Every wired mirdata sample, the official-fold
+    loaders and repeval's own loaders on their fixtures."""
+    from dataset_fixtures import make_magnatagatune, make_mtg_jamendo, make_vocalset
+
+    from repeval.datasets.base import DATASET_INFO
+    from repeval.datasets.load import _Reading, has_official_folds, loader_name, official_fold_loaders
+
+    mini = shared_data / "tinysol_mini"
+    tinysol = {"dir": str(mini), "index_path": str(mini / "tinysol_index_mini.json"), "fold": 2}
+    make_mtg_jamendo(tmp_path / "jamendo")
+    make_vocalset(tmp_path / "vocalset")
+    make_magnatagatune(tmp_path / "mtat")
+    cases = [(_sample_cfg(shared_data, name), task_cfg(t, tt)) for name, (t, tt, _, _) in SAMPLES.items()] + [
+        (ds_cfg("tinysol", "mirdata", **tinysol), task_cfg("instrument_classification", "multiclass_classification")),
+        (ds_cfg("mtg_jamendo", dir=str(tmp_path / "jamendo"), subset="genre", fold=1),
+         task_cfg("autotagging", "multilabel_classification")),
+        (ds_cfg("vocalset", dir=str(tmp_path / "vocalset")), task_cfg("singer_identification", "multiclass_classification")),
+        (ds_cfg("magnatagatune", dir=str(tmp_path / "mtat")), task_cfg("autotagging", "multilabel_classification")),
+    ]  # fmt: skip
+    read: dict[str, set[str]] = {}
+    for ds, task in cases:
+        _, report = load_dataset(ds, task)
+        name = loader_name(ds)
+        assert report.used_keys <= DATASET_INFO[name].split_keys, (name, report.used_keys)
+        read.setdefault(name, set()).update(report.used_keys)
+    # the generic mirdata loader (a data set without a wired spec), on TinySOL's fold attribute
+    generic: set[str] = set()
+    load_mirdata(
+        _Reading(ds_cfg("tinysol", "mirdata", **tinysol), generic),
+        task_cfg("i", MC, "instrument_full"),
+        None,
+    )
+    read["mirdata"] = generic
+    assert {name for name, keys in read.items() if "fold" in keys} == set(official_fold_loaders()) & set(read)
+    assert {"tinysol", "mtg_jamendo", "mtg_jamendo_autotagging_moodtheme", "mirdata"} <= set(official_fold_loaders())
+    assert read["openmic2018"] == {"split_ratios", "split_seed"}  # it carves validation from the official train split
+    assert has_official_folds(ds_cfg("guitarset", "mirdata")) and not has_official_folds(ds_cfg("beatport_key"))
+    # a label without official folds (TinySOL's pitch classes) leaves fold unread: said, not silently ignored
+    _, report = load_dataset(ds_cfg("tinysol", "mirdata", **tinysol), task_cfg("pitch_class_classification", MC))
+    assert report.notes == [
+        "fold (2) not used: the data set has no official folds for task 'pitch_class_classification' (`repeval "
+        "datasets tinysol` says which labels have them), so its split is drawn from split_ratios and split_seed — "
+        "remove fold"
+    ]

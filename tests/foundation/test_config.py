@@ -816,3 +816,44 @@ def test_prediction_aggregation_turns_frames_on_and_the_plan_says_how_tracks_are
     cfg = parse_config(d)
     assert cfg.keeps_frames("notes", "mfcc-stats") and cfg.experiments[0].task.embedding_aggregation == "attention"
     assert "[multiclass_classification, attention pooling of each track's frames]" in make_plan(cfg).lines[0]
+
+
+def test_fold_on_one_split_is_accepted_by_the_configuration_and_the_schema_where_the_loader_has_official_folds():
+    """``fold`` on ``split_type: single`` picks an official fold, where the data set has them. The rule was written
+    three times and disagreed: the configuration accepted it for every ``type: mirdata`` data set and every loader read
+    through mirdata (Beatport, GTZAN, Medley-solos-DB, …, whose loaders ignored it), the JSON Schema likewise by a name
+    pattern. Both now derive from ``has_official_folds`` (the loaders' declared split keys, which
+    tests/datasets/test_datasets_mirdata.py checks against what each loader reads): for every registered loader under
+    every type it is valid as, and a mirdata data set without a wired loader, the three agree."""
+    import jsonschema
+    from pydantic import ValidationError
+
+    from repeval.config.jsonschema import config_json_schema
+    from repeval.config.schema import DatasetConfig
+    from repeval.datasets.base import DATASETS
+    from repeval.datasets.load import has_official_folds
+
+    validator = jsonschema.Draft202012Validator(config_json_schema())
+    seen: dict[bool, set[tuple[str, str]]] = {True: set(), False: set()}
+    for name, type_ in [(n, t) for n in DATASETS.names() for t in ("mirdata", "custom", "catalog")] + [
+        ("guitarset", "mirdata")
+    ]:
+        entry = {"name": name, "type": type_, "dir": "d"}
+        entry |= {"manifest": "m.csv"} if type_ == "catalog" else {"subset": "genre"} if name == "mtg_jamendo" else {}
+        try:
+            official = has_official_folds(DatasetConfig(**entry))
+        except ValidationError:
+            continue  # no such data set of this type
+        data = _variant(lambda d, entry=entry: d["experiments"][0].update(datasets=[{**entry, "fold": 1}]))
+        try:
+            parse_config(data)
+            accepted = True
+        except ConfigError as exc:
+            assert "fold picks a fold of split_type: all" in str(exc)
+            accepted = False
+        assert accepted == official == (not list(validator.iter_errors(data))), (name, type_, official)
+        seen[official].add((name, type_))
+    assert {("tinysol", "mirdata"), ("tinysol", "custom"), ("mtg_jamendo", "custom"), ("guitarset", "mirdata")} <= seen[
+        True
+    ]
+    assert {("beatport_key", "mirdata"), ("medley_solos_db", "custom"), ("vocalset", "custom")} <= seen[False]

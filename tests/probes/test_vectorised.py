@@ -24,6 +24,7 @@ from repeval.probes.model import Dropout, MaskStream
 from repeval.probes.stacked import StackedMLP
 from repeval.probes.synthetic import gaussian_probe_data as gaussian_data
 from repeval.probes.train import Preprocess, scheduled_lr
+from repeval.warn import reset_warned
 
 
 def plain_loop(cfg: ProbeConfig, data: ProbeData, seed: int) -> tuple[int, list[float]]:
@@ -493,31 +494,29 @@ def test_bf16_probes_stack_like_one_by_one_and_stay_near_fp32(mc_data):
 
 
 def test_bf16_on_a_cpu_without_bf16_units_warns_once_naming_the_fix(mc_data, monkeypatch):
-    from repeval.probes import train as train_mod
 
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    monkeypatch.setattr(train_mod, "_WARNED_BF16", set())
+    reset_warned()  # this process may have warned already
     cfg = GRID[0].model_copy(update={"precision": "bf16", "epochs": 1})
     with pytest.warns(RuntimeWarning, match="precision: fp32") as record:
         train_probe(cfg, mc_data, 0)
         train_probe(cfg, mc_data, 1)
     assert len([w for w in record if "bf16" in str(w.message)]) == 1
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)  # AMX alone is enough
-    monkeypatch.setattr(train_mod, "_WARNED_BF16", set())
+    reset_warned()
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         train_probe(cfg, mc_data, 0)
 
 
-def test_a_class_without_validation_example_is_warned_about_once_not_at_every_validation(monkeypatch):
+def test_a_class_without_validation_example_is_warned_about_once_not_at_every_validation():
     """A metric criterion scored at every validation re-issued the absent-class warning each time — in several
     wordings, as its F1 part described that epoch's predictions — and called the validation tracks "test" ones. It
     now warns once per validation set and criterion, in words that hold for every validation."""
     from repeval.metrics import MetricWarning
-    from repeval.probes import train
 
-    monkeypatch.setattr(train, "_VAL_WARNED", set(), raising=False)  # this process may have warned already
+    reset_warned()  # this process may have warned already
     data = gaussian_data(n=120, d=8, c=4)
     keep = data.y_val != 3  # class c3 has no validation example
     data.x_val, data.y_val = data.x_val[keep], data.y_val[keep]

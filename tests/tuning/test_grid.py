@@ -17,11 +17,12 @@ import pytest
 from repeval.config import parse_config
 from repeval.probes.synthetic import gaussian_probe_data
 from repeval.tuning.grid import run_group
+from repeval.warn import reset_warned
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def config(probes: list[dict], seeds: int = 1, **run: object):
+def config(probes: list[dict], seeds: int = 1, metrics: tuple[str, ...] = ("accuracy", "f1_macro"), **run: object):
     return parse_config(
         {
             "run": {"seeds": seeds, "bootstrap_resamples": 100, **run},
@@ -31,7 +32,7 @@ def config(probes: list[dict], seeds: int = 1, **run: object):
                     "datasets": [{"name": "notes", "type": "catalog", "manifest": "m.csv", "label_column": "x"}],
                     "embedding_models": ["mfcc-stats"],
                     "downstream_models": probes,
-                    "metrics": ["accuracy", "f1_macro"],
+                    "metrics": list(metrics),
                 }
             ],
         }
@@ -936,7 +937,7 @@ def test_an_emb_shape_other_than_the_embedding_width_stops_training(tmp_path):
     assert not (tmp_path / "tune").exists()
 
 
-def test_a_granted_gpu_that_torch_cannot_use_warns_once_and_trains_on_the_cpu(monkeypatch, caplog):
+def test_a_granted_gpu_that_torch_cannot_use_warns_once_and_trains_on_the_cpu(caplog):
     """Tune hands a trial its GPU grant as ``use_gpu`` in its configuration (``run_groups``' param space); a worker
     whose torch has no CUDA (here: the CPU build) silently trained on the CPU while the GPU stayed reserved. It still
     trains on the CPU, and says so once per process, naming the fix."""
@@ -945,7 +946,7 @@ def test_a_granted_gpu_that_torch_cannot_use_warns_once_and_trains_on_the_cpu(mo
     from repeval.tuning import trial
 
     assert not torch.cuda.is_available()  # this machine: a granted GPU torch cannot use
-    monkeypatch.setattr(trial, "_WARNED_NO_CUDA", [], raising=False)  # this process may have warned already
+    reset_warned()  # this process may have warned already
     with caplog.at_level("WARNING", logger="repeval.tuning.trial"):
         assert trial._device({"unit": 0, "use_gpu": False}) == "cpu"
         assert not caplog.records  # no GPU asked for: nothing to say
@@ -987,3 +988,26 @@ def test_a_note_of_a_raised_trial_written_part_way_is_not_left_for_the_retry(tmp
     with trial.raised_once():  # Tune's retry: it trains
         ran.append(True)
     assert ran
+
+
+def test_an_interval_on_few_resamples_is_said_on_the_driver_once_per_metric(ray_session, tmp_path, caplog):
+    """Three of four classes have one test track each, so balanced_accuracy's bootstrap interval rests on the ~25% of
+    resamples that drew all four. ``compute_metrics`` said so in the trial's process alone, whose log the user does
+    not see (Ray's worker output is off unless REPEVAL_WORKER_LOGS=1); the trial now passes it on and the driver says
+    it, once per metric however many probes had it."""
+    import numpy as np
+
+    data = gaussian_probe_data(n=90, d=6, c=4, scenarios=False)
+    x, y, ids = data.tests["clean"]
+    y = np.zeros_like(y)
+    y[:3] = [1, 2, 3]
+    data.tests["clean"] = (x, y, ids)
+    cfg = config([{"name": "lin", "epochs": 2}], seeds=2, metrics=("accuracy", "balanced_accuracy"))
+    reset_warned()  # this process may have warned already
+    with caplog.at_level("WARNING", logger="repeval.metrics.compute"):
+        g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"))
+    assert {(r["probe"], r["seed"]) for r in g.rows} == {("lin", 0), ("lin", 1)}  # both tested in the trial
+    said = [r.getMessage() for r in caplog.records if "resamples" in r.getMessage()]
+    assert len(said) == 1, said
+    assert said[0].startswith("inst__notes__m, probe lin (seed ")
+    assert ": balanced_accuracy: its bootstrap interval rests on " in said[0]
