@@ -120,7 +120,15 @@ def _dataset_key_rules(model: Any) -> list[dict[str, Any]]:
             "else": {"properties": {"subset": at_default("subset", "subset")}},
         },
         {
-            "if": {"allOf": [{"not": is_type("catalog")}, named(*masked_loaders())]},
+            "if": {
+                "anyOf": [
+                    {"allOf": [{"not": is_type("catalog")}, named(*masked_loaders())]},
+                    {
+                        "allOf": [is_type("catalog"), {"properties": {"annotated_column": {"type": "string"}}}],
+                        "required": ["annotated_column"],
+                    },
+                ]
+            },
             "else": {"properties": {"unannotated": at_default("unannotated", "unannotated")}},
         },
         # the split keys of the other split_type (DatasetConfig._known_loader): `split_type` left out is single

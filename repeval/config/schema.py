@@ -209,6 +209,10 @@ class DatasetConfig(Strict):
     group_column: str | None = None
     #: separator for multi-label cells in a catalog label column
     label_separator: str = Field(default=",", min_length=1)
+    #: catalog manifest column of the labels annotated for each track (multilabel; cells split at
+    #: ``label_separator``): a label not listed there nor in the track's labels is unannotated — with
+    #: ``unannotated: mask`` neither present nor absent, as in OpenMIC-2018; an empty cell annotates every label
+    annotated_column: str | None = None
     #: split_type single: train, validation and test fractions of the tracks without an official
     #: split (a seeded, stratified, group-aware split)
     split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
@@ -228,7 +232,8 @@ class DatasetConfig(Strict):
     check_files: bool = True
     #: allowed labels; others are reported with their row (and dropped)
     classes: tuple[str, ...] | None = None
-    #: a multilabel data set that annotates only some labels per track (openmic2018): ``mask`` (its official
+    #: a multilabel data set that annotates only some labels per track (openmic2018, a catalog with
+    #: ``annotated_column``): ``mask`` (OpenMIC-2018's official
     #: protocol) trains each label's output and scores each label on the tracks that annotate it, and micro
     #: averages pool the annotated (track, label) pairs only; ``absent`` counts every unannotated pair as absent
     unannotated: Literal["mask", "absent"] = "mask"
@@ -609,6 +614,12 @@ class ExperimentConfig(Strict):
                 raise ValueError(
                     f"datasets[{j}].label_column: {ds.label_column!r}, but task.label is {label!r} — a catalog "
                     "dataset's labels are one manifest column, label_column's: remove task.label, or make the two the same"
+                )
+            if ds.type == "catalog" and ds.annotated_column and self.task.effective_type != "multilabel_classification":
+                raise ValueError(
+                    f"datasets[{j}].annotated_column: {ds.annotated_column!r} names the labels each track annotates, "
+                    f"which only a multilabel_classification task reads (this task is {self.task.effective_type}): "
+                    "remove annotated_column"
                 )
         for ds in self.datasets if self.augment else ():
             known = list(self.scenarios_for(ds))

@@ -2,7 +2,11 @@
 
 Columns: a track id, an audio path (relative to the manifest's folder, or ``dir`` when given,
 or absolute / a URI), one label column (multi-label and regression cells separated by
-``label_separator``) and optionally a split and a group column.
+``label_separator``) and optionally a split and a group column. A multilabel data set that annotates
+only some labels per track names the annotated ones in ``annotated_column`` (cells separated by
+``label_separator``; a track's labels count as annotated whether listed there or not, an empty cell
+annotates every label): with ``unannotated: mask`` the rows carry them in the
+:data:`~repeval.datasets.base.OBSERVED` column, as OpenMIC-2018's do.
 
 The manifest is read lazily, in record batches (CSV streaming reader; Parquet row groups or a
 ``pyarrow.dataset`` directory), reading only the needed columns as strings. Each batch is
@@ -41,9 +45,9 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from repeval.datasets.base import ROW_SCHEMA, SPLITS, DatasetInfo, LabelInfo, LoadReport, register_dataset
+from repeval.datasets.base import SPLITS, DatasetInfo, LabelInfo, LoadReport, register_dataset
 from repeval.datasets.encoding import normalize_key
-from repeval.datasets.rows import key_classes
+from repeval.datasets.rows import key_classes, row_schema
 from repeval.datasets.spill import Partitions, TableSpool, hash64, n_partitions, partition_of
 
 log = logging.getLogger(__name__)
@@ -112,6 +116,7 @@ def manifest_problems(ds: Any, task: Any) -> list[str]:
         "label_column": ds.label_column or task.label or task.name,
         "split_column": ds.split_column,
         "group_column": ds.group_column,
+        "annotated_column": ds.annotated_column,
     }
     out = []
     for key, col in wanted.items():
@@ -216,7 +221,8 @@ def _rowref(fmt: str, row: int) -> str:
 
 
 class _BatchValidator:
-    """Turns manifest batches into ROW_SCHEMA batches of usable rows, reporting the rest."""
+    """Turns manifest batches into rows batches (:func:`~repeval.datasets.rows.row_schema`) of usable rows,
+    reporting the rest."""
 
     def __init__(self, ds: Any, task: Any, label_col: str, fmt: str, report: LoadReport) -> None:
         self.ds = ds
@@ -230,6 +236,9 @@ class _BatchValidator:
         self.classes = pa.array(sorted(classes), pa.string()) if classes else None
         self.files = _FileChecker()
         self._keys: dict[str, str | None] = {}
+        #: the column of each track's annotated labels, read with ``unannotated: mask`` (:func:`masked_column`)
+        self.annotated_col = masked_column(ds, task)
+        self.schema = row_schema(self.annotated_col is not None)
 
     def _bad(self, kind: str, ids: pa.Array, rows: np.ndarray, mask: np.ndarray, why: Any) -> None:
         """Report rows in ``mask``; ``why`` is a message or a per-row array of messages."""
@@ -304,6 +313,30 @@ class _BatchValidator:
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
         return pa.ListArray.from_arrays(pa.array(offsets), values.filter(pa.array(keep)))
 
+    def _observed(self, raw: pa.Array, label: pa.ListArray) -> pa.ListArray:
+        """Each row's annotated labels: its ``annotated_column`` cell split at ``label_separator`` (labels outside
+        ``dataset.classes`` left out) together with its labels, sorted; null (every label annotated) where the cell
+        is empty."""
+        n = len(raw)
+        parts = pc.split_pattern(raw.fill_null(""), self.ds.label_separator)
+        parent = pc.list_parent_indices(parts).to_numpy()
+        values = pc.utf8_trim_whitespace(pc.list_flatten(parts))
+        keep = pc.not_equal(values, "").to_numpy(zero_copy_only=False)
+        given = np.bincount(parent[keep], minlength=n) > 0
+        if self.classes is not None:
+            keep &= pc.fill_null(pc.is_in(values, value_set=self.classes), False).to_numpy(zero_copy_only=False)
+        pairs = pa.table(
+            {
+                "row": np.concatenate([parent[keep], pc.list_parent_indices(label).to_numpy()]),
+                "label": pa.concat_arrays([values.filter(pa.array(keep)), pc.list_flatten(label)]),
+            }
+        )
+        pairs = pairs.group_by(["row", "label"]).aggregate([]).sort_by([("row", "ascending"), ("label", "ascending")])
+        offsets = np.concatenate([[0], np.cumsum(np.bincount(pairs.column("row").to_numpy(), minlength=n))])
+        return pa.ListArray.from_arrays(
+            pa.array(offsets.astype(np.int32)), pairs.column("label").combine_chunks(), mask=pa.array(~given)
+        )
+
     def __call__(self, start: int, batch: pa.RecordBatch, duplicate: np.ndarray) -> pa.RecordBatch | None:
         ds = self.ds
         n = batch.num_rows
@@ -357,16 +390,18 @@ class _BatchValidator:
         if not ok.any():
             return None
         keep = pa.array(ok)
-        return pa.RecordBatch.from_arrays(
-            [
-                ids.filter(keep),
-                full.filter(keep),
-                label.filter(keep),
-                split.filter(keep),
-                group.filter(keep),
-            ],
-            schema=ROW_SCHEMA,
-        )
+        columns = [ids, full, label, split, group]
+        if self.annotated_col:
+            columns.append(self._observed(batch.column(self.annotated_col), label))
+        return pa.RecordBatch.from_arrays([c.filter(keep) for c in columns], schema=self.schema)
+
+
+def masked_column(ds: Any, task: Any) -> str | None:
+    """The manifest column of each track's annotated labels when the loader reads it: ``annotated_column`` of a
+    multilabel task with ``unannotated: mask`` (with ``absent`` every unannotated pair counts as absent)."""
+    if not ds.annotated_column or getattr(ds, "unannotated", "mask") != "mask":
+        return None
+    return ds.annotated_column if task.effective_type == "multilabel_classification" else None
 
 
 def estimate_rows(uri: str) -> int:
@@ -430,21 +465,23 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
     if not ds.manifest:
         raise ValueError("a 'catalog' dataset needs 'manifest' (a CSV or Parquet file)")
     label_col = ds.label_column or task.label or task.name
-    needed = [ds.track_id_column, ds.audio_column, label_col] + [c for c in (ds.split_column, ds.group_column) if c]
+    optional = (ds.split_column, ds.group_column, ds.annotated_column)
+    needed = [ds.track_id_column, ds.audio_column, label_col] + [c for c in optional if c]
     needed = list(dict.fromkeys(needed))
     have = manifest_columns(ds.manifest)
     missing_cols = [c for c in needed if c not in have]
     if missing_cols:
         raise ValueError(
             f"catalog manifest {ds.manifest} has no column(s) {missing_cols}; it has {have} "
-            f"— set dataset.label_column / track_id_column / audio_column / split_column / group_column"
+            f"— set dataset.label_column / track_id_column / audio_column / split_column / group_column / "
+            "annotated_column"
         )
     fs, path = _filesystem(ds.manifest)
     fmt = "parquet" if _is_parquet(path) or fs.get_file_info(path).type == pafs.FileType.Directory else "csv"
     report = LoadReport()
     duplicates = later_duplicates(ds.manifest, ds.track_id_column)
     validate = _BatchValidator(ds, task, label_col, fmt, report)
-    spool = TableSpool(ROW_SCHEMA)  # past PARTITION_ROWS rows: an Arrow IPC spill file, memory-mapped
+    spool = TableSpool(validate.schema)  # past PARTITION_ROWS rows: an Arrow IPC spill file, memory-mapped
     n_read = 0
     for start, batch in iter_manifest(ds.manifest, needed):
         n_read += batch.num_rows

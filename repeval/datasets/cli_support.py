@@ -118,13 +118,22 @@ def check_dataset_name(name: str, type_: str, subset: str | None = None) -> None
 
 
 #: dataset keys only the ``catalog`` loader reads (a manifest and its columns)
-CATALOG_KEYS = ("manifest", "track_id_column", "audio_column", "label_column", "split_column", "label_separator")
+CATALOG_KEYS = (
+    "manifest",
+    "track_id_column",
+    "audio_column",
+    "label_column",
+    "split_column",
+    "label_separator",
+    "annotated_column",
+)
 #: what a dataset key that applies to some loaders only is for (the error says it; so does the JSON Schema's)
 KEY_SCOPES = {
     "catalog": "is for 'catalog' datasets (a manifest and its columns)",
     "index_path": "is mirdata's index file, for data sets read through mirdata (type: mirdata)",
     "subset": "is for the 'mtg_jamendo' loader (type: custom)",
-    "unannotated": "is for multilabel data sets that annotate only some labels per track (openmic2018)",
+    "unannotated": "is for multilabel data sets that annotate only some labels per track (openmic2018, or a "
+    "catalog with annotated_column)",
 }
 
 
@@ -154,7 +163,8 @@ def check_dataset_keys(name: str, type_: str, given: set[str]) -> None:
             bad.append(("index_path", KEY_SCOPES["index_path"]))
     if "subset" in given and not (type_ == "custom" and name == "mtg_jamendo"):
         bad.append(("subset", KEY_SCOPES["subset"]))
-    if "unannotated" in given and not (type_ != "catalog" and name in masked_loaders()):
+    masked = (type_ != "catalog" and name in masked_loaders()) or (type_ == "catalog" and "annotated_column" in given)
+    if "unannotated" in given and not masked:
         bad.append(("unannotated", KEY_SCOPES["unannotated"]))
     if bad:
         key, why = bad[0]

@@ -31,6 +31,12 @@ def key_classes(task_type: str, classes: Iterable[str] | None) -> frozenset[str]
         raise ValueError(f"dataset.classes of a key_estimation task: {exc}") from None
 
 
+def row_schema(masked: bool) -> pa.Schema:
+    """The rows' schema: :data:`~repeval.datasets.base.ROW_SCHEMA`, and with ``masked`` (a multilabel data set that
+    annotates only some labels per track) the :data:`~repeval.datasets.base.OBSERVED` column."""
+    return ROW_SCHEMA.append(OBSERVED_FIELD) if masked else ROW_SCHEMA
+
+
 class RowCollector:
     """Validates and accumulates rows: duplicate ids, missing audio and bad labels are reported. With ``masked``
     (a multilabel data set that annotates only some labels per track) each row also carries its annotated labels,

@@ -211,7 +211,8 @@ def _validate_multilabel(
             warnings.warn(
                 f"{len(empty)} of {len(labels)} labels have no positive {split} example ({_names(labels, empty)}): "
                 "their ROC-AUC and PR-AUC are undefined and left out of the macro and weighted averages "
-                "(the micro averages pool their scores as negatives)",
+                "(the micro averages pool their scores as negatives); their F1, precision and recall are left out "
+                "of the macro averages too unless some track is predicted positive (then all three are 0)",
                 MetricWarning,
                 stacklevel=3,
             )

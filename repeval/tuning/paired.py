@@ -44,6 +44,14 @@ def shared_positions(a: Sequence[str], b: Sequence[str]) -> tuple[np.ndarray, np
     return np.array(ia, np.int64), np.array(ib, np.int64)
 
 
+def tracks_scored(y: np.ndarray, classes: Sequence[str], label: str | None) -> int:
+    """How many of the tracks of targets ``y`` a metric row of ``label`` is over: every track, but for one label of a
+    multilabel data set that annotates some labels per track (NaN in ``y``), the tracks annotating that label."""
+    if label is None or y.ndim != 2 or y.dtype.kind != "f" or label not in classes:
+        return len(y)
+    return int(np.count_nonzero(~np.isnan(y[:, list(classes).index(label)])))
+
+
 def _metrics_on(data: ProbeData, names: Sequence[str], y: np.ndarray, scores: np.ndarray) -> dict[_Key, float]:
     from repeval.metrics import compute_metrics
 
@@ -68,16 +76,16 @@ def add_deltas(
             continue
         _, y, ids = data.tests[sid]
         if list(ids) == list(ids_clean):  # the usual case: the same tracks, the rows' values are already paired
-            n, before, after = len(ids), clean_values, _values(rows, sid)
+            shared, before, after = y, clean_values, _values(rows, sid)
         else:
             at_clean, at_sid = shared_positions(ids_clean, ids)
-            n, before, after = len(at_clean), {}, {}
-            if n:
+            shared, before, after = y[at_sid], {}, {}
+            if len(at_clean):
                 before = _metrics_on(data, metric_names, y_clean[at_clean], scores[CLEAN][at_clean])
-                after = _metrics_on(data, metric_names, y[at_sid], sc[at_sid])
+                after = _metrics_on(data, metric_names, shared, sc[at_sid])
         for r in rows:
             if r["scenario"] == sid:
                 key = (r["metric"], r["label"])
                 b, a = before.get(key), after.get(key)
                 r["delta"] = None if a is None or b is None else float(a) - float(b)
-                r["n_delta"] = n
+                r["n_delta"] = tracks_scored(shared, data.classes, r["label"])

@@ -3,7 +3,8 @@
 ``fold`` is the fold of a ``split_type: all`` dataset (null for a dataset with one split): a k-fold
 run has a row set per fold, and the summary's mean ± std is over every (seed, fold) replicate.
 
-``value`` is a scenario's metric on every track of its test set (``n_test``); a deformed scenario's row also has
+``value`` is a scenario's metric on every track of its test set (``n_test``; for one label of a data set that
+annotates some labels per track, the test tracks annotating it); a deformed scenario's row also has
 ``delta``, its change from clean on the ``n_delta`` tracks both test sets hold (:mod:`repeval.tuning.paired`): a
 track that failed under one scenario only is left out of that comparison, never compared against nothing.
 """

@@ -94,7 +94,7 @@ def test_rows(
     (:func:`repeval.tuning.paired.add_deltas`). ``notes`` gets each metric's warning that its interval rests on few
     resamples (``compute_metrics``' ``notes``), for the driver to say."""
     from repeval.metrics import compute_metrics, confusion_matrix
-    from repeval.tuning.paired import add_deltas
+    from repeval.tuning.paired import add_deltas, tracks_scored
 
     rows: list[dict[str, Any]] = []
     confusion: dict[str, list[list[int]]] = {}
@@ -107,7 +107,7 @@ def test_rows(
         ):  # fmt: skip
             rows.append(
                 {"scenario": sid, "metric": r.metric, "label": r.label, "value": r.value,
-                 "ci_low": r.ci_low, "ci_high": r.ci_high, "n_test": len(y)}
+                 "ci_low": r.ci_low, "ci_high": r.ci_high, "n_test": tracks_scored(y, data.classes, r.label)}
             )  # fmt: skip
         if data.task_type in ("multiclass_classification", "key_estimation"):
             confusion[sid] = confusion_matrix(y, sc, data.classes, task_type=data.task_type).tolist()

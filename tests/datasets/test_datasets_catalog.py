@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -379,3 +380,45 @@ def test_a_spill_directory_that_cannot_be_used_names_the_fix(audio_dir, monkeypa
         load_dataset(ds, task_cfg("label", "multiclass_classification"))
     monkeypatch.setattr(spill, "PARTITION_ROWS", 1 << 17)  # small enough to stay in memory: no spill directory needed
     assert load_dataset(ds, task_cfg("label", "multiclass_classification"))[0].num_rows == 40
+
+
+def test_annotated_column_masks_the_labels_a_track_leaves_unannotated(audio_dir):
+    """A catalog manifest names each track's annotated labels (``annotated_column``, cells split like the labels):
+    with ``unannotated: mask`` the rows carry them (a track's own labels count as annotated, labels outside
+    ``dataset.classes`` are left out, an empty cell annotates every label) and the targets are NaN elsewhere;
+    ``unannotated: absent`` reads every unannotated pair as absent; the key is a catalog's."""
+    from repeval.datasets.base import OBSERVED
+    from repeval.tuning.data import encode
+
+    rows = [
+        ["t0", "audio/a0.wav", "piano|violin", "piano | violin|flute"],
+        ["t1", "audio/a1.wav", "flute", ""],  # every label annotated
+        ["t2", "audio/a2.wav", "", "piano"],  # piano annotated absent; violin, flute unannotated
+        ["t3", "audio/a3.wav", "violin", "piano|kazoo"],  # violin present: annotated though not listed
+    ]
+    header = ["track_id", "audio_path", "instruments", "rated"]
+    manifest = str(_write_csv(audio_dir / "m.csv", header, rows))
+    pq.write_table(pacsv.read_csv(manifest), audio_dir / "m.parquet")
+    task = task_cfg("instruments", "multilabel_classification")
+    kw = {"label_column": "instruments", "label_separator": "|", "classes": ["piano", "violin", "flute"]}
+    for path in (manifest, str(audio_dir / "m.parquet")):
+        table, _ = load_dataset(ds_cfg("cat", "catalog", manifest=path, annotated_column="rated", **kw), task)
+        by_id = dict(zip(table.column("track_id").to_pylist(), table.column(OBSERVED).to_pylist(), strict=True))
+        assert by_id == {"t0": ["flute", "piano", "violin"], "t1": None, "t2": ["piano"], "t3": ["piano", "violin"]}
+    order = sorted(range(4), key=lambda i: table.column("track_id")[i].as_py())
+    labels, observed = table.column("label").take(order), table.column(OBSERVED).take(order)
+    y, _ = encode(task.type, labels.to_pylist(), ["flute", "piano", "violin"], observed.to_pylist())
+    nan = np.nan
+    np.testing.assert_array_equal(y, [[0, 1, 1], [1, 0, 0], [nan, 0, nan], [nan, 0, 1]])
+    absent, _ = load_dataset(
+        ds_cfg("cat", "catalog", manifest=manifest, annotated_column="rated", unannotated="absent", **kw), task
+    )
+    assert OBSERVED not in absent.column_names
+    with pytest.raises(ValueError, match="'unannotated' does not apply"):
+        ds_cfg("cat", "catalog", manifest=manifest, unannotated="absent", **kw)
+    with pytest.raises(ValueError, match="'annotated_column' does not apply"):
+        ds_cfg("tinysol", "mirdata", annotated_column="rated")
+    missing = ds_cfg("cat", "catalog", manifest=manifest, annotated_column="rate", **kw)
+    assert any(
+        "annotated_column: the manifest has no column 'rate'" in p for p in catalog.manifest_problems(missing, task)
+    )

@@ -202,6 +202,12 @@ def _error(mutate) -> str:
             "experiments[0].datasets[0]: key 'split_column' does not apply to mirdata dataset 'tinysol' — it is for "
             "'catalog' datasets (a manifest and its columns); remove it (also: label_separator)",
         ),
+        # accepted, then the catalog read the column and a multiclass task ignored it
+        (
+            lambda d: d["experiments"][0]["datasets"][0].update(annotated_column="rated"),
+            "experiments[0]: datasets[0].annotated_column: 'rated' names the labels each track annotates, which only "
+            "a multilabel_classification task reads (this task is multiclass_classification): remove annotated_column",
+        ),
         (
             lambda d: d["experiments"][0].update(datasets=[{"name": "vocalset", "type": "custom", "index_path": "i"}]),
             "key 'index_path' does not apply to custom dataset 'vocalset'",

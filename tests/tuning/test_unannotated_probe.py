@@ -15,6 +15,7 @@ from repeval.metrics import compute_metrics
 from repeval.probes import train_probe
 from repeval.store import EmbeddingStore
 from repeval.store.store import PartitionWriter, embedding_schema
+from repeval.tuning import trial
 from repeval.tuning.data import probe_data
 
 ML = "multilabel_classification"
@@ -34,13 +35,17 @@ def table(tmp_path, n: int = 500) -> tuple[EmbeddingStore, pa.Table]:
     ]
     rows = pa.table({"track_id": ids, "split": splits, "label": labels, OBSERVED: observed})
     store = EmbeddingStore(str(tmp_path / "store"))
+    write_partition(store, "clean", ids, splits, x)
+    return store, rows
+
+
+def write_partition(store: EmbeddingStore, scenario: str, ids: list[str], splits: list[str], x: np.ndarray) -> None:
     schema = embedding_schema(3, keep_frames=False)
-    writer = PartitionWriter(store.partition("ds", "m", "clean"), schema, 128)
+    writer = PartitionWriter(store.partition("ds", "m", scenario), schema, 128)
     cols = {"track_id": pa.array(ids), "split": pa.array(splits),
             "embedding": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), 3)}  # fmt: skip
-    writer.add_table(pa.table([cols.get(f.name, pa.nulls(n, f.type)) for f in schema], schema=schema))
+    writer.add_table(pa.table([cols.get(f.name, pa.nulls(len(ids), f.type)) for f in schema], schema=schema))
     writer.flush()
-    return store, rows
 
 
 def test_masking_unannotated_pairs_scores_better_than_counting_them_absent(tmp_path):
@@ -60,3 +65,27 @@ def test_masking_unannotated_pairs_scores_better_than_counting_them_absent(tmp_p
     assert got["mask"]["roc_auc_micro"] > 0.97 and got["mask"]["b"] > 0.7
     assert got["absent"]["b"] < 0.5, got  # b's positives mostly scored as absent
     assert got["mask"]["roc_auc_micro"] - got["absent"]["roc_auc_micro"] > 0.05, got
+
+
+def test_per_label_rows_count_the_test_tracks_annotating_their_label(tmp_path):
+    """``n_test`` of a per-label row is the test tracks its value is over: for a label only some tracks annotate,
+    those (b's are about a quarter of the test set), not every test track; ``n_delta`` likewise, on the tracks a
+    deformed test set shares with clean (here all but the first test track, whose deformation failed)."""
+    store, rows = table(tmp_path, 200)
+    test = [i for i, s in enumerate(rows.column("split").to_pylist()) if s == "test"]
+    ids = [rows.column("track_id")[i].as_py() for i in test[1:]]
+    write_partition(store, "noise", ids, ["test"] * len(ids), np.zeros((len(ids), 3), np.float32))
+    data = probe_data(ML, rows, store, "ds", "m", ["noise"])
+    rng = np.random.default_rng(1)
+    scores = {sid: rng.random((len(t[2]), 2)) for sid, t in data.tests.items()}
+    out, _ = trial.test_rows(data, scores, trial.EvalSettings(["roc_auc_macro", "f1_macro"], 0, 0.05, 0, None))
+    y_clean, y_noise = data.tests["clean"][1], data.tests["noise"][1]
+    n_b = int((~np.isnan(y_clean[:, 1])).sum())
+    assert 0 < n_b < len(y_clean) // 2 and data.classes == ["a", "b"]
+    noise_b = int((~np.isnan(y_noise[:, 1])).sum())
+    want = {
+        ("clean", None): (len(y_clean), None), ("clean", "a"): (len(y_clean), None), ("clean", "b"): (n_b, None),
+        ("noise", None): (len(y_noise),) * 2, ("noise", "a"): (len(y_noise),) * 2, ("noise", "b"): (noise_b,) * 2,
+    }  # fmt: skip
+    assert {(r["scenario"], r["label"]): (r["n_test"], r["n_delta"]) for r in out} == want
+    assert len(y_noise) == len(y_clean) - 1
