@@ -127,3 +127,79 @@ def test_window_sizes_fall_on_the_frame_grid_and_cut_tracks_where_they_were() ->
         assert np.array_equal(np.concatenate(cut), audio)
         assert (len(cut) == 1) == (n < hold)
         assert all(len(c) == size for c in cut[:-1]) and (len(cut) == 1 or len(cut[-1]) >= size // 2)
+
+
+@pytest.mark.parametrize(
+    ("model_id", "params", "chunk_s", "seconds", "wasted"),
+    [
+        ("clmr-v2", {}, 3.0, 15.0, 0),  # 2.68-s windows end to end; the track's last 1.6 s in a zero-padded one
+        ("clmr-v2", {"hop_s": 2.0}, 3.0, 15.0, 0),  # overlapping: a window's last frame reads 0.68 s of the next
+        ("neuralfp", {}, 2.0, 6.1, 0),
+        ("crepe-tiny", {}, 1.0, 3.3, 0),  # 64-ms frames every 0.1 s: half a frame before, a window's last 68 ms out
+        ("crepe-tiny", {"hop_s": 0.025}, 1.0, 3.3, 1),  # frames read past their hop: one centred on the next window
+        ("mule", {}, 3.0, 20.5, 0),
+    ],
+)
+def test_frames_of_a_track_of_several_windows_are_the_whole_tracks_in_each_family(
+    tmp_path: Path, model_id: str, params: dict, chunk_s: float, seconds: float, wasted: int
+) -> None:
+    """CLMR, NeuralFP, CREPE and MULE (stand-in or shipped weights) on a track of 3 windows of a small ``chunk_s``
+    through the pipeline's stages give the frames of the model on the whole decoded track — window by window alone
+    each window had frames of its own grid and edges (CLMR: one 2.68-s window per 3-s window, dropping the rest). The
+    model computes no frame on a window's context (crepe-tiny at a 25-ms hop: the one centred on the next window's
+    first sample, which its 64-ms frame reads), and a row's ``audio_seconds`` is the track's."""
+    from repeval.models.dummies import dummy_params
+
+    cfg = EmbeddingModelConfig(
+        id=model_id, params={**dummy_params(model_id, tmp_path / "w"), **params, "chunk_s": chunk_s}
+    )
+    path = _track(tmp_path / "long.wav", seconds)
+    computed, embed_all = [0], Embed._embed_all
+
+    def counting(self: Embed, audios: list, offsets: list) -> list:
+        out = embed_all(self, audios, offsets)
+        computed[0] += sum(len(r) for r in out)
+        return out
+
+    Embed._embed_all = counting  # type: ignore[method-assign]
+    try:
+        rows, _, embed = _pipeline(cfg, path, {})
+    finally:
+        Embed._embed_all = embed_all  # type: ignore[method-assign]
+    row = rows["clean"]
+    whole = decode(path, embed.model.sample_rate_hz)
+    expected = embed.model.embed(whole)
+    assert row["n_chunks"] == 3 and len(expected) == model_geometry(*resolve_model(cfg)).count(len(whole)) > 3
+    assert row["n_frames"] == len(expected) and computed[0] == len(expected) + 2 * wasted
+    np.testing.assert_allclose(np.stack(row["frames"]), expected, rtol=1e-5, atol=1e-5)
+    assert abs(row["audio_seconds"] - seconds) < 1e-3
+
+
+def test_frame_geometries_count_the_frames_of_clmr_neuralfp_crepe_and_mule() -> None:
+    """Each family's frames at lengths around one frame's extent, its hop and half a hop (CLMR's and NeuralFP's
+    zero-padded tail window), without running a network: the windows the model would feed it. MULE has no geometry
+    below 152 frames of hop (its first slice would read the clip's padding)."""
+    from repeval.models._common import frame_starts
+    from repeval.models.clmr import CLMR, WINDOW
+    from repeval.models.crepe import CrepeTiny
+    from repeval.models.mule import MULE, slice_centres
+    from repeval.models.neuralfp import SEGMENT, NeuralFPModel
+
+    crepe = object.__new__(CrepeTiny)
+    for family, params in [
+        (CLMR, {}), (CLMR, {"hop_s": 1.0}), (CLMR, {"hop_s": 6.0}), (NeuralFPModel, {}), (NeuralFPModel, {"hop_s": 0.3}),
+        (CrepeTiny, {}), (CrepeTiny, {"hop_s": 0.01}), (MULE, {}), (MULE, {"hop_frames": 152}), (MULE, {"hop_frames": 500}),
+    ]:  # fmt: skip
+        g = family.frame_geometry(params)
+        assert g is not None
+        for n in {1, 999, g.span - 1, g.span, g.span + g.tail - 1, g.span + g.tail, g.span + g.hop - 1,
+                  g.span + g.hop, 3 * g.hop + 7, 48000, 123457} - {0, -1}:  # fmt: skip
+            if family is CLMR or family is NeuralFPModel:
+                got = len(frame_starts(n, WINDOW if family is CLMR else SEGMENT, g.hop))
+            elif family is CrepeTiny:
+                crepe.hop = g.hop
+                got = len(crepe._windows(np.zeros(n, np.float32)))
+            else:
+                got = len(slice_centres(1 + max(n, 3 * 16000) // 160, g.hop // 160))
+            assert got == g.count(n), (family.name, params, n)
+    assert MULE.frame_geometry({"hop_frames": 151}) is None
