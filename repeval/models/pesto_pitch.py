@@ -8,6 +8,9 @@ One frame every ``hop_s`` (default 10 ms, PESTO's step) of a harmonic CQT. ``out
   pre-classifier representation.
 
 PESTO computes its CQT kernels for the sampling rate it is given; repeval feeds 16 kHz audio.
+No frame geometry yet: a frame reads the 4,096 samples centred on it, but pesto centres its first frame on its
+input's first sample and reflect-pads there itself, so a window given the context its first frames need would
+compute ≈25 frames per window edge on that context (the pipeline's windows are each embedded alone).
 ``import pesto`` needs torchaudio only to read files: it is imported here with a placeholder
 torchaudio that is removed right after (torchaudio wheels do not import beside the CPU torch).
 Install: ``pip install --no-deps pesto-pitch==2.0.1`` and ``pip install omegaconf`` (its
