@@ -142,14 +142,21 @@ def test_window_sizes_fall_on_the_frame_grid_and_cut_tracks_where_they_were() ->
     ],
 )
 def test_frames_of_a_track_of_several_windows_are_the_whole_tracks_in_each_family(
-    tmp_path: Path, model_id: str, params: dict, chunk_s: float, seconds: float, wasted: int
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    model_id: str,
+    params: dict,
+    chunk_s: float,
+    seconds: float,
+    wasted: int,
 ) -> None:
-    """CLMR, NeuralFP, CREPE, MULE and PESTO (stand-in or shipped weights) on a track of 3 windows of a small ``chunk_s``
-    through the pipeline's stages give the frames of the model on the whole decoded track — window by window alone
-    each window had frames of its own grid and edges (CLMR: one 2.68-s window per 3-s window, dropping the rest). The
-    model computes no frame on a window's context before it (none after it either, but where a frame reads past its
+    """CLMR, NeuralFP, CREPE, MULE and PESTO (stand-in or shipped weights) on a track of 3 windows of a small
+    ``chunk_s`` through the pipeline's stages give the frames of the model on the whole decoded track — window by window
+    alone each window had frames of its own grid and edges (CLMR: one 2.68-s window per 3-s window, dropping the rest).
+    The model computes no frame on a window's context before it (none after it either, but where a frame reads past its
     hop: crepe-tiny at a 25-ms hop, the one centred on the next window's first sample; pesto, the 12 centred on the
-    next window's first 118 ms), and a row's ``audio_seconds`` is the track's."""
+    next window's first 118 ms), and a row's ``audio_seconds`` is the track's. MULE's network (63M parameters, slice
+    by slice) runs once: the slices it read through the pipeline are the whole track's, and its frames their outputs."""
     from repeval.models.dummies import dummy_params
 
     cfg = EmbeddingModelConfig(
@@ -163,14 +170,21 @@ def test_frames_of_a_track_of_several_windows_are_the_whole_tracks_in_each_famil
         computed[0] += sum(len(r) for r in out)
         return out
 
-    Embed._embed_all = counting  # type: ignore[method-assign]
-    try:
-        rows, _, embed = _pipeline(cfg, path, {})
-    finally:
-        Embed._embed_all = embed_all  # type: ignore[method-assign]
+    monkeypatch.setattr(Embed, "_embed_all", counting)
+    family = resolve_model(cfg)[0].cls
+    read: list[tuple[np.ndarray, np.ndarray]] = []
+    if model_id == "mule":
+        forward = family._forward
+        monkeypatch.setattr(family, "_forward", lambda m, w: read.append((w, forward(m, w))) or read[-1][1])
+    rows, _, embed = _pipeline(cfg, path, {})
     row = rows["clean"]
     whole = decode(path, embed.model.sample_rate_hz)
-    expected = embed.model.embed(whole)
+    if read:
+        slices = embed.model._windows(whole)
+        np.testing.assert_allclose(np.concatenate([w for w, _ in read]), slices, rtol=1e-4, atol=1e-4)
+        expected = np.concatenate([f for _, f in read])
+    else:
+        expected = embed.model.embed(whole)
     assert row["n_frames"] == len(expected) > 3 and row["n_chunks"] == 3
     # pesto's 4,096-tap CQT convolution rounds by its input's length: frames anywhere in a window (not only at its
     # edges) differ by up to 1.3e-4 on a scale of 1; a window's edge frame computed on that window alone, by up to 1
