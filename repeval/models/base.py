@@ -34,7 +34,8 @@ class FrameGeometry:
     at the track's ends only once the pipeline has added context), and an input of ``n`` samples yields
     :meth:`count` frames. The pipeline uses it to make the windows of a long track invisible
     (:class:`repeval.pipeline.stages.DecodeDeform`): window boundaries fall on multiples of ``hop``, each window
-    reaches the model with :attr:`before` samples of the previous window and :attr:`after` of the next one, and the
+    reaches the model with :attr:`before` samples of the previous window and :attr:`after` of the next one (or, when
+    its frames read less than a hop, without the :attr:`trim` samples at its end that none of them reads), and the
     frames computed on that context are dropped — so a track's frames are those the model gives on the whole track.
     """
 
@@ -42,7 +43,8 @@ class FrameGeometry:
     hop: int
     #: samples before a frame's start that it depends on
     left: int
-    #: samples from a frame's start that it depends on (at least ``hop``)
+    #: samples from a frame's start that it depends on (less than ``hop``: a frame centred on a short excerpt, as
+    #: CREPE's, and a window's last :attr:`trim` samples are read by no frame that starts in it)
     right: int
     #: the shortest input that yields one frame without padding: ``n`` samples yield
     #: ``(max(n, span) − span) // hop + 1`` frames
@@ -50,10 +52,16 @@ class FrameGeometry:
     #: the finest grid, in samples, the model can start its frames on within its input (``embed_batch``'s
     #: ``offsets``); 0 (the default): ``hop`` — the model's frames start at its input's start
     align: int = 0
+    #: a model that gives what is left past the last frame that fits its input a zero-padded frame of its own when it
+    #: is at least ``tail`` samples long (CLMR, NeuralFP: half a hop); 0 (the default): it gives it none
+    tail: int = 0
 
     def count(self, n_samples: int) -> int:
         """Frames the model gives on ``n_samples`` samples."""
-        return (max(int(n_samples), self.span) - self.span) // self.hop + 1
+        n = int(n_samples)
+        frames = (max(n, self.span) - self.span) // self.hop + 1
+        rest = n - (frames - 1) * self.hop - self.span
+        return frames + int(self.tail > 0 and rest > 0 and rest >= self.tail)
 
     @property
     def offset(self) -> bool:
@@ -73,6 +81,12 @@ class FrameGeometry:
     def after(self) -> int:
         """Context a window needs from the next one: what its last frame reads past the window's end."""
         return max(0, self.right - self.hop)
+
+    @property
+    def trim(self) -> int:
+        """Samples at the end of a window (not a track's last) that no frame starting in it reads (``right`` below
+        ``hop``): left out of the model's input, so it computes no frame past the window's end."""
+        return max(0, self.hop - self.right)
 
 
 class EmbeddingModel:

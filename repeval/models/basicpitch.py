@@ -6,6 +6,11 @@ windows the audio exactly like ``basic_pitch.inference.run_inference`` (30 overl
 half trimmed at each side, trimmed to the clip length) and returns, per frame, the
 concatenation of the ``outputs`` named in the params (default all three: 440-d).
 
+No frame geometry (a long track's pipeline windows are each embedded alone): a 2-s window's 142 kept frames span
+36,352 samples but windows start every 36,164, and the stitched frames are cut to 86 a second of the clip (its frames
+are 86.13 a second), so which frames a track has at a given time depends on its whole length, not on a bounded
+context around it.
+
 ``import basic_pitch`` imports tensorflow when present, which must not happen in a shared
 worker (essentia aborts beside TF 2.x), so the package is never imported: only its model file
 is read. Install: ``pip install --no-deps basic-pitch==0.4.0`` plus ``onnxruntime``.

@@ -29,11 +29,16 @@ from repeval.models._common import (
     missing_weights_reason,
     weight_path,
 )
-from repeval.models.base import register_model
+from repeval.models.base import FrameGeometry, register_model
 
 SR = 22050
 WINDOW = 59049  # 3 ** 10
 _HIDDEN = [(128, 128), (128, 128), (128, 256), (256, 256), (256, 256), (256, 256), (256, 256), (256, 256), (256, 512)]
+
+
+def _hop(hop_s: float | None) -> int:
+    """Samples between windows: ``hop_s`` (default: the window's length)."""
+    return WINDOW if hop_s is None else max(1, round(hop_s * SR))
 
 
 def build_samplecnn(out_dim: int = 50) -> Any:
@@ -90,7 +95,7 @@ class CLMR(WindowedModel):
         super().__init__(checkpoint=checkpoint, hop_s=hop_s, device=device, **params)
         self.sample_rate_hz = SR
         self.embedding_dim = 512
-        self.hop = WINDOW if hop_s is None else max(1, round(hop_s * SR))
+        self.hop = _hop(hop_s)
         self.device = choose_device(device)
         path = weight_path(self.params, "checkpoint", "clmr-v2.pt")
         net = build_samplecnn()
@@ -109,6 +114,13 @@ class CLMR(WindowedModel):
     @classmethod
     def declared_sizes(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:
         return SR, 512
+
+    @classmethod
+    def frame_geometry(cls, params: dict[str, Any]) -> FrameGeometry:
+        """Window ``k`` is the 59,049 samples from ``k · hop`` alone (SampleCNN reads nothing else); a remainder of
+        at least half a hop past the last whole window gets a zero-padded window of its own."""
+        hop = _hop(params.get("hop_s"))
+        return FrameGeometry(hop=hop, left=0, right=WINDOW, span=WINDOW, tail=max(1, hop // 2))
 
     def _windows(self, audio: np.ndarray) -> np.ndarray:
         return cut_windows(audio, WINDOW, self.hop)

@@ -21,12 +21,16 @@ from typing import Any, ClassVar
 import numpy as np
 
 from repeval.models._common import WindowedModel, as_mono, choose_device, extra_reason, package_dir
-from repeval.models.base import register_model
+from repeval.models.base import FrameGeometry, register_model
 
 SR = 16000
 WINDOW = 1024
 _BN_EPS = 0.0010000000474974513  # torchcrepe's (converted from the Keras model)
 _DIMS = {"full": 2048, "tiny": 256}
+
+
+def _hop(hop_s: float) -> int:
+    return max(1, round(float(hop_s) * SR))
 
 
 class Crepe(WindowedModel):
@@ -47,7 +51,7 @@ class Crepe(WindowedModel):
 
         self.sample_rate_hz = SR
         self.embedding_dim = _DIMS[self.capacity]
-        self.hop = max(1, round(hop_s * SR))
+        self.hop = _hop(hop_s)
         self.device = choose_device(device)
         if str(self.device).startswith("cuda"):
             self.max_batch_windows = self.gpu_batch_windows
@@ -71,10 +75,23 @@ class Crepe(WindowedModel):
     def declared_sizes(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:
         return SR, _DIMS[cls.capacity]
 
+    @classmethod
+    def frame_geometry(cls, params: dict[str, Any]) -> FrameGeometry:
+        """Frame ``k`` is the 1,024 samples centred on ``k · hop`` (zero-padded past the clip's ends), normalised
+        on its own: ``n`` samples give ``1 + n // hop`` frames. Frames may be centred anywhere (``align`` 1), so a
+        window reaches the model with half a frame of the previous window and starts its frames at the window."""
+        half = WINDOW // 2
+        return FrameGeometry(hop=_hop(params.get("hop_s", 0.1)), left=half, right=half, span=0, align=1)
+
     def _windows(self, audio: np.ndarray) -> np.ndarray:
-        audio = np.pad(as_mono(audio), (WINDOW // 2, WINDOW // 2))
-        n = 1 + (len(audio) - WINDOW) // self.hop
-        idx = np.arange(WINDOW)[None, :] + self.hop * np.arange(n)[:, None]
+        return self._windows_at(audio, 0)
+
+    def _windows_at(self, audio: np.ndarray, offset: int) -> np.ndarray:
+        """Frames centred every ``hop`` from ``offset`` samples into ``audio`` (the audio before: what they read)."""
+        audio = as_mono(audio)
+        n = 1 + (len(audio) - offset) // self.hop
+        audio = np.pad(audio, (WINDOW // 2, WINDOW // 2))
+        idx = offset + np.arange(WINDOW)[None, :] + self.hop * np.arange(n)[:, None]
         frames = audio[idx].astype(np.float32)
         frames -= frames.mean(axis=1, keepdims=True)
         frames /= np.maximum(1e-10, frames.std(axis=1, ddof=1, keepdims=True))  # torch.std is unbiased

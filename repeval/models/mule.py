@@ -36,10 +36,12 @@ from repeval.models._common import (
     pad_to,
     weight_path,
 )
-from repeval.models.base import register_model
+from repeval.models.base import FrameGeometry, register_model
 
 SR = 16000
 SLICE = 300
+MEL_HOP = 160  # samples between mel frames
+MEL_WINDOW = 400  # samples a mel frame reads (its Hann window, centred in the 2,048-sample FFT)
 EMBEDDING_DIM = 1728
 _GELU_GAIN = 1.7015043497085571
 _ALPHA = 0.2
@@ -242,11 +244,29 @@ class MULE(WindowedModel):
     def declared_sizes(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:
         return SR, EMBEDDING_DIM
 
+    @classmethod
+    def frame_geometry(cls, params: dict[str, Any]) -> FrameGeometry | None:
+        """Slice ``k`` is centred on mel frame ``(k + 1) · hop_frames``, its 300 frames reading the samples from
+        ``k · hop`` + ``160 · (hop_frames − 150) − 200`` over 300 mel hops and a window (each slice standardised on
+        its own); ``n`` samples give ``n // hop`` slices (at least one; the last clamped into the clip, at the
+        track's end only). For ``hop_frames`` below 152 the first slice reads the clip's padding — or, below 150, is
+        clamped at its start — so a window's first slice would not be the track's: no geometry then."""
+        hop_frames = max(1, int(params.get("hop_frames", 200)))
+        first = MEL_HOP * (hop_frames - SLICE // 2) - MEL_WINDOW // 2  # where slice 0 starts reading
+        if first < 0:
+            return None
+        hop = MEL_HOP * hop_frames
+        return FrameGeometry(hop=hop, left=0, right=first + MEL_HOP * (SLICE - 1) + MEL_WINDOW, span=hop)
+
     def _logmel(self, audio: np.ndarray) -> np.ndarray:
         import librosa
 
         power = (
-            np.abs(librosa.stft(audio, n_fft=2048, hop_length=160, win_length=400, window="hann", pad_mode="reflect"))
+            np.abs(
+                librosa.stft(
+                    audio, n_fft=2048, hop_length=MEL_HOP, win_length=MEL_WINDOW, window="hann", pad_mode="reflect"
+                )
+            )
             ** 2
         )
         return np.log10(10000.0 * (self._mel @ power) + 1.0).astype(np.float32)  # (96, frames)

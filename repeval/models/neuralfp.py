@@ -32,7 +32,7 @@ from repeval.models._common import (
     missing_weights_reason,
     weight_path,
 )
-from repeval.models.base import register_model
+from repeval.models.base import FrameGeometry, register_model
 
 SR = 8000
 SEGMENT = 8000
@@ -114,7 +114,7 @@ class NeuralFPModel(WindowedModel):
         super().__init__(checkpoint=checkpoint, hop_s=hop_s, device=device, **params)
         self.sample_rate_hz = SR
         self.embedding_dim = EMBEDDING_DIM
-        self.hop = max(1, round(hop_s * SR))
+        self.hop = self.frame_geometry({"hop_s": hop_s}).hop
         self.device = choose_device(device)
         self._mel = mel_filterbank(SR, N_FFT, N_MELS, fmin=300.0, fmax=4000.0)
         self._window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)
@@ -139,6 +139,13 @@ class NeuralFPModel(WindowedModel):
     @classmethod
     def declared_sizes(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:
         return SR, EMBEDDING_DIM
+
+    @classmethod
+    def frame_geometry(cls, params: dict[str, Any]) -> FrameGeometry:
+        """Segment ``k`` is the 8,000 samples from ``k · hop`` alone (its log-mel is padded and normalised on its
+        own); a remainder of at least half a hop past the last whole segment gets a zero-padded segment of its own."""
+        hop = max(1, round(float(params.get("hop_s", 0.5)) * SR))
+        return FrameGeometry(hop=hop, left=0, right=SEGMENT, span=SEGMENT, tail=max(1, hop // 2))
 
     def _logmel(self, segment: np.ndarray) -> np.ndarray:
         padded = np.pad(segment, N_FFT // 2)

@@ -56,7 +56,8 @@ DECODE_COLUMNS = (
     "offset",
 )
 #: the integer columns of a chunk row: its index, the track's number of chunks (on its last), and — for a model that
-#: declares its frame geometry — the frames to drop (computed on context), to keep (-1: all), the context samples and
+#: declares its frame geometry — the frames to drop (computed on context), to keep (-1: all), the context samples
+#: (the model's input less the window's length: negative when the window's end was left out) and
 #: where in its input the model starts its frames (samples; 0 unless its geometry has an ``align``)
 INT_COLUMNS = ("chunk", "n_chunks", "skip", "keep", "context", "offset")
 
@@ -343,8 +344,10 @@ class DecodeDeform:
         that its frames need, and ``(skip, keep, context, offset)``: the frames computed on the previous window's end,
         the frames that start in this window (the last window: as many as the whole track has from its start on),
         the context samples and where the model starts its frames (a model whose geometry has an ``align``: the
-        previous window's end, so it computes no frame there and ``skip`` is 0). Without a frame geometry, for a track of one window, or when context is missing (a
-        deformation changed a neighbour's length): the window alone, all its frames kept."""
+        previous window's end, so it computes no frame there and ``skip`` is 0); a window but the last goes without
+        the end its frames do not read (:attr:`FrameGeometry.trim`). Without a frame geometry, for a track of one
+        window, or when context is missing (a deformation changed a neighbour's length): the window alone, all its
+        frames kept."""
         g = self.geometry
         if g is None or (index == 0 and last):
             return window, (0, -1, 0, 0)
@@ -354,11 +357,14 @@ class DecodeDeform:
             return window, (0, -1, 0, 0)
         start = index * window_sizes(self.sample_rate_hz, float(self.chunk_s or 0), *self._grid())[0]
         keep = g.count(start + len(window)) - start // g.hop if last else len(window) // g.hop
-        parts = [p for p in (before, window, after) if p is not None]
-        context = sum(len(p) for p in parts) - len(window)
+        # a window none of whose frames reads its last samples (a frame shorter than a hop) goes without them: the
+        # model computes no frame past its end
+        body = window if last or not g.trim else window[: len(window) - g.trim]
+        parts = [p for p in (before, body, after) if p is not None]
+        context = sum(len(p) for p in parts) - len(window)  # negative: samples left out
         ahead = 0 if before is None else len(before)
         offset = ahead if g.offset else 0
-        return (np.concatenate(parts) if len(parts) > 1 else window), (
+        return (np.concatenate(parts) if len(parts) > 1 else body), (
             (ahead - offset) // g.hop,
             keep,
             context,

@@ -127,3 +127,99 @@ def test_window_sizes_fall_on_the_frame_grid_and_cut_tracks_where_they_were() ->
         assert np.array_equal(np.concatenate(cut), audio)
         assert (len(cut) == 1) == (n < hold)
         assert all(len(c) == size for c in cut[:-1]) and (len(cut) == 1 or len(cut[-1]) >= size // 2)
+
+
+@pytest.mark.parametrize(
+    ("model_id", "params", "chunk_s", "seconds", "wasted"),
+    [
+        ("clmr-v2", {}, 3.0, 15.0, 0),  # 2.68-s windows end to end; the track's last 1.6 s in a zero-padded one
+        ("clmr-v2", {"hop_s": 2.0}, 3.0, 15.0, 0),  # overlapping: a window's last frame reads 0.68 s of the next
+        ("neuralfp", {}, 2.0, 6.1, 0),
+        ("crepe-tiny", {}, 1.0, 3.3, 0),  # 64-ms frames every 0.1 s: half a frame before, a window's last 68 ms out
+        ("crepe-tiny", {"hop_s": 0.025}, 1.0, 3.3, 1),  # frames read past their hop: one centred on the next window
+        ("mule", {}, 3.0, 20.5, 0),
+        ("pesto", {}, 0.5, 1.3, 12),  # 256-ms CQT frames every 10 ms: those centred on the next window's first 118 ms
+    ],
+)
+def test_frames_of_a_track_of_several_windows_are_the_whole_tracks_in_each_family(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    model_id: str,
+    params: dict,
+    chunk_s: float,
+    seconds: float,
+    wasted: int,
+) -> None:
+    """CLMR, NeuralFP, CREPE, MULE and PESTO (stand-in or shipped weights) on a track of 3 windows of a small
+    ``chunk_s`` through the pipeline's stages give the frames of the model on the whole decoded track — window by window
+    alone each window had frames of its own grid and edges (CLMR: one 2.68-s window per 3-s window, dropping the rest).
+    The model computes no frame on a window's context before it (none after it either, but where a frame reads past its
+    hop: crepe-tiny at a 25-ms hop, the one centred on the next window's first sample; pesto, the 12 centred on the
+    next window's first 118 ms), and a row's ``audio_seconds`` is the track's. MULE's network (63M parameters, slice
+    by slice) runs once: the slices it read through the pipeline are the whole track's, and its frames their outputs."""
+    from repeval.models.dummies import dummy_params
+
+    cfg = EmbeddingModelConfig(
+        id=model_id, params={**dummy_params(model_id, tmp_path / "w"), **params, "chunk_s": chunk_s}
+    )
+    path = _track(tmp_path / "long.wav", seconds)
+    computed, embed_all = [0], Embed._embed_all
+
+    def counting(self: Embed, audios: list, offsets: list) -> list:
+        out = embed_all(self, audios, offsets)
+        computed[0] += sum(len(r) for r in out)
+        return out
+
+    monkeypatch.setattr(Embed, "_embed_all", counting)
+    family = resolve_model(cfg)[0].cls
+    read: list[tuple[np.ndarray, np.ndarray]] = []
+    if model_id == "mule":
+        forward = family._forward
+        monkeypatch.setattr(family, "_forward", lambda m, w: read.append((w, forward(m, w))) or read[-1][1])
+    rows, _, embed = _pipeline(cfg, path, {})
+    row = rows["clean"]
+    whole = decode(path, embed.model.sample_rate_hz)
+    if read:
+        slices = embed.model._windows(whole)
+        np.testing.assert_allclose(np.concatenate([w for w, _ in read]), slices, rtol=1e-4, atol=1e-4)
+        expected = np.concatenate([f for _, f in read])
+    else:
+        expected = embed.model.embed(whole)
+    assert row["n_frames"] == len(expected) > 3 and row["n_chunks"] == 3
+    # pesto's 4,096-tap CQT convolution rounds by its input's length: frames anywhere in a window (not only at its
+    # edges) differ by up to 1.3e-4 on a scale of 1; a window's edge frame computed on that window alone, by up to 1
+    atol = 5e-4 if model_id == "pesto" else 1e-5
+    np.testing.assert_allclose(np.stack(row["frames"]), expected, rtol=1e-5, atol=atol)
+    assert computed[0] == len(expected) + 2 * wasted
+    assert model_geometry(*resolve_model(cfg)).count(len(whole)) == len(expected)
+    assert abs(row["audio_seconds"] - seconds) < 1e-3
+
+
+def test_frame_geometries_count_the_frames_of_clmr_neuralfp_crepe_and_mule() -> None:
+    """Each family's frames at lengths around one frame's extent, its hop and half a hop (CLMR's and NeuralFP's
+    zero-padded tail window), without running a network: the windows the model would feed it. MULE has no geometry
+    below 152 frames of hop (its first slice would read the clip's padding)."""
+    from repeval.models._common import frame_starts
+    from repeval.models.clmr import CLMR, WINDOW
+    from repeval.models.crepe import CrepeTiny
+    from repeval.models.mule import MULE, slice_centres
+    from repeval.models.neuralfp import SEGMENT, NeuralFPModel
+
+    crepe = object.__new__(CrepeTiny)
+    for family, params in [
+        (CLMR, {}), (CLMR, {"hop_s": 1.0}), (CLMR, {"hop_s": 6.0}), (NeuralFPModel, {}), (NeuralFPModel, {"hop_s": 0.3}),
+        (CrepeTiny, {}), (CrepeTiny, {"hop_s": 0.01}), (MULE, {}), (MULE, {"hop_frames": 152}), (MULE, {"hop_frames": 500}),
+    ]:  # fmt: skip
+        g = family.frame_geometry(params)
+        assert g is not None
+        for n in {1, 999, g.span - 1, g.span, g.span + g.tail - 1, g.span + g.tail, g.span + g.hop - 1,
+                  g.span + g.hop, 3 * g.hop + 7, 48000, 123457} - {0, -1}:  # fmt: skip
+            if family is CLMR or family is NeuralFPModel:
+                got = len(frame_starts(n, WINDOW if family is CLMR else SEGMENT, g.hop))
+            elif family is CrepeTiny:
+                crepe.hop = g.hop
+                got = len(crepe._windows(np.zeros(n, np.float32)))
+            else:
+                got = len(slice_centres(1 + max(n, 3 * 16000) // 160, g.hop // 160))
+            assert got == g.count(n), (family.name, params, n)
+    assert MULE.frame_geometry({"hop_frames": 151}) is None
