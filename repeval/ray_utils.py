@@ -71,6 +71,8 @@ def init_ray(num_cpus: int | None = None, **kwargs: Any) -> None:
 
 #: the variable whose value marks the processes of the embedded Ray this process starts (see repeval/ray_watchdog.py)
 RAY_OWNER_ENV = "REPEVAL_RAY_OWNER"
+#: where watchdogs keep the session directories of running commands' Rays, for the backstop of a later one
+RAY_OWNER_RECORDS = Path.home() / ".ray" / "repeval_owners"
 #: this process' watchdog and the write end of its pipe, kept open while this process lives
 _watchdog: list[Any] = []
 
@@ -98,9 +100,10 @@ def start_ray_watchdog() -> str | None:
         return None
     token = f"{os.getpid()}-{started}-{secrets.token_hex(12)}"
     read_end, write_end = os.pipe()  # not inherited by any process started later (PEP 446): EOF = this one ended
+    script = Path(__file__).with_name("ray_watchdog.py")
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(Path(__file__).with_name("ray_watchdog.py")), str(os.getpid()), token],
+            [sys.executable, "-I", "-S", str(script), str(os.getpid()), token, str(RAY_OWNER_RECORDS)],
             stdin=read_end,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

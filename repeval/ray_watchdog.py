@@ -1,15 +1,20 @@
 """Ends what is left of an embedded Ray once the ``repeval`` process that started it has died.
 
-Run by :func:`repeval.ray_utils.start_ray_watchdog` as ``python -I -S ray_watchdog.py DRIVER_PID TOKEN`` with the
+Run by :func:`repeval.ray_utils.start_ray_watchdog` as ``python -I -S ray_watchdog.py DRIVER_PID TOKEN RECORDS`` with the
 read end of a pipe as its stdin whose write end only the driver holds. It waits for the driver to end (end of
 file on stdin, or its parent no longer being the driver), then SIGKILLs, until none is left, every process of its
 user whose environment has ``REPEVAL_RAY_OWNER=TOKEN``: the driver set that variable only while ``ray.init``
 started its embedded Ray, so exactly that Ray's processes (GCS, raylet, agents, workers and what they started)
-carry it. A Ray started with ``ray start``, another command's Ray and every other process lack it.
+carry it. A Ray started with ``ray start``, another command's Ray and every other process lack it. A process
+that retitles itself (``ray::DashboardAgent``, ``ray::IDLE``) blanks the start of its environment, where Ray's
+agents may have the variable (the raylet orders their environment as it likes); so the driver also writes its
+Ray's session directory to the pipe, and the ``ray::`` processes with a file open there (their logs) end too.
 
 The value is ``PID-START-RANDOM``: the driver's pid and start time (clock ticks since boot, as in
-``/proc/PID/stat``) and 96 random bits. So, as a backstop, a watchdog first ends the marked processes whose
-driver has ended — what an earlier command's Ray left when that command and its watchdog were both killed
+``/proc/PID/stat``) and 96 random bits. While the driver runs, the watchdog keeps its session directories in
+``RECORDS/VALUE`` (``~/.ray/repeval_owners/``; removed when it is done). So, as a backstop, a watchdog first ends
+the marked processes whose driver has ended and the ``ray::`` processes of the session directories recorded for
+such a driver — what an earlier command's Ray left when that command and its watchdog were both killed
 (``pkill -9 -f repeval``) — and never those of a command still running.
 
 Ray 2.60 fate-shares the GCS, raylet, dashboard, monitor and log monitor with the driver (``PR_SET_PDEATHSIG``),
@@ -128,9 +133,10 @@ def reap(
     return len(killed)
 
 
-def wait_for_driver(driver: int, fd: int = 0) -> list[bytes]:
+def wait_for_driver(driver: int, record: str | None = None, fd: int = 0) -> list[bytes]:
     """Return once the driver has ended: ``fd`` (the pipe) reads end of file, or this process' parent changed; returns
-    the lines the driver wrote to the pipe meanwhile (the session directories of the Rays it started)."""
+    the lines the driver wrote to the pipe meanwhile (the session directories of the Rays it started), also kept in
+    the file ``record`` as they come."""
     received = b""
     while True:
         alive = os.getppid() == driver
@@ -139,18 +145,48 @@ def wait_for_driver(driver: int, fd: int = 0) -> list[bytes]:
         if not data and (ready or not alive):  # what the driver wrote is read to the end either way
             break
         received += data
+        if record:
+            try:
+                os.makedirs(os.path.dirname(record), mode=0o700, exist_ok=True)
+                with open(record, "wb") as fh:
+                    fh.write(received)
+            except OSError:
+                pass
     return [line for line in received.split(b"\n") if line.startswith(b"/")]
+
+
+def backstop(records: str | None, token: str, exclude: set[int]) -> None:
+    """End what earlier commands' Rays left when a command and its watchdog were both killed: the marked processes
+    whose owner has ended, and the ``ray::`` processes of the session directories its watchdog recorded."""
+    reap(lambda owner: owner != token and owner_ended(owner), exclude, quiet_s=SCAN_EVERY_S)
+    if not records or not os.path.isdir(records):
+        return
+    for name in os.listdir(records):
+        if name == token or not owner_ended(name):
+            continue
+        path = os.path.join(records, name)
+        try:
+            with open(path, "rb") as fh:
+                sessions = tuple(line for line in fh.read().split(b"\n") if line.startswith(b"/"))
+            if sessions:
+                reap(lambda owner: owner == IN_SESSION, exclude, sessions, quiet_s=SCAN_EVERY_S)
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 def main(argv: list[str]) -> int:
     driver, token = int(argv[1]), argv[2]
+    records = argv[3] if len(argv) > 3 else None
+    record = os.path.join(records, token) if records else None
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):  # a terminal's Ctrl-C, its closing: the driver's
         signal.signal(sig, signal.SIG_IGN)
     exclude = {os.getpid(), driver}
-    # the backstop: what an earlier command's Ray left when that command and its watchdog were both killed
-    reap(lambda owner: owner != token and owner_ended(owner), exclude, quiet_s=SCAN_EVERY_S)
-    sessions = tuple(wait_for_driver(driver))
+    backstop(records, token, exclude)
+    sessions = tuple(wait_for_driver(driver, record))
     reap(lambda owner: owner in (token, IN_SESSION), exclude, sessions)
+    if record and os.path.exists(record):
+        os.unlink(record)
     return 0
 
 
