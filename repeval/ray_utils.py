@@ -53,12 +53,86 @@ def init_ray(num_cpus: int | None = None, **kwargs: Any) -> None:
         from repeval.cpu import ray_process_environment
 
         prepare_token_auth()
+        owner = start_ray_watchdog()
         with ray_process_environment():  # Ray's processes start with glibc's settings; this process keeps its own
-            ray.init(**_embedded_options(num_cpus, kwargs))
+            if owner:  # marks them for the watchdog, which ends them if this process dies without stopping them
+                os.environ[RAY_OWNER_ENV] = owner
+            try:
+                ray.init(**_embedded_options(num_cpus, kwargs))
+            finally:
+                os.environ.pop(RAY_OWNER_ENV, None)
+        if owner:
+            tell_watchdog_session()
         stop_monitor_first_at_exit()
     exit_on_sigterm()  # ray.init set its own handler, which forgets the signal
     shut_down_uninterrupted_at_exit()
     restrict_token_file()
+
+
+#: the variable whose value marks the processes of the embedded Ray this process starts (see repeval/ray_watchdog.py)
+RAY_OWNER_ENV = "REPEVAL_RAY_OWNER"
+#: where watchdogs keep the session directories of running commands' Rays, for the backstop of a later one
+RAY_OWNER_RECORDS = Path.home() / ".ray" / "repeval_owners"
+#: this process' watchdog and the write end of its pipe, kept open while this process lives
+_watchdog: list[Any] = []
+
+
+@functools.cache  # one watchdog per process, for every embedded Ray it starts
+def start_ray_watchdog() -> str | None:
+    """Start the watchdog that ends this process' embedded Ray if this process dies without stopping it; returns
+    the value of :data:`RAY_OWNER_ENV` that marks that Ray's processes (None where there is no watchdog).
+
+    Ray 2.60 ties its GCS, raylet, dashboard, monitor and log monitor to the driver (``PR_SET_PDEATHSIG``), but after
+    a ``kill -9`` of the driver (the OOM killer, a CI job's timeout) the raylet's dashboard and runtime-env agents
+    stayed behind for another minute, and every such run left its own. The watchdog
+    (``python -I -S repeval/ray_watchdog.py``, in a session of its own, so a terminal's signals and a kill of the
+    command's process group miss it) waits on a pipe whose write end only this process holds, and SIGKILLs the marked
+    processes once this process has ended; when it starts, it also ends what an earlier command's Ray left behind
+    when that command and its watchdog were both killed (``pkill -9 -f repeval``). Linux only (it reads ``/proc``);
+    elsewhere, or if it cannot start, the run goes on without one."""
+    import secrets
+
+    if not sys.platform.startswith("linux") or not os.path.isdir("/proc"):
+        return None
+    try:  # the value names this process (pid and start time) for the backstop of a later command's watchdog
+        started = Path("/proc/self/stat").read_bytes().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return None
+    token = f"{os.getpid()}-{started}-{secrets.token_hex(12)}"
+    read_end, write_end = os.pipe()  # not inherited by any process started later (PEP 446): EOF = this one ended
+    script = Path(__file__).with_name("ray_watchdog.py")
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", str(script), str(os.getpid()), token, str(RAY_OWNER_RECORDS)],
+            stdin=read_end,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        os.close(write_end)
+        log.warning("could not start the watchdog of the embedded Ray (%s): a kill -9 may leave Ray's agents", exc)
+        return None
+    finally:
+        os.close(read_end)
+    _watchdog[:] = [proc, write_end]
+    return token
+
+
+def tell_watchdog_session() -> None:
+    """Write the embedded Ray's session directory to the watchdog's pipe: processes that retitle themselves
+    (``ray::DashboardAgent``, ``ray::IDLE``) blank the start of their environment, where Ray may have put
+    :data:`RAY_OWNER_ENV`; the watchdog also ends the ``ray::`` processes that hold a file open there (their logs)."""
+    import ray
+
+    node = getattr(getattr(ray._private, "worker", None), "_global_node", None)
+    session_dir = getattr(node, "get_session_dir_path", lambda: None)()
+    if _watchdog and session_dir:
+        try:
+            named = {session_dir, os.path.realpath(session_dir)}  # as in Ray's arguments; as its open files read
+            os.write(_watchdog[1], b"".join(os.fsencode(d) + b"\n" for d in sorted(named)))
+        except OSError as exc:  # the watchdog has ended
+            log.warning("the watchdog of the embedded Ray has ended (%s): a kill -9 may leave Ray's agents", exc)
 
 
 #: how long :func:`check_ray_address` waits for the cluster's GCS port to accept a connection

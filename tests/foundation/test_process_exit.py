@@ -1,6 +1,7 @@
 """How a ``repeval`` process ends: without a last full collection of its heap (``repeval.cpu.skip_exit_collection``,
 observed through an object that only that collection would finalize), and with the embedded Ray's autoscaler
-monitor killed before Ray's shutdown reaches it (``repeval.ray_utils.stop_monitor_first_at_exit``)."""
+monitor killed before Ray's shutdown reaches it (``repeval.ray_utils.stop_monitor_first_at_exit``), and after a
+kill -9 with what its embedded Ray left ended by its watchdog (``repeval.ray_utils.start_ray_watchdog``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 # A reference cycle with a finalizer, held by a module that only ``sys.modules`` references: alive until exit,
@@ -140,3 +142,85 @@ def test_a_second_ctrl_c_does_not_break_off_rays_shutdown(tmp_path):
         os.kill(pid, signal.SIGKILL)
     assert p.returncode == 0 and "KeyboardInterrupt" not in err, err[-3000:]
     assert left == [], "Ray processes outlived the process"
+
+
+WATCHED_DRIVER = """
+import os, subprocess, sys
+from repeval import ray_utils
+owner = ray_utils.start_ray_watchdog()
+assert ray_utils.start_ray_watchdog() == owner  # one watchdog per process
+# a process of its Ray that retitled itself (ray::DashboardAgent), which blanked its marker: found by its open log
+session = sys.argv[1]
+os.write(ray_utils._watchdog[1], session.encode() + b"\\n")  # what init_ray tells the watchdog
+agent = subprocess.Popen(["bash", "-c", 'exec 3>>"$0/agent.log"; exec -a ray::DashboardAgent sleep 300', session],
+                         start_new_session=True)
+os.environ[ray_utils.RAY_OWNER_ENV] = owner  # as init_ray marks its Ray's processes: this one stands for them
+marked = subprocess.Popen(["sleep", "300"], start_new_session=True)  # its own group and session, as Ray's workers
+print(marked.pid, agent.pid, flush=True)
+sys.stdin.read()
+"""
+
+
+def _started(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_the_watchdog_ends_its_dead_drivers_processes_and_no_others(tmp_path):
+    # the driver's Ray after its kill -9 (the driver's own marked process), a Ray left by a command whose watchdog
+    # was killed too (marked with an owner that has ended: the pid of this test with another start time, as after
+    # a reuse of the pid), a live command's Ray (marked with this test process as owner) and a Ray of the user's
+    # own (`ray start`: unmarked); only the first two may end
+    owner = f"{os.getpid()}-{_started(os.getpid())}-test"
+    env = {**os.environ, "REPEVAL_MKL_SHIM": "0"}
+    others = {
+        name: subprocess.Popen(["sleep", "300"], env={**env, **extra}, start_new_session=True)
+        for name, extra in {
+            "left_by_dead": {"REPEVAL_RAY_OWNER": f"{os.getpid()}-1-dead"},
+            "live_owners": {"REPEVAL_RAY_OWNER": owner},
+            "unmarked": {},
+        }.items()
+    }
+    (tmp_path / "session").mkdir()
+    (tmp_path / "other").mkdir()
+    # another session's retitled process (another command's, or a `ray start` cluster's)
+    others["other_session"] = subprocess.Popen(
+        ["bash", "-c", 'exec 3>>"$0/agent.log"; exec -a ray::DashboardAgent sleep 300', str(tmp_path / "other")],
+        env=env,
+        start_new_session=True,
+    )
+    driver = subprocess.Popen(
+        [sys.executable, "-c", WATCHED_DRIVER, str(tmp_path / "session")],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    marked = agent = 0
+    try:
+        marked, agent = map(int, driver.stdout.readline().split())
+        assert _alive(marked) and _alive(agent)
+        driver.kill()
+        driver.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        ended = lambda: not _alive(marked) and not _alive(agent) and others["left_by_dead"].poll() is not None  # noqa: E731
+        while not ended() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(marked), "the dead driver's process outlived it"
+        assert not _alive(agent), "the dead driver's retitled process outlived it"
+        assert others["left_by_dead"].poll() == -signal.SIGKILL, "the backstop left a dead command's process"
+        time.sleep(1.5)  # the watchdog's last scans
+        assert [name for name, p in others.items() if p.poll() is not None] == ["left_by_dead"]
+    finally:
+        for p in [*others.values(), driver]:
+            p.kill()
+            p.wait(timeout=60)
+        for pid in (marked, agent):
+            if pid and _alive(pid):
+                os.kill(pid, signal.SIGKILL)

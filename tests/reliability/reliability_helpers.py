@@ -196,6 +196,41 @@ class Proc:
     def text(self) -> str:
         return "".join(self.out) + "".join(self.err)[-4000:]
 
+    def descendants_left(self) -> list[str]:
+        """The live processes of the command's session but the command itself (its embedded Ray's processes keep
+        the session, whatever their parent or process group): ``pid name``."""
+        return [
+            f"{pid} {name[:80]}" for pid, name in live_processes(lambda stat: stat[3] == self.pid) if pid != self.pid
+        ]
+
+
+def live_processes(select: Any) -> list[tuple[int, str]]:
+    """``(pid, command line)`` of the processes not yet ended (zombies excluded) whose ``/proc/PID/stat`` fields after
+    the command name (state, ppid, pgrp, session, …) ``select`` accepts."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = Path(f"/proc/{entry.name}/cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = [int(f) if f.lstrip("-").isdigit() else f for f in stat]
+        if fields[0] != "Z" and select(fields):
+            found.append((int(entry.name), cmdline.replace(b"\0", b" ").decode(errors="replace")))
+    return found
+
+
+def node_processes(node_id: str) -> set[int]:
+    """The live processes of the Ray node ``node_id``: its GCS and raylet (named in their arguments) and the raylet's
+    dashboard and runtime-env agents (workers come and go)."""
+    daemons = {pid for pid, cmdline in live_processes(lambda stat: True) if node_id in cmdline}
+    agents = live_processes(lambda stat: stat[1] in daemons)
+    return daemons | {
+        pid for pid, cmdline in agents if cmdline.startswith(("ray::DashboardAgent", "ray::RuntimeEnvAgent"))
+    }
+
 
 def run_cli(args: list[str], tmp: Path, timeout: float = 900) -> subprocess.CompletedProcess:
     p = Proc(args, tmp)

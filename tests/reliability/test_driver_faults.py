@@ -1,6 +1,7 @@
 """Faults on real ``repeval run`` processes: Ctrl-C, then kill -9 of the driver at three points
 (during embedding, between embedding and training, during training — the grids' shared Tune
-experiment running), each followed by a rerun.
+experiment running), each followed by a rerun. No process of a killed driver's embedded Ray may
+outlive it, and the test's own Ray must not be touched.
 
 One chain on one store: every rerun must recompute only what is missing (counted from its
 summary line and the store), the store must stay consistent after every fault, and the final
@@ -28,6 +29,8 @@ from reliability_helpers import (
     complete,
     expected_ids,
     experiment,
+    live_processes,
+    node_processes,
     results_of,
     run_cli,
     wait_for,
@@ -51,6 +54,40 @@ def stop_when(proc: Proc, predicate, timeout: float = 900) -> None:
         os.kill(proc.pid, signal.SIGCONT)
 
 
+#: how long the processes of a killed driver's embedded Ray may take to end. Ray 2.60 kills its GCS and raylet with
+#: the driver, but its dashboard and runtime-env agents gave up only a minute later (after failing to report the
+#: raylet's death to the dead GCS); repeval's watchdog ends them within a second or so
+ORPHANS_END_S = 30
+
+
+def watchdogs(p: Proc) -> list[int]:
+    """The watchdog the driver ``p`` started with its embedded Ray (repeval/ray_watchdog.py)."""
+    return [pid for pid, cmdline in live_processes(lambda stat: stat[1] == p.pid) if "ray_watchdog.py" in cmdline]
+
+
+def gone_or_fail(p: Proc) -> None:
+    """Wait until nothing of the killed driver ``p``'s embedded Ray is left (its processes keep the session that
+    ``Proc`` starts, whatever their parent or process group)."""
+    deadline = time.monotonic() + ORPHANS_END_S
+    while (left := p.descendants_left()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, f"the killed driver's Ray left {left}"
+
+
+def kill9(p: Proc, test_ray) -> None:
+    """kill -9 of the driver ``p``; then none of its embedded Ray's processes may be left, while the test's own Ray
+    (``test_ray``, another user of the machine) keeps all of its processes and answers."""
+    ours = node_processes(test_ray.get_runtime_context().get_node_id())
+    os.kill(p.pid, signal.SIGKILL)
+    try:
+        gone_or_fail(p)
+    finally:
+        p.wait()
+    assert len(ours) >= 4, ours  # its GCS, raylet, dashboard agent and runtime-env agent
+    assert ours <= node_processes(test_ray.get_runtime_context().get_node_id())
+    assert test_ray.cluster_resources().get("CPU") == 2
+
+
 def groups(run_dir: Path) -> list[Path]:
     return sorted((run_dir / "groups").glob("*.parquet"))
 
@@ -71,7 +108,9 @@ def parse_summary(line: str) -> tuple[int, int, int]:
     return rows, already, errors
 
 
-def test_ctrl_c_and_kill9_at_three_points_then_resume_equals_uninterrupted(reference_run, fault_catalog, tmp_path):
+def test_ctrl_c_and_kill9_at_three_points_then_resume_equals_uninterrupted(
+    reference_run, ray_session, fault_catalog, tmp_path
+):
     fast, slow = FAST_MODEL["id"], SLOW_MODEL["id"]
     expected = expected_ids(fault_catalog, [fast, slow])
     total = sum(len(v) for v in expected.values())  # per model: 24 tracks clean + 4 test tracks deformed
@@ -102,17 +141,18 @@ def test_ctrl_c_and_kill9_at_three_points_then_resume_equals_uninterrupted(refer
     #    committed part (a driver-side pause: what is computed and written is unchanged)
     p = Proc(args, tmp_path, env={"REPEVAL_TESTING_PART_PAUSE_S": "0.5"})
     stop_when(p, lambda: done() > n1 and not complete(store) & slow_parts)
-    os.kill(p.pid, signal.SIGKILL)
-    p.wait()
+    kill9(p, ray_session)  # nothing of its embedded Ray is left
     n2 = done()
     assert n1 < n2 < total and not complete(store) & slow_parts
     assert holder(store) is not None  # the lock file stays behind; the kernel released the lock itself
 
-    # 3. kill -9 between embedding and training: right after the embedding summary line
-    p = Proc(args, tmp_path)
-    rows, already, errors = parse_summary(p.wait_line("embedded "))
-    os.kill(p.pid, signal.SIGKILL)
-    p.wait()
+    # 3. kill -9 between embedding and training: right after the embedding summary line; the driver and its
+    #    watchdog at once (`pkill -9 -f repeval`)
+    killed = Proc(args, tmp_path)
+    rows, already, errors = parse_summary(killed.wait_line("embedded "))
+    test_ray = node_processes(ray_session.get_runtime_context().get_node_id())
+    for pid in [killed.pid, *watchdogs(killed)]:
+        os.kill(pid, signal.SIGKILL)
     assert (rows, already, errors) == (total - n2, n2, 0), "the rerun must compute exactly what was missing"
     assert complete(store) == set(expected)
     assert done() == total
@@ -121,11 +161,16 @@ def test_ctrl_c_and_kill9_at_three_points_then_resume_equals_uninterrupted(refer
     # 4. kill -9 during training: the two probe grids run as one Tune experiment (their trial actors shared);
     #    the driver dies once the experiment has started its trials, before any grid is committed
     p = Proc(args, tmp_path)
+    # the watchdog of this run, started before its Ray, ends what the killed run's Ray left
+    wait_for(lambda: watchdogs(p) or list(p.tmpdir.glob("ray/session_*/logs/raylet.out")), p)
+    assert watchdogs(p), "no watchdog started with the embedded Ray"
+    gone_or_fail(killed)
+    assert test_ray <= node_processes(ray_session.get_runtime_context().get_node_id())
+    killed.wait()
     assert parse_summary(p.wait_line("embedded ")) == (0, total, 0)
     stop_when(p, lambda: bool(trial_dirs(run_dir)))
     assert groups(run_dir) == []
-    os.kill(p.pid, signal.SIGKILL)
-    p.wait()
+    kill9(p, ray_session)  # nothing of its embedded Ray is left
 
     # 5. the last rerun resumes that experiment, commits both grids and ends equal to the uninterrupted run
     res = run_cli(args, tmp_path)
