@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -130,16 +131,35 @@ ray.shutdown()
 """
 
 
+@pytest.fixture(scope="module")
+def embedded_rays() -> Iterator[dict[bool, subprocess.Popen]]:
+    """Both embedded Rays of the test below, started together (each costs a Ray start, ~10 s, mostly waiting)."""
+    procs = {}
+    for keep in (True, False):
+        env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "RAY_ADDRESS", KEEP_FREED_ENV)}
+        if not keep:
+            env[KEEP_FREED_ENV] = "0"
+        cmd = [sys.executable, "-c", EMBEDDED_RAY.format(rounds=ROUNDS)]
+        procs[keep] = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield procs
+    finally:
+        for proc in procs.values():  # what a failing test left running
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+
+
 @pytest.mark.parametrize("keep", [True, False])
-def test_the_embedded_rays_workers_keep_what_a_threads_blocks_free(keep):
+def test_the_embedded_rays_workers_keep_what_a_threads_blocks_free(keep, embedded_rays):
     """A probe trial trains in a thread of a Ray worker, where glibc would give it an arena of its own whose
     heaps are unmapped and mapped afresh: the embedded Ray starts its processes with one arena and the
     thresholds that keep freed blocks (repeval.cpu.ray_process_env); the driver's own environment is left
     alone, and ``REPEVAL_KEEP_FREED=0`` leaves glibc's default."""
-    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "RAY_ADDRESS", KEEP_FREED_ENV)}
-    if not keep:
-        env[KEEP_FREED_ENV] = "0"
-    got = last_json_line([sys.executable, "-c", EMBEDDED_RAY.format(rounds=ROUNDS)], env)
+    proc = embedded_rays[keep]
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    got = json.loads(out.strip().splitlines()[-1])
     assert got["driver"] is None
     if keep:
         assert got["worker"] == MODEL_TUNABLES
