@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from repeval.cpu import KEEP_FREED_ENV, MODEL_TUNABLES
+from repeval.testing.processes import finished, started
 
 ROUNDS = r"""
 import ctypes, json, resource, sys
@@ -132,22 +133,16 @@ ray.shutdown()
 
 
 @pytest.fixture(scope="module")
-def embedded_rays() -> Iterator[dict[bool, subprocess.Popen]]:
+def embedded_rays() -> Iterator[dict[bool, subprocess.Popen[str]]]:
     """Both embedded Rays of the test below, started together (each costs a Ray start, ~10 s, mostly waiting)."""
-    procs = {}
+    runs = []
     for keep in (True, False):
         env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "RAY_ADDRESS", KEEP_FREED_ENV)}
         if not keep:
             env[KEEP_FREED_ENV] = "0"
-        cmd = [sys.executable, "-c", EMBEDDED_RAY.format(rounds=ROUNDS)]
-        procs[keep] = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        yield procs
-    finally:
-        for proc in procs.values():  # what a failing test left running
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+        runs.append(([sys.executable, "-c", EMBEDDED_RAY.format(rounds=ROUNDS)], env))
+    with started(*runs) as procs:
+        yield dict(zip((True, False), procs, strict=True))
 
 
 @pytest.mark.parametrize("keep", [True, False])
@@ -156,10 +151,9 @@ def test_the_embedded_rays_workers_keep_what_a_threads_blocks_free(keep, embedde
     heaps are unmapped and mapped afresh: the embedded Ray starts its processes with one arena and the
     thresholds that keep freed blocks (repeval.cpu.ray_process_env); the driver's own environment is left
     alone, and ``REPEVAL_KEEP_FREED=0`` leaves glibc's default."""
-    proc = embedded_rays[keep]
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err[-3000:]
-    got = json.loads(out.strip().splitlines()[-1])
+    r = finished(embedded_rays[keep], timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
     assert got["driver"] is None
     if keep:
         assert got["worker"] == MODEL_TUNABLES

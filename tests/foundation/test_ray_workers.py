@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
+
+from repeval.testing.processes import side_by_side
 
 SCRIPT = r"""
 import json, os, time
@@ -52,7 +53,7 @@ print("PIDS " + json.dumps(pids))
 def test_idle_decode_workers_are_reused_while_actors_hold_the_other_workers():
     # Both Rays run side by side, with Ray's idle-worker kill threshold lowered from 1 s to 0.25 s so that an
     # idle worker that outlives 1.25 s (repeval's) is one Ray keeps on purpose, not one it has yet to kill.
-    procs = {}
+    runs = []
     for mode in ("repeval", "default"):
         env = {
             **os.environ,
@@ -62,21 +63,12 @@ def test_idle_decode_workers_are_reused_while_actors_hold_the_other_workers():
         }
         env.pop("RAY_num_workers_soft_limit", None)
         env.pop("RAY_ADDRESS", None)
-        procs[mode] = subprocess.Popen(
-            [sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-        )
+        runs.append(([sys.executable, "-c", SCRIPT], env))
     pids = {}
-    try:
-        for mode, proc in procs.items():
-            out, err = proc.communicate(timeout=180)
-            assert proc.returncode == 0, err[-3000:]
-            line = next(ln for ln in out.splitlines() if ln.startswith("PIDS "))
-            pids[mode] = json.loads(line.removeprefix("PIDS "))
-    finally:
-        for proc in procs.values():  # the other one, when one fails
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+    for mode, r in zip(("repeval", "default"), side_by_side(*runs, timeout=180), strict=True):
+        assert r.returncode == 0, r.stderr[-3000:]
+        line = next(ln for ln in r.stdout.splitlines() if ln.startswith("PIDS "))
+        pids[mode] = json.loads(line.removeprefix("PIDS "))
     # repeval's init_ray: one worker process runs every task
     assert len(set(pids["repeval"])) == 1, pids
     # Ray's defaults: each task starts a new process
