@@ -12,10 +12,12 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
 from repeval.cpu import KEEP_FREED_ENV, MODEL_TUNABLES
+from repeval.testing.processes import finished, started
 
 ROUNDS = r"""
 import ctypes, json, resource, sys
@@ -130,16 +132,28 @@ ray.shutdown()
 """
 
 
+@pytest.fixture(scope="module")
+def embedded_rays() -> Iterator[dict[bool, subprocess.Popen[str]]]:
+    """Both embedded Rays of the test below, started together (each costs a Ray start, ~10 s, mostly waiting)."""
+    runs = []
+    for keep in (True, False):
+        env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "RAY_ADDRESS", KEEP_FREED_ENV)}
+        if not keep:
+            env[KEEP_FREED_ENV] = "0"
+        runs.append(([sys.executable, "-c", EMBEDDED_RAY.format(rounds=ROUNDS)], env))
+    with started(*runs) as procs:
+        yield dict(zip((True, False), procs, strict=True))
+
+
 @pytest.mark.parametrize("keep", [True, False])
-def test_the_embedded_rays_workers_keep_what_a_threads_blocks_free(keep):
+def test_the_embedded_rays_workers_keep_what_a_threads_blocks_free(keep, embedded_rays):
     """A probe trial trains in a thread of a Ray worker, where glibc would give it an arena of its own whose
     heaps are unmapped and mapped afresh: the embedded Ray starts its processes with one arena and the
     thresholds that keep freed blocks (repeval.cpu.ray_process_env); the driver's own environment is left
     alone, and ``REPEVAL_KEEP_FREED=0`` leaves glibc's default."""
-    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "RAY_ADDRESS", KEEP_FREED_ENV)}
-    if not keep:
-        env[KEEP_FREED_ENV] = "0"
-    got = last_json_line([sys.executable, "-c", EMBEDDED_RAY.format(rounds=ROUNDS)], env)
+    r = finished(embedded_rays[keep], timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
     assert got["driver"] is None
     if keep:
         assert got["worker"] == MODEL_TUNABLES

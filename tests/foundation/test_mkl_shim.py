@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from repeval.testing.processes import side_by_side
+
 ROOT = Path(__file__).resolve().parents[2]
 
 CHECK = r"""
@@ -159,11 +161,10 @@ def test_reexec_puts_the_driver_and_embedded_ray_workers_on_the_shim(tmp_path: P
     script = tmp_path / "prog.py"
     script.write_text(REEXEC)
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "RAY_ADDRESS", "REPEVAL_MKL_SHIM_ACTIVE")}
-    on = subprocess.run(
-        [sys.executable, str(script), "--x", "1"],
-        env={**env, "REPEVAL_MKL_SHIM": str(lib)},
-        capture_output=True,
-        text=True,
+    # both processes at once: each starts an embedded Ray (~10 s, mostly waiting)
+    on, off = side_by_side(
+        ([sys.executable, str(script), "--x", "1"], {**env, "REPEVAL_MKL_SHIM": str(lib)}),
+        ([sys.executable, str(script)], {**env, "REPEVAL_MKL_SHIM": "0"}),
         timeout=300,
     )
     assert on.returncode == 0, on.stderr[-3000:]
@@ -171,9 +172,6 @@ def test_reexec_puts_the_driver_and_embedded_ray_workers_on_the_shim(tmp_path: P
     assert lines["driver"].startswith("Intel code path") and str(lib) in lines["driver"], on.stdout
     assert lines["worker"] == lines["driver"], on.stdout  # Ray's worker processes inherit the preload
     assert lines["argv"] == "['--x', '1']"  # the command line survives the re-execution
-    off = subprocess.run(
-        [sys.executable, str(script)], env={**env, "REPEVAL_MKL_SHIM": "0"}, capture_output=True, text=True, timeout=300
-    )
     assert off.returncode == 0, off.stderr[-3000:]
     assert "shim" not in off.stdout and "Intel code path" not in off.stdout, off.stdout
 
@@ -185,14 +183,13 @@ def test_cli_plan_reports_the_mkl_path(tmp_path: Path) -> None:
     drop = ("LD_PRELOAD", "RAY_ADDRESS", "REPEVAL_MKL_SHIM_ACTIVE", THP_ENV)
     env = {k: v for k, v in os.environ.items() if k not in drop}
     cmd = [sys.executable, "-m", "repeval.cli", "plan", str(ROOT / "configs" / "quickstart.yaml")]
-    on = subprocess.run(cmd, env={**env, "REPEVAL_MKL_SHIM": str(lib)}, capture_output=True, text=True, timeout=120)
+    on, off = side_by_side(
+        (cmd, {**env, "REPEVAL_MKL_SHIM": str(lib)}), (cmd, {**env, "REPEVAL_MKL_SHIM": "0", THP_ENV: "0"}), timeout=120
+    )
     assert on.returncode == 0, on.stderr[-2000:]
     assert "MKL (torch's products): Intel code path on this" in on.stdout and str(lib) in on.stdout, on.stdout
     # …and the pages of its large tensors: the command asks for huge pages when the user did not say
     assert f"large tensors: {huge_pages_status({THP_ENV: '1'})}" in on.stdout, on.stdout
-    off = subprocess.run(
-        cmd, env={**env, "REPEVAL_MKL_SHIM": "0", THP_ENV: "0"}, capture_output=True, text=True, timeout=120
-    )
     assert off.returncode == 0, off.stderr[-2000:]
     line = next(x for x in off.stdout.splitlines() if x.startswith("MKL (torch's products):"))
     assert "shim" not in line, line

@@ -9,8 +9,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 # A reference cycle with a finalizer, held by a module that only ``sys.modules`` references: alive until exit,
 # when clearing ``sys.modules`` leaves it to the interpreter's last collection — the only thing that would call
@@ -101,17 +105,6 @@ init_ray(num_cpus=1)
 """
 
 
-def test_the_embedded_rays_monitor_is_gone_when_rays_shutdown_reaches_it(tmp_path):
-    # Ray's shutdown SIGTERMs the monitor after the GCS has gone, and its handler then hangs until Ray SIGKILLs it
-    # a second later; repeval's exit handler SIGKILLs it first
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "TMPDIR": "/tmp"}
-    env.pop("RAY_ADDRESS", None)
-    r = subprocess.run([sys.executable, "-c", MONITOR], capture_output=True, text=True, timeout=180, env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
-    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("MONITOR "))
-    assert line == "MONITOR {'alive': False, 'returncode': -9}", line
-
-
 SECOND_CTRL_C = """
 import atexit, os, signal, threading
 from repeval.ray_utils import init_ray
@@ -122,26 +115,85 @@ atexit.register(lambda: threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGIN
 """
 
 
-def test_a_second_ctrl_c_does_not_break_off_rays_shutdown(tmp_path):
-    # it did: ray.shutdown stopped in its sleep and the embedded Ray's dashboard and runtime-env agents outlived the
-    # process (in their process group)
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "TMPDIR": "/tmp"}
-    env.pop("RAY_ADDRESS", None)
-    p = subprocess.Popen(
-        [sys.executable, "-c", SECOND_CTRL_C], env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    _, err = p.communicate(timeout=180)
+def _process_group(pgid: int) -> list[int]:
     left = []
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and int((proc / "stat").read_text().rsplit(")", 1)[1].split()[2]) == p.pid:
+            if proc.name.isdigit() and int((proc / "stat").read_text().rsplit(")", 1)[1].split()[2]) == pgid:
                 left.append(int(proc.name))
         except (OSError, ValueError):
             pass  # ended meanwhile
-    for pid in left:
+    return left
+
+
+class Exited:
+    """A process started now and watched by a thread, which looks for what is left in its process group the moment
+    it exits (as a test waiting for it would, but while the module's other tests run)."""
+
+    def __init__(self, script: str, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", script],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.out = self.err = ""
+        self.left: list[int] = []
+        self._watch = threading.Thread(target=self._wait, daemon=True)
+        self._watch.start()
+
+    def _wait(self) -> None:
+        self.out, self.err = self.proc.communicate()
+        self.left = _process_group(self.proc.pid)
+
+    def wait(self, timeout: float = 180) -> Exited:
+        self._watch.join(timeout)
+        assert not self._watch.is_alive(), f"still running after {timeout:.0f} s"
+        return self
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self._watch.join(30)
+        for pid in _process_group(self.proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture(scope="module")
+def ray_exits() -> Iterator[dict[str, Exited]]:
+    """The two embedded-Ray processes below, started together: each costs a Ray start (~10 s), mostly waiting."""
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "TMPDIR": "/tmp"}
+    env.pop("RAY_ADDRESS", None)
+    procs = {"monitor": Exited(MONITOR, env), "second_ctrl_c": Exited(SECOND_CTRL_C, env)}
+    try:
+        yield procs
+    finally:
+        for proc in procs.values():  # what a failing test left running
+            proc.stop()
+
+
+def test_the_embedded_rays_monitor_is_gone_when_rays_shutdown_reaches_it(ray_exits):
+    # Ray's shutdown SIGTERMs the monitor after the GCS has gone, and its handler then hangs until Ray SIGKILLs it
+    # a second later; repeval's exit handler SIGKILLs it first
+    p = ray_exits["monitor"].wait()
+    assert p.proc.returncode == 0, p.err[-3000:]
+    line = next(ln for ln in p.out.splitlines() if ln.startswith("MONITOR "))
+    assert line == "MONITOR {'alive': False, 'returncode': -9}", line
+
+
+def test_a_second_ctrl_c_does_not_break_off_rays_shutdown(ray_exits):
+    # it did: ray.shutdown stopped in its sleep and the embedded Ray's dashboard and runtime-env agents outlived the
+    # process (in their process group)
+    p = ray_exits["second_ctrl_c"].wait()
+    for pid in p.left:
         os.kill(pid, signal.SIGKILL)
-    assert p.returncode == 0 and "KeyboardInterrupt" not in err, err[-3000:]
-    assert left == [], "Ray processes outlived the process"
+    assert p.proc.returncode == 0 and "KeyboardInterrupt" not in p.err, p.err[-3000:]
+    assert p.left == [], "Ray processes outlived the process"
 
 
 WATCHED_DRIVER = """

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
+
+from repeval.testing.processes import side_by_side
 
 SCRIPT = r"""
 import json, os, time
@@ -27,28 +28,48 @@ class Holder:  # an embedding actor: holds a worker process of its own
 def task():  # a decode task
     return os.getpid()
 
+def idle_worker_gone(pid):
+    import psutil  # Ray's vendored copy, on sys.path once ray is imported
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
 holders = [Holder.remote() for _ in range(2)]
 ray.get([h.pid.remote() for h in holders])
 pids = [ray.get(task.remote())]
 for _ in range(2):
-    time.sleep(2.5)  # longer than Ray's idle-worker kill threshold (1 s)
+    if os.environ["MODE"] == "repeval":
+        time.sleep(1.25)  # five times the idle-worker kill threshold (set to 0.25 s by the test)
+    else:  # Ray's defaults kill the idle worker: the next task runs once it is gone
+        deadline = time.monotonic() + 60
+        while not idle_worker_gone(pids[-1]) and time.monotonic() < deadline:
+            time.sleep(0.05)
     pids.append(ray.get(task.remote()))
 print("PIDS " + json.dumps(pids))
 """
 
 
-def _task_pids(mode: str) -> list[int]:
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "MODE": mode}
-    env.pop("RAY_num_workers_soft_limit", None)
-    env.pop("RAY_ADDRESS", None)
-    r = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=180)
-    assert r.returncode == 0, r.stderr[-3000:]
-    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("PIDS "))
-    return json.loads(line.removeprefix("PIDS "))
-
-
 def test_idle_decode_workers_are_reused_while_actors_hold_the_other_workers():
+    # Both Rays run side by side, with Ray's idle-worker kill threshold lowered from 1 s to 0.25 s so that an
+    # idle worker that outlives 1.25 s (repeval's) is one Ray keeps on purpose, not one it has yet to kill.
+    runs = []
+    for mode in ("repeval", "default"):
+        env = {
+            **os.environ,
+            "RAY_AUTH_MODE": "disabled",
+            "MODE": mode,
+            "RAY_idle_worker_killing_time_threshold_ms": "250",
+        }
+        env.pop("RAY_num_workers_soft_limit", None)
+        env.pop("RAY_ADDRESS", None)
+        runs.append(([sys.executable, "-c", SCRIPT], env))
+    pids = {}
+    for mode, r in zip(("repeval", "default"), side_by_side(*runs, timeout=180), strict=True):
+        assert r.returncode == 0, r.stderr[-3000:]
+        line = next(ln for ln in r.stdout.splitlines() if ln.startswith("PIDS "))
+        pids[mode] = json.loads(line.removeprefix("PIDS "))
     # repeval's init_ray: one worker process runs every task
-    assert len(set(_task_pids("repeval"))) == 1
+    assert len(set(pids["repeval"])) == 1, pids
     # Ray's defaults: each task starts a new process
-    assert len(set(_task_pids("default"))) == 3
+    assert len(set(pids["default"])) == 3, pids

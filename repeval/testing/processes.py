@@ -1,0 +1,35 @@
+"""Processes a test starts together: several ``python`` processes that each start an embedded Ray (~10 s, mostly
+waiting on Ray's own processes) take about the time of one when they run side by side."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def started(*runs: tuple[list[str], dict[str, str]]) -> Iterator[list[subprocess.Popen[str]]]:
+    """Start every ``(cmd, env)`` at once (text pipes for stdout and stderr); kill what is still running at the end."""
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        for cmd, env in runs:
+            procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        yield procs
+    finally:
+        for p in procs:  # what a failing test left running
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+
+
+def finished(proc: subprocess.Popen[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Wait for ``proc``: what ``subprocess.run(..., capture_output=True, text=True)`` would have returned."""
+    out, err = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def side_by_side(*runs: tuple[list[str], dict[str, str]], timeout: float) -> list[subprocess.CompletedProcess[str]]:
+    """``subprocess.run(cmd, env=env, capture_output=True, text=True)`` of each ``(cmd, env)``, all at once."""
+    with started(*runs) as procs:
+        return [finished(p, timeout) for p in procs]
