@@ -113,7 +113,8 @@ def test_tables_average_folds_and_confusion_pools_them(kfold):
     table = make_table(run.results, "all_deform_all_models")
     j = table.columns.index(("accuracy", "clean"))
     clean = res[res["label"].isna() & (res["metric"] == "accuracy") & (res["scenario"] == "clean")]
-    assert table.mean[0, j] == pytest.approx(clean["value"].mean()) and table.n_seeds[0, j] == K
+    assert table.mean[0, j] == pytest.approx(clean["value"].mean()) and table.n[0, j] == K
+    assert (table.n_seeds[0, j], table.n_folds[0, j]) == (1, K)
 
     rob = make_table(run.results, "robustness")
     k = rob.columns.index(("accuracy", "Δ D1"))
@@ -320,7 +321,8 @@ def test_tables_say_what_the_spread_is_over_and_mark_a_cell_missing_a_fold():
         if not (m == "b" and s == 1 and f == 0)  # b's training on fold 0 failed for seed 1
     ]  # fmt: skip
     table = make_table(normalise_results(results_table("r", rows).to_pandas()), "all_deform_all_models")
-    assert table.n_seeds[:, 0].tolist() == [2 * K, 2 * K - 1]
+    assert table.n[:, 0].tolist() == [2 * K, 2 * K - 1]  # replicates: seeds × folds
+    assert table.n_seeds[:, 0].tolist() == [2, 2] and table.n_folds[:, 0].tolist() == [K, K]
     for fmt in ("plain", "markdown", "latex", "html"):
         text = " ".join(render(table, fmt).replace("│", " ").split())  # the terminal wraps its caption
         assert "mean ± sample std over 2 seeds × 3 folds" in text.replace(r"$\pm$", "±").replace(r"$\times$", "×"), fmt
