@@ -22,13 +22,19 @@ from repeval.warn import reset_warned
 REPO = Path(__file__).resolve().parents[2]
 
 
-def config(probes: list[dict], seeds: int = 1, metrics: tuple[str, ...] = ("accuracy", "f1_macro"), **run: object):
+def config(
+    probes: list[dict],
+    seeds: int = 1,
+    metrics: tuple[str, ...] = ("accuracy", "f1_macro"),
+    task_type: str = "multiclass_classification",
+    **run: object,
+):
     return parse_config(
         {
             "run": {"seeds": seeds, "bootstrap_resamples": 100, **run},
             "experiments": [
                 {
-                    "task": {"name": "inst", "type": "multiclass_classification"},
+                    "task": {"name": "inst", "type": task_type},
                     "datasets": [{"name": "notes", "type": "catalog", "manifest": "m.csv", "label_column": "x"}],
                     "embedding_models": ["mfcc-stats"],
                     "downstream_models": probes,
@@ -990,24 +996,38 @@ def test_a_note_of_a_raised_trial_written_part_way_is_not_left_for_the_retry(tmp
     assert ran
 
 
-def test_an_interval_on_few_resamples_is_said_on_the_driver_once_per_metric(ray_session, tmp_path, caplog):
-    """Three of four classes have one test track each, so balanced_accuracy's bootstrap interval rests on the ~25% of
-    resamples that drew all four. ``compute_metrics`` said so in the trial's process alone, whose log the user does
-    not see (Ray's worker output is off unless REPEVAL_WORKER_LOGS=1); the trial now passes it on and the driver says
-    it, once per metric however many probes had it."""
+def test_a_trials_warnings_are_said_on_the_driver_once_with_how_many_probes_had_them(ray_session, tmp_path, caplog):
+    """What repeval warns in a probe trial's process reached only that process's log, which the user does not see
+    (Ray's worker output is off unless REPEVAL_WORKER_LOGS=1). Here label c5 has no positive test track (a
+    ``MetricWarning`` about a degenerate test set) and four labels one each, so roc_auc_macro's bootstrap interval
+    rests on the ~15% of resamples that drew all four (a warning logged once per process). Both seeds of the probe
+    train and test in one trial, on an actor that may have said either before; the driver says each once — logged,
+    or warned in its category — naming the group and how many probes/seeds had it."""
+    import warnings
+
     import numpy as np
 
-    data = gaussian_probe_data(n=90, d=6, c=4, scenarios=False)
+    from repeval.metrics import MetricWarning
+
+    data = gaussian_probe_data("multilabel_classification", n=90, d=6, c=6, scenarios=False)
     x, y, ids = data.tests["clean"]
     y = np.zeros_like(y)
-    y[:3] = [1, 2, 3]
+    y[:4, :4] = np.eye(4)
+    y[::2, 4] = 1  # t5: no positive
     data.tests["clean"] = (x, y, ids)
-    cfg = config([{"name": "lin", "epochs": 2}], seeds=2, metrics=("accuracy", "balanced_accuracy"))
+    cfg = config([{"name": "lin", "epochs": 2}], seeds=2, metrics=("roc_auc_macro",),
+                 task_type="multilabel_classification")  # fmt: skip
     reset_warned()  # this process may have warned already
-    with caplog.at_level("WARNING", logger="repeval.metrics.compute"):
+    with caplog.at_level("WARNING", logger="repeval"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"))
     assert {(r["probe"], r["seed"]) for r in g.rows} == {("lin", 0), ("lin", 1)}  # both tested in the trial
-    said = [r.getMessage() for r in caplog.records if "resamples" in r.getMessage()]
-    assert len(said) == 1, said
-    assert said[0].startswith("inst__notes__m, probe lin (seed ")
-    assert ": balanced_accuracy: its bootstrap interval rests on " in said[0]
+    both = "inst__notes__m, 2 of 2 probes/seeds (lin (seeds 0, 1)): "
+    said = [r for r in caplog.records if "resamples" in r.getMessage()]
+    assert len(said) == 1, [r.getMessage() for r in said]
+    assert said[0].getMessage().startswith(f"{both}roc_auc_macro: its bootstrap interval rests on ")
+    assert said[0].name == "repeval.metrics.compute" and said[0].levelname == "WARNING"
+    none = [w for w in caught if "no positive test example" in str(w.message)]
+    assert len(none) == 1, [str(w.message) for w in none]
+    assert str(none[0].message).startswith(f"{both}1 of 6 labels have no positive test example (c5)")
+    assert none[0].category is MetricWarning
