@@ -1000,9 +1000,10 @@ def test_a_trials_warnings_are_said_on_the_driver_once_with_how_many_probes_had_
     """What repeval warns in a probe trial's process reached only that process's log, which the user does not see
     (Ray's worker output is off unless REPEVAL_WORKER_LOGS=1). Here label c5 has no positive test track (a
     ``MetricWarning`` about a degenerate test set) and four labels one each, so roc_auc_macro's bootstrap interval
-    rests on the ~15% of resamples that drew all four (a warning logged once per process). Both seeds of the probe
+    rests on the ~15% of resamples that drew all four (a warning logged once per process). Both seeds of probe lin
     train and test in one trial, on an actor that may have said either before; the driver says each once — logged,
-    or warned in its category — naming the group and how many probes/seeds had it."""
+    or warned in its category — naming the group and how many probes/seeds had it. Probe pick (``select: best``) is
+    tested in the driver, which says its warnings as it goes, and not again."""
     import warnings
 
     import numpy as np
@@ -1013,21 +1014,24 @@ def test_a_trials_warnings_are_said_on_the_driver_once_with_how_many_probes_had_
     x, y, ids = data.tests["clean"]
     y = np.zeros_like(y)
     y[:4, :4] = np.eye(4)
-    y[::2, 4] = 1  # t5: no positive
+    y[::2, 4] = 1  # c5: no positive
     data.tests["clean"] = (x, y, ids)
-    cfg = config([{"name": "lin", "epochs": 2}], seeds=2, metrics=("roc_auc_macro",),
+    pick = {"name": "pick", "epochs": 2, "search": {"grid": {"learning_rate": [1e-3, 3e-3]}}}  # select: best
+    cfg = config([{"name": "lin", "epochs": 2}, pick], seeds=2, metrics=("roc_auc_macro",),
                  task_type="multilabel_classification")  # fmt: skip
     reset_warned()  # this process may have warned already
     with caplog.at_level("WARNING", logger="repeval"), warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+        warnings.simplefilter("default")  # as a user's: a warning's text once per line of code
         g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"))
-    assert {(r["probe"], r["seed"]) for r in g.rows} == {("lin", 0), ("lin", 1)}  # both tested in the trial
-    both = "inst__notes__m, 2 of 2 probes/seeds (lin (seeds 0, 1)): "
+    assert {(r["probe"], r["seed"]) for r in g.rows} == {(p, s) for p in ("lin", "pick") for s in (0, 1)}
+    lin = "inst__notes__m, 2 of 6 probes/seeds (lin (seeds 0, 1)): "  # tested in the trial; pick's 4 trained there
     said = [r for r in caplog.records if "resamples" in r.getMessage()]
-    assert len(said) == 1, [r.getMessage() for r in said]
-    assert said[0].getMessage().startswith(f"{both}roc_auc_macro: its bootstrap interval rests on ")
-    assert said[0].name == "repeval.metrics.compute" and said[0].levelname == "WARNING"
+    assert len(said) == 2, [r.getMessage() for r in said]
+    for r, prefix in zip(said, (lin, ""), strict=True):  # the trial's, said again; then the driver's, of pick
+        assert r.getMessage().startswith(f"{prefix}roc_auc_macro: its bootstrap interval rests on ")
+    assert {(r.name, r.levelname) for r in said} == {("repeval.metrics.compute", "WARNING")}
     none = [w for w in caught if "no positive test example" in str(w.message)]
-    assert len(none) == 1, [str(w.message) for w in none]
-    assert str(none[0].message).startswith(f"{both}1 of 6 labels have no positive test example (c5)")
-    assert none[0].category is MetricWarning
+    assert len(none) == 2, [str(w.message) for w in none]
+    for w, prefix in zip(none, (lin, ""), strict=True):
+        assert str(w.message).startswith(f"{prefix}1 of 6 labels have no positive test example (c5): ")
+    assert {w.category for w in none} == {MetricWarning}
