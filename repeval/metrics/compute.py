@@ -27,13 +27,6 @@ def few_resamples_message(name: str, defined: int, total: int, alpha: float) -> 
     )
 
 
-def warn_few_resamples(name: str, message: str) -> None:
-    """Log ``message`` (:func:`few_resamples_message`) once per metric ``name`` and process, not once per probe and
-    scenario: in a probe trial's process, and again in the driver's, where the user sees it
-    (:meth:`repeval.tuning.grid.GridGroup.collect`)."""
-    warn_once(log, ("few resamples", name), "%s", message, stacklevel=2)
-
-
 def _opt(x: float) -> float | None:
     return None if np.isnan(x) else float(x)
 
@@ -50,16 +43,15 @@ def compute_metrics(
     alpha: float = 0.05,
     seed: int = 0,
     split: str = "test",
-    notes: dict[str, str] | None = None,
 ) -> list[MetricRow]:
     """Aggregate rows (``label=None``) and per-label rows for each metric in ``names``.
 
     Per-label values that are undefined (a class without examples) get no row; an undefined
     aggregate is reported as ``nan``. With ``ci=True`` every row carries a bootstrap interval
     over test tracks (one shared set of ``n_resamples`` resamples drawn from ``seed``). ``split``: the
-    split the examples are from, as the degenerate-input warnings name it (see :func:`validate`). ``notes``: when
-    given, gets each metric's warning that its interval rests on few resamples (at every call, not once per process),
-    for a caller that passes it on.
+    split the examples are from, as the degenerate-input warnings name it (see :func:`validate`). That an interval
+    rests on few resamples is said once per metric and process, not once per probe and scenario (in a probe trial,
+    :class:`repeval.warn.TrialWarnings` notes it each time, for the driver to say how many probes had it).
     """
     canon: list[str] = []
     for name in names:
@@ -78,10 +70,7 @@ def compute_metrics(
             b_agg, b_per = dist[name]
             defined = int(np.count_nonzero(~np.isnan(b_agg)))
             if not np.isnan(agg[0]) and defined < len(b_agg) / 2:
-                message = few_resamples_message(name, defined, len(b_agg), alpha)
-                warn_few_resamples(name, message)
-                if notes is not None:
-                    notes.setdefault(name, message)
+                warn_once(log, ("few resamples", name), "%s", few_resamples_message(name, defined, len(b_agg), alpha))
             if defined < min(len(b_agg), 2 / alpha):  # resamples left out, not one left in each tail: no interval
                 b_agg = np.full_like(b_agg, np.nan)
             lo, hi = percentile_interval(b_agg, alpha)

@@ -58,6 +58,7 @@ from repeval.tuning.trial import (
     scored_tests,
     tune_trial,
 )
+from repeval.warn import SaidByTrials
 
 log = logging.getLogger(__name__)
 
@@ -587,6 +588,8 @@ class _Group:
         self.grid_units, self.tune_units = plan_units(
             self.specs, self.data, seeds, run.vectorize, slots, run.pack_trials
         )
+        #: what its trials warned (in their processes, whose logs the user does not see): said once its trials are in
+        self.said = SaidByTrials()
         #: select: best — (spec) → [(mean criterion, point, {seed: state}, reports, sampled)]
         self.candidates: dict[int, list[tuple[float, int, dict[int, dict[str, Any]], list[dict[str, Any]], dict]]] = {}
 
@@ -645,6 +648,7 @@ class _Group:
                 out.probes.append(self.probe_row(m, m.name + name_suffix, sampled, "stopped by scheduler"))
             return
         reports, states = got
+        self.said.add_left_out(max((rep.get("warnings_left_out", 0) for rep in reports), default=0))
         metrics = r.metrics or {}
         out.trial_seconds += float(metrics.get("train_seconds", 0.0))
         if metrics.get("reused"):
@@ -669,10 +673,7 @@ class _Group:
                 out.rows.append({**self.base, "probe": name, "seed": m.seed, **row})
             for sid, reason in (rep.get("test_failed") or {}).items():  # non-finite scores on one test set
                 out.failed.append(self.failure(m, name, sampled, reason, sid))
-            for metric, text in (rep.get("interval_warnings") or {}).items():  # once per metric, as in the trial
-                from repeval.metrics.compute import warn_few_resamples
-
-                warn_few_resamples(metric, f"{self.inp.name}, probe {name} (seed {m.seed}): {text}")
+            self.said.add(name, m.seed, rep)
             for sid, mat in (rep.get("confusion") or {}).items():
                 out.confusion[(name, m.seed, sid)] = mat
         if not unit.evaluate:
@@ -935,6 +936,7 @@ def run_groups(
     for g in groups:
         t = time.perf_counter()
         g.run_tune_mode(cfg, storage_path, resources, use_gpu, wrap)
+        g.said.say(g.inp.name)  # its trials' warnings; select: best tests below, here, and warns as it goes
         g.select_best()
         g.out.wall_seconds += time.perf_counter() - t
     if len(groups) == 1:

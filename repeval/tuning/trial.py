@@ -8,8 +8,8 @@ stop it.
 
 Everything a trial produces goes into its checkpoint directory — ``probes.pt`` (the selected
 checkpoint of each member, as :class:`~repeval.probes.Probe` state dicts) and ``members.json``
-(per member: best epoch and criterion, history, failure, and — when the unit is tested in the
-trial — test metric rows with bootstrap intervals and confusion matrices), and last
+(per member: best epoch and criterion, history, failure, the warnings its training and tests gave, and — when the
+unit is tested in the trial — test metric rows with bootstrap intervals and confusion matrices), and last
 ``summary.json`` (the trial's configuration key, its reported metrics, the other files' sizes) —
 so results live in the Tune experiment directory and survive ``Tuner.restore``, and a rerun
 reuses a whole checkpoint that Tune's state had not recorded yet (:func:`resuming`). Per-member
@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from repeval.probes import Halving, ProbeData, TrainResult
-from repeval.warn import warn_once
+from repeval.warn import TrialWarnings, member_scope, warn_once
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +87,11 @@ class EvalSettings:
 
 
 def test_rows(
-    data: ProbeData, scores: dict[str, np.ndarray], ev: EvalSettings, notes: dict[str, str] | None = None
+    data: ProbeData, scores: dict[str, np.ndarray], ev: EvalSettings
 ) -> tuple[list[dict[str, Any]], dict[str, list[list[int]]]]:
     """Metric rows (aggregate and per label, with bootstrap intervals) and confusion matrices per scenario; a
     deformed scenario's rows carry their change from clean on the tracks both test sets hold
-    (:func:`repeval.tuning.paired.add_deltas`). ``notes`` gets each metric's warning that its interval rests on few
-    resamples (``compute_metrics``' ``notes``), for the driver to say."""
+    (:func:`repeval.tuning.paired.add_deltas`)."""
     from repeval.metrics import compute_metrics, confusion_matrix
     from repeval.tuning.paired import add_deltas, tracks_scored
 
@@ -103,7 +102,7 @@ def test_rows(
         ci = ev.bootstrap_resamples > 0
         for r in compute_metrics(
             ev.metric_names, data.task_type, y, sc, data.classes, ci=ci,
-            n_resamples=max(1, ev.bootstrap_resamples), alpha=ev.ci_alpha, seed=ev.seed, notes=notes,
+            n_resamples=max(1, ev.bootstrap_resamples), alpha=ev.ci_alpha, seed=ev.seed,
         ):  # fmt: skip
             rows.append(
                 {"scenario": sid, "metric": r.metric, "label": r.label, "value": r.value,
@@ -141,14 +140,13 @@ def nonfinite_test(data: ProbeData, scenario: str, scores: np.ndarray) -> str | 
 
 
 def scored_tests(
-    data: ProbeData, scores: dict[str, np.ndarray], ev: EvalSettings, notes: dict[str, str] | None = None
+    data: ProbeData, scores: dict[str, np.ndarray], ev: EvalSettings
 ) -> tuple[list[dict[str, Any]], dict[str, list[list[int]]], dict[str, str]]:
     """:func:`test_rows` of the test sets whose scores are all finite, and ``{scenario: reason}``
     (:func:`nonfinite_test`) of the others: a probe that gives non-finite scores on one test set is a failure of
-    that (probe, seed, scenario) cell alone, recorded with its reason, never of the trial or of the train stage.
-    ``notes``: as :func:`test_rows`'."""
+    that (probe, seed, scenario) cell alone, recorded with its reason, never of the trial or of the train stage."""
     failed = {sid: why for sid, sc in scores.items() if (why := nonfinite_test(data, sid, sc)) is not None}
-    rows, confusion = test_rows(data, {sid: sc for sid, sc in scores.items() if sid not in failed}, ev, notes)
+    rows, confusion = test_rows(data, {sid: sc for sid, sc in scores.items() if sid not in failed}, ev)
     return rows, confusion, failed
 
 
@@ -236,12 +234,10 @@ def run_unit(
     reports = [member_report(m, r) for m, r in zip(unit.members, results, strict=True)]
     keep: dict[str, dict[str, Any]] = {}
     if unit.evaluate:
-        for m, r, rep in zip(unit.members, results, reports, strict=True):
+        for i, (m, r, rep) in enumerate(zip(unit.members, results, reports, strict=True)):
             if r.failed is None:
-                notes: dict[str, str] = {}
-                rep["rows"], rep["confusion"], rep["test_failed"] = scored_tests(data, r.test_scores, ev, notes)
-                if notes:  # said in this process, whose log the user does not see: the driver says them again
-                    rep["interval_warnings"] = notes
+                with member_scope(i):  # its test sets' warnings are this member's (TrialWarnings)
+                    rep["rows"], rep["confusion"], rep["test_failed"] = scored_tests(data, r.test_scores, ev)
                 keep[m.key] = r.state_dict
     else:
         best = unit_best(unit, reports, data.task_type)
@@ -249,6 +245,18 @@ def run_unit(
             if best is not None and (m.spec, m.point) == best:
                 keep[m.key] = r.state_dict
     return results, reports, keep
+
+
+def run_caught(
+    unit: Unit, data: ProbeData, ev: EvalSettings, config: dict[str, Any], on_validation: Any = None
+) -> tuple[list[TrainResult], list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """:func:`run_unit` on the device the trial was granted (:func:`_device`), catching what repeval warns meanwhile
+    (:class:`repeval.warn.TrialWarnings`): each member's report gets the warnings of its training and tests, which
+    the driver says again (:meth:`repeval.tuning.grid._Group.collect`) — the user does not see this process's log."""
+    with TrialWarnings() as caught:
+        out = run_unit(unit, data, ev, on_validation=on_validation, device=_device(config))
+    caught.into(out[1])
+    return out
 
 
 def _device(config: dict[str, Any]) -> str:
@@ -518,7 +526,7 @@ def grid_trial(config: dict[str, Any], data: BatchData, units: list[Unit]) -> No
     probe_data, ev = data.for_unit(config["unit"])
     unit = units[config["unit"]]
     t0 = time.perf_counter()
-    results, reports, keep = run_unit(unit, probe_data, ev, device=_device(config))
+    results, reports, keep = run_caught(unit, probe_data, ev, config)
     seconds = time.perf_counter() - t0
     write_tensorboard(tune.get_context().get_trial_dir(), unit.members, results)
     _save_and_report(_summary(reports, seconds), reports, keep, config)
@@ -555,7 +563,7 @@ def tune_trial(config: dict[str, Any], data: BatchData, units: list[Unit]) -> No
             reported.append({"best_criterion": math.fsum(vals) / len(vals), "epoch": epoch, "done": False})
             tune.report(dict(reported[-1]))
 
-    results, reports, keep = run_unit(unit, probe_data, ev, on_validation=on_validation, device=_device(config))
+    results, reports, keep = run_caught(unit, probe_data, ev, config, on_validation)
     seconds = time.perf_counter() - t0
     write_tensorboard(tune.get_context().get_trial_dir(), unit.members, results)
     summary = _summary(reports, seconds)

@@ -45,3 +45,79 @@ def test_warn_once_says_each_key_once_per_logger_or_category_from_any_thread(cap
     reset_warned()
     with pytest.warns(RuntimeWarning, match="as a warning"):
         assert warn_once(RuntimeWarning, ("k", 1), "as a %s", "warning")  # said again after a reset
+
+
+def test_a_trials_warnings_are_kept_by_member_bounded_and_said_once_each_with_how_many_had_them(caplog):
+    """``TrialWarnings`` (what a probe trial warns, for the driver to say): repeval's warnings — its loggers at
+    WARNING or above, its categories' or code's Python warnings, the repeats ``warn_once`` does not say again — are
+    kept, each with the members that gave it, while they are still said where they were; another library's are not.
+    A catch keeps ``KEPT_PER_TRIAL`` distinct ones and counts the rest, and another thread's catch keeps its own.
+    ``SaidByTrials`` then says each once per group, with how many probes/seeds had it."""
+    from repeval.metrics import MetricWarning
+    from repeval.warn import KEPT_PER_TRIAL, SaidByTrials, TrialWarnings, member_scope
+
+    reset_warned()
+    log = logging.getLogger("repeval.test_warn")
+    show = warnings.showwarning
+    other: list[TrialWarnings] = []
+
+    def other_trial() -> None:
+        with TrialWarnings() as mine:
+            log.warning("the other trial's")
+        other.append(mine)
+
+    with caplog.at_level("INFO"), warnings.catch_warnings(record=True) as shown, TrialWarnings() as caught:
+        warnings.simplefilter("default")  # Python's own: one text once per line
+        log.warning("the whole unit's %s", "warning")
+        log.info("not a warning")
+        logging.getLogger("elsewhere").warning("another library's")
+        warnings.warn("another library's", UserWarning, stacklevel=1)
+        for i in (0, 2):
+            with member_scope(i):
+                warnings.warn("a degenerate test set", MetricWarning, stacklevel=1)  # shown for each member, not once
+                warn_once(log, "k", "said once, noted for %s", "each member")
+        t = threading.Thread(target=other_trial)
+        t.start()
+        t.join()
+        for i in range(KEPT_PER_TRIAL + 4):
+            log.error("distinct %d", i)
+    assert warnings.showwarning is show and not logging.getLogger("repeval").handlers  # none left behind
+    said = [r.getMessage() for r in caplog.records]
+    assert said[:3] == ["the whole unit's warning", "not a warning", "another library's"]  # said as ever
+    assert said.count("said once, noted for each member") == 1
+    assert [str(w.message) for w in shown] == ["another library's"] + ["a degenerate test set"] * 2
+    reports: list[dict] = [{}, {}, {}]
+    caught.into(reports)
+    kept = [(w["kind"], w["source"], w["message"]) for w in reports[0]["warnings"]]
+    assert kept[:3] == [
+        ("log", "repeval.test_warn", "the whole unit's warning"),
+        ("warning", "repeval.metrics.base.MetricWarning", "a degenerate test set"),
+        ("log", "repeval.test_warn", "said once, noted for each member"),
+    ]
+    assert len(kept) == KEPT_PER_TRIAL and kept[-1][2] == f"distinct {KEPT_PER_TRIAL - 4}"
+    assert [len(r["warnings"]) for r in reports] == [KEPT_PER_TRIAL, KEPT_PER_TRIAL - 2, KEPT_PER_TRIAL]
+    assert {r["warnings_left_out"] for r in reports} == {7}  # distinct 17 to 23
+    assert reports[1]["warnings"][0]["message"] == "the whole unit's warning"
+    assert other[0].kept == {("log", "repeval.test_warn", logging.WARNING, "the other trial's"): None}
+
+    group = SaidByTrials()
+    for probe, seed, rep in [("lin", 0, reports[0]), ("lin", 1, reports[1]), ("mlp", 0, reports[2])]:
+        group.add(probe, seed, rep)
+    group.add("mlp", 1, {})
+    group.add_left_out(7)
+    caplog.clear()
+    with caplog.at_level("INFO"), warnings.catch_warnings(record=True) as again:
+        warnings.simplefilter("always")
+        group.say("g")
+    lines = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
+    assert lines[0] == ("repeval.test_warn", "WARNING", "g, 3 of 4 probes/seeds (lin (seeds 0, 1); mlp (seed 0)): "
+                                                        "the whole unit's warning")  # fmt: skip
+    assert lines[1] == ("repeval.test_warn", "WARNING", "g, 2 of 4 probes/seeds (lin (seed 0); mlp (seed 0)): "
+                                                        "said once, noted for each member")  # fmt: skip
+    assert lines[2] == ("repeval.test_warn", "ERROR", "g, 3 of 4 probes/seeds (lin (seeds 0, 1); mlp (seed 0)): "
+                                                      "distinct 0")  # fmt: skip
+    assert "g: its trials gave 7 more warning(s) than the 20 distinct ones each keeps" in lines[-1][2]
+    assert len(lines) == KEPT_PER_TRIAL  # all but the MetricWarning, and the count of the rest
+    assert [(w.category, str(w.message)) for w in again] == [
+        (MetricWarning, "g, 2 of 4 probes/seeds (lin (seed 0); mlp (seed 0)): a degenerate test set")
+    ]

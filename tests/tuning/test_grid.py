@@ -22,13 +22,19 @@ from repeval.warn import reset_warned
 REPO = Path(__file__).resolve().parents[2]
 
 
-def config(probes: list[dict], seeds: int = 1, metrics: tuple[str, ...] = ("accuracy", "f1_macro"), **run: object):
+def config(
+    probes: list[dict],
+    seeds: int = 1,
+    metrics: tuple[str, ...] = ("accuracy", "f1_macro"),
+    task_type: str = "multiclass_classification",
+    **run: object,
+):
     return parse_config(
         {
             "run": {"seeds": seeds, "bootstrap_resamples": 100, **run},
             "experiments": [
                 {
-                    "task": {"name": "inst", "type": "multiclass_classification"},
+                    "task": {"name": "inst", "type": task_type},
                     "datasets": [{"name": "notes", "type": "catalog", "manifest": "m.csv", "label_column": "x"}],
                     "embedding_models": ["mfcc-stats"],
                     "downstream_models": probes,
@@ -990,24 +996,42 @@ def test_a_note_of_a_raised_trial_written_part_way_is_not_left_for_the_retry(tmp
     assert ran
 
 
-def test_an_interval_on_few_resamples_is_said_on_the_driver_once_per_metric(ray_session, tmp_path, caplog):
-    """Three of four classes have one test track each, so balanced_accuracy's bootstrap interval rests on the ~25% of
-    resamples that drew all four. ``compute_metrics`` said so in the trial's process alone, whose log the user does
-    not see (Ray's worker output is off unless REPEVAL_WORKER_LOGS=1); the trial now passes it on and the driver says
-    it, once per metric however many probes had it."""
+def test_a_trials_warnings_are_said_on_the_driver_once_with_how_many_probes_had_them(ray_session, tmp_path, caplog):
+    """What repeval warns in a probe trial's process reached only that process's log, which the user does not see
+    (Ray's worker output is off unless REPEVAL_WORKER_LOGS=1). Here label c5 has no positive test track (a
+    ``MetricWarning`` about a degenerate test set) and four labels one each, so roc_auc_macro's bootstrap interval
+    rests on the ~15% of resamples that drew all four (a warning logged once per process). Both seeds of probe lin
+    train and test in one trial, on an actor that may have said either before; the driver says each once — logged,
+    or warned in its category — naming the group and how many probes/seeds had it. Probe pick (``select: best``) is
+    tested in the driver, which says its warnings as it goes, and not again."""
+    import warnings
+
     import numpy as np
 
-    data = gaussian_probe_data(n=90, d=6, c=4, scenarios=False)
+    from repeval.metrics import MetricWarning
+
+    data = gaussian_probe_data("multilabel_classification", n=90, d=6, c=6, scenarios=False)
     x, y, ids = data.tests["clean"]
     y = np.zeros_like(y)
-    y[:3] = [1, 2, 3]
+    y[:4, :4] = np.eye(4)
+    y[::2, 4] = 1  # c5: no positive
     data.tests["clean"] = (x, y, ids)
-    cfg = config([{"name": "lin", "epochs": 2}], seeds=2, metrics=("accuracy", "balanced_accuracy"))
+    pick = {"name": "pick", "epochs": 2, "search": {"grid": {"learning_rate": [1e-3, 3e-3]}}}  # select: best
+    cfg = config([{"name": "lin", "epochs": 2}, pick], seeds=2, metrics=("roc_auc_macro",),
+                 task_type="multilabel_classification")  # fmt: skip
     reset_warned()  # this process may have warned already
-    with caplog.at_level("WARNING", logger="repeval.metrics.compute"):
+    with caplog.at_level("WARNING", logger="repeval"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # as a user's: a warning's text once per line of code
         g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"))
-    assert {(r["probe"], r["seed"]) for r in g.rows} == {("lin", 0), ("lin", 1)}  # both tested in the trial
-    said = [r.getMessage() for r in caplog.records if "resamples" in r.getMessage()]
-    assert len(said) == 1, said
-    assert said[0].startswith("inst__notes__m, probe lin (seed ")
-    assert ": balanced_accuracy: its bootstrap interval rests on " in said[0]
+    assert {(r["probe"], r["seed"]) for r in g.rows} == {(p, s) for p in ("lin", "pick") for s in (0, 1)}
+    lin = "inst__notes__m, 2 of 6 probes/seeds (lin (seeds 0, 1)): "  # tested in the trial; pick's 4 trained there
+    said = [r for r in caplog.records if "resamples" in r.getMessage()]
+    assert len(said) == 2, [r.getMessage() for r in said]
+    for r, prefix in zip(said, (lin, ""), strict=True):  # the trial's, said again; then the driver's, of pick
+        assert r.getMessage().startswith(f"{prefix}roc_auc_macro: its bootstrap interval rests on ")
+    assert {(r.name, r.levelname) for r in said} == {("repeval.metrics.compute", "WARNING")}
+    none = [w for w in caught if "no positive test example" in str(w.message)]
+    assert len(none) == 2, [str(w.message) for w in none]
+    for w, prefix in zip(none, (lin, ""), strict=True):
+        assert str(w.message).startswith(f"{prefix}1 of 6 labels have no positive test example (c5): ")
+    assert {w.category for w in none} == {MetricWarning}
