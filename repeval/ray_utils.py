@@ -101,13 +101,18 @@ def start_ray_watchdog() -> str | None:
     token = f"{os.getpid()}-{started}-{secrets.token_hex(12)}"
     read_end, write_end = os.pipe()  # not inherited by any process started later (PEP 446): EOF = this one ended
     script = Path(__file__).with_name("ray_watchdog.py")
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(script), str(os.getpid()), token, str(RAY_OWNER_RECORDS)],
-            stdin=read_end,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+    argv = [sys.executable, "-I", "-S", str(script), str(os.getpid()), token, str(RAY_OWNER_RECORDS)]
+    try:  # posix_spawn, not Popen: a Popen never waited for says "subprocess N is still running" at this one's exit
+        pid = os.posix_spawn(
+            sys.executable,
+            argv,
+            dict(os.environ),
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, read_end, 0),
+                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
+            ],
+            setsid=True,
         )
     except OSError as exc:
         os.close(write_end)
@@ -115,7 +120,7 @@ def start_ray_watchdog() -> str | None:
         return None
     finally:
         os.close(read_end)
-    _watchdog[:] = [proc, write_end]
+    _watchdog[:] = [pid, write_end]
     return token
 
 
