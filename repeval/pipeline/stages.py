@@ -110,6 +110,14 @@ def chunk_seed(run_seed: int, track_id: str, scenario_id: str, chunk: int) -> in
     return scenario_seed(run_seed, f"{track_id}\0chunk{chunk}", scenario_id)
 
 
+def window_grid(geometry: Any) -> tuple[int, int]:
+    """``(hop, min_size)`` of the windows (:func:`repeval.audio.decode.window_sizes`) for a model's frame
+    ``geometry``: on its frame grid, each at least twice what a frame reads (so a window's context fits in its
+    neighbours, and the last window holds whole frames); ``(1, 0)`` without one."""
+    g = geometry
+    return (1, 0) if g is None else (g.hop, 2 * max(g.span, g.right, g.before, g.after))
+
+
 class DecodeDeform:
     """Decode each track once, chunk it, and emit one row per (chunk, scenario it needs).
 
@@ -306,11 +314,7 @@ class DecodeDeform:
         yield None
 
     def _grid(self) -> tuple[int, int]:
-        """``(hop, min_size)`` of the windows (:func:`repeval.audio.decode.window_sizes`): on the model's frame grid,
-        each at least twice what a frame reads (so a window's context fits in its neighbours, and the last window
-        holds whole frames)."""
-        g = self.geometry
-        return (1, 0) if g is None else (g.hop, 2 * max(g.span, g.right, g.before, g.after))
+        return window_grid(self.geometry)
 
     def _deformed(
         self, scenarios: dict[str, Scenario], tid: str, sids: list[str], open_: dict[str, bool], index: int, audio: Any

@@ -67,16 +67,15 @@ def test_bad_audio_corpus_has_every_kind_the_issue_lists():
 
 def windows_of(n_samples: int, model: dict) -> int:
     """How many windows of 30 s a track of ``n_samples`` is cut into for ``model``: on its frame grid, each at least
-    twice what a frame reads (``DecodeDeform._grid``), the last taking a remainder of at least half a window."""
+    twice what a frame reads (``window_grid``), the last taking a remainder of at least half a window."""
     from repeval.audio.decode import window_sizes
     from repeval.config.schema import EmbeddingModelConfig
     from repeval.models import resolve_model
     from repeval.pipeline.partitions import model_geometry
+    from repeval.pipeline.stages import window_grid
 
     g = model_geometry(*resolve_model(EmbeddingModelConfig(**model)))
-    size, hold = window_sizes(
-        model["params"]["sample_rate_hz"], 30.0, g.hop, 2 * max(g.span, g.right, g.before, g.after)
-    )
+    size, hold = window_sizes(model["params"]["sample_rate_hz"], 30.0, *window_grid(g))
     count = 0
     while n_samples >= hold:
         count, n_samples = count + 1, n_samples - size

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from repeval.pipeline.assemble import ErrorBlock, RowBlock, errors_table, rows_table
-from repeval.store import EmbeddingStore, PartitionWriter, StoreConflict
+from repeval.store import EmbeddingStore, Partition, PartitionWriter, StoreConflict
 from repeval.store.store import ERROR_SCHEMA, DamagedPartFile, embedding_schema
 
 DIM = 4
@@ -592,6 +592,20 @@ def test_help_texts_show_the_default_store(tmp_path):
         assert text in " ".join(res.output.replace("│", " ").split()), (args, res.output)
 
 
+def _stamped_with_windows(store: EmbeddingStore, fingerprint: dict, track: int, n_chunks: int) -> Partition:
+    """Partition ``ds/m/D1`` stamped with ``fingerprint``, holding tracks x and y, the ``track``-th of ``n_chunks``
+    windows."""
+    part = store.partition("ds", "m", "D1")
+    part.stamp(fingerprint)
+    block = _block(["x", "y"])
+    block.n_chunks[track] = n_chunks
+    schema = embedding_schema(DIM)
+    w = PartitionWriter(part, schema, 3)
+    w.add_table(rows_table(block, schema, PROV))
+    w.flush()
+    return part
+
+
 def test_a_partition_of_one_window_rows_deformed_before_whole_track_deformation_is_accepted_and_restamped(tmp_path):
     """A scenario with a track-level step gained ``deformed: whole track`` in its fingerprint. A partition stamped before
     it whose rows are all one window long holds what the new code computes (one window is deformed alike either way):
@@ -613,14 +627,7 @@ def test_a_partition_of_one_window_rows_deformed_before_whole_track_deformation_
     with pytest.raises(StoreConflict, match="deformed: stored"):
         part.check_compatible(before)  # and the old code's fingerprint no longer matches it
 
-    several = store.partition("ds", "m", "D1")
-    several.stamp(before)
-    block = _block(["x", "y"])
-    block.n_chunks[1] = 3  # a track of three windows, deformed window by window
-    schema = embedding_schema(DIM)
-    w = PartitionWriter(several, schema, 3)
-    w.add_table(rows_table(block, schema, PROV))
-    w.flush()
+    several = _stamped_with_windows(store, before, track=1, n_chunks=3)  # three windows, deformed window by window
     with pytest.raises(StoreConflict, match="deformed") as err:
         several.check_compatible(now)
     assert "deformed window by window" in str(err.value) and "store rm" in str(err.value)
@@ -638,14 +645,7 @@ def test_a_partition_embedded_window_by_window_alone_is_refused_for_tracks_of_se
     assert one.check_compatible(now) is False and one.restamp(now, {"config_hash": "x"})
     assert json.loads((tmp_path / "s" / "ds" / "m" / "clean" / "_stamp.json").read_text())["fingerprint"] == now
 
-    several = store.partition("ds", "m", "D1")
-    several.stamp(before)
-    block = _block(["x", "y"])
-    block.n_chunks[0] = 2  # a track of two windows, each embedded alone
-    schema = embedding_schema(DIM)
-    w = PartitionWriter(several, schema, 3)
-    w.add_table(rows_table(block, schema, PROV))
-    w.flush()
+    several = _stamped_with_windows(store, before, track=0, n_chunks=2)  # two windows, each embedded alone
     with pytest.raises(StoreConflict, match="windows: stored") as err:
         several.check_compatible(now)
     assert "embedded window by window alone" in str(err.value) and "store rm" in str(err.value)
