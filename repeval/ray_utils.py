@@ -77,6 +77,23 @@ RAY_OWNER_RECORDS = Path.home() / ".ray" / "repeval_owners"
 _watchdog: list[Any] = []
 
 
+def _forget_watchdog() -> None:
+    """In a child forked (not exec'd) from this process: close its copy of the watchdog's pipe, which would otherwise
+    keep the pipe open after this process died (the watchdog then noticed the death only by its parent changing, up to
+    :data:`repeval.ray_watchdog.PARENT_CHECK_S` later), and forget the watchdog, which watches this process only."""
+    if _watchdog:
+        try:
+            os.close(_watchdog[1])
+        except OSError:
+            pass
+        _watchdog.clear()
+        start_ray_watchdog.cache_clear()  # a Ray this child started would get a watchdog of its own
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_watchdog)
+
+
 @functools.cache  # one watchdog per process, for every embedded Ray it starts
 def start_ray_watchdog() -> str | None:
     """Start the watchdog that ends this process' embedded Ray if this process dies without stopping it; returns

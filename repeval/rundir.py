@@ -30,6 +30,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow.fs as pafs
 
@@ -46,17 +47,19 @@ LOAD_REPORT = "load_report.json"
 EVALUATION_KEY = b"repeval.evaluation"
 
 
-def summary_mismatch(fs: pafs.FileSystem, path: str) -> str | None:
+def summary_mismatch(fs: pafs.FileSystem, path: str, results_footer: Any = None) -> str | None:
     """Why the run at ``path`` has no ``summary.parquet`` of its ``results.parquet`` — an evaluation stopped (Ctrl-C,
     a crash, an upload cut short) between writing the two — or ``None``: they match, there are no results, or the
-    results were written before repeval recorded :data:`EVALUATION_KEY` (then it cannot tell). Reads the footers."""
+    results were written before repeval recorded :data:`EVALUATION_KEY` (then it cannot tell). Reads the footers;
+    ``results_footer``: ``results.parquet``'s (``pyarrow.parquet.read_metadata``), when the caller has read it."""
     import pyarrow.parquet as pq
 
-    def token(name: str) -> bytes | None:
-        return (pq.read_schema(f"{path}/{name}", filesystem=fs).metadata or {}).get(EVALUATION_KEY)
+    def token(name: str, footer: Any = None) -> bytes | None:
+        footer = footer if footer is not None else pq.read_metadata(f"{path}/{name}", filesystem=fs)
+        return (footer.metadata or {}).get(EVALUATION_KEY)
 
     try:
-        results = token("results.parquet")
+        results = token("results.parquet", results_footer)
     except (FileNotFoundError, OSError):
         return None
     if results is None:

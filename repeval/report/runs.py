@@ -18,9 +18,10 @@ from repeval.rundir import LOAD_REPORT, STATUS, filesystem_of, summary_mismatch
 from repeval.store.inspect import aligned, utc_time
 
 
-def _rows(fs: pafs.FileSystem, path: str) -> int | None:
+def _footer(fs: pafs.FileSystem, path: str) -> Any:
+    """The Parquet footer at ``path`` (its rows, and the key :func:`summary_mismatch` compares), ``None`` without one."""
     try:
-        return int(pq.read_metadata(path, filesystem=fs).num_rows)
+        return pq.read_metadata(path, filesystem=fs)
     except (FileNotFoundError, OSError):
         return None
 
@@ -83,7 +84,8 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
         if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")
     ]
     files = [i for i in top if i.type == pafs.FileType.File] + groups
-    results = _rows(fs, f"{path}/results.parquet")
+    footer = _footer(fs, f"{path}/results.parquet")  # read once: its rows, and its key for summary_stale
+    results = int(footer.num_rows) if footer is not None else None
     failed, failed_cells = _failed(fs, path)
     updated = max((i.mtime.timestamp() for i in files if i.mtime is not None), default=None)
     state = "evaluated" if results is not None else (f"{len(groups)} grid(s) trained" if groups else "started")
@@ -104,7 +106,7 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
         "failed_cells": failed_cells,
         "rows_not_evaluated": _not_evaluated(fs, path),
         #: why ``summary.parquet`` is not the summary of ``results.parquet`` (``None``: it is, or no results)
-        "summary_stale": summary_mismatch(fs, path) if results is not None else None,
+        "summary_stale": summary_mismatch(fs, path, footer) if footer is not None else None,
         "updated": updated,
     }
 

@@ -208,7 +208,20 @@ agent = subprocess.Popen(["bash", "-c", 'exec 3>>"$0/agent.log"; exec -a ray::Da
                          start_new_session=True)
 os.environ[ray_utils.RAY_OWNER_ENV] = owner  # as init_ray marks its Ray's processes: this one stands for them
 marked = subprocess.Popen(["sleep", "300"], start_new_session=True)  # its own group and session, as Ray's workers
-print(marked.pid, agent.pid, flush=True)
+# a child forked without exec (multiprocessing's fork) must not hold the pipe open: the pipe's end of file is how
+# the watchdog learns at once that this process died
+pipe = os.readlink(f"/proc/self/fd/{ray_utils._watchdog[1]}")
+r, w = os.pipe()
+child = os.fork()
+if child == 0:
+    fds = os.listdir("/proc/self/fd")
+    held = [os.readlink(f"/proc/self/fd/{fd}") for fd in fds if os.path.exists(f"/proc/self/fd/{fd}")]
+    os.write(w, f"{pipe in held}:{bool(ray_utils._watchdog)}".encode())
+    os._exit(0)
+os.close(w)
+forked = os.read(r, 100).decode()
+os.waitpid(child, 0)
+print(marked.pid, agent.pid, forked, flush=True)
 sys.stdin.read()
 """
 
@@ -256,7 +269,9 @@ def test_the_watchdog_ends_its_dead_drivers_processes_and_no_others(tmp_path):
     )
     marked = agent = 0
     try:
-        marked, agent = map(int, driver.stdout.readline().split())
+        line = driver.stdout.readline().split()
+        marked, agent = map(int, line[:2])
+        assert line[2] == "False:False", "a forked child kept the watchdog's pipe open (or thought it had a watchdog)"
         assert _alive(marked) and _alive(agent)
         driver.kill()
         driver.wait(timeout=60)

@@ -6,12 +6,14 @@ import json
 import re
 import shutil
 
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
 from repeval.cli import app
 from repeval.report.html import _failed_block
 from repeval.report.results import load_run
+from repeval.report.runs import run_info
 from repeval.tuning.results import FAILED_SCHEMA, typed_table
 
 
@@ -117,3 +119,49 @@ def test_a_summary_left_from_an_earlier_evaluation_is_detected(run_dir, tmp_path
     assert "summary.parquet" not in runs_text()
     summary = pd.read_parquet(run / "summary.parquet")
     assert summary["n_seeds"].max() == 2
+    # each footer is read once per run (one request per file on a bucket): results.parquet's rows and key together
+    fs = _CountingFS()
+    info = run_info(pafs.PyFileSystem(fs), str(run), "r")
+    assert info is not None and info["result_rows"] == len(new) and info["summary_stale"] is None
+    assert fs.opened.count(str(run / "results.parquet")) == 1, fs.opened
+    assert fs.opened.count(str(run / "summary.parquet")) == 1, fs.opened
+
+
+class _CountingFS(pafs.FileSystemHandler):
+    """The local filesystem, read-only, recording every file opened for reading."""
+
+    def __init__(self) -> None:
+        self.local, self.opened = pafs.LocalFileSystem(), []
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __ne__(self, other: object) -> bool:
+        return self is not other
+
+    def get_type_name(self) -> str:
+        return "counting"
+
+    def normalize_path(self, path: str) -> str:
+        return self.local.normalize_path(path)
+
+    def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
+        return self.local.get_file_info(paths)
+
+    def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
+        return self.local.get_file_info(selector)
+
+    def open_input_file(self, path: str) -> object:
+        self.opened.append(path)
+        return self.local.open_input_file(path)
+
+    def open_input_stream(self, path: str) -> object:
+        self.opened.append(path)
+        return self.local.open_input_stream(path)
+
+    def _read_only(self, *args: object) -> None:
+        raise OSError("read-only")
+
+    create_dir = delete_dir = delete_dir_contents = delete_root_dir_contents = delete_file = move = copy_file = (
+        open_output_stream
+    ) = open_append_stream = _read_only
