@@ -14,6 +14,7 @@ from sklearn import metrics as skm
 
 from repeval.config import ConfigError, parse_config
 from repeval.metrics import MetricWarning, bootstrap_ci, canonical_metric_name, check_metric_for_task, compute_metrics
+from repeval.probes.train import criterion_value
 from repeval.tasks import resolve_criterion
 
 ML = "multilabel_classification"
@@ -152,6 +153,9 @@ def test_a_threshold_in_the_name_matches_sklearn_at_it_on_the_annotated_pairs():
         assert got[key] == pytest.approx(value, abs=1e-12, nan_ok=True), key
     assert len({got[(m, None)] for m in ("f1_macro@0.3", "f1_macro", "f1_macro@0.7")}) == 3
     assert all(r.ci_low is not None for r in rows if r.label is None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetricWarning)  # as a validation criterion (early stopping, selection)
+        assert criterion_value("val_f1_macro@0.3", ML, y, s, 0.0, labels) == got[("f1_macro@0.3", None)]
 
 
 @pytest.mark.parametrize(
