@@ -531,7 +531,9 @@ class ExperimentConfig(Strict):
     embedding_models: tuple[EmbeddingModelConfig, ...]
     #: probes (mir_ref's ``probes``) trained on every model's embeddings
     downstream_models: tuple[ProbeConfig, ...]
-    #: metric names (default: the task type's)
+    #: metric names (default: the task type's). F1, precision and recall of a multilabel task predict a tag where
+    #: its score is at least 0.5, or the decision threshold written after ``@``: ``f1_macro@0.3`` (results and tables
+    #: name the metric so); list one metric at several thresholds to compare them
     metrics: tuple[str, ...] | None = None
     #: augmentation: deformation scenarios (ids, or ``all``) whose deformed training tracks are added to the
     #: probes' training data (the embed stage deforms them); validation and test are unchanged

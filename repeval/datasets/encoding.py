@@ -6,7 +6,9 @@ them into arrays with :func:`encode_labels` and turns predictions back into labe
 
 - ``multiclass_classification``: one label per row → class index (``int64``), classes sorted.
 - ``multilabel_classification``: any number of labels per row → multi-hot ``float32`` matrix;
-  ``top_n`` keeps the N most frequent labels (MagnaTagATune's top-50 protocol).
+  ``top_n`` keeps the N most frequent labels (MagnaTagATune's top-50 protocol). ``observed`` (a data set that
+  annotates only some labels per track, OpenMIC-2018 with ``dataset.unannotated: mask``): NaN where a row leaves a
+  label unannotated — neither present nor absent, as the probes train and the metrics score them.
 - ``regression``: one decimal string per target dimension (``["0.31", "-0.2"]``) or named values
   (``["valence=0.31", "arousal=-0.2"]``) → ``float32`` matrix.
 - ``key_estimation``: mir_eval key labels (``"C# minor"``), enharmonics normalised to sharps
@@ -130,6 +132,7 @@ def encode_labels(
     *,
     top_n: int | None = None,
     on_unknown: Literal["error", "ignore"] = "error",
+    observed: Sequence[Sequence[str] | None] | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Encode per-row labels for ``task_type``; returns ``(y, classes)``.
 
@@ -141,14 +144,39 @@ def encode_labels(
     A label outside ``classes`` raises :class:`InvalidLabelError` for single-label tasks (or gets
     ``-1`` with ``on_unknown="ignore"``); for multilabel tasks it raises only when ``classes`` was
     given explicitly without ``top_n`` (tags outside a top-N vocabulary are dropped by design).
+
+    ``observed`` (multilabel only; the rows' :data:`repeval.datasets.base.OBSERVED` column): each row's annotated
+    labels, present or absent (``None``: every label). A label a row neither has nor annotates is NaN in ``y`` —
+    unannotated, which :func:`repeval.metrics.compute_metrics` leaves out of that label's scores; without
+    ``observed`` every label a row lacks is absent (0), as with ``dataset.unannotated: absent``.
     """
     if task_type not in TASK_TYPE_NAMES:
         raise ValueError(f"unknown task type '{task_type}'; valid: {', '.join(TASK_TYPE_NAMES)}")
+    if observed is not None and task_type != "multilabel_classification":
+        raise ValueError(
+            f"observed (the labels each row annotates) applies to multilabel_classification, not {task_type}: drop it"
+        )
     if task_type == "regression":
         return _encode_regression(label_lists, classes)
     if task_type == "multilabel_classification":
-        return _encode_multilabel(label_lists, classes, top_n, on_unknown)
+        y, out_classes = _encode_multilabel(label_lists, classes, top_n, on_unknown)
+        return (y, out_classes) if observed is None else (_mask_unannotated(y, out_classes, observed), out_classes)
     return _encode_single(task_type, label_lists, classes, on_unknown)
+
+
+def _mask_unannotated(y: np.ndarray, classes: Sequence[str], observed: Sequence[Sequence[str] | None]) -> np.ndarray:
+    """``y`` with NaN where a row's label is neither a positive nor in its ``observed`` list (labels outside
+    ``classes`` are ignored there)."""
+    if len(observed) != len(y):
+        raise ValueError(f"observed has {len(observed)} rows but the labels {len(y)}: give one entry per row")
+    index = {c: j for j, c in enumerate(classes)}
+    for i, obs in enumerate(observed):
+        if obs is None:
+            continue
+        annotated = y[i] == 1  # a positive is annotated
+        annotated[[index[x] for x in ([obs] if isinstance(obs, str) else obs) if x in index]] = True
+        y[i, ~annotated] = np.nan
+    return y
 
 
 def _encode_regression(
@@ -304,9 +332,12 @@ class LabelEncoder:
         return cls(task_type, tuple(classes))
 
     def encode(
-        self, label_lists: Sequence[Sequence[str] | str], on_unknown: Literal["error", "ignore"] = "error"
+        self,
+        label_lists: Sequence[Sequence[str] | str],
+        on_unknown: Literal["error", "ignore"] = "error",
+        observed: Sequence[Sequence[str] | None] | None = None,
     ) -> np.ndarray:
-        return encode_labels(self.task_type, label_lists, self.classes, on_unknown=on_unknown)[0]
+        return encode_labels(self.task_type, label_lists, self.classes, on_unknown=on_unknown, observed=observed)[0]
 
     def decode(self, y: np.ndarray, threshold: float = 0.5) -> list[list[str]]:
         return decode_labels(self.task_type, y, self.classes, threshold=threshold)

@@ -4,7 +4,8 @@ Public API used by the rest of repeval (keep these signatures):
 
 - ``MetricRow(metric, value, label=None)``: one reported number (``label=None`` = aggregate).
 - ``METRICS``: metric id → :class:`MetricSpec`; ``metrics_for_task(task_type)``.
-- ``canonical_metric_name(name)``: repeval ids and mir_ref spellings (``AUC-ROC``, ``weighted_score_key``).
+- ``canonical_metric_name(name)``: repeval ids and mir_ref spellings (``AUC-ROC``, ``weighted_score_key``); a
+  multilabel decision threshold after ``@`` is part of the id (``f1_macro@0.3``), ``metric_spec(name)`` its spec.
 - ``check_metric_for_task(name, task_type)``: ``ValueError`` when a metric does not apply.
 - ``compute_metrics(names, task_type, y_true, y_score, labels, *, ci=False, ...) -> list[MetricRow]``.
 - ``higher_is_better(name)``; ``bootstrap_ci(name, task_type, y_true, y_score, labels, ...)``;
@@ -16,7 +17,7 @@ that annotate it, the micro averages on the annotated pairs) or ``(n, D)`` float
 ``(n, D)`` predictions; ``labels`` are the class (or dimension) names; key labels are
 mir_eval key strings (``"C major"``, ``"A minor"``).
 
-Families: :mod:`.classification` (accuracy, balanced accuracy, F1), :mod:`.ranking`
+Families: :mod:`.classification` (accuracy, balanced accuracy, F1, precision, recall), :mod:`.ranking`
 (ROC-AUC, PR-AUC), :mod:`.key` (mir_eval weighted score), :mod:`.regression` (R², MSE),
 :mod:`.confusion`, :mod:`.bootstrap`. The ``*_macro`` variants (and ``r2``, and
 ``balanced_accuracy``: each class's recall) also report one row per label. To add a metric, write a weighted kernel in the family module and decorate it
@@ -35,6 +36,7 @@ from repeval.metrics.base import (
     canonical_metric_name,
     check_metric_for_task,
     higher_is_better,
+    metric_spec,
     metrics_for_task,
     register_metric,
 )
@@ -56,6 +58,7 @@ __all__ = [
     "confusion_matrix",
     "confusion_record",
     "higher_is_better",
+    "metric_spec",
     "metrics_for_task",
     "read_confusion",
     "register_metric",

@@ -10,9 +10,11 @@ and the bootstrap needs no per-resample Python loop.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 
@@ -55,6 +57,11 @@ class MetricSpec:
     #: whether the metric also reports one value per label (class / tag / dimension)
     per_label: bool = False
     description: str = ""
+    #: whether a multilabel task's tags are predicted at a decision threshold (``f1_macro@0.3``; the kernel then
+    #: takes ``threshold=``); the threshold of the spec as named, ``None`` for the default
+    #: (:data:`DEFAULT_THRESHOLD`) or a metric that takes none
+    thresholded: bool = False
+    threshold: float | None = None
 
 
 METRICS: dict[str, MetricSpec] = {}
@@ -109,6 +116,12 @@ _ALIASES = {
 
 _AVERAGES = ("macro", "micro", "weighted")
 
+#: a multilabel task's tag is predicted when its score is at least this, unless the metric's name sets another
+#: threshold after ``@`` (``f1_macro@0.3``)
+DEFAULT_THRESHOLD = 0.5
+#: the task type whose metrics take a decision threshold (the others predict each track's top-scored class)
+THRESHOLD_TASK = "multilabel_classification"
+
 
 def _normalise(name: str) -> str:
     return re.sub(r"[\s\-\.]+", "_", name.strip()).lower()
@@ -121,15 +134,18 @@ def register_metric(
     higher_is_better: bool = True,
     per_label: bool = False,
     description: str = "",
+    thresholded: bool = False,
 ) -> Callable[[Kernel], Kernel]:
-    """Register a weighted kernel under the snake_case metric id ``name``."""
+    """Register a weighted kernel under the snake_case metric id ``name`` (``thresholded``: it predicts a multilabel
+    task's tags at a decision threshold, which the kernel takes as ``threshold=``)."""
     if name != _normalise(name):
         raise ValueError(f"metric ids are snake_case: register '{_normalise(name)}' instead of '{name}'")
 
     def deco(kernel: Kernel) -> Kernel:
         if name in METRICS:
             raise ValueError(f"metric '{name}' is registered twice")
-        METRICS[name] = MetricSpec(name, kernel, frozenset(task_types), higher_is_better, per_label, description)
+        spec = MetricSpec(name, kernel, frozenset(task_types), higher_is_better, per_label, description, thresholded)
+        METRICS[name] = spec
         return kernel
 
     return deco
@@ -137,24 +153,84 @@ def register_metric(
 
 def canonical_metric_name(name: str) -> str:
     """Map a repeval id or a mir_ref/thesis, HEAR or MARBLE spelling (``AUC-ROC``, ``weighted_score_key``, ``aucroc``,
-    ``top1_acc``), the average first or last (``macro_roc_auc``), to an id."""
+    ``top1_acc``), the average first or last (``macro_roc_auc``), to an id — with the decision threshold written
+    after ``@`` kept (``F1-macro@0.30`` → ``f1_macro@0.3``): ``ValueError`` naming the fix for a threshold outside
+    (0, 1) or on a metric that takes none."""
     if name in METRICS:
         return name
-    key = _normalise(str(name))
+    base, at, text = str(name).partition("@")
+    key = _normalise(base)
     key = _ALIASES.get(key, key)
     average, _, rest = key.partition("_")
     if key not in METRICS and average in _AVERAGES and f"{rest}_{average}" in METRICS:
         key = f"{rest}_{average}"  # the average first: ``macro_roc_auc``, ``micro-PR-AUC``
     if key not in METRICS:
-        raise ValueError(unknown_name_message("metric", str(name), set(METRICS)))
-    return key
+        raise ValueError(unknown_name_message("metric", base if at else str(name), set(METRICS)))
+    if not at:
+        return key
+    return f"{key}@{_format_threshold(_parse_threshold(str(name), key, text))}"
+
+
+def thresholded_metrics() -> list[str]:
+    """The metric ids that take a decision threshold (``f1_macro@0.3``)."""
+    return sorted(n for n, s in METRICS.items() if s.thresholded)
+
+
+def _parse_threshold(name: str, key: str, text: str) -> float:
+    if not METRICS[key].thresholded:
+        raise ValueError(
+            f"metric '{name}': {key} takes no decision threshold (it is computed from the scores themselves, not from "
+            f"tags predicted at a threshold): remove '@{text}'. The metrics that take one (multilabel tasks): "
+            f"{', '.join(thresholded_metrics())}"
+        )
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:  # NaN too
+        raise ValueError(
+            f"metric '{name}': the decision threshold after '@' must be a number between 0 and 1 (both excluded) — "
+            f"the score at or above which a tag counts as predicted, e.g. {key}@0.3 (without '@': "
+            f"{DEFAULT_THRESHOLD:g})"
+        )
+    return value
+
+
+def _format_threshold(value: float) -> str:
+    return np.format_float_positional(value, trim="-")
+
+
+def metric_spec(name: str) -> MetricSpec:
+    """The :class:`MetricSpec` of metric ``name`` (any spelling); with a threshold (``f1_macro@0.3``) its kernel is
+    the metric's at that threshold and it applies to multilabel tasks only."""
+    key = canonical_metric_name(name)
+    base, at, text = key.partition("@")
+    spec = METRICS[base]
+    if not at:
+        return spec
+    threshold = float(text)
+    thresholded: Callable[..., tuple[np.ndarray, np.ndarray | None]] = spec.kernel  # takes ``threshold=``
+    return replace(
+        spec,
+        name=key,
+        kernel=partial(thresholded, threshold=threshold),
+        task_types=spec.task_types & {THRESHOLD_TASK},
+        description=f"{spec.description} (tags predicted at score >= {text})",
+        threshold=threshold,
+    )
 
 
 def check_metric_for_task(name: str, task_type: str) -> None:
     """Raise ``ValueError`` when metric ``name`` does not apply to ``task_type``."""
     if task_type not in TASK_TYPE_NAMES:
         raise ValueError(unknown_name_message("task type", task_type, set(TASK_TYPE_NAMES)))
-    spec = METRICS[canonical_metric_name(name)]
+    spec = metric_spec(name)
+    base = spec.name.partition("@")[0]
+    if spec.threshold is not None and task_type != THRESHOLD_TASK and task_type in METRICS[base].task_types:
+        raise ValueError(
+            f"metric '{name}': a decision threshold applies to {THRESHOLD_TASK} tasks only — a {task_type} task "
+            f"predicts each track's top-scored class: write {base} (without '@')"
+        )
     if task_type not in spec.task_types:
         ok = sorted(n for n, s in METRICS.items() if task_type in s.task_types)
         raise ValueError(
@@ -165,7 +241,7 @@ def check_metric_for_task(name: str, task_type: str) -> None:
 
 def higher_is_better(name: str) -> bool:
     """Whether larger values of metric ``name`` are better (used to highlight table winners)."""
-    return METRICS[canonical_metric_name(name)].higher_is_better
+    return metric_spec(name).higher_is_better
 
 
 def metrics_for_task(task_type: str) -> list[str]:

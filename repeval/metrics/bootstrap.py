@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from repeval.metrics.base import METRICS, canonical_metric_name, check_metric_for_task, ones_weights
+from repeval.metrics.base import canonical_metric_name, check_metric_for_task, metric_spec, ones_weights
 from repeval.metrics.validation import validate
 
 #: array elements (resamples x tracks x score columns) evaluated at once; bounds memory
@@ -53,15 +53,16 @@ def bootstrap_distribution(
     width = max(1, y_score.shape[1])
     chunk = max(1, CHUNK_ELEMENTS // (n * width))
     parts: dict[str, list[tuple[np.ndarray, np.ndarray | None]]] = {name: [] for name in names}
+    kernels = {name: metric_spec(name).kernel for name in names}
     for weights in resample_weights(n, n_resamples, seed, chunk=chunk):
         for name in names:
-            parts[name].append(METRICS[name].kernel(y_true, y_score, labels, weights))
+            parts[name].append(kernels[name](y_true, y_score, labels, weights))
     out: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
     for name, chunks in parts.items():
         agg = np.concatenate([c[0] for c in chunks])
         per = None if chunks[0][1] is None else np.concatenate([c[1] for c in chunks])  # type: ignore[misc]
         if per is not None:  # the labels the reported average is over must all be defined on a resample
-            point = METRICS[name].kernel(y_true, y_score, labels, ones_weights(n))[1]
+            point = kernels[name](y_true, y_score, labels, ones_weights(n))[1]
             averaged = ~np.isnan(point[0])  # type: ignore[index]
             agg = np.where(np.isnan(per[:, averaged]).any(axis=1), np.nan, agg)
         out[name] = (agg, per)

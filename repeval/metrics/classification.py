@@ -1,16 +1,18 @@
-"""Classification metrics at a decision: accuracy, balanced accuracy, F1 (micro, macro, weighted), and for
-multilabel tagging precision and recall too.
+"""Classification metrics at a decision: accuracy, balanced accuracy, F1, precision and recall (micro, macro,
+weighted).
 
 Single-label predictions are ``y_score.argmax(1)`` (the first maximum on ties, like numpy). Conventions
-follow scikit-learn with ``zero_division=0``: F1 averages run over the classes that occur in
-``y_true`` or in the predictions; balanced accuracy averages the recall of the classes that
-occur in ``y_true``. ``f1_macro`` also reports one value per class (a class with neither a
-test example nor a prediction has no F1 and no row), ``balanced_accuracy`` each class's recall
-(a class without a test example has none).
+follow scikit-learn with ``zero_division=0``: F1, precision and recall average over the classes that occur in
+``y_true`` or in the predictions (a class predicted but never true has recall 0, one true but never predicted
+precision 0); balanced accuracy averages the recall of the classes that occur in ``y_true``. The micro averages
+of one label per track all equal accuracy (every track is one true and one predicted class). ``*_macro`` also
+reports one value per class (a class with neither a test example nor a prediction has no value and no row),
+``balanced_accuracy`` each class's recall (a class without a test example has none).
 
-Multilabel predictions are the sigmoid outputs at or above :data:`THRESHOLD` (0.5, as
-:func:`repeval.datasets.encoding.decode_labels` decodes them; OpenMIC-2018's official evaluation
-and scikit-learn's ``predict`` threshold the same probabilities). Per label: precision
+Multilabel predictions are the sigmoid outputs at or above a decision threshold: :data:`DEFAULT_THRESHOLD` (0.5,
+as :func:`repeval.datasets.encoding.decode_labels` decodes them; OpenMIC-2018's official evaluation and
+scikit-learn's ``predict`` threshold the same probabilities), or the one written after ``@`` in the metric's name
+(``f1_macro@0.3``, ``precision_micro@0.25``: :func:`repeval.metrics.base.metric_spec`). Per label: precision
 ``tp / predicted``, recall ``tp / positives``, F1 ``2 tp / (positives + predicted)``, on the
 tracks that annotate the label where a data set annotates some labels per track (NaN in
 ``y_true``). The same convention as single-label F1 holds: a label with neither a positive nor a
@@ -28,25 +30,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from repeval.metrics.base import nanmean_rows, ones_weights, register_metric, safe_divide
+from repeval.metrics.base import DEFAULT_THRESHOLD, nanmean_rows, ones_weights, register_metric, safe_divide
 from repeval.metrics.validation import validate
 
 CLASS_TASKS = frozenset({"multiclass_classification", "key_estimation"})
 
-
-#: a multilabel track is predicted to have a label when its score is at least this
-THRESHOLD = 0.5
 #: multilabel tagging, which the threshold metrics also apply to
 ML = "multilabel_classification"
 
 
-def _counts(y_true: np.ndarray, y_score: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, ...]:
+def _counts(
+    y_true: np.ndarray, y_score: np.ndarray, weights: np.ndarray, threshold: float = DEFAULT_THRESHOLD
+) -> tuple[np.ndarray, ...]:
     """Weighted per-class counts ``(tp, true, pred)``, each ``(B, C)``: of a single-label task's argmax, or of a
-    multilabel task's scores at or above :data:`THRESHOLD` on the annotated pairs (``validate`` marks the others
+    multilabel task's scores at or above ``threshold`` on the annotated pairs (``validate`` marks the others
     -1 in ``y_true``)."""
     if y_true.ndim == 2:
         true_1h = (y_true == 1).astype(np.float64)
-        pred_1h = ((y_score >= THRESHOLD) & (y_true >= 0)).astype(np.float64)
+        pred_1h = ((y_score >= threshold) & (y_true >= 0)).astype(np.float64)
         return weights @ (true_1h * pred_1h), weights @ true_1h, weights @ pred_1h
     n_classes = y_score.shape[1]
     pred = y_score.argmax(axis=1)
@@ -68,28 +69,6 @@ def _balanced_accuracy(y_true: np.ndarray, y_score: np.ndarray, labels: Sequence
     return nanmean_rows(recall), recall
 
 
-def _per_class_f1(y_true: np.ndarray, y_score: np.ndarray, weights: np.ndarray):
-    tp, true, pred = _counts(y_true, y_score, weights)
-    return safe_divide(2 * tp, true + pred), true
-
-
-def _f1_macro(y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[str], weights: np.ndarray):
-    f1, _ = _per_class_f1(y_true, y_score, weights)
-    return nanmean_rows(f1), f1
-
-
-def _f1_weighted(y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[str], weights: np.ndarray):
-    f1, support = _per_class_f1(y_true, y_score, weights)
-    return safe_divide((np.nan_to_num(f1) * support).sum(axis=1), support.sum(axis=1)), None
-
-
-def _f1_micro(y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[str], weights: np.ndarray):
-    if y_true.ndim == 1:  # one label per track: every track is one true and one predicted class
-        return _accuracy(y_true, y_score, labels, weights)
-    tp, true, pred = _counts(y_true, y_score, weights)
-    return safe_divide(2 * tp.sum(axis=1), true.sum(axis=1) + pred.sum(axis=1)), None
-
-
 def _zero_division(num: np.ndarray, den: np.ndarray, true: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """``num / den`` per label: 0 where ``den`` is 0 but the label has a positive or a prediction, ``nan`` (no
     value) where it has neither (the module docstring)."""
@@ -97,49 +76,57 @@ def _zero_division(num: np.ndarray, den: np.ndarray, true: np.ndarray, pred: np.
 
 
 @dataclass(frozen=True)
-class _RateKernel:
-    """Precision or recall of a multilabel task with one averaging mode (a class, so it pickles for Ray)."""
+class _DecisionKernel:
+    """F1, precision or recall with one averaging mode (a class, so it pickles for Ray)."""
 
-    of: str  # "precision" | "recall"
-    average: str
+    of: str  # "f1" | "precision" | "recall"
+    average: str  # "macro" | "micro" | "weighted"
 
-    def __call__(self, y_true: np.ndarray, y_score: np.ndarray, labels: Sequence[str], weights: np.ndarray):
-        tp, true, pred = _counts(y_true, y_score, weights)
-        den = pred if self.of == "precision" else true
+    def __call__(
+        self,
+        y_true: np.ndarray,
+        y_score: np.ndarray,
+        labels: Sequence[str],
+        weights: np.ndarray,
+        threshold: float = DEFAULT_THRESHOLD,
+    ):
+        if self.of == "f1" and self.average == "micro" and y_true.ndim == 1:
+            return _accuracy(y_true, y_score, labels, weights)  # every track is one true and one predicted class
+        tp, true, pred = _counts(y_true, y_score, weights, threshold)
+        num, den = {"f1": (2 * tp, true + pred), "precision": (tp, pred), "recall": (tp, true)}[self.of]
         if self.average == "micro":
-            return safe_divide(tp.sum(axis=1), den.sum(axis=1)), None
-        values = _zero_division(tp, den, true, pred)
+            return safe_divide(num.sum(axis=1), den.sum(axis=1)), None
+        values = _zero_division(num, den, true, pred)
         if self.average == "macro":
             return nanmean_rows(values), values
         return safe_divide((np.nan_to_num(values) * true).sum(axis=1), true.sum(axis=1)), None
 
 
+_DESCRIPTIONS = {
+    "f1_micro": "micro-averaged F1 (equals accuracy for one label per track; tags: pooled over the tag decisions)",
+    "f1_macro": "unweighted mean of per-class F1",
+    "f1_weighted": "per-class F1 averaged with test-support weights",
+}
 register_metric("accuracy", CLASS_TASKS, description="fraction of tracks whose top-scored class is right")(_accuracy)
-register_metric(
-    "f1_micro",
-    CLASS_TASKS | {ML},
-    description="micro-averaged F1 (equals accuracy for one label per track; tags: pooled over the tag decisions)",
-)(_f1_micro)
 register_metric(
     "balanced_accuracy",
     CLASS_TASKS,
     per_label=True,
     description="mean per-class recall over classes in the test set",
 )(_balanced_accuracy)
-register_metric("f1_macro", CLASS_TASKS | {ML}, per_label=True, description="unweighted mean of per-class F1")(
-    _f1_macro
-)
-register_metric("f1_weighted", CLASS_TASKS | {ML}, description="per-class F1 averaged with test-support weights")(
-    _f1_weighted
-)
-for _of in ("precision", "recall"):
+for _of in ("f1", "precision", "recall"):
     for _avg in ("macro", "micro", "weighted"):
         register_metric(
             f"{_of}_{_avg}",
-            {ML},
+            CLASS_TASKS | {ML},
             per_label=_avg == "macro",
-            description=f"{_of} of the tags predicted at score >= {THRESHOLD:g}, {_avg}-averaged over tags",
-        )(_RateKernel(_of, _avg))
+            description=_DESCRIPTIONS.get(
+                f"{_of}_{_avg}",
+                f"{_of} of the top-scored class (tags: of those predicted at score >= {DEFAULT_THRESHOLD:g}, or the "
+                f"threshold after '@'), {_avg}-averaged over classes",
+            ),
+            thresholded=True,
+        )(_DecisionKernel(_of, _avg))
 
 
 def _point(kernel, y_true: np.ndarray, y_score: np.ndarray) -> float:
@@ -161,7 +148,11 @@ def balanced_accuracy_score(y_true: np.ndarray, y_score: np.ndarray) -> float:
 
 def f1_score(y_true: np.ndarray, y_score: np.ndarray, *, average: str = "macro") -> float:
     """F1 of ``argmax(y_score)``; ``average`` is ``micro``, ``macro`` or ``weighted``."""
-    kernels = {"micro": _accuracy, "macro": _f1_macro, "weighted": _f1_weighted}
+    kernels = {
+        "micro": _accuracy,
+        "macro": _DecisionKernel("f1", "macro"),
+        "weighted": _DecisionKernel("f1", "weighted"),
+    }
     if average not in kernels:
         raise ValueError(f"average must be one of {', '.join(kernels)}, got '{average}'")
     return _point(kernels[average], y_true, y_score)

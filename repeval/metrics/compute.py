@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from repeval.metrics.base import METRICS, MetricRow, canonical_metric_name, check_metric_for_task, ones_weights
+from repeval.metrics.base import MetricRow, canonical_metric_name, check_metric_for_task, metric_spec, ones_weights
 from repeval.metrics.bootstrap import bootstrap_distribution, percentile_interval
 from repeval.metrics.validation import validate
 from repeval.warn import warn_once
@@ -63,7 +63,7 @@ def compute_metrics(
     dist = bootstrap_distribution(canon, yt, ys, labs, n_resamples=n_resamples, seed=seed) if ci else {}
     rows: list[MetricRow] = []
     for name in canon:
-        agg, per = METRICS[name].kernel(yt, ys, labs, ones_weights(len(yt)))
+        agg, per = metric_spec(name).kernel(yt, ys, labs, ones_weights(len(yt)))
         lo_agg = hi_agg = None
         lo_per = hi_per = None
         if ci:

@@ -32,6 +32,7 @@ from repeval.report.results import (
     groups,
     label_order,
     load_runs,
+    masked_pairs,
     natural_key,
     ordered_scenarios,
 )
@@ -92,9 +93,10 @@ def _table_block(
     note: str = "",
     validation: pd.DataFrame | None = None,
     level: str = "95%",
+    masked: frozenset[tuple[str, str]] = frozenset(),
 ) -> str:
     try:
-        table = make_table(results, preset, task=task, dataset=dataset, validation=validation)
+        table = make_table(results, preset, task=task, dataset=dataset, validation=validation, masked=masked)
     except ValueError as exc:
         log.info("table %s skipped: %s", preset, exc)
         return ""
@@ -156,7 +158,12 @@ def _tested_card(agg: pd.DataFrame, n_folds: int) -> str:
 
 
 def _per_label_block(
-    df: pd.DataFrame, task: str, dataset: str, validation: pd.DataFrame | None = None, level: str = "95%"
+    df: pd.DataFrame,
+    task: str,
+    dataset: str,
+    validation: pd.DataFrame | None = None,
+    level: str = "95%",
+    masked: bool = False,
 ) -> str:
     per = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].notna()]
     if per.empty:
@@ -194,8 +201,9 @@ def _per_label_block(
         ("probe", 1, sorted(per["probe"].unique(), key=natural_key)),
         ("scenario", 2, ordered_scenarios(per["scenario"].unique())),
     ]
+    over = "; each tag over the test tracks that annotate it (unannotated: mask)" if masked else ""
     table = (
-        f'<table class="rv-table sortable" id="{tid}"><caption>per-label values (mean ± std over seeds and folds; hover a cell for n and its bootstrap interval)</caption>'
+        f'<table class="rv-table sortable" id="{tid}"><caption>per-label values (mean ± std over seeds and folds; hover a cell for n and its bootstrap interval){over}</caption>'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
     )
     figs = "".join(
@@ -413,14 +421,18 @@ def _group_section(
     out.append(f'<h2>{e(task)} — {e(dataset)} <span class="rv-caption">{e(task_type)}</span></h2>')
     out.append(_summary_cards(df, task, dataset, validation))
     out.append(_failed_block(runs, task, dataset))
+    masked = masked_pairs(runs)
     out.append(
-        _table_block(df, "model_comparison", task, dataset, "Model comparison (clean audio)", "", validation, level)
-    )
+        _table_block(df, "model_comparison", task, dataset, "Model comparison (clean audio)", "", validation, level,
+                     masked)
+    )  # fmt: skip
     out.append(_table_block(df, "all_deform_all_models", task, dataset, "All models × probes × scenarios",
                             "mean ± std over seeds (and folds); hover a cell for its bootstrap interval",
-                            level=level))  # fmt: skip
+                            level=level, masked=masked))  # fmt: skip
     if has_deform:
-        out.append(_table_block(df, "robustness", task, dataset, "Robustness (deformed − clean)", level=level))
+        out.append(
+            _table_block(df, "robustness", task, dataset, "Robustness (deformed − clean)", level=level, masked=masked)
+        )
     figs = [
         _figure(partial(plots.probe_capacity_curves, df, task, dataset, m), f"probe capacity: {m}") for m in metrics[:2]
     ]
@@ -435,7 +447,7 @@ def _group_section(
     if history is not None:
         figs.append(_figure(partial(plots.training_curves, history, task, dataset), "training curves"))
     out.append(f'<h3>Figures</h3><div class="rv-figs">{"".join(figs)}</div>')
-    out.append(_per_label_block(df, task, dataset, validation, level))
+    out.append(_per_label_block(df, task, dataset, validation, level, (task, dataset) in masked))
     out.append(_confusion_block(runs, df, task, dataset, multi, validation))
     out.append("</section>")
     return "".join(out)
@@ -474,7 +486,7 @@ def build_report_html(runs: list[Run], *, title: str = "repeval report") -> str:
         nav += f'<a href="#{_slug("tasks", d)}">tasks / {e(d)}</a>'
         block = _table_block(df, "tasks", None, d, "The dataset's tasks side by side",
                              "rows model × probe × task; best per column across the tasks",
-                             level=ci_level(runs))  # fmt: skip
+                             level=ci_level(runs), masked=masked_pairs(runs))  # fmt: skip
         tasks = ", ".join(dict.fromkeys(t for t, x in pairs if x == d))
         sections.append(
             f'<section class="rv-group" id="{_slug("tasks", d)}"><h2>{e(d)} — tasks compared '

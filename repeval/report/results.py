@@ -5,6 +5,9 @@ Layout of ``runs/<run_id>/``:
 - ``results.parquet``: one row per (cell × scenario × metric × label), columns ``RESULT_COLUMNS``; a deformed row's
   ``delta`` is its change from clean on the test tracks both were scored on (:mod:`repeval.report.deltas`).
 - ``config.yaml``: the configuration as run.
+- ``splits/<task>__<dataset>[__fold<k>].parquet``: the rows the run used; an ``observed`` column (the labels each track
+  annotates: ``unannotated: mask``) marks a pair whose multilabel metrics are over the annotated (track, label) pairs
+  only (:attr:`Run.masked`).
 - ``history.parquet`` or ``history/*.parquet`` (optional): per-epoch losses, columns ``HISTORY_COLUMNS``.
 - ``failed.parquet`` (optional): the probe trainings that failed and why.
 - ``probes/*.parquet`` (optional): every probe configuration trained, its validation criterion per seed and whether
@@ -29,6 +32,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import yaml
 
+from repeval.datasets.base import OBSERVED
 from repeval.metrics.confusion import read_confusion
 from repeval.report.selection import load_validation
 from repeval.rundir import summary_mismatch
@@ -84,6 +88,9 @@ class Run:
     failed: pd.DataFrame | None = None
     #: the selected probes' validation criteria (:func:`repeval.report.selection.load_validation`; none: ``None``)
     validation: pd.DataFrame | None = None
+    #: the (task, dataset) pairs scored on the annotated (track, label) pairs only: a multilabel data set that
+    #: annotates some labels per track, with ``unannotated: mask`` (its saved splits carry ``observed``)
+    masked: frozenset[tuple[str, str]] = frozenset()
 
     @property
     def config(self) -> dict[str, Any]:
@@ -188,7 +195,7 @@ def load_run(run_dir: Path) -> Run:
     failed = pd.read_parquet(failed_path) if failed_path.is_file() else None
     run_ids = results["run_id"].unique().tolist()
     run_id = run_ids[0] if len(run_ids) == 1 else run_dir.name
-    run = Run(run_id, run_dir, results, config_text, history, confusion, failed)
+    run = Run(run_id, run_dir, results, config_text, history, confusion, failed, masked=_masked(run_dir, results))
     try:
         run.validation = load_validation(run_dir, run_id, run.config, results)
     except (OSError, ValueError, KeyError, AttributeError, yaml.YAMLError) as exc:
@@ -196,6 +203,26 @@ def load_run(run_dir: Path) -> Run:
             "%s: its probes' validation record is unreadable (%s); probes are chosen on clean test", run_dir, exc
         )
     return run
+
+
+def _masked(run_dir: Path, results: pd.DataFrame) -> frozenset[tuple[str, str]]:
+    """The (task, dataset) pairs of ``results`` whose saved splits say which labels each track annotates."""
+    import glob
+
+    out = set()
+    for task, dataset in groups(results):
+        base = f"{task}__{dataset}"
+        paths = [run_dir / "splits" / f"{base}.parquet", *(run_dir / "splits").glob(f"{glob.escape(base)}__fold*")]
+        for path in paths:
+            try:
+                if path.is_file() and OBSERVED in pq.read_schema(path).names:
+                    out.add((task, dataset))
+                    break
+            except (OSError, pa.ArrowInvalid) as exc:
+                log.warning(
+                    "%s: unreadable (%s); its results are described as if every label were annotated", path, exc
+                )
+    return frozenset(out)
 
 
 def _parquet_files(path: Path) -> list[Path]:
@@ -216,6 +243,11 @@ def load_runs(run_dirs: list[Path]) -> list[Run]:
         seen.add(run.run_id)
         runs.append(run)
     return runs
+
+
+def masked_pairs(runs: Sequence[Run]) -> frozenset[tuple[str, str]]:
+    """The (task, dataset) pairs some of ``runs`` scored on the annotated (track, label) pairs only."""
+    return frozenset().union(*(r.masked for r in runs))
 
 
 def combine_results(runs: list[Run]) -> pd.DataFrame:

@@ -16,24 +16,36 @@ Presets (one task and dataset per table, unless said otherwise; ``table_command`
 
 Every cell is the mean over seeds (and folds of a k-fold dataset) with the standard deviation
 when there are several; the best value of each column is flagged (direction from ``higher_is_better``). Results of
-several runs can be combined: rows then start with the run id.
+several runs can be combined: rows then start with the run id. A multilabel table's caption says how its metrics
+were computed (:func:`metric_notes`): at which decision threshold F1, precision and recall predict a tag, and, where
+the data set annotates some tags per track (``unannotated: mask``), that they are over the annotated pairs only.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from repeval.metrics import canonical_metric_name, higher_is_better
+from repeval.metrics import canonical_metric_name, higher_is_better, metric_spec
+from repeval.metrics.base import DEFAULT_THRESHOLD, THRESHOLD_TASK
 from repeval.registry import closest, unknown_name_message
 from repeval.report.deltas import left_out_note, paired_deltas
-from repeval.report.results import CLEAN, ci_level, combine_results, groups, load_runs, natural_key, ordered_scenarios
+from repeval.report.results import (
+    CLEAN,
+    ci_level,
+    combine_results,
+    groups,
+    load_runs,
+    masked_pairs,
+    natural_key,
+    ordered_scenarios,
+)
 from repeval.report.selection import choose_probes, combine_validation
 from repeval.tuning.results import mean_intervals
 
@@ -118,6 +130,37 @@ def _higher(metric: str) -> bool:
         return higher_is_better(metric)
     except ValueError:
         return True
+
+
+def _thresholded(metric: str) -> bool:
+    try:
+        return metric_spec(metric).thresholded
+    except ValueError:  # a metric this version does not know
+        return False
+
+
+def metric_notes(df: pd.DataFrame, metrics: Sequence[str], masked: bool) -> list[str]:
+    """How the multilabel metrics of a table over ``df`` were computed, for its caption: at which decision threshold
+    F1, precision and recall predict a tag (a metric named ``…@t``: at ``t``), and — ``masked``: the data set annotates
+    some tags per track, ``unannotated: mask`` — that every metric is over the annotated (track, tag) pairs only."""
+    if THRESHOLD_TASK not in set(df["task_type"]):
+        return []
+    notes = []
+    if masked:
+        notes.append(
+            "metrics over the annotated (track, tag) pairs only (unannotated: mask): each tag scored on the tracks that "
+            "annotate it, micro averages pooling the annotated pairs"
+        )
+    at_default = [m for m in metrics if "@" not in m and _thresholded(m)]
+    if at_default:
+        named = any("@" in m for m in metrics)
+        notes.append(
+            f"{', '.join(at_default)}: a tag predicted at score ≥ {DEFAULT_THRESHOLD:g}"
+            + ("; …@t: at ≥ t" if named else "")
+        )
+    elif any("@" in m for m in metrics):
+        notes.append("…@t: a tag predicted at score ≥ t")
+    return notes
 
 
 def fewer_replicates(t: Table) -> np.ndarray:
@@ -361,9 +404,11 @@ def make_table(
     dataset: str | None = None,
     metrics: Sequence[str] | None = None,
     validation: pd.DataFrame | None = None,
+    masked: Collection[tuple[str, str]] = (),
 ) -> Table:
     """Shape the aggregate rows of one task/dataset in ``results_df`` with ``preset`` (``validation``: the runs'
-    :func:`repeval.report.selection.combine_validation`, which ``model_comparison`` chooses each model's probe on)."""
+    :func:`repeval.report.selection.combine_validation`, which ``model_comparison`` chooses each model's probe on;
+    ``masked``: the runs' :attr:`~repeval.report.results.Run.masked` pairs, which the caption notes)."""
     if preset not in PRESETS:
         raise ValueError(unknown_name_message("table preset", preset, set(PRESETS)))
     if preset in DATASET_PRESETS:
@@ -378,6 +423,8 @@ def make_table(
     else:
         table = PRESETS[preset](df, chosen, title)
     table.task, table.dataset, table.replicates = t, d, replicates_text(df)
+    notes = metric_notes(df, chosen, any((task, d) in masked for task in set(df["task"])))
+    table.caption = "; ".join([table.caption, *notes] if table.caption else notes)
     return table
 
 
@@ -427,6 +474,7 @@ def table_command(
     runs = load_runs([Path(d) for d in run_dirs])
     results = combine_results(runs)
     validation = combine_validation(runs)
+    masked = masked_pairs(runs)
     level = ci_level(runs)
     _check_names(results, preset, task, dataset, ", ".join(map(str, run_dirs)))
     selections: list[tuple[str | None, str | None]]
@@ -454,7 +502,7 @@ def table_command(
                 selections = [p for p in selections if p in deformed]
     parts = []
     for t, d in selections:
-        table = make_table(results, preset, task=t, dataset=d, metrics=metrics, validation=validation)
+        table = make_table(results, preset, task=t, dataset=d, metrics=metrics, validation=validation, masked=masked)
         parts.append(
             render(
                 table, fmt, color=color, scale=scale, decimals=decimals, with_group=len(selections) > 1, ci_level=level

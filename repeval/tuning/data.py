@@ -33,20 +33,11 @@ def encode(
         if classes is None and names == [f"y{i}" for i in range(len(names))]:
             names = [f"dim{i}" for i in range(len(names))]  # unnamed dimensions, as results have always named them
         return y, names
+    if task_type == "multilabel_classification":  # a label outside ``classes`` (none in training) is dropped
+        return encode_labels(task_type, labels, classes, on_unknown="ignore", observed=observed)
     if classes is None:
         classes = sorted({x for lab in labels for x in lab})
     index = {c: i for i, c in enumerate(classes)}
-    if task_type == "multilabel_classification":
-        y = np.zeros((len(labels), len(classes)), np.float32)
-        for i, obs in enumerate(observed or ()):
-            if obs is not None:
-                y[i] = np.nan
-                y[i, [index[x] for x in obs if x in index]] = 0
-        for i, lab in enumerate(labels):
-            for x in lab:
-                if x in index:
-                    y[i, index[x]] = 1
-        return y, classes
     return np.array([index.get(lab[0], -1) if lab else -1 for lab in labels], np.int64), classes
 
 

@@ -102,6 +102,27 @@ def test_multilabel_and_top_n():
     assert y3.tolist() == [[1.0]]
 
 
+def test_multilabel_observed_masks_unannotated_pairs_as_the_probes_do():
+    """OpenMIC-2018 with ``unannotated: mask``: a label a track neither has nor annotates is NaN (unannotated), not 0
+    — the targets the probe stage builds and the metrics score on the annotated pairs only."""
+    from repeval.tuning.data import encode
+
+    rows = [["piano"], ["guitar", "piano"], [], ["voice"]]
+    observed = [["piano", "voice"], None, ["guitar"], []]  # row 1: every label annotated; row 3: a positive only
+    y, classes = encode_labels("multilabel_classification", rows, observed=observed)
+    assert classes == ["guitar", "piano", "voice"]
+    np.testing.assert_array_equal(y, [[np.nan, 1, 0], [1, 1, 0], [0, np.nan, np.nan], [np.nan, np.nan, 1]])
+    probe_y, probe_classes = encode("multilabel_classification", rows, None, observed)
+    np.testing.assert_array_equal(probe_y, y)
+    assert probe_classes == classes
+    enc = LabelEncoder.fit("multilabel_classification", rows)
+    np.testing.assert_array_equal(enc.encode(rows, observed=observed), y)
+    with pytest.raises(ValueError, match="observed has 1 rows but the labels 4"):
+        encode_labels("multilabel_classification", rows, observed=[None])
+    with pytest.raises(ValueError, match="applies to multilabel_classification, not multiclass_classification"):
+        encode_labels("multiclass_classification", [["a"]], observed=[None])
+
+
 def test_regression_plain_and_named():
     y, names = encode_labels("regression", [["0.5", "-1"], ["2", "3e-1"]])
     assert names == ["y0", "y1"] and y.dtype == np.float32

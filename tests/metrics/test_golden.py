@@ -15,6 +15,7 @@ from repeval.metrics import MetricWarning, compute_metrics, confusion_matrix
 from repeval.testing.results import KEYS, fake_predictions
 
 ATOL = 1e-10
+AVERAGES = ("micro", "macro", "weighted")
 
 
 def values(rows, metric):
@@ -132,20 +133,23 @@ def test_classification_matches_sklearn(n, c, ties, seed):
     y = rng.integers(0, c, size=n)
     s = rng.integers(0, 2, size=(n, c)).astype(float) if ties else rng.random((n, c))
     labels = [f"k{i}" for i in range(c)]
-    names = ["accuracy", "balanced_accuracy", "f1_micro", "f1_macro", "f1_weighted"]
+    names = ["accuracy", "balanced_accuracy"] + [f"{m}_{a}" for m in ("f1", "precision", "recall") for a in AVERAGES]
+    scores = {"f1": skm.f1_score, "precision": skm.precision_score, "recall": skm.recall_score}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # sklearn warns about classes only in y_pred
         rows = compute_metrics(names, "multiclass_classification", y, s, labels)
         pred = s.argmax(1)
         assert values(rows, "accuracy")[0] == pytest.approx(skm.accuracy_score(y, pred), abs=ATOL)
         assert values(rows, "balanced_accuracy")[0] == pytest.approx(skm.balanced_accuracy_score(y, pred), abs=ATOL)
-        for avg in ("micro", "macro", "weighted"):
-            want = skm.f1_score(y, pred, average=avg, zero_division=0)
-            assert values(rows, f"f1_{avg}")[0] == pytest.approx(want, abs=ATOL)
         present = np.union1d(y, pred)
-        per = skm.f1_score(y, pred, labels=present, average=None, zero_division=0)
+        for m, fn in scores.items():
+            for avg in AVERAGES:
+                want = fn(y, pred, average=avg, zero_division=0)
+                assert values(rows, f"{m}_{avg}")[0] == pytest.approx(want, abs=ATOL), f"{m}_{avg}"
+            per = fn(y, pred, labels=present, average=None, zero_division=0)
+            want_per = {labels[k]: v for k, v in zip(present, per, strict=True)}
+            assert values(rows, f"{m}_macro")[1] == pytest.approx(want_per), m
         recall = skm.recall_score(y, pred, labels=np.unique(y), average=None)
-    assert values(rows, "f1_macro")[1] == pytest.approx({labels[k]: v for k, v in zip(present, per, strict=True)})
     assert values(rows, "balanced_accuracy")[1] == pytest.approx(
         dict(zip([labels[k] for k in np.unique(y)], recall, strict=True))
     )

@@ -1,5 +1,6 @@
-"""Multilabel metrics at a 0.5 decision threshold (F1, precision, recall; macro, micro, weighted) against
-scikit-learn, with and without unannotated (track, label) pairs, and their bootstrap intervals."""
+"""Multilabel metrics at a decision threshold (F1, precision, recall; macro, micro, weighted; 0.5, or the one after
+``@`` in the name) against scikit-learn, with and without unannotated (track, label) pairs, their bootstrap
+intervals, and the threshold's validation in a config."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from repeval.metrics import MetricWarning, bootstrap_ci, check_metric_for_task, compute_metrics
+from repeval.config import ConfigError, parse_config
+from repeval.metrics import MetricWarning, bootstrap_ci, canonical_metric_name, check_metric_for_task, compute_metrics
+from repeval.probes.train import criterion_value
 from repeval.tasks import resolve_criterion
 
 ML = "multilabel_classification"
@@ -30,11 +33,11 @@ def _case(seed: int, n: int, c: int, masked: bool, ties: bool) -> tuple[np.ndarr
     return y, s
 
 
-def _sklearn(y: np.ndarray, s: np.ndarray) -> dict[tuple[str, str | None], float]:
+def _sklearn(y: np.ndarray, s: np.ndarray, threshold: float = 0.5) -> dict[tuple[str, str | None], float]:
     """scikit-learn on each label's annotated tracks (``zero_division=0``), over the labels with a positive or a
     predicted positive there; the micro averages on the annotated pairs; weighted by each label's positives."""
     obs = ~np.isnan(y)
-    pred = (s >= 0.5).astype(int)
+    pred = (s >= threshold).astype(int)
     out: dict[tuple[str, str | None], float] = {}
     per, support = [], []
     for c in range(y.shape[1]):
@@ -126,5 +129,66 @@ def test_threshold_metrics_apply_to_tagging_and_are_maximised_as_criteria():
         check_metric_for_task(name, ML)
     assert resolve_criterion("val_f1_macro", ML) == ("val_f1_macro", "max")
     assert resolve_criterion("val_precision", ML) == ("val_precision_macro", "max")
-    with pytest.raises(ValueError, match="does not apply to a multiclass_classification task"):
-        check_metric_for_task("precision_macro", "multiclass_classification")
+    assert resolve_criterion("val_F1-macro@0.30", ML) == ("val_f1_macro@0.3", "max")
+    with pytest.raises(ValueError, match="does not apply to a regression task"):
+        check_metric_for_task("precision_macro", "regression")
+
+
+def test_a_threshold_in_the_name_matches_sklearn_at_it_on_the_annotated_pairs():
+    """``f1_macro@0.3``: tags predicted at score >= 0.3 (ties included), each label on its annotated tracks; two
+    thresholds of one metric are two distinct rows, each with its own interval."""
+    y, s = _case(11, 60, 4, masked=True, ties=False)
+    s[:5, 0] = 0.3  # at the threshold: predicted
+    labels = [f"t{i}" for i in range(4)]
+    names = [f"{n}@0.3" for n in NAMES] + ["F1-macro@0.70", "f1_macro"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetricWarning)
+        rows = compute_metrics(names, ML, y, s, labels, ci=True, n_resamples=50)
+    got = {(r.metric, r.label): r.value for r in rows}
+    want = {(f"{m}@0.3", lab): v for (m, lab), v in _sklearn(y, s, 0.3).items()}
+    want |= {("f1_macro@0.7", lab): v for (m, lab), v in _sklearn(y, s, 0.7).items() if m == "f1_macro"}
+    want |= {("f1_macro", lab): v for (m, lab), v in _sklearn(y, s, 0.5).items() if m == "f1_macro"}
+    assert set(got) == set(want)
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, abs=1e-12, nan_ok=True), key
+    assert len({got[(m, None)] for m in ("f1_macro@0.3", "f1_macro", "f1_macro@0.7")}) == 3
+    assert all(r.ci_low is not None for r in rows if r.label is None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MetricWarning)  # as a validation criterion (early stopping, selection)
+        assert criterion_value("val_f1_macro@0.3", ML, y, s, 0.0, labels) == got[("f1_macro@0.3", None)]
+
+
+@pytest.mark.parametrize(
+    ("metrics", "match"),
+    [
+        (["f1_macro@1.5"], r"f1_macro@1\.5'.*between 0 and 1 \(both excluded\).*e\.g\. f1_macro@0\.3"),
+        (["f1_macro@0"], "between 0 and 1"),
+        (["f1_macro@abc"], "between 0 and 1"),
+        (["roc_auc_macro@0.3"], r"roc_auc_macro takes no decision threshold.*remove '@0\.3'"),
+    ],
+)
+def test_config_rejects_a_bad_threshold_naming_the_fix(metrics, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_config(_config(ML, metrics))
+
+
+def test_config_accepts_thresholds_on_tagging_only():
+    exp = parse_config(_config(ML, ["f1_macro@0.3", "f1_macro@0.25", "precision_micro", "AUC-ROC"], "val_f1_micro@0.4"))
+    assert exp.experiments[0].metric_names == ("f1_macro@0.3", "f1_macro@0.25", "precision_micro", "roc_auc_macro")
+    with pytest.raises(ConfigError, match=r"a decision threshold applies to multilabel_classification tasks only.*"
+                       r"predicts each track's top-scored class: write f1_macro \(without '@'\)"):  # fmt: skip
+        parse_config(_config("multiclass_classification", ["f1_macro@0.3"]))
+    with pytest.raises(ConfigError, match=r"save_criterion: .*decision threshold applies to multilabel"):
+        parse_config(_config("multiclass_classification", None, "val_recall_macro@0.3"))
+    assert canonical_metric_name("precision@0.250") == "precision_macro@0.25"
+
+
+def _config(task_type: str, metrics: list[str] | None, criterion: str | None = None) -> dict:
+    probe = {"type": "classifier", "hidden_units": []} | ({"save_criterion": criterion} if criterion else {})
+    exp = {
+        "task": {"name": "tags", "type": task_type},
+        "datasets": [{"name": "mix", "type": "catalog", "manifest": "m.csv", "label_column": "tags"}],
+        "embedding_models": ["mfcc-stats"],
+        "downstream_models": [probe],
+    }
+    return {"experiments": [exp | ({"metrics": metrics} if metrics else {})]}

@@ -222,3 +222,36 @@ def test_intervals_are_labelled_with_the_runs_level(tmp_path):
     assert "95%" not in text
     table = table_command([run], "model_comparison", "html")
     assert "90% bootstrap CI of the mean" in table and "95%" not in table
+
+
+def test_tables_and_report_say_the_decision_threshold_and_the_masking(tmp_path):
+    """Tagging F1 at 0.5 and at 0.3 (``f1_macro@0.3``) are two columns, each table's caption says at which threshold
+    a tag counts as predicted; only once the run's splits say which tags each track annotates (``observed``:
+    OpenMIC-2018 with ``unannotated: mask``) do the tables and the per-label values say they are over the annotated
+    (track, tag) pairs only."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from repeval.report.html import build_report_html
+    from repeval.report.results import load_run
+    from repeval.report.tables import table_command
+    from repeval.testing.results import FakeExperiment, FakeRunSpec, make_run_dir
+
+    exp = FakeExperiment("instruments", "multilabel_classification", "openmic2018", 4, ("f1_macro", "f1_macro@0.3"))
+    spec = FakeRunSpec(
+        run_id="om", experiments=(exp,), models=("logmel-stats",), probes=("M1",), seeds=(0,), scenarios=("clean",),
+        n_test=40, n_resamples=5,
+    )  # fmt: skip
+    run = make_run_dir(tmp_path, spec)
+    threshold = "f1_macro: a tag predicted at score ≥ 0.5; …@t: at ≥ t"
+    masking = "over the annotated (track, tag) pairs only (unannotated: mask)"
+    table = table_command([run], "all_deform_all_models", "markdown")
+    assert "| f1_macro clean | f1_macro@0.3 clean |" in table.replace("<br>", " ")
+    assert threshold in table and masking not in table
+    splits = pa.table({"track_id": ["a"], "label": [["piano"]], "observed": [["piano", "voice"]]})
+    (run / "splits").mkdir()
+    pq.write_table(splits, run / "splits" / "instruments__openmic2018.parquet")
+    assert masking in " ".join(table_command([run], "model_comparison", "plain").split())  # the terminal wraps it
+    text = build_report_html([load_run(run)])
+    assert text.count(masking) == 2  # the two tables of a clean-only run
+    assert "each tag over the test tracks that annotate it (unannotated: mask)" in text  # the per-label values

@@ -78,7 +78,8 @@ def test_per_label_rows_count_the_test_tracks_annotating_their_label(tmp_path):
     data = probe_data(ML, rows, store, "ds", "m", ["noise"])
     rng = np.random.default_rng(1)
     scores = {sid: rng.random((len(t[2]), 2)) for sid, t in data.tests.items()}
-    out, _ = trial.test_rows(data, scores, trial.EvalSettings(["roc_auc_macro", "f1_macro"], 0, 0.05, 0, None))
+    out, _ = trial.test_rows(data, scores, trial.EvalSettings(["roc_auc_macro", "f1_macro@0.3"], 0, 0.05, 0, None))
+    assert {r["metric"] for r in out} == {"roc_auc_macro", "f1_macro@0.3"}  # a threshold's rows: named with it
     y_clean, y_noise = data.tests["clean"][1], data.tests["noise"][1]
     n_b = int((~np.isnan(y_clean[:, 1])).sum())
     assert 0 < n_b < len(y_clean) // 2 and data.classes == ["a", "b"]
