@@ -60,6 +60,7 @@ def make_plan(
     seeds = cfg.run.seeds
     seen: set[tuple[str, str, str]] = set()
     n_bf16 = n_configs = 0
+    from repeval.pipeline.partitions import raised_chunk_s
     from repeval.tuning.search import expand_all
 
     for ei, exp in enumerate(cfg.experiments):
@@ -74,6 +75,7 @@ def make_plan(
             scen = list(exp.scenarios_for(ds))
             folds = dataset_folds(ds) if ds.split_type == "all" else [None]
             for m in exp.embedding_models:
+                raised_chunk_s(cfg, m)  # (said once, as a warning)
                 for fold in folds:  # k folds: every fold is trained and tested
                     trainings = n_probes * seeds
                     p.trainings += trainings

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from repeval.models.base import EmbeddingModel, refuse_offsets
+from repeval.models.base import EmbeddingModel, PerClip, refuse_offsets
 
 #: environment each isolated process group needs (set before the framework is imported);
 #: the pipeline passes these as the actor's ``runtime_env={"env_vars": ...}``.
@@ -223,13 +223,20 @@ class WindowedModel(RebuildOnUnpickle, EmbeddingModel):
     def embed(self, audio: np.ndarray) -> np.ndarray:
         return self.embed_batch([audio])[0]
 
-    def embed_batch(self, audios: list[np.ndarray], offsets: Sequence[int] | None = None) -> list[np.ndarray]:
+    def embed_batch(
+        self, audios: list[np.ndarray], offsets: PerClip = None, n_frames: PerClip = None
+    ) -> list[np.ndarray]:
+        """The windows of each clip (from its offset), all clips' through ``_forward`` together; a clip's
+        ``n_frames`` (negative: all) — its frame geometry's :attr:`~repeval.models.base.FrameGeometry.stops` says
+        the pipeline gives them — leaves its windows past the first ``n_frames`` out of the forward pass."""
         if not audios:
             return []
         at = [0] * len(audios) if offsets is None else [int(o) for o in offsets]
         wins = [
             self._windows_at(as_mono(a), o) if o else self._windows(as_mono(a)) for a, o in zip(audios, at, strict=True)
         ]
+        if n_frames is not None:
+            wins = [w if int(n) < 0 else w[: max(1, int(n))] for w, n in zip(wins, n_frames, strict=True)]
         counts = [len(w) for w in wins]
         stacked = np.concatenate(wins, axis=0)
         step = max(1, int(self.max_batch_windows))

@@ -16,11 +16,14 @@ import inspect
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias
 
 import numpy as np
 
 from repeval.registry import Registry, unknown_name_message
+
+#: one integer per clip of a batch (``embed_batch``'s ``offsets``, ``n_frames``), or ``None``
+PerClip: TypeAlias = Sequence[int] | None
 
 
 class ModelUnavailable(RuntimeError):
@@ -55,6 +58,11 @@ class FrameGeometry:
     #: a model that gives what is left past the last frame that fits its input a zero-padded frame of its own when it
     #: is at least ``tail`` samples long (CLMR, NeuralFP: half a hop); 0 (the default): it gives it none
     tail: int = 0
+    #: whether the model's ``embed_batch`` honours ``n_frames`` — how many frames each clip needs from where its
+    #: frames start — and computes no more: a window's frames past its end, centred on the next window's context
+    #: (PESTO, CREPE below a 32-ms hop), are then not computed; False (the default): it computes all it can and the
+    #: pipeline drops those
+    stops: bool = False
 
     def count(self, n_samples: int) -> int:
         """Frames the model gives on ``n_samples`` samples."""
@@ -119,10 +127,14 @@ class EmbeddingModel:
     def embed(self, audio: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def embed_batch(self, audios: list[np.ndarray], offsets: Sequence[int] | None = None) -> list[np.ndarray]:
+    def embed_batch(
+        self, audios: list[np.ndarray], offsets: PerClip = None, n_frames: PerClip = None
+    ) -> list[np.ndarray]:
         """The frames of each clip. ``offsets`` (samples, multiples of its frame geometry's ``align``): where in
         each clip the model starts its frames — the audio before is context its first frames read; only a model
-        whose :meth:`frame_geometry` has :attr:`FrameGeometry.offset` is given offsets."""
+        whose :meth:`frame_geometry` has :attr:`FrameGeometry.offset` is given offsets. ``n_frames``: the frames each
+        clip needs from there (negative: all) — a model whose frame geometry has :attr:`FrameGeometry.stops` computes
+        no more (it is given them only then); any other may ignore them."""
         refuse_offsets(self, offsets)
         return [self.embed(a) for a in audios]
 

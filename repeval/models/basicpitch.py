@@ -19,13 +19,12 @@ CPU cost: ≈25× log-mel statistics (benchmarks/bench_models.py, one run on a s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
 from repeval.models._common import RebuildOnUnpickle, as_mono, extra_reason, model_threads, package_dir
-from repeval.models.base import EmbeddingModel, refuse_offsets, register_model
+from repeval.models.base import EmbeddingModel, PerClip, refuse_offsets, register_model
 
 SR = 22050
 FFT_HOP = 256
@@ -95,7 +94,9 @@ class BasicPitch(RebuildOnUnpickle, EmbeddingModel):
     def embed(self, audio: np.ndarray) -> np.ndarray:
         return self.embed_batch([audio])[0]
 
-    def embed_batch(self, audios: list[np.ndarray], offsets: Sequence[int] | None = None) -> list[np.ndarray]:
+    def embed_batch(
+        self, audios: list[np.ndarray], offsets: PerClip = None, n_frames: PerClip = None
+    ) -> list[np.ndarray]:
         refuse_offsets(self, offsets)
         clips = [as_mono(a) for a in audios]
         wins = [self._windows(a) for a in clips]

@@ -79,9 +79,10 @@ class Crepe(WindowedModel):
     def frame_geometry(cls, params: dict[str, Any]) -> FrameGeometry:
         """Frame ``k`` is the 1,024 samples centred on ``k · hop`` (zero-padded past the clip's ends), normalised
         on its own: ``n`` samples give ``1 + n // hop`` frames. Frames may be centred anywhere (``align`` 1), so a
-        window reaches the model with half a frame of the previous window and starts its frames at the window."""
+        window reaches the model with half a frame of the previous window and starts its frames at the window; below
+        a 32-ms hop it also reads the next window's start, and computes no frame centred there (``stops``)."""
         half = WINDOW // 2
-        return FrameGeometry(hop=_hop(params.get("hop_s", 0.1)), left=half, right=half, span=0, align=1)
+        return FrameGeometry(hop=_hop(params.get("hop_s", 0.1)), left=half, right=half, span=0, align=1, stops=True)
 
     def _windows(self, audio: np.ndarray) -> np.ndarray:
         return self._windows_at(audio, 0)

@@ -29,14 +29,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from repeval.models._common import RebuildOnUnpickle, as_mono, choose_device, extra_reason, pad_to
-from repeval.models.base import EmbeddingModel, refuse_offsets, register_model
+from repeval.models.base import EmbeddingModel, PerClip, refuse_offsets, register_model
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +188,9 @@ class HFAudioEncoder(RebuildOnUnpickle, EmbeddingModel):
     def embed(self, audio: np.ndarray) -> np.ndarray:
         return self.embed_batch([audio])[0]
 
-    def embed_batch(self, audios: list[np.ndarray], offsets: Sequence[int] | None = None) -> list[np.ndarray]:
+    def embed_batch(
+        self, audios: list[np.ndarray], offsets: PerClip = None, n_frames: PerClip = None
+    ) -> list[np.ndarray]:
         refuse_offsets(self, offsets)
         pieces = [(c, j, p) for c, a in enumerate(audios) for j, p in enumerate(self._split(a))]
         results: dict[tuple[int, int], np.ndarray] = {}

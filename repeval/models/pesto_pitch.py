@@ -10,7 +10,9 @@ One frame every ``hop_s`` (default 10 ms, PESTO's step) of a harmonic CQT. ``out
 PESTO computes its CQT kernels for the sampling rate it is given; repeval feeds 16 kHz audio.
 Frame ``k`` is the CQT column centred on ``k · hop`` (the shipped checkpoint's longest kernel: 4,096 samples,
 reflect-padded past the clip's ends) through a per-frame encoder, so a long track's windows are invisible
-(:meth:`Pesto.frame_geometry`): given an offset, the CQT reads the audio before it instead of padding there.
+(:meth:`Pesto.frame_geometry`): given an offset, the CQT reads the audio before it instead of padding there, and given
+a number of frames, it reads the audio they need and computes no more. The CQT's convolutions are rebuilt without
+padding (same weights) and their input padded explicitly, so either is public torch API.
 ``import pesto`` needs torchaudio only to read files: it is imported here with a placeholder
 torchaudio that is removed right after (torchaudio wheels do not import beside the CPU torch).
 Install: ``pip install --no-deps pesto-pitch==2.0.1`` and ``pip install omegaconf`` (its
@@ -20,13 +22,12 @@ statistics (benchmarks/bench_models.py, one run on a shared 2-core machine).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
 from repeval.models._common import RebuildOnUnpickle, as_mono, choose_device, extra_reason, pad_to, stub_modules
-from repeval.models.base import EmbeddingModel, FrameGeometry, register_model
+from repeval.models.base import EmbeddingModel, FrameGeometry, PerClip, register_model
 
 SR = 16000
 MIN_SAMPLES = 4096
@@ -64,6 +65,8 @@ class Pesto(RebuildOnUnpickle, EmbeddingModel):
         self.device = choose_device(device)
         self._model = pesto.load_model(checkpoint, step_size=hop_s * 1000.0, sampling_rate=SR).to(self.device).eval()
         self._features: list[Any] = []
+        #: (kernel, hop, padding) of the CQT, which reads its input as given (padded explicitly): None, as shipped
+        self._cqt = self._unpadded_convs()
         if output == "features":
             self._model.encoder.fc.register_forward_hook(lambda mod, inp, out: self._features.append(inp[0]))
 
@@ -79,45 +82,76 @@ class Pesto(RebuildOnUnpickle, EmbeddingModel):
     def frame_geometry(cls, params: dict[str, Any]) -> FrameGeometry | None:
         """Frame ``k`` reads the kernel's samples centred on ``k · hop`` (``n`` samples: ``1 + n // hop`` frames)
         and may be centred anywhere (``align`` 1): a window reaches the model with half a kernel of the previous
-        window, its frames centred from the window's start. ``None`` for a checkpoint of unknown kernel."""
+        window, its frames centred from the window's start, and with the next window's first half kernel less a hop,
+        on which it computes no frame (``stops``). ``None`` for a checkpoint of unknown kernel."""
         kernel = KERNELS.get(str(params.get("checkpoint", "mir-1k_g7")))
         if kernel is None:
             return None
         hop = int(float(params.get("hop_s", 0.01)) * SR + 0.5)  # pesto's Preprocessor rounding
-        return FrameGeometry(hop=hop, left=kernel // 2, right=kernel // 2, span=0, align=1)
+        return FrameGeometry(hop=hop, left=kernel // 2, right=kernel // 2, span=0, align=1, stops=True)
 
-    def embed_batch(self, audios: list[np.ndarray], offsets: Sequence[int] | None = None) -> list[np.ndarray]:
+    def embed_batch(
+        self, audios: list[np.ndarray], offsets: PerClip = None, n_frames: PerClip = None
+    ) -> list[np.ndarray]:
         at = [0] * len(audios) if offsets is None else [int(o) for o in offsets]
-        return [self._embed(a, o) for a, o in zip(audios, at, strict=True)]
+        wanted = [-1] * len(audios) if n_frames is None else [int(n) for n in n_frames]
+        return [self._embed(a, o, n) for a, o, n in zip(audios, at, wanted, strict=True)]
 
     def embed(self, audio: np.ndarray) -> np.ndarray:
-        return self._embed(audio, 0)
+        return self._embed(audio, 0, -1)
 
-    def _embed(self, audio: np.ndarray, offset: int) -> np.ndarray:
-        """The frames of ``audio`` centred every hop from ``offset`` samples into it: the CQT reads the half kernel
-        before ``offset`` (at least that much audio) instead of reflecting the clip's start."""
+    def _unpadded_convs(self) -> tuple[int, int, int] | None:
+        """Make the CQT's convolutions read their input as given — the reflection padding they did, done before them
+        (:meth:`_embed`) — and return ``(kernel, hop, padding)``; ``None`` (convolutions left as they are) unless
+        all harmonics share one kernel size, centred (half a kernel of reflection on each side)."""
         import torch
 
+        cqts = list(self._model.preprocessor.hcqt_kernels.cqt_kernels)
+        convs = [c.conv for c in cqts]
+        first = convs[0]
+        kernel, pad = first.kernel_size[0], first.padding[0]
+        if any(
+            type(c) is not torch.nn.Conv1d
+            or c.bias is not None
+            or (c.kernel_size, c.stride, c.padding, c.padding_mode, c.dilation, c.groups)
+            != (first.kernel_size, first.stride, (kernel // 2,), "reflect", (1,), 1)
+            for c in convs
+        ):
+            return None
+        for cqt, c in zip(cqts, convs, strict=True):
+            plain = torch.nn.Conv1d(c.in_channels, c.out_channels, kernel, stride=c.stride, padding=0, bias=False)
+            plain.weight = c.weight
+            cqt.conv = plain.to(c.weight.device)
+        return kernel, int(first.stride[0]), pad
+
+    def _embed(self, audio: np.ndarray, offset: int, wanted: int) -> np.ndarray:
+        """The frames of ``audio`` centred every hop from ``offset`` samples into it — the CQT reads the half kernel
+        before ``offset`` (at least that much audio) instead of reflecting the clip's start — up to ``wanted`` of
+        them (negative: all; the CQT then reads the audio the last one needs, reflecting the clip's end only past
+        it)."""
+        import torch
+        import torch.nn.functional as F
+
         audio = as_mono(audio)
-        convs = [c.conv for c in self._model.preprocessor.hcqt_kernels.cqt_kernels]
-        if offset:
-            half = convs[0].kernel_size[0] // 2
-            if offset < half or any(c.kernel_size != convs[0].kernel_size for c in convs):
+        if self._cqt is None:
+            if offset:
                 raise ValueError(f"pesto: cannot start frames {offset} samples into a clip with this checkpoint's CQT")
-            audio = audio[offset - half :]
-        audio = pad_to(audio, MIN_SAMPLES)  # the CQT reflect-pads 2,048 samples on each side
+            x = torch.from_numpy(pad_to(audio, MIN_SAMPLES).copy()).to(self.device)
+        else:
+            kernel, hop, half = self._cqt
+            if offset and offset < half:
+                raise ValueError(f"pesto: cannot start frames {offset} samples into a clip: it needs {half} before")
+            # the CQT reflect-pads half a kernel on each side: at least a kernel of audio (zero-padded at its end)
+            clip = pad_to(audio[offset - half :] if offset else audio, MIN_SAMPLES)
+            x = torch.from_numpy(clip.copy()).to(self.device)[None]
+            if not offset:
+                x = F.pad(x, (half, 0), mode="reflect")
+            frames = (x.shape[1] + half - kernel) // hop + 1  # all it can give, its end reflected
+            need = ((frames if wanted < 0 else max(1, min(frames, wanted))) - 1) * hop + kernel
+            x = F.pad(x[:, :need], (0, max(0, need - x.shape[1])), mode="reflect")[0]
         self._features.clear()
-        # with an offset, the convolutions reflect the clip's end only: its start is the audio their frames read
-        pads = [c._reversed_padding_repeated_twice for c in convs]
-        try:
-            for c in convs if offset else []:
-                c._reversed_padding_repeated_twice = [0, *c._reversed_padding_repeated_twice[1:]]
-            with torch.inference_mode():
-                x = torch.from_numpy(audio).to(self.device)
-                _, _, _, act = self._model(x, sr=SR, return_activations=True)
-        finally:
-            for c, pad in zip(convs, pads, strict=True):
-                c._reversed_padding_repeated_twice = pad
+        with torch.inference_mode():
+            _, _, _, act = self._model(x, sr=SR, return_activations=True)
         out = self._features[0] if self.output == "features" else act
         self._features.clear()
         return np.ascontiguousarray(out.reshape(-1, self.embedding_dim).float().cpu().numpy())

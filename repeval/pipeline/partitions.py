@@ -5,6 +5,8 @@ what that stage would do — one rule, so a partition the plan calls complete is
 from __future__ import annotations
 
 import json
+import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,9 +18,12 @@ from repeval.config import Config, ExperimentConfig
 from repeval.config.loader import config_hash
 from repeval.deformations import scenario_steps, track_level_steps
 from repeval.models import resolve_model
-from repeval.pipeline.stages import CLEAN, DEFAULT_CHUNK_S
+from repeval.pipeline.stages import CLEAN, DEFAULT_CHUNK_S, window_grid
 from repeval.store import StoreConflict
 from repeval.store.store import STORE_FORMAT
+from repeval.warn import warn_once
+
+log = logging.getLogger(__name__)
 
 
 def model_fingerprint(model_cfg: Any) -> dict[str, Any]:
@@ -45,6 +50,37 @@ def model_geometry(fam: Any, params: dict[str, Any]) -> Any:
     if model_chunk_s(fam, params) is None:
         return None
     return fam.cls.frame_geometry(params)
+
+
+def raised_chunk_s(cfg: Config, mcfg: Any) -> float | None:
+    """The windows (seconds, rounded up to the millisecond) a model's long tracks are cut into when they are longer
+    than the ``params.chunk_s`` it is configured with — its frame geometry's windows hold whole hops, and at least
+    twice what one of its frames reads (:func:`~repeval.pipeline.stages.window_grid`: msd-musicnn's, 5.984 s) —
+    else ``None``; said once as a warning naming the value, so that a ``chunk_s`` below it is not changed silently."""
+    from repeval.audio.decode import window_sizes
+
+    fam, params = resolve_model(mcfg)
+    asked = params.get("chunk_s")
+    geometry = model_geometry(fam, params) if "chunk_s" in params else None
+    if geometry is None or not isinstance(asked, int | float) or asked <= 0:
+        return None
+    rate = int(model_rate(fam, params) or cfg.run.sample_rate_hz)
+    size = window_sizes(rate, float(asked), *window_grid(geometry))[0]
+    if size <= round(float(asked) * rate):
+        return None
+    used = math.ceil(size / rate * 1000) / 1000
+    warn_once(
+        log,
+        ("chunk_s", mcfg.id, float(asked), used),
+        "%s: params.chunk_s %g s is shorter than its windows can be — on its frame grid, each holding at least twice "
+        "what one of its frames reads — so its long tracks are cut into windows of %g s; set chunk_s: %g (or more) "
+        "to say so",
+        mcfg.id,
+        asked,
+        used,
+        used,
+    )
+    return used
 
 
 def model_chunk_s(fam: Any, params: dict[str, Any]) -> float | None:
@@ -123,6 +159,7 @@ class ModelSpec:
         sample_rate = int(model_rate(fam, params) or cfg.run.sample_rate_hz)
         fp = model_fingerprint(mcfg)
         overlapped = model_geometry(fam, params) is not None
+        raised_chunk_s(cfg, mcfg)
         return cls(mcfg.id, sample_rate, model_chunk_s(fam, params), fp, model_settings(fam, params), overlapped)
 
     def partition(self, cfg: Config, exp: ExperimentConfig, ds: Any, sid: str) -> PartitionSpec:

@@ -520,28 +520,43 @@ class Embed:
             )
         self.model_id = model_cfg.id
         self.model_version = str(getattr(self.model, "version", "") or "")
+        #: whether the model computes only the frames a window keeps when told how many (FrameGeometry.stops)
+        self.stops = _stops(model_cfg)
         self.keep_frames = keep_frames
         self.compute_s = 0.0
         log.info("loaded %s in %.1fs", self.model_id, time.perf_counter() - t0)
 
-    def _embed_all(self, audios: list[np.ndarray], offsets: list[int]) -> list[np.ndarray | Exception]:
+    def _embed_all(
+        self, audios: list[np.ndarray], offsets: list[int], wanted: list[int]
+    ) -> list[np.ndarray | Exception]:
         """The frames of each input, the model starting them ``offsets`` samples into it (all 0: it is given no
-        offsets — a model whose frame geometry has no ``align`` need not take them)."""
+        offsets — a model whose frame geometry has no ``align`` need not take them) and — a model whose frame
+        geometry ``stops`` — computing ``wanted`` of them (negative: all)."""
         t0 = time.perf_counter()
         try:
-            batch = self.model.embed_batch(audios, offsets=offsets) if any(offsets) else self.model.embed_batch(audios)
-            results: list[np.ndarray | Exception] = list(batch)
+            results: list[np.ndarray | Exception] = list(self.model.embed_batch(audios, **self._asks(offsets, wanted)))
             if len(results) != len(audios):
                 raise ValueError(f"embed_batch returned {len(results)} results for {len(audios)} inputs")
         except Exception:
             results = []
-            for a, o in zip(audios, offsets, strict=True):
+            for a, o, n in zip(audios, offsets, wanted, strict=True):
                 try:
-                    results.append(self.model.embed_batch([a], offsets=[o])[0] if o else self.model.embed(a))
+                    asks = self._asks([o], [n])
+                    results.append(self.model.embed_batch([a], **asks)[0] if asks else self.model.embed(a))
                 except Exception as exc:
                     results.append(exc)
         self.compute_s += time.perf_counter() - t0
         return results
+
+    def _asks(self, offsets: list[int], wanted: list[int]) -> dict[str, list[int]]:
+        """``embed_batch``'s keywords, given only what the model takes: ``offsets`` when one is not 0, ``n_frames``
+        when its frame geometry ``stops`` and one clip needs fewer than all."""
+        asks: dict[str, list[int]] = {}
+        if any(offsets):
+            asks["offsets"] = offsets
+        if self.stops and any(n >= 0 for n in wanted):
+            asks["n_frames"] = wanted
+        return asks
 
     def __call__(self, batch: dict[str, np.ndarray] | pa.Table) -> dict[str, np.ndarray]:
         if isinstance(batch, pa.Table):
@@ -560,7 +575,9 @@ class Embed:
         skip, keep, context, offset = (
             batch.get(k, np.full(n, d, np.int32)) for k, d in (("skip", 0), ("keep", -1), ("context", 0), ("offset", 0))
         )
-        results = self._embed_all(audios, [int(offset[i]) for i in todo])
+        # (a window's frames from where the model starts them: those on its context before, then those in it)
+        wanted = [int(skip[i]) + int(keep[i]) if keep[i] >= 0 else -1 for i in todo]
+        results = self._embed_all(audios, [int(offset[i]) for i in todo], wanted)
         for i, a, r in zip(todo, audios, results, strict=True):
             seconds[i] = (len(a) - int(context[i])) / self.model.sample_rate_hz
             if isinstance(r, Exception):
@@ -597,6 +614,14 @@ class Embed:
         if self.keep_frames:
             out["frames"] = _object_array(frames_out)
         return out
+
+
+def _stops(model_cfg: Any) -> bool:
+    """Whether the model's frame geometry (for its params) ``stops``: it computes only the frames it is asked for."""
+    from repeval.models import resolve_model
+
+    fam, params = resolve_model(model_config_for_build(model_cfg))
+    return bool(getattr(fam.cls.frame_geometry(params), "stops", False))
 
 
 #: the model :class:`DecodeEmbed` built in this worker process (key: model config, keep_frames, threads); only the

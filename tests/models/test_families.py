@@ -115,6 +115,37 @@ def test_crepe_matches_torchcrepe_embedding() -> None:
         np.testing.assert_allclose(got, model.embed(clip), rtol=1e-4, atol=1e-5)
 
 
+@_needs("torch", "pesto", "omegaconf")
+def test_pesto_is_the_packages_own_and_computes_only_the_frames_asked() -> None:
+    """repeval's PESTO pads the CQT's input itself (public torch API; it set a private attribute of torch's Conv1d to
+    start frames at an offset) and gives, bit for bit, the pesto package's own model's activations. From
+    an offset into a clip, asked for ``n_frames``, its encoder runs on that many frames only — ending before the clip's
+    end, or at it (the CQT then reflects the clip's end, as on the whole clip) — and they are the whole clip's frames
+    centred there; asked for more than the clip has, it gives what the clip has."""
+    import torch
+
+    with stub_modules("torchaudio", why="test"):
+        import pesto
+
+    from repeval.models.pesto_pitch import Pesto
+
+    clip = (0.3 * np.random.default_rng(2).standard_normal(6000)).astype(np.float32)
+    reference = pesto.load_model("mir-1k_g7", step_size=10.0, sampling_rate=16000).eval()
+    with torch.inference_mode():
+        expected = reference(torch.from_numpy(clip), sr=16000, return_activations=True)[3].numpy()
+    model = Pesto(device="cpu")
+    assert len(expected) == 38
+    np.testing.assert_array_equal(model.embed(clip), expected)
+    encoded: list[int] = []
+    model._model.encoder.register_forward_hook(lambda mod, inp, out: encoded.append(len(inp[0])))
+    offset = 13 * 160  # frames centred from frame 13 on (the CQT reads the 2,048 samples before)
+    for asked, got in ((10, 10), (38 - 13, 25), (500, 25)):
+        encoded.clear()
+        frames = model.embed_batch([clip], offsets=[offset], n_frames=[asked])[0]
+        assert encoded == [got] and len(frames) == got, asked
+        np.testing.assert_allclose(frames, expected[13 : 13 + got], rtol=1e-4, atol=5e-4)
+
+
 @_needs("torch", "transformers")
 def test_hf_layer_mean_is_the_mean_of_layers(tmp_path: Path) -> None:
     from repeval.models.dummies import tiny_hf_model

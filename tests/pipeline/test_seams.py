@@ -130,48 +130,57 @@ def test_window_sizes_fall_on_the_frame_grid_and_cut_tracks_where_they_were() ->
 
 
 @pytest.mark.parametrize(
-    ("model_id", "params", "chunk_s", "seconds", "wasted"),
+    ("model_id", "params", "chunk_s", "seconds"),
     [
-        ("clmr-v2", {}, 3.0, 15.0, 0),  # 2.68-s windows end to end; the track's last 1.6 s in a zero-padded one
-        ("clmr-v2", {"hop_s": 2.0}, 3.0, 15.0, 0),  # overlapping: a window's last frame reads 0.68 s of the next
-        ("neuralfp", {}, 2.0, 6.1, 0),
-        ("crepe-tiny", {}, 1.0, 3.3, 0),  # 64-ms frames every 0.1 s: half a frame before, a window's last 68 ms out
-        ("crepe-tiny", {"hop_s": 0.025}, 1.0, 3.3, 1),  # frames read past their hop: one centred on the next window
-        ("mule", {}, 3.0, 20.5, 0),
-        ("pesto", {}, 0.5, 1.3, 12),  # 256-ms CQT frames every 10 ms: those centred on the next window's first 118 ms
+        ("clmr-v2", {}, 3.0, 15.0),  # 2.68-s windows end to end; the track's last 1.6 s in a zero-padded one
+        ("clmr-v2", {"hop_s": 2.0}, 3.0, 15.0),  # overlapping: a window's last frame reads 0.68 s of the next
+        ("neuralfp", {}, 2.0, 6.1),
+        ("crepe-tiny", {}, 1.0, 3.3),  # 64-ms frames every 0.1 s: half a frame before, a window's last 68 ms out
+        ("crepe-tiny", {"hop_s": 0.025}, 1.0, 3.3),  # frames read past their hop: the next window's first 23 ms in
+        ("mule", {}, 3.0, 20.5),
+        ("pesto", {}, 0.5, 1.3),  # 256-ms CQT frames every 10 ms: the next window's first 118 ms in
     ],
 )
 def test_frames_of_a_track_of_several_windows_are_the_whole_tracks_in_each_family(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    model_id: str,
-    params: dict,
-    chunk_s: float,
-    seconds: float,
-    wasted: int,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_id: str, params: dict, chunk_s: float, seconds: float
 ) -> None:
     """CLMR, NeuralFP, CREPE, MULE and PESTO (stand-in or shipped weights) on a track of 3 windows of a small
     ``chunk_s`` through the pipeline's stages give the frames of the model on the whole decoded track — window by window
     alone each window had frames of its own grid and edges (CLMR: one 2.68-s window per 3-s window, dropping the rest).
-    The model computes no frame on a window's context before it (none after it either, but where a frame reads past its
-    hop: crepe-tiny at a 25-ms hop, the one centred on the next window's first sample; pesto, the 12 centred on the
-    next window's first 118 ms), and a row's ``audio_seconds`` is the track's. MULE's network (63M parameters, slice
-    by slice) runs once: the slices it read through the pipeline are the whole track's, and its frames their outputs."""
+    The model computes no frame on a window's context, before it or after it — where a frame reads past its hop
+    (crepe-tiny at a 25-ms hop, pesto), it is told how many frames a window keeps (its geometry ``stops``) and computes
+    none centred on the next window's start (it computed 1 and 12 at each window edge) — and a row's
+    ``audio_seconds`` is the track's. MULE's slices are embedded one by one, so a small network reading all of each
+    slice stands in for its SF-NFNet (63M parameters: ~10 s to save, load and run here; the contract test runs it):
+    the slices it read through the pipeline are the whole track's, and its frames their outputs."""
     from repeval.models.dummies import dummy_params
 
+    if model_id == "mule":
+        import torch
+
+        import repeval.models.mule
+
+        def small_net() -> torch.nn.Module:  # (slices, 1, 96 mels, 300 frames) -> (slices, 1728)
+            conv = torch.nn.Conv2d(1, 4, (96, 10), stride=(1, 10))
+            return torch.nn.Sequential(conv, torch.nn.Flatten(), torch.nn.Linear(4 * 30, 1728))
+
+        monkeypatch.setattr(repeval.models.mule, "build_sfnfnet", small_net)
     cfg = EmbeddingModelConfig(
         id=model_id, params={**dummy_params(model_id, tmp_path / "w"), **params, "chunk_s": chunk_s}
     )
     path = _track(tmp_path / "long.wav", seconds)
-    computed, embed_all = [0], Embed._embed_all
+    computed, embed_all, asked = [0], Embed._embed_all, []
 
-    def counting(self: Embed, audios: list, offsets: list) -> list:
-        out = embed_all(self, audios, offsets)
-        computed[0] += sum(len(r) for r in out)
+    def counting(self: Embed, *args: list) -> list:
+        out = embed_all(self, *args)
+        computed[0] += sum(len(r) for r in out)  # the frames the model gave, before those on context are dropped
         return out
 
     monkeypatch.setattr(Embed, "_embed_all", counting)
-    family = resolve_model(cfg)[0].cls
+    fam, merged = resolve_model(cfg)
+    family, geometry = fam.cls, model_geometry(fam, merged)
+    embed_batch = family.embed_batch
+    monkeypatch.setattr(family, "embed_batch", lambda m, audios, **kw: asked.append(kw) or embed_batch(m, audios, **kw))
     read: list[tuple[np.ndarray, np.ndarray]] = []
     if model_id == "mule":
         forward = family._forward
@@ -190,8 +199,12 @@ def test_frames_of_a_track_of_several_windows_are_the_whole_tracks_in_each_famil
     # edges) differ by up to 1.3e-4 on a scale of 1; a window's edge frame computed on that window alone, by up to 1
     atol = 5e-4 if model_id == "pesto" else 1e-5
     np.testing.assert_allclose(np.stack(row["frames"]), expected, rtol=1e-5, atol=atol)
-    assert computed[0] == len(expected) + 2 * wasted
-    assert model_geometry(*resolve_model(cfg)).count(len(whole)) == len(expected)
+    assert computed[0] == len(expected)
+    assert geometry.count(len(whole)) == len(expected)
+    # told how many frames each window keeps only where its frame geometry says it stops there
+    told = [n for kw in asked for n in kw.get("n_frames", ())]
+    assert bool(told) == geometry.stops == (model_id in ("crepe-tiny", "pesto")), asked
+    assert not told or sum(told) == len(expected)  # each window's own frames
     assert abs(row["audio_seconds"] - seconds) < 1e-3
 
 
@@ -223,3 +236,49 @@ def test_frame_geometries_count_the_frames_of_clmr_neuralfp_crepe_and_mule() -> 
                 got = len(slice_centres(1 + max(n, 3 * 16000) // 160, g.hop // 160))
             assert got == g.count(n), (family.name, params, n)
     assert MULE.frame_geometry({"hop_frames": 151}) is None
+
+
+def test_a_chunk_s_below_the_models_shortest_window_is_said_with_the_window_used(
+    tmp_path: Path, rendered_notes: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A window holds whole hops of the model's frames and at least twice what a frame reads: a ``chunk_s`` below
+    that (msd-musicnn below 5.984 s; mfcc-stats at a 2-s hop below 2 s) was raised to it silently. ``repeval plan``
+    (and the embedding stage) now warns, once, naming the windows the track is cut into — those the decoder cuts;
+    a ``chunk_s`` set to that value, or the model's own, is not warned about."""
+    import logging
+
+    from repeval.config import parse_config
+    from repeval.plan import make_plan
+    from repeval.warn import reset_warned
+
+    def plan(params: dict) -> list[str]:
+        raw = {
+            "run": {"run_id": "w", "store": str(tmp_path / "store"), "runs_dir": str(tmp_path / "runs")},
+            "experiments": [{
+                "task": {"name": "instrument", "type": "multiclass_classification"},
+                "datasets": [{"name": "notes", "type": "catalog", "manifest": str(rendered_notes),
+                              "label_column": "instrument", "split_column": "split"}],
+                "embedding_models": [{"id": "mfcc-stats", "params": {"hop_s": 2.0, "window_s": 0.3, **params}}],
+                "downstream_models": [{}],
+            }],
+        }  # fmt: skip
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="repeval"):
+            make_plan(parse_config(raw))
+            make_plan(parse_config(raw))
+        return [r.getMessage() for r in caplog.records if "chunk_s" in r.getMessage()]
+
+    reset_warned()
+    said = plan({"chunk_s": 1.0})
+    assert len(said) == 1 and said[0].startswith("mfcc-stats: params.chunk_s 1 s is shorter than its windows"), said
+    assert "cut into windows of 1.997 s; set chunk_s: 1.997 (or more)" in said[0]
+    assert plan({"chunk_s": 1.997}) == [] and plan({}) == [] and plan({"chunk_s": 4.0}) == []
+    # the windows the decoder cuts a long track into
+    cfg = EmbeddingModelConfig(id="mfcc-stats", params={"hop_s": 2.0, "window_s": 0.3, "chunk_s": 1.0})
+    decoder = DecodeDeform(SR, {}, 7, chunk_s=1.0, geometry=model_geometry(*resolve_model(cfg)))
+    batch = {"track_id": np.array(["t"]), "audio_path": np.array([_track(tmp_path / "long.wav", 9.0)]),
+             "split": np.array(["test"]), "scenarios": np.array([["clean"]], dtype=object)}  # fmt: skip
+    table = next(iter(decoder(batch)))
+    audio, context = table.column("audio").to_pylist(), table.column("context").to_pylist()
+    windows = [len(a) - c for a, c in zip(audio, context, strict=True)]
+    assert windows[:-1] == [44032] * 4 and f"{44032 / SR:.3f}" == "1.997"  # one of its hops
