@@ -52,7 +52,7 @@ def test_a_trials_warnings_are_kept_by_member_bounded_and_said_once_each_with_ho
     WARNING or above, its categories' or code's Python warnings, the repeats ``warn_once`` does not say again — are
     kept, each with the members that gave it, while they are still said where they were; another library's are not.
     A catch keeps ``KEPT_PER_TRIAL`` distinct ones and counts the rest, and another thread's catch keeps its own.
-    ``SaidByTrials`` then says each once per group, with how many probes/seeds had it."""
+    ``SaidByTrials`` then says each once (per batch of groups), with how many probes/seeds had it."""
     from repeval.metrics import MetricWarning
     from repeval.warn import KEPT_PER_TRIAL, SaidByTrials, TrialWarnings, member_scope
 
