@@ -53,9 +53,37 @@ def main(
 def _fail(exc: BaseException, code: int = 2) -> None:
     if _state["debug"]:
         traceback.print_exception(exc)
-    msg = str(exc)
-    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    typer.secho(f"error: {_with_root(exc, str(exc))}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+def _root(exc: BaseException) -> tuple[BaseException, str] | None:
+    """The first exception of ``exc``'s chain — the one the chain started from — and how the next one came of it
+    (``caused by``: raised from it; ``raised while handling``: while it was being handled, e.g. a cleanup that failed
+    too); ``None`` when ``exc`` is its own (or its chain was cut: ``raise … from None``)."""
+    found, seen = None, {id(exc)}
+    while True:
+        cause = exc.__cause__
+        nxt = cause if cause is not None else (None if exc.__suppress_context__ else exc.__context__)
+        if nxt is None or id(nxt) in seen:
+            return found
+        seen.add(id(nxt))
+        found = nxt, "caused by" if cause is not None else "raised while handling"
+        exc = nxt
+
+
+def _with_root(exc: BaseException, line: str) -> str:
+    """``line`` (what ``exc`` says) and, when ``exc`` came of another exception, that one, in brief: the one-line
+    error names the root cause, not only the last exception (the whole chain: --debug, and the logs)."""
+    found = _root(exc)
+    if found is None:
+        return line
+    root, how = found
+    said = (str(root).strip().splitlines() or [""])[0]
+    if said and said in line:  # the message already says it (``raise ValueError(f"...: {exc}") from exc``)
+        return line
+    said = said if len(said) <= 200 else said[:197] + "..."
+    return f"{line} ({how} {type(root).__name__}{': ' + said if said else ''})"
 
 
 def _load(path: Path, check_data: bool = False) -> Any:
@@ -148,13 +176,15 @@ def _terminated(exc: BaseException) -> bool:
 
 
 def _reason(exc: BaseException) -> str:
-    """A failure in one line, for ``status.json``: the message's first line (what ``_fail`` prints)."""
+    """A failure in one line, for ``status.json``: the message's first line (what ``_fail`` prints), and the root
+    cause when it came of another exception (:func:`_with_root`)."""
     if isinstance(exc, typer.Exit):
         return f"stopped with exit status {exc.exit_code}" + (
             " (--strict: tracks not evaluated)" if exc.exit_code == 3 else ""
         )
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return first if len(first) <= 500 else first[:497] + "..."
+    first = first if len(first) <= 500 else first[:497] + "..."
+    return _with_root(exc, first)
 
 
 def _guard(fn: Any) -> Any:
@@ -185,7 +215,8 @@ def _guard(fn: Any) -> Any:
 
         storage = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST}
         hint = " — check that run.store and run.runs_dir are writable directories with free space"
-        typer.secho(f"error: {exc}{hint if exc.errno in storage else ''}", fg=typer.colors.RED, err=True)
+        typer.secho(f"error: {_with_root(exc, str(exc))}{hint if exc.errno in storage else ''}", fg=typer.colors.RED,
+                    err=True)  # fmt: skip
         raise typer.Exit(1) from None
 
 

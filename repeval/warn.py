@@ -50,8 +50,9 @@ def reset_warned() -> None:
 # A probe trial runs in a Ray worker, whose log the user does not see (Ray's worker output is off unless
 # REPEVAL_WORKER_LOGS=1). :class:`TrialWarnings` catches what repeval says there while a unit trains and tests — the
 # Python warnings of its categories or code and the records of its loggers at WARNING or above, still said in the
-# worker as before — and the trial keeps them in its member reports (``warnings``); on the driver
-# :class:`SaidByTrials` says each distinct one once per group, with how many probes/seeds had it.
+# worker as before — and the trial keeps them in its member reports (``warnings``), or beside its results when it
+# raises or a scheduler stops it (:func:`repeval.tuning.trial.run_caught`); on the driver :class:`SaidByTrials` says
+# each distinct one once per batch of groups, with how many probes/seeds (of which groups) had it.
 
 #: distinct warnings a trial keeps; those beyond are counted (``warnings_left_out``), not kept
 KEPT_PER_TRIAL = 20
@@ -214,44 +215,94 @@ def _category(name: str) -> type[Warning]:
     return found if isinstance(found, type) and issubclass(found, Warning) else UserWarning
 
 
+#: groups (or probes of a group) a line names before "and N more"
+NAMED = 3
+
+
+def _named(names: list[str], what: str = "") -> str:
+    """``a, b, c and 4 more``: the first :data:`NAMED` of ``names`` (``what``: the noun of the rest)."""
+    more = f" and {len(names) - NAMED} more{what}" if len(names) > NAMED else ""
+    return ", ".join(names[:NAMED]) + more
+
+
+def _seeds(probe: str, seeds: list[int]) -> str:
+    """``lin (seeds 0, 1)``; a seed of several of the probe's configurations (a search space's samples share their
+    probe's name) once, with how many: ``tuned (seed 0 ×4)``."""
+    times = {s: seeds.count(s) for s in seeds}
+    said = [f"{s} ×{n}" if n > 1 else str(s) for s, n in times.items()]
+    return f"{probe} (seed{'s' if len(times) > 1 else ''} {', '.join(said)})"
+
+
 class SaidByTrials:
-    """On the driver: the warnings of a group's trials (:class:`TrialWarnings`, from their member reports), said
-    once each by :meth:`say` — on its logger at its level, or as a warning of its category — saying how many of the
-    group's probes/seeds had it and which."""
+    """On the driver: the warnings of a batch's trials (:class:`TrialWarnings`, from their member reports — of a
+    finished trial's checkpoint, or of one that raised or a scheduler stopped, beside it), said once each by
+    :meth:`say` — on its logger at its level, or as a warning of its category — saying how many of the probes/seeds
+    had it and which. A warning of one group names it first (``<group>, 3 of 4 probes/seeds (lin (seeds 0, 1);
+    mlp (seed 0)): …``); one of several groups is said once for them all, with the groups every probe/seed of
+    which had it and each other group's own probes/seeds (``5 of 12 probes/seeds in 3 of 4 groups (every probe/seed
+    of g1; g2: lin (seeds 0, 1), mlp (seed 0); g3: lin (seed 1)): …``) — a warning about the trials' nodes is
+    said once per batch, not once per group."""
 
     def __init__(self) -> None:
-        self.had: dict[Key, dict[str, list[int]]] = {}  # warning → probe → seeds
-        self.members = 0
-        self.left_out = 0
+        self.had: dict[Key, dict[str, dict[str, list[int]]]] = {}  # warning → group → probe → seeds
+        self.members: dict[str, int] = {}  # group → its probes/seeds (every trial's, warned or not)
+        self.left_out: dict[str, int] = {}  # group → warnings its trials did not keep
 
-    def add(self, probe: str, seed: int, rep: dict[str, Any]) -> None:
-        self.members += 1
+    def expect(self, group: str) -> None:
+        """Name ``group`` (its lines name groups in the order they were expected, then added)."""
+        self.members.setdefault(group, 0)
+
+    def add(self, group: str, probe: str, seed: int, rep: dict[str, Any]) -> None:
+        """Member (``probe``, ``seed``) of ``group``; ``rep``: its report (``warnings``: what it warned)."""
+        self.members[group] = self.members.get(group, 0) + 1
         for w in rep.get("warnings") or []:
             key = (str(w["kind"]), str(w["source"]), int(w["level"]), str(w["message"]))
-            self.had.setdefault(key, {}).setdefault(probe, []).append(seed)
+            self.had.setdefault(key, {}).setdefault(group, {}).setdefault(probe, []).append(seed)
 
-    def add_left_out(self, n: int) -> None:
-        self.left_out += n
+    def add_left_out(self, group: str, n: int) -> None:
+        self.expect(group)
+        if n:
+            self.left_out[group] = self.left_out.get(group, 0) + n
 
-    def say(self, group: str) -> None:
-        for (kind, source, level, text), probes in self.had.items():
-            n = sum(len(seeds) for seeds in probes.values())
+    def _line(self, groups: dict[str, dict[str, list[int]]], text: str) -> str:
+        def count(g: str) -> int:
+            return sum(len(seeds) for seeds in groups[g].values())
+
+        if len(groups) == 1:
+            ((group, probes),) = groups.items()
+            n = count(group)
             if n == 1:
                 ((probe, (seed,)),) = probes.items()
-                line = f"{group}, probe {probe} (seed {seed}): {text}"
-            else:
-                which = [f"{p} (seed{'s' if len(s) > 1 else ''} {', '.join(map(str, s))})" for p, s in probes.items()]
-                more = f" and {len(which) - 3} more" if len(which) > 3 else ""
-                line = f"{group}, {n} of {self.members} probes/seeds ({'; '.join(which[:3])}{more}): {text}"
+                return f"{group}, probe {probe} (seed {seed}): {text}"
+            which = "; ".join(_seeds(p, s) for p, s in list(probes.items())[:NAMED])
+            more = f" and {len(probes) - NAMED} more" if len(probes) > NAMED else ""
+            return f"{group}, {n} of {self.members[group]} probes/seeds ({which}{more}): {text}"
+        ordered = [g for g in self.members if g in groups]
+        every = [g for g in ordered if count(g) == self.members[g]]
+        parts = [f"every probe/seed of {_named(every)}"] if every else []
+        some = [g for g in ordered if g not in every]
+        for g in some[:NAMED]:
+            parts.append(f"{g}: {_named([_seeds(p, s) for p, s in groups[g].items()])}")
+        if len(some) > NAMED:
+            parts.append(f"and {len(some) - NAMED} more group(s)")
+        n, total = sum(count(g) for g in groups), sum(self.members.values())
+        of = f"{len(groups)} of {sum(1 for m in self.members.values() if m)} groups"
+        return f"{n} of {total} probes/seeds in {of} ({'; '.join(parts)}): {text}"
+
+    def say(self) -> None:
+        for (kind, source, level, text), groups in self.had.items():
+            line = self._line(groups, text)
             if kind == "log":
                 logging.getLogger(source).log(level, "%s", line)
             else:
                 warnings.warn(line, _category(source), stacklevel=2)
         if self.left_out:
+            names = [g for g in self.members if g in self.left_out]
             logging.getLogger(__name__).warning(
-                "%s: its trials gave %d more warning(s) than the %d distinct ones each keeps; set "
+                "%s: %s trials gave %d more warning(s) than the %d distinct ones each keeps; set "
                 "REPEVAL_WORKER_LOGS=1 to see them all in the trials' logs",
-                group, self.left_out, KEPT_PER_TRIAL,
+                _named(names), "its" if len(names) == 1 else "their", sum(self.left_out.values()), KEPT_PER_TRIAL,
             )  # fmt: skip
         self.had.clear()
-        self.left_out = 0
+        self.members.clear()
+        self.left_out.clear()

@@ -31,6 +31,7 @@ import itertools
 import json
 import logging
 import math
+import re
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -53,6 +54,7 @@ from repeval.tuning.trial import (
     Member,
     Unit,
     grid_trial,
+    left_warnings,
     read_finished,
     resuming,
     scored_tests,
@@ -519,17 +521,31 @@ def _read_checkpoint(result: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]
     return reports, states
 
 
-#: what a traceback says between an exception and the one raised while handling it (a cleanup that failed too)
-_WHILE_HANDLING = "During handling of the above exception, another exception occurred:"
+#: what a traceback says between an exception and the next of its chain → how a reason joins them: one raised
+#: while handling it (a cleanup that failed too), or raised from it (``raise … from exc``)
+_CHAINED = {
+    "During handling of the above exception, another exception occurred:": "; then, while handling it: ",
+    "The above exception was the direct cause of the following exception:": "; which caused: ",
+}
 
 
 def _reason(err: Any) -> str:
-    """A failure's reason from its error or traceback text: the exception's line (the text's last). An exception
-    raised while handling another keeps that one too, first — it is the cause, and the last line alone would lose
-    it: ``ValueError: bad; then, while handling it: RuntimeError: cleanup failed``."""
-    parts = [[ln.strip() for ln in part.splitlines() if ln.strip()] for part in str(err).split(_WHILE_HANDLING)]
-    found = list(dict.fromkeys(lines[-1] for lines in parts if lines))
-    return "; then, while handling it: ".join(f[: 500 // len(found)] for f in found) or "trial failed"
+    """A failure's reason from its error or traceback text: the exception's line (the text's last). One raised while
+    handling another, or from another, keeps that one too, first — it is the cause, and the last line alone would
+    lose it: ``ValueError: bad; then, while handling it: RuntimeError: cleanup failed``, ``OSError: …; which caused:
+    ValueError: …`` (unless the later line already says it)."""
+    pieces = re.split(f"({'|'.join(map(re.escape, _CHAINED))})", str(err))
+    found: list[tuple[str, str]] = []  # (how it follows the one before, its line)
+    for how, part in zip(["", *pieces[1::2]], pieces[::2], strict=True):
+        lines = [ln.strip() for ln in part.splitlines() if ln.strip()]
+        if lines and lines[-1] not in (line for _, line in found):
+            found.append((_CHAINED.get(how, ""), lines[-1]))
+    said = [line.split(": ", 1)[-1] for _, line in found]  # what each says, without its type
+    kept = [(how, line) for i, (how, line) in enumerate(found)
+            if len(said[i]) < 8 or not any(said[i] in later for _, later in found[i + 1:])]  # fmt: skip
+    return "".join(f"{how if i else ''}{line[: 500 // len(kept)]}" for i, (how, line) in enumerate(kept)) or (
+        "trial failed"
+    )
 
 
 def exception_reason(exc: BaseException) -> str:
@@ -574,7 +590,7 @@ def share(data: ProbeData) -> tuple[Any, ProbeData]:
 class _Group:
     """A group's plan (specs, seeds, grid- and tune-mode units) and what its trials produced."""
 
-    def __init__(self, cfg: Config, inp: GroupInput, slots: int) -> None:
+    def __init__(self, cfg: Config, inp: GroupInput, slots: int, said: SaidByTrials) -> None:
         run = cfg.run
         self.inp, self.data = inp, inp.data
         self.specs = expand_all(inp.exp.downstream_models, inp.exp.task.effective_type)
@@ -588,8 +604,10 @@ class _Group:
         self.grid_units, self.tune_units = plan_units(
             self.specs, self.data, seeds, run.vectorize, slots, run.pack_trials
         )
-        #: what its trials warned (in their processes, whose logs the user does not see): said once its trials are in
-        self.said = SaidByTrials()
+        #: what its trials warned (in their processes, whose logs the user does not see), with its batch's other
+        #: groups': said once every trial of the batch is in (:func:`run_groups`)
+        self.said = said
+        said.expect(inp.name)
         #: select: best — (spec) → [(mean criterion, point, {seed: state}, reports, sampled)]
         self.candidates: dict[int, list[tuple[float, int, dict[int, dict[str, Any]], list[dict[str, Any]], dict]]] = {}
 
@@ -637,18 +655,21 @@ class _Group:
     def collect(self, unit: Unit, r: Any, name_suffix: str = "", sampled: dict[str, Any] | None = None) -> None:
         out = self.out
         out.trials += 1
-        if r.error is not None:  # the trial raised: each of its configurations failed, with the exception as reason
-            for m in unit.members:
-                out.failed.append(self.failure(m, m.name + name_suffix, sampled, _reason(r.error)))
-                out.probes.append(self.probe_row(m, m.name + name_suffix, sampled, "failed"))
-            return
-        got = _read_checkpoint(r)
-        if got is None:  # stopped by the scheduler before finishing: pruned, not failed
-            for m in unit.members:
-                out.probes.append(self.probe_row(m, m.name + name_suffix, sampled, "stopped by scheduler"))
+        got = None if r.error is not None else _read_checkpoint(r)
+        if got is None:
+            # the trial raised (each of its configurations failed, with the exception as reason), or the scheduler
+            # stopped it before it finished (pruned, not failed); what it warned until then is beside its results
+            left = left_warnings(r.filesystem, r.path, len(unit.members))
+            self.said.add_left_out(self.inp.name, max((rep.get("warnings_left_out", 0) for rep in left), default=0))
+            for m, rep in zip(unit.members, left, strict=True):
+                name = m.name + name_suffix
+                if r.error is not None:
+                    out.failed.append(self.failure(m, name, sampled, _reason(r.error)))
+                out.probes.append(self.probe_row(m, name, sampled, "failed" if r.error else "stopped by scheduler"))
+                self.said.add(self.inp.name, name, m.seed, rep)
             return
         reports, states = got
-        self.said.add_left_out(max((rep.get("warnings_left_out", 0) for rep in reports), default=0))
+        self.said.add_left_out(self.inp.name, max((rep.get("warnings_left_out", 0) for rep in reports), default=0))
         metrics = r.metrics or {}
         out.trial_seconds += float(metrics.get("train_seconds", 0.0))
         if metrics.get("reused"):
@@ -673,7 +694,7 @@ class _Group:
                 out.rows.append({**self.base, "probe": name, "seed": m.seed, **row})
             for sid, reason in (rep.get("test_failed") or {}).items():  # non-finite scores on one test set
                 out.failed.append(self.failure(m, name, sampled, reason, sid))
-            self.said.add(name, m.seed, rep)
+            self.said.add(self.inp.name, name, m.seed, rep)
             for sid, mat in (rep.get("confusion") or {}).items():
                 out.confusion[(name, m.seed, sid)] = mat
         if not unit.evaluate:
@@ -894,7 +915,8 @@ def run_groups(
     use_gpu = wants_gpu(res.use_gpu, res.trial_num_gpus, float(ray.cluster_resources().get("GPU", 0)))
     resources = {"cpu": res.trial_num_cpus, "gpu": res.trial_num_gpus if use_gpu else 0}
     slots = res.max_concurrent_trials or max(1, int(ray.cluster_resources().get("CPU", 1) // res.trial_num_cpus))
-    groups = [_Group(cfg, inp, slots) for inp in inputs]
+    said = SaidByTrials()
+    groups = [_Group(cfg, inp, slots, said) for inp in inputs]
 
     def wrap(fn: Callable[..., None]) -> Callable[..., None]:
         return wrap_trainable(fn) if wrap_trainable is not None else fn
@@ -936,7 +958,12 @@ def run_groups(
     for g in groups:
         t = time.perf_counter()
         g.run_tune_mode(cfg, storage_path, resources, use_gpu, wrap)
-        g.said.say(g.inp.name)  # its trials' warnings; select: best tests below, here, and warns as it goes
+        g.out.wall_seconds += time.perf_counter() - t
+    # every trial's warnings, once each for the batch (a node's warning is not said again for each group); select:
+    # best tests below, here, and warns as it goes
+    said.say()
+    for g in groups:
+        t = time.perf_counter()
         g.select_best()
         g.out.wall_seconds += time.perf_counter() - t
     if len(groups) == 1:

@@ -49,6 +49,10 @@ MEMBERS_FILE = "members.json"
 SUMMARY_FILE = "summary.json"
 #: written beside a trial's results in the experiment's storage when its code raised: that attempt's traceback
 RAISED_FILE = "raised.txt"
+#: written beside a trial's results in the experiment's storage while its unit trains (before each report of a tune
+#: mode trial, which a scheduler may stop there) and when its code raised: its member reports' warnings so far
+#: (:func:`run_caught`), for the driver to say when the trial leaves no checkpoint (:func:`left_warnings`)
+WARNINGS_FILE = "warnings.json"
 
 
 @dataclass
@@ -252,11 +256,67 @@ def run_caught(
 ) -> tuple[list[TrainResult], list[dict[str, Any]], dict[str, dict[str, Any]]]:
     """:func:`run_unit` on the device the trial was granted (:func:`_device`), catching what repeval warns meanwhile
     (:class:`repeval.warn.TrialWarnings`): each member's report gets the warnings of its training and tests, which
-    the driver says again (:meth:`repeval.tuning.grid._Group.collect`) — the user does not see this process's log."""
+    the driver says again (:meth:`repeval.tuning.grid._Group.collect`) — the user does not see this process's log.
+    A trial that raises, or that a scheduler stops at a report (``on_validation``'s), leaves no checkpoint: what it
+    warned until then is written beside its results (:data:`WARNINGS_FILE`) as it raises and before each such
+    report, for the driver to say too (a failed probe's warnings are the ones its user needs most)."""
     with TrialWarnings() as caught:
-        out = run_unit(unit, data, ev, on_validation=on_validation, device=_device(config))
+        kept = _KeptBeside(caught, len(unit.members))
+
+        def validated(epoch: int, recs: list[tuple[int, dict[str, float]]]) -> None:
+            kept.write()  # before the report, where a scheduler may stop the trial
+            on_validation(epoch, recs)
+
+        try:
+            out = run_unit(
+                unit, data, ev, on_validation=validated if on_validation is not None else None, device=_device(config)
+            )
+        except BaseException:
+            kept.write()
+            raise
     caught.into(out[1])
     return out
+
+
+class _KeptBeside:
+    """A trial's warnings so far (:class:`TrialWarnings`, as its ``members`` reports would get them), written to
+    :data:`WARNINGS_FILE` in the trial's storage when they changed since the last write. Never raises: a file that
+    cannot be written loses the warnings, not the trial."""
+
+    def __init__(self, caught: TrialWarnings, members: int) -> None:
+        self.caught, self.members = caught, members
+        self.written = ""
+
+    def write(self) -> None:
+        reports: list[dict[str, Any]] = [{} for _ in range(self.members)]
+        self.caught.into(reports)
+        text = json.dumps(reports) if any(reports) else ""
+        if text == self.written:
+            return
+        where = _trial_storage()
+        if where is None:
+            return
+        fs, trial_path = where
+        try:
+            _put(fs, f"{trial_path}/{WARNINGS_FILE}", text.encode())
+        except Exception as err:
+            warn_once(log, "trial warnings unwritten", "could not keep a trial's warnings beside it (%s)", err)
+            return
+        self.written = text
+
+
+def left_warnings(fs: Any, trial_path: str, members: int) -> list[dict[str, Any]]:
+    """The member reports' warnings (``warnings``, ``warnings_left_out``) a trial without a checkpoint — one that
+    raised, or that a scheduler stopped — wrote beside its results at ``trial_path`` on pyarrow filesystem ``fs``
+    (:func:`run_caught`); an empty report per member when it wrote none (or an unreadable one)."""
+    try:
+        with fs.open_input_stream(f"{trial_path}/{WARNINGS_FILE}") as f:
+            reports = json.loads(f.read().decode())
+    except (OSError, ValueError, TypeError):  # none: the trial warned nothing, or died before it could say
+        reports = None
+    if not isinstance(reports, list) or len(reports) != members or not all(isinstance(r, dict) for r in reports):
+        return [{} for _ in range(members)]
+    return reports
 
 
 def _device(config: dict[str, Any]) -> str:
@@ -426,16 +486,23 @@ def _retried(exc: BaseException) -> bool:
     return isinstance(exc, (*RETRIED_ERRORS, RayError))
 
 
-def _raised_note() -> tuple[Any, str] | None:
-    """``(filesystem, path)`` of this trial's :data:`RAISED_FILE` in the experiment's storage, which every node
-    sees (a retry may start on another one); ``None`` where Ray does not say (the trial is then retried)."""
+def _trial_storage() -> tuple[Any, str] | None:
+    """``(filesystem, path)`` of this trial's directory in the experiment's storage, which every node and the driver
+    see (a retry may start on another node); ``None`` where Ray does not say."""
     from ray import tune
 
     try:  # a DeveloperAPI of Ray's: tests/tuning/test_grid.py fails if it stops giving the trial's directory
         storage = tune.get_context().get_storage()
-        return storage.storage_filesystem, f"{storage.trial_fs_path}/{RAISED_FILE}"
+        return storage.storage_filesystem, str(storage.trial_fs_path)
     except Exception:  # another Ray, or no Tune session
         return None
+
+
+def _raised_note() -> tuple[Any, str] | None:
+    """``(filesystem, path)`` of this trial's :data:`RAISED_FILE` (:func:`_trial_storage`; ``None``: the trial is
+    then retried)."""
+    where = _trial_storage()
+    return None if where is None else (where[0], f"{where[1]}/{RAISED_FILE}")
 
 
 @contextlib.contextmanager
@@ -469,16 +536,25 @@ def _note_raised(fs: Any, path: str, exc: BaseException) -> None:
     place, so a write that fails part-way (a full disk) leaves no partial note for the retry to re-raise as the
     trial's error. Never raises: a note that cannot be written (any error, a filesystem's own included) must not
     replace the trial's error, which is the one to report; the trial is then run again, as before notes."""
+    try:
+        _put(fs, path, "".join(traceback.format_exception(exc)).encode())
+    except Exception as err:
+        log.warning("could not note that the trial raised (%s); Tune will run it again", err)
+
+
+def _put(fs: Any, path: str, data: bytes) -> None:
+    """Write ``data`` at ``path`` whole or not at all: under a temporary name, then moved into place (a partial
+    temporary file is deleted). Raises what the filesystem raised."""
     tmp = f"{path}.tmp"
     try:
         fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
         with fs.open_output_stream(tmp) as f:
-            f.write("".join(traceback.format_exception(exc)).encode())
+            f.write(data)
         fs.move(tmp, path)
-    except Exception as err:
-        log.warning("could not note that the trial raised (%s); Tune will run it again", err)
+    except BaseException:
         with contextlib.suppress(Exception):
             fs.delete_file(tmp)
+        raise
 
 
 def _summary(reports: list[dict[str, Any]], seconds: float) -> dict[str, Any]:

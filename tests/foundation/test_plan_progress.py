@@ -140,3 +140,52 @@ def test_an_interrupted_command_is_recorded_as_such(smoke_then_full, tmp_path):
     listed = {r["run"]: r for r in json.loads(CliRunner().invoke(app, ["runs", str(root / "runs"), "--json"]).output)}
     assert listed["ctrlc"]["state"] == "interrupted (embed)"
     assert "rerun it to resume" in listed["ctrlc"]["reason"]
+
+
+def test_a_failure_that_came_of_another_names_its_root_cause(rendered_notes, tmp_path, capsys):
+    """``status.json``'s reason and the CLI's one-line error said the last exception only: one raised while another
+    was handled (a cleanup that failed too) or raised from another lost the first — the root cause — from both.
+    They name it now, briefly (the whole chain: --debug); not when the message already says it or the chain was cut
+    (``from None``)."""
+    import typer
+
+    from repeval.cli import _guard, _reason, _stage
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(_raw(tmp_path, rendered_notes, run_id="chained")))
+
+    def cleanup_failed():
+        try:
+            raise KeyError("violin")
+        finally:
+            raise RuntimeError("could not release the store lock")  # while the KeyError is handled
+
+    with pytest.raises(RuntimeError), _stage("plan", path, None, None, False, None):
+        cleanup_failed()
+    status = json.loads((tmp_path / "runs" / "chained" / "status.json").read_text())
+    assert status["reason"] == "could not release the store lock (raised while handling KeyError: 'violin')"
+
+    missing = tmp_path / "missing.csv"
+
+    def caused(say_it: bool = False):
+        try:
+            missing.read_text()
+        except FileNotFoundError as exc:
+            raise ValueError(f"dataset 'notes': cannot read its manifest{f': {exc}' if say_it else ''}") from exc
+
+    with pytest.raises(typer.Exit):
+        _guard(caused)
+    assert capsys.readouterr().err == (
+        "error: dataset 'notes': cannot read its manifest (caused by FileNotFoundError: [Errno 2] No such file or "
+        f"directory: '{missing}')\n"
+    )
+    with pytest.raises(ValueError) as said:
+        caused(say_it=True)
+    assert _reason(said.value) == f"dataset 'notes': cannot read its manifest: {said.value.__cause__}"
+    try:
+        try:
+            raise KeyError("violin")
+        except KeyError:
+            raise ValueError("no such instrument") from None
+    except ValueError as cut:
+        assert _reason(cut) == "no such instrument"

@@ -52,7 +52,7 @@ def test_a_trials_warnings_are_kept_by_member_bounded_and_said_once_each_with_ho
     WARNING or above, its categories' or code's Python warnings, the repeats ``warn_once`` does not say again — are
     kept, each with the members that gave it, while they are still said where they were; another library's are not.
     A catch keeps ``KEPT_PER_TRIAL`` distinct ones and counts the rest, and another thread's catch keeps its own.
-    ``SaidByTrials`` then says each once per group, with how many probes/seeds had it."""
+    ``SaidByTrials`` then says each once (per batch of groups), with how many probes/seeds had it."""
     from repeval.metrics import MetricWarning
     from repeval.warn import KEPT_PER_TRIAL, SaidByTrials, TrialWarnings, member_scope
 
@@ -102,13 +102,13 @@ def test_a_trials_warnings_are_kept_by_member_bounded_and_said_once_each_with_ho
 
     group = SaidByTrials()
     for probe, seed, rep in [("lin", 0, reports[0]), ("lin", 1, reports[1]), ("mlp", 0, reports[2])]:
-        group.add(probe, seed, rep)
-    group.add("mlp", 1, {})
-    group.add_left_out(7)
+        group.add("g", probe, seed, rep)
+    group.add("g", "mlp", 1, {})
+    group.add_left_out("g", 7)
     caplog.clear()
     with caplog.at_level("INFO"), warnings.catch_warnings(record=True) as again:
         warnings.simplefilter("always")
-        group.say("g")
+        group.say()
     lines = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
     assert lines[0] == ("repeval.test_warn", "WARNING", "g, 3 of 4 probes/seeds (lin (seeds 0, 1); mlp (seed 0)): "
                                                         "the whole unit's warning")  # fmt: skip
@@ -121,3 +121,38 @@ def test_a_trials_warnings_are_kept_by_member_bounded_and_said_once_each_with_ho
     assert [(w.category, str(w.message)) for w in again] == [
         (MetricWarning, "g, 2 of 4 probes/seeds (lin (seed 0); mlp (seed 0)): a degenerate test set")
     ]
+
+
+def test_a_warning_of_several_groups_is_said_once_for_the_batch_with_each_groups_share(caplog):
+    """A warning that the trials of several groups gave (a GPU their nodes cannot use, a degenerate label) was said
+    once per group — 30 lines for 30 groups. It is said once for the batch: how many probes/seeds of how many groups
+    had it, the groups every probe/seed of which had it, and the others' own probes/seeds."""
+    from repeval.warn import SaidByTrials
+
+    log = logging.getLogger("repeval.test_warn")
+
+    def rep(*texts: str) -> dict:
+        return {
+            "warnings": [{"kind": "log", "source": log.name, "level": logging.WARNING, "message": t} for t in texts]
+        }
+
+    said = SaidByTrials()
+    for g in ("g1", "g2", "g3", "g4", "g5"):
+        for probe, seed in (("lin", 0), ("lin", 1), ("mlp", 0)):
+            partial = (g == "g4" and probe == "lin") or (g == "g5" and seed == 0)
+            said.add(g, probe, seed, rep("no GPU", *(["degenerate"] if partial else []), *(["g2 only"] * (g == "g2"))))
+    said.add("g6", "lin", 0, {})  # a group whose trials warned nothing (or raised before they could)
+    said.add_left_out("g2", 3)
+    said.add_left_out("g3", 4)
+    with caplog.at_level("WARNING"):
+        said.say()
+    assert [r.getMessage() for r in caplog.records] == [
+        "15 of 16 probes/seeds in 5 of 6 groups (every probe/seed of g1, g2, g3 and 2 more): no GPU",
+        "g2, 3 of 3 probes/seeds (lin (seeds 0, 1); mlp (seed 0)): g2 only",
+        "4 of 16 probes/seeds in 2 of 6 groups (g4: lin (seeds 0, 1); g5: lin (seed 0), mlp (seed 0)): degenerate",
+        "g2, g3: their trials gave 7 more warning(s) than the 20 distinct ones each keeps; set REPEVAL_WORKER_LOGS=1 "
+        "to see them all in the trials' logs",
+    ]
+    caplog.clear()
+    said.say()  # said once: nothing is left to say
+    assert not caplog.records

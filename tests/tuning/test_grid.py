@@ -218,10 +218,14 @@ def test_search_space_with_asha(ray_session, tmp_path, caplog):
     assert all(set(json.loads(p["params"])) == {"dropout", "learning_rate"} for p in tuned)
 
 
-def test_asha_on_a_search_space_counts_epochs_and_never_stops_a_trial_at_its_last_validation(ray_session, tmp_path):
+def test_asha_on_a_search_space_counts_epochs_and_never_stops_a_trial_at_its_last_validation(
+    ray_session, tmp_path, caplog
+):
     """Tune's ASHA judges trials at grace_period · reduction_factor^k *epochs*, as the grid's halving does: with
     val_every 2 the rung of grace_period 4 is epoch 4 (it was the 4th report: epoch 8, the last validation, where a
-    trial that had trained its whole budget was stopped and lost its checkpoint)."""
+    trial that had trained its whole budget was stopped and lost its checkpoint). What a trial ASHA stopped had
+    warned (here every trial: a GPU granted that torch cannot use) was lost with its checkpoint — the driver said
+    "2 of 2 probes/seeds", the trials that finished; it is kept beside the trial before each report, and said."""
     data = gaussian_probe_data(n=120, d=8, c=3, scenarios=False)
     probe = {
         "name": "tuned", "hidden_units": [4], "epochs": 8, "val_every": 2, "patience": 100, "batch_size": 30,
@@ -232,7 +236,10 @@ def test_asha_on_a_search_space_counts_epochs_and_never_stops_a_trial_at_its_las
         },
     }  # fmt: skip
     cfg = config([probe], resources={"max_concurrent_trials": 1})
-    g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"))
+    reset_warned()
+    with caplog.at_level("WARNING", logger="repeval"):
+        g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"), wrap_trainable=gpu_granted)
+    assert gpu_said(caplog) == ["inst__notes__m, 4 of 4 probes/seeds (tuned (seed 0 ×4))"]  # stopped ones too
     (exp,) = [d for d in (tmp_path / "tune").iterdir() if d.is_dir()]
     epochs = []
     for f in exp.glob("*/result.json"):
@@ -481,6 +488,44 @@ def test_a_trial_whose_worker_died_is_trained_again(ray_session, tmp_path):
     assert {r["probe"] for r in g.rows} == {"p2", "p3", "p4", "p5"}
 
 
+def gpu_granted(fn):
+    """Hand every trial a GPU grant (``use_gpu``) that torch here cannot use: each warns that its probes train on the
+    CPU (a warning every trial of a batch gives alike)."""
+
+    def wrapped(config, data=None, units=None):
+        return fn({**config, "use_gpu": True}, data=data, units=units)
+
+    return wrapped
+
+
+def gpu_said(caplog) -> list[str]:
+    """What the driver's lines of :func:`gpu_granted`'s warning say before its text: which trials gave it."""
+    said = [
+        r.getMessage().split(": a probe trial on ") for r in caplog.records if "was granted a GPU" in r.getMessage()
+    ]
+    assert all(len(parts) == 2 for parts in said), said  # said on the driver, never of a trial of its own
+    return [parts[0] for parts in said]
+
+
+def test_what_a_trial_warned_before_it_raised_is_said_on_the_driver(ray_session, tmp_path, caplog):
+    """A trial that raises leaves no checkpoint, and what it had warned — what a user debugging the failed probe
+    needs most — was lost with it (only the finished trials' warnings were said). It is kept beside the trial's
+    results as it raises, and said with the others: here a GPU granted that torch cannot use, then a sampled PCA
+    wider than the embeddings, which fails the trial (Tune's retry re-raises at once and keeps the first attempt's)."""
+    data = gaussian_probe_data(n=60, d=6, c=3, scenarios=False)
+    wide = {"name": "wide", "epochs": 2, "search": {"space": {"pca_dim": {"choice": [50]}}, "num_samples": 1}}
+    cfg = config([{"name": "lin", "epochs": 2}, wide])
+    reset_warned()
+    with caplog.at_level("WARNING", logger="repeval"):
+        g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"), wrap_trainable=gpu_granted)
+    from repeval.probes.train import pca_too_wide
+
+    assert [(f["probe"], f["reason"]) for f in g.failed] == [
+        ("wide", f"ValueError: {pca_too_wide(50, *data.x_train.shape)}")
+    ]
+    assert gpu_said(caplog) == ["inst__notes__m, 2 of 2 probes/seeds (lin (seed 0); wide (seed 0))"]
+
+
 def raise_counting_wrapper(marks: str):
     """Every trial that trains 'p2' records its attempt in ``marks`` and raises (a deterministic bug); its cleanup
     then fails too, while handling that failure."""
@@ -530,6 +575,34 @@ def test_a_trial_that_raises_is_trained_once_and_recorded_as_failed(ray_session,
     (exp,) = [d for d in (tmp_path / "tune").iterdir() if d.is_dir()]
     (err,) = exp.glob("*/error.txt")
     assert "Failure # 2" in err.read_text() and "RaisedBefore" in err.read_text()  # Tune's retry, raised at once
+
+
+def test_a_trials_reason_keeps_the_exception_it_was_raised_from(tmp_path):
+    """A trial's failure reason (failed.parquet, the report) kept an exception raised while handling another, not one
+    it was raised from (``raise … from exc``): the last line alone, the cause lost. It keeps it, first — unless the
+    last line already says it — also from the traceback text that Tune's retry re-raises (``RaisedBefore``)."""
+    import traceback
+
+    from repeval.tuning.grid import _reason, exception_reason
+    from repeval.tuning.trial import RaisedBefore
+
+    labels = tmp_path / "labels.json"
+
+    def read(say_it: bool) -> None:
+        try:
+            labels.read_text()
+        except FileNotFoundError as exc:
+            raise ValueError(f"cannot read the label map{f': {exc}' if say_it else ''}") from exc
+
+    with pytest.raises(ValueError) as err:
+        read(say_it=False)
+    reason = f"FileNotFoundError: [Errno 2] No such file or directory: '{labels}'; which caused: ValueError: cannot " \
+             "read the label map"  # fmt: skip
+    assert exception_reason(err.value) == reason
+    assert _reason(RaisedBefore("".join(traceback.format_exception(err.value)))) == reason
+    with pytest.raises(ValueError) as said:
+        read(say_it=True)
+    assert exception_reason(said.value) == f"ValueError: cannot read the label map: {said.value.__cause__}"
 
 
 @pytest.mark.filterwarnings("ignore:`get_storage` is meant to only be called")
@@ -805,7 +878,10 @@ def test_fit_reruns_an_experiment_whose_marker_or_state_a_kill_cut_short(ray_ses
     assert fit()[1]
 
 
-def test_groups_batched_in_one_experiment_reuse_trial_actors_and_match_separate_runs(ray_session, tmp_path):
+def test_groups_batched_in_one_experiment_reuse_trial_actors_and_match_separate_runs(ray_session, tmp_path, caplog):
+    """A batch of groups trains in one experiment, on reused actors, to each group's results alone. A warning every
+    trial gave (here: a GPU granted that torch cannot use) was said once per group — for 30 groups, 30 lines of one
+    warning; it is said once for the batch, naming its groups."""
     from repeval.tuning.grid import GroupInput, batch_name, run_groups
 
     cfg = config(
@@ -817,7 +893,11 @@ def test_groups_batched_in_one_experiment_reuse_trial_actors_and_match_separate_
     marks = tmp_path / "marks"
     marks.mkdir()
     inputs = [GroupInput(exp, name, "m", d) for name, d in datas.items()]
-    together = run_groups(cfg, inputs, str(tmp_path / "tune"), wrap_trainable=marker_wrapper(str(marks)))
+    reset_warned()
+    with caplog.at_level("WARNING", logger="repeval"):
+        together = run_groups(cfg, inputs, str(tmp_path / "tune"),
+                              wrap_trainable=lambda fn: marker_wrapper(str(marks))(gpu_granted(fn)))  # fmt: skip
+    assert gpu_said(caplog) == ["4 of 4 probes/seeds in 2 of 2 groups (every probe/seed of inst__a__m, inst__b__m)"]
     name = batch_name(["inst__a__m", "inst__b__m"])
     assert sorted(p.name for p in (tmp_path / "tune").iterdir() if p.is_dir()) == [name]
     assert all(g.experiments == [str(tmp_path / "tune" / name)] for g in together)
