@@ -37,4 +37,8 @@ fi
 # tinysoundfont's metadata pulls PyAudio (needs PortAudio headers) only for live playback,
 # which repeval never uses: install it without dependencies.
 "${PIP[@]}" --no-deps "tinysoundfont==0.3.7"
+# librosa's numba kernels (its peak picking, zero crossings, pitch tracking) compile when their module is first
+# imported, 15-30 s on 2 cores, into numba's cache beside librosa in .venv: compile them once here, not in the first
+# command or test that builds a chroma filter bank (chroma-stats) or loads audio through librosa
+python -c 'import librosa.util.utils, librosa.core.audio, librosa.core.pitch'
 echo "$want" > "$stamp"

@@ -112,6 +112,10 @@ class LocalCluster:
                 "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # `python` in a job is this venv's
                 "RAY_USAGE_STATS_ENABLED": "0",
                 "RAY_agent_register_timeout_ms": "180000",  # slow agents on a busy 2-core machine
+                # a SIGKILLed node is found dead by the GCS's health checks: after 5 failed checks 3 s apart by
+                # default (the crash test waited those ~15 s before Ray restarted its actors); 1 s apart here. A
+                # live raylet still answers each within health_check_timeout_ms (10 s, unchanged)
+                "RAY_health_check_period_ms": "1000",
                 "RAY_DEDUP_LOGS": "0",
             }
         )
