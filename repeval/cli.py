@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import traceback
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -46,8 +47,26 @@ def main(
         format="%(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("repeval").setLevel(logging.DEBUG if debug or verbose else logging.INFO)
+    # repeval's own warnings as one line each, like its log lines (--debug: Python's form, with file and line)
+    warnings.formatwarning = _python_formatwarning if debug else _format_warning
     # Ray Data logs every execution's plan and progress at INFO; repeval prints its own summary lines
     os.environ.setdefault("REPEVAL_RAY_DATA_LOG_LEVEL", "DEBUG" if debug else "INFO" if verbose else "ERROR")
+
+
+_python_formatwarning = warnings.formatwarning
+
+
+def _format_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
+    """A warning of repeval's categories, or given by its code, as ``Category: message`` — not Python's form, which
+    adds the repeval source file, line number and code line that gave it (nothing a user can act on); any other
+    package's warning in Python's form."""
+    from repeval.warn import is_ours
+
+    if is_ours(category, filename):
+        return f"{category.__name__}: {message}\n"
+    return _python_formatwarning(message, category, filename, lineno, line)
 
 
 def _fail(exc: BaseException, code: int = 2) -> None:

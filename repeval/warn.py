@@ -92,7 +92,7 @@ def _noted_repeat(to: logging.Logger | type[Warning], message: str) -> None:
             _note(("warning", _category_name(to), 0, message))
 
 
-def _ours(category: type[Warning], filename: str) -> bool:
+def is_ours(category: type[Warning], filename: str) -> bool:
     """A warning of one of repeval's categories, or given by repeval's code."""
     return category.__module__.split(".")[0] == "repeval" or os.path.abspath(filename).startswith(_PACKAGE_DIR)
 
@@ -109,7 +109,7 @@ class _Handler(logging.Handler):
 def _showwarning(show: Callable[..., None]) -> Callable[..., None]:
     def showwarning(message: Any, category: type[Warning], filename: str, lineno: int, *args: Any) -> None:
         show(message, category, filename, lineno, *args)  # said in the worker as before
-        if _active and _ours(category, filename):
+        if _active and is_ours(category, filename):
             _note(("warning", _category_name(category), 0, str(message)))
 
     showwarning.wraps = show  # type: ignore[attr-defined]

@@ -58,6 +58,10 @@ def _not_evaluated(fs: pafs.FileSystem, path: str) -> int:
     return sum(int(d.get("not_evaluated") or 0) for d in found if isinstance(d, dict))
 
 
+#: the state of a run whose last command, a stage before training, finished (``repeval embed``, ``repeval deform``)
+_STAGE_DONE = {"embed": "embedded", "deform": "deformed"}
+
+
 def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | None:
     """One run's summary; ``None`` for a folder that is not a run directory (no ``config.yaml``)."""
     try:
@@ -90,6 +94,8 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
     updated = max((i.mtime.timestamp() for i in files if i.mtime is not None), default=None)
     state = "evaluated" if results is not None else (f"{len(groups)} grid(s) trained" if groups else "started")
     status = _json(fs, path, STATUS)
+    if state == "started" and status.get("state") == "finished" and status.get("command") in _STAGE_DONE:
+        state = _STAGE_DONE[status["command"]]  # `repeval embed`/`deform` finished: not a run still starting
     failed_with = None
     if status.get("state") in ("failed", "interrupted"):  # its last command stopped (a later success overwrites it)
         state = f"{status['state']} ({status.get('command') or '?'})"

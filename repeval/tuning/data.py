@@ -14,6 +14,7 @@ from repeval.datasets.encoding import encode_labels
 from repeval.pipeline.stages import CLEAN
 from repeval.probes import ProbeData
 from repeval.store import EmbeddingStore
+from repeval.warn import warn_once
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,9 @@ def training_vocabulary(
         if multilabel
         else "kept as classes: their validation and test tracks count as errors"
     )
-    log.warning(
+    # said once per process: the tasks that read one dataset with one model (mean, prediction, attention) share it
+    warn_once(
+        log, ("no training example", where, multilabel, tuple(classes[j] for j in absent)),
         "%s: %d label(s) have no training example, so no probe can learn them: %s%s — %s; check the splits (a "
         "split_column, or split_ratios) or leave them out with dataset.classes",
         where, len(absent), shown, more, what,

@@ -156,3 +156,28 @@ def test_a_warning_of_several_groups_is_said_once_for_the_batch_with_each_groups
     caplog.clear()
     said.say()  # said once: nothing is left to say
     assert not caplog.records
+
+
+def test_the_command_line_says_repevals_warnings_without_its_source_lines(tmp_path, monkeypatch):
+    """`repeval run` printed a probe's metric warnings in Python's form: the path of repeval's grid.py, a line number
+    and the code line that re-said them (``g.said.say(g.inp.name)  # its trials' warnings; …``). The command line
+    now says repeval's warnings as ``Category: message``; other packages' keep Python's form, and --debug all."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+    from repeval.metrics.base import MetricWarning
+    from repeval.tuning import grid
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # put back after the test
+    assert CliRunner().invoke(app, ["schema", "--out", str(tmp_path / "s.json")]).exit_code == 0
+    said = [
+        warnings.formatwarning("3 of 10 classes have no test example", cat, path, 939, None)
+        for cat, path in ((MetricWarning, grid.__file__), (UserWarning, grid.__file__), (UserWarning, pytest.__file__))
+    ]
+    assert said[:2] == [
+        "MetricWarning: 3 of 10 classes have no test example\n",
+        "UserWarning: 3 of 10 classes have no test example\n",
+    ]
+    assert said[2].startswith(f"{pytest.__file__}:939: UserWarning: 3 of 10")
+    assert CliRunner().invoke(app, ["--debug", "schema", "--out", str(tmp_path / "s.json")]).exit_code == 0
+    assert warnings.formatwarning("x", MetricWarning, grid.__file__, 939, None).startswith(f"{grid.__file__}:939:")

@@ -165,3 +165,18 @@ class _CountingFS(pafs.FileSystemHandler):
     create_dir = delete_dir = delete_dir_contents = delete_root_dir_contents = delete_file = move = copy_file = (
         open_output_stream
     ) = open_append_stream = _read_only
+
+
+def test_a_run_whose_embed_stage_finished_is_not_listed_as_started(tmp_path):
+    """A run directory whose `repeval embed` (or `deform`) had finished was listed as ``started`` by `repeval runs`,
+    as if that command were still running or had been killed; it now says ``embedded`` (``deformed``). A command
+    still going, or killed hard, still reads ``started``."""
+    from repeval.report.runs import list_runs
+    from repeval.rundir import write_status
+
+    runs = tmp_path / "runs"
+    for run_id, command, state in (("e", "embed", "finished"), ("d", "deform", "finished"), ("s", "embed", "started")):
+        (runs / run_id).mkdir(parents=True)
+        (runs / run_id / "config.yaml").write_text("experiments: []\n")
+        write_status(runs / run_id, command, state)
+    assert {i["run"]: i["state"] for i in list_runs(str(runs))} == {"d": "deformed", "e": "embedded", "s": "started"}

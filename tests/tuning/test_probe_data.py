@@ -17,6 +17,7 @@ import pytest
 from repeval.store import EmbeddingStore
 from repeval.store.store import PartitionWriter, embedding_schema
 from repeval.tuning.data import probe_data
+from repeval.warn import reset_warned
 
 DIM = 16
 
@@ -185,6 +186,7 @@ def test_labels_without_a_training_example_are_named_and_left_out_of_a_tagging_t
     """A tag only on validation or test tracks has an output no probe learnt (only pushed down): it was scored in
     the per-label and macro metrics and entered early stopping. It leaves the vocabulary, with a warning; a
     single-label task keeps such a class (its tracks are errors) and warns too."""
+    reset_warned()
     store, rows = catalog(tmp_path, frames=False, n=60)
     splits = rows.column("split").to_pylist()
     first_test = splits.index("test")
@@ -202,3 +204,28 @@ def test_labels_without_a_training_example_are_named_and_left_out_of_a_tagging_t
     with caplog.at_level("WARNING", logger="repeval.tuning.data"):
         data = probe_data("multiclass_classification", rows, store, "ds", "m", [])
     assert data.classes == ["c0", "c1", "c2", "c3", "c9"] and "'c9' (0 validation, 1 test tracks)" in caplog.text
+
+
+def test_labels_without_a_training_example_are_warned_about_once_for_the_tasks_that_share_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The tasks that read one dataset with one model (configs/aggregation.yaml: mean, prediction and attention) each
+    repeated the same "label(s) have no training example" warning, word for word and naming no task: now it is said
+    once per dataset, model and set of such labels; another set of labels is said again."""
+    reset_warned()
+    store, rows = catalog(tmp_path, frames=False, n=60)
+    labels, splits = rows.column("label").to_pylist(), rows.column("split").to_pylist()
+    index = rows.schema.get_field_index("label")
+
+    first_test = splits.index("test")
+
+    def untrained(name: str) -> pa.Table:  # ``name`` on the first test track only
+        return rows.set_column(
+            index, "label", pa.array([[name] if i == first_test else lab[:1] for i, lab in enumerate(labels)])
+        )
+
+    with caplog.at_level("WARNING", logger="repeval.tuning.data"):
+        for name in ("c9", "c9", "c9", "c8"):
+            probe_data("multiclass_classification", untrained(name), store, "ds", "m", [])
+    said = [r.getMessage() for r in caplog.records if "have no training example" in r.getMessage()]
+    assert len(said) == 2 and "'c9' (0 validation, 1 test tracks)" in said[0] and "'c8' (" in said[1], said
