@@ -1,5 +1,7 @@
-"""Warnings said once per process (:func:`warn_once`), not once per probe, trial, validation or scenario; and a
-probe trial's warnings said again on the driver (:class:`TrialWarnings`, :class:`SaidByTrials`)."""
+"""Warnings said once per process (:func:`warn_once`), not once per probe, trial, validation or scenario; a warning
+about a test set said once for the test sets that gave it, naming them (:func:`about_test_set`,
+:class:`SaidByTestSets`); and a probe trial's warnings said again on the driver (:class:`TrialWarnings`,
+:class:`SaidByTrials`)."""
 
 from __future__ import annotations
 
@@ -44,6 +46,74 @@ def reset_warned() -> None:
     """Forget every warning said, so each is said again (tests that check a warning is said once)."""
     with _lock:
         _said.clear()
+
+
+# ------------------------------------------------------------------------------------------ warnings about test sets
+# A probe is tested on the clean test set and on each deformation scenario's: what the metrics warn about one (a
+# class without example, a label without positive, an interval on few resamples) must say which, without saying a
+# warning again for each test set that gives it word for word.
+
+_test_set = threading.local()  # .scope: (the SaidByTestSets collecting, the test set scored) in this thread
+
+
+class SaidByTestSets:
+    """The warnings about the test sets scored inside (:func:`about_test_set`, under :meth:`test_set`), said as it
+    ends: each distinct one once, naming the test sets that gave it (``test sets clean, D1: …``), in the order first
+    given; one said once per process (:func:`warn_once`) is said once per process and test sets. ``with SaidByTestSets() as said:``, then ``with said.test_set("clean"):`` around one test set's metrics.
+    Of one thread (a scope is this thread's); says them in the thread that ends it."""
+
+    def __init__(self) -> None:
+        #: (logger or category, warn_once key or None, text) → the test sets that gave it
+        self.had: dict[tuple[logging.Logger | type[Warning], Hashable, str], list[str]] = {}
+
+    @contextlib.contextmanager
+    def test_set(self, name: str) -> Iterator[None]:
+        """The warnings :func:`about_test_set` gives inside, in this thread, are about test set ``name``."""
+        before = getattr(_test_set, "scope", None)
+        _test_set.scope = (self, name)
+        try:
+            yield
+        finally:
+            _test_set.scope = before
+
+    def add(self, to: logging.Logger | type[Warning], once: Hashable, text: str, test_set: str) -> None:
+        sets = self.had.setdefault((to, once, text), [])
+        if test_set not in sets:
+            sets.append(test_set)
+
+    def __enter__(self) -> SaidByTestSets:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for (to, once, text), sets in self.had.items():
+            named = f"test set{'s' if len(sets) > 1 else ''} {', '.join(sets)}: {text}"
+            _say(to, None if once is None else (once, tuple(sets)), named, stacklevel=2)
+        self.had.clear()
+
+
+def about_test_set(
+    to: logging.Logger | type[Warning], message: str, *, once: Hashable = None, stacklevel: int = 1
+) -> None:
+    """Warn ``message`` (on logger ``to``, or as a warning of category ``to``; with ``once``, by :func:`warn_once`
+    under that key) about the test set being scored: inside a :meth:`SaidByTestSets.test_set` scope of this thread,
+    kept to be said once when the :class:`SaidByTestSets` ends, naming every test set that gave it; elsewhere said
+    now (``stacklevel`` counting from the caller)."""
+    scope = getattr(_test_set, "scope", None)
+    if scope is not None:
+        said, name = scope
+        said.add(to, once, message, name)
+    else:
+        _say(to, once, message, stacklevel=stacklevel + 1)
+
+
+def _say(to: logging.Logger | type[Warning], once: Hashable, message: str, *, stacklevel: int) -> None:
+    """Say ``message`` (by :func:`warn_once` under key ``once`` unless it is ``None``); ``stacklevel`` from the caller."""
+    if once is not None:
+        warn_once(to, once, "%s", message, stacklevel=stacklevel + 1)
+    elif isinstance(to, logging.Logger):
+        to.warning("%s", message, stacklevel=stacklevel + 1)
+    else:
+        warnings.warn(message, to, stacklevel=stacklevel + 1)
 
 
 # ---------------------------------------------------------------------------------------------- a trial's warnings

@@ -11,7 +11,7 @@ import numpy as np
 from repeval.metrics.base import MetricRow, canonical_metric_name, check_metric_for_task, metric_spec, ones_weights
 from repeval.metrics.bootstrap import bootstrap_distribution, percentile_interval
 from repeval.metrics.validation import validate
-from repeval.warn import warn_once
+from repeval.warn import about_test_set
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,9 @@ def compute_metrics(
     over test tracks (one shared set of ``n_resamples`` resamples drawn from ``seed``). ``split``: the
     split the examples are from, as the degenerate-input warnings name it (see :func:`validate`). That an interval
     rests on few resamples is said once per metric and process, not once per probe and scenario (in a probe trial,
-    :class:`repeval.warn.TrialWarnings` notes it each time, for the driver to say how many probes had it).
-    """
+    :class:`repeval.warn.TrialWarnings` notes it each time, for the driver to say how many probes had it). Scored
+    inside a :meth:`repeval.warn.SaidByTestSets.test_set` scope, its warnings name that test set, said once for
+    every test set that gave them (:func:`repeval.warn.about_test_set`)."""
     canon: list[str] = []
     for name in names:
         check_metric_for_task(name, task_type)
@@ -70,7 +71,8 @@ def compute_metrics(
             b_agg, b_per = dist[name]
             defined = int(np.count_nonzero(~np.isnan(b_agg)))
             if not np.isnan(agg[0]) and defined < len(b_agg) / 2:
-                warn_once(log, ("few resamples", name), "%s", few_resamples_message(name, defined, len(b_agg), alpha))
+                message = few_resamples_message(name, defined, len(b_agg), alpha)
+                about_test_set(log, message, once=("few resamples", name))
             if defined < min(len(b_agg), 2 / alpha):  # resamples left out, not one left in each tail: no interval
                 b_agg = np.full_like(b_agg, np.nan)
             lo, hi = percentile_interval(b_agg, alpha)

@@ -8,13 +8,13 @@ the manner of ``mir_eval.key.validate``.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
 from repeval.metrics.base import TASK_TYPE_NAMES, MetricWarning
 from repeval.registry import unknown_name_message
+from repeval.warn import about_test_set
 
 _CLASS_TASKS = ("multiclass_classification", "key_estimation")
 
@@ -111,11 +111,11 @@ def _validate_classes(
         predicted = np.unique(y_score.argmax(axis=1)) if split == "test" else None
         if present.sum() < 2:
             message = _one_class_message(task_type, labels, int(y_true[0]), predicted)
-            warnings.warn(message, MetricWarning, stacklevel=3)
+            about_test_set(MetricWarning, message, stacklevel=3)
         absent = np.flatnonzero(~present)
         if len(absent) and present.sum() >= 2:
             message = _absent_classes_message(task_type, labels, absent, predicted, split)
-            warnings.warn(message, MetricWarning, stacklevel=3)
+            about_test_set(MetricWarning, message, stacklevel=3)
     return y_true, y_score, labels
 
 
@@ -208,20 +208,20 @@ def _validate_multilabel(
         empty = np.flatnonzero(pos == 0)
         full = np.flatnonzero((pos == (y_true >= 0).sum(axis=0)) & (pos > 0))
         if len(empty):
-            warnings.warn(
+            about_test_set(
+                MetricWarning,
                 f"{len(empty)} of {len(labels)} labels have no positive {split} example ({_names(labels, empty)}): "
                 "their ROC-AUC and PR-AUC are undefined and left out of the macro and weighted averages "
                 "(the micro averages pool their scores as negatives); their F1, precision and recall are left out "
                 "of the macro averages too unless some track is predicted positive (then all three are 0)",
-                MetricWarning,
                 stacklevel=3,
             )
         if len(full):
-            warnings.warn(
+            about_test_set(
+                MetricWarning,
                 f"{len(full)} of {len(labels)} labels are positive on every {split} example ({_names(labels, full)}): "
                 "only one class is present, their ROC-AUC is undefined and left out of roc_auc_macro and "
                 "roc_auc_weighted (roc_auc_micro pools their scores as positives; their PR-AUC is 1)",
-                MetricWarning,
                 stacklevel=3,
             )
     return y_true, y_score, labels
@@ -244,10 +244,10 @@ def _validate_regression(
     if warn:
         constant = np.flatnonzero(np.ptp(y_true, axis=0) == 0)
         if len(constant):
-            warnings.warn(
+            about_test_set(
+                MetricWarning,
                 f"the target is constant on the {split} set for {_names(labels, constant)}: R² is undefined there "
                 "and left out of the average",
-                MetricWarning,
                 stacklevel=3,
             )
     return y_true, y_score, labels

@@ -13,6 +13,7 @@ on which other scenarios the run has (one whose deformation fails often would sh
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from repeval.pipeline.stages import CLEAN
 from repeval.probes import ProbeData
+from repeval.warn import SaidByTestSets
 
 _Key = tuple[str, str | None]
 
@@ -52,19 +54,28 @@ def tracks_scored(y: np.ndarray, classes: Sequence[str], label: str | None) -> i
     return int(np.count_nonzero(~np.isnan(y[:, list(classes).index(label)])))
 
 
-def _metrics_on(data: ProbeData, names: Sequence[str], y: np.ndarray, scores: np.ndarray) -> dict[_Key, float]:
+def _metrics_on(
+    data: ProbeData, names: Sequence[str], y: np.ndarray, scores: np.ndarray, said: SaidByTestSets | None, name: str
+) -> dict[_Key, float]:
     from repeval.metrics import compute_metrics
 
-    return {(r.metric, r.label): r.value for r in compute_metrics(names, data.task_type, y, scores, data.classes)}
+    with said.test_set(name) if said is not None else contextlib.nullcontext():
+        rows = compute_metrics(names, data.task_type, y, scores, data.classes)
+    return {(r.metric, r.label): r.value for r in rows}
 
 
 def add_deltas(
-    rows: list[dict[str, Any]], data: ProbeData, scores: dict[str, np.ndarray], metric_names: Sequence[str]
+    rows: list[dict[str, Any]],
+    data: ProbeData,
+    scores: dict[str, np.ndarray],
+    metric_names: Sequence[str],
+    said: SaidByTestSets | None = None,
 ) -> None:
     """Give each of one probe's test ``rows`` (``scenario``, ``metric``, ``label``, ``value``) its ``delta`` and
     ``n_delta``: for a deformed scenario, its metric minus the clean metric on the tracks both test sets hold, and how
     many those are; ``None`` on clean rows (and for a metric or label undefined on those tracks). ``scores``: each
-    scenario's per-track scores, in the order of ``data.tests``' track ids."""
+    scenario's per-track scores, in the order of ``data.tests``' track ids. ``said``: what the metrics warn about
+    those shared tracks (when they are not all of both test sets) is about test set ``clean ∩ <scenario>``."""
     for r in rows:
         r["delta"] = r["n_delta"] = None
     if CLEAN not in scores:
@@ -81,8 +92,9 @@ def add_deltas(
             at_clean, at_sid = shared_positions(ids_clean, ids)
             shared, before, after = y[at_sid], {}, {}
             if len(at_clean):
-                before = _metrics_on(data, metric_names, y_clean[at_clean], scores[CLEAN][at_clean])
-                after = _metrics_on(data, metric_names, shared, sc[at_sid])
+                both = f"{CLEAN} ∩ {sid}"
+                before = _metrics_on(data, metric_names, y_clean[at_clean], scores[CLEAN][at_clean], said, both)
+                after = _metrics_on(data, metric_names, shared, sc[at_sid], said, both)
         for r in rows:
             if r["scenario"] == sid:
                 key = (r["metric"], r["label"])

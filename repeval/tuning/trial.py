@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from repeval.probes import Halving, ProbeData, TrainResult
-from repeval.warn import TrialWarnings, member_scope, warn_once
+from repeval.warn import SaidByTestSets, TrialWarnings, member_scope, warn_once
 
 log = logging.getLogger(__name__)
 
@@ -95,26 +95,30 @@ def test_rows(
 ) -> tuple[list[dict[str, Any]], dict[str, list[list[int]]]]:
     """Metric rows (aggregate and per label, with bootstrap intervals) and confusion matrices per scenario; a
     deformed scenario's rows carry their change from clean on the tracks both test sets hold
-    (:func:`repeval.tuning.paired.add_deltas`)."""
+    (:func:`repeval.tuning.paired.add_deltas`). The metrics' warnings about a test set name it, each said once for
+    the test sets that gave it word for word (:class:`repeval.warn.SaidByTestSets`)."""
     from repeval.metrics import compute_metrics, confusion_matrix
     from repeval.tuning.paired import add_deltas, tracks_scored
 
     rows: list[dict[str, Any]] = []
     confusion: dict[str, list[list[int]]] = {}
-    for sid, sc in scores.items():
-        _, y, _ = data.tests[sid]
-        ci = ev.bootstrap_resamples > 0
-        for r in compute_metrics(
-            ev.metric_names, data.task_type, y, sc, data.classes, ci=ci,
-            n_resamples=max(1, ev.bootstrap_resamples), alpha=ev.ci_alpha, seed=ev.seed,
-        ):  # fmt: skip
-            rows.append(
-                {"scenario": sid, "metric": r.metric, "label": r.label, "value": r.value,
-                 "ci_low": r.ci_low, "ci_high": r.ci_high, "n_test": tracks_scored(y, data.classes, r.label)}
-            )  # fmt: skip
-        if data.task_type in ("multiclass_classification", "key_estimation"):
-            confusion[sid] = confusion_matrix(y, sc, data.classes, task_type=data.task_type).tolist()
-    add_deltas(rows, data, scores, ev.metric_names)
+    with SaidByTestSets() as said:
+        for sid, sc in scores.items():
+            _, y, _ = data.tests[sid]
+            ci = ev.bootstrap_resamples > 0
+            with said.test_set(sid):
+                got = compute_metrics(
+                    ev.metric_names, data.task_type, y, sc, data.classes, ci=ci,
+                    n_resamples=max(1, ev.bootstrap_resamples), alpha=ev.ci_alpha, seed=ev.seed,
+                )  # fmt: skip
+            for r in got:
+                rows.append(
+                    {"scenario": sid, "metric": r.metric, "label": r.label, "value": r.value,
+                     "ci_low": r.ci_low, "ci_high": r.ci_high, "n_test": tracks_scored(y, data.classes, r.label)}
+                )  # fmt: skip
+            if data.task_type in ("multiclass_classification", "key_estimation"):
+                confusion[sid] = confusion_matrix(y, sc, data.classes, task_type=data.task_type).tolist()
+        add_deltas(rows, data, scores, ev.metric_names, said)
     return rows, confusion
 
 

@@ -181,3 +181,71 @@ def test_the_command_line_says_repevals_warnings_without_its_source_lines(tmp_pa
     assert said[2].startswith(f"{pytest.__file__}:939: UserWarning: 3 of 10")
     assert CliRunner().invoke(app, ["--debug", "schema", "--out", str(tmp_path / "s.json")]).exit_code == 0
     assert warnings.formatwarning("x", MetricWarning, grid.__file__, 939, None).startswith(f"{grid.__file__}:939:")
+
+
+def test_a_test_sets_metric_warnings_name_it_once_for_every_test_set_that_gave_them(caplog):
+    """A probe tested on clean and on each deformation scenario's test set said a metric warning about a test set
+    once per wording — two lines for one probe, neither saying which test set it was about. Each now names its test
+    sets, said once for all the test sets that gave it word for word (here clean and D1 predict the class without
+    test example for some track, D2 for none; the bootstrap's resamples, of the same labels, are alike on all
+    three), on the driver as it tests (``select: best``) and from the trials, merged across probes and groups."""
+    import numpy as np
+
+    from repeval.metrics import MetricWarning
+    from repeval.probes import ProbeData
+    from repeval.tuning.trial import EvalSettings, test_rows
+    from repeval.warn import SaidByTrials, TrialWarnings, member_scope
+
+    y = np.array([0, 1] * 19 + [2, 3])  # c4: no test example; c2, c3: one each (few resamples draw both)
+    ids = [f"t{i}" for i in range(len(y))]
+    x = np.zeros((len(y), 2), np.float32)
+    data = ProbeData("multiclass_classification", [f"c{i}" for i in range(5)], x, y, x, y,
+                     {sid: (x, y, ids) for sid in ("clean", "D1", "D2")})  # fmt: skip
+
+    def scores(predicted: np.ndarray) -> np.ndarray:
+        return np.eye(5)[predicted] * 0.9 + 0.02
+
+    hit = y.copy()
+    hit[0] = 4  # one track predicted as c4
+    got = {"clean": scores(hit), "D1": scores(hit), "D2": scores(y)}
+    ev = EvalSettings(["roc_auc_macro", "f1_macro"], 200, 0.05, 0, None)
+    absent = "1 of 5 classes have no test example (c4): "
+    want = [
+        (MetricWarning, f"test sets clean, D1: {absent}", "f1_macro counts them with F1 0, as some tracks are"),
+        (MetricWarning, f"test set D2: {absent}", "f1_macro leaves them out too, as no track is predicted as one"),
+        ("log", "test sets clean, D1, D2: roc_auc_macro: its bootstrap interval rests on 79 of 200 ", ""),
+        ("log", "test sets clean, D1: f1_macro: its bootstrap interval rests on 62 of 200 ", ""),
+        ("log", "test set D2: f1_macro: its bootstrap interval rests on ", ""),  # said though f1_macro's was
+    ]
+
+    def check(lines: list[tuple[object, str]], prefix: str) -> None:
+        assert len(lines) == len(want), lines
+        for (kind, text), (wkind, start, part) in zip(lines, want, strict=True):
+            assert kind == wkind and text.startswith(prefix + start) and part in text, text
+
+    reset_warned()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="repeval"), warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        test_rows(data, got, ev)  # as the driver tests a picked probe: said there, once each
+    said: list[tuple[object, str]] = [(w.category, str(w.message)) for w in shown]
+    check(said + [("log", r.getMessage()) for r in caplog.records if "resamples" in r.getMessage()], "")
+
+    batch = SaidByTrials()
+    for group in ("g1", "g2"):  # two groups' trials, of two members each
+        reports: list[dict] = [{}, {}]
+        with warnings.catch_warnings(record=True), TrialWarnings() as caught:  # said in the trial: not here
+            warnings.simplefilter("default")  # as a trial's: a warning's text once per line of code
+            for i in range(2):
+                with member_scope(i):
+                    test_rows(data, got, ev)
+        caught.into(reports)
+        for seed, rep in enumerate(reports):
+            batch.add(group, "lin", seed, rep)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="repeval"), warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        batch.say()
+    said = [(w.category, str(w.message)) for w in shown]
+    check(said + [("log", r.getMessage()) for r in caplog.records], "4 of 4 probes/seeds in 2 of 2 groups (every "
+                                                                    "probe/seed of g1, g2): ")  # fmt: skip

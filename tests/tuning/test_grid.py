@@ -1083,19 +1083,20 @@ def test_a_trials_warnings_are_said_on_the_driver_once_with_how_many_probes_had_
     rests on the ~15% of resamples that drew all four (a warning logged once per process). Both seeds of probe lin
     train and test in one trial, on an actor that may have said either before; the driver says each once — logged,
     or warned in its category — naming the group and how many probes/seeds had it. Probe pick (``select: best``) is
-    tested in the driver, which says its warnings as it goes, and not again."""
+    tested in the driver, which says its warnings as it goes, and not again. Each names the test sets it is about:
+    clean and the deformed D1, which hold the same labels, give them word for word — said once for both."""
     import warnings
 
     import numpy as np
 
     from repeval.metrics import MetricWarning
 
-    data = gaussian_probe_data("multilabel_classification", n=90, d=6, c=6, scenarios=False)
-    x, y, ids = data.tests["clean"]
+    data = gaussian_probe_data("multilabel_classification", n=90, d=6, c=6)
+    _, y, ids = data.tests["clean"]
     y = np.zeros_like(y)
     y[:4, :4] = np.eye(4)
     y[::2, 4] = 1  # c5: no positive
-    data.tests["clean"] = (x, y, ids)
+    data.tests = {sid: (xs, y, ids) for sid, (xs, _, _) in data.tests.items()}
     pick = {"name": "pick", "epochs": 2, "search": {"grid": {"learning_rate": [1e-3, 3e-3]}}}  # select: best
     cfg = config([{"name": "lin", "epochs": 2}, pick], seeds=2, metrics=("roc_auc_macro",),
                  task_type="multilabel_classification")  # fmt: skip
@@ -1105,13 +1106,14 @@ def test_a_trials_warnings_are_said_on_the_driver_once_with_how_many_probes_had_
         g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"))
     assert {(r["probe"], r["seed"]) for r in g.rows} == {(p, s) for p in ("lin", "pick") for s in (0, 1)}
     lin = "inst__notes__m, 2 of 6 probes/seeds (lin (seeds 0, 1)): "  # tested in the trial; pick's 4 trained there
+    both = "test sets clean, D1: "  # the same labels: the same warnings, said once for both
     said = [r for r in caplog.records if "resamples" in r.getMessage()]
     assert len(said) == 2, [r.getMessage() for r in said]
     for r, prefix in zip(said, (lin, ""), strict=True):  # the trial's, said again; then the driver's, of pick
-        assert r.getMessage().startswith(f"{prefix}roc_auc_macro: its bootstrap interval rests on ")
+        assert r.getMessage().startswith(f"{prefix}{both}roc_auc_macro: its bootstrap interval rests on ")
     assert {(r.name, r.levelname) for r in said} == {("repeval.metrics.compute", "WARNING")}
     none = [w for w in caught if "no positive test example" in str(w.message)]
     assert len(none) == 2, [str(w.message) for w in none]
     for w, prefix in zip(none, (lin, ""), strict=True):
-        assert str(w.message).startswith(f"{prefix}1 of 6 labels have no positive test example (c5): ")
+        assert str(w.message).startswith(f"{prefix}{both}1 of 6 labels have no positive test example (c5): ")
     assert {w.category for w in none} == {MetricWarning}

@@ -150,3 +150,23 @@ def test_a_scenario_that_lost_every_test_track_is_left_out_and_the_rest_is_teste
     assert run_partitions(Run("r", tmp_path, results, config_text="experiments: 3")) == [
         ("ds", "mfcc-stats", s) for s in ("clean", "gain")
     ]
+
+
+def test_what_the_metrics_warn_about_the_tracks_a_delta_is_over_names_them():
+    """Δ scores clean and a scenario again on the tracks both hold; what the metrics warned about those tracks said
+    no test set. It names them ``clean ∩ <scenario>``, said once with the test sets that warned it word for word."""
+    import warnings
+
+    from repeval.metrics import MetricWarning
+    from repeval.probes import ProbeData
+
+    x = np.zeros((3, 2), np.float32)
+    y = np.array([0, 1, 0])
+    tests = {"clean": (x, y, ["t0", "t1", "t2"]), "noise": (x[[0, 2]], y[[0, 2]], ["t0", "t2"])}  # lost t1 (b)
+    data = ProbeData("multiclass_classification", ["a", "b"], x, y, x, y, tests)
+    scores = {sid: np.eye(2)[yt] for sid, (_, yt, _) in tests.items()}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trial.test_rows(data, scores, trial.EvalSettings(["accuracy"], 0, 0.05, 0, None))
+    said = [str(w.message) for w in caught if issubclass(w.category, MetricWarning)]
+    assert len(said) == 1 and said[0].startswith("test sets noise, clean ∩ noise: only one class (a) is present"), said
