@@ -59,8 +59,9 @@ _test_set = threading.local()  # .scope: (the SaidByTestSets collecting, the tes
 class SaidByTestSets:
     """The warnings about the test sets scored inside (:func:`about_test_set`, under :meth:`test_set`), said as it
     ends: each distinct one once, naming the test sets that gave it (``test sets clean, D1: …``), in the order first
-    given; one said once per process (:func:`warn_once`) is said once per process and test sets. ``with SaidByTestSets() as said:``, then ``with said.test_set("clean"):`` around one test set's metrics.
-    Of one thread (a scope is this thread's); says them in the thread that ends it."""
+    given; one said once per process (:func:`warn_once`) is said once per process and test sets. ``with
+    SaidByTestSets() as said:``, then ``with said.test_set("clean"):`` around one test set's metrics. Of one thread
+    (a scope is this thread's); says them in the thread that ends it."""
 
     def __init__(self) -> None:
         #: (logger or category, warn_once key or None, text) → the test sets that gave it
