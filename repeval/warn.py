@@ -108,7 +108,8 @@ def about_test_set(
 
 
 def _say(to: logging.Logger | type[Warning], once: Hashable, message: str, *, stacklevel: int) -> None:
-    """Say ``message`` (by :func:`warn_once` under key ``once`` unless it is ``None``); ``stacklevel`` from the caller."""
+    """Say ``message`` (by :func:`warn_once` under key ``once`` unless it is ``None``); ``stacklevel``: from the
+    caller."""
     if once is not None:
         warn_once(to, once, "%s", message, stacklevel=stacklevel + 1)
     elif isinstance(to, logging.Logger):
