@@ -300,8 +300,8 @@ def _plan_dataset(
             if not missing.any() and (part.complete or key in st.parts):
                 if key not in st.parts:  # complete; accepted under a stamp from before WINDOWING_ENTRIES: say so once
                     part.restamp(fp, {"config_hash": config_hash(fp)})
-                    if sources:  # a place it now serves from: said above, not again
-                        part.add_sources(sources)
+                    if sid in moved:  # reused from another source: said once below, then recorded (not again)
+                        part.add_sources(sources or [])
                 continue
             if key not in st.parts:
                 # a partition shared by several tasks (one dataset, other splits) may need more tracks
