@@ -19,6 +19,8 @@ class Plan:
     partitions_done: int = 0
     #: store partitions the embedding stage would stop at: partition name → the error it would stop with
     conflicts: dict[str, str] = field(default_factory=dict)
+    #: what the embedding stage would say of reused partitions computed from audio elsewhere (one per dataset, model)
+    notes: list[str] = field(default_factory=list)
     trainings: int = 0
     trainings_done: int = 0
     test_cells: int = 0
@@ -38,7 +40,8 @@ class Plan:
             head.append("resources:")
             head += [f"  {k + ':':<18}{v}" for k, v in self.resources.items()]
         conflicts = [f"conflict: {msg}" for msg in self.conflicts.values()]
-        return "\n".join([*head, "", *self.lines, *conflicts])
+        notes = [f"note: {msg}" for msg in self.notes]
+        return "\n".join([*head, "", *self.lines, *conflicts, *notes])
 
 
 def make_plan(
@@ -196,7 +199,16 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
     with each partition: ``(dataset, model, scenario)`` → :func:`~repeval.pipeline.partitions.partition_state`
     (for a partition several experiments share, the one with the most to do). ``(None, None)`` when the rows
     cannot be loaded (the reason is added to the plan's lines)."""
-    from repeval.pipeline.partitions import ModelSpec, partition_state, wanted_masks
+    import pyarrow.compute as pc
+
+    from repeval.pipeline.partitions import (
+        ModelSpec,
+        changed_source,
+        partition_state,
+        run_sources,
+        source_note,
+        wanted_masks,
+    )
     from repeval.runner import RunContext, deform_ids, load_rows
 
     ctx = RunContext(cfg, "plan", run_dir if run_dir is not None else Path("/nonexistent"), store)
@@ -207,6 +219,8 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
         return None, None
     rank = {"complete": 0, "todo": 1, "conflict": 2}
     states: dict[tuple[str, str, str], tuple[str, str]] = {}
+    sources = run_sources(ds for exp in cfg.experiments for ds in exp.datasets)
+    moved: dict[tuple[str, str], dict[str, tuple[Any, int]]] = {}  # (dataset, model) → partitions from elsewhere
     for ei, exp in enumerate(cfg.experiments):
         to_deform = deform_ids(ctx, ei)
         for ds in exp.datasets:
@@ -217,9 +231,17 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
                 spec = ModelSpec.of(cfg, m)
                 for sid, wanted in masks.items():
                     key = (ds.name, m.id, sid)
-                    state = partition_state(store.partition(*key), spec.partition(cfg, exp, ds, sid), ids, wanted)
+                    part = store.partition(*key)
+                    state = partition_state(part, spec.partition(cfg, exp, ds, sid), ids, wanted)
                     if key not in states or rank[state[0]] > rank[states[key][0]]:
                         states[key] = state
+                    recorded = changed_source(part, sources[ds.name]) if state[0] != "conflict" else None
+                    if recorded is not None and sid not in moved.get((ds.name, m.id), {}):
+                        reused = int((wanted & pc.is_in(ids, value_set=part.done_ids()).to_numpy(False)).sum())
+                        if reused:
+                            moved.setdefault((ds.name, m.id), {})[sid] = (recorded, reused)
+    for (dataset, model), changed in moved.items():
+        p.notes.append(source_note(store.uri, dataset, model, changed, sources[dataset]))
     return (ctx if run_dir is not None else None), states
 
 

@@ -45,10 +45,13 @@ from repeval.pipeline.assemble import TrackAssembler, errors_table, rows_table
 from repeval.pipeline.partitions import (  # noqa: F401  (model_chunk_s and the fingerprints: imported from here)
     ModelSpec,
     accepted_spec,
+    changed_source,
     model_chunk_s,
     model_fingerprint,
     model_geometry,
+    run_sources,
     scenario_fingerprint,
+    source_note,
     wanted_masks,
 )
 from repeval.pipeline.resources import EmbedResources, plan_resources
@@ -56,6 +59,7 @@ from repeval.pipeline.stages import CLEAN, MAX_BATCH_SAMPLES, DecodeDeform, Deco
 from repeval.pipeline.summary import EmbedSummary, Progress
 from repeval.store import EmbeddingStore, PartitionWriter
 from repeval.store.store import ERROR_SCHEMA, embedding_schema, repeval_version
+from repeval.warn import warn_once
 
 log = logging.getLogger(__name__)
 
@@ -205,10 +209,11 @@ def embed_experiments(
         for ds in exp.datasets:
             uses[ds.name] = uses.get(ds.name, 0) + 1
     check_scenarios_at_model_rates(cfg, [exp for exp, _, _ in work])
+    sources = run_sources(ds for exp, _, _ in work for ds in exp.datasets)
     for exp, rows_by_dataset, deform_ids in work:
         for ds in exp.datasets:
             _plan_dataset(cfg, exp, ds, rows_by_dataset[ds.name], deform_ids, store, streams, summary,
-                          deformed_only, retry_errors, shared=uses[ds.name] > 1)  # fmt: skip
+                          deformed_only, retry_errors, shared=uses[ds.name] > 1, sources=sources[ds.name])  # fmt: skip
     for st in streams.values():
         for dataset, (cols, masks) in st.pending.items():
             _spool_todo(st, dataset, cols, masks)
@@ -254,10 +259,13 @@ def _plan_dataset(
     deformed_only: bool,
     retry_errors: bool,
     shared: bool = True,
+    sources: list[dict[str, Any]] | None = None,
 ) -> None:
     """Add one (experiment, dataset)'s missing tracks to each model's stream. ``shared``: another experiment
     of the run uses the dataset too, so the ids planned here are kept for its turn (a track is embedded once);
-    otherwise they are not kept (a copy of the wanted ids per scenario: ~12 MB per million tracks)."""
+    otherwise they are not kept (a copy of the wanted ids per scenario: ~12 MB per million tracks). ``sources``:
+    where the run's definitions of the dataset take its audio from, recorded in the partitions it computes or
+    reuses; reused rows computed from audio elsewhere are said once per dataset and model (not recomputed)."""
     scenarios = exp.scenarios_for(ds)
     ids = rows.column("track_id").combine_chunks()
     wanted_in = wanted_masks(cfg, exp, ds, rows, deform_ids)
@@ -268,6 +276,7 @@ def _plan_dataset(
         st = streams.setdefault(name, _Stream(mcfg, sample_rate, chunk_s))
         st.mcfg = _stream_batch_size(st.mcfg, mcfg)
         masks: dict[str, np.ndarray] = {}
+        moved: dict[str, tuple[Any, int]] = {}  # scenario → (the sources its reused rows were computed from, tracks)
         for sid in ([] if deformed_only else [CLEAN]) + list(scenarios):
             key = stream_key(ds.name, sid)
             part = store.partition(ds.name, mcfg.id, sid)
@@ -278,7 +287,11 @@ def _plan_dataset(
             wanted = wanted_in[sid]
             done = pc.is_in(ids, value_set=part.done_ids()).to_numpy(zero_copy_only=False)
             if key not in st.examined:  # tracks in the store, counted once per partition however many tasks use it
-                summary.skipped += int((wanted & done).sum())
+                reused = int((wanted & done).sum())
+                summary.skipped += reused
+                recorded = changed_source(part, sources) if reused and sources else None
+                if recorded is not None:
+                    moved[sid] = (recorded, reused)
                 _count_earlier_errors(part, ids, wanted, summary)
                 st.examined.add(key)
             if key in st.planned:  # another experiment's share of this partition already holds these tracks
@@ -287,6 +300,8 @@ def _plan_dataset(
             if not missing.any() and (part.complete or key in st.parts):
                 if key not in st.parts:  # complete; accepted under a stamp from before WINDOWING_ENTRIES: say so once
                     part.restamp(fp, {"config_hash": config_hash(fp)})
+                    if sid in moved:  # reused from another source: said once below, then recorded (not again)
+                        part.add_sources(sources or [])
                 continue
             if key not in st.parts:
                 # a partition shared by several tasks (one dataset, other splits) may need more tracks
@@ -295,6 +310,7 @@ def _plan_dataset(
                     fp,
                     {"config_hash": config_hash(fp), "model_id": mcfg.id, "repeval_version": repeval_version()},
                     described=pspec.described,
+                    sources=sources,
                 )
                 st.keys.append(key)
                 st.sids[key] = sid
@@ -321,6 +337,14 @@ def _plan_dataset(
                 new_ids = ids.filter(pa.array(missing))
                 st.planned[key] = pa.concat_arrays([st.planned[key], new_ids]) if key in st.planned else new_ids
             masks[key] = missing
+        if moved:
+            note = source_note(store.uri, ds.name, mcfg.id, moved, sources)
+            warn_once(
+                log,
+                ("source", store.uri, ds.name, mcfg.id, json.dumps([moved, sources], sort_keys=True, default=str)),
+                "%s",
+                note,
+            )
         if not masks:
             if not any(info["dataset"] == ds.name for info in st.info.values()):  # not planned by another task
                 log.info("%s/%s: all partitions complete", ds.name, mcfg.id)

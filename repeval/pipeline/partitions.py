@@ -8,11 +8,14 @@ import json
 import logging
 import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 
 from repeval.config import Config, ExperimentConfig
 from repeval.config.loader import config_hash
@@ -232,6 +235,96 @@ def _compatible(part: Any, spec: PartitionSpec) -> bool:
     except StoreConflict:
         return False
     return True
+
+
+def _place(path: str) -> str:
+    """A configured path as a source records it: a URI as given, a local path made absolute."""
+    return path if "://" in path else str(Path(path).resolve())
+
+
+def _file_identity(uri: str) -> dict[str, Any]:
+    """Size and modification time of one file (a catalog's manifest, a mirdata index): one ``stat``, which changes
+    when the file is written again (a set rendered anew, another copy); nothing when it cannot be read."""
+    from repeval.datasets.catalog import _filesystem
+
+    try:
+        fs, path = _filesystem(uri)
+        info = fs.get_file_info(path)
+    except (OSError, ValueError, pa.ArrowException):
+        return {}
+    if info.type != pafs.FileType.File or info.mtime_ns is None:
+        return {}
+    mtime = datetime.fromtimestamp(info.mtime_ns / 1e9, tz=UTC).isoformat(timespec="microseconds")
+    return {"size": info.size, "modified": mtime}
+
+
+def dataset_source(ds: Any) -> dict[str, Any]:
+    """Where a dataset definition takes its audio from, as the store's partitions record it (``sources``): the
+    loader, the folder its audio paths start from and, for a catalog (a mirdata ``index_path``), the manifest (index)
+    with its size and modification time. Cheap at catalog scale: one ``stat``, none of the audio files."""
+    from repeval.datasets.catalog import _base_dir
+
+    listing = ds.manifest if ds.type == "catalog" else ds.index_path
+    root = _base_dir(ds.manifest, ds.dir) if ds.type == "catalog" else ds.dir
+    out: dict[str, Any] = {"type": ds.type, "dir": _place(root) if root else None}
+    if listing:
+        out["manifest" if ds.type == "catalog" else "index"] = _place(listing)
+        out.update(_file_identity(listing))
+    return out
+
+
+def run_sources(datasets: Any) -> dict[str, list[dict[str, Any]]]:
+    """Dataset name → the sources of its definitions in a run (:func:`dataset_source`; several when tasks define it
+    differently — the run checks that their shared track ids name the same audio files)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for ds in datasets:
+        found = out.setdefault(ds.name, [])
+        source = dataset_source(ds)
+        if source not in found:
+            found.append(source)
+    return out
+
+
+def changed_source(part: Any, sources: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The sources ``part`` records when this run's dataset (``sources``) is not among them — the rows it reuses
+    may have been computed from other audio under the same track ids — else ``None`` (also for a partition that
+    records none: stored before repeval recorded them)."""
+    recorded = part.sources()
+    if recorded is None or all(s in recorded for s in sources):
+        return None
+    return list(recorded)
+
+
+def describe_source(source: Any) -> str:
+    """One source (:func:`dataset_source`) in words: ``/data/notes (manifest /data/notes/manifest.csv, 1,234 bytes,
+    modified 2025-…)``."""
+    if not isinstance(source, dict):
+        return json.dumps(source, default=str)
+    text = str(source.get("dir") or f"{source.get('type', 'the loader')}'s default folder")
+    for key in ("manifest", "index"):
+        if source.get(key):
+            size = f", {source['size']:,} bytes, modified {source['modified']}" if "size" in source else ""
+            text += f" ({key} {source[key]}{size})"
+    return text
+
+
+def source_note(store_uri: str, dataset: str, model: str, changed: dict[str, tuple[Any, int]], now: Any) -> str:
+    """What a run (or ``repeval plan``) says once per dataset and model whose stored rows were computed from audio
+    elsewhere: ``changed`` maps each such partition's scenario to (its recorded sources, tracks reused)."""
+    import shlex
+
+    sids = sorted(changed)
+    recorded = changed[sids[0]][0]
+    reused = sum(n for _, n in changed.values())
+    names = " ".join(shlex.quote(f"{dataset}/{model}/{sid}") for sid in sids)
+    return (
+        f"store: {dataset}/{model} ({', '.join(sids)}) holds {reused:,} track(s) reused as stored, computed "
+        f"from the audio of {' and '.join(describe_source(s) for s in recorded)}; dataset {dataset!r} now takes its "
+        f"audio from {' and '.join(describe_source(s) for s in now)}. If that is other audio under the same track ids "
+        f"(another copy, catalog or rendering), delete the partitions to recompute them (`repeval store rm "
+        f"{shlex.quote(store_uri)} {names} --yes`); if the data only moved, nothing to do: a run that reuses them records "
+        "the new place, and this is not said again"
+    )
 
 
 def partition_state(part: Any, spec: PartitionSpec, ids: pa.Array, wanted: np.ndarray) -> tuple[str, str]:

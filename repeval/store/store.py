@@ -134,6 +134,14 @@ def _described_diff(old: Any, new: dict[str, Any], old_described: Any, new_descr
     return fingerprint_diff(old_x, new_x) or fingerprint_diff(old, new)
 
 
+def merge_sources(recorded: Any, sources: list[dict[str, Any]] | None) -> Any:
+    """``recorded`` (a partition's ``sources``) with each of ``sources`` it lacks added, in order; ``recorded`` itself
+    when nothing is new."""
+    old = recorded if isinstance(recorded, list) else []
+    new = [s for s in sources or [] if s not in old]
+    return [*old, *new] if new else recorded
+
+
 def stored_name(component: str, keep: str = "") -> str:
     """``component`` as the store's folder names it: letters, digits and ``-_.=`` (and ``keep``) kept, the rest ``_``."""
     return "".join(c if c.isalnum() or c in "-_.=" or c in keep else "_" for c in component)
@@ -439,10 +447,12 @@ class Partition:
         fingerprint: dict[str, Any],
         provenance: dict[str, Any] | None = None,
         described: dict[str, Any] | None = None,
+        sources: list[dict[str, Any]] | None = None,
     ) -> None:
         """Record the configuration a partition is computed with (once: the first run's stamp stays); ``described``
         keeps readable what the fingerprint's hashes stand for (see :meth:`check_compatible`, which a run calls
-        first, on this partition)."""
+        first, on this partition). ``sources`` (where the run's dataset takes its audio from) join the stamp's
+        ``sources`` however old the stamp: the partition's rows are computed from them from here on."""
         existing = self._read_json(STAMP)
         if existing is None:
             body: dict[str, Any] = {"created_at": time.time()}
@@ -452,12 +462,44 @@ class Partition:
             # here on how they are computed
             body = existing
         else:
+            merged = merge_sources(existing.get("sources"), sources)
+            if merged != existing.get("sources"):
+                _atomic_write_bytes(
+                    self.fs,
+                    f"{self.path}/{STAMP}",
+                    json.dumps({**existing, "sources": merged}, sort_keys=True).encode(),
+                )
             return
         self.fs.create_dir(self.path, recursive=True)
         body = {**body, **(provenance or {}), "fingerprint": fingerprint}
         if described:
             body["described"] = described
+        if sources:
+            body["sources"] = merge_sources(body.get("sources"), sources)
         _atomic_write_bytes(self.fs, f"{self.path}/{STAMP}", json.dumps(body, sort_keys=True).encode())
+
+    def sources(self) -> list[dict[str, Any]] | None:
+        """Where the audio of the partition's rows came from: the ``sources`` of its manifest (else its stamp), each
+        a dataset's source as a run that computed or reused the rows defined it (:meth:`stamp`, :meth:`add_sources`);
+        ``None`` when none is recorded (a partition stamped before repeval recorded them)."""
+        body = self.manifest() or self._read_json(STAMP)
+        found = body.get("sources") if body else None
+        return found if isinstance(found, list) and found else None
+
+    def add_sources(self, sources: list[dict[str, Any]]) -> bool:
+        """Add ``sources`` to the stamp and manifest of a partition that records where its rows came from (one that
+        records none is left alone: its rows' source is not known); returns whether anything was written."""
+        wrote = False
+        for name in (STAMP, MANIFEST):
+            body = self._read_json(name)
+            if body is None or not isinstance(body.get("sources"), list):
+                continue
+            merged = merge_sources(body["sources"], sources)
+            if merged != body["sources"]:
+                text = json.dumps({**body, "sources": merged}, indent=1 if name == MANIFEST else None, sort_keys=True)
+                _atomic_write_bytes(self.fs, f"{self.path}/{name}", text.encode())
+                wrote = True
+        return wrote
 
     def restamp(self, fingerprint: dict[str, Any], provenance: dict[str, Any] | None = None) -> bool:
         """Write ``fingerprint`` into the stamp and manifest of a partition that :meth:`check_compatible` has just

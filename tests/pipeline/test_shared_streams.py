@@ -6,10 +6,12 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import logging
 import re
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import yaml
 
@@ -58,11 +60,15 @@ def experiment(task: str, datasets: list[dict], deformations: list) -> dict:
     }
 
 
-def embed(tmp: Path, name: str, experiments: list[dict]):
+def write_config(tmp: Path, name: str, experiments: list[dict], store: str | None = None) -> Path:
     path = tmp / f"{name}.yaml"
-    run = {"run_id": name, "store": str(tmp / f"store-{name}"), "runs_dir": str(tmp / "runs"), "part_rows": 4}
+    run = {"run_id": name, "store": str(tmp / f"store-{store or name}"), "runs_dir": str(tmp / "runs"), "part_rows": 4}
     path.write_text(yaml.safe_dump({"run": run, "experiments": experiments}, sort_keys=False))
-    ctx = runner.make_context(load_config(path))
+    return path
+
+
+def embed(tmp: Path, name: str, experiments: list[dict], store: str | None = None):
+    ctx = runner.make_context(load_config(write_config(tmp, name, experiments, store)))
     return ctx, runner.stage_embed(ctx, progress=False)
 
 
@@ -96,6 +102,8 @@ def test_one_stream_per_model_across_datasets_and_experiments(ray_session, tmp_p
     for ds in ("low", "high"):
         for sid in ("clean", "D1"):
             assert ctx.store.partition(ds, MODEL["id"], sid).complete
+            # where its audio came from, for a later run that points the name elsewhere
+            assert [src["dir"] for src in ctx.store.partition(ds, MODEL["id"], sid).sources()] == [str(tmp_path / ds)]
 
     # the same rows as runs of each dataset alone: sampling and seeds do not depend on what shares the stream
     ctx_low, s_low = embed(tmp_path, "low", [experiment("pitch", [dataset("low", low)], [GAIN])])
@@ -300,3 +308,44 @@ def test_one_task_on_one_dataset_with_two_models_loads_its_rows_once(tmp_path, s
     assert [p.name for p in (ctx.run_dir / "splits").iterdir()] == ["pitch__low.parquet"]
     report = json.loads((ctx.run_dir / "load_report.json").read_text())
     assert list(report) == ["pitch__low"] and report["pitch__low"]["rows"] == 6
+
+
+def test_a_dataset_name_pointed_at_other_audio_reuses_its_partitions_and_says_so_once(ray_session, tmp_path, caplog):
+    from repeval.pipeline.partitions import ModelSpec, dataset_source
+    from repeval.plan import make_plan
+    from repeval.store import PartitionWriter
+    from repeval.store.store import embedding_schema
+
+    low, high = catalog(tmp_path / "low", 220.0), catalog(tmp_path / "high", 880.0)  # same track ids, other audio
+    configs = {m: write_config(tmp_path, m.parent.name, [experiment("pitch", [dataset("notes", m)], [])], "s")
+               for m in (low, high)}  # fmt: skip
+    # the store as a run on "low" leaves it (written through the store API: no audio decoded)
+    cfg = load_config(configs[low])
+    exp = cfg.experiments[0]
+    spec = ModelSpec.of(cfg, exp.embedding_models[0]).partition(cfg, exp, exp.datasets[0], "clean")
+    part = runner.make_context(cfg).store.partition("notes", MODEL["id"], "clean")
+    part.stamp(spec.fingerprint, sources=[dataset_source(exp.datasets[0])])
+    writer = PartitionWriter(part, embedding_schema(2), 100)
+    stored = {f"t-{i:03d}": [float(i), 1.0] for i in range(6)}
+    writer.add_table(pa.Table.from_pylist([{"track_id": t, "embedding": e} for t, e in stored.items()],
+                                          schema=embedding_schema(2)))  # fmt: skip
+    writer.flush()
+    part.finish({"dataset": "notes"})
+
+    def run(manifest: Path):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="repeval.pipeline.embed"):
+            ctx = runner.make_context(load_config(configs[manifest]))
+            s = runner.stage_embed(ctx, progress=False)
+        assert (s.computed, s.skipped) == (0, 6)  # reused as stored, whichever audio the name points at
+        assert {t: v[0].tolist() for t, v in rows(ctx, "notes", "clean").items()} == stored
+        return [r.getMessage() for r in caplog.records if "takes its audio from" in r.getMessage()]
+
+    assert not run(low)  # the same audio: nothing to say
+    assert "note:" not in make_plan(load_config(configs[low]), part.store).text()
+    plan = make_plan(load_config(configs[high]), part.store).text()
+    assert f"note: store: notes/{MODEL['id']} (clean) holds 6 track(s) reused as stored" in plan
+    said = run(high)
+    assert len(said) == 1 and str(low.parent) in said[0] and str(high.parent) in said[0]
+    assert f"repeval store rm {part.store.uri} notes/{MODEL['id']}/clean --yes" in said[0]
+    assert not run(high)  # recorded now: not said again

@@ -649,3 +649,22 @@ def test_a_partition_embedded_window_by_window_alone_is_refused_for_tracks_of_se
     with pytest.raises(StoreConflict, match="windows: stored") as err:
         several.check_compatible(now)
     assert "embedded window by window alone" in str(err.value) and "store rm" in str(err.value)
+
+
+def test_a_partition_records_where_its_audio_came_from_and_an_old_one_stays_unrecorded(tmp_path):
+    store = EmbeddingStore(str(tmp_path / "store"))
+    a, b = {"type": "catalog", "dir": "/data/a"}, {"type": "catalog", "dir": "/data/b"}
+    part = store.partition("ds", "m", "clean")
+    part.stamp({"fp": 1}, sources=[a])
+    part.finish({"dataset": "ds"})
+    assert part.sources() == [a]
+    assert part.add_sources([a]) is False  # nothing new: nothing written
+    assert part.add_sources([b]) is True
+    assert part.sources() == [a, b] and json.loads(Path(part.path, "_stamp.json").read_text())["sources"] == [a, b]
+    old = store.partition("ds", "m", "D1")
+    old.stamp({"fp": 1})  # as before sources were recorded
+    old.finish({"dataset": "ds"})
+    assert old.add_sources([b]) is False and old.sources() is None  # its rows' source is not known: not guessed
+    old.reopen()
+    old.stamp({"fp": 1}, sources=[b])  # rows are added from b: recorded from here on
+    assert old.finish({"dataset": "ds"})["sources"] == [b]
