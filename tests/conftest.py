@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,13 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
 # as the `repeval` command does before torch is imported: this process and the session's Ray workers put large
 # tensors on huge pages
 use_huge_pages()
+# the tests that press Ctrl-C in a driver they started (os.kill(pid, SIGINT)) need it to react as in a terminal. A test
+# run started in the background by a script (`make test &`, `nohup pytest ... &`: a non-interactive shell) has SIGINT
+# ignored, and so has every process it starts: Python then installs no KeyboardInterrupt handler, and the driver runs
+# on as if the key had not been pressed (seen: killed after 180 s, having said only "Connected to Ray cluster"). A
+# handled signal is reset to its default action by exec: the drivers start with Python's KeyboardInterrupt
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -196,6 +196,15 @@ def test_a_second_ctrl_c_does_not_break_off_rays_shutdown(ray_exits):
     assert p.left == [], "Ray processes outlived the process"
 
 
+def test_the_processes_the_tests_start_take_ctrl_c_also_when_the_test_run_is_in_the_background():
+    # the Ctrl-C tests (here, tests/tuning/test_grid.py, tests/reliability/test_driver_faults.py) signal drivers they
+    # started; a test run started in the background by a script (`make test &`) has SIGINT ignored, and so had those
+    # drivers, which ran on until killed (tests/conftest.py)
+    code = "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "True", (r.stdout, r.stderr)
+
+
 WATCHED_DRIVER = """
 import os, subprocess, sys
 from repeval import ray_utils
