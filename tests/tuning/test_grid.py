@@ -190,7 +190,32 @@ def test_non_finite_test_scores_fail_only_their_test_set(ray_session, tmp_path):
     assert block.count("<td>D1</td>") == 2
 
 
-def test_search_space_with_asha(ray_session, tmp_path, caplog):
+def env_recorder(seen: Path):
+    """Write the runtime environment of each trial's actor to ``seen``."""
+
+    def record_env(fn):
+        def wrapped(config, data=None, units=None):
+            import ray
+
+            seen.write_text(json.dumps(ray.get_runtime_context().runtime_env))
+            return fn(config, data=data, units=units)
+
+        return wrapped
+
+    return record_env
+
+
+@pytest.fixture(scope="module")
+def asha_search_run(ray_session, tmp_path_factory):
+    """One run of a search space under ASHA that two tests read (a Tune experiment costs seconds to start): the
+    group, what ``repeval.tuning.grid`` logged, the runtime environment of its trial actors and Tune's default
+    actor environment variables before and after it."""
+    from types import SimpleNamespace
+
+    from ray.tune.execution import class_cache
+
+    tmp_path = tmp_path_factory.mktemp("asha_search")
+    seen = tmp_path / "runtime_env.json"
     data = gaussian_probe_data(n=120, d=10, c=3)
     cfg = config(
         [
@@ -206,11 +231,29 @@ def test_search_space_with_asha(ray_session, tmp_path, caplog):
             }
         ]
     )
-    with caplog.at_level("INFO", logger="repeval.tuning.grid"):
-        g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"))
+    before = dict(class_cache.DEFAULT_ENV_VARS)
+    said: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    log = logging.getLogger("repeval.tuning.grid")
+    level = log.level
+    log.setLevel("INFO")
+    log.addHandler(handler)
+    try:
+        g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"),
+                      wrap_trainable=env_recorder(seen))  # fmt: skip
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+    return SimpleNamespace(g=g, log="\n".join(said), env=json.loads(seen.read_text()), before=before,
+                           after=dict(class_cache.DEFAULT_ENV_VARS))  # fmt: skip
+
+
+def test_search_space_with_asha(asha_search_run):
+    g = asha_search_run.g
     assert g.trials == 4 and not g.failed
     # four sampled configurations of one point, one seed each (the log said "over 4 seed(s) among 1 configurations")
-    assert "the mean over 1 seed(s)) among 4 configurations" in caplog.text, caplog.text
+    assert "the mean over 1 seed(s)) among 4 configurations" in asha_search_run.log, asha_search_run.log
     assert {r["probe"] for r in g.rows} == {"tuned"}
     assert {r["scenario"] for r in g.rows} == {"clean", "D1"}
     tuned = [p for p in g.probes if p["spec"] == "tuned"]
@@ -924,31 +967,14 @@ def test_groups_batched_in_one_experiment_reuse_trial_actors_and_match_separate_
         assert {r["dataset"] for r in g.rows} == {ds}
 
 
-def test_trial_actors_have_no_runtime_env_so_they_can_take_prestarted_workers(ray_session, tmp_path):
+def test_trial_actors_have_no_runtime_env_so_they_can_take_prestarted_workers(asha_search_run):
     """Tune declares its trial actors with ``env_vars: {"PL_DISABLE_FORK": "1"}``, which keeps them out of
     Ray's prestarted (runtime-env-less) workers; repeval's grids leave the variable out while they run and
     put Tune's default back afterwards."""
-    from ray.tune.execution import class_cache
-
-    seen = tmp_path / "runtime_env.json"
-
-    def record_env(fn):
-        def wrapped(config, data=None, units=None):
-            import ray
-
-            seen.write_text(json.dumps(ray.get_runtime_context().runtime_env))
-            return fn(config, data=data, units=units)
-
-        return wrapped
-
-    before = dict(class_cache.DEFAULT_ENV_VARS)
-    data = gaussian_probe_data(n=60, d=6, c=2)
-    cfg = config([{"name": "lin", "epochs": 2, "batch_size": 16}])
-    g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"), wrap_trainable=record_env)
-    assert not g.failed and {r["probe"] for r in g.rows} == {"lin"}
-    env = json.loads(seen.read_text())
+    g, env, before = asha_search_run.g, asha_search_run.env, asha_search_run.before
+    assert not g.failed and {r["probe"] for r in g.rows} == {"tuned"}
     assert "PL_DISABLE_FORK" not in (env.get("env_vars") or {}), env
-    assert class_cache.DEFAULT_ENV_VARS == before and "PL_DISABLE_FORK" in before
+    assert asha_search_run.after == before and "PL_DISABLE_FORK" in before
 
 
 def test_train_summary_line_counts_reused_trials():
