@@ -190,7 +190,32 @@ def test_non_finite_test_scores_fail_only_their_test_set(ray_session, tmp_path):
     assert block.count("<td>D1</td>") == 2
 
 
-def test_search_space_with_asha(ray_session, tmp_path, caplog):
+def env_recorder(seen: Path):
+    """Write the runtime environment of each trial's actor to ``seen``."""
+
+    def record_env(fn):
+        def wrapped(config, data=None, units=None):
+            import ray
+
+            seen.write_text(json.dumps(ray.get_runtime_context().runtime_env))
+            return fn(config, data=data, units=units)
+
+        return wrapped
+
+    return record_env
+
+
+@pytest.fixture(scope="module")
+def asha_search_run(ray_session, tmp_path_factory):
+    """One run of a search space under ASHA that two tests read (a Tune experiment costs seconds to start): the
+    group, what ``repeval.tuning.grid`` logged, the runtime environment of its trial actors and Tune's default
+    actor environment variables before and after it."""
+    from types import SimpleNamespace
+
+    from ray.tune.execution import class_cache
+
+    tmp_path = tmp_path_factory.mktemp("asha_search")
+    seen = tmp_path / "runtime_env.json"
     data = gaussian_probe_data(n=120, d=10, c=3)
     cfg = config(
         [
@@ -206,11 +231,29 @@ def test_search_space_with_asha(ray_session, tmp_path, caplog):
             }
         ]
     )
-    with caplog.at_level("INFO", logger="repeval.tuning.grid"):
-        g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"))
+    before = dict(class_cache.DEFAULT_ENV_VARS)
+    said: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    log = logging.getLogger("repeval.tuning.grid")
+    level = log.level
+    log.setLevel("INFO")
+    log.addHandler(handler)
+    try:
+        g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"),
+                      wrap_trainable=env_recorder(seen))  # fmt: skip
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+    return SimpleNamespace(g=g, log="\n".join(said), env=json.loads(seen.read_text()), before=before,
+                           after=dict(class_cache.DEFAULT_ENV_VARS))  # fmt: skip
+
+
+def test_search_space_with_asha(asha_search_run):
+    g = asha_search_run.g
     assert g.trials == 4 and not g.failed
     # four sampled configurations of one point, one seed each (the log said "over 4 seed(s) among 1 configurations")
-    assert "the mean over 1 seed(s)) among 4 configurations" in caplog.text, caplog.text
+    assert "the mean over 1 seed(s)) among 4 configurations" in asha_search_run.log, asha_search_run.log
     assert {r["probe"] for r in g.rows} == {"tuned"}
     assert {r["scenario"] for r in g.rows} == {"clean", "D1"}
     tuned = [p for p in g.probes if p["spec"] == "tuned"]
@@ -286,8 +329,9 @@ def resume_data():
     return gaussian_probe_data(n=90, d=8, c=3, scenarios=False)
 
 
-def resume_config(epochs: int = 3):
-    probes = [{"name": f"p{h}", "hidden_units": [h], "epochs": epochs, "batch_size": 30} for h in (2, 3, 4, 5)]
+def resume_config(epochs: int = 3, hidden: tuple[int, ...] = (2, 3, 4, 5)):
+    """Probes ``p2`` … ``p5`` (``p<h>``: ``h`` hidden units), one trial each, two at a time."""
+    probes = [{"name": f"p{h}", "hidden_units": [h], "epochs": epochs, "batch_size": 30} for h in hidden]
     return config(probes, run_id="resume", resources={"max_concurrent_trials": 2}, pack_trials=False)
 
 
@@ -380,7 +424,7 @@ def test_interrupted_experiment_resumes(ray_session, tmp_path):
             and proc.poll() is None
             and not (len(ran()) == 4 and (marks / "reported-p3").exists() and finished_in_snapshot(storage) == 2)
         ):
-            time.sleep(0.5)  # Tune snapshots its experiment state periodically and after checkpoints
+            time.sleep(0.1)  # Tune snapshots its experiment state periodically and after checkpoints
         assert proc.poll() is None, "the run ended before it could be interrupted"
         assert ran() == ["p2", "p3", "p4", "p5"] and (marks / "reported-p3").exists()
         assert finished_in_snapshot(storage) == 2  # p4 and p5; p3 reported but is still running
@@ -427,7 +471,7 @@ def test_ctrl_c_during_training_raises_and_the_rerun_resumes(ray_session, tmp_pa
             and proc.poll() is None
             and not (any(marks.glob("ran-p2-*")) and finished_in_snapshot(storage) >= 1)
         ):
-            time.sleep(0.5)  # p2 hangs before training; another unit has finished
+            time.sleep(0.1)  # p2 hangs before training; another unit has finished
         assert proc.poll() is None, "the run ended before it could be interrupted"
         os.kill(proc.pid, signal.SIGINT)  # Ctrl-C in the driver's terminal
         out, err = proc.communicate(timeout=180)
@@ -479,13 +523,13 @@ def test_a_trial_whose_worker_died_is_trained_again(ray_session, tmp_path):
 
     t = threading.Thread(target=killer, daemon=True)
     t.start()
-    cfg = resume_config()
+    cfg = resume_config(hidden=(2, 3))  # p2's worker is killed, p3 trains beside it
     g = run_group(cfg, cfg.experiments[0], "notes", "m", resume_data(), str(tmp_path / "tune"),
                   wrap_trainable=kill_once_wrapper(str(marks)))  # fmt: skip
     t.join(timeout=5)
     assert (marks / "killed").exists()
     assert not g.failed, g.failed
-    assert {r["probe"] for r in g.rows} == {"p2", "p3", "p4", "p5"}
+    assert {r["probe"] for r in g.rows} == {"p2", "p3"}
 
 
 def gpu_granted(fn):
@@ -556,7 +600,7 @@ def test_a_trial_that_raises_is_trained_once_and_recorded_as_failed(ray_session,
     first, its cause, lost from failed.parquet and the report — both are kept, the first first."""
     marks = tmp_path / "marks"
     marks.mkdir()
-    cfg = resume_config()
+    cfg = resume_config(hidden=(2, 3))  # p2 raises, p3 finishes beside it
 
     def run():
         return run_group(cfg, cfg.experiments[0], "notes", "m", resume_data(), str(tmp_path / "tune"),
@@ -571,7 +615,7 @@ def test_a_trial_that_raises_is_trained_once_and_recorded_as_failed(ray_session,
                 "ValueError: p2 cannot train: injected bug; then, while handling it: RuntimeError: cleanup failed too",
             )
         ], attempt
-        assert {r["probe"] for r in g.rows} == {"p3", "p4", "p5"}
+        assert {r["probe"] for r in g.rows} == {"p3"}
     (exp,) = [d for d in (tmp_path / "tune").iterdir() if d.is_dir()]
     (err,) = exp.glob("*/error.txt")
     assert "Failure # 2" in err.read_text() and "RaisedBefore" in err.read_text()  # Tune's retry, raised at once
@@ -670,9 +714,9 @@ def test_finished_trials_are_reused_when_the_experiment_state_was_lost(ray_sessi
     assert values(third) == values(first)
     assert len([d for d in storage.glob(f"{exp.name}.incomplete-*") if d.is_dir()]) == 2
 
-    # another plan (more epochs): a new fingerprint, so nothing of the old experiment is reused
-    _, trained = run(resume_config(epochs=4))
-    assert trained == ["p2", "p3", "p4", "p5"]
+    # another plan (more epochs; two of the probes): a new fingerprint, so nothing of the old experiment is reused
+    _, trained = run(resume_config(epochs=4, hidden=(2, 3)))
+    assert trained == ["p2", "p3"]
 
 
 def trial_marker(marks: str, label):
@@ -693,7 +737,7 @@ def sampled_marker(marks: str):
     return trial_marker(marks, lambda config, _: f"ran-{json.dumps(config['sampled'], sort_keys=True)}")
 
 
-def asha_search_config(seed: int = 0):
+def asha_search_config(seed: int = 0, num_samples: int = 5):
     probe = {
         "name": "tuned",
         "hidden_units": [4],
@@ -702,7 +746,7 @@ def asha_search_config(seed: int = 0):
         "batch_size": 30,
         "search": {
             "space": {"learning_rate": {"loguniform": [1e-4, 3e-2]}},
-            "num_samples": 5,
+            "num_samples": num_samples,
             "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
         },
     }
@@ -730,10 +774,10 @@ def test_a_sampled_search_under_asha_is_seeded_and_replays_finished_trials_on_re
     marks.mkdir()
     data = gaussian_probe_data(n=120, d=8, c=3, scenarios=False)
 
-    def run(storage, seed=0):
+    def run(storage, seed=0, num_samples=5):
         for p in marks.iterdir():
             p.unlink()
-        c = asha_search_config(seed)
+        c = asha_search_config(seed, num_samples)
         g = run_group(c, c.experiments[0], "notes", "m", data, str(storage), wrap_trainable=sampled_marker(str(marks)))
         trained = sorted(p.name.split("-")[1] for p in marks.glob("ran-*"))  # sampled values, as JSON
         return g, trained
@@ -752,9 +796,10 @@ def test_a_sampled_search_under_asha_is_seeded_and_replays_finished_trials_on_re
     curves = reported_curves(exp)
     assert len(curves) == 5 and {len(c) for c in curves.values()} != {1}
 
-    # (a fresh experiment of the same seed samples the same values: the resumed run below is one, in the same folder)
-    _, trained_other = run(tmp_path / "tune-other", seed=1)
-    assert not set(trained_other) & set(first_trained)
+    # (a fresh experiment of the same seed samples the same values: the resumed run below is one, in the same folder;
+    # the draws are seeded by run.seed and the experiment's name alone, so another seed's first two show it)
+    _, trained_other = run(tmp_path / "tune-other", seed=1, num_samples=2)
+    assert len(trained_other) == 2 and not set(trained_other) & set(first_trained)
 
     for f in exp.glob("experiment_state-*.json"):  # the driver died before Tune wrote its state
         f.unlink()
@@ -780,6 +825,13 @@ def unit_trainable(config):
 
     if config["unit"] == 1:
         raise RuntimeError("fails before its first report")
+    tune.report({"score": float(config["unit"])})
+
+
+def reporting_trainable(config):
+    """:func:`unit_trainable` without its failing unit (a failed trial's retry starts a trial actor of its own)."""
+    from ray import tune
+
     tune.report({"score": float(config["unit"])})
 
 
@@ -855,8 +907,8 @@ def test_fit_reruns_an_experiment_whose_marker_or_state_a_kill_cut_short(ray_ses
     tune_dir = tmp_path / "tune"
 
     def fit():
-        space = {"unit": tune.grid_search([0, 1])}  # unit 1 fails before reporting
-        return _fit("exp", lambda _finished: unit_trainable, space, tune.TuneConfig(), str(tune_dir), "fp", 2)
+        space = {"unit": tune.grid_search([0, 1])}
+        return _fit("exp", lambda _finished: reporting_trainable, space, tune.TuneConfig(), str(tune_dir), "fp", 2)
 
     fit()
     assert json.loads((tune_dir / "exp.repeval.json").read_text()) == {"fingerprint": "fp"}
@@ -915,31 +967,14 @@ def test_groups_batched_in_one_experiment_reuse_trial_actors_and_match_separate_
         assert {r["dataset"] for r in g.rows} == {ds}
 
 
-def test_trial_actors_have_no_runtime_env_so_they_can_take_prestarted_workers(ray_session, tmp_path):
+def test_trial_actors_have_no_runtime_env_so_they_can_take_prestarted_workers(asha_search_run):
     """Tune declares its trial actors with ``env_vars: {"PL_DISABLE_FORK": "1"}``, which keeps them out of
     Ray's prestarted (runtime-env-less) workers; repeval's grids leave the variable out while they run and
     put Tune's default back afterwards."""
-    from ray.tune.execution import class_cache
-
-    seen = tmp_path / "runtime_env.json"
-
-    def record_env(fn):
-        def wrapped(config, data=None, units=None):
-            import ray
-
-            seen.write_text(json.dumps(ray.get_runtime_context().runtime_env))
-            return fn(config, data=data, units=units)
-
-        return wrapped
-
-    before = dict(class_cache.DEFAULT_ENV_VARS)
-    data = gaussian_probe_data(n=60, d=6, c=2)
-    cfg = config([{"name": "lin", "epochs": 2, "batch_size": 16}])
-    g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"), wrap_trainable=record_env)
-    assert not g.failed and {r["probe"] for r in g.rows} == {"lin"}
-    env = json.loads(seen.read_text())
+    g, env, before = asha_search_run.g, asha_search_run.env, asha_search_run.before
+    assert not g.failed and {r["probe"] for r in g.rows} == {"tuned"}
     assert "PL_DISABLE_FORK" not in (env.get("env_vars") or {}), env
-    assert class_cache.DEFAULT_ENV_VARS == before and "PL_DISABLE_FORK" in before
+    assert asha_search_run.after == before and "PL_DISABLE_FORK" in before
 
 
 def test_train_summary_line_counts_reused_trials():
