@@ -153,10 +153,31 @@ def build_transform(type_: str, params: dict[str, Any]) -> Any:
                 + f" (parameters: {', '.join(valid)})"
             )
     _check_paths(type_, params)
+    _check_numbers(type_, sig, params)
     try:
         return cls(**_defaults(cls, params))
     except Exception as exc:  # audiomentations raises AssertionError/ValueError/TypeError
         raise ValueError(f"{type_}({json.dumps(params, default=str)}): {_reason(exc)}") from None
+
+
+def _check_numbers(type_: str, sig: inspect.Signature, params: dict[str, Any]) -> None:
+    """A parameter whose default is a number must not be text (``min_snr_db: "10"`` or ``10dB`` in YAML):
+    audiomentations compares it with numbers, and Python's ``'>' not supported between instances of 'str' and
+    'int'`` named neither the parameter nor the fix."""
+    texts = {
+        key: value
+        for key, value in params.items()
+        if isinstance(value, str)
+        and key in sig.parameters
+        and isinstance(sig.parameters[key].default, int | float)
+        and not isinstance(sig.parameters[key].default, bool)
+    }
+    if texts:
+        said = "; ".join(f"{type_}.{k} is the text {v!r}, not a number" for k, v in texts.items())
+        key = next(iter(texts))
+        raise ValueError(
+            f"{said} — write numbers without quotes or units (e.g. {key}: {sig.parameters[key].default!r}, its default)"
+        )
 
 
 def _reason(exc: BaseException) -> str:

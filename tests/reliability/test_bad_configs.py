@@ -181,6 +181,15 @@ CASES: dict[str, tuple[Any, list[str]]] = {
         lambda d: _exp(d)["deformations"][0][0]["params"].update(p=5),
         ["experiments[0].deformations[0]", "Gain(", "its check `0 <= p <= 1` failed"],
     ),
+    "deformation_param_not_a_number": (  # was Python's "'>' not supported between instances of 'str' and 'int'"
+        lambda d: _exp(d)["deformations"][0][0]["params"].update(min_gain_db="-6dB", max_gain_db="-3"),
+        [
+            "experiments[0].deformations[0]",
+            "Gain.max_gain_db is the text '-3', not a number",
+            "without quotes",
+            "Gain.min_gain_db is the text '-6dB'",
+        ],
+    ),
     "transform_file_missing": (
         lambda d: _exp(d).update(
             deformations=[[{"type": "AddBackgroundNoise", "params": {"sounds_path": "no/noise"}}]]
