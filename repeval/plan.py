@@ -199,8 +199,6 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
     with each partition: ``(dataset, model, scenario)`` → :func:`~repeval.pipeline.partitions.partition_state`
     (for a partition several experiments share, the one with the most to do). ``(None, None)`` when the rows
     cannot be loaded (the reason is added to the plan's lines)."""
-    import pyarrow.compute as pc
-
     from repeval.pipeline.partitions import (
         ModelSpec,
         changed_source,
@@ -232,12 +230,12 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
                 for sid, wanted in masks.items():
                     key = (ds.name, m.id, sid)
                     part = store.partition(*key)
-                    state = partition_state(part, spec.partition(cfg, exp, ds, sid), ids, wanted)
-                    if key not in states or rank[state[0]] > rank[states[key][0]]:
-                        states[key] = state
-                    recorded = changed_source(part, sources[ds.name]) if state[0] != "conflict" else None
-                    if recorded is not None and sid not in moved.get((ds.name, m.id), {}):
-                        reused = int((wanted & pc.is_in(ids, value_set=part.done_ids()).to_numpy(False)).sum())
+                    state, what, done = partition_state(part, spec.partition(cfg, exp, ds, sid), ids, wanted)
+                    if key not in states or rank[state] > rank[states[key][0]]:
+                        states[key] = (state, what)
+                    recorded = changed_source(part, sources[ds.name]) if done is not None else None
+                    if recorded is not None and done is not None and sid not in moved.get((ds.name, m.id), {}):
+                        reused = int((wanted & done).sum())
                         if reused:
                             moved.setdefault((ds.name, m.id), {})[sid] = (recorded, reused)
     for (dataset, model), changed in moved.items():

@@ -327,16 +327,18 @@ def source_note(store_uri: str, dataset: str, model: str, changed: dict[str, tup
     )
 
 
-def partition_state(part: Any, spec: PartitionSpec, ids: pa.Array, wanted: np.ndarray) -> tuple[str, str]:
+def partition_state(
+    part: Any, spec: PartitionSpec, ids: pa.Array, wanted: np.ndarray
+) -> tuple[str, str, np.ndarray | None]:
     """What the embedding stage would do with ``part`` for the wanted tracks (``ids[wanted]``): ``("complete",
     "")`` (nothing), ``("todo", what)`` (embed tracks, or mark it complete) or ``("conflict", the error the stage
-    would stop with)``."""
+    would stop with)``; and which of ``ids`` the partition holds already (``None`` for a conflict: not read)."""
     try:
         accepted_spec(part, spec)
     except StoreConflict as exc:
-        return "conflict", str(exc)
+        return "conflict", str(exc), None
     done = pc.is_in(ids, value_set=part.done_ids()).to_numpy(zero_copy_only=False)
     missing = int((wanted & ~done).sum())
     if missing:
-        return "todo", f"{missing:,} of {int(wanted.sum()):,} track(s) to embed"
-    return ("complete", "") if part.complete else ("todo", "not marked complete")
+        return "todo", f"{missing:,} of {int(wanted.sum()):,} track(s) to embed", done
+    return ("complete", "", done) if part.complete else ("todo", "not marked complete", done)
