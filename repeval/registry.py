@@ -14,20 +14,48 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
-def closest(name: str, choices: list[str] | tuple[str, ...] | set[str]) -> str | None:
-    """Return the closest valid spelling of ``name`` among ``choices`` (or None); one that differs only in case
-    first (``addgaussiansnr`` is ``AddGaussianSNR``, not the closer-by-letters ``AddGaussianNoise``)."""
-    folded = [c for c in sorted(choices) if c.casefold() == name.casefold()]
+def suggestions(name: str, choices: list[str] | tuple[str, ...] | set[str], n: int = 3) -> list[str]:
+    """The valid spellings ``name`` may have meant, best first: one that differs only in case (``addgaussiansnr`` is
+    ``AddGaussianSNR``, not the closer-by-letters ``AddGaussianNoise``); else the closest whole name (difflib); else,
+    for a name of three or more characters, up to ``n`` names it abbreviates or misspells the start of (``medly`` →
+    ``medley_solos_db``, ``medleydb_melody``, ``medleydb_pitch``; ``mfcc`` → ``mfcc-stats``) or that contain it."""
+    ordered = sorted(choices)
+    folded = [c for c in ordered if c.casefold() == name.casefold()]
     if folded:
-        return folded[0]
-    matches = difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.6)
-    return matches[0] if matches else None
+        return folded[:1]
+    matches = difflib.get_close_matches(name, ordered, n=1, cutoff=0.6)
+    if matches or len(name) < 3:
+        return matches
+    key = name.casefold()
+
+    def score(choice: str) -> float:
+        c = choice.casefold()
+        if key in c:
+            return 1.0
+        return max(difflib.SequenceMatcher(None, key, c[:k]).ratio() for k in (len(key), len(key) + 1))
+
+    scored = sorted((-s, c) for c in ordered if (s := score(c)) >= 0.8)
+    return [c for _, c in scored[:n]]
+
+
+def closest(name: str, choices: list[str] | tuple[str, ...] | set[str]) -> str | None:
+    """The best of :func:`suggestions` (or None)."""
+    found = suggestions(name, choices, n=1)
+    return found[0] if found else None
+
+
+def did_you_mean(name: str, choices: list[str] | tuple[str, ...] | set[str]) -> str:
+    """`` — did you mean 'a'?`` (or ``'a', 'b' or 'c'``: :func:`suggestions`), or "" when nothing is close."""
+    found = [repr(c) for c in suggestions(name, choices)]
+    if not found:
+        return ""
+    return " — did you mean " + (found[0] if len(found) == 1 else f"{', '.join(found[:-1])} or {found[-1]}") + "?"
 
 
 def unknown_name_message(kind: str, name: str, choices: list[str] | set[str]) -> str:
-    hint = closest(name, list(choices))
+    hint = did_you_mean(name, choices)
     msg = f"unknown {kind} '{name}'"
-    msg += f" — did you mean '{hint}'?" if hint else "."
+    msg += hint or "."
     msg += f" Valid {kind}s: {', '.join(sorted(choices))}"
     return msg
 

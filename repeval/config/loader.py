@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from repeval.config.schema import Config
+from repeval.registry import did_you_mean
 
 
 class ConfigError(ValueError):
@@ -52,6 +54,8 @@ def _format(err: ValidationError) -> list[str]:
         elif e["type"] == "literal_error":
             expected = e.get("ctx", {}).get("expected", "")
             msg = f"got {e.get('input')!r}; expected {expected}"
+            if isinstance(e.get("input"), str):  # a misspelled dataset type, task type, aggregation, …
+                msg += did_you_mean(e["input"], re.findall(r"'([^']*)'", expected))
         elif e["type"] in ("tuple_type", "list_type"):  # reliability (issue 9): name the fix, not pydantic's type
             msg = _not_a_list(e.get("input"))
         # a whole-file check whose message starts with the key path it is about: that path, not "(top level)"

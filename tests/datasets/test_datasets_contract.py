@@ -175,3 +175,37 @@ def test_download_passes_other_errors_through(monkeypatch, tmp_path):
     monkeypatch.setattr(mirdata.core.Dataset, "download", broken)
     with pytest.raises(KeyError):
         download("gtzan_genre", str(tmp_path))
+
+
+def test_a_misspelled_name_gets_the_names_it_may_mean_in_the_cli_and_the_config():
+    """`repeval datasets medly` (meant medley_solos_db) suggested nothing: difflib compares whole names, and an
+    abbreviation or a misspelled start of a long name is far from it. So were `mfcc` (mfcc-stats), a mirdata name in
+    a config, and a misspelled dataset type, task type or aggregation (pydantic's "expected …", no suggestion)."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+    from repeval.config import ConfigError, parse_config
+
+    res = CliRunner().invoke(app, ["datasets", "medly"])
+    assert res.exit_code == 1
+    assert "did you mean 'medley_solos_db', 'medleydb_melody' or 'medleydb_pitch'?" in " ".join(res.output.split())
+    res = CliRunner().invoke(app, ["validate-model", "mfcc"])
+    assert res.exit_code != 0 and "did you mean 'mfcc-stats'?" in " ".join(res.output.split())
+    with pytest.raises(ValueError, match="did you mean 'medley_solos_db'"):
+        ds_cfg("medly", "mirdata")
+
+    def problem(task: dict, dataset: dict) -> str:
+        cfg = {"experiments": [{"task": {"name": "t", "type": "multiclass_classification", **task},
+                                "datasets": [{"name": "notes", "manifest": "m.csv", "type": "catalog", **dataset}],
+                                "embedding_models": ["mfcc-stats"], "downstream_models": [{}]}]}  # fmt: skip
+        with pytest.raises(ConfigError) as err:
+            parse_config(cfg)
+        return str(err.value)
+
+    assert "got 'catalogue'; expected 'mirdata', 'custom' or 'catalog' — did you mean 'catalog'?" in problem(
+        {}, {"type": "catalogue"}
+    )
+    assert "— did you mean 'multiclass_classification'?" in problem({"type": "multiclass"}, {})
+    assert "got 'meen'; expected 'mean', " in problem({"embedding_aggregation": "meen"}, {})
+    assert "— did you mean 'mean'?" in problem({"embedding_aggregation": "meen"}, {})
+    assert "did you mean" not in problem({"type": "xyz"}, {})  # nothing close: the valid values only
