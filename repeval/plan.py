@@ -203,11 +203,10 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
         ModelSpec,
         changed_source,
         partition_state,
-        run_sources,
         source_note,
         wanted_masks,
     )
-    from repeval.runner import RunContext, deform_ids, load_rows
+    from repeval.runner import RunContext, audio_sources, deform_ids, load_rows
 
     ctx = RunContext(cfg, "plan", run_dir if run_dir is not None else Path("/nonexistent"), store)
     try:
@@ -217,7 +216,7 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
         return None, None
     rank = {"complete": 0, "todo": 1, "conflict": 2}
     states: dict[tuple[str, str, str], tuple[str, str]] = {}
-    sources = run_sources(ds for exp in cfg.experiments for ds in exp.datasets)
+    sources = audio_sources(ctx)
     moved: dict[tuple[str, str], dict[str, tuple[Any, int]]] = {}  # (dataset, model) → partitions from elsewhere
     for ei, exp in enumerate(cfg.experiments):
         to_deform = deform_ids(ctx, ei)

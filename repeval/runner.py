@@ -153,6 +153,16 @@ def load_rows(ctx: RunContext, save: bool = True) -> None:
         _write_text_atomic(ctx.run_dir / LOAD_REPORT, json.dumps(load_report(ctx), indent=1))
 
 
+def audio_sources(ctx: RunContext) -> dict[str, list[dict[str, Any]]]:
+    """Where each loaded dataset takes its audio from, as the store's partitions record it
+    (:func:`~repeval.pipeline.partitions.run_sources`: the configuration and what each loader found)."""
+    from repeval.pipeline.partitions import run_sources
+
+    return run_sources(
+        (ds, ctx.reports.get((ei, ds.name))) for ei, exp in enumerate(ctx.cfg.experiments) for ds in exp.datasets
+    )
+
+
 def check_shared_tracks(ctx: RunContext) -> None:
     """Raise ``ValueError`` when two definitions of one dataset name (for different tasks: another manifest, ``dir``,
     ``type``, …) give one track id two audio files. The store keeps one embedding per dataset name, track id and
@@ -298,7 +308,13 @@ def _stage_embed(
         for ei, exp in enumerate(ctx.cfg.experiments)
     ]
     total = embed_experiments(
-        ctx.cfg, work, ctx.store, deformed_only=deformed_only, progress=progress, retry_errors=retry_errors
+        ctx.cfg,
+        work,
+        ctx.store,
+        deformed_only=deformed_only,
+        progress=progress,
+        retry_errors=retry_errors,
+        sources=audio_sources(ctx),
     )
     log.debug(total.line())  # the CLI prints it
     return total

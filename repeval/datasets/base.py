@@ -76,6 +76,11 @@ class LoadReport:
     notes: list[str] = field(default_factory=list)
     #: the split keys (:data:`SPLIT_KEYS`) the loader read (:func:`repeval.datasets.load.load_dataset` notes them)
     used_keys: set[str] = field(default_factory=set)
+    #: what the loader listed the tracks from, for the store's record of where a partition's audio came from
+    #: (:func:`~repeval.pipeline.partitions.dataset_source`): ``index``, the mirdata index it read when the config
+    #: names none (mirdata's own); ``audio``, the number, total size and newest modification time of the audio files
+    #: it found when checking that each track's file exists (``check_files``; the same ``stat``, no second walk)
+    listed: dict[str, Any] = field(default_factory=dict)
 
     def add(self, kind: str, item: str) -> None:
         """Record one problem of ``kind`` (one of :data:`REPORT_KINDS`)."""
@@ -92,6 +97,7 @@ class LoadReport:
     def merge(self, other: LoadReport) -> None:
         self.notes += [n for n in other.notes if n not in self.notes]
         self.used_keys |= other.used_keys
+        self.listed = self.listed or dict(other.listed)
         for kind in REPORT_KINDS:
             extra = other.count(kind) - len(getattr(other, kind))
             for item in getattr(other, kind):

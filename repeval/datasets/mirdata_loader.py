@@ -387,6 +387,8 @@ def load_mirdata(ds: Any, task: Any, spec: MirdataSpec | None) -> tuple[pa.Table
         label = _generic_label(task_label_name(task), task)
     dataset = open_mirdata(ds)
     report = LoadReport()
+    if not getattr(ds, "index_path", None):  # mirdata's own index, recorded where the store records the audio's source
+        report.listed["index"] = str(dataset.index_path)
     # a key label is normalised (Db major → C# major) even when the task is written as multiclass
     task_type = KEY if label.info.task_type == KEY and task.effective_type != ML else task.effective_type
     # labels annotated per track: masked (each label trained and scored on the tracks that annotate it), or every

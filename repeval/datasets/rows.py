@@ -7,6 +7,7 @@ hundred thousand tracks; the million-row path is the vectorised ``catalog`` load
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable
 from typing import Any
 
@@ -14,6 +15,13 @@ import pyarrow as pa
 
 from repeval.datasets.base import OBSERVED_FIELD, ROW_SCHEMA, SPLITS, LoadReport
 from repeval.datasets.labels import finalize_label
+
+
+def iso_time(ns: int) -> str:
+    """A modification time (ns since the epoch) as the store's sources record it: ISO 8601, UTC, microseconds."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat(timespec="microseconds")
 
 
 def key_classes(task_type: str, classes: Iterable[str] | None) -> frozenset[str] | None:
@@ -58,6 +66,20 @@ class RowCollector:
         self._seen: set[str] = set()
         self._cols: dict[str, list[Any]] = {f.name: [] for f in ROW_SCHEMA}
         self._observed: list[list[str]] = []
+        self._files = self._bytes = self._newest_ns = 0  # the audio files found: what the store records of them
+
+    def _found(self, path: str) -> bool:
+        """Whether ``path`` is a file (one ``stat``, as ``os.path.isfile``), counting its size and time."""
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):
+            return False
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        self._files += 1
+        self._bytes += st.st_size
+        self._newest_ns = max(self._newest_ns, st.st_mtime_ns)
+        return True
 
     def add(
         self,
@@ -79,7 +101,7 @@ class RowCollector:
             self.report.add("missing_audio", f"{tid} (no audio file in the index)")
             return False
         audio_path = str(audio_path)
-        if self.check_files and "://" not in audio_path and not os.path.isfile(audio_path):
+        if self.check_files and "://" not in audio_path and not self._found(audio_path):
             self.report.add("missing_audio", f"{tid} ({audio_path})")
             return False
         labels, problem, message = finalize_label(self.task_type, label, self.classes)
@@ -106,6 +128,13 @@ class RowCollector:
         return len(self._cols["track_id"])
 
     def table(self) -> pa.Table:
+        """The rows collected; the audio files found are noted in the report's ``listed`` (``audio``)."""
+        if self._files:
+            self.report.listed["audio"] = {
+                "files": self._files,
+                "bytes": self._bytes,
+                "newest": iso_time(self._newest_ns),
+            }
         rows = pa.table(
             {f.name: pa.array(self._cols[f.name], f.type) for f in ROW_SCHEMA},
             schema=ROW_SCHEMA,

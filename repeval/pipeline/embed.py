@@ -192,6 +192,7 @@ def embed_experiments(
     deformed_only: bool = False,
     progress: bool | None = None,
     retry_errors: bool = False,
+    sources: dict[str, list[dict[str, Any]]] | None = None,
 ) -> EmbedSummary:
     """Embed what the store lacks for a run's experiments: one stream (one actor pool, weights loaded once per
     actor) per embedding model, however many datasets and experiments use it.
@@ -200,6 +201,8 @@ def embed_experiments(
     since fixed or replaced) are computed again. Tracks in ``run.deform_splits`` are deformed; a work item's
     ``deform_ids[dataset]``, when given, names them instead (k folds: a track in the test split of any fold).
     A partition two experiments share (one dataset, two tasks) is planned once: a track is embedded once.
+    ``sources``: where each dataset takes its audio from (:func:`~repeval.pipeline.partitions.run_sources`, with
+    what its loader found of the audio files); by default from the configuration alone.
     """
     summary = EmbedSummary(store_uri=store.uri)
     t0 = time.perf_counter()
@@ -209,7 +212,8 @@ def embed_experiments(
         for ds in exp.datasets:
             uses[ds.name] = uses.get(ds.name, 0) + 1
     check_scenarios_at_model_rates(cfg, [exp for exp, _, _ in work])
-    sources = run_sources(ds for exp, _, _ in work for ds in exp.datasets)
+    if sources is None:
+        sources = run_sources((ds, None) for exp, _, _ in work for ds in exp.datasets)
     for exp, rows_by_dataset, deform_ids in work:
         for ds in exp.datasets:
             _plan_dataset(cfg, exp, ds, rows_by_dataset[ds.name], deform_ids, store, streams, summary,

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import pyarrow.fs as pafs
 
 from repeval.config import Config, ExperimentConfig
 from repeval.config.loader import config_hash
+from repeval.datasets.rows import iso_time
 from repeval.deformations import scenario_steps, track_level_steps
 from repeval.models import resolve_model
 from repeval.pipeline.stages import CLEAN, DEFAULT_CHUNK_S, window_grid
@@ -254,50 +255,75 @@ def _file_identity(uri: str) -> dict[str, Any]:
         return {}
     if info.type != pafs.FileType.File or info.mtime_ns is None:
         return {}
-    mtime = datetime.fromtimestamp(info.mtime_ns / 1e9, tz=UTC).isoformat(timespec="microseconds")
-    return {"size": info.size, "modified": mtime}
+    return {"size": info.size, "modified": iso_time(info.mtime_ns)}
 
 
-def dataset_source(ds: Any) -> dict[str, Any]:
+def dataset_source(ds: Any, listed: dict[str, Any] | None = None) -> dict[str, Any]:
     """Where a dataset definition takes its audio from, as the store's partitions record it (``sources``): the
-    loader, the folder its audio paths start from and, for a catalog (a mirdata ``index_path``), the manifest (index)
-    with its size and modification time. Cheap at catalog scale: one ``stat``, none of the audio files."""
+    loader, the folder its audio paths start from and, for a catalog (a mirdata data set), the manifest (index: the
+    config's ``index_path``, else the one mirdata read) with its size and modification time; and ``audio``, what
+    its loader found of the audio files (``listed``: a :class:`~repeval.datasets.base.LoadReport`'s, when it
+    checked them): their number, total size and newest modification time — so audio downloaded again into the
+    same folder is told from the audio a partition was computed from. Cheap at catalog scale: one ``stat``, none of
+    the audio files (the loader's check stats them already)."""
     from repeval.datasets.catalog import _base_dir
 
-    listing = ds.manifest if ds.type == "catalog" else ds.index_path
+    listed = listed or {}
+    listing = ds.manifest if ds.type == "catalog" else ds.index_path or listed.get("index")
     root = _base_dir(ds.manifest, ds.dir) if ds.type == "catalog" else ds.dir
     out: dict[str, Any] = {"type": ds.type, "dir": _place(root) if root else None}
     if listing:
         out["manifest" if ds.type == "catalog" else "index"] = _place(listing)
         out.update(_file_identity(listing))
+    if listed.get("audio"):
+        out["audio"] = dict(listed["audio"])
     return out
 
 
-def run_sources(datasets: Any) -> dict[str, list[dict[str, Any]]]:
+def run_sources(definitions: Iterable[tuple[Any, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Dataset name → the sources of its definitions in a run (:func:`dataset_source`; several when tasks define it
-    differently — the run checks that their shared track ids name the same audio files)."""
+    differently — the run checks that their shared track ids name the same audio files), from ``(dataset config,
+    its loader's report or None)`` pairs."""
     out: dict[str, list[dict[str, Any]]] = {}
-    for ds in datasets:
+    for ds, report in definitions:
         found = out.setdefault(ds.name, [])
-        source = dataset_source(ds)
+        source = dataset_source(ds, getattr(report, "listed", None))
         if source not in found:
             found.append(source)
     return out
 
 
+def _newest(source: dict[str, Any]) -> str | None:
+    audio = source.get("audio")
+    return audio.get("newest") if isinstance(audio, dict) else None
+
+
+def _covered(recorded: list[Any], source: dict[str, Any]) -> bool:
+    """Whether rows computed from ``recorded`` sources are of ``source``'s audio as far as can be told: one of them
+    names the same place (all but ``audio`` alike) and no audio file ``source``'s loader found is newer than the
+    newest those saw (audio written since — downloaded or rendered again — may differ). A count or size alone does
+    not tell: another task may list a subset of the same files."""
+    place = {k: v for k, v in source.items() if k != "audio"}
+    same = [r for r in recorded if isinstance(r, dict) and {k: v for k, v in r.items() if k != "audio"} == place]
+    seen = [t for t in map(_newest, same) if t]
+    now = _newest(source)
+    return bool(same) and (now is None or not seen or now <= max(seen))
+
+
 def changed_source(part: Any, sources: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
     """The sources ``part`` records when this run's dataset (``sources``) is not among them — the rows it reuses
-    may have been computed from other audio under the same track ids — else ``None`` (also for a partition that
-    records none: stored before repeval recorded them)."""
+    may have been computed from other audio under the same track ids: audio elsewhere, or audio written since in
+    the same place — else ``None`` (also for a partition that records none: stored before repeval recorded them)."""
     recorded = part.sources()
-    if recorded is None or all(s in recorded for s in sources):
+    if recorded is None or all(_covered(recorded, s) for s in sources):
         return None
     return list(recorded)
 
 
 def describe_source(source: Any) -> str:
     """One source (:func:`dataset_source`) in words: ``/data/notes (manifest /data/notes/manifest.csv, 1,234 bytes,
-    modified 2025-…)``."""
+    modified 2025-…)``, and the audio files its loader found: ``; 120 audio files, 4,567,890 bytes, the newest
+    modified 2025-…``."""
     if not isinstance(source, dict):
         return json.dumps(source, default=str)
     text = str(source.get("dir") or f"{source.get('type', 'the loader')}'s default folder")
@@ -305,6 +331,9 @@ def describe_source(source: Any) -> str:
         if source.get(key):
             size = f", {source['size']:,} bytes, modified {source['modified']}" if "size" in source else ""
             text += f" ({key} {source[key]}{size})"
+    audio = source.get("audio")
+    if isinstance(audio, dict) and {"files", "bytes", "newest"} <= set(audio):
+        text += f" ({audio['files']:,} audio files, {audio['bytes']:,} bytes, the newest modified {audio['newest']})"
     return text
 
 

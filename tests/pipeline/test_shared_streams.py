@@ -310,42 +310,90 @@ def test_one_task_on_one_dataset_with_two_models_loads_its_rows_once(tmp_path, s
     assert list(report) == ["pitch__low"] and report["pitch__low"]["rows"] == 6
 
 
-def test_a_dataset_name_pointed_at_other_audio_reuses_its_partitions_and_says_so_once(ray_session, tmp_path, caplog):
+def store_as_a_run_leaves_it(config: Path, ids: list[str], sources: list[dict] | None = None):
+    """A complete clean partition of the config's first dataset as a run leaves it (written through the store API:
+    no audio decoded), recording ``sources`` (by default what the config says); returns it and its rows."""
     from repeval.pipeline.partitions import ModelSpec, dataset_source
-    from repeval.plan import make_plan
     from repeval.store import PartitionWriter
     from repeval.store.store import embedding_schema
+
+    cfg = load_config(config)
+    exp = cfg.experiments[0]
+    spec = ModelSpec.of(cfg, exp.embedding_models[0]).partition(cfg, exp, exp.datasets[0], "clean")
+    part = runner.make_context(cfg).store.partition(exp.datasets[0].name, MODEL["id"], "clean")
+    part.stamp(spec.fingerprint, sources=sources or [dataset_source(exp.datasets[0])])
+    writer = PartitionWriter(part, embedding_schema(2), 100)
+    stored = {t: [float(i), 1.0] for i, t in enumerate(ids)}
+    writer.add_table(pa.Table.from_pylist([{"track_id": t, "embedding": e} for t, e in stored.items()],
+                                          schema=embedding_schema(2)))  # fmt: skip
+    writer.flush()
+    part.finish({"dataset": exp.datasets[0].name})
+    return part, stored
+
+
+def reuse(config: Path, dataset: str, stored: dict, caplog) -> list[str]:
+    """Run the embedding stage on a store holding every track: nothing computed, the stored rows kept; what it said
+    of their source."""
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="repeval.pipeline.embed"):
+        ctx = runner.make_context(load_config(config))
+        s = runner.stage_embed(ctx, progress=False)
+    assert (s.computed, s.skipped) == (0, len(stored))  # reused as stored, whichever audio the name points at
+    assert {t: v[0].tolist() for t, v in rows(ctx, dataset, "clean").items()} == stored
+    return [r.getMessage() for r in caplog.records if "takes its audio from" in r.getMessage()]
+
+
+def test_a_dataset_name_pointed_at_other_audio_reuses_its_partitions_and_says_so_once(ray_session, tmp_path, caplog):
+    from repeval.plan import make_plan
 
     low, high = catalog(tmp_path / "low", 220.0), catalog(tmp_path / "high", 880.0)  # same track ids, other audio
     configs = {m: write_config(tmp_path, m.parent.name, [experiment("pitch", [dataset("notes", m)], [])], "s")
                for m in (low, high)}  # fmt: skip
-    # the store as a run on "low" leaves it (written through the store API: no audio decoded)
-    cfg = load_config(configs[low])
-    exp = cfg.experiments[0]
-    spec = ModelSpec.of(cfg, exp.embedding_models[0]).partition(cfg, exp, exp.datasets[0], "clean")
-    part = runner.make_context(cfg).store.partition("notes", MODEL["id"], "clean")
-    part.stamp(spec.fingerprint, sources=[dataset_source(exp.datasets[0])])
-    writer = PartitionWriter(part, embedding_schema(2), 100)
-    stored = {f"t-{i:03d}": [float(i), 1.0] for i in range(6)}
-    writer.add_table(pa.Table.from_pylist([{"track_id": t, "embedding": e} for t, e in stored.items()],
-                                          schema=embedding_schema(2)))  # fmt: skip
-    writer.flush()
-    part.finish({"dataset": "notes"})
+    part, stored = store_as_a_run_leaves_it(configs[low], [f"t-{i:03d}" for i in range(6)])
 
-    def run(manifest: Path):
-        caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="repeval.pipeline.embed"):
-            ctx = runner.make_context(load_config(configs[manifest]))
-            s = runner.stage_embed(ctx, progress=False)
-        assert (s.computed, s.skipped) == (0, 6)  # reused as stored, whichever audio the name points at
-        assert {t: v[0].tolist() for t, v in rows(ctx, "notes", "clean").items()} == stored
-        return [r.getMessage() for r in caplog.records if "takes its audio from" in r.getMessage()]
-
-    assert not run(low)  # the same audio: nothing to say
+    assert not reuse(configs[low], "notes", stored, caplog)  # the same audio: nothing to say
     assert "note:" not in make_plan(load_config(configs[low]), part.store).text()
     plan = make_plan(load_config(configs[high]), part.store).text()
     assert f"note: store: notes/{MODEL['id']} (clean) holds 6 track(s) reused as stored" in plan
-    said = run(high)
+    said = reuse(configs[high], "notes", stored, caplog)
     assert len(said) == 1 and str(low.parent) in said[0] and str(high.parent) in said[0]
     assert f"repeval store rm {part.store.uri} notes/{MODEL['id']}/clean --yes" in said[0]
-    assert not run(high)  # recorded now: not said again
+    assert not reuse(configs[high], "notes", stored, caplog)  # recorded now: not said again
+
+
+def test_audio_downloaded_again_into_the_same_folder_is_said_once(ray_session, tmp_path, caplog):
+    """A data set without a manifest or index of its own (a custom loader's folder; mirdata without index_path)
+    was recorded as its folder only, so audio downloaded again into it (another release, other audio under the
+    same track ids) reused the stored rows in silence. The loader's file check stats each audio file already: the
+    number, total size and newest time of those files are recorded, and files newer than a partition's record
+    are said once, as audio elsewhere is."""
+    import os
+
+    from repeval.plan import make_plan
+
+    root = tmp_path / "vocalset"
+    files = [root / "FULL" / s / "arpeggios" / "belt" / f"{s}_arpeggios_belt_{v}.wav" for s in ("f1", "f2", "m1", "m2")
+             for v in "aeiou"]  # fmt: skip
+    for i, f in enumerate(files):
+        f.parent.mkdir(parents=True, exist_ok=True)
+        write_good(f, 0.1, 220.0 + 10 * i, seed=i)
+    exp = experiment("singer", [{"name": "vocalset", "type": "custom", "dir": str(root)}], [])
+    exp["task"] = {"name": "singer_identification", "type": "multiclass_classification"}
+    config = write_config(tmp_path, "vocalset", [exp])
+    ctx = runner.make_context(load_config(config))
+    runner.load_rows(ctx, save=False)
+    sources = runner.audio_sources(ctx)["vocalset"]
+    assert sources[0]["dir"] == str(root) and sources[0]["audio"]["files"] == len(files)
+    part, stored = store_as_a_run_leaves_it(config, [f.stem for f in files], sources)
+
+    assert not reuse(config, "vocalset", stored, caplog)  # the audio it was computed from: nothing to say
+    assert "note:" not in make_plan(load_config(config), part.store).text()
+    for i, f in enumerate(files):  # downloaded again: other audio under the same names (and the same sizes)
+        write_good(f, 0.1, 880.0 + 10 * i, seed=i)
+        os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))
+    plan = make_plan(load_config(config), part.store).text()
+    assert f"note: store: vocalset/{MODEL['id']} (clean) holds 20 track(s) reused as stored" in plan
+    said = reuse(config, "vocalset", stored, caplog)
+    assert len(said) == 1 and "20 audio files" in said[0]
+    assert f"repeval store rm {part.store.uri} vocalset/{MODEL['id']}/clean --yes" in said[0]
+    assert not reuse(config, "vocalset", stored, caplog)  # recorded now: not said again
