@@ -19,7 +19,7 @@ class Plan:
     partitions_done: int = 0
     #: store partitions the embedding stage would stop at: partition name → the error it would stop with
     conflicts: dict[str, str] = field(default_factory=dict)
-    #: what the embedding stage would say of reused partitions computed from audio elsewhere (one per dataset, model)
+    #: what the embedding stage would say of reused partitions computed from audio elsewhere (one note for them all)
     notes: list[str] = field(default_factory=list)
     trainings: int = 0
     trainings_done: int = 0
@@ -203,6 +203,7 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
         ModelSpec,
         changed_source,
         partition_state,
+        plan_source_note,
         source_note,
         wanted_masks,
     )
@@ -237,8 +238,15 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
                         reused = int((wanted & done).sum())
                         if reused:
                             moved.setdefault((ds.name, m.id), {})[sid] = (recorded, reused)
-    for (dataset, model), changed in moved.items():
-        p.notes.append(source_note(store.uri, dataset, model, changed, sources[dataset]))
+    said = [
+        (
+            source_note(store.uri, dataset, model, changed, sources[dataset], run=False),
+            sum(n for _, n in changed.values()),
+        )
+        for (dataset, model), changed in moved.items()
+    ]
+    if said:  # one note, however many datasets and models: the plan says it on every call until a run records them
+        p.notes.append(plan_source_note(said))
     return (ctx if run_dir is not None else None), states
 
 

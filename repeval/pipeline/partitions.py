@@ -337,23 +337,40 @@ def describe_source(source: Any) -> str:
     return text
 
 
-def source_note(store_uri: str, dataset: str, model: str, changed: dict[str, tuple[Any, int]], now: Any) -> str:
-    """What a run (or ``repeval plan``) says once per dataset and model whose stored rows were computed from audio
-    elsewhere: ``changed`` maps each such partition's scenario to (its recorded sources, tracks reused)."""
+def source_note(
+    store_uri: str, dataset: str, model: str, changed: dict[str, tuple[Any, int]], now: Any, run: bool = True
+) -> str:
+    """What a run says once per dataset and model whose stored rows were computed from audio elsewhere (or written
+    since): ``changed`` maps each such partition's scenario to (its recorded sources, tracks reused). ``run=False``:
+    the same without the run's closing words (``repeval plan`` joins its notes, :func:`plan_source_note`)."""
     import shlex
 
     sids = sorted(changed)
     recorded = changed[sids[0]][0]
     reused = sum(n for _, n in changed.values())
     names = " ".join(shlex.quote(f"{dataset}/{model}/{sid}") for sid in sids)
-    return (
-        f"store: {dataset}/{model} ({', '.join(sids)}) holds {reused:,} track(s) reused as stored, computed "
+    said = (
+        f"{dataset}/{model} ({', '.join(sids)}) holds {reused:,} track(s) reused as stored, computed "
         f"from the audio of {' and '.join(describe_source(s) for s in recorded)}; dataset {dataset!r} now takes its "
         f"audio from {' and '.join(describe_source(s) for s in now)}. If that is other audio under the same track ids "
-        f"(another copy, catalog or rendering), delete the partitions to recompute them (`repeval store rm "
-        f"{shlex.quote(store_uri)} {names} --yes`); if the data only moved, nothing to do: a run that reuses them records "
-        "the new place, and this is not said again"
+        f"(another copy, catalog, rendering or download), delete the partitions to recompute them (`repeval store rm "
+        f"{shlex.quote(store_uri)} {names} --yes`); if it is the same audio (moved, copied or downloaded again), nothing to do"
     )
+    return f"store: {said}: this run records the new source, and this is not said again" if run else said
+
+
+def plan_source_note(notes: list[tuple[str, int]]) -> str:
+    """``repeval plan``'s one note for the (dataset, model) pairs a run would say :func:`source_note` of: ``notes``
+    holds each one's words (``run=False``) and tracks. The plan only reads the store, so it says until a run has
+    recorded the new source, after which neither says it."""
+    tail = (
+        "`repeval run` says so and records the new source (this plan only reads the store), after which neither says it"
+    )
+    if len(notes) == 1:
+        return f"store: {notes[0][0]}: {tail}"
+    total = sum(n for _, n in notes)
+    head = f"store: {len(notes)} dataset/model pairs reuse {total:,} stored track(s) computed from other audio; {tail}:"
+    return "\n".join([head, *(f"  - {said}" for said, _ in notes)])
 
 
 def partition_state(

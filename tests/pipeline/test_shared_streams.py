@@ -311,24 +311,27 @@ def test_one_task_on_one_dataset_with_two_models_loads_its_rows_once(tmp_path, s
 
 
 def store_as_a_run_leaves_it(config: Path, ids: list[str], sources: list[dict] | None = None):
-    """A complete clean partition of the config's first dataset as a run leaves it (written through the store API:
-    no audio decoded), recording ``sources`` (by default what the config says); returns it and its rows."""
+    """Complete clean partitions of the config's datasets as a run leaves them (written through the store API: no
+    audio decoded), recording ``sources`` (by default what the config says); returns the first and its rows."""
     from repeval.pipeline.partitions import ModelSpec, dataset_source
     from repeval.store import PartitionWriter
     from repeval.store.store import embedding_schema
 
     cfg = load_config(config)
     exp = cfg.experiments[0]
-    spec = ModelSpec.of(cfg, exp.embedding_models[0]).partition(cfg, exp, exp.datasets[0], "clean")
-    part = runner.make_context(cfg).store.partition(exp.datasets[0].name, MODEL["id"], "clean")
-    part.stamp(spec.fingerprint, sources=sources or [dataset_source(exp.datasets[0])])
-    writer = PartitionWriter(part, embedding_schema(2), 100)
     stored = {t: [float(i), 1.0] for i, t in enumerate(ids)}
-    writer.add_table(pa.Table.from_pylist([{"track_id": t, "embedding": e} for t, e in stored.items()],
-                                          schema=embedding_schema(2)))  # fmt: skip
-    writer.flush()
-    part.finish({"dataset": exp.datasets[0].name})
-    return part, stored
+    parts = []
+    for ds in exp.datasets:
+        spec = ModelSpec.of(cfg, exp.embedding_models[0]).partition(cfg, exp, ds, "clean")
+        part = runner.make_context(cfg).store.partition(ds.name, MODEL["id"], "clean")
+        part.stamp(spec.fingerprint, sources=sources or [dataset_source(ds)])
+        writer = PartitionWriter(part, embedding_schema(2), 100)
+        writer.add_table(pa.Table.from_pylist([{"track_id": t, "embedding": e} for t, e in stored.items()],
+                                              schema=embedding_schema(2)))  # fmt: skip
+        writer.flush()
+        part.finish({"dataset": ds.name})
+        parts.append(part)
+    return parts[0], stored
 
 
 def reuse(config: Path, dataset: str, stored: dict, caplog) -> list[str]:
@@ -355,10 +358,13 @@ def test_a_dataset_name_pointed_at_other_audio_reuses_its_partitions_and_says_so
     assert "note:" not in make_plan(load_config(configs[low]), part.store).text()
     plan = make_plan(load_config(configs[high]), part.store).text()
     assert f"note: store: notes/{MODEL['id']} (clean) holds 6 track(s) reused as stored" in plan
+    assert plan.endswith("after which neither says it")  # the plan only reads: it says until a run records it
     said = reuse(configs[high], "notes", stored, caplog)
     assert len(said) == 1 and str(low.parent) in said[0] and str(high.parent) in said[0]
     assert f"repeval store rm {part.store.uri} notes/{MODEL['id']}/clean --yes" in said[0]
+    assert said[0].endswith("this run records the new source, and this is not said again")
     assert not reuse(configs[high], "notes", stored, caplog)  # recorded now: not said again
+    assert "note:" not in make_plan(load_config(configs[high]), part.store).text()  # nor by the plan
 
 
 def test_audio_downloaded_again_into_the_same_folder_is_said_once(ray_session, tmp_path, caplog):
@@ -397,3 +403,26 @@ def test_audio_downloaded_again_into_the_same_folder_is_said_once(ray_session, t
     assert len(said) == 1 and "20 audio files" in said[0]
     assert f"repeval store rm {part.store.uri} vocalset/{MODEL['id']}/clean --yes" in said[0]
     assert not reuse(config, "vocalset", stored, caplog)  # recorded now: not said again
+
+
+def test_plan_says_once_how_many_reused_partitions_came_from_other_audio_and_until_when(tmp_path):
+    """`repeval plan` said one note per dataset and model on every call, each ending "this is not said again"
+    (the plan records nothing: a run does). It says one note now: how many pairs and tracks, each pair's sources and
+    `store rm` command, and that `repeval run` records the new source, after which neither says it."""
+    from repeval.plan import make_plan
+
+    low, high = catalog(tmp_path / "low", 220.0), catalog(tmp_path / "high", 880.0)  # same track ids, other audio
+    configs = {m: write_config(tmp_path, m.parent.name, [experiment("pitch", [dataset("a", m), dataset("b", m)], [])],
+                               "s") for m in (low, high)}  # fmt: skip
+    part, _ = store_as_a_run_leaves_it(configs[low], [f"t-{i:03d}" for i in range(6)])
+    for _ in range(2):  # read-only: the same on every call
+        plan = make_plan(load_config(configs[high]), part.store).text()
+        notes = [line for line in plan.splitlines() if line.startswith("note:")]
+        assert notes == [
+            "note: store: 2 dataset/model pairs reuse 12 stored track(s) computed from other audio; `repeval run` says "
+            "so and records the new source (this plan only reads the store), after which neither says it:"
+        ]
+        pairs = [p.strip() for p in plan.split(notes[0])[1].strip().splitlines()]
+        assert [p.split(" (")[0] for p in pairs] == [f"- a/{MODEL['id']}", f"- b/{MODEL['id']}"]
+        assert all(f"store rm {part.store.uri} " in p and str(low.parent) in p and "not said again" not in p
+                   for p in pairs)  # fmt: skip
