@@ -668,3 +668,23 @@ def test_a_partition_records_where_its_audio_came_from_and_an_old_one_stays_unre
     old.reopen()
     old.stamp({"fp": 1}, sources=[b])  # rows are added from b: recorded from here on
     assert old.finish({"dataset": "ds"})["sources"] == [b]
+
+
+def test_a_reused_partition_is_of_other_audio_when_its_place_differs_or_its_files_are_newer(tmp_path):
+    """A source's `audio` (files, bytes, newest time the loader found) tells audio written since into the same
+    folder; another task that lists a subset of the same files (fewer, none newer) is the same audio."""
+    from repeval.pipeline.partitions import changed_source
+
+    def src(files: int, newest: str, folder: str = "/data/a") -> dict:
+        return {"type": "custom", "dir": folder, "audio": {"files": files, "bytes": files * 10, "newest": newest}}
+
+    part = EmbeddingStore(str(tmp_path / "store")).partition("ds", "m", "clean")
+    part.stamp({"fp": 1}, sources=[src(20, "2026-01-02T00:00:00.000000+00:00")])
+    part.finish({"dataset": "ds"})
+    assert changed_source(part, [src(20, "2026-01-02T00:00:00.000000+00:00")]) is None
+    assert changed_source(part, [src(8, "2026-01-01T00:00:00.000000+00:00")]) is None  # a subset of the files
+    assert changed_source(part, [{"type": "custom", "dir": "/data/a"}]) is None  # files not checked: not known
+    assert changed_source(part, [src(20, "2026-01-03T00:00:00.000000+00:00")]) == part.sources()  # written since
+    assert changed_source(part, [src(20, "2026-01-02T00:00:00.000000+00:00", "/data/b")]) == part.sources()
+    part.add_sources([src(20, "2026-01-03T00:00:00.000000+00:00")])  # recorded by the run that said so
+    assert changed_source(part, [src(20, "2026-01-03T00:00:00.000000+00:00")]) is None
