@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,10 +30,11 @@ log = logging.getLogger(__name__)
 
 
 def model_fingerprint(model_cfg: Any) -> dict[str, Any]:
-    """The family, a hash of the configured params and, once raised above "1", the family's ``embedding_version``
-    (absent at "1", so partitions stamped before versions joined the fingerprint keep theirs)."""
+    """The family, a hash of the configured params but ``chunk_s`` (the windows the partition's fingerprint records:
+    :func:`window_s`) and, once raised above "1", the family's ``embedding_version`` (absent at "1", so partitions
+    stamped before versions joined the fingerprint keep theirs)."""
     fam, params = resolve_model(model_cfg)
-    out = {"family": fam.name, "params": config_hash(params)}
+    out = {"family": fam.name, "params": config_hash(_without_window(params))}
     version = str(getattr(fam.cls, "embedding_version", "1"))
     if version != "1":
         out["version"] = version
@@ -60,18 +61,14 @@ def raised_chunk_s(cfg: Config, mcfg: Any) -> float | None:
     than the ``params.chunk_s`` it is configured with — its frame geometry's windows hold whole hops, and at least
     twice what one of its frames reads (:func:`~repeval.pipeline.stages.window_grid`: msd-musicnn's, 5.984 s) —
     else ``None``; said once as a warning naming the value, so that a ``chunk_s`` below it is not changed silently."""
-    from repeval.audio.decode import window_sizes
-
     fam, params = resolve_model(mcfg)
     asked = params.get("chunk_s")
-    geometry = model_geometry(fam, params) if "chunk_s" in params else None
-    if geometry is None or not isinstance(asked, int | float) or asked <= 0:
+    if not isinstance(asked, int | float) or isinstance(asked, bool) or asked <= 0:
         return None
-    rate = int(model_rate(fam, params) or cfg.run.sample_rate_hz)
-    size = window_sizes(rate, float(asked), *window_grid(geometry))[0]
-    if size <= round(float(asked) * rate):
+    window = window_s(fam, params, int(model_rate(fam, params) or cfg.run.sample_rate_hz))
+    if window is None or window == float(asked):
         return None
-    used = math.ceil(size / rate * 1000) / 1000
+    used = math.ceil(window * 1000) / 1000
     warn_once(
         log,
         ("chunk_s", mcfg.id, float(asked), used),
@@ -98,6 +95,26 @@ def model_chunk_s(fam: Any, params: dict[str, Any]) -> float | None:
     return float(declared) if declared else DEFAULT_CHUNK_S
 
 
+def window_s(fam: Any, params: dict[str, Any], sample_rate_hz: int) -> float | None:
+    """The windows (seconds) a model's long tracks are cut into: its ``chunk_s`` (:func:`model_chunk_s`; ``None``:
+    whole tracks) or, when its frame geometry raises that (:func:`raised_chunk_s`), the window used — which a
+    ``chunk_s`` of that value cuts alike (its windows, and the length from which a track has more than one, are those
+    of the window's own samples). What a partition's fingerprint records, so equivalent settings share it."""
+    from repeval.audio.decode import window_sizes
+
+    chunk = model_chunk_s(fam, params)
+    geometry = model_geometry(fam, params)
+    if chunk is None or geometry is None:
+        return chunk
+    size = window_sizes(sample_rate_hz, chunk, *window_grid(geometry))[0]
+    return size / sample_rate_hz if size > round(chunk * sample_rate_hz) else chunk
+
+
+def _without_window(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` but ``chunk_s``: a pipeline setting, not the model's (its windows join a fingerprint as used)."""
+    return {k: v for k, v in params.items() if k != "chunk_s"}
+
+
 def _json(value: Any) -> Any:
     """``value`` as plain JSON (what a stamp can hold)."""
     return json.loads(json.dumps(value, sort_keys=True, default=str))
@@ -110,7 +127,7 @@ def model_settings(fam: Any, params: dict[str, Any]) -> dict[str, Any]:
     from repeval.models.base import model_parameters
 
     defaults = {k: p.default for k, p in model_parameters(fam.cls).items() if p.default is not p.empty}
-    return _json({**defaults, **params})
+    return _json({**defaults, **_without_window(params)})
 
 
 @dataclass(frozen=True)
@@ -121,6 +138,9 @@ class PartitionSpec:
     sid: str
     fingerprint: dict[str, Any]
     described: dict[str, Any]
+    #: the model's configured params and its windows, to recognise a partition stamped before fingerprints recorded
+    #: the windows used (:meth:`stamped_before`)
+    model: ModelSpec | None = field(default=None, compare=False, repr=False)
 
     @property
     def frames(self) -> bool:
@@ -128,7 +148,34 @@ class PartitionSpec:
         return bool(self.fingerprint["keep_frames"])
 
     def with_frames(self) -> PartitionSpec:
-        return PartitionSpec(self.sid, {**self.fingerprint, "keep_frames": True}, self.described)
+        return PartitionSpec(self.sid, {**self.fingerprint, "keep_frames": True}, self.described, self.model)
+
+    def stamped_before(self, stamp: Any) -> list[PartitionSpec]:
+        """This partition as repeval fingerprinted it before fingerprints recorded the windows used — the params'
+        hash took ``chunk_s`` as configured, ``chunk_s`` the value asked — for each ``chunk_s`` the partition's
+        ``stamp`` may have been configured with that cuts tracks into this run's windows (a ``chunk_s`` below the
+        model's shortest window, raised to it): such a partition holds the rows this run computes, and is completed
+        under its own fingerprint. Its stamp's ``described`` names that ``chunk_s``; without it (stamped before it was
+        kept), the fingerprint's ``chunk_s`` or none."""
+        m = self.model
+        old = stamp.get("fingerprint") if isinstance(stamp, dict) else None
+        if m is None or m.window_s is None or not isinstance(old, dict) or "chunk_s" not in old:
+            return []
+        described = stamp.get("described")
+        said = described.get("model.params") if isinstance(described, dict) else None
+        if isinstance(said, dict):
+            asked = [said["chunk_s"]] if "chunk_s" in said else [None]
+        else:
+            value = old["chunk_s"]
+            asked = [None, value] + ([int(value)] if isinstance(value, float) and value.is_integer() else [])
+        out = []
+        for chunk_s in asked:
+            params = m.params if chunk_s is None else {**m.params, "chunk_s": chunk_s}
+            if window_s(m.family, params, m.sample_rate_hz) != m.window_s:
+                continue
+            fp = {**self.fingerprint, "model": {**m.fingerprint, "params": config_hash(params)}}
+            out.append(PartitionSpec(self.sid, {**fp, "chunk_s": model_chunk_s(m.family, params)}, self.described))
+        return out
 
 
 def model_rate(fam: Any, params: dict[str, Any]) -> int | None:
@@ -155,6 +202,11 @@ class ModelSpec:
     settings: dict[str, Any]
     #: windows reach the model with the context its frames need across their edges (a frame geometry)
     overlapped: bool = False
+    #: the windows its long tracks are cut into (:func:`window_s`), which partitions' fingerprints record
+    window_s: float | None = None
+    family: Any = None
+    #: its params but ``chunk_s``
+    params: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, cfg: Config, mcfg: Any) -> ModelSpec:
@@ -163,7 +215,17 @@ class ModelSpec:
         fp = model_fingerprint(mcfg)
         overlapped = model_geometry(fam, params) is not None
         raised_chunk_s(cfg, mcfg)
-        return cls(mcfg.id, sample_rate, model_chunk_s(fam, params), fp, model_settings(fam, params), overlapped)
+        return cls(
+            mcfg.id,
+            sample_rate,
+            model_chunk_s(fam, params),
+            fp,
+            model_settings(fam, params),
+            overlapped,
+            window_s(fam, params, sample_rate),
+            fam,
+            _without_window(params),
+        )
 
     def partition(self, cfg: Config, exp: ExperimentConfig, ds: Any, sid: str) -> PartitionSpec:
         """The partition of ``ds`` in scenario ``sid``, as this run asks for it: with frames when a task of the run
@@ -172,7 +234,7 @@ class ModelSpec:
             "model": self.fingerprint,
             **scenario_fingerprint(exp, sid, ds, cfg.run.seed),
             "sample_rate_hz": self.sample_rate_hz,
-            "chunk_s": self.chunk_s,
+            "chunk_s": self.window_s,
             "keep_frames": cfg.keeps_frames(ds.name, self.model_id),
             "store_format": STORE_FORMAT,
         }
@@ -188,7 +250,7 @@ class ModelSpec:
                 # deformed whole, then chunked: a partition computed window by window (before repeval deformed such
                 # scenarios whole) differs on every track longer than a window, and is not completed with these rows
                 fp["deformed"] = "whole track"
-        return PartitionSpec(sid, fp, described)
+        return PartitionSpec(sid, fp, described, self)
 
 
 def wanted_masks(cfg: Config, exp: ExperimentConfig, ds: Any, rows: pa.Table, deform_ids: Any) -> dict[str, np.ndarray]:
@@ -219,6 +281,18 @@ def accepted_spec(part: Any, spec: PartitionSpec) -> PartitionSpec:
     :class:`~repeval.store.StoreConflict` it raises): the spec the run computes the partition under. A partition
     stored with frames that ``spec`` does not ask for (an earlier run kept them: ``run.keep_frames: true``, or a task
     that reads them) serves the run as it is and is completed with frames — rows without them never join it."""
+    try:
+        return _accepted(part, spec)
+    except StoreConflict:
+        for before in spec.stamped_before(part.stamped()):  # a chunk_s that gives these windows, as stamped before
+            try:
+                return _accepted(part, before)
+            except StoreConflict:
+                pass
+        raise
+
+
+def _accepted(part: Any, spec: PartitionSpec) -> PartitionSpec:
     framed = spec.with_frames()
     try:
         kept = part.check_compatible(spec.fingerprint, spec.described)
