@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,23 +56,24 @@ def model_geometry(fam: Any, params: dict[str, Any]) -> Any:
 
 
 def raised_chunk_s(cfg: Config, mcfg: Any) -> float | None:
-    """The windows (seconds, rounded up to the millisecond) a model's long tracks are cut into when they are longer
-    than the ``params.chunk_s`` it is configured with — its frame geometry's windows hold whole hops, and at least
-    twice what one of its frames reads (:func:`~repeval.pipeline.stages.window_grid`: msd-musicnn's, 5.984 s) —
-    else ``None``; said once as a warning naming the value, so that a ``chunk_s`` below it is not changed silently."""
+    """The windows (seconds, as :func:`window_s` gives them: a ``chunk_s`` of that value cuts tracks alike and shares
+    their partitions) a model's long tracks are cut into when they are longer than the ``params.chunk_s`` it is
+    configured with — its frame geometry's windows hold whole hops, and at least twice what one of its frames reads
+    (:func:`~repeval.pipeline.stages.window_grid`: msd-musicnn's, 5.984 s) — else ``None``; said once as a warning
+    naming the value, so that a ``chunk_s`` below it is not changed silently."""
     fam, params = resolve_model(mcfg)
     asked = params.get("chunk_s")
     if not isinstance(asked, int | float) or isinstance(asked, bool) or asked <= 0:
         return None
-    window = window_s(fam, params, int(model_rate(fam, params) or cfg.run.sample_rate_hz))
-    if window is None or window == float(asked):
+    rate = int(model_rate(fam, params) or cfg.run.sample_rate_hz)
+    used = window_s(fam, params, rate)
+    if used is None or round(used * rate) <= round(float(asked) * rate):
         return None
-    used = math.ceil(window * 1000) / 1000
     warn_once(
         log,
         ("chunk_s", mcfg.id, float(asked), used),
         "%s: params.chunk_s %g s is shorter than its windows can be — on its frame grid, each holding at least twice "
-        "what one of its frames reads — so its long tracks are cut into windows of %g s; set chunk_s: %g (or more) "
+        "what one of its frames reads — so its long tracks are cut into windows of %r s; set chunk_s: %r (or more) "
         "to say so",
         mcfg.id,
         asked,
@@ -97,9 +97,10 @@ def model_chunk_s(fam: Any, params: dict[str, Any]) -> float | None:
 
 def window_s(fam: Any, params: dict[str, Any], sample_rate_hz: int) -> float | None:
     """The windows (seconds) a model's long tracks are cut into: its ``chunk_s`` (:func:`model_chunk_s`; ``None``:
-    whole tracks) or, when its frame geometry raises that (:func:`raised_chunk_s`), the window used — which a
-    ``chunk_s`` of that value cuts alike (its windows, and the length from which a track has more than one, are those
-    of the window's own samples). What a partition's fingerprint records, so equivalent settings share it."""
+    whole tracks) or, when its frame geometry's grid holds a window of that many samples or raises it to more
+    (:func:`raised_chunk_s`), that window, in the fewest decimals from the millisecond on that give it — which, as a
+    ``chunk_s``, cuts tracks alike (its windows, and the length from which a track has more than one, are those of
+    the window's own samples). What a partition's fingerprint records, so equivalent settings share it."""
     from repeval.audio.decode import window_sizes
 
     chunk = model_chunk_s(fam, params)
@@ -107,7 +108,10 @@ def window_s(fam: Any, params: dict[str, Any], sample_rate_hz: int) -> float | N
     if chunk is None or geometry is None:
         return chunk
     size = window_sizes(sample_rate_hz, chunk, *window_grid(geometry))[0]
-    return size / sample_rate_hz if size > round(chunk * sample_rate_hz) else chunk
+    if size < round(chunk * sample_rate_hz):
+        return chunk  # below it on the grid: a track has a second window from 1.5 × chunk_s on
+    exact = size / sample_rate_hz
+    return next((v for v in (round(exact, n) for n in range(3, 10)) if round(v * sample_rate_hz) == size), exact)
 
 
 def _without_window(params: dict[str, Any]) -> dict[str, Any]:
