@@ -454,7 +454,10 @@ def test_a_chunk_s_raised_to_the_same_windows_shares_the_partition_and_one_of_ot
     assert first.computed == 3 and first.rows_by_scenario["clean"] == 3
     part = EmbeddingStore(str(tmp_path / "store")).partition("notes", "mfcc-stats", "clean")
     stamped = part.manifest()
-    assert stamped["fingerprint"]["chunk_s"] == 2.56 and max(part.read(["n_chunks"])["n_chunks"].to_pylist()) == 13
+    assert (
+        stamped["fingerprint"]["chunk_s"] == stamped["chunk_s"] == 2.56
+        and max(part.read(["n_chunks"])["n_chunks"].to_pylist()) == 13
+    )
     again = _embed(config(2.56))
     assert again.computed == 0 and again.skipped == 3
     with pytest.raises(StoreConflict, match=r"chunk_s: stored 2\.56, now 3\.0"):
