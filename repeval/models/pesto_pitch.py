@@ -9,8 +9,9 @@ One frame every ``hop_s`` (default 10 ms, PESTO's step) of a harmonic CQT. ``out
 
 PESTO computes its CQT kernels for the sampling rate it is given; repeval feeds 16 kHz audio.
 Frame ``k`` is the CQT column centred on ``k · hop`` (the shipped checkpoint's longest kernel: 4,096 samples,
-reflect-padded past the clip's ends) through a per-frame encoder, so a long track's windows are invisible
-(:meth:`Pesto.frame_geometry`): given an offset, the CQT reads the audio before it instead of padding there, and given
+reflect-padded past the clip's ends; a clip shorter than half a kernel, on which the package fails, reflected once
+and zero-padded past that) through a per-frame encoder — ``n`` samples give ``1 + n // hop`` frames, a clip shorter
+than a kernel too — so a long track's windows are invisible (:meth:`Pesto.frame_geometry`): given an offset, the CQT reads the audio before it instead of padding there, and given
 a number of frames, it reads the audio they need and computes no more. The CQT's convolutions are rebuilt without
 padding (same weights) and their input padded explicitly, so either is public torch API.
 ``import pesto`` needs torchaudio only to read files: it is imported here with a placeholder
@@ -43,6 +44,9 @@ class Pesto(RebuildOnUnpickle, EmbeddingModel):
     description = "PESTO (mir-1k_g7) 384-bin pitch activations per 10 ms frame"
     extra = "torch"
     uses_gpu = True
+    #: 2: a clip shorter than the CQT's kernel (0.256 s) gives the frames centred on it, its end reflected as the
+    #: package does (1: 26 frames, its end zero-padded to 4,096 samples)
+    embedding_version: ClassVar[str] = "2"
     requires: ClassVar[tuple[str, ...]] = ("torch", "pesto", "omegaconf")
 
     def __init__(
@@ -130,28 +134,37 @@ class Pesto(RebuildOnUnpickle, EmbeddingModel):
         them (negative: all; the CQT then reads the audio the last one needs, reflecting the clip's end only past
         it)."""
         import torch
-        import torch.nn.functional as F
 
         audio = as_mono(audio)
         if self._cqt is None:
             if offset:
                 raise ValueError(f"pesto: cannot start frames {offset} samples into a clip with this checkpoint's CQT")
             x = torch.from_numpy(pad_to(audio, MIN_SAMPLES).copy()).to(self.device)
+            # frames centred on the clip only: not on the zeros that let the package's CQT reflect a short clip
+            frames = 1 + len(audio) // int(float(self.params["hop_s"]) * SR + 0.5)
         else:
             kernel, hop, half = self._cqt
             if offset and offset < half:
                 raise ValueError(f"pesto: cannot start frames {offset} samples into a clip: it needs {half} before")
-            # the CQT reflect-pads half a kernel on each side: at least a kernel of audio (zero-padded at its end)
-            clip = pad_to(audio[offset - half :] if offset else audio, MIN_SAMPLES)
-            x = torch.from_numpy(clip.copy()).to(self.device)[None]
-            if not offset:
-                x = F.pad(x, (half, 0), mode="reflect")
-            frames = (x.shape[1] + half - kernel) // hop + 1  # all it can give, its end reflected
-            need = ((frames if wanted < 0 else max(1, min(frames, wanted))) - 1) * hop + kernel
-            x = F.pad(x[:, :need], (0, max(0, need - x.shape[1])), mode="reflect")[0]
+            # the package's CQT reflects half a kernel at each end of the clip; done here, so that a clip shorter
+            # than that reflects what it has (the package fails on it) and an offset reads the audio before it
+            clip = audio[offset - half :] if offset else reflect_pad(audio, half, 0)
+            frames = (len(clip) - half) // hop + 1  # centred on the clip, from where its frames start to its end
+            frames = frames if wanted < 0 else max(1, min(frames, wanted))
+            need = (frames - 1) * hop + kernel
+            x = torch.from_numpy(reflect_pad(clip[:need], 0, need - min(need, len(clip)))).to(self.device)
         self._features.clear()
         with torch.inference_mode():
             _, _, _, act = self._model(x, sr=SR, return_activations=True)
         out = self._features[0] if self.output == "features" else act
         self._features.clear()
-        return np.ascontiguousarray(out.reshape(-1, self.embedding_dim).float().cpu().numpy())
+        return np.ascontiguousarray(out.reshape(-1, self.embedding_dim)[:frames].float().cpu().numpy())
+
+
+def reflect_pad(audio: np.ndarray, before: int, after: int) -> np.ndarray:
+    """``audio`` (float32) with ``before`` and ``after`` samples more at its ends: its reflection there (torch's
+    ``reflect``, the edge sample not repeated) as far as the audio reaches, zeros past that."""
+    most = len(audio) - 1
+    first, last = min(before, most), min(after, most)
+    out = np.pad(audio, (first, last), mode="reflect") if first or last else audio
+    return np.pad(out, (before - first, after - last)).astype(np.float32, copy=False)

@@ -332,7 +332,7 @@ def _plan_dataset(
                     "scenario": sid,
                     "task": exp.task.name,
                     "sample_rate_hz": sample_rate,
-                    "chunk_s": chunk_s,
+                    "chunk_s": spec.window_s,  # the windows used (a chunk_s below the model's shortest: raised)
                     "keep_frames": pspec.frames,
                 }
                 if sid != CLEAN:

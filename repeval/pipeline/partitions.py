@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +30,11 @@ log = logging.getLogger(__name__)
 
 
 def model_fingerprint(model_cfg: Any) -> dict[str, Any]:
-    """The family, a hash of the configured params and, once raised above "1", the family's ``embedding_version``
-    (absent at "1", so partitions stamped before versions joined the fingerprint keep theirs)."""
+    """The family, a hash of the configured params but ``chunk_s`` (the windows the partition's fingerprint records:
+    :func:`window_s`) and, once raised above "1", the family's ``embedding_version`` (absent at "1", so partitions
+    stamped before versions joined the fingerprint keep theirs)."""
     fam, params = resolve_model(model_cfg)
-    out = {"family": fam.name, "params": config_hash(params)}
+    out = {"family": fam.name, "params": config_hash(_without_window(params))}
     version = str(getattr(fam.cls, "embedding_version", "1"))
     if version != "1":
         out["version"] = version
@@ -57,27 +57,24 @@ def model_geometry(fam: Any, params: dict[str, Any]) -> Any:
 
 
 def raised_chunk_s(cfg: Config, mcfg: Any) -> float | None:
-    """The windows (seconds, rounded up to the millisecond) a model's long tracks are cut into when they are longer
-    than the ``params.chunk_s`` it is configured with — its frame geometry's windows hold whole hops, and at least
-    twice what one of its frames reads (:func:`~repeval.pipeline.stages.window_grid`: msd-musicnn's, 5.984 s) —
-    else ``None``; said once as a warning naming the value, so that a ``chunk_s`` below it is not changed silently."""
-    from repeval.audio.decode import window_sizes
-
+    """The windows (seconds, as :func:`window_s` gives them: a ``chunk_s`` of that value cuts tracks alike and shares
+    their partitions) a model's long tracks are cut into when they are longer than the ``params.chunk_s`` it is
+    configured with — its frame geometry's windows hold whole hops, and at least twice what one of its frames reads
+    (:func:`~repeval.pipeline.stages.window_grid`: msd-musicnn's, 5.984 s) — else ``None``; said once as a warning
+    naming the value, so that a ``chunk_s`` below it is not changed silently."""
     fam, params = resolve_model(mcfg)
     asked = params.get("chunk_s")
-    geometry = model_geometry(fam, params) if "chunk_s" in params else None
-    if geometry is None or not isinstance(asked, int | float) or asked <= 0:
+    if not isinstance(asked, int | float) or isinstance(asked, bool) or asked <= 0:
         return None
     rate = int(model_rate(fam, params) or cfg.run.sample_rate_hz)
-    size = window_sizes(rate, float(asked), *window_grid(geometry))[0]
-    if size <= round(float(asked) * rate):
+    used = window_s(fam, params, rate)
+    if used is None or round(used * rate) <= round(float(asked) * rate):
         return None
-    used = math.ceil(size / rate * 1000) / 1000
     warn_once(
         log,
         ("chunk_s", mcfg.id, float(asked), used),
         "%s: params.chunk_s %g s is shorter than its windows can be — on its frame grid, each holding at least twice "
-        "what one of its frames reads — so its long tracks are cut into windows of %g s; set chunk_s: %g (or more) "
+        "what one of its frames reads — so its long tracks are cut into windows of %r s; set chunk_s: %r (or more) "
         "to say so",
         mcfg.id,
         asked,
@@ -99,6 +96,30 @@ def model_chunk_s(fam: Any, params: dict[str, Any]) -> float | None:
     return float(declared) if declared else DEFAULT_CHUNK_S
 
 
+def window_s(fam: Any, params: dict[str, Any], sample_rate_hz: int) -> float | None:
+    """The windows (seconds) a model's long tracks are cut into: its ``chunk_s`` (:func:`model_chunk_s`; ``None``:
+    whole tracks) or, when its frame geometry's grid holds a window of that many samples or raises it to more
+    (:func:`raised_chunk_s`), that window, in the fewest decimals from the millisecond on that give it — which, as a
+    ``chunk_s``, cuts tracks alike (its windows, and the length from which a track has more than one, are those of
+    the window's own samples). What a partition's fingerprint records, so equivalent settings share it."""
+    from repeval.audio.decode import window_sizes
+
+    chunk = model_chunk_s(fam, params)
+    geometry = model_geometry(fam, params)
+    if chunk is None or geometry is None:
+        return chunk
+    size = window_sizes(sample_rate_hz, chunk, *window_grid(geometry))[0]
+    if size < round(chunk * sample_rate_hz):
+        return chunk  # below it on the grid: a track has a second window from 1.5 × chunk_s on
+    exact = size / sample_rate_hz
+    return next((v for v in (round(exact, n) for n in range(3, 10)) if round(v * sample_rate_hz) == size), exact)
+
+
+def _without_window(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` but ``chunk_s``: a pipeline setting, not the model's (its windows join a fingerprint as used)."""
+    return {k: v for k, v in params.items() if k != "chunk_s"}
+
+
 def _json(value: Any) -> Any:
     """``value`` as plain JSON (what a stamp can hold)."""
     return json.loads(json.dumps(value, sort_keys=True, default=str))
@@ -111,7 +132,7 @@ def model_settings(fam: Any, params: dict[str, Any]) -> dict[str, Any]:
     from repeval.models.base import model_parameters
 
     defaults = {k: p.default for k, p in model_parameters(fam.cls).items() if p.default is not p.empty}
-    return _json({**defaults, **params})
+    return _json({**defaults, **_without_window(params)})
 
 
 @dataclass(frozen=True)
@@ -122,6 +143,9 @@ class PartitionSpec:
     sid: str
     fingerprint: dict[str, Any]
     described: dict[str, Any]
+    #: the model's configured params and its windows, to recognise a partition stamped before fingerprints recorded
+    #: the windows used (:meth:`stamped_before`)
+    model: ModelSpec | None = field(default=None, compare=False, repr=False)
 
     @property
     def frames(self) -> bool:
@@ -129,7 +153,34 @@ class PartitionSpec:
         return bool(self.fingerprint["keep_frames"])
 
     def with_frames(self) -> PartitionSpec:
-        return PartitionSpec(self.sid, {**self.fingerprint, "keep_frames": True}, self.described)
+        return PartitionSpec(self.sid, {**self.fingerprint, "keep_frames": True}, self.described, self.model)
+
+    def stamped_before(self, stamp: Any) -> list[PartitionSpec]:
+        """This partition as repeval fingerprinted it before fingerprints recorded the windows used — the params'
+        hash took ``chunk_s`` as configured, ``chunk_s`` the value asked — for each ``chunk_s`` the partition's
+        ``stamp`` may have been configured with that cuts tracks into this run's windows (a ``chunk_s`` below the
+        model's shortest window, raised to it): such a partition holds the rows this run computes, and is completed
+        under its own fingerprint. Its stamp's ``described`` names that ``chunk_s``; without it (stamped before it was
+        kept), the fingerprint's ``chunk_s`` or none."""
+        m = self.model
+        old = stamp.get("fingerprint") if isinstance(stamp, dict) else None
+        if m is None or m.window_s is None or not isinstance(old, dict) or "chunk_s" not in old:
+            return []
+        described = stamp.get("described")
+        said = described.get("model.params") if isinstance(described, dict) else None
+        if isinstance(said, dict):
+            asked = [said["chunk_s"]] if "chunk_s" in said else [None]
+        else:
+            value = old["chunk_s"]
+            asked = [None, value] + ([int(value)] if isinstance(value, float) and value.is_integer() else [])
+        out = []
+        for chunk_s in asked:
+            params = m.params if chunk_s is None else {**m.params, "chunk_s": chunk_s}
+            if window_s(m.family, params, m.sample_rate_hz) != m.window_s:
+                continue
+            fp = {**self.fingerprint, "model": {**m.fingerprint, "params": config_hash(params)}}
+            out.append(PartitionSpec(self.sid, {**fp, "chunk_s": model_chunk_s(m.family, params)}, self.described))
+        return out
 
 
 def model_rate(fam: Any, params: dict[str, Any]) -> int | None:
@@ -156,6 +207,11 @@ class ModelSpec:
     settings: dict[str, Any]
     #: windows reach the model with the context its frames need across their edges (a frame geometry)
     overlapped: bool = False
+    #: the windows its long tracks are cut into (:func:`window_s`), which partitions' fingerprints record
+    window_s: float | None = None
+    family: Any = None
+    #: its params but ``chunk_s``
+    params: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, cfg: Config, mcfg: Any) -> ModelSpec:
@@ -164,7 +220,17 @@ class ModelSpec:
         fp = model_fingerprint(mcfg)
         overlapped = model_geometry(fam, params) is not None
         raised_chunk_s(cfg, mcfg)
-        return cls(mcfg.id, sample_rate, model_chunk_s(fam, params), fp, model_settings(fam, params), overlapped)
+        return cls(
+            mcfg.id,
+            sample_rate,
+            model_chunk_s(fam, params),
+            fp,
+            model_settings(fam, params),
+            overlapped,
+            window_s(fam, params, sample_rate),
+            fam,
+            _without_window(params),
+        )
 
     def partition(self, cfg: Config, exp: ExperimentConfig, ds: Any, sid: str) -> PartitionSpec:
         """The partition of ``ds`` in scenario ``sid``, as this run asks for it: with frames when a task of the run
@@ -173,7 +239,7 @@ class ModelSpec:
             "model": self.fingerprint,
             **scenario_fingerprint(exp, sid, ds, cfg.run.seed),
             "sample_rate_hz": self.sample_rate_hz,
-            "chunk_s": self.chunk_s,
+            "chunk_s": self.window_s,
             "keep_frames": cfg.keeps_frames(ds.name, self.model_id),
             "store_format": STORE_FORMAT,
         }
@@ -189,7 +255,7 @@ class ModelSpec:
                 # deformed whole, then chunked: a partition computed window by window (before repeval deformed such
                 # scenarios whole) differs on every track longer than a window, and is not completed with these rows
                 fp["deformed"] = "whole track"
-        return PartitionSpec(sid, fp, described)
+        return PartitionSpec(sid, fp, described, self)
 
 
 def wanted_masks(cfg: Config, exp: ExperimentConfig, ds: Any, rows: pa.Table, deform_ids: Any) -> dict[str, np.ndarray]:
@@ -220,6 +286,18 @@ def accepted_spec(part: Any, spec: PartitionSpec) -> PartitionSpec:
     :class:`~repeval.store.StoreConflict` it raises): the spec the run computes the partition under. A partition
     stored with frames that ``spec`` does not ask for (an earlier run kept them: ``run.keep_frames: true``, or a task
     that reads them) serves the run as it is and is completed with frames — rows without them never join it."""
+    try:
+        return _accepted(part, spec)
+    except StoreConflict:
+        for before in spec.stamped_before(part.stamped()):  # a chunk_s that gives these windows, as stamped before
+            try:
+                return _accepted(part, before)
+            except StoreConflict:
+                pass
+        raise
+
+
+def _accepted(part: Any, spec: PartitionSpec) -> PartitionSpec:
     framed = spec.with_frames()
     try:
         kept = part.check_compatible(spec.fingerprint, spec.described)

@@ -271,6 +271,11 @@ class Partition:
     def manifest(self) -> dict[str, Any] | None:
         return self._read_json(MANIFEST)
 
+    def stamped(self) -> dict[str, Any] | None:
+        """What the partition was stamped with (its manifest, else its stamp): ``fingerprint``, ``described``, …"""
+        m = self.manifest()
+        return m if m is not None else self._read_json(STAMP)
+
     @property
     def complete(self) -> bool:
         return self.manifest() is not None
@@ -348,8 +353,7 @@ class Partition:
         ``described`` (fingerprint key path → the value its hash stands for, as :meth:`stamp` keeps it) lets the
         error name what differs inside a hash — ``model.params.n_mfcc: stored 20, now 30`` — where the stamp has it
         too (partitions stamped before it was kept: the hashes)."""
-        m = self.manifest()
-        stamp = m if m is not None else self._read_json(STAMP)
+        stamp = self.stamped()
         if stamp is None:
             self._check_unstamped_rows(fingerprint)
             return False

@@ -261,23 +261,23 @@ def run_caught(
     """:func:`run_unit` on the device the trial was granted (:func:`_device`), catching what repeval warns meanwhile
     (:class:`repeval.warn.TrialWarnings`): each member's report gets the warnings of its training and tests, which
     the driver says again (:meth:`repeval.tuning.grid._Group.collect`) — the user does not see this process's log.
-    A trial that raises, or that a scheduler stops at a report (``on_validation``'s), leaves no checkpoint: what it
-    warned until then is written beside its results (:data:`WARNINGS_FILE`) as it raises and before each such
-    report, for the driver to say too (a failed probe's warnings are the ones its user needs most)."""
+    A trial that raises, that a scheduler stops at a report (``on_validation``'s) or whose worker dies (killed, out of
+    memory: Tune starts it again, once) leaves no checkpoint: what it warned until then is written beside its results
+    (:data:`WARNINGS_FILE`) when it changed — after each validation (before its report, where a scheduler may stop
+    the trial), once trained, and as it raises — for the driver to say too (a failed probe's warnings are the ones
+    its user needs most). A retry that dies before warning leaves the first attempt's."""
     with TrialWarnings() as caught:
         kept = _KeptBeside(caught, len(unit.members))
 
         def validated(epoch: int, recs: list[tuple[int, dict[str, float]]]) -> None:
-            kept.write()  # before the report, where a scheduler may stop the trial
-            on_validation(epoch, recs)
+            kept.write()
+            if on_validation is not None:
+                on_validation(epoch, recs)
 
         try:
-            out = run_unit(
-                unit, data, ev, on_validation=validated if on_validation is not None else None, device=_device(config)
-            )
-        except BaseException:
+            out = run_unit(unit, data, ev, on_validation=validated, device=_device(config))
+        finally:
             kept.write()
-            raise
     caught.into(out[1])
     return out
 

@@ -146,6 +146,36 @@ def test_pesto_is_the_packages_own_and_computes_only_the_frames_asked() -> None:
         np.testing.assert_allclose(frames, expected[13 : 13 + got], rtol=1e-4, atol=5e-4)
 
 
+@_needs("torch", "pesto", "omegaconf")
+def test_pesto_on_a_clip_shorter_than_its_kernel_gives_the_frames_its_geometry_counts(shared_data: Path) -> None:
+    """A real note's first 0.1 to 0.25 s (below the CQT's 4,096-sample kernel): the frames centred on the clip, as many
+    as the frame geometry counts — what the pipeline records as a one-window track's ``n_frames`` — and, where the
+    pesto package runs (past half a kernel), its own activations bit for bit. It gave 26 frames for any such clip,
+    its end zero-padded to 4,096 samples (up to 1.0 away from the package's in its last frames)."""
+    import torch
+
+    with stub_modules("torchaudio", why="test"):
+        import pesto
+
+    from repeval.audio.decode import decode
+    from repeval.models.pesto_pitch import Pesto
+
+    path = shared_data / "tinysol_mini" / "audio"
+    audio = decode(str(sorted(path.rglob("*.wav"))[0]), 16000)
+    reference = pesto.load_model("mir-1k_g7", step_size=10.0, sampling_rate=16000).eval()
+    model, geometry = Pesto(device="cpu"), Pesto.frame_geometry({})
+    assert geometry is not None
+    for n in (1, 1600, 2049, 3200, 4095):
+        clip = audio[:n].copy()
+        frames = model.embed(clip)
+        assert len(frames) == geometry.count(n) == 1 + n // 160, n
+        assert len(model.embed_batch([clip], n_frames=[3])[0]) == min(3, len(frames))
+        if n > 2048:
+            with torch.inference_mode():
+                expected = reference(torch.from_numpy(clip), sr=16000, return_activations=True)[3].numpy()
+            np.testing.assert_array_equal(frames, expected)
+
+
 @_needs("torch", "transformers")
 def test_hf_layer_mean_is_the_mean_of_layers(tmp_path: Path) -> None:
     from repeval.models.dummies import tiny_hf_model

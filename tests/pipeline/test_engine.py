@@ -427,3 +427,50 @@ def test_a_complete_one_window_partition_stamped_before_whole_track_deformation_
     for name in ("_stamp.json", "_manifest.json"):
         assert json.loads((Path(part.path) / name).read_text())["fingerprint"] == now, name
     assert part.manifest()["rows"] == 3 and part.read(["track_id", "embedding"]).equals(rows)
+
+
+def test_a_chunk_s_raised_to_the_same_windows_shares_the_partition_and_one_of_other_windows_does_not(
+    ray_session, rendered_notes, tmp_path
+):
+    """mfcc-stats at 16 kHz cuts long tracks into windows of at least 2.56 s (its frame grid; twice what a frame
+    reads): ``chunk_s: 1`` is raised to them, so a run with ``chunk_s: 2.56`` computes the same rows and reuses the
+    partition (both fingerprints record the window used; they recorded the chunk_s asked, and the second run was
+    refused), also one stamped that way before; ``chunk_s: 3`` cuts other windows and is refused, naming them."""
+    from repeval.config.loader import config_hash
+    from repeval.models import resolve_model
+    from repeval.store import EmbeddingStore, StoreConflict
+
+    manifest = _manifest(rendered_notes, tmp_path, 2, long_file=True)
+    base = yaml.safe_load(_config(tmp_path, manifest, str(tmp_path / "store")).read_text())
+
+    def config(chunk_s: float) -> Path:
+        params = {"sample_rate_hz": 16000, "chunk_s": chunk_s}
+        base["experiments"][0]["embedding_models"][0]["params"] = params
+        path = tmp_path / f"chunk-{chunk_s}.yaml"
+        path.write_text(yaml.safe_dump(base))
+        return path
+
+    first = _embed(config(1))
+    assert first.computed == 3 and first.rows_by_scenario["clean"] == 3
+    part = EmbeddingStore(str(tmp_path / "store")).partition("notes", "mfcc-stats", "clean")
+    stamped = part.manifest()
+    assert (
+        stamped["fingerprint"]["chunk_s"] == stamped["chunk_s"] == 2.56
+        and max(part.read(["n_chunks"])["n_chunks"].to_pylist()) == 13
+    )
+    again = _embed(config(2.56))
+    assert again.computed == 0 and again.skipped == 3
+    with pytest.raises(StoreConflict, match=r"chunk_s: stored 2\.56, now 3\.0"):
+        _embed(config(3))
+    # stamped as repeval did before: the params' hash with chunk_s 1 in it, chunk_s 1.0
+    old = dict(resolve_model(EmbeddingModelConfig(id="mfcc-stats", params={"sample_rate_hz": 16000, "chunk_s": 1}))[1])
+    for name in ("_stamp.json", "_manifest.json"):
+        path = Path(part.path) / name
+        body = json.loads(path.read_text())
+        fp = body["fingerprint"]
+        body["fingerprint"] = {**fp, "model": {**fp["model"], "params": config_hash(old)}, "chunk_s": 1.0}
+        body["described"]["model.params"]["chunk_s"] = 1
+        path.write_text(json.dumps(body))
+    before = part.manifest()
+    again = _embed(config(2.56))
+    assert again.computed == 0 and again.skipped == 3 and part.manifest() == before

@@ -14,7 +14,7 @@ from repeval.config.schema import EmbeddingModelConfig
 from repeval.models import resolve_model
 from repeval.models.base import FrameGeometry
 from repeval.pipeline.assemble import TrackAssembler
-from repeval.pipeline.partitions import model_geometry
+from repeval.pipeline.partitions import model_geometry, window_s
 from repeval.pipeline.stages import DecodeDeform, Embed
 
 SR = 22050
@@ -271,8 +271,13 @@ def test_a_chunk_s_below_the_models_shortest_window_is_said_with_the_window_used
     reset_warned()
     said = plan({"chunk_s": 1.0})
     assert len(said) == 1 and said[0].startswith("mfcc-stats: params.chunk_s 1 s is shorter than its windows"), said
-    assert "cut into windows of 1.997 s; set chunk_s: 1.997 (or more)" in said[0]
-    assert plan({"chunk_s": 1.997}) == [] and plan({}) == [] and plan({"chunk_s": 4.0}) == []
+    # the value that cuts the same windows (22,050 Hz: 44,032 samples; 1.997 s would be 44,034, a track's second
+    # window starting 2 samples later) — its partitions are those of chunk_s 1 (their fingerprints' window)
+    assert "cut into windows of 1.9969 s; set chunk_s: 1.9969 (or more)" in said[0]
+    assert plan({"chunk_s": 1.9969}) == [] and plan({}) == [] and plan({"chunk_s": 4.0}) == []
+    windows = [window_s(*resolve_model(EmbeddingModelConfig(id="mfcc-stats", params={"hop_s": 2.0, "window_s": 0.3,
+               "chunk_s": c})), 22050) for c in (1.0, 1.9969, 1.997)]  # fmt: skip
+    assert windows == [1.9969, 1.9969, 1.997]
     # the windows the decoder cuts a long track into
     cfg = EmbeddingModelConfig(id="mfcc-stats", params={"hop_s": 2.0, "window_s": 0.3, "chunk_s": 1.0})
     decoder = DecodeDeform(SR, {}, 7, chunk_s=1.0, geometry=model_geometry(*resolve_model(cfg)))

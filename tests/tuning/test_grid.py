@@ -570,6 +570,40 @@ def test_what_a_trial_warned_before_it_raised_is_said_on_the_driver(ray_session,
     assert gpu_said(caplog) == ["inst__notes__m, 2 of 2 probes/seeds (lin (seed 0); wide (seed 0))"]
 
 
+def gpu_granted_then_killed(fn):
+    """:func:`gpu_granted`, and every attempt's worker killed (kill -9, as the OOM killer does) once its probes have
+    trained, before it saves its checkpoint."""
+
+    def wrapped(config, data=None, units=None):
+        import repeval.tuning.trial
+
+        def killed(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        repeval.tuning.trial.write_tensorboard = killed  # (this worker dies: nothing else runs in it)
+        return fn({**config, "use_gpu": True}, data=data, units=units)
+
+    return wrapped
+
+
+def test_what_a_trial_whose_worker_died_warned_is_said_on_the_driver(ray_session, tmp_path, caplog, monkeypatch):
+    """A grid trial kept its warnings beside its results only as it raised: one whose worker died (not an exception)
+    wrote none, and what it warned was lost however often Tune started it again. It writes them as they change (after
+    each validation, once trained): the driver says them with the failed probe. (Not started again here: a retry is
+    the same trial in a new worker, and costs ~10 s.)"""
+    import repeval.tuning.grid
+
+    monkeypatch.setattr(repeval.tuning.grid, "TRIAL_RETRIES", 0)
+    data = gaussian_probe_data(n=60, d=6, c=3, scenarios=False)
+    cfg = config([{"name": "lin", "epochs": 2}])
+    reset_warned()
+    with caplog.at_level("WARNING", logger="repeval"):
+        g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"),
+                      wrap_trainable=gpu_granted_then_killed)  # fmt: skip
+    assert [f["probe"] for f in g.failed] == ["lin"] and not g.rows, g.failed
+    assert gpu_said(caplog) == ["inst__notes__m, probe lin (seed 0)"]
+
+
 def raise_counting_wrapper(marks: str):
     """Every trial that trains 'p2' records its attempt in ``marks`` and raises (a deterministic bug); its cleanup
     then fails too, while handling that failure."""
