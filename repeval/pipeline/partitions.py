@@ -30,10 +30,11 @@ log = logging.getLogger(__name__)
 
 
 def model_fingerprint(model_cfg: Any) -> dict[str, Any]:
-    """The family, a hash of the configured params and, once raised above "1", the family's ``embedding_version``
+    """The family, a hash of the configured params (less those its ``fingerprint_exempt`` names) and, once raised above "1", the family's ``embedding_version``
     (absent at "1", so partitions stamped before versions joined the fingerprint keep theirs)."""
     fam, params = resolve_model(model_cfg)
-    out = {"family": fam.name, "params": config_hash(params)}
+    exempt = set(getattr(fam.cls, "fingerprint_exempt", ()))
+    out = {"family": fam.name, "params": config_hash({k: v for k, v in params.items() if k not in exempt})}
     version = str(getattr(fam.cls, "embedding_version", "1"))
     if version != "1":
         out["version"] = version
