@@ -68,7 +68,9 @@ def onnx_model(checkpoint: str, layer: str, session: Any) -> Any:
 def convert_in_child(checkpoint: str, layer: str) -> None:
     """Convert in a fresh process (TensorFlow with legacy Keras: never imported by the caller)."""
     log.info("converting musicnn checkpoint %s (%s layer) to ONNX (TensorFlow, once)", checkpoint, layer)
-    env = {**os.environ, **PROCESS_GROUP_ENV["tf"]}
+    root = str(Path(__file__).resolve().parents[2])  # this repeval, whatever the caller's sys.path came from
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, **PROCESS_GROUP_ENV["tf"], "PYTHONPATH": path}
     proc = subprocess.run(
         [sys.executable, "-m", "repeval.models.musicnn_onnx", checkpoint, layer],
         env=env,
