@@ -158,7 +158,7 @@ class MusiCNN(WindowedModel):
     def variant(cls, params: dict[str, Any]) -> type[MusiCNN]:
         backend = params.get("backend", "onnx")
         _check_backend(cls.name, backend)
-        return _TF_VARIANTS[cls.checkpoint] if backend == "tf" else cls
+        return (_TF_VARIANTS if backend == "tf" else _ONNX_CLASSES)[cls.checkpoint]
 
     @classmethod
     def availability(cls, params: dict[str, Any]) -> str | None:
@@ -324,4 +324,5 @@ def _tf_variant(cls: type[MusiCNN]) -> type[MusiCNN]:
     return variant
 
 
-_TF_VARIANTS = {cls.checkpoint: _tf_variant(cls) for cls in (MSDMusiCNN, MTTMusiCNN, MSDVGG, MTTVGG)}
+_ONNX_CLASSES: dict[str, type[MusiCNN]] = {cls.checkpoint: cls for cls in (MSDMusiCNN, MTTMusiCNN, MSDVGG, MTTVGG)}
+_TF_VARIANTS = {checkpoint: _tf_variant(cls) for checkpoint, cls in _ONNX_CLASSES.items()}

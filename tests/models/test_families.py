@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -380,8 +381,8 @@ def musicnn_process(shared_data: Path, tmp_path_factory: pytest.TempPathFactory)
         "out = m.embed_batch([np.zeros(16000 * 4, np.float32) + 0.01])\n"
         "print(out[0].shape, [k for k in ('librosa', 'numba', 'scipy.signal', 'tensorflow') if k in sys.modules])\n"
         # backend: tf (after the line above: the onnxruntime model never imported TensorFlow)
-        "t = build_model(EmbeddingModelConfig(id='msd-musicnn', params={'backend': 'tf'}))\n"
-        "ops = t._sess.graph.get_operations()\n"
+        "tfm = build_model(EmbeddingModelConfig(id='msd-musicnn', params={'backend': 'tf'}))\n"
+        "ops = tfm._sess.graph.get_operations()\n"
         "flow = ('If', 'StatelessIf', 'Switch', 'Merge')\n"
         "print('GRAPH', len(ops), sorted({o.type for o in ops if o.type in flow}))\n"
         # 8 patches per session call (the memory a process first touches) must not change what a clip gets
@@ -412,21 +413,27 @@ def musicnn_process(shared_data: Path, tmp_path_factory: pytest.TempPathFactory)
         "g = tf.Graph()\n"
         "with g.as_default(), tf.name_scope('model'):\n"
         "    x = tf.compat.v1.placeholder(tf.float32, [None, 187, 96])\n"
-        "    models.define_model(x, False, 'MSD_musicnn', 50)\n"
+        "    outs = models.define_model(x, False, 'MSD_musicnn', 50)\n"
         "    saver = tf.compat.v1.train.Saver()\n"
         "sess = tf.compat.v1.Session(graph=g)\n"
         "saver.restore(sess, os.path.join(os.path.dirname(musicnn.__file__), 'MSD_musicnn') + os.sep)\n"
         "ref = sess.run(g.get_tensor_by_name('model/dense/BiasAdd:0'), {x: patches})\n"
         "ours = build_model(EmbeddingModelConfig(id='msd-musicnn', params={'pad_mode': 'constant'})).embed(audio)\n"
         "print('REF', ours.shape, ref.shape, float(np.abs(ours - ref).max()), float(np.abs(ref).max()))\n"
-        # the backends on the real recording (full gain, 4 patches), every layer: the largest difference and scale
+        # the backends on the real recording (full gain, 4 patches): each layer of the ONNX models against that
+        # TensorFlow graph, and msd-musicnn and msd-vgg with backend onnx against backend tf; largest difference, scale
         f"audio = decode({str(shared_data / rel)!r}, 16000, 12.0)\n"
-        "agree = []\n"
-        "for model_id, layer in [('msd-musicnn', l) for l in ('dense', 'penultimate', 'mean_pool', 'max_pool')] + [\n"
-        "        ('msd-vgg', 'pool5')]:\n"
-        "    a, b = (build_model(EmbeddingModelConfig(id=model_id, params={'layer': layer, 'backend': k})).embed(audio)\n"
-        "            for k in ('onnx', 'tf'))\n"
-        "    agree.append((model_id, layer, a.shape == b.shape, float(np.abs(a - b).max()), float(np.abs(b).max())))\n"
+        "wins, agree = m._windows(audio), []\n"
+        "tensors = {'dense': g.get_tensor_by_name('model/dense/BiasAdd:0'), 'penultimate': outs[8],\n"
+        "           'mean_pool': outs[6], 'max_pool': outs[7]}\n"
+        "def row(name, a, b):\n"
+        "    agree.append((name, a.shape == b.shape, float(np.abs(a - b).max()), float(np.abs(b).max())))\n"
+        "for layer, tensor in tensors.items():\n"
+        "    onnx = build_model(EmbeddingModelConfig(id='msd-musicnn', params={'layer': layer}))\n"
+        "    row(layer, onnx._forward(wins), sess.run(tensor, {x: wins}))\n"
+        "row('msd-musicnn', m.embed(audio), tfm.embed(audio))\n"
+        "vgg = [build_model(EmbeddingModelConfig(id='msd-vgg', params={'backend': k})) for k in ('onnx', 'tf')]\n"
+        "row('msd-vgg', vgg[0].embed(audio), vgg[1].embed(audio))\n"
         "print('AGREE', agree)\n"
         # a track of three 6-s windows through the pipeline's stages against the model on the whole track, and the
         # frame count the geometry states at lengths around a patch (3-s hops; 1.5-s hops: the same graph)
@@ -507,20 +514,16 @@ def test_msd_musicnn_is_mir_refs_layer_on_musicnns_own_patches(musicnn_process: 
 def test_musicnn_onnx_backend_agrees_with_tensorflow_to_float32_rounding(musicnn_process: tuple[str, ...]) -> None:
     """onnxruntime on the checkpoint's ONNX conversion (the default backend: a process that embeds never imports
     TensorFlow) gives TensorFlow's frames on a real recording at every layer — msd-musicnn's ``dense``,
-    ``penultimate``, ``mean_pool`` and ``max_pool``, and msd-vgg's ``pool5`` — to float32 rounding of their sums
-    (about 1e-6 of the layer's scale): why a store's partition is not recomputed when the backend changes."""
+    ``penultimate``, ``mean_pool`` and ``max_pool`` against musicnn's own graph on the same patches, msd-musicnn and
+    msd-vgg against ``backend: tf`` — to float32 rounding of their sums (about 1e-6 of the layer's scale): why a
+    store's partition is not recomputed when the backend changes."""
     agree = next(line for line in musicnn_process if line.startswith("AGREE"))
-    rows = eval(agree.removeprefix("AGREE "))  # a list of tuples printed by the fixture's process
-    assert [(r[0], r[1]) for r in rows] == [
-        ("msd-musicnn", "dense"),
-        ("msd-musicnn", "penultimate"),
-        ("msd-musicnn", "mean_pool"),
-        ("msd-musicnn", "max_pool"),
-        ("msd-vgg", "pool5"),
-    ]
-    for model_id, layer, same_shape, diff, scale in rows:
-        assert same_shape and scale > 0.5, (model_id, layer)
-        assert diff <= 1e-5 * scale, (model_id, layer, diff, scale)
+    rows = ast.literal_eval(agree.removeprefix("AGREE "))  # the tuples the fixture's process printed
+    names = ["dense", "penultimate", "mean_pool", "max_pool", "msd-musicnn", "msd-vgg"]
+    assert [r[0] for r in rows] == names, agree
+    for name, same_shape, diff, scale in rows:
+        assert same_shape and scale > 0.5, (name, agree)
+        assert diff <= 1e-5 * scale, (name, diff, scale)
 
 
 def test_musicnn_onnx_cache_rebuilds_a_corrupt_file_and_is_reused(
