@@ -28,9 +28,10 @@ Embeddings version 2: before it the default layer was ``penultimate`` and patche
 to ONNX by :mod:`repeval.models.musicnn_onnx` (a child process with TensorFlow; cached in
 ``$REPEVAL_MODELS_DIR/musicnn-onnx``, which ``scripts/setup.sh`` fills), in the default process group: the process
 that embeds never imports TensorFlow. Its frames agree with TensorFlow's to float32 rounding (a real recording, every
-layer: at most 2.5e-6 of the layer's largest value), it starts in ≈0.9 CPU-s against TensorFlow's ≈4.8 (import,
-graph, restore, first batch) and runs a patch in ≈45-55 ms against ≈120-140 at one thread, 8 patches a call
-(msd-vgg: 21 against 37 ms; session 44, a shared 2-core machine). ``backend`` is not part of a store's
+layer, 30 patches of three recordings: at most 2.5e-6 of the layer's largest value, cosine ≥ 0.9999998 per patch).
+A fresh process reaches its first batch of 8 patches in 1.1-1.2 CPU-s against TensorFlow's 5.0-5.1 (imports,
+graph, restore, first batch; peak RSS 575 against 890-950 MiB) and runs a patch in 40-65 ms against 120-250 at one
+thread, 8 patches a call (msd-vgg: 21-44 against 37-84 ms; session 44, a 2-core machine shared with other work). ``backend`` is not part of a store's
 fingerprint (``fingerprint_exempt``): a partition embedded by either backend is complete for the other, and a
 store embedded before the ONNX backend existed is neither refused nor recomputed.
 
@@ -126,7 +127,8 @@ class MusiCNN(WindowedModel):
     fingerprint_exempt: ClassVar[tuple[str, ...]] = ("backend",)
     #: patches per session run: 8, 16 and 32 give bit-identical embeddings at the same speed on one CPU thread,
     #: but each run's activations are ~25 MiB per patch, all touched (page-faulted) in a process' first call and
-    #: kept: at 32 a MusiCNN process peaked at 1.5-1.8 GiB against 1.06 GiB at 8 (docs/benchmarks.md, session 27)
+    #: kept: at 32 a MusiCNN process peaked at 1.5-1.8 GiB against 1.06 GiB at 8 (docs/benchmarks.md, session 27;
+    #: TensorFlow — onnxruntime peaks at 575 MiB at 8)
     max_batch_windows = 8
     embedding_version = "2"
     requires: ClassVar[tuple[str, ...]] = ("onnxruntime", "musicnn")
