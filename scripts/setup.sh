@@ -33,6 +33,12 @@ if [ -n "${EXTRAS:-}" ]; then
   # metadata of these pins numpy<1.17 / CUDA torchaudio; repeval needs none of those pins
   "${PIP[@]}" --no-deps \
     "musicnn==0.1.0" "torchcrepe==0.0.24" "pesto-pitch==2.0.1" "basic-pitch==0.4.0"
+  # musicnn's checkpoints as ONNX models (its default backend), converted once with TensorFlow into
+  # $REPEVAL_MODELS_DIR (default ~/.cache/repeval/models), so no run or test converts them
+  if python -c 'import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in sys.argv[1:]))' \
+    tensorflow tf_keras onnx musicnn; then
+    TF_USE_LEGACY_KERAS=1 TF_CPP_MIN_LOG_LEVEL=2 python -m repeval.models.musicnn_onnx --all >/dev/null
+  fi
 fi
 # tinysoundfont's metadata pulls PyAudio (needs PortAudio headers) only for live playback,
 # which repeval never uses: install it without dependencies.

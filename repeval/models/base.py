@@ -15,7 +15,7 @@ import functools
 import inspect
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, TypeAlias
 
 import numpy as np
@@ -113,6 +113,9 @@ class EmbeddingModel:
     #: no weights, cheap to build, single-threaded: by default it runs inside the decode tasks instead of an
     #: actor pool (``run.resources.embed_in_decode``)
     light: ClassVar[bool] = False
+    #: params that choose how, not what, it computes (a framework whose numbers agree to float32 rounding): left
+    #: out of the partition fingerprint, so changing them neither refuses nor recomputes a store's partition
+    fingerprint_exempt: ClassVar[tuple[str, ...]] = ()
     #: what the family computes for given params: raise it whenever a change makes the same params give other
     #: embeddings, so a store partition embedded before is refused rather than completed with rows that differ
     #: (a version other than "1" joins the partition's fingerprint; see repeval.pipeline.partitions)
@@ -137,6 +140,13 @@ class EmbeddingModel:
         no more (it is given them only then); any other may ignore them."""
         refuse_offsets(self, offsets)
         return [self.embed(a) for a in audios]
+
+    @classmethod
+    def variant(cls, params: dict[str, Any]) -> type[EmbeddingModel]:
+        """The class that runs these params: this one, or a subclass when a param chooses the framework (and so
+        the process group, extra and requirements: musicnn's ``backend``); a ``ValueError`` for a value it cannot
+        run, raised when the configuration is checked."""
+        return cls
 
     @classmethod
     def availability(cls, params: dict[str, Any]) -> str | None:
@@ -198,13 +208,19 @@ def resolve_model(cfg: Any) -> tuple[ModelFamily, dict[str, Any]]:
     type_name = cfg.type or cfg.id
     if type_name in MODELS:
         fam = MODELS.get(type_name)
-        return fam, {**fam.default_params, **cfg.params}
+        return _variant(fam, {**fam.default_params, **cfg.params})
     for _, fam in MODELS.items():
         if fam.parse_id is not None:
             parsed = fam.parse_id(type_name)
             if parsed is not None:
-                return fam, {**fam.default_params, **parsed, **cfg.params}
+                return _variant(fam, {**fam.default_params, **parsed, **cfg.params})
     raise ValueError(unknown_name_message("embedding model", type_name, set(MODELS.names())))
+
+
+def _variant(fam: ModelFamily, params: dict[str, Any]) -> tuple[ModelFamily, dict[str, Any]]:
+    """The family with the class that runs ``params`` (:meth:`EmbeddingModel.variant`)."""
+    cls = fam.cls.variant(params)
+    return (fam if cls is fam.cls else replace(fam, cls=cls)), params
 
 
 #: parameters every model accepts: the analysis window the pipeline cuts audio into (``model_chunk_s``)

@@ -24,11 +24,24 @@ float32 arithmetic after the float16 rounding (musicnn's float16 arithmetic over
 Embeddings version 2: before it the default layer was ``penultimate`` and patches started every 188 frames instead of
 187 (``hop_s`` was rounded to the nearest frame).
 
-**Process group ``tf``.** tensorflow 2.21 runs these tf.compat.v1 layers only with legacy Keras:
+**Backends.** ``backend: onnx`` (the default) runs the checkpoint's inference graph in onnxruntime, converted once
+to ONNX by :mod:`repeval.models.musicnn_onnx` (a child process with TensorFlow; cached in
+``$REPEVAL_MODELS_DIR/musicnn-onnx``, which ``scripts/setup.sh`` fills), in the default process group: the process
+that embeds never imports TensorFlow. Its frames agree with TensorFlow's to float32 rounding (a real recording, every
+layer, 30 patches of three recordings: at most 2.5e-6 of the layer's largest value, cosine ≥ 0.9999998 per patch).
+A fresh process reaches its first batch of 8 patches in 1.1-1.2 CPU-s against TensorFlow's 5.0-5.1 (imports,
+graph, restore, first batch; peak RSS 575 against 890-950 MiB) and runs a patch in 40-65 ms against 120-250 at one
+thread, 8 patches a call (msd-vgg: 21-44 against 37-84 ms; session 44, a 2-core machine shared with other work). ``backend`` is not part of a store's
+fingerprint (``fingerprint_exempt``): a partition embedded by either backend is complete for the other, and a
+store embedded before the ONNX backend existed is neither refused nor recomputed.
+
+``backend: tf`` runs the checkpoint in a TensorFlow session in the isolated process group ``tf``:
+tensorflow 2.21 runs these tf.compat.v1 layers only with legacy Keras:
 the worker must set ``TF_USE_LEGACY_KERAS=1`` before tensorflow is imported and disables eager
 execution for the whole process, and essentia (bundling TF 2.5) must never share the process.
-Install: ``pip install tensorflow==2.21.0 tf-keras==2.21.0`` and
-``pip install --no-deps musicnn==0.1.0`` (its metadata pins numpy<1.17).
+Install: ``pip install 'repeval[onnx]'`` (onnxruntime; converting needs ``repeval[tf,onnx]`` once) or, for ``tf``,
+``pip install tensorflow==2.21.0 tf-keras==2.21.0``; then ``pip install --no-deps musicnn==0.1.0`` (its metadata
+pins numpy<1.17).
 CPU cost: musicnn ≈35×, vgg ≈10× log-mel statistics (benchmarks/bench_models.py, one run on a
 shared 2-core machine).
 """
@@ -40,6 +53,7 @@ import logging
 import math
 import os
 import sys
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -49,6 +63,7 @@ from repeval.models._common import (
     WindowedModel,
     extra_reason,
     mel_filterbank,
+    missing_modules,
     model_threads,
     pad_to,
 )
@@ -98,25 +113,42 @@ def _patch_hop(hop_s: float) -> int:
     return max(1, math.floor(hop_s * SR / HOP + 1e-9))
 
 
-class MusiCNN(WindowedModel):
-    """One musicnn/vgg checkpoint from the wheel; see the module docstring."""
+BACKENDS = ("onnx", "tf")
 
-    extra = "tf"
-    process_group = "tf"
+
+class MusiCNN(WindowedModel):
+    """One musicnn/vgg checkpoint from the wheel, run by onnxruntime (``backend: onnx``, the default) or
+    TensorFlow (``backend: tf``: :meth:`variant` gives the class that runs in the ``tf`` process group); see the
+    module docstring."""
+
+    extra = "onnx"
     checkpoint: ClassVar[str] = "MSD_musicnn"
+    #: the backends' frames agree to float32 rounding: a partition embedded by one is complete for the other
+    fingerprint_exempt: ClassVar[tuple[str, ...]] = ("backend",)
     #: patches per session run: 8, 16 and 32 give bit-identical embeddings at the same speed on one CPU thread,
     #: but each run's activations are ~25 MiB per patch, all touched (page-faulted) in a process' first call and
-    #: kept: at 32 a MusiCNN process peaked at 1.5-1.8 GiB against 1.06 GiB at 8 (docs/benchmarks.md, session 27)
+    #: kept: at 32 a MusiCNN process peaked at 1.5-1.8 GiB against 1.06 GiB at 8 (docs/benchmarks.md, session 27;
+    #: TensorFlow — onnxruntime peaks at 575 MiB at 8)
     max_batch_windows = 8
     embedding_version = "2"
-    requires: ClassVar[tuple[str, ...]] = ("tensorflow", "tf_keras", "musicnn")
+    requires: ClassVar[tuple[str, ...]] = ("onnxruntime", "musicnn")
+    #: what converting the checkpoint to ONNX needs (once per checkpoint and layer; cached)
+    converter_requires: ClassVar[tuple[str, ...]] = ("tensorflow", "tf_keras", "onnx")
 
-    def __init__(self, layer: str | None = None, hop_s: float = 3.0, pad_mode: str = "reflect", **params: Any) -> None:
+    def __init__(
+        self,
+        layer: str | None = None,
+        hop_s: float = 3.0,
+        pad_mode: str = "reflect",
+        backend: str = "onnx",
+        **params: Any,
+    ) -> None:
         arch = "vgg" if "vgg" in self.checkpoint else "musicnn"
-        layer = layer or ("pool5" if arch == "vgg" else "dense")
+        layer = layer or _default_layer(self.checkpoint)
         if layer not in _LAYERS[arch]:
             raise ValueError(f"{self.name}: unknown layer '{layer}'; choose one of {sorted(_LAYERS[arch])}")
-        super().__init__(layer=layer, hop_s=hop_s, pad_mode=pad_mode, **params)
+        _check_backend(self.name, backend)
+        super().__init__(layer=layer, hop_s=hop_s, pad_mode=pad_mode, backend=backend, **params)
         self.layer = layer
         self.pad_mode = pad_mode
         self.sample_rate_hz = SR
@@ -125,14 +157,31 @@ class MusiCNN(WindowedModel):
         self._build()
 
     @classmethod
+    def variant(cls, params: dict[str, Any]) -> type[MusiCNN]:
+        backend = params.get("backend", "onnx")
+        _check_backend(cls.name, backend)
+        return (_TF_VARIANTS if backend == "tf" else _ONNX_CLASSES)[cls.checkpoint]
+
+    @classmethod
     def availability(cls, params: dict[str, Any]) -> str | None:
-        return extra_reason("tf", cls.requires, "(then `pip install --no-deps musicnn==0.1.0`)")
+        reason = extra_reason(str(cls.extra), cls.requires, "(then `pip install --no-deps musicnn==0.1.0`)")
+        if reason or cls.process_group == "tf":
+            return reason
+        from repeval.models.musicnn_onnx import cache_path
+
+        missing = missing_modules(*cls.converter_requires)
+        if missing and not cache_path(cls.checkpoint, params.get("layer") or _default_layer(cls.checkpoint)).is_file():
+            return (
+                f"the ONNX model of musicnn's {cls.checkpoint} is not converted yet and converting it needs "
+                f"{', '.join(missing)}: pip install 'repeval[tf,onnx]' (then `python -m repeval.models.musicnn_onnx "
+                "--all`), or set params.backend: tf"
+            )
+        return None
 
     @classmethod
     def declared_sizes(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:
         arch = "vgg" if "vgg" in cls.checkpoint else "musicnn"
-        layer = params.get("layer") or ("pool5" if arch == "vgg" else "dense")
-        return SR, _LAYERS[arch].get(layer)
+        return SR, _LAYERS[arch].get(params.get("layer") or _default_layer(cls.checkpoint))
 
     @classmethod
     def frame_geometry(cls, params: dict[str, Any]) -> FrameGeometry:
@@ -142,6 +191,74 @@ class MusiCNN(WindowedModel):
         frame (``align``: 256 samples), so a window's context before is one hop of 256 samples, not a patch."""
         hop = _patch_hop(float(params.get("hop_s", 3.0))) * HOP
         return FrameGeometry(hop=hop, left=N_FFT // 2, right=PATCH_FRAMES * HOP, span=PATCH_SAMPLES, align=HOP)
+
+    def _build(self) -> None:
+        """onnxruntime on the ONNX conversion of the checkpoint (:mod:`repeval.models.musicnn_onnx`)."""
+        import onnxruntime as ort
+
+        from repeval.models.musicnn_onnx import onnx_model
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        threads = model_threads()  # the pipeline's cap (onnxruntime's default: one thread per core)
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = threads
+
+        def session(path: Path) -> Any:
+            return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+        self._session = onnx_model(self.checkpoint, self.layer, session)
+        log.debug("loaded %s as ONNX (%s layer)", self.checkpoint, self.layer)
+
+    def _forward(self, windows: np.ndarray) -> np.ndarray:
+        out = self._session.run(None, {"x": windows.astype(np.float32)})[0]
+        return np.asarray(out, dtype=np.float32).reshape(len(windows), -1)
+
+    def _windows(self, audio: np.ndarray) -> np.ndarray:
+        return self._windows_at(audio, 0)
+
+    def _windows_at(self, audio: np.ndarray, offset: int) -> np.ndarray:
+        """Patches from spectral frame ``offset // 256`` (``offset``: whole hops of 256 samples, the frame
+        geometry's ``align``), the frame centred ``offset`` samples into ``audio``; at least one."""
+        if offset % HOP:
+            raise ValueError(f"{self.name}: offset {offset} is not a multiple of the spectral hop ({HOP} samples)")
+        spec = logmel(pad_to(audio, PATCH_SAMPLES + offset), self.pad_mode)
+        starts = range(offset // HOP, spec.shape[0] - PATCH_FRAMES + 1, self.hop_frames)
+        return np.stack([spec[s : s + PATCH_FRAMES] for s in starts])
+
+
+@register_model("msd-musicnn")
+class MSDMusiCNN(MusiCNN):
+    description = "MusiCNN trained on MSD tags (musicnn wheel), 200-d dense layer (mir_ref's) per 3 s patch"
+    checkpoint = "MSD_musicnn"
+
+
+@register_model("mtt-musicnn")
+class MTTMusiCNN(MusiCNN):
+    description = "MusiCNN trained on MagnaTagATune (musicnn wheel), 200-d dense layer per 3 s patch"
+    checkpoint = "MTT_musicnn"
+
+
+@register_model("msd-vgg")
+class MSDVGG(MusiCNN):
+    description = "VGG-like tagger trained on MSD (musicnn wheel), flattened pool5 (256-d) per 3 s patch"
+    checkpoint = "MSD_vgg"
+
+
+@register_model("mtt-vgg")
+class MTTVGG(MusiCNN):
+    description = "VGG-like tagger trained on MagnaTagATune (musicnn wheel), flattened pool5 (256-d) per 3 s patch"
+    checkpoint = "MTT_vgg"
+
+
+class _TFMusiCNN(MusiCNN):
+    """``backend: tf``: the checkpoint's TF1 graph in a TensorFlow session, in the ``tf`` process group."""
+
+    extra = "tf"
+    process_group = "tf"
+    requires: ClassVar[tuple[str, ...]] = ("tensorflow", "tf_keras", "musicnn")
 
     def _build(self) -> None:
         threads = model_threads()  # the pipeline's cap (TF's default: a pool as large as the machine)
@@ -187,42 +304,27 @@ class MusiCNN(WindowedModel):
         saver.restore(self._sess, os.path.join(os.path.dirname(musicnn.__file__), self.checkpoint) + os.sep)
         log.debug("built %s graph (%s layer)", self.checkpoint, self.layer)
 
-    def _windows(self, audio: np.ndarray) -> np.ndarray:
-        return self._windows_at(audio, 0)
-
-    def _windows_at(self, audio: np.ndarray, offset: int) -> np.ndarray:
-        """Patches from spectral frame ``offset // 256`` (``offset``: whole hops of 256 samples, the frame
-        geometry's ``align``), the frame centred ``offset`` samples into ``audio``; at least one."""
-        if offset % HOP:
-            raise ValueError(f"{self.name}: offset {offset} is not a multiple of the spectral hop ({HOP} samples)")
-        spec = logmel(pad_to(audio, PATCH_SAMPLES + offset), self.pad_mode)
-        starts = range(offset // HOP, spec.shape[0] - PATCH_FRAMES + 1, self.hop_frames)
-        return np.stack([spec[s : s + PATCH_FRAMES] for s in starts])
-
     def _forward(self, windows: np.ndarray) -> np.ndarray:
         out = self._sess.run(self._y, feed_dict={self._x: windows.astype(np.float32)})
         return np.asarray(out, dtype=np.float32).reshape(len(windows), -1)
 
 
-@register_model("msd-musicnn")
-class MSDMusiCNN(MusiCNN):
-    description = "MusiCNN trained on MSD tags (musicnn wheel), 200-d dense layer (mir_ref's) per 3 s patch"
-    checkpoint = "MSD_musicnn"
+def _default_layer(checkpoint: str) -> str:
+    return "pool5" if "vgg" in checkpoint else "dense"
 
 
-@register_model("mtt-musicnn")
-class MTTMusiCNN(MusiCNN):
-    description = "MusiCNN trained on MagnaTagATune (musicnn wheel), 200-d dense layer per 3 s patch"
-    checkpoint = "MTT_musicnn"
+def _check_backend(name: str, backend: Any) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"{name}.params.backend: unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
-@register_model("msd-vgg")
-class MSDVGG(MusiCNN):
-    description = "VGG-like tagger trained on MSD (musicnn wheel), flattened pool5 (256-d) per 3 s patch"
-    checkpoint = "MSD_vgg"
+def _tf_variant(cls: type[MusiCNN]) -> type[MusiCNN]:
+    """``cls`` on TensorFlow: a module-level class (``_TF_MSD_musicnn``), so it pickles by name."""
+    name = f"_TF_{cls.checkpoint}"
+    variant = type(name, (_TFMusiCNN, cls), {"__module__": __name__, "__qualname__": name, "__doc__": cls.__doc__})
+    globals()[name] = variant
+    return variant
 
 
-@register_model("mtt-vgg")
-class MTTVGG(MusiCNN):
-    description = "VGG-like tagger trained on MagnaTagATune (musicnn wheel), flattened pool5 (256-d) per 3 s patch"
-    checkpoint = "MTT_vgg"
+_ONNX_CLASSES: dict[str, type[MusiCNN]] = {cls.checkpoint: cls for cls in (MSDMusiCNN, MTTMusiCNN, MSDVGG, MTTVGG)}
+_TF_VARIANTS = {checkpoint: _tf_variant(cls) for checkpoint, cls in _ONNX_CLASSES.items()}

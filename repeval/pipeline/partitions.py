@@ -31,10 +31,11 @@ log = logging.getLogger(__name__)
 
 def model_fingerprint(model_cfg: Any) -> dict[str, Any]:
     """The family, a hash of the configured params but ``chunk_s`` (the windows the partition's fingerprint records:
-    :func:`window_s`) and, once raised above "1", the family's ``embedding_version`` (absent at "1", so partitions
-    stamped before versions joined the fingerprint keep theirs)."""
+    :func:`window_s`) and those its ``fingerprint_exempt`` names (:func:`_fingerprinted`) and, once raised above "1",
+    the family's ``embedding_version`` (absent at "1", so partitions stamped before versions joined the fingerprint
+    keep theirs)."""
     fam, params = resolve_model(model_cfg)
-    out = {"family": fam.name, "params": config_hash(_without_window(params))}
+    out = {"family": fam.name, "params": config_hash(_fingerprinted(fam, params))}
     version = str(getattr(fam.cls, "embedding_version", "1"))
     if version != "1":
         out["version"] = version
@@ -118,6 +119,13 @@ def window_s(fam: Any, params: dict[str, Any], sample_rate_hz: int) -> float | N
 def _without_window(params: dict[str, Any]) -> dict[str, Any]:
     """``params`` but ``chunk_s``: a pipeline setting, not the model's (its windows join a fingerprint as used)."""
     return {k: v for k, v in params.items() if k != "chunk_s"}
+
+
+def _fingerprinted(fam: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """The params a partition's fingerprint hashes: :func:`_without_window`, less those choosing how, not what, the
+    family computes (its ``fingerprint_exempt``: musicnn's ``backend``)."""
+    exempt = set(getattr(fam.cls, "fingerprint_exempt", ()))
+    return {k: v for k, v in _without_window(params).items() if k not in exempt}
 
 
 def _json(value: Any) -> Any:
@@ -210,7 +218,7 @@ class ModelSpec:
     #: the windows its long tracks are cut into (:func:`window_s`), which partitions' fingerprints record
     window_s: float | None = None
     family: Any = None
-    #: its params but ``chunk_s``
+    #: its params as fingerprinted (:func:`_fingerprinted`: but ``chunk_s`` and params choosing the framework)
     params: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -229,7 +237,7 @@ class ModelSpec:
             overlapped,
             window_s(fam, params, sample_rate),
             fam,
-            _without_window(params),
+            _fingerprinted(fam, params),
         )
 
     def partition(self, cfg: Config, exp: ExperimentConfig, ds: Any, sid: str) -> PartitionSpec:

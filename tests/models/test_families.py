@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -49,7 +50,8 @@ def test_list_models_reports_every_family_with_a_reason_naming_the_fix() -> None
     for row in rows.values():
         assert row["available"] == (row["reason"] is None)
         assert {"family", "embedding_dim", "sample_rate_hz", "extra", "process_group"} <= set(row)
-    assert rows["msd-musicnn"]["embedding_dim"] == 200 and rows["msd-musicnn"]["process_group"] == "tf"
+    # onnxruntime by default: no isolated TensorFlow process group
+    assert rows["msd-musicnn"]["embedding_dim"] == 200 and rows["msd-musicnn"]["process_group"] == "default"
     assert rows["mule"]["embedding_dim"] == 1728
     if not rows["vggish-audioset"]["available"] and "essentia" not in (rows["vggish-audioset"]["reason"] or ""):
         assert "graph_path" in rows["vggish-audioset"]["reason"]
@@ -406,11 +408,13 @@ def musicnn_process(shared_data: Path, tmp_path_factory: pytest.TempPathFactory)
         "from repeval.config.schema import EmbeddingModelConfig\n"
         "from repeval.models import build_model\n"
         "m = build_model(EmbeddingModelConfig(id='msd-musicnn'))\n"
-        "ops = m._sess.graph.get_operations()\n"
+        "out = m.embed_batch([np.zeros(16000 * 4, np.float32) + 0.01])\n"
+        "print(out[0].shape, [k for k in ('librosa', 'numba', 'scipy.signal', 'tensorflow') if k in sys.modules])\n"
+        # backend: tf (after the line above: the onnxruntime model never imported TensorFlow)
+        "tfm = build_model(EmbeddingModelConfig(id='msd-musicnn', params={'backend': 'tf'}))\n"
+        "ops = tfm._sess.graph.get_operations()\n"
         "flow = ('If', 'StatelessIf', 'Switch', 'Merge')\n"
         "print('GRAPH', len(ops), sorted({o.type for o in ops if o.type in flow}))\n"
-        "out = m.embed_batch([np.zeros(16000 * 4, np.float32) + 0.01])\n"
-        "print(out[0].shape, [k for k in ('librosa', 'numba', 'scipy.signal') if k in sys.modules])\n"
         # 8 patches per session call (the memory a process first touches) must not change what a clip gets
         "rng = np.random.default_rng(0)\n"
         "clips = [0.1 * rng.standard_normal(n).astype(np.float32) for n in (16000 * 7, 16000 * 22, 9000, 16000 * 13)]\n"
@@ -439,13 +443,28 @@ def musicnn_process(shared_data: Path, tmp_path_factory: pytest.TempPathFactory)
         "g = tf.Graph()\n"
         "with g.as_default(), tf.name_scope('model'):\n"
         "    x = tf.compat.v1.placeholder(tf.float32, [None, 187, 96])\n"
-        "    models.define_model(x, False, 'MSD_musicnn', 50)\n"
+        "    outs = models.define_model(x, False, 'MSD_musicnn', 50)\n"
         "    saver = tf.compat.v1.train.Saver()\n"
         "sess = tf.compat.v1.Session(graph=g)\n"
         "saver.restore(sess, os.path.join(os.path.dirname(musicnn.__file__), 'MSD_musicnn') + os.sep)\n"
         "ref = sess.run(g.get_tensor_by_name('model/dense/BiasAdd:0'), {x: patches})\n"
         "ours = build_model(EmbeddingModelConfig(id='msd-musicnn', params={'pad_mode': 'constant'})).embed(audio)\n"
         "print('REF', ours.shape, ref.shape, float(np.abs(ours - ref).max()), float(np.abs(ref).max()))\n"
+        # the backends on the real recording (full gain, 4 patches): each layer of the ONNX models against that
+        # TensorFlow graph, and msd-musicnn and msd-vgg with backend onnx against backend tf; largest difference, scale
+        f"audio = decode({str(shared_data / rel)!r}, 16000, 12.0)\n"
+        "wins, agree = m._windows(audio), []\n"
+        "tensors = {'dense': g.get_tensor_by_name('model/dense/BiasAdd:0'), 'penultimate': outs[8],\n"
+        "           'mean_pool': outs[6], 'max_pool': outs[7]}\n"
+        "def row(name, a, b):\n"
+        "    agree.append((name, a.shape == b.shape, float(np.abs(a - b).max()), float(np.abs(b).max())))\n"
+        "for layer, tensor in tensors.items():\n"
+        "    onnx = build_model(EmbeddingModelConfig(id='msd-musicnn', params={'layer': layer}))\n"
+        "    row(layer, onnx._forward(wins), sess.run(tensor, {x: wins}))\n"
+        "row('msd-musicnn', m.embed(audio), tfm.embed(audio))\n"
+        "vgg = [build_model(EmbeddingModelConfig(id='msd-vgg', params={'backend': k})) for k in ('onnx', 'tf')]\n"
+        "row('msd-vgg', vgg[0].embed(audio), vgg[1].embed(audio))\n"
+        "print('AGREE', agree)\n"
         # a track of three 6-s windows through the pipeline's stages against the model on the whole track, and the
         # frame count the geometry states at lengths around a patch (3-s hops; 1.5-s hops: the same graph)
         "from repeval.models import resolve_model\n"
@@ -493,9 +512,9 @@ def test_a_musicnn_actor_never_imports_librosa_and_its_batches_do_not_change_a_c
     import (scipy.signal, numba: ~1 CPU-s of every TensorFlow actor's start): a fresh process builds the model,
     embeds a clip and lists what it imported. In the same process: clips embedded 8 patches per session call
     (the default), 64 per call and one clip at a time get the same frames."""
-    *_, imports, batches, load, _ref, _seams, _counts = musicnn_process
+    imports, _graph, batches, load, *_ = musicnn_process
     assert float(load.split()[1]) <= 1.5, load  # 1.2 here; 1.9 with the ConfigProto alone (two busy threads)
-    assert imports == "(1, 200) []"
+    assert imports == "(1, 200) []"  # nor TensorFlow (onnxruntime, the default backend)
     shape, d_large, d_one = batches.rsplit(" ", 2)
     assert shape == "(14, 200)"  # 2 + 7 + 1 (zero-padded) + 4 patches of 3 s: two calls of 8, the second clip in both
     assert float(d_large) <= 1e-5 and float(d_one) <= 1e-5, batches
@@ -515,11 +534,74 @@ def test_msd_musicnn_is_mir_refs_layer_on_musicnns_own_patches(musicnn_process: 
     batch_data cuts (one every 187 frames; repeval started one every 188) read at ``model/dense/BiasAdd``, the node
     Essentia's msd-musicnn-1.pb — mir_ref's msd-musicnn — gives embeddings from (repeval read musicnn's
     ``penultimate``, that layer after ReLU and batch normalisation: 6.1 away on a scale of 6.3 here)."""
-    *_, ref, _seams, _counts = musicnn_process
+    *_, ref, _agree, _seams, _counts = musicnn_process
     label, ours_shape, ref_shape, diff, scale = ref.replace("(", "").replace(")", "").replace(", ", ",").split(" ")
     assert label == "REF" and ours_shape == ref_shape == "2,200", ref
     # musicnn's log-mel differs from repeval's by float16 arithmetic (≤ 1e-3 on a log10 scale of ~0–3)
     assert float(diff) <= 0.01 * float(scale), ref
+
+
+def test_musicnn_onnx_backend_agrees_with_tensorflow_to_float32_rounding(musicnn_process: tuple[str, ...]) -> None:
+    """onnxruntime on the checkpoint's ONNX conversion (the default backend: a process that embeds never imports
+    TensorFlow) gives TensorFlow's frames on a real recording at every layer — msd-musicnn's ``dense``,
+    ``penultimate``, ``mean_pool`` and ``max_pool`` against musicnn's own graph on the same patches, msd-musicnn and
+    msd-vgg against ``backend: tf`` — to float32 rounding of their sums (about 1e-6 of the layer's scale): why a
+    store's partition is not recomputed when the backend changes."""
+    agree = next(line for line in musicnn_process if line.startswith("AGREE"))
+    rows = ast.literal_eval(agree.removeprefix("AGREE "))  # the tuples the fixture's process printed
+    names = ["dense", "penultimate", "mean_pool", "max_pool", "msd-musicnn", "msd-vgg"]
+    assert [r[0] for r in rows] == names, agree
+    for name, same_shape, diff, scale in rows:
+        assert same_shape and scale > 0.5, (name, agree)
+        assert diff <= 1e-5 * scale, (name, diff, scale)
+
+
+def test_musicnn_onnx_cache_rebuilds_a_corrupt_file_and_is_reused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cached ONNX model that onnxruntime cannot load (a partial copy, a full disk) is converted again — a warning
+    naming the file, not a crash — and a second model loads the cache without converting (no TensorFlow here)."""
+    import logging
+
+    from repeval.models import build_model
+    from repeval.models.musicnn_onnx import cache_path
+
+    monkeypatch.setenv("REPEVAL_MODELS_DIR", str(tmp_path))
+    path = cache_path("MTT_musicnn", "mean_pool")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x08\x0a\x12\x07partial")
+    cfg = EmbeddingModelConfig(id="mtt-musicnn", params={"layer": "mean_pool"})
+    audio = np.random.default_rng(0).standard_normal(16000 * 4).astype(np.float32) * 0.1
+    with caplog.at_level(logging.INFO, logger="repeval.models.musicnn_onnx"):
+        first = build_model(cfg).embed(audio)
+    assert any("does not load" in r.getMessage() and str(path) in r.getMessage() for r in caplog.records)
+    stamp = path.stat().st_mtime_ns
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="repeval.models.musicnn_onnx"):
+        second = build_model(cfg).embed(audio)
+    assert not caplog.records and path.stat().st_mtime_ns == stamp
+    assert first.shape == (1, 753) and np.array_equal(first, second)
+    assert "tensorflow" not in sys.modules
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_musicnn_backend_is_checked_with_the_config_and_chooses_the_process_group() -> None:
+    """``params.backend`` is onnx (default: the default process group) or tf (the isolated ``tf`` group); another
+    value is a configuration error naming both; the backend is not part of the store's fingerprint."""
+    from repeval.pipeline.partitions import model_fingerprint
+
+    groups = {
+        k: resolve_model(EmbeddingModelConfig(id="msd-vgg", params=p))[0].cls.process_group
+        for k, p in (("default", {}), ("onnx", {"backend": "onnx"}), ("tf", {"backend": "tf"}))
+    }
+    assert groups == {"default": "default", "onnx": "default", "tf": "tf"}
+    with pytest.raises(ValueError, match=r"msd-vgg\.params\.backend: unknown backend 'torch'; choose one of onnx, tf"):
+        EmbeddingModelConfig(id="msd-vgg", params={"backend": "torch"})
+    prints = {
+        str(model_fingerprint(EmbeddingModelConfig(id="msd-musicnn", params=p)))
+        for p in ({}, {"backend": "tf"}, {"backend": "onnx"})
+    }
+    assert len(prints) == 1
 
 
 def test_msd_musicnn_frames_of_a_track_of_several_windows_are_the_whole_tracks(

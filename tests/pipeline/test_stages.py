@@ -381,15 +381,15 @@ def test_limit_threads_caps_torch_in_other_threads_too() -> None:
 
 
 FRAMEWORK_THREADS_CODE = """
-import sys, time
+import json, sys, time
 import numpy as np
 from repeval.config.schema import EmbeddingModelConfig
 from repeval.models import build_model
 from repeval.pipeline.stages import limit_threads
 limit_threads(1)  # what an Embed actor given threads=1 does, before and after building its model
-model = build_model(EmbeddingModelConfig(id=sys.argv[1]))
+model = build_model(EmbeddingModelConfig(id=sys.argv[1], params=json.loads(sys.argv[2])))
 limit_threads(1)
-if sys.argv[1] == "basic-pitch":
+if hasattr(model, "_session"):  # onnxruntime (basic-pitch; musicnn's default backend)
     configured = model._session.get_session_options().intra_op_num_threads
 else:
     configured = model._sess._config.intra_op_parallelism_threads
@@ -402,8 +402,11 @@ print(configured, (time.process_time() - c0) / (time.perf_counter() - t0))
 """
 
 
-@pytest.mark.parametrize(("model_id", "module"), [("msd-musicnn", "musicnn"), ("basic-pitch", "basic_pitch")])
-def test_limit_threads_caps_tensorflow_and_onnxruntime_pools(model_id: str, module: str) -> None:
+@pytest.mark.parametrize(
+    ("model_id", "params", "module"),
+    [("msd-musicnn", {}, "musicnn"), ("msd-musicnn", {"backend": "tf"}, "musicnn"), ("basic-pitch", {}, "basic_pitch")],
+)
+def test_limit_threads_caps_tensorflow_and_onnxruntime_pools(model_id: str, params: dict, module: str) -> None:
     """TensorFlow sessions and onnxruntime keep thread pools of their own, one thread per core by default, which
     neither threadpoolctl nor torch reach: two 1-thread embedding actors each ran msd-musicnn at ~1.8 cores and
     basic-pitch at 2.0 on a 2-core machine. Their sessions must take the cap, and a process given one thread
@@ -418,7 +421,11 @@ def test_limit_threads_caps_tensorflow_and_onnxruntime_pools(model_id: str, modu
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS") and k != "REPEVAL_MODEL_THREADS"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     out = subprocess.run(
-        [sys.executable, "-c", FRAMEWORK_THREADS_CODE, model_id], capture_output=True, text=True, env=env, check=True
+        [sys.executable, "-c", FRAMEWORK_THREADS_CODE, model_id, json.dumps(params)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     )
     configured, cpu_per_wall = out.stdout.split()[-2:]
     assert int(configured) == 1, out.stdout + out.stderr[-2000:]
