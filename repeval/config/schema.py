@@ -222,7 +222,7 @@ class DatasetConfig(Strict):
     split_seed: int = 0
     #: mir_ref repository spelling: deformations nested under a dataset
     deformations: tuple[DeformationScenario, ...] | None = None
-    #: cap the number of tracks (debugging / smoke tests)
+    #: cap the number of tracks (debugging / smoke tests): a seeded subset keeping each split's classes in proportion
     max_tracks: int | None = Field(default=None, ge=1)
     #: subset of a multi-subset data set (MTG-Jamendo: genre, instrument, moodtheme, top50tags)
     subset: str | None = None

@@ -1,4 +1,4 @@
-"""Load a configured dataset for a task: loader → splits → capped rows.
+"""Load a configured dataset for a task: loader → capped rows → splits.
 
 Splits: a loader sets the official split where the data set has one; rows it leaves without a
 split get a seeded stratified (group-aware) split — ``split_ratios`` for ``split_type: single``,
@@ -9,6 +9,7 @@ i, test = fold i+1). :func:`dataset_folds` lists the folds a run iterates over.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from repeval.datasets.base import DATASET_INFO, DATASETS, SPLIT_KEYS, LoadReport
-from repeval.datasets.splits import fill_fold_splits, fill_splits
+from repeval.datasets.spill import hash64
+from repeval.datasets.splits import fill_fold_splits, fill_splits, label_strata
 
 log = logging.getLogger(__name__)
 
@@ -175,16 +177,19 @@ def load_dataset(ds: Any, task: Any, report: bool = True) -> tuple[pa.Table, Loa
     found.used_keys |= read
     # regression targets are not strata (each value would be one): their splits are plain seeded ones
     stratify = getattr(task, "effective_type", None) != "regression"
-    preset = False  # split_type single, and the loader gave every track its split: split_ratios drew none
-    if getattr(ds, "split_type", "single") == "all":
+    folds = getattr(ds, "split_type", "single") == "all"
+    # split_type single, and the loader gave every track its split: split_ratios drew none
+    preset = not folds and rows.column("split").null_count == 0
+    capped = ds.max_tracks is not None and rows.num_rows > ds.max_tracks
+    if capped:
+        # before the splits are drawn, which then stratify the kept tracks; under split_type all by label only, so
+        # every fold keeps the same tracks (a loader's official folds give each fold other splits)
+        rows = cap_tracks(rows, ds.max_tracks, ds.split_seed, by_split=not folds, by_label=stratify)
+    if folds:
         fold = int(getattr(ds, "fold", 0) or 0)
         rows = fill_fold_splits(rows, int(ds.n_folds), fold, ds.split_seed, stratify=stratify)
     else:
-        preset = rows.column("split").null_count == 0
         rows = fill_splits(rows, tuple(ds.split_ratios), ds.split_seed, stratify=stratify)
-    capped = ds.max_tracks is not None and rows.num_rows > ds.max_tracks
-    if capped:
-        rows = cap_tracks(rows, ds.max_tracks, ds.split_seed)
     note = _unused_split_keys(ds, found, capped) if preset else None
     if note:
         found.notes.append(note)
@@ -196,23 +201,96 @@ def load_dataset(ds: Any, task: Any, report: bool = True) -> tuple[pa.Table, Loa
     return rows, found
 
 
-def cap_tracks(rows: pa.Table, n: int, seed: int) -> pa.Table:
-    """A seeded random subset of ``n`` rows (the ``n`` smallest hashes of seed and track id), so a cap
-    keeps every class and split represented in proportion instead of taking the first rows of a
-    sorted manifest. Streams over ``rows``: memory ~ ``n``, whatever the table's size."""
-    import numpy as np
+def cap_tracks(rows: pa.Table, n: int, seed: int, by_split: bool = True, by_label: bool = True) -> pa.Table:
+    """A seeded, stratified subset of ``n`` rows, streaming over ``rows`` with memory ~ ``n`` whatever their number.
 
-    from repeval.datasets.spill import hash64
-
+    The strata are the rows' (split, label) pairs — ``by_split``: the split a loader gave the row (rows without one
+    are a split of their own, to be drawn); ``by_label``: its label, or its rarest tag when rows have several
+    (:func:`~repeval.datasets.splits.label_strata`, as the drawn splits stratify). ``n`` is allocated over them in
+    proportion, at least one row each (:func:`allocate_strata`), and each stratum keeps its rows with the smallest
+    seeded hashes of track id, so the subset depends only on ``seed`` and the set of rows. A 40-track cap of a
+    10-class data set kept a class or a split's class only by chance; now every one it can. When the pairs outnumber
+    ``n`` the split alone stratifies, and when the splits do too, the cap is the unstratified one (the ``n``
+    smallest hashes)."""
+    strata_of: Callable[[pa.RecordBatch], pa.Array] | None = None
+    counts: dict[str, int] | None = None
+    for split, label in dict.fromkeys(((by_split, by_label), (by_split, False))):
+        if split or label:
+            strata_of = _cap_strata(rows, split, label)
+            counts = _stratum_counts(rows, strata_of, limit=n)
+            if counts is not None:
+                break
+    if counts is None or strata_of is None:  # too many strata for n: one stratum
+        strata_of, counts = None, {"": rows.num_rows}
+    names = sorted(counts)
+    quota = np.array(allocate_strata([counts[s] for s in names], n), dtype=np.int64)
+    value_set = pa.array(names, pa.string())
     best_keys = np.empty(0, dtype=np.uint64)
     best_pos = np.empty(0, dtype=np.int64)
+    best_code = np.empty(0, dtype=np.int64)
     start = 0
     for batch in rows.to_batches(max_chunksize=1 << 16):
         keys = np.concatenate([best_keys, hash64(batch.column("track_id"), seed)])
         pos = np.concatenate([best_pos, np.arange(start, start + batch.num_rows, dtype=np.int64)])
+        code = np.zeros(batch.num_rows, dtype=np.int64)
+        if strata_of is not None:
+            code = pc.index_in(strata_of(batch), value_set=value_set).to_numpy(zero_copy_only=False).astype(np.int64)
+        code = np.concatenate([best_code, code])
         start += batch.num_rows
-        if len(keys) > n:
-            order = np.lexsort((pos, keys))[:n]  # ties (never in practice) go to the earlier row
-            keys, pos = keys[order], pos[order]
-        best_keys, best_pos = keys, pos
+        # each stratum's smallest hashes, up to its quota (ties, never in practice, go to the earlier row)
+        order = np.lexsort((pos, keys, code))
+        by_code = code[order]
+        rank = np.arange(len(order)) - np.searchsorted(by_code, by_code, side="left")
+        order = order[rank < quota[by_code]]
+        best_keys, best_pos, best_code = keys[order], pos[order], code[order]
     return rows.take(pa.array(np.sort(best_pos)))
+
+
+def allocate_strata(sizes: list[int], n: int) -> list[int]:
+    """How many of ``n`` rows each stratum of ``sizes`` rows keeps: in proportion to its size, at least one each when
+    ``n`` allows (a stratum whose share is below one gets one, and the rest is shared again among the others), by
+    largest remainders (ties: the earlier stratum); never more than a stratum has."""
+    size = np.asarray(sizes, dtype=np.int64)
+    n = min(n, int(size.sum()))
+    out = np.zeros(len(size), dtype=np.int64)
+    free = size > 0
+    if n >= int(free.sum()):
+        while True:  # strata whose share is below one take one each, until every share left is at least one
+            share = (n - int(out.sum())) * size / max(int(size[free].sum()), 1)
+            small = free & (share < 1)
+            if not small.any():
+                break
+            out[small], free = 1, free & ~small
+    left = n - int(out.sum())
+    share = np.where(free, left * size / max(int(size[free].sum()), 1), 0.0)
+    floor = np.floor(share).astype(np.int64)
+    out += floor
+    extra = np.argsort(-(share - floor), kind="stable")[: left - int(floor.sum())]
+    out[extra] += 1
+    return [int(c) for c in out]
+
+
+def _cap_strata(rows: pa.Table, by_split: bool, by_label: bool) -> Callable[[pa.RecordBatch], pa.Array]:
+    """Each row's stratum for :func:`cap_tracks`: its split and/or its label stratum, joined by a NUL."""
+    labels = label_strata(rows, lambda b: np.ones(b.num_rows, dtype=bool)) if by_label else None
+
+    def strata(batch: pa.RecordBatch) -> pa.Array:
+        split = batch.column("split") if by_split else pa.nulls(batch.num_rows, pa.string())
+        label = labels(batch.column("label")) if labels else pa.nulls(batch.num_rows, pa.string())
+        return pc.binary_join_element_wise(pc.fill_null(split, ""), pc.fill_null(label, ""), "\0")
+
+    return strata
+
+
+def _stratum_counts(
+    rows: pa.Table, strata_of: Callable[[pa.RecordBatch], pa.Array], limit: int
+) -> dict[str, int] | None:
+    """Rows per stratum, or None as soon as there are more than ``limit`` strata (memory ~ ``limit``)."""
+    counts: dict[str, int] = {}
+    for batch in rows.to_batches(max_chunksize=1 << 16):
+        vc = pc.value_counts(strata_of(batch))
+        for name, c in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True):
+            counts[name] = counts.get(name, 0) + c
+        if len(counts) > limit:
+            return None
+    return counts

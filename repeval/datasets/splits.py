@@ -328,7 +328,7 @@ def _rarest_labels(labels: pa.Array, tags: pa.Array, counts: np.ndarray) -> pa.A
     return pc.if_else(pa.array(empty), "", rarest)
 
 
-def _strata_of(rows: pa.Table, select: Callable[[pa.RecordBatch], np.ndarray]) -> Callable[[pa.Array], pa.Array]:
+def label_strata(rows: pa.Table, select: Callable[[pa.RecordBatch], np.ndarray]) -> Callable[[pa.Array], pa.Array]:
     """How the rows that ``select`` picks are stratified: by their label, or — when some row has several (tags) —
     by each row's rarest label among the picked rows. A row's first tag is seldom a rare one: stratified by it, a
     rare tag fell wherever its rows' first tags took them (on 600 clips with 50 Zipf-distributed tags, 17 tags had
@@ -369,7 +369,7 @@ def _fill_rows(
     """
     n = rows.num_rows
     ranker = UnitRanks(n, seed)
-    strata_of = _strata_of(rows, select) if stratify else None
+    strata_of = label_strata(rows, select) if stratify else None
     start = 0
     picked = 0
     for batch in rows.to_batches(max_chunksize=spill.PARTITION_ROWS):
@@ -416,7 +416,7 @@ def _null_split(batch: pa.RecordBatch) -> np.ndarray:
 
 def fill_splits(rows: pa.Table, ratios: tuple[float, float, float], seed: int, stratify: bool = True) -> pa.Table:
     """Give rows with a null split a seeded stratified split (stratum = the row's label, or its rarest tag: see
-    :func:`_strata_of`; one stratum when ``stratify`` is False, e.g. for regression targets, where each value would
+    :func:`label_strata`; one stratum when ``stratify`` is False, e.g. for regression targets, where each value would
     be a stratum)."""
     if rows.column("split").null_count == 0:
         return rows
