@@ -378,7 +378,15 @@ def small_tmpfs(tmp_path):
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def test_disk_full_fails_clearly_marks_nothing_complete_wrongly_and_resumes(fault_catalog, small_tmpfs, tmp_path):
+def test_disk_full_fails_clearly_marks_nothing_complete_wrongly_and_resumes(
+    ray_session, fault_catalog, small_tmpfs, tmp_path
+):
+    """Both runs are the CLI in this process on the session's Ray (the driver is the store's only writer: the disk
+    fills up under it wherever it runs; a ``repeval`` process would start a Ray of its own, ~10 s each)."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
     store = small_tmpfs / "store"
     filler = small_tmpfs / "filler"
     # leave room for the lock, the stamps and a few part files, not for the whole partition
@@ -386,18 +394,19 @@ def test_disk_full_fails_clearly_marks_nothing_complete_wrongly_and_resumes(faul
     cfg = write_config(tmp_path / "c.yaml", tmp_path, [experiment(fault_catalog, [FAST_MODEL])], store=str(store))
     expected = expected_ids(fault_catalog, [FAST_MODEL["id"]])
 
-    res = run_cli(["embed", str(cfg)], tmp_path)
+    res = CliRunner().invoke(app, ["embed", str(cfg)])
     last = res.stderr.strip().splitlines()[-1]
-    assert res.returncode == 1, res.stdout + res.stderr[-3000:]
+    assert res.exit_code == 1, res.output[-3000:]
     assert last.startswith("error: ") and "No space left on device" in last and "free space" in last, res.stderr[-3000:]
+    assert isinstance(res.exception, SystemExit), res.exc_info  # the CLI's exit, not an exception it let through
     assert "Traceback" not in res.stderr
     stored = check_store(store, expected)  # no partition marked complete that is not; every part file whole
     print("stored before the disk filled up:", stored, "complete:", complete(store))
     assert 0 < sum(stored.values()) and complete(store) != set(expected)  # it filled up mid-way
 
     filler.unlink()  # free the space and rerun: only the missing rows are computed
-    res = run_cli(["embed", str(cfg)], tmp_path)
-    assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+    res = CliRunner().invoke(app, ["embed", str(cfg)])
+    assert res.exit_code == 0, res.output[-3000:]
     assert f"{sum(stored.values())} already in store" in res.stdout
     assert complete(store) == set(expected)
     assert sum(check_store(store, expected).values()) == sum(len(v) for v in expected.values())
