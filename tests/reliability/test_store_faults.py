@@ -21,7 +21,6 @@ from reliability_helpers import (
     complete,
     expected_ids,
     experiment,
-    run_cli,
     wait_for,
     write_config,
 )
@@ -343,6 +342,12 @@ def test_rows_of_a_partition_whose_stamp_was_deleted_are_not_mixed_with_another_
 
 @pytest.mark.parametrize("where", ["store_is_a_file", "store_under_a_file", "runs_dir_under_a_file"])
 def test_unwritable_store_fails_with_one_clear_line(fault_catalog, tmp_path, where):
+    """The CLI in this process (the failure comes before Ray starts; a ``repeval`` process costs seconds of imports:
+    the locked-store test above checks that a real process says such a refusal in one line)."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
     blocker = tmp_path / "blocker"
     blocker.write_text("a regular file where a directory should be\n")
     cfg = write_config(tmp_path / "c.yaml", tmp_path, [experiment(fault_catalog, [FAST_MODEL])])
@@ -353,9 +358,9 @@ def test_unwritable_store_fails_with_one_clear_line(fault_catalog, tmp_path, whe
         args += ["--store", str(blocker / "store")]
     else:
         args += ["--runs-dir", str(blocker / "runs")]
-    res = run_cli(args, tmp_path)
+    res = CliRunner().invoke(app, args)
     err = res.stderr.strip().splitlines()
-    assert res.returncode == 1, res.stdout + res.stderr
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), (res.output, res.exc_info)
     assert len(err) == 1 and err[0].startswith("error: ") and str(blocker) in err[0], res.stderr
     assert "writable" in err[0] and "Traceback" not in res.stderr
     assert blocker.read_text().startswith("a regular file")
