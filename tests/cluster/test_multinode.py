@@ -44,6 +44,8 @@ BIN = Path(sys.executable).parent
 HEAD_IP = "127.0.0.2"
 EMBED_ACTOR = "MapBatches(Embed)"
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+#: how often the waits re-ask the GCS or the jobs API (each asks over loopback HTTP in a few milliseconds)
+POLL_S = 0.1
 
 
 def free_port() -> int:
@@ -208,7 +210,7 @@ class LocalCluster:
                 raise RuntimeError(f"node {node.name} exited with {node.proc.returncode}:\n{node.log_tail()}")
             if any(n.node_ip == node.ip for n in self.alive_nodes()):
                 return
-            time.sleep(0.5)
+            time.sleep(POLL_S)
         raise TimeoutError(f"node {node.name} not alive after {timeout:.0f} s:\n{node.log_tail()}")
 
     def _wait_for_jobs_api(self, head: LocalNode, timeout: float = 300) -> None:
@@ -222,7 +224,7 @@ class LocalCluster:
             except Exception as exc:
                 if time.monotonic() > deadline or head.proc.poll() is not None:
                     raise RuntimeError(f"the jobs API at {self.dashboard} did not come up: {exc}") from exc
-                time.sleep(0.5)
+                time.sleep(POLL_S)
 
     # --- jobs ---------------------------------------------------------------------------------
 
@@ -244,7 +246,7 @@ class LocalCluster:
             status = self.job_status(submission_id)
             if status in TERMINAL:
                 return status
-            time.sleep(0.5)
+            time.sleep(POLL_S)
         raise TimeoutError(
             f"job {submission_id} not finished after {timeout:.0f} s:\n{self.logs(submission_id)[-3000:]}"
         )
@@ -284,7 +286,7 @@ class LocalCluster:
         deadline = time.monotonic() + timeout
         while any(n.node_ip == node.ip for n in self.alive_nodes()):
             assert time.monotonic() < deadline, f"node {node.name} still alive {timeout:.0f} s after it was stopped"
-            time.sleep(0.5)
+            time.sleep(POLL_S)
 
     def leftovers(self, root: Path | None = None) -> list[Any]:
         """Processes still running that belong to this cluster (their command line names its unique root),
