@@ -18,11 +18,11 @@ run: setup
 	$(BIN)/repeval run configs/quickstart.yaml
 	$(BIN)/repeval report runs/quickstart
 
-## Run the test suite, listing its 15 slowest steps (its short-lived Ray instances run without Ray's token authentication; `make run`
+## Run the test suite, listing its 25 slowest steps (its short-lived Ray instances run without Ray's token authentication; `make run`
 ## keeps Ray's default, token authentication on: Ray 2.60 listens on every interface, see docs/SECURITY.md)
 test: export RAY_AUTH_MODE ?= disabled
 test: setup-all
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q --durations=25
 
 ## AMD CPUs: MKL's Intel code path for torch (repeval/mkl_intel_cpu.c). setup builds it when gcc exists and
 ## `repeval` then preloads it by itself (repeval/cpu.py; REPEVAL_MKL_SHIM=0 turns it off); this rebuilds it

@@ -21,7 +21,6 @@ from reliability_helpers import (
     complete,
     expected_ids,
     experiment,
-    run_cli,
     wait_for,
     write_config,
 )
@@ -343,6 +342,12 @@ def test_rows_of_a_partition_whose_stamp_was_deleted_are_not_mixed_with_another_
 
 @pytest.mark.parametrize("where", ["store_is_a_file", "store_under_a_file", "runs_dir_under_a_file"])
 def test_unwritable_store_fails_with_one_clear_line(fault_catalog, tmp_path, where):
+    """The CLI in this process (the failure comes before Ray starts; a ``repeval`` process costs seconds of imports:
+    the locked-store test above checks that a real process says such a refusal in one line)."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
     blocker = tmp_path / "blocker"
     blocker.write_text("a regular file where a directory should be\n")
     cfg = write_config(tmp_path / "c.yaml", tmp_path, [experiment(fault_catalog, [FAST_MODEL])])
@@ -353,9 +358,9 @@ def test_unwritable_store_fails_with_one_clear_line(fault_catalog, tmp_path, whe
         args += ["--store", str(blocker / "store")]
     else:
         args += ["--runs-dir", str(blocker / "runs")]
-    res = run_cli(args, tmp_path)
+    res = CliRunner().invoke(app, args)
     err = res.stderr.strip().splitlines()
-    assert res.returncode == 1, res.stdout + res.stderr
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), (res.output, res.exc_info)
     assert len(err) == 1 and err[0].startswith("error: ") and str(blocker) in err[0], res.stderr
     assert "writable" in err[0] and "Traceback" not in res.stderr
     assert blocker.read_text().startswith("a regular file")
@@ -378,7 +383,15 @@ def small_tmpfs(tmp_path):
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def test_disk_full_fails_clearly_marks_nothing_complete_wrongly_and_resumes(fault_catalog, small_tmpfs, tmp_path):
+def test_disk_full_fails_clearly_marks_nothing_complete_wrongly_and_resumes(
+    ray_session, fault_catalog, small_tmpfs, tmp_path
+):
+    """Both runs are the CLI in this process on the session's Ray (the driver is the store's only writer: the disk
+    fills up under it wherever it runs; a ``repeval`` process would start a Ray of its own, ~10 s each)."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
     store = small_tmpfs / "store"
     filler = small_tmpfs / "filler"
     # leave room for the lock, the stamps and a few part files, not for the whole partition
@@ -386,18 +399,19 @@ def test_disk_full_fails_clearly_marks_nothing_complete_wrongly_and_resumes(faul
     cfg = write_config(tmp_path / "c.yaml", tmp_path, [experiment(fault_catalog, [FAST_MODEL])], store=str(store))
     expected = expected_ids(fault_catalog, [FAST_MODEL["id"]])
 
-    res = run_cli(["embed", str(cfg)], tmp_path)
+    res = CliRunner().invoke(app, ["embed", str(cfg)])
     last = res.stderr.strip().splitlines()[-1]
-    assert res.returncode == 1, res.stdout + res.stderr[-3000:]
+    assert res.exit_code == 1, res.output[-3000:]
     assert last.startswith("error: ") and "No space left on device" in last and "free space" in last, res.stderr[-3000:]
+    assert isinstance(res.exception, SystemExit), res.exc_info  # the CLI's exit, not an exception it let through
     assert "Traceback" not in res.stderr
     stored = check_store(store, expected)  # no partition marked complete that is not; every part file whole
     print("stored before the disk filled up:", stored, "complete:", complete(store))
     assert 0 < sum(stored.values()) and complete(store) != set(expected)  # it filled up mid-way
 
     filler.unlink()  # free the space and rerun: only the missing rows are computed
-    res = run_cli(["embed", str(cfg)], tmp_path)
-    assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+    res = CliRunner().invoke(app, ["embed", str(cfg)])
+    assert res.exit_code == 0, res.output[-3000:]
     assert f"{sum(stored.values())} already in store" in res.stdout
     assert complete(store) == set(expected)
     assert sum(check_store(store, expected).values()) == sum(len(v) for v in expected.values())

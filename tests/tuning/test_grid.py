@@ -318,6 +318,9 @@ sys.path.insert(0, {tests!r})
 import test_grid as tg
 cloudpickle.register_pickle_by_value(tg)
 ray.init(address={address!r}, log_to_driver=False)  # a second driver on the session's Ray
+# Tune snapshots its experiment state after each trial checkpoint and every 10 s: snapshot often, so the state the test
+# waits for (trials recorded as finished) is on disk as soon as it holds, not up to 10 s later
+os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = "0.2"
 data = tg.resume_data()
 cfg = tg.resume_config()
 wrap = tg.marker_wrapper({marks!r}, hang_before={{"p2"}}, hang_after={{"p3"}})
@@ -424,7 +427,7 @@ def test_interrupted_experiment_resumes(ray_session, tmp_path):
             and proc.poll() is None
             and not (len(ran()) == 4 and (marks / "reported-p3").exists() and finished_in_snapshot(storage) == 2)
         ):
-            time.sleep(0.1)  # Tune snapshots its experiment state periodically and after checkpoints
+            time.sleep(0.1)  # Tune snapshots its experiment state after checkpoints and every 0.2 s (RESUME_SCRIPT)
         assert proc.poll() is None, "the run ended before it could be interrupted"
         assert ran() == ["p2", "p3", "p4", "p5"] and (marks / "reported-p3").exists()
         assert finished_in_snapshot(storage) == 2  # p4 and p5; p3 reported but is still running
