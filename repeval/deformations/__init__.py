@@ -26,6 +26,9 @@ import numpy as np
 
 from repeval.registry import unknown_name_message
 
+#: the scenario id of the undeformed audio (every run embeds and tests it)
+CLEAN = "clean"
+
 #: transforms that cannot be described by plain config values
 FORBIDDEN = {"Lambda"}
 

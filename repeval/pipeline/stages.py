@@ -27,12 +27,10 @@ import pyarrow as pa
 
 from repeval.audio import DecodeError, chunk_blocks, iter_blocks, iter_chunks
 from repeval.audio.decode import window_sizes
-from repeval.deformations import WHOLE_TRACK_MAX_S, Scenario, scenario_seed
+from repeval.deformations import CLEAN, WHOLE_TRACK_MAX_S, Scenario, scenario_seed
 from repeval.models.base import FrameGeometry
 
 log = logging.getLogger(__name__)
-
-CLEAN = "clean"
 
 #: default analysis window when a model does not declare ``chunk_s``
 DEFAULT_CHUNK_S = 30.0

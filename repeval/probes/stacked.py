@@ -124,6 +124,7 @@ class StackedMLP:
             p.requires_grad_(True)
         self.p_hidden = torch.tensor([float(p) for p in dropout], device=self.device)
         self.p_input = torch.tensor([float(p) for p in input_dropout], device=self.device)
+        self._any_drop()
 
     # ----------------------------------------------------------------- parameters
 
@@ -147,7 +148,14 @@ class StackedMLP:
         self.generators = [self.generators[i] for i in idx]
         self.mask_streams = [self.mask_streams[i] for i in idx]
         self.p_hidden, self.p_input = self.p_hidden[keep], self.p_input[keep]
+        self._any_drop()
         self.k = len(idx)
+
+    def _any_drop(self) -> None:
+        """Whether some probe of the stack drops hidden units, and inputs (read at every step, set when the rates
+        change: on building the stack and on :meth:`select`)."""
+        self.drops_hidden = bool((self.p_hidden > 0).any())
+        self.drops_input = bool((self.p_input > 0).any())
 
     def snapshot(self, rows: torch.Tensor) -> list[torch.Tensor]:
         """Copies of the parameters and buffers of probes ``rows`` (for best-checkpoint keeping)."""
@@ -213,7 +221,7 @@ class StackedMLP:
         ``(V, B, in)``: one batch per preprocessing variant, shared by every probe with the same data order
         (one seed), expanded here instead of gathered K times."""
         if train:
-            scale = self._keep_scale((self.k, *x.shape[1:]), self.p_input)
+            scale = self._keep_scale((self.k, *x.shape[1:]), self.p_input) if self.drops_input else None
             if scale is not None and x.requires_grad:  # pooled frames (attention): the product keeps its graph
                 return scale * x
             if scale is not None:
@@ -275,7 +283,7 @@ class StackedMLP:
             if self.hidden_norm != "none":
                 x = self._norm(x, i, train)
             x = torch.relu(x)
-            if train:
+            if train and self.drops_hidden:
                 scale = self._keep_scale(tuple(x.shape), self.p_hidden)
                 if scale is not None:
                     x = x * scale
@@ -396,8 +404,10 @@ class StackedOptimizer:
         # A run is a contiguous slice along the probe axis. The CPU kernel runs vector instructions over
         # a tensor and plain ones over its last numel % (vector width) elements, which round differently:
         # a tensor whose per-probe size is not a multiple of FUSED_BLOCK is updated probe by probe, so
-        # that each probe's elements take the path they take when it trains alone.
-        blocked = [params[j][0].numel() % FUSED_BLOCK == 0 for j, _ in live]
+        # that each probe's elements take the path they take when it trains alone. A stack of one probe is that
+        # probe alone: its tensors are updated whole (the same elements, in the same order).
+        single = len(self.lr) == 1
+        blocked = [single or params[j].numel() // len(self.lr) % FUSED_BLOCK == 0 for j, _ in live]
 
         def parts(t: torch.Tensor, i: int, a: int, b: int) -> list[torch.Tensor]:
             if blocked[i]:

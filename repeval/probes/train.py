@@ -457,10 +457,11 @@ class Inputs:
         self.std = torch.from_numpy(np.stack([p.std for p in preps]).astype(np.float32)).to(device)
         #: variants whose standardisation is the identity ((x - 0) / 1 == x exactly): their batches are the raw rows
         self.plain = [bool((p.mean == 0).all() and (p.std == 1).all()) for p in preps]
+        self.variants = torch.arange(len(preps), device=device)  # every variant, once per batch (every_variant)
 
     def _standardised(self, rows: torch.Tensor, idx: torch.Tensor | None, var: torch.Tensor | int) -> torch.Tensor:
         """``rows`` (raw, ``(*lead, *rest, d)``) standardised for ``var`` (an index, or one per leading entry)."""
-        if all(self.plain[v] for v in ([var] if isinstance(var, int) else var.tolist())):
+        if all(self.plain) or all(self.plain[v] for v in ([var] if isinstance(var, int) else var.tolist())):
             z = rows.contiguous()  # a fresh gather as it is; a broadcast view of the raw rows copied
             if self.pad and idx is not None:
                 z.masked_fill_((idx >= self.n).unsqueeze(-1), 0.0)
@@ -489,9 +490,7 @@ class Inputs:
         if self.full is not None:
             return self.full.index_select(1, idx)
         rows = self.raw.index_select(0, idx).unsqueeze(0)
-        return self._standardised(
-            rows.expand(self.shape[0], -1, -1), None, torch.arange(self.shape[0], device=self.device)
-        )
+        return self._standardised(rows.expand(self.shape[0], -1, -1), None, self.variants)
 
     def span(self, sl: slice, var: torch.Tensor) -> torch.Tensor:
         """Rows ``sl`` of the ``n`` for the variants ``var`` ``(K,)`` → ``(K, len, d)``."""
@@ -674,6 +673,8 @@ def _train_stack(
     crit = [criterion_of(c, task) for c in cfgs]
     epochs = [min(c.epochs, max_epochs) if max_epochs else c.epochs for c in cfgs]
     max_steps = [c.max_steps or math.inf for c in cfgs]
+    # some member may stop inside an epoch (its step budget, max_steps): the per-step bookkeeping of who trains
+    budgeted = any(math.isfinite(v) for v in max_steps)
     val_every = int(c0.val_every)
     # lr_schedule / warmup_steps: each member's rate is set before every step, over its own budget of steps
     per_epoch = math.ceil(n / batch)
@@ -739,6 +740,10 @@ def _train_stack(
             steps += 1
             # the epoch's mean loss: over its rows, or (masked) over its annotated pairs
             count = ib.shape[1] if mtr is None else mtr[ib].sum((1, 2)).to(loss_sum.dtype)
+            if not budgeted:  # every member trains the whole epoch: live stays 1 (x * 1 == x, bit for bit)
+                loss_sum += losses.detach() * count
+                rows += count
+                continue
             loss_sum += losses.detach() * count * live
             rows += count * live
             for pos, m in enumerate(active):

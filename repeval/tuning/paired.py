@@ -19,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from repeval.pipeline.stages import CLEAN
+# the light module, not repeval.pipeline.stages: every probe trial that tests imports this one, and the pipeline's
+# stages import the audio stack (scipy, soundfile, soxr: ~0.3 CPU-s on each trial actor's first trial)
+from repeval.deformations import CLEAN
 from repeval.probes import ProbeData
 from repeval.warn import SaidByTestSets
 

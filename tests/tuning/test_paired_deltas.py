@@ -170,3 +170,31 @@ def test_what_the_metrics_warn_about_the_tracks_a_delta_is_over_names_them():
         trial.test_rows(data, scores, trial.EvalSettings(["accuracy"], 0, 0.05, 0, None))
     said = [str(w.message) for w in caught if issubclass(w.category, MetricWarning)]
     assert len(said) == 1 and said[0].startswith("test sets noise, clean ∩ noise: only one class (a) is present"), said
+
+
+#: what a probe trial's process does: train a unit and test it on a clean and a deformed test set (select: all)
+TRIAL_SCRIPT = """
+import sys
+from repeval.probes.synthetic import gaussian_probe_data
+from repeval.config.schema import ProbeConfig
+from repeval.tuning.trial import EvalSettings, Member, Unit, run_unit
+data = gaussian_probe_data(n=60, d=4, c=2, scenarios=True)
+ev = EvalSettings(["accuracy"], bootstrap_resamples=10, ci_alpha=0.05, seed=0, max_epochs=None)
+_, reports, _ = run_unit(Unit([Member(0, 0, "p", 0, ProbeConfig(name="p", epochs=2))], evaluate=True), data, ev)
+assert {r["scenario"] for r in reports[0]["rows"]} == set(data.tests) and len(data.tests) > 1
+print(" ".join(sorted(m for m in sys.modules if m.split(".")[0] in {"scipy", "soundfile", "soxr"}
+                      or m.startswith(("repeval.pipeline", "repeval.audio", "repeval.models")))))
+"""
+
+
+def test_testing_a_probe_in_a_trial_imports_no_audio_stack() -> None:
+    """Each trial actor's first trial that tests its probes imported the audio stack — scipy, soundfile, soxr,
+    repeval's pipeline and models, ~0.3 CPU-s on the thesis benchmark's critical path — because the paired Δ code
+    took the clean scenario's id from the pipeline's stages. A trial's process, training and testing a unit on a
+    clean and a deformed test set, now imports none of it."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", TRIAL_SCRIPT], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == []
