@@ -394,3 +394,18 @@ def test_every_node_type_installs_what_every_configs_model_needs(name):
                 missing = _dists_of(needs) - _extra_dists(node | converter) - no_deps
                 assert not missing, (type_name, model, "converting to ONNX needs", sorted(missing))
         assert "tf" not in node, f"{type_name}: TensorFlow on the node (only the musicnn conversion needs it)"
+
+
+def test_the_doc_names_the_configs_the_stock_kuberay_images_cannot_run():
+    """The KubeRay manifests run the stock Ray images with the runtime env's pip list (cluster/runtime_env.yaml, the
+    RayJob's copy): docs/cluster.md names exactly the configs/ files with a model that needs more than that."""
+    env = yaml.safe_load((REPO / "cluster" / "runtime_env.yaml").read_text(encoding="utf-8"))
+    shipped = {canonicalize_name(Requirement(r).name) for r in env["pip"]["packages"]} | {"ray"}
+    beyond = {
+        key.split(":")[0] for key, cls in _config_models().items() if _dists_of(getattr(cls, "requires", ())) - shipped
+    }
+    text = (REPO / "docs" / "cluster.md").read_text(encoding="utf-8")
+    start = text.index("Model families on KubeRay")
+    paragraph = text[start : text.index("\n\n", start)]
+    named = {path.name for path in (REPO / "configs").glob("*.yaml") if path.name in paragraph}
+    assert named == beyond
