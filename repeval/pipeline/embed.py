@@ -55,7 +55,15 @@ from repeval.pipeline.partitions import (  # noqa: F401  (model_chunk_s and the 
     wanted_masks,
 )
 from repeval.pipeline.resources import EmbedResources, plan_resources
-from repeval.pipeline.stages import CLEAN, MAX_BATCH_SAMPLES, DecodeDeform, DecodeEmbed, Embed, KeepFrames
+from repeval.pipeline.stages import (
+    CLEAN,
+    MAX_BATCH_SAMPLES,
+    DecodeDeform,
+    DecodeEmbed,
+    Embed,
+    KeepFrames,
+    model_config_for_build,
+)
 from repeval.pipeline.summary import EmbedSummary, Progress
 from repeval.store import EmbeddingStore, PartitionWriter
 from repeval.store.store import ERROR_SCHEMA, embedding_schema, repeval_version
@@ -218,6 +226,8 @@ def embed_experiments(
         for ds in exp.datasets:
             _plan_dataset(cfg, exp, ds, rows_by_dataset[ds.name], deform_ids, store, streams, summary,
                           deformed_only, retry_errors, shared=uses[ds.name] > 1, sources=sources[ds.name])  # fmt: skip
+    # every model with tracks to embed, checked where its actors will run before any stream starts
+    check_models_on_nodes(cfg, [st.mcfg for st in streams.values() if _has_work(st)])
     for st in streams.values():
         for dataset, (cols, masks) in st.pending.items():
             _spool_todo(st, dataset, cols, masks)
@@ -421,6 +431,71 @@ def stream_resources(mcfg: Any, resources: Any) -> EmbedResources:
 
     fam, _ = resolve_model(mcfg)
     return plan_resources(fam.cls, resources, cluster_cpus(), cluster_gpus(), ray.cluster_resources())
+
+
+#: how long the check of the models on each node may take (a node busy starting workers): past it, its actors check
+PREFLIGHT_TIMEOUT_S = 120.0
+
+
+def _has_work(st: _Stream) -> bool:
+    return any(bool(m.any()) for _, masks in st.pending.values() for m in masks.values())
+
+
+def _unavailable_here(mcfgs: list[Any]) -> dict[str, str]:
+    """Model id -> why this process cannot build it (what :func:`repeval.models.build_model` refuses), for those."""
+    out = {}
+    for mcfg in mcfgs:
+        fam, params = resolve_model(model_config_for_build(mcfg))
+        reason = fam.cls.availability(params)
+        if reason:
+            out[mcfg.id] = reason
+    return out
+
+
+def check_models_on_nodes(cfg: Config, mcfgs: list[Any]) -> None:
+    """Raise :class:`~repeval.models.ModelUnavailable` (the reason names the fix) unless every model in ``mcfgs``
+    can run on every live node its embedding actors (or decode tasks) may go to — checked by a task on each node,
+    since a cluster's nodes need not have the driver's packages or weights; before any stream has embedded a track.
+    Nodes the autoscaler adds later check at their actors' start."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from repeval.models import ModelUnavailable
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    wanted: dict[str, list[Any]] = {}
+    for mcfg in mcfgs:
+        res = stream_resources(mcfg, cfg.run.resources)
+        needs = {"CPU": 1e-9, **({"GPU": 1e-9} if res.num_gpus else {}), **res.resources}
+        for node in nodes:
+            have = node.get("Resources", {})
+            if all(have.get(k, 0.0) >= v for k, v in needs.items()):
+                wanted.setdefault(node["NodeID"], []).append(mcfg)
+    check = ray.remote(num_cpus=0)(_unavailable_here)
+    refs = {
+        nid: check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(nid, soft=False)).remote(models)
+        for nid, models in wanted.items()
+    }
+    where = {n["NodeID"]: n.get("NodeManagerAddress", n["NodeID"]) for n in nodes}
+    problems: dict[tuple[str, str], list[str]] = {}
+    for nid, ref in refs.items():
+        try:
+            found = ray.get(ref, timeout=PREFLIGHT_TIMEOUT_S)
+        except ray.exceptions.RayTaskError:
+            raise
+        except ray.exceptions.RayError as exc:  # the node went away or is too busy: its actors check at their start
+            log.warning("could not check the embedding models on node %s (%s)", where[nid], exc)
+            continue
+        for model_id, reason in found.items():
+            problems.setdefault((model_id, reason), []).append(where[nid])
+    if problems:
+        lines = [
+            f"embedding model '{model_id}' cannot run "
+            + ("here" if len(nodes) == 1 else f"on node{'s' * (len(ips) > 1)} {', '.join(sorted(ips))}")
+            + f": {reason}"
+            for (model_id, reason), ips in sorted(problems.items())
+        ]
+        raise ModelUnavailable("; ".join(lines))
 
 
 def _run_stream(cfg: Config, st: _Stream, store: EmbeddingStore, summary: EmbedSummary, progress: bool | None) -> None:

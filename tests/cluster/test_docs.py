@@ -44,6 +44,13 @@ def test_doc_and_configs_agree():
     aws = yaml.safe_load((REPO / "cluster" / "aws.yaml").read_text(encoding="utf-8"))
     no_deps = next(c for c in aws["setup_commands"] if c.startswith("pip install --no-deps"))
     assert no_deps in text
+    # the extras every node installs, and the musicnn conversion its setup runs
+    install = next(c for c in aws["setup_commands"] if "--force-reinstall" in c)
+    extras = re.search(r'"\$\{W\}\[([^\]]+)\]"', install)
+    assert extras and f"`{extras.group(1)}` extras" in " ".join(text.split()), install
+    convert = next(c for c in aws["setup_commands"] if "musicnn_onnx" in c)
+    convert_all = "python -m repeval.models.musicnn_onnx --all"
+    assert convert_all in convert and convert_all in text
     shim = next(c for c in aws["setup_commands"] if "repeval.cpu" in c)
     assert shim.startswith("python -m repeval.cpu build") and "python -m repeval.cpu build" in text
     assert 'LD_PRELOAD="$(python -m repeval.cpu preload)' in aws["head_start_ray_commands"][1] and (

@@ -4,14 +4,20 @@ repeval needs from them (node types, images, shared memory, auth, setup). No clo
 from __future__ import annotations
 
 import copy
+import functools
+import importlib.metadata
 import pathlib
 import re
 import subprocess
+import tomllib
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 import ray
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 LAUNCHERS = ("aws.yaml", "gcp.yaml")
@@ -218,7 +224,7 @@ def test_every_node_type_installs_repeval_and_the_no_deps_models(name):
         commands = setup_commands_of(config, type_name)
         joined = "\n".join(commands)
         assert 'pip install --no-deps --force-reinstall "${W}"' in joined, type_name
-        assert re.search(r'pip install [^\n]*"\$\{W\}\[torch\]"', joined), type_name
+        assert re.search(r'pip install [^\n]*"\$\{W\}\[torch[,\]]', joined), type_name
         assert NO_DEPS_MODELS in commands, type_name
         assert "export RAY_AUTH_MODE=token" in joined, type_name
         # CPU nodes get CPU torch wheels; the GPU type keeps PyPI's CUDA build.
@@ -301,3 +307,105 @@ def test_gcp_workers_use_the_project_of_the_provider():
         (account,) = node_config["serviceAccounts"]
         assert account["email"].endswith(f"@{project}.iam.gserviceaccount.com")
         assert isinstance(node_config["scheduling"], dict), "GCE's Scheduling is an object"
+
+
+# ---------------------------------------------------------------------------- model families of configs/
+
+CONVERT_MUSICNN = "python -m repeval.models.musicnn_onnx --all"
+
+
+def _wheel_extras(command: str) -> set[str]:
+    """The extras of every `pip install "${W}[...]"` in one command."""
+    return {e.strip() for group in re.findall(r'"\$\{W\}\[([^\]]*)\]"', command) for e in group.split(",")}
+
+
+def _node_installs(commands: list[str]) -> tuple[set[str], set[str], set[str]]:
+    """(extras installed on the node, extras the musicnn conversion adds for itself, `--no-deps` distributions)."""
+    node, converter, no_deps = set(), set(), set()
+    for cmd in commands:
+        if CONVERT_MUSICNN in cmd:
+            converter |= _wheel_extras(cmd)
+        elif "--force-reinstall" in cmd:
+            node |= _wheel_extras(cmd)
+        elif cmd.startswith("pip install --no-deps "):
+            no_deps |= {canonicalize_name(spec.split("==")[0]) for spec in cmd.split()[3:]}
+    return node, converter, no_deps
+
+
+@functools.cache
+def _config_models() -> dict[str, type]:
+    """Every embedding model of every config in configs/: its id (with the config) -> the class that runs it."""
+    from repeval.config import load_config
+    from repeval.models import resolve_model
+
+    found = {}
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        for exp in load_config(path).experiments:
+            for mcfg in exp.embedding_models:
+                fam, params = resolve_model(mcfg)
+                found[f"{path.name}: {mcfg.id}"] = fam.cls.variant(params)
+    return found
+
+
+def _extra_dists(extras: set[str]) -> set[str]:
+    """The distributions repeval's base install and these extras bring (names canonical)."""
+    with open(REPO / "pyproject.toml", "rb") as f:
+        project = tomllib.load(f)["project"]
+    optional = project["optional-dependencies"]
+    unknown = extras - set(optional)
+    assert not unknown, f"not an extra of pyproject.toml: {sorted(unknown)}"
+    reqs = project["dependencies"] + [r for e in extras for r in optional[e]]
+    return {canonicalize_name(Requirement(r).name) for r in reqs}
+
+
+@functools.cache
+def _module_owners() -> Mapping[str, list[str]]:
+    return importlib.metadata.packages_distributions()
+
+
+def _dists_of(modules: tuple[str, ...]) -> set[str]:
+    """The installed distributions that provide these top-level modules (this machine has every extra)."""
+    owners = _module_owners()
+    return {canonicalize_name(owners[m][0]) for m in modules}
+
+
+def test_the_configs_use_the_model_families_these_tests_check():
+    """The check below is only as good as its inputs: configs/ has models of every runtime the nodes need."""
+    extras = {cls.extra for cls in _config_models().values()} - {None}
+    assert {"onnx", "essentia", "transformers", "torch"} <= extras, extras
+
+
+@pytest.mark.parametrize("name", LAUNCHERS)
+def test_every_node_type_installs_what_every_configs_model_needs(name):
+    """Embedding actors go to any worker (and `repeval models` on the head answers for them): every node type
+    installs the extra and the modules of each model that configs/ use, and converts musicnn's checkpoints to
+    ONNX where a model needs them (the conversion's TensorFlow only for the conversion)."""
+    config = prepared(name)
+    models = _config_models()
+    for type_name in config["available_node_types"]:
+        node, converter, no_deps = _node_installs(setup_commands_of(config, type_name))
+        have = _extra_dists(node) | no_deps
+        for model, cls in models.items():
+            assert cls.extra is None or cls.extra in node, (type_name, model, cls.extra, sorted(node))
+            missing = _dists_of(getattr(cls, "requires", ())) - have
+            assert not missing, (type_name, model, sorted(missing))
+            needs = getattr(cls, "converter_requires", ())
+            if needs and cls.process_group != "tf":
+                missing = _dists_of(needs) - _extra_dists(node | converter) - no_deps
+                assert not missing, (type_name, model, "converting to ONNX needs", sorted(missing))
+        assert "tf" not in node, f"{type_name}: TensorFlow on the node (only the musicnn conversion needs it)"
+
+
+def test_the_doc_names_the_configs_the_stock_kuberay_images_cannot_run():
+    """The KubeRay manifests run the stock Ray images with the runtime env's pip list (cluster/runtime_env.yaml, the
+    RayJob's copy): docs/cluster.md names exactly the configs/ files with a model that needs more than that."""
+    env = yaml.safe_load((REPO / "cluster" / "runtime_env.yaml").read_text(encoding="utf-8"))
+    shipped = {canonicalize_name(Requirement(r).name) for r in env["pip"]["packages"]} | {"ray"}
+    beyond = {
+        key.split(":")[0] for key, cls in _config_models().items() if _dists_of(getattr(cls, "requires", ())) - shipped
+    }
+    text = (REPO / "docs" / "cluster.md").read_text(encoding="utf-8")
+    start = text.index("Model families on KubeRay")
+    paragraph = text[start : text.index("\n\n", start)]
+    named = {path.name for path in (REPO / "configs").glob("*.yaml") if path.name in paragraph}
+    assert named == beyond

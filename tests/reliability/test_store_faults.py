@@ -423,3 +423,22 @@ def test_wait_for_reports_a_process_that_ended(tmp_path):
     with pytest.raises(AssertionError, match="before the fault could be injected"):
         wait_for(lambda: False, p, timeout=120)
     p.wait()
+
+
+def test_a_model_the_nodes_cannot_run_stops_the_run_before_any_model_embeds(ray_session, fault_catalog, tmp_path):
+    """Every model with tracks to embed is checked on the Ray nodes its actors may use before any stream starts:
+    a model listed after one that runs (here its weights are missing) used to fail only when its own actors
+    started, after the first model had embedded its partitions; now the run stops first, with the reason and the
+    fix, and the store holds nothing."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    missing = {"id": "clmr-missing", "type": "clmr-v2", "params": {"checkpoint": str(tmp_path / "none.pt")}}
+    cfg = write_config(tmp_path / "c.yaml", tmp_path, [experiment(fault_catalog, [FAST_MODEL, missing])])
+    res = CliRunner().invoke(app, ["run", str(cfg), "--run-id", "unavailable"])
+    assert res.exit_code == 1, res.output[-3000:]
+    said = " ".join(res.stderr.split())
+    assert "embedding model 'clmr-missing' cannot run here" in said and "none.pt not found" in said, said[-2000:]
+    parts = EmbeddingStore(str(tmp_path / "store")).partitions()
+    assert [(p.model, p.scenario) for p in parts if p.complete or p.part_files()] == []
