@@ -471,13 +471,18 @@ def check_models_on_nodes(cfg: Config, mcfgs: list[Any]) -> None:
             have = node.get("Resources", {})
             if all(have.get(k, 0.0) >= v for k, v in needs.items()):
                 wanted.setdefault(node["NodeID"], []).append(mcfg)
+    # the driver's node answers in this process (its workers run this Python): a single machine starts no task for it
+    here = ray.get_runtime_context().get_node_id()
     check = ray.remote(num_cpus=0)(_unavailable_here)
     refs = {
         nid: check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(nid, soft=False)).remote(models)
         for nid, models in wanted.items()
+        if nid != here
     }
     where = {n["NodeID"]: n.get("NodeManagerAddress", n["NodeID"]) for n in nodes}
     problems: dict[tuple[str, str], list[str]] = {}
+    for model_id, reason in _unavailable_here(wanted.get(here, [])).items():
+        problems.setdefault((model_id, reason), []).append(where[here])
     for nid, ref in refs.items():
         try:
             found = ray.get(ref, timeout=PREFLIGHT_TIMEOUT_S)
