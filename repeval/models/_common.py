@@ -42,6 +42,24 @@ def model_threads() -> int | None:
     return int(value) if value.isdigit() and int(value) > 0 else None
 
 
+def ort_session_options() -> Any:
+    """onnxruntime's session options for a model of the zoo: errors only in its log, the pipeline's thread cap
+    (:func:`model_threads`; onnxruntime's default: one thread per core) and no spinning — by default a session's
+    pool threads busy-wait for the next op after each one, CPU taken from the decode tasks and the other actors
+    that share the cores (with several threads per session: its CPU time well above its wall time)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    threads = model_threads()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = threads
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return opts
+
+
 #: where user-supplied weights (.pb graphs, checkpoints) are looked up when a config gives no path
 MODELS_DIR_ENV = "REPEVAL_MODELS_DIR"
 

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from repeval.models._common import RebuildOnUnpickle, as_mono, extra_reason, model_threads, package_dir
+from repeval.models._common import RebuildOnUnpickle, as_mono, extra_reason, ort_session_options, package_dir
 from repeval.models.base import EmbeddingModel, PerClip, refuse_offsets, register_model
 
 SR = 22050
@@ -65,13 +65,9 @@ class BasicPitch(RebuildOnUnpickle, EmbeddingModel):
         self.embedding_dim = sum(_OUTPUTS[o][1] for o in outputs)
         self.max_batch_windows = int(max_batch_windows)
         path = package_dir("basic_pitch") / "saved_models" / "icassp_2022" / "nmp.onnx"
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        threads = model_threads()  # the pipeline's cap (onnxruntime's default: one thread per core)
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = threads
-        self._session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(
+            str(path), sess_options=ort_session_options(), providers=["CPUExecutionProvider"]
+        )
 
     @classmethod
     def availability(cls, params: dict[str, Any]) -> str | None:

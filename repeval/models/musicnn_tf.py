@@ -65,6 +65,7 @@ from repeval.models._common import (
     mel_filterbank,
     missing_modules,
     model_threads,
+    ort_session_options,
     pad_to,
 )
 from repeval.models.base import FrameGeometry, register_model
@@ -198,13 +199,8 @@ class MusiCNN(WindowedModel):
 
         from repeval.models.musicnn_onnx import onnx_model
 
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
+        opts = ort_session_options()
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        threads = model_threads()  # the pipeline's cap (onnxruntime's default: one thread per core)
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = threads
 
         def session(path: Path) -> Any:
             return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
