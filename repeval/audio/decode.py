@@ -207,7 +207,8 @@ def iter_blocks(path: str, sample_rate_hz: int, max_duration_s: float | None = N
                 raise DecodeError(f"corrupt audio data in {path} after {read} frames: {exc}") from None
             if len(block) == 0:
                 break
-            mono = mixdown(block)
+            # a mono file's one column is already a contiguous array of its own (the block is new each read)
+            mono = block[:, 0] if block.shape[1] == 1 else mixdown(block)
             _check_samples(mono, path, read)  # before the resampler, which holds a block's end until the next
             read += len(block)
             out = resampler.resample_chunk(mono) if resampler else mono

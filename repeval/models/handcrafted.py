@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.fft
 
 from repeval.models._common import as_mono, mel_filterbank
 from repeval.models.base import EmbeddingModel, FrameGeometry, register_model
@@ -136,6 +135,8 @@ class MFCCStats(LogMelStats):
 
     def _bands(self, power: np.ndarray) -> np.ndarray:
         logmel = super()._bands(power)
+        import scipy.fft  # here, not at the top: every process that imports the model zoo would pay for it
+
         return scipy.fft.dct(logmel, type=2, norm="ortho", axis=1)[:, : self.n_mfcc].astype(np.float32)
 
 
