@@ -351,6 +351,7 @@ def _check_models(cfg: Any) -> str:
     from repeval.pipeline.embed import models_on_nodes, unavailable_here, unavailable_lines
 
     models = list({m.id: m for exp in cfg.experiments for m in exp.embedding_models}.values())
+    n, later = len(models), ""
     if os.environ.get("RAY_ADDRESS"):  # under `ray job submit` or pointed at a cluster: what each node has
         from repeval.ray_utils import init_ray
 
@@ -359,9 +360,10 @@ def _check_models(cfg: Any) -> str:
         lines = unavailable_lines(found.problems, here=False)
         where = f"on {len(found.checked)} node{'s' * (len(found.checked) != 1)}"
         if found.unplaced:
-            where += (
-                f"; {', '.join(found.unplaced)} on none yet (no live node has the resources its actors request: "
-                "the nodes the autoscaler adds check it when its actors start)"
+            n -= len(found.unplaced)
+            later = (
+                f"; not {', '.join(found.unplaced)}: no live node has the resources its actors request (the nodes "
+                "the autoscaler adds check it when its actors start)"
             )
     else:
         problems: dict[tuple[str, str], list[str]] = {
@@ -373,7 +375,7 @@ def _check_models(cfg: Any) -> str:
         typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)
     if lines:
         raise typer.Exit(1)
-    return f"models: {len(models)} checked {where}"
+    return f"models: {n} checked {where}{later}"
 
 
 @app.command()

@@ -85,6 +85,15 @@ def test_validate_with_ray_address_checks_the_models_on_the_nodes(ray_session, f
     res = CliRunner().invoke(app, ["validate", str(ok)])
     assert res.exit_code == 0, res.output
     assert res.stdout == f"{ok}: valid (1 experiment)\nmodels: 2 checked on 1 node\n"
+    # a GPU model on a cluster with no GPU node yet cannot be checked: said, not counted (its actors check later)
+    models = [FAST_MODEL, _clmr("clmr-gpu", tmp_path / "a.pt")]
+    gpu = write_config(
+        tmp_path / "gpu.yaml", tmp_path, [experiment(fault_catalog, models)], resources={"use_gpu": "always"}
+    )
+    res = CliRunner().invoke(app, ["validate", str(gpu)])
+    assert res.exit_code == 0, res.output
+    said = res.stdout.splitlines()[-1]
+    assert said.startswith("models: 1 checked on 1 node; not clmr-gpu: no live node has the resources"), said
 
     # a `repeval validate` of its own, as `ray job submit` starts it: attached to the running Ray (init_ray)
     env = {**cli_env(tmp_path), "RAY_ADDRESS": os.environ["RAY_ADDRESS"], "TMPDIR": os.environ.get("TMPDIR", "/tmp")}
