@@ -324,11 +324,58 @@ def validate(
         bool,
         typer.Option("--skip-data-check", help="do not check that local data paths exist (a config for elsewhere)"),
     ] = False,
+    skip_model_check: Annotated[
+        bool,
+        typer.Option(
+            "--skip-model-check",
+            help="do not check that the embedding models can run (their packages and weights) here, or with "
+            "RAY_ADDRESS set on the cluster's nodes (a config for elsewhere)",
+        ),
+    ] = False,
 ) -> None:
-    """Validate a configuration file (nothing runs); local data paths must exist unless --skip-data-check."""
+    """Validate a configuration file (nothing runs): local data paths must exist unless --skip-data-check; every
+    embedding model must be able to run — on this machine, or with RAY_ADDRESS set (a cluster, `ray job submit`)
+    on each of its live nodes — unless --skip-model-check. Exit status 2: the configuration is invalid; 1: a model
+    cannot run (each named, with the reason and the fix)."""
     cfg = _load(config, check_data=not skip_data_check)
     n = len(cfg.experiments)
     typer.echo(f"{config}: valid ({n} experiment{'s' if n != 1 else ''})")
+    if not skip_model_check:
+        typer.echo(_check_models(cfg))
+
+
+def _check_models(cfg: Any) -> str:
+    """Check every embedding model of ``cfg`` where a run would build it: in this process (no Ray started), or with
+    ``RAY_ADDRESS`` set on every live node of that cluster its actors may use; the ``models:`` line, or each model
+    that cannot run as an error line and exit status 1."""
+    from repeval.pipeline.embed import models_on_nodes, unavailable_here, unavailable_lines
+
+    models = list({m.id: m for exp in cfg.experiments for m in exp.embedding_models}.values())
+    n, later = len(models), ""
+    if os.environ.get("RAY_ADDRESS"):  # under `ray job submit` or pointed at a cluster: what each node has
+        from repeval.ray_utils import init_ray
+
+        _guard(init_ray)  # a dashboard URL or a stopped cluster in RAY_ADDRESS: one line naming the fix
+        found = _guard(lambda: models_on_nodes(cfg, models))
+        lines = unavailable_lines(found.problems, here=False)
+        where = f"on {len(found.checked)} node{'s' * (len(found.checked) != 1)}"
+        if found.unplaced:
+            n -= len(found.unplaced)
+            later = (
+                f"; not {', '.join(found.unplaced)}: no live node has the resources its actors request (the nodes "
+                "the autoscaler adds check it when its actors start)"
+            )
+    else:
+        problems: dict[tuple[str, str], list[str]] = {
+            (model_id, reason): [] for model_id, reason in _guard(lambda: unavailable_here(models)).items()
+        }
+        lines = unavailable_lines(problems, here=True)
+        where = "on this machine"
+    for line in lines:
+        typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)
+    if lines:
+        raise typer.Exit(1)
+    return f"models: {n} checked {where}{later}"
 
 
 @app.command()

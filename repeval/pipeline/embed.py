@@ -441,7 +441,7 @@ def _has_work(st: _Stream) -> bool:
     return any(bool(m.any()) for _, masks in st.pending.values() for m in masks.values())
 
 
-def _unavailable_here(mcfgs: list[Any]) -> dict[str, str]:
+def unavailable_here(mcfgs: list[Any]) -> dict[str, str]:
     """Model id -> why this process cannot build it (what :func:`repeval.models.build_model` refuses), for those."""
     out = {}
     for mcfg in mcfgs:
@@ -452,28 +452,55 @@ def _unavailable_here(mcfgs: list[Any]) -> dict[str, str]:
     return out
 
 
-def check_models_on_nodes(cfg: Config, mcfgs: list[Any]) -> None:
-    """Raise :class:`~repeval.models.ModelUnavailable` (the reason names the fix) unless every model in ``mcfgs``
-    can run on every live node its embedding actors (or decode tasks) may go to — checked by a task on each node,
-    since a cluster's nodes need not have the driver's packages or weights; before any stream has embedded a track.
-    Nodes the autoscaler adds later check at their actors' start."""
+@dataclass
+class NodeCheck:
+    """What :func:`models_on_nodes` found: ``problems`` maps ``(model id, reason)`` to the addresses of the nodes
+    that cannot run it; ``checked`` the addresses of the nodes that answered; ``single`` whether the cluster has
+    one live node (the machine the driver runs on); ``unplaced`` the models no live node has the resources for
+    (they are checked on the nodes the autoscaler adds, at their actors' start)."""
+
+    problems: dict[tuple[str, str], list[str]]
+    checked: list[str]
+    single: bool
+    unplaced: list[str]
+
+
+def unavailable_lines(problems: dict[tuple[str, str], list[str]], here: bool) -> list[str]:
+    """``embedding model '<id>' cannot run here|on node(s) <addresses>: <reason>``, one per problem (as
+    :class:`NodeCheck` holds them), sorted; ``here``: the problems of the machine this process runs on."""
+    return [
+        f"embedding model '{model_id}' cannot run "
+        + ("here" if here else f"on node{'s' * (len(ips) > 1)} {', '.join(sorted(ips))}")
+        + f": {reason}"
+        for (model_id, reason), ips in sorted(problems.items())
+    ]
+
+
+def models_on_nodes(cfg: Config, mcfgs: list[Any]) -> NodeCheck:
+    """Check every model in ``mcfgs`` on every live node its embedding actors (or decode tasks) may go to — by a
+    task on each node, since a cluster's nodes need not have the driver's packages or weights; the driver's node
+    answers in this process. A node that went away or is too busy to answer is left out (logged): its actors
+    check at their start, as do those of the nodes the autoscaler adds later."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from repeval.models import ModelUnavailable
-
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     wanted: dict[str, list[Any]] = {}
+    unplaced = []
     for mcfg in mcfgs:
         res = stream_resources(mcfg, cfg.run.resources)
         needs = {"CPU": 1e-9, **({"GPU": 1e-9} if res.num_gpus else {}), **res.resources}
+        placed = False
         for node in nodes:
             have = node.get("Resources", {})
             if all(have.get(k, 0.0) >= v for k, v in needs.items()):
                 wanted.setdefault(node["NodeID"], []).append(mcfg)
+                placed = True
+        if not placed:
+            unplaced.append(mcfg.id)
     # the driver's node answers in this process (its workers run this Python): a single machine starts no task for it
     here = ray.get_runtime_context().get_node_id()
-    check = ray.remote(num_cpus=0)(_unavailable_here)
+    check = ray.remote(num_cpus=0)(unavailable_here)
     refs = {
         nid: check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(nid, soft=False)).remote(models)
         for nid, models in wanted.items()
@@ -481,8 +508,11 @@ def check_models_on_nodes(cfg: Config, mcfgs: list[Any]) -> None:
     }
     where = {n["NodeID"]: n.get("NodeManagerAddress", n["NodeID"]) for n in nodes}
     problems: dict[tuple[str, str], list[str]] = {}
-    for model_id, reason in _unavailable_here(wanted.get(here, [])).items():
-        problems.setdefault((model_id, reason), []).append(where[here])
+    checked = []
+    if here in wanted:
+        checked.append(where[here])
+        for model_id, reason in unavailable_here(wanted[here]).items():
+            problems.setdefault((model_id, reason), []).append(where[here])
     for nid, ref in refs.items():
         try:
             found = ray.get(ref, timeout=PREFLIGHT_TIMEOUT_S)
@@ -491,16 +521,21 @@ def check_models_on_nodes(cfg: Config, mcfgs: list[Any]) -> None:
         except ray.exceptions.RayError as exc:  # the node went away or is too busy: its actors check at their start
             log.warning("could not check the embedding models on node %s (%s)", where[nid], exc)
             continue
+        checked.append(where[nid])
         for model_id, reason in found.items():
             problems.setdefault((model_id, reason), []).append(where[nid])
-    if problems:
-        lines = [
-            f"embedding model '{model_id}' cannot run "
-            + ("here" if len(nodes) == 1 else f"on node{'s' * (len(ips) > 1)} {', '.join(sorted(ips))}")
-            + f": {reason}"
-            for (model_id, reason), ips in sorted(problems.items())
-        ]
-        raise ModelUnavailable("; ".join(lines))
+    return NodeCheck(problems, checked, len(nodes) == 1, unplaced)
+
+
+def check_models_on_nodes(cfg: Config, mcfgs: list[Any]) -> None:
+    """Raise :class:`~repeval.models.ModelUnavailable` (the reason names the fix) unless every model in ``mcfgs``
+    can run on every live node its embedding actors (or decode tasks) may go to (:func:`models_on_nodes`); before
+    any stream has embedded a track. Nodes the autoscaler adds later check at their actors' start."""
+    from repeval.models import ModelUnavailable
+
+    found = models_on_nodes(cfg, mcfgs)
+    if found.problems:
+        raise ModelUnavailable("; ".join(unavailable_lines(found.problems, here=found.single)))
 
 
 def _run_stream(cfg: Config, st: _Stream, store: EmbeddingStore, summary: EmbedSummary, progress: bool | None) -> None:

@@ -1,0 +1,111 @@
+"""``repeval validate`` checks that the configuration's embedding models can run: here without ``RAY_ADDRESS``
+(no Ray started), else on every live node of that cluster — before a run learns it at its embedding stage.
+
+A model that cannot run, deterministically and with no network: ``clmr-v2`` with ``params.checkpoint`` naming a
+file that does not exist (its availability is that file's presence; torch is installed)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from reliability_helpers import FAST_MODEL, REPO, SLOW_MODEL, cli_env, experiment, write_config
+from typer.testing import CliRunner
+
+from repeval.cli import app
+
+
+def _clmr(model_id: str, checkpoint: Path) -> dict:
+    return {"id": model_id, "type": "clmr-v2", "params": {"checkpoint": str(checkpoint)}}
+
+
+def _missing_config(tmp_path: Path, catalog: Path) -> Path:
+    models = [FAST_MODEL, _clmr("clmr-a", tmp_path / "a.pt"), _clmr("clmr-b", tmp_path / "b.pt")]
+    return write_config(tmp_path / "missing.yaml", tmp_path, [experiment(catalog, models)])
+
+
+def _fix(path: Path) -> str:
+    return f"weights file {path} not found: obtain a CLMR SampleCNN checkpoint (CLMR releases), then set `params.checkpoint`"
+
+
+def test_validate_names_each_model_that_cannot_run_here(fault_catalog, tmp_path):
+    """It said the file was valid and the run failed at its embedding stage; now each model that cannot run is an
+    error line with the reason and the fix, exit status 1 (the file itself is valid) — and no Ray is started."""
+    cfg = _missing_config(tmp_path, fault_catalog)
+    tmp = Path(tempfile.mkdtemp(prefix="rvval-"))
+    try:
+        res = subprocess.run(
+            [sys.executable, "-m", "repeval.cli", "validate", str(cfg)],
+            cwd=REPO, env=cli_env(tmp), capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert "ray" not in os.listdir(tmp)  # Ray would have made $TMPDIR/ray/session_*
+    finally:
+        subprocess.run(["rm", "-rf", str(tmp)], check=False)
+    assert res.returncode == 1, (res.stdout, res.stderr[-3000:])
+    assert res.stdout == f"{cfg}: valid (1 experiment)\n"
+    errors = res.stderr.strip().splitlines()
+    assert [e.split(": weights")[0] for e in errors] == [
+        "error: embedding model 'clmr-a' cannot run here",
+        "error: embedding model 'clmr-b' cannot run here",
+    ], res.stderr
+    assert _fix(tmp_path / "a.pt") in errors[0] and _fix(tmp_path / "b.pt") in errors[1], res.stderr
+
+
+def test_validate_checks_each_model_once_and_says_where(fault_catalog, tmp_path, monkeypatch):
+    """Every model of every experiment, a model two experiments share counted once; a weights file that is there
+    (the check looks, it loads nothing) passes."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    (tmp_path / "here.pt").write_bytes(b"")
+    first = experiment(fault_catalog, [FAST_MODEL, SLOW_MODEL, _clmr("clmr-here", tmp_path / "here.pt")])
+    second = experiment(fault_catalog, [FAST_MODEL])
+    second["task"]["name"] = "pitch2"
+    cfg = write_config(tmp_path / "c.yaml", tmp_path, [first, second])
+    res = CliRunner().invoke(app, ["validate", str(cfg)])
+    assert res.exit_code == 0, res.output
+    assert res.stdout == f"{cfg}: valid (2 experiments)\nmodels: 3 checked on this machine\n"
+
+
+def test_skip_model_check_validates_a_config_for_another_machine(fault_catalog, tmp_path, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cfg = _missing_config(tmp_path, fault_catalog)
+    res = CliRunner().invoke(app, ["validate", "--skip-model-check", str(cfg)])
+    assert res.exit_code == 0, res.output
+    assert res.stdout == f"{cfg}: valid (1 experiment)\n" and res.stderr == ""
+
+
+def test_validate_with_ray_address_checks_the_models_on_the_nodes(ray_session, fault_catalog, tmp_path, monkeypatch):
+    """With RAY_ADDRESS (a cluster, `ray job submit`) the models are checked on each live node, as a run checks
+    them before it embeds; the error names the node."""
+    monkeypatch.setenv("RAY_ADDRESS", ray_session.get_runtime_context().gcs_address)
+    node = next(n["NodeManagerAddress"] for n in ray_session.nodes() if n["Alive"])
+    ok = write_config(tmp_path / "ok.yaml", tmp_path, [experiment(fault_catalog, [FAST_MODEL, SLOW_MODEL])])
+    res = CliRunner().invoke(app, ["validate", str(ok)])
+    assert res.exit_code == 0, res.output
+    assert res.stdout == f"{ok}: valid (1 experiment)\nmodels: 2 checked on 1 node\n"
+    # a GPU model on a cluster with no GPU node yet cannot be checked: said, not counted (its actors check later)
+    models = [FAST_MODEL, _clmr("clmr-gpu", tmp_path / "a.pt")]
+    gpu = write_config(
+        tmp_path / "gpu.yaml", tmp_path, [experiment(fault_catalog, models)], resources={"use_gpu": "always"}
+    )
+    res = CliRunner().invoke(app, ["validate", str(gpu)])
+    assert res.exit_code == 0, res.output
+    said = res.stdout.splitlines()[-1]
+    assert said.startswith("models: 1 checked on 1 node; not clmr-gpu: no live node has the resources"), said
+
+    # a `repeval validate` of its own, as `ray job submit` starts it: attached to the running Ray (init_ray)
+    env = {**cli_env(tmp_path), "RAY_ADDRESS": os.environ["RAY_ADDRESS"], "TMPDIR": os.environ.get("TMPDIR", "/tmp")}
+    cfg = _missing_config(tmp_path, fault_catalog)
+    res = subprocess.run(
+        [sys.executable, "-m", "repeval.cli", "validate", str(cfg)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 1, (res.stdout, res.stderr[-3000:])
+    errors = [e for e in res.stderr.strip().splitlines() if e.startswith("error: ")]
+    assert [e.split(": weights")[0] for e in errors] == [
+        f"error: embedding model 'clmr-a' cannot run on node {node}",
+        f"error: embedding model 'clmr-b' cannot run on node {node}",
+    ], res.stderr
+    assert _fix(tmp_path / "b.pt") in errors[1], res.stderr
