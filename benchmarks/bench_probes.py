@@ -34,10 +34,7 @@ Usage::
     RAY_AUTH_MODE=disabled python benchmarks/bench_probes.py --only pages
 
 Times exclude ``ray.init`` and the start of its prestarted workers (printed separately: a run pays
-them once for all groups; see ``warm.py``). Ray is started as ``repeval train`` starts it: its prestarted
-workers import what a trial actor needs (torch, Ray Tune's trainable; ``repeval.ray_utils.TRIAL_MODULES``) as
-they start, so that start includes those imports — excluded like the Keras side's TensorFlow import; ``--repeat``
-prints each pair's ratio with them counted as well.
+them once for all groups; see ``warm.py``).
 """
 
 from __future__ import annotations
@@ -71,7 +68,7 @@ from repeval.probes import ProbeData, resolve_hidden_units
 from repeval.probes.model import native_bf16
 from repeval.probes.synthetic import gaussian_probe_data
 from repeval.probes.train import Preprocess
-from repeval.ray_utils import TRIAL_MODULES, init_ray
+from repeval.ray_utils import init_ray
 from repeval.tuning.search import expand_all
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -264,7 +261,7 @@ def fresh_ray_ab(env_var: str, values: tuple[str, str], data: ProbeData, spec: d
     runs = {}
     for value in values:
         os.environ[env_var] = value  # the embedded Ray's workers inherit it (init_ray keeps a value that is set)
-        init_ray(object_store_memory=400 * 1024**2, preload=TRIAL_MODULES)
+        init_ray(object_store_memory=400 * 1024**2)
         wait_for_ray_workers()
         storage = tempfile.mkdtemp(prefix="bench_ab_")
         try:
@@ -438,10 +435,10 @@ def thesis_child(out: str) -> None:
     import ray
 
     data = table()
-    init_ray(object_store_memory=400 * 1024**2, preload=TRIAL_MODULES)
+    init_ray(object_store_memory=400 * 1024**2)
     import ray.tune  # outside the timing, as in main
 
-    ray_start = wait_for_ray_workers()
+    wait_for_ray_workers()
     storage = tempfile.mkdtemp(prefix="bench_probes_")
     try:
         wall, g = run_repeval(THESIS, data, storage)
@@ -450,15 +447,7 @@ def thesis_child(out: str) -> None:
         shutil.rmtree(storage, ignore_errors=True)
     scores = probe_scores(g)
     Path(out).write_text(
-        json.dumps(
-            {
-                "wall": wall,
-                "ray_start": ray_start,
-                "trial_seconds": g.trial_seconds,
-                "trials": g.trials,
-                "scores": scores,
-            }
-        )
+        json.dumps({"wall": wall, "trial_seconds": g.trial_seconds, "trials": g.trials, "scores": scores})
     )
 
 
@@ -501,7 +490,6 @@ def bench_thesis(data: ProbeData, storage: str, repeat: int) -> list[tuple[str, 
     if repeat > 1:
         ray.shutdown()  # one Ray at a time on the machine: each child starts its own
     pairs: list[tuple[float, float]] = []
-    starts: list[float] = []
     first: tuple[dict, dict, int] | None = None
     overheads = []
     for i in range(repeat):
@@ -512,18 +500,14 @@ def bench_thesis(data: ProbeData, storage: str, repeat: int) -> list[tuple[str, 
             wall_r, g, scores = ours()
             ref, peak = reference()
         pairs.append((ref["_total"], wall_r))
-        # the wait for Ray's prestarted workers (their start and the trial actors' preloaded imports): not timed
-        starts.append(getattr(g, "ray_start", 0.0))
         overheads.append(("M1–M5" if repeat == 1 else f"M1–M5 #{i + 1}", wall_r, g))
         if first is None:
             first = (scores, ref, peak)
         if repeat > 1:
             print(f"  pair {i + 1}/{repeat} ({'reference' if i % 2 else 'repeval'} first): {label.split(' (')[0]} "
-                  f"{ref['_total']:.1f} s, repeval {wall_r:.1f} s → {ref['_total'] / wall_r:.1f}× (Ray's workers "
-                  f"up with the trial imports in {starts[-1]:.1f} s before it; counting them "
-                  f"{ref['_total'] / (wall_r + starts[-1]):.1f}×)", flush=True)  # fmt: skip
+                  f"{ref['_total']:.1f} s, repeval {wall_r:.1f} s → {ref['_total'] / wall_r:.1f}×", flush=True)  # fmt: skip
     if repeat > 1:  # the caller's later benchmarks and its shutdown expect its Ray
-        init_ray(object_store_memory=400 * 1024**2, preload=TRIAL_MODULES)
+        init_ray(object_store_memory=400 * 1024**2)
     scores, ref, peak = first  # type: ignore[misc]
     print(f"  {'probe':<5} {'repeval acc':>11} {'epochs':>6} | {'mir_ref acc':>11} {'epochs':>6} {'seconds':>8}")
     for name, _ in probes:
@@ -534,13 +518,11 @@ def bench_thesis(data: ProbeData, storage: str, repeat: int) -> list[tuple[str, 
         print(f"  repeval: {pairs[0][1]:.1f} s → speed-up {pairs[0][0] / pairs[0][1]:.1f}× (target ≥ 10×)")
     else:
         ratios = sorted(r / w for r, w in pairs)
-        counted = [r / (w + s) for (r, w), s in zip(pairs, starts, strict=True)]
         print(f"  {label}: median {np.median([r for r, _ in pairs]):.1f} s over {repeat} runs (training only, "
               f"TensorFlow import excluded); repeval median {np.median([w for _, w in pairs]):.1f} s, each a fresh "
               f"process")  # fmt: skip
         print(f"  speed-up per pair {ratios[0]:.1f}–{ratios[-1]:.1f}×, median {np.median(ratios):.1f}× "
-              f"(target ≥ 10×); counting Ray's worker start with the trial imports (median "
-              f"{np.median(starts):.1f} s): median {np.median(counted):.1f}×")  # fmt: skip
+              f"(target ≥ 10×)")  # fmt: skip
     mean_r = np.mean([scores[n][0] for n, _ in probes])
     mean_k = np.mean([ref[n][0] for n, _ in probes])
     print(f"  mean test accuracy (first pair): repeval {mean_r:.4f}, mir_ref {mean_k:.4f}")
@@ -617,18 +599,14 @@ def main() -> None:
     # Ray as repeval starts it (`repeval train`): with Ray's default worker soft limit, the raylet killed an idle
     # prestarted worker as the first trial actor took the other in about half the runs, and the second trial
     # actor then waited for a new worker process (~1 s) inside the timing
-    init_ray(object_store_memory=400 * 1024**2, preload=TRIAL_MODULES)
+    init_ray(object_store_memory=400 * 1024**2)
     slots = int(ray.cluster_resources().get("CPU", 1))
     print(f"ray.init: {time.perf_counter() - t0:.1f} s ({slots} CPU slots, 1 CPU per trial)")
     t0 = time.perf_counter()
     import ray.tune  # framework imports are outside the timings, like TensorFlow's and torch's
 
     print(f"import ray.tune: {time.perf_counter() - t0:.1f} s (not timed, like the TensorFlow import)")
-    print(
-        f"Ray's prestarted workers up after {wait_for_ray_workers():.1f} s more, the trial actors' imports "
-        f"({', '.join(TRIAL_MODULES)}) done in them as `repeval train` starts Ray (not timed: Ray's start-up, like "
-        "the TensorFlow import)\n"
-    )
+    print(f"Ray's prestarted workers up after {wait_for_ray_workers():.1f} s more (not timed: Ray's start-up)\n")
     storage = tempfile.mkdtemp(prefix="bench_probes_")
     atexit.register(shutil.rmtree, storage, True)  # Tune experiment directories, not reused
     overheads = []

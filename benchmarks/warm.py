@@ -14,42 +14,25 @@ from typing import Any
 import ray
 
 
-def _idle() -> tuple[int, float]:
-    """Ray worker processes on this machine that are up and idle (process title ``ray::IDLE``), and the CPU
-    seconds they have used."""
-    import psutil  # vendored by Ray (ray/thirdparty_files): importable once ray is imported
-
-    n, cpu = 0, 0.0
-    for p in psutil.process_iter(["cmdline", "cpu_times"]):
-        cmd = p.info["cmdline"] or []
-        if cmd and cmd[0].startswith("ray::IDLE") and p.info["cpu_times"] is not None:
-            n += 1
-            cpu += p.info["cpu_times"].user + p.info["cpu_times"].system
-    return n, cpu
-
-
 def idle_workers() -> int:
     """Ray worker processes on this machine that are up and idle (process title ``ray::IDLE``)."""
-    return _idle()[0]
+    import psutil  # vendored by Ray (ray/thirdparty_files): importable once ray is imported
+
+    n = 0
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = p.info["cmdline"] or []
+        if cmd and cmd[0].startswith("ray::IDLE"):
+            n += 1
+    return n
 
 
 def wait_for_ray_workers(timeout_s: float = 30.0) -> float:
-    """Block until the local raylet has as many idle workers as CPUs and they have stopped using CPU (or
-    ``timeout_s``); returns the wait. A worker takes its idle title as it registers, before the modules Ray
-    preloads in it (``init_ray(preload=...)``, what ``repeval train`` sets) are imported: its start ends when
-    its CPU time stops growing."""
+    """Block until the local raylet has as many idle workers as CPUs (or ``timeout_s``); returns the wait."""
     want = int(ray.cluster_resources().get("CPU", 1))
     t0 = time.perf_counter()
     while idle_workers() < want and time.perf_counter() - t0 < timeout_s:
         time.sleep(0.1)
     time.sleep(0.5)  # the last worker's title changes as it registers; let it finish settling
-    _, used = _idle()
-    while time.perf_counter() - t0 < timeout_s:
-        time.sleep(0.3)
-        _, now = _idle()
-        if now - used < 0.01:  # under 10 ms of CPU in 0.3 s: idle
-            break
-        used = now
     return time.perf_counter() - t0
 
 

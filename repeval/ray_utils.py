@@ -32,24 +32,10 @@ def worker_soft_limit(cpus: float) -> int:
     return int(2 * math.ceil(cpus) + 4)
 
 
-#: what a probe trial's actor imports before its first trial: torch, Ray Tune's function trainable (``ray.tune`` with
-#: it) and repeval's trial code — about 2 CPU-s in a fresh Ray worker (torch 1.3 s, ``ray.tune`` 0.8 s on the 2-core
-#: development VM), the most of a small grid's wall time (docs/benchmarks.md, session 45)
-TRIAL_MODULES = ("torch", "ray.tune.trainable.function_trainable", "repeval.tuning.trial")
-
-#: the modules the embedded Ray this process started preloads in its workers (``init_ray(preload=...)``)
-PRELOADED: list[str] = []
-
-
-def init_ray(num_cpus: int | None = None, *, preload: tuple[str, ...] = (), **kwargs: Any) -> None:
+def init_ray(num_cpus: int | None = None, **kwargs: Any) -> None:
     """Attach to ``RAY_ADDRESS`` when set (``ray job submit``), else start an embedded Ray.
 
-    The embedded instance binds its dashboard to 127.0.0.1 and is quiet by default. ``preload``: modules its worker
-    processes import as they start, before they run anything (Ray's ``preload_python_modules``): the prestarted
-    workers (one per CPU) import them while the driver is still reading its inputs, so the actors that take those
-    workers start at once. For a Ray that only trains probes (:data:`TRIAL_MODULES`); every other worker would pay
-    for imports it does not need. A module that fails to import is logged by the worker and skipped. Ignored when
-    attaching to a running cluster (its workers are already configured) or when Ray is already up.
+    The embedded instance binds its dashboard to 127.0.0.1 and is quiet by default.
     """
     import ray
 
@@ -72,8 +58,7 @@ def init_ray(num_cpus: int | None = None, *, preload: tuple[str, ...] = (), **kw
             if owner:  # marks them for the watchdog, which ends them if this process dies without stopping them
                 os.environ[RAY_OWNER_ENV] = owner
             try:
-                ray.init(**_embedded_options(num_cpus, kwargs, preload))
-                PRELOADED[:] = list(preload)
+                ray.init(**_embedded_options(num_cpus, kwargs))
             finally:
                 os.environ.pop(RAY_OWNER_ENV, None)
         if owner:
@@ -262,9 +247,9 @@ def sigterm_received() -> bool:
     return bool(_sigterms)
 
 
-def _embedded_options(num_cpus: int | None, kwargs: dict[str, Any], preload: tuple[str, ...] = ()) -> dict[str, Any]:
-    """``ray.init`` options of the embedded Ray: local dashboard (off), quiet logs, repeval's worker soft limit,
-    the modules its workers import as they start (``preload``, see :func:`init_ray`); ``kwargs`` override them."""
+def _embedded_options(num_cpus: int | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``ray.init`` options of the embedded Ray: local dashboard (off), quiet logs, repeval's worker soft limit;
+    ``kwargs`` override them."""
     opts: dict[str, Any] = {
         # worker stdout/stderr (per-trial chatter) only with `repeval -v`; failures are recorded anyway
         "log_to_driver": log.isEnabledFor(logging.DEBUG) or os.environ.get("REPEVAL_WORKER_LOGS") == "1",
@@ -279,8 +264,6 @@ def _embedded_options(num_cpus: int | None, kwargs: dict[str, Any], preload: tup
     system = dict(kwargs.pop("_system_config", None) or {})
     if "RAY_num_workers_soft_limit" not in os.environ:
         system.setdefault("num_workers_soft_limit", worker_soft_limit(num_cpus or os.cpu_count() or 1))
-    if preload:
-        system.setdefault("preload_python_modules", list(preload))
     if system:
         opts["_system_config"] = system
     opts.update(kwargs)

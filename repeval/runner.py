@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Iterable, Iterator
@@ -301,10 +300,7 @@ def _stage_embed(
     from repeval.ray_utils import init_ray
 
     check_scenarios_at_model_rates(ctx.cfg, ctx.cfg.experiments)  # before Ray starts and the catalogs load
-    if os.environ.get("RAY_ADDRESS"):  # a cluster: attach first (a wrong address fails before the catalogs load)
-        init_ray()
-    # an embedded Ray starts when there is audio to embed (embed_experiments); a run whose store holds every embedding
-    # starts it for its probes (stage_train), with the trial actors' imports preloaded in its workers
+    init_ray()
     load_rows(ctx)
     # one stream per embedding model for the whole run: its actors load the weights once for every dataset
     work = [
@@ -396,12 +392,10 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
     Pending groups run in batches whose embeddings fit in ``run.train_batch_mb``, each batch one Tune
     experiment under ``tune/`` (trial actors reused across its groups); an interrupted batch is resumed.
     """
-    from repeval.ray_utils import TRIAL_MODULES, init_ray
+    from repeval.ray_utils import init_ray
     from repeval.tuning.grid import data_nbytes
 
-    # a Ray started here trains probes only (nothing was embedded in this process): its prestarted workers, which
-    # the trial actors take, import torch and Ray Tune while the driver reads the store
-    init_ray(preload=TRIAL_MODULES)
+    init_ray()
     load_rows(ctx)
     _record_environment(ctx)
     groups_dir = ctx.run_dir / "groups"
@@ -643,7 +637,6 @@ def _record_environment(ctx: RunContext) -> None:
     import torch
 
     from repeval.cpu import huge_pages_status, mkl_status
-    from repeval.ray_utils import PRELOADED
 
     path = ctx.run_dir / "environment.json"
     sessions = _read_json(path)
@@ -661,8 +654,6 @@ def _record_environment(ctx: RunContext) -> None:
             "machine": platform.machine(),
         }
     )
-    if PRELOADED:  # this process started Ray for its probes: their actors' imports ran as its workers started
-        sessions[-1]["ray_preload"] = list(PRELOADED)
     _write_text_atomic(path, json.dumps(sessions, indent=1))
 
 

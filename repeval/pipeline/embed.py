@@ -226,14 +226,8 @@ def embed_experiments(
         for ds in exp.datasets:
             _plan_dataset(cfg, exp, ds, rows_by_dataset[ds.name], deform_ids, store, streams, summary,
                           deformed_only, retry_errors, shared=uses[ds.name] > 1, sources=sources[ds.name])  # fmt: skip
-    # every model with tracks to embed, checked where its actors will run before any stream starts; Ray (embedded,
-    # or the cluster at RAY_ADDRESS) is started or attached to here when there is work and it is not up yet
-    busy = [st.mcfg for st in streams.values() if _has_work(st)]
-    if busy:
-        from repeval.ray_utils import init_ray
-
-        init_ray()
-        check_models_on_nodes(cfg, busy)
+    # every model with tracks to embed, checked where its actors will run before any stream starts
+    check_models_on_nodes(cfg, [st.mcfg for st in streams.values() if _has_work(st)])
     for st in streams.values():
         for dataset, (cols, masks) in st.pending.items():
             _spool_todo(st, dataset, cols, masks)

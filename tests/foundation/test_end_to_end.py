@@ -417,28 +417,3 @@ def test_a_spilled_catalog_plan_runs_end_to_end(ray_session, rendered_notes, tmp
     assert saved.column("split").to_pylist().count("test") == 4 * 2  # 12 notes per instrument: 7/3/2
     del rows, ctx
     assert list(spill_dir.iterdir()) == []
-
-
-def test_a_run_whose_store_holds_every_embedding_starts_ray_for_its_probes_with_their_imports_preloaded(
-    ray_session, run_config, tmp_path
-):
-    """``repeval run`` on a store that already holds every embedding (probes changed, a rerun) starts no Ray to embed:
-    its embedded Ray starts for the probes, and its prestarted workers — the trial actors take them — import torch and
-    Ray Tune as they start, while the driver reads the store (``environment.json`` records it); the run completes."""
-    import subprocess
-    import sys
-
-    from repeval.ray_utils import TRIAL_MODULES
-
-    _finished_run(run_config)  # every embedding in the store
-    cfg = yaml.safe_load(run_config.read_text())
-    cfg["run"].update(run_id="rerun", runs_dir=str(tmp_path / "runs"))  # this module's other tests list its runs
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    r = subprocess.run([sys.executable, "-m", "repeval.cli", "run", str(path)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert re.search(r"embedded 0 tracks\b", r.stdout + r.stderr), r.stdout + r.stderr
-    run_dir = tmp_path / "runs" / "rerun"
-    (session,) = json.loads((run_dir / "environment.json").read_text())
-    assert session["ray_preload"] == list(TRIAL_MODULES), session
-    assert pq.read_table(run_dir / "results.parquet").num_rows > 0
