@@ -84,13 +84,126 @@ def wav_shortfall(fh: Any, size: int) -> tuple[int, int] | None:
 #: itself warns from a 1% difference on)
 MP3_HELD_FRACTION = 0.99
 
+#: bytes read from the end of an MP3 without a Xing/Info stream size to find its last frames behind any tags (one
+#: read; a frame is at most 2,881 bytes long)
+MP3_TAIL_BYTES = 16384
 
-def mp3_shortfall(fh: Any, size: int) -> tuple[int, int] | None:
-    """``(bytes the Xing/Info header declares, bytes the file holds after its ID3v2 tag)`` when an MP3 whose first
-    frame carries a Xing or Info header (LAME, ffmpeg and most encoders write one) with a stream size holds less
-    than :data:`MP3_HELD_FRACTION` of it — a copy or download that stopped — else ``None``. libsndfile decodes such
-    a file as shorter audio without a word. Reads the ID3v2 header and the first frame's start only; ``fh`` is a
-    seekable binary file of ``size`` bytes (left at its start)."""
+# MPEG audio frame headers (ISO 11172-3, ISO 13818-3 and MPEG 2.5): kbit/s by bitrate index 1-14 for (MPEG-1?, layer)
+_MPEG_KBPS = {
+    (True, 1): (32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (True, 2): (32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 3): (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 1): (32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (False, 2): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+    (False, 3): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+#: sample rates by version bits (0: MPEG 2.5, 2: MPEG-2, 3: MPEG-1) and sample-rate index
+_MPEG_RATES_HZ = {0: (11025, 12000, 8000), 2: (22050, 24000, 16000), 3: (44100, 48000, 32000)}
+#: the header bits every frame of a stream shares with its first: sync, version, layer, sample rate
+_MPEG_STREAM_BITS = 0xFFFE0C00
+
+
+def mpeg_frame_bytes(header: int, first: int | None = None) -> int | None:
+    """The length in bytes of the MPEG audio frame (MPEG-1/2/2.5, layer I/II/III) whose 32-bit header is ``header``
+    — ``None`` when it is no valid header, a free-format one (its length is not in the header) or, given the
+    stream's ``first`` header, not one of the same stream (version, layer and sample rate)."""
+    version, layer, rate, kbps = (header >> 19) & 3, 4 - ((header >> 17) & 3), (header >> 10) & 3, (header >> 12) & 15
+    if (
+        header >> 21 != 0x7FF
+        or (first is not None and header & _MPEG_STREAM_BITS != first & _MPEG_STREAM_BITS)
+        or version == 1
+        or layer == 4
+        or rate == 3
+        or kbps in (0, 15)
+        or header & 3 == 2  # a reserved emphasis
+    ):
+        return None
+    bits_per_s, rate_hz = 1000 * _MPEG_KBPS[(version == 3, layer)][kbps - 1], _MPEG_RATES_HZ[version][rate]
+    padding = (header >> 9) & 1
+    if layer == 1:
+        return (12 * bits_per_s // rate_hz + padding) * 4
+    return (144 if version == 3 or layer == 2 else 72) * bits_per_s // rate_hz + padding
+
+
+def _mp3_audio_end(buf: bytes) -> int:
+    """Where the audio ends in ``buf``, the end of an MP3: before the tags written after it — ID3v1 (with a TAG+
+    extension), APEv1/v2, Lyrics3 v1/v2, an ID3v2 tag with a footer — in any order; -1 when a tag reaches beyond
+    ``buf``."""
+    end = len(buf)
+    if end >= 128 and buf[end - 128 : end - 125] == b"TAG":  # ID3v1, always last
+        end -= 128 + 227 * (end >= 355 and buf[end - 355 : end - 351] == b"TAG+")
+    while end > 0:
+        if end >= 32 and buf[end - 32 : end - 24] == b"APETAGEX":  # the footer: its size counts the items and itself
+            size, flags = struct.unpack("<I4xI", buf[end - 20 : end - 8])
+            if size < 32:
+                return -1
+            end -= size + 32 * (flags >> 31)  # + a header when flagged
+        elif end >= 15 and buf[end - 9 : end] == b"LYRICS200" and buf[end - 15 : end - 9].isdigit():
+            end -= int(buf[end - 15 : end - 9]) + 15
+        elif end >= 9 and buf[end - 9 : end] == b"LYRICSEND":  # Lyrics3 v1: at most 5,100 bytes after LYRICSBEGIN
+            end = buf.rfind(b"LYRICSBEGIN", max(0, end - 5120), end)
+        elif end >= 10 and buf[end - 10 : end - 7] == b"3DI":  # an ID3v2 footer: syncsafe size, header and footer
+            end -= 20 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(buf[end - 4 : end]))
+        else:
+            return end
+    return -1
+
+
+def _mp3_last_frame_shortfall(fh: Any, size: int, start: int, first: bytes) -> tuple[int, int] | None:
+    """``(bytes its last frame needs, bytes left of it)`` when the MPEG audio stream starting at ``start`` with the
+    frame header ``first`` ends inside a frame, else ``None`` — also whenever that cannot be told (free format, no
+    chain of frames found in the tail, bytes after the last frame that are no frame). Reads the last
+    :data:`MP3_TAIL_BYTES` of the file; a header there is trusted when the frame it declares ends where another
+    header of the stream starts (or at the end of the audio); then the frames are walked to the end."""
+    head = int.from_bytes(first, "big")
+    longest = mpeg_frame_bytes(head & ~0xF000 | 0xE200)  # at the highest bitrate, padded
+    if mpeg_frame_bytes(head) is None or longest is None:
+        return None
+    base = max(start, size - MP3_TAIL_BYTES)
+    fh.seek(base)
+    buf = fh.read(size - base)
+    end = _mp3_audio_end(buf)
+    i = max(start - base, end - 3 * longest - 4)  # two whole frames before a cut one at least
+    if end < 0 or i < 0:  # tags longer than the tail (a file cut short has none)
+        return None
+
+    def frame(at: int) -> int | None:
+        return mpeg_frame_bytes(int.from_bytes(buf[at : at + 4], "big"), head)
+
+    def walk(at: int, stop: int) -> int:  # where the whole frames from the header at ``at`` stop before ``stop``
+        while stop - at >= 4 and (n := frame(at)) is not None and at + n <= stop:
+            at += n
+        return at
+
+    while True:  # the first header that chains on
+        i = buf.find(b"\xff", i, end - 3)
+        if i < 0:
+            return None
+        n = frame(i)
+        if n is not None and (i == start - base or i + n == end or (i + n + 4 <= end and frame(i + n) is not None)):
+            break
+        i += 1
+    i = walk(i, end)
+    if i == end:
+        return None
+    if end - i >= 4:
+        n = frame(i)  # a frame running past the end, or bytes that are not a frame (padding, an unknown tag)
+        short = None if n is None else (n, end - i)
+    else:  # 1 to 3 bytes: a cut header (its missing bytes taken from the first one)?
+        n = mpeg_frame_bytes(int.from_bytes(buf[i:end] + first[end - i :], "big"), head)
+        short = None if n is None else (n if end - i == 3 else 4, end - i)
+    # what looked like tags after the audio may be its last bytes: then the frames end at the end of the file
+    return None if short is None or (end < len(buf) and walk(i, len(buf)) == len(buf)) else short
+
+
+def mp3_shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
+    """``(cause, bytes declared, bytes held)`` when an MP3 was cut short (a copy or download that stopped), else
+    ``None``; libsndfile decodes such a file as shorter audio without a word. Cause ``"MP3"``: its first frame
+    carries a Xing or Info header (LAME, ffmpeg and most encoders write one) with a stream size, and the file holds
+    less than :data:`MP3_HELD_FRACTION` of it after its ID3v2 tag. Cause ``"MP3 frame"``: with no such size, its
+    last frame (before any trailing tags) needs more bytes than are left (:func:`_mp3_last_frame_shortfall`; a frame
+    needs at least its 4 header bytes). Reads the ID3v2 header and the first frame's start (and then the file's
+    tail); ``fh`` is a seekable binary file of ``size`` bytes (left at its start)."""
     try:
         fh.seek(0)
         frame = fh.read(64)  # one read for a file without an ID3v2 tag (a remote file: one request)
@@ -108,33 +221,39 @@ def mp3_shortfall(fh: Any, size: int) -> tuple[int, int] | None:
             if at < 0 or len(frame) < at + 16:
                 continue
             flags = struct.unpack(">I", frame[at + 4 : at + 8])[0]
-            if not flags & 2:  # no stream size
-                return None
+            if not flags & 2:  # no stream size: the end tells
+                break
             at += 8 + 4 * (flags & 1)  # after the frame count
             declared = struct.unpack(">I", frame[at : at + 4])[0]
             held = size - start
-            return (declared, held) if held < MP3_HELD_FRACTION * declared else None
-        return None
+            return ("MP3", declared, held) if held < MP3_HELD_FRACTION * declared else None
+        short = _mp3_last_frame_shortfall(fh, size, start, frame[:4])
+        return None if short is None else ("MP3 frame", *short)
     finally:
         fh.seek(0)
 
 
 def _shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
-    """``(format, declared bytes, held bytes)`` of a WAV or MP3 file whose header says it was cut short."""
-    for name, check in (("WAV", wav_shortfall), ("MP3", mp3_shortfall)):
-        short = check(fh, size)
-        if short is not None:
-            return (name, *short)
-    return None
+    """``(cause, declared bytes, held bytes)`` of a WAV or MP3 file that was cut short (``"WAV"``, ``"MP3"``:
+    what its header declares; ``"MP3 frame"``: what its last frame needs)."""
+    short = wav_shortfall(fh, size)
+    return ("WAV", *short) if short is not None else mp3_shortfall(fh, size)
 
 
 def _refuse_truncated(path: str, short: tuple[str, int, int] | None) -> None:
-    if short is not None:
-        kind, declared, held = short
+    if short is None:
+        return
+    cause, declared, held = short
+    if cause == "MP3 frame":
+        needs = f"at least {declared}" if declared == 4 else f"{declared:,}"  # a header cut before its bitrate
         raise DecodeError(
-            f"truncated {kind}: {path} declares {declared:,} bytes of audio but holds {held:,} — the file was cut "
-            "short (copy or download it again)"
+            f"truncated MP3: {path} ends inside an audio frame (its last frame needs {needs} bytes, {held:,} "
+            f"{'is' if held == 1 else 'are'} left) — the file was cut short (copy or download it again)"
         )
+    raise DecodeError(
+        f"truncated {cause}: {path} declares {declared:,} bytes of audio but holds {held:,} — the file was cut "
+        "short (copy or download it again)"
+    )
 
 
 def _open(path: str) -> sf.SoundFile:

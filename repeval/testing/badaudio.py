@@ -10,8 +10,9 @@ Decisions (what is an error and what is audio):
 - errors: empty file, truncated header, truncated FLAC data (the decoder loses sync), a WAV whose data
   chunk is cut short (libsndfile would read the frames that are there; the size the header declares
   says the file is incomplete — a copy or download that stopped — so it is refused rather than embedded
-  as shorter audio; so is an MP3 holding less than the stream size its Xing/Info header declares), non-audio bytes behind a ``.wav`` or ``.flac`` extension, a valid header with zero
-  frames, NaN or inf float samples, a dangling symlink, a FIFO, a directory named ``*.wav``, a symlink loop;
+  as shorter audio; so is an MP3 holding less than the stream size its Xing/Info header declares, or, without such
+  a header, ending inside an audio frame), non-audio bytes behind a ``.wav`` or ``.flac`` extension, a valid header
+  with zero frames, NaN or inf float samples, a dangling symlink, a FIFO, a directory named ``*.wav``, a symlink loop;
 - audio: all-silent, 8 channels (down-mixed), 1 kHz and 192 kHz (resampled), a 3-hour file
   (streamed in windows), FLAC content behind a ``.wav`` name (the content decides), a whole MP3.
 
@@ -31,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
+from repeval.audio.decode import mpeg_frame_bytes
 
 GOOD_RATE_HZ = 8000
 
@@ -124,6 +127,39 @@ def _truncated_data_mp3(d: Path) -> Path:
     p = d / "truncated_data.mp3"
     sf.write(p, tone(2.0, GOOD_RATE_HZ), GOOD_RATE_HZ, format="MP3")  # LAME writes a Xing header: the stream's size
     p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    return p
+
+
+def without_first_frame(mp3: bytes) -> bytes:
+    """An MP3 (without an ID3v2 tag) minus its first frame. libsndfile's LAME writes a Xing/Info frame (no audio)
+    first; without it a CBR file (``bitrate_mode="CONSTANT"``) is like the MP3s many encoders and rippers write: no
+    stream size in its header. (libsndfile decodes a VBR file without one as short as its first frame's bitrate
+    implies.)"""
+    n = mpeg_frame_bytes(int.from_bytes(mp3[:4], "big"))
+    if n is None:
+        raise ValueError("not an MP3 starting with an MPEG audio frame")
+    return mp3[n:]
+
+
+def mp3_frame_starts(mp3: bytes) -> list[int]:
+    """Where each frame of an MP3 without tags starts (walking the lengths its headers declare to its very end)."""
+    starts: list[int] = []
+    at, first = 0, int.from_bytes(mp3[:4], "big")
+    while at < len(mp3):
+        n = mpeg_frame_bytes(int.from_bytes(mp3[at : at + 4], "big"), first)
+        if n is None or at + n > len(mp3):
+            raise ValueError(f"no whole MPEG audio frame at byte {at} of {len(mp3)}")
+        starts.append(at)
+        at += n
+    return starts
+
+
+def _truncated_data_mp3_no_xing(d: Path) -> Path:
+    p = d / "truncated_data_no_xing.mp3"
+    sf.write(p, tone(2.0, GOOD_RATE_HZ), GOOD_RATE_HZ, format="MP3", bitrate_mode="CONSTANT", compression_level=0.5)
+    mp3 = without_first_frame(p.read_bytes())  # no stream size to check against: the last frame tells
+    starts = mp3_frame_starts(mp3)
+    p.write_bytes(mp3[: starts[len(starts) // 2] + 5])  # inside a frame, half the audio
     return p
 
 
@@ -237,6 +273,7 @@ KINDS: dict[str, tuple[Callable[[Path], Path], bool, str, float]] = {
     "flac_named_wav": (_flac_named_wav, True, "", 1.0),
     "truncated_data_wav": (_truncated_data_wav, False, "truncated wav", 0),
     "truncated_data_mp3": (_truncated_data_mp3, False, "truncated mp3", 0),
+    "truncated_data_mp3_no_xing": (_truncated_data_mp3_no_xing, False, "truncated mp3", 0),
     "mp3": (_mp3, True, "", 1.0),
 }
 

@@ -152,6 +152,103 @@ def test_an_mp3_cut_short_is_refused_when_its_header_declares_the_size(tmp_path)
             decode(str(tmp_path / name), 8000)
 
 
+def test_mpeg_frame_lengths_follow_the_standard_tables():
+    """The frame length a header declares (bitrate, sample rate, padding) for MPEG-1/2/2.5 layers I/II/III; no length
+    for free format, reserved values, or a header of another stream than the first frame's."""
+    from repeval.audio.decode import mpeg_frame_bytes
+
+    lengths = {
+        0xFFFB9000: 417,  # MPEG-1 layer III, 128 kbit/s, 44.1 kHz: 144 * 128000 / 44100
+        0xFFFB9200: 418,  # … padded
+        0xFFFDA400: 576,  # MPEG-1 layer II, 192 kbit/s, 48 kHz
+        0xFFFFC800: 576,  # MPEG-1 layer I, 384 kbit/s, 32 kHz: (12 * 384000 / 32000) * 4
+        0xFFFFCA00: 580,  # … padded: one 4-byte slot
+        0xFFF38000: 208,  # MPEG-2 layer III, 64 kbit/s, 22.05 kHz: 72 * 64000 / 22050
+        0xFFF5E400: 960,  # MPEG-2 layer II, 160 kbit/s, 24 kHz: 144 * 160000 / 24000
+        0xFFF7E800: 768,  # MPEG-2 layer I, 256 kbit/s, 16 kHz
+        0xFFE31800: 72,  # MPEG 2.5 layer III, 8 kbit/s, 8 kHz
+    }
+    for header, length in lengths.items():
+        assert mpeg_frame_bytes(header) == length, hex(header)
+        assert mpeg_frame_bytes(header, first=header & ~0xF200) == length, hex(header)  # same stream, other bitrate
+    for header in (0xFFFB0000, 0xFFFBF000, 0xFFFB9C00, 0xFFF99000, 0xFFEB9000, 0xFFFB9002, 0x7FFB9000):
+        assert mpeg_frame_bytes(header) is None, hex(header)  # free format, bad bitrate/rate/layer/version/emphasis
+    assert mpeg_frame_bytes(0xFFFB9000, first=0xFFF38000) is None  # MPEG-1 in an MPEG-2 stream
+    assert mpeg_frame_bytes(0xFFFB9000, first=0xFFFB9400) is None  # another sample rate
+
+
+def _ape_tag() -> bytes:
+    """An APEv2 tag with a header and one item."""
+    import struct
+
+    item = struct.pack("<II", 5, 0) + b"Title\x00Song1"
+    size = len(item) + 32  # the items and the footer
+
+    def block(flags: int) -> bytes:
+        return b"APETAGEX" + struct.pack("<IIII", 2000, size, 1, flags) + bytes(8)
+
+    return block(0xA0000000) + item + block(0x80000000)
+
+
+def _lyrics3v2_tag() -> bytes:
+    body = b"LYRICSBEGIN" + b"IND00002" + b"10"
+    return body + b"%06d" % len(body) + b"LYRICS200"
+
+
+@pytest.mark.parametrize("rate_hz", [8000, 22050, 44100])  # MPEG 2.5, MPEG-2 and MPEG-1 layer III
+def test_an_mp3_without_a_xing_header_cut_short_is_refused_naming_its_last_frame(tmp_path, rate_hz):
+    """An MP3 whose first frame carries no Xing/Info header (CBR files from many encoders and rippers) cut short was
+    decoded as the frames that were there — libsndfile says nothing. Its end tells: a cut file ends inside a frame
+    (mid-file, mid-last-frame, inside the last header, a byte short; behind an ID3v2 tag, under tags written later —
+    APEv2, Lyrics3, ID3v1 —, through a file:// URI). Whole files decode, with those tags or zero padding after the
+    last frame."""
+    from repeval.testing.badaudio import mp3_frame_starts, without_first_frame
+
+    y = np.sin(np.arange(2 * rate_hz) * 0.3).astype(np.float32)
+    sf.write(tmp_path / "info.mp3", y, rate_hz, format="MP3", bitrate_mode="CONSTANT", compression_level=0.5)
+    data = without_first_frame((tmp_path / "info.mp3").read_bytes())  # a CBR file: LAME's Info frame first
+    assert b"Xing" not in data[:200] and b"Info" not in data[:200]
+    starts = mp3_frame_starts(data)  # whole frames, chained to the end
+    (tmp_path / "plain.mp3").write_bytes(data)
+    n = len(decode(str(tmp_path / "plain.mp3"), rate_hz))
+    frame = 1152 if rate_hz > 24000 else 576  # samples per frame
+    assert n == len(starts) * frame  # every frame, with the encoder's delay and padding (the Info frame told them)
+    assert 0 < n - len(decode(str(tmp_path / "info.mp3"), rate_hz)) <= 3 * frame
+    id3v2 = b"ID3\x04\x00\x00" + bytes([0, 0, 1, 0]) + bytes(128)
+    id3v1 = b"TAG" + bytes(125)
+    tail_tags = _ape_tag() + _lyrics3v2_tag() + id3v1
+    for name, content in (
+        ("v1.mp3", data + id3v1),
+        ("v2.mp3", id3v2 + data),
+        ("tags.mp3", id3v2 + data + tail_tags),
+        ("padded.mp3", data + bytes(1000)),
+    ):
+        (tmp_path / name).write_bytes(content)
+        assert abs(len(decode(str(tmp_path / name), rate_hz)) - n) <= frame, name
+    last, k = starts[-1], len(starts) // 2
+    whole_last = len(data) - last
+    cuts = {
+        "mid.mp3": (starts[k] + 7, f"{starts[k + 1] - starts[k]:,} bytes, 7 are"),
+        "mid_last.mp3": (last + whole_last // 2, f"{whole_last:,} bytes, {whole_last // 2:,} are"),
+        "in_header.mp3": (last + 2, "at least 4 bytes, 2 are"),
+        "in_header1.mp3": (last + 1, "at least 4 bytes, 1 is"),
+        "header_3.mp3": (last + 3, f"{whole_last:,} bytes, 3 are"),
+        "one_short.mp3": (len(data) - 1, f"{whole_last:,} bytes, {whole_last - 1:,} are"),
+    }
+    for name, (cut, needs) in cuts.items():
+        for prefix, suffix, tagged in ((b"", b"", ""), (id3v2, tail_tags, "tagged_")):
+            p = tmp_path / f"{tagged}{name}"
+            p.write_bytes(prefix + data[:cut] + suffix)
+            with pytest.raises(
+                DecodeError,
+                match=rf"^truncated MP3: .*{p.name} ends inside an audio frame \(its last frame needs {needs} left\)"
+                r" — the file was cut short \(copy or download it again\)$",
+            ):
+                decode(str(p), rate_hz)
+    with pytest.raises(DecodeError, match=r"^truncated MP3: file://.*mid.mp3 ends inside an audio frame"):
+        decode(f"file://{tmp_path / 'mid.mp3'}", rate_hz)
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("target_sr", [8000, 22050, 6000])
 def test_non_finite_samples_at_the_end_are_refused_when_resampled_too(tmp_path, bad, target_sr):
