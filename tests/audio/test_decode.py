@@ -136,7 +136,7 @@ def test_a_wav_cut_short_is_refused_naming_the_sizes(tmp_path):
 def test_an_mp3_cut_short_is_refused_when_its_header_declares_the_size(tmp_path):
     """An MP3 whose Xing/Info header declares a stream size the file does not hold (a copy or download that stopped)
     is an error — libsndfile decoded the frames that are there, and the track was embedded as shorter audio. Behind an
-    ID3v2 tag too; the whole file, with or without a tag, decodes; an MP3 without such a header cannot tell."""
+    ID3v2 tag too; the whole file, with or without a tag, decodes (an MP3 without such a header: its end tells)."""
     p = tmp_path / "whole.mp3"
     sf.write(p, np.sin(np.arange(3 * 8000) / 8000 * 2 * np.pi * 440).astype(np.float32), 8000, format="MP3")
     data = p.read_bytes()
