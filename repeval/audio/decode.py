@@ -149,43 +149,46 @@ def _mp3_audio_end(buf: bytes) -> int:
     return -1
 
 
-def _mp3_last_frame_shortfall(fh: Any, size: int, start: int, first: bytes) -> tuple[int, int] | None:
+def _mp3_last_frame_shortfall(fh: Any, size: int, start: int, first: bytes) -> tuple[tuple[int, int] | None, bool]:
     """``(bytes its last frame needs, bytes left of it)`` when the MPEG audio stream starting at ``start`` with the
     frame header ``first`` ends inside a frame, else ``None`` — also whenever that cannot be told (free format, no
-    chain of frames found in the tail, bytes after the last frame that are no frame). Reads the last
-    :data:`MP3_TAIL_BYTES` of the file; a header there is trusted when the frame it declares ends where another
-    header of the stream starts (or at the end of the audio); then the frames are walked to the end."""
+    chain of frames found in the tail, bytes after the last frame that are no frame); and whether a whole frame in
+    the tail has another bitrate than the first frame (a VBR stream). Reads the last :data:`MP3_TAIL_BYTES` of the
+    file; a header there is trusted when the frame it declares ends where another header of the stream starts (or at
+    the end of the audio); then the frames are walked to the end."""
     head = int.from_bytes(first, "big")
     longest = mpeg_frame_bytes(head & ~0xF000 | 0xE200)  # at the highest bitrate, padded
     if mpeg_frame_bytes(head) is None or longest is None:
-        return None
+        return None, False
     base = max(start, size - MP3_TAIL_BYTES)
     fh.seek(base)
     buf = fh.read(size - base)
     end = _mp3_audio_end(buf)
     i = max(start - base, end - 3 * longest - 4)  # two whole frames before a cut one at least
     if end < 0 or i < 0:  # tags longer than the tail (a file cut short has none)
-        return None
+        return None, False
+    kbps = {head >> 12 & 15}  # the bitrate indexes of the whole frames walked
 
     def frame(at: int) -> int | None:
         return mpeg_frame_bytes(int.from_bytes(buf[at : at + 4], "big"), head)
 
     def walk(at: int, stop: int) -> int:  # where the whole frames from the header at ``at`` stop before ``stop``
         while stop - at >= 4 and (n := frame(at)) is not None and at + n <= stop:
+            kbps.add(buf[at + 2] >> 4)
             at += n
         return at
 
     while True:  # the first header that chains on
         i = buf.find(b"\xff", i, end - 3)
         if i < 0:
-            return None
+            return None, False
         n = frame(i)
         if n is not None and (i == start - base or i + n == end or (i + n + 4 <= end and frame(i + n) is not None)):
             break
         i += 1
     i = walk(i, end)
     if i == end:
-        return None
+        return None, len(kbps) > 1
     if end - i >= 4:
         n = frame(i)  # a frame running past the end, or bytes that are not a frame (padding, an unknown tag)
         short = None if n is None else (n, end - i)
@@ -193,7 +196,24 @@ def _mp3_last_frame_shortfall(fh: Any, size: int, start: int, first: bytes) -> t
         n = mpeg_frame_bytes(int.from_bytes(buf[i:end] + first[end - i :], "big"), head)
         short = None if n is None else (n if end - i == 3 else 4, end - i)
     # what looked like tags after the audio may be its last bytes: then the frames end at the end of the file
-    return None if short is None or (end < len(buf) and walk(i, len(buf)) == len(buf)) else short
+    whole = short is None or (end < len(buf) and walk(i, len(buf)) == len(buf))
+    return None if whole else short, len(kbps) > 1
+
+
+def _mp3_stream_samples(fh: Any, size: int, start: int, first: bytes) -> tuple[int, int]:
+    """``(samples, samples per frame)`` (per channel) of the whole frames of the MPEG audio stream starting at
+    ``start`` with the frame header ``first``: reads the file and walks every frame header (for a VBR stream without a Xing/Info/VBRI header
+    only, whose length nothing else tells)."""
+    head = int.from_bytes(first, "big")
+    version, layer = head >> 19 & 3, 4 - (head >> 17 & 3)
+    per_frame = 384 if layer == 1 else 1152 if layer == 2 or version == 3 else 576
+    fh.seek(start)
+    buf = fh.read(size - start)
+    at = frames = 0
+    while (n := mpeg_frame_bytes(int.from_bytes(buf[at : at + 4], "big"), head)) is not None and at + n <= len(buf):
+        at += n
+        frames += 1
+    return frames * per_frame, per_frame
 
 
 def mp3_shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
@@ -202,8 +222,11 @@ def mp3_shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
     carries a Xing or Info header (LAME, ffmpeg and most encoders write one) with a stream size, and the file holds
     less than :data:`MP3_HELD_FRACTION` of it after its ID3v2 tag. Cause ``"MP3 frame"``: with no such size, its
     last frame (before any trailing tags) needs more bytes than are left (:func:`_mp3_last_frame_shortfall`; a frame
-    needs at least its 4 header bytes). Reads the ID3v2 header and the first frame's start (and then the file's
-    tail); ``fh`` is a seekable binary file of ``size`` bytes (left at its start)."""
+    needs at least its 4 header bytes). Cause ``"MP3 VBR"``, a whole file: with no Xing/Info/VBRI header, its frames'
+    bitrates vary — libsndfile guesses the length of such a file from its first frame's bitrate and stops there —;
+    then ``(cause, samples its frames hold, samples per frame)`` (:func:`_mp3_stream_samples`, :func:`_refuse_vbr_cut`).
+    Reads the ID3v2 header and the first frame's start (and then the file's tail; all of a VBR file without a
+    header); ``fh`` is a seekable binary file of ``size`` bytes (left at its start)."""
     try:
         fh.seek(0)
         frame = fh.read(64)  # one read for a file without an ID3v2 tag (a remote file: one request)
@@ -216,10 +239,12 @@ def mp3_shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
             frame = fh.read(64)
         if len(frame) < 4 or frame[0] != 0xFF or frame[1] & 0xE0 != 0xE0:  # not an MPEG audio frame
             return None
+        vbr_header = frame[36:40] == b"VBRI"  # Fraunhofer's VBR header: always 32 bytes after the frame header
         for tag in (b"Xing", b"Info"):  # after the side information: 13, 21 or 36 bytes in (+2 with a CRC)
             at = frame.find(tag, 4)
             if at < 0 or len(frame) < at + 16:
                 continue
+            vbr_header = True
             flags = struct.unpack(">I", frame[at + 4 : at + 8])[0]
             if not flags & 2:  # no stream size: the end tells
                 break
@@ -227,8 +252,12 @@ def mp3_shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
             declared = struct.unpack(">I", frame[at : at + 4])[0]
             held = size - start
             return ("MP3", declared, held) if held < MP3_HELD_FRACTION * declared else None
-        short = _mp3_last_frame_shortfall(fh, size, start, frame[:4])
-        return None if short is None else ("MP3 frame", *short)
+        short, vbr = _mp3_last_frame_shortfall(fh, size, start, frame[:4])
+        if short is not None:
+            return ("MP3 frame", *short)
+        if vbr and not vbr_header:
+            return ("MP3 VBR", *_mp3_stream_samples(fh, size, start, frame[:4]))
+        return None
     finally:
         fh.seek(0)
 
@@ -241,7 +270,7 @@ def _shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
 
 
 def _refuse_truncated(path: str, short: tuple[str, int, int] | None) -> None:
-    if short is None:
+    if short is None or short[0] == "MP3 VBR":  # a whole file: libsndfile's length tells (_refuse_vbr_cut)
         return
     cause, declared, held = short
     if cause == "MP3 frame":
@@ -256,6 +285,20 @@ def _refuse_truncated(path: str, short: tuple[str, int, int] | None) -> None:
     )
 
 
+def _refuse_vbr_cut(path: str, f: sf.SoundFile, short: tuple[str, int, int] | None) -> sf.SoundFile:
+    """``f``, or :class:`DecodeError` (``f`` closed) when ``short`` says ``f`` is a VBR MP3 without a Xing header
+    and libsndfile's length (its guess from the first frame's bitrate, where its reads stop) falls short of the
+    samples its frames hold by more than two frames (an encoder's delay and padding)."""
+    if short is None or short[0] != "MP3 VBR" or f.frames >= short[1] - 2 * short[2]:
+        return f
+    f.close()
+    raise DecodeError(
+        f"VBR MP3 without a Xing header: {path} decodes to {f.frames:,} of its {short[1]:,} samples (libsndfile "
+        "cannot tell the length of such a file) — re-encode it, or add a Xing header (e.g. `vbrfix` or "
+        "`ffmpeg -i in.mp3 -c copy out.mp3`)"
+    )
+
+
 def _open(path: str) -> sf.SoundFile:
     if "://" not in path:
         _check_regular_file(path)  # reliability (issue 9)
@@ -265,11 +308,13 @@ def _open(path: str) -> sf.SoundFile:
 
             fs, p = pafs.FileSystem.from_uri(path)
             fh = fs.open_input_file(p)
-            _refuse_truncated(path, _shortfall(fh, fh.size()))
-            return sf.SoundFile(fh)
+            short = _shortfall(fh, fh.size())
+            _refuse_truncated(path, short)
+            return _refuse_vbr_cut(path, sf.SoundFile(fh), short)
         with open(path, "rb") as local:
-            _refuse_truncated(path, _shortfall(local, os.fstat(local.fileno()).st_size))
-        return sf.SoundFile(path)
+            short = _shortfall(local, os.fstat(local.fileno()).st_size)
+        _refuse_truncated(path, short)
+        return _refuse_vbr_cut(path, sf.SoundFile(path), short)
     except DecodeError:
         raise
     except FileNotFoundError:

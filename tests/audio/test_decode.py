@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tracemalloc
 
 import numpy as np
@@ -247,6 +248,40 @@ def test_an_mp3_without_a_xing_header_cut_short_is_refused_naming_its_last_frame
                 decode(str(p), rate_hz)
     with pytest.raises(DecodeError, match=r"^truncated MP3: file://.*mid.mp3 ends inside an audio frame"):
         decode(f"file://{tmp_path / 'mid.mp3'}", rate_hz)
+
+
+@pytest.mark.parametrize("rate_hz", [8000, 22050, 44100])  # MPEG 2.5, MPEG-2 and MPEG-1 layer III
+def test_a_vbr_mp3_without_a_xing_header_is_refused_naming_the_fix(tmp_path, rate_hz):
+    """A whole VBR MP3 whose first frame carries no Xing header: libsndfile guesses its length from the first
+    frame's bitrate and stops there — a 2-s file decoded to a fraction of its samples without a word, and the track
+    was embedded from a fragment. It is refused, naming the fix (also through a file:// URI); the same file with its
+    Xing header decodes whole, and so does one whose first frame has the lowest bitrate (libsndfile's guess is too
+    long then, its reads stop at the end)."""
+    from repeval.testing.badaudio import mp3_frame_starts, tone, without_first_frame
+
+    sf.write(tmp_path / "xing.mp3", tone(2.0, rate_hz), rate_hz, format="MP3")  # VBR (libsndfile's default)
+    data = without_first_frame((tmp_path / "xing.mp3").read_bytes())  # LAME's Xing frame first
+    assert b"Xing" not in data[:200] and b"Info" not in data[:200]
+    frame = 1152 if rate_hz > 24000 else 576
+    samples = len(mp3_frame_starts(data)) * frame
+    assert abs(len(decode(str(tmp_path / "xing.mp3"), rate_hz)) - 2 * rate_hz) <= frame
+    (tmp_path / "vbr.mp3").write_bytes(data)
+    for path in (str(tmp_path / "vbr.mp3"), f"file://{tmp_path / 'vbr.mp3'}"):
+        with pytest.raises(
+            DecodeError,
+            match=rf"^VBR MP3 without a Xing header: {re.escape(path)} decodes to [\d,]+ of its {samples:,} samples \(libsndfile "
+            r"cannot tell the length of such a file\) — re-encode it, or add a Xing header \(e\.g\. `vbrfix` or "
+            r"`ffmpeg -i in\.mp3 -c copy out\.mp3`\)$",
+        ):
+            decode(path, rate_hz)
+    quiet = tone(2.0, rate_hz)
+    quiet[: rate_hz // 2] = 0  # silence first: the first frame at the lowest bitrate
+    sf.write(tmp_path / "quiet_xing.mp3", quiet, rate_hz, format="MP3")
+    (tmp_path / "quiet.mp3").write_bytes(without_first_frame((tmp_path / "quiet_xing.mp3").read_bytes()))
+    assert (
+        len(decode(str(tmp_path / "quiet.mp3"), rate_hz))
+        == len(mp3_frame_starts((tmp_path / "quiet.mp3").read_bytes())) * frame
+    )
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
