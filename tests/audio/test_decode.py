@@ -254,9 +254,9 @@ def test_an_mp3_without_a_xing_header_cut_short_is_refused_naming_its_last_frame
 def test_a_vbr_mp3_without_a_xing_header_is_refused_naming_the_fix(tmp_path, rate_hz):
     """A whole VBR MP3 whose first frame carries no Xing header: libsndfile guesses its length from the first
     frame's bitrate and stops there — a 2-s file decoded to a fraction of its samples without a word, and the track
-    was embedded from a fragment. It is refused, naming the fix (also through a file:// URI); the same file with its
-    Xing header decodes whole, and so does one whose first frame has the lowest bitrate (libsndfile's guess is too
-    long then, its reads stop at the end)."""
+    was embedded from a fragment. It is refused, naming the fix (also between ID3v2 and ID3v1 tags, through a
+    file:// URI); the same file with its Xing header decodes whole, and so does one whose first frame has the lowest
+    bitrate (libsndfile's guess is too long then, its reads stop at the end)."""
     from repeval.testing.badaudio import mp3_frame_starts, tone, without_first_frame
 
     sf.write(tmp_path / "xing.mp3", tone(2.0, rate_hz), rate_hz, format="MP3")  # VBR (libsndfile's default)
@@ -266,7 +266,10 @@ def test_a_vbr_mp3_without_a_xing_header_is_refused_naming_the_fix(tmp_path, rat
     samples = len(mp3_frame_starts(data)) * frame
     assert abs(len(decode(str(tmp_path / "xing.mp3"), rate_hz)) - 2 * rate_hz) <= frame
     (tmp_path / "vbr.mp3").write_bytes(data)
-    for path in (str(tmp_path / "vbr.mp3"), f"file://{tmp_path / 'vbr.mp3'}"):
+    (tmp_path / "tagged.mp3").write_bytes(
+        b"ID3\x04\x00\x00" + bytes([0, 0, 1, 0]) + bytes(128) + data + b"TAG" + bytes(125)
+    )
+    for path in (str(tmp_path / "vbr.mp3"), str(tmp_path / "tagged.mp3"), f"file://{tmp_path / 'vbr.mp3'}"):
         with pytest.raises(
             DecodeError,
             match=rf"^VBR MP3 without a Xing header: {re.escape(path)} decodes to [\d,]+ of its {samples:,} samples \(libsndfile "
