@@ -224,7 +224,7 @@ def mp3_shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
     last frame (before any trailing tags) needs more bytes than are left (:func:`_mp3_last_frame_shortfall`; a frame
     needs at least its 4 header bytes). Cause ``"MP3 VBR"``, a whole file: with no Xing/Info/VBRI header, its frames'
     bitrates vary — libsndfile guesses the length of such a file from its first frame's bitrate and stops there —;
-    then ``(cause, samples its frames hold, samples per frame)`` (:func:`_mp3_stream_samples`, :func:`_refuse_vbr_cut`).
+    then ``(cause, samples its frames hold, samples per frame)`` (:func:`_mp3_stream_samples`, :func:`_checked_open`).
     Reads the ID3v2 header and the first frame's start (and then the file's tail; all of a VBR file without a
     header); ``fh`` is a seekable binary file of ``size`` bytes (left at its start)."""
     try:
@@ -269,34 +269,32 @@ def _shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
     return ("WAV", *short) if short is not None else mp3_shortfall(fh, size)
 
 
-def _refuse_truncated(path: str, short: tuple[str, int, int] | None) -> None:
-    if short is None or short[0] == "MP3 VBR":  # a whole file: libsndfile's length tells (_refuse_vbr_cut)
-        return
-    cause, declared, held = short
+def _checked_open(path: str, short: tuple[str, int, int] | None, source: Any) -> sf.SoundFile:
+    """``sf.SoundFile(source)`` for the file at ``path``, or :class:`DecodeError` naming the fix when ``short``
+    (:func:`_shortfall`) says it was cut short, or says it is a VBR MP3 without a Xing header (``"MP3 VBR"``:
+    samples its frames hold, samples per frame) and libsndfile's length — its guess from the first frame's bitrate,
+    where its reads stop — falls short of those samples by more than two frames (an encoder's delay and padding)."""
+    cause, declared, held = short if short is not None else ("", 0, 0)
     if cause == "MP3 frame":
         needs = f"at least {declared}" if declared == 4 else f"{declared:,}"  # a header cut before its bitrate
         raise DecodeError(
             f"truncated MP3: {path} ends inside an audio frame (its last frame needs {needs} bytes, {held:,} "
             f"{'is' if held == 1 else 'are'} left) — the file was cut short (copy or download it again)"
         )
-    raise DecodeError(
-        f"truncated {cause}: {path} declares {declared:,} bytes of audio but holds {held:,} — the file was cut "
-        "short (copy or download it again)"
-    )
-
-
-def _refuse_vbr_cut(path: str, f: sf.SoundFile, short: tuple[str, int, int] | None) -> sf.SoundFile:
-    """``f``, or :class:`DecodeError` (``f`` closed) when ``short`` says ``f`` is a VBR MP3 without a Xing header
-    and libsndfile's length (its guess from the first frame's bitrate, where its reads stop) falls short of the
-    samples its frames hold by more than two frames (an encoder's delay and padding)."""
-    if short is None or short[0] != "MP3 VBR" or f.frames >= short[1] - 2 * short[2]:
-        return f
-    f.close()
-    raise DecodeError(
-        f"VBR MP3 without a Xing header: {path} decodes to {f.frames:,} of its {short[1]:,} samples (libsndfile "
-        "cannot tell the length of such a file) — re-encode it, or add a Xing header (e.g. `vbrfix` or "
-        "`ffmpeg -i in.mp3 -c copy out.mp3`)"
-    )
+    if cause not in ("", "MP3 VBR"):
+        raise DecodeError(
+            f"truncated {cause}: {path} declares {declared:,} bytes of audio but holds {held:,} — the file was cut "
+            "short (copy or download it again)"
+        )
+    f = sf.SoundFile(source)
+    if cause == "MP3 VBR" and f.frames < declared - 2 * held:
+        f.close()
+        raise DecodeError(
+            f"VBR MP3 without a Xing header: {path} decodes to {f.frames:,} of its {declared:,} samples (libsndfile "
+            "cannot tell the length of such a file) — re-encode it, or add a Xing header (e.g. `vbrfix` or "
+            "`ffmpeg -i in.mp3 -c copy out.mp3`)"
+        )
+    return f
 
 
 def _open(path: str) -> sf.SoundFile:
@@ -308,13 +306,10 @@ def _open(path: str) -> sf.SoundFile:
 
             fs, p = pafs.FileSystem.from_uri(path)
             fh = fs.open_input_file(p)
-            short = _shortfall(fh, fh.size())
-            _refuse_truncated(path, short)
-            return _refuse_vbr_cut(path, sf.SoundFile(fh), short)
+            return _checked_open(path, _shortfall(fh, fh.size()), fh)
         with open(path, "rb") as local:
             short = _shortfall(local, os.fstat(local.fileno()).st_size)
-        _refuse_truncated(path, short)
-        return _refuse_vbr_cut(path, sf.SoundFile(path), short)
+        return _checked_open(path, short, path)
     except DecodeError:
         raise
     except FileNotFoundError:
