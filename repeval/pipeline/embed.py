@@ -445,11 +445,30 @@ def unavailable_here(mcfgs: list[Any]) -> dict[str, str]:
     """Model id -> why this process cannot build it (what :func:`repeval.models.build_model` refuses), for those."""
     out = {}
     for mcfg in mcfgs:
-        fam, params = resolve_model(model_config_for_build(mcfg))
-        reason = fam.cls.availability(params)
+        try:
+            fam, params = resolve_model(model_config_for_build(mcfg))
+            reason = fam.cls.availability(params)
+        except Exception as exc:  # a broken install (a package that imports but fails): a reason, not a crash
+            reason = f"checking it failed with {_first_line(exc)} — {REINSTALL_FIX}"
         if reason:
             out[mcfg.id] = reason
     return out
+
+
+#: what to do when checking a model fails on a node (a broken or missing install rather than a missing extra)
+REINSTALL_FIX = (
+    "install the same repeval version, with the extras its models need, on every node (`pip install "
+    "'repeval[models]'`; on a cluster, in the image or runtime_env its workers use)"
+)
+
+
+def _first_line(exc: BaseException) -> str:
+    """``Type: message`` of ``exc``, its first line (a Ray task's error: the exception raised in the task)."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(exc, Exception) and isinstance(cause, BaseException):  # RayTaskError: what the task raised
+        exc = cause
+    text = str(exc).strip().splitlines()
+    return type(exc).__name__ + (f": {text[0]}" if text else "")
 
 
 @dataclass
@@ -514,17 +533,31 @@ def models_on_nodes(cfg: Config, mcfgs: list[Any]) -> NodeCheck:
         for model_id, reason in unavailable_here(wanted[here]).items():
             problems.setdefault((model_id, reason), []).append(where[here])
     for nid, ref in refs.items():
-        try:
-            found = ray.get(ref, timeout=PREFLIGHT_TIMEOUT_S)
-        except ray.exceptions.RayTaskError:
-            raise
-        except ray.exceptions.RayError as exc:  # the node went away or is too busy: its actors check at their start
-            log.warning("could not check the embedding models on node %s (%s)", where[nid], exc)
+        found = node_answer(ref, [m.id for m in wanted[nid]], where[nid])
+        if found is None:
             continue
         checked.append(where[nid])
         for model_id, reason in found.items():
             problems.setdefault((model_id, reason), []).append(where[nid])
     return NodeCheck(problems, checked, len(nodes) == 1, unplaced)
+
+
+def node_answer(ref: Any, model_ids: list[str], node: str) -> dict[str, str] | None:
+    """What the check task ``ref`` on ``node`` found (model id -> reason, as :func:`unavailable_here`); when the
+    task itself failed there — repeval or a package it imports missing or broken on that node — that failure as the
+    reason of each of ``model_ids``; ``None`` (logged) when the node went away or was too busy to answer (its
+    actors check at their start)."""
+    import ray
+
+    try:
+        found: dict[str, str] = ray.get(ref, timeout=PREFLIGHT_TIMEOUT_S)
+    except ray.exceptions.RayTaskError as exc:
+        reason = f"checking its models failed there with {_first_line(exc)} — {REINSTALL_FIX}"
+        return dict.fromkeys(model_ids, reason)
+    except ray.exceptions.RayError as exc:
+        log.warning("could not check the embedding models on node %s (%s)", node, exc)
+        return None
+    return found
 
 
 def check_models_on_nodes(cfg: Config, mcfgs: list[Any]) -> None:

@@ -16,6 +16,7 @@ from reliability_helpers import FAST_MODEL, REPO, SLOW_MODEL, cli_env, experimen
 from typer.testing import CliRunner
 
 from repeval.cli import app
+from repeval.pipeline.embed import REINSTALL_FIX
 
 
 def _clmr(model_id: str, checkpoint: Path) -> dict:
@@ -109,3 +110,45 @@ def test_validate_with_ray_address_checks_the_models_on_the_nodes(ray_session, f
         f"error: embedding model 'clmr-b' cannot run on node {node}",
     ], res.stderr
     assert _fix(tmp_path / "b.pt") in errors[1], res.stderr
+
+
+def test_a_model_check_that_crashes_is_a_reason_naming_the_fix(fault_catalog, tmp_path, monkeypatch):
+    """A model whose check raises (a package that imports but is broken) was a traceback out of `validate` (and the
+    run's pre-flight); now it is that model's error line, naming the exception and the fix, exit status 1."""
+    from repeval.models.clmr import CLMR
+
+    def broken(cls, params):
+        raise OSError("libtorch_cpu.so: cannot open shared object file")
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(CLMR, "availability", classmethod(broken))
+    cfg = write_config(
+        tmp_path / "c.yaml", tmp_path, [experiment(fault_catalog, [FAST_MODEL, _clmr("clmr-x", tmp_path / "x.pt")])]
+    )
+    res = CliRunner().invoke(app, ["validate", str(cfg)])
+    assert res.exit_code == 1, res.output
+    assert res.stderr.strip() == (
+        "error: embedding model 'clmr-x' cannot run here: checking it failed with OSError: libtorch_cpu.so: cannot "
+        f"open shared object file — {REINSTALL_FIX}"
+    ), res.stderr
+
+
+def test_a_node_whose_check_task_fails_names_each_model_there(ray_session):
+    """The check task on a node where repeval (or a package it imports) is missing fails as a whole: each model
+    wanted there gets that failure as its reason (it was re-raised, a traceback). A real task on the test session's
+    Ray."""
+    from repeval.pipeline.embed import node_answer
+
+    @ray_session.remote(num_cpus=0, max_retries=0)
+    def no_repeval() -> dict:
+        raise ModuleNotFoundError("No module named 'repeval'")
+
+    found = node_answer(no_repeval.remote(), ["clmr-a", "msd-musicnn"], "10.0.1.7")
+    reason = f"checking its models failed there with ModuleNotFoundError: No module named 'repeval' — {REINSTALL_FIX}"
+    assert found == {"clmr-a": reason, "msd-musicnn": reason}
+
+    @ray_session.remote(num_cpus=0)
+    def answers() -> dict:
+        return {"clmr-a": "weights file missing"}
+
+    assert node_answer(answers.remote(), ["clmr-a"], "10.0.1.7") == {"clmr-a": "weights file missing"}
