@@ -150,7 +150,7 @@ def test_summary_cards_count_the_tracks_each_model_was_scored_on_and_the_groups_
     """The "test tracks" card showed the largest ``n_test`` of the clean results as the count "per evaluation":
     a model (or scenario) that lost tracks to error records was scored on fewer, which the card hid. It gives the
     range with the models and scenarios that have fewer. The grid card counted the seeds of every task."""
-    from repeval.report.html import _summary_cards
+    from repeval.report.summary import summary_cards as _summary_cards
     from repeval.report.results import load_run
 
     df = load_run(run_dir).results

@@ -9,7 +9,8 @@ import pyarrow as pa
 import pytest
 
 from repeval.report import plots
-from repeval.report.html import _confusion_block, _summary_cards
+from repeval.report.html import _confusion_block
+from repeval.report.summary import summary_cards as _summary_cards
 from repeval.report.results import CLEAN, load_run
 from repeval.report.selection import combine_validation
 from repeval.report.tables import make_table, table_command
