@@ -108,8 +108,9 @@ class Headline:
     metric: str
     higher: bool
     choice: ProbeChoice
-    #: the best model on clean audio with its chosen probe; the mean, sample std and number of its replicates
-    best: tuple[str, str] | None
+    #: the best models on clean audio with their chosen probes (several when tied; none without a finite value);
+    #: the first one's mean, sample std and number of replicates
+    best: list[tuple[str, str]]
     clean_mean: float
     clean_std: float
     clean_n: int
@@ -131,11 +132,11 @@ def headline(df: pd.DataFrame, task: str, dataset: str, validation: pd.DataFrame
     choice = choose_probes(sel, ["model"], metric, higher, validation)
     sel = sel[[choice.probes.get((str(m),)) == p for m, p in zip(sel["model"], sel["probe"], strict=True)]]
     per = sel.groupby(["model", "probe"], sort=False)["value"].agg(["mean", "std", "count"]).dropna(subset=["mean"])
-    best: tuple[str, str] | None = None
-    rec = pd.Series({"mean": math.nan, "std": math.nan, "count": 0})
-    if not per.empty:
-        idx = per["mean"].idxmax() if higher else per["mean"].idxmin()
-        best, rec = (str(idx[0]), str(idx[1])), per.loc[idx]
+    sign = 1.0 if higher else -1.0
+    top = (sign * per["mean"]).max() if not per.empty else math.nan
+    tied = per[(sign * per["mean"] - top).abs() <= TIE_TOLERANCE]
+    best = [(str(m), str(p)) for m, p in tied.index]
+    rec = tied.iloc[0] if best else pd.Series({"mean": math.nan, "std": math.nan, "count": 0})
     rob = _robustness(group[group["metric"] == metric], choice, metric, higher)
     return Headline(task, dataset, metric, higher, choice, best, float(rec["mean"]), float(rec["std"]),
                     int(rec["count"]), rob)  # fmt: skip
@@ -213,6 +214,17 @@ def _direction(h: Headline) -> str:
     return "" if h.higher else " (lower is better)"
 
 
+def _clean_value(h: Headline) -> str:
+    """``0.950 ± 0.014`` (tied models: ``0.950 each``)."""
+    if len(h.best) > 1:
+        return f"{fmt_number(h.clean_mean)} each"
+    return fmt_number(h.clean_mean) + (f" ± {fmt_number(h.clean_std)}" if h.clean_n > 1 else "")
+
+
+def _clean_names(h: Headline) -> str:
+    return " = ".join(f"{m} · {p}" for m, p in h.best) + (" (tied)" if len(h.best) > 1 else "") or "–"
+
+
 def summary_cards(df: pd.DataFrame, task: str, dataset: str, validation: pd.DataFrame | None = None) -> str:
     """The report's headline cards of ``task`` on ``dataset``: best on clean, most robust (when the group has
     deformation scenarios), the grid and the test tracks scored."""
@@ -224,12 +236,10 @@ def summary_cards(df: pd.DataFrame, task: str, dataset: str, validation: pd.Data
     replicates = "seed(s) × fold(s)" if n_folds > 1 else "seed(s)"
     folds = f"{n_folds} folds, " if n_folds > 1 else ""
     group = df[(df["task"] == task) & (df["dataset"] == dataset)]
-    std = f" ± {fmt_number(h.clean_std)}" if h.clean_n > 1 else ""
-    best = " · ".join(h.best) if h.best else "–"
-    rule = e(h.choice.rule((h.best[0],))) if h.best else ""
+    rule = e(h.choice.rule(None if len(h.best) != 1 else (h.best[0][0],)))
     cards = [
-        f'<div class="rv-card"><span>best on clean {e(h.metric)}{_direction(h)}</span><b>{e(best)}</b>'
-        f"<span>{fmt_number(h.clean_mean)}{std} over {h.clean_n} {replicates}; probe {rule}</span></div>",
+        f'<div class="rv-card"><span>best on clean {e(h.metric)}{_direction(h)}</span><b>{e(_clean_names(h))}</b>'
+        f"<span>{_clean_value(h)} over {h.clean_n} {replicates}; probe {rule}</span></div>",
     ]
     if h.robustness is not None:
         cards.append(_robustness_card(h, h.robustness))
@@ -289,11 +299,7 @@ def tested_card(agg: pd.DataFrame, n_folds: int) -> str:
 def summary_lines(h: Headline) -> list[str]:
     """One or two lines for the terminal: best on clean, and (with deformation scenarios) most robust."""
     lead = f"{h.task} — {h.dataset}, {h.metric}{_direction(h)}: best on clean "
-    if h.best is None:
-        lines = [lead + "– (no finite clean value)"]
-    else:
-        std = f" ± {fmt_number(h.clean_std)}" if h.clean_n > 1 else ""
-        lines = [lead + f"{' · '.join(h.best)} {fmt_number(h.clean_mean)}{std}"]
+    lines = [lead + (f"{_clean_names(h)} {_clean_value(h)}" if h.best else "– (no finite clean value)")]
     if h.robustness is not None:
         lines.append("  " + "; ".join(robustness_facts(h.robustness)))
     return lines
