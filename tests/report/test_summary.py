@@ -125,6 +125,10 @@ def test_folds_seeds_failed_cells_ties_and_a_single_model(results):
     assert f"<b>{A} · M2</b>" in robust and "mean Δ −0.120 over 2 scenarios" in robust and "worst D2 −0.140" in robust
     assert "also the best mean deformed accuracy (0.830)" in robust and "a different model" not in robust
     assert f"not ranked: {B} · M5 (no Δ on D2)" in robust
+    # …and of every model: no headline, the reason
+    failed.loc[acc & (failed["scenario"] == "D2"), ["value", "delta"]] = np.nan
+    robust = _card(summary_cards(failed, TASK, DATASET), "most robust")
+    assert "<b>–</b><span>no model has a change on every scenario: " in robust and f"{C} · M1 (no Δ on D2)" in robust
 
     # a tie: A loses exactly what B loses; both are named, each with its worst scenario
     tied = _set(results, {(A, "M2"): {"D1": [0.94, 0.92], "D2": [0.92, 0.90]}}, PAIRED)
