@@ -441,9 +441,16 @@ def _train_line(t: dict[str, Any]) -> str:
 
 
 def _print_table(ctx: Any) -> None:
+    """The results table, then per task/dataset the model best on clean audio and the one that survives deformation
+    best (:func:`repeval.report.summary.summary_text`, the numbers of the report's summary cards)."""
+    from repeval.report.results import load_runs
+    from repeval.report.summary import summary_text
     from repeval.report.tables import table_command
 
     typer.echo(table_command([ctx.run_dir], "all_deform_all_models", "terminal"))
+    summary = summary_text(load_runs([ctx.run_dir]))
+    if summary:
+        typer.echo(summary)
 
 
 def _next_hint(cfg: Any, where: str) -> str:
@@ -552,7 +559,7 @@ def evaluate(
     smoke_test: SmokeOpt = False,
     runs_dir: RunsDirOpt = None,
 ) -> None:
-    """Collect test results into results.parquet and print the table."""
+    """Collect test results into results.parquet; print the table, best on clean and most robust."""
     from repeval import runner
 
     def go() -> None:

@@ -36,7 +36,8 @@ from repeval.report.results import (
     natural_key,
     ordered_scenarios,
 )
-from repeval.report.selection import choose_probes, combine_validation
+from repeval.report.selection import combine_validation
+from repeval.report.summary import summary_cards
 from repeval.report.tables import _higher, cell_stats, make_table, multi_task_datasets
 from repeval.store.store import show_errors_command
 
@@ -104,57 +105,6 @@ def _table_block(
     body = render_html(table, table_id=tid, ci_level=level)
     note_html = f'<p class="rv-note">{e(note)}</p>' if note else ""
     return f'<h3>{e(heading)}</h3>{note_html}{_controls(tid)}<div class="rv-scroll">{body}</div>'
-
-
-def _summary_cards(df: pd.DataFrame, task: str, dataset: str, validation: pd.DataFrame | None = None) -> str:
-    agg = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna() & (df["scenario"] == CLEAN)]
-    if agg.empty:
-        return ""
-    metric = next(iter(dict.fromkeys(agg["metric"])))
-    sel = agg[agg["metric"] == metric]
-    # the best model on clean test, each model with its chosen probe (on validation where the run records it)
-    choice = choose_probes(sel, ["model"], metric, _higher(metric), validation)
-    sel = sel[[choice.probes.get((str(m),)) == p for m, p in zip(sel["model"], sel["probe"], strict=True)]]
-    per = sel.groupby(["model", "probe"], sort=False)["value"].agg(["mean", "std", "count"])
-    best = per["mean"].idxmax() if _higher(metric) else per["mean"].idxmin()
-    rec = per.loc[best]
-    std = f" ± {fmt_number(rec['std'])}" if rec["count"] > 1 else ""
-    n_folds = int(agg["fold"].nunique()) if "fold" in agg.columns else 0
-    replicates = "seed(s) × fold(s)" if n_folds > 1 else "seed(s)"
-    folds = f"{n_folds} folds, " if n_folds > 1 else ""
-    group = df[(df["task"] == task) & (df["dataset"] == dataset)]
-    cards = [
-        f'<div class="rv-card"><span>best on clean {e(metric)}</span><b>{e(best[0])} · {e(best[1])}</b>'
-        f"<span>{fmt_number(rec['mean'])}{std} over {int(rec['count'])} {replicates}; probe "
-        f"{e(choice.rule((str(best[0]),)))}</span></div>",
-        f'<div class="rv-card"><span>grid</span><b>{agg["model"].nunique()} models × {agg["probe"].nunique()} '
-        f"probes</b><span>{group['seed'].nunique()} seed(s), {folds}"
-        f"{len(ordered_scenarios(group['scenario'].unique()))} scenario(s)</span></div>",
-        _tested_card(group[group["label"].isna()], n_folds),
-    ]
-    return f'<div class="rv-summary">{"".join(cards)}</div>'
-
-
-def _tested_card(agg: pd.DataFrame, n_folds: int) -> str:
-    """How many test tracks each model was scored on, per scenario: a track left out of evaluation (an error record
-    of that model's partition) is not counted. With k folds, the tracks of every fold (each is tested in one)."""
-    ev = agg.assign(_fold=agg["fold"].fillna(-1)).drop_duplicates(["model", "probe", "seed", "_fold", "scenario"])
-    # every probe and seed of a model scores the same tracks; the most any of them scored (one may have failed)
-    per = ev.groupby(["model", "probe", "seed", "scenario"], sort=False)["n_test"].sum()
-    per = per.groupby(level=["model", "scenario"], sort=False).max()
-    lo, hi = int(per.min()), int(per.max())
-    where = f"over the {n_folds} folds (each track tested in one)" if n_folds > 1 else "per evaluation"
-    if lo == hi:
-        return f'<div class="rv-card"><span>test tracks scored</span><b>{hi}</b><span>{where}</span></div>'
-    order = {s: i for i, s in enumerate(ordered_scenarios(per.index.get_level_values("scenario").unique()))}
-    short = sorted(((m, s, int(n)) for (m, s), n in per.items() if n < hi), key=lambda r: (order[r[1]], r[2]))
-    shown = ", ".join(f"{m} on {s} {n}" for m, s, n in short[:4]) + (
-        f" and {len(short) - 4} more" if len(short) > 4 else ""
-    )
-    return (
-        f'<div class="rv-card"><span>test tracks scored</span><b>{lo}–{hi}</b><span>{where}; fewer where tracks were '
-        f"left out of evaluation: {e(shown)}</span></div>"
-    )
 
 
 def _per_label_block(
@@ -419,7 +369,7 @@ def _group_section(
     has_deform = any(s != CLEAN for s in agg["scenario"].unique())
     out = [f'<section class="rv-group" id="{_slug("g", task, dataset)}">']
     out.append(f'<h2>{e(task)} — {e(dataset)} <span class="rv-caption">{e(task_type)}</span></h2>')
-    out.append(_summary_cards(df, task, dataset, validation))
+    out.append(summary_cards(df, task, dataset, validation))
     out.append(_failed_block(runs, task, dataset))
     masked = masked_pairs(runs)
     out.append(

@@ -39,6 +39,8 @@ def test_report_content(report, run_dir):
     assert "confusion matrix: " in text and "training curves" in text
     assert 'class="rv-select"' in text and 'class="rv-filter"' in text
     assert "std is the sample standard deviation, n − 1" in text  # which std the ± is, stated where it is read
+    # each pair leads with who is best on clean audio and who survives its deformations best
+    assert text.count("<span>best on clean ") == text.count('<div class="rv-card rv-robust"><span>most robust: ') == 2
 
 
 def test_per_label_cells_give_n_as_the_other_tables_cells_do(report):
@@ -150,24 +152,24 @@ def test_summary_cards_count_the_tracks_each_model_was_scored_on_and_the_groups_
     """The "test tracks" card showed the largest ``n_test`` of the clean results as the count "per evaluation":
     a model (or scenario) that lost tracks to error records was scored on fewer, which the card hid. It gives the
     range with the models and scenarios that have fewer. The grid card counted the seeds of every task."""
-    from repeval.report.html import _summary_cards
     from repeval.report.results import load_run
+    from repeval.report.summary import summary_cards
 
     df = load_run(run_dir).results
-    cards = _summary_cards(df, "instrument_recognition", "tinysol")
+    cards = summary_cards(df, "instrument_recognition", "tinysol")
     assert "<span>test tracks scored</span><b>90</b><span>per evaluation</span>" in cards
     df.loc[(df["model"] == "msd-musicnn") & (df["scenario"] == "D1"), "n_test"] = 87  # 3 tracks failed to deform
     df.loc[df["model"] == "logmel-stats", "n_test"] = 89  # one track failed to embed: in no scenario's test
-    cards = _summary_cards(df, "instrument_recognition", "tinysol")
+    cards = summary_cards(df, "instrument_recognition", "tinysol")
     assert "<b>87–90</b><span>per evaluation; fewer where tracks were left out of evaluation: logmel-stats on " in (
         cards
     )
     assert "logmel-stats on clean 89, msd-musicnn on D1 87, logmel-stats on D1 89, logmel-stats on D2 89" in cards
     one_seed = df[(df["task"] == "instrument_recognition") | (df["seed"] == 0)]  # the other task: seed 0 alone
-    assert "<span>1 seed(s), 3 scenario(s)</span>" in _summary_cards(one_seed, "autotagging", "magnatagatune")
+    assert "<span>1 seed(s), 3 scenario(s)</span>" in summary_cards(one_seed, "autotagging", "magnatagatune")
     # k folds: every track is tested in one fold, so the tracks of all folds (not the largest fold's)
     folds = pd.concat([df.assign(fold=k, n_test=30) for k in range(3)], ignore_index=True).astype({"fold": "Int64"})
-    cards = _summary_cards(folds, "autotagging", "magnatagatune")
+    cards = summary_cards(folds, "autotagging", "magnatagatune")
     assert "<b>90</b><span>over the 3 folds (each track tested in one)</span>" in cards
 
 

@@ -9,9 +9,10 @@ import pyarrow as pa
 import pytest
 
 from repeval.report import plots
-from repeval.report.html import _confusion_block, _summary_cards
+from repeval.report.html import _confusion_block
 from repeval.report.results import CLEAN, load_run
 from repeval.report.selection import combine_validation
+from repeval.report.summary import summary_cards
 from repeval.report.tables import make_table, table_command
 from repeval.testing.results import DEFAULT_EXPERIMENTS, FakeRunSpec, make_run_dir
 
@@ -57,7 +58,7 @@ def test_validation_choice_wins_over_the_test_choice_in_tables_and_report(val_ru
     out = table_command([val_run.path], "model_comparison", "csv", task=TASK)
     assert set(_csv_probes(out).values()) == {"M1"}
     assert plots.best_probes(results, TASK, DATASET, "accuracy", validation) == dict.fromkeys(by_test, "M1")
-    card = _summary_cards(results, TASK, DATASET, validation)
+    card = summary_cards(results, TASK, DATASET, validation)
     assert " · M1</b>" in card and "chosen on validation val_accuracy" in card
     block = _confusion_block([val_run], results, TASK, DATASET, False, validation)
     assert "chosen on validation val_accuracy" in block and all(f"{m} M1, clean" in block for m in by_test)

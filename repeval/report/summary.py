@@ -1,0 +1,320 @@
+"""The headline of a task/dataset: which model is best on clean audio, and which survives deformation.
+
+:func:`headline` computes both once, for the report's summary cards (:func:`summary_cards`) and for the lines
+``repeval run`` and ``repeval evaluate`` print after the results table (:func:`summary_text`). Each model stands with
+one probe, the one :func:`~repeval.report.selection.choose_probes` chooses (on validation where the run records it),
+and is scored on the group's first metric:
+
+- best on clean: the best mean clean value over seeds (and folds);
+- most robust: the smallest loss from clean, averaged over the deformation scenarios — per scenario the mean over
+  seeds (and folds) of the Δ the robustness table shows (:func:`repeval.report.deltas.paired_deltas`: deformed minus
+  clean on the same test tracks, paired by seed and fold), then the mean over the scenarios. The metric's direction
+  decides what a loss is (for an error, lower is better: a positive Δ). A model without a Δ on every scenario (a failed
+  training or test cell) is not ranked: its mean would be over other scenarios than the others';
+- best under deformation: the best mean deformed value (the same per-scenario means), named when another model.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from repeval.report.deltas import paired_deltas
+from repeval.report.render import fmt_number
+from repeval.report.results import CLEAN, Run, combine_results, groups, ordered_scenarios
+from repeval.report.selection import ProbeChoice, choose_probes, combine_validation
+from repeval.report.tables import _higher
+
+e = html.escape
+
+#: two means closer than this are tied (as the tables' best-value flags)
+TIE_TOLERANCE = 1e-12
+
+
+@dataclass(frozen=True)
+class Standing:
+    """One model with its chosen probe under deformation: per scenario the mean Δ over seeds (and folds) — the
+    robustness table's cell — and the mean deformed value."""
+
+    model: str
+    probe: str
+    deltas: dict[str, float]
+    deformed: dict[str, float]
+
+    @property
+    def name(self) -> str:
+        return f"{self.model} · {self.probe}"
+
+    @property
+    def mean_delta(self) -> float:
+        return sum(self.deltas.values()) / len(self.deltas)
+
+    @property
+    def mean_deformed(self) -> float:
+        return sum(self.deformed.values()) / len(self.deformed)
+
+    def worst(self, higher: bool) -> tuple[str, float]:
+        """The scenario with the largest loss from clean and its Δ (the first in scenario order when tied)."""
+        sign = 1.0 if higher else -1.0
+        scenario = min(self.deltas, key=lambda s: sign * self.deltas[s])
+        return scenario, self.deltas[scenario]
+
+
+@dataclass(frozen=True)
+class Robustness:
+    """Who survives the group's deformation ``scenarios`` best, on ``metric``."""
+
+    metric: str
+    higher: bool
+    scenarios: list[str]
+    #: the models with a Δ and a deformed value on every scenario, in the results' order
+    ranked: list[Standing]
+    #: ``model · probe`` → the scenarios it has no Δ on (not ranked)
+    unranked: dict[str, list[str]] = field(default_factory=dict)
+
+    def _best(self, value: str) -> list[Standing]:
+        sign = 1.0 if self.higher else -1.0
+        if not self.ranked:
+            return []
+        top = max(sign * getattr(s, value) for s in self.ranked)
+        return [s for s in self.ranked if abs(sign * getattr(s, value) - top) <= TIE_TOLERANCE]
+
+    @property
+    def most_robust(self) -> list[Standing]:
+        """The ranked models with the smallest mean loss from clean (several when tied)."""
+        return self._best("mean_delta")
+
+    @property
+    def best_deformed(self) -> list[Standing]:
+        """The ranked models with the best mean deformed value (several when tied)."""
+        return self._best("mean_deformed")
+
+    @property
+    def compared(self) -> bool:
+        """Whether there is anyone to be more robust than (more than one model)."""
+        return len(self.ranked) + len(self.unranked) > 1
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The facts a task/dataset's summary leads with (:func:`headline`)."""
+
+    task: str
+    dataset: str
+    metric: str
+    higher: bool
+    choice: ProbeChoice
+    #: the best models on clean audio with their chosen probes (several when tied; none without a finite value);
+    #: the first one's mean, sample std and number of replicates
+    best: list[tuple[str, str]]
+    clean_mean: float
+    clean_std: float
+    clean_n: int
+    #: ``None``: the group has no deformation scenario
+    robustness: Robustness | None
+
+
+def headline(df: pd.DataFrame, task: str, dataset: str, validation: pd.DataFrame | None = None) -> Headline | None:
+    """Best on clean and most robust for ``task`` on ``dataset`` in the results ``df`` (``validation``: what
+    :func:`~repeval.report.selection.combine_validation` gives, keyed like ``df``'s models); ``None`` without clean
+    results."""
+    group = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna()]
+    agg = group[group["scenario"] == CLEAN]
+    if agg.empty:
+        return None
+    metric = str(next(iter(dict.fromkeys(agg["metric"]))))
+    higher = _higher(metric)
+    sel = agg[agg["metric"] == metric]
+    choice = choose_probes(sel, ["model"], metric, higher, validation)
+    sel = sel[[choice.probes.get((str(m),)) == p for m, p in zip(sel["model"], sel["probe"], strict=True)]]
+    per = sel.groupby(["model", "probe"], sort=False)["value"].agg(["mean", "std", "count"]).dropna(subset=["mean"])
+    sign = 1.0 if higher else -1.0
+    top = (sign * per["mean"]).max() if not per.empty else math.nan
+    tied = per[(sign * per["mean"] - top).abs() <= TIE_TOLERANCE]
+    best = [(str(m), str(p)) for m, p in tied.index]
+    rec = tied.iloc[0] if best else pd.Series({"mean": math.nan, "std": math.nan, "count": 0})
+    rob = _robustness(group[group["metric"] == metric], choice, metric, higher)
+    return Headline(task, dataset, metric, higher, choice, best, float(rec["mean"]), float(rec["std"]),
+                    int(rec["count"]), rob)  # fmt: skip
+
+
+def _robustness(rows: pd.DataFrame, choice: ProbeChoice, metric: str, higher: bool) -> Robustness | None:
+    """Each model's chosen probe under every deformation scenario of ``rows`` (one group's aggregate rows of
+    ``metric``); ``None`` when the group has none."""
+    scenarios = [s for s in ordered_scenarios(rows["scenario"].unique()) if s != CLEAN]
+    if not scenarios:
+        return None
+    keys = ["model", "probe"]
+    rows = rows.assign(model=rows["model"].astype(str), probe=rows["probe"].astype(str))
+    rows = rows[[choice.probes.get((m,)) == p for m, p in zip(rows["model"], rows["probe"], strict=True)]]
+    # the robustness table's Δ cells (deformed minus clean on the same tracks, paired by seed and fold) and the
+    # all-scenarios table's deformed cells, of the chosen probes
+    delta = paired_deltas(rows, keys).groupby([*keys, "scenario"], sort=False)["value"].mean().to_dict()
+    deformed = rows[rows["scenario"] != CLEAN].groupby([*keys, "scenario"], sort=False)["value"].mean().to_dict()
+    ranked, unranked = [], {}
+    for (model,), probe in choice.probes.items():
+        d = {s: float(delta.get((model, probe, s), math.nan)) for s in scenarios}
+        v = {s: float(deformed.get((model, probe, s), math.nan)) for s in scenarios}
+        missing = [s for s in scenarios if not (math.isfinite(d[s]) and math.isfinite(v[s]))]
+        if missing:
+            unranked[f"{model} · {probe}"] = missing
+        else:
+            ranked.append(Standing(model, probe, d, v))
+    return Robustness(metric, higher, scenarios, ranked, unranked)
+
+
+def _signed(x: float) -> str:
+    return fmt_number(x, signed=True)
+
+
+def _names(standings: Sequence[Standing]) -> str:
+    return " = ".join(s.name for s in standings) + (" (tied)" if len(standings) > 1 else "")
+
+
+def _worst(r: Robustness, standings: Sequence[Standing]) -> str:
+    """``worst D1 −0.031`` (tied models: each one's, named)."""
+    parts = []
+    for s in standings:
+        scenario, d = s.worst(r.higher)
+        parts.append((f"{s.model} " if len(standings) > 1 else "") + f"{scenario} {_signed(d)}")
+    return "worst " + ", ".join(parts)
+
+
+def robustness_facts(r: Robustness) -> list[str]:
+    """The robustness headline in short phrases: who, the mean Δ and worst scenario, who is best under deformation
+    when another model, and who is not ranked (the card and the terminal line join them)."""
+    n = len(r.scenarios)
+    over = f"over {n} scenario{'s' if n != 1 else ''}"
+    if not r.ranked:
+        return ["no model has a change on every scenario: " + _unranked(r)]
+    top = r.most_robust
+    lead = "most robust" if r.compared else "under deformation"
+    facts = [f"{lead}: {_names(top)} (mean Δ {_signed(top[0].mean_delta)} {over}, {_worst(r, top)})"]
+    if r.compared:
+        best = r.best_deformed
+        mean = fmt_number(best[0].mean_deformed)
+        if {s.model for s in best} & {s.model for s in top}:
+            facts.append(f"also the best mean deformed {r.metric} ({mean})")
+        else:
+            facts.append(f"best mean deformed {r.metric}: {_names(best)} ({mean}), a different model")
+    if r.unranked:
+        facts.append("not ranked: " + _unranked(r))
+    return facts
+
+
+def _unranked(r: Robustness) -> str:
+    return "; ".join(f"{name} (no Δ on {', '.join(s)})" for name, s in r.unranked.items())
+
+
+def _direction(h: Headline) -> str:
+    return "" if h.higher else " (lower is better)"
+
+
+def _clean_value(h: Headline) -> str:
+    """``0.950 ± 0.014`` (tied models: ``0.950 each``)."""
+    if len(h.best) > 1:
+        return f"{fmt_number(h.clean_mean)} each"
+    return fmt_number(h.clean_mean) + (f" ± {fmt_number(h.clean_std)}" if h.clean_n > 1 else "")
+
+
+def _clean_names(h: Headline) -> str:
+    return " = ".join(f"{m} · {p}" for m, p in h.best) + (" (tied)" if len(h.best) > 1 else "") or "–"
+
+
+def summary_cards(df: pd.DataFrame, task: str, dataset: str, validation: pd.DataFrame | None = None) -> str:
+    """The report's headline cards of ``task`` on ``dataset``: best on clean, most robust (when the group has
+    deformation scenarios), the grid and the test tracks scored."""
+    h = headline(df, task, dataset, validation)
+    if h is None:
+        return ""
+    agg = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna() & (df["scenario"] == CLEAN)]
+    n_folds = int(agg["fold"].nunique()) if "fold" in agg.columns else 0
+    replicates = "seed(s) × fold(s)" if n_folds > 1 else "seed(s)"
+    folds = f"{n_folds} folds, " if n_folds > 1 else ""
+    group = df[(df["task"] == task) & (df["dataset"] == dataset)]
+    rule = e(h.choice.rule(None if len(h.best) != 1 else (h.best[0][0],)))
+    cards = [
+        f'<div class="rv-card"><span>best on clean {e(h.metric)}{_direction(h)}</span><b>{e(_clean_names(h))}</b>'
+        f"<span>{_clean_value(h)} over {h.clean_n} {replicates}; probe {rule}</span></div>",
+    ]
+    if h.robustness is not None:
+        cards.append(_robustness_card(h, h.robustness))
+    cards += [
+        f'<div class="rv-card"><span>grid</span><b>{agg["model"].nunique()} models × {agg["probe"].nunique()} '
+        f"probes</b><span>{group['seed'].nunique()} seed(s), {folds}"
+        f"{len(ordered_scenarios(group['scenario'].unique()))} scenario(s)</span></div>",
+        tested_card(group[group["label"].isna()], n_folds),
+    ]
+    return f'<div class="rv-summary">{"".join(cards)}</div>'
+
+
+def _robustness_card(h: Headline, r: Robustness) -> str:
+    title = f"{'most robust' if r.compared else 'under deformation'}: {h.metric} deformed − clean{_direction(h)}"
+    if not r.ranked:
+        return (
+            f'<div class="rv-card rv-robust"><span>{e(title)}</span><b>–</b><span>{e(robustness_facts(r)[0])}'
+            "</span></div>"
+        )
+    top = r.most_robust
+    n = len(r.scenarios)
+    facts = [
+        f"mean Δ {_signed(top[0].mean_delta)} over {n} scenario{'s' if n != 1 else ''} ({', '.join(r.scenarios)}), "
+        "each the mean over seeds (and folds) of the robustness table's Δ",
+        _worst(r, top),
+        *robustness_facts(r)[1:],
+        "probe " + h.choice.rule(None if len(top) > 1 else (top[0].model,)),
+    ]
+    return (
+        f'<div class="rv-card rv-robust"><span>{e(title)}</span><b>{e(_names(top))}</b>'
+        f"<span>{e('; '.join(facts))}</span></div>"
+    )
+
+
+def tested_card(agg: pd.DataFrame, n_folds: int) -> str:
+    """How many test tracks each model was scored on, per scenario: a track left out of evaluation (an error record
+    of that model's partition) is not counted. With k folds, the tracks of every fold (each is tested in one)."""
+    ev = agg.assign(_fold=agg["fold"].fillna(-1)).drop_duplicates(["model", "probe", "seed", "_fold", "scenario"])
+    # every probe and seed of a model scores the same tracks; the most any of them scored (one may have failed)
+    per = ev.groupby(["model", "probe", "seed", "scenario"], sort=False)["n_test"].sum()
+    per = per.groupby(level=["model", "scenario"], sort=False).max()
+    lo, hi = int(per.min()), int(per.max())
+    where = f"over the {n_folds} folds (each track tested in one)" if n_folds > 1 else "per evaluation"
+    if lo == hi:
+        return f'<div class="rv-card"><span>test tracks scored</span><b>{hi}</b><span>{where}</span></div>'
+    order = {s: i for i, s in enumerate(ordered_scenarios(per.index.get_level_values("scenario").unique()))}
+    short = sorted(((m, s, int(n)) for (m, s), n in per.items() if n < hi), key=lambda r: (order[r[1]], r[2]))
+    shown = ", ".join(f"{m} on {s} {n}" for m, s, n in short[:4]) + (
+        f" and {len(short) - 4} more" if len(short) > 4 else ""
+    )
+    return (
+        f'<div class="rv-card"><span>test tracks scored</span><b>{lo}–{hi}</b><span>{where}; fewer where tracks were '
+        f"left out of evaluation: {e(shown)}</span></div>"
+    )
+
+
+def summary_lines(h: Headline) -> list[str]:
+    """One or two lines for the terminal: best on clean, and (with deformation scenarios) most robust."""
+    lead = f"{h.task} — {h.dataset}, {h.metric}{_direction(h)}: best on clean "
+    lines = [lead + (f"{_clean_names(h)} {_clean_value(h)}" if h.best else "– (no finite clean value)")]
+    if h.robustness is not None:
+        lines.append("  " + "; ".join(robustness_facts(h.robustness)))
+    return lines
+
+
+def summary_text(runs: list[Run]) -> str:
+    """The headline of every task/dataset of ``runs`` (models of several runs named ``<run_id>/<model>``, as the
+    report names them), for ``repeval run`` and ``repeval evaluate`` to print after the results table."""
+    df = combine_results(runs)
+    multi = len(runs) > 1
+    validation = combine_validation(runs, prefix_models=multi)
+    keyed = df.assign(model=df["run_id"] + "/" + df["model"]) if multi else df
+    lines: list[str] = []
+    for task, dataset in groups(df):
+        h = headline(keyed, task, dataset, validation)
+        if h is not None:
+            lines += summary_lines(h)
+    return "\n".join(lines)
