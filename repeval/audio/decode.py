@@ -84,9 +84,21 @@ def wav_shortfall(fh: Any, size: int) -> tuple[int, int] | None:
 #: itself warns from a 1% difference on)
 MP3_HELD_FRACTION = 0.99
 
-#: bytes read from the end of an MP3 without a Xing/Info stream size to find its last frames behind any tags (one
-#: read; a frame is at most 2,881 bytes long)
+#: bytes read from the end of an MP3 to find its last frames behind any tags and a zero-filled tail (one read; a
+#: frame is at most 2,881 bytes long)
 MP3_TAIL_BYTES = 16384
+
+#: an MP3 whose audio ends in more zero bytes than this, and than two of the stream's longest frames, is zero-filled
+#: (:func:`mp3_zero_tail`: a download or copy that preallocated the file at its full size and stopped). A whole file cannot end in more than one frame's worth of zeros: every frame starts
+#: with a sync word (11 set bits), so a run of zeros inside the audio ends at the next frame's header — at most the last
+#: frame's data (a frame of silence is mostly zeros) plus the few padding bytes some encoders add. Two frames leave a
+#: frame of margin; 4 KiB more than covers padding to a disk sector or block (2,048 or 4,096 bytes) that some rippers
+#: and CD-ROM tools add. What a shorter zero tail hides is at most 4 KiB of audio (a quarter second at 128 kbit/s).
+MP3_ZERO_TAIL_BYTES = 4096
+
+#: the longest frame any MPEG audio header declares (layer II, 160 kbit/s at 8 kHz, padded): the longest frame taken for
+#: a free-format stream, whose headers do not tell its frame length
+MPEG_MAX_FRAME_BYTES = 2881
 
 # MPEG audio frame headers (ISO 11172-3, ISO 13818-3 and MPEG 2.5): kbit/s by bitrate index 1-14 for (MPEG-1?, layer)
 _MPEG_KBPS = {
@@ -149,20 +161,56 @@ def _mp3_audio_end(buf: bytes) -> int:
     return -1
 
 
-def _mp3_last_frame_shortfall(fh: Any, size: int, start: int, first: bytes) -> tuple[tuple[int, int] | None, bool]:
+def _mp3_tail(fh: Any, size: int, start: int) -> tuple[int, bytes]:
+    """``(where it starts, the bytes)``: the last :data:`MP3_TAIL_BYTES` of an MP3 file of ``size`` bytes whose audio
+    starts at ``start`` (one read; a remote file: one range request)."""
+    base = max(start, size - MP3_TAIL_BYTES)
+    fh.seek(base)
+    return base, fh.read(size - base)
+
+
+def mp3_zero_tail(fh: Any, start: int, first: bytes, base: int, buf: bytes) -> tuple[int, int] | None:
+    """``(where they start, how many)``: the zero bytes that end the audio of an MP3 whose audio starts at ``start``
+    with the frame header ``first``, when they are more than a whole file can end in — more than
+    :data:`MP3_ZERO_TAIL_BYTES` and than two of the stream's longest frames (its version, layer and sample rate at the
+    highest bitrate, padded) —, else ``None``. ``buf`` is the file's tail from byte ``base`` on (:func:`_mp3_tail`);
+    the run is counted before any tags written after the audio (:func:`_mp3_audio_end`), and only when the whole tail
+    is zeros is the file read on backwards, in blocks of 1 MiB, to find where the run starts (a refused file only)."""
+    head = int.from_bytes(first, "big")
+    longest = mpeg_frame_bytes(head & ~0xF000 | 0xE200) if mpeg_frame_bytes(head) else None
+    end = _mp3_audio_end(buf)
+    audio = buf[:end] if end >= 0 else buf  # tags longer than the tail: its last bytes
+    kept = audio.rstrip(b"\0")
+    if len(audio) - len(kept) <= max(MP3_ZERO_TAIL_BYTES, 2 * (longest or MPEG_MAX_FRAME_BYTES)):
+        return None
+    zeros_at = base + len(kept) if kept else zeros_start(fh, base, start)
+    return zeros_at, base + len(audio) - zeros_at
+
+
+def zeros_start(fh: Any, end: int, floor: int = 0) -> int:
+    """Where the run of zero bytes that ends at byte ``end`` of the seekable binary file ``fh`` starts (``end`` when
+    byte ``end - 1`` is not zero; not before ``floor``): reads backwards in blocks of 1 MiB."""
+    while end > floor:
+        n = min(1 << 20, end - floor)
+        fh.seek(end - n)
+        kept = fh.read(n).rstrip(b"\0")
+        if kept:
+            return end - n + len(kept)
+        end -= n
+    return floor
+
+
+def _mp3_last_frame_shortfall(start: int, first: bytes, base: int, buf: bytes) -> tuple[tuple[int, int] | None, bool]:
     """``(bytes its last frame needs, bytes left of it)`` when the MPEG audio stream starting at ``start`` with the
     frame header ``first`` ends inside a frame, else ``None`` — also whenever that cannot be told (free format, no
     chain of frames found in the tail, bytes after the last frame that are no frame); and whether a whole frame in
-    the tail has another bitrate than the first frame (a VBR stream). Reads the last :data:`MP3_TAIL_BYTES` of the
-    file; a header there is trusted when the frame it declares ends where another header of the stream starts (or at
-    the end of the audio); then the frames are walked to the end."""
+    the tail has another bitrate than the first frame (a VBR stream). ``buf`` is the file's tail from byte ``base``
+    on (:func:`_mp3_tail`); a header there is trusted when the frame it declares ends where another header of the
+    stream starts (or at the end of the audio); then the frames are walked to the end."""
     head = int.from_bytes(first, "big")
     longest = mpeg_frame_bytes(head & ~0xF000 | 0xE200)  # at the highest bitrate, padded
     if mpeg_frame_bytes(head) is None or longest is None:
         return None, False
-    base = max(start, size - MP3_TAIL_BYTES)
-    fh.seek(base)
-    buf = fh.read(size - base)
     end = _mp3_audio_end(buf)
     i = max(start - base, end - 3 * longest - 4)  # two whole frames before a cut one at least
     if end < 0 or i < 0:  # tags longer than the tail (a file cut short has none)
@@ -225,8 +273,13 @@ def mp3_shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
     needs at least its 4 header bytes). Cause ``"MP3 VBR"``, a whole file: with no Xing/Info/VBRI header, its frames'
     bitrates vary — libsndfile guesses the length of such a file from its first frame's bitrate and stops there —;
     then ``(cause, samples its frames hold, samples per frame)`` (:func:`_mp3_stream_samples`, :func:`_checked_open`).
-    Reads the ID3v2 header and the first frame's start (and then the file's tail; all of a VBR file without a
-    header); ``fh`` is a seekable binary file of ``size`` bytes (left at its start)."""
+    Cause ``"MP3 zeros"``, with or without a Xing/Info size: its audio ends in a run of zero bytes longer than a whole
+    file can end in (:func:`mp3_zero_tail`: a download or copy that preallocated the file at its full size and
+    stopped — its size is right, libsndfile gives up on the zeros with "Unspecified internal error" or, for a VBR
+    file without a Xing header, stops short without a word); then ``(cause, zero bytes, file size)``.
+    Reads the ID3v2 header and the first frame's start, then the file's tail (:data:`MP3_TAIL_BYTES`, one read; all
+    of a VBR file without a header, and of a zero-filled one back to its last nonzero byte); ``fh`` is a seekable
+    binary file of ``size`` bytes (left at its start)."""
     try:
         fh.seek(0)
         frame = fh.read(64)  # one read for a file without an ID3v2 tag (a remote file: one request)
@@ -251,8 +304,17 @@ def mp3_shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
             at += 8 + 4 * (flags & 1)  # after the frame count
             declared = struct.unpack(">I", frame[at : at + 4])[0]
             held = size - start
-            return ("MP3", declared, held) if held < MP3_HELD_FRACTION * declared else None
-        short, vbr = _mp3_last_frame_shortfall(fh, size, start, frame[:4])
+            if held < MP3_HELD_FRACTION * declared:
+                return ("MP3", declared, held)
+            zeros = mp3_zero_tail(fh, start, frame[:4], *_mp3_tail(fh, size, start))
+            # zeros after the stream the header declares (appended to a whole file) take no audio: libsndfile stops
+            # reading at the end of that stream
+            return None if zeros is None or zeros[0] >= start + declared else ("MP3 zeros", zeros[1], size)
+        base, tail = _mp3_tail(fh, size, start)
+        zeros = mp3_zero_tail(fh, start, frame[:4], base, tail)
+        if zeros is not None:
+            return ("MP3 zeros", zeros[1], size)
+        short, vbr = _mp3_last_frame_shortfall(start, frame[:4], base, tail)
         if short is not None:
             return ("MP3 frame", *short)
         if vbr and not vbr_header:
@@ -264,17 +326,23 @@ def mp3_shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
 
 def _shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
     """``(cause, declared bytes, held bytes)`` of a WAV or MP3 file that was cut short (``"WAV"``, ``"MP3"``:
-    what its header declares; ``"MP3 frame"``: what its last frame needs)."""
+    what its header declares; ``"MP3 frame"``: what its last frame needs) or whose tail is zeros (``"MP3 zeros"``:
+    the zero bytes and the file's size), or a VBR MP3 without a Xing header (:func:`mp3_shortfall`)."""
     short = wav_shortfall(fh, size)
     return ("WAV", *short) if short is not None else mp3_shortfall(fh, size)
 
 
 def _checked_open(path: str, short: tuple[str, int, int] | None, source: Any) -> sf.SoundFile:
     """``sf.SoundFile(source)`` for the file at ``path``, or :class:`DecodeError` naming the fix when ``short``
-    (:func:`_shortfall`) says it was cut short, or says it is a VBR MP3 without a Xing header (``"MP3 VBR"``:
+    (:func:`_shortfall`) says it was cut short or zero-filled, or says it is a VBR MP3 without a Xing header (``"MP3 VBR"``:
     samples its frames hold, samples per frame) and libsndfile's length — its guess from the first frame's bitrate,
     where its reads stop — falls short of those samples by more than two frames (an encoder's delay and padding)."""
     cause, declared, held = short if short is not None else ("", 0, 0)
+    if cause == "MP3 zeros":
+        raise DecodeError(
+            f"zero-filled MP3: {path} ends in {declared:,} zero bytes ({declared / held:.0%} of the file) instead of "
+            "audio frames — the file was not fully written (a download or copy that stopped; copy or download it again)"
+        )
     if cause == "MP3 frame":
         needs = f"at least {declared}" if declared == 4 else f"{declared:,}"  # a header cut before its bitrate
         raise DecodeError(
@@ -320,6 +388,37 @@ def _open(path: str) -> sf.SoundFile:
         raise DecodeError(f"cannot decode {path}: {exc}") from None
 
 
+#: a file that fails to decode and ends in at least this many zero bytes is named zero-filled (:func:`_why_corrupt`)
+CORRUPT_ZERO_TAIL_BYTES = 1024
+
+
+def _why_corrupt(path: str) -> str:
+    """What to add to the reason of a file libsndfile fails to read part-way: that it ends in a run of zero bytes —
+    a download or copy that preallocated it at its full size and stopped (FLAC: "lost sync"; MP3: libmpg123 gives up
+    after 1,024 bytes that are not a frame: "Unspecified internal error") — or else that it is damaged; each with the
+    fix. Reads the file's tail again (a failing file only)."""
+    try:
+        if "://" in path:
+            import pyarrow.fs as pafs
+
+            fs, p = pafs.FileSystem.from_uri(path)
+            with fs.open_input_file(p) as fh:
+                size = fh.size()
+                zeros = size - zeros_start(fh, size)
+        else:
+            with open(path, "rb") as local:
+                size = os.fstat(local.fileno()).st_size
+                zeros = size - zeros_start(local, size)
+    except (OSError, ValueError):
+        zeros = size = 0
+    if zeros >= CORRUPT_ZERO_TAIL_BYTES:
+        return (
+            f" — it ends in {zeros:,} zero bytes ({zeros / size:.0%} of the file): it was not fully written (a "
+            "download or copy that stopped; copy or download it again)"
+        )
+    return " — the file is damaged or incomplete (copy or download it again, or re-encode it from its source)"
+
+
 def mixdown(block: np.ndarray) -> np.ndarray:
     """Mono float32 from a ``(frames, channels)`` float32 block (a copy): the channels' mean, bit-identical to
     ``block.mean(axis=1, dtype=np.float32)``.
@@ -363,7 +462,9 @@ def iter_blocks(path: str, sample_rate_hz: int, max_duration_s: float | None = N
             try:
                 block = f.read(n, dtype="float32", always_2d=True)
             except (sf.LibsndfileError, RuntimeError) as exc:
-                raise DecodeError(f"corrupt audio data in {path} after {read} frames: {exc}") from None
+                raise DecodeError(
+                    f"corrupt audio data in {path} after {read} frames: {exc}{_why_corrupt(path)}"
+                ) from None
             if len(block) == 0:
                 break
             # a mono file's one column is already a contiguous array of its own (the block is new each read)
