@@ -324,12 +324,58 @@ def mp3_shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
         fh.seek(0)
 
 
+#: an Ogg file (Vorbis, Opus, FLAC) whose last page is not the end of its stream and that ends in more zero bytes than
+#: this is zero-filled (:func:`ogg_zero_tail`)
+OGG_ZERO_TAIL_BYTES = 4096
+
+#: bytes read from the end of an Ogg file to find its last page (one read; libvorbis writes pages of about 4 kB)
+OGG_TAIL_BYTES = 16384
+
+
+def ogg_zero_tail(fh: Any, size: int) -> int | None:
+    """How many zero bytes end an Ogg file (``fh`` starts with an ``OggS`` page) when it was zero-filled — a download
+    or copy that preallocated it at its full size and stopped; libsndfile decodes the pages before the zeros as the
+    whole file, shorter, without a word —, else ``None``. Zero-filled: it ends in more than
+    :data:`OGG_ZERO_TAIL_BYTES` zero bytes and the last page before them is not a whole page marking the end of its
+    stream (the EOS flag), so zeros appended to a whole file are not (libsndfile decodes all of it). Reads the last
+    :data:`OGG_TAIL_BYTES` (and, when all of those are zeros, on backwards to where the zeros start); ``fh`` is a
+    seekable binary file of ``size`` bytes (left at its start)."""
+    try:
+        base = max(0, size - OGG_TAIL_BYTES)
+        fh.seek(base)
+        buf = fh.read(size - base)
+        kept = buf.rstrip(b"\0")
+        zeros_at = base + len(kept) if kept else zeros_start(fh, base)
+        if size - zeros_at <= OGG_ZERO_TAIL_BYTES:
+            return None
+        if not kept:  # the tail is all zeros: the bytes before them (and a page header's worth of zeros)
+            base = max(0, zeros_at - OGG_TAIL_BYTES)
+            fh.seek(base)
+            buf = fh.read(min(size, zeros_at + 282) - base)
+        at = buf.rfind(b"OggS", 0, zeros_at - base)
+        if 0 <= at <= len(buf) - 27 and buf[at + 5] & 4:  # the last page marks the end of the stream: is it whole?
+            n_segments = buf[at + 26]
+            if base + at + 27 + n_segments + sum(buf[at + 27 : at + 27 + n_segments]) <= size:
+                return None
+        return size - zeros_at
+    finally:
+        fh.seek(0)
+
+
 def _shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
     """``(cause, declared bytes, held bytes)`` of a WAV or MP3 file that was cut short (``"WAV"``, ``"MP3"``:
-    what its header declares; ``"MP3 frame"``: what its last frame needs) or whose tail is zeros (``"MP3 zeros"``:
-    the zero bytes and the file's size), or a VBR MP3 without a Xing header (:func:`mp3_shortfall`)."""
-    short = wav_shortfall(fh, size)
-    return ("WAV", *short) if short is not None else mp3_shortfall(fh, size)
+    what its header declares; ``"MP3 frame"``: what its last frame needs) or an MP3 or Ogg file whose tail is zeros
+    (``"MP3 zeros"``, ``"Ogg zeros"``: the zero bytes and the file's size), or a VBR MP3 without a Xing header
+    (:func:`mp3_shortfall`)."""
+    fh.seek(0)
+    magic = fh.read(4)  # which check applies (a remote file: one small range request)
+    if magic == b"RIFF":
+        short = wav_shortfall(fh, size)
+        return None if short is None else ("WAV", *short)
+    if magic == b"OggS":
+        zeros = ogg_zero_tail(fh, size)
+        return None if zeros is None else ("Ogg zeros", zeros, size)
+    return None if magic == b"fLaC" else mp3_shortfall(fh, size)
 
 
 def _checked_open(path: str, short: tuple[str, int, int] | None, source: Any) -> sf.SoundFile:
@@ -338,10 +384,11 @@ def _checked_open(path: str, short: tuple[str, int, int] | None, source: Any) ->
     samples its frames hold, samples per frame) and libsndfile's length — its guess from the first frame's bitrate,
     where its reads stop — falls short of those samples by more than two frames (an encoder's delay and padding)."""
     cause, declared, held = short if short is not None else ("", 0, 0)
-    if cause == "MP3 zeros":
+    if cause in ("MP3 zeros", "Ogg zeros"):
+        kind, units = ("MP3", "audio frames") if cause == "MP3 zeros" else ("Ogg", "Ogg pages")
         raise DecodeError(
-            f"zero-filled MP3: {path} ends in {declared:,} zero bytes ({declared / held:.0%} of the file) instead of "
-            "audio frames — the file was not fully written (a download or copy that stopped; copy or download it again)"
+            f"zero-filled {kind}: {path} ends in {declared:,} zero bytes ({declared / held:.0%} of the file) instead "
+            f"of {units} — the file was not fully written (a download or copy that stopped; copy or download it again)"
         )
     if cause == "MP3 frame":
         needs = f"at least {declared}" if declared == 4 else f"{declared:,}"  # a header cut before its bitrate

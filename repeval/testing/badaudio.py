@@ -11,9 +11,9 @@ Decisions (what is an error and what is audio):
   chunk is cut short (libsndfile would read the frames that are there; the size the header declares
   says the file is incomplete — a copy or download that stopped — so it is refused rather than embedded
   as shorter audio; so is an MP3 holding less than the stream size its Xing/Info header declares, or, without such
-  a header, ending inside an audio frame), an MP3 or FLAC whose second half is zeros (a download or copy that
-  preallocated the file at its full size and stopped: the MP3 is refused before decoding, the FLAC loses sync and
-  the reason says it ends in zeros), non-audio bytes behind a ``.wav`` or ``.flac`` extension, a valid header
+  a header, ending inside an audio frame), an MP3, Ogg or FLAC whose second half is zeros (a download or copy that
+  preallocated the file at its full size and stopped: the MP3 and the Ogg are refused before decoding — libsndfile
+  would decode the Ogg as shorter audio —, the FLAC loses sync and the reason says it ends in zeros), non-audio bytes behind a ``.wav`` or ``.flac`` extension, a valid header
   with zero frames, NaN or inf float samples, a dangling symlink, a FIFO, a directory named ``*.wav``, a symlink loop;
 - audio: all-silent, 8 channels (down-mixed), 1 kHz and 192 kHz (resampled), a 3-hour file
   (streamed in windows), FLAC content behind a ``.wav`` name (the content decides), a whole MP3, a WAV whose second
@@ -189,6 +189,13 @@ def _zero_filled_mp3(xing: bool) -> Callable[[Path], Path]:
     return make
 
 
+def _zero_filled_ogg(d: Path) -> Path:
+    p = d / "zero_filled.ogg"
+    sf.write(p, tone(3.0, 22050), 22050, format="OGG")  # some 20 kB of Vorbis: a zero tail of several pages
+    p.write_bytes(zero_filled(p.read_bytes()))
+    return p
+
+
 def _zero_filled_flac(d: Path) -> Path:
     p = d / "zero_filled.flac"
     sf.write(p, tone(2.0, GOOD_RATE_HZ), GOOD_RATE_HZ)
@@ -316,6 +323,7 @@ KINDS: dict[str, tuple[Callable[[Path], Path], bool, str, float]] = {
     "truncated_data_mp3_no_xing": (_truncated_data_mp3_no_xing, False, "truncated mp3", 0),
     "zero_filled_mp3": (_zero_filled_mp3(xing=True), False, "zero-filled mp3", 0),
     "zero_filled_mp3_no_xing": (_zero_filled_mp3(xing=False), False, "zero-filled mp3", 0),
+    "zero_filled_ogg": (_zero_filled_ogg, False, "zero-filled ogg", 0),
     "zero_filled_flac": (_zero_filled_flac, False, "zero bytes", 0),
     "zero_filled_wav": (_zero_filled_wav, True, "", 2.0),
     "mp3": (_mp3, True, "", 1.0),

@@ -426,6 +426,35 @@ def test_the_zero_tail_threshold_is_two_of_the_streams_longest_frames_and_4_kib(
             assert mp3_zero_tail(io.BytesIO(tagged), 0, first, 0, tagged) == want, (hex(header), run)
 
 
+@pytest.mark.parametrize("subtype", ["VORBIS", "OPUS"])
+def test_a_zero_filled_ogg_is_refused_and_zeros_after_its_last_page_are_not(tmp_path, subtype):
+    """A zero-filled Ogg file: libsndfile decoded the pages before the zeros as the whole file — 6 s became 2.4 or
+    5.4 s without a word. Refused before decoding, naming the zero bytes and the fix (a run of zeros longer than the
+    tail read first counted to its start, through a file:// URI too). Zeros appended after a whole stream (its last
+    page marks its end) are not refused: libsndfile decodes all of it."""
+    from repeval.audio.decode import OGG_TAIL_BYTES
+    from repeval.testing.badaudio import tone, zero_filled
+
+    sf.write(tmp_path / "whole.ogg", tone(6.0, 48000), 48000, format="OGG", subtype=subtype)
+    data = (tmp_path / "whole.ogg").read_bytes()
+    for fraction in (0.1, 0.6):
+        p = tmp_path / f"zeros_{int(fraction * 100)}.ogg"
+        p.write_bytes(zero_filled(data, fraction))
+        zeros = len(data) - len(p.read_bytes().rstrip(b"\0"))
+        assert (zeros > OGG_TAIL_BYTES) == (fraction == 0.6)
+        for path in (str(p), f"file://{p}"):
+            with pytest.raises(
+                DecodeError,
+                match=rf"^zero-filled Ogg: {re.escape(path)} ends in {zeros:,} zero bytes \({fraction:.0%} of the "
+                r"file\) instead of Ogg pages — the file was not fully written \(a download or copy that stopped; "
+                r"copy or download it again\)$",
+            ):
+                decode(path, 48000)
+    for padding in (100, 5000, 30_000):
+        (tmp_path / "padded.ogg").write_bytes(data + bytes(padding))
+        assert len(decode(str(tmp_path / "padded.ogg"), 48000)) == 6 * 48000, padding
+
+
 def test_flac_and_wav_with_a_zero_filled_tail(tmp_path):
     """A zero-filled FLAC: libsndfile loses sync part-way; the reason now says the file ends in zero bytes and names
     the fix (a FLAC cut short: that it is damaged or incomplete, and the fix). A zero-filled WAV is refused by
