@@ -89,11 +89,13 @@ MP3_HELD_FRACTION = 0.99
 MP3_TAIL_BYTES = 16384
 
 #: an MP3 whose audio ends in more zero bytes than this, and than two of the stream's longest frames, is zero-filled
-#: (:func:`mp3_zero_tail`: a download or copy that preallocated the file at its full size and stopped). A whole file cannot end in more than one frame's worth of zeros: every frame starts
-#: with a sync word (11 set bits), so a run of zeros inside the audio ends at the next frame's header — at most the last
-#: frame's data (a frame of silence is mostly zeros) plus the few padding bytes some encoders add. Two frames leave a
-#: frame of margin; 4 KiB more than covers padding to a disk sector or block (2,048 or 4,096 bytes) that some rippers
-#: and CD-ROM tools add. What a shorter zero tail hides is at most 4 KiB of audio (a quarter second at 128 kbit/s).
+#: (:func:`mp3_zero_tail`: a download or copy that preallocated the file at its full size and stopped). A whole file
+#: cannot end in more than one frame's worth of zeros: every frame starts with a sync word (11 set bits), so a run of
+#: zeros in the audio ends at the next frame's header — at most one frame's data (LAME's Info frame at 320 kbit/s and
+#: 32 kHz holds 1,263 zero bytes, the longest run found in its files; its frames of silence, a few) plus the few
+#: padding bytes some encoders add. Two frames leave a frame of margin; 4 KiB also covers padding to a disk sector or
+#: block (2,048 or 4,096 bytes). What a shorter zero tail hides is at most a quarter second at 128 kbit/s (libmpg123
+#: gives up after 1,024 bytes that are no frame: the read error then names the zeros, :func:`_why_corrupt`).
 MP3_ZERO_TAIL_BYTES = 4096
 
 #: the longest frame any MPEG audio header declares (layer II, 160 kbit/s at 8 kHz, padded): the longest frame taken for
@@ -380,8 +382,8 @@ def _shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
 
 def _checked_open(path: str, short: tuple[str, int, int] | None, source: Any) -> sf.SoundFile:
     """``sf.SoundFile(source)`` for the file at ``path``, or :class:`DecodeError` naming the fix when ``short``
-    (:func:`_shortfall`) says it was cut short or zero-filled, or says it is a VBR MP3 without a Xing header (``"MP3 VBR"``:
-    samples its frames hold, samples per frame) and libsndfile's length — its guess from the first frame's bitrate,
+    (:func:`_shortfall`) says it was cut short or zero-filled, or says it is a VBR MP3 without a Xing header
+    (``"MP3 VBR"``: samples its frames hold, samples per frame) and libsndfile's length — its guess from the first frame's bitrate,
     where its reads stop — falls short of those samples by more than two frames (an encoder's delay and padding)."""
     cause, declared, held = short if short is not None else ("", 0, 0)
     if cause in ("MP3 zeros", "Ogg zeros"):

@@ -13,8 +13,8 @@ Decisions (what is an error and what is audio):
   as shorter audio; so is an MP3 holding less than the stream size its Xing/Info header declares, or, without such
   a header, ending inside an audio frame), an MP3, Ogg or FLAC whose second half is zeros (a download or copy that
   preallocated the file at its full size and stopped: the MP3 and the Ogg are refused before decoding — libsndfile
-  would decode the Ogg as shorter audio —, the FLAC loses sync and the reason says it ends in zeros), non-audio bytes behind a ``.wav`` or ``.flac`` extension, a valid header
-  with zero frames, NaN or inf float samples, a dangling symlink, a FIFO, a directory named ``*.wav``, a symlink loop;
+  would decode the Ogg as shorter audio —, the FLAC loses sync and the reason says it ends in zeros), non-audio
+  bytes behind a ``.wav`` or ``.flac`` extension, a valid header with zero frames, NaN or inf float samples, a dangling symlink, a FIFO, a directory named ``*.wav``, a symlink loop;
 - audio: all-silent, 8 channels (down-mixed), 1 kHz and 192 kHz (resampled), a 3-hour file
   (streamed in windows), FLAC content behind a ``.wav`` name (the content decides), a whole MP3, a WAV whose second
   half is zeros (zeros are valid samples: silence; nothing tells it from a recording that ends in silence).
