@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from repeval.audio.decode import mpeg_frame_bytes
+from repeval.audio.integrity import mpeg_frame_bytes
 
 GOOD_RATE_HZ = 8000
 

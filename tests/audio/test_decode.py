@@ -156,7 +156,7 @@ def test_an_mp3_cut_short_is_refused_when_its_header_declares_the_size(tmp_path)
 def test_mpeg_frame_lengths_follow_the_standard_tables():
     """The frame length a header declares (bitrate, sample rate, padding) for MPEG-1/2/2.5 layers I/II/III; no length
     for free format, reserved values, or a header of another stream than the first frame's."""
-    from repeval.audio.decode import mpeg_frame_bytes
+    from repeval.audio.integrity import mpeg_frame_bytes
 
     lengths = {
         0xFFFB9000: 417,  # MPEG-1 layer III, 128 kbit/s, 44.1 kHz: 144 * 128000 / 44100
@@ -352,7 +352,7 @@ def test_a_zero_filled_mp3_is_refused_naming_the_fix(tmp_path, rate_hz):
     stopped short without a word. Refused before decoding, naming the zero bytes and the fix — with a Xing header
     (VBR and CBR), without one (CBR and VBR), behind an ID3v2 tag, through a file:// URI; a run of zeros longer
     than the tail read first is counted to its start."""
-    from repeval.audio.decode import MP3_TAIL_BYTES
+    from repeval.audio.integrity import MP3_TAIL_BYTES
     from repeval.testing.badaudio import tone, without_first_frame, zero_filled
 
     y = tone(6.0, rate_hz)
@@ -387,7 +387,7 @@ def test_legitimate_mp3s_ending_in_tags_padding_or_silence_are_not_refused(tmp_p
     the longest run of zeros a LAME file holds) plus 1,000 bytes of padding — with and without a Xing header; with
     one, any number of zero bytes after the stream it declares (libsndfile stops at its end). Each decodes to the
     samples the file without them decodes to (one frame more with the Info frame at the end)."""
-    from repeval.audio.decode import mpeg_frame_bytes
+    from repeval.audio.integrity import mpeg_frame_bytes
     from repeval.testing.badaudio import tone, without_first_frame
 
     rate_hz = 32000  # MPEG-1: its longest frames (320 kbit/s, 1,441 bytes)
@@ -413,7 +413,7 @@ def test_the_zero_tail_threshold_is_two_of_the_streams_longest_frames_and_4_kib(
     MP3_ZERO_TAIL_BYTES (4 KiB) and than two of the stream's longest frames; not one byte shorter."""
     import io
 
-    from repeval.audio.decode import MP3_ZERO_TAIL_BYTES, mp3_zero_tail, mpeg_frame_bytes
+    from repeval.audio.integrity import MP3_ZERO_TAIL_BYTES, mp3_zero_tail, mpeg_frame_bytes
 
     for header, longest in ((0xFFFB9000, 1045), (0xFFE51800, 2881)):  # MPEG-1 layer III 44.1 kHz; MPEG 2.5 layer II
         assert mpeg_frame_bytes(header & ~0xF000 | 0xE200) == longest
@@ -432,7 +432,7 @@ def test_a_zero_filled_ogg_is_refused_and_zeros_after_its_last_page_are_not(tmp_
     5.4 s without a word. Refused before decoding, naming the zero bytes and the fix (a run of zeros longer than the
     tail read first counted to its start, through a file:// URI too). Zeros appended after a whole stream (its last
     page marks its end) are not refused: libsndfile decodes all of it."""
-    from repeval.audio.decode import OGG_TAIL_BYTES
+    from repeval.audio.integrity import OGG_TAIL_BYTES
     from repeval.testing.badaudio import tone, zero_filled
 
     sf.write(tmp_path / "whole.ogg", tone(6.0, 48000), 48000, format="OGG", subtype=subtype)
