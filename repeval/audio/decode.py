@@ -58,9 +58,10 @@ def _check_regular_file(path: str) -> None:
 
 def _checked_open(path: str, short: tuple[str, int, int] | None, source: Any) -> sf.SoundFile:
     """``sf.SoundFile(source)`` for the file at ``path``, or :class:`DecodeError` naming the fix when ``short``
-    (:func:`repeval.audio.integrity.shortfall`) says it was cut short or zero-filled, or says it is a VBR MP3 without a Xing header
-    (``"MP3 VBR"``: samples its frames hold, samples per frame) and libsndfile's length — its guess from the first frame's bitrate,
-    where its reads stop — falls short of those samples by more than two frames (an encoder's delay and padding)."""
+    (:func:`repeval.audio.integrity.shortfall`) says it was cut short or zero-filled, or says it is a VBR MP3
+    without a Xing header (``"MP3 VBR"``: samples its frames hold, samples per frame) and libsndfile's length — its
+    guess from the first frame's bitrate, where its reads stop — falls short of those samples by more than two
+    frames (an encoder's delay and padding)."""
     cause, declared, held = short if short is not None else ("", 0, 0)
     if cause in ("MP3 zeros", "Ogg zeros"):
         kind, units = ("MP3", "audio frames") if cause == "MP3 zeros" else ("Ogg", "Ogg pages")

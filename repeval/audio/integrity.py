@@ -52,7 +52,8 @@ MP3_TAIL_BYTES = 16384
 #: 32 kHz holds 1,263 zero bytes, the longest run found in its files; its frames of silence, a few) plus the few
 #: padding bytes some encoders add. Two frames leave a frame of margin; 4 KiB also covers padding to a disk sector or
 #: block (2,048 or 4,096 bytes). What a shorter zero tail hides is at most a quarter second at 128 kbit/s (libmpg123
-#: gives up after 1,024 bytes that are no frame: the read error then names the zeros, :func:`repeval.audio.decode._why_corrupt`).
+#: gives up after 1,024 bytes that are no frame: the read error then names the zeros,
+#: :func:`repeval.audio.decode._why_corrupt`).
 MP3_ZERO_TAIL_BYTES = 4096
 
 #: the longest frame any MPEG audio header declares (layer II, 160 kbit/s at 8 kHz, padded): the longest frame taken for
@@ -224,14 +225,15 @@ def _mp3_stream_samples(fh: Any, size: int, start: int, first: bytes) -> tuple[i
 
 
 def mp3_shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
-    """``(cause, bytes declared, bytes held)`` when an MP3 was cut short (a copy or download that stopped), else
-    ``None``; libsndfile decodes such a file as shorter audio without a word. Cause ``"MP3"``: its first frame
-    carries a Xing or Info header (LAME, ffmpeg and most encoders write one) with a stream size, and the file holds
-    less than :data:`MP3_HELD_FRACTION` of it after its ID3v2 tag. Cause ``"MP3 frame"``: with no such size, its
+    """``(cause, bytes declared, bytes held)`` when an MP3 was cut short or zero-filled (a copy or download that
+    stopped), else ``None``; libsndfile decodes such a file as shorter audio without a word. Cause ``"MP3"``: its
+    first frame carries a Xing or Info header (LAME, ffmpeg and most encoders write one) with a stream size, and the
+    file holds less than :data:`MP3_HELD_FRACTION` of it after its ID3v2 tag. Cause ``"MP3 frame"``: with no such size, its
     last frame (before any trailing tags) needs more bytes than are left (:func:`_mp3_last_frame_shortfall`; a frame
     needs at least its 4 header bytes). Cause ``"MP3 VBR"``, a whole file: with no Xing/Info/VBRI header, its frames'
     bitrates vary — libsndfile guesses the length of such a file from its first frame's bitrate and stops there —;
-    then ``(cause, samples its frames hold, samples per frame)`` (:func:`_mp3_stream_samples`, :func:`repeval.audio.decode._checked_open`).
+    then ``(cause, samples its frames hold, samples per frame)`` (:func:`_mp3_stream_samples`,
+    :func:`repeval.audio.decode._checked_open`).
     Cause ``"MP3 zeros"``, with or without a Xing/Info size: its audio ends in a run of zero bytes longer than a whole
     file can end in (:func:`mp3_zero_tail`: a download or copy that preallocated the file at its full size and
     stopped — its size is right, libsndfile gives up on the zeros with "Unspecified internal error" or, for a VBR
