@@ -17,7 +17,13 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+# the checks that a file is whole (those that lived here before integrity.py stay importable from here: `X as X`)
+from repeval.audio.integrity import MP3_HELD_FRACTION as MP3_HELD_FRACTION
+from repeval.audio.integrity import MP3_TAIL_BYTES as MP3_TAIL_BYTES
+from repeval.audio.integrity import mp3_shortfall as mp3_shortfall
+from repeval.audio.integrity import mpeg_frame_bytes as mpeg_frame_bytes
 from repeval.audio.integrity import shortfall, zeros_start
+from repeval.audio.integrity import wav_shortfall as wav_shortfall
 
 #: frames read per block for streaming decode
 BLOCK_FRAMES = 1 << 16
