@@ -3,19 +3,27 @@
 Files are read and resampled block by block (soxr's streaming resampler). :func:`iter_chunks`
 yields the audio as windows of about ``chunk_s`` seconds, so a multi-hour file never sits in
 memory at once: at most one window and one read block are held. :func:`decode` returns the
-whole signal (short clips, tools, tests).
+whole signal (short clips, tools, tests). Where a file opens, :mod:`repeval.audio.integrity` checks it is whole
+(cut short, zero-filled, a VBR MP3 without a Xing header); what it finds is refused with the fix.
 """
 
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 import soundfile as sf
 import soxr
+
+# the checks that a file is whole (those that lived here before integrity.py stay importable from here: `X as X`)
+from repeval.audio.integrity import MP3_HELD_FRACTION as MP3_HELD_FRACTION
+from repeval.audio.integrity import MP3_TAIL_BYTES as MP3_TAIL_BYTES
+from repeval.audio.integrity import mp3_shortfall as mp3_shortfall
+from repeval.audio.integrity import mpeg_frame_bytes as mpeg_frame_bytes
+from repeval.audio.integrity import shortfall, zeros_start
+from repeval.audio.integrity import wav_shortfall as wav_shortfall
 
 #: frames read per block for streaming decode
 BLOCK_FRAMES = 1 << 16
@@ -54,227 +62,19 @@ def _check_regular_file(path: str) -> None:
 # --- end reliability ------------------------------------------------------------------------------
 
 
-def wav_shortfall(fh: Any, size: int) -> tuple[int, int] | None:
-    """``(bytes the data chunk declares, bytes the file holds after its header)`` when a RIFF/WAVE file's data
-    chunk is cut short (a copy or download that stopped), else ``None``. Reads chunk headers only; ``fh`` is a
-    seekable binary file of ``size`` bytes (left at its start)."""
-    try:
-        fh.seek(0)
-        head = fh.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return None
-        pos = 12
-        for _ in range(64):  # fmt, LIST, fact, … then data
-            fh.seek(pos)
-            chunk = fh.read(8)
-            if len(chunk) < 8:
-                return None
-            cid, n = chunk[:4], struct.unpack("<I", chunk[4:])[0]
-            if cid == b"data":
-                held = size - pos - 8
-                # 0 and 0xFFFFFFFF: a stream whose writer never went back to fill in the size
-                return (n, held) if n not in (0, 0xFFFFFFFF) and n > held else None
-            pos += 8 + n + (n & 1)
-        return None
-    finally:
-        fh.seek(0)
-
-
-#: an MP3 holding less than this fraction of the stream size its Xing/Info header declares is truncated (mpg123
-#: itself warns from a 1% difference on)
-MP3_HELD_FRACTION = 0.99
-
-#: bytes read from the end of an MP3 without a Xing/Info stream size to find its last frames behind any tags (one
-#: read; a frame is at most 2,881 bytes long)
-MP3_TAIL_BYTES = 16384
-
-# MPEG audio frame headers (ISO 11172-3, ISO 13818-3 and MPEG 2.5): kbit/s by bitrate index 1-14 for (MPEG-1?, layer)
-_MPEG_KBPS = {
-    (True, 1): (32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
-    (True, 2): (32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
-    (True, 3): (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
-    (False, 1): (32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
-    (False, 2): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
-    (False, 3): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
-}
-#: sample rates by version bits (0: MPEG 2.5, 2: MPEG-2, 3: MPEG-1) and sample-rate index
-_MPEG_RATES_HZ = {0: (11025, 12000, 8000), 2: (22050, 24000, 16000), 3: (44100, 48000, 32000)}
-#: the header bits every frame of a stream shares with its first: sync, version, layer, sample rate
-_MPEG_STREAM_BITS = 0xFFFE0C00
-
-
-def mpeg_frame_bytes(header: int, first: int | None = None) -> int | None:
-    """The length in bytes of the MPEG audio frame (MPEG-1/2/2.5, layer I/II/III) whose 32-bit header is ``header``
-    — ``None`` when it is no valid header, a free-format one (its length is not in the header) or, given the
-    stream's ``first`` header, not one of the same stream (version, layer and sample rate)."""
-    version, layer, rate, kbps = (header >> 19) & 3, 4 - ((header >> 17) & 3), (header >> 10) & 3, (header >> 12) & 15
-    if (
-        header >> 21 != 0x7FF
-        or (first is not None and header & _MPEG_STREAM_BITS != first & _MPEG_STREAM_BITS)
-        or version == 1
-        or layer == 4
-        or rate == 3
-        or kbps in (0, 15)
-        or header & 3 == 2  # a reserved emphasis
-    ):
-        return None
-    bits_per_s, rate_hz = 1000 * _MPEG_KBPS[(version == 3, layer)][kbps - 1], _MPEG_RATES_HZ[version][rate]
-    padding = (header >> 9) & 1
-    if layer == 1:
-        return (12 * bits_per_s // rate_hz + padding) * 4
-    return (144 if version == 3 or layer == 2 else 72) * bits_per_s // rate_hz + padding
-
-
-def _mp3_audio_end(buf: bytes) -> int:
-    """Where the audio ends in ``buf``, the end of an MP3: before the tags written after it — ID3v1 (with a TAG+
-    extension), APEv1/v2, Lyrics3 v1/v2, an ID3v2 tag with a footer — in any order; -1 when a tag reaches beyond
-    ``buf``."""
-    end = len(buf)
-    if end >= 128 and buf[end - 128 : end - 125] == b"TAG":  # ID3v1, always last
-        end -= 128 + 227 * (end >= 355 and buf[end - 355 : end - 351] == b"TAG+")
-    while end > 0:
-        if end >= 32 and buf[end - 32 : end - 24] == b"APETAGEX":  # the footer: its size counts the items and itself
-            size, flags = struct.unpack("<I4xI", buf[end - 20 : end - 8])
-            if size < 32:
-                return -1
-            end -= size + 32 * (flags >> 31)  # + a header when flagged
-        elif end >= 15 and buf[end - 9 : end] == b"LYRICS200" and buf[end - 15 : end - 9].isdigit():
-            end -= int(buf[end - 15 : end - 9]) + 15
-        elif end >= 9 and buf[end - 9 : end] == b"LYRICSEND":  # Lyrics3 v1: at most 5,100 bytes after LYRICSBEGIN
-            end = buf.rfind(b"LYRICSBEGIN", max(0, end - 5120), end)
-        elif end >= 10 and buf[end - 10 : end - 7] == b"3DI":  # an ID3v2 footer: syncsafe size, header and footer
-            end -= 20 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(buf[end - 4 : end]))
-        else:
-            return end
-    return -1
-
-
-def _mp3_last_frame_shortfall(fh: Any, size: int, start: int, first: bytes) -> tuple[tuple[int, int] | None, bool]:
-    """``(bytes its last frame needs, bytes left of it)`` when the MPEG audio stream starting at ``start`` with the
-    frame header ``first`` ends inside a frame, else ``None`` — also whenever that cannot be told (free format, no
-    chain of frames found in the tail, bytes after the last frame that are no frame); and whether a whole frame in
-    the tail has another bitrate than the first frame (a VBR stream). Reads the last :data:`MP3_TAIL_BYTES` of the
-    file; a header there is trusted when the frame it declares ends where another header of the stream starts (or at
-    the end of the audio); then the frames are walked to the end."""
-    head = int.from_bytes(first, "big")
-    longest = mpeg_frame_bytes(head & ~0xF000 | 0xE200)  # at the highest bitrate, padded
-    if mpeg_frame_bytes(head) is None or longest is None:
-        return None, False
-    base = max(start, size - MP3_TAIL_BYTES)
-    fh.seek(base)
-    buf = fh.read(size - base)
-    end = _mp3_audio_end(buf)
-    i = max(start - base, end - 3 * longest - 4)  # two whole frames before a cut one at least
-    if end < 0 or i < 0:  # tags longer than the tail (a file cut short has none)
-        return None, False
-    kbps = {head >> 12 & 15}  # the bitrate indexes of the whole frames walked
-
-    def frame(at: int) -> int | None:
-        return mpeg_frame_bytes(int.from_bytes(buf[at : at + 4], "big"), head)
-
-    def walk(at: int, stop: int) -> int:  # where the whole frames from the header at ``at`` stop before ``stop``
-        while stop - at >= 4 and (n := frame(at)) is not None and at + n <= stop:
-            kbps.add(buf[at + 2] >> 4)
-            at += n
-        return at
-
-    while True:  # the first header that chains on
-        i = buf.find(b"\xff", i, end - 3)
-        if i < 0:
-            return None, False
-        n = frame(i)
-        if n is not None and (i == start - base or i + n == end or (i + n + 4 <= end and frame(i + n) is not None)):
-            break
-        i += 1
-    i = walk(i, end)
-    if i == end:
-        return None, len(kbps) > 1
-    if end - i >= 4:
-        n = frame(i)  # a frame running past the end, or bytes that are not a frame (padding, an unknown tag)
-        short = None if n is None else (n, end - i)
-    else:  # 1 to 3 bytes: a cut header (its missing bytes taken from the first one)?
-        n = mpeg_frame_bytes(int.from_bytes(buf[i:end] + first[end - i :], "big"), head)
-        short = None if n is None else (n if end - i == 3 else 4, end - i)
-    # what looked like tags after the audio may be its last bytes: then the frames end at the end of the file
-    whole = short is None or (end < len(buf) and walk(i, len(buf)) == len(buf))
-    return None if whole else short, len(kbps) > 1
-
-
-def _mp3_stream_samples(fh: Any, size: int, start: int, first: bytes) -> tuple[int, int]:
-    """``(samples, samples per frame)`` (per channel) of the whole frames of the MPEG audio stream starting at
-    ``start`` with the frame header ``first``: reads the file and walks every frame header (for a VBR stream without a Xing/Info/VBRI header
-    only, whose length nothing else tells)."""
-    head = int.from_bytes(first, "big")
-    version, layer = head >> 19 & 3, 4 - (head >> 17 & 3)
-    per_frame = 384 if layer == 1 else 1152 if layer == 2 or version == 3 else 576
-    fh.seek(start)
-    buf = fh.read(size - start)
-    at = frames = 0
-    while (n := mpeg_frame_bytes(int.from_bytes(buf[at : at + 4], "big"), head)) is not None and at + n <= len(buf):
-        at += n
-        frames += 1
-    return frames * per_frame, per_frame
-
-
-def mp3_shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
-    """``(cause, bytes declared, bytes held)`` when an MP3 was cut short (a copy or download that stopped), else
-    ``None``; libsndfile decodes such a file as shorter audio without a word. Cause ``"MP3"``: its first frame
-    carries a Xing or Info header (LAME, ffmpeg and most encoders write one) with a stream size, and the file holds
-    less than :data:`MP3_HELD_FRACTION` of it after its ID3v2 tag. Cause ``"MP3 frame"``: with no such size, its
-    last frame (before any trailing tags) needs more bytes than are left (:func:`_mp3_last_frame_shortfall`; a frame
-    needs at least its 4 header bytes). Cause ``"MP3 VBR"``, a whole file: with no Xing/Info/VBRI header, its frames'
-    bitrates vary — libsndfile guesses the length of such a file from its first frame's bitrate and stops there —;
-    then ``(cause, samples its frames hold, samples per frame)`` (:func:`_mp3_stream_samples`, :func:`_checked_open`).
-    Reads the ID3v2 header and the first frame's start (and then the file's tail; all of a VBR file without a
-    header); ``fh`` is a seekable binary file of ``size`` bytes (left at its start)."""
-    try:
-        fh.seek(0)
-        frame = fh.read(64)  # one read for a file without an ID3v2 tag (a remote file: one request)
-        start = 0
-        if len(frame) >= 10 and frame[:3] == b"ID3":  # ID3v2: a syncsafe size, plus a footer when flagged
-            start = (
-                10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(frame[6:10])) + 10 * bool(frame[5] & 0x10)
-            )
-            fh.seek(start)
-            frame = fh.read(64)
-        if len(frame) < 4 or frame[0] != 0xFF or frame[1] & 0xE0 != 0xE0:  # not an MPEG audio frame
-            return None
-        vbr_header = frame[36:40] == b"VBRI"  # Fraunhofer's VBR header: always 32 bytes after the frame header
-        for tag in (b"Xing", b"Info"):  # after the side information: 13, 21 or 36 bytes in (+2 with a CRC)
-            at = frame.find(tag, 4)
-            if at < 0 or len(frame) < at + 16:
-                continue
-            vbr_header = True
-            flags = struct.unpack(">I", frame[at + 4 : at + 8])[0]
-            if not flags & 2:  # no stream size: the end tells
-                break
-            at += 8 + 4 * (flags & 1)  # after the frame count
-            declared = struct.unpack(">I", frame[at : at + 4])[0]
-            held = size - start
-            return ("MP3", declared, held) if held < MP3_HELD_FRACTION * declared else None
-        short, vbr = _mp3_last_frame_shortfall(fh, size, start, frame[:4])
-        if short is not None:
-            return ("MP3 frame", *short)
-        if vbr and not vbr_header:
-            return ("MP3 VBR", *_mp3_stream_samples(fh, size, start, frame[:4]))
-        return None
-    finally:
-        fh.seek(0)
-
-
-def _shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
-    """``(cause, declared bytes, held bytes)`` of a WAV or MP3 file that was cut short (``"WAV"``, ``"MP3"``:
-    what its header declares; ``"MP3 frame"``: what its last frame needs)."""
-    short = wav_shortfall(fh, size)
-    return ("WAV", *short) if short is not None else mp3_shortfall(fh, size)
-
-
 def _checked_open(path: str, short: tuple[str, int, int] | None, source: Any) -> sf.SoundFile:
     """``sf.SoundFile(source)`` for the file at ``path``, or :class:`DecodeError` naming the fix when ``short``
-    (:func:`_shortfall`) says it was cut short, or says it is a VBR MP3 without a Xing header (``"MP3 VBR"``:
-    samples its frames hold, samples per frame) and libsndfile's length — its guess from the first frame's bitrate,
-    where its reads stop — falls short of those samples by more than two frames (an encoder's delay and padding)."""
+    (:func:`repeval.audio.integrity.shortfall`) says it was cut short or zero-filled, or says it is a VBR MP3
+    without a Xing header (``"MP3 VBR"``: samples its frames hold, samples per frame) and libsndfile's length — its
+    guess from the first frame's bitrate, where its reads stop — falls short of those samples by more than two
+    frames (an encoder's delay and padding)."""
     cause, declared, held = short if short is not None else ("", 0, 0)
+    if cause in ("MP3 zeros", "Ogg zeros"):
+        kind, units = ("MP3", "audio frames") if cause == "MP3 zeros" else ("Ogg", "Ogg pages")
+        raise DecodeError(
+            f"zero-filled {kind}: {path} ends in {declared:,} zero bytes ({declared / held:.0%} of the file) instead "
+            f"of {units} — the file was not fully written (a download or copy that stopped; copy or download it again)"
+        )
     if cause == "MP3 frame":
         needs = f"at least {declared}" if declared == 4 else f"{declared:,}"  # a header cut before its bitrate
         raise DecodeError(
@@ -306,9 +106,9 @@ def _open(path: str) -> sf.SoundFile:
 
             fs, p = pafs.FileSystem.from_uri(path)
             fh = fs.open_input_file(p)
-            return _checked_open(path, _shortfall(fh, fh.size()), fh)
+            return _checked_open(path, shortfall(fh, fh.size()), fh)
         with open(path, "rb") as local:
-            short = _shortfall(local, os.fstat(local.fileno()).st_size)
+            short = shortfall(local, os.fstat(local.fileno()).st_size)
         return _checked_open(path, short, path)
     except DecodeError:
         raise
@@ -318,6 +118,37 @@ def _open(path: str) -> sf.SoundFile:
         raise DecodeError(f"permission denied: {path}") from None
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError) as exc:
         raise DecodeError(f"cannot decode {path}: {exc}") from None
+
+
+#: a file that fails to decode and ends in at least this many zero bytes is named zero-filled (:func:`_why_corrupt`)
+CORRUPT_ZERO_TAIL_BYTES = 1024
+
+
+def _why_corrupt(path: str) -> str:
+    """What to add to the reason of a file libsndfile fails to read part-way: that it ends in a run of zero bytes —
+    a download or copy that preallocated it at its full size and stopped (FLAC: "lost sync"; MP3: libmpg123 gives up
+    after 1,024 bytes that are not a frame: "Unspecified internal error") — or else that it is damaged; each with the
+    fix. Reads the file's tail again (a failing file only)."""
+    try:
+        if "://" in path:
+            import pyarrow.fs as pafs
+
+            fs, p = pafs.FileSystem.from_uri(path)
+            with fs.open_input_file(p) as fh:
+                size = fh.size()
+                zeros = size - zeros_start(fh, size)
+        else:
+            with open(path, "rb") as local:
+                size = os.fstat(local.fileno()).st_size
+                zeros = size - zeros_start(local, size)
+    except (OSError, ValueError):
+        zeros = size = 0
+    if zeros >= CORRUPT_ZERO_TAIL_BYTES:
+        return (
+            f" — it ends in {zeros:,} zero bytes ({zeros / size:.0%} of the file): it was not fully written (a "
+            "download or copy that stopped; copy or download it again)"
+        )
+    return " — the file is damaged or incomplete (copy or download it again, or re-encode it from its source)"
 
 
 def mixdown(block: np.ndarray) -> np.ndarray:
@@ -363,7 +194,9 @@ def iter_blocks(path: str, sample_rate_hz: int, max_duration_s: float | None = N
             try:
                 block = f.read(n, dtype="float32", always_2d=True)
             except (sf.LibsndfileError, RuntimeError) as exc:
-                raise DecodeError(f"corrupt audio data in {path} after {read} frames: {exc}") from None
+                raise DecodeError(
+                    f"corrupt audio data in {path} after {read} frames: {exc}{_why_corrupt(path)}"
+                ) from None
             if len(block) == 0:
                 break
             # a mono file's one column is already a contiguous array of its own (the block is new each read)

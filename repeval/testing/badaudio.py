@@ -11,10 +11,13 @@ Decisions (what is an error and what is audio):
   chunk is cut short (libsndfile would read the frames that are there; the size the header declares
   says the file is incomplete — a copy or download that stopped — so it is refused rather than embedded
   as shorter audio; so is an MP3 holding less than the stream size its Xing/Info header declares, or, without such
-  a header, ending inside an audio frame), non-audio bytes behind a ``.wav`` or ``.flac`` extension, a valid header
-  with zero frames, NaN or inf float samples, a dangling symlink, a FIFO, a directory named ``*.wav``, a symlink loop;
+  a header, ending inside an audio frame), an MP3, Ogg or FLAC whose second half is zeros (a download or copy that
+  preallocated the file at its full size and stopped: the MP3 and the Ogg are refused before decoding — libsndfile
+  would decode the Ogg as shorter audio —, the FLAC loses sync and the reason says it ends in zeros), non-audio
+  bytes behind a ``.wav`` or ``.flac`` extension, a valid header with zero frames, NaN or inf float samples, a dangling symlink, a FIFO, a directory named ``*.wav``, a symlink loop;
 - audio: all-silent, 8 channels (down-mixed), 1 kHz and 192 kHz (resampled), a 3-hour file
-  (streamed in windows), FLAC content behind a ``.wav`` name (the content decides), a whole MP3.
+  (streamed in windows), FLAC content behind a ``.wav`` name (the content decides), a whole MP3, a WAV whose second
+  half is zeros (zeros are valid samples: silence; nothing tells it from a recording that ends in silence).
 
 "Unreadable path": the tests run as root, for whom ``chmod 000`` changes nothing, so the
 unreadable kinds are paths that cannot be opened as a regular file by anyone: a dangling
@@ -33,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from repeval.audio.decode import mpeg_frame_bytes
+from repeval.audio.integrity import mpeg_frame_bytes
 
 GOOD_RATE_HZ = 8000
 
@@ -163,6 +166,50 @@ def _truncated_data_mp3_no_xing(d: Path) -> Path:
     return p
 
 
+def zero_filled(data: bytes, fraction: float = 0.5) -> bytes:
+    """``data`` with its last ``fraction`` overwritten by zeros: a file a download or copy preallocated at its full
+    size, that stopped."""
+    keep = int(len(data) * (1 - fraction))
+    return data[:keep] + bytes(len(data) - keep)
+
+
+def _zero_filled_mp3(xing: bool) -> Callable[[Path], Path]:
+    def make(d: Path) -> Path:
+        p = d / f"zero_filled{'' if xing else '_no_xing'}.mp3"
+        rate_hz = 22050  # 3 s of it: some 16 kB VBR (Xing), 30 kB CBR — a zero tail of several frames
+        if xing:  # LAME's Xing header: the stream's size, which the file has
+            sf.write(p, tone(3.0, rate_hz), rate_hz, format="MP3")
+            data = p.read_bytes()
+        else:
+            sf.write(p, tone(3.0, rate_hz), rate_hz, format="MP3", bitrate_mode="CONSTANT", compression_level=0.5)
+            data = without_first_frame(p.read_bytes())
+        p.write_bytes(zero_filled(data))
+        return p
+
+    return make
+
+
+def _zero_filled_ogg(d: Path) -> Path:
+    p = d / "zero_filled.ogg"
+    sf.write(p, tone(3.0, 22050), 22050, format="OGG")  # some 20 kB of Vorbis: a zero tail of several pages
+    p.write_bytes(zero_filled(p.read_bytes()))
+    return p
+
+
+def _zero_filled_flac(d: Path) -> Path:
+    p = d / "zero_filled.flac"
+    sf.write(p, tone(2.0, GOOD_RATE_HZ), GOOD_RATE_HZ)
+    p.write_bytes(zero_filled(p.read_bytes()))
+    return p
+
+
+def _zero_filled_wav(d: Path) -> Path:
+    p = d / "zero_filled.wav"
+    write_good(p, seconds=2.0)
+    p.write_bytes(zero_filled(p.read_bytes()))
+    return p
+
+
 def _mp3(d: Path) -> Path:
     p = d / "whole.mp3"
     sf.write(p, tone(1.0, GOOD_RATE_HZ, 660.0), GOOD_RATE_HZ, format="MP3")
@@ -274,6 +321,11 @@ KINDS: dict[str, tuple[Callable[[Path], Path], bool, str, float]] = {
     "truncated_data_wav": (_truncated_data_wav, False, "truncated wav", 0),
     "truncated_data_mp3": (_truncated_data_mp3, False, "truncated mp3", 0),
     "truncated_data_mp3_no_xing": (_truncated_data_mp3_no_xing, False, "truncated mp3", 0),
+    "zero_filled_mp3": (_zero_filled_mp3(xing=True), False, "zero-filled mp3", 0),
+    "zero_filled_mp3_no_xing": (_zero_filled_mp3(xing=False), False, "zero-filled mp3", 0),
+    "zero_filled_ogg": (_zero_filled_ogg, False, "zero-filled ogg", 0),
+    "zero_filled_flac": (_zero_filled_flac, False, "zero bytes", 0),
+    "zero_filled_wav": (_zero_filled_wav, True, "", 2.0),
     "mp3": (_mp3, True, "", 1.0),
 }
 

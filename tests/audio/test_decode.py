@@ -156,7 +156,7 @@ def test_an_mp3_cut_short_is_refused_when_its_header_declares_the_size(tmp_path)
 def test_mpeg_frame_lengths_follow_the_standard_tables():
     """The frame length a header declares (bitrate, sample rate, padding) for MPEG-1/2/2.5 layers I/II/III; no length
     for free format, reserved values, or a header of another stream than the first frame's."""
-    from repeval.audio.decode import mpeg_frame_bytes
+    from repeval.audio.integrity import mpeg_frame_bytes
 
     lengths = {
         0xFFFB9000: 417,  # MPEG-1 layer III, 128 kbit/s, 44.1 kHz: 144 * 128000 / 44100
@@ -333,3 +333,154 @@ def test_integer_wavs_decode_to_full_scale_floats(tmp_path, subtype, raw, want):
     p = tmp_path / "raw.wav"
     p.write_bytes(_wav_header(len(raw) * 8 // bits, 8000, 1, bits) + raw)
     np.testing.assert_array_equal(decode(str(p), 8000), np.array(want, np.float32))
+
+
+def _zero_message(path: str, content: bytes) -> str:
+    zeros = len(content) - len(content.rstrip(b"\0"))
+    return (
+        rf"^zero-filled MP3: {re.escape(path)} ends in {zeros:,} zero bytes \({zeros / len(content):.0%} of the file\) "
+        r"instead of audio frames — the file was not fully written \(a download or copy that stopped; copy or download "
+        r"it again\)$"
+    )
+
+
+@pytest.mark.parametrize("rate_hz", [22050, 44100])  # MPEG-2 and MPEG-1 layer III
+def test_a_zero_filled_mp3_is_refused_naming_the_fix(tmp_path, rate_hz):
+    """An MP3 whose last 30-60 % are zeros (a preallocated download or copy that stopped) has the size its Xing/Info
+    header declares, and without such a header its end shows no cut frame: libsndfile gave up on the zeros part-way
+    ("Unspecified internal error", which named neither cause nor fix) or, for a VBR file without a Xing header,
+    stopped short without a word. Refused before decoding, naming the zero bytes and the fix — with a Xing header
+    (VBR and CBR), without one (CBR and VBR), behind an ID3v2 tag, through a file:// URI; a run of zeros longer
+    than the tail read first is counted to its start."""
+    from repeval.audio.integrity import MP3_TAIL_BYTES
+    from repeval.testing.badaudio import tone, without_first_frame, zero_filled
+
+    y = tone(6.0, rate_hz)
+    sf.write(tmp_path / "vbr.mp3", y, rate_hz, format="MP3")
+    sf.write(tmp_path / "cbr.mp3", y, rate_hz, format="MP3", bitrate_mode="CONSTANT", compression_level=0.5)
+    sources = {}
+    for kind in ("vbr", "cbr"):
+        data = (tmp_path / f"{kind}.mp3").read_bytes()
+        assert b"Xing" in data[:64] or b"Info" in data[:64]
+        sources[f"xing_{kind}"] = data
+        sources[f"no_xing_{kind}"] = without_first_frame(data)
+    id3v2 = b"ID3\x04\x00\x00" + bytes([0, 0, 1, 0]) + bytes(128)
+    longest_run = 0
+    for name, data in sources.items():
+        for fraction in (0.3, 0.6):
+            for prefix, tag in ((b"", ""), (id3v2, "_id3v2")):
+                content = prefix + zero_filled(data, fraction)
+                p = tmp_path / f"{name}_{int(fraction * 100)}{tag}.mp3"
+                p.write_bytes(content)
+                with pytest.raises(DecodeError, match=_zero_message(str(p), content)):
+                    decode(str(p), rate_hz)
+                longest_run = max(longest_run, len(content) - len(content.rstrip(b"\0")))
+    assert longest_run > MP3_TAIL_BYTES  # counted back beyond the tail
+    p = tmp_path / "xing_vbr_60.mp3"
+    with pytest.raises(DecodeError, match=_zero_message(f"file://{p}", p.read_bytes())):
+        decode(f"file://{p}", rate_hz)
+
+
+def test_legitimate_mp3s_ending_in_tags_padding_or_silence_are_not_refused(tmp_path):
+    """What a whole MP3 may end in is never taken for a zero-filled tail: ID3v1, APEv2 and Lyrics3 tags, a few
+    zero padding bytes, digital silence, a last frame ending in 1,263 zero bytes (LAME's Info frame at 320 kbit/s,
+    the longest run of zeros a LAME file holds) plus 1,000 bytes of padding — with and without a Xing header; with
+    one, any number of zero bytes after the stream it declares (libsndfile stops at its end). Each decodes to the
+    samples the file without them decodes to (one frame more with the Info frame at the end)."""
+    from repeval.audio.integrity import mpeg_frame_bytes
+    from repeval.testing.badaudio import tone, without_first_frame
+
+    rate_hz = 32000  # MPEG-1: its longest frames (320 kbit/s, 1,441 bytes)
+    y = np.concatenate([tone(1.0, rate_hz), np.zeros(rate_hz, np.float32)])  # ends in digital silence
+    sf.write(tmp_path / "xing.mp3", y, rate_hz, format="MP3", bitrate_mode="CONSTANT", compression_level=0.0)
+    xing = (tmp_path / "xing.mp3").read_bytes()
+    no_xing = without_first_frame(xing)
+    info = xing[: mpeg_frame_bytes(int.from_bytes(xing[:4], "big"))]  # a frame of the stream, no audio
+    assert len(info) - len(info.rstrip(b"\0")) == 1263
+    tail_tags = _ape_tag() + _lyrics3v2_tag() + b"TAG" + bytes(125)
+    ends = (b"TAG" + bytes(125), tail_tags, bytes(16), bytes(1000), info + bytes(1000))
+    for name, data, appended in (("xing", xing, (*ends, bytes(20_000))), ("no_xing", no_xing, ends)):
+        (tmp_path / f"{name}.mp3").write_bytes(data)
+        n = len(decode(str(tmp_path / f"{name}.mp3"), rate_hz))
+        for i, tail in enumerate(appended):
+            p = tmp_path / f"{name}_{i}.mp3"
+            p.write_bytes(data + tail)
+            assert 0 <= len(decode(str(p), rate_hz)) - n <= 1152 * tail.startswith(info[:4]), (name, len(tail))
+
+
+def test_the_zero_tail_threshold_is_two_of_the_streams_longest_frames_and_4_kib():
+    """A run of zeros at the end of an MP3's audio marks it zero-filled only when it is longer than
+    MP3_ZERO_TAIL_BYTES (4 KiB) and than two of the stream's longest frames; not one byte shorter."""
+    import io
+
+    from repeval.audio.integrity import MP3_ZERO_TAIL_BYTES, mp3_zero_tail, mpeg_frame_bytes
+
+    for header, longest in ((0xFFFB9000, 1045), (0xFFE51800, 2881)):  # MPEG-1 layer III 44.1 kHz; MPEG 2.5 layer II
+        assert mpeg_frame_bytes(header & ~0xF000 | 0xE200) == longest
+        limit = max(MP3_ZERO_TAIL_BYTES, 2 * longest)
+        first = header.to_bytes(4, "big")
+        for run, want in ((limit, None), (limit + 1, (100, limit + 1))):
+            buf = first + bytes(range(1, 97)) + bytes(run)
+            assert mp3_zero_tail(io.BytesIO(buf), 0, first, 0, buf) == want, (hex(header), run)
+            tagged = buf + b"TAG" + bytes(125)  # counted before the tags
+            assert mp3_zero_tail(io.BytesIO(tagged), 0, first, 0, tagged) == want, (hex(header), run)
+
+
+@pytest.mark.parametrize("subtype", ["VORBIS", "OPUS"])
+def test_a_zero_filled_ogg_is_refused_and_zeros_after_its_last_page_are_not(tmp_path, subtype):
+    """A zero-filled Ogg file: libsndfile decoded the pages before the zeros as the whole file — 6 s became 2.4 or
+    5.4 s without a word. Refused before decoding, naming the zero bytes and the fix (a run of zeros longer than the
+    tail read first counted to its start, through a file:// URI too). Zeros appended after a whole stream (its last
+    page marks its end) are not refused: libsndfile decodes all of it."""
+    from repeval.audio.integrity import OGG_TAIL_BYTES
+    from repeval.testing.badaudio import tone, zero_filled
+
+    sf.write(tmp_path / "whole.ogg", tone(6.0, 48000), 48000, format="OGG", subtype=subtype)
+    data = (tmp_path / "whole.ogg").read_bytes()
+    for fraction in (0.1, 0.6):
+        p = tmp_path / f"zeros_{int(fraction * 100)}.ogg"
+        p.write_bytes(zero_filled(data, fraction))
+        zeros = len(data) - len(p.read_bytes().rstrip(b"\0"))
+        assert (zeros > OGG_TAIL_BYTES) == (fraction == 0.6)
+        for path in (str(p), f"file://{p}"):
+            with pytest.raises(
+                DecodeError,
+                match=rf"^zero-filled Ogg: {re.escape(path)} ends in {zeros:,} zero bytes \({fraction:.0%} of the "
+                r"file\) instead of Ogg pages — the file was not fully written \(a download or copy that stopped; "
+                r"copy or download it again\)$",
+            ):
+                decode(path, 48000)
+    for padding in (100, 5000, 30_000):
+        (tmp_path / "padded.ogg").write_bytes(data + bytes(padding))
+        assert len(decode(str(tmp_path / "padded.ogg"), 48000)) == 6 * 48000, padding
+
+
+def test_flac_and_wav_with_a_zero_filled_tail(tmp_path):
+    """A zero-filled FLAC: libsndfile loses sync part-way; the reason now says the file ends in zero bytes and names
+    the fix (a FLAC cut short: that it is damaged or incomplete, and the fix). A zero-filled WAV is refused by
+    nothing: its zeros are valid samples (silence), and it decodes at full length."""
+    from repeval.testing.badaudio import tone, zero_filled
+
+    y = tone(6.0, 22050)
+    sf.write(tmp_path / "whole.flac", y, 22050)
+    data = (tmp_path / "whole.flac").read_bytes()
+    (tmp_path / "zeros.flac").write_bytes(zero_filled(data, 0.4))
+    zeros = len(data) - int(len(data) * 0.6)
+    with pytest.raises(
+        DecodeError,
+        match=rf"^corrupt audio data in .*zeros\.flac after \d+ frames: .*lost sync.* — it ends in {zeros:,} zero "
+        r"bytes \(40% of the file\): it was not fully written \(a download or copy that stopped; copy or download it "
+        r"again\)$",
+    ):
+        decode(str(tmp_path / "zeros.flac"), 22050)
+    (tmp_path / "cut.flac").write_bytes(data[: len(data) // 2])
+    with pytest.raises(
+        DecodeError,
+        match=r"^corrupt audio data in .*cut\.flac after \d+ frames: .* — the file is damaged or incomplete \(copy or "
+        r"download it again, or re-encode it from its source\)$",
+    ):
+        decode(str(tmp_path / "cut.flac"), 22050)
+    sf.write(tmp_path / "whole.wav", y, 22050, subtype="PCM_16")
+    (tmp_path / "zeros.wav").write_bytes(zero_filled((tmp_path / "whole.wav").read_bytes(), 0.4))
+    out = decode(str(tmp_path / "zeros.wav"), 22050)
+    assert len(out) == len(y) and not out[-int(0.39 * len(y)) :].any() and out[: len(y) // 2].any()

@@ -1,0 +1,339 @@
+"""Checks that an audio file is whole, run where it opens, before libsndfile decodes it: libsndfile decodes a file
+cut short (a WAV or MP3), zero-filled (an MP3 or Ogg preallocated at its full size by a download or copy that stopped)
+or a VBR MP3 without a Xing header as shorter audio, without a word. Each check reads a header and the file's tail — a
+few reads, a few microseconds (a remote file: a few range requests); :func:`shortfall` says which applies and what it
+found, and :func:`repeval.audio.decode._checked_open` turns that into the error naming the fix.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+
+def wav_shortfall(fh: Any, size: int) -> tuple[int, int] | None:
+    """``(bytes the data chunk declares, bytes the file holds after its header)`` when a RIFF/WAVE file's data
+    chunk is cut short (a copy or download that stopped), else ``None``. Reads chunk headers only; ``fh`` is a
+    seekable binary file of ``size`` bytes (left at its start)."""
+    try:
+        fh.seek(0)
+        head = fh.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        pos = 12
+        for _ in range(64):  # fmt, LIST, fact, … then data
+            fh.seek(pos)
+            chunk = fh.read(8)
+            if len(chunk) < 8:
+                return None
+            cid, n = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if cid == b"data":
+                held = size - pos - 8
+                # 0 and 0xFFFFFFFF: a stream whose writer never went back to fill in the size
+                return (n, held) if n not in (0, 0xFFFFFFFF) and n > held else None
+            pos += 8 + n + (n & 1)
+        return None
+    finally:
+        fh.seek(0)
+
+
+#: an MP3 holding less than this fraction of the stream size its Xing/Info header declares is truncated (mpg123
+#: itself warns from a 1% difference on)
+MP3_HELD_FRACTION = 0.99
+
+#: bytes read from the end of an MP3 to find its last frames behind any tags and a zero-filled tail (one read; a
+#: frame is at most 2,881 bytes long)
+MP3_TAIL_BYTES = 16384
+
+#: an MP3 whose audio ends in more zero bytes than this, and than two of the stream's longest frames, is zero-filled
+#: (:func:`mp3_zero_tail`: a download or copy that preallocated the file at its full size and stopped). A whole file
+#: cannot end in more than one frame's worth of zeros: every frame starts with a sync word (11 set bits), so a run of
+#: zeros in the audio ends at the next frame's header — at most one frame's data (LAME's Info frame at 320 kbit/s and
+#: 32 kHz holds 1,263 zero bytes, the longest run found in its files; its frames of silence, a few) plus the few
+#: padding bytes some encoders add. Two frames leave a frame of margin; 4 KiB also covers padding to a disk sector or
+#: block (2,048 or 4,096 bytes). What a shorter zero tail hides is at most a quarter second at 128 kbit/s (libmpg123
+#: gives up after 1,024 bytes that are no frame: the read error then names the zeros,
+#: :func:`repeval.audio.decode._why_corrupt`).
+MP3_ZERO_TAIL_BYTES = 4096
+
+#: the longest frame any MPEG audio header declares (layer II, 160 kbit/s at 8 kHz, padded): the longest frame taken for
+#: a free-format stream, whose headers do not tell its frame length
+MPEG_MAX_FRAME_BYTES = 2881
+
+# MPEG audio frame headers (ISO 11172-3, ISO 13818-3 and MPEG 2.5): kbit/s by bitrate index 1-14 for (MPEG-1?, layer)
+_MPEG_KBPS = {
+    (True, 1): (32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (True, 2): (32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 3): (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 1): (32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (False, 2): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+    (False, 3): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+#: sample rates by version bits (0: MPEG 2.5, 2: MPEG-2, 3: MPEG-1) and sample-rate index
+_MPEG_RATES_HZ = {0: (11025, 12000, 8000), 2: (22050, 24000, 16000), 3: (44100, 48000, 32000)}
+#: the header bits every frame of a stream shares with its first: sync, version, layer, sample rate
+_MPEG_STREAM_BITS = 0xFFFE0C00
+
+
+def mpeg_frame_bytes(header: int, first: int | None = None) -> int | None:
+    """The length in bytes of the MPEG audio frame (MPEG-1/2/2.5, layer I/II/III) whose 32-bit header is ``header``
+    — ``None`` when it is no valid header, a free-format one (its length is not in the header) or, given the
+    stream's ``first`` header, not one of the same stream (version, layer and sample rate)."""
+    version, layer, rate, kbps = (header >> 19) & 3, 4 - ((header >> 17) & 3), (header >> 10) & 3, (header >> 12) & 15
+    if (
+        header >> 21 != 0x7FF
+        or (first is not None and header & _MPEG_STREAM_BITS != first & _MPEG_STREAM_BITS)
+        or version == 1
+        or layer == 4
+        or rate == 3
+        or kbps in (0, 15)
+        or header & 3 == 2  # a reserved emphasis
+    ):
+        return None
+    bits_per_s, rate_hz = 1000 * _MPEG_KBPS[(version == 3, layer)][kbps - 1], _MPEG_RATES_HZ[version][rate]
+    padding = (header >> 9) & 1
+    if layer == 1:
+        return (12 * bits_per_s // rate_hz + padding) * 4
+    return (144 if version == 3 or layer == 2 else 72) * bits_per_s // rate_hz + padding
+
+
+def _mp3_audio_end(buf: bytes) -> int:
+    """Where the audio ends in ``buf``, the end of an MP3: before the tags written after it — ID3v1 (with a TAG+
+    extension), APEv1/v2, Lyrics3 v1/v2, an ID3v2 tag with a footer — in any order; -1 when a tag reaches beyond
+    ``buf``."""
+    end = len(buf)
+    if end >= 128 and buf[end - 128 : end - 125] == b"TAG":  # ID3v1, always last
+        end -= 128 + 227 * (end >= 355 and buf[end - 355 : end - 351] == b"TAG+")
+    while end > 0:
+        if end >= 32 and buf[end - 32 : end - 24] == b"APETAGEX":  # the footer: its size counts the items and itself
+            size, flags = struct.unpack("<I4xI", buf[end - 20 : end - 8])
+            if size < 32:
+                return -1
+            end -= size + 32 * (flags >> 31)  # + a header when flagged
+        elif end >= 15 and buf[end - 9 : end] == b"LYRICS200" and buf[end - 15 : end - 9].isdigit():
+            end -= int(buf[end - 15 : end - 9]) + 15
+        elif end >= 9 and buf[end - 9 : end] == b"LYRICSEND":  # Lyrics3 v1: at most 5,100 bytes after LYRICSBEGIN
+            end = buf.rfind(b"LYRICSBEGIN", max(0, end - 5120), end)
+        elif end >= 10 and buf[end - 10 : end - 7] == b"3DI":  # an ID3v2 footer: syncsafe size, header and footer
+            end -= 20 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(buf[end - 4 : end]))
+        else:
+            return end
+    return -1
+
+
+def _mp3_tail(fh: Any, size: int, start: int) -> tuple[int, bytes]:
+    """``(where it starts, the bytes)``: the last :data:`MP3_TAIL_BYTES` of an MP3 file of ``size`` bytes whose audio
+    starts at ``start`` (one read; a remote file: one range request)."""
+    base = max(start, size - MP3_TAIL_BYTES)
+    fh.seek(base)
+    return base, fh.read(size - base)
+
+
+def mp3_zero_tail(fh: Any, start: int, first: bytes, base: int, buf: bytes) -> tuple[int, int] | None:
+    """``(where they start, how many)``: the zero bytes that end the audio of an MP3 whose audio starts at ``start``
+    with the frame header ``first``, when they are more than a whole file can end in — more than
+    :data:`MP3_ZERO_TAIL_BYTES` and than two of the stream's longest frames (its version, layer and sample rate at the
+    highest bitrate, padded) —, else ``None``. ``buf`` is the file's tail from byte ``base`` on (:func:`_mp3_tail`);
+    the run is counted before any tags written after the audio (:func:`_mp3_audio_end`), and only when the whole tail
+    is zeros is the file read on backwards, in blocks of 1 MiB, to find where the run starts (a refused file only)."""
+    head = int.from_bytes(first, "big")
+    longest = mpeg_frame_bytes(head & ~0xF000 | 0xE200) if mpeg_frame_bytes(head) else None
+    end = _mp3_audio_end(buf)
+    audio = buf[:end] if end >= 0 else buf  # tags longer than the tail: its last bytes
+    kept = audio.rstrip(b"\0")
+    if len(audio) - len(kept) <= max(MP3_ZERO_TAIL_BYTES, 2 * (longest or MPEG_MAX_FRAME_BYTES)):
+        return None
+    zeros_at = base + len(kept) if kept else zeros_start(fh, base, start)
+    return zeros_at, base + len(audio) - zeros_at
+
+
+def zeros_start(fh: Any, end: int, floor: int = 0) -> int:
+    """Where the run of zero bytes that ends at byte ``end`` of the seekable binary file ``fh`` starts (``end`` when
+    byte ``end - 1`` is not zero; not before ``floor``): reads backwards in blocks of 1 MiB."""
+    while end > floor:
+        n = min(1 << 20, end - floor)
+        fh.seek(end - n)
+        kept = fh.read(n).rstrip(b"\0")
+        if kept:
+            return end - n + len(kept)
+        end -= n
+    return floor
+
+
+def _mp3_last_frame_shortfall(start: int, first: bytes, base: int, buf: bytes) -> tuple[tuple[int, int] | None, bool]:
+    """``(bytes its last frame needs, bytes left of it)`` when the MPEG audio stream starting at ``start`` with the
+    frame header ``first`` ends inside a frame, else ``None`` — also whenever that cannot be told (free format, no
+    chain of frames found in the tail, bytes after the last frame that are no frame); and whether a whole frame in
+    the tail has another bitrate than the first frame (a VBR stream). ``buf`` is the file's tail from byte ``base``
+    on (:func:`_mp3_tail`); a header there is trusted when the frame it declares ends where another header of the
+    stream starts (or at the end of the audio); then the frames are walked to the end."""
+    head = int.from_bytes(first, "big")
+    longest = mpeg_frame_bytes(head & ~0xF000 | 0xE200)  # at the highest bitrate, padded
+    if mpeg_frame_bytes(head) is None or longest is None:
+        return None, False
+    end = _mp3_audio_end(buf)
+    i = max(start - base, end - 3 * longest - 4)  # two whole frames before a cut one at least
+    if end < 0 or i < 0:  # tags longer than the tail (a file cut short has none)
+        return None, False
+    kbps = {head >> 12 & 15}  # the bitrate indexes of the whole frames walked
+
+    def frame(at: int) -> int | None:
+        return mpeg_frame_bytes(int.from_bytes(buf[at : at + 4], "big"), head)
+
+    def walk(at: int, stop: int) -> int:  # where the whole frames from the header at ``at`` stop before ``stop``
+        while stop - at >= 4 and (n := frame(at)) is not None and at + n <= stop:
+            kbps.add(buf[at + 2] >> 4)
+            at += n
+        return at
+
+    while True:  # the first header that chains on
+        i = buf.find(b"\xff", i, end - 3)
+        if i < 0:
+            return None, False
+        n = frame(i)
+        if n is not None and (i == start - base or i + n == end or (i + n + 4 <= end and frame(i + n) is not None)):
+            break
+        i += 1
+    i = walk(i, end)
+    if i == end:
+        return None, len(kbps) > 1
+    if end - i >= 4:
+        n = frame(i)  # a frame running past the end, or bytes that are not a frame (padding, an unknown tag)
+        short = None if n is None else (n, end - i)
+    else:  # 1 to 3 bytes: a cut header (its missing bytes taken from the first one)?
+        n = mpeg_frame_bytes(int.from_bytes(buf[i:end] + first[end - i :], "big"), head)
+        short = None if n is None else (n if end - i == 3 else 4, end - i)
+    # what looked like tags after the audio may be its last bytes: then the frames end at the end of the file
+    whole = short is None or (end < len(buf) and walk(i, len(buf)) == len(buf))
+    return None if whole else short, len(kbps) > 1
+
+
+def _mp3_stream_samples(fh: Any, size: int, start: int, first: bytes) -> tuple[int, int]:
+    """``(samples, samples per frame)`` (per channel) of the whole frames of the MPEG audio stream starting at
+    ``start`` with the frame header ``first``: reads the file and walks every frame header (for a VBR stream without a Xing/Info/VBRI header
+    only, whose length nothing else tells)."""
+    head = int.from_bytes(first, "big")
+    version, layer = head >> 19 & 3, 4 - (head >> 17 & 3)
+    per_frame = 384 if layer == 1 else 1152 if layer == 2 or version == 3 else 576
+    fh.seek(start)
+    buf = fh.read(size - start)
+    at = frames = 0
+    while (n := mpeg_frame_bytes(int.from_bytes(buf[at : at + 4], "big"), head)) is not None and at + n <= len(buf):
+        at += n
+        frames += 1
+    return frames * per_frame, per_frame
+
+
+def mp3_shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
+    """``(cause, bytes declared, bytes held)`` when an MP3 was cut short or zero-filled (a copy or download that
+    stopped), else ``None``; libsndfile decodes such a file as shorter audio without a word. Cause ``"MP3"``: its
+    first frame carries a Xing or Info header (LAME, ffmpeg and most encoders write one) with a stream size, and the
+    file holds less than :data:`MP3_HELD_FRACTION` of it after its ID3v2 tag. Cause ``"MP3 frame"``: with no such size, its
+    last frame (before any trailing tags) needs more bytes than are left (:func:`_mp3_last_frame_shortfall`; a frame
+    needs at least its 4 header bytes). Cause ``"MP3 VBR"``, a whole file: with no Xing/Info/VBRI header, its frames'
+    bitrates vary — libsndfile guesses the length of such a file from its first frame's bitrate and stops there —;
+    then ``(cause, samples its frames hold, samples per frame)`` (:func:`_mp3_stream_samples`,
+    :func:`repeval.audio.decode._checked_open`).
+    Cause ``"MP3 zeros"``, with or without a Xing/Info size: its audio ends in a run of zero bytes longer than a whole
+    file can end in (:func:`mp3_zero_tail`: a download or copy that preallocated the file at its full size and
+    stopped — its size is right, libsndfile gives up on the zeros with "Unspecified internal error" or, for a VBR
+    file without a Xing header, stops short without a word); then ``(cause, zero bytes, file size)``.
+    Reads the ID3v2 header and the first frame's start, then the file's tail (:data:`MP3_TAIL_BYTES`, one read; all
+    of a VBR file without a header, and of a zero-filled one back to its last nonzero byte); ``fh`` is a seekable
+    binary file of ``size`` bytes (left at its start)."""
+    try:
+        fh.seek(0)
+        frame = fh.read(64)  # one read for a file without an ID3v2 tag (a remote file: one request)
+        start = 0
+        if len(frame) >= 10 and frame[:3] == b"ID3":  # ID3v2: a syncsafe size, plus a footer when flagged
+            start = (
+                10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(frame[6:10])) + 10 * bool(frame[5] & 0x10)
+            )
+            fh.seek(start)
+            frame = fh.read(64)
+        if len(frame) < 4 or frame[0] != 0xFF or frame[1] & 0xE0 != 0xE0:  # not an MPEG audio frame
+            return None
+        vbr_header = frame[36:40] == b"VBRI"  # Fraunhofer's VBR header: always 32 bytes after the frame header
+        for tag in (b"Xing", b"Info"):  # after the side information: 13, 21 or 36 bytes in (+2 with a CRC)
+            at = frame.find(tag, 4)
+            if at < 0 or len(frame) < at + 16:
+                continue
+            vbr_header = True
+            flags = struct.unpack(">I", frame[at + 4 : at + 8])[0]
+            if not flags & 2:  # no stream size: the end tells
+                break
+            at += 8 + 4 * (flags & 1)  # after the frame count
+            declared = struct.unpack(">I", frame[at : at + 4])[0]
+            held = size - start
+            if held < MP3_HELD_FRACTION * declared:
+                return ("MP3", declared, held)
+            zeros = mp3_zero_tail(fh, start, frame[:4], *_mp3_tail(fh, size, start))
+            # zeros after the stream the header declares (appended to a whole file) take no audio: libsndfile stops
+            # reading at the end of that stream
+            return None if zeros is None or zeros[0] >= start + declared else ("MP3 zeros", zeros[1], size)
+        base, tail = _mp3_tail(fh, size, start)
+        zeros = mp3_zero_tail(fh, start, frame[:4], base, tail)
+        if zeros is not None:
+            return ("MP3 zeros", zeros[1], size)
+        short, vbr = _mp3_last_frame_shortfall(start, frame[:4], base, tail)
+        if short is not None:
+            return ("MP3 frame", *short)
+        if vbr and not vbr_header:
+            return ("MP3 VBR", *_mp3_stream_samples(fh, size, start, frame[:4]))
+        return None
+    finally:
+        fh.seek(0)
+
+
+#: an Ogg file (Vorbis, Opus, FLAC) whose last page is not the end of its stream and that ends in more zero bytes than
+#: this is zero-filled (:func:`ogg_zero_tail`)
+OGG_ZERO_TAIL_BYTES = 4096
+
+#: bytes read from the end of an Ogg file to find its last page (one read; libvorbis writes pages of about 4 kB)
+OGG_TAIL_BYTES = 16384
+
+
+def ogg_zero_tail(fh: Any, size: int) -> int | None:
+    """How many zero bytes end an Ogg file (``fh`` starts with an ``OggS`` page) when it was zero-filled — a download
+    or copy that preallocated it at its full size and stopped; libsndfile decodes the pages before the zeros as the
+    whole file, shorter, without a word —, else ``None``. Zero-filled: it ends in more than
+    :data:`OGG_ZERO_TAIL_BYTES` zero bytes and the last page before them is not a whole page marking the end of its
+    stream (the EOS flag), so zeros appended to a whole file are not (libsndfile decodes all of it). Reads the last
+    :data:`OGG_TAIL_BYTES` (and, when all of those are zeros, on backwards to where the zeros start); ``fh`` is a
+    seekable binary file of ``size`` bytes (left at its start)."""
+    try:
+        base = max(0, size - OGG_TAIL_BYTES)
+        fh.seek(base)
+        buf = fh.read(size - base)
+        kept = buf.rstrip(b"\0")
+        zeros_at = base + len(kept) if kept else zeros_start(fh, base)
+        if size - zeros_at <= OGG_ZERO_TAIL_BYTES:
+            return None
+        if not kept:  # the tail is all zeros: the bytes before them (and a page header's worth of zeros)
+            base = max(0, zeros_at - OGG_TAIL_BYTES)
+            fh.seek(base)
+            buf = fh.read(min(size, zeros_at + 282) - base)
+        at = buf.rfind(b"OggS", 0, zeros_at - base)
+        if 0 <= at <= len(buf) - 27 and buf[at + 5] & 4:  # the last page marks the end of the stream: is it whole?
+            n_segments = buf[at + 26]
+            if base + at + 27 + n_segments + sum(buf[at + 27 : at + 27 + n_segments]) <= size:
+                return None
+        return size - zeros_at
+    finally:
+        fh.seek(0)
+
+
+def shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
+    """``(cause, declared bytes, held bytes)`` of a WAV or MP3 file that was cut short (``"WAV"``, ``"MP3"``:
+    what its header declares; ``"MP3 frame"``: what its last frame needs) or an MP3 or Ogg file whose tail is zeros
+    (``"MP3 zeros"``, ``"Ogg zeros"``: the zero bytes and the file's size), or a VBR MP3 without a Xing header
+    (:func:`mp3_shortfall`)."""
+    fh.seek(0)
+    magic = fh.read(4)  # which check applies (a remote file: one small range request)
+    if magic == b"RIFF":
+        short = wav_shortfall(fh, size)
+        return None if short is None else ("WAV", *short)
+    if magic == b"OggS":
+        zeros = ogg_zero_tail(fh, size)
+        return None if zeros is None else ("Ogg zeros", zeros, size)
+    return None if magic == b"fLaC" else mp3_shortfall(fh, size)
