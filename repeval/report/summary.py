@@ -299,7 +299,10 @@ def tested_card(agg: pd.DataFrame, n_folds: int) -> str:
 def summary_lines(h: Headline) -> list[str]:
     """One or two lines for the terminal: best on clean, and (with deformation scenarios) most robust."""
     lead = f"{h.task} — {h.dataset}, {h.metric}{_direction(h)}: best on clean "
-    lines = [lead + (f"{_clean_names(h)} {_clean_value(h)}" if h.best else "– (no finite clean value)")]
+    # the table beside it flags the best cell of each column: say why the headline may name another probe
+    rule = h.choice.rule(None)
+    chosen = f" (each model's probe {rule})" if rule else ""
+    lines = [lead + (f"{_clean_names(h)} {_clean_value(h)}{chosen}" if h.best else "– (no finite clean value)")]
     if h.robustness is not None:
         lines.append("  " + "; ".join(robustness_facts(h.robustness)))
     return lines

@@ -23,6 +23,9 @@ def test_run_ends_with_best_on_clean_and_most_robust_after_the_table(reference_r
     assert h is not None and h.best and h.robustness is not None
     names = " = ".join(f"{m} · {p}" for m, p in h.best) + (" (tied)" if len(h.best) > 1 else "")
     assert lines[first].startswith(f"pitch — tones, accuracy: best on clean {names} "), (lines[first], h.best)
+    # the table above flags each column's best cell; the headline says why it may name another probe
+    assert lines[first].endswith(f" (each model's probe {h.choice.rule(None)})"), lines[first]
+    assert h.choice.rule(None).startswith("chosen on validation val_"), h.choice.rule(None)
     table = make_table(run.results, "robustness", metrics=["accuracy"]).to_frame()
     delta = {(r.model, r.probe): r.mean for r in table[table["column"] == "Δ D1"].itertuples()}
     chosen = {m: p for (m,), p in h.choice.probes.items()}
