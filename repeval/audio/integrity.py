@@ -388,10 +388,10 @@ def ogg_shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
     one stream or several chained (one after another) or multiplexed (interleaved), has the flag; only the last
     page is checked: a chained or multiplexed file cut where another stream's last page ends passes. Tags or junk
     after a whole stream's last page (ID3v1, APE: some taggers append them) are let be; a page cut before tags is
-    found behind ID3v1, APE, Lyrics3 and ID3v2-footer tags (:func:`_mp3_audio_end`). Not found: a cut inside one
-    page longer than the tail read (no whole page to start from), and an Ogg file whose writer never set the flag (a
-    live stream's recording) is refused as cut at a page boundary. ``fh`` is a seekable binary file of ``size``
-    bytes (left at its start)."""
+    found behind ID3v1, APE, Lyrics3 and ID3v2-footer tags (:func:`_mp3_audio_end`). Not found: a file cut inside
+    its first page (no whole page to start from; libsndfile cannot open it). An Ogg file whose writer never set the
+    flag (a live stream's recording) is refused as cut at a page boundary. ``fh`` is a seekable binary file of
+    ``size`` bytes (left at its start)."""
     try:
         base = max(0, size - OGG_TAIL_BYTES)
         fh.seek(base)
