@@ -81,6 +81,23 @@ def _checked_open(path: str, short: tuple[str, int, int] | None, source: Any) ->
             f"truncated MP3: {path} ends inside an audio frame (its last frame needs {needs} bytes, {held:,} "
             f"{'is' if held == 1 else 'are'} left) — the file was cut short (copy or download it again)"
         )
+    if cause in ("Ogg page", "Ogg page header"):
+        needs = f"at least {declared:,}" if cause == "Ogg page header" else f"{declared:,}"
+        raise DecodeError(
+            f"truncated Ogg: {path} ends inside an Ogg page (its last page needs {needs} bytes, {held:,} "
+            f"{'is' if held == 1 else 'are'} left) — the file was cut short (copy or download it again)"
+        )
+    if cause == "Ogg EOS":
+        raise DecodeError(
+            f"truncated Ogg: {path}'s last Ogg page is not its stream's end (no end-of-stream flag) — the file was cut "
+            "short (copy or download it again; a live stream's recording stopped without one: remux it, e.g. "
+            "`ffmpeg -i in.ogg -c copy out.ogg`)"
+        )
+    if cause == "Ogg CRC":
+        raise DecodeError(
+            f"damaged Ogg: {path}'s last Ogg page does not match its CRC (its end was not fully written or was "
+            "overwritten; libsndfile would drop the page) — copy or download it again"
+        )
     if cause not in ("", "MP3 VBR"):
         raise DecodeError(
             f"truncated {cause}: {path} declares {declared:,} bytes of audio but holds {held:,} — the file was cut "

@@ -1,5 +1,5 @@
 """Checks that an audio file is whole, run where it opens, before libsndfile decodes it: libsndfile decodes a file
-cut short (a WAV or MP3), zero-filled (an MP3 or Ogg preallocated at its full size by a download or copy that stopped)
+cut short (a WAV, MP3 or Ogg), zero-filled (an MP3 or Ogg preallocated at its full size by a download or copy that stopped)
 or a VBR MP3 without a Xing header as shorter audio, without a word. Each check reads a header and the file's tail — a
 few reads, a few microseconds (a remote file: a few range requests); :func:`shortfall` says which applies and what it
 found, and :func:`repeval.audio.decode._checked_open` turns that into the error naming the fix.
@@ -8,6 +8,7 @@ found, and :func:`repeval.audio.decode._checked_open` turns that into the error 
 from __future__ import annotations
 
 import struct
+import zlib
 from typing import Any
 
 
@@ -293,47 +294,149 @@ OGG_ZERO_TAIL_BYTES = 4096
 OGG_TAIL_BYTES = 16384
 
 
-def ogg_zero_tail(fh: Any, size: int) -> int | None:
+def ogg_zero_tail(fh: Any, size: int, base: int, buf: bytes) -> int | None:
     """How many zero bytes end an Ogg file (``fh`` starts with an ``OggS`` page) when it was zero-filled — a download
     or copy that preallocated it at its full size and stopped; libsndfile decodes the pages before the zeros as the
     whole file, shorter, without a word —, else ``None``. Zero-filled: it ends in more than
     :data:`OGG_ZERO_TAIL_BYTES` zero bytes and the last page before them is not a whole page marking the end of its
-    stream (the EOS flag), so zeros appended to a whole file are not (libsndfile decodes all of it). Reads the last
-    :data:`OGG_TAIL_BYTES` (and, when all of those are zeros, on backwards to where the zeros start); ``fh`` is a
-    seekable binary file of ``size`` bytes (left at its start)."""
+    stream (the EOS flag), so zeros appended to a whole file are not (libsndfile decodes all of it). ``buf`` is the
+    file's tail from byte ``base`` on (the last :data:`OGG_TAIL_BYTES`); when all of those are zeros, reads on
+    backwards to where the zeros start; ``fh`` is a seekable binary file of ``size`` bytes."""
+    kept = buf.rstrip(b"\0")
+    zeros_at = base + len(kept) if kept else zeros_start(fh, base)
+    if size - zeros_at <= OGG_ZERO_TAIL_BYTES:
+        return None
+    if not kept:  # the tail is all zeros: the bytes before them (and a page header's worth of zeros)
+        base = max(0, zeros_at - OGG_TAIL_BYTES)
+        fh.seek(base)
+        buf = fh.read(min(size, zeros_at + 282) - base)
+    at = buf.rfind(b"OggS", 0, zeros_at - base)
+    if 0 <= at <= len(buf) - 27 and buf[at + 5] & 4:  # the last page marks the end of the stream: is it whole?
+        n_segments = buf[at + 26]
+        if base + at + 27 + n_segments + sum(buf[at + 27 : at + 27 + n_segments]) <= size:
+            return None
+    return size - zeros_at
+
+
+#: the longest an Ogg page can be: a 27-byte header, a segment table of 255 entries, 255 segments of 255 bytes
+#: (libvorbis writes pages of about 4 kB, libopus through libsndfile up to some 15 kB)
+OGG_MAX_PAGE_BYTES = 27 + 255 + 255 * 255
+
+#: each byte with its bits in reverse order (:func:`ogg_page_crc`)
+_BITS_REVERSED = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
+
+
+def ogg_page_crc(page: bytes) -> int:
+    """The CRC of an Ogg page whose CRC field (bytes 22-25) holds zeros: CRC-32 with the polynomial 0x04C11DB7, not
+    reflected, initial value and final XOR 0. zlib's CRC-32 is the same polynomial reflected: taken over the page's
+    bytes with their bits reversed, from a zero register, its result's bits reversed are Ogg's (in C: a 4 kB page in
+    a few microseconds, where a Python loop takes milliseconds)."""
+    reflected = zlib.crc32(page.translate(_BITS_REVERSED), 0xFFFFFFFF) ^ 0xFFFFFFFF
+    return int(f"{reflected:032b}"[::-1], 2)
+
+
+def _ogg_page_at(buf: bytes, at: int, stop: int) -> int | None:
+    """Where the Ogg page whose header starts at byte ``at`` of ``buf`` ends, when it is one — its capture pattern,
+    version 0, a header, segment table and body ending by ``stop`` and the CRC it carries matching its bytes —, else
+    ``None``."""
+    if buf[at : at + 5] != b"OggS\0" or stop - at < 27 or stop - at < 27 + buf[at + 26]:
+        return None
+    end = at + 27 + buf[at + 26] + sum(buf[at + 27 : at + 27 + buf[at + 26]])
+    if end > stop:
+        return None
+    page = bytearray(buf[at:end])
+    page[22:26] = bytes(4)
+    return end if ogg_page_crc(bytes(page)) == struct.unpack("<I", buf[at + 22 : at + 26])[0] else None
+
+
+def _ogg_last_page_shortfall(buf: bytes, at: int, stop: int) -> tuple[str, int, int] | None:
+    """What is wrong with the end of the Ogg pages of ``buf[:stop]``, walked from the whole page at ``at`` by the
+    lengths their headers declare: ``("Ogg page", bytes the last page needs, bytes left)`` when the bytes after the
+    last whole page are the start of a page (its capture pattern ``OggS``) running past ``stop`` — ``"Ogg page
+    header"`` when its header or segment table does (the bytes it needs at least) —; ``("Ogg EOS", 0, 0)`` when the
+    last whole page is not the end of its stream (no EOS flag); ``("Ogg CRC", 0, 0)`` when it is, and its CRC does not
+    match its bytes (a page zero-filled within, which libogg drops); else ``None``. Bytes after the last whole page
+    that are no page (tags, padding, junk some tools append) are let be after a page with the EOS flag."""
+    last = at
+    while at < stop:
+        left = stop - at
+        if left < 4 or buf[at : at + min(5, left)] != b"OggS\0"[: min(5, left)]:
+            break  # no page: bytes after the last one
+        if left < 27 or left < 27 + buf[at + 26]:
+            return ("Ogg page header", 27 if left < 27 else 27 + buf[at + 26], left)
+        n = 27 + buf[at + 26] + sum(buf[at + 27 : at + 27 + buf[at + 26]])
+        if n > left:
+            return ("Ogg page", n, left)
+        last, at = at, at + n
+    if not buf[last + 5] & 4:
+        return ("Ogg EOS", 0, 0)
+    return None if _ogg_page_at(buf, last, stop) is not None else ("Ogg CRC", 0, 0)
+
+
+def ogg_shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
+    """``(cause, declared bytes, held bytes)`` when an Ogg file (``fh`` starts with an ``OggS`` page: Vorbis, Opus,
+    FLAC, Speex — the check reads the pages, not the codec's packets) was cut short or zero-filled, else ``None``;
+    libsndfile decodes the pages that are there as the whole file, shorter, without a word. Cause ``"Ogg zeros"``
+    (the zero bytes, the file's size): :func:`ogg_zero_tail`. Else the last Ogg pages are found in the file's tail
+    (:data:`OGG_TAIL_BYTES`; when no whole page is there, the last two :data:`OGG_MAX_PAGE_BYTES`): the first whole
+    page there, its CRC matching (an ``OggS`` inside a page's data is not one), and on from it the pages their headers
+    chain to; cause ``"Ogg page"`` / ``"Ogg page header"`` (bytes the last page needs, bytes left): the file ends
+    inside a page; ``"Ogg EOS"`` (0, 0): its last whole page is not the end of its stream — a file cut at a page
+    boundary; ``"Ogg CRC"`` (0, 0): it is, but its bytes do not match its CRC (:func:`_ogg_last_page_shortfall`).
+
+    Which files: every logical stream ends with a page flagged EOS (the Ogg spec), so the last page of a whole file,
+    one stream or several chained (one after another) or multiplexed (interleaved), has the flag; only the last
+    page is checked: a chained or multiplexed file cut where another stream's last page ends passes. Tags or junk
+    after a whole stream's last page (ID3v1, APE: some taggers append them) are let be; a page cut before tags is
+    found behind ID3v1, APE, Lyrics3 and ID3v2-footer tags (:func:`_mp3_audio_end`). Not found: a file cut inside
+    its first page (no whole page to start from; libsndfile cannot open it). An Ogg file whose writer never set the
+    flag (a live stream's recording) is refused as cut at a page boundary. ``fh`` is a seekable binary file of
+    ``size`` bytes (left at its start)."""
     try:
         base = max(0, size - OGG_TAIL_BYTES)
         fh.seek(base)
-        buf = fh.read(size - base)
-        kept = buf.rstrip(b"\0")
-        zeros_at = base + len(kept) if kept else zeros_start(fh, base)
-        if size - zeros_at <= OGG_ZERO_TAIL_BYTES:
-            return None
-        if not kept:  # the tail is all zeros: the bytes before them (and a page header's worth of zeros)
-            base = max(0, zeros_at - OGG_TAIL_BYTES)
+        buf = fh.read(size - base)  # one read (a remote file: one range request)
+        zeros = ogg_zero_tail(fh, size, base, buf)
+        if zeros is not None:
+            return ("Ogg zeros", zeros, size)
+        at = _ogg_first_page(buf)
+        if at is None and base > 0:  # no whole page in the tail: pages longer than 8 kB (Opus, FLAC)
+            base = max(0, size - 2 * OGG_MAX_PAGE_BYTES)
             fh.seek(base)
-            buf = fh.read(min(size, zeros_at + 282) - base)
-        at = buf.rfind(b"OggS", 0, zeros_at - base)
-        if 0 <= at <= len(buf) - 27 and buf[at + 5] & 4:  # the last page marks the end of the stream: is it whole?
-            n_segments = buf[at + 26]
-            if base + at + 27 + n_segments + sum(buf[at + 27 : at + 27 + n_segments]) <= size:
-                return None
-        return size - zeros_at
+            buf = fh.read(size - base)
+            at = _ogg_first_page(buf)
+        if at is None:
+            return None  # no whole page: nothing to tell by
+        end = _mp3_audio_end(buf)
+        short = _ogg_last_page_shortfall(buf, at, end if end >= 0 else len(buf))
+        # what looked like tags after the pages may be their last bytes: then the pages end at the end of the file
+        if short is not None and 0 <= end < len(buf) and _ogg_last_page_shortfall(buf, at, len(buf)) is None:
+            return None
+        return short
     finally:
         fh.seek(0)
+
+
+def _ogg_first_page(buf: bytes) -> int | None:
+    """Where the first whole Ogg page of ``buf`` starts (its CRC matching: :func:`_ogg_page_at`), or ``None``."""
+    at = buf.find(b"OggS")
+    while at >= 0 and _ogg_page_at(buf, at, len(buf)) is None:
+        at = buf.find(b"OggS", at + 1)
+    return None if at < 0 else at
 
 
 def shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
     """``(cause, declared bytes, held bytes)`` of a WAV or MP3 file that was cut short (``"WAV"``, ``"MP3"``:
     what its header declares; ``"MP3 frame"``: what its last frame needs) or an MP3 or Ogg file whose tail is zeros
     (``"MP3 zeros"``, ``"Ogg zeros"``: the zero bytes and the file's size), or a VBR MP3 without a Xing header
-    (:func:`mp3_shortfall`)."""
+    (:func:`mp3_shortfall`), or an Ogg file cut short (``"Ogg page"``, ``"Ogg page header"``: what its last page
+    needs; ``"Ogg EOS"``, ``"Ogg CRC"``: its last page is not its stream's end, or is damaged —
+    :func:`ogg_shortfall`)."""
     fh.seek(0)
     magic = fh.read(4)  # which check applies (a remote file: one small range request)
     if magic == b"RIFF":
         short = wav_shortfall(fh, size)
         return None if short is None else ("WAV", *short)
     if magic == b"OggS":
-        zeros = ogg_zero_tail(fh, size)
-        return None if zeros is None else ("Ogg zeros", zeros, size)
+        return ogg_shortfall(fh, size)
     return None if magic == b"fLaC" else mp3_shortfall(fh, size)

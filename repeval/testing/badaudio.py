@@ -11,10 +11,10 @@ Decisions (what is an error and what is audio):
   chunk is cut short (libsndfile would read the frames that are there; the size the header declares
   says the file is incomplete — a copy or download that stopped — so it is refused rather than embedded
   as shorter audio; so is an MP3 holding less than the stream size its Xing/Info header declares, or, without such
-  a header, ending inside an audio frame), an MP3, Ogg or FLAC whose second half is zeros (a download or copy that
-  preallocated the file at its full size and stopped: the MP3 and the Ogg are refused before decoding — libsndfile
-  would decode the Ogg as shorter audio —, the FLAC loses sync and the reason says it ends in zeros), non-audio
-  bytes behind a ``.wav`` or ``.flac`` extension, a valid header with zero frames, NaN or inf float samples, a dangling symlink, a FIFO, a directory named ``*.wav``, a symlink loop;
+  a header, ending inside an audio frame; so is an Ogg file ending inside a page), an MP3, Ogg or FLAC whose second
+  half is zeros (a download or copy that preallocated the file at its full size and stopped: the MP3 and the Ogg
+  are refused before decoding — libsndfile would decode the Ogg as shorter audio —, the FLAC loses sync and the
+  reason says it ends in zeros), non-audio bytes behind a ``.wav`` or ``.flac`` extension, a valid header with zero frames, NaN or inf float samples, a dangling symlink, a FIFO, a directory named ``*.wav``, a symlink loop;
 - audio: all-silent, 8 channels (down-mixed), 1 kHz and 192 kHz (resampled), a 3-hour file
   (streamed in windows), FLAC content behind a ``.wav`` name (the content decides), a whole MP3, a WAV whose second
   half is zeros (zeros are valid samples: silence; nothing tells it from a recording that ends in silence).
@@ -189,6 +189,38 @@ def _zero_filled_mp3(xing: bool) -> Callable[[Path], Path]:
     return make
 
 
+def write_ogg(path: Path, audio: np.ndarray, sample_rate_hz: int, subtype: str = "VORBIS") -> Path:
+    """An Ogg Vorbis or Opus file written one second at a time (libsndfile 1.2 crashed writing a long stereo Ogg in
+    one call)."""
+    channels = 1 if audio.ndim == 1 else audio.shape[1]
+    with sf.SoundFile(path, "w", sample_rate_hz, channels, format="OGG", subtype=subtype) as f:
+        for at in range(0, len(audio), sample_rate_hz):
+            f.write(audio[at : at + sample_rate_hz])
+    return path
+
+
+def ogg_page_starts(ogg: bytes) -> list[int]:
+    """Where each page of a whole Ogg file starts (walking the lengths its page headers declare to its very end)."""
+    starts: list[int] = []
+    at = 0
+    while at < len(ogg):
+        if ogg[at : at + 4] != b"OggS" or at + 27 > len(ogg):
+            raise ValueError(f"no Ogg page at byte {at} of {len(ogg)}")
+        starts.append(at)
+        n_segments = ogg[at + 26]
+        at += 27 + n_segments + sum(ogg[at + 27 : at + 27 + n_segments])
+    if at != len(ogg):
+        raise ValueError(f"the last Ogg page runs past the end ({at} of {len(ogg)} bytes)")
+    return starts
+
+
+def _truncated_ogg(d: Path) -> Path:
+    p = write_ogg(d / "truncated.ogg", tone(3.0, 22050), 22050)  # some 20 kB of Vorbis, pages of about 4 kB
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])  # a download that stopped: libsndfile decoded 0.8 s of 3 without a word
+    return p
+
+
 def _zero_filled_ogg(d: Path) -> Path:
     p = d / "zero_filled.ogg"
     sf.write(p, tone(3.0, 22050), 22050, format="OGG")  # some 20 kB of Vorbis: a zero tail of several pages
@@ -324,6 +356,7 @@ KINDS: dict[str, tuple[Callable[[Path], Path], bool, str, float]] = {
     "zero_filled_mp3": (_zero_filled_mp3(xing=True), False, "zero-filled mp3", 0),
     "zero_filled_mp3_no_xing": (_zero_filled_mp3(xing=False), False, "zero-filled mp3", 0),
     "zero_filled_ogg": (_zero_filled_ogg, False, "zero-filled ogg", 0),
+    "truncated_ogg": (_truncated_ogg, False, "truncated ogg", 0),
     "zero_filled_flac": (_zero_filled_flac, False, "zero bytes", 0),
     "zero_filled_wav": (_zero_filled_wav, True, "", 2.0),
     "mp3": (_mp3, True, "", 1.0),
