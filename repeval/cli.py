@@ -708,6 +708,66 @@ def data_download(
     _guard(lambda: typer.echo(f"downloaded to {download(name, data_home)}"))
 
 
+@data_app.command("check")
+def data_check(
+    config: ConfigArg,
+    decode: Annotated[
+        bool,
+        typer.Option(
+            "--decode",
+            help="also decode every file whole, at its own rate (finds data corrupt part-way, files without samples, "
+            "NaN/inf samples, samples far beyond full scale; reads every byte)",
+        ),
+    ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="threads checking files (default: one per CPU; more for a remote store)"),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="write every bad file to this .csv or .parquet (dataset, track_id, audio_path, reason)"
+        ),
+    ] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="check only the dataset of this name")] = None,
+) -> None:
+    """Find the audio files a run would turn into error records, before the run: every dataset of CONFIG is loaded as
+    a run loads it (missing files are dropped and counted as missing), and each distinct audio file (also on s3:// or
+    another pyarrow filesystem) is checked with what the run's decode stage runs where it opens a file — a regular
+    file, not cut short or zero-filled, not a VBR MP3 without a Xing header, a header libsndfile opens — and with
+    --decode the whole file decoded; the reason given is the error record's. Not checked: labels and splits
+    (`repeval plan` reports rows the loaders drop), what deformations and models make of the audio. No Ray is
+    started. Exit status 0: every file is good; 1: a file is bad or missing; 2: the configuration is invalid or its
+    datasets cannot be loaded."""
+    from repeval.datasets.check import check_datasets, dataset_files, out_format
+
+    cfg = _load(config, check_data=True)
+    try:
+        if workers is not None and workers < 1:
+            raise ValueError(f"--workers must be at least 1, got {workers}")
+        if out is not None:
+            out_format(out)
+        files = dataset_files(cfg, dataset)
+    except (ConfigError, ValueError, OSError) as exc:
+        _fail(exc)
+        return
+
+    def go() -> list[Any]:
+        try:
+            return check_datasets(files, decode=decode, workers=workers, out=out)
+        except KeyboardInterrupt:
+            typer.secho("interrupted: nothing was changed; rerun the command to check again", err=True)
+            raise typer.Exit(130) from None
+
+    results = _guard(go)
+    for found in results:
+        typer.echo("\n".join(found.lines()))
+    if out is not None:
+        typer.echo(f"bad files: {out}")
+    if any(found.bad or found.missing for found in results):
+        raise typer.Exit(1)
+
+
 @app.command("runs")
 def runs_cmd(
     runs_dir: Annotated[str, typer.Argument(help="runs directory (path or pyarrow filesystem URI)")] = "runs",

@@ -41,6 +41,13 @@ class DecodeError(RuntimeError):
     """A file could not be decoded; the message says why (it becomes an error record)."""
 
 
+def error_reason(exc: BaseException) -> str:
+    """The ``reason`` of the error record a file that raised ``exc`` while decoding becomes: a :class:`DecodeError`'s
+    message (it names the file and the fix), else the exception's type and message (what the decode stage and
+    ``repeval data check`` both say)."""
+    return str(exc) if isinstance(exc, DecodeError) else f"{type(exc).__name__}: {exc}"
+
+
 # --- reliability (issue 9): refuse what is not a regular file before opening it -----------------
 def _check_regular_file(path: str) -> None:
     """Opening a FIFO for reading blocks until a writer appears (a hung worker): refuse FIFOs,

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from repeval.audio import DecodeError, chunk_blocks, iter_blocks, iter_chunks
-from repeval.audio.decode import window_sizes
+from repeval.audio import chunk_blocks, iter_blocks, iter_chunks
+from repeval.audio.decode import error_reason, window_sizes
 from repeval.deformations import CLEAN, WHOLE_TRACK_MAX_S, Scenario, scenario_seed
 from repeval.models.base import FrameGeometry
 
@@ -301,7 +301,7 @@ class DecodeDeform:
                 index += 1
                 current = following
         except Exception as exc:
-            reason = str(exc) if isinstance(exc, DecodeError) else f"{type(exc).__name__}: {exc}"
+            reason = error_reason(exc)
             for sid in wanted:
                 if open_[sid]:
                     emit(tid, split, sid, index, True, None, "", reason, "decode")

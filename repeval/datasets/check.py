@@ -1,0 +1,287 @@
+"""``repeval data check``: find the audio files of a configuration's datasets that a run would turn into error records,
+before the run.
+
+The datasets are loaded as a run loads them (:func:`repeval.runner.load_rows`: the same loaders, rows, caps and
+missing-file handling); each dataset's audio paths, de-duplicated across its experiments and folds, are checked in
+a thread pool (no Ray). What a file is checked with is what the run's decode stage runs on it
+(:mod:`repeval.audio.decode`), so a reason here is the reason of the error record the run would write:
+
+- by default, :func:`~repeval.audio.decode._open` — a regular file, not cut short, not zero-filled, not a VBR MP3
+  without a Xing header (:mod:`repeval.audio.integrity`), and a header libsndfile opens; nothing is decoded;
+- with ``decode``, also the whole file through :func:`~repeval.audio.decode.iter_blocks` at the file's own rate:
+  every check the decode stage makes on samples (data corrupt part-way, no samples, NaN/inf, samples far beyond
+  full scale) is made on the file's frames before they are resampled, so the rate does not change what is found,
+  and at the file's own rate nothing is resampled (the cheapest full read). A file of a few frames is decoded at
+  the lowest rate the dataset's models run at instead, where a run would find it has less than one sample.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from repeval.audio.decode import _open, error_reason, iter_blocks
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: the bad files each dataset's summary quotes (``--out`` lists them all)
+SHOWN = 5
+
+#: files in flight per worker: enough to keep every worker busy, few enough to hold a million rows' check in
+#: bounded memory (the results come back in the rows' order)
+IN_FLIGHT_PER_WORKER = 4
+
+#: a file of fewer frames than this many samples at the dataset's lowest model rate is decoded at that rate
+#: (``decode``): whether it makes at least one sample there is what the run finds
+FEW_SAMPLES = 16
+
+#: the columns of ``--out``
+OUT_SCHEMA = pa.schema(
+    [("dataset", pa.string()), ("track_id", pa.string()), ("audio_path", pa.string()), ("reason", pa.string())]
+)
+
+#: rows of ``--out`` written at a time
+OUT_BATCH_ROWS = 10_000
+
+
+@dataclass
+class DatasetCheck:
+    """What was found in one dataset's audio."""
+
+    name: str
+    #: distinct audio files checked
+    checked: int = 0
+    #: files a run would turn into error records
+    bad: int = 0
+    #: rows the loader dropped because their audio file does not exist (``LoadReport.missing_audio``)
+    missing: int = 0
+    #: the first bad files, in the rows' order: ``(track_id, audio_path, reason)``
+    examples: list[tuple[str, str, str]] = field(default_factory=list)
+    #: the first missing rows, as the loader named them
+    missing_examples: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [f"{self.name}: {self.checked:,} files checked, {self.bad:,} bad, {self.missing:,} missing"]
+        # a reason names its file (a DecodeError's does); the track id says which row
+        out += [
+            f"  bad: {tid}: {reason}" + ("" if path in reason else f" ({path})") for tid, path, reason in self.examples
+        ]
+        if self.bad > len(self.examples):
+            out.append(f"  … and {self.bad - len(self.examples):,} more bad (--out FILE lists them all)")
+        out += [f"  missing: {item}" for item in self.missing_examples]
+        if self.missing > len(self.missing_examples):
+            out.append(f"  … and {self.missing - len(self.missing_examples):,} more missing")
+        return out
+
+
+@dataclass
+class DatasetFiles:
+    """One dataset's audio to check: its distinct files and what its loads reported missing."""
+
+    name: str
+    #: ``track_id``, ``audio_path``: one row per distinct audio path, the first row naming it
+    rows: pa.Table
+    #: the loader's ``missing_audio`` items, over every load of the dataset (each item names its row)
+    missing: list[str]
+    #: how many rows its loads dropped for missing audio (the most any load of it reported, or ``missing``'s length)
+    n_missing: int
+    #: the lowest rate (Hz) its embedding models decode it at
+    lowest_rate_hz: int
+
+
+def check_file(path: str, lowest_rate_hz: int | None = None) -> str | None:
+    """``None`` when the run's decode stage would read the file at ``path``, else the reason of the error record it
+    would write. ``lowest_rate_hz`` ``None``: the checks made where a file opens (:func:`_open`, header only); else
+    also the whole file decoded (:func:`iter_blocks`: at its own rate, or at ``lowest_rate_hz`` when it has only a few
+    frames)."""
+    try:
+        with _open(path) as f:
+            rate_hz, frames = f.samplerate, f.frames
+        if lowest_rate_hz is not None:
+            few = rate_hz <= 0 or frames * lowest_rate_hz < FEW_SAMPLES * rate_hz
+            for _ in iter_blocks(path, lowest_rate_hz if few else rate_hz):
+                pass
+    except Exception as exc:  # every failure is a finding, as it is an error record in a run
+        return error_reason(exc)
+    return None
+
+
+def _unique_paths(tables: list[pa.Table]) -> pa.Table:
+    """``track_id`` and ``audio_path`` of ``tables``, one row per distinct audio path (its first row), in order."""
+    rows = pa.concat_tables([t.select(["track_id", "audio_path"]) for t in tables]).combine_chunks()
+    paths = rows.column("audio_path")
+    distinct = pc.unique(paths)
+    if len(distinct) == rows.num_rows:
+        return rows
+    first = pc.index_in(distinct, value_set=paths)  # where each distinct path first occurs
+    return rows.take(pc.sort_indices(first))
+
+
+def _select(cfg: Any, dataset: str | None) -> Any:
+    """``cfg`` with only the dataset named ``dataset`` in each experiment (``None``: ``cfg``); ``ValueError`` listing
+    the valid names when no experiment has it."""
+    if dataset is None:
+        return cfg
+    names = list(dict.fromkeys(ds.name for exp in cfg.experiments for ds in exp.datasets))
+    if dataset not in names:
+        raise ValueError(f"--dataset {dataset!r}: the configuration has no such dataset; valid: {', '.join(names)}")
+    kept = []
+    for exp in cfg.experiments:
+        mine = tuple(ds for ds in exp.datasets if ds.name == dataset)
+        if mine:
+            kept.append(exp.model_copy(update={"datasets": mine}))
+    return cfg.model_copy(update={"experiments": tuple(kept)})
+
+
+def dataset_files(cfg: Any, dataset: str | None = None) -> list[DatasetFiles]:
+    """Every dataset of ``cfg`` (or only ``dataset``), loaded as a run loads it, in the configuration's order."""
+    from repeval.models import resolve_model
+    from repeval.pipeline.partitions import model_rate
+    from repeval.runner import RunContext, fold_rows, load_rows
+
+    cfg = _select(cfg, dataset)
+    # loading rows reads the datasets only: no run directory, no store
+    ctx = RunContext(cfg, "data-check", Path("/nonexistent"), cast(Any, None))
+    load_rows(ctx, save=False)
+    tables: dict[str, list[pa.Table]] = {}
+    missing: dict[str, dict[str, None]] = {}
+    n_missing: dict[str, int] = {}
+    rates: dict[str, set[int]] = {}
+    for ei, exp in enumerate(cfg.experiments):
+        exp_rates = {int(model_rate(*resolve_model(m)) or cfg.run.sample_rate_hz) for m in exp.embedding_models}
+        for ds in exp.datasets:
+            tables.setdefault(ds.name, []).extend(fold_rows(ctx, ei, ds.name).values())
+            found = ctx.reports[(ei, ds.name)]
+            missing.setdefault(ds.name, {}).update(dict.fromkeys(found.missing_audio))
+            n_missing[ds.name] = max(n_missing.get(ds.name, 0), found.count("missing_audio"))
+            rates.setdefault(ds.name, set()).update(exp_rates)
+    return [
+        DatasetFiles(
+            name,
+            _unique_paths(parts),
+            list(missing[name]),
+            max(n_missing[name], len(missing[name])),
+            min(rates[name] or {int(cfg.run.sample_rate_hz)}),
+        )
+        for name, parts in tables.items()
+    ]
+
+
+def _in_order(check: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[tuple[T, R]]:
+    """``(item, check(item))`` for each of ``items``, in their order, checked by ``workers`` threads with at most
+    :data:`IN_FLIGHT_PER_WORKER` × ``workers`` items in flight (a million rows never become a million futures)."""
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="repeval-check")
+    pending: deque[tuple[T, Future[R]]] = deque()
+    try:
+        for item in items:
+            if len(pending) >= IN_FLIGHT_PER_WORKER * workers:
+                first, fut = pending.popleft()
+                yield first, fut.result()
+            pending.append((item, pool.submit(check, item)))
+        while pending:
+            first, fut = pending.popleft()
+            yield first, fut.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # an interrupt: the files being read finish, no others start
+
+
+def _tracks(rows: pa.Table) -> Iterator[tuple[str, str]]:
+    """``(track_id, audio_path)`` of each row, a batch at a time."""
+    for batch in rows.to_batches(max_chunksize=OUT_BATCH_ROWS):
+        yield from zip(batch.column("track_id").to_pylist(), batch.column("audio_path").to_pylist(), strict=True)
+
+
+class _OutFile:
+    """``--out``: every bad file as a row of :data:`OUT_SCHEMA`, written :data:`OUT_BATCH_ROWS` at a time (``.csv``
+    or ``.parquet``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: list[tuple[str, str, str, str]] = []
+        if path.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            self.writer: Any = pq.ParquetWriter(str(path), OUT_SCHEMA)
+        else:
+            import pyarrow.csv as pacsv
+
+            self.writer = pacsv.CSVWriter(str(path), OUT_SCHEMA)
+
+    def add(self, row: tuple[str, str, str, str]) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= OUT_BATCH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            columns = list(zip(*self.rows, strict=True))
+            self.writer.write_table(pa.table([pa.array(c, pa.string()) for c in columns], schema=OUT_SCHEMA))
+            self.rows = []
+
+    def close(self) -> None:
+        self.flush()
+        self.writer.close()
+
+
+def out_format(path: Path) -> str:
+    """``csv`` or ``parquet`` from ``--out``'s extension; ``ValueError`` naming the fix otherwise."""
+    kind = path.suffix.lower().lstrip(".")
+    if kind not in ("csv", "parquet"):
+        raise ValueError(f"--out {path}: name a .csv or .parquet file")
+    return kind
+
+
+def check_datasets(
+    datasets: list[DatasetFiles],
+    decode: bool = False,
+    workers: int | None = None,
+    out: Path | None = None,
+    progress: bool | None = None,
+) -> list[DatasetCheck]:
+    """Check every file of ``datasets`` (:func:`check_file`; ``decode``: the whole file too) with ``workers``
+    threads (default: one per CPU); ``out``: every bad file as a row there (:class:`_OutFile`); ``progress``: a bar
+    on stderr (default: when it is a terminal)."""
+    from repeval.pipeline.summary import Progress
+
+    workers = workers or os.cpu_count() or 1
+    if out is not None:
+        out_format(out)
+    writer = _OutFile(out) if out is not None else None
+    bar = Progress(sum(d.rows.num_rows for d in datasets), "checking audio", enabled=progress, unit="file")
+    results = []
+    try:
+        for d in datasets:
+            found = DatasetCheck(d.name, missing=d.n_missing, missing_examples=d.missing[:SHOWN])
+            rate = d.lowest_rate_hz if decode else None
+
+            def one(track: tuple[str, str], rate: int | None = rate) -> str | None:
+                return check_file(track[1], rate)
+
+            for (tid, path), reason in _in_order(one, _tracks(d.rows), workers):
+                found.checked += 1
+                bar.update(1)
+                if reason is None:
+                    continue
+                found.bad += 1
+                if len(found.examples) < SHOWN:
+                    found.examples.append((tid, path, reason))
+                if writer is not None:
+                    writer.add((d.name, tid, path, reason))
+            results.append(found)
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+    return results

@@ -1,0 +1,195 @@
+"""``repeval data check``: the bad-audio corpus's files found before a run, each with the reason of the error record the
+run's decode stage would write (no Ray)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+from reliability_helpers import FAST_MODEL, experiment, make_catalog, write_config
+from typer.testing import CliRunner
+
+from repeval.audio.decode import _open, error_reason, iter_blocks
+from repeval.cli import app
+from repeval.config import load_config
+from repeval.datasets import check
+from repeval.testing.badaudio import make_corpus
+
+#: the corpus's kinds whose damage lies past the header: only a whole decode finds them
+MID_FILE = {"truncated_data_flac", "zero_filled_flac", "zero_length_audio", "nan_samples", "inf_samples"}
+
+
+def run_reason(path: str) -> str | None:
+    """The reason of the error record the run's decode stage writes for ``path`` (FAST_MODEL's rate), or ``None``."""
+    try:
+        for _ in iter_blocks(path, FAST_MODEL["params"]["sample_rate_hz"]):
+            pass
+    except Exception as exc:
+        return error_reason(exc)
+    return None
+
+
+def open_reason(path: str) -> str | None:
+    """What the run's decode stage says where it opens ``path`` (header checks), or ``None``."""
+    try:
+        _open(path).close()
+    except Exception as exc:
+        return error_reason(exc)
+    return None
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, ["data", "check", *map(str, args)])
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """6 good tones plus every bad-audio kind (``check_files: false``, as in the run's corpus test: the unreadable
+    paths reach the decoder) and the same catalog with the loader's file check (they are dropped as missing)."""
+    root = tmp_path_factory.mktemp("check")
+    files = make_corpus(root / "bad")
+    extra = [{"track_id": f"bad-{b.kind}", "audio_path": str(b.path), "label": "low", "split": "test"} for b in files]
+    manifest = make_catalog(root, per_class=3, seconds=0.5, extra=extra)
+    unchecked = write_config(root / "unchecked.yaml", root, [experiment(manifest, [FAST_MODEL], check_files=False)])
+    checked = write_config(root / "checked.yaml", root, [experiment(manifest, [FAST_MODEL])])
+    return root, files, unchecked, checked
+
+
+def bad_rows(path: Path) -> dict[str, dict[str, str]]:
+    table = pq.read_table(path) if path.suffix == ".parquet" else pacsv.read_csv(path)
+    assert table.column_names == ["dataset", "track_id", "audio_path", "reason"]
+    rows = table.to_pylist()
+    assert {r["dataset"] for r in rows} <= {"tones"}
+    return {r["track_id"]: r for r in rows}
+
+
+def test_header_check_lists_what_the_run_refuses_where_a_file_opens(corpus):
+    root, files, unchecked, _ = corpus
+    res = invoke(unchecked, "--out", root / "bad.csv")
+    assert res.exit_code == 1, res.output
+    found = bad_rows(root / "bad.csv")
+    invalid = {f"bad-{b.kind}": b for b in files if not b.valid}
+    assert set(found) == {t for t, b in invalid.items() if b.kind not in MID_FILE}
+    for tid, row in found.items():
+        b = invalid[tid]
+        assert row["audio_path"] == str(b.path)
+        assert row["reason"] == open_reason(str(b.path)) == run_reason(str(b.path)), b.kind  # the run's words
+        assert b.reason in row["reason"].lower(), (b.kind, row["reason"])
+    n_files = 6 + len(files)
+    assert f"tones: {n_files} files checked, {len(found)} bad, 0 missing" in res.stdout
+    assert res.stdout.count("  bad: ") == check.SHOWN and "more bad (--out FILE lists them all)" in res.stdout
+    assert "checking audio" not in res.stderr  # no progress bar off a terminal
+
+
+def test_decode_also_finds_damage_past_the_header_as_the_run_does(corpus):
+    root, files, unchecked, _ = corpus
+    res = invoke(unchecked, "--decode", "--workers", "3", "--out", root / "bad.parquet")
+    assert res.exit_code == 1, res.output
+    found = bad_rows(root / "bad.parquet")
+    invalid = {f"bad-{b.kind}": b for b in files if not b.valid}
+    assert set(found) == set(invalid)  # exactly the files the run makes error records of (test_pipeline_faults)
+    for tid, b in invalid.items():
+        assert found[tid]["reason"] == run_reason(str(b.path)), b.kind
+        assert b.reason in found[tid]["reason"].lower(), (b.kind, found[tid]["reason"])
+    # rows in the manifest's order, whatever thread finished first
+    assert list(found) == [f"bad-{b.kind}" for b in files if not b.valid]
+    assert f"{len(invalid)} bad, 0 missing" in res.stdout
+
+
+def test_missing_files_are_counted_as_the_loader_drops_them(corpus):
+    _, files, _, checked = corpus
+    res = invoke(checked)
+    assert res.exit_code == 1, res.output
+    unreadable = {"dangling_path", "fifo", "directory", "symlink_loop"}  # not regular files: the loader drops them
+    bad = sum(not b.valid and b.kind not in MID_FILE | unreadable for b in files)
+    assert f"tones: {6 + len(files) - 4} files checked, {bad} bad, 4 missing" in res.stdout
+    assert "  missing: bad-fifo (row " in res.stdout
+
+
+def test_good_files_exit_0_once_per_path_across_experiments(tmp_path):
+    manifest = make_catalog(tmp_path, per_class=2, seconds=0.5)
+    other = {**FAST_MODEL, "id": "mfcc-other", "params": {**FAST_MODEL["params"], "sample_rate_hz": 4000}}
+    # two experiments (two tasks) over one dataset: its files are checked once
+    exps = [experiment(manifest, [FAST_MODEL]), experiment(manifest, [other])]
+    exps[1]["task"] = {**exps[1]["task"], "name": "pitch2"}
+    cfg = write_config(tmp_path / "c.yaml", tmp_path, exps)
+    res = invoke(cfg, "--decode")
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines() == ["tones: 4 files checked, 0 bad, 0 missing"]
+    (found,) = check.dataset_files(load_config(cfg))
+    assert found.rows.num_rows == 4 and found.lowest_rate_hz == 4000  # the lower of the two models' rates
+
+
+def test_bad_configuration_and_options_exit_2(corpus, tmp_path):
+    _, _, unchecked, _ = corpus
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(unchecked.read_text().replace("label_column:", "label_colum:"))
+    res = invoke(broken)
+    assert res.exit_code == 2 and "label_colum" in res.stderr, res.output
+    res = invoke(unchecked, "--dataset", "nope")
+    assert res.exit_code == 2 and "valid: tones" in res.stderr, res.output
+    res = invoke(unchecked, "--out", tmp_path / "bad.txt")
+    assert res.exit_code == 2 and ".csv or .parquet" in res.stderr, res.output
+    res = invoke(unchecked, "--workers", "0")
+    assert res.exit_code == 2, res.output
+
+
+def test_file_uris_are_checked_through_pyarrow(tmp_path):
+    files = {b.kind: b for b in make_corpus(tmp_path / "bad", ["truncated_data_wav", "nan_samples", "mp3"])}
+    rows = [
+        {"track_id": kind, "audio_path": b.path.as_uri(), "label": "low", "split": "test"} for kind, b in files.items()
+    ]
+    manifest = make_catalog(tmp_path, per_class=2, seconds=0.5, extra=rows)
+    cfg = write_config(tmp_path / "c.yaml", tmp_path, [experiment(manifest, [FAST_MODEL])])
+    res = invoke(cfg, "--decode", "--out", tmp_path / "bad.csv")
+    assert res.exit_code == 1, res.output
+    found = bad_rows(tmp_path / "bad.csv")
+    assert set(found) == {"truncated_data_wav", "nan_samples"}
+    for kind, row in found.items():
+        uri = files[kind].path.as_uri()
+        assert row["audio_path"] == uri and row["reason"] == run_reason(uri)
+        assert files[kind].reason in row["reason"].lower()
+
+
+def test_few_frames_are_decoded_at_the_lowest_model_rate(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    path = str(tmp_path / "two_frames.wav")
+    sf.write(path, np.full(2, 0.1, np.float32), 48000, subtype="PCM_16")
+    # at its own rate it has samples; at 8 kHz, as a run decodes it for an 8 kHz model, less than one
+    assert check.check_file(path, 48000) is None
+    reason = check.check_file(path, 8000)
+    assert reason is not None and "less than one sample at 8000 Hz" in reason
+    assert reason == run_reason(path)
+    assert check.check_file(path) is None  # the header check does not decode
+
+
+def test_results_come_in_order_with_bounded_files_in_flight():
+    workers = 2
+    window = check.IN_FLIGHT_PER_WORKER * workers
+    pulled = 0
+    enough = threading.Event()
+
+    def paths():
+        nonlocal pulled
+        for i in range(50):
+            pulled += 1
+            if pulled > window:
+                enough.set()
+            yield str(i)
+
+    def check_one(path: str) -> str | None:
+        if path == "0":  # the first file finishes last: only once the window behind it is full
+            enough.wait(10)
+        return None if int(path) % 3 else f"bad {path}"
+
+    out = check._in_order(check_one, paths(), workers)
+    results = [next(out)]
+    assert pulled == window + 1  # a full window in flight, the next path waiting — not all 50 submitted
+    results += list(out)
+    assert [p for p, _ in results] == [str(i) for i in range(50)]
+    assert [r for _, r in results] == [None if i % 3 else f"bad {i}" for i in range(50)]
