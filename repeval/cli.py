@@ -16,7 +16,7 @@ import typer
 from repeval.config import ConfigError, load_config
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Evaluate music audio embeddings at catalog scale.")
-data_app = typer.Typer(no_args_is_help=True, help="Quickstart data and dataset downloads.")
+data_app = typer.Typer(no_args_is_help=True, help="Quickstart data, downloads, audio checks.")
 store_app = typer.Typer(no_args_is_help=True, help="Inspect the embedding store.")
 app.add_typer(data_app, name="data")
 app.add_typer(store_app, name="store")

@@ -17,7 +17,6 @@ a thread pool (no Ray). What a file is checked with is what the run's decode sta
 
 from __future__ import annotations
 
-import logging
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -30,8 +29,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from repeval.audio.decode import _open, error_reason, iter_blocks
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -126,7 +123,7 @@ def _unique_paths(tables: list[pa.Table]) -> pa.Table:
     if len(distinct) == rows.num_rows:
         return rows
     first = pc.index_in(distinct, value_set=paths)  # where each distinct path first occurs
-    return rows.take(pc.sort_indices(first))
+    return rows.take(pc.take(first, pc.sort_indices(first)))
 
 
 def _select(cfg: Any, dataset: str | None) -> Any:

@@ -123,6 +123,19 @@ def test_good_files_exit_0_once_per_path_across_experiments(tmp_path):
     assert found.rows.num_rows == 4 and found.lowest_rate_hz == 4000  # the lower of the two models' rates
 
 
+def test_one_row_per_distinct_path_the_first_naming_it():
+    import pyarrow as pa
+
+    one = pa.table({"track_id": ["a", "b", "c"], "audio_path": ["x.wav", "y.wav", "x.wav"], "label": [["l"]] * 3})
+    two = pa.table({"track_id": ["d", "e"], "audio_path": ["z.wav", "y.wav"], "label": [["l"]] * 2})
+    got = check._unique_paths([one, two])
+    assert got.to_pylist() == [
+        {"track_id": "a", "audio_path": "x.wav"},
+        {"track_id": "b", "audio_path": "y.wav"},
+        {"track_id": "d", "audio_path": "z.wav"},
+    ]
+
+
 def test_bad_configuration_and_options_exit_2(corpus, tmp_path):
     _, _, unchecked, _ = corpus
     broken = tmp_path / "broken.yaml"
