@@ -206,3 +206,12 @@ def test_results_come_in_order_with_bounded_files_in_flight():
     results += list(out)
     assert [p for p, _ in results] == [str(i) for i in range(50)]
     assert [r for _, r in results] == [None if i % 3 else f"bad {i}" for i in range(50)]
+
+
+def test_progress_bar_counts_files_when_asked(tmp_path, capsys):
+    manifest = make_catalog(tmp_path, per_class=2, seconds=0.5)
+    cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [experiment(manifest, [FAST_MODEL])]))
+    (found,) = check.check_datasets(check.dataset_files(cfg), progress=True)  # as on a terminal
+    assert (found.checked, found.bad, found.missing) == (4, 0, 0)
+    err = capsys.readouterr().err
+    assert "checking audio: 100%" in err and "4/4" in err
