@@ -265,6 +265,8 @@ def mp3_shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
                 break
             at += 8 + 4 * (flags & 1)  # after the frame count
             declared = struct.unpack(">I", frame[at : at + 4])[0]
+            if declared == 0:  # flagged, never filled in (a writer that did not go back): the end tells, as without
+                break
             held = size - start
             if held < MP3_HELD_FRACTION * declared:
                 return ("MP3", declared, held)

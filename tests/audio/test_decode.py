@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import struct
 import tracemalloc
 
 import numpy as np
@@ -151,6 +152,35 @@ def test_an_mp3_cut_short_is_refused_when_its_header_declares_the_size(tmp_path)
         (tmp_path / name).write_bytes(content)
         with pytest.raises(DecodeError, match=rf"^truncated MP3: .*{name} declares {len(data):,} bytes of audio but"):
             decode(str(tmp_path / name), 8000)
+
+
+def test_an_mp3_whose_xing_header_declares_size_zero_is_judged_by_its_end(tmp_path):
+    """A Xing/Info header flagging a stream size it never filled in (0: a writer that did not go back) skipped both
+    the size check and the end-of-file checks: such a file cut inside a frame, or zero-filled, was decoded short or
+    failed part-way. Now it is judged by its end, as a file without a size is; whole, it decodes."""
+    from repeval.testing.badaudio import mp3_frame_starts
+
+    p = tmp_path / "whole.mp3"
+    sf.write(p, np.sin(np.arange(6 * 8000) / 8000 * 2 * np.pi * 440).astype(np.float32), 8000, format="MP3",
+             bitrate_mode="CONSTANT")  # fmt: skip
+    data = bytearray(p.read_bytes())
+    at = data.find(b"Xing", 0, 64)
+    at = at if at >= 0 else data.find(b"Info", 0, 64)
+    flags = struct.unpack(">I", data[at + 4 : at + 8])[0]
+    assert at > 0 and flags & 2, flags  # libsndfile's LAME writes the stream size
+    size_at = at + 8 + 4 * (flags & 1)
+    data[size_at : size_at + 4] = bytes(4)
+    (tmp_path / "zero_size.mp3").write_bytes(data)
+    assert abs(len(decode(str(tmp_path / "zero_size.mp3"), 8000)) - 6 * 8000) <= 8000 // 10
+    starts = mp3_frame_starts(bytes(data))
+    (tmp_path / "cut.mp3").write_bytes(data[: starts[len(starts) // 2] + 10])  # inside a frame
+    with pytest.raises(DecodeError, match=r"^truncated MP3: .*cut\.mp3 ends inside an audio frame"):
+        decode(str(tmp_path / "cut.mp3"), 8000)
+    keep = len(data) // 3
+    assert len(data) - keep > 4096  # above the zero-run threshold
+    (tmp_path / "zeros.mp3").write_bytes(data[:keep] + bytes(len(data) - keep))
+    with pytest.raises(DecodeError, match=r"^zero-filled MP3: .*zeros\.mp3 ends in [\d,]+ zero bytes"):
+        decode(str(tmp_path / "zeros.mp3"), 8000)
 
 
 def test_mpeg_frame_lengths_follow_the_standard_tables():
