@@ -45,7 +45,7 @@ def ray_session():
     import ray
 
     from repeval.cpu import ray_process_environment
-    from repeval.ray_utils import worker_soft_limit
+    from repeval.ray_utils import _kill_monitor, worker_soft_limit
 
     if not ray.is_initialized():
         with ray_process_environment():  # Ray's processes start with glibc's settings, as in repeval's init_ray
@@ -58,6 +58,9 @@ def ray_session():
                 log_to_driver=False,
             )
     yield ray
+    # as repeval's own exit does (repeval.ray_utils.stop_monitor_first_at_exit): Ray's shutdown waited a second for
+    # the autoscaler monitor it had SIGTERMed after the GCS was gone (1.4 s of teardown, 0.4 s so)
+    _kill_monitor()
     ray.shutdown()
 
 

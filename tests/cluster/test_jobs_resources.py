@@ -166,6 +166,10 @@ fraction = {"n_actors": res.n_actors, "num_gpus": res.num_gpus, "gpus": sorted({
 print("RESULT " + json.dumps({"embed": summary.resources, "trained": trained["trained"],
                               "failed": len(trained["failed"]), "plan": plan, "actors": actors,
                               "fraction": fraction}))
+# the monitor first, as a `repeval` command's exit does (repeval.ray_utils.stop_monitor_first_at_exit): Ray's
+# shutdown SIGTERMs it after the GCS and waits a second for it (1.45 s from here to exit, 0.7 s so)
+from repeval.ray_utils import _kill_monitor
+_kill_monitor()
 ray.shutdown()
 """
 

@@ -128,6 +128,10 @@ def in_a_thread():
 
 tunables, faults = ray.get(in_a_thread.remote())
 print(json.dumps({{"worker": tunables, "driver": os.environ.get("GLIBC_TUNABLES"), "faults": faults}}))
+# the monitor first, as a `repeval` command's exit does (repeval.ray_utils.stop_monitor_first_at_exit): Ray's
+# shutdown SIGTERMs it after the GCS and waits a second for it (1.45 s from here to exit, 0.7 s so)
+from repeval.ray_utils import _kill_monitor
+_kill_monitor()
 ray.shutdown()
 """
 

@@ -152,6 +152,10 @@ def worker():
 print("driver:", mkl_status())
 print("worker:", ray.get(worker.remote()))
 print("argv:", sys.argv[1:])
+# the monitor first, as a `repeval` command's exit does (repeval.ray_utils.stop_monitor_first_at_exit): Ray's
+# shutdown SIGTERMs it after the GCS and waits a second for it (1.45 s from here to exit, 0.7 s so)
+from repeval.ray_utils import _kill_monitor
+_kill_monitor()
 ray.shutdown()
 """
 

@@ -47,6 +47,11 @@ for _ in range(2):
             time.sleep(0.05)
     pids.append(ray.get(task.remote()))
 print("PIDS " + json.dumps(pids))
+# then a shutdown as a `repeval` command's exit makes, the monitor first: at exit Ray's own waited a second for the
+# monitor it had SIGTERMed, and half a second more for the workers' last logs (repeval.ray_utils)
+from repeval.ray_utils import _kill_monitor
+_kill_monitor()
+ray.shutdown()
 """
 
 

@@ -274,7 +274,7 @@ def test_embedded_ray_runs_with_token_authentication_and_a_private_token(tmp_pat
     script = (
         "import os, subprocess, sys; os.umask(0o022)\n"
         "import ray\n"
-        "from repeval.ray_utils import init_ray\n"
+        "from repeval.ray_utils import _kill_monitor, init_ray\n"
         "init_ray(num_cpus=1, object_store_memory=80 * 2**20)\n"
         "print('RESULT', ray.get(ray.remote(lambda: 7).remote()))\n"
         "print('WORKER_MODE', ray.get(ray.remote(lambda: os.environ.get('RAY_AUTH_MODE')).remote()))\n"
@@ -283,6 +283,8 @@ def test_embedded_ray_runs_with_token_authentication_and_a_private_token(tmp_pat
         "env = {**os.environ, 'RAY_AUTH_MODE': 'token', 'RAY_AUTH_TOKEN': '0' * 64, 'RAY_NUM_REDIS_GET_RETRIES': '2'}\n"
         "r = subprocess.run([sys.executable, '-c', intruder], env=env, capture_output=True, text=True, timeout=120)\n"
         "print('INTRUDER', 'CONNECTED' in r.stdout, 'AuthenticationError' in r.stderr or 'InvalidAuthToken' in r.stderr)\n"
+        # the monitor first, as a `repeval` command's exit does: Ray's shutdown waits a second for it otherwise
+        "_kill_monitor()\n"
         "ray.shutdown()\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS", "RAY_AUTH_TOKEN")}
