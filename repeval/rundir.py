@@ -290,6 +290,19 @@ class TuneStorage:
             return []
         return [i.path.rstrip("/").rsplit("/", 1)[-1] for i in infos]
 
+    def has_experiment_state(self, name: str) -> bool:
+        """Whether the Tune experiment ``name`` holds an ``experiment_state-*.json`` (what ``Tuner.restore`` resumes
+        its trials from; ``Tuner.can_restore`` looks only for the tuner's own file, written first): one listing."""
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(f"{self.base}/{name}", allow_not_found=True))
+        except OSError:
+            return False
+        return any(
+            (n := i.path.rstrip("/").rsplit("/", 1)[-1]).startswith("experiment_state-") and n.endswith(".json")
+            for i in infos
+            if i.type == pafs.FileType.File
+        )
+
     def move(self, name: str, new_name: str) -> None:
         """Rename a file or directory (on object stores a copy, then a delete)."""
         src, dst = f"{self.base}/{name}", f"{self.base}/{new_name}"
