@@ -2,8 +2,9 @@
 
 At exit CPython clears every module and then runs one full garbage collection over what that left unreachable,
 and Ray's shutdown waits a second for its autoscaler monitor before killing it. ``repeval`` skips the collection
-(``repeval.cpu.skip_exit_collection``: ``gc.freeze()`` as the last exit handler) and kills the embedded Ray's
-monitor first (``repeval.ray_utils.stop_monitor_first_at_exit``). This runs the same small ``repeval run``
+(``repeval.cpu.skip_exit_collection``: ``gc.freeze()`` as the last exit handler), kills the embedded Ray's
+monitor first and then shuts Ray down itself, without the 0.5 s Ray's own exit handler sleeps
+(``repeval.ray_utils.stop_monitor_first_at_exit``). This runs the same small ``repeval run``
 (synthesised clips, mfcc-stats, a linear probe; a fresh store and run directory each time) ``--repeats`` times
 each way, alternating, and prints the seconds from the command's return (results written, table printed) to the
 process' end — Ray's shutdown plus the interpreter's finalization — with repeval's exit and with the default one

@@ -284,7 +284,19 @@ def stop_monitor_first_at_exit() -> None:
     internals is left alone."""
     import atexit
 
-    atexit.register(_kill_monitor)
+    atexit.register(_shutdown_at_exit)
+
+
+def _shutdown_at_exit() -> None:
+    """The exit handler :func:`stop_monitor_first_at_exit` registers: the monitor killed, then ``ray.shutdown()``
+    called here rather than by Ray's own exit handler, which first sleeps 0.5 s "to make sure that log messages
+    finish printing" — every command's output is printed by then (its own lines; what workers log is in Ray's log
+    files, and a trial's or a decode task's warnings travel through repeval's own files)."""
+    import ray
+
+    _kill_monitor()
+    if ray.is_initialized():
+        ray.shutdown()
 
 
 def _kill_monitor() -> None:
