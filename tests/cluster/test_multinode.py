@@ -419,7 +419,7 @@ def test_job_submit_runs_embedding_actors_on_the_worker_node_and_survives_its_cr
     """``ray job submit`` of ``jobs/run.py --smoke-test``: the embedding actors run only on the worker node (the one
     offering ``embed``), and every node preloads the MKL shim. SIGKILL that node while it embeds, then start a
     replacement node with the same resources: the job still completes. (One job for both: a job and a worker node
-    cost ~25 s.)"""
+    cost ~25 s.) Then `repeval validate` as a job checks the models on that worker node, not the head."""
     from repeval.models.dummies import dummy_params
 
     manifest, catalog = render(short_tmp, instruments=4, notes=12)
@@ -462,3 +462,22 @@ def test_job_submit_runs_embedding_actors_on_the_worker_node_and_survives_its_cr
     (session,) = json.loads((short_tmp / "runs" / "crash-smoke" / "environment.json").read_text())
     assert session["mkl"].startswith("Intel code path") and lib in session["mkl"], session
     assert session["trials_mkl"] == [session["mkl"]], session
+
+    # `repeval validate` as a job (its driver on the head, which offers no `embed`): the models are checked by a task
+    # on the node their actors may use, the replacement worker; a model whose weights are missing there is named
+    # with that node (the same check a run makes before it embeds), exit status 1
+    missing = short_tmp / "nowhere" / "clmr.pt"
+    cfg = yaml.safe_load(config.read_text())
+    cfg["experiments"][0]["embedding_models"].append(
+        {**clmr, "id": "clmr-missing", "type": "clmr-v2", "params": {**clmr["params"], "checkpoint": str(missing)}}
+    )
+    validate = short_tmp / "validate.yaml"
+    validate.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    cluster.submit(["python", "-m", "repeval.cli", "validate", str(validate)], REPO, job_runtime_env(), "validate-1")
+    status, logs = cluster.wait_job("validate-1"), cluster.logs("validate-1")
+    assert status == "FAILED", logs[-3000:]
+    errors = [ln for ln in logs.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1, logs[-3000:]
+    assert errors[0].startswith(
+        f"error: embedding model 'clmr-missing' cannot run on node {replacement.ip}: weights file {missing} not found"
+    ), logs[-3000:]
