@@ -22,7 +22,7 @@ from repeval.audio.integrity import MP3_HELD_FRACTION as MP3_HELD_FRACTION
 from repeval.audio.integrity import MP3_TAIL_BYTES as MP3_TAIL_BYTES
 from repeval.audio.integrity import mp3_shortfall as mp3_shortfall
 from repeval.audio.integrity import mpeg_frame_bytes as mpeg_frame_bytes
-from repeval.audio.integrity import shortfall, zeros_start
+from repeval.audio.integrity import refusal, shortfall, zeros_start
 from repeval.audio.integrity import wav_shortfall as wav_shortfall
 
 #: frames read per block for streaming decode
@@ -71,50 +71,18 @@ def _check_regular_file(path: str) -> None:
 
 def _checked_open(path: str, short: tuple[str, int, int] | None, source: Any) -> sf.SoundFile:
     """``sf.SoundFile(source)`` for the file at ``path``, or :class:`DecodeError` naming the fix when ``short``
-    (:func:`repeval.audio.integrity.shortfall`) says it was cut short or zero-filled, or says it is a VBR MP3
-    without a Xing header (``"MP3 VBR"``: samples its frames hold, samples per frame) and libsndfile's length — its
-    guess from the first frame's bitrate, where its reads stop — falls short of those samples by more than two
-    frames (an encoder's delay and padding)."""
-    cause, declared, held = short if short is not None else ("", 0, 0)
-    if cause in ("MP3 zeros", "Ogg zeros"):
-        kind, units = ("MP3", "audio frames") if cause == "MP3 zeros" else ("Ogg", "Ogg pages")
-        raise DecodeError(
-            f"zero-filled {kind}: {path} ends in {declared:,} zero bytes ({declared / held:.0%} of the file) instead "
-            f"of {units} — the file was not fully written (a download or copy that stopped; copy or download it again)"
-        )
-    if cause == "MP3 frame":
-        needs = f"at least {declared}" if declared == 4 else f"{declared:,}"  # a header cut before its bitrate
-        raise DecodeError(
-            f"truncated MP3: {path} ends inside an audio frame (its last frame needs {needs} bytes, {held:,} "
-            f"{'is' if held == 1 else 'are'} left) — the file was cut short (copy or download it again)"
-        )
-    if cause in ("Ogg page", "Ogg page header"):
-        needs = f"at least {declared:,}" if cause == "Ogg page header" else f"{declared:,}"
-        raise DecodeError(
-            f"truncated Ogg: {path} ends inside an Ogg page (its last page needs {needs} bytes, {held:,} "
-            f"{'is' if held == 1 else 'are'} left) — the file was cut short (copy or download it again)"
-        )
-    if cause == "Ogg EOS":
-        raise DecodeError(
-            f"truncated Ogg: {path}'s last Ogg page is not its stream's end (no end-of-stream flag) — the file was cut "
-            "short (copy or download it again; a live stream's recording stopped without one: remux it, e.g. "
-            "`ffmpeg -i in.ogg -c copy out.ogg`)"
-        )
-    if cause == "Ogg CRC":
-        raise DecodeError(
-            f"damaged Ogg: {path}'s last Ogg page does not match its CRC (its end was not fully written or was "
-            "overwritten; libsndfile would drop the page) — copy or download it again"
-        )
-    if cause not in ("", "MP3 VBR"):
-        raise DecodeError(
-            f"truncated {cause}: {path} declares {declared:,} bytes of audio but holds {held:,} — the file was cut "
-            "short (copy or download it again)"
-        )
+    (:func:`repeval.audio.integrity.shortfall`) says it was cut short, zero-filled or damaged
+    (:func:`~repeval.audio.integrity.refusal`), or says it is a VBR MP3 without a Xing header (``"MP3 VBR"``:
+    samples its frames hold, samples per frame) and libsndfile's length — its guess from the first frame's bitrate,
+    where its reads stop — falls short of those samples by more than two frames (an encoder's delay and padding)."""
+    message = refusal(path, short)
+    if message is not None:
+        raise DecodeError(message)
     f = sf.SoundFile(source)
-    if cause == "MP3 VBR" and f.frames < declared - 2 * held:
+    if short is not None and short[0] == "MP3 VBR" and f.frames < short[1] - 2 * short[2]:
         f.close()
         raise DecodeError(
-            f"VBR MP3 without a Xing header: {path} decodes to {f.frames:,} of its {declared:,} samples (libsndfile "
+            f"VBR MP3 without a Xing header: {path} decodes to {f.frames:,} of its {short[1]:,} samples (libsndfile "
             "cannot tell the length of such a file) — re-encode it, or add a Xing header (e.g. `vbrfix` or "
             "`ffmpeg -i in.mp3 -c copy out.mp3`)"
         )

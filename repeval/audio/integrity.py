@@ -2,7 +2,8 @@
 cut short (a WAV, MP3 or Ogg), zero-filled (an MP3 or Ogg preallocated at its full size by a download or copy that stopped)
 or a VBR MP3 without a Xing header as shorter audio, without a word. Each check reads a header and the file's tail — a
 few reads, a few microseconds (a remote file: a few range requests); :func:`shortfall` says which applies and what it
-found, and :func:`repeval.audio.decode._checked_open` turns that into the error naming the fix.
+found, :func:`refusal` the reason a file it found wrong is refused with (the cause, what the file holds, the
+fix), and :func:`repeval.audio.decode._checked_open` raises it.
 """
 
 from __future__ import annotations
@@ -442,3 +443,48 @@ def shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
     if magic == b"OggS":
         return ogg_shortfall(fh, size)
     return None if magic == b"fLaC" else mp3_shortfall(fh, size)
+
+
+def refusal(path: str, short: tuple[str, int, int] | None) -> str | None:
+    """The reason a file whose check found ``short`` (:func:`shortfall`) is refused — the cause, what the file holds
+    and the fix — or ``None`` when there is nothing to refuse before opening it (``None``, or ``"MP3 VBR"``, whose
+    length only the opened file tells: :func:`repeval.audio.decode._checked_open`). The causes' numbers: ``"WAV"``,
+    ``"MP3"`` bytes declared and held; ``"MP3 frame"``, ``"Ogg page"``, ``"Ogg page header"`` bytes the last frame or
+    page needs and bytes left; ``"MP3 zeros"``, ``"Ogg zeros"`` the zero bytes and the file's size; ``"Ogg EOS"``,
+    ``"Ogg CRC"`` none."""
+    if short is None or short[0] == "MP3 VBR":  # nothing, or a length only the opened file tells
+        return None
+    cause, declared, held = short
+    if cause in ("MP3 zeros", "Ogg zeros"):
+        kind, units = ("MP3", "audio frames") if cause == "MP3 zeros" else ("Ogg", "Ogg pages")
+        return (
+            f"zero-filled {kind}: {path} ends in {declared:,} zero bytes ({declared / held:.0%} of the file) instead "
+            f"of {units} — the file was not fully written (a download or copy that stopped; copy or download it again)"
+        )
+    if cause == "MP3 frame":
+        needs = f"at least {declared}" if declared == 4 else f"{declared:,}"  # a header cut before its bitrate
+        return (
+            f"truncated MP3: {path} ends inside an audio frame (its last frame needs {needs} bytes, {held:,} "
+            f"{'is' if held == 1 else 'are'} left) — the file was cut short (copy or download it again)"
+        )
+    if cause in ("Ogg page", "Ogg page header"):
+        needs = f"at least {declared:,}" if cause == "Ogg page header" else f"{declared:,}"
+        return (
+            f"truncated Ogg: {path} ends inside an Ogg page (its last page needs {needs} bytes, {held:,} "
+            f"{'is' if held == 1 else 'are'} left) — the file was cut short (copy or download it again)"
+        )
+    if cause == "Ogg EOS":
+        return (
+            f"truncated Ogg: {path}'s last Ogg page is not its stream's end (no end-of-stream flag) — the file was cut "
+            "short (copy or download it again; a live stream's recording stopped without one: remux it, e.g. "
+            "`ffmpeg -i in.ogg -c copy out.ogg`)"
+        )
+    if cause == "Ogg CRC":
+        return (
+            f"damaged Ogg: {path}'s last Ogg page does not match its CRC (its end was not fully written or was "
+            "overwritten; libsndfile would drop the page) — copy or download it again"
+        )
+    return (
+        f"truncated {cause}: {path} declares {declared:,} bytes of audio but holds {held:,} — the file was cut "
+        "short (copy or download it again)"
+    )
