@@ -447,8 +447,9 @@ def _print_table(ctx: Any) -> None:
     from repeval.report.summary import summary_text
     from repeval.report.tables import table_command
 
-    typer.echo(table_command([ctx.run_dir], "all_deform_all_models", "terminal"))
-    summary = summary_text(load_runs([ctx.run_dir]))
+    runs = load_runs([ctx.run_dir])
+    typer.echo(table_command([ctx.run_dir], "all_deform_all_models", "terminal", runs=runs))
+    summary = summary_text(runs)
     if summary:
         typer.echo(summary)
 

@@ -282,10 +282,11 @@ class TuneStorage:
         if local:
             self.fs.move(target, dest)
 
-    def names(self) -> list[str]:
-        """Names of the files and directories directly under the storage root (one listing)."""
+    def names(self, under: str = "") -> list[str]:
+        """Names of the files and directories directly under the storage root, or under its ``under`` directory
+        (one listing; none when it does not exist)."""
         try:
-            infos = self.fs.get_file_info(pafs.FileSelector(self.base, allow_not_found=True))
+            infos = self.fs.get_file_info(pafs.FileSelector(f"{self.base}/{under}".rstrip("/"), allow_not_found=True))
         except OSError:
             return []
         return [i.path.rstrip("/").rsplit("/", 1)[-1] for i in infos]
@@ -293,15 +294,7 @@ class TuneStorage:
     def has_experiment_state(self, name: str) -> bool:
         """Whether the Tune experiment ``name`` holds an ``experiment_state-*.json`` (what ``Tuner.restore`` resumes
         its trials from; ``Tuner.can_restore`` looks only for the tuner's own file, written first): one listing."""
-        try:
-            infos = self.fs.get_file_info(pafs.FileSelector(f"{self.base}/{name}", allow_not_found=True))
-        except OSError:
-            return False
-        return any(
-            (n := i.path.rstrip("/").rsplit("/", 1)[-1]).startswith("experiment_state-") and n.endswith(".json")
-            for i in infos
-            if i.type == pafs.FileType.File
-        )
+        return any(n.startswith("experiment_state-") and n.endswith(".json") for n in self.names(name))
 
     def move(self, name: str, new_name: str) -> None:
         """Rename a file or directory (on object stores a copy, then a delete)."""

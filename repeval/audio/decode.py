@@ -89,18 +89,28 @@ def _checked_open(path: str, short: tuple[str, int, int] | None, source: Any) ->
     return f
 
 
+def _raw_file(path: str) -> tuple[Any, int]:
+    """``(seekable binary file, its size in bytes)`` of the audio at ``path``: a local path, or a URI of any pyarrow
+    filesystem (``s3://``, ``file://``, ...)."""
+    if "://" in path:
+        import pyarrow.fs as pafs
+
+        fs, p = pafs.FileSystem.from_uri(path)
+        fh = fs.open_input_file(p)
+        return fh, fh.size()
+    local = open(path, "rb")  # the caller closes it
+    return local, os.fstat(local.fileno()).st_size
+
+
 def _open(path: str) -> sf.SoundFile:
     if "://" not in path:
         _check_regular_file(path)  # reliability (issue 9)
     try:
-        if "://" in path:
-            import pyarrow.fs as pafs
-
-            fs, p = pafs.FileSystem.from_uri(path)
-            fh = fs.open_input_file(p)
-            return _checked_open(path, shortfall(fh, fh.size()), fh)
-        with open(path, "rb") as local:
-            short = shortfall(local, os.fstat(local.fileno()).st_size)
+        fh, size = _raw_file(path)
+        if "://" in path:  # libsndfile reads the remote file through the handle the checks read
+            return _checked_open(path, shortfall(fh, size), fh)
+        with fh:
+            short = shortfall(fh, size)
         return _checked_open(path, short, path)
     except DecodeError:
         raise
@@ -122,17 +132,9 @@ def _why_corrupt(path: str) -> str:
     after 1,024 bytes that are not a frame: "Unspecified internal error") — or else that it is damaged; each with the
     fix. Reads the file's tail again (a failing file only)."""
     try:
-        if "://" in path:
-            import pyarrow.fs as pafs
-
-            fs, p = pafs.FileSystem.from_uri(path)
-            with fs.open_input_file(p) as fh:
-                size = fh.size()
-                zeros = size - zeros_start(fh, size)
-        else:
-            with open(path, "rb") as local:
-                size = os.fstat(local.fileno()).st_size
-                zeros = size - zeros_start(local, size)
+        fh, size = _raw_file(path)
+        with fh:
+            zeros = size - zeros_start(fh, size)
     except (OSError, ValueError):
         zeros = size = 0
     if zeros >= CORRUPT_ZERO_TAIL_BYTES:

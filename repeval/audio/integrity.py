@@ -314,11 +314,17 @@ def ogg_zero_tail(fh: Any, size: int, base: int, buf: bytes) -> int | None:
         fh.seek(base)
         buf = fh.read(min(size, zeros_at + 282) - base)
     at = buf.rfind(b"OggS", 0, zeros_at - base)
-    if 0 <= at <= len(buf) - 27 and buf[at + 5] & 4:  # the last page marks the end of the stream: is it whole?
-        n_segments = buf[at + 26]
-        if base + at + 27 + n_segments + sum(buf[at + 27 : at + 27 + n_segments]) <= size:
-            return None
+    # zeros after a whole last page that marks the end of its stream (EOS) were appended to a whole file
+    if 0 <= at <= len(buf) - 27 and buf[at + 5] & 4 and base + at + _ogg_page_bytes(buf, at) <= size:
+        return None
     return size - zeros_at
+
+
+def _ogg_page_bytes(buf: bytes, at: int) -> int:
+    """The length of the Ogg page whose header starts at byte ``at`` of ``buf`` (its 27-byte header, segment table and
+    body, as the segment table declares them; ``buf`` holds the header and the table)."""
+    n_segments = buf[at + 26]
+    return 27 + n_segments + sum(buf[at + 27 : at + 27 + n_segments])
 
 
 #: the longest an Ogg page can be: a 27-byte header, a segment table of 255 entries, 255 segments of 255 bytes
@@ -344,7 +350,7 @@ def _ogg_page_at(buf: bytes, at: int, stop: int) -> int | None:
     ``None``."""
     if buf[at : at + 5] != b"OggS\0" or stop - at < 27 or stop - at < 27 + buf[at + 26]:
         return None
-    end = at + 27 + buf[at + 26] + sum(buf[at + 27 : at + 27 + buf[at + 26]])
+    end = at + _ogg_page_bytes(buf, at)
     if end > stop:
         return None
     page = bytearray(buf[at:end])
@@ -367,7 +373,7 @@ def _ogg_last_page_shortfall(buf: bytes, at: int, stop: int) -> tuple[str, int, 
             break  # no page: bytes after the last one
         if left < 27 or left < 27 + buf[at + 26]:
             return ("Ogg page header", 27 if left < 27 else 27 + buf[at + 26], left)
-        n = 27 + buf[at + 26] + sum(buf[at + 27 : at + 27 + buf[at + 26]])
+        n = _ogg_page_bytes(buf, at)
         if n > left:
             return ("Ogg page", n, left)
         last, at = at, at + n

@@ -465,7 +465,7 @@ REINSTALL_FIX = (
 def _first_line(exc: BaseException) -> str:
     """``Type: message`` of ``exc``, its first line (a Ray task's error: the exception raised in the task)."""
     cause = getattr(exc, "cause", None)
-    if isinstance(exc, Exception) and isinstance(cause, BaseException):  # RayTaskError: what the task raised
+    if isinstance(cause, BaseException):  # RayTaskError: what the task raised
         exc = cause
     text = str(exc).strip().splitlines()
     return type(exc).__name__ + (f": {text[0]}" if text else "")

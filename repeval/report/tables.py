@@ -38,6 +38,7 @@ from repeval.registry import closest, unknown_name_message
 from repeval.report.deltas import left_out_note, paired_deltas
 from repeval.report.results import (
     CLEAN,
+    Run,
     ci_level,
     combine_results,
     groups,
@@ -462,8 +463,10 @@ def table_command(
     color: bool | None = None,
     scale: float = 1.0,
     decimals: int = 3,
+    runs: list[Run] | None = None,
 ) -> str:
-    """Render ``preset`` for every task/dataset of the given runs (``repeval table RUN... --preset --format``)."""
+    """Render ``preset`` for every task/dataset of the given runs (``repeval table RUN... --preset --format``);
+    ``runs``: those runs already loaded (:func:`~repeval.report.results.load_runs` of ``run_dirs``)."""
     from repeval.report.render import render
 
     fmt = canonical_format(fmt)
@@ -471,7 +474,7 @@ def table_command(
         raise ValueError(unknown_name_message("table preset", preset, set(PRESETS)))
     if decimals < 0:
         raise ValueError(f"--decimals must be 0 or more (digits after the point), got {decimals}")
-    runs = load_runs([Path(d) for d in run_dirs])
+    runs = load_runs([Path(d) for d in run_dirs]) if runs is None else runs
     results = combine_results(runs)
     validation = combine_validation(runs)
     masked = masked_pairs(runs)

@@ -323,8 +323,7 @@ def _fit(
     stored = _marker_fingerprint(st.read_text(marker))
     # without its experiment state (a driver killed before Tune first wrote it) a restore runs, finds no trials and
     # is moved aside after seconds of Tune's start: go to the fresh experiment at once (it reuses every checkpoint)
-    restorable = st.exists(name) and st.has_experiment_state(name) and tune.Tuner.can_restore(path)
-    if stored == fingerprint and restorable:
+    if stored == fingerprint and st.has_experiment_state(name) and tune.Tuner.can_restore(path):
         log.info("resuming Tune experiment %s", path)
         try:
             with _quiet_missing_metrics():
