@@ -37,8 +37,8 @@ from repeval.report.results import (
     ordered_scenarios,
 )
 from repeval.report.selection import combine_validation
-from repeval.report.summary import summary_cards
-from repeval.report.tables import _higher, cell_stats, make_table, multi_task_datasets
+from repeval.report.summary import headline, summary_cards, tied_names
+from repeval.report.tables import cell_stats, make_table, multi_task_datasets
 from repeval.store.store import show_errors_command
 
 log = logging.getLogger(__name__)
@@ -181,17 +181,13 @@ def _rule(df: pd.DataFrame, task: str, dataset: str, metric: str | None, validat
 def _confusion_block(
     runs: list[Run], df: pd.DataFrame, task: str, dataset: str, multi: bool, validation: pd.DataFrame | None = None
 ) -> str:
-    """Clean-audio matrices of every model's chosen probe, plus every scenario for the best model."""
-    try:
-        choice = plots.probe_choice(df, task, dataset, None, validation)
-    except ValueError:
+    """Clean-audio matrices of every model's chosen probe, plus every scenario for the best model on clean test —
+    the summary card's (:func:`~repeval.report.summary.headline`; each of them when tied)."""
+    h = headline(df, task, dataset, validation)
+    if h is None:
         return ""
-    probes = {k[0]: p for k, p in choice.probes.items()}
-    agg = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna() & (df["scenario"] == CLEAN)]
-    metric = next(iter(dict.fromkeys(agg["metric"])), None)
-    means = {m: agg[(agg["model"] == m) & (agg["probe"] == p) & (agg["metric"] == metric)]["value"].mean()
-             for m, p in probes.items()}  # fmt: skip
-    top = max(means, key=lambda m: means[m] if _higher(str(metric)) else -means[m]) if means else None
+    probes = {k[0]: p for k, p in h.choice.probes.items()}
+    top = [m for m, _ in h.best]
     figs = []
     for model, probe in probes.items():
         run = runs[0]
@@ -203,8 +199,8 @@ def _confusion_block(
         if not keys:
             continue
         seed = min(k.seed for k in keys)
-        order = ordered_scenarios([k.scenario for k in keys])
-        wanted = order if model == top else [s for s in order if s == CLEAN][:1] or order[:1]
+        order = ordered_scenarios([k.scenario for k in keys if k.seed == seed])
+        wanted = order if model in top else [s for s in order if s == CLEAN][:1] or order[:1]
         for scenario in wanted:
             key = next(k for k in keys if k.seed == seed and k.scenario == scenario)
             labels, matrix = run.confusion[key]
@@ -213,9 +209,11 @@ def _confusion_block(
             figs.append(_figure(make, f"confusion matrix: {title}"))
     if not figs:
         return ""
+    best = tied_names([f"{m} · {p}" for m, p in h.best]) or "none with a finite clean score"
     return (
-        f'<h3>Confusion matrices</h3><p class="rv-note">one probe per model on clean audio, {e(choice.rule())}; '
-        f'every scenario for the best model on clean test ({e(str(top))})</p><div class="rv-figs">{"".join(figs)}</div>'
+        f'<h3>Confusion matrices</h3><p class="rv-note">one probe per model on clean audio, {e(h.choice.rule())}; '
+        f"every scenario for the best on clean test {e(h.metric)} ({e(best)})</p>"
+        f'<div class="rv-figs">{"".join(figs)}</div>'
     )
 
 

@@ -171,13 +171,13 @@ def _signed(x: float) -> str:
     return fmt_number(x, signed=True)
 
 
-def _tied(names: Sequence[str]) -> str:
+def tied_names(names: Sequence[str]) -> str:
     """``A · M2`` or, several tied, ``A · M2 = B · M5 (tied)``."""
     return " = ".join(names) + (" (tied)" if len(names) > 1 else "")
 
 
 def _names(standings: Sequence[Standing]) -> str:
-    return _tied([s.name for s in standings])
+    return tied_names([s.name for s in standings])
 
 
 def _worst(r: Robustness, standings: Sequence[Standing]) -> str:
@@ -227,7 +227,7 @@ def _clean_value(h: Headline) -> str:
 
 
 def _clean_names(h: Headline) -> str:
-    return _tied([f"{m} · {p}" for m, p in h.best]) or "–"
+    return tied_names([f"{m} · {p}" for m, p in h.best]) or "–"
 
 
 def summary_cards(df: pd.DataFrame, task: str, dataset: str, validation: pd.DataFrame | None = None) -> str:

@@ -102,3 +102,21 @@ def test_the_criterion_each_probe_recorded_decides_the_direction(tmp_path):
     # M1 had the best (highest) criterion: with the recorded val_loss, lower is better — it is chosen last now
     t = make_table(loaded.results, "model_comparison", task=TASK, validation=combine_validation([loaded]))
     assert "best mean validation val_loss" in t.caption and "M1" not in {p for _, p in t.rows}
+
+
+def test_confusion_block_shows_every_scenario_for_the_summary_cards_best_tied_ones_included(tmp_path):
+    # two runs of the same results: every model is tied with its twin, so the best on clean is two models
+    spec = dict(experiments=DEFAULT_EXPERIMENTS[:1], models=("A", "B"), model_quality={"A": 0.9, "B": 0.4},
+                probes=("M1", "M2"), seeds=(0,), scenarios=(CLEAN, "D1"), n_test=30, n_resamples=5)  # fmt: skip
+    runs = [load_run(make_run_dir(tmp_path, FakeRunSpec(run_id=r, **spec))) for r in ("r1", "r2")]
+    df = pd.concat([r.results for r in runs], ignore_index=True)
+    df = df.assign(model=df["run_id"] + "/" + df["model"])
+    validation = combine_validation(runs, prefix_models=True)
+    card = summary_cards(df, TASK, DATASET, validation)
+    block = _confusion_block(runs, df, TASK, DATASET, True, validation)
+    probe = plots.best_probes(df, TASK, DATASET, None, validation)["r1/A"]
+    assert f"r1/A · {probe} = r2/A · {probe} (tied)" in card
+    assert f"(r1/A · {probe} = r2/A · {probe} (tied))" in block
+    for run in ("r1", "r2"):  # each tied best model: clean and D1; the other model: clean only
+        assert f"{run}/A {probe}, D1, seed 0" in block and f"{run}/A {probe}, clean, seed 0" in block
+        assert f"{run}/B " in block and f"{run}/B {plots.best_probes(df, TASK, DATASET)[f'{run}/B']}, D1" not in block
