@@ -130,7 +130,7 @@ def test_failed_run_is_recorded_and_a_successful_rerun_replaces_it(smoke_then_fu
 
 def test_an_interrupted_command_is_recorded_as_such(smoke_then_full, tmp_path):
     """Ctrl-C (KeyboardInterrupt) in a stage: ``repeval runs`` says the run was interrupted and how to resume."""
-    from repeval.cli import _stage
+    from repeval.cli.common import _stage
 
     root, manifest, _, _, _ = smoke_then_full
     path = tmp_path / "c.yaml"
@@ -149,7 +149,7 @@ def test_a_failure_that_came_of_another_names_its_root_cause(rendered_notes, tmp
     (``from None``)."""
     import typer
 
-    from repeval.cli import _guard, _reason, _stage
+    from repeval.cli.common import _guard, _reason, _stage
 
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(_raw(tmp_path, rendered_notes, run_id="chained")))

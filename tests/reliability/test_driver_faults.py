@@ -39,6 +39,7 @@ from reliability_helpers import (
 from typer.testing import CliRunner
 
 from repeval import cli, ray_utils
+from repeval.cli import common
 from repeval.store.lock import holder
 
 SUMMARY = re.compile(r"embedded (\d+) tracks → (\d+) rows.*?, (\d+) already in store, (\d+) errors")
@@ -198,14 +199,14 @@ def test_sigterm_in_a_blocking_ray_call_marks_the_run_interrupted(ray_session, f
     ref = sleeper.remote()
 
     def train() -> None:  # a command's body, as `repeval train` runs it
-        with cli._stage("train", cfg, None, None, False, None):
+        with common._stage("train", cfg, None, None, False, None):
             threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
             ray_session.wait([ref], timeout=120)
 
     try:
         ray_utils.exit_on_sigterm()  # what the CLI's entry point and init_ray do
         with pytest.raises(typer.Exit) as stopped:
-            cli._guard(train)
+            common._guard(train)
     finally:
         signal.signal(signal.SIGTERM, previous)
         ray_utils._sigterms.clear()
@@ -226,7 +227,7 @@ def test_sigterm_outside_ray_exits_143():
             time.sleep(5)  # the handler runs in the main thread at once; the sleep is cut short
         assert raw.value.code == 143
         with pytest.raises(typer.Exit) as stopped:
-            cli._guard(lambda: os.kill(os.getpid(), signal.SIGTERM) or time.sleep(5))
+            common._guard(lambda: os.kill(os.getpid(), signal.SIGTERM) or time.sleep(5))
         assert stopped.value.exit_code == 143
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -332,7 +332,7 @@ def test_run_suggests_the_robustness_table_only_when_something_was_tested_deform
     a command that can only fail there."""
     import copy
 
-    from repeval.cli import _next_hint
+    from repeval.cli.experiment import _next_hint
     from repeval.config import parse_config
 
     exp = {

@@ -289,7 +289,8 @@ def test_strict_failure_names_each_partition_with_a_store_show_command_that_work
     import typer
 
     from repeval import runner
-    from repeval.cli import _strict_check, app
+    from repeval.cli import app
+    from repeval.cli.common import _strict_check
 
     root = str(tmp_path / "my store")  # a space: the command must quote it
     store = EmbeddingStore(root)

@@ -1017,7 +1017,7 @@ def test_trial_actors_have_no_runtime_env_so_they_can_take_prestarted_workers(as
 def test_train_summary_line_counts_reused_trials():
     """The line counted failed (configuration, seed) trainings as "failed trial(s)" — a Tune trial may train many
     of them: it now says what it counts, and counts apart the test sets a trained probe could not be scored on."""
-    from repeval.cli import _train_line
+    from repeval.cli.experiment import _train_line
 
     t = {"trained": 2, "skipped": 1, "failed": [{"scenario": None}], "reused_trials": 0}
     assert (

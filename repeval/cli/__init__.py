@@ -1,0 +1,76 @@
+"""The ``repeval`` command line: the Typer apps, the global options and the entry point. The commands live in
+:mod:`repeval.cli.experiment` (validate, plan, run … report), :mod:`repeval.cli.data` (``repeval data``) and
+:mod:`repeval.cli.store` (``repeval store`` and the listings: runs, schema, datasets, models, validate-model); what
+they share in :mod:`repeval.cli.common`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from typing import Annotated
+
+import typer
+
+from repeval.cli.common import _state
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Evaluate music audio embeddings at catalog scale.")
+data_app = typer.Typer(no_args_is_help=True, help="Quickstart data, downloads, audio checks.")
+store_app = typer.Typer(no_args_is_help=True, help="Inspect the embedding store.")
+app.add_typer(data_app, name="data")
+app.add_typer(store_app, name="store")
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="more logging")] = False,
+) -> None:
+    _state["debug"] = debug
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("repeval").setLevel(logging.DEBUG if debug or verbose else logging.INFO)
+    # repeval's own warnings as one line each, like its log lines (--debug: Python's form, with file and line)
+    warnings.formatwarning = _python_formatwarning if debug else _format_warning
+    # Ray Data logs every execution's plan and progress at INFO; repeval prints its own summary lines
+    os.environ.setdefault("REPEVAL_RAY_DATA_LOG_LEVEL", "DEBUG" if debug else "INFO" if verbose else "ERROR")
+
+
+_python_formatwarning = warnings.formatwarning
+
+
+def _format_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
+    """A warning of repeval's categories, or given by its code, as ``Category: message`` — not Python's form, which
+    adds the repeval source file, line number and code line that gave it (nothing a user can act on); any other
+    package's warning in Python's form."""
+    from repeval.warn import is_ours
+
+    if is_ours(category, filename):
+        return f"{category.__name__}: {message}\n"
+    return _python_formatwarning(message, category, filename, lineno, line)
+
+
+# the commands register on the apps above as their modules are imported (after the apps exist): `repeval --help`
+# lists them in that order, the experiment commands before the listings of `store`
+from repeval.cli import data, experiment, store  # noqa: E402, F401
+
+#: the commands whose work runs torch (or, ``plan``, says which MKL path it will run): only these re-execute
+MKL_COMMANDS = frozenset({"run", "train", "evaluate", "embed", "plan", "validate-model"})
+
+
+def entrypoint() -> None:
+    from repeval.cpu import prepare_entry_point
+    from repeval.ray_utils import exit_on_sigterm
+
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    prepare_entry_point(reexec=command in MKL_COMMANDS)
+    exit_on_sigterm()
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

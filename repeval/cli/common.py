@@ -1,0 +1,277 @@
+"""What the ``repeval`` commands share: one-line errors (``_fail``, ``_guard``), loading a configuration, a command's
+run context and ``status.json`` (``_stage``), ``--strict`` (``_strict_check``) and the options several commands take."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from repeval.config import ConfigError, load_config
+
+log = logging.getLogger("repeval")
+#: set by the ``repeval`` callback (``--debug``: tracebacks with the one-line errors)
+_state: dict[str, Any] = {"debug": False}
+
+ConfigArg = Annotated[Path, typer.Argument(help="experiment YAML file")]
+RunIdOpt = Annotated[str | None, typer.Option("--run-id", help="run id (default: run.run_id or a timestamp)")]
+StoreOpt = Annotated[str | None, typer.Option("--store", help="embedding store root (path or URI)")]
+SmokeOpt = Annotated[
+    bool, typer.Option("--smoke-test", help="a tiny version of the run: few tracks, one probe, few epochs")
+]
+RunsDirOpt = Annotated[
+    str | None,
+    typer.Option("--runs-dir", help="runs directory (path or URI, e.g. s3://bucket/runs; default: run.runs_dir)"),
+]
+
+
+def _fail(exc: BaseException, code: int = 2) -> None:
+    if _state["debug"]:
+        traceback.print_exception(exc)
+    typer.secho(f"error: {_with_root(exc, str(exc))}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _root(exc: BaseException) -> tuple[BaseException, str] | None:
+    """The first exception of ``exc``'s chain — the one the chain started from — and how the next one came of it
+    (``caused by``: raised from it; ``raised while handling``: while it was being handled, e.g. a cleanup that failed
+    too); ``None`` when ``exc`` is its own (or its chain was cut: ``raise … from None``)."""
+    found, seen = None, {id(exc)}
+    while True:
+        cause = exc.__cause__
+        nxt = cause if cause is not None else (None if exc.__suppress_context__ else exc.__context__)
+        if nxt is None or id(nxt) in seen:
+            return found
+        seen.add(id(nxt))
+        found = nxt, "caused by" if cause is not None else "raised while handling"
+        exc = nxt
+
+
+def _with_root(exc: BaseException, line: str) -> str:
+    """``line`` (what ``exc`` says) and, when ``exc`` came of another exception, that one, in brief: the one-line
+    error names the root cause, not only the last exception (the whole chain: --debug, and the logs)."""
+    found = _root(exc)
+    if found is None:
+        return line
+    root, how = found
+    said = (str(root).strip().splitlines() or [""])[0]
+    if said and said in line:  # the message already says it (``raise ValueError(f"...: {exc}") from exc``)
+        return line
+    said = said if len(said) <= 200 else said[:197] + "..."
+    return f"{line} ({how} {type(root).__name__}{': ' + said if said else ''})"
+
+
+def _load(path: Path, check_data: bool = False) -> Any:
+    try:
+        cfg = load_config(path)
+        if check_data:  # reliability (issue 9): a missing manifest/data dir fails before anything runs
+            from repeval.config.loader import check_data_paths
+
+            check_data_paths(cfg, str(path))
+        return cfg
+    except ConfigError as exc:
+        _fail(exc)
+
+
+def _with_runs_dir(cfg: Any, runs_dir: str | None) -> Any:
+    if runs_dir is None:
+        return cfg
+    return cfg.model_copy(update={"run": cfg.run.model_copy(update={"runs_dir": runs_dir})})
+
+
+def _ctx(
+    config: Path,
+    run_id: str | None,
+    store: str | None,
+    smoke_test: bool = False,
+    runs_dir: str | None = None,
+    lock: bool = False,
+) -> Any:
+    from repeval.runner import make_context, smoke_test_config
+
+    cfg = _with_runs_dir(_load(config, check_data=True), runs_dir)
+    if smoke_test:
+        cfg = smoke_test_config(cfg)
+    return make_context(cfg, run_id, store, lock=lock)
+
+
+#: the commands that write the store: they take its lock before their run directory is made
+_WRITERS = ("run", "embed", "deform")
+
+
+@contextmanager
+def _stage(
+    command: str, config: Path, run_id: str | None, store: str | None, smoke_test: bool, runs_dir: str | None
+) -> Any:
+    """The run context of one CLI command; a remote run directory is uploaded at the end, also on failure. The
+    run's ``status.json`` says the command started, then that it finished or failed (with the reason). A command
+    that writes the store and finds it locked by another run is refused before its run directory is made."""
+    from repeval.rundir import write_status
+
+    ctx = _ctx(config, run_id, store, smoke_test, runs_dir, lock=command in _WRITERS)
+    try:
+        write_status(ctx.run_dir, command, "started")
+    except BaseException:
+        if ctx.lock is not None:
+            ctx.lock.release()
+        raise
+    try:
+        yield ctx
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            write_status(
+                ctx.run_dir, command, "interrupted", "stopped by Ctrl-C; rerun it to resume (finished work is kept)"
+            )
+        elif _terminated(exc):
+            write_status(
+                ctx.run_dir, command, "interrupted",
+                "stopped by SIGTERM (`ray job stop`, a scheduler, `kill`); rerun it to resume (finished work is kept)",
+            )  # fmt: skip
+        elif isinstance(exc, Exception) and not (isinstance(exc, typer.Exit) and exc.exit_code == 0):
+            write_status(ctx.run_dir, command, "failed", _reason(exc))
+        if ctx.location is not None:
+            try:
+                ctx.location.push()  # keep what finished (e.g. trained groups) for the rerun
+            except Exception as exc:  # the stage's own error is the one to report
+                log.warning("could not upload the run directory to %s: %s", ctx.location.display, exc)
+        raise
+    finally:
+        if ctx.lock is not None:  # not released by an embedding stage (one that failed before it started)
+            ctx.lock.release()
+    write_status(ctx.run_dir, command, "finished")
+    if ctx.location is not None:
+        ctx.location.push()
+
+
+def _terminated(exc: BaseException) -> bool:
+    """Whether ``exc`` is a SIGTERM stopping the command (:func:`repeval.ray_utils.exit_on_sigterm`)."""
+    from repeval.ray_utils import sigterm_received
+
+    return isinstance(exc, SystemExit) and sigterm_received()
+
+
+def _reason(exc: BaseException) -> str:
+    """A failure in one line, for ``status.json``: the message's first line (what ``_fail`` prints), and the root
+    cause when it came of another exception (:func:`_with_root`)."""
+    if isinstance(exc, typer.Exit):
+        return f"stopped with exit status {exc.exit_code}" + (
+            " (--strict: tracks not evaluated)" if exc.exit_code == 3 else ""
+        )
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    first = first if len(first) <= 500 else first[:497] + "..."
+    return _with_root(exc, first)
+
+
+def _guard(fn: Any) -> Any:
+    """Turn expected failures into one-line errors (tracebacks with --debug)."""
+    try:
+        return fn()
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        typer.secho("interrupted: everything finished so far is saved; rerun the same command to resume", err=True)
+        raise typer.Exit(130) from None
+    except SystemExit as exc:
+        if _terminated(exc):
+            from repeval.ray_utils import SIGTERM_EXIT_STATUS
+
+            typer.secho(
+                "terminated (SIGTERM): everything finished so far is saved; rerun the same command to resume", err=True
+            )
+            # 143 as the shell reports a death by SIGTERM, also when the signal came out of a Ray call as SystemExit(1)
+            raise typer.Exit(SIGTERM_EXIT_STATUS) from None
+        raise
+    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as exc:
+        _fail(exc, 1)
+    except OSError as exc:  # reliability (issue 9): unwritable store, disk full → one line, not a traceback
+        if _state["debug"]:
+            traceback.print_exception(exc)
+        import errno
+
+        storage = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST}
+        hint = " — check that run.store and run.runs_dir are writable directories with free space"
+        typer.secho(f"error: {_with_root(exc, str(exc))}{hint if exc.errno in storage else ''}", fg=typer.colors.RED,
+                    err=True)  # fmt: skip
+        raise typer.Exit(1) from None
+
+
+# --- reliability (issue 9): --strict ----------------------------------------------------------------
+StrictOpt = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="exit with status 3 if any track was not evaluated: an error record (a file that failed to decode), "
+        "or a row a dataset dropped at load: for missing audio, and any row of a catalog manifest (a duplicate "
+        "id, an unusable label or split); everything computed is still saved",
+    ),
+]
+
+
+#: error records the ``--strict`` failure quotes (the ``repeval store show`` commands it names list them all)
+STRICT_EXAMPLES = 3
+
+
+def _strict_check(ctx: Any) -> None:
+    """Exit 3 when a dataset of this configuration dropped rows at load that ``--strict`` counts (see
+    :func:`repeval.runner.not_evaluated`) or any of its store partitions holds error records (this run's or
+    earlier); one line per problem."""
+    from repeval.pipeline.stages import CLEAN
+    from repeval.runner import not_evaluated
+
+    dropped = not_evaluated(ctx)
+    for name, counts, lines in dropped:
+        fixes = []
+        if "missing_audio" in counts:
+            fixes.append("check those audio paths and the dataset's root (dataset.dir, else the manifest's folder)")
+        if set(counts) - {"missing_audio"}:
+            fixes.append("correct those rows of the manifest (one row per track id, a usable label and split)")
+        typer.secho(
+            f"error: --strict: dataset '{name}' dropped {sum(counts.values())} row(s) at load, not evaluated "
+            f"({lines}) — {' and '.join(fixes)}; everything computed is saved",
+            fg=typer.colors.RED,
+            err=True,
+        )
+    bad = []
+    for exp in ctx.cfg.experiments:
+        for ds in exp.datasets:
+            for m in exp.embedding_models:
+                for sid in [CLEAN, *exp.scenarios_for(ds)]:
+                    part = ctx.store.partition(ds.name, m.id, sid)
+                    n = int((part.manifest() or {}).get("errors", 0) or 0)
+                    if n:
+                        bad.append((part, n))
+    if not bad:
+        if dropped:
+            raise typer.Exit(3)
+        return
+    examples: list[str] = []  # the first records of the first partitions, each with its partition
+    for part, _ in bad:
+        if len(examples) >= STRICT_EXAMPLES:
+            break
+        for r in part.read_errors().slice(0, STRICT_EXAMPLES - len(examples)).to_pylist():
+            examples.append(f"{r['track_id']} in {part.name} ({r['stage']}): {r['reason']}")
+    example = f"; e.g. {'; '.join(examples)}" if examples else ""
+    where = ", ".join(f"{p.name} ({n})" for p, n in bad)
+    commands = ", ".join(f"`{p.show_errors_command()}`" for p, _ in bad)
+    typer.secho(
+        f"error: --strict: {sum(n for _, n in bad)} error record(s) in {where}{example} — list them with {commands}",
+        fg=typer.colors.RED,
+        err=True,
+    )
+    raise typer.Exit(3)
+
+
+RetryOpt = Annotated[
+    bool,
+    typer.Option(
+        "--retry-errors",
+        help="compute again the tracks that have error records in the store (e.g. after fixing or replacing "
+        "the files); groups trained on the old embeddings are trained again",
+    ),
+]
+
+# --- end reliability --------------------------------------------------------------------------------

@@ -1,0 +1,344 @@
+"""The experiment commands: ``validate``, ``plan``, the stages (``run``, ``deform``, ``embed``, ``train``,
+``evaluate``) and the results (``table``, ``report``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from repeval.cli import app
+from repeval.cli.common import (
+    ConfigArg,
+    RetryOpt,
+    RunIdOpt,
+    RunsDirOpt,
+    SmokeOpt,
+    StoreOpt,
+    StrictOpt,
+    _guard,
+    _load,
+    _stage,
+    _strict_check,
+    _with_runs_dir,
+)
+
+
+@app.command()
+def validate(
+    config: ConfigArg,
+    skip_data_check: Annotated[
+        bool,
+        typer.Option("--skip-data-check", help="do not check that local data paths exist (a config for elsewhere)"),
+    ] = False,
+    skip_model_check: Annotated[
+        bool,
+        typer.Option(
+            "--skip-model-check",
+            help="do not check that the embedding models can run (their packages and weights) here, or with "
+            "RAY_ADDRESS set on the cluster's nodes (a config for elsewhere)",
+        ),
+    ] = False,
+) -> None:
+    """Validate a configuration file (nothing runs): local data paths must exist unless --skip-data-check; every
+    embedding model must be able to run — on this machine, or with RAY_ADDRESS set (a cluster, `ray job submit`)
+    on each of its live nodes — unless --skip-model-check. Exit status 2: the configuration is invalid; 1: a model
+    cannot run (each named, with the reason and the fix)."""
+    cfg = _load(config, check_data=not skip_data_check)
+    n = len(cfg.experiments)
+    typer.echo(f"{config}: valid ({n} experiment{'s' if n != 1 else ''})")
+    if not skip_model_check:
+        typer.echo(_check_models(cfg))
+
+
+def _check_models(cfg: Any) -> str:
+    """Check every embedding model of ``cfg`` where a run would build it: in this process (no Ray started), or with
+    ``RAY_ADDRESS`` set on every live node of that cluster its actors may use; the ``models:`` line, or each model
+    that cannot run as an error line and exit status 1."""
+    from repeval.pipeline.embed import models_on_nodes, unavailable_here, unavailable_lines
+
+    models = list({m.id: m for exp in cfg.experiments for m in exp.embedding_models}.values())
+    n, later = len(models), ""
+    if os.environ.get("RAY_ADDRESS"):  # under `ray job submit` or pointed at a cluster: what each node has
+        from repeval.ray_utils import init_ray
+
+        _guard(init_ray)  # a dashboard URL or a stopped cluster in RAY_ADDRESS: one line naming the fix
+        found = _guard(lambda: models_on_nodes(cfg, models))
+        lines = unavailable_lines(found.problems, here=False)
+        where = f"on {len(found.checked)} node{'s' * (len(found.checked) != 1)}"
+        if found.unplaced:
+            n -= len(found.unplaced)
+            later = (
+                f"; not {', '.join(found.unplaced)}: no live node has the resources its actors request (the nodes "
+                "the autoscaler adds check it when its actors start)"
+            )
+    else:
+        problems: dict[tuple[str, str], list[str]] = {
+            (model_id, reason): [] for model_id, reason in _guard(lambda: unavailable_here(models)).items()
+        }
+        lines = unavailable_lines(problems, here=True)
+        where = "on this machine"
+    for line in lines:
+        typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)
+    if lines:
+        raise typer.Exit(1)
+    return f"models: {n} checked {where}{later}"
+
+
+@app.command()
+def plan(
+    config: ConfigArg,
+    run_id: RunIdOpt = None,
+    store: StoreOpt = None,
+    runs_dir: RunsDirOpt = None,
+    smoke_test: Annotated[
+        bool, typer.Option("--smoke-test", help="plan the smoke test (`repeval run --smoke-test`) instead")
+    ] = False,
+) -> None:
+    """Print the grid of work, how much of it is already done and the resources it will request."""
+    from repeval.plan import make_plan
+    from repeval.rundir import RunLocation
+    from repeval.runner import check_run_id
+    from repeval.store import EmbeddingStore
+
+    cfg = _with_runs_dir(_load(config), runs_dir)
+    if smoke_test:
+        from repeval.runner import smoke_test_config
+
+        cfg = smoke_test_config(cfg)
+    rid = run_id or cfg.run.run_id
+    if rid:
+        _guard(lambda: check_run_id(rid))  # the run id `repeval run` would refuse, refused here too
+    run_dir = RunLocation.open(cfg.run.runs_dir, rid).local if rid else None
+    st_root = store or cfg.run.store
+    try:  # plan only reads: a store that does not exist yet has nothing done (and is not created here)
+        st: EmbeddingStore | None = EmbeddingStore(st_root, create=False)
+    except FileNotFoundError:
+        st = None
+    cluster = None
+    if os.environ.get("RAY_ADDRESS"):  # under `ray job submit` or pointed at a cluster: its exact requests
+        import ray
+
+        from repeval.ray_utils import init_ray
+
+        _guard(init_ray)  # a dashboard URL or a stopped cluster in RAY_ADDRESS: one line naming the fix
+        cluster = ray.cluster_resources()
+    typer.echo(_guard(lambda: make_plan(cfg, st, run_dir, cluster=cluster)).text())
+    from repeval.cpu import huge_pages_status, mkl_status
+
+    typer.echo(f"MKL (torch's products): {mkl_status()}")
+    typer.echo(f"large tensors: {huge_pages_status()}")
+
+
+def _train_line(t: dict[str, Any]) -> str:
+    """The train stage's one-line summary: ``failed`` holds one row per failed probe training (a configuration and
+    seed — not a Tune trial, which may train many) and per failed test cell (a trained probe and seed on one test set
+    whose scores were not finite), counted apart as ``repeval runs`` and the report count them."""
+    tests = sum(1 for f in t["failed"] if f.get("scenario"))
+    line = (
+        f"trained {t['trained']} probe grid(s), {t['skipped']} already done, "
+        f"{len(t['failed']) - tests} failed probe training(s)"
+    )
+    if tests:
+        line += f", {tests} failed test cell(s) (non-finite scores)"
+    line += " (failed.parquet says why)" if t["failed"] else ""
+    if t.get("reused_trials"):
+        line += f"; {t['reused_trials']} trial(s) finished by an interrupted run reused, not trained again"
+    return line
+
+
+def _print_table(ctx: Any) -> None:
+    """The results table, then per task/dataset the model best on clean audio and the one that survives deformation
+    best (:func:`repeval.report.summary.summary_text`, the numbers of the report's summary cards)."""
+    from repeval.report.results import load_runs
+    from repeval.report.summary import summary_text
+    from repeval.report.tables import table_command
+
+    runs = load_runs([ctx.run_dir])
+    typer.echo(table_command([ctx.run_dir], "all_deform_all_models", "terminal", runs=runs))
+    summary = summary_text(runs)
+    if summary:
+        typer.echo(summary)
+
+
+def _next_hint(cfg: Any, where: str) -> str:
+    """What to look at after a run: the report, and the robustness table when something was tested deformed."""
+    deformed = any(exp.scenarios_for(ds) for exp in cfg.experiments for ds in exp.datasets)
+    robustness = f", `repeval table {where} --preset robustness`" if deformed else ""
+    return f"next: `repeval report {where}` (HTML report){robustness}"
+
+
+@app.command()
+def run(
+    config: ConfigArg,
+    run_id: RunIdOpt = None,
+    store: StoreOpt = None,
+    smoke_test: SmokeOpt = False,
+    strict: StrictOpt = False,
+    runs_dir: RunsDirOpt = None,
+    retry_errors: RetryOpt = False,
+) -> None:
+    """Run every stage (embed with deformations, train, evaluate); resumable."""
+    from repeval import runner
+
+    def go() -> None:
+        with _stage("run", config, run_id, store, smoke_test, runs_dir) as ctx:
+            typer.echo(f"run {ctx.run_id} → {ctx.location.display}")
+            s = runner.stage_embed(ctx, retry_errors=retry_errors)
+            typer.echo(s.text())
+            if strict:
+                _strict_check(ctx)
+            t = runner.stage_train(ctx)
+            typer.echo(_train_line(t))
+            runner.stage_evaluate(ctx)
+            _print_table(ctx)
+            typer.echo(f"results: {ctx.location.file('results.parquet')}")
+            where = ctx.location.display
+            typer.echo(_next_hint(ctx.cfg, where))
+
+    _guard(go)
+
+
+@app.command()
+def deform(
+    config: ConfigArg,
+    run_id: RunIdOpt = None,
+    store: StoreOpt = None,
+    smoke_test: SmokeOpt = False,
+    runs_dir: RunsDirOpt = None,
+    retry_errors: RetryOpt = False,
+) -> None:
+    """Embed deformed audio only (deformations are applied on the fly; deformed audio is not stored)."""
+    from repeval import runner
+
+    def go() -> None:
+        with _stage("deform", config, run_id, store, smoke_test, runs_dir) as ctx:
+            typer.echo(runner.stage_embed(ctx, deformed_only=True, retry_errors=retry_errors).text())
+
+    _guard(go)
+
+
+@app.command()
+def embed(
+    config: ConfigArg,
+    run_id: RunIdOpt = None,
+    store: StoreOpt = None,
+    smoke_test: SmokeOpt = False,
+    strict: StrictOpt = False,
+    runs_dir: RunsDirOpt = None,
+    retry_errors: RetryOpt = False,
+) -> None:
+    """Compute clean and deformed embeddings into the store."""
+    from repeval import runner
+
+    def go() -> None:
+        with _stage("embed", config, run_id, store, smoke_test, runs_dir) as ctx:
+            typer.echo(runner.stage_embed(ctx, retry_errors=retry_errors).text())
+        if strict:
+            _strict_check(ctx)
+
+    _guard(go)
+
+
+@app.command()
+def train(
+    config: ConfigArg,
+    run_id: RunIdOpt = None,
+    store: StoreOpt = None,
+    smoke_test: SmokeOpt = False,
+    runs_dir: RunsDirOpt = None,
+) -> None:
+    """Train every probe grid on Ray Tune and test the selected checkpoints."""
+    from repeval import runner
+
+    def go() -> None:
+        with _stage("train", config, run_id, store, smoke_test, runs_dir) as ctx:
+            t = runner.stage_train(ctx)
+        typer.echo(_train_line(t))
+
+    _guard(go)
+
+
+@app.command()
+def evaluate(
+    config: ConfigArg,
+    run_id: RunIdOpt = None,
+    store: StoreOpt = None,
+    smoke_test: SmokeOpt = False,
+    runs_dir: RunsDirOpt = None,
+) -> None:
+    """Collect test results into results.parquet; print the table, best on clean and most robust."""
+    from repeval import runner
+
+    def go() -> None:
+        with _stage("evaluate", config, run_id, store, smoke_test, runs_dir) as ctx:
+            runner.stage_evaluate(ctx)
+        _print_table(ctx)
+
+    _guard(go)
+
+
+@app.command()
+def table(
+    runs: Annotated[
+        list[str], typer.Argument(help="run directories (runs/<run_id>, or a URI such as s3://bucket/runs/<run_id>)")
+    ],
+    preset: Annotated[
+        str,
+        typer.Option(
+            "--preset",
+            help="all_deform_all_models, model_comparison, robustness, or tasks (a dataset's tasks side by side)",
+        ),
+    ] = "all_deform_all_models",
+    fmt: Annotated[str, typer.Option("--format", help="terminal, markdown, csv, latex or html")] = "terminal",
+    task: Annotated[str | None, typer.Option("--task", help="only this task (--preset tasks: a, b, …)")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="only this dataset")] = None,
+    scale: Annotated[float, typer.Option("--scale", help="multiply values (100 for the thesis' percentages)")] = 1.0,
+    decimals: Annotated[int, typer.Option("--decimals")] = 3,
+) -> None:
+    """Print result tables for one or more runs (several runs are combined)."""
+    from repeval.report.tables import table_command
+    from repeval.rundir import open_run
+
+    _guard(
+        lambda: typer.echo(
+            table_command(
+                [open_run(r).local for r in runs],
+                preset,
+                fmt,
+                task=task,
+                dataset=dataset,
+                scale=scale,
+                decimals=decimals,
+            )
+        )
+    )
+
+
+@app.command()
+def report(
+    runs: Annotated[
+        list[str], typer.Argument(help="run directories (runs/<run_id>, or a URI such as s3://bucket/runs/<run_id>)")
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="HTML file to write (default: report.html in the first run)")
+    ] = None,
+) -> None:
+    """Write a self-contained HTML report."""
+
+    def go() -> None:
+        from repeval.report.html import write_report
+        from repeval.rundir import open_run
+
+        locations = [open_run(r) for r in runs]
+        first = locations[0]
+        path = write_report([loc.local for loc in locations], out or (first.local / "report.html"))
+        if out is None and first.staged:  # into the remote run directory, next to its results
+            first.push()
+            typer.echo(f"report: {first.file('report.html')}")
+        else:
+            typer.echo(f"report: {path}")
+
+    _guard(go)

@@ -1,0 +1,221 @@
+"""``repeval store`` (ls, show, rm) and the listings: ``runs``, ``schema``, ``datasets``, ``models``,
+``validate-model``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from repeval.cli import app, store_app
+from repeval.cli.common import _guard
+
+
+@app.command("runs")
+def runs_cmd(
+    runs_dir: Annotated[str, typer.Argument(help="runs directory (path or pyarrow filesystem URI)")] = "runs",
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """List the runs under a runs directory: state, tasks, models, result rows, failed trainings and failed test
+    cells, last update."""
+    from repeval.report.runs import runs_text
+
+    _guard(lambda: typer.echo(runs_text(runs_dir, as_json)))
+
+
+@app.command("schema")
+def schema_cmd(
+    out: Annotated[Path | None, typer.Option("--out", help="write it to this file instead of printing it")] = None,
+) -> None:
+    """Print the configuration's JSON Schema (for editors; configs/repeval.schema.json is a copy)."""
+    from repeval.config.jsonschema import schema_text
+
+    def go() -> None:
+        if out is None:
+            typer.echo(schema_text(), nl=False)
+        else:
+            out.write_text(schema_text())
+            typer.echo(f"schema: {out} (first line of a config: `# yaml-language-server: $schema={out.name}`)")
+
+    _guard(go)
+
+
+@app.command("datasets")
+def datasets_cmd(
+    name: Annotated[
+        str | None, typer.Argument(help="one loader: its tasks, where the data comes from and its on-disk layout")
+    ] = None,
+    all_mirdata: Annotated[
+        bool, typer.Option("--all-mirdata", help="also list mirdata sets without wired tasks")
+    ] = False,
+) -> None:
+    """List dataset loaders and the tasks (labels) wired for them, or describe one (NAME)."""
+    from repeval.datasets.cli_support import describe_dataset, list_datasets
+
+    if name is not None:
+        _guard(lambda: typer.echo(describe_dataset(name)))
+        return
+    for d in list_datasets(include_unwired_mirdata=all_mirdata):
+        tasks = ", ".join(f"{t['label']} ({t['task_type']})" for t in d["tasks"]) or "-"
+        typer.echo(f"{d['name']:<36} {d['type']:<8} {tasks}")
+
+
+@app.command("models")
+def models_cmd() -> None:
+    """List embedding models with their availability (weights present, extra installed)."""
+    from repeval.models.validate import list_models
+
+    for m in list_models():
+        state = "available" if m["available"] else f"unavailable: {m['reason']}"
+        dims = f"{m['embedding_dim'] or '?'}-d @ {m['sample_rate_hz'] or '?'} Hz"
+        typer.echo(f"{m['id']:<24} {dims:<20} {state}")
+
+
+@app.command("validate-model")
+def validate_model_cmd(
+    name: Annotated[str, typer.Argument(help="model id (e.g. mfcc-stats, crepe-tiny)")],
+    dummy_weights: Annotated[
+        Path | None,
+        typer.Option("--dummy-weights", help="folder for stand-in weights of families without shipped ones"),
+    ] = None,
+) -> None:
+    """Feed noise of awkward lengths and sample rates; check shapes, dtypes, declared sizes, determinism."""
+    from repeval.models.validate import validate_model
+
+    def go() -> None:
+        report = validate_model(name, dummy_weights=dummy_weights)
+        typer.echo(report.summary())
+        if not report.ok:
+            raise typer.Exit(1)
+
+    _guard(go)
+
+
+def _store_root(positional: str | None, option: str | None) -> str:
+    """``repeval store ls|show`` take the store as a leading argument or as ``--store`` (default ``store``)."""
+    if positional and option and positional != option:
+        raise ValueError(f"two store roots given ({positional} and --store {option}): give one")
+    return positional or option or "store"
+
+
+@store_app.command("ls")
+def store_ls(
+    root: Annotated[
+        str | None, typer.Argument(help="store root (path or pyarrow filesystem URI; default: store)")
+    ] = None,
+    store: Annotated[str | None, typer.Option("--store", help="the store root, as an option")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """List store partitions: state, rows, errors, dimension, model version, config hash, size."""
+    from repeval.store import EmbeddingStore
+    from repeval.store.inspect import ls_text, partition_info
+
+    def go() -> None:
+        st = EmbeddingStore(_store_root(root, store), create=False)
+        infos = [partition_info(p) for p in st.partitions()]
+        typer.echo(ls_text(st, as_json, infos))
+        damaged = [i["damage"] for i in infos if i["damage"]]
+        for message in damaged:  # every partition is listed; each damaged one's fix goes to stderr, and the exit is 1
+            typer.echo(message, err=True)
+        if damaged:
+            raise typer.Exit(1)
+
+    _guard(go)
+
+
+@store_app.command("show")
+def store_show(
+    target: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="[STORE] DATASET/MODEL/SCENARIO",
+            help="the partition, after the store root unless --store gives it (default store: store)",
+        ),
+    ],
+    root: Annotated[str | None, typer.Option("--store", help="store root (path or pyarrow filesystem URI)")] = None,
+    rows: Annotated[
+        int | None,
+        typer.Option(
+            "--rows",
+            help="rows and error records to print (default 5; 0: counts only); with --errors, error records "
+            "(default: all)",
+        ),
+    ] = None,
+    errors: Annotated[
+        bool, typer.Option("--errors", help="only the error records, one line each: all of them, or the first --rows")
+    ] = False,
+) -> None:
+    """Show a partition's manifest, schema, counts, first rows and error records (--errors: only the records)."""
+    from repeval.store import EmbeddingStore
+    from repeval.store.inspect import errors_text, show_text
+
+    def go() -> None:
+        if rows is not None and rows < 0:
+            raise ValueError(f"--rows must be 0 or more (0 prints the counts without rows), got {rows}")
+        if len(target) > 2:
+            raise ValueError("give [STORE] DATASET/MODEL/SCENARIO (see `repeval store ls STORE`)")
+        store = EmbeddingStore(_store_root(target[0] if len(target) == 2 else None, root), create=False)
+        part = store.find(target[-1])
+        typer.echo(errors_text(part, rows) if errors else show_text(part, 5 if rows is None else rows))
+
+    _guard(go)
+
+
+@store_app.command("rm")
+def store_rm(
+    target: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="[STORE] PARTITION...",
+            help="partitions as dataset/model/scenario, shell-style patterns allowed (notes/mfcc-stats/*); "
+            "the first argument is the store root when it is not a partition (give a relative root with two "
+            "slashes as ./a/b/c; default store: store)",
+        ),
+    ],
+    root: Annotated[str | None, typer.Option("--store", help="store root (path or pyarrow filesystem URI)")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="delete; without it, only list what would be deleted")] = False,
+) -> None:
+    """Delete store partitions (the next run computes them again); takes the store's lock, so not during a run."""
+    from repeval.store import EmbeddingStore
+    from repeval.store.lock import StoreLock
+    from repeval.store.store import DamagedPartFile
+
+    def go() -> None:
+        from repeval.rundir import is_uri
+
+        args = list(target)
+        first = args[0]
+        # `rm STORE PART...`: a partition pattern is relative with exactly two slashes; a store root is a URI, an
+        # absolute or ./-relative path, or anything else (relative roots with two slashes: give them as ./a/b/c)
+        looks_like_root = is_uri(first) or first.startswith(("/", "~", ".")) or first.strip("/").count("/") != 2
+        if len(args) > 1 and root is None and looks_like_root:
+            store_root = os.path.expanduser(args.pop(0))
+        else:
+            store_root = _store_root(None, root)
+        store = EmbeddingStore(store_root, create=False)
+        chosen: dict[str, Any] = {}
+        for pattern in args:
+            hits = store.matching(pattern)
+            if not hits and any(c in pattern for c in "*?["):
+                raise ValueError(f"no partition of {store.uri} matches {pattern} (`repeval store ls` lists them)")
+            if not hits:
+                store.find(pattern)  # raises naming the closest partitions
+            chosen.update((p.name, p) for p in hits)
+        for n, part in chosen.items():
+            state = "complete" if part.complete else "incomplete"
+            try:
+                rows, errors = part.counts()
+                typer.echo(f"{n}  ({state}, {rows} rows, {errors} error records)")
+            except DamagedPartFile:  # what the damaged file's error tells the user to delete: rm must still do it
+                typer.echo(f"{n}  ({state}, a part file is not readable Parquet)")
+        if not yes:
+            typer.echo(f"{len(chosen)} partition(s) would be deleted from {store.uri}; rerun with --yes to delete them")
+            return
+        with StoreLock(store, run_id="repeval store rm"):
+            for part in chosen.values():
+                part.delete()
+        typer.echo(f"deleted {len(chosen)} partition(s) from {store.uri}; the next run computes them again")
+
+    _guard(go)
