@@ -18,8 +18,9 @@ from repeval.config import load_config
 from repeval.datasets import check
 from repeval.testing.badaudio import make_corpus
 
-#: the corpus's kinds whose damage lies past the header: only a whole decode finds them
-MID_FILE = {"truncated_data_flac", "zero_filled_flac", "zero_length_audio", "nan_samples", "inf_samples"}
+#: the corpus's kinds whose damage lies past the header: only a whole decode finds them (a WAV of 0 frames,
+#: ``zero_length_audio``, is found where it opens)
+MID_FILE = {"truncated_data_flac", "zero_filled_flac", "nan_samples", "inf_samples"}
 
 
 def run_reason(path: str) -> str | None:
