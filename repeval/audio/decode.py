@@ -18,6 +18,7 @@ import soundfile as sf
 import soxr
 
 # the checks that a file is whole (those that lived here before integrity.py stay importable from here: `X as X`)
+from repeval.audio.empty import no_audio
 from repeval.audio.integrity import MP3_HELD_FRACTION as MP3_HELD_FRACTION
 from repeval.audio.integrity import MP3_TAIL_BYTES as MP3_TAIL_BYTES
 from repeval.audio.integrity import mp3_shortfall as mp3_shortfall
@@ -74,11 +75,17 @@ def _checked_open(path: str, short: tuple[str, int, int] | None, source: Any) ->
     (:func:`repeval.audio.integrity.shortfall`) says it was cut short, zero-filled or damaged
     (:func:`~repeval.audio.integrity.refusal`), or says it is a VBR MP3 without a Xing header (``"MP3 VBR"``:
     samples its frames hold, samples per frame) and libsndfile's length — its guess from the first frame's bitrate,
-    where its reads stop — falls short of those samples by more than two frames (an encoder's delay and padding)."""
+    where its reads stop — falls short of those samples by more than two frames (an encoder's delay and padding); or
+    when the file opens with a length of 0 (no frames are read past its length: the run would decode no sample of it,
+    :func:`repeval.audio.empty.no_audio`)."""
     message = refusal(path, short)
     if message is not None:
         raise DecodeError(message)
     f = sf.SoundFile(source)
+    if f.frames == 0:
+        fmt = f.format
+        f.close()
+        raise DecodeError(no_audio(path, fmt, short))
     if short is not None and short[0] == "MP3 VBR" and f.frames < short[1] - 2 * short[2]:
         f.close()
         raise DecodeError(
@@ -212,7 +219,10 @@ def iter_blocks(path: str, sample_rate_hz: int, max_duration_s: float | None = N
                 f"no audio samples in {path}: its {read} frame(s) at {sr} Hz make less than one sample at "
                 f"{sample_rate_hz} Hz (a file too short to embed)"
             )
-        raise DecodeError(f"no audio samples in {path} (zero-length file)")
+        raise DecodeError(
+            f"no audio samples: {path} decodes to 0 audio frames (an empty or damaged file) — re-export it from its "
+            "source, or copy or download it again"
+        )
 
 
 def _check_samples(mono: np.ndarray, path: str, at: int) -> None:

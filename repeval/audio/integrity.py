@@ -3,7 +3,7 @@ cut short (a WAV, MP3 or Ogg), zero-filled (an MP3 or Ogg preallocated at its fu
 or a VBR MP3 without a Xing header as shorter audio, without a word. Each check reads a header and the file's tail — a
 few reads, a few microseconds (a remote file: a few range requests); :func:`shortfall` says which applies and what it
 found, :func:`refusal` the reason a file it found wrong is refused with (the cause, what the file holds, the
-fix), and :func:`repeval.audio.decode._checked_open` raises it.
+fix), and :func:`repeval.audio.decode._checked_open` raises it. Files with no audio frames: :mod:`repeval.audio.empty`.
 """
 
 from __future__ import annotations
@@ -12,11 +12,27 @@ import struct
 import zlib
 from typing import Any
 
+from repeval.audio.empty import flac_no_frames, no_audio
+
 
 def wav_shortfall(fh: Any, size: int) -> tuple[int, int] | None:
     """``(bytes the data chunk declares, bytes the file holds after its header)`` when a RIFF/WAVE file's data
     chunk is cut short (a copy or download that stopped), else ``None``. Reads chunk headers only; ``fh`` is a
     seekable binary file of ``size`` bytes (left at its start)."""
+    found = wav_data_chunk(fh, size)
+    return None if found is None else _wav_cut(*found)
+
+
+def _wav_cut(declared: int, held: int) -> tuple[int, int] | None:
+    """``(declared, held)`` when a data chunk declaring ``declared`` bytes, ``held`` after its header, is cut short."""
+    # 0 and 0xFFFFFFFF: a stream whose writer never went back to fill in the size
+    return (declared, held) if declared not in (0, 0xFFFFFFFF) and declared > held else None
+
+
+def wav_data_chunk(fh: Any, size: int) -> tuple[int, int] | None:
+    """``(bytes the data chunk declares, bytes the file holds after its header)`` of a RIFF/WAVE file, or ``None``
+    when ``fh`` is none or its data chunk is not found. Reads chunk headers only; ``fh`` is a seekable binary file of
+    ``size`` bytes (left at its start)."""
     try:
         fh.seek(0)
         head = fh.read(12)
@@ -30,9 +46,7 @@ def wav_shortfall(fh: Any, size: int) -> tuple[int, int] | None:
                 return None
             cid, n = chunk[:4], struct.unpack("<I", chunk[4:])[0]
             if cid == b"data":
-                held = size - pos - 8
-                # 0 and 0xFFFFFFFF: a stream whose writer never went back to fill in the size
-                return (n, held) if n not in (0, 0xFFFFFFFF) and n > held else None
+                return n, size - pos - 8
             pos += 8 + n + (n & 1)
         return None
     finally:
@@ -440,27 +454,45 @@ def shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
     (``"MP3 zeros"``, ``"Ogg zeros"``: the zero bytes and the file's size), or a VBR MP3 without a Xing header
     (:func:`mp3_shortfall`), or an Ogg file cut short (``"Ogg page"``, ``"Ogg page header"``: what its last page
     needs; ``"Ogg EOS"``, ``"Ogg CRC"``: its last page is not its stream's end, or is damaged —
-    :func:`ogg_shortfall`)."""
+    :func:`ogg_shortfall`), or a FLAC with no audio frames after its header (``"FLAC no frames"``: the samples it
+    declares, 0 — :func:`flac_no_frames`), or a WAV whose data chunk declares 0 bytes with bytes after it (``"WAV
+    unsized"``: 0, the bytes after its header — a writer that never went back to fill in the size)."""
     fh.seek(0)
     magic = fh.read(4)  # which check applies (a remote file: one small range request)
     if magic == b"RIFF":
-        short = wav_shortfall(fh, size)
+        data = wav_data_chunk(fh, size)
+        if data is None:
+            return None
+        if data[0] == 0 and data[1] > 0:
+            return ("WAV unsized", *data)
+        short = _wav_cut(*data)
         return None if short is None else ("WAV", *short)
     if magic == b"OggS":
         return ogg_shortfall(fh, size)
-    return None if magic == b"fLaC" else mp3_shortfall(fh, size)
+    if magic == b"fLaC":
+        declared = flac_no_frames(fh, size)
+        return None if declared is None else ("FLAC no frames", declared, 0)
+    return mp3_shortfall(fh, size)
 
 
 def refusal(path: str, short: tuple[str, int, int] | None) -> str | None:
     """The reason a file whose check found ``short`` (:func:`shortfall`) is refused — the cause, what the file holds
     and the fix — or ``None`` when there is nothing to refuse before opening it (``None``, or ``"MP3 VBR"``, whose
-    length only the opened file tells: :func:`repeval.audio.decode._checked_open`). The causes' numbers: ``"WAV"``,
-    ``"MP3"`` bytes declared and held; ``"MP3 frame"``, ``"Ogg page"``, ``"Ogg page header"`` bytes the last frame or
-    page needs and bytes left; ``"MP3 zeros"``, ``"Ogg zeros"`` the zero bytes and the file's size; ``"Ogg EOS"``,
-    ``"Ogg CRC"`` none."""
-    if short is None or short[0] == "MP3 VBR":  # nothing, or a length only the opened file tells
+    length only the opened file tells: :func:`repeval.audio.decode._checked_open`; nor ``"WAV unsized"``: libsndfile
+    reads the rest of such a file as its data when its RIFF size is unfilled too — :func:`no_audio` says why when it
+    does not). The causes' numbers: ``"WAV"``, ``"MP3"`` bytes declared and held; ``"MP3 frame"``, ``"Ogg page"``,
+    ``"Ogg page header"`` bytes the last frame or page needs and bytes left; ``"MP3 zeros"``, ``"Ogg zeros"`` the zero
+    bytes and the file's size; ``"FLAC no frames"`` the samples declared; ``"Ogg EOS"``, ``"Ogg CRC"`` none."""
+    if short is None or short[0] in ("MP3 VBR", "WAV unsized"):  # nothing, or what only the opened file tells
         return None
     cause, declared, held = short
+    if cause == "FLAC no frames":
+        if declared == 0:
+            return no_audio(path, "FLAC", short)
+        return (
+            f"truncated FLAC: {path} declares {declared:,} samples but ends after its header, with no audio frames — "
+            "the file was cut short (copy or download it again)"
+        )
     if cause in ("MP3 zeros", "Ogg zeros"):
         kind, units = ("MP3", "audio frames") if cause == "MP3 zeros" else ("Ogg", "Ogg pages")
         return (

@@ -105,7 +105,9 @@ def data_check(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", help="write every bad file to this .csv or .parquet (dataset, track_id, audio_path, reason)"
+            "--out",
+            help="write every missing and bad file to this .csv or .parquet, its folders created (dataset, track_id, "
+            "audio_path, reason; a missing file's reason starts with `missing:`)",
         ),
     ] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="check only the dataset of this name")] = None,
@@ -113,11 +115,11 @@ def data_check(
     """Find the audio files a run would turn into error records, before the run: every dataset of CONFIG is loaded as
     a run loads it (missing files are dropped and counted as missing), and each distinct audio file (also on s3:// or
     another pyarrow filesystem) is checked with what the run's decode stage runs where it opens a file — a regular
-    file, not cut short or zero-filled, not a VBR MP3 without a Xing header, a header libsndfile opens — and with
-    --decode the whole file decoded; the reason given is the error record's. Not checked: labels and splits
-    (`repeval plan` reports rows the loaders drop), what deformations and models make of the audio. No Ray is
+    file, not cut short or zero-filled, not a VBR MP3 without a Xing header, a header libsndfile opens, audio frames
+    in it — and with --decode the whole file decoded; the reason given is the error record's. Not checked: labels and
+    splits (`repeval plan` reports rows the loaders drop), what deformations and models make of the audio. No Ray is
     started. Exit status 0: every file is good; 1: a file is bad or missing; 2: the configuration is invalid or its
-    datasets cannot be loaded."""
+    datasets cannot be loaded; 3: --out could not be written (the summary is printed whole before the error)."""
     from repeval.datasets.check import check_datasets, dataset_files, out_format
 
     cfg = _load(config, check_data=True)
@@ -131,17 +133,15 @@ def data_check(
         _fail(exc)
         return
 
-    def go() -> list[Any]:
+    def go() -> Any:
         try:
             return check_datasets(files, decode=decode, workers=workers, out=out)
         except KeyboardInterrupt:
             typer.secho("interrupted: nothing was changed; rerun the command to check again", err=True)
             raise typer.Exit(130) from None
 
-    results = _guard(go)
-    for found in results:
-        typer.echo("\n".join(found.lines()))
-    if out is not None:
-        typer.echo(f"bad files: {out}")
-    if any(found.bad or found.missing for found in results):
-        raise typer.Exit(1)
+    report = _guard(go)
+    typer.echo("\n".join(report.lines()))
+    if report.out_error is not None:
+        typer.secho(f"error: {report.out_error}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(report.exit_code)

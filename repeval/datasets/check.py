@@ -7,17 +7,22 @@ a thread pool (no Ray). What a file is checked with is what the run's decode sta
 (:mod:`repeval.audio.decode`), so a reason here is the reason of the error record the run would write:
 
 - by default, :func:`~repeval.audio.decode._open` — a regular file, not cut short, not zero-filled, not a VBR MP3
-  without a Xing header (:mod:`repeval.audio.integrity`), and a header libsndfile opens; nothing is decoded;
+  without a Xing header (:mod:`repeval.audio.integrity`), a header libsndfile opens, and audio frames in it (a WAV,
+  AIFF or Ogg file of 0 frames, a FLAC with none after its header: :mod:`repeval.audio.empty`); nothing is decoded;
 - with ``decode``, also the whole file through :func:`~repeval.audio.decode.iter_blocks` at the file's own rate:
   every check the decode stage makes on samples (data corrupt part-way, no samples, NaN/inf, samples far beyond
   full scale) is made on the file's frames before they are resampled, so the rate does not change what is found,
   and at the file's own rate nothing is resampled (the cheapest full read). A file of a few frames is decoded at
   the lowest rate the dataset's models run at instead, where a run would find it has less than one sample.
+
+``--out`` lists every row to fix (:class:`_OutFile`): each dataset's rows dropped because their audio file does not
+exist (reason ``missing: …``, :func:`missing_row`), then its bad files with the error record's reason.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -52,6 +57,14 @@ OUT_SCHEMA = pa.schema(
 #: rows of ``--out`` written at a time
 OUT_BATCH_ROWS = 10_000
 
+#: the exit status of ``repeval data check`` when ``--out`` could not be written (the summary is printed whole)
+OUT_ERROR_EXIT = 3
+
+#: a row the loader dropped because its audio file does not exist, as :class:`~repeval.datasets.base.LoadReport` names
+#: it: a catalog's ``ID (row N: PATH)`` (``PATH`` ``empty path`` when its audio column is empty), the other loaders'
+#: ``ID (PATH)`` or ``ID (no audio file in the index)``
+_MISSING_ROW = re.compile(r"(?P<tid>.*?) \((?:(?P<row>row \d+): )?(?P<path>.*)\)", re.DOTALL)
+
 
 @dataclass
 class DatasetCheck:
@@ -68,6 +81,8 @@ class DatasetCheck:
     examples: list[tuple[str, str, str]] = field(default_factory=list)
     #: the first missing rows, as the loader named them
     missing_examples: list[str] = field(default_factory=list)
+    #: the missing rows the loader named (``--out`` lists them; a loader names at most ``LoadReport.max_items``)
+    missing_named: int = 0
 
     def lines(self) -> list[str]:
         out = [f"{self.name}: {self.checked:,} files checked, {self.bad:,} bad, {self.missing:,} missing"]
@@ -79,8 +94,38 @@ class DatasetCheck:
             out.append(f"  … and {self.bad - len(self.examples):,} more bad (--out FILE lists them all)")
         out += [f"  missing: {item}" for item in self.missing_examples]
         if self.missing > len(self.missing_examples):
-            out.append(f"  … and {self.missing - len(self.missing_examples):,} more missing")
+            lists = (
+                "them all"
+                if self.missing_named >= self.missing
+                else f"the first {self.missing_named:,}: the loader names no more"
+            )
+            out.append(f"  … and {self.missing - len(self.missing_examples):,} more missing (--out FILE lists {lists})")
         return out
+
+
+@dataclass
+class CheckReport:
+    """What ``repeval data check`` found: each dataset's :class:`DatasetCheck`, and whether ``--out`` was written."""
+
+    datasets: list[DatasetCheck]
+    #: ``--out``, or ``None``
+    out: Path | None = None
+    #: why ``out`` could not be written (naming the path and the fix), or ``None``
+    out_error: str | None = None
+
+    def lines(self) -> list[str]:
+        """Each dataset's summary, then where ``--out`` wrote the list of its bad and missing files."""
+        out = [line for found in self.datasets for line in found.lines()]
+        if self.out is not None and self.out_error is None:
+            out.append(f"bad and missing files: {self.out}")
+        return out
+
+    @property
+    def exit_code(self) -> int:
+        """:data:`OUT_ERROR_EXIT` when ``--out`` could not be written, else 1 when a file is bad or missing, else 0."""
+        if self.out_error is not None:
+            return OUT_ERROR_EXIT
+        return int(any(found.bad or found.missing for found in self.datasets))
 
 
 @dataclass
@@ -200,13 +245,41 @@ def _tracks(rows: pa.Table) -> Iterator[tuple[str, str]]:
         yield from zip(batch.column("track_id").to_pylist(), batch.column("audio_path").to_pylist(), strict=True)
 
 
+def missing_row(item: str) -> tuple[str, str, str]:
+    """``(track_id, audio_path, reason)`` of a row the loader dropped because its audio file does not exist, from how
+    it named it (:data:`_MISSING_ROW`; ``audio_path`` empty when the row has none). The reason starts with
+    ``missing:``. A track id holding `` (`` is cut there (the loader's words do not delimit it); an item in no known
+    form is kept whole as the track id, with an empty ``audio_path``."""
+    found = _MISSING_ROW.fullmatch(item)
+    if found is None:
+        return item, "", f"missing: {item}"
+    tid, row, path = found["tid"], found["row"], found["path"]
+    if row is not None and path == "empty path":
+        return tid, "", f"missing: {row} of the manifest has an empty audio path — fill it in, or remove the row"
+    if row is None and path == "no audio file in the index":
+        return tid, "", "missing: the data set's index names no audio file for this track"
+    where = f" ({row} of the manifest)" if row else ""
+    return tid, path, f"missing: file not found: {path}{where} — restore the file, or correct its path"
+
+
+def _out_error(path: Path, exc: OSError, removed: bool) -> str:
+    """Why ``--out`` ``path`` was not written (``exc``), with the fix; ``removed``: what it held was deleted."""
+    why = str(exc) if exc.strerror is None else f"{exc.strerror}: {exc.filename or path}"
+    return (
+        f"--out {path}: could not write it ({why}){'; the incomplete file was removed' if removed else ''} — choose "
+        "a path you can write to (its folders are created), or make room or fix that folder's permissions, and rerun "
+        "the check; the summary above is complete"
+    )
+
+
 class _OutFile:
-    """``--out``: every bad file as a row of :data:`OUT_SCHEMA`, written :data:`OUT_BATCH_ROWS` at a time (``.csv``
-    or ``.parquet``)."""
+    """``--out``: every bad or missing file as a row of :data:`OUT_SCHEMA`, written :data:`OUT_BATCH_ROWS` at a time
+    (``.csv`` or ``.parquet``); the folders it is in are created."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.rows: list[tuple[str, str, str, str]] = []
+        path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix.lower() == ".parquet":
             import pyarrow.parquet as pq
 
@@ -231,6 +304,19 @@ class _OutFile:
         self.flush()
         self.writer.close()
 
+    def abandon(self) -> bool:
+        """Stop writing after a failed write: close what can be closed and delete the incomplete file (not what a
+        symlink or device ``--out`` names); whether it was deleted."""
+        self.rows = []
+        try:
+            self.writer.close()
+        except OSError:
+            pass
+        if self.path.is_symlink() or not self.path.is_file():
+            return False
+        self.path.unlink()
+        return True
+
 
 def out_format(path: Path) -> str:
     """``csv`` or ``parquet`` from ``--out``'s extension; ``ValueError`` naming the fix otherwise."""
@@ -246,21 +332,41 @@ def check_datasets(
     workers: int | None = None,
     out: Path | None = None,
     progress: bool | None = None,
-) -> list[DatasetCheck]:
+) -> CheckReport:
     """Check every file of ``datasets`` (:func:`check_file`; ``decode``: the whole file too) with ``workers``
-    threads (default: one per CPU); ``out``: every bad file as a row there (:class:`_OutFile`); ``progress``: a bar
-    on stderr (default: when it is a terminal)."""
+    threads (default: one per CPU); ``out``: every missing row (:func:`missing_row`) and bad file as a row there
+    (:class:`_OutFile`) — when it cannot be written, the check goes on and its report says why
+    (:attr:`CheckReport.out_error`); ``progress``: a bar on stderr (default: when it is a terminal)."""
     from repeval.pipeline.summary import Progress
 
     workers = workers or os.cpu_count() or 1
+    report = CheckReport([], out)
+    writer = None
     if out is not None:
         out_format(out)
-    writer = _OutFile(out) if out is not None else None
+        try:
+            writer = _OutFile(out)
+        except OSError as exc:
+            report.out_error = _out_error(out, exc, removed=False)
+
+    def write(row: tuple[str, str, str, str]) -> None:
+        nonlocal writer
+        if writer is None:
+            return
+        try:
+            writer.add(row)
+        except OSError as exc:  # a full disk: the check goes on, the file is dropped
+            report.out_error = _out_error(writer.path, exc, removed=writer.abandon())
+            writer = None
+
     bar = Progress(sum(d.rows.num_rows for d in datasets), "checking audio", enabled=progress, unit="file")
-    results = []
     try:
         for d in datasets:
-            found = DatasetCheck(d.name, missing=d.n_missing, missing_examples=d.missing[:SHOWN])
+            found = DatasetCheck(
+                d.name, missing=d.n_missing, missing_examples=d.missing[:SHOWN], missing_named=len(d.missing)
+            )
+            for item in d.missing:
+                write((d.name, *missing_row(item)))
             rate = d.lowest_rate_hz if decode else None
 
             def one(track: tuple[str, str], rate: int | None = rate) -> str | None:
@@ -274,11 +380,13 @@ def check_datasets(
                 found.bad += 1
                 if len(found.examples) < SHOWN:
                     found.examples.append((tid, path, reason))
-                if writer is not None:
-                    writer.add((d.name, tid, path, reason))
-            results.append(found)
+                write((d.name, tid, path, reason))
+            report.datasets.append(found)
     finally:
         bar.close()
         if writer is not None:
-            writer.close()
-    return results
+            try:
+                writer.close()
+            except OSError as exc:
+                report.out_error = _out_error(writer.path, exc, removed=writer.abandon())
+    return report

@@ -18,8 +18,9 @@ from repeval.config import load_config
 from repeval.datasets import check
 from repeval.testing.badaudio import make_corpus
 
-#: the corpus's kinds whose damage lies past the header: only a whole decode finds them
-MID_FILE = {"truncated_data_flac", "zero_filled_flac", "zero_length_audio", "nan_samples", "inf_samples"}
+#: the corpus's kinds whose damage lies past the header: only a whole decode finds them (a WAV of 0 frames,
+#: ``zero_length_audio``, is found where it opens)
+MID_FILE = {"truncated_data_flac", "zero_filled_flac", "nan_samples", "inf_samples"}
 
 
 def run_reason(path: str) -> str | None:
@@ -99,14 +100,25 @@ def test_decode_also_finds_damage_past_the_header_as_the_run_does(corpus):
     assert f"{len(invalid)} bad, 0 missing" in res.stdout
 
 
-def test_missing_files_are_counted_as_the_loader_drops_them(corpus):
+def test_missing_files_are_counted_as_the_loader_drops_them(corpus, tmp_path):
     _, files, _, checked = corpus
-    res = invoke(checked)
+    out = tmp_path / "not" / "yet" / "bad.parquet"  # folders that do not exist: created
+    res = invoke(checked, "--out", out)
     assert res.exit_code == 1, res.output
     unreadable = {"dangling_path", "fifo", "directory", "symlink_loop"}  # not regular files: the loader drops them
     bad = sum(not b.valid and b.kind not in MID_FILE | unreadable for b in files)
     assert f"tones: {6 + len(files) - 4} files checked, {bad} bad, 4 missing" in res.stdout
     assert "  missing: bad-fifo (row " in res.stdout
+    assert res.stdout.splitlines()[-1] == f"bad and missing files: {out}"
+    # --out lists the missing rows too: every row to fix
+    found = bad_rows(out)
+    assert len(found) == bad + 4
+    for b in files:
+        if b.kind in unreadable:
+            row = found[f"bad-{b.kind}"]
+            assert row["audio_path"] == str(b.path)
+            assert row["reason"].startswith(f"missing: file not found: {b.path} (row "), row["reason"]
+            assert row["reason"].endswith("of the manifest) — restore the file, or correct its path")
 
 
 def test_good_files_exit_0_once_per_path_across_experiments(tmp_path):
@@ -211,7 +223,167 @@ def test_results_come_in_order_with_bounded_files_in_flight():
 def test_progress_bar_counts_files_when_asked(tmp_path, capsys):
     manifest = make_catalog(tmp_path, per_class=2, seconds=0.5)
     cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [experiment(manifest, [FAST_MODEL])]))
-    (found,) = check.check_datasets(check.dataset_files(cfg), progress=True)  # as on a terminal
+    (found,) = check.check_datasets(check.dataset_files(cfg), progress=True).datasets  # as on a terminal
     assert (found.checked, found.bad, found.missing) == (4, 0, 0)
     err = capsys.readouterr().err
     assert "checking audio: 100%" in err and "4/4" in err
+
+
+def _flac_without_frames(path: Path, declared: int) -> Path:
+    """A FLAC of 1 s at 8 kHz cut where its metadata ends, its STREAMINFO declaring ``declared`` samples (0: none, as
+    an encoder given no audio, or a streaming one, writes)."""
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(path, np.full(8000, 0.1, np.float32), 8000, format="FLAC")
+    raw = bytearray(path.read_bytes())
+    pos, last = 4, False
+    while not last:  # the metadata blocks: a 4-byte header each (last-block flag, type, length)
+        last = bool(raw[pos] & 0x80)
+        pos += 4 + int.from_bytes(raw[pos + 1 : pos + 4], "big")
+    raw[21] = raw[21] & 0xF0 | declared >> 32
+    raw[22:26] = (declared & 0xFFFFFFFF).to_bytes(4, "big")
+    path.write_bytes(bytes(raw[:pos]))
+    return path
+
+
+def _wav_data_size_0(path: Path, riff_bytes: int) -> Path:
+    """A WAV of 800 samples whose data chunk declares 0 bytes and RIFF chunk ``riff_bytes`` (a writer that never went
+    back to fill in the sizes)."""
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(path, np.full(800, 0.1, np.float32), 8000, subtype="PCM_16")
+    raw = bytearray(path.read_bytes())
+    at = raw.index(b"data")
+    raw[4:8], raw[at + 4 : at + 8] = riff_bytes.to_bytes(4, "little"), bytes(4)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def test_files_without_audio_frames_are_found_without_decoding(tmp_path):
+    """A WAV, FLAC or Ogg file with no audio frames is found by the header check, with the run's reason (it names
+    the file, says it has no audio and the fix); so is a row whose file is missing, and ``--out`` lists both."""
+    import numpy as np
+    import soundfile as sf
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    sf.write(empty / "empty.wav", np.zeros(0, np.float32), 8000, subtype="PCM_16")
+    sf.write(empty / "empty.ogg", np.zeros(0, np.float32), 8000, format="OGG", subtype="VORBIS")
+    words = {
+        "empty.wav": ["no audio samples: ", " holds 0 audio frames (an empty WAV recording", "re-export it"],
+        "empty.ogg": ["no audio samples: ", " holds 0 audio frames (an empty OGG recording", "re-export it"],
+        "empty.flac": ["no audio samples: ", " holds 0 audio frames (an empty FLAC recording", "re-export it"],
+        "cut.flac": ["truncated FLAC: ", " declares 8,000 samples but ends after its header", "download it again"],
+        "unsized.wav": ["no audio samples: ", "'s WAV data chunk declares 0 bytes, but 1,600 bytes follow it",
+                        "`sox --ignore-length in.wav out.wav`"],
+    }  # fmt: skip
+    _flac_without_frames(empty / "empty.flac", 0)
+    _flac_without_frames(empty / "cut.flac", 8000)
+    _wav_data_size_0(empty / "unsized.wav", 36)
+    gone = tmp_path / "gone.wav"
+    extra = [{"track_id": n, "audio_path": str(empty / n), "label": "low", "split": "test"} for n in words]
+    extra.append({"track_id": "gone", "audio_path": str(gone), "label": "low", "split": "test"})
+    manifest = make_catalog(tmp_path, per_class=2, seconds=0.5, extra=extra)
+    cfg = write_config(tmp_path / "c.yaml", tmp_path, [experiment(manifest, [FAST_MODEL])])
+    out = tmp_path / "reports" / "today" / "bad.csv"
+    res = invoke(cfg, "--out", out)  # the header check: nothing is decoded
+    assert res.exit_code == 1, res.output
+    assert "tones: 9 files checked, 5 bad, 1 missing" in res.stdout
+    found = bad_rows(out)
+    assert list(found) == ["gone", *words]  # the missing row first, then the bad files in the manifest's order
+    assert found["gone"]["audio_path"] == str(gone)
+    # the manifest's CSV line 11 (its header is line 1)
+    assert found["gone"]["reason"].startswith(f"missing: file not found: {gone} (row 11 of the manifest)")
+    for name, expected in words.items():
+        path = str(empty / name)
+        reason = found[name]["reason"]
+        assert reason == open_reason(path) == run_reason(path), name  # the run refuses it where it opens, alike
+        assert path in reason, reason
+        for w in expected:
+            assert w in reason, (name, reason)
+
+
+def test_only_what_libsndfile_reads_as_no_frames_is_refused(tmp_path):
+    """A WAV whose RIFF size is unfilled too (8 bytes) is read whole by libsndfile, whatever its data chunk says:
+    the header check lets it be, as the run decodes it."""
+    from repeval.audio.decode import decode
+
+    path = str(_wav_data_size_0(tmp_path / "riff8.wav", 8))
+    assert check.check_file(path) is None and open_reason(path) is None
+    assert len(decode(path, 8000)) == 800
+
+
+def test_missing_rows_as_each_loader_names_them():
+    assert check.missing_row("a b (row 7: /data/x (live).wav)") == (
+        "a b",
+        "/data/x (live).wav",
+        "missing: file not found: /data/x (live).wav (row 7 of the manifest) — restore the file, or correct its path",
+    )
+    tid, path, reason = check.missing_row("t1 (row 3: empty path)")
+    assert (tid, path) == ("t1", "") and reason.startswith("missing: row 3 of the manifest has an empty audio path")
+    assert check.missing_row("gtzan.blues.0001 (/m/blues (1).wav)")[:2] == ("gtzan.blues.0001", "/m/blues (1).wav")
+    assert check.missing_row("t2 (no audio file in the index)") == (
+        "t2",
+        "",
+        "missing: the data set's index names no audio file for this track",
+    )
+    assert check.missing_row("odd") == ("odd", "", "missing: odd")
+
+
+def test_an_out_file_that_cannot_be_written_fails_after_the_summary(tmp_path):
+    manifest = make_catalog(tmp_path, per_class=2, seconds=0.5)
+    cfg = write_config(tmp_path / "c.yaml", tmp_path, [experiment(manifest, [FAST_MODEL])])
+    (tmp_path / "taken").write_text("a file where --out needs a folder")
+    full = tmp_path / "full.csv"
+    full.symlink_to("/dev/full")  # every write: no space left on device
+    for out, why in [(tmp_path / "taken" / "bad.csv", "File exists"), (full, "No space left on device")]:
+        res = invoke(cfg, "--out", out)
+        assert res.exit_code == check.OUT_ERROR_EXIT == 3, res.output
+        assert res.stdout.splitlines() == ["tones: 4 files checked, 0 bad, 0 missing"]  # the summary, whole
+        assert res.stderr.startswith(f"error: --out {out}: could not write it ("), res.stderr
+        assert why in res.stderr and "choose a path you can write to" in res.stderr
+    assert full.is_symlink()  # what --out names through a symlink is never deleted
+
+
+def test_a_write_that_fails_part_way_drops_the_incomplete_file(tmp_path):
+    """The file grows past what the process may write (RLIMIT_FSIZE, as a full disk): the check still prints its
+    summary, the incomplete file is removed and the exit status says --out was not written."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    from reliability_helpers import cli_env
+
+    extra = [{"track_id": "gone", "audio_path": str(tmp_path / "gone.wav"), "label": "low", "split": "test"}]
+    manifest = make_catalog(tmp_path, per_class=2, seconds=0.5, extra=extra)
+    cfg = write_config(tmp_path / "c.yaml", tmp_path, [experiment(manifest, [FAST_MODEL])])
+    out = tmp_path / "bad.csv"
+
+    def small_files() -> None:  # the header fits, the missing row does not
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))
+
+    code = "from repeval.cli import entrypoint; entrypoint()"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "data", "check", str(cfg), "--out", str(out)],
+        env=cli_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=small_files,
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "tones: 4 files checked, 0 bad, 1 missing" in proc.stdout
+    assert f"error: --out {out}: could not write it (" in proc.stderr
+    assert "File too large" in proc.stderr and "the incomplete file was removed" in proc.stderr
+    assert not out.exists()
+
+
+def test_summary_says_when_out_lists_only_the_missing_rows_the_loader_named():
+    found = check.DatasetCheck("d", checked=1, missing=12, missing_examples=["a (x)"] * check.SHOWN, missing_named=10)
+    assert found.lines()[-1] == "  … and 7 more missing (--out FILE lists the first 10: the loader names no more)"
+    found.missing_named = 12
+    assert found.lines()[-1] == "  … and 7 more missing (--out FILE lists them all)"
