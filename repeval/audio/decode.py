@@ -38,6 +38,26 @@ MIN_TAIL_FRACTION = 0.5
 MAX_PEAK = 64.0
 
 
+#: libsndfile's length of a file whose length it does not know (a FLAC whose STREAMINFO holds 0 samples: written by a
+#: streaming encoder, e.g. ``ffmpeg … -f flac -`` to a pipe)
+UNKNOWN_FRAMES = 0x7FFFFFFFFFFFFFFF
+
+
+def read_block(f: sf.SoundFile, n: int) -> np.ndarray:
+    """Up to ``n`` frames of ``f`` as a float32 ``(frames, channels)`` block (fewer at its end). A file of unknown
+    length (:data:`UNKNOWN_FRAMES`) is read with libsndfile's own read: soundfile seeks to where each read ended, and
+    that seek fails at the end of such a file ("Internal psf_fseek() failed"), which would lose its last block — or
+    turn the whole file into an error when it is shorter than a block."""
+    if f.frames != UNKNOWN_FRAMES:
+        return f.read(n, dtype="float32", always_2d=True)
+    block = np.empty((n, f.channels), np.float32)
+    got = sf._snd.sf_readf_float(f._file, sf._ffi.cast("float *", block.ctypes.data), n)  # type: ignore[attr-defined]
+    code = sf._snd.sf_error(f._file)  # type: ignore[attr-defined]
+    if code:
+        raise sf.LibsndfileError(code)
+    return block[:got]
+
+
 class DecodeError(RuntimeError):
     """A file could not be decoded; the message says why (it becomes an error record)."""
 
@@ -193,7 +213,7 @@ def iter_blocks(path: str, sample_rate_hz: int, max_duration_s: float | None = N
             if n <= 0:
                 break
             try:
-                block = f.read(n, dtype="float32", always_2d=True)
+                block = read_block(f, n)
             except (sf.LibsndfileError, RuntimeError) as exc:
                 raise DecodeError(
                     f"corrupt audio data in {path} after {read} frames: {exc}{_why_corrupt(path)}"
