@@ -344,7 +344,7 @@ def bench_throughput(
     from warm import build_models_in_workers, start_ray_data, warm_ray_workers
 
     from repeval.config import load_config
-    from repeval.pipeline.embed import stream_resources
+    from repeval.pipeline.resources import stream_resources
     from repeval.ray_utils import init_ray
 
     if track_s is None:

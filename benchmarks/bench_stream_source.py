@@ -4,7 +4,7 @@
 
 repeval's stream reads its to-do rows through ``repeval.pipeline.source.TodoSource`` (one read task per
 block, the rows carried inside the task, the read fused into the decode task), in blocks of at most 64 rows
-and at most ``MAX_STREAM_BLOCKS`` blocks (``repeval.pipeline.embed.block_rows``); it also runs with 64-row
+and at most ``MAX_STREAM_BLOCKS`` blocks (``repeval.pipeline.stream.block_rows``); it also runs with 64-row
 blocks whatever the size, to separate the two changes. The baseline is what the engine did before
 session 25 — ``ray.data.from_arrow`` of 64-row slices, read by a ``map_batches(batch_size=64)`` stage. Both feed the same stand-in decode task (it counts its rows), so
 the figures are the stream head's own cost: what the driver spends before the first block is decoded.
@@ -91,7 +91,7 @@ def object_store_use() -> tuple[float, int]:
 
 
 def child(side: str, n: int, drain: bool) -> None:
-    from repeval.pipeline.embed import block_rows
+    from repeval.pipeline.stream import block_rows
     from repeval.ray_utils import init_ray
 
     init_ray(num_cpus=2)

@@ -26,7 +26,8 @@ from repeval.config import Config, ExperimentConfig
 from repeval.config.loader import config_hash
 from repeval.datasets import LoadReport, load_dataset, load_folds
 from repeval.datasets.base import OBSERVED, strict_kinds
-from repeval.pipeline.embed import EmbedSummary, check_scenarios_at_model_rates, embed_experiments
+from repeval.pipeline.embed import EmbedSummary, embed_experiments
+from repeval.pipeline.preflight import check_scenarios_at_model_rates
 from repeval.rundir import EVALUATION_KEY, LOAD_REPORT, RunLocation
 from repeval.store import EmbeddingStore
 from repeval.store.lock import StoreLock

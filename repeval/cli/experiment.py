@@ -57,7 +57,7 @@ def _check_models(cfg: Any) -> str:
     """Check every embedding model of ``cfg`` where a run would build it: in this process (no Ray started), or with
     ``RAY_ADDRESS`` set on every live node of that cluster its actors may use; the ``models:`` line, or each model
     that cannot run as an error line and exit status 1."""
-    from repeval.pipeline.embed import models_on_nodes, unavailable_here, unavailable_lines
+    from repeval.pipeline.preflight import models_on_nodes, unavailable_here, unavailable_lines
 
     models = list({m.id: m for exp in cfg.experiments for m in exp.embedding_models}.values())
     n, later = len(models), ""

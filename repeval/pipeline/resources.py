@@ -1,6 +1,7 @@
 """Resource requests for the decode tasks and the embedding actor pool.
 
-Rules (all decided on the driver from what Ray reports, so they are unit-testable):
+Rules (all decided on the driver from what Ray reports, so they are unit-testable; :func:`stream_resources` asks
+the running Ray):
 
 - **GPU**: when the cluster has GPUs (or ``resources.use_gpu`` is ``always``; ``never`` keeps to
   CPUs) and the model says it benefits (``uses_gpu``), each actor requests
@@ -44,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from repeval.cpu import model_process_env
+from repeval.models import resolve_model
 
 #: environment variables for the isolated process groups (a model may add ``worker_env``);
 #: one table shared with the models' own subprocess validation
@@ -256,3 +258,13 @@ def _fused(
         decode_tasks=tasks,
         fused=True,
     )
+
+
+def stream_resources(mcfg: Any, resources: Any) -> EmbedResources:
+    """What a stream of model ``mcfg`` requests from the running Ray under ``run.resources``."""
+    import ray  # issue 8: custom resources (run.resources.embed_resources) cap the pool
+
+    from repeval.ray_utils import cluster_cpus, cluster_gpus
+
+    fam, _ = resolve_model(mcfg)
+    return plan_resources(fam.cls, resources, cluster_cpus(), cluster_gpus(), ray.cluster_resources())

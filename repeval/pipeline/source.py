@@ -6,7 +6,7 @@ and runs one remote task per block to read its metadata: on 2 CPUs, 1,000,000 to
 as a compressed Arrow IPC message, made only when Ray Data serialises the task (so the driver never holds two
 copies), with the block's metadata computed locally; the read fuses with the decode stage, so a block is one
 task, as before. Ray Data still puts every read task at the stream's start (~1.3 ms each here), which is why a
-stream has at most ``repeval.pipeline.embed.MAX_STREAM_BLOCKS`` blocks: 1,000,000 rows then start decoding
+stream has at most ``repeval.pipeline.stream.MAX_STREAM_BLOCKS`` blocks: 1,000,000 rows then start decoding
 after ~5 s with a few MB of driver memory (``benchmarks/bench_stream_source.py``).
 
 The payload travels inside the task, so a multi-node cluster needs no shared filesystem for it.

@@ -22,13 +22,14 @@ import soundfile as sf
 import yaml
 from ray.data._internal.execution.streaming_executor import StreamingExecutor
 
-import repeval.pipeline.embed as embed_mod
+import repeval.pipeline.stream as stream_mod
 from repeval import runner
 from repeval.audio import decode
 from repeval.config import load_config
 from repeval.config.schema import EmbeddingModelConfig
 from repeval.models import build_model
 from repeval.pipeline.assemble import TrackAssembler
+from repeval.pipeline.resources import stream_resources
 from repeval.pipeline.stages import DecodeDeform
 from repeval.testing.configs import notes_dataset
 
@@ -174,7 +175,7 @@ def test_resume_after_failure_injected_in_a_udf(ray_session, rendered_notes, tmp
     config = _config(tmp_path, manifest, str(tmp_path / "store"), batch_size=2, part_rows=2)
     part_dir = tmp_path / "store" / "notes" / "mfcc-stats" / "clean"
     cls = type("Failing", (FailingDecode,), {"victim": ids[-1], "store_dir": str(part_dir)})
-    monkeypatch.setattr(embed_mod, "DecodeDeform", cls)
+    monkeypatch.setattr(stream_mod, "DecodeDeform", cls)
     with pytest.raises(Exception, match="injected failure") as failed:
         _embed(config)
     # the error is still referenced (as in a notebook): the failed stream's actors must not keep their CPUs,
@@ -187,7 +188,7 @@ def test_resume_after_failure_injected_in_a_udf(ray_session, rendered_notes, tmp
     first = pq.read_table(part_dir).column("track_id").to_pylist()
     assert 0 < len(first) < len(ids) and not (part_dir / "_manifest.json").exists()
 
-    monkeypatch.setattr(embed_mod, "DecodeDeform", DecodeDeform)
+    monkeypatch.setattr(stream_mod, "DecodeDeform", DecodeDeform)
     n_test = sum(1 for r in csv.DictReader(manifest.open()) if r["split"] == "test")
     d1_first = pq.read_table(part_dir.parent / "D1").num_rows if (part_dir.parent / "D1").exists() else 0
     again = _embed(config)
@@ -220,7 +221,7 @@ def test_ctrl_c_waits_for_the_streams_scheduling_thread(ray_session, rendered_no
         return more
 
     monkeypatch.setattr(StreamingExecutor, "_scheduling_loop_step", slow_step)
-    monkeypatch.setattr(embed_mod, "TrackAssembler", InterruptedAssembler)
+    monkeypatch.setattr(stream_mod, "TrackAssembler", InterruptedAssembler)
     manifest = _manifest(rendered_notes, tmp_path, 8, long_file=False)
     with pytest.raises(KeyboardInterrupt):
         _embed(_config(tmp_path, manifest, str(tmp_path / "store"), batch_size=2, part_rows=2))
@@ -298,7 +299,7 @@ def test_decode_tasks_capped_in_a_live_stream(ray_session, rendered_notes, tmp_p
     for name, extra in (("default", {}), ("three", {"decode_max_tasks": 3})):
         trace = tmp_path / f"trace-{name}"
         trace.mkdir()
-        monkeypatch.setattr(embed_mod, "DecodeDeform", type("Timed", (TimedDecode,), {"trace_dir": str(trace)}))
+        monkeypatch.setattr(stream_mod, "DecodeDeform", type("Timed", (TimedDecode,), {"trace_dir": str(trace)}))
         config = _config(tmp_path, manifest, str(tmp_path / f"store-{name}"), resources={"embed_actors": 1, **extra})
         summary = _embed(config)
         assert summary.errors == 0 and summary.computed > 0
@@ -320,7 +321,7 @@ def test_a_one_block_stream_runs_its_decode_pool_without_ray_datas_concurrency_w
     manifest = _manifest(rendered_notes, tmp_path, 1, long_file=False, split="train")
     config = _config(tmp_path, manifest, str(tmp_path / "store"))
     cfg = load_config(config)
-    res = embed_mod.stream_resources(cfg.experiments[0].embedding_models[0], cfg.run.resources)
+    res = stream_resources(cfg.experiments[0].embedding_models[0], cfg.run.resources)
     assert res.fused and res.decode_tasks == 2  # what a one-block stream used to ask Ray Data for
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from repeval.pipeline.embed import MAX_BLOCK_ROWS, MAX_STREAM_BLOCKS, block_rows
 from repeval.pipeline.source import RowsPayload, block_slices
+from repeval.pipeline.stream import MAX_BLOCK_ROWS, MAX_STREAM_BLOCKS, block_rows
 from repeval.testing.configs import notes_dataset
 
 
@@ -142,7 +142,7 @@ def test_a_stream_to_do_planned_in_partitions_equals_the_in_memory_plan(rendered
 
 
 def test_a_decode_task_hands_on_its_audio_in_blocks_of_bounded_size(ray_session, tmp_path):
-    """In a stream's dataset (:func:`repeval.pipeline.embed.stream_settings`) each decode batch of ``MAX_BATCH_SAMPLES``
+    """In a stream's dataset (:func:`repeval.pipeline.stream.stream_settings`) each decode batch of ``MAX_BATCH_SAMPLES``
     is a block of its own, so an embedding actor gets at most that much audio per call. With Ray Data's default target
     (128 MiB) a task's batches are buffered into one block — here four 160-s tracks, 2.4 batches' worth: one block,
     the case that made six 3-minute tracks one 13-s MusiCNN call. The setting is the dataset's own: the process'
@@ -150,9 +150,9 @@ def test_a_decode_task_hands_on_its_audio_in_blocks_of_bounded_size(ray_session,
     import soundfile as sf
     from ray.data import DataContext
 
-    from repeval.pipeline.embed import STREAM_BLOCK_BYTES, stream_settings
     from repeval.pipeline.source import read_todo
     from repeval.pipeline.stages import MAX_BATCH_SAMPLES, DecodeDeform
+    from repeval.pipeline.stream import STREAM_BLOCK_BYTES, stream_settings
 
     sr, seconds = 16000, 160.0
     rng = np.random.default_rng(0)

@@ -14,9 +14,9 @@ from repeval.config.schema import EmbeddingModelConfig, ResourcesConfig
 from repeval.cpu import MODEL_TUNABLES
 from repeval.models import build_model
 from repeval.pipeline.assemble import TrackAssembler
-from repeval.pipeline.embed import plan_todo
 from repeval.pipeline.resources import plan_resources
 from repeval.pipeline.stages import DecodeDeform, Embed, table_to_batch
+from repeval.pipeline.todo import plan_todo
 
 SR = 8000
 NOISE = [("AddGaussianSNR", {"min_snr_db": 5.0, "max_snr_db": 30.0, "p": 1.0})]
@@ -304,8 +304,8 @@ def test_light_models_run_inside_the_decode_tasks() -> None:
 def test_blocks_longer_when_the_model_runs_in_the_decode_tasks() -> None:
     """At least four blocks per CPU, at most 64 rows for an actor pool and 256 when the model runs in the decode
     tasks (Ray Data starts the next task tenths of a second after one ends: short fused tasks ran one at a time)."""
-    from repeval.pipeline.embed import FUSED_MAX_BLOCK_ROWS, MAX_BLOCK_ROWS, block_rows
     from repeval.pipeline.source import block_slices
+    from repeval.pipeline.stream import FUSED_MAX_BLOCK_ROWS, MAX_BLOCK_ROWS, block_rows
 
     pool, fused = (
         block_slices(2000, block_rows(2000, 2, MAX_BLOCK_ROWS)),

@@ -16,7 +16,7 @@ from reliability_helpers import FAST_MODEL, REPO, SLOW_MODEL, cli_env, experimen
 from typer.testing import CliRunner
 
 from repeval.cli import app
-from repeval.pipeline.embed import REINSTALL_FIX
+from repeval.pipeline.preflight import REINSTALL_FIX
 
 
 def _clmr(model_id: str, checkpoint: Path) -> dict:
@@ -137,7 +137,7 @@ def test_a_node_whose_check_task_fails_names_each_model_there(ray_session):
     """The check task on a node where repeval (or a package it imports) is missing fails as a whole: each model
     wanted there gets that failure as its reason (it was re-raised, a traceback). A real task on the test session's
     Ray."""
-    from repeval.pipeline.embed import node_answer
+    from repeval.pipeline.preflight import node_answer
 
     @ray_session.remote(num_cpus=0, max_retries=0)
     def no_repeval() -> dict:

@@ -1,0 +1,179 @@
+"""The embedding stage's checks before any stream starts: every deformation scenario tried at the rate of each
+model that hears it (before the store is touched), and every embedding model checked on each live node its actors
+(or decode tasks) may go to — ``repeval validate`` runs the latter too."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from repeval.config import Config, ExperimentConfig
+from repeval.deformations import scenario_steps, validate_steps_at
+from repeval.models import resolve_model
+from repeval.pipeline.partitions import ModelSpec
+from repeval.pipeline.resources import stream_resources
+from repeval.pipeline.stages import model_config_for_build
+
+#: the embedding stage's log lines keep one name, whichever of its modules says them (the CLI prints it)
+log = logging.getLogger("repeval.pipeline.embed")
+
+
+def check_scenarios_at_model_rates(cfg: Config, experiments: Sequence[ExperimentConfig]) -> None:
+    """Every deformation scenario tried at the rate of each model that hears it, before the store is touched: the
+    configuration was validated at 44.1 kHz, and a filter frequency above a 16 kHz model's Nyquist frequency (or a
+    step that makes NaN at that rate) would leave the deformation undone or make every deformed track an error."""
+    checked: set[tuple[str, int]] = set()
+    for exp in experiments:
+        for ds in exp.datasets:
+            scenarios = exp.scenarios_for(ds)
+            if not scenarios:
+                continue
+            for mcfg in exp.embedding_models:
+                rate = ModelSpec.of(cfg, mcfg).sample_rate_hz
+                for sid, sc in scenarios.items():
+                    steps = scenario_steps(sc)
+                    seen = (json.dumps([sid, steps], sort_keys=True, default=str), rate)
+                    if seen in checked:
+                        continue
+                    checked.add(seen)
+                    try:
+                        validate_steps_at(sid, steps, rate)
+                    except ValueError as exc:
+                        raise ValueError(f"{exc} (embedding model {mcfg.id} hears audio at {rate} Hz)") from None
+
+
+#: how long the check of the models on each node may take (a node busy starting workers): past it, its actors check
+PREFLIGHT_TIMEOUT_S = 120.0
+
+
+def unavailable_here(mcfgs: list[Any]) -> dict[str, str]:
+    """Model id -> why this process cannot build it (what :func:`repeval.models.build_model` refuses), for those."""
+    out = {}
+    for mcfg in mcfgs:
+        try:
+            fam, params = resolve_model(model_config_for_build(mcfg))
+            reason = fam.cls.availability(params)
+        except Exception as exc:  # a broken install (a package that imports but fails): a reason, not a crash
+            reason = f"checking it failed with {_first_line(exc)} — {REINSTALL_FIX}"
+        if reason:
+            out[mcfg.id] = reason
+    return out
+
+
+#: what to do when checking a model fails on a node (a broken or missing install rather than a missing extra)
+REINSTALL_FIX = (
+    "install the same repeval version, with the extras its models need, on every node (`pip install "
+    "'repeval[models]'`; on a cluster, in the image or runtime_env its workers use)"
+)
+
+
+def _first_line(exc: BaseException) -> str:
+    """``Type: message`` of ``exc``, its first line (a Ray task's error: the exception raised in the task)."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):  # RayTaskError: what the task raised
+        exc = cause
+    text = str(exc).strip().splitlines()
+    return type(exc).__name__ + (f": {text[0]}" if text else "")
+
+
+@dataclass
+class NodeCheck:
+    """What :func:`models_on_nodes` found: ``problems`` maps ``(model id, reason)`` to the addresses of the nodes
+    that cannot run it; ``checked`` the addresses of the nodes that answered; ``single`` whether the cluster has
+    one live node (the machine the driver runs on); ``unplaced`` the models no live node has the resources for
+    (they are checked on the nodes the autoscaler adds, at their actors' start)."""
+
+    problems: dict[tuple[str, str], list[str]]
+    checked: list[str]
+    single: bool
+    unplaced: list[str]
+
+
+def unavailable_lines(problems: dict[tuple[str, str], list[str]], here: bool) -> list[str]:
+    """``embedding model '<id>' cannot run here|on node(s) <addresses>: <reason>``, one per problem (as
+    :class:`NodeCheck` holds them), sorted; ``here``: the problems of the machine this process runs on."""
+    return [
+        f"embedding model '{model_id}' cannot run "
+        + ("here" if here else f"on node{'s' * (len(ips) > 1)} {', '.join(sorted(ips))}")
+        + f": {reason}"
+        for (model_id, reason), ips in sorted(problems.items())
+    ]
+
+
+def models_on_nodes(cfg: Config, mcfgs: list[Any]) -> NodeCheck:
+    """Check every model in ``mcfgs`` on every live node its embedding actors (or decode tasks) may go to — by a
+    task on each node, since a cluster's nodes need not have the driver's packages or weights; the driver's node
+    answers in this process. A node that went away or is too busy to answer is left out (logged): its actors
+    check at their start, as do those of the nodes the autoscaler adds later."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    wanted: dict[str, list[Any]] = {}
+    unplaced = []
+    for mcfg in mcfgs:
+        res = stream_resources(mcfg, cfg.run.resources)
+        needs = {"CPU": 1e-9, **({"GPU": 1e-9} if res.num_gpus else {}), **res.resources}
+        placed = False
+        for node in nodes:
+            have = node.get("Resources", {})
+            if all(have.get(k, 0.0) >= v for k, v in needs.items()):
+                wanted.setdefault(node["NodeID"], []).append(mcfg)
+                placed = True
+        if not placed:
+            unplaced.append(mcfg.id)
+    # the driver's node answers in this process (its workers run this Python): a single machine starts no task for it
+    here = ray.get_runtime_context().get_node_id()
+    check = ray.remote(num_cpus=0)(unavailable_here)
+    refs = {
+        nid: check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(nid, soft=False)).remote(models)
+        for nid, models in wanted.items()
+        if nid != here
+    }
+    where = {n["NodeID"]: n.get("NodeManagerAddress", n["NodeID"]) for n in nodes}
+    problems: dict[tuple[str, str], list[str]] = {}
+    checked = []
+    if here in wanted:
+        checked.append(where[here])
+        for model_id, reason in unavailable_here(wanted[here]).items():
+            problems.setdefault((model_id, reason), []).append(where[here])
+    for nid, ref in refs.items():
+        found = node_answer(ref, [m.id for m in wanted[nid]], where[nid])
+        if found is None:
+            continue
+        checked.append(where[nid])
+        for model_id, reason in found.items():
+            problems.setdefault((model_id, reason), []).append(where[nid])
+    return NodeCheck(problems, checked, len(nodes) == 1, unplaced)
+
+
+def node_answer(ref: Any, model_ids: list[str], node: str) -> dict[str, str] | None:
+    """What the check task ``ref`` on ``node`` found (model id -> reason, as :func:`unavailable_here`); when the
+    task itself failed there — repeval or a package it imports missing or broken on that node — that failure as the
+    reason of each of ``model_ids``; ``None`` (logged) when the node went away or was too busy to answer (its
+    actors check at their start)."""
+    import ray
+
+    try:
+        found: dict[str, str] = ray.get(ref, timeout=PREFLIGHT_TIMEOUT_S)
+    except ray.exceptions.RayTaskError as exc:
+        reason = f"checking its models failed there with {_first_line(exc)} — {REINSTALL_FIX}"
+        return dict.fromkeys(model_ids, reason)
+    except ray.exceptions.RayError as exc:
+        log.warning("could not check the embedding models on node %s (%s)", node, exc)
+        return None
+    return found
+
+
+def check_models_on_nodes(cfg: Config, mcfgs: list[Any]) -> None:
+    """Raise :class:`~repeval.models.ModelUnavailable` (the reason names the fix) unless every model in ``mcfgs``
+    can run on every live node its embedding actors (or decode tasks) may go to (:func:`models_on_nodes`); before
+    any stream has embedded a track. Nodes the autoscaler adds later check at their actors' start."""
+    from repeval.models import ModelUnavailable
+
+    found = models_on_nodes(cfg, mcfgs)
+    if found.problems:
+        raise ModelUnavailable("; ".join(unavailable_lines(found.problems, here=found.single)))

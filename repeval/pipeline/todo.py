@@ -1,0 +1,282 @@
+"""Planning the embedding stage's streams: for each embedding model, the (dataset, scenario) partitions of the run
+that need it and the to-do table of the tracks they still lack — computed with Arrow kernels against the ids already
+in the store, never a Python object per catalog row, and spilled past :data:`repeval.datasets.spill.PARTITION_ROWS`
+rows. :mod:`repeval.pipeline.embed` runs what is planned here (:mod:`repeval.pipeline.stream`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from repeval.config import Config, ExperimentConfig
+from repeval.config.loader import config_hash
+from repeval.datasets import spill
+from repeval.datasets.spill import TableSpool
+from repeval.deformations import scenario_steps
+from repeval.pipeline.partitions import ModelSpec, accepted_spec, changed_source, source_note, wanted_masks
+from repeval.pipeline.stages import CLEAN
+from repeval.pipeline.summary import EmbedSummary
+from repeval.store import EmbeddingStore
+from repeval.store.store import repeval_version
+from repeval.warn import warn_once
+
+#: the embedding stage's log lines keep one name, whichever of its modules says them (the CLI prints it)
+log = logging.getLogger("repeval.pipeline.embed")
+
+
+def plan_todo(rows: pa.Table, masks: dict[str, np.ndarray]) -> pa.Table:
+    """The rows that need work, with a ``scenarios`` column of indices into ``list(masks)``.
+
+    ``masks[sid]`` is a boolean array over ``rows``: the track is wanted in that scenario and not
+    in the store yet. Vectorised: no Python object per row.
+    """
+    sids = list(masks)
+    if not sids:
+        return rows.slice(0, 0).append_column("scenarios", pa.array([], pa.list_(pa.int16())))
+    mat = np.stack([masks[s] for s in sids], axis=1)
+    need = mat.any(axis=1)
+    todo = rows.filter(pa.array(need))
+    sub = mat[need]
+    offsets = np.concatenate([[0], np.cumsum(sub.sum(axis=1))]).astype(np.int32)
+    values = np.nonzero(sub)[1].astype(np.int16)  # row-major: each row's scenarios in order
+    return todo.append_column("scenarios", pa.ListArray.from_arrays(pa.array(offsets), pa.array(values)))
+
+
+@dataclass
+class Stream:
+    """One model's stream: every (dataset, scenario) partition of every experiment that needs it.
+
+    A partition's routing key is ``dataset<US>scenario`` (US, the unit separator, cannot occur in a name
+    read from YAML): decode, deformation seeds and the store see the plain scenario id; the key only keeps
+    two datasets' tracks (whose ids may coincide) apart between decode and the writers."""
+
+    mcfg: Any
+    sample_rate: int
+    chunk_s: float | None
+    keys: list[str] = field(default_factory=list)
+    sids: dict[str, str] = field(default_factory=dict)
+    #: the partition keys whose rows keep frame-level embeddings (:meth:`repeval.config.Config.keeps_frames`)
+    frames: set[str] = field(default_factory=set)
+    steps: dict[str, list[tuple[str, dict[str, Any]]]] = field(default_factory=dict)
+    parts: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, dict[str, Any]] = field(default_factory=dict)
+    info: dict[str, dict[str, Any]] = field(default_factory=dict)
+    planned: dict[str, pa.Array] = field(default_factory=dict)
+    #: partition keys whose stored tracks the summary has counted
+    examined: set[str] = field(default_factory=set)
+    todo: TableSpool | None = None  # the to-do rows of every (experiment, dataset), spilled past PARTITION_ROWS
+    labels: list[str] = field(default_factory=list)
+    #: dataset → (its rows' columns, partition key → missing tracks) planned but not yet spooled: the experiments
+    #: that share a dataset (whatever their rows: :func:`merge_todo`) merge their masks here, so a track one task
+    #: wants clean and another deformed (other scenarios, ``augment``) is decoded once, in one to-do row
+    pending: dict[str, tuple[pa.Table, dict[str, np.ndarray]]] = field(default_factory=dict)
+
+    def add_todo(self, piece: pa.Table) -> None:
+        if self.todo is None:
+            self.todo = TableSpool(piece.schema)
+        elif piece.schema != self.todo.schema:
+            piece = piece.cast(self.todo.schema)
+        for batch in piece.to_batches():
+            self.todo.write(batch)
+
+
+def _stream_batch_size(current: Any, other: Any) -> Any:
+    """The model config a shared stream runs with when two experiments set the model's ``batch_size``: a set
+    value beats none, and of two the smaller (the one that fits the tighter memory) — announced, not silent."""
+    a, b = current.batch_size, other.batch_size
+    if b is None or a == b:
+        return current
+    use = b if a is None else min(a, b)
+    if a is not None:
+        log.warning("%s: experiments set batch_size %d and %d; its one stream uses %d", current.id, a, b, use)
+    return current if use == a else current.model_copy(update={"batch_size": use})
+
+
+KEY_SEP = "\x1f"
+
+
+def stream_key(dataset: str, sid: str) -> str:
+    return f"{dataset}{KEY_SEP}{sid}"
+
+
+def plan_dataset(
+    cfg: Config,
+    exp: ExperimentConfig,
+    ds: Any,
+    rows: pa.Table,
+    deform_ids: dict[str, pa.Array] | None,
+    store: EmbeddingStore,
+    streams: dict[str, Stream],
+    summary: EmbedSummary,
+    deformed_only: bool,
+    retry_errors: bool,
+    shared: bool = True,
+    sources: list[dict[str, Any]] | None = None,
+) -> None:
+    """Add one (experiment, dataset)'s missing tracks to each model's stream. ``shared``: another experiment
+    of the run uses the dataset too, so the ids planned here are kept for its turn (a track is embedded once);
+    otherwise they are not kept (a copy of the wanted ids per scenario: ~12 MB per million tracks). ``sources``:
+    where the run's definitions of the dataset take its audio from, recorded in the partitions it computes or
+    reuses; reused rows computed from audio elsewhere are said once per dataset and model (not recomputed)."""
+    scenarios = exp.scenarios_for(ds)
+    ids = rows.column("track_id").combine_chunks()
+    wanted_in = wanted_masks(cfg, exp, ds, rows, deform_ids)
+    for mcfg in exp.embedding_models:
+        spec = ModelSpec.of(cfg, mcfg)
+        sample_rate, chunk_s = spec.sample_rate_hz, spec.chunk_s
+        name = config_hash({"model": mcfg.id, **spec.fingerprint, "sample_rate_hz": sample_rate, "chunk_s": chunk_s})
+        st = streams.setdefault(name, Stream(mcfg, sample_rate, chunk_s))
+        st.mcfg = _stream_batch_size(st.mcfg, mcfg)
+        masks: dict[str, np.ndarray] = {}
+        moved: dict[str, tuple[Any, int]] = {}  # scenario → (the sources its reused rows were computed from, tracks)
+        for sid in ([] if deformed_only else [CLEAN]) + list(scenarios):
+            key = stream_key(ds.name, sid)
+            part = store.partition(ds.name, mcfg.id, sid)
+            pspec = accepted_spec(part, spec.partition(cfg, exp, ds, sid))  # stored with frames: completed with them
+            fp = pspec.fingerprint
+            if retry_errors and key not in st.parts:
+                summary.retried += part.clear_errors()
+            wanted = wanted_in[sid]
+            done = pc.is_in(ids, value_set=part.done_ids()).to_numpy(zero_copy_only=False)
+            if key not in st.examined:  # tracks in the store, counted once per partition however many tasks use it
+                reused = int((wanted & done).sum())
+                summary.skipped += reused
+                recorded = changed_source(part, sources) if reused and sources else None
+                if recorded is not None:
+                    moved[sid] = (recorded, reused)
+                _count_earlier_errors(part, ids, wanted, summary)
+                st.examined.add(key)
+            if key in st.planned:  # another experiment's share of this partition already holds these tracks
+                done |= pc.is_in(ids, value_set=st.planned[key]).to_numpy(zero_copy_only=False)
+            missing = wanted & ~done
+            if not missing.any() and (part.complete or key in st.parts):
+                if key not in st.parts:  # complete; accepted under a stamp from before WINDOWING_ENTRIES: say so once
+                    part.restamp(fp, {"config_hash": config_hash(fp)})
+                    if sid in moved:  # reused from another source: said once below, then recorded (not again)
+                        part.add_sources(sources or [])
+                continue
+            if key not in st.parts:
+                # a partition shared by several tasks (one dataset, other splits) may need more tracks
+                part.reopen()
+                part.stamp(
+                    fp,
+                    {"config_hash": config_hash(fp), "model_id": mcfg.id, "repeval_version": repeval_version()},
+                    described=pspec.described,
+                    sources=sources,
+                )
+                st.keys.append(key)
+                st.sids[key] = sid
+                st.parts[key] = part
+                if pspec.frames:
+                    st.frames.add(key)
+                st.provenance[key] = {
+                    "model": mcfg.id,
+                    "config_hash": config_hash(fp),
+                    "repeval_version": repeval_version(),
+                }
+                st.info[key] = {
+                    "dataset": ds.name,
+                    "model": mcfg.id,
+                    "scenario": sid,
+                    "task": exp.task.name,
+                    "sample_rate_hz": sample_rate,
+                    "chunk_s": spec.window_s,  # the windows used (a chunk_s below the model's shortest: raised)
+                    "keep_frames": pspec.frames,
+                }
+                if sid != CLEAN:
+                    st.steps[key] = scenario_steps(scenarios[sid])
+            if shared:
+                new_ids = ids.filter(pa.array(missing))
+                st.planned[key] = pa.concat_arrays([st.planned[key], new_ids]) if key in st.planned else new_ids
+            masks[key] = missing
+        if moved:
+            note = source_note(store.uri, ds.name, mcfg.id, moved, sources)
+            warn_once(
+                log,
+                ("source", store.uri, ds.name, mcfg.id, json.dumps([moved, sources], sort_keys=True, default=str)),
+                "%s",
+                note,
+            )
+        if not masks:
+            if not any(info["dataset"] == ds.name for info in st.info.values()):  # not planned by another task
+                log.info("%s/%s: all partitions complete", ds.name, mcfg.id)
+            continue
+        cols = rows.select(["track_id", "audio_path", "split"])  # only the columns a stream reads
+        pending = st.pending.get(ds.name)
+        if pending is not None and pending[0].column("track_id").equals(cols.column("track_id")):
+            for key, m in masks.items():  # the same rows: one to-do row per track for both experiments
+                pending[1][key] = pending[1][key] | m if key in pending[1] else m
+            continue
+        # other rows under the same dataset name (another task's subset, order or cap): one to-do row per track
+        st.pending[ds.name] = (cols, masks) if pending is None else merge_todo(*pending, cols, masks)
+
+
+def merge_todo(
+    a: pa.Table, a_masks: dict[str, np.ndarray], b: pa.Table, b_masks: dict[str, np.ndarray]
+) -> tuple[pa.Table, dict[str, np.ndarray]]:
+    """Two experiments' planned rows of one dataset as one set: a track in both (same id, same audio file) is one
+    row wanting the union of its scenarios — decoded once — and ``b``'s other tracks follow ``a``'s rows. A track
+    whose audio file differs between the two keeps a row of its own. Arrow kernels, no Python object per row."""
+    at = pc.index_in(b.column("track_id").combine_chunks(), value_set=a.column("track_id").combine_chunks())
+    pos = pc.fill_null(at, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    found = pos >= 0
+    if found.any():  # the same file too (a name shared by two definitions of a dataset keeps both files)
+        a_paths = a.column("audio_path").take(pa.array(pos[found]))
+        same = pc.equal(a_paths, b.column("audio_path").combine_chunks().filter(pa.array(found)))
+        found[found] = pc.fill_null(same, False).to_numpy(zero_copy_only=False)
+    rest = ~found
+    if b.schema != a.schema:
+        b = b.cast(a.schema)
+    merged = pa.concat_tables([a, b.filter(pa.array(rest))]) if rest.any() else a
+    n_a, n_rest = a.num_rows, int(rest.sum())
+    masks: dict[str, np.ndarray] = {}
+    for key in {**a_masks, **b_masks}:
+        m = np.zeros(n_a + n_rest, bool)
+        if key in a_masks:
+            m[:n_a] = a_masks[key]
+        if key in b_masks:
+            mb = b_masks[key]
+            m[pos[found & mb]] = True  # duplicates set the same flag: no read-modify-write race
+            m[n_a:] = mb[rest]
+        masks[key] = m
+    return merged, masks
+
+
+def spool_todo(st: Stream, dataset: str, cols: pa.Table, masks: dict[str, np.ndarray]) -> None:
+    """Write a dataset's planned to-do rows into the stream's spool, :data:`spill.PARTITION_ROWS` rows at a time (a
+    catalog's to-do is not held), each row's scenario indices shifted to the stream's partition keys."""
+    local = np.array([st.keys.index(k) for k in masks], np.int16)
+    n_todo = 0
+    step = spill.PARTITION_ROWS
+    for start in range(0, cols.num_rows, step):
+        todo = plan_todo(cols.slice(start, step), {k: m[start : start + step] for k, m in masks.items()})
+        if not todo.num_rows:
+            continue
+        col = todo.column("scenarios").combine_chunks()
+        values = local[col.values.to_numpy(zero_copy_only=False)] if len(col.values) else np.zeros(0, np.int16)
+        shifted = pa.ListArray.from_arrays(col.offsets, pa.array(values, pa.int16()))
+        st.add_todo(todo.set_column(todo.schema.get_field_index("scenarios"), "scenarios", shifted))
+        n_todo += todo.num_rows
+    if n_todo:
+        st.labels.append(f"{dataset} {n_todo}")
+
+
+def has_work(st: Stream) -> bool:
+    return any(bool(m.any()) for _, masks in st.pending.values() for m in masks.values())
+
+
+def _count_earlier_errors(part: Any, ids: pa.Array, wanted: np.ndarray, summary: EmbedSummary) -> None:
+    """Count the tracks of ``ids`` this run wants (``wanted``) that hold an error record from an earlier run of
+    ``part`` (they are not computed again, nor evaluated)."""
+    failed = part.error_ids()
+    if not len(failed):
+        return
+    n = int((wanted & pc.is_in(ids, value_set=failed).to_numpy(zero_copy_only=False)).sum())
+    if n:
+        summary.earlier_errors[part.name] += n
