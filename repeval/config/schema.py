@@ -739,7 +739,7 @@ class RunConfig(Strict):
     #: Ray Tune ``reuse_actors`` (cuts per-trial start-up from ~2.4 s to ~0.3 s)
     reuse_actors: bool = True
     #: pack probe stacks too small to be worth a Tune trial of their own into shared trials (at least one
-    #: trial per slot; see repeval.tuning.grid.MIN_UNIT_COST). false: one trial per stack, so an exception in
+    #: trial per slot; see repeval.tuning.units.MIN_UNIT_COST). false: one trial per stack, so an exception in
     #: one trial never takes another stack's probes with it
     pack_trials: bool = True
     #: the probe grids of several groups (task, dataset, model[, fold]) run as one Tune experiment, their trial

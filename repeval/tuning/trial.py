@@ -16,7 +16,7 @@ reuses a whole checkpoint that Tune's state had not recorded yet (:func:`resumin
 training curves are written as TensorBoard event files under ``<trial dir>/members/``; Tune's
 own logger writes the trial's reported scalars next to them.
 
-A trial's code runs once: when it raises, the attempt Tune starts again (``grid.TRIAL_RETRIES``, meant for a worker
+A trial's code runs once: when it raises, the attempt Tune starts again (``tuner.TRIAL_RETRIES``, meant for a worker
 that died) raises the same error at once instead of training the unit again (:func:`raised_once`).
 """
 
@@ -260,7 +260,7 @@ def run_caught(
 ) -> tuple[list[TrainResult], list[dict[str, Any]], dict[str, dict[str, Any]]]:
     """:func:`run_unit` on the device the trial was granted (:func:`_device`), catching what repeval warns meanwhile
     (:class:`repeval.warn.TrialWarnings`): each member's report gets the warnings of its training and tests, which
-    the driver says again (:meth:`repeval.tuning.grid._Group.collect`) — the user does not see this process's log.
+    the driver says again (:meth:`repeval.tuning.group._Group.collect`) — the user does not see this process's log.
     A trial that raises, that a scheduler stops at a report (``on_validation``'s) or whose worker dies (killed, out of
     memory: Tune starts it again, once) leaves no checkpoint: what it warned until then is written beside its results
     (:data:`WARNINGS_FILE`) when it changed — after each validation (before its report, where a scheduler may stop
@@ -511,7 +511,7 @@ def _raised_note() -> tuple[Any, str] | None:
 
 @contextlib.contextmanager
 def raised_once() -> Iterator[None]:
-    """Run a trial's code once. Tune starts a failed trial again (``grid.TRIAL_RETRIES``) so that one whose worker
+    """Run a trial's code once. Tune starts a failed trial again (``tuner.TRIAL_RETRIES``) so that one whose worker
     died (kill -9, out of memory, its node lost) is not lost; that retry would also run a trial that raised — a
     bug, bad data, a probe configuration that errors — a second time, to the same end. So the traceback of an
     exception (other than :func:`_retried` ones) is noted beside the trial's results, and the attempt

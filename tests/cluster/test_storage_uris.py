@@ -303,8 +303,8 @@ def _write_checkpoints(fs: pafs.FileSystem, exp: str) -> None:
 def test_finished_checkpoints_are_found_and_opened_on_every_storage(kind: str, tmp_path: Path, request) -> None:
     """What a rerun reuses: the driver lists the whole checkpoints of an experiment (one listing, local or in a
     bucket), and a trial opens the path or URI it is given — an S3 URI with its endpoint query included."""
-    from repeval.tuning.grid import _finished_checkpoints
     from repeval.tuning.trial import open_finished, trial_key
+    from repeval.tuning.tuner import _finished_checkpoints
 
     if kind == "s3":
         s3 = request.getfixturevalue("s3")

@@ -147,7 +147,7 @@ def test_a_run_with_attention_pooling_end_to_end(ray_session, frames_run, tmp_pa
 def test_attention_heads_enter_tune_fingerprints_only_when_set():
     """An experiment interrupted before ``attention_heads`` existed still resumes: at its default the key is not
     part of the probe's fingerprint, and it is when set."""
-    from repeval.tuning.grid import _probe_fingerprint
+    from repeval.tuning.units import _probe_fingerprint
 
     plain = _probe_fingerprint(ProbeConfig(hidden_units=[8]))
     assert "attention_heads" not in plain and plain["hidden_units"] == [8]

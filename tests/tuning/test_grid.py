@@ -594,9 +594,9 @@ def test_what_a_trial_whose_worker_died_warned_is_said_on_the_driver(ray_session
     wrote none, and what it warned was lost however often Tune started it again. It writes them as they change (after
     each validation, once trained): the driver says them with the failed probe. (Not started again here: a retry is
     the same trial in a new worker, and costs ~10 s.)"""
-    import repeval.tuning.grid
+    import repeval.tuning.tuner
 
-    monkeypatch.setattr(repeval.tuning.grid, "TRIAL_RETRIES", 0)
+    monkeypatch.setattr(repeval.tuning.tuner, "TRIAL_RETRIES", 0)
     data = gaussian_probe_data(n=60, d=6, c=3, scenarios=False)
     cfg = config([{"name": "lin", "epochs": 2}])
     reset_warned()
@@ -664,7 +664,7 @@ def test_a_trials_reason_keeps_the_exception_it_was_raised_from(tmp_path):
     last line already says it — also from the traceback text that Tune's retry re-raises (``RaisedBefore``)."""
     import traceback
 
-    from repeval.tuning.grid import _reason, exception_reason
+    from repeval.tuning.group import _reason, exception_reason
     from repeval.tuning.trial import RaisedBefore
 
     labels = tmp_path / "labels.json"
@@ -878,7 +878,7 @@ def test_fit_maps_every_trial_to_its_unit_and_reruns_an_incomplete_restore(ray_s
     can leave) is moved aside and run afresh instead of yielding trials without a unit."""
     from ray import tune
 
-    from repeval.tuning.grid import _fit
+    from repeval.tuning.tuner import _fit
 
     storage = str(tmp_path / "tune")
 
@@ -906,7 +906,7 @@ def test_restoring_does_not_warn_about_trials_whose_result_files_are_missing(ray
     not print Tune's "Failed to fetch metrics" warning at the user."""
     from ray import tune
 
-    from repeval.tuning.grid import _fit
+    from repeval.tuning.tuner import _fit
 
     storage = tmp_path / "tune"
 
@@ -939,7 +939,7 @@ def test_fit_reruns_an_experiment_whose_marker_or_state_a_kill_cut_short(ray_ses
 
     from ray import tune
 
-    from repeval.tuning.grid import _fit
+    from repeval.tuning.tuner import _fit
 
     tune_dir = tmp_path / "tune"
 

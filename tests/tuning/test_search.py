@@ -13,10 +13,10 @@ from repeval.config import ConfigError, load_config, parse_config
 from repeval.config.schema import ProbeConfig
 from repeval.probes import group_key
 from repeval.probes.synthetic import gaussian_probe_data
-from repeval.tuning.grid import _cost, plan_units
 from repeval.tuning.presets import PRESETS
 from repeval.tuning.results import results_table, seed_summary
 from repeval.tuning.search import expand_all, expand_probe, tune_space
+from repeval.tuning.units import _cost, plan_units
 
 
 def cfg_dict(*probes: dict) -> dict:

@@ -1,0 +1,373 @@
+"""One group of the grid driver (:mod:`repeval.tuning.grid`) — (task, dataset, embedding model[, fold]) — its plan,
+the Tune experiments of its tune-mode specs, and what its trials produced: result, history and probe rows, failed
+trials with their reason, and the ``select: best`` configurations, tested here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from repeval.config import Config, ExperimentConfig
+from repeval.probes import ProbeData
+from repeval.probes.train import criterion_of, predict
+from repeval.tuning.search import expand_all, tune_space
+from repeval.tuning.trial import (
+    MEMBERS_FILE,
+    PROBES_FILE,
+    BatchData,
+    EvalSettings,
+    Member,
+    Unit,
+    left_warnings,
+    resuming,
+    scored_tests,
+    tune_trial,
+)
+from repeval.tuning.tuner import _fit, sampler
+from repeval.tuning.units import _fingerprint, plan_units
+from repeval.warn import SaidByTrials
+
+# the grid driver's logger, as before this module was split from it: the command line's lines name it
+log = logging.getLogger("repeval.tuning.grid")
+
+
+@dataclass
+class GroupResult:
+    rows: list[dict[str, Any]]
+    history: list[dict[str, Any]]
+    failed: list[dict[str, Any]]
+    trial_seconds: float
+    wall_seconds: float
+    #: one row per probe configuration: spec, name, params, mean criterion, selected
+    probes: list[dict[str, Any]] = field(default_factory=list)
+    #: (probe, seed, scenario) → confusion matrix (labels = the task's classes)
+    confusion: dict[tuple[str, int, str], list[list[int]]] = field(default_factory=dict)
+    labels: list[str] = field(default_factory=list)
+    experiments: list[str] = field(default_factory=list)
+    trials: int = 0
+    #: trials whose unit an interrupted run had finished: its checkpoint was reported, nothing trained
+    reused_trials: int = 0
+    #: the MKL code paths the trials ran (:func:`repeval.cpu.mkl_status` in each trial's process)
+    mkl: set[str] = field(default_factory=set)
+    #: the pages the trials' large tensors went on (:func:`repeval.cpu.huge_pages_status` in each trial's process)
+    pages: set[str] = field(default_factory=set)
+    #: what the trials' allocator does with freed blocks (:func:`repeval.cpu.keep_freed_memory` in each trial's process)
+    allocator: set[str] = field(default_factory=set)
+
+
+def _read_checkpoint(result: Any) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
+    import torch
+
+    if result.checkpoint is None:
+        return None
+    with result.checkpoint.as_directory() as d:
+        members_file = Path(d) / MEMBERS_FILE
+        if not members_file.exists():
+            return None
+        reports = json.loads(members_file.read_text())
+        states = torch.load(Path(d) / PROBES_FILE, weights_only=True)
+    return reports, states
+
+
+#: what a traceback says between an exception and the next of its chain → how a reason joins them: one raised
+#: while handling it (a cleanup that failed too), or raised from it (``raise … from exc``)
+_CHAINED = {
+    "During handling of the above exception, another exception occurred:": "; then, while handling it: ",
+    "The above exception was the direct cause of the following exception:": "; which caused: ",
+}
+
+
+def _reason(err: Any) -> str:
+    """A failure's reason from its error or traceback text: the exception's line (the text's last). One raised while
+    handling another, or from another, keeps that one too, first — it is the cause, and the last line alone would
+    lose it: ``ValueError: bad; then, while handling it: RuntimeError: cleanup failed``, ``OSError: …; which caused:
+    ValueError: …`` (unless the later line already says it)."""
+    pieces = re.split(f"({'|'.join(map(re.escape, _CHAINED))})", str(err))
+    found: list[tuple[str, str]] = []  # (how it follows the one before, its line)
+    for how, part in zip(["", *pieces[1::2]], pieces[::2], strict=True):
+        lines = [ln.strip() for ln in part.splitlines() if ln.strip()]
+        if lines and lines[-1] not in (line for _, line in found):
+            found.append((_CHAINED.get(how, ""), lines[-1]))
+    said = [line.split(": ", 1)[-1] for _, line in found]  # what each says, without its type
+    kept = [(how, line) for i, (how, line) in enumerate(found)
+            if len(said[i]) < 8 or not any(said[i] in later for _, later in found[i + 1:])]  # fmt: skip
+    return "".join(f"{how if i else ''}{line[: 500 // len(kept)]}" for i, (how, line) in enumerate(kept)) or (
+        "trial failed"
+    )
+
+
+def exception_reason(exc: BaseException) -> str:
+    """:func:`_reason` of an exception caught here (its chain included)."""
+    return _reason("".join(traceback.format_exception(exc)))
+
+
+@dataclass
+class GroupInput:
+    """One group to train: (task, dataset, model[, fold]) and its embeddings; ``name`` names its Tune experiments."""
+
+    exp: ExperimentConfig
+    dataset: str
+    model: str
+    data: ProbeData
+    name: str = ""
+    #: ``data``'s object-store reference when the caller already put it there (:func:`repeval.tuning.grid.share`); else it is put once
+    ref: Any = None
+    #: the fold of a ``split_type: all`` dataset (``None``: one split)
+    fold: int | None = None
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.cell
+
+    @property
+    def cell(self) -> str:
+        """``<task>__<dataset>__<model>``: the group without its fold — what every fold shares."""
+        return f"{self.exp.task.name}__{self.dataset}__{self.model}"
+
+
+class _Group:
+    """A group's plan (specs, seeds, grid- and tune-mode units) and what its trials produced."""
+
+    def __init__(self, cfg: Config, inp: GroupInput, slots: int, said: SaidByTrials) -> None:
+        run = cfg.run
+        self.inp, self.data = inp, inp.data
+        self.specs = expand_all(inp.exp.downstream_models, inp.exp.task.effective_type)
+        seeds = [run.seed + s for s in range(run.seeds)]
+        self.ev = EvalSettings(
+            list(inp.exp.metric_names), run.bootstrap_resamples, run.ci_alpha, run.seed, run.max_epochs
+        )
+        self.base = {"task": inp.exp.task.name, "task_type": self.data.task_type, "dataset": inp.dataset,
+                     "model": inp.model}  # fmt: skip
+        self.out = GroupResult([], [], [], 0.0, 0.0, labels=list(self.data.classes))
+        self.grid_units, self.tune_units = plan_units(
+            self.specs, self.data, seeds, run.vectorize, slots, run.pack_trials
+        )
+        #: what its trials warned (in their processes, whose logs the user does not see), with its batch's other
+        #: groups': said once every trial of the batch is in (:func:`repeval.tuning.grid.run_groups`)
+        self.said = said
+        said.expect(inp.name)
+        #: select: best — (spec) → [(mean criterion, point, {seed: state}, reports, sampled)]
+        self.candidates: dict[int, list[tuple[float, int, dict[int, dict[str, Any]], list[dict[str, Any]], dict]]] = {}
+
+    def fingerprint(self) -> str:
+        return _fingerprint(self.grid_units, self.ev, self.data)
+
+    def ref(self) -> Any:
+        """The group's embeddings in the object store (put once, shared by all its trials and experiments)."""
+        if self.inp.ref is None:
+            import ray
+
+            self.inp.ref = ray.put(self.data)
+        return self.inp.ref
+
+    def criterion(self, m: Member, sampled: dict[str, Any] | None) -> str:
+        """The validation criterion a member's ``best_criterion`` is a value of (recorded with it: the report picks
+        probes by it, and a preset's criterion depends on the task type)."""
+        from repeval.tuning.search import sampled_config
+
+        cfg = sampled_config(self.specs[m.spec].points[m.point], sampled or {})
+        return criterion_of(cfg, self.data.task_type)[0]
+
+    def probe_row(self, m: Member, name: str, sampled: dict[str, Any] | None, status: str,
+                  rep: dict[str, Any] | None = None, selected: bool = False) -> dict[str, Any]:  # fmt: skip
+        """``probes/<group>.parquet``'s row of member ``m`` (reported as ``name``); ``rep`` its trial's report."""
+        rep = rep or {}
+        return {**self.base, "spec": self.specs[m.spec].name, "probe": name, "seed": m.seed,
+                "params": self.params(m, sampled), "criterion": self.criterion(m, sampled),
+                "best_criterion": rep.get("best_criterion"), "best_epoch": rep.get("best_epoch"),
+                "epochs": rep.get("epochs"), "status": status, "selected": selected}  # fmt: skip
+
+    def params(self, m: Member, sampled: dict[str, Any] | None) -> str:
+        """The values that tell member ``m``'s configuration from its spec's others (a grid's, a space's), as JSON."""
+        return json.dumps({**self.specs[m.spec].points[m.point].params, **(sampled or {})})
+
+    def failure(
+        self, m: Member, name: str, sampled: dict[str, Any] | None, reason: str, scenario: str | None = None
+    ) -> dict[str, Any]:
+        """``failed.parquet``'s row: which configuration (its ``params``: the sampled ones of a search space share
+        their probe's name) failed, and why; ``scenario``: the one test set it could not be scored on (it trained,
+        and its other test sets are in the results), ``None`` when its training failed."""
+        return {**self.base, "probe": name, "seed": m.seed, "params": self.params(m, sampled), "scenario": scenario,
+                "reason": reason}  # fmt: skip
+
+    def collect(self, unit: Unit, r: Any, name_suffix: str = "", sampled: dict[str, Any] | None = None) -> None:
+        out = self.out
+        out.trials += 1
+        got = None if r.error is not None else _read_checkpoint(r)
+        if got is None:
+            # the trial raised (each of its configurations failed, with the exception as reason), or the scheduler
+            # stopped it before it finished (pruned, not failed); what it warned until then is beside its results
+            left = left_warnings(r.filesystem, r.path, len(unit.members))
+            self.said.add_left_out(self.inp.name, max((rep.get("warnings_left_out", 0) for rep in left), default=0))
+            for m, rep in zip(unit.members, left, strict=True):
+                name = m.name + name_suffix
+                if r.error is not None:
+                    out.failed.append(self.failure(m, name, sampled, _reason(r.error)))
+                out.probes.append(self.probe_row(m, name, sampled, "failed" if r.error else "stopped by scheduler"))
+                self.said.add(self.inp.name, name, m.seed, rep)
+            return
+        reports, states = got
+        self.said.add_left_out(self.inp.name, max((rep.get("warnings_left_out", 0) for rep in reports), default=0))
+        metrics = r.metrics or {}
+        out.trial_seconds += float(metrics.get("train_seconds", 0.0))
+        if metrics.get("reused"):
+            out.reused_trials += 1
+        if metrics.get("mkl"):
+            out.mkl.add(str(metrics["mkl"]))
+        if metrics.get("pages"):
+            out.pages.add(str(metrics["pages"]))
+        if metrics.get("allocator"):
+            out.allocator.add(str(metrics["allocator"]))
+        by_point: dict[int, list[tuple[Member, dict[str, Any]]]] = {}
+        for m, rep in zip(unit.members, reports, strict=True):
+            name = m.name + name_suffix
+            by_point.setdefault(m.point, []).append((m, rep))
+            for h in rep["history"]:
+                out.history.append({**self.base, "probe": name, "seed": m.seed, **h})
+            status = "failed" if rep["failed"] else (rep.get("stopped") or "ok")
+            if rep["failed"]:
+                out.failed.append(self.failure(m, name, sampled, rep["failed"]))
+            out.probes.append(self.probe_row(m, name, sampled, status, rep, bool(unit.evaluate and not rep["failed"])))
+            for row in rep.get("rows", []):
+                out.rows.append({**self.base, "probe": name, "seed": m.seed, **row})
+            for sid, reason in (rep.get("test_failed") or {}).items():  # non-finite scores on one test set
+                out.failed.append(self.failure(m, name, sampled, reason, sid))
+            self.said.add(self.inp.name, name, m.seed, rep)
+            for sid, mat in (rep.get("confusion") or {}).items():
+                out.confusion[(name, m.seed, sid)] = mat
+        if not unit.evaluate:
+            for point, pairs in by_point.items():
+                st = {m.seed: states[m.key] for m, _ in pairs if m.key in states}
+                vals = [rep["best_criterion"] for _, rep in pairs]
+                if len(st) == len(pairs) and all(v is not None for v in vals):
+                    self.candidates.setdefault(unit.spec, []).append(
+                        (float(np.mean(vals)), point, st, [rep for _, rep in pairs], sampled or {})
+                    )
+
+    def run_tune_mode(self, cfg: Config, storage_path: str, resources: dict[str, float], use_gpu: bool,
+                      wrap: Callable[[Callable[..., None]], Callable[..., None]]) -> None:  # fmt: skip
+        """One experiment per tune-mode spec (a search space, or ASHA): ``<group>__<spec>``."""
+        from ray import tune
+
+        run, data, res = cfg.run, self.data, cfg.run.resources
+        for si, units in self.tune_units:
+            spec = self.specs[si]
+            name = f"{self.inp.name}__{spec.name}"
+            space = {"unit": tune.grid_search(list(range(len(units)))), "use_gpu": use_gpu}
+            if spec.space:
+                space["sampled"] = tune_space(spec)
+            mode = criterion_of(spec.points[0].config, data.task_type)[1]
+            scheduler = None
+            # ASHA's rungs in epochs, as on a grid (Halving): every trial reports "epoch" after each validation (its
+            # final report, which carries the checkpoint, has none and is not judged). Counted in reports instead, a
+            # grace period of 10 "epochs" meant 30 with val_every 3. Rungs lie below the epoch budget (and max_t): a
+            # trial at its last validation has trained its budget and goes on to report its checkpoint
+            budget = max(p.config.epochs for p in spec.points)
+            if run.max_epochs:
+                budget = min(budget, run.max_epochs)
+            if spec.scheduler is not None and spec.scheduler["max_t"]:
+                budget = min(budget, int(spec.scheduler["max_t"]))
+            if spec.scheduler is not None and int(spec.scheduler["grace_period"]) < budget:
+                from ray.tune.schedulers import ASHAScheduler
+
+                scheduler = ASHAScheduler(
+                    time_attr="epoch",
+                    metric="best_criterion",
+                    mode=mode,
+                    max_t=budget - 0.5,  # Ray's rungs go up to max_t inclusive
+                    grace_period=int(spec.scheduler["grace_period"]),
+                    reduction_factor=spec.scheduler["reduction_factor"],
+                    brackets=spec.scheduler["brackets"],
+                    stop_last_trials=False,  # a trial that ran its budget finishes and reports its checkpoint
+                )
+
+            def make_trainable(
+                finished: dict[str, str], units: list[Unit] = units, judged: bool = scheduler is not None
+            ) -> Any:
+                # with a scheduler a trial is judged on every report: a reused checkpoint replays the reports
+                # its trial made, so each is judged at its own iteration (one that cannot is trained again)
+                return tune.with_resources(
+                    tune.with_parameters(
+                        resuming(wrap(tune_trial), judged=judged),
+                        data=BatchData([self.ref()], [0] * len(units), [self.ev]),
+                        units=units,
+                        finished=finished,
+                    ),
+                    resources,
+                )
+
+            tc = tune.TuneConfig(
+                num_samples=spec.num_samples if spec.space else 1,
+                scheduler=scheduler,
+                # every fold of a k-fold dataset samples the same configurations (its experiment's name, no fold):
+                # a configuration's results then average over the folds (one split: the experiment's name as ever)
+                search_alg=sampler(run.seed, f"{self.inp.cell}__{spec.name}", res.max_concurrent_trials),
+                reuse_actors=run.reuse_actors,
+            )
+            extra = {"space": spec.space, "num_samples": spec.num_samples, "scheduler": spec.scheduler}
+            fp = _fingerprint(units, self.ev, data, extra)
+            pairs, _ = _fit(name, make_trainable, space, tc, storage_path, fp, len(units))
+            self.out.experiments.append(str(Path(storage_path) / name))
+            for conf, r in pairs:
+                sampled = conf.get("sampled") or {}
+                suffix = ""
+                if spec.space and spec.select == "all" and r.metrics:
+                    trial = str(r.metrics.get("trial_id", ""))
+                    # k folds: the sample's index (``_00003``), the same configuration in every fold's experiment
+                    suffix = f"-{trial.rsplit('_', 1)[-1] if self.inp.fold is not None else trial}"
+                self.collect(units[conf["unit"]], r, suffix, sampled)
+
+    def select_best(self) -> None:
+        """select: best — the best configuration of each spec, tested once."""
+        from repeval.tuning.search import sampled_config
+
+        out, base, data = self.out, self.base, self.data
+        for si, cands in sorted(self.candidates.items()):
+            spec = self.specs[si]
+            mode = criterion_of(spec.points[0].config, data.task_type)[1]
+            sign = -1.0 if mode == "min" else 1.0
+            crit, point, states, reports, sampled = max(cands, key=lambda c: sign * c[0])
+            pt = spec.points[point]
+            pcfg = sampled_config(pt, sampled)
+            for seed, state in sorted(states.items()):
+                member = Member(si, point, spec.name, seed, pcfg)
+                try:
+                    scores = {
+                        sid: data.track_scores(sid, predict(pcfg, data, state, x, data.test_counts.get(sid)))
+                        for sid, (x, _, _) in data.tests.items()
+                    }
+                    rows, confusion, bad = scored_tests(data, scores, self.ev)
+                except Exception as exc:  # recorded like a trial that raised: the other seeds and groups go on
+                    log.exception("%s: testing %s (seed %d) raised", self.inp.name, spec.name, seed)
+                    out.failed.append(self.failure(member, spec.name, sampled, exception_reason(exc)))
+                    continue
+                for sid, reason in bad.items():
+                    out.failed.append(self.failure(member, spec.name, sampled, reason, sid))
+                for row in rows:
+                    out.rows.append({**base, "probe": spec.name, "seed": seed, **row})
+                for sid, mat in confusion.items():
+                    out.confusion[(spec.name, seed, sid)] = mat
+            for rep, seed in zip(reports, sorted(states), strict=False):
+                for h in rep["history"]:
+                    out.history.append({**base, "probe": spec.name, "seed": seed, **h})
+            for p in out.probes:
+                if (
+                    p["spec"] == spec.name
+                    and p["probe"] == pt.name
+                    and json.loads(p["params"]) == {**pt.params, **sampled}
+                ):
+                    p["selected"] = True
+            # configurations: a grid's points, or a search space's sampled points (which share their point)
+            tried = {p["params"] for p in out.probes if p["spec"] == spec.name}
+            log.info(
+                "%s: %s selected %s (validation %.4f, the mean over %d seed(s)) among %d configurations",
+                self.inp.name, spec.name, pt.name, crit, len(states), len(tried),
+            )  # fmt: skip

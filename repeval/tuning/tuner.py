@@ -1,0 +1,267 @@
+"""Run or resume one Ray Tune experiment of the grid driver (:mod:`repeval.tuning.grid`).
+
+An experiment directory left by an interrupted run is resumed with ``Tuner.restore`` when its marker's
+fingerprint is the plan's (finished trials are kept, unfinished ones rerun); one that cannot be resumed whole is
+moved aside, and the whole trial checkpoints of every experiment of the plan are reused
+(:func:`repeval.tuning.trial.resuming`). A trial whose worker died is started once more (:data:`TRIAL_RETRIES`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from repeval.tuning.trial import read_finished
+
+# the grid driver's logger, as before this module was split from it: the command line's lines name it
+log = logging.getLogger("repeval.tuning.grid")
+
+
+def sampler(seed: int, name: str, max_concurrent: int | None) -> Any:
+    """Tune's variant generator for experiment ``name``, its random draws seeded from the run's ``seed`` and
+    the name: a search space samples the same configurations on every run of a configuration (so a rerun
+    whose experiment state was lost still finds its finished trials), and different ones per experiment (the
+    caller names the group without its fold, so every fold of a k-fold dataset samples the same ones).
+    It carries ``max_concurrent`` itself (Tune ignores ``TuneConfig.max_concurrent_trials`` beside it)."""
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
+    return BasicVariantGenerator(random_state=int.from_bytes(digest[:4], "little"), max_concurrent=max_concurrent or 0)
+
+
+#: times Tune starts a failed trial again: a trial whose worker died (killed, out of memory, its node lost) would
+#: otherwise be recorded as failed and its group committed without it, for good. Tune retries a trial that raised
+#: too, but its retry re-raises the first attempt's error at once without training (the unit's code runs once:
+#: :func:`repeval.tuning.trial.raised_once`; memory, I/O and Ray's own errors excepted)
+TRIAL_RETRIES = 1
+
+
+def _fit(
+    name: str,
+    make_trainable: Callable[[dict[str, str]], Any],
+    param_space: dict[str, Any],
+    tune_config: Any,
+    storage_path: str,
+    fingerprint: str,
+    n_units: int,
+) -> tuple[list[tuple[dict[str, Any], Any]], bool]:
+    """Run (or resume) one Tune experiment; returns ``([(trial config, Result)], restored)``.
+
+    A restored experiment is used only when it accounts for every unit of the grid; one left by a driver
+    killed at an unlucky moment (trials without their configuration, units missing) is moved aside and the
+    experiment runs afresh. Either way nothing a trial of the same plan finished is trained again: the
+    whole checkpoints of the earlier experiments of this plan (:func:`_reusable`) go to ``make_trainable``,
+    whose trials report them instead of training (:func:`repeval.tuning.trial.resuming`) — also those Tune
+    had not recorded yet when the driver was killed."""
+    import os
+
+    from ray import tune
+
+    # Tune's "new output" engine prints a configuration box and result paths even with verbose=0; the legacy
+    # reporter honours verbose=0 (repeval prints its own summary; failures are recorded with their reason)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # small grids snapshot their state often; Tune's warning about it is advice for long experiments
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Tune catches Ctrl-C itself, stops its trials and returns normally: the grid would be collected with the units
+    # that happened to finish and committed as trained (the rest lost for good). Without its handler Ctrl-C raises
+    # KeyboardInterrupt here: nothing is committed, and the rerun restores the experiment, reusing every trial
+    # checkpoint already written (as after a killed driver)
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
+    # issue 8: storage_path may be a URI (s3://, gs://, ...): file operations go through pyarrow.fs
+    from repeval.rundir import TuneStorage
+
+    st = TuneStorage(storage_path)
+    path, marker = st.uri(name), f"{name}.repeval.json"
+    stored = _marker_fingerprint(st.read_text(marker))
+    # without its experiment state (a driver killed before Tune first wrote it) a restore runs, finds no trials and
+    # is moved aside after seconds of Tune's start: go to the fresh experiment at once (it reuses every checkpoint)
+    if stored == fingerprint and st.has_experiment_state(name) and tune.Tuner.can_restore(path):
+        log.info("resuming Tune experiment %s", path)
+        try:
+            with _quiet_missing_metrics():
+                tuner = tune.Tuner.restore(
+                    path,
+                    make_trainable(_reusable(st, name, fingerprint, current=True)),
+                    resume_unfinished=True,
+                    resume_errored=False,
+                    restart_errored=False,
+                )
+        except Exception as exc:  # a state file cut short by a kill: rerun it, keep the old one aside
+            _move_aside(
+                st,
+                name,
+                "incomplete",
+                f"could not be restored ({type(exc).__name__}: {exc}); running it again",
+                fingerprint,
+            )
+        else:
+            pairs = _fit_grid(tuner)
+            if {c.get("unit") for c, _ in pairs} == set(range(n_units)):
+                return pairs, True
+            _move_aside(
+                st,
+                name,
+                "incomplete",
+                "could not be resumed whole (interrupted mid-write); running it again",
+                fingerprint,
+            )
+    elif st.exists(name) and stored is not None and stored != fingerprint:  # another configuration's: never mix
+        _move_aside(st, name, "stale", "was planned for another configuration")
+    elif st.exists(name):  # no readable marker or no restorable state: a driver killed while starting it
+        reason = "has no restorable state or marker (interrupted while starting)"
+        _move_aside(st, name, "incomplete", reason, fingerprint if stored == fingerprint else None)
+    finished = _reusable(st, name, fingerprint)
+    st.write_text(marker, json.dumps({"fingerprint": fingerprint}))
+    # end issue 8
+    tuner = tune.Tuner(
+        make_trainable(finished),
+        param_space=param_space,
+        tune_config=tune_config,
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage_path,
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES, fail_fast=False),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            sync_config=tune.SyncConfig(sync_artifacts=True),
+        ),
+    )
+    return _fit_grid(tuner), False
+
+
+def _fit_grid(tuner: Any) -> list[tuple[dict[str, Any], Any]]:
+    """``tuner.fit()``'s ``(trial config, Result)`` pairs, Ray Tune's Ctrl-C handling off (see :func:`_fit`)."""
+    with _plain_trial_actors():
+        return _trial_results(tuner.fit())
+
+
+def _reusable(st: Any, name: str, fingerprint: str, *, current: bool = False) -> dict[str, str]:
+    """Trial key → whole checkpoint of this plan: under experiment ``name`` itself with ``current`` (the caller
+    read its marker), then under every experiment of this plan moved aside as incomplete (newest first), so
+    that a run killed again while resuming loses nothing either."""
+    prefix = f"{name}.incomplete-"
+    aside = sorted((n for n in st.names() if n.startswith(prefix) and not n.endswith(".repeval.json")), reverse=True)
+    dirs = [name] if current else []
+    dirs += [n for n in aside if _marker_fingerprint(st.read_text(f"{n}.repeval.json")) == fingerprint]
+    out: dict[str, str] = {}
+    for d in dirs:
+        for key, src in _finished_checkpoints(st, d).items():
+            out.setdefault(key, src)
+    return out
+
+
+def _finished_checkpoints(st: Any, name: str) -> dict[str, str]:
+    """Trial key → path (or URI) of each whole trial checkpoint under experiment directory ``name``: the work
+    its trials finished, whether or not Tune's experiment state recorded it before the driver stopped."""
+    import pyarrow.fs as pafs
+
+    out: dict[str, str] = {}
+    root = f"{st.base}/{name}"
+    try:  # one listing (on an object store, one paginated call): <experiment>/<trial>/checkpoint_NNNNNN
+        infos = st.fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    except OSError:
+        return out
+    ckpts = sorted(
+        (
+            i.path
+            for i in infos
+            if i.type == pafs.FileType.Directory
+            and Path(i.path).name.startswith("checkpoint_")
+            and str(Path(i.path).parent.parent) == str(Path(root))
+        ),
+        reverse=True,  # a trial's newest checkpoint first
+    )
+    for ck in ckpts:
+        summary = read_finished(st.fs, ck)
+        if summary is not None:
+            rel = ck[len(st.base) + 1 :]
+            out.setdefault(summary["key"], st.uri(rel))
+    if out:
+        log.info(
+            "%s holds %d whole trial checkpoint(s); a trial that must run again reuses its own", st.uri(name), len(out)
+        )
+    return out
+
+
+@contextlib.contextmanager
+def _quiet_missing_metrics() -> Iterator[None]:
+    """Silence Tune's "Failed to fetch metrics for N trial(s)" while it restores an experiment: the trials the
+    interrupted run had not finished have no result files yet, which is why they run again (repeval reads
+    each trial's checkpoint, never those files)."""
+    logger = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _plain_trial_actors() -> Iterator[None]:
+    """Let Tune's trial actors start in Ray's prestarted idle workers.
+
+    Tune declares every trial actor with ``runtime_env={"env_vars": {"PL_DISABLE_FORK": "1", …}}``
+    (``ray.tune.execution.class_cache``; the variable is for PyTorch Lightning, which repeval's trials never
+    import). Ray places an actor only in a worker with the same runtime env, and the workers it prestarts have
+    none, so every trial actor used to start a fresh Python process (~1 s here, on top of its imports). With
+    the variable left out — and nothing else to propagate (AWS credentials, Ray Train settings) — the runtime
+    env is empty and a trial actor takes an idle prestarted worker when one is free (measured: 0.45 s against
+    1.95 s to start two actors). Restored on exit; a Ray without this module is left alone."""
+    try:
+        from ray.tune.execution import class_cache
+
+        defaults = class_cache.DEFAULT_ENV_VARS
+    except (ImportError, AttributeError):  # another Ray: nothing to adjust
+        yield
+        return
+    saved = dict(defaults)
+    defaults.pop("PL_DISABLE_FORK", None)
+    try:
+        yield
+    finally:
+        defaults.clear()
+        defaults.update(saved)
+
+
+def _marker_fingerprint(text: str | None) -> str | None:
+    """The fingerprint in a Tune experiment's repeval marker; ``None`` when it is missing or unreadable."""
+    try:
+        value = json.loads(text).get("fingerprint") if text else None
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _move_aside(st: Any, name: str, tag: str, reason: str, fingerprint: str | None = None) -> str:
+    """Rename experiment ``name`` to ``<name>.<tag>-<time>``; with ``fingerprint`` (its plan's, known), a marker
+    next to it says so, so that its finished trials can be reused (:func:`_reusable`)."""
+    dest = stem = f"{name}.{tag}-{time.strftime('%Y%m%d-%H%M%S')}"
+    n = 1
+    while st.exists(dest):  # two moves within a second
+        n += 1
+        dest = f"{stem}-{n}"
+    if fingerprint is not None:
+        st.write_text(f"{dest}.repeval.json", json.dumps({"fingerprint": fingerprint}))
+    st.move(name, dest)
+    log.warning("Tune experiment %s %s; kept it at %s", st.uri(name), reason, st.uri(dest))
+    return dest
+
+
+def _trial_results(grid: Any) -> list[tuple[dict[str, Any], Any]]:
+    """``(trial config, Result)`` for every trial of a ``ResultGrid``.
+
+    ``Result.config`` is read from the trial's last reported metrics, which a trial that failed before its
+    first report does not have; the trial's own configuration comes from the experiment analysis, whose
+    trials the ResultGrid lists in the same order."""
+    results = list(grid)
+    trials = getattr(getattr(grid, "_experiment_analysis", None), "trials", None)
+    if trials is not None and len(trials) == len(results):
+        return [(dict(t.config or {}), r) for t, r in zip(trials, results, strict=True)]
+    return [(dict(r.config or {}), r) for r in results]
