@@ -199,7 +199,7 @@ RAY_WORKER_NICENESS = int(os.environ.get("RAY_worker_niceness", "15"))
 
 
 def _as_ray_worker() -> None:
-    from repeval.pipeline.stages import limit_threads
+    from repeval.pipeline.embedder import limit_threads
 
     os.nice(max(0, RAY_WORKER_NICENESS - os.nice(0)))
     limit_threads(1)
@@ -247,10 +247,10 @@ def _sequential(
     from repeval.cpu import keep_freed_memory
     from repeval.deformations import Scenario, scenario_seed
     from repeval.models import build_model
-    from repeval.pipeline.stages import limit_threads
+    from repeval.pipeline.embedder import limit_threads
 
     limit_threads(1)  # before the build: TensorFlow and onnxruntime size their pools when their sessions start
-    keep_freed_memory()  # what an embedding actor does before its build (repeval.pipeline.stages.Embed)
+    keep_freed_memory()  # what an embedding actor does before its build (repeval.pipeline.embedder.Embed)
     t_load = time.perf_counter()
     model = build_model(EmbeddingModelConfig(id=model_id))
     t_load = time.perf_counter() - t_load
@@ -296,7 +296,7 @@ def _model_worker(args: tuple) -> float:
     from repeval.cpu import keep_freed_memory
     from repeval.deformations import Scenario, scenario_seed
     from repeval.models import build_model
-    from repeval.pipeline.stages import limit_threads
+    from repeval.pipeline.embedder import limit_threads
 
     limit_threads(1)
     keep_freed_memory()  # as the actors do

@@ -40,6 +40,7 @@ def wait_for_ray_workers(timeout_s: float = 30.0) -> float:
 DECODE_MODULES = (
     "ray.data",
     "repeval.pipeline.stages",
+    "repeval.pipeline.embedder",
     "repeval.audio",
     "repeval.deformations",
     "repeval.models",
@@ -88,7 +89,7 @@ def build_models_in_workers(
 ) -> list[float]:
     """Build embedding model ``mcfg`` in ``n`` of the workers that the stream's decode tasks will run in
     (``runtime_env``: the model's process group; ``threads``: the stream's planned threads per model), with
-    the call a stream's first task in each would make (``stages.process_embedder``), and return each
+    the call a stream's first task in each would make (``embedder.process_embedder``), and return each
     build's seconds. Call it after :func:`warm_ray_workers`, which has waited for the workers.
 
     For a model that runs inside the decode tasks: the loop and the model-only reference build their model
@@ -98,10 +99,10 @@ def build_models_in_workers(
     def build(mcfg: Any, keep_frames: bool, threads: int | None) -> float:  # nested: pickled by value
         import time
 
-        from repeval.pipeline import stages
+        from repeval.pipeline import embedder
 
         t0 = time.perf_counter()
-        stages.process_embedder(mcfg, keep_frames, threads)
+        embedder.process_embedder(mcfg, keep_frames, threads)
         return time.perf_counter() - t0
 
     return _on_workers(build, (mcfg, keep_frames, threads), runtime_env, n)

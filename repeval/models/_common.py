@@ -30,7 +30,7 @@ PROCESS_GROUP_ENV: dict[str, dict[str, str]] = {
     "essentia": {"TF_CPP_MIN_LOG_LEVEL": "2"},
 }
 
-#: the per-process thread cap set by :func:`repeval.pipeline.stages.limit_threads`, read by the families
+#: the per-process thread cap set by :func:`repeval.pipeline.embedder.limit_threads`, read by the families
 #: whose framework keeps its own thread pools (TensorFlow sessions, onnxruntime): threadpoolctl and
 #: ``torch.set_num_threads`` do not reach those, and their default is one thread per core
 THREADS_ENV = "REPEVAL_MODEL_THREADS"

@@ -13,9 +13,9 @@ from typing import Any
 from repeval.config import Config, ExperimentConfig
 from repeval.deformations import scenario_steps, validate_steps_at
 from repeval.models import resolve_model
+from repeval.pipeline.embedder import model_config_for_build
 from repeval.pipeline.partitions import ModelSpec
 from repeval.pipeline.resources import stream_resources
-from repeval.pipeline.stages import model_config_for_build
 
 #: the embedding stage's log lines keep one name, whichever of its modules says them (the CLI prints it)
 log = logging.getLogger("repeval.pipeline.embed")

@@ -22,9 +22,10 @@ import pyarrow.compute as pc
 from repeval.config import Config
 from repeval.models import resolve_model
 from repeval.pipeline.assemble import TrackAssembler, errors_table, rows_table
+from repeval.pipeline.embedder import DecodeEmbed, Embed, KeepFrames
 from repeval.pipeline.partitions import model_geometry
 from repeval.pipeline.resources import EmbedResources
-from repeval.pipeline.stages import MAX_BATCH_SAMPLES, DecodeDeform, DecodeEmbed, Embed, KeepFrames
+from repeval.pipeline.stages import MAX_BATCH_SAMPLES, DecodeDeform
 from repeval.pipeline.summary import EmbedSummary, Progress
 from repeval.pipeline.todo import Stream
 from repeval.store import PartitionWriter

@@ -14,8 +14,9 @@ from repeval.config.schema import EmbeddingModelConfig
 from repeval.models import resolve_model
 from repeval.models.base import FrameGeometry
 from repeval.pipeline.assemble import TrackAssembler
+from repeval.pipeline.embedder import Embed
 from repeval.pipeline.partitions import model_geometry, window_s
-from repeval.pipeline.stages import DecodeDeform, Embed
+from repeval.pipeline.stages import DecodeDeform
 
 SR = 22050
 #: a streamed scenario (noise seeded per window, a gain sampled for the track) and a track-level one

@@ -14,8 +14,9 @@ from repeval.config.schema import EmbeddingModelConfig, ResourcesConfig
 from repeval.cpu import MODEL_TUNABLES
 from repeval.models import build_model
 from repeval.pipeline.assemble import TrackAssembler
+from repeval.pipeline.embedder import Embed
 from repeval.pipeline.resources import plan_resources
-from repeval.pipeline.stages import DecodeDeform, Embed, table_to_batch
+from repeval.pipeline.stages import DecodeDeform, table_to_batch
 from repeval.pipeline.todo import plan_todo
 
 SR = 8000
@@ -319,8 +320,8 @@ def test_blocks_longer_when_the_model_runs_in_the_decode_tasks() -> None:
 def test_decode_embed_equals_decode_then_embed(files) -> None:
     """The fused UDF yields what DecodeDeform followed by Embed yields (here in this process), cuts the decoded
     batches at the model's ``batch_size``, and builds the model once per process."""
-    from repeval.pipeline import stages
-    from repeval.pipeline.stages import DecodeEmbed
+    from repeval.pipeline import embedder
+    from repeval.pipeline.embedder import DecodeEmbed
 
     names = ["short", "long", "bad"]
     batch = {
@@ -332,16 +333,16 @@ def test_decode_embed_equals_decode_then_embed(files) -> None:
     mcfg = EmbeddingModelConfig(id="mfcc-stats", params={"sample_rate_hz": SR})  # the model at the stream's rate
     decode = DecodeDeform(SR, {"D1": NOISE}, 3, chunk_s=5.0)
     expected = [Embed(mcfg, threads=1)(t) for t in decode(batch)]
-    stages._PROCESS_EMBEDDERS.clear()
+    embedder._PROCESS_EMBEDDERS.clear()
     got = list(DecodeEmbed(decode, mcfg, threads=1, batch_size=3)(batch))
-    assert len(stages._PROCESS_EMBEDDERS) == 1
-    built = next(iter(stages._PROCESS_EMBEDDERS.values()))
+    assert len(embedder._PROCESS_EMBEDDERS) == 1
+    built = next(iter(embedder._PROCESS_EMBEDDERS.values()))
     list(DecodeEmbed(decode, mcfg, threads=1)(batch))
-    assert list(stages._PROCESS_EMBEDDERS.values()) == [built]  # the second task reused the built model
-    assert stages.process_embedder(mcfg, threads=1) is built  # what a worker's warm-up builds, the tasks find
+    assert list(embedder._PROCESS_EMBEDDERS.values()) == [built]  # the second task reused the built model
+    assert embedder.process_embedder(mcfg, threads=1) is built  # what a worker's warm-up builds, the tasks find
     other = EmbeddingModelConfig(id="logmel-stats", params={"sample_rate_hz": SR})
     list(DecodeEmbed(decode, other, threads=1)(batch))
-    assert len(stages._PROCESS_EMBEDDERS) == 1 and built not in stages._PROCESS_EMBEDDERS.values()  # released
+    assert len(embedder._PROCESS_EMBEDDERS) == 1 and built not in embedder._PROCESS_EMBEDDERS.values()  # released
     n = sum(len(b["track_id"]) for b in expected)
     assert n > 3 and all(len(b["track_id"]) <= 3 for b in got) and sum(len(b["track_id"]) for b in got) == n
     for key in ("track_id", "scenario", "chunk", "error", "deformation_params"):
@@ -369,7 +370,7 @@ def test_limit_threads_caps_torch_in_other_threads_too() -> None:
 
     code = (
         "import threading, torch\n"
-        "from repeval.pipeline.stages import limit_threads\n"
+        "from repeval.pipeline.embedder import limit_threads\n"
         "limit_threads(1)\n"
         "seen = []\n"
         "t = threading.Thread(target=lambda: seen.append(torch.get_num_threads())); t.start(); t.join()\n"
@@ -385,7 +386,7 @@ import json, sys, time
 import numpy as np
 from repeval.config.schema import EmbeddingModelConfig
 from repeval.models import build_model
-from repeval.pipeline.stages import limit_threads
+from repeval.pipeline.embedder import limit_threads
 limit_threads(1)  # what an Embed actor given threads=1 does, before and after building its model
 model = build_model(EmbeddingModelConfig(id=sys.argv[1], params=json.loads(sys.argv[2])))
 limit_threads(1)

@@ -18,8 +18,9 @@ from repeval.config.schema import EmbeddingModelConfig
 from repeval.deformations import Scenario, scenario_seed
 from repeval.pipeline import stages
 from repeval.pipeline.assemble import TrackAssembler
+from repeval.pipeline.embedder import Embed
 from repeval.pipeline.partitions import ModelSpec
-from repeval.pipeline.stages import DecodeDeform, Embed, table_to_batch
+from repeval.pipeline.stages import DecodeDeform, table_to_batch
 
 SR = 8000
 CHUNK_S = 1.0

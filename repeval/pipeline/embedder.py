@@ -1,0 +1,246 @@
+"""The pipeline's model UDFs: :class:`Embed`, the embedding actor (builds the model once, embeds the chunks that
+:class:`~repeval.pipeline.stages.DecodeDeform` emits, means each chunk's frames), and :class:`DecodeEmbed`, a model
+run inside the decode tasks (``run.resources.embed_in_decode``; built once per worker process:
+:func:`process_embedder`). Like the decode stage they are plain callables, testable without Ray.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from repeval.pipeline.stages import DecodeDeform, _object_array, table_to_batch
+
+#: the log lines of the pipeline's UDFs keep the name they had when one module held them all (the CLI prints it)
+log = logging.getLogger("repeval.pipeline.stages")
+
+
+def limit_threads(threads: int | None) -> None:
+    """Cap the threads models use in this process: BLAS/OpenMP (threadpoolctl), torch's intra-op pool, and — for
+    frameworks with pools of their own, which default to one thread per core — TensorFlow and onnxruntime:
+    ``REPEVAL_MODEL_THREADS`` is read by the families that build such sessions (musicnn, basic-pitch), and
+    ``TF_NUM_INTRAOP_THREADS``/``TF_NUM_INTEROP_THREADS`` are set for TensorFlow runtimes that start later in the
+    process (essentia's). Call it before the model is built, and again after (torch may be imported by then)."""
+    if not threads:
+        return
+    from repeval.models._common import THREADS_ENV
+
+    for key in (THREADS_ENV, "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        os.environ[key] = str(int(threads))
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=threads)
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+        pass
+    if "torch" in sys.modules:
+        # always: threadpoolctl has just capped OpenMP for *this* thread, so torch.get_num_threads() here reads 1
+        # while torch's own setting, the one Ray Data's UDF thread uses, can still be the core count
+        sys.modules["torch"].set_num_threads(threads)
+
+
+def model_config_for_build(model_cfg: Any) -> Any:
+    """The model config without the pipeline's own parameters (``chunk_s``)."""
+    params = dict(getattr(model_cfg, "params", {}) or {})
+    if "chunk_s" not in params or not hasattr(model_cfg, "model_copy"):
+        return model_cfg
+    params.pop("chunk_s")
+    return model_cfg.model_copy(update={"params": params})
+
+
+#: which chunks an :class:`Embed` keeps the frames of: all (``True``), none (``False``) or those of these scenario keys
+KeepFrames = bool | frozenset[str]
+
+
+class Embed:
+    """Actor UDF: builds the model once, embeds a batch of chunks, means each chunk's frames.
+
+    Output per chunk: ``embedding`` (mean of its frames), ``n_frames`` and, with ``keep_frames``,
+    ``frames``; the driver combines chunks into one row per track (a frame-weighted mean, i.e.
+    the mean over all the track's frames, and the frames concatenated in order). ``keep_frames`` is ``True`` (every
+    chunk's frames) or the scenario keys (partitions) whose chunks keep theirs — the others' are empty.
+    """
+
+    def __init__(
+        self,
+        model_cfg: Any,
+        keep_frames: KeepFrames = False,
+        threads: int | None = None,
+        sample_rate_hz: int | None = None,
+    ) -> None:
+        from repeval.cpu import keep_freed_memory
+        from repeval.models import build_model
+
+        keep_freed_memory()  # the model's per-call blocks stay in the process (see its docstring)
+        limit_threads(threads)
+        t0 = time.perf_counter()
+        self.model = build_model(model_config_for_build(model_cfg))
+        limit_threads(threads)  # the model may have imported torch
+        if sample_rate_hz is not None and int(self.model.sample_rate_hz) != int(sample_rate_hz):
+            # the stream decodes at the rate planned for the model (its declared_sizes); fed another, the model
+            # would hear slowed or sped-up audio
+            raise ValueError(
+                f"embedding model {model_cfg.id} runs at {self.model.sample_rate_hz} Hz but its stream decodes at "
+                f"{sample_rate_hz} Hz: its rate was not known while planning — make the model's configuration "
+                "available locally (a hub model: download it first) so that its declared rate is read"
+            )
+        self.model_id = model_cfg.id
+        self.model_version = str(getattr(self.model, "version", "") or "")
+        #: whether the model computes only the frames a window keeps when told how many (FrameGeometry.stops)
+        self.stops = _stops(model_cfg)
+        self.keep_frames = keep_frames
+        self.compute_s = 0.0
+        log.info("loaded %s in %.1fs", self.model_id, time.perf_counter() - t0)
+
+    def _embed_all(
+        self, audios: list[np.ndarray], offsets: list[int], wanted: list[int]
+    ) -> list[np.ndarray | Exception]:
+        """The frames of each input, the model starting them ``offsets`` samples into it (all 0: it is given no
+        offsets — a model whose frame geometry has no ``align`` need not take them) and — a model whose frame
+        geometry ``stops`` — computing ``wanted`` of them (negative: all)."""
+        t0 = time.perf_counter()
+        try:
+            results: list[np.ndarray | Exception] = list(self.model.embed_batch(audios, **self._asks(offsets, wanted)))
+            if len(results) != len(audios):
+                raise ValueError(f"embed_batch returned {len(results)} results for {len(audios)} inputs")
+        except Exception:
+            results = []
+            for a, o, n in zip(audios, offsets, wanted, strict=True):
+                try:
+                    asks = self._asks([o], [n])
+                    results.append(self.model.embed_batch([a], **asks)[0] if asks else self.model.embed(a))
+                except Exception as exc:
+                    results.append(exc)
+        self.compute_s += time.perf_counter() - t0
+        return results
+
+    def _asks(self, offsets: list[int], wanted: list[int]) -> dict[str, list[int]]:
+        """``embed_batch``'s keywords, given only what the model takes: ``offsets`` when one is not 0, ``n_frames``
+        when its frame geometry ``stops`` and one clip needs fewer than all."""
+        asks: dict[str, list[int]] = {}
+        if any(offsets):
+            asks["offsets"] = offsets
+        if self.stops and any(n >= 0 for n in wanted):
+            asks["n_frames"] = wanted
+        return asks
+
+    def __call__(self, batch: dict[str, np.ndarray] | pa.Table) -> dict[str, np.ndarray]:
+        if isinstance(batch, pa.Table):
+            batch = table_to_batch(batch)
+        n = len(batch["track_id"])
+        dim = self.model.embedding_dim
+        emb = np.zeros((n, dim), np.float32)
+        n_frames = np.zeros(n, np.int32)
+        errors = [str(e) for e in batch["error"]]
+        stages = [str(s) for s in batch["stage"]]
+        seconds = np.zeros(n, np.float32)
+        frames_out: list[np.ndarray] = [np.zeros((0, dim), np.float32)] * n
+        todo = [i for i in range(n) if not errors[i]]
+        audios = [np.asarray(batch["audio"][i], dtype=np.float32) for i in todo]
+        # a window with context from its neighbours (DecodeDeform with a frame geometry): the frames that start in it
+        skip, keep, context, offset = (
+            batch.get(k, np.full(n, d, np.int32)) for k, d in (("skip", 0), ("keep", -1), ("context", 0), ("offset", 0))
+        )
+        # (a window's frames from where the model starts them: those on its context before, then those in it)
+        wanted = [int(skip[i]) + int(keep[i]) if keep[i] >= 0 else -1 for i in todo]
+        results = self._embed_all(audios, [int(offset[i]) for i in todo], wanted)
+        for i, a, r in zip(todo, audios, results, strict=True):
+            seconds[i] = (len(a) - int(context[i])) / self.model.sample_rate_hz
+            if isinstance(r, Exception):
+                errors[i], stages[i] = f"{type(r).__name__}: {r}", "embed"
+                continue
+            r = np.asarray(r, dtype=np.float32)
+            if r.ndim != 2 or r.shape[1] != dim or r.shape[0] == 0 or not np.isfinite(r).all():
+                finite = bool(np.isfinite(r).all())
+                errors[i], stages[i] = f"model returned invalid frames of shape {r.shape} (finite={finite})", "embed"
+                continue
+            if keep[i] >= 0:
+                first, count = int(skip[i]), int(keep[i])
+                if r.shape[0] < first + count or count == 0:
+                    errors[i], stages[i] = (
+                        f"model returned {r.shape[0]} frames for a window with context, whose frames {first} to "
+                        f"{first + count - 1} start in the window: its frame_geometry does not match its frames",
+                        "embed",
+                    )
+                    continue
+                r = r[first : first + count]
+            emb[i] = r.mean(axis=0)
+            n_frames[i] = r.shape[0]
+            if self.keep_frames is True or (self.keep_frames and str(batch["scenario"][i]) in self.keep_frames):
+                frames_out[i] = r
+        out = {k: batch[k] for k in ("track_id", "split", "scenario", "chunk", "n_chunks", "deformation_params")}
+        out.update(
+            embedding=emb,
+            n_frames=n_frames,
+            audio_seconds=seconds,
+            model_version=np.array([self.model_version] * n),
+            error=np.array(errors),
+            stage=np.array(stages),
+        )
+        if self.keep_frames:
+            out["frames"] = _object_array(frames_out)
+        return out
+
+
+def _stops(model_cfg: Any) -> bool:
+    """Whether the model's frame geometry (for its params) ``stops``: it computes only the frames it is asked for."""
+    from repeval.models import resolve_model
+
+    fam, params = resolve_model(model_config_for_build(model_cfg))
+    return bool(getattr(fam.cls.frame_geometry(params), "stops", False))
+
+
+#: the model :class:`DecodeEmbed` built in this worker process (key: model config, keep_frames, threads); only the
+#: latest is kept, so a process that serves one model's stream after another's does not hold both
+_PROCESS_EMBEDDERS: dict[tuple[str, KeepFrames, int | None], Embed] = {}
+
+
+def process_embedder(
+    model_cfg: Any, keep_frames: KeepFrames = False, threads: int | None = None, sample_rate_hz: int | None = None
+) -> Embed:
+    """This worker process's :class:`Embed` for (model config, ``keep_frames``, ``threads``): built on first use
+    and kept for the process's later tasks; building another model releases it."""
+    key = (model_cfg.model_dump_json(), keep_frames, threads)
+    if key not in _PROCESS_EMBEDDERS:
+        _PROCESS_EMBEDDERS.clear()
+        _PROCESS_EMBEDDERS[key] = Embed(model_cfg, keep_frames, threads, sample_rate_hz)
+    return _PROCESS_EMBEDDERS[key]
+
+
+class DecodeEmbed:
+    """Decode task UDF with the model inside (``run.resources.embed_in_decode``): :class:`DecodeDeform`, then
+    :class:`Embed` on each batch it emits, ``batch_size`` chunks per call (as an actor's batches: a model's memory
+    is bounded by its batch, whatever the task's size) — one stage, no actor pool, no audio through the object
+    store.
+
+    The model is built on a worker process's first task and kept for its later ones (a light model costs
+    microseconds to build; a full one, under ``embed_in_decode: always``, is loaded once per process and
+    released when the process builds another)."""
+
+    def __init__(
+        self,
+        decode: DecodeDeform,
+        model_cfg: Any,
+        keep_frames: KeepFrames = False,
+        threads: int | None = None,
+        batch_size: int | None = None,
+    ) -> None:
+        self.decode = decode
+        self.model_cfg = model_cfg
+        self.keep_frames = keep_frames
+        self.threads = threads
+        self.batch_size = batch_size
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        embed = process_embedder(self.model_cfg, self.keep_frames, self.threads, self.decode.sample_rate_hz)
+        for table in self.decode(batch):
+            step = self.batch_size or table.num_rows
+            for start in range(0, table.num_rows, max(step, 1)):
+                yield embed(table.slice(start, step))
