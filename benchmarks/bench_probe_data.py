@@ -55,8 +55,8 @@ SPLITS = ("train",) * 8 + ("validation", "test")
 
 
 def build(root: str, n: int, dim: int, frames: int, part_rows: int) -> None:
-    from repeval.store import EmbeddingStore
-    from repeval.store.store import PartitionWriter, embedding_schema
+    from repeval.store import EmbeddingStore, PartitionWriter
+    from repeval.store.layout import embedding_schema
 
     rng = np.random.default_rng(0)
     ids = [f"track-{i:08d}" for i in rng.permutation(n)]  # stored in arrival order, not id order

@@ -179,8 +179,8 @@ def store_rm(
 ) -> None:
     """Delete store partitions (the next run computes them again); takes the store's lock, so not during a run."""
     from repeval.store import EmbeddingStore
+    from repeval.store.layout import DamagedPartFile
     from repeval.store.lock import StoreLock
-    from repeval.store.store import DamagedPartFile
 
     def go() -> None:
         from repeval.rundir import is_uri

@@ -23,7 +23,7 @@ from repeval.deformations import scenario_steps, track_level_steps
 from repeval.models import resolve_model
 from repeval.pipeline.stages import CLEAN, DEFAULT_CHUNK_S, window_grid
 from repeval.store import StoreConflict
-from repeval.store.store import STORE_FORMAT
+from repeval.store.layout import STORE_FORMAT
 from repeval.warn import warn_once
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from repeval.pipeline.stages import MAX_BATCH_SAMPLES, DecodeDeform
 from repeval.pipeline.summary import EmbedSummary, Progress
 from repeval.pipeline.todo import Stream
 from repeval.store import PartitionWriter
-from repeval.store.store import ERROR_SCHEMA, embedding_schema
+from repeval.store.layout import ERROR_SCHEMA, embedding_schema
 
 #: the embedding stage's log lines keep one name, whichever of its modules says them (the CLI prints it)
 log = logging.getLogger("repeval.pipeline.embed")

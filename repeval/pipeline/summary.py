@@ -100,7 +100,7 @@ class EmbedSummary:
 
     def show_command(self, partition: str) -> str:
         """The command that lists every error record of a partition, and only those."""
-        from repeval.store.store import show_errors_command
+        from repeval.store.partition import show_errors_command
 
         return show_errors_command(self.store_uri or "store", partition)
 

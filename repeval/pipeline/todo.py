@@ -23,7 +23,7 @@ from repeval.pipeline.partitions import ModelSpec, accepted_spec, changed_source
 from repeval.pipeline.stages import CLEAN
 from repeval.pipeline.summary import EmbedSummary
 from repeval.store import EmbeddingStore
-from repeval.store.store import repeval_version
+from repeval.store.layout import repeval_version
 from repeval.warn import warn_once
 
 #: the embedding stage's log lines keep one name, whichever of its modules says them (the CLI prints it)

@@ -39,7 +39,7 @@ from repeval.report.results import (
 from repeval.report.selection import combine_validation
 from repeval.report.summary import headline, summary_cards, tied_names
 from repeval.report.tables import cell_stats, make_table, multi_task_datasets
-from repeval.store.store import show_errors_command
+from repeval.store.partition import show_errors_command
 
 log = logging.getLogger(__name__)
 e = html.escape

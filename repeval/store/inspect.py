@@ -11,7 +11,9 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from repeval.store.store import DamagedPartFile, EmbeddingStore, Partition
+from repeval.store.layout import DamagedPartFile
+from repeval.store.partition import Partition
+from repeval.store.store import EmbeddingStore
 
 
 def utc_time(ts: Any) -> str:

@@ -298,7 +298,7 @@ def test_report_error_records_capped_escaped_and_a_damaged_store_a_note(ray_sess
     from repeval.report.html import build_report_html
     from repeval.report.left_out import MAX_ERROR_ROWS
     from repeval.report.results import load_run
-    from repeval.store.store import ERROR_SCHEMA, write_table_atomic
+    from repeval.store.layout import ERROR_SCHEMA, write_table_atomic
 
     store, run_dir = _finished_run(run_config)
     copy = tmp_path / "store"

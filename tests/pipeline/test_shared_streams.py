@@ -129,7 +129,7 @@ def test_one_scenario_id_with_two_deformations_is_refused_before_embedding(ray_s
     import pytest
 
     from repeval.config import ConfigError
-    from repeval.store.store import StoreConflict
+    from repeval.store import StoreConflict
 
     low = catalog(tmp_path / "low", 220.0)
     clash = [
@@ -315,7 +315,7 @@ def store_as_a_run_leaves_it(config: Path, ids: list[str], sources: list[dict] |
     audio decoded), recording ``sources`` (by default what the config says); returns the first and its rows."""
     from repeval.pipeline.partitions import ModelSpec, dataset_source
     from repeval.store import PartitionWriter
-    from repeval.store.store import embedding_schema
+    from repeval.store.layout import embedding_schema
 
     cfg = load_config(config)
     exp = cfg.experiments[0]

@@ -19,7 +19,7 @@ from reliability_helpers import REPO
 
 from repeval.config import ConfigError, load_config, parse_config
 from repeval.store import EmbeddingStore
-from repeval.store.store import _safe
+from repeval.store.layout import _safe
 
 SOURCES = sorted([*(REPO / "repeval").rglob("*.py"), *(REPO / "jobs").rglob("*.py")])
 

@@ -174,7 +174,7 @@ WRITER = r"""
 import sys
 import numpy as np, pyarrow as pa
 from repeval.store import EmbeddingStore, PartitionWriter
-from repeval.store.store import embedding_schema
+from repeval.store.layout import embedding_schema
 store, n_parts, n_rows, dim = EmbeddingStore(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), 512
 schema = embedding_schema(dim)
 rng = np.random.default_rng(0)
@@ -271,7 +271,7 @@ def _write_rows(part, ids: list[str], config_hash: str = "h", part_rows: int = 4
     import pyarrow as pa
 
     from repeval.store import PartitionWriter
-    from repeval.store.store import embedding_schema
+    from repeval.store.layout import embedding_schema
 
     schema, n = embedding_schema(4), len(ids)
     cols = {"track_id": ids, "split": ["train"] * n, "n_frames": [1] * n, "n_chunks": [1] * n,
@@ -294,7 +294,7 @@ def test_a_damaged_part_file_is_named_with_the_fix(tmp_path):
     from typer.testing import CliRunner
 
     from repeval.cli import app
-    from repeval.store.store import DamagedPartFile
+    from repeval.store.layout import DamagedPartFile
 
     store = EmbeddingStore(str(tmp_path / "store"))
     part = store.partition("ds", "m", "clean")

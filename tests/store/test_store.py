@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from repeval.pipeline.assemble import ErrorBlock, RowBlock, errors_table, rows_table
 from repeval.store import EmbeddingStore, Partition, PartitionWriter, StoreConflict
-from repeval.store.store import ERROR_SCHEMA, DamagedPartFile, embedding_schema
+from repeval.store.layout import ERROR_SCHEMA, DamagedPartFile, embedding_schema
 
 DIM = 4
 PROV = {

@@ -14,8 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from repeval.store import EmbeddingStore
-from repeval.store.store import PartitionWriter, embedding_schema
+from repeval.store import EmbeddingStore, PartitionWriter
+from repeval.store.layout import embedding_schema
 from repeval.tuning.data import probe_data
 from repeval.warn import reset_warned
 

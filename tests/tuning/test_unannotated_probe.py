@@ -13,8 +13,8 @@ from repeval.config.schema import ProbeConfig
 from repeval.datasets.base import OBSERVED
 from repeval.metrics import compute_metrics
 from repeval.probes import train_probe
-from repeval.store import EmbeddingStore
-from repeval.store.store import PartitionWriter, embedding_schema
+from repeval.store import EmbeddingStore, PartitionWriter
+from repeval.store.layout import embedding_schema
 from repeval.tuning import trial
 from repeval.tuning.data import probe_data
 

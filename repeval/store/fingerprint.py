@@ -1,0 +1,70 @@
+"""Comparing a partition's stamp with the fingerprint a run computes it under: the conflict, what differs, the
+windowing entries a stamp from before them is accepted without, and the ``sources`` a stamp accumulates."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+#: fingerprint entries that only say how a track longer than one analysis window is processed (a deformation scenario
+#: applied to the whole track, then cut into windows; windows that reach the model with the context its frames need
+#: across their edges — see repeval.pipeline.stages.DecodeDeform): a partition stamped before the entry existed whose
+#: rows are all one window long (``n_chunks`` ≤ 1) holds exactly the rows a run with the entry computes, so it is
+#: accepted and re-stamped instead of being a conflict
+WINDOWING_ENTRIES: dict[str, Any] = {"deformed": "whole track", "windows": "overlapped"}
+
+#: why a partition stamped before each windowing entry differs, when it holds tracks of several windows
+WINDOWING_HINTS = {
+    "deformed": "the scenario has a step that acts on the track as a whole, which repeval now applies to each track "
+    "whole; these rows of tracks longer than one window were deformed window by window",
+    "windows": "repeval now gives the model each window of a long track with the audio its frames need across the "
+    "window's edges, so a track's frames are those of the whole track; these rows of tracks longer than one window "
+    "were embedded window by window alone",
+}
+
+
+class StoreConflict(RuntimeError):
+    """A partition exists but was computed with a different configuration."""
+
+
+def fingerprint_diff(old: Any, new: Any, path: str = "") -> str:
+    """What differs between two fingerprints, key by key: ``keep_frames: stored true, now false; ...`` (JSON values)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        parts = []
+        for key in sorted(set(old) | set(new), key=str):
+            if old.get(key) != new.get(key):
+                sub = f"{path}.{key}" if path else str(key)
+                parts.append(fingerprint_diff(old.get(key), new.get(key), sub))
+        return "; ".join(parts)
+
+    def short(v: Any) -> str:
+        text = json.dumps(v, sort_keys=True, default=str)
+        return text if len(text) <= 120 else text[:117] + "..."
+
+    return f"{path or 'fingerprint'}: stored {short(old)}, now {short(new)}"
+
+
+def _described_diff(old: Any, new: dict[str, Any], old_described: Any, new_described: dict[str, Any] | None) -> str:
+    """:func:`fingerprint_diff`, with each hash that differs replaced by the values it stands for where both sides
+    describe it (``described``: key path such as ``model.params`` → value); the hashes otherwise."""
+    if not isinstance(old, dict) or not isinstance(old_described, dict) or not new_described:
+        return fingerprint_diff(old, new)
+    old_x, new_x = json.loads(json.dumps(old)), json.loads(json.dumps(new))
+    for path, value in new_described.items():
+        if path not in old_described or old_described[path] == value:
+            continue  # not described then, or alike: the hashes say it
+        *head, last = path.split(".")
+        a, b = old_x, new_x
+        for key in head:
+            a, b = a.get(key) if isinstance(a, dict) else None, b.get(key) if isinstance(b, dict) else None
+        if isinstance(a, dict) and isinstance(b, dict) and last in a and last in b and a[last] != b[last]:
+            a[last], b[last] = old_described[path], value
+    return fingerprint_diff(old_x, new_x) or fingerprint_diff(old, new)
+
+
+def merge_sources(recorded: Any, sources: list[dict[str, Any]] | None) -> Any:
+    """``recorded`` (a partition's ``sources``) with each of ``sources`` it lacks added, in order; ``recorded`` itself
+    when nothing is new."""
+    old = recorded if isinstance(recorded, list) else []
+    new = [s for s in sources or [] if s not in old]
+    return [*old, *new] if new else recorded

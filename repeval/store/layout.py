@@ -1,0 +1,94 @@
+"""The on-disk format of a store partition: its file names, row and error-record schemas, folder names, and the
+atomic writes every file goes through (written under a temporary name, then renamed into place)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+MANIFEST = "_manifest.json"
+STAMP = "_stamp.json"
+ERRORS_DIR = "_errors"
+#: bumped when the row schema changes; part of every partition's fingerprint
+STORE_FORMAT = 2
+
+TIMESTAMP = pa.timestamp("ms", tz="UTC")
+
+
+class DamagedPartFile(RuntimeError):
+    """A partition's part file (rows or error records) is not a readable Parquet file."""
+
+
+def embedding_schema(dim: int, keep_frames: bool = False) -> pa.Schema:
+    """The fixed row schema of a partition (``frames`` only when frame-level embeddings are kept)."""
+    fields = [
+        pa.field("track_id", pa.string(), nullable=False),
+        pa.field("split", pa.string()),
+        pa.field("embedding", pa.list_(pa.float32(), dim)),
+        pa.field("n_frames", pa.int32()),
+        pa.field("n_chunks", pa.int32()),
+        pa.field("audio_seconds", pa.float32()),
+        pa.field("deformation_params", pa.string()),
+        pa.field("model", pa.string()),
+        pa.field("model_version", pa.string()),
+        pa.field("scenario", pa.string()),
+        pa.field("config_hash", pa.string()),
+        pa.field("repeval_version", pa.string()),
+        pa.field("created_at", TIMESTAMP),
+    ]
+    if keep_frames:
+        fields.append(pa.field("frames", pa.list_(pa.list_(pa.float32(), dim))))
+    return pa.schema(fields)
+
+
+ERROR_SCHEMA = pa.schema(
+    [
+        pa.field("track_id", pa.string(), nullable=False),
+        pa.field("split", pa.string()),
+        pa.field("stage", pa.string()),
+        pa.field("reason", pa.string()),
+        pa.field("model", pa.string()),
+        pa.field("scenario", pa.string()),
+        pa.field("config_hash", pa.string()),
+        pa.field("created_at", TIMESTAMP),
+    ]
+)
+
+
+def stored_name(component: str, keep: str = "") -> str:
+    """``component`` as the store's folder names it: letters, digits and ``-_.=`` (and ``keep``) kept, the rest ``_``."""
+    return "".join(c if c.isalnum() or c in "-_.=" or c in keep else "_" for c in component)
+
+
+def _safe(component: str) -> str:
+    """A path component that cannot escape the store (no separators, no '..')."""
+    out = stored_name(component)
+    if out in {"", ".", ".."}:
+        raise ValueError(f"invalid store path component {component!r}")
+    return out
+
+
+def repeval_version() -> str:
+    from repeval import __version__
+
+    return __version__
+
+
+def _atomic_write_bytes(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    with fs.open_output_stream(tmp) as fh:
+        fh.write(data)
+    fs.move(tmp, path)
+
+
+def write_table_atomic(fs: pafs.FileSystem, directory: str, table: pa.Table) -> str:
+    fs.create_dir(directory, recursive=True)
+    name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+    tmp = f"{directory}/.tmp-{name}"
+    pq.write_table(table, tmp, filesystem=fs)
+    fs.move(tmp, f"{directory}/{name}")
+    return f"{directory}/{name}"
