@@ -30,7 +30,7 @@ group trains, the object store's use (``/dev/shm``) and the largest heap among R
 as a trial gets them from the object store, each side a fresh subprocess, and prints the peak heap above the start:
 
 - repeval: one stack; each batch's rows gathered from the raw arrays and standardised as they are used
-  (``repeval.probes.train.Inputs``);
+  (``repeval.probes.inputs.Inputs``);
 - baseline: each preprocessing variant's copy of the splits made up front, each probe trained on its copy (what
   repeval's stacks held before session 35, and what a training script does). Test scores are compared: identical.
 """
@@ -231,7 +231,7 @@ def trial_child(root: str, side: str, aggregation: str) -> None:
 
     from repeval.config.schema import ProbeConfig
     from repeval.probes import train_probes
-    from repeval.probes.train import Preprocess
+    from repeval.probes.inputs import Preprocess
     from repeval.store import EmbeddingStore
     from repeval.tuning.data import probe_data
 

@@ -65,9 +65,9 @@ from warm import wait_for_ray_workers
 
 from repeval.config import parse_config
 from repeval.probes import ProbeData, resolve_hidden_units
+from repeval.probes.inputs import Preprocess
 from repeval.probes.model import native_bf16
 from repeval.probes.synthetic import gaussian_probe_data
-from repeval.probes.train import Preprocess
 from repeval.ray_utils import init_ray
 from repeval.tuning.search import expand_all
 

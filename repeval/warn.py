@@ -191,7 +191,7 @@ def _showwarning(show: Callable[..., None]) -> Callable[..., None]:
 def _forget_shown() -> None:
     """Forget which warnings Python has shown (its filters' "default" action shows one text once per code line): the
     same warning of the next member or trial is shown, and caught, again. ``catch_warnings`` forgets them as it
-    starts and ends (so does every validation, :func:`repeval.probes.train.criterion_value`)."""
+    starts and ends (so does every validation, :func:`repeval.probes.losses.criterion_value`)."""
     with warnings.catch_warnings():
         pass
 

@@ -1,8 +1,16 @@
-"""Probes (downstream models) in PyTorch: architecture, preprocessing and the training loop."""
+"""Probes (downstream models) in PyTorch: architecture, preprocessing and the training loop.
 
+``model`` (a probe's layers), ``stacked`` (many probes of one shape trained as one), ``data`` (what probes train on),
+``inputs`` (preprocessing and batches), ``losses`` (losses and the validation criterion), ``schedule`` (learning
+rates, successive halving), ``train`` (the training loop) and ``inference`` (a checkpoint's scores).
+"""
+
+from repeval.probes.data import ProbeData
+from repeval.probes.inference import predict
 from repeval.probes.model import Probe, build_probe, resolve_hidden_units
+from repeval.probes.schedule import Halving
 from repeval.probes.stacked import StackedMLP, StackedOptimizer
-from repeval.probes.train import Halving, ProbeData, TrainResult, group_key, predict, train_probe, train_probes
+from repeval.probes.train import TrainResult, group_key, train_probe, train_probes
 
 __all__ = [
     "Halving",

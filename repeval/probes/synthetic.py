@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from repeval.probes.train import ProbeData
+from repeval.probes.data import ProbeData
 
 
 def gaussian_probe_data(

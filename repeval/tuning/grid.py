@@ -9,7 +9,7 @@ with every trial through the object store (``tune.with_parameters``). The group'
   shape are chunked into *units* of at most ``run.vectorize`` members (configuration × seed);
   one Tune experiment ``<group>`` runs one trial per unit, heaviest first. With ``scheduler:
   asha`` the weaker configurations of a unit stop at ASHA's rungs inside the trial
-  (:class:`repeval.probes.train.Halving`).
+  (:class:`repeval.probes.schedule.Halving`).
 - **tune mode** (``search.space``, or ASHA with ``brackets`` > 1): one experiment
   ``<group>__<spec>`` per spec, one trial per (sampled) configuration with all its seeds,
   reporting after each validation so Tune's ASHA can stop it.
@@ -40,7 +40,7 @@ import numpy as np
 
 from repeval.config import Config, ExperimentConfig
 from repeval.probes import ProbeData
-from repeval.probes.train import pca_too_wide
+from repeval.probes.inputs import pca_too_wide
 from repeval.tuning.group import GroupInput, GroupResult, _Group
 from repeval.tuning.results import RESULT_SCHEMA, results_table, seed_summary
 from repeval.tuning.search import expand_all
@@ -93,7 +93,7 @@ def check_emb_shape(inp: GroupInput) -> None:
     when a PCA of a probe (a grid point of it included) asks for more dimensions than the embedding width or the
     training rows give: scikit-learn's PCA (mir_ref's) refuses it, and capping it would train another probe than the
     one written. All before any trial starts; a sampled (``search.space``) PCA target fails its own trial instead
-    (:class:`repeval.probes.train.Preprocess`)."""
+    (:class:`repeval.probes.inputs.Preprocess`)."""
     n_rows, width = (int(n) for n in inp.data.x_train.shape[:2])
     for i, spec in enumerate(expand_all(inp.exp.downstream_models, inp.exp.task.effective_type)):
         for pt in spec.points:

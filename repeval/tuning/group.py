@@ -18,7 +18,8 @@ import numpy as np
 
 from repeval.config import Config, ExperimentConfig
 from repeval.probes import ProbeData
-from repeval.probes.train import criterion_of, predict
+from repeval.probes.inference import predict
+from repeval.probes.losses import criterion_of
 from repeval.tuning.search import expand_all, tune_space
 from repeval.tuning.trial import (
     MEMBERS_FILE,

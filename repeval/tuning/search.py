@@ -21,7 +21,7 @@ with ``preset:`` and/or ``search:`` expands into many::
 Grids without ``space`` train vectorised (many configurations per trial); with ``space`` every
 configuration is its own Tune trial (all seeds trained together in it). ``scheduler: asha`` on a
 grid stops weaker configurations inside each vectorised stack (successive halving at Tune's ASHA
-rungs, :class:`repeval.probes.train.Halving`); with a ``space``, or with ``brackets`` > 1, Tune's
+rungs, :class:`repeval.probes.schedule.Halving`); with a ``space``, or with ``brackets`` > 1, Tune's
 own ASHA scheduler runs one trial per configuration.
 """
 
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from repeval.registry import closest
 
 if TYPE_CHECKING:
-    from repeval.probes.train import Halving
+    from repeval.probes.schedule import Halving
 
 SEARCH_KEYS = ("grid", "space", "num_samples", "scheduler", "select")
 SPACE_TYPES = {
@@ -201,8 +201,8 @@ class ProbeSpec:
         return bool(self.space) or (self.scheduler is not None and self.scheduler["brackets"] > 1)
 
     def halving(self, spec_index: int, point: int) -> Halving | None:
-        """The :class:`repeval.probes.train.Halving` of a grid-mode point (None without a scheduler)."""
-        from repeval.probes.train import Halving
+        """The :class:`repeval.probes.schedule.Halving` of a grid-mode point (None without a scheduler)."""
+        from repeval.probes.schedule import Halving
 
         if self.scheduler is None or self.tune_mode:
             return None

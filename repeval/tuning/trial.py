@@ -179,7 +179,7 @@ def member_report(m: Member, r: TrainResult) -> dict[str, Any]:
 
 def unit_best(unit: Unit, reports: list[dict[str, Any]], task_type: str) -> tuple[int, int] | None:
     """``(spec, point)`` with the best mean criterion over its seeds (a point with a failed seed is out)."""
-    from repeval.probes.train import criterion_of
+    from repeval.probes.losses import criterion_of
 
     by_point: dict[tuple[int, int], list[float | None]] = {}
     mode_of: dict[tuple[int, int], str] = {}

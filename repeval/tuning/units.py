@@ -27,7 +27,8 @@ MIN_UNIT_COST = 2e8
 
 
 def _member_cost(cfg: Any, data: ProbeData) -> float:
-    from repeval.probes.train import input_dim_of, resolve_hidden_units
+    from repeval.probes.data import input_dim_of
+    from repeval.probes.model import resolve_hidden_units
 
     d = input_dim_of(cfg, data)
     dims = [d, *resolve_hidden_units(cfg.hidden_units, d, data.n_outputs), data.n_outputs]

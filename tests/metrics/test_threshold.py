@@ -14,7 +14,7 @@ from sklearn import metrics as skm
 
 from repeval.config import ConfigError, parse_config
 from repeval.metrics import MetricWarning, bootstrap_ci, canonical_metric_name, check_metric_for_task, compute_metrics
-from repeval.probes.train import criterion_value
+from repeval.probes.losses import criterion_value
 from repeval.tasks import resolve_criterion
 
 ML = "multilabel_classification"

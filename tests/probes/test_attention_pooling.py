@@ -13,9 +13,9 @@ import torch
 
 from repeval.config.schema import ProbeConfig
 from repeval.probes import predict, train_probe, train_probes
+from repeval.probes.inputs import Segments
 from repeval.probes.model import attention_pool
 from repeval.probes.synthetic import marked_frame_probe_data
-from repeval.probes.train import Segments
 
 
 def with_padding_row(x: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ import numpy as np
 
 from repeval.config.schema import ProbeConfig
 from repeval.probes import Halving, train_probes
-from repeval.probes.train import criterion_of
+from repeval.probes.losses import criterion_of
 
 LRS = [1e-4, 3e-2, 1e-3, 1e-2]  # four configurations, two seeds each
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-import repeval.probes.train as T
+import repeval.probes.inference as inference
 from repeval.config.schema import ProbeConfig
 from repeval.probes import predict, train_probes
 from repeval.probes.synthetic import gaussian_probe_data
@@ -16,13 +16,13 @@ def test_predict_fits_each_training_split_once_per_setting(monkeypatch) -> None:
     cfg = ProbeConfig(hidden_units=[], learning_rate=1e-2, batch_size=16, epochs=3, standardize=True, pca_dim=4)
     (r,) = train_probes([(cfg, 0)], data)
     fits = []
-    real = T.Preprocess
+    real = inference.Preprocess
 
     def counting(*args, **kwargs):
         fits.append(args[1:])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(T, "Preprocess", counting)
+    monkeypatch.setattr(inference, "Preprocess", counting)
     scores = [predict(cfg, data, r.state_dict, x) for _ in range(3) for x, _, _ in data.tests.values()]
     assert len(fits) == 1  # six predictions, one fit
     for sid, (x, _, _) in data.tests.items():  # the same scores the stack computed for its test scenarios

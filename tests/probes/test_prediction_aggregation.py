@@ -13,8 +13,8 @@ import yaml
 
 from repeval.config.schema import ProbeConfig
 from repeval.probes import ProbeData, train_probes
+from repeval.probes.losses import aggregate_scores, aggregated_losses, member_losses, scores_of
 from repeval.probes.synthetic import gaussian_probe_data
-from repeval.probes.train import aggregate_scores, aggregated_losses, member_losses, scores_of
 
 
 def _one_frame_per_track(data: ProbeData) -> ProbeData:

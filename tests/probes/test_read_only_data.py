@@ -15,8 +15,8 @@ import torch
 
 from repeval.config.schema import ProbeConfig
 from repeval.probes import ProbeData, predict, train_probes
+from repeval.probes.inputs import Inputs, Preprocess, _preprocessed
 from repeval.probes.synthetic import gaussian_probe_data, marked_frame_probe_data
-from repeval.probes.train import Inputs, Preprocess, _preprocessed
 
 
 def read_only(data: ProbeData) -> ProbeData:
@@ -120,7 +120,7 @@ def test_standardisation_is_fitted_without_a_copy_of_the_training_split() -> Non
     temporary (tracemalloc sees numpy's allocations)."""
     import tracemalloc
 
-    from repeval.probes.train import STD_CHUNK_ROWS, _column_std
+    from repeval.probes.inputs import STD_CHUNK_ROWS, _column_std
 
     rng = np.random.default_rng(3)
     for n, d in [(3 * STD_CHUNK_ROWS + 17, 64), (STD_CHUNK_ROWS + 1, 2), (5 * STD_CHUNK_ROWS, 1), (100, 9)]:

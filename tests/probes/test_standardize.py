@@ -9,7 +9,7 @@ import torch
 from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
-from repeval.probes.train import Inputs, Preprocess
+from repeval.probes.inputs import Inputs, Preprocess
 
 
 def test_a_column_constant_in_training_is_not_blown_up_at_test_time():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from repeval.probes.train import aggregated_losses, member_losses, split_mask
+from repeval.probes.losses import aggregated_losses, member_losses, split_mask
 
 ML = "multilabel_classification"
 

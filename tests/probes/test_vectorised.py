@@ -20,10 +20,11 @@ from torch import nn
 
 from repeval.config.schema import ProbeConfig
 from repeval.probes import ProbeData, group_key, predict, resolve_hidden_units, train_probe, train_probes
+from repeval.probes.inputs import Preprocess
 from repeval.probes.model import Dropout, MaskStream
+from repeval.probes.schedule import scheduled_lr
 from repeval.probes.stacked import StackedMLP
 from repeval.probes.synthetic import gaussian_probe_data as gaussian_data
-from repeval.probes.train import Preprocess, scheduled_lr
 from repeval.warn import reset_warned
 
 

@@ -565,7 +565,7 @@ def test_what_a_trial_warned_before_it_raised_is_said_on_the_driver(ray_session,
     reset_warned()
     with caplog.at_level("WARNING", logger="repeval"):
         g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"), wrap_trainable=gpu_granted)
-    from repeval.probes.train import pca_too_wide
+    from repeval.probes.inputs import pca_too_wide
 
     assert [(f["probe"], f["reason"]) for f in g.failed] == [
         ("wide", f"ValueError: {pca_too_wide(50, *data.x_train.shape)}")
