@@ -31,7 +31,8 @@ def _clip_rng(seed: int, i: int) -> np.random.Generator:
 @dataclass(frozen=True)
 class _Score:
     """What to render for one clip (``programs`` per channel; notes as
-    :meth:`~repeval.datasets.render_synth._Renderer.clip` takes them) and its manifest row without id, path and split."""
+    :meth:`~repeval.datasets.render_synth._Renderer.clip` takes them) and its manifest row without id, path and
+    split."""
 
     track_id: str
     programs: list[int]
