@@ -76,7 +76,8 @@ def split_of(i: int, n: int) -> str:
 
 def render_clips(out: Path, n: int, clip_s: float) -> Path:
     """``n`` rendered instrument notes at 44.1 kHz (decode resamples them to the model's 22.05 kHz)."""
-    from repeval.datasets.render import INSTRUMENTS, RenderSpec, render_dataset
+    from repeval.datasets.render import render_dataset
+    from repeval.datasets.render_specs import INSTRUMENTS, RenderSpec
 
     per = -(-n // len(INSTRUMENTS))
     manifest = render_dataset(

@@ -67,7 +67,8 @@ def ray_session():
 @pytest.fixture(scope="session")
 def rendered_notes(tmp_path_factory) -> Path:
     """A small rendered TinySOL-like set: 4 instruments × 12 notes (manifest path)."""
-    from repeval.datasets.render import RenderSpec, render_dataset
+    from repeval.datasets.render import render_dataset
+    from repeval.datasets.render_specs import RenderSpec
 
     out = tmp_path_factory.mktemp("notes")
     return render_dataset(

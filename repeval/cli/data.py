@@ -44,7 +44,8 @@ def data_render(
     TinySOL-like note set (the quickstart's), instrument mixtures or chord progressions, at any size."""
     from dataclasses import replace
 
-    from repeval.datasets.render import KeySpec, MixtureSpec, RenderSpec, render_dataset, render_keys, render_mixtures
+    from repeval.datasets.render import render_dataset, render_keys, render_mixtures
+    from repeval.datasets.render_specs import KeySpec, MixtureSpec, RenderSpec
 
     procs = workers if workers is not None else os.cpu_count() or 1
 

@@ -387,7 +387,8 @@ def write_config(path: Path, manifest: Path, model: dict[str, Any], run_id: str,
 def render(root: Path, instruments: int, notes: int) -> tuple[Path, Any]:
     import pyarrow.csv as pacsv
 
-    from repeval.datasets.render import RenderSpec, render_dataset
+    from repeval.datasets.render import render_dataset
+    from repeval.datasets.render_specs import RenderSpec
 
     names = RenderSpec().instruments[:instruments]
     manifest = render_dataset(root / "notes", RenderSpec(instruments=names, notes_per_instrument=notes, seed=3))

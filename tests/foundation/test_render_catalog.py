@@ -10,7 +10,8 @@ import soundfile as sf
 
 from repeval.config import parse_config
 from repeval.datasets import load_dataset
-from repeval.datasets.render import RenderSpec, render_dataset
+from repeval.datasets.render import render_dataset
+from repeval.datasets.render_specs import RenderSpec
 
 
 def test_render_is_real_audio_with_labels_and_seeded_splits(tmp_path):

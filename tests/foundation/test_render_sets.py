@@ -15,16 +15,9 @@ from typer.testing import CliRunner
 
 from repeval.config import load_config, parse_config
 from repeval.datasets.encoding import normalize_key
-from repeval.datasets.render import (
-    FILES_PER_DIR,
-    INSTRUMENTS,
-    PITCH_CLASSES,
-    KeySpec,
-    MixtureSpec,
-    render_keys,
-    render_mixtures,
-    triad,
-)
+from repeval.datasets.render import FILES_PER_DIR, render_keys, render_mixtures
+from repeval.datasets.render_scores import triad
+from repeval.datasets.render_specs import INSTRUMENTS, PITCH_CLASSES, KeySpec, MixtureSpec
 from repeval.plan import make_plan
 
 REPO = Path(__file__).resolve().parents[2]
@@ -299,7 +292,7 @@ def test_flac_sets_hold_the_same_samples_in_less_space(tmp_path):
 
 def _plan_keys(clips: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The keys and splits :func:`render_keys` plans (its first two draws), without rendering audio."""
-    from repeval.datasets.render import _splits
+    from repeval.datasets.render_splits import _splits
 
     rng = np.random.default_rng(seed)
     keys = rng.permutation(np.arange(clips) % 24)
@@ -326,7 +319,8 @@ def test_small_rendered_sets_of_every_kind_have_three_splits(tmp_path):
     with 'the validation split has no embedded tracks'); mixtures of 5 clips likewise; two notes per instrument
     gave no training note. Each now has train, validation and test clips; larger sets keep their splits."""
     from repeval.cli import app
-    from repeval.datasets.render import RenderSpec, render_dataset
+    from repeval.datasets.render import render_dataset
+    from repeval.datasets.render_specs import RenderSpec
 
     r = CliRunner().invoke(app, ["data", "render", str(tmp_path / "k"), "--kind", "keys", "--clips", "10"])
     assert r.exit_code == 0, r.output
