@@ -106,7 +106,7 @@ def make_manifest(out: Path, n_rows: int, fmt: str) -> Path:
 
 def child(manifest: str) -> None:
     """Runs in a fresh process: plan the manifest and print a JSON line of measurements."""
-    from repeval.config.schema import DatasetConfig, TaskConfig
+    from repeval.config.data import DatasetConfig, TaskConfig
     from repeval.datasets import load_dataset
     from repeval.datasets.splits import split_counts
 

@@ -212,7 +212,7 @@ def model_process_environment(model_id: str) -> Iterator[dict[str, str]]:
     model's process group (:func:`repeval.cpu.model_process_env`, glibc's allocator settings), so that a
     reference runs its model as the pipeline's actors do — both sides alike, like the MKL path and the pages.
     Nothing for a model of the default group (Ray's shared workers, glibc's default)."""
-    from repeval.config.schema import EmbeddingModelConfig
+    from repeval.config.embed import EmbeddingModelConfig
     from repeval.cpu import model_process_env
     from repeval.models.base import resolve_model
 
@@ -244,7 +244,7 @@ def _sequential(
     every n-th row from the i-th (for :func:`split_loop`); ``barrier`` starts the shards' clocks together.
     Returns (seconds of the loop, rows, seconds to build the model — its framework import and weights)."""
     from repeval.audio import decode
-    from repeval.config.schema import EmbeddingModelConfig
+    from repeval.config.embed import EmbeddingModelConfig
     from repeval.cpu import keep_freed_memory
     from repeval.deformations import Scenario, scenario_seed
     from repeval.models import build_model
@@ -293,7 +293,7 @@ def split_loop(manifest: Path, workers: int, model_id: str = MODEL) -> tuple[flo
 def _model_worker(args: tuple) -> float:
     paths, deform_ids, barrier, model_id = args
     from repeval.audio import decode
-    from repeval.config.schema import EmbeddingModelConfig
+    from repeval.config.embed import EmbeddingModelConfig
     from repeval.cpu import keep_freed_memory
     from repeval.deformations import Scenario, scenario_seed
     from repeval.models import build_model
@@ -673,7 +673,7 @@ def bench_allocator(root: Path, n: int, clip_s: float, model: str) -> dict:
     it — started with its process group's environment (:func:`repeval.cpu.model_process_env`, TensorFlow's and
     essentia's groups) or keeping freed blocks (:func:`repeval.cpu.keep_freed_memory`, the default group): two
     runs each, alternating. No target."""
-    from repeval.config.schema import EmbeddingModelConfig
+    from repeval.config.embed import EmbeddingModelConfig
     from repeval.cpu import KEEP_FREED_ENV, model_process_env
     from repeval.models.base import resolve_model
 

@@ -82,7 +82,7 @@ def load_clip(rate: int) -> tuple[np.ndarray, str]:
 
 
 def time_model(model_id: str, params: dict[str, Any], repeats: int) -> dict[str, Any]:
-    from repeval.config.schema import EmbeddingModelConfig
+    from repeval.config.embed import EmbeddingModelConfig
     from repeval.models import build_model
 
     row: dict[str, Any] = {"model": model_id}
@@ -176,7 +176,7 @@ def _bench_embed() -> Any:
 def direct_child(model_id: str, manifest: str) -> dict[str, Any]:
     """Build the model, then decode and embed every clip one after another in this process."""
     from repeval.audio import decode
-    from repeval.config.schema import EmbeddingModelConfig
+    from repeval.config.embed import EmbeddingModelConfig
     from repeval.models import build_model
 
     be = _bench_embed()

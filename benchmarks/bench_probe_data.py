@@ -229,7 +229,7 @@ def trial_child(root: str, side: str, aggregation: str) -> None:
 
     import pyarrow.parquet as pq
 
-    from repeval.config.schema import ProbeConfig
+    from repeval.config.probe import ProbeConfig
     from repeval.probes import train_probes
     from repeval.probes.inputs import Preprocess
     from repeval.store import EmbeddingStore

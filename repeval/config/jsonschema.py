@@ -10,7 +10,7 @@ top-level ``x-`` keys for YAML anchors — so it never flags a file that ``repev
 It checks shape and spelling, and a dataset key that its type's loader never reads (a manifest column on a
 mirdata data set, ``index_path``, ``subset`` or ``unannotated`` where they do not apply; ``if``/``else`` on ``type`` and ``name``), and
 a split key of the other ``split_type`` (``n_folds`` or ``fold`` on one split, ``split_ratios`` on k folds);
-each key's ``#:`` comment in :mod:`repeval.config.schema` is its description, which editors show on hover;
+each key's ``#:`` comment in the models of :mod:`repeval.config` is its description, which editors show on hover;
 the loader still has the last word (registered model, metric and
 dataset names, value ranges, cross-field rules), with errors that name the fix.
 """
@@ -58,11 +58,12 @@ def field_docs(model: type) -> dict[str, str]:
 
 def _describe_fields(out: dict[str, Any]) -> None:
     """Every field's ``#:`` comment as its property's description (hover documentation in editors)."""
-    from repeval.config import schema as cs
+    from repeval.config.base import Strict
+    from repeval.config.schema import Config
 
-    model: type[cs.Strict]
-    for model in cs.Strict.__subclasses__():  # Config too
-        d = out if model is cs.Config else out["$defs"].get(model.__name__)
+    model: type[Strict]
+    for model in Strict.__subclasses__():  # Config too
+        d = out if model is Config else out["$defs"].get(model.__name__)
         if d is None:
             continue
         for key, text in field_docs(model).items():
@@ -152,13 +153,16 @@ def _dataset_key_rules(model: Any) -> list[dict[str, Any]]:
 
 def config_json_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a repeval configuration file."""
-    from repeval.config import schema as cs
+    from repeval.config.data import DatasetConfig, TaskConfig
+    from repeval.config.experiment import ExperimentConfig
+    from repeval.config.run import RunConfig
+    from repeval.config.schema import Config
 
-    out = cs.Config.model_json_schema()
+    out = Config.model_json_schema()
     _describe_fields(out)
     defs = out["$defs"]
     # mir_ref's spellings of keys: the alias has the canonical key's schema, and either satisfies "required"
-    for model in (cs.TaskConfig, cs.ExperimentConfig, cs.DatasetConfig, cs.RunConfig):
+    for model in (TaskConfig, ExperimentConfig, DatasetConfig, RunConfig):
         d = defs.get(model.__name__)
         if d is None or not model.key_aliases:
             continue
@@ -208,7 +212,7 @@ def config_json_schema() -> dict[str, Any]:
         "default": [],
         "description": aug.pop("description"),
     }
-    defs["DatasetConfig"].setdefault("allOf", []).extend(_dataset_key_rules(cs.DatasetConfig))
+    defs["DatasetConfig"].setdefault("allOf", []).extend(_dataset_key_rules(DatasetConfig))
     out["patternProperties"] = {"^x-": {"description": "ignored: a place for YAML anchors"}}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -87,8 +87,8 @@ def _as_config(cfg: Any) -> Any:
     loader's one line per problem (an unknown id: the closest ids, and where to list them), not pydantic's report."""
     from pydantic import ValidationError
 
+    from repeval.config.embed import EmbeddingModelConfig
     from repeval.config.loader import ConfigError, _format
-    from repeval.config.schema import EmbeddingModelConfig
 
     if isinstance(cfg, EmbeddingModelConfig):
         return cfg

@@ -101,7 +101,7 @@ class Run:
 def ci_level(runs: Sequence[Run]) -> str:
     """The level of the runs' bootstrap intervals, ``1 - run.ci_alpha`` as a percentage (``95%``; runs at several
     levels: ``90% / 95%``)."""
-    from repeval.config.schema import RunConfig
+    from repeval.config.run import RunConfig
 
     default = float(RunConfig.model_fields["ci_alpha"].default)
     alphas = set()

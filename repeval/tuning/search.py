@@ -52,7 +52,7 @@ SPEC_KEYS = ("name", "preset", "search")
 
 
 def _probe_keys() -> list[str]:
-    from repeval.config.schema import ProbeConfig
+    from repeval.config.probe import ProbeConfig
 
     return [k for k in ProbeConfig.model_fields if k not in SPEC_KEYS]
 
@@ -218,7 +218,7 @@ class ProbeSpec:
 def _config(values: dict[str, Any], where: str) -> Any:
     from pydantic import ValidationError
 
-    from repeval.config.schema import ProbeConfig
+    from repeval.config.probe import ProbeConfig
 
     try:
         return ProbeConfig(**values)

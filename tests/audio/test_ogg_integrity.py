@@ -1,6 +1,6 @@
 """An Ogg file cut short (Vorbis, Opus; FLAC-in-Ogg, Speex and multiplexed streams built page by page) is refused
 before decoding, naming the fix; whole files — with tags or junk appended, chained — are not (repeval.audio.integrity,
-``ogg_shortfall``). The zero-filled Ogg tests live in test_decode.py."""
+``ogg_shortfall``). The zero-filled Ogg tests live in test_damaged_files.py."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from repeval.config.schema import ResourcesConfig
+from repeval.config.run import ResourcesConfig
 from repeval.pipeline.resources import plan_resources
 from repeval.testing.configs import notes_dataset
 
@@ -144,7 +144,7 @@ actors = [
     for a in list_actors(address=f"http://127.0.0.1:{port}", detail=True, limit=10000, raise_on_missing_output=False)
 ]
 
-from repeval.config.schema import ResourcesConfig
+from repeval.config.run import ResourcesConfig
 from repeval.pipeline.resources import plan_resources
 
 class Model:

@@ -29,13 +29,13 @@ def write_audio(path: Path, seed: int = 0, seconds: float = 0.1) -> Path:
 
 def ds_cfg(name: str, type_: str = "custom", **kw: Any) -> Any:
     """A dataset config: the real pydantic model (validates the name like a user config would)."""
-    from repeval.config.schema import DatasetConfig
+    from repeval.config.data import DatasetConfig
 
     return DatasetConfig(name=name, type=type_, **kw)
 
 
 def task_cfg(name: str, type_: str, label: str | None = None) -> Any:
-    from repeval.config.schema import TaskConfig
+    from repeval.config.data import TaskConfig
 
     return TaskConfig(name=name, type=type_, label=label)
 

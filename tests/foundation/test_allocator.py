@@ -81,7 +81,7 @@ def test_a_process_started_with_its_own_malloc_settings_keeps_them():
 
 EMBED_ACTOR = r"""
 import sys
-from repeval.config.schema import EmbeddingModelConfig
+from repeval.config.embed import EmbeddingModelConfig
 from repeval.pipeline.embedder import Embed
 Embed(EmbeddingModelConfig(id="mfcc-stats"))  # an embedding actor's constructor, in a fresh process
 exec(sys.argv[2])

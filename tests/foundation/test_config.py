@@ -577,7 +577,7 @@ def test_smoke_test_config_trains_one_configuration_of_a_preset_grid():
 def test_smoke_test_config_reduces_a_pca_target_its_few_tracks_cannot_give():
     """A PCA to more dimensions than the training rows is an error; `--smoke-test` trains on a few tracks, so the
     full run's target (128 here) would stop every smoke test of a config that reduces its embeddings."""
-    from repeval.config.schema import ProbeConfig
+    from repeval.config.probe import ProbeConfig
     from repeval.runner import SMOKE_PCA_DIM, smoke_test_config
 
     for probe in ({"emb_dim_reduction": "PCA", "emb_shape": 128}, {"pca_dim": 128}, {"pca_dim": 4}):
@@ -660,13 +660,14 @@ def test_shipped_schema_is_current_and_accepts_every_shipped_config():
 
 def test_every_config_key_has_hover_documentation_from_its_comment():
     """An editor shows each key's description on hover: every field of every model carries its ``#:`` comment."""
-    from repeval.config import schema as cs
+    from repeval.config.base import Strict
     from repeval.config.jsonschema import config_json_schema, field_docs
+    from repeval.config.schema import Config
 
     schema = config_json_schema()
-    for model in cs.Strict.__subclasses__():  # Config too
+    for model in Strict.__subclasses__():  # Config too
         assert set(field_docs(model)) == set(model.model_fields), f"{model.__name__}: a field without a #: comment"
-        d = schema if model is cs.Config else schema["$defs"][model.__name__]
+        d = schema if model is Config else schema["$defs"][model.__name__]
         for key in model.model_fields:
             assert d["properties"][key].get("description"), f"{model.__name__}.{key}"
     group = schema["$defs"]["DatasetConfig"]["properties"]["group_column"]["description"]
@@ -834,8 +835,8 @@ def test_fold_on_one_split_is_accepted_by_the_configuration_and_the_schema_where
     import jsonschema
     from pydantic import ValidationError
 
+    from repeval.config.data import DatasetConfig
     from repeval.config.jsonschema import config_json_schema
-    from repeval.config.schema import DatasetConfig
     from repeval.datasets.base import DATASETS
     from repeval.datasets.load import has_official_folds
 

@@ -253,7 +253,7 @@ def test_folds_that_cannot_rotate_are_refused_and_partly_fixed_splits_warned(ren
     that fixes some tracks only: those tracks are tested in every fold or in none — a warning says so."""
     import csv
 
-    from repeval.config.schema import DatasetConfig, TaskConfig
+    from repeval.config.data import DatasetConfig, TaskConfig
     from repeval.datasets import load_folds
 
     task = TaskConfig(name="instrument", type="multiclass_classification")

@@ -8,7 +8,9 @@ from pathlib import Path
 import typer.main
 
 from repeval.cli import app
-from repeval.config.schema import Config, ExperimentConfig, ResourcesConfig, RunConfig
+from repeval.config.experiment import ExperimentConfig
+from repeval.config.run import ResourcesConfig, RunConfig
+from repeval.config.schema import Config
 from repeval.tuning.presets import PRESETS
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from repeval.config.schema import EmbeddingModelConfig
+from repeval.config.embed import EmbeddingModelConfig
 from repeval.models import MODELS, ModelUnavailable, build_model
 from repeval.models._common import PROCESS_GROUP_ENV, extra_reason, missing_modules
 from repeval.models.dummies import ESSENTIA_FAMILIES, write_essentia_dummies

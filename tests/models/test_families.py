@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from repeval.config.schema import EmbeddingModelConfig
+from repeval.config.embed import EmbeddingModelConfig
 from repeval.models import MODELS, resolve_model
 from repeval.models._common import cut_windows, missing_modules, stub_modules
 from repeval.models.validate import ValidationReport, _run_checks, list_models
@@ -420,7 +420,7 @@ def musicnn_process(shared_data: Path, tmp_path_factory: pytest.TempPathFactory)
         "import os, sys, numpy as np\n"
         "from repeval.models._common import PROCESS_GROUP_ENV\n"
         "os.environ.update(PROCESS_GROUP_ENV['tf'])\n"
-        "from repeval.config.schema import EmbeddingModelConfig\n"
+        "from repeval.config.embed import EmbeddingModelConfig\n"
         "from repeval.models import build_model\n"
         "m = build_model(EmbeddingModelConfig(id='msd-musicnn'))\n"
         "out = m.embed_batch([np.zeros(16000 * 4, np.float32) + 0.01])\n"

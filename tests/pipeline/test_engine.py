@@ -26,7 +26,7 @@ import repeval.pipeline.stream as stream_mod
 from repeval import runner
 from repeval.audio import decode
 from repeval.config import load_config
-from repeval.config.schema import EmbeddingModelConfig
+from repeval.config.embed import EmbeddingModelConfig
 from repeval.models import build_model
 from repeval.pipeline.assemble import TrackAssembler
 from repeval.pipeline.resources import stream_resources
@@ -286,7 +286,7 @@ def test_a_model_with_weights_inside_the_decode_tasks(ray_session, rendered_note
 def test_decode_tasks_capped_in_a_live_stream(ray_session, rendered_notes, tmp_path, monkeypatch):
     """On one node the decode stage runs one task per CPU the actor pool leaves free (here one actor of 1 CPU on
     2 CPUs: one task; Ray alone would run four 0.25-CPU tasks in that CPU), and ``decode_max_tasks`` sets it."""
-    from repeval.config.schema import ResourcesConfig
+    from repeval.config.run import ResourcesConfig
     from repeval.models import resolve_model
     from repeval.pipeline.resources import plan_resources
 
@@ -379,7 +379,7 @@ def _probe(kwargs: dict, tasks: bool = False) -> list[dict]:
 
 
 def test_process_groups_get_their_own_worker_processes(ray_session):
-    from repeval.config.schema import ResourcesConfig
+    from repeval.config.run import ResourcesConfig
     from repeval.pipeline.resources import plan_resources
 
     class Default:

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from repeval.audio import chunk_blocks, decode
-from repeval.config.schema import EmbeddingModelConfig
+from repeval.config.embed import EmbeddingModelConfig
 from repeval.models import resolve_model
 from repeval.models.base import FrameGeometry
 from repeval.pipeline.assemble import TrackAssembler

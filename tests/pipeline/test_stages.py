@@ -10,7 +10,8 @@ import pyarrow as pa
 import pytest
 import soundfile as sf
 
-from repeval.config.schema import EmbeddingModelConfig, ResourcesConfig
+from repeval.config.embed import EmbeddingModelConfig
+from repeval.config.run import ResourcesConfig
 from repeval.cpu import MODEL_TUNABLES
 from repeval.models import build_model
 from repeval.pipeline.assemble import TrackAssembler
@@ -384,7 +385,7 @@ def test_limit_threads_caps_torch_in_other_threads_too() -> None:
 FRAMEWORK_THREADS_CODE = """
 import json, sys, time
 import numpy as np
-from repeval.config.schema import EmbeddingModelConfig
+from repeval.config.embed import EmbeddingModelConfig
 from repeval.models import build_model
 from repeval.pipeline.embedder import limit_threads
 limit_threads(1)  # what an Embed actor given threads=1 does, before and after building its model

@@ -14,7 +14,7 @@ import soundfile as sf
 
 from repeval.audio import decode, iter_chunks
 from repeval.config import Config
-from repeval.config.schema import EmbeddingModelConfig
+from repeval.config.embed import EmbeddingModelConfig
 from repeval.deformations import Scenario, scenario_seed
 from repeval.pipeline import stages
 from repeval.pipeline.assemble import TrackAssembler

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from repeval.config.schema import ProbeConfig
+from repeval.config.probe import ProbeConfig
 from repeval.probes import predict, train_probe, train_probes
 from repeval.probes.inputs import Segments
 from repeval.probes.model import attention_pool

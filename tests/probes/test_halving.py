@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from repeval.config.schema import ProbeConfig
+from repeval.config.probe import ProbeConfig
 from repeval.probes import Halving, train_probes
 from repeval.probes.losses import criterion_of
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 import repeval.probes.inference as inference
-from repeval.config.schema import ProbeConfig
+from repeval.config.probe import ProbeConfig
 from repeval.probes import predict, train_probes
 from repeval.probes.synthetic import gaussian_probe_data
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from repeval.config.schema import ProbeConfig
+from repeval.config.probe import ProbeConfig
 from repeval.probes import ProbeData, train_probes
 from repeval.probes.losses import aggregate_scores, aggregated_losses, member_losses, scores_of
 from repeval.probes.synthetic import gaussian_probe_data

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from repeval.config.schema import ProbeConfig
+from repeval.config.probe import ProbeConfig
 from repeval.probes import ProbeData, predict, train_probes
 from repeval.probes.inputs import Inputs, Preprocess, _preprocessed
 from repeval.probes.synthetic import gaussian_probe_data, marked_frame_probe_data

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from repeval.config.schema import ProbeConfig
+from repeval.config.probe import ProbeConfig
 from repeval.metrics import compute_metrics
 from repeval.probes import ProbeData, predict, train_probe
 from repeval.probes.synthetic import gaussian_probe_data

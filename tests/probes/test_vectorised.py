@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from repeval.config.schema import ProbeConfig
+from repeval.config.probe import ProbeConfig
 from repeval.probes import ProbeData, group_key, predict, resolve_hidden_units, train_probe, train_probes
 from repeval.probes.inputs import Preprocess
 from repeval.probes.model import Dropout, MaskStream

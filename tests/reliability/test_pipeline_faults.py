@@ -69,7 +69,7 @@ def windows_of(n_samples: int, model: dict) -> int:
     """How many windows of 30 s a track of ``n_samples`` is cut into for ``model``: on its frame grid, each at least
     twice what a frame reads (``window_grid``), the last taking a remainder of at least half a window."""
     from repeval.audio.decode import window_sizes
-    from repeval.config.schema import EmbeddingModelConfig
+    from repeval.config.embed import EmbeddingModelConfig
     from repeval.models import resolve_model
     from repeval.pipeline.partitions import model_geometry
     from repeval.pipeline.stages import window_grid

@@ -161,8 +161,8 @@ def test_a_model_whose_embeddings_changed_is_refused_the_partitions_embedded_bef
     mir_ref's layer and musicnn's patch hop): the version joins the model's fingerprint, so a partition embedded
     before is refused, not completed with rows that differ; families still at 1 keep the fingerprints their
     partitions were stamped with."""
+    from repeval.config.embed import EmbeddingModelConfig
     from repeval.config.loader import config_hash
-    from repeval.config.schema import EmbeddingModelConfig
     from repeval.models import build_model
     from repeval.pipeline.partitions import model_fingerprint
 

@@ -176,7 +176,7 @@ def test_what_the_metrics_warn_about_the_tracks_a_delta_is_over_names_them():
 TRIAL_SCRIPT = """
 import sys
 from repeval.probes.synthetic import gaussian_probe_data
-from repeval.config.schema import ProbeConfig
+from repeval.config.probe import ProbeConfig
 from repeval.tuning.trial import EvalSettings, Member, Unit, run_unit
 data = gaussian_probe_data(n=60, d=4, c=2, scenarios=True)
 ev = EvalSettings(["accuracy"], bootstrap_resamples=10, ci_alpha=0.05, seed=0, max_epochs=None)

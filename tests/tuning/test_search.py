@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from repeval.config import ConfigError, load_config, parse_config
-from repeval.config.schema import ProbeConfig
+from repeval.config.probe import ProbeConfig
 from repeval.probes import group_key
 from repeval.probes.synthetic import gaussian_probe_data
 from repeval.tuning.presets import PRESETS

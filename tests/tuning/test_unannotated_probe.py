@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from repeval.config.schema import ProbeConfig
+from repeval.config.probe import ProbeConfig
 from repeval.datasets.base import OBSERVED
 from repeval.metrics import compute_metrics
 from repeval.probes import train_probe

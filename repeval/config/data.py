@@ -1,0 +1,167 @@
+"""The task an experiment evaluates and the data sets it is evaluated on (``task:``, ``datasets:``)."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from repeval.config.base import FileName, Strict
+from repeval.config.embed import DeformationScenario
+from repeval.tasks import effective_task_type
+
+# --------------------------------------------------------------------------- task
+
+
+class TaskConfig(Strict):
+    key_aliases: ClassVar[dict[str, str]] = {"aggregation": "embedding_aggregation"}
+
+    #: the task's name (in results and run file names); the dataset's label of this name is the one predicted
+    #: unless ``label`` is set; ``key_estimation`` or ``key`` with ``multiclass_classification`` is key estimation
+    name: FileName
+    #: what the probes predict: one class per track, a set of tags, a number, or one of the 24 keys
+    #: (scored with mir_eval's weighted key score)
+    type: Literal[
+        "multiclass_classification",
+        "multilabel_classification",
+        "regression",
+        "key_estimation",
+    ]
+    #: ``mean`` (mir_ref's ``embedding_mean``): probes see one embedding per track, the mean over its frames;
+    #: ``prediction``: probes train on frame-level embeddings (each frame labelled with its track's label) and a
+    #: track's prediction is the mean of its frames' predictions (validation and test are per track);
+    #: ``attention``: probes pool each track's frame-level embeddings with learned attention weights (a query per
+    #: probe, starting at mean pooling) and predict once per track
+    embedding_aggregation: Literal["mean", "embedding_mean", "prediction", "attention"] = "mean"
+    #: which label of the dataset the task predicts (default: the dataset's label for the task name)
+    label: str | None = None
+
+    @property
+    def aggregation(self) -> str:
+        """``mean`` (mir_ref's ``embedding_mean`` too), ``prediction`` or ``attention``."""
+        return "mean" if self.embedding_aggregation == "embedding_mean" else self.embedding_aggregation
+
+    @property
+    def effective_type(self) -> str:
+        return effective_task_type(self.type, self.name)
+
+    def canonical(self) -> TaskConfig:
+        """The task with equivalent spellings made one — mir_ref's ``embedding_mean`` is ``mean``, and key estimation
+        may be written as a ``multiclass_classification`` named ``key_estimation``: two definitions of a task mean
+        the same when their canonical forms are equal."""
+        return self.model_copy(update={"embedding_aggregation": self.aggregation, "type": self.effective_type})
+
+
+# ----------------------------------------------------------------------- datasets
+
+
+class DatasetConfig(Strict):
+    #: the data set: a registered loader's name (``repeval datasets``) for ``mirdata``/``custom``, any
+    #: name for a ``catalog``; it names the dataset's store folder
+    name: FileName
+    #: ``mirdata`` | ``custom`` (repeval loaders) | ``catalog`` (a manifest)
+    type: Literal["mirdata", "custom", "catalog"] = "custom"
+    #: the data set's root directory (a catalog's audio paths are relative to it; default: the
+    #: manifest's folder)
+    dir: str | None = None
+    #: ``single`` (one split) or ``all`` (k folds: val = fold i, test = fold i+1)
+    split_type: Literal["single", "all"] = "single"
+    #: mirdata index file (mirdata ships none; needed offline)
+    index_path: str | None = None
+    #: catalog manifest (CSV/Parquet; a path or pyarrow filesystem URI)
+    manifest: str | None = None
+    #: catalog manifest column of track ids
+    track_id_column: str = "track_id"
+    #: catalog manifest column of audio file paths (relative to ``dir``)
+    audio_column: str = "audio_path"
+    #: catalog manifest column of labels (multi-label cells split at ``label_separator``)
+    label_column: str | None = None
+    #: catalog manifest column of official splits (train / validation / test; empty: drawn from
+    #: ``split_ratios``)
+    split_column: str | None = None
+    #: group column for leakage-free splits (artist, singer, album); for mirdata data sets a track attribute
+    group_column: str | None = None
+    #: separator for multi-label cells in a catalog label column
+    label_separator: str = Field(default=",", min_length=1)
+    #: catalog manifest column of the labels annotated for each track (multilabel; cells split at
+    #: ``label_separator``): a label not listed there nor in the track's labels is unannotated — with
+    #: ``unannotated: mask`` neither present nor absent, as in OpenMIC-2018; an empty cell annotates every label
+    annotated_column: str | None = None
+    #: split_type single: train, validation and test fractions of the tracks without an official
+    #: split (a seeded, stratified, group-aware split)
+    split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    #: split_type all: the number of folds (at least 3)
+    n_folds: int = Field(default=5, ge=2)
+    #: seed of the drawn split or folds (and of the ``max_tracks`` subset)
+    split_seed: int = 0
+    #: mir_ref repository spelling: deformations nested under a dataset
+    deformations: tuple[DeformationScenario, ...] | None = None
+    #: cap the number of tracks (debugging / smoke tests): a seeded subset keeping each split's classes in proportion
+    max_tracks: int | None = Field(default=None, ge=1)
+    #: subset of a multi-subset data set (MTG-Jamendo: genre, instrument, moodtheme, top50tags)
+    subset: str | None = None
+    #: which fold / official split to use (split_type all: val = fold, test = fold + 1; MTG-Jamendo split-k)
+    fold: int = Field(default=0, ge=0)
+    #: check that every audio file exists while loading (turn off for remote catalogs)
+    check_files: bool = True
+    #: allowed labels; others are reported with their row (and dropped)
+    classes: tuple[str, ...] | None = None
+    #: a multilabel data set that annotates only some labels per track (openmic2018, a catalog with
+    #: ``annotated_column``): ``mask`` (OpenMIC-2018's official
+    #: protocol) trains each label's output and scores each label on the tracks that annotate it, and micro
+    #: averages pool the annotated (track, label) pairs only; ``absent`` counts every unannotated pair as absent
+    unannotated: Literal["mask", "absent"] = "mask"
+
+    @field_validator("split_ratios")
+    @classmethod
+    def _ratios(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(r < 0 for r in v) or abs(sum(v) - 1.0) > 1e-6 or v[0] <= 0 or v[2] <= 0:
+            raise ValueError(
+                f"split_ratios must be three non-negative numbers summing to 1 with train and test > 0, got {list(v)}"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _needs(self) -> DatasetConfig:
+        if self.type == "catalog" and not self.manifest:
+            raise ValueError("a 'catalog' dataset needs 'manifest' (a CSV or Parquet file)")
+        if self.split_type == "all" and self.n_folds < 3:
+            raise ValueError(
+                "split_type: all needs n_folds ≥ 3 (validation = fold i, test = fold i+1, train = the rest)"
+            )
+        if self.split_type == "all" and self.fold >= self.n_folds:
+            raise ValueError(f"fold {self.fold} is out of range for n_folds {self.n_folds}")
+        return self
+
+    def keys_given(self) -> set[str]:
+        """The keys set to something other than their default: a key left at its default (a dumped config writes
+        every key) asks for nothing."""
+        return {k for k in self.model_fields_set if getattr(self, k) != type(self).model_fields[k].default}
+
+    @model_validator(mode="after")
+    def _known_loader(self) -> DatasetConfig:
+        from repeval.datasets.cli_support import check_dataset_keys, check_dataset_name
+        from repeval.datasets.load import has_official_folds
+
+        check_dataset_name(self.name, self.type, self.subset)
+        given = self.keys_given()
+        check_dataset_keys(self.name, self.type, given)
+        # split keys of the other split_type: each would be silently ignored
+        if self.split_type == "single" and "n_folds" in given:
+            raise ValueError(
+                f"n_folds is the number of folds of split_type: all, but split_type is single (the default), which "
+                f"makes one split and ignores n_folds: set split_type: all for {self.n_folds} folds, or remove n_folds"
+            )
+        if self.split_type == "single" and "fold" in given and not has_official_folds(self):
+            raise ValueError(
+                f"fold picks a fold of split_type: all (or an official fold of a data set that has them, which "
+                f"{self.type} dataset '{self.name}' has not), but split_type is single (the default), which ignores "
+                "it: set split_type: all (and n_folds), or remove fold"
+            )
+        if self.split_type == "all" and "split_ratios" in given:
+            raise ValueError(
+                "split_ratios are the sizes of split_type: single's one split, but split_type is all, which makes "
+                "n_folds equal folds (validation = fold i, test = fold i+1) and ignores them: remove split_ratios, or "
+                "set split_type: single"
+            )
+        return self
