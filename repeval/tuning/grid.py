@@ -20,7 +20,7 @@ over seeds) is tested once, here. An experiment directory left by an interrupted
 resumed with ``Tuner.restore`` (finished trials are kept, unfinished ones rerun); trials that
 raised stay failed and are recorded with their reason while the rest continue. A trial whose worker died is started
 once more (:data:`repeval.tuning.tuner.TRIAL_RETRIES`); one whose code raised is not trained again
-(:func:`repeval.tuning.trial.raised_once`).
+(:func:`repeval.tuning.notes.raised_once`).
 
 This module drives the groups; :mod:`repeval.tuning.units` plans their units, :mod:`repeval.tuning.tuner` runs or
 resumes a Tune experiment, :mod:`repeval.tuning.group` collects a group's results and tests its ``select: best``

@@ -20,19 +20,10 @@ from repeval.config import Config, ExperimentConfig
 from repeval.probes import ProbeData
 from repeval.probes.inference import predict
 from repeval.probes.losses import criterion_of
+from repeval.tuning.checkpoint import MEMBERS_FILE, PROBES_FILE
+from repeval.tuning.notes import left_warnings
 from repeval.tuning.search import expand_all, tune_space
-from repeval.tuning.trial import (
-    MEMBERS_FILE,
-    PROBES_FILE,
-    BatchData,
-    EvalSettings,
-    Member,
-    Unit,
-    left_warnings,
-    resuming,
-    scored_tests,
-    tune_trial,
-)
+from repeval.tuning.trial import BatchData, EvalSettings, Member, Unit, resuming, scored_tests, tune_trial
 from repeval.tuning.tuner import _fit, sampler
 from repeval.tuning.units import _fingerprint, plan_units
 from repeval.warn import SaidByTrials

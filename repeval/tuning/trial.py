@@ -6,53 +6,35 @@ is a chunk of configurations that share a stack shape (trained vectorised, see
 configuration with all its seeds, reporting after every validation so a scheduler (ASHA) can
 stop it.
 
-Everything a trial produces goes into its checkpoint directory — ``probes.pt`` (the selected
-checkpoint of each member, as :class:`~repeval.probes.Probe` state dicts) and ``members.json``
-(per member: best epoch and criterion, history, failure, the warnings its training and tests gave, and — when the
-unit is tested in the trial — test metric rows with bootstrap intervals and confusion matrices), and last
-``summary.json`` (the trial's configuration key, its reported metrics, the other files' sizes) —
-so results live in the Tune experiment directory and survive ``Tuner.restore``, and a rerun
-reuses a whole checkpoint that Tune's state had not recorded yet (:func:`resuming`). Per-member
+A trial's checkpoint — what it holds, and its reuse by a rerun — is :mod:`repeval.tuning.checkpoint`'s; per-member
 training curves are written as TensorBoard event files under ``<trial dir>/members/``; Tune's
 own logger writes the trial's reported scalars next to them.
 
 A trial's code runs once: when it raises, the attempt Tune starts again (``tuner.TRIAL_RETRIES``, meant for a worker
-that died) raises the same error at once instead of training the unit again (:func:`raised_once`).
+that died) raises the same error at once instead of training the unit again
+(:func:`repeval.tuning.notes.raised_once`); what it warned is written beside its results as it trains
+(:mod:`repeval.tuning.notes`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import os
 import re
-import tempfile
 import time
-import traceback
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from repeval.probes import Halving, ProbeData, TrainResult
+from repeval.tuning.checkpoint import _reuse_finished, _save_and_report
+from repeval.tuning.notes import _KeptBeside, raised_once
 from repeval.warn import SaidByTestSets, TrialWarnings, member_scope, warn_once
 
 log = logging.getLogger(__name__)
-
-PROBES_FILE = "probes.pt"
-MEMBERS_FILE = "members.json"
-#: written last into a trial's checkpoint: the trial's key, its reported metrics and the sizes of the other files
-SUMMARY_FILE = "summary.json"
-#: written beside a trial's results in the experiment's storage when its code raised: that attempt's traceback
-RAISED_FILE = "raised.txt"
-#: written beside a trial's results in the experiment's storage while its unit trains (before each report of a tune
-#: mode trial, which a scheduler may stop there) and when its code raised: its member reports' warnings so far
-#: (:func:`run_caught`), for the driver to say when the trial leaves no checkpoint (:func:`left_warnings`)
-WARNINGS_FILE = "warnings.json"
 
 
 @dataclass
@@ -263,9 +245,9 @@ def run_caught(
     the driver says again (:meth:`repeval.tuning.group._Group.collect`) — the user does not see this process's log.
     A trial that raises, that a scheduler stops at a report (``on_validation``'s) or whose worker dies (killed, out of
     memory: Tune starts it again, once) leaves no checkpoint: what it warned until then is written beside its results
-    (:data:`WARNINGS_FILE`) when it changed — after each validation (before its report, where a scheduler may stop
-    the trial), once trained, and as it raises — for the driver to say too (a failed probe's warnings are the ones
-    its user needs most). A retry that dies before warning leaves the first attempt's."""
+    (:data:`repeval.tuning.notes.WARNINGS_FILE`) when it changed — after each validation (before its report, where a
+    scheduler may stop the trial), once trained, and as it raises — for the driver to say too (a failed probe's
+    warnings are the ones its user needs most). A retry that dies before warning leaves the first attempt's."""
     with TrialWarnings() as caught:
         kept = _KeptBeside(caught, len(unit.members))
 
@@ -280,47 +262,6 @@ def run_caught(
             kept.write()
     caught.into(out[1])
     return out
-
-
-class _KeptBeside:
-    """A trial's warnings so far (:class:`TrialWarnings`, as its ``members`` reports would get them), written to
-    :data:`WARNINGS_FILE` in the trial's storage when they changed since the last write. Never raises: a file that
-    cannot be written loses the warnings, not the trial."""
-
-    def __init__(self, caught: TrialWarnings, members: int) -> None:
-        self.caught, self.members = caught, members
-        self.written = ""
-
-    def write(self) -> None:
-        reports: list[dict[str, Any]] = [{} for _ in range(self.members)]
-        self.caught.into(reports)
-        text = json.dumps(reports) if any(reports) else ""
-        if text == self.written:
-            return
-        where = _trial_storage()
-        if where is None:
-            return
-        fs, trial_path = where
-        try:
-            _put(fs, f"{trial_path}/{WARNINGS_FILE}", text.encode())
-        except Exception as err:
-            warn_once(log, "trial warnings unwritten", "could not keep a trial's warnings beside it (%s)", err)
-            return
-        self.written = text
-
-
-def left_warnings(fs: Any, trial_path: str, members: int) -> list[dict[str, Any]]:
-    """The member reports' warnings (``warnings``, ``warnings_left_out``) a trial without a checkpoint — one that
-    raised, or that a scheduler stopped — wrote beside its results at ``trial_path`` on pyarrow filesystem ``fs``
-    (:func:`run_caught`); an empty report per member when it wrote none (or an unreadable one)."""
-    try:
-        with fs.open_input_stream(f"{trial_path}/{WARNINGS_FILE}") as f:
-            reports = json.loads(f.read().decode())
-    except (OSError, ValueError, TypeError):  # none: the trial warned nothing, or died before it could say
-        reports = None
-    if not isinstance(reports, list) or len(reports) != members or not all(isinstance(r, dict) for r in reports):
-        return [{} for _ in range(members)]
-    return reports
 
 
 def _device(config: dict[str, Any]) -> str:
@@ -351,116 +292,11 @@ def _device(config: dict[str, Any]) -> str:
     return "cpu"
 
 
-def trial_key(config: dict[str, Any]) -> str:
-    """What identifies a trial's work within an experiment of one fingerprint: its configuration (the unit
-    index, and a search space's sampled values)."""
-    return json.dumps(config, sort_keys=True, default=str)
-
-
-def _save_and_report(
-    metrics: dict[str, Any],
-    reports: list[dict[str, Any]],
-    keep: dict[str, Any],
-    config: dict[str, Any],
-    reported: list[dict[str, Any]] | None = None,
-) -> None:
-    """Persist the unit's checkpoint and report ``metrics`` with it; ``reported`` (tune mode) is every result
-    the trial reported before, which a rerun replays when it reuses this checkpoint (:func:`_reuse_finished`)."""
-    import torch
-    from ray import tune
-
-    with tempfile.TemporaryDirectory() as d:
-        torch.save(keep, Path(d) / PROBES_FILE)
-        (Path(d) / MEMBERS_FILE).write_text(json.dumps(reports))
-        files = {f: (Path(d) / f).stat().st_size for f in (PROBES_FILE, MEMBERS_FILE)}
-        summary: dict[str, Any] = {"key": trial_key(config), "metrics": metrics, "files": files}
-        if reported is not None:
-            summary["reported"] = reported
-        (Path(d) / SUMMARY_FILE).write_text(json.dumps(summary))
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
-
-
-def read_finished(fs: Any, path: str) -> dict[str, Any] | None:
-    """The summary of a trial's persisted checkpoint at ``path`` on pyarrow filesystem ``fs`` if the checkpoint is
-    whole (its summary readable, the other files there at their recorded sizes), else ``None``."""
-    import pyarrow.fs as pafs
-
-    try:
-        with fs.open_input_stream(f"{path}/{SUMMARY_FILE}") as f:
-            summary = json.loads(f.read().decode())
-        infos = fs.get_file_info([f"{path}/{name}" for name in summary["files"]])
-        sizes = {Path(i.path).name: i.size for i in infos if i.type == pafs.FileType.File}
-        if sizes != summary["files"] or not isinstance(summary["key"], str):
-            return None
-        return dict(summary)
-    except (OSError, ValueError, KeyError, TypeError):  # absent, cut short or from another version
-        return None
-
-
-def open_finished(src: str) -> tuple[Any, str, dict[str, Any]] | None:
-    """``(filesystem, path, summary)`` of the whole trial checkpoint at ``src`` (a path or a filesystem URI)."""
-    from repeval.rundir import filesystem_of
-
-    try:
-        fs, path = filesystem_of(src)
-    except (OSError, ValueError):
-        return None
-    summary = read_finished(fs, path)
-    return None if summary is None else (fs, path, summary)
-
-
-def _reuse_finished(config: dict[str, Any], finished: dict[str, str] | None, *, judged: bool = False) -> bool:
-    """Report the persisted checkpoint of this trial's work from an interrupted run, if ``finished`` (trial key
-    → checkpoint path or URI, found by the driver) has a whole one: the unit is not trained again.
-
-    The results the interrupted trial reported before its last are reported again first, in order, so the
-    rerun's Tune records (and a scheduler that judges every report, ``judged``) see the same iterations as
-    the first run did: ASHA compares each of them at its own rung and may stop the trial on the way, as it
-    could have the first time. With ``judged``, a checkpoint that does not record them (written before they
-    were kept) is trained again rather than judged on its final result at its first iteration."""
-    import pyarrow.fs as pafs
-    from ray import tune
-
-    from repeval.rundir import filesystem_of
-
-    key = trial_key(config)
-    src = (finished or {}).get(key)
-    if src is None:
-        return False
-    local = pafs.LocalFileSystem()
-    with tempfile.TemporaryDirectory() as d:  # a copy: Tune may persist this report to the very same path
-        summary = None
-        try:
-            fs, path = filesystem_of(src)
-            pafs.copy_files(path, d, source_filesystem=fs, destination_filesystem=local)
-            summary = read_finished(local, d)  # the copy is checked, not the source: one read of it
-        except (OSError, ValueError):
-            pass
-        if summary is None or summary["key"] != key:
-            log.warning("the checkpoint of an interrupted trial at %s is no longer whole; training the unit again", src)
-            return False
-        reported = summary.get("reported")
-        if not isinstance(reported, list) or not all(isinstance(r, dict) for r in reported):
-            if judged:
-                return False
-            reported = []
-        for rec in reported:  # Tune numbers them 1, 2, ... as it did; a scheduler may stop the trial here
-            tune.report(rec)
-        first = summary["metrics"]  # what the interrupted run's trial reported; it trained for train_seconds
-        metrics = {
-            **first,
-            "train_seconds": 0.0,
-            "reused_train_seconds": first.get("train_seconds", 0.0),
-            "reused": True,
-        }
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
-    return True
-
-
 def resuming(fn: Any, *, judged: bool = False) -> Any:
     """Wrap a trial function so that a unit whose checkpoint an interrupted run already persisted reports that
-    checkpoint instead of training again (``finished``, ``judged``: see :func:`_reuse_finished`), and so that a
-    trial whose code raised is not run again by Tune's retry (:func:`raised_once`)."""
+    checkpoint instead of training again (``finished``, ``judged``: see
+    :func:`repeval.tuning.checkpoint._reuse_finished`), and so that a trial whose code raised is not run again by
+    Tune's retry (:func:`repeval.tuning.notes.raised_once`)."""
 
     def trial(config: dict[str, Any], finished: dict[str, str] | None = None, **kwargs: Any) -> None:
         with raised_once():
@@ -471,94 +307,6 @@ def resuming(fn: Any, *, judged: bool = False) -> Any:
     trial.__name__ = getattr(fn, "__name__", "trial")
     trial.__qualname__ = getattr(fn, "__qualname__", "trial")
     return trial
-
-
-class RaisedBefore(RuntimeError):
-    """An earlier attempt of this trial raised; the message is its traceback, so this error ends with the same line
-    (the reason the driver records) and Tune's error file shows where it was raised."""
-
-
-#: exceptions a trial's retry may get past, retried like a worker that died: memory, I/O (the storage unreachable for
-#: a moment) and Ray's own (``ray.exceptions.RayError``: the group's embeddings lost with their node); any other is
-#: the unit's own and is not retried
-RETRIED_ERRORS: tuple[type[BaseException], ...] = (MemoryError, OSError)
-
-
-def _retried(exc: BaseException) -> bool:
-    from ray.exceptions import RayError
-
-    return isinstance(exc, (*RETRIED_ERRORS, RayError))
-
-
-def _trial_storage() -> tuple[Any, str] | None:
-    """``(filesystem, path)`` of this trial's directory in the experiment's storage, which every node and the driver
-    see (a retry may start on another node); ``None`` where Ray does not say."""
-    from ray import tune
-
-    try:  # a DeveloperAPI of Ray's: tests/tuning/test_grid.py fails if it stops giving the trial's directory
-        storage = tune.get_context().get_storage()
-        return storage.storage_filesystem, str(storage.trial_fs_path)
-    except Exception:  # another Ray, or no Tune session
-        return None
-
-
-def _raised_note() -> tuple[Any, str] | None:
-    """``(filesystem, path)`` of this trial's :data:`RAISED_FILE` (:func:`_trial_storage`; ``None``: the trial is
-    then retried)."""
-    where = _trial_storage()
-    return None if where is None else (where[0], f"{where[1]}/{RAISED_FILE}")
-
-
-@contextlib.contextmanager
-def raised_once() -> Iterator[None]:
-    """Run a trial's code once. Tune starts a failed trial again (``tuner.TRIAL_RETRIES``) so that one whose worker
-    died (kill -9, out of memory, its node lost) is not lost; that retry would also run a trial that raised — a
-    bug, bad data, a probe configuration that errors — a second time, to the same end. So the traceback of an
-    exception (other than :func:`_retried` ones) is noted beside the trial's results, and the attempt
-    Tune starts again raises it at once (:class:`RaisedBefore`) instead of training: the trial is still errored in
-    Tune's eyes, recorded as failed with the same reason, and kept failed by a rerun as before."""
-    note = _raised_note()
-    if note is not None:
-        fs, path = note
-        try:
-            with fs.open_input_stream(path) as f:
-                earlier = f.read().decode()
-        except OSError:  # none: the first attempt, or its worker died
-            earlier = None
-        if earlier is not None:
-            raise RaisedBefore(earlier)
-    try:
-        yield
-    except Exception as exc:
-        if note is not None and not _retried(exc):
-            _note_raised(*note, exc)
-        raise
-
-
-def _note_raised(fs: Any, path: str, exc: BaseException) -> None:
-    """Note ``exc``'s traceback at ``path`` for :func:`raised_once`. Written under a temporary name and moved into
-    place, so a write that fails part-way (a full disk) leaves no partial note for the retry to re-raise as the
-    trial's error. Never raises: a note that cannot be written (any error, a filesystem's own included) must not
-    replace the trial's error, which is the one to report; the trial is then run again, as before notes."""
-    try:
-        _put(fs, path, "".join(traceback.format_exception(exc)).encode())
-    except Exception as err:
-        log.warning("could not note that the trial raised (%s); Tune will run it again", err)
-
-
-def _put(fs: Any, path: str, data: bytes) -> None:
-    """Write ``data`` at ``path`` whole or not at all: under a temporary name, then moved into place (a partial
-    temporary file is deleted). Raises what the filesystem raised."""
-    tmp = f"{path}.tmp"
-    try:
-        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        with fs.open_output_stream(tmp) as f:
-            f.write(data)
-        fs.move(tmp, path)
-    except BaseException:
-        with contextlib.suppress(Exception):
-            fs.delete_file(tmp)
-        raise
 
 
 def _summary(reports: list[dict[str, Any]], seconds: float) -> dict[str, Any]:

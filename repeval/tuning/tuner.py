@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from repeval.tuning.trial import read_finished
+from repeval.tuning.checkpoint import read_finished
 
 # the grid driver's logger, as before this module was split from it: the command line's lines name it
 log = logging.getLogger("repeval.tuning.grid")
@@ -38,7 +38,7 @@ def sampler(seed: int, name: str, max_concurrent: int | None) -> Any:
 #: times Tune starts a failed trial again: a trial whose worker died (killed, out of memory, its node lost) would
 #: otherwise be recorded as failed and its group committed without it, for good. Tune retries a trial that raised
 #: too, but its retry re-raises the first attempt's error at once without training (the unit's code runs once:
-#: :func:`repeval.tuning.trial.raised_once`; memory, I/O and Ray's own errors excepted)
+#: :func:`repeval.tuning.notes.raised_once`; memory, I/O and Ray's own errors excepted)
 TRIAL_RETRIES = 1
 
 

@@ -281,7 +281,7 @@ def _write_checkpoints(fs: pafs.FileSystem, exp: str) -> None:
     directory named like a checkpoint one level too deep (not a trial's)."""
     import json
 
-    from repeval.tuning.trial import MEMBERS_FILE, PROBES_FILE, SUMMARY_FILE, trial_key
+    from repeval.tuning.checkpoint import MEMBERS_FILE, PROBES_FILE, SUMMARY_FILE, trial_key
 
     for trial, unit, cut in (("t_00000", 0, False), ("t_00001", 1, False), ("t_00002", 2, True)):
         ck = f"{exp}/{trial}/checkpoint_000000"
@@ -303,7 +303,7 @@ def _write_checkpoints(fs: pafs.FileSystem, exp: str) -> None:
 def test_finished_checkpoints_are_found_and_opened_on_every_storage(kind: str, tmp_path: Path, request) -> None:
     """What a rerun reuses: the driver lists the whole checkpoints of an experiment (one listing, local or in a
     bucket), and a trial opens the path or URI it is given — an S3 URI with its endpoint query included."""
-    from repeval.tuning.trial import open_finished, trial_key
+    from repeval.tuning.checkpoint import open_finished, trial_key
     from repeval.tuning.tuner import _finished_checkpoints
 
     if kind == "s3":

@@ -665,7 +665,7 @@ def test_a_trials_reason_keeps_the_exception_it_was_raised_from(tmp_path):
     import traceback
 
     from repeval.tuning.group import _reason, exception_reason
-    from repeval.tuning.trial import RaisedBefore
+    from repeval.tuning.notes import RaisedBefore
 
     labels = tmp_path / "labels.json"
 
@@ -692,7 +692,7 @@ def test_memory_io_and_rays_own_errors_are_retried_like_a_dying_worker():
     the trial again; the unit's own errors are. Outside a Tune trial nothing is noted and errors pass through."""
     from ray.exceptions import RaySystemError
 
-    from repeval.tuning.trial import _retried, raised_once
+    from repeval.tuning.notes import _retried, raised_once
 
     assert _retried(MemoryError()) and _retried(ConnectionResetError()) and _retried(RaySystemError("node lost"))
     assert not any(_retried(e) for e in (ValueError("bad"), RuntimeError("nan"), KeyError("x"), AssertionError()))
@@ -1126,15 +1126,15 @@ def test_a_note_of_a_raised_trial_written_part_way_is_not_left_for_the_retry(tmp
 
     import pyarrow.fs as pafs
 
-    from repeval.tuning import trial
+    from repeval.tuning import notes
 
     note = tmp_path / "trial" / "raised.txt"
     # where the note goes: the trial's directory in the experiment's storage, as Ray's Tune context would say
-    monkeypatch.setattr(trial, "_raised_note", lambda: (pafs.LocalFileSystem(), str(note)))
+    monkeypatch.setattr(notes, "_raised_note", lambda: (pafs.LocalFileSystem(), str(note)))
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
-        with pytest.raises(ValueError, match="p2 cannot train"), trial.raised_once():
+        with pytest.raises(ValueError, match="p2 cannot train"), notes.raised_once():
             resource.setrlimit(resource.RLIMIT_FSIZE, (64, hard))  # the note's write stops after 64 bytes
             raise ValueError("p2 cannot train: injected bug")
     finally:
@@ -1143,7 +1143,7 @@ def test_a_note_of_a_raised_trial_written_part_way_is_not_left_for_the_retry(tmp
     assert "could not note that the trial raised" in caplog.text
     assert not [p.name for p in note.parent.iterdir()]  # no note, whole or partial
     ran = []
-    with trial.raised_once():  # Tune's retry: it trains
+    with notes.raised_once():  # Tune's retry: it trains
         ran.append(True)
     assert ran
 
