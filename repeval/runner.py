@@ -470,8 +470,44 @@ def _pending_group(
         summary["skipped"] += 1
         return None
     if trained is not None:
-        log.warning("%s: its embeddings changed since it was trained (rows or errors); training it again", name)
+        before = _read_json(ctx.run_dir / "groups" / f"{name}.inputs.json")
+        log.warning("%s: trained before on other inputs (%s); training it again", name, inputs_change(before, inputs))
     return _Pending(ei, exp, dataset, model, scenarios, fold, rows, name, inputs)
+
+
+def inputs_change(before: Any, now: dict[str, Any]) -> str:
+    """What differs between a finished group's recorded inputs (:func:`group_inputs`, ``before``) and this run's, in
+    words: why it is trained again — a scenario added or removed, a partition with other rows or error records, other
+    splits or training settings."""
+    if not isinstance(before, dict):
+        return "its record of them, the group's inputs.json, is missing or unreadable"
+    said = []
+    if before.get("training") != now.get("training"):
+        said.append("the training settings changed: the task, probes, metrics, run.seed(s), max_epochs or intervals")
+    old, new = before.get("partitions") or {}, now.get("partitions") or {}
+    added, removed = sorted(set(new) - set(old)), sorted(set(old) - set(new))
+    if added:
+        said.append(f"scenario(s) {', '.join(added)} added")
+    if removed:
+        said.append(f"scenario(s) {', '.join(removed)} removed")
+
+    def counts(v: Any) -> str:
+        rows, errors = [*v, None, None][:2] if isinstance(v, list) else (None, None)
+        return f"{rows} rows, {errors} error records"
+
+    for sid in sorted(set(old) & set(new)):
+        if old[sid] == new[sid]:
+            continue
+        if counts(old[sid]) != counts(new[sid]):
+            said.append(f"partition {sid}: {counts(old[sid])} then, {counts(new[sid])} now")
+        else:
+            said.append(f"partition {sid}: computed under another configuration (config hash)")
+    if before.get("splits") != now.get("splits"):
+        said.append(f"the tracks per split: {before.get('splits')} then, {now.get('splits')} now")
+    for key in ("unannotated", "aggregation", "augment"):
+        if before.get(key) != now.get(key):
+            said.append(f"{key}: {before.get(key)} then, {now.get(key)} now")
+    return "; ".join(said) or "its inputs.json differs"
 
 
 def group_trained(ctx: RunContext, name: str, inputs: dict[str, Any]) -> bool | None:
