@@ -142,11 +142,31 @@ def check_data_paths(cfg: Config, source: str | None = None) -> None:
                     continue
                 what = "directory" if is_dir else "file"
                 problems.append(
-                    f"experiments[{ei}].datasets[{di}].{key}: no such {what}: {path.resolve()} — fix the path "
-                    f"(relative paths start from {Path.cwd()}), or {_fetch_hint(ds, key, path)}"
+                    f"experiments[{ei}].datasets[{di}].{key}: no such {what}: {path.resolve()} — "
+                    f"{_path_hint(str(value), path, is_dir, source)}, or {_fetch_hint(ds, key, path)}"
                 )
     if problems:
         raise ConfigError(problems, source)
+
+
+def _path_hint(value: str, path: Path, is_dir: bool, source: str | None) -> str:
+    """How to fix a local data path that does not exist: where relative paths start from, and the two slips that
+    make a right path wrong — writing it relative to the config file (it is read from the current directory), or
+    with an environment variable (not expanded)."""
+    if re.search(r"\$\w|\$\{|%\w+%", value):
+        return (
+            f"environment variables are not expanded in paths: write the path out in full (relative paths start from "
+            f"{Path.cwd()})"
+        )
+    if not path.is_absolute() and source is not None:
+        beside = Path(source).parent / path
+        if beside.resolve() != path.resolve() and (beside.is_dir() if is_dir else beside.exists()):
+            return (
+                f"relative paths start from the current directory ({Path.cwd()}), not the config file's folder, "
+                f"where it is ({beside.resolve()}): run repeval from {Path(source).parent.resolve()} or write the "
+                "path from here or in full"
+            )
+    return f"fix the path (relative paths start from {Path.cwd()})"
 
 
 def _fetch_hint(ds: Any, key: str, path: Path) -> str:

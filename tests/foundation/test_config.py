@@ -449,6 +449,34 @@ def test_yaml_errors_and_missing_file(tmp_path):
         load_config(tmp_path / "nope.yaml")
 
 
+def test_a_data_path_written_from_the_config_file_or_with_a_variable_says_so(tmp_path, monkeypatch):
+    """Relative data paths start from the current directory: one that exists beside the config file (the config run
+    from another folder) is named with where it is; one with ``$HOME`` says variables are not expanded."""
+    from repeval.config.loader import check_data_paths
+
+    (tmp_path / "proj" / "data").mkdir(parents=True)
+    (tmp_path / "proj" / "data" / "m.csv").write_text("track_id,audio_path,instrument\na,a.wav,x\n")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    for value, said in [
+        ("data/m.csv", f"not the config file's folder, where it is ({tmp_path / 'proj' / 'data' / 'm.csv'}): run "
+                       f"repeval from {tmp_path / 'proj'}"),
+        ("$PROJ/data/m.csv", "environment variables are not expanded in paths: write the path out in full"),
+        ("nowhere/m.csv", f"fix the path (relative paths start from {tmp_path / 'elsewhere'})"),
+    ]:  # fmt: skip
+        d = base()
+        d["experiments"][0]["datasets"][0]["manifest"] = value
+        cfg = tmp_path / "proj" / "c.yaml"
+        cfg.write_text(yaml.safe_dump(d))
+        with pytest.raises(ConfigError) as info:
+            check_data_paths(load_config(cfg), str(cfg))
+        assert said in str(info.value), str(info.value)
+    monkeypatch.chdir(tmp_path / "proj")  # from the config's folder the same file is found
+    d["experiments"][0]["datasets"][0]["manifest"] = "data/m.csv"
+    cfg.write_text(yaml.safe_dump(d))
+    check_data_paths(load_config(cfg), str(cfg))
+
+
 def test_a_directory_given_as_config_says_so(tmp_path):
     """`repeval validate some_directory/` said "config file not found"; it now says the path is a directory and
     names the YAML files in it."""
