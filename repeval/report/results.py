@@ -144,16 +144,44 @@ def normalise_results(df: pd.DataFrame, source: str = "results") -> pd.DataFrame
     return df
 
 
+def _no_results_hint(run_dir: Path) -> str:
+    """Why a directory has no results and what to pass instead: it does not exist; it is a runs directory (its runs
+    named); or it is a run whose last command stopped before the test stage (its state, from ``status.json``)."""
+    import json
+
+    from repeval.rundir import STATUS
+
+    usual = ": pass a run directory such as runs/<run_id> whose `repeval run` finished its test stage"
+    if not run_dir.exists():
+        return f" (the directory does not exist){usual}"
+    if not run_dir.is_dir():
+        return usual
+    runs = sorted(p.name for p in run_dir.iterdir() if (p / "results.parquet").is_file() or (p / STATUS).is_file())
+    if runs and not (run_dir / STATUS).is_file():
+        shown = ", ".join(str(run_dir / r) for r in runs[:5]) + (", …" if len(runs) > 5 else "")
+        return f": it is a runs directory; pass one of its runs ({shown}); `repeval runs {run_dir}` lists them"
+    try:
+        status = json.loads((run_dir / STATUS).read_text())
+    except (OSError, ValueError):
+        return usual
+    if not isinstance(status, dict) or status.get("state") not in ("interrupted", "failed", "started"):
+        return usual
+    said = {"started": "is running or was killed", "interrupted": "was interrupted", "failed": "failed"}
+    reason = str(status.get("reason") or "").split("; rerun it")[0]  # an interruption's says how to resume: below
+    reason = f" ({reason})" if reason else ""
+    return (
+        f": its last command, `repeval {status.get('command')}`, {said[status['state']]}{reason} before the test "
+        "stage wrote results; run `repeval run CONFIG` with the run's configuration (and --run-id, --runs-dir if it "
+        "had them) to finish it — finished work is kept"
+    )
+
+
 def load_run(run_dir: Path) -> Run:
     """Load one run directory; ``ValueError`` naming the fix when ``results.parquet`` is missing."""
     run_dir = Path(run_dir)
     res_path = run_dir / "results.parquet"
     if not res_path.is_file():
-        hint = " (the directory does not exist)" if not run_dir.exists() else ""
-        raise ValueError(
-            f"no results.parquet in {run_dir}{hint}: pass a run directory such as runs/<run_id> "
-            "whose `repeval run` finished its test stage"
-        )
+        raise ValueError(f"no results.parquet in {run_dir}{_no_results_hint(run_dir)}")
     results = normalise_results(pd.read_parquet(res_path), source=str(res_path))
     config_path = run_dir / "config.yaml"
     config_text = config_path.read_text() if config_path.is_file() else ""
