@@ -737,7 +737,7 @@ def _tmp_name(path: Path) -> Path:
 
 def stage_evaluate(ctx: RunContext) -> pa.Table:
     """Collect every group's test rows into ``results.parquet`` and mean ± std over seeds into ``summary.parquet``."""
-    files = sorted((ctx.run_dir / "groups").glob("*.parquet"))
+    files = _configured_groups(ctx, sorted((ctx.run_dir / "groups").glob("*.parquet")))
     if not files:
         raise FileNotFoundError(f"no trained probes in {ctx.run_dir}: run `repeval train` first")
     from repeval.tuning.results import seed_summary, with_result_columns
@@ -751,6 +751,40 @@ def stage_evaluate(ctx: RunContext) -> pa.Table:
     # mean ± std over seeds per cell
     _write_atomic(_with_metadata(seed_summary(table), mark), ctx.run_dir / "summary.parquet")
     return table
+
+
+def _configured_groups(ctx: RunContext, files: list[Path]) -> list[Path]:
+    """The groups' result files of ``ctx``'s configuration. A file of a group the configuration no longer has (a
+    model, dataset or task removed or renamed since it was trained, fewer folds) is left out of the results, and
+    named; so is each group of the configuration not trained yet (an interrupted ``train``), whose cells the results
+    then lack."""
+    cfg = getattr(ctx, "cfg", None)
+    if cfg is None:  # a bare run directory: every group in it
+        return files
+    wanted = {
+        group_name(exp, ds.name, m.id, fold)
+        for exp in cfg.experiments
+        for ds in exp.datasets
+        for m in exp.embedding_models
+        for fold in (range(ds.n_folds) if ds.split_type == "all" else [None])
+    }
+    have = {f.stem for f in files}
+    stale = sorted(have - wanted)
+    if stale:
+        log.warning(
+            "%d probe grid(s) in %s are not of this configuration (a model, dataset or task removed or renamed since "
+            "they were trained): %s — left out of results.parquet; delete them, or list them in the configuration "
+            "again to include them",
+            len(stale), ctx.run_dir / "groups", ", ".join(stale[:5]) + (", …" if len(stale) > 5 else ""),
+        )  # fmt: skip
+    missing = sorted(wanted - have)
+    if missing and len(missing) < len(wanted):
+        log.warning(
+            "%d probe grid(s) of this configuration are not trained yet: %s — the results lack them; `repeval run` "
+            "(or `repeval train`) with this configuration trains them",
+            len(missing), ", ".join(missing[:5]) + (", …" if len(missing) > 5 else ""),
+        )  # fmt: skip
+    return [f for f in files if f.stem in wanted]
 
 
 def _table_hash(table: pa.Table) -> str:

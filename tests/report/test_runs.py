@@ -180,3 +180,44 @@ def test_a_run_whose_embed_stage_finished_is_not_listed_as_started(tmp_path):
         (runs / run_id / "config.yaml").write_text("experiments: []\n")
         write_status(runs / run_id, command, state)
     assert {i["run"]: i["state"] for i in list_runs(str(runs))} == {"d": "deformed", "e": "embedded", "s": "started"}
+
+
+def test_evaluate_collects_the_groups_of_its_configuration_only(run_dir, tmp_path, caplog):
+    """A model removed from the configuration (or a task renamed) left its grid's file in groups/, and `repeval run` /
+    `evaluate` put its results — even of a scenario the configuration no longer has — into results.parquet, the
+    table and the headline "best"/"most robust". Now they hold the configuration's groups only, and the warnings name
+    the files left out and the configuration's grids not trained yet."""
+    import types
+
+    from repeval import runner
+    from repeval.config import parse_config
+
+    run = tmp_path / "r"
+    shutil.copytree(run_dir, run)
+    (run / "groups").mkdir()
+    res = pq.read_table(run / "results.parquet")
+    task, dataset = res["task"][0].as_py(), res["dataset"][0].as_py()
+    for model in ("msd-musicnn", "logmel-stats", "mert-v1-95m-6"):
+        pq.write_table(
+            res.filter(res["model"].to_numpy() == model), run / "groups" / f"{task}__{dataset}__{model}.parquet"
+        )
+    cfg = parse_config(
+        {
+            "experiments": [
+                {
+                    "task": {"name": task, "type": "multiclass_classification"},
+                    "datasets": [{"name": dataset, "type": "catalog", "manifest": "m.csv", "label_column": "label"}],
+                    "embedding_models": ["msd-musicnn", "logmel-stats", "mfcc-stats"],  # mert-v1 removed, mfcc added
+                    "downstream_models": [{"type": "classifier", "hidden_units": []}],
+                }
+            ]
+        }
+    )
+    caplog.set_level("WARNING", logger="repeval.runner")
+    table = runner.stage_evaluate(types.SimpleNamespace(run_dir=run, cfg=cfg))
+    assert sorted(set(table["model"].to_pylist())) == ["logmel-stats", "msd-musicnn"]
+    assert set(pq.read_table(run / "results.parquet")["model"].to_pylist()) == {"logmel-stats", "msd-musicnn"}
+    said = " ".join(caplog.text.split())
+    assert f"1 probe grid(s) in {run / 'groups'} are not of this configuration" in said
+    assert f"{task}__{dataset}__mert-v1-95m-6 — left out of results.parquet" in said
+    assert f"1 probe grid(s) of this configuration are not trained yet: {task}__{dataset}__mfcc-stats" in said
