@@ -217,6 +217,18 @@ class EmbeddingStore:
             p for p in self.partitions() if fnmatch.fnmatchcase(p.name, pattern) or fnmatch.fnmatchcase(p.name, stored)
         ]
 
+    def refuse_foreign(self, parts: list[Partition]) -> None:
+        """A ``ValueError`` naming the folders among ``parts`` that are not partitions (:meth:`Partition.foreign`):
+        ``store rm`` deletes none of them, nor the partitions given with them."""
+        foreign = [p.name for p in parts if p.foreign()]
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (", …" if len(foreign) > 3 else "")
+            raise ValueError(
+                f"{shown} in {self.uri}: not a store partition (no part-*.parquet, _stamp.json or _manifest.json in "
+                "it) — nothing was deleted; is this the embedding store (run.store, `store` by default)? "
+                "`repeval store ls` lists its partitions"
+            )
+
     def partitions(self) -> list[Partition]:
         """Every ``dataset/model/scenario`` folder, complete or not, sorted by path."""
         out = []
@@ -290,6 +302,16 @@ class Partition:
 
     def part_files(self) -> list[str]:
         return self._files()
+
+    def foreign(self) -> bool:
+        """Whether the folder holds something, none of it a partition's (``part-*`` files, ``_stamp.json``,
+        ``_manifest.json``, ``_errors/``, temporary names) and not only hidden files: a folder three deep that is not a partition — a runs
+        directory's ``tune/`` experiments, say, given as the store. ``store ls`` lists it as such; ``store rm`` refuses
+        it."""
+        sel = pafs.FileSelector(self.path, allow_not_found=True)
+        names = [i.base_name for i in self.fs.get_file_info(sel)]
+        own = any(n.startswith(("part-", "_", ".tmp-")) for n in names)
+        return not own and any(not n.startswith(".") for n in names)  # a folder of hidden files alone: as empty
 
     def error_files(self) -> list[str]:
         return self._files(f"/{ERRORS_DIR}")
