@@ -58,11 +58,35 @@ def _format(err: ValidationError) -> list[str]:
                 msg += did_you_mean(e["input"], re.findall(r"'([^']*)'", expected))
         elif e["type"] in ("tuple_type", "list_type"):  # reliability (issue 9): name the fix, not pydantic's type
             msg = _not_a_list(e.get("input"))
+        else:
+            msg += _number_hint(e["type"], loc, e.get("input"))
         # a whole-file check whose message starts with the key path it is about: that path, not "(top level)"
         line = msg if not loc and msg.startswith(("experiments[", "run.")) else f"{path}: {msg}"
         if line not in problems:
             problems.append(line)
     return problems
+
+
+def _number_hint(kind: str, loc: tuple[Any, ...], value: Any) -> str:
+    """The fix for a number written as something else: a list of values for a probe's setting (one value; several are
+    a ``search: {grid: ...}``), or an integer in exponent notation (YAML reads ``1e3`` as text)."""
+    if kind not in ("int_type", "float_type", "int_parsing", "float_parsing"):
+        return ""
+    key = str(loc[-1]) if loc else ""
+    if isinstance(value, list) and len(loc) >= 2 and "downstream_models" in loc:
+        values = ", ".join(str(v) for v in value[:4]) + (", …" if len(value) > 4 else "")
+        return (
+            f" — got a list ({values}): a probe's {key} takes one value; to train one configuration per value, "
+            f"write it as a grid axis, search: {{grid: {{{key}: [{values}]}}}}"
+        )
+    if kind == "int_parsing" and isinstance(value, str) and re.fullmatch(r"[0-9.]+[eE][+-]?[0-9]+", value.strip()):
+        try:
+            number = float(value)
+        except ValueError:
+            return ""
+        if number.is_integer():
+            return f" — got the text {value!r} (YAML reads an exponent without a dot as text): write {int(number)}"
+    return ""
 
 
 def _not_a_list(value: Any) -> str:

@@ -242,6 +242,24 @@ def _error(mutate) -> str:
             lambda d: d["experiments"][0]["task"].update(label="family"),
             "experiments[0]: datasets[0].label_column: 'instrument', but task.label is 'family'",
         ),
+        # several values for a probe's setting said only "Input should be a valid number": they are a grid axis
+        (
+            lambda d: d["experiments"][0]["downstream_models"][0].update(learning_rate=[1e-3, 1e-4]),
+            "downstream_models[0].learning_rate: Input should be a valid number — got a list (0.001, 0.0001): a "
+            "probe's learning_rate takes one value; to train one configuration per value, write it as a grid axis, "
+            "search: {grid: {learning_rate: [0.001, 0.0001]}}",
+        ),
+        (
+            lambda d: d["experiments"][0]["downstream_models"].__setitem__(0, {"preset": "marble", "batch_size": [32]}),
+            "a probe's batch_size takes one value; to train one configuration per value, write it as a grid axis, "
+            "search: {grid: {batch_size: [32]}}",
+        ),
+        # YAML reads 1e3 (no dot) as text: an integer key said only "unable to parse string as an integer"
+        (
+            lambda d: d["experiments"][0]["downstream_models"][0].update(epochs="1e3"),
+            "downstream_models[0].epochs: Input should be a valid integer, unable to parse string as an integer — got "
+            "the text '1e3' (YAML reads an exponent without a dot as text): write 1000",
+        ),
     ],
 )
 def test_bad_configs_name_the_key_and_the_fix(mutate, expected):
