@@ -258,19 +258,46 @@ def _parquet_files(path: Path) -> list[Path]:
 
 
 def load_runs(run_dirs: list[Path]) -> list[Run]:
-    """Load several runs; the same run id twice keeps the first and warns."""
+    """Load several runs; the same run directory twice keeps the first and warns. Two directories whose runs share an
+    id (``runs/quickstart`` and ``other/runs/quickstart``) are both kept, the later ones named ``<run_id>@<folder>``
+    after their runs directory (as many parent folders as tell them apart)."""
     if not run_dirs:
         raise ValueError("no run directories given: pass one or more runs/<run_id> paths")
     runs: list[Run] = []
-    seen: set[str] = set()
+    seen: dict[str, Path] = {}
     for d in run_dirs:
         run = load_run(Path(d))
-        if run.run_id in seen:
+        where = Path(d).resolve()
+        if where in seen.values():
             log.warning("run '%s' given twice (%s); keeping the first", run.run_id, d)
             continue
-        seen.add(run.run_id)
+        if run.run_id in seen:
+            label = _distinct_label(run.run_id, where, seen)
+            log.warning("run id '%s' of %s is also that of %s: shown as '%s'", run.run_id, d, seen[run.run_id], label)
+            _relabel(run, label)
+        seen[run.run_id] = where
         runs.append(run)
     return runs
+
+
+def _distinct_label(run_id: str, where: Path, seen: dict[str, Path]) -> str:
+    """``<run_id>@<folders>``: the fewest parent folders of ``where`` that differ from those of the run first shown
+    as ``run_id`` and that no label in ``seen`` has."""
+    parents = [p.name for p in where.parents if p.name]
+    first = [p.name for p in seen[run_id].parents if p.name]
+    for n in range(1, len(parents) + 1):
+        label = f"{run_id}@{'/'.join(reversed(parents[:n]))}"
+        if parents[:n] != first[:n] and label not in seen:
+            return label
+    return f"{run_id}@{where}"
+
+
+def _relabel(run: Run, label: str) -> None:
+    """Name ``run`` ``label`` everywhere tables and the report read its id."""
+    run.run_id = label
+    run.results = run.results.assign(run_id=label)
+    if run.validation is not None and "run_id" in run.validation.columns:
+        run.validation = run.validation.assign(run_id=label)
 
 
 def masked_pairs(runs: Sequence[Run]) -> frozenset[tuple[str, str]]:

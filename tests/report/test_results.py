@@ -100,3 +100,26 @@ def test_write_results_round_trip(run_dir, tmp_path):
 
 def test_ordered_scenarios():
     assert ordered_scenarios(["D10", "D2", "clean", "noise"]) == ["clean", "D2", "D10", "noise"]
+
+
+def test_two_runs_with_one_id_from_two_runs_directories_are_both_compared(run_dir, tmp_path, caplog):
+    """``repeval table runs/quickstart ../laptop/runs/quickstart`` kept the first and dropped the second with a
+    warning ("given twice"), though they are two runs; now the second is named after its runs directory, and only the
+    same directory given twice is dropped."""
+    from repeval.report.tables import make_table
+
+    here, there = tmp_path / "runs" / "demo", tmp_path / "laptop" / "runs" / "demo"
+    shutil.copytree(run_dir, here)
+    shutil.copytree(run_dir, there)
+    caplog.set_level("WARNING", logger="repeval.report.results")
+    runs = load_runs([here, there, here])
+    assert [r.run_id for r in runs] == ["demo", "demo@laptop/runs"]  # "runs" alone would name the first's folder too
+    assert "run id 'demo' of" in caplog.text and "shown as 'demo@laptop/runs'" in caplog.text
+    assert "run 'demo' given twice" in caplog.text  # the same directory again: kept once
+    results = combine_results(runs)
+    assert sorted(results["run_id"].unique()) == ["demo", "demo@laptop/runs"]
+    assert len(results) == 2 * len(runs[0].results)
+    assert runs[1].validation is None or set(runs[1].validation["run_id"]) == {"demo@laptop/runs"}
+    task, dataset = results[["task", "dataset"]].iloc[0]
+    table = make_table(results, "model_comparison", task=task, dataset=dataset)
+    assert {"demo", "demo@laptop/runs"} == {row[table.row_names.index("run_id")] for row in table.rows}, table.rows
