@@ -503,7 +503,11 @@ def inputs_change(before: Any, now: dict[str, Any]) -> str:
         else:
             said.append(f"partition {sid}: computed under another configuration (config hash)")
     if before.get("splits") != now.get("splits"):
-        said.append(f"the tracks per split: {before.get('splits')} then, {now.get('splits')} now")
+
+        def splits(v: Any) -> str:
+            return ", ".join(f"{k} {n}" for k, n in sorted(v.items())) if isinstance(v, dict) else str(v)
+
+        said.append(f"the tracks per split: {splits(before.get('splits'))} then, {splits(now.get('splits'))} now")
     for key in ("unannotated", "aggregation", "augment"):
         if before.get(key) != now.get(key):
             said.append(f"{key}: {before.get(key)} then, {now.get(key)} now")
@@ -773,7 +777,7 @@ def _configured_groups(ctx: RunContext, files: list[Path]) -> list[Path]:
     if stale:
         log.warning(
             "%d probe grid(s) in %s are not of this configuration (a model, dataset or task removed or renamed since "
-            "they were trained): %s — left out of results.parquet; delete them, or list them in the configuration "
+            "they were trained, or fewer folds): %s — left out of results.parquet; delete them, or list them in the configuration "
             "again to include them",
             len(stale), ctx.run_dir / "groups", ", ".join(stale[:5]) + (", …" if len(stale) > 5 else ""),
         )  # fmt: skip

@@ -92,8 +92,9 @@ def test_why_a_group_is_trained_again_names_each_change():
     assert (
         runner.inputs_change(before, rehashed) == "partition noise: computed under another configuration (config hash)"
     )
-    resplit = {**before, "splits": {"test": 12}}
-    assert runner.inputs_change(before, resplit) == "the tracks per split: {'test': 10} then, {'test': 12} now"
+    before["splits"] = {"train": 5, "test": 10}
+    resplit = {**before, "splits": {"test": 12, "train": 5}}
+    assert runner.inputs_change(before, resplit) == "the tracks per split: test 10, train 5 then, test 12, train 5 now"
 
 
 def test_the_training_hash_follows_what_results_depend_on_not_how_fast_they_come(tmp_path):
