@@ -190,12 +190,23 @@ def load_run(run_dir: Path) -> Run:
     hist_path = run_dir / "history.parquet"
     if not hist_path.is_file() and (run_dir / "history").is_dir() and any((run_dir / "history").glob("*.parquet")):
         hist_path = run_dir / "history"
+    # the (task, dataset, model, fold) grids of the results: a file left by a grid the results no longer hold (a
+    # model removed, fewer folds: `repeval evaluate` leaves it out) is not drawn or pooled with them
+    grids = {(t, d, m, None if pd.isna(f) else int(f)) for t, d, m, f in results[["task", "dataset", "model", "fold"]]
+             .drop_duplicates().itertuples(index=False)}  # fmt: skip
     if hist_path.exists():
         history = pd.concat([pd.read_parquet(p) for p in _parquet_files(hist_path)], ignore_index=True)
         missing = [c for c in HISTORY_COLUMNS if c not in history.columns]
         if missing:
             log.warning("%s lacks columns %s; training curves are skipped", hist_path, ", ".join(missing))
             history = None
+        else:
+            folds = history["fold"] if "fold" in history.columns else pd.Series([None] * len(history))
+            keep = [
+                (t, d, m, None if pd.isna(f) else int(f)) in grids
+                for t, d, m, f in zip(history["task"], history["dataset"], history["model"], folds, strict=True)
+            ]
+            history = history[keep].reset_index(drop=True)
     confusion: dict[ConfusionKey, tuple[list[str], np.ndarray]] = {}
     conf_dir = run_dir / "confusion"
     if conf_dir.is_dir():
@@ -204,6 +215,10 @@ def load_run(run_dir: Path) -> Run:
             if key is None:
                 log.warning("skipping %s: not named <task>__<dataset>__<model>__<probe>__<seed>__<scenario>.json", path)
                 continue
+            parts = path.stem.split("__")
+            fold = int(parts[6][4:]) if len(parts) == 7 else None  # from_filename checked it
+            if (key.task, key.dataset, key.model, fold) not in grids:
+                continue  # a grid the results do not hold
             try:
                 labels, matrix = read_confusion(path)
             except ValueError as exc:

@@ -191,6 +191,7 @@ def test_evaluate_collects_the_groups_of_its_configuration_only(run_dir, tmp_pat
 
     from repeval import runner
     from repeval.config import parse_config
+    from repeval.report.results import ConfusionKey
 
     run = tmp_path / "r"
     shutil.copytree(run_dir, run)
@@ -221,3 +222,15 @@ def test_evaluate_collects_the_groups_of_its_configuration_only(run_dir, tmp_pat
     assert f"1 probe grid(s) in {run / 'groups'} are not of this configuration" in said
     assert f"{task}__{dataset}__mert-v1-95m-6 — left out of results.parquet" in said
     assert f"1 probe grid(s) of this configuration are not trained yet: {task}__{dataset}__mfcc-stats" in said
+    # the report draws and pools only the grids of the results: not the removed model's curves or confusion matrices
+    before = load_run(run_dir)
+    assert "mert-v1-95m-6" in set(before.history["model"]) and any(k.model == "mert-v1-95m-6" for k in before.confusion)
+    after = load_run(run)
+    assert set(after.history["model"]) == {"logmel-stats", "msd-musicnn"}
+    assert {k.model for k in after.confusion} == {"logmel-stats", "msd-musicnn"}
+    assert len(after.history) == before.history["model"].isin(["logmel-stats", "msd-musicnn"]).sum()
+    kept = next(p for p in sorted((run / "confusion").glob("*.json")) if "__msd-musicnn__" in p.name)
+    shutil.copy(kept, kept.with_name(f"{kept.stem}__fold3.json"))  # a fold the results do not hold: not pooled
+    key = ConfusionKey.from_filename(kept.name)
+    assert key in after.confusion
+    assert (load_run(run).confusion[key][1] == after.confusion[key][1]).all()  # not doubled
