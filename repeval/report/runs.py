@@ -63,13 +63,20 @@ _STAGE_DONE = {"embed": "embedded", "deform": "deformed"}
 
 
 def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | None:
-    """One run's summary; ``None`` for a folder that is not a run directory (no ``config.yaml``)."""
+    """One run's summary; ``None`` for a folder that is not a run directory (no ``config.yaml``, ``results.parquet``
+    or ``status.json``: a run copied without its config, which `repeval table` reads, is listed, its tasks and models
+    unknown)."""
     try:
         with fs.open_input_stream(f"{path}/config.yaml") as fh:
             cfg = yaml.safe_load(fh.read().decode()) or {}
     except (FileNotFoundError, OSError):
-        return None
+        marks = fs.get_file_info([f"{path}/results.parquet", f"{path}/{STATUS}"])
+        if all(i.type != pafs.FileType.File for i in marks):
+            return None
+        cfg = {}
     except yaml.YAMLError:
+        cfg = {}
+    if not isinstance(cfg, dict):
         cfg = {}
     exps = cfg.get("experiments") or []
     tasks = sorted({str((e.get("task") or {}).get("name")) for e in exps if isinstance(e, dict)})

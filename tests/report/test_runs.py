@@ -234,3 +234,18 @@ def test_evaluate_collects_the_groups_of_its_configuration_only(run_dir, tmp_pat
     key = ConfusionKey.from_filename(kept.name)
     assert key in after.confusion
     assert (load_run(run).confusion[key][1] == after.confusion[key][1]).all()  # not doubled
+
+
+def test_a_run_copied_without_its_config_is_listed(run_dir, tmp_path):
+    """`repeval runs` skipped a run directory without config.yaml (results copied alone, which `repeval table` and
+    `report` read); it is listed now, its tasks and models unknown. A folder with none of a run's files is not."""
+    runs = tmp_path / "runs"
+    shutil.copytree(run_dir, runs / "bare")
+    (runs / "bare" / "config.yaml").unlink()
+    (runs / "notes").mkdir()
+    (runs / "notes" / "todo.txt").write_text("x")
+    res = CliRunner().invoke(app, ["runs", str(runs), "--json"])
+    assert res.exit_code == 0, res.output
+    listed = json.loads(res.output)
+    assert [r["run"] for r in listed] == ["bare"]
+    assert listed[0]["state"] == "evaluated" and listed[0]["tasks"] == [] and listed[0]["result_rows"] > 0
