@@ -27,7 +27,7 @@ from repeval.config.loader import config_hash
 from repeval.datasets import LoadReport, load_dataset, load_folds
 from repeval.datasets.base import OBSERVED, strict_kinds
 from repeval.pipeline.embed import EmbedSummary, check_scenarios_at_model_rates, embed_experiments
-from repeval.rundir import EVALUATION_KEY, LOAD_REPORT, RunLocation
+from repeval.rundir import CONFIG_KEY, EVALUATION_KEY, LOAD_REPORT, RunLocation
 from repeval.store import EmbeddingStore
 from repeval.store.lock import StoreLock
 
@@ -751,7 +751,9 @@ def stage_evaluate(ctx: RunContext) -> pa.Table:
     # summary goes first, and both files carry the same hash of the results (rundir.summary_mismatch checks it)
     (ctx.run_dir / "summary.parquet").unlink(missing_ok=True)
     mark = {EVALUATION_KEY: _table_hash(table).encode()}
-    _write_atomic(_with_metadata(table, mark), ctx.run_dir / "results.parquet")
+    cfg = getattr(ctx, "cfg", None)
+    config = {CONFIG_KEY: config_yaml(cfg).encode()} if cfg is not None else {}
+    _write_atomic(_with_metadata(table, {**mark, **config}), ctx.run_dir / "results.parquet")
     # mean ± std over seeds per cell
     _write_atomic(_with_metadata(seed_summary(table), mark), ctx.run_dir / "summary.parquet")
     return table

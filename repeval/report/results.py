@@ -176,6 +176,31 @@ def _no_results_hint(run_dir: Path) -> str:
     )
 
 
+def _results_config(run_dir: Path) -> str:
+    """``run_dir``'s ``config.yaml``, with the experiments its results are of: those their evaluation recorded in
+    ``results.parquet`` (:data:`repeval.rundir.CONFIG_KEY`) when a later command that stopped before evaluating, with
+    another configuration (refused for a store conflict, say), has rewritten them — said in a warning. Its ``run``
+    section stays ``config.yaml``'s: where the store is (edited by hand after moving it, say)."""
+    from repeval.rundir import CONFIG_KEY
+
+    config_path = run_dir / "config.yaml"
+    text = config_path.read_text() if config_path.is_file() else ""
+    try:
+        recorded = (pq.read_schema(run_dir / "results.parquet").metadata or {}).get(CONFIG_KEY)
+        then = yaml.safe_load(recorded.decode()) if recorded is not None else None
+        now = yaml.safe_load(text) if text else {}
+    except (OSError, pa.ArrowInvalid, yaml.YAMLError, UnicodeDecodeError):
+        return text
+    if not isinstance(then, dict) or not isinstance(now, dict) or then.get("experiments") == now.get("experiments"):
+        return text
+    log.warning(
+        "%s: config.yaml was rewritten by a later command that did not evaluate (see `repeval runs`); the results are "
+        "of the experiments their evaluation recorded, which the report shows",
+        run_dir,
+    )
+    return yaml.safe_dump({**now, "experiments": then.get("experiments")}, sort_keys=False)
+
+
 def load_run(run_dir: Path) -> Run:
     """Load one run directory; ``ValueError`` naming the fix when ``results.parquet`` is missing."""
     run_dir = Path(run_dir)
@@ -183,8 +208,7 @@ def load_run(run_dir: Path) -> Run:
     if not res_path.is_file():
         raise ValueError(f"no results.parquet in {run_dir}{_no_results_hint(run_dir)}")
     results = normalise_results(pd.read_parquet(res_path), source=str(res_path))
-    config_path = run_dir / "config.yaml"
-    config_text = config_path.read_text() if config_path.is_file() else ""
+    config_text = _results_config(run_dir)
     history = None
     # one file, or one file per (task, dataset, model) group under history/
     hist_path = run_dir / "history.parquet"

@@ -14,7 +14,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import yaml
 
-from repeval.rundir import LOAD_REPORT, STATUS, filesystem_of, summary_mismatch
+from repeval.rundir import CONFIG_KEY, LOAD_REPORT, STATUS, filesystem_of, summary_mismatch
 from repeval.store.inspect import aligned, utc_time
 
 
@@ -76,6 +76,13 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
         cfg = {}
     except yaml.YAMLError:
         cfg = {}
+    footer = _footer(fs, f"{path}/results.parquet")  # read once: its rows, its key for summary_stale, its config
+    recorded = ((footer.metadata or {}) if footer is not None else {}).get(CONFIG_KEY)
+    if recorded is not None:  # the results' tasks and models, though a later command rewrote config.yaml
+        try:
+            cfg = yaml.safe_load(recorded.decode()) or {}
+        except yaml.YAMLError:
+            pass
     if not isinstance(cfg, dict):
         cfg = {}
     exps = cfg.get("experiments") or []
@@ -95,7 +102,6 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
         if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")
     ]
     files = [i for i in top if i.type == pafs.FileType.File] + groups
-    footer = _footer(fs, f"{path}/results.parquet")  # read once: its rows, and its key for summary_stale
     results = int(footer.num_rows) if footer is not None else None
     failed, failed_cells = _failed(fs, path)
     updated = max((i.mtime.timestamp() for i in files if i.mtime is not None), default=None)

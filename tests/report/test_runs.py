@@ -235,6 +235,19 @@ def test_evaluate_collects_the_groups_of_its_configuration_only(run_dir, tmp_pat
     assert key in after.confusion
     assert (load_run(run).confusion[key][1] == after.confusion[key][1]).all()  # not doubled
 
+    # a later command with another configuration (refused, say, for a store conflict) rewrote config.yaml: the report
+    # and `repeval runs` still describe the results by the configuration their evaluation recorded
+    (run / "config.yaml").write_text("experiments:\n- task: {name: other}\n  embedding_models: [chroma-stats]\n")
+    caplog.clear()
+    loaded = load_run(run)
+    assert [m["id"] for e in loaded.config["experiments"] for m in e["embedding_models"]] == [
+        "msd-musicnn", "logmel-stats", "mfcc-stats"
+    ]  # fmt: skip
+    assert "config.yaml was rewritten by a later command that did not evaluate" in caplog.text
+    info = run_info(pafs.LocalFileSystem(), str(run), "r")
+    assert info is not None and info["models"] == ["logmel-stats", "mfcc-stats", "msd-musicnn"]
+    assert info["tasks"] == [task]
+
 
 def test_a_run_copied_without_its_config_is_listed(run_dir, tmp_path):
     """`repeval runs` skipped a run directory without config.yaml (results copied alone, which `repeval table` and
