@@ -397,6 +397,11 @@ class Partition:
                 for k, v in WINDOWING_ENTRIES.items():
                     if k not in old and fingerprint.get(k) == v:
                         hint += f" ({WINDOWING_HINTS[k]})"
+                if "seed" in old and old.get("seed") != fingerprint.get("seed"):
+                    hint += (
+                        " (run.seed also draws each track's deformation: another run.seed deforms the tracks anew; for "
+                        f"more probe seeds on these embeddings keep run.seed: {old['seed']} and raise run.seeds)"
+                    )
             raise StoreConflict(
                 f"store partition {self.path} was computed with a different configuration — {diff}{hint}; give "
                 f"the model or scenario a new id, point run.store elsewhere, or delete the partition to recompute "

@@ -154,6 +154,13 @@ def test_conflict_names_the_changed_parameter_inside_a_hash_and_falls_back_to_ha
     with pytest.raises(StoreConflict) as err:
         old.check_compatible(now, {"model.params": {"n_mfcc": 30, "n_mels": 64}})
     assert '— model.params: stored "aaa", now "bbb"; give' in str(err.value)
+    # a deformed partition of another run.seed: the seed's part in it is said, with the setting meant for more seeds
+    noisy = store.partition("ds", "m", "noise")
+    noisy.stamp({**fp, "scenario": "s", "seed": 0})
+    with pytest.raises(StoreConflict) as err:
+        noisy.check_compatible({**fp, "scenario": "s", "seed": 1})
+    assert "— seed: stored 0, now 1 (run.seed also draws each track's deformation" in str(err.value)
+    assert "keep run.seed: 0 and raise run.seeds); give the model or scenario a new id" in str(err.value)
 
 
 def test_a_model_whose_embeddings_changed_is_refused_the_partitions_embedded_before(tmp_path):
