@@ -741,9 +741,14 @@ def _tmp_name(path: Path) -> Path:
 
 def stage_evaluate(ctx: RunContext) -> pa.Table:
     """Collect every group's test rows into ``results.parquet`` and mean ± std over seeds into ``summary.parquet``."""
-    files = _configured_groups(ctx, sorted((ctx.run_dir / "groups").glob("*.parquet")))
+    found = sorted((ctx.run_dir / "groups").glob("*.parquet"))
+    files = _configured_groups(ctx, found)
     if not files:
-        raise FileNotFoundError(f"no trained probes in {ctx.run_dir}: run `repeval train` first")
+        other = f" of this configuration ({len(found)} of another, named above)" if found else ""
+        raise FileNotFoundError(
+            f"no trained probe grid{other} in {ctx.run_dir}: train them first — `repeval train CONFIG`, or `repeval run "
+            "CONFIG`, which also resumes an interrupted run"
+        )
     from repeval.tuning.results import seed_summary, with_result_columns
 
     table = pa.concat_tables([with_result_columns(pq.read_table(f)) for f in files])

@@ -189,6 +189,8 @@ def test_evaluate_collects_the_groups_of_its_configuration_only(run_dir, tmp_pat
     the files left out and the configuration's grids not trained yet."""
     import types
 
+    import pytest
+
     from repeval import runner
     from repeval.config import parse_config
     from repeval.report.results import ConfusionKey
@@ -222,6 +224,11 @@ def test_evaluate_collects_the_groups_of_its_configuration_only(run_dir, tmp_pat
     assert f"1 probe grid(s) in {run / 'groups'} are not of this configuration" in said
     assert f"{task}__{dataset}__mert-v1-95m-6 — left out of results.parquet" in said
     assert f"1 probe grid(s) of this configuration are not trained yet: {task}__{dataset}__mfcc-stats" in said
+    renamed = cfg.model_copy(update={"experiments": (cfg.experiments[0].model_copy(
+        update={"task": cfg.experiments[0].task.model_copy(update={"name": "renamed"})}),)})  # fmt: skip
+    with pytest.raises(FileNotFoundError, match=r"no trained probe grid of this configuration \(3 of another, named"):
+        runner.stage_evaluate(types.SimpleNamespace(run_dir=run, cfg=renamed))
+    assert set(pq.read_table(run / "results.parquet")["model"].to_pylist()) == {"logmel-stats", "msd-musicnn"}
     # the report draws and pools only the grids of the results: not the removed model's curves or confusion matrices
     before = load_run(run_dir)
     assert "mert-v1-95m-6" in set(before.history["model"]) and any(k.model == "mert-v1-95m-6" for k in before.confusion)
