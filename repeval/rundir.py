@@ -45,6 +45,9 @@ LOAD_REPORT = "load_report.json"
 #: ``results.parquet``'s and ``summary.parquet``'s schema metadata key: a hash of the results table, the same in
 #: both files when ``summary.parquet`` was computed from that ``results.parquet`` (:func:`summary_mismatch`)
 EVALUATION_KEY = b"repeval.evaluation"
+#: ``results.parquet``'s schema metadata: the run's ``config.yaml`` as the evaluation that wrote it had it (a later
+#: command that failed, with another configuration, rewrites ``config.yaml`` but not the results)
+CONFIG_KEY = b"repeval.config"
 
 
 def summary_mismatch(fs: pafs.FileSystem, path: str, results_footer: Any = None) -> str | None:

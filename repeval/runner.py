@@ -28,7 +28,7 @@ from repeval.datasets import LoadReport, load_dataset, load_folds
 from repeval.datasets.base import OBSERVED, strict_kinds
 from repeval.pipeline.embed import EmbedSummary, embed_experiments
 from repeval.pipeline.preflight import check_scenarios_at_model_rates
-from repeval.rundir import EVALUATION_KEY, LOAD_REPORT, RunLocation
+from repeval.rundir import CONFIG_KEY, EVALUATION_KEY, LOAD_REPORT, RunLocation
 from repeval.store import EmbeddingStore
 from repeval.store.lock import StoreLock
 
@@ -471,8 +471,48 @@ def _pending_group(
         summary["skipped"] += 1
         return None
     if trained is not None:
-        log.warning("%s: its embeddings changed since it was trained (rows or errors); training it again", name)
+        before = _read_json(ctx.run_dir / "groups" / f"{name}.inputs.json")
+        log.warning("%s: trained before on other inputs (%s); training it again", name, inputs_change(before, inputs))
     return _Pending(ei, exp, dataset, model, scenarios, fold, rows, name, inputs)
+
+
+def inputs_change(before: Any, now: dict[str, Any]) -> str:
+    """What differs between a finished group's recorded inputs (:func:`group_inputs`, ``before``) and this run's, in
+    words: why it is trained again — a scenario added or removed, a partition with other rows or error records, other
+    splits or training settings."""
+    if not isinstance(before, dict):
+        return "its record of them, the group's inputs.json, is missing or unreadable"
+    said = []
+    if before.get("training") != now.get("training"):
+        said.append("the training settings changed: the task, probes, metrics, run.seed(s), max_epochs or intervals")
+    old, new = before.get("partitions") or {}, now.get("partitions") or {}
+    added, removed = sorted(set(new) - set(old)), sorted(set(old) - set(new))
+    if added:
+        said.append(f"scenario(s) {', '.join(added)} added")
+    if removed:
+        said.append(f"scenario(s) {', '.join(removed)} removed")
+
+    def counts(v: Any) -> str:
+        rows, errors = [*v, None, None][:2] if isinstance(v, list) else (None, None)
+        return f"{rows} rows, {errors} error records"
+
+    for sid in sorted(set(old) & set(new)):
+        if old[sid] == new[sid]:
+            continue
+        if counts(old[sid]) != counts(new[sid]):
+            said.append(f"partition {sid}: {counts(old[sid])} then, {counts(new[sid])} now")
+        else:
+            said.append(f"partition {sid}: computed under another configuration (config hash)")
+    if before.get("splits") != now.get("splits"):
+
+        def splits(v: Any) -> str:
+            return ", ".join(f"{k} {n}" for k, n in sorted(v.items())) if isinstance(v, dict) else str(v)
+
+        said.append(f"the tracks per split: {splits(before.get('splits'))} then, {splits(now.get('splits'))} now")
+    for key in ("unannotated", "aggregation", "augment"):
+        if before.get(key) != now.get(key):
+            said.append(f"{key}: {before.get(key)} then, {now.get(key)} now")
+    return "; ".join(said) or "its inputs.json differs"
 
 
 def group_trained(ctx: RunContext, name: str, inputs: dict[str, Any]) -> bool | None:
@@ -702,9 +742,14 @@ def _tmp_name(path: Path) -> Path:
 
 def stage_evaluate(ctx: RunContext) -> pa.Table:
     """Collect every group's test rows into ``results.parquet`` and mean ± std over seeds into ``summary.parquet``."""
-    files = sorted((ctx.run_dir / "groups").glob("*.parquet"))
+    found = sorted((ctx.run_dir / "groups").glob("*.parquet"))
+    files = _configured_groups(ctx, found)
     if not files:
-        raise FileNotFoundError(f"no trained probes in {ctx.run_dir}: run `repeval train` first")
+        other = f" of this configuration ({len(found)} of another, named above)" if found else ""
+        raise FileNotFoundError(
+            f"no trained probe grid{other} in {ctx.run_dir}: train them first — `repeval train CONFIG`, or `repeval run "
+            "CONFIG`, which also resumes an interrupted run"
+        )
     from repeval.tuning.results import seed_summary, with_result_columns
 
     table = pa.concat_tables([with_result_columns(pq.read_table(f)) for f in files])
@@ -712,10 +757,46 @@ def stage_evaluate(ctx: RunContext) -> pa.Table:
     # summary goes first, and both files carry the same hash of the results (rundir.summary_mismatch checks it)
     (ctx.run_dir / "summary.parquet").unlink(missing_ok=True)
     mark = {EVALUATION_KEY: _table_hash(table).encode()}
-    _write_atomic(_with_metadata(table, mark), ctx.run_dir / "results.parquet")
+    cfg = getattr(ctx, "cfg", None)
+    config = {CONFIG_KEY: config_yaml(cfg).encode()} if cfg is not None else {}
+    _write_atomic(_with_metadata(table, {**mark, **config}), ctx.run_dir / "results.parquet")
     # mean ± std over seeds per cell
     _write_atomic(_with_metadata(seed_summary(table), mark), ctx.run_dir / "summary.parquet")
     return table
+
+
+def _configured_groups(ctx: RunContext, files: list[Path]) -> list[Path]:
+    """The groups' result files of ``ctx``'s configuration. A file of a group the configuration no longer has (a
+    model, dataset or task removed or renamed since it was trained, fewer folds) is left out of the results, and
+    named; so is each group of the configuration not trained yet (an interrupted ``train``), whose cells the results
+    then lack."""
+    cfg = getattr(ctx, "cfg", None)
+    if cfg is None:  # a bare run directory: every group in it
+        return files
+    wanted = {
+        group_name(exp, ds.name, m.id, fold)
+        for exp in cfg.experiments
+        for ds in exp.datasets
+        for m in exp.embedding_models
+        for fold in (range(ds.n_folds) if ds.split_type == "all" else [None])
+    }
+    have = {f.stem for f in files}
+    stale = sorted(have - wanted)
+    if stale:
+        log.warning(
+            "%d probe grid(s) in %s are not of this configuration (a model, dataset or task removed or renamed since "
+            "they were trained, or fewer folds): %s — left out of results.parquet; delete them, or list them in the configuration "
+            "again to include them",
+            len(stale), ctx.run_dir / "groups", ", ".join(stale[:5]) + (", …" if len(stale) > 5 else ""),
+        )  # fmt: skip
+    missing = sorted(wanted - have)
+    if missing and len(missing) < len(wanted):
+        log.warning(
+            "%d probe grid(s) of this configuration are not trained yet: %s — the results lack them; `repeval run` "
+            "(or `repeval train`) with this configuration trains them",
+            len(missing), ", ".join(missing[:5]) + (", …" if len(missing) > 5 else ""),
+        )  # fmt: skip
+    return [f for f in files if f.stem in wanted]
 
 
 def _table_hash(table: pa.Table) -> str:

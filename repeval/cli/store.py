@@ -203,6 +203,7 @@ def store_rm(
             if not hits:
                 store.find(pattern)  # raises naming the closest partitions
             chosen.update((p.name, p) for p in hits)
+            store.refuse_foreign(list(chosen.values()))  # a runs directory given as the store: its tune/ is not deleted
         for n, part in chosen.items():
             state = "complete" if part.complete else "incomplete"
             try:

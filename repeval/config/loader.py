@@ -58,11 +58,35 @@ def _format(err: ValidationError) -> list[str]:
                 msg += did_you_mean(e["input"], re.findall(r"'([^']*)'", expected))
         elif e["type"] in ("tuple_type", "list_type"):  # reliability (issue 9): name the fix, not pydantic's type
             msg = _not_a_list(e.get("input"))
+        else:
+            msg += _number_hint(e["type"], loc, e.get("input"))
         # a whole-file check whose message starts with the key path it is about: that path, not "(top level)"
         line = msg if not loc and msg.startswith(("experiments[", "run.")) else f"{path}: {msg}"
         if line not in problems:
             problems.append(line)
     return problems
+
+
+def _number_hint(kind: str, loc: tuple[Any, ...], value: Any) -> str:
+    """The fix for a number written as something else: a list of values for a probe's setting (one value; several are
+    a ``search: {grid: ...}``), or an integer in exponent notation (YAML reads ``1e3`` as text)."""
+    if kind not in ("int_type", "float_type", "int_parsing", "float_parsing"):
+        return ""
+    key = str(loc[-1]) if loc else ""
+    if isinstance(value, list) and len(loc) >= 2 and "downstream_models" in loc:
+        values = ", ".join(str(v) for v in value[:4]) + (", …" if len(value) > 4 else "")
+        return (
+            f" — got a list ({values}): a probe's {key} takes one value; to train one configuration per value, "
+            f"write it as a grid axis, search: {{grid: {{{key}: [{values}]}}}}"
+        )
+    if kind == "int_parsing" and isinstance(value, str) and re.fullmatch(r"[0-9.]+[eE][+-]?[0-9]+", value.strip()):
+        try:
+            number = float(value)
+        except ValueError:
+            return ""
+        if number.is_integer():
+            return f" — got the text {value!r} (YAML reads an exponent without a dot as text): write {int(number)}"
+    return ""
 
 
 def _not_a_list(value: Any) -> str:
@@ -142,11 +166,31 @@ def check_data_paths(cfg: Config, source: str | None = None) -> None:
                     continue
                 what = "directory" if is_dir else "file"
                 problems.append(
-                    f"experiments[{ei}].datasets[{di}].{key}: no such {what}: {path.resolve()} — fix the path "
-                    f"(relative paths start from {Path.cwd()}), or {_fetch_hint(ds, key, path)}"
+                    f"experiments[{ei}].datasets[{di}].{key}: no such {what}: {path.resolve()} — "
+                    f"{_path_hint(str(value), path, is_dir, source)}, or {_fetch_hint(ds, key, path)}"
                 )
     if problems:
         raise ConfigError(problems, source)
+
+
+def _path_hint(value: str, path: Path, is_dir: bool, source: str | None) -> str:
+    """How to fix a local data path that does not exist: where relative paths start from, and the two slips that
+    make a right path wrong — writing it relative to the config file (it is read from the current directory), or
+    with an environment variable (not expanded)."""
+    if re.search(r"\$\w|\$\{|%\w+%", value):
+        return (
+            f"environment variables are not expanded in paths: write the path out in full (relative paths start from "
+            f"{Path.cwd()})"
+        )
+    if not path.is_absolute() and source is not None:
+        beside = Path(source).parent / path
+        if beside.resolve() != path.resolve() and (beside.is_dir() if is_dir else beside.exists()):
+            return (
+                f"relative paths start from the current directory ({Path.cwd()}), not the config file's folder, "
+                f"where it is ({beside.resolve()}): run repeval from {Path(source).parent.resolve()} or write the "
+                "path from here or in full"
+            )
+    return f"fix the path (relative paths start from {Path.cwd()})"
 
 
 def _fetch_hint(ds: Any, key: str, path: Path) -> str:

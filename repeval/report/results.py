@@ -144,30 +144,93 @@ def normalise_results(df: pd.DataFrame, source: str = "results") -> pd.DataFrame
     return df
 
 
+def _no_results_hint(run_dir: Path) -> str:
+    """Why a directory has no results and what to pass instead: it does not exist; it is a runs directory (its runs
+    named); or it is a run whose last command stopped before the test stage (its state, from ``status.json``)."""
+    import json
+
+    from repeval.rundir import STATUS
+
+    usual = ": pass a run directory such as runs/<run_id> whose `repeval run` finished its test stage"
+    if not run_dir.exists():
+        return f" (the directory does not exist){usual}"
+    if not run_dir.is_dir():
+        return usual
+    runs = sorted(p.name for p in run_dir.iterdir() if (p / "results.parquet").is_file() or (p / STATUS).is_file())
+    if runs and not (run_dir / STATUS).is_file():
+        shown = ", ".join(str(run_dir / r) for r in runs[:5]) + (", …" if len(runs) > 5 else "")
+        return f": it is a runs directory; pass one of its runs ({shown}); `repeval runs {run_dir}` lists them"
+    try:
+        status = json.loads((run_dir / STATUS).read_text())
+    except (OSError, ValueError):
+        return usual
+    if not isinstance(status, dict) or status.get("state") not in ("interrupted", "failed", "started"):
+        return usual
+    said = {"started": "is running or was killed", "interrupted": "was interrupted", "failed": "failed"}
+    reason = str(status.get("reason") or "").split("; rerun it")[0]  # an interruption's says how to resume: below
+    reason = f" ({reason})" if reason else ""
+    return (
+        f": its last command, `repeval {status.get('command')}`, {said[status['state']]}{reason} before the test "
+        "stage wrote results; run `repeval run CONFIG` with the run's configuration (and --run-id, --runs-dir if it "
+        "had them) to finish it — finished work is kept"
+    )
+
+
+def _results_config(run_dir: Path) -> str:
+    """``run_dir``'s ``config.yaml``, with the experiments its results are of: those their evaluation recorded in
+    ``results.parquet`` (:data:`repeval.rundir.CONFIG_KEY`) when a later command that stopped before evaluating, with
+    another configuration (refused for a store conflict, say), has rewritten them — said in a warning. Its ``run``
+    section stays ``config.yaml``'s: where the store is (edited by hand after moving it, say)."""
+    from repeval.rundir import CONFIG_KEY
+
+    config_path = run_dir / "config.yaml"
+    text = config_path.read_text() if config_path.is_file() else ""
+    try:
+        recorded = (pq.read_schema(run_dir / "results.parquet").metadata or {}).get(CONFIG_KEY)
+        then = yaml.safe_load(recorded.decode()) if recorded is not None else None
+        now = yaml.safe_load(text) if text else {}
+    except (OSError, pa.ArrowInvalid, yaml.YAMLError, UnicodeDecodeError):
+        return text
+    if not isinstance(then, dict) or not isinstance(now, dict) or then.get("experiments") == now.get("experiments"):
+        return text
+    log.warning(
+        "%s: config.yaml was rewritten by a later command that did not evaluate (see `repeval runs`); the results are "
+        "of the experiments their evaluation recorded, which the report shows",
+        run_dir,
+    )
+    return yaml.safe_dump({**now, "experiments": then.get("experiments")}, sort_keys=False)
+
+
 def load_run(run_dir: Path) -> Run:
     """Load one run directory; ``ValueError`` naming the fix when ``results.parquet`` is missing."""
     run_dir = Path(run_dir)
     res_path = run_dir / "results.parquet"
     if not res_path.is_file():
-        hint = " (the directory does not exist)" if not run_dir.exists() else ""
-        raise ValueError(
-            f"no results.parquet in {run_dir}{hint}: pass a run directory such as runs/<run_id> "
-            "whose `repeval run` finished its test stage"
-        )
+        raise ValueError(f"no results.parquet in {run_dir}{_no_results_hint(run_dir)}")
     results = normalise_results(pd.read_parquet(res_path), source=str(res_path))
-    config_path = run_dir / "config.yaml"
-    config_text = config_path.read_text() if config_path.is_file() else ""
+    config_text = _results_config(run_dir)
     history = None
     # one file, or one file per (task, dataset, model) group under history/
     hist_path = run_dir / "history.parquet"
     if not hist_path.is_file() and (run_dir / "history").is_dir() and any((run_dir / "history").glob("*.parquet")):
         hist_path = run_dir / "history"
+    # the (task, dataset, model, fold) grids of the results: a file left by a grid the results no longer hold (a
+    # model removed, fewer folds: `repeval evaluate` leaves it out) is not drawn or pooled with them
+    grids = {(t, d, m, None if pd.isna(f) else int(f)) for t, d, m, f in results[["task", "dataset", "model", "fold"]]
+             .drop_duplicates().itertuples(index=False)}  # fmt: skip
     if hist_path.exists():
         history = pd.concat([pd.read_parquet(p) for p in _parquet_files(hist_path)], ignore_index=True)
         missing = [c for c in HISTORY_COLUMNS if c not in history.columns]
         if missing:
             log.warning("%s lacks columns %s; training curves are skipped", hist_path, ", ".join(missing))
             history = None
+        else:
+            folds = history["fold"] if "fold" in history.columns else pd.Series([None] * len(history))
+            keep = [
+                (t, d, m, None if pd.isna(f) else int(f)) in grids
+                for t, d, m, f in zip(history["task"], history["dataset"], history["model"], folds, strict=True)
+            ]
+            history = history[keep].reset_index(drop=True)
     confusion: dict[ConfusionKey, tuple[list[str], np.ndarray]] = {}
     conf_dir = run_dir / "confusion"
     if conf_dir.is_dir():
@@ -176,6 +239,10 @@ def load_run(run_dir: Path) -> Run:
             if key is None:
                 log.warning("skipping %s: not named <task>__<dataset>__<model>__<probe>__<seed>__<scenario>.json", path)
                 continue
+            parts = path.stem.split("__")
+            fold = int(parts[6][4:]) if len(parts) == 7 else None  # from_filename checked it
+            if (key.task, key.dataset, key.model, fold) not in grids:
+                continue  # a grid the results do not hold
             try:
                 labels, matrix = read_confusion(path)
             except ValueError as exc:
@@ -230,19 +297,46 @@ def _parquet_files(path: Path) -> list[Path]:
 
 
 def load_runs(run_dirs: list[Path]) -> list[Run]:
-    """Load several runs; the same run id twice keeps the first and warns."""
+    """Load several runs; the same run directory twice keeps the first and warns. Two directories whose runs share an
+    id (``runs/quickstart`` and ``other/runs/quickstart``) are both kept, the later ones named ``<run_id>@<folder>``
+    after their runs directory (as many parent folders as tell them apart)."""
     if not run_dirs:
         raise ValueError("no run directories given: pass one or more runs/<run_id> paths")
     runs: list[Run] = []
-    seen: set[str] = set()
+    seen: dict[str, Path] = {}
     for d in run_dirs:
         run = load_run(Path(d))
-        if run.run_id in seen:
+        where = Path(d).resolve()
+        if where in seen.values():
             log.warning("run '%s' given twice (%s); keeping the first", run.run_id, d)
             continue
-        seen.add(run.run_id)
+        if run.run_id in seen:
+            label = _distinct_label(run.run_id, where, seen)
+            log.warning("run id '%s' of %s is also that of %s: shown as '%s'", run.run_id, d, seen[run.run_id], label)
+            _relabel(run, label)
+        seen[run.run_id] = where
         runs.append(run)
     return runs
+
+
+def _distinct_label(run_id: str, where: Path, seen: dict[str, Path]) -> str:
+    """``<run_id>@<folders>``: the fewest parent folders of ``where`` that differ from those of the run first shown
+    as ``run_id`` and that no label in ``seen`` has."""
+    parents = [p.name for p in where.parents if p.name]
+    first = [p.name for p in seen[run_id].parents if p.name]
+    for n in range(1, len(parents) + 1):
+        label = f"{run_id}@{'/'.join(reversed(parents[:n]))}"
+        if parents[:n] != first[:n] and label not in seen:
+            return label
+    return f"{run_id}@{where}"
+
+
+def _relabel(run: Run, label: str) -> None:
+    """Name ``run`` ``label`` everywhere tables and the report read its id."""
+    run.run_id = label
+    run.results = run.results.assign(run_id=label)
+    if run.validation is not None and "run_id" in run.validation.columns:
+        run.validation = run.validation.assign(run_id=label)
 
 
 def masked_pairs(runs: Sequence[Run]) -> frozenset[tuple[str, str]]:

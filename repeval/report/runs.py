@@ -14,7 +14,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import yaml
 
-from repeval.rundir import LOAD_REPORT, STATUS, filesystem_of, summary_mismatch
+from repeval.rundir import CONFIG_KEY, LOAD_REPORT, STATUS, filesystem_of, summary_mismatch
 from repeval.store.inspect import aligned, utc_time
 
 
@@ -63,13 +63,27 @@ _STAGE_DONE = {"embed": "embedded", "deform": "deformed"}
 
 
 def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | None:
-    """One run's summary; ``None`` for a folder that is not a run directory (no ``config.yaml``)."""
+    """One run's summary; ``None`` for a folder that is not a run directory (no ``config.yaml``, ``results.parquet``
+    or ``status.json``: a run copied without its config, which `repeval table` reads, is listed, its tasks and models
+    unknown)."""
     try:
         with fs.open_input_stream(f"{path}/config.yaml") as fh:
             cfg = yaml.safe_load(fh.read().decode()) or {}
     except (FileNotFoundError, OSError):
-        return None
+        marks = fs.get_file_info([f"{path}/results.parquet", f"{path}/{STATUS}"])
+        if all(i.type != pafs.FileType.File for i in marks):
+            return None
+        cfg = {}
     except yaml.YAMLError:
+        cfg = {}
+    footer = _footer(fs, f"{path}/results.parquet")  # read once: its rows, its key for summary_stale, its config
+    recorded = ((footer.metadata or {}) if footer is not None else {}).get(CONFIG_KEY)
+    if recorded is not None:  # the results' tasks and models, though a later command rewrote config.yaml
+        try:
+            cfg = yaml.safe_load(recorded.decode()) or {}
+        except yaml.YAMLError:
+            pass
+    if not isinstance(cfg, dict):
         cfg = {}
     exps = cfg.get("experiments") or []
     tasks = sorted({str((e.get("task") or {}).get("name")) for e in exps if isinstance(e, dict)})
@@ -88,7 +102,6 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
         if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")
     ]
     files = [i for i in top if i.type == pafs.FileType.File] + groups
-    footer = _footer(fs, f"{path}/results.parquet")  # read once: its rows, and its key for summary_stale
     results = int(footer.num_rows) if footer is not None else None
     failed, failed_cells = _failed(fs, path)
     updated = max((i.mtime.timestamp() for i in files if i.mtime is not None), default=None)

@@ -34,9 +34,19 @@ def _size(part: Partition) -> int:
     return sum(i.size or 0 for i in part.fs.get_file_info(sel) if i.type == pafs.FileType.File)
 
 
+#: ``store ls``'s state of a folder three deep that holds files, none of them a partition's (:meth:`Partition.foreign`)
+NOT_A_PARTITION = "not a partition"
+
+
 def partition_info(part: Partition) -> dict[str, Any]:
     """One partition's state from its manifest (or stamp) and Parquet footers; reads no data pages."""
     m = part.manifest()
+    if m is None and part.foreign():  # not a partition (a runs directory given as the store): nothing to read
+        return {
+            "partition": part.name, "state": NOT_A_PARTITION, "damage": None, "rows": None, "errors": None,
+            "dim": None, "frames": None, "model_version": None, "config_hash": None, "created_at": None,
+            "completed_at": None, "bytes": _size(part),
+        }  # fmt: skip
     stamp = m or part._read_json("_stamp.json") or {}
     dim, frames, damage = None, None, None
     rows: int | None
@@ -97,6 +107,11 @@ def ls_text(store: EmbeddingStore, as_json: bool = False, infos: list[dict[str, 
         f"{len(infos)} partition(s), {done} complete, {sum(i['rows'] or 0 for i in infos)} rows, "
         f"{sum(i['errors'] or 0 for i in infos)} error record(s) — {store.uri}"
     )
+    if all(i["state"] == NOT_A_PARTITION for i in infos):
+        lines.append(
+            f"{store.uri} holds no store partition: its folders three deep hold no part-*.parquet, _stamp.json or "
+            "_manifest.json (a runs or run directory? the store is run.store, `store` by default)"
+        )
     return "\n".join(lines)
 
 

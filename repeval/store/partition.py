@@ -103,6 +103,16 @@ class Partition:
     def part_files(self) -> list[str]:
         return self._files()
 
+    def foreign(self) -> bool:
+        """Whether the folder holds something, none of it a partition's (``part-*`` files, ``_stamp.json``,
+        ``_manifest.json``, ``_errors/``, temporary names) and not only hidden files: a folder three deep that is not a
+        partition — a runs directory's ``tune/`` experiments, say, given as the store. ``store ls`` lists it as such;
+        ``store rm`` refuses it."""
+        sel = pafs.FileSelector(self.path, allow_not_found=True)
+        names = [i.base_name for i in self.fs.get_file_info(sel)]
+        own = any(n.startswith(("part-", "_", ".tmp-")) for n in names)
+        return not own and any(not n.startswith(".") for n in names)  # a folder of hidden files alone: as empty
+
     def error_files(self) -> list[str]:
         return self._files(f"/{ERRORS_DIR}")
 
@@ -187,6 +197,11 @@ class Partition:
                 for k, v in WINDOWING_ENTRIES.items():
                     if k not in old and fingerprint.get(k) == v:
                         hint += f" ({WINDOWING_HINTS[k]})"
+                if "seed" in old and old.get("seed") != fingerprint.get("seed"):
+                    hint += (
+                        " (run.seed also draws each track's deformation: another run.seed deforms the tracks anew; for "
+                        f"more probe seeds on these embeddings keep run.seed: {old['seed']} and raise run.seeds)"
+                    )
             raise StoreConflict(
                 f"store partition {self.path} was computed with a different configuration — {diff}{hint}; give "
                 f"the model or scenario a new id, point run.store elsewhere, or delete the partition to recompute "

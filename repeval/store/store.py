@@ -76,6 +76,18 @@ class EmbeddingStore:
             p for p in self.partitions() if fnmatch.fnmatchcase(p.name, pattern) or fnmatch.fnmatchcase(p.name, stored)
         ]
 
+    def refuse_foreign(self, parts: list[Partition]) -> None:
+        """A ``ValueError`` naming the folders among ``parts`` that are not partitions (:meth:`Partition.foreign`):
+        ``store rm`` deletes none of them, nor the partitions given with them."""
+        foreign = [p.name for p in parts if p.foreign()]
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (", …" if len(foreign) > 3 else "")
+            raise ValueError(
+                f"{shown} in {self.uri}: not a store partition (no part-*.parquet, _stamp.json or _manifest.json in "
+                "it) — nothing was deleted; is this the embedding store (run.store, `store` by default)? "
+                "`repeval store ls` lists its partitions"
+            )
+
     def partitions(self) -> list[Partition]:
         """Every ``dataset/model/scenario`` folder, complete or not, sorted by path."""
         out = []

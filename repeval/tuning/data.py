@@ -129,6 +129,7 @@ class _Rows:
         self.bounds = np.cumsum([0, *(t.num_rows for t in tables)])
         t = pa.concat_tables(tables)
         self.ids = t.column("track_id").combine_chunks()
+        self.first = self._first_rows()
         self.counts: np.ndarray | None = None
         if self.frames:
             self.counts = pc.fill_null(t.column("n_frames"), 0).to_numpy().astype(np.int64)
@@ -140,11 +141,38 @@ class _Rows:
                     "track"
                 )
 
+    def _first_rows(self) -> np.ndarray | None:
+        """Which rows are their track's first (in file order), or ``None`` when every track has one row. A track
+        stored twice — a part file copied inside the partition, or written by two runs sharing a store on object
+        storage — would otherwise count twice in training and in its test set; it is read once, with a warning
+        naming the files that hold nothing but such repeats."""
+        codes = np.asarray(pc.dictionary_encode(self.ids).indices)
+        first_at = np.unique(codes, return_index=True)[1]
+        if len(first_at) == len(codes):
+            return None
+        first = np.zeros(len(codes), bool)
+        first[first_at] = True
+        repeats = [
+            f.rsplit("/", 1)[-1]
+            for f, a, b in zip(self.files, self.bounds[:-1], self.bounds[1:], strict=True)
+            if b > a and not first[a:b].any()
+        ]
+        copies = f"; {', '.join(repeats)} hold(s) nothing else — delete them" if repeats else ""
+        log.warning(
+            "store partition %s holds %d row(s) of tracks it has already (a part file copied in, or two runs "
+            "writing to one store); each track's first row is used%s, or delete the partition (`%s`) to embed it "
+            "again",
+            self.part.path, len(codes) - len(first_at), copies, self.part.rm_command(),
+        )  # fmt: skip
+        return first
+
     def positions(self, row_of: pa.Array, splits: pa.Array, split: str) -> np.ndarray:
-        """Positions of the rows whose track is in ``split``, in track-id order (a stable sort: a track stored twice
-        keeps its rows in file order). ``row_of`` gives each row's index into the dataset's rows, ``splits`` their
-        split column."""
+        """Positions of the rows whose track is in ``split``, in track-id order, each track's first row only (see
+        :meth:`_first_rows`). ``row_of`` gives each row's index into the dataset's rows, ``splits`` their split
+        column."""
         in_split = pc.fill_null(pc.equal(splits.take(row_of), split), False).to_numpy(zero_copy_only=False)
+        if self.first is not None:
+            in_split &= self.first
         pos = np.flatnonzero(in_split)
         return pos[pc.sort_indices(self.ids.take(pa.array(pos))).to_numpy()]
 

@@ -242,6 +242,24 @@ def _error(mutate) -> str:
             lambda d: d["experiments"][0]["task"].update(label="family"),
             "experiments[0]: datasets[0].label_column: 'instrument', but task.label is 'family'",
         ),
+        # several values for a probe's setting said only "Input should be a valid number": they are a grid axis
+        (
+            lambda d: d["experiments"][0]["downstream_models"][0].update(learning_rate=[1e-3, 1e-4]),
+            "downstream_models[0].learning_rate: Input should be a valid number — got a list (0.001, 0.0001): a "
+            "probe's learning_rate takes one value; to train one configuration per value, write it as a grid axis, "
+            "search: {grid: {learning_rate: [0.001, 0.0001]}}",
+        ),
+        (
+            lambda d: d["experiments"][0]["downstream_models"].__setitem__(0, {"preset": "marble", "batch_size": [32]}),
+            "a probe's batch_size takes one value; to train one configuration per value, write it as a grid axis, "
+            "search: {grid: {batch_size: [32]}}",
+        ),
+        # YAML reads 1e3 (no dot) as text: an integer key said only "unable to parse string as an integer"
+        (
+            lambda d: d["experiments"][0]["downstream_models"][0].update(epochs="1e3"),
+            "downstream_models[0].epochs: Input should be a valid integer, unable to parse string as an integer — got "
+            "the text '1e3' (YAML reads an exponent without a dot as text): write 1000",
+        ),
     ],
 )
 def test_bad_configs_name_the_key_and_the_fix(mutate, expected):
@@ -447,6 +465,34 @@ def test_yaml_errors_and_missing_file(tmp_path):
         load_config(p)
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_a_data_path_written_from_the_config_file_or_with_a_variable_says_so(tmp_path, monkeypatch):
+    """Relative data paths start from the current directory: one that exists beside the config file (the config run
+    from another folder) is named with where it is; one with ``$HOME`` says variables are not expanded."""
+    from repeval.config.loader import check_data_paths
+
+    (tmp_path / "proj" / "data").mkdir(parents=True)
+    (tmp_path / "proj" / "data" / "m.csv").write_text("track_id,audio_path,instrument\na,a.wav,x\n")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    for value, said in [
+        ("data/m.csv", f"not the config file's folder, where it is ({tmp_path / 'proj' / 'data' / 'm.csv'}): run "
+                       f"repeval from {tmp_path / 'proj'}"),
+        ("$PROJ/data/m.csv", "environment variables are not expanded in paths: write the path out in full"),
+        ("nowhere/m.csv", f"fix the path (relative paths start from {tmp_path / 'elsewhere'})"),
+    ]:  # fmt: skip
+        d = base()
+        d["experiments"][0]["datasets"][0]["manifest"] = value
+        cfg = tmp_path / "proj" / "c.yaml"
+        cfg.write_text(yaml.safe_dump(d))
+        with pytest.raises(ConfigError) as info:
+            check_data_paths(load_config(cfg), str(cfg))
+        assert said in str(info.value), str(info.value)
+    monkeypatch.chdir(tmp_path / "proj")  # from the config's folder the same file is found
+    d["experiments"][0]["datasets"][0]["manifest"] = "data/m.csv"
+    cfg.write_text(yaml.safe_dump(d))
+    check_data_paths(load_config(cfg), str(cfg))
 
 
 def test_a_directory_given_as_config_says_so(tmp_path):

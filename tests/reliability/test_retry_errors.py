@@ -12,7 +12,7 @@ from repeval import runner
 from repeval.config import load_config
 
 
-def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(ray_session, tmp_path):
+def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(ray_session, tmp_path, caplog):
     manifest = make_catalog(tmp_path / "catalog", per_class=6)
     broken = tmp_path / "catalog" / "audio" / "low-001.wav"  # a train track
     good = broken.read_bytes()
@@ -37,8 +37,14 @@ def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(ray_sessi
     _, s, t = run()  # a plain rerun: the error record stands, nothing is recomputed or retrained
     assert (s.computed, s.retried, t["trained"], t["skipped"]) == (0, 0, 0, 1)
 
+    caplog.clear()
     _, s, t = run(retry=True)
     assert (s.computed, s.retried, s.errors) == (1, 1, 0)
+    # the warning says what changed, not a generic "embeddings changed"
+    assert (
+        f"pitch__tones__{model}: trained before on other inputs (partition clean: 11 rows, 1 error records then, "
+        "12 rows, 0 error records now); training it again" in caplog.text
+    )
     assert "retried 1 earlier error record(s)" in s.line()
     assert clean.complete and clean.counts() == (12, 0)
     assert json.loads((tmp_path / "store" / "tones" / model / "clean" / "_manifest.json").read_text())["errors"] == 0
@@ -53,7 +59,9 @@ def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(ray_sessi
 
     sidecar = ctx.run_dir / "groups" / f"pitch__tones__{model}.inputs.json"
     sidecar.write_text("")  # a driver killed mid-write by an older repeval: the group is trained again, no crash
+    caplog.clear()
     _, s, t = run()
+    assert "inputs.json, is missing or unreadable); training it again" in caplog.text
     assert (s.computed, t["trained"], t["skipped"]) == (0, 1, 0)
     assert json.loads(sidecar.read_text())["partitions"]["clean"][:2] == [12, 0]
     assert not list(sidecar.parent.glob(".*.tmp"))
@@ -62,10 +70,31 @@ def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(ray_sessi
     edited = experiment(manifest, [FAST_MODEL])
     edited["downstream_models"][0]["epochs"] = 5
     cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [edited]))
+    caplog.clear()
     _, s, t = run()
     assert (s.computed, t["trained"], t["skipped"]) == (0, 1, 0)
+    assert "(the training settings changed: the task, probes" in caplog.text
+    assert "error records then" not in caplog.text  # the embeddings did not change: not said
     _, s, t = run()
     assert (t["trained"], t["skipped"]) == (0, 1)
+
+
+def test_why_a_group_is_trained_again_names_each_change():
+    """A rerun after an edit says what differs from the inputs the group was trained on (a deformation scenario added
+    or removed, other seeds), not that its embeddings changed when they did not."""
+    before = {"partitions": {"clean": [60, 0, "a"], "noise": [10, 0, "b"]}, "splits": {"test": 10}, "training": "t"}
+    added = {**before, "partitions": {**before["partitions"], "mp3": [10, 0, "c"]}}
+    assert runner.inputs_change(before, added) == "scenario(s) mp3 added"
+    assert runner.inputs_change(added, before) == "scenario(s) mp3 removed"
+    seeds = {**before, "training": "u"}
+    assert runner.inputs_change(before, seeds).startswith("the training settings changed")
+    rehashed = {**before, "partitions": {**before["partitions"], "noise": [10, 0, "z"]}}
+    assert (
+        runner.inputs_change(before, rehashed) == "partition noise: computed under another configuration (config hash)"
+    )
+    before["splits"] = {"train": 5, "test": 10}
+    resplit = {**before, "splits": {"test": 12, "train": 5}}
+    assert runner.inputs_change(before, resplit) == "the tracks per split: test 10, train 5 then, test 12, train 5 now"
 
 
 def test_the_training_hash_follows_what_results_depend_on_not_how_fast_they_come(tmp_path):

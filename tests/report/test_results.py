@@ -59,6 +59,32 @@ def test_missing_results_and_columns_name_the_fix(tmp_path, run_dir):
         load_runs([])
 
 
+def test_a_runs_directory_or_an_unfinished_run_without_results_says_what_to_pass_or_run(tmp_path, run_dir):
+    """``repeval table runs`` (the runs directory) names its runs; a run stopped before its test stage names its
+    last command's state and how to finish it, not only that results.parquet is missing."""
+    from repeval.rundir import write_status
+
+    runs = tmp_path / "runs"
+    shutil.copytree(run_dir, runs / "demo")
+    stopped = runs / "stopped"
+    stopped.mkdir()
+    write_status(stopped, "run", "interrupted", "stopped by Ctrl-C; rerun it to resume (finished work is kept)")
+    with pytest.raises(ValueError) as info:
+        load_run(runs)
+    assert f"it is a runs directory; pass one of its runs ({runs / 'demo'}, {runs / 'stopped'})" in str(info.value)
+    with pytest.raises(ValueError) as info:
+        load_run(stopped)
+    said = str(info.value)
+    assert "its last command, `repeval run`, was interrupted (stopped by Ctrl-C) before the test stage" in said
+    assert "run `repeval run CONFIG` with the run's configuration" in said
+    write_status(stopped, "train", "failed", "no space left on device")
+    with pytest.raises(ValueError, match=r"`repeval train`, failed \(no space left on device\) before the test"):
+        load_run(stopped)
+    write_status(stopped, "run", "finished")  # an odd state (results deleted by hand): the usual words
+    with pytest.raises(ValueError, match="pass a run directory such as runs/<run_id>"):
+        load_run(stopped)
+
+
 def test_combine_and_duplicate_runs(run_dir, second_run_dir):
     runs = load_runs([run_dir, second_run_dir, run_dir])
     assert [r.run_id for r in runs] == ["demo", "other"]
@@ -74,3 +100,26 @@ def test_write_results_round_trip(run_dir, tmp_path):
 
 def test_ordered_scenarios():
     assert ordered_scenarios(["D10", "D2", "clean", "noise"]) == ["clean", "D2", "D10", "noise"]
+
+
+def test_two_runs_with_one_id_from_two_runs_directories_are_both_compared(run_dir, tmp_path, caplog):
+    """``repeval table runs/quickstart ../laptop/runs/quickstart`` kept the first and dropped the second with a
+    warning ("given twice"), though they are two runs; now the second is named after its runs directory, and only the
+    same directory given twice is dropped."""
+    from repeval.report.tables import make_table
+
+    here, there = tmp_path / "runs" / "demo", tmp_path / "laptop" / "runs" / "demo"
+    shutil.copytree(run_dir, here)
+    shutil.copytree(run_dir, there)
+    caplog.set_level("WARNING", logger="repeval.report.results")
+    runs = load_runs([here, there, here])
+    assert [r.run_id for r in runs] == ["demo", "demo@laptop/runs"]  # "runs" alone would name the first's folder too
+    assert "run id 'demo' of" in caplog.text and "shown as 'demo@laptop/runs'" in caplog.text
+    assert "run 'demo' given twice" in caplog.text  # the same directory again: kept once
+    results = combine_results(runs)
+    assert sorted(results["run_id"].unique()) == ["demo", "demo@laptop/runs"]
+    assert len(results) == 2 * len(runs[0].results)
+    assert runs[1].validation is None or set(runs[1].validation["run_id"]) == {"demo@laptop/runs"}
+    task, dataset = results[["task", "dataset"]].iloc[0]
+    table = make_table(results, "model_comparison", task=task, dataset=dataset)
+    assert {"demo", "demo@laptop/runs"} == {row[table.row_names.index("run_id")] for row in table.rows}, table.rows

@@ -180,3 +180,92 @@ def test_a_run_whose_embed_stage_finished_is_not_listed_as_started(tmp_path):
         (runs / run_id / "config.yaml").write_text("experiments: []\n")
         write_status(runs / run_id, command, state)
     assert {i["run"]: i["state"] for i in list_runs(str(runs))} == {"d": "deformed", "e": "embedded", "s": "started"}
+
+
+def test_evaluate_collects_the_groups_of_its_configuration_only(run_dir, tmp_path, caplog):
+    """A model removed from the configuration (or a task renamed) left its grid's file in groups/, and `repeval run` /
+    `evaluate` put its results — even of a scenario the configuration no longer has — into results.parquet, the
+    table and the headline "best"/"most robust". Now they hold the configuration's groups only, and the warnings name
+    the files left out and the configuration's grids not trained yet."""
+    import types
+
+    import pytest
+
+    from repeval import runner
+    from repeval.config import parse_config
+    from repeval.report.results import ConfusionKey
+
+    run = tmp_path / "r"
+    shutil.copytree(run_dir, run)
+    (run / "groups").mkdir()
+    res = pq.read_table(run / "results.parquet")
+    task, dataset = res["task"][0].as_py(), res["dataset"][0].as_py()
+    for model in ("msd-musicnn", "logmel-stats", "mert-v1-95m-6"):
+        pq.write_table(
+            res.filter(res["model"].to_numpy() == model), run / "groups" / f"{task}__{dataset}__{model}.parquet"
+        )
+    cfg = parse_config(
+        {
+            "experiments": [
+                {
+                    "task": {"name": task, "type": "multiclass_classification"},
+                    "datasets": [{"name": dataset, "type": "catalog", "manifest": "m.csv", "label_column": "label"}],
+                    "embedding_models": ["msd-musicnn", "logmel-stats", "mfcc-stats"],  # mert-v1 removed, mfcc added
+                    "downstream_models": [{"type": "classifier", "hidden_units": []}],
+                }
+            ]
+        }
+    )
+    caplog.set_level("WARNING", logger="repeval.runner")
+    table = runner.stage_evaluate(types.SimpleNamespace(run_dir=run, cfg=cfg))
+    assert sorted(set(table["model"].to_pylist())) == ["logmel-stats", "msd-musicnn"]
+    assert set(pq.read_table(run / "results.parquet")["model"].to_pylist()) == {"logmel-stats", "msd-musicnn"}
+    said = " ".join(caplog.text.split())
+    assert f"1 probe grid(s) in {run / 'groups'} are not of this configuration" in said
+    assert f"{task}__{dataset}__mert-v1-95m-6 — left out of results.parquet" in said
+    assert f"1 probe grid(s) of this configuration are not trained yet: {task}__{dataset}__mfcc-stats" in said
+    renamed = cfg.model_copy(update={"experiments": (cfg.experiments[0].model_copy(
+        update={"task": cfg.experiments[0].task.model_copy(update={"name": "renamed"})}),)})  # fmt: skip
+    with pytest.raises(FileNotFoundError, match=r"no trained probe grid of this configuration \(3 of another, named"):
+        runner.stage_evaluate(types.SimpleNamespace(run_dir=run, cfg=renamed))
+    assert set(pq.read_table(run / "results.parquet")["model"].to_pylist()) == {"logmel-stats", "msd-musicnn"}
+    # the report draws and pools only the grids of the results: not the removed model's curves or confusion matrices
+    before = load_run(run_dir)
+    assert "mert-v1-95m-6" in set(before.history["model"]) and any(k.model == "mert-v1-95m-6" for k in before.confusion)
+    after = load_run(run)
+    assert set(after.history["model"]) == {"logmel-stats", "msd-musicnn"}
+    assert {k.model for k in after.confusion} == {"logmel-stats", "msd-musicnn"}
+    assert len(after.history) == before.history["model"].isin(["logmel-stats", "msd-musicnn"]).sum()
+    kept = next(p for p in sorted((run / "confusion").glob("*.json")) if "__msd-musicnn__" in p.name)
+    shutil.copy(kept, kept.with_name(f"{kept.stem}__fold3.json"))  # a fold the results do not hold: not pooled
+    key = ConfusionKey.from_filename(kept.name)
+    assert key in after.confusion
+    assert (load_run(run).confusion[key][1] == after.confusion[key][1]).all()  # not doubled
+
+    # a later command with another configuration (refused, say, for a store conflict) rewrote config.yaml: the report
+    # and `repeval runs` still describe the results by the configuration their evaluation recorded
+    (run / "config.yaml").write_text("experiments:\n- task: {name: other}\n  embedding_models: [chroma-stats]\n")
+    caplog.clear()
+    loaded = load_run(run)
+    assert [m["id"] for e in loaded.config["experiments"] for m in e["embedding_models"]] == [
+        "msd-musicnn", "logmel-stats", "mfcc-stats"
+    ]  # fmt: skip
+    assert "config.yaml was rewritten by a later command that did not evaluate" in caplog.text
+    info = run_info(pafs.LocalFileSystem(), str(run), "r")
+    assert info is not None and info["models"] == ["logmel-stats", "mfcc-stats", "msd-musicnn"]
+    assert info["tasks"] == [task]
+
+
+def test_a_run_copied_without_its_config_is_listed(run_dir, tmp_path):
+    """`repeval runs` skipped a run directory without config.yaml (results copied alone, which `repeval table` and
+    `report` read); it is listed now, its tasks and models unknown. A folder with none of a run's files is not."""
+    runs = tmp_path / "runs"
+    shutil.copytree(run_dir, runs / "bare")
+    (runs / "bare" / "config.yaml").unlink()
+    (runs / "notes").mkdir()
+    (runs / "notes" / "todo.txt").write_text("x")
+    res = CliRunner().invoke(app, ["runs", str(runs), "--json"])
+    assert res.exit_code == 0, res.output
+    listed = json.loads(res.output)
+    assert [r["run"] for r in listed] == ["bare"]
+    assert listed[0]["state"] == "evaluated" and listed[0]["tasks"] == [] and listed[0]["result_rows"] > 0

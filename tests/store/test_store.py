@@ -154,6 +154,13 @@ def test_conflict_names_the_changed_parameter_inside_a_hash_and_falls_back_to_ha
     with pytest.raises(StoreConflict) as err:
         old.check_compatible(now, {"model.params": {"n_mfcc": 30, "n_mels": 64}})
     assert '— model.params: stored "aaa", now "bbb"; give' in str(err.value)
+    # a deformed partition of another run.seed: the seed's part in it is said, with the setting meant for more seeds
+    noisy = store.partition("ds", "m", "noise")
+    noisy.stamp({**fp, "scenario": "s", "seed": 0})
+    with pytest.raises(StoreConflict) as err:
+        noisy.check_compatible({**fp, "scenario": "s", "seed": 1})
+    assert "— seed: stored 0, now 1 (run.seed also draws each track's deformation" in str(err.value)
+    assert "keep run.seed: 0 and raise run.seeds); give the model or scenario a new id" in str(err.value)
 
 
 def test_a_model_whose_embeddings_changed_is_refused_the_partitions_embedded_before(tmp_path):
@@ -357,6 +364,46 @@ def test_store_rm_lists_first_deletes_with_yes_and_never_under_a_running_run(tmp
     assert res.exit_code == 1 and "no partition ds/m/clean in ./q/r" in res.output, res.output  # the empty store
     res = runner.invoke(app, ["store", "rm", root, "ds/m/D2", "--yes"])
     assert res.exit_code == 1 and "no partition ds/m/D2" in res.output and "did you mean ds/m/clean" in res.output
+
+
+def test_a_runs_directory_given_as_the_store_is_listed_as_such_and_never_deleted_from(tmp_path):
+    """`repeval store ls runs` listed a runs directory's Tune experiments (``<run>/tune/<experiment>``, three deep) as
+    incomplete partitions, and `repeval store rm runs '<run>/*/*' --yes` deleted them. Folders holding none of a
+    partition's files are now "not a partition", and rm refuses them (and the partitions given with them)."""
+    from repeval.cli import app
+
+    runs = tmp_path / "runs"
+    experiment = runs / "r1" / "tune" / "groups-2-abc"
+    (experiment / "grid_trial_0").mkdir(parents=True)
+    (experiment / "experiment_state-2026.json").write_text("{}")
+    (experiment / ".validate_storage_marker").write_text("")
+    (experiment / "grid_trial_0" / "params.json").write_text("{}")
+    store = EmbeddingStore(str(runs))
+    part = store.partition("ds", "m", "clean")  # a real partition beside it
+    w = PartitionWriter(part, embedding_schema(DIM), 10)
+    w.add_table(rows_table(_block(["a", "b"]), embedding_schema(DIM), PROV))
+    w.flush()
+    (runs / "ds" / "m" / "empty").mkdir()  # an empty folder, or one with hidden files only, is not refused
+    (runs / "ds" / "m" / "empty" / ".DS_Store").write_text("")
+    assert [(p.name, p.foreign()) for p in store.partitions()] == [
+        ("ds/m/clean", False), ("ds/m/empty", False), ("r1/tune/groups-2-abc", True)
+    ]  # fmt: skip
+    runner = CliRunner()
+    res = runner.invoke(app, ["store", "ls", str(runs)])
+    assert res.exit_code == 0, res.output
+    assert re.search(r"r1/tune/groups-2-abc\s+not a partition\s+-\s+-", res.output), res.output
+    assert "holds no store partition" not in res.output  # it has one
+    for args in (["r1/*/*"], ["ds/m/clean", "r1/tune/groups-2-abc"]):
+        res = runner.invoke(app, ["store", "rm", str(runs), *args, "--yes"])
+        assert res.exit_code == 1, res.output
+        assert "r1/tune/groups-2-abc in " in res.output and "not a store partition" in res.output, res.output
+        assert "nothing was deleted" in res.output
+    assert (experiment / "experiment_state-2026.json").exists() and part.part_files()
+    assert not (runs / "_lock.json").exists()  # refused before taking the lock
+    res = runner.invoke(app, ["store", "ls", str(runs / "r1")])
+    assert "holds no store partition: its folders three deep hold no part-*.parquet" in res.output, res.output
+    res = runner.invoke(app, ["store", "rm", str(runs), "ds/m/empty", "--yes"])
+    assert res.exit_code == 0 and "deleted 1 partition(s)" in res.output, res.output
 
 
 def test_store_rm_deletes_a_partition_whose_part_file_is_damaged(tmp_path):

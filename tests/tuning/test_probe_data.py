@@ -76,7 +76,8 @@ def reference(store: EmbeddingStore, rows: pa.Table, scenario: str, split: str, 
     else:
         ids, _, mat = part.embeddings()
         x, counts = list(mat), np.ones(len(ids), np.int64)
-    m = sorted((i for i, t in enumerate(ids) if split_of.get(t) == split), key=ids.__getitem__)
+    first = {t: i for i, t in reversed(list(enumerate(ids)))}  # a track stored twice: its first row
+    m = sorted((i for i, t in enumerate(ids) if split_of.get(t) == split and first[t] == i), key=ids.__getitem__)
     xs = np.concatenate([x[i] for i in m]) if frames else np.stack([x[i] for i in m])
     return xs, counts[m], [ids[i] for i in m]
 
@@ -108,7 +109,25 @@ def test_probe_data_matches_the_whole_partition(tmp_path: Path, aggregation: str
     if aggregation == "attention":
         np.testing.assert_array_equal(data.train_counts, counts)
         np.testing.assert_array_equal(data.val_counts, c_val)
-    assert len(train_ids) > len(set(train_ids))  # a track stored twice is read twice, as the whole partition has it
+    assert len(train_ids) == len(set(train_ids))  # a track stored twice is read once, its first row
+    assert data.tests["clean"][2] == sorted(set(data.tests["clean"][2]))
+
+
+def test_a_part_file_copied_into_a_partition_is_not_read_twice(tmp_path: Path, caplog) -> None:
+    """A part file copied inside a complete partition (by hand, or a sync tool's ``part-… (1).parquet``) holds the
+    same tracks again: each is trained and tested once, and the warning names the copy and the fix."""
+    store, rows = catalog(tmp_path, frames=False, n=100)
+    part = store.partition("ds", "m", "clean")
+    first = Path(part.part_files()[0])
+    (first.parent / "part-copy (1).parquet").write_bytes(first.read_bytes())
+    with caplog.at_level("WARNING", logger="repeval.tuning.data"):
+        data = probe_data("multilabel_classification", rows, store, "ds", "m", [], "mean")
+    tested = data.tests["clean"][2]
+    assert len(tested) == len(set(tested)) == 10  # 100 tracks, 10 % test
+    assert len(data.x_train) == 80 and len(data.x_val) == 10
+    assert "holds 42 row(s) of tracks it has already" in caplog.text  # 37 copied + the fixture's 5 stored twice
+    assert "part-copy (1).parquet hold(s) nothing else — delete them" in caplog.text
+    assert "repeval store rm" in caplog.text
 
 
 def test_probe_data_never_holds_a_whole_partition(tmp_path: Path) -> None:
