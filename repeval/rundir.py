@@ -82,6 +82,22 @@ def summary_mismatch(fs: pafs.FileSystem, path: str, results_footer: Any = None)
     return None
 
 
+class EarlierStageUnfinished(FileNotFoundError):
+    """A command found nothing to do because an earlier stage of the run is unfinished (``repeval evaluate`` without a
+    trained grid): it leaves the run's recorded state as it was (an interrupted ``repeval run`` stays interrupted)."""
+
+
+def read_status(run_dir: Path) -> dict[str, Any]:
+    """``run_dir/status.json`` (:func:`write_status`), ``{}`` when it is missing or unreadable."""
+    import json
+
+    try:
+        body = json.loads((run_dir / STATUS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
 def write_status(run_dir: Path, command: str, state: str, reason: str | None = None) -> None:
     """Record in ``run_dir/status.json`` that ``command`` started, finished or failed (``reason``: one line).
 

@@ -28,7 +28,7 @@ from repeval.datasets import LoadReport, load_dataset, load_folds
 from repeval.datasets.base import OBSERVED, strict_kinds
 from repeval.pipeline.embed import EmbedSummary, embed_experiments
 from repeval.pipeline.preflight import check_scenarios_at_model_rates
-from repeval.rundir import CONFIG_KEY, EVALUATION_KEY, LOAD_REPORT, RunLocation
+from repeval.rundir import CONFIG_KEY, EVALUATION_KEY, LOAD_REPORT, EarlierStageUnfinished, RunLocation
 from repeval.store import EmbeddingStore
 from repeval.store.lock import StoreLock
 
@@ -746,7 +746,7 @@ def stage_evaluate(ctx: RunContext) -> pa.Table:
     files = _configured_groups(ctx, found)
     if not files:
         other = f" of this configuration ({len(found)} of another, named above)" if found else ""
-        raise FileNotFoundError(
+        raise EarlierStageUnfinished(
             f"no trained probe grid{other} in {ctx.run_dir}: train them first — `repeval train CONFIG`, or `repeval run "
             "CONFIG`, which also resumes an interrupted run"
         )

@@ -108,11 +108,13 @@ def _stage(
     command: str, config: Path, run_id: str | None, store: str | None, smoke_test: bool, runs_dir: str | None
 ) -> Any:
     """The run context of one CLI command; a remote run directory is uploaded at the end, also on failure. The
-    run's ``status.json`` says the command started, then that it finished or failed (with the reason). A command
+    run's ``status.json`` says the command started, then that it finished or failed (with the reason); one that
+    finds an earlier stage unfinished (``EarlierStageUnfinished``) puts back the state it found. A command
     that writes the store and finds it locked by another run is refused before its run directory is made."""
-    from repeval.rundir import write_status
+    from repeval.rundir import EarlierStageUnfinished, read_status, write_status
 
     ctx = _ctx(config, run_id, store, smoke_test, runs_dir, lock=command in _WRITERS)
+    before = read_status(ctx.run_dir)
     try:
         write_status(ctx.run_dir, command, "started")
     except BaseException:
@@ -122,6 +124,7 @@ def _stage(
     try:
         yield ctx
     except BaseException as exc:
+        told = None  # what to say instead of ``exc``
         if isinstance(exc, KeyboardInterrupt):
             write_status(
                 ctx.run_dir, command, "interrupted", "stopped by Ctrl-C; rerun it to resume (finished work is kept)"
@@ -131,6 +134,15 @@ def _stage(
                 ctx.run_dir, command, "interrupted",
                 "stopped by SIGTERM (`ray job stop`, a scheduler, `kill`); rerun it to resume (finished work is kept)",
             )  # fmt: skip
+        elif isinstance(exc, EarlierStageUnfinished) and before.get("state"):
+            # nothing done: the run's state stays what it was (an interrupted `repeval run` is not a failed evaluate)
+            write_status(ctx.run_dir, before.get("command") or "?", before["state"], before.get("reason"))
+            if before["state"] in ("interrupted", "failed") and before.get("command") != command:
+                told = EarlierStageUnfinished(
+                    f"{exc}; this run's `repeval {before.get('command')}` was {before['state']}: finish it with "
+                    f"`repeval {before.get('command')} {config}`"
+                )
+                told.__cause__ = exc
         elif isinstance(exc, Exception) and not (isinstance(exc, typer.Exit) and exc.exit_code == 0):
             write_status(ctx.run_dir, command, "failed", _reason(exc))
         if ctx.location is not None:
@@ -138,6 +150,8 @@ def _stage(
                 ctx.location.push()  # keep what finished (e.g. trained groups) for the rerun
             except Exception as exc:  # the stage's own error is the one to report
                 log.warning("could not upload the run directory to %s: %s", ctx.location.display, exc)
+        if told is not None:
+            raise told from told.__cause__
         raise
     finally:
         if ctx.lock is not None:  # not released by an embedding stage (one that failed before it started)

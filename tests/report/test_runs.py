@@ -269,3 +269,38 @@ def test_a_run_copied_without_its_config_is_listed(run_dir, tmp_path):
     listed = json.loads(res.output)
     assert [r["run"] for r in listed] == ["bare"]
     assert listed[0]["state"] == "evaluated" and listed[0]["tasks"] == [] and listed[0]["result_rows"] > 0
+
+
+def test_evaluate_with_nothing_trained_keeps_an_interrupted_runs_state(tmp_path):
+    """`repeval evaluate` on a run whose `repeval run` was stopped (Ctrl-C) before a grid was trained recorded
+    "failed (evaluate)" in status.json, and `repeval runs` no longer said the run was interrupted nor how to resume it.
+    Now a command that finds an earlier stage unfinished puts back the state it found, and its error says to finish
+    the interrupted command; a run with no state recorded still reads failed (evaluate)."""
+    from repeval.report.runs import list_runs
+    from repeval.rundir import read_status, write_status
+
+    (tmp_path / "m.csv").write_text("track_id,audio_path,label\na,a.wav,x\n")
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text(
+        f"run: {{runs_dir: {tmp_path / 'runs'}, store: {tmp_path / 'store'}}}\n"
+        "experiments:\n- task: {name: t, type: multiclass_classification}\n"
+        f"  datasets: [{{name: d, type: catalog, manifest: {tmp_path / 'm.csv'}, label_column: label}}]\n"
+        "  embedding_models: [mfcc-stats]\n  downstream_models: [{type: classifier, hidden_units: []}]\n"
+    )
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    write_status(run, "run", "interrupted", "stopped by Ctrl-C; rerun it to resume (finished work is kept)")
+    res = CliRunner().invoke(app, ["evaluate", str(cfg), "--run-id", "r"])
+    assert res.exit_code == 1, res.output
+    said = " ".join(res.output.split())
+    assert (
+        "no trained probe grid" in said
+        and f"this run's `repeval run` was interrupted: finish it with `repeval run {cfg}`" in said
+    )
+    assert read_status(run)["state"] == "interrupted" and read_status(run)["command"] == "run"
+    (info,) = list_runs(str(tmp_path / "runs"))
+    assert info["state"] == "interrupted (run)" and "rerun it to resume" in info["reason"]
+
+    res = CliRunner().invoke(app, ["evaluate", str(cfg), "--run-id", "fresh"])
+    assert res.exit_code == 1 and "finish it" not in res.output, res.output
+    assert read_status(tmp_path / "runs" / "fresh")["state"] == "failed"
