@@ -48,6 +48,27 @@ EVALUATION_KEY = b"repeval.evaluation"
 #: ``results.parquet``'s schema metadata: the run's ``config.yaml`` as the evaluation that wrote it had it (a later
 #: command that failed, with another configuration, rewrites ``config.yaml`` but not the results)
 CONFIG_KEY = b"repeval.config"
+#: ``results.parquet``'s schema metadata: the probe grids of the configuration its evaluation collected (a JSON list of
+#: :func:`grid_name`); the failures in ``failed.parquet`` of other grids are left out of what ``repeval runs`` and the
+#: report count, as their ``groups/`` files are left out of the results
+GROUPS_KEY = b"repeval.groups"
+
+
+def grid_name(task: str, dataset: str, model: str, fold: Any = None) -> str:
+    """A probe grid's name, ``<task>__<dataset>__<model>[__fold<k>]`` (``groups/<name>.parquet``; NaN: no fold)."""
+    return f"{task}__{dataset}__{model}" + ("" if fold is None or fold != fold else f"__fold{int(fold)}")
+
+
+def recorded_grids(footer: Any) -> set[str] | None:
+    """The grids ``results.parquet``'s evaluation collected (:data:`GROUPS_KEY`) from its footer; ``None`` when it did
+    not record them (results written before it, or without a configuration): then every failure counts."""
+    import json
+
+    raw = ((footer.metadata or {}) if footer is not None else {}).get(GROUPS_KEY)
+    try:
+        return set(json.loads(raw)) if raw is not None else None
+    except ValueError:
+        return None
 
 
 def summary_mismatch(fs: pafs.FileSystem, path: str, results_footer: Any = None) -> str | None:

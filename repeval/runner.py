@@ -28,7 +28,15 @@ from repeval.datasets import LoadReport, load_dataset, load_folds
 from repeval.datasets.base import OBSERVED, strict_kinds
 from repeval.pipeline.embed import EmbedSummary, embed_experiments
 from repeval.pipeline.preflight import check_scenarios_at_model_rates
-from repeval.rundir import CONFIG_KEY, EVALUATION_KEY, LOAD_REPORT, EarlierStageUnfinished, RunLocation
+from repeval.rundir import (
+    CONFIG_KEY,
+    EVALUATION_KEY,
+    GROUPS_KEY,
+    LOAD_REPORT,
+    EarlierStageUnfinished,
+    RunLocation,
+    grid_name,
+)
 from repeval.store import EmbeddingStore
 from repeval.store.lock import StoreLock
 
@@ -759,6 +767,10 @@ def stage_evaluate(ctx: RunContext) -> pa.Table:
     mark = {EVALUATION_KEY: _table_hash(table).encode()}
     cfg = getattr(ctx, "cfg", None)
     config = {CONFIG_KEY: config_yaml(cfg).encode()} if cfg is not None else {}
+    if cfg is not None:
+        wanted = _wanted_groups(cfg)
+        config[GROUPS_KEY] = json.dumps(sorted(wanted)).encode()
+        _name_other_failures(ctx.run_dir, wanted)
     _write_atomic(_with_metadata(table, {**mark, **config}), ctx.run_dir / "results.parquet")
     # mean ± std over seeds per cell
     _write_atomic(_with_metadata(seed_summary(table), mark), ctx.run_dir / "summary.parquet")
@@ -773,13 +785,7 @@ def _configured_groups(ctx: RunContext, files: list[Path]) -> list[Path]:
     cfg = getattr(ctx, "cfg", None)
     if cfg is None:  # a bare run directory: every group in it
         return files
-    wanted = {
-        group_name(exp, ds.name, m.id, fold)
-        for exp in cfg.experiments
-        for ds in exp.datasets
-        for m in exp.embedding_models
-        for fold in (range(ds.n_folds) if ds.split_type == "all" else [None])
-    }
+    wanted = _wanted_groups(cfg)
     have = {f.stem for f in files}
     stale = sorted(have - wanted)
     if stale:
@@ -797,6 +803,35 @@ def _configured_groups(ctx: RunContext, files: list[Path]) -> list[Path]:
             len(missing), ", ".join(missing[:5]) + (", …" if len(missing) > 5 else ""),
         )  # fmt: skip
     return [f for f in files if f.stem in wanted]
+
+
+def _wanted_groups(cfg: Config) -> set[str]:
+    """The names of ``cfg``'s probe grids (:func:`group_name`)."""
+    return {
+        group_name(exp, ds.name, m.id, fold)
+        for exp in cfg.experiments
+        for ds in exp.datasets
+        for m in exp.embedding_models
+        for fold in (range(ds.n_folds) if ds.split_type == "all" else [None])
+    }
+
+
+def _name_other_failures(run_dir: Path, wanted: set[str]) -> None:
+    """Warn about the rows of ``failed.parquet`` of grids not of the configuration (``wanted``): like their
+    ``groups/`` files, they are left out — of what ``repeval runs`` and the report count (``GROUPS_KEY``)."""
+    path = run_dir / "failed.parquet"
+    if not path.exists():
+        return
+    t = pq.read_table(path, columns=["task", "dataset", "model", "fold"]).to_pylist()
+    other = [n for n in (grid_name(r["task"], r["dataset"], r["model"], r["fold"]) for r in t) if n not in wanted]
+    if other:
+        names = sorted(set(other))
+        log.warning(
+            "%d failure(s) in %s are of probe grid(s) not of this configuration (a model, dataset or task removed or "
+            "renamed since they were trained, or fewer folds): %s — left out of the failures `repeval runs` and the "
+            "report count; they stay in the file",
+            len(other), path, ", ".join(names[:5]) + (", …" if len(names) > 5 else ""),
+        )  # fmt: skip
 
 
 def _table_hash(table: pa.Table) -> str:

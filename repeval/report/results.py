@@ -35,7 +35,7 @@ import yaml
 from repeval.datasets.base import OBSERVED
 from repeval.metrics.confusion import read_confusion
 from repeval.report.selection import load_validation
-from repeval.rundir import summary_mismatch
+from repeval.rundir import grid_name, recorded_grids, summary_mismatch
 from repeval.tuning.results import LATER_RESULT_COLUMNS, RESULT_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -260,6 +260,12 @@ def load_run(run_dir: Path) -> Run:
         log.warning("%s: %s", run_dir, stale)
     failed_path = run_dir / "failed.parquet"
     failed = pd.read_parquet(failed_path) if failed_path.is_file() else None
+    wanted = recorded_grids(pq.read_metadata(res_path))
+    if failed is not None and wanted is not None and {"task", "dataset", "model", "fold"} <= set(failed.columns):
+        # the failures of grids the evaluation left out (a model removed since they were trained) are not shown
+        keep = [grid_name(t, d, m, None if pd.isna(f) else int(f)) in wanted for t, d, m, f in zip(
+            failed["task"], failed["dataset"], failed["model"], failed["fold"], strict=True)]  # fmt: skip
+        failed = failed[keep].reset_index(drop=True)
     run_ids = results["run_id"].unique().tolist()
     run_id = run_ids[0] if len(run_ids) == 1 else run_dir.name
     run = Run(run_id, run_dir, results, config_text, history, confusion, failed, masked=_masked(run_dir, results))

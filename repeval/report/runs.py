@@ -14,7 +14,15 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import yaml
 
-from repeval.rundir import CONFIG_KEY, LOAD_REPORT, STATUS, filesystem_of, summary_mismatch
+from repeval.rundir import (
+    CONFIG_KEY,
+    LOAD_REPORT,
+    STATUS,
+    filesystem_of,
+    grid_name,
+    recorded_grids,
+    summary_mismatch,
+)
 from repeval.store.inspect import aligned, utc_time
 
 
@@ -26,19 +34,27 @@ def _footer(fs: pafs.FileSystem, path: str) -> Any:
         return None
 
 
-def _failed(fs: pafs.FileSystem, path: str) -> tuple[int, int]:
+def _failed(fs: pafs.FileSystem, path: str, grids: set[str] | None = None) -> tuple[int, int]:
     """``(probe trainings, test cells)`` of ``failed.parquet``: a row with a ``scenario`` is one (probe, seed,
     scenario) cell whose test scores were not finite — its probe trained; a row without one (and every row of a run
-    written before the column) is a probe training that failed. ``(0, 0)`` without the file."""
+    written before the column) is a probe training that failed. ``(0, 0)`` without the file. With ``grids`` (those
+    the results' evaluation collected, :func:`~repeval.rundir.recorded_grids`) only the rows of those grids."""
     try:
         with fs.open_input_file(f"{path}/failed.parquet") as fh:
             pf = pq.ParquetFile(fh)
-            if "scenario" not in pf.schema_arrow.names:
+            names = pf.schema_arrow.names
+            keys = ["task", "dataset", "model", "fold"]
+            grids = grids if set(keys) <= set(names) else None
+            if grids is None and "scenario" not in names:
                 return pf.metadata.num_rows, 0
-            trainings = pf.read(columns=["scenario"]).column("scenario").null_count
-            return trainings, pf.metadata.num_rows - trainings
+            table = pf.read(columns=(keys if grids is not None else []) + [c for c in ["scenario"] if c in names])
     except (FileNotFoundError, OSError):
         return 0, 0
+    rows = table.to_pylist()
+    if grids is not None:
+        rows = [r for r in rows if grid_name(r["task"], r["dataset"], r["model"], r["fold"]) in grids]
+    trainings = sum(r.get("scenario") is None for r in rows)
+    return trainings, len(rows) - trainings
 
 
 def _json(fs: pafs.FileSystem, path: str, name: str) -> dict[str, Any]:
@@ -103,7 +119,7 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
     ]
     files = [i for i in top if i.type == pafs.FileType.File] + groups
     results = int(footer.num_rows) if footer is not None else None
-    failed, failed_cells = _failed(fs, path)
+    failed, failed_cells = _failed(fs, path, recorded_grids(footer))
     updated = max((i.mtime.timestamp() for i in files if i.mtime is not None), default=None)
     state = "evaluated" if results is not None else (f"{len(groups)} grid(s) trained" if groups else "started")
     status = _json(fs, path, STATUS)

@@ -216,6 +216,11 @@ def test_evaluate_collects_the_groups_of_its_configuration_only(run_dir, tmp_pat
             ]
         }
     )
+    # failures of the removed model's grid (one training, one test cell) and of a kept one (one training)
+    failures = [{**_failure(p, s), "task": task, "dataset": dataset, "model": m}
+                for p, s, m in (("M1", None, "mert-v1-95m-6"), ("M1", "D1", "mert-v1-95m-6"), ("M2", None, "msd-musicnn"))]  # fmt: skip
+    pq.write_table(typed_table(failures, FAILED_SCHEMA), run / "failed.parquet")
+    assert run_info(pafs.LocalFileSystem(), str(run), "r")["failed_trainings"] == 2  # results of no configuration
     caplog.set_level("WARNING", logger="repeval.runner")
     table = runner.stage_evaluate(types.SimpleNamespace(run_dir=run, cfg=cfg))
     assert sorted(set(table["model"].to_pylist())) == ["logmel-stats", "msd-musicnn"]
@@ -224,6 +229,14 @@ def test_evaluate_collects_the_groups_of_its_configuration_only(run_dir, tmp_pat
     assert f"1 probe grid(s) in {run / 'groups'} are not of this configuration" in said
     assert f"{task}__{dataset}__mert-v1-95m-6 — left out of results.parquet" in said
     assert f"1 probe grid(s) of this configuration are not trained yet: {task}__{dataset}__mfcc-stats" in said
+    # the removed grid's failures stay in failed.parquet, named, and are left out of what `repeval runs` and the
+    # report count, like its groups/ file is left out of the results
+    assert f"2 failure(s) in {run / 'failed.parquet'} are of probe grid(s) not of this configuration" in said
+    assert f"{task}__{dataset}__mert-v1-95m-6 — left out of the failures `repeval runs` and the report count" in said
+    assert pq.read_metadata(run / "failed.parquet").num_rows == 3
+    counted = run_info(pafs.LocalFileSystem(), str(run), "r")
+    assert counted is not None and (counted["failed_trainings"], counted["failed_cells"]) == (1, 0)
+    assert load_run(run).failed["model"].tolist() == ["msd-musicnn"]
     renamed = cfg.model_copy(update={"experiments": (cfg.experiments[0].model_copy(
         update={"task": cfg.experiments[0].task.model_copy(update={"name": "renamed"})}),)})  # fmt: skip
     with pytest.raises(FileNotFoundError, match=r"no trained probe grid of this configuration \(3 of another, named"):
