@@ -336,6 +336,15 @@ class TuneStorage:
         its trials from; ``Tuner.can_restore`` looks only for the tuner's own file, written first): one listing."""
         return any(n.startswith("experiment_state-") and n.endswith(".json") for n in self.names(name))
 
+    def delete(self, name: str) -> None:
+        """Delete a file or directory (and everything under it); nothing when it does not exist."""
+        path = f"{self.base}/{name}"
+        info = self.fs.get_file_info(path)
+        if info.type == pafs.FileType.Directory:
+            self.fs.delete_dir(path)
+        elif info.type == pafs.FileType.File:
+            self.fs.delete_file(path)
+
     def move(self, name: str, new_name: str) -> None:
         """Rename a file or directory (on object stores a copy, then a delete)."""
         src, dst = f"{self.base}/{name}", f"{self.base}/{new_name}"

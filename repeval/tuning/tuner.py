@@ -241,7 +241,8 @@ def _marker_fingerprint(text: str | None) -> str | None:
 
 def _move_aside(st: Any, name: str, tag: str, reason: str, fingerprint: str | None = None) -> str:
     """Rename experiment ``name`` to ``<name>.<tag>-<time>``; with ``fingerprint`` (its plan's, known), a marker
-    next to it says so, so that its finished trials can be reused (:func:`_reusable`)."""
+    next to it says so, so that its finished trials can be reused (:func:`_reusable`). An experiment of another plan
+    (``stale``) is never reused: the older stale copies of ``name`` are deleted, the one just made is kept."""
     dest = stem = f"{name}.{tag}-{time.strftime('%Y%m%d-%H%M%S')}"
     n = 1
     while st.exists(dest):  # two moves within a second
@@ -250,7 +251,13 @@ def _move_aside(st: Any, name: str, tag: str, reason: str, fingerprint: str | No
     if fingerprint is not None:
         st.write_text(f"{dest}.repeval.json", json.dumps({"fingerprint": fingerprint}))
     st.move(name, dest)
-    log.warning("Tune experiment %s %s; kept it at %s", st.uri(name), reason, st.uri(dest))
+    dropped = ""
+    if tag == "stale":  # of another plan, never reused: only the newest copy is kept, to compare or go back to
+        older = sorted(n for n in st.names() if n.startswith(f"{name}.stale-") and n != dest)
+        for old in older:
+            st.delete(old)
+        dropped = f" (the last stale copy only: deleted {', '.join(older)})" if older else " (the last stale copy only)"
+    log.warning("Tune experiment %s %s; kept it at %s%s", st.uri(name), reason, st.uri(dest), dropped)
     return dest
 
 

@@ -166,6 +166,10 @@ def test_tune_storage_on_s3(s3: dict[str, Any]) -> None:
     st.move("exp", "exp.stale-1")
     assert not st.exists("exp")
     assert _files(s3["fs"], "repeval/unit/tune/exp.stale-1") == {"state.json": 2}
+    st.delete("exp.stale-1")  # how an older stale copy is pruned
+    assert not st.exists("exp.stale-1") and st.exists("exp.repeval.json")
+    st.delete("exp.repeval.json")
+    assert not st.exists("exp.repeval.json")
 
 
 def _run_cli(args: list[str], tmp: Path, timeout: float = 1500) -> subprocess.CompletedProcess[str]:

@@ -900,6 +900,31 @@ def test_fit_maps_every_trial_to_its_unit_and_reruns_an_incomplete_restore(ray_s
     assert len([d for d in (tmp_path / "tune").glob("exp.incomplete-*") if d.is_dir()]) == 1
 
 
+def test_only_the_newest_stale_copy_of_an_experiment_is_kept(tmp_path, caplog):
+    """Each retrain of a grid under another plan moved its old Tune experiment aside as ``<grid>.stale-<time>``, and
+    the copies piled up in ``tune/`` for good. A stale copy is never reused (only ``incomplete`` ones of the same plan
+    are): moving one aside now deletes the older stale copies of that grid, and the warning says so; the grid's
+    ``incomplete`` copies and other grids' stale copies are left alone."""
+    from repeval.rundir import TuneStorage
+    from repeval.tuning.tuner import _move_aside
+
+    tune_dir = tmp_path / "tune"
+    st = TuneStorage(str(tune_dir))
+    for name in ("exp.incomplete-20260101-000000", "other.stale-20260101-000000"):
+        (tune_dir / name).mkdir(parents=True)
+    kept = []
+    with caplog.at_level("WARNING", logger="repeval.tuning.tuner"):
+        for plan in ("a", "b", "c"):
+            (tune_dir / "exp").mkdir()
+            (tune_dir / "exp" / "experiment_state.json").write_text(plan)
+            kept.append(_move_aside(st, "exp", "stale", "was planned for another configuration"))
+    left = sorted(p.name for p in tune_dir.iterdir())
+    assert left == sorted(["exp.incomplete-20260101-000000", "other.stale-20260101-000000", kept[-1]]), left
+    assert (tune_dir / kept[-1] / "experiment_state.json").read_text() == "c"
+    said = [r.getMessage() for r in caplog.records]
+    assert said[0].endswith("(the last stale copy only)") and f"deleted {kept[1]})" in said[2], said
+
+
 def test_restoring_does_not_warn_about_trials_whose_result_files_are_missing(ray_session, tmp_path):
     """A driver killed before Tune copied a trial's result.json to storage left a trial with a result in the
     experiment state and no result files; restoring it (repeval reads checkpoints, never those files) must
