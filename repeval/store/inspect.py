@@ -61,6 +61,8 @@ def partition_info(part: Partition) -> dict[str, Any]:
     except DamagedPartFile as exc:  # one damaged partition must not hide the others: it is listed as damaged
         rows = errors = None
         damage = str(exc)
+    if m and damage is None and isinstance(m.get("rows"), int) and rows != m["rows"]:
+        damage = _rows_differ(part, rows, m["rows"])
     return {
         "partition": part.name,
         "state": "damaged" if damage else "complete" if m else "incomplete",
@@ -75,6 +77,21 @@ def partition_info(part: Partition) -> dict[str, Any]:
         "completed_at": stamp.get("completed_at"),
         "bytes": _size(part),
     }
+
+
+def _rows_differ(part: Partition, rows: Any, recorded: int) -> str:
+    """The damage note of a complete partition whose part files hold another number of rows than its manifest."""
+    said = f"store partition {part.name}: its part files hold {rows} row(s), its manifest {recorded}"
+    if rows > recorded:  # what probe data reading warns about (repeval.tuning.data): each track is read once
+        return (
+            f"{said} — {rows - recorded} row(s) of tracks it has already (a part file copied in, or two runs writing "
+            "to one store); each track's first row is used: delete the part file(s) copied in, or delete the "
+            f"partition (`{part.rm_command()}`) to embed it again"
+        )
+    return (
+        f"{said} — {recorded - rows} row(s) missing (a part file deleted or lost): the next run with its configuration "
+        f"computes those tracks again, or delete the partition (`{part.rm_command()}`) to embed it again"
+    )
 
 
 def ls_text(store: EmbeddingStore, as_json: bool = False, infos: list[dict[str, Any]] | None = None) -> str:

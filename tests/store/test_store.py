@@ -440,6 +440,43 @@ def test_store_rm_deletes_a_partition_whose_part_file_is_damaged(tmp_path):
     assert [p.name for p in store.partitions()] == ["ds/m/clean"]
 
 
+def test_store_ls_flags_a_complete_partition_whose_rows_differ_from_its_manifest(tmp_path):
+    """A part file copied into a complete partition by hand (120 rows read, the manifest says 60) was listed by
+    `repeval store ls` as complete with the files' count, unflagged; probes read each track once and warn. It is now
+    listed as damaged, with a line on stderr naming both counts and the fix (delete the copy, or `repeval store rm`),
+    and the exit status is 1; so is a partition that lost a part file."""
+    import shutil
+
+    from repeval.cli import app
+
+    store = EmbeddingStore(str(tmp_path / "s"))
+    for scenario in ("clean", "D1", "D2"):
+        part = store.partition("ds", "m", scenario)
+        w = PartitionWriter(part, embedding_schema(DIM), 10)
+        w.add_table(rows_table(_block(["a", "b"]), embedding_schema(DIM), PROV))
+        w.flush()
+        w.add_table(rows_table(_block(["c"]), embedding_schema(DIM), PROV))
+        w.flush()
+        part.finish({"dataset": "ds"})
+    copied = store.partition("ds", "m", "D1").part_files()[0]
+    shutil.copy(copied, copied.replace(".parquet", " (1).parquet"))  # a sync tool's copy
+    Path(store.partition("ds", "m", "D2").part_files()[0]).unlink()
+    res = CliRunner().invoke(app, ["store", "ls", str(tmp_path / "s")])
+    assert res.exit_code == 1, res.output
+    assert re.search(r"ds/m/clean\s+complete\s+3", res.stdout), res.stdout
+    assert re.search(r"ds/m/D1\s+damaged\s+5", res.stdout) and re.search(r"ds/m/D2\s+damaged\s+1", res.stdout)
+    said = res.stderr.splitlines()
+    assert said[0].startswith("store partition ds/m/D1: its part files hold 5 row(s), its manifest 3 — 2 row(s) of "
+                              "tracks it has already"), said  # fmt: skip
+    assert (
+        "delete the part file(s) copied in" in said[0]
+        and f"`{store.partition('ds', 'm', 'D1').rm_command()}`" in said[0]
+    )
+    assert said[1].startswith(
+        "store partition ds/m/D2: its part files hold 1 row(s), its manifest 3 — 2 row(s) missing"
+    )
+
+
 def test_frames_reads_every_rows_frames_in_order_across_part_files(tmp_path):
     """``Partition.frames`` (what ``embedding_aggregation: prediction`` trains on): the rows' frames flattened in
     row order, with one count per row, across part files; a partition without frames names the fix."""
