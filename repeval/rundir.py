@@ -180,6 +180,7 @@ class RunLocation:
         local = Path(tempfile.mkdtemp(prefix=f"repeval-run-{run_id}-"))
         atexit.register(shutil.rmtree, local, True)
         loc = cls(uri, fs, path, local, staged=True)
+        _STAGED[local.resolve()] = loc.display
         if pull:
             loc.pull()
         return loc
@@ -264,6 +265,16 @@ class RunLocation:
         if changed:
             log.info("pushed %d file(s) to %s", len(changed), self.display)
         return len(changed)
+
+
+#: each staging directory of this process → the URI of the run directory it is a copy of (without its query)
+_STAGED: dict[Path, str] = {}
+
+
+def staged_from(local: Path) -> str | None:
+    """The URI of the remote run directory ``local`` is the staging copy of (:meth:`RunLocation.open`), ``None`` for a
+    run directory used in place: what to name a run by to the user, rather than its temporary folder."""
+    return _STAGED.get(Path(local).resolve())
 
 
 def open_run(run: str) -> RunLocation:

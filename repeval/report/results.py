@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,7 @@ import yaml
 from repeval.datasets.base import OBSERVED
 from repeval.metrics.confusion import read_confusion
 from repeval.report.selection import load_validation
-from repeval.rundir import grid_name, recorded_grids, summary_mismatch
+from repeval.rundir import grid_name, recorded_grids, staged_from, summary_mismatch
 from repeval.tuning.results import LATER_RESULT_COLUMNS, RESULT_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -305,27 +305,32 @@ def _parquet_files(path: Path) -> list[Path]:
 def load_runs(run_dirs: list[Path]) -> list[Run]:
     """Load several runs; the same run directory twice keeps the first and warns. Two directories whose runs share an
     id (``runs/quickstart`` and ``other/runs/quickstart``) are both kept, the later ones named ``<run_id>@<folder>``
-    after their runs directory (as many parent folders as tell them apart)."""
+    after their runs directory (as many parent folders as tell them apart; a bucket's run, staged locally by
+    :func:`~repeval.rundir.open_run`, after those of its URI: ``<run_id>@bucket/runs``)."""
     if not run_dirs:
         raise ValueError("no run directories given: pass one or more runs/<run_id> paths")
     runs: list[Run] = []
-    seen: dict[str, Path] = {}
+    seen: dict[str, PurePath] = {}
     for d in run_dirs:
         run = load_run(Path(d))
-        where = Path(d).resolve()
+        remote = staged_from(Path(d))  # a bucket's run, staged locally: named by its URI, not the temporary folder
+        where = Path(d).resolve() if remote is None else PurePosixPath("/", remote.split("://", 1)[-1])
+        shown = remote or d
         if where in seen.values():
-            log.warning("run '%s' given twice (%s); keeping the first", run.run_id, d)
+            log.warning("run '%s' given twice (%s); keeping the first", run.run_id, shown)
             continue
         if run.run_id in seen:
             label = _distinct_label(run.run_id, where, seen)
-            log.warning("run id '%s' of %s is also that of %s: shown as '%s'", run.run_id, d, seen[run.run_id], label)
+            log.warning(
+                "run id '%s' of %s is also that of %s: shown as '%s'", run.run_id, shown, seen[run.run_id], label
+            )
             _relabel(run, label)
         seen[run.run_id] = where
         runs.append(run)
     return runs
 
 
-def _distinct_label(run_id: str, where: Path, seen: dict[str, Path]) -> str:
+def _distinct_label(run_id: str, where: PurePath, seen: dict[str, PurePath]) -> str:
     """``<run_id>@<folders>``: the fewest parent folders of ``where`` that differ from those of the run first shown
     as ``run_id`` and that no label in ``seen`` has."""
     parents = [p.name for p in where.parents if p.name]

@@ -344,3 +344,24 @@ def test_open_run_takes_a_run_directory_whole(s3: dict[str, Any], tmp_path: Path
         open_run("s3://repeval")
     with pytest.raises(FileNotFoundError, match="no run directory at s3://repeval/openrun/runs/typo "):
         open_run(f"s3://repeval/openrun/runs/typo{s3['query']}")
+
+
+def test_a_bucket_run_sharing_an_id_is_labelled_by_its_uri(s3: dict[str, Any], tmp_path: Path, caplog) -> None:
+    """`repeval table runs/demo s3://bucket/…/runs/demo`: two runs with one id are told apart by their runs
+    directories, but a bucket's run was labelled after the temporary folder it was staged in (``demo@tmp…``), and
+    the same URI given twice was compared with itself. The label now comes from the URI the user gave."""
+    from repeval.report.results import load_runs
+    from repeval.rundir import open_run
+    from repeval.testing.results import FakeRunSpec, make_run_dir
+
+    spec = FakeRunSpec(run_id="demo", models=("msd-musicnn",), probes=("M1",), seeds=(0,), n_resamples=5)
+    local = make_run_dir(tmp_path / "runs", spec)
+    pafs.copy_files(str(local), "repeval/label/runs/demo", source_filesystem=pafs.LocalFileSystem(),
+                    destination_filesystem=s3["fs"])  # fmt: skip
+    uri = f"s3://repeval/label/runs/demo{s3['query']}"
+    caplog.set_level("WARNING", logger="repeval.report.results")
+    runs = load_runs([local, open_run(uri).local, open_run(uri).local])
+    assert [r.run_id for r in runs] == ["demo", "demo@label/runs"], [r.run_id for r in runs]
+    assert set(runs[1].results["run_id"]) == {"demo@label/runs"}
+    assert "run id 'demo' of s3://repeval/label/runs/demo is also that of" in caplog.text
+    assert "run 'demo' given twice (s3://repeval/label/runs/demo)" in caplog.text
