@@ -411,7 +411,8 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
     groups_dir.mkdir(exist_ok=True)
     (ctx.run_dir / "history").mkdir(exist_ok=True)
     summary: dict[str, Any] = {
-        "trained": 0, "skipped": 0, "failed": [], "trial_seconds": 0.0, "wall_seconds": 0.0, "reused_trials": 0
+        "trained": 0, "skipped": 0, "retested": 0, "failed": [], "trial_seconds": 0.0, "wall_seconds": 0.0,
+        "reused_trials": 0,
     }  # fmt: skip
     budget = ctx.cfg.run.train_batch_mb * 2**20
     pending: list[_Pending] = []
@@ -430,6 +431,7 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
     if problems:
         more = f" (and {len(problems) - 1} more probe grid(s): {'; '.join(problems[1:4])})" if len(problems) > 1 else ""
         raise ValueError(f"{problems[0]}{more} — nothing was trained")
+    pending = [item for item in pending if not _retested(ctx, item, summary)]
     batch: list[tuple[_Pending, Any, Any]] = []
     size = 0
     for item in pending:
@@ -458,6 +460,9 @@ class _Pending:
     rows: pa.Table
     name: str
     inputs: dict[str, Any]
+    #: ``(added, removed)`` deformation scenarios when only they changed since the group was trained: it is tested
+    #: again, not trained (:func:`repeval.retest.retest_group`)
+    retest: tuple[list[str], list[str]] | None = None
 
 
 def _pending_group(
@@ -478,10 +483,36 @@ def _pending_group(
     if trained:
         summary["skipped"] += 1
         return None
+    retest = None
     if trained is not None:
+        from repeval.retest import scenarios_only
+
         before = _read_json(ctx.run_dir / "groups" / f"{name}.inputs.json")
-        log.warning("%s: trained before on other inputs (%s); training it again", name, inputs_change(before, inputs))
-    return _Pending(ei, exp, dataset, model, scenarios, fold, rows, name, inputs)
+        retest = scenarios_only(before, inputs)
+        if retest is None:
+            log.warning(
+                "%s: trained before on other inputs (%s); training it again", name, inputs_change(before, inputs)
+            )
+    return _Pending(ei, exp, dataset, model, scenarios, fold, rows, name, inputs, retest)
+
+
+def _retested(ctx: RunContext, item: _Pending, summary: dict[str, Any]) -> bool:
+    """Whether ``item``, a finished group whose deformation scenarios alone changed, was brought up to date without
+    training (:func:`repeval.retest.retest_group`); else it is trained again, as the warning says."""
+    if item.retest is None:
+        return False
+    from repeval.retest import retest_group
+
+    added, removed = item.retest
+    why = retest_group(ctx, item, added, removed, summary)
+    if why is None:
+        return True
+    before = _read_json(ctx.run_dir / "groups" / f"{item.name}.inputs.json")
+    log.warning(
+        "%s: trained before on other inputs (%s), and %s; training it again",
+        item.name, inputs_change(before, item.inputs), why,
+    )  # fmt: skip
+    return False
 
 
 def inputs_change(before: Any, now: dict[str, Any]) -> str:
@@ -638,6 +669,9 @@ def _commit_group(ctx: RunContext, item: _Pending, g: Any, summary: dict[str, An
         write_confusion(path, np.asarray(matrix), g.labels)
     _record_failed(ctx, item, [{**f, "fold": fold} for f in g.failed])
     if g.rows:
+        from repeval.retest import write_tested
+
+        write_tested(ctx, name, g.tested)
         _write_text_atomic(groups_dir / f"{name}.inputs.json", json.dumps(item.inputs, sort_keys=True))  # first
         _write_atomic(results_table(ctx.run_id, [{**r, "fold": fold} for r in g.rows]), groups_dir / f"{name}.parquet")
     summary["trained"] += 1

@@ -141,6 +141,8 @@ def _train_line(t: dict[str, Any]) -> str:
         f"trained {t['trained']} probe grid(s), {t['skipped']} already done, "
         f"{len(t['failed']) - tests} failed probe training(s)"
     )
+    if t.get("retested"):
+        line += f", {t['retested']} tested on changed deformation scenarios without training again"
     if tests:
         line += f", {tests} failed test cell(s) (non-finite scores)"
     line += " (failed.parquet says why)" if t["failed"] else ""

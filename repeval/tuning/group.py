@@ -5,6 +5,8 @@ trials with their reason, and the ``select: best`` configurations, tested here.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 import re
@@ -54,9 +56,15 @@ class GroupResult:
     pages: set[str] = field(default_factory=set)
     #: what the trials' allocator does with freed blocks (:func:`repeval.cpu.keep_freed_memory` in each trial's process)
     allocator: set[str] = field(default_factory=set)
+    #: every tested (probe, seed): its row name, configuration (spec, point, sampled values) and the trial checkpoint
+    #: holding its weights (``path`` on the Tune storage's filesystem, ``member`` key, ``digest`` of its files): a rerun
+    #: that adds a deformation scenario tests them on it without training again (:mod:`repeval.retest`)
+    tested: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _read_checkpoint(result: Any) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
+def _read_checkpoint(result: Any) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, str]] | None:
+    """A finished trial's member reports, kept state dicts, and where they are: ``{"path", "digest"}``
+    (:func:`checkpoint_digest`)."""
     import torch
 
     if result.checkpoint is None:
@@ -65,9 +73,15 @@ def _read_checkpoint(result: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]
         members_file = Path(d) / MEMBERS_FILE
         if not members_file.exists():
             return None
-        reports = json.loads(members_file.read_text())
-        states = torch.load(Path(d) / PROBES_FILE, weights_only=True)
-    return reports, states
+        members, probes = members_file.read_bytes(), (Path(d) / PROBES_FILE).read_bytes()
+        reports = json.loads(members)
+        states = torch.load(io.BytesIO(probes), weights_only=True)
+    return reports, states, {"path": str(result.checkpoint.path), "digest": checkpoint_digest(members, probes)}
+
+
+def checkpoint_digest(members: bytes, probes: bytes) -> str:
+    """What identifies a trial checkpoint's content: a hash of its ``members.json`` and ``probes.pt``."""
+    return hashlib.sha256(hashlib.sha256(members).digest() + probes).hexdigest()
 
 
 #: what a traceback says between an exception and the next of its chain → how a reason joins them: one raised
@@ -146,8 +160,10 @@ class _Group:
         #: groups': said once every trial of the batch is in (:func:`repeval.tuning.grid.run_groups`)
         self.said = said
         said.expect(inp.name)
-        #: select: best — (spec) → [(mean criterion, point, {seed: state}, reports, sampled)]
-        self.candidates: dict[int, list[tuple[float, int, dict[int, dict[str, Any]], list[dict[str, Any]], dict]]] = {}
+        #: select: best — (spec) → [(mean criterion, point, {seed: state}, reports, sampled, {seed: its checkpoint})]
+        self.candidates: dict[
+            int, list[tuple[float, int, dict[int, dict[str, Any]], list[dict[str, Any]], dict, dict[int, dict]]]
+        ] = {}
 
     def fingerprint(self) -> str:
         return _fingerprint(self.grid_units, self.ev, self.data)
@@ -206,7 +222,7 @@ class _Group:
                 out.probes.append(self.probe_row(m, name, sampled, "failed" if r.error else "stopped by scheduler"))
                 self.said.add(self.inp.name, name, m.seed, rep)
             return
-        reports, states = got
+        reports, states, where = got
         self.said.add_left_out(self.inp.name, max((rep.get("warnings_left_out", 0) for rep in reports), default=0))
         metrics = r.metrics or {}
         out.trial_seconds += float(metrics.get("train_seconds", 0.0))
@@ -235,14 +251,24 @@ class _Group:
             self.said.add(self.inp.name, name, m.seed, rep)
             for sid, mat in (rep.get("confusion") or {}).items():
                 out.confusion[(name, m.seed, sid)] = mat
+            if unit.evaluate and not rep["failed"] and m.key in states:
+                out.tested.append(self.tested_entry(m, name, sampled, where))
         if not unit.evaluate:
             for point, pairs in by_point.items():
                 st = {m.seed: states[m.key] for m, _ in pairs if m.key in states}
                 vals = [rep["best_criterion"] for _, rep in pairs]
                 if len(st) == len(pairs) and all(v is not None for v in vals):
+                    kept = {m.seed: {**where, "member": m.key} for m, _ in pairs}
                     self.candidates.setdefault(unit.spec, []).append(
-                        (float(np.mean(vals)), point, st, [rep for _, rep in pairs], sampled or {})
+                        (float(np.mean(vals)), point, st, [rep for _, rep in pairs], sampled or {}, kept)
                     )
+
+    def tested_entry(
+        self, m: Member, name: str, sampled: dict[str, Any] | None, where: dict[str, str]
+    ) -> dict[str, Any]:
+        """:attr:`GroupResult.tested`'s entry of member ``m`` (tested as ``name``), kept in trial checkpoint ``where``."""
+        return {"probe": name, "seed": m.seed, "spec": m.spec, "point": m.point, "sampled": sampled or {},
+                "params": self.params(m, sampled), **where, "member": m.key}  # fmt: skip
 
     def run_tune_mode(self, cfg: Config, storage_path: str, resources: dict[str, float], use_gpu: bool,
                       wrap: Callable[[Callable[..., None]], Callable[..., None]]) -> None:  # fmt: skip
@@ -326,11 +352,12 @@ class _Group:
             spec = self.specs[si]
             mode = criterion_of(spec.points[0].config, data.task_type)[1]
             sign = -1.0 if mode == "min" else 1.0
-            crit, point, states, reports, sampled = max(cands, key=lambda c: sign * c[0])
+            crit, point, states, reports, sampled, kept = max(cands, key=lambda c: sign * c[0])
             pt = spec.points[point]
             pcfg = sampled_config(pt, sampled)
             for seed, state in sorted(states.items()):
                 member = Member(si, point, spec.name, seed, pcfg)
+                out.tested.append(self.tested_entry(member, spec.name, sampled, kept[seed]))
                 try:
                     scores = {
                         sid: data.track_scores(sid, predict(pcfg, data, state, x, data.test_counts.get(sid)))

@@ -4,8 +4,10 @@ probe groups trained without them are trained again; without the flag a rerun ch
 from __future__ import annotations
 
 import json
+import logging
 
 import pyarrow.parquet as pq
+import pytest
 from reliability_helpers import FAST_MODEL, experiment, make_catalog, write_config
 
 from repeval import runner
@@ -122,3 +124,75 @@ def test_the_training_hash_follows_what_results_depend_on_not_how_fast_they_come
         digest(probes=[{"preset": "mir_ref_thesis", "epochs": 50}]),
     ]  # fmt: skip
     assert len({base, *changed}) == len(changed) + 1
+
+
+def test_a_scenario_added_or_removed_is_tested_with_the_probes_selected_before_not_trained_again(
+    ray_session, tmp_path, caplog
+):
+    """Training reads clean embeddings alone: a deformation scenario added to the configuration is tested with the
+    probes each group selected before (every seed, ``select: all`` and ``select: best``), giving the rows a fresh run
+    gives; one removed loses its rows; without the trial checkpoints the group is trained again."""
+    caplog.set_level(logging.INFO, logger="repeval.runner")
+    manifest = make_catalog(tmp_path / "catalog", per_class=5, seconds=1.0)
+    model = FAST_MODEL["id"]
+    probes = [
+        {"name": "linear", "hidden_units": [], "learning_rate": 0.01, "batch_size": 8, "epochs": 4},
+        {"name": "pick", "hidden_units": [], "batch_size": 8, "epochs": 4,
+         "search": {"grid": {"learning_rate": [1e-3, 3e-2]}}},  # select: best, tested in the driver
+    ]  # fmt: skip
+    one = experiment(manifest, [FAST_MODEL], probes)
+    quiet = [{"type": "Gain", "params": {"min_gain_db": -20, "max_gain_db": -18, "p": 1}}]
+    two = {**one, "deformations": [*one["deformations"], quiet]}
+    name = f"pitch__tones__{model}"
+
+    def run(exp, runs="runs"):
+        cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [exp], runs_dir=str(tmp_path / runs), seeds=2))
+        ctx = runner.make_context(cfg)
+        runner.stage_embed(ctx, progress=False)
+        t = runner.stage_train(ctx)
+        return ctx, t, runner.stage_evaluate(ctx)
+
+    def cells(table):
+        keys = ["probe", "seed", "scenario", "metric", "label"]
+        return {tuple(r[k] for k in keys): r for r in table.drop(["run_id"]).to_pylist()}
+
+    def same(a, b):
+        assert a.keys() == b.keys()
+        for k in a:
+            for col, v in a[k].items():
+                assert v == pytest.approx(b[k][col], abs=1e-6), (k, col)
+
+    ctx, t, first = run(one)
+    assert t["trained"] == 1 and set(first.column("scenario").to_pylist()) == {"clean", "D1"}
+    confusion = ctx.run_dir / "confusion"
+    caplog.clear()
+    ctx, t, added = run(two)
+    assert (t["trained"], t["retested"], t["skipped"]) == (0, 1, 0)
+    assert (
+        f"{name}: tested on the added scenario(s) D2 with the probes it selected before — not trained again"
+        in caplog.text
+    )
+    assert "training it again" not in caplog.text
+    _, t, fresh = run(two, runs="fresh")
+    assert t["trained"] == 1
+    assert {r[:3] for r in cells(added) if r[2] == "D2"} == {(p, s, "D2") for p in ("linear", "pick") for s in (0, 1)}
+    same(cells(added), cells(fresh))
+    for f in (tmp_path / "fresh" / "r" / "confusion").glob("*__D2.json"):
+        assert json.loads((confusion / f.name).read_text()) == json.loads(f.read_text())
+    assert len(list(confusion.glob("*__D2.json"))) == 4
+
+    caplog.clear()
+    _, t, removed = run(one)  # D2 removed again: its rows and matrices go, the rest stays as it was
+    assert (t["trained"], t["retested"]) == (0, 1)
+    assert "the results of the removed scenario(s) D2 dropped" in caplog.text
+    same(cells(removed), cells(first))
+    assert not list(confusion.glob("*__D2.json"))
+
+    (ctx.run_dir / "tune").rename(ctx.run_dir / "tune-elsewhere")  # the checkpoints are gone: trained again
+    caplog.clear()
+    _, t, _ = run(two)
+    assert (t["trained"], t["retested"]) == (1, 0)
+    assert (
+        f"{name}: trained before on other inputs (scenario(s) D2 added), and the probes it selected cannot be read back"
+        in caplog.text
+    )

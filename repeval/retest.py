@@ -1,0 +1,205 @@
+"""A finished probe grid whose deformation scenarios alone changed since it was trained: tested again, not trained.
+
+Training reads the clean train and validation splits alone, so a scenario added to (or removed from) the
+configuration changes a group's test sets and nothing it was trained on. :func:`scenarios_only` tells such a change
+from one that needs training again (:func:`repeval.runner.inputs_change`); :func:`retest_group` then drops a removed
+scenario's results and scores an added one's test set with the probes the group tested before — every seed, fold and
+selected configuration, whose weights its Tune trials' checkpoints hold (recorded when it was committed, with a digest
+of their content, in ``groups/<group>.tested.json``: :func:`write_tested`). Its rows, confusion matrices and failed
+test cells are the ones training again would give; when a checkpoint is gone, moved or not the one recorded, the
+group is trained again instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from repeval.deformations import CLEAN
+
+if TYPE_CHECKING:
+    from repeval.runner import RunContext, _Pending
+
+log = logging.getLogger("repeval.runner")
+
+
+def tested_path(ctx: RunContext, name: str) -> Path:
+    return ctx.run_dir / "groups" / f"{name}.tested.json"
+
+
+def scenarios_only(before: Any, now: dict[str, Any]) -> tuple[list[str], list[str]] | None:
+    """``(added, removed)`` deformation scenarios when they are all that differs between a group's recorded inputs
+    (``before``) and this run's (``now``): the same clean partition, splits and training settings, and the same
+    partition for every scenario both have. ``None`` otherwise (the group is trained again)."""
+    if not isinstance(before, dict):
+        return None
+    old, new = before.get("partitions"), now.get("partitions")
+    if not isinstance(old, dict) or not isinstance(new, dict) or CLEAN not in old or CLEAN not in new:
+        return None
+    if {k: v for k, v in before.items() if k != "partitions"} != {k: v for k, v in now.items() if k != "partitions"}:
+        return None
+    if any(old[s] != new[s] for s in set(old) & set(new)):
+        return None
+    added, removed = sorted(set(new) - set(old)), sorted(set(old) - set(new))
+    return (added, removed) if added or removed else None
+
+
+def write_tested(ctx: RunContext, name: str, tested: list[dict[str, Any]]) -> None:
+    """Record where the weights of the group's tested probes are (their paths relative to the run's Tune storage);
+    none when one of them lies outside it (the group is then trained again if a scenario is added)."""
+    from repeval.rundir import filesystem_of
+    from repeval.runner import _write_text_atomic
+
+    path = tested_path(ctx, name)
+    root = filesystem_of(ctx.tune_storage)[1].rstrip("/") + "/"
+    if not tested or not all(str(t["path"]).startswith(root) for t in tested):
+        path.unlink(missing_ok=True)
+        return
+    kept = [{**t, "path": str(t["path"])[len(root) :]} for t in tested]
+    _write_text_atomic(path, json.dumps(kept, sort_keys=True))
+
+
+def _states(ctx: RunContext, tested: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The state dict of each tested entry, read from its trial checkpoint; ``None`` when one is missing or its
+    content is not the one recorded."""
+    import io
+
+    import torch
+
+    from repeval.rundir import filesystem_of, is_uri, join_uri
+    from repeval.tuning.checkpoint import MEMBERS_FILE, PROBES_FILE
+    from repeval.tuning.group import checkpoint_digest
+
+    loaded: dict[str, dict[str, Any]] = {}
+    out = []
+    for t in tested:
+        rel = t.get("path")
+        if not isinstance(rel, str):
+            return None
+        if rel not in loaded:
+            try:
+                where = ctx.tune_storage
+                fs, path = filesystem_of(join_uri(where, rel) if is_uri(where) else str(Path(where) / rel))
+                with fs.open_input_stream(f"{path}/{MEMBERS_FILE}") as f:
+                    members = f.read()
+                with fs.open_input_stream(f"{path}/{PROBES_FILE}") as f:
+                    probes = f.read()
+            except (OSError, ValueError):
+                return None
+            if checkpoint_digest(members, probes) != t.get("digest"):
+                return None
+            loaded[rel] = torch.load(io.BytesIO(probes), weights_only=True)
+        state = loaded[rel].get(str(t.get("member")))
+        if state is None:
+            return None
+        out.append(state)
+    return out
+
+
+def retest_group(
+    ctx: RunContext, item: _Pending, added: list[str], removed: list[str], summary: dict[str, Any]
+) -> str | None:
+    """Bring finished group ``item`` to its configured scenarios without training it: drop the ``removed``
+    scenarios' rows, confusion matrices and failed cells, test its probes on the ``added`` ones. Returns ``None``
+    when done, else why it could not (nothing written: the group is then trained again)."""
+    from repeval.metrics import write_confusion
+    from repeval.runner import _read_json, _record_failed, _write_atomic, _write_text_atomic, fold_suffix, group_name
+    from repeval.tuning.grid import results_table
+    from repeval.tuning.results import with_result_columns
+
+    groups = ctx.run_dir / "groups"
+    tested = _read_json(tested_path(ctx, item.name))
+    if not isinstance(tested, list) or not tested:
+        return f"the record of the probes it selected, {tested_path(ctx, item.name).name}, is missing or unreadable"
+    states = _states(ctx, tested) if added else []
+    if states is None:
+        return (
+            f"the probes it selected cannot be read back from their Tune checkpoints under {ctx.tune_storage} (moved, "
+            "deleted or trained again since)"
+        )
+    table = with_result_columns(pq.read_table(groups / f"{item.name}.parquet"))
+    gone = [r for r in table.to_pylist() if r["scenario"] in removed]
+    rows = [r for r in table.to_pylist() if r["scenario"] not in removed]
+    confusion: dict[tuple[str, int, str], list[list[int]]] = {}
+    failed: list[dict[str, Any]] = []
+    labels: list[str] = []
+    if added:
+        try:
+            new_rows, confusion, failed, labels = _score(ctx, item, added, tested, states)
+        except Exception:  # trained again, as it would have been before: never a wrong result
+            log.exception("%s: testing the selected probes on scenario(s) %s raised", item.name, ", ".join(added))
+            return f"testing the probes it selected on scenario(s) {', '.join(added)} raised (logged above)"
+        rows += new_rows
+    # the inputs record goes first: a rerun stopped before the results are written trains the group again
+    (groups / f"{item.name}.inputs.json").unlink(missing_ok=True)
+    cell = group_name(item.exp, item.dataset, item.model)
+    suffix = fold_suffix(item.fold)
+    for r in gone:
+        (ctx.run_dir / "confusion" / f"{cell}__{r['probe']}__{r['seed']}__{r['scenario']}{suffix}.json").unlink(
+            missing_ok=True
+        )
+    for (probe, seed, sid), matrix in confusion.items():
+        write_confusion(
+            ctx.run_dir / "confusion" / f"{cell}__{probe}__{seed}__{sid}{suffix}.json", np.asarray(matrix), labels
+        )
+    path = ctx.run_dir / "failed.parquet"
+    key = (item.exp.task.name, item.dataset, item.model, item.fold)
+    kept = [] if not path.exists() else pq.read_table(path).to_pylist()
+    kept = [f for f in kept if (f["task"], f["dataset"], f["model"], f["fold"]) == key and f["scenario"] not in removed]
+    _record_failed(ctx, item, kept + [{**f, "fold": item.fold} for f in failed])
+    summary["failed"] += [{**f, "fold": item.fold} for f in failed]
+    _write_atomic(results_table(ctx.run_id, rows), groups / f"{item.name}.parquet")
+    _write_text_atomic(groups / f"{item.name}.inputs.json", json.dumps(item.inputs, sort_keys=True))
+    said = [f"tested on the added scenario(s) {', '.join(added)} with the probes it selected before"] if added else []
+    said += [f"the results of the removed scenario(s) {', '.join(removed)} dropped"] if removed else []
+    log.info(
+        "%s: %s — not trained again: only its deformation scenarios changed, not what it trains on",
+        item.name, "; ".join(said),
+    )  # fmt: skip
+    summary["retested"] = summary.get("retested", 0) + 1
+    return None
+
+
+def _score(
+    ctx: RunContext, item: _Pending, added: list[str], tested: list[dict[str, Any]], states: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], dict[tuple[str, int, str], list[list[int]]], list[dict[str, Any]], list[str]]:
+    """The ``added`` test sets of group ``item`` scored with its ``tested`` probes (their ``states``), as its
+    training would have: result rows, confusion matrices, failed test cells, and the task's labels."""
+    from repeval.probes.inference import predict
+    from repeval.runner import _augment, _fold_hint
+    from repeval.tuning.data import probe_data
+    from repeval.tuning.search import expand_all, sampled_config
+    from repeval.tuning.trial import EvalSettings, scored_tests
+
+    run, exp = ctx.cfg.run, item.exp
+    try:  # the clean splits and the added scenarios' test sets
+        data = probe_data(
+            exp.task.effective_type, item.rows, ctx.store, item.dataset, item.model, added,
+            aggregation=exp.task.aggregation, augment=_augment(exp, item.dataset),
+        )  # fmt: skip
+    except ValueError as exc:
+        raise ValueError(f"{exc}{_fold_hint(ctx, item)}") from None
+    specs = expand_all(exp.downstream_models, exp.task.effective_type)
+    ev = EvalSettings(list(exp.metric_names), run.bootstrap_resamples, run.ci_alpha, run.seed, run.max_epochs)
+    base = {"task": exp.task.name, "task_type": data.task_type, "dataset": item.dataset, "model": item.model}
+    rows: list[dict[str, Any]] = []
+    confusion: dict[tuple[str, int, str], list[list[int]]] = {}
+    failed: list[dict[str, Any]] = []
+    for t, state in zip(tested, states, strict=True):
+        pcfg = sampled_config(specs[t["spec"]].points[t["point"]], t["sampled"])
+        scores = {
+            sid: data.track_scores(sid, predict(pcfg, data, state, x, data.test_counts.get(sid)))
+            for sid, (x, _, _) in data.tests.items()
+        }
+        got, mats, bad = scored_tests(data, scores, ev)  # clean's rows are scored again for the changes (delta)
+        probe, seed = t["probe"], t["seed"]
+        rows += [{**base, "probe": probe, "seed": seed, **r, "fold": item.fold} for r in got if r["scenario"] in added]
+        confusion.update({(probe, seed, sid): m for sid, m in mats.items() if sid in added})
+        failed += [{**base, "probe": probe, "seed": seed, "params": t["params"], "scenario": sid, "reason": why}
+                   for sid, why in bad.items() if sid in added]  # fmt: skip
+    return rows, confusion, failed, list(data.classes)
