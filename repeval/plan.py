@@ -23,6 +23,10 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     trainings: int = 0
     trainings_done: int = 0
+    #: probe trainings of the grids not done that an interrupted run finished: the rerun reuses them, and the trials
+    #: they are in (what its summary line counts)
+    trainings_reused: int = 0
+    trials_reused: int = 0
     test_cells: int = 0
     lines: list[str] = field(default_factory=list)
     resources: dict[str, Any] = field(default_factory=dict)
@@ -30,7 +34,14 @@ class Plan:
     def text(self) -> str:
         head = [
             f"experiments:        {self.experiments}",
-            f"probe trainings:    {self.trainings:,} ({self.trainings_done:,} done)",
+            f"probe trainings:    {self.trainings:,} ({self.trainings_done:,} done"
+            + (
+                f"; {self.trainings_reused:,} more finished by an interrupted run, reused in "
+                f"{self.trials_reused:,} trial(s), not trained again"
+                if self.trainings_reused
+                else ""
+            )
+            + ")",
             f"test cells:         {self.test_cells:,} (training × clean + deformation scenarios)",
             f"store partitions:   {self.partitions:,} (dataset × model × scenario; {self.partitions_done:,} complete"
             + (f", {len(self.conflicts):,} conflicting" if self.conflicts else "")
@@ -50,18 +61,22 @@ def make_plan(
     run_dir: Path | None = None,
     gpus: float = 0.0,
     cluster: Mapping[str, float] | None = None,
+    tune_storage: str | None = None,
 ) -> Plan:
     """The plan; ``cluster`` (``ray.cluster_resources()``) turns the resource rules into exact requests.
 
     With a ``store``, a partition counts as complete and a probe grid (with ``run_dir`` too) as done only when
     ``repeval run`` would leave it alone — the embedding and training stages' own checks, on the datasets' rows
-    and the partitions' track ids (read here) — and a partition the run would stop at is listed as a conflict."""
+    and the partitions' track ids (read here) — and a partition the run would stop at is listed as a conflict.
+    Of the grids not done, the trainings an interrupted run finished that the rerun reuses are counted from the
+    run's Tune experiments (``tune_storage``, default ``run_dir/tune``): their markers and checkpoint summaries."""
     p = Plan(experiments=len(cfg.experiments))
     ctx = states = None
     if store is not None:
         ctx, states = _progress(cfg, store, run_dir, p)
     seeds = cfg.run.seeds
     seen: set[tuple[str, str, str]] = set()
+    pending: dict[str, dict[str, Any]] = {}  # probe grid not done, its partitions complete → its inputs now
     n_bf16 = n_configs = 0
     from repeval.pipeline.partitions import raised_chunk_s
     from repeval.tuning.search import expand_all
@@ -83,7 +98,11 @@ def make_plan(
                     trainings = n_probes * seeds
                     p.trainings += trainings
                     p.test_cells += n_tested * seeds * (1 + len(scen))
-                    done = ctx is not None and states is not None and _trained(ctx, states, ei, ds, m.id, fold)
+                    done = False
+                    if ctx is not None and states is not None:
+                        done, name, inputs = _trained(ctx, states, ei, ds, m.id, fold)
+                        if not done and inputs is not None:
+                            pending[name] = inputs
                     p.trainings_done += trainings if done else 0
                 for sid in [CLEAN, *scen]:
                     if (ds.name, m.id, sid) in seen:
@@ -110,6 +129,8 @@ def make_plan(
                 )
             )
         p.lines += probe_lines(exp, specs)
+    if pending and run_dir is not None:
+        _reused(cfg, p, pending, tune_storage or str(run_dir / "tune"), cluster)
     # resources (issue 8): the rules, or the exact requests when the cluster's resources are known
     r = cfg.run.resources
     custom = "".join(f" + {k}={v:g}" for k, v in r.embed_resources.items())
@@ -251,18 +272,36 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
 
 
 def _trained(ctx: Any, states: dict[tuple[str, str, str], tuple[str, str]], ei: int, ds: Any, model: str,
-             fold: int | None) -> bool:  # fmt: skip
-    """Whether the training stage would skip this probe grid: trained on the inputs it would have now, and none
-    of its partitions is left for the embedding stage (which would change those inputs)."""
+             fold: int | None) -> tuple[bool, str, dict[str, Any] | None]:  # fmt: skip
+    """Whether the training stage would skip this probe grid — trained on the inputs it would have now, and none
+    of its partitions is left for the embedding stage (which would change those inputs) — its name, and those
+    inputs (``None`` while a partition is left: the rerun's are not known yet)."""
     from repeval.runner import group_inputs, group_name, group_trained
 
     exp = ctx.cfg.experiments[ei]
     scen = list(exp.scenarios_for(ds))
+    name = group_name(exp, ds.name, model, fold)
     if any(states.get((ds.name, model, sid), ("todo", ""))[0] != "complete" for sid in [CLEAN, *scen]):
-        return False
+        return False, name, None
     rows = ctx.folds[(ei, ds.name)][fold] if fold is not None else ctx.rows[(ei, ds.name)]
     inputs = group_inputs(ctx, ei, ds.name, model, scen, rows)
-    return bool(group_trained(ctx, group_name(exp, ds.name, model, fold), inputs))
+    return bool(group_trained(ctx, name, inputs)), name, inputs
+
+
+def _reused(
+    cfg: Config, p: Plan, pending: dict[str, dict[str, Any]], tune_storage: str, cluster: Mapping[str, float] | None
+) -> None:
+    """Count the trainings (and trials) of the ``pending`` grids that an interrupted run finished and the rerun
+    reuses: :func:`repeval.tuning.tuner.finished_of_groups`, with the trial slots when they are known (set, or the
+    cluster's), else those the interrupted run had (the same machine)."""
+    from repeval.tuning.tuner import finished_of_groups
+    from repeval.tuning.units import trial_slots, unit_settings
+
+    slots = trial_slots(cfg, float(cluster.get("CPU", 1.0))) if cluster is not None else None
+    slots = slots or cfg.run.resources.max_concurrent_trials
+    for trials, trainings in finished_of_groups(tune_storage, pending, unit_settings(cfg, slots)).values():
+        p.trials_reused += trials
+        p.trainings_reused += trainings
 
 
 def _gpu_note(mode: str, amount: float, gpus: float, what: str, known: bool = False) -> str:

@@ -631,7 +631,8 @@ def _train_batch(ctx: RunContext, batch: list[tuple[_Pending, Any, Any]], summar
     from repeval.tuning.grid import GroupInput, run_groups
 
     inputs = [
-        GroupInput(item.exp, item.dataset, item.model, data, item.name, ref, item.fold) for item, ref, data in batch
+        GroupInput(item.exp, item.dataset, item.model, data, item.name, ref, item.fold, item.inputs)
+        for item, ref, data in batch
     ]
     if len(batch) > 1:
         log.info("training %d probe grids together: %s", len(batch), ", ".join(i.name for i in inputs))

@@ -111,7 +111,8 @@ def plan(
     rid = run_id or cfg.run.run_id
     if rid:
         _guard(lambda: check_run_id(rid))  # the run id `repeval run` would refuse, refused here too
-    run_dir = RunLocation.open(cfg.run.runs_dir, rid).local if rid else None
+    loc = RunLocation.open(cfg.run.runs_dir, rid) if rid else None
+    run_dir = loc.local if loc is not None else None
     st_root = store or cfg.run.store
     try:  # plan only reads: a store that does not exist yet has nothing done (and is not created here)
         st: EmbeddingStore | None = EmbeddingStore(st_root, create=False)
@@ -125,7 +126,8 @@ def plan(
 
         _guard(init_ray)  # a dashboard URL or a stopped cluster in RAY_ADDRESS: one line naming the fix
         cluster = ray.cluster_resources()
-    typer.echo(_guard(lambda: make_plan(cfg, st, run_dir, cluster=cluster)).text())
+    tune = loc.tune_storage if loc is not None else None  # a remote run's Tune experiments are read where they are
+    typer.echo(_guard(lambda: make_plan(cfg, st, run_dir, cluster=cluster, tune_storage=tune)).text())
     from repeval.cpu import huge_pages_status, mkl_status
 
     typer.echo(f"MKL (torch's products): {mkl_status()}")

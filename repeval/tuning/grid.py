@@ -46,7 +46,7 @@ from repeval.tuning.results import RESULT_SCHEMA, results_table, seed_summary
 from repeval.tuning.search import expand_all
 from repeval.tuning.trial import BatchData, grid_trial, resuming
 from repeval.tuning.tuner import _fit
-from repeval.tuning.units import _cost, plan_units
+from repeval.tuning.units import _cost, marker_record, plan_units, trial_slots
 from repeval.warn import SaidByTrials
 
 __all__ = [
@@ -159,7 +159,7 @@ def run_groups(
     res = cfg.run.resources
     use_gpu = wants_gpu(res.use_gpu, res.trial_num_gpus, float(ray.cluster_resources().get("GPU", 0)))
     resources = {"cpu": res.trial_num_cpus, "gpu": res.trial_num_gpus if use_gpu else 0}
-    slots = res.max_concurrent_trials or max(1, int(ray.cluster_resources().get("CPU", 1) // res.trial_num_cpus))
+    slots = trial_slots(cfg, float(ray.cluster_resources().get("CPU", 1)))
     said = SaidByTrials()
     groups = [_Group(cfg, inp, slots, said) for inp in inputs]
 
@@ -190,7 +190,8 @@ def run_groups(
             )
 
         t_fit = time.perf_counter()
-        pairs, _ = _fit(name, make_trainable, space, tc, storage_path, fp, len(flat))
+        record = marker_record(cfg, groups, slots, unit_groups=[gi for gi, _ in flat])
+        pairs, _ = _fit(name, make_trainable, space, tc, storage_path, fp, len(flat), record)
         fit_seconds = time.perf_counter() - t_fit
         for conf, r in pairs:
             gi, ui = flat[conf["unit"]]

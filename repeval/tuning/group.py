@@ -27,7 +27,7 @@ from repeval.tuning.notes import left_warnings
 from repeval.tuning.search import expand_all, tune_space
 from repeval.tuning.trial import BatchData, EvalSettings, Member, Unit, resuming, scored_tests, tune_trial
 from repeval.tuning.tuner import _fit, sampler
-from repeval.tuning.units import _fingerprint, plan_units
+from repeval.tuning.units import _fingerprint, marker_record, plan_units
 from repeval.warn import SaidByTrials
 
 # the grid driver's logger, as before this module was split from it: the command line's lines name it
@@ -129,6 +129,8 @@ class GroupInput:
     ref: Any = None
     #: the fold of a ``split_type: all`` dataset (``None``: one split)
     fold: int | None = None
+    #: what the group is trained on (:func:`repeval.runner.group_inputs`), recorded in its experiments' markers
+    inputs: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.name = self.name or self.cell
@@ -153,6 +155,7 @@ class _Group:
         self.base = {"task": inp.exp.task.name, "task_type": self.data.task_type, "dataset": inp.dataset,
                      "model": inp.model}  # fmt: skip
         self.out = GroupResult([], [], [], 0.0, 0.0, labels=list(self.data.classes))
+        self.slots = slots
         self.grid_units, self.tune_units = plan_units(
             self.specs, self.data, seeds, run.vectorize, slots, run.pack_trials
         )
@@ -332,7 +335,8 @@ class _Group:
             )
             extra = {"space": spec.space, "num_samples": spec.num_samples, "scheduler": spec.scheduler}
             fp = _fingerprint(units, self.ev, data, extra)
-            pairs, _ = _fit(name, make_trainable, space, tc, storage_path, fp, len(units))
+            record = marker_record(cfg, [self], self.slots, judged=scheduler is not None)
+            pairs, _ = _fit(name, make_trainable, space, tc, storage_path, fp, len(units), record)
             self.out.experiments.append(str(Path(storage_path) / name))
             for conf, r in pairs:
                 sampled = conf.get("sampled") or {}

@@ -50,8 +50,10 @@ def _fit(
     storage_path: str,
     fingerprint: str,
     n_units: int,
+    record: dict[str, Any] | None = None,
 ) -> tuple[list[tuple[dict[str, Any], Any]], bool]:
-    """Run (or resume) one Tune experiment; returns ``([(trial config, Result)], restored)``.
+    """Run (or resume) one Tune experiment; returns ``([(trial config, Result)], restored)``. ``record`` goes into
+    the experiment's marker beside its fingerprint: what ``repeval plan`` matches it with (:func:`finished_of_groups`).
 
     A restored experiment is used only when it accounts for every unit of the grid; one left by a driver
     killed at an unlucky moment (trials without their configuration, units missing) is moved aside and the
@@ -83,6 +85,7 @@ def _fit(
     # is moved aside after seconds of Tune's start: go to the fresh experiment at once (it reuses every checkpoint)
     if stored == fingerprint and st.has_experiment_state(name) and tune.Tuner.can_restore(path):
         log.info("resuming Tune experiment %s", path)
+        started = time.time()
         try:
             with _quiet_missing_metrics():
                 tuner = tune.Tuner.restore(
@@ -103,6 +106,7 @@ def _fit(
         else:
             pairs = _fit_grid(tuner)
             if {c.get("unit") for c, _ in pairs} == set(range(n_units)):
+                _mark_restored(pairs, started)
                 return pairs, True
             _move_aside(
                 st,
@@ -117,7 +121,7 @@ def _fit(
         reason = "has no restorable state or marker (interrupted while starting)"
         _move_aside(st, name, "incomplete", reason, fingerprint if stored == fingerprint else None)
     finished = _reusable(st, name, fingerprint)
-    st.write_text(marker, json.dumps({"fingerprint": fingerprint}))
+    st.write_text(marker, json.dumps({"fingerprint": fingerprint, **(record or {})}))
     # end issue 8
     tuner = tune.Tuner(
         make_trainable(finished),
@@ -141,22 +145,80 @@ def _fit_grid(tuner: Any) -> list[tuple[dict[str, Any], Any]]:
         return _trial_results(tuner.fit())
 
 
-def _reusable(st: Any, name: str, fingerprint: str, *, current: bool = False) -> dict[str, str]:
+def _reusable(st: Any, name: str, fingerprint: str, *, current: bool = False, say: bool = True) -> dict[str, str]:
     """Trial key → whole checkpoint of this plan: under experiment ``name`` itself with ``current`` (the caller
     read its marker), then under every experiment of this plan moved aside as incomplete (newest first), so
-    that a run killed again while resuming loses nothing either."""
+    that a run killed again while resuming loses nothing either (``say``: log what each holds)."""
     prefix = f"{name}.incomplete-"
     aside = sorted((n for n in st.names() if n.startswith(prefix) and not n.endswith(".repeval.json")), reverse=True)
     dirs = [name] if current else []
     dirs += [n for n in aside if _marker_fingerprint(st.read_text(f"{n}.repeval.json")) == fingerprint]
     out: dict[str, str] = {}
     for d in dirs:
-        for key, src in _finished_checkpoints(st, d).items():
+        for key, src in _finished_checkpoints(st, d, say).items():
             out.setdefault(key, src)
     return out
 
 
-def _finished_checkpoints(st: Any, name: str) -> dict[str, str]:
+def _mark_restored(pairs: list[tuple[dict[str, Any], Any]], started: float) -> None:
+    """Flag as ``reused`` the trials of a restored experiment that finished before this run (Tune's state recorded
+    them: they did not run again), as :func:`repeval.tuning.checkpoint._reuse_finished` flags those that ran again
+    only to report their checkpoint — both are trials an interrupted run finished, counted alike."""
+    for _, r in pairs:
+        metrics = r.metrics or {}
+        if r.error is None and r.checkpoint is not None and float(metrics.get("timestamp", started)) < started:
+            metrics["reused"] = True
+
+
+#: a Tune experiment's repeval marker, beside its directory: ``<name>.repeval.json``
+MARKER_SUFFIX = ".repeval.json"
+
+
+def finished_of_groups(
+    storage_path: str, pending: dict[str, Any], settings: dict[str, Any]
+) -> dict[str, tuple[int, int]]:
+    """Group name → ``(trials, probe trainings)`` that a rerun would not train again: the whole trial checkpoints
+    (:func:`_reusable`, as the rerun finds them) of the experiments whose marker records exactly these groups
+    (``pending``: name → :func:`repeval.runner.group_inputs`, as they are now) and ``settings`` (those of the
+    marker's ``settings`` that ``settings`` has) — the rerun then plans the same units, the same fingerprint. Reads
+    markers and checkpoint summaries only (``repeval plan``: no Ray, no embeddings)."""
+    from repeval.rundir import TuneStorage
+    from repeval.tuning.checkpoint import open_finished
+
+    st = TuneStorage(storage_path)
+    out: dict[str, tuple[int, int]] = {}
+    for marker in st.names():
+        name = marker[: -len(MARKER_SUFFIX)]
+        if not marker.endswith(MARKER_SUFFIX) or ".incomplete-" in name or ".stale-" in name:
+            continue
+        rec = _marker(st.read_text(marker))
+        groups, fp, kept = rec.get("groups"), rec.get("fingerprint"), rec.get("settings") or {}
+        if not isinstance(groups, list) or not groups or not isinstance(fp, str):
+            continue  # written before markers recorded their groups, or cut short
+        if any(kept.get(k) != v for k, v in settings.items()):
+            continue
+        if any(not isinstance(g, list) or len(g) != 2 or g[0] not in pending or pending[g[0]] != g[1] for g in groups):
+            continue  # one of its groups is done or has other inputs now: the rerun plans another experiment
+        unit_groups = rec.get("unit_groups")
+        for key, src in _reusable(st, name, fp, current=True, say=False).items():
+            found = open_finished(src)
+            if found is None:
+                continue
+            summary = found[2]
+            if rec.get("judged") and not isinstance(summary.get("reported"), list):
+                continue  # judged by a scheduler and its reports not kept: trained again
+            try:
+                unit = int(json.loads(key)["unit"])
+                group = groups[unit_groups[unit] if isinstance(unit_groups, list) else 0][0]
+                members = int(summary["metrics"].get("members", 0))
+            except (ValueError, KeyError, IndexError, TypeError):
+                continue
+            trials, trainings = out.get(group, (0, 0))
+            out[group] = (trials + 1, trainings + members)
+    return out
+
+
+def _finished_checkpoints(st: Any, name: str, say: bool = True) -> dict[str, str]:
     """Trial key → path (or URI) of each whole trial checkpoint under experiment directory ``name``: the work
     its trials finished, whether or not Tune's experiment state recorded it before the driver stopped."""
     import pyarrow.fs as pafs
@@ -182,7 +244,7 @@ def _finished_checkpoints(st: Any, name: str) -> dict[str, str]:
         if summary is not None:
             rel = ck[len(st.base) + 1 :]
             out.setdefault(summary["key"], st.uri(rel))
-    if out:
+    if out and say:
         log.info(
             "%s holds %d whole trial checkpoint(s); a trial that must run again reuses its own", st.uri(name), len(out)
         )
@@ -230,12 +292,18 @@ def _plain_trial_actors() -> Iterator[None]:
         defaults.update(saved)
 
 
+def _marker(text: str | None) -> dict[str, Any]:
+    """A Tune experiment's repeval marker (``{}`` when it is missing or unreadable)."""
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _marker_fingerprint(text: str | None) -> str | None:
     """The fingerprint in a Tune experiment's repeval marker; ``None`` when it is missing or unreadable."""
-    try:
-        value = json.loads(text).get("fingerprint") if text else None
-    except (ValueError, AttributeError):
-        return None
+    value = _marker(text).get("fingerprint")
     return value if isinstance(value, str) else None
 
 

@@ -12,6 +12,7 @@ import json
 import math
 from typing import Any
 
+from repeval.config import Config
 from repeval.probes import ProbeData, group_key
 from repeval.tuning.search import ProbeSpec
 from repeval.tuning.trial import EvalSettings, Member, Unit
@@ -174,3 +175,27 @@ def _fingerprint(units: list[Unit], ev: EvalSettings, data: ProbeData, extra: An
     if data.task_type == "regression":  # probes fit standardised targets (checkpoints of raw-target ones differ)
         desc["targets"] = "standardised"
     return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def trial_slots(cfg: Config, cpus: float) -> int:
+    """How many trials run at once on ``cpus`` (the cluster's): what a group's units are planned for."""
+    res = cfg.run.resources
+    return res.max_concurrent_trials or max(1, int(cpus // res.trial_num_cpus))
+
+
+def unit_settings(cfg: Config, slots: int | None = None) -> dict[str, Any]:
+    """The settings besides a group's inputs (:func:`repeval.runner.group_inputs`) that decide its units — and so
+    its experiments' fingerprints — recorded in their markers; ``slots`` when known."""
+    out: dict[str, Any] = {"vectorize": cfg.run.vectorize, "pack_trials": cfg.run.pack_trials}
+    if slots is not None:
+        out["slots"] = slots
+    return out
+
+
+def marker_record(cfg: Config, groups: list[Any], slots: int, **extra: Any) -> dict[str, Any] | None:
+    """What a Tune experiment's marker records beside its fingerprint for ``repeval plan``
+    (:func:`repeval.tuning.tuner.finished_of_groups`): its groups with their inputs, the unit settings and
+    ``extra``; ``None`` when a group's inputs are not known (a caller other than the run's training stage)."""
+    if any(g.inp.inputs is None for g in groups):
+        return None
+    return {"groups": [[g.inp.name, g.inp.inputs] for g in groups], "settings": unit_settings(cfg, slots), **extra}

@@ -9,6 +9,7 @@ them.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,63 @@ def test_plan_after_a_smoke_run_counts_what_the_full_run_redoes(smoke_then_full)
     assert (plans["after embed"].partitions_done, plans["after embed"].trainings_done) == (2, 0)
     assert (plans["after train"].partitions_done, plans["after train"].trainings_done) == (2, 1)
     assert not plans["after train"].conflicts
+
+
+def test_plan_counts_the_trainings_an_interrupted_run_finished_as_the_rerun_reuses_them(smoke_then_full):
+    """``plan`` said "0 done" after a run interrupted in its training stage, while the rerun reuses the trials that
+    had finished: it counts those now — the whole checkpoints of the grids not done whose experiments were planned
+    for the same inputs — and the rerun's summary line reuses as many. A driver stopped before Tune first wrote its
+    state (one trial's checkpoint not written yet), then one stopped after every trial but before the grid was
+    committed (the rerun restores Tune's experiment)."""
+    from repeval.cli.experiment import _train_line
+
+    root, manifest, _, _, _ = smoke_then_full
+
+    def config(epochs: int = 2) -> dict[str, Any]:
+        raw = _raw(root, manifest, run_id="interrupted")
+        grid = {"grid": {"learning_rate": [1e-3, 1e-2, 3e-2]}}
+        probe = {"name": "linear", "hidden_units": [], "batch_size": 16, "epochs": epochs, "search": grid}
+        raw["experiments"][0]["downstream_models"] = [probe]
+        return raw
+
+    cfg = parse_config(config())
+    ctx = runner.make_context(cfg, run_id="interrupted")
+    runner.stage_embed(ctx)  # the module's store holds these partitions already
+    first = runner.stage_train(ctx)
+    done = make_plan(cfg, ctx.store, ctx.run_dir)
+    assert (done.trainings, done.trainings_done, done.trainings_reused) == (3, 3, 0), done.text()
+    name = "instrument__notes__mfcc-stats"
+    exp = ctx.run_dir / "tune" / name
+    checkpoints = sorted(exp.glob("*/checkpoint_*"))
+    assert first["trained"] == 1 and len(checkpoints) == 2  # two trials (two trial slots) share the three trainings
+
+    def interrupt() -> Any:  # the grid was not committed: its results are not in the run directory
+        (ctx.run_dir / "groups" / f"{name}.parquet").unlink()
+        plan = make_plan(cfg, ctx.store, ctx.run_dir)
+        assert plan.trainings_done == 0
+        return plan
+
+    for f in exp.glob("experiment_state-*.json"):
+        f.unlink()
+    shutil.rmtree(checkpoints[0])
+    plan = interrupt()
+    assert plan.trials_reused == 1 and 0 < plan.trainings_reused < 3, plan.text()
+    said = f"; {plan.trainings_reused} more finished by an interrupted run, reused in 1 trial(s), not trained again)"
+    path = root / "interrupted.yaml"
+    path.write_text(yaml.safe_dump(config()))
+    res = CliRunner().invoke(app, ["plan", str(path)])
+    assert res.exit_code == 0 and f"probe trainings:    3 (0 done{said}\n" in res.output, res.output
+    # not for other inputs: another epoch count is another grid, which the rerun trains whole
+    assert make_plan(parse_config(config(epochs=3)), ctx.store, ctx.run_dir).trainings_reused == 0
+    rerun = runner.stage_train(ctx)
+    assert rerun["reused_trials"] == plan.trials_reused and rerun["trained"] == 1
+    assert "; 1 trial(s) finished by an interrupted run reused, not trained again" in _train_line(rerun)
+
+    plan = interrupt()  # every trial finished and Tune recorded them: the rerun restores them all
+    assert (plan.trials_reused, plan.trainings_reused) == (2, 3), plan.text()
+    rerun = runner.stage_train(ctx)
+    assert rerun["reused_trials"] == 2 and rerun["trained"] == 1
+    assert make_plan(cfg, ctx.store, ctx.run_dir).trainings_done == 3
 
 
 def test_changed_model_parameter_is_a_conflict_in_plan_and_run_naming_it(smoke_then_full):
