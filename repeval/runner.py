@@ -641,13 +641,17 @@ def _train_batch(ctx: RunContext, batch: list[tuple[_Pending, Any, Any]], summar
 
 
 def _commit_group(ctx: RunContext, item: _Pending, g: Any, summary: dict[str, Any]) -> None:
-    """Write a trained group's results; its ``groups/<group>.parquet`` last, which marks it done."""
+    """Write a trained group's results; its ``groups/<group>.inputs.json`` last, which marks them done for those
+    inputs (:func:`group_trained`)."""
     from repeval.metrics import write_confusion
     from repeval.tuning.grid import results_table
     from repeval.tuning.results import HISTORY_SCHEMA, PROBES_SCHEMA, typed_table
 
     fold, name = item.fold, item.name
     groups_dir = ctx.run_dir / "groups"
+    # a group trained again: its old results stop counting as done for any inputs until the new ones are written
+    # whole (a driver killed between the writes below would otherwise leave the old results under the new inputs)
+    (groups_dir / f"{name}.inputs.json").unlink(missing_ok=True)
     summary["failed"] += [{**f, "fold": fold} for f in g.failed]
     summary["trial_seconds"] += g.trial_seconds
     summary["wall_seconds"] += g.wall_seconds
@@ -673,8 +677,9 @@ def _commit_group(ctx: RunContext, item: _Pending, g: Any, summary: dict[str, An
         from repeval.retest import write_tested
 
         write_tested(ctx, name, g.tested)
-        _write_text_atomic(groups_dir / f"{name}.inputs.json", json.dumps(item.inputs, sort_keys=True))  # first
         _write_atomic(results_table(ctx.run_id, [{**r, "fold": fold} for r in g.rows]), groups_dir / f"{name}.parquet")
+        # last: with these inputs beside them the results count as done (group_trained)
+        _write_text_atomic(groups_dir / f"{name}.inputs.json", json.dumps(item.inputs, sort_keys=True))
     summary["trained"] += 1
 
 

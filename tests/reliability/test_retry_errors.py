@@ -14,7 +14,7 @@ from repeval import runner
 from repeval.config import load_config
 
 
-def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(ray_session, tmp_path, caplog):
+def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(ray_session, tmp_path, caplog, monkeypatch):
     manifest = make_catalog(tmp_path / "catalog", per_class=6)
     broken = tmp_path / "catalog" / "audio" / "low-001.wav"  # a train track
     good = broken.read_bytes()
@@ -79,6 +79,26 @@ def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(ray_sessi
     assert "error records then" not in caplog.text  # the embeddings did not change: not said
     _, s, t = run()
     assert (t["trained"], t["skipped"]) == (0, 1)
+
+    # trained again and the driver killed as it writes the new results (after the history, probes and inputs): the old
+    # results never count as this training's — the rerun trains the group again
+    edited["downstream_models"][0]["epochs"] = 6
+    cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [edited]))
+    write_atomic = runner._write_atomic
+
+    def killed(table, path):
+        if path.parent.name == "groups":
+            raise KeyboardInterrupt
+        write_atomic(table, path)
+
+    monkeypatch.setattr(runner, "_write_atomic", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    monkeypatch.setattr(runner, "_write_atomic", write_atomic)
+    caplog.clear()
+    _, s, t = run()
+    assert (t["trained"], t["skipped"]) == (1, 0)
+    assert "inputs.json, is missing or unreadable); training it again" in caplog.text
 
 
 def test_why_a_group_is_trained_again_names_each_change():
