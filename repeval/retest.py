@@ -71,10 +71,11 @@ def _states(ctx: RunContext, tested: list[dict[str, Any]]) -> list[dict[str, Any
 
     import torch
 
-    from repeval.rundir import filesystem_of, is_uri, join_uri
+    from repeval.rundir import TuneStorage
     from repeval.tuning.checkpoint import MEMBERS_FILE, PROBES_FILE
     from repeval.tuning.group import checkpoint_digest
 
+    storage = TuneStorage(ctx.tune_storage)
     loaded: dict[str, dict[str, Any]] = {}
     out = []
     for t in tested:
@@ -83,11 +84,9 @@ def _states(ctx: RunContext, tested: list[dict[str, Any]]) -> list[dict[str, Any
             return None
         if rel not in loaded:
             try:
-                where = ctx.tune_storage
-                fs, path = filesystem_of(join_uri(where, rel) if is_uri(where) else str(Path(where) / rel))
-                with fs.open_input_stream(f"{path}/{MEMBERS_FILE}") as f:
+                with storage.fs.open_input_stream(f"{storage.base}/{rel}/{MEMBERS_FILE}") as f:
                     members = f.read()
-                with fs.open_input_stream(f"{path}/{PROBES_FILE}") as f:
+                with storage.fs.open_input_stream(f"{storage.base}/{rel}/{PROBES_FILE}") as f:
                     probes = f.read()
             except (OSError, ValueError):
                 return None
@@ -122,9 +121,9 @@ def retest_group(
             f"the probes it selected cannot be read back from their Tune checkpoints under {ctx.tune_storage} (moved, "
             "deleted or trained again since)"
         )
-    table = with_result_columns(pq.read_table(groups / f"{item.name}.parquet"))
-    gone = [r for r in table.to_pylist() if r["scenario"] in removed]
-    rows = [r for r in table.to_pylist() if r["scenario"] not in removed]
+    before = with_result_columns(pq.read_table(groups / f"{item.name}.parquet")).to_pylist()
+    gone = {(r["probe"], r["seed"], r["scenario"]) for r in before if r["scenario"] in removed}
+    rows = [r for r in before if r["scenario"] not in removed]
     confusion: dict[tuple[str, int, str], list[list[int]]] = {}
     failed: list[dict[str, Any]] = []
     labels: list[str] = []
@@ -139,10 +138,8 @@ def retest_group(
     (groups / f"{item.name}.inputs.json").unlink(missing_ok=True)
     cell = group_name(item.exp, item.dataset, item.model)
     suffix = fold_suffix(item.fold)
-    for r in gone:
-        (ctx.run_dir / "confusion" / f"{cell}__{r['probe']}__{r['seed']}__{r['scenario']}{suffix}.json").unlink(
-            missing_ok=True
-        )
+    for probe, seed, sid in gone:
+        (ctx.run_dir / "confusion" / f"{cell}__{probe}__{seed}__{sid}{suffix}.json").unlink(missing_ok=True)
     for (probe, seed, sid), matrix in confusion.items():
         write_confusion(
             ctx.run_dir / "confusion" / f"{cell}__{probe}__{seed}__{sid}{suffix}.json", np.asarray(matrix), labels

@@ -791,7 +791,9 @@ def _tmp_name(path: Path) -> Path:
 def stage_evaluate(ctx: RunContext) -> pa.Table:
     """Collect every group's test rows into ``results.parquet`` and mean ± std over seeds into ``summary.parquet``."""
     found = sorted((ctx.run_dir / "groups").glob("*.parquet"))
-    files = _configured_groups(ctx, found)
+    cfg = getattr(ctx, "cfg", None)
+    wanted = None if cfg is None else _wanted_groups(cfg)  # None: a bare run directory, every group in it
+    files = _configured_groups(ctx, found, wanted)
     if not files:
         other = f" of this configuration ({len(found)} of another, named above)" if found else ""
         raise EarlierStageUnfinished(
@@ -805,10 +807,8 @@ def stage_evaluate(ctx: RunContext) -> pa.Table:
     # summary goes first, and both files carry the same hash of the results (rundir.summary_mismatch checks it)
     (ctx.run_dir / "summary.parquet").unlink(missing_ok=True)
     mark = {EVALUATION_KEY: _table_hash(table).encode()}
-    cfg = getattr(ctx, "cfg", None)
     config = {CONFIG_KEY: config_yaml(cfg).encode()} if cfg is not None else {}
-    if cfg is not None:
-        wanted = _wanted_groups(cfg)
+    if wanted is not None:
         config[GROUPS_KEY] = json.dumps(sorted(wanted)).encode()
         _name_other_failures(ctx.run_dir, wanted)
     _write_atomic(_with_metadata(table, {**mark, **config}), ctx.run_dir / "results.parquet")
@@ -817,22 +817,20 @@ def stage_evaluate(ctx: RunContext) -> pa.Table:
     return table
 
 
-def _configured_groups(ctx: RunContext, files: list[Path]) -> list[Path]:
-    """The groups' result files of ``ctx``'s configuration. A file of a group the configuration no longer has (a
+def _configured_groups(ctx: RunContext, files: list[Path], wanted: set[str] | None) -> list[Path]:
+    """The groups' result files of the configuration's grids ``wanted`` (:func:`_wanted_groups`). A file of a group the configuration no longer has (a
     model, dataset or task removed or renamed since it was trained, fewer folds) is left out of the results, and
     named; so is each group of the configuration not trained yet (an interrupted ``train``), whose cells the results
     then lack."""
-    cfg = getattr(ctx, "cfg", None)
-    if cfg is None:  # a bare run directory: every group in it
+    if wanted is None:  # a bare run directory: every group in it
         return files
-    wanted = _wanted_groups(cfg)
     have = {f.stem for f in files}
     stale = sorted(have - wanted)
     if stale:
         log.warning(
             "%d probe grid(s) in %s are not of this configuration (a model, dataset or task removed or renamed since "
-            "they were trained, or fewer folds): %s — left out of results.parquet; delete them, or list them in the configuration "
-            "again to include them",
+            "they were trained, or fewer folds): %s — left out of results.parquet; delete them, or list them in the "
+            "configuration again to include them",
             len(stale), ctx.run_dir / "groups", ", ".join(stale[:5]) + (", …" if len(stale) > 5 else ""),
         )  # fmt: skip
     missing = sorted(wanted - have)

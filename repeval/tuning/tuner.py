@@ -188,8 +188,10 @@ def finished_of_groups(
     st = TuneStorage(storage_path)
     out: dict[str, tuple[int, int]] = {}
     for marker in st.names():
+        if not marker.endswith(MARKER_SUFFIX):
+            continue
         name = marker[: -len(MARKER_SUFFIX)]
-        if not marker.endswith(MARKER_SUFFIX) or ".incomplete-" in name or ".stale-" in name:
+        if ".incomplete-" in name or ".stale-" in name:
             continue
         rec = _marker(st.read_text(marker))
         groups, fp, kept = rec.get("groups"), rec.get("fingerprint"), rec.get("settings") or {}
