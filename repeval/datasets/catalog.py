@@ -45,6 +45,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from repeval.datasets import missing
 from repeval.datasets.base import SPLITS, DatasetInfo, LabelInfo, LoadReport, register_dataset
 from repeval.datasets.encoding import normalize_key
 from repeval.datasets.rows import key_classes, row_schema
@@ -250,6 +251,18 @@ class _BatchValidator:
         for tid, r, w in zip(id_list, rows[idx], whys, strict=True):
             self.report.add(kind, f"{tid} ({_rowref(self.fmt, int(r))}{': ' + w if w else ''})")
 
+    def _missing(self, ids: pa.Array, rows: np.ndarray, mask: np.ndarray, paths: pa.Array | None) -> None:
+        """Report the rows in ``mask`` as missing their audio: the file each names in ``paths`` does not exist, or
+        (``paths`` ``None``) their audio cell is empty."""
+        idx = np.flatnonzero(mask)
+        if not len(idx):
+            return
+        take = pa.array(idx)
+        refs = pa.array([_rowref(self.fmt, int(r)) for r in rows[idx]], pa.string())
+        path = paths.take(take) if paths is not None else pa.nulls(len(idx), pa.string())
+        cause = missing.NOT_FOUND if paths is not None else missing.EMPTY_PATH
+        self.report.add_missing_batch(ids.take(take), path, refs, pa.repeat(pa.scalar(cause), len(idx)))
+
     def _single_labels(self, raw: pa.Array, ids: pa.Array, rows: np.ndarray, ok: np.ndarray) -> pa.Array:
         lab = pc.utf8_trim_whitespace(raw)
         empty = pc.fill_null(pc.equal(lab, ""), True).to_numpy(zero_copy_only=False)
@@ -356,7 +369,7 @@ class _BatchValidator:
 
         paths = pc.utf8_trim_whitespace(batch.column(ds.audio_column))
         no_path = ~pc.fill_null(pc.not_equal(paths, ""), False).to_numpy(zero_copy_only=False)
-        self._bad("missing_audio", ids, rows, ok & no_path, "empty path")
+        self._missing(ids, rows, ok & no_path, None)
         ok &= ~no_path
         paths = paths.fill_null("")
         absolute = pc.or_(pc.starts_with(paths, "/"), pc.match_substring(paths, "://"))
@@ -385,7 +398,7 @@ class _BatchValidator:
             if missing:
                 gone = pc.fill_null(pc.is_in(full, value_set=pa.array(missing, pa.string())), False)
                 gone_np = gone.to_numpy(zero_copy_only=False) & ok
-                self._bad("missing_audio", ids, rows, gone_np, full)
+                self._missing(ids, rows, gone_np, full)
                 ok &= ~gone_np
         if not ok.any():
             return None
