@@ -221,6 +221,12 @@ def _rowref(fmt: str, row: int) -> str:
     return f"row {row + 2}" if fmt == "csv" else f"row {row}"
 
 
+def _rowrefs(fmt: str, rows: np.ndarray) -> pa.Array:
+    """:func:`_rowref` of each of ``rows``, as an Arrow array (no Python string per row)."""
+    numbers = pc.cast(pa.array(rows + (2 if fmt == "csv" else 0)), pa.string())
+    return pc.binary_join_element_wise("row ", numbers, "")
+
+
 class _BatchValidator:
     """Turns manifest batches into rows batches (:func:`~repeval.datasets.rows.row_schema`) of usable rows,
     reporting the rest."""
@@ -258,7 +264,7 @@ class _BatchValidator:
         if not len(idx):
             return
         take = pa.array(idx)
-        refs = pa.array([_rowref(self.fmt, int(r)) for r in rows[idx]], pa.string())
+        refs = _rowrefs(self.fmt, rows[idx])
         path = paths.take(take) if paths is not None else pa.nulls(len(idx), pa.string())
         cause = missing.NOT_FOUND if paths is not None else missing.EMPTY_PATH
         self.report.add_missing_batch(ids.take(take), path, refs, pa.repeat(pa.scalar(cause), len(idx)))
