@@ -25,6 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from repeval.datasets import missing
 from repeval.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,8 @@ class LoadReport:
 
     Lists keep at most :attr:`max_items` examples per kind so that a million-row catalog with
     many bad rows does not hold a Python string per row; :attr:`totals` keeps the true counts.
-    Use :meth:`add` to record a problem.
+    Use :meth:`add` to record a problem, and :meth:`add_missing` for a row whose audio file does not exist: it is
+    named in ``missing_audio`` for people and kept whole, as data, in :attr:`missing_rows` (every one of them).
     """
 
     missing_audio: list[str] = field(default_factory=list)
@@ -81,9 +83,43 @@ class LoadReport:
     #: names none (mirdata's own); ``audio``, the number, total size and newest modification time of the audio files
     #: it found when checking that each track's file exists (``check_files``; the same ``stat``, no second walk)
     listed: dict[str, Any] = field(default_factory=dict)
+    #: every row dropped because its audio file does not exist — track id, audio path, manifest row, cause — as data
+    #: (:class:`~repeval.datasets.missing.MissingTracks`: spilled to a file past a few hundred thousand rows), for
+    #: ``repeval data check --out``; ``missing_audio`` names the first :attr:`max_items` of them for people
+    missing_rows: missing.MissingTracks = field(default_factory=missing.MissingTracks, compare=False, repr=False)
 
     def add(self, kind: str, item: str) -> None:
-        """Record one problem of ``kind`` (one of :data:`REPORT_KINDS`)."""
+        """Record one problem of ``kind`` (one of :data:`REPORT_KINDS`). A ``missing_audio`` item is kept in
+        :attr:`missing_rows` as the loader's own words; :meth:`add_missing` keeps its track id and path apart."""
+        self._note(kind, item)
+        if kind == "missing_audio":
+            self.missing_rows.add(item, None, cause=missing.REPORTED)
+
+    def add_missing(
+        self, track_id: str, audio_path: str | None, row: str | None = None, cause: str | None = None
+    ) -> None:
+        """Record a row dropped because its audio file does not exist: ``audio_path`` the file it names (``None``:
+        none), ``row`` where it is in a manifest (``row N``), ``cause`` one of
+        :data:`~repeval.datasets.missing.CAUSES` (by default: what ``audio_path`` and ``row`` say)."""
+        cause = missing.cause_of(audio_path, row, cause)
+        self.missing_rows.add(track_id, audio_path, row, cause)
+        self._note("missing_audio", missing.message(track_id, audio_path, row, cause))
+
+    def add_missing_batch(self, track_ids: pa.Array, audio_paths: pa.Array, rows: pa.Array, causes: pa.Array) -> None:
+        """:meth:`add_missing` for each row of these arrays (a catalog's batch; no Python object per row past the
+        :attr:`max_items` named in ``missing_audio``)."""
+        n = len(track_ids)
+        if not n:
+            return
+        batch = pa.RecordBatch.from_arrays([track_ids, audio_paths, rows, causes], schema=missing.MISSING_SCHEMA)
+        self.missing_rows.add_batch(batch)
+        room = max(self.max_items - len(self.missing_audio), 0)
+        named = batch.slice(0, room).to_pylist()
+        self.missing_audio += [missing.message(r["track_id"], r["audio_path"], r["row"], r["cause"]) for r in named]
+        self.totals["missing_audio"] = self.count("missing_audio") + n - len(named)
+
+    def _note(self, kind: str, item: str) -> None:
+        """Count one problem of ``kind`` and keep ``item`` while its list has room."""
         if kind not in REPORT_KINDS:
             raise ValueError(f"unknown report kind '{kind}'; valid: {', '.join(REPORT_KINDS)}")
         items: list[str] = getattr(self, kind)
@@ -101,9 +137,10 @@ class LoadReport:
         for kind in REPORT_KINDS:
             extra = other.count(kind) - len(getattr(other, kind))
             for item in getattr(other, kind):
-                self.add(kind, item)
+                self._note(kind, item)
             if extra:
                 self.totals[kind] = self.count(kind) + extra
+        self.missing_rows.extend(other.missing_rows)
 
     def lines(self, kinds: tuple[str, ...] | None = None) -> list[str]:
         """One line per kind found (of ``kinds``; by default every kind, then the :attr:`notes`): its count and the

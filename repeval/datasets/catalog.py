@@ -45,6 +45,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from repeval.datasets import missing
 from repeval.datasets.base import SPLITS, DatasetInfo, LabelInfo, LoadReport, register_dataset
 from repeval.datasets.encoding import normalize_key
 from repeval.datasets.rows import key_classes, row_schema
@@ -220,6 +221,12 @@ def _rowref(fmt: str, row: int) -> str:
     return f"row {row + 2}" if fmt == "csv" else f"row {row}"
 
 
+def _rowrefs(fmt: str, rows: np.ndarray) -> pa.Array:
+    """:func:`_rowref` of each of ``rows``, as an Arrow array (no Python string per row)."""
+    numbers = pc.cast(pa.array(rows + (2 if fmt == "csv" else 0)), pa.string())
+    return pc.binary_join_element_wise("row ", numbers, "")
+
+
 class _BatchValidator:
     """Turns manifest batches into rows batches (:func:`~repeval.datasets.rows.row_schema`) of usable rows,
     reporting the rest."""
@@ -249,6 +256,18 @@ class _BatchValidator:
         whys = why.take(pa.array(idx)).to_pylist() if isinstance(why, pa.Array) else [why] * len(idx)
         for tid, r, w in zip(id_list, rows[idx], whys, strict=True):
             self.report.add(kind, f"{tid} ({_rowref(self.fmt, int(r))}{': ' + w if w else ''})")
+
+    def _missing(self, ids: pa.Array, rows: np.ndarray, mask: np.ndarray, paths: pa.Array | None) -> None:
+        """Report the rows in ``mask`` as missing their audio: the file each names in ``paths`` does not exist, or
+        (``paths`` ``None``) their audio cell is empty."""
+        idx = np.flatnonzero(mask)
+        if not len(idx):
+            return
+        take = pa.array(idx)
+        refs = _rowrefs(self.fmt, rows[idx])
+        path = paths.take(take) if paths is not None else pa.nulls(len(idx), pa.string())
+        cause = missing.NOT_FOUND if paths is not None else missing.EMPTY_PATH
+        self.report.add_missing_batch(ids.take(take), path, refs, pa.repeat(pa.scalar(cause), len(idx)))
 
     def _single_labels(self, raw: pa.Array, ids: pa.Array, rows: np.ndarray, ok: np.ndarray) -> pa.Array:
         lab = pc.utf8_trim_whitespace(raw)
@@ -356,7 +375,7 @@ class _BatchValidator:
 
         paths = pc.utf8_trim_whitespace(batch.column(ds.audio_column))
         no_path = ~pc.fill_null(pc.not_equal(paths, ""), False).to_numpy(zero_copy_only=False)
-        self._bad("missing_audio", ids, rows, ok & no_path, "empty path")
+        self._missing(ids, rows, ok & no_path, None)
         ok &= ~no_path
         paths = paths.fill_null("")
         absolute = pc.or_(pc.starts_with(paths, "/"), pc.match_substring(paths, "://"))
@@ -385,7 +404,7 @@ class _BatchValidator:
             if missing:
                 gone = pc.fill_null(pc.is_in(full, value_set=pa.array(missing, pa.string())), False)
                 gone_np = gone.to_numpy(zero_copy_only=False) & ok
-                self._bad("missing_audio", ids, rows, gone_np, full)
+                self._missing(ids, rows, gone_np, full)
                 ok &= ~gone_np
         if not ok.any():
             return None

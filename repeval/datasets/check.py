@@ -16,13 +16,14 @@ a thread pool (no Ray). What a file is checked with is what the run's decode sta
   the lowest rate the dataset's models run at instead, where a run would find it has less than one sample.
 
 ``--out`` lists every row to fix (:class:`_OutFile`): each dataset's rows dropped because their audio file does not
-exist (reason ``missing: …``, :func:`missing_row`), then its bad files with the error record's reason.
+exist (reason ``missing: …``, :func:`repeval.datasets.missing.reason`; read from the loads' reports as data — track
+id and path apart, every row — never parsed back from their messages), then its bad files with the error record's
+reason.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -34,6 +35,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from repeval.audio.decode import _open, error_reason, iter_blocks
+from repeval.datasets import missing as missing_rows
+from repeval.datasets.base import LoadReport
+from repeval.datasets.missing import MISSING_SCHEMA, MissingTracks
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -60,11 +64,6 @@ OUT_BATCH_ROWS = 10_000
 #: the exit status of ``repeval data check`` when ``--out`` could not be written (the summary is printed whole)
 OUT_ERROR_EXIT = 3
 
-#: a row the loader dropped because its audio file does not exist, as :class:`~repeval.datasets.base.LoadReport` names
-#: it: a catalog's ``ID (row N: PATH)`` (``PATH`` ``empty path`` when its audio column is empty), the other loaders'
-#: ``ID (PATH)`` or ``ID (no audio file in the index)``
-_MISSING_ROW = re.compile(r"(?P<tid>.*?) \((?:(?P<row>row \d+): )?(?P<path>.*)\)", re.DOTALL)
-
 
 @dataclass
 class DatasetCheck:
@@ -81,7 +80,7 @@ class DatasetCheck:
     examples: list[tuple[str, str, str]] = field(default_factory=list)
     #: the first missing rows, as the loader named them
     missing_examples: list[str] = field(default_factory=list)
-    #: the missing rows the loader named (``--out`` lists them; a loader names at most ``LoadReport.max_items``)
+    #: the missing rows the loader recorded (``--out`` lists them: every one, unless a loader only counted some)
     missing_named: int = 0
 
     def lines(self) -> list[str]:
@@ -135,12 +134,14 @@ class DatasetFiles:
     name: str
     #: ``track_id``, ``audio_path``: one row per distinct audio path, the first row naming it
     rows: pa.Table
-    #: the loader's ``missing_audio`` items, over every load of the dataset (each item names its row)
-    missing: list[str]
-    #: how many rows its loads dropped for missing audio (the most any load of it reported, or ``missing``'s length)
+    #: the rows its loads dropped for missing audio, each once (``LoadReport.missing_rows`` of every load, united)
+    missing: MissingTracks
+    #: how many rows its loads dropped for missing audio (the most any load of it counted, or ``missing``'s length)
     n_missing: int
     #: the lowest rate (Hz) its embedding models decode it at
     lowest_rate_hz: int
+    #: the first :data:`SHOWN` missing rows as the loader named them (``LoadReport.missing_audio``), for the summary
+    missing_examples: list[str] = field(default_factory=list)
 
 
 def check_file(path: str, lowest_rate_hz: int | None = None) -> str | None:
@@ -198,27 +199,30 @@ def dataset_files(cfg: Any, dataset: str | None = None) -> list[DatasetFiles]:
     ctx = RunContext(cfg, "data-check", Path("/nonexistent"), cast(Any, None))
     load_rows(ctx, save=False)
     tables: dict[str, list[pa.Table]] = {}
-    missing: dict[str, dict[str, None]] = {}
-    n_missing: dict[str, int] = {}
+    reports: dict[str, dict[int, LoadReport]] = {}  # each dataset's distinct reports (experiments may share one)
     rates: dict[str, set[int]] = {}
     for ei, exp in enumerate(cfg.experiments):
         exp_rates = {int(model_rate(*resolve_model(m)) or cfg.run.sample_rate_hz) for m in exp.embedding_models}
         for ds in exp.datasets:
             tables.setdefault(ds.name, []).extend(fold_rows(ctx, ei, ds.name).values())
             found = ctx.reports[(ei, ds.name)]
-            missing.setdefault(ds.name, {}).update(dict.fromkeys(found.missing_audio))
-            n_missing[ds.name] = max(n_missing.get(ds.name, 0), found.count("missing_audio"))
+            reports.setdefault(ds.name, {})[id(found)] = found
             rates.setdefault(ds.name, set()).update(exp_rates)
-    return [
-        DatasetFiles(
-            name,
-            _unique_paths(parts),
-            list(missing[name]),
-            max(n_missing[name], len(missing[name])),
-            min(rates[name] or {int(cfg.run.sample_rate_hz)}),
+    out = []
+    for name, parts in tables.items():
+        loads = list(reports[name].values())
+        missing = missing_rows.union(r.missing_rows for r in loads)
+        out.append(
+            DatasetFiles(
+                name,
+                _unique_paths(parts),
+                missing,
+                max([len(missing)] + [r.count("missing_audio") for r in loads]),
+                min(rates[name] or {int(cfg.run.sample_rate_hz)}),
+                list(dict.fromkeys(item for r in loads for item in r.missing_audio[:SHOWN]))[:SHOWN],
+            )
         )
-        for name, parts in tables.items()
-    ]
+    return out
 
 
 def _in_order(check: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[tuple[T, R]]:
@@ -245,21 +249,13 @@ def _tracks(rows: pa.Table) -> Iterator[tuple[str, str]]:
         yield from zip(batch.column("track_id").to_pylist(), batch.column("audio_path").to_pylist(), strict=True)
 
 
-def missing_row(item: str) -> tuple[str, str, str]:
-    """``(track_id, audio_path, reason)`` of a row the loader dropped because its audio file does not exist, from how
-    it named it (:data:`_MISSING_ROW`; ``audio_path`` empty when the row has none). The reason starts with
-    ``missing:``. A track id holding `` (`` is cut there (the loader's words do not delimit it); an item in no known
-    form is kept whole as the track id, with an empty ``audio_path``."""
-    found = _MISSING_ROW.fullmatch(item)
-    if found is None:
-        return item, "", f"missing: {item}"
-    tid, row, path = found["tid"], found["row"], found["path"]
-    if row is not None and path == "empty path":
-        return tid, "", f"missing: {row} of the manifest has an empty audio path — fill it in, or remove the row"
-    if row is None and path == "no audio file in the index":
-        return tid, "", "missing: the data set's index names no audio file for this track"
-    where = f" ({row} of the manifest)" if row else ""
-    return tid, path, f"missing: file not found: {path}{where} — restore the file, or correct its path"
+def _missing_out_rows(name: str, found: MissingTracks) -> Iterator[tuple[str, str, str, str]]:
+    """``--out`` rows ``(dataset, track_id, audio_path, reason)`` of the rows dropped for missing audio, a batch at a
+    time (``audio_path`` empty when the row names none)."""
+    for batch in found.batches():
+        columns = [batch.column(n).to_pylist() for n in MISSING_SCHEMA.names]
+        for tid, path, row, cause in zip(*columns, strict=True):
+            yield name, tid, path or "", missing_rows.reason(tid, path, row, cause)
 
 
 def _out_error(path: Path, exc: OSError, removed: bool) -> str:
@@ -334,7 +330,8 @@ def check_datasets(
     progress: bool | None = None,
 ) -> CheckReport:
     """Check every file of ``datasets`` (:func:`check_file`; ``decode``: the whole file too) with ``workers``
-    threads (default: one per CPU); ``out``: every missing row (:func:`missing_row`) and bad file as a row there
+    threads (default: one per CPU); ``out``: every missing row (:func:`repeval.datasets.missing.reason`) and bad file
+    as a row there
     (:class:`_OutFile`) — when it cannot be written, the check goes on and its report says why
     (:attr:`CheckReport.out_error`); ``progress``: a bar on stderr (default: when it is a terminal)."""
     from repeval.pipeline.summary import Progress
@@ -363,10 +360,12 @@ def check_datasets(
     try:
         for d in datasets:
             found = DatasetCheck(
-                d.name, missing=d.n_missing, missing_examples=d.missing[:SHOWN], missing_named=len(d.missing)
+                d.name, missing=d.n_missing, missing_examples=d.missing_examples, missing_named=len(d.missing)
             )
-            for item in d.missing:
-                write((d.name, *missing_row(item)))
+            for row in _missing_out_rows(d.name, d.missing) if writer is not None else ():
+                write(row)
+                if writer is None:  # it could not be written: the rest need not be read
+                    break
             rate = d.lowest_rate_hz if decode else None
 
             def one(track: tuple[str, str], rate: int | None = rate) -> str | None:

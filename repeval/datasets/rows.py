@@ -98,11 +98,11 @@ class RowCollector:
             return False
         self._seen.add(tid)
         if not audio_path:
-            self.report.add("missing_audio", f"{tid} (no audio file in the index)")
+            self.report.add_missing(tid, None)
             return False
         audio_path = str(audio_path)
         if self.check_files and "://" not in audio_path and not self._found(audio_path):
-            self.report.add("missing_audio", f"{tid} ({audio_path})")
+            self.report.add_missing(tid, audio_path)
             return False
         labels, problem, message = finalize_label(self.task_type, label, self.classes)
         if problem is not None:

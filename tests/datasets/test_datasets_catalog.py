@@ -93,6 +93,11 @@ def test_problems_are_reported_with_row_numbers(audio_dir):
     missing = sorted(report.missing_audio)
     assert missing[0].startswith("003 (row 5: ") and missing[0].endswith("ghost.wav)")
     assert missing[1] == "005 (row 7: empty path)"
+    by_id = report.missing_rows.table().select(["track_id", "row", "cause"]).sort_by("track_id")
+    assert by_id.to_pylist() == [
+        {"track_id": "003", "row": "row 5", "cause": "not_found"},
+        {"track_id": "005", "row": "row 7", "cause": "empty_path"},
+    ]
     assert report.unlabelled == ["004 (row 6: empty instrument)"]
     assert report.unknown_labels == ["006 (row 8: label 'kazoo' not in dataset.classes)"]
     assert report.other[0].startswith("007 (row 9: unknown split 'holdout'")
@@ -334,7 +339,9 @@ def test_manifest_and_audio_as_filesystem_uris(audio_dir):
     table, report = load_dataset(ds, task_cfg("label", "multiclass_classification"))
     assert table.column("track_id").to_pylist() == ["u1", "u3"]
     assert table.column("audio_path").to_pylist()[0] == f"{audio_dir.as_uri()}/audio/a0.wav"
-    assert [m.split(" ")[0] for m in report.missing_audio] == ["u2"]
+    assert report.missing_rows.table().select(["track_id", "audio_path", "row"]).to_pylist() == [
+        {"track_id": "u2", "audio_path": f"{audio_dir.as_uri()}/audio/nope.wav", "row": "row 3"}
+    ]
 
 
 def test_first_row_of_an_id_wins_even_if_a_later_copy_is_broken(audio_dir):
@@ -351,7 +358,7 @@ def test_first_row_of_an_id_wins_even_if_a_later_copy_is_broken(audio_dir):
     table, report = load_dataset(ds, task_cfg("label", "multiclass_classification"))
     assert table.column("track_id").to_pylist() == ["d1"]
     assert report.duplicate_ids == ["d1 (row 4)", "d2 (row 5)"]
-    assert [m.split(" (")[0] for m in report.missing_audio] == ["d2"]
+    assert report.missing_rows.table().column("track_id").to_pylist() == ["d2"]
     assert len(report.other) == 2 and all("empty track id" in o for o in report.other)
 
 

@@ -85,7 +85,7 @@ def test_mtg_jamendo_subsets_and_official_splits(tmp_path, subset):
     for fold in range(5):
         ds = ds_cfg("mtg_jamendo", dir=str(tmp_path), subset=subset, fold=fold)
         rows, report = load_dataset(ds, task)
-        assert [m.split(" ")[0] for m in report.missing_audio] == [info["missing"]]
+        assert report.missing_rows.table().column("track_id").to_pylist() == [info["missing"]]
         assert rows.num_rows == len(info["tracks"]) - 1
         # official splits are artist-disjoint and differ per fold
         assert all(len(s) == 1 for s in _by(rows, "group").values())
@@ -126,7 +126,7 @@ def test_mtg_jamendo_custom_loader_reads_the_mirdata_sample(shared_data):
     )
     assert rows.column("track_id").to_pylist() == ["track_0000948"]
     assert rows.column("label").to_pylist() == [["background"]] and rows.column("split").to_pylist() == ["train"]
-    assert sorted(m.split(" ")[0] for m in report.missing_audio) == ["track_0003346", "track_0003524"]
+    assert sorted(report.missing_rows.table().column("track_id").to_pylist()) == ["track_0003346", "track_0003524"]
 
 
 # ---------------------------------------------------------------------------------- VocalSet

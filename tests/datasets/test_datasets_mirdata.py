@@ -59,6 +59,9 @@ def test_mirdata_sample_loads(shared_data, name):
     assert None not in rows.column("split").to_pylist()
     # tracks listed in the index but absent on disk are reported, not fatal
     assert [m.split(" ")[0] for m in report.missing_audio] == missing
+    found = report.missing_rows.table()  # as data: every row's id and the path it names, whole
+    assert found.column("track_id").to_pylist() == missing
+    assert all(not Path(p).exists() for p in found.column("audio_path").to_pylist())
     assert not report.unlabelled and not report.other and not report.unknown_labels
 
 

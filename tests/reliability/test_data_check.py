@@ -135,6 +135,27 @@ def test_good_files_exit_0_once_per_path_across_experiments(tmp_path):
     assert found.rows.num_rows == 4 and found.lowest_rate_hz == 4000  # the lower of the two models' rates
 
 
+def test_missing_rows_of_a_dataset_several_tasks_load_are_listed_once(tmp_path):
+    """Two tasks load the catalog apart, each dropping the row whose file is gone and the one with an empty audio
+    cell: ``--out`` lists each row once (their reports united as data), the summary counts it once."""
+    extra = [
+        {"track_id": "gone (1)", "audio_path": str(tmp_path / "gone.wav"), "label": "low", "split": "test"},
+        {"track_id": "empty", "audio_path": "", "label": "low", "split": "test"},
+    ]
+    manifest = make_catalog(tmp_path, per_class=2, seconds=0.5, extra=extra)
+    exps = [experiment(manifest, [FAST_MODEL]), experiment(manifest, [FAST_MODEL])]
+    exps[1]["task"] = {**exps[1]["task"], "name": "pitch2"}
+    (found,) = check.dataset_files(load_config(write_config(tmp_path / "c.yaml", tmp_path, exps)))
+    assert found.n_missing == 2 and found.missing_examples == [
+        "empty (row 7: empty path)",
+        f"gone (1) (row 6: {tmp_path / 'gone.wav'})",
+    ]
+    assert found.missing.table().select(["track_id", "audio_path", "row"]).to_pylist() == [
+        {"track_id": "empty", "audio_path": None, "row": "row 7"},
+        {"track_id": "gone (1)", "audio_path": str(tmp_path / "gone.wav"), "row": "row 6"},
+    ]
+
+
 def test_one_row_per_distinct_path_the_first_naming_it():
     import pyarrow as pa
 
@@ -315,21 +336,96 @@ def test_only_what_libsndfile_reads_as_no_frames_is_refused(tmp_path):
     assert len(decode(path, 8000)) == 800
 
 
-def test_missing_rows_as_each_loader_names_them():
-    assert check.missing_row("a b (row 7: /data/x (live).wav)") == (
-        "a b",
-        "/data/x (live).wav",
-        "missing: file not found: /data/x (live).wav (row 7 of the manifest) — restore the file, or correct its path",
+def test_missing_rows_reasons_name_each_cause_and_its_fix():
+    from repeval.datasets import missing
+
+    assert missing.reason("a b", "/data/x (live).wav", "row 7", missing.NOT_FOUND) == (
+        "missing: file not found: /data/x (live).wav (row 7 of the manifest) — restore the file, or correct its path"
     )
-    tid, path, reason = check.missing_row("t1 (row 3: empty path)")
-    assert (tid, path) == ("t1", "") and reason.startswith("missing: row 3 of the manifest has an empty audio path")
-    assert check.missing_row("gtzan.blues.0001 (/m/blues (1).wav)")[:2] == ("gtzan.blues.0001", "/m/blues (1).wav")
-    assert check.missing_row("t2 (no audio file in the index)") == (
-        "t2",
-        "",
-        "missing: the data set's index names no audio file for this track",
+    assert missing.reason("g (1)", "/m/blues (1).wav", None, missing.NOT_FOUND) == (
+        "missing: file not found: /m/blues (1).wav — restore the file, or correct its path"
     )
-    assert check.missing_row("odd") == ("odd", "", "missing: odd")
+    assert missing.reason("t1", None, "row 3", missing.EMPTY_PATH).startswith(
+        "missing: row 3 of the manifest has an empty audio path"
+    )
+    assert missing.reason("t2", None, None, missing.NOT_INDEXED) == (
+        "missing: the data set's index names no audio file for this track"
+    )
+    assert missing.reason("odd words", None, None, missing.REPORTED) == "missing: odd words"
+
+
+def _odd_mirdata_layout(root: Path, n_missing: int) -> tuple[Path, dict[str, str]]:
+    """A GTZAN layout (mirdata's ``gtzan_genre``, its own index format) of one real track and ``n_missing`` tracks
+    listed in the index without audio on disk, the first with ids and paths no message could delimit; the index
+    path and the missing tracks' audio paths by id."""
+    import json
+
+    import numpy as np
+    import soundfile as sf
+
+    (root / "genres" / "country").mkdir(parents=True)
+    sf.write(root / "genres" / "country" / "country.00000.wav", np.full(800, 0.1, np.float32), 8000)
+    odd = ['blues.live (take 2), "x"', "jazz.été (b)", "rock.a\nb", " pop. spaced ( id ", "metal.(no) (row 3: x)"]
+    ids = odd + [f"metal.{i:05d}" for i in range(n_missing - len(odd))]
+    missing = {t: f"genres/{t.split('.')[0]}/{t}.wav" for t in ids}
+    tracks = {t: {"audio": [p, None], "beats": [None, None], "tempo": [None, None]} for t, p in missing.items()}
+    tracks["country.00000"] = {"audio": ["genres/country/country.00000.wav", None], "beats": [None, None],
+                               "tempo": [None, None]}  # fmt: skip
+    index = root / "gtzan_index.json"
+    index.write_text(json.dumps({"version": "1.0", "tracks": tracks}))
+    return index, {t: str(root / p) for t, p in missing.items()}
+
+
+def test_out_lists_every_missing_track_of_a_mirdata_layout_with_its_id_and_path_whole(tmp_path):
+    """Past the 10,000 missing tracks a report names for people, with ids and paths holding `` (``, commas, quotes,
+    a newline and non-ASCII letters: each ``--out`` row is the track's own id and path, read from the loader's report
+    as data."""
+    import csv
+
+    from repeval.datasets.base import LoadReport
+
+    n = LoadReport().max_items + 7
+    root = tmp_path / "gtzan"
+    index, missing = _odd_mirdata_layout(root, n)
+    gtzan = {"name": "gtzan_genre", "type": "mirdata", "dir": str(root), "index_path": str(index)}
+    exp = {**experiment(root, [FAST_MODEL]), "datasets": [gtzan]}
+    exp["task"] = {"name": "genre_classification", "type": "multiclass_classification"}
+    cfg = write_config(tmp_path / "c.yaml", tmp_path, [exp])
+    out = tmp_path / "bad.csv"
+    res = invoke(cfg, "--out", out)
+    assert res.exit_code == 1, res.output
+    assert f"gtzan_genre: 1 files checked, 0 bad, {n:,} missing" in res.stdout
+    assert f"… and {n - check.SHOWN:,} more missing (--out FILE lists them all)" in res.stdout
+    with out.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["track_id"] for r in rows] == list(missing)  # all of them, whole, in the index's order
+    for r in rows:
+        path = missing[r["track_id"]]
+        assert r["dataset"] == "gtzan_genre" and r["audio_path"] == path
+        assert r["reason"] == f"missing: file not found: {path} — restore the file, or correct its path"
+
+
+def test_a_catalogs_odd_ids_and_paths_come_out_whole(tmp_path):
+    """A manifest's ids and paths with `` (``, ``: ``, commas, quotes and newlines (a quoted CSV cell), missing files
+    and an empty audio cell: ``--out`` (Parquet here) keeps each whole, with its manifest row."""
+    odd = ["a (row 2: b)", 'c, "d"', "e\nf (g)", "é (empty path)"]
+    extra = [
+        {"track_id": t, "audio_path": str(tmp_path / "gone" / f"{t}.wav"), "label": "low", "split": "test"}
+        for t in odd[:3]
+    ]
+    extra.append({"track_id": odd[3], "audio_path": "", "label": "low", "split": "test"})
+    manifest = make_catalog(tmp_path, per_class=2, seconds=0.5, extra=extra)
+    cfg = write_config(tmp_path / "c.yaml", tmp_path, [experiment(manifest, [FAST_MODEL])])
+    res = invoke(cfg, "--out", tmp_path / "bad.parquet")
+    assert res.exit_code == 1, res.output
+    assert "tones: 4 files checked, 0 bad, 4 missing" in res.stdout
+    rows = {r["track_id"]: r for r in pq.read_table(tmp_path / "bad.parquet").to_pylist()}
+    assert sorted(rows) == sorted(odd), list(rows)
+    for tid in odd[:3]:
+        path = str(tmp_path / "gone" / f"{tid}.wav")
+        assert rows[tid]["audio_path"] == path, rows[tid]
+        assert rows[tid]["reason"].startswith(f"missing: file not found: {path} (row "), rows[tid]
+    assert rows[odd[3]]["audio_path"] == "" and "of the manifest has an empty audio path" in rows[odd[3]]["reason"]
 
 
 def test_an_out_file_that_cannot_be_written_fails_after_the_summary(tmp_path):

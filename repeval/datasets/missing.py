@@ -1,0 +1,228 @@
+"""The rows a loader dropped because their audio file does not exist, as data: each row's track id, audio path and
+where in the manifest it is, kept apart (never joined into a message that would have to be parsed back) and all of
+them, in memory that does not grow with their number.
+
+:class:`MissingTracks` holds them in Arrow record batches of :data:`MISSING_SCHEMA`: in memory up to
+:data:`~repeval.datasets.spill.PARTITION_ROWS` rows, beyond that in a spill file under
+:func:`~repeval.datasets.spill.spill_root` that is unlinked as it is created (nothing is left behind, even after a
+crash). :class:`~repeval.datasets.base.LoadReport` records each row here (:meth:`LoadReport.add_missing
+<repeval.datasets.base.LoadReport.add_missing>`) besides its capped, human-readable ``missing_audio`` list;
+``repeval data check --out`` lists them from here (:func:`reason`).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
+
+import numpy as np
+import pyarrow as pa
+
+from repeval.datasets.spill import (
+    PARTITION_ROWS,
+    Partitions,
+    hash64,
+    n_partitions,
+    partition_of,
+    spill_error,
+    spill_root,
+)
+
+#: why a row's audio is missing (the ``cause`` column)
+NOT_FOUND = "not_found"  # its audio path names no file
+EMPTY_PATH = "empty_path"  # the manifest row's audio path is empty
+NOT_INDEXED = "not_indexed"  # the data set's index names no audio file for the track
+REPORTED = "reported"  # a loader's own words (``LoadReport.add("missing_audio", text)``), kept whole in ``track_id``
+CAUSES = (NOT_FOUND, EMPTY_PATH, NOT_INDEXED, REPORTED)
+
+#: one missing row: ``audio_path`` null when the row names none, ``row`` the manifest row (``row N``) or null
+MISSING_SCHEMA = pa.schema(
+    [
+        pa.field("track_id", pa.string(), nullable=False),
+        pa.field("audio_path", pa.string()),
+        pa.field("row", pa.string()),
+        pa.field("cause", pa.string(), nullable=False),
+    ]
+)
+
+#: rows added one at a time are gathered into a record batch of this many
+BATCH_ROWS = 8_192
+
+
+class MissingTracks:
+    """Missing rows in the order they were added (:data:`MISSING_SCHEMA`): in memory up to ``memory_rows`` rows
+    (default :data:`~repeval.datasets.spill.PARTITION_ROWS`), then all of them in a spill file."""
+
+    def __init__(self, memory_rows: int | None = None) -> None:
+        self.memory_rows = PARTITION_ROWS if memory_rows is None else memory_rows
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pending: dict[str, list[Any]] = {f.name: [] for f in MISSING_SCHEMA}
+        self._batches: list[pa.RecordBatch] = []
+        self._rows = 0  # rows in batches (memory or file), pending ones not counted
+        self._file: IO[bytes] | None = None
+        self._spans: list[tuple[int, int]] = []  # (offset, bytes) of each spilled batch
+        self._end = 0
+
+    def __len__(self) -> int:
+        return self._rows + len(self._pending["track_id"])
+
+    @property
+    def spilled(self) -> bool:
+        """Whether the rows are in the spill file."""
+        return self._file is not None
+
+    def add(self, track_id: str, audio_path: str | None, row: str | None = None, cause: str | None = None) -> None:
+        """One missing row (``cause``: see :func:`cause_of`)."""
+        cause = cause_of(audio_path, row, cause)
+        for name, value in zip(MISSING_SCHEMA.names, (track_id, audio_path or None, row, cause), strict=True):
+            self._pending[name].append(value)
+        if len(self._pending["track_id"]) >= BATCH_ROWS:
+            self._flush()
+
+    def add_batch(self, batch: pa.RecordBatch | pa.Table) -> None:
+        """Rows of :data:`MISSING_SCHEMA` (its columns, by name), after those added before."""
+        self._flush()
+        if isinstance(batch, pa.Table):
+            for b in batch.select(MISSING_SCHEMA.names).to_batches():
+                self._store(pa.RecordBatch.from_arrays(b.columns, schema=MISSING_SCHEMA))
+            return
+        self._store(pa.RecordBatch.from_arrays([batch.column(n) for n in MISSING_SCHEMA.names], schema=MISSING_SCHEMA))
+
+    def extend(self, other: MissingTracks) -> None:
+        """``other``'s rows after these."""
+        for batch in other.batches():
+            self.add_batch(batch)
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """The rows, a record batch at a time, in the order they were added (as often as needed)."""
+        self._flush()
+        if self._file is None:
+            yield from list(self._batches)
+            return
+        fd = self._file.fileno()
+        for offset, size in list(self._spans):
+            yield pa.ipc.read_record_batch(pa.py_buffer(os.pread(fd, size, offset)), MISSING_SCHEMA)
+
+    def table(self) -> pa.Table:
+        """Every row as one table (in memory: for small lists and tests)."""
+        return pa.Table.from_batches(list(self.batches()), schema=MISSING_SCHEMA)
+
+    def close(self) -> None:
+        """Drop the rows and the spill file."""
+        if self._file is not None:
+            self._file.close()
+        self._reset()
+
+    def __getstate__(self) -> dict[str, Any]:  # a copy carries the rows, not the spill file
+        return {"memory_rows": self.memory_rows, "batches": list(self.batches())}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.memory_rows = state["memory_rows"]
+        self._reset()
+        for batch in state["batches"]:
+            self.add_batch(batch)
+
+    def _flush(self) -> None:
+        if self._pending["track_id"]:
+            arrays = [pa.array(self._pending[f.name], f.type) for f in MISSING_SCHEMA]
+            self._pending = {f.name: [] for f in MISSING_SCHEMA}
+            self._store(pa.RecordBatch.from_arrays(arrays, schema=MISSING_SCHEMA))
+
+    def _store(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        self._rows += batch.num_rows
+        if self._file is None and self._rows <= self.memory_rows:
+            self._batches.append(batch)
+            return
+        try:
+            if self._file is None:
+                self._file = tempfile.TemporaryFile(prefix="repeval-missing-", dir=spill_root())
+                for b in self._batches:
+                    self._write(b)
+                self._batches = []
+            self._write(batch)
+        except OSError as exc:
+            raise spill_error(exc) from exc
+
+    def _write(self, batch: pa.RecordBatch) -> None:
+        assert self._file is not None
+        data = batch.serialize()
+        self._file.seek(self._end)
+        self._file.write(data)
+        self._file.flush()
+        self._spans.append((self._end, data.size))
+        self._end += data.size
+
+
+def cause_of(audio_path: str | None, row: str | None, cause: str | None = None) -> str:
+    """``cause`` when given (``ValueError`` unless one of :data:`CAUSES`), else :data:`NOT_FOUND` when there is an
+    ``audio_path``, :data:`EMPTY_PATH` for a manifest ``row`` without one, else :data:`NOT_INDEXED`."""
+    cause = cause or (NOT_FOUND if audio_path else EMPTY_PATH if row else NOT_INDEXED)
+    if cause not in CAUSES:
+        raise ValueError(f"unknown missing-audio cause {cause!r}; valid: {', '.join(CAUSES)}")
+    return cause
+
+
+def union(parts: Iterable[MissingTracks], partition_rows: int | None = None) -> MissingTracks:
+    """The distinct rows of ``parts`` (rows equal in every column are one), each where it first occurs. One part is
+    returned as it is; several are compared track id partition by track id partition
+    (:class:`~repeval.datasets.spill.Partitions` of about ``partition_rows`` rows, default
+    :data:`~repeval.datasets.spill.PARTITION_ROWS`), so memory holds one partition and a byte per row."""
+    parts = [p for p in parts if len(p)]
+    if len(parts) == 1:
+        return parts[0]
+    out = MissingTracks()
+    total = sum(len(p) for p in parts)
+    if not total:
+        return out
+    keyed = MISSING_SCHEMA.append(pa.field("pos", pa.int64()))
+    k = n_partitions(total, partition_rows)
+    with Partitions(k, keyed) as spread:
+        pos = 0
+        for part in parts:
+            for batch in part.batches():
+                n = batch.num_rows
+                numbered = pa.RecordBatch.from_arrays(
+                    [*batch.columns, pa.array(np.arange(pos, pos + n, dtype=np.int64))], schema=keyed
+                )
+                spread.add(numbered, partition_of(hash64(batch.column("track_id")), k))
+                pos += n
+        keep = np.zeros(total, dtype=bool)
+        for table in spread:
+            if table.num_rows:
+                first = table.group_by(MISSING_SCHEMA.names, use_threads=False).aggregate([("pos", "min")])
+                keep[first.column("pos_min").to_numpy()] = True
+    pos = 0
+    for part in parts:
+        for batch in part.batches():
+            mine = keep[pos : pos + batch.num_rows]
+            pos += batch.num_rows
+            out.add_batch(batch if mine.all() else batch.filter(pa.array(mine)))
+    return out
+
+
+def reason(track_id: str, audio_path: str | None, row: str | None, cause: str) -> str:
+    """The ``reason`` of a missing row in ``repeval data check --out``: it starts with ``missing:`` and names the fix."""
+    if cause == EMPTY_PATH:
+        return f"missing: {row} of the manifest has an empty audio path — fill it in, or remove the row"
+    if cause == NOT_INDEXED:
+        return "missing: the data set's index names no audio file for this track"
+    if cause == REPORTED:
+        return f"missing: {track_id}"
+    where = f" ({row} of the manifest)" if row else ""
+    return f"missing: file not found: {audio_path}{where} — restore the file, or correct its path"
+
+
+def message(track_id: str, audio_path: str | None, row: str | None, cause: str) -> str:
+    """How :class:`~repeval.datasets.base.LoadReport`'s ``missing_audio`` list names a missing row, for people: a
+    catalog's ``ID (row N: PATH)`` (``empty path`` for an empty audio cell), the other loaders' ``ID (PATH)`` or
+    ``ID (no audio file in the index)``."""
+    if cause == REPORTED:
+        return track_id
+    what = audio_path if cause == NOT_FOUND else "empty path" if cause == EMPTY_PATH else "no audio file in the index"
+    return f"{track_id} ({row}: {what})" if row else f"{track_id} ({what})"
