@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,10 @@ class Plan:
     #: they are in (what its summary line counts)
     trainings_reused: int = 0
     trials_reused: int = 0
+    #: of the grids not done, the finished trials (and their trainings) of Tune experiments an earlier repeval marked
+    #: without their groups: whether the rerun reuses them is not known here (:func:`_reused`)
+    trainings_unknown: int = 0
+    trials_unknown: int = 0
     test_cells: int = 0
     lines: list[str] = field(default_factory=list)
     resources: dict[str, Any] = field(default_factory=dict)
@@ -39,6 +43,12 @@ class Plan:
                 f"; {self.trainings_reused:,} more finished by an interrupted run, reused in "
                 f"{self.trials_reused:,} trial(s), not trained again"
                 if self.trainings_reused
+                else ""
+            )
+            + (
+                f"; reuse not known of up to {self.trainings_unknown:,} more in {self.trials_unknown:,} finished "
+                "trial(s) of Tune experiments an earlier repeval wrote, whose markers do not say what they trained on"
+                if self.trials_unknown
                 else ""
             )
             + ")",
@@ -292,16 +302,59 @@ def _reused(
     cfg: Config, p: Plan, pending: dict[str, dict[str, Any]], tune_storage: str, cluster: Mapping[str, float] | None
 ) -> None:
     """Count the trainings (and trials) of the ``pending`` grids that an interrupted run finished and the rerun
-    reuses: :func:`repeval.tuning.tuner.finished_of_groups`, with the trial slots when they are known (set, or the
-    cluster's), else those the interrupted run had (the same machine)."""
-    from repeval.tuning.tuner import finished_of_groups
+    reuses: :func:`repeval.tuning.tuner.finished_of_groups`, for the trial slots the rerun plans — set, or those of the
+    cluster's CPUs, else of this machine's (a note says so when it matters) — and, apart, those of experiments whose
+    markers do not record their groups (:func:`repeval.tuning.tuner.unrecorded_of_groups`: not known)."""
+    from repeval.ray_utils import local_cpus
+    from repeval.tuning.tuner import finished_of_groups, unrecorded_of_groups
     from repeval.tuning.units import trial_slots, unit_settings
 
-    slots = trial_slots(cfg, float(cluster.get("CPU", 1.0))) if cluster is not None else None
-    slots = slots or cfg.run.resources.max_concurrent_trials
+    cpus = float(cluster.get("CPU", 1.0)) if cluster is not None else local_cpus()
+    slots = trial_slots(cfg, cpus)
     for trials, trainings in finished_of_groups(tune_storage, pending, unit_settings(cfg, slots)).values():
         p.trials_reused += trials
         p.trainings_reused += trainings
+    _, p.trials_unknown, p.trainings_unknown = unrecorded_of_groups(tune_storage, _experiment_of(list(pending)))
+    if cluster is not None or cfg.run.resources.max_concurrent_trials:
+        return
+    # the slots of this machine's CPUs: a run sent to a cluster plans its units for the cluster's, and reuses only
+    # the experiments planned for those (any slots: what the markers hold, however many slots they were planned for)
+    anywhere = sum(n for _, n in finished_of_groups(tune_storage, pending, unit_settings(cfg)).values())
+    if not anywhere:
+        return
+    said = (
+        f"trainings an interrupted run finished are counted for this machine's {cpus:g} CPU(s) ({slots} trial "
+        "slot(s)), as `repeval run` here plans them"
+    )
+    if anywhere > p.trainings_reused:
+        said += (
+            f"; {anywhere - p.trainings_reused:,} more are in Tune experiments planned for other trial slots (another "
+            "machine or a cluster), reused only by a run with those"
+        )
+    p.notes.append(
+        f"{said}. For a run on a cluster, give `repeval plan --address HOST:PORT` (or set RAY_ADDRESS) to count for "
+        "its CPUs, or set run.resources.max_concurrent_trials"
+    )
+
+
+def _experiment_of(pending: list[str]) -> Callable[[str], bool]:
+    """Whether a Tune experiment is one a rerun of the ``pending`` grids (in the training stage's order) may start:
+    named after one of them (a probe trained one configuration per trial: after the grid and the probe), or after a batch of
+    consecutive ones (:func:`repeval.tuning.grid.batch_name`)."""
+    import re
+
+    from repeval.tuning.grid import batch_name
+
+    names = set(pending)
+
+    def wanted(name: str) -> bool:
+        if name in names or any(name.startswith(f"{g}__") for g in pending):
+            return True
+        m = re.fullmatch(r"groups-(\d+)-[0-9a-f]{12}", name)
+        k = int(m[1]) if m else 0
+        return k > 1 and any(batch_name(pending[i : i + k]) == name for i in range(len(pending) - k + 1))
+
+    return wanted
 
 
 def _gpu_note(mode: str, amount: float, gpus: float, what: str, known: bool = False) -> str:

@@ -165,7 +165,9 @@ class RayUnreachable(RuntimeError):
     """``RAY_ADDRESS`` names a Ray cluster that does not answer."""
 
 
-def check_ray_address(address: str, timeout_s: float = RAY_ADDRESS_CONNECT_TIMEOUT_S) -> None:
+def check_ray_address(
+    address: str, timeout_s: float = RAY_ADDRESS_CONNECT_TIMEOUT_S, given: str = "RAY_ADDRESS"
+) -> None:
     """Fail at once, naming the fix, when ``RAY_ADDRESS`` cannot be a running cluster's address.
 
     Ray 2.60's ``ray.init`` takes a dashboard URL (``http://127.0.0.1:8265``, what ``ray job submit`` is given)
@@ -173,12 +175,16 @@ def check_ray_address(address: str, timeout_s: float = RAY_ADDRESS_CONNECT_TIMEO
     ``export RAY_ADDRESS=...``, a typo in the port) with "Failed to connect to GCS" warnings for minutes (20
     attempts of about 35 s each; still waiting after 5 minutes when measured) before it raises. Here an HTTP address raises ``ValueError`` and a
     ``host:port`` (or ``ray://host:port``) whose port refuses a TCP connection within ``timeout_s`` raises
-    :class:`RayUnreachable`; ``auto``, ``local`` and anything else are left to Ray."""
+    :class:`RayUnreachable`; ``auto``, ``local`` and anything else are left to Ray. ``given``: where the address
+    comes from (``RAY_ADDRESS``, or ``--address`` of ``repeval plan``), as the errors name it."""
     addr = address.strip()
-    fix = "unset RAY_ADDRESS to run an embedded Ray, or set it to a running head's GCS address (host:6379)"
+    if given == "RAY_ADDRESS":
+        fix = "unset RAY_ADDRESS to run an embedded Ray, or set it to a running head's GCS address (host:6379)"
+    else:
+        fix = f"leave out {given} to plan for this machine, or give a running head's GCS address (host:6379)"
     if addr.lower().startswith(("http://", "https://")):
         raise ValueError(
-            f"RAY_ADDRESS={addr} is a dashboard (job API) address, which `ray job` commands take, not the address "
+            f"{given}={addr} is a dashboard (job API) address, which `ray job` commands take, not the address "
             f"of a Ray cluster for repeval to attach to: {fix}; give `ray job submit` its address with "
             "RAY_API_SERVER_ADDRESS (or --address) instead"
         )
@@ -192,9 +198,36 @@ def check_ray_address(address: str, timeout_s: float = RAY_ADDRESS_CONNECT_TIMEO
             pass
     except OSError as exc:
         raise RayUnreachable(
-            f"no Ray cluster answers at RAY_ADDRESS={addr} ({exc or type(exc).__name__}): start it (`ray start "
+            f"no Ray cluster answers at {given}={addr} ({exc or type(exc).__name__}): start it (`ray start "
             f"--head`), or {fix}"
         ) from None
+
+
+def cluster_resources(address: str, given: str = "RAY_ADDRESS") -> dict[str, float]:
+    """The resources of the Ray cluster at ``address`` (``ray.cluster_resources()``), read by attaching to it as a
+    driver — never starting a Ray — and detaching; those of the Ray this process is attached to already, if any.
+    Raises as :func:`check_ray_address` does (``given`` names where the address comes from)."""
+    import ray
+
+    if ray.is_initialized():
+        return dict(ray.cluster_resources())
+    check_ray_address(address, given=given)
+    ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    try:
+        return dict(ray.cluster_resources())
+    finally:
+        ray.shutdown()
+
+
+def local_cpus() -> float:
+    """The CPUs an embedded Ray started here would have (Ray's own count: the cgroup's quota and the CPUs this
+    process may run on), without starting it; ``os.cpu_count()`` where Ray's count is not available."""
+    try:
+        from ray._private.utils import get_num_cpus
+
+        return float(get_num_cpus())
+    except Exception:  # another Ray: the machine's count
+        return float(os.cpu_count() or 1)
 
 
 @functools.cache  # registered once per process

@@ -1,7 +1,8 @@
 """A finished probe grid whose deformation scenarios alone changed since it was trained: tested again, not trained.
 
 Training reads the clean train and validation splits alone, so a scenario added to (or removed from) the
-configuration changes a group's test sets and nothing it was trained on. :func:`scenarios_only` tells such a change
+configuration, or computed anew under its id, changes a group's test sets and nothing it was trained on (unless it
+augments the training data). :func:`scenarios_only` tells such a change
 from one that needs training again (:func:`repeval.runner.inputs_change`); :func:`retest_group` then drops a removed
 scenario's results and scores an added one's test set with the probes the group tested before — every seed, fold and
 selected configuration, whose weights its Tune trials' checkpoints hold (recorded when it was committed, with a digest
@@ -34,8 +35,15 @@ def tested_path(ctx: RunContext, name: str) -> Path:
 
 def scenarios_only(before: Any, now: dict[str, Any]) -> tuple[list[str], list[str]] | None:
     """``(added, removed)`` deformation scenarios when they are all that differs between a group's recorded inputs
-    (``before``) and this run's (``now``): the same clean partition, splits and training settings, and the same
-    partition for every scenario both have. ``None`` otherwise (the group is trained again)."""
+    (``before``) and this run's (``now``): the same clean partition, splits and training settings. A scenario whose
+    partition differs under the same id (another deformation under its id — an unnamed scenario renumbered by one
+    inserted before it — or other rows or error records) is in both: its results are dropped and its test set scored
+    again. One the probes trained on (``augment``) must keep its partition. ``None`` otherwise (the group is trained
+    again).
+
+    A scenario is never matched to another id by its partition's fingerprint: a scenario's id seeds its deformation
+    (:func:`repeval.deformations.scenario_seed`), so the same steps under another id deform the tracks anew — the old
+    id's rows are not the rows a fresh run computes under the new one."""
     if not isinstance(before, dict):
         return None
     old, new = before.get("partitions"), now.get("partitions")
@@ -43,9 +51,10 @@ def scenarios_only(before: Any, now: dict[str, Any]) -> tuple[list[str], list[st
         return None
     if {k: v for k, v in before.items() if k != "partitions"} != {k: v for k, v in now.items() if k != "partitions"}:
         return None
-    if any(old[s] != new[s] for s in set(old) & set(new)):
+    changed = {s for s in set(old) & set(new) if old[s] != new[s]}
+    if CLEAN in changed or changed & set(now.get("augment") or []):
         return None
-    added, removed = sorted(set(new) - set(old)), sorted(set(old) - set(new))
+    added, removed = sorted((set(new) - set(old)) | changed), sorted((set(old) - set(new)) | changed)
     return (added, removed) if added or removed else None
 
 
@@ -152,8 +161,14 @@ def retest_group(
     summary["failed"] += [{**f, "fold": item.fold} for f in failed]
     _write_atomic(results_table(ctx.run_id, rows), groups / f"{item.name}.parquet")
     _write_text_atomic(groups / f"{item.name}.inputs.json", json.dumps(item.inputs, sort_keys=True))
-    said = [f"tested on the added scenario(s) {', '.join(added)} with the probes it selected before"] if added else []
-    said += [f"the results of the removed scenario(s) {', '.join(removed)} dropped"] if removed else []
+    changed = [s for s in added if s in removed]  # another partition under the same id: its rows replaced
+    new, gone_ids = [s for s in added if s not in changed], [s for s in removed if s not in changed]
+    said = [f"tested on the added scenario(s) {', '.join(new)} with the probes it selected before"] if new else []
+    said += [
+        f"tested again on the changed scenario(s) {', '.join(changed)} (another partition under the same id) with the "
+        "probes it selected before"
+    ] if changed else []  # fmt: skip
+    said += [f"the results of the removed scenario(s) {', '.join(gone_ids)} dropped"] if gone_ids else []
     log.info(
         "%s: %s — not trained again: only its deformation scenarios changed, not what it trains on",
         item.name, "; ".join(said),

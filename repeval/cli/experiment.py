@@ -96,6 +96,14 @@ def plan(
     smoke_test: Annotated[
         bool, typer.Option("--smoke-test", help="plan the smoke test (`repeval run --smoke-test`) instead")
     ] = False,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="the GCS address (host:6379) of the Ray cluster the run goes to: plan with its resources "
+            "(default: RAY_ADDRESS, else this machine)",
+        ),
+    ] = None,
 ) -> None:
     """Print the grid of work, how much of it is already done and the resources it will request."""
     from repeval.plan import make_plan
@@ -119,13 +127,12 @@ def plan(
     except FileNotFoundError:
         st = None
     cluster = None
-    if os.environ.get("RAY_ADDRESS"):  # under `ray job submit` or pointed at a cluster: its exact requests
-        import ray
+    given = "--address" if address else "RAY_ADDRESS"
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:  # under `ray job submit` or pointed at a cluster: its exact requests (attached to, never started)
+        from repeval.ray_utils import cluster_resources
 
-        from repeval.ray_utils import init_ray
-
-        _guard(init_ray)  # a dashboard URL or a stopped cluster in RAY_ADDRESS: one line naming the fix
-        cluster = ray.cluster_resources()
+        cluster = _guard(lambda: cluster_resources(address, given))  # a dashboard URL or a stopped cluster: one line
     tune = loc.tune_storage if loc is not None else None  # a remote run's Tune experiments are read where they are
     typer.echo(_guard(lambda: make_plan(cfg, st, run_dir, cluster=cluster, tune_storage=tune)).text())
     from repeval.cpu import huge_pages_status, mkl_status

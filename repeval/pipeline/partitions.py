@@ -154,6 +154,8 @@ class PartitionSpec:
     #: the model's configured params and its windows, to recognise a partition stamped before fingerprints recorded
     #: the windows used (:meth:`stamped_before`)
     model: ModelSpec | None = field(default=None, compare=False, repr=False)
+    #: the run's other scenarios of the dataset, ``(id, scenario hash)``: which one a conflict holds (:func:`renumbered_hint`)
+    others: tuple[tuple[str, str], ...] = field(default=(), compare=False, repr=False)
 
     @property
     def frames(self) -> bool:
@@ -263,7 +265,8 @@ class ModelSpec:
                 # deformed whole, then chunked: a partition computed window by window (before repeval deformed such
                 # scenarios whole) differs on every track longer than a window, and is not completed with these rows
                 fp["deformed"] = "whole track"
-        return PartitionSpec(sid, fp, described, self)
+        others = tuple((o, config_hash(sc)) for o, sc in exp.scenarios_for(ds).items() if o != sid)
+        return PartitionSpec(sid, fp, described, self, others)
 
 
 def wanted_masks(cfg: Config, exp: ExperimentConfig, ds: Any, rows: pa.Table, deform_ids: Any) -> dict[str, np.ndarray]:
@@ -296,13 +299,33 @@ def accepted_spec(part: Any, spec: PartitionSpec) -> PartitionSpec:
     that reads them) serves the run as it is and is completed with frames — rows without them never join it."""
     try:
         return _accepted(part, spec)
-    except StoreConflict:
+    except StoreConflict as exc:
         for before in spec.stamped_before(part.stamped()):  # a chunk_s that gives these windows, as stamped before
             try:
                 return _accepted(part, before)
             except StoreConflict:
                 pass
-        raise
+        hint = renumbered_hint(part, spec)
+        if not hint:
+            raise
+        raise StoreConflict(f"{exc}{hint}") from None
+
+
+def renumbered_hint(part: Any, spec: PartitionSpec) -> str:
+    """What to add to the conflict of a partition holding another of the run's scenarios (``spec.others``): renumbered
+    by one inserted before it, and not reused under its new id, which seeds the deformation (``""``: none of them)."""
+    stamp = part.stamped()
+    fp = stamp.get("fingerprint") if isinstance(stamp, dict) else None
+    held = fp.get("scenario") if isinstance(fp, dict) else None
+    now = next((o for o, h in spec.others if h == held), None)
+    if held is None or now is None:
+        return ""
+    return (
+        f". It holds the scenario this configuration calls {now}: unnamed scenarios take their position's id (D1, D2, "
+        "…), so one inserted before them renumbers them, and a renumbered scenario is computed anew under its new id "
+        "(the id seeds each track's deformation). Add new scenarios after the unnamed ones to keep their ids and "
+        "partitions, or delete the renumbered partitions to compute them under their new ids"
+    )
 
 
 def _accepted(part: Any, spec: PartitionSpec) -> PartitionSpec:

@@ -220,6 +220,37 @@ def finished_of_groups(
     return out
 
 
+def unrecorded_of_groups(storage_path: str, wanted: Callable[[str], bool]) -> tuple[int, int, int]:
+    """``(experiments, trials, probe trainings)`` of the Tune experiments named as ``wanted`` says (the grids not done)
+    whose marker an earlier repeval wrote without their groups: whether a rerun reuses their whole trial checkpoints
+    (each experiment's own and those of its copies moved aside as incomplete) depends on the fingerprint it plans, which
+    needs the embeddings — at most these. Reads markers and checkpoint summaries only, like :func:`finished_of_groups`."""
+    from repeval.rundir import TuneStorage
+    from repeval.tuning.checkpoint import open_finished
+
+    st = TuneStorage(storage_path)
+    names = st.names()
+    experiments = trials = trainings = 0
+    for marker in names:
+        name = marker[: -len(MARKER_SUFFIX)] if marker.endswith(MARKER_SUFFIX) else None
+        if name is None or ".incomplete-" in name or ".stale-" in name or not wanted(name):
+            continue
+        rec = _marker(st.read_text(marker))
+        if "groups" in rec or not isinstance(rec.get("fingerprint"), str):
+            continue  # recorded (finished_of_groups counts it), or no marker to resume by: never reused
+        found: dict[str, int] = {}
+        for d in [name, *(n for n in names if n.startswith(f"{name}.incomplete-") and not n.endswith(MARKER_SUFFIX))]:
+            for key, src in _finished_checkpoints(st, d, say=False).items():
+                opened = open_finished(src) if key not in found else None
+                metrics = opened[2].get("metrics") if opened is not None else None
+                if isinstance(metrics, dict) and isinstance(metrics.get("members"), int):
+                    found[key] = metrics["members"]
+        experiments += bool(found)
+        trials += len(found)
+        trainings += sum(found.values())
+    return experiments, trials, trainings
+
+
 def _finished_checkpoints(st: Any, name: str, say: bool = True) -> dict[str, str]:
     """Trial key → path (or URI) of each whole trial checkpoint under experiment directory ``name``: the work
     its trials finished, whether or not Tune's experiment state recorded it before the driver stopped."""

@@ -77,11 +77,19 @@ def test_ray_address_where_nothing_listens_fails_at_once_naming_the_fix() -> Non
     check_ray_address("auto")  # Ray's own lookup of the local cluster
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1:{port}", "http://127.0.0.1:8265"], ids=["stopped", "dashboard"])
-def test_plan_with_a_bad_ray_address_is_one_line(address: str, tmp_path: Path) -> None:
-    env = {**os.environ, "RAY_ADDRESS": address.format(port=_closed_port()), "COLUMNS": "200", "NO_COLOR": "1"}
+@pytest.mark.parametrize(
+    ("address", "given"),
+    [("127.0.0.1:{port}", "RAY_ADDRESS"), ("http://127.0.0.1:8265", "RAY_ADDRESS"), ("127.0.0.1:{port}", "--address")],
+    ids=["stopped", "dashboard", "option"],
+)
+def test_plan_with_a_bad_ray_address_is_one_line(address: str, given: str, tmp_path: Path) -> None:
+    address = address.format(port=_closed_port())
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "COLUMNS": "200", "NO_COLOR": "1"}
+    if given == "RAY_ADDRESS":
+        env["RAY_ADDRESS"] = address
+    option = ["--address", address] if given == "--address" else []
     r = subprocess.run(
-        [sys.executable, "-m", "repeval.cli", "plan", str(REPO / "configs" / "quickstart.yaml")],
+        [sys.executable, "-m", "repeval.cli", "plan", str(REPO / "configs" / "quickstart.yaml"), *option],
         cwd=tmp_path,
         env={**env, "PYTHONPATH": str(REPO)},
         capture_output=True,
@@ -90,4 +98,4 @@ def test_plan_with_a_bad_ray_address_is_one_line(address: str, tmp_path: Path) -
         check=False,
     )
     assert r.returncode == 1, (r.returncode, r.stderr[-3000:])
-    assert r.stderr.startswith("error: ") and "Traceback" not in r.stderr and "RAY_ADDRESS" in r.stderr, r.stderr
+    assert r.stderr.startswith("error: ") and "Traceback" not in r.stderr and f"{given}={address}" in r.stderr, r.stderr

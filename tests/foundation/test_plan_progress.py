@@ -9,7 +9,10 @@ them.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,8 @@ from repeval.config import parse_config
 from repeval.plan import make_plan
 from repeval.store import StoreConflict
 from repeval.testing.configs import notes_dataset
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _raw(root: Path, manifest: Path, run_id: str = "mixed", **model_params: Any) -> dict[str, Any]:
@@ -73,15 +78,21 @@ def test_plan_after_a_smoke_run_counts_what_the_full_run_redoes(smoke_then_full)
     assert not plans["after train"].conflicts
 
 
-def test_plan_counts_the_trainings_an_interrupted_run_finished_as_the_rerun_reuses_them(smoke_then_full):
+def test_plan_counts_the_trainings_an_interrupted_run_finished_as_the_rerun_reuses_them(
+    smoke_then_full, ray_session, monkeypatch
+):
     """``plan`` said "0 done" after a run interrupted in its training stage, while the rerun reuses the trials that
     had finished: it counts those now — the whole checkpoints of the grids not done whose experiments were planned
     for the same inputs — and the rerun's summary line reuses as many. A driver stopped before Tune first wrote its
     state (one trial's checkpoint not written yet), then one stopped after every trial but before the grid was
-    committed (the rerun restores Tune's experiment)."""
+    committed (the rerun restores Tune's experiment). They are counted for the trial slots the rerun plans: this
+    machine's, a cluster's (``--address``) or set; and said to be unknown for experiments whose markers an earlier
+    repeval wrote without their grids."""
     from repeval.cli.experiment import _train_line
 
     root, manifest, _, _, _ = smoke_then_full
+    # this machine, as plan counts its CPUs: the session Ray's, which the runs here train on (whatever the host has)
+    monkeypatch.setattr("repeval.ray_utils.local_cpus", lambda: 2.0)
 
     def config(epochs: int = 2) -> dict[str, Any]:
         raw = _raw(root, manifest, run_id="interrupted")
@@ -112,9 +123,42 @@ def test_plan_counts_the_trainings_an_interrupted_run_finished_as_the_rerun_reus
     shutil.rmtree(checkpoints[0])
     plan = interrupt()
     assert plan.trials_reused == 1 and 0 < plan.trainings_reused < 3, plan.text()
+    assert plan.trials_unknown == 0 and "counted for this machine's 2 CPU(s) (2 trial slot(s))" in plan.text()
     said = f"; {plan.trainings_reused} more finished by an interrupted run, reused in 1 trial(s), not trained again)"
     path = root / "interrupted.yaml"
     path.write_text(yaml.safe_dump(config()))
+    # planned for other trial slots than this machine's (a run sent to a cluster of 8 CPUs): not counted, and said
+    monkeypatch.setattr("repeval.ray_utils.local_cpus", lambda: 8.0)
+    other = make_plan(cfg, ctx.store, ctx.run_dir)
+    assert other.trainings_reused == 0, other.text()
+    assert (
+        f"counted for this machine's 8 CPU(s) (8 trial slot(s)), as `repeval run` here plans them; "
+        f"{plan.trainings_reused} more are in Tune experiments planned for other trial slots"
+    ) in other.text()
+    assert make_plan(cfg, ctx.store, ctx.run_dir, cluster={"CPU": 2.0}).trainings_reused == plan.trainings_reused
+    monkeypatch.setattr("repeval.ray_utils.local_cpus", lambda: 2.0)
+    # a marker an earlier repeval wrote, without the grid's groups: how many the rerun reuses is not known — said
+    marker = ctx.run_dir / "tune" / f"{name}.repeval.json"
+    recorded = marker.read_text()
+    marker.write_text(json.dumps({"fingerprint": json.loads(recorded)["fingerprint"]}))
+    older = make_plan(cfg, ctx.store, ctx.run_dir)
+    assert (older.trainings_reused, older.trials_unknown, older.trainings_unknown) == (0, 1, plan.trainings_reused)
+    assert (
+        f"probe trainings:    3 (0 done; reuse not known of up to {plan.trainings_reused} more in 1 finished trial(s) "
+        "of Tune experiments an earlier repeval wrote" in older.text()
+    ), older.text()
+    marker.write_text(recorded)
+    # pointed at the cluster the run goes to: its resources, read by attaching to it (another process, no Ray of its
+    # own started)
+    gcs = ray_session.get_runtime_context().gcs_address
+    cli = subprocess.run(
+        [sys.executable, "-m", "repeval.cli", "plan", str(path), "--address", gcs],
+        env={**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "PYTHONPATH": str(REPO), "COLUMNS": "200"},
+        capture_output=True, text=True, timeout=120, check=False, cwd=root,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    assert f"probe trainings:    3 (0 done{said}\n" in cli.stdout and "  cluster:" in cli.stdout, cli.stdout
+    assert "counted for this machine's" not in cli.stdout
     res = CliRunner().invoke(app, ["plan", str(path)])
     assert res.exit_code == 0 and f"probe trainings:    3 (0 done{said}\n" in res.output, res.output
     # not for other inputs: another epoch count is another grid, which the rerun trains whole

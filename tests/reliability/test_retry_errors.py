@@ -12,6 +12,8 @@ from reliability_helpers import FAST_MODEL, experiment, make_catalog, write_conf
 
 from repeval import runner
 from repeval.config import load_config
+from repeval.retest import scenarios_only
+from repeval.store import StoreConflict
 
 
 def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(ray_session, tmp_path, caplog, monkeypatch):
@@ -119,6 +121,18 @@ def test_why_a_group_is_trained_again_names_each_change():
     assert runner.inputs_change(before, resplit) == "the tracks per split: test 10, train 5 then, test 12, train 5 now"
 
 
+def test_a_scenario_whose_partition_changed_is_tested_again_unless_the_probes_trained_on_it():
+    """Another partition under a kept scenario id (a scenario renumbered by one inserted before it) changes the grid's
+    test sets alone — dropped and scored again — unless it augments the training data; the same partition under
+    another id is not taken for a rename (the id seeds the deformation)."""
+    before = {"partitions": {"clean": [60, 0, "a"], "D1": [10, 0, "g"]}, "splits": {"test": 10}, "training": "t"}
+    inserted = {**before, "partitions": {"clean": [60, 0, "a"], "D1": [10, 0, "q"], "D2": [10, 0, "g"]}}
+    assert scenarios_only(before, inserted) == (["D1", "D2"], ["D1"])
+    assert scenarios_only({**before, "augment": ["D1"]}, {**inserted, "augment": ["D1"]}) is None
+    assert scenarios_only(before, {**before, "partitions": {"clean": [61, 0, "a"], "D1": [10, 0, "g"]}}) is None
+    assert scenarios_only(before, dict(before)) is None
+
+
 def test_the_training_hash_follows_what_results_depend_on_not_how_fast_they_come(tmp_path):
     """A finished group is reused while its embeddings, splits and this hash are unchanged: the probes as expanded (a
     preset's values too), the task, the metrics, the seeds, the epoch cap and the intervals — not speed settings."""
@@ -216,3 +230,27 @@ def test_a_scenario_added_or_removed_is_tested_with_the_probes_selected_before_n
         f"{name}: trained before on other inputs (scenario(s) D2 added), and the probes it selected cannot be read back"
         in caplog.text
     )
+
+    # a scenario inserted before the others renumbers them (D1 → D2, D2 → D3): their partitions are refused as stored
+    # under the old ids — the id seeds each track's deformation, so they are embedded anew under the new ones — and the
+    # grid is tested on them with the probes it selected, not trained again: the rows a fresh run gives
+    loud = [{"type": "Gain", "params": {"min_gain_db": 3, "max_gain_db": 6, "p": 1}}]
+    three = {**one, "deformations": [loud, *two["deformations"]]}
+    with pytest.raises(StoreConflict, match="D1 was computed with a different configuration") as refused:
+        run(three)
+    assert "It holds the scenario this configuration calls D2: unnamed scenarios" in str(refused.value)
+    for sid in ("D1", "D2"):
+        ctx.store.partition("tones", model, sid).delete()  # as `repeval store rm` would
+    caplog.clear()
+    ctx, t, inserted = run(three)
+    assert (t["trained"], t["retested"], t["skipped"]) == (0, 1, 0)
+    assert (
+        f"{name}: tested on the added scenario(s) D3 with the probes it selected before; tested again on the changed "
+        "scenario(s) D1, D2 (another partition under the same id)" in caplog.text
+    )
+    _, t, fresh = run(three, runs="fresh3")
+    assert t["trained"] == 1 and set(fresh.column("scenario").to_pylist()) == {"clean", "D1", "D2", "D3"}
+    same(cells(inserted), cells(fresh))
+    for f in (tmp_path / "fresh3" / "r" / "confusion").glob("*.json"):
+        assert json.loads((confusion / f.name).read_text()) == json.loads(f.read_text())
+    assert len(list(confusion.glob("*.json"))) == len(list((tmp_path / "fresh3" / "r" / "confusion").glob("*.json")))
