@@ -36,6 +36,9 @@ class RunContext:
     lock: StoreLock | None = None
     #: :func:`training_hash` per experiment index (it expands the experiment's probes: done once, not per group)
     training_hashes: dict[int, str] = field(default_factory=dict)
+    #: the configuration's probe grids :func:`~repeval.run.evaluate.stage_evaluate` found not trained yet: its results
+    #: lack them, and the run is not complete
+    untrained: list[str] = field(default_factory=list)
 
     @property
     def tune_storage(self) -> str:

@@ -13,7 +13,14 @@ import pyarrow.parquet as pq
 from repeval.config import Config
 from repeval.run.context import RunContext, config_yaml, group_name
 from repeval.run.files import _write_atomic
-from repeval.rundir import CONFIG_KEY, EVALUATION_KEY, GROUPS_KEY, EarlierStageUnfinished, grid_name
+from repeval.rundir import (
+    CONFIG_KEY,
+    EVALUATION_KEY,
+    GROUPS_KEY,
+    UNTRAINED_KEY,
+    EarlierStageUnfinished,
+    grid_name,
+)
 
 log = logging.getLogger("repeval.runner")  # the stages' one logger, named as before they left runner.py
 
@@ -41,6 +48,11 @@ def stage_evaluate(ctx: RunContext) -> pa.Table:
     if wanted is not None:
         config[GROUPS_KEY] = json.dumps(sorted(wanted)).encode()
         _name_other_failures(ctx.run_dir, wanted)
+        # the configuration's grids not trained yet (an interrupted `train`): the results lack them, and the run is
+        # not complete — `repeval runs` says so, and the CLI keeps an interrupted run's state (cli.common._stage)
+        ctx.untrained = sorted(wanted - {f.stem for f in files})
+        if ctx.untrained:
+            config[UNTRAINED_KEY] = json.dumps(ctx.untrained).encode()
     _write_atomic(_with_metadata(table, {**mark, **config}), ctx.run_dir / "results.parquet")
     # mean ± std over seeds per cell
     _write_atomic(_with_metadata(seed_summary(table), mark), ctx.run_dir / "summary.parquet")

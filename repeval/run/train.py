@@ -17,6 +17,7 @@ from repeval.run.context import RunContext, fold_suffix, group_name
 from repeval.run.files import _read_json, _write_atomic, _write_text_atomic
 from repeval.run.groups import _augment, _Pending, _pending_group, _retested
 from repeval.run.rows import fold_rows, load_rows
+from repeval.rundir import EarlierStageUnfinished
 
 log = logging.getLogger("repeval.runner")  # the stages' one logger, named as before they left runner.py
 
@@ -57,8 +58,11 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
     embedded: dict[tuple[str, str], pa.Array] = {}  # (dataset, model) → its clean partition's track ids
     problems = [p for p in (_empty_split(ctx, item, embedded) for item in pending) if p]
     if problems:
-        more = f" (and {len(problems) - 1} more probe grid(s): {'; '.join(problems[1:4])})" if len(problems) > 1 else ""
-        raise ValueError(f"{problems[0]}{more} — nothing was trained")
+        whys = [why for why, _ in problems]
+        more = f" (and {len(whys) - 1} more probe grid(s): {'; '.join(whys[1:4])})" if len(whys) > 1 else ""
+        if all(unembedded for _, unembedded in problems):  # `train` before `embed`: a step out of order, no failure
+            raise EarlierStageUnfinished(f"{whys[0]}{more} — nothing was trained")
+        raise ValueError(f"{whys[0]}{more} — nothing was trained")
     pending = [item for item in pending if not _retested(ctx, item, summary)]
     batch: list[tuple[_Pending, Any, Any]] = []
     size = 0
@@ -103,8 +107,9 @@ def _fold_hint(ctx: RunContext, item: _Pending) -> str:
     )
 
 
-def _empty_split(ctx: RunContext, item: _Pending, embedded: dict[tuple[str, str], pa.Array]) -> str | None:
-    """Why ``item`` cannot be trained — a split with no embedded track — from the store's track ids alone."""
+def _empty_split(ctx: RunContext, item: _Pending, embedded: dict[tuple[str, str], pa.Array]) -> tuple[str, bool] | None:
+    """Why ``item`` cannot be trained — a split with no embedded track — from the store's track ids alone, and whether
+    it is because the embedding stage has not completed its partitions (:func:`_not_embedded`)."""
     from repeval.pipeline.stages import CLEAN
     from repeval.tuning.data import empty_split_message
 
@@ -115,10 +120,10 @@ def _empty_split(ctx: RunContext, item: _Pending, embedded: dict[tuple[str, str]
     present = set(pc.unique(rows.column("split")).to_pylist())
     for name in ("train", "validation", "test"):
         if name not in present:
-            return (
-                _not_embedded(ctx, item)
-                or f"{empty_split_message(item.dataset, item.model, name)}{_fold_hint(ctx, item)}"
-            )
+            unembedded = _not_embedded(ctx, item)
+            if unembedded:
+                return unembedded, True
+            return f"{empty_split_message(item.dataset, item.model, name)}{_fold_hint(ctx, item)}", False
     return None
 
 
