@@ -52,6 +52,10 @@ CONFIG_KEY = b"repeval.config"
 #: :func:`grid_name`); the failures in ``failed.parquet`` of other grids are left out of what ``repeval runs`` and the
 #: report count, as their ``groups/`` files are left out of the results
 GROUPS_KEY = b"repeval.groups"
+#: ``results.parquet``'s schema metadata: the probe grids of the configuration that were not trained when it was
+#: evaluated (a JSON list of :func:`grid_name`; absent when every one was): the results lack them, and ``repeval runs``
+#: says the run is partly trained
+UNTRAINED_KEY = b"repeval.untrained"
 
 
 def grid_name(task: str, dataset: str, model: str, fold: Any = None) -> str:
@@ -62,13 +66,26 @@ def grid_name(task: str, dataset: str, model: str, fold: Any = None) -> str:
 def recorded_grids(footer: Any) -> set[str] | None:
     """The grids ``results.parquet``'s evaluation collected (:data:`GROUPS_KEY`) from its footer; ``None`` when it did
     not record them (results written before it, or without a configuration): then every failure counts."""
+    grids = _recorded_list(footer, GROUPS_KEY)
+    return set(grids) if grids is not None else None
+
+
+def recorded_untrained(footer: Any) -> list[str]:
+    """The grids of the configuration not trained when ``results.parquet`` was evaluated (:data:`UNTRAINED_KEY`), from
+    its footer; none when every one was (or the results do not say)."""
+    return _recorded_list(footer, UNTRAINED_KEY) or []
+
+
+def _recorded_list(footer: Any, key: bytes) -> list[str] | None:
+    """The JSON list of names under ``key`` in a footer's schema metadata; ``None`` when it is absent or unreadable."""
     import json
 
-    raw = ((footer.metadata or {}) if footer is not None else {}).get(GROUPS_KEY)
+    raw = ((footer.metadata or {}) if footer is not None else {}).get(key)
     try:
-        return set(json.loads(raw)) if raw is not None else None
+        names = json.loads(raw) if raw is not None else None
     except ValueError:
         return None
+    return [str(n) for n in names] if isinstance(names, list) else None
 
 
 def summary_mismatch(fs: pafs.FileSystem, path: str, results_footer: Any = None) -> str | None:
@@ -105,7 +122,9 @@ def summary_mismatch(fs: pafs.FileSystem, path: str, results_footer: Any = None)
 
 class EarlierStageUnfinished(FileNotFoundError):
     """A command found nothing to do because an earlier stage of the run is unfinished (``repeval evaluate`` without a
-    trained grid): it leaves the run's recorded state as it was (an interrupted ``repeval run`` stays interrupted)."""
+    trained grid, ``repeval train`` before the embeddings are computed): a step out of order, not a failure, it leaves
+    the run's recorded state as it was (an interrupted ``repeval run`` stays interrupted; a run with none recorded has
+    none — :func:`restore_status`)."""
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:
@@ -117,6 +136,18 @@ def read_status(run_dir: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def restore_status(run_dir: Path, before: dict[str, Any]) -> None:
+    """Put back the state :func:`read_status` read before a command (``before``); when none was recorded, remove the
+    command's own ``status.json``. Never raises, like :func:`write_status`."""
+    if before.get("state"):
+        write_status(run_dir, before.get("command") or "?", before["state"], before.get("reason"))
+        return
+    try:
+        (run_dir / STATUS).unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("could not record the run's state in %s: %s", run_dir / STATUS, exc)
 
 
 def write_status(run_dir: Path, command: str, state: str, reason: str | None = None) -> None:

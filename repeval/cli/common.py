@@ -109,9 +109,11 @@ def _stage(
 ) -> Any:
     """The run context of one CLI command; a remote run directory is uploaded at the end, also on failure. The
     run's ``status.json`` says the command started, then that it finished or failed (with the reason); one that
-    finds an earlier stage unfinished (``EarlierStageUnfinished``) puts back the state it found. A command
-    that writes the store and finds it locked by another run is refused before its run directory is made."""
-    from repeval.rundir import EarlierStageUnfinished, read_status, write_status
+    finds an earlier stage unfinished (``EarlierStageUnfinished``: ``train`` before ``embed``) puts back the state it
+    found, as does an ``evaluate`` that left grids of the configuration untrained (``ctx.untrained``) on a run whose
+    other command was interrupted or failed. A command that writes the store and finds it locked by another run is
+    refused before its run directory is made."""
+    from repeval.rundir import EarlierStageUnfinished, read_status, restore_status, write_status
 
     ctx = _ctx(config, run_id, store, smoke_test, runs_dir, lock=command in _WRITERS)
     before = read_status(ctx.run_dir)
@@ -134,10 +136,11 @@ def _stage(
                 ctx.run_dir, command, "interrupted",
                 "stopped by SIGTERM (`ray job stop`, a scheduler, `kill`); rerun it to resume (finished work is kept)",
             )  # fmt: skip
-        elif isinstance(exc, EarlierStageUnfinished) and before.get("state"):
-            # nothing done: the run's state stays what it was (an interrupted `repeval run` is not a failed evaluate)
-            write_status(ctx.run_dir, before.get("command") or "?", before["state"], before.get("reason"))
-            if before["state"] in ("interrupted", "failed") and before.get("command") != command:
+        elif isinstance(exc, EarlierStageUnfinished):
+            # nothing done: the run's state stays what it was (an interrupted `repeval run` is not a failed evaluate,
+            # nor is `train` before `embed` a failed train)
+            restore_status(ctx.run_dir, before)
+            if _unfinished(before, command):
                 told = EarlierStageUnfinished(
                     f"{exc}; this run's `repeval {before.get('command')}` was {before['state']}: finish it with "
                     f"`repeval {before.get('command')} {config}`"
@@ -156,9 +159,23 @@ def _stage(
     finally:
         if ctx.lock is not None:  # not released by an embedding stage (one that failed before it started)
             ctx.lock.release()
-    write_status(ctx.run_dir, command, "finished")
+    if command == "evaluate" and ctx.untrained and _unfinished(before, command):
+        # evaluated what is trained (nothing more): the run stays as unfinished as its other command left it
+        restore_status(ctx.run_dir, before)
+        log.warning(
+            "this run's `repeval %s` was %s and the run stays so: finish it with `repeval %s %s`",
+            before.get("command"), before["state"], before.get("command"), config,
+        )  # fmt: skip
+    else:
+        write_status(ctx.run_dir, command, "finished")
     if ctx.location is not None:
         ctx.location.push()
+
+
+def _unfinished(before: dict[str, Any], command: str) -> bool:
+    """Whether the state a command found (``before``, :func:`repeval.rundir.read_status`) is another command's
+    interruption or failure, which finishing that command ends."""
+    return before.get("state") in ("interrupted", "failed") and before.get("command") != command
 
 
 def _terminated(exc: BaseException) -> bool:

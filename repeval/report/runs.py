@@ -21,6 +21,7 @@ from repeval.rundir import (
     filesystem_of,
     grid_name,
     recorded_grids,
+    recorded_untrained,
     summary_mismatch,
 )
 from repeval.store.inspect import aligned, utc_time
@@ -121,7 +122,10 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
     results = int(footer.num_rows) if footer is not None else None
     failed, failed_cells = _failed(fs, path, recorded_grids(footer))
     updated = max((i.mtime.timestamp() for i in files if i.mtime is not None), default=None)
+    untrained = recorded_untrained(footer)  # grids of the configuration the results lack: not trained when evaluated
     state = "evaluated" if results is not None else (f"{len(groups)} grid(s) trained" if groups else "started")
+    if results is not None and untrained:
+        state = "partly trained"
     status = _json(fs, path, STATUS)
     if state == "started" and status.get("state") == "finished" and status.get("command") in _STAGE_DONE:
         state = _STAGE_DONE[status["command"]]  # `repeval embed`/`deform` finished: not a run still starting
@@ -136,6 +140,8 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
         "tasks": tasks,
         "models": models,
         "grids_trained": len(groups),
+        #: the configuration's grids its results lack, not trained when it was evaluated (an interrupted ``train``)
+        "grids_untrained": untrained,
         "result_rows": results,
         "failed_trainings": failed,
         "failed_cells": failed_cells,
@@ -184,6 +190,13 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
     lines = aligned(table)
     lines += [f"{i['run']}: {i['reason']}" for i in infos if i["reason"]]
     lines += [f"{i['run']}: {i['summary_stale']}" for i in infos if i["summary_stale"]]
+    lines += [
+        f"{i['run']}: its results lack {len(i['grids_untrained'])} probe grid(s) of its configuration, not trained when "
+        f"it was evaluated ({', '.join(i['grids_untrained'][:5])}{', …' if len(i['grids_untrained']) > 5 else ''}): "
+        "`repeval run CONFIG` with the run's configuration trains them and evaluates again (finished work is kept)"
+        for i in infos
+        if i["grids_untrained"]
+    ]
     lines += [
         f"{i['run']}: {i['rows_not_evaluated']} dataset row(s) dropped at load, not evaluated ({LOAD_REPORT})"
         for i in infos

@@ -198,14 +198,36 @@ def test_plan_refuses_the_run_id_run_refuses(smoke_then_full, tmp_path):
     assert "run id '../escape': use letters, digits" in res.output and "probe trainings" not in res.output
 
 
-def test_train_before_embedding_says_to_embed_first(ray_session, rendered_notes, tmp_path):
-    ctx = runner.make_context(parse_config(_raw(tmp_path, rendered_notes, run_id="fresh-train")))
-    with pytest.raises(ValueError) as err:
-        runner.stage_train(ctx)
+def test_train_before_embedding_says_to_embed_first_and_is_no_failure(ray_session, rendered_notes, tmp_path):
+    """`repeval train` before anything is embedded is a step out of order, not a failure: it stops (exit status 1)
+    naming the fix, and leaves the run's recorded state as it was — none for a new run (it read "failed (train)" in
+    `repeval runs`), an interrupted embedding's, with the command that finishes it, for one that has it."""
+    from repeval.rundir import EarlierStageUnfinished, read_status, write_status
+
+    raw = _raw(tmp_path, rendered_notes, run_id="fresh-train")
+    with pytest.raises(EarlierStageUnfinished) as err:
+        runner.stage_train(runner.make_context(parse_config(raw)))
     msg = str(err.value)
     assert "notes/mfcc-stats: the embeddings are missing — store partition notes/mfcc-stats/clean" in msg
     assert "does not exist; run `repeval embed` (or `repeval run`)" in msg
     assert "check the dataset's splits" not in msg
+
+    path, runs, run = tmp_path / "c.yaml", str(tmp_path / "runs"), tmp_path / "runs" / "fresh-train"
+    path.write_text(yaml.safe_dump(raw))
+    cli = CliRunner()
+    res = cli.invoke(app, ["train", str(path)])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 1 and "run `repeval embed` (or `repeval run`) with this configuration" in said, said
+    assert read_status(run) == {}
+    (listed,) = json.loads(cli.invoke(app, ["runs", runs, "--json"]).output)
+    assert (listed["state"], listed["reason"]) == ("started", None)
+
+    write_status(run, "embed", "interrupted", "stopped by Ctrl-C; rerun it to resume (finished work is kept)")
+    res = cli.invoke(app, ["train", str(path)])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 1 and f"`repeval embed` was interrupted: finish it with `repeval embed {path}`" in said
+    (listed,) = json.loads(cli.invoke(app, ["runs", runs, "--json"]).output)
+    assert listed["state"] == "interrupted (embed)" and "rerun it to resume" in listed["reason"]
 
 
 def test_failed_run_is_recorded_and_a_successful_rerun_replaces_it(smoke_then_full, tmp_path):

@@ -86,17 +86,19 @@ def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(ray_sessi
     # results never count as this training's — the rerun trains the group again
     edited["downstream_models"][0]["epochs"] = 6
     cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [edited]))
-    write_atomic = runner._write_atomic
+    from repeval.run import train  # where the train stage looks _write_atomic up
+
+    write_atomic = train._write_atomic
 
     def killed(table, path):
         if path.parent.name == "groups":
             raise KeyboardInterrupt
         write_atomic(table, path)
 
-    monkeypatch.setattr(runner, "_write_atomic", killed)
+    monkeypatch.setattr(train, "_write_atomic", killed)
     with pytest.raises(KeyboardInterrupt):
         run()
-    monkeypatch.setattr(runner, "_write_atomic", write_atomic)
+    monkeypatch.setattr(train, "_write_atomic", write_atomic)
     caplog.clear()
     _, s, t = run()
     assert (t["trained"], t["skipped"]) == (1, 0)

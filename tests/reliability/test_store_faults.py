@@ -86,14 +86,14 @@ def test_a_failed_run_releases_the_lock_and_only_a_killed_owner_is_reported_gone
     finished — now only after one that died holding the lock."""
     from typer.testing import CliRunner
 
-    from repeval import runner
     from repeval.cli import app
     from repeval.models import ModelUnavailable
+    from repeval.run import embed
 
     def unavailable(*args, **kwargs):
         raise ModelUnavailable("embedding model 'fast' cannot run here: no weights")
 
-    monkeypatch.setattr(runner, "_stage_embed", unavailable)  # as the embedding actor fails, without Ray
+    monkeypatch.setattr(embed, "_stage_embed", unavailable)  # as the embedding actor fails, without Ray
     cfg = write_config(tmp_path / "c.yaml", tmp_path, [experiment(fault_catalog, [FAST_MODEL])])
     res = CliRunner().invoke(app, ["run", str(cfg), "--run-id", "failed"])
     assert res.exit_code == 1 and "cannot run here" in res.stderr, res.output

@@ -288,7 +288,7 @@ def test_evaluate_with_nothing_trained_keeps_an_interrupted_runs_state(tmp_path)
     """`repeval evaluate` on a run whose `repeval run` was stopped (Ctrl-C) before a grid was trained recorded
     "failed (evaluate)" in status.json, and `repeval runs` no longer said the run was interrupted nor how to resume it.
     Now a command that finds an earlier stage unfinished puts back the state it found, and its error says to finish
-    the interrupted command; a run with no state recorded still reads failed (evaluate)."""
+    the interrupted command; a run with no state recorded is left with none (a step out of order, not a failure)."""
     from repeval.report.runs import list_runs
     from repeval.rundir import read_status, write_status
 
@@ -316,4 +316,68 @@ def test_evaluate_with_nothing_trained_keeps_an_interrupted_runs_state(tmp_path)
 
     res = CliRunner().invoke(app, ["evaluate", str(cfg), "--run-id", "fresh"])
     assert res.exit_code == 1 and "finish it" not in res.output, res.output
-    assert read_status(tmp_path / "runs" / "fresh")["state"] == "failed"
+    assert read_status(tmp_path / "runs" / "fresh") == {}
+
+
+def test_evaluate_on_a_partly_trained_run_keeps_it_unfinished(run_dir, tmp_path, caplog):
+    """`repeval evaluate` on a run whose `repeval run` was interrupted with some of its grids trained recorded the run
+    "evaluated", as if it were complete. It still evaluates the grids trained, but an interrupted run stays
+    interrupted, and `repeval runs` names the grids its results lack and the command that finishes it; a run whose
+    last command finished reads "partly trained" until an evaluation has every grid."""
+    from repeval.report.runs import list_runs
+    from repeval.rundir import read_status, write_status
+
+    runs = tmp_path / "runs"
+    run = runs / "r"
+    shutil.copytree(run_dir, run)
+    (run / "results.parquet").unlink()
+    (run / "groups").mkdir()
+    res = pq.read_table(run_dir / "results.parquet")
+    task, dataset = res["task"][0].as_py(), res["dataset"][0].as_py()
+
+    def trained(model: str) -> None:
+        rows = res.filter((res["task"].to_numpy() == task) & (res["model"].to_numpy() == model))
+        pq.write_table(rows, run / "groups" / f"{task}__{dataset}__{model}.parquet")
+
+    trained("msd-musicnn")
+    trained("logmel-stats")
+    (tmp_path / "m.csv").write_text("track_id,audio_path,label\na,a.wav,x\n")
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text(
+        f"run: {{runs_dir: {runs}, store: {tmp_path / 'store'}}}\n"
+        f"experiments:\n- task: {{name: {task}, type: multiclass_classification}}\n"
+        f"  datasets: [{{name: {dataset}, type: catalog, manifest: {tmp_path / 'm.csv'}, label_column: label}}]\n"
+        "  embedding_models: [msd-musicnn, logmel-stats, mert-v1-95m-6]\n"
+        "  downstream_models: [{name: M1, hidden_units: []}, {name: M2, hidden_units: [128]},\n"
+        "                      {name: M5, hidden_units: [infer, infer]}]\n"  # the probes of run_dir's history
+    )
+    untrained = f"{task}__{dataset}__mert-v1-95m-6"
+    write_status(run, "run", "interrupted", "stopped by Ctrl-C; rerun it to resume (finished work is kept)")
+    caplog.set_level("WARNING")
+    out = CliRunner().invoke(app, ["evaluate", str(cfg), "--run-id", "r"])
+    assert out.exit_code == 0, out.output
+    assert set(pq.read_table(run / "results.parquet")["model"].to_pylist()) == {"logmel-stats", "msd-musicnn"}
+    said = " ".join(caplog.text.split())
+    assert f"1 probe grid(s) of this configuration are not trained yet: {untrained}" in said
+    assert f"this run's `repeval run` was interrupted and the run stays so: finish it with `repeval run {cfg}`" in said
+    assert (read_status(run)["command"], read_status(run)["state"]) == ("run", "interrupted")
+    (info,) = list_runs(str(runs))
+    assert (info["state"], info["grids_untrained"]) == ("interrupted (run)", [untrained])
+    listed = " ".join(CliRunner().invoke(app, ["runs", str(runs)]).output.split())
+    assert (
+        f"r: its results lack 1 probe grid(s) of its configuration, not trained when it was evaluated ({untrained})"
+        in listed
+    )
+    assert "`repeval run CONFIG` with the run's configuration trains them and evaluates again" in listed
+
+    write_status(run, "run", "finished")  # a finished command, then a grid added to the configuration
+    assert CliRunner().invoke(app, ["evaluate", str(cfg), "--run-id", "r"]).exit_code == 0
+    assert (read_status(run)["command"], read_status(run)["state"]) == ("evaluate", "finished")
+    (info,) = list_runs(str(runs))
+    assert (info["state"], info["grids_untrained"]) == ("partly trained", [untrained])
+
+    trained("mert-v1-95m-6")  # every grid trained: evaluated whole
+    assert CliRunner().invoke(app, ["evaluate", str(cfg), "--run-id", "r"]).exit_code == 0
+    (info,) = list_runs(str(runs))
+    assert (info["state"], info["grids_untrained"]) == ("evaluated", [])
+    assert "lack" not in CliRunner().invoke(app, ["runs", str(runs)]).output

@@ -1,0 +1,9 @@
+"""A run, stage by stage (:mod:`repeval.runner` is its front door and re-exports what the commands use).
+
+- :mod:`~repeval.run.context`: :class:`~repeval.run.context.RunContext` and the names of a run's groups;
+  ``--smoke-test``'s configuration.
+- :mod:`~repeval.run.rows`: the datasets loaded, their splits saved, checked and reported.
+- :mod:`~repeval.run.embed`, :mod:`~repeval.run.train`, :mod:`~repeval.run.evaluate`: the stages.
+- :mod:`~repeval.run.groups`: what a probe grid is trained on and whether it is done for it.
+- :mod:`~repeval.run.files`: a run directory's small files, written whole or not at all.
+"""

@@ -1,0 +1,129 @@
+"""A run's context: its configuration, run directory and store, and the names of what it keeps per group."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import yaml
+
+from repeval.config import Config, ExperimentConfig
+from repeval.datasets import LoadReport
+from repeval.rundir import RunLocation
+from repeval.store import EmbeddingStore
+from repeval.store.lock import StoreLock
+
+
+@dataclass
+class RunContext:
+    cfg: Config
+    run_id: str
+    run_dir: Path
+    store: EmbeddingStore
+    rows: dict[tuple[int, str], pa.Table] = field(default_factory=dict)
+    #: k folds (``split_type: all``): the rows of every fold, each with that fold's splits; ``rows`` holds
+    #: fold ``dataset.fold``. Datasets with one split are not here.
+    folds: dict[tuple[int, str], dict[int, pa.Table]] = field(default_factory=dict)
+    #: where the run directory lives (issue 8): ``run_dir`` is its local working copy
+    location: RunLocation | None = None
+    #: what each dataset's loader reported (rows dropped and why), filled by :func:`load_rows`
+    reports: dict[tuple[int, str], LoadReport] = field(default_factory=dict)
+    #: the store's lock when :func:`make_context` took it (``lock=True``); :func:`stage_embed` releases it
+    lock: StoreLock | None = None
+    #: :func:`training_hash` per experiment index (it expands the experiment's probes: done once, not per group)
+    training_hashes: dict[int, str] = field(default_factory=dict)
+    #: the configuration's probe grids :func:`~repeval.run.evaluate.stage_evaluate` found not trained yet: its results
+    #: lack them, and the run is not complete
+    untrained: list[str] = field(default_factory=list)
+
+    @property
+    def tune_storage(self) -> str:
+        """Ray Tune's ``storage_path``: the shared URI for remote run directories, else ``run_dir/tune``."""
+        return self.location.tune_storage if self.location is not None else str(self.run_dir / "tune")
+
+
+def make_context(cfg: Config, run_id: str | None = None, store: str | None = None, lock: bool = False) -> RunContext:
+    """``run.runs_dir`` may be a path or any pyarrow filesystem URI (see :mod:`repeval.rundir`).
+
+    ``lock=True`` (the commands that embed) takes the store's lock before the run directory is made, so a run
+    refused because another one holds the store writes nothing; :func:`stage_embed` releases it."""
+    rid = check_run_id(run_id or cfg.run.run_id or time.strftime("run-%Y%m%d-%H%M%S"))
+    loc = RunLocation.open(cfg.run.runs_dir, rid)
+    if store:  # the run's config.yaml names the store it used (`repeval report` reads its error records there)
+        cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"store": store})})
+    st = EmbeddingStore(cfg.run.store)
+    held = None
+    if lock:
+        held = StoreLock(st, rid)
+        held.acquire()  # StoreLocked: refused before the run directory exists
+    try:
+        run_dir = loc.local
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(config_yaml(cfg))
+    except BaseException:
+        if held is not None:
+            held.release()
+        raise
+    return RunContext(cfg, rid, run_dir, st, location=loc, lock=held)
+
+
+def config_yaml(cfg: Config) -> str:
+    """A run's ``config.yaml``: the keys the configuration sets (and ``--store``), as validated — it parses back to the
+    same configuration. Not every key with its default: a preset's or a search's value written out next to it would
+    fix that axis (``jukemir``'s 216 configurations read back as one, ``mir_ref_thesis``'s M1–M5 as an error)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json", exclude_unset=True), sort_keys=False)
+
+
+def check_run_id(rid: str) -> str:
+    """``rid``, or the ``ValueError`` naming the fix when it cannot name a folder under runs_dir."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", rid):  # reliability (issue 9): --run-id names a folder
+        raise ValueError(
+            f"run id {rid!r}: use letters, digits, '.', '_' and '-' only (it names a folder under runs_dir)"
+        )
+    return rid
+
+
+def fold_suffix(fold: int | None) -> str:
+    """``__fold<k>`` in the names of what a run keeps per fold of a ``split_type: all`` dataset ("" otherwise)."""
+    return "" if fold is None else f"__fold{fold}"
+
+
+def group_name(exp: ExperimentConfig, dataset: str, model: str, fold: int | None = None) -> str:
+    """``<task>__<dataset>__<model>``, and ``__fold<k>`` for fold k of a ``split_type: all`` dataset."""
+    return f"{exp.task.name}__{dataset}__{model}{fold_suffix(fold)}"
+
+
+#: ``--smoke-test``'s PCA target at most: a PCA to more dimensions than its training rows is an error, and a smoke
+#: test trains on a few tracks
+SMOKE_PCA_DIM = 8
+
+
+def smoke_test_config(cfg: Config, max_tracks: int = 40, epochs: int = 3) -> Config:
+    """A tiny version of a configuration: few tracks per dataset, one probe configuration, few epochs.
+
+    Every stage still runs for real (Ray Data, the store, Ray Tune); CI uses it end to end.
+    """
+    exps = []
+    for exp in cfg.experiments:
+        datasets = tuple(
+            d.model_copy(update={"max_tracks": min(d.max_tracks or max_tracks, max_tracks)}) for d in exp.datasets
+        )
+        # a preset or search grid becomes its first configuration, as a plain probe under the spec's name
+        from repeval.tuning.search import expand_probe
+
+        spec = expand_probe(exp.downstream_models[0], 0, exp.task.effective_type)
+        first = spec.points[0].config
+        update: dict[str, Any] = {"name": spec.name, "epochs": min(first.epochs, epochs)}
+        pca = first.effective_pca_dim
+        if pca is not None and pca > SMOKE_PCA_DIM:  # more than a few tracks' training rows give: an error
+            update["pca_dim"] = SMOKE_PCA_DIM
+            if first.emb_dim_reduction and isinstance(first.emb_shape, int):
+                update["emb_shape"] = SMOKE_PCA_DIM
+        probe = first.model_copy(update=update)
+        exps.append(exp.model_copy(update={"datasets": datasets, "downstream_models": (probe,)}))
+    run = cfg.run.model_copy(update={"seeds": 1, "run_id": (cfg.run.run_id or "run") + "-smoke"})
+    return cfg.model_copy(update={"experiments": tuple(exps), "run": run})

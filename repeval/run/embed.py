@@ -1,0 +1,54 @@
+"""The embed stage: every experiment's datasets embedded into the store, under the store's lock."""
+
+from __future__ import annotations
+
+import logging
+
+from repeval.pipeline.embed import EmbedSummary, embed_experiments
+from repeval.pipeline.preflight import check_scenarios_at_model_rates
+from repeval.run.context import RunContext
+from repeval.run.rows import audio_sources, deform_ids, load_rows
+from repeval.store.lock import StoreLock
+
+log = logging.getLogger("repeval.runner")  # the stages' one logger, named as before they left runner.py
+
+
+def stage_embed(
+    ctx: RunContext, deformed_only: bool = False, progress: bool | None = None, retry_errors: bool = False
+) -> EmbedSummary:
+    # reliability (issue 9): one writer per store — a second run refuses before Ray starts (and, when the CLI took
+    # the lock with the run context, before its run directory is made)
+    lock, ctx.lock = ctx.lock, None
+    if lock is None:
+        lock = StoreLock(ctx.store, ctx.run_id)
+        lock.acquire()
+    try:
+        return _stage_embed(ctx, deformed_only, progress, retry_errors)
+    finally:
+        lock.release()
+
+
+def _stage_embed(
+    ctx: RunContext, deformed_only: bool = False, progress: bool | None = None, retry_errors: bool = False
+) -> EmbedSummary:
+    from repeval.ray_utils import init_ray
+
+    check_scenarios_at_model_rates(ctx.cfg, ctx.cfg.experiments)  # before Ray starts and the catalogs load
+    init_ray()
+    load_rows(ctx)
+    # one stream per embedding model for the whole run: its actors load the weights once for every dataset
+    work = [
+        (exp, {ds.name: ctx.rows[(ei, ds.name)] for ds in exp.datasets}, deform_ids(ctx, ei))
+        for ei, exp in enumerate(ctx.cfg.experiments)
+    ]
+    total = embed_experiments(
+        ctx.cfg,
+        work,
+        ctx.store,
+        deformed_only=deformed_only,
+        progress=progress,
+        retry_errors=retry_errors,
+        sources=audio_sources(ctx),
+    )
+    log.debug(total.line())  # the CLI prints it
+    return total

@@ -1,0 +1,128 @@
+"""The evaluate stage: every trained grid's test rows into ``results.parquet``, mean ± std over seeds into
+``summary.parquet``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from repeval.config import Config
+from repeval.run.context import RunContext, config_yaml, group_name
+from repeval.run.files import _write_atomic
+from repeval.rundir import (
+    CONFIG_KEY,
+    EVALUATION_KEY,
+    GROUPS_KEY,
+    UNTRAINED_KEY,
+    EarlierStageUnfinished,
+    grid_name,
+)
+
+log = logging.getLogger("repeval.runner")  # the stages' one logger, named as before they left runner.py
+
+
+def stage_evaluate(ctx: RunContext) -> pa.Table:
+    """Collect every group's test rows into ``results.parquet`` and mean ± std over seeds into ``summary.parquet``."""
+    found = sorted((ctx.run_dir / "groups").glob("*.parquet"))
+    cfg = getattr(ctx, "cfg", None)
+    wanted = None if cfg is None else _wanted_groups(cfg)  # None: a bare run directory, every group in it
+    files = _configured_groups(ctx, found, wanted)
+    if not files:
+        other = f" of this configuration ({len(found)} of another, named above)" if found else ""
+        raise EarlierStageUnfinished(
+            f"no trained probe grid{other} in {ctx.run_dir}: train them first — `repeval train CONFIG`, or `repeval run "
+            "CONFIG`, which also resumes an interrupted run"
+        )
+    from repeval.tuning.results import seed_summary, with_result_columns
+
+    table = pa.concat_tables([with_result_columns(pq.read_table(f)) for f in files])
+    # an evaluation stopped between the two writes must not leave the summary of other results beside these: the old
+    # summary goes first, and both files carry the same hash of the results (rundir.summary_mismatch checks it)
+    (ctx.run_dir / "summary.parquet").unlink(missing_ok=True)
+    mark = {EVALUATION_KEY: _table_hash(table).encode()}
+    config = {CONFIG_KEY: config_yaml(cfg).encode()} if cfg is not None else {}
+    if wanted is not None:
+        config[GROUPS_KEY] = json.dumps(sorted(wanted)).encode()
+        _name_other_failures(ctx.run_dir, wanted)
+        # the configuration's grids not trained yet (an interrupted `train`): the results lack them, and the run is
+        # not complete — `repeval runs` says so, and the CLI keeps an interrupted run's state (cli.common._stage)
+        ctx.untrained = sorted(wanted - {f.stem for f in files})
+        if ctx.untrained:
+            config[UNTRAINED_KEY] = json.dumps(ctx.untrained).encode()
+    _write_atomic(_with_metadata(table, {**mark, **config}), ctx.run_dir / "results.parquet")
+    # mean ± std over seeds per cell
+    _write_atomic(_with_metadata(seed_summary(table), mark), ctx.run_dir / "summary.parquet")
+    return table
+
+
+def _configured_groups(ctx: RunContext, files: list[Path], wanted: set[str] | None) -> list[Path]:
+    """The groups' result files of the configuration's grids ``wanted`` (:func:`_wanted_groups`). A file of a group the configuration no longer has (a
+    model, dataset or task removed or renamed since it was trained, fewer folds) is left out of the results, and
+    named; so is each group of the configuration not trained yet (an interrupted ``train``), whose cells the results
+    then lack."""
+    if wanted is None:  # a bare run directory: every group in it
+        return files
+    have = {f.stem for f in files}
+    stale = sorted(have - wanted)
+    if stale:
+        log.warning(
+            "%d probe grid(s) in %s are not of this configuration (a model, dataset or task removed or renamed since "
+            "they were trained, or fewer folds): %s — left out of results.parquet; delete them, or list them in the "
+            "configuration again to include them",
+            len(stale), ctx.run_dir / "groups", ", ".join(stale[:5]) + (", …" if len(stale) > 5 else ""),
+        )  # fmt: skip
+    missing = sorted(wanted - have)
+    if missing and len(missing) < len(wanted):
+        log.warning(
+            "%d probe grid(s) of this configuration are not trained yet: %s — the results lack them; `repeval run` "
+            "(or `repeval train`) with this configuration trains them",
+            len(missing), ", ".join(missing[:5]) + (", …" if len(missing) > 5 else ""),
+        )  # fmt: skip
+    return [f for f in files if f.stem in wanted]
+
+
+def _wanted_groups(cfg: Config) -> set[str]:
+    """The names of ``cfg``'s probe grids (:func:`group_name`)."""
+    return {
+        group_name(exp, ds.name, m.id, fold)
+        for exp in cfg.experiments
+        for ds in exp.datasets
+        for m in exp.embedding_models
+        for fold in (range(ds.n_folds) if ds.split_type == "all" else [None])
+    }
+
+
+def _name_other_failures(run_dir: Path, wanted: set[str]) -> None:
+    """Warn about the rows of ``failed.parquet`` of grids not of the configuration (``wanted``): like their
+    ``groups/`` files, they are left out — of what ``repeval runs`` and the report count (``GROUPS_KEY``)."""
+    path = run_dir / "failed.parquet"
+    if not path.exists():
+        return
+    t = pq.read_table(path, columns=["task", "dataset", "model", "fold"]).to_pylist()
+    other = [n for n in (grid_name(r["task"], r["dataset"], r["model"], r["fold"]) for r in t) if n not in wanted]
+    if other:
+        names = sorted(set(other))
+        log.warning(
+            "%d failure(s) in %s are of probe grid(s) not of this configuration (a model, dataset or task removed or "
+            "renamed since they were trained, or fewer folds): %s — left out of the failures `repeval runs` and the "
+            "report count; they stay in the file",
+            len(other), path, ", ".join(names[:5]) + (", …" if len(names) > 5 else ""),
+        )  # fmt: skip
+
+
+def _table_hash(table: pa.Table) -> str:
+    """sha256 of ``table``'s Arrow IPC stream: the same rows give the same hash."""
+    import hashlib
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema.remove_metadata()) as writer:
+        writer.write_table(table)
+    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
+
+
+def _with_metadata(table: pa.Table, extra: dict[bytes, bytes]) -> pa.Table:
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})

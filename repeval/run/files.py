@@ -1,0 +1,37 @@
+"""Small files of a run directory written whole or not at all, and read back tolerantly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def _read_json(path: Path) -> Any:
+    """A small JSON file's content; ``None`` when it is missing or unreadable (then the work is redone)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    """Write a Parquet file under a temporary name, then rename it: a reader never sees half a file."""
+    tmp = _tmp_name(path)
+    pq.write_table(table, tmp)
+    tmp.replace(path)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """:func:`_write_atomic` for a small text file: whole or not at all."""
+    tmp = _tmp_name(path)
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _tmp_name(path: Path) -> Path:
+    """``.<name>.tmp`` beside ``path`` (what syncing a run directory skips)."""
+    return path.with_name(f".{path.name}.tmp")

@@ -1,0 +1,187 @@
+"""The rows a run trains and tests on: each experiment's datasets loaded, their splits saved, checked and reported."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from repeval.datasets import LoadReport, load_dataset, load_folds
+from repeval.datasets.base import strict_kinds
+from repeval.run.context import RunContext, fold_suffix
+from repeval.run.files import _write_text_atomic
+from repeval.rundir import LOAD_REPORT
+
+log = logging.getLogger("repeval.runner")  # the stages' one logger, named as before they left runner.py
+
+
+def load_rows(ctx: RunContext, save: bool = True) -> None:
+    """Load every experiment's datasets and save their splits with the run (one file per fold for k folds;
+    ``save=False``: only load them, as ``repeval plan`` does)."""
+    loaded: dict[tuple[str, str], tuple[int, Any, Any]] = {}  # (task, dataset) → the experiment that loaded it
+    for ei, exp in enumerate(ctx.cfg.experiments):
+        for ds in exp.datasets:
+            if (ei, ds.name) in ctx.rows:
+                continue
+            e0, task0, ds0 = loaded.setdefault((exp.task.name, ds.name), (ei, exp.task, ds))
+            if e0 != ei and (task0.canonical(), ds0) == (exp.task.canonical(), ds):
+                # another model's experiment of the task (validation makes one task on one dataset one definition):
+                # the same rows, splits file and report — loaded once
+                ctx.rows[(ei, ds.name)] = ctx.rows[(e0, ds.name)]
+                ctx.reports[(ei, ds.name)] = ctx.reports[(e0, ds.name)]
+                if (e0, ds.name) in ctx.folds:
+                    ctx.folds[(ei, ds.name)] = ctx.folds[(e0, ds.name)]
+                continue
+            if save:
+                (ctx.run_dir / "splits").mkdir(exist_ok=True)
+            base = ctx.run_dir / "splits" / f"{exp.task.name}__{ds.name}"
+            if ds.split_type == "all":
+                found = ctx.reports[(ei, ds.name)] = LoadReport()
+                folds = load_folds(ds, exp.task, found)
+                ctx.folds[(ei, ds.name)] = folds
+                ctx.rows[(ei, ds.name)] = folds[ds.fold]
+                for f, rows in folds.items():
+                    if save:
+                        pq.write_table(rows, f"{base}{fold_suffix(f)}.parquet")
+                log.info("dataset %s: split_type all — %d folds (validation = fold i, test = fold i+1)",
+                         ds.name, len(folds))  # fmt: skip
+                continue
+            rows, found = load_dataset(ds, exp.task, report=save)
+            ctx.reports[(ei, ds.name)] = found
+            ctx.rows[(ei, ds.name)] = rows
+            if save:
+                pq.write_table(rows, f"{base}.parquet")
+    check_shared_tracks(ctx)
+    if save:
+        _write_text_atomic(ctx.run_dir / LOAD_REPORT, json.dumps(load_report(ctx), indent=1))
+
+
+def audio_sources(ctx: RunContext) -> dict[str, list[dict[str, Any]]]:
+    """Where each loaded dataset takes its audio from, as the store's partitions record it
+    (:func:`~repeval.pipeline.partitions.run_sources`: the configuration and what each loader found)."""
+    from repeval.pipeline.partitions import run_sources
+
+    return run_sources(
+        (ds, ctx.reports.get((ei, ds.name))) for ei, exp in enumerate(ctx.cfg.experiments) for ds in exp.datasets
+    )
+
+
+def check_shared_tracks(ctx: RunContext) -> None:
+    """Raise ``ValueError`` when two definitions of one dataset name (for different tasks: another manifest, ``dir``,
+    ``type``, …) give one track id two audio files. The store keeps one embedding per dataset name, track id and
+    scenario, so one task would be trained and tested on the other's audio. Definitions alike give every track one
+    file; a track in only one definition is fine (another task's subset), as are other splits, labels or caps."""
+    seen: dict[str, list[tuple[str, Any, pa.Table]]] = {}  # dataset name → (place, definition, rows) per definition
+    for ei, exp in enumerate(ctx.cfg.experiments):
+        for di, ds in enumerate(exp.datasets):
+            defs = seen.setdefault(ds.name, [])
+            rows = ctx.rows.get((ei, ds.name))
+            if rows is not None and all(ds != d for _, d, _ in defs):
+                defs.append((f"experiments[{ei}].datasets[{di}] (task {exp.task.name!r})", ds, rows))
+                if len(defs) > 1:
+                    _check_files(ds.name, [(w, r) for w, _, r in defs])
+
+
+def _check_files(name: str, defs: list[tuple[str, pa.Table]]) -> None:
+    """The last of ``defs`` (place, rows) against the tracks of the ones before it (Arrow kernels)."""
+    where, rows = defs[-1]
+    ids = rows.column("track_id").combine_chunks()
+    paths = rows.column("audio_path").combine_chunks()
+    for there, before in defs[:-1]:
+        at = pc.index_in(ids, value_set=before.column("track_id").combine_chunks())
+        shared = pc.is_valid(at)
+        if not pc.any(shared).as_py():
+            continue
+        mine, theirs = paths.filter(shared), before.column("audio_path").combine_chunks().take(at.filter(shared))
+        differ = pc.invert(pc.equal(mine, theirs)).to_numpy(zero_copy_only=False)
+        if not differ.any():
+            continue
+        a, b = mine.filter(pa.array(differ)).to_pylist(), theirs.filter(pa.array(differ)).to_pylist()
+        bad = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if _same_file(x) != _same_file(y)]
+        if not bad:
+            continue
+        tid = ids.filter(shared).filter(pa.array(differ))[bad[0]].as_py()
+        raise ValueError(
+            f"{where}: dataset {name!r} is defined differently in {there}, and {len(bad):,} of the track ids the two "
+            f"share name other audio files (e.g. {tid!r}: {b[bad[0]]} there, {a[bad[0]]} here) — the store keeps "
+            "one embedding per dataset name and track id, so one task would be trained and tested on the other's "
+            "audio: give one of them another name (datasets[].name), or make both name the same files"
+        )
+
+
+def _same_file(path: str) -> str:
+    """A local path made absolute and normal (``data/x/./a.wav`` and ``/work/data/x/a.wav`` are one file); a URI
+    as it is."""
+    import os
+
+    return path if "://" in path else os.path.normpath(os.path.abspath(path))
+
+
+def _load_reports(ctx: RunContext) -> Iterator[tuple[int, Any, Any, LoadReport, tuple[str, ...]]]:
+    """``(experiment index, experiment, dataset, its loader's report, the kinds --strict counts)`` for each dataset
+    :func:`load_rows` loaded."""
+    seen = set()
+    for ei, exp in enumerate(ctx.cfg.experiments):
+        for ds in exp.datasets:
+            found = ctx.reports.get((ei, ds.name))
+            if found is not None and (exp.task.name, ds.name) not in seen:  # two models' experiments: one report
+                seen.add((exp.task.name, ds.name))
+                yield ei, exp, ds, found, strict_kinds(ds.type, exp.task.effective_type)
+
+
+def load_report(ctx: RunContext) -> dict[str, Any]:
+    """``load_report.json``: per ``<task>__<dataset>``, the rows kept, the problems found per kind (each a row
+    dropped, except ``other`` notes and labels dropped from a multilabel row that is kept), the log's lines,
+    and how many dropped rows ``--strict`` counts as tracks not evaluated (see :func:`not_evaluated`)."""
+    return {
+        f"{exp.task.name}__{ds.name}": {
+            "task": exp.task.name,
+            "dataset": ds.name,
+            "rows": ctx.rows[(ei, ds.name)].num_rows,
+            "problems": found.counts(),
+            "not_evaluated": sum(found.count(k) for k in kinds),
+            "lines": found.lines(),
+        }
+        for ei, exp, ds, found, kinds in _load_reports(ctx)
+    }
+
+
+def not_evaluated(ctx: RunContext) -> list[tuple[str, dict[str, int], str]]:
+    """``(dataset, rows per kind, the loader's lines about them)`` for each dataset of the loaded configuration that
+    dropped rows ``--strict`` fails on (:func:`repeval.datasets.base.strict_kinds`)."""
+    out = []
+    for _, exp, ds, found, kinds in _load_reports(ctx):
+        counts = {k: n for k, n in found.counts().items() if k in kinds}
+        if counts:
+            name = ds.name if len(ctx.cfg.experiments) == 1 else f"{ds.name} ({exp.task.name})"
+            out.append((name, counts, "; ".join(found.lines(kinds))))
+    return out
+
+
+def fold_rows(ctx: RunContext, ei: int, dataset: str) -> dict[int | None, pa.Table]:
+    """The row sets a dataset is trained and tested on: every fold for k folds, else ``{None: rows}``."""
+    folds = ctx.folds.get((ei, dataset))
+    if not folds:
+        return {None: ctx.rows[(ei, dataset)]}
+    return {f: rows for f, rows in folds.items()}
+
+
+def deform_ids(ctx: RunContext, ei: int) -> dict[str, pa.Array]:
+    """For k-fold datasets: the tracks to deform — those in ``run.deform_splits`` of any fold (every track
+    is in the test split of one fold, so by default every track)."""
+    wanted = pa.array(list(ctx.cfg.run.deform_splits), pa.string())
+    out = {}
+    for (e, name), folds in ctx.folds.items():
+        if e == ei:
+            tested = [
+                r.filter(pc.fill_null(pc.is_in(r.column("split"), value_set=wanted), False)) for r in folds.values()
+            ]
+            kind = next(iter(folds.values())).schema.field("track_id").type
+            chunks = [c for t in tested for c in t.column("track_id").chunks]  # a fold may test no track
+            out[name] = pc.unique(pa.chunked_array(chunks, type=kind).combine_chunks())
+    return out

@@ -1,0 +1,278 @@
+"""The train stage: the pending probe grids trained in batches, each committed to the run directory as it finishes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from repeval.run.context import RunContext, fold_suffix, group_name
+from repeval.run.files import _read_json, _write_atomic, _write_text_atomic
+from repeval.run.groups import _augment, _Pending, _pending_group, _retested
+from repeval.run.rows import fold_rows, load_rows
+from repeval.rundir import EarlierStageUnfinished
+
+log = logging.getLogger("repeval.runner")  # the stages' one logger, named as before they left runner.py
+
+
+def stage_train(ctx: RunContext) -> dict[str, Any]:
+    """Train (and test) every probe grid whose results are not in the run directory yet.
+
+    Per group: ``groups/<group>.parquet`` (test rows with bootstrap intervals), ``history/``,
+    ``probes/`` (every configuration, its parameters and which was selected), ``confusion/``.
+    Pending groups run in batches whose embeddings fit in ``run.train_batch_mb``, each batch one Tune
+    experiment under ``tune/`` (trial actors reused across its groups); an interrupted batch is resumed.
+    """
+    from repeval.ray_utils import init_ray
+    from repeval.tuning.grid import data_nbytes
+
+    init_ray()
+    load_rows(ctx)
+    _record_environment(ctx)
+    groups_dir = ctx.run_dir / "groups"
+    groups_dir.mkdir(exist_ok=True)
+    (ctx.run_dir / "history").mkdir(exist_ok=True)
+    summary: dict[str, Any] = {
+        "trained": 0, "skipped": 0, "retested": 0, "failed": [], "trial_seconds": 0.0, "wall_seconds": 0.0,
+        "reused_trials": 0,
+    }  # fmt: skip
+    budget = ctx.cfg.run.train_batch_mb * 2**20
+    pending: list[_Pending] = []
+    for ei, exp in enumerate(ctx.cfg.experiments):
+        for ds in exp.datasets:
+            scenarios = list(exp.scenarios_for(ds))
+            for m in exp.embedding_models:
+                for fold, rows in fold_rows(ctx, ei, ds.name).items():
+                    item = _pending_group(ctx, ei, exp, ds.name, m.id, scenarios, fold, rows, summary)
+                    if item is not None:
+                        pending.append(item)
+    # every group that cannot be trained is named before any probe trains (groups train in batches: a
+    # problem found while assembling a later batch would otherwise stop the run after hours of work)
+    embedded: dict[tuple[str, str], pa.Array] = {}  # (dataset, model) → its clean partition's track ids
+    problems = [p for p in (_empty_split(ctx, item, embedded) for item in pending) if p]
+    if problems:
+        whys = [why for why, _ in problems]
+        more = f" (and {len(whys) - 1} more probe grid(s): {'; '.join(whys[1:4])})" if len(whys) > 1 else ""
+        if all(unembedded for _, unembedded in problems):  # `train` before `embed`: a step out of order, no failure
+            raise EarlierStageUnfinished(f"{whys[0]}{more} — nothing was trained")
+        raise ValueError(f"{whys[0]}{more} — nothing was trained")
+    pending = [item for item in pending if not _retested(ctx, item, summary)]
+    batch: list[tuple[_Pending, Any, Any]] = []
+    size = 0
+    for item in pending:
+        ref, data = _group_data(ctx, item)
+        nbytes = data_nbytes(data)
+        if batch and size + nbytes > budget:  # the batch is full: train it, then start the next
+            _train_batch(ctx, batch, summary)
+            batch, size = [], 0
+        batch.append((item, ref, data))
+        size += nbytes
+    if batch:
+        _train_batch(ctx, batch, summary)
+    return summary
+
+
+def _group_data(ctx: RunContext, item: _Pending) -> tuple[Any, Any]:
+    """``item``'s embeddings loaded into the object store: their reference and read-only views of them (the loaded
+    arrays are dropped, so a batch's embeddings are held once, where its trials read them)."""
+    from repeval.tuning.data import probe_data
+    from repeval.tuning.grid import share
+
+    try:
+        task = item.exp.task
+        data = probe_data(
+            task.effective_type, item.rows, ctx.store, item.dataset, item.model, item.scenarios,
+            aggregation=task.aggregation,
+            augment=_augment(item.exp, item.dataset),
+        )  # fmt: skip
+    except ValueError as exc:
+        raise ValueError(f"{exc}{_fold_hint(ctx, item)}") from None
+    return share(data)
+
+
+def _fold_hint(ctx: RunContext, item: _Pending) -> str:
+    if item.fold is None:
+        return ""
+    n = len(ctx.folds[(item.ei, item.dataset)])
+    return (
+        f" (fold {item.fold} of {n}: validation = fold {item.fold}, test = fold {(item.fold + 1) % n}; "
+        "with few tracks per class use fewer n_folds)"
+    )
+
+
+def _empty_split(ctx: RunContext, item: _Pending, embedded: dict[tuple[str, str], pa.Array]) -> tuple[str, bool] | None:
+    """Why ``item`` cannot be trained — a split with no embedded track — from the store's track ids alone, and whether
+    it is because the embedding stage has not completed its partitions (:func:`_not_embedded`)."""
+    from repeval.pipeline.stages import CLEAN
+    from repeval.tuning.data import empty_split_message
+
+    key = (item.dataset, item.model)
+    if key not in embedded:
+        embedded[key] = ctx.store.partition(item.dataset, item.model, CLEAN).embedded_ids()
+    rows = item.rows.filter(pc.is_in(item.rows.column("track_id"), value_set=embedded[key]))
+    present = set(pc.unique(rows.column("split")).to_pylist())
+    for name in ("train", "validation", "test"):
+        if name not in present:
+            unembedded = _not_embedded(ctx, item)
+            if unembedded:
+                return unembedded, True
+            return f"{empty_split_message(item.dataset, item.model, name)}{_fold_hint(ctx, item)}", False
+    return None
+
+
+def _not_embedded(ctx: RunContext, item: _Pending) -> str | None:
+    """Why ``item`` has no embeddings to train on when the embedding stage has not completed its partitions."""
+    from repeval.pipeline.stages import CLEAN
+
+    for sid in [CLEAN, *item.scenarios]:
+        part = ctx.store.partition(item.dataset, item.model, sid)
+        if not part.complete:
+            state = "is not complete" if part.part_files() else "does not exist"
+            return (
+                f"{item.dataset}/{item.model}: the embeddings are missing — store partition {part.name} in "
+                f"{ctx.store.uri} {state}; run `repeval embed` (or `repeval run`) with this configuration and store "
+                "first"
+            )
+    return None
+
+
+def _train_batch(ctx: RunContext, batch: list[tuple[_Pending, Any, Any]], summary: dict[str, Any]) -> None:
+    """Train a batch of groups (one Tune experiment when there are several), then commit each group."""
+    from repeval.tuning.grid import GroupInput, run_groups
+
+    inputs = [
+        GroupInput(item.exp, item.dataset, item.model, data, item.name, ref, item.fold, item.inputs)
+        for item, ref, data in batch
+    ]
+    if len(batch) > 1:
+        log.info("training %d probe grids together: %s", len(batch), ", ".join(i.name for i in inputs))
+    for (item, _, _), g in zip(batch, run_groups(ctx.cfg, inputs, ctx.tune_storage), strict=True):
+        _commit_group(ctx, item, g, summary)
+
+
+def _commit_group(ctx: RunContext, item: _Pending, g: Any, summary: dict[str, Any]) -> None:
+    """Write a trained group's results; its ``groups/<group>.inputs.json`` last, which marks them done for those
+    inputs (:func:`group_trained`)."""
+    from repeval.metrics import write_confusion
+    from repeval.tuning.grid import results_table
+    from repeval.tuning.results import HISTORY_SCHEMA, PROBES_SCHEMA, typed_table
+
+    fold, name = item.fold, item.name
+    groups_dir = ctx.run_dir / "groups"
+    # a group trained again: its old results stop counting as done for any inputs until the new ones are written
+    # whole (a driver killed between the writes below would otherwise leave the old results under the new inputs)
+    (groups_dir / f"{name}.inputs.json").unlink(missing_ok=True)
+    summary["failed"] += [{**f, "fold": fold} for f in g.failed]
+    summary["trial_seconds"] += g.trial_seconds
+    summary["wall_seconds"] += g.wall_seconds
+    summary["reused_trials"] += g.reused_trials
+    _record_trial_environment(ctx, g.mkl, g.pages, g.allocator)
+    if g.history:
+        _write_atomic(
+            typed_table([{**h, "fold": fold} for h in g.history], HISTORY_SCHEMA),
+            ctx.run_dir / "history" / f"{name}.parquet",
+        )
+    if g.probes:  # every configuration trained, its parameters, and which one was selected
+        (ctx.run_dir / "probes").mkdir(exist_ok=True)
+        _write_atomic(
+            typed_table([{**p, "fold": fold} for p in g.probes], PROBES_SCHEMA),
+            ctx.run_dir / "probes" / f"{name}.parquet",
+        )
+    for (probe, seed, sid), matrix in g.confusion.items():  # the report pools a k-fold run's matrices over folds
+        cell = f"{group_name(item.exp, item.dataset, item.model)}__{probe}__{seed}__{sid}{fold_suffix(fold)}"
+        path = ctx.run_dir / "confusion" / f"{cell}.json"
+        write_confusion(path, np.asarray(matrix), g.labels)
+    _record_failed(ctx, item, [{**f, "fold": fold} for f in g.failed])
+    if g.rows:
+        from repeval.retest import write_tested
+
+        write_tested(ctx, name, g.tested)
+        _write_atomic(results_table(ctx.run_id, [{**r, "fold": fold} for r in g.rows]), groups_dir / f"{name}.parquet")
+        # last: with these inputs beside them the results count as done (group_trained)
+        _write_text_atomic(groups_dir / f"{name}.inputs.json", json.dumps(item.inputs, sort_keys=True))
+    summary["trained"] += 1
+
+
+def _record_failed(ctx: RunContext, item: _Pending, failed: list[dict[str, Any]]) -> None:
+    """Make ``failed.parquet``'s rows of ``item``'s group ``failed``, before the group is marked done.
+
+    Kept group by group as the grids commit: the file keeps the failures of grids this command did not train
+    (committed before an interruption, or done in an earlier run) and drops those of a grid trained again."""
+    from repeval.tuning.results import FAILED_SCHEMA, typed_table
+
+    path = ctx.run_dir / "failed.parquet"
+    key = (item.exp.task.name, item.dataset, item.model, item.fold)
+    before = [] if not path.exists() else pq.read_table(path).to_pylist()
+    rows = [r for r in before if (r["task"], r["dataset"], r["model"], r["fold"]) != key] + failed
+    if not failed and len(rows) == len(before):  # the group had no failures before and has none now
+        return
+    if rows:
+        _write_atomic(typed_table(rows, FAILED_SCHEMA), path)
+    else:
+        path.unlink()
+
+
+def _record_environment(ctx: RunContext) -> None:
+    """Append this training session's software and MKL code path to ``environment.json``: probes trained on
+    MKL's Intel and generic paths differ in rounding, so a run says which one produced its results."""
+    import platform
+
+    import ray
+    import torch
+
+    from repeval.cpu import huge_pages_status, mkl_status
+
+    path = ctx.run_dir / "environment.json"
+    sessions = _read_json(path)
+    if not isinstance(sessions, list):  # missing (or not repeval's): start the record afresh
+        sessions = []
+    sessions.append(
+        {
+            "stage": "train",
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "mkl": mkl_status(),
+            "pages": huge_pages_status(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "ray": ray.__version__,
+            "machine": platform.machine(),
+        }
+    )
+    _write_text_atomic(path, json.dumps(sessions, indent=1))
+
+
+def _record_trial_environment(
+    ctx: RunContext, paths: set[str], pages: Iterable[str] = (), allocator: Iterable[str] = ()
+) -> None:
+    """Add the MKL code paths a group's trials ran to this session's ``environment.json`` entry (``trials_mkl``):
+    on a cluster the trials' nodes decide it, not the driver. Warns when trials ran on different paths. The
+    pages their large tensors went on (``trials_pages``) and what their allocator did with freed blocks
+    (``trials_allocator``) are kept beside them (speed only: results do not depend on either)."""
+    path = ctx.run_dir / "environment.json"
+    sessions = _read_json(path)
+    if not paths or not isinstance(sessions, list) or not sessions:
+        return
+    before = sessions[-1].get("trials_mkl", [])
+    seen = sorted(set(before) | paths)
+    extra = {"trials_pages": pages, "trials_allocator": allocator}
+    merged = {key: sorted(set(sessions[-1].get(key, [])) | set(new)) for key, new in extra.items()}
+    if seen == before and all(merged[key] == sessions[-1].get(key, []) for key in extra):
+        return  # nothing new: the usual case after the first group
+    for key, values in merged.items():
+        if values:
+            sessions[-1][key] = values
+    if len(seen) > 1 and seen != before:
+        log.warning(
+            "probe trials ran on different MKL code paths (%s): their results differ in rounding; give every node "
+            "the same LD_PRELOAD (docs/cluster.md)",
+            "; ".join(seen),
+        )
+    sessions[-1]["trials_mkl"] = seen
+    _write_text_atomic(path, json.dumps(sessions, indent=1))
