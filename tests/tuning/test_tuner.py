@@ -1,0 +1,161 @@
+"""Which earlier Tune experiments a grid resumes or reuses trials from (:mod:`repeval.tuning.tuner`): never one trained
+on other data, and the copies moved aside kept only while a rerun needs them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import test_grid
+from test_grid import marker_wrapper, resume_config, resume_data
+
+from repeval.probes.synthetic import gaussian_probe_data
+from repeval.tuning.grid import run_group
+
+
+@pytest.fixture(scope="module", autouse=True)
+def pickle_by_value():
+    from ray import cloudpickle
+
+    for module in (test_grid, sys.modules[__name__]):  # Ray workers cannot import test modules
+        cloudpickle.register_pickle_by_value(module)
+    yield
+    for module in (test_grid, sys.modules[__name__]):
+        cloudpickle.unregister_pickle_by_value(module)
+
+
+def values(g) -> list[tuple]:
+    return sorted((r["probe"], r["scenario"], r["metric"], r["label"] or "", r["value"]) for r in g.rows)
+
+
+def test_a_rerun_on_other_data_of_the_same_shapes_reuses_nothing_trained_on_the_old(ray_session, tmp_path, caplog):
+    """An experiment's fingerprint covered the embeddings' shapes, not their values: a grid interrupted, then run on
+    partitions embedded anew (another model version, fixed audio: as many tracks, the same dimension) reused the
+    finished trials of the old embeddings, and a grid trained again because its inputs changed restored its whole old
+    experiment — the old results committed as the new ones. The marker records what the data holds: neither is
+    reused, and the old data's results come back when it does."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    storage = tmp_path / "tune"
+    cfg = resume_config(hidden=(2,))  # one trial per run
+    old, new = resume_data(), gaussian_probe_data(n=90, d=8, c=3, scenarios=False, seed=1)
+    assert old.x_train.shape == new.x_train.shape and old.x_val.shape == new.x_val.shape
+
+    def run(data):
+        for p in marks.iterdir():
+            p.unlink()
+        g = run_group(
+            cfg, cfg.experiments[0], "notes", "m", data, str(storage), wrap_trainable=marker_wrapper(str(marks))
+        )
+        return g, sorted(p.name.split("-")[1] for p in marks.glob("ran-*"))
+
+    first, trained = run(old)
+    assert trained == ["p2"] and not first.failed
+    (exp,) = [d for d in storage.iterdir() if d.is_dir()]
+    for f in exp.glob("experiment_state-*.json"):  # interrupted before Tune wrote its state: its checkpoints remain
+        f.unlink()
+    assert len(list(exp.glob("*/checkpoint_*/summary.json"))) == 1
+
+    with caplog.at_level("WARNING", logger="repeval.tuning.grid"):
+        second, trained = run(new)
+    assert trained == ["p2"] and second.reused_trials == 0  # nothing of the old embeddings' trials
+    assert values(second) != values(first)
+    assert "was trained on other data" in caplog.text
+    assert not list(storage.glob("*.incomplete-*"))  # moved aside as stale: never reused
+
+    third, trained = run(old)  # the new data's finished experiment, rerun on the old: not restored
+    assert trained == ["p2"] and third.reused_trials == 0
+    assert values(third) == values(first)
+
+
+def test_an_experiment_from_before_markers_recorded_the_data_is_resumed_on_its_fingerprint(ray_session, tmp_path):
+    """A marker written before markers recorded the data says nothing of it: its experiment is resumed on its
+    fingerprint, as it was then (an interrupted run is not trained again for the upgrade), and its marker records
+    the data from there on — so other data is not resumed after."""
+    from ray import tune
+    from test_grid import reporting_trainable
+
+    from repeval.tuning.tuner import _fit
+
+    tune_dir = tmp_path / "tune"
+    marker = tune_dir / "exp.repeval.json"
+
+    def fit(data: str):
+        space = {"unit": tune.grid_search([0])}
+        return _fit("exp", lambda _f: reporting_trainable, space, tune.TuneConfig(), str(tune_dir), "fp", 1, None, data)
+
+    assert not fit("a")[1]
+    assert json.loads(marker.read_text()) == {"fingerprint": "fp", "data": "a"}
+    marker.write_text(json.dumps({"fingerprint": "fp"}))  # as an earlier repeval wrote it
+    assert fit("b")[1]
+    assert json.loads(marker.read_text()) == {"fingerprint": "fp", "data": "b"}
+    assert not fit("c")[1]
+    assert [d.name.split(".")[1].split("-")[0] for d in tune_dir.glob("exp.*-*") if d.is_dir()] == ["stale"]
+
+
+def whole_checkpoint(exp: Path, key: str) -> None:
+    """A trial's whole checkpoint (its summary, and the file it lists at its size) for trial key ``key``."""
+    ck = exp / f"trial_{key}" / "checkpoint_000000"
+    ck.mkdir(parents=True)
+    (ck / "probes.pt").write_bytes(b"weights")
+    (ck / "summary.json").write_text(json.dumps({"key": key, "metrics": {}, "files": {"probes.pt": 7}}))
+
+
+def test_incomplete_copies_are_kept_while_a_rerun_needs_them(tmp_path, caplog):
+    """``<grid>.incomplete-<time>`` copies piled up across reruns. A copy of the plan is there for its finished trials:
+    it is deleted once a newer experiment of the plan holds each of them whole, kept while it holds one that none
+    does. Of the copies a rerun cannot reuse (another plan's or data's, no marker) the newest stays. Nothing a rerun
+    would reuse is lost; other grids' copies and stale copies are left alone."""
+    from repeval.rundir import TuneStorage
+    from repeval.tuning.tuner import _plan_checkpoints, _prune_incomplete, _reusable
+
+    tune_dir = tmp_path / "tune"
+    st = TuneStorage(str(tune_dir))
+    plan = {"fingerprint": "fp", "data": "d"}
+
+    def experiment(name: str, keys: list[str], marker: dict | None) -> str:
+        (tune_dir / name).mkdir(parents=True)
+        for key in keys:
+            whole_checkpoint(tune_dir / name, key)
+        if marker is not None:
+            (tune_dir / f"{name}.repeval.json").write_text(json.dumps(marker))
+        return name
+
+    experiment("exp", ["u0", "u1"], plan)  # the experiment itself, after a fit
+    copies = {
+        "superseded": experiment("exp.incomplete-20260101-000001", ["u0"], plan),
+        "needed": experiment("exp.incomplete-20260101-000002", ["u2", "u0"], plan),  # u2: no newer one holds it
+        "older marker": experiment("exp.incomplete-20260101-000003", ["u1"], {"fingerprint": "fp"}),  # superseded
+        "empty": experiment("exp.incomplete-20260101-000004", [], plan),
+        "unmarked": experiment("exp.incomplete-20260101-000005", ["u3"], None),
+        "other data": experiment("exp.incomplete-20260101-000006", ["u0"], {"fingerprint": "fp", "data": "e"}),
+        "other plan": experiment("exp.incomplete-20260101-000007", ["u9"], {"fingerprint": "fp2"}),
+    }
+    untouched = [experiment("other.incomplete-20260101-000001", ["u0"], plan), experiment("exp.stale-1", [], None)]
+    reusable = _reusable(st, "exp", "fp", "d", current=True, say=False)
+    assert sorted(reusable) == ["u0", "u1", "u2"]
+
+    with caplog.at_level("INFO", logger="repeval.tuning.grid"):
+        _prune_incomplete(st, "exp", "fp", "d")
+    left = sorted(n for n in st.names() if (tune_dir / n).is_dir())
+    assert left == sorted(["exp", copies["needed"], copies["other plan"], *untouched]), left
+    assert sorted(n for n in st.names() if n.endswith(".repeval.json")) == sorted(
+        f"{n}.repeval.json" for n in ["exp", copies["needed"], copies["other plan"], untouched[0]]
+    )  # the deleted copies' markers went with them
+    assert _reusable(st, "exp", "fp", "d", current=True, say=False) == reusable  # nothing a rerun reuses is lost
+    assert "deleted 5 copy(ies) of Tune experiment" in caplog.text
+
+    # before a fit, the experiment moved aside as a new (here: empty) copy: it is kept, and the older copies stay while
+    # they hold a trial it does not
+    (tune_dir / "exp").rename(tune_dir / "exp.incomplete-20260101-000008")
+    (tune_dir / "exp.repeval.json").rename(tune_dir / "exp.incomplete-20260101-000008.repeval.json")
+    made = experiment("exp.incomplete-20260101-000009", [], plan)
+    _prune_incomplete(st, "exp", "fp", "d", found=_plan_checkpoints(st, "exp", "fp", "d"), keep=made)
+    assert sorted(n for n in st.names() if n.startswith("exp.incomplete-") and (tune_dir / n).is_dir()) == sorted(
+        [made, "exp.incomplete-20260101-000008", copies["needed"], copies["other plan"]]
+    )
+    assert _reusable(st, "exp", "fp", "d", say=False) == {
+        k: v.replace("/exp/", "/exp.incomplete-20260101-000008/") for k, v in reusable.items() if k != "u2"
+    } | {"u2": reusable["u2"]}
