@@ -165,7 +165,10 @@ def choose_probes(
             for k, v in zip(keys, key, strict=True):
                 mask &= val[k] == v
             mine = val[mask]
-            crit = set(zip(mine["criterion"], mine["mode"], strict=True))
+            crit = {
+                (None if pd.isna(c) else str(c), None if pd.isna(m) else str(m))  # a probe without a record: NaN
+                for c, m in zip(mine["criterion"], mine["mode"], strict=True)
+            }
             per = mine.groupby("probe")["value"].mean()
             missing = [p for p in probes if not np.isfinite(per.get(p, np.nan))]
             if mine.empty:

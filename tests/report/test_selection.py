@@ -120,3 +120,17 @@ def test_confusion_block_shows_every_scenario_for_the_summary_cards_best_tied_on
     for run in ("r1", "r2"):  # each tied best model: clean and D1; the other model: clean only
         assert f"{run}/A {probe}, D1, seed 0" in block and f"{run}/A {probe}, clean, seed 0" in block
         assert f"{run}/B " in block and f"{run}/B {plots.best_probes(df, TASK, DATASET)[f'{run}/B']}, D1" not in block
+
+
+def test_a_probe_without_a_criterion_record_falls_back_to_the_test_choice(val_run):
+    """Validation rows of probes whose record lacks the criterion (NaN after combining frames) are not a criterion
+    of their own: the table falls back to the test-set choice and says why, instead of failing to sort them."""
+    import numpy as np
+
+    validation = combine_validation([val_run])
+    gap = validation["probe"] == "M2"
+    assert gap.any() and (~gap).any()
+    validation.loc[gap, ["criterion", "mode"]] = np.nan
+    t = make_table(val_run.results, "model_comparison", task=TASK, validation=validation)
+    assert {m: p for m, p in t.rows} == _test_choice(val_run.results)
+    assert "the run's config does not name its probes' validation criterion" in " ".join(t.caption.split())
