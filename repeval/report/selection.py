@@ -176,7 +176,7 @@ def choose_probes(
             elif any(c is None or m is None for c, m in crit):
                 reason = "the run's config does not name its probes' validation criterion"
             elif len(crit) > 1:
-                reason = CRITERIA_DIFFER + " (" + ", ".join(sorted(c for c, _ in crit)) + ")"
+                reason = CRITERIA_DIFFER + " (" + ", ".join(sorted(str(c) for c, _ in crit)) + ")"
             elif missing:
                 reason = "no validation value for " + ", ".join(missing)
             else:
