@@ -1,9 +1,11 @@
 """Checks that an audio file is whole, run where it opens, before libsndfile decodes it: libsndfile decodes a file
-cut short (a WAV, MP3 or Ogg), zero-filled (an MP3 or Ogg preallocated at its full size by a download or copy that stopped)
-or a VBR MP3 without a Xing header as shorter audio, without a word. Each check reads a header and the file's tail — a
-few reads, a few microseconds (a remote file: a few range requests); :func:`shortfall` says which applies and what it
-found, :func:`refusal` the reason a file it found wrong is refused with (the cause, what the file holds, the
-fix), and :func:`repeval.audio.decode._checked_open` raises it. Files with no audio frames: :mod:`repeval.audio.empty`.
+cut short (a WAV, MP3 or Ogg), zero-filled (an MP3 or Ogg preallocated at its full size by a download or copy that
+stopped) or a VBR MP3 without a Xing header as shorter audio, without a word. Each check reads a header and the file's
+tail — a few reads, a few microseconds (a remote file: a few range requests); :func:`shortfall` says which applies and
+what it found, :func:`refusal` the reason a file it found wrong is refused with (the cause, what the file holds, the
+fix), and :func:`repeval.audio.decode._checked_open` raises it — except for an Ogg file without its end, which a live
+stream's recording is too: decoded as far as its whole pages go, with a warning (:data:`OGG_UNENDED`). Files with no
+audio frames: :mod:`repeval.audio.empty`.
 """
 
 from __future__ import annotations
@@ -413,8 +415,8 @@ def ogg_shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
     after a whole stream's last page (ID3v1, APE: some taggers append them) are let be; a page cut before tags is
     found behind ID3v1, APE, Lyrics3 and ID3v2-footer tags (:func:`_mp3_audio_end`). Not found: a file cut inside
     its first page (no whole page to start from; libsndfile cannot open it). An Ogg file whose writer never set the
-    flag (a live stream's recording) is refused as cut at a page boundary. ``fh`` is a seekable binary file of
-    ``size`` bytes (left at its start)."""
+    flag (a live stream's recording) looks like one cut at a page boundary: both are decoded with a warning
+    (:data:`OGG_UNENDED`). ``fh`` is a seekable binary file of ``size`` bytes (left at its start)."""
     try:
         base = max(0, size - OGG_TAIL_BYTES)
         fh.seek(base)
@@ -475,15 +477,44 @@ def shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
     return mp3_shortfall(fh, size)
 
 
+#: the causes (:func:`ogg_shortfall`) of an Ogg file without its end — its last page not flagged as its stream's end
+#: (``"Ogg EOS"``: cut at a page boundary, or a live stream's recording whose writer never set the flag: ``ffmpeg … -f
+#: ogg`` stopped) or cut (``"Ogg page"``, ``"Ogg page header"``: killed mid-write, a download that stopped) —, which
+#: nothing tells from each other: decoded as far as its whole pages go, with a warning (:func:`unended_ogg`), as
+#: librosa/audioread decode it; refused only when those pages hold no audio
+OGG_UNENDED = ("Ogg EOS", "Ogg page", "Ogg page header")
+
+
+def unended_ogg(path: str, short: tuple[str, int, int], seconds: float | None) -> str:
+    """The warning an Ogg file without its end (``short``: a cause of :data:`OGG_UNENDED` and its numbers, bytes the
+    last page needs and bytes left) is decoded with, ``seconds`` being what its whole pages hold; ``seconds`` ``None``:
+    the reason it is refused with when they hold no audio."""
+    cause, needs, held = short
+    if cause == "Ogg EOS":
+        what = f"{path}'s last Ogg page is not its stream's end (no end-of-stream flag)"
+    else:
+        at_least = "at least " if cause == "Ogg page header" else ""
+        left = f"{held:,} {'is' if held == 1 else 'are'} left"
+        what = f"{path} ends inside an Ogg page (its last page needs {at_least}{needs:,} bytes, {left})"
+    if seconds is None:
+        return f"truncated Ogg: {what}, and its whole pages hold no audio — the file was cut short (copy or download it again)"
+    return (
+        f"Ogg file without its end: {what} — decoded the {seconds:.3f} s its whole pages hold. A file cut short: copy "
+        "or download it again; a live stream's recording that stopped there: remux it to write its end, e.g. "
+        "`ffmpeg -i in.ogg -c copy out.ogg`"
+    )
+
+
 def refusal(path: str, short: tuple[str, int, int] | None) -> str | None:
     """The reason a file whose check found ``short`` (:func:`shortfall`) is refused — the cause, what the file holds
     and the fix — or ``None`` when there is nothing to refuse before opening it (``None``, or ``"MP3 VBR"``, whose
     length only the opened file tells: :func:`repeval.audio.decode._checked_open`; nor ``"WAV unsized"``: libsndfile
     reads the rest of such a file as its data when its RIFF size is unfilled too — :func:`no_audio` says why when it
-    does not). The causes' numbers: ``"WAV"``, ``"MP3"`` bytes declared and held; ``"MP3 frame"``, ``"Ogg page"``,
-    ``"Ogg page header"`` bytes the last frame or page needs and bytes left; ``"MP3 zeros"``, ``"Ogg zeros"`` the zero
-    bytes and the file's size; ``"FLAC no frames"`` the samples declared; ``"Ogg EOS"``, ``"Ogg CRC"`` none."""
-    if short is None or short[0] in ("MP3 VBR", "WAV unsized"):  # nothing, or what only the opened file tells
+    does not; nor an Ogg file without its end, :data:`OGG_UNENDED`: decoded with a warning, :func:`unended_ogg`). The
+    causes' numbers: ``"WAV"``, ``"MP3"`` bytes declared and held; ``"MP3 frame"`` bytes the last frame needs and bytes
+    left; ``"MP3 zeros"``, ``"Ogg zeros"`` the zero bytes and the file's size; ``"FLAC no frames"`` the samples
+    declared; ``"Ogg CRC"`` none."""
+    if short is None or short[0] in ("MP3 VBR", "WAV unsized", *OGG_UNENDED):  # what only the opened file tells
         return None
     cause, declared, held = short
     if cause == "FLAC no frames":
@@ -504,18 +535,6 @@ def refusal(path: str, short: tuple[str, int, int] | None) -> str | None:
         return (
             f"truncated MP3: {path} ends inside an audio frame (its last frame needs {needs} bytes, {held:,} "
             f"{'is' if held == 1 else 'are'} left) — the file was cut short (copy or download it again)"
-        )
-    if cause in ("Ogg page", "Ogg page header"):
-        needs = f"at least {declared:,}" if cause == "Ogg page header" else f"{declared:,}"
-        return (
-            f"truncated Ogg: {path} ends inside an Ogg page (its last page needs {needs} bytes, {held:,} "
-            f"{'is' if held == 1 else 'are'} left) — the file was cut short (copy or download it again)"
-        )
-    if cause == "Ogg EOS":
-        return (
-            f"truncated Ogg: {path}'s last Ogg page is not its stream's end (no end-of-stream flag) — the file was cut "
-            "short (copy or download it again; a live stream's recording stopped without one: remux it, e.g. "
-            "`ffmpeg -i in.ogg -c copy out.ogg`)"
         )
     if cause == "Ogg CRC":
         return (
