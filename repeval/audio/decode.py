@@ -119,6 +119,8 @@ def _checked_open(path: str, short: tuple[str, int, int] | None, source: Any) ->
     if message is not None:
         raise DecodeError(message)
     unended = short if short is not None and short[0] in OGG_UNENDED else None
+    if short is not None and short[0] == "MP3 padded":  # libsndfile would fail on the zeros after its last frame
+        source = _Head(open(path, "rb") if source is path else source, short[2])
     try:
         f = sf.SoundFile(source)
     except sf.LibsndfileError:
@@ -140,6 +142,35 @@ def _checked_open(path: str, short: tuple[str, int, int] | None, source: Any) ->
             "`ffmpeg -i in.mp3 -c copy out.mp3`)"
         )
     return f, unended is not None
+
+
+class _Head:
+    """The first ``size`` bytes of the seekable binary file ``fh``, a file soundfile reads through its virtual I/O: an
+    MP3 whose frames are followed by more zero bytes than libmpg123 skips (``"MP3 padded"``,
+    :data:`repeval.audio.integrity.MPG123_RESYNC_BYTES`) is read up to its last frame. ``fh`` is closed when this is
+    freed, with the :class:`soundfile.SoundFile` reading it (which closes no file object it reads)."""
+
+    def __init__(self, fh: Any, size: int) -> None:
+        self._fh, self._size, self._at = fh, size, 0
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self._at = max(0, (0, self._at, self._size)[whence] + offset)
+        return self._at
+
+    def tell(self) -> int:
+        return self._at
+
+    def __del__(self) -> None:
+        self._fh.close()
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._size - self._at if n < 0 else min(n, self._size - self._at)
+        if n <= 0:
+            return b""
+        self._fh.seek(self._at)
+        data = self._fh.read(n)
+        self._at += len(data)
+        return bytes(data)
 
 
 def _raw_file(path: str) -> tuple[Any, int]:

@@ -74,6 +74,12 @@ MP3_TAIL_BYTES = 16384
 #: :func:`repeval.audio.decode._why_corrupt`).
 MP3_ZERO_TAIL_BYTES = 4096
 
+#: libmpg123 gives up on an MP3 after this many bytes that are no frame ("Giving up resync after 1024 bytes"), and
+#: libsndfile's read then fails ("Unspecified internal error"): a whole file padded with more zero bytes after its last
+#: frame (up to :data:`MP3_ZERO_TAIL_BYTES`; a Xing/Info size stops the reads before them) is read up to that frame
+#: (``"MP3 padded"``: :func:`mp3_shortfall`, :func:`repeval.audio.decode._checked_open`)
+MPG123_RESYNC_BYTES = 1024
+
 #: the longest frame any MPEG audio header declares (layer II, 160 kbit/s at 8 kHz, padded): the longest frame taken for
 #: a free-format stream, whose headers do not tell its frame length
 MPEG_MAX_FRAME_BYTES = 2881
@@ -178,21 +184,25 @@ def zeros_start(fh: Any, end: int, floor: int = 0) -> int:
     return floor
 
 
-def _mp3_last_frame_shortfall(start: int, first: bytes, base: int, buf: bytes) -> tuple[tuple[int, int] | None, bool]:
+def _mp3_last_frame_shortfall(
+    start: int, first: bytes, base: int, buf: bytes
+) -> tuple[tuple[int, int] | None, bool, int | None]:
     """``(bytes its last frame needs, bytes left of it)`` when the MPEG audio stream starting at ``start`` with the
     frame header ``first`` ends inside a frame, else ``None`` — also whenever that cannot be told (free format, no
-    chain of frames found in the tail, bytes after the last frame that are no frame); and whether a whole frame in
-    the tail has another bitrate than the first frame (a VBR stream). ``buf`` is the file's tail from byte ``base``
-    on (:func:`_mp3_tail`); a header there is trusted when the frame it declares ends where another header of the
-    stream starts (or at the end of the audio); then the frames are walked to the end."""
+    chain of frames found in the tail, bytes after the last frame that are no frame); whether a whole frame in
+    the tail has another bitrate than the first frame (a VBR stream); and where (in ``buf``) its whole frames stop,
+    ``None`` when no chain of frames was found. ``buf`` is the file's tail from byte ``base`` on (:func:`_mp3_tail`);
+    a header there is trusted when the frame it declares ends where another header of the stream starts (or at the end
+    of the audio); then the frames are walked to the end."""
     head = int.from_bytes(first, "big")
     longest = mpeg_frame_bytes(head & ~0xF000 | 0xE200)  # at the highest bitrate, padded
     if mpeg_frame_bytes(head) is None or longest is None:
-        return None, False
+        return None, False, None
     end = _mp3_audio_end(buf)
-    i = max(start - base, end - 3 * longest - 4)  # two whole frames before a cut one at least
+    # two whole frames before a cut one at least, or before zero bytes that end the audio (padding)
+    i = max(start - base, len(buf[: max(end, 0)].rstrip(b"\0")) - 3 * longest - 4)
     if end < 0 or i < 0:  # tags longer than the tail (a file cut short has none)
-        return None, False
+        return None, False, None
     kbps = {head >> 12 & 15}  # the bitrate indexes of the whole frames walked
 
     def frame(at: int) -> int | None:
@@ -207,14 +217,14 @@ def _mp3_last_frame_shortfall(start: int, first: bytes, base: int, buf: bytes) -
     while True:  # the first header that chains on
         i = buf.find(b"\xff", i, end - 3)
         if i < 0:
-            return None, False
+            return None, False, None
         n = frame(i)
         if n is not None and (i == start - base or i + n == end or (i + n + 4 <= end and frame(i + n) is not None)):
             break
         i += 1
     i = walk(i, end)
     if i == end:
-        return None, len(kbps) > 1
+        return None, len(kbps) > 1, i
     if end - i >= 4:
         n = frame(i)  # a frame running past the end, or bytes that are not a frame (padding, an unknown tag)
         short = None if n is None else (n, end - i)
@@ -223,7 +233,7 @@ def _mp3_last_frame_shortfall(start: int, first: bytes, base: int, buf: bytes) -
         short = None if n is None else (n if end - i == 3 else 4, end - i)
     # what looked like tags after the audio may be its last bytes: then the frames end at the end of the file
     whole = short is None or (end < len(buf) and walk(i, len(buf)) == len(buf))
-    return None if whole else short, len(kbps) > 1
+    return None if whole else short, len(kbps) > 1, i
 
 
 def _mp3_stream_samples(fh: Any, size: int, start: int, first: bytes) -> tuple[int, int]:
@@ -255,7 +265,10 @@ def mp3_shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
     Cause ``"MP3 zeros"``, with or without a Xing/Info size: its audio ends in a run of zero bytes longer than a whole
     file can end in (:func:`mp3_zero_tail`: a download or copy that preallocated the file at its full size and
     stopped — its size is right, libsndfile gives up on the zeros with "Unspecified internal error" or, for a VBR
-    file without a Xing header, stops short without a word); then ``(cause, zero bytes, file size)``.
+    file without a Xing header, stops short without a word); then ``(cause, zero bytes, file size)``. Cause ``"MP3
+    padded"``, a whole file without a Xing/Info size: more than :data:`MPG123_RESYNC_BYTES` zero bytes (and not more
+    than a whole file can end in) after its last whole frame, on which libsndfile's read would fail; then ``(cause,
+    zero bytes, where its frames end)`` — not refused: read up to there (:func:`repeval.audio.decode._checked_open`).
     Reads the ID3v2 header and the first frame's start, then the file's tail (:data:`MP3_TAIL_BYTES`, one read; all
     of a VBR file without a header, and of a zero-filled one back to its last nonzero byte); ``fh`` is a seekable
     binary file of ``size`` bytes (left at its start)."""
@@ -295,11 +308,17 @@ def mp3_shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
         zeros = mp3_zero_tail(fh, start, frame[:4], base, tail)
         if zeros is not None:
             return ("MP3 zeros", zeros[1], size)
-        short, vbr = _mp3_last_frame_shortfall(start, frame[:4], base, tail)
+        short, vbr, frames_end = _mp3_last_frame_shortfall(start, frame[:4], base, tail)
         if short is not None:
             return ("MP3 frame", *short)
         if vbr and not vbr_header:
             return ("MP3 VBR", *_mp3_stream_samples(fh, size, start, frame[:4]))
+        if frames_end is not None:
+            # zeros after the last frame, and any tags after them: libmpg123 reads all of them as bytes that are no
+            # frame (it looks for no tag at the end of a stream)
+            after = tail[frames_end : max(frames_end, _mp3_audio_end(tail))]
+            if size - base - frames_end > MPG123_RESYNC_BYTES and not after.strip(b"\0"):
+                return ("MP3 padded", size - base - frames_end, base + frames_end)
         return None
     finally:
         fh.seek(0)
@@ -508,13 +527,14 @@ def unended_ogg(path: str, short: tuple[str, int, int], seconds: float | None) -
 def refusal(path: str, short: tuple[str, int, int] | None) -> str | None:
     """The reason a file whose check found ``short`` (:func:`shortfall`) is refused — the cause, what the file holds
     and the fix — or ``None`` when there is nothing to refuse before opening it (``None``, or ``"MP3 VBR"``, whose
-    length only the opened file tells: :func:`repeval.audio.decode._checked_open`; nor ``"WAV unsized"``: libsndfile
+    length only the opened file tells: :func:`repeval.audio.decode._checked_open`; nor ``"MP3 padded"``, read up to its
+    last frame there; nor ``"WAV unsized"``: libsndfile
     reads the rest of such a file as its data when its RIFF size is unfilled too — :func:`no_audio` says why when it
     does not; nor an Ogg file without its end, :data:`OGG_UNENDED`: decoded with a warning, :func:`unended_ogg`). The
     causes' numbers: ``"WAV"``, ``"MP3"`` bytes declared and held; ``"MP3 frame"`` bytes the last frame needs and bytes
     left; ``"MP3 zeros"``, ``"Ogg zeros"`` the zero bytes and the file's size; ``"FLAC no frames"`` the samples
     declared; ``"Ogg CRC"`` none."""
-    if short is None or short[0] in ("MP3 VBR", "WAV unsized", *OGG_UNENDED):  # what only the opened file tells
+    if short is None or short[0] in ("MP3 VBR", "MP3 padded", "WAV unsized", *OGG_UNENDED):  # not refused here
         return None
     cause, declared, held = short
     if cause == "FLAC no frames":

@@ -289,6 +289,38 @@ def test_legitimate_mp3s_ending_in_tags_padding_or_silence_are_not_refused(tmp_p
             assert 0 <= len(decode(str(p), rate_hz)) - n <= 1152 * tail.startswith(info[:4]), (name, len(tail))
 
 
+@pytest.mark.parametrize("rate_hz", [8000, 44100])  # MPEG 2.5 (the whole file less than one read block) and MPEG-1
+def test_an_mp3_padded_with_up_to_4_kib_of_zeros_or_long_tags_decodes_whole(tmp_path, rate_hz):
+    """A whole MP3 without a Xing/Info size followed by more than 1,024 bytes that are no frame — zero padding of up to
+    4 KiB (not refused: a whole file may end in that much), zeros and an ID3v1 tag, an APEv2 tag with a picture —
+    was an error record: libmpg123 gives up after 1,024 bytes that are no frame ("Unspecified internal error"), losing
+    the file (at 8 kHz all of it: it is shorter than one read block). Now libsndfile reads it up to its last frame: it
+    decodes to exactly the samples of the file without them (through a file:// URI too); with a Xing size it did."""
+    from repeval.audio.integrity import MPG123_RESYNC_BYTES, shortfall
+    from repeval.testing.badaudio import tone, without_first_frame
+
+    sf.write(
+        tmp_path / "xing.mp3", tone(1.0, rate_hz), rate_hz, format="MP3", bitrate_mode="CONSTANT", compression_level=0.5
+    )
+    xing = (tmp_path / "xing.mp3").read_bytes()
+    item = struct.pack("<II", 3000, 0) + b"Cover Art (Front)\x00" + bytes(3000)  # APEv2: one item, then its footer
+    ape = item + b"APETAGEX" + struct.pack("<IIII", 2000, len(item) + 32, 1, 0) + bytes(8)
+    id3v1 = b"TAG" + bytes(125)
+    for name, data in (("no_xing", without_first_frame(xing)), ("xing", xing)):
+        (tmp_path / f"{name}.mp3").write_bytes(data)
+        whole = decode(str(tmp_path / f"{name}.mp3"), rate_hz)
+        assert len(whole) > rate_hz // 2
+        for i, tail in enumerate((bytes(2048), bytes(4096), bytes(1024) + id3v1, bytes(3000) + id3v1, ape)):
+            p = tmp_path / f"{name}_{i}.mp3"
+            p.write_bytes(data + tail)
+            if name == "no_xing":
+                assert len(tail) > MPG123_RESYNC_BYTES
+                with open(p, "rb") as fh:
+                    assert shortfall(fh, len(data + tail)) == ("MP3 padded", len(tail), len(data)), i
+            for path in (str(p), f"file://{p}") if i == 0 else (str(p),):
+                assert np.array_equal(decode(path, rate_hz), whole), (name, i, path)
+
+
 def test_the_zero_tail_threshold_is_two_of_the_streams_longest_frames_and_4_kib():
     """A run of zeros at the end of an MP3's audio marks it zero-filled only when it is longer than
     MP3_ZERO_TAIL_BYTES (4 KiB) and than two of the stream's longest frames; not one byte shorter."""
