@@ -15,6 +15,7 @@ import zlib
 from typing import Any
 
 from repeval.audio.empty import flac_no_frames, no_audio
+from repeval.audio.flac_end import flac_shortfall
 
 
 def wav_shortfall(fh: Any, size: int) -> tuple[int, int] | None:
@@ -476,7 +477,8 @@ def shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
     (:func:`mp3_shortfall`), or an Ogg file cut short (``"Ogg page"``, ``"Ogg page header"``: what its last page
     needs; ``"Ogg EOS"``, ``"Ogg CRC"``: its last page is not its stream's end, or is damaged —
     :func:`ogg_shortfall`), or a FLAC with no audio frames after its header (``"FLAC no frames"``: the samples it
-    declares, 0 — :func:`flac_no_frames`), or a WAV whose data chunk declares 0 bytes with bytes after it (``"WAV
+    declares, 0 — :func:`flac_no_frames`) or cut short (``"FLAC"``: the samples it declares, those its frames hold —
+    :func:`repeval.audio.flac_end.flac_shortfall`), or a WAV whose data chunk declares 0 bytes with bytes after it (``"WAV
     unsized"``: 0, the bytes after its header — a writer that never went back to fill in the size)."""
     fh.seek(0)
     magic = fh.read(4)  # which check applies (a remote file: one small range request)
@@ -492,7 +494,10 @@ def shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
         return ogg_shortfall(fh, size)
     if magic == b"fLaC":
         declared = flac_no_frames(fh, size)
-        return None if declared is None else ("FLAC no frames", declared, 0)
+        if declared is not None:
+            return ("FLAC no frames", declared, 0)
+        cut = flac_shortfall(fh, size)
+        return None if cut is None else ("FLAC", *cut)
     return mp3_shortfall(fh, size)
 
 
@@ -533,7 +538,7 @@ def refusal(path: str, short: tuple[str, int, int] | None) -> str | None:
     does not; nor an Ogg file without its end, :data:`OGG_UNENDED`: decoded with a warning, :func:`unended_ogg`). The
     causes' numbers: ``"WAV"``, ``"MP3"`` bytes declared and held; ``"MP3 frame"`` bytes the last frame needs and bytes
     left; ``"MP3 zeros"``, ``"Ogg zeros"`` the zero bytes and the file's size; ``"FLAC no frames"`` the samples
-    declared; ``"Ogg CRC"`` none."""
+    declared; ``"FLAC"`` the samples declared and those its frames hold; ``"Ogg CRC"`` none."""
     if short is None or short[0] in ("MP3 VBR", "MP3 padded", "WAV unsized", *OGG_UNENDED):  # not refused here
         return None
     cause, declared, held = short
@@ -543,6 +548,11 @@ def refusal(path: str, short: tuple[str, int, int] | None) -> str | None:
         return (
             f"truncated FLAC: {path} declares {declared:,} samples but ends after its header, with no audio frames — "
             "the file was cut short (copy or download it again)"
+        )
+    if cause == "FLAC":
+        return (
+            f"truncated FLAC: {path} declares {declared:,} samples but its frames end at sample {held:,} "
+            f"({held / declared:.0%}) — the file was cut short (copy or download it again)"
         )
     if cause in ("MP3 zeros", "Ogg zeros"):
         kind, units = ("MP3", "audio frames") if cause == "MP3 zeros" else ("Ogg", "Ogg pages")

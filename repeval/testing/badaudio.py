@@ -7,7 +7,8 @@ error reason it must give. Everything is generated, small and fast; the 3-hour f
 
 Decisions (what is an error and what is audio):
 
-- errors: empty file, truncated header, truncated FLAC data (the decoder loses sync), a WAV whose data
+- errors: empty file, truncated header, truncated FLAC data (its frames end before the samples its STREAMINFO
+  declares: refused where it opens; the decoder would lose sync), a WAV whose data
   chunk is cut short (libsndfile would read the frames that are there; the size the header declares
   says the file is incomplete — a copy or download that stopped — so it is refused rather than embedded
   as shorter audio; so is an MP3 holding less than the stream size its Xing/Info header declares, or, without such
@@ -352,7 +353,7 @@ def _symlink_loop(d: Path) -> Path:
 KINDS: dict[str, tuple[Callable[[Path], Path], bool, str, float | Callable[[Path], float]]] = {
     "empty_file": (_empty, False, "cannot decode", 0),
     "truncated_header": (_truncated_header, False, "cannot decode", 0),
-    "truncated_data_flac": (_truncated_data_flac, False, "corrupt audio data", 0),
+    "truncated_data_flac": (_truncated_data_flac, False, "truncated flac", 0),
     "not_audio_wav": (_garbage("wav"), False, "cannot decode", 0),
     "not_audio_flac": (_garbage("flac"), False, "cannot decode", 0),
     "zero_length_audio": (_zero_frames, False, "no audio samples", 0),

@@ -370,7 +370,8 @@ def test_a_zero_filled_ogg_is_refused_and_zeros_after_its_last_page_are_not(tmp_
 
 def test_flac_and_wav_with_a_zero_filled_tail(tmp_path):
     """A zero-filled FLAC: libsndfile loses sync part-way; the reason now says the file ends in zero bytes and names
-    the fix (a FLAC cut short: that it is damaged or incomplete, and the fix). A zero-filled WAV is refused by
+    the fix (one damaged in its middle: that it is damaged or incomplete, and the fix; one cut short is refused where
+    it opens: test_a_flac_cut_short_is_refused_where_it_opens). A zero-filled WAV is refused by
     nothing: its zeros are valid samples (silence), and it decodes at full length."""
     from repeval.testing.badaudio import tone, zero_filled
 
@@ -386,14 +387,62 @@ def test_flac_and_wav_with_a_zero_filled_tail(tmp_path):
         r"again\)$",
     ):
         decode(str(tmp_path / "zeros.flac"), 22050)
-    (tmp_path / "cut.flac").write_bytes(data[: len(data) // 2])
+    mid = len(data) // 2  # 1 KiB overwritten in its middle
+    (tmp_path / "damaged.flac").write_bytes(data[:mid] + bytes(range(256)) * 4 + data[mid + 1024 :])
     with pytest.raises(
         DecodeError,
-        match=r"^corrupt audio data in .*cut\.flac after \d+ frames: .* — the file is damaged or incomplete \(copy or "
-        r"download it again, or re-encode it from its source\)$",
+        match=r"^corrupt audio data in .*damaged\.flac after \d+ frames: .* — the file is damaged or incomplete \(copy "
+        r"or download it again, or re-encode it from its source\)$",
     ):
-        decode(str(tmp_path / "cut.flac"), 22050)
+        decode(str(tmp_path / "damaged.flac"), 22050)
     sf.write(tmp_path / "whole.wav", y, 22050, subtype="PCM_16")
     (tmp_path / "zeros.wav").write_bytes(zero_filled((tmp_path / "whole.wav").read_bytes(), 0.4))
     out = decode(str(tmp_path / "zeros.wav"), 22050)
     assert len(out) == len(y) and not out[-int(0.39 * len(y)) :].any() and out[: len(y) // 2].any()
+
+
+def test_a_flac_cut_short_is_refused_where_it_opens(tmp_path):
+    """A FLAC cut short opened with the length its STREAMINFO declares and failed only when decoding reached the cut
+    ("Internal psf_fseek() failed", "lost sync"): `repeval data check` without --decode passed it. Now its last frame
+    headers (two in a row, numbered in order, their CRC-8 matching) tell where its frames end, and it is refused where
+    it opens, naming the samples declared and held — cut anywhere from a tenth of the file to a few frames from its end
+    (mono and stereo, 16 and 24 bits). Whole files, with ID3v1 or APE tags appended, are not; nor is a file cut inside
+    its last frame (at most one block: libsndfile fails on it when decoding)."""
+    from repeval.audio.flac_end import flac_shortfall
+    from repeval.testing.badaudio import tone
+
+    rng = np.random.default_rng(0)
+    for channels, subtype in ((1, "PCM_16"), (2, "PCM_24")):
+        y = tone(3.0, 22050, channels=channels) * 0.5 + 0.01 * rng.standard_normal((66150, channels)).squeeze()
+        sf.write(tmp_path / "whole.flac", y.astype(np.float32), 22050, subtype=subtype)
+        data = (tmp_path / "whole.flac").read_bytes()
+        block = int.from_bytes(data[10:12], "big")  # STREAMINFO's (largest) block size: the frames' but the last
+        for tail in (b"", b"TAG" + bytes(125), _ape_tag()):
+            p = tmp_path / "tagged.flac"
+            p.write_bytes(data + tail)
+            assert len(decode(str(p), 22050)) == 66150
+        for fraction in (0.1, 0.5, 0.9, 0.97):
+            cut = int(len(data) * fraction)
+            p = tmp_path / f"cut_{fraction}.flac"
+            p.write_bytes(data[:cut])
+            m = re.fullmatch(
+                rf"truncated FLAC: {re.escape(str(p))} declares 66,150 samples but its frames end at sample "
+                r"([\d,]+) \(\d+%\) — the file was cut short \(copy or download it again\)",
+                _decode_error(str(p)),
+            )
+            assert m, (channels, fraction)
+            held = int(m[1].replace(",", ""))  # whole frames, about the fraction of the bytes that is left
+            assert held % block == 0 and abs(held - fraction * 66150) < 2 * block, (channels, fraction, held)
+        with open(tmp_path / "whole.flac", "rb") as fh:
+            assert flac_shortfall(fh, len(data)) is None
+        p = tmp_path / "cut_last_frame.flac"
+        p.write_bytes(data[:-10])
+        with open(p, "rb") as fh:
+            assert flac_shortfall(fh, len(data) - 10) is None  # not found before decoding
+        assert "corrupt audio data" in _decode_error(str(p))
+
+
+def _decode_error(path: str) -> str:
+    with pytest.raises(DecodeError) as caught:
+        decode(path, 22050)
+    return str(caught.value)
