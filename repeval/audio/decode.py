@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -26,7 +27,6 @@ from repeval.audio.integrity import OGG_UNENDED, refusal, shortfall, unended_ogg
 from repeval.audio.integrity import mp3_shortfall as mp3_shortfall
 from repeval.audio.integrity import mpeg_frame_bytes as mpeg_frame_bytes
 from repeval.audio.integrity import wav_shortfall as wav_shortfall
-from repeval.warn import warn_once
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,10 @@ def _check_regular_file(path: str) -> None:
 # --- end reliability ------------------------------------------------------------------------------
 
 
+#: the last file without its end (:data:`~repeval.audio.integrity.OGG_UNENDED`) each thread warned about
+_warned = threading.local()
+
+
 def _checked_open(path: str, short: tuple[str, int, int] | None, source: Any) -> tuple[sf.SoundFile, bool]:
     """``(sf.SoundFile(source), whether it is an Ogg file without its end)`` for the file at ``path``, or
     :class:`DecodeError` naming the fix when ``short``
@@ -113,8 +117,8 @@ def _checked_open(path: str, short: tuple[str, int, int] | None, source: Any) ->
     where its reads stop — falls short of those samples by more than two frames (an encoder's delay and padding); or
     when the file opens with a length of 0 (no frames are read past its length: the run would decode no sample of it,
     :func:`repeval.audio.empty.no_audio`). An Ogg file without its end (:data:`~repeval.audio.integrity.OGG_UNENDED`:
-    cut, or a live stream's recording) opens with what its whole pages hold and a warning, logged once per file and
-    process (:func:`~repeval.audio.integrity.unended_ogg`); refused when they hold no audio."""
+    cut, or a live stream's recording) opens with what its whole pages hold and a warning, logged once when a thread
+    opens it twice in a row (:func:`~repeval.audio.integrity.unended_ogg`); refused when they hold no audio."""
     message = refusal(path, short)
     if message is not None:
         raise DecodeError(message)
@@ -131,9 +135,9 @@ def _checked_open(path: str, short: tuple[str, int, int] | None, source: Any) ->
         fmt = f.format
         f.close()
         raise DecodeError(no_audio(path, fmt, short) if unended is None else unended_ogg(path, unended, None))
-    if unended is not None:  # once per file and process (data check opens a file twice with --decode)
-        seconds = f.frames / max(f.samplerate, 1)
-        warn_once(log, ("Ogg without its end", path), "%s", unended_ogg(path, unended, seconds))
+    if unended is not None and getattr(_warned, "path", None) != path:  # data check --decode opens it twice
+        _warned.path = path
+        log.warning("%s", unended_ogg(path, unended, f.frames / max(f.samplerate, 1)))
     if short is not None and short[0] == "MP3 VBR" and f.frames < short[1] - 2 * short[2]:
         f.close()
         raise DecodeError(

@@ -34,9 +34,9 @@ def test_an_ogg_without_its_end_is_decoded_as_far_as_its_whole_pages_go_with_a_w
     writer never flagged its last page as the stream's end (`ffmpeg … -f ogg` stopped) — was refused; librosa /
     audioread decode it, and nothing tells a cut file from such a recording. Now it decodes to the audio its whole
     pages hold — exactly the whole file's first samples, as many as the last whole page's granule position says —
-    with a warning naming the file, what is missing, the seconds its pages hold and the fix, said once per file (behind
-    an ID3v1 tag, and through a file:// URI too); libsndfile's Opus reader fails at the end of a whole file whose last
-    page lacks the flag: what it read is kept. Pages holding no audio (cut inside the header pages) are still
+    with a warning naming the file, what is missing, the seconds its pages hold and the fix, said once for two opens
+    in a row (behind an ID3v1 tag, and through a file:// URI too); libsndfile's Opus reader fails at the end of a
+    whole file whose last page lacks the flag: what it read is kept. Pages holding no audio (cut inside the header pages) are still
     refused, as is a whole file whose last page was overwritten (its CRC does not match: libsndfile drops it)."""
     data = write_ogg(tmp_path / "whole.ogg", tone(3.0, RATE_HZ, channels=2), RATE_HZ, subtype).read_bytes()
     whole = decode(str(tmp_path / "whole.ogg"), RATE_HZ)
@@ -79,7 +79,7 @@ def test_an_ogg_without_its_end_is_decoded_as_far_as_its_whole_pages_go_with_a_w
                 said[0],
             ), (name, said)
             caplog.clear()
-            assert len(decode(path, RATE_HZ)) == len(out) and not caplog.records  # said once per file
+            assert len(decode(path, RATE_HZ)) == len(out) and not caplog.records  # said once for two opens in a row
     for name, content in (("headers_only", data[: starts[1] + 10]), ("no_audio_page", data[: starts[2]])):
         p = tmp_path / f"{name}.ogg"
         p.write_bytes(content)
