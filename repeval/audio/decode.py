@@ -23,10 +23,12 @@ import soxr
 from repeval.audio.empty import no_audio
 from repeval.audio.integrity import MP3_HELD_FRACTION as MP3_HELD_FRACTION
 from repeval.audio.integrity import MP3_TAIL_BYTES as MP3_TAIL_BYTES
-from repeval.audio.integrity import OGG_UNENDED, refusal, shortfall, unended_ogg, zeros_start
 from repeval.audio.integrity import mp3_shortfall as mp3_shortfall
 from repeval.audio.integrity import mpeg_frame_bytes as mpeg_frame_bytes
+from repeval.audio.integrity import refusal, shortfall
 from repeval.audio.integrity import wav_shortfall as wav_shortfall
+from repeval.audio.ogg_end import OGG_UNENDED, unended_ogg
+from repeval.audio.tail import zeros_start
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ MAX_PEAK = 64.0
 UNKNOWN_FRAMES = 0x7FFFFFFFFFFFFFFF
 
 
-#: an Ogg file without its end (:data:`~repeval.audio.integrity.OGG_UNENDED`) whose read fails no earlier than this many
+#: an Ogg file without its end (:data:`~repeval.audio.ogg_end.OGG_UNENDED`) whose read fails no earlier than this many
 #: seconds before the length libsndfile gives it keeps what was read: libsndfile's Opus reader reads such a file's
 #: last page — one that trims the stream's last packet, as only a page flagged as its end may — up to its pre-skip
 #: (6.5 ms from libopus) short of that length and then fails ("file is malformed"); a packet is at most 120 ms
@@ -104,7 +106,7 @@ def _check_regular_file(path: str) -> None:
 # --- end reliability ------------------------------------------------------------------------------
 
 
-#: the last file without its end (:data:`~repeval.audio.integrity.OGG_UNENDED`) each thread warned about
+#: the last file without its end (:data:`~repeval.audio.ogg_end.OGG_UNENDED`) each thread warned about
 _warned = threading.local()
 
 
@@ -116,9 +118,9 @@ def _checked_open(path: str, short: tuple[str, int, int] | None, source: Any) ->
     samples its frames hold, samples per frame) and libsndfile's length — its guess from the first frame's bitrate,
     where its reads stop — falls short of those samples by more than two frames (an encoder's delay and padding); or
     when the file opens with a length of 0 (no frames are read past its length: the run would decode no sample of it,
-    :func:`repeval.audio.empty.no_audio`). An Ogg file without its end (:data:`~repeval.audio.integrity.OGG_UNENDED`:
+    :func:`repeval.audio.empty.no_audio`). An Ogg file without its end (:data:`~repeval.audio.ogg_end.OGG_UNENDED`:
     cut, or a live stream's recording) opens with what its whole pages hold and a warning, logged once when a thread
-    opens it twice in a row (:func:`~repeval.audio.integrity.unended_ogg`); refused when they hold no audio."""
+    opens it twice in a row (:func:`~repeval.audio.ogg_end.unended_ogg`); refused when they hold no audio."""
     message = refusal(path, short)
     if message is not None:
         raise DecodeError(message)

@@ -1,6 +1,7 @@
 """An Ogg file cut short (Vorbis, Opus; FLAC-in-Ogg, Speex and multiplexed streams built page by page) is found before
-decoding — decoded as far as its whole pages go with a warning naming the fix, or refused when damaged —; whole files
-— with tags or junk appended, chained — are not (repeval.audio.integrity, ``ogg_shortfall``). The zero-filled Ogg tests live in test_damaged_files.py."""
+decoding — decoded as far as its whole pages go with a warning naming the fix, or refused when damaged —; whole files —
+with tags or junk appended, chained — are not (repeval.audio.integrity, ``ogg_shortfall``). The zero-filled Ogg tests
+live in test_damaged_files.py."""
 
 from __future__ import annotations
 
@@ -30,14 +31,14 @@ def _held_frames(data: bytes, last: int, subtype: str) -> int:
 
 @pytest.mark.parametrize("subtype", ["VORBIS", "OPUS"])
 def test_an_ogg_without_its_end_is_decoded_as_far_as_its_whole_pages_go_with_a_warning(tmp_path, subtype, caplog):
-    """An Ogg file without its end — cut at a page boundary or inside a page, or a live stream's recording whose
-    writer never flagged its last page as the stream's end (`ffmpeg … -f ogg` stopped) — was refused; librosa /
-    audioread decode it, and nothing tells a cut file from such a recording. Now it decodes to the audio its whole
-    pages hold — exactly the whole file's first samples, as many as the last whole page's granule position says —
-    with a warning naming the file, what is missing, the seconds its pages hold and the fix, said once for two opens
-    in a row (behind an ID3v1 tag, and through a file:// URI too); libsndfile's Opus reader fails at the end of a
-    whole file whose last page lacks the flag: what it read is kept. Pages holding no audio (cut inside the header pages) are still
-    refused, as is a whole file whose last page was overwritten (its CRC does not match: libsndfile drops it)."""
+    """An Ogg file without its end — cut at a page boundary or inside a page, or a live stream's recording whose writer
+    never flagged its last page as the stream's end (`ffmpeg … -f ogg` stopped) — was refused; librosa / audioread
+    decode it, and nothing tells a cut file from such a recording. Now it decodes to the audio its whole pages hold —
+    exactly the whole file's first samples, as many as the last whole page's granule position says — with a warning
+    naming the file, what is missing, the seconds its pages hold and the fix, said once for two opens in a row (behind
+    an ID3v1 tag, and through a file:// URI too); libsndfile's Opus reader fails at the end of a whole file whose last
+    page lacks the flag: what it read is kept. Pages holding no audio (cut inside the header pages) are still refused,
+    as is a whole file whose last page was overwritten (its CRC does not match: libsndfile drops it)."""
     data = write_ogg(tmp_path / "whole.ogg", tone(3.0, RATE_HZ, channels=2), RATE_HZ, subtype).read_bytes()
     whole = decode(str(tmp_path / "whole.ogg"), RATE_HZ)
     starts = ogg_page_starts(data)
