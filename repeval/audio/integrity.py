@@ -25,7 +25,7 @@ from repeval.audio.ogg_end import ogg_page_crc as ogg_page_crc
 from repeval.audio.ogg_end import ogg_shortfall as ogg_shortfall
 from repeval.audio.ogg_end import ogg_zero_tail as ogg_zero_tail
 from repeval.audio.ogg_end import unended_ogg as unended_ogg
-from repeval.audio.tail import audio_end
+from repeval.audio.tail import audio_end, tags_and_zeros, tags_and_zeros_start
 from repeval.audio.tail import zeros_start as zeros_start
 
 
@@ -175,8 +175,8 @@ def _mp3_last_frame_shortfall(
     if mpeg_frame_bytes(head) is None or longest is None:
         return None, False, None
     end = audio_end(buf)
-    # two whole frames before a cut one at least, or before zero bytes that end the audio (padding)
-    i = max(start - base, len(buf[: max(end, 0)].rstrip(b"\0")) - 3 * longest - 4)
+    # two whole frames before a cut one at least, or before the zero bytes and tags that end the audio (padding)
+    i = max(start - base, tags_and_zeros_start(buf[: max(end, 0)]) - 3 * longest - 4)
     if end < 0 or i < 0:  # tags longer than the tail (a file cut short has none)
         return None, False, None
     kbps = {head >> 12 & 15}  # the bitrate indexes of the whole frames walked
@@ -290,10 +290,9 @@ def mp3_shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
         if vbr and not vbr_header:
             return ("MP3 VBR", *_mp3_stream_samples(fh, size, start, frame[:4]))
         if frames_end is not None:
-            # zeros after the last frame, and any tags after them: libmpg123 reads all of them as bytes that are no
+            # zeros and tags after the last frame, in any order: libmpg123 reads all of them as bytes that are no
             # frame (it looks for no tag at the end of a stream)
-            after = tail[frames_end : max(frames_end, audio_end(tail))]
-            if size - base - frames_end > MPG123_RESYNC_BYTES and not after.strip(b"\0"):
+            if size - base - frames_end > MPG123_RESYNC_BYTES and tags_and_zeros(tail[frames_end:]):
                 return ("MP3 padded", size - base - frames_end, base + frames_end)
         return None
     finally:

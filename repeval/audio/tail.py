@@ -44,3 +44,45 @@ def zeros_start(fh: Any, end: int, floor: int = 0) -> int:
             return end - n + len(kept)
         end -= n
     return floor
+
+
+#: what ends each tag :func:`audio_end` knows, and how many bytes after the start of that marker it ends
+_TAG_ENDS = ((b"TAG", 128), (b"APETAGEX", 32), (b"LYRICS200", 9), (b"LYRICSEND", 9), (b"3DI", 10))
+
+
+def tags_and_zeros(buf: bytes) -> bool:
+    """Whether ``buf`` holds nothing but tags (:func:`audio_end`) and zero bytes, in any order
+    (:func:`tags_and_zeros_start`)."""
+    return tags_and_zeros_start(buf) == 0
+
+
+#: the most tags and runs of zeros :func:`tags_and_zeros_start` looks behind (a file has a few)
+MAX_TAG_LAYERS = 8
+
+
+def tags_and_zeros_start(buf: bytes) -> int:
+    """Where the tags (:func:`audio_end`) and zero bytes that end ``buf``, in any order, start (``len(buf)`` when it
+    ends in neither) — zeros after a tag too, though a tag may end in zero bytes itself (an APE footer always does, an
+    ID3v1 tag of genre 0): each tag marker that only zeros follow is tried (an ``APETAGEX`` holds a ``TAG``), up to
+    :data:`MAX_TAG_LAYERS` tags deep, each prefix once (a crafted file cannot make it search long)."""
+    if not buf.endswith(b"\0") and audio_end(buf) == len(buf):  # audio to the end (most files: at once)
+        return len(buf)
+    starts: dict[int, int] = {}  # the answer for buf[:n], by n
+
+    def start_of(n: int, depth: int) -> int:
+        if n not in starts:
+            head = buf[:n]
+            start = len(head.rstrip(b"\0"))
+            ends = {n} | {at + k for marker, k in _TAG_ENDS if (at := head.rfind(marker)) >= 0 and at + k < n}
+            for cut in sorted(ends, reverse=True):
+                if start and depth and not head[cut:].strip(b"\0") and 0 <= (end := _tags_start(head[:cut])) < cut:
+                    start = min(start, start_of(end, depth - 1))
+            starts[n] = start
+        return starts[n]
+
+    return start_of(len(buf), MAX_TAG_LAYERS)
+
+
+def _tags_start(buf: bytes) -> int:
+    """:func:`audio_end` of ``buf``, but 0 when tags fill it (:func:`audio_end`: -1, as when a tag runs past it)."""
+    return audio_end(b"\1" + buf) - 1

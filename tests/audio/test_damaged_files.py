@@ -292,7 +292,8 @@ def test_legitimate_mp3s_ending_in_tags_padding_or_silence_are_not_refused(tmp_p
 @pytest.mark.parametrize("rate_hz", [8000, 44100])  # MPEG 2.5 (the whole file less than one read block) and MPEG-1
 def test_an_mp3_padded_with_up_to_4_kib_of_zeros_or_long_tags_decodes_whole(tmp_path, rate_hz):
     """A whole MP3 without a Xing/Info size followed by more than 1,024 bytes that are no frame — zero padding of up to
-    4 KiB (not refused: a whole file may end in that much), zeros and an ID3v1 tag, an APEv2 tag with a picture —
+    4 KiB (not refused: a whole file may end in that much), zeros and an ID3v1 tag either way round (a tag may end in
+    zero bytes itself: an APE footer does), an APEv2 tag with a picture —
     was an error record: libmpg123 gives up after 1,024 bytes that are no frame ("Unspecified internal error"), losing
     the file (at 8 kHz all of it: it is shorter than one read block). Now libsndfile reads it up to its last frame: it
     decodes to exactly the samples of the file without them (through a file:// URI too); with a Xing size it did."""
@@ -310,7 +311,16 @@ def test_an_mp3_padded_with_up_to_4_kib_of_zeros_or_long_tags_decodes_whole(tmp_
         (tmp_path / f"{name}.mp3").write_bytes(data)
         whole = decode(str(tmp_path / f"{name}.mp3"), rate_hz)
         assert len(whole) > rate_hz // 2
-        for i, tail in enumerate((bytes(2048), bytes(4096), bytes(1024) + id3v1, bytes(3000) + id3v1, ape)):
+        tails = (
+            bytes(2048),
+            bytes(4096),
+            bytes(1024) + id3v1,
+            bytes(3000) + id3v1,
+            ape,
+            id3v1 + bytes(2000),
+            ape + bytes(2000),
+        )
+        for i, tail in enumerate(tails):
             p = tmp_path / f"{name}_{i}.mp3"
             p.write_bytes(data + tail)
             if name == "no_xing":
