@@ -9,7 +9,9 @@ whole signal (short clips, tools, tests). Where a file opens, :mod:`repeval.audi
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -23,8 +25,12 @@ from repeval.audio.integrity import MP3_HELD_FRACTION as MP3_HELD_FRACTION
 from repeval.audio.integrity import MP3_TAIL_BYTES as MP3_TAIL_BYTES
 from repeval.audio.integrity import mp3_shortfall as mp3_shortfall
 from repeval.audio.integrity import mpeg_frame_bytes as mpeg_frame_bytes
-from repeval.audio.integrity import refusal, shortfall, zeros_start
+from repeval.audio.integrity import refusal, shortfall
 from repeval.audio.integrity import wav_shortfall as wav_shortfall
+from repeval.audio.ogg_end import OGG_UNENDED, unended_ogg
+from repeval.audio.tail import zeros_start
+
+log = logging.getLogger(__name__)
 
 #: frames read per block for streaming decode
 BLOCK_FRAMES = 1 << 16
@@ -43,17 +49,27 @@ MAX_PEAK = 64.0
 UNKNOWN_FRAMES = 0x7FFFFFFFFFFFFFFF
 
 
-def read_block(f: sf.SoundFile, n: int) -> np.ndarray:
+#: an Ogg file without its end (:data:`~repeval.audio.ogg_end.OGG_UNENDED`) whose read fails no earlier than this many
+#: seconds before the length libsndfile gives it keeps what was read: libsndfile's Opus reader reads such a file's
+#: last page — one that trims the stream's last packet, as only a page flagged as its end may — up to its pre-skip
+#: (6.5 ms from libopus) short of that length and then fails ("file is malformed"); a packet is at most 120 ms
+UNENDED_SLACK_S = 0.2
+
+
+def read_block(f: sf.SoundFile, n: int, at: int = 0, slack_frames: int | None = None) -> np.ndarray:
     """Up to ``n`` frames of ``f`` as a float32 ``(frames, channels)`` block (fewer at its end). A file of unknown
     length (:data:`UNKNOWN_FRAMES`) is read with libsndfile's own read: soundfile seeks to where each read ended, and
     that seek fails at the end of such a file ("Internal psf_fseek() failed"), which would lose its last block — or
-    turn the whole file into an error when it is shorter than a block."""
-    if f.frames != UNKNOWN_FRAMES:
+    turn the whole file into an error when it is shorter than a block. So is a file read with ``slack_frames``
+    (``at``: the frames read before), whose read error within its last ``slack_frames`` frames ends it instead of
+    being raised, keeping the frames that read got (soundfile drops them): an Ogg file without its end
+    (:data:`UNENDED_SLACK_S`)."""
+    if f.frames != UNKNOWN_FRAMES and slack_frames is None:
         return f.read(n, dtype="float32", always_2d=True)
     block = np.empty((n, f.channels), np.float32)
     got = sf._snd.sf_readf_float(f._file, sf._ffi.cast("float *", block.ctypes.data), n)  # type: ignore[attr-defined]
     code = sf._snd.sf_error(f._file)  # type: ignore[attr-defined]
-    if code:
+    if code and (slack_frames is None or at + got < f.frames - slack_frames):
         raise sf.LibsndfileError(code)
     return block[:got]
 
@@ -90,22 +106,40 @@ def _check_regular_file(path: str) -> None:
 # --- end reliability ------------------------------------------------------------------------------
 
 
-def _checked_open(path: str, short: tuple[str, int, int] | None, source: Any) -> sf.SoundFile:
-    """``sf.SoundFile(source)`` for the file at ``path``, or :class:`DecodeError` naming the fix when ``short``
+#: the last file without its end (:data:`~repeval.audio.ogg_end.OGG_UNENDED`) each thread warned about
+_warned = threading.local()
+
+
+def _checked_open(path: str, short: tuple[str, int, int] | None, source: Any) -> tuple[sf.SoundFile, bool]:
+    """``(sf.SoundFile(source), whether it is an Ogg file without its end)`` for the file at ``path``, or
+    :class:`DecodeError` naming the fix when ``short``
     (:func:`repeval.audio.integrity.shortfall`) says it was cut short, zero-filled or damaged
     (:func:`~repeval.audio.integrity.refusal`), or says it is a VBR MP3 without a Xing header (``"MP3 VBR"``:
     samples its frames hold, samples per frame) and libsndfile's length — its guess from the first frame's bitrate,
     where its reads stop — falls short of those samples by more than two frames (an encoder's delay and padding); or
     when the file opens with a length of 0 (no frames are read past its length: the run would decode no sample of it,
-    :func:`repeval.audio.empty.no_audio`)."""
+    :func:`repeval.audio.empty.no_audio`). An Ogg file without its end (:data:`~repeval.audio.ogg_end.OGG_UNENDED`:
+    cut, or a live stream's recording) opens with what its whole pages hold and a warning, logged once when a thread
+    opens it twice in a row (:func:`~repeval.audio.ogg_end.unended_ogg`); refused when they hold no audio."""
     message = refusal(path, short)
     if message is not None:
         raise DecodeError(message)
-    f = sf.SoundFile(source)
+    unended = short if short is not None and short[0] in OGG_UNENDED else None
+    if short is not None and short[0] == "MP3 padded":  # libsndfile would fail on the zeros after its last frame
+        source = _Head(open(path, "rb") if source is path else source, short[2])
+    try:
+        f = sf.SoundFile(source)
+    except sf.LibsndfileError:
+        if unended is not None:  # cut inside its header pages ("Supported file format but file is malformed")
+            raise DecodeError(unended_ogg(path, unended, None)) from None
+        raise
     if f.frames == 0:
         fmt = f.format
         f.close()
-        raise DecodeError(no_audio(path, fmt, short))
+        raise DecodeError(no_audio(path, fmt, short) if unended is None else unended_ogg(path, unended, None))
+    if unended is not None and getattr(_warned, "path", None) != path:  # data check --decode opens it twice
+        _warned.path = path
+        log.warning("%s", unended_ogg(path, unended, f.frames / max(f.samplerate, 1)))
     if short is not None and short[0] == "MP3 VBR" and f.frames < short[1] - 2 * short[2]:
         f.close()
         raise DecodeError(
@@ -113,7 +147,36 @@ def _checked_open(path: str, short: tuple[str, int, int] | None, source: Any) ->
             "cannot tell the length of such a file) — re-encode it, or add a Xing header (e.g. `vbrfix` or "
             "`ffmpeg -i in.mp3 -c copy out.mp3`)"
         )
-    return f
+    return f, unended is not None
+
+
+class _Head:
+    """The first ``size`` bytes of the seekable binary file ``fh``, a file soundfile reads through its virtual I/O: an
+    MP3 whose frames are followed by more zero bytes than libmpg123 skips (``"MP3 padded"``,
+    :data:`repeval.audio.integrity.MPG123_RESYNC_BYTES`) is read up to its last frame. ``fh`` is closed when this is
+    freed, with the :class:`soundfile.SoundFile` reading it (which closes no file object it reads)."""
+
+    def __init__(self, fh: Any, size: int) -> None:
+        self._fh, self._size, self._at = fh, size, 0
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self._at = max(0, (0, self._at, self._size)[whence] + offset)
+        return self._at
+
+    def tell(self) -> int:
+        return self._at
+
+    def __del__(self) -> None:
+        self._fh.close()
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._size - self._at if n < 0 else min(n, self._size - self._at)
+        if n <= 0:
+            return b""
+        self._fh.seek(self._at)
+        data = self._fh.read(n)
+        self._at += len(data)
+        return bytes(data)
 
 
 def _raw_file(path: str) -> tuple[Any, int]:
@@ -130,6 +193,13 @@ def _raw_file(path: str) -> tuple[Any, int]:
 
 
 def _open(path: str) -> sf.SoundFile:
+    """The file at ``path`` opened for decoding, once it passed the checks made where a file opens
+    (:func:`_checked_open`), else :class:`DecodeError` naming the fix."""
+    return _open_noting(path)[0]
+
+
+def _open_noting(path: str) -> tuple[sf.SoundFile, bool]:
+    """:func:`_open`, and whether the file is an Ogg file without its end (read with :data:`UNENDED_SLACK_S`)."""
     if "://" not in path:
         _check_regular_file(path)  # reliability (issue 9)
     try:
@@ -199,12 +269,13 @@ def iter_blocks(path: str, sample_rate_hz: int, max_duration_s: float | None = N
     part-way), for files without samples, for non-finite samples and for samples far beyond full scale
     (:data:`MAX_PEAK`).
     """
-    f = _open(path)
+    f, unended = _open_noting(path)
     total = 0
     with f:
         sr = f.samplerate
         if sr <= 0:
             raise DecodeError(f"invalid sample rate {sr} in {path}")
+        slack = int(UNENDED_SLACK_S * sr) if unended else None
         limit = None if max_duration_s is None else int(max_duration_s * sr)
         resampler = None if sr == sample_rate_hz else soxr.ResampleStream(sr, sample_rate_hz, 1, dtype="float32")
         read = 0
@@ -213,7 +284,7 @@ def iter_blocks(path: str, sample_rate_hz: int, max_duration_s: float | None = N
             if n <= 0:
                 break
             try:
-                block = read_block(f, n)
+                block = read_block(f, n, read, slack)
             except (sf.LibsndfileError, RuntimeError) as exc:
                 raise DecodeError(
                     f"corrupt audio data in {path} after {read} frames: {exc}{_why_corrupt(path)}"

@@ -1,18 +1,32 @@
-"""Checks that an audio file is whole, run where it opens, before libsndfile decodes it: libsndfile decodes a file
-cut short (a WAV, MP3 or Ogg), zero-filled (an MP3 or Ogg preallocated at its full size by a download or copy that stopped)
+"""Checks that an audio file is whole, run where it opens, before libsndfile decodes it: libsndfile decodes a file cut
+short (a WAV, MP3 or Ogg), zero-filled (an MP3 or Ogg preallocated at its full size by a download or copy that stopped)
 or a VBR MP3 without a Xing header as shorter audio, without a word. Each check reads a header and the file's tail — a
 few reads, a few microseconds (a remote file: a few range requests); :func:`shortfall` says which applies and what it
-found, :func:`refusal` the reason a file it found wrong is refused with (the cause, what the file holds, the
-fix), and :func:`repeval.audio.decode._checked_open` raises it. Files with no audio frames: :mod:`repeval.audio.empty`.
+found, :func:`refusal` the reason a file it found wrong is refused with (the cause, what the file holds, the fix), and
+:func:`repeval.audio.decode._checked_open` raises it — except for an Ogg file without its end, which a live stream's
+recording is too: decoded as far as its whole pages go, with a warning (:mod:`repeval.audio.ogg_end`). Files with no
+audio frames: :mod:`repeval.audio.empty`.
 """
 
 from __future__ import annotations
 
 import struct
-import zlib
 from typing import Any
 
 from repeval.audio.empty import flac_no_frames, no_audio
+from repeval.audio.flac_end import flac_shortfall
+
+# the Ogg checks moved to ogg_end.py, and what ends a file to tail.py: importable from here as before (`X as X`)
+from repeval.audio.ogg_end import OGG_MAX_PAGE_BYTES as OGG_MAX_PAGE_BYTES
+from repeval.audio.ogg_end import OGG_TAIL_BYTES as OGG_TAIL_BYTES
+from repeval.audio.ogg_end import OGG_UNENDED as OGG_UNENDED
+from repeval.audio.ogg_end import OGG_ZERO_TAIL_BYTES as OGG_ZERO_TAIL_BYTES
+from repeval.audio.ogg_end import ogg_page_crc as ogg_page_crc
+from repeval.audio.ogg_end import ogg_shortfall as ogg_shortfall
+from repeval.audio.ogg_end import ogg_zero_tail as ogg_zero_tail
+from repeval.audio.ogg_end import unended_ogg as unended_ogg
+from repeval.audio.tail import audio_end, tags_and_zeros, tags_and_zeros_start
+from repeval.audio.tail import zeros_start as zeros_start
 
 
 def wav_shortfall(fh: Any, size: int) -> tuple[int, int] | None:
@@ -72,6 +86,12 @@ MP3_TAIL_BYTES = 16384
 #: :func:`repeval.audio.decode._why_corrupt`).
 MP3_ZERO_TAIL_BYTES = 4096
 
+#: libmpg123 gives up on an MP3 after this many bytes that are no frame ("Giving up resync after 1024 bytes"), and
+#: libsndfile's read then fails ("Unspecified internal error"): a whole file padded with more zero bytes after its last
+#: frame (up to :data:`MP3_ZERO_TAIL_BYTES`; a Xing/Info size stops the reads before them) is read up to that frame
+#: (``"MP3 padded"``: :func:`mp3_shortfall`, :func:`repeval.audio.decode._checked_open`)
+MPG123_RESYNC_BYTES = 1024
+
 #: the longest frame any MPEG audio header declares (layer II, 160 kbit/s at 8 kHz, padded): the longest frame taken for
 #: a free-format stream, whose headers do not tell its frame length
 MPEG_MAX_FRAME_BYTES = 2881
@@ -113,30 +133,6 @@ def mpeg_frame_bytes(header: int, first: int | None = None) -> int | None:
     return (144 if version == 3 or layer == 2 else 72) * bits_per_s // rate_hz + padding
 
 
-def _mp3_audio_end(buf: bytes) -> int:
-    """Where the audio ends in ``buf``, the end of an MP3: before the tags written after it — ID3v1 (with a TAG+
-    extension), APEv1/v2, Lyrics3 v1/v2, an ID3v2 tag with a footer — in any order; -1 when a tag reaches beyond
-    ``buf``."""
-    end = len(buf)
-    if end >= 128 and buf[end - 128 : end - 125] == b"TAG":  # ID3v1, always last
-        end -= 128 + 227 * (end >= 355 and buf[end - 355 : end - 351] == b"TAG+")
-    while end > 0:
-        if end >= 32 and buf[end - 32 : end - 24] == b"APETAGEX":  # the footer: its size counts the items and itself
-            size, flags = struct.unpack("<I4xI", buf[end - 20 : end - 8])
-            if size < 32:
-                return -1
-            end -= size + 32 * (flags >> 31)  # + a header when flagged
-        elif end >= 15 and buf[end - 9 : end] == b"LYRICS200" and buf[end - 15 : end - 9].isdigit():
-            end -= int(buf[end - 15 : end - 9]) + 15
-        elif end >= 9 and buf[end - 9 : end] == b"LYRICSEND":  # Lyrics3 v1: at most 5,100 bytes after LYRICSBEGIN
-            end = buf.rfind(b"LYRICSBEGIN", max(0, end - 5120), end)
-        elif end >= 10 and buf[end - 10 : end - 7] == b"3DI":  # an ID3v2 footer: syncsafe size, header and footer
-            end -= 20 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(buf[end - 4 : end]))
-        else:
-            return end
-    return -1
-
-
 def _mp3_tail(fh: Any, size: int, start: int) -> tuple[int, bytes]:
     """``(where it starts, the bytes)``: the last :data:`MP3_TAIL_BYTES` of an MP3 file of ``size`` bytes whose audio
     starts at ``start`` (one read; a remote file: one range request)."""
@@ -149,12 +145,13 @@ def mp3_zero_tail(fh: Any, start: int, first: bytes, base: int, buf: bytes) -> t
     """``(where they start, how many)``: the zero bytes that end the audio of an MP3 whose audio starts at ``start``
     with the frame header ``first``, when they are more than a whole file can end in — more than
     :data:`MP3_ZERO_TAIL_BYTES` and than two of the stream's longest frames (its version, layer and sample rate at the
-    highest bitrate, padded) —, else ``None``. ``buf`` is the file's tail from byte ``base`` on (:func:`_mp3_tail`);
-    the run is counted before any tags written after the audio (:func:`_mp3_audio_end`), and only when the whole tail
-    is zeros is the file read on backwards, in blocks of 1 MiB, to find where the run starts (a refused file only)."""
+    highest bitrate, padded) —, else ``None``. ``buf`` is the file's tail from byte ``base`` on (:func:`_mp3_tail`); the
+    run is counted before any tags written after the audio (:func:`repeval.audio.tail.audio_end`), and only when the
+    whole tail is zeros is the file read on backwards, in blocks of 1 MiB, to find where the run starts (a refused file
+    only)."""
     head = int.from_bytes(first, "big")
     longest = mpeg_frame_bytes(head & ~0xF000 | 0xE200) if mpeg_frame_bytes(head) else None
-    end = _mp3_audio_end(buf)
+    end = audio_end(buf)
     audio = buf[:end] if end >= 0 else buf  # tags longer than the tail: its last bytes
     kept = audio.rstrip(b"\0")
     if len(audio) - len(kept) <= max(MP3_ZERO_TAIL_BYTES, 2 * (longest or MPEG_MAX_FRAME_BYTES)):
@@ -163,34 +160,25 @@ def mp3_zero_tail(fh: Any, start: int, first: bytes, base: int, buf: bytes) -> t
     return zeros_at, base + len(audio) - zeros_at
 
 
-def zeros_start(fh: Any, end: int, floor: int = 0) -> int:
-    """Where the run of zero bytes that ends at byte ``end`` of the seekable binary file ``fh`` starts (``end`` when
-    byte ``end - 1`` is not zero; not before ``floor``): reads backwards in blocks of 1 MiB."""
-    while end > floor:
-        n = min(1 << 20, end - floor)
-        fh.seek(end - n)
-        kept = fh.read(n).rstrip(b"\0")
-        if kept:
-            return end - n + len(kept)
-        end -= n
-    return floor
-
-
-def _mp3_last_frame_shortfall(start: int, first: bytes, base: int, buf: bytes) -> tuple[tuple[int, int] | None, bool]:
+def _mp3_last_frame_shortfall(
+    start: int, first: bytes, base: int, buf: bytes
+) -> tuple[tuple[int, int] | None, bool, int | None]:
     """``(bytes its last frame needs, bytes left of it)`` when the MPEG audio stream starting at ``start`` with the
     frame header ``first`` ends inside a frame, else ``None`` — also whenever that cannot be told (free format, no
-    chain of frames found in the tail, bytes after the last frame that are no frame); and whether a whole frame in
-    the tail has another bitrate than the first frame (a VBR stream). ``buf`` is the file's tail from byte ``base``
-    on (:func:`_mp3_tail`); a header there is trusted when the frame it declares ends where another header of the
-    stream starts (or at the end of the audio); then the frames are walked to the end."""
+    chain of frames found in the tail, bytes after the last frame that are no frame); whether a whole frame in
+    the tail has another bitrate than the first frame (a VBR stream); and where (in ``buf``) its whole frames stop,
+    ``None`` when no chain of frames was found. ``buf`` is the file's tail from byte ``base`` on (:func:`_mp3_tail`);
+    a header there is trusted when the frame it declares ends where another header of the stream starts (or at the end
+    of the audio); then the frames are walked to the end."""
     head = int.from_bytes(first, "big")
     longest = mpeg_frame_bytes(head & ~0xF000 | 0xE200)  # at the highest bitrate, padded
     if mpeg_frame_bytes(head) is None or longest is None:
-        return None, False
-    end = _mp3_audio_end(buf)
-    i = max(start - base, end - 3 * longest - 4)  # two whole frames before a cut one at least
+        return None, False, None
+    end = audio_end(buf)
+    # two whole frames before a cut one at least, or before the zero bytes and tags that end the audio (padding)
+    i = max(start - base, tags_and_zeros_start(buf[: max(end, 0)]) - 3 * longest - 4)
     if end < 0 or i < 0:  # tags longer than the tail (a file cut short has none)
-        return None, False
+        return None, False, None
     kbps = {head >> 12 & 15}  # the bitrate indexes of the whole frames walked
 
     def frame(at: int) -> int | None:
@@ -205,14 +193,14 @@ def _mp3_last_frame_shortfall(start: int, first: bytes, base: int, buf: bytes) -
     while True:  # the first header that chains on
         i = buf.find(b"\xff", i, end - 3)
         if i < 0:
-            return None, False
+            return None, False, None
         n = frame(i)
         if n is not None and (i == start - base or i + n == end or (i + n + 4 <= end and frame(i + n) is not None)):
             break
         i += 1
     i = walk(i, end)
     if i == end:
-        return None, len(kbps) > 1
+        return None, len(kbps) > 1, i
     if end - i >= 4:
         n = frame(i)  # a frame running past the end, or bytes that are not a frame (padding, an unknown tag)
         short = None if n is None else (n, end - i)
@@ -221,7 +209,7 @@ def _mp3_last_frame_shortfall(start: int, first: bytes, base: int, buf: bytes) -
         short = None if n is None else (n if end - i == 3 else 4, end - i)
     # what looked like tags after the audio may be its last bytes: then the frames end at the end of the file
     whole = short is None or (end < len(buf) and walk(i, len(buf)) == len(buf))
-    return None if whole else short, len(kbps) > 1
+    return None if whole else short, len(kbps) > 1, i
 
 
 def _mp3_stream_samples(fh: Any, size: int, start: int, first: bytes) -> tuple[int, int]:
@@ -253,7 +241,10 @@ def mp3_shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
     Cause ``"MP3 zeros"``, with or without a Xing/Info size: its audio ends in a run of zero bytes longer than a whole
     file can end in (:func:`mp3_zero_tail`: a download or copy that preallocated the file at its full size and
     stopped — its size is right, libsndfile gives up on the zeros with "Unspecified internal error" or, for a VBR
-    file without a Xing header, stops short without a word); then ``(cause, zero bytes, file size)``.
+    file without a Xing header, stops short without a word); then ``(cause, zero bytes, file size)``. Cause ``"MP3
+    padded"``, a whole file without a Xing/Info size: more than :data:`MPG123_RESYNC_BYTES` zero bytes (and not more
+    than a whole file can end in) after its last whole frame, on which libsndfile's read would fail; then ``(cause,
+    zero bytes, where its frames end)`` — not refused: read up to there (:func:`repeval.audio.decode._checked_open`).
     Reads the ID3v2 header and the first frame's start, then the file's tail (:data:`MP3_TAIL_BYTES`, one read; all
     of a VBR file without a header, and of a zero-filled one back to its last nonzero byte); ``fh`` is a seekable
     binary file of ``size`` bytes (left at its start)."""
@@ -293,170 +284,31 @@ def mp3_shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
         zeros = mp3_zero_tail(fh, start, frame[:4], base, tail)
         if zeros is not None:
             return ("MP3 zeros", zeros[1], size)
-        short, vbr = _mp3_last_frame_shortfall(start, frame[:4], base, tail)
+        short, vbr, frames_end = _mp3_last_frame_shortfall(start, frame[:4], base, tail)
         if short is not None:
             return ("MP3 frame", *short)
         if vbr and not vbr_header:
             return ("MP3 VBR", *_mp3_stream_samples(fh, size, start, frame[:4]))
+        if frames_end is not None:
+            # zeros and tags after the last frame, in any order: libmpg123 reads all of them as bytes that are no
+            # frame (it looks for no tag at the end of a stream)
+            if size - base - frames_end > MPG123_RESYNC_BYTES and tags_and_zeros(tail[frames_end:]):
+                return ("MP3 padded", size - base - frames_end, base + frames_end)
         return None
     finally:
         fh.seek(0)
-
-
-#: an Ogg file (Vorbis, Opus, FLAC) whose last page is not the end of its stream and that ends in more zero bytes than
-#: this is zero-filled (:func:`ogg_zero_tail`)
-OGG_ZERO_TAIL_BYTES = 4096
-
-#: bytes read from the end of an Ogg file to find its last page (one read; libvorbis writes pages of about 4 kB)
-OGG_TAIL_BYTES = 16384
-
-
-def ogg_zero_tail(fh: Any, size: int, base: int, buf: bytes) -> int | None:
-    """How many zero bytes end an Ogg file (``fh`` starts with an ``OggS`` page) when it was zero-filled — a download
-    or copy that preallocated it at its full size and stopped; libsndfile decodes the pages before the zeros as the
-    whole file, shorter, without a word —, else ``None``. Zero-filled: it ends in more than
-    :data:`OGG_ZERO_TAIL_BYTES` zero bytes and the last page before them is not a whole page marking the end of its
-    stream (the EOS flag), so zeros appended to a whole file are not (libsndfile decodes all of it). ``buf`` is the
-    file's tail from byte ``base`` on (the last :data:`OGG_TAIL_BYTES`); when all of those are zeros, reads on
-    backwards to where the zeros start; ``fh`` is a seekable binary file of ``size`` bytes."""
-    kept = buf.rstrip(b"\0")
-    zeros_at = base + len(kept) if kept else zeros_start(fh, base)
-    if size - zeros_at <= OGG_ZERO_TAIL_BYTES:
-        return None
-    if not kept:  # the tail is all zeros: the bytes before them (and a page header's worth of zeros)
-        base = max(0, zeros_at - OGG_TAIL_BYTES)
-        fh.seek(base)
-        buf = fh.read(min(size, zeros_at + 282) - base)
-    at = buf.rfind(b"OggS", 0, zeros_at - base)
-    # zeros after a whole last page that marks the end of its stream (EOS) were appended to a whole file
-    if 0 <= at <= len(buf) - 27 and buf[at + 5] & 4 and base + at + _ogg_page_bytes(buf, at) <= size:
-        return None
-    return size - zeros_at
-
-
-def _ogg_page_bytes(buf: bytes, at: int) -> int:
-    """The length of the Ogg page whose header starts at byte ``at`` of ``buf`` (its 27-byte header, segment table and
-    body, as the segment table declares them; ``buf`` holds the header and the table)."""
-    n_segments = buf[at + 26]
-    return 27 + n_segments + sum(buf[at + 27 : at + 27 + n_segments])
-
-
-#: the longest an Ogg page can be: a 27-byte header, a segment table of 255 entries, 255 segments of 255 bytes
-#: (libvorbis writes pages of about 4 kB, libopus through libsndfile up to some 15 kB)
-OGG_MAX_PAGE_BYTES = 27 + 255 + 255 * 255
-
-#: each byte with its bits in reverse order (:func:`ogg_page_crc`)
-_BITS_REVERSED = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
-
-
-def ogg_page_crc(page: bytes) -> int:
-    """The CRC of an Ogg page whose CRC field (bytes 22-25) holds zeros: CRC-32 with the polynomial 0x04C11DB7, not
-    reflected, initial value and final XOR 0. zlib's CRC-32 is the same polynomial reflected: taken over the page's
-    bytes with their bits reversed, from a zero register, its result's bits reversed are Ogg's (in C: a 4 kB page in
-    a few microseconds, where a Python loop takes milliseconds)."""
-    reflected = zlib.crc32(page.translate(_BITS_REVERSED), 0xFFFFFFFF) ^ 0xFFFFFFFF
-    return int(f"{reflected:032b}"[::-1], 2)
-
-
-def _ogg_page_at(buf: bytes, at: int, stop: int) -> int | None:
-    """Where the Ogg page whose header starts at byte ``at`` of ``buf`` ends, when it is one — its capture pattern,
-    version 0, a header, segment table and body ending by ``stop`` and the CRC it carries matching its bytes —, else
-    ``None``."""
-    if buf[at : at + 5] != b"OggS\0" or stop - at < 27 or stop - at < 27 + buf[at + 26]:
-        return None
-    end = at + _ogg_page_bytes(buf, at)
-    if end > stop:
-        return None
-    page = bytearray(buf[at:end])
-    page[22:26] = bytes(4)
-    return end if ogg_page_crc(bytes(page)) == struct.unpack("<I", buf[at + 22 : at + 26])[0] else None
-
-
-def _ogg_last_page_shortfall(buf: bytes, at: int, stop: int) -> tuple[str, int, int] | None:
-    """What is wrong with the end of the Ogg pages of ``buf[:stop]``, walked from the whole page at ``at`` by the
-    lengths their headers declare: ``("Ogg page", bytes the last page needs, bytes left)`` when the bytes after the
-    last whole page are the start of a page (its capture pattern ``OggS``) running past ``stop`` — ``"Ogg page
-    header"`` when its header or segment table does (the bytes it needs at least) —; ``("Ogg EOS", 0, 0)`` when the
-    last whole page is not the end of its stream (no EOS flag); ``("Ogg CRC", 0, 0)`` when it is, and its CRC does not
-    match its bytes (a page zero-filled within, which libogg drops); else ``None``. Bytes after the last whole page
-    that are no page (tags, padding, junk some tools append) are let be after a page with the EOS flag."""
-    last = at
-    while at < stop:
-        left = stop - at
-        if left < 4 or buf[at : at + min(5, left)] != b"OggS\0"[: min(5, left)]:
-            break  # no page: bytes after the last one
-        if left < 27 or left < 27 + buf[at + 26]:
-            return ("Ogg page header", 27 if left < 27 else 27 + buf[at + 26], left)
-        n = _ogg_page_bytes(buf, at)
-        if n > left:
-            return ("Ogg page", n, left)
-        last, at = at, at + n
-    if not buf[last + 5] & 4:
-        return ("Ogg EOS", 0, 0)
-    return None if _ogg_page_at(buf, last, stop) is not None else ("Ogg CRC", 0, 0)
-
-
-def ogg_shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
-    """``(cause, declared bytes, held bytes)`` when an Ogg file (``fh`` starts with an ``OggS`` page: Vorbis, Opus,
-    FLAC, Speex — the check reads the pages, not the codec's packets) was cut short or zero-filled, else ``None``;
-    libsndfile decodes the pages that are there as the whole file, shorter, without a word. Cause ``"Ogg zeros"``
-    (the zero bytes, the file's size): :func:`ogg_zero_tail`. Else the last Ogg pages are found in the file's tail
-    (:data:`OGG_TAIL_BYTES`; when no whole page is there, the last two :data:`OGG_MAX_PAGE_BYTES`): the first whole
-    page there, its CRC matching (an ``OggS`` inside a page's data is not one), and on from it the pages their headers
-    chain to; cause ``"Ogg page"`` / ``"Ogg page header"`` (bytes the last page needs, bytes left): the file ends
-    inside a page; ``"Ogg EOS"`` (0, 0): its last whole page is not the end of its stream — a file cut at a page
-    boundary; ``"Ogg CRC"`` (0, 0): it is, but its bytes do not match its CRC (:func:`_ogg_last_page_shortfall`).
-
-    Which files: every logical stream ends with a page flagged EOS (the Ogg spec), so the last page of a whole file,
-    one stream or several chained (one after another) or multiplexed (interleaved), has the flag; only the last
-    page is checked: a chained or multiplexed file cut where another stream's last page ends passes. Tags or junk
-    after a whole stream's last page (ID3v1, APE: some taggers append them) are let be; a page cut before tags is
-    found behind ID3v1, APE, Lyrics3 and ID3v2-footer tags (:func:`_mp3_audio_end`). Not found: a file cut inside
-    its first page (no whole page to start from; libsndfile cannot open it). An Ogg file whose writer never set the
-    flag (a live stream's recording) is refused as cut at a page boundary. ``fh`` is a seekable binary file of
-    ``size`` bytes (left at its start)."""
-    try:
-        base = max(0, size - OGG_TAIL_BYTES)
-        fh.seek(base)
-        buf = fh.read(size - base)  # one read (a remote file: one range request)
-        zeros = ogg_zero_tail(fh, size, base, buf)
-        if zeros is not None:
-            return ("Ogg zeros", zeros, size)
-        at = _ogg_first_page(buf)
-        if at is None and base > 0:  # no whole page in the tail: pages longer than 8 kB (Opus, FLAC)
-            base = max(0, size - 2 * OGG_MAX_PAGE_BYTES)
-            fh.seek(base)
-            buf = fh.read(size - base)
-            at = _ogg_first_page(buf)
-        if at is None:
-            return None  # no whole page: nothing to tell by
-        end = _mp3_audio_end(buf)
-        short = _ogg_last_page_shortfall(buf, at, end if end >= 0 else len(buf))
-        # what looked like tags after the pages may be their last bytes: then the pages end at the end of the file
-        if short is not None and 0 <= end < len(buf) and _ogg_last_page_shortfall(buf, at, len(buf)) is None:
-            return None
-        return short
-    finally:
-        fh.seek(0)
-
-
-def _ogg_first_page(buf: bytes) -> int | None:
-    """Where the first whole Ogg page of ``buf`` starts (its CRC matching: :func:`_ogg_page_at`), or ``None``."""
-    at = buf.find(b"OggS")
-    while at >= 0 and _ogg_page_at(buf, at, len(buf)) is None:
-        at = buf.find(b"OggS", at + 1)
-    return None if at < 0 else at
 
 
 def shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
-    """``(cause, declared bytes, held bytes)`` of a WAV or MP3 file that was cut short (``"WAV"``, ``"MP3"``:
-    what its header declares; ``"MP3 frame"``: what its last frame needs) or an MP3 or Ogg file whose tail is zeros
-    (``"MP3 zeros"``, ``"Ogg zeros"``: the zero bytes and the file's size), or a VBR MP3 without a Xing header
-    (:func:`mp3_shortfall`), or an Ogg file cut short (``"Ogg page"``, ``"Ogg page header"``: what its last page
-    needs; ``"Ogg EOS"``, ``"Ogg CRC"``: its last page is not its stream's end, or is damaged —
-    :func:`ogg_shortfall`), or a FLAC with no audio frames after its header (``"FLAC no frames"``: the samples it
-    declares, 0 — :func:`flac_no_frames`), or a WAV whose data chunk declares 0 bytes with bytes after it (``"WAV
-    unsized"``: 0, the bytes after its header — a writer that never went back to fill in the size)."""
+    """``(cause, declared bytes, held bytes)`` of a WAV or MP3 file that was cut short (``"WAV"``, ``"MP3"``: what its
+    header declares; ``"MP3 frame"``: what its last frame needs) or an MP3 or Ogg file whose tail is zeros (``"MP3
+    zeros"``, ``"Ogg zeros"``: the zero bytes and the file's size), or a VBR MP3 without a Xing header
+    (:func:`mp3_shortfall`), or an Ogg file cut short (``"Ogg page"``, ``"Ogg page header"``: what its last page needs;
+    ``"Ogg EOS"``, ``"Ogg CRC"``: its last page is not its stream's end, or is damaged — :func:`ogg_shortfall`), or a
+    FLAC with no audio frames after its header (``"FLAC no frames"``: the samples it declares, 0 —
+    :func:`flac_no_frames`) or cut short (``"FLAC"``: the samples it declares, those its frames hold —
+    :func:`repeval.audio.flac_end.flac_shortfall`), or a WAV whose data chunk declares 0 bytes with bytes after it
+    (``"WAV unsized"``: 0, the bytes after its header — a writer that never went back to fill in the size)."""
     fh.seek(0)
     magic = fh.read(4)  # which check applies (a remote file: one small range request)
     if magic == b"RIFF":
@@ -471,19 +323,24 @@ def shortfall(fh: Any, size: int) -> tuple[str, int, int] | None:
         return ogg_shortfall(fh, size)
     if magic == b"fLaC":
         declared = flac_no_frames(fh, size)
-        return None if declared is None else ("FLAC no frames", declared, 0)
+        if declared is not None:
+            return ("FLAC no frames", declared, 0)
+        cut = flac_shortfall(fh, size)
+        return None if cut is None else ("FLAC", *cut)
     return mp3_shortfall(fh, size)
 
 
 def refusal(path: str, short: tuple[str, int, int] | None) -> str | None:
-    """The reason a file whose check found ``short`` (:func:`shortfall`) is refused — the cause, what the file holds
-    and the fix — or ``None`` when there is nothing to refuse before opening it (``None``, or ``"MP3 VBR"``, whose
-    length only the opened file tells: :func:`repeval.audio.decode._checked_open`; nor ``"WAV unsized"``: libsndfile
-    reads the rest of such a file as its data when its RIFF size is unfilled too — :func:`no_audio` says why when it
-    does not). The causes' numbers: ``"WAV"``, ``"MP3"`` bytes declared and held; ``"MP3 frame"``, ``"Ogg page"``,
-    ``"Ogg page header"`` bytes the last frame or page needs and bytes left; ``"MP3 zeros"``, ``"Ogg zeros"`` the zero
-    bytes and the file's size; ``"FLAC no frames"`` the samples declared; ``"Ogg EOS"``, ``"Ogg CRC"`` none."""
-    if short is None or short[0] in ("MP3 VBR", "WAV unsized"):  # nothing, or what only the opened file tells
+    """The reason a file whose check found ``short`` (:func:`shortfall`) is refused — the cause, what the file holds and
+    the fix — or ``None`` when there is nothing to refuse before opening it (``None``, or ``"MP3 VBR"``, whose length
+    only the opened file tells: :func:`repeval.audio.decode._checked_open`; nor ``"MP3 padded"``, read up to its last
+    frame there; nor ``"WAV unsized"``: libsndfile reads the rest of such a file as its data when its RIFF size is
+    unfilled too — :func:`no_audio` says why when it does not; nor an Ogg file without its end, :data:`OGG_UNENDED`:
+    decoded with a warning, :func:`~repeval.audio.ogg_end.unended_ogg`). The causes' numbers: ``"WAV"``, ``"MP3"`` bytes
+    declared and held; ``"MP3 frame"`` bytes the last frame needs and bytes left; ``"MP3 zeros"``, ``"Ogg zeros"`` the
+    zero bytes and the file's size; ``"FLAC no frames"`` the samples declared; ``"FLAC"`` the samples declared and those
+    its frames hold; ``"Ogg CRC"`` none."""
+    if short is None or short[0] in ("MP3 VBR", "MP3 padded", "WAV unsized", *OGG_UNENDED):  # not refused here
         return None
     cause, declared, held = short
     if cause == "FLAC no frames":
@@ -492,6 +349,11 @@ def refusal(path: str, short: tuple[str, int, int] | None) -> str | None:
         return (
             f"truncated FLAC: {path} declares {declared:,} samples but ends after its header, with no audio frames — "
             "the file was cut short (copy or download it again)"
+        )
+    if cause == "FLAC":
+        return (
+            f"truncated FLAC: {path} declares {declared:,} samples but its frames end at sample {held:,} "
+            f"({held / declared:.0%}) — the file was cut short (copy or download it again)"
         )
     if cause in ("MP3 zeros", "Ogg zeros"):
         kind, units = ("MP3", "audio frames") if cause == "MP3 zeros" else ("Ogg", "Ogg pages")
@@ -504,18 +366,6 @@ def refusal(path: str, short: tuple[str, int, int] | None) -> str | None:
         return (
             f"truncated MP3: {path} ends inside an audio frame (its last frame needs {needs} bytes, {held:,} "
             f"{'is' if held == 1 else 'are'} left) — the file was cut short (copy or download it again)"
-        )
-    if cause in ("Ogg page", "Ogg page header"):
-        needs = f"at least {declared:,}" if cause == "Ogg page header" else f"{declared:,}"
-        return (
-            f"truncated Ogg: {path} ends inside an Ogg page (its last page needs {needs} bytes, {held:,} "
-            f"{'is' if held == 1 else 'are'} left) — the file was cut short (copy or download it again)"
-        )
-    if cause == "Ogg EOS":
-        return (
-            f"truncated Ogg: {path}'s last Ogg page is not its stream's end (no end-of-stream flag) — the file was cut "
-            "short (copy or download it again; a live stream's recording stopped without one: remux it, e.g. "
-            "`ffmpeg -i in.ogg -c copy out.ogg`)"
         )
     if cause == "Ogg CRC":
         return (

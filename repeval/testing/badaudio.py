@@ -7,17 +7,20 @@ error reason it must give. Everything is generated, small and fast; the 3-hour f
 
 Decisions (what is an error and what is audio):
 
-- errors: empty file, truncated header, truncated FLAC data (the decoder loses sync), a WAV whose data
+- errors: empty file, truncated header, truncated FLAC data (its frames end before the samples its STREAMINFO
+  declares: refused where it opens; the decoder would lose sync), a WAV whose data
   chunk is cut short (libsndfile would read the frames that are there; the size the header declares
   says the file is incomplete — a copy or download that stopped — so it is refused rather than embedded
   as shorter audio; so is an MP3 holding less than the stream size its Xing/Info header declares, or, without such
-  a header, ending inside an audio frame; so is an Ogg file ending inside a page), an MP3, Ogg or FLAC whose second
+  a header, ending inside an audio frame), an MP3, Ogg or FLAC whose second
   half is zeros (a download or copy that preallocated the file at its full size and stopped: the MP3 and the Ogg
   are refused before decoding — libsndfile would decode the Ogg as shorter audio —, the FLAC loses sync and the
   reason says it ends in zeros), non-audio bytes behind a ``.wav`` or ``.flac`` extension, a valid header with zero frames, NaN or inf float samples, a dangling symlink, a FIFO, a directory named ``*.wav``, a symlink loop;
 - audio: all-silent, 8 channels (down-mixed), 1 kHz and 192 kHz (resampled), a 3-hour file
   (streamed in windows), FLAC content behind a ``.wav`` name (the content decides), a whole MP3, a WAV whose second
-  half is zeros (zeros are valid samples: silence; nothing tells it from a recording that ends in silence).
+  half is zeros (zeros are valid samples: silence; nothing tells it from a recording that ends in silence), an Ogg
+  file ending inside a page (nothing tells it from a live stream's recording that stopped: the audio its whole pages
+  hold is decoded, with a warning).
 
 "Unreadable path": the tests run as root, for whom ``chmod 000`` changes nothing, so the
 unreadable kinds are paths that cannot be opened as a regular file by anyone: a dangling
@@ -217,8 +220,24 @@ def ogg_page_starts(ogg: bytes) -> list[int]:
 def _truncated_ogg(d: Path) -> Path:
     p = write_ogg(d / "truncated.ogg", tone(3.0, 22050), 22050)  # some 20 kB of Vorbis, pages of about 4 kB
     data = p.read_bytes()
-    p.write_bytes(data[: len(data) // 2])  # a download that stopped: libsndfile decoded 0.8 s of 3 without a word
+    p.write_bytes(data[: len(data) // 2])  # a download that stopped, or a live stream's recording: its whole pages
     return p
+
+
+def vorbis_held_seconds(path: Path) -> float:
+    """The seconds of audio the whole pages of an Ogg Vorbis file hold (cut short: those before the cut), from the last
+    whole page's granule position (the samples decoded by its end) and the rate in the identification header."""
+    data = path.read_bytes()
+    rate_hz = struct.unpack("<I", data[28 + 12 : 28 + 16])[0]  # after the first page's header and one lacing byte
+    at = granule = 0
+    while at + 27 <= len(data) and data[at : at + 4] == b"OggS":
+        n_segments = data[at + 26]
+        end = at + 27 + n_segments + sum(data[at + 27 : at + 27 + n_segments])
+        if end > len(data):
+            break
+        granule = max(granule, struct.unpack("<q", data[at + 6 : at + 14])[0])
+        at = end
+    return granule / rate_hz
 
 
 def _zero_filled_ogg(d: Path) -> Path:
@@ -330,11 +349,11 @@ def _symlink_loop(d: Path) -> Path:
     return a
 
 
-#: kind → (writer, valid, error-reason fragment, seconds of audio for valid kinds)
-KINDS: dict[str, tuple[Callable[[Path], Path], bool, str, float]] = {
+#: kind → (writer, valid, error-reason fragment, seconds of audio for valid kinds — or what tells them from the file)
+KINDS: dict[str, tuple[Callable[[Path], Path], bool, str, float | Callable[[Path], float]]] = {
     "empty_file": (_empty, False, "cannot decode", 0),
     "truncated_header": (_truncated_header, False, "cannot decode", 0),
-    "truncated_data_flac": (_truncated_data_flac, False, "corrupt audio data", 0),
+    "truncated_data_flac": (_truncated_data_flac, False, "truncated flac", 0),
     "not_audio_wav": (_garbage("wav"), False, "cannot decode", 0),
     "not_audio_flac": (_garbage("flac"), False, "cannot decode", 0),
     "zero_length_audio": (_zero_frames, False, "no audio samples", 0),
@@ -356,7 +375,7 @@ KINDS: dict[str, tuple[Callable[[Path], Path], bool, str, float]] = {
     "zero_filled_mp3": (_zero_filled_mp3(xing=True), False, "zero-filled mp3", 0),
     "zero_filled_mp3_no_xing": (_zero_filled_mp3(xing=False), False, "zero-filled mp3", 0),
     "zero_filled_ogg": (_zero_filled_ogg, False, "zero-filled ogg", 0),
-    "truncated_ogg": (_truncated_ogg, False, "truncated ogg", 0),
+    "truncated_ogg": (_truncated_ogg, True, "", vorbis_held_seconds),
     "zero_filled_flac": (_zero_filled_flac, False, "zero bytes", 0),
     "zero_filled_wav": (_zero_filled_wav, True, "", 2.0),
     "mp3": (_mp3, True, "", 1.0),
@@ -372,5 +391,6 @@ def make_corpus(directory: Path, kinds: list[str] | None = None) -> list[BadFile
         if kind not in KINDS:
             raise ValueError(f"unknown bad-audio kind '{kind}'; valid: {', '.join(KINDS)}")
         make, valid, reason, seconds = KINDS[kind]
-        out.append(BadFile(kind, make(directory), valid, reason, seconds))
+        path = make(directory)
+        out.append(BadFile(kind, path, valid, reason, seconds(path) if callable(seconds) else seconds))
     return out

@@ -289,6 +289,48 @@ def test_legitimate_mp3s_ending_in_tags_padding_or_silence_are_not_refused(tmp_p
             assert 0 <= len(decode(str(p), rate_hz)) - n <= 1152 * tail.startswith(info[:4]), (name, len(tail))
 
 
+@pytest.mark.parametrize("rate_hz", [8000, 44100])  # MPEG 2.5 (the whole file less than one read block) and MPEG-1
+def test_an_mp3_padded_with_up_to_4_kib_of_zeros_or_long_tags_decodes_whole(tmp_path, rate_hz):
+    """A whole MP3 without a Xing/Info size followed by more than 1,024 bytes that are no frame — zero padding of up to
+    4 KiB (not refused: a whole file may end in that much), zeros and an ID3v1 tag either way round (a tag may end in
+    zero bytes itself: an APE footer does), an APEv2 tag with a picture —
+    was an error record: libmpg123 gives up after 1,024 bytes that are no frame ("Unspecified internal error"), losing
+    the file (at 8 kHz all of it: it is shorter than one read block). Now libsndfile reads it up to its last frame: it
+    decodes to exactly the samples of the file without them (through a file:// URI too); with a Xing size it did."""
+    from repeval.audio.integrity import MPG123_RESYNC_BYTES, shortfall
+    from repeval.testing.badaudio import tone, without_first_frame
+
+    sf.write(
+        tmp_path / "xing.mp3", tone(1.0, rate_hz), rate_hz, format="MP3", bitrate_mode="CONSTANT", compression_level=0.5
+    )
+    xing = (tmp_path / "xing.mp3").read_bytes()
+    item = struct.pack("<II", 3000, 0) + b"Cover Art (Front)\x00" + bytes(3000)  # APEv2: one item, then its footer
+    ape = item + b"APETAGEX" + struct.pack("<IIII", 2000, len(item) + 32, 1, 0) + bytes(8)
+    id3v1 = b"TAG" + bytes(125)
+    for name, data in (("no_xing", without_first_frame(xing)), ("xing", xing)):
+        (tmp_path / f"{name}.mp3").write_bytes(data)
+        whole = decode(str(tmp_path / f"{name}.mp3"), rate_hz)
+        assert len(whole) > rate_hz // 2
+        tails = (
+            bytes(2048),
+            bytes(4096),
+            bytes(1024) + id3v1,
+            bytes(3000) + id3v1,
+            ape,
+            id3v1 + bytes(2000),
+            ape + bytes(2000),
+        )
+        for i, tail in enumerate(tails):
+            p = tmp_path / f"{name}_{i}.mp3"
+            p.write_bytes(data + tail)
+            if name == "no_xing":
+                assert len(tail) > MPG123_RESYNC_BYTES
+                with open(p, "rb") as fh:
+                    assert shortfall(fh, len(data + tail)) == ("MP3 padded", len(tail), len(data)), i
+            for path in (str(p), f"file://{p}") if i == 0 else (str(p),):
+                assert np.array_equal(decode(path, rate_hz), whole), (name, i, path)
+
+
 def test_the_zero_tail_threshold_is_two_of_the_streams_longest_frames_and_4_kib():
     """A run of zeros at the end of an MP3's audio marks it zero-filled only when it is longer than
     MP3_ZERO_TAIL_BYTES (4 KiB) and than two of the stream's longest frames; not one byte shorter."""
@@ -338,7 +380,8 @@ def test_a_zero_filled_ogg_is_refused_and_zeros_after_its_last_page_are_not(tmp_
 
 def test_flac_and_wav_with_a_zero_filled_tail(tmp_path):
     """A zero-filled FLAC: libsndfile loses sync part-way; the reason now says the file ends in zero bytes and names
-    the fix (a FLAC cut short: that it is damaged or incomplete, and the fix). A zero-filled WAV is refused by
+    the fix (one damaged in its middle: that it is damaged or incomplete, and the fix; one cut short is refused where
+    it opens: test_a_flac_cut_short_is_refused_where_it_opens). A zero-filled WAV is refused by
     nothing: its zeros are valid samples (silence), and it decodes at full length."""
     from repeval.testing.badaudio import tone, zero_filled
 
@@ -354,14 +397,62 @@ def test_flac_and_wav_with_a_zero_filled_tail(tmp_path):
         r"again\)$",
     ):
         decode(str(tmp_path / "zeros.flac"), 22050)
-    (tmp_path / "cut.flac").write_bytes(data[: len(data) // 2])
+    mid = len(data) // 2  # 1 KiB overwritten in its middle
+    (tmp_path / "damaged.flac").write_bytes(data[:mid] + bytes(range(256)) * 4 + data[mid + 1024 :])
     with pytest.raises(
         DecodeError,
-        match=r"^corrupt audio data in .*cut\.flac after \d+ frames: .* — the file is damaged or incomplete \(copy or "
-        r"download it again, or re-encode it from its source\)$",
+        match=r"^corrupt audio data in .*damaged\.flac after \d+ frames: .* — the file is damaged or incomplete \(copy "
+        r"or download it again, or re-encode it from its source\)$",
     ):
-        decode(str(tmp_path / "cut.flac"), 22050)
+        decode(str(tmp_path / "damaged.flac"), 22050)
     sf.write(tmp_path / "whole.wav", y, 22050, subtype="PCM_16")
     (tmp_path / "zeros.wav").write_bytes(zero_filled((tmp_path / "whole.wav").read_bytes(), 0.4))
     out = decode(str(tmp_path / "zeros.wav"), 22050)
     assert len(out) == len(y) and not out[-int(0.39 * len(y)) :].any() and out[: len(y) // 2].any()
+
+
+def test_a_flac_cut_short_is_refused_where_it_opens(tmp_path):
+    """A FLAC cut short opened with the length its STREAMINFO declares and failed only when decoding reached the cut
+    ("Internal psf_fseek() failed", "lost sync"): `repeval data check` without --decode passed it. Now its last frame
+    headers (two in a row, numbered in order, their CRC-8 matching) tell where its frames end, and it is refused where
+    it opens, naming the samples declared and held — cut anywhere from a tenth of the file to a few frames from its end
+    (mono and stereo, 16 and 24 bits). Whole files, with ID3v1 or APE tags appended, are not; nor is a file cut inside
+    its last frame (at most one block: libsndfile fails on it when decoding)."""
+    from repeval.audio.flac_end import flac_shortfall
+    from repeval.testing.badaudio import tone
+
+    rng = np.random.default_rng(0)
+    for channels, subtype in ((1, "PCM_16"), (2, "PCM_24")):
+        y = tone(3.0, 22050, channels=channels) * 0.5 + 0.01 * rng.standard_normal((66150, channels)).squeeze()
+        sf.write(tmp_path / "whole.flac", y.astype(np.float32), 22050, subtype=subtype)
+        data = (tmp_path / "whole.flac").read_bytes()
+        block = int.from_bytes(data[10:12], "big")  # STREAMINFO's (largest) block size: the frames' but the last
+        for tail in (b"", b"TAG" + bytes(125), _ape_tag()):
+            p = tmp_path / "tagged.flac"
+            p.write_bytes(data + tail)
+            assert len(decode(str(p), 22050)) == 66150
+        for fraction in (0.1, 0.5, 0.9, 0.97):
+            cut = int(len(data) * fraction)
+            p = tmp_path / f"cut_{fraction}.flac"
+            p.write_bytes(data[:cut])
+            m = re.fullmatch(
+                rf"truncated FLAC: {re.escape(str(p))} declares 66,150 samples but its frames end at sample "
+                r"([\d,]+) \(\d+%\) — the file was cut short \(copy or download it again\)",
+                _decode_error(str(p)),
+            )
+            assert m, (channels, fraction)
+            held = int(m[1].replace(",", ""))  # whole frames, about the fraction of the bytes that is left
+            assert held % block == 0 and abs(held - fraction * 66150) < 2 * block, (channels, fraction, held)
+        with open(tmp_path / "whole.flac", "rb") as fh:
+            assert flac_shortfall(fh, len(data)) is None
+        p = tmp_path / "cut_last_frame.flac"
+        p.write_bytes(data[:-10])
+        with open(p, "rb") as fh:
+            assert flac_shortfall(fh, len(data) - 10) is None  # not found before decoding
+        assert "corrupt audio data" in _decode_error(str(p))
+
+
+def _decode_error(path: str) -> str:
+    with pytest.raises(DecodeError) as caught:
+        decode(path, 22050)
+    return str(caught.value)

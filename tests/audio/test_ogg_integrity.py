@@ -1,56 +1,98 @@
-"""An Ogg file cut short (Vorbis, Opus; FLAC-in-Ogg, Speex and multiplexed streams built page by page) is refused
-before decoding, naming the fix; whole files — with tags or junk appended, chained — are not (repeval.audio.integrity,
-``ogg_shortfall``). The zero-filled Ogg tests live in test_damaged_files.py."""
+"""An Ogg file cut short (Vorbis, Opus; FLAC-in-Ogg, Speex and multiplexed streams built page by page) is found before
+decoding — decoded as far as its whole pages go with a warning naming the fix, or refused when damaged —; whole files —
+with tags or junk appended, chained — are not (repeval.audio.integrity, ``ogg_shortfall``). The zero-filled Ogg tests
+live in test_damaged_files.py."""
 
 from __future__ import annotations
 
 import io
+import logging
 import re
 import struct
 
+import numpy as np
 import pytest
 import soundfile as sf
 
 from repeval.audio import DecodeError, decode
+from repeval.audio.decode import UNENDED_SLACK_S
 from repeval.audio.integrity import OGG_TAIL_BYTES, ogg_shortfall
 from repeval.testing.badaudio import ogg_page_starts, tone, write_ogg
 
 RATE_HZ = 48000
 
-CUT = r" — the file was cut short \(copy or download it again"
+
+def _held_frames(data: bytes, last: int, subtype: str) -> int:
+    """The frames the pages up to the one starting at byte ``last`` hold: that page's granule position (Opus: less
+    its pre-skip, from the ID header; Opus in Ogg runs at 48 kHz)."""
+    granule = struct.unpack("<q", data[last + 6 : last + 14])[0]
+    return granule - (struct.unpack("<H", data[28 + 10 : 28 + 12])[0] if subtype == "OPUS" else 0)
 
 
 @pytest.mark.parametrize("subtype", ["VORBIS", "OPUS"])
-def test_an_ogg_cut_short_is_refused_naming_the_fix(tmp_path, subtype):
-    """An Ogg file cut short without zeros (a download or copy that stopped): libsndfile decoded the pages that were
-    there as the whole file, without a word. Refused before decoding, naming the fix: cut inside a page (what its
-    last page needs and what is left; behind an ID3v1 tag too; through a file:// URI), inside a page header (at
-    least its 27 bytes), at a page boundary (its last page has no end-of-stream flag), and a whole file whose last
-    page's end was overwritten (its CRC does not match: libsndfile drops the page)."""
-    data = write_ogg(tmp_path / "whole.ogg", tone(6.0, RATE_HZ, channels=2), RATE_HZ, subtype).read_bytes()
+def test_an_ogg_without_its_end_is_decoded_as_far_as_its_whole_pages_go_with_a_warning(tmp_path, subtype, caplog):
+    """An Ogg file without its end — cut at a page boundary or inside a page, or a live stream's recording whose writer
+    never flagged its last page as the stream's end (`ffmpeg … -f ogg` stopped) — was refused; librosa / audioread
+    decode it, and nothing tells a cut file from such a recording. Now it decodes to the audio its whole pages hold —
+    exactly the whole file's first samples, as many as the last whole page's granule position says — with a warning
+    naming the file, what is missing, the seconds its pages hold and the fix, said once for two opens in a row (behind
+    an ID3v1 tag, and through a file:// URI too); libsndfile's Opus reader fails at the end of a whole file whose last
+    page lacks the flag: what it read is kept. Pages holding no audio (cut inside the header pages) are still refused,
+    as is a whole file whose last page was overwritten (its CRC does not match: libsndfile drops it)."""
+    data = write_ogg(tmp_path / "whole.ogg", tone(3.0, RATE_HZ, channels=2), RATE_HZ, subtype).read_bytes()
+    whole = decode(str(tmp_path / "whole.ogg"), RATE_HZ)
     starts = ogg_page_starts(data)
     mid, after = starts[len(starts) // 2], starts[len(starts) // 2 + 1]
     cut = mid + (after - mid) // 2
-    inside = rf" ends inside an Ogg page \(its last page needs {after - mid:,} bytes, {cut - mid:,} are left\){CUT}\)$"
-    cases = {
-        "inside": (data[:cut], inside),
-        "inside_id3v1": (data[:cut] + b"TAG" + bytes(125), inside),
+    last = data[starts[-1] :]
+    unflagged = last[:5] + bytes([last[5] & ~4]) + last[6:22] + bytes(4) + last[26:]
+    unflagged = unflagged[:22] + struct.pack("<I", _crc(unflagged)) + unflagged[26:]
+    inside = rf" ends inside an Ogg page \(its last page needs {after - mid:,} bytes, {cut - mid:,} are left\)"
+    no_eos = r"'s last Ogg page is not its stream's end \(no end-of-stream flag\)"
+    cases = {  # name: (content, what is missing, the page the audio ends with)
+        "inside": (data[:cut], inside, starts[len(starts) // 2 - 1]),
+        "inside_id3v1": (data[:cut] + b"TAG" + bytes(125), inside, starts[len(starts) // 2 - 1]),
         "header": (
             data[: mid + 10],
-            r" ends inside an Ogg page \(its last page needs at least 27 bytes, 10 are left\)" + CUT + r"\)$",
+            r" ends inside an Ogg page \(its last page needs at least 27 bytes, 10 are left\)",
+            starts[len(starts) // 2 - 1],
         ),
-        "boundary": (data[:mid], r"'s last Ogg page is not its stream's end \(no end-of-stream flag\)" + CUT),
+        "boundary": (data[:mid], no_eos, starts[len(starts) // 2 - 1]),
+        "live": (data[: starts[-1]] + unflagged, no_eos, starts[-1]),
     }
-    for name, (content, message) in cases.items():
+    caplog.set_level(logging.WARNING, logger="repeval.audio.decode")
+    for name, (content, missing, end_page) in cases.items():
         p = tmp_path / f"{name}.ogg"
         p.write_bytes(content)
-        assert sf.info(str(p)).frames < 6 * RATE_HZ  # what libsndfile makes of it, without a word
         for path in (str(p), f"file://{p}") if name == "inside" else (str(p),):
-            with pytest.raises(DecodeError, match=rf"^truncated Ogg: {re.escape(path)}{message}"):
-                decode(path, RATE_HZ)
+            caplog.clear()
+            out = decode(path, RATE_HZ)
+            held = _held_frames(data, end_page, subtype)
+            assert np.array_equal(out, whole[: len(out)]), name
+            # libsndfile's Opus reader fails on a last page that trims the stream without the flag: kept what it read
+            assert 0 <= held - len(out) <= (UNENDED_SLACK_S * RATE_HZ if name == "live" else 0), (name, len(out), held)
+            assert (name == "live") == (held == len(whole)), name
+            said = [r.getMessage() for r in caplog.records]
+            assert len(said) == 1 and re.fullmatch(
+                rf"Ogg file without its end: {re.escape(path)}{missing} — decoded the {held / RATE_HZ:.3f} s its whole "
+                r"pages hold\. A file cut short: copy or download it again; a live stream's recording that stopped "
+                r"there: remux it to write its end, e\.g\. `ffmpeg -i in\.ogg -c copy out\.ogg`",
+                said[0],
+            ), (name, said)
+            caplog.clear()
+            assert len(decode(path, RATE_HZ)) == len(out) and not caplog.records  # said once for two opens in a row
+    for name, content in (("headers_only", data[: starts[1] + 10]), ("no_audio_page", data[: starts[2]])):
+        p = tmp_path / f"{name}.ogg"
+        p.write_bytes(content)
+        with pytest.raises(
+            DecodeError,
+            match=rf"^truncated Ogg: {re.escape(str(p))}.*, and its whole pages hold no audio — the file was cut short "
+            r"\(copy or download it again\)$",
+        ):
+            decode(str(p), RATE_HZ)
     p = tmp_path / "overwritten.ogg"
     p.write_bytes(data[:-100] + bytes(100))
-    assert sf.info(str(p)).frames < 6 * RATE_HZ
+    assert sf.info(str(p)).frames < 3 * RATE_HZ
     with pytest.raises(
         DecodeError,
         match=rf"^damaged Ogg: {re.escape(str(p))}'s last Ogg page does not match its CRC \(its end was not fully "
