@@ -31,6 +31,19 @@ class Plan:
     #: without their groups: whether the rerun reuses them is not known here (:func:`_reused`)
     trainings_unknown: int = 0
     trials_unknown: int = 0
+    #: probe grids (a k-fold dataset's: one per fold); done: the run leaves them alone
+    grids: int = 0
+    grids_done: int = 0
+    #: finished grids whose deformation scenarios alone changed (:func:`repeval.retest.scenarios_only`): their
+    #: probes are tested on the changed scenarios from their checkpoints, not trained (:func:`_retest`) — the
+    #: trainings not redone and the tested probes scored again
+    grids_retest: int = 0
+    trainings_retest: int = 0
+    probes_retested: int = 0
+    #: those grids by what changed: its words → the grids and their selected probes scored again
+    retests: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    #: grids whose deformation scenarios alone changed, trained again all the same: why
+    retrained: list[str] = field(default_factory=list)
     test_cells: int = 0
     lines: list[str] = field(default_factory=list)
     resources: dict[str, Any] = field(default_factory=dict)
@@ -51,7 +64,15 @@ class Plan:
                 if self.trials_unknown
                 else ""
             )
+            + (
+                f"; {self.trainings_retest:,} not trained again: their grids' deformation scenarios alone changed"
+                if self.trainings_retest
+                else ""
+            )
             + ")",
+            f"probe grids:        {self.grids:,} ({self.grids_done:,} done"
+            + (f", {self.grids_retest:,} retest only" if self.grids_retest else "")
+            + f", {self.grids - self.grids_done - self.grids_retest:,} to train)",
             f"test cells:         {self.test_cells:,} (training × clean + deformation scenarios)",
             f"store partitions:   {self.partitions:,} (dataset × model × scenario; {self.partitions_done:,} complete"
             + (f", {len(self.conflicts):,} conflicting" if self.conflicts else "")
@@ -62,7 +83,9 @@ class Plan:
             head += [f"  {k + ':':<18}{v}" for k, v in self.resources.items()]
         conflicts = [f"conflict: {msg}" for msg in self.conflicts.values()]
         notes = [f"note: {msg}" for msg in self.notes]
-        return "\n".join([*head, "", *self.lines, *conflicts, *notes])
+        retests = [_retest_line(what, grids) for what, grids in self.retests.items()]
+        retrained = [f"train again: {why}" for why in self.retrained]
+        return "\n".join([*head, "", *self.lines, *retests, *retrained, *conflicts, *notes])
 
 
 def make_plan(
@@ -88,6 +111,7 @@ def make_plan(
     seen: set[tuple[str, str, str]] = set()
     pending: dict[str, dict[str, Any]] = {}  # probe grid not done, its partitions complete → its inputs now
     n_bf16 = n_configs = 0
+    tune_storage = tune_storage or (str(run_dir / "tune") if run_dir is not None else None)
     from repeval.pipeline.partitions import raised_chunk_s
     from repeval.tuning.search import expand_all
 
@@ -107,13 +131,17 @@ def make_plan(
                 for fold in folds:  # k folds: every fold is trained and tested
                     trainings = n_probes * seeds
                     p.trainings += trainings
+                    p.grids += 1
                     p.test_cells += n_tested * seeds * (1 + len(scen))
                     done = False
-                    if ctx is not None and states is not None:
+                    if ctx is not None and states is not None and tune_storage is not None:
                         done, name, inputs = _trained(ctx, states, ei, ds, m.id, fold)
-                        if not done and inputs is not None:
+                        if not done and _retest(ctx, p, name, inputs, tune_storage, trainings):
+                            continue
+                        if not done and inputs is not None and None not in inputs["partitions"].values():
                             pending[name] = inputs
                     p.trainings_done += trainings if done else 0
+                    p.grids_done += done
                 for sid in [CLEAN, *scen]:
                     if (ds.name, m.id, sid) in seen:
                         continue  # tasks on one dataset share its embeddings
@@ -139,8 +167,8 @@ def make_plan(
                 )
             )
         p.lines += probe_lines(exp, specs)
-    if pending and run_dir is not None:
-        _reused(cfg, p, pending, tune_storage or str(run_dir / "tune"), cluster)
+    if pending and tune_storage is not None:
+        _reused(cfg, p, pending, tune_storage, cluster)
     # resources (issue 8): the rules, or the exact requests when the cluster's resources are known
     r = cfg.run.resources
     custom = "".join(f" + {k}={v:g}" for k, v in r.embed_resources.items())
@@ -285,17 +313,67 @@ def _trained(ctx: Any, states: dict[tuple[str, str, str], tuple[str, str]], ei: 
              fold: int | None) -> tuple[bool, str, dict[str, Any] | None]:  # fmt: skip
     """Whether the training stage would skip this probe grid — trained on the inputs it would have now, and none
     of its partitions is left for the embedding stage (which would change those inputs) — its name, and those
-    inputs (``None`` while a partition is left: the rerun's are not known yet)."""
+    inputs: a partition the embedding stage computes (further) is ``None`` in them (its record is not known yet,
+    only that it changes); ``None`` while one is a conflict (the run stops before training)."""
     from repeval.runner import group_inputs, group_name, group_trained
 
     exp = ctx.cfg.experiments[ei]
     scen = list(exp.scenarios_for(ds))
     name = group_name(exp, ds.name, model, fold)
-    if any(states.get((ds.name, model, sid), ("todo", ""))[0] != "complete" for sid in [CLEAN, *scen]):
+    left = {sid for sid in [CLEAN, *scen] if states.get((ds.name, model, sid), ("todo", ""))[0] != "complete"}
+    if any(states.get((ds.name, model, sid), ("todo", ""))[0] == "conflict" for sid in left):
         return False, name, None
     rows = ctx.folds[(ei, ds.name)][fold] if fold is not None else ctx.rows[(ei, ds.name)]
     inputs = group_inputs(ctx, ei, ds.name, model, scen, rows)
+    if left:
+        inputs["partitions"] = {sid: None if sid in left else v for sid, v in inputs["partitions"].items()}
+        return False, name, inputs
     return bool(group_trained(ctx, name, inputs)), name, inputs
+
+
+def _retest(ctx: Any, p: Plan, name: str, inputs: dict[str, Any] | None, tune_storage: str, trainings: int) -> bool:
+    """Whether the training stage would test grid ``name`` (not done) on its changed deformation scenarios with the
+    probes it selected before instead of training it — trained before, only its scenarios changed
+    (:func:`repeval.retest.scenarios_only`, a partition still to be computed counted as changed) and its record of
+    those probes and their checkpoints there (:func:`repeval.retest.retest_check`) — counted and described in ``p``.
+    Whether the checkpoints' content is the one recorded, and testing on the embeddings succeeds, is known only when
+    the run reads them (it trains the grid again otherwise): said. A grid whose scenarios alone changed but whose
+    probes cannot be read back is said to be trained again, as the run's warning will."""
+    from repeval.retest import retest_check, scenarios_only
+    from repeval.runner import _read_json
+
+    groups = ctx.run_dir / "groups"
+    if inputs is None or not (groups / f"{name}.parquet").exists():
+        return False  # never trained, or the run stops before training
+    change = scenarios_only(_read_json(groups / f"{name}.inputs.json"), inputs)
+    if change is None:
+        return False
+    added, removed = change
+    tested, why = retest_check(ctx.run_dir, tune_storage, name, added)
+    if why is not None:
+        p.retrained.append(f"{name}: only its deformation scenarios changed, but {why}")
+        return False
+    changed = [s for s in added if s in removed]
+    new, gone = [s for s in added if s not in changed], [s for s in removed if s not in changed]
+    said = [f"tested on the added scenario(s) {', '.join(new)}"] if new else []
+    said += [f"tested again on the changed scenario(s) {', '.join(changed)}"] if changed else []
+    said += [f"the results of the removed scenario(s) {', '.join(gone)} dropped"] if gone else []
+    p.retests.setdefault("; ".join(said), []).append((name, len(tested) if added else 0))
+    p.grids_retest += 1
+    p.trainings_retest += trainings
+    p.probes_retested += len(tested) if added else 0
+    return True
+
+
+def _retest_line(what: str, grids: list[tuple[str, int]]) -> str:
+    n = sum(k for _, k in grids)
+    how = (
+        f"{n:,} selected probe(s) scored again from their Tune checkpoints, none trained (retest if the checkpoints "
+        "are intact: one changed since, or testing that raises, trains its grid again)"
+        if n
+        else "nothing trained or tested"
+    )
+    return f"retest only: {_names([g for g, _ in grids])}: {what} — {how}"
 
 
 def _reused(

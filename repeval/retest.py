@@ -73,6 +73,37 @@ def write_tested(ctx: RunContext, name: str, tested: list[dict[str, Any]]) -> No
     _write_text_atomic(path, json.dumps(kept, sort_keys=True))
 
 
+def retest_check(
+    run_dir: Path, tune_storage: str, name: str, added: list[str]
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The probes finished group ``name`` tested (``groups/<name>.tested.json``) and, when they rule out testing it
+    without training, why: the record is missing, or (a scenario is ``added``: they are read back) one of their
+    checkpoints is gone. What :func:`retest_group` checks first, and ``repeval plan`` alone (it reads no checkpoint:
+    whether their content is the one recorded — :func:`_states` — is known only when the run reads them)."""
+    from repeval.rundir import TuneStorage
+    from repeval.runner import _read_json
+    from repeval.tuning.checkpoint import MEMBERS_FILE, PROBES_FILE
+
+    path = run_dir / "groups" / f"{name}.tested.json"
+    tested = _read_json(path)
+    if not isinstance(tested, list) or not tested or not all(isinstance(t, dict) for t in tested):
+        return [], f"the record of the probes it selected, {path.name}, is missing or unreadable"
+    if not added:
+        return tested, None
+    storage = TuneStorage(tune_storage)
+    for rel in dict.fromkeys(t.get("path") for t in tested):
+        if not isinstance(rel, str) or not all(storage.exists(f"{rel}/{f}") for f in (MEMBERS_FILE, PROBES_FILE)):
+            return tested, _unreadable(tune_storage)
+    return tested, None
+
+
+def _unreadable(tune_storage: str) -> str:
+    return (
+        f"the probes it selected cannot be read back from their Tune checkpoints under {tune_storage} (moved, "
+        "deleted or trained again since)"
+    )
+
+
 def _states(ctx: RunContext, tested: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
     """The state dict of each tested entry, read from its trial checkpoint; ``None`` when one is missing or its
     content is not the one recorded."""
@@ -116,20 +147,17 @@ def retest_group(
     scenarios' rows, confusion matrices and failed cells, test its probes on the ``added`` ones. Returns ``None``
     when done, else why it could not (nothing written: the group is then trained again)."""
     from repeval.metrics import write_confusion
-    from repeval.runner import _read_json, _record_failed, _write_atomic, _write_text_atomic, fold_suffix, group_name
+    from repeval.runner import _record_failed, _write_atomic, _write_text_atomic, fold_suffix, group_name
     from repeval.tuning.grid import results_table
     from repeval.tuning.results import with_result_columns
 
     groups = ctx.run_dir / "groups"
-    tested = _read_json(tested_path(ctx, item.name))
-    if not isinstance(tested, list) or not tested:
-        return f"the record of the probes it selected, {tested_path(ctx, item.name).name}, is missing or unreadable"
+    tested, why = retest_check(ctx.run_dir, ctx.tune_storage, item.name, added)
+    if why is not None:
+        return why
     states = _states(ctx, tested) if added else []
     if states is None:
-        return (
-            f"the probes it selected cannot be read back from their Tune checkpoints under {ctx.tune_storage} (moved, "
-            "deleted or trained again since)"
-        )
+        return _unreadable(ctx.tune_storage)
     before = with_result_columns(pq.read_table(groups / f"{item.name}.parquet")).to_pylist()
     gone = {(r["probe"], r["seed"], r["scenario"]) for r in before if r["scenario"] in removed}
     rows = [r for r in before if r["scenario"] not in removed]

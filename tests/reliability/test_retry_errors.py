@@ -12,6 +12,7 @@ from reliability_helpers import FAST_MODEL, experiment, make_catalog, write_conf
 
 from repeval import runner
 from repeval.config import load_config
+from repeval.plan import make_plan
 from repeval.retest import scenarios_only
 from repeval.store import StoreConflict
 
@@ -167,7 +168,8 @@ def test_a_scenario_added_or_removed_is_tested_with_the_probes_selected_before_n
 ):
     """Training reads clean embeddings alone: a deformation scenario added to the configuration is tested with the
     probes each group selected before (every seed, ``select: all`` and ``select: best``), giving the rows a fresh run
-    gives; one removed loses its rows; without the trial checkpoints the group is trained again."""
+    gives; one removed loses its rows; without the trial checkpoints the group is trained again. ``repeval plan``,
+    before each rerun (the changed scenarios not embedded yet), counts the grids as the run then finds them."""
     caplog.set_level(logging.INFO, logger="repeval.runner")
     manifest = make_catalog(tmp_path / "catalog", per_class=5, seconds=1.0)
     model = FAST_MODEL["id"]
@@ -181,11 +183,21 @@ def test_a_scenario_added_or_removed_is_tested_with_the_probes_selected_before_n
     two = {**one, "deformations": [*one["deformations"], quiet]}
     name = f"pitch__tones__{model}"
 
+    plans = []
+
     def run(exp, runs="runs"):
         cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [exp], runs_dir=str(tmp_path / runs), seeds=2))
         ctx = runner.make_context(cfg)
+        plan = make_plan(cfg, ctx.store, ctx.run_dir)
         runner.stage_embed(ctx, progress=False)
         t = runner.stage_train(ctx)
+        # the plan's grids: to train, retest only, done — as the run found them
+        to_train = plan.grids - plan.grids_retest - plan.grids_done
+        assert (to_train, plan.grids_retest, plan.grids_done) == (t["trained"], t["retested"], t["skipped"]), (
+            plan.text()
+        )
+        assert plan.trainings_retest == (plan.trainings if t["retested"] else 0)
+        plans.append(plan)
         return ctx, t, runner.stage_evaluate(ctx)
 
     def cells(table):
@@ -209,6 +221,13 @@ def test_a_scenario_added_or_removed_is_tested_with_the_probes_selected_before_n
         in caplog.text
     )
     assert "training it again" not in caplog.text
+    said = plans[-1].text()
+    assert "probe grids:        1 (0 done, 1 retest only, 0 to train)" in said, said
+    assert "6 not trained again: their grids' deformation scenarios alone changed" in said
+    assert (
+        f"retest only: {name}: tested on the added scenario(s) D2 — 4 selected probe(s) scored again from their "
+        "Tune checkpoints, none trained (retest if the checkpoints are intact" in said
+    )
     _, t, fresh = run(two, runs="fresh")
     assert t["trained"] == 1
     assert {r[:3] for r in cells(added) if r[2] == "D2"} == {(p, s, "D2") for p in ("linear", "pick") for s in (0, 1)}
@@ -221,6 +240,8 @@ def test_a_scenario_added_or_removed_is_tested_with_the_probes_selected_before_n
     _, t, removed = run(one)  # D2 removed again: its rows and matrices go, the rest stays as it was
     assert (t["trained"], t["retested"]) == (0, 1)
     assert "the results of the removed scenario(s) D2 dropped" in caplog.text
+    said = plans[-1].text()
+    assert f"retest only: {name}: the results of the removed scenario(s) D2 dropped — nothing trained or tested" in said
     same(cells(removed), cells(first))
     assert not list(confusion.glob("*__D2.json"))
 
@@ -231,6 +252,9 @@ def test_a_scenario_added_or_removed_is_tested_with_the_probes_selected_before_n
     assert (
         f"{name}: trained before on other inputs (scenario(s) D2 added), and the probes it selected cannot be read back"
         in caplog.text
+    )
+    assert f"train again: {name}: only its deformation scenarios changed, but the probes it selected cannot be" in (
+        plans[-1].text()
     )
 
     # a scenario inserted before the others renumbers them (D1 → D2, D2 → D3): their partitions are refused as stored
@@ -249,6 +273,9 @@ def test_a_scenario_added_or_removed_is_tested_with_the_probes_selected_before_n
     assert (
         f"{name}: tested on the added scenario(s) D3 with the probes it selected before; tested again on the changed "
         "scenario(s) D1, D2 (another partition under the same id)" in caplog.text
+    )
+    assert f"{name}: tested on the added scenario(s) D3; tested again on the changed scenario(s) D1, D2 — 4 " in (
+        plans[-1].text()
     )
     _, t, fresh = run(three, runs="fresh3")
     assert t["trained"] == 1 and set(fresh.column("scenario").to_pylist()) == {"clean", "D1", "D2", "D3"}
