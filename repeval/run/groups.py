@@ -232,8 +232,9 @@ def _retested(ctx: RunContext, item: _Pending, summary: dict[str, Any]) -> bool:
 
 def inputs_change(before: Any, now: dict[str, Any]) -> str:
     """What differs between a finished group's recorded inputs (:func:`group_inputs`, ``before``) and this run's, in
-    words: why it is trained again — a scenario added or removed, a partition with other rows or error records, other
-    splits or training settings."""
+    words: why it is trained again — a scenario added or removed, a partition with other rows or error records or
+    embedded anew, other splits or labels, other training settings. Only what ``before`` records is compared
+    (:func:`as_recorded`)."""
     if not isinstance(before, dict):
         return "its record of them, the group's inputs.json, is missing or unreadable"
     now = as_recorded(before, now)
