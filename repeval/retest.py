@@ -46,6 +46,9 @@ def scenarios_only(before: Any, now: dict[str, Any]) -> tuple[list[str], list[st
     id's rows are not the rows a fresh run computes under the new one."""
     if not isinstance(before, dict):
         return None
+    from repeval.run.groups import as_recorded
+
+    now = as_recorded(before, now)  # what an earlier repeval's record lacks is not a change
     old, new = before.get("partitions"), now.get("partitions")
     if not isinstance(old, dict) or not isinstance(new, dict) or CLEAN not in old or CLEAN not in new:
         return None

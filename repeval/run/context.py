@@ -36,6 +36,8 @@ class RunContext:
     lock: StoreLock | None = None
     #: :func:`training_hash` per experiment index (it expands the experiment's probes: done once, not per group)
     training_hashes: dict[int, str] = field(default_factory=dict)
+    #: :func:`~repeval.run.groups.tracks_digest` per rows table (by ``id``, the table kept to tell a reused id)
+    tracks_digests: dict[int, tuple[pa.Table, str]] = field(default_factory=dict)
     #: the configuration's probe grids :func:`~repeval.run.evaluate.stage_evaluate` found not trained yet: its results
     #: lack them, and the run is not complete
     untrained: list[str] = field(default_factory=list)

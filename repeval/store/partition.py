@@ -3,6 +3,7 @@ of its part files, the compatibility check, and its readers (:meth:`Partition.em
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shlex
@@ -471,13 +472,17 @@ class Partition:
         """Mark the partition complete (manifest written last, atomically) and return the manifest."""
         self.fs.create_dir(self.path, recursive=True)
         self.dedupe()
-        rows, errors = self.counts()
+        files = self.part_files()
+        rows, errors = self._num_rows(files), self._num_rows(self.error_files())
         stamp = self._read_json(STAMP) or {}
         manifest = {
             **stamp,
             **info,
             "rows": rows,
             "errors": errors,
+            # which row part files hold the rows — each name unique to the write that made it — so a partition embedded
+            # anew (deleted and computed again: fixed audio) tells from the one read before: the same counts differ here
+            "parts_digest": hashlib.sha256("\n".join(f.rsplit("/", 1)[-1] for f in files).encode()).hexdigest()[:16],
             "store_format": STORE_FORMAT,
             "completed_at": time.time(),
             "repeval_version": repeval_version(),

@@ -282,6 +282,7 @@ def finished_of_groups(
     (``pending``: name → :func:`repeval.runner.group_inputs`, as they are now) and ``settings`` (those of the
     marker's ``settings`` that ``settings`` has) — the rerun then plans the same units, the same fingerprint. Reads
     markers and checkpoint summaries only (``repeval plan``: no Ray, no embeddings)."""
+    from repeval.run.groups import same_inputs as same
     from repeval.rundir import TuneStorage
     from repeval.tuning.checkpoint import open_finished
 
@@ -299,7 +300,8 @@ def finished_of_groups(
             continue  # written before markers recorded their groups, or cut short
         if any(kept.get(k) != v for k, v in settings.items()):
             continue
-        if any(not isinstance(g, list) or len(g) != 2 or g[0] not in pending or pending[g[0]] != g[1] for g in groups):
+        if any(not isinstance(g, list) or len(g) != 2 or g[0] not in pending or not same(g[1], pending[g[0]])
+               for g in groups):  # fmt: skip
             continue  # one of its groups is done or has other inputs now: the rerun plans another experiment
         unit_groups = rec.get("unit_groups")
         data = rec.get("data") if isinstance(rec.get("data"), str) else None

@@ -105,6 +105,42 @@ def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(ray_sessi
     assert (t["trained"], t["skipped"]) == (1, 0)
     assert "inputs.json, is missing or unreadable); training it again" in caplog.text
 
+    # inputs.json as an earlier repeval wrote it (partitions as [rows, errors, config hash], no digest of the tracks):
+    # the group is not trained again after the upgrade — `repeval plan` agrees — and its record gains what it lacked
+    recorded = json.loads(sidecar.read_text())
+    assert isinstance(recorded["tracks"], str) and all(len(v) == 4 for v in recorded["partitions"].values())
+    older = {k: v for k, v in recorded.items() if k != "tracks"}
+    older["partitions"] = {sid: v[:3] for sid, v in recorded["partitions"].items()}
+    sidecar.write_text(json.dumps(older))
+    assert make_plan(cfg, ctx.store, ctx.run_dir).trainings_done > 0
+    _, s, t = run()
+    assert (s.computed, t["trained"], t["skipped"]) == (0, 0, 1)
+    assert json.loads(sidecar.read_text()) == recorded
+
+    # the clean partition deleted (`repeval store rm`) and embedded again from the same files, same configuration: the
+    # same counts and config hash, but other rows — the group is trained on them, not kept with the old embeddings
+    clean.delete()
+    caplog.clear()
+    _, s, t = run()
+    assert (s.computed, t["trained"], t["skipped"]) == (12, 1, 0)
+    assert f"pitch__tones__{model}: trained before on other inputs (partition clean re-embedded" in caplog.text
+    _, s, t = run()  # read again, not re-embedded: done
+    assert (s.computed, t["trained"], t["skipped"]) == (0, 0, 1)
+
+    # a label edited in the catalog (a test track's: the tracks per split stay as they were): trained again, and its
+    # results are the new labels' — `repeval plan` says so before the run
+    before = pq.read_table(ctx.run_dir / "groups" / f"pitch__tones__{model}.parquet")
+    text = manifest.read_text()
+    assert "high-005,audio/high-005.wav,high,test" in text
+    manifest.write_text(text.replace("high-005,audio/high-005.wav,high,test", "high-005,audio/high-005.wav,low,test"))
+    assert make_plan(cfg, ctx.store, ctx.run_dir).trainings_done == 0
+    caplog.clear()
+    ctx, s, t = run()
+    assert (s.computed, t["trained"], t["skipped"]) == (0, 1, 0)
+    assert f"pitch__tones__{model}: trained before on other inputs (labels changed" in caplog.text
+    after = pq.read_table(ctx.run_dir / "groups" / f"pitch__tones__{model}.parquet")
+    assert after.column("value").to_pylist() != before.column("value").to_pylist()
+
 
 def test_why_a_group_is_trained_again_names_each_change():
     """A rerun after an edit says what differs from the inputs the group was trained on (a deformation scenario added
@@ -122,6 +158,80 @@ def test_why_a_group_is_trained_again_names_each_change():
     before["splits"] = {"train": 5, "test": 10}
     resplit = {**before, "splits": {"test": 12, "train": 5}}
     assert runner.inputs_change(before, resplit) == "the tracks per split: test 10, train 5 then, test 12, train 5 now"
+
+
+def test_a_partition_embedded_anew_or_an_edited_label_is_a_change_an_older_record_lacking_them_is_not():
+    """A partition deleted and embedded again (same counts and config hash: its write differs) and a label edited (as
+    many tracks per split: the tracks' digest differs) train a finished group again, and the warning says which; a
+    record written before repeval kept them (partitions as [rows, errors, config hash], no tracks) matches inputs it
+    agrees with on what it holds — an upgrade does not train every finished group again."""
+    now = {
+        "partitions": {"clean": [60, 0, "a", "w1"], "noise": [10, 0, "b", "w2"]},
+        "splits": {"test": 10, "train": 50},
+        "tracks": "t1",
+        "training": "h",
+    }
+    from repeval.run.groups import same_inputs
+
+    assert same_inputs(now, dict(now))
+    anew = {**now, "partitions": {**now["partitions"], "clean": [60, 0, "a", "w3"]}}
+    assert not same_inputs(now, anew)
+    assert runner.inputs_change(now, anew) == (
+        "partition clean re-embedded: written anew since, as many rows under the same configuration"
+    )
+    relabelled = {**now, "tracks": "t2"}
+    assert not same_inputs(now, relabelled)
+    assert runner.inputs_change(now, relabelled).startswith("labels changed")
+    assert scenarios_only(now, relabelled) is None  # the probes learn labels: trained again, not tested again
+    assert scenarios_only(now, {**now, "partitions": {**now["partitions"], "noise": [10, 0, "b", "w4"]}}) == (
+        ["noise"],
+        ["noise"],
+    )  # a deformed partition embedded anew changes a test set alone: tested again
+    resplit = {**relabelled, "splits": {"test": 11, "train": 49}}
+    assert "labels changed" not in runner.inputs_change(now, resplit)  # the splits say it
+
+    older = {
+        "partitions": {sid: v[:3] for sid, v in now["partitions"].items()},
+        "splits": now["splits"],
+        "training": "h",
+    }
+    assert same_inputs(older, now) and same_inputs(older, relabelled) and same_inputs(older, anew)
+    assert not same_inputs(older, {**now, "training": "other"})
+    assert not same_inputs(older, {**now, "partitions": {**now["partitions"], "clean": [61, 0, "a", "w1"]}})
+    assert not same_inputs({**older, "augment": ["noise"]}, now)  # a key absent now (augment dropped) still changes
+    assert not same_inputs(older, {**now, "augment": ["noise"]})  # and one that only now holds, not of LATER_KEYS
+    added = {**now, "partitions": {**now["partitions"], "mp3": [10, 0, "c", "w5"]}}
+    assert scenarios_only(older, added) == (["mp3"], [])  # an older record's scenario added: tested, not trained
+    assert runner.inputs_change(older, added) == "scenario(s) mp3 added"
+
+
+def test_the_tracks_digest_follows_ids_splits_and_labels_not_row_order_or_audio_paths():
+    import pyarrow as pa
+
+    from repeval.run.groups import tracks_digest
+
+    rows = pa.table(
+        {
+            "track_id": ["a", "b", "c"],
+            "audio_path": ["a.wav", "b.wav", "c.wav"],
+            "label": [["x"], ["y", "z"], []],
+            "split": ["train", "test", None],
+        }
+    )
+    base = tracks_digest(rows)
+    assert tracks_digest(rows.take([2, 0, 1])) == base
+    assert tracks_digest(rows.set_column(1, "audio_path", pa.array(["m/a.wav", "m/b.wav", "m/c.wav"]))) == base
+    edits = [
+        rows.set_column(2, "label", pa.array([["x"], ["y"], []], pa.list_(pa.string()))),
+        rows.set_column(2, "label", pa.array([["x"], ["y", "z"], None], pa.list_(pa.string()))),
+        rows.set_column(3, "split", pa.array(["test", "train", None])),
+        rows.set_column(3, "split", pa.array(["train", "test", ""])),
+        rows.set_column(0, "track_id", pa.array(["a", "b", "d"])),
+        rows.append_column("observed", pa.array([["x"], ["y"], []], pa.list_(pa.string()))),
+        rows.slice(0, 2),
+    ]
+    digests = [tracks_digest(t) for t in edits]
+    assert len({base, *digests}) == len(edits) + 1
 
 
 def test_a_scenario_whose_partition_changed_is_tested_again_unless_the_probes_trained_on_it():
