@@ -23,6 +23,7 @@ from repeval.cli.common import (
     _stage,
     _strict_check,
     _with_runs_dir,
+    smoke_run_id,
 )
 
 
@@ -108,7 +109,7 @@ def plan(
         from repeval.runner import smoke_test_config
 
         cfg = smoke_test_config(cfg)
-    rid = run_id or cfg.run.run_id
+    rid = smoke_run_id(run_id, smoke_test) or cfg.run.run_id
     if rid:
         _guard(lambda: check_run_id(rid))  # the run id `repeval run` would refuse, refused here too
     loc = RunLocation.open(cfg.run.runs_dir, rid) if rid else None

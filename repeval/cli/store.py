@@ -36,6 +36,7 @@ def schema_cmd(
         if out is None:
             typer.echo(schema_text(), nl=False)
         else:
+            out.parent.mkdir(parents=True, exist_ok=True)  # as `report --out` and `data check --out` do
             out.write_text(schema_text())
             typer.echo(f"schema: {out} (first line of a config: `# yaml-language-server: $schema={out.name}`)")
 
