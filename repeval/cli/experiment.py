@@ -129,10 +129,32 @@ def plan(
         cluster = ray.cluster_resources()
     tune = loc.tune_storage if loc is not None else None  # a remote run's Tune experiments are read where they are
     typer.echo(_guard(lambda: make_plan(cfg, st, run_dir, cluster=cluster, tune_storage=tune)).text())
+    for note in _plan_notes(cfg, config, st_root, st is None):
+        typer.echo(note)
     from repeval.cpu import huge_pages_status, mkl_status
 
     typer.echo(f"MKL (torch's products): {mkl_status()}")
     typer.echo(f"large tensors: {huge_pages_status()}")
+
+
+def _plan_notes(cfg: Any, config: Path, st_root: str, no_store: bool) -> list[str]:
+    """What a plan that finds nothing done, or a run that would stop at once, owes the user: a store that does not
+    exist (run from another folder, a relative ``run.store`` is another store) and the local data paths ``repeval
+    run`` would refuse — the plan itself only reads, so it says these rather than failing on them."""
+    from repeval.config import ConfigError
+    from repeval.config.loader import check_data_paths
+
+    notes = []
+    if no_store:
+        note = f"note: no embedding store at {st_root} yet: nothing is embedded there"
+        if "://" not in st_root and not Path(st_root).is_absolute():
+            note += f" ({Path(st_root).resolve()}: relative paths start from the current directory)"
+        notes.append(note)
+    try:
+        check_data_paths(cfg, str(config))
+    except ConfigError as exc:
+        notes += [f"note: `repeval run` would stop here: {problem}" for problem in exc.problems]
+    return notes
 
 
 def _train_line(t: dict[str, Any]) -> str:

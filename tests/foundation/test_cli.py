@@ -116,3 +116,31 @@ def test_a_smoke_test_given_a_run_id_runs_beside_that_run_not_into_it(tmp_path):
     assert CliRunner().invoke(app, ["plan", str(cfg), "--run-id", longest]).exit_code == 0
     bad = CliRunner().invoke(app, ["plan", str(cfg), "--smoke-test", "--run-id", longest])
     assert bad.exit_code == 1 and f"run id '{longest}-smoke'" in bad.output, bad.output
+
+
+def test_plan_says_when_the_store_or_the_data_is_not_where_it_looks(tmp_path, monkeypatch):
+    """``repeval plan`` run from another folder than the runs' (a relative ``run.store`` and ``manifest``) printed
+    "0 complete", "0 done" and nothing else — as if everything were lost — while ``repeval run`` from there stops on
+    the manifest. The plan now says the store does not exist where it looked and what the run would stop on."""
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "data" / "m.csv").write_text("track_id,audio_path,label\na,a.wav,x\n")
+    (project / "store").mkdir()
+    cfg = project / "exp.yaml"
+    cfg.write_text(
+        "run: {run_id: r, store: store, runs_dir: runs}\n"
+        "experiments:\n- task: {name: t, type: multiclass_classification}\n"
+        "  datasets: [{name: d, type: catalog, manifest: data/m.csv, label_column: label}]\n"
+        "  embedding_models: [mfcc-stats]\n  downstream_models: [{type: classifier, hidden_units: []}]\n"
+    )
+    monkeypatch.chdir(tmp_path)  # not the project's folder
+    res = CliRunner().invoke(app, ["plan", str(cfg)])
+    assert res.exit_code == 0, res.output
+    said = res.output
+    assert f"note: no embedding store at store yet: nothing is embedded there ({tmp_path / 'store'}: relative" in said
+    assert f"note: `repeval run` would stop here: experiments[0].datasets[0].manifest: no such file: {tmp_path}" in said
+    assert f"run repeval from {project}" in said
+
+    monkeypatch.chdir(project)
+    res = CliRunner().invoke(app, ["plan", str(cfg)])
+    assert res.exit_code == 0 and "note:" not in res.output, res.output
