@@ -139,8 +139,9 @@ def plan(
 
 def _plan_notes(cfg: Any, config: Path, st_root: str, no_store: bool) -> list[str]:
     """What a plan that finds nothing done, or a run that would stop at once, owes the user: a store that does not
-    exist (run from another folder, a relative ``run.store`` is another store) and the local data paths ``repeval
-    run`` would refuse — the plan itself only reads, so it says these rather than failing on them."""
+    exist (run from another folder, a relative ``run.store`` is another store), the local data paths ``repeval
+    run`` would refuse and the embedding models that cannot run on this machine — the plan itself only reads, so it
+    says these rather than failing on them."""
     from repeval.config import ConfigError
     from repeval.config.loader import check_data_paths
 
@@ -154,6 +155,15 @@ def _plan_notes(cfg: Any, config: Path, st_root: str, no_store: bool) -> list[st
         check_data_paths(cfg, str(config))
     except ConfigError as exc:
         notes += [f"note: `repeval run` would stop here: {problem}" for problem in exc.problems]
+    if not os.environ.get("RAY_ADDRESS"):  # on a cluster its nodes answer, at `repeval validate` and the run's start
+        from repeval.pipeline.preflight import unavailable_here, unavailable_lines
+
+        models = list({m.id: m for exp in cfg.experiments for m in exp.embedding_models}.values())
+        problems: dict[tuple[str, str], list[str]] = {(m, why): [] for m, why in unavailable_here(models).items()}
+        notes += [
+            f"note: {line} (`repeval run` stops on it while the model has tracks to embed)"
+            for line in unavailable_lines(problems, here=True)
+        ]
     return notes
 
 

@@ -121,7 +121,8 @@ def test_a_smoke_test_given_a_run_id_runs_beside_that_run_not_into_it(tmp_path):
 def test_plan_says_when_the_store_or_the_data_is_not_where_it_looks(tmp_path, monkeypatch):
     """``repeval plan`` run from another folder than the runs' (a relative ``run.store`` and ``manifest``) printed
     "0 complete", "0 done" and nothing else — as if everything were lost — while ``repeval run`` from there stops on
-    the manifest. The plan now says the store does not exist where it looked and what the run would stop on."""
+    the manifest, or on a model that cannot run here. The plan now says the store does not exist where it looked
+    and what the run would stop on."""
     project = tmp_path / "project"
     (project / "data").mkdir(parents=True)
     (project / "data" / "m.csv").write_text("track_id,audio_path,label\na,a.wav,x\n")
@@ -144,3 +145,10 @@ def test_plan_says_when_the_store_or_the_data_is_not_where_it_looks(tmp_path, mo
     monkeypatch.chdir(project)
     res = CliRunner().invoke(app, ["plan", str(cfg)])
     assert res.exit_code == 0 and "note:" not in res.output, res.output
+
+    # a model that cannot run here: the plan names it and the fix, as `repeval validate` and the run do
+    missing = tmp_path / "no-such-weights.pt"
+    cfg.write_text(cfg.read_text().replace("[mfcc-stats]", f"[{{id: mule, params: {{checkpoint: {missing}}}}}]"))
+    res = CliRunner().invoke(app, ["plan", str(cfg)])
+    assert res.exit_code == 0, res.output
+    assert f"note: embedding model 'mule' cannot run here: weights file {missing} not found" in res.output
