@@ -18,8 +18,11 @@ log = logging.getLogger("repeval")
 _state: dict[str, Any] = {"debug": False}
 
 ConfigArg = Annotated[Path, typer.Argument(help="experiment YAML file")]
-RunIdOpt = Annotated[str | None, typer.Option("--run-id", help="run id (default: run.run_id or a timestamp)")]
-StoreOpt = Annotated[str | None, typer.Option("--store", help="embedding store root (path or URI)")]
+RunIdOpt = Annotated[
+    str | None,
+    typer.Option("--run-id", help="run id (default: run.run_id, else a new run-<date>-<time> on every command)"),
+]
+StoreOpt = Annotated[str | None, typer.Option("--store", help="embedding store root (path or URI; default: run.store)")]
 SmokeOpt = Annotated[
     bool,
     typer.Option(
