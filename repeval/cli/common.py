@@ -160,6 +160,14 @@ def _stage(
     ctx = _ctx(config, run_id, store, smoke_test, runs_dir, lock=command in _WRITERS)
     resume = resume_command(command, config, ctx, run_id, store, smoke_test, runs_dir)
     _state["resume"] = resume  # what `_guard` tells an interrupted command to run
+    if command in ("train", "evaluate") and not run_id and not smoke_test and not ctx.cfg.run.run_id:
+        log.warning(
+            "the configuration sets no run.run_id and no --run-id was given: this `repeval %s` starts a new run, %s, "
+            "which holds nothing of earlier commands — to go on with one, give its --run-id (`repeval runs` lists "
+            "them), or set run.run_id",
+            command,
+            ctx.run_id,
+        )
     before = read_status(ctx.run_dir)
     try:
         write_status(ctx.run_dir, command, "started")

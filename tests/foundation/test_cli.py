@@ -5,6 +5,7 @@ No Ray: each runs the commands' own code with a configuration that embeds nothin
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -152,3 +153,20 @@ def test_plan_says_when_the_store_or_the_data_is_not_where_it_looks(tmp_path, mo
     res = CliRunner().invoke(app, ["plan", str(cfg)])
     assert res.exit_code == 0, res.output
     assert f"note: embedding model 'mule' cannot run here: weights file {missing} not found" in res.output
+
+
+def test_a_later_stage_without_a_run_id_says_it_starts_a_new_run(tmp_path, caplog):
+    """mir_ref's staged commands (`repeval embed`, then `train`, then `evaluate`) on a configuration without
+    ``run.run_id``: each started a new timestamped run, so `repeval evaluate CONFIG` after `repeval train CONFIG`
+    failed with "no trained probe grid … train them first — `repeval train CONFIG`", which the user had just run.
+    `train` and `evaluate` now say at once that they start a new run and how to go on with one."""
+    cfg = _config(tmp_path, None)
+    caplog.set_level(logging.WARNING, logger="repeval")
+    with _stage("evaluate", cfg, None, None, False, None) as ctx:
+        pass
+    assert f"this `repeval evaluate` starts a new run, {ctx.run_id}, which holds nothing of earlier" in caplog.text
+    assert "give its --run-id (`repeval runs` lists them), or set run.run_id" in caplog.text
+    caplog.clear()
+    with _stage("evaluate", cfg, "r1", None, False, None), _stage("embed", cfg, None, None, False, None):
+        pass  # a run named on the command line, or a stage that only fills the store: nothing to say
+    assert "starts a new run" not in caplog.text
