@@ -415,6 +415,8 @@ def test_a_runs_directory_given_as_the_store_is_listed_as_such_and_never_deleted
     assert res.exit_code == 0, res.output
     assert re.search(r"r1/tune/groups-2-abc\s+not a partition\s+-\s+-", res.output), res.output
     assert "holds no store partition" not in res.output  # it has one
+    # the count is of partitions: the Tune experiment is a folder apart (it read "3 partition(s)")
+    assert f"2 partition(s), 0 complete, 2 rows, 0 error record(s), 1 folder(s) not a partition — {runs}" in res.output
     for args in (["r1/*/*"], ["ds/m/clean", "r1/tune/groups-2-abc"]):
         res = runner.invoke(app, ["store", "rm", str(runs), *args, "--yes"])
         assert res.exit_code == 1, res.output
