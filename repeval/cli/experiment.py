@@ -329,7 +329,9 @@ def table(
             help="all_deform_all_models, model_comparison, robustness, or tasks (a dataset's tasks side by side)",
         ),
     ] = "all_deform_all_models",
-    fmt: Annotated[str, typer.Option("--format", help="terminal, markdown, csv, latex or html")] = "terminal",
+    fmt: Annotated[
+        str, typer.Option("--format", help="terminal (plain: without colours), markdown, csv, latex or html")
+    ] = "terminal",
     task: Annotated[str | None, typer.Option("--task", help="only this task (--preset tasks: a, b, …)")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="only this dataset")] = None,
     scale: Annotated[float, typer.Option("--scale", help="multiply values (100 for the thesis' percentages)")] = 1.0,
