@@ -254,6 +254,12 @@ def _error(mutate) -> str:
             "a probe's batch_size takes one value; to train one configuration per value, write it as a grid axis, "
             "search: {grid: {batch_size: [32]}}",
         ),
+        # a top-level key close to no valid one: the x- prefix that makes a key ignored is named with them
+        (
+            lambda d: d.update({"anchors": {"a": 1}}),
+            "(top level): unknown key 'anchors' (valid keys: experiments, run; a key starting with x- is ignored, a "
+            "place for YAML anchors)",
+        ),
         # YAML reads 1e3 (no dot) as text: an integer key said only "unable to parse string as an integer"
         (
             lambda d: d["experiments"][0]["downstream_models"][0].update(epochs="1e3"),
