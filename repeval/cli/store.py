@@ -86,8 +86,15 @@ def validate_model_cmd(
     from repeval.models.validate import validate_model
 
     def go() -> None:
+        from repeval.models.dummies import DUMMIES
+
         report = validate_model(name, dummy_weights=dummy_weights)
         typer.echo(report.summary())
+        if report.unavailable and dummy_weights is None and name in DUMMIES:
+            typer.echo(
+                f"to check its code without its weights: `repeval validate-model {name} --dummy-weights DIR` (stand-in "
+                "weights, written into DIR)"
+            )
         if not report.ok:
             raise typer.Exit(1)
 
