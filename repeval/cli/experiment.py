@@ -129,6 +129,11 @@ def plan(
         cluster = ray.cluster_resources()
     tune = loc.tune_storage if loc is not None else None  # a remote run's Tune experiments are read where they are
     typer.echo(_guard(lambda: make_plan(cfg, st, run_dir, cluster=cluster, tune_storage=tune)).text())
+    if not rid:
+        typer.echo(
+            "note: the configuration sets no run.run_id: each `repeval run` starts a new run (run-<date>-<time>), so "
+            "no probe training counts as done here — give --run-id to plan an existing run (`repeval runs` lists them)"
+        )
     for note in _plan_notes(cfg, config, st_root, st is None):
         typer.echo(note)
     from repeval.cpu import huge_pages_status, mkl_status

@@ -166,6 +166,12 @@ def test_a_later_stage_without_a_run_id_says_it_starts_a_new_run(tmp_path, caplo
         pass
     assert f"this `repeval evaluate` starts a new run, {ctx.run_id}, which holds nothing of earlier" in caplog.text
     assert "give its --run-id (`repeval runs` lists them), or set run.run_id" in caplog.text
+    plan = CliRunner().invoke(app, ["plan", str(cfg)])  # the plan of such a configuration says why nothing is done
+    assert (
+        plan.exit_code == 0
+        and "note: the configuration sets no run.run_id: each `repeval run` starts a new run" in (plan.output)
+    ), plan.output
+    assert "starts a new run" not in CliRunner().invoke(app, ["plan", str(cfg), "--run-id", "r1"]).output
     caplog.clear()
     with _stage("evaluate", cfg, "r1", None, False, None), _stage("embed", cfg, None, None, False, None):
         pass  # a run named on the command line, or a stage that only fills the store: nothing to say
