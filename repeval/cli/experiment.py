@@ -278,8 +278,8 @@ def embed(
     def go() -> None:
         with _stage("embed", config, run_id, store, smoke_test, runs_dir) as ctx:
             typer.echo(runner.stage_embed(ctx, retry_errors=retry_errors).text())
-        if strict:
-            _strict_check(ctx)
+            if strict:  # inside the stage, as in `run`: status.json (`repeval runs`) says it failed --strict
+                _strict_check(ctx)
 
     _guard(go)
 

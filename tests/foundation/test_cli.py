@@ -176,3 +176,22 @@ def test_a_later_stage_without_a_run_id_says_it_starts_a_new_run(tmp_path, caplo
     with _stage("evaluate", cfg, "r1", None, False, None), _stage("embed", cfg, None, None, False, None):
         pass  # a run named on the command line, or a stage that only fills the store: nothing to say
     assert "starts a new run" not in caplog.text
+
+
+def test_embed_strict_records_its_failure_as_run_strict_does(tmp_path, monkeypatch):
+    """`repeval embed --strict` exited 3 for a dropped row but left ``status.json`` at "finished", so `repeval runs`
+    listed the run as embedded while `repeval run --strict` records the same stop as failed, with the reason."""
+    import types
+
+    from repeval import runner
+
+    cfg = _config(tmp_path, "r")
+    monkeypatch.setattr(runner, "stage_embed", lambda ctx, **_: types.SimpleNamespace(text=lambda: "embedded"))
+    dropped = [("d", {"missing_audio": 1}, "1 missing audio: a (row 2: a.wav)")]
+    monkeypatch.setattr(runner, "not_evaluated", lambda _ctx: dropped)
+    res = CliRunner().invoke(app, ["embed", str(cfg), "--strict"])
+    assert res.exit_code == 3, res.output
+    assert "error: --strict: dataset 'd' dropped 1 row(s) at load" in res.output
+    status = read_status(tmp_path / "runs" / "r")
+    assert (status["command"], status["state"]) == ("embed", "failed"), status
+    assert status["reason"] == "stopped with exit status 3 (--strict: tracks not evaluated)"
