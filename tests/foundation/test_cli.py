@@ -75,6 +75,8 @@ def test_schema_out_makes_its_folders(tmp_path):
     res = CliRunner().invoke(app, ["schema", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "experiments" in json.loads(out.read_text())["properties"] and f"schema: {out}" in res.output
+    res = CliRunner().invoke(app, ["schema", "--out", str(tmp_path / "editor")])  # a folder: into it ("Errno 21")
+    assert res.exit_code == 0 and f"schema: {tmp_path / 'editor' / 'repeval.schema.json'}" in res.output, res.output
 
 
 def test_an_interrupted_run_names_the_command_line_that_resumes_it(tmp_path, capsys):
