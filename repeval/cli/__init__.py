@@ -5,6 +5,7 @@ they share in :mod:`repeval.cli.common`."""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
@@ -28,6 +29,7 @@ def main(
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="more logging")] = False,
 ) -> None:
     _state["debug"] = debug
+    _state["resume"] = None  # set by the command's run context (`_stage`): how to resume it if interrupted
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -59,6 +61,33 @@ def _format_warning(
 # lists them in that order, the experiment commands before the listings of `store`
 from repeval.cli import data, experiment, store  # noqa: E402, F401
 
+
+def _one_line_listings(*apps: typer.Typer) -> None:
+    """Each command's line in ``repeval --help`` (``repeval data --help``, …): the first paragraph of its docstring
+    as one text, which the listing wraps to the terminal — Typer's rich listing keeps the docstring's own line breaks,
+    breaking lines mid-sentence at the width of the source. The command's own ``--help`` is left as it is."""
+    for sub in apps:
+        for info in sub.registered_commands:
+            if info.short_help is None:
+                doc = inspect.cleandoc(info.help or getattr(info.callback, "__doc__", None) or "")
+                info.short_help = " ".join(doc.split("\n\n")[0].split())
+
+
+_one_line_listings(app, data_app, store_app)
+
+#: repeval's own options, which click takes only before the command (`repeval -v run CONFIG`)
+GLOBAL_FLAGS = frozenset({"--debug", "-v", "--verbose"})
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """``argv`` (without the program name) with repeval's own options moved before the command wherever they were
+    given, so ``repeval run CONFIG -v`` is ``repeval -v run CONFIG`` rather than click's "No such option: -v"
+    (no command takes these names itself); nothing after a ``--`` moves."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    head = argv[:end]
+    return [a for a in head if a in GLOBAL_FLAGS] + [a for a in head if a not in GLOBAL_FLAGS] + argv[end:]
+
+
 #: the commands whose work runs torch (or, ``plan``, says which MKL path it will run): only these re-execute
 MKL_COMMANDS = frozenset({"run", "train", "evaluate", "embed", "plan", "validate-model"})
 
@@ -71,6 +100,6 @@ def entrypoint() -> None:
     prepare_entry_point(reexec=command in MKL_COMMANDS)
     exit_on_sigterm()
     try:
-        app()
+        app(args=hoist_global_options(sys.argv[1:]))
     except KeyboardInterrupt:
         sys.exit(130)

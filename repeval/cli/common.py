@@ -18,10 +18,18 @@ log = logging.getLogger("repeval")
 _state: dict[str, Any] = {"debug": False}
 
 ConfigArg = Annotated[Path, typer.Argument(help="experiment YAML file")]
-RunIdOpt = Annotated[str | None, typer.Option("--run-id", help="run id (default: run.run_id or a timestamp)")]
-StoreOpt = Annotated[str | None, typer.Option("--store", help="embedding store root (path or URI)")]
+RunIdOpt = Annotated[
+    str | None,
+    typer.Option("--run-id", help="run id (default: run.run_id, else a new run-<date>-<time> on every command)"),
+]
+StoreOpt = Annotated[str | None, typer.Option("--store", help="embedding store root (path or URI; default: run.store)")]
 SmokeOpt = Annotated[
-    bool, typer.Option("--smoke-test", help="a tiny version of the run: few tracks, one probe, few epochs")
+    bool,
+    typer.Option(
+        "--smoke-test",
+        help="a tiny version of the run: few tracks, one probe, few epochs, under the run id <run_id>-smoke (also "
+        "with --run-id: never into the full run)",
+    ),
 ]
 RunsDirOpt = Annotated[
     str | None,
@@ -83,6 +91,13 @@ def _with_runs_dir(cfg: Any, runs_dir: str | None) -> Any:
     return cfg.model_copy(update={"run": cfg.run.model_copy(update={"runs_dir": runs_dir})})
 
 
+def smoke_run_id(run_id: str | None, smoke_test: bool) -> str | None:
+    """The run id a ``--run-id`` names: with ``--smoke-test`` its ``-smoke`` run, as the configuration's ``run_id``
+    becomes (:func:`repeval.runner.smoke_test_config`) — a smoke test never trains into, and replaces the results
+    of, the full run it is a smoke test of."""
+    return f"{run_id}-smoke" if run_id and smoke_test else run_id
+
+
 def _ctx(
     config: Path,
     run_id: str | None,
@@ -96,7 +111,36 @@ def _ctx(
     cfg = _with_runs_dir(_load(config, check_data=True), runs_dir)
     if smoke_test:
         cfg = smoke_test_config(cfg)
-    return make_context(cfg, run_id, store, lock=lock)
+    return make_context(cfg, smoke_run_id(run_id, smoke_test), store, lock=lock)
+
+
+def resume_command(
+    command: str,
+    config: Path,
+    ctx: Any,
+    run_id: str | None,
+    store: str | None,
+    smoke_test: bool,
+    runs_dir: str | None,
+) -> str:
+    """The command line that carries on ``ctx``'s run: ``command`` on the same configuration, with the options that
+    name this run and where it lives — ``--run-id`` when it was given, or when the configuration sets no
+    ``run.run_id`` (the same command without it would start another, timestamped run), ``--store``,
+    ``--runs-dir`` and ``--smoke-test`` as given."""
+    import shlex
+
+    words = ["repeval", command, str(config)]
+    if smoke_test:
+        words.append("--smoke-test")
+    if run_id:
+        words += ["--run-id", run_id]
+    elif not smoke_test and not ctx.cfg.run.run_id:
+        words += ["--run-id", ctx.run_id]
+    if store:
+        words += ["--store", store]
+    if runs_dir:
+        words += ["--runs-dir", runs_dir]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 #: the commands that write the store: they take its lock before their run directory is made
@@ -116,6 +160,16 @@ def _stage(
     from repeval.rundir import EarlierStageUnfinished, read_status, restore_status, write_status
 
     ctx = _ctx(config, run_id, store, smoke_test, runs_dir, lock=command in _WRITERS)
+    resume = resume_command(command, config, ctx, run_id, store, smoke_test, runs_dir)
+    _state["resume"] = resume  # what `_guard` tells an interrupted command to run
+    if command in ("train", "evaluate") and not run_id and not smoke_test and not ctx.cfg.run.run_id:
+        log.warning(
+            "the configuration sets no run.run_id and no --run-id was given: this `repeval %s` starts a new run, %s, "
+            "which holds nothing of earlier commands — to go on with one, give its --run-id (`repeval runs` lists "
+            "them), or set run.run_id",
+            command,
+            ctx.run_id,
+        )
     before = read_status(ctx.run_dir)
     try:
         write_status(ctx.run_dir, command, "started")
@@ -129,21 +183,23 @@ def _stage(
         told = None  # what to say instead of ``exc``
         if isinstance(exc, KeyboardInterrupt):
             write_status(
-                ctx.run_dir, command, "interrupted", "stopped by Ctrl-C; rerun it to resume (finished work is kept)"
+                ctx.run_dir, command, "interrupted", f"stopped by Ctrl-C; `{resume}` resumes it (finished work is kept)"
             )
         elif _terminated(exc):
             write_status(
                 ctx.run_dir, command, "interrupted",
-                "stopped by SIGTERM (`ray job stop`, a scheduler, `kill`); rerun it to resume (finished work is kept)",
+                f"stopped by SIGTERM (`ray job stop`, a scheduler, `kill`); `{resume}` resumes it (finished work is "
+                "kept)",
             )  # fmt: skip
         elif isinstance(exc, EarlierStageUnfinished):
             # nothing done: the run's state stays what it was (an interrupted `repeval run` is not a failed evaluate,
             # nor is `train` before `embed` a failed train)
             restore_status(ctx.run_dir, before)
             if _unfinished(before, command):
+                earlier = before.get("command") or "run"
                 told = EarlierStageUnfinished(
-                    f"{exc}; this run's `repeval {before.get('command')}` was {before['state']}: finish it with "
-                    f"`repeval {before.get('command')} {config}`"
+                    f"{exc}; this run's `repeval {earlier}` was {before['state']}: finish it with "
+                    f"`{resume_command(earlier, config, ctx, run_id, store, smoke_test, runs_dir)}`"
                 )
                 told.__cause__ = exc
         elif isinstance(exc, Exception) and not (isinstance(exc, typer.Exit) and exc.exit_code == 0):
@@ -162,9 +218,10 @@ def _stage(
     if command == "evaluate" and ctx.untrained and _unfinished(before, command):
         # evaluated what is trained (nothing more): the run stays as unfinished as its other command left it
         restore_status(ctx.run_dir, before)
+        earlier = before.get("command") or "run"
         log.warning(
-            "this run's `repeval %s` was %s and the run stays so: finish it with `repeval %s %s`",
-            before.get("command"), before["state"], before.get("command"), config,
+            "this run's `repeval %s` was %s and the run stays so: finish it with `%s`",
+            earlier, before["state"], resume_command(earlier, config, ctx, run_id, store, smoke_test, runs_dir),
         )  # fmt: skip
     else:
         write_status(ctx.run_dir, command, "finished")
@@ -197,6 +254,12 @@ def _reason(exc: BaseException) -> str:
     return _with_root(exc, first)
 
 
+def _resume_hint() -> str:
+    """How to carry on an interrupted command: the run's own command line once :func:`_stage` has made it."""
+    resume = _state.get("resume")
+    return f"`{resume}` resumes it" if resume else "rerun the same command to resume"
+
+
 def _guard(fn: Any) -> Any:
     """Turn expected failures into one-line errors (tracebacks with --debug)."""
     try:
@@ -204,15 +267,13 @@ def _guard(fn: Any) -> Any:
     except typer.Exit:
         raise
     except KeyboardInterrupt:
-        typer.secho("interrupted: everything finished so far is saved; rerun the same command to resume", err=True)
+        typer.secho(f"interrupted: everything finished so far is saved; {_resume_hint()}", err=True)
         raise typer.Exit(130) from None
     except SystemExit as exc:
         if _terminated(exc):
             from repeval.ray_utils import SIGTERM_EXIT_STATUS
 
-            typer.secho(
-                "terminated (SIGTERM): everything finished so far is saved; rerun the same command to resume", err=True
-            )
+            typer.secho(f"terminated (SIGTERM): everything finished so far is saved; {_resume_hint()}", err=True)
             # 143 as the shell reports a death by SIGTERM, also when the signal came out of a Ray call as SystemExit(1)
             raise typer.Exit(SIGTERM_EXIT_STATUS) from None
         raise

@@ -23,6 +23,7 @@ from repeval.cli.common import (
     _stage,
     _strict_check,
     _with_runs_dir,
+    smoke_run_id,
 )
 
 
@@ -116,7 +117,7 @@ def plan(
         from repeval.runner import smoke_test_config
 
         cfg = smoke_test_config(cfg)
-    rid = run_id or cfg.run.run_id
+    rid = smoke_run_id(run_id, smoke_test) or cfg.run.run_id
     if rid:
         _guard(lambda: check_run_id(rid))  # the run id `repeval run` would refuse, refused here too
     loc = RunLocation.open(cfg.run.runs_dir, rid) if rid else None
@@ -135,10 +136,47 @@ def plan(
         cluster = _guard(lambda: cluster_resources(address, given))  # a dashboard URL or a stopped cluster: one line
     tune = loc.tune_storage if loc is not None else None  # a remote run's Tune experiments are read where they are
     typer.echo(_guard(lambda: make_plan(cfg, st, run_dir, cluster=cluster, tune_storage=tune)).text())
+    if not rid:
+        typer.echo(
+            "note: the configuration sets no run.run_id: each `repeval run` starts a new run (run-<date>-<time>), so "
+            "no probe training counts as done here — give --run-id to plan an existing run (`repeval runs` lists them)"
+        )
+    for note in _plan_notes(cfg, config, st_root, st is None):
+        typer.echo(note)
     from repeval.cpu import huge_pages_status, mkl_status
 
     typer.echo(f"MKL (torch's products): {mkl_status()}")
     typer.echo(f"large tensors: {huge_pages_status()}")
+
+
+def _plan_notes(cfg: Any, config: Path, st_root: str, no_store: bool) -> list[str]:
+    """What a plan that finds nothing done, or a run that would stop at once, owes the user: a store that does not
+    exist (run from another folder, a relative ``run.store`` is another store), the local data paths ``repeval
+    run`` would refuse and the embedding models that cannot run on this machine — the plan itself only reads, so it
+    says these rather than failing on them."""
+    from repeval.config import ConfigError
+    from repeval.config.loader import check_data_paths
+
+    notes = []
+    if no_store:
+        note = f"note: no embedding store at {st_root} yet: nothing is embedded there"
+        if "://" not in st_root and not Path(st_root).is_absolute():
+            note += f" ({Path(st_root).resolve()}: relative paths start from the current directory)"
+        notes.append(note)
+    try:
+        check_data_paths(cfg, str(config))
+    except ConfigError as exc:
+        notes += [f"note: `repeval run` would stop here: {problem}" for problem in exc.problems]
+    if not os.environ.get("RAY_ADDRESS"):  # on a cluster its nodes answer, at `repeval validate` and the run's start
+        from repeval.pipeline.preflight import unavailable_here, unavailable_lines
+
+        models = list({m.id: m for exp in cfg.experiments for m in exp.embedding_models}.values())
+        problems: dict[tuple[str, str], list[str]] = {(m, why): [] for m, why in unavailable_here(models).items()}
+        notes += [
+            f"note: {line} (`repeval run` stops on it while the model has tracks to embed)"
+            for line in unavailable_lines(problems, here=True)
+        ]
+    return notes
 
 
 def _train_line(t: dict[str, Any]) -> str:
@@ -247,8 +285,8 @@ def embed(
     def go() -> None:
         with _stage("embed", config, run_id, store, smoke_test, runs_dir) as ctx:
             typer.echo(runner.stage_embed(ctx, retry_errors=retry_errors).text())
-        if strict:
-            _strict_check(ctx)
+            if strict:  # inside the stage, as in `run`: status.json (`repeval runs`) says it failed --strict
+                _strict_check(ctx)
 
     _guard(go)
 
@@ -303,7 +341,9 @@ def table(
             help="all_deform_all_models, model_comparison, robustness, or tasks (a dataset's tasks side by side)",
         ),
     ] = "all_deform_all_models",
-    fmt: Annotated[str, typer.Option("--format", help="terminal, markdown, csv, latex or html")] = "terminal",
+    fmt: Annotated[
+        str, typer.Option("--format", help="terminal (plain: without colours), markdown, csv, latex or html")
+    ] = "terminal",
     task: Annotated[str | None, typer.Option("--task", help="only this task (--preset tasks: a, b, …)")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="only this dataset")] = None,
     scale: Annotated[float, typer.Option("--scale", help="multiply values (100 for the thesis' percentages)")] = 1.0,

@@ -27,7 +27,10 @@ def runs_cmd(
 
 @app.command("schema")
 def schema_cmd(
-    out: Annotated[Path | None, typer.Option("--out", help="write it to this file instead of printing it")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="write it to this file (a folder: its repeval.schema.json) instead of printing it"),
+    ] = None,
 ) -> None:
     """Print the configuration's JSON Schema (for editors; configs/repeval.schema.json is a copy)."""
     from repeval.config.jsonschema import schema_text
@@ -36,8 +39,10 @@ def schema_cmd(
         if out is None:
             typer.echo(schema_text(), nl=False)
         else:
-            out.write_text(schema_text())
-            typer.echo(f"schema: {out} (first line of a config: `# yaml-language-server: $schema={out.name}`)")
+            path = out / "repeval.schema.json" if out.is_dir() else out  # a folder: into it, as `report --out`
+            path.parent.mkdir(parents=True, exist_ok=True)  # as `report --out` and `data check --out` do
+            path.write_text(schema_text())
+            typer.echo(f"schema: {path} (first line of a config: `# yaml-language-server: $schema={path.name}`)")
 
     _guard(go)
 
@@ -85,8 +90,15 @@ def validate_model_cmd(
     from repeval.models.validate import validate_model
 
     def go() -> None:
+        from repeval.models.dummies import DUMMIES
+
         report = validate_model(name, dummy_weights=dummy_weights)
         typer.echo(report.summary())
+        if report.unavailable and dummy_weights is None and name in DUMMIES:
+            typer.echo(
+                f"to check its code without its weights: `repeval validate-model {name} --dummy-weights DIR` (stand-in "
+                "weights, written into DIR)"
+            )
         if not report.ok:
             raise typer.Exit(1)
 

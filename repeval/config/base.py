@@ -34,6 +34,8 @@ class Strict(BaseModel):
 
     #: alternative spellings accepted on input: {alias: canonical field}
     key_aliases: ClassVar[dict[str, str]] = {}
+    #: said after the valid keys when an unknown key is close to none of them
+    other_keys: ClassVar[str] = ""
 
     @model_validator(mode="before")
     @classmethod
@@ -53,7 +55,7 @@ class Strict(BaseModel):
                 if hint:
                     msg += f" — did you mean '{hint}'?"
                 else:
-                    msg += f" (valid keys: {', '.join(sorted(valid))})"
+                    msg += f" (valid keys: {', '.join(sorted(valid))}{cls.other_keys})"
                 raise ValueError(msg)
             if canonical in out:
                 raise ValueError(f"'{key}' and '{canonical}' both given; keep one")

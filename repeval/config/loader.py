@@ -167,7 +167,7 @@ def check_data_paths(cfg: Config, source: str | None = None) -> None:
                 what = "directory" if is_dir else "file"
                 problems.append(
                     f"experiments[{ei}].datasets[{di}].{key}: no such {what}: {path.resolve()} — "
-                    f"{_path_hint(str(value), path, is_dir, source)}, or {_fetch_hint(ds, key, path)}"
+                    f"{_path_hint(str(value), path, is_dir, source)}, or {_fetch_hint(ds, key, path, exp.task.type)}"
                 )
     if problems:
         raise ConfigError(problems, source)
@@ -193,8 +193,18 @@ def _path_hint(value: str, path: Path, is_dir: bool, source: str | None) -> str:
     return f"fix the path (relative paths start from {Path.cwd()})"
 
 
-def _fetch_hint(ds: Any, key: str, path: Path) -> str:
-    """How to get a missing data path: mirdata data sets download, repeval's own loaders are manual downloads."""
+#: what ``repeval data render --kind`` writes for each task type, and the label columns of its manifest
+RENDER_KINDS = {
+    "multiclass_classification": ("notes", {"instrument", "pitch_class", "pitch", "dynamics"}),
+    "multilabel_classification": ("mixtures", {"instruments"}),
+    "key_estimation": ("keys", {"key"}),
+}
+
+
+def _fetch_hint(ds: Any, key: str, path: Path, task_type: str | None = None) -> str:
+    """How to get a missing data path: mirdata data sets download, repeval's own loaders are manual downloads, and
+    a catalog's ``manifest.csv`` (or ``.parquet``) with a label column the renderer writes the ``repeval data render``
+    command that writes one for the task's type there."""
     if ds.type == "mirdata" and key == "dir":
         return f"fetch it with `repeval data download {ds.name} --data-home {path}` (needs network access)"
     if ds.type == "mirdata" and key == "index_path":
@@ -205,6 +215,16 @@ def _fetch_hint(ds: Any, key: str, path: Path) -> str:
         return (
             "point it at the folder the manifest's relative audio paths start from, or remove it (they then start "
             "from the manifest's folder)"
+        )
+    kind, columns = RENDER_KINDS.get(task_type or "", ("", set()))
+    fmt = {"manifest.csv": "", "manifest.parquet": " --format parquet"}.get(path.name)
+    rendered = getattr(ds, "label_column", None) in columns and fmt is not None and not (kind == "notes" and fmt)
+    if rendered:  # (notes are rendered with a CSV manifest only)
+        folder = Path(str(ds.manifest)).parent
+        what = {"notes": "the quickstart's notes", "mixtures": "instrument mixtures", "keys": "chord progressions"}
+        return (
+            f"write it first: `repeval data render {folder}{'' if kind == 'notes' else ' --kind ' + kind}{fmt}` "
+            f"renders {what[kind]} with that manifest"
         )
     return (
         "write the manifest first (`repeval data render DIR` renders the quickstart's notes; `--kind mixtures` "

@@ -18,7 +18,7 @@ beside it: :mod:`~repeval.config.base` (the frozen base model, names that become
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -75,6 +75,8 @@ def _one_run_file(
 
 class Config(Strict):
     """The whole file. Top-level keys starting with ``x-`` are ignored (a place for YAML anchors)."""
+
+    other_keys: ClassVar[str] = "; a key starting with x- is ignored, a place for YAML anchors"
 
     #: the experiments: a task, its data sets, deformations, embedding models and probes
     experiments: tuple[ExperimentConfig, ...]

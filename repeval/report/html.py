@@ -468,5 +468,5 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
         out = out / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(build_report_html(runs), encoding="utf-8")
-    log.info("wrote report for %d run(s) to %s", len(runs), out)
+    log.debug("wrote report for %d run(s) to %s", len(runs), out)  # `repeval report` prints the path itself
     return out

@@ -20,6 +20,7 @@ Layout of ``runs/<run_id>/``:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath, PurePosixPath
@@ -153,8 +154,13 @@ def _no_results_hint(run_dir: Path) -> str:
 
     usual = ": pass a run directory such as runs/<run_id> whose `repeval run` finished its test stage"
     if not run_dir.exists():
+        beside = run_dir.parent / "runs" / run_dir.name  # a run id given for its directory (`repeval table ID`)
+        if (beside / "results.parquet").is_file():
+            return f" (the directory does not exist): pass the run's directory, {beside}"
         return f" (the directory does not exist){usual}"
     if not run_dir.is_dir():
+        if (run_dir.parent / "results.parquet").is_file() or (run_dir.parent / STATUS).is_file():
+            return f": {run_dir.name} is a file of a run; pass the run's directory, {run_dir.parent}"
         return usual
     runs = sorted(p.name for p in run_dir.iterdir() if (p / "results.parquet").is_file() or (p / STATUS).is_file())
     if runs and not (run_dir / STATUS).is_file():
@@ -167,12 +173,20 @@ def _no_results_hint(run_dir: Path) -> str:
     if not isinstance(status, dict) or status.get("state") not in ("interrupted", "failed", "started"):
         return usual
     said = {"started": "is running or was killed", "interrupted": "was interrupted", "failed": "failed"}
-    reason = str(status.get("reason") or "").split("; rerun it")[0]  # an interruption's says how to resume: below
+    reason = str(status.get("reason") or "")
+    # an interruption's reason names the command line that resumes the run (`repeval run CONFIG --run-id …`)
+    resume = re.match(r"(.*?); `(repeval [a-z-]+ .*)` resumes it", reason)
+    reason = resume.group(1) if resume else reason.split("; rerun it")[0]  # (the words of earlier repevals)
     reason = f" ({reason})" if reason else ""
+    how = (
+        f"`{re.sub(r'^repeval [a-z-]+ ', 'repeval run ', resume.group(2))}` finishes it"
+        if resume
+        else "run `repeval run CONFIG` with the run's configuration (and --run-id, --runs-dir if it had them) to "
+        "finish it"
+    )
     return (
         f": its last command, `repeval {status.get('command')}`, {said[status['state']]}{reason} before the test "
-        "stage wrote results; run `repeval run CONFIG` with the run's configuration (and --run-id, --runs-dir if it "
-        "had them) to finish it — finished work is kept"
+        f"stage wrote results; {how} — finished work is kept"
     )
 
 

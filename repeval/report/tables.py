@@ -383,9 +383,14 @@ def _select_dataset(results: pd.DataFrame, task: str | None, dataset: str | None
     datasets = multi_task_datasets(df) if dataset is None else [dataset]
     if not datasets:
         have = ", ".join(f"{t}/{d}" for t, d in groups(results)) or "none"
-        raise ValueError(f"the tasks table compares the tasks of one dataset; each dataset here has one task ({have})")
+        raise ValueError(
+            f"the tasks table compares the tasks of one dataset; each dataset here has one task ({have}): the other "
+            "presets show it — all_deform_all_models, model_comparison or robustness"
+        )
     if len(datasets) > 1:
-        raise ValueError(f"several datasets have more than one task ({', '.join(datasets)}): pass dataset= to pick one")
+        raise ValueError(
+            f"several datasets have more than one task ({', '.join(datasets)}): pick one with --dataset (dataset=)"
+        )
     d = datasets[0]
     df = df[df["dataset"] == d]
     if task is not None:

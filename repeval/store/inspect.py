@@ -120,9 +120,11 @@ def ls_text(store: EmbeddingStore, as_json: bool = False, infos: list[dict[str, 
     ]
     lines = aligned(table)
     done = sum(i["state"] == "complete" for i in infos)
+    foreign = sum(i["state"] == NOT_A_PARTITION for i in infos)
     lines.append(
-        f"{len(infos)} partition(s), {done} complete, {sum(i['rows'] or 0 for i in infos)} rows, "
-        f"{sum(i['errors'] or 0 for i in infos)} error record(s) — {store.uri}"
+        f"{len(infos) - foreign} partition(s), {done} complete, {sum(i['rows'] or 0 for i in infos)} rows, "
+        f"{sum(i['errors'] or 0 for i in infos)} error record(s){f', {foreign} folder(s) not a partition' * bool(foreign)}"
+        f" — {store.uri}"
     )
     if all(i["state"] == NOT_A_PARTITION for i in infos):
         lines.append(

@@ -204,11 +204,28 @@ class Partition:
                         f"more probe seeds on these embeddings keep run.seed: {old['seed']} and raise run.seeds)"
                     )
             raise StoreConflict(
-                f"store partition {self.path} was computed with a different configuration — {diff}{hint}; give "
-                f"the model or scenario a new id, point run.store elsewhere, or delete the partition to recompute "
-                f"it (`{self.rm_command()}`)"
+                f"store partition {self.path} was computed with a different configuration — {diff}{hint}; "
+                f"{self._conflict_fix(old, fingerprint)}"
             )
         return False
+
+    def _conflict_fix(self, old: Any, fingerprint: dict[str, Any]) -> str:
+        """How to go on from a partition stamped ``old``: when the model differs, every scenario of it differs alike
+        (the run stops at the first), so the id to give it and the command that deletes them all are named too."""
+        if not (isinstance(old, dict) and old.get("model") != fingerprint.get("model")):
+            return (
+                "give the model or scenario a new id, point run.store elsewhere, or delete the partition to recompute "
+                f"it (`{self.rm_command()}`)"
+            )
+        now = fingerprint.get("model")
+        family = now.get("family") if isinstance(now, dict) else None
+        every = f"{self.name.rsplit('/', 1)[0]}/*"
+        return (
+            f"give the model a new id (in embedding_models, `id: {self.model}-2`{f' with `type: {family}`' * bool(family)}"
+            f"), point run.store elsewhere, or delete the partition to recompute it (`{self.rm_command()}`) — every "
+            f"scenario of this model differs alike: `repeval store rm {shlex.quote(self.store.uri)} "
+            f"{shlex.quote(every)} --yes` deletes them all"
+        )
 
     def _only_windowing_added(self, old: Any, fingerprint: dict[str, Any]) -> bool:
         """``fingerprint`` is ``old`` plus :data:`WINDOWING_ENTRIES` only, and every stored row is one window long:

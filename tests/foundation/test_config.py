@@ -254,6 +254,12 @@ def _error(mutate) -> str:
             "a probe's batch_size takes one value; to train one configuration per value, write it as a grid axis, "
             "search: {grid: {batch_size: [32]}}",
         ),
+        # a top-level key close to no valid one: the x- prefix that makes a key ignored is named with them
+        (
+            lambda d: d.update({"anchors": {"a": 1}}),
+            "(top level): unknown key 'anchors' (valid keys: experiments, run; a key starting with x- is ignored, a "
+            "place for YAML anchors)",
+        ),
         # YAML reads 1e3 (no dot) as text: an integer key said only "unable to parse string as an integer"
         (
             lambda d: d["experiments"][0]["downstream_models"][0].update(epochs="1e3"),
@@ -493,6 +499,36 @@ def test_a_data_path_written_from_the_config_file_or_with_a_variable_says_so(tmp
     d["experiments"][0]["datasets"][0]["manifest"] = "data/m.csv"
     cfg.write_text(yaml.safe_dump(d))
     check_data_paths(load_config(cfg), str(cfg))
+
+
+def test_a_missing_rendered_manifest_names_the_render_command_that_writes_it(tmp_path, monkeypatch):
+    """A shipped config run before its data was rendered (``configs/aggregation.yaml``: ``data/mixtures/manifest.csv``)
+    said "`repeval data render DIR` renders the quickstart's notes; `--kind mixtures` …" — the user worked out DIR
+    and the kind. It now names the command for that folder and the task's type; a manifest the renderer does not
+    write (another label column or file name) keeps the general hint."""
+    from repeval.config.loader import check_data_paths
+
+    monkeypatch.chdir(tmp_path)
+    cases = [
+        ("multilabel_classification", "instruments", "data/mixtures/manifest.csv",
+         "write it first: `repeval data render data/mixtures --kind mixtures` renders instrument mixtures"),
+        ("key_estimation", "key", "data/keys/manifest.parquet",
+         "`repeval data render data/keys --kind keys --format parquet` renders chord progressions"),
+        ("multiclass_classification", "instrument", "data/quickstart/manifest.csv",
+         "`repeval data render data/quickstart` renders the quickstart's notes"),
+        ("multiclass_classification", "genre", "data/mine/manifest.csv", "`repeval data render DIR` renders"),
+        ("multiclass_classification", "instrument", "data/mine/tracks.csv", "`repeval data render DIR` renders"),
+    ]  # fmt: skip
+    for task_type, column, manifest, said in cases:
+        d = base()
+        d["experiments"][0]["task"]["type"] = task_type
+        d["experiments"][0]["deformations"] = []
+        d["experiments"][0]["datasets"][0].update(manifest=manifest, label_column=column)
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(yaml.safe_dump(d))
+        with pytest.raises(ConfigError) as info:
+            check_data_paths(load_config(cfg), str(cfg))
+        assert said in str(info.value), str(info.value)
 
 
 def test_a_directory_given_as_config_says_so(tmp_path):

@@ -263,7 +263,7 @@ def test_an_interrupted_command_is_recorded_as_such(smoke_then_full, tmp_path):
         raise KeyboardInterrupt
     listed = {r["run"]: r for r in json.loads(CliRunner().invoke(app, ["runs", str(root / "runs"), "--json"]).output)}
     assert listed["ctrlc"]["state"] == "interrupted (embed)"
-    assert "rerun it to resume" in listed["ctrlc"]["reason"]
+    assert f"`repeval embed {path}` resumes it" in listed["ctrlc"]["reason"]
 
 
 def test_a_failure_that_came_of_another_names_its_root_cause(rendered_notes, tmp_path, capsys):

@@ -82,6 +82,21 @@ def test_registered_model_honours_contract(
     assert report.embedding_dim and report.embedding_dim > 0
 
 
+def test_validate_model_of_a_model_without_its_weights_names_the_stand_in_check(tmp_path, monkeypatch):
+    """`repeval validate-model neuralfp` without its weights said UNAVAILABLE and where to get them, and nothing of
+    `--dummy-weights`, which checks the family's code with stand-in weights; it now names that command too."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    monkeypatch.setenv("REPEVAL_MODELS_DIR", str(tmp_path / "empty"))
+    r = CliRunner().invoke(app, ["validate-model", "neuralfp"])
+    assert r.exit_code == 1, r.output
+    out = " ".join(r.output.split())
+    assert "UNAVAILABLE" in out and "to check its code without its weights: `repeval validate-model neuralfp " in out
+    assert "--dummy-weights DIR` (stand-in weights, written into DIR)" in out, out
+
+
 def test_validate_model_names_an_unknown_model_without_pydantic_noise():
     """`repeval validate-model mfcc-stat` printed pydantic's report ("1 validation error for EmbeddingModelConfig
     … [type=value_error, input_value=…] For further information visit https://errors.pydantic.dev/…"); it now

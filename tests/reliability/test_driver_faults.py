@@ -132,7 +132,7 @@ def test_ctrl_c_and_kill9_at_three_points_then_resume_equals_uninterrupted(
     os.killpg(p.pid, signal.SIGINT)
     os.kill(p.pid, signal.SIGCONT)
     assert p.wait() == 130, p.text()
-    assert "interrupted" in "".join(p.err) and "rerun the same command to resume" in "".join(p.err)
+    assert "interrupted" in "".join(p.err) and f"`repeval run {cfg}` resumes it" in "".join(p.err)
     assert "Traceback" not in p.text()
     n1 = done()  # check_store asserts the store is consistent
     assert complete(store) == fast_parts
@@ -212,7 +212,7 @@ def test_sigterm_in_a_blocking_ray_call_marks_the_run_interrupted(ray_session, f
         ray_utils._sigterms.clear()
         ray_session.cancel(ref, force=True)
     assert stopped.value.exit_code == 143
-    assert "rerun the same command to resume" in capsys.readouterr().err
+    assert f"`repeval train {cfg}` resumes it" in capsys.readouterr().err
     status = json.loads((tmp_path / "runs" / "r" / "status.json").read_text())
     assert status["state"] == "interrupted" and "SIGTERM" in status["reason"], status
 

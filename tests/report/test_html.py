@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -89,8 +90,13 @@ def test_per_label_table_keeps_the_tasks_vocabulary_order(report, run_dir):
     assert re.findall(re.escape(lead) + r'<td data-value="([^"]*)">', block) == vocab
 
 
-def test_report_over_two_runs(run_dir, second_run_dir, tmp_path):
+def test_report_over_two_runs(run_dir, second_run_dir, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="repeval")
     out = write_report([run_dir, second_run_dir], tmp_path / "both.html")
+    # `repeval report` prints "report: PATH"; the log's "INFO …: wrote report for 2 run(s) to PATH" repeated it
+    assert [
+        r.getMessage() for r in caplog.records if r.levelno >= logging.INFO and "wrote report" in r.getMessage()
+    ] == []
     text = out.read_text()
     assert out.name == "both.html"
     assert "runs: demo, other" in text

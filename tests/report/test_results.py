@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pandas as pd
@@ -80,9 +81,24 @@ def test_a_runs_directory_or_an_unfinished_run_without_results_says_what_to_pass
     write_status(stopped, "train", "failed", "no space left on device")
     with pytest.raises(ValueError, match=r"`repeval train`, failed \(no space left on device\) before the test"):
         load_run(stopped)
+    # an interruption's status names the command line that resumes it: the hint gives it, as the `run` that finishes
+    cmd = f"repeval embed {tmp_path / 'c.yaml'} --run-id stopped --store {tmp_path / 'st'}"
+    write_status(stopped, "embed", "interrupted", f"stopped by Ctrl-C; `{cmd}` resumes it (finished work is kept)")
+    with pytest.raises(ValueError) as info:
+        load_run(stopped)
+    said = str(info.value)
+    assert "`repeval embed`, was interrupted (stopped by Ctrl-C) before the test stage wrote results; " in said
+    assert f"`repeval run {tmp_path / 'c.yaml'} --run-id stopped --store {tmp_path / 'st'}` finishes it" in said
     write_status(stopped, "run", "finished")  # an odd state (results deleted by hand): the usual words
     with pytest.raises(ValueError, match="pass a run directory such as runs/<run_id>"):
         load_run(stopped)
+    # a run's file, or its id without its runs directory: the run's directory is named
+    with pytest.raises(
+        ValueError, match=re.escape(f"results.parquet is a file of a run; pass the run's directory, {runs / 'demo'}")
+    ):
+        load_run(runs / "demo" / "results.parquet")
+    with pytest.raises(ValueError, match=re.escape(f"does not exist): pass the run's directory, {runs / 'demo'}")):
+        load_run(tmp_path / "demo")
 
 
 def test_combine_and_duplicate_runs(run_dir, second_run_dir):

@@ -308,7 +308,7 @@ def test_evaluate_with_nothing_trained_keeps_an_interrupted_runs_state(tmp_path)
     said = " ".join(res.output.split())
     assert (
         "no trained probe grid" in said
-        and f"this run's `repeval run` was interrupted: finish it with `repeval run {cfg}`" in said
+        and f"this run's `repeval run` was interrupted: finish it with `repeval run {cfg} --run-id r`" in said
     )
     assert read_status(run)["state"] == "interrupted" and read_status(run)["command"] == "run"
     (info,) = list_runs(str(tmp_path / "runs"))

@@ -271,8 +271,9 @@ def test_tasks_preset_puts_a_datasets_tasks_side_by_side(results, tmp_path):
             v = _manual(results, metric, scenario, model, probe).mean() + (0.05 if task != TASK else 0.0)
             assert t.mean[i, j] == pytest.approx(v)
     assert all(t.rows[i][2] == "instrument_augmented" for i in np.flatnonzero(t.best[:, 0]))  # best across tasks
-    with pytest.raises(ValueError, match="each dataset here has one task"):
+    with pytest.raises(ValueError, match="each dataset here has one task") as err:
         make_table(results, "tasks")
+    assert "the other presets show it — all_deform_all_models, model_comparison or robustness" in str(err.value)
     with pytest.raises(ValueError, match="needs two or more tasks on dataset 'tinysol'"):
         make_table(both, "tasks", task=TASK)
 

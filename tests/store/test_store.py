@@ -163,6 +163,28 @@ def test_conflict_names_the_changed_parameter_inside_a_hash_and_falls_back_to_ha
     assert "keep run.seed: 0 and raise run.seeds); give the model or scenario a new id" in str(err.value)
 
 
+def test_a_model_conflict_names_the_new_id_and_the_command_that_clears_every_scenario(tmp_path):
+    """A model's parameters changed: ``repeval run`` stopped at its first partition, saying "give the model or
+    scenario a new id … (`repeval store rm … ds/m/clean --yes`)"; a user who ran that met the next scenario's
+    conflict, run after run. Every scenario of the model differs alike, so the error now names the id to write
+    and the one command that deletes them all; a conflict of one scenario alone keeps the single command."""
+    store = EmbeddingStore(str(tmp_path / "s"))
+    fp = {"model": {"family": "mfcc-stats", "params": "aaa"}, "chunk_s": 10}
+    clean = store.partition("ds", "m", "clean")
+    clean.stamp(fp)
+    with pytest.raises(StoreConflict) as err:
+        clean.check_compatible({**fp, "model": {"family": "mfcc-stats", "params": "bbb"}})
+    msg = str(err.value)
+    assert "give the model a new id (in embedding_models, `id: m-2` with `type: mfcc-stats`)" in msg, msg
+    assert f"`repeval store rm {tmp_path / 's'} ds/m/clean --yes`" in msg
+    assert f"every scenario of this model differs alike: `repeval store rm {tmp_path / 's'} 'ds/m/*' --yes`" in msg
+    noisy = store.partition("ds", "m", "noise")
+    noisy.stamp({**fp, "scenario": "s1"})
+    with pytest.raises(StoreConflict) as err:
+        noisy.check_compatible({**fp, "scenario": "s2"})
+    assert "give the model or scenario a new id" in str(err.value) and "'ds/m/*'" not in str(err.value)
+
+
 def test_a_model_whose_embeddings_changed_is_refused_the_partitions_embedded_before(tmp_path):
     """A family raises ``embedding_version`` when the same params come to give other embeddings (msd-musicnn's 2:
     mir_ref's layer and musicnn's patch hop): the version joins the model's fingerprint, so a partition embedded
@@ -393,6 +415,8 @@ def test_a_runs_directory_given_as_the_store_is_listed_as_such_and_never_deleted
     assert res.exit_code == 0, res.output
     assert re.search(r"r1/tune/groups-2-abc\s+not a partition\s+-\s+-", res.output), res.output
     assert "holds no store partition" not in res.output  # it has one
+    # the count is of partitions: the Tune experiment is a folder apart (it read "3 partition(s)")
+    assert f"2 partition(s), 0 complete, 2 rows, 0 error record(s), 1 folder(s) not a partition — {runs}" in res.output
     for args in (["r1/*/*"], ["ds/m/clean", "r1/tune/groups-2-abc"]):
         res = runner.invoke(app, ["store", "rm", str(runs), *args, "--yes"])
         assert res.exit_code == 1, res.output

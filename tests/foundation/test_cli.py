@@ -1,0 +1,199 @@
+"""The command line as a new user meets it: its help listing, where its own options may go, what an interrupted run
+says to resume it, where a smoke test with ``--run-id`` writes and what ``schema --out`` does with a new folder.
+No Ray: each runs the commands' own code with a configuration that embeds nothing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+from repeval.cli import app
+from repeval.cli.common import _stage
+from repeval.rundir import read_status
+
+
+def _config(tmp_path: Path, run_id: str | None) -> Path:
+    (tmp_path / "m.csv").write_text("track_id,audio_path,label\na,a.wav,x\n")
+    cfg = tmp_path / "exp.yaml"
+    run = f"run_id: {run_id}, " if run_id else ""
+    cfg.write_text(
+        f"run: {{{run}runs_dir: {tmp_path / 'runs'}, store: {tmp_path / 'store'}}}\n"
+        "experiments:\n- task: {name: t, type: multiclass_classification}\n"
+        f"  datasets: [{{name: d, type: catalog, manifest: {tmp_path / 'm.csv'}, label_column: label}}]\n"
+        "  embedding_models: [mfcc-stats]\n  downstream_models: [{type: classifier, hidden_units: []}]\n"
+    )
+    return cfg
+
+
+def test_the_help_listing_wraps_each_commands_summary_as_one_text():
+    """``repeval --help`` listed each command with its docstring's own line breaks (Typer's rich listing keeps
+    them), so "validate" broke mid-sentence after "every" and again after "`ray job submit`)" — ragged lines in
+    the first screen a user reads. Each listed summary is now one text that the listing wraps."""
+    root = typer.main.get_command(app)
+    listed = {}
+    for name, cmd in root.commands.items():  # type: ignore[attr-defined]
+        for sub_name, sub in (getattr(cmd, "commands", None) or {name: cmd}).items():
+            listed[f"{name} {sub_name}" if sub is not cmd else name] = sub.short_help or sub.help or ""
+    assert "validate" in listed and "data check" in listed and "store rm" in listed
+    assert {name: text for name, text in listed.items() if "\n" in text} == {}
+    assert listed["validate"].startswith("Validate a configuration file (nothing runs): local data paths must exist")
+    full = CliRunner().invoke(app, ["validate", "--help"], env={"COLUMNS": "200"}).output
+    assert "Exit status 2: the configuration is invalid" in full  # the command's own help keeps its whole text
+
+
+def test_repevals_own_options_are_taken_after_the_command_too(tmp_path):
+    """``repeval validate CONFIG -v`` stopped with click's "No such option: -v", which does not say that repeval's
+    own options (--debug, -v/--verbose) go before the command. They are now taken anywhere on the line (nothing
+    after ``--`` moves)."""
+    from repeval.cli import hoist_global_options
+
+    assert hoist_global_options(["run", "c.yaml", "-v", "--run-id", "r", "--debug"]) == [
+        "-v", "--debug", "run", "c.yaml", "--run-id", "r",
+    ]  # fmt: skip
+    assert hoist_global_options(["run", "c.yaml", "--", "-v"]) == ["run", "c.yaml", "--", "-v"]
+    out = tmp_path / "s.json"
+    r = subprocess.run(
+        [sys.executable, "-m", "repeval.cli", "schema", "--out", str(out), "--debug"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "experiments" in json.loads(out.read_text())["properties"]
+
+
+def test_schema_out_makes_its_folders(tmp_path):
+    """``repeval schema --out editor/repeval.schema.json`` failed with a bare "[Errno 2] No such file or
+    directory" when the folder did not exist; like ``report --out`` and ``data check --out`` it now makes it."""
+    out = tmp_path / "editor" / "schemas" / "repeval.schema.json"
+    res = CliRunner().invoke(app, ["schema", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "experiments" in json.loads(out.read_text())["properties"] and f"schema: {out}" in res.output
+    res = CliRunner().invoke(app, ["schema", "--out", str(tmp_path / "editor")])  # a folder: into it ("Errno 21")
+    assert res.exit_code == 0 and f"schema: {tmp_path / 'editor' / 'repeval.schema.json'}" in res.output, res.output
+
+
+def test_an_interrupted_run_names_the_command_line_that_resumes_it(tmp_path, capsys):
+    """Ctrl-C said "rerun the same command to resume" — but a configuration without ``run.run_id`` gives each
+    command a new timestamped run, so the same command started another run and trained every grid again. The
+    message and ``status.json`` now give the command line that resumes this run: its ``--run-id`` when the
+    configuration has none (or it was given), and the ``--store`` / ``--runs-dir`` it was given."""
+    cfg = _config(tmp_path, None)
+    store = str(tmp_path / "other-store")
+    with pytest.raises(KeyboardInterrupt), _stage("run", cfg, None, store, False, None) as ctx:
+        raise KeyboardInterrupt
+    assert re.fullmatch(r"run-\d{8}-\d{6}", ctx.run_id)
+    resume = f"repeval run {cfg} --run-id {ctx.run_id} --store {store}"
+    assert f"`{resume}` resumes it" in read_status(ctx.run_dir)["reason"]
+
+    named = _config(tmp_path, "named")  # the configuration names the run: no --run-id needed
+    with pytest.raises(KeyboardInterrupt), _stage("embed", named, None, None, False, str(tmp_path / "r2")) as ctx:
+        raise KeyboardInterrupt
+    assert f"`repeval embed {named} --runs-dir {tmp_path / 'r2'}` resumes it" in read_status(ctx.run_dir)["reason"]
+
+    res = CliRunner().invoke(app, ["evaluate", str(cfg), "--run-id", "r"])  # nothing trained: an error, no resume
+    assert res.exit_code == 1 and "resumes it" not in res.output
+
+
+def test_a_smoke_test_given_a_run_id_runs_beside_that_run_not_into_it(tmp_path):
+    """``repeval run CONFIG --run-id exp1 --smoke-test`` trained the smoke test's grids into run exp1 — replacing
+    the full run's results and moving its Tune experiments aside as stale — while the README (and the smoke test
+    without --run-id) put it under ``<run_id>-smoke``. With --run-id it now runs under ``exp1-smoke`` too, and
+    ``repeval plan --smoke-test --run-id exp1`` plans that run."""
+    cfg = _config(tmp_path, "cfgid")
+    with _stage("run", cfg, "exp1", None, True, None) as ctx:
+        pass
+    assert ctx.run_id == "exp1-smoke" and ctx.run_dir == tmp_path / "runs" / "exp1-smoke"
+    assert not (tmp_path / "runs" / "exp1").exists()
+    with _stage("run", cfg, None, None, True, None) as ctx:
+        pass
+    assert ctx.run_id == "cfgid-smoke"
+
+    longest = "x" * 125  # a valid run id whose smoke run's id is too long: the plan checks the smoke run's
+    assert CliRunner().invoke(app, ["plan", str(cfg), "--run-id", longest]).exit_code == 0
+    bad = CliRunner().invoke(app, ["plan", str(cfg), "--smoke-test", "--run-id", longest])
+    assert bad.exit_code == 1 and f"run id '{longest}-smoke'" in bad.output, bad.output
+
+
+def test_plan_says_when_the_store_or_the_data_is_not_where_it_looks(tmp_path, monkeypatch):
+    """``repeval plan`` run from another folder than the runs' (a relative ``run.store`` and ``manifest``) printed
+    "0 complete", "0 done" and nothing else — as if everything were lost — while ``repeval run`` from there stops on
+    the manifest, or on a model that cannot run here. The plan now says the store does not exist where it looked
+    and what the run would stop on."""
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "data" / "m.csv").write_text("track_id,audio_path,label\na,a.wav,x\n")
+    (project / "store").mkdir()
+    cfg = project / "exp.yaml"
+    cfg.write_text(
+        "run: {run_id: r, store: store, runs_dir: runs}\n"
+        "experiments:\n- task: {name: t, type: multiclass_classification}\n"
+        "  datasets: [{name: d, type: catalog, manifest: data/m.csv, label_column: label}]\n"
+        "  embedding_models: [mfcc-stats]\n  downstream_models: [{type: classifier, hidden_units: []}]\n"
+    )
+    monkeypatch.chdir(tmp_path)  # not the project's folder
+    res = CliRunner().invoke(app, ["plan", str(cfg)])
+    assert res.exit_code == 0, res.output
+    said = res.output
+    assert f"note: no embedding store at store yet: nothing is embedded there ({tmp_path / 'store'}: relative" in said
+    assert f"note: `repeval run` would stop here: experiments[0].datasets[0].manifest: no such file: {tmp_path}" in said
+    assert f"run repeval from {project}" in said
+
+    monkeypatch.chdir(project)
+    res = CliRunner().invoke(app, ["plan", str(cfg)])
+    assert res.exit_code == 0 and "note:" not in res.output, res.output
+
+    # a model that cannot run here: the plan names it and the fix, as `repeval validate` and the run do
+    missing = tmp_path / "no-such-weights.pt"
+    cfg.write_text(cfg.read_text().replace("[mfcc-stats]", f"[{{id: mule, params: {{checkpoint: {missing}}}}}]"))
+    res = CliRunner().invoke(app, ["plan", str(cfg)])
+    assert res.exit_code == 0, res.output
+    assert f"note: embedding model 'mule' cannot run here: weights file {missing} not found" in res.output
+
+
+def test_a_later_stage_without_a_run_id_says_it_starts_a_new_run(tmp_path, caplog):
+    """mir_ref's staged commands (`repeval embed`, then `train`, then `evaluate`) on a configuration without
+    ``run.run_id``: each started a new timestamped run, so `repeval evaluate CONFIG` after `repeval train CONFIG`
+    failed with "no trained probe grid … train them first — `repeval train CONFIG`", which the user had just run.
+    `train` and `evaluate` now say at once that they start a new run and how to go on with one."""
+    cfg = _config(tmp_path, None)
+    caplog.set_level(logging.WARNING, logger="repeval")
+    with _stage("evaluate", cfg, None, None, False, None) as ctx:
+        pass
+    assert f"this `repeval evaluate` starts a new run, {ctx.run_id}, which holds nothing of earlier" in caplog.text
+    assert "give its --run-id (`repeval runs` lists them), or set run.run_id" in caplog.text
+    plan = CliRunner().invoke(app, ["plan", str(cfg)])  # the plan of such a configuration says why nothing is done
+    assert (
+        plan.exit_code == 0
+        and "note: the configuration sets no run.run_id: each `repeval run` starts a new run" in (plan.output)
+    ), plan.output
+    assert "starts a new run" not in CliRunner().invoke(app, ["plan", str(cfg), "--run-id", "r1"]).output
+    caplog.clear()
+    with _stage("evaluate", cfg, "r1", None, False, None), _stage("embed", cfg, None, None, False, None):
+        pass  # a run named on the command line, or a stage that only fills the store: nothing to say
+    assert "starts a new run" not in caplog.text
+
+
+def test_embed_strict_records_its_failure_as_run_strict_does(tmp_path, monkeypatch):
+    """`repeval embed --strict` exited 3 for a dropped row but left ``status.json`` at "finished", so `repeval runs`
+    listed the run as embedded while `repeval run --strict` records the same stop as failed, with the reason."""
+    import types
+
+    from repeval import runner
+
+    cfg = _config(tmp_path, "r")
+    monkeypatch.setattr(runner, "stage_embed", lambda ctx, **_: types.SimpleNamespace(text=lambda: "embedded"))
+    dropped = [("d", {"missing_audio": 1}, "1 missing audio: a (row 2: a.wav)")]
+    monkeypatch.setattr(runner, "not_evaluated", lambda _ctx: dropped)
+    res = CliRunner().invoke(app, ["embed", str(cfg), "--strict"])
+    assert res.exit_code == 3, res.output
+    assert "error: --strict: dataset 'd' dropped 1 row(s) at load" in res.output
+    status = read_status(tmp_path / "runs" / "r")
+    assert (status["command"], status["state"]) == ("embed", "failed"), status
+    assert status["reason"] == "stopped with exit status 3 (--strict: tracks not evaluated)"
