@@ -359,7 +359,10 @@ def test_evaluate_on_a_partly_trained_run_keeps_it_unfinished(run_dir, tmp_path,
     assert set(pq.read_table(run / "results.parquet")["model"].to_pylist()) == {"logmel-stats", "msd-musicnn"}
     said = " ".join(caplog.text.split())
     assert f"1 probe grid(s) of this configuration are not trained yet: {untrained}" in said
-    assert f"this run's `repeval run` was interrupted and the run stays so: finish it with `repeval run {cfg}`" in said
+    assert (
+        f"this run's `repeval run` was interrupted and the run stays so: finish it with `repeval run {cfg} --run-id r`"
+        in said
+    )  # the line that resumes this run
     assert (read_status(run)["command"], read_status(run)["state"]) == ("run", "interrupted")
     (info,) = list_runs(str(runs))
     assert (info["state"], info["grids_untrained"]) == ("interrupted (run)", [untrained])
