@@ -977,3 +977,31 @@ def test_validate_checks_that_a_k_fold_catalog_can_rotate_its_split_column(tmp_p
     Path("m.csv").write_text("\n".join([rows[0], "c,c.wav,x,", "d,d.wav,y,"]) + "\n")
     res = CliRunner().invoke(app, validate)
     assert res.exit_code == 0 and "warning" not in res.output, res.output
+
+
+@pytest.mark.parametrize(
+    ("name", "task", "label"),
+    [
+        ("openmic2018", "instrument_recognition", "multilabel_classification"),
+        ("medley_solos_db", "instrument_classification", "multiclass_classification"),
+    ],
+)
+def test_k_folds_on_a_label_with_a_fixed_official_split_are_a_config_error(name, task, label):
+    """split_type: all on a mirdata label whose official split fixes every track's split (OpenMIC-2018's train/test,
+    Medley-solos-DB's subsets) passed `repeval validate` and stopped every run at the load (the folds cannot rotate):
+    now a configuration error naming the fix. Official folds (TinySOL's instrument) and labels without an official
+    split (TinySOL's pitch class) still take k folds."""
+    d = base()
+    exp = d["experiments"][0]
+    exp["task"] = {"name": task, "type": label}
+    exp["datasets"] = [{"name": name, "type": "mirdata", "split_type": "all"}]
+    with pytest.raises(ConfigError, match=r"datasets\[0\]\.split_type: all, but the 'instrument' label of .* official "
+                       r"split .*folds cannot rotate.*use split_type: single"):  # fmt: skip
+        parse_config(d)
+    exp["datasets"][0]["split_type"] = "single"
+    parse_config(d)
+    exp["task"] = {"name": "instrument_classification", "type": "multiclass_classification"}
+    exp["datasets"] = [{"name": "tinysol", "type": "mirdata", "split_type": "all"}]
+    parse_config(d)
+    exp["task"] = {"name": "pitch_class_classification", "type": "multiclass_classification"}
+    parse_config(d)
