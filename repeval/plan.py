@@ -177,11 +177,12 @@ def make_plan(
     if cluster is None:
         from repeval.pipeline.resources import runs_in_decode_tasks
 
-        gpu = _gpu_note(r.use_gpu, r.embed_num_gpus, gpus, " for GPU models")
-        p.resources["embed actor"] = f"{r.embed_num_cpus:g} CPU{custom}{gpu}"
         classes = {m.id: resolve_model(m)[0].cls for e in cfg.experiments for m in e.embedding_models}
         fused = [i for i, c in classes.items() if runs_in_decode_tasks(c, r)]  # light models take no GPU
         pooled = [i for i in classes if i not in fused]
+        if pooled:  # no actor when every model runs inside the decode tasks
+            gpu = _gpu_note(r.use_gpu, r.embed_num_gpus, gpus, " for GPU models")
+            p.resources["embed actor"] = f"{r.embed_num_cpus:g} CPU{custom}{gpu}"
         where = [f"{', '.join(fused)} inside the decode tasks"] if fused else []
         where += [f"{', '.join(pooled)} in actor pools"] if pooled else []
         p.resources["models run"] = f"{'; '.join(where)} (embed_in_decode: {r.embed_in_decode})"
@@ -198,12 +199,19 @@ def make_plan(
                 except ValueError as exc:
                     p.resources[f"embed {m.id}"] = f"cannot be placed: {exc}"
     if cluster is None:
+        # a model inside the decode tasks makes them tasks of embed_num_cpus (pipeline.resources._fused)
         at_once = (
             f"{r.decode_max_tasks} at once"
             if r.decode_max_tasks
             else "on one node one per CPU the actors leave free, on a cluster as many as fit"
+            if pooled
+            else "as many at once as fit"
         )
-        p.resources["decode task"] = f"{r.decode_num_cpus:g} CPU, {at_once}"
+        sizes = [f"{r.decode_num_cpus:g} CPU"] if pooled else []
+        sizes += (
+            [f"{r.embed_num_cpus:g} CPU{' with a model inside' if pooled else ''} (embed_num_cpus)"] if fused else []
+        )
+        p.resources["decode task"] = f"{' or '.join(sizes)}, {at_once}"
     trial_gpu = _gpu_note(r.use_gpu, r.trial_num_gpus, gpus, "", known=cluster is not None)
     p.resources["probe trial"] = f"{r.trial_num_cpus:g} CPU{trial_gpu}"
     if n_bf16:

@@ -16,17 +16,63 @@ import typer
 
 from repeval.cli.common import _state
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Evaluate music audio embeddings at catalog scale.")
-data_app = typer.Typer(no_args_is_help=True, help="Quickstart data, downloads, audio checks.")
-store_app = typer.Typer(no_args_is_help=True, help="Inspect the embedding store.")
+# a bare `repeval` (`repeval data`, `repeval store`) prints its help and exits 0, as git and ray do: Typer's
+# no_args_is_help exits 2 under click ≥ 8.2 (a usage error); the callbacks print the help themselves (_help_if_bare)
+app = typer.Typer(add_completion=False, invoke_without_command=True, help="Evaluate music audio embeddings at catalog scale.")  # fmt: skip
+data_app = typer.Typer(invoke_without_command=True, help="Quickstart data, downloads, audio checks.")
+store_app = typer.Typer(invoke_without_command=True, help="Inspect the embedding store.")
 app.add_typer(data_app, name="data")
 app.add_typer(store_app, name="store")
 
 
+def _help_if_bare(ctx: typer.Context) -> None:
+    """The group's help, and exit status 0, when no command follows it."""
+    if ctx.invoked_subcommand is None and not ctx.resilient_parsing:
+        typer.echo(ctx.get_help(), nl=False)
+        raise typer.Exit(0)
+
+
+@data_app.callback()
+def _data(ctx: typer.Context) -> None:
+    _help_if_bare(ctx)
+
+
+@store_app.callback()
+def _store(ctx: typer.Context) -> None:
+    _help_if_bare(ctx)
+
+
+def version_line() -> str:
+    """``repeval --version``: repeval's version and the Ray and Python it runs on, on one line."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return f"repeval {of('repeval')} (Ray {of('ray')}, Python {platform.python_version()})"
+
+
+def _print_version(given: bool) -> None:
+    if given:
+        typer.echo(version_line())
+        raise typer.Exit(0)
+
+
 @app.callback()
 def main(
+    ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="more logging")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="print the versions of repeval, Ray and Python"
+        ),
+    ] = False,
 ) -> None:
     _state["debug"] = debug
     _state["resume"] = None  # set by the command's run context (`_stage`): how to resume it if interrupted
@@ -39,6 +85,7 @@ def main(
     warnings.formatwarning = _python_formatwarning if debug else _format_warning
     # Ray Data logs every execution's plan and progress at INFO; repeval prints its own summary lines
     os.environ.setdefault("REPEVAL_RAY_DATA_LOG_LEVEL", "DEBUG" if debug else "INFO" if verbose else "ERROR")
+    _help_if_bare(ctx)
 
 
 _python_formatwarning = warnings.formatwarning

@@ -132,6 +132,12 @@ class ExperimentConfig(Strict):
                     f"datasets[{j}].label_column: {ds.label_column!r}, but task.label is {label!r} — a catalog "
                     "dataset's labels are one manifest column, label_column's: remove task.label, or make the two the same"
                 )
+            if ds.split_type == "all" and (fixed := _fixed_official_split(ds, self.task)):
+                raise ValueError(
+                    f"datasets[{j}].split_type: all, but {fixed}, so the {ds.n_folds} folds cannot rotate (each would "
+                    "train and test the same tracks): use split_type: single (the official split), or a task.label "
+                    f"without one (`repeval datasets {ds.name}` lists them)"
+                )
             if ds.type == "catalog" and ds.annotated_column and self.task.effective_type != "multilabel_classification":
                 raise ValueError(
                     f"datasets[{j}].annotated_column: {ds.annotated_column!r} names the labels each track annotates, "
@@ -171,3 +177,24 @@ class ExperimentConfig(Strict):
 
     def probe_names(self) -> list[str]:
         return [p.name or f"M{i + 1}" for i, p in enumerate(self.downstream_models)]
+
+
+def _fixed_official_split(ds: DatasetConfig, task: TaskConfig) -> str | None:
+    """What fixes every track's split when ``ds``'s loader gives the task's label an official train/validation/test
+    split (OpenMIC-2018, Medley-solos-DB: :meth:`~repeval.datasets.mirdata_loader.MirdataSpec.fixed_split`); None
+    otherwise, and for a label the loader lacks (its load names that)."""
+    from repeval.datasets.labels import task_label_name
+    from repeval.datasets.load import loader_name
+    from repeval.datasets.mirdata_loader import SPECS
+
+    spec = SPECS.get(loader_name(ds)) if ds.type == "mirdata" else None
+    if spec is None:
+        return None
+    try:
+        label = task_label_name(task, spec.info())
+    except ValueError:
+        return None
+    splits = spec.fixed_split(label)
+    return (
+        f"the {label!r} label of {ds.name} comes with its official split ({splits}) for every track" if splits else None
+    )

@@ -160,7 +160,10 @@ def check_data_paths(cfg: Config, source: str | None = None) -> None:
                     from repeval.datasets.catalog import manifest_problems
 
                     where = f"experiments[{ei}].datasets[{di}]"
-                    problems += [f"{where}.{msg}" for msg in manifest_problems(ds, exp.task)]
+                    found = manifest_problems(ds, exp.task)
+                    problems += [f"{where}.{msg}" for msg in found]
+                    if not found and (fixed := _fixed_fold_splits(ds)):
+                        problems.append(f"{where}.split_column: {fixed}")
                     continue
                 if path.is_dir() if is_dir else path.exists():
                     continue
@@ -171,6 +174,73 @@ def check_data_paths(cfg: Config, source: str | None = None) -> None:
                 )
     if problems:
         raise ConfigError(problems, source)
+
+
+#: what a k-fold dataset's split column does (:func:`_fixed_fold_splits`, :func:`unchecked_fold_splits`)
+_FOLD_SPLITS = (
+    "split_type: all rotates k folds over the tracks whose split_column cell is empty; a track the column gives a "
+    "split keeps it in every fold"
+)
+_FOLD_FIX = "drop split_column to rotate stratified folds over every track, or use split_type: single"
+
+
+def _split_cells(ds: Any) -> tuple[int, int]:
+    """``(filled, rows)``: how many rows of the local manifest's ``split_column`` give their track a split, of how
+    many rows. Reads that one column, streaming."""
+    import contextlib
+
+    import pyarrow.compute as pc
+
+    from repeval.datasets.catalog import iter_manifest
+
+    filled = total = 0
+    with contextlib.closing(iter_manifest(str(ds.manifest), [ds.split_column])) as batches:
+        for _, batch in batches:
+            cells = pc.utf8_trim_whitespace(pc.fill_null(batch.column(0), ""))
+            filled += int(pc.sum(pc.not_equal(cells, "")).as_py() or 0)
+            total += batch.num_rows
+    return filled, total
+
+
+def _fixed_fold_splits(ds: Any) -> str | None:
+    """The problem of a ``split_type: all`` catalog whose local manifest's ``split_column`` gives every track its
+    split: its folds cannot rotate, and the load would stop (:func:`repeval.datasets.load.check_rotation`)."""
+    if ds.split_type != "all" or not ds.split_column:
+        return None
+    filled, total = _split_cells(ds)
+    if not total or filled < total:
+        return None
+    return (
+        f"split_type is all, but every row of the manifest's column {ds.split_column!r} gives its track a split, "
+        f"so the {ds.n_folds} folds cannot rotate (each would train and test the same tracks) — {_FOLD_FIX}"
+    )
+
+
+def fold_split_warnings(cfg: Config, data_checked: bool) -> list[str]:
+    """What ``repeval validate`` warns of each ``split_type: all`` catalog with a ``split_column`` (every row filled
+    is an error of :func:`check_data_paths`): some rows filled — those tracks are tested in no fold or in every one;
+    a manifest not read (``data_checked`` false: ``--skip-data-check``; else a remote one) — whether the folds can
+    rotate depends on its cells, which the run reads."""
+    out = []
+    for ei, exp in enumerate(cfg.experiments):
+        for di, ds in enumerate(exp.datasets):
+            if ds.type != "catalog" or ds.split_type != "all" or not ds.split_column:
+                continue
+            where = f"experiments[{ei}].datasets[{di}].split_column"
+            if not data_checked or "://" in str(ds.manifest):
+                out.append(
+                    f"{where}: {_FOLD_SPLITS} — if every row of column {ds.split_column!r} has a split the run stops "
+                    f"at the load: {_FOLD_FIX}"
+                )
+                continue
+            filled, total = _split_cells(ds)
+            if 0 < filled < total:
+                out.append(
+                    f"{where}: {filled} of {total} rows of the manifest's column {ds.split_column!r} give their track "
+                    f"a split: {_FOLD_SPLITS}, so those tracks are tested in no fold or in every one and the mean "
+                    f"over folds is not a k-fold estimate — {_FOLD_FIX}"
+                )
+    return out
 
 
 def _path_hint(value: str, path: Path, is_dir: bool, source: str | None) -> str:

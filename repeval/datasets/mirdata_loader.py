@@ -79,6 +79,14 @@ class MirdataSpec:
             self.name, "mirdata", tuple(lab.info for lab in self.labels), self.description, frozenset(keys)
         )
 
+    def fixed_split(self, name: str) -> str | None:
+        """How label ``name``'s official split is made when it fixes every track's train/validation/test split (no
+        official folds to rotate, no split files that may be absent), so ``split_type: all`` cannot rotate folds on
+        it (:func:`repeval.datasets.load.check_rotation`); None otherwise."""
+        lab = next((x for x in self.labels if x.info.name == name), None)
+        fixed = lab is not None and lab.official_split and not self.official_folds and self.split_map is None
+        return lab.info.splits if fixed and lab is not None else None
+
     def label(self, name: str) -> MirdataLabel:
         for lab in self.labels:
             if lab.info.name == name:

@@ -108,7 +108,7 @@ def render_dataset(out: str | Path, spec: RenderSpec | None = None) -> Path:
         w.writeheader()
         w.writerows(rows)
     _write_licence(out)
-    log.info("rendered %d notes into %s", len(rows), out)
+    log.debug("rendered %d notes into %s", len(rows), out)  # `repeval data render` prints the manifest itself
     return manifest
 
 
@@ -220,7 +220,7 @@ def _render_set(
         writer.close(commit=whole)
         bar.close()
     _write_licence(out)
-    log.info("rendered %d clips into %s%s", n - kept, out, f" ({kept} already there, kept)" if kept else "")
+    log.debug("rendered %d clips into %s%s", n - kept, out, f" ({kept} already there, kept)" if kept else "")
     return writer.path
 
 

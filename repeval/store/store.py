@@ -20,6 +20,23 @@ from repeval.store.layout import _safe, stored_name
 from repeval.store.partition import Partition
 
 
+def _file_not_store(fs: pafs.FileSystem, path: str, given: str) -> str:
+    """What to say of a store root that is a file: the store root to pass instead when the file is in a partition
+    (a folder with a manifest, ``STORE/DATASET/MODEL/SCENARIO``), else what a store root is."""
+    from repeval.store.partition import MANIFEST
+
+    folder = path
+    for _ in range(3):  # a part file, or one in the partition's _errors/ folder
+        folder = folder.rsplit("/", 1)[0] if "/" in folder.strip("/") else folder
+        if fs.get_file_info(f"{folder}/{MANIFEST}").type == pafs.FileType.File:
+            store = folder.rsplit("/", 3)[0]
+            return f"{given} is a file of the store partition {folder}, not a store directory: pass the store {store}"
+    return (
+        f"{given} is a file, not an embedding store directory: pass the store's folder — the run.store of the "
+        "configuration (default store), which holds a DATASET/MODEL/SCENARIO folder per partition"
+    )
+
+
 class EmbeddingStore:
     """The store root: a local path, any pyarrow filesystem URI, or ``filesystem=`` plus a path in it."""
 
@@ -36,7 +53,9 @@ class EmbeddingStore:
             self.fs, self.root = pafs.LocalFileSystem(), os.path.abspath(root)
         if create:
             self.fs.create_dir(self.root, recursive=True)
-        elif self.fs.get_file_info(self.root).type != pafs.FileType.Directory:
+        elif (kind := self.fs.get_file_info(self.root).type) == pafs.FileType.File:
+            raise FileNotFoundError(_file_not_store(self.fs, self.root, root))  # (what callers catch: no store)
+        elif kind != pafs.FileType.Directory:
             raise FileNotFoundError(f"no embedding store at {root} (check the path, or run `repeval embed` first)")
 
     def __repr__(self) -> str:

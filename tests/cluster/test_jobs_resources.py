@@ -61,7 +61,7 @@ def test_use_gpu_always_requests_gpus_before_any_gpu_node_is_up_and_never_keeps_
     # probe trials follow the same rule
     assert wants_gpu("always", 0.25, 0) and wants_gpu("auto", 0.25, 1)
     assert not wants_gpu("auto", 0.25, 0) and not wants_gpu("never", 0.25, 4) and not wants_gpu("always", 0, 4)
-    text = make_plan(_cfg(use_gpu="always", trial_num_gpus=0.25)).text()
+    text = make_plan(_cfg(use_gpu="always", trial_num_gpus=0.25, embed_in_decode="never")).text()
     assert "embed actor:      1 CPU + 1 GPU for GPU models (none up yet: waits for the autoscaler" in text, text
     assert "probe trial:      1 CPU + 0.25 GPU (none up yet: waits for the autoscaler" in text, text
     text = make_plan(_cfg(use_gpu="never", trial_num_gpus=0.25), cluster={"CPU": 4, "GPU": 1}).text()
@@ -115,6 +115,11 @@ def test_plan_reports_requests() -> None:
     assert "models run:       mfcc-stats, logmel-stats in actor pools (embed_in_decode: auto)" in text, text
     default = make_plan(_cfg()).text()
     assert "models run:       mfcc-stats, logmel-stats inside the decode tasks (embed_in_decode: auto)" in default
+    # every model inside the decode tasks: no actor, and the decode tasks are embed_num_cpus tasks (what the run does)
+    assert (
+        "embed actor" not in default and "decode task:      1 CPU (embed_num_cpus), as many at once as fit" in default
+    )
+    assert "decode task:      0.5 CPU, on one node one per CPU the actors leave free" in text, text
     fused = make_plan(_cfg(), cluster={"CPU": 4}).text()
     assert "embed mfcc-stats: model inside the decode tasks (no actor pool): tasks × 1 CPU, 4 at once" in fused, fused
 

@@ -49,6 +49,24 @@ def test_the_help_listing_wraps_each_commands_summary_as_one_text():
     assert "Exit status 2: the configuration is invalid" in full  # the command's own help keeps its whole text
 
 
+def test_a_bare_repeval_prints_its_help_and_exits_0_and_version_says_the_versions():
+    """A bare ``repeval`` (or ``repeval data``, ``repeval store``) exited 2, a usage error (Typer's no_args_is_help
+    under click 8.2): it now prints the help and exits 0, as git and ray do; ``repeval --version`` did not exist."""
+    import platform
+    from importlib.metadata import version
+
+    for args, what in (([], "validate"), (["data"], "render"), (["store"], "ls")):
+        r = CliRunner().invoke(app, args, env={"COLUMNS": "120"})
+        assert r.exit_code == 0 and "Usage:" in r.output and what in r.output, (args, r.output)
+    r = CliRunner().invoke(app, ["--version"])
+    assert r.exit_code == 0, r.output
+    assert r.output == f"repeval {version('repeval')} (Ray {version('ray')}, Python {platform.python_version()})\n"
+    r = CliRunner().invoke(app, ["--version", "validate"])  # eager: the version, not the command
+    assert r.exit_code == 0 and r.output.startswith("repeval "), r.output
+    r = CliRunner().invoke(app, ["nope"])  # a wrong command stays a usage error
+    assert r.exit_code == 2, r.output
+
+
 def test_repevals_own_options_are_taken_after_the_command_too(tmp_path):
     """``repeval validate CONFIG -v`` stopped with click's "No such option: -v", which does not say that repeval's
     own options (--debug, -v/--verbose) go before the command. They are now taken anywhere on the line (nothing

@@ -946,3 +946,62 @@ def test_fold_on_one_split_is_accepted_by_the_configuration_and_the_schema_where
         True
     ]
     assert {("beatport_key", "mirdata"), ("medley_solos_db", "custom"), ("vocalset", "custom")} <= seen[False]
+
+
+def test_validate_checks_that_a_k_fold_catalog_can_rotate_its_split_column(tmp_path, monkeypatch):
+    """split_type: all with a split_column: every row filled is an error of `repeval validate` (the load would stop:
+    the folds cannot rotate), some rows filled a warning, and a manifest not read (--skip-data-check) a warning that
+    it depends on the column's cells."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    d = base()
+    d["experiments"][0]["datasets"][0].update(split_column="split", split_type="all", check_files=False)
+    Path("c.yaml").write_text(yaml.safe_dump(d))
+    rows = ["track_id,audio_path,instrument,split", "a,a.wav,x,train", "b,b.wav,y,test"]
+    Path("m.csv").write_text("\n".join(rows) + "\n")
+    validate = ["validate", "--skip-model-check", "c.yaml"]
+    res = CliRunner().invoke(app, validate)
+    assert res.exit_code == 2, res.output
+    assert "datasets[0].split_column: split_type is all, but every row" in res.output
+    assert "drop split_column" in res.output and "split_type: single" in res.output
+    res = CliRunner().invoke(app, ["validate", "--skip-data-check", *validate[1:]])
+    assert res.exit_code == 0 and "warning:" in res.output
+    assert "if every row of column 'split' has a split the run stops at the load" in res.output
+    Path("m.csv").write_text("\n".join([*rows, "c,c.wav,x,", "d,d.wav,y, "]) + "\n")
+    res = CliRunner().invoke(app, validate)
+    assert res.exit_code == 0, res.output
+    assert "warning: experiments[0].datasets[0].split_column: 2 of 4 rows" in res.output
+    Path("m.csv").write_text("\n".join([rows[0], "c,c.wav,x,", "d,d.wav,y,"]) + "\n")
+    res = CliRunner().invoke(app, validate)
+    assert res.exit_code == 0 and "warning" not in res.output, res.output
+
+
+@pytest.mark.parametrize(
+    ("name", "task", "label"),
+    [
+        ("openmic2018", "instrument_recognition", "multilabel_classification"),
+        ("medley_solos_db", "instrument_classification", "multiclass_classification"),
+    ],
+)
+def test_k_folds_on_a_label_with_a_fixed_official_split_are_a_config_error(name, task, label):
+    """split_type: all on a mirdata label whose official split fixes every track's split (OpenMIC-2018's train/test,
+    Medley-solos-DB's subsets) passed `repeval validate` and stopped every run at the load (the folds cannot rotate):
+    now a configuration error naming the fix. Official folds (TinySOL's instrument) and labels without an official
+    split (TinySOL's pitch class) still take k folds."""
+    d = base()
+    exp = d["experiments"][0]
+    exp["task"] = {"name": task, "type": label}
+    exp["datasets"] = [{"name": name, "type": "mirdata", "split_type": "all"}]
+    with pytest.raises(ConfigError, match=r"datasets\[0\]\.split_type: all, but the 'instrument' label of .* official "
+                       r"split .*folds cannot rotate.*use split_type: single"):  # fmt: skip
+        parse_config(d)
+    exp["datasets"][0]["split_type"] = "single"
+    parse_config(d)
+    exp["task"] = {"name": "instrument_classification", "type": "multiclass_classification"}
+    exp["datasets"] = [{"name": "tinysol", "type": "mirdata", "split_type": "all"}]
+    parse_config(d)
+    exp["task"] = {"name": "pitch_class_classification", "type": "multiclass_classification"}
+    parse_config(d)

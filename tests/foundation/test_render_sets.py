@@ -137,13 +137,23 @@ def test_render_command_rejects_bad_options(tmp_path, args, message):
     assert r.exit_code == 1 and message in r.output, r.output
 
 
-def test_render_command_writes_a_set_that_validates(tmp_path):
+def test_render_command_writes_a_set_that_validates(tmp_path, caplog):
+    import logging
+
     from repeval.cli import app
 
-    r = CliRunner().invoke(app, ["data", "render", str(tmp_path / "mix"), "--kind", "mixtures", "--clips", "9"])
+    caplog.set_level(logging.DEBUG)
+    args = ["data", "render", str(tmp_path / "mix"), "--kind", "mixtures", "--clips", "9"]
+    r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     assert f"manifest: {tmp_path / 'mix' / 'manifest.csv'}" in r.output
     assert len(_rows(tmp_path / "mix" / "manifest.csv")) == 9
+    # the command says where it wrote, once: the log's "rendered 9 clips into …" only with -v
+    assert [rec.getMessage() for rec in caplog.records if rec.name.startswith("repeval.datasets.render")] == []
+    r = CliRunner().invoke(app, ["-v", *args])
+    assert r.exit_code == 0 and r.output.count("manifest: ") == 1, r.output
+    said = [rec.getMessage() for rec in caplog.records if rec.name.startswith("repeval.datasets.render")]
+    assert said == [f"rendered 0 clips into {tmp_path / 'mix'} (9 already there, kept)"], said
 
 
 def test_shipped_catalog_and_key_configs_plan_on_rendered_data(tmp_path, monkeypatch):
@@ -246,7 +256,7 @@ def test_an_interrupted_render_resumes_and_another_spec_starts_over(tmp_path, mo
         render_keys(tmp_path / "k", spec)
     assert sorted(p.name for p in (tmp_path / "k").iterdir()) == ["audio", "render.json"]  # no manifest of half a set
     monkeypatch.setattr(render, "_render_folder", real)
-    with caplog.at_level(logging.INFO, logger="repeval.datasets.render"):
+    with caplog.at_level(logging.DEBUG, logger="repeval.datasets.render"):
         manifest = render_keys(tmp_path / "k", spec)
     assert "rendered 15 clips" in caplog.text and "(10 already there, kept)" in caplog.text
     caplog.clear()
@@ -259,7 +269,7 @@ def test_an_interrupted_render_resumes_and_another_spec_starts_over(tmp_path, mo
     (tmp_path / "k" / rows[21]["audio_path"]).unlink()
     before = {r["track_id"]: (tmp_path / "k" / r["audio_path"]).stat().st_mtime_ns for r in rows if r["track_id"]
               not in {rows[3]["track_id"], rows[4]["track_id"], rows[21]["track_id"]}}  # fmt: skip
-    with caplog.at_level(logging.INFO, logger="repeval.datasets.render"):
+    with caplog.at_level(logging.DEBUG, logger="repeval.datasets.render"):
         assert render_keys(tmp_path / "k", spec) == manifest
     assert "rendered 3 clips" in caplog.text and "(22 already there, kept)" in caplog.text
     assert _rows(manifest) == rows

@@ -282,6 +282,14 @@ def test_store_cli_takes_the_store_either_way_and_names_what_is_missing(tmp_path
         res = runner.invoke(app, args)
         assert res.exit_code == 1 and "no embedding store at" in res.output, res.output
     assert not missing.exists()  # the read-only tools create nothing
+    # a file is not a store: said, with what to pass (for a file in a partition, its store)
+    (tmp_path / "notes.csv").write_text("track_id\n")
+    res = runner.invoke(app, ["store", "ls", str(tmp_path / "notes.csv")])
+    assert res.exit_code == 1 and "is a file, not an embedding store directory" in res.output, res.output
+    assert "repeval embed" not in res.output and "run.store" in res.output
+    part_file = next(p for p in (tmp_path / "s" / "ds" / "m" / "clean").rglob("*.parquet"))
+    res = runner.invoke(app, ["store", "ls", str(part_file)])
+    assert res.exit_code == 1 and f"not a store directory: pass the store {tmp_path / 's'}" in res.output, res.output
 
 
 def test_store_show_rows_zero_prints_counts_only_and_negative_is_refused(tmp_path):
