@@ -1,4 +1,6 @@
-"""`ray job submit --working-dir . -- python jobs/train.py CONFIG [--smoke-test]`: the `train` stage."""
+"""`ray job submit --working-dir . --runtime-env cluster/runtime_env.yaml -- python jobs/train.py CONFIG
+--store URI --runs-dir URI [--smoke-test]`: the `train` stage. The store and runs dir are absolute paths every node
+sees, or buckets: a job refuses relative ones (they would be written in Ray's copy of the upload)."""
 
 from _common import main
 

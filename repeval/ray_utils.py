@@ -16,6 +16,8 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
+from repeval.ray_cluster import attach_ray
+
 log = logging.getLogger(__name__)
 
 
@@ -48,7 +50,7 @@ def init_ray(num_cpus: int | None = None, **kwargs: Any) -> None:
     if os.environ.get("RAY_ADDRESS"):
         check_ray_address(os.environ["RAY_ADDRESS"])
         log.info("attaching to Ray cluster at %s", os.environ["RAY_ADDRESS"])
-        ray.init(log_to_driver=True, **kwargs)
+        attach_ray(os.environ["RAY_ADDRESS"], log_to_driver=True, **kwargs)
     else:
         from repeval.cpu import ray_process_environment
 
@@ -212,7 +214,7 @@ def cluster_resources(address: str, given: str = "RAY_ADDRESS") -> dict[str, flo
     if ray.is_initialized():
         return dict(ray.cluster_resources())
     check_ray_address(address, given=given)
-    ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    attach_ray(address, given, log_to_driver=False, logging_level=logging.WARNING)
     try:
         return dict(ray.cluster_resources())
     finally:

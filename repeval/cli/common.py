@@ -76,13 +76,37 @@ def _with_root(exc: BaseException, line: str) -> str:
 def _load(path: Path, check_data: bool = False) -> Any:
     try:
         cfg = load_config(path)
-        if check_data:  # reliability (issue 9): a missing manifest/data dir fails before anything runs
-            from repeval.config.loader import check_data_paths
-
-            check_data_paths(cfg, str(path))
-        return cfg
     except ConfigError as exc:
         _fail(exc)
+    if check_data:  # reliability (issue 9): a missing manifest/data dir fails before anything runs
+        from repeval.config.loader import check_data_paths
+
+        try:
+            check_data_paths(cfg, str(path))
+        except ConfigError as exc:
+            _fail(_in_job_copy(exc))
+    return cfg
+
+
+def _in_job_copy(exc: ConfigError) -> ConfigError:
+    """``exc`` (a data path not found), and when it lies in the copy of the working directory a ``ray job submit``
+    job runs in, why it may be missing there though it exists where the job was submitted from."""
+    from repeval.ray_cluster import job_working_dir
+
+    here = job_working_dir()
+    missing = [i for i, p in enumerate(exc.problems) if here is not None and ": no such " in p and here in p]
+    if not missing:
+        return exc
+    hint = (
+        " — this job runs in Ray's copy of the directory `ray job submit` uploaded, which leaves out what .gitignore "
+        "lists (data/ among them): submit with RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1 to upload it too (512 MiB at most), "
+        "or keep the data in a bucket or on a mount every node sees and give the config its absolute path "
+        "(docs/cluster.md)"
+    )
+    problems = [p + hint if i == missing[-1] else p for i, p in enumerate(exc.problems)]
+    told = ConfigError(problems, exc.source)
+    told.__cause__ = exc.__cause__
+    return told
 
 
 def _with_runs_dir(cfg: Any, runs_dir: str | None) -> Any:
@@ -106,11 +130,13 @@ def _ctx(
     runs_dir: str | None = None,
     lock: bool = False,
 ) -> Any:
+    from repeval.ray_cluster import check_job_output_paths
     from repeval.runner import make_context, smoke_test_config
 
     cfg = _with_runs_dir(_load(config, check_data=True), runs_dir)
     if smoke_test:
         cfg = smoke_test_config(cfg)
+    check_job_output_paths(store or cfg.run.store, cfg.run.runs_dir)  # not inside a `ray job submit` job's copy
     return make_context(cfg, smoke_run_id(run_id, smoke_test), store, lock=lock)
 
 

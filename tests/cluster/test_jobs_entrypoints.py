@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -99,3 +100,98 @@ def test_plan_with_a_bad_ray_address_is_one_line(address: str, given: str, tmp_p
     )
     assert r.returncode == 1, (r.returncode, r.stderr[-3000:])
     assert r.stderr.startswith("error: ") and "Traceback" not in r.stderr and f"{given}={address}" in r.stderr, r.stderr
+
+
+def _job_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of a ``ray job submit`` driver whose runtime env has a working_dir, as Ray 2.60 sets it."""
+    job = {"runtime_env": {"working_dir": "gcs://_ray_pkg_0123456789abcdef.zip"}, "metadata": {}}
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    return {**env, "RAY_JOB_CONFIG_JSON_ENV_VAR": json.dumps(job), "PYTHONPATH": str(REPO), "COLUMNS": "300"}
+
+
+def _job_config(tmp_path: Path, manifest: str, **run: str) -> Path:
+    import yaml
+
+    cfg = yaml.safe_load((REPO / "configs" / "quickstart.yaml").read_text())
+    cfg["run"].update(run)
+    cfg["experiments"][0]["datasets"][0]["manifest"] = manifest
+    path = tmp_path / "configs" / "job.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "repeval.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_a_job_with_a_relative_store_or_runs_dir_is_refused_naming_the_fix(tmp_path: Path) -> None:
+    """Under ``ray job submit`` the job runs in Ray's copy of the uploaded directory: the quickstart's ``store`` and
+    ``runs`` (relative) were written there, on the head's temp dir, and the run succeeded, printing a results path
+    under Ray's session directory — lost with it, and started afresh whenever the code changed."""
+    manifest = tmp_path / "data" / "manifest.csv"
+    manifest.parent.mkdir()
+    manifest.write_text("track_id,audio_path,instrument,split\nt1,t1.wav,piano,train\n")
+    config = _job_config(tmp_path, str(manifest))  # the quickstart's run block: store: store, runs_dir: runs
+    r = _cli(["run", str(config)], tmp_path, _job_env(tmp_path))
+    assert r.returncode == 1, (r.returncode, r.stderr[-3000:])
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("error: run.store 'store' and run.runs_dir 'runs' are relative paths"), line
+    assert str(tmp_path) in line and '--store "$PWD/store" --runs-dir "$PWD/runs"' in line, line
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "store").exists()
+    # --store given absolute: only the runs directory is named
+    r = _cli(["run", str(config), "--store", str(tmp_path / "abs")], tmp_path, _job_env(tmp_path))
+    assert r.returncode == 1 and "error: run.runs_dir 'runs' is a relative path" in r.stderr, r.stderr[-3000:]
+    assert "run.store" not in r.stderr
+    # outside a job (no working_dir copy) relative paths are the user's: left alone
+    from repeval.ray_cluster import check_job_output_paths
+
+    check_job_output_paths("store", "runs", env={})
+
+
+def test_data_left_out_of_a_job_upload_names_the_gitignore_fix(tmp_path: Path) -> None:
+    """``ray job submit --working-dir .`` leaves out what .gitignore lists (data/): the job's error said only to
+    render the data, which the submitter had done."""
+    config = _job_config(tmp_path, "data/quickstart/manifest.csv", store=str(tmp_path / "s"), runs_dir=str(tmp_path))
+    r = _cli(["run", "configs/job.yaml"], tmp_path, _job_env(tmp_path))
+    assert r.returncode == 2, (r.returncode, r.stderr[-3000:])
+    assert "manifest: no such file" in r.stderr and "RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1" in r.stderr, r.stderr
+    outside = {k: v for k, v in _job_env(tmp_path).items() if k != "RAY_JOB_CONFIG_JSON_ENV_VAR"}
+    r = _cli(["run", str(config)], tmp_path, outside)
+    assert "manifest: no such file" in r.stderr and "RAY_RUNTIME_ENV_IGNORE_GITIGNORE" not in r.stderr, r.stderr
+
+
+def test_a_cluster_refusing_the_token_is_named_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attaching without the cluster's token: Ray 2.60 raised "Failed to connect to Ray cluster" whose cause's first
+    line was "Last connection error: Traceback (most recent call last):" — the one-line error said nothing of the
+    token. The exception chain is the one Ray raised against a real token-authenticated cluster."""
+    import socket
+
+    import ray
+
+    from repeval.ray_cluster import RayAuthRefused
+    from repeval.ray_utils import cluster_resources
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        inner = (
+            "Failed to connect to GCS. Last connection error: Traceback (most recent call last):\n"
+            '  File "python/ray/includes/common.pxi", line 119, in ray._raylet.check_status\n'
+            "ray.exceptions.AuthenticationError: RPC error: InvalidAuthToken: Authentication token is missing or "
+            "incorrect. Note: RAY_AUTH_MODE is currently 'disabled' (not 'token')."
+        )
+        try:
+            raise RuntimeError(inner)
+        except RuntimeError as exc:
+            raise ConnectionError("Failed to connect to Ray cluster at 127.0.0.1:1") from exc
+
+    monkeypatch.setattr(ray, "init", refuse)
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    with socket.socket() as listening:  # a port that answers, as the cluster's GCS does
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        address = f"127.0.0.1:{listening.getsockname()[1]}"
+        with pytest.raises(RayAuthRefused, match="export RAY_AUTH_MODE=token") as refused:
+            cluster_resources(address, given="--address")
+    assert f"--address={address}" in str(refused.value) and "RAY_AUTH_MODE is unset" in str(refused.value)

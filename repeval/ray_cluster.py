@@ -1,0 +1,94 @@
+"""What a command attached to a Ray cluster checks, and a ``ray job submit`` job: the cluster's token
+(:func:`attach_ray`), and where the job's outputs go (:func:`check_job_output_paths`)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Any
+
+
+class RayAuthRefused(RuntimeError):
+    """The Ray cluster at an address uses token authentication and refused this process' token (or its lack)."""
+
+
+def attach_ray(address: str, given: str = "RAY_ADDRESS", **kwargs: Any) -> None:
+    """``ray.init(address=address, **kwargs)``; a cluster that refuses this process for want of its token raises
+    :class:`RayAuthRefused` naming the fix. Ray 2.60 retried for ~20 s, logging a warning a second, then raised
+    "Failed to connect to Ray cluster" whose cause's first line was "Last connection error: Traceback (most recent
+    call last):" — the one-line error said nothing of the token (its reason is in the text of the chain)."""
+    import ray
+
+    try:
+        ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError) as exc:
+        if not _auth_refused(exc):
+            raise
+        mode = os.environ.get("RAY_AUTH_MODE")
+        raise RayAuthRefused(
+            f"the Ray cluster at {given}={address} uses token authentication and refused this command "
+            f"(RAY_AUTH_MODE is {mode or 'unset'}{'' if mode else ', i.e. disabled'}): export RAY_AUTH_MODE=token and "
+            "give it the cluster's token — in ~/.ray/auth_token, or the file RAY_AUTH_TOKEN_PATH names, or "
+            "RAY_AUTH_TOKEN (docs/cluster.md, Security)"
+        ) from None
+
+
+def _auth_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception of its chain, or the text Ray wraps one in) is a refused authentication."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if type(cur).__name__ == "AuthenticationError" or any(
+            mark in str(cur) for mark in ("InvalidAuthToken", "Authentication token is missing")
+        ):
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+#: where Ray passes a ``ray job submit`` driver its job's configuration (the runtime env included), as JSON
+RAY_JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+
+
+def job_working_dir(env: MutableMapping[str, str] | None = None) -> str | None:
+    """The directory this process runs in when it is the driver of a ``ray job submit`` job whose runtime env has a
+    ``working_dir`` (``--working-dir .``, ``cluster/runtime_env.yaml``): Ray's unpacked copy of the uploaded
+    directory, under the head's temp dir (``.../runtime_resources/working_dir_files/_ray_pkg_<hash>``); else None."""
+    raw = (os.environ if env is None else env).get(RAY_JOB_CONFIG_ENV)
+    if not raw:
+        return None
+    try:
+        runtime_env = json.loads(raw).get("runtime_env")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(runtime_env, dict) or not runtime_env.get("working_dir"):
+        return None
+    return os.getcwd()
+
+
+def check_job_output_paths(store: str, runs_dir: str, env: MutableMapping[str, str] | None = None) -> None:
+    """In a ``ray job submit`` job with a working_dir (:func:`job_working_dir`), raise ``ValueError`` naming the fix
+    when the store or the runs directory is a relative local path: it would be written inside Ray's temporary copy
+    of the uploaded directory on the head — not where the submitter looks (``repeval runs``, ``repeval report
+    runs/…``), started afresh whenever the code changes (a new copy: every embedding computed again), and lost with
+    the head or Ray's package cache. A run there used to succeed, printing a results path under ``/tmp/ray``."""
+    here = job_working_dir(env)
+    if here is None:
+        return
+    flags = {"run.store": ("--store", store), "run.runs_dir": ("--runs-dir", runs_dir)}
+    relative = {key: v for key, v in flags.items() if "://" not in v[1] and not os.path.isabs(v[1])}
+    if not relative:
+        return
+    said = " and ".join(f"{key} {value!r}" for key, (_, value) in relative.items())
+    bucket = " ".join(f"{flag} s3://bucket/{Path(value).name}" for flag, value in relative.values())
+    local = " ".join(f'{flag} "$PWD/{Path(value).name}"' for flag, value in relative.values())
+    raise ValueError(
+        f"{said} {'is a relative path' if len(relative) == 1 else 'are relative paths'}, and this job runs in Ray's "
+        f"temporary copy of the uploaded working directory ({here}): it would write there, on the head only, lost "
+        f"with it and started afresh whenever the code changes — give the job locations every node sees and that "
+        f"outlive it: a bucket ({bucket}) or absolute paths on a shared mount (on one machine: {local}, "
+        "expanded where you submit), as docs/cluster.md shows"
+    )
