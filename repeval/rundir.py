@@ -28,6 +28,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,7 +125,17 @@ class EarlierStageUnfinished(FileNotFoundError):
     """A command found nothing to do because an earlier stage of the run is unfinished (``repeval evaluate`` without a
     trained grid, ``repeval train`` before the embeddings are computed): a step out of order, not a failure, it leaves
     the run's recorded state as it was (an interrupted ``repeval run`` stays interrupted; a run with none recorded has
-    none — :func:`restore_status`)."""
+    none — :func:`restore_status`). Its message names each command it asks for as ``repeval <stage> CONFIG``; the
+    CLI names them as full command lines (:meth:`naming`)."""
+
+    def naming(self, line: Callable[[str], str]) -> EarlierStageUnfinished:
+        """This message with each command it names (```repeval train CONFIG```) as the command line ``line(stage)``
+        gives — with the run's own ``--run-id``, ``--store`` and ``--runs-dir``: followed literally, ``repeval train
+        CONFIG`` would train another run, or into another store."""
+        said = str(self)
+        for stage in ("embed", "deform", "train", "evaluate", "run"):
+            said = said.replace(f"`repeval {stage} CONFIG`", f"`{line(stage)}`")
+        return EarlierStageUnfinished(said)
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:

@@ -137,8 +137,8 @@ def _not_embedded(ctx: RunContext, item: _Pending) -> str | None:
             state = "is not complete" if part.part_files() else "does not exist"
             return (
                 f"{item.dataset}/{item.model}: the embeddings are missing — store partition {part.name} in "
-                f"{ctx.store.uri} {state}; run `repeval embed` (or `repeval run`) with this configuration and store "
-                "first"
+                f"{ctx.store.uri} {state}; run `repeval embed CONFIG` (or `repeval run CONFIG`) with this configuration "
+                "and store first"
             )
     return None
 

@@ -197,3 +197,17 @@ def test_embed_strict_records_its_failure_as_run_strict_does(tmp_path, monkeypat
     status = read_status(tmp_path / "runs" / "r")
     assert (status["command"], status["state"]) == ("embed", "failed"), status
     assert status["reason"] == "stopped with exit status 3 (--strict: tracks not evaluated)"
+
+
+def test_a_stage_out_of_order_names_the_full_command_line_that_goes_first(tmp_path):
+    """`repeval evaluate CONFIG --run-id fresh1 --store store2` with nothing trained said "train them first —
+    `repeval train CONFIG`": followed literally, that trains another run (and embeds into another store). The
+    commands it names now carry the run's own --run-id, --store and --runs-dir."""
+    cfg = _config(tmp_path, "r")
+    store, runs = str(tmp_path / "store2"), str(tmp_path / "runs2")
+    res = CliRunner().invoke(app, ["evaluate", str(cfg), "--run-id", "fresh1", "--store", store, "--runs-dir", runs])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 1, res.output
+    line = f"{cfg} --run-id fresh1 --store {store} --runs-dir {runs}"
+    assert f"train them first — `repeval train {line}`, or `repeval run {line}`, which also resumes" in said, said
+    assert "CONFIG" not in said and "caused by" not in said

@@ -209,7 +209,7 @@ def test_train_before_embedding_says_to_embed_first_and_is_no_failure(ray_sessio
         runner.stage_train(runner.make_context(parse_config(raw)))
     msg = str(err.value)
     assert "notes/mfcc-stats: the embeddings are missing — store partition notes/mfcc-stats/clean" in msg
-    assert "does not exist; run `repeval embed` (or `repeval run`)" in msg
+    assert "does not exist; run `repeval embed CONFIG` (or `repeval run CONFIG`)" in msg
     assert "check the dataset's splits" not in msg
 
     path, runs, run = tmp_path / "c.yaml", str(tmp_path / "runs"), tmp_path / "runs" / "fresh-train"
@@ -217,7 +217,7 @@ def test_train_before_embedding_says_to_embed_first_and_is_no_failure(ray_sessio
     cli = CliRunner()
     res = cli.invoke(app, ["train", str(path)])
     said = " ".join(res.output.split())
-    assert res.exit_code == 1 and "run `repeval embed` (or `repeval run`) with this configuration" in said, said
+    assert res.exit_code == 1 and f"run `repeval embed {path}` (or `repeval run {path}`) with this" in said, said
     assert read_status(run) == {}
     (listed,) = json.loads(cli.invoke(app, ["runs", runs, "--json"]).output)
     assert (listed["state"], listed["reason"]) == ("started", None)
