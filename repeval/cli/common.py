@@ -111,7 +111,7 @@ def _ctx(
     cfg = _with_runs_dir(_load(config, check_data=True), runs_dir)
     if smoke_test:
         cfg = smoke_test_config(cfg)
-    return make_context(cfg, smoke_run_id(run_id, smoke_test), store, lock=lock)
+    return make_context(cfg, smoke_run_id(run_id, smoke_test), store, lock=lock, read_only=not lock)
 
 
 def resume_command(

@@ -48,16 +48,20 @@ class RunContext:
         return self.location.tune_storage if self.location is not None else str(self.run_dir / "tune")
 
 
-def make_context(cfg: Config, run_id: str | None = None, store: str | None = None, lock: bool = False) -> RunContext:
+def make_context(
+    cfg: Config, run_id: str | None = None, store: str | None = None, lock: bool = False, read_only: bool = False
+) -> RunContext:
     """``run.runs_dir`` may be a path or any pyarrow filesystem URI (see :mod:`repeval.rundir`).
 
     ``lock=True`` (the commands that embed) takes the store's lock before the run directory is made, so a run
-    refused because another one holds the store writes nothing; :func:`stage_embed` releases it."""
+    refused because another one holds the store writes nothing; :func:`stage_embed` releases it. ``read_only`` (the
+    stages that only read the store: ``train``, ``evaluate``): a store that does not exist is not created (a wrong
+    ``--store`` left an empty folder), and :func:`~repeval.run.train.stage_train` says so."""
     rid = check_run_id(run_id or cfg.run.run_id or time.strftime("run-%Y%m%d-%H%M%S"))
     loc = RunLocation.open(cfg.run.runs_dir, rid)
     if store:  # the run's config.yaml names the store it used (`repeval report` reads its error records there)
         cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"store": store})})
-    st = EmbeddingStore(cfg.run.store)
+    st = EmbeddingStore(cfg.run.store, create=lock or not read_only, must_exist=False)
     held = None
     if lock:
         held = StoreLock(st, rid)

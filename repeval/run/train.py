@@ -33,6 +33,12 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
     from repeval.ray_utils import init_ray
     from repeval.tuning.grid import data_nbytes
 
+    if not ctx.store.exists():  # before Ray starts: nothing can be trained (make_context(read_only=True) made none)
+        raise EarlierStageUnfinished(
+            f"no embedding store at {ctx.store.uri if '://' in ctx.store.uri else ctx.store.root}: the probes train on the embeddings stored there — run `repeval "
+            "embed CONFIG` (or `repeval run CONFIG`) with this configuration and store first, or give the --store "
+            "that holds them — nothing was trained"
+        )
     init_ray()
     load_rows(ctx)
     _record_environment(ctx)

@@ -211,3 +211,25 @@ def test_a_stage_out_of_order_names_the_full_command_line_that_goes_first(tmp_pa
     line = f"{cfg} --run-id fresh1 --store {store} --runs-dir {runs}"
     assert f"train them first — `repeval train {line}`, or `repeval run {line}`, which also resumes" in said, said
     assert "CONFIG" not in said and "caused by" not in said
+
+
+def test_stages_that_read_the_store_do_not_create_it_and_train_says_it_is_missing(tmp_path, monkeypatch):
+    """`repeval train` or `evaluate` with a --store that does not exist (a typo) made an empty store folder there.
+    They no longer create it, and `train` stops before Ray starts, naming the folder by its absolute path and the
+    command that fills it — no status recorded: a step out of order, not a failure."""
+    from repeval import ray_utils
+
+    def no_ray(*_a, **_k):
+        raise AssertionError("Ray started for a store that does not exist")
+
+    monkeypatch.setattr(ray_utils, "init_ray", no_ray)
+    monkeypatch.chdir(tmp_path)
+    cfg = _config(tmp_path, "r")
+    for command in ("train", "evaluate"):
+        res = CliRunner().invoke(app, [command, str(cfg), "--store", "typo"])
+        assert res.exit_code == 1, res.output
+        assert not (tmp_path / "typo").exists()
+    said = " ".join(CliRunner().invoke(app, ["train", str(cfg), "--store", "typo"]).output.split())
+    assert f"no embedding store at {tmp_path / 'typo'}: the probes train on the embeddings stored there" in said, said
+    assert f"run `repeval embed {cfg} --store typo` (or `repeval run {cfg} --store typo`)" in said, said
+    assert read_status(tmp_path / "runs" / "r") == {}
