@@ -233,3 +233,43 @@ def test_stages_that_read_the_store_do_not_create_it_and_train_says_it_is_missin
     assert f"no embedding store at {tmp_path / 'typo'}: the probes train on the embeddings stored there" in said, said
     assert f"run `repeval embed {cfg} --store typo` (or `repeval run {cfg} --store typo`)" in said, said
     assert read_status(tmp_path / "runs" / "r") == {}
+
+
+def test_a_smoke_tests_few_resamples_warnings_are_one_line_and_a_full_runs_are_kept(tmp_path, caplog):
+    """`repeval run --smoke-test` on the quickstart printed six long warnings (one per probe grid and test set) that a
+    bootstrap interval rests on few resamples — "use a larger test set" — for test sets that are tiny by design.
+    A smoke test's training says instead, once, that its intervals are not meaningful; a full run's are unchanged."""
+    from repeval.config import load_config
+    from repeval.metrics.compute import few_resamples_message
+    from repeval.run.context import smoke_intervals_said_once, smoke_test_config
+    from repeval.warn import SaidByTrials
+
+    full = load_config(_config(tmp_path, "r"))
+
+    def trials_warn() -> None:  # as the driver says its trials' warnings (each a test set of a probe grid)
+        said = SaidByTrials()
+        for i, group in enumerate(("g1", "g2")):
+            for j, test_set in enumerate(("clean", "D1", "D2")):
+                text = few_resamples_message("f1_macro", 30 + 3 * i + j, 1000, 0.05)  # as its trial said it
+                rep = {"warnings": [{"kind": "log", "source": "repeval.metrics.compute", "level": logging.WARNING,
+                                     "message": f"test set {test_set}: {text}"}]}  # fmt: skip
+                said.add(group, "linear", 0, rep)
+        said.say()
+
+    caplog.set_level(logging.INFO, logger="repeval")
+    with smoke_intervals_said_once(smoke_test_config(full)):
+        trials_warn()
+        logging.getLogger("repeval.metrics.compute").warning("another warning")  # others are said
+    said = [r.getMessage() for r in caplog.records]
+    assert not [m for m in said if "of 1000 resamples" in m], said
+    assert "another warning" in said
+    assert said[-1] == (
+        "smoke test: its test sets are a few tracks by design, so its bootstrap intervals are not meaningful (6 "
+        "warning(s) that an interval rests on few resamples left unsaid; a full run says them)"
+    )
+    caplog.clear()
+    with smoke_intervals_said_once(full):
+        trials_warn()
+    said = [r.getMessage() for r in caplog.records]
+    assert len([m for m in said if "of 1000 resamples" in m and "use a larger test set" in m]) == 6, said
+    assert not [m for m in said if "smoke test" in m]
