@@ -172,7 +172,7 @@ def _stage(
         )
     before = read_status(ctx.run_dir)
     try:
-        write_status(ctx.run_dir, command, "started")
+        write_status(ctx.run_dir, command, "started", resume=resume)
     except BaseException:
         if ctx.lock is not None:
             ctx.lock.release()
