@@ -78,11 +78,11 @@ def check_store_partitions(
         raise next(iter(found.values()))
     if found:
         names = " ".join(shlex.quote(name) for name in found)
-        raise StoreConflict(
-            f"{len(found)} store partitions were computed with a different configuration — nothing was embedded:\n"
+        raise StoreConflict(  # its first line says it all (status.json keeps that one): which, and the fix
+            f"{len(found)} store partitions were computed with a different configuration ({', '.join(found)}) — "
+            f"nothing was embedded; `repeval store rm {shlex.quote(store.uri)} {names} --yes` deletes them to "
+            "recompute them (or give the models or scenarios new ids, or point run.store elsewhere). Each:\n"
             + "\n".join(f"  - {exc}" for exc in found.values())
-            + f"\nto recompute them all: `repeval store rm {shlex.quote(store.uri)} {names} --yes` (or give the "
-            "models or scenarios new ids, or point run.store elsewhere)"
         )
 
 

@@ -456,11 +456,15 @@ def test_every_conflicting_partition_is_named_at_once_before_ray_starts(tmp_path
     with pytest.raises(StoreConflict) as err:
         runner.stage_embed(ctx, progress=False)
     said = str(err.value)
-    assert said.startswith("3 store partitions were computed with a different configuration — nothing was embedded")
+    first = said.splitlines()[0]  # what status.json keeps: which, and the one command that clears them
+    assert first.startswith(
+        "3 store partitions were computed with a different configuration (low/mfcc-fast/clean, low/mfcc-fast/D1, "
+        "low/mfcc-fast/D2) — nothing was embedded; "
+    ), first
     for sid in ("clean", "D1", "D2"):
         assert f"low/mfcc-fast/{sid} was computed with a different configuration — model.params.n_mfcc" in said, said
     assert f"`repeval store rm {tmp_path / 'store-s'} low/mfcc-fast/clean low/mfcc-fast/D1 low/mfcc-fast/D2 --yes`" in (
-        said
+        first
     )
     assert {p: p.read_bytes() for p in (tmp_path / "store-s" / "low").rglob("*") if p.is_file()} == stamps  # untouched
 
