@@ -28,6 +28,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,7 +125,17 @@ class EarlierStageUnfinished(FileNotFoundError):
     """A command found nothing to do because an earlier stage of the run is unfinished (``repeval evaluate`` without a
     trained grid, ``repeval train`` before the embeddings are computed): a step out of order, not a failure, it leaves
     the run's recorded state as it was (an interrupted ``repeval run`` stays interrupted; a run with none recorded has
-    none — :func:`restore_status`)."""
+    none — :func:`restore_status`). Its message names each command it asks for as ``repeval <stage> CONFIG``; the
+    CLI names them as full command lines (:meth:`naming`)."""
+
+    def naming(self, line: Callable[[str], str]) -> EarlierStageUnfinished:
+        """This message with each command it names (```repeval train CONFIG```) as the command line ``line(stage)``
+        gives — with the run's own ``--run-id``, ``--store`` and ``--runs-dir``: followed literally, ``repeval train
+        CONFIG`` would train another run, or into another store."""
+        said = str(self)
+        for stage in ("embed", "deform", "train", "evaluate", "run"):
+            said = said.replace(f"`repeval {stage} CONFIG`", f"`{line(stage)}`")
+        return EarlierStageUnfinished(said)
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:
@@ -142,7 +153,11 @@ def restore_status(run_dir: Path, before: dict[str, Any]) -> None:
     """Put back the state :func:`read_status` read before a command (``before``); when none was recorded, remove the
     command's own ``status.json``. Never raises, like :func:`write_status`."""
     if before.get("state"):
-        write_status(run_dir, before.get("command") or "?", before["state"], before.get("reason"))
+        # the process that started it, not this one
+        process: dict[str, Any] = {k: before[k] for k in ("host", "pid") if k in before}
+        write_status(
+            run_dir, before.get("command") or "?", before["state"], before.get("reason"), before.get("resume"), process
+        )
         return
     try:
         (run_dir / STATUS).unlink(missing_ok=True)
@@ -150,21 +165,59 @@ def restore_status(run_dir: Path, before: dict[str, Any]) -> None:
         log.warning("could not record the run's state in %s: %s", run_dir / STATUS, exc)
 
 
-def write_status(run_dir: Path, command: str, state: str, reason: str | None = None) -> None:
+def write_status(
+    run_dir: Path,
+    command: str,
+    state: str,
+    reason: str | None = None,
+    resume: str | None = None,
+    process: dict[str, Any] | None = None,
+) -> None:
     """Record in ``run_dir/status.json`` that ``command`` started, finished or failed (``reason``: one line).
 
     Written whole under a temporary name and renamed; a driver killed hard records nothing, so its run shows
-    the state of what it left (``repeval runs``). Never raises: the command's own outcome is what matters."""
+    the state of what it left (``repeval runs``). A command that starts records where it runs — ``host`` and
+    ``pid``, this process' unless ``process`` gives them — and ``resume``, the command line that carries it on, so
+    ``repeval runs`` on that host tells a driver killed hard from one still running (:func:`gone_process`). Never
+    raises: the command's own outcome is what matters."""
     import json
+    import socket
     import time
 
-    body = {"command": command, "state": state, "reason": reason, "updated": time.time()}
+    body: dict[str, Any] = {"command": command, "state": state, "reason": reason, "updated": time.time()}
+    if state == "started":
+        body.update({"host": socket.gethostname(), "pid": os.getpid()} if process is None else process)
+        if resume:
+            body["resume"] = resume
     tmp = run_dir / f".{STATUS}.tmp"
     try:
         tmp.write_text(json.dumps(body))
         tmp.replace(run_dir / STATUS)
     except OSError as exc:
         log.warning("could not record the run's state in %s: %s", run_dir / STATUS, exc)
+
+
+def gone_process(status: dict[str, Any]) -> str | None:
+    """Why a run whose last command is recorded as started (``status``, :func:`read_status`) is not running: its
+    process, on this host, is gone (killed hard, or its machine restarted) — with the command line that resumes it;
+    ``None`` when it is running, or may be: started elsewhere (another host cannot be asked), or recorded without
+    its process (an earlier repeval)."""
+    import socket
+
+    pid = status.get("pid")
+    if status.get("state") != "started" or not isinstance(pid, int) or status.get("host") != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        pass
+    except OSError:  # PermissionError: it exists, another user's
+        return None
+    else:
+        return None
+    resume = status.get("resume")
+    how = f"`{resume}` resumes it" if resume else "rerun its command to resume it"
+    return f"its process {pid} is gone (killed, or the machine restarted) — {how} (finished work is kept)"
 
 
 def is_uri(location: str) -> bool:

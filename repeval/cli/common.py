@@ -137,7 +137,7 @@ def _ctx(
     if smoke_test:
         cfg = smoke_test_config(cfg)
     check_job_output_paths(store or cfg.run.store, cfg.run.runs_dir)  # not inside a `ray job submit` job's copy
-    return make_context(cfg, smoke_run_id(run_id, smoke_test), store, lock=lock)
+    return make_context(cfg, smoke_run_id(run_id, smoke_test), store, lock=lock, read_only=not lock)
 
 
 def resume_command(
@@ -198,7 +198,7 @@ def _stage(
         )
     before = read_status(ctx.run_dir)
     try:
-        write_status(ctx.run_dir, command, "started")
+        write_status(ctx.run_dir, command, "started", resume=resume)
     except BaseException:
         if ctx.lock is not None:
             ctx.lock.release()
@@ -221,13 +221,13 @@ def _stage(
             # nothing done: the run's state stays what it was (an interrupted `repeval run` is not a failed evaluate,
             # nor is `train` before `embed` a failed train)
             restore_status(ctx.run_dir, before)
+            told = exc.naming(lambda stage: resume_command(stage, config, ctx, run_id, store, smoke_test, runs_dir))
             if _unfinished(before, command):
                 earlier = before.get("command") or "run"
                 told = EarlierStageUnfinished(
-                    f"{exc}; this run's `repeval {earlier}` was {before['state']}: finish it with "
+                    f"{told}; this run's `repeval {earlier}` was {before['state']}: finish it with "
                     f"`{resume_command(earlier, config, ctx, run_id, store, smoke_test, runs_dir)}`"
                 )
-                told.__cause__ = exc
         elif isinstance(exc, Exception) and not (isinstance(exc, typer.Exit) and exc.exit_code == 0):
             write_status(ctx.run_dir, command, "failed", _reason(exc))
         if ctx.location is not None:

@@ -36,7 +36,7 @@ from repeval.pipeline.partitions import (  # noqa: F401  (model_chunk_s and the 
     run_sources,
     scenario_fingerprint,
 )
-from repeval.pipeline.preflight import check_models_on_nodes, check_scenarios_at_model_rates
+from repeval.pipeline.preflight import check_models_on_nodes, check_scenarios_at_model_rates, check_store_partitions
 from repeval.pipeline.resources import stream_resources
 from repeval.pipeline.stream import run_pipeline
 from repeval.pipeline.summary import EmbedSummary
@@ -93,6 +93,7 @@ def embed_experiments(
         for ds in exp.datasets:
             uses[ds.name] = uses.get(ds.name, 0) + 1
     check_scenarios_at_model_rates(cfg, [exp for exp, _, _ in work])
+    check_store_partitions(cfg, [exp for exp, _, _ in work], store, deformed_only)  # every conflict, before planning
     if sources is None:
         sources = run_sources((ds, None) for exp, _, _ in work for ds in exp.datasets)
     for exp, rows_by_dataset, deform_ids in work:

@@ -1,11 +1,13 @@
 """The embedding stage's checks before any stream starts: every deformation scenario tried at the rate of each
-model that hears it (before the store is touched), and every embedding model checked on each live node its actors
-(or decode tasks) may go to — ``repeval validate`` runs the latter too."""
+model that hears it (before the store is touched), every store partition of the run checked against what it holds
+(all conflicts named at once), and every embedding model checked on each live node its actors (or decode tasks) may
+go to — ``repeval validate`` runs the latter too."""
 
 from __future__ import annotations
 
 import json
 import logging
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,8 +16,10 @@ from repeval.config import Config, ExperimentConfig
 from repeval.deformations import scenario_steps, validate_steps_at
 from repeval.models import resolve_model
 from repeval.pipeline.embedder import model_config_for_build
-from repeval.pipeline.partitions import ModelSpec
+from repeval.pipeline.partitions import ModelSpec, accepted_spec
 from repeval.pipeline.resources import stream_resources
+from repeval.pipeline.stages import CLEAN
+from repeval.store import EmbeddingStore, StoreConflict
 
 #: the embedding stage's log lines keep one name, whichever of its modules says them (the CLI prints it)
 log = logging.getLogger("repeval.pipeline.embed")
@@ -47,6 +51,39 @@ def check_scenarios_at_model_rates(cfg: Config, experiments: Sequence[Experiment
 
 #: how long the check of the models on each node may take (a node busy starting workers): past it, its actors check
 PREFLIGHT_TIMEOUT_S = 120.0
+
+
+def check_store_partitions(
+    cfg: Config, experiments: Sequence[ExperimentConfig], store: EmbeddingStore, deformed_only: bool = False
+) -> None:
+    """Every store partition the run would embed into, checked against what it holds (the check the planning does,
+    :func:`~repeval.pipeline.partitions.accepted_spec`) before any is planned, reopened or embedded into: one conflict
+    raises its own :class:`~repeval.store.StoreConflict`; several raise one that names them all — as ``repeval
+    plan`` lists them — and the one ``repeval store rm`` that deletes them, not one per run of the stage."""
+    found: dict[str, StoreConflict] = {}  # partition name → its conflict
+    for exp in experiments:
+        for ds in exp.datasets:
+            sids = ([] if deformed_only else [CLEAN]) + list(exp.scenarios_for(ds))
+            for mcfg in exp.embedding_models:
+                spec = ModelSpec.of(cfg, mcfg)
+                for sid in sids:
+                    part = store.partition(ds.name, mcfg.id, sid)
+                    if part.name in found:
+                        continue
+                    try:
+                        accepted_spec(part, spec.partition(cfg, exp, ds, sid))
+                    except StoreConflict as exc:
+                        found[part.name] = exc
+    if len(found) == 1:
+        raise next(iter(found.values()))
+    if found:
+        names = " ".join(shlex.quote(name) for name in found)
+        raise StoreConflict(  # its first line says it all (status.json keeps that one): which, and the fix
+            f"{len(found)} store partitions were computed with a different configuration ({', '.join(found)}) — "
+            f"nothing was embedded; `repeval store rm {shlex.quote(store.uri)} {names} --yes` deletes them to "
+            "recompute them (or give the models or scenarios new ids, or point run.store elsewhere). Each:\n"
+            + "\n".join(f"  - {exc}" for exc in found.values())
+        )
 
 
 def unavailable_here(mcfgs: list[Any]) -> dict[str, str]:

@@ -15,7 +15,8 @@ REASON_CHARS = 120
 
 @dataclass
 class EmbedSummary:
-    #: distinct tracks sent through the pipeline (each decoded once, whatever its scenarios)
+    #: tracks sent through the model streams, summed over the streams (each track decoded once per model, whatever
+    #: its scenarios): tracks × models
     tracks: int = 0
     #: store rows written (one per track × scenario)
     computed: int = 0
@@ -27,6 +28,8 @@ class EmbedSummary:
     audio_seconds: float = 0.0
     wall_s: float = 0.0
     partitions_completed: list[str] = field(default_factory=list)
+    #: partitions (``dataset/model/scenario``) of the run found complete, with nothing to embed
+    partitions_already_complete: set[str] = field(default_factory=set)
     #: Ray Data operators of the last pipeline (decode and embed stay separate unless the model is light)
     operators: list[str] = field(default_factory=list)
     #: resources of each model's stage
@@ -69,6 +72,7 @@ class EmbedSummary:
         self.audio_seconds += other.audio_seconds
         self.wall_s += other.wall_s
         self.partitions_completed += other.partitions_completed
+        self.partitions_already_complete |= other.partitions_already_complete
         self.operators = other.operators or self.operators
         self.resources.update(other.resources)
         self.model_processes.update(other.model_processes)
@@ -83,6 +87,15 @@ class EmbedSummary:
         self.store_uri = self.store_uri or other.store_uri
 
     def line(self) -> str:
+        """What the stage did, in one line: the store rows it wrote (one per track, model and scenario) and the
+        tracks it decoded for them (once per model), or that there was nothing to embed."""
+        if not (self.tracks or self.computed or self.errors or self.retried):
+            marked = f"; {len(self.partitions_completed)} marked complete" if self.partitions_completed else ""
+            n = len(self.partitions_already_complete)
+            return (
+                f"nothing to embed: {n} partition{'s' * (n != 1)} already complete ({self.skipped} rows already in "
+                f"store){marked}"
+            )
         wall = self.wall_s or 0.0
         rate = self.audio_seconds / wall if wall else 0.0
         rows_rate = self.computed / wall if wall else 0.0
@@ -93,9 +106,13 @@ class EmbedSummary:
         if len(self.rows_by_scenario) > 1:
             scen = " [" + ", ".join(f"{k} {v}" for k, v in sorted(self.rows_by_scenario.items())) + "]"
         retried = f" (retried {self.retried} earlier error record(s))" if self.retried else ""
+        decoded = (
+            f"{self.tracks} tracks" if self.streams <= 1 else f"{self.tracks} tracks×models ({self.streams} models)"
+        )
         return (
-            f"embedded {self.tracks} tracks → {self.computed} rows{scen}, {self.skipped} already in store, {errs}{retried} "
-            f"in {wall:.1f}s ({self.startup_s:.1f}s start-up) — {rows_rate:.1f} rows/s, {rate:.0f} s of audio per second"
+            f"embedded {self.computed} rows{scen} from {decoded}, {self.skipped} rows already in store, {errs}"
+            f"{retried} in {wall:.1f}s ({self.startup_s:.1f}s start-up) — {rows_rate:.1f} rows/s, {rate:.0f} s of "
+            "audio per second"
         )
 
     def show_command(self, partition: str) -> str:

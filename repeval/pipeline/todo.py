@@ -157,6 +157,7 @@ def plan_dataset(
             missing = wanted & ~done
             if not missing.any() and (part.complete or key in st.parts):
                 if key not in st.parts:  # complete; accepted under a stamp from before WINDOWING_ENTRIES: say so once
+                    summary.partitions_already_complete.add(part.name)
                     part.restamp(fp, {"config_hash": config_hash(fp)})
                     if sid in moved:  # reused from another source: said once below, then recorded (not again)
                         part.add_sources(sources or [])

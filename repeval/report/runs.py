@@ -19,6 +19,7 @@ from repeval.rundir import (
     LOAD_REPORT,
     STATUS,
     filesystem_of,
+    gone_process,
     grid_name,
     recorded_grids,
     recorded_untrained,
@@ -130,6 +131,10 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
     if state == "started" and status.get("state") == "finished" and status.get("command") in _STAGE_DONE:
         state = _STAGE_DONE[status["command"]]  # `repeval embed`/`deform` finished: not a run still starting
     failed_with = None
+    gone = gone_process(status)
+    if gone is not None:  # started, and its driver on this host is gone (kill -9): not running, whatever it left
+        state = f"stopped ({status.get('command') or '?'})"
+        failed_with = gone
     if status.get("state") in ("failed", "interrupted"):  # its last command stopped (a later success overwrites it)
         state = f"{status['state']} ({status.get('command') or '?'})"
         failed_with = str(status.get("reason") or "")

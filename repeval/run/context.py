@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,8 @@ from repeval.datasets import LoadReport
 from repeval.rundir import RunLocation
 from repeval.store import EmbeddingStore
 from repeval.store.lock import StoreLock
+
+log = logging.getLogger("repeval.runner")  # the stages' one logger, named as before they left runner.py
 
 
 @dataclass
@@ -48,16 +53,20 @@ class RunContext:
         return self.location.tune_storage if self.location is not None else str(self.run_dir / "tune")
 
 
-def make_context(cfg: Config, run_id: str | None = None, store: str | None = None, lock: bool = False) -> RunContext:
+def make_context(
+    cfg: Config, run_id: str | None = None, store: str | None = None, lock: bool = False, read_only: bool = False
+) -> RunContext:
     """``run.runs_dir`` may be a path or any pyarrow filesystem URI (see :mod:`repeval.rundir`).
 
     ``lock=True`` (the commands that embed) takes the store's lock before the run directory is made, so a run
-    refused because another one holds the store writes nothing; :func:`stage_embed` releases it."""
+    refused because another one holds the store writes nothing; :func:`stage_embed` releases it. ``read_only`` (the
+    stages that only read the store: ``train``, ``evaluate``): a store that does not exist is not created (a wrong
+    ``--store`` left an empty folder), and :func:`~repeval.run.train.stage_train` says so."""
     rid = check_run_id(run_id or cfg.run.run_id or time.strftime("run-%Y%m%d-%H%M%S"))
     loc = RunLocation.open(cfg.run.runs_dir, rid)
     if store:  # the run's config.yaml names the store it used (`repeval report` reads its error records there)
         cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"store": store})})
-    st = EmbeddingStore(cfg.run.store)
+    st = EmbeddingStore(cfg.run.store, create=lock or not read_only, must_exist=False)
     held = None
     if lock:
         held = StoreLock(st, rid)
@@ -127,5 +136,54 @@ def smoke_test_config(cfg: Config, max_tracks: int = 40, epochs: int = 3) -> Con
                 update["emb_shape"] = SMOKE_PCA_DIM
         probe = first.model_copy(update=update)
         exps.append(exp.model_copy(update={"datasets": datasets, "downstream_models": (probe,)}))
-    run = cfg.run.model_copy(update={"seeds": 1, "run_id": (cfg.run.run_id or "run") + "-smoke"})
+    run = cfg.run.model_copy(update={"seeds": 1, "run_id": (cfg.run.run_id or "run") + SMOKE_SUFFIX})
     return cfg.model_copy(update={"experiments": tuple(exps), "run": run})
+
+
+#: the end of a smoke test's run id (:func:`smoke_test_config`), which marks its configuration (and config.yaml)
+SMOKE_SUFFIX = "-smoke"
+#: what every warning that a bootstrap interval rests on few resamples says
+#: (:func:`repeval.metrics.compute.few_resamples_message`)
+FEW_RESAMPLES = ": its bootstrap interval rests on "
+
+
+def is_smoke_test(cfg: Config) -> bool:
+    """Whether ``cfg`` is a smoke test's: :func:`smoke_test_config` names its run ``<run_id>-smoke``."""
+    return (cfg.run.run_id or "").endswith(SMOKE_SUFFIX)
+
+
+class _FewResamples(logging.Filter):
+    """Leaves out, and counts, the warnings that a bootstrap interval rests on few resamples."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.left_out = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if FEW_RESAMPLES in record.getMessage():
+            self.left_out += 1
+            return False
+        return True
+
+
+@contextmanager
+def smoke_intervals_said_once(cfg: Config) -> Iterator[None]:
+    """A smoke test's training: its test sets are a few tracks by design, so the warnings that a bootstrap interval
+    rests on few resamples ("use a larger test set", one per probe grid and test set: six for the quickstart) are
+    left out for one line saying that its intervals are not meaningful. Any other run's are said as they are."""
+    if not is_smoke_test(cfg):
+        yield
+        return
+    logger = logging.getLogger("repeval.metrics.compute")  # where the trials' warnings are said on the driver
+    quiet = _FewResamples()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+    if quiet.left_out:
+        log.info(
+            "smoke test: its test sets are a few tracks by design, so its bootstrap intervals are not meaningful "
+            "(%d warning(s) that an interval rests on few resamples left unsaid; a full run says them)",
+            quiet.left_out,
+        )

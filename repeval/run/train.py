@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from repeval.run.context import RunContext, fold_suffix, group_name
+from repeval.run.context import RunContext, fold_suffix, group_name, smoke_intervals_said_once
 from repeval.run.files import _read_json, _write_atomic, _write_text_atomic
 from repeval.run.groups import _augment, _Pending, _pending_group, _retested
 from repeval.run.rows import fold_rows, load_rows
@@ -28,8 +28,21 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
     Per group: ``groups/<group>.parquet`` (test rows with bootstrap intervals), ``history/``,
     ``probes/`` (every configuration, its parameters and which was selected), ``confusion/``.
     Pending groups run in batches whose embeddings fit in ``run.train_batch_mb``, each batch one Tune
-    experiment under ``tune/`` (trial actors reused across its groups); an interrupted batch is resumed.
+    experiment under ``tune/`` (trial actors reused across its groups); an interrupted batch is resumed. A smoke
+    test's warnings that an interval rests on few resamples are one line (:func:`smoke_intervals_said_once`).
     """
+    if not ctx.store.exists():  # before Ray starts: nothing can be trained (make_context(read_only=True) made none)
+        where = ctx.store.uri if "://" in ctx.store.uri else ctx.store.root
+        raise EarlierStageUnfinished(
+            f"no embedding store at {where}: the probes train on the embeddings stored there — run `repeval embed "
+            "CONFIG` (or `repeval run CONFIG`) with this configuration and store first, or give the --store that "
+            "holds them — nothing was trained"
+        )
+    with smoke_intervals_said_once(ctx.cfg):
+        return _stage_train(ctx)
+
+
+def _stage_train(ctx: RunContext) -> dict[str, Any]:
     from repeval.ray_utils import init_ray
     from repeval.tuning.grid import data_nbytes
 
@@ -137,8 +150,8 @@ def _not_embedded(ctx: RunContext, item: _Pending) -> str | None:
             state = "is not complete" if part.part_files() else "does not exist"
             return (
                 f"{item.dataset}/{item.model}: the embeddings are missing — store partition {part.name} in "
-                f"{ctx.store.uri} {state}; run `repeval embed` (or `repeval run`) with this configuration and store "
-                "first"
+                f"{ctx.store.uri} {state}; run `repeval embed CONFIG` (or `repeval run CONFIG`) with this configuration "
+                "and store first"
             )
     return None
 

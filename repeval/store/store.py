@@ -40,8 +40,11 @@ def _file_not_store(fs: pafs.FileSystem, path: str, given: str) -> str:
 class EmbeddingStore:
     """The store root: a local path, any pyarrow filesystem URI, or ``filesystem=`` plus a path in it."""
 
-    def __init__(self, root: str, filesystem: pafs.FileSystem | None = None, create: bool = True) -> None:
-        """``create=False`` (the read-only tools): a root that does not exist is a ``FileNotFoundError``."""
+    def __init__(
+        self, root: str, filesystem: pafs.FileSystem | None = None, create: bool = True, must_exist: bool = True
+    ) -> None:
+        """``create=False`` (the read-only tools): a root that does not exist is a ``FileNotFoundError`` — unless
+        ``must_exist=False`` (a stage that reads the store says so itself: :meth:`exists`)."""
         self.uri = root
         if filesystem is not None:
             self.fs, self.root = filesystem, root.rstrip("/") or "/"
@@ -55,11 +58,15 @@ class EmbeddingStore:
             self.fs.create_dir(self.root, recursive=True)
         elif (kind := self.fs.get_file_info(self.root).type) == pafs.FileType.File:
             raise FileNotFoundError(_file_not_store(self.fs, self.root, root))  # (what callers catch: no store)
-        elif kind != pafs.FileType.Directory:
+        elif must_exist and kind != pafs.FileType.Directory:
             raise FileNotFoundError(f"no embedding store at {root} (check the path, or run `repeval embed` first)")
 
     def __repr__(self) -> str:
         return f"EmbeddingStore({self.uri!r})"
+
+    def exists(self) -> bool:
+        """Whether the store's root is a folder (a store made by an embedding stage, or one it may fill)."""
+        return bool(self.fs.get_file_info(self.root).type == pafs.FileType.Directory)
 
     def partition(self, dataset: str, model: str, scenario: str) -> Partition:
         return Partition(

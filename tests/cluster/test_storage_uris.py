@@ -236,7 +236,7 @@ def test_run_with_store_runs_and_tune_on_s3(
         # process, on the session's Ray, which has seen nothing of the first run: a process of its own cost ~20 s)
         again = _cli(["run", "s3.yaml", "--smoke-test", *uris])
         assert again.exit_code == 0, again.output[-5000:]
-        assert "embedded 0 tracks → 0 rows" in again.stdout, again.stdout[-2000:]
+        assert "nothing to embed: 2 partitions already complete" in again.stdout, again.stdout[-2000:]
         assert "trained 0 probe grid(s), 1 already done" in again.stdout, again.stdout[-2000:]
 
         # the commands that only read the bucket run in this process (each `repeval` process costs seconds of imports)

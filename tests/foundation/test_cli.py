@@ -215,3 +215,79 @@ def test_embed_strict_records_its_failure_as_run_strict_does(tmp_path, monkeypat
     status = read_status(tmp_path / "runs" / "r")
     assert (status["command"], status["state"]) == ("embed", "failed"), status
     assert status["reason"] == "stopped with exit status 3 (--strict: tracks not evaluated)"
+
+
+def test_a_stage_out_of_order_names_the_full_command_line_that_goes_first(tmp_path):
+    """`repeval evaluate CONFIG --run-id fresh1 --store store2` with nothing trained said "train them first —
+    `repeval train CONFIG`": followed literally, that trains another run (and embeds into another store). The
+    commands it names now carry the run's own --run-id, --store and --runs-dir."""
+    cfg = _config(tmp_path, "r")
+    store, runs = str(tmp_path / "store2"), str(tmp_path / "runs2")
+    res = CliRunner().invoke(app, ["evaluate", str(cfg), "--run-id", "fresh1", "--store", store, "--runs-dir", runs])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 1, res.output
+    line = f"{cfg} --run-id fresh1 --store {store} --runs-dir {runs}"
+    assert f"train them first — `repeval train {line}`, or `repeval run {line}`, which also resumes" in said, said
+    assert "CONFIG" not in said and "caused by" not in said
+
+
+def test_stages_that_read_the_store_do_not_create_it_and_train_says_it_is_missing(tmp_path, monkeypatch):
+    """`repeval train` or `evaluate` with a --store that does not exist (a typo) made an empty store folder there.
+    They no longer create it, and `train` stops before Ray starts, naming the folder by its absolute path and the
+    command that fills it — no status recorded: a step out of order, not a failure."""
+    from repeval import ray_utils
+
+    def no_ray(*_a, **_k):
+        raise AssertionError("Ray started for a store that does not exist")
+
+    monkeypatch.setattr(ray_utils, "init_ray", no_ray)
+    monkeypatch.chdir(tmp_path)
+    cfg = _config(tmp_path, "r")
+    for command in ("train", "evaluate"):
+        res = CliRunner().invoke(app, [command, str(cfg), "--store", "typo"])
+        assert res.exit_code == 1, res.output
+        assert not (tmp_path / "typo").exists()
+    said = " ".join(CliRunner().invoke(app, ["train", str(cfg), "--store", "typo"]).output.split())
+    assert f"no embedding store at {tmp_path / 'typo'}: the probes train on the embeddings stored there" in said, said
+    assert f"run `repeval embed {cfg} --store typo` (or `repeval run {cfg} --store typo`)" in said, said
+    assert read_status(tmp_path / "runs" / "r") == {}
+
+
+def test_a_smoke_tests_few_resamples_warnings_are_one_line_and_a_full_runs_are_kept(tmp_path, caplog):
+    """`repeval run --smoke-test` on the quickstart printed six long warnings (one per probe grid and test set) that a
+    bootstrap interval rests on few resamples — "use a larger test set" — for test sets that are tiny by design.
+    A smoke test's training says instead, once, that its intervals are not meaningful; a full run's are unchanged."""
+    from repeval.config import load_config
+    from repeval.metrics.compute import few_resamples_message
+    from repeval.run.context import smoke_intervals_said_once, smoke_test_config
+    from repeval.warn import SaidByTrials
+
+    full = load_config(_config(tmp_path, "r"))
+
+    def trials_warn() -> None:  # as the driver says its trials' warnings (each a test set of a probe grid)
+        said = SaidByTrials()
+        for i, group in enumerate(("g1", "g2")):
+            for j, test_set in enumerate(("clean", "D1", "D2")):
+                text = few_resamples_message("f1_macro", 30 + 3 * i + j, 1000, 0.05)  # as its trial said it
+                rep = {"warnings": [{"kind": "log", "source": "repeval.metrics.compute", "level": logging.WARNING,
+                                     "message": f"test set {test_set}: {text}"}]}  # fmt: skip
+                said.add(group, "linear", 0, rep)
+        said.say()
+
+    caplog.set_level(logging.INFO, logger="repeval")
+    with smoke_intervals_said_once(smoke_test_config(full)):
+        trials_warn()
+        logging.getLogger("repeval.metrics.compute").warning("another warning")  # others are said
+    said = [r.getMessage() for r in caplog.records]
+    assert not [m for m in said if "of 1000 resamples" in m], said
+    assert "another warning" in said
+    assert said[-1] == (
+        "smoke test: its test sets are a few tracks by design, so its bootstrap intervals are not meaningful (6 "
+        "warning(s) that an interval rests on few resamples left unsaid; a full run says them)"
+    )
+    caplog.clear()
+    with smoke_intervals_said_once(full):
+        trials_warn()
+    said = [r.getMessage() for r in caplog.records]
+    assert len([m for m in said if "of 1000 resamples" in m and "use a larger test set" in m]) == 6, said
+    assert not [m for m in said if "smoke test" in m]

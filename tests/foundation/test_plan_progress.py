@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -185,8 +186,11 @@ def test_changed_model_parameter_is_a_conflict_in_plan_and_run_naming_it(smoke_t
         runner.stage_embed(ctx)
     msg = str(err.value)
     assert "model.params.n_mfcc: stored 20, now 30" in msg  # the parameter, not two hashes
-    assert "`repeval store rm" in msg and msg == plan.conflicts["notes/mfcc-stats/clean"]  # plan names the same fix
-    assert "conflict: " + msg in plan.text()
+    # every conflict plan lists, at once and each as plan says it (the same fix); and the one command for them all
+    assert all(f"\n  - {said}" in msg for said in plan.conflicts.values()), msg
+    assert all("conflict: " + said in plan.text() for said in plan.conflicts.values())
+    store = shlex.quote(ctx.store.uri)
+    assert f"`repeval store rm {store} notes/mfcc-stats/clean notes/mfcc-stats/D1 --yes` deletes them" in msg
 
 
 def test_plan_refuses_the_run_id_run_refuses(smoke_then_full, tmp_path):
@@ -209,7 +213,7 @@ def test_train_before_embedding_says_to_embed_first_and_is_no_failure(ray_sessio
         runner.stage_train(runner.make_context(parse_config(raw)))
     msg = str(err.value)
     assert "notes/mfcc-stats: the embeddings are missing — store partition notes/mfcc-stats/clean" in msg
-    assert "does not exist; run `repeval embed` (or `repeval run`)" in msg
+    assert "does not exist; run `repeval embed CONFIG` (or `repeval run CONFIG`)" in msg
     assert "check the dataset's splits" not in msg
 
     path, runs, run = tmp_path / "c.yaml", str(tmp_path / "runs"), tmp_path / "runs" / "fresh-train"
@@ -217,7 +221,7 @@ def test_train_before_embedding_says_to_embed_first_and_is_no_failure(ray_sessio
     cli = CliRunner()
     res = cli.invoke(app, ["train", str(path)])
     said = " ".join(res.output.split())
-    assert res.exit_code == 1 and "run `repeval embed` (or `repeval run`) with this configuration" in said, said
+    assert res.exit_code == 1 and f"run `repeval embed {path}` (or `repeval run {path}`) with this" in said, said
     assert read_status(run) == {}
     (listed,) = json.loads(cli.invoke(app, ["runs", runs, "--json"]).output)
     assert (listed["state"], listed["reason"]) == ("started", None)
@@ -241,7 +245,10 @@ def test_failed_run_is_recorded_and_a_successful_rerun_replaces_it(smoke_then_fu
     listed = {r["run"]: r for r in json.loads(cli.invoke(app, ["runs", str(root / "runs"), "--json"]).output)}
     assert listed["badlabel"]["state"] == "failed (run)"
     reason = listed["badlabel"]["reason"]
-    assert "model.params.n_mfcc: stored 20, now 30" in reason and "\n" not in reason
+    # every conflicting partition, and what differs in each (the reason: its first line, naming them and the fix)
+    assert res.output.count("model.params.n_mfcc: stored 20, now 30") == 2, res.output
+    assert "store partitions were computed with a different configuration (notes/mfcc-stats/clean, " in reason
+    assert "--yes` deletes them to recompute them" in reason and "\n" not in reason
     assert f"badlabel: {reason}" in cli.invoke(app, ["runs", str(root / "runs")]).output
     assert listed["mixed"]["reason"] is None  # a run that never failed: its own state
 

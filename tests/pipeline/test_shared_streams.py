@@ -120,6 +120,8 @@ def test_one_stream_per_model_across_datasets_and_experiments(ray_session, tmp_p
     _, again = embed(tmp_path, "both", both)  # complete: nothing to stream
     # every stored row counted once, though "low"'s partitions serve two tasks
     assert (again.streams, again.computed, again.skipped) == (0, 0, 14)
+    # said as such (it read "embedded 0 tracks → 0 rows … 0.0 rows/s"), each partition once
+    assert again.line() == "nothing to embed: 4 partitions already complete (14 rows already in store)"
 
 
 def test_one_scenario_id_with_two_deformations_is_refused_before_embedding(ray_session, tmp_path):
@@ -426,3 +428,48 @@ def test_plan_says_once_how_many_reused_partitions_came_from_other_audio_and_unt
         assert [p.split(" (")[0] for p in pairs] == [f"- a/{MODEL['id']}", f"- b/{MODEL['id']}"]
         assert all(f"store rm {part.store.uri} " in p and str(low.parent) in p and "not said again" not in p
                    for p in pairs)  # fmt: skip
+
+
+def test_every_conflicting_partition_is_named_at_once_before_ray_starts(tmp_path, monkeypatch):
+    """The embed stage stopped at the first partition computed under another configuration while `repeval plan`
+    listed them all: a user fixed them one run at a time. It now names every conflict in one error, with the one
+    `repeval store rm` that clears them, before Ray starts or any partition is touched. No Ray: its start fails."""
+    from repeval.pipeline.partitions import ModelSpec
+    from repeval.store import StoreConflict
+
+    def no_ray(*_a, **_k):
+        raise AssertionError("Ray started before the conflicts were named")
+
+    monkeypatch.setattr("repeval.ray_utils.init_ray", no_ray)
+    low = catalog(tmp_path / "low", 220.0)
+    exps = [experiment("pitch", [dataset("low", low)], [GAIN, NOISE])]
+    old = copy.deepcopy(exps)
+    old[0]["embedding_models"] = [{**MODEL, "params": {**MODEL["params"], "n_mfcc": 10}}]
+    cfg_old = load_config(write_config(tmp_path, "old", old, store="s"))
+    ctx = runner.make_context(load_config(write_config(tmp_path, "new", exps, store="s")))
+    exp, ds = cfg_old.experiments[0], cfg_old.experiments[0].datasets[0]
+    spec = ModelSpec.of(cfg_old, exp.embedding_models[0])
+    for sid in ("clean", "D1", "D2"):
+        pspec = spec.partition(cfg_old, exp, ds, sid)
+        ctx.store.partition("low", "mfcc-fast", sid).stamp(pspec.fingerprint, described=pspec.described)
+    stamps = {p: p.read_bytes() for p in (tmp_path / "store-s" / "low").rglob("*") if p.is_file()}
+    with pytest.raises(StoreConflict) as err:
+        runner.stage_embed(ctx, progress=False)
+    said = str(err.value)
+    first = said.splitlines()[0]  # what status.json keeps: which, and the one command that clears them
+    assert first.startswith(
+        "3 store partitions were computed with a different configuration (low/mfcc-fast/clean, low/mfcc-fast/D1, "
+        "low/mfcc-fast/D2) — nothing was embedded; "
+    ), first
+    for sid in ("clean", "D1", "D2"):
+        assert f"low/mfcc-fast/{sid} was computed with a different configuration — model.params.n_mfcc" in said, said
+    assert f"`repeval store rm {tmp_path / 'store-s'} low/mfcc-fast/clean low/mfcc-fast/D1 low/mfcc-fast/D2 --yes`" in (
+        first
+    )
+    assert {p: p.read_bytes() for p in (tmp_path / "store-s" / "low").rglob("*") if p.is_file()} == stamps  # untouched
+
+    # one conflict is said as before, alone
+    (tmp_path / "store-s" / "low" / "mfcc-fast" / "D1" / "_stamp.json").unlink()
+    (tmp_path / "store-s" / "low" / "mfcc-fast" / "D2" / "_stamp.json").unlink()
+    with pytest.raises(StoreConflict, match=r"^store partition \S+low/mfcc-fast/clean was computed with a different"):
+        runner.stage_embed(runner.make_context(load_config(tmp_path / "new.yaml")), progress=False)

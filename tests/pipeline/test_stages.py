@@ -485,3 +485,24 @@ def test_a_scenario_is_checked_at_each_models_rate_before_the_store_is_touched(t
     ):
         embed_experiments(cfg, [(cfg.experiments[0], {"notes": rows}, None)], store)
     assert not list((tmp_path / "store").rglob("_stamp.json"))
+
+
+def test_the_summary_line_says_what_it_counts_and_when_there_was_nothing_to_embed():
+    """The stage's summary said "embedded 480 tracks" for 120 tracks embedded by 2 models in 2 scenarios (tracks ×
+    models), and "embedded 0 tracks → 0 rows … 0.0 rows/s" when the store held everything. It now counts rows, says
+    what its track count is, and says plainly when there was nothing to do."""
+    from collections import Counter
+
+    from repeval.pipeline.summary import EmbedSummary
+
+    two = EmbedSummary(tracks=240, computed=480, streams=2, wall_s=10.0, rows_by_scenario=Counter(clean=240, D1=240))
+    line = two.line()
+    assert line.startswith("embedded 480 rows [D1 240, clean 240] from 240 tracks×models (2 models), 0 rows already "
+                           "in store, 0 errors in 10.0s"), line  # fmt: skip
+    assert "48.0 rows/s" in line
+    one = EmbedSummary(tracks=120, computed=120, streams=1, skipped=3, wall_s=1.0)
+    assert one.line().startswith("embedded 120 rows from 120 tracks, 3 rows already in store"), one.line()
+    idle = EmbedSummary(skipped=96, partitions_already_complete={"d/m/clean", "d/m/D1"})
+    assert idle.line() == "nothing to embed: 2 partitions already complete (96 rows already in store)"
+    idle.partitions_completed.append("/s/d/m2/clean")  # held every track, not yet marked complete
+    assert idle.line().endswith("; 1 marked complete") and "rows/s" not in idle.line()

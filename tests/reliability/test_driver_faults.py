@@ -42,7 +42,10 @@ from repeval import cli, ray_utils
 from repeval.cli import common
 from repeval.store.lock import holder
 
-SUMMARY = re.compile(r"embedded (\d+) tracks → (\d+) rows.*?, (\d+) already in store, (\d+) errors")
+#: the embedding stage's summary line: rows written, rows already in store, errors ("nothing to embed: …": none)
+SUMMARY = re.compile(r"(?:embedded (\d+) rows|nothing to embed).*?\b(\d+) rows already in store(?:, (\d+) errors)?")
+#: what each summary line has, of work done or not
+SUMMARY_MARK = " rows already in store"
 
 
 def stop_when(proc: Proc, predicate, timeout: float = 900) -> None:
@@ -106,7 +109,7 @@ def trial_dirs(run_dir: Path) -> list[Path]:
 def parse_summary(line: str) -> tuple[int, int, int]:
     m = SUMMARY.search(line)
     assert m, line
-    _, rows, already, errors = map(int, m.groups())
+    rows, already, errors = (int(g or 0) for g in m.groups())
     return rows, already, errors
 
 
@@ -151,7 +154,7 @@ def test_ctrl_c_and_kill9_at_three_points_then_resume_equals_uninterrupted(
     # 3. kill -9 between embedding and training: right after the embedding summary line; the driver and its
     #    watchdog at once (`pkill -9 -f repeval`)
     killed = Proc(args, tmp_path)
-    rows, already, errors = parse_summary(killed.wait_line("embedded "))
+    rows, already, errors = parse_summary(killed.wait_line(SUMMARY_MARK))
     test_ray = node_processes(ray_session.get_runtime_context().get_node_id())
     for pid in [killed.pid, *watchdogs(killed)]:
         os.kill(pid, signal.SIGKILL)
@@ -169,7 +172,7 @@ def test_ctrl_c_and_kill9_at_three_points_then_resume_equals_uninterrupted(
     gone_or_fail(killed)
     assert test_ray <= node_processes(ray_session.get_runtime_context().get_node_id())
     killed.wait()
-    assert parse_summary(p.wait_line("embedded ")) == (0, total, 0)
+    assert parse_summary(p.wait_line(SUMMARY_MARK)) == (0, total, 0)
     stop_when(p, lambda: bool(trial_dirs(run_dir)))
     assert groups(run_dir) == []
     kill9(p, ray_session)  # nothing of its embedded Ray is left

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 
@@ -384,3 +385,44 @@ def test_evaluate_on_a_partly_trained_run_keeps_it_unfinished(run_dir, tmp_path,
     (info,) = list_runs(str(runs))
     assert (info["state"], info["grids_untrained"]) == ("evaluated", [])
     assert "lack" not in CliRunner().invoke(app, ["runs", str(runs)]).output
+
+
+def test_a_run_whose_driver_was_killed_on_this_host_is_listed_as_stopped_with_its_resume_command(tmp_path):
+    """`repeval runs` listed a run whose driver was killed with kill -9 as ``started``, as a running one. The started
+    command records its host and process: on that host a run whose process is gone is ``stopped``, with the command
+    line that resumes it. A running one stays ``started``, as does one started on another host (it cannot be asked)."""
+    import socket
+    import subprocess
+    import sys
+
+    from repeval.report.runs import list_runs, runs_text
+    from repeval.rundir import read_status, restore_status, write_status
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # gone, and reaped
+    here = socket.gethostname()
+    runs = tmp_path / "runs"
+    for run_id, process in (
+        ("killed", {"host": here, "pid": dead.pid}),
+        ("running", None),  # this process
+        ("elsewhere", {"host": here + "-other", "pid": dead.pid}),
+        ("earlier", {}),  # recorded by an earlier repeval: no process
+    ):
+        (runs / run_id).mkdir(parents=True)
+        (runs / run_id / "config.yaml").write_text("experiments: []\n")
+        write_status(
+            runs / run_id, "train", "started", resume=f"repeval train c.yaml --run-id {run_id}", process=process
+        )
+    assert read_status(runs / "running")["pid"] == os.getpid()
+    infos = {i["run"]: i for i in list_runs(str(runs))}
+    assert {r: i["state"] for r, i in infos.items()} == {
+        "killed": "stopped (train)", "running": "started", "elsewhere": "started", "earlier": "started",
+    }  # fmt: skip
+    assert infos["killed"]["reason"] == (
+        f"its process {dead.pid} is gone (killed, or the machine restarted) — `repeval train c.yaml --run-id killed` "
+        "resumes it (finished work is kept)"
+    )
+    assert f"killed: its process {dead.pid} is gone" in runs_text(str(runs))
+    # a step out of order (`evaluate` with nothing trained) on it puts back the state it found: its process too
+    restore_status(runs / "killed", read_status(runs / "killed"))
+    assert {i["run"]: i["state"] for i in list_runs(str(runs))}["killed"] == "stopped (train)"
