@@ -159,8 +159,8 @@ class Proc:
             return None
         return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
 
-    def wait_line(self, prefix: str, timeout: float = 900) -> str:
-        """Block until a stdout line starting with ``prefix`` (fails if the process ends first)."""
+    def wait_line(self, prefix: str | tuple[str, ...], timeout: float = 900) -> str:
+        """Block until a stdout line starting with ``prefix`` (one of them; fails if the process ends first)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:

@@ -44,8 +44,8 @@ from repeval.store.lock import holder
 
 #: the embedding stage's summary line: rows written, rows already in store, errors ("nothing to embed: …": none)
 SUMMARY = re.compile(r"(?:embedded (\d+) rows|nothing to embed).*?\b(\d+) rows already in store(?:, (\d+) errors)?")
-#: what each summary line has, of work done or not
-SUMMARY_MARK = " rows already in store"
+#: how the summary line starts, of work done or not
+SUMMARY_MARK = ("embedded ", "nothing to embed")
 
 
 def stop_when(proc: Proc, predicate, timeout: float = 900) -> None:

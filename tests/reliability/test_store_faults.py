@@ -412,7 +412,7 @@ def test_disk_full_fails_clearly_marks_nothing_complete_wrongly_and_resumes(
     filler.unlink()  # free the space and rerun: only the missing rows are computed
     res = CliRunner().invoke(app, ["embed", str(cfg)])
     assert res.exit_code == 0, res.output[-3000:]
-    assert f"{sum(stored.values())} already in store" in res.stdout
+    assert f"{sum(stored.values())} rows already in store" in res.stdout
     assert complete(store) == set(expected)
     assert sum(check_store(store, expected).values()) == sum(len(v) for v in expected.values())
 
