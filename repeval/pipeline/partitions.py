@@ -6,21 +6,25 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
 
 from repeval.config import Config, ExperimentConfig
 from repeval.config.loader import config_hash
-from repeval.datasets.rows import iso_time
 from repeval.deformations import scenario_steps, track_level_steps
 from repeval.models import resolve_model
+from repeval.pipeline.audio_source import (  # noqa: F401  (imported from here by the stages and the plan)
+    changed_source,
+    dataset_source,
+    describe_source,
+    plan_source_note,
+    run_sources,
+    source_note,
+)
 from repeval.pipeline.stages import CLEAN, DEFAULT_CHUNK_S, window_grid
 from repeval.store import StoreConflict
 from repeval.store.layout import STORE_FORMAT
@@ -345,141 +349,6 @@ def _compatible(part: Any, spec: PartitionSpec) -> bool:
     except StoreConflict:
         return False
     return True
-
-
-def _place(path: str) -> str:
-    """A configured path as a source records it: a URI as given, a local path made absolute."""
-    return path if "://" in path else str(Path(path).resolve())
-
-
-def _file_identity(uri: str) -> dict[str, Any]:
-    """Size and modification time of one file (a catalog's manifest, a mirdata index): one ``stat``, which changes
-    when the file is written again (a set rendered anew, another copy); nothing when it cannot be read."""
-    from repeval.datasets.catalog import _filesystem
-
-    try:
-        fs, path = _filesystem(uri)
-        info = fs.get_file_info(path)
-    except (OSError, ValueError, pa.ArrowException):
-        return {}
-    if info.type != pafs.FileType.File or info.mtime_ns is None:
-        return {}
-    return {"size": info.size, "modified": iso_time(info.mtime_ns)}
-
-
-def dataset_source(ds: Any, listed: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Where a dataset definition takes its audio from, as the store's partitions record it (``sources``): the
-    loader, the folder its audio paths start from and, for a catalog (a mirdata data set), the manifest (index: the
-    config's ``index_path``, else the one mirdata read) with its size and modification time; and ``audio``, what
-    its loader found of the audio files (``listed``: a :class:`~repeval.datasets.base.LoadReport`'s, when it
-    checked them): their number, total size and newest modification time — so audio downloaded again into the
-    same folder is told from the audio a partition was computed from. Cheap at catalog scale: one ``stat``, none of
-    the audio files (the loader's check stats them already)."""
-    from repeval.datasets.catalog import _base_dir
-
-    listed = listed or {}
-    listing = ds.manifest if ds.type == "catalog" else ds.index_path or listed.get("index")
-    root = _base_dir(ds.manifest, ds.dir) if ds.type == "catalog" else ds.dir
-    out: dict[str, Any] = {"type": ds.type, "dir": _place(root) if root else None}
-    if listing:
-        out["manifest" if ds.type == "catalog" else "index"] = _place(listing)
-        out.update(_file_identity(listing))
-    if listed.get("audio"):
-        out["audio"] = dict(listed["audio"])
-    return out
-
-
-def run_sources(definitions: Iterable[tuple[Any, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Dataset name → the sources of its definitions in a run (:func:`dataset_source`; several when tasks define it
-    differently — the run checks that their shared track ids name the same audio files), from ``(dataset config,
-    its loader's report or None)`` pairs."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for ds, report in definitions:
-        found = out.setdefault(ds.name, [])
-        source = dataset_source(ds, getattr(report, "listed", None))
-        if source not in found:
-            found.append(source)
-    return out
-
-
-def _newest(source: dict[str, Any]) -> str | None:
-    audio = source.get("audio")
-    return audio.get("newest") if isinstance(audio, dict) else None
-
-
-def _covered(recorded: list[Any], source: dict[str, Any]) -> bool:
-    """Whether rows computed from ``recorded`` sources are of ``source``'s audio as far as can be told: one of them
-    names the same place (all but ``audio`` alike) and no audio file ``source``'s loader found is newer than the
-    newest those saw (audio written since — downloaded or rendered again — may differ). A count or size alone does
-    not tell: another task may list a subset of the same files."""
-    place = {k: v for k, v in source.items() if k != "audio"}
-    same = [r for r in recorded if isinstance(r, dict) and {k: v for k, v in r.items() if k != "audio"} == place]
-    seen = [t for t in map(_newest, same) if t]
-    now = _newest(source)
-    return bool(same) and (now is None or not seen or now <= max(seen))
-
-
-def changed_source(part: Any, sources: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-    """The sources ``part`` records when this run's dataset (``sources``) is not among them — the rows it reuses
-    may have been computed from other audio under the same track ids: audio elsewhere, or audio written since in
-    the same place — else ``None`` (also for a partition that records none: stored before repeval recorded them)."""
-    recorded = part.sources()
-    if recorded is None or all(_covered(recorded, s) for s in sources):
-        return None
-    return list(recorded)
-
-
-def describe_source(source: Any) -> str:
-    """One source (:func:`dataset_source`) in words: ``/data/notes (manifest /data/notes/manifest.csv, 1,234 bytes,
-    modified 2025-…)``, and the audio files its loader found: ``; 120 audio files, 4,567,890 bytes, the newest
-    modified 2025-…``."""
-    if not isinstance(source, dict):
-        return json.dumps(source, default=str)
-    text = str(source.get("dir") or f"{source.get('type', 'the loader')}'s default folder")
-    for key in ("manifest", "index"):
-        if source.get(key):
-            size = f", {source['size']:,} bytes, modified {source['modified']}" if "size" in source else ""
-            text += f" ({key} {source[key]}{size})"
-    audio = source.get("audio")
-    if isinstance(audio, dict) and {"files", "bytes", "newest"} <= set(audio):
-        text += f" ({audio['files']:,} audio files, {audio['bytes']:,} bytes, the newest modified {audio['newest']})"
-    return text
-
-
-def source_note(
-    store_uri: str, dataset: str, model: str, changed: dict[str, tuple[Any, int]], now: Any, run: bool = True
-) -> str:
-    """What a run says once per dataset and model whose stored rows were computed from audio elsewhere (or written
-    since): ``changed`` maps each such partition's scenario to (its recorded sources, tracks reused). ``run=False``:
-    the same without the run's closing words (``repeval plan`` joins its notes, :func:`plan_source_note`)."""
-    import shlex
-
-    sids = sorted(changed)
-    recorded = changed[sids[0]][0]
-    reused = sum(n for _, n in changed.values())
-    names = " ".join(shlex.quote(f"{dataset}/{model}/{sid}") for sid in sids)
-    said = (
-        f"{dataset}/{model} ({', '.join(sids)}) holds {reused:,} track(s) reused as stored, computed "
-        f"from the audio of {' and '.join(describe_source(s) for s in recorded)}; dataset {dataset!r} now takes its "
-        f"audio from {' and '.join(describe_source(s) for s in now)}. If that is other audio under the same track ids "
-        f"(another copy, catalog, rendering or download), delete the partitions to recompute them (`repeval store rm "
-        f"{shlex.quote(store_uri)} {names} --yes`); if it is the same audio (moved, copied or downloaded again), nothing to do"
-    )
-    return f"store: {said}: this run records the new source, and this is not said again" if run else said
-
-
-def plan_source_note(notes: list[tuple[str, int]]) -> str:
-    """``repeval plan``'s one note for the (dataset, model) pairs a run would say :func:`source_note` of: ``notes``
-    holds each one's words (``run=False``) and tracks. The plan only reads the store, so it says until a run has
-    recorded the new source, after which neither says it."""
-    tail = (
-        "`repeval run` says so and records the new source (this plan only reads the store), after which neither says it"
-    )
-    if len(notes) == 1:
-        return f"store: {notes[0][0]}: {tail}"
-    total = sum(n for _, n in notes)
-    head = f"store: {len(notes)} dataset/model pairs reuse {total:,} stored track(s) computed from other audio; {tail}:"
-    return "\n".join([head, *(f"  - {said}" for said, _ in notes)])
 
 
 def partition_state(
