@@ -122,14 +122,15 @@ def _one_line_listings(*apps: typer.Typer) -> None:
 
 _one_line_listings(app, data_app, store_app)
 
-#: repeval's own options, which click takes only before the command (`repeval -v run CONFIG`)
-GLOBAL_FLAGS = frozenset({"--debug", "-v", "--verbose"})
+#: repeval's own options, which click takes only before the command (`repeval -v run CONFIG`, `repeval --version`)
+GLOBAL_FLAGS = frozenset({"--debug", "-v", "--verbose", "--version"})
 
 
 def hoist_global_options(argv: list[str]) -> list[str]:
     """``argv`` (without the program name) with repeval's own options moved before the command wherever they were
-    given, so ``repeval run CONFIG -v`` is ``repeval -v run CONFIG`` rather than click's "No such option: -v"
-    (no command takes these names itself); nothing after a ``--`` moves."""
+    given, so ``repeval run CONFIG -v`` is ``repeval -v run CONFIG`` rather than click's "No such option: -v", and
+    ``repeval run CONFIG --version`` prints the versions (no command takes these names itself); nothing after a
+    ``--`` moves."""
     end = argv.index("--") if "--" in argv else len(argv)
     head = argv[:end]
     return [a for a in head if a in GLOBAL_FLAGS] + [a for a in head if a not in GLOBAL_FLAGS] + argv[end:]
