@@ -13,6 +13,7 @@ import warnings
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from repeval.cli.common import _state
 
@@ -134,6 +135,19 @@ def hoist_global_options(argv: list[str]) -> list[str]:
     end = argv.index("--") if "--" in argv else len(argv)
     head = argv[:end]
     return [a for a in head if a in GLOBAL_FLAGS] + [a for a in head if a not in GLOBAL_FLAGS] + argv[end:]
+
+
+def script_command(command: str, script: str) -> TyperGroup:
+    """The ``repeval`` app as a script that runs one of its commands (``python jobs/run.py CONFIG``, for ``ray job
+    submit``): ``command`` is its only command, named ``script`` — its usage line and errors read ``jobs/run.py
+    [OPTIONS] CONFIG``, the line that runs it, not ``jobs/run.py run [OPTIONS] CONFIG``, whose ``run`` it would take for
+    the config. Call it with ``prog_name=""`` and the arguments after ``script`` (:func:`hoist_global_options`: the
+    global options go before it): ``script_command("run", "jobs/run.py")(["jobs/run.py", *argv], prog_name="")``."""
+    group = typer.main.get_command(app)
+    if not isinstance(group, TyperGroup):  # for mypy: the app has commands
+        raise TypeError(f"repeval's app is a {type(group).__name__}, not a group of commands")
+    group.commands = {script: group.commands[command]}
+    return group
 
 
 #: the commands whose work runs torch (or, ``plan``, says which MKL path it will run): only these re-execute
