@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 #: the sub-directory Ray Tune owns (written by Tune itself, never staged)
 TUNE_DIR = "tune"
-#: the last command's state: ``{"command", "state": started|finished|failed|interrupted, "reason", "updated"}``
+#: the last command's state: ``{"command", "state": started|finished|failed|interrupted, "reason", "updated",
+#: "resume"}`` (:func:`write_status`)
 STATUS = "status.json"
 #: the rows each dataset's loader dropped (missing audio, duplicate ids, unusable labels), per ``<task>__<dataset>``
 LOAD_REPORT = "load_report.json"
