@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def main(stage: str) -> None:
     """``python jobs/<stage>.py CONFIG [--run-id ID] [--store URI] [--runs-dir URI] [--smoke-test]``."""
-    from repeval.cli import app, hoist_global_options
+    from repeval.cli import hoist_global_options, script_command
     from repeval.cpu import prepare_entry_point
     from repeval.ray_utils import exit_on_sigterm
 
@@ -23,4 +23,5 @@ def main(stage: str) -> None:
             "note: RAY_ADDRESS is not set; starting an embedded Ray (use `ray job submit` for a cluster)",
             file=sys.stderr,
         )
-    app(hoist_global_options([stage, *sys.argv[1:]]), prog_name=f"jobs/{stage}.py")
+    script = f"jobs/{stage}.py"  # how `ray job submit` runs it: its usage line and errors name it so
+    script_command(stage, script)(hoist_global_options([script, *sys.argv[1:]]), prog_name="")

@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 #: the sub-directory Ray Tune owns (written by Tune itself, never staged)
 TUNE_DIR = "tune"
-#: the last command's state: ``{"command", "state": started|finished|failed|interrupted, "reason", "updated"}``
+#: the last command's state: ``{"command", "state": started|finished|failed|interrupted, "reason", "updated",
+#: "resume"}`` (:func:`write_status`)
 STATUS = "status.json"
 #: the rows each dataset's loader dropped (missing audio, duplicate ids, unusable labels), per ``<task>__<dataset>``
 LOAD_REPORT = "load_report.json"
@@ -89,11 +90,15 @@ def _recorded_list(footer: Any, key: bytes) -> list[str] | None:
     return [str(n) for n in names] if isinstance(names, list) else None
 
 
-def summary_mismatch(fs: pafs.FileSystem, path: str, results_footer: Any = None) -> str | None:
+def summary_mismatch(
+    fs: pafs.FileSystem, path: str, results_footer: Any = None, status: dict[str, Any] | None = None
+) -> str | None:
     """Why the run at ``path`` has no ``summary.parquet`` of its ``results.parquet`` — an evaluation stopped (Ctrl-C,
     a crash, an upload cut short) between writing the two — or ``None``: they match, there are no results, or the
     results were written before repeval recorded :data:`EVALUATION_KEY` (then it cannot tell). Reads the footers;
-    ``results_footer``: ``results.parquet``'s (``pyarrow.parquet.read_metadata``), when the caller has read it."""
+    ``results_footer``: ``results.parquet``'s (``pyarrow.parquet.read_metadata``), when the caller has read it. The
+    fix it names is the run's own ``repeval evaluate`` command line (:func:`command_line`) when its ``status.json``
+    (``status``, when the caller has read it) records one."""
     import pyarrow.parquet as pq
 
     def token(name: str, footer: Any = None) -> bytes | None:
@@ -106,17 +111,21 @@ def summary_mismatch(fs: pafs.FileSystem, path: str, results_footer: Any = None)
         return None
     if results is None:
         return None
-    fix = "rerun `repeval evaluate` on the run (it rewrites both from groups/)"
+
+    def fix() -> str:
+        line = command_line(json_at(fs, path, STATUS) if status is None else status, "evaluate")
+        return f"rerun {f'`{line}`' if line else '`repeval evaluate` on the run'} (it rewrites both from groups/)"
+
     try:
         summary = token("summary.parquet")
     except FileNotFoundError:
-        return f"summary.parquet is missing: its evaluation stopped after writing results.parquet; {fix}"
+        return f"summary.parquet is missing: its evaluation stopped after writing results.parquet; {fix()}"
     except OSError as exc:
-        return f"summary.parquet is unreadable ({exc}); {fix}"
+        return f"summary.parquet is unreadable ({exc}); {fix()}"
     if summary != results:
         return (
             "summary.parquet is not the summary of results.parquet (an evaluation stopped between writing the two): "
-            f"it is stale; {fix}"
+            f"it is stale; {fix()}"
         )
     return None
 
@@ -177,9 +186,10 @@ def write_status(
 
     Written whole under a temporary name and renamed; a driver killed hard records nothing, so its run shows
     the state of what it left (``repeval runs``). A command that starts records where it runs — ``host`` and
-    ``pid``, this process' unless ``process`` gives them — and ``resume``, the command line that carries it on, so
-    ``repeval runs`` on that host tells a driver killed hard from one still running (:func:`gone_process`). Never
-    raises: the command's own outcome is what matters."""
+    ``pid``, this process' unless ``process`` gives them — so ``repeval runs`` on that host tells a driver killed hard
+    from one still running (:func:`gone_process`); in every state ``resume`` is the command line that carries it on,
+    which names the run's configuration and options (:func:`command_line`). Never raises: the command's own outcome
+    is what matters."""
     import json
     import socket
     import time
@@ -187,14 +197,44 @@ def write_status(
     body: dict[str, Any] = {"command": command, "state": state, "reason": reason, "updated": time.time()}
     if state == "started":
         body.update({"host": socket.gethostname(), "pid": os.getpid()} if process is None else process)
-        if resume:
-            body["resume"] = resume
+    if resume:
+        body["resume"] = resume
     tmp = run_dir / f".{STATUS}.tmp"
     try:
         tmp.write_text(json.dumps(body))
         tmp.replace(run_dir / STATUS)
     except OSError as exc:
         log.warning("could not record the run's state in %s: %s", run_dir / STATUS, exc)
+
+
+def json_at(fs: pafs.FileSystem, path: str, name: str) -> dict[str, Any]:
+    """A small JSON file of the run directory at ``path`` on ``fs`` (a bucket too) — ``status.json`` (its last
+    command's state), ``load_report.json`` (the rows its datasets dropped) — ``{}`` when missing or unreadable."""
+    import json
+
+    try:
+        with fs.open_input_stream(f"{path}/{name}") as fh:
+            body = json.loads(fh.read().decode())
+    except (FileNotFoundError, OSError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def command_line(status: dict[str, Any], command: str) -> str | None:
+    """The command line of ``command`` on a run, from its ``status.json`` (``status``, :func:`read_status`): its last
+    command's ``resume`` — the configuration it was given and the options that name the run (``--run-id``,
+    ``--store``, ``--runs-dir``, ``--smoke-test``) — with ``command`` in place of that command; ``None`` when none is
+    recorded (a run whose last command finished under a repeval that kept it only while a command ran)."""
+    import shlex
+
+    resume = status.get("resume")
+    try:
+        words = shlex.split(resume) if isinstance(resume, str) else []
+    except ValueError:
+        return None
+    if len(words) < 3 or words[0] != "repeval":
+        return None
+    return shlex.join(["repeval", command, *words[2:]])
 
 
 def gone_process(status: dict[str, Any]) -> str | None:

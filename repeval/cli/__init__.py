@@ -13,6 +13,7 @@ import warnings
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from repeval.cli.common import _state
 
@@ -122,17 +123,31 @@ def _one_line_listings(*apps: typer.Typer) -> None:
 
 _one_line_listings(app, data_app, store_app)
 
-#: repeval's own options, which click takes only before the command (`repeval -v run CONFIG`)
-GLOBAL_FLAGS = frozenset({"--debug", "-v", "--verbose"})
+#: repeval's own options, which click takes only before the command (`repeval -v run CONFIG`, `repeval --version`)
+GLOBAL_FLAGS = frozenset({"--debug", "-v", "--verbose", "--version"})
 
 
 def hoist_global_options(argv: list[str]) -> list[str]:
     """``argv`` (without the program name) with repeval's own options moved before the command wherever they were
-    given, so ``repeval run CONFIG -v`` is ``repeval -v run CONFIG`` rather than click's "No such option: -v"
-    (no command takes these names itself); nothing after a ``--`` moves."""
+    given, so ``repeval run CONFIG -v`` is ``repeval -v run CONFIG`` rather than click's "No such option: -v", and
+    ``repeval run CONFIG --version`` prints the versions (no command takes these names itself); nothing after a
+    ``--`` moves."""
     end = argv.index("--") if "--" in argv else len(argv)
     head = argv[:end]
     return [a for a in head if a in GLOBAL_FLAGS] + [a for a in head if a not in GLOBAL_FLAGS] + argv[end:]
+
+
+def script_command(command: str, script: str) -> TyperGroup:
+    """The ``repeval`` app as a script that runs one of its commands (``python jobs/run.py CONFIG``, for ``ray job
+    submit``): ``command`` is its only command, named ``script`` — its usage line and errors read ``jobs/run.py
+    [OPTIONS] CONFIG``, the line that runs it, not ``jobs/run.py run [OPTIONS] CONFIG``, whose ``run`` it would take for
+    the config. Call it with ``prog_name=""`` and the arguments after ``script`` (:func:`hoist_global_options`: the
+    global options go before it): ``script_command("run", "jobs/run.py")(["jobs/run.py", *argv], prog_name="")``."""
+    group = typer.main.get_command(app)
+    if not isinstance(group, TyperGroup):  # for mypy: the app has commands
+        raise TypeError(f"repeval's app is a {type(group).__name__}, not a group of commands")
+    group.commands = {script: group.commands[command]}
+    return group
 
 
 #: the commands whose work runs torch (or, ``plan``, says which MKL path it will run): only these re-execute

@@ -209,13 +209,14 @@ def _stage(
         told = None  # what to say instead of ``exc``
         if isinstance(exc, KeyboardInterrupt):
             write_status(
-                ctx.run_dir, command, "interrupted", f"stopped by Ctrl-C; `{resume}` resumes it (finished work is kept)"
-            )
+                ctx.run_dir, command, "interrupted", f"stopped by Ctrl-C; `{resume}` resumes it (finished work is kept)",
+                resume,
+            )  # fmt: skip
         elif _terminated(exc):
             write_status(
                 ctx.run_dir, command, "interrupted",
                 f"stopped by SIGTERM (`ray job stop`, a scheduler, `kill`); `{resume}` resumes it (finished work is "
-                "kept)",
+                "kept)", resume,
             )  # fmt: skip
         elif isinstance(exc, EarlierStageUnfinished):
             # nothing done: the run's state stays what it was (an interrupted `repeval run` is not a failed evaluate,
@@ -229,7 +230,7 @@ def _stage(
                     f"`{resume_command(earlier, config, ctx, run_id, store, smoke_test, runs_dir)}`"
                 )
         elif isinstance(exc, Exception) and not (isinstance(exc, typer.Exit) and exc.exit_code == 0):
-            write_status(ctx.run_dir, command, "failed", _reason(exc))
+            write_status(ctx.run_dir, command, "failed", _reason(exc), resume)
         if ctx.location is not None:
             try:
                 ctx.location.push()  # keep what finished (e.g. trained groups) for the rerun
@@ -249,8 +250,8 @@ def _stage(
             "this run's `repeval %s` was %s and the run stays so: finish it with `%s`",
             earlier, before["state"], resume_command(earlier, config, ctx, run_id, store, smoke_test, runs_dir),
         )  # fmt: skip
-    else:
-        write_status(ctx.run_dir, command, "finished")
+    else:  # the command line kept: `repeval runs` names the run's own (its configuration, --run-id, --store)
+        write_status(ctx.run_dir, command, "finished", resume=resume)
     if ctx.location is not None:
         ctx.location.push()
 

@@ -36,7 +36,7 @@ import yaml
 from repeval.datasets.base import OBSERVED
 from repeval.metrics.confusion import read_confusion
 from repeval.report.selection import load_validation
-from repeval.rundir import grid_name, recorded_grids, staged_from, summary_mismatch
+from repeval.rundir import command_line, grid_name, recorded_grids, staged_from, summary_mismatch
 from repeval.tuning.results import LATER_RESULT_COLUMNS, RESULT_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -178,9 +178,13 @@ def _no_results_hint(run_dir: Path) -> str:
     resume = re.match(r"(.*?); `(repeval [a-z-]+ .*)` resumes it", reason)
     reason = resume.group(1) if resume else reason.split("; rerun it")[0]  # (the words of earlier repevals)
     reason = f" ({reason})" if reason else ""
+    # the run's `repeval run` line: from the command line status.json records (a failure's too), else the reason's
+    line = command_line(status, "run") or (
+        re.sub(r"^repeval [a-z-]+ ", "repeval run ", resume.group(2)) if resume else None
+    )
     how = (
-        f"`{re.sub(r'^repeval [a-z-]+ ', 'repeval run ', resume.group(2))}` finishes it"
-        if resume
+        f"`{line}` finishes it"
+        if line
         else "run `repeval run CONFIG` with the run's configuration (and --run-id, --runs-dir if it had them) to "
         "finish it"
     )

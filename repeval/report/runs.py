@@ -18,9 +18,11 @@ from repeval.rundir import (
     CONFIG_KEY,
     LOAD_REPORT,
     STATUS,
+    command_line,
     filesystem_of,
     gone_process,
     grid_name,
+    json_at,
     recorded_grids,
     recorded_untrained,
     summary_mismatch,
@@ -59,20 +61,9 @@ def _failed(fs: pafs.FileSystem, path: str, grids: set[str] | None = None) -> tu
     return trainings, len(rows) - trainings
 
 
-def _json(fs: pafs.FileSystem, path: str, name: str) -> dict[str, Any]:
-    """A small JSON file of the run (``status.json``: its last command's state; ``load_report.json``: the rows its
-    datasets dropped), ``{}`` when it has none or it is unreadable."""
-    try:
-        with fs.open_input_stream(f"{path}/{name}") as fh:
-            body = json.loads(fh.read().decode())
-    except (FileNotFoundError, OSError, ValueError):
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
 def _not_evaluated(fs: pafs.FileSystem, path: str) -> int:
     """Rows the run's datasets dropped at load that ``--strict`` counts as not evaluated (``load_report.json``)."""
-    found = _json(fs, path, LOAD_REPORT).values()
+    found = json_at(fs, path, LOAD_REPORT).values()
     return sum(int(d.get("not_evaluated") or 0) for d in found if isinstance(d, dict))
 
 
@@ -127,7 +118,7 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
     state = "evaluated" if results is not None else (f"{len(groups)} grid(s) trained" if groups else "started")
     if results is not None and untrained:
         state = "partly trained"
-    status = _json(fs, path, STATUS)
+    status = json_at(fs, path, STATUS)
     if state == "started" and status.get("state") == "finished" and status.get("command") in _STAGE_DONE:
         state = _STAGE_DONE[status["command"]]  # `repeval embed`/`deform` finished: not a run still starting
     failed_with = None
@@ -147,12 +138,15 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
         "grids_trained": len(groups),
         #: the configuration's grids its results lack, not trained when it was evaluated (an interrupted ``train``)
         "grids_untrained": untrained,
+        #: the command line that trains them: ``repeval run`` with the configuration and options of the run's last
+        #: command (status.json's ``resume``); ``None`` when it is not recorded
+        "trains_untrained": command_line(status, "run") if untrained else None,
         "result_rows": results,
         "failed_trainings": failed,
         "failed_cells": failed_cells,
         "rows_not_evaluated": _not_evaluated(fs, path),
         #: why ``summary.parquet`` is not the summary of ``results.parquet`` (``None``: it is, or no results)
-        "summary_stale": summary_mismatch(fs, path, footer) if footer is not None else None,
+        "summary_stale": summary_mismatch(fs, path, footer, status) if footer is not None else None,
         "updated": updated,
     }
 
@@ -198,7 +192,12 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
     lines += [
         f"{i['run']}: its results lack {len(i['grids_untrained'])} probe grid(s) of its configuration, not trained when "
         f"it was evaluated ({', '.join(i['grids_untrained'][:5])}{', …' if len(i['grids_untrained']) > 5 else ''}): "
-        "`repeval run CONFIG` with the run's configuration trains them and evaluates again (finished work is kept)"
+        + (
+            f"`{i['trains_untrained']}`"
+            if i["trains_untrained"]
+            else "`repeval run CONFIG` with the run's configuration (and --run-id, --store, --runs-dir as it had them)"
+        )
+        + " trains them and evaluates again (finished work is kept)"
         for i in infos
         if i["grids_untrained"]
     ]

@@ -68,7 +68,7 @@ def _stage_train(ctx: RunContext) -> dict[str, Any]:
                         pending.append(item)
     # every group that cannot be trained is named before any probe trains (groups train in batches: a
     # problem found while assembling a later batch would otherwise stop the run after hours of work)
-    embedded: dict[tuple[str, str], pa.Array] = {}  # (dataset, model) → its clean partition's track ids
+    embedded: dict[tuple[str, str, str], pa.Array] = {}  # (dataset, model, scenario) → its partition's track ids
     problems = [p for p in (_empty_split(ctx, item, embedded) for item in pending) if p]
     if problems:
         whys = [why for why, _ in problems]
@@ -120,16 +120,16 @@ def _fold_hint(ctx: RunContext, item: _Pending) -> str:
     )
 
 
-def _empty_split(ctx: RunContext, item: _Pending, embedded: dict[tuple[str, str], pa.Array]) -> tuple[str, bool] | None:
-    """Why ``item`` cannot be trained — a split with no embedded track — from the store's track ids alone, and whether
-    it is because the embedding stage has not completed its partitions (:func:`_not_embedded`)."""
+def _empty_split(
+    ctx: RunContext, item: _Pending, embedded: dict[tuple[str, str, str], pa.Array]
+) -> tuple[str, bool] | None:
+    """Why ``item`` cannot be trained — a split with no embedded track, or no deformed training track to augment it
+    with (:func:`_not_augmented`) — from the store's track ids alone (``embedded``: those read, by partition), and
+    whether it is because the embedding stage has not completed its partitions (:func:`_not_embedded`)."""
     from repeval.pipeline.stages import CLEAN
     from repeval.tuning.data import empty_split_message
 
-    key = (item.dataset, item.model)
-    if key not in embedded:
-        embedded[key] = ctx.store.partition(item.dataset, item.model, CLEAN).embedded_ids()
-    rows = item.rows.filter(pc.is_in(item.rows.column("track_id"), value_set=embedded[key]))
+    rows = item.rows.filter(pc.is_in(item.rows.column("track_id"), value_set=_embedded_ids(ctx, item, CLEAN, embedded)))
     present = set(pc.unique(rows.column("split")).to_pylist())
     for name in ("train", "validation", "test"):
         if name not in present:
@@ -137,6 +137,45 @@ def _empty_split(ctx: RunContext, item: _Pending, embedded: dict[tuple[str, str]
             if unembedded:
                 return unembedded, True
             return f"{empty_split_message(item.dataset, item.model, name)}{_fold_hint(ctx, item)}", False
+    return _not_augmented(ctx, item, embedded)
+
+
+def _embedded_ids(
+    ctx: RunContext, item: _Pending, sid: str, embedded: dict[tuple[str, str, str], pa.Array]
+) -> pa.Array:
+    """The track ids of ``item``'s partition of scenario ``sid`` (read once for all its folds and tasks)."""
+    key = (item.dataset, item.model, sid)
+    if key not in embedded:
+        embedded[key] = ctx.store.partition(*key).embedded_ids()
+    return embedded[key]
+
+
+def _not_augmented(
+    ctx: RunContext, item: _Pending, embedded: dict[tuple[str, str, str], pa.Array]
+) -> tuple[str, bool] | None:
+    """Why ``item``'s training rows cannot be augmented — a scenario ``augment`` lists whose store partition holds
+    none of its training tracks deformed — and whether the embedding stage has yet to compute them (it deforms them
+    once ``augment`` lists the scenario: a step out of order) rather than recorded each as an error."""
+    train = item.rows.filter(pc.equal(item.rows.column("split"), "train")).column("track_id")
+    for sid in _augment(item.exp, item.dataset):
+        part = ctx.store.partition(item.dataset, item.model, sid)
+        if pc.any(pc.is_in(train, value_set=_embedded_ids(ctx, item, sid, embedded))).as_py():
+            continue
+        said = (
+            f"{item.dataset}/{item.model}: augment lists {sid!r}, but store partition {part.name} in {ctx.store.uri} "
+            "holds none of the training tracks deformed"
+        )
+        if pc.all(pc.is_in(train, value_set=part.done_ids())).as_py():  # each recorded as an error
+            return (
+                f"{said}: each is an error record (`{part.show_errors_command()}` lists why) — fix the cause and "
+                f"embed them again with --retry-errors{_fold_hint(ctx, item)}",
+                False,
+            )
+        return (
+            f"{said}; run `repeval embed CONFIG` (or `repeval run CONFIG`) with this configuration and store first "
+            "(it deforms the training tracks of the scenarios augment lists)",
+            True,
+        )
     return None
 
 

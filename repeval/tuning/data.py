@@ -13,6 +13,7 @@ from repeval.datasets.base import OBSERVED
 from repeval.datasets.encoding import encode_labels
 from repeval.pipeline.stages import CLEAN
 from repeval.probes import ProbeData
+from repeval.rundir import EarlierStageUnfinished
 from repeval.store import EmbeddingStore
 from repeval.warn import warn_once
 
@@ -229,7 +230,8 @@ def probe_data(
     With ``attention`` the rows are frames too, each track's consecutive, and every split keeps one label per
     track and each track's number of frames (``ProbeData.train_counts`` / ``val_counts`` / ``test_counts``).
     ``augment``: scenarios whose deformed training tracks are added to the training rows (after the clean ones,
-    scenario by scenario, each in track-id order)."""
+    scenario by scenario, each in track-id order); :class:`~repeval.rundir.EarlierStageUnfinished` when one's
+    partition holds none (the embedding stage deforms them once ``augment`` lists the scenario)."""
     if aggregation not in ("mean", *FRAME_AGGREGATIONS):
         raise ValueError(f"unknown aggregation {aggregation!r}; valid: mean, {', '.join(FRAME_AGGREGATIONS)}")
     row_ids = rows.column("track_id").combine_chunks()
@@ -276,10 +278,11 @@ def probe_data(
     for sid in augment:
         loaded[sid] = load(sid, ["train", *tests_of.pop(sid, [])])  # its test rows are taken below too
         axs, ay, atids, ac = loaded[sid]["train"]
-        if not atids:
-            raise ValueError(
+        if not atids:  # the train stage checks it before anything trains (repeval.run.train._not_augmented)
+            raise EarlierStageUnfinished(
                 f"{dataset}/{model}: augment lists {sid!r}, but its store partition holds no deformed training "
-                "tracks — run `repeval embed` first (it deforms the training tracks of the scenarios augment lists)"
+                "tracks — run `repeval embed CONFIG` (or `repeval run CONFIG`) with this configuration and store first "
+                "(it deforms the training tracks of the scenarios augment lists)"
             )
         xtr = np.concatenate([xtr, axs])
         train_counts.append(ac)

@@ -37,6 +37,36 @@ def test_entry_point_options(stage: str, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     for option in ("--smoke-test", "--store", "--runs-dir", "--run-id"):
         assert option in r.stdout, (option, r.stdout)
+    # the usage line is the line that runs it: it read `jobs/run.py run [OPTIONS]`, and that `run` was then taken
+    # for the config ("Got unexpected extra argument")
+    assert f"Usage: jobs/{stage}.py [OPTIONS] " in r.stdout and f"{stage}.py {stage}" not in r.stdout, r.stdout
+
+
+def test_a_jobs_usage_line_runs_and_its_errors_name_it(tmp_path: Path) -> None:
+    """What the usage line of ``python jobs/run.py`` shows is what it takes; repeval's own options go anywhere."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import hoist_global_options, script_command
+
+    def job(*argv: str) -> tuple[int, str]:
+        """What ``python jobs/run.py *argv`` does (jobs/_common.main, without its Ray note): exit status, output."""
+        with CliRunner().isolation() as (_, _, output):
+            try:
+                script_command("run", "jobs/run.py")(hoist_global_options(["jobs/run.py", *argv]), prog_name="")
+            except SystemExit as exc:
+                return int(exc.code or 0), " ".join(output.getvalue().decode().split())
+        raise AssertionError("a command line ends with SystemExit")
+
+    missing = str(tmp_path / "missing.yaml")
+    code, said = job(missing, "--bogus")
+    assert code == 2 and "Usage: jobs/run.py [OPTIONS] " in said, said
+    assert "Try 'jobs/run.py --help' for help." in said and "No such option: --bogus" in said, said
+    code, said = job("run", missing)  # the extra word the old usage line showed
+    assert code == 2 and "unexpected extra argument" in said, said
+    code, said = job(missing, "--run-id", "r", "-v")  # the command runs: it looks for the config
+    assert code == 2 and "missing.yaml" in said and "Usage:" not in said, said
+    code, said = job(missing, "--version")
+    assert code == 0 and said.startswith("repeval "), said
 
 
 def test_jobs_import_the_shipped_package_first(tmp_path: Path) -> None:

@@ -77,6 +77,9 @@ def test_repevals_own_options_are_taken_after_the_command_too(tmp_path):
         "-v", "--debug", "run", "c.yaml", "--run-id", "r",
     ]  # fmt: skip
     assert hoist_global_options(["run", "c.yaml", "--", "-v"]) == ["run", "c.yaml", "--", "-v"]
+    # `repeval run CONFIG --version` was "No such option: --version", though -v and --debug were taken there
+    r = CliRunner().invoke(app, hoist_global_options(["run", "missing.yaml", "--version"]))
+    assert r.exit_code == 0 and r.output.startswith("repeval ") and "Ray" in r.output, r.output
     out = tmp_path / "s.json"
     r = subprocess.run(
         [sys.executable, "-m", "repeval.cli", "schema", "--out", str(out), "--debug"],

@@ -80,7 +80,8 @@ def test_the_command_and_the_job_entry_points_skip_it(tmp_path):
     jobs = Path(__file__).resolve().parents[2] / "jobs"
     job = (
         f"import sys\nsys.path.insert(0, {str(jobs)!r})\nimport repeval.cli as c\nimport _common\n"
-        "c.app = lambda *a, **k: None\nhold('held')\nsys.argv = ['embed.py']\n_common.main('embed')\n"
+        "c.script_command = lambda *a, **k: lambda *a, **k: None\nhold('held')\nsys.argv = ['embed.py']\n"
+        "_common.main('embed')\n"
     )
     assert _run(job, tmp_path / "job") == ""
 

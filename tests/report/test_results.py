@@ -89,6 +89,12 @@ def test_a_runs_directory_or_an_unfinished_run_without_results_says_what_to_pass
     said = str(info.value)
     assert "`repeval embed`, was interrupted (stopped by Ctrl-C) before the test stage wrote results; " in said
     assert f"`repeval run {tmp_path / 'c.yaml'} --run-id stopped --store {tmp_path / 'st'}` finishes it" in said
+    # a failure's status.json records its command line too: the hint names the run's own `repeval run`
+    cmd = f"repeval train {tmp_path / 'c.yaml'} --run-id stopped"
+    write_status(stopped, "train", "failed", "no space left on device", resume=cmd)
+    with pytest.raises(ValueError) as info:
+        load_run(stopped)
+    assert f"`repeval run {tmp_path / 'c.yaml'} --run-id stopped` finishes it" in str(info.value), str(info.value)
     write_status(stopped, "run", "finished")  # an odd state (results deleted by hand): the usual words
     with pytest.raises(ValueError, match="pass a run directory such as runs/<run_id>"):
         load_run(stopped)

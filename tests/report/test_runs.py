@@ -64,6 +64,7 @@ def test_a_summary_left_from_an_earlier_evaluation_is_detected(run_dir, tmp_path
     import pytest
 
     from repeval import runner
+    from repeval.rundir import write_status
     from repeval.tuning import results as tuning_results
 
     runs = tmp_path / "runs"
@@ -115,6 +116,11 @@ def test_a_summary_left_from_an_earlier_evaluation_is_detected(run_dir, tmp_path
     # an old summary that a sync put back (a bucket keeps a file deleted locally) is named as not of these results
     pq.write_table(pq.read_table(run / "results.parquet").replace_schema_metadata(None), run / "summary.parquet")
     assert "r: summary.parquet is not the summary of results.parquet" in runs_text()
+    # the fix is the run's own `repeval evaluate` line when status.json records its command line
+    write_status(
+        run, "evaluate", "interrupted", "stopped by Ctrl-C", resume="repeval evaluate 'my exp.yaml' --run-id r"
+    )
+    assert "it is stale; rerun `repeval evaluate 'my exp.yaml' --run-id r` (it rewrites both" in runs_text()
 
     runner.stage_evaluate(ctx)  # the rerun the message asks for
     assert "summary.parquet" not in runs_text()
@@ -372,13 +378,22 @@ def test_evaluate_on_a_partly_trained_run_keeps_it_unfinished(run_dir, tmp_path,
         f"r: its results lack 1 probe grid(s) of its configuration, not trained when it was evaluated ({untrained})"
         in listed
     )
-    assert "`repeval run CONFIG` with the run's configuration trains them and evaluates again" in listed
+    # status.json recorded by hand, as a repeval before it kept the command line: the run's options are not known
+    assert (
+        "`repeval run CONFIG` with the run's configuration (and --run-id, --store, --runs-dir as it had them) trains "
+        "them and evaluates again" in listed
+    )
 
     write_status(run, "run", "finished")  # a finished command, then a grid added to the configuration
     assert CliRunner().invoke(app, ["evaluate", str(cfg), "--run-id", "r"]).exit_code == 0
     assert (read_status(run)["command"], read_status(run)["state"]) == ("evaluate", "finished")
     (info,) = list_runs(str(runs))
     assert (info["state"], info["grids_untrained"]) == ("partly trained", [untrained])
+    # it said `repeval run CONFIG`, which without --run-id trains a new run: now the run's own command line, with the
+    # configuration it was given (not its copy in the run directory) and its run id
+    assert info["trains_untrained"] == f"repeval run {cfg} --run-id r"
+    listed = " ".join(CliRunner().invoke(app, ["runs", str(runs)]).output.split())
+    assert f"`repeval run {cfg} --run-id r` trains them and evaluates again (finished work is kept)" in listed
 
     trained("mert-v1-95m-6")  # every grid trained: evaluated whole
     assert CliRunner().invoke(app, ["evaluate", str(cfg), "--run-id", "r"]).exit_code == 0

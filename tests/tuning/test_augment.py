@@ -104,6 +104,34 @@ def test_a_run_trains_on_clean_and_deformed_training_tracks(ray_session, rendere
     acc = results[results["label"].isna() & (results["metric"] == "accuracy")].set_index("scenario")["value"]
     assert set(acc.index) == {"clean", "gain", "noise"} and acc["clean"] > 0.5  # chance 0.25
 
+    # augment given a scenario whose partition holds the test tracks only (embedded before augment listed it):
+    # `repeval train` stopped when it came to that grid (after training the grids before it) with a ValueError,
+    # "run `repeval embed` first" — typed, with no --store, another store. Now it is the step out of order, found
+    # before anything trains, naming the command lines of this run, and the run's state is left as it was.
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+    from repeval.rundir import read_status
+
+    other = tmp_path / "noise.yaml"
+    raw = _config(rendered_notes, tmp_path, ["noise"], keep_frames=True)
+    raw["run"].update(run_id=None, store=str(tmp_path / "elsewhere"))  # the store is given with --store
+    other.write_text(yaml.safe_dump(raw))
+    store = str(tmp_path / "store")
+    res = CliRunner().invoke(app, ["train", str(other), "--run-id", "aug-noise", "--store", store])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 1, said
+    assert (
+        "notes/mfcc-stats: augment lists 'noise', but store partition notes/mfcc-stats/noise in" in said
+        and "holds none of the training tracks deformed; run "
+        f"`repeval embed {other} --run-id aug-noise --store {store}` (or `repeval run {other} --run-id aug-noise "
+        f"--store {store}`) with this configuration and store first"
+        in said
+        and "nothing was trained" in said
+    ), said
+    run = tmp_path / "runs" / "aug-noise"
+    assert read_status(run) == {} and not list((run / "groups").glob("*.parquet"))
+
 
 def test_the_shipped_augmentation_config_compares_clean_and_augmented_training(rendered_notes):
     from pathlib import Path

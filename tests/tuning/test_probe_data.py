@@ -113,6 +113,47 @@ def test_probe_data_matches_the_whole_partition(tmp_path: Path, aggregation: str
     assert data.tests["clean"][2] == sorted(set(data.tests["clean"][2]))
 
 
+def test_augmenting_with_a_partition_of_test_tracks_only_is_a_step_out_of_order(tmp_path: Path) -> None:
+    """``augment`` naming a scenario whose partition holds only test tracks (embedded before ``augment`` listed it)
+    raised a ValueError saying "run `repeval embed` first" — which, typed, embeds another run's configuration or
+    store. It is the stage-order error, whose commands the CLI names as the run's own command lines."""
+    from repeval.rundir import EarlierStageUnfinished
+
+    store, rows = catalog(tmp_path, frames=False, n=40)
+    with pytest.raises(EarlierStageUnfinished) as err:
+        probe_data("multilabel_classification", rows, store, "ds", "m", ["gain"], augment=["gain"])
+    said = str(err.value.naming(lambda stage: f"repeval {stage} c.yaml --store s"))
+    assert "ds/m: augment lists 'gain', but its store partition holds no deformed training tracks" in said
+    assert "run `repeval embed c.yaml --store s` (or `repeval run c.yaml --store s`) with this" in said, said
+
+
+def test_the_train_stage_tells_unembedded_augmenting_tracks_from_failed_ones(tmp_path: Path) -> None:
+    """What ``repeval train`` checks before anything trains (``_not_augmented``): an augmenting scenario's partition
+    with none of the training tracks is a step out of order while the embedding stage has yet to deform them; once
+    each is an error record, embedding again computes nothing, and the fix is the errors' (--retry-errors)."""
+    from types import SimpleNamespace
+
+    from repeval.run.train import _not_augmented
+
+    store, rows = catalog(tmp_path, frames=False, n=40)
+    exp = SimpleNamespace(datasets=[SimpleNamespace(name="ds")], augment_for=lambda ds: ["noise", "gain"])
+    item = SimpleNamespace(exp=exp, rows=rows, dataset="ds", model="m", fold=None)
+    ctx = SimpleNamespace(store=store)
+    why, unembedded = _not_augmented(ctx, item, {})  # "noise" holds the training tracks; "gain" the test tracks
+    assert unembedded and "augment lists 'gain', but store partition ds/m/gain in" in why
+    assert "run `repeval embed CONFIG` (or `repeval run CONFIG`) with this configuration and store first" in why
+    train = [t for t, sp in zip(rows["track_id"].to_pylist(), rows["split"].to_pylist(), strict=True) if sp == "train"]
+    writer = PartitionWriter(store.partition("ds", "m", "gain"), embedding_schema(DIM), 100)
+    for t in train:
+        writer.add_error({"track_id": t, "split": "train", "stage": "deform", "reason": "x", "model": "m",
+                          "scenario": "gain"})  # fmt: skip
+    writer.flush()
+    why, unembedded = _not_augmented(ctx, item, {})
+    assert not unembedded and "each is an error record (`repeval store show" in why and "--retry-errors" in why, why
+    write_partition(store, "gain", train[:3], ["train"] * 3, seed=9)
+    assert _not_augmented(ctx, item, {}) is None
+
+
 def test_a_part_file_copied_into_a_partition_is_not_read_twice(tmp_path: Path, caplog) -> None:
     """A part file copied inside a complete partition (by hand, or a sync tool's ``part-… (1).parquet``) holds the
     same tracks again: each is trained and tested once, and the warning names the copy and the fix."""
