@@ -396,7 +396,10 @@ class Partition:
         """:meth:`part_files`, or the error naming the fix when there are none."""
         files = self.part_files()
         if not files:
-            raise FileNotFoundError(f"store partition {self.path} has no data: run `repeval embed` first")
+            raise FileNotFoundError(
+                f"store partition {self.path} has no data: embed it with `repeval embed CONFIG --store "
+                f"{self.store.uri}` (the run's own --run-id and --runs-dir too, where it has them)"
+            )
         return files
 
     def embeddings(self) -> tuple[list[str], list[str], np.ndarray]:

@@ -59,7 +59,10 @@ class EmbeddingStore:
         elif (kind := self.fs.get_file_info(self.root).type) == pafs.FileType.File:
             raise FileNotFoundError(_file_not_store(self.fs, self.root, root))  # (what callers catch: no store)
         elif must_exist and kind != pafs.FileType.Directory:
-            raise FileNotFoundError(f"no embedding store at {root} (check the path, or run `repeval embed` first)")
+            raise FileNotFoundError(
+                f"no embedding store at {root} ({self.root}): check the path (a configuration's run.store, relative to "
+                f"the current directory), or embed into it with `repeval embed CONFIG --store {root}`"
+            )
 
     def __repr__(self) -> str:
         return f"EmbeddingStore({self.uri!r})"
