@@ -1,0 +1,277 @@
+"""Validating a ``catalog`` manifest's record batches into rows (:func:`~repeval.datasets.rows.row_schema`) with Arrow
+compute kernels: track ids, labels (single, multi-label, keys, regression targets, annotated labels), audio paths
+resolved against the manifest's folder and checked to exist, splits and groups; every row left out is reported in
+the :class:`~repeval.datasets.base.LoadReport` with its row number."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+
+from repeval.datasets import missing
+from repeval.datasets.base import SPLITS, LoadReport
+from repeval.datasets.encoding import normalize_key
+from repeval.datasets.rows import key_classes, row_schema
+
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "val": "validation",
+    "valid": "validation",
+    "validation": "validation",
+    "dev": "validation",
+    "test": "test",
+    "testing": "test",
+}
+
+_NUMBER_RE = r"^\s*(?:[^=:\s]+\s*[=:]\s*)?[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*$"
+
+
+def _base_dir(manifest: str, dir_: str | None) -> str:
+    if dir_:
+        return dir_
+    return posixpath.dirname(manifest) if "://" in manifest else str(Path(manifest).resolve().parent)
+
+
+class _FileChecker:
+    """Existence checks for audio paths: ``os.path.isfile`` locally, batched ``get_file_info`` remotely."""
+
+    #: schemes whose pyarrow paths are ``bucket/key`` (the URI's netloc is part of the path)
+    _BUCKET_SCHEMES = frozenset({"s3", "gs", "gcs", "abfs", "abfss", "az"})
+
+    def __init__(self) -> None:
+        self._filesystems: dict[tuple[str, str], pafs.FileSystem] = {}
+
+    def exists(self, paths: list[str]) -> list[bool]:
+        out = [False] * len(paths)
+        remote: dict[tuple[str, str], list[tuple[int, str]]] = {}
+        for i, p in enumerate(paths):
+            if "://" not in p:
+                out[i] = os.path.isfile(p)
+                continue
+            u = urlsplit(p)
+            fs_path = f"{u.netloc}{u.path}" if u.scheme in self._BUCKET_SCHEMES else u.path
+            remote.setdefault((u.scheme, u.netloc), []).append((i, fs_path))
+        for key, items in remote.items():
+            fs = self._filesystems.get(key)
+            if fs is None:  # one filesystem per scheme and host, created once
+                fs, _ = pafs.FileSystem.from_uri(paths[items[0][0]])
+                self._filesystems[key] = fs
+            infos = fs.get_file_info([fs_path for _, fs_path in items])
+            for (i, _), info in zip(items, infos, strict=True):
+                out[i] = info.type == pafs.FileType.File
+        return out
+
+
+def _rowref(fmt: str, row: int) -> str:
+    return f"row {row + 2}" if fmt == "csv" else f"row {row}"
+
+
+def _rowrefs(fmt: str, rows: np.ndarray) -> pa.Array:
+    """:func:`_rowref` of each of ``rows``, as an Arrow array (no Python string per row)."""
+    numbers = pc.cast(pa.array(rows + (2 if fmt == "csv" else 0)), pa.string())
+    return pc.binary_join_element_wise("row ", numbers, "")
+
+
+class _BatchValidator:
+    """Turns manifest batches into rows batches (:func:`~repeval.datasets.rows.row_schema`) of usable rows,
+    reporting the rest."""
+
+    def __init__(self, ds: Any, task: Any, label_col: str, fmt: str, report: LoadReport) -> None:
+        self.ds = ds
+        self.label_col = label_col
+        self.fmt = fmt
+        self.report = report
+        self.task_type = task.effective_type
+        self.base = _base_dir(ds.manifest, ds.dir)
+        self.check_files = bool(getattr(ds, "check_files", True))
+        classes = key_classes(self.task_type, getattr(ds, "classes", None))
+        self.classes = pa.array(sorted(classes), pa.string()) if classes else None
+        self.files = _FileChecker()
+        self._keys: dict[str, str | None] = {}
+        #: the column of each track's annotated labels, read with ``unannotated: mask`` (:func:`masked_column`)
+        self.annotated_col = masked_column(ds, task)
+        self.schema = row_schema(self.annotated_col is not None)
+
+    def _bad(self, kind: str, ids: pa.Array, rows: np.ndarray, mask: np.ndarray, why: Any) -> None:
+        """Report rows in ``mask``; ``why`` is a message or a per-row array of messages."""
+        idx = np.flatnonzero(mask)
+        if not len(idx):
+            return
+        id_list = ids.take(pa.array(idx)).to_pylist()
+        whys = why.take(pa.array(idx)).to_pylist() if isinstance(why, pa.Array) else [why] * len(idx)
+        for tid, r, w in zip(id_list, rows[idx], whys, strict=True):
+            self.report.add(kind, f"{tid} ({_rowref(self.fmt, int(r))}{': ' + w if w else ''})")
+
+    def _missing(self, ids: pa.Array, rows: np.ndarray, mask: np.ndarray, paths: pa.Array | None) -> None:
+        """Report the rows in ``mask`` as missing their audio: the file each names in ``paths`` does not exist, or
+        (``paths`` ``None``) their audio cell is empty."""
+        idx = np.flatnonzero(mask)
+        if not len(idx):
+            return
+        take = pa.array(idx)
+        refs = _rowrefs(self.fmt, rows[idx])
+        path = paths.take(take) if paths is not None else pa.nulls(len(idx), pa.string())
+        cause = missing.NOT_FOUND if paths is not None else missing.EMPTY_PATH
+        self.report.add_missing_batch(ids.take(take), path, refs, pa.repeat(pa.scalar(cause), len(idx)))
+
+    def _single_labels(self, raw: pa.Array, ids: pa.Array, rows: np.ndarray, ok: np.ndarray) -> pa.Array:
+        lab = pc.utf8_trim_whitespace(raw)
+        empty = pc.fill_null(pc.equal(lab, ""), True).to_numpy(zero_copy_only=False)
+        self._bad("unlabelled", ids, rows, ok & empty, f"empty {self.label_col}")
+        ok &= ~empty
+        if self.task_type == "key_estimation":
+            uniq = pc.unique(lab.filter(pa.array(ok))).to_pylist()
+            for u in uniq:
+                if u not in self._keys:
+                    try:
+                        self._keys[u] = normalize_key(u)
+                    except ValueError:
+                        self._keys[u] = None
+            bad_keys = [u for u in uniq if self._keys[u] is None]
+            if bad_keys:
+                is_bad = pc.fill_null(pc.is_in(lab, value_set=pa.array(bad_keys, pa.string())), False)
+                is_bad_np = is_bad.to_numpy(zero_copy_only=False) & ok
+                why = pc.binary_join_element_wise("'", lab, "' is not a key (expected e.g. 'C# minor')", "")
+                self._bad("unknown_labels", ids, rows, is_bad_np, why)
+                ok &= ~is_bad_np
+            good = [u for u in uniq if self._keys[u] is not None]
+            if good:
+                pos = pc.index_in(lab, value_set=pa.array(good, pa.string()))
+                lab = pc.coalesce(pa.array([self._keys[u] for u in good], pa.string()).take(pos), lab)
+        if self.classes is not None:
+            unknown = ~pc.fill_null(pc.is_in(lab, value_set=self.classes), False).to_numpy(zero_copy_only=False) & ok
+            why = pc.binary_join_element_wise("label '", lab, "' not in dataset.classes", "")
+            self._bad("unknown_labels", ids, rows, unknown, why)
+            ok &= ~unknown
+        return lab
+
+    def _list_labels(self, raw: pa.Array, ids: pa.Array, rows: np.ndarray, ok: np.ndarray) -> pa.Array:
+        n = len(raw)
+        parts = pc.split_pattern(raw.fill_null(""), self.ds.label_separator)
+        parent = pc.list_parent_indices(parts).to_numpy()
+        values = pc.utf8_trim_whitespace(pc.list_flatten(parts))
+        keep = pc.not_equal(values, "").to_numpy(zero_copy_only=False)
+        if self.task_type == "regression":
+            numeric = pc.match_substring_regex(values, _NUMBER_RE).to_numpy(zero_copy_only=False)
+            bad_rows = np.zeros(n, dtype=bool)
+            bad_rows[parent[keep & ~numeric]] = True
+            self._bad("unknown_labels", ids, rows, ok & bad_rows, f"non-numeric regression target in {self.label_col}")
+            ok &= ~bad_rows
+        elif self.classes is not None:
+            known = pc.fill_null(pc.is_in(values, value_set=self.classes), False).to_numpy(zero_copy_only=False)
+            unknown = keep & ~known & ok[parent]
+            if unknown.any():
+                vals = values.filter(pa.array(unknown)).to_pylist()
+                for p, v in zip(parent[unknown], vals, strict=True):
+                    self.report.add(
+                        "unknown_labels",
+                        f"{ids[int(p)].as_py()} ({_rowref(self.fmt, int(rows[p]))}: label '{v}' not in dataset.classes, "
+                        "dropped)",
+                    )
+            keep &= known
+        counts = np.bincount(parent[keep], minlength=n)
+        if self.task_type == "regression":
+            empty = counts == 0
+            self._bad("unlabelled", ids, rows, ok & empty, f"empty {self.label_col}")
+            ok &= ~empty
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+        return pa.ListArray.from_arrays(pa.array(offsets), values.filter(pa.array(keep)))
+
+    def _observed(self, raw: pa.Array, label: pa.ListArray) -> pa.ListArray:
+        """Each row's annotated labels: its ``annotated_column`` cell split at ``label_separator`` (labels outside
+        ``dataset.classes`` left out) together with its labels, sorted; null (every label annotated) where the cell
+        is empty."""
+        n = len(raw)
+        parts = pc.split_pattern(raw.fill_null(""), self.ds.label_separator)
+        parent = pc.list_parent_indices(parts).to_numpy()
+        values = pc.utf8_trim_whitespace(pc.list_flatten(parts))
+        keep = pc.not_equal(values, "").to_numpy(zero_copy_only=False)
+        given = np.bincount(parent[keep], minlength=n) > 0
+        if self.classes is not None:
+            keep &= pc.fill_null(pc.is_in(values, value_set=self.classes), False).to_numpy(zero_copy_only=False)
+        pairs = pa.table(
+            {
+                "row": np.concatenate([parent[keep], pc.list_parent_indices(label).to_numpy()]),
+                "label": pa.concat_arrays([values.filter(pa.array(keep)), pc.list_flatten(label)]),
+            }
+        )
+        pairs = pairs.group_by(["row", "label"]).aggregate([]).sort_by([("row", "ascending"), ("label", "ascending")])
+        offsets = np.concatenate([[0], np.cumsum(np.bincount(pairs.column("row").to_numpy(), minlength=n))])
+        return pa.ListArray.from_arrays(
+            pa.array(offsets.astype(np.int32)), pairs.column("label").combine_chunks(), mask=pa.array(~given)
+        )
+
+    def __call__(self, start: int, batch: pa.RecordBatch, duplicate: np.ndarray) -> pa.RecordBatch | None:
+        ds = self.ds
+        n = batch.num_rows
+        rows = np.arange(start, start + n, dtype=np.int64)
+        ids = pc.utf8_trim_whitespace(batch.column(ds.track_id_column))
+        ok = pc.fill_null(pc.not_equal(ids, ""), False).to_numpy(zero_copy_only=False).copy()
+        self._bad("other", ids, rows, ~ok, "empty track id")
+        self._bad("duplicate_ids", ids, rows, ok & duplicate, "")
+        ok &= ~duplicate
+
+        raw = batch.column(self.label_col)
+        if self.task_type in ("multilabel_classification", "regression"):
+            label = self._list_labels(raw, ids, rows, ok)
+        else:
+            single = self._single_labels(raw, ids, rows, ok)
+            label = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)), single.fill_null(""))
+
+        paths = pc.utf8_trim_whitespace(batch.column(ds.audio_column))
+        no_path = ~pc.fill_null(pc.not_equal(paths, ""), False).to_numpy(zero_copy_only=False)
+        self._missing(ids, rows, ok & no_path, None)
+        ok &= ~no_path
+        paths = paths.fill_null("")
+        absolute = pc.or_(pc.starts_with(paths, "/"), pc.match_substring(paths, "://"))
+        base = self.base.rstrip("/")
+        full = pc.if_else(absolute, paths, pc.binary_join_element_wise(base, paths, "/"))
+
+        split = pa.nulls(n, pa.string())
+        if ds.split_column:
+            raw_split = pc.utf8_lower(pc.utf8_trim_whitespace(batch.column(ds.split_column)))
+            pos = pc.index_in(raw_split, value_set=pa.array(list(SPLIT_ALIASES), pa.string()))
+            split = pa.array(list(SPLIT_ALIASES.values()), pa.string()).take(pos)
+            given = pc.fill_null(pc.not_equal(raw_split, ""), False).to_numpy(zero_copy_only=False)
+            unknown = given & ~pc.is_valid(split).to_numpy(zero_copy_only=False) & ok
+            why = pc.binary_join_element_wise(
+                "unknown split '", batch.column(ds.split_column), f"', expected {SPLITS}", ""
+            )
+            self._bad("other", ids, rows, unknown, why)
+            ok &= ~unknown
+        group = pc.utf8_trim_whitespace(batch.column(ds.group_column)) if ds.group_column else pa.nulls(n, pa.string())
+
+        if self.check_files and ok.any():
+            candidates = full.filter(pa.array(ok))
+            uniq = pc.unique(candidates)
+            exists = self.files.exists(uniq.to_pylist())
+            missing = [p for p, e in zip(uniq.to_pylist(), exists, strict=True) if not e]
+            if missing:
+                gone = pc.fill_null(pc.is_in(full, value_set=pa.array(missing, pa.string())), False)
+                gone_np = gone.to_numpy(zero_copy_only=False) & ok
+                self._missing(ids, rows, gone_np, full)
+                ok &= ~gone_np
+        if not ok.any():
+            return None
+        keep = pa.array(ok)
+        columns = [ids, full, label, split, group]
+        if self.annotated_col:
+            columns.append(self._observed(batch.column(self.annotated_col), label))
+        return pa.RecordBatch.from_arrays([c.filter(keep) for c in columns], schema=self.schema)
+
+
+def masked_column(ds: Any, task: Any) -> str | None:
+    """The manifest column of each track's annotated labels when the loader reads it: ``annotated_column`` of a
+    multilabel task with ``unannotated: mask`` (with ``absent`` every unannotated pair counts as absent)."""
+    if not ds.annotated_column or getattr(ds, "unannotated", "mask") != "mask":
+        return None
+    return ds.annotated_column if task.effective_type == "multilabel_classification" else None
