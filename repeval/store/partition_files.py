@@ -1,0 +1,146 @@
+"""A store partition's folder, ``<root>/<dataset>/<model>/<scenario>/``, as read without its rows: its names and the
+commands that show or delete it, its stamp and manifest, its part and error files, the track ids and counts they
+hold (from the id column and the Parquet footers), and the error naming the fix for a part file that cannot be read.
+:class:`~repeval.store.partition.Partition` builds on it."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from repeval.store.layout import ERRORS_DIR, MANIFEST, STAMP, DamagedPartFile
+
+if TYPE_CHECKING:
+    from repeval.store.store import EmbeddingStore
+
+
+def show_errors_command(store_uri: str, partition: str) -> str:
+    """The ``repeval store show --errors`` command for ``partition`` (``dataset/model/scenario``), quoted for a shell."""
+    return f"repeval store show {shlex.quote(store_uri)} {shlex.quote(partition)} --errors"
+
+
+@dataclass
+class PartitionFiles:
+    """The files of one store partition and what their footers and id columns say (no embedding read)."""
+
+    store: EmbeddingStore
+    path: str
+    dataset: str
+    model: str
+    scenario: str
+
+    @property
+    def fs(self) -> pafs.FileSystem:
+        return self.store.fs
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}/{self.model}/{self.scenario}"
+
+    def show_errors_command(self) -> str:
+        """The ``repeval store show --errors`` command that lists this partition's error records (and only those)."""
+        return show_errors_command(self.store.uri, self.name)
+
+    def rm_command(self) -> str:
+        """The ``repeval store rm`` command that deletes this partition, quoted for a shell."""
+        return f"repeval store rm {shlex.quote(self.store.uri)} {shlex.quote(self.name)} --yes"
+
+    def _read_json(self, name: str) -> dict[str, Any] | None:
+        try:
+            with self.fs.open_input_stream(f"{self.path}/{name}") as fh:
+                return json.loads(fh.read().decode())
+        except (FileNotFoundError, OSError):
+            return None
+
+    def manifest(self) -> dict[str, Any] | None:
+        return self._read_json(MANIFEST)
+
+    def stamped(self) -> dict[str, Any] | None:
+        """What the partition was stamped with (its manifest, else its stamp): ``fingerprint``, ``described``, …"""
+        m = self.manifest()
+        return m if m is not None else self._read_json(STAMP)
+
+    @property
+    def complete(self) -> bool:
+        return self.manifest() is not None
+
+    def _files(self, sub: str = "") -> list[str]:
+        sel = pafs.FileSelector(f"{self.path}{sub}", allow_not_found=True)
+        return sorted(
+            i.path
+            for i in self.fs.get_file_info(sel)
+            if i.type == pafs.FileType.File and i.base_name.startswith("part-")
+        )
+
+    def part_files(self) -> list[str]:
+        return self._files()
+
+    def foreign(self) -> bool:
+        """Whether the folder holds something, none of it a partition's (``part-*`` files, ``_stamp.json``,
+        ``_manifest.json``, ``_errors/``, temporary names) and not only hidden files: a folder three deep that is not a
+        partition — a runs directory's ``tune/`` experiments, say, given as the store. ``store ls`` lists it as such;
+        ``store rm`` refuses it."""
+        sel = pafs.FileSelector(self.path, allow_not_found=True)
+        names = [i.base_name for i in self.fs.get_file_info(sel)]
+        own = any(n.startswith(("part-", "_", ".tmp-")) for n in names)
+        return not own and any(not n.startswith(".") for n in names)  # a folder of hidden files alone: as empty
+
+    def error_files(self) -> list[str]:
+        return self._files(f"/{ERRORS_DIR}")
+
+    def damaged(self, path: str, exc: Exception) -> DamagedPartFile:
+        """The error for a part file that cannot be read (cut short, overwritten, not Parquet), naming the fix."""
+        why = str(exc).splitlines()[0].rsplit(": ", 1)[-1] if str(exc) else type(exc).__name__  # not the path again
+        return DamagedPartFile(
+            f"store partition {self.name} in {self.store.uri}: {path} is not a readable Parquet file ({why}) — "
+            "delete that file (the next run computes its tracks again) or the whole partition "
+            f"(`{self.rm_command()}`)"
+        )
+
+    def _column(self, f: str, name: str) -> pa.ChunkedArray:
+        """Column ``name`` of part file ``f``; a file that cannot be read is :meth:`damaged`."""
+        try:
+            return pq.read_table(f, columns=[name], filesystem=self.fs).column(0)
+        except (pa.ArrowException, OSError) as exc:
+            raise self.damaged(f, exc) from None
+
+    def _ids(self, files: list[str]) -> pa.ChunkedArray:
+        chunks = [self._column(f, "track_id") for f in files]
+        return pa.chunked_array([c for ch in chunks for c in ch.chunks], pa.string())
+
+    def _num_rows(self, files: list[str]) -> int:
+        """Rows in ``files``, from their Parquet footers."""
+        n = 0
+        for f in files:
+            try:
+                n += pq.read_metadata(f, filesystem=self.fs).num_rows
+            except (pa.ArrowException, OSError) as exc:
+                raise self.damaged(f, exc) from None
+        return n
+
+    def done_ids(self) -> pa.Array:
+        """Unique track ids with an embedding or an error record already written (an Arrow array)."""
+        return pc.unique(self._ids(self.part_files() + self.error_files()).combine_chunks())
+
+    def embedded_ids(self) -> pa.Array:
+        """Unique track ids with an embedding (error records left out)."""
+        return pc.unique(self._ids(self.part_files()).combine_chunks())
+
+    def error_ids(self) -> pa.Array:
+        """Track ids of the error records, one per record (an Arrow array)."""
+        return self._ids(self.error_files()).combine_chunks()
+
+    def done_track_ids(self) -> set[str]:
+        """Like :meth:`done_ids`, as a Python set (small partitions, tools)."""
+        return set(self.done_ids().to_pylist())
+
+    def counts(self) -> tuple[int, int]:
+        """(rows, error rows) from the Parquet footers, without reading data."""
+        return self._num_rows(self.part_files()), self._num_rows(self.error_files())

@@ -1,0 +1,204 @@
+"""What a store partition was computed with: the compatibility check that refuses to mix rows of another
+configuration into it (naming what differs and the fix), the stamp written before its first rows, and the audio
+sources its stamp and manifest record. :class:`~repeval.store.partition.Partition` builds on it."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow.compute as pc
+
+from repeval.store.fingerprint import (
+    WINDOWING_ENTRIES,
+    WINDOWING_HINTS,
+    StoreConflict,
+    _described_diff,
+    merge_sources,
+)
+from repeval.store.layout import MANIFEST, STAMP, _atomic_write_bytes
+from repeval.store.partition_files import PartitionFiles
+
+
+@dataclass
+class PartitionStamp(PartitionFiles):
+    """A store partition's configuration: checked against a run's (:meth:`check_compatible`), then stamped."""
+
+    # the fingerprint :meth:`check_compatible` last accepted by the windowing rule (:meth:`_only_windowing_added`):
+    # :meth:`stamp` and :meth:`restamp` need not read every part file's ``n_chunks`` again
+    _windowing_accepted: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def check_compatible(self, fingerprint: dict[str, Any], described: dict[str, Any] | None = None) -> bool:
+        """Refuse to mix rows computed under another configuration into this partition.
+
+        Returns ``True`` when the partition differs only by keeping frames that ``fingerprint`` does not ask for
+        (``keep_frames``): its rows serve such a run, but rows computed without frames must not be added to it (the
+        embedding stage completes it with frames: :func:`repeval.pipeline.partitions.accepted_spec`).
+        ``described`` (fingerprint key path → the value its hash stands for, as :meth:`stamp` keeps it) lets the
+        error name what differs inside a hash — ``model.params.n_mfcc: stored 20, now 30`` — where the stamp has it
+        too (partitions stamped before it was kept: the hashes)."""
+        stamp = self.stamped()
+        if stamp is None:
+            self._check_unstamped_rows(fingerprint)
+            return False
+        old = stamp.get("fingerprint")
+        if isinstance(old, dict) and old.get("keep_frames") is True and fingerprint.get("keep_frames") is False:
+            if {**old, "keep_frames": False} == fingerprint:
+                return True
+        if old is not None and old != fingerprint and self._only_windowing_added(old, fingerprint):
+            self._windowing_accepted = fingerprint
+        elif old is not None and old != fingerprint:
+            diff = _described_diff(old, fingerprint, stamp.get("described"), described)
+            hint = ""
+            if isinstance(old, dict) and old.get("keep_frames") is False and fingerprint.get("keep_frames") is True:
+                hint = (
+                    " (its rows have no frame-level embeddings, which this run keeps there: a task reads this dataset "
+                    "with this model with embedding_aggregation: prediction or attention, or run.keep_frames: true)"
+                )
+            if isinstance(old, dict):
+                for k, v in WINDOWING_ENTRIES.items():
+                    if k not in old and fingerprint.get(k) == v:
+                        hint += f" ({WINDOWING_HINTS[k]})"
+                if "seed" in old and old.get("seed") != fingerprint.get("seed"):
+                    hint += (
+                        " (run.seed also draws each track's deformation: another run.seed deforms the tracks anew; for "
+                        f"more probe seeds on these embeddings keep run.seed: {old['seed']} and raise run.seeds)"
+                    )
+            raise StoreConflict(
+                f"store partition {self.path} was computed with a different configuration — {diff}{hint}; "
+                f"{self._conflict_fix(old, fingerprint)}"
+            )
+        return False
+
+    def _conflict_fix(self, old: Any, fingerprint: dict[str, Any]) -> str:
+        """How to go on from a partition stamped ``old``: when the model differs, every scenario of it differs alike
+        (the run stops at the first), so the id to give it and the command that deletes them all are named too."""
+        if not (isinstance(old, dict) and old.get("model") != fingerprint.get("model")):
+            return (
+                "give the model or scenario a new id, point run.store elsewhere, or delete the partition to recompute "
+                f"it (`{self.rm_command()}`)"
+            )
+        now = fingerprint.get("model")
+        family = now.get("family") if isinstance(now, dict) else None
+        every = f"{self.name.rsplit('/', 1)[0]}/*"
+        return (
+            f"give the model a new id (in embedding_models, `id: {self.model}-2`{f' with `type: {family}`' * bool(family)}"
+            f"), point run.store elsewhere, or delete the partition to recompute it (`{self.rm_command()}`) — every "
+            f"scenario of this model differs alike: `repeval store rm {shlex.quote(self.store.uri)} "
+            f"{shlex.quote(every)} --yes` deletes them all"
+        )
+
+    def _only_windowing_added(self, old: Any, fingerprint: dict[str, Any]) -> bool:
+        """``fingerprint`` is ``old`` plus :data:`WINDOWING_ENTRIES` only, and every stored row is one window long:
+        the rows are what ``fingerprint`` computes (a track of one window is deformed alike either way)."""
+        if not isinstance(old, dict):
+            return False
+        added = {k: v for k, v in fingerprint.items() if k not in old}
+        if not added or not added.items() <= WINDOWING_ENTRIES.items():
+            return False
+        if {k: v for k, v in fingerprint.items() if k not in added} != old:
+            return False
+        for f in self.part_files():
+            n_chunks = pc.max(self._column(f, "n_chunks")).as_py()
+            if n_chunks is not None and n_chunks > 1:
+                return False
+        return True
+
+    def _check_unstamped_rows(self, fingerprint: dict[str, Any]) -> None:
+        """A partition whose ``_stamp.json`` and ``_manifest.json`` are gone (deleted by hand) but whose part files
+        remain: their ``config_hash`` column says what they were computed with, and rows of another configuration are
+        never added to them."""
+        from repeval.config.loader import config_hash
+
+        files = self.part_files() + self.error_files()
+        if not files:
+            return
+        want = config_hash(fingerprint)
+        found: set[str] = set()
+        for f in files:
+            found.update(h for h in pc.unique(self._column(f, "config_hash")).to_pylist() if h is not None)
+        other = sorted(found - {want})
+        if other:
+            raise StoreConflict(
+                f"store partition {self.path} has no {STAMP} or {MANIFEST} (deleted?) and its part files hold rows "
+                f"computed with another configuration (config_hash {', '.join(other)}, now {want}); give the model or "
+                "scenario a new id, point run.store elsewhere, or delete the partition to recompute it "
+                f"(`{self.rm_command()}`)"
+            )
+
+    def stamp(
+        self,
+        fingerprint: dict[str, Any],
+        provenance: dict[str, Any] | None = None,
+        described: dict[str, Any] | None = None,
+        sources: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Record the configuration a partition is computed with (once: the first run's stamp stays); ``described``
+        keeps readable what the fingerprint's hashes stand for (see :meth:`check_compatible`, which a run calls
+        first, on this partition). ``sources`` (where the run's dataset takes its audio from) join the stamp's
+        ``sources`` however old the stamp: the partition's rows are computed from them from here on."""
+        existing = self._read_json(STAMP)
+        if existing is None:
+            body: dict[str, Any] = {"created_at": time.time()}
+        elif existing.get("fingerprint") != fingerprint and self._windowing_accepted == fingerprint:
+            # check_compatible accepted this stamp from before WINDOWING_ENTRIES for its one-window rows (having read
+            # every part file's n_chunks: not again here); rows of several windows may join them now, so it says from
+            # here on how they are computed
+            body = existing
+        else:
+            merged = merge_sources(existing.get("sources"), sources)
+            if merged != existing.get("sources"):
+                _atomic_write_bytes(
+                    self.fs,
+                    f"{self.path}/{STAMP}",
+                    json.dumps({**existing, "sources": merged}, sort_keys=True).encode(),
+                )
+            return
+        self.fs.create_dir(self.path, recursive=True)
+        body = {**body, **(provenance or {}), "fingerprint": fingerprint}
+        if described:
+            body["described"] = described
+        if sources:
+            body["sources"] = merge_sources(body.get("sources"), sources)
+        _atomic_write_bytes(self.fs, f"{self.path}/{STAMP}", json.dumps(body, sort_keys=True).encode())
+
+    def sources(self) -> list[dict[str, Any]] | None:
+        """Where the audio of the partition's rows came from: the ``sources`` of its manifest (else its stamp), each
+        a dataset's source as a run that computed or reused the rows defined it (:meth:`stamp`, :meth:`add_sources`);
+        ``None`` when none is recorded (a partition stamped before repeval recorded them)."""
+        body = self.manifest() or self._read_json(STAMP)
+        found = body.get("sources") if body else None
+        return found if isinstance(found, list) and found else None
+
+    def add_sources(self, sources: list[dict[str, Any]]) -> bool:
+        """Add ``sources`` to the stamp and manifest of a partition that records where its rows came from (one that
+        records none is left alone: its rows' source is not known); returns whether anything was written."""
+        wrote = False
+        for name in (STAMP, MANIFEST):
+            body = self._read_json(name)
+            if body is None or not isinstance(body.get("sources"), list):
+                continue
+            merged = merge_sources(body["sources"], sources)
+            if merged != body["sources"]:
+                text = json.dumps({**body, "sources": merged}, indent=1 if name == MANIFEST else None, sort_keys=True)
+                _atomic_write_bytes(self.fs, f"{self.path}/{name}", text.encode())
+                wrote = True
+        return wrote
+
+    def restamp(self, fingerprint: dict[str, Any], provenance: dict[str, Any] | None = None) -> bool:
+        """Write ``fingerprint`` into the stamp and manifest of a partition that :meth:`check_compatible` has just
+        accepted under it by the windowing rule (a pre-:data:`WINDOWING_ENTRIES` stamp, rows all one window), so a
+        complete partition is not re-checked row by row on every later run. Returns whether it wrote anything."""
+        if self._windowing_accepted != fingerprint:
+            return False
+        for name in (STAMP, MANIFEST):
+            body = self._read_json(name)
+            if body is not None and body.get("fingerprint") != fingerprint:
+                body = {**body, **(provenance or {}), "fingerprint": fingerprint}
+                text = json.dumps(body, indent=1 if name == MANIFEST else None, sort_keys=True)
+                _atomic_write_bytes(self.fs, f"{self.path}/{name}", text.encode())
+        self._windowing_accepted = None
+        return True
