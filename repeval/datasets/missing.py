@@ -2,20 +2,18 @@
 where in the manifest it is, kept apart (never joined into a message that would have to be parsed back) and all of
 them, in memory that does not grow with their number.
 
-:class:`MissingTracks` holds them in Arrow record batches of :data:`MISSING_SCHEMA`: in memory up to
-:data:`~repeval.datasets.spill.PARTITION_ROWS` rows, beyond that in a spill file under
-:func:`~repeval.datasets.spill.spill_root` that is unlinked as it is created (nothing is left behind, even after a
-crash). :class:`~repeval.datasets.base.LoadReport` records each row here (:meth:`LoadReport.add_missing
-<repeval.datasets.base.LoadReport.add_missing>`) besides its capped, human-readable ``missing_audio`` list;
-``repeval data check --out`` lists them from here (:func:`reason`).
+:class:`MissingTracks` holds them in Arrow record batches of :data:`MISSING_SCHEMA`, in a
+:class:`~repeval.datasets.spill.TableSpool`: in memory up to :data:`~repeval.datasets.spill.PARTITION_ROWS` rows,
+beyond that in a spill file under :func:`~repeval.datasets.spill.spill_root` that is unlinked as it is created
+(nothing is left behind, even after a crash). :class:`~repeval.datasets.base.LoadReport` records each row here
+(:meth:`LoadReport.add_missing <repeval.datasets.base.LoadReport.add_missing>`) besides its capped, human-readable
+``missing_audio`` list; ``repeval data check --out`` lists them from here (:func:`reason`).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -23,11 +21,10 @@ import pyarrow as pa
 from repeval.datasets.spill import (
     PARTITION_ROWS,
     Partitions,
+    TableSpool,
     hash64,
     n_partitions,
     partition_of,
-    spill_error,
-    spill_root,
 )
 
 #: why a row's audio is missing (the ``cause`` column)
@@ -61,19 +58,15 @@ class MissingTracks:
 
     def _reset(self) -> None:
         self._pending: dict[str, list[Any]] = {f.name: [] for f in MISSING_SCHEMA}
-        self._batches: list[pa.RecordBatch] = []
-        self._rows = 0  # rows in batches (memory or file), pending ones not counted
-        self._file: IO[bytes] | None = None
-        self._spans: list[tuple[int, int]] = []  # (offset, bytes) of each spilled batch
-        self._end = 0
+        self._spool = TableSpool(MISSING_SCHEMA, self.memory_rows, prefix="repeval-missing-")
 
     def __len__(self) -> int:
-        return self._rows + len(self._pending["track_id"])
+        return self._spool.num_rows + len(self._pending["track_id"])
 
     @property
     def spilled(self) -> bool:
         """Whether the rows are in the spill file."""
-        return self._file is not None
+        return self._spool.spilled
 
     def add(self, track_id: str, audio_path: str | None, row: str | None = None, cause: str | None = None) -> None:
         """One missing row (``cause``: see :func:`cause_of`)."""
@@ -88,9 +81,11 @@ class MissingTracks:
         self._flush()
         if isinstance(batch, pa.Table):
             for b in batch.select(MISSING_SCHEMA.names).to_batches():
-                self._store(pa.RecordBatch.from_arrays(b.columns, schema=MISSING_SCHEMA))
+                self._spool.write(pa.RecordBatch.from_arrays(b.columns, schema=MISSING_SCHEMA))
             return
-        self._store(pa.RecordBatch.from_arrays([batch.column(n) for n in MISSING_SCHEMA.names], schema=MISSING_SCHEMA))
+        self._spool.write(
+            pa.RecordBatch.from_arrays([batch.column(n) for n in MISSING_SCHEMA.names], schema=MISSING_SCHEMA)
+        )
 
     def extend(self, other: MissingTracks) -> None:
         """``other``'s rows after these."""
@@ -100,21 +95,16 @@ class MissingTracks:
     def batches(self) -> Iterator[pa.RecordBatch]:
         """The rows, a record batch at a time, in the order they were added (as often as needed)."""
         self._flush()
-        if self._file is None:
-            yield from list(self._batches)
-            return
-        fd = self._file.fileno()
-        for offset, size in list(self._spans):
-            yield pa.ipc.read_record_batch(pa.py_buffer(os.pread(fd, size, offset)), MISSING_SCHEMA)
+        yield from self._spool.batches()
 
     def table(self) -> pa.Table:
-        """Every row as one table (in memory: for small lists and tests)."""
-        return pa.Table.from_batches(list(self.batches()), schema=MISSING_SCHEMA)
+        """Every row as one table (memory-mapped from the spill file once spilled)."""
+        self._flush()
+        return self._spool.table()
 
     def close(self) -> None:
         """Drop the rows and the spill file."""
-        if self._file is not None:
-            self._file.close()
+        self._spool.close()
         self._reset()
 
     def __getstate__(self) -> dict[str, Any]:  # a copy carries the rows, not the spill file
@@ -130,33 +120,7 @@ class MissingTracks:
         if self._pending["track_id"]:
             arrays = [pa.array(self._pending[f.name], f.type) for f in MISSING_SCHEMA]
             self._pending = {f.name: [] for f in MISSING_SCHEMA}
-            self._store(pa.RecordBatch.from_arrays(arrays, schema=MISSING_SCHEMA))
-
-    def _store(self, batch: pa.RecordBatch) -> None:
-        if batch.num_rows == 0:
-            return
-        self._rows += batch.num_rows
-        if self._file is None and self._rows <= self.memory_rows:
-            self._batches.append(batch)
-            return
-        try:
-            if self._file is None:
-                self._file = tempfile.TemporaryFile(prefix="repeval-missing-", dir=spill_root())
-                for b in self._batches:
-                    self._write(b)
-                self._batches = []
-            self._write(batch)
-        except OSError as exc:
-            raise spill_error(exc) from exc
-
-    def _write(self, batch: pa.RecordBatch) -> None:
-        assert self._file is not None
-        data = batch.serialize()
-        self._file.seek(self._end)
-        self._file.write(data)
-        self._file.flush()
-        self._spans.append((self._end, data.size))
-        self._end += data.size
+            self._spool.write(pa.RecordBatch.from_arrays(arrays, schema=MISSING_SCHEMA))
 
 
 def cause_of(audio_path: str | None, row: str | None, cause: str | None = None) -> str:

@@ -8,9 +8,11 @@ not grow with its row count:
 - :class:`Partitions` — record batches hash-partitioned over ``k`` Arrow IPC files, so that each
   partition (all rows of a track id, or of a group) is processed alone; ``k == 1`` keeps them in
   memory, so small tables never touch the disk;
-- :class:`TableSpool` — collects batches into a table; past :data:`PARTITION_ROWS` rows they go
-  to an Arrow IPC file that the table is then memory-mapped from (its pages belong to the page
-  cache, which the kernel reclaims, not to the process heap).
+- :class:`TableSpool` — keeps batches in the order written; past :data:`PARTITION_ROWS` rows they go
+  to a spill file, read back a batch at a time or as one table memory-mapped from it (its pages
+  belong to the page cache, which the kernel reclaims, not to the process heap), as often as
+  needed and written to after reading (:class:`~repeval.datasets.missing.MissingTracks` keeps its
+  rows in one).
 
 Spill files live under ``$REPEVAL_SPILL_DIR`` (default: the system temp directory) and are
 unlinked as soon as they are open, so nothing is left behind after a crash.
@@ -18,11 +20,12 @@ unlinked as soon as they are open, so nothing is left behind after a crash.
 
 from __future__ import annotations
 
+import mmap
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pyarrow as pa
@@ -240,57 +243,98 @@ class Partitions:
         self.close()
 
 
-class TableSpool:
-    """Collects record batches into one table: in memory up to ``max_rows`` rows, beyond that in an
-    Arrow IPC file that :meth:`table` memory-maps (zero-copy; the file is unlinked once mapped, so
-    it disappears with the table)."""
+def _unlinked_file(prefix: str, root: str | None) -> IO[bytes]:
+    """A new file under ``root``, open for reading and writing and already unlinked (its name, with ``(deleted)``,
+    stays in ``/proc/self/maps`` while it is mapped); its space is freed when it is closed and no longer mapped."""
+    fd, path = tempfile.mkstemp(prefix=prefix, suffix=".arrow", dir=root)
+    try:
+        os.unlink(path)
+    except OSError:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "w+b", buffering=0)
 
-    def __init__(self, schema: pa.Schema, max_rows: int | None = None) -> None:
+
+class TableSpool:
+    """Record batches of one schema, kept in the order written: in memory up to ``max_rows`` rows (default
+    :data:`PARTITION_ROWS`), beyond that all of them in a spill file under :func:`spill_root` that is unlinked as it
+    is created (nothing is left behind, even after a crash). Read back as often as needed, and written to after
+    reading: a batch at a time (:meth:`batches`: memory bounded by a batch) or as one table (:meth:`table`:
+    memory-mapped from the spill file, zero-copy, its pages the page cache's, which the kernel reclaims, not the
+    process heap's)."""
+
+    def __init__(self, schema: pa.Schema, max_rows: int | None = None, prefix: str = "repeval-table-") -> None:
         self.schema = schema
         self.max_rows = PARTITION_ROWS if max_rows is None else max_rows
+        self.prefix = prefix
+        self._reset()
+
+    def _reset(self) -> None:
         self.num_rows = 0
         self._mem: list[pa.RecordBatch] = []
-        self._path: str | None = None
-        self._sink: Any = None
-        self._writer: Any = None
+        self._file: IO[bytes] | None = None
+        self._spans: list[tuple[int, int]] = []  # (offset, bytes) of each spilled batch, in order
+        self._end = 0
+
+    @property
+    def spilled(self) -> bool:
+        """Whether the batches are in the spill file."""
+        return self._file is not None
 
     def write(self, batch: pa.RecordBatch) -> None:
-        try:
-            self._write(batch)
-        except OSError as exc:
-            raise spill_error(exc) from exc
-
-    def _write(self, batch: pa.RecordBatch) -> None:
+        """``batch`` (of :attr:`schema`) after those written before."""
         if batch.num_rows == 0:
             return
         self.num_rows += batch.num_rows
-        if self._writer is None and self.num_rows <= self.max_rows:
+        if self._file is None and self.num_rows <= self.max_rows:
             self._mem.append(batch)
             return
-        if self._writer is None:
-            fd, self._path = tempfile.mkstemp(prefix="repeval-table-", suffix=".arrow", dir=spill_root())
-            os.close(fd)
-            self._sink = pa.OSFile(self._path, "wb")
-            self._writer = pa.ipc.new_file(self._sink, self.schema)
-            for b in self._mem:
-                self._writer.write_batch(b)
-            self._mem = []
-        self._writer.write_batch(batch)
+        root = spill_root() if self._file is None else None
+        try:
+            if self._file is None:
+                self._file = _unlinked_file(self.prefix, root)
+                for b in self._mem:
+                    self._append(b)
+                self._mem = []
+            self._append(batch)
+        except OSError as exc:
+            raise spill_error(exc, root) from exc
+
+    def _append(self, batch: pa.RecordBatch) -> None:
+        assert self._file is not None
+        data = memoryview(batch.serialize())  # an IPC message: its size a multiple of 8, so batches stay aligned
+        fd = self._file.fileno()
+        done = 0
+        while done < len(data):
+            done += os.pwrite(fd, data[done:], self._end + done)
+        self._spans.append((self._end, len(data)))
+        self._end += len(data)
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """The batches in the order written, one at a time (as often as needed)."""
+        if self._file is None:
+            yield from list(self._mem)
+            return
+        fd = self._file.fileno()
+        for offset, size in list(self._spans):
+            yield pa.ipc.read_record_batch(pa.py_buffer(os.pread(fd, size, offset)), self.schema)
 
     def table(self) -> pa.Table:
-        if self._writer is None:
+        """Every batch as one table: memory-mapped from the spill file once spilled (as often as needed)."""
+        if self._file is None:
             return pa.Table.from_batches(self._mem, schema=self.schema)
-        assert self._path is not None
         try:
-            self._writer.close()
-            self._sink.close()
+            mapped = pa.py_buffer(mmap.mmap(self._file.fileno(), self._end, access=mmap.ACCESS_READ))
         except OSError as exc:
             raise spill_error(exc) from exc
-        self._writer = None
-        try:
-            return pa.ipc.open_file(pa.memory_map(self._path, "r")).read_all()
-        finally:
-            os.unlink(self._path)
+        batches = [pa.ipc.read_record_batch(mapped.slice(offset, size), self.schema) for offset, size in self._spans]
+        return pa.Table.from_batches(batches, schema=self.schema)
+
+    def close(self) -> None:
+        """Drop the batches and the spill file (a table read from it keeps its pages until it is dropped too)."""
+        if self._file is not None:
+            self._file.close()
+        self._reset()
 
 
 def codes_array(n: int, fill: int = -1) -> np.ndarray:

@@ -30,13 +30,13 @@ from typing import Any
 import pyarrow as pa
 
 from repeval.config import Config, ExperimentConfig
+from repeval.pipeline import preflight
 from repeval.pipeline.partitions import (  # noqa: F401  (model_chunk_s and the fingerprints: imported from here)
     model_chunk_s,
     model_fingerprint,
     run_sources,
     scenario_fingerprint,
 )
-from repeval.pipeline.preflight import check_models_on_nodes, check_scenarios_at_model_rates, check_store_partitions
 from repeval.pipeline.resources import stream_resources
 from repeval.pipeline.stream import run_pipeline
 from repeval.pipeline.summary import EmbedSummary
@@ -74,6 +74,7 @@ def embed_experiments(
     progress: bool | None = None,
     retry_errors: bool = False,
     sources: dict[str, list[dict[str, Any]]] | None = None,
+    prechecked: bool = False,
 ) -> EmbedSummary:
     """Embed what the store lacks for a run's experiments: one stream (one actor pool, weights loaded once per
     actor) per embedding model, however many datasets and experiments use it.
@@ -83,7 +84,11 @@ def embed_experiments(
     ``deform_ids[dataset]``, when given, names them instead (k folds: a track in the test split of any fold).
     A partition two experiments share (one dataset, two tasks) is planned once: a track is embedded once.
     ``sources``: where each dataset takes its audio from (:func:`~repeval.pipeline.partitions.run_sources`, with
-    what its loader found of the audio files); by default from the configuration alone.
+    what its loader found of the audio files); by default from the configuration alone. ``prechecked``: the caller
+    has run the checks that need neither Ray nor the rows (:func:`~repeval.pipeline.preflight.check_store_partitions`,
+    which reads every partition's manifest, and :func:`~repeval.pipeline.preflight.check_scenarios_at_model_rates`)
+    on the same experiments and ``deformed_only`` — the embed stage does, before Ray starts — so they are not run
+    again; called without it, this function runs them itself.
     """
     summary = EmbedSummary(store_uri=store.uri)
     t0 = time.perf_counter()
@@ -92,8 +97,10 @@ def embed_experiments(
     for exp, _, _ in work:
         for ds in exp.datasets:
             uses[ds.name] = uses.get(ds.name, 0) + 1
-    check_scenarios_at_model_rates(cfg, [exp for exp, _, _ in work])
-    check_store_partitions(cfg, [exp for exp, _, _ in work], store, deformed_only)  # every conflict, before planning
+    if not prechecked:
+        preflight.check_scenarios_at_model_rates(cfg, [exp for exp, _, _ in work])
+        # every conflict, before planning
+        preflight.check_store_partitions(cfg, [exp for exp, _, _ in work], store, deformed_only)
     if sources is None:
         sources = run_sources((ds, None) for exp, _, _ in work for ds in exp.datasets)
     for exp, rows_by_dataset, deform_ids in work:
@@ -101,7 +108,7 @@ def embed_experiments(
             plan_dataset(cfg, exp, ds, rows_by_dataset[ds.name], deform_ids, store, streams, summary,
                           deformed_only, retry_errors, shared=uses[ds.name] > 1, sources=sources[ds.name])  # fmt: skip
     # every model with tracks to embed, checked where its actors will run before any stream starts
-    check_models_on_nodes(cfg, [st.mcfg for st in streams.values() if has_work(st)])
+    preflight.check_models_on_nodes(cfg, [st.mcfg for st in streams.values() if has_work(st)])
     for st in streams.values():
         for dataset, (cols, masks) in st.pending.items():
             spool_todo(st, dataset, cols, masks)

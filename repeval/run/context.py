@@ -114,7 +114,8 @@ SMOKE_PCA_DIM = 8
 
 
 def smoke_test_config(cfg: Config, max_tracks: int = 40, epochs: int = 3) -> Config:
-    """A tiny version of a configuration: few tracks per dataset, one probe configuration, few epochs.
+    """A tiny version of a configuration: few tracks per dataset, one probe configuration, few epochs, one seed, run
+    as ``<run_id>-smoke`` and marked ``run.smoke_test`` (:func:`is_smoke_test`; written into its run's ``config.yaml``).
 
     Every stage still runs for real (Ray Data, the store, Ray Tune); CI uses it end to end.
     """
@@ -136,11 +137,14 @@ def smoke_test_config(cfg: Config, max_tracks: int = 40, epochs: int = 3) -> Con
                 update["emb_shape"] = SMOKE_PCA_DIM
         probe = first.model_copy(update=update)
         exps.append(exp.model_copy(update={"datasets": datasets, "downstream_models": (probe,)}))
-    run = cfg.run.model_copy(update={"seeds": 1, "run_id": (cfg.run.run_id or "run") + SMOKE_SUFFIX})
+    run = cfg.run.model_copy(
+        update={"seeds": 1, "run_id": (cfg.run.run_id or "run") + SMOKE_SUFFIX, "smoke_test": True}
+    )
     return cfg.model_copy(update={"experiments": tuple(exps), "run": run})
 
 
-#: the end of a smoke test's run id (:func:`smoke_test_config`), which marks its configuration (and config.yaml)
+#: the end of a smoke test's run id (:func:`smoke_test_config`): it keeps the smoke test apart from the full run; it
+#: does not mark it (``run.smoke_test`` does: a full run may be named ``x-smoke``)
 SMOKE_SUFFIX = "-smoke"
 #: what every warning that a bootstrap interval rests on few resamples says
 #: (:func:`repeval.metrics.compute.few_resamples_message`)
@@ -148,8 +152,9 @@ FEW_RESAMPLES = ": its bootstrap interval rests on "
 
 
 def is_smoke_test(cfg: Config) -> bool:
-    """Whether ``cfg`` is a smoke test's: :func:`smoke_test_config` names its run ``<run_id>-smoke``."""
-    return (cfg.run.run_id or "").endswith(SMOKE_SUFFIX)
+    """Whether ``cfg`` is a smoke test's: made by :func:`smoke_test_config` (each command given ``--smoke-test``,
+    a resumed one too) or read from such a run's ``config.yaml`` — ``run.smoke_test``, not the run id."""
+    return cfg.run.smoke_test
 
 
 class _FewResamples(logging.Filter):

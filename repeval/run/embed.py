@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from repeval.pipeline import preflight
 from repeval.pipeline.embed import EmbedSummary, embed_experiments
-from repeval.pipeline.preflight import check_scenarios_at_model_rates, check_store_partitions
 from repeval.run.context import RunContext
 from repeval.run.rows import audio_sources, deform_ids, load_rows
 from repeval.store.lock import StoreLock
@@ -33,8 +33,9 @@ def _stage_embed(
 ) -> EmbedSummary:
     from repeval.ray_utils import init_ray
 
-    check_scenarios_at_model_rates(ctx.cfg, ctx.cfg.experiments)  # before Ray starts and the catalogs load
-    check_store_partitions(ctx.cfg, ctx.cfg.experiments, ctx.store, deformed_only)  # every conflict, as early
+    # before Ray starts and the catalogs load (and only here: embed_experiments is told they ran)
+    preflight.check_scenarios_at_model_rates(ctx.cfg, ctx.cfg.experiments)
+    preflight.check_store_partitions(ctx.cfg, ctx.cfg.experiments, ctx.store, deformed_only)  # every conflict
     init_ray()
     load_rows(ctx)
     # one stream per embedding model for the whole run: its actors load the weights once for every dataset
@@ -50,6 +51,7 @@ def _stage_embed(
         progress=progress,
         retry_errors=retry_errors,
         sources=audio_sources(ctx),
+        prechecked=True,
     )
     log.debug(total.line())  # the CLI prints it
     return total

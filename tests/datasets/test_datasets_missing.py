@@ -4,6 +4,7 @@ memory."""
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from repeval.datasets import missing
 from repeval.datasets.base import LoadReport
 from repeval.datasets.missing import MissingTracks
+from repeval.datasets.spill import TableSpool
 
 ODD = ["a (row 2: b)", 'c, "d"', "e\nf", " (g) ", "ü (no audio file in the index)"]
 
@@ -41,6 +43,36 @@ def test_rows_spill_to_an_unlinked_file_and_read_back_whole_in_order(tmp_path, m
     assert copy.table().equals(found.table())
     found.close()
     assert len(found) == 0 and copy.table().num_rows == 13
+
+
+def test_a_spool_spills_past_its_rows_and_reads_back_mapped_as_often_as_needed(tmp_path, monkeypatch):
+    """The one spill primitive (:class:`TableSpool`, which :class:`MissingTracks` keeps its rows in): in memory up to
+    ``max_rows``, then every batch, in order, in a file unlinked as it was made; its table is memory-mapped from
+    that file, and it reads back again, written to after reading."""
+    monkeypatch.setenv("REPEVAL_SPILL_DIR", str(tmp_path))
+    schema = pa.schema([("track_id", pa.string()), ("n", pa.int64())])
+    spool = TableSpool(schema, max_rows=4)
+
+    def write(*ids: str) -> None:
+        spool.write(pa.record_batch([pa.array(ids), pa.array([len(i) for i in ids], pa.int64())], schema=schema))
+
+    write("a", "bb")
+    write("ccc", "d")
+    assert not spool.spilled and spool.table().column("track_id").to_pylist() == ["a", "bb", "ccc", "d"]
+    write("e (1)")
+    assert spool.spilled and spool.num_rows == 5 and list(tmp_path.iterdir()) == []
+    table = spool.table()
+    assert table.column("track_id").to_pylist() == ["a", "bb", "ccc", "d", "e (1)"]
+    address = table.column("track_id").chunk(2).buffers()[2].address
+    mapped = [
+        ln.split()[0].split("-") for ln in Path("/proc/self/maps").read_text().splitlines() if "repeval-table-" in ln
+    ]
+    assert any(int(lo, 16) <= address < int(hi, 16) for lo, hi in mapped)  # zero-copy: the file's pages
+    write("f")
+    assert [b.column("track_id").to_pylist() for b in spool.batches()] == [["a", "bb"], ["ccc", "d"], ["e (1)"], ["f"]]
+    assert spool.table().column("n").to_pylist() == [1, 2, 3, 1, 5, 1]
+    spool.close()
+    assert spool.num_rows == 0 and table.num_rows == 5 and table.column("n").to_pylist()[-1] == 5
 
 
 def test_report_keeps_every_missing_row_whole_and_names_the_first_for_people():

@@ -259,13 +259,26 @@ def test_stages_that_read_the_store_do_not_create_it_and_train_says_it_is_missin
 def test_a_smoke_tests_few_resamples_warnings_are_one_line_and_a_full_runs_are_kept(tmp_path, caplog):
     """`repeval run --smoke-test` on the quickstart printed six long warnings (one per probe grid and test set) that a
     bootstrap interval rests on few resamples — "use a larger test set" — for test sets that are tiny by design.
-    A smoke test's training says instead, once, that its intervals are not meaningful; a full run's are unchanged."""
+    A smoke test's training says instead, once, that its intervals are not meaningful; a full run's are unchanged.
+    What makes a run a smoke test is ``--smoke-test`` (``run.smoke_test``, kept in its config.yaml), not its run id: a
+    full run named ``x-smoke`` was taken for one."""
     from repeval.config import load_config
     from repeval.metrics.compute import few_resamples_message
-    from repeval.run.context import smoke_intervals_said_once, smoke_test_config
+    from repeval.run.context import is_smoke_test, smoke_intervals_said_once
     from repeval.warn import SaidByTrials
 
-    full = load_config(_config(tmp_path, "r"))
+    config = _config(tmp_path, "x-smoke")
+    with _stage("evaluate", config, None, None, False, None) as ctx:  # a full run named x-smoke
+        pass
+    full = ctx.cfg
+    assert ctx.run_id == "x-smoke" and not is_smoke_test(full)
+    assert not is_smoke_test(load_config(ctx.run_dir / "config.yaml"))
+    for _ in ("start", "resume"):  # `--smoke-test --run-id y`: run y-smoke, a smoke test each time
+        with _stage("evaluate", config, "y", None, True, None) as ctx:
+            pass
+        assert ctx.run_id == "y-smoke" and is_smoke_test(ctx.cfg)
+    smoke = ctx.cfg
+    assert is_smoke_test(load_config(ctx.run_dir / "config.yaml"))  # the run's own record says so
 
     def trials_warn() -> None:  # as the driver says its trials' warnings (each a test set of a probe grid)
         said = SaidByTrials()
@@ -278,7 +291,7 @@ def test_a_smoke_tests_few_resamples_warnings_are_one_line_and_a_full_runs_are_k
         said.say()
 
     caplog.set_level(logging.INFO, logger="repeval")
-    with smoke_intervals_said_once(smoke_test_config(full)):
+    with smoke_intervals_said_once(smoke):
         trials_warn()
         logging.getLogger("repeval.metrics.compute").warning("another warning")  # others are said
     said = [r.getMessage() for r in caplog.records]

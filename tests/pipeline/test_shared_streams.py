@@ -124,14 +124,25 @@ def test_one_stream_per_model_across_datasets_and_experiments(ray_session, tmp_p
     assert again.line() == "nothing to embed: 4 partitions already complete (14 rows already in store)"
 
 
-def test_one_scenario_id_with_two_deformations_is_refused_before_embedding(ray_session, tmp_path):
+def test_one_scenario_id_with_two_deformations_is_refused_before_embedding(ray_session, tmp_path, monkeypatch):
     """D1 of dataset "low" is a gain in one task and noise in the other: one store partition cannot hold both. In one
     configuration validation refuses it, naming both places; a later configuration that gives a stored partition
-    another deformation stops while planning, before any audio is decoded."""
+    another deformation stops while planning, before any audio is decoded. A run scans the store for conflicts
+    once (every partition's manifest read), before Ray starts: the library entry point is told it was done."""
     import pytest
 
     from repeval.config import ConfigError
+    from repeval.pipeline import preflight
     from repeval.store import StoreConflict
+
+    scans: list[list[str]] = []
+    scan = preflight.check_store_partitions
+
+    def counted(cfg, experiments, *args, **kwargs):
+        scans.append([exp.task.name for exp in experiments])
+        return scan(cfg, experiments, *args, **kwargs)
+
+    monkeypatch.setattr(preflight, "check_store_partitions", counted)
 
     low = catalog(tmp_path / "low", 220.0)
     clash = [
@@ -144,6 +155,7 @@ def test_one_scenario_id_with_two_deformations_is_refused_before_embedding(ray_s
     assert not (tmp_path / "store-clash").exists()
     _, s = embed(tmp_path, "first", clash[:1])
     assert s.computed == 6 + 1
+    assert scans == [["pitch"]]  # one scan for the whole run (it was one in the stage and one in embed_experiments)
     later = tmp_path / "later.yaml"
     run = {"run_id": "later", "store": str(tmp_path / "store-first"), "runs_dir": str(tmp_path / "runs")}
     later.write_text(yaml.safe_dump({"run": run, "experiments": clash[1:]}, sort_keys=False))
@@ -151,6 +163,7 @@ def test_one_scenario_id_with_two_deformations_is_refused_before_embedding(ray_s
     with pytest.raises(StoreConflict, match="low/mfcc-fast/D1 was computed with a different configuration"):
         runner.stage_embed(runner.make_context(load_config(later)), progress=False)
     assert sorted((tmp_path / "store-first").rglob("*.parquet")) == files  # nothing was embedded
+    assert scans == [["pitch"], ["pitch_noise"]]
 
 
 def test_two_batch_sizes_for_one_model_use_the_smaller_and_say_so(ray_session, tmp_path, caplog):
@@ -473,3 +486,13 @@ def test_every_conflicting_partition_is_named_at_once_before_ray_starts(tmp_path
     (tmp_path / "store-s" / "low" / "mfcc-fast" / "D2" / "_stamp.json").unlink()
     with pytest.raises(StoreConflict, match=r"^store partition \S+low/mfcc-fast/clean was computed with a different"):
         runner.stage_embed(runner.make_context(load_config(tmp_path / "new.yaml")), progress=False)
+
+    # the library entry point, called directly, scans the store itself: every conflict named at once, before planning
+    from repeval.pipeline.embed import embed_experiments
+
+    for sid in ("D1", "D2"):
+        pspec = spec.partition(cfg_old, exp, ds, sid)
+        ctx.store.partition("low", "mfcc-fast", sid).stamp(pspec.fingerprint, described=pspec.described)
+    rows = pa.table({"track_id": ["t-005"], "audio_path": [str(low.parent / "audio" / "t-005.wav")], "split": ["test"]})
+    with pytest.raises(StoreConflict, match=r"^3 store partitions were computed with a different configuration"):
+        embed_experiments(ctx.cfg, [(ctx.cfg.experiments[0], {"low": rows}, None)], ctx.store)
