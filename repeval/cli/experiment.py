@@ -127,9 +127,10 @@ def plan(
     loc = RunLocation.open(cfg.run.runs_dir, rid) if rid else None
     run_dir = loc.local if loc is not None else None
     st_root = store or cfg.run.store
-    try:  # plan only reads: a store that does not exist yet has nothing done (and is not created here)
-        st: EmbeddingStore | None = EmbeddingStore(st_root, create=False)
-    except FileNotFoundError:
+    # plan only reads: a store that does not exist yet has nothing done (and is not created here); a file given as
+    # the store is an error naming what to pass, as `repeval store ls` says it — not a plan with nothing done
+    st: EmbeddingStore | None = _guard(lambda: EmbeddingStore(st_root, create=False, must_exist=False))
+    if st is not None and not st.exists():
         st = None
     cluster = None
     given = "--address" if address else "RAY_ADDRESS"
