@@ -87,6 +87,13 @@ class MirdataSpec:
         fixed = lab is not None and lab.official_split and not self.official_folds and self.split_map is None
         return lab.info.splits if fixed and lab is not None else None
 
+    def official_fold_count(self, name: str) -> int | None:
+        """How many official folds or splits ``dataset.fold`` picks from for label ``name`` (TinySOL's 5 folds,
+        MTG-Jamendo's split-0..4) when the data set declares the count; None otherwise. A ``fold`` (or, under
+        ``split_type: all``, an ``n_folds``) beyond it would stop the load."""
+        lab = next((x for x in self.labels if x.info.name == name), None)
+        return self.n_folds if lab is not None and lab.official_split and self.official_folds else None
+
     def label(self, name: str) -> MirdataLabel:
         for lab in self.labels:
             if lab.info.name == name:
@@ -213,7 +220,7 @@ def _tinysol_fold(track: Any) -> Any:
 
 def _jamendo_splits(dataset: Any, ds: Any) -> dict[str, Any]:
     fold = int(getattr(ds, "fold", 0) or 0)
-    if not 0 <= fold < 5:
+    if not 0 <= fold < 5:  # (MirdataSpec.n_folds; the configuration's check refuses it before anything runs)
         raise ValueError(f"mtg_jamendo_autotagging_moodtheme has official splits 0..4; got dataset.fold {fold}")
     splits = dataset.get_track_splits(fold)
     return {tid: name for name, ids in splits.items() for tid in ids}
@@ -223,21 +230,35 @@ GTZAN_SPLIT_FILES = {"train": "train_filtered.txt", "validation": "valid_filtere
 GTZAN_SPLIT_URL = "https://github.com/jongpillee/music_dataset_split/tree/master/GTZAN_split"
 
 
+def gtzan_split_paths(root: str) -> dict[str, str] | None:
+    """Split → path of GTZAN's fault-filtered split files in ``root`` or its ``GTZAN_split/`` or ``splits/`` folder (the
+    first folder holding all three); None without them."""
+    for sub in ("", "GTZAN_split", "splits"):
+        folder = os.path.join(root, sub)
+        paths = {split: os.path.join(folder, name) for split, name in GTZAN_SPLIT_FILES.items()}
+        if all(os.path.isfile(p) for p in paths.values()):
+            return paths
+    return None
+
+
+def read_gtzan_split(paths: dict[str, str]) -> dict[str, Any]:
+    """Track id → split of the files :func:`gtzan_split_paths` found (lines like ``blues/blues.00029.wav``)."""
+    out: dict[str, Any] = {}
+    for split, path in paths.items():
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    out[os.path.splitext(os.path.basename(line.strip().replace("\\", "/")))[0]] = split
+    return out
+
+
 def _gtzan_filtered(dataset: Any, ds: Any) -> dict[str, Any] | None:
     """GTZAN's fault-filtered split (Kereliuk, Sturm & Larsen 2015; 443/197/290 tracks, artist-disjoint, without the
     repeated, distorted and mislabelled excerpts) from ``{train,valid,test}_filtered.txt`` (lines like
     ``blues/blues.00029.wav``) in ``dataset.dir`` or its ``GTZAN_split/`` or ``splits/`` folder; None without them."""
-    for sub in ("", "GTZAN_split", "splits"):
-        folder = os.path.join(str(ds.dir or dataset.data_home), sub)
-        paths = {split: os.path.join(folder, name) for split, name in GTZAN_SPLIT_FILES.items()}
-        if all(os.path.isfile(p) for p in paths.values()):
-            out: dict[str, Any] = {}
-            for split, path in paths.items():
-                with open(path, encoding="utf-8") as fh:
-                    for line in fh:
-                        if line.strip():
-                            out[os.path.splitext(os.path.basename(line.strip().replace("\\", "/")))[0]] = split
-            return out
+    paths = gtzan_split_paths(str(ds.dir or dataset.data_home))
+    if paths is not None:
+        return read_gtzan_split(paths)
     log.info(
         "gtzan_genre: fault-filtered split files %s not found under %s: a stratified split, which GTZAN's repeated "
         "artists and excerpts inflate (get them from %s)",
@@ -319,6 +340,7 @@ SPECS: dict[str, MirdataSpec] = {
             (_label("tags", ML, _attr("tags"), "mood/theme tags", True, "official split-k (k = dataset.fold)"),),
             split_map=_jamendo_splits,
             group_of=_attr("artist_id"),
+            n_folds=5,
             official_folds=True,
         ),
         MirdataSpec(
