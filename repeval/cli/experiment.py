@@ -43,7 +43,8 @@ def validate(
         ),
     ] = False,
 ) -> None:
-    """Validate a configuration file (nothing runs): local data paths must exist unless --skip-data-check; every
+    """Validate a configuration file (nothing runs): local data paths must exist, and mirdata splits load (checked
+    from the data's index when it is here), unless --skip-data-check; every
     embedding model must be able to run — on this machine, or with RAY_ADDRESS set (a cluster, `ray job submit`)
     on each of its live nodes — unless --skip-model-check. Exit status 2: the configuration is invalid; 1: a model
     cannot run (each named, with the reason and the fix)."""
