@@ -41,7 +41,7 @@ def _which(ds: Any, task: Any) -> str | None:
     if name == "mirdata":
         return "generic"
     spec = SPECS.get(name)
-    if spec is None or spec.split_map is None or name != "gtzan_genre":
+    if spec is None or name != "gtzan_genre":
         return None
     try:
         official = spec.label(task_label_name(task, spec.info())).official_split
@@ -90,7 +90,10 @@ def split_problems(ds: Any, task: Any) -> list[str]:
     home = _data_home(ds)
     if not os.path.isdir(home) or not os.path.isfile(_index_path(ds)):
         return []  # a missing dataset.dir or index_path: an error of the data paths
-    return _gtzan(ds, home) if which == "gtzan" else _generic(ds, task)
+    try:
+        return _gtzan(ds, home) if which == "gtzan" else _generic(ds, task)
+    except (OSError, ValueError) as exc:  # an unreadable index or split file: the load would stop on it too
+        return [f"index_path: mirdata could not read {ds.name}'s index or split files ({type(exc).__name__}: {exc})"]
 
 
 def _gtzan(ds: Any, home: str) -> list[str]:

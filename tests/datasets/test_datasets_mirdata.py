@@ -385,3 +385,14 @@ def test_the_generic_loaders_track_attributes_are_checked_from_the_index_and_met
     assert "fold: 5, but the tracks' split attribute gives 5 official folds (0..4)" in found
     assert _generic(ds_cfg("tinysol", "mirdata", split_type="all", n_folds=5, **tinysol), task) == []
     assert _generic(ds_cfg("tinysol", "mirdata", fold=4, **tinysol), task) == []
+
+
+def test_an_unreadable_index_is_a_problem_of_the_split_check_not_a_crash(shared_data, tmp_path):
+    from repeval.datasets.mirdata_check import split_problems
+
+    _gtzan_with_split_files(shared_data, tmp_path, ["country/country.00000.wav"])
+    bad = tmp_path / "index.json"
+    bad.write_text("{not json")
+    ds = ds_cfg("gtzan_genre", "mirdata", dir=str(tmp_path), index_path=str(bad))
+    (found,) = split_problems(ds, task_cfg("genre_classification", MC))
+    assert found.startswith("index_path: mirdata could not read gtzan_genre's index or split files (JSONDecodeError")
