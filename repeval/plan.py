@@ -26,7 +26,7 @@ class Plan:
     #: probe trainings of the grids not done that an interrupted run finished, and the trials they are in (what the
     #: rerun's summary line counts): an upper bound — the rerun reuses them only while the embeddings and labels hold
     #: what they trained on, which it checks by their content (:func:`repeval.tuning.units.data_identity`, a read of
-    #: every partition the grid trains and tests on: 1–2.5 s for a 20,000 × 512 one here, many times that with frames),
+    #: every partition the grid trains and tests on: 0.6–2.5 s for a 20,000 × 512 one here, many times that with frames),
     #: and the plan reads only the store's records of them — equal unless a part file was rewritten in place
     trainings_reused: int = 0
     trials_reused: int = 0
