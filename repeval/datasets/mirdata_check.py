@@ -18,16 +18,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from repeval.datasets.gtzan_split import GTZAN_SPLIT_FILES, gtzan_split_paths, read_gtzan_split
 from repeval.datasets.labels import task_label_name
 from repeval.datasets.load import loader_name
-from repeval.datasets.mirdata_loader import (
-    GTZAN_SPLIT_FILES,
-    SPECS,
-    _track_split,
-    gtzan_split_paths,
-    open_mirdata,
-    read_gtzan_split,
-)
+from repeval.datasets.mirdata_loader import SPECS, _track_split, open_mirdata
 
 _ROTATE_FIX = "use split_type: single (the official split)"
 

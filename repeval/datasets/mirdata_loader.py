@@ -31,6 +31,7 @@ import pyarrow as pa
 from repeval.datasets.base import DatasetInfo, LabelInfo, LoadReport, register_dataset, unknown_label_message
 from repeval.datasets.catalog import SPLIT_ALIASES
 from repeval.datasets.encoding import normalize_pitch_class
+from repeval.datasets.gtzan_split import gtzan_filtered
 from repeval.datasets.labels import check_task_type, task_label_name
 from repeval.datasets.rows import RowCollector, require_rows
 from repeval.datasets.splits import carve_validation, folds_to_split_codes
@@ -66,7 +67,8 @@ class MirdataSpec:
     group_of: Callable[[Any], Any] | None = None
     #: the official split has no validation part: carve one from train
     carve_validation: bool = False
-    #: number of official folds when ``split_of`` gives fold numbers (default: largest fold + 1)
+    #: number of official folds when ``split_of`` gives fold numbers (default: largest fold + 1), or of the official
+    #: splits ``split_map`` picks one of by ``dataset.fold``
     n_folds: int | None = None
     description: str = ""
     #: ``dataset.fold`` picks one of its official folds (``split_of`` gives fold numbers) or splits (``split_map``)
@@ -226,47 +228,6 @@ def _jamendo_splits(dataset: Any, ds: Any) -> dict[str, Any]:
     return {tid: name for name, ids in splits.items() for tid in ids}
 
 
-GTZAN_SPLIT_FILES = {"train": "train_filtered.txt", "validation": "valid_filtered.txt", "test": "test_filtered.txt"}
-GTZAN_SPLIT_URL = "https://github.com/jongpillee/music_dataset_split/tree/master/GTZAN_split"
-
-
-def gtzan_split_paths(root: str) -> dict[str, str] | None:
-    """Split → path of GTZAN's fault-filtered split files in ``root`` or its ``GTZAN_split/`` or ``splits/`` folder (the
-    first folder holding all three); None without them."""
-    for sub in ("", "GTZAN_split", "splits"):
-        folder = os.path.join(root, sub)
-        paths = {split: os.path.join(folder, name) for split, name in GTZAN_SPLIT_FILES.items()}
-        if all(os.path.isfile(p) for p in paths.values()):
-            return paths
-    return None
-
-
-def read_gtzan_split(paths: dict[str, str]) -> dict[str, Any]:
-    """Track id → split of the files :func:`gtzan_split_paths` found (lines like ``blues/blues.00029.wav``)."""
-    out: dict[str, Any] = {}
-    for split, path in paths.items():
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    out[os.path.splitext(os.path.basename(line.strip().replace("\\", "/")))[0]] = split
-    return out
-
-
-def _gtzan_filtered(dataset: Any, ds: Any) -> dict[str, Any] | None:
-    """GTZAN's fault-filtered split (Kereliuk, Sturm & Larsen 2015; 443/197/290 tracks, artist-disjoint, without the
-    repeated, distorted and mislabelled excerpts) from ``{train,valid,test}_filtered.txt`` (lines like
-    ``blues/blues.00029.wav``) in ``dataset.dir`` or its ``GTZAN_split/`` or ``splits/`` folder; None without them."""
-    paths = gtzan_split_paths(str(ds.dir or dataset.data_home))
-    if paths is not None:
-        return read_gtzan_split(paths)
-    log.info(
-        "gtzan_genre: fault-filtered split files %s not found under %s: a stratified split, which GTZAN's repeated "
-        "artists and excerpts inflate (get them from %s)",
-        list(GTZAN_SPLIT_FILES.values()), ds.dir, GTZAN_SPLIT_URL,
-    )  # fmt: skip
-    return None
-
-
 def _label(
     name: str,
     ttype: str,
@@ -325,7 +286,7 @@ SPECS: dict[str, MirdataSpec] = {
                     "fault-filtered split when its files are in dataset.dir, else stratified 80/10/10",
                 ),
             ),
-            split_map=_gtzan_filtered,
+            split_map=gtzan_filtered,
             description="GTZAN genre; the fault-filtered split from {train,valid,test}_filtered.txt in dataset.dir "
             "(or its GTZAN_split/ or splits/ folder; tracks in none of them are left out)",
         ),
