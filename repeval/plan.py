@@ -23,8 +23,11 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     trainings: int = 0
     trainings_done: int = 0
-    #: probe trainings of the grids not done that an interrupted run finished: the rerun reuses them, and the trials
-    #: they are in (what its summary line counts)
+    #: probe trainings of the grids not done that an interrupted run finished, and the trials they are in (what the
+    #: rerun's summary line counts): an upper bound — the rerun reuses them only while the embeddings and labels hold
+    #: what they trained on, which it checks by their content (:func:`repeval.tuning.units.data_identity`, a read of
+    #: every partition the grid trains and tests on: 0.6–2.5 s for a 20,000 × 512 one here, many times that with frames),
+    #: and the plan reads only the store's records of them — equal unless a part file was rewritten in place
     trainings_reused: int = 0
     trials_reused: int = 0
     #: of the grids not done, the finished trials (and their trainings) of Tune experiments an earlier repeval marked
@@ -53,8 +56,8 @@ class Plan:
             f"experiments:        {self.experiments}",
             f"probe trainings:    {self.trainings:,} ({self.trainings_done:,} done"
             + (
-                f"; {self.trainings_reused:,} more finished by an interrupted run, reused in "
-                f"{self.trials_reused:,} trial(s), not trained again"
+                f"; up to {self.trainings_reused:,} more finished by an interrupted run, reused in "
+                f"{self.trials_reused:,} trial(s), not trained again while the embeddings hold what they trained on"
                 if self.trainings_reused
                 else ""
             )
@@ -388,7 +391,8 @@ def _reused(
     cfg: Config, p: Plan, pending: dict[str, dict[str, Any]], tune_storage: str, cluster: Mapping[str, float] | None
 ) -> None:
     """Count the trainings (and trials) of the ``pending`` grids that an interrupted run finished and the rerun
-    reuses: :func:`repeval.tuning.tuner.finished_of_groups`, for the trial slots the rerun plans — set, or those of the
+    reuses — at most: the rerun checks their data's content, which this does not read (:attr:`Plan.trainings_reused`)
+    — :func:`repeval.tuning.tuner.finished_of_groups`, for the trial slots the rerun plans — set, or those of the
     cluster's CPUs, else of this machine's (a note says so when it matters) — and, apart, those of experiments whose
     markers do not record their groups (:func:`repeval.tuning.tuner.unrecorded_of_groups`: not known)."""
     from repeval.ray_utils import local_cpus

@@ -43,17 +43,20 @@ def validate(
         ),
     ] = False,
 ) -> None:
-    """Validate a configuration file (nothing runs): local data paths must exist unless --skip-data-check; every
+    """Validate a configuration file (nothing runs): local data paths must exist, and mirdata splits load (checked
+    from the data's index when it is here), unless --skip-data-check; every
     embedding model must be able to run — on this machine, or with RAY_ADDRESS set (a cluster, `ray job submit`)
     on each of its live nodes — unless --skip-model-check. Exit status 2: the configuration is invalid; 1: a model
     cannot run (each named, with the reason and the fix)."""
-    from repeval.config.loader import fold_split_warnings
+    from repeval.config.loader import fold_split_warnings, split_check_notes
 
     cfg = _load(config, check_data=not skip_data_check)
     n = len(cfg.experiments)
     typer.echo(f"{config}: valid ({n} experiment{'s' if n != 1 else ''})")
     for line in fold_split_warnings(cfg, data_checked=not skip_data_check):
         typer.secho(f"warning: {line}", fg=typer.colors.YELLOW, err=True)
+    for line in split_check_notes(cfg) if not skip_data_check else ():
+        typer.echo(f"note: {line}")
     if not skip_model_check:
         typer.echo(_check_models(cfg))
 
@@ -127,9 +130,10 @@ def plan(
     loc = RunLocation.open(cfg.run.runs_dir, rid) if rid else None
     run_dir = loc.local if loc is not None else None
     st_root = store or cfg.run.store
-    try:  # plan only reads: a store that does not exist yet has nothing done (and is not created here)
-        st: EmbeddingStore | None = EmbeddingStore(st_root, create=False)
-    except FileNotFoundError:
+    # plan only reads: a store that does not exist yet has nothing done (and is not created here); a file given as
+    # the store is an error naming what to pass, as `repeval store ls` says it — not a plan with nothing done
+    st: EmbeddingStore | None = _guard(lambda: EmbeddingStore(st_root, create=False, must_exist=False))
+    if st is not None and not st.exists():
         st = None
     cluster = None
     given = "--address" if address else "RAY_ADDRESS"
@@ -159,7 +163,7 @@ def _plan_notes(cfg: Any, config: Path, st_root: str, no_store: bool) -> list[st
     run`` would refuse and the embedding models that cannot run on this machine — the plan itself only reads, so it
     says these rather than failing on them."""
     from repeval.config import ConfigError
-    from repeval.config.loader import check_data_paths
+    from repeval.config.loader import check_data_paths, split_check_notes
 
     notes = []
     if no_store:
@@ -171,6 +175,7 @@ def _plan_notes(cfg: Any, config: Path, st_root: str, no_store: bool) -> list[st
         check_data_paths(cfg, str(config))
     except ConfigError as exc:
         notes += [f"note: `repeval run` would stop here: {problem}" for problem in exc.problems]
+    notes += [f"note: {line}" for line in split_check_notes(cfg)]
     if not os.environ.get("RAY_ADDRESS"):  # on a cluster its nodes answer, at `repeval validate` and the run's start
         from repeval.pipeline.preflight import unavailable_here, unavailable_lines
 

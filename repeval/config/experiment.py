@@ -138,6 +138,18 @@ class ExperimentConfig(Strict):
                     "train and test the same tracks): use split_type: single (the official split), or a task.label "
                     f"without one (`repeval datasets {ds.name}` lists them)"
                 )
+            if (n := _official_fold_count(ds, self.task)) is not None:
+                if ds.split_type == "single" and ds.fold >= n:
+                    raise ValueError(
+                        f"datasets[{j}].fold: {ds.fold}, but {ds.name} has {n} official folds (0..{n - 1}) for this "
+                        f"task's label, and fold picks one of them: set fold to 0..{n - 1}"
+                    )
+                if ds.split_type == "all" and ds.n_folds > n:
+                    raise ValueError(
+                        f"datasets[{j}].n_folds: {ds.n_folds}, but {ds.name} has {n} official folds for this task's "
+                        f"label, and split_type: all rotates over them (validation = fold i, test = fold i+1), so fold "
+                        f"{n} has none: set n_folds to {n} (or fewer)"
+                    )
             if ds.type == "catalog" and ds.annotated_column and self.task.effective_type != "multilabel_classification":
                 raise ValueError(
                     f"datasets[{j}].annotated_column: {ds.annotated_column!r} names the labels each track annotates, "
@@ -179,10 +191,9 @@ class ExperimentConfig(Strict):
         return [p.name or f"M{i + 1}" for i, p in enumerate(self.downstream_models)]
 
 
-def _fixed_official_split(ds: DatasetConfig, task: TaskConfig) -> str | None:
-    """What fixes every track's split when ``ds``'s loader gives the task's label an official train/validation/test
-    split (OpenMIC-2018, Medley-solos-DB: :meth:`~repeval.datasets.mirdata_loader.MirdataSpec.fixed_split`); None
-    otherwise, and for a label the loader lacks (its load names that)."""
+def _mirdata_label(ds: DatasetConfig, task: TaskConfig) -> tuple[Any, str] | None:
+    """``(wired mirdata spec, label name)`` of the task on ``ds``; None for another loader, and for a label the loader
+    lacks (its load names that)."""
     from repeval.datasets.labels import task_label_name
     from repeval.datasets.load import loader_name
     from repeval.datasets.mirdata_loader import SPECS
@@ -191,9 +202,26 @@ def _fixed_official_split(ds: DatasetConfig, task: TaskConfig) -> str | None:
     if spec is None:
         return None
     try:
-        label = task_label_name(task, spec.info())
+        return spec, task_label_name(task, spec.info())
     except ValueError:
         return None
+
+
+def _official_fold_count(ds: DatasetConfig, task: TaskConfig) -> int | None:
+    """How many official folds ``ds``'s loader has for the task's label when it declares the count
+    (:meth:`~repeval.datasets.mirdata_loader.MirdataSpec.official_fold_count`); None otherwise."""
+    found = _mirdata_label(ds, task)
+    return found[0].official_fold_count(found[1]) if found else None
+
+
+def _fixed_official_split(ds: DatasetConfig, task: TaskConfig) -> str | None:
+    """What fixes every track's split when ``ds``'s loader gives the task's label an official train/validation/test
+    split (OpenMIC-2018, Medley-solos-DB: :meth:`~repeval.datasets.mirdata_loader.MirdataSpec.fixed_split`); None
+    otherwise, and for a label the loader lacks (its load names that)."""
+    found = _mirdata_label(ds, task)
+    if found is None:
+        return None
+    spec, label = found
     splits = spec.fixed_split(label)
     return (
         f"the {label!r} label of {ds.name} comes with its official split ({splits}) for every track" if splits else None

@@ -172,8 +172,28 @@ def check_data_paths(cfg: Config, source: str | None = None) -> None:
                     f"experiments[{ei}].datasets[{di}].{key}: no such {what}: {path.resolve()} — "
                     f"{_path_hint(str(value), path, is_dir, source)}, or {_fetch_hint(ds, key, path, exp.task.type)}"
                 )
+            if ds.type == "mirdata":  # its splits, from the data's index and metadata when they are here
+                from repeval.datasets.mirdata_check import split_problems
+
+                problems += [f"experiments[{ei}].datasets[{di}].{msg}" for msg in split_problems(ds, exp.task)]
     if problems:
         raise ConfigError(problems, source)
+
+
+def split_check_notes(cfg: Config) -> list[str]:
+    """One line per mirdata dataset whose split check (:func:`repeval.datasets.mirdata_check.split_problems`, part of
+    :func:`check_data_paths`) did not run because its data is not on this machine."""
+    from repeval.datasets.mirdata_check import split_check_skipped
+
+    out = []
+    for ei, exp in enumerate(cfg.experiments):
+        for di, ds in enumerate(exp.datasets):
+            if ds.type == "mirdata" and (why := split_check_skipped(ds, exp.task)):
+                out.append(
+                    f"experiments[{ei}].datasets[{di}] ({ds.name}): split check skipped — {why}; the run checks the "
+                    "splits when it loads the data"
+                )
+    return out
 
 
 #: what a k-fold dataset's split column does (:func:`_fixed_fold_splits`, :func:`unchecked_fold_splits`)

@@ -17,7 +17,8 @@ from repeval.datasets.base import (
 )
 from repeval.datasets.encoding import KEY_CLASSES, LabelEncoder, decode_labels, encode_labels, normalize_key
 from repeval.datasets.load import dataset_folds, fold_config, load_dataset, load_folds
-from repeval.datasets.splits import fold_splits, load_splits, save_splits, stratified_split
+from repeval.datasets.split_files import load_splits, save_splits
+from repeval.datasets.splits import fold_splits, stratified_split
 
 __all__ = [
     "DATASETS",

@@ -31,6 +31,7 @@ import pyarrow as pa
 from repeval.datasets.base import DatasetInfo, LabelInfo, LoadReport, register_dataset, unknown_label_message
 from repeval.datasets.catalog import SPLIT_ALIASES
 from repeval.datasets.encoding import normalize_pitch_class
+from repeval.datasets.gtzan_split import gtzan_filtered
 from repeval.datasets.labels import check_task_type, task_label_name
 from repeval.datasets.rows import RowCollector, require_rows
 from repeval.datasets.splits import carve_validation, folds_to_split_codes
@@ -66,7 +67,8 @@ class MirdataSpec:
     group_of: Callable[[Any], Any] | None = None
     #: the official split has no validation part: carve one from train
     carve_validation: bool = False
-    #: number of official folds when ``split_of`` gives fold numbers (default: largest fold + 1)
+    #: number of official folds when ``split_of`` gives fold numbers (default: largest fold + 1), or of the official
+    #: splits ``split_map`` picks one of by ``dataset.fold``
     n_folds: int | None = None
     description: str = ""
     #: ``dataset.fold`` picks one of its official folds (``split_of`` gives fold numbers) or splits (``split_map``)
@@ -86,6 +88,13 @@ class MirdataSpec:
         lab = next((x for x in self.labels if x.info.name == name), None)
         fixed = lab is not None and lab.official_split and not self.official_folds and self.split_map is None
         return lab.info.splits if fixed and lab is not None else None
+
+    def official_fold_count(self, name: str) -> int | None:
+        """How many official folds or splits ``dataset.fold`` picks from for label ``name`` (TinySOL's 5 folds,
+        MTG-Jamendo's split-0..4) when the data set declares the count; None otherwise. A ``fold`` (or, under
+        ``split_type: all``, an ``n_folds``) beyond it would stop the load."""
+        lab = next((x for x in self.labels if x.info.name == name), None)
+        return self.n_folds if lab is not None and lab.official_split and self.official_folds else None
 
     def label(self, name: str) -> MirdataLabel:
         for lab in self.labels:
@@ -213,37 +222,10 @@ def _tinysol_fold(track: Any) -> Any:
 
 def _jamendo_splits(dataset: Any, ds: Any) -> dict[str, Any]:
     fold = int(getattr(ds, "fold", 0) or 0)
-    if not 0 <= fold < 5:
+    if not 0 <= fold < 5:  # (MirdataSpec.n_folds; the configuration's check refuses it before anything runs)
         raise ValueError(f"mtg_jamendo_autotagging_moodtheme has official splits 0..4; got dataset.fold {fold}")
     splits = dataset.get_track_splits(fold)
     return {tid: name for name, ids in splits.items() for tid in ids}
-
-
-GTZAN_SPLIT_FILES = {"train": "train_filtered.txt", "validation": "valid_filtered.txt", "test": "test_filtered.txt"}
-GTZAN_SPLIT_URL = "https://github.com/jongpillee/music_dataset_split/tree/master/GTZAN_split"
-
-
-def _gtzan_filtered(dataset: Any, ds: Any) -> dict[str, Any] | None:
-    """GTZAN's fault-filtered split (Kereliuk, Sturm & Larsen 2015; 443/197/290 tracks, artist-disjoint, without the
-    repeated, distorted and mislabelled excerpts) from ``{train,valid,test}_filtered.txt`` (lines like
-    ``blues/blues.00029.wav``) in ``dataset.dir`` or its ``GTZAN_split/`` or ``splits/`` folder; None without them."""
-    for sub in ("", "GTZAN_split", "splits"):
-        folder = os.path.join(str(ds.dir or dataset.data_home), sub)
-        paths = {split: os.path.join(folder, name) for split, name in GTZAN_SPLIT_FILES.items()}
-        if all(os.path.isfile(p) for p in paths.values()):
-            out: dict[str, Any] = {}
-            for split, path in paths.items():
-                with open(path, encoding="utf-8") as fh:
-                    for line in fh:
-                        if line.strip():
-                            out[os.path.splitext(os.path.basename(line.strip().replace("\\", "/")))[0]] = split
-            return out
-    log.info(
-        "gtzan_genre: fault-filtered split files %s not found under %s: a stratified split, which GTZAN's repeated "
-        "artists and excerpts inflate (get them from %s)",
-        list(GTZAN_SPLIT_FILES.values()), ds.dir, GTZAN_SPLIT_URL,
-    )  # fmt: skip
-    return None
 
 
 def _label(
@@ -304,7 +286,7 @@ SPECS: dict[str, MirdataSpec] = {
                     "fault-filtered split when its files are in dataset.dir, else stratified 80/10/10",
                 ),
             ),
-            split_map=_gtzan_filtered,
+            split_map=gtzan_filtered,
             description="GTZAN genre; the fault-filtered split from {train,valid,test}_filtered.txt in dataset.dir "
             "(or its GTZAN_split/ or splits/ folder; tracks in none of them are left out)",
         ),
@@ -319,6 +301,7 @@ SPECS: dict[str, MirdataSpec] = {
             (_label("tags", ML, _attr("tags"), "mood/theme tags", True, "official split-k (k = dataset.fold)"),),
             split_map=_jamendo_splits,
             group_of=_attr("artist_id"),
+            n_folds=5,
             official_folds=True,
         ),
         MirdataSpec(

@@ -21,15 +21,12 @@ share goes to train, the next to validation, the rest to test; folds deal them r
 from __future__ import annotations
 
 import hashlib
-import logging
-import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from repeval.datasets import spill
 from repeval.datasets.base import ROW_SCHEMA, SPLITS
@@ -42,8 +39,10 @@ from repeval.datasets.spill import (
     partition_of,
     string_array,
 )
-
-log = logging.getLogger(__name__)
+from repeval.datasets.split_files import SPLITS_SCHEMA as SPLITS_SCHEMA
+from repeval.datasets.split_files import apply_saved_splits as apply_saved_splits
+from repeval.datasets.split_files import load_splits as load_splits
+from repeval.datasets.split_files import save_splits as save_splits
 
 _SPLIT_NAMES = pa.array(SPLITS, pa.string())
 
@@ -456,52 +455,6 @@ def carve_validation(rows: pa.Table, fraction: float, seed: int, stratify: bool 
 def split_counts(rows: pa.Table) -> dict[str, int]:
     vc = pc.value_counts(rows.column("split").combine_chunks())
     return {str(v["values"]): int(v["counts"]) for v in vc.to_pylist()}
-
-
-# ----------------------------------------------------------------------------- persistence
-
-SPLITS_SCHEMA = pa.schema(
-    [
-        pa.field("track_id", pa.string(), nullable=False),
-        pa.field("split", pa.string()),
-        pa.field("group", pa.string()),
-        pa.field("label", pa.list_(pa.string())),
-    ]
-)
-
-
-def save_splits(rows: pa.Table, path: str | os.PathLike[str], metadata: dict[str, str] | None = None) -> str:
-    """Write the split of every track (with its group and labels) to a Parquet file; returns the path.
-
-    ``metadata`` (e.g. dataset name, seed, fold) goes into the Parquet key-value metadata. The
-    file is written to a temporary name and renamed, so a crash never leaves a partial file.
-    """
-    path = os.fspath(path)
-    table = rows.select([f.name for f in SPLITS_SCHEMA]).cast(SPLITS_SCHEMA)
-    if metadata:
-        table = table.replace_schema_metadata({str(k): str(v) for k, v in metadata.items()})
-    parent = os.path.dirname(path)
-    if parent:
-        os.makedirs(parent, exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-    log.info("saved splits of %d tracks to %s", table.num_rows, path)
-    return path
-
-
-def load_splits(path: str | os.PathLike[str]) -> pa.Table:
-    """Read a file written by :func:`save_splits`."""
-    return pq.read_table(os.fspath(path))
-
-
-def apply_saved_splits(rows: pa.Table, saved: pa.Table) -> pa.Table:
-    """Reuse saved splits (e.g. to resume a run): each row takes its saved split; new rows keep theirs."""
-    ids = rows.column("track_id").combine_chunks()
-    idx = pc.index_in(ids, value_set=saved.column("track_id").combine_chunks())
-    saved_split = saved.column("split").combine_chunks().take(idx)
-    new = pc.coalesce(saved_split, rows.column("split").combine_chunks())
-    return rows.set_column(rows.schema.get_field_index("split"), "split", new)
 
 
 def empty_rows() -> pa.Table:

@@ -281,7 +281,8 @@ def finished_of_groups(
     (:func:`_reusable`, as the rerun finds them) of the experiments whose marker records exactly these groups
     (``pending``: name → :func:`repeval.runner.group_inputs`, as they are now) and ``settings`` (those of the
     marker's ``settings`` that ``settings`` has) — the rerun then plans the same units, the same fingerprint. Reads
-    markers and checkpoint summaries only (``repeval plan``: no Ray, no embeddings)."""
+    markers and checkpoint summaries only (``repeval plan``: no Ray, no embeddings), so the marker's data identity is
+    not compared: the rerun reuses them only if its data's content is the one recorded (an upper bound)."""
     from repeval.run.groups import same_inputs as same
     from repeval.rundir import TuneStorage
     from repeval.tuning.checkpoint import open_finished

@@ -295,3 +295,104 @@ def test_loaders_read_the_split_keys_they_declare_and_fold_where_the_configurati
         "datasets tinysol` says which labels have them), so its split is drawn from split_ratios and split_seed — "
         "remove fold"
     ]
+
+
+def _gtzan_with_split_files(shared: Path, root: Path, test_lines: list[str]) -> Path:
+    """The GTZAN sample's layout under ``root`` with fault-filtered split files in ``root/GTZAN_split``."""
+    sample = shared / "mirdata_samples" / "mir_datasets" / "gtzan_genre"
+    (root / "gtzan_genre").symlink_to(sample / "gtzan_genre")
+    (root / "GTZAN_split").mkdir()
+    for name, lines in (("train", ["blues/blues.00029.wav"]), ("valid", []), ("test", test_lines)):
+        (root / "GTZAN_split" / f"{name}_filtered.txt").write_text("".join(x + "\n" for x in lines))
+    return next((shared / "mirdata_samples" / "indexes").glob("gtzan_genre_index_*.json"))
+
+
+def test_validate_and_plan_check_gtzans_split_files_before_the_load(shared_data, tmp_path, monkeypatch):
+    """GTZAN's fault-filtered split files fix every listed track's split: split_type: all passed `repeval validate` and
+    stopped the run at the load (the folds cannot rotate), as did split files naming none of the index's tracks (no
+    rows). Both are now errors of `validate` (and notes of `plan`: what `repeval run` would stop on), read from the
+    index and the split files; without the data here, one note says the check was skipped."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    index = _gtzan_with_split_files(shared_data, tmp_path, ["country/country.00000.wav"])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # mirdata's default data home: absent
+    dataset = f"{{name: gtzan_genre, type: mirdata, dir: {tmp_path}, index_path: {index}, split_type: all}}"
+    body = (
+        "run: {{store: store, runs_dir: runs}}\nexperiments:\n- task: {{name: genre_classification, type: "
+        "multiclass_classification}}\n  datasets: [{}]\n  embedding_models: [mfcc-stats]\n"
+        "  downstream_models: [{{type: classifier, hidden_units: []}}]\n"
+    )
+    Path("c.yaml").write_text(body.format(dataset))
+    res = CliRunner().invoke(app, ["validate", "--skip-model-check", "c.yaml"])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2, said
+    assert "experiments[0].datasets[0].split_type: all, but the fault-filtered split files in" in said
+    assert "the 5 folds cannot rotate" in said and "use split_type: single" in said
+    plan = " ".join(CliRunner().invoke(app, ["plan", "c.yaml"]).output.split())
+    assert "note: `repeval run` would stop here: experiments[0].datasets[0].split_type: all, but the fault" in plan
+    Path("c.yaml").write_text(body.format(dataset.replace(", split_type: all", "")))
+    res = CliRunner().invoke(app, ["validate", "--skip-model-check", "c.yaml"])
+    assert res.exit_code == 0 and "note:" not in res.output, res.output
+    # split files that list none of the index's tracks: the load would keep none
+    (tmp_path / "GTZAN_split" / "test_filtered.txt").write_text("rock/rock.00001.wav\n")
+    res = CliRunner().invoke(app, ["validate", "--skip-model-check", "c.yaml"])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 2 and "none of the 2 tracks of mirdata's index is in the fault-filtered split" in said, said
+    with pytest.raises(ValueError, match="no usable tracks"):  # what the load says of it
+        load_dataset(
+            ds_cfg("gtzan_genre", "mirdata", dir=str(tmp_path), index_path=str(index)),
+            task_cfg("genre_classification", MC),
+        )
+    # the data not here (mirdata's default data home): the check is skipped, in one note
+    Path("c.yaml").write_text(body.format("{name: gtzan_genre, type: mirdata, split_type: all}"))
+    res = CliRunner().invoke(app, ["validate", "--skip-model-check", "c.yaml"])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 0 and said.count("note:") == 1, said
+    assert f"split check skipped — its data is not at {tmp_path / 'home' / 'mir_datasets' / 'gtzan_genre'}" in said
+    plan = " ".join(CliRunner().invoke(app, ["plan", "c.yaml"]).output.split())
+    assert "(gtzan_genre): split check skipped — its data is not at" in plan
+
+
+def test_the_generic_loaders_track_attributes_are_checked_from_the_index_and_metadata(shared_data):
+    """The generic mirdata loader reads the task's label, group_column and split from track attributes: a missing
+    attribute, split_type: all over every track's official train/validation/test split (Medley-solos-DB's subsets),
+    and a fold or n_folds beyond the tracks' official folds (TinySOL's 5) each stopped the load; the check finds them
+    with mirdata's real loaders on the shared data, and what it passes loads."""
+    from repeval.datasets.load import load_folds
+    from repeval.datasets.mirdata_check import _generic
+
+    root = shared_data / "medley_solos_db_small"
+    medley = {"dir": str(root), "index_path": str(root / "medley_solos_db_index_small.json")}
+    task = task_cfg("instrument", MC)
+    found = _generic(ds_cfg("medley_solos_db", "mirdata", split_type="all", **medley), task)
+    assert len(found) == 1 and found[0].startswith("split_type: all, but every track's split (or subset) attribute")
+    with pytest.raises(ValueError, match="cannot rotate"):  # what the load says
+        load_folds(ds_cfg("medley_solos_db", "mirdata", split_type="all", **medley), task)
+    assert _generic(ds_cfg("medley_solos_db", "mirdata", **medley), task) == []
+    (found,) = _generic(ds_cfg("medley_solos_db", "mirdata", group_column="singer", **medley), task)
+    assert found.startswith("group_column: mirdata dataset 'medley_solos_db' tracks have no attribute 'singer'")
+    (found,) = _generic(ds_cfg("medley_solos_db", "mirdata", **medley), task_cfg("x", MC, label="colour"))
+    assert found.startswith("task.label: mirdata dataset 'medley_solos_db' tracks have no attribute 'colour'")
+    root = shared_data / "tinysol_mini"
+    tinysol = {"dir": str(root), "index_path": str(root / "tinysol_index_mini.json")}
+    task = task_cfg("instrument", MC, label="instrument_full")
+    (found,) = _generic(ds_cfg("tinysol", "mirdata", split_type="all", n_folds=6, **tinysol), task)
+    assert "n_folds: 6, but the tracks' split attribute gives 5 official folds" in found
+    (found,) = _generic(ds_cfg("tinysol", "mirdata", fold=5, **tinysol), task)
+    assert "fold: 5, but the tracks' split attribute gives 5 official folds (0..4)" in found
+    assert _generic(ds_cfg("tinysol", "mirdata", split_type="all", n_folds=5, **tinysol), task) == []
+    assert _generic(ds_cfg("tinysol", "mirdata", fold=4, **tinysol), task) == []
+
+
+def test_an_unreadable_index_is_a_problem_of_the_split_check_not_a_crash(shared_data, tmp_path):
+    from repeval.datasets.mirdata_check import split_problems
+
+    _gtzan_with_split_files(shared_data, tmp_path, ["country/country.00000.wav"])
+    bad = tmp_path / "index.json"
+    bad.write_text("{not json")
+    ds = ds_cfg("gtzan_genre", "mirdata", dir=str(tmp_path), index_path=str(bad))
+    (found,) = split_problems(ds, task_cfg("genre_classification", MC))
+    assert found.startswith("index_path: mirdata could not read gtzan_genre's index or split files (JSONDecodeError")

@@ -177,6 +177,13 @@ def test_plan_says_when_the_store_or_the_data_is_not_where_it_looks(tmp_path, mo
     assert res.exit_code == 0, res.output
     assert f"note: embedding model 'mule' cannot run here: weights file {missing} not found" in res.output
 
+    # a file given as the store is an error naming what to pass, not a plan with nothing done
+    (project / "notes.csv").write_text("track_id\n")
+    res = CliRunner().invoke(app, ["plan", str(cfg), "--store", "notes.csv"])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 1 and "notes.csv is a file, not an embedding store directory" in said, said
+    assert "no embedding store" not in said and "already done" not in said
+
 
 def test_a_later_stage_without_a_run_id_says_it_starts_a_new_run(tmp_path, caplog):
     """mir_ref's staged commands (`repeval embed`, then `train`, then `evaluate`) on a configuration without

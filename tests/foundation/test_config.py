@@ -1005,3 +1005,28 @@ def test_k_folds_on_a_label_with_a_fixed_official_split_are_a_config_error(name,
     parse_config(d)
     exp["task"] = {"name": "pitch_class_classification", "type": "multiclass_classification"}
     parse_config(d)
+
+
+def test_a_fold_beyond_a_data_sets_official_folds_is_a_config_error():
+    """fold 7 of TinySOL's 5 official folds (split_type: single), n_folds 6 over them (split_type: all), fold 5 of
+    MTG-Jamendo's split-0..4 passed `repeval validate` and stopped the run at the load: configuration errors naming the
+    range now. A label without official folds (TinySOL's pitch class) takes any n_folds."""
+    d = base()
+    exp = d["experiments"][0]
+    exp["task"] = {"name": "instrument_classification", "type": "multiclass_classification"}
+    exp["datasets"] = [{"name": "tinysol", "type": "mirdata", "fold": 7}]
+    with pytest.raises(ConfigError, match=r"datasets\[0\]\.fold: 7, but tinysol has 5 official folds \(0\.\.4\).*set "
+                       r"fold to 0\.\.4"):  # fmt: skip
+        parse_config(d)
+    exp["datasets"] = [{"name": "tinysol", "type": "mirdata", "split_type": "all", "n_folds": 6}]
+    with pytest.raises(ConfigError, match=r"datasets\[0\]\.n_folds: 6, but tinysol has 5 official folds.*set n_folds "
+                       r"to 5 \(or fewer\)"):  # fmt: skip
+        parse_config(d)
+    exp["task"] = {"name": "pitch_class_classification", "type": "multiclass_classification"}
+    parse_config(d)
+    exp["task"] = {"name": "autotagging", "type": "multilabel_classification"}
+    exp["datasets"] = [{"name": "mtg_jamendo_autotagging_moodtheme", "type": "mirdata", "fold": 5}]
+    with pytest.raises(ConfigError, match=r"fold: 5, but mtg_jamendo_autotagging_moodtheme has 5 official folds"):
+        parse_config(d)
+    exp["datasets"][0]["fold"] = 4
+    parse_config(d)

@@ -125,7 +125,10 @@ def test_plan_counts_the_trainings_an_interrupted_run_finished_as_the_rerun_reus
     plan = interrupt()
     assert plan.trials_reused == 1 and 0 < plan.trainings_reused < 3, plan.text()
     assert plan.trials_unknown == 0 and "counted for this machine's 2 CPU(s) (2 trial slot(s))" in plan.text()
-    said = f"; {plan.trainings_reused} more finished by an interrupted run, reused in 1 trial(s), not trained again)"
+    said = (
+        f"; up to {plan.trainings_reused} more finished by an interrupted run, reused in 1 trial(s), not trained again "
+        "while the embeddings hold what they trained on)"
+    )
     path = root / "interrupted.yaml"
     path.write_text(yaml.safe_dump(config()))
     # planned for other trial slots than this machine's (a run sent to a cluster of 8 CPUs): not counted, and said
@@ -173,6 +176,30 @@ def test_plan_counts_the_trainings_an_interrupted_run_finished_as_the_rerun_reus
     rerun = runner.stage_train(ctx)
     assert rerun["reused_trials"] == 2 and rerun["trained"] == 1
     assert make_plan(cfg, ctx.store, ctx.run_dir).trainings_done == 3
+
+    # the embeddings changed under the same recorded inputs (a part file rewritten in place: same name, rows and
+    # manifest): the plan, which reads the store's records but not the embeddings (a read of every partition the grid
+    # trains on), still counts the finished trials — an upper bound, said "up to" — while the rerun compares the
+    # data's content with the one its Tune marker records and trains the grid again
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    files = ctx.store.partition("notes", "mfcc-stats", "clean").data_files()
+    kept = {f: Path(f).read_bytes() for f in files}
+    for f in files:
+        t = pq.read_table(f)
+        col = t.column("embedding").combine_chunks()
+        values = pc.list_flatten(col).to_numpy(zero_copy_only=False) * np.float32(2) + np.float32(1)
+        changed = pa.FixedSizeListArray.from_arrays(pa.array(values), col.type.list_size)
+        pq.write_table(t.set_column(t.schema.get_field_index("embedding"), t.schema.field("embedding"), changed), f)
+    plan = interrupt()
+    assert plan.trainings_reused == 3 and "(0 done; up to 3 more finished by an interrupted run" in plan.text()
+    rerun = runner.stage_train(ctx)
+    assert rerun["reused_trials"] == 0 and rerun["trained"] == 1, rerun
+    for f, data in kept.items():  # the module's store as it was
+        Path(f).write_bytes(data)
 
 
 def test_changed_model_parameter_is_a_conflict_in_plan_and_run_naming_it(smoke_then_full):

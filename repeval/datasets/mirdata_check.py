@@ -1,0 +1,169 @@
+"""A mirdata data set's splits checked before anything runs, from its index, split files and track metadata — never
+its audio: the mistakes a load would otherwise stop on once ``repeval run`` reaches it.
+
+- GTZAN (``gtzan_genre``) with its fault-filtered split files in ``dataset.dir``: every listed track's split is fixed,
+  so ``split_type: all`` cannot rotate folds, and files that list none of the index's tracks leave no rows.
+- The generic loader (a mirdata data set without a wired spec): the task's label and ``group_column`` are track
+  attributes (a track without them is dropped: a missing one leaves no rows), and the split comes from a track's
+  ``split`` or ``subset`` attribute — train/validation/test on every track cannot rotate under ``split_type: all``,
+  and official fold numbers bound ``fold`` (and ``n_folds``).
+
+:func:`split_problems` is what :func:`repeval.config.loader.check_data_paths` adds (``repeval validate``, ``plan`` and
+the run's start); when the data is not on this machine the check cannot run, and :func:`split_check_skipped` says
+so in one line.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from repeval.datasets.gtzan_split import GTZAN_SPLIT_FILES, gtzan_split_paths, read_gtzan_split
+from repeval.datasets.labels import task_label_name
+from repeval.datasets.load import loader_name
+from repeval.datasets.mirdata_loader import SPECS, _track_split, open_mirdata
+
+_ROTATE_FIX = "use split_type: single (the official split)"
+
+
+def _which(ds: Any, task: Any) -> str | None:
+    """``gtzan`` (its fault-filtered split, read when its files are there), ``generic`` (track attributes), or None:
+    no check of the data applies."""
+    if getattr(ds, "type", None) != "mirdata":
+        return None
+    name = loader_name(ds)
+    if name == "mirdata":
+        return "generic"
+    spec = SPECS.get(name)
+    if spec is None or name != "gtzan_genre":
+        return None
+    try:
+        official = spec.label(task_label_name(task, spec.info())).official_split
+    except ValueError:
+        return None  # a label the loader lacks: the configuration's check, or the load, names it
+    return "gtzan" if official else None
+
+
+def _data_home(ds: Any) -> str:
+    """Where mirdata reads ``ds`` from: ``dataset.dir``, else mirdata's default ``~/mir_datasets/<name>``."""
+    return str(ds.dir) if ds.dir else os.path.join(os.path.expanduser("~"), "mir_datasets", str(ds.name))
+
+
+def _index_path(ds: Any) -> str:
+    if ds.index_path:
+        return str(ds.index_path)
+    import mirdata
+
+    return str(mirdata.initialize(ds.name, data_home=_data_home(ds)).index_path)
+
+
+def split_check_skipped(ds: Any, task: Any) -> str | None:
+    """Why the split check of ``ds`` cannot run here — its data (or mirdata's index of it) is not on this machine —
+    or None: it runs, or none applies. A ``dataset.dir`` or ``index_path`` given and missing is not said here: it is
+    an error of the data paths already."""
+    which = _which(ds, task)
+    if which is None:
+        return None
+    home = _data_home(ds)
+    if not os.path.isdir(home):
+        return None if ds.dir else f"its data is not at {home} (mirdata's default; set dataset.dir)"
+    if which == "gtzan" and gtzan_split_paths(home) is None:
+        return None  # no split files: a stratified split, which nothing stops
+    index = _index_path(ds)
+    if not os.path.isfile(index):
+        return None if ds.index_path else f"mirdata's index of {ds.name} is not at {index} (set dataset.index_path)"
+    return None
+
+
+def split_problems(ds: Any, task: Any) -> list[str]:
+    """``key: message`` for each split mistake of ``ds`` that its load would stop on, read from the data's index and
+    metadata; empty when none, none applies, or the data is not here (:func:`split_check_skipped`)."""
+    which = _which(ds, task)
+    if which is None or split_check_skipped(ds, task) is not None:
+        return []
+    home = _data_home(ds)
+    if not os.path.isdir(home) or not os.path.isfile(_index_path(ds)):
+        return []  # a missing dataset.dir or index_path: an error of the data paths
+    try:
+        return _gtzan(ds, home) if which == "gtzan" else _generic(ds, task)
+    except (OSError, ValueError) as exc:  # an unreadable index or split file: the load would stop on it too
+        return [f"index_path: mirdata could not read {ds.name}'s index or split files ({type(exc).__name__}: {exc})"]
+
+
+def _gtzan(ds: Any, home: str) -> list[str]:
+    import json
+
+    paths = gtzan_split_paths(home)
+    if paths is None:
+        return []
+    folder = os.path.dirname(paths["train"])
+    with open(_index_path(ds), encoding="utf-8") as fh:
+        ids = set((json.load(fh).get("tracks") or {}).keys())
+    listed = read_gtzan_split(paths)
+    out = []
+    if ids and not ids & set(listed):
+        out.append(
+            f"dir: none of the {len(ids)} tracks of mirdata's index is in the fault-filtered split files in {folder} "
+            f"({', '.join(GTZAN_SPLIT_FILES.values())}: {len(listed)} lines), so the load would keep no track — "
+            "their lines must name the index's tracks (e.g. blues/blues.00029.wav): fix the files, or move them away "
+            "for a stratified split"
+        )
+    elif ds.split_type == "all":
+        out.append(
+            f"split_type: all, but the fault-filtered split files in {folder} give every track they list its split, so "
+            f"the {ds.n_folds} folds cannot rotate (each would train and test the same tracks): {_ROTATE_FIX}, or "
+            "move the files away to rotate stratified folds (which GTZAN's repeated artists and excerpts inflate)"
+        )
+    return out
+
+
+def _generic(ds: Any, task: Any) -> list[str]:
+    """The generic loader's track attributes: the label and group on the first track (every track has the same
+    attributes), the split of every track when ``split_type: all`` or ``fold`` depends on it."""
+    dataset = open_mirdata(ds)
+    ids = list(dataset.track_ids)
+    if not ids:
+        return []
+    label = task_label_name(task)
+    first = dataset.track(ids[0])
+    out = []
+    for key, attr in (("task.label", label), ("group_column", ds.group_column)):
+        if attr and not _has(first, attr):
+            where = "task.label" if key == "task.label" else "group_column"
+            out.append(
+                f"{where}: mirdata dataset '{ds.name}' tracks have no attribute {attr!r}, so the load would keep no "
+                f"track — set {where} to a track attribute (see the mirdata docs for this dataset)"
+            )
+    if out or not (ds.split_type == "all" or "fold" in ds.keys_given()):
+        return out
+    splits = [_track_split(dataset.track(tid)) for tid in ids]
+    folds = [s for s in splits if isinstance(s, int)]
+    if folds:
+        n = max(folds) + 1
+        if n >= 3 and ds.split_type == "single" and ds.fold >= n:
+            out.append(
+                f"fold: {ds.fold}, but the tracks' split attribute gives {n} official folds (0..{n - 1}), and fold "
+                f"picks one of them: set fold to 0..{n - 1}"
+            )
+        elif n >= 3 and ds.split_type == "all" and ds.n_folds > n:
+            out.append(
+                f"n_folds: {ds.n_folds}, but the tracks' split attribute gives {n} official folds, and split_type: all "
+                f"rotates over them, so fold {n} has none: set n_folds to {n} (or fewer)"
+            )
+    elif ds.split_type == "all" and all(s is not None for s in splits):
+        out.append(
+            f"split_type: all, but every track's split (or subset) attribute gives it an official train/validation/"
+            f"test split, so the {ds.n_folds} folds cannot rotate (each would train and test the same tracks): "
+            f"{_ROTATE_FIX}"
+        )
+    return out
+
+
+def _has(track: Any, attr: str) -> bool:
+    try:
+        getattr(track, attr)
+    except AttributeError:
+        return False
+    except Exception:  # an attribute read from a bad file: the load reports that track
+        return True
+    return True
