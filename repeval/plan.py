@@ -339,7 +339,7 @@ def _trained(ctx: Any, states: dict[tuple[str, str, str], tuple[str, str]], ei: 
     if left:
         inputs["partitions"] = {sid: None if sid in left else v for sid, v in inputs["partitions"].items()}
         return False, name, inputs
-    return bool(group_trained(ctx, name, inputs)), name, inputs
+    return bool(group_trained(ctx, name, inputs, ds.name, model)), name, inputs
 
 
 def _retest(ctx: Any, p: Plan, name: str, inputs: dict[str, Any] | None, tune_storage: str, trainings: int) -> bool:

@@ -81,7 +81,8 @@ class LoadReport:
     #: what the loader listed the tracks from, for the store's record of where a partition's audio came from
     #: (:func:`~repeval.pipeline.partitions.dataset_source`): ``index``, the mirdata index it read when the config
     #: names none (mirdata's own); ``audio``, the number, total size and newest modification time of the audio files
-    #: it found when checking that each track's file exists (``check_files``; the same ``stat``, no second walk)
+    #: it found when checking that each track's file exists (``check_files``; the same ``stat``, no second walk), and a
+    #: digest of a sample of their content (``content``: :class:`~repeval.datasets.content.ContentSample`)
     listed: dict[str, Any] = field(default_factory=dict)
     #: every row dropped because its audio file does not exist — track id, audio path, manifest row, cause — as data
     #: (:class:`~repeval.datasets.missing.MissingTracks`: spilled to a file past a few hundred thousand rows), for

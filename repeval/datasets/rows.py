@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 
 from repeval.datasets.base import OBSERVED_FIELD, ROW_SCHEMA, SPLITS, LoadReport
+from repeval.datasets.content import ContentSample
 from repeval.datasets.labels import finalize_label
 
 
@@ -67,9 +68,11 @@ class RowCollector:
         self._cols: dict[str, list[Any]] = {f.name: [] for f in ROW_SCHEMA}
         self._observed: list[list[str]] = []
         self._files = self._bytes = self._newest_ns = 0  # the audio files found: what the store records of them
+        self._content = ContentSample()
 
-    def _found(self, path: str) -> bool:
-        """Whether ``path`` is a file (one ``stat``, as ``os.path.isfile``), counting its size and time."""
+    def _found(self, path: str, track_id: str) -> bool:
+        """Whether ``path`` is a file (one ``stat``, as ``os.path.isfile``), counting its size and time (and it in
+        the sample of the audio's content, :class:`~repeval.datasets.content.ContentSample`)."""
         try:
             st = os.stat(path)
         except (OSError, ValueError):
@@ -79,6 +82,7 @@ class RowCollector:
         self._files += 1
         self._bytes += st.st_size
         self._newest_ns = max(self._newest_ns, st.st_mtime_ns)
+        self._content.add(track_id, path, st.st_size)
         return True
 
     def add(
@@ -101,7 +105,7 @@ class RowCollector:
             self.report.add_missing(tid, None)
             return False
         audio_path = str(audio_path)
-        if self.check_files and "://" not in audio_path and not self._found(audio_path):
+        if self.check_files and "://" not in audio_path and not self._found(audio_path, tid):
             self.report.add_missing(tid, audio_path)
             return False
         labels, problem, message = finalize_label(self.task_type, label, self.classes)
@@ -128,12 +132,14 @@ class RowCollector:
         return len(self._cols["track_id"])
 
     def table(self) -> pa.Table:
-        """The rows collected; the audio files found are noted in the report's ``listed`` (``audio``)."""
+        """The rows collected; the audio files found are noted in the report's ``listed`` (``audio``): their number,
+        total size, newest time and a digest of a sample of their content (:class:`ContentSample`)."""
         if self._files:
             self.report.listed["audio"] = {
                 "files": self._files,
                 "bytes": self._bytes,
                 "newest": iso_time(self._newest_ns),
+                "content": self._content.digest(),
             }
         rows = pa.table(
             {f.name: pa.array(self._cols[f.name], f.type) for f in ROW_SCHEMA},

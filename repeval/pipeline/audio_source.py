@@ -136,6 +136,24 @@ def _same_size(recorded: list[dict[str, Any]], source: dict[str, Any]) -> bool:
     return not alike or any(a.get("bytes") == now.get("bytes") for a in alike)
 
 
+def _same_content(recorded: list[dict[str, Any]], source: dict[str, Any]) -> bool:
+    """Whether the audio ``source``'s loader found may be that of ``recorded`` by their content digests (``audio``'s
+    ``content``: :class:`~repeval.datasets.content.ContentSample`): a record of as many files of the same total size
+    has the same digest, or none of them holds one (written before repeval kept it, or of another subset) — times
+    aside, so a file rewritten at the same size (a rendering of the same lengths, an upload whose unpacking resets the
+    times, a copy that keeps an older time) is told where its sampled ends changed."""
+    now = source.get("audio")
+    if not isinstance(now, dict) or not now.get("content"):
+        return True
+    found = (now.get("files"), now.get("bytes"))
+    digests = [
+        a["content"]
+        for a in (r.get("audio") for r in recorded)
+        if isinstance(a, dict) and a.get("content") and (a.get("files"), a.get("bytes")) == found
+    ]
+    return not digests or now["content"] in digests
+
+
 def run_sources(definitions: Iterable[tuple[Any, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Dataset name → the sources of its definitions in a run (:func:`dataset_source`; several when tasks define it
     differently — the run checks that their shared track ids name the same audio files), from ``(dataset config,
@@ -157,8 +175,8 @@ def _newest(source: dict[str, Any]) -> str | None:
 def _covered(recorded: list[Any], source: dict[str, Any], base: Path | None = None) -> bool:
     """Whether rows computed from ``recorded`` sources are of ``source``'s audio as far as can be told: one of them
     names the same place (all but ``audio`` alike) and no audio file ``source``'s loader found is newer than the
-    newest those saw (audio written since — downloaded or rendered again — may differ). A count or size alone does
-    not tell: another task may list a subset of the same files. Sources from a job's working directory (where
+    newest those saw (audio written since — downloaded or rendered again — may differ), nor is its sampled content
+    another (:func:`_same_content`). A count or size alone does not tell: another task may list a subset of the same files. Sources from a job's working directory (where
     ``base`` is the job's, or the checkout it was submitted from) are compared by their paths relative to it and
     by size (:func:`_same_size`): unpacking resets the times."""
     copies = [r for r in recorded if _in_copy(r)]  # the others are compared as they are, times included
@@ -167,7 +185,7 @@ def _covered(recorded: list[Any], source: dict[str, Any], base: Path | None = No
         place = {k: v for k, v in now.items() if k != "audio"}
         alike = [r for r in (_as_in_copy(r, base) for r in copies) if r is not None]
         same = [r for r in alike if {k: v for k, v in r.items() if k != "audio"} == place]
-        if same and _same_size(same, now):
+        if same and _same_size(same, now) and _same_content(same, now):
             return True
     if _in_copy(source):
         return False
@@ -175,7 +193,7 @@ def _covered(recorded: list[Any], source: dict[str, Any], base: Path | None = No
     same = [r for r in recorded if isinstance(r, dict) and {k: v for k, v in r.items() if k != "audio"} == place]
     seen = [t for t in map(_newest, same) if t]
     now_t = _newest(source)
-    return bool(same) and (now_t is None or not seen or now_t <= max(seen))
+    return bool(same) and (now_t is None or not seen or now_t <= max(seen)) and _same_content(same, source)
 
 
 def changed_source(part: Any, sources: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
@@ -194,7 +212,7 @@ def changed_source(part: Any, sources: list[dict[str, Any]]) -> list[dict[str, A
 def describe_source(source: Any) -> str:
     """One source (:func:`dataset_source`) in words: ``/data/notes (manifest /data/notes/manifest.csv, 1,234 bytes,
     modified 2025-…)``, and the audio files its loader found: ``; 120 audio files, 4,567,890 bytes, the newest
-    modified 2025-…``; one from a job's working directory ``data/notes in the job's working directory (…)``."""
+    modified 2025-…, content sampled 3f9a…`` (the start of their content digest: what differs when the rest does not); one from a job's working directory ``data/notes in the job's working directory (…)``."""
     if not isinstance(source, dict):
         return json.dumps(source, default=str)
     text = str(source.get("dir") or f"{source.get('type', 'the loader')}'s default folder")
@@ -208,6 +226,7 @@ def describe_source(source: Any) -> str:
     audio = source.get("audio")
     if isinstance(audio, dict) and {"files", "bytes"} <= set(audio):
         newest = f", the newest modified {audio['newest']}" if "newest" in audio else ""
+        newest += f", content sampled {str(audio['content'])[:12]}" if audio.get("content") else ""
         text += f" ({audio['files']:,} audio files, {audio['bytes']:,} bytes{newest})"
     return text
 

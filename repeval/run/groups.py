@@ -111,6 +111,55 @@ def as_recorded(before: Any, now: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: how much later than a group's record (its file's modification time) a partition's newest row part file must be
+#: written (the time in its name) for a record that lacks the partitions' writes to count the partition as embedded
+#: anew since: slack for the clocks of the hosts that wrote them and for coarse file times
+REWRITE_SLACK_S = 60.0
+
+
+def recorded_inputs(ctx: RunContext, name: str, dataset: str | None = None, model: str | None = None) -> Any:
+    """Group ``name``'s recorded inputs (its ``groups/<name>.inputs.json``, :func:`group_inputs`; ``None`` when it is
+    missing or unreadable). A record written before repeval kept each partition's write (:func:`partition_written`;
+    ``[rows, errors, config hash]``) cannot tell a partition embedded anew since — ``repeval store rm`` and a run
+    before the upgrade: the same counts and config hash. Given the group's ``dataset`` and ``model``, each of its
+    partitions whose newest row part file was written after the record (the write time every part file's name holds,
+    :func:`repeval.store.layout.write_table_atomic`, more than :data:`REWRITE_SLACK_S` after the record file's
+    modification time) gets a write no partition has: the group is trained again, the warning naming the partition
+    re-embedded. A partition whose rows were not rewritten (read again, or ``--retry-errors`` failing on the same
+    tracks again, which rewrites its manifest but no row part file) stays as recorded; so does every partition when
+    the record's modification time is later than its writing (a run directory copied without keeping file times, a
+    remote one pulled): missed, never a false change."""
+    path = ctx.run_dir / "groups" / f"{name}.inputs.json"
+    before = _read_json(path)
+    parts = before.get("partitions") if isinstance(before, dict) else None
+    if dataset is None or model is None or not isinstance(parts, dict):
+        return before
+    older = [sid for sid, v in parts.items() if isinstance(v, list) and len(v) == 3]
+    if not older:
+        return before
+    try:
+        recorded_ns = path.stat().st_mtime_ns
+    except OSError:
+        return before
+    anew = {}
+    for sid in older:
+        newest_ns = _newest_part_ns(ctx.store.partition(dataset, model, sid).part_files())
+        if newest_ns is not None and newest_ns > recorded_ns + int(REWRITE_SLACK_S * 1e9):
+            anew[sid] = [*parts[sid], f"embedded anew at {newest_ns} ns, after the group was recorded"]
+    return {**before, "partitions": {**parts, **anew}} if anew else before
+
+
+def _newest_part_ns(files: list[str]) -> int | None:
+    """The latest write time (ns) the names of row part files ``part-<time ns>-<id>.parquet`` hold; ``None`` for
+    none (a name without a time is skipped)."""
+    times = []
+    for f in files:
+        stamp = f.rsplit("/", 1)[-1][len("part-") :].split("-", 1)[0]
+        if stamp.isdigit():
+            times.append(int(stamp))
+    return max(times, default=None)
+
+
 def same_inputs(before: Any, now: dict[str, Any]) -> bool:
     """Whether a group's recorded inputs (``before``) are this run's (``now``), as far as ``before`` records them."""
     return isinstance(before, dict) and before == as_recorded(before, now)
@@ -183,7 +232,7 @@ def _pending_group(
     """The group — (task, dataset, model) and, for k folds, one fold — unless it is done (then counted as skipped)."""
     name = group_name(exp, dataset, model, fold)
     inputs = group_inputs(ctx, ei, dataset, model, scenarios, rows)
-    trained = group_trained(ctx, name, inputs)
+    trained = group_trained(ctx, name, inputs, dataset, model)
     if trained:
         summary["skipped"] += 1
         _complete_record(ctx, name, inputs)
@@ -192,7 +241,7 @@ def _pending_group(
     if trained is not None:
         from repeval.retest import scenarios_only
 
-        before = _read_json(ctx.run_dir / "groups" / f"{name}.inputs.json")
+        before = recorded_inputs(ctx, name, dataset, model)
         retest = scenarios_only(before, inputs)
         if retest is None:
             log.warning(
@@ -222,7 +271,7 @@ def _retested(ctx: RunContext, item: _Pending, summary: dict[str, Any]) -> bool:
     why = retest_group(ctx, item, added, removed, summary)
     if why is None:
         return True
-    before = _read_json(ctx.run_dir / "groups" / f"{item.name}.inputs.json")
+    before = recorded_inputs(ctx, item.name, item.dataset, item.model)
     log.warning(
         "%s: trained before on other inputs (%s), and %s; training it again",
         item.name, inputs_change(before, item.inputs), why,
@@ -275,11 +324,13 @@ def inputs_change(before: Any, now: dict[str, Any]) -> str:
     return "; ".join(said) or "its inputs.json differs"
 
 
-def group_trained(ctx: RunContext, name: str, inputs: dict[str, Any]) -> bool | None:
-    """Whether group ``name`` is done for these inputs (:func:`group_inputs`, compared by :func:`same_inputs`):
-    ``None`` when it was never trained, ``False`` when it was trained on other embeddings, splits or labels (it is
-    trained again)."""
-    groups_dir = ctx.run_dir / "groups"
-    if not (groups_dir / f"{name}.parquet").exists():
+def group_trained(
+    ctx: RunContext, name: str, inputs: dict[str, Any], dataset: str | None = None, model: str | None = None
+) -> bool | None:
+    """Whether group ``name`` is done for these inputs (:func:`group_inputs`, compared by :func:`same_inputs` with
+    its record, :func:`recorded_inputs` — of ``dataset`` and ``model``, which tell an earlier repeval's record a
+    partition embedded anew since): ``None`` when it was never trained, ``False`` when it was trained on other
+    embeddings, splits or labels (it is trained again)."""
+    if not (ctx.run_dir / "groups" / f"{name}.parquet").exists():
         return None
-    return same_inputs(_read_json(groups_dir / f"{name}.inputs.json"), inputs)
+    return same_inputs(recorded_inputs(ctx, name, dataset, model), inputs)

@@ -194,3 +194,28 @@ def test_a_store_recorded_by_an_earlier_repeval_at_the_copys_absolute_path_is_th
     assert all(changed_source(parts[name], here[name]) is None for name in parts)
     elsewhere = [{**s, "dir": str(second.resolve() / "elsewhere")} for s in found["vocalset"]]
     assert changed_source(parts["vocalset"], elsewhere) == found["vocalset"]  # another folder: other audio
+
+
+def test_audio_rewritten_at_the_same_size_in_a_new_copy_is_said_an_unchanged_one_is_not(copies, tmp_path, monkeypatch):
+    """An upload resets every file's time, so a job compared the audio by count and size alone: audio rendered again
+    at the same lengths (the same sizes) under the same paths reused the stored rows in silence. A digest of a sample
+    of the files' content (their starts and ends) tells it; a new copy of unchanged audio stays silent."""
+    src, _, second, store, found = copies
+    parts = stored(store, found)
+    assert found["vocalset"][0]["audio"]["content"]
+    in_job(monkeypatch, second)  # unchanged, unpacked again at other times
+    assert changed_source(parts["vocalset"], sources()["vocalset"]) is None
+    wavs = sorted((src / "data" / "vocalset").rglob("*.wav"))
+    sizes = [w.stat().st_size for w in wavs]
+    write_good(wavs[0], 0.1, 990.0, seed=7)  # one file rendered again: another tone, as long
+    assert [w.stat().st_size for w in wavs] == sizes
+    in_job(monkeypatch, unpacked(src, tmp_path, "d00d", 1.9e9))
+    now = sources()
+    assert now["vocalset"][0]["audio"]["bytes"] == found["vocalset"][0]["audio"]["bytes"]
+    assert changed_source(parts["vocalset"], now["vocalset"]) == found["vocalset"]
+    assert changed_source(parts["notes"], now["notes"]) is None  # its audio untouched
+    said = plan_notes()
+    assert len(said) == 1 and "vocalset/mfcc-fast (clean) holds 4 track(s) reused as stored" in said[0]
+    assert ", content sampled " in said[0]
+    old = {**found["vocalset"][0], "audio": {k: v for k, v in found["vocalset"][0]["audio"].items() if k != "content"}}
+    assert changed_source(stored(tmp_path / "older", {**found, "vocalset": [old]})["vocalset"], now["vocalset"]) is None

@@ -409,6 +409,14 @@ def test_audio_downloaded_again_into_the_same_folder_is_said_once(ray_session, t
 
     assert not reuse(config, "vocalset", stored, caplog)  # the audio it was computed from: nothing to say
     assert "note:" not in make_plan(load_config(config), part.store).text()
+    kept = {f: (f.stat().st_size, f.stat().st_mtime_ns) for f in files}
+    for i, f in enumerate(files):  # other audio of the same lengths copied in keeping its older times (`cp -p`)
+        write_good(f, 0.1, 440.0 + 10 * i, seed=i)
+        os.utime(f, ns=(kept[f][1], kept[f][1]))
+    assert {f: (f.stat().st_size, f.stat().st_mtime_ns) for f in files} == kept  # told by content alone
+    plan = make_plan(load_config(config), part.store).text()
+    assert f"note: store: vocalset/{MODEL['id']} (clean) holds 20 track(s) reused as stored" in plan
+    assert ", content sampled " in plan
     for i, f in enumerate(files):  # downloaded again: other audio under the same names (and the same sizes)
         write_good(f, 0.1, 880.0 + 10 * i, seed=i)
         os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 import pyarrow.parquet as pq
 import pytest
@@ -38,6 +39,15 @@ def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(ray_sessi
     assert clean.read_errors().column("track_id").to_pylist() == ["low-001"]
     assert t["trained"] == 1
 
+    # inputs.json as an earlier repeval wrote it (partitions as [rows, errors, config hash], no tracks' digest), then
+    # --retry-errors failing on the same track again: the manifest is written anew, no row part file is — not trained
+    sidecar = ctx.run_dir / "groups" / f"pitch__tones__{model}.inputs.json"
+    recorded = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps(_as_earlier(recorded)))
+    _, s, t = run(retry=True)
+    assert (s.retried, s.errors, t["trained"], t["skipped"]) == (1, 1, 0, 1)
+    assert json.loads(sidecar.read_text()) == recorded
+
     broken.write_bytes(good)  # the file is fixed
     _, s, t = run()  # a plain rerun: the error record stands, nothing is recomputed or retrained
     assert (s.computed, s.retried, t["trained"], t["skipped"]) == (0, 0, 0, 1)
@@ -62,7 +72,6 @@ def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(ray_sessi
     _, s, t = run(retry=True)  # nothing left to retry
     assert (s.computed, s.retried, t["trained"], t["skipped"]) == (0, 0, 0, 1)
 
-    sidecar = ctx.run_dir / "groups" / f"pitch__tones__{model}.inputs.json"
     sidecar.write_text("")  # a driver killed mid-write by an older repeval: the group is trained again, no crash
     caplog.clear()
     _, s, t = run()
@@ -109,13 +118,32 @@ def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(ray_sessi
     # the group is not trained again after the upgrade — `repeval plan` agrees — and its record gains what it lacked
     recorded = json.loads(sidecar.read_text())
     assert isinstance(recorded["tracks"], str) and all(len(v) == 4 for v in recorded["partitions"].values())
-    older = {k: v for k, v in recorded.items() if k != "tracks"}
-    older["partitions"] = {sid: v[:3] for sid, v in recorded["partitions"].items()}
-    sidecar.write_text(json.dumps(older))
+    sidecar.write_text(json.dumps(_as_earlier(recorded)))
     assert make_plan(cfg, ctx.store, ctx.run_dir).trainings_done > 0
     _, s, t = run()
     assert (s.computed, t["trained"], t["skipped"]) == (0, 0, 1)
     assert json.loads(sidecar.read_text()) == recorded
+
+    # the same record, written just after the partitions' rows (its file's time), and the clean partition embedded
+    # anew since — before the upgrade, from the same files: its counts and config hash as recorded, but its row part
+    # files written after the record (the time in their names) — the first rerun trains the group again, `repeval
+    # plan` agrees; the other partitions, older than the record, are not taken for embedded anew
+    from repeval.run import groups
+
+    monkeypatch.setattr(groups, "REWRITE_SLACK_S", 0.0)  # else the rewrite must come a minute after the record
+    sidecar.write_text(json.dumps(_as_earlier(recorded)))
+    parts = (tmp_path / "store" / "tones" / model).glob("*/part-*.parquet")
+    newest_ns = max(int(p.name.split("-")[1]) for p in parts)
+    os.utime(sidecar, ns=(newest_ns + 1_000_000, newest_ns + 1_000_000))
+    clean.delete()
+    assert runner.stage_embed(runner.make_context(cfg), progress=False).computed == 12
+    assert make_plan(cfg, ctx.store, ctx.run_dir).trainings_done == 0
+    caplog.clear()
+    _, s, t = run()
+    assert (s.computed, t["trained"], t["skipped"]) == (0, 1, 0)
+    assert f"pitch__tones__{model}: trained before on other inputs (partition clean re-embedded" in caplog.text
+    recorded = json.loads(sidecar.read_text())
+    assert len(recorded["partitions"]["clean"]) == 4
 
     # the clean partition deleted (`repeval store rm`) and embedded again from the same files, same configuration: the
     # same counts and config hash, but other rows — the group is trained on them, not kept with the old embeddings
@@ -140,6 +168,13 @@ def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(ray_sessi
     assert f"pitch__tones__{model}: trained before on other inputs (labels changed" in caplog.text
     after = pq.read_table(ctx.run_dir / "groups" / f"pitch__tones__{model}.parquet")
     assert after.column("value").to_pylist() != before.column("value").to_pylist()
+
+
+def _as_earlier(recorded: dict) -> dict:
+    """A group's record as a repeval before the partitions' writes and the tracks' digest wrote it."""
+    older = {k: v for k, v in recorded.items() if k != "tracks"}
+    older["partitions"] = {sid: v[:3] for sid, v in recorded["partitions"].items()}
+    return older
 
 
 def test_why_a_group_is_trained_again_names_each_change():

@@ -807,3 +807,27 @@ def test_a_reused_partition_is_of_other_audio_when_its_place_differs_or_its_file
     assert changed_source(part, [src(20, "2026-01-02T00:00:00.000000+00:00", "/data/b")]) == part.sources()
     part.add_sources([src(20, "2026-01-03T00:00:00.000000+00:00")])  # recorded by the run that said so
     assert changed_source(part, [src(20, "2026-01-03T00:00:00.000000+00:00")]) is None
+
+
+def test_a_reused_partition_is_of_other_audio_when_its_sampled_content_differs_at_the_same_size(tmp_path):
+    """The files' content digest (``audio.content``) tells audio rewritten at the same size and no newer; it is
+    compared only with a record of as many files of the same total size, and a record without one (an earlier
+    repeval's) is compared as before."""
+    from repeval.pipeline.partitions import changed_source
+
+    def src(content: str | None, files: int = 20, newest: str = "2026-01-02T00:00:00.000000+00:00") -> dict:
+        audio = {"files": files, "bytes": files * 10, "newest": newest, "content": content}
+        return {"type": "custom", "dir": "/data/a", "audio": {k: v for k, v in audio.items() if v is not None}}
+
+    part = EmbeddingStore(str(tmp_path / "store")).partition("ds", "m", "clean")
+    part.stamp({"fp": 1}, sources=[src("c1")])
+    part.finish({"dataset": "ds"})
+    assert changed_source(part, [src("c1")]) is None
+    assert changed_source(part, [src("c2")]) == part.sources()  # same files and bytes, other content
+    assert changed_source(part, [src("c2", newest="2026-01-01T00:00:00.000000+00:00")]) == part.sources()
+    assert changed_source(part, [src("c3", files=8)]) is None  # a subset: another sample, not compared
+    assert changed_source(part, [src(None)]) is None  # no digest now (files not read): as before
+    older = EmbeddingStore(str(tmp_path / "store")).partition("ds", "m", "D1")
+    older.stamp({"fp": 1}, sources=[src(None)])
+    older.finish({"dataset": "ds"})
+    assert changed_source(older, [src("c2")]) is None  # recorded without a digest: not compared
