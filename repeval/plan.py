@@ -139,7 +139,7 @@ def make_plan(
                     done = False
                     if ctx is not None and states is not None and tune_storage is not None:
                         done, name, inputs = _trained(ctx, states, ei, ds, m.id, fold)
-                        if not done and _retest(ctx, p, name, inputs, tune_storage, trainings):
+                        if not done and _retest(ctx, p, name, inputs, tune_storage, trainings, (ds.name, m.id)):
                             continue
                         if not done and inputs is not None and None not in inputs["partitions"].values():
                             pending[name] = inputs
@@ -342,7 +342,15 @@ def _trained(ctx: Any, states: dict[tuple[str, str, str], tuple[str, str]], ei: 
     return bool(group_trained(ctx, name, inputs, ds.name, model)), name, inputs
 
 
-def _retest(ctx: Any, p: Plan, name: str, inputs: dict[str, Any] | None, tune_storage: str, trainings: int) -> bool:
+def _retest(
+    ctx: Any,
+    p: Plan,
+    name: str,
+    inputs: dict[str, Any] | None,
+    tune_storage: str,
+    trainings: int,
+    pair: tuple[str, str],
+) -> bool:
     """Whether the training stage would test grid ``name`` (not done) on its changed deformation scenarios with the
     probes it selected before instead of training it — trained before, only its scenarios changed
     (:func:`repeval.retest.scenarios_only`, a partition still to be computed counted as changed) and its record of
@@ -351,12 +359,13 @@ def _retest(ctx: Any, p: Plan, name: str, inputs: dict[str, Any] | None, tune_st
     the run reads them (it trains the grid again otherwise): said. A grid whose scenarios alone changed but whose
     probes cannot be read back is said to be trained again, as the run's warning will."""
     from repeval.retest import retest_check, scenarios_only
-    from repeval.runner import _read_json
+    from repeval.run.groups import recorded_inputs
 
     groups = ctx.run_dir / "groups"
     if inputs is None or not (groups / f"{name}.parquet").exists():
         return False  # never trained, or the run stops before training
-    change = scenarios_only(_read_json(groups / f"{name}.inputs.json"), inputs)
+    # read as the run reads it: an earlier repeval's record of a partition re-embedded since counts as changed
+    change = scenarios_only(recorded_inputs(ctx, name, *pair), inputs)
     if change is None:
         return False
     added, removed = change
