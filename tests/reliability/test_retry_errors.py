@@ -309,7 +309,7 @@ def test_the_training_hash_follows_what_results_depend_on_not_how_fast_they_come
 
 
 def test_a_scenario_added_or_removed_is_tested_with_the_probes_selected_before_not_trained_again(
-    ray_session, tmp_path, caplog
+    ray_session, tmp_path, caplog, monkeypatch
 ):
     """Training reads clean embeddings alone: a deformation scenario added to the configuration is tested with the
     probes each group selected before (every seed, ``select: all`` and ``select: best``), giving the rows a fresh run
@@ -428,3 +428,21 @@ def test_a_scenario_added_or_removed_is_tested_with_the_probes_selected_before_n
     for f in (tmp_path / "fresh3" / "r" / "confusion").glob("*.json"):
         assert json.loads((confusion / f.name).read_text()) == json.loads(f.read_text())
     assert len(list(confusion.glob("*.json"))) == len(list((tmp_path / "fresh3" / "r" / "confusion").glob("*.json")))
+
+    # the group's record as an earlier repeval wrote it, and D3 embedded anew after it (`store rm`, then `embed`,
+    # before the upgrade): the run tests the grid again on D3 — `repeval plan` reads the record as the run does
+    from repeval.run import groups
+
+    monkeypatch.setattr(groups, "REWRITE_SLACK_S", 0.0)
+    sidecar = ctx.run_dir / "groups" / f"{name}.inputs.json"
+    sidecar.write_text(json.dumps(_as_earlier(json.loads(sidecar.read_text()))))
+    parts = (tmp_path / "store" / "tones" / model).glob("*/part-*.parquet")
+    newest_ns = max(int(p.name.split("-")[1]) for p in parts)
+    os.utime(sidecar, ns=(newest_ns + 1_000_000, newest_ns + 1_000_000))
+    ctx.store.partition("tones", model, "D3").delete()
+    cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [three], runs_dir=str(tmp_path / "runs"), seeds=2))
+    assert runner.stage_embed(runner.make_context(cfg), progress=False).computed > 0
+    caplog.clear()
+    _, t, _ = run(three)
+    assert (t["trained"], t["retested"], t["skipped"]) == (0, 1, 0)
+    assert "tested again on the changed scenario(s) D3" in plans[-1].text()
