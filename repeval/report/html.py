@@ -22,6 +22,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from repeval.report import plots
+from repeval.report.cells import cell_stats
 from repeval.report.left_out import ERROR_COLUMNS, MAX_ERROR_ROWS, dropped_at_load, error_records
 from repeval.report.render import ci_tip, fmt_number, render_html, replicates_tip
 from repeval.report.results import (
@@ -38,7 +39,7 @@ from repeval.report.results import (
 )
 from repeval.report.selection import combine_validation
 from repeval.report.summary import headline, summary_cards, tied_names
-from repeval.report.tables import cell_stats, make_table, multi_task_datasets
+from repeval.report.tables import make_table, multi_task_datasets
 from repeval.store.partition import show_errors_command
 
 log = logging.getLogger(__name__)

@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from repeval.report.cells import _higher
 from repeval.report.deltas import left_out, paired_deltas
 from repeval.report.render import fmt_number
 from repeval.report.results import CLEAN, natural_key, ordered_scenarios
 from repeval.report.selection import ProbeChoice, choose_probes
-from repeval.report.tables import _higher
 from repeval.tuning.results import mean_intervals
 
 log = logging.getLogger(__name__)

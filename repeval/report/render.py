@@ -1,4 +1,4 @@
-"""Render a :class:`~repeval.report.tables.Table` as terminal text, Markdown, CSV, LaTeX or HTML."""
+"""Render a :class:`~repeval.report.cells.Table` as terminal text, Markdown, CSV, LaTeX or HTML."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import io
 import math
 import sys
 
-from repeval.report.tables import Table, canonical_format, fewer_replicates
+from repeval.report.cells import Table, canonical_format, fewer_replicates
 
 
 def ci_tip(level: str = "95%") -> str:

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from repeval.report.cells import _higher
 from repeval.report.deltas import paired_deltas
 from repeval.report.render import fmt_number
 from repeval.report.results import CLEAN, Run, combine_results, groups, ordered_scenarios
 from repeval.report.selection import ProbeChoice, choose_probes, combine_validation
-from repeval.report.tables import _higher
 
 e = html.escape
 
