@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from repeval.report import plots
 from repeval.report.cells import cell_stats
 from repeval.report.left_out import ERROR_COLUMNS, MAX_ERROR_ROWS, dropped_at_load, error_records
-from repeval.report.render import ci_tip, fmt_number, render_html, replicates_tip
+from repeval.report.render import ci_tip, fmt_number, render_html, replicates_tip, sort_direction
 from repeval.report.results import (
     CLEAN,
     Run,
@@ -131,7 +131,8 @@ def _per_label_block(
     )  # fmt: skip
     tid = _slug("labels", task, dataset)
     head = "".join(
-        f'<th data-col="{k}" data-kind="{"text" if k < 4 else "num"}">{e(h)}</th>' for k, h in enumerate(keys + metrics)
+        f'<th data-col="{k}" data-kind="{"text" if k < 4 else "num"}"{"" if k < 4 else sort_direction(h)}>{e(h)}</th>'
+        for k, h in enumerate(keys + metrics)
     )
     body = []
     for r in rows:
@@ -453,7 +454,7 @@ def build_report_html(runs: list[Run], *, title: str = "repeval report") -> str:
         f"<title>{e(title)}: {e(run_ids)}</title><style>{_asset('report.css')}</style></head><body>"
         f"<header><h1>{e(title)}</h1><p>runs: {e(run_ids)} · {len(pairs)} task/dataset pair(s) · generated {stamp}</p>"
         "<p>Tables: mean ± std over seeds (and folds for k-fold datasets; std is the sample standard deviation, n − 1), "
-        "best per column highlighted, click a header to sort. "
+        "best per column highlighted, click a header to sort (best first). "
         f"Hover a value for its {ci_level(runs)} bootstrap interval over test tracks.</p></header>"
         f'<nav><a href="#runs">runs &amp; config</a>{nav}</nav><main>'
         f"{left_out}{''.join(sections)}{_run_section(runs)}</main>"

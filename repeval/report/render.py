@@ -8,7 +8,7 @@ import io
 import math
 import sys
 
-from repeval.report.cells import Table, canonical_format, fewer_replicates
+from repeval.report.cells import Table, _higher, canonical_format, fewer_replicates
 
 
 def ci_tip(level: str = "95%") -> str:
@@ -170,6 +170,13 @@ def render_latex(t: Table, *, scale: float = 1.0, decimals: int = 3) -> str:
     return "\n".join(out) + "\n"
 
 
+def sort_direction(metric: str) -> str:
+    """The attribute that makes the report's first click on a column of ``metric`` sort it best first:
+    ``data-better="lower"`` for a metric whose lower values are better (an error, or its change from clean), else
+    nothing (numbers sort descending)."""
+    return "" if _higher(metric) else ' data-better="lower"'
+
+
 def render_html(t: Table, *, scale: float = 1.0, decimals: int = 3, table_id: str = "", ci_level: str = "95%") -> str:
     """A ``<table class="rv-table">`` with ``data-value`` on every cell for the report's sorter; a cell's tooltip
     gives its ``ci_level`` bootstrap interval."""
@@ -190,7 +197,9 @@ def render_html(t: Table, *, scale: float = 1.0, decimals: int = 3, table_id: st
     parts.append("<tr>")
     for k, lab in enumerate(labels):
         kind = "text" if k < len(t.row_names) else "num"
-        parts.append(f'<th data-col="{k}" data-kind="{kind}" title="click to sort">{e(lab)}</th>')
+        better = sort_direction(t.columns[k - len(t.row_names)][0]) if kind == "num" else ""
+        tip = "click to sort, best first" if kind == "num" else "click to sort"
+        parts.append(f'<th data-col="{k}" data-kind="{kind}"{better} title="{tip}">{e(lab)}</th>')
     parts.append("</tr></thead><tbody>")
     for i, row in enumerate(t.rows):
         parts.append("<tr>" + "".join(f'<td data-value="{e(v)}">{e(v)}</td>' for v in row))
