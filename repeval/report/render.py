@@ -73,7 +73,9 @@ def render_markdown(t: Table, *, scale: float = 1.0, decimals: int = 3) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_csv(t: Table, *, with_group: bool = False) -> str:
+def render_csv(t: Table, *, with_group: bool = False, scale: float = 1.0) -> str:
+    """Every cell's statistics at full precision, its mean, std and interval multiplied by ``scale`` (``--scale 100``:
+    percentages, as in the other formats; the counts are not scaled)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     # the group's task and dataset lead each row, unless the table's rows name them already (the ``tasks`` preset:
@@ -90,13 +92,13 @@ def render_csv(t: Table, *, with_group: bool = False) -> str:
         out: list[object] = [*(group[c] for c in lead), *row]
         for j in range(len(t.columns)):
             out += [
-                _num(t.mean[i, j]),
-                _num(t.std[i, j]),
+                _num(t.mean[i, j] * scale),
+                _num(t.std[i, j] * scale),
                 int(t.n[i, j]),
                 int(t.n_seeds[i, j]),
                 int(t.n_folds[i, j]),
-                _num(t.ci_low[i, j]),
-                _num(t.ci_high[i, j]),
+                _num(t.ci_low[i, j] * scale),
+                _num(t.ci_high[i, j] * scale),
             ]
         w.writerow(out)
     return buf.getvalue()
@@ -274,7 +276,7 @@ def render(
     if fmt == "markdown":
         return render_markdown(t, scale=scale, decimals=decimals)
     if fmt == "csv":
-        return render_csv(t, with_group=with_group)
+        return render_csv(t, with_group=with_group, scale=scale)
     if fmt == "latex":
         return render_latex(t, scale=scale, decimals=decimals)
     return render_html(t, scale=scale, decimals=decimals, ci_level=ci_level)

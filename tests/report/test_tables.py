@@ -378,3 +378,20 @@ def test_table_command_names_the_tasks_and_datasets_there(run_dir, second_run_di
     assert "precision" not in out
     r = CliRunner().invoke(app, ["table", str(run_dir), "--task", TASK, "--decimals", "0", "--format", "csv"])
     assert r.exit_code == 0, r.output
+
+
+def test_csv_honours_scale_as_the_other_formats_do(run_dir):
+    """``--scale 100 --format csv`` printed the unscaled fractions, silently, where every other format printed
+    percentages. The CSV's means, stds and intervals are scaled now; its counts are not."""
+    plain = pd.read_csv(io.StringIO(table_command([run_dir], "robustness", "csv", task=TASK)))
+    pct = pd.read_csv(io.StringIO(table_command([run_dir], "robustness", "csv", task=TASK, scale=100)))
+    assert list(pct.columns) == list(plain.columns) and len(pct) == len(plain)
+    for col in plain.columns[2:]:
+        if col.endswith((":n", ":n_seeds", ":n_folds")):
+            assert (pct[col] == plain[col]).all(), col
+        else:
+            assert plain[col].notna().any() or col.endswith(("ci_low", "ci_high")), col
+            np.testing.assert_allclose(pct[col], plain[col] * 100, rtol=1e-12, err_msg=col)
+    md = table_command([run_dir], "robustness", "markdown", task=TASK, scale=100, decimals=1)
+    first = f"{plain.iloc[0, 2] * 100:.1f}"
+    assert f"| {plain.iloc[0, 0]} | {plain.iloc[0, 1]} | {first}" in md.replace("**", "")  # the number markdown shows
