@@ -59,11 +59,17 @@ def _metric_spans(t: Table) -> list[tuple[str, int]]:
     return spans
 
 
+def _with_bold_note(t: Table, caption: str) -> str:
+    """``caption`` with what bold means, for the formats that mark the best value of a column in bold."""
+    return "; ".join([p for p in (caption, "bold: best in column" if t.best.any() else "") if p])
+
+
 def render_markdown(t: Table, *, scale: float = 1.0, decimals: int = 3) -> str:
     def esc(s: str) -> str:
         return s.replace("|", "\\|")
 
-    lines = [f"**{esc(t.title)}**" + (f" — {esc(t.full_caption)}" if t.full_caption else ""), ""]
+    caption = _with_bold_note(t, t.full_caption)
+    lines = [f"**{esc(t.title)}**" + (f" — {esc(caption)}" if caption else ""), ""]
     lines.append("| " + " | ".join(esc(h) for h in t.row_names + _headers(t)) + " |")
     lines.append("|" + "---|" * len(t.row_names) + "---:|" * len(t.columns))
     for i, row in enumerate(t.rows):
@@ -135,7 +141,7 @@ def render_latex(t: Table, *, scale: float = 1.0, decimals: int = 3) -> str:
     n_rows = len(t.row_names)
     spec = "l" * n_rows + "".join(" " + "r" * k for _, k in _metric_spans(t))
     out = [r"\begin{table}[t]", r"\centering", r"\small"]
-    cap = t.title + (f" ({t.full_caption})" if t.full_caption else "")
+    cap = t.title + (f" ({_with_bold_note(t, t.full_caption)})" if t.full_caption or t.best.any() else "")
     out.append(r"\caption{" + latex_escape(cap) + "}")
     out.append(r"\begin{tabular}{" + spec + "}")
     out.append(r"\toprule")
@@ -164,7 +170,7 @@ def render_latex(t: Table, *, scale: float = 1.0, decimals: int = 3) -> str:
         cells = []
         for j in range(len(t.columns)):
             c = latex_escape(cell_text(t, i, j, scale=scale, decimals=decimals, pm=" ± "))
-            c = c.replace("−", "-")
+            c = c.replace("−", "$-$")  # a minus sign, not the hyphen a bare ``-`` sets in text mode
             cells.append(r"\textbf{" + c + "}" if t.best[i, j] else c)
         out.append(" & ".join(shown + cells) + r" \\")
         prev = row

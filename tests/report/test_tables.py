@@ -395,3 +395,20 @@ def test_csv_honours_scale_as_the_other_formats_do(run_dir):
     md = table_command([run_dir], "robustness", "markdown", task=TASK, scale=100, decimals=1)
     first = f"{plain.iloc[0, 2] * 100:.1f}"
     assert f"| {plain.iloc[0, 0]} | {plain.iloc[0, 1]} | {first}" in md.replace("**", "")  # the number markdown shows
+
+
+def test_latex_sets_a_minus_sign_and_markdown_and_latex_say_what_bold_means(results):
+    """LaTeX set a negative Δ as ``-0.152``, a hyphen in text mode, not a minus sign; and the Markdown and LaTeX tables
+    marked the best value of each column in bold without saying so (the terminal says ``* best in column``)."""
+    import re
+
+    t = make_table(results, "robustness", task=TASK, metrics=["accuracy"])
+    assert (t.mean[:, 1:] < 0).any()  # the fixture's deformations hurt: negative changes to print
+    tex = render(t, "latex")
+    body = tex[tex.index(r"\midrule") : tex.index(r"\bottomrule")]
+    negatives = int((np.round(t.mean[:, 1:], 3) < 0).sum())
+    assert body.count("$-$") == negatives and not re.search(r"(?<![\w$])-\d", body)
+    assert r"bold: best in column)}" in tex.splitlines()[3]  # the \caption line
+    md = render(t, "markdown")
+    assert md.splitlines()[0].endswith("; bold: best in column")
+    assert md.count("**") == 2 * (t.best.sum() + 1)  # the title and the best cells only
