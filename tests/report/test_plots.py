@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
@@ -75,3 +77,32 @@ def test_plot_errors_are_explicit(run):
     clean_only = run.results[run.results["scenario"] == "clean"]
     with pytest.raises(ValueError, match="needs deformed scenarios"):
         plots.robustness_heatmap(clean_only, TASK, DATASET)
+
+
+def _drawn(fig):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    return renderer
+
+
+def test_robustness_heatmap_fits_long_row_names_and_scenario_names(run):
+    """In a report over several runs the rows are ``run/model (probe)``: the figure kept its width, the heat map
+    shrank, the scenario names (``mp3_32kbps``, ``noise_10db``) ran into each other and the title was cut at the
+    figure's edge. The width now follows the names: no tick label overlaps another, every text is inside the figure."""
+    names = {"D1": "mp3_32kbps", "D2": "noise_10db"}
+    df = run.results.assign(
+        model="quickstart_s3/" + run.results["model"], scenario=run.results["scenario"].replace(names)
+    )
+    fig = plots.robustness_heatmap(df, TASK, DATASET, "accuracy")
+    renderer = _drawn(fig)
+    ax = fig.axes[0]
+    ticks = sorted((t.get_window_extent(renderer) for t in ax.get_xticklabels()), key=lambda b: b.x0)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["mp3_32kbps", "noise_10db"]
+    assert all(a.x1 <= b.x0 for a, b in itertools.pairwise(ticks)), [(b.x0, b.x1) for b in ticks]
+    page = fig.bbox
+    texts = [ax.title, *ax.get_xticklabels(), *ax.get_yticklabels()]
+    for t in texts:
+        box = t.get_window_extent(renderer)
+        assert box.x0 >= page.x0 - 1 and box.x1 <= page.x1 + 1, (t.get_text(), box.x0, box.x1, page.x1)
