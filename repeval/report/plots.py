@@ -139,16 +139,20 @@ def probe_capacity_curves(
     fig = Figure(figsize=(6.4, 3.8), dpi=FIG_DPI, layout="constrained")
     ax = fig.add_subplot()
     x = np.arange(len(probes))
+    spread = False
     for model in dict.fromkeys(df["model"]):
         mine = df[df["model"] == model]
         fold = mine["fold"].fillna(-1) if "fold" in mine.columns else -1
         replicates = mine.assign(_fold=fold).groupby(["probe", "seed", "_fold"])["value"].mean()
         stats = replicates.groupby(level="probe").agg(["mean", "std"]).reindex(probes)
+        spread = spread or bool(stats["std"].notna().any())
         ax.errorbar(x, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label=model)
     ax.set_xticks(x, probes)
     thesis = all(re.fullmatch(r"M[1-5]", str(p)) for p in probes)  # only the thesis' probes grow in that order
     ax.set_xlabel("probe (increasing capacity)" if thesis else "probe")
-    ax.set_ylabel(metric)
+    # the bars are the tables' spread, not the per-label figure's bootstrap interval: say which
+    folds = "fold" in df.columns and df["fold"].notna().any()
+    ax.set_ylabel(f"{metric} (mean ± std over seeds{' × folds' if folds else ''})" if spread else metric)
     ax.set_title(f"{task} / {dataset}: probe capacity ({scenario})", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

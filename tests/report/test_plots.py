@@ -106,3 +106,15 @@ def test_robustness_heatmap_fits_long_row_names_and_scenario_names(run):
     for t in texts:
         box = t.get_window_extent(renderer)
         assert box.x0 >= page.x0 - 1 and box.x1 <= page.x1 + 1, (t.get_text(), box.x0, box.x1, page.x1)
+
+
+def test_probe_capacity_says_what_its_error_bars_are(run):
+    """The probe capacity figure's error bars (the sample std over seeds, as the tables' ±) were unlabelled, next to
+    per-label bars whose whiskers are bootstrap intervals. The y axis says so where there are bars, not with one seed."""
+    df = run.results
+    fig = plots.probe_capacity_curves(df, TASK, DATASET, "f1_macro")
+    assert fig.axes[0].get_ylabel() == "f1_macro (mean ± std over seeds)"
+    (bars,) = fig.axes[0].containers[0].lines[2]
+    assert max(abs(s[1][1] - s[0][1]) for s in bars.get_segments()) > 0  # there are bars to explain
+    one_seed = plots.probe_capacity_curves(df[df["seed"] == df["seed"].min()], TASK, DATASET, "f1_macro")
+    assert one_seed.axes[0].get_ylabel() == "f1_macro"
