@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
@@ -329,6 +330,8 @@ def table_command(
         raise ValueError(unknown_name_message("table preset", preset, set(PRESETS)))
     if decimals < 0:
         raise ValueError(f"--decimals must be 0 or more (digits after the point), got {decimals}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"--scale must be a positive factor (1: as computed, 100: percentages), got {scale:g}")
     runs = load_runs([Path(d) for d in run_dirs]) if runs is None else runs
     results = combine_results(runs)
     validation = combine_validation(runs)

@@ -189,6 +189,9 @@ def test_errors_name_the_choices(results):
         make_table(results, "all_deform_all_models")
     with pytest.raises(ValueError, match="did you mean 'markdown'"):
         table_command([], "robustness", "markdwn")
+    for scale in (0.0, -100.0, float("nan")):  # every cell 0.000, or signs flipped under the unflipped best marks
+        with pytest.raises(ValueError, match="--scale must be a positive factor"):
+            table_command([], "robustness", "markdown", scale=scale)
 
 
 class _Cells(HTMLParser):
