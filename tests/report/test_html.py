@@ -172,7 +172,12 @@ def test_summary_cards_count_the_tracks_each_model_was_scored_on_and_the_groups_
     )
     assert "logmel-stats on clean 89, msd-musicnn on D1 87, logmel-stats on D1 89, logmel-stats on D2 89" in cards
     one_seed = df[(df["task"] == "instrument_recognition") | (df["seed"] == 0)]  # the other task: seed 0 alone
-    assert "<span>1 seed(s), 3 scenario(s)</span>" in summary_cards(one_seed, "autotagging", "magnatagatune")
+    # clean and 2 deformations: the most robust card's "over 2 scenarios" and the grid card read alike (not "3")
+    assert "<span>1 seed, clean + 2 deformation scenarios</span>" in summary_cards(
+        one_seed, "autotagging", "magnatagatune"
+    )
+    clean_only = summary_cards(df[df["scenario"] == "clean"], "autotagging", "magnatagatune")
+    assert "<span>2 seeds, clean audio only</span>" in clean_only
     # k folds: every track is tested in one fold, so the tracks of all folds (not the largest fold's)
     folds = pd.concat([df.assign(fold=k, n_test=30) for k in range(3)], ignore_index=True).astype({"fold": "Int64"})
     cards = summary_cards(folds, "autotagging", "magnatagatune")
