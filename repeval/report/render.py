@@ -234,9 +234,8 @@ def render_terminal(t: Table, *, color: bool | None = None, scale: float = 1.0, 
 
     if color is None:
         color = sys.stdout.isatty()
-    rt = RichTable(
-        title=t.title, caption=(t.full_caption + "; " if t.full_caption else "") + ("" if color else "* best in column")
-    )
+    best = "bold green: best in column" if color else "* best in column"
+    rt = RichTable(title=t.title, caption="; ".join([c for c in (t.full_caption, best) if c]))
     for name in t.row_names:
         rt.add_column(name, no_wrap=True)
     for m, s in t.columns:

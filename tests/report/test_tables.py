@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from html.parser import HTMLParser
 
 import numpy as np
@@ -246,6 +247,10 @@ def test_formats(results):
     assert f"{best_text}*" in plain and "\x1b[" not in plain
     colour = render(t, "terminal", color=True)
     assert "\x1b[" in colour and best_text in colour
+    # the caption says what the colour marks, as the plain one says what * marks (it ended in a dangling "; ")
+    caption = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", colour).split("┘", 1)[1].split())
+    assert caption == f"{t.full_caption}; bold green: best in column"
+    assert " ".join(plain.split("┘", 1)[1].split()) == f"{t.full_caption}; * best in column"
 
 
 def test_table_command_over_two_runs(run_dir, second_run_dir):
@@ -403,8 +408,6 @@ def test_csv_honours_scale_as_the_other_formats_do(run_dir):
 def test_latex_sets_a_minus_sign_and_markdown_and_latex_say_what_bold_means(results):
     """LaTeX set a negative Δ as ``-0.152``, a hyphen in text mode, not a minus sign; and the Markdown and LaTeX tables
     marked the best value of each column in bold without saying so (the terminal says ``* best in column``)."""
-    import re
-
     t = make_table(results, "robustness", task=TASK, metrics=["accuracy"])
     assert (t.mean[:, 1:] < 0).any()  # the fixture's deformations hurt: negative changes to print
     tex = render(t, "latex")
