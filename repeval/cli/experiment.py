@@ -355,8 +355,12 @@ def table(
     ] = "terminal",
     task: Annotated[str | None, typer.Option("--task", help="only this task (--preset tasks: a, b, …)")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="only this dataset")] = None,
-    scale: Annotated[float, typer.Option("--scale", help="multiply values (100 for the thesis' percentages)")] = 1.0,
-    decimals: Annotated[int, typer.Option("--decimals")] = 3,
+    scale: Annotated[
+        float, typer.Option("--scale", help="multiply values, in every format (100 for the thesis' percentages)")
+    ] = 1.0,
+    decimals: Annotated[
+        int, typer.Option("--decimals", help="digits after the point (csv: every digit, at full precision)")
+    ] = 3,
 ) -> None:
     """Print result tables for one or more runs (several runs are combined)."""
     from repeval.report.tables import table_command

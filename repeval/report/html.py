@@ -22,8 +22,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from repeval.report import plots
+from repeval.report.cells import cell_stats
 from repeval.report.left_out import ERROR_COLUMNS, MAX_ERROR_ROWS, dropped_at_load, error_records
-from repeval.report.render import ci_tip, fmt_number, render_html, replicates_tip
+from repeval.report.render import ci_tip, fmt_number, render_html, replicates_tip, sort_direction
 from repeval.report.results import (
     CLEAN,
     Run,
@@ -38,7 +39,7 @@ from repeval.report.results import (
 )
 from repeval.report.selection import combine_validation
 from repeval.report.summary import headline, summary_cards, tied_names
-from repeval.report.tables import cell_stats, make_table, multi_task_datasets
+from repeval.report.tables import make_table, multi_task_datasets
 from repeval.store.partition import show_errors_command
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,8 @@ def _per_label_block(
     )  # fmt: skip
     tid = _slug("labels", task, dataset)
     head = "".join(
-        f'<th data-col="{k}" data-kind="{"text" if k < 4 else "num"}">{e(h)}</th>' for k, h in enumerate(keys + metrics)
+        f'<th data-col="{k}" data-kind="{"text" if k < 4 else "num"}"{"" if k < 4 else sort_direction(h)}>{e(h)}</th>'
+        for k, h in enumerate(keys + metrics)
     )
     body = []
     for r in rows:
@@ -357,9 +359,14 @@ def _group_section(
     task: str,
     dataset: str,
     validation: pd.DataFrame | None = None,
+    tables: tuple[pd.DataFrame, pd.DataFrame | None] | None = None,
 ) -> str:
+    """One task/dataset's section; ``df`` and ``validation`` name each model ``<run>/<model>`` over several runs (the
+    figures, cards and per-label rows key on it), ``tables``: the results and validation with the models' own names,
+    for the tables, whose rows lead with their run's id (default: ``df`` and ``validation``)."""
     multi = len(runs) > 1
     level = ci_level(runs)
+    table_df, table_validation = tables if tables is not None else (df, validation)
     agg = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna()]
     task_type = str(agg["task_type"].iloc[0]) if not agg.empty else ""
     task_type = " · ".join([task_type, *_task_notes(runs, task)])
@@ -371,15 +378,17 @@ def _group_section(
     out.append(_failed_block(runs, task, dataset))
     masked = masked_pairs(runs)
     out.append(
-        _table_block(df, "model_comparison", task, dataset, "Model comparison (clean audio)", "", validation, level,
-                     masked)
+        _table_block(table_df, "model_comparison", task, dataset, "Model comparison (clean audio)", "",
+                     table_validation, level, masked)
     )  # fmt: skip
-    out.append(_table_block(df, "all_deform_all_models", task, dataset, "All models × probes × scenarios",
+    out.append(_table_block(table_df, "all_deform_all_models", task, dataset, "All models × probes × scenarios",
                             "mean ± std over seeds (and folds); hover a cell for its bootstrap interval",
                             level=level, masked=masked))  # fmt: skip
     if has_deform:
         out.append(
-            _table_block(df, "robustness", task, dataset, "Robustness (deformed − clean)", level=level, masked=masked)
+            _table_block(
+                table_df, "robustness", task, dataset, "Robustness (deformed − clean)", level=level, masked=masked
+            )
         )
     figs = [
         _figure(partial(plots.probe_capacity_curves, df, task, dataset, m), f"probe capacity: {m}") for m in metrics[:2]
@@ -429,7 +438,9 @@ def build_report_html(runs: list[Run], *, title: str = "repeval report") -> str:
     pairs = groups(df)
     nav = "".join(f'<a href="#{_slug("g", t, d)}">{e(t)} / {e(d)}</a>' for t, d in pairs)
     validation = combine_validation(runs, prefix_models=multi)  # keyed like plot_df
-    sections = [_group_section(runs, plot_df, history, t, d, validation) for t, d in pairs]
+    # the tables' rows lead with the run id: their model column keeps the model's own name
+    tables = (df, combine_validation(runs)) if multi else None
+    sections = [_group_section(runs, plot_df, history, t, d, validation, tables) for t, d in pairs]
     for d in multi_task_datasets(df):  # a dataset two or more tasks share: its tasks side by side
         nav += f'<a href="#{_slug("tasks", d)}">tasks / {e(d)}</a>'
         block = _table_block(df, "tasks", None, d, "The dataset's tasks side by side",
@@ -452,7 +463,7 @@ def build_report_html(runs: list[Run], *, title: str = "repeval report") -> str:
         f"<title>{e(title)}: {e(run_ids)}</title><style>{_asset('report.css')}</style></head><body>"
         f"<header><h1>{e(title)}</h1><p>runs: {e(run_ids)} · {len(pairs)} task/dataset pair(s) · generated {stamp}</p>"
         "<p>Tables: mean ± std over seeds (and folds for k-fold datasets; std is the sample standard deviation, n − 1), "
-        "best per column highlighted, click a header to sort. "
+        "best per column highlighted, click a header to sort (best first). "
         f"Hover a value for its {ci_level(runs)} bootstrap interval over test tracks.</p></header>"
         f'<nav><a href="#runs">runs &amp; config</a>{nav}</nav><main>'
         f"{left_out}{''.join(sections)}{_run_section(runs)}</main>"

@@ -17,16 +17,19 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from repeval.report.cells import _higher
 from repeval.report.deltas import left_out, paired_deltas
 from repeval.report.render import fmt_number
 from repeval.report.results import CLEAN, natural_key, ordered_scenarios
 from repeval.report.selection import ProbeChoice, choose_probes
-from repeval.report.tables import _higher
 from repeval.tuning.results import mean_intervals
 
 log = logging.getLogger(__name__)
 
 FIG_DPI = 100
+#: the width of a character of the 10-pt tick labels and titles, in inches (DejaVu Sans averages ~0.6 em), to size
+#: a figure by its labels
+_TEXT_IN_PER_CHAR = 0.075
 
 
 def _group(results: pd.DataFrame, task: str, dataset: str, *, per_label: bool = False) -> pd.DataFrame:
@@ -93,12 +96,22 @@ def robustness_heatmap(
     left = left_out(deltas, ["model"])
     starred = set(zip(left["model"], left["scenario"], strict=True))
     vmax = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
-    fig = Figure(figsize=(max(5.0, 2.8 + 1.0 * len(scen)), 1.4 + 0.5 * len(models)), dpi=FIG_DPI, layout="constrained")
+    rows = [f"{m} ({probes[m]})" for m in models]
+    title = f"{task} / {dataset}: robustness"
+    # wide enough for the row names (``run/model (probe)`` over several runs), a column per scenario as wide as its
+    # name, the colour bar, and the title: the heat map keeps its size instead of shrinking under its labels
+    column_in = max(1.0, _TEXT_IN_PER_CHAR * max(map(len, scen)) + 0.3)
+    width_in = max(
+        5.0,
+        _TEXT_IN_PER_CHAR * max(map(len, rows)) + column_in * len(scen) + 1.6,
+        _TEXT_IN_PER_CHAR * len(title) + 0.4,
+    )
+    fig = Figure(figsize=(width_in, 1.4 + 0.5 * len(models)), dpi=FIG_DPI, layout="constrained")
     ax = fig.add_subplot()
     cmap = "RdBu" if _higher(metric) else "RdBu_r"
     im = ax.imshow(values, cmap=cmap, vmin=-vmax or -1, vmax=vmax or 1, aspect="auto")
     ax.set_xticks(range(len(scen)), scen)
-    ax.set_yticks(range(len(models)), [f"{m} ({probes[m]})" for m in models])
+    ax.set_yticks(range(len(models)), rows)
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
             if np.isfinite(values[i, j]):
@@ -109,7 +122,7 @@ def robustness_heatmap(
     fig.colorbar(im, ax=ax, label=f"Δ {metric} (deformed − clean)")
     if starred:
         ax.set_xlabel("* tracks left out of Δ: see the robustness table", fontsize=8)
-    ax.set_title(f"{task} / {dataset}: robustness", fontsize=10)
+    ax.set_title(title, fontsize=10)
     return fig
 
 
@@ -126,16 +139,20 @@ def probe_capacity_curves(
     fig = Figure(figsize=(6.4, 3.8), dpi=FIG_DPI, layout="constrained")
     ax = fig.add_subplot()
     x = np.arange(len(probes))
+    spread = False
     for model in dict.fromkeys(df["model"]):
         mine = df[df["model"] == model]
         fold = mine["fold"].fillna(-1) if "fold" in mine.columns else -1
         replicates = mine.assign(_fold=fold).groupby(["probe", "seed", "_fold"])["value"].mean()
         stats = replicates.groupby(level="probe").agg(["mean", "std"]).reindex(probes)
+        spread = spread or bool(stats["std"].notna().any())
         ax.errorbar(x, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label=model)
     ax.set_xticks(x, probes)
     thesis = all(re.fullmatch(r"M[1-5]", str(p)) for p in probes)  # only the thesis' probes grow in that order
     ax.set_xlabel("probe (increasing capacity)" if thesis else "probe")
-    ax.set_ylabel(metric)
+    # the bars are the tables' spread, not the per-label figure's bootstrap interval: say which
+    folds = "fold" in df.columns and df["fold"].notna().any()
+    ax.set_ylabel(f"{metric} (mean ± std over seeds{' × folds' if folds else ''})" if spread else metric)
     ax.set_title(f"{task} / {dataset}: probe capacity ({scenario})", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -1,4 +1,4 @@
-"""Render a :class:`~repeval.report.tables.Table` as terminal text, Markdown, CSV, LaTeX or HTML."""
+"""Render a :class:`~repeval.report.cells.Table` as terminal text, Markdown, CSV, LaTeX or HTML."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import io
 import math
 import sys
 
-from repeval.report.tables import Table, canonical_format, fewer_replicates
+from repeval.report.cells import Table, _higher, canonical_format, fewer_replicates
 
 
 def ci_tip(level: str = "95%") -> str:
@@ -59,11 +59,17 @@ def _metric_spans(t: Table) -> list[tuple[str, int]]:
     return spans
 
 
+def _with_bold_note(t: Table, caption: str) -> str:
+    """``caption`` with what bold means, for the formats that mark the best value of a column in bold."""
+    return "; ".join([p for p in (caption, "bold: best in column" if t.best.any() else "") if p])
+
+
 def render_markdown(t: Table, *, scale: float = 1.0, decimals: int = 3) -> str:
     def esc(s: str) -> str:
         return s.replace("|", "\\|")
 
-    lines = [f"**{esc(t.title)}**" + (f" — {esc(t.full_caption)}" if t.full_caption else ""), ""]
+    caption = _with_bold_note(t, t.full_caption)
+    lines = [f"**{esc(t.title)}**" + (f" — {esc(caption)}" if caption else ""), ""]
     lines.append("| " + " | ".join(esc(h) for h in t.row_names + _headers(t)) + " |")
     lines.append("|" + "---|" * len(t.row_names) + "---:|" * len(t.columns))
     for i, row in enumerate(t.rows):
@@ -73,7 +79,9 @@ def render_markdown(t: Table, *, scale: float = 1.0, decimals: int = 3) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_csv(t: Table, *, with_group: bool = False) -> str:
+def render_csv(t: Table, *, with_group: bool = False, scale: float = 1.0) -> str:
+    """Every cell's statistics at full precision, its mean, std and interval multiplied by ``scale`` (``--scale 100``:
+    percentages, as in the other formats; the counts are not scaled)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     # the group's task and dataset lead each row, unless the table's rows name them already (the ``tasks`` preset:
@@ -90,13 +98,13 @@ def render_csv(t: Table, *, with_group: bool = False) -> str:
         out: list[object] = [*(group[c] for c in lead), *row]
         for j in range(len(t.columns)):
             out += [
-                _num(t.mean[i, j]),
-                _num(t.std[i, j]),
+                _num(t.mean[i, j] * scale),
+                _num(t.std[i, j] * scale),
                 int(t.n[i, j]),
                 int(t.n_seeds[i, j]),
                 int(t.n_folds[i, j]),
-                _num(t.ci_low[i, j]),
-                _num(t.ci_high[i, j]),
+                _num(t.ci_low[i, j] * scale),
+                _num(t.ci_high[i, j] * scale),
             ]
         w.writerow(out)
     return buf.getvalue()
@@ -133,7 +141,7 @@ def render_latex(t: Table, *, scale: float = 1.0, decimals: int = 3) -> str:
     n_rows = len(t.row_names)
     spec = "l" * n_rows + "".join(" " + "r" * k for _, k in _metric_spans(t))
     out = [r"\begin{table}[t]", r"\centering", r"\small"]
-    cap = t.title + (f" ({t.full_caption})" if t.full_caption else "")
+    cap = t.title + (f" ({_with_bold_note(t, t.full_caption)})" if t.full_caption or t.best.any() else "")
     out.append(r"\caption{" + latex_escape(cap) + "}")
     out.append(r"\begin{tabular}{" + spec + "}")
     out.append(r"\toprule")
@@ -162,12 +170,19 @@ def render_latex(t: Table, *, scale: float = 1.0, decimals: int = 3) -> str:
         cells = []
         for j in range(len(t.columns)):
             c = latex_escape(cell_text(t, i, j, scale=scale, decimals=decimals, pm=" ± "))
-            c = c.replace("−", "-")
+            c = c.replace("−", "$-$")  # a minus sign, not the hyphen a bare ``-`` sets in text mode
             cells.append(r"\textbf{" + c + "}" if t.best[i, j] else c)
         out.append(" & ".join(shown + cells) + r" \\")
         prev = row
     out += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     return "\n".join(out) + "\n"
+
+
+def sort_direction(metric: str) -> str:
+    """The attribute that makes the report's first click on a column of ``metric`` sort it best first:
+    ``data-better="lower"`` for a metric whose lower values are better (an error, or its change from clean), else
+    nothing (numbers sort descending)."""
+    return "" if _higher(metric) else ' data-better="lower"'
 
 
 def render_html(t: Table, *, scale: float = 1.0, decimals: int = 3, table_id: str = "", ci_level: str = "95%") -> str:
@@ -190,7 +205,9 @@ def render_html(t: Table, *, scale: float = 1.0, decimals: int = 3, table_id: st
     parts.append("<tr>")
     for k, lab in enumerate(labels):
         kind = "text" if k < len(t.row_names) else "num"
-        parts.append(f'<th data-col="{k}" data-kind="{kind}" title="click to sort">{e(lab)}</th>')
+        better = sort_direction(t.columns[k - len(t.row_names)][0]) if kind == "num" else ""
+        tip = "click to sort, best first" if kind == "num" else "click to sort"
+        parts.append(f'<th data-col="{k}" data-kind="{kind}"{better} title="{tip}">{e(lab)}</th>')
     parts.append("</tr></thead><tbody>")
     for i, row in enumerate(t.rows):
         parts.append("<tr>" + "".join(f'<td data-value="{e(v)}">{e(v)}</td>' for v in row))
@@ -217,9 +234,8 @@ def render_terminal(t: Table, *, color: bool | None = None, scale: float = 1.0, 
 
     if color is None:
         color = sys.stdout.isatty()
-    rt = RichTable(
-        title=t.title, caption=(t.full_caption + "; " if t.full_caption else "") + ("" if color else "* best in column")
-    )
+    best = "bold green: best in column" if color else "* best in column"
+    rt = RichTable(title=t.title, caption="; ".join([c for c in (t.full_caption, best) if c]))
     for name in t.row_names:
         rt.add_column(name, no_wrap=True)
     for m, s in t.columns:
@@ -265,7 +281,7 @@ def render(
     if fmt == "markdown":
         return render_markdown(t, scale=scale, decimals=decimals)
     if fmt == "csv":
-        return render_csv(t, with_group=with_group)
+        return render_csv(t, with_group=with_group, scale=scale)
     if fmt == "latex":
         return render_latex(t, scale=scale, decimals=decimals)
     return render_html(t, scale=scale, decimals=decimals, ci_level=ci_level)

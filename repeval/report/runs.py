@@ -8,6 +8,8 @@ training that failed, or a test cell not scored) — no other data pages, and no
 from __future__ import annotations
 
 import json
+import os
+from shlex import quote
 from typing import Any
 
 import pyarrow.fs as pafs
@@ -22,6 +24,7 @@ from repeval.rundir import (
     filesystem_of,
     gone_process,
     grid_name,
+    is_uri,
     json_at,
     recorded_grids,
     recorded_untrained,
@@ -165,12 +168,35 @@ def list_runs(runs_dir: str) -> list[dict[str, Any]]:
     return out
 
 
+def _run_itself(runs_dir: str) -> dict[str, Any] | None:
+    """The run ``runs_dir`` is, when it is a run directory rather than a runs directory (``repeval runs
+    runs/quickstart``); ``None`` otherwise."""
+    fs, path = filesystem_of(runs_dir)
+    return run_info(fs, path, path.rstrip("/").rsplit("/", 1)[-1])
+
+
+def _parent(location: str) -> str:
+    """The folder that holds ``location`` (a path as given, or a URI), for a command line."""
+    if is_uri(location):
+        base, sep, query = location.partition("?")
+        return base.rstrip("/").rsplit("/", 1)[0] + sep + query
+    return os.path.dirname(location.rstrip("/")) or "."
+
+
 def runs_text(runs_dir: str, as_json: bool = False) -> str:
+    """``repeval runs``: the runs under ``runs_dir`` (as JSON with ``as_json``); a run directory given in its place is
+    listed alone, with the command that lists the runs beside it."""
     infos = list_runs(runs_dir)
+    itself = _run_itself(runs_dir) if not infos else None
+    if itself is not None:
+        infos = [itself]
     if as_json:
         return json.dumps(infos, indent=1)
     if not infos:
-        return f"{runs_dir}: no runs"
+        return (
+            f"{runs_dir}: no runs (no folder in it holds a run's config.yaml, status.json or results.parquet; "
+            "`repeval run CONFIG --runs-dir DIR` writes runs into DIR, `runs` by default)"
+        )
 
     head = ("run", "state", "tasks", "models", "result rows", "failed trainings", "failed cells", "updated")
     table = [head] + [
@@ -211,5 +237,11 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
             "failed trainings: probe trainings (a configuration and seed) that raised or diverged; failed cells: test "
             "cells (a trained probe, seed and test set) whose scores were not finite — failed.parquet says why"
         )
-    lines.append(f"{len(infos)} run(s) — {runs_dir}; `repeval table RUN` / `repeval report RUN` show one")
+    if itself is not None:
+        parent = _parent(runs_dir)
+        lines.append(
+            f"{runs_dir} is a run directory, listed alone; `repeval runs {quote(parent)}` lists the runs beside it"
+        )
+    else:
+        lines.append(f"{len(infos)} run(s) — {runs_dir}; `repeval table RUN` / `repeval report RUN` show one")
     return "\n".join(lines)

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from repeval.report.cells import _higher
 from repeval.report.deltas import paired_deltas
 from repeval.report.render import fmt_number
 from repeval.report.results import CLEAN, Run, combine_results, groups, ordered_scenarios
 from repeval.report.selection import ProbeChoice, choose_probes, combine_validation
-from repeval.report.tables import _higher
 
 e = html.escape
 
@@ -230,6 +230,19 @@ def _clean_names(h: Headline) -> str:
     return tied_names([f"{m} · {p}" for m, p in h.best]) or "–"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _test_sets(group: pd.DataFrame) -> str:
+    """The test sets of a group: ``clean + 2 deformation scenarios`` — counted as the most robust card counts its
+    scenarios (the deformations), not with clean among them."""
+    deformed = [s for s in ordered_scenarios(group["scenario"].unique()) if s != CLEAN]
+    if not deformed:
+        return "clean audio only"
+    return ("clean + " if CLEAN in set(group["scenario"]) else "") + _count(len(deformed), "deformation scenario")
+
+
 def summary_cards(df: pd.DataFrame, task: str, dataset: str, validation: pd.DataFrame | None = None) -> str:
     """The report's headline cards of ``task`` on ``dataset``: best on clean, most robust (when the group has
     deformation scenarios), the grid and the test tracks scored."""
@@ -250,8 +263,7 @@ def summary_cards(df: pd.DataFrame, task: str, dataset: str, validation: pd.Data
         cards.append(_robustness_card(h, h.robustness))
     cards += [
         f'<div class="rv-card"><span>grid</span><b>{agg["model"].nunique()} models × {agg["probe"].nunique()} '
-        f"probes</b><span>{group['seed'].nunique()} seed(s), {folds}"
-        f"{len(ordered_scenarios(group['scenario'].unique()))} scenario(s)</span></div>",
+        f"probes</b><span>{_count(group['seed'].nunique(), 'seed')}, {folds}{_test_sets(group)}</span></div>",
         tested_card(group[group["label"].isna()], n_folds),
     ]
     return f'<div class="rv-summary">{"".join(cards)}</div>'

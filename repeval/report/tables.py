@@ -25,16 +25,26 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from repeval.metrics import canonical_metric_name, higher_is_better, metric_spec
-from repeval.metrics.base import DEFAULT_THRESHOLD, THRESHOLD_TASK
+from repeval.metrics import canonical_metric_name
 from repeval.registry import closest, unknown_name_message
+from repeval.report.cells import (
+    FORMATS,
+    Table,
+    _higher,
+    best_mask,
+    canonical_format,
+    cell_stats,
+    fewer_replicates,
+    metric_notes,
+    replicates_text,
+)
 from repeval.report.deltas import left_out_note, paired_deltas
 from repeval.report.results import (
     CLEAN,
@@ -48,160 +58,25 @@ from repeval.report.results import (
     ordered_scenarios,
 )
 from repeval.report.selection import choose_probes, combine_validation
-from repeval.tuning.results import mean_intervals
+
+#: re-exported: the table model moved to :mod:`repeval.report.cells`; callers import these names from here too
+__all__ = [
+    "DATASET_PRESETS",
+    "FORMATS",
+    "PRESETS",
+    "Table",
+    "best_mask",
+    "canonical_format",
+    "cell_stats",
+    "fewer_replicates",
+    "make_table",
+    "metric_notes",
+    "multi_task_datasets",
+    "replicates_text",
+    "table_command",
+]
 
 log = logging.getLogger(__name__)
-
-FORMATS = ("terminal", "plain", "markdown", "csv", "latex", "html")
-_FORMAT_ALIASES = {"md": "markdown", "tex": "latex", "text": "plain", "txt": "plain", "rich": "terminal"}
-
-
-@dataclass
-class Table:
-    """A rendered-format-agnostic table: row keys, (metric, sub-header) columns and cell statistics."""
-
-    title: str
-    row_names: list[str]
-    rows: list[tuple[str, ...]]
-    #: ``(metric, sub-header)``; the sub-header is a scenario, ``Δ <scenario>`` or ``""``
-    columns: list[tuple[str, str]]
-    mean: np.ndarray
-    std: np.ndarray
-    #: the replicates (seeds × folds) whose value entered a cell's mean and std — the ``(n=…)`` of a cell
-    n: np.ndarray
-    ci_low: np.ndarray
-    ci_high: np.ndarray
-    #: of the ``n`` replicates: how many seeds and how many folds (1 for a dataset with one split; 0 without a value)
-    n_seeds: np.ndarray
-    n_folds: np.ndarray
-    best: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=bool))
-    #: columns whose values are differences (rendered with a sign)
-    delta: list[bool] = field(default_factory=list)
-    caption: str = ""
-    task: str = ""
-    dataset: str = ""
-    #: what a cell's mean ± std is over, e.g. ``2 seeds × 4 folds`` (:func:`replicates_text`)
-    replicates: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.delta:
-            self.delta = [False] * len(self.columns)
-        if self.best.shape != self.mean.shape:
-            self.best = best_mask(self.mean, [_higher(m) for m, _ in self.columns])
-
-    @property
-    def full_caption(self) -> str:
-        """The caption as rendered: what ± is over (with several replicates), that a cell marked ``(n=…)`` has fewer
-        replicates than the table's others (a failed training: its mean is over other test tracks), the preset's."""
-        parts = []
-        if self.replicates and (self.n > 1).any():
-            parts.append(f"mean ± sample std over {self.replicates}")
-        if fewer_replicates(self).any():
-            parts.append(
-                "(n=…): a cell over fewer replicates than its run's others (a failed training or test, or an undefined value)"
-            )
-        return "; ".join([*parts, self.caption] if self.caption else parts)
-
-    def to_frame(self) -> pd.DataFrame:
-        """Long frame: row keys, metric, column, mean, std, n (replicates: seeds × folds), n_seeds, n_folds, ci_low,
-        ci_high, best."""
-        recs = []
-        for i, row in enumerate(self.rows):
-            for j, (metric, sub) in enumerate(self.columns):
-                recs.append(
-                    dict(zip(self.row_names, row, strict=True))
-                    | {
-                        "metric": metric,
-                        "column": sub,
-                        "mean": self.mean[i, j],
-                        "std": self.std[i, j],
-                        "n": int(self.n[i, j]),
-                        "n_seeds": int(self.n_seeds[i, j]),
-                        "n_folds": int(self.n_folds[i, j]),
-                        "ci_low": self.ci_low[i, j],
-                        "ci_high": self.ci_high[i, j],
-                        "best": bool(self.best[i, j]),
-                    }
-                )
-        return pd.DataFrame(recs)
-
-
-def _higher(metric: str) -> bool:
-    try:
-        return higher_is_better(metric)
-    except ValueError:
-        return True
-
-
-def _thresholded(metric: str) -> bool:
-    try:
-        return metric_spec(metric).thresholded
-    except ValueError:  # a metric this version does not know
-        return False
-
-
-def metric_notes(df: pd.DataFrame, metrics: Sequence[str], masked: bool) -> list[str]:
-    """How the multilabel metrics of a table over ``df`` were computed, for its caption: at which decision threshold
-    F1, precision and recall predict a tag (a metric named ``…@t``: at ``t``), and — ``masked``: the data set annotates
-    some tags per track, ``unannotated: mask`` — that every metric is over the annotated (track, tag) pairs only."""
-    if THRESHOLD_TASK not in set(df["task_type"]):
-        return []
-    notes = []
-    if masked:
-        notes.append(
-            "metrics over the annotated (track, tag) pairs only (unannotated: mask): each tag scored on the tracks that "
-            "annotate it, micro averages pooling the annotated pairs"
-        )
-    at_default = [m for m in metrics if "@" not in m and _thresholded(m)]
-    if at_default:
-        named = any("@" in m for m in metrics)
-        notes.append(
-            f"{', '.join(at_default)}: a tag predicted at score ≥ {DEFAULT_THRESHOLD:g}"
-            + ("; …@t: at ≥ t" if named else "")
-        )
-    elif any("@" in m for m in metrics):
-        notes.append("…@t: a tag predicted at score ≥ t")
-    return notes
-
-
-def fewer_replicates(t: Table) -> np.ndarray:
-    """Cells with a value over fewer replicates (seeds × folds) than the most of their run's cells (several runs: rows
-    lead with the run id) — a failed training, whose cell's mean is over other test tracks than the others'."""
-    n = np.asarray(t.n)
-    out = np.zeros(n.shape, dtype=bool)
-    runs = [r[0] for r in t.rows] if t.row_names[:1] == ["run_id"] else [""] * len(t.rows)
-    for run in set(runs):
-        rows = np.array([r == run for r in runs], dtype=bool)
-        if n[rows].size:
-            out[rows] = (n[rows] > 0) & (n[rows] < n[rows].max())
-    return out
-
-
-def replicates_text(df: pd.DataFrame) -> str:
-    """What a table's mean ± std is over: ``3 seeds``, ``2 seeds × 4 folds`` (per run when runs differ)."""
-
-    def text(d: pd.DataFrame) -> str:
-        seeds = int(d["seed"].nunique())
-        out = f"{seeds} seed{'s' if seeds != 1 else ''}"
-        folds = int(d["fold"].dropna().nunique()) if "fold" in d.columns else 0
-        return out + (f" × {folds} fold{'s' if folds != 1 else ''}" if folds else "")
-
-    per_run = {str(r): text(d) for r, d in df.groupby("run_id", sort=False)} if "run_id" in df.columns else {}
-    if len(set(per_run.values())) > 1:
-        return ", ".join(f"{v} ({r})" for r, v in per_run.items())
-    return next(iter(per_run.values()), text(df) if len(df) else "")
-
-
-def best_mask(mean: np.ndarray, higher: Sequence[bool]) -> np.ndarray:
-    """Flag the best finite value of each column (every tied value)."""
-    out = np.zeros(mean.shape, dtype=bool)
-    for j, hi in enumerate(higher):
-        col = mean[:, j]
-        ok = np.isfinite(col)
-        if ok.any():
-            target = col[ok].max() if hi else col[ok].min()
-            out[:, j] = ok & np.isclose(col, target, rtol=0, atol=1e-12)
-    return out
 
 
 def _select(results: pd.DataFrame, task: str | None, dataset: str | None) -> tuple[pd.DataFrame, str, str]:
@@ -247,23 +122,6 @@ def _ordered_rows(df: pd.DataFrame, keys: list[str]) -> list[tuple[str, ...]]:
         order["probe"] = sorted(order["probe"], key=natural_key)
     rows = list(dict.fromkeys(tuple(str(v) for v in r) for r in df[keys].itertuples(index=False)))
     return sorted(rows, key=lambda r: tuple(order[k].index(v) for k, v in zip(keys, r, strict=True)))
-
-
-def cell_stats(per_seed: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Per ``keys`` group of result rows: ``mean``, ``std``, ``n`` (the replicates with a value), ``n_seeds`` and
-    ``n_folds`` (of those; a fold column absent or null counts as one fold) and the interval of the mean."""
-    stats = per_seed.groupby(keys, sort=False).agg(mean=("value", "mean"), std=("value", "std"), n=("value", "count"))
-    defined = per_seed[per_seed["value"].notna()]
-    fold = defined["fold"] if "fold" in defined.columns else pd.Series(np.nan, index=defined.index)
-    counts = (
-        defined.assign(_n_fold=fold)
-        .groupby(keys, sort=False)
-        .agg(n_seeds=("seed", "nunique"), n_folds=("_n_fold", "nunique"))
-    )
-    stats = stats.join(counts)
-    stats[["n_seeds", "n_folds"]] = stats[["n_seeds", "n_folds"]].fillna(0)
-    stats["n_folds"] = stats["n_folds"].where(stats["n"] == 0, stats["n_folds"].clip(lower=1))
-    return stats.join(mean_intervals(per_seed, keys))
 
 
 def _fill(
@@ -434,13 +292,6 @@ def make_table(
     return table
 
 
-def canonical_format(fmt: str) -> str:
-    fmt = _FORMAT_ALIASES.get(fmt.lower(), fmt.lower())
-    if fmt not in FORMATS:
-        raise ValueError(unknown_name_message("table format", fmt, set(FORMATS)))
-    return fmt
-
-
 def _check_names(results: pd.DataFrame, preset: str, task: str | None, dataset: str | None, where: str) -> None:
     """A ``--task`` or ``--dataset`` absent from the runs' results names the ones present (and the closest)."""
     pairs = groups(results)
@@ -479,6 +330,8 @@ def table_command(
         raise ValueError(unknown_name_message("table preset", preset, set(PRESETS)))
     if decimals < 0:
         raise ValueError(f"--decimals must be 0 or more (digits after the point), got {decimals}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"--scale must be a positive factor (1: as computed, 100: percentages), got {scale:g}")
     runs = load_runs([Path(d) for d in run_dirs]) if runs is None else runs
     results = combine_results(runs)
     validation = combine_validation(runs)

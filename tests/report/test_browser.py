@@ -114,3 +114,58 @@ def test_report_screenshot(report, tmp_path):
     keep = Path(__file__).resolve().parents[2] / ".pytest_cache" / "report-screenshot.png"
     keep.parent.mkdir(exist_ok=True)
     shutil.copy(shot, keep)  # for a human to look at after the run
+
+
+SORT_PROBE = """<script>window.addEventListener('load', function () {
+  var t = document.querySelector('table.rv-table'), out = {};
+  Array.prototype.forEach.call(t.querySelectorAll('thead th[data-kind="num"]'), function (th) {
+    var col = parseInt(th.getAttribute('data-col'), 10);
+    th.click();
+    out[col] = {aria: th.getAttribute('aria-sort'),
+                values: Array.prototype.map.call(t.tBodies[0].rows, function (r) { return parseFloat(r.cells[col].getAttribute('data-value')); })};
+  });
+  var pre = document.createElement('pre');
+  pre.id = 'rv-selftest';
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});</script>"""
+
+
+def test_a_first_click_sorts_an_error_metric_and_its_change_best_first(tmp_path):
+    """A click on a numeric header sorted it descending, whatever the metric: a mean squared error (and its Δ from
+    clean, where a rise is a loss) came worst first. Columns whose lower values are better now sort ascending first."""
+    import pandas as pd
+
+    from repeval.report.html import _asset
+    from repeval.report.render import render_html
+    from repeval.report.results import RESULT_COLUMNS
+    from repeval.report.tables import make_table
+
+    cell = dict(run_id="r", task="tempo", task_type="regression", dataset="d", probe="M1", seed=0, label=None,
+                ci_low=None, ci_high=None, n_test=10)  # fmt: skip
+    values = {"a": (0.2, 0.9), "b": (0.6, 0.3), "c": (0.4, 0.5)}  # clean, deformed: b best clean, a changes least
+    rows = [
+        {**cell, "model": model, "scenario": scenario, "metric": metric, "value": v if metric == "r2" else 1 - v}
+        for model, (clean, deformed) in values.items()
+        for scenario, v in (("clean", clean), ("D1", clean - deformed * 0.1))
+        for metric in ("r2", "mean_squared_error")
+    ]
+    table = make_table(pd.DataFrame(rows, columns=list(RESULT_COLUMNS)), "robustness")
+    assert table.columns == [("r2", "clean"), ("r2", "Δ D1"), ("mean_squared_error", "clean"),
+                                          ("mean_squared_error", "Δ D1")]  # fmt: skip
+    page = tmp_path / "sort.html"
+    page.write_text(f"<!doctype html><html><body>{render_html(table)}<script>{_asset('report.js')}</script>"
+                    f"{SORT_PROBE}</body></html>")  # fmt: skip
+    proc = _chromium(tmp_path, "--virtual-time-budget=5000", "--dump-dom", page.as_uri())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    match = re.search(r'<pre id="rv-selftest">(.*?)</pre>', proc.stdout, re.S)
+    assert match, proc.stdout[-1500:]
+    seen = {int(k): v for k, v in json.loads(html_lib.unescape(match.group(1))).items()}
+    for col, (metric, _) in enumerate(table.columns, start=2):
+        first = seen[col]["values"]
+        if metric == "r2":  # higher is better: descending
+            assert seen[col]["aria"] == "descending" and first == sorted(first, reverse=True)
+        else:  # an error and its change: lower is better, ascending
+            assert seen[col]["aria"] == "ascending" and first == sorted(first)
+        best = table.mean[table.best[:, col - 2], col - 2][0]
+        assert first[0] == pytest.approx(best)  # the highlighted best value comes first

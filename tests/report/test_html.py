@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 from pathlib import Path
@@ -102,6 +103,22 @@ def test_report_over_two_runs(run_dir, second_run_dir, tmp_path, caplog):
     assert "runs: demo, other" in text
     assert "other/msd-musicnn" in text  # plots keep the runs' models apart
     assert '<td data-value="other">other</td>' in text  # tables gain a run_id column
+    # ... and keep the model's own name beside it (they repeated the run: "other | other/msd-musicnn"), so that the
+    # report's tables are `repeval table`'s: same rows, same cells
+    from repeval.report.tables import table_command
+
+    for preset in ("model_comparison", "all_deform_all_models", "robustness"):
+        tid = f"t-{preset.replace('_', '-')}-instrument-recognition-tinysol"
+        block = text[text.index(f'id="{tid}"') : text.index("</table>", text.index(f'id="{tid}"'))]
+        rows = re.findall(r'<tr><td data-value="([^"]*)">[^<]*</td><td data-value="([^"]*)">', block)
+        assert rows and all("/" not in model for _, model in rows), rows[:3]
+        values = [float(v or "nan") for v in re.findall(r'class="num[^"]*" data-value="([^"]*)"', block)]
+        csv = pd.read_csv(
+            io.StringIO(table_command([run_dir, second_run_dir], preset, "csv", task="instrument_recognition"))
+        )
+        assert [tuple(r) for r in csv[["run_id", "model"]].itertuples(index=False)] == rows
+        means = [c for c in csv.columns[3:] if not re.search(r":(std|n|n_seeds|n_folds|ci_low|ci_high)$", c)]
+        assert values == pytest.approx(csv[means].to_numpy().ravel().tolist(), nan_ok=True)
 
 
 def test_a_task_that_aggregates_predictions_or_augments_says_so_in_its_heading(report, tmp_path):
@@ -172,7 +189,12 @@ def test_summary_cards_count_the_tracks_each_model_was_scored_on_and_the_groups_
     )
     assert "logmel-stats on clean 89, msd-musicnn on D1 87, logmel-stats on D1 89, logmel-stats on D2 89" in cards
     one_seed = df[(df["task"] == "instrument_recognition") | (df["seed"] == 0)]  # the other task: seed 0 alone
-    assert "<span>1 seed(s), 3 scenario(s)</span>" in summary_cards(one_seed, "autotagging", "magnatagatune")
+    # clean and 2 deformations: the most robust card's "over 2 scenarios" and the grid card read alike (not "3")
+    assert "<span>1 seed, clean + 2 deformation scenarios</span>" in summary_cards(
+        one_seed, "autotagging", "magnatagatune"
+    )
+    clean_only = summary_cards(df[df["scenario"] == "clean"], "autotagging", "magnatagatune")
+    assert "<span>2 seeds, clean audio only</span>" in clean_only
     # k folds: every track is tested in one fold, so the tracks of all folds (not the largest fold's)
     folds = pd.concat([df.assign(fold=k, n_test=30) for k in range(3)], ignore_index=True).astype({"fold": "Int64"})
     cards = summary_cards(folds, "autotagging", "magnatagatune")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
@@ -75,3 +77,44 @@ def test_plot_errors_are_explicit(run):
     clean_only = run.results[run.results["scenario"] == "clean"]
     with pytest.raises(ValueError, match="needs deformed scenarios"):
         plots.robustness_heatmap(clean_only, TASK, DATASET)
+
+
+def _drawn(fig):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    return renderer
+
+
+def test_robustness_heatmap_fits_long_row_names_and_scenario_names(run):
+    """In a report over several runs the rows are ``run/model (probe)``: the figure kept its width, the heat map
+    shrank, the scenario names (``mp3_32kbps``, ``noise_10db``) ran into each other and the title was cut at the
+    figure's edge. The width now follows the names: no tick label overlaps another, every text is inside the figure."""
+    names = {"D1": "mp3_32kbps", "D2": "noise_10db"}
+    df = run.results.assign(
+        model="quickstart_s3/" + run.results["model"], scenario=run.results["scenario"].replace(names)
+    )
+    fig = plots.robustness_heatmap(df, TASK, DATASET, "accuracy")
+    renderer = _drawn(fig)
+    ax = fig.axes[0]
+    ticks = sorted((t.get_window_extent(renderer) for t in ax.get_xticklabels()), key=lambda b: b.x0)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["mp3_32kbps", "noise_10db"]
+    assert all(a.x1 <= b.x0 for a, b in itertools.pairwise(ticks)), [(b.x0, b.x1) for b in ticks]
+    page = fig.bbox
+    texts = [ax.title, *ax.get_xticklabels(), *ax.get_yticklabels()]
+    for t in texts:
+        box = t.get_window_extent(renderer)
+        assert box.x0 >= page.x0 - 1 and box.x1 <= page.x1 + 1, (t.get_text(), box.x0, box.x1, page.x1)
+
+
+def test_probe_capacity_says_what_its_error_bars_are(run):
+    """The probe capacity figure's error bars (the sample std over seeds, as the tables' ±) were unlabelled, next to
+    per-label bars whose whiskers are bootstrap intervals. The y axis says so where there are bars, not with one seed."""
+    df = run.results
+    fig = plots.probe_capacity_curves(df, TASK, DATASET, "f1_macro")
+    assert fig.axes[0].get_ylabel() == "f1_macro (mean ± std over seeds)"
+    (bars,) = fig.axes[0].containers[0].lines[2]
+    assert max(abs(s[1][1] - s[0][1]) for s in bars.get_segments()) > 0  # there are bars to explain
+    one_seed = plots.probe_capacity_curves(df[df["seed"] == df["seed"].min()], TASK, DATASET, "f1_macro")
+    assert one_seed.axes[0].get_ylabel() == "f1_macro"

@@ -441,3 +441,30 @@ def test_a_run_whose_driver_was_killed_on_this_host_is_listed_as_stopped_with_it
     # a step out of order (`evaluate` with nothing trained) on it puts back the state it found: its process too
     restore_status(runs / "killed", read_status(runs / "killed"))
     assert {i["run"]: i["state"] for i in list_runs(str(runs))}["killed"] == "stopped (train)"
+
+
+def test_runs_given_a_run_directory_lists_that_run_and_names_the_runs_directory(run_dir, tmp_path):
+    """``repeval runs runs/quickstart`` (a run directory, where a runs directory is expected) printed
+    ``runs/quickstart: no runs``. It lists that run alone now (in --json too) and names the command that lists the
+    runs beside it; a folder with no run in it says what a run directory holds and what writes one."""
+    runs = tmp_path / "my runs"
+    shutil.copytree(run_dir, runs / "demo")
+    cli = CliRunner()
+    out = cli.invoke(app, ["runs", str(runs / "demo")])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert lines[1].split()[:2] == ["demo", "evaluated"]
+    assert (
+        lines[-1]
+        == f"{runs / 'demo'} is a run directory, listed alone; `repeval runs '{runs}'` lists the runs beside it"
+    )
+    listed = json.loads(cli.invoke(app, ["runs", str(runs / "demo"), "--json"]).output)
+    assert [i["run"] for i in listed] == ["demo"]
+    assert listed == json.loads(cli.invoke(app, ["runs", str(runs), "--json"]).output)  # as its runs directory has it
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = cli.invoke(app, ["runs", str(empty)])
+    assert (
+        out.output.startswith(f"{empty}: no runs (no folder in it holds a run's config.yaml")
+        and "--runs-dir" in out.output
+    )

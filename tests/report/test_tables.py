@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from html.parser import HTMLParser
 
 import numpy as np
@@ -189,6 +190,9 @@ def test_errors_name_the_choices(results):
         make_table(results, "all_deform_all_models")
     with pytest.raises(ValueError, match="did you mean 'markdown'"):
         table_command([], "robustness", "markdwn")
+    for scale in (0.0, -100.0, float("nan")):  # every cell 0.000, or signs flipped under the unflipped best marks
+        with pytest.raises(ValueError, match="--scale must be a positive factor"):
+            table_command([], "robustness", "markdown", scale=scale)
 
 
 class _Cells(HTMLParser):
@@ -243,6 +247,10 @@ def test_formats(results):
     assert f"{best_text}*" in plain and "\x1b[" not in plain
     colour = render(t, "terminal", color=True)
     assert "\x1b[" in colour and best_text in colour
+    # the caption says what the colour marks, as the plain one says what * marks (it ended in a dangling "; ")
+    caption = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", colour).split("┘", 1)[1].split())
+    assert caption == f"{t.full_caption}; bold green: best in column"
+    assert " ".join(plain.split("┘", 1)[1].split()) == f"{t.full_caption}; * best in column"
 
 
 def test_table_command_over_two_runs(run_dir, second_run_dir):
@@ -378,3 +386,35 @@ def test_table_command_names_the_tasks_and_datasets_there(run_dir, second_run_di
     assert "precision" not in out
     r = CliRunner().invoke(app, ["table", str(run_dir), "--task", TASK, "--decimals", "0", "--format", "csv"])
     assert r.exit_code == 0, r.output
+
+
+def test_csv_honours_scale_as_the_other_formats_do(run_dir):
+    """``--scale 100 --format csv`` printed the unscaled fractions, silently, where every other format printed
+    percentages. The CSV's means, stds and intervals are scaled now; its counts are not."""
+    plain = pd.read_csv(io.StringIO(table_command([run_dir], "robustness", "csv", task=TASK)))
+    pct = pd.read_csv(io.StringIO(table_command([run_dir], "robustness", "csv", task=TASK, scale=100)))
+    assert list(pct.columns) == list(plain.columns) and len(pct) == len(plain)
+    for col in plain.columns[2:]:
+        if col.endswith((":n", ":n_seeds", ":n_folds")):
+            assert (pct[col] == plain[col]).all(), col
+        else:
+            assert plain[col].notna().any() or col.endswith(("ci_low", "ci_high")), col
+            np.testing.assert_allclose(pct[col], plain[col] * 100, rtol=1e-12, err_msg=col)
+    md = table_command([run_dir], "robustness", "markdown", task=TASK, scale=100, decimals=1)
+    first = f"{plain.iloc[0, 2] * 100:.1f}"
+    assert f"| {plain.iloc[0, 0]} | {plain.iloc[0, 1]} | {first}" in md.replace("**", "")  # the number markdown shows
+
+
+def test_latex_sets_a_minus_sign_and_markdown_and_latex_say_what_bold_means(results):
+    """LaTeX set a negative Δ as ``-0.152``, a hyphen in text mode, not a minus sign; and the Markdown and LaTeX tables
+    marked the best value of each column in bold without saying so (the terminal says ``* best in column``)."""
+    t = make_table(results, "robustness", task=TASK, metrics=["accuracy"])
+    assert (t.mean[:, 1:] < 0).any()  # the fixture's deformations hurt: negative changes to print
+    tex = render(t, "latex")
+    body = tex[tex.index(r"\midrule") : tex.index(r"\bottomrule")]
+    negatives = int((np.round(t.mean[:, 1:], 3) < 0).sum())
+    assert body.count("$-$") == negatives and not re.search(r"(?<![\w$])-\d", body)
+    assert r"bold: best in column)}" in tex.splitlines()[3]  # the \caption line
+    md = render(t, "markdown")
+    assert md.splitlines()[0].endswith("; bold: best in column")
+    assert md.count("**") == 2 * (t.best.sum() + 1)  # the title and the best cells only

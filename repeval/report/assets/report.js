@@ -16,8 +16,10 @@
     var col = parseInt(th.getAttribute("data-col"), 10);
     var kind = th.getAttribute("data-kind") || "text";
     var current = th.getAttribute("aria-sort");
-    // numbers sort best-first (descending) on the first click, text A→Z
-    var asc = current ? current === "descending" : kind !== "num";
+    // numbers sort best-first on the first click (descending; ascending for a column whose lower values are better,
+    // data-better="lower": an error metric, or its change from clean), text A→Z
+    var lowerBetter = th.getAttribute("data-better") === "lower";
+    var asc = current ? current === "descending" : kind !== "num" || lowerBetter;
     var body = table.tBodies[0];
     var rows = Array.prototype.slice.call(body.rows);
     rows.sort(function (a, b) {
