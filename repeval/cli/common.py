@@ -28,7 +28,7 @@ SmokeOpt = Annotated[
     typer.Option(
         "--smoke-test",
         help="a tiny version of the run: few tracks, one probe, few epochs, under the run id <run_id>-smoke (also "
-        "with --run-id: never into the full run)",
+        "with --run-id: never into the full run); a configuration setting run.smoke_test is one without it",
     ),
 ]
 RunsDirOpt = Annotated[
@@ -115,11 +115,18 @@ def _with_runs_dir(cfg: Any, runs_dir: str | None) -> Any:
     return cfg.model_copy(update={"run": cfg.run.model_copy(update={"runs_dir": runs_dir})})
 
 
-def smoke_run_id(run_id: str | None, smoke_test: bool) -> str | None:
-    """The run id a ``--run-id`` names: with ``--smoke-test`` its ``-smoke`` run, as the configuration's ``run_id``
-    becomes (:func:`repeval.runner.smoke_test_config`) — a smoke test never trains into, and replaces the results
-    of, the full run it is a smoke test of."""
-    return f"{run_id}-smoke" if run_id and smoke_test else run_id
+def with_smoke_test(cfg: Any, smoke_test: bool, run_id: str | None) -> tuple[Any, str | None]:
+    """The configuration a command runs and the run id it names: the smoke test's
+    (:func:`repeval.runner.smoke_test_config`) with ``--smoke-test`` or when the configuration sets ``run.smoke_test``
+    (as a smoke run's ``config.yaml`` does: the two mean the same, and together the same again) — its run id
+    ``<run_id>-smoke``, also with ``--run-id``, suffixed once (:func:`repeval.run.context.smoke_run_id`) — else
+    ``cfg`` and ``run_id`` as given."""
+    if not (smoke_test or cfg.run.smoke_test):
+        return cfg, run_id
+    from repeval.runner import smoke_test_config
+
+    cfg = smoke_test_config(cfg, run_id=run_id)
+    return cfg, cfg.run.run_id
 
 
 def _ctx(
@@ -131,13 +138,11 @@ def _ctx(
     lock: bool = False,
 ) -> Any:
     from repeval.ray_cluster import check_job_output_paths
-    from repeval.runner import make_context, smoke_test_config
+    from repeval.runner import make_context
 
-    cfg = _with_runs_dir(_load(config, check_data=True), runs_dir)
-    if smoke_test:
-        cfg = smoke_test_config(cfg)
+    cfg, rid = with_smoke_test(_with_runs_dir(_load(config, check_data=True), runs_dir), smoke_test, run_id)
     check_job_output_paths(store or cfg.run.store, cfg.run.runs_dir)  # not inside a `ray job submit` job's copy
-    return make_context(cfg, smoke_run_id(run_id, smoke_test), store, lock=lock, read_only=not lock)
+    return make_context(cfg, rid, store, lock=lock, read_only=not lock)
 
 
 def resume_command(

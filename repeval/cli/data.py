@@ -81,10 +81,21 @@ def data_render(
 def data_download(
     name: Annotated[str, typer.Argument(help="mirdata data set name")],
     data_home: Annotated[str | None, typer.Option("--data-home", help="where to put it")] = None,
+    index_only: Annotated[
+        bool,
+        typer.Option(
+            "--index-only",
+            help="only mirdata's index of it, into mirdata's package folder, where a dataset without index_path reads "
+            "it (for data already here)",
+        ),
+    ] = False,
 ) -> None:
-    """Download a mirdata data set (needs network access)."""
+    """Download a mirdata data set and its index (needs network access)."""
     from repeval.datasets.cli_support import download
 
+    if index_only:
+        _guard(lambda: typer.echo(f"index downloaded to {download(name, partial=['index'])}"))
+        return
     _guard(lambda: typer.echo(f"downloaded to {download(name, data_home)}"))
 
 

@@ -23,7 +23,7 @@ from repeval.cli.common import (
     _stage,
     _strict_check,
     _with_runs_dir,
-    smoke_run_id,
+    with_smoke_test,
 )
 
 
@@ -119,12 +119,8 @@ def plan(
     from repeval.runner import check_run_id
     from repeval.store import EmbeddingStore
 
-    cfg = _with_runs_dir(_load(config), runs_dir)
-    if smoke_test:
-        from repeval.runner import smoke_test_config
-
-        cfg = smoke_test_config(cfg)
-    rid = smoke_run_id(run_id, smoke_test) or cfg.run.run_id
+    cfg, rid = with_smoke_test(_with_runs_dir(_load(config), runs_dir), smoke_test, run_id)
+    rid = rid or cfg.run.run_id
     if rid:
         _guard(lambda: check_run_id(rid))  # the run id `repeval run` would refuse, refused here too
     loc = RunLocation.open(cfg.run.runs_dir, rid) if rid else None

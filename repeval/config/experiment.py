@@ -138,7 +138,8 @@ class ExperimentConfig(Strict):
                     "train and test the same tracks): use split_type: single (the official split), or a task.label "
                     f"without one (`repeval datasets {ds.name}` lists them)"
                 )
-            if (n := _official_fold_count(ds, self.task)) is not None:
+            if (official := _official_fold_count(ds, self.task)) is not None:
+                n, how = official
                 if ds.split_type == "single" and ds.fold >= n:
                     raise ValueError(
                         f"datasets[{j}].fold: {ds.fold}, but {ds.name} has {n} official folds (0..{n - 1}) for this "
@@ -147,8 +148,7 @@ class ExperimentConfig(Strict):
                 if ds.split_type == "all" and ds.n_folds > n:
                     raise ValueError(
                         f"datasets[{j}].n_folds: {ds.n_folds}, but {ds.name} has {n} official folds for this task's "
-                        f"label, and split_type: all rotates over them (validation = fold i, test = fold i+1), so fold "
-                        f"{n} has none: set n_folds to {n} (or fewer)"
+                        f"label, and split_type: all {how}, so fold {n} has none: set n_folds to {n} (or fewer)"
                     )
             if ds.type == "catalog" and ds.annotated_column and self.task.effective_type != "multilabel_classification":
                 raise ValueError(
@@ -207,11 +207,22 @@ def _mirdata_label(ds: DatasetConfig, task: TaskConfig) -> tuple[Any, str] | Non
         return None
 
 
-def _official_fold_count(ds: DatasetConfig, task: TaskConfig) -> int | None:
-    """How many official folds ``ds``'s loader has for the task's label when it declares the count
-    (:meth:`~repeval.datasets.mirdata_loader.MirdataSpec.official_fold_count`); None otherwise."""
+def _official_fold_count(ds: DatasetConfig, task: TaskConfig) -> tuple[int, str] | None:
+    """How many official folds ``ds``'s loader has for the task's label when it declares the count — a wired mirdata
+    data set per label (:meth:`~repeval.datasets.mirdata_loader.MirdataSpec.official_fold_count`), another loader for
+    every label (:attr:`~repeval.datasets.base.DatasetInfo.official_fold_count`: MTG-Jamendo's own) — and what
+    ``split_type: all`` does with them; None otherwise."""
     found = _mirdata_label(ds, task)
-    return found[0].official_fold_count(found[1]) if found else None
+    if found is not None:
+        n = found[0].official_fold_count(found[1])
+        return (n, "rotates over them (validation = fold i, test = fold i+1)") if n is not None else None
+    from repeval.datasets.base import DATASET_INFO
+    from repeval.datasets.load import loader_name
+
+    info = DATASET_INFO.get(loader_name(ds))
+    if info is None or info.official_fold_count is None:
+        return None
+    return info.official_fold_count, "runs fold i on its official split i"
 
 
 def _fixed_official_split(ds: DatasetConfig, task: TaskConfig) -> str | None:

@@ -142,7 +142,8 @@ def config_hash(obj: Any) -> str:
 
 # --- reliability (issue 9): local data paths are checked before anything runs ------------------------
 def check_data_paths(cfg: Config, source: str | None = None) -> None:
-    """Raise :class:`ConfigError` naming every dataset key whose local path does not exist.
+    """Raise :class:`ConfigError` naming every dataset key whose local path does not exist, a mirdata dataset without
+    ``index_path`` whose mirdata index is not on this machine, and the mirdata split mistakes its load would stop on.
 
     Only local paths are checked (URIs such as ``s3://`` are not); relative paths are resolved from
     the current directory, as the loaders do. :func:`load_config` does not call this (a config
@@ -172,9 +173,11 @@ def check_data_paths(cfg: Config, source: str | None = None) -> None:
                     f"experiments[{ei}].datasets[{di}].{key}: no such {what}: {path.resolve()} — "
                     f"{_path_hint(str(value), path, is_dir, source)}, or {_fetch_hint(ds, key, path, exp.task.type)}"
                 )
-            if ds.type == "mirdata":  # its splits, from the data's index and metadata when they are here
-                from repeval.datasets.mirdata_check import split_problems
+            if ds.type == "mirdata":  # its index, and its splits from the index and metadata when they are here
+                from repeval.datasets.mirdata_check import default_index_problem, split_problems
 
+                if index := default_index_problem(ds):
+                    problems.append(f"experiments[{ei}].datasets[{di}].{index}")
                 problems += [f"experiments[{ei}].datasets[{di}].{msg}" for msg in split_problems(ds, exp.task)]
     if problems:
         raise ConfigError(problems, source)

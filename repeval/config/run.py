@@ -99,9 +99,10 @@ class RunConfig(Strict):
     bootstrap_resamples: int = Field(default=1000, ge=0)
     #: the intervals' level is 1 - ci_alpha
     ci_alpha: float = Field(default=0.05, gt=0, lt=1)
-    #: the configuration is a smoke test's (set by --smoke-test, and so kept in its run's config.yaml): its tiny test
-    #: sets' warnings that a bootstrap interval rests on few resamples are said in one line. The run id ending in
-    #: -smoke does not make a run a smoke test
+    #: the configuration is a smoke test's: true means what --smoke-test means (its settings, run id <run_id>-smoke),
+    #: which sets it — so a smoke run's config.yaml runs as that smoke test again, under the same run id (one already
+    #: ending in -smoke is not suffixed again). Its tiny test sets' warnings that a bootstrap interval rests on few
+    #: resamples are said in one line. The run id ending in -smoke does not make a run a smoke test
     smoke_test: bool = False
 
     @field_validator("run_id")

@@ -207,6 +207,11 @@ class DatasetInfo:
     #: elsewhere), ``split_ratios`` and ``split_seed`` carve a validation split from an official train split
     #: (OpenMIC-2018). The loader reading another is an error of the loader (tests/datasets/test_datasets_contract.py)
     split_keys: frozenset[str] = frozenset()
+    #: how many official folds or splits ``fold`` picks from, when the loader declares it for every label
+    #: (MTG-Jamendo's split-0..4): a ``fold`` (or under ``split_type: all`` an ``n_folds``) beyond it is a
+    #: configuration error. A wired mirdata data set declares its count per label
+    #: (:meth:`~repeval.datasets.mirdata_loader.MirdataSpec.official_fold_count`)
+    official_fold_count: int | None = None
 
     def label(self, name: str) -> LabelInfo:
         for lab in self.labels:

@@ -187,7 +187,9 @@ def _offline(exc: BaseException) -> bool:
 
 
 def download(name: str, data_home: str | None = None, partial: list[str] | None = None, force: bool = False) -> str:
-    """Download a mirdata data set (and its index) into ``data_home``; returns the data path.
+    """Download a mirdata data set (and its index) into ``data_home``; returns the data path. ``partial=["index"]``:
+    only mirdata's index of it, into mirdata's package folder (where a dataset without ``index_path`` reads it),
+    whose path it returns.
 
     Raises ``RuntimeError`` naming the fix when the network is unreachable, and ``ValueError``
     for data sets mirdata does not know (the custom loaders' data sets are manual downloads).
@@ -205,16 +207,41 @@ def download(name: str, data_home: str | None = None, partial: list[str] | None 
         raise ValueError(unknown_name_message("mirdata dataset", name, names))
     import mirdata
 
+    if partial == ["index"]:  # the index goes to mirdata's package folder: no (empty) data home made for it
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as scratch:
+            dataset = mirdata.initialize(name, data_home=scratch)
+            if dataset._index_data.remote is None:
+                raise ValueError(
+                    f"mirdata has no index of '{name}' to download: set dataset.index_path to a local index JSON"
+                )
+            _download(dataset, name, partial, force)
+        log.info("downloaded mirdata's index of %s to %s", name, dataset.index_path)
+        return str(dataset.index_path)
     dataset = mirdata.initialize(name, data_home=data_home)
+    _download(dataset, name, partial, force)
+    log.info("downloaded %s to %s", name, dataset.data_home)
+    return str(dataset.data_home)
+
+
+def _download(dataset: Any, name: str, partial: list[str] | None, force: bool) -> None:
+    """``dataset.download``, an unreachable network said with the fix."""
     try:
         dataset.download(partial_download=partial, force_overwrite=force)
     except Exception as exc:
-        if _offline(exc):
-            raise RuntimeError(
-                f"could not download '{name}': the network is unreachable ({type(exc).__name__}: {exc}). Run "
+        if not _offline(exc):
+            raise
+        if partial == ["index"]:
+            fix = (
+                f"`repeval data download {name} --index-only` on a machine with internet access, copy the index it "
+                "writes here and set dataset.index_path to it"
+            )
+        else:
+            fix = (
                 f"`repeval data download {name}` on a machine with internet access and copy {dataset.data_home} here, "
                 "or point dataset.dir at an existing copy and dataset.index_path at a local mirdata index JSON"
-            ) from exc
-        raise
-    log.info("downloaded %s to %s", name, dataset.data_home)
-    return str(dataset.data_home)
+            )
+        raise RuntimeError(
+            f"could not download '{name}': the network is unreachable ({type(exc).__name__}: {exc}). Run {fix}"
+        ) from exc

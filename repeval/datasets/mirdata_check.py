@@ -10,7 +10,8 @@ its audio: the mistakes a load would otherwise stop on once ``repeval run`` reac
 
 :func:`split_problems` is what :func:`repeval.config.loader.check_data_paths` adds (``repeval validate``, ``plan`` and
 the run's start); when the data is not on this machine the check cannot run, and :func:`split_check_skipped` says
-so in one line.
+so in one line. :func:`default_index_problem` (also of the data paths) says up front that a dataset without
+``index_path`` has no index to load: mirdata's own is not on this machine.
 """
 
 from __future__ import annotations
@@ -58,9 +59,9 @@ def _index_path(ds: Any) -> str:
 
 
 def split_check_skipped(ds: Any, task: Any) -> str | None:
-    """Why the split check of ``ds`` cannot run here — its data (or mirdata's index of it) is not on this machine —
-    or None: it runs, or none applies. A ``dataset.dir`` or ``index_path`` given and missing is not said here: it is
-    an error of the data paths already."""
+    """Why the split check of ``ds`` cannot run here — its data is not on this machine — or None: it runs, or none
+    applies. A ``dataset.dir`` or ``index_path`` given and missing, or mirdata's own index not here, is not said here:
+    it is an error of the data paths already."""
     which = _which(ds, task)
     if which is None:
         return None
@@ -69,10 +70,30 @@ def split_check_skipped(ds: Any, task: Any) -> str | None:
         return None if ds.dir else f"its data is not at {home} (mirdata's default; set dataset.dir)"
     if which == "gtzan" and gtzan_split_paths(home) is None:
         return None  # no split files: a stratified split, which nothing stops
-    index = _index_path(ds)
-    if not os.path.isfile(index):
-        return None if ds.index_path else f"mirdata's index of {ds.name} is not at {index} (set dataset.index_path)"
-    return None
+    return None  # an index not here: an error of the data paths (:func:`default_index_problem`, or index_path's)
+
+
+def default_index_problem(ds: Any) -> str | None:
+    """``index_path: …`` when ``ds`` (a mirdata dataset) gives no ``index_path`` and mirdata's own index of it is not
+    on this machine — mirdata 1.0 ships none: ``Dataset.download`` fetches it, and a run's load does not — naming the
+    fix; None otherwise, and when ``dataset.dir`` is given and missing (its error names the download, which fetches
+    the index with the data). Reads no network."""
+    if getattr(ds, "type", None) != "mirdata" or ds.index_path:
+        return None
+    if ds.dir and "://" not in str(ds.dir) and not os.path.isdir(os.path.expanduser(str(ds.dir))):
+        return None
+    try:
+        index = _index_path(ds)
+    except ValueError:  # a name mirdata does not know: the configuration's own check names it
+        return None
+    if os.path.isfile(index):
+        return None
+    return (
+        f"index_path: not set, and mirdata's own index of {ds.name} is not on this machine ({index}): mirdata "
+        "1.0 ships no index files and a run does not download one — set dataset.index_path to a local index "
+        f"JSON, or fetch mirdata's where the network is reachable: `repeval data download {ds.name} --index-only` "
+        "(without --index-only, the data too)"
+    )
 
 
 def split_problems(ds: Any, task: Any) -> list[str]:

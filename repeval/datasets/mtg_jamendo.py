@@ -50,6 +50,7 @@ def _info(name: str, subset: str | None) -> DatasetInfo:
         (LabelInfo("tags", "multilabel_classification", f"{what} tags", "official split-k (k = dataset.fold)"),),
         f"MTG-Jamendo auto-tagging, subset {what}" + ("" if subset else f" ({', '.join(SUBSETS)})"),
         frozenset({"fold"}),
+        N_SPLITS,
     )
 
 

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from repeval.datasets import spill
-from repeval.datasets.base import ROW_SCHEMA, SPLITS
+from repeval.datasets.base import SPLITS
 from repeval.datasets.spill import (
     Partitions,
     TableSpool,
@@ -455,7 +455,3 @@ def carve_validation(rows: pa.Table, fraction: float, seed: int, stratify: bool 
 def split_counts(rows: pa.Table) -> dict[str, int]:
     vc = pc.value_counts(rows.column("split").combine_chunks())
     return {str(v["values"]): int(v["counts"]) for v in vc.to_pylist()}
-
-
-def empty_rows() -> pa.Table:
-    return ROW_SCHEMA.empty_table()

@@ -113,11 +113,14 @@ def group_name(exp: ExperimentConfig, dataset: str, model: str, fold: int | None
 SMOKE_PCA_DIM = 8
 
 
-def smoke_test_config(cfg: Config, max_tracks: int = 40, epochs: int = 3) -> Config:
+def smoke_test_config(cfg: Config, max_tracks: int = 40, epochs: int = 3, run_id: str | None = None) -> Config:
     """A tiny version of a configuration: few tracks per dataset, one probe configuration, few epochs, one seed, run
-    as ``<run_id>-smoke`` and marked ``run.smoke_test`` (:func:`is_smoke_test`; written into its run's ``config.yaml``).
+    as ``<run_id>-smoke`` (:func:`smoke_run_id` of ``run_id``, else of ``run.run_id``, else of ``run``) and marked
+    ``run.smoke_test`` (:func:`is_smoke_test`; written into its run's ``config.yaml``).
 
-    Every stage still runs for real (Ray Data, the store, Ray Tune); CI uses it end to end.
+    Applied to its own result it changes nothing: a smoke run's ``config.yaml`` (``run.smoke_test: true``) runs as
+    that smoke test again, under the same run id. Every stage still runs for real (Ray Data, the store, Ray Tune); CI
+    uses it end to end.
     """
     exps = []
     for exp in cfg.experiments:
@@ -138,7 +141,7 @@ def smoke_test_config(cfg: Config, max_tracks: int = 40, epochs: int = 3) -> Con
         probe = first.model_copy(update=update)
         exps.append(exp.model_copy(update={"datasets": datasets, "downstream_models": (probe,)}))
     run = cfg.run.model_copy(
-        update={"seeds": 1, "run_id": (cfg.run.run_id or "run") + SMOKE_SUFFIX, "smoke_test": True}
+        update={"seeds": 1, "run_id": smoke_run_id(run_id or cfg.run.run_id or "run", cfg), "smoke_test": True}
     )
     return cfg.model_copy(update={"experiments": tuple(exps), "run": run})
 
@@ -146,6 +149,16 @@ def smoke_test_config(cfg: Config, max_tracks: int = 40, epochs: int = 3) -> Con
 #: the end of a smoke test's run id (:func:`smoke_test_config`): it keeps the smoke test apart from the full run; it
 #: does not mark it (``run.smoke_test`` does: a full run may be named ``x-smoke``)
 SMOKE_SUFFIX = "-smoke"
+
+
+def smoke_run_id(run_id: str, cfg: Config) -> str:
+    """The smoke test's run id for ``run_id`` (``--run-id`` or ``run.run_id``) of ``cfg``: ``<run_id>-smoke`` — a
+    smoke test never trains into, and replaces the results of, the full run it is a smoke test of — suffixed once: a
+    configuration already a smoke test's (``run.smoke_test``: a smoke run's ``config.yaml``) keeps a run id ending in
+    ``-smoke``. A full run's may end so too (``x-smoke``): its smoke test is ``x-smoke-smoke``."""
+    return run_id if cfg.run.smoke_test and run_id.endswith(SMOKE_SUFFIX) else run_id + SMOKE_SUFFIX
+
+
 #: what every warning that a bootstrap interval rests on few resamples says
 #: (:func:`repeval.metrics.compute.few_resamples_message`)
 FEW_RESAMPLES = ": its bootstrap interval rests on "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import urllib.error
+from pathlib import Path
 
 import pytest
 from dataset_fixtures import ds_cfg
@@ -164,6 +165,31 @@ def test_download_offline_error_names_the_fix(monkeypatch, tmp_path):
         download("vocalset", str(tmp_path))
     with pytest.raises(ValueError, match="did you mean 'gtzan_genre'"):
         download("gtzan_genr", str(tmp_path))
+
+
+def test_download_index_only_fetches_mirdatas_index_and_no_data(monkeypatch, tmp_path):
+    """`repeval data download NAME --index-only`: the fix a dataset without index_path is told when mirdata's index is
+    not here — only the index (mirdata's partial download "index"), no data home made for it; offline, the fix."""
+    import mirdata.core
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    asked = []
+    monkeypatch.setenv("HOME", str(tmp_path))  # mirdata's default data home: ~/mir_datasets/<name>
+    monkeypatch.setattr(mirdata.core.Dataset, "download", lambda self, **kw: asked.append((self.data_home, kw)))
+    res = CliRunner().invoke(app, ["data", "download", "medley_solos_db", "--index-only"])
+    index = mirdata.initialize("medley_solos_db").index_path
+    assert res.exit_code == 0 and f"index downloaded to {index}" in " ".join(res.output.split()), res.output
+    assert [kw for _, kw in asked] == [{"partial_download": ["index"], "force_overwrite": False}]
+    assert not Path(asked[0][0]).exists() and not (tmp_path / "mir_datasets").exists()
+
+    def offline(self, *args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(mirdata.core.Dataset, "download", offline)
+    with pytest.raises(RuntimeError, match=r"unreachable.*`repeval data download tinysol --index-only` on a machine"):
+        download("tinysol", partial=["index"])
 
 
 def test_download_passes_other_errors_through(monkeypatch, tmp_path):

@@ -347,13 +347,56 @@ def test_validate_and_plan_check_gtzans_split_files_before_the_load(shared_data,
             task_cfg("genre_classification", MC),
         )
     # the data not here (mirdata's default data home): the check is skipped, in one note
-    Path("c.yaml").write_text(body.format("{name: gtzan_genre, type: mirdata, split_type: all}"))
+    Path("c.yaml").write_text(
+        body.format(f"{{name: gtzan_genre, type: mirdata, index_path: {index}, split_type: all}}")
+    )
     res = CliRunner().invoke(app, ["validate", "--skip-model-check", "c.yaml"])
     said = " ".join(res.output.split())
     assert res.exit_code == 0 and said.count("note:") == 1, said
     assert f"split check skipped — its data is not at {tmp_path / 'home' / 'mir_datasets' / 'gtzan_genre'}" in said
     plan = " ".join(CliRunner().invoke(app, ["plan", "c.yaml"]).output.split())
     assert "(gtzan_genre): split check skipped — its data is not at" in plan
+
+
+def test_a_dataset_without_index_path_whose_mirdata_index_is_not_here_is_said_before_the_load(
+    shared_data, tmp_path, monkeypatch
+):
+    """mirdata 1.0 ships no index files: a mirdata dataset without ``index_path`` on a machine that never downloaded
+    mirdata's index passed `repeval validate` and `plan`, and the run stopped only at the load. It is now an error of
+    the data paths (validate, the run's start; a note of plan) naming both fixes, without the network."""
+    import mirdata.core
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    root = shared_data / "medley_solos_db_small"
+    indexes = tmp_path / "indexes"  # mirdata's index folder, as on a machine that never downloaded one
+    monkeypatch.setattr(mirdata.core.Index, "get_path", lambda self: str(indexes / self.filename))
+    default = mirdata.initialize("medley_solos_db").index_path
+    monkeypatch.chdir(tmp_path)
+    body = (
+        "run: {{store: store, runs_dir: runs}}\nexperiments:\n- task: {{name: instrument_classification, type: "
+        "multiclass_classification}}\n  datasets: [{{name: medley_solos_db, type: mirdata, dir: {}{}}}]\n"
+        "  embedding_models: [mfcc-stats]\n  downstream_models: [{{type: classifier, hidden_units: []}}]\n"
+    )
+    Path("c.yaml").write_text(body.format(root, ""))
+    fix = (
+        f"experiments[0].datasets[0].index_path: not set, and mirdata's own index of medley_solos_db is not on this "
+        f"machine ({default}): mirdata 1.0 ships no index files and a run does not download one — set "
+        "dataset.index_path to a local index JSON, or fetch mirdata's where the network is reachable: `repeval data "
+        "download medley_solos_db --index-only` (without --index-only, the data too)"
+    )
+    for args in (["validate", "--skip-model-check", "c.yaml"], ["run", "c.yaml"]):
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 2 and fix in " ".join(res.output.split()), (args, res.output)
+    assert not Path("runs").exists()  # the run stopped before its run directory
+    plan = " ".join(CliRunner().invoke(app, ["plan", "c.yaml"]).output.split())
+    assert f"note: `repeval run` would stop here: {fix}" in plan, plan
+    with pytest.raises(FileNotFoundError, match="repeval data download medley_solos_db"):  # what the load says
+        load_dataset(ds_cfg("medley_solos_db", "mirdata", dir=str(root)), task_cfg("instrument", MC))
+    Path("c.yaml").write_text(body.format(root, f", index_path: {root / 'medley_solos_db_index_small.json'}"))
+    res = CliRunner().invoke(app, ["validate", "--skip-model-check", "c.yaml"])
+    assert res.exit_code == 0 and "index" not in res.output, res.output
 
 
 def test_the_generic_loaders_track_attributes_are_checked_from_the_index_and_metadata(shared_data):

@@ -142,6 +142,43 @@ def test_a_smoke_test_given_a_run_id_runs_beside_that_run_not_into_it(tmp_path):
     assert bad.exit_code == 1 and f"run id '{longest}-smoke'" in bad.output, bad.output
 
 
+def test_a_configuration_setting_run_smoke_test_is_that_smoke_test_once(tmp_path):
+    """A smoke run's config.yaml (``run.smoke_test: true``, run id ``cfgid-smoke``) run again with ``--smoke-test``
+    trained into ``cfgid-smoke-smoke``; without it, it was marked a smoke test but had none of its settings, and a
+    hand-written ``run.smoke_test: true`` trained the full grid into the full run's id. ``run.smoke_test: true`` now
+    means what ``--smoke-test`` means, and the two together the same again: the run id is suffixed once."""
+    cfg = _config(tmp_path, "cfgid")
+    with _stage("run", cfg, None, None, True, None) as ctx:
+        pass
+    first = ctx.cfg
+    assert ctx.run_id == "cfgid-smoke" and first.run.smoke_test
+    copy = tmp_path / "copy.yaml"
+    copy.write_text((ctx.run_dir / "config.yaml").read_text())
+    for flag in (True, False):
+        with _stage("run", copy, None, None, flag, None) as ctx:
+            pass
+        assert ctx.run_id == "cfgid-smoke" and ctx.cfg == first, flag
+    for given, rid in (("y", "y-smoke"), ("y-smoke", "y-smoke")):  # --run-id names the full run, or the smoke run
+        with _stage("embed", copy, given, None, False, None) as ctx:
+            pass
+        assert ctx.run_id == rid, given
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["cfgid-smoke", "y-smoke"]
+
+    hand = tmp_path / "hand.yaml"  # set by hand: the smoke settings too, beside the full run
+    hand.write_text(_config(tmp_path, "full").read_text().replace("run: {", "run: {smoke_test: true, "))
+    with _stage("run", hand, None, None, False, None) as ctx:
+        pass
+    assert ctx.run_id == "full-smoke" and ctx.cfg.run.seeds == 1
+    assert ctx.cfg.experiments[0].datasets[0].max_tracks == 40
+    named = _config(tmp_path, "x-smoke")  # a full run named x-smoke: its smoke test is not that run
+    with _stage("run", named, None, None, True, None) as ctx:
+        pass
+    assert ctx.run_id == "x-smoke-smoke"
+    longest = "x" * 125  # plan plans the smoke test a configuration setting run.smoke_test is, without --smoke-test
+    bad = CliRunner().invoke(app, ["plan", str(hand), "--run-id", longest])
+    assert bad.exit_code == 1 and f"run id '{longest}-smoke'" in bad.output, bad.output
+
+
 def test_plan_says_when_the_store_or_the_data_is_not_where_it_looks(tmp_path, monkeypatch):
     """``repeval plan`` run from another folder than the runs' (a relative ``run.store`` and ``manifest``) printed
     "0 complete", "0 done" and nothing else — as if everything were lost — while ``repeval run`` from there stops on

@@ -1030,3 +1030,15 @@ def test_a_fold_beyond_a_data_sets_official_folds_is_a_config_error():
         parse_config(d)
     exp["datasets"][0]["fold"] = 4
     parse_config(d)
+    # MTG-Jamendo's own loader (its split-0..4 files) checked its fold only at the load: a configuration error too
+    for ds in ({"name": "mtg_jamendo", "type": "custom", "subset": "genre"}, {"name": "mtg_jamendo_genre"}):
+        exp["datasets"] = [{**ds, "fold": 5}]
+        with pytest.raises(ConfigError, match=rf"fold: 5, but {ds['name']} has 5 official folds \(0\.\.4\).*set fold "
+                           r"to 0\.\.4"):  # fmt: skip
+            parse_config(d)
+        exp["datasets"] = [{**ds, "split_type": "all", "n_folds": 6}]
+        with pytest.raises(ConfigError, match=r"n_folds: 6, but .* runs fold i on its official split i, so fold 5 has "
+                           r"none: set n_folds to 5"):  # fmt: skip
+            parse_config(d)
+        exp["datasets"] = [{**ds, "fold": 4}]
+        parse_config(d)
