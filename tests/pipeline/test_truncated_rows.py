@@ -66,3 +66,73 @@ def test_a_cut_track_of_several_windows_is_noted_in_every_scenario_and_refused_u
     assert sorted((tid, sid) for tid, sid, _ in errors) == [("cut", "clean"), ("cut", "reversed")]
     for _, _, reason in errors:
         assert re.search(r"^truncated WAV: .*cut\.wav declares .* or set run\.truncated_audio: decode", reason), reason
+
+
+def test_a_run_refuses_a_cut_flac_then_embeds_it_noted_into_the_same_partition_under_decode(
+    ray_session, rendered_notes, tmp_path
+):
+    """On Ray, end to end: under the default a FLAC cut short is an error record naming the setting, and an Ogg
+    without its end is embedded noted — the summary says "1 decoded partly". The same store under ``decode`` with
+    ``--retry-errors`` embeds the FLAC into the same partition (its fingerprint unchanged: no conflict), noted;
+    ``store show`` counts both noted rows, and the whole files' rows have none."""
+    import csv
+
+    import yaml
+
+    from repeval import runner
+    from repeval.config import load_config
+    from repeval.store import EmbeddingStore
+    from repeval.store.inspect import audio_notes, show_text
+    from repeval.testing.badaudio import ogg_page_starts, tone, write_ogg
+    from repeval.testing.configs import notes_dataset
+
+    rows = list(csv.DictReader(rendered_notes.open()))[:2]
+    sf.write(tmp_path / "whole.flac", tone(4.0, 22050) * 0.5, 22050, subtype="PCM_16")
+    data = (tmp_path / "whole.flac").read_bytes()
+    (tmp_path / "cut.flac").write_bytes(data[: len(data) // 2])
+    ogg = write_ogg(tmp_path / "whole.ogg", tone(3.0, 22050), 22050).read_bytes()
+    (tmp_path / "cut.ogg").write_bytes(ogg[: ogg_page_starts(ogg)[len(ogg_page_starts(ogg)) // 2]])
+    manifest = tmp_path / "manifest.csv"
+    with manifest.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "audio_path": str(rendered_notes.parent / r["audio_path"])})
+        for name in ("cut.flac", "cut.ogg"):
+            w.writerow({**rows[0], "track_id": name, "audio_path": str(tmp_path / name)})
+
+    def embed(**run):
+        cfg = {
+            "run": {"run_id": "t", "store": str(tmp_path / "store"), "runs_dir": str(tmp_path / "runs"), **run},
+            "experiments": [
+                {
+                    "task": {"name": "instrument", "type": "multiclass_classification"},
+                    "datasets": [notes_dataset(manifest)],
+                    "embedding_models": [{"id": "mfcc-stats", "params": {"chunk_s": 10.0}}],
+                    "downstream_models": [{"name": "linear", "hidden_units": []}],
+                    "metrics": ["accuracy"],
+                }
+            ],
+        }
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        ctx = runner.make_context(load_config(path))
+        return runner.stage_embed(ctx, progress=False, retry_errors=bool(run))
+
+    first = embed()
+    assert (first.computed, first.errors, first.partial) == (3, 1, 1), first.line()
+    assert first.line().startswith("embedded 3 rows (1 decoded partly) from 4 tracks"), first.line()
+    (_, tid, stage, reason), *_ = first.failures
+    assert tid == "cut.flac" and stage == "decode" and "or set run.truncated_audio: decode" in reason, reason
+    part = EmbeddingStore(str(tmp_path / "store")).partition("notes", "mfcc-stats", "clean")
+    stamped = part.stamped()
+    second = embed(truncated_audio="decode")
+    assert (second.computed, second.errors, second.partial, second.retried) == (1, 0, 1, 1), second.line()
+    assert "(1 decoded partly)" in second.line()
+    assert part.stamped()["fingerprint"] == stamped["fingerprint"]
+    notes = dict(zip(*audio_notes(part).to_pydict().values(), strict=True))
+    assert set(notes) == {"cut.flac", "cut.ogg"} and notes["cut.flac"].startswith("cut FLAC: declares 4.0 s, holds ")
+    assert notes["cut.ogg"].startswith("Ogg without its end page: ")
+    assert "2 row(s) with an audio_note" in show_text(part)
+    t = part.read(["track_id", "audio_note"]).to_pylist()
+    assert len(t) == 4 and sum(r["audio_note"] is None for r in t) == 2
