@@ -84,7 +84,7 @@ def test_a_run_refuses_a_cut_flac_then_embeds_it_noted_into_the_same_partition_u
     from repeval.store import EmbeddingStore
     from repeval.store.inspect import audio_notes, show_text
     from repeval.testing.badaudio import ogg_page_starts, tone, write_ogg
-    from repeval.testing.configs import notes_dataset
+    from repeval.testing.configs import notes_dataset, notes_manifest
 
     rows = list(csv.DictReader(rendered_notes.open()))[:2]
     sf.write(tmp_path / "whole.flac", tone(4.0, 22050) * 0.5, 22050, subtype="PCM_16")
@@ -92,14 +92,8 @@ def test_a_run_refuses_a_cut_flac_then_embeds_it_noted_into_the_same_partition_u
     (tmp_path / "cut.flac").write_bytes(data[: len(data) // 2])
     ogg = write_ogg(tmp_path / "whole.ogg", tone(3.0, 22050), 22050).read_bytes()
     (tmp_path / "cut.ogg").write_bytes(ogg[: ogg_page_starts(ogg)[len(ogg_page_starts(ogg)) // 2]])
-    manifest = tmp_path / "manifest.csv"
-    with manifest.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        for r in rows:
-            w.writerow({**r, "audio_path": str(rendered_notes.parent / r["audio_path"])})
-        for name in ("cut.flac", "cut.ogg"):
-            w.writerow({**rows[0], "track_id": name, "audio_path": str(tmp_path / name)})
+    cut = [(name, tmp_path / name, None) for name in ("cut.flac", "cut.ogg")]
+    manifest = notes_manifest(rendered_notes, tmp_path / "manifest.csv", rows, cut)
 
     def embed(**run):
         cfg = {
