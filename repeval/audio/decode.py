@@ -28,6 +28,7 @@ from repeval.audio.integrity import mpeg_frame_bytes as mpeg_frame_bytes
 from repeval.audio.integrity import refusal, shortfall
 from repeval.audio.integrity import wav_shortfall as wav_shortfall
 from repeval.audio.ogg_end import OGG_UNENDED, unended_ogg
+from repeval.audio.partial import CUT_CAUSES, DEFAULT_TRUNCATED_AUDIO, Partial, TruncatedAudio, cut
 from repeval.audio.tail import zeros_start
 
 log = logging.getLogger(__name__)
@@ -106,12 +107,22 @@ def _check_regular_file(path: str) -> None:
 # --- end reliability ------------------------------------------------------------------------------
 
 
-#: the last file without its end (:data:`~repeval.audio.ogg_end.OGG_UNENDED`) each thread warned about
+#: the last file decoded only in part (:mod:`repeval.audio.partial`) each thread warned about
 _warned = threading.local()
 
 
-def _checked_open(path: str, short: tuple[str, int, int] | None, source: Any) -> tuple[sf.SoundFile, bool]:
-    """``(sf.SoundFile(source), whether it is an Ogg file without its end)`` for the file at ``path``, or
+def _warn_once(path: str, message: str) -> None:
+    """Log ``message`` about the file at ``path`` unless this thread's last such warning was about it
+    (``repeval data check --decode`` opens a file twice)."""
+    if getattr(_warned, "path", None) != path:
+        _warned.path = path
+        log.warning("%s", message)
+
+
+def _checked_open(
+    path: str, short: tuple[str, int, int] | None, source: Any, truncated: TruncatedAudio = DEFAULT_TRUNCATED_AUDIO
+) -> tuple[sf.SoundFile, Partial | None]:
+    """``(sf.SoundFile(source), what of it is decoded when only part of it is)`` for the file at ``path``, or
     :class:`DecodeError` naming the fix when ``short``
     (:func:`repeval.audio.integrity.shortfall`) says it was cut short, zero-filled or damaged
     (:func:`~repeval.audio.integrity.refusal`), or says it is a VBR MP3 without a Xing header (``"MP3 VBR"``:
@@ -120,8 +131,12 @@ def _checked_open(path: str, short: tuple[str, int, int] | None, source: Any) ->
     when the file opens with a length of 0 (no frames are read past its length: the run would decode no sample of it,
     :func:`repeval.audio.empty.no_audio`). An Ogg file without its end (:data:`~repeval.audio.ogg_end.OGG_UNENDED`:
     cut, or a live stream's recording) opens with what its whole pages hold and a warning, logged once when a thread
-    opens it twice in a row (:func:`~repeval.audio.ogg_end.unended_ogg`); refused when they hold no audio."""
-    message = refusal(path, short)
+    opens it twice in a row (:func:`~repeval.audio.ogg_end.unended_ogg`); refused when they hold no audio. With
+    ``truncated`` ``"decode"`` (``run.truncated_audio``), a WAV, MP3 or FLAC cut short
+    (:data:`~repeval.audio.partial.CUT_CAUSES`) opens too, with a warning logged likewise: its whole frames are
+    decoded (:class:`~repeval.audio.partial.Partial`)."""
+    cut_short = short if short is not None and truncated == "decode" and short[0] in CUT_CAUSES else None
+    message = None if cut_short is not None else refusal(path, short)
     if message is not None:
         raise DecodeError(message)
     unended = short if short is not None and short[0] in OGG_UNENDED else None
@@ -136,10 +151,16 @@ def _checked_open(path: str, short: tuple[str, int, int] | None, source: Any) ->
     if f.frames == 0:
         fmt = f.format
         f.close()
+        if cut_short is not None:
+            raise DecodeError(refusal(path, cut_short) or no_audio(path, fmt, short))
         raise DecodeError(no_audio(path, fmt, short) if unended is None else unended_ogg(path, unended, None))
-    if unended is not None and getattr(_warned, "path", None) != path:  # data check --decode opens it twice
-        _warned.path = path
-        log.warning("%s", unended_ogg(path, unended, f.frames / max(f.samplerate, 1)))
+    partial = None
+    if unended is not None:
+        _warn_once(path, unended_ogg(path, unended, f.frames / max(f.samplerate, 1)))
+        partial = Partial("Ogg", None, int(UNENDED_SLACK_S * f.samplerate))
+    elif cut_short is not None:
+        partial = cut(*cut_short, f.frames, f.samplerate)
+        _warn_once(path, partial.warning(path))
     if short is not None and short[0] == "MP3 VBR" and f.frames < short[1] - 2 * short[2]:
         f.close()
         raise DecodeError(
@@ -147,7 +168,7 @@ def _checked_open(path: str, short: tuple[str, int, int] | None, source: Any) ->
             "cannot tell the length of such a file) — re-encode it, or add a Xing header (e.g. `vbrfix` or "
             "`ffmpeg -i in.mp3 -c copy out.mp3`)"
         )
-    return f, unended is not None
+    return f, partial
 
 
 class _Head:
@@ -192,23 +213,24 @@ def _raw_file(path: str) -> tuple[Any, int]:
     return local, os.fstat(local.fileno()).st_size
 
 
-def _open(path: str) -> sf.SoundFile:
+def _open(path: str, truncated: TruncatedAudio = DEFAULT_TRUNCATED_AUDIO) -> sf.SoundFile:
     """The file at ``path`` opened for decoding, once it passed the checks made where a file opens
-    (:func:`_checked_open`), else :class:`DecodeError` naming the fix."""
-    return _open_noting(path)[0]
+    (:func:`_checked_open`; ``truncated``: ``run.truncated_audio``), else :class:`DecodeError` naming the fix."""
+    return _open_noting(path, truncated)[0]
 
 
-def _open_noting(path: str) -> tuple[sf.SoundFile, bool]:
-    """:func:`_open`, and whether the file is an Ogg file without its end (read with :data:`UNENDED_SLACK_S`)."""
+def _open_noting(path: str, truncated: TruncatedAudio = DEFAULT_TRUNCATED_AUDIO) -> tuple[sf.SoundFile, Partial | None]:
+    """:func:`_open`, and what of the file is decoded when only part of it is (an Ogg file without its end, read with
+    :data:`UNENDED_SLACK_S`; a file cut short under ``truncated`` ``"decode"``), else ``None``."""
     if "://" not in path:
         _check_regular_file(path)  # reliability (issue 9)
     try:
         fh, size = _raw_file(path)
         if "://" in path:  # libsndfile reads the remote file through the handle the checks read
-            return _checked_open(path, shortfall(fh, size), fh)
+            return _checked_open(path, shortfall(fh, size), fh, truncated)
         with fh:
             short = shortfall(fh, size)
-        return _checked_open(path, short, path)
+        return _checked_open(path, short, path, truncated)
     except DecodeError:
         raise
     except FileNotFoundError:
@@ -262,20 +284,28 @@ def mixdown(block: np.ndarray) -> np.ndarray:
     return mono
 
 
-def iter_blocks(path: str, sample_rate_hz: int, max_duration_s: float | None = None) -> Iterator[np.ndarray]:
+def iter_blocks(
+    path: str,
+    sample_rate_hz: int,
+    max_duration_s: float | None = None,
+    truncated: TruncatedAudio = DEFAULT_TRUNCATED_AUDIO,
+    notes: list[str] | None = None,
+) -> Iterator[np.ndarray]:
     """Yield mono float32 blocks at ``sample_rate_hz`` (block sizes vary; empty blocks are skipped).
 
     Raises :class:`DecodeError` (possibly after some blocks were yielded, for data corrupt
     part-way), for files without samples, for non-finite samples and for samples far beyond full scale
-    (:data:`MAX_PEAK`).
+    (:data:`MAX_PEAK`). ``truncated`` (``run.truncated_audio``): what becomes of a file cut short
+    (:mod:`repeval.audio.partial`). A file decoded only in part (cut short, under ``"decode"``; an Ogg file without its
+    end) appends its ``audio_note`` to ``notes`` once its last block is yielded.
     """
-    f, unended = _open_noting(path)
+    f, partial = _open_noting(path, truncated)
     total = 0
     with f:
         sr = f.samplerate
         if sr <= 0:
             raise DecodeError(f"invalid sample rate {sr} in {path}")
-        slack = int(UNENDED_SLACK_S * sr) if unended else None
+        slack = partial.slack_frames if partial is not None else None
         limit = None if max_duration_s is None else int(max_duration_s * sr)
         resampler = None if sr == sample_rate_hz else soxr.ResampleStream(sr, sample_rate_hz, 1, dtype="float32")
         read = 0
@@ -314,6 +344,8 @@ def iter_blocks(path: str, sample_rate_hz: int, max_duration_s: float | None = N
             f"no audio samples: {path} decodes to 0 audio frames (an empty or damaged file) — re-export it from its "
             "source, or copy or download it again"
         )
+    if partial is not None and notes is not None:
+        notes.append(partial.note(read / sr))
 
 
 def _check_samples(mono: np.ndarray, path: str, at: int) -> None:
@@ -332,18 +364,24 @@ def _check_samples(mono: np.ndarray, path: str, at: int) -> None:
 
 
 def iter_chunks(
-    path: str, sample_rate_hz: int, chunk_s: float | None, max_duration_s: float | None = None
+    path: str,
+    sample_rate_hz: int,
+    chunk_s: float | None,
+    max_duration_s: float | None = None,
+    truncated: TruncatedAudio = DEFAULT_TRUNCATED_AUDIO,
+    notes: list[str] | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield mono float32 windows of ``chunk_s`` seconds (the whole file when ``chunk_s`` is None).
 
     A remainder shorter than half a window is appended to the last window, so every window holds
     between 0.5 and 1.5 × ``chunk_s`` seconds (a file shorter than that is one window). Memory:
-    at most 1.5 windows plus one read block.
+    at most 1.5 windows plus one read block. ``truncated``, ``notes``: :func:`iter_blocks`'.
     """
     if chunk_s is None or not np.isfinite(chunk_s):
-        yield decode(path, sample_rate_hz, max_duration_s)
+        yield decode(path, sample_rate_hz, max_duration_s, truncated, notes)
         return
-    yield from chunk_blocks(iter_blocks(path, sample_rate_hz, max_duration_s), sample_rate_hz, chunk_s)
+    blocks = iter_blocks(path, sample_rate_hz, max_duration_s, truncated, notes)
+    yield from chunk_blocks(blocks, sample_rate_hz, chunk_s)
 
 
 def window_sizes(sample_rate_hz: int, chunk_s: float, hop: int = 1, min_size: int = 0) -> tuple[int, int]:
@@ -382,8 +420,15 @@ def chunk_blocks(
         yield np.concatenate(pending).astype(np.float32, copy=False)
 
 
-def decode(path: str, sample_rate_hz: int, max_duration_s: float | None = None) -> np.ndarray:
-    """Return mono float32 audio at ``sample_rate_hz`` (optionally truncated)."""
-    blocks = list(iter_blocks(path, sample_rate_hz, max_duration_s))
+def decode(
+    path: str,
+    sample_rate_hz: int,
+    max_duration_s: float | None = None,
+    truncated: TruncatedAudio = DEFAULT_TRUNCATED_AUDIO,
+    notes: list[str] | None = None,
+) -> np.ndarray:
+    """Return mono float32 audio at ``sample_rate_hz`` (optionally truncated: ``max_duration_s``). ``truncated``,
+    ``notes``: :func:`iter_blocks`'."""
+    blocks = list(iter_blocks(path, sample_rate_hz, max_duration_s, truncated, notes))
     audio = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
     return audio.astype(np.float32, copy=False)

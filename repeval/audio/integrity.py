@@ -25,6 +25,7 @@ from repeval.audio.ogg_end import ogg_page_crc as ogg_page_crc
 from repeval.audio.ogg_end import ogg_shortfall as ogg_shortfall
 from repeval.audio.ogg_end import ogg_zero_tail as ogg_zero_tail
 from repeval.audio.ogg_end import unended_ogg as unended_ogg
+from repeval.audio.partial import DECODE_HINT
 from repeval.audio.tail import audio_end, tags_and_zeros, tags_and_zeros_start
 from repeval.audio.tail import zeros_start as zeros_start
 
@@ -353,7 +354,7 @@ def refusal(path: str, short: tuple[str, int, int] | None) -> str | None:
     if cause == "FLAC":
         return (
             f"truncated FLAC: {path} declares {declared:,} samples but its frames end at sample {held:,} "
-            f"({held / declared:.0%}) — the file was cut short (copy or download it again)"
+            f"({held / declared:.0%}) — the file was cut short (copy or download it again, {DECODE_HINT})"
         )
     if cause in ("MP3 zeros", "Ogg zeros"):
         kind, units = ("MP3", "audio frames") if cause == "MP3 zeros" else ("Ogg", "Ogg pages")
@@ -365,7 +366,7 @@ def refusal(path: str, short: tuple[str, int, int] | None) -> str | None:
         needs = f"at least {declared}" if declared == 4 else f"{declared:,}"  # a header cut before its bitrate
         return (
             f"truncated MP3: {path} ends inside an audio frame (its last frame needs {needs} bytes, {held:,} "
-            f"{'is' if held == 1 else 'are'} left) — the file was cut short (copy or download it again)"
+            f"{'is' if held == 1 else 'are'} left) — the file was cut short (copy or download it again, {DECODE_HINT})"
         )
     if cause == "Ogg CRC":
         return (
@@ -374,5 +375,5 @@ def refusal(path: str, short: tuple[str, int, int] | None) -> str | None:
         )
     return (
         f"truncated {cause}: {path} declares {declared:,} bytes of audio but holds {held:,} — the file was cut "
-        "short (copy or download it again)"
+        f"short (copy or download it again, {DECODE_HINT})"
     )

@@ -128,7 +128,8 @@ def data_check(
     a run loads it (missing files are dropped and counted as missing), and each distinct audio file (also on s3:// or
     another pyarrow filesystem) is checked with what the run's decode stage runs where it opens a file — a regular
     file, not cut short or zero-filled, not a VBR MP3 without a Xing header, a header libsndfile opens, audio frames
-    in it — and with --decode the whole file decoded; the reason given is the error record's. Not checked: labels and
+    in it — and with --decode the whole file decoded, listing the files a run decodes only in part (run.truncated_audio:
+    decode; an Ogg file without its end); the reason given is the error record's. Not checked: labels and
     splits (`repeval plan` reports rows the loaders drop), what deformations and models make of the audio. No Ray is
     started. Exit status 0: every file is good; 1: a file is bad or missing; 2: the configuration is invalid or its
     datasets cannot be loaded; 3: --out could not be written (the summary is printed whole before the error)."""
@@ -147,7 +148,9 @@ def data_check(
 
     def go() -> Any:
         try:
-            return check_datasets(files, decode=decode, workers=workers, out=out)
+            return check_datasets(
+                files, decode=decode, workers=workers, out=out, truncated_audio=cfg.run.truncated_audio
+            )
         except KeyboardInterrupt:
             typer.secho("interrupted: nothing was changed; rerun the command to check again", err=True)
             raise typer.Exit(130) from None

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from repeval.audio.partial import DEFAULT_TRUNCATED_AUDIO, TruncatedAudio
 from repeval.config.base import Strict
 from repeval.deformations import WHOLE_TRACK_MAX_S
 
@@ -73,6 +74,11 @@ class RunConfig(Strict):
     deform_whole_track_max_s: float | None = Field(default=WHOLE_TRACK_MAX_S, gt=0)
     #: audio sample rate used when a model does not declare one
     sample_rate_hz: int = Field(default=22050, ge=1000)
+    #: a WAV, MP3 or FLAC cut short (its header declares more audio than the file holds: a copy or download that
+    #: stopped): ``error`` — an error record naming the fix; ``decode`` — embed the whole frames it holds, with a
+    #: warning, its row's ``audio_note`` saying so (``cut WAV: declares 30.0 s, holds 12.4 s``). An Ogg file without
+    #: its end is decoded and noted under both (nothing tells it from a live stream's recording)
+    truncated_audio: TruncatedAudio = DEFAULT_TRUNCATED_AUDIO
     #: store frame-level embeddings in every partition of the run. Without it, a (dataset, model)'s partitions keep
     #: them when a task that reads that dataset with that model has ``embedding_aggregation: prediction`` or
     #: ``attention`` (and a partition an earlier run stored with frames is completed with them); the others do not

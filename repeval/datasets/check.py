@@ -13,7 +13,9 @@ a thread pool (no Ray). What a file is checked with is what the run's decode sta
   every check the decode stage makes on samples (data corrupt part-way, no samples, NaN/inf, samples far beyond
   full scale) is made on the file's frames before they are resampled, so the rate does not change what is found,
   and at the file's own rate nothing is resampled (the cheapest full read). A file of a few frames is decoded at
-  the lowest rate the dataset's models run at instead, where a run would find it has less than one sample.
+  the lowest rate the dataset's models run at instead, where a run would find it has less than one sample. The files
+  a run decodes only in part (:mod:`repeval.audio.partial`: cut short, under ``run.truncated_audio: decode``; an Ogg
+  file without its end) are listed with the ``audio_note`` their rows would carry; they are not bad.
 
 ``--out`` lists every row to fix (:class:`_OutFile`): each dataset's rows dropped because their audio file does not
 exist (reason ``missing: …``, :func:`repeval.datasets.missing.reason`; read from the loads' reports as data — track
@@ -35,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from repeval.audio.decode import _open, error_reason, iter_blocks
+from repeval.audio.partial import DEFAULT_TRUNCATED_AUDIO, TruncatedAudio
 from repeval.datasets import missing as missing_rows
 from repeval.datasets.base import LoadReport
 from repeval.datasets.missing import MISSING_SCHEMA, MissingTracks
@@ -82,9 +85,14 @@ class DatasetCheck:
     missing_examples: list[str] = field(default_factory=list)
     #: the missing rows the loader recorded (``--out`` lists them: every one, unless a loader only counted some)
     missing_named: int = 0
+    #: files a run decodes only in part (``decode``: :mod:`repeval.audio.partial`), and the first ones: ``(track_id,
+    #: audio_path, audio_note)``
+    partial: int = 0
+    partial_examples: list[tuple[str, str, str]] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        out = [f"{self.name}: {self.checked:,} files checked, {self.bad:,} bad, {self.missing:,} missing"]
+        partly = f", {self.partial:,} decoded partly" if self.partial else ""
+        out = [f"{self.name}: {self.checked:,} files checked, {self.bad:,} bad, {self.missing:,} missing{partly}"]
         # a reason names its file (a DecodeError's does); the track id says which row
         out += [
             f"  bad: {tid}: {reason}" + ("" if path in reason else f" ({path})") for tid, path, reason in self.examples
@@ -99,6 +107,9 @@ class DatasetCheck:
                 else f"the first {self.missing_named:,}: the loader names no more"
             )
             out.append(f"  … and {self.missing - len(self.missing_examples):,} more missing (--out FILE lists {lists})")
+        out += [f"  decoded partly: {tid}: {note} ({path})" for tid, path, note in self.partial_examples]
+        if self.partial > len(self.partial_examples):
+            out.append(f"  … and {self.partial - len(self.partial_examples):,} more decoded partly")
         return out
 
 
@@ -144,17 +155,23 @@ class DatasetFiles:
     missing_examples: list[str] = field(default_factory=list)
 
 
-def check_file(path: str, lowest_rate_hz: int | None = None) -> str | None:
+def check_file(
+    path: str,
+    lowest_rate_hz: int | None = None,
+    truncated: TruncatedAudio = DEFAULT_TRUNCATED_AUDIO,
+    notes: list[str] | None = None,
+) -> str | None:
     """``None`` when the run's decode stage would read the file at ``path``, else the reason of the error record it
     would write. ``lowest_rate_hz`` ``None``: the checks made where a file opens (:func:`_open`, header only); else
     also the whole file decoded (:func:`iter_blocks`: at its own rate, or at ``lowest_rate_hz`` when it has only a few
-    frames)."""
+    frames), a file decoded only in part appending the ``audio_note`` its rows would carry to ``notes``.
+    ``truncated``: ``run.truncated_audio``."""
     try:
-        with _open(path) as f:
+        with _open(path, truncated) as f:
             rate_hz, frames = f.samplerate, f.frames
         if lowest_rate_hz is not None:
             few = rate_hz <= 0 or frames * lowest_rate_hz < FEW_SAMPLES * rate_hz
-            for _ in iter_blocks(path, lowest_rate_hz if few else rate_hz):
+            for _ in iter_blocks(path, lowest_rate_hz if few else rate_hz, None, truncated, notes):
                 pass
     except Exception as exc:  # every failure is a finding, as it is an error record in a run
         return error_reason(exc)
@@ -328,8 +345,10 @@ def check_datasets(
     workers: int | None = None,
     out: Path | None = None,
     progress: bool | None = None,
+    truncated_audio: TruncatedAudio = DEFAULT_TRUNCATED_AUDIO,
 ) -> CheckReport:
-    """Check every file of ``datasets`` (:func:`check_file`; ``decode``: the whole file too) with ``workers``
+    """Check every file of ``datasets`` (:func:`check_file`, under ``truncated_audio``; ``decode``: the whole file too,
+    counting the files decoded only in part) with ``workers``
     threads (default: one per CPU); ``out``: every missing row (:func:`repeval.datasets.missing.reason`) and bad file
     as a row there
     (:class:`_OutFile`) — when it cannot be written, the check goes on and its report says why
@@ -368,12 +387,17 @@ def check_datasets(
                     break
             rate = d.lowest_rate_hz if decode else None
 
-            def one(track: tuple[str, str], rate: int | None = rate) -> str | None:
-                return check_file(track[1], rate)
+            def one(track: tuple[str, str], rate: int | None = rate) -> tuple[str | None, list[str]]:
+                notes: list[str] = []
+                return check_file(track[1], rate, truncated_audio, notes), notes
 
-            for (tid, path), reason in _in_order(one, _tracks(d.rows), workers):
+            for (tid, path), (reason, notes) in _in_order(one, _tracks(d.rows), workers):
                 found.checked += 1
                 bar.update(1)
+                if reason is None and notes:
+                    found.partial += 1
+                    if len(found.partial_examples) < SHOWN:
+                        found.partial_examples.append((tid, path, notes[-1]))
                 if reason is None:
                     continue
                 found.bad += 1

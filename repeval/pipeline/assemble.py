@@ -33,6 +33,13 @@ class RowBlock:
     deformation_params: np.ndarray
     model_version: np.ndarray
     frames: np.ndarray | None = None  # object array of (n_frames_i, dim) arrays
+    #: the ``audio_note`` of each row: "" when its file was decoded whole (:mod:`repeval.audio.partial`; not given:
+    #: every row's was)
+    audio_note: np.ndarray = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.audio_note is None:
+            self.audio_note = np.full(len(self.track_id), "", dtype=object)
 
     def __len__(self) -> int:
         return len(self.track_id)
@@ -76,6 +83,7 @@ class _Pending:
     split: str = ""
     params: str = ""
     model_version: str = ""
+    note: str = ""
     seen: int = 0
     total: int | None = None
     error: tuple[str, str] | None = None
@@ -84,6 +92,11 @@ class _Pending:
 
 def _str(a: Any) -> np.ndarray:
     return np.asarray(a).astype(str)
+
+
+def _notes(batch: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
+    """The ``note`` of the chunks at ``idx`` ("" each in a batch without the column)."""
+    return np.asarray(batch["note"][idx], dtype=object) if "note" in batch else np.full(len(idx), "", dtype=object)
 
 
 class TrackAssembler:
@@ -122,6 +135,7 @@ class TrackAssembler:
                     deformation_params=_str(batch["deformation_params"][ok]),
                     model_version=_str(batch["model_version"][ok]),
                     frames=batch["frames"][ok] if self.keep_frames else None,
+                    audio_note=_notes(batch, ok),
                 )
             )
         done: list[tuple[str, str, _Pending]] = []
@@ -143,6 +157,8 @@ class TrackAssembler:
                     frames,
                 )
                 p.model_version = str(batch["model_version"][i])
+                if "note" in batch and batch["note"][i]:
+                    p.note = str(batch["note"][i])
                 if c == 0:
                     p.params = str(batch["deformation_params"][i])
             if p.total is not None and p.seen >= p.total:
@@ -154,6 +170,7 @@ class TrackAssembler:
 
     def _finish(self, done: list[tuple[str, str, _Pending]], errors: ErrorBlock) -> RowBlock:
         rows = []
+        notes: list[str] = []
         for tid, sid, p in done:
             if p.error is not None:
                 errors.add(tid, p.split, sid, *p.error)
@@ -167,6 +184,7 @@ class TrackAssembler:
             rows.append(
                 (tid, p.split, sid, emb, int(counts.sum()), len(order), seconds, p.params, p.model_version, frames)
             )
+            notes.append(p.note)
         if not rows:
             return RowBlock(*(np.zeros(0) for _ in range(9)))
         cols = list(zip(*rows, strict=True))
@@ -185,6 +203,7 @@ class TrackAssembler:
             deformation_params=np.array(cols[7]),
             model_version=np.array(cols[8]),
             frames=frames_col,
+            audio_note=np.array(notes, dtype=object),
         )
 
     def abandon(self) -> int:
@@ -221,6 +240,9 @@ def rows_table(block: RowBlock, schema: pa.Schema, provenance: dict[str, Any]) -
         "repeval_version": pa.array([provenance["repeval_version"]] * n, pa.string()),
         "created_at": pa.array(np.full(n, provenance["created_at"], "datetime64[ms]"), schema.field("created_at").type),
     }
+    if "audio_note" in schema.names:
+        notes = np.asarray(block.audio_note, dtype=object)
+        cols["audio_note"] = pa.array(notes, pa.string(), mask=notes == "")
     if "frames" in schema.names:
         frames = [np.asarray(f, np.float32).reshape(-1, dim) for f in block.frames]  # type: ignore[union-attr]
         offsets = np.concatenate([[0], np.cumsum([len(f) for f in frames])]).astype(np.int32)

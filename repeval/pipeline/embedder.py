@@ -176,6 +176,8 @@ class Embed:
             if self.keep_frames is True or (self.keep_frames and str(batch["scenario"][i]) in self.keep_frames):
                 frames_out[i] = r
         out = {k: batch[k] for k in ("track_id", "split", "scenario", "chunk", "n_chunks", "deformation_params")}
+        if "note" in batch:  # a track decoded from part of its file: its audio_note, on its last chunk
+            out["note"] = batch["note"]
         out.update(
             embedding=emb,
             n_frames=n_frames,

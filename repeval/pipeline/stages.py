@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from repeval.audio import chunk_blocks, iter_blocks, iter_chunks
 from repeval.audio.decode import error_reason, window_sizes
+from repeval.audio.partial import DEFAULT_TRUNCATED_AUDIO, TruncatedAudio
 from repeval.deformations import CLEAN, WHOLE_TRACK_MAX_S, Scenario, scenario_seed
 from repeval.models.base import FrameGeometry
 
@@ -47,6 +48,7 @@ DECODE_COLUMNS = (
     "keep",
     "context",
     "offset",
+    "note",
 )
 #: the integer columns of a chunk row: its index, the track's number of chunks (on its last), and — for a model that
 #: declares its frame geometry — the frames to drop (computed on context), to keep (-1: all), the context samples
@@ -103,6 +105,11 @@ def chunk_seed(run_seed: int, track_id: str, scenario_id: str, chunk: int) -> in
     return scenario_seed(run_seed, f"{track_id}\0chunk{chunk}", scenario_id)
 
 
+def _note(notes: list[str], last: bool) -> str:
+    """The ``note`` of a track's chunk: on its last, the file's ``audio_note`` when it was decoded only in part."""
+    return notes[-1] if last and notes else ""
+
+
 def window_grid(geometry: Any) -> tuple[int, int]:
     """``(hop, min_size)`` of the windows (:func:`repeval.audio.decode.window_sizes`) for a model's frame
     ``geometry``: on its frame grid, each at least twice what a frame reads (so a window's context fits in its
@@ -143,8 +150,11 @@ class DecodeDeform:
         seed_ids: dict[str, str] | None = None,
         whole_track_max_s: float | None = WHOLE_TRACK_MAX_S,
         geometry: FrameGeometry | None = None,
+        truncated_audio: TruncatedAudio = DEFAULT_TRUNCATED_AUDIO,
     ) -> None:
         self.sample_rate_hz = sample_rate_hz
+        #: what becomes of a file cut short (``run.truncated_audio``: :mod:`repeval.audio.partial`)
+        self.truncated_audio = truncated_audio
         #: where the model's frames lie: windows then overlap by the context its frames need (``None``: windows alone)
         self.geometry = geometry if chunk_s is not None else None
         self.scenario_steps = scenarios
@@ -186,6 +196,7 @@ class DecodeDeform:
             error: str = "",
             stage: str = "",
             seam: tuple[int, int, int, int] = (0, -1, 0, 0),
+            note: str = "",
         ) -> None:
             nonlocal held
             out["track_id"].append(tid)
@@ -201,6 +212,7 @@ class DecodeDeform:
             out["keep"].append(seam[1])
             out["context"].append(seam[2])
             out["offset"].append(seam[3])
+            out["note"].append(note)
             held += 0 if audio is None else len(audio)
 
         for tid, path, split, wanted in zip(
@@ -223,7 +235,9 @@ class DecodeDeform:
         scenario, naming the setting. The other scenarios stream: each window is deformed as it is decoded.
 
         An error closes the track in a scenario: its row comes after the chunks already sent,
-        and says how many chunks the track has (so the driver knows when it has them all).
+        and says how many chunks the track has (so the driver knows when it has them all). A track decoded from part of
+        its file (:mod:`repeval.audio.partial`) carries its ``note`` on its last chunk (the file is read to its end by
+        then: its last window is known from the end of its blocks on).
         """
         # audiomentations (~1 s to import) is loaded by the first track that needs a deformation
         scenarios = self._scenarios() if any(self._plain(sid) != CLEAN for sid in wanted) else {}
@@ -234,11 +248,15 @@ class DecodeDeform:
         # a whole-file model (chunk_s None) has one window: every scenario is applied to the whole file anyway
         whole = [sid for sid in wanted if sid in scenarios and scenarios[sid].track_level and self.chunk_s is not None]
         index = 0
+        notes: list[str] = []  # the file's audio_note, once read to its end (a file decoded only in part)
+        truncated = self.truncated_audio
         try:
             if self.chunk_s is None:
-                chunks = iter_chunks(path, self.sample_rate_hz, None, self.max_duration_s)
+                chunks = iter_chunks(path, self.sample_rate_hz, None, self.max_duration_s, truncated, notes)
             else:
-                blocks: Iterator[np.ndarray] = iter_blocks(path, self.sample_rate_hz, self.max_duration_s)
+                blocks: Iterator[np.ndarray] = iter_blocks(
+                    path, self.sample_rate_hz, self.max_duration_s, truncated, notes
+                )
                 if whole:
                     blocks = self._whole_track(blocks, self.chunk_s, tid, split, whole, windows, params, open_, emit)
                 chunks = chunk_blocks(blocks, self.sample_rate_hz, self.chunk_s, *self._grid())
@@ -261,7 +279,7 @@ class DecodeDeform:
                         last = index == len(w) - 1
                         previous = w[index - 1] if index else None
                         audio, seam = self._seam(w[index], previous, None if last else w[index + 1], index, last)
-                        emit(tid, split, sid, index, last, audio, params[sid], seam=seam)
+                        emit(tid, split, sid, index, last, audio, params[sid], seam=seam, note=_note(notes, last))
                         open_[sid] = not last
                         sent = True
                         continue
@@ -289,7 +307,7 @@ class DecodeDeform:
                         last,
                     )
                     behind[sid] = self._tail(window) if fits else None
-                    emit(tid, split, sid, index, last, audio, params.get(sid, ""), seam=seam)
+                    emit(tid, split, sid, index, last, audio, params.get(sid, ""), seam=seam, note=_note(notes, last))
                 if not sent:
                     break
                 yield None

@@ -123,6 +123,7 @@ def run_pipeline(
         seed_ids=sids,
         whole_track_max_s=run.deform_whole_track_max_s,
         geometry=model_geometry(*resolve_model(mcfg)),
+        truncated_audio=run.truncated_audio,
     )
     # the models keep the frames of these partitions' chunks only: all (True) or none (False) when so, the setting
     # a worker's model is built under by repeval before this stream (a benchmark's warm-up) and kept for it
@@ -185,6 +186,7 @@ def run_pipeline(
                     w.add_table(rows_table(sub, w.schema, {**provenance[key], "created_at": now}))
                     versions.setdefault(key, str(sub.model_version[0]))
                     summary.rows_by_scenario[sids[key]] += len(sub)
+                    summary.partial += int((sub.audio_note != "").sum())  # decoded from part of their file
                 summary.computed += len(block)
                 summary.audio_seconds += float(block.audio_seconds.sum())
             bar.update((len(block) if block is not None else 0) + len(errors))

@@ -20,6 +20,9 @@ class EmbedSummary:
     tracks: int = 0
     #: store rows written (one per track × scenario)
     computed: int = 0
+    #: of the rows written, those whose audio was decoded from part of its file (``audio_note``: a file cut short under
+    #: ``run.truncated_audio: decode``, an Ogg file without its end)
+    partial: int = 0
     #: (track, scenario) pairs already in the store
     skipped: int = 0
     errors: int = 0
@@ -65,6 +68,7 @@ class EmbedSummary:
     def merge(self, other: EmbedSummary) -> None:
         self.tracks += other.tracks
         self.computed += other.computed
+        self.partial += other.partial
         self.skipped += other.skipped
         self.errors += other.errors
         self.errors_by_stage.update(other.errors_by_stage)
@@ -106,11 +110,12 @@ class EmbedSummary:
         if len(self.rows_by_scenario) > 1:
             scen = " [" + ", ".join(f"{k} {v}" for k, v in sorted(self.rows_by_scenario.items())) + "]"
         retried = f" (retried {self.retried} earlier error record(s))" if self.retried else ""
+        partly = f" ({self.partial} decoded partly)" if self.partial else ""
         decoded = (
             f"{self.tracks} tracks" if self.streams <= 1 else f"{self.tracks} tracks×models ({self.streams} models)"
         )
         return (
-            f"embedded {self.computed} rows{scen} from {decoded}, {self.skipped} rows already in store, {errs}"
+            f"embedded {self.computed} rows{scen}{partly} from {decoded}, {self.skipped} rows already in store, {errs}"
             f"{retried} in {wall:.1f}s ({self.startup_s:.1f}s start-up) — {rows_rate:.1f} rows/s, {rate:.0f} s of "
             "audio per second"
         )

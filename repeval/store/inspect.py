@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from repeval.store.layout import DamagedPartFile
+from repeval.store.layout import AUDIO_NOTE, DamagedPartFile
 from repeval.store.partition import Partition
 from repeval.store.store import EmbeddingStore
 
@@ -134,6 +134,20 @@ def ls_text(store: EmbeddingStore, as_json: bool = False, infos: list[dict[str, 
     return "\n".join(lines)
 
 
+def audio_notes(part: Partition) -> pa.Table:
+    """``track_id`` and ``audio_note`` of the rows of ``part`` whose audio was decoded from part of its file
+    (:mod:`repeval.audio.partial`), in row order; part files written before the column existed have none."""
+    found = []
+    for f in part.part_files():
+        if AUDIO_NOTE not in pq.read_schema(f, filesystem=part.fs).names:
+            continue
+        t = pq.read_table(f, columns=["track_id", AUDIO_NOTE], filesystem=part.fs)
+        found.append(t.filter(pc.is_valid(t.column(AUDIO_NOTE))))
+    if not found:
+        return pa.table({"track_id": pa.array([], pa.string()), AUDIO_NOTE: pa.array([], pa.string())})
+    return pa.concat_tables(found)
+
+
 def show_text(part: Partition, n_rows: int = 5) -> str:
     """The manifest, schema and counts of ``part``, then its first ``n_rows`` rows and error records (none: 0)."""
     if n_rows < 0:
@@ -152,14 +166,22 @@ def show_text(part: Partition, n_rows: int = 5) -> str:
         out.append("rows per split: " + ", ".join(f"{r['split']} {r['track_id_count']}" for r in splits))
         frames, seconds = (pc.sum(t.column(c)).as_py() or 0 for c in ("n_frames", "audio_seconds"))
         out.append(f"frames: {frames} total; audio: {seconds:.1f} s")
+        noted = audio_notes(part)
+        if noted.num_rows:
+            out.append(
+                f"{noted.num_rows} row(s) with an audio_note (decoded from part of their file): "
+                + "; ".join(f"{r['track_id']}: {r[AUDIO_NOTE]}" for r in noted.slice(0, max(n_rows, 1)).to_pylist())
+                + ("" if noted.num_rows <= max(n_rows, 1) else "; …")
+            )
         shown = [c for c in schema.names if c not in ("embedding", "frames")]
         head: list[pa.Table] = []
-        for f in files if n_rows else []:  # the first rows, file by file
-            head.append(pq.read_table(f, columns=shown, filesystem=part.fs).slice(0, n_rows))
+        for f in files if n_rows else []:  # the first rows, file by file (a file from before a column: null there)
+            names = pq.read_schema(f, filesystem=part.fs).names
+            head.append(pq.read_table(f, columns=[c for c in shown if c in names], filesystem=part.fs).slice(0, n_rows))
             if sum(h.num_rows for h in head) >= n_rows:
                 break
         if head:
-            out.append(pa.concat_tables(head).slice(0, n_rows).to_pandas().to_string())
+            out.append(pa.concat_tables(head, promote_options="default").slice(0, n_rows).to_pandas().to_string())
     else:
         out.append("(no rows: every track has an error record)" if m else "(no rows yet)")
     errs = part.read_errors()

@@ -13,8 +13,14 @@ import pyarrow.parquet as pq
 MANIFEST = "_manifest.json"
 STAMP = "_stamp.json"
 ERRORS_DIR = "_errors"
-#: bumped when the row schema changes; part of every partition's fingerprint
+#: bumped when the row schema changes so that rows written before cannot be read as rows written now; part of every
+#: partition's fingerprint. A nullable column added for what older rows never had (``audio_note``: null in their part
+#: files, which lack it) leaves it as it is, so the partitions written before are completed and read as they were
 STORE_FORMAT = 2
+
+#: the row column saying a row's audio was decoded from part of its file (:mod:`repeval.audio.partial`); null: whole.
+#: Part files written before it lack it: read as null (:func:`audio_notes`)
+AUDIO_NOTE = "audio_note"
 
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
 
@@ -32,6 +38,7 @@ def embedding_schema(dim: int, keep_frames: bool = False) -> pa.Schema:
         pa.field("n_frames", pa.int32()),
         pa.field("n_chunks", pa.int32()),
         pa.field("audio_seconds", pa.float32()),
+        pa.field(AUDIO_NOTE, pa.string()),
         pa.field("deformation_params", pa.string()),
         pa.field("model", pa.string()),
         pa.field("model_version", pa.string()),

@@ -64,7 +64,10 @@ class Partition(PartitionStamp):
 
     def read(self, columns: list[str] | None = None) -> pa.Table:
         files = self.data_files()
-        return pa.concat_tables([pq.read_table(f, columns=columns, filesystem=self.fs) for f in files])
+        # part files from before a column was added (audio_note) lack it: null in their rows
+        return pa.concat_tables(
+            [pq.read_table(f, columns=columns, filesystem=self.fs) for f in files], promote_options="default"
+        )
 
     def read_errors(self) -> pa.Table:
         files = self.error_files()
@@ -175,7 +178,7 @@ class Partition(PartitionStamp):
         n_unique = len(pc.unique(ids))
         if n_unique == len(ids):
             return 0
-        table = pa.concat_tables([pq.read_table(f, filesystem=self.fs) for f in files])
+        table = pa.concat_tables([pq.read_table(f, filesystem=self.fs) for f in files], promote_options="default")
         codes = np.asarray(pc.dictionary_encode(ids).indices)
         keep = np.sort(np.unique(codes, return_index=True)[1])  # first occurrence of every id
         write_table_atomic(self.fs, self.path, table.take(pa.array(keep)))

@@ -19,3 +19,19 @@ def notes_dataset(manifest: str | Path, **keys: Any) -> dict[str, Any]:
     }
     entry.update(keys)
     return {k: v for k, v in entry.items() if v is not None}
+
+
+def notes_manifest(rendered_notes: Path, out: Path, rows: list[dict[str, str]], extra: Any = ()) -> Path:
+    """A catalog manifest at ``out`` of ``rows`` of the rendered-notes manifest ``rendered_notes`` (their audio paths
+    made absolute), then each of ``extra`` — ``(track id, audio path, split or None)``: a row like the first with its
+    own file (and split)."""
+    import csv
+
+    with out.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "audio_path": str(rendered_notes.parent / r["audio_path"])})
+        for tid, path, split in extra:
+            w.writerow({**rows[0], "track_id": tid, "audio_path": str(path), **({"split": split} if split else {})})
+    return out

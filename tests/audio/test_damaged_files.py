@@ -172,7 +172,8 @@ def test_an_mp3_without_a_xing_header_cut_short_is_refused_naming_its_last_frame
             with pytest.raises(
                 DecodeError,
                 match=rf"^truncated MP3: .*{p.name} ends inside an audio frame \(its last frame needs {needs} left\)"
-                r" — the file was cut short \(copy or download it again\)$",
+                r" — the file was cut short \(copy or download it again, or set run.truncated_audio: decode to "
+                r"embed the audio it holds, its row noted in audio_note\)$",
             ):
                 decode(str(p), rate_hz)
     with pytest.raises(DecodeError, match=r"^truncated MP3: file://.*mid.mp3 ends inside an audio frame"):
@@ -437,7 +438,8 @@ def test_a_flac_cut_short_is_refused_where_it_opens(tmp_path):
             p.write_bytes(data[:cut])
             m = re.fullmatch(
                 rf"truncated FLAC: {re.escape(str(p))} declares 66,150 samples but its frames end at sample "
-                r"([\d,]+) \(\d+%\) — the file was cut short \(copy or download it again\)",
+                r"([\d,]+) \(\d+%\) — the file was cut short \(copy or download it again, or set "
+                r"run.truncated_audio: decode to embed the audio it holds, its row noted in audio_note\)",
                 _decode_error(str(p)),
             )
             assert m, (channels, fraction)

@@ -31,7 +31,7 @@ from repeval.models import build_model
 from repeval.pipeline.assemble import TrackAssembler
 from repeval.pipeline.resources import stream_resources
 from repeval.pipeline.stages import DecodeDeform
-from repeval.testing.configs import notes_dataset
+from repeval.testing.configs import notes_dataset, notes_manifest
 
 # UDFs defined here must reach the Ray workers by value (the tests folder is not importable there)
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -43,18 +43,12 @@ CHUNK_S = 10.0
 def _manifest(rendered_notes: Path, root: Path, n: int, long_file: bool, split: str | None = None) -> Path:
     """The first ``n`` rendered notes (of ``split`` only, when given), plus a long file when asked."""
     rows = [r for r in csv.DictReader(rendered_notes.open()) if split is None or r["split"] == split][:n]
-    out = root / "manifest.csv"
-    with out.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        for r in rows:
-            w.writerow({**r, "audio_path": str(rendered_notes.parent / r["audio_path"])})
-        if long_file:
-            sr = 22050
-            t = np.arange(int(LONG_S * sr)) / sr
-            sf.write(root / "long.wav", (0.3 * np.sin(2 * np.pi * 220 * t * (1 + t / 50))).astype(np.float32), sr)
-            w.writerow({**rows[0], "track_id": "long", "audio_path": str(root / "long.wav"), "split": "train"})
-    return out
+    if long_file:
+        sr = 22050
+        t = np.arange(int(LONG_S * sr)) / sr
+        sf.write(root / "long.wav", (0.3 * np.sin(2 * np.pi * 220 * t * (1 + t / 50))).astype(np.float32), sr)
+    extra = [("long", root / "long.wav", "train")] if long_file else []
+    return notes_manifest(rendered_notes, root / "manifest.csv", rows, extra)
 
 
 def _config(root: Path, manifest: Path, store: str, batch_size: int = 16, **run) -> Path:

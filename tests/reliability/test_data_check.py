@@ -3,6 +3,7 @@ run's decode stage would write (no Ray)."""
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -483,3 +484,32 @@ def test_summary_says_when_out_lists_only_the_missing_rows_the_loader_named():
     assert found.lines()[-1] == "  … and 7 more missing (--out FILE lists the first 10: the loader names no more)"
     found.missing_named = 12
     assert found.lines()[-1] == "  … and 7 more missing (--out FILE lists them all)"
+
+
+def test_decode_lists_the_files_a_run_decodes_only_in_part_under_either_truncated_audio_setting(tmp_path):
+    """``--decode`` lists the files a run would embed from part of their audio, each with the ``audio_note`` its
+    rows would carry: under ``run.truncated_audio: decode`` the WAV, MP3 and FLAC cut short (not bad: exit 0) and the
+    Ogg without its end; under the default the cut ones are bad, their reason naming the setting, and the Ogg is still
+    listed. Without ``--decode`` nothing is listed (the notes come from decoding)."""
+    kinds = ["truncated_data_wav", "truncated_data_mp3", "truncated_data_flac", "truncated_ogg"]
+    files = {b.kind: b for b in make_corpus(tmp_path / "bad", kinds)}
+    rows = [{"track_id": k, "audio_path": str(b.path), "label": "low", "split": "test"} for k, b in files.items()]
+    manifest = make_catalog(tmp_path, per_class=2, seconds=0.5, extra=rows)
+    for setting in ("decode", "error"):
+        cfg = write_config(
+            tmp_path / f"{setting}.yaml", tmp_path, [experiment(manifest, [FAST_MODEL])], truncated_audio=setting
+        )
+        res = invoke(cfg, "--decode")
+        cut = 3 if setting == "decode" else 0
+        assert res.exit_code == (0 if cut else 1), res.output
+        assert f"tones: 8 files checked, {3 - cut} bad, 0 missing, {cut + 1} decoded partly" in res.output
+        partly = dict(re.findall(r"^  decoded partly: (\S+): (.+) \(/", res.output, re.M))
+        assert set(partly) == set(kinds[3:] if not cut else kinds), res.output
+        assert re.fullmatch(r"Ogg without its end page: \d+\.\d s decoded", partly["truncated_ogg"])
+        for kind in kinds[:3]:
+            if cut:
+                fmt = kind.rsplit("_", 1)[1].upper()
+                assert re.fullmatch(rf"cut {fmt}: declares \d+\.\d s, holds \d+\.\d s", partly[kind]), partly[kind]
+            else:
+                assert re.search(rf"bad: {kind}: truncated .* or set run\.truncated_audio: decode", res.output)
+        assert "decoded partly" not in invoke(cfg).output

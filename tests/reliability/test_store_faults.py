@@ -191,7 +191,7 @@ for k in range(n_parts):
         n = len(ids)
         emb = pa.FixedSizeListArray.from_arrays(pa.array(rng.standard_normal(n * dim).astype("float32")), dim)
         cols = {"track_id": ids, "split": ["train"] * n, "embedding": emb, "n_frames": [1] * n, "n_chunks": [1] * n,
-                "audio_seconds": [1.0] * n, "deformation_params": [None] * n, "model": ["m"] * n,
+                "audio_seconds": [1.0] * n, "audio_note": [None] * n, "deformation_params": [None] * n, "model": ["m"] * n,
                 "model_version": ["1"] * n, "scenario": [f"s{k}"] * n, "config_hash": ["h"] * n,
                 "repeval_version": ["0"] * n, "created_at": [None] * n}
         w.add_table(pa.table({f.name: pa.array(cols[f.name], f.type) for f in schema}, schema=schema))
@@ -275,7 +275,7 @@ def _write_rows(part, ids: list[str], config_hash: str = "h", part_rows: int = 4
 
     schema, n = embedding_schema(4), len(ids)
     cols = {"track_id": ids, "split": ["train"] * n, "n_frames": [1] * n, "n_chunks": [1] * n,
-            "audio_seconds": [1.0] * n, "deformation_params": [None] * n, "model": ["m"] * n,
+            "audio_seconds": [1.0] * n, "audio_note": [None] * n, "deformation_params": [None] * n, "model": ["m"] * n,
             "model_version": ["1"] * n, "scenario": ["clean"] * n, "config_hash": [config_hash] * n,
             "repeval_version": ["0"] * n, "created_at": [None] * n,
             "embedding": pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(n * 4, np.float32)), 4)}  # fmt: skip
