@@ -271,14 +271,38 @@ def exit_on_sigterm() -> None:
     Without a handler SIGTERM ends the process at once; Ray's driver handler (set by ``ray.init``, replaced here)
     raises ``SystemExit`` too, but a SIGTERM that lands in a blocking Ray call (``ray.wait`` in Tune's loop) comes out
     as ``SystemExit(1)``: :func:`sigterm_received` is what tells such an exit from others (the CLI then exits with
-    :data:`SIGTERM_EXIT_STATUS` all the same)."""
+    :data:`SIGTERM_EXIT_STATUS` all the same).
+
+    Once the process runs its exit handlers (Ray's shutdown, repeval's), a SIGTERM ends it at once with that status:
+    a ``SystemExit`` raised there was printed as "Exception ignored in atexit callback" with its traceback (``ray job
+    stop`` as a job ended), and the process went on to exit 0. (:func:`_exiting_now`, registered again at each call,
+    so that it runs before the exit handlers registered until then — Ray's included once ``ray.init`` has run.)"""
     if threading.current_thread() is threading.main_thread():
+        import atexit
+
         signal.signal(signal.SIGTERM, _on_sigterm)
+        atexit.unregister(_exiting_now)
+        atexit.register(_exiting_now)
+
+
+#: set when this process starts running its exit handlers (:func:`exit_on_sigterm`)
+_exiting: list[bool] = []
+
+
+def _exiting_now() -> None:
+    _exiting.append(True)
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     _sigterms.append(signum)
     stop_forwarding_worker_output()
+    if _exiting:  # the command is over: no exception to unwind it (it would be printed, ignored), the status it gets
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(128 + signum)
     sys.exit(128 + signum)
 
 
