@@ -22,6 +22,7 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -532,7 +533,9 @@ def test_a_node_that_joins_later_is_checked_at_its_actors_start_and_a_stopped_jo
     JobSubmissionClient(cluster.dashboard).stop_job("late-1")
     status, logs = cluster.wait_job("late-1"), cluster.logs("late-1")
     assert status == "STOPPED", logs[-3000:]
-    assert logs.rstrip().splitlines()[-1].startswith("terminated (SIGTERM): everything finished so far is saved")
+    last = logs.rstrip().splitlines()[-1]  # how to resume: resubmit the job (it named `repeval run …`, to run here)
+    assert last.startswith("terminated (SIGTERM): everything finished so far is saved"), logs[-3000:]
+    assert last.endswith(f"submit the job again to resume it: `ray job submit … -- {shlex.join(entry)}`"), last
     assert "Traceback" not in logs and "SystemExit" not in logs, logs[-3000:]
     run_status = json.loads((short_tmp / "runs" / "late" / "status.json").read_text())
     assert run_status["state"] == "interrupted", run_status
