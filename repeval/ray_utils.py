@@ -50,7 +50,11 @@ def init_ray(num_cpus: int | None = None, **kwargs: Any) -> None:
     if os.environ.get("RAY_ADDRESS"):
         check_ray_address(os.environ["RAY_ADDRESS"])
         log.info("attaching to Ray cluster at %s", os.environ["RAY_ADDRESS"])
-        attach_ray(os.environ["RAY_ADDRESS"], log_to_driver=True, **kwargs)
+        # Ray's own lines at WARNING, as in the embedded Ray: not its INFO lines ("Connecting to existing Ray
+        # cluster", Tune's "Wrote the latest version of all result files" after every grid); what the job's workers
+        # print still reaches its log
+        opts: dict[str, Any] = {"log_to_driver": True, "logging_level": logging.WARNING}
+        attach_ray(os.environ["RAY_ADDRESS"], **{**opts, **kwargs})
     else:
         from repeval.cpu import ray_process_environment
 
@@ -267,14 +271,58 @@ def exit_on_sigterm() -> None:
     Without a handler SIGTERM ends the process at once; Ray's driver handler (set by ``ray.init``, replaced here)
     raises ``SystemExit`` too, but a SIGTERM that lands in a blocking Ray call (``ray.wait`` in Tune's loop) comes out
     as ``SystemExit(1)``: :func:`sigterm_received` is what tells such an exit from others (the CLI then exits with
-    :data:`SIGTERM_EXIT_STATUS` all the same)."""
+    :data:`SIGTERM_EXIT_STATUS` all the same).
+
+    Once the process runs its exit handlers (Ray's shutdown, repeval's), a SIGTERM ends it at once with that status:
+    a ``SystemExit`` raised there was printed as "Exception ignored in atexit callback" with its traceback (``ray job
+    stop`` as a job ended), and the process went on to exit 0. (:func:`_exiting_now`, registered again at each call,
+    so that it runs before the exit handlers registered until then — Ray's included once ``ray.init`` has run.)"""
     if threading.current_thread() is threading.main_thread():
+        import atexit
+
         signal.signal(signal.SIGTERM, _on_sigterm)
+        atexit.unregister(_exiting_now)
+        atexit.register(_exiting_now)
+
+
+#: set when this process starts running its exit handlers (:func:`exit_on_sigterm`)
+_exiting: list[bool] = []
+
+
+def _exiting_now() -> None:
+    _exiting.append(True)
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     _sigterms.append(signum)
+    stop_forwarding_worker_output()
+    if _exiting:  # the command is over: no exception to unwind it (it would be printed, ignored), the status it gets
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(128 + signum)
     sys.exit(128 + signum)
+
+
+#: the name under which ``ray.init(log_to_driver=True)`` (Ray 2.60's ``ray._private.worker.connect``) registers the
+#: printing of the job's worker output on the driver's stdout/stderr
+_WORKER_OUTPUT_HANDLER = "ray_print_logs"
+
+
+def stop_forwarding_worker_output() -> None:
+    """Stop printing what this driver's workers write (``log_to_driver``): once a job is stopped (``ray job stop``),
+    Ray tears its workers down, and those caught starting an actor or running a task aborted in Ray's C++ code
+    ("*** SIGABRT received", "Check failed: … ActorCreationTaskDone() … Broken pipe", "*** StackTrace Information
+    ***") into the job's log, after or amid repeval's "terminated" line. Called from the SIGTERM handler, so the
+    dispatcher's lock is not taken (``ray.shutdown`` may hold it when the signal lands): its list of handlers is
+    replaced in one assignment, which its ``emit`` reads once. Nothing to do without Ray or without the handler."""
+    worker = sys.modules.get("ray._private.worker")
+    dispatcher: Any = getattr(worker, "global_worker_stdstream_dispatcher", None)
+    handlers = getattr(dispatcher, "handlers", None)
+    if isinstance(handlers, list):
+        dispatcher.handlers = [h for h in handlers if not (isinstance(h, tuple) and h[0] == _WORKER_OUTPUT_HANDLER)]
 
 
 def sigterm_received() -> bool:

@@ -287,9 +287,25 @@ def _reason(exc: BaseException) -> str:
 
 
 def _resume_hint() -> str:
-    """How to carry on an interrupted command: the run's own command line once :func:`_stage` has made it."""
+    """How to carry on an interrupted command: the run's own command line once :func:`_stage` has made it — as a
+    ``ray job submit`` entrypoint when this command is a job's driver (``ray job stop``), which is resubmitted, not
+    run where the user reads its log."""
+    import os
+    import shlex
+    import sys
+
+    from repeval.ray_cluster import RAY_JOB_CONFIG_ENV
+
     resume = _state.get("resume")
-    return f"`{resume}` resumes it" if resume else "rerun the same command to resume"
+    if not os.environ.get(RAY_JOB_CONFIG_ENV):
+        return f"`{resume}` resumes it" if resume else "rerun the same command to resume"
+    if not resume:
+        return "submit the job again to resume it"
+    words = shlex.split(resume)  # repeval COMMAND CONFIG [OPTIONS]
+    script = Path(sys.argv[0])
+    if script.parent.name == "jobs" and script.stem == words[1]:  # jobs/<command>.py, as the job ran it
+        words[:2] = ["python", f"jobs/{words[1]}.py"]
+    return f"submit the job again to resume it: `ray job submit … -- {shlex.join(words)}`"
 
 
 def _guard(fn: Any) -> Any:

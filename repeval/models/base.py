@@ -313,9 +313,11 @@ def _try_light(family: str, name: str, params_json: str, given: str) -> None:
         ) from None
 
 
-def build_model(cfg: Any) -> EmbeddingModel:
+def build_model(cfg: Any, where: str = "here") -> EmbeddingModel:
+    """The model of ``cfg``; :class:`ModelUnavailable` ("embedding model '<id>' cannot run ``where``: <reason>")
+    when it cannot run in this process."""
     fam, params = resolve_model(cfg)
     reason = fam.cls.availability(params)
     if reason:
-        raise ModelUnavailable(f"embedding model '{cfg.id}' cannot run here: {reason}")
+        raise ModelUnavailable(f"embedding model '{cfg.id}' cannot run {where}: {reason}")
     return fam.cls(**params)

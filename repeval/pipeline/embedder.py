@@ -76,12 +76,22 @@ class Embed:
         sample_rate_hz: int | None = None,
     ) -> None:
         from repeval.cpu import keep_freed_memory
-        from repeval.models import build_model
+        from repeval.models import ModelUnavailable, build_model
 
         keep_freed_memory()  # the model's per-call blocks stay in the process (see its docstring)
         limit_threads(threads)
         t0 = time.perf_counter()
-        self.model = build_model(model_config_for_build(model_cfg))
+        self.model_id = model_cfg.id
+        #: why the model cannot run on this node, said at the first batch (:meth:`__call__`)
+        self.unavailable: ModelUnavailable | None = None
+        try:
+            self.model = build_model(model_config_for_build(model_cfg), where=this_node())
+        except ModelUnavailable as exc:
+            # an actor that raises while it starts dies in Ray Data's pool: the job's log got Ray's retry traceback,
+            # the worker's and Ray Data's "internal error … open an issue" with theirs, and the driver's own — a
+            # first batch that raises it is a UDF error, which reaches the driver as one (run_pipeline names it)
+            self.unavailable = exc
+            return
         limit_threads(threads)  # the model may have imported torch
         if sample_rate_hz is not None and int(self.model.sample_rate_hz) != int(sample_rate_hz):
             # the stream decodes at the rate planned for the model (its declared_sizes); fed another, the model
@@ -91,7 +101,6 @@ class Embed:
                 f"{sample_rate_hz} Hz: its rate was not known while planning — make the model's configuration "
                 "available locally (a hub model: download it first) so that its declared rate is read"
             )
-        self.model_id = model_cfg.id
         self.model_version = str(getattr(self.model, "version", "") or "")
         #: whether the model computes only the frames a window keeps when told how many (FrameGeometry.stops)
         self.stops = _stops(model_cfg)
@@ -132,6 +141,8 @@ class Embed:
         return asks
 
     def __call__(self, batch: dict[str, np.ndarray] | pa.Table) -> dict[str, np.ndarray]:
+        if self.unavailable is not None:
+            raise self.unavailable
         if isinstance(batch, pa.Table):
             batch = table_to_batch(batch)
         n = len(batch["track_id"])
@@ -189,6 +200,14 @@ class Embed:
         if self.keep_frames:
             out["frames"] = _object_array(frames_out)
         return out
+
+
+def this_node() -> str:
+    """Where this process runs, as a model's unavailability says it: ``on node <address>`` in a Ray worker (the
+    address :func:`repeval.pipeline.preflight.models_on_nodes` names nodes by), else ``here``."""
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        return f"on node {sys.modules['ray'].util.get_node_ip_address()}"
+    return "here"
 
 
 def _stops(model_cfg: Any) -> bool:

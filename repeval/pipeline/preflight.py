@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from typing import Any
 
 from repeval.config import Config, ExperimentConfig
 from repeval.deformations import scenario_steps, validate_steps_at
-from repeval.models import resolve_model
+from repeval.models import ModelUnavailable, resolve_model
 from repeval.pipeline.embedder import model_config_for_build
 from repeval.pipeline.partitions import ModelSpec, accepted_spec
 from repeval.pipeline.resources import stream_resources
@@ -209,8 +210,39 @@ def check_models_on_nodes(cfg: Config, mcfgs: list[Any]) -> None:
     """Raise :class:`~repeval.models.ModelUnavailable` (the reason names the fix) unless every model in ``mcfgs``
     can run on every live node its embedding actors (or decode tasks) may go to (:func:`models_on_nodes`); before
     any stream has embedded a track. Nodes the autoscaler adds later check at their actors' start."""
-    from repeval.models import ModelUnavailable
-
     found = models_on_nodes(cfg, mcfgs)
     if found.problems:
         raise ModelUnavailable("; ".join(unavailable_lines(found.problems, here=found.single)))
+
+
+#: how a model's unavailability reads in the text of the Ray error that carried it from a worker (its traceback)
+_UNAVAILABLE_LINE = re.compile(r"^(?:repeval\.models\.base\.)?ModelUnavailable: (embedding model .+)$", re.MULTILINE)
+
+
+def unavailable_in_stream(exc: BaseException) -> ModelUnavailable | None:
+    """The :class:`~repeval.models.ModelUnavailable` an embedding stream failed with (``exc``, what Ray Data raised
+    from it), said for a cluster, or None: a model that cannot run on a node that was not up when the run checked
+    the models (:func:`check_models_on_nodes`: a node the autoscaler added, a replacement) is found by its actors
+    or decode tasks there at their first batch (:class:`repeval.pipeline.embedder.Embed`), and reaches the driver
+    inside Ray's errors, as text."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    found = None
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ModelUnavailable):
+            found = str(cur)
+            break
+        cause = getattr(cur, "cause", None)  # RayTaskError: what the task raised
+        cur = cause if isinstance(cause, BaseException) else cur.__cause__ or cur.__context__
+    if found is None:
+        lines = _UNAVAILABLE_LINE.findall(str(exc))
+        if not lines:
+            return None
+        found = lines[-1].strip()
+    return ModelUnavailable(
+        f"{found} — the run checks its models on the nodes up when it starts; a node that joins later (one the "
+        "autoscaler adds, a replacement) is checked when its actors start: give every node type the cluster may add "
+        "what the model needs (its setup commands or image, docs/cluster.md), then run it again (what was embedded "
+        "is kept)"
+    )

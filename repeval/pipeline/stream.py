@@ -24,6 +24,7 @@ from repeval.models import resolve_model
 from repeval.pipeline.assemble import TrackAssembler, errors_table, rows_table
 from repeval.pipeline.embedder import DecodeEmbed, Embed, KeepFrames
 from repeval.pipeline.partitions import model_geometry
+from repeval.pipeline.preflight import unavailable_in_stream
 from repeval.pipeline.resources import EmbedResources
 from repeval.pipeline.stages import MAX_BATCH_SAMPLES, DecodeDeform
 from repeval.pipeline.summary import EmbedSummary, Progress
@@ -158,6 +159,7 @@ def run_pipeline(
     t_start = time.perf_counter()
     first = True
     actors: dict[str, Any] = {}
+    held = HeldFailureLines()
     try:
         for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
             if first:
@@ -198,8 +200,13 @@ def run_pipeline(
             actors.setdefault(a._actor_id.hex(), a)
         _stop_stream(ds, exc)
         _release_actors(actors)
+        unavailable = unavailable_in_stream(exc)
+        held.release(drop=unavailable is not None)
+        if unavailable is not None:  # a node checked only as its actors started: repeval's error, not Ray's
+            raise unavailable from None
         raise
     finally:
+        held.release()
         # everything finished so far is kept, even when the stream fails part-way
         summary.abandoned += assembler.abandon()
         for w in writers.values():
@@ -207,6 +214,36 @@ def run_pipeline(
         bar.close()
         summary.stream_s += time.perf_counter() - t_start
     return versions
+
+
+class HeldFailureLines(logging.Filter):
+    """Ray Data's ERROR lines announcing that a stream fails on a UDF's error ("An exception was raised from a task
+    of operator …", "Exception occurred in user code, with the abbreviated stack trace below …"), held back while
+    the stream runs (from its loggers and its log file alike) and said by :meth:`release` — unless the error is one
+    repeval says itself, in one line (a model that cannot run on a node: :func:`unavailable_in_stream`)."""
+
+    LOGGERS = ("ray.data._internal.execution.streaming_executor_state", "ray.data.exceptions")
+    MESSAGES = ("An exception was raised from a task of operator", "Exception occurred in user code")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[logging.LogRecord] = []
+        for name in self.LOGGERS:
+            logging.getLogger(name).addFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and str(record.msg).startswith(self.MESSAGES):
+            self.held.append(record)
+            return False
+        return True
+
+    def release(self, drop: bool = False) -> None:
+        """Stop holding lines back; log those held (``drop``: forget them). Once done, does nothing."""
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeFilter(self)
+        held, self.held = self.held, []
+        for record in [] if drop else held:
+            logging.getLogger(record.name).handle(record)
 
 
 def _embed_actors(ds: Any) -> list[Any]:

@@ -27,6 +27,22 @@ MEMBERS_FILE = "members.json"
 SUMMARY_FILE = "summary.json"
 
 
+#: Ray Train's logger of every checkpoint a trial persists ("Checkpoint successfully created at: …", at INFO): one line
+#: per trial in a job's log (``ray job submit`` attaches with ``log_to_driver``), hundreds for a grid — Tune's
+#: ``RunConfig(verbose=0)`` quiets only the driver's progress reports, not what a trial's worker logs
+TRAIN_STORAGE_LOGGER = "ray.train._internal.storage"
+
+
+def report_checkpoint(metrics: dict[str, Any], directory: str) -> None:
+    """``tune.report(metrics, checkpoint=...)`` of the checkpoint in ``directory``, without Ray Train's line about
+    where it went (:data:`TRAIN_STORAGE_LOGGER`; its warnings and errors are kept): the run's summary names the run
+    directory, and ``tune/`` under it holds the checkpoints (docs/store.md)."""
+    from ray import tune
+
+    logging.getLogger(TRAIN_STORAGE_LOGGER).setLevel(logging.WARNING)
+    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+
 def trial_key(config: dict[str, Any]) -> str:
     """What identifies a trial's work within an experiment of one fingerprint: its configuration (the unit
     index, and a search space's sampled values)."""
@@ -43,7 +59,6 @@ def _save_and_report(
     """Persist the unit's checkpoint and report ``metrics`` with it; ``reported`` (tune mode) is every result
     the trial reported before, which a rerun replays when it reuses this checkpoint (:func:`_reuse_finished`)."""
     import torch
-    from ray import tune
 
     with tempfile.TemporaryDirectory() as d:
         torch.save(keep, Path(d) / PROBES_FILE)
@@ -53,7 +68,7 @@ def _save_and_report(
         if reported is not None:
             summary["reported"] = reported
         (Path(d) / SUMMARY_FILE).write_text(json.dumps(summary))
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+        report_checkpoint(metrics, d)
 
 
 def read_finished(fs: Any, path: str) -> dict[str, Any] | None:
@@ -129,5 +144,5 @@ def _reuse_finished(config: dict[str, Any], finished: dict[str, str] | None, *, 
             "reused_train_seconds": first.get("train_seconds", 0.0),
             "reused": True,
         }
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+        report_checkpoint(metrics, d)
     return True

@@ -22,6 +22,7 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -165,12 +166,15 @@ class LocalCluster:
 
         return self._retry(start)
 
-    def add_worker(self, num_cpus: int = 2, resources: dict[str, float] | None = None) -> LocalNode:
+    def add_worker(self, num_cpus: int = 2, resources: dict[str, float] | None = None, num_gpus: int = 0) -> LocalNode:
+        """A worker node; ``num_gpus`` GPUs it declares (Ray takes the number as given: no device behind them)."""
+
         def start() -> LocalNode:
             ip = next(self._worker_ips)
             # a temp dir of its own, like a machine of its own: nodes sharing one would share the session's
             # runtime_resources/ and delete each other's unpacked working_dir (the job driver's cwd)
             args = ["--address", self.gcs_address, "--num-cpus", str(num_cpus), "--temp-dir", str(self.root / ip)]
+            args += ["--num-gpus", str(num_gpus)]
             node = self._start(f"worker-{ip}", ip, [*args, "--resources", json.dumps(resources or {})])
             self.wait_for_node(node)
             return node
@@ -255,6 +259,12 @@ class LocalCluster:
         from ray.job_submission import JobSubmissionClient
 
         return JobSubmissionClient(self.dashboard).get_job_logs(submission_id)
+
+    def exit_code(self, submission_id: str) -> int | None:
+        """The exit status of the job's driver (None: killed, as ``ray job stop`` may)."""
+        from ray.job_submission import JobSubmissionClient
+
+        return JobSubmissionClient(self.dashboard).get_job_info(submission_id).driver_exit_code
 
     def job_id(self, submission_id: str) -> str:
         from ray.job_submission import JobSubmissionClient
@@ -451,6 +461,12 @@ def test_job_submit_runs_embedding_actors_on_the_worker_node_and_survives_its_cr
     # replacement node, which is the only one offering `embed`, and re-runs the lost tasks: the run completes.
     assert status == "SUCCEEDED", logs[-6000:]
     assert "trained 1 probe grid(s), 0 already done, 0 failed probe training(s)" in logs, logs[-3000:]
+    # the job's log reads as repeval's: its summary, not a line per trial checkpoint from the trial's worker (Ray
+    # Train's "Checkpoint successfully created at: …") nor Ray's INFO lines (attaching; Tune's "Wrote the latest
+    # version of all result files" after each grid)
+    assert "Checkpoint successfully created" not in logs and "INFO worker.py" not in logs, logs[-3000:]
+    assert "Wrote the latest version" not in logs and "Traceback" not in logs, logs[-3000:]
+    assert cluster.exit_code("crash-1") == 0
     job = cluster.job_id("crash-1")
     actors = cluster.actors(EMBED_ACTOR, job)
     assert len(actors) == 2, actors  # the pool is capped at the cluster's embed=2 (a restarted actor keeps its id)
@@ -476,9 +492,63 @@ def test_job_submit_runs_embedding_actors_on_the_worker_node_and_survives_its_cr
     validate.write_text(yaml.safe_dump(cfg, sort_keys=False))
     cluster.submit(["python", "-m", "repeval.cli", "validate", str(validate)], REPO, job_runtime_env(), "validate-1")
     status, logs = cluster.wait_job("validate-1"), cluster.logs("validate-1")
-    assert status == "FAILED", logs[-3000:]
+    assert status == "FAILED" and cluster.exit_code("validate-1") == 1, logs[-3000:]
+    assert "Traceback" not in logs and "SystemExit" not in logs, logs[-3000:]  # repeval's error, its exit status
     errors = [ln for ln in logs.splitlines() if ln.startswith("error: ")]
     assert len(errors) == 1, logs[-3000:]
     assert errors[0].startswith(
         f"error: embedding model 'clmr-missing' cannot run on node {replacement.ip}: weights file {missing} not found"
     ), logs[-3000:]
+
+
+def test_a_node_that_joins_later_is_checked_at_its_actors_start_and_a_stopped_job_ends_cleanly(
+    cluster: LocalCluster, short_tmp: Path
+) -> None:
+    """The run checks its models on the nodes up when it starts; with ``use_gpu: always`` and no GPU node yet its
+    actor waits for one (the autoscaler's), unchecked. ``ray job stop`` while it waits: the log ends with repeval's
+    "terminated" line. Resubmitted, a GPU node joins whose model cannot run (its weights are missing there): the
+    actor found it as it started and died, and the job's log got Ray's retry traceback, the worker's, Ray Data's
+    "internal error … open an issue" with its stack, and the driver's own ``ActorDiedError`` traceback. Now the job
+    fails with repeval's error naming the node, the reason and the fix, exit status 1."""
+    from repeval.models.dummies import dummy_params
+
+    manifest, _ = render(short_tmp, instruments=2, notes=6)
+    missing = short_tmp / "nowhere" / "clmr.pt"
+    clmr = {"id": "clmr-v2", "params": {**dummy_params("clmr-v2", short_tmp), "checkpoint": str(missing)}}
+    resources = {"use_gpu": "always", "embed_actors": 1}
+    config = write_config(short_tmp / "late.yaml", manifest, clmr, run_id="late", resources=resources)
+    entry = ["python", "jobs/run.py", str(config), "--store", f"file://{short_tmp}/store"]
+    entry += ["--runs-dir", f"file://{short_tmp}/runs"]
+
+    def submit_until_embedding(submission_id: str) -> None:
+        cluster.submit(entry, REPO, job_runtime_env(), submission_id)
+        while "tracks to embed" not in cluster.logs(submission_id):  # checked (no GPU node: none), the actor waits
+            status = cluster.job_status(submission_id)
+            assert status not in TERMINAL, f"job ended ({status}):\n{cluster.logs(submission_id)[-4000:]}"
+            time.sleep(POLL_S)
+
+    from ray.job_submission import JobSubmissionClient
+
+    submit_until_embedding("late-1")
+    JobSubmissionClient(cluster.dashboard).stop_job("late-1")
+    status, logs = cluster.wait_job("late-1"), cluster.logs("late-1")
+    assert status == "STOPPED", logs[-3000:]
+    last = logs.rstrip().splitlines()[-1]  # how to resume: resubmit the job (it named `repeval run …`, to run here)
+    assert last.startswith("terminated (SIGTERM): everything finished so far is saved"), logs[-3000:]
+    assert last.endswith(f"submit the job again to resume it: `ray job submit … -- {shlex.join(entry)}`"), last
+    assert "Traceback" not in logs and "SystemExit" not in logs, logs[-3000:]
+    run_status = json.loads((short_tmp / "runs" / "late" / "status.json").read_text())
+    assert run_status["state"] == "interrupted", run_status
+
+    submit_until_embedding("late-2")
+    node = cluster.add_worker(num_cpus=1, num_gpus=1)  # what the autoscaler adds for the pending actor
+    status, logs = cluster.wait_job("late-2"), cluster.logs("late-2")
+    assert status == "FAILED" and cluster.exit_code("late-2") == 1, logs[-4000:]
+    errors = [ln for ln in logs.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1, logs[-4000:]
+    assert errors[0].startswith(
+        f"error: embedding model 'clmr-v2' cannot run on node {node.ip}: weights file {missing} not found"
+    ), errors
+    assert "a node that joins later" in errors[0] and "docs/cluster.md" in errors[0], errors
+    for noise in ("Traceback", "ActorDiedError", "Ray Core internal code", "abbreviated stack trace", "SystemExit"):
+        assert noise not in logs, (noise, logs[-4000:])

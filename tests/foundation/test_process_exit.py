@@ -116,6 +116,16 @@ atexit.register(lambda: threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGIN
 """
 
 
+SIGTERM_AT_EXIT = """
+import atexit, os, signal, threading
+from repeval.ray_utils import exit_on_sigterm, init_ray
+exit_on_sigterm()  # as the command and the jobs' entry points do (init_ray sets it again)
+init_ray(num_cpus=1)
+# `ray job stop` as the command ends: SIGTERM while the exit handlers run (registered last, this runs first)
+atexit.register(lambda: threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM)).start())
+"""
+
+
 def _process_group(pgid: int) -> list[int]:
     left = []
     for proc in Path("/proc").iterdir():
@@ -167,10 +177,14 @@ class Exited:
 
 @pytest.fixture(scope="module")
 def ray_exits() -> Iterator[dict[str, Exited]]:
-    """The two embedded-Ray processes below, started together: each costs a Ray start (~10 s), mostly waiting."""
+    """The embedded-Ray processes below, started together: each costs a Ray start (~10 s), mostly waiting."""
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "TMPDIR": "/tmp"}
     env.pop("RAY_ADDRESS", None)
-    procs = {"monitor": Exited(MONITOR, env), "second_ctrl_c": Exited(SECOND_CTRL_C, env)}
+    procs = {
+        "monitor": Exited(MONITOR, env),
+        "second_ctrl_c": Exited(SECOND_CTRL_C, env),
+        "sigterm_at_exit": Exited(SIGTERM_AT_EXIT, env),
+    }
     try:
         yield procs
     finally:
@@ -195,6 +209,14 @@ def test_a_second_ctrl_c_does_not_break_off_rays_shutdown(ray_exits):
         os.kill(pid, signal.SIGKILL)
     assert p.proc.returncode == 0 and "KeyboardInterrupt" not in p.err, p.err[-3000:]
     assert p.left == [], "Ray processes outlived the process"
+
+
+def test_a_sigterm_while_the_exit_handlers_run_ends_the_process_with_143_and_no_traceback(ray_exits):
+    # repeval's SIGTERM handler raised SystemExit inside the exit handler it landed in: Python printed "Exception
+    # ignored in atexit callback" with its traceback, went on, and the process exited 0
+    p = ray_exits["sigterm_at_exit"].wait()
+    assert p.proc.returncode == 143, (p.proc.returncode, p.err[-3000:])
+    assert "Traceback" not in p.err and "SystemExit" not in p.err, p.err[-3000:]
 
 
 def test_the_processes_the_tests_start_take_ctrl_c_also_when_the_test_run_is_in_the_background():

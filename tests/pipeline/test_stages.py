@@ -506,3 +506,62 @@ def test_the_summary_line_says_what_it_counts_and_when_there_was_nothing_to_embe
     assert idle.line() == "nothing to embed: 2 partitions already complete (96 rows already in store)"
     idle.partitions_completed.append("/s/d/m2/clean")  # held every track, not yet marked complete
     assert idle.line().endswith("; 1 marked complete") and "rows/s" not in idle.line()
+
+
+def test_a_model_that_cannot_run_is_said_at_the_first_batch_and_named_by_the_driver(files, tmp_path):
+    """An embedding actor whose model cannot run where it starts (a node that joined after the run checked the
+    models) raised as it started: the actor died in Ray Data's pool, and the job's log got Ray's tracebacks and no
+    repeval error. The actor now starts and says it at its first batch, which reaches the driver as Ray's error
+    with the worker's traceback as text; the driver makes repeval's error of it, with the fix for a cluster."""
+    from repeval.models import ModelUnavailable
+    from repeval.pipeline.preflight import unavailable_in_stream
+
+    missing = tmp_path / "nowhere.pt"
+    cfg = EmbeddingModelConfig(id="clmr-x", type="clmr-v2", params={"checkpoint": str(missing)})
+    emb = Embed(cfg, threads=1)  # no Ray here: "here"; in a Ray worker "on node <address>"
+    rows = _decode_rows(files, ["short"], [["clean"]])
+    with pytest.raises(ModelUnavailable, match=f"'clmr-x' cannot run here: weights file {missing} not found") as e:
+        emb(rows)
+    said = str(e.value)
+    carried = RuntimeError(  # what a RayTaskError(UserCodeException) says: the worker's traceback
+        'ray::MapWorker(MapBatches(Embed)).submit() (pid=1, ip=10.0.1.7)\n  File "embedder.py", line 1, in '
+        f"__call__\n    raise self.unavailable\nrepeval.models.base.ModelUnavailable: {said}\n\nThe above exception "
+        "was the direct cause of the following exception:\n\nray.exceptions.UserCodeException: UDF failed"
+    )
+    for exc in (carried, e.value):
+        found = unavailable_in_stream(exc)
+        assert isinstance(found, ModelUnavailable) and str(found).startswith(said + " — "), found
+        assert "a node that joins later" in str(found) and "docs/cluster.md" in str(found)
+    assert unavailable_in_stream(RuntimeError("UDF failed: ValueError: something else")) is None
+
+
+def test_ray_datas_failure_lines_are_held_back_and_said_unless_repeval_says_the_error():
+    """Ray Data announces a failing UDF in two ERROR lines ("… with the abbreviated stack trace below" — for a model
+    that cannot run on a node, repeval's own one-line error followed, no trace): held while the stream runs, said
+    when the failure is another, dropped when repeval says it. Other lines pass."""
+    import logging
+
+    from repeval.pipeline.stream import HeldFailureLines
+
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    loggers = [logging.getLogger(name) for name in HeldFailureLines.LOGGERS]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        for drop in (False, True):
+            seen.clear()
+            held = HeldFailureLines()
+            loggers[0].error('An exception was raised from a task of operator "MapBatches(Embed)". Dataset …')
+            loggers[1].error("Exception occurred in user code, with the abbreviated stack trace below. …")
+            loggers[1].error("Exception occurred in Ray Data or Ray Core internal code. …")
+            assert seen == ["Exception occurred in Ray Data or Ray Core internal code. …"]
+            held.release(drop=drop)
+            held.release()  # the stream's `finally`: nothing more
+            assert len(seen) == (1 if drop else 3), seen
+            loggers[0].error("An exception was raised from a task of operator after the stream")
+            assert seen[-1] == "An exception was raised from a task of operator after the stream"
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)

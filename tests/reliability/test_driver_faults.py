@@ -220,15 +220,32 @@ def test_sigterm_in_a_blocking_ray_call_marks_the_run_interrupted(ray_session, f
     assert status["state"] == "interrupted" and "SIGTERM" in status["reason"], status
 
 
-def test_sigterm_outside_ray_exits_143():
-    """A SIGTERM that does not land in a Ray call (the handler's own ``SystemExit``) exits 143 too, not 15."""
+def test_sigterm_outside_ray_exits_143(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SIGTERM that does not land in a Ray call (the handler's own ``SystemExit``) exits 143 too, not 15.
+
+    And it stops the printing of the job's worker output: ``ray job stop`` SIGTERMs the driver and Ray tears the
+    job's workers down; one caught starting an actor or running a task aborted in Ray's C++ code, and with
+    ``log_to_driver`` (a job attaches with it) its "*** SIGABRT received" or "Check failed: …
+    ActorCreationTaskDone()" and stack dump were printed into the job's log after repeval's "terminated" line. The
+    handler drops the printing ``ray.init`` adds (Ray 2.60 names it ``ray_print_logs``), and only that."""
+    import inspect
+
+    import ray._private.worker as ray_worker
+
+    assert '"ray_print_logs"' in inspect.getsource(ray_worker.connect)  # the name ray.init registers it under
+    dispatcher = ray_worker.global_worker_stdstream_dispatcher
+    printed: list[object] = []
+    other = ("another", printed.append)
+    monkeypatch.setattr(dispatcher, "handlers", [("ray_print_logs", printed.append), other])
     previous = signal.getsignal(signal.SIGTERM)
     try:
         ray_utils.exit_on_sigterm()
         with pytest.raises(SystemExit) as raw:
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)  # the handler runs in the main thread at once; the sleep is cut short
-        assert raw.value.code == 143
+        assert raw.value.code == 143 and dispatcher.handlers == [other]
+        dispatcher.emit({"lines": ["a worker's abort"]})
+        assert printed == [{"lines": ["a worker's abort"]}]  # only the other handler saw it
         with pytest.raises(typer.Exit) as stopped:
             common._guard(lambda: os.kill(os.getpid(), signal.SIGTERM) or time.sleep(5))
         assert stopped.value.exit_code == 143
