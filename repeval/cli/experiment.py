@@ -206,12 +206,13 @@ def _train_line(t: dict[str, Any]) -> str:
 def _print_table(ctx: Any) -> None:
     """The results table, then per task/dataset the model best on clean audio and the one that survives deformation
     best (:func:`repeval.report.summary.summary_text`, the numbers of the report's summary cards)."""
+    from repeval.report.render import terminal_width
     from repeval.report.results import load_runs
     from repeval.report.summary import summary_text
     from repeval.report.tables import table_command
 
     runs = load_runs([ctx.run_dir])
-    typer.echo(table_command([ctx.run_dir], "all_deform_all_models", "terminal", runs=runs))
+    typer.echo(table_command([ctx.run_dir], "all_deform_all_models", "terminal", runs=runs, width=terminal_width()))
     summary = summary_text(runs)
     if summary:
         typer.echo(summary)
@@ -358,7 +359,9 @@ def table(
         int, typer.Option("--decimals", help="digits after the point (csv: every digit, at full precision)")
     ] = 3,
 ) -> None:
-    """Print result tables for one or more runs (several runs are combined)."""
+    """Print result tables for one or more runs (several runs are combined); on a terminal, a table wider than it
+    is split into blocks of columns that fit."""
+    from repeval.report.render import terminal_width
     from repeval.report.tables import table_command
     from repeval.rundir import open_run
 
@@ -372,6 +375,7 @@ def table(
                 dataset=dataset,
                 scale=scale,
                 decimals=decimals,
+                width=terminal_width(),
             )
         )
     )

@@ -131,6 +131,33 @@ def metric_notes(df: pd.DataFrame, metrics: Sequence[str], masked: bool) -> list
     return notes
 
 
+#: what a per-label value of a metric family is (results store it under the name of the average it enters)
+_PER_LABEL = {
+    "f1": "F1",
+    "precision": "precision",
+    "recall": "recall",
+    "roc_auc": "ROC-AUC",
+    "pr_auc": "PR-AUC",
+    "key_weighted_score": "key weighted score",
+    "balanced_accuracy": "recall",  # balanced accuracy: the mean of each class's recall
+    "r2": "R²",
+}
+
+
+def per_label_value(metric: str) -> str:
+    """What ``metric``'s per-label rows hold, named for people: the results store a label's value under the name of
+    the average over labels it enters (a class's F1 under ``f1_macro``, its recall under ``balanced_accuracy``) —
+    ``F1``, ``recall``, ``F1 at ≥ 0.3`` (``f1_macro@0.3``)."""
+    name, _, at = metric.partition("@")
+    base = name.removesuffix("_macro")
+    return _PER_LABEL.get(base, base) + (f" at ≥ {at}" if at else "")
+
+
+def per_label_title(metric: str) -> str:
+    """A per-label chart's or column's account of its values: ``F1 per label (averaged over labels: f1_macro)``."""
+    return f"{per_label_value(metric)} per label (averaged over labels: {metric})"
+
+
 def fewer_replicates(t: Table) -> np.ndarray:
     """Cells with a value over fewer replicates (seeds × folds) than the most of their run's cells (several runs: rows
     lead with the run id) — a failed training, whose cell's mean is over other test tracks than the others'."""

@@ -22,7 +22,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from repeval.report import plots
-from repeval.report.cells import cell_stats
+from repeval.report.cells import cell_stats, per_label_title, per_label_value
+from repeval.report.confusion import summed_confusion
 from repeval.report.left_out import ERROR_COLUMNS, MAX_ERROR_ROWS, dropped_at_load, error_records
 from repeval.report.render import ci_tip, fmt_number, render_html, replicates_tip, sort_direction
 from repeval.report.results import (
@@ -130,9 +131,11 @@ def _per_label_block(
                        ordered_scenarios(per["scenario"].unique()).index(r[2]), labels[r[3]]),
     )  # fmt: skip
     tid = _slug("labels", task, dataset)
-    head = "".join(
-        f'<th data-col="{k}" data-kind="{"text" if k < 4 else "num"}"{"" if k < 4 else sort_direction(h)}>{e(h)}</th>'
-        for k, h in enumerate(keys + metrics)
+    # a label's own value (F1), not the average over labels the results file it under (f1_macro): say both
+    head = "".join(f'<th data-col="{k}" data-kind="text">{e(h)}</th>' for k, h in enumerate(keys)) + "".join(
+        f'<th data-col="{len(keys) + k}" data-kind="num"{sort_direction(m)} title="{e(per_label_title(m))}">'
+        f"{e(per_label_value(m))} ({e(m)})</th>"
+        for k, m in enumerate(metrics)
     )
     body = []
     for r in rows:
@@ -154,14 +157,18 @@ def _per_label_block(
         ("scenario", 2, ordered_scenarios(per["scenario"].unique())),
     ]
     over = "; each tag over the test tracks that annotate it (unannotated: mask)" if masked else ""
+    caption = (
+        "per-label values, each a label's own, headed with the average over labels it enters (the results' metric "
+        f"name); mean ± std over seeds and folds; hover a cell for n and its bootstrap interval{over}"
+    )
     table = (
-        f'<table class="rv-table sortable" id="{tid}"><caption>per-label values (mean ± std over seeds and folds; hover a cell for n and its bootstrap interval){over}</caption>'
+        f'<table class="rv-table sortable" id="{tid}"><caption>{e(caption)}</caption>'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
     )
     figs = "".join(
         _figure(
             partial(plots.per_label_bars, df, task, dataset, m, validation=validation, ci_level=level),
-            f"per-label {m}, best model on clean test, its probe {_rule(df, task, dataset, m, validation)}",
+            f"{per_label_title(m)}, best model on clean test, its probe {_rule(df, task, dataset, m, validation)}",
         )
         for m in metrics
     )
@@ -184,12 +191,15 @@ def _confusion_block(
     runs: list[Run], df: pd.DataFrame, task: str, dataset: str, multi: bool, validation: pd.DataFrame | None = None
 ) -> str:
     """Clean-audio matrices of every model's chosen probe, plus every scenario for the best model on clean test —
-    the summary card's (:func:`~repeval.report.summary.headline`; each of them when tied)."""
+    the summary card's (:func:`~repeval.report.summary.headline`; each of them when tied). Each matrix is the
+    probe's counts summed over its seeds (:func:`~repeval.report.confusion.summed_confusion`), shown row-normalised."""
     h = headline(df, task, dataset, validation)
     if h is None:
         return ""
     probes = {k[0]: p for k, p in h.choice.probes.items()}
     top = [m for m, _ in h.best]
+    group = df[(df["task"] == task) & (df["dataset"] == dataset)]
+    folds = "fold" in group.columns and bool(group["fold"].notna().any())
     figs = []
     for model, probe in probes.items():
         run = runs[0]
@@ -197,24 +207,27 @@ def _confusion_block(
         if multi:
             run_id, name = model.split("/", 1)
             run = next(r for r in runs if r.run_id == run_id)
-        keys = [k for k in run.confusion if (k.task, k.dataset, k.model, k.probe) == (task, dataset, name, probe)]
-        if not keys:
+        summed = summed_confusion(run, task, dataset, name, probe)
+        if not summed:
             continue
-        seed = min(k.seed for k in keys)
-        order = ordered_scenarios([k.scenario for k in keys if k.seed == seed])
+        # the results' order of the scenarios (the configuration's), then any with a matrix only
+        order = [s for s in ordered_scenarios([*group["scenario"].unique(), *summed]) if s in summed]
         wanted = order if model in top else [s for s in order if s == CLEAN][:1] or order[:1]
         for scenario in wanted:
-            key = next(k for k in keys if k.seed == seed and k.scenario == scenario)
-            labels, matrix = run.confusion[key]
-            title = f"{model} {probe}, {scenario}, seed {seed}"
+            labels, matrix, seeds = summed[scenario]
+            over = f"summed over {len(seeds)} seeds" if len(seeds) > 1 else f"seed {seeds[0]}"
+            title = f"{model} {probe}, {scenario}, {over}"
             make = partial(plots.confusion_matrix_figure, labels, matrix, title=title)
             figs.append(_figure(make, f"confusion matrix: {title}"))
     if not figs:
         return ""
     best = tied_names([f"{m} · {p}" for m, p in h.best]) or "none with a finite clean score"
+    pooled = " and folds (each track tested in one)" if folds else ""
     return (
         f'<h3>Confusion matrices</h3><p class="rv-note">one probe per model on clean audio, {e(h.choice.rule())}; '
-        f"every scenario for the best on clean test {e(h.metric)} ({e(best)})</p>"
+        f"every scenario for the best on clean test {e(h.metric)} ({e(best)}); each matrix the probe's test "
+        f"predictions counted over all its seeds{e(pooled)} (counts summed), each row as fractions of its reference "
+        f"class</p>"
         f'<div class="rv-figs">{"".join(figs)}</div>'
     )
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from repeval.report.cells import _higher
+from repeval.report.cells import _higher, per_label_title
 from repeval.report.deltas import left_out, paired_deltas
 from repeval.report.render import fmt_number
 from repeval.report.results import CLEAN, natural_key, ordered_scenarios
@@ -171,7 +171,8 @@ def per_label_bars(
     ci_level: str = "95%",
 ) -> Figure:
     """Horizontal bars of one model/probe's per-label values with their ``ci_level`` bootstrap intervals (by default
-    the best model on clean test with its chosen probe, :func:`probe_choice`)."""
+    the best model on clean test with its chosen probe, :func:`probe_choice`); the axis names the value (``F1 per
+    label``) and the average over labels ``metric`` names (:func:`~repeval.report.cells.per_label_title`)."""
     df = _group(results, task, dataset, per_label=True)
     metric = _metric(df, metric)
     df = df[(df["metric"] == metric) & (df["scenario"] == scenario)]
@@ -195,7 +196,7 @@ def per_label_bars(
         err = np.vstack([(stats["mean"] - stats["lo"]).clip(lower=0), (stats["hi"] - stats["mean"]).clip(lower=0)])
     ax.barh(y, stats["mean"], xerr=err, color="#4c72b0", capsize=2)
     ax.set_yticks(y, list(stats.index))
-    ax.set_xlabel(metric + (f" ({ci_level} bootstrap CI)" if err is not None else ""))
+    ax.set_xlabel(per_label_title(metric) + (f"\n({ci_level} bootstrap CI)" if err is not None else ""))
     ax.set_title(f"{task} / {dataset}\n{model} {probe}, per label ({scenario})", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     return fig

@@ -7,6 +7,7 @@ import html
 import io
 import math
 import sys
+from typing import Any
 
 from repeval.report.cells import Table, _higher, canonical_format, fewer_replicates
 
@@ -227,38 +228,115 @@ def render_html(t: Table, *, scale: float = 1.0, decimals: int = 3, table_id: st
     return "\n".join(parts) + "\n"
 
 
-def render_terminal(t: Table, *, color: bool | None = None, scale: float = 1.0, decimals: int = 3) -> str:
-    """A box-drawn table via rich; bold best values on a colour terminal, ``*`` otherwise."""
+def render_terminal(
+    t: Table, *, color: bool | None = None, scale: float = 1.0, decimals: int = 3, width: int | None = None
+) -> str:
+    """A box-drawn table via rich; bold best values on a colour terminal, ``*`` otherwise. ``width``: the terminal's
+    width in characters, which a wider table is split to fit — its columns in blocks, each leading with the row keys,
+    a metric's columns kept together where they fit (None: one table as wide as its columns need)."""
     from rich.console import Console
-    from rich.table import Table as RichTable
 
     if color is None:
         color = sys.stdout.isatty()
     best = "bold green: best in column" if color else "* best in column"
-    rt = RichTable(title=t.title, caption="; ".join([c for c in (t.full_caption, best) if c]))
-    for name in t.row_names:
-        rt.add_column(name, no_wrap=True)
-    for m, s in t.columns:
-        rt.add_column(f"{m}\n{s}" if s else m, justify="right", no_wrap=True)
-    for i, row in enumerate(t.rows):
-        cells = []
+    caption = "; ".join([c for c in (t.full_caption, best) if c])
+    texts = []
+    for i in range(len(t.rows)):
+        row = []
         for j in range(len(t.columns)):
             c = cell_text(t, i, j, scale=scale, decimals=decimals)
-            if t.best[i, j]:
-                c = f"[bold green]{c}[/]" if color else f"{c}*"
-            cells.append(c)
-        rt.add_row(*[html.escape(r, quote=False).replace("[", r"\[") for r in row], *cells)
-    width = 24 * len(t.row_names) + 22 * len(t.columns) + 10
+            row.append((f"[bold green]{c}[/]" if color else f"{c}*") if t.best[i, j] else c)
+        texts.append(row)
+    blocks = _column_blocks(t, texts, width) if width else [list(range(len(t.columns)))]
     buf = io.StringIO()
+    need = 24 * len(t.row_names) + 22 * len(t.columns) + 10
     console = Console(
         file=buf,
-        width=max(80, width),
+        width=max(80, need) if not width else max(width, max(_block_width(t, texts, b) for b in blocks)),
         force_terminal=color,
         color_system="standard" if color else None,
         highlight=False,
     )
-    console.print(rt)
+    for k, cols in enumerate(blocks):
+        title = t.title if len(blocks) == 1 else f"{t.title} ({k + 1}/{len(blocks)})"
+        console.print(_rich_table(t, texts, cols, title, caption if k == len(blocks) - 1 else None))
     return buf.getvalue()
+
+
+def _rich_table(t: Table, texts: list[list[str]], cols: list[int], title: str, caption: str | None) -> Any:
+    """The rich table of the row keys and ``cols`` of ``t`` (``texts``: every cell's marked-up text)."""
+    from rich.table import Table as RichTable
+
+    rt = RichTable(title=title, caption=caption)
+    for name in t.row_names:
+        rt.add_column(name, no_wrap=True)
+    for j in cols:
+        m, s = t.columns[j]
+        rt.add_column(f"{m}\n{s}" if s else m, justify="right", no_wrap=True)
+    for i, row in enumerate(t.rows):
+        rt.add_row(*[html.escape(r, quote=False).replace("[", r"\[") for r in row], *(texts[i][j] for j in cols))
+    return rt
+
+
+#: what rich's box adds to a column's text: a space either side and the border before it (one more closes the row)
+_COLUMN_EDGES = 3
+
+
+def terminal_width() -> int | None:
+    """The width of the terminal standard output is, in characters; None when it is a file or a pipe (their tables
+    are as wide as their columns need)."""
+    import shutil
+
+    return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
+
+
+def _text_width(text: str, markup: bool = False) -> int:
+    from rich.cells import cell_len
+    from rich.markup import render as render_markup
+
+    return max(cell_len(render_markup(line).plain if markup else line) for line in text.split("\n"))
+
+
+def _column_width(t: Table, texts: list[list[str]], j: int) -> int:
+    m, s = t.columns[j]
+    return max([_text_width(m), _text_width(s)] + [_text_width(r[j], markup=True) for r in texts]) + _COLUMN_EDGES
+
+
+def _key_width(t: Table) -> int:
+    return sum(max([len(name)] + [len(r[k]) for r in t.rows]) + _COLUMN_EDGES for k, name in enumerate(t.row_names)) + 1
+
+
+def _block_width(t: Table, texts: list[list[str]], cols: list[int]) -> int:
+    return _key_width(t) + sum(_column_width(t, texts, j) for j in cols)
+
+
+def _column_blocks(t: Table, texts: list[list[str]], width: int) -> list[list[int]]:
+    """``t``'s columns in blocks whose table, with the row keys, fits ``width`` characters: a metric's columns
+    together where they fit in one block, a column alone where even that is wider."""
+    room = width - _key_width(t)
+    widths = [_column_width(t, texts, j) for j in range(len(t.columns))]
+    if sum(widths) <= room:
+        return [list(range(len(t.columns)))]
+    spans: list[list[int]] = []
+    for j, (m, _) in enumerate(t.columns):
+        if spans and t.columns[spans[-1][0]][0] == m:
+            spans[-1].append(j)
+        else:
+            spans.append([j])
+    blocks: list[list[int]] = [[]]
+    for span in spans:
+        used = sum(widths[j] for j in blocks[-1])
+        if used + sum(widths[j] for j in span) <= room:
+            blocks[-1] += span
+            continue
+        if blocks[-1] and sum(widths[j] for j in span) <= room:
+            blocks.append(list(span))  # the metric whole in a block of its own
+            continue
+        for j in span:  # wider than a block: column by column
+            if blocks[-1] and sum(widths[c] for c in blocks[-1]) + widths[j] > room:
+                blocks.append([])
+            blocks[-1].append(j)
+    return [b for b in blocks if b]
 
 
 def render(
@@ -270,14 +348,16 @@ def render(
     decimals: int = 3,
     with_group: bool = False,
     ci_level: str = "95%",
+    width: int | None = None,
 ) -> str:
     """Render ``t`` as ``terminal``, ``plain``, ``markdown``, ``csv``, ``latex`` or ``html`` (whose tooltips give
-    each cell's ``ci_level`` bootstrap interval)."""
+    each cell's ``ci_level`` bootstrap interval); ``width``: a terminal's width the ``terminal`` and ``plain`` formats
+    fit (:func:`render_terminal`)."""
     fmt = canonical_format(fmt)
     if fmt == "terminal":
-        return render_terminal(t, color=color, scale=scale, decimals=decimals)
+        return render_terminal(t, color=color, scale=scale, decimals=decimals, width=width)
     if fmt == "plain":
-        return render_terminal(t, color=False, scale=scale, decimals=decimals)
+        return render_terminal(t, color=False, scale=scale, decimals=decimals, width=width)
     if fmt == "markdown":
         return render_markdown(t, scale=scale, decimals=decimals)
     if fmt == "csv":

@@ -227,6 +227,11 @@ def load_run(run_dir: Path) -> Run:
         raise ValueError(f"no results.parquet in {run_dir}{_no_results_hint(run_dir)}")
     results = normalise_results(pd.read_parquet(res_path), source=str(res_path))
     config_text = _results_config(run_dir)
+    try:
+        config = yaml.safe_load(config_text) if config_text else None
+    except yaml.YAMLError:
+        config = None
+    results = in_scenario_order(results, config if isinstance(config, dict) else {})
     history = None
     # one file, or one file per (task, dataset, model) group under history/
     hist_path = run_dir / "history.parquet"
@@ -385,10 +390,63 @@ def natural_key(text: str) -> tuple[object, ...]:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(text)))
 
 
-def ordered_scenarios(scenarios: list[str] | np.ndarray) -> list[str]:
-    """``clean`` first, then the deformation scenarios in natural order."""
-    uniq = sorted({str(s) for s in scenarios}, key=natural_key)
+def ordered_scenarios(scenarios: Sequence[str] | np.ndarray | pd.Index) -> list[str]:
+    """``clean`` first, then the deformation scenarios in the order given — a results frame's order of appearance
+    (``df["scenario"].unique()``), which :func:`load_run` makes the configuration's."""
+    uniq = list(dict.fromkeys(str(s) for s in scenarios))
     return ([CLEAN] if CLEAN in uniq else []) + [s for s in uniq if s != CLEAN]
+
+
+def config_scenarios(config: dict[str, Any]) -> dict[tuple[str, str], list[str]]:
+    """Per ``(task, dataset)`` of a run's ``config.yaml`` (as a mapping), its deformation scenarios in the
+    configuration's order: the dataset's own ``deformations`` or else its experiment's, each named by its ``name``
+    or ``D1``, ``D2``, … by position (:func:`repeval.config.embed.scenario_ids`). Read leniently: what is not there
+    (an old or hand-edited file) is left out."""
+    out: dict[tuple[str, str], list[str]] = {}
+    experiments = config.get("experiments")
+    for exp in experiments if isinstance(experiments, list) else ():
+        if not isinstance(exp, dict) or not isinstance(exp.get("task"), dict):
+            continue
+        datasets = exp.get("datasets")
+        for ds in datasets if isinstance(datasets, list) else ():
+            if not isinstance(ds, dict) or "name" not in ds:
+                continue
+            scen = ds.get("deformations")
+            scen = exp.get("deformations") if scen is None else scen
+            ids = [
+                str(sc["name"]) if isinstance(sc, dict) and sc.get("name") else f"D{i + 1}"
+                for i, sc in enumerate(scen if isinstance(scen, list) else ())
+            ]
+            out.setdefault((str(exp["task"].get("name")), str(ds["name"])), []).extend(ids)
+    return out
+
+
+def in_scenario_order(results: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:
+    """``results`` with each (task, dataset)'s rows in the order of its scenarios — clean, then the configuration's
+    (:func:`config_scenarios`), then any other in order of appearance — so that a scenario's order of appearance, what
+    tables and figures order their columns by (:func:`ordered_scenarios`), is the configuration's, however the rows
+    were written (an evaluation that tested a scenario added since, say). The groups keep their order of appearance,
+    and each scenario's rows theirs."""
+    if results.empty:
+        return results
+    configured = config_scenarios(config)
+    pairs = list(zip(results["task"], results["dataset"], strict=True))
+    group = {p: i for i, p in enumerate(dict.fromkeys(pairs))}
+    seen = {s: i for i, s in enumerate(dict.fromkeys(results["scenario"]))}
+    rank: dict[tuple[str, str, str], int] = {}
+    for pair in group:
+        order = {s: i for i, s in enumerate(dict.fromkeys([CLEAN, *configured.get(pair, [])]))}
+        for s, i in seen.items():
+            rank[(*pair, s)] = order.get(s, len(order) + i)
+    keys = pd.DataFrame(
+        {
+            "_group": [group[p] for p in pairs],
+            "_rank": [rank[(t, d, s)] for (t, d), s in zip(pairs, results["scenario"], strict=True)],
+        },
+        index=results.index,
+    )
+    order = keys.sort_values(["_group", "_rank"], kind="stable").index
+    return results.loc[order].reset_index(drop=True)
 
 
 def label_order(per_label: pd.DataFrame) -> dict[str, int]:

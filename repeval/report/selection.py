@@ -114,16 +114,17 @@ class ProbeChoice:
         return val or test
 
     def caption(self) -> str:
-        """The table caption's account of the rule, e.g. ``per model the probe with the best mean validation …``."""
+        """The table caption's account of the rule, each rule said once, e.g. ``per model the probe chosen on
+        validation: the best mean val_accuracy over seeds (and folds), then tested once``."""
         crits = " / ".join(dict.fromkeys(self.on_validation.values()))
         reasons = "; ".join(dict.fromkeys(self.on_test.values()))
-        val = f"the best mean validation {crits} over seeds (and folds), then tested once (chosen on validation)"
-        test = f"the best clean-test {self.metric} — chosen on clean test: {reasons} (a test-set choice)"
+        val = f"chosen on validation: the best mean {crits} over seeds (and folds), then tested once"
+        test = f"chosen on clean test: the best mean {self.metric} — {reasons} (a test-set choice)"
         if not self.on_test:
-            return f"per model the probe with {val}"
+            return f"per model the probe {val}"
         if not self.on_validation:
-            return f"per model the probe with {test}"
-        return f"per model the probe with {val}; for {self._names(self.on_test)}: {test}"
+            return f"per model the probe {test}"
+        return f"per model the probe {val}; for {self._names(self.on_test)} the probe {test}"
 
     @staticmethod
     def _names(keys: dict[tuple[str, ...], str]) -> str:

@@ -320,9 +320,12 @@ def table_command(
     scale: float = 1.0,
     decimals: int = 3,
     runs: list[Run] | None = None,
+    width: int | None = None,
 ) -> str:
     """Render ``preset`` for every task/dataset of the given runs (``repeval table RUN... --preset --format``);
-    ``runs``: those runs already loaded (:func:`~repeval.report.results.load_runs` of ``run_dirs``)."""
+    ``runs``: those runs already loaded (:func:`~repeval.report.results.load_runs` of ``run_dirs``); ``width``: the
+    terminal width the ``terminal`` and ``plain`` formats fit, a wider table split into blocks of columns
+    (:func:`~repeval.report.render.render_terminal`; None: as wide as the columns need)."""
     from repeval.report.render import render
 
     fmt = canonical_format(fmt)
@@ -366,7 +369,14 @@ def table_command(
         table = make_table(results, preset, task=t, dataset=d, metrics=metrics, validation=validation, masked=masked)
         parts.append(
             render(
-                table, fmt, color=color, scale=scale, decimals=decimals, with_group=len(selections) > 1, ci_level=level
+                table,
+                fmt,
+                color=color,
+                scale=scale,
+                decimals=decimals,
+                with_group=len(selections) > 1,
+                ci_level=level,
+                width=width,
             )
         )
     if fmt == "csv" and len(parts) > 1:  # one table: one header over the groups' columns (cells a group lacks empty)

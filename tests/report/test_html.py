@@ -285,3 +285,64 @@ def test_tables_and_report_say_the_decision_threshold_and_the_masking(tmp_path):
     text = build_report_html([load_run(run)])
     assert text.count(masking) == 2  # the two tables of a clean-only run
     assert "each tag over the test tracks that annotate it (unannotated: mask)" in text  # the per-label values
+
+
+def test_confusion_matrices_are_summed_over_the_seeds(run_dir, monkeypatch):
+    """The report drew seed 0's matrix only (its caption said so); a run with N seeds shows each probe's matrix over
+    all of them: the counts summed, equal to the sum of the per-seed files in runs/<id>/confusion/."""
+    import json
+
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from repeval.report import plots
+    from repeval.report.html import _confusion_block
+    from repeval.report.results import load_run
+    from repeval.report.selection import combine_validation
+
+    drawn = []
+
+    def record(labels, matrix, *, title=""):
+        drawn.append((title, list(labels), np.asarray(matrix)))
+        return Figure(figsize=(1, 1))
+
+    monkeypatch.setattr(plots, "confusion_matrix_figure", record)
+    run = load_run(run_dir)
+    task, dataset = "instrument_recognition", "tinysol"
+    block = _confusion_block([run], run.results, task, dataset, False, combine_validation([run]))
+    assert drawn and "counted over all its seeds" in block
+    for title, labels, matrix in drawn:
+        model, probe, scenario, over = re.fullmatch(r"(\S+) (\S+), (\S+), (.+)", title).groups()
+        assert over == "summed over 2 seeds" and f"confusion matrix: {title}" in block
+        files = sorted((run_dir / "confusion").glob(f"{task}__{dataset}__{model}__{probe}__*__{scenario}.json"))
+        assert len(files) == 2  # seeds 0 and 1
+        records = [json.loads(f.read_text()) for f in files]
+        assert all(r["labels"] == labels for r in records)
+        assert np.array_equal(matrix, sum(np.asarray(r["matrix"]) for r in records))
+
+
+def test_per_label_values_say_what_they_are(report):
+    """A class's F1 is stored under f1_macro (the average it enters; the data format keeps that name), and the
+    report's per-label chart and table showed just that name: they say F1 per label, naming the average too."""
+    text = report.read_text()
+    assert "F1 per label (averaged over labels: f1_macro), best model on clean test" in text  # the chart's caption
+    assert ">F1 (f1_macro)</th>" in text and ">ROC-AUC (roc_auc_macro)</th>" in text  # the table's columns
+    assert "per-label f1_macro" not in text
+
+
+def test_summed_confusion_lays_each_seeds_matrix_on_every_label(tmp_path):
+    import numpy as np
+
+    from repeval.report.confusion import summed_confusion
+    from repeval.report.results import ConfusionKey, Run
+
+    key = ("t", "d", "m", "p")
+    run = Run("r", tmp_path, pd.DataFrame())
+    run.confusion = {
+        ConfusionKey(*key, 1, "clean"): (["a", "c"], np.array([[1, 2], [3, 4]])),
+        ConfusionKey(*key, 0, "clean"): (["a", "b"], np.array([[5, 0], [1, 6]])),
+        ConfusionKey("t", "d", "m", "other", 0, "clean"): (["a", "b"], np.ones((2, 2), dtype=int)),
+    }
+    labels, matrix, seeds = summed_confusion(run, *key)["clean"]
+    assert labels == ["a", "b", "c"] and seeds == [0, 1]
+    assert matrix.tolist() == [[6, 0, 2], [1, 6, 0], [3, 0, 4]]

@@ -118,3 +118,12 @@ def test_probe_capacity_says_what_its_error_bars_are(run):
     assert max(abs(s[1][1] - s[0][1]) for s in bars.get_segments()) > 0  # there are bars to explain
     one_seed = plots.probe_capacity_curves(df[df["seed"] == df["seed"].min()], TASK, DATASET, "f1_macro")
     assert one_seed.axes[0].get_ylabel() == "f1_macro"
+
+
+def test_a_per_label_chart_names_the_value_not_only_its_average(run):
+    from repeval.report.cells import per_label_value
+
+    fig = plots.per_label_bars(run.results, TASK, DATASET, "f1_macro")
+    assert fig.axes[0].get_xlabel().startswith("F1 per label (averaged over labels: f1_macro)")
+    expect = {"balanced_accuracy": "recall", "pr_auc_macro": "PR-AUC", "f1_macro@0.3": "F1 at ≥ 0.3", "r2": "R²"}
+    assert {m: per_label_value(m) for m in expect} == expect

@@ -121,7 +121,56 @@ def test_write_results_round_trip(run_dir, tmp_path):
 
 
 def test_ordered_scenarios():
-    assert ordered_scenarios(["D10", "D2", "clean", "noise"]) == ["clean", "D2", "D10", "noise"]
+    assert ordered_scenarios(["noise", "D10", "D2", "clean", "noise"]) == ["clean", "noise", "D10", "D2"]
+
+
+def _scenario_run(root, run_id, scenarios, configured):
+    """A small run whose results list ``scenarios`` in that order and whose config.yaml lists the deformations
+    ``configured`` (None: one without a name, D1, D2, … by position)."""
+    import yaml
+
+    from repeval.testing.results import DEFAULT_EXPERIMENTS, FakeRunSpec, make_run_dir
+
+    spec = FakeRunSpec(run_id=run_id, experiments=DEFAULT_EXPERIMENTS[:1], models=("m-a", "m-b"), probes=("M1",),
+                       seeds=(0,), scenarios=scenarios, n_test=30, n_resamples=5)  # fmt: skip
+    run = make_run_dir(root, spec)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    step = {"type": "Gain", "params": {"min_gain_db": -6, "max_gain_db": -6, "p": 1}}
+    cfg["experiments"][0]["deformations"] = [{"steps": [step]} | ({"name": n} if n else {}) for n in configured]
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return run
+
+
+def test_scenarios_come_in_the_configurations_order_not_by_name(tmp_path):
+    """Tables, heat maps and the report's listings sorted the scenarios by name (mp3 before noise); they follow the
+    configuration: clean, then its deformations in order (an unnamed third one is D3), whatever order the results
+    file holds them in. Two runs combined: the first run's order, then the scenarios only the second has."""
+    from repeval.report import plots
+    from repeval.report.html import _per_label_block
+    from repeval.report.summary import summary_cards
+    from repeval.report.tables import make_table, table_command
+
+    task, dataset = "instrument_recognition", "tinysol"
+    first = _scenario_run(tmp_path, "first", ("clean", "D3", "mp3", "noise"), ["noise", "mp3", None])
+    run = load_run(first)
+    want = ["clean", "noise", "mp3", "D3"]
+    assert ordered_scenarios(run.results["scenario"].unique()) == want
+    t = make_table(run.results, "all_deform_all_models", metrics=["accuracy"])
+    assert [s for _, s in t.columns] == want
+    t = make_table(run.results, "robustness", metrics=["accuracy"])
+    assert [s for _, s in t.columns] == ["clean", "Δ noise", "Δ mp3", "Δ D3"]
+    out = table_command([first], "robustness", "plain", metrics=["accuracy"])
+    assert out.index("Δ noise") < out.index("Δ mp3") < out.index("Δ D3")
+    heat = plots.robustness_heatmap(run.results, task, dataset, "accuracy")
+    assert [x.get_text() for x in heat.axes[0].get_xticklabels()] == want[1:]
+    assert "over 3 scenarios (noise, mp3, D3)" in summary_cards(run.results, task, dataset)
+    block = _per_label_block(run.results, task, dataset)
+    assert re.findall(r'<option value="([^"]*)">', block.split('data-col="2"')[1].split("</select>")[0])[1:] == want
+
+    second = _scenario_run(tmp_path, "second", ("clean", "hum", "mp3"), ["mp3", "hum"])
+    both = combine_results(load_runs([first, second]))
+    t = make_table(both, "all_deform_all_models", metrics=["accuracy"])
+    assert [s for _, s in t.columns] == [*want, "hum"]
 
 
 def test_two_runs_with_one_id_from_two_runs_directories_are_both_compared(run_dir, tmp_path, caplog):

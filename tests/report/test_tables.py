@@ -418,3 +418,35 @@ def test_latex_sets_a_minus_sign_and_markdown_and_latex_say_what_bold_means(resu
     md = render(t, "markdown")
     assert md.splitlines()[0].endswith("; bold: best in column")
     assert md.count("**") == 2 * (t.best.sum() + 1)  # the title and the best cells only
+
+
+def test_a_terminal_table_wider_than_the_terminal_is_split_into_blocks_that_fit(run_dir, monkeypatch):
+    """`repeval table` printed one table as wide as its columns (~170 characters for the quickstart) whatever the
+    terminal; on a terminal it now splits the columns into blocks that fit, each leading with the row keys, a
+    metric's columns together; a file or pipe still gets the one table."""
+    import sys
+
+    from rich.cells import cell_len
+
+    from repeval.report.render import terminal_width
+
+    whole = table_command([run_dir], "all_deform_all_models", "plain", task=TASK)
+    assert max(cell_len(line) for line in whole.splitlines()) > 100
+    out = table_command([run_dir], "all_deform_all_models", "plain", task=TASK, width=100)
+    lines = out.splitlines()
+    assert max(cell_len(line) for line in lines) <= 100
+    blocks = out.split("┏")[1:]
+    assert len(blocks) == 3 and "(1/3)" in out and "(3/3)" in out
+    for metric, block in zip(("accuracy", "f1_macro", "f1_micro"), blocks, strict=True):
+        header = block.split("┡")[0]
+        assert "model" in header and "probe" in header  # the row keys lead every block
+        assert header.count(metric) == 3 and "clean" in header and "D2" in header  # the metric's scenarios together
+    assert out.count("* best in column") == 1 and out.rstrip().endswith("best in column")
+    # every cell of the one table is in one of the blocks
+    cells = lambda text: sorted(re.findall(r"[−\d.]+ ± [\d.]+\*?", text))  # noqa: E731
+    assert cells(out) == cells(whole)
+    # only a terminal is fitted: here standard output is captured, a terminal of 90 columns otherwise
+    assert terminal_width() is None
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setenv("COLUMNS", "90")
+    assert terminal_width() == 90
