@@ -43,20 +43,19 @@ def validate(
         ),
     ] = False,
 ) -> None:
-    """Validate a configuration file (nothing runs): local data paths must exist, and mirdata splits load (checked
-    from the data's index when it is here), unless --skip-data-check; every
+    """Validate a configuration file (nothing runs): local data paths must exist — a mirdata dataset's data and
+    index too where mirdata looks when dir or index_path is not set — and mirdata splits load (checked from the data's
+    index and metadata), unless --skip-data-check; every
     embedding model must be able to run — on this machine, or with RAY_ADDRESS set (a cluster, `ray job submit`)
     on each of its live nodes — unless --skip-model-check. Exit status 2: the configuration is invalid; 1: a model
     cannot run (each named, with the reason and the fix)."""
-    from repeval.config.loader import fold_split_warnings, split_check_notes
+    from repeval.config.loader import fold_split_warnings
 
     cfg = _load(config, check_data=not skip_data_check)
     n = len(cfg.experiments)
     typer.echo(f"{config}: valid ({n} experiment{'s' if n != 1 else ''})")
     for line in fold_split_warnings(cfg, data_checked=not skip_data_check):
         typer.secho(f"warning: {line}", fg=typer.colors.YELLOW, err=True)
-    for line in split_check_notes(cfg) if not skip_data_check else ():
-        typer.echo(f"note: {line}")
     if not skip_model_check:
         typer.echo(_check_models(cfg))
 
@@ -159,7 +158,7 @@ def _plan_notes(cfg: Any, config: Path, st_root: str, no_store: bool) -> list[st
     run`` would refuse and the embedding models that cannot run on this machine — the plan itself only reads, so it
     says these rather than failing on them."""
     from repeval.config import ConfigError
-    from repeval.config.loader import check_data_paths, split_check_notes
+    from repeval.config.loader import check_data_paths
 
     notes = []
     if no_store:
@@ -171,7 +170,6 @@ def _plan_notes(cfg: Any, config: Path, st_root: str, no_store: bool) -> list[st
         check_data_paths(cfg, str(config))
     except ConfigError as exc:
         notes += [f"note: `repeval run` would stop here: {problem}" for problem in exc.problems]
-    notes += [f"note: {line}" for line in split_check_notes(cfg)]
     if not os.environ.get("RAY_ADDRESS"):  # on a cluster its nodes answer, at `repeval validate` and the run's start
         from repeval.pipeline.preflight import unavailable_here, unavailable_lines
 

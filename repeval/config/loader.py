@@ -143,7 +143,8 @@ def config_hash(obj: Any) -> str:
 # --- reliability (issue 9): local data paths are checked before anything runs ------------------------
 def check_data_paths(cfg: Config, source: str | None = None) -> None:
     """Raise :class:`ConfigError` naming every dataset key whose local path does not exist, a mirdata dataset without
-    ``index_path`` whose mirdata index is not on this machine, and the mirdata split mistakes its load would stop on.
+    ``dir`` whose data is not in mirdata's default folder or without ``index_path`` whose mirdata index is not on
+    this machine, and the mirdata split mistakes its load would stop on.
 
     Only local paths are checked (URIs such as ``s3://`` are not); relative paths are resolved from
     the current directory, as the loaders do. :func:`load_config` does not call this (a config
@@ -173,30 +174,14 @@ def check_data_paths(cfg: Config, source: str | None = None) -> None:
                     f"experiments[{ei}].datasets[{di}].{key}: no such {what}: {path.resolve()} — "
                     f"{_path_hint(str(value), path, is_dir, source)}, or {_fetch_hint(ds, key, path, exp.task.type)}"
                 )
-            if ds.type == "mirdata":  # its index, and its splits from the index and metadata when they are here
-                from repeval.datasets.mirdata_check import default_index_problem, split_problems
+            if ds.type == "mirdata":  # its data and index, and its splits from the index and metadata when here
+                from repeval.datasets.mirdata_check import default_data_problem, default_index_problem, split_problems
 
-                if index := default_index_problem(ds):
-                    problems.append(f"experiments[{ei}].datasets[{di}].{index}")
+                if default := default_data_problem(ds) or default_index_problem(ds):
+                    problems.append(f"experiments[{ei}].datasets[{di}].{default}")
                 problems += [f"experiments[{ei}].datasets[{di}].{msg}" for msg in split_problems(ds, exp.task)]
     if problems:
         raise ConfigError(problems, source)
-
-
-def split_check_notes(cfg: Config) -> list[str]:
-    """One line per mirdata dataset whose split check (:func:`repeval.datasets.mirdata_check.split_problems`, part of
-    :func:`check_data_paths`) did not run because its data is not on this machine."""
-    from repeval.datasets.mirdata_check import split_check_skipped
-
-    out = []
-    for ei, exp in enumerate(cfg.experiments):
-        for di, ds in enumerate(exp.datasets):
-            if ds.type == "mirdata" and (why := split_check_skipped(ds, exp.task)):
-                out.append(
-                    f"experiments[{ei}].datasets[{di}] ({ds.name}): split check skipped — {why}; the run checks the "
-                    "splits when it loads the data"
-                )
-    return out
 
 
 #: what a k-fold dataset's split column does (:func:`_fixed_fold_splits`, :func:`unchecked_fold_splits`)

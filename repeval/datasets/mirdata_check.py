@@ -9,9 +9,9 @@ its audio: the mistakes a load would otherwise stop on once ``repeval run`` reac
   and official fold numbers bound ``fold`` (and ``n_folds``).
 
 :func:`split_problems` is what :func:`repeval.config.loader.check_data_paths` adds (``repeval validate``, ``plan`` and
-the run's start); when the data is not on this machine the check cannot run, and :func:`split_check_skipped` says
-so in one line. :func:`default_index_problem` (also of the data paths) says up front that a dataset without
-``index_path`` has no index to load: mirdata's own is not on this machine.
+the run's start) when the data is on this machine. Also of the data paths, up front: :func:`default_data_problem`,
+a dataset without ``dir`` whose data is not in mirdata's default folder, and :func:`default_index_problem`, one
+without ``index_path`` whose mirdata index is not on this machine — what the load would stop on.
 """
 
 from __future__ import annotations
@@ -46,8 +46,9 @@ def _which(ds: Any, task: Any) -> str | None:
 
 
 def _data_home(ds: Any) -> str:
-    """Where mirdata reads ``ds`` from: ``dataset.dir``, else mirdata's default ``~/mir_datasets/<name>``."""
-    return str(ds.dir) if ds.dir else os.path.join(os.path.expanduser("~"), "mir_datasets", str(ds.name))
+    """Where mirdata reads ``ds`` from: ``dataset.dir``, else mirdata's default folder — ``$HOME/mir_datasets/<name>``
+    (``/tmp`` without ``HOME``), as ``mirdata.core.Dataset.default_path`` makes it, without importing the loader."""
+    return str(ds.dir) if ds.dir else os.path.join(os.getenv("HOME", "/tmp"), "mir_datasets", str(ds.name))
 
 
 def _index_path(ds: Any) -> str:
@@ -58,30 +59,43 @@ def _index_path(ds: Any) -> str:
     return str(mirdata.initialize(ds.name, data_home=_data_home(ds)).index_path)
 
 
-def split_check_skipped(ds: Any, task: Any) -> str | None:
-    """Why the split check of ``ds`` cannot run here — its data is not on this machine — or None: it runs, or none
-    applies. A ``dataset.dir`` or ``index_path`` given and missing, or mirdata's own index not here, is not said here:
-    it is an error of the data paths already."""
-    which = _which(ds, task)
-    if which is None:
+def default_data_problem(ds: Any) -> str | None:
+    """``dir: …`` when ``ds`` (a mirdata dataset) gives no ``dir`` and mirdata's default data folder of it does not
+    exist — the load would stop there — naming the folder and the fixes (and mirdata's index, when it is not here
+    either: the download fetches it too); None otherwise. Reads no network."""
+    if getattr(ds, "type", None) != "mirdata" or ds.dir:
         return None
     home = _data_home(ds)
-    if not os.path.isdir(home):
-        return None if ds.dir else f"its data is not at {home} (mirdata's default; set dataset.dir)"
-    if which == "gtzan" and gtzan_split_paths(home) is None:
-        return None  # no split files: a stratified split, which nothing stops
-    return None  # an index not here: an error of the data paths (:func:`default_index_problem`, or index_path's)
+    if os.path.isdir(home):
+        return None
+    try:
+        index = None if ds.index_path else _index_path(ds)
+    except ValueError:  # a name mirdata does not know: the configuration's own check names it
+        return None
+    also = ""
+    if index is not None and not os.path.isfile(index):
+        also = (
+            f"; mirdata's own index of it is not on this machine either ({index}): the download fetches it too (with "
+            f"dataset.dir set instead: `repeval data download {ds.name} --index-only`, or set dataset.index_path)"
+        )
+    return (
+        f"dir: not set, and mirdata's default data folder of {ds.name} does not exist: {home} — set dataset.dir to "
+        f"the folder that holds the data, or fetch it where the network is reachable: `repeval data download "
+        f"{ds.name} --data-home DIR` and set dataset.dir to DIR (without --data-home, into {home}){also}"
+    )
 
 
 def default_index_problem(ds: Any) -> str | None:
     """``index_path: …`` when ``ds`` (a mirdata dataset) gives no ``index_path`` and mirdata's own index of it is not
     on this machine — mirdata 1.0 ships none: ``Dataset.download`` fetches it, and a run's load does not — naming the
-    fix; None otherwise, and when ``dataset.dir`` is given and missing (its error names the download, which fetches
-    the index with the data). Reads no network."""
+    fix; None otherwise, and when the data folder is missing — ``dataset.dir`` given, or mirdata's default
+    (:func:`default_data_problem`): its error names the download, which fetches the index with the data. Reads no
+    network."""
     if getattr(ds, "type", None) != "mirdata" or ds.index_path:
         return None
-    if ds.dir and "://" not in str(ds.dir) and not os.path.isdir(os.path.expanduser(str(ds.dir))):
-        return None
+    home = _data_home(ds)
+    if "://" not in home and not os.path.isdir(os.path.expanduser(home)):
+        return None  # no data folder: an error of its own, whose download fetches the index too
     try:
         index = _index_path(ds)
     except ValueError:  # a name mirdata does not know: the configuration's own check names it
@@ -98,13 +112,13 @@ def default_index_problem(ds: Any) -> str | None:
 
 def split_problems(ds: Any, task: Any) -> list[str]:
     """``key: message`` for each split mistake of ``ds`` that its load would stop on, read from the data's index and
-    metadata; empty when none, none applies, or the data is not here (:func:`split_check_skipped`)."""
+    metadata; empty when none, none applies, or the data or its index is not here (an error of the data paths)."""
     which = _which(ds, task)
-    if which is None or split_check_skipped(ds, task) is not None:
+    if which is None:
         return []
     home = _data_home(ds)
     if not os.path.isdir(home) or not os.path.isfile(_index_path(ds)):
-        return []  # a missing dataset.dir or index_path: an error of the data paths
+        return []  # a missing data folder or index: an error of the data paths
     try:
         return _gtzan(ds, home) if which == "gtzan" else _generic(ds, task)
     except (OSError, ValueError) as exc:  # an unreadable index or split file: the load would stop on it too

@@ -311,7 +311,7 @@ def test_validate_and_plan_check_gtzans_split_files_before_the_load(shared_data,
     """GTZAN's fault-filtered split files fix every listed track's split: split_type: all passed `repeval validate` and
     stopped the run at the load (the folds cannot rotate), as did split files naming none of the index's tracks (no
     rows). Both are now errors of `validate` (and notes of `plan`: what `repeval run` would stop on), read from the
-    index and the split files; without the data here, one note says the check was skipped."""
+    index and the split files; without the data here, the missing data folder is the error."""
     from typer.testing import CliRunner
 
     from repeval.cli import app
@@ -346,16 +346,19 @@ def test_validate_and_plan_check_gtzans_split_files_before_the_load(shared_data,
             ds_cfg("gtzan_genre", "mirdata", dir=str(tmp_path), index_path=str(index)),
             task_cfg("genre_classification", MC),
         )
-    # the data not here (mirdata's default data home): the check is skipped, in one note
+    # no dir, and the data not in mirdata's default folder: an error of the data paths (it was a note that the split
+    # check was skipped, and the run stopped at the load), not a split problem
     Path("c.yaml").write_text(
         body.format(f"{{name: gtzan_genre, type: mirdata, index_path: {index}, split_type: all}}")
     )
     res = CliRunner().invoke(app, ["validate", "--skip-model-check", "c.yaml"])
     said = " ".join(res.output.split())
-    assert res.exit_code == 0 and said.count("note:") == 1, said
-    assert f"split check skipped — its data is not at {tmp_path / 'home' / 'mir_datasets' / 'gtzan_genre'}" in said
-    plan = " ".join(CliRunner().invoke(app, ["plan", "c.yaml"]).output.split())
-    assert "(gtzan_genre): split check skipped — its data is not at" in plan
+    home = tmp_path / "home" / "mir_datasets" / "gtzan_genre"
+    assert (
+        res.exit_code == 2
+        and f"datasets[0].dir: not set, and mirdata's default data folder of gtzan_genre does not exist: {home}" in said
+    ), said
+    assert "split_type" not in said and "note:" not in said, said
 
 
 def test_a_dataset_without_index_path_whose_mirdata_index_is_not_here_is_said_before_the_load(
@@ -397,6 +400,73 @@ def test_a_dataset_without_index_path_whose_mirdata_index_is_not_here_is_said_be
     Path("c.yaml").write_text(body.format(root, f", index_path: {root / 'medley_solos_db_index_small.json'}"))
     res = CliRunner().invoke(app, ["validate", "--skip-model-check", "c.yaml"])
     assert res.exit_code == 0 and "index" not in res.output, res.output
+
+
+def test_a_dataset_without_dir_whose_data_is_not_in_mirdatas_default_folder_is_said_before_the_load(
+    shared_data, tmp_path, monkeypatch
+):
+    """A mirdata dataset without ``dir`` reads mirdata's default folder (``$HOME/mir_datasets/<name>``): when it did
+    not exist, `repeval validate` and `plan` passed (GTZAN and the generic loader: a note that the split check was
+    skipped) and the run stopped only at the load. It is now an error of the data paths — validate, the run's start; a
+    note of plan — naming the folder and both fixes (with mirdata's index when it is missing too: one error, not
+    two); `--skip-data-check` skips it, and the default folder there, or `dir` set, is not affected."""
+    import mirdata
+    import mirdata.core
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    root = shared_data / "medley_solos_db_small"
+    index = root / "medley_solos_db_index_small.json"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # mirdata's default data home: ~/mir_datasets/<name>
+    home = tmp_path / "home" / "mir_datasets" / "medley_solos_db"
+    assert mirdata.initialize("medley_solos_db").data_home == str(home)  # the folder mirdata's load reads
+    monkeypatch.chdir(tmp_path)
+    body = (
+        "run: {{store: store, runs_dir: runs}}\nexperiments:\n- task: {{name: instrument_classification, type: "
+        "multiclass_classification}}\n  datasets: [{{name: medley_solos_db, type: mirdata{}}}]\n"
+        "  embedding_models: [mfcc-stats]\n  downstream_models: [{{type: classifier, hidden_units: []}}]\n"
+    )
+    Path("c.yaml").write_text(body.format(f", index_path: {index}"))
+    fix = (
+        "experiments[0].datasets[0].dir: not set, and mirdata's default data folder of medley_solos_db does not "
+        f"exist: {home} — set dataset.dir to the folder that holds the data, or fetch it where the network is "
+        "reachable: `repeval data download medley_solos_db --data-home DIR` and set dataset.dir to DIR (without "
+        f"--data-home, into {home})"
+    )
+    for args in (["validate", "--skip-model-check", "c.yaml"], ["run", "c.yaml"]):
+        res = CliRunner().invoke(app, args)
+        said = " ".join(res.output.split())
+        assert res.exit_code == 2 and fix in said and "either" not in said, (args, res.output)
+    assert not Path("runs").exists()  # the run stopped before its run directory
+    plan = " ".join(CliRunner().invoke(app, ["plan", "c.yaml"]).output.split())
+    assert f"note: `repeval run` would stop here: {fix}" in plan, plan
+    res = CliRunner().invoke(app, ["validate", "--skip-data-check", "--skip-model-check", "c.yaml"])
+    assert res.exit_code == 0 and "mir_datasets" not in res.output, res.output
+    with pytest.raises(FileNotFoundError, match="has no data under"):  # what the load says of it
+        load_dataset(ds_cfg("medley_solos_db", "mirdata", index_path=str(index)), task_cfg("instrument", MC))
+    # mirdata's index not here either: said in the same error, the index's own not added
+    monkeypatch.setattr(mirdata.core.Index, "get_path", lambda self: str(tmp_path / "indexes" / self.filename))
+    Path("c.yaml").write_text(body.format(""))
+    res = CliRunner().invoke(app, ["validate", "--skip-model-check", "c.yaml"])
+    said = " ".join(res.output.split())
+    assert (
+        res.exit_code == 2
+        and f"{fix}; mirdata's own index of it is not on this machine either ({tmp_path / 'indexes'}" in said
+    ), said
+    assert "--index-only`, or set dataset.index_path)" in said and "index_path: not set" not in said, said
+    # the data in mirdata's default folder, or dir set: nothing said, and the load reads it from there
+    Path("c.yaml").write_text(body.format(f", index_path: {index}"))
+    home.parent.mkdir(parents=True)
+    home.symlink_to(root)
+    res = CliRunner().invoke(app, ["validate", "--skip-model-check", "c.yaml"])
+    assert res.exit_code == 0 and "dir" not in res.output, res.output
+    rows, _ = load_dataset(ds_cfg("medley_solos_db", "mirdata", index_path=str(index)), task_cfg("instrument", MC))
+    assert rows.num_rows == 97 and rows.column("audio_path")[0].as_py().startswith(str(home))
+    home.unlink()
+    Path("c.yaml").write_text(body.format(f", dir: {root}, index_path: {index}"))
+    res = CliRunner().invoke(app, ["validate", "--skip-model-check", "c.yaml"])
+    assert res.exit_code == 0 and "mir_datasets" not in res.output, res.output
 
 
 def test_the_generic_loaders_track_attributes_are_checked_from_the_index_and_metadata(shared_data):
