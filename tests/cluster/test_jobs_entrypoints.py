@@ -196,7 +196,10 @@ def test_data_left_out_of_a_job_upload_names_the_gitignore_fix(tmp_path: Path) -
 def test_a_cluster_refusing_the_token_is_named_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     """Attaching without the cluster's token: Ray 2.60 raised "Failed to connect to Ray cluster" whose cause's first
     line was "Last connection error: Traceback (most recent call last):" — the one-line error said nothing of the
-    token. The exception chain is the one Ray raised against a real token-authenticated cluster."""
+    token. The exception chain is the one Ray raised against a real token-authenticated cluster.
+
+    `repeval plan --address` attaches from a process without a Ray; a process attached already (a test session's Ray
+    started before this test) is asked nothing of the token: it does not attach, and reads the Ray it has."""
     import socket
 
     import ray
@@ -217,6 +220,7 @@ def test_a_cluster_refusing_the_token_is_named_with_the_fix(monkeypatch: pytest.
             raise ConnectionError("Failed to connect to Ray cluster at 127.0.0.1:1") from exc
 
     monkeypatch.setattr(ray, "init", refuse)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in `repeval plan`, whatever ran before here
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     with socket.socket() as listening:  # a port that answers, as the cluster's GCS does
         listening.bind(("127.0.0.1", 0))
@@ -225,3 +229,6 @@ def test_a_cluster_refusing_the_token_is_named_with_the_fix(monkeypatch: pytest.
         with pytest.raises(RayAuthRefused, match="export RAY_AUTH_MODE=token") as refused:
             cluster_resources(address, given="--address")
     assert f"--address={address}" in str(refused.value) and "RAY_AUTH_MODE is unset" in str(refused.value)
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)  # attached already: no ray.init, its own resources
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 3.0})
+    assert cluster_resources(address, given="--address") == {"CPU": 3.0}
