@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import soundfile as sf
 
 from repeval.config.embed import EmbeddingModelConfig
@@ -76,7 +77,8 @@ def test_a_run_refuses_a_cut_flac_then_embeds_it_noted_into_the_same_partition_u
     ``--retry-errors`` embeds the FLAC into the same partition (its fingerprint unchanged: no conflict), noted;
     ``store show`` counts both noted rows, and the whole files' rows have none. Each manifest counts the noted rows
     by kind; back under ``error``, the run reusing the partition warns once of its cut row (not of the Ogg's), naming
-    the partition and the fixes."""
+    the partition and the fixes. The evaluation's count of the test tracks scored on them (what ``repeval runs`` and
+    the report say) reads the run's saved test split."""
     import csv
     import logging
 
@@ -143,3 +145,19 @@ def test_a_run_refuses_a_cut_flac_then_embeds_it_noted_into_the_same_partition_u
     assert len(said) == 1 and "notes/mfcc-stats/clean: 1." in said[0], said
     assert f"repeval store rm {tmp_path / 'store'} notes/mfcc-stats/clean --yes" in said[0]
     assert "audio_note IS NULL" in said[0]
+
+    from repeval.run.partial_audio import partial_test_tracks
+
+    ctx = runner.make_context(load_config(tmp_path / "config.yaml"), read_only=True)
+    saved = ctx.run_dir / "splits" / "instrument__notes.parquet"
+    ids = pq.read_table(saved).column("track_id").to_pylist()
+    assert sorted(ids) == sorted([r["track_id"] for r in rows] + ["cut.flac", "cut.ogg"])
+    for train in (ids[0] if ids[0] not in ("cut.flac", "cut.ogg") else ids[1], "cut.flac"):
+        t = pq.read_table(saved)
+        pq.write_table(t.set_column(t.schema.get_field_index("split"), "split",
+                                    pa.array(["train" if i == train else "test" for i in ids])), saved)  # fmt: skip
+        want = (1, 1) if train != "cut.flac" else (0, 1)
+        assert partial_test_tracks(ctx) == [
+            {"task": "instrument", "dataset": "notes", "model": "mfcc-stats", "scenario": "clean",
+             "tracks": sum(want), "cut": want[0], "ogg": want[1]}
+        ]  # fmt: skip
