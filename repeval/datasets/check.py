@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from repeval.audio.decode import _open, error_reason, iter_blocks
-from repeval.audio.partial import DEFAULT_TRUNCATED_AUDIO, TruncatedAudio
+from repeval.audio.partial import DECODE_HINT, DEFAULT_TRUNCATED_AUDIO, TruncatedAudio
 from repeval.datasets import missing as missing_rows
 from repeval.datasets.base import LoadReport
 from repeval.datasets.missing import MISSING_SCHEMA, MissingTracks
@@ -89,6 +89,8 @@ class DatasetCheck:
     #: audio_path, audio_note)``
     partial: int = 0
     partial_examples: list[tuple[str, str, str]] = field(default_factory=list)
+    #: of the bad files, those cut short that ``run.truncated_audio: decode`` would embed (their reason names it)
+    cut: int = 0
 
     def lines(self) -> list[str]:
         partly = f", {self.partial:,} decoded partly" if self.partial else ""
@@ -99,6 +101,12 @@ class DatasetCheck:
         ]
         if self.bad > len(self.examples):
             out.append(f"  … and {self.bad - len(self.examples):,} more bad (--out FILE lists them all)")
+        if self.cut:
+            out.append(
+                f"  {self.cut:,} of the bad files {'is' if self.cut == 1 else 'are'} cut short (WAV, MP3, FLAC): "
+                "copy or download them again, or set run.truncated_audio: decode to embed the whole frames they "
+                "hold, each row noted in audio_note"
+            )
         out += [f"  missing: {item}" for item in self.missing_examples]
         if self.missing > len(self.missing_examples):
             lists = (
@@ -401,6 +409,7 @@ def check_datasets(
                 if reason is None:
                     continue
                 found.bad += 1
+                found.cut += DECODE_HINT in reason
                 if len(found.examples) < SHOWN:
                     found.examples.append((tid, path, reason))
                 write((d.name, tid, path, reason))

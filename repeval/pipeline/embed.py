@@ -107,6 +107,9 @@ def embed_experiments(
         for ds in exp.datasets:
             plan_dataset(cfg, exp, ds, rows_by_dataset[ds.name], deform_ids, store, streams, summary,
                           deformed_only, retry_errors, shared=uses[ds.name] > 1, sources=sources[ds.name])  # fmt: skip
+    cut = summary.cut_reused_warning()
+    if cut:  # once per run, before its streams start: said for every partition together
+        log.warning("%s", cut)
     # every model with tracks to embed, checked where its actors will run before any stream starts
     preflight.check_models_on_nodes(cfg, [st.mcfg for st in streams.values() if has_work(st)])
     for st in streams.values():

@@ -53,6 +53,9 @@ class EmbedSummary:
     errors_by_partition: Counter[str] = field(default_factory=Counter)
     #: partition name → error records it holds from earlier runs for tracks this run wanted (not computed again)
     earlier_errors: Counter[str] = field(default_factory=Counter)
+    #: partition name → rows it holds embedded from a file cut short (under ``run.truncated_audio: decode``), in a
+    #: partition this run reuses under ``error`` (:meth:`cut_reused_warning`)
+    cut_reused: Counter[str] = field(default_factory=Counter)
     #: the first :data:`SHOWN_FAILURES` failures of this run: (partition name, track id, stage, reason)
     failures: list[tuple[str, str, str, str]] = field(default_factory=list)
     #: the store's root, for the ``repeval store show`` commands the summary names
@@ -87,6 +90,7 @@ class EmbedSummary:
         self.streams += other.streams
         self.errors_by_partition.update(other.errors_by_partition)
         self.earlier_errors.update(other.earlier_errors)
+        self.cut_reused.update(other.cut_reused)
         self.failures += other.failures[: max(SHOWN_FAILURES - len(self.failures), 0)]
         self.store_uri = self.store_uri or other.store_uri
 
@@ -118,6 +122,24 @@ class EmbedSummary:
             f"embedded {self.computed} rows{scen}{partly} from {decoded}, {self.skipped} rows already in store, {errs}"
             f"{retried} in {wall:.1f}s ({self.startup_s:.1f}s start-up) — {rows_rate:.1f} rows/s, {rate:.0f} s of "
             "audio per second"
+        )
+
+    def cut_reused_warning(self) -> str | None:
+        """The warning of a run under ``run.truncated_audio: error`` that reuses rows embedded from files cut short
+        (by a run under ``decode``): how many per partition, and the two ways to keep only whole files; ``None``
+        without such rows."""
+        if not self.cut_reused:
+            return None
+        from repeval.store.partition import rm_command
+
+        store = self.store_uri or "store"
+        per = "; ".join(f"{name}: {n}" for name, n in sorted(self.cut_reused.items()))
+        rms = "; ".join(f"`{rm_command(store, name)}`" for name in sorted(self.cut_reused))
+        return (
+            f"run.truncated_audio is error, but the store holds rows embedded from files cut short (by a run under "
+            f"run.truncated_audio: decode), which this run reuses — {per}. They are trained and tested on as they are: "
+            f"to embed whole files only, delete the partition(s) and run again ({rms}; the cut files then become "
+            "error records), or keep them and filter rows on `audio_note IS NULL` where you read the store"
         )
 
     def show_command(self, partition: str) -> str:

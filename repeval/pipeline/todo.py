@@ -24,6 +24,7 @@ from repeval.pipeline.stages import CLEAN
 from repeval.pipeline.summary import EmbedSummary
 from repeval.store import EmbeddingStore
 from repeval.store.layout import repeval_version
+from repeval.store.partition import CUT
 from repeval.warn import warn_once
 
 #: the embedding stage's log lines keep one name, whichever of its modules says them (the CLI prints it)
@@ -151,6 +152,10 @@ def plan_dataset(
                 if recorded is not None:
                     moved[sid] = (recorded, reused)
                 _count_earlier_errors(part, ids, wanted, summary)
+                if reused and cfg.run.truncated_audio == "error":  # rows a run under decode embedded from cut files
+                    cut = part.noted_rows()[CUT]
+                    if cut:
+                        summary.cut_reused[part.name] = cut
                 st.examined.add(key)
             if key in st.planned:  # another experiment's share of this partition already holds these tracks
                 done |= pc.is_in(ids, value_set=st.planned[key]).to_numpy(zero_copy_only=False)

@@ -39,7 +39,7 @@ from repeval.report.results import (
     ordered_scenarios,
 )
 from repeval.report.selection import combine_validation
-from repeval.report.summary import headline, summary_cards, tied_names
+from repeval.report.summary import headline, partial_audio_note, summary_cards, tied_names
 from repeval.report.tables import make_table, multi_task_datasets
 from repeval.store.partition import show_errors_command
 
@@ -388,6 +388,7 @@ def _group_section(
     out = [f'<section class="rv-group" id="{_slug("g", task, dataset)}">']
     out.append(f'<h2>{e(task)} — {e(dataset)} <span class="rv-caption">{e(task_type)}</span></h2>')
     out.append(summary_cards(df, task, dataset, validation))
+    out.append(partial_audio_note(runs, task, dataset))
     out.append(_failed_block(runs, task, dataset))
     masked = masked_pairs(runs)
     out.append(

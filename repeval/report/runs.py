@@ -1,7 +1,8 @@
 """``repeval runs [RUNS_DIR]``: the runs under a runs directory (a path or a filesystem URI) and how far each got.
 
 Reads each run's ``config.yaml``, ``status.json`` and ``load_report.json``, the names under ``groups/``, the
-Parquet footers of ``results.parquet`` and ``summary.parquet`` and ``failed.parquet``'s ``scenario`` column (a probe
+Parquet footers of ``results.parquet`` (with the test tracks its evaluation recorded as scored on partial audio)
+and ``summary.parquet`` and ``failed.parquet``'s ``scenario`` column (a probe
 training that failed, or a test cell not scored) — no other data pages, and nothing under ``tune/``.
 """
 
@@ -16,6 +17,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import yaml
 
+from repeval.run.partial_audio import partial_text, recorded_partial
 from repeval.rundir import (
     CONFIG_KEY,
     LOAD_REPORT,
@@ -148,6 +150,8 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
         "failed_trainings": failed,
         "failed_cells": failed_cells,
         "rows_not_evaluated": _not_evaluated(fs, path),
+        #: the test sets scored on rows embedded from partial audio (audio_note), as its evaluation recorded them
+        "partial_audio": recorded_partial(footer.metadata if footer is not None else None) or [],
         #: why ``summary.parquet`` is not the summary of ``results.parquet`` (``None``: it is, or no results)
         "summary_stale": summary_mismatch(fs, path, footer, status) if footer is not None else None,
         "updated": updated,
@@ -231,6 +235,14 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
         f"{i['run']}: {i['rows_not_evaluated']} dataset row(s) dropped at load, not evaluated ({LOAD_REPORT})"
         for i in infos
         if i["rows_not_evaluated"]
+    ]
+    lines += [
+        f"{i['run']}: "
+        + "; ".join(partial_text(x) for x in i["partial_audio"][:3])
+        + ("; …" if len(i["partial_audio"]) > 3 else "")
+        + " (`repeval report` notes them per task)"
+        for i in infos
+        if i["partial_audio"]
     ]
     if any(i["failed_trainings"] or i["failed_cells"] for i in infos):
         lines.append(

@@ -53,6 +53,12 @@ def stage_evaluate(ctx: RunContext) -> pa.Table:
         ctx.untrained = sorted(wanted - {f.stem for f in files})
         if ctx.untrained:
             config[UNTRAINED_KEY] = json.dumps(ctx.untrained).encode()
+        # the test tracks scored on embeddings of partial audio (audio_note): `repeval runs` and the report say so
+        from repeval.run.partial_audio import PARTIAL_KEY, partial_test_tracks
+
+        partial = partial_test_tracks(ctx)
+        if partial:
+            config[PARTIAL_KEY] = json.dumps(partial).encode()
     _write_atomic(_with_metadata(table, {**mark, **config}), ctx.run_dir / "results.parquet")
     # mean ± std over seeds per cell
     _write_atomic(_with_metadata(seed_summary(table), mark), ctx.run_dir / "summary.parquet")

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from repeval.store.layout import (
+    AUDIO_NOTE,
     ERROR_SCHEMA,
     MANIFEST,
     STAMP,
@@ -28,10 +29,17 @@ from repeval.store.layout import (
     repeval_version,
     write_table_atomic,
 )
+from repeval.store.partition_files import rm_command as rm_command
 from repeval.store.partition_files import show_errors_command as show_errors_command
 from repeval.store.partition_stamp import PartitionStamp
 
 log = logging.getLogger(__name__)
+
+#: the manifest's count of the rows embedded from part of their file (``audio_note`` not null), by kind:
+#: :data:`CUT` — a WAV, MP3 or FLAC cut short, embedded under ``run.truncated_audio: decode`` only —, :data:`OGG` — an
+#: Ogg file without its end, embedded under either setting (:mod:`repeval.audio.partial`)
+NOTED_ROWS = "noted_rows"
+CUT, OGG = "cut", "ogg"
 
 
 @dataclass
@@ -162,6 +170,41 @@ class Partition(PartitionStamp):
         ids = [i for h in heads for i in h.column("track_id").to_pylist()]
         return ids, [s for h in heads for s in h.column("split").to_pylist()], mat, counts
 
+    def count_noted(self, files: list[str] | None = None) -> dict[str, int]:
+        """The rows of ``files`` (default: every part file) with an ``audio_note``, by kind (:data:`NOTED_ROWS`). A
+        file's footer tells how many of its rows have none (the column's null count, or no such column: written before
+        it), so only the files holding a note have that one column read — a catalog's partition of whole files is
+        counted from its footers alone."""
+        counts = {CUT: 0, OGG: 0}
+        for f in self.part_files() if files is None else files:
+            try:
+                meta = pq.read_metadata(f, filesystem=self.fs)
+                leaf = [meta.schema.column(i).path for i in range(meta.num_columns)].index(AUDIO_NOTE)
+            except ValueError:  # no audio_note column: written before it was kept, every row whole
+                continue
+            except (pa.ArrowException, OSError) as exc:
+                raise self.damaged(f, exc) from None
+            stats = [meta.row_group(g).column(leaf).statistics for g in range(meta.num_row_groups)]
+            if (
+                all(s is not None and s.has_null_count for s in stats)
+                and sum(s.null_count for s in stats) == meta.num_rows
+            ):
+                continue
+            noted = self._column(f, AUDIO_NOTE).drop_null()
+            cut = int(pc.sum(pc.starts_with(noted, "cut ")).as_py() or 0)
+            counts[CUT] += cut
+            counts[OGG] += len(noted) - cut
+        return counts
+
+    def noted_rows(self) -> dict[str, int]:
+        """:meth:`count_noted` as the manifest recorded it when the partition was finished; counted from the part
+        files when it did not (an incomplete partition, or one finished before the count was kept: the count costs a
+        footer per part file, the column read only where a file holds notes)."""
+        recorded = (self.manifest() or {}).get(NOTED_ROWS)
+        if isinstance(recorded, dict) and {CUT, OGG} <= recorded.keys():
+            return {CUT: int(recorded[CUT]), OGG: int(recorded[OGG])}
+        return self.count_noted()
+
     def dedupe(self) -> int:
         """Drop duplicate track ids (keeping the first row) and return how many were dropped.
 
@@ -200,6 +243,7 @@ class Partition(PartitionStamp):
             **info,
             "rows": rows,
             "errors": errors,
+            NOTED_ROWS: self.count_noted(files),
             # which row part files hold the rows — each name unique to the write that made it — so a partition embedded
             # anew (deleted and computed again: fixed audio) tells from the one read before: the same counts differ here
             "parts_digest": hashlib.sha256("\n".join(f.rsplit("/", 1)[-1] for f in files).encode()).hexdigest()[:16],

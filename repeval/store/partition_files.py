@@ -26,6 +26,11 @@ def show_errors_command(store_uri: str, partition: str) -> str:
     return f"repeval store show {shlex.quote(store_uri)} {shlex.quote(partition)} --errors"
 
 
+def rm_command(store_uri: str, partition: str) -> str:
+    """The ``repeval store rm`` command that deletes ``partition`` (``dataset/model/scenario``), quoted for a shell."""
+    return f"repeval store rm {shlex.quote(store_uri)} {shlex.quote(partition)} --yes"
+
+
 @dataclass
 class PartitionFiles:
     """The files of one store partition and what their footers and id columns say (no embedding read)."""
@@ -50,7 +55,7 @@ class PartitionFiles:
 
     def rm_command(self) -> str:
         """The ``repeval store rm`` command that deletes this partition, quoted for a shell."""
-        return f"repeval store rm {shlex.quote(self.store.uri)} {shlex.quote(self.name)} --yes"
+        return rm_command(self.store.uri, self.name)
 
     def _read_json(self, name: str) -> dict[str, Any] | None:
         try:

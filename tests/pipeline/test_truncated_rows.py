@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import soundfile as sf
 
 from repeval.config.embed import EmbeddingModelConfig
@@ -69,13 +70,17 @@ def test_a_cut_track_of_several_windows_is_noted_in_every_scenario_and_refused_u
 
 
 def test_a_run_refuses_a_cut_flac_then_embeds_it_noted_into_the_same_partition_under_decode(
-    ray_session, rendered_notes, tmp_path
+    ray_session, rendered_notes, tmp_path, caplog
 ):
     """On Ray, end to end: under the default a FLAC cut short is an error record naming the setting, and an Ogg
     without its end is embedded noted — the summary says "1 decoded partly". The same store under ``decode`` with
     ``--retry-errors`` embeds the FLAC into the same partition (its fingerprint unchanged: no conflict), noted;
-    ``store show`` counts both noted rows, and the whole files' rows have none."""
+    ``store show`` counts both noted rows, and the whole files' rows have none. Each manifest counts the noted rows
+    by kind; back under ``error``, the run reusing the partition warns once of its cut row (not of the Ogg's), naming
+    the partition and the fixes. The evaluation's count of the test tracks scored on them (what ``repeval runs`` and
+    the report say) reads the run's saved test split."""
     import csv
+    import logging
 
     import yaml
 
@@ -115,11 +120,13 @@ def test_a_run_refuses_a_cut_flac_then_embeds_it_noted_into_the_same_partition_u
 
     first = embed()
     assert (first.computed, first.errors, first.partial) == (3, 1, 1), first.line()
+    assert first.cut_reused_warning() is None
     assert first.line().startswith("embedded 3 rows (1 decoded partly) from 4 tracks"), first.line()
     (_, tid, stage, reason), *_ = first.failures
     assert tid == "cut.flac" and stage == "decode" and "or set run.truncated_audio: decode" in reason, reason
     part = EmbeddingStore(str(tmp_path / "store")).partition("notes", "mfcc-stats", "clean")
     stamped = part.stamped()
+    assert part.manifest()["noted_rows"] == {"cut": 0, "ogg": 1}
     second = embed(truncated_audio="decode")
     assert (second.computed, second.errors, second.partial, second.retried) == (1, 0, 1, 1), second.line()
     assert "(1 decoded partly)" in second.line()
@@ -130,3 +137,27 @@ def test_a_run_refuses_a_cut_flac_then_embeds_it_noted_into_the_same_partition_u
     assert "2 row(s) with an audio_note" in show_text(part)
     t = part.read(["track_id", "audio_note"]).to_pylist()
     assert len(t) == 4 and sum(r["audio_note"] is None for r in t) == 2
+    assert part.manifest()["noted_rows"] == {"cut": 1, "ogg": 1} == part.count_noted()
+    with caplog.at_level(logging.WARNING, logger="repeval.pipeline.embed"):
+        third = embed(truncated_audio="error")
+    assert (third.computed, third.errors, dict(third.cut_reused)) == (0, 0, {"notes/mfcc-stats/clean": 1})
+    said = [r.getMessage() for r in caplog.records if "cut short" in r.getMessage()]
+    assert len(said) == 1 and "notes/mfcc-stats/clean: 1." in said[0], said
+    assert f"repeval store rm {tmp_path / 'store'} notes/mfcc-stats/clean --yes" in said[0]
+    assert "audio_note IS NULL" in said[0]
+
+    from repeval.run.partial_audio import partial_test_tracks
+
+    ctx = runner.make_context(load_config(tmp_path / "config.yaml"), read_only=True)
+    saved = ctx.run_dir / "splits" / "instrument__notes.parquet"
+    ids = pq.read_table(saved).column("track_id").to_pylist()
+    assert sorted(ids) == sorted([r["track_id"] for r in rows] + ["cut.flac", "cut.ogg"])
+    for train in (ids[0] if ids[0] not in ("cut.flac", "cut.ogg") else ids[1], "cut.flac"):
+        t = pq.read_table(saved)
+        pq.write_table(t.set_column(t.schema.get_field_index("split"), "split",
+                                    pa.array(["train" if i == train else "test" for i in ids])), saved)  # fmt: skip
+        want = (1, 1) if train != "cut.flac" else (0, 1)
+        assert partial_test_tracks(ctx) == [
+            {"task": "instrument", "dataset": "notes", "model": "mfcc-stats", "scenario": "clean",
+             "tracks": sum(want), "cut": want[0], "ogg": want[1]}
+        ]  # fmt: skip

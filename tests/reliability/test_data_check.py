@@ -490,7 +490,8 @@ def test_decode_lists_the_files_a_run_decodes_only_in_part_under_either_truncate
     """``--decode`` lists the files a run would embed from part of their audio, each with the ``audio_note`` its
     rows would carry: under ``run.truncated_audio: decode`` the WAV, MP3 and FLAC cut short (not bad: exit 0) and the
     Ogg without its end; under the default the cut ones are bad, their reason naming the setting, and the Ogg is still
-    listed. Without ``--decode`` nothing is listed (the notes come from decoding)."""
+    listed. Without ``--decode`` nothing is listed (the notes come from decoding). Under the default, one line after the
+    bad files counts the cut ones and names the setting, with ``--decode`` or without."""
     kinds = ["truncated_data_wav", "truncated_data_mp3", "truncated_data_flac", "truncated_ogg"]
     files = {b.kind: b for b in make_corpus(tmp_path / "bad", kinds)}
     rows = [{"track_id": k, "audio_path": str(b.path), "label": "low", "split": "test"} for k, b in files.items()]
@@ -512,4 +513,9 @@ def test_decode_lists_the_files_a_run_decodes_only_in_part_under_either_truncate
                 assert re.fullmatch(rf"cut {fmt}: declares \d+\.\d s, holds \d+\.\d s", partly[kind]), partly[kind]
             else:
                 assert re.search(rf"bad: {kind}: truncated .* or set run\.truncated_audio: decode", res.output)
-        assert "decoded partly" not in invoke(cfg).output
+        opened = invoke(cfg).output
+        assert "decoded partly" not in opened
+        # the cut files are found where they open, with --decode or without: one line names the setting for them all
+        hint = "3 of the bad files are cut short (WAV, MP3, FLAC): copy or download them again, or set run.truncated_audio: decode"
+        for out in (res.output, opened):
+            assert (out.count(hint), out.count("cut short (WAV, MP3, FLAC)")) == ((0, 0) if cut else (1, 1)), out

@@ -468,3 +468,43 @@ def test_runs_given_a_run_directory_lists_that_run_and_names_the_runs_directory(
         out.output.startswith(f"{empty}: no runs (no folder in it holds a run's config.yaml")
         and "--runs-dir" in out.output
     )
+
+
+def test_runs_and_the_report_say_which_test_sets_were_scored_on_partial_audio(run_dir, tmp_path):
+    """An evaluation records the test tracks scored on rows embedded from partial audio (``audio_note``) in
+    ``results.parquet``'s metadata: ``repeval runs`` names them from the footer, the report notes them under their
+    task and dataset (and nowhere else); results evaluated before the record say nothing."""
+    from repeval.report.summary import partial_audio_note
+    from repeval.run.partial_audio import PARTIAL_KEY
+
+    runs = tmp_path / "runs"
+    shutil.copytree(run_dir, runs / "r")
+    shutil.copytree(run_dir, runs / "old")
+    entries = [
+        {"task": "instrument-recognition", "dataset": "tinysol", "model": "msd-musicnn", "scenario": "clean",
+         "tracks": 3, "cut": 2, "ogg": 1},
+        {"task": "instrument-recognition", "dataset": "tinysol", "model": "msd-musicnn", "scenario": "D1",
+         "tracks": 1, "cut": 0, "ogg": 1},
+    ]  # fmt: skip
+    res = pq.read_table(runs / "r" / "results.parquet")
+    meta = {**(res.schema.metadata or {}), PARTIAL_KEY: json.dumps(entries).encode()}
+    pq.write_table(res.replace_schema_metadata(meta), runs / "r" / "results.parquet")
+
+    listed = {r["run"]: r for r in json.loads(CliRunner().invoke(app, ["runs", str(runs), "--json"]).output)}
+    assert (listed["r"]["partial_audio"], listed["old"]["partial_audio"]) == (entries, [])
+    out = CliRunner().invoke(app, ["runs", str(runs)]).output
+    said = [line for line in out.splitlines() if "partial audio" in line]
+    assert said == [
+        "r: 3 test tracks of instrument-recognition on tinysol embedded from partial audio (audio_note) in scenario "
+        "clean, model msd-musicnn: 2 cut short, 1 Ogg without its end; 1 test track of instrument-recognition on "
+        "tinysol embedded from partial audio (audio_note) in scenario D1, model msd-musicnn: 1 Ogg without its end "
+        "(`repeval report` notes them per task)"
+    ], out
+
+    note = partial_audio_note([load_run(runs / "r")], "instrument-recognition", "tinysol")
+    assert note.startswith(
+        '<p class="rv-note">3 test tracks embedded from partial audio (audio_note) in scenario clean'
+    )
+    assert "1 test track embedded from partial audio (audio_note) in scenario D1, model msd-musicnn: 1 Ogg" in note
+    assert partial_audio_note([load_run(runs / "r")], "other-task", "tinysol") == ""
+    assert partial_audio_note([load_run(runs / "old")], "instrument-recognition", "tinysol") == ""
