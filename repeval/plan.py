@@ -285,6 +285,7 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
     except (ValueError, OSError) as exc:
         p.lines.append(f"done: not known — the datasets could not be loaded: {exc}")
         return None, None
+    p.notes += _load_notes(ctx)
     rank = {"complete": 0, "todo": 1, "conflict": 2}
     states: dict[tuple[str, str, str], tuple[str, str]] = {}
     sources = audio_sources(ctx)
@@ -318,6 +319,28 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
     if said:  # one note, however many datasets and models: the plan says it on every call until a run records them
         p.notes.append(plan_source_note(said))
     return (ctx if run_dir is not None else None), states
+
+
+def _load_notes(ctx: Any) -> list[str]:
+    """What loading each dataset found, as ``repeval run`` logs it — rows dropped (missing audio, duplicate ids,
+    unusable labels or splits) and configured keys the data left unused — one note per dataset, saying how many of
+    its rows ``run --strict`` fails on (:func:`~repeval.run.rows.load_report`)."""
+    from repeval.runner import load_report
+
+    notes = []
+    for entry in load_report(ctx).values():
+        if not entry["lines"]:
+            continue
+        name = entry["dataset"] if len(ctx.cfg.experiments) == 1 else f"{entry['dataset']} ({entry['task']})"
+        n = entry["not_evaluated"]
+        dropped = (
+            f" — {n:,} row(s) not evaluated, which `repeval run --strict` fails on (`repeval data check CONFIG "
+            "--out FILE` lists every missing or unreadable audio file)"
+            if n
+            else ""
+        )
+        notes.append(f"dataset {name} at load ({entry['rows']:,} rows kept): {'; '.join(entry['lines'])}{dropped}")
+    return notes
 
 
 def _trained(ctx: Any, states: dict[tuple[str, str, str], tuple[str, str]], ei: int, ds: Any, model: str,

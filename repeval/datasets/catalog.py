@@ -1,11 +1,15 @@
 """The generic ``catalog`` dataset: a CSV or Parquet manifest, local or any pyarrow filesystem URI.
 
-Columns: a track id, an audio path (relative to the manifest's folder, or ``dir`` when given,
-or absolute / a URI), one label column (multi-label and regression cells separated by
-``label_separator``) and optionally a split and a group column. A multilabel data set that annotates
-only some labels per track names the annotated ones in ``annotated_column`` (cells separated by
-``label_separator``; a track's labels count as annotated whether listed there or not, an empty cell
-annotates every label): with ``unannotated: mask`` the rows carry them in the
+Columns, each named by a key of the dataset: a track id (``track_id_column``, default ``track_id``), an audio path
+(``audio_column``, default ``audio_path``; relative to the manifest's folder, or ``dir`` when given, or absolute / a
+URI), one label column (``label_column``, default the task's ``label``, else its ``name``; multi-label and
+regression cells separated by ``label_separator``, default ``,``) and optionally a split column (``split_column``:
+``train``, ``validation`` or ``val``/``valid``/``dev``, ``test``, in any case; its empty cells, or every track
+without it, get a seeded split by ``split_ratios``, default 0.8/0.1/0.1, stratified by label, a regression target's
+plain) and a group column (``group_column``: an artist or album kept within one split). Other columns are ignored. A
+multilabel data set that annotates only some labels per track names the annotated ones in ``annotated_column``
+(cells separated by ``label_separator``; a track's labels count as annotated whether listed there or not, an empty
+cell annotates every label): with ``unannotated: mask`` the rows carry them in the
 :data:`~repeval.datasets.base.OBSERVED` column, as OpenMIC-2018's do.
 
 The manifest is read lazily, in record batches (CSV streaming reader; Parquet row groups or a
