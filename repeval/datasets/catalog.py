@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
+from repeval.datasets import missing
 from repeval.datasets.base import DatasetInfo, LabelInfo, LoadReport, register_dataset
 from repeval.datasets.manifest import BATCH_ROWS as BATCH_ROWS
 from repeval.datasets.manifest import CSV_BLOCK_BYTES as CSV_BLOCK_BYTES
@@ -142,6 +143,8 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
             spool.write(out)
     table = spool.table()
     pa.default_memory_pool().release_unused()  # hand the batches' scratch memory back to the OS
+    if ds.check_files and report.count("missing_audio") and (hint := missing.case_hint(report.missing_rows)):
+        report.notes.append(hint)
     if table.num_rows == 0:
         why = f" ({'; '.join(report.lines())})" if report.lines() else ""
         raise ValueError(f"catalog {ds.manifest}: no usable rows among {n_read}{why}")
