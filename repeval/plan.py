@@ -322,24 +322,25 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
 
 
 def _load_notes(ctx: Any) -> list[str]:
-    """What loading each dataset found, as ``repeval run`` logs it — rows dropped (missing audio, duplicate ids,
-    unusable labels or splits) and configured keys the data left unused — one note per dataset, saying how many of
-    its rows ``run --strict`` fails on (:func:`~repeval.run.rows.load_report`)."""
+    """What loading each dataset found, as ``repeval run`` logs it: one note per dataset for the rows dropped
+    (missing audio, duplicate ids, unusable labels or splits), saying how many ``run --strict`` fails on, then one
+    per finding of its loader that drops no row (a key the data left unused, a likely ``label_separator``)
+    (:func:`~repeval.run.rows.load_report`)."""
     from repeval.runner import load_report
 
     notes = []
     for entry in load_report(ctx).values():
-        if not entry["lines"]:
-            continue
         name = entry["dataset"] if len(ctx.cfg.experiments) == 1 else f"{entry['dataset']} ({entry['task']})"
+        kinds = len(entry["problems"])  # one line per kind of problem found, then the loader's notes
+        dropped, noted = entry["lines"][:kinds], entry["lines"][kinds:]
         n = entry["not_evaluated"]
-        dropped = (
-            f" — {n:,} row(s) not evaluated, which `repeval run --strict` fails on (`repeval data check CONFIG "
-            "--out FILE` lists every missing or unreadable audio file)"
-            if n
-            else ""
-        )
-        notes.append(f"dataset {name} at load ({entry['rows']:,} rows kept): {'; '.join(entry['lines'])}{dropped}")
+        if dropped:
+            strict = f" — {n:,} row(s) not evaluated, which `repeval run --strict` fails on" if n else ""
+            notes.append(
+                f"dataset {name} at load ({entry['rows']:,} rows kept): {'; '.join(dropped)}{strict} (`repeval data "
+                "check CONFIG --out FILE` lists every missing or unreadable audio file)"
+            )
+        notes += [f"dataset {name}: {line}" for line in noted]
     return notes
 
 

@@ -148,5 +148,31 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
     if table.num_rows == 0:
         why = f" ({'; '.join(report.lines())})" if report.lines() else ""
         raise ValueError(f"catalog {ds.manifest}: no usable rows among {n_read}{why}")
+    if getattr(task, "effective_type", None) == "multilabel_classification" and (
+        note := _separator_note(table.column("label"), label_col, ds.label_separator)
+    ):
+        report.notes.append(note)
     log.info("catalog %s: %d of %d rows usable", ds.manifest, table.num_rows, n_read)
     return table, report
+
+
+#: characters a tag list is often joined with, looked for by :func:`_separator_note`
+SEPARATORS = (",", ";", "|", "/", "+")
+
+
+def _separator_note(labels: pa.ChunkedArray, column: str, separator: str) -> str | None:
+    """A note when no multilabel cell was split at ``separator`` (every track has one tag) while tags hold another
+    usual separator — ``label_separator`` left at its default ``,`` for ``piano;voice`` cells, which became one tag
+    each — naming the one most of them hold and the fix; ``None`` otherwise."""
+    if pc.max(pc.list_value_length(labels)).as_py() != 1:
+        return None
+    tags = pc.unique(pc.list_flatten(labels)).to_pylist()
+    holding = {sep: [t for t in tags if sep in t] for sep in SEPARATORS if sep not in separator}
+    sep, found = max(holding.items(), key=lambda kv: len(kv[1]))
+    if not found:
+        return None
+    return (
+        f"every track has one tag of {column} split at label_separator {separator!r}, but {len(found)} of its "
+        f"{len(tags)} tags hold {sep!r} (e.g. {found[0]!r}): if {sep!r} separates the tags, set label_separator: "
+        f"{sep!r}"
+    )

@@ -258,6 +258,22 @@ def test_multilabel_unknown_tags_dropped_and_regression_validated(audio_dir):
     assert report.unlabelled[0].startswith("r4 (row 5")
 
 
+def test_tags_joined_by_another_separator_than_label_separator_are_named_with_the_fix(audio_dir):
+    """``label_separator`` defaults to ``,``; a manifest joining its tags with ``;`` loaded with every cell one tag
+    (``piano;voice`` a class of its own) and nothing said. The report now notes the separator the tags hold."""
+    rows = [[f"t{i}", f"audio/a{i}.wav", tags] for i, tags in enumerate(["piano;voice", "piano", "drums;voice"])]
+    manifest = _write_csv(audio_dir / "m.csv", ["track_id", "audio_path", "tags"], rows)
+    task = task_cfg("tags", "multilabel_classification")
+    _, report = load_dataset(ds_cfg("cat", "catalog", manifest=str(manifest), label_column="tags"), task)
+    assert report.notes == [
+        "every track has one tag of tags split at label_separator ',', but 2 of its 3 tags hold ';' (e.g. "
+        "'piano;voice'): if ';' separates the tags, set label_separator: ';'"
+    ]
+    right = ds_cfg("cat", "catalog", manifest=str(manifest), label_column="tags", label_separator=";")
+    table, report = load_dataset(right, task)
+    assert not report.notes and table.column("label").to_pylist()[0] == ["piano", "voice"]
+
+
 def test_missing_manifest_and_columns_name_the_fix(tmp_path):
     ds = ds_cfg("cat", "catalog", manifest=str(tmp_path / "nope.csv"))
     with pytest.raises(FileNotFoundError, match=r"dataset\.manifest"):
