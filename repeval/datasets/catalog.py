@@ -147,13 +147,37 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
         report.notes.append(hint)
     if table.num_rows == 0:
         why = f" ({'; '.join(report.lines())})" if report.lines() else ""
-        raise ValueError(f"catalog {ds.manifest}: no usable rows among {n_read}{why}")
+        raise ValueError(
+            f"catalog {ds.manifest}: no usable rows among {n_read}{why} — {_no_rows_fix(ds, task, report)}"
+        )
     if getattr(task, "effective_type", None) == "multilabel_classification" and (
         note := _separator_note(table.column("label"), label_col, ds.label_separator)
     ):
         report.notes.append(note)
     log.info("catalog %s: %d of %d rows usable", ds.manifest, table.num_rows, n_read)
     return table, report
+
+
+def _no_rows_fix(ds: Any, task: Any, report: LoadReport) -> str:
+    """What to correct when a catalog kept no row: the keys behind the kinds of problem its rows had."""
+    counts = report.counts()
+    fixes = []
+    if "missing_audio" in counts:
+        fixes.append(
+            f"check audio_column {ds.audio_column!r} and where its relative paths start "
+            f"({_base_dir(ds.manifest, ds.dir)}: dataset.dir, else the manifest's folder)"
+        )
+    if {"unlabelled", "unknown_labels"} & set(counts):
+        label_col = ds.label_column or task.label or task.name
+        kind = getattr(task, "effective_type", None)
+        want = {
+            "regression": "numbers, or name=value pairs",
+            "key_estimation": "keys such as 'C# minor'",
+        }.get(str(kind), "labels" + (" in dataset.classes" if ds.classes else ""))
+        fixes.append(f"check that label_column {label_col!r} holds {want} for a {kind} task")
+    if "other" in counts:
+        fixes.append(f"check split_column {ds.split_column!r}: train, validation or test")
+    return " and ".join(fixes) if fixes else "check the manifest's rows"
 
 
 #: characters a tag list is often joined with, looked for by :func:`_separator_note`

@@ -283,8 +283,16 @@ def test_missing_manifest_and_columns_name_the_fix(tmp_path):
     with pytest.raises(ValueError, match="has no column"):
         load_dataset(ds, task_cfg("x", "multiclass_classification"))
     ds = ds_cfg("cat", "catalog", manifest=str(m), label_column="label")
-    with pytest.raises(ValueError, match="no usable rows"):
+    with pytest.raises(ValueError, match="no usable rows") as err:
         load_dataset(ds, task_cfg("x", "multiclass_classification"))
+    assert str(err.value).endswith(f"— check audio_column 'audio_path' and where its relative paths start ({tmp_path}: "
+                                   "dataset.dir, else the manifest's folder)")  # fmt: skip
+    # a regression task on a column of words: the error names the column and what it must hold
+    write_audio(tmp_path / "b")
+    with pytest.raises(ValueError, match="non-numeric regression target") as err:
+        load_dataset(ds, task_cfg("x", "regression"))
+    assert str(err.value).endswith("— check that label_column 'label' holds numbers, or name=value pairs for a "
+                                   "regression task")  # fmt: skip
 
 
 def test_report_caps_examples_but_counts_everything():
