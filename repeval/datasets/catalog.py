@@ -1,4 +1,5 @@
-"""The generic ``catalog`` dataset: a CSV or Parquet manifest, local or any pyarrow filesystem URI.
+"""The generic ``catalog`` dataset: a CSV (tab-separated when named ``.tsv``/``.tab``) or Parquet manifest, local or
+any pyarrow filesystem URI.
 
 Columns, each named by a key of the dataset: a track id (``track_id_column``, default ``track_id``), an audio path
 (``audio_column``, default ``audio_path``; relative to the manifest's folder, or ``dir`` when given, or absolute / a

@@ -171,6 +171,18 @@ def test_parquet_manifest_matches_csv(audio_dir):
         out.append(table.to_pylist())
     assert out[0] == out[1]
     assert out[0][0]["label"] == ["rock", "jazz"] and out[0][1]["label"] == ["rock", "pop"]
+    # a tab-separated manifest named .tsv reads the same; named otherwise, validation names the separator and the fix
+    text = csv_path.read_text().replace(",", "\t")
+    (audio_dir / "m.tsv").write_text(text)
+    ds = ds_cfg("cat", "catalog", manifest=str(audio_dir / "m.tsv"), label_column="tags", label_separator="|")
+    assert load_dataset(ds, task)[0].to_pylist() == out[0]
+    (audio_dir / "m.txt").write_text(text)
+    ds = ds_cfg("cat", "catalog", manifest=str(audio_dir / "m.txt"), label_column="tags", label_separator="|")
+    assert catalog.manifest_problems(ds, task) == [
+        f"manifest: {audio_dir / 'm.txt'}'s header reads as one column, 'track_id\\taudio_path\\ttags\\tsplit': its "
+        "columns are separated by '\\t', not commas — write it comma-separated, or name it .tsv (tab-separated), or as "
+        "Parquet"
+    ]
 
 
 def test_a_directory_of_parquet_files_reads_as_one_manifest(audio_dir):
