@@ -58,6 +58,10 @@ def manifest_columns(uri: str) -> list[str]:
         return list(reader.schema.names)
 
 
+#: what the columns a catalog names by default hold, for the error when a manifest lacks them
+_WHAT = {"track_id_column": "track ids", "audio_column": "audio file paths"}
+
+
 def manifest_problems(ds: Any, task: Any) -> list[str]:
     """What ``load_catalog`` would refuse, from the manifest's header and first rows only: columns the dataset names
     that the manifest lacks (with the closest column), and a manifest without rows."""
@@ -85,9 +89,16 @@ def manifest_problems(ds: Any, task: Any) -> list[str]:
     for key, col in wanted.items():
         if col and col not in have:
             hint = closest(col, have)
+            field = getattr(type(ds), "model_fields", {}).get(key)
+            default = key in _WHAT and field is not None and col == field.default
             out.append(
                 f"{key}: the manifest has no column {col!r}"
                 + (f" — did you mean {hint!r}?" if hint else "")
+                + (
+                    f" — set {key} to its column of {_WHAT[key]} ({col!r} is the default)"
+                    if default and not hint
+                    else ""
+                )
                 + f" (its columns: {', '.join(have)})"
             )
     if not out:

@@ -178,6 +178,22 @@ def test_parquet_manifest_matches_csv(audio_dir):
     assert load_dataset(ds, task)[0].to_pylist() == out[0]
     (audio_dir / "m.txt").write_text(text)
     ds = ds_cfg("cat", "catalog", manifest=str(audio_dir / "m.txt"), label_column="tags", label_separator="|")
+    # a manifest of its own column names: the defaults the dataset did not override are named, with the key to set
+    own = ds_cfg("cat", "catalog", manifest=str(audio_dir / "m.parquet"), label_column="tags", audio_column="file")
+    assert catalog.manifest_problems(own, task) == [
+        "audio_column: the manifest has no column 'file' (its columns: track_id, audio_path, tags, split)"
+    ]
+    pq.write_table(pq.read_table(audio_dir / "m.parquet").rename_columns(["SongID", "File", "tags", "s"]),
+                   audio_dir / "own.parquet")  # fmt: skip
+    own = ds_cfg("cat", "catalog", manifest=str(audio_dir / "own.parquet"), label_column="tags")
+    assert catalog.manifest_problems(own, task) == [
+        f"{key}: the manifest has no column {col!r} — set {key} to its column of {what} ({col!r} is the default) "
+        "(its columns: SongID, File, tags, s)"
+        for key, col, what in [
+            ("track_id_column", "track_id", "track ids"),
+            ("audio_column", "audio_path", "audio file paths"),
+        ]
+    ]
     assert catalog.manifest_problems(ds, task) == [
         f"manifest: {audio_dir / 'm.txt'}'s header reads as one column, 'track_id\\taudio_path\\ttags\\tsplit': its "
         "columns are separated by '\\t', not commas — write it comma-separated, or name it .tsv (tab-separated), or as "
