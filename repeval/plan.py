@@ -285,6 +285,7 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
     except (ValueError, OSError) as exc:
         p.lines.append(f"done: not known — the datasets could not be loaded: {exc}")
         return None, None
+    p.notes += _load_notes(ctx)
     rank = {"complete": 0, "todo": 1, "conflict": 2}
     states: dict[tuple[str, str, str], tuple[str, str]] = {}
     sources = audio_sources(ctx)
@@ -318,6 +319,29 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
     if said:  # one note, however many datasets and models: the plan says it on every call until a run records them
         p.notes.append(plan_source_note(said))
     return (ctx if run_dir is not None else None), states
+
+
+def _load_notes(ctx: Any) -> list[str]:
+    """What loading each dataset found, as ``repeval run`` logs it: one note per dataset for the rows dropped
+    (missing audio, duplicate ids, unusable labels or splits), saying how many ``run --strict`` fails on, then one
+    per finding of its loader that drops no row (a key the data left unused, a likely ``label_separator``)
+    (:func:`~repeval.run.rows.load_report`)."""
+    from repeval.runner import load_report
+
+    notes = []
+    for entry in load_report(ctx).values():
+        name = entry["dataset"] if len(ctx.cfg.experiments) == 1 else f"{entry['dataset']} ({entry['task']})"
+        kinds = len(entry["problems"])  # one line per kind of problem found, then the loader's notes
+        dropped, noted = entry["lines"][:kinds], entry["lines"][kinds:]
+        n = entry["not_evaluated"]
+        if dropped:
+            strict = f" — {n:,} row(s) not evaluated, which `repeval run --strict` fails on" if n else ""
+            notes.append(
+                f"dataset {name} at load ({entry['rows']:,} rows kept): {'; '.join(dropped)}{strict} (`repeval data "
+                "check CONFIG --out FILE` lists every missing or unreadable audio file)"
+            )
+        notes += [f"dataset {name}: {line}" for line in noted]
+    return notes
 
 
 def _trained(ctx: Any, states: dict[tuple[str, str, str], tuple[str, str]], ei: int, ds: Any, model: str,

@@ -1,11 +1,16 @@
-"""The generic ``catalog`` dataset: a CSV or Parquet manifest, local or any pyarrow filesystem URI.
+"""The generic ``catalog`` dataset: a CSV (tab-separated when named ``.tsv``/``.tab``) or Parquet manifest, local or
+any pyarrow filesystem URI.
 
-Columns: a track id, an audio path (relative to the manifest's folder, or ``dir`` when given,
-or absolute / a URI), one label column (multi-label and regression cells separated by
-``label_separator``) and optionally a split and a group column. A multilabel data set that annotates
-only some labels per track names the annotated ones in ``annotated_column`` (cells separated by
-``label_separator``; a track's labels count as annotated whether listed there or not, an empty cell
-annotates every label): with ``unannotated: mask`` the rows carry them in the
+Columns, each named by a key of the dataset: a track id (``track_id_column``, default ``track_id``), an audio path
+(``audio_column``, default ``audio_path``; relative to the manifest's folder, or ``dir`` when given, or absolute / a
+URI), one label column (``label_column``, default the task's ``label``, else its ``name``; multi-label and
+regression cells separated by ``label_separator``, default ``,``) and optionally a split column (``split_column``:
+``train``, ``validation`` or ``val``/``valid``/``dev``, ``test``, in any case; its empty cells, or every track
+without it, get a seeded split by ``split_ratios``, default 0.8/0.1/0.1, stratified by label, a regression target's
+plain) and a group column (``group_column``: an artist or album kept within one split). Other columns are ignored. A
+multilabel data set that annotates only some labels per track names the annotated ones in ``annotated_column``
+(cells separated by ``label_separator``; a track's labels count as annotated whether listed there or not, an empty
+cell annotates every label): with ``unannotated: mask`` the rows carry them in the
 :data:`~repeval.datasets.base.OBSERVED` column, as OpenMIC-2018's do.
 
 The manifest is read lazily, in record batches (CSV streaming reader; Parquet row groups or a
@@ -39,6 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
+from repeval.datasets import missing
 from repeval.datasets.base import DatasetInfo, LabelInfo, LoadReport, register_dataset
 from repeval.datasets.manifest import BATCH_ROWS as BATCH_ROWS
 from repeval.datasets.manifest import CSV_BLOCK_BYTES as CSV_BLOCK_BYTES
@@ -138,8 +144,60 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
             spool.write(out)
     table = spool.table()
     pa.default_memory_pool().release_unused()  # hand the batches' scratch memory back to the OS
+    if ds.check_files and report.count("missing_audio") and (hint := missing.case_hint(report.missing_rows)):
+        report.notes.append(hint)
     if table.num_rows == 0:
         why = f" ({'; '.join(report.lines())})" if report.lines() else ""
-        raise ValueError(f"catalog {ds.manifest}: no usable rows among {n_read}{why}")
+        raise ValueError(
+            f"catalog {ds.manifest}: no usable rows among {n_read}{why} — {_no_rows_fix(ds, task, report)}"
+        )
+    if getattr(task, "effective_type", None) == "multilabel_classification" and (
+        note := _separator_note(table.column("label"), label_col, ds.label_separator)
+    ):
+        report.notes.append(note)
     log.info("catalog %s: %d of %d rows usable", ds.manifest, table.num_rows, n_read)
     return table, report
+
+
+def _no_rows_fix(ds: Any, task: Any, report: LoadReport) -> str:
+    """What to correct when a catalog kept no row: the keys behind the kinds of problem its rows had."""
+    counts = report.counts()
+    fixes = []
+    if "missing_audio" in counts:
+        fixes.append(
+            f"check audio_column {ds.audio_column!r} and where its relative paths start "
+            f"({_base_dir(ds.manifest, ds.dir)}: dataset.dir, else the manifest's folder)"
+        )
+    if {"unlabelled", "unknown_labels"} & set(counts):
+        label_col = ds.label_column or task.label or task.name
+        kind = getattr(task, "effective_type", None)
+        want = {
+            "regression": "numbers, or name=value pairs",
+            "key_estimation": "keys such as 'C# minor'",
+        }.get(str(kind), "labels" + (" in dataset.classes" if ds.classes else ""))
+        fixes.append(f"check that label_column {label_col!r} holds {want} for a {kind} task")
+    if "other" in counts:
+        fixes.append(f"check split_column {ds.split_column!r}: train, validation or test")
+    return " and ".join(fixes) if fixes else "check the manifest's rows"
+
+
+#: characters a tag list is often joined with, looked for by :func:`_separator_note`
+SEPARATORS = (",", ";", "|", "/", "+")
+
+
+def _separator_note(labels: pa.ChunkedArray, column: str, separator: str) -> str | None:
+    """A note when no multilabel cell was split at ``separator`` (every track has one tag) while tags hold another
+    usual separator — ``label_separator`` left at its default ``,`` for ``piano;voice`` cells, which became one tag
+    each — naming the one most of them hold and the fix; ``None`` otherwise."""
+    if pc.max(pc.list_value_length(labels)).as_py() != 1:
+        return None
+    tags = pc.unique(pc.list_flatten(labels)).to_pylist()
+    holding = {sep: [t for t in tags if sep in t] for sep in SEPARATORS if sep not in separator}
+    sep, found = max(holding.items(), key=lambda kv: len(kv[1]))
+    if not found:
+        return None
+    return (
+        f"every track has one tag of {column} split at label_separator {separator!r}, but {len(found)} of its "
+        f"{len(tags)} tags hold {sep!r} (e.g. {found[0]!r}): if {sep!r} separates the tags, set label_separator: "
+        f"{sep!r}"
+    )

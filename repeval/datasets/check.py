@@ -91,6 +91,8 @@ class DatasetCheck:
     partial_examples: list[tuple[str, str, str]] = field(default_factory=list)
     #: of the bad files, those cut short that ``run.truncated_audio: decode`` would embed (their reason names it)
     cut: int = 0
+    #: what the loads noted (:attr:`DatasetFiles.notes`)
+    notes: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         partly = f", {self.partial:,} decoded partly" if self.partial else ""
@@ -118,7 +120,7 @@ class DatasetCheck:
         out += [f"  decoded partly: {tid}: {note} ({path})" for tid, path, note in self.partial_examples]
         if self.partial > len(self.partial_examples):
             out.append(f"  … and {self.partial - len(self.partial_examples):,} more decoded partly")
-        return out
+        return out + [f"  note: {note}" for note in self.notes]
 
 
 @dataclass
@@ -161,6 +163,8 @@ class DatasetFiles:
     lowest_rate_hz: int
     #: the first :data:`SHOWN` missing rows as the loader named them (``LoadReport.missing_audio``), for the summary
     missing_examples: list[str] = field(default_factory=list)
+    #: what its loads noted besides (``LoadReport.notes``: a key the data left unused, paths that differ in case)
+    notes: list[str] = field(default_factory=list)
 
 
 def check_file(
@@ -245,6 +249,7 @@ def dataset_files(cfg: Any, dataset: str | None = None) -> list[DatasetFiles]:
                 max([len(missing)] + [r.count("missing_audio") for r in loads]),
                 min(rates[name] or {int(cfg.run.sample_rate_hz)}),
                 list(dict.fromkeys(item for r in loads for item in r.missing_audio[:SHOWN]))[:SHOWN],
+                list(dict.fromkeys(note for r in loads for note in r.notes)),
             )
         )
     return out
@@ -387,7 +392,11 @@ def check_datasets(
     try:
         for d in datasets:
             found = DatasetCheck(
-                d.name, missing=d.n_missing, missing_examples=d.missing_examples, missing_named=len(d.missing)
+                d.name,
+                missing=d.n_missing,
+                missing_examples=d.missing_examples,
+                missing_named=len(d.missing),
+                notes=d.notes,
             )
             for row in _missing_out_rows(d.name, d.missing) if writer is not None else ():
                 write(row)

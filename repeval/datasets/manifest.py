@@ -32,6 +32,15 @@ def _is_parquet(path: str) -> bool:
     return path.endswith((".parquet", ".pq", ".parq"))
 
 
+#: suffixes of a manifest whose columns are separated by tabs (any other non-Parquet one: commas)
+TSV_SUFFIXES = (".tsv", ".tab")
+
+
+def _csv_parse(path: str) -> pacsv.ParseOptions:
+    """A ``.tsv``/``.tab`` manifest's columns are separated by tabs, any other text manifest's by commas."""
+    return pacsv.ParseOptions(delimiter="\t" if path.lower().endswith(TSV_SUFFIXES) else ",")
+
+
 def read_manifest(uri: str) -> pa.Table:
     """Read a whole manifest into memory (small manifests, tools). Loaders use :func:`iter_manifest`."""
     return pa.Table.from_batches(list(iter_manifest(uri)))
@@ -45,8 +54,12 @@ def manifest_columns(uri: str) -> list[str]:
     if info.type == pafs.FileType.Directory or _is_parquet(path):
         return list(pads.dataset(path, filesystem=fs, format="parquet").schema.names)
     with fs.open_input_stream(path) as fh:
-        reader = pacsv.open_csv(fh, read_options=pacsv.ReadOptions(block_size=1 << 16))
+        reader = pacsv.open_csv(fh, read_options=pacsv.ReadOptions(block_size=1 << 16), parse_options=_csv_parse(path))
         return list(reader.schema.names)
+
+
+#: what the columns a catalog names by default hold, for the error when a manifest lacks them
+_WHAT = {"track_id_column": "track ids", "audio_column": "audio file paths"}
 
 
 def manifest_problems(ds: Any, task: Any) -> list[str]:
@@ -64,12 +77,28 @@ def manifest_problems(ds: Any, task: Any) -> list[str]:
         "annotated_column": ds.annotated_column,
     }
     out = []
+    if len(have) == 1 and (seps := [sep for sep in ("\t", ";", "|") if sep in have[0]]):
+        # a header of one column holding another separator: every column would be reported missing, each "did you
+        # mean" the whole header
+        return [
+            f"manifest: {ds.manifest}'s header reads as one column, {have[0]!r}: its columns are separated by "
+            f"{seps[0]!r}, not commas — write it comma-separated"
+            + (", or name it .tsv (tab-separated)" if seps[0] == "\t" else "")
+            + ", or as Parquet"
+        ]
     for key, col in wanted.items():
         if col and col not in have:
             hint = closest(col, have)
+            field = getattr(type(ds), "model_fields", {}).get(key)
+            default = key in _WHAT and field is not None and col == field.default
             out.append(
                 f"{key}: the manifest has no column {col!r}"
                 + (f" — did you mean {hint!r}?" if hint else "")
+                + (
+                    f" — set {key} to its column of {_WHAT[key]} ({col!r} is the default)"
+                    if default and not hint
+                    else ""
+                )
                 + f" (its columns: {', '.join(have)})"
             )
     if not out:
@@ -118,7 +147,7 @@ def iter_manifest(
     # ones): blocks of CSV_BLOCK_BYTES keep that bound small; batches are then ~CSV_BLOCK_BYTES / row bytes
     read = pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES)
     with fs.open_input_stream(path) as fh:
-        reader = pacsv.open_csv(fh, read_options=read, convert_options=convert)
+        reader = pacsv.open_csv(fh, read_options=read, parse_options=_csv_parse(path), convert_options=convert)
         for batch in reader:
             if batch.num_rows:
                 yield start, batch

@@ -190,3 +190,58 @@ def message(track_id: str, audio_path: str | None, row: str | None, cause: str) 
         return track_id
     what = audio_path if cause == NOT_FOUND else "empty path" if cause == EMPTY_PATH else "no audio file in the index"
     return f"{track_id} ({row}: {what})" if row else f"{track_id} ({what})"
+
+
+#: how many missing files :func:`case_hint` looks for under other letter case
+CASE_CHECKED = 100
+
+
+def _case_twin(path: str, listings: dict[str, list[str]]) -> str | None:
+    """The existing local file whose path differs from ``path`` only in letter case (one per folder level: a
+    level where two names match is ambiguous), else ``None``; ``listings`` caches each folder's names."""
+    import os
+
+    here, _, rest = os.path.abspath(path).partition(os.sep)
+    here += os.sep
+    for i, name in enumerate(parts := rest.split(os.sep)):
+        if not os.path.exists(os.path.join(here, name)):
+            if here not in listings:
+                try:
+                    listings[here] = os.listdir(here)
+                except OSError:
+                    listings[here] = []
+            alike = [n for n in listings[here] if n.lower() == name.lower()]
+            if len(alike) != 1:
+                return None
+            name = alike[0]
+        here = os.path.join(here, name)
+        if i < len(parts) - 1 and not os.path.isdir(here):
+            return None
+    return here if os.path.isfile(here) else None
+
+
+def case_hint(rows: MissingTracks) -> str | None:
+    """A note when local files a manifest names and that do not exist do under other letter case (a manifest made
+    on macOS or Windows, whose file systems ignore case, read on Linux), naming the first and the fix; ``None``
+    otherwise. Looks at the first :data:`CASE_CHECKED` missing files only."""
+    listings: dict[str, list[str]] = {}
+    found, looked = [], 0
+    for batch in rows.batches():
+        for path, cause in zip(batch.column("audio_path").to_pylist(), batch.column("cause").to_pylist(), strict=True):
+            if looked >= CASE_CHECKED:
+                break
+            if cause != NOT_FOUND or not path or "://" in path:
+                continue
+            looked += 1
+            twin = _case_twin(path, listings)
+            if twin is not None:
+                found.append((path, twin))
+        if looked >= CASE_CHECKED:
+            break
+    if not found:
+        return None
+    path, twin = found[0]
+    return (
+        f"{len(found)} of the first {looked} missing audio files {'exists' if len(found) == 1 else 'exist'} under other upper/lower case (e.g. {path} is "
+        f"{twin}): paths are case-sensitive here — correct their case in the manifest"
+    )

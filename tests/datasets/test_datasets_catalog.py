@@ -171,6 +171,34 @@ def test_parquet_manifest_matches_csv(audio_dir):
         out.append(table.to_pylist())
     assert out[0] == out[1]
     assert out[0][0]["label"] == ["rock", "jazz"] and out[0][1]["label"] == ["rock", "pop"]
+    # a tab-separated manifest named .tsv reads the same; named otherwise, validation names the separator and the fix
+    text = csv_path.read_text().replace(",", "\t")
+    (audio_dir / "m.tsv").write_text(text)
+    ds = ds_cfg("cat", "catalog", manifest=str(audio_dir / "m.tsv"), label_column="tags", label_separator="|")
+    assert load_dataset(ds, task)[0].to_pylist() == out[0]
+    (audio_dir / "m.txt").write_text(text)
+    ds = ds_cfg("cat", "catalog", manifest=str(audio_dir / "m.txt"), label_column="tags", label_separator="|")
+    # a manifest of its own column names: the defaults the dataset did not override are named, with the key to set
+    own = ds_cfg("cat", "catalog", manifest=str(audio_dir / "m.parquet"), label_column="tags", audio_column="file")
+    assert catalog.manifest_problems(own, task) == [
+        "audio_column: the manifest has no column 'file' (its columns: track_id, audio_path, tags, split)"
+    ]
+    pq.write_table(pq.read_table(audio_dir / "m.parquet").rename_columns(["SongID", "File", "tags", "s"]),
+                   audio_dir / "own.parquet")  # fmt: skip
+    own = ds_cfg("cat", "catalog", manifest=str(audio_dir / "own.parquet"), label_column="tags")
+    assert catalog.manifest_problems(own, task) == [
+        f"{key}: the manifest has no column {col!r} — set {key} to its column of {what} ({col!r} is the default) "
+        "(its columns: SongID, File, tags, s)"
+        for key, col, what in [
+            ("track_id_column", "track_id", "track ids"),
+            ("audio_column", "audio_path", "audio file paths"),
+        ]
+    ]
+    assert catalog.manifest_problems(ds, task) == [
+        f"manifest: {audio_dir / 'm.txt'}'s header reads as one column, 'track_id\\taudio_path\\ttags\\tsplit': its "
+        "columns are separated by '\\t', not commas — write it comma-separated, or name it .tsv (tab-separated), or as "
+        "Parquet"
+    ]
 
 
 def test_a_directory_of_parquet_files_reads_as_one_manifest(audio_dir):
@@ -258,6 +286,22 @@ def test_multilabel_unknown_tags_dropped_and_regression_validated(audio_dir):
     assert report.unlabelled[0].startswith("r4 (row 5")
 
 
+def test_tags_joined_by_another_separator_than_label_separator_are_named_with_the_fix(audio_dir):
+    """``label_separator`` defaults to ``,``; a manifest joining its tags with ``;`` loaded with every cell one tag
+    (``piano;voice`` a class of its own) and nothing said. The report now notes the separator the tags hold."""
+    rows = [[f"t{i}", f"audio/a{i}.wav", tags] for i, tags in enumerate(["piano;voice", "piano", "drums;voice"])]
+    manifest = _write_csv(audio_dir / "m.csv", ["track_id", "audio_path", "tags"], rows)
+    task = task_cfg("tags", "multilabel_classification")
+    _, report = load_dataset(ds_cfg("cat", "catalog", manifest=str(manifest), label_column="tags"), task)
+    assert report.notes == [
+        "every track has one tag of tags split at label_separator ',', but 2 of its 3 tags hold ';' (e.g. "
+        "'piano;voice'): if ';' separates the tags, set label_separator: ';'"
+    ]
+    right = ds_cfg("cat", "catalog", manifest=str(manifest), label_column="tags", label_separator=";")
+    table, report = load_dataset(right, task)
+    assert not report.notes and table.column("label").to_pylist()[0] == ["piano", "voice"]
+
+
 def test_missing_manifest_and_columns_name_the_fix(tmp_path):
     ds = ds_cfg("cat", "catalog", manifest=str(tmp_path / "nope.csv"))
     with pytest.raises(FileNotFoundError, match=r"dataset\.manifest"):
@@ -267,8 +311,16 @@ def test_missing_manifest_and_columns_name_the_fix(tmp_path):
     with pytest.raises(ValueError, match="has no column"):
         load_dataset(ds, task_cfg("x", "multiclass_classification"))
     ds = ds_cfg("cat", "catalog", manifest=str(m), label_column="label")
-    with pytest.raises(ValueError, match="no usable rows"):
+    with pytest.raises(ValueError, match="no usable rows") as err:
         load_dataset(ds, task_cfg("x", "multiclass_classification"))
+    assert str(err.value).endswith(f"— check audio_column 'audio_path' and where its relative paths start ({tmp_path}: "
+                                   "dataset.dir, else the manifest's folder)")  # fmt: skip
+    # a regression task on a column of words: the error names the column and what it must hold
+    write_audio(tmp_path / "b")
+    with pytest.raises(ValueError, match="non-numeric regression target") as err:
+        load_dataset(ds, task_cfg("x", "regression"))
+    assert str(err.value).endswith("— check that label_column 'label' holds numbers, or name=value pairs for a "
+                                   "regression task")  # fmt: skip
 
 
 def test_report_caps_examples_but_counts_everything():

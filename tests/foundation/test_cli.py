@@ -221,6 +221,20 @@ def test_plan_says_when_the_store_or_the_data_is_not_where_it_looks(tmp_path, mo
     assert res.exit_code == 1 and "notes.csv is a file, not an embedding store directory" in said, said
     assert "no embedding store" not in said and "already done" not in said
 
+    # rows the load drops (a missing file, a duplicate id): `repeval data check --help` sends the user to the plan
+    # for them, which said nothing; it now says what `repeval run` logs, and what --strict fails on
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(project / "data" / "a.wav", np.zeros(2205, np.float32), 22050)
+    (project / "data" / "m.csv").write_text("track_id,audio_path,label\na,a.wav,x\na,a.wav,y\nb,Audio/b.wav,x\n")
+    cfg.write_text(cfg.read_text().replace(f"[{{id: mule, params: {{checkpoint: {missing}}}}}]", "[mfcc-stats]"))
+    res = CliRunner().invoke(app, ["plan", str(cfg)])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 0, said
+    assert "note: dataset d at load (1 rows kept): 1 missing audio: b (row 4: " in said, said
+    assert "; 1 duplicate ids: a (row 3) — 2 row(s) not evaluated, which `repeval run --strict` fails on" in said
+
 
 def test_a_later_stage_without_a_run_id_says_it_starts_a_new_run(tmp_path, caplog):
     """mir_ref's staged commands (`repeval embed`, then `train`, then `evaluate`) on a configuration without

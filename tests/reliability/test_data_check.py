@@ -157,6 +157,28 @@ def test_missing_rows_of_a_dataset_several_tasks_load_are_listed_once(tmp_path):
     ]
 
 
+def test_missing_files_that_exist_under_other_letter_case_are_named_with_the_fix(tmp_path):
+    """A manifest written on macOS or Windows (file systems that ignore case) names ``Audio/x.WAV`` for
+    ``audio/x.wav``: on Linux the row is dropped as missing, and the summary said only "missing", leaving the user to
+    spot the capital letter. The load now notes the files that exist under other case, and the check prints it."""
+    extra = [
+        {"track_id": "cased", "audio_path": "Audio/low-000.WAV", "label": "low", "split": "test"},
+        {"track_id": "gone", "audio_path": "audio/ghost.wav", "label": "low", "split": "test"},
+    ]
+    manifest = make_catalog(tmp_path, per_class=2, seconds=0.5, extra=extra)
+    res = invoke(write_config(tmp_path / "c.yaml", tmp_path, [experiment(manifest, [FAST_MODEL])]))
+    assert res.exit_code == 1 and "tones: 4 files checked, 0 bad, 2 missing" in res.stdout, res.output
+    assert res.stdout.splitlines()[-1] == (
+        f"  note: 1 of the first 2 missing audio files exists under other upper/lower case (e.g. "
+        f"{tmp_path / 'Audio' / 'low-000.WAV'} is {tmp_path / 'audio' / 'low-000.wav'}): paths are case-sensitive "
+        "here — correct their case in the manifest"
+    )
+    (tmp_path / "audio" / "LOW-000.wav").write_bytes(b"")  # two files alike but for case: no guess is made
+    assert (
+        "note:" not in invoke(write_config(tmp_path / "c.yaml", tmp_path, [experiment(manifest, [FAST_MODEL])])).stdout
+    )
+
+
 def test_one_row_per_distinct_path_the_first_naming_it():
     import pyarrow as pa
 
