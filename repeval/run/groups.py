@@ -127,8 +127,9 @@ def recorded_inputs(ctx: RunContext, name: str, dataset: str | None = None, mode
     modification time) gets a write no partition has: the group is trained again, the warning naming the partition
     re-embedded. A partition whose rows were not rewritten (read again, or ``--retry-errors`` failing on the same
     tracks again, which rewrites its manifest but no row part file) stays as recorded; so does every partition when
-    the record's modification time is later than its writing (a run directory copied without keeping file times, a
-    remote one pulled): missed, never a false change."""
+    the record's modification time is later than its writing (a run directory copied without keeping file times; a
+    remote one's record keeps its upload time when pulled, :meth:`repeval.rundir.RunLocation.pull`): missed, never a
+    false change."""
     path = ctx.run_dir / "groups" / f"{name}.inputs.json"
     before = _read_json(path)
     parts = before.get("partitions") if isinstance(before, dict) else None
