@@ -352,17 +352,22 @@ class RunLocation:
         return out
 
     def pull(self) -> int:
-        """Replace the staging directory with the remote run directory's files (not ``tune/``); returns the count."""
+        """Replace the staging directory with the remote run directory's files (not ``tune/``); returns the count.
+        Each pulled file keeps the remote copy's modification time when the filesystem reports one (an object's
+        upload time on a bucket): what tells an earlier repeval's group record from a partition embedded anew after
+        it (:func:`repeval.run.groups.recorded_inputs`), which the pull's own time would hide."""
         if not self.staged:
             return 0
         for child in self.local.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
         n = 0
-        for rel, _info in self._remote_files():
+        for rel, info in self._remote_files():
             dest = self.local / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             with self.fs.open_input_stream(f"{self.path}/{rel}") as src, open(dest, "wb") as out:
                 shutil.copyfileobj(src, out, 1 << 20)
+            if info.mtime_ns is not None:
+                os.utime(dest, ns=(info.mtime_ns, info.mtime_ns))
             n += 1
         self._synced = self._local_files()
         if n:

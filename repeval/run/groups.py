@@ -127,8 +127,9 @@ def recorded_inputs(ctx: RunContext, name: str, dataset: str | None = None, mode
     modification time) gets a write no partition has: the group is trained again, the warning naming the partition
     re-embedded. A partition whose rows were not rewritten (read again, or ``--retry-errors`` failing on the same
     tracks again, which rewrites its manifest but no row part file) stays as recorded; so does every partition when
-    the record's modification time is later than its writing (a run directory copied without keeping file times, a
-    remote one pulled): missed, never a false change."""
+    the record's modification time is later than its writing (a run directory copied without keeping file times; a
+    remote one's record keeps its upload time when pulled, :meth:`repeval.rundir.RunLocation.pull`): missed, never a
+    false change."""
     path = ctx.run_dir / "groups" / f"{name}.inputs.json"
     before = _read_json(path)
     parts = before.get("partitions") if isinstance(before, dict) else None
@@ -143,10 +144,24 @@ def recorded_inputs(ctx: RunContext, name: str, dataset: str | None = None, mode
         return before
     anew = {}
     for sid in older:
-        newest_ns = _newest_part_ns(ctx.store.partition(dataset, model, sid).part_files())
-        if newest_ns is not None and newest_ns > recorded_ns + int(REWRITE_SLACK_S * 1e9):
+        newest_ns = partitions_written_ns(ctx, dataset, model, [sid])
+        if written_after(newest_ns, recorded_ns):
             anew[sid] = [*parts[sid], f"embedded anew at {newest_ns} ns, after the group was recorded"]
     return {**before, "partitions": {**parts, **anew}} if anew else before
+
+
+def written_after(newest_ns: int | None, recorded_ns: int) -> bool:
+    """Whether rows written at ``newest_ns`` (:func:`partitions_written_ns`) came after a record whose file was
+    modified at ``recorded_ns``, by more than :data:`REWRITE_SLACK_S` — a group's record (:func:`recorded_inputs`)
+    or a Tune experiment's marker (:func:`repeval.tuning.tuner._rewritten_since`)."""
+    return newest_ns is not None and newest_ns > recorded_ns + int(REWRITE_SLACK_S * 1e9)
+
+
+def partitions_written_ns(ctx: RunContext, dataset: str, model: str, scenarios: list[str]) -> int | None:
+    """The latest write time (ns) of the row part files of the store partitions of ``dataset`` and ``model`` for
+    ``scenarios`` (one listing each; the time in each name); ``None`` when they hold none."""
+    times = [_newest_part_ns(ctx.store.partition(dataset, model, sid).part_files()) for sid in scenarios]
+    return max((t for t in times if t is not None), default=None)
 
 
 def _newest_part_ns(files: list[str]) -> int | None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ import pyarrow.parquet as pq
 
 from repeval.run.context import RunContext, fold_suffix, group_name, smoke_intervals_said_once
 from repeval.run.files import _read_json, _write_atomic, _write_text_atomic
-from repeval.run.groups import _augment, _Pending, _pending_group, _retested
+from repeval.run.groups import _augment, _Pending, _pending_group, _retested, partitions_written_ns
 from repeval.run.rows import fold_rows, load_rows
 from repeval.rundir import EarlierStageUnfinished
 
@@ -197,10 +198,14 @@ def _not_embedded(ctx: RunContext, item: _Pending) -> str | None:
 
 def _train_batch(ctx: RunContext, batch: list[tuple[_Pending, Any, Any]], summary: dict[str, Any]) -> None:
     """Train a batch of groups (one Tune experiment when there are several), then commit each group."""
+    from repeval.pipeline.stages import CLEAN
     from repeval.tuning.grid import GroupInput, run_groups
 
+    def written(item: _Pending) -> Callable[[], int | None]:
+        return partial(partitions_written_ns, ctx, item.dataset, item.model, [CLEAN, *item.scenarios])
+
     inputs = [
-        GroupInput(item.exp, item.dataset, item.model, data, item.name, ref, item.fold, item.inputs)
+        GroupInput(item.exp, item.dataset, item.model, data, item.name, ref, item.fold, item.inputs, written(item))
         for item, ref, data in batch
     ]
     if len(batch) > 1:

@@ -87,6 +87,14 @@ def batch_name(names: list[str]) -> str:
     return f"groups-{len(names)}-{digest}"
 
 
+def _latest_written(inputs: list[GroupInput]) -> Callable[[], int | None] | None:
+    """The latest of the groups' :attr:`GroupInput.written_ns`, asked when called (``None``: none is known)."""
+    known = [inp.written_ns for inp in inputs if inp.written_ns is not None]
+    if not known:
+        return None
+    return lambda: max((t for t in (w() for w in known) if t is not None), default=None)
+
+
 def check_emb_shape(inp: GroupInput) -> None:
     """``ValueError`` when a probe's ``emb_shape`` (without PCA: mir_ref's input width of the probe) is not the
     width of the group's embeddings — the probe would otherwise train on another input than the one written — or
@@ -192,7 +200,8 @@ def run_groups(
 
         t_fit = time.perf_counter()
         record = marker_record(cfg, groups, slots, unit_groups=[gi for gi, _ in flat])
-        pairs, _ = _fit(name, make_trainable, space, tc, storage_path, fp, len(flat), record, held)
+        written = _latest_written([g.inp for g in groups])
+        pairs, _ = _fit(name, make_trainable, space, tc, storage_path, fp, len(flat), record, held, written)
         fit_seconds = time.perf_counter() - t_fit
         for conf, r in pairs:
             gi, ui = flat[conf["unit"]]

@@ -131,6 +131,10 @@ class GroupInput:
     fold: int | None = None
     #: what the group is trained on (:func:`repeval.runner.group_inputs`), recorded in its experiments' markers
     inputs: dict[str, Any] | None = None
+    #: the latest write time (ns) of the row part files of the store partitions ``data`` was read from
+    #: (:func:`repeval.run.groups.partitions_written_ns`), asked only of a Tune marker an earlier repeval wrote without
+    #: the data's identity (:func:`repeval.tuning.tuner._rewritten_since`); ``None``: not known
+    written_ns: Callable[[], int | None] | None = None
 
     def __post_init__(self) -> None:
         self.name = self.name or self.cell
@@ -343,7 +347,8 @@ class _Group:
             extra = {"space": spec.space, "num_samples": spec.num_samples, "scheduler": spec.scheduler}
             fp = _fingerprint(units, self.ev, data, extra)
             record = marker_record(cfg, [self], self.slots, judged=scheduler is not None)
-            pairs, _ = _fit(name, make_trainable, space, tc, storage_path, fp, len(units), record, self.data_identity())
+            data_id, written = self.data_identity(), self.inp.written_ns
+            pairs, _ = _fit(name, make_trainable, space, tc, storage_path, fp, len(units), record, data_id, written)
             self.out.experiments.append(str(Path(storage_path) / name))
             for conf, r in pairs:
                 sampled = conf.get("sampled") or {}

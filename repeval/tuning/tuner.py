@@ -9,16 +9,17 @@ that cannot be resumed whole is moved aside, and the whole trial checkpoints of 
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from repeval.tuning.checkpoint import read_finished
+from repeval.tuning.tune_setup import _plain_trial_actors, _quiet_missing_metrics
 
 # the grid driver's logger, as before this module was split from it: the command line's lines name it
 log = logging.getLogger("repeval.tuning.grid")
@@ -53,13 +54,15 @@ def _fit(
     n_units: int,
     record: dict[str, Any] | None = None,
     data: str | None = None,
+    written_ns: Callable[[], int | None] | None = None,
 ) -> tuple[list[tuple[dict[str, Any], Any]], bool]:
     """Run (or resume) one Tune experiment; returns ``([(trial config, Result)], restored)``. ``record`` goes into
     the experiment's marker beside its fingerprint: what ``repeval plan`` matches it with (:func:`finished_of_groups`).
     ``data``: what the trials train on (:func:`repeval.tuning.units.data_identity`), also in the marker — an
     experiment, or a copy moved aside, whose marker records other data is never resumed nor reused (the fingerprint
     covers the data's shapes only); ``None`` (not known): the fingerprint alone decides, as for a marker written
-    before markers recorded it.
+    before markers recorded it — unless ``written_ns`` (:attr:`repeval.tuning.group.GroupInput.written_ns`, asked
+    only then, once) tells a partition embedded anew after that marker (:func:`_rewritten_since`).
 
     A restored experiment is used only when it accounts for every unit of the grid; one left by a driver
     killed at an unlucky moment (trials without their configuration, units missing) is moved aside and the
@@ -88,7 +91,10 @@ def _fit(
     path, marker = st.uri(name), f"{name}{MARKER_SUFFIX}"
     rec = _marker(st.read_text(marker))
     stored = rec.get("fingerprint") if isinstance(rec.get("fingerprint"), str) else None
-    same = _same_plan(rec, fingerprint, data)
+    written = functools.cache(written_ns) if written_ns is not None else None
+    rewritten = _rewritten_since(st, marker, rec, data, written)
+    same = _same_plan(rec, fingerprint, data, rewritten)
+    plan: dict[str, Any] = {"written": written}  # the plan's other markers are told the same way
     made = None  # the copy of the experiment moved aside as incomplete here
     # without its experiment state (a driver killed before Tune first wrote it) a restore runs, finds no trials and
     # is moved aside after seconds of Tune's start: go to the fresh experiment at once (it reuses every checkpoint)
@@ -99,7 +105,7 @@ def _fit(
             with _quiet_missing_metrics():
                 tuner = tune.Tuner.restore(
                     path,
-                    make_trainable(_reusable(st, name, fingerprint, data, current=True)),
+                    make_trainable(_reusable(st, name, fingerprint, data, current=True, **plan)),
                     resume_unfinished=True,
                     resume_errored=False,
                     restart_errored=False,
@@ -119,7 +125,7 @@ def _fit(
                 _mark_restored(pairs, started)
                 if data is not None and rec.get("data") != data:  # a marker from before it recorded the data
                     st.write_text(marker, json.dumps({**rec, "data": data}))
-                _prune_incomplete(st, name, fingerprint, data)
+                _prune_incomplete(st, name, fingerprint, data, **plan)
                 return pairs, True
             made = _move_aside(
                 st,
@@ -131,12 +137,12 @@ def _fit(
             )
     elif st.exists(name) and stored is not None and not same:  # another configuration's, or data's: never mix
         why = "was planned for another configuration" if stored != fingerprint else _OTHER_DATA
-        _move_aside(st, name, "stale", why)
+        _move_aside(st, name, "stale", _REWRITTEN if stored == fingerprint and rewritten else why)
     elif st.exists(name):  # no readable marker or no restorable state: a driver killed while starting it
         reason = "has no restorable state or marker (interrupted while starting)"
         made = _move_aside(st, name, "incomplete", reason, *((fingerprint, data) if same else ()))
-    held, other = _plan_checkpoints(st, name, fingerprint, data)
-    _prune_incomplete(st, name, fingerprint, data, found=(held, other), keep=made)
+    held, other = _plan_checkpoints(st, name, fingerprint, data, **plan)
+    _prune_incomplete(st, name, fingerprint, data, found=(held, other), keep=made, **plan)
     finished = _merged(held)
     st.write_text(
         marker, json.dumps({"fingerprint": fingerprint, **({"data": data} if data else {}), **(record or {})})
@@ -156,7 +162,7 @@ def _fit(
         ),
     )
     pairs = _fit_grid(tuner)
-    _prune_incomplete(st, name, fingerprint, data)  # the experiment holds what it finished now
+    _prune_incomplete(st, name, fingerprint, data, **plan)  # the experiment holds what it finished now
     return pairs, False
 
 
@@ -164,6 +170,11 @@ def _fit(
 _OTHER_DATA = (
     "was trained on other data (embeddings or labels that differ, in arrays of the same shapes: a partition embedded "
     "anew, say)"
+)
+#: why an experiment of the plan's fingerprint whose marker an earlier repeval wrote, without the data, is not resumed
+_REWRITTEN = (
+    "was started by an earlier repeval (its marker does not record the data) before a store partition it trains on was "
+    "embedded anew (a row part file written after the marker): its trials are trained again on the new embeddings"
 )
 
 
@@ -174,33 +185,72 @@ def _fit_grid(tuner: Any) -> list[tuple[dict[str, Any], Any]]:
 
 
 def _reusable(
-    st: Any, name: str, fingerprint: str, data: str | None = None, *, current: bool = False, say: bool = True
+    st: Any,
+    name: str,
+    fingerprint: str,
+    data: str | None = None,
+    *,
+    current: bool = False,
+    say: bool = True,
+    written: Callable[[], int | None] | None = None,
 ) -> dict[str, str]:
     """Trial key → whole checkpoint of this plan (``fingerprint``, ``data``: see :func:`_fit`): under experiment
     ``name`` itself with ``current`` (the caller read its marker), then under every experiment of this plan moved
     aside as incomplete (newest first), so that a run killed again while resuming loses nothing either (``say``: log
-    what each holds)."""
-    return _merged(_plan_checkpoints(st, name, fingerprint, data, current=current, say=say)[0])
+    what each holds; ``written``: see :func:`_rewritten_since`)."""
+    return _merged(_plan_checkpoints(st, name, fingerprint, data, current=current, say=say, written=written)[0])
 
 
-def _same_plan(rec: dict[str, Any], fingerprint: str, data: str | None) -> bool:
+def _same_plan(rec: dict[str, Any], fingerprint: str, data: str | None, rewritten: bool = False) -> bool:
     """Whether marker ``rec`` is of this plan: its fingerprint, and its data when both the caller and the marker
-    know it (a marker written before markers recorded the data is taken on its fingerprint, as it was then)."""
-    return rec.get("fingerprint") == fingerprint and (data is None or rec.get("data") in (None, data))
+    know it (a marker written before markers recorded the data is taken on its fingerprint, as it was then, unless
+    ``rewritten``: a partition it trains on was embedded anew after it, :func:`_rewritten_since`)."""
+    known = data is None or rec.get("data") == data
+    return rec.get("fingerprint") == fingerprint and (known or (rec.get("data") is None and not rewritten))
+
+
+def _rewritten_since(
+    st: Any, marker: str, rec: dict[str, Any], data: str | None, written: Callable[[], int | None] | None
+) -> bool:
+    """Whether marker ``rec`` (file ``marker`` under ``st``), written by an earlier repeval without the data, is older
+    than the newest row part file of the store partitions the data is read from (``written``: its write time, in its
+    name; :func:`repeval.run.groups.written_after`): the experiment's trials read their data before its marker was
+    written, so a partition embedded anew since is not in them. Reads the marker's modification time and asks
+    ``written`` (a listing per partition) only for such a marker when this run knows its data; a filesystem without
+    file times, or a marker copied without its time, keeps it as it was (missed, never a false change)."""
+    if data is None or written is None or rec.get("data") is not None or not isinstance(rec.get("fingerprint"), str):
+        return False
+    from repeval.run.groups import written_after
+
+    try:
+        marked_ns = st.fs.get_file_info(f"{st.base}/{marker}").mtime_ns
+    except OSError:
+        return False
+    return marked_ns is not None and written_after(written(), marked_ns)
 
 
 def _plan_checkpoints(
-    st: Any, name: str, fingerprint: str, data: str | None, *, current: bool = False, say: bool = True
+    st: Any,
+    name: str,
+    fingerprint: str,
+    data: str | None,
+    *,
+    current: bool = False,
+    say: bool = True,
+    written: Callable[[], int | None] | None = None,
 ) -> tuple[list[tuple[str, dict[str, str]]], list[str]]:
     """The experiments of this plan that may hold its finished trials — ``name`` with ``current``, then its copies
     moved aside as incomplete whose marker is this plan's, newest first — each with its whole trial checkpoints (trial
-    key → path or URI), and ``name``'s other incomplete copies (another plan's, or without a readable marker)."""
+    key → path or URI), and ``name``'s other incomplete copies (another plan's, or without a readable marker; one an
+    earlier repeval marked before a partition was embedded anew: ``written``, :func:`_rewritten_since`)."""
     prefix = f"{name}.incomplete-"
     aside = sorted((n for n in st.names() if n.startswith(prefix) and not n.endswith(MARKER_SUFFIX)), reverse=True)
     mine: list[str] = []
     other: list[str] = []
     for n in aside:
-        (mine if _same_plan(_marker(st.read_text(f"{n}{MARKER_SUFFIX}")), fingerprint, data) else other).append(n)
+        rec = _marker(st.read_text(f"{n}{MARKER_SUFFIX}"))
+        rewritten = _rewritten_since(st, f"{n}{MARKER_SUFFIX}", rec, data, written)
+        (mine if _same_plan(rec, fingerprint, data, rewritten) else other).append(n)
     dirs = ([name] if current else []) + mine
     return [(d, _finished_checkpoints(st, d, say)) for d in dirs], other
 
@@ -228,6 +278,7 @@ def _prune_incomplete(
     *,
     found: tuple[list[tuple[str, dict[str, str]]], list[str]] | None = None,
     keep: str | None = None,
+    written: Callable[[], int | None] | None = None,
 ) -> None:
     """Delete the copies of experiment ``name`` moved aside as incomplete that no rerun needs, so they do not pile up
     across reruns. A copy of this plan is there for its whole trial checkpoints (:func:`_reusable`): it is deleted once
@@ -235,12 +286,15 @@ def _prune_incomplete(
     is reported again into it) or a newer copy — so a copy with a trial no newer experiment finished stays; one that
     holds none is deleted too. Of the other copies (:func:`_plan_checkpoints`) the newest
     :data:`KEEP_OTHER_INCOMPLETE` stay. ``found``: :func:`_plan_checkpoints` without ``name`` itself, already read
-    (else, ``name`` included, read here); ``keep``: a copy never deleted (the one just moved aside, said kept)."""
+    (else, ``name`` included, read here); ``keep``: a copy never deleted (the one just moved aside, said kept);
+    ``written``: see :func:`_rewritten_since`."""
     prefix = f"{name}.incomplete-"
     if found is None and not any(n.startswith(prefix) for n in st.names()):
         return  # nothing moved aside: not even the experiment's checkpoints are read
     held, other = (
-        found if found is not None else _plan_checkpoints(st, name, fingerprint, data, current=True, say=False)
+        found
+        if found is not None
+        else _plan_checkpoints(st, name, fingerprint, data, current=True, say=False, written=written)
     )
     newer: set[str] = set()
     gone = []
@@ -386,47 +440,6 @@ def _finished_checkpoints(st: Any, name: str, say: bool = True) -> dict[str, str
             "%s holds %d whole trial checkpoint(s); a trial that must run again reuses its own", st.uri(name), len(out)
         )
     return out
-
-
-@contextlib.contextmanager
-def _quiet_missing_metrics() -> Iterator[None]:
-    """Silence Tune's "Failed to fetch metrics for N trial(s)" while it restores an experiment: the trials the
-    interrupted run had not finished have no result files yet, which is why they run again (repeval reads
-    each trial's checkpoint, never those files)."""
-    logger = logging.getLogger("ray.tune.analysis.experiment_analysis")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-@contextlib.contextmanager
-def _plain_trial_actors() -> Iterator[None]:
-    """Let Tune's trial actors start in Ray's prestarted idle workers.
-
-    Tune declares every trial actor with ``runtime_env={"env_vars": {"PL_DISABLE_FORK": "1", …}}``
-    (``ray.tune.execution.class_cache``; the variable is for PyTorch Lightning, which repeval's trials never
-    import). Ray places an actor only in a worker with the same runtime env, and the workers it prestarts have
-    none, so every trial actor used to start a fresh Python process (~1 s here, on top of its imports). With
-    the variable left out — and nothing else to propagate (AWS credentials, Ray Train settings) — the runtime
-    env is empty and a trial actor takes an idle prestarted worker when one is free (measured: 0.45 s against
-    1.95 s to start two actors). Restored on exit; a Ray without this module is left alone."""
-    try:
-        from ray.tune.execution import class_cache
-
-        defaults = class_cache.DEFAULT_ENV_VARS
-    except (ImportError, AttributeError):  # another Ray: nothing to adjust
-        yield
-        return
-    saved = dict(defaults)
-    defaults.pop("PL_DISABLE_FORK", None)
-    try:
-        yield
-    finally:
-        defaults.clear()
-        defaults.update(saved)
 
 
 def _marker(text: str | None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import os
 import re
@@ -150,8 +151,33 @@ def test_run_directory_staging_round_trip_on_s3(s3: dict[str, Any]) -> None:
         "groups/g.parquet",
     ]
     assert (again.local / "config.yaml").read_text() == "a: 2\n"
+    remote = {rel: info.mtime_ns for rel, info in again._remote_files()}  # each file's time in the bucket, kept
+    assert {rel: (again.local / rel).stat().st_mtime_ns for rel in remote} == remote and None not in remote.values()
     assert pq.read_table(again.local / "groups" / "g.parquet").column("x").to_pylist() == [1, 2]
     assert again.push() == 0
+
+
+def test_a_pulled_group_record_keeps_its_time_against_a_partition_embedded_anew(
+    s3: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A remote run directory's files were pulled with the pull's time: a group record an earlier repeval wrote (no
+    partition writes in it) looked newer than a partition embedded anew after it, and the grid was not trained again.
+    A pulled record keeps its time in the bucket, so the partition's newer part file tells it."""
+    from types import SimpleNamespace
+
+    from repeval.run import groups
+    from repeval.store import EmbeddingStore
+    from repeval.store.layout import write_table_atomic
+
+    monkeypatch.setattr(groups, "REWRITE_SLACK_S", 0.0)  # else the partition must be written a minute after the record
+    earlier = {"partitions": {"clean": [2, 0, "cfg"]}}  # [rows, errors, config hash]: an earlier repeval's record
+    _put(s3["fs"], "repeval/mtimes/runs/r1/groups/g.inputs.json", json.dumps(earlier).encode())
+    store = EmbeddingStore(str(tmp_path / "store"))
+    write_table_atomic(store.fs, store.partition("ds", "m", "clean").path, pa.table({"track_id": ["a", "b"]}))
+    loc = RunLocation.open("s3://repeval/mtimes/runs" + s3["query"], "r1")  # pulled after the partition's write
+    ctx: Any = SimpleNamespace(run_dir=loc.local, store=store)
+    (clean,) = groups.recorded_inputs(ctx, "g", "ds", "m")["partitions"].values()
+    assert clean[:3] == [2, 0, "cfg"] and clean[3].startswith("embedded anew at ")
 
 
 def test_tune_storage_on_s3(s3: dict[str, Any]) -> None:

@@ -127,23 +127,31 @@ def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(ray_sessi
     # the same record, written just after the partitions' rows (its file's time), and the clean partition embedded
     # anew since — before the upgrade, from the same files: its counts and config hash as recorded, but its row part
     # files written after the record (the time in their names) — the first rerun trains the group again, `repeval
-    # plan` agrees; the other partitions, older than the record, are not taken for embedded anew
+    # plan` agrees; the other partitions, older than the record, are not taken for embedded anew. The grid's Tune
+    # experiment, its marker as the earlier repeval wrote it (no data) and of the same time, is not restored with the
+    # old embeddings' trials: trained again, each warning said once
     from repeval.run import groups
 
     monkeypatch.setattr(groups, "REWRITE_SLACK_S", 0.0)  # else the rewrite must come a minute after the record
     sidecar.write_text(json.dumps(_as_earlier(recorded)))
+    marker = ctx.run_dir / "tune" / f"pitch__tones__{model}.repeval.json"
+    marker.write_text(json.dumps({k: v for k, v in json.loads(marker.read_text()).items() if k != "data"}))
     parts = (tmp_path / "store" / "tones" / model).glob("*/part-*.parquet")
     newest_ns = max(int(p.name.split("-")[1]) for p in parts)
-    os.utime(sidecar, ns=(newest_ns + 1_000_000, newest_ns + 1_000_000))
+    for f in (sidecar, marker):
+        os.utime(f, ns=(newest_ns + 1_000_000, newest_ns + 1_000_000))
     clean.delete()
     assert runner.stage_embed(runner.make_context(cfg), progress=False).computed == 12
     assert make_plan(cfg, ctx.store, ctx.run_dir).trainings_done == 0
     caplog.clear()
     _, s, t = run()
-    assert (s.computed, t["trained"], t["skipped"]) == (0, 1, 0)
-    assert f"pitch__tones__{model}: trained before on other inputs (partition clean re-embedded" in caplog.text
+    assert (s.computed, t["trained"], t["skipped"], t["reused_trials"]) == (0, 1, 0, 0)
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    regrid = [m for m in said if "trained before on other inputs (partition clean re-embedded" in m]
+    aside = [m for m in said if "was started by an earlier repeval (its marker does not record the data)" in m]
+    assert len(regrid) == 1 and len(aside) == 1 and len(said) == len(set(said)), said
     recorded = json.loads(sidecar.read_text())
-    assert len(recorded["partitions"]["clean"]) == 4
+    assert len(recorded["partitions"]["clean"]) == 4 and isinstance(json.loads(marker.read_text())["data"], str)
 
     # the clean partition deleted (`repeval store rm`) and embedded again from the same files, same configuration: the
     # same counts and config hash, but other rows — the group is trained on them, not kept with the old embeddings

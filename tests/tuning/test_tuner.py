@@ -70,10 +70,14 @@ def test_a_rerun_on_other_data_of_the_same_shapes_reuses_nothing_trained_on_the_
     assert values(third) == values(first)
 
 
-def test_an_experiment_from_before_markers_recorded_the_data_is_resumed_on_its_fingerprint(ray_session, tmp_path):
+def test_an_experiment_from_before_markers_recorded_the_data_is_resumed_on_its_fingerprint(
+    ray_session, tmp_path, caplog
+):
     """A marker written before markers recorded the data says nothing of it: its experiment is resumed on its
     fingerprint, as it was then (an interrupted run is not trained again for the upgrade), and its marker records
-    the data from there on — so other data is not resumed after."""
+    the data from there on — so other data is not resumed after. Unless a store partition its trials read was
+    embedded anew after the marker was written (a row part file of a later time): then its trials are of the old
+    embeddings, and trained again."""
     from ray import tune
     from test_grid import reporting_trainable
 
@@ -81,18 +85,39 @@ def test_an_experiment_from_before_markers_recorded_the_data_is_resumed_on_its_f
 
     tune_dir = tmp_path / "tune"
     marker = tune_dir / "exp.repeval.json"
+    asked: list[int] = []
 
-    def fit(data: str):
+    def fit(data: str, written_ns: int | None = None):
+        def written() -> int | None:  # the store partitions' latest row part file, as the train stage lists it
+            asked.append(1)
+            return written_ns
+
         space = {"unit": tune.grid_search([0])}
-        return _fit("exp", lambda _f: reporting_trainable, space, tune.TuneConfig(), str(tune_dir), "fp", 1, None, data)
+        storage = str(tune_dir)
+        return _fit(
+            "exp", lambda _f: reporting_trainable, space, tune.TuneConfig(), storage, "fp", 1, None, data, written
+        )
 
     assert not fit("a")[1]
     assert json.loads(marker.read_text()) == {"fingerprint": "fp", "data": "a"}
-    marker.write_text(json.dumps({"fingerprint": "fp"}))  # as an earlier repeval wrote it
-    assert fit("b")[1]
+    marker.write_text(json.dumps({"fingerprint": "fp"}))  # as an earlier repeval wrote it, after the partitions' rows
+    assert fit("b", written_ns=marker.stat().st_mtime_ns - 10**9)[1]
     assert json.loads(marker.read_text()) == {"fingerprint": "fp", "data": "b"}
+    assert len(asked) == 1  # asked once, of the marker without data alone
     assert not fit("c")[1]
     assert [d.name.split(".")[1].split("-")[0] for d in tune_dir.glob("exp.*-*") if d.is_dir()] == ["stale"]
+    assert len(asked) == 1
+
+    # an earlier repeval's marker, and a partition its trials read embedded anew two minutes after it (a row part file
+    # of that time): the trials are of the old embeddings — not restored, trained again, the warning says why
+    marker.write_text(json.dumps({"fingerprint": "fp"}))
+    two_minutes_ns = 120 * 10**9
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="repeval.tuning.grid"):
+        assert not fit("c", written_ns=marker.stat().st_mtime_ns + two_minutes_ns)[1]
+    (said,) = [r.getMessage() for r in caplog.records if "Tune experiment" in r.getMessage()]
+    assert "was started by an earlier repeval (its marker does not record the data) before a store partition" in said
+    assert json.loads(marker.read_text()) == {"fingerprint": "fp", "data": "c"}
 
 
 def whole_checkpoint(exp: Path, key: str) -> None:

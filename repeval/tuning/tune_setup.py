@@ -1,0 +1,49 @@
+"""How Ray Tune is run by :mod:`repeval.tuning.tuner`: its log lines about a restored experiment's unfinished trials
+silenced, and its trial actors let into Ray's prestarted workers."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def _quiet_missing_metrics() -> Iterator[None]:
+    """Silence Tune's "Failed to fetch metrics for N trial(s)" while it restores an experiment: the trials the
+    interrupted run had not finished have no result files yet, which is why they run again (repeval reads
+    each trial's checkpoint, never those files)."""
+    logger = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _plain_trial_actors() -> Iterator[None]:
+    """Let Tune's trial actors start in Ray's prestarted idle workers.
+
+    Tune declares every trial actor with ``runtime_env={"env_vars": {"PL_DISABLE_FORK": "1", …}}``
+    (``ray.tune.execution.class_cache``; the variable is for PyTorch Lightning, which repeval's trials never
+    import). Ray places an actor only in a worker with the same runtime env, and the workers it prestarts have
+    none, so every trial actor used to start a fresh Python process (~1 s here, on top of its imports). With
+    the variable left out — and nothing else to propagate (AWS credentials, Ray Train settings) — the runtime
+    env is empty and a trial actor takes an idle prestarted worker when one is free (measured: 0.45 s against
+    1.95 s to start two actors). Restored on exit; a Ray without this module is left alone."""
+    try:
+        from ray.tune.execution import class_cache
+
+        defaults = class_cache.DEFAULT_ENV_VARS
+    except (ImportError, AttributeError):  # another Ray: nothing to adjust
+        yield
+        return
+    saved = dict(defaults)
+    defaults.pop("PL_DISABLE_FORK", None)
+    try:
+        yield
+    finally:
+        defaults.clear()
+        defaults.update(saved)
