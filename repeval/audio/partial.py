@@ -13,13 +13,9 @@ their audio back.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-#: what ``run.truncated_audio`` takes: refuse a file provably cut short, or decode the whole frames it holds
-TruncatedAudio = Literal["error", "decode"]
-
-#: the default ``run.truncated_audio`` (what repeval did before the setting existed)
-DEFAULT_TRUNCATED_AUDIO: TruncatedAudio = "error"
+#: what ``run.truncated_audio`` takes, and its default (defined with the configuration, re-exported here)
+from repeval.config.run import DEFAULT_TRUNCATED_AUDIO, TruncatedAudio  # noqa: F401
 
 #: the causes (:func:`repeval.audio.integrity.shortfall`) of a file cut short that ``run.truncated_audio: decode``
 #: decodes as far as its whole frames go: a WAV whose data chunk, an MP3 whose Xing/Info header, a FLAC whose STREAMINFO

@@ -6,9 +6,15 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from repeval.audio.partial import DEFAULT_TRUNCATED_AUDIO, TruncatedAudio
 from repeval.config.base import Strict
 from repeval.deformations import WHOLE_TRACK_MAX_S
+
+#: what ``run.truncated_audio`` takes (:mod:`repeval.audio.partial`): refuse a file provably cut short, or decode
+#: the whole frames it holds — defined here, not in repeval.audio, so that the configuration (which every probe
+#: trial imports) does not import the audio stack
+TruncatedAudio = Literal["error", "decode"]
+#: the default ``run.truncated_audio`` (what repeval did before the setting existed)
+DEFAULT_TRUNCATED_AUDIO: TruncatedAudio = "error"
 
 
 class ResourcesConfig(Strict):

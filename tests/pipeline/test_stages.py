@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import ClassVar
 
 import numpy as np
@@ -514,13 +515,15 @@ def test_a_model_that_cannot_run_is_said_at_the_first_batch_and_named_by_the_dri
     repeval error. The actor now starts and says it at its first batch, which reaches the driver as Ray's error
     with the worker's traceback as text; the driver makes repeval's error of it, with the fix for a cluster."""
     from repeval.models import ModelUnavailable
+    from repeval.pipeline.embedder import this_node
     from repeval.pipeline.preflight import unavailable_in_stream
 
     missing = tmp_path / "nowhere.pt"
     cfg = EmbeddingModelConfig(id="clmr-x", type="clmr-v2", params={"checkpoint": str(missing)})
-    emb = Embed(cfg, threads=1)  # no Ray here: "here"; in a Ray worker "on node <address>"
+    emb = Embed(cfg, threads=1)  # without Ray "here"; with Ray (the suite's) "on node <address>"
     rows = _decode_rows(files, ["short"], [["clean"]])
-    with pytest.raises(ModelUnavailable, match=f"'clmr-x' cannot run here: weights file {missing} not found") as e:
+    said_where = re.escape(f"'clmr-x' cannot run {this_node()}: weights file {missing} not found")
+    with pytest.raises(ModelUnavailable, match=said_where) as e:
         emb(rows)
     said = str(e.value)
     carried = RuntimeError(  # what a RayTaskError(UserCodeException) says: the worker's traceback
