@@ -198,12 +198,17 @@ class Partition(PartitionStamp):
 
     def noted_rows(self) -> dict[str, int]:
         """:meth:`count_noted` as the manifest recorded it when the partition was finished; counted from the part
-        files when it did not (an incomplete partition, or one finished before the count was kept: the count costs a
-        footer per part file, the column read only where a file holds notes)."""
-        recorded = (self.manifest() or {}).get(NOTED_ROWS)
+        files of an incomplete partition (a footer per part file, the column read only where a file holds notes). A
+        manifest without the count was written by a repeval whose rows had no ``audio_note`` (the count came with the
+        column): none of its rows is noted, and its part files are not read — a store of earlier partitions, in a
+        bucket, is not listed and read again by every run."""
+        manifest = self.manifest()
+        if manifest is None:
+            return self.count_noted()
+        recorded = manifest.get(NOTED_ROWS)
         if isinstance(recorded, dict) and {CUT, OGG} <= recorded.keys():
             return {CUT: int(recorded[CUT]), OGG: int(recorded[OGG])}
-        return self.count_noted()
+        return {CUT: 0, OGG: 0}
 
     def dedupe(self) -> int:
         """Drop duplicate track ids (keeping the first row) and return how many were dropped.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 from repeval.pipeline.assemble import RowBlock, rows_table
 from repeval.store import EmbeddingStore, PartitionWriter
 from repeval.store.inspect import audio_notes, show_text
-from repeval.store.layout import AUDIO_NOTE, embedding_schema, write_table_atomic
+from repeval.store.layout import AUDIO_NOTE, MANIFEST, embedding_schema, write_table_atomic
 
 DIM = 3
 PROV = {"model": "m", "config_hash": "h", "repeval_version": "0", "created_at": np.datetime64(0, "ms")}
@@ -38,7 +39,7 @@ def _block(ids: list[str], notes: list[str] | None = None) -> RowBlock:
     )
 
 
-def test_a_partition_written_before_the_column_reads_as_before_and_completed_with_it(tmp_path):
+def test_a_partition_written_before_the_column_reads_as_before_and_completed_with_it(tmp_path, monkeypatch):
     """A part file in the row schema of before (no audio_note), then one written now with a noted row: the
     partition's readers — its rows, embeddings, dedupe, ``store show`` / ``ls``, and pyarrow, pandas and duckdb as
     docs/store.md reads them — work on it, old rows null; ``store show`` counts the noted rows."""
@@ -48,6 +49,18 @@ def test_a_partition_written_before_the_column_reads_as_before_and_completed_wit
     old_schema = pa.schema([f for f in embedding_schema(DIM) if f.name != AUDIO_NOTE])
     write_table_atomic(part.fs, part.path, rows_table(_block(["a", "b"]), old_schema, PROV))
     assert audio_notes(part).num_rows == 0 and "audio_note" not in show_text(part)
+    # finished by that repeval: its manifest has no count of noted rows, and none is noted — without reading its part
+    # files (a store in a bucket is not listed again by every run)
+    part.finish({})
+    assert "noted_rows" in part.manifest()
+    manifest = {k: v for k, v in part.manifest().items() if k != "noted_rows"}
+    (Path(part.path) / MANIFEST).write_text(json.dumps(manifest))
+    listed: list[int] = []
+    part_files = type(part).part_files
+    monkeypatch.setattr(type(part), "part_files", lambda self: listed.append(1) or part_files(self))
+    assert part.noted_rows() == {"cut": 0, "ogg": 0} and listed == []
+    monkeypatch.undo()
+    part.reopen()
     writer = PartitionWriter(part, embedding_schema(DIM), 10)
     writer.add_table(rows_table(_block(["c", "d"], ["cut WAV: declares 9.0 s, holds 5.6 s", ""]), writer.schema, PROV))
     writer.flush()
