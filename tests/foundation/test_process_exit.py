@@ -215,7 +215,9 @@ def test_a_sigterm_while_the_exit_handlers_run_ends_the_process_with_143_and_no_
     # repeval's SIGTERM handler raised SystemExit inside the exit handler it landed in: Python printed "Exception
     # ignored in atexit callback" with its traceback, went on, and the process exited 0
     p = ray_exits["sigterm_at_exit"].wait()
-    assert p.proc.returncode == 143, (p.proc.returncode, p.err[-3000:])
+    # 143 from repeval's handler; now and then SIGTERM's default action had been put back by then (in Ray's shutdown,
+    # seen in 1 of ~6 runs) and the signal ended the process itself: -15 here, the same status 143 in a shell
+    assert p.proc.returncode in (143, -signal.SIGTERM), (p.proc.returncode, p.err[-3000:])
     assert "Traceback" not in p.err and "SystemExit" not in p.err, p.err[-3000:]
 
 
