@@ -160,19 +160,8 @@ def written_after(newest_ns: int | None, recorded_ns: int) -> bool:
 def partitions_written_ns(ctx: RunContext, dataset: str, model: str, scenarios: list[str]) -> int | None:
     """The latest write time (ns) of the row part files of the store partitions of ``dataset`` and ``model`` for
     ``scenarios`` (one listing each; the time in each name); ``None`` when they hold none."""
-    times = [_newest_part_ns(ctx.store.partition(dataset, model, sid).part_files()) for sid in scenarios]
+    times = [ctx.store.partition(dataset, model, sid).newest_write_ns() for sid in scenarios]
     return max((t for t in times if t is not None), default=None)
-
-
-def _newest_part_ns(files: list[str]) -> int | None:
-    """The latest write time (ns) the names of row part files ``part-<time ns>-<id>.parquet`` hold; ``None`` for
-    none (a name without a time is skipped)."""
-    times = []
-    for f in files:
-        stamp = f.rsplit("/", 1)[-1][len("part-") :].split("-", 1)[0]
-        if stamp.isdigit():
-            times.append(int(stamp))
-    return max(times, default=None)
 
 
 def same_inputs(before: Any, now: dict[str, Any]) -> bool:

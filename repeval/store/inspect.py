@@ -138,9 +138,7 @@ def audio_notes(part: Partition) -> pa.Table:
     """``track_id`` and ``audio_note`` of the rows of ``part`` whose audio was decoded from part of its file
     (:mod:`repeval.audio.partial`), in row order; part files written before the column existed have none."""
     found = []
-    for f in part.part_files():
-        if AUDIO_NOTE not in pq.read_schema(f, filesystem=part.fs).names:
-            continue
+    for f in part.noted_files():  # the footers say which files hold a note: only those are read
         t = pq.read_table(f, columns=["track_id", AUDIO_NOTE], filesystem=part.fs)
         found.append(t.filter(pc.is_valid(t.column(AUDIO_NOTE))))
     if not found:

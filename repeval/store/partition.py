@@ -176,6 +176,18 @@ class Partition(PartitionStamp):
         it), so only the files holding a note have that one column read — a catalog's partition of whole files is
         counted from its footers alone."""
         counts = {CUT: 0, OGG: 0}
+        for f in self.noted_files(files):
+            noted = self._column(f, AUDIO_NOTE).drop_null()
+            cut = int(pc.sum(pc.starts_with(noted, "cut ")).as_py() or 0)
+            counts[CUT] += cut
+            counts[OGG] += len(noted) - cut
+        return counts
+
+    def noted_files(self, files: list[str] | None = None) -> list[str]:
+        """Those of ``files`` (default: every part file) that may hold a row with an ``audio_note``, in order: a
+        file's footer tells how many of its rows have none (the column's null count, or no such column: written
+        before it, every row whole)."""
+        held = []
         for f in self.part_files() if files is None else files:
             try:
                 meta = pq.read_metadata(f, filesystem=self.fs)
@@ -185,16 +197,12 @@ class Partition(PartitionStamp):
             except (pa.ArrowException, OSError) as exc:
                 raise self.damaged(f, exc) from None
             stats = [meta.row_group(g).column(leaf).statistics for g in range(meta.num_row_groups)]
-            if (
+            if not (
                 all(s is not None and s.has_null_count for s in stats)
                 and sum(s.null_count for s in stats) == meta.num_rows
             ):
-                continue
-            noted = self._column(f, AUDIO_NOTE).drop_null()
-            cut = int(pc.sum(pc.starts_with(noted, "cut ")).as_py() or 0)
-            counts[CUT] += cut
-            counts[OGG] += len(noted) - cut
-        return counts
+                held.append(f)
+        return held
 
     def noted_rows(self) -> dict[str, int]:
         """:meth:`count_noted` as the manifest recorded it when the partition was finished; counted from the part

@@ -87,6 +87,17 @@ class PartitionFiles:
     def part_files(self) -> list[str]:
         return self._files()
 
+    def newest_write_ns(self) -> int | None:
+        """The latest write time (ns) its row part files' names hold (``part-<time ns>-<id>.parquet``,
+        :func:`repeval.store.layout.write_table_atomic`: kept when the store is copied, unlike file times); ``None``
+        for none (a name without a time is skipped). One listing."""
+        times = []
+        for f in self.part_files():
+            stamp = f.rsplit("/", 1)[-1][len("part-") :].split("-", 1)[0]
+            if stamp.isdigit():
+                times.append(int(stamp))
+        return max(times, default=None)
+
     def foreign(self) -> bool:
         """Whether the folder holds something, none of it a partition's (``part-*`` files, ``_stamp.json``,
         ``_manifest.json``, ``_errors/``, temporary names) and not only hidden files: a folder three deep that is not a
