@@ -77,8 +77,10 @@ class Embed:
     ) -> None:
         from repeval.cpu import keep_freed_memory
         from repeval.models import ModelUnavailable, build_model
+        from repeval.quiet_exit import quiet_exit_requests_in_callbacks
 
         keep_freed_memory()  # the model's per-call blocks stay in the process (see its docstring)
+        quiet_exit_requests_in_callbacks()  # the stream's end ends this actor with SIGTERM (see the module)
         limit_threads(threads)
         t0 = time.perf_counter()
         self.model_id = model_cfg.id

@@ -348,8 +348,10 @@ def grid_trial(config: dict[str, Any], data: BatchData, units: list[Unit]) -> No
     from ray import tune
 
     from repeval.cpu import keep_freed_memory
+    from repeval.quiet_exit import quiet_exit_requests_in_callbacks
 
     keep_freed_memory()
+    quiet_exit_requests_in_callbacks()  # Tune ends this actor with SIGTERM (see the module)
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     probe_data, ev = data.for_unit(config["unit"])
     unit = units[config["unit"]]
@@ -366,9 +368,11 @@ def tune_trial(config: dict[str, Any], data: BatchData, units: list[Unit]) -> No
     from ray import tune
 
     from repeval.cpu import keep_freed_memory
+    from repeval.quiet_exit import quiet_exit_requests_in_callbacks
     from repeval.tuning.search import ProbePoint, sampled_config
 
     keep_freed_memory()
+    quiet_exit_requests_in_callbacks()  # Tune ends this actor with SIGTERM (see the module)
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
     probe_data, ev = data.for_unit(config["unit"])
     template = units[config["unit"]]

@@ -325,3 +325,53 @@ def test_the_watchdog_ends_its_dead_drivers_processes_and_no_others(tmp_path):
         for pid in (marked, agent):
             if pid and _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+# A Ray worker's SIGTERM handler (Ray's own function raising the SystemExit, as ``worker.main_loop`` sets it), and a
+# SIGTERM that lands in a weakref callback — a collection running in the worker's main thread when Ray's kill comes;
+# argv[1] installs repeval's hook (``quiet``) or not, argv[2] makes the callback raise another error after it
+CALLBACK_SIGTERM = """
+import os, signal, sys, weakref
+from ray._raylet import raise_sys_exit_with_custom_error_message
+def sigterm_handler(signum, frame):
+    raise_sys_exit_with_custom_error_message("The process receives a SIGTERM.", exit_code=1)
+signal.signal(signal.SIGTERM, sigterm_handler)
+if sys.argv[1] == "quiet":
+    from repeval.quiet_exit import quiet_exit_requests_in_callbacks
+    quiet_exit_requests_in_callbacks()
+    quiet_exit_requests_in_callbacks()  # a second actor in the same worker: one hook
+class Held: pass
+def sigterm_lands_here(ref):
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(100000): pass  # the handler runs between these bytecodes
+def another_error(ref):
+    raise ValueError("a callback's own error")
+held = [Held(), Held()]
+refs = [weakref.ref(held[0], sigterm_lands_here)]
+if sys.argv[2] == "also-error":
+    refs.append(weakref.ref(held[1], another_error))
+del held[:]
+print("went on")
+"""
+
+
+def _callback_sigterm(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "REPEVAL_MKL_SHIM": "0"}
+    r = subprocess.run(
+        [sys.executable, "-c", CALLBACK_SIGTERM, *args], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert r.returncode == 0 and r.stdout.strip() == "went on", (r.returncode, r.stdout, r.stderr[-3000:])
+    return r
+
+
+def test_without_the_hook_a_sigterm_in_a_callback_prints_a_systemexit_traceback():
+    # the control: what a job's log showed from a probe trial's worker that Tune ended (CI, a two-node job)
+    err = _callback_sigterm("loud", "-").stderr
+    assert "Exception ignored in" in err and "Traceback" in err and "SystemExit: 1" in err, err
+
+
+def test_the_hook_drops_an_exit_request_in_a_callback_and_prints_every_other_error():
+    assert _callback_sigterm("quiet", "-").stderr == ""
+    err = _callback_sigterm("quiet", "also-error").stderr
+    assert "ValueError: a callback's own error" in err and "SystemExit" not in err, err
+    assert err.count("Exception ignored in") == 1, err
