@@ -270,6 +270,7 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
     (for a partition several experiments share, the one with the most to do). ``(None, None)`` when the rows
     cannot be loaded (the reason is added to the plan's lines)."""
     from repeval.pipeline.partitions import (
+        CutReused,
         ModelSpec,
         changed_source,
         partition_state,
@@ -290,6 +291,7 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
     states: dict[tuple[str, str, str], tuple[str, str]] = {}
     sources = audio_sources(ctx)
     moved: dict[tuple[str, str], dict[str, tuple[Any, int]]] = {}  # (dataset, model) → partitions from elsewhere
+    cut = CutReused()  # the run's tracks whose reused rows were cut, which a run under truncated_audio: error warns of
     for ei, exp in enumerate(cfg.experiments):
         to_deform = deform_ids(ctx, ei)
         for ds in exp.datasets:
@@ -304,6 +306,8 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
                     state, what, done = partition_state(part, spec.partition(cfg, exp, ds, sid), ids, wanted)
                     if key not in states or rank[state] > rank[states[key][0]]:
                         states[key] = (state, what)
+                    if done is not None and cfg.run.truncated_audio == "error":
+                        cut.add(part, ids, wanted & done)
                     recorded = changed_source(part, sources[ds.name]) if done is not None else None
                     if recorded is not None and done is not None and sid not in moved.get((ds.name, m.id), {}):
                         reused = int((wanted & done).sum())
@@ -318,6 +322,10 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
     ]
     if said:  # one note, however many datasets and models: the plan says it on every call until a run records them
         p.notes.append(plan_source_note(said))
+    if cut.tracks:
+        from repeval.pipeline.summary import cut_reused_note
+
+        p.notes.append(cut_reused_note(store.uri, cut.counts(), run=False))
     return (ctx if run_dir is not None else None), states
 
 

@@ -235,11 +235,12 @@ def source_note(
     store_uri: str, dataset: str, model: str, changed: dict[str, tuple[Any, int]], now: Any, run: bool = True
 ) -> str:
     """What a run says once per dataset and model whose stored rows were computed from audio elsewhere (or written
-    since): ``changed`` maps each such partition's scenario to (its recorded sources, tracks reused). ``run=False``:
-    the same without the run's closing words (``repeval plan`` joins its notes, :func:`plan_source_note`)."""
+    since): ``changed`` maps each such partition's scenario, in the configuration's order (listed so), to (its
+    recorded sources, tracks reused). ``run=False``: the same without the run's closing words (``repeval plan`` joins
+    its notes, :func:`plan_source_note`)."""
     import shlex
 
-    sids = sorted(changed)
+    sids = list(changed)
     recorded = changed[sids[0]][0]
     reused = sum(n for _, n in changed.values())
     names = " ".join(shlex.quote(f"{dataset}/{model}/{sid}") for sid in sids)

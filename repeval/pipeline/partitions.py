@@ -28,6 +28,7 @@ from repeval.pipeline.audio_source import (  # noqa: F401  (imported from here b
 from repeval.pipeline.stages import CLEAN, DEFAULT_CHUNK_S, window_grid
 from repeval.store import StoreConflict
 from repeval.store.layout import STORE_FORMAT
+from repeval.store.partition import CUT
 from repeval.warn import warn_once
 
 log = logging.getLogger(__name__)
@@ -366,3 +367,30 @@ def partition_state(
     if missing:
         return "todo", f"{missing:,} of {int(wanted.sum()):,} track(s) to embed", done
     return ("complete", "", done) if part.complete else ("todo", "not marked complete", done)
+
+
+@dataclass
+class CutReused:
+    """Of the stored rows a run under ``run.truncated_audio: error`` reuses, those embedded from a file cut short (by a
+    run under ``decode``): per partition name, the tracks of the run's rows with one — the union over the experiments
+    that use the partition, so a track limit, a smoke test or a catalog that shrank counts only the tracks the run
+    takes. Cheap: a partition whose manifest counts no cut row (:meth:`~repeval.store.partition.Partition.noted_rows`)
+    is not read further; one that does has only its part files holding a note read, two columns of them
+    (:meth:`~repeval.store.partition.Partition.cut_ids`). The embedding stage warns of them, ``repeval plan`` notes
+    them (:func:`~repeval.pipeline.summary.cut_reused_note`)."""
+
+    tracks: dict[str, set[str]] = field(default_factory=dict)
+
+    def add(self, part: Any, ids: pa.Array, reused: np.ndarray) -> int:
+        """Count the tracks ``ids[reused]`` (held by ``part``, reused as stored) whose rows there were cut; returns the
+        partition's count so far."""
+        if reused.any() and part.noted_rows()[CUT]:
+            cut = pc.is_in(ids, value_set=part.cut_ids()).to_numpy(zero_copy_only=False)
+            found = ids.filter(pa.array(reused & cut)).to_pylist()
+            if found:
+                self.tracks.setdefault(part.name, set()).update(found)
+        return len(self.tracks.get(part.name, ()))
+
+    def counts(self) -> dict[str, int]:
+        """Partition name → tracks counted, in the order the partitions were first counted."""
+        return {name: len(tracks) for name, tracks in self.tracks.items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,9 +54,13 @@ class EmbedSummary:
     errors_by_partition: Counter[str] = field(default_factory=Counter)
     #: partition name → error records it holds from earlier runs for tracks this run wanted (not computed again)
     earlier_errors: Counter[str] = field(default_factory=Counter)
-    #: partition name → rows it holds embedded from a file cut short (under ``run.truncated_audio: decode``), in a
-    #: partition this run reuses under ``error`` (:meth:`cut_reused_warning`)
+    #: partition name → this run's tracks whose rows there, reused under ``run.truncated_audio: error``, were embedded
+    #: from a file cut short (under ``decode``) (:class:`~repeval.pipeline.partitions.CutReused`,
+    #: :meth:`cut_reused_warning`)
     cut_reused: Counter[str] = field(default_factory=Counter)
+    #: the run's partition names (``dataset/model/scenario``) in the configuration's order — its experiments' datasets
+    #: and models, then clean and the deformation scenarios as listed —, which the summary's lists follow
+    partition_order: dict[str, None] = field(default_factory=dict)
     #: the first :data:`SHOWN_FAILURES` failures of this run: (partition name, track id, stage, reason)
     failures: list[tuple[str, str, str, str]] = field(default_factory=list)
     #: the store's root, for the ``repeval store show`` commands the summary names
@@ -91,6 +96,7 @@ class EmbedSummary:
         self.errors_by_partition.update(other.errors_by_partition)
         self.earlier_errors.update(other.earlier_errors)
         self.cut_reused.update(other.cut_reused)
+        self.partition_order.update(other.partition_order)
         self.failures += other.failures[: max(SHOWN_FAILURES - len(self.failures), 0)]
         self.store_uri = self.store_uri or other.store_uri
 
@@ -112,7 +118,7 @@ class EmbedSummary:
             errs += " (" + ", ".join(f"{k} {v}" for k, v in sorted(self.errors_by_stage.items())) + ")"
         scen = ""
         if len(self.rows_by_scenario) > 1:
-            scen = " [" + ", ".join(f"{k} {v}" for k, v in sorted(self.rows_by_scenario.items())) + "]"
+            scen = " [" + ", ".join(f"{k} {self.rows_by_scenario[k]}" for k in self.scenarios()) + "]"
         retried = f" (retried {self.retried} earlier error record(s))" if self.retried else ""
         partly = f" ({self.partial} decoded partly)" if self.partial else ""
         decoded = (
@@ -124,23 +130,27 @@ class EmbedSummary:
             "audio per second"
         )
 
+    def scenarios(self) -> list[str]:
+        """The scenarios of :attr:`rows_by_scenario` in the configuration's order (clean first:
+        :func:`repeval.report.results.ordered_scenarios`, the order of tables and the report), from
+        :attr:`partition_order`; any it lacks after, in the order they were counted."""
+        from repeval.report.results import ordered_scenarios
+
+        planned = [name.rsplit("/", 1)[-1] for name in self.partition_order]
+        return [s for s in ordered_scenarios([*planned, *self.rows_by_scenario]) if s in self.rows_by_scenario]
+
+    def in_order(self, partitions: Iterable[str]) -> list[str]:
+        """Partition names in :attr:`partition_order` (the configuration's); any it lacks after, by name."""
+        rank = {name: i for i, name in enumerate(self.partition_order)}
+        return sorted(partitions, key=lambda name: (rank.get(name, len(rank)), name))
+
     def cut_reused_warning(self) -> str | None:
         """The warning of a run under ``run.truncated_audio: error`` that reuses rows embedded from files cut short
-        (by a run under ``decode``): how many per partition, and the two ways to keep only whole files; ``None``
-        without such rows."""
+        (by a run under ``decode``) for its tracks (:func:`cut_reused_note`); ``None`` without such rows."""
         if not self.cut_reused:
             return None
-        from repeval.store.partition import rm_command
-
-        store = self.store_uri or "store"
-        per = "; ".join(f"{name}: {n}" for name, n in sorted(self.cut_reused.items()))
-        rms = "; ".join(f"`{rm_command(store, name)}`" for name in sorted(self.cut_reused))
-        return (
-            f"run.truncated_audio is error, but the store holds rows embedded from files cut short (by a run under "
-            f"run.truncated_audio: decode), which this run reuses — {per}. They are trained and tested on as they are: "
-            f"to embed whole files only, delete the partition(s) and run again ({rms}; the cut files then become "
-            "error records), or keep them and filter rows on `audio_note IS NULL` where you read the store"
-        )
+        counts = {name: self.cut_reused[name] for name in self.in_order(self.cut_reused)}
+        return cut_reused_note(self.store_uri or "store", counts)
 
     def show_command(self, partition: str) -> str:
         """The command that lists every error record of a partition, and only those."""
@@ -161,8 +171,8 @@ class EmbedSummary:
                     text = text[: REASON_CHARS - 1] + "…"
                 out.append(f"  {tid}  {partition}  {stage}: {text}")
             out.append("all of them (not evaluated; `--retry-errors` computes them again once the files are fixed):")
-            out += [f"  {self.show_command(p)}" for p in sorted(self.errors_by_partition)]
-        earlier = {p: n for p, n in sorted(self.earlier_errors.items()) if n}
+            out += [f"  {self.show_command(p)}" for p in self.in_order(self.errors_by_partition)]
+        earlier = {p: self.earlier_errors[p] for p in self.in_order(self.earlier_errors) if self.earlier_errors[p]}
         if earlier:
             out.append(
                 f"{sum(earlier.values())} track(s) kept error records of earlier runs (not computed again, not "
@@ -174,6 +184,23 @@ class EmbedSummary:
     def text(self) -> str:
         """:meth:`line`, then :meth:`failure_lines`: what the CLI prints at the end of an embedding stage."""
         return "\n".join([self.line(), *self.failure_lines()])
+
+
+def cut_reused_note(store_uri: str, counts: dict[str, int], run: bool = True) -> str:
+    """What a run under ``run.truncated_audio: error`` says of its tracks whose stored rows, reused, were embedded from
+    files cut short (by a run under ``decode``) — ``counts``: partition name → tracks, in the order to list them — and
+    the two ways to keep only whole files. ``run=False``: as ``repeval plan`` notes it, of the run it plans."""
+    from repeval.store.partition import rm_command
+
+    per = "; ".join(f"{name}: {n}" for name, n in counts.items())
+    rms = "; ".join(f"`{rm_command(store_uri, name)}`" for name in counts)
+    reuses, are = ("this run reuses", "are") if run else ("`repeval run` would reuse", "would be")
+    return (
+        f"run.truncated_audio is error, but the store holds rows of this run's tracks embedded from files cut short "
+        f"(by a run under run.truncated_audio: decode), which {reuses} — {per}. They {are} trained and tested on as "
+        f"they are: to embed whole files only, delete the partition(s) and run again ({rms}; the cut files then "
+        "become error records), or keep them and filter rows on `audio_note IS NULL` where you read the store"
+    )
 
 
 class Progress:

@@ -19,12 +19,18 @@ from repeval.config.loader import config_hash
 from repeval.datasets import spill
 from repeval.datasets.spill import TableSpool
 from repeval.deformations import scenario_steps
-from repeval.pipeline.partitions import ModelSpec, accepted_spec, changed_source, source_note, wanted_masks
+from repeval.pipeline.partitions import (
+    CutReused,
+    ModelSpec,
+    accepted_spec,
+    changed_source,
+    source_note,
+    wanted_masks,
+)
 from repeval.pipeline.stages import CLEAN
 from repeval.pipeline.summary import EmbedSummary
 from repeval.store import EmbeddingStore
 from repeval.store.layout import repeval_version
-from repeval.store.partition import CUT
 from repeval.warn import warn_once
 
 #: the embedding stage's log lines keep one name, whichever of its modules says them (the CLI prints it)
@@ -71,6 +77,8 @@ class Stream:
     planned: dict[str, pa.Array] = field(default_factory=dict)
     #: partition keys whose stored tracks the summary has counted
     examined: set[str] = field(default_factory=set)
+    #: of the tracks it reuses, those whose stored rows were cut (under ``run.truncated_audio: error``)
+    cut: CutReused = field(default_factory=CutReused)
     todo: TableSpool | None = None  # the to-do rows of every (experiment, dataset), spilled past PARTITION_ROWS
     labels: list[str] = field(default_factory=list)
     #: dataset → (its rows' columns, partition key → missing tracks) planned but not yet spooled: the experiments
@@ -139,6 +147,7 @@ def plan_dataset(
         for sid in ([] if deformed_only else [CLEAN]) + list(scenarios):
             key = stream_key(ds.name, sid)
             part = store.partition(ds.name, mcfg.id, sid)
+            summary.partition_order[part.name] = None  # the configuration's order, which the summary's lists follow
             pspec = accepted_spec(part, spec.partition(cfg, exp, ds, sid))  # stored with frames: completed with them
             fp = pspec.fingerprint
             if retry_errors and key not in st.parts:
@@ -152,11 +161,11 @@ def plan_dataset(
                 if recorded is not None:
                     moved[sid] = (recorded, reused)
                 _count_earlier_errors(part, ids, wanted, summary)
-                if reused and cfg.run.truncated_audio == "error":  # rows a run under decode embedded from cut files
-                    cut = part.noted_rows()[CUT]
-                    if cut:
-                        summary.cut_reused[part.name] = cut
                 st.examined.add(key)
+            if cfg.run.truncated_audio == "error":  # this run's tracks reused from rows a run under decode cut
+                n_cut = st.cut.add(part, ids, wanted & done)
+                if n_cut:
+                    summary.cut_reused[part.name] = n_cut
             if key in st.planned:  # another experiment's share of this partition already holds these tracks
                 done |= pc.is_in(ids, value_set=st.planned[key]).to_numpy(zero_copy_only=False)
             missing = wanted & ~done

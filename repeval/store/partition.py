@@ -42,6 +42,11 @@ NOTED_ROWS = "noted_rows"
 CUT, OGG = "cut", "ogg"
 
 
+def _is_cut(notes: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Which of ``notes`` (``audio_note`` values) say a file cut short (:data:`CUT`; null stays null)."""
+    return pc.starts_with(notes, "cut ")
+
+
 @dataclass
 class Partition(PartitionStamp):
     def clear_errors(self) -> int:
@@ -178,10 +183,23 @@ class Partition(PartitionStamp):
         counts = {CUT: 0, OGG: 0}
         for f in self.noted_files(files):
             noted = self._column(f, AUDIO_NOTE).drop_null()
-            cut = int(pc.sum(pc.starts_with(noted, "cut ")).as_py() or 0)
+            cut = int(pc.sum(_is_cut(noted)).as_py() or 0)
             counts[CUT] += cut
             counts[OGG] += len(noted) - cut
         return counts
+
+    def cut_ids(self) -> pa.Array:
+        """Track ids of the rows embedded from a file cut short (:data:`CUT`, :data:`NOTED_ROWS`): the ``track_id`` and
+        ``audio_note`` columns of the part files that hold a note (:meth:`noted_files`, from the footers), no other."""
+        ids: list[pa.Array] = []
+        for f in self.noted_files():
+            try:
+                t = pq.read_table(f, columns=["track_id", AUDIO_NOTE], filesystem=self.fs)
+            except (pa.ArrowException, OSError) as exc:
+                raise self.damaged(f, exc) from None
+            cut = pc.fill_null(_is_cut(t.column(AUDIO_NOTE)), False)
+            ids += t.column("track_id").filter(cut).chunks
+        return pa.chunked_array(ids, pa.string()).combine_chunks()
 
     def noted_files(self, files: list[str] | None = None) -> list[str]:
         """Those of ``files`` (default: every part file) that may hold a row with an ``audio_note``, in order: a

@@ -76,9 +76,11 @@ def test_full_run(ray_session, run_config):
     n_test = 8  # 4 instruments × round(0.15 × 12) test notes
     assert summary.errors == 2  # the corrupt file, in clean and in the deformed test partition
     assert summary.computed == n_tracks + n_test
-    # the summary names the failed tracks, and the commands that list every error record (which work as printed)
+    # the summary names the failed tracks, and the commands that list every error record (which work as printed),
+    # its scenarios in the configuration's order (clean, then D1: as tables and the report have them)
     text = summary.text().splitlines()
     assert text[0] == summary.line() and "2 errors (decode 2)" in text[0]
+    assert text[0].startswith(f"embedded {n_tracks + n_test} rows [clean {n_tracks}, D1 {n_test}] from "), text[0]
     assert text[1].startswith("error records (2; track, partition, stage: reason)")
     failed = [ln.split(None, 2) for ln in text[2:4]]
     assert sorted((f[0], f[1]) for f in failed) == [
@@ -88,13 +90,13 @@ def test_full_run(ray_session, run_config):
     assert all(f[2].startswith("decode: ") and len(f[2]) > len("decode: ") for f in failed), text
     commands = [shlex.split(ln) for ln in text[5:]]
     assert commands == [
-        ["repeval", "store", "show", cfg.run.store, f"notes/mfcc-stats/{sid}", "--errors"] for sid in ("D1", "clean")
+        ["repeval", "store", "show", cfg.run.store, f"notes/mfcc-stats/{sid}", "--errors"] for sid in ("clean", "D1")
     ], text
     from typer.testing import CliRunner
 
     from repeval.cli import app
 
-    shown = CliRunner().invoke(app, commands[1][1:])
+    shown = CliRunner().invoke(app, commands[0][1:])
     assert shown.exit_code == 0 and "notes/mfcc-stats/clean: 1 error record(s): decode 1" in shown.output
     assert re.search(r"\ncorrupt\s+test\s+decode\s", shown.output), shown.output
 
@@ -120,7 +122,7 @@ def test_full_run(ray_session, run_config):
     # …and says which tracks still have error records from the first run (they are not evaluated)
     again_text = again.text().splitlines()
     assert again_text[1].startswith("2 track(s) kept error records of earlier runs"), again_text
-    assert [shlex.split(ln)[4] for ln in again_text[2:]] == ["notes/mfcc-stats/D1", "notes/mfcc-stats/clean"]
+    assert [shlex.split(ln)[4] for ln in again_text[2:]] == ["notes/mfcc-stats/clean", "notes/mfcc-stats/D1"]
 
     t_summary = runner.stage_train(ctx)
     assert t_summary["trained"] == 1 and not t_summary["failed"]

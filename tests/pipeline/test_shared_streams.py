@@ -90,6 +90,9 @@ def test_one_stream_per_model_across_datasets_and_experiments(ray_session, tmp_p
     ctx, s = embed(tmp_path, "both", both)
     assert s.streams == 1 and s.errors == 0
     assert s.tracks == 12 and s.computed == 14  # 6 + 6 clean, one test track deformed per dataset
+    # the summary lists its scenarios and partitions in the configuration's order (low before high, clean first)
+    assert s.line().startswith("embedded 14 rows [clean 12, D1 2] from 12 tracks"), s.line()
+    assert list(s.partition_order) == [f"{d}/{MODEL['id']}/{sid}" for d in ("low", "high") for sid in ("clean", "D1")]
     assert s.skipped == 0  # "already in store": the second task's share of "low" was planned, not stored
     low_clean, high_clean = rows(ctx, "low", "clean"), rows(ctx, "high", "clean")
     assert set(low_clean) == set(high_clean) == {f"t-{i:03d}" for i in range(6)}

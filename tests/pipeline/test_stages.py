@@ -491,16 +491,29 @@ def test_a_scenario_is_checked_at_each_models_rate_before_the_store_is_touched(t
 def test_the_summary_line_says_what_it_counts_and_when_there_was_nothing_to_embed():
     """The stage's summary said "embedded 480 tracks" for 120 tracks embedded by 2 models in 2 scenarios (tracks ×
     models), and "embedded 0 tracks → 0 rows … 0.0 rows/s" when the store held everything. It now counts rows, says
-    what its track count is, and says plainly when there was nothing to do."""
+    what its track count is, and says plainly when there was nothing to do. Its scenarios follow the configuration's
+    order (clean first, as tables and the report have them), not their names' ("[D1 240, clean 240]"), nor the order
+    their rows came in; so do the partitions its other lines list."""
     from collections import Counter
 
     from repeval.pipeline.summary import EmbedSummary
 
-    two = EmbedSummary(tracks=240, computed=480, streams=2, wall_s=10.0, rows_by_scenario=Counter(clean=240, D1=240))
+    two = EmbedSummary(tracks=240, computed=480, streams=2, wall_s=10.0, rows_by_scenario=Counter(D1=240, clean=240))
     line = two.line()
-    assert line.startswith("embedded 480 rows [D1 240, clean 240] from 240 tracks×models (2 models), 0 rows already "
+    assert line.startswith("embedded 480 rows [clean 240, D1 240] from 240 tracks×models (2 models), 0 rows already "
                            "in store, 0 errors in 10.0s"), line  # fmt: skip
     assert "48.0 rows/s" in line
+    order = dict.fromkeys(f"d/{m}/{s}" for m in ("m2", "m1") for s in ("clean", "noise_10db", "mp3_32kbps"))
+    three = EmbedSummary(tracks=80, computed=640, wall_s=1.0, partition_order=order, store_uri="s",
+                         rows_by_scenario=Counter(mp3_32kbps=80, clean=480, noise_10db=80))  # fmt: skip
+    assert three.line().startswith("embedded 640 rows [clean 480, noise_10db 80, mp3_32kbps 80] from 80 tracks")
+    three.cut_reused.update({"d/m1/clean": 1, "d/m2/mp3_32kbps": 2, "d/m2/clean": 3})
+    assert "reuses — d/m2/clean: 3; d/m2/mp3_32kbps: 2; d/m1/clean: 1. " in (three.cut_reused_warning() or "")
+    three.add_failures("d/m1/noise_10db", ["a"], ["decode"], ["bad"])
+    three.add_failures("d/m2/mp3_32kbps", ["b"], ["decode"], ["bad"])
+    three.earlier_errors.update({"x/m/clean": 1, "d/m1/clean": 1})  # one not planned (in no test): after, by name
+    shown = [line.split()[-2] for line in three.failure_lines() if line.startswith("  repeval store show")]
+    assert shown == ["d/m2/mp3_32kbps", "d/m1/noise_10db", "d/m1/clean", "x/m/clean"], three.failure_lines()
     one = EmbedSummary(tracks=120, computed=120, streams=1, skipped=3, wall_s=1.0)
     assert one.line().startswith("embedded 120 rows from 120 tracks, 3 rows already in store"), one.line()
     idle = EmbedSummary(skipped=96, partitions_already_complete={"d/m/clean", "d/m/D1"})

@@ -77,8 +77,10 @@ def test_a_run_refuses_a_cut_flac_then_embeds_it_noted_into_the_same_partition_u
     ``--retry-errors`` embeds the FLAC into the same partition (its fingerprint unchanged: no conflict), noted;
     ``store show`` counts both noted rows, and the whole files' rows have none. Each manifest counts the noted rows
     by kind; back under ``error``, the run reusing the partition warns once of its cut row (not of the Ogg's), naming
-    the partition and the fixes. The evaluation's count of the test tracks scored on them (what ``repeval runs`` and
-    the report say) reads the run's saved test split."""
+    the partition and the fixes, and ``repeval plan`` notes the same in one line. The evaluation's count of the test
+    tracks scored on them (what ``repeval runs`` and the report say) reads the run's saved test split. Once the catalog
+    no longer lists the cut file, neither the run nor the plan says it: they count the run's own tracks, not the
+    partition's noted rows."""
     import csv
     import logging
 
@@ -100,13 +102,13 @@ def test_a_run_refuses_a_cut_flac_then_embeds_it_noted_into_the_same_partition_u
     cut = [(name, tmp_path / name, None) for name in ("cut.flac", "cut.ogg")]
     manifest = notes_manifest(rendered_notes, tmp_path / "manifest.csv", rows, cut)
 
-    def embed(**run):
+    def embed(listed=manifest, **run):
         cfg = {
             "run": {"run_id": "t", "store": str(tmp_path / "store"), "runs_dir": str(tmp_path / "runs"), **run},
             "experiments": [
                 {
                     "task": {"name": "instrument", "type": "multiclass_classification"},
-                    "datasets": [notes_dataset(manifest)],
+                    "datasets": [notes_dataset(listed)],
                     "embedding_models": [{"id": "mfcc-stats", "params": {"chunk_s": 10.0}}],
                     "downstream_models": [{"name": "linear", "hidden_units": []}],
                     "metrics": ["accuracy"],
@@ -145,6 +147,16 @@ def test_a_run_refuses_a_cut_flac_then_embeds_it_noted_into_the_same_partition_u
     assert len(said) == 1 and "notes/mfcc-stats/clean: 1." in said[0], said
     assert f"repeval store rm {tmp_path / 'store'} notes/mfcc-stats/clean --yes" in said[0]
     assert "audio_note IS NULL" in said[0]
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    planned = CliRunner().invoke(app, ["plan", str(tmp_path / "config.yaml")])
+    assert planned.exit_code == 0, planned.output
+    noted = [ln for ln in planned.output.splitlines() if "cut short" in ln]
+    assert len(noted) == 1 and noted[0].startswith("note: run.truncated_audio is error, but the store holds "), noted
+    assert "which `repeval run` would reuse — notes/mfcc-stats/clean: 1. " in noted[0], noted
+    assert f"repeval store rm {tmp_path / 'store'} notes/mfcc-stats/clean --yes" in noted[0]
 
     from repeval.run.partial_audio import partial_test_tracks
 
@@ -161,3 +173,15 @@ def test_a_run_refuses_a_cut_flac_then_embeds_it_noted_into_the_same_partition_u
             {"task": "instrument", "dataset": "notes", "model": "mfcc-stats", "scenario": "clean",
              "tracks": sum(want), "cut": want[0], "ogg": want[1]}
         ]  # fmt: skip
+
+    # the catalog no longer lists the cut FLAC: the partition still holds its row (and counts it, noted_rows), but no
+    # track of this run was embedded from a file cut short — nothing to warn of, in the run or in the plan
+    fewer = notes_manifest(rendered_notes, tmp_path / "fewer.csv", rows, cut[1:])
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="repeval.pipeline.embed"):
+        fourth = embed(fewer, truncated_audio="error")
+    assert (fourth.computed, fourth.skipped, dict(fourth.cut_reused)) == (0, 3, {}), fourth.line()
+    assert part.manifest()["noted_rows"]["cut"] == 1
+    assert not [r for r in caplog.records if "cut short" in r.getMessage()]
+    planned = CliRunner().invoke(app, ["plan", str(tmp_path / "config.yaml")])
+    assert planned.exit_code == 0 and "cut short" not in planned.output, planned.output

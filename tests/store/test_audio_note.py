@@ -65,6 +65,7 @@ def test_a_partition_written_before_the_column_reads_as_before_and_completed_wit
     writer.add_table(rows_table(_block(["c", "d"], ["cut WAV: declares 9.0 s, holds 5.6 s", ""]), writer.schema, PROV))
     writer.flush()
     assert sorted(AUDIO_NOTE in pq.read_schema(f).names for f in part.part_files()) == [False, True]
+    assert part.cut_ids().to_pylist() == ["c"]  # the ids of the cut rows, from the one file that holds a note
     t = part.read()
     assert dict(zip(t["track_id"].to_pylist(), t[AUDIO_NOTE].to_pylist(), strict=True)) == {
         "a": None,
