@@ -219,3 +219,16 @@ def test_audio_rewritten_at_the_same_size_in_a_new_copy_is_said_an_unchanged_one
     assert ", content sampled " in said[0]
     old = {**found["vocalset"][0], "audio": {k: v for k, v in found["vocalset"][0]["audio"].items() if k != "content"}}
     assert changed_source(stored(tmp_path / "older", {**found, "vocalset": [old]})["vocalset"], now["vocalset"]) is None
+
+
+def test_the_note_names_its_partitions_in_the_configurations_order():
+    """The note of rows computed from audio elsewhere listed a dataset and model's scenarios by name ("(D1, clean,
+    noise)"); it lists them as the run and the plan find them — the configuration's order, clean first — in its words
+    and in its ``store rm`` command alike."""
+    from repeval.pipeline.partitions import source_note
+
+    was, now = [{"type": "catalog", "dir": "/data/old"}], [{"type": "catalog", "dir": "/data/new"}]
+    changed = {"clean": (was, 4), "noise": (was, 1), "D1": (was, 1)}
+    said = source_note("s", "ds", "m", changed, now)
+    assert "ds/m (clean, noise, D1) holds 6 track(s) reused as stored" in said, said
+    assert "`repeval store rm s ds/m/clean ds/m/noise ds/m/D1 --yes`" in said, said
