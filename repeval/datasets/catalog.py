@@ -158,6 +158,10 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
         note := _separator_note(table.column("label"), label_col, ds.label_separator)
     ):
         report.notes.append(note)
+    if getattr(task, "effective_type", None) == "regression" and (
+        note := _decimal_comma_note(table.column("label"), label_col, ds.label_separator)
+    ):
+        report.notes.append(note)
     log.info("catalog %s: %d of %d rows usable", ds.manifest, table.num_rows, n_read)
     return table, report
 
@@ -197,4 +201,26 @@ def _separator_note(labels: pa.ChunkedArray, column: str, separator: str) -> str
         f"every track has one tag of {column} split at label_separator {separator!r}, but {len(found)} of its "
         f"{len(tags)} tags hold {sep!r} (e.g. {found[0]!r}): if {sep!r} separates the tags, set label_separator: "
         f"{sep!r}"
+    )
+
+
+def _decimal_comma_note(targets: pa.ChunkedArray, column: str, separator: str) -> str | None:
+    """A note when a regression column split at ``separator`` ``,`` gave every track two targets, each a whole number
+    before one of digits after — ``0,31`` read as the targets 0 and 31, its comma a decimal mark (a spreadsheet
+    exported with ``;`` between columns, ``delimiter: ';'``) — naming the fix; ``None`` otherwise."""
+    lengths = pc.list_value_length(targets)
+    if separator != "," or len(targets) == 0 or pc.min(lengths).as_py() != 2 or pc.max(lengths).as_py() != 2:
+        return None
+    values = pc.list_flatten(targets)
+    whole, fraction = values.take(np.arange(0, len(values), 2)), values.take(np.arange(1, len(values), 2))
+    if not (
+        pc.all(pc.match_substring_regex(whole, r"^[-+]?\d+$")).as_py()
+        and pc.all(pc.match_substring_regex(fraction, r"^\d+$")).as_py()
+    ):
+        return None
+    cell = ",".join(targets[0].as_py())
+    return (
+        f"every track has two targets in {column}, split at label_separator ',', each a whole number (e.g. {cell!r}: "
+        f"{cell.replace(',', ' and ')}): if ',' is its decimal mark, write its numbers with a decimal point "
+        f"({cell.replace(',', '.')!r})"
     )

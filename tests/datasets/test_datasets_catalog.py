@@ -456,6 +456,16 @@ def test_regression_targets_get_a_plain_seeded_split(audio_dir):
     assert split_counts(table) == {"train": 160, "validation": 20, "test": 20}
     classes, _ = load_dataset(ds, task_cfg("valence", "multiclass_classification"))
     assert split_counts(classes)["train"] == 200  # as classes, every value is a one-track stratum
+    # a ';'-separated export whose decimal mark is a comma: '0,031' split at label_separator ',' into 0 and 31 — noted
+    (audio_dir / "eu.csv").write_text("".join(f"{a};{p};{v.replace('.', ',')}\n" for a, p, v in [
+        ("track_id", "audio_path", "valence"), *rows]))  # fmt: skip
+    eu = ds_cfg("cat", "catalog", manifest=str(audio_dir / "eu.csv"), label_column="valence", delimiter=";")
+    table, report = load_dataset(eu, task_cfg("valence", "regression"))
+    assert table.column("label")[31].as_py() == ["0", "031"] and report.notes == [
+        "every track has two targets in valence, split at label_separator ',', each a whole number (e.g. '0,000': 0 "
+        "and 000): if ',' is its decimal mark, write its numbers with a decimal point ('0.000')"
+    ]
+    assert not load_dataset(ds, task_cfg("valence", "regression"))[1].notes  # decimal points: nothing to note
 
 
 def test_a_spill_directory_that_cannot_be_used_names_the_fix(audio_dir, monkeypatch, tmp_path_factory):
