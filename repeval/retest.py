@@ -214,6 +214,7 @@ def _score(
     """The ``added`` test sets of group ``item`` scored with its ``tested`` probes (their ``states``), as its
     training would have: result rows, confusion matrices, failed test cells, and the task's labels."""
     from repeval.probes.inference import predict
+    from repeval.run.groups import target_name
     from repeval.runner import _augment, _fold_hint
     from repeval.tuning.data import probe_data
     from repeval.tuning.search import expand_all, sampled_config
@@ -224,6 +225,7 @@ def _score(
         data = probe_data(
             exp.task.effective_type, item.rows, ctx.store, item.dataset, item.model, added,
             aggregation=exp.task.aggregation, augment=_augment(exp, item.dataset),
+            target=target_name(exp, item.dataset),
         )  # fmt: skip
     except ValueError as exc:
         raise ValueError(f"{exc}{_fold_hint(ctx, item)}") from None

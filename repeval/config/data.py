@@ -70,6 +70,9 @@ class DatasetConfig(Strict):
     index_path: str | None = None
     #: catalog manifest (CSV/Parquet; a path or pyarrow filesystem URI)
     manifest: str | None = None
+    #: the character between a CSV manifest's columns (default: a tab for ``.tsv``/``.tab``, else ``,``): ``";"``
+    #: for a spreadsheet's export in a locale whose decimal mark is a comma, ``tab`` (or ``"\t"``) for tabs
+    delimiter: str | None = Field(default=None, json_schema_extra={"pattern": '^([^\\n\\r"]|[Tt][Aa][Bb]|\\\\t)$'})
     #: catalog manifest column of track ids
     track_id_column: str = "track_id"
     #: catalog manifest column of audio file paths (relative to ``dir``)
@@ -112,6 +115,20 @@ class DatasetConfig(Strict):
     #: averages pool the annotated (track, label) pairs only; ``absent`` counts every unannotated pair as absent
     unannotated: Literal["mask", "absent"] = "mask"
 
+    @field_validator("delimiter", mode="before")
+    @classmethod
+    def _delimiter(cls, v: object) -> object:
+        """``tab`` (and ``\\t`` as YAML reads it unquoted) is a tab; else one character that neither ends a line nor
+        quotes a cell."""
+        if isinstance(v, str) and v.strip().lower() in ("tab", "\\t"):
+            return "\t"
+        if isinstance(v, str) and (len(v) != 1 or v in '\n\r"'):
+            raise ValueError(
+                f"delimiter {v!r} is not the one character between a CSV manifest's columns — set it to that "
+                "character, e.g. ';', '|' or tab"
+            )
+        return v
+
     @field_validator("split_ratios")
     @classmethod
     def _ratios(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
@@ -125,6 +142,14 @@ class DatasetConfig(Strict):
     def _needs(self) -> DatasetConfig:
         if self.type == "catalog" and not self.manifest:
             raise ValueError("a 'catalog' dataset needs 'manifest' (a CSV or Parquet file)")
+        if self.delimiter is not None and self.manifest:
+            from repeval.datasets.manifest import PARQUET_SUFFIXES
+
+            if self.manifest.endswith(PARQUET_SUFFIXES):
+                raise ValueError(
+                    f"delimiter is for CSV manifests, but {self.manifest} is Parquet, whose columns are named in it — "
+                    "remove delimiter"
+                )
         if self.split_type == "all" and self.n_folds < 3:
             raise ValueError(
                 "split_type: all needs n_folds ≥ 3 (validation = fold i, test = fold i+1, train = the rest)"

@@ -202,7 +202,7 @@ def _split_cells(ds: Any) -> tuple[int, int]:
     from repeval.datasets.catalog import iter_manifest
 
     filled = total = 0
-    with contextlib.closing(iter_manifest(str(ds.manifest), [ds.split_column])) as batches:
+    with contextlib.closing(iter_manifest(str(ds.manifest), [ds.split_column], delimiter=ds.delimiter)) as batches:
         for _, batch in batches:
             cells = pc.utf8_trim_whitespace(pc.fill_null(batch.column(0), ""))
             filled += int(pc.sum(pc.not_equal(cells, "")).as_py() or 0)

@@ -1,5 +1,5 @@
-"""The generic ``catalog`` dataset: a CSV (tab-separated when named ``.tsv``/``.tab``) or Parquet manifest, local or
-any pyarrow filesystem URI.
+"""The generic ``catalog`` dataset: a CSV (tab-separated when named ``.tsv``/``.tab``; another separator, such as a
+spreadsheet export's ``;``, set as ``delimiter``) or Parquet manifest, local or any pyarrow filesystem URI.
 
 Columns, each named by a key of the dataset: a track id (``track_id_column``, default ``track_id``), an audio path
 (``audio_column``, default ``audio_path``; relative to the manifest's folder, or ``dir`` when given, or absolute / a
@@ -52,6 +52,7 @@ from repeval.datasets.manifest import _filesystem as _filesystem
 from repeval.datasets.manifest import _is_parquet as _is_parquet
 from repeval.datasets.manifest import estimate_rows as estimate_rows
 from repeval.datasets.manifest import iter_manifest as iter_manifest
+from repeval.datasets.manifest import label_fix, one_column_problem
 from repeval.datasets.manifest import manifest_columns as manifest_columns
 from repeval.datasets.manifest import manifest_problems as manifest_problems
 from repeval.datasets.manifest import read_manifest as read_manifest
@@ -74,7 +75,7 @@ INFO = DatasetInfo(
 _ID_ROWS = pa.schema([("row", pa.int64()), ("id", pa.string())])
 
 
-def later_duplicates(uri: str, id_column: str) -> np.ndarray:
+def later_duplicates(uri: str, id_column: str, delimiter: str | None = None) -> np.ndarray:
     """First pass over the id column only: the sorted row numbers of rows whose id appeared on an
     earlier row.
 
@@ -87,7 +88,7 @@ def later_duplicates(uri: str, id_column: str) -> np.ndarray:
     """
     found: list[np.ndarray] = []
     with Partitions(n_partitions(estimate_rows(uri)), _ID_ROWS) as parts:
-        for start, b in iter_manifest(uri, [id_column]):
+        for start, b in iter_manifest(uri, [id_column], delimiter=delimiter):
             ids = pc.utf8_trim_whitespace(b.column(0))
             valid = pc.fill_null(pc.not_equal(ids, ""), False)
             rows = pa.array(np.arange(start, start + b.num_rows, dtype=np.int64)).filter(valid)
@@ -122,8 +123,10 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
     optional = (ds.split_column, ds.group_column, ds.annotated_column)
     needed = [ds.track_id_column, ds.audio_column, label_col] + [c for c in optional if c]
     needed = list(dict.fromkeys(needed))
-    have = manifest_columns(ds.manifest)
+    have = manifest_columns(ds.manifest, ds.delimiter)
     missing_cols = [c for c in needed if c not in have]
+    if missing_cols and (one := one_column_problem(ds, have)):
+        raise ValueError(f"catalog {one}")
     if missing_cols:
         raise ValueError(
             f"catalog manifest {ds.manifest} has no column(s) {missing_cols}; it has {have} "
@@ -133,11 +136,11 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
     fs, path = _filesystem(ds.manifest)
     fmt = "parquet" if _is_parquet(path) or fs.get_file_info(path).type == pafs.FileType.Directory else "csv"
     report = LoadReport()
-    duplicates = later_duplicates(ds.manifest, ds.track_id_column)
+    duplicates = later_duplicates(ds.manifest, ds.track_id_column, ds.delimiter)
     validate = _BatchValidator(ds, task, label_col, fmt, report)
     spool = TableSpool(validate.schema)  # past PARTITION_ROWS rows: an Arrow IPC spill file, memory-mapped
     n_read = 0
-    for start, batch in iter_manifest(ds.manifest, needed):
+    for start, batch in iter_manifest(ds.manifest, needed, delimiter=ds.delimiter):
         n_read += batch.num_rows
         out = validate(start, batch, _duplicate_mask(duplicates, start, batch.num_rows))
         if out is not None:
@@ -155,6 +158,10 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
         note := _separator_note(table.column("label"), label_col, ds.label_separator)
     ):
         report.notes.append(note)
+    if getattr(task, "effective_type", None) == "regression" and (
+        note := _decimal_comma_note(table.column("label"), label_col, ds.label_separator)
+    ):
+        report.notes.append(note)
     log.info("catalog %s: %d of %d rows usable", ds.manifest, table.num_rows, n_read)
     return table, report
 
@@ -169,13 +176,7 @@ def _no_rows_fix(ds: Any, task: Any, report: LoadReport) -> str:
             f"({_base_dir(ds.manifest, ds.dir)}: dataset.dir, else the manifest's folder)"
         )
     if {"unlabelled", "unknown_labels"} & set(counts):
-        label_col = ds.label_column or task.label or task.name
-        kind = getattr(task, "effective_type", None)
-        want = {
-            "regression": "numbers, or name=value pairs",
-            "key_estimation": "keys such as 'C# minor'",
-        }.get(str(kind), "labels" + (" in dataset.classes" if ds.classes else ""))
-        fixes.append(f"check that label_column {label_col!r} holds {want} for a {kind} task")
+        fixes.append(label_fix(ds, task))
     if "other" in counts:
         fixes.append(f"check split_column {ds.split_column!r}: train, validation or test")
     return " and ".join(fixes) if fixes else "check the manifest's rows"
@@ -200,4 +201,26 @@ def _separator_note(labels: pa.ChunkedArray, column: str, separator: str) -> str
         f"every track has one tag of {column} split at label_separator {separator!r}, but {len(found)} of its "
         f"{len(tags)} tags hold {sep!r} (e.g. {found[0]!r}): if {sep!r} separates the tags, set label_separator: "
         f"{sep!r}"
+    )
+
+
+def _decimal_comma_note(targets: pa.ChunkedArray, column: str, separator: str) -> str | None:
+    """A note when a regression column split at ``separator`` ``,`` gave every track two targets, each a whole number
+    before one of digits after — ``0,31`` read as the targets 0 and 31, its comma a decimal mark (a spreadsheet
+    exported with ``;`` between columns, ``delimiter: ';'``) — naming the fix; ``None`` otherwise."""
+    lengths = pc.list_value_length(targets)
+    if separator != "," or len(targets) == 0 or pc.min(lengths).as_py() != 2 or pc.max(lengths).as_py() != 2:
+        return None
+    values = pc.list_flatten(targets)
+    whole, fraction = values.take(np.arange(0, len(values), 2)), values.take(np.arange(1, len(values), 2))
+    if not (
+        pc.all(pc.match_substring_regex(whole, r"^[-+]?\d+$")).as_py()
+        and pc.all(pc.match_substring_regex(fraction, r"^\d+$")).as_py()
+    ):
+        return None
+    cell = ",".join(targets[0].as_py())
+    return (
+        f"every track has two targets in {column}, split at label_separator ',', each a whole number (e.g. {cell!r}: "
+        f"{cell.replace(',', ' and ')}): if ',' is its decimal mark, write its numbers with a decimal point "
+        f"({cell.replace(',', '.')!r})"
     )

@@ -120,6 +120,7 @@ def check_dataset_name(name: str, type_: str, subset: str | None = None) -> None
 #: dataset keys only the ``catalog`` loader reads (a manifest and its columns)
 CATALOG_KEYS = (
     "manifest",
+    "delimiter",
     "track_id_column",
     "audio_column",
     "label_column",

@@ -9,6 +9,7 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -28,25 +29,34 @@ def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), str(Path(uri).resolve())
 
 
+#: suffixes of a Parquet manifest (a directory is read as one too)
+PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+
+
 def _is_parquet(path: str) -> bool:
-    return path.endswith((".parquet", ".pq", ".parq"))
+    return path.endswith(PARQUET_SUFFIXES)
 
 
 #: suffixes of a manifest whose columns are separated by tabs (any other non-Parquet one: commas)
 TSV_SUFFIXES = (".tsv", ".tab")
 
 
-def _csv_parse(path: str) -> pacsv.ParseOptions:
-    """A ``.tsv``/``.tab`` manifest's columns are separated by tabs, any other text manifest's by commas."""
-    return pacsv.ParseOptions(delimiter="\t" if path.lower().endswith(TSV_SUFFIXES) else ",")
+def csv_delimiter(path: str, delimiter: str | None = None) -> str:
+    """The character between a text manifest's columns: ``delimiter`` (the dataset's key) when set, else a tab for a
+    ``.tsv``/``.tab`` manifest and a comma for any other."""
+    return delimiter or ("\t" if path.lower().endswith(TSV_SUFFIXES) else ",")
 
 
-def read_manifest(uri: str) -> pa.Table:
+def _csv_parse(path: str, delimiter: str | None) -> pacsv.ParseOptions:
+    return pacsv.ParseOptions(delimiter=csv_delimiter(path, delimiter))
+
+
+def read_manifest(uri: str, delimiter: str | None = None) -> pa.Table:
     """Read a whole manifest into memory (small manifests, tools). Loaders use :func:`iter_manifest`."""
-    return pa.Table.from_batches(list(iter_manifest(uri)))
+    return pa.Table.from_batches([b for _, b in iter_manifest(uri, delimiter=delimiter)])
 
 
-def manifest_columns(uri: str) -> list[str]:
+def manifest_columns(uri: str, delimiter: str | None = None) -> list[str]:
     fs, path = _filesystem(uri)
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.NotFound:
@@ -54,8 +64,33 @@ def manifest_columns(uri: str) -> list[str]:
     if info.type == pafs.FileType.Directory or _is_parquet(path):
         return list(pads.dataset(path, filesystem=fs, format="parquet").schema.names)
     with fs.open_input_stream(path) as fh:
-        reader = pacsv.open_csv(fh, read_options=pacsv.ReadOptions(block_size=1 << 16), parse_options=_csv_parse(path))
+        reader = pacsv.open_csv(
+            fh, read_options=pacsv.ReadOptions(block_size=1 << 16), parse_options=_csv_parse(path, delimiter)
+        )
         return list(reader.schema.names)
+
+
+#: what a one-column header is looked for to hold, in this order: the characters its columns may be separated by
+_DELIMITERS = {"\t": "tabs", ";": "semicolons", "|": "vertical bars", ",": "commas"}
+
+
+def one_column_problem(ds: Any, have: list[str]) -> str | None:
+    """The problem of a CSV manifest whose header reads as one column holding another usual delimiter than the one
+    it is read with (a ``;``-separated spreadsheet export read with commas): the character, and ``delimiter`` set to
+    it as the fix; ``None`` otherwise."""
+    if len(have) != 1:
+        return None
+    now = csv_delimiter(ds.manifest, ds.delimiter)
+    seps = [sep for sep in _DELIMITERS if sep != now and sep in have[0]]
+    if not seps:
+        return None
+    sep = seps[0]
+    return (
+        f"manifest: {ds.manifest}'s header reads as one column, {have[0]!r}: its columns are separated by "
+        f"{_DELIMITERS[sep]} ({sep!r}), not {_DELIMITERS.get(now, repr(now))} — set delimiter: "
+        + ("tab" if sep == "\t" else repr(sep))
+        + " (or write it as Parquet)"
+    )
 
 
 #: what the columns a catalog names by default hold, for the error when a manifest lacks them
@@ -67,7 +102,7 @@ def manifest_problems(ds: Any, task: Any) -> list[str]:
     that the manifest lacks (with the closest column), and a manifest without rows."""
     from repeval.registry import closest
 
-    have = manifest_columns(ds.manifest)
+    have = manifest_columns(ds.manifest, ds.delimiter)
     wanted = {
         "track_id_column": ds.track_id_column,
         "audio_column": ds.audio_column,
@@ -76,16 +111,10 @@ def manifest_problems(ds: Any, task: Any) -> list[str]:
         "group_column": ds.group_column,
         "annotated_column": ds.annotated_column,
     }
+    if one := one_column_problem(ds, have):
+        # every column would be reported missing, each "did you mean" the whole header
+        return [one]
     out = []
-    if len(have) == 1 and (seps := [sep for sep in ("\t", ";", "|") if sep in have[0]]):
-        # a header of one column holding another separator: every column would be reported missing, each "did you
-        # mean" the whole header
-        return [
-            f"manifest: {ds.manifest}'s header reads as one column, {have[0]!r}: its columns are separated by "
-            f"{seps[0]!r}, not commas — write it comma-separated"
-            + (", or name it .tsv (tab-separated)" if seps[0] == "\t" else "")
-            + ", or as Parquet"
-        ]
     for key, col in wanted.items():
         if col and col not in have:
             hint = closest(col, have)
@@ -102,16 +131,51 @@ def manifest_problems(ds: Any, task: Any) -> list[str]:
                 + f" (its columns: {', '.join(have)})"
             )
     if not out:
-        with contextlib.closing(iter_manifest(ds.manifest, [ds.track_id_column], batch_rows=1)) as rows:
+        with contextlib.closing(
+            iter_manifest(ds.manifest, [ds.track_id_column], batch_rows=1, delimiter=ds.delimiter)
+        ) as rows:
             if next(rows, None) is None:
                 out.append(f"manifest: {ds.manifest} has a header but no rows — write its rows first")
+    if not out and getattr(task, "effective_type", None) == "regression" and (text := _no_targets(ds, task)):
+        out.append(text)
     return out
 
 
+def label_fix(ds: Any, task: Any) -> str:
+    """What to check when a catalog's labels left no usable row: the label column and what the task needs of it."""
+    kind = getattr(task, "effective_type", None)
+    want = {
+        "regression": "numbers, or name=value pairs",
+        "key_estimation": "keys such as 'C# minor'",
+    }.get(str(kind), "labels" + (" in dataset.classes" if ds.classes else ""))
+    return f"check that label_column {ds.label_column or task.label or task.name!r} holds {want} for a {kind} task"
+
+
+def _no_targets(ds: Any, task: Any) -> str | None:
+    """The problem of a regression task whose label column holds no target in any cell (a column of words: every row
+    would be dropped and the load stop with :func:`label_fix`), with its first cell of text; ``None`` as soon as a
+    batch holds a target — the first one, for a usable manifest."""
+    from repeval.datasets.manifest_rows import _rowref, target_cells
+
+    column = ds.label_column or task.label or task.name
+    example = None
+    with contextlib.closing(iter_manifest(ds.manifest, [column], delimiter=ds.delimiter)) as batches:
+        for start, batch in batches:
+            ok, text = target_cells(batch.column(0), ds.label_separator)
+            if ok.any():
+                return None
+            if example is None and text.any():
+                i = int(np.flatnonzero(text)[0])
+                example = f"{batch.column(0)[i].as_py()!r} ({_rowref('parquet' if _is_parquet(ds.manifest) else 'csv', start + i)})"
+    what = f"cells such as {example}" if example else "empty cells only"
+    return f"label_column: no row of {column!r} holds a regression target, it has {what} — {label_fix(ds, task)}"
+
+
 def iter_manifest(
-    uri: str, columns: list[str] | None = None, batch_rows: int = BATCH_ROWS
+    uri: str, columns: list[str] | None = None, batch_rows: int = BATCH_ROWS, delimiter: str | None = None
 ) -> Generator[tuple[int, pa.RecordBatch], None, None]:
-    """Yield ``(first row index, batch)`` of the manifest, reading ``columns`` as strings."""
+    """Yield ``(first row index, batch)`` of the manifest, reading ``columns`` as strings; a text manifest's columns
+    separated by ``delimiter`` (:func:`csv_delimiter`)."""
     fs, path = _filesystem(uri)
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.NotFound:
@@ -147,7 +211,9 @@ def iter_manifest(
     # ones): blocks of CSV_BLOCK_BYTES keep that bound small; batches are then ~CSV_BLOCK_BYTES / row bytes
     read = pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES)
     with fs.open_input_stream(path) as fh:
-        reader = pacsv.open_csv(fh, read_options=read, parse_options=_csv_parse(path), convert_options=convert)
+        reader = pacsv.open_csv(
+            fh, read_options=read, parse_options=_csv_parse(path, delimiter), convert_options=convert
+        )
         for batch in reader:
             if batch.num_rows:
                 yield start, batch

@@ -156,14 +156,9 @@ class _BatchValidator:
 
     def _list_labels(self, raw: pa.Array, ids: pa.Array, rows: np.ndarray, ok: np.ndarray) -> pa.Array:
         n = len(raw)
-        parts = pc.split_pattern(raw.fill_null(""), self.ds.label_separator)
-        parent = pc.list_parent_indices(parts).to_numpy()
-        values = pc.utf8_trim_whitespace(pc.list_flatten(parts))
-        keep = pc.not_equal(values, "").to_numpy(zero_copy_only=False)
+        parent, values, keep = split_cells(raw, self.ds.label_separator)
         if self.task_type == "regression":
-            numeric = pc.match_substring_regex(values, _NUMBER_RE).to_numpy(zero_copy_only=False)
-            bad_rows = np.zeros(n, dtype=bool)
-            bad_rows[parent[keep & ~numeric]] = True
+            bad_rows = _non_numeric_rows(parent, values, keep, n)
             self._bad("unknown_labels", ids, rows, ok & bad_rows, f"non-numeric regression target in {self.label_col}")
             ok &= ~bad_rows
         elif self.classes is not None:
@@ -191,10 +186,7 @@ class _BatchValidator:
         ``dataset.classes`` left out) together with its labels, sorted; null (every label annotated) where the cell
         is empty."""
         n = len(raw)
-        parts = pc.split_pattern(raw.fill_null(""), self.ds.label_separator)
-        parent = pc.list_parent_indices(parts).to_numpy()
-        values = pc.utf8_trim_whitespace(pc.list_flatten(parts))
-        keep = pc.not_equal(values, "").to_numpy(zero_copy_only=False)
+        parent, values, keep = split_cells(raw, self.ds.label_separator)
         given = np.bincount(parent[keep], minlength=n) > 0
         if self.classes is not None:
             keep &= pc.fill_null(pc.is_in(values, value_set=self.classes), False).to_numpy(zero_copy_only=False)
@@ -267,6 +259,30 @@ class _BatchValidator:
         if self.annotated_col:
             columns.append(self._observed(batch.column(self.annotated_col), label))
         return pa.RecordBatch.from_arrays([c.filter(keep) for c in columns], schema=self.schema)
+
+
+def split_cells(raw: pa.Array, separator: str) -> tuple[np.ndarray, pa.Array, np.ndarray]:
+    """Cells split at ``separator``: each part's cell index, the parts (whitespace trimmed) and which are not empty."""
+    parts = pc.split_pattern(raw.fill_null(""), separator)
+    values = pc.utf8_trim_whitespace(pc.list_flatten(parts))
+    return pc.list_parent_indices(parts).to_numpy(), values, pc.not_equal(values, "").to_numpy(zero_copy_only=False)
+
+
+def _non_numeric_rows(parent: np.ndarray, values: pa.Array, keep: np.ndarray, n: int) -> np.ndarray:
+    """Of ``n`` cells split by :func:`split_cells`, those with a part that is no regression target (a number, or a
+    ``name=value`` pair)."""
+    numeric = pc.match_substring_regex(values, _NUMBER_RE).to_numpy(zero_copy_only=False)
+    bad = np.zeros(n, dtype=bool)
+    bad[parent[keep & ~numeric]] = True
+    return bad
+
+
+def target_cells(raw: pa.Array, separator: str) -> tuple[np.ndarray, np.ndarray]:
+    """Of a regression task's label cells: which hold targets the loader keeps (at least one, every one a number or a
+    ``name=value`` pair), and which hold text that is none."""
+    parent, values, keep = split_cells(raw, separator)
+    bad = _non_numeric_rows(parent, values, keep, len(raw))
+    return (np.bincount(parent[keep], minlength=len(raw)) > 0) & ~bad, bad
 
 
 def masked_column(ds: Any, task: Any) -> str | None:

@@ -231,25 +231,69 @@ def describe_source(source: Any) -> str:
     return text
 
 
+#: what a listing file's record says of the file itself (:func:`_file_identity`), not of where it is
+_FILE_STAT = ("size", "modified")
+
+
+def _edited_listing(recorded: list[Any], now: list[Any]) -> tuple[str, str] | None:
+    """``(key, path)`` of the manifest (or index) that ``now``'s one source shares with every ``recorded`` one, all
+    else alike — the file edited in place, not audio elsewhere; ``None`` otherwise."""
+    if len(now) != 1 or not isinstance(now[0], dict):
+        return None
+    key = next((k for k in ("manifest", "index") if now[0].get(k)), None)
+    if key is None:
+        return None
+    here = {k: v for k, v in now[0].items() if k not in _FILE_STAT}
+    same = all(isinstance(r, dict) and {k: v for k, v in r.items() if k not in _FILE_STAT} == here for r in recorded)
+    return (key, str(now[0][key])) if same and recorded else None
+
+
+#: the words of :func:`source_note` for a manifest edited in place (:func:`plan_source_note` counts them)
+_EDITED = "stored track(s) embedded before"
+
+
+def _file_state(source: dict[str, Any]) -> str:
+    """A listing file's size and time as a source records them: ``1,234 bytes, modified 2026-…``."""
+    said = [f"{source['size']:,} bytes" if "size" in source else "", f"modified {source['modified']}"
+            if "modified" in source else ""]  # fmt: skip
+    return ", ".join(x for x in said if x) or "not recorded"
+
+
 def source_note(
     store_uri: str, dataset: str, model: str, changed: dict[str, tuple[Any, int]], now: Any, run: bool = True
 ) -> str:
     """What a run says once per dataset and model whose stored rows were computed from audio elsewhere (or written
     since): ``changed`` maps each such partition's scenario, in the configuration's order (listed so), to (its
     recorded sources, tracks reused). ``run=False``: the same without the run's closing words (``repeval plan`` joins
-    its notes, :func:`plan_source_note`)."""
+    its notes, :func:`plan_source_note`). A manifest edited in place (a path fixed, a row added: its size and time
+    changed, nothing else) is said in a few words: the store keeps no track's audio path, so which stored tracks, if
+    any, the edit pointed at other audio is not known — only a track whose path it changed can hold another file's
+    embedding."""
     import shlex
 
     sids = list(changed)
     recorded = changed[sids[0]][0]
     reused = sum(n for _, n in changed.values())
     names = " ".join(shlex.quote(f"{dataset}/{model}/{sid}") for sid in sids)
+    rm = f"`repeval store rm {shlex.quote(store_uri)} {names} --yes`"
+    if edited := _edited_listing(recorded, now):
+        key, path = edited
+        if now[0].get("relative_to") == JOB_WORKING_DIR:
+            path += " in the job's working directory"
+        said = (
+            f"{dataset}/{model} ({', '.join(sids)}) reuses {reused:,} {_EDITED} {key} {path} was edited "
+            f"({_file_state(recorded[-1])}; now {_file_state(now[0])}): only a track whose audio path the edit changed "
+            f"may hold another file's embedding — if it changed a stored track's path, give that row a new track id "
+            f"(embedded anew) or recompute the partitions ({rm}); "
+            "if it fixed labels or splits, added rows or gave a missing file's track its audio, nothing to do"
+        )
+        return f"store: {said}: this run records the edited {key}, and this is not said again" if run else said
     said = (
         f"{dataset}/{model} ({', '.join(sids)}) holds {reused:,} track(s) reused as stored, computed "
         f"from the audio of {' and '.join(describe_source(s) for s in recorded)}; dataset {dataset!r} now takes its "
         f"audio from {' and '.join(describe_source(s) for s in now)}. If that is other audio under the same track ids "
-        f"(another copy, catalog, rendering or download), delete the partitions to recompute them (`repeval store rm "
-        f"{shlex.quote(store_uri)} {names} --yes`); if it is the same audio (moved, copied or downloaded again), nothing to do"
+        f"(another copy, catalog, rendering or download), delete the partitions to recompute them ({rm}); if it is "
+        "the same audio (moved, copied or downloaded again), nothing to do"
     )
     return f"store: {said}: this run records the new source, and this is not said again" if run else said
 
@@ -264,5 +308,8 @@ def plan_source_note(notes: list[tuple[str, int]]) -> str:
     if len(notes) == 1:
         return f"store: {notes[0][0]}: {tail}"
     total = sum(n for _, n in notes)
-    head = f"store: {len(notes)} dataset/model pairs reuse {total:,} stored track(s) computed from other audio; {tail}:"
+    edits = sum(_EDITED in said for said, _ in notes)
+    what = ["computed from other audio", "computed from other audio or before an edit of their manifest",
+            "embedded before an edit of their manifest"][(edits > 0) + (edits == len(notes))]  # fmt: skip
+    head = f"store: {len(notes)} dataset/model pairs reuse {total:,} stored track(s) {what}; {tail}:"
     return "\n".join([head, *(f"  - {said}" for said, _ in notes)])

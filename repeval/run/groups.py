@@ -204,6 +204,13 @@ def _augment(exp: ExperimentConfig, dataset: str) -> list[str]:
     return next((exp.augment_for(ds) for ds in exp.datasets if ds.name == dataset), [])
 
 
+def target_name(exp: ExperimentConfig, dataset: str) -> str:
+    """What ``exp``'s task predicts on ``dataset``, naming a regression target given without a name (``0.31``, not
+    ``valence=0.31``) in results: a catalog's label column, else the task's label (its name when it sets none)."""
+    ds = next((d for d in exp.datasets if d.name == dataset), None)
+    return (ds.label_column if ds is not None and ds.type == "catalog" else None) or exp.task.label or exp.task.name
+
+
 @dataclass
 class _Pending:
     """A group whose results are not in the run directory yet."""

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from repeval.run.context import RunContext, fold_suffix, group_name, smoke_intervals_said_once
 from repeval.run.files import _read_json, _write_atomic, _write_text_atomic
-from repeval.run.groups import _augment, _Pending, _pending_group, _retested, partitions_written_ns
+from repeval.run.groups import _augment, _Pending, _pending_group, _retested, partitions_written_ns, target_name
 from repeval.run.rows import fold_rows, load_rows
 from repeval.rundir import EarlierStageUnfinished
 
@@ -104,7 +104,7 @@ def _group_data(ctx: RunContext, item: _Pending) -> tuple[Any, Any]:
         data = probe_data(
             task.effective_type, item.rows, ctx.store, item.dataset, item.model, item.scenarios,
             aggregation=task.aggregation,
-            augment=_augment(item.exp, item.dataset),
+            augment=_augment(item.exp, item.dataset), target=target_name(item.exp, item.dataset),
         )  # fmt: skip
     except ValueError as exc:
         raise ValueError(f"{exc}{_fold_hint(ctx, item)}") from None

@@ -25,15 +25,18 @@ def encode(
     labels: list[list[str]],
     classes: list[str] | None = None,
     observed: list[list[str] | None] | None = None,
+    target: str | None = None,
 ) -> tuple[np.ndarray, list[str]]:
     """Targets of ``labels`` (one list per row): class indices, or a multilabel task's 0/1 matrix. ``observed`` (a
     multilabel data set that annotates only some labels per track): each row's annotated labels (``None``: all), the
-    matrix holding NaN where a row leaves a label unannotated — neither present nor absent."""
+    matrix holding NaN where a row leaves a label unannotated — neither present nor absent. ``target``: what a
+    regression task predicts (:func:`~repeval.run.groups.target_name`), the name of targets given without one — a
+    single one's, ``target[0]``, ``target[1]``, … for several (else ``dim0``, ``dim1``, …)."""
     if task_type == "regression":
         # plain values (``0.31``) or named ones (``valence=0.31``, in any order per row), as the catalog reads them
         y, names = encode_labels("regression", labels, classes)
         if classes is None and names == [f"y{i}" for i in range(len(names))]:
-            names = [f"dim{i}" for i in range(len(names))]  # unnamed dimensions, as results have always named them
+            names = _unnamed_targets(len(names), target)
         return y, names
     if task_type == "multilabel_classification":  # a label outside ``classes`` (none in training) is dropped
         return encode_labels(task_type, labels, classes, on_unknown="ignore", observed=observed)
@@ -41,6 +44,14 @@ def encode(
         classes = sorted({x for lab in labels for x in lab})
     index = {c: i for i, c in enumerate(classes)}
     return np.array([index.get(lab[0], -1) if lab else -1 for lab in labels], np.int64), classes
+
+
+def _unnamed_targets(n: int, target: str | None) -> list[str]:
+    """The names of ``n`` regression targets given without names: ``target`` for one, ``target[i]`` for several; with
+    no ``target``, ``dim0``, ``dim1``, … (as results named every such target before they took the column's name)."""
+    if not target:
+        return [f"dim{i}" for i in range(n)]
+    return [target] if n == 1 else [f"{target}[{i}]" for i in range(n)]
 
 
 def training_vocabulary(
@@ -223,6 +234,7 @@ def probe_data(
     scenarios: list[str],
     aggregation: str = "mean",
     augment: list[str] | tuple[str, ...] = (),
+    target: str | None = None,
 ) -> ProbeData:
     """Train/validation/test arrays of one (dataset, model) for a task. With ``aggregation`` ``prediction`` the
     rows are frames: training frames carry their track's label; validation and test keep one label per track
@@ -231,7 +243,8 @@ def probe_data(
     track and each track's number of frames (``ProbeData.train_counts`` / ``val_counts`` / ``test_counts``).
     ``augment``: scenarios whose deformed training tracks are added to the training rows (after the clean ones,
     scenario by scenario, each in track-id order); :class:`~repeval.rundir.EarlierStageUnfinished` when one's
-    partition holds none (the embedding stage deforms them once ``augment`` lists the scenario)."""
+    partition holds none (the embedding stage deforms them once ``augment`` lists the scenario). ``target``: the name
+    of regression targets given without one (:func:`encode`)."""
     if aggregation not in ("mean", *FRAME_AGGREGATIONS):
         raise ValueError(f"unknown aggregation {aggregation!r}; valid: mean, {', '.join(FRAME_AGGREGATIONS)}")
     row_ids = rows.column("track_id").combine_chunks()
@@ -244,7 +257,7 @@ def probe_data(
         else None
     )
     # classes come from the whole labelled set so every split shares one encoding
-    _, classes = encode(task_type, labels.to_pylist())
+    _, classes = encode(task_type, labels.to_pylist(), target=target)
 
     def load(
         sid: str, wanted: list[str], files: list[str] | None = None

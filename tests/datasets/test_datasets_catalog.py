@@ -114,7 +114,9 @@ def test_streaming_batches_give_the_same_result(audio_dir, monkeypatch):
     task = task_cfg("label", "multiclass_classification")
     whole, rep_whole = load_dataset(ds, task)
     real_iter = catalog.iter_manifest
-    monkeypatch.setattr(catalog, "iter_manifest", lambda uri, cols, batch_rows=7: real_iter(uri, cols, 7))
+    monkeypatch.setattr(
+        catalog, "iter_manifest", lambda uri, cols, batch_rows=7, delimiter=None: real_iter(uri, cols, 7, delimiter)
+    )
     streamed, rep_streamed = load_dataset(ds, task)
     assert streamed.to_pylist() == whole.to_pylist()
     assert rep_streamed.duplicate_ids == rep_whole.duplicate_ids == ["t7 (row 43)"]
@@ -148,7 +150,9 @@ def test_spilled_plan_matches_the_in_memory_one(audio_dir, monkeypatch, tmp_path
     monkeypatch.setenv("REPEVAL_SPILL_DIR", str(spill_dir))
     monkeypatch.setattr(spill, "PARTITION_ROWS", 16)
     real_iter = catalog.iter_manifest
-    monkeypatch.setattr(catalog, "iter_manifest", lambda uri, cols, batch_rows=40: real_iter(uri, cols, 40))
+    monkeypatch.setattr(
+        catalog, "iter_manifest", lambda uri, cols, batch_rows=40, delimiter=None: real_iter(uri, cols, 40, delimiter)
+    )
     assert catalog.estimate_rows(str(manifest)) >= 200
     spilled, rep_spilled = load_dataset(ds, task)
     assert spilled.equals(whole)
@@ -196,8 +200,25 @@ def test_parquet_manifest_matches_csv(audio_dir):
     ]
     assert catalog.manifest_problems(ds, task) == [
         f"manifest: {audio_dir / 'm.txt'}'s header reads as one column, 'track_id\\taudio_path\\ttags\\tsplit': its "
-        "columns are separated by '\\t', not commas — write it comma-separated, or name it .tsv (tab-separated), or as "
-        "Parquet"
+        "columns are separated by tabs ('\\t'), not commas — set delimiter: tab (or write it as Parquet)"
+    ]
+    tabbed = ds_cfg("cat", "catalog", manifest=str(audio_dir / "m.txt"), label_column="tags", label_separator="|",
+                    delimiter="tab")  # fmt: skip
+    assert tabbed.delimiter == "\t" and load_dataset(tabbed, task)[0].to_pylist() == out[0]
+    # a spreadsheet's export in a locale whose decimal mark is a comma: ';' between columns, read with delimiter ';'
+    (audio_dir / "eu.csv").write_text(csv_path.read_text().replace(",", ";"))
+    eu = ds_cfg("cat", "catalog", manifest=str(audio_dir / "eu.csv"), label_column="tags", label_separator="|")
+    one = (f"manifest: {audio_dir / 'eu.csv'}'s header reads as one column, 'track_id;audio_path;tags;split': its "
+           "columns are separated by semicolons (';'), not commas — set delimiter: ';' (or write it as Parquet)")  # fmt: skip
+    assert catalog.manifest_problems(eu, task) == [one]
+    with pytest.raises(ValueError, match="set delimiter: ';'") as err:  # the load says it too, not four missing columns
+        load_dataset(eu, task)
+    assert str(err.value) == f"catalog {one}"
+    eu = eu.model_copy(update={"delimiter": ";"})
+    assert catalog.manifest_problems(eu, task) == [] and load_dataset(eu, task)[0].to_pylist() == out[0]
+    assert catalog.manifest_problems(eu.model_copy(update={"manifest": str(csv_path)}), task) == [
+        f"manifest: {csv_path}'s header reads as one column, 'track_id,audio_path,tags,split': its columns are "
+        "separated by commas (','), not semicolons — set delimiter: ',' (or write it as Parquet)"
     ]
 
 
@@ -321,6 +342,18 @@ def test_missing_manifest_and_columns_name_the_fix(tmp_path):
         load_dataset(ds, task_cfg("x", "regression"))
     assert str(err.value).endswith("— check that label_column 'label' holds numbers, or name=value pairs for a "
                                    "regression task")  # fmt: skip
+    # …which `repeval validate` says too (it stops at the first batch holding a target: only a column without one)
+    fix = "check that label_column 'label' holds numbers, or name=value pairs for a regression task"
+    assert catalog.manifest_problems(ds, task_cfg("x", "regression")) == [
+        f"label_column: no row of 'label' holds a regression target, it has cells such as 'c' (row 2) — {fix}"
+    ]
+    m = _write_csv(tmp_path / "m.csv", ["track_id", "audio_path", "label"], [["a", "b", ""], ["c", "b", "high"]])
+    assert catalog.manifest_problems(ds, task_cfg("x", "regression")) == [
+        f"label_column: no row of 'label' holds a regression target, it has cells such as 'high' (row 3) — {fix}"
+    ]
+    _write_csv(m, ["track_id", "audio_path", "label"], [["a", "b", "high"], ["c", "b", "valence=0.5"]])
+    assert catalog.manifest_problems(ds, task_cfg("x", "regression")) == []  # one target: the load drops row 2
+    assert catalog.manifest_problems(ds, task_cfg("x", "multiclass_classification")) == []
 
 
 def test_report_caps_examples_but_counts_everything():
@@ -423,6 +456,16 @@ def test_regression_targets_get_a_plain_seeded_split(audio_dir):
     assert split_counts(table) == {"train": 160, "validation": 20, "test": 20}
     classes, _ = load_dataset(ds, task_cfg("valence", "multiclass_classification"))
     assert split_counts(classes)["train"] == 200  # as classes, every value is a one-track stratum
+    # a ';'-separated export whose decimal mark is a comma: '0,031' split at label_separator ',' into 0 and 31 — noted
+    (audio_dir / "eu.csv").write_text("".join(f"{a};{p};{v.replace('.', ',')}\n" for a, p, v in [
+        ("track_id", "audio_path", "valence"), *rows]))  # fmt: skip
+    eu = ds_cfg("cat", "catalog", manifest=str(audio_dir / "eu.csv"), label_column="valence", delimiter=";")
+    table, report = load_dataset(eu, task_cfg("valence", "regression"))
+    assert table.column("label")[31].as_py() == ["0", "031"] and report.notes == [
+        "every track has two targets in valence, split at label_separator ',', each a whole number (e.g. '0,000': 0 "
+        "and 000): if ',' is its decimal mark, write its numbers with a decimal point ('0.000')"
+    ]
+    assert not load_dataset(ds, task_cfg("valence", "regression"))[1].notes  # decimal points: nothing to note
 
 
 def test_a_spill_directory_that_cannot_be_used_names_the_fix(audio_dir, monkeypatch, tmp_path_factory):

@@ -151,6 +151,21 @@ def _error(mutate) -> str:
         (lambda d: d.update(experiments=[]), "experiments is empty"),
         # accepted, then failed mid-run: numpy refuses a negative seed when the first probe is tested
         (lambda d: d.update(run={"seed": -1}), "run.seed: Input should be greater than or equal to 0"),
+        # a delimiter of more than one character (pyarrow's is one byte), or on a Parquet manifest (never read)
+        (
+            lambda d: d["experiments"][0]["datasets"][0].update(delimiter=";;"),
+            "datasets[0].delimiter: delimiter ';;' is not the one character between a CSV manifest's "
+            "columns — set it to that character, e.g. ';', '|' or tab",
+        ),
+        (
+            lambda d: d["experiments"][0]["datasets"][0].update(delimiter=";", manifest="data/m.parquet"),
+            "delimiter is for CSV manifests, but data/m.parquet is Parquet, whose columns are named in it — remove "
+            "delimiter",
+        ),
+        (
+            lambda d: d["experiments"][0].update(datasets=[{"name": "tinysol", "type": "mirdata", "delimiter": ";"}]),
+            "experiments[0].datasets[0]: key 'delimiter' does not apply to mirdata dataset 'tinysol'",
+        ),
         # accepted, then pyarrow's "Empty separator" when the manifest was read
         (lambda d: d["experiments"][0]["datasets"][0].update(label_separator=""), "datasets[0].label_separator:"),
         # accepted, then the train stage found the deformed test partitions empty ("run `repeval embed` first")
@@ -771,6 +786,7 @@ def _variant(change) -> dict:
 #: the catalog and mtg_jamendo keys as a dumped mirdata dataset entry writes them
 OTHER_TYPES_KEYS_AT_DEFAULTS = {
     "manifest": None,
+    "delimiter": None,
     "track_id_column": "track_id",
     "audio_column": "audio_path",
     "label_column": None,
@@ -812,6 +828,9 @@ SPELLINGS_THE_LOADER_ACCEPTS = {
     "custom_wired_mirdata_index_path": lambda d: d["experiments"][0].update(
         datasets=[{"name": "tinysol", "type": "custom", "index_path": "i.json"}]
     ),
+    # a semicolon-separated catalog (a spreadsheet's export), and tabs spelled as YAML reads an unquoted \t
+    "catalog_delimiter": lambda d: d["experiments"][0]["datasets"][0].update(delimiter=";"),
+    "catalog_delimiter_tab": lambda d: d["experiments"][0]["datasets"][0].update(delimiter="\\t"),
     "mtg_jamendo_subset": lambda d: d["experiments"][0].update(
         datasets=[{"name": "mtg_jamendo", "type": "custom", "dir": "j", "subset": "genre"}]
     ),
@@ -844,6 +863,7 @@ MISTAKES_BOTH_REJECT = {
     "typo_in_probe": lambda d: d["experiments"][0]["downstream_models"][0].update(hiden_units=[8]),
     "typo_in_model": lambda d: d["experiments"][0].update(embedding_models=[{"id": "mfcc-stats", "param": {}}]),
     "wrong_type": lambda d: d["experiments"][0]["downstream_models"][0].update(batch_size="large"),
+    "two_character_delimiter": lambda d: d["experiments"][0]["datasets"][0].update(delimiter=";;"),
     "transform_without_type": lambda d: d["experiments"][0].update(deformations=[[{"params": {}}]]),
     "bad_hidden_unit": lambda d: d["experiments"][0]["downstream_models"][0].update(hidden_units=["wide"]),
     # a dataset key its type's loader never reads (check_dataset_keys)

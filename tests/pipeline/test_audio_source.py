@@ -114,7 +114,7 @@ def stored(store: Path, found: dict[str, list[dict]]) -> dict[str, object]:
 def plan_notes() -> list[str]:
     cfg = load_config(Path("job.yaml"))
     return [line for line in make_plan(cfg, runner.make_context(cfg).store).text().splitlines() if "other audio" in line
-            or "takes its audio from" in line]  # fmt: skip
+            or "takes its audio from" in line or "was edited" in line]  # fmt: skip
 
 
 @pytest.fixture
@@ -171,9 +171,49 @@ def test_other_audio_at_the_same_relative_path_in_a_new_copy_is_still_said(copie
     assert changed_source(parts["vocalset"], now["vocalset"]) == found["vocalset"]
     assert changed_source(parts["notes"], now["notes"]) == found["notes"]
     said = plan_notes()
-    assert "2 dataset/model pairs reuse 8 stored track(s) computed from other audio" in said[0]
+    assert ("2 dataset/model pairs reuse 8 stored track(s) computed from other audio or before an edit of their "
+            "manifest") in said[0]  # fmt: skip
     assert any("computed from the audio of data/vocalset in the job's working directory (4 audio files, " in line
                for line in said)  # fmt: skip
+    size = (src / "data/notes/manifest.csv").stat().st_size
+    assert any(f"notes/mfcc-fast (clean) reuses 4 stored track(s) embedded before manifest data/notes/manifest.csv in "
+               f"the job's working directory was edited ({size - 20:,} bytes; now {size:,} bytes)" in line for line in said)  # fmt: skip
+
+
+def test_a_manifest_edited_in_place_is_said_in_a_few_words(tmp_path, monkeypatch):
+    """A path fixed in a catalog's manifest changes its size and time, by which the store tells the manifest a
+    partition was computed from: a run and the plan said the whole of both sources, as for audio elsewhere ("…
+    computed from the audio of … (manifest …); dataset 'notes' now takes its audio from … If that is other audio …").
+    The store keeps no track's path, so which stored tracks the edit touched is not known: the note says the manifest
+    was edited, which tracks that can matter for, and the command, in one sentence."""
+    from repeval.pipeline.partitions import source_note
+
+    store = tmp_path / "store"
+    src = checkout(tmp_path / "checkout", store)
+    monkeypatch.chdir(src)
+    found = sources()
+    parts = stored(store, found)
+    manifest = src / "data/notes/manifest.csv"
+    before = manifest.stat().st_size
+    write_good(src / "data/notes/audio/t-3-fixed.wav", 0.1, 440.0, seed=3)
+    manifest.write_bytes(manifest.read_bytes().replace(b"audio/t-3.wav", b"audio/t-3-fixed.wav"))  # one path fixed
+    now = sources()
+    assert changed_source(parts["notes"], now["notes"]) == found["notes"]  # still told
+    assert changed_source(parts["vocalset"], now["vocalset"]) is None
+    was, is_ = found["notes"][0]["modified"], now["notes"][0]["modified"]
+    said = (f"notes/mfcc-fast (clean) reuses 4 stored track(s) embedded before manifest {manifest.resolve()} was "
+            f"edited ({before:,} bytes, modified {was}; now {before + 6:,} bytes, modified {is_}): only a track whose "
+            "audio path the edit changed may hold another file's embedding — if it changed a stored track's path, "
+            f"give that row a new track id (embedded anew) or recompute the partitions (`repeval store rm {store} notes/mfcc-fast/clean --yes`); if it fixed labels or "
+            "splits, added rows or gave a missing file's track its audio, nothing to do")  # fmt: skip
+    assert plan_notes() == [f"note: store: {said}: `repeval run` says so and records the new source (this plan only "
+                            "reads the store), after which neither says it"]  # fmt: skip
+    run = source_note(str(store), "notes", MODEL["id"], {"clean": (found["notes"], 4)}, now["notes"])
+    assert run == f"store: {said}: this run records the edited manifest, and this is not said again"
+    # another manifest (or folder) is audio elsewhere: said in full, as before
+    moved = [{**now["notes"][0], "manifest": str(tmp_path / "other.csv")}]
+    assert "now takes its audio from" in source_note(str(store), "notes", MODEL["id"], {"clean": (found["notes"], 4)},
+                                                     moved)  # fmt: skip
 
 
 def test_a_store_recorded_by_an_earlier_repeval_at_the_copys_absolute_path_is_the_same_audio(copies, monkeypatch):

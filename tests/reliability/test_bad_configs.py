@@ -225,6 +225,19 @@ CASES: dict[str, tuple[Any, list[str]]] = {
         lambda d: _ds(d).update(manifest=_ds(d)["manifest"].replace("manifest.csv", "empty.csv")),
         ["experiments[0].datasets[0].manifest:", "empty.csv has a header but no rows"],
     ),
+    # accepted by validate, then the plan's (and the run's) load dropped every row: "no usable rows"
+    "regression_target_of_text": (
+        lambda d: (_exp(d)["task"].update(type="regression"), _exp(d).update(metrics=["r2"])),
+        [
+            "experiments[0].datasets[0].label_column: no row of 'label' holds a regression target, it has cells such "
+            "as 'x' (row 2) — check that label_column 'label' holds numbers, or name=value pairs for a regression task"
+        ],
+    ),
+    # a spreadsheet's export with ';' between columns: refused, with no key to read it
+    "semicolon_manifest": (
+        lambda d: _ds(d).update(manifest=_ds(d)["manifest"].replace("manifest.csv", "semicolon.csv")),
+        ["experiments[0].datasets[0].manifest:", "separated by semicolons (';'), not commas — set delimiter: ';'"],
+    ),
     "missing_data_dir": (
         lambda d: _ds(d).update(dir="no_such_audio_dir"),
         [
@@ -339,6 +352,7 @@ def outcomes(tmp_path_factory) -> dict[str, Any]:
     write_good(root / "a.wav")
     (root / "manifest.csv").write_text("track_id,audio_path,label\na,a.wav,x\n")
     (root / "empty.csv").write_text("track_id,audio_path,label\n")
+    (root / "semicolon.csv").write_text("track_id;audio_path;label\na;a.wav;x\n")
     batches: dict[str, dict[str, list[str]]] = {"validate": {}, "run": {}}
     for name, (mutate, _) in CASES.items():
         path = root / f"{name}.yaml"

@@ -243,6 +243,40 @@ def test_named_regression_targets_are_read_by_name(tmp_path: Path) -> None:
     np.testing.assert_allclose(data.tests["clean"][1], np.stack([40 + i, i / 100], 1).astype(np.float32))
 
 
+def test_unnamed_regression_targets_take_the_name_of_what_the_task_predicts(tmp_path: Path) -> None:
+    """A regression catalog of plain numbers (one column, ``0.31``) showed its target as ``dim0`` in the per-label
+    results; it takes the column's name (:func:`~repeval.run.groups.target_name`), ``va[0]``, ``va[1]`` for several
+    values per cell. Named cells keep their own names; without a name to give, ``dim0`` as before."""
+    from repeval.config.data import DatasetConfig, TaskConfig
+    from repeval.config.experiment import ExperimentConfig
+    from repeval.run.groups import target_name
+
+    store, rows = catalog(tmp_path, frames=False, n=60)
+    one = rows.set_column(rows.schema.get_field_index("label"), "label", pa.array([[f"{i / 10}"] for i in range(60)]))
+    assert probe_data("regression", one, store, "ds", "m", [], target="valence").classes == ["valence"]
+    assert probe_data("regression", one, store, "ds", "m", []).classes == ["dim0"]
+    two = rows.set_column(rows.schema.get_field_index("label"), "label", pa.array([[f"{i}", "-1"] for i in range(60)]))
+    data = probe_data("regression", two, store, "ds", "m", [], target="va")
+    assert data.classes == ["va[0]", "va[1]"] and data.y_train.shape[1] == 2
+    named = rows.set_column(rows.schema.get_field_index("label"), "label", pa.array([[f"v={i}"] for i in range(60)]))
+    assert probe_data("regression", named, store, "ds", "m", [], target="valence").classes == ["v"]
+    # the name: a catalog's label column, else the task's label, else its name
+    m = str(tmp_path / "m.csv")
+    exp = ExperimentConfig(
+        task=TaskConfig(name="emotion", type="regression"),
+        datasets=[
+            DatasetConfig(name="a", type="catalog", manifest=m, label_column="valence"),
+            DatasetConfig(name="b", type="catalog", manifest=m),
+        ],
+        embedding_models=["mfcc-stats"],
+        downstream_models=[{"name": "linear", "hidden_units": []}],
+        metrics=["r2"],
+    )
+    assert [target_name(exp, "a"), target_name(exp, "b")] == ["valence", "emotion"]
+    labelled = exp.model_copy(update={"task": TaskConfig(name="emotion", type="regression", label="arousal")})
+    assert target_name(labelled, "b") == "arousal"
+
+
 def test_labels_without_a_training_example_are_named_and_left_out_of_a_tagging_task(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
