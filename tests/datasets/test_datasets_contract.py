@@ -126,6 +126,13 @@ def test_datasets_name_describes_where_the_data_comes_from_and_its_layout():
     assert res.exit_code == 0 and "official split files" in res.output, res.output
     res = runner.invoke(app, ["datasets", "beatport_key"])
     assert res.exit_code == 0 and "repeval data download beatport_key --data-home DIR" in res.output
+    # mirdata's default folder when dir is not set, and the index alone for data already here
+    said = " ".join(runner.invoke(app, ["datasets", "medley_solos_db"]).output.split())
+    assert said.startswith("medley_solos_db (mirdata) task label"), said  # no description: no dangling colon
+    assert "~/mir_datasets/medley_solos_db is read" in said and "download medley_solos_db --index-only`" in said
+    # the generic loader is no data set to download: its NAME is dataset.name's
+    said = " ".join(runner.invoke(app, ["datasets", "mirdata"]).output.split())
+    assert "download NAME --data-home DIR" in said and "download mirdata" not in said, said
     res = runner.invoke(app, ["datasets", "vocalst"])
     assert res.exit_code == 1 and "did you mean 'vocalset'" in res.output
 
