@@ -127,7 +127,8 @@ def store_ls(
     store: Annotated[str | None, typer.Option("--store", help="the store root, as an option")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """List store partitions: state, rows, errors, dimension, model version, config hash, size."""
+    """List store partitions: state, rows, errors, dimension, frames kept, model version, config hash, when
+    completed, size."""
     from repeval.store import EmbeddingStore
     from repeval.store.inspect import ls_text, partition_info
 
