@@ -80,7 +80,14 @@ def data_render(
 @data_app.command("download")
 def data_download(
     name: Annotated[str, typer.Argument(help="mirdata data set name")],
-    data_home: Annotated[str | None, typer.Option("--data-home", help="where to put it")] = None,
+    data_home: Annotated[
+        str | None,
+        typer.Option(
+            "--data-home",
+            help="where to put it: dataset.dir (default: mirdata's default folder, ~/mir_datasets/NAME, which a "
+            "dataset without dir reads)",
+        ),
+    ] = None,
     index_only: Annotated[
         bool,
         typer.Option(

@@ -28,8 +28,12 @@ def runs_cmd(
 @app.command("schema")
 def schema_cmd(
     out: Annotated[
-        Path | None,
-        typer.Option("--out", help="write it to this file (a folder: its repeval.schema.json) instead of printing it"),
+        str | None,
+        typer.Option(
+            "--out",
+            help="write it to this file (a folder — one that exists, or written with a trailing /: its "
+            "repeval.schema.json) instead of printing it",
+        ),
     ] = None,
 ) -> None:
     """Print the configuration's JSON Schema (for editors; configs/repeval.schema.json is a copy)."""
@@ -39,7 +43,10 @@ def schema_cmd(
         if out is None:
             typer.echo(schema_text(), nl=False)
         else:
-            path = out / "repeval.schema.json" if out.is_dir() else out  # a folder: into it, as `report --out`
+            # a folder: into it, as `report --out` — also one not made yet, named with its trailing slash (a Path
+            # drops it: `--out editor/` wrote a file named editor)
+            folder = Path(out).is_dir() or out.endswith(("/", os.sep))
+            path = Path(out) / "repeval.schema.json" if folder else Path(out)
             path.parent.mkdir(parents=True, exist_ok=True)  # as `report --out` and `data check --out` do
             path.write_text(schema_text())
             typer.echo(f"schema: {path} (first line of a config: `# yaml-language-server: $schema={path.name}`)")
@@ -120,7 +127,8 @@ def store_ls(
     store: Annotated[str | None, typer.Option("--store", help="the store root, as an option")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """List store partitions: state, rows, errors, dimension, model version, config hash, size."""
+    """List store partitions: state, rows, errors, dimension, frames kept, model version, config hash, when
+    completed, size."""
     from repeval.store import EmbeddingStore
     from repeval.store.inspect import ls_text, partition_info
 

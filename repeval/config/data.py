@@ -61,12 +61,14 @@ class DatasetConfig(Strict):
     name: FileName
     #: ``mirdata`` | ``custom`` (repeval loaders) | ``catalog`` (a manifest)
     type: Literal["mirdata", "custom", "catalog"] = "custom"
-    #: the data set's root directory (a catalog's audio paths are relative to it; default: the
-    #: manifest's folder)
+    #: the data set's root directory. ``mirdata``: the folder mirdata reads (default: mirdata's own,
+    #: ``~/mir_datasets/<name>``); ``custom``: the folder the loader reads (``repeval datasets NAME`` gives its
+    #: layout); ``catalog``: where the manifest's relative audio paths start (default: the manifest's folder)
     dir: str | None = None
     #: ``single`` (one split) or ``all`` (k folds: val = fold i, test = fold i+1)
     split_type: Literal["single", "all"] = "single"
-    #: mirdata index file (mirdata ships none; needed offline)
+    #: mirdata index file (default: mirdata's own index of the data set, which mirdata 1.0 does not ship:
+    #: ``repeval data download NAME --index-only`` fetches it; needed offline without it)
     index_path: str | None = None
     #: catalog manifest (CSV/Parquet; a path or pyarrow filesystem URI)
     manifest: str | None = None

@@ -174,12 +174,13 @@ def check_data_paths(cfg: Config, source: str | None = None) -> None:
                     f"experiments[{ei}].datasets[{di}].{key}: no such {what}: {path.resolve()} — "
                     f"{_path_hint(str(value), path, is_dir, source)}, or {_fetch_hint(ds, key, path, exp.task.type)}"
                 )
-            if ds.type == "mirdata":  # its data and index, and its splits from the index and metadata when here
-                from repeval.datasets.mirdata_check import default_data_problem, default_index_problem, split_problems
+            if ds.type != "catalog":  # read through mirdata: its data and index, and its splits when here
+                from repeval.datasets import mirdata_check as mc
 
-                if default := default_data_problem(ds) or default_index_problem(ds):
-                    problems.append(f"experiments[{ei}].datasets[{di}].{default}")
-                problems += [f"experiments[{ei}].datasets[{di}].{msg}" for msg in split_problems(ds, exp.task)]
+                if mc.reads_through_mirdata(ds):
+                    if default := mc.default_data_problem(ds) or mc.default_index_problem(ds):
+                        problems.append(f"experiments[{ei}].datasets[{di}].{default}")
+                    problems += [f"experiments[{ei}].datasets[{di}].{msg}" for msg in mc.split_problems(ds, exp.task)]
     if problems:
         raise ConfigError(problems, source)
 
@@ -283,10 +284,15 @@ def _fetch_hint(ds: Any, key: str, path: Path, task_type: str | None = None) -> 
     """How to get a missing data path: mirdata data sets download, repeval's own loaders are manual downloads, and
     a catalog's ``manifest.csv`` (or ``.parquet``) with a label column the renderer writes the ``repeval data render``
     command that writes one for the task's type there."""
-    if ds.type == "mirdata" and key == "dir":
+    from repeval.datasets.mirdata_check import reads_through_mirdata
+
+    if key == "dir" and reads_through_mirdata(ds):
         return f"fetch it with `repeval data download {ds.name} --data-home {path}` (needs network access)"
-    if ds.type == "mirdata" and key == "index_path":
-        return f"fetch mirdata's index with `repeval data download {ds.name}` (needs network access)"
+    if key == "index_path":  # (only a dataset read through mirdata takes one)
+        return (
+            f"fetch mirdata's own index with `repeval data download {ds.name} --index-only` (needs network access) "
+            "and remove index_path: a dataset without it reads that one"
+        )
     if ds.type == "custom" and key == "dir":
         return f"download '{ds.name}' by hand into it (`repeval datasets {ds.name}` gives the source and layout)"
     if ds.type == "catalog" and key == "dir":

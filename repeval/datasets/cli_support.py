@@ -71,13 +71,21 @@ def describe_dataset(name: str) -> str:
     if name not in entries:
         raise ValueError(unknown_name_message("dataset", name, set(entries)))
     d = entries[name]
-    lines = [f"{name} ({d['type']}): {d['description']}"]
+    lines = [f"{name} ({d['type']})" + (f": {d['description']}" if d["description"] else "")]
     for t in d["tasks"]:
         lines.append(f"  task label '{t['label']}' ({t['task_type']}): {t['description']}; splits: {t['splits']}")
     if d["type"] == "mirdata":
+        what = "NAME" if name == "mirdata" else name  # the generic loader reads the mirdata data set dataset.name names
         lines.append(
-            f"get it with `repeval data download {name} --data-home DIR` (needs network access) and set dataset.dir "
-            "to DIR; offline, also set dataset.index_path to mirdata's index file for it"
+            (
+                "dataset.name NAME: any mirdata data set (`repeval datasets --all-mirdata` lists them); "
+                if what == "NAME"
+                else ""
+            )
+            + f"get it with `repeval data download {what} --data-home DIR` (needs network access; it fetches mirdata's "
+            f"index of it too) and set dataset.dir to DIR — without dir, mirdata's default folder "
+            f"~/mir_datasets/{what} is read; for data already here, `repeval data download {what} --index-only` "
+            "fetches only mirdata's index (mirdata 1.0 ships none), or set dataset.index_path to a local index JSON"
         )
         return "\n".join(lines)
     registry, _ = _registry()

@@ -27,10 +27,21 @@ from repeval.datasets.mirdata_loader import SPECS, _track_split, open_mirdata
 _ROTATE_FIX = "use split_type: single (the official split)"
 
 
+def reads_through_mirdata(ds: Any) -> bool:
+    """Whether ``ds`` is read through mirdata: ``type: mirdata``, or ``type: custom`` naming a loader that reads its
+    data set through mirdata (``gtzan_genre``, ``medley_solos_db``, …), whose ``dir`` and index are mirdata's."""
+    kind = getattr(ds, "type", None)
+    if kind == "mirdata":
+        return True
+    from repeval.datasets.cli_support import mirdata_kind_loaders
+
+    return kind == "custom" and ds.name in mirdata_kind_loaders()
+
+
 def _which(ds: Any, task: Any) -> str | None:
     """``gtzan`` (its fault-filtered split, read when its files are there), ``generic`` (track attributes), or None:
     no check of the data applies."""
-    if getattr(ds, "type", None) != "mirdata":
+    if not reads_through_mirdata(ds):
         return None
     name = loader_name(ds)
     if name == "mirdata":
@@ -63,7 +74,7 @@ def default_data_problem(ds: Any) -> str | None:
     """``dir: …`` when ``ds`` (a mirdata dataset) gives no ``dir`` and mirdata's default data folder of it does not
     exist — the load would stop there — naming the folder and the fixes (and mirdata's index, when it is not here
     either: the download fetches it too); None otherwise. Reads no network."""
-    if getattr(ds, "type", None) != "mirdata" or ds.dir:
+    if ds.dir or not reads_through_mirdata(ds):
         return None
     home = _data_home(ds)
     if os.path.isdir(home):
@@ -86,16 +97,17 @@ def default_data_problem(ds: Any) -> str | None:
 
 
 def default_index_problem(ds: Any) -> str | None:
-    """``index_path: …`` when ``ds`` (a mirdata dataset) gives no ``index_path`` and mirdata's own index of it is not
-    on this machine — mirdata 1.0 ships none: ``Dataset.download`` fetches it, and a run's load does not — naming the
-    fix; None otherwise, and when the data folder is missing — ``dataset.dir`` given, or mirdata's default
-    (:func:`default_data_problem`): its error names the download, which fetches the index with the data. Reads no
+    """``index_path: …`` when ``ds`` (a dataset read through mirdata) gives no ``index_path`` and mirdata's own index
+    of it is not on this machine — mirdata 1.0 ships none: ``Dataset.download`` fetches it, and a run's load does
+    not — naming the fix; None otherwise, and when ``dir`` is not set and mirdata's default data folder is missing:
+    :func:`default_data_problem` says the index with it. A ``dir`` given that does not exist is said too (by the
+    check of the paths), and this as well: whoever points ``dir`` at the data then needs the index. Reads no
     network."""
-    if getattr(ds, "type", None) != "mirdata" or ds.index_path:
+    if ds.index_path or not reads_through_mirdata(ds):
         return None
     home = _data_home(ds)
-    if "://" not in home and not os.path.isdir(os.path.expanduser(home)):
-        return None  # no data folder: an error of its own, whose download fetches the index too
+    if not ds.dir and not os.path.isdir(home):
+        return None  # mirdata's default data folder missing: default_data_problem says the index with it
     try:
         index = _index_path(ds)
     except ValueError:  # a name mirdata does not know: the configuration's own check names it

@@ -126,15 +126,26 @@ def test_datasets_name_describes_where_the_data_comes_from_and_its_layout():
     assert res.exit_code == 0 and "official split files" in res.output, res.output
     res = runner.invoke(app, ["datasets", "beatport_key"])
     assert res.exit_code == 0 and "repeval data download beatport_key --data-home DIR" in res.output
+    # mirdata's default folder when dir is not set, and the index alone for data already here
+    said = " ".join(runner.invoke(app, ["datasets", "medley_solos_db"]).output.split())
+    assert said.startswith("medley_solos_db (mirdata) task label"), said  # no description: no dangling colon
+    assert "~/mir_datasets/medley_solos_db is read" in said and "download medley_solos_db --index-only`" in said
+    # the generic loader is no data set to download: its NAME is dataset.name's
+    said = " ".join(runner.invoke(app, ["datasets", "mirdata"]).output.split())
+    assert "download NAME --data-home DIR" in said and "download mirdata" not in said, said
     res = runner.invoke(app, ["datasets", "vocalst"])
     assert res.exit_code == 1 and "did you mean 'vocalset'" in res.output
 
 
 def test_a_missing_data_path_says_how_to_get_the_data(tmp_path, monkeypatch):
+    import mirdata.core
+
     from repeval.config import ConfigError, parse_config
     from repeval.config.loader import check_data_paths
 
     monkeypatch.chdir(tmp_path)
+    # mirdata's index folder, as on a machine that never downloaded one
+    monkeypatch.setattr(mirdata.core.Index, "get_path", lambda self: str(tmp_path / "indexes" / self.filename))
     exp = {"task": {"name": "instrument_classification", "type": "multiclass_classification"},
            "embedding_models": ["mfcc-stats"], "downstream_models": [{"hidden_units": []}]}  # fmt: skip
     datasets = [
@@ -146,10 +157,12 @@ def test_a_missing_data_path_says_how_to_get_the_data(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as err:
         check_data_paths(cfg)
     lines = str(err.value).splitlines()[1:]
-    assert len(lines) == 3, lines
+    assert len(lines) == 4, lines
     assert "experiments[0].datasets[0].dir" in lines[0] and "`repeval data download tinysol --data-home" in lines[0]
-    assert "experiments[1].datasets[0].dir" in lines[1] and "`repeval datasets vocalset` gives the source" in lines[1]
-    assert "experiments[2].datasets[0].manifest: no such file" in lines[2] and "write the manifest" in lines[2]
+    # mirdata's index, missing too, is said with the folder (not once the folder is there)
+    assert "experiments[0].datasets[0].index_path: not set" in lines[1] and "tinysol --index-only`" in lines[1]
+    assert "experiments[1].datasets[0].dir" in lines[2] and "`repeval datasets vocalset` gives the source" in lines[2]
+    assert "experiments[2].datasets[0].manifest: no such file" in lines[3] and "write the manifest" in lines[3]
 
 
 def test_download_offline_error_names_the_fix(monkeypatch, tmp_path):

@@ -397,6 +397,23 @@ def test_a_dataset_without_index_path_whose_mirdata_index_is_not_here_is_said_be
     assert f"note: `repeval run` would stop here: {fix}" in plan, plan
     with pytest.raises(FileNotFoundError, match="repeval data download medley_solos_db"):  # what the load says
         load_dataset(ds_cfg("medley_solos_db", "mirdata", dir=str(root)), task_cfg("instrument", MC))
+    # dir set to a folder that does not exist: the folder and the missing index are said at once, each with its fix
+    # (the index was said only once dir was fixed) — and so for a custom dataset whose loader reads through mirdata
+    gone = tmp_path / "gone"
+    lost = (
+        f"experiments[0].datasets[0].dir: no such directory: {gone} — fix the path (relative paths start from "
+        f"{tmp_path}), or fetch it with `repeval data download medley_solos_db --data-home {gone}`"
+    )
+    for kind in ("mirdata", "custom"):
+        Path("c.yaml").write_text(body.format(gone, "").replace("type: mirdata", f"type: {kind}"))
+        res = CliRunner().invoke(app, ["validate", "--skip-model-check", "c.yaml"])
+        said = " ".join(res.output.split())
+        assert res.exit_code == 2 and "2 problems" in said and lost in said and fix in said, (kind, res.output)
+    # an index_path that does not exist: the fix fetches mirdata's own index, which a dataset without index_path reads
+    Path("c.yaml").write_text(body.format(root, f", index_path: {tmp_path / 'no_index.json'}"))
+    said = " ".join(CliRunner().invoke(app, ["validate", "--skip-model-check", "c.yaml"]).output.split())
+    hint = "fetch mirdata's own index with `repeval data download medley_solos_db --index-only` (needs network access)"
+    assert f"index_path: no such file: {tmp_path / 'no_index.json'}" in said and f"{hint} and remove index_path" in said
     Path("c.yaml").write_text(body.format(root, f", index_path: {root / 'medley_solos_db_index_small.json'}"))
     res = CliRunner().invoke(app, ["validate", "--skip-model-check", "c.yaml"])
     assert res.exit_code == 0 and "index" not in res.output, res.output

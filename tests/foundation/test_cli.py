@@ -98,6 +98,10 @@ def test_schema_out_makes_its_folders(tmp_path):
     assert "experiments" in json.loads(out.read_text())["properties"] and f"schema: {out}" in res.output
     res = CliRunner().invoke(app, ["schema", "--out", str(tmp_path / "editor")])  # a folder: into it ("Errno 21")
     assert res.exit_code == 0 and f"schema: {tmp_path / 'editor' / 'repeval.schema.json'}" in res.output, res.output
+    # a folder not made yet, named with its trailing slash: made, and the schema written into it (not a file "new")
+    res = CliRunner().invoke(app, ["schema", "--out", f"{tmp_path / 'new'}/"])
+    written = tmp_path / "new" / "repeval.schema.json"
+    assert res.exit_code == 0 and f"schema: {written}" in res.output and json.loads(written.read_text()), res.output
 
 
 def test_an_interrupted_run_names_the_command_line_that_resumes_it(tmp_path, capsys):
