@@ -22,7 +22,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from repeval.report import plots
-from repeval.report.cells import cell_stats, per_label_title, per_label_value
+from repeval.report.cells import cell_stats, per_label_title, per_label_value, replicates_text
 from repeval.report.confusion import summed_confusion
 from repeval.report.left_out import ERROR_COLUMNS, MAX_ERROR_ROWS, dropped_at_load, error_records
 from repeval.report.render import ci_tip, fmt_number, render_html, replicates_tip, sort_direction
@@ -104,8 +104,10 @@ def _table_block(
         log.info("table %s skipped: %s", preset, exc)
         return ""
     tid = _slug("t", preset, task or "", dataset)
-    body = render_html(table, table_id=tid, ci_level=level)
-    note_html = f'<p class="rv-note">{e(note)}</p>' if note else ""
+    # the caption's account above the table, as wide as the page (a <caption> wraps at the table's width)
+    about = "; ".join(p for p in (note, table.full_caption) if p)
+    body = render_html(table, table_id=tid, ci_level=level, described_by=f"{tid}-about" if about else "")
+    note_html = f'<p class="rv-note" id="{tid}-about">{e(about)}</p>' if about else ""
     return f'<h3>{e(heading)}</h3>{note_html}{_controls(tid)}<div class="rv-scroll">{body}</div>'
 
 
@@ -157,12 +159,13 @@ def _per_label_block(
         ("scenario", 2, ordered_scenarios(per["scenario"].unique())),
     ]
     over = "; each tag over the test tracks that annotate it (unannotated: mask)" if masked else ""
-    caption = (
-        "per-label values, each a label's own, headed with the average over labels it enters (the results' metric "
-        f"name); mean ± std over seeds and folds; hover a cell for n and its bootstrap interval{over}"
-    )
+    spread = f"; mean ± std over {replicates_text(per)}" if int(stats["n"].max()) > 1 else ""
+    about = (
+        f"each cell one label's own value, the average over labels it enters in brackets{spread}; hover a cell for n "
+        f"and its {level} interval{over}"
+    )  # as wide as the page above the table: a <caption> wraps at the table's width
     table = (
-        f'<table class="rv-table sortable" id="{tid}"><caption>{e(caption)}</caption>'
+        f'<table class="rv-table sortable" id="{tid}" aria-label="per-label values" aria-describedby="{tid}-about">'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
     )
     figs = "".join(
@@ -174,7 +177,8 @@ def _per_label_block(
     )
     return (
         f'<h3>Per-label drill-down</h3><div class="rv-figs">{figs}</div>'
-        f"<details><summary>all per-label values ({len(rows)} rows)</summary>{_controls(tid, selects)}"
+        f"<details><summary>all per-label values ({len(rows)} rows)</summary>"
+        f'<p class="rv-note" id="{tid}-about">{e(about)}</p>{_controls(tid, selects)}'
         f'<div class="rv-scroll">{table}</div></details>'
     )
 
@@ -396,7 +400,6 @@ def _group_section(
                      table_validation, level, masked)
     )  # fmt: skip
     out.append(_table_block(table_df, "all_deform_all_models", task, dataset, "All models × probes × scenarios",
-                            "mean ± std over seeds (and folds); hover a cell for its bootstrap interval",
                             level=level, masked=masked))  # fmt: skip
     if has_deform:
         out.append(
@@ -475,10 +478,11 @@ def build_report_html(runs: list[Run], *, title: str = "repeval report") -> str:
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{e(title)}: {e(run_ids)}</title><style>{_asset('report.css')}</style></head><body>"
-        f"<header><h1>{e(title)}</h1><p>runs: {e(run_ids)} · {len(pairs)} task/dataset pair(s) · generated {stamp}</p>"
+        f"<header><h1>{e(title)}</h1><p>runs: {e(run_ids)} · {len(pairs)} task/dataset pair{'' if len(pairs) == 1 else 's'}"
+        f" · generated {stamp}</p>"
         "<p>Tables: mean ± std over seeds (and folds for k-fold datasets; std is the sample standard deviation, n − 1), "
-        "best per column highlighted, click a header to sort (best first). "
-        f"Hover a value for its {ci_level(runs)} bootstrap interval over test tracks.</p></header>"
+        'best per column highlighted<span class="rv-screen">, click a header to sort (best first). '
+        f"Hover a value for its {ci_level(runs)} bootstrap interval over test tracks</span>.</p></header>"
         f'<nav><a href="#runs">runs &amp; config</a>{nav}</nav><main>'
         f"{left_out}{''.join(sections)}{_run_section(runs)}</main>"
         f"<script>{_asset('report.js')}</script></body></html>\n"

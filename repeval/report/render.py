@@ -186,13 +186,25 @@ def sort_direction(metric: str) -> str:
     return "" if _higher(metric) else ' data-better="lower"'
 
 
-def render_html(t: Table, *, scale: float = 1.0, decimals: int = 3, table_id: str = "", ci_level: str = "95%") -> str:
+def render_html(
+    t: Table,
+    *,
+    scale: float = 1.0,
+    decimals: int = 3,
+    table_id: str = "",
+    ci_level: str = "95%",
+    described_by: str = "",
+) -> str:
     """A ``<table class="rv-table">`` with ``data-value`` on every cell for the report's sorter; a cell's tooltip
-    gives its ``ci_level`` bootstrap interval."""
+    gives its ``ci_level`` bootstrap interval. ``described_by``: the id of an element outside the table that holds
+    its caption's account (the report's, as wide as the page where a ``<caption>`` wraps at the table's width): the
+    ``<caption>`` then holds the title alone."""
     e = html.escape
     ident = f' id="{e(table_id)}"' if table_id else ""
+    ident += f' aria-describedby="{e(described_by)}"' if described_by else ""
     parts = [f'<table class="rv-table sortable"{ident}>']
-    cap = e(t.title) + (f' <span class="rv-caption">{e(t.full_caption)}</span>' if t.full_caption else "")
+    about = t.full_caption if not described_by else ""
+    cap = e(t.title) + (f' <span class="rv-caption">{e(about)}</span>' if about else "")
     parts.append(f"<caption>{cap}</caption>")
     parts.append("<thead>")
     subs = [s for _, s in t.columns]

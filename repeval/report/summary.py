@@ -116,6 +116,10 @@ class Headline:
     clean_n: int
     #: ``None``: the group has no deformation scenario
     robustness: Robustness | None
+    #: the best clean mean of any probe — the cells the tables over every probe flag best in the clean column — when
+    #: none of them is a model's chosen probe (a validation choice passed it over), with its mean; else empty
+    test_best: list[tuple[str, str]] = field(default_factory=list)
+    test_best_mean: float = math.nan
 
 
 def headline(df: pd.DataFrame, task: str, dataset: str, validation: pd.DataFrame | None = None) -> Headline | None:
@@ -138,8 +142,14 @@ def headline(df: pd.DataFrame, task: str, dataset: str, validation: pd.DataFrame
     best = [(str(m), str(p)) for m, p in tied.index]
     rec = tied.iloc[0] if best else pd.Series({"mean": math.nan, "std": math.nan, "count": 0})
     rob = _robustness(group[group["metric"] == metric], choice, metric, higher)
+    # what the tables over every probe flag best in the clean column (their cells: the mean over the replicates)
+    every = agg[agg["metric"] == metric].groupby(["model", "probe"], sort=False)["value"].mean().dropna()
+    flagged = every[(sign * every - (sign * every).max()).abs() <= TIE_TOLERANCE] if not every.empty else every
+    cells = [(str(m), str(p)) for m, p in flagged.index]
+    passed_over = bool(cells) and not set(cells) & set(best)
     return Headline(task, dataset, metric, higher, choice, best, float(rec["mean"]), float(rec["std"]),
-                    int(rec["count"]), rob)  # fmt: skip
+                    int(rec["count"]), rob, cells if passed_over else [],
+                    float(flagged.iloc[0]) if passed_over else math.nan)  # fmt: skip
 
 
 def _robustness(rows: pd.DataFrame, choice: ProbeChoice, metric: str, higher: bool) -> Robustness | None:
@@ -243,6 +253,22 @@ def _test_sets(group: pd.DataFrame) -> str:
     return ("clean + " if CLEAN in set(group["scenario"]) else "") + _count(len(deformed), "deformation scenario")
 
 
+def passed_over_note(h: Headline) -> str:
+    """Why the tables' best clean cell is not the headline's, when it is not: that cell's probe is one validation did
+    not choose for its model, and naming it best would choose the probe on the test set (empty when they agree, and
+    when the probes were chosen on the clean test set: then the two are the same cell)."""
+    if not h.test_best:
+        return ""
+    # a model whose probes could not be compared on validation stands with its best clean-test probe: a flagged cell
+    # that is not a chosen probe is one validation passed over
+    names = tied_names([f"{m} · {p}" for m, p in h.test_best])
+    whose = "its model" if len(h.test_best) == 1 else "their models"
+    return (
+        f"the tables' best clean {h.metric}, {names} {fmt_number(h.test_best_mean)}, is a probe not chosen on "
+        f"validation for {whose}: naming it best would choose the probe on the test set"
+    )
+
+
 def summary_cards(df: pd.DataFrame, task: str, dataset: str, validation: pd.DataFrame | None = None) -> str:
     """The report's headline cards of ``task`` on ``dataset``: best on clean, most robust (when the group has
     deformation scenarios), the grid and the test tracks scored."""
@@ -251,19 +277,21 @@ def summary_cards(df: pd.DataFrame, task: str, dataset: str, validation: pd.Data
         return ""
     agg = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna() & (df["scenario"] == CLEAN)]
     n_folds = int(agg["fold"].nunique()) if "fold" in agg.columns else 0
-    replicates = "seed(s) × fold(s)" if n_folds > 1 else "seed(s)"
+    replicates = f"{h.clean_n} seeds × folds" if n_folds > 1 else _count(h.clean_n, "seed")
     folds = f"{n_folds} folds, " if n_folds > 1 else ""
     group = df[(df["task"] == task) & (df["dataset"] == dataset)]
     rule = e(h.choice.rule(None if len(h.best) != 1 else (h.best[0][0],)))
     cards = [
         f'<div class="rv-card"><span>best on clean {e(h.metric)}{_direction(h)}</span><b>{e(_clean_names(h))}</b>'
-        f"<span>{_clean_value(h)} over {h.clean_n} {replicates}; probe {rule}</span></div>",
+        f"<span>{_clean_value(h)} over {replicates}; probe {rule}</span>"
+        + (f'<span class="rv-passed-over">{e(passed_over_note(h))}</span>' if h.test_best else "")
+        + "</div>",
     ]
     if h.robustness is not None:
         cards.append(_robustness_card(h, h.robustness))
     cards += [
-        f'<div class="rv-card"><span>grid</span><b>{agg["model"].nunique()} models × {agg["probe"].nunique()} '
-        f"probes</b><span>{_count(group['seed'].nunique(), 'seed')}, {folds}{_test_sets(group)}</span></div>",
+        f'<div class="rv-card"><span>grid</span><b>{_count(agg["model"].nunique(), "model")} × '
+        f"{_count(agg['probe'].nunique(), 'probe')}</b><span>{_count(group['seed'].nunique(), 'seed')}, {folds}{_test_sets(group)}</span></div>",
         tested_card(group[group["label"].isna()], n_folds),
     ]
     return f'<div class="rv-summary">{"".join(cards)}</div>'
@@ -320,6 +348,8 @@ def summary_lines(h: Headline) -> list[str]:
     rule = h.choice.rule(None)
     chosen = f" (each model's probe {rule})" if rule else ""
     lines = [lead + (f"{_clean_names(h)} {_clean_value(h)}{chosen}" if h.best else "– (no finite clean value)")]
+    if h.test_best:  # the table's starred clean cell is another probe: say why it is not the headline
+        lines.append("  " + passed_over_note(h))
     if h.robustness is not None:
         lines.append("  " + "; ".join(robustness_facts(h.robustness)))
     return lines

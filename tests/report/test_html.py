@@ -49,9 +49,9 @@ def test_per_label_cells_give_n_as_the_other_tables_cells_do(report):
     """The per-label table showed mean ± std with no n (its cells' tooltips held only the interval), while every
     other table's cells say ``n=N replicates (S seeds)``; now they do too."""
     text = report.read_text()
-    tables = re.findall(r'<table class="rv-table sortable" id="[^"]*labels[^"]*">.*?</table>', text, re.S)
+    tables = re.findall(r'<table class="rv-table sortable" id="([^"]*labels[^"]*)"[^>]*>(.*?)</table>', text, re.S)
     assert len(tables) == 2  # one per task/dataset pair
-    for table in tables:
+    for tid, table in tables:
         tips = re.findall(r'<td class="num" data-value="[^"]+" title="([^"]*)">', table)
         assert tips and all(
             re.match(
@@ -59,7 +59,13 @@ def test_per_label_cells_give_n_as_the_other_tables_cells_do(report):
             )
             for t in tips
         ), tips[:3]
-        assert "hover a cell for n and its bootstrap interval" in table
+        # what the values are, said once above the table (a caption wrapped at the table's width)
+        about = re.search(rf'<p class="rv-note" id="{tid}-about">([^<]*)</p>', text)
+        assert about and f'aria-describedby="{tid}-about"' in text
+        assert about.group(1) == (
+            "each cell one label&#x27;s own value, the average over labels it enters in brackets; mean ± std over 2 "
+            "seeds; hover a cell for n and its 95% interval"
+        )
 
 
 def test_per_label_table_keeps_the_tasks_vocabulary_order(report, run_dir):
@@ -73,7 +79,7 @@ def test_per_label_table_keeps_the_tasks_vocabulary_order(report, run_dir):
     vocab = INSTRUMENTS[:6]  # the fake multiclass task's classes, in its order (not alphabetical)
     assert vocab != sorted(vocab)
     (table,) = re.findall(
-        r'<table class="rv-table sortable" id="labels-instrument[^"]*">.*?</table>', report.read_text(), re.S
+        r'<table class="rv-table sortable" id="labels-instrument[^"]*"[^>]*>.*?</table>', report.read_text(), re.S
     )
     cells = re.findall(r"<tr>((?:<td data-value=\"[^\"]*\">[^<]*</td>){4})", table)
     shown = [re.findall(r'<td data-value="([^"]*)">', c) for c in cells]
