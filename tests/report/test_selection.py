@@ -173,3 +173,36 @@ def test_the_headline_says_why_the_tables_best_clean_cell_is_not_it(val_run):
     assert by_test is not None and by_test.test_best == [] and passed_over_note(by_test) == ""
     assert set(by_test.best) == set(h.test_best)
     assert "rv-passed-over" not in summary_cards(results, TASK, DATASET)
+
+
+def test_the_all_probes_tables_mark_the_probe_each_model_stands_with(val_run):
+    """Beside the flag on each column's best value, the report's tables over every probe mark (✓) the probe each
+    model stands with in the cards — validation's choice — and say what the mark is; over several runs too (rows
+    lead with the run id, the cards name the models ``<run>/<model>``); a grid of one probe per model marks nothing."""
+    import re
+
+    from repeval.report.html import _table_block
+    from repeval.report.summary import headline
+
+    results, validation = val_run.results, combine_validation([val_run])
+    models = set(results["model"])
+    legend = "the probe each model stands with in the cards above, chosen on validation val_accuracy"
+    h = headline(results, TASK, DATASET, validation)
+    block = _table_block(results, "all_deform_all_models", TASK, DATASET, "All", chosen=h)
+    marked = re.findall(r'<td data-value="([^"]*)">[^<]*</td><td class="rv-chosen" data-value="([^"]*)" title="([^"]*)"',
+                        block)  # fmt: skip
+    assert sorted((m, p) for m, p, _ in marked) == sorted((m, "M1") for m in models)
+    assert {t for _, _, t in marked} == {legend} and f"✓: {legend}" in block
+
+    two = pd.concat([results, results.assign(run_id="b")], ignore_index=True)
+    both = pd.concat([validation, validation.assign(run_id="b")], ignore_index=True)
+    keyed = headline(two.assign(model=two["run_id"] + "/" + two["model"]), TASK, DATASET,
+                     both.assign(model=both["run_id"] + "/" + both["model"]))  # fmt: skip
+    block = _table_block(two, "all_deform_all_models", TASK, DATASET, "All", chosen=keyed, prefixed=True)
+    rows = re.findall(r'<tr><td data-value="([^"]*)">[^<]*</td><td data-value="([^"]*)">[^<]*</td><td class="rv-chosen"'
+                      r' data-value="([^"]*)"', block)  # fmt: skip
+    assert sorted(rows) == sorted((r, m, "M1") for r in ("val", "b") for m in models)
+
+    one = results[results["probe"] == "M2"]
+    block = _table_block(one, "all_deform_all_models", TASK, DATASET, "All", chosen=headline(one, TASK, DATASET))
+    assert "rv-chosen" not in block and "✓" not in block
