@@ -290,8 +290,8 @@ def summary_cards(df: pd.DataFrame, task: str, dataset: str, validation: pd.Data
     if h.robustness is not None:
         cards.append(_robustness_card(h, h.robustness))
     cards += [
-        f'<div class="rv-card"><span>grid</span><b>{_count(agg["model"].nunique(), "model")} × '
-        f"{_count(agg['probe'].nunique(), 'probe')}</b><span>{_count(group['seed'].nunique(), 'seed')}, {folds}{_test_sets(group)}</span></div>",
+        f'<div class="rv-card"><span>grid</span><b>{_grid(agg)}</b><span>{_count(group["seed"].nunique(), "seed")}, '
+        f"{folds}{_test_sets(group)}</span></div>",
         tested_card(group[group["label"].isna()], n_folds),
     ]
     return f'<div class="rv-summary">{"".join(cards)}</div>'
@@ -319,25 +319,42 @@ def _robustness_card(h: Headline, r: Robustness) -> str:
     )
 
 
+def _grid(agg: pd.DataFrame) -> str:
+    """``3 models × 2 probes``; over several runs (models named ``<run>/<model>``) each model counted once, and the
+    runs: ``2 models × 2 probes in 2 runs``."""
+    runs = list(dict.fromkeys(agg["run_id"].astype(str)))
+    names = agg["model"].astype(str)
+    if len(runs) > 1:
+        names = pd.Series([m.removeprefix(f"{r}/") for m, r in zip(names, agg["run_id"].astype(str), strict=True)])
+    grid = f"{_count(names.nunique(), 'model')} × {_count(agg['probe'].nunique(), 'probe')}"
+    return grid + (f" in {len(runs)} runs" if len(runs) > 1 else "")
+
+
 def tested_card(agg: pd.DataFrame, n_folds: int) -> str:
     """How many test tracks each model was scored on, per scenario: a track left out of evaluation (an error record
-    of that model's partition) is not counted. With k folds, the tracks of every fold (each is tested in one)."""
+    of that model's partition) is not counted. With k folds, the tracks of every fold (each is tested in one).
+    Several runs (rows of several ``run_id``): each run's own test set is the reference — a smaller one (a smoke
+    test's) is named as that run's count, not as tracks left out."""
     ev = agg.assign(_fold=agg["fold"].fillna(-1)).drop_duplicates(["model", "probe", "seed", "_fold", "scenario"])
     # every probe and seed of a model scores the same tracks; the most any of them scored (one may have failed)
-    per = ev.groupby(["model", "probe", "seed", "scenario"], sort=False)["n_test"].sum()
-    per = per.groupby(level=["model", "scenario"], sort=False).max()
+    per = ev.groupby(["run_id", "model", "probe", "seed", "scenario"], sort=False)["n_test"].sum()
+    per = per.groupby(level=["run_id", "model", "scenario"], sort=False).max()
     lo, hi = int(per.min()), int(per.max())
     where = f"over the {n_folds} folds (each track tested in one)" if n_folds > 1 else "per evaluation"
     if lo == hi:
         return f'<div class="rv-card"><span>test tracks scored</span><b>{hi}</b><span>{where}</span></div>'
+    top = per.groupby(level="run_id", sort=False).max()
+    notes = [where]
+    if top.nunique() > 1:
+        notes.append("the runs' test sets differ: " + ", ".join(f"{r} {int(n)}" for r, n in top.items()))
     order = {s: i for i, s in enumerate(ordered_scenarios(per.index.get_level_values("scenario").unique()))}
-    short = sorted(((m, s, int(n)) for (m, s), n in per.items() if n < hi), key=lambda r: (order[r[1]], r[2]))
-    shown = ", ".join(f"{m} on {s} {n}" for m, s, n in short[:4]) + (
-        f" and {len(short) - 4} more" if len(short) > 4 else ""
-    )
+    short = sorted(((m, s, int(n)) for (r, m, s), n in per.items() if n < top[r]), key=lambda x: (order[x[1]], x[2]))
+    if short:
+        shown = ", ".join(f"{m} on {s} {n}" for m, s, n in short[:4])
+        more = f" and {len(short) - 4} more" if len(short) > 4 else ""
+        notes.append(f"fewer where tracks were left out of evaluation: {shown}{more}")
     return (
-        f'<div class="rv-card"><span>test tracks scored</span><b>{lo}–{hi}</b><span>{where}; fewer where tracks were '
-        f"left out of evaluation: {e(shown)}</span></div>"
+        f'<div class="rv-card"><span>test tracks scored</span><b>{lo}–{hi}</b><span>{e("; ".join(notes))}</span></div>'
     )
 
 

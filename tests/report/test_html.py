@@ -205,6 +205,20 @@ def test_summary_cards_count_the_tracks_each_model_was_scored_on_and_the_groups_
     folds = pd.concat([df.assign(fold=k, n_test=30) for k in range(3)], ignore_index=True).astype({"fold": "Int64"})
     cards = summary_cards(folds, "autotagging", "magnatagatune")
     assert "<b>90</b><span>over the 3 folds (each track tested in one)</span>" in cards
+    # two runs, the report's models named <run>/<model>: a smoke test's smaller test set is its own, not tracks left
+    # out (the card listed every smoke model as "fewer where tracks were left out"), and the grid counts each model once
+    fresh = load_run(run_dir).results
+    smoke = fresh.assign(run_id="smoke", n_test=10)
+    both = pd.concat(
+        [fresh.assign(model="demo/" + fresh["model"]), smoke.assign(model="smoke/" + smoke["model"])], ignore_index=True
+    )
+    smoke_lost = both["model"].eq("smoke/logmel-stats") & both["scenario"].eq("D1")
+    cards = summary_cards(both.assign(n_test=both["n_test"].mask(smoke_lost, 9)), "instrument_recognition", "tinysol")
+    assert (
+        "<b>9–90</b><span>per evaluation; the runs&#x27; test sets differ: demo 90, smoke 10; fewer where tracks were "
+        "left out of evaluation: smoke/logmel-stats on D1 9</span>"
+    ) in cards
+    assert "<b>3 models × 3 probes in 2 runs</b>" in cards
 
 
 def test_names_in_any_script_get_distinct_ids_and_names_are_escaped(tmp_path):
