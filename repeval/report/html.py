@@ -41,7 +41,7 @@ from repeval.report.results import (
 )
 from repeval.report.selection import combine_validation
 from repeval.report.summary import Headline, headline, partial_audio_note, summary_cards, tied_names
-from repeval.report.tables import Table, make_table, multi_task_datasets
+from repeval.report.tables import Table, make_table, metric_notes, multi_task_datasets
 from repeval.store.partition import show_errors_command
 
 log = logging.getLogger(__name__)
@@ -185,9 +185,11 @@ def _per_label_block(
     ]
     over = "; each tag over the test tracks that annotate it (unannotated: mask)" if masked else ""
     spread = f"; mean ± std over {replicates_text(per)}" if int(stats["n"].max()) > 1 else ""
+    # a tagging F1's threshold, as the other tables' accounts say it (masking: said above, per tag)
+    at = "".join(f"; {n}" for n in metric_notes(per, metrics, masked=False))
     about = (
-        f"each cell one label's own value, the average over labels it enters in brackets{spread}; hover a cell for n "
-        f"and its {level} interval{over}"
+        f"each cell one label's own value, the average over labels it enters in brackets{spread}{at}; hover a cell for "
+        f"n and its {level} interval{over}"
     )  # as wide as the page above the table: a <caption> wraps at the table's width
     table = (
         f'<table class="rv-table sortable" id="{tid}" aria-label="per-label values" aria-describedby="{tid}-about">'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import io
 import logging
 import re
@@ -305,6 +306,11 @@ def test_tables_and_report_say_the_decision_threshold_and_the_masking(tmp_path):
     text = build_report_html([load_run(run)])
     assert text.count(masking) == 2  # the two tables of a clean-only run
     assert "each tag over the test tracks that annotate it (unannotated: mask)" in text  # the per-label values
+    # …which say at which threshold their F1 predicts a tag, as the tables do
+    about = re.search(r'<p class="rv-note" id="labels-[^"]*-about">([^<]*)</p>', text)
+    assert about and html.unescape(about.group(1)).startswith(
+        f"each cell one label's own value, the average over labels it enters in brackets; {threshold}; hover a cell"
+    )
 
 
 def test_confusion_matrices_are_summed_over_the_seeds(run_dir, monkeypatch):
