@@ -22,9 +22,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from repeval.report import plots
-from repeval.report.cells import cell_stats, per_label_title, per_label_value
+from repeval.report.cells import cell_stats, per_label_title, per_label_value, replicates_text
 from repeval.report.confusion import summed_confusion
 from repeval.report.left_out import ERROR_COLUMNS, MAX_ERROR_ROWS, dropped_at_load, error_records
+from repeval.report.left_out import failed_block as _failed_block  # tests import it from here
 from repeval.report.render import ci_tip, fmt_number, render_html, replicates_tip, sort_direction
 from repeval.report.results import (
     CLEAN,
@@ -39,8 +40,8 @@ from repeval.report.results import (
     ordered_scenarios,
 )
 from repeval.report.selection import combine_validation
-from repeval.report.summary import headline, partial_audio_note, summary_cards, tied_names
-from repeval.report.tables import make_table, multi_task_datasets
+from repeval.report.summary import Headline, headline, partial_audio_note, summary_cards, tied_names
+from repeval.report.tables import Table, make_table, metric_notes, multi_task_datasets
 from repeval.store.partition import show_errors_command
 
 log = logging.getLogger(__name__)
@@ -97,16 +98,42 @@ def _table_block(
     validation: pd.DataFrame | None = None,
     level: str = "95%",
     masked: frozenset[tuple[str, str]] = frozenset(),
+    chosen: Headline | None = None,
+    prefixed: bool = False,
 ) -> str:
+    """One preset's table, its account above it; ``chosen``: the headline whose probe per model the rows of those
+    probes mark (a ✓ after the probe), with a note saying what the mark is (``prefixed``: its models are named
+    ``<run>/<model>``)."""
     try:
         table = make_table(results, preset, task=task, dataset=dataset, validation=validation, masked=masked)
     except ValueError as exc:
         log.info("table %s skipped: %s", preset, exc)
         return ""
     tid = _slug("t", preset, task or "", dataset)
-    body = render_html(table, table_id=tid, ci_level=level)
-    note_html = f'<p class="rv-note">{e(note)}</p>' if note else ""
+    marked, legend = _chosen_rows(table, chosen, prefixed)
+    # the caption's account above the table, as wide as the page (a <caption> wraps at the table's width)
+    about = "; ".join(p for p in (note, table.full_caption, legend) if p)
+    body = render_html(
+        table, table_id=tid, ci_level=level, described_by=f"{tid}-about" if about else "", marked=marked,
+        mark_title=legend.removeprefix("✓: "),
+    )  # fmt: skip
+    note_html = f'<p class="rv-note" id="{tid}-about">{e(about)}</p>' if about else ""
     return f'<h3>{e(heading)}</h3>{note_html}{_controls(tid)}<div class="rv-scroll">{body}</div>'
+
+
+def _chosen_rows(table: Table, h: Headline | None, prefixed: bool) -> tuple[set[tuple[str, ...]], str]:
+    """The rows of ``table`` (keys [run_id,] model, probe) of each model's probe in the headline ``h`` (``prefixed``:
+    its models named ``<run>/<model>``, several runs), and the legend of their mark; none when every row is one."""
+    if h is None or list(table.row_names[-2:]) != ["model", "probe"]:
+        return set(), ""
+    chosen: set[tuple[str, ...]] = set()
+    for (model,), probe in h.choice.probes.items():
+        run, name = model.split("/", 1) if prefixed else ("", model)
+        chosen.add((run, name, probe) if table.row_names[0] == "run_id" else (name, probe))
+    rows = chosen & set(table.rows)
+    if not rows or rows == set(table.rows):  # one probe per model: nothing to tell apart
+        return set(), ""
+    return rows, f"✓: the probe each model stands with in the cards above, {h.choice.rule()}"
 
 
 def _per_label_block(
@@ -157,12 +184,15 @@ def _per_label_block(
         ("scenario", 2, ordered_scenarios(per["scenario"].unique())),
     ]
     over = "; each tag over the test tracks that annotate it (unannotated: mask)" if masked else ""
-    caption = (
-        "per-label values, each a label's own, headed with the average over labels it enters (the results' metric "
-        f"name); mean ± std over seeds and folds; hover a cell for n and its bootstrap interval{over}"
-    )
+    spread = f"; mean ± std over {replicates_text(per)}" if int(stats["n"].max()) > 1 else ""
+    # a tagging F1's threshold, as the other tables' accounts say it (masking: said above, per tag)
+    at = "".join(f"; {n}" for n in metric_notes(per, metrics, masked=False))
+    about = (
+        f"each cell one label's own value, the average over labels it enters in brackets{spread}{at}; hover a cell for "
+        f"n and its {level} interval{over}"
+    )  # as wide as the page above the table: a <caption> wraps at the table's width
     table = (
-        f'<table class="rv-table sortable" id="{tid}"><caption>{e(caption)}</caption>'
+        f'<table class="rv-table sortable" id="{tid}" aria-label="per-label values" aria-describedby="{tid}-about">'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
     )
     figs = "".join(
@@ -174,7 +204,8 @@ def _per_label_block(
     )
     return (
         f'<h3>Per-label drill-down</h3><div class="rv-figs">{figs}</div>'
-        f"<details><summary>all per-label values ({len(rows)} rows)</summary>{_controls(tid, selects)}"
+        f"<details><summary>all per-label values ({len(rows)} rows)</summary>"
+        f'<p class="rv-note" id="{tid}-about">{e(about)}</p>{_controls(tid, selects)}'
         f'<div class="rv-scroll">{table}</div></details>'
     )
 
@@ -229,55 +260,6 @@ def _confusion_block(
         f"predictions counted over all its seeds{e(pooled)} (counts summed), each row as fractions of its reference "
         f"class</p>"
         f'<div class="rv-figs">{"".join(figs)}</div>'
-    )
-
-
-def _failed_block(runs: list[Run], task: str, dataset: str) -> str:
-    """The probe trainings of ``task`` on ``dataset`` that failed (an exception, a non-finite loss) and why: they
-    are in no table or figure of the report — and the test sets a trained probe gave non-finite scores on (only that
-    probe's, seed's and scenario's cell is missing)."""
-    multi = len(runs) > 1
-    rows = []
-    tests = 0
-    for run in runs:
-        f = run.failed
-        if f is None or f.empty:
-            continue
-        for r in f[(f["task"] == task) & (f["dataset"] == dataset)].to_dict("records"):
-            fold = "" if pd.isna(r.get("fold")) else str(int(r["fold"]))
-            params = r.get("params")  # the configuration (runs before the column: none)
-            settings = "" if not isinstance(params, str) or params in ("{}", "") else params
-            scenario = r.get("scenario")  # a test set it could not be scored on (runs before the column: none)
-            scenario = scenario if isinstance(scenario, str) else ""
-            tests += bool(scenario)
-            rows.append(
-                [*([run.run_id] if multi else []), r["model"], r["probe"], settings, str(r["seed"]), fold, scenario,
-                 r["reason"]]
-            )  # fmt: skip
-    if not rows:
-        return ""
-    head = [*(["run"] if multi else []), "model", "probe", "settings", "seed", "fold", "test set", "reason"]
-    if not tests:  # no column of blanks
-        head.pop(-2)
-        rows = [r[:-2] + r[-1:] for r in rows]
-    th = "".join(f"<th>{e(h)}</th>" for h in head)
-    body = "".join("<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in r) + "</tr>" for r in rows)
-    if tests:
-        trainings = len(rows) - tests
-        title = f"Failed probe trainings ({trainings}) and failed" if trainings else "Failed"
-        title += f" test cells ({tests})"
-        note = (
-            "a row without a test set is a training that raised or diverged: it is in no table or figure below; a row "
-            "with one is a trained probe whose scores on that test set were not finite: only that cell is missing"
-        )
-    else:
-        title, note = (
-            f"Failed probe trainings ({len(rows)})",
-            "these trainings raised or diverged: they are in no table or figure below",
-        )
-    return (
-        f'<h3>{e(title)}</h3><p class="rv-note">{e(note)}</p><div class="rv-scroll"><table class="rv-table">'
-        f"<thead><tr>{th}</tr></thead><tbody>{body}</tbody></table></div>"
     )
 
 
@@ -395,15 +377,14 @@ def _group_section(
         _table_block(table_df, "model_comparison", task, dataset, "Model comparison (clean audio)", "",
                      table_validation, level, masked)
     )  # fmt: skip
+    h = headline(df, task, dataset, validation)
     out.append(_table_block(table_df, "all_deform_all_models", task, dataset, "All models × probes × scenarios",
-                            "mean ± std over seeds (and folds); hover a cell for its bootstrap interval",
-                            level=level, masked=masked))  # fmt: skip
+                            level=level, masked=masked, chosen=h, prefixed=multi))  # fmt: skip
     if has_deform:
         out.append(
-            _table_block(
-                table_df, "robustness", task, dataset, "Robustness (deformed − clean)", level=level, masked=masked
-            )
-        )
+            _table_block(table_df, "robustness", task, dataset, "Robustness (deformed − clean)", level=level,
+                         masked=masked, chosen=h, prefixed=multi)
+        )  # fmt: skip
     figs = [
         _figure(partial(plots.probe_capacity_curves, df, task, dataset, m), f"probe capacity: {m}") for m in metrics[:2]
     ]
@@ -475,10 +456,11 @@ def build_report_html(runs: list[Run], *, title: str = "repeval report") -> str:
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{e(title)}: {e(run_ids)}</title><style>{_asset('report.css')}</style></head><body>"
-        f"<header><h1>{e(title)}</h1><p>runs: {e(run_ids)} · {len(pairs)} task/dataset pair(s) · generated {stamp}</p>"
+        f"<header><h1>{e(title)}</h1><p>runs: {e(run_ids)} · {len(pairs)} task/dataset pair{'' if len(pairs) == 1 else 's'}"
+        f" · generated {stamp}</p>"
         "<p>Tables: mean ± std over seeds (and folds for k-fold datasets; std is the sample standard deviation, n − 1), "
-        "best per column highlighted, click a header to sort (best first). "
-        f"Hover a value for its {ci_level(runs)} bootstrap interval over test tracks.</p></header>"
+        'best per column highlighted<span class="rv-screen">, click a header to sort (best first). '
+        f"Hover a value for its {ci_level(runs)} bootstrap interval over test tracks</span>.</p></header>"
         f'<nav><a href="#runs">runs &amp; config</a>{nav}</nav><main>'
         f"{left_out}{''.join(sections)}{_run_section(runs)}</main>"
         f"<script>{_asset('report.js')}</script></body></html>\n"

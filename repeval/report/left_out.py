@@ -9,15 +9,19 @@ naming the problem, never a failed report.
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
+
 from repeval.report.results import Run, ordered_scenarios
 from repeval.rundir import LOAD_REPORT
 
 log = logging.getLogger(__name__)
+e = html.escape
 
 #: error records the report lists (the rest are counted, and named by the ``repeval store show --errors`` commands)
 MAX_ERROR_ROWS = 100
@@ -119,3 +123,52 @@ def dropped_at_load(run: Run) -> list[dict[str, Any]]:
     if not isinstance(body, dict):
         return []
     return [d for d in body.values() if isinstance(d, dict) and (d.get("lines") or d.get("not_evaluated"))]
+
+
+def failed_block(runs: list[Run], task: str, dataset: str) -> str:
+    """The probe trainings of ``task`` on ``dataset`` that failed (an exception, a non-finite loss) and why: they
+    are in no table or figure of the report — and the test sets a trained probe gave non-finite scores on (only that
+    probe's, seed's and scenario's cell is missing)."""
+    multi = len(runs) > 1
+    rows = []
+    tests = 0
+    for run in runs:
+        f = run.failed
+        if f is None or f.empty:
+            continue
+        for r in f[(f["task"] == task) & (f["dataset"] == dataset)].to_dict("records"):
+            fold = "" if pd.isna(r.get("fold")) else str(int(r["fold"]))
+            params = r.get("params")  # the configuration (runs before the column: none)
+            settings = "" if not isinstance(params, str) or params in ("{}", "") else params
+            scenario = r.get("scenario")  # a test set it could not be scored on (runs before the column: none)
+            scenario = scenario if isinstance(scenario, str) else ""
+            tests += bool(scenario)
+            rows.append(
+                [*([run.run_id] if multi else []), r["model"], r["probe"], settings, str(r["seed"]), fold, scenario,
+                 r["reason"]]
+            )  # fmt: skip
+    if not rows:
+        return ""
+    head = [*(["run"] if multi else []), "model", "probe", "settings", "seed", "fold", "test set", "reason"]
+    if not tests:  # no column of blanks
+        head.pop(-2)
+        rows = [r[:-2] + r[-1:] for r in rows]
+    th = "".join(f"<th>{e(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in r) + "</tr>" for r in rows)
+    if tests:
+        trainings = len(rows) - tests
+        title = f"Failed probe trainings ({trainings}) and failed" if trainings else "Failed"
+        title += f" test cells ({tests})"
+        note = (
+            "a row without a test set is a training that raised or diverged: it is in no table or figure below; a row "
+            "with one is a trained probe whose scores on that test set were not finite: only that cell is missing"
+        )
+    else:
+        title, note = (
+            f"Failed probe trainings ({len(rows)})",
+            "these trainings raised or diverged: they are in no table or figure below",
+        )
+    return (
+        f'<h3>{e(title)}</h3><p class="rv-note">{e(note)}</p><div class="rv-scroll"><table class="rv-table">'
+        f"<thead><tr>{th}</tr></thead><tbody>{body}</tbody></table></div>"
+    )

@@ -205,7 +205,8 @@ def per_label_bars(
 def confusion_matrix_figure(
     labels: Sequence[str], matrix: np.ndarray, *, normalize: bool = True, title: str = ""
 ) -> Figure:
-    """Confusion matrix (rows: reference, columns: prediction), row-normalised by default."""
+    """Confusion matrix (rows: reference, columns: prediction), row-normalised by default; a cell no track fell in is
+    left blank (a grid of ``0.00`` buried the few that matter), one with under 0.5% of its row reads ``<0.01``."""
     matrix = np.asarray(matrix, dtype=float)
     shown = matrix
     if normalize:
@@ -224,7 +225,10 @@ def confusion_matrix_figure(
         top = 1.0 if normalize else (shown.max() if shown.size else 1.0)
         for i in range(n):
             for j in range(n):
+                if matrix[i, j] == 0:
+                    continue
                 text = f"{shown[i, j]:.2f}" if normalize else f"{int(matrix[i, j])}"
+                text = "<0.01" if text == "0.00" else text  # a few tracks, not none
                 ax.text(j, i, text, ha="center", va="center", fontsize=7,
                         color="white" if shown[i, j] > 0.6 * top else "black")  # fmt: skip
     fig.colorbar(im, ax=ax, label="fraction of reference" if normalize else "tracks")

@@ -7,6 +7,7 @@ import html
 import io
 import math
 import sys
+from collections.abc import Collection
 from typing import Any
 
 from repeval.report.cells import Table, _higher, canonical_format, fewer_replicates
@@ -186,13 +187,28 @@ def sort_direction(metric: str) -> str:
     return "" if _higher(metric) else ' data-better="lower"'
 
 
-def render_html(t: Table, *, scale: float = 1.0, decimals: int = 3, table_id: str = "", ci_level: str = "95%") -> str:
+def render_html(
+    t: Table,
+    *,
+    scale: float = 1.0,
+    decimals: int = 3,
+    table_id: str = "",
+    ci_level: str = "95%",
+    described_by: str = "",
+    marked: Collection[tuple[str, ...]] = (),
+    mark_title: str = "",
+) -> str:
     """A ``<table class="rv-table">`` with ``data-value`` on every cell for the report's sorter; a cell's tooltip
-    gives its ``ci_level`` bootstrap interval."""
+    gives its ``ci_level`` bootstrap interval. ``described_by``: the id of an element outside the table that holds
+    its caption's account (the report's, as wide as the page where a ``<caption>`` wraps at the table's width): the
+    ``<caption>`` then holds the title alone. ``marked``: rows whose last key cell (the probe) is marked
+    ``rv-chosen``, with ``mark_title`` as its tooltip (the report: each model's probe the headline stands with)."""
     e = html.escape
     ident = f' id="{e(table_id)}"' if table_id else ""
+    ident += f' aria-describedby="{e(described_by)}"' if described_by else ""
     parts = [f'<table class="rv-table sortable"{ident}>']
-    cap = e(t.title) + (f' <span class="rv-caption">{e(t.full_caption)}</span>' if t.full_caption else "")
+    about = t.full_caption if not described_by else ""
+    cap = e(t.title) + (f' <span class="rv-caption">{e(about)}</span>' if about else "")
     parts.append(f"<caption>{cap}</caption>")
     parts.append("<thead>")
     subs = [s for _, s in t.columns]
@@ -211,7 +227,10 @@ def render_html(t: Table, *, scale: float = 1.0, decimals: int = 3, table_id: st
         parts.append(f'<th data-col="{k}" data-kind="{kind}"{better} title="{tip}">{e(lab)}</th>')
     parts.append("</tr></thead><tbody>")
     for i, row in enumerate(t.rows):
-        parts.append("<tr>" + "".join(f'<td data-value="{e(v)}">{e(v)}</td>' for v in row))
+        keys = [f'<td data-value="{e(v)}">{e(v)}</td>' for v in row]
+        if row in marked:
+            keys[-1] = f'<td class="rv-chosen" data-value="{e(row[-1])}" title="{e(mark_title)}">{e(row[-1])}</td>'
+        parts.append("<tr>" + "".join(keys))
         for j in range(len(t.columns)):
             mean = t.mean[i, j]
             value = repr(float(mean)) if math.isfinite(mean) else ""

@@ -116,6 +116,10 @@ class Headline:
     clean_n: int
     #: ``None``: the group has no deformation scenario
     robustness: Robustness | None
+    #: the best clean mean of any probe — the cells the tables over every probe flag best in the clean column — when
+    #: none of them is a model's chosen probe (a validation choice passed it over), with its mean; else empty
+    test_best: list[tuple[str, str]] = field(default_factory=list)
+    test_best_mean: float = math.nan
 
 
 def headline(df: pd.DataFrame, task: str, dataset: str, validation: pd.DataFrame | None = None) -> Headline | None:
@@ -138,8 +142,14 @@ def headline(df: pd.DataFrame, task: str, dataset: str, validation: pd.DataFrame
     best = [(str(m), str(p)) for m, p in tied.index]
     rec = tied.iloc[0] if best else pd.Series({"mean": math.nan, "std": math.nan, "count": 0})
     rob = _robustness(group[group["metric"] == metric], choice, metric, higher)
+    # what the tables over every probe flag best in the clean column (their cells: the mean over the replicates)
+    every = agg[agg["metric"] == metric].groupby(["model", "probe"], sort=False)["value"].mean().dropna()
+    flagged = every[(sign * every - (sign * every).max()).abs() <= TIE_TOLERANCE] if not every.empty else every
+    cells = [(str(m), str(p)) for m, p in flagged.index]
+    passed_over = bool(cells) and not set(cells) & set(best)
     return Headline(task, dataset, metric, higher, choice, best, float(rec["mean"]), float(rec["std"]),
-                    int(rec["count"]), rob)  # fmt: skip
+                    int(rec["count"]), rob, cells if passed_over else [],
+                    float(flagged.iloc[0]) if passed_over else math.nan)  # fmt: skip
 
 
 def _robustness(rows: pd.DataFrame, choice: ProbeChoice, metric: str, higher: bool) -> Robustness | None:
@@ -243,6 +253,22 @@ def _test_sets(group: pd.DataFrame) -> str:
     return ("clean + " if CLEAN in set(group["scenario"]) else "") + _count(len(deformed), "deformation scenario")
 
 
+def passed_over_note(h: Headline) -> str:
+    """Why the tables' best clean cell is not the headline's, when it is not: that cell's probe is one validation did
+    not choose for its model, and naming it best would choose the probe on the test set (empty when they agree, and
+    when the probes were chosen on the clean test set: then the two are the same cell)."""
+    if not h.test_best:
+        return ""
+    # a model whose probes could not be compared on validation stands with its best clean-test probe: a flagged cell
+    # that is not a chosen probe is one validation passed over
+    names = tied_names([f"{m} · {p}" for m, p in h.test_best])
+    whose = "its model" if len(h.test_best) == 1 else "their models"
+    return (
+        f"the tables' best clean {h.metric}, {names} {fmt_number(h.test_best_mean)}, is a probe not chosen on "
+        f"validation for {whose}: naming it best would choose the probe on the test set"
+    )
+
+
 def summary_cards(df: pd.DataFrame, task: str, dataset: str, validation: pd.DataFrame | None = None) -> str:
     """The report's headline cards of ``task`` on ``dataset``: best on clean, most robust (when the group has
     deformation scenarios), the grid and the test tracks scored."""
@@ -251,19 +277,21 @@ def summary_cards(df: pd.DataFrame, task: str, dataset: str, validation: pd.Data
         return ""
     agg = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna() & (df["scenario"] == CLEAN)]
     n_folds = int(agg["fold"].nunique()) if "fold" in agg.columns else 0
-    replicates = "seed(s) × fold(s)" if n_folds > 1 else "seed(s)"
+    replicates = f"{h.clean_n} seeds × folds" if n_folds > 1 else _count(h.clean_n, "seed")
     folds = f"{n_folds} folds, " if n_folds > 1 else ""
     group = df[(df["task"] == task) & (df["dataset"] == dataset)]
     rule = e(h.choice.rule(None if len(h.best) != 1 else (h.best[0][0],)))
     cards = [
         f'<div class="rv-card"><span>best on clean {e(h.metric)}{_direction(h)}</span><b>{e(_clean_names(h))}</b>'
-        f"<span>{_clean_value(h)} over {h.clean_n} {replicates}; probe {rule}</span></div>",
+        f"<span>{_clean_value(h)} over {replicates}; probe {rule}</span>"
+        + (f'<span class="rv-passed-over">{e(passed_over_note(h))}</span>' if h.test_best else "")
+        + "</div>",
     ]
     if h.robustness is not None:
         cards.append(_robustness_card(h, h.robustness))
     cards += [
-        f'<div class="rv-card"><span>grid</span><b>{agg["model"].nunique()} models × {agg["probe"].nunique()} '
-        f"probes</b><span>{_count(group['seed'].nunique(), 'seed')}, {folds}{_test_sets(group)}</span></div>",
+        f'<div class="rv-card"><span>grid</span><b>{_grid(agg)}</b><span>{_count(group["seed"].nunique(), "seed")}, '
+        f"{folds}{_test_sets(group)}</span></div>",
         tested_card(group[group["label"].isna()], n_folds),
     ]
     return f'<div class="rv-summary">{"".join(cards)}</div>'
@@ -291,25 +319,42 @@ def _robustness_card(h: Headline, r: Robustness) -> str:
     )
 
 
+def _grid(agg: pd.DataFrame) -> str:
+    """``3 models × 2 probes``; over several runs (models named ``<run>/<model>``) each model counted once, and the
+    runs: ``2 models × 2 probes in 2 runs``."""
+    runs = list(dict.fromkeys(agg["run_id"].astype(str)))
+    names = agg["model"].astype(str)
+    if len(runs) > 1:
+        names = pd.Series([m.removeprefix(f"{r}/") for m, r in zip(names, agg["run_id"].astype(str), strict=True)])
+    grid = f"{_count(names.nunique(), 'model')} × {_count(agg['probe'].nunique(), 'probe')}"
+    return grid + (f" in {len(runs)} runs" if len(runs) > 1 else "")
+
+
 def tested_card(agg: pd.DataFrame, n_folds: int) -> str:
     """How many test tracks each model was scored on, per scenario: a track left out of evaluation (an error record
-    of that model's partition) is not counted. With k folds, the tracks of every fold (each is tested in one)."""
+    of that model's partition) is not counted. With k folds, the tracks of every fold (each is tested in one).
+    Several runs (rows of several ``run_id``): each run's own test set is the reference — a smaller one (a smoke
+    test's) is named as that run's count, not as tracks left out."""
     ev = agg.assign(_fold=agg["fold"].fillna(-1)).drop_duplicates(["model", "probe", "seed", "_fold", "scenario"])
     # every probe and seed of a model scores the same tracks; the most any of them scored (one may have failed)
-    per = ev.groupby(["model", "probe", "seed", "scenario"], sort=False)["n_test"].sum()
-    per = per.groupby(level=["model", "scenario"], sort=False).max()
+    per = ev.groupby(["run_id", "model", "probe", "seed", "scenario"], sort=False)["n_test"].sum()
+    per = per.groupby(level=["run_id", "model", "scenario"], sort=False).max()
     lo, hi = int(per.min()), int(per.max())
     where = f"over the {n_folds} folds (each track tested in one)" if n_folds > 1 else "per evaluation"
     if lo == hi:
         return f'<div class="rv-card"><span>test tracks scored</span><b>{hi}</b><span>{where}</span></div>'
+    top = per.groupby(level="run_id", sort=False).max()
+    notes = [where]
+    if top.nunique() > 1:
+        notes.append("the runs' test sets differ: " + ", ".join(f"{r} {int(n)}" for r, n in top.items()))
     order = {s: i for i, s in enumerate(ordered_scenarios(per.index.get_level_values("scenario").unique()))}
-    short = sorted(((m, s, int(n)) for (m, s), n in per.items() if n < hi), key=lambda r: (order[r[1]], r[2]))
-    shown = ", ".join(f"{m} on {s} {n}" for m, s, n in short[:4]) + (
-        f" and {len(short) - 4} more" if len(short) > 4 else ""
-    )
+    short = sorted(((m, s, int(n)) for (r, m, s), n in per.items() if n < top[r]), key=lambda x: (order[x[1]], x[2]))
+    if short:
+        shown = ", ".join(f"{m} on {s} {n}" for m, s, n in short[:4])
+        more = f" and {len(short) - 4} more" if len(short) > 4 else ""
+        notes.append(f"fewer where tracks were left out of evaluation: {shown}{more}")
     return (
-        f'<div class="rv-card"><span>test tracks scored</span><b>{lo}–{hi}</b><span>{where}; fewer where tracks were '
-        f"left out of evaluation: {e(shown)}</span></div>"
+        f'<div class="rv-card"><span>test tracks scored</span><b>{lo}–{hi}</b><span>{e("; ".join(notes))}</span></div>'
     )
 
 
@@ -320,6 +365,8 @@ def summary_lines(h: Headline) -> list[str]:
     rule = h.choice.rule(None)
     chosen = f" (each model's probe {rule})" if rule else ""
     lines = [lead + (f"{_clean_names(h)} {_clean_value(h)}{chosen}" if h.best else "– (no finite clean value)")]
+    if h.test_best:  # the table's starred clean cell is another probe: say why it is not the headline
+        lines.append("  " + passed_over_note(h))
     if h.robustness is not None:
         lines.append("  " + "; ".join(robustness_facts(h.robustness)))
     return lines

@@ -132,7 +132,7 @@ def test_tables_average_folds_and_confusion_pools_them(kfold):
 
     # the report says what its spread is over
     html = write_report([ctx.run_dir], ctx.run_dir / "report.html").read_text()
-    assert f"over {K} seed(s) × fold(s)" in html and f"1 seed, {K} folds, clean + 1 deformation scenario<" in html
+    assert f"over {K} seeds × folds" in html and f"1 seed, {K} folds, clean + 1 deformation scenario<" in html
 
 
 def test_plan_counts_folds_and_a_lost_fold_is_the_only_one_retrained(kfold):

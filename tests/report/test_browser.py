@@ -20,11 +20,19 @@ pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="headless browser test needs Debian's chromium: apt-get install -y chromium"
 )
 
+#: ends each probe below: what it saw, as JSON in <pre id="rv-selftest"> for --dump-dom
+SELFTEST_END = """  var pre = document.createElement('pre');
+  pre.id = 'rv-selftest';
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});</script>"""
+
 # Injected into a copy of the report: records errors from the start, then exercises the page
 # after load and writes what it saw into the DOM for --dump-dom.
 PROBE_HEAD = """<script>window.__rvErrors=[];window.addEventListener('error',function(e){window.__rvErrors.push(String(e.message));});
 document.addEventListener('securitypolicyviolation',function(e){window.__rvErrors.push('CSP '+e.blockedURI);});</script>"""
-PROBE_BODY = """<script>window.addEventListener('load', function () {
+PROBE_BODY = (
+    """<script>window.addEventListener('load', function () {
   var out = {errors: window.__rvErrors, ready: document.documentElement.getAttribute('data-rv-ready')};
   var imgs = Array.prototype.slice.call(document.images);
   out.images = imgs.length;
@@ -50,11 +58,9 @@ PROBE_BODY = """<script>window.addEventListener('load', function () {
   out.scenarioRows = Array.prototype.filter.call(lt.tBodies[0].rows, function (r) { return !r.hidden; })
     .map(function (r) { return r.cells[2].getAttribute('data-value'); });
   out.tables = document.querySelectorAll('table.rv-table').length;
-  var pre = document.createElement('pre');
-  pre.id = 'rv-selftest';
-  pre.textContent = JSON.stringify(out);
-  document.body.appendChild(pre);
-});</script>"""
+"""
+    + SELFTEST_END
+)
 
 
 def _chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -116,7 +122,8 @@ def test_report_screenshot(report, tmp_path):
     shutil.copy(shot, keep)  # for a human to look at after the run
 
 
-SORT_PROBE = """<script>window.addEventListener('load', function () {
+SORT_PROBE = (
+    """<script>window.addEventListener('load', function () {
   var t = document.querySelector('table.rv-table'), out = {};
   Array.prototype.forEach.call(t.querySelectorAll('thead th[data-kind="num"]'), function (th) {
     var col = parseInt(th.getAttribute('data-col'), 10);
@@ -124,11 +131,9 @@ SORT_PROBE = """<script>window.addEventListener('load', function () {
     out[col] = {aria: th.getAttribute('aria-sort'),
                 values: Array.prototype.map.call(t.tBodies[0].rows, function (r) { return parseFloat(r.cells[col].getAttribute('data-value')); })};
   });
-  var pre = document.createElement('pre');
-  pre.id = 'rv-selftest';
-  pre.textContent = JSON.stringify(out);
-  document.body.appendChild(pre);
-});</script>"""
+"""
+    + SELFTEST_END
+)
 
 
 def test_a_first_click_sorts_an_error_metric_and_its_change_best_first(tmp_path):
@@ -169,3 +174,49 @@ def test_a_first_click_sorts_an_error_metric_and_its_change_best_first(tmp_path)
             assert seen[col]["aria"] == "ascending" and first == sorted(first)
         best = table.mean[table.best[:, col - 2], col - 2][0]
         assert first[0] == pytest.approx(best)  # the highlighted best value comes first
+
+
+NARROW_PROBE = (
+    """<script>window.addEventListener('load', function () {
+  var width = document.documentElement.clientWidth;  // the screen less a scroll bar
+  var out = {width: width, page: document.documentElement.scrollWidth, outside: [], captions: [],
+             padding: getComputedStyle(document.querySelector('main')).paddingLeft};
+  Array.prototype.forEach.call(document.body.querySelectorAll('*'), function (el) {
+    // a wide table scrolls inside its box (and a config inside its <pre>): anything else must fit the screen
+    if (el.closest('.rv-scroll') || el.closest('pre') || el.id === 'rv-selftest') return;
+    var r = el.getBoundingClientRect();
+    if (r.width && r.right > width + 0.5) out.outside.push(el.tagName + '.' + el.className);
+  });
+  Array.prototype.forEach.call(document.querySelectorAll('.rv-scroll caption'), function (c) {
+    var box = c.closest('.rv-scroll').getBoundingClientRect(), r = c.getBoundingClientRect();
+    out.captions.push([Math.round(r.left - box.left), Math.round(box.right - r.right)]);
+  });
+  var details = document.querySelectorAll('details');
+  out.details = details.length;
+  window.dispatchEvent(new Event('beforeprint'));
+  out.openPrinted = document.querySelectorAll('details[open]').length;
+  window.dispatchEvent(new Event('afterprint'));
+  out.openAfter = document.querySelectorAll('details[open]').length;
+"""
+    + SELFTEST_END
+)
+
+
+def test_report_fits_a_phone_screen_and_prints_its_folded_sections(report, tmp_path):
+    """On a phone the tables' captions ran as wide as their tables, inside the scrolled box: most of what a caption says
+    was off screen. Now every table's caption stays within its box (wrapped), nothing but a table's or a config's
+    box is wider than the screen; printing opens every folded section (per-label values, configs), and closes them
+    again after."""
+    probed = tmp_path / "narrow.html"
+    probed.write_text(report.read_text().replace("</body>", NARROW_PROBE + "</body>"))
+    proc = _chromium(tmp_path, "--window-size=390,2000", "--virtual-time-budget=15000", "--dump-dom", probed.as_uri())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    match = re.search(r'<pre id="rv-selftest">(.*?)</pre>', proc.stdout, re.S)
+    assert match, proc.stdout[-1500:]
+    seen = json.loads(html_lib.unescape(match.group(1)))
+    # headless Chromium lays a page out at least 500 px wide: narrower than the report's 600 px layout for phones
+    assert seen["width"] <= 500 and seen["padding"] == "12px", seen
+    assert seen["page"] == seen["width"], seen  # no page-wide horizontal scroll
+    assert seen["outside"] == []
+    assert len(seen["captions"]) >= 6 and all(left >= 0 and right >= 0 for left, right in seen["captions"]), seen
+    assert seen["details"] >= 3 and seen["openPrinted"] == seen["details"] and seen["openAfter"] == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import io
 import logging
 import re
@@ -49,9 +50,9 @@ def test_per_label_cells_give_n_as_the_other_tables_cells_do(report):
     """The per-label table showed mean ± std with no n (its cells' tooltips held only the interval), while every
     other table's cells say ``n=N replicates (S seeds)``; now they do too."""
     text = report.read_text()
-    tables = re.findall(r'<table class="rv-table sortable" id="[^"]*labels[^"]*">.*?</table>', text, re.S)
+    tables = re.findall(r'<table class="rv-table sortable" id="([^"]*labels[^"]*)"[^>]*>(.*?)</table>', text, re.S)
     assert len(tables) == 2  # one per task/dataset pair
-    for table in tables:
+    for tid, table in tables:
         tips = re.findall(r'<td class="num" data-value="[^"]+" title="([^"]*)">', table)
         assert tips and all(
             re.match(
@@ -59,7 +60,13 @@ def test_per_label_cells_give_n_as_the_other_tables_cells_do(report):
             )
             for t in tips
         ), tips[:3]
-        assert "hover a cell for n and its bootstrap interval" in table
+        # what the values are, said once above the table (a caption wrapped at the table's width)
+        about = re.search(rf'<p class="rv-note" id="{tid}-about">([^<]*)</p>', text)
+        assert about and f'aria-describedby="{tid}-about"' in text
+        assert about.group(1) == (
+            "each cell one label&#x27;s own value, the average over labels it enters in brackets; mean ± std over 2 "
+            "seeds; hover a cell for n and its 95% interval"
+        )
 
 
 def test_per_label_table_keeps_the_tasks_vocabulary_order(report, run_dir):
@@ -73,7 +80,7 @@ def test_per_label_table_keeps_the_tasks_vocabulary_order(report, run_dir):
     vocab = INSTRUMENTS[:6]  # the fake multiclass task's classes, in its order (not alphabetical)
     assert vocab != sorted(vocab)
     (table,) = re.findall(
-        r'<table class="rv-table sortable" id="labels-instrument[^"]*">.*?</table>', report.read_text(), re.S
+        r'<table class="rv-table sortable" id="labels-instrument[^"]*"[^>]*>.*?</table>', report.read_text(), re.S
     )
     cells = re.findall(r"<tr>((?:<td data-value=\"[^\"]*\">[^<]*</td>){4})", table)
     shown = [re.findall(r'<td data-value="([^"]*)">', c) for c in cells]
@@ -199,6 +206,20 @@ def test_summary_cards_count_the_tracks_each_model_was_scored_on_and_the_groups_
     folds = pd.concat([df.assign(fold=k, n_test=30) for k in range(3)], ignore_index=True).astype({"fold": "Int64"})
     cards = summary_cards(folds, "autotagging", "magnatagatune")
     assert "<b>90</b><span>over the 3 folds (each track tested in one)</span>" in cards
+    # two runs, the report's models named <run>/<model>: a smoke test's smaller test set is its own, not tracks left
+    # out (the card listed every smoke model as "fewer where tracks were left out"), and the grid counts each model once
+    fresh = load_run(run_dir).results
+    smoke = fresh.assign(run_id="smoke", n_test=10)
+    both = pd.concat(
+        [fresh.assign(model="demo/" + fresh["model"]), smoke.assign(model="smoke/" + smoke["model"])], ignore_index=True
+    )
+    smoke_lost = both["model"].eq("smoke/logmel-stats") & both["scenario"].eq("D1")
+    cards = summary_cards(both.assign(n_test=both["n_test"].mask(smoke_lost, 9)), "instrument_recognition", "tinysol")
+    assert (
+        "<b>9–90</b><span>per evaluation; the runs&#x27; test sets differ: demo 90, smoke 10; fewer where tracks were "
+        "left out of evaluation: smoke/logmel-stats on D1 9</span>"
+    ) in cards
+    assert "<b>3 models × 3 probes in 2 runs</b>" in cards
 
 
 def test_names_in_any_script_get_distinct_ids_and_names_are_escaped(tmp_path):
@@ -285,6 +306,11 @@ def test_tables_and_report_say_the_decision_threshold_and_the_masking(tmp_path):
     text = build_report_html([load_run(run)])
     assert text.count(masking) == 2  # the two tables of a clean-only run
     assert "each tag over the test tracks that annotate it (unannotated: mask)" in text  # the per-label values
+    # …which say at which threshold their F1 predicts a tag, as the tables do
+    about = re.search(r'<p class="rv-note" id="labels-[^"]*-about">([^<]*)</p>', text)
+    assert about and html.unescape(about.group(1)).startswith(
+        f"each cell one label's own value, the average over labels it enters in brackets; {threshold}; hover a cell"
+    )
 
 
 def test_confusion_matrices_are_summed_over_the_seeds(run_dir, monkeypatch):

@@ -71,6 +71,17 @@ def test_other_figures(run, tmp_path):
     assert uri.startswith("data:image/png;base64,")
 
 
+def test_confusion_matrix_writes_a_value_only_where_tracks_fell():
+    """Every cell was written, a grid of 0.00 around the few that matter: an empty cell is left blank now, a cell
+    with tracks keeps its fraction (a small one too: 1 of 300 reads <0.01, not 0.00)."""
+    matrix = np.array([[299, 1, 0], [0, 3, 1], [0, 0, 0]])
+    fig = plots.confusion_matrix_figure(["a", "b", "c"], matrix)
+    texts = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in fig.axes[0].texts}
+    assert texts == {(0, 0): "1.00", (0, 1): "<0.01", (1, 1): "0.75", (1, 2): "0.25"}
+    counts = plots.confusion_matrix_figure(["a", "b", "c"], matrix, normalize=False)
+    assert sorted(t.get_text() for t in counts.axes[0].texts) == ["1", "1", "299", "3"]
+
+
 def test_plot_errors_are_explicit(run):
     with pytest.raises(ValueError, match="metric 'r2' is not in these results"):
         plots.probe_capacity_curves(run.results, TASK, DATASET, "r2")

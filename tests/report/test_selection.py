@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import io
 
 import pandas as pd
@@ -140,3 +141,68 @@ def test_a_probe_without_a_criterion_record_falls_back_to_the_test_choice(val_ru
     t = make_table(val_run.results, "model_comparison", task=TASK, validation=validation)
     assert {m: p for m, p in t.rows} == _test_choice(val_run.results)
     assert "the run's config does not name its probes' validation criterion" in " ".join(t.caption.split())
+
+
+def test_the_headline_says_why_the_tables_best_clean_cell_is_not_it(val_run):
+    """The card and the run's closing line named the best model with its probe chosen on validation, while the
+    all-probes table beside them flagged another probe's higher clean test value as best, unexplained. The headline
+    stays the validation choice (a test-set pick must not make the "best" claim), and says which cell the tables
+    flag and why it is not the headline; without a validation record both are the clean-test choice: no such note."""
+    from repeval.report.summary import headline, passed_over_note, summary_lines
+
+    results, validation = val_run.results, combine_validation([val_run])
+    h = headline(results, TASK, DATASET, validation)
+    assert h is not None and {p for _, p in h.best} == {"M1"}  # the validation choice
+    table = make_table(results, "all_deform_all_models", task=TASK, dataset=DATASET, metrics=["accuracy"])
+    flagged = table.to_frame().query("best and column == 'clean'")
+    assert {(r.model, r.probe) for r in flagged.itertuples()} == set(h.test_best) and "M1" not in set(flagged["probe"])
+    assert h.test_best_mean == pytest.approx(flagged["mean"].iloc[0])
+    model, probe = h.test_best[0]
+    note = passed_over_note(h)
+    assert note == (
+        f"the tables' best clean accuracy, {model} · {probe} {flagged['mean'].iloc[0]:.3f}, is a probe not chosen on "
+        "validation for its model: naming it best would choose the probe on the test set"
+    )
+    card = summary_cards(results, TASK, DATASET, validation)
+    assert f'<span class="rv-passed-over">{html.escape(note)}</span>' in card
+    lines = summary_lines(h)
+    assert lines[0].endswith("(each model's probe chosen on validation val_accuracy)") and lines[1] == "  " + note
+
+    # chosen on the clean test set (no validation record): the headline is the flagged cell, nothing to explain
+    by_test = headline(results, TASK, DATASET)
+    assert by_test is not None and by_test.test_best == [] and passed_over_note(by_test) == ""
+    assert set(by_test.best) == set(h.test_best)
+    assert "rv-passed-over" not in summary_cards(results, TASK, DATASET)
+
+
+def test_the_all_probes_tables_mark_the_probe_each_model_stands_with(val_run):
+    """Beside the flag on each column's best value, the report's tables over every probe mark (✓) the probe each
+    model stands with in the cards — validation's choice — and say what the mark is; over several runs too (rows
+    lead with the run id, the cards name the models ``<run>/<model>``); a grid of one probe per model marks nothing."""
+    import re
+
+    from repeval.report.html import _table_block
+    from repeval.report.summary import headline
+
+    results, validation = val_run.results, combine_validation([val_run])
+    models = set(results["model"])
+    legend = "the probe each model stands with in the cards above, chosen on validation val_accuracy"
+    h = headline(results, TASK, DATASET, validation)
+    block = _table_block(results, "all_deform_all_models", TASK, DATASET, "All", chosen=h)
+    marked = re.findall(r'<td data-value="([^"]*)">[^<]*</td><td class="rv-chosen" data-value="([^"]*)" title="([^"]*)"',
+                        block)  # fmt: skip
+    assert sorted((m, p) for m, p, _ in marked) == sorted((m, "M1") for m in models)
+    assert {t for _, _, t in marked} == {legend} and f"✓: {legend}" in block
+
+    two = pd.concat([results, results.assign(run_id="b")], ignore_index=True)
+    both = pd.concat([validation, validation.assign(run_id="b")], ignore_index=True)
+    keyed = headline(two.assign(model=two["run_id"] + "/" + two["model"]), TASK, DATASET,
+                     both.assign(model=both["run_id"] + "/" + both["model"]))  # fmt: skip
+    block = _table_block(two, "all_deform_all_models", TASK, DATASET, "All", chosen=keyed, prefixed=True)
+    rows = re.findall(r'<tr><td data-value="([^"]*)">[^<]*</td><td data-value="([^"]*)">[^<]*</td><td class="rv-chosen"'
+                      r' data-value="([^"]*)"', block)  # fmt: skip
+    assert sorted(rows) == sorted((r, m, "M1") for r in ("val", "b") for m in models)
+
+    one = results[results["probe"] == "M2"]
+    block = _table_block(one, "all_deform_all_models", TASK, DATASET, "All", chosen=headline(one, TASK, DATASET))
+    assert "rv-chosen" not in block and "✓" not in block

@@ -80,7 +80,7 @@ def _cells(results: pd.DataFrame, preset: str) -> dict[tuple[str, str, str], flo
 def test_best_on_clean_and_most_robust_are_different_models_with_the_robustness_tables_numbers(results):
     cards = summary_cards(results, TASK, DATASET)
     clean, robust = _card(cards, "best on clean"), _card(cards, "most robust")
-    assert f"<b>{A} · M2</b><span>0.950 ± 0.014 over 2 seed(s)" in clean
+    assert f"<b>{A} · M2</b><span>0.950 ± 0.014 over 2 seeds" in clean
     assert f"<span>most robust: accuracy deformed − clean</span><b>{B} · M5</b>" in robust
     # Δ D1 −0.02 (both seeds), Δ D2 −0.04 (paired; the values' difference would give −0.05): mean −0.03
     assert "mean Δ −0.030 over 2 scenarios (D1, D2)" in robust and "worst D2 −0.040" in robust
@@ -138,7 +138,7 @@ def test_folds_seeds_failed_cells_ties_and_a_single_model(results):
     # …and on clean audio
     tied = _set(results, {(B, "M5"): {CLEAN: [0.96, 0.94]}}, PAIRED)
     clean = _card(summary_cards(tied, TASK, DATASET), "best on clean")
-    assert f"<b>{A} · M2 = {B} · M5 (tied)</b><span>0.950 each over 2 seed(s)" in clean
+    assert f"<b>{A} · M2 = {B} · M5 (tied)</b><span>0.950 each over 2 seeds" in clean
 
     # one model: nothing to be more robust than; its change is still the headline
     alone = results[results["model"] == A]
@@ -172,7 +172,7 @@ def test_an_error_metric_is_most_robust_where_it_grows_least(tmp_path):
     }
     df = _set(df, mae, {})
     cards = summary_cards(df, "emotion", "deam")
-    assert f"<b>{A} · M1</b><span>0.500 ± 0.000 over 2 seed(s)" in _card(cards, "best on clean")
+    assert f"<b>{A} · M1</b><span>0.500 ± 0.000 over 2 seeds" in _card(cards, "best on clean")
     assert "best on clean mean_absolute_error (lower is better)" in cards
     robust = _card(cards, "most robust")
     assert f"<b>{B} · M1</b>" in robust and "mean Δ +0.035 over 2 scenarios" in robust and "worst D1 +0.050" in robust

@@ -75,6 +75,19 @@
       el.addEventListener(el.tagName === "SELECT" ? "change" : "input", function () { applyFilters(id); });
     });
     Object.keys(targets).forEach(applyFilters);
+    // printed, every folded section (per-label values, configs) is open: paper has no disclosure triangle
+    window.addEventListener("beforeprint", function () {
+      document.querySelectorAll("details:not([open])").forEach(function (d) {
+        d.setAttribute("data-rv-printed", "1");
+        d.open = true;
+      });
+    });
+    window.addEventListener("afterprint", function () {
+      document.querySelectorAll("details[data-rv-printed]").forEach(function (d) {
+        d.removeAttribute("data-rv-printed");
+        d.open = false;
+      });
+    });
     document.documentElement.setAttribute("data-rv-ready", "1");
   }
 
