@@ -73,7 +73,14 @@ def settle(fs: pafs.FileSystem, directory: str) -> None:
         except FileNotFoundError:
             pass
     fs.delete_file(f"{directory}/{REWRITE}")
-    log.info("%s: finished a track removal that was stopped (%s)", directory, REWRITE)
+    if journal.get("committed"):
+        log.info("%s: finished a track removal (`repeval store rm --track`) that was stopped", directory)
+    else:
+        log.warning(
+            "%s: a track removal (`repeval store rm … --track`) was stopped before it took effect: these part files "
+            "are as they were before it — run that command again to remove the tracks",
+            directory,
+        )
 
 
 def _delete_replaced(fs: pafs.FileSystem, directory: str, old: list[str]) -> None:

@@ -3,6 +3,8 @@ them (rewritten under a journal), the partition marked incomplete; a dry run, un
 
 from __future__ import annotations
 
+import logging
+
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
@@ -95,7 +97,7 @@ def test_ids_found_nowhere_are_refused_and_those_missing_from_some_partitions_ar
 
 @pytest.mark.parametrize("stop_at", ["before_commit", "after_commit"])
 def test_a_removal_stopped_midway_shows_the_old_rows_or_the_new_never_both_and_is_finished_after(
-    store, monkeypatch, stop_at
+    store, monkeypatch, caplog, stop_at
 ):
     clean = store.partition("ds", "m", "clean")
     write = rewrite_mod.write_table_atomic
@@ -124,7 +126,9 @@ def test_a_removal_stopped_midway_shows_the_old_rows_or_the_new_never_both_and_i
     else:  # committed: the new files, without the old ones still lying there (stopped before the error records)
         assert (rows, errors) == (["a", "c", "e"], ["x", "y"])
     assert sorted(clean.done_ids().to_pylist()) == sorted(set(rows) | set(errors))  # what a run would not compute
-    clean.reopen()  # what the next run does before writing to it: the stopped removal is finished
+    with caplog.at_level(logging.INFO, logger="repeval.store.rewrite"):
+        clean.reopen()  # what the next run does before writing to it: the stopped removal is finished
+    assert ("was stopped before it took effect" in caplog.text) == (stop_at == "before_commit"), caplog.text
     rows_after, errors_after, files = _state(clean)
     assert (rows_after, errors_after) == (rows, errors) and not [f for f in files if "_rewrite" in f]
     assert sorted(pc.unique(clean._ids(clean.part_files())).to_pylist()) == rows  # each row in one file only
