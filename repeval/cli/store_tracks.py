@@ -37,12 +37,13 @@ def remove_tracks(store: EmbeddingStore, parts: list[Any], track_ids: list[str],
         found_any |= found
         n_rows = sum(int(pc.sum(pc.is_in(c, value_set=ids)).as_py() or 0) for c in rows.values())
         n_errors = sum(int(pc.sum(pc.is_in(c, value_set=ids)).as_py() or 0) for c in errors.values())
-        state = "complete" if part.complete else "incomplete"
+        total_rows, total_errors = part.counts()
+        state = f"{'complete' if part.complete else 'incomplete'}, {total_rows} rows, {total_errors} error records"
         if not found:
-            typer.echo(f"{part.name}  ({state}): none of the {_plural(len(track_ids), 'track')}")
+            typer.echo(f"{part.name}  ({state}): none of {_plural(len(track_ids), 'track')}")
             continue
         plan.append((part, n_rows, n_errors))
-        line = f"{part.name}  ({state}): {len(found)} of the {_plural(len(track_ids), 'track')} — "
+        line = f"{part.name}  ({state}): {len(found)} of {_plural(len(track_ids), 'track')} — "
         line += f"{_plural(n_rows, 'row')}, {_plural(n_errors, 'error record')}"
         absent = [t for t in track_ids if t not in found]
         typer.echo(line + (f"; not in it: {_some(absent)}" if absent else ""))

@@ -64,8 +64,8 @@ def test_dry_run_lists_per_partition_and_changes_nothing_then_yes_removes_only_t
     (tmp_path / "ids.txt").write_text("# fixed paths\nc\n\nx\n")
     res = CliRunner().invoke(app, ["store", "rm", root, "ds/m/*", "--tracks-from", str(tmp_path / "ids.txt")])
     assert res.exit_code == 0, res.output
-    assert "ds/m/clean  (complete): 2 of the 2 tracks — 1 row, 1 error record\n" in res.output
-    assert "ds/m/D1  (complete): 2 of the 2 tracks — 1 row, 1 error record\n" in res.output
+    assert "ds/m/clean  (complete, 5 rows, 2 error records): 2 of 2 tracks — 1 row, 1 error record\n" in res.output
+    assert "ds/m/D1  (complete, 2 rows, 1 error records): 2 of 2 tracks — 1 row, 1 error record\n" in res.output
     assert "2 rows and 2 error records of 2 tracks would be deleted from 2 partitions of" in res.output
     assert {p.name: (_state(p), p.manifest()) for p in (clean, d1)} == before  # nothing touched, not even the manifest
 
@@ -87,8 +87,11 @@ def test_ids_found_nowhere_are_refused_and_those_missing_from_some_partitions_ar
     before = _state(store.partition("ds", "m", "clean"))
     res = CliRunner().invoke(app, ["store", "rm", store.uri, "ds/m/*", "--track", "b", "--track", "zz", "--yes"])
     assert res.exit_code == 1, res.output
-    assert "ds/m/D1  (complete): none of the 2 tracks" in res.output
-    assert "ds/m/clean  (complete): 1 of the 2 tracks — 1 row, 0 error records; not in it: zz" in res.output
+    assert "ds/m/D1  (complete, 2 rows, 1 error records): none of 2 tracks" in res.output
+    assert (
+        "ds/m/clean  (complete, 5 rows, 2 error records): 1 of 2 tracks — 1 row, 0 error records; not in it: zz"
+        in res.output
+    )
     assert "track id(s) in none of the 2 partitions given" in res.output and ": zz — nothing was deleted" in res.output
     assert _state(store.partition("ds", "m", "clean")) == before and store.partition("ds", "m", "clean").complete
     res = CliRunner().invoke(app, ["store", "rm", store.uri, "ds/m/*", "--track", "b"])  # in one partition only: fine
