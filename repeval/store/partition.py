@@ -1,8 +1,8 @@
 """One store partition, ``<root>/<dataset>/<model>/<scenario>/``: its stamp and manifest, the track ids and counts
 of its part files, the compatibility check, and its readers (:meth:`Partition.embeddings`, :meth:`Partition.frames`).
 
-:class:`Partition` adds its readers and its writes (clearing errors, deleting, deduplicating, finishing) to
-:class:`~repeval.store.partition_stamp.PartitionStamp` (the compatibility check and the stamp), which builds on
+:class:`Partition` adds its readers and its writes (clearing errors, removing tracks, deleting, deduplicating,
+finishing) to :class:`~repeval.store.partition_stamp.PartitionStamp` (the compatibility check and the stamp), which builds on
 :class:`~repeval.store.partition_files.PartitionFiles` (its files, ids and counts)."""
 
 from __future__ import annotations
