@@ -195,11 +195,29 @@ def store_rm(
         ),
     ],
     root: Annotated[str | None, typer.Option("--store", help="store root (path or pyarrow filesystem URI)")] = None,
+    tracks: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--track",
+            metavar="ID",
+            help="delete only this track's rows and error records from the partitions (repeat it for more); "
+            "the next run computes just those again",
+        ),
+    ] = None,
+    tracks_from: Annotated[
+        str | None,
+        typer.Option(
+            "--tracks-from",
+            metavar="FILE",
+            help="as --track, for each track id in FILE (one a line; blank lines and lines starting with # skipped; "
+            "- reads them from stdin)",
+        ),
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", help="delete; without it, only list what would be deleted")] = False,
 ) -> None:
-    """Delete store partitions (the next run computes them again); takes the store's lock, so not during a run."""
+    """Delete store partitions, or with --track/--tracks-from only those tracks' rows and error records from them (the
+    next run computes them again); takes the store's lock, so not during a run."""
     from repeval.store import EmbeddingStore
-    from repeval.store.layout import DamagedPartFile
     from repeval.store.lock import StoreLock
 
     def go() -> None:
@@ -224,19 +242,44 @@ def store_rm(
                 store.find(pattern)  # raises naming the closest partitions
             chosen.update((p.name, p) for p in hits)
             store.refuse_foreign(list(chosen.values()))  # a runs directory given as the store: its tune/ is not deleted
-        for n, part in chosen.items():
-            state = "complete" if part.complete else "incomplete"
-            try:
-                rows, errors = part.counts()
-                typer.echo(f"{n}  ({state}, {rows} rows, {errors} error records)")
-            except DamagedPartFile:  # what the damaged file's error tells the user to delete: rm must still do it
-                typer.echo(f"{n}  ({state}, a part file is not readable Parquet)")
-        if not yes:
-            typer.echo(f"{len(chosen)} partition(s) would be deleted from {store.uri}; rerun with --yes to delete them")
+        if tracks or tracks_from is not None:
+            from repeval.cli.store_tracks import remove_tracks
+
+            remove_tracks(store, list(chosen.values()), _track_ids(tracks or [], tracks_from), yes)
             return
-        with StoreLock(store, run_id="repeval store rm"):
-            for part in chosen.values():
-                part.delete()
-        typer.echo(f"deleted {len(chosen)} partition(s) from {store.uri}; the next run computes them again")
+        _rm_partitions(store, chosen, yes, StoreLock)
 
     _guard(go)
+
+
+def _track_ids(given: list[str], path: str | None) -> list[str]:
+    """The ids of ``--track`` and ``--tracks-from`` in order, each once."""
+    import sys
+
+    ids = list(given)
+    if path is not None:
+        text = sys.stdin.read() if path == "-" else Path(path).expanduser().read_text()
+        ids += [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not ids:
+        raise ValueError(f"{path} names no track id (one a line): give the ids to delete, or no --tracks-from")
+    return list(dict.fromkeys(ids))
+
+
+def _rm_partitions(store: Any, chosen: dict[str, Any], yes: bool, lock: Any) -> None:
+    """``store rm PARTITION...`` without tracks: list the partitions, or delete them with ``--yes``."""
+    from repeval.store.layout import DamagedPartFile
+
+    for n, part in chosen.items():
+        state = "complete" if part.complete else "incomplete"
+        try:
+            rows, errors = part.counts()
+            typer.echo(f"{n}  ({state}, {rows} rows, {errors} error records)")
+        except DamagedPartFile:  # what the damaged file's error tells the user to delete: rm must still do it
+            typer.echo(f"{n}  ({state}, a part file is not readable Parquet)")
+    if not yes:
+        typer.echo(f"{len(chosen)} partition(s) would be deleted from {store.uri}; rerun with --yes to delete them")
+        return
+    with lock(store, run_id="repeval store rm"):
+        for part in chosen.values():
+            part.delete()
+    typer.echo(f"deleted {len(chosen)} partition(s) from {store.uri}; the next run computes them again")

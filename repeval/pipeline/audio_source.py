@@ -283,8 +283,9 @@ def source_note(
         said = (
             f"{dataset}/{model} ({', '.join(sids)}) reuses {reused:,} {_EDITED} {key} {path} was edited "
             f"({_file_state(recorded[-1])}; now {_file_state(now[0])}): only a track whose audio path the edit changed "
-            f"may hold another file's embedding — if it changed a stored track's path, give that row a new track id "
-            f"(embedded anew) or recompute the partitions ({rm}); "
+            f"may hold another file's embedding — if it changed a stored track's path, delete that track's rows "
+            f"(`repeval store rm {shlex.quote(store_uri)} {names} --track TRACK_ID --yes`: the next run embeds it "
+            f"again) or recompute the partitions ({rm}); "
             "if it fixed labels or splits, added rows or gave a missing file's track its audio, nothing to do"
         )
         return f"store: {said}: this run records the edited {key}, and this is not said again" if run else said

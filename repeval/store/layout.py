@@ -92,9 +92,16 @@ def _atomic_write_bytes(fs: pafs.FileSystem, path: str, data: bytes) -> None:
     fs.move(tmp, path)
 
 
-def write_table_atomic(fs: pafs.FileSystem, directory: str, table: pa.Table) -> str:
+def part_name() -> str:
+    """A new part file's name, ``part-<time ns>-<id>.parquet``: unique to the write, its time read by stale-work checks."""
+    return f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+
+
+def write_table_atomic(fs: pafs.FileSystem, directory: str, table: pa.Table, name: str | None = None) -> str:
+    """Write ``table`` as a part file of ``directory`` (under a temporary name, renamed into place); ``name``: one
+    :func:`part_name` gave before (a rewrite names its files in its journal first), else a new one."""
     fs.create_dir(directory, recursive=True)
-    name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+    name = name or part_name()
     tmp = f"{directory}/.tmp-{name}"
     pq.write_table(table, tmp, filesystem=fs)
     fs.move(tmp, f"{directory}/{name}")

@@ -1,8 +1,8 @@
 """One store partition, ``<root>/<dataset>/<model>/<scenario>/``: its stamp and manifest, the track ids and counts
 of its part files, the compatibility check, and its readers (:meth:`Partition.embeddings`, :meth:`Partition.frames`).
 
-:class:`Partition` adds its readers and its writes (clearing errors, deleting, deduplicating, finishing) to
-:class:`~repeval.store.partition_stamp.PartitionStamp` (the compatibility check and the stamp), which builds on
+:class:`Partition` adds its readers and its writes (clearing errors, removing tracks, deleting, deduplicating,
+finishing) to :class:`~repeval.store.partition_stamp.PartitionStamp` (the compatibility check and the stamp), which builds on
 :class:`~repeval.store.partition_files.PartitionFiles` (its files, ids and counts)."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from repeval.store.layout import (
     AUDIO_NOTE,
     ERROR_SCHEMA,
+    ERRORS_DIR,
     MANIFEST,
     STAMP,
     STORE_FORMAT,
@@ -32,6 +33,7 @@ from repeval.store.layout import (
 from repeval.store.partition_files import rm_command as rm_command
 from repeval.store.partition_files import show_errors_command as show_errors_command
 from repeval.store.partition_stamp import PartitionStamp
+from repeval.store.rewrite import remove_rows, settle
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +65,41 @@ class Partition(PartitionStamp):
             self.fs.delete_file(f)
         return n
 
+    def remove_tracks(self, ids: pa.Array) -> tuple[int, int]:
+        """Delete the rows and error records of the tracks ``ids`` (``repeval store rm PARTITION --track ID``) and mark
+        the partition incomplete: the next run computes those tracks again. Returns (rows, error records) removed.
+
+        Only the part files holding one of them are rewritten, each into a new part file (its name a new write time,
+        so a probe grid trained on the partition is trained again) before the old one is deleted, under a journal
+        (:mod:`repeval.store.rewrite`): stopped anywhere, the partition shows the old files or the new, never both."""
+        self.settle()
+        rows, errors, found = self.track_hits(ids)
+        if not found:
+            return 0, 0
+        self.reopen()  # first: stopped midway, the partition is incomplete, never complete with rows missing
+        return (
+            remove_rows(self.fs, self.path, rows, ids),
+            remove_rows(self.fs, f"{self.path}/{ERRORS_DIR}", errors, ids),
+        )
+
+    def settle(self) -> None:
+        """Finish a track removal that was stopped (:func:`repeval.store.rewrite.settle`), rows and error records."""
+        settle(self.fs, self.path)
+        settle(self.fs, f"{self.path}/{ERRORS_DIR}")
+
     def delete(self) -> None:
         """Remove the partition (manifest first, so an interrupted delete leaves it incomplete, never complete)."""
         self.reopen()
         self.fs.delete_dir(self.path)
 
     def reopen(self) -> None:
-        """Mark a complete partition incomplete again before adding rows to it."""
+        """Mark a complete partition incomplete again before adding rows to it (and finish a track removal that was
+        stopped: :meth:`settle`)."""
         try:
             self.fs.delete_file(f"{self.path}/{MANIFEST}")
         except (FileNotFoundError, OSError):
             pass
+        self.settle()
 
     def read(self, columns: list[str] | None = None) -> pa.Table:
         files = self.data_files()

@@ -16,6 +16,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from repeval.store.layout import ERRORS_DIR, MANIFEST, STAMP, DamagedPartFile
+from repeval.store.rewrite import REWRITE, visible
 
 if TYPE_CHECKING:
     from repeval.store.store import EmbeddingStore
@@ -78,11 +79,11 @@ class PartitionFiles:
 
     def _files(self, sub: str = "") -> list[str]:
         sel = pafs.FileSelector(f"{self.path}{sub}", allow_not_found=True)
-        return sorted(
-            i.path
-            for i in self.fs.get_file_info(sel)
-            if i.type == pafs.FileType.File and i.base_name.startswith("part-")
-        )
+        infos = self.fs.get_file_info(sel)
+        files = sorted(i.path for i in infos if i.type == pafs.FileType.File and i.base_name.startswith("part-"))
+        if any(i.base_name == REWRITE for i in infos):  # a track removal stopped midway: its old files or its new
+            files = visible(self.fs, f"{self.path}{sub}", files)
+        return files
 
     def part_files(self) -> list[str]:
         return self._files()
@@ -107,6 +108,20 @@ class PartitionFiles:
         names = [i.base_name for i in self.fs.get_file_info(sel)]
         own = any(n.startswith(("part-", "_", ".tmp-")) for n in names)
         return not own and any(not n.startswith(".") for n in names)  # a folder of hidden files alone: as empty
+
+    def track_hits(self, ids: pa.Array) -> tuple[dict[str, pa.Array], dict[str, pa.Array], set[str]]:
+        """Which of ``ids`` this partition holds: (row part file → its ``track_id`` column, the same for the error
+        files — those holding one of ``ids`` only —, the ids found in either). Reads the id columns alone."""
+        found: set[str] = set()
+        held: list[dict[str, pa.Array]] = [{}, {}]
+        for out, files in zip(held, (self.part_files(), self.error_files()), strict=True):
+            for f in files:
+                col = self._column(f, "track_id").combine_chunks()
+                hit = pc.filter(col, pc.is_in(col, value_set=ids))
+                if len(hit):
+                    out[f] = col
+                    found.update(hit.to_pylist())
+        return held[0], held[1], found
 
     def error_files(self) -> list[str]:
         return self._files(f"/{ERRORS_DIR}")

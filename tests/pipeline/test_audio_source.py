@@ -204,7 +204,8 @@ def test_a_manifest_edited_in_place_is_said_in_a_few_words(tmp_path, monkeypatch
     said = (f"notes/mfcc-fast (clean) reuses 4 stored track(s) embedded before manifest {manifest.resolve()} was "
             f"edited ({before:,} bytes, modified {was}; now {before + 6:,} bytes, modified {is_}): only a track whose "
             "audio path the edit changed may hold another file's embedding — if it changed a stored track's path, "
-            f"give that row a new track id (embedded anew) or recompute the partitions (`repeval store rm {store} notes/mfcc-fast/clean --yes`); if it fixed labels or "
+            f"delete that track's rows (`repeval store rm {store} notes/mfcc-fast/clean --track TRACK_ID --yes`: the next run embeds it again) "
+            f"or recompute the partitions (`repeval store rm {store} notes/mfcc-fast/clean --yes`); if it fixed labels or "
             "splits, added rows or gave a missing file's track its audio, nothing to do")  # fmt: skip
     assert plan_notes() == [f"note: store: {said}: `repeval run` says so and records the new source (this plan only "
                             "reads the store), after which neither says it"]  # fmt: skip

@@ -18,11 +18,17 @@ from repeval.retest import scenarios_only
 from repeval.store import StoreConflict
 
 
-def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(ray_session, tmp_path, caplog, monkeypatch):
+def _catalog_with_a_broken_train_file(tmp_path):
+    """A catalog of 12 tones whose train track low-001's file is not audio: (manifest, that file, its good bytes)."""
     manifest = make_catalog(tmp_path / "catalog", per_class=6)
-    broken = tmp_path / "catalog" / "audio" / "low-001.wav"  # a train track
+    broken = tmp_path / "catalog" / "audio" / "low-001.wav"
     good = broken.read_bytes()
     broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really audio")
+    return manifest, broken, good
+
+
+def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(ray_session, tmp_path, caplog, monkeypatch):
+    manifest, broken, good = _catalog_with_a_broken_train_file(tmp_path)
     cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [experiment(manifest, [FAST_MODEL])]))
     model = FAST_MODEL["id"]
 
@@ -454,3 +460,60 @@ def test_a_scenario_added_or_removed_is_tested_with_the_probes_selected_before_n
     _, t, _ = run(three)
     assert (t["trained"], t["retested"], t["skipped"]) == (0, 1, 0)
     assert "tested again on the changed scenario(s) D3" in plans[-1].text()
+
+
+def _created_by_track(part) -> dict[str, object]:
+    """Track id → when its row was written, asserting one row per track."""
+    table = part.read(["track_id", "created_at"])
+    ids = table.column("track_id").to_pylist()
+    assert len(ids) == len(set(ids)), f"{part.name} holds a track twice"
+    return dict(zip(ids, table.column("created_at").to_pylist(), strict=True))
+
+
+def test_store_rm_tracks_recomputes_just_those_and_trains_their_group_again(ray_session, tmp_path, caplog):
+    """A corrupt file replaced and a test track's audio fixed: `repeval store rm PARTITION --track ID` deletes their
+    rows and error record, and the rerun embeds just those (one row per track in each partition), training the group
+    again — also when the partition's counts end as they were (only its part files tell)."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    manifest, broken, good = _catalog_with_a_broken_train_file(tmp_path)
+    cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [experiment(manifest, [FAST_MODEL])]))
+    model = FAST_MODEL["id"]
+
+    def run():
+        ctx = runner.make_context(cfg)
+        return ctx, runner.stage_embed(ctx, progress=False), runner.stage_train(ctx)
+
+    ctx, s, t = run()
+    clean, d1 = (ctx.store.partition("tones", model, sid) for sid in ("clean", "D1"))
+    assert clean.counts() == (11, 1) and t["trained"] == 1
+    test_track = sorted(d1.embedded_ids().to_pylist())[0]
+    before = {p.name: _created_by_track(p) for p in (clean, d1)}
+    broken.write_bytes(good)
+    rm = ["store", "rm", str(tmp_path / "store"), f"tones/{model}/*", "--track", "low-001", "--track", test_track]
+    res = CliRunner().invoke(app, [*rm, "--yes"])
+    assert res.exit_code == 0 and "deleted 2 rows and 1 error record of 2 tracks from 2 partitions" in res.output, (
+        res.output
+    )
+    caplog.clear()
+    ctx, s, t = run()
+    assert (s.computed, s.errors) == (3, 0)  # low-001 and the test track clean, the test track under D1
+    assert clean.complete and d1.complete and clean.counts() == (12, 0) and d1.counts()[1] == 0
+    for part, redone in ((clean, {"low-001", test_track}), (d1, {test_track})):
+        after = _created_by_track(part)
+        assert set(after) == set(before[part.name]) | redone
+        assert {tid for tid, at in after.items() if at != before[part.name].get(tid)} == redone
+    assert t["trained"] == 1 and "trained before on other inputs" in caplog.text
+
+    # the test track removed from the clean partition alone and embedded again: the same counts, other part files
+    res = CliRunner().invoke(
+        app, ["store", "rm", str(tmp_path / "store"), f"tones/{model}/clean", "--track", test_track, "--yes"]
+    )
+    assert res.exit_code == 0, res.output
+    caplog.clear()
+    _, s, t = run()
+    assert s.computed == 1 and clean.counts() == (12, 0) and len(_created_by_track(clean)) == 12
+    assert (t["trained"], t["skipped"]) == (1, 0), caplog.text
+    assert "re-embedded" in caplog.text, caplog.text

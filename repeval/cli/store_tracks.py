@@ -1,0 +1,67 @@
+"""``repeval store rm PARTITION... --track ID``: delete given tracks' rows and error records from store partitions,
+so the next run computes just those tracks again (:meth:`repeval.store.partition.Partition.remove_tracks`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import typer
+
+from repeval.store import EmbeddingStore
+
+#: track ids named in a line before the rest are counted
+SHOWN = 5
+
+
+def _some(ids: list[str]) -> str:
+    return ", ".join(ids[:SHOWN]) + (f", … ({len(ids)} in all)" if len(ids) > SHOWN else "")
+
+
+def _plural(n: int, what: str) -> str:
+    return f"{n} {what}{'s' * (n != 1)}"
+
+
+def remove_tracks(store: EmbeddingStore, parts: list[Any], track_ids: list[str], yes: bool) -> None:
+    """List, per partition, the rows and error records of ``track_ids`` it holds and the ids it does not; with
+    ``yes``, delete them under the store's lock. Ids found in none of ``parts`` are refused (nothing deleted): a
+    mistyped id would otherwise never be computed again."""
+    from repeval.store.lock import StoreLock
+
+    ids = pa.array(track_ids, pa.string())
+    found_any: set[str] = set()
+    plan: list[tuple[Any, int, int]] = []  # (partition, rows, error records) of those that hold one of the tracks
+    for part in parts:
+        rows, errors, found = part.track_hits(ids)
+        found_any |= found
+        n_rows = sum(int(pc.sum(pc.is_in(c, value_set=ids)).as_py() or 0) for c in rows.values())
+        n_errors = sum(int(pc.sum(pc.is_in(c, value_set=ids)).as_py() or 0) for c in errors.values())
+        total_rows, total_errors = part.counts()
+        state = f"{'complete' if part.complete else 'incomplete'}, {total_rows} rows, {total_errors} error records"
+        if not found:
+            typer.echo(f"{part.name}  ({state}): none of {_plural(len(track_ids), 'track')}")
+            continue
+        plan.append((part, n_rows, n_errors))
+        line = f"{part.name}  ({state}): {len(found)} of {_plural(len(track_ids), 'track')} — "
+        line += f"{_plural(n_rows, 'row')}, {_plural(n_errors, 'error record')}"
+        absent = [t for t in track_ids if t not in found]
+        typer.echo(line + (f"; not in it: {_some(absent)}" if absent else ""))
+    missing = [t for t in track_ids if t not in found_any]
+    if missing:
+        raise ValueError(
+            f"track id(s) in none of the {_plural(len(parts), 'partition')} given ({store.uri}): {_some(missing)} — "
+            "nothing was deleted; check the ids (as the catalog's track_id column spells them; `repeval store show "
+            "STORE PARTITION` prints rows) or leave them out"
+        )
+    rows = sum(r for _, r, _ in plan)
+    errors = sum(e for _, _, e in plan)
+    what = f"{_plural(rows, 'row')} and {_plural(errors, 'error record')} of {_plural(len(found_any), 'track')}"
+    where = f"{_plural(len(plan), 'partition')} of {store.uri}"
+    if not yes:
+        typer.echo(f"{what} would be deleted from {where}; rerun with --yes to delete them")
+        return
+    with StoreLock(store, run_id="repeval store rm"):
+        for part, _, _ in plan:
+            part.remove_tracks(ids)
+    typer.echo(f"deleted {what} from {where} (now incomplete); the next run computes those tracks again")

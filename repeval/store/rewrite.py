@@ -1,0 +1,112 @@
+"""Removing given tracks from a folder of part files (a partition's rows, or its ``_errors/`` records) without ever
+showing a reader two copies of a row or none: ``repeval store rm PARTITION --track ID``.
+
+Only the part files holding one of the tracks are rewritten, each into a new part file (a new name, so a new write
+time: :meth:`~repeval.store.partition_files.PartitionFiles.newest_write_ns`) that holds its other rows. A journal,
+``_rewrite.json`` in the folder, makes the swap one atomic step:
+
+1. the journal names the old files and the new ones (``committed: false``): the new ones are not part of the folder;
+2. the new files are written;
+3. the journal is written again with ``committed: true``: from here the old ones are not part of the folder;
+4. the old files are deleted, then the journal.
+
+A listing of the folder (:func:`visible`) leaves out the files the journal says are not part of it, so a rewrite
+stopped anywhere (Ctrl-C, ``kill -9``, a lost connection to a bucket) shows either the old files or the new ones,
+never both; :func:`settle` deletes what is left over (the new files before the commit, the old ones after) — the next
+``store rm`` and the next run writing to the partition call it."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from repeval.store.layout import _atomic_write_bytes, part_name, write_table_atomic
+
+log = logging.getLogger(__name__)
+
+#: the journal of a rewrite in progress (or stopped), in the folder whose part files it rewrites
+REWRITE = "_rewrite.json"
+
+
+def _journal(fs: pafs.FileSystem, directory: str) -> dict | None:
+    try:
+        with fs.open_input_stream(f"{directory}/{REWRITE}") as fh:
+            journal = json.loads(fh.read().decode())
+    except (FileNotFoundError, OSError, ValueError):
+        return None
+    return journal if isinstance(journal, dict) else None
+
+
+def _write_journal(fs: pafs.FileSystem, directory: str, old: list[str], new: list[str], committed: bool) -> None:
+    data = {"old": old, "new": new, "committed": committed}
+    _atomic_write_bytes(fs, f"{directory}/{REWRITE}", json.dumps(data, indent=1).encode())
+
+
+def _left_out(journal: dict) -> set[str]:
+    """The names a journal says are not part of the folder: the new files until it is committed, then the old."""
+    return {str(n) for n in journal.get("old" if journal.get("committed") else "new", [])}
+
+
+def visible(fs: pafs.FileSystem, directory: str, files: list[str]) -> list[str]:
+    """``files`` (paths of ``directory``'s part files) without those a stopped rewrite's journal leaves out."""
+    journal = _journal(fs, directory)
+    if journal is None:
+        return files
+    hidden = _left_out(journal)
+    return [f for f in files if f.rsplit("/", 1)[-1] not in hidden]
+
+
+def settle(fs: pafs.FileSystem, directory: str) -> None:
+    """Finish a rewrite of ``directory`` that was stopped: delete the files its journal leaves out, then the journal
+    (nothing when there is none)."""
+    journal = _journal(fs, directory)
+    if journal is None:
+        return
+    for name in sorted(_left_out(journal)):
+        try:
+            fs.delete_file(f"{directory}/{name}")
+        except FileNotFoundError:
+            pass
+    fs.delete_file(f"{directory}/{REWRITE}")
+    if journal.get("committed"):
+        log.info("%s: finished a track removal (`repeval store rm --track`) that was stopped", directory)
+    else:
+        log.warning(
+            "%s: a track removal (`repeval store rm … --track`) was stopped before it took effect: these part files "
+            "are as they were before it — run that command again to remove the tracks",
+            directory,
+        )
+
+
+def _delete_replaced(fs: pafs.FileSystem, directory: str, old: list[str]) -> None:
+    """Step 4: the old files, then the journal (the point a test stops a rewrite at)."""
+    for name in old:
+        fs.delete_file(f"{directory}/{name}")
+    fs.delete_file(f"{directory}/{REWRITE}")
+
+
+def remove_rows(fs: pafs.FileSystem, directory: str, held: dict[str, pa.Array], ids: pa.Array) -> int:
+    """Rewrite the part files of ``directory`` among ``held`` (path → its ``track_id`` column) that hold one of
+    ``ids`` without those rows (module docstring); returns how many rows were removed."""
+    hits = [f for f, col in held.items() if pc.any(pc.is_in(col, value_set=ids)).as_py()]
+    if not hits:
+        return 0
+    kept: dict[str, pa.Table] = {}
+    removed = 0
+    for f in hits:
+        table = pq.read_table(f, filesystem=fs)
+        kept[f] = table.filter(pc.invert(pc.is_in(table.column("track_id"), value_set=ids)))
+        removed += table.num_rows - kept[f].num_rows
+    names = {f: part_name() for f, t in kept.items() if t.num_rows}  # a file of removed rows only: no new file
+    old = [f.rsplit("/", 1)[-1] for f in hits]
+    _write_journal(fs, directory, old, list(names.values()), committed=False)
+    for f, name in names.items():
+        write_table_atomic(fs, directory, kept[f], name=name)
+    _write_journal(fs, directory, old, list(names.values()), committed=True)
+    _delete_replaced(fs, directory, old)
+    return removed

@@ -1,0 +1,154 @@
+"""``repeval store rm PARTITION --track ID``: given tracks' rows and error records deleted from the part files that hold
+them (rewritten under a journal), the partition marked incomplete; a dry run, unknown ids, a rewrite stopped midway."""
+
+from __future__ import annotations
+
+import logging
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pytest
+from test_store import DIM, PROV, _block
+from typer.testing import CliRunner
+
+from repeval.cli import app
+from repeval.pipeline.assemble import ErrorBlock, errors_table, rows_table
+from repeval.store import EmbeddingStore, PartitionWriter
+from repeval.store import rewrite as rewrite_mod
+from repeval.store.layout import ERROR_SCHEMA, embedding_schema
+
+
+def _partition(store: EmbeddingStore, scenario: str, files: list[list[str]], errors: list[str]):
+    """A complete partition ``ds/m/<scenario>``: a row part file per list of ``files``, one error file of ``errors``."""
+    part = store.partition("ds", "m", scenario)
+    part.stamp({"fp": 1}, {"config_hash": "abc123"})
+    schema = embedding_schema(DIM)
+    w = PartitionWriter(part, schema, 10_000)
+    for ids in files:
+        w.add_table(rows_table(_block(ids), schema, PROV))
+        w.flush()
+    errs = ErrorBlock()
+    for t in errors:
+        errs.add(t, "test", scenario, "decode", "cannot decode")
+    w.add_errors(errors_table(errs, ERROR_SCHEMA, PROV))
+    w.flush()
+    part.finish({"dataset": "ds", "model": "m", "scenario": scenario})
+    return part
+
+
+def _ids(ids: list[str]) -> pa.Array:
+    return pa.array(ids, pa.string())
+
+
+def _state(part) -> tuple[list[str], list[str], list[str]]:
+    """(row ids, error ids, every file name in the partition): what a reader sees, and what lies there."""
+    rows = sorted(part.read(["track_id"]).column(0).to_pylist())
+    listing = part.fs.get_file_info(pafs.FileSelector(part.path, recursive=True))
+    files = sorted(i.path[len(part.path) + 1 :] for i in listing)
+    return rows, sorted(part.error_ids().to_pylist()), files
+
+
+@pytest.fixture()
+def store(tmp_path) -> EmbeddingStore:
+    store = EmbeddingStore(str(tmp_path / "s"))
+    _partition(store, "clean", [["a", "b"], ["c", "d"], ["e"]], ["x", "y"])
+    _partition(store, "D1", [["a", "c"]], ["x"])
+    return store
+
+
+def test_dry_run_lists_per_partition_and_changes_nothing_then_yes_removes_only_those_tracks(store, tmp_path):
+    clean, d1 = store.partition("ds", "m", "clean"), store.partition("ds", "m", "D1")
+    before = {p.name: (_state(p), p.manifest()) for p in (clean, d1)}
+    root = store.uri
+    (tmp_path / "ids.txt").write_text("# fixed paths\nc\n\nx\n")
+    res = CliRunner().invoke(app, ["store", "rm", root, "ds/m/*", "--tracks-from", str(tmp_path / "ids.txt")])
+    assert res.exit_code == 0, res.output
+    assert "ds/m/clean  (complete, 5 rows, 2 error records): 2 of 2 tracks — 1 row, 1 error record\n" in res.output
+    assert "ds/m/D1  (complete, 2 rows, 1 error records): 2 of 2 tracks — 1 row, 1 error record\n" in res.output
+    assert "2 rows and 2 error records of 2 tracks would be deleted from 2 partitions of" in res.output
+    assert {p.name: (_state(p), p.manifest()) for p in (clean, d1)} == before  # nothing touched, not even the manifest
+
+    newest_ns = clean.newest_write_ns()
+    res = CliRunner().invoke(app, ["store", "rm", root, "ds/m/*", "--track", "c", "--track", "x", "--yes"])
+    assert res.exit_code == 0 and "deleted 2 rows and 2 error records of 2 tracks from 2 partitions" in res.output
+    rows, errors, files = _state(clean)
+    assert (rows, errors) == (["a", "b", "d", "e"], ["y"])
+    assert not clean.complete and not d1.complete  # incomplete: the next run computes c and x again
+    assert _state(d1)[:2] == (["a"], [])
+    # only the file that held c was rewritten (a new name, a later write time); the others kept their names
+    old_files = before["ds/m/clean"][0][2]
+    assert len(set(files) & set(old_files)) == len(old_files) - 3  # [c, d]'s file, the error file, the manifest
+    assert clean.newest_write_ns() > newest_ns
+    assert not [f for f in files if "_rewrite" in f or ".tmp" in f]
+
+
+def test_ids_found_nowhere_are_refused_and_those_missing_from_some_partitions_are_named(store):
+    before = _state(store.partition("ds", "m", "clean"))
+    res = CliRunner().invoke(app, ["store", "rm", store.uri, "ds/m/*", "--track", "b", "--track", "zz", "--yes"])
+    assert res.exit_code == 1, res.output
+    assert "ds/m/D1  (complete, 2 rows, 1 error records): none of 2 tracks" in res.output
+    assert (
+        "ds/m/clean  (complete, 5 rows, 2 error records): 1 of 2 tracks — 1 row, 0 error records; not in it: zz"
+        in res.output
+    )
+    assert "track id(s) in none of the 2 partitions given" in res.output and ": zz — nothing was deleted" in res.output
+    assert _state(store.partition("ds", "m", "clean")) == before and store.partition("ds", "m", "clean").complete
+    res = CliRunner().invoke(app, ["store", "rm", store.uri, "ds/m/*", "--track", "b"])  # in one partition only: fine
+    assert res.exit_code == 0 and "1 row and 0 error records of 1 track would be deleted from 1 partition" in res.output
+
+
+@pytest.mark.parametrize("stop_at", ["before_commit", "after_commit"])
+def test_a_removal_stopped_midway_shows_the_old_rows_or_the_new_never_both_and_is_finished_after(
+    store, monkeypatch, caplog, stop_at
+):
+    clean = store.partition("ds", "m", "clean")
+    write = rewrite_mod.write_table_atomic
+    calls = []
+
+    def stop_after_first(*args, **kwargs):  # the second new file is never written: the rewrite is not committed
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        calls.append(write(*args, **kwargs))
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    if stop_at == "before_commit":
+        monkeypatch.setattr(rewrite_mod, "write_table_atomic", stop_after_first)
+    else:
+        monkeypatch.setattr(rewrite_mod, "_delete_replaced", stop)
+    with pytest.raises(KeyboardInterrupt):
+        clean.remove_tracks(_ids(["b", "d", "y"]))  # two row files: [a, b] and [c, d]
+    monkeypatch.undo()
+    rows, errors, files = _state(clean)
+    assert "_rewrite.json" in files and not clean.complete  # the journal of the rows' folder
+    if stop_at == "before_commit":  # the new file written is not shown: the old rows, each once
+        assert (rows, errors) == (["a", "b", "c", "d", "e"], ["x", "y"])
+        assert len(calls) == 1 and calls[0][len(clean.path) + 1 :] in files
+    else:  # committed: the new files, without the old ones still lying there (stopped before the error records)
+        assert (rows, errors) == (["a", "c", "e"], ["x", "y"])
+    assert sorted(clean.done_ids().to_pylist()) == sorted(set(rows) | set(errors))  # what a run would not compute
+    with caplog.at_level(logging.INFO, logger="repeval.store.rewrite"):
+        clean.reopen()  # what the next run does before writing to it: the stopped removal is finished
+    assert ("was stopped before it took effect" in caplog.text) == (stop_at == "before_commit"), caplog.text
+    rows_after, errors_after, files = _state(clean)
+    assert (rows_after, errors_after) == (rows, errors) and not [f for f in files if "_rewrite" in f]
+    assert sorted(pc.unique(clean._ids(clean.part_files())).to_pylist()) == rows  # each row in one file only
+    assert len(clean.part_files()) == 3
+    # removed again, it ends where an uninterrupted removal does
+    clean.remove_tracks(_ids(["b", "d", "y"]))
+    assert _state(clean)[:2] == (["a", "c", "e"], ["x"])
+
+
+@pytest.mark.parametrize("uri", ["mock:///stores/s", "subtree"])
+def test_removal_on_any_pyarrow_filesystem(tmp_path, uri):
+    if uri == "subtree":
+        (tmp_path / "sub").mkdir()
+        store = EmbeddingStore("/s", filesystem=pafs.SubTreeFileSystem(str(tmp_path / "sub"), pafs.LocalFileSystem()))
+    else:
+        store = EmbeddingStore(uri)
+    part = _partition(store, "clean", [["a", "b"], ["c"]], ["x"])
+    assert part.remove_tracks(_ids(["c", "b", "x"])) == (2, 1)
+    assert _state(part)[:2] == (["a"], [])
+    assert part.track_hits(_ids(["a"]))[2] == {"a"}
