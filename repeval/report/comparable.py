@@ -3,7 +3,7 @@
 A value is measured on a test set; two runs' values of one task and dataset are comparable only when both were
 scored on the same tracks with the same labels — not a smoke test's 10 tracks against a full run's 20, nor two
 versions of a data set. A run's test set is read from the rows it saved (``splits/<task>__<dataset>[__fold<k>].parquet``,
-the rows whose ``split`` is ``test``: :func:`test_set_digests`); where a run lacks that file (copied without it, or a
+the rows whose ``split`` is ``test``: :func:`split_digests`); where a run lacks that file (copied without it, or a
 split not recorded), from its results alone: the clean test tracks scored per fold (``n_test``), which tells different
 sizes apart but not two sets of one size.
 
@@ -27,7 +27,7 @@ from repeval.report.results import CLEAN, Run
 log = logging.getLogger(__name__)
 
 #: ``(run_id, task, dataset)`` → a digest of the run's test tracks and their labels (over its folds)
-TestSets = Mapping[tuple[str, str, str], str]
+SplitDigests = Mapping[tuple[str, str, str], str]
 
 _SPLITS_NAME = re.compile(r"^(?P<task>.+?)__(?P<dataset>.+?)(?:__fold(?P<fold>\d+))?\.parquet$")
 
@@ -49,7 +49,7 @@ def _digest_file(path: Path) -> str | None:
     return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()[:16]
 
 
-def test_set_digests(runs: Sequence[Run]) -> dict[tuple[str, str, str], str]:
+def split_digests(runs: Sequence[Run]) -> dict[tuple[str, str, str], str]:
     """Per run and (task, dataset) of its saved splits, a digest of its test set (each fold's, in fold order); a pair
     without a readable test split in every fold's file is left out."""
     out: dict[tuple[str, str, str], str] = {}
@@ -67,7 +67,7 @@ def test_set_digests(runs: Sequence[Run]) -> dict[tuple[str, str, str], str]:
     return out
 
 
-def test_set_sizes(df: pd.DataFrame) -> dict[str, int]:
+def tracks_tested(df: pd.DataFrame) -> dict[str, int]:
     """Per run of ``df`` (aggregate rows), the test tracks of its evaluations: the most any model scored on clean
     audio (every scenario's rows without clean ones), summed over the folds (each track is tested in one)."""
     rows = df[df["scenario"] == CLEAN] if (df["scenario"] == CLEAN).any() else df
@@ -87,7 +87,7 @@ def _size_key(df: pd.DataFrame) -> dict[str, tuple[object, ...]]:
     return {r: tuple(v) for r, v in out.items()}
 
 
-def run_sets(df: pd.DataFrame, test_sets: TestSets | None = None) -> list[list[str]]:
+def run_sets(df: pd.DataFrame, test_sets: SplitDigests | None = None) -> list[list[str]]:
     """The runs of ``df`` (the aggregate rows of one table or task/dataset group) in sets of runs scored on the same
     test sets, in the order they appear; one set when all were (a single run included). By the digests of
     ``test_sets`` where every run has one for every (task, dataset) of ``df``, else by the clean tracks scored."""
@@ -112,7 +112,7 @@ def differ_note(df: pd.DataFrame, sets: list[list[str]]) -> str:
     quickstart-smoke 10)``, or, where sizes agree, that the tracks or their labels do; empty with one set."""
     if len(sets) < 2:
         return ""
-    sizes = test_set_sizes(df)
+    sizes = tracks_tested(df)
     shown = ", ".join(f"{r} {sizes.get(r, 0)}" + (" test tracks" if i == 0 else "") for i, r in enumerate(sizes))
     what = "other tracks or labels" if len({sizes.get(s[0]) for s in sets}) < len(sets) else shown
     if what != shown:

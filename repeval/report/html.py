@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from repeval.report import plots
 from repeval.report.cells import cell_stats, per_label_title, per_label_value, replicates_text
-from repeval.report.comparable import TestSets, run_sets, set_label, test_set_digests
+from repeval.report.comparable import SplitDigests, run_sets, set_label, split_digests
 from repeval.report.confusion import summed_confusion
 from repeval.report.left_out import ERROR_COLUMNS, MAX_ERROR_ROWS, dropped_at_load, error_records
 from repeval.report.left_out import failed_block as _failed_block  # tests import it from here
@@ -101,7 +101,7 @@ def _table_block(
     masked: frozenset[tuple[str, str]] = frozenset(),
     chosen: Headline | None = None,
     prefixed: bool = False,
-    test_sets: TestSets | None = None,
+    test_sets: SplitDigests | None = None,
 ) -> str:
     """One preset's table, its account above it; ``chosen``: the headline whose probe per model the rows of those
     probes mark (a ✓ after the probe), with a note saying what the mark is (``prefixed``: its models are named
@@ -147,7 +147,7 @@ def _per_label_block(
     validation: pd.DataFrame | None = None,
     level: str = "95%",
     masked: bool = False,
-    test_sets: TestSets | None = None,
+    test_sets: SplitDigests | None = None,
 ) -> str:
     """A task/dataset's per-label values: bars of the best model on clean test (of each set of runs on one test set,
     ``test_sets``: the runs' digests) and the table of every model's."""
@@ -230,7 +230,7 @@ def _rule(df: pd.DataFrame, task: str, dataset: str, metric: str | None, validat
 
 
 def _confusion_block(runs: list[Run], df: pd.DataFrame, task: str, dataset: str, multi: bool,
-                     validation: pd.DataFrame | None = None, test_sets: TestSets | None = None) -> str:  # fmt: skip
+                     validation: pd.DataFrame | None = None, test_sets: SplitDigests | None = None) -> str:  # fmt: skip
     """Clean-audio matrices of every model's chosen probe, plus every scenario for the best model on clean test —
     the summary card's (:func:`~repeval.report.summary.headline`; each of them when tied). Each matrix is the
     probe's counts summed over its seeds (:func:`~repeval.report.confusion.summed_confusion`), shown row-normalised.
@@ -367,12 +367,12 @@ def _group_section(
     dataset: str,
     validation: pd.DataFrame | None = None,
     tables: tuple[pd.DataFrame, pd.DataFrame | None] | None = None,
-    test_sets: TestSets | None = None,
+    test_sets: SplitDigests | None = None,
 ) -> str:
     """One task/dataset's section; ``df`` and ``validation`` name each model ``<run>/<model>`` over several runs (the
     figures, cards and per-label rows key on it), ``tables``: the results and validation with the models' own names,
     for the tables, whose rows lead with their run's id (default: ``df`` and ``validation``); ``test_sets``: the runs'
-    test-set digests (:func:`~repeval.report.comparable.test_set_digests`), runs on different ones ranked apart."""
+    test-set digests (:func:`~repeval.report.comparable.split_digests`), runs on different ones ranked apart."""
     multi = len(runs) > 1
     level = ci_level(runs)
     table_df, table_validation = tables if tables is not None else (df, validation)
@@ -449,7 +449,7 @@ def build_report_html(runs: list[Run], *, title: str = "repeval report") -> str:
     validation = combine_validation(runs, prefix_models=multi)  # keyed like plot_df
     # the tables' rows lead with the run id: their model column keeps the model's own name
     tables = (df, combine_validation(runs)) if multi else None
-    digests = test_set_digests(runs) if multi else None  # runs on different test sets are not ranked together
+    digests = split_digests(runs) if multi else None  # runs on different test sets are not ranked together
     sections = [_group_section(runs, plot_df, history, t, d, validation, tables, digests) for t, d in pairs]
     for d in multi_task_datasets(df):  # a dataset two or more tasks share: its tasks side by side
         nav += f'<a href="#{_slug("tasks", d)}">tasks / {e(d)}</a>'

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from repeval.report.cells import _higher
-from repeval.report.comparable import TestSets, differ_note, run_sets, set_label, test_set_digests
+from repeval.report.comparable import SplitDigests, differ_note, run_sets, set_label, split_digests
 from repeval.report.deltas import paired_deltas
 from repeval.report.render import fmt_number
 from repeval.report.results import CLEAN, Run, combine_results, groups, ordered_scenarios
@@ -271,7 +271,11 @@ def passed_over_note(h: Headline) -> str:
 
 
 def headlines(
-    df: pd.DataFrame, task: str, dataset: str, validation: pd.DataFrame | None = None, test_sets: TestSets | None = None
+    df: pd.DataFrame,
+    task: str,
+    dataset: str,
+    validation: pd.DataFrame | None = None,
+    test_sets: SplitDigests | None = None,
 ) -> list[tuple[list[str], Headline]]:
     """:func:`headline` of each set of ``df``'s runs scored on the same test set (:func:`~repeval.report.comparable.
     run_sets`; ``test_sets``: their digests): one entry (every run) when all were, else one per set, ranked apart."""
@@ -297,11 +301,15 @@ def best_names(found: Sequence[tuple[list[str], Headline]]) -> str:
 
 
 def summary_cards(
-    df: pd.DataFrame, task: str, dataset: str, validation: pd.DataFrame | None = None, test_sets: TestSets | None = None
+    df: pd.DataFrame,
+    task: str,
+    dataset: str,
+    validation: pd.DataFrame | None = None,
+    test_sets: SplitDigests | None = None,
 ) -> str:
     """The report's headline cards of ``task`` on ``dataset``: best on clean, most robust (when the group has
     deformation scenarios), the grid and the test tracks scored. Runs scored on different test sets (``test_sets``:
-    their digests, :func:`~repeval.report.comparable.test_set_digests`) are not ranked against each other: the best
+    their digests, :func:`~repeval.report.comparable.split_digests`) are not ranked against each other: the best
     and most robust of each set of runs on one test set, and a card saying why."""
     found = headlines(df, task, dataset, validation, test_sets)
     if not found:
@@ -431,7 +439,7 @@ def summary_text(runs: list[Run]) -> str:
     multi = len(runs) > 1
     validation = combine_validation(runs, prefix_models=multi)
     keyed = df.assign(model=df["run_id"] + "/" + df["model"]) if multi else df
-    digests = test_set_digests(runs) if multi else None
+    digests = split_digests(runs) if multi else None
     lines: list[str] = []
     for task, dataset in groups(df):
         found = headlines(keyed, task, dataset, validation, digests)

@@ -45,7 +45,7 @@ from repeval.report.cells import (
     metric_notes,
     replicates_text,
 )
-from repeval.report.comparable import TestSets, differ_note, run_sets, set_label, test_set_digests
+from repeval.report.comparable import SplitDigests, differ_note, run_sets, set_label, split_digests
 from repeval.report.deltas import left_out_note, paired_deltas
 from repeval.report.results import (
     CLEAN,
@@ -270,12 +270,12 @@ def make_table(
     metrics: Sequence[str] | None = None,
     validation: pd.DataFrame | None = None,
     masked: Collection[tuple[str, str]] = (),
-    test_sets: TestSets | None = None,
+    test_sets: SplitDigests | None = None,
 ) -> Table:
     """Shape the aggregate rows of one task/dataset in ``results_df`` with ``preset`` (``validation``: the runs'
     :func:`repeval.report.selection.combine_validation`, which ``model_comparison`` chooses each model's probe on;
     ``masked``: the runs' :attr:`~repeval.report.results.Run.masked` pairs, which the caption notes; ``test_sets``:
-    the runs' :func:`~repeval.report.comparable.test_set_digests` — rows of runs on different test sets are not
+    the runs' :func:`~repeval.report.comparable.split_digests` — rows of runs on different test sets are not
     ranked against each other: the best of a column is flagged within each set of runs on one test set)."""
     if preset not in PRESETS:
         raise ValueError(unknown_name_message("table preset", preset, set(PRESETS)))
@@ -297,7 +297,7 @@ def make_table(
     return table
 
 
-def _best_within_test_sets(table: Table, df: pd.DataFrame, test_sets: TestSets | None) -> str:
+def _best_within_test_sets(table: Table, df: pd.DataFrame, test_sets: SplitDigests | None) -> str:
     """Flag the best of each column of ``table`` (rows led by their run id) within each set of its runs scored on the
     same test set (:func:`~repeval.report.comparable.run_sets`) and say so; empty (the flags as they are) when all
     were."""
@@ -364,7 +364,7 @@ def table_command(
     validation = combine_validation(runs)
     masked = masked_pairs(runs)
     level = ci_level(runs)
-    digests = test_set_digests(runs) if len(runs) > 1 else None
+    digests = split_digests(runs) if len(runs) > 1 else None
     _check_names(results, preset, task, dataset, ", ".join(map(str, run_dirs)))
     selections: list[tuple[str | None, str | None]]
     if preset in DATASET_PRESETS:
