@@ -69,17 +69,23 @@ def split_digests(runs: Sequence[Run]) -> dict[tuple[str, str, str], str]:
 
 def tracks_tested(df: pd.DataFrame) -> dict[str, int]:
     """Per run of ``df`` (aggregate rows), the test tracks of its evaluations: the most any model scored on clean
-    audio (every scenario's rows without clean ones), summed over the folds (each track is tested in one)."""
-    rows = df[df["scenario"] == CLEAN] if (df["scenario"] == CLEAN).any() else df
-    rows = rows.assign(_fold=rows["fold"].fillna(-1) if "fold" in rows.columns else -1)
+    audio (a run without clean rows: in any scenario), summed over the folds (each track is tested in one)."""
+    rows = _scored(df)
     per = rows.groupby(["run_id", "task", "_fold"], sort=False)["n_test"].max()
     per = per.groupby(level=["run_id", "task"], sort=False).sum().groupby(level="run_id", sort=False).max()
     return {str(r): int(n) for r, n in per.items()}
 
 
+def _scored(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows that tell a run's test tracks: its clean ones (all of them, a run without any), ``_fold`` -1 without
+    folds."""
+    clean = df["scenario"] == CLEAN
+    rows = df[clean | ~df["run_id"].isin(df.loc[clean, "run_id"])]
+    return rows.assign(_fold=rows["fold"].fillna(-1) if "fold" in rows.columns else -1)
+
+
 def _size_key(df: pd.DataFrame) -> dict[str, tuple[object, ...]]:
-    rows = df[df["scenario"] == CLEAN] if (df["scenario"] == CLEAN).any() else df
-    rows = rows.assign(_fold=rows["fold"].fillna(-1) if "fold" in rows.columns else -1)
+    rows = _scored(df)
     per = rows.groupby(["run_id", "task", "dataset", "_fold"], sort=True)["n_test"].max()
     out: dict[str, list[object]] = {}
     for (run, *where), n in per.items():

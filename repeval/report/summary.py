@@ -319,11 +319,12 @@ def summary_cards(
     folds = f"{n_folds} folds, " if n_folds > 1 else ""
     group = df[(df["task"] == task) & (df["dataset"] == dataset)]
     cards = []
-    apart = len(found) > 1
+    sets = run_sets(group[group["label"].isna()], test_sets)
+    apart = len(sets) > 1  # (a set without clean results has no ranking: it is still not ranked with the others)
     if apart:  # first: the reader sees why before the rankings
-        why = differ_note(group[group["label"].isna()], [r for r, _ in found])
+        why = differ_note(group[group["label"].isna()], sets)
         cards.append(
-            f'<div class="rv-card rv-apart"><span>not ranked across runs</span><b>{len(found)} test sets</b>'
+            f'<div class="rv-card rv-apart"><span>not ranked across runs</span><b>{len(sets)} test sets</b>'
             f"<span>{e(why)}: each run is ranked with those scored on the same test tracks, and the tables mark the "
             "best per column within each (values on different test sets are not comparable)</span></div>"
         )

@@ -93,6 +93,11 @@ def test_the_cards_and_the_headline_rank_each_test_set_apart(three_runs):
     probe = {p for m, p in zip(keyed["model"], keyed["probe"], strict=True) if m == "v2/A"}
     assert any(f"<b>r1/A · {p} = r2/A · {p} (tied)</b>" in cards for p in probe)  # twins tie, v2 is not among them
     assert "most robust: accuracy deformed − clean in v2" in cards
+    # v2 without clean results has no ranking of its own: r1 and r2's is still named theirs, not that of every run
+    no_clean = keyed[~(keyed["run_id"].eq("v2") & keyed["scenario"].eq(CLEAN))]
+    cards = summary_cards(no_clean, TASK, DATASET, combine_validation(runs, prefix_models=True), digests)
+    assert "<b>2 test sets</b>" in cards and "best on clean accuracy in r1 + r2</span>" in cards
+    assert "in v2</span>" not in cards and "(r1 30 test tracks, r2 30, v2 30; other tracks or labels)" in cards
     lines = summary_text(runs).splitlines()
     assert lines[0].startswith(f"{TASK} — {DATASET}: not ranked across runs, the runs' test sets differ (")
     assert any(x.startswith(f"  {TASK} — {DATASET}, accuracy in v2: best on clean v2/A · ") for x in lines)
