@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 
 from repeval.report import plots
 from repeval.report.cells import cell_stats, per_label_title, per_label_value, replicates_text
+from repeval.report.comparable import SplitDigests, run_sets, set_label, split_digests
 from repeval.report.confusion import summed_confusion
 from repeval.report.left_out import ERROR_COLUMNS, MAX_ERROR_ROWS, dropped_at_load, error_records
 from repeval.report.left_out import failed_block as _failed_block  # tests import it from here
@@ -40,7 +41,7 @@ from repeval.report.results import (
     ordered_scenarios,
 )
 from repeval.report.selection import combine_validation
-from repeval.report.summary import Headline, headline, partial_audio_note, summary_cards, tied_names
+from repeval.report.summary import Headline, best_names, headline, headlines, partial_audio_note, summary_cards
 from repeval.report.tables import Table, make_table, metric_notes, multi_task_datasets
 from repeval.store.partition import show_errors_command
 
@@ -100,12 +101,15 @@ def _table_block(
     masked: frozenset[tuple[str, str]] = frozenset(),
     chosen: Headline | None = None,
     prefixed: bool = False,
+    test_sets: SplitDigests | None = None,
 ) -> str:
     """One preset's table, its account above it; ``chosen``: the headline whose probe per model the rows of those
     probes mark (a ✓ after the probe), with a note saying what the mark is (``prefixed``: its models are named
-    ``<run>/<model>``)."""
+    ``<run>/<model>``; ``test_sets``: the runs' test-set digests, whose sets the best-in-column marks keep apart)."""
     try:
-        table = make_table(results, preset, task=task, dataset=dataset, validation=validation, masked=masked)
+        table = make_table(
+            results, preset, task=task, dataset=dataset, validation=validation, masked=masked, test_sets=test_sets
+        )
     except ValueError as exc:
         log.info("table %s skipped: %s", preset, exc)
         return ""
@@ -143,7 +147,10 @@ def _per_label_block(
     validation: pd.DataFrame | None = None,
     level: str = "95%",
     masked: bool = False,
+    test_sets: SplitDigests | None = None,
 ) -> str:
+    """A task/dataset's per-label values: bars of the best model on clean test (of each set of runs on one test set,
+    ``test_sets``: the runs' digests) and the table of every model's."""
     per = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].notna()]
     if per.empty:
         return ""
@@ -195,11 +202,15 @@ def _per_label_block(
         f'<table class="rv-table sortable" id="{tid}" aria-label="per-label values" aria-describedby="{tid}-about">'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
     )
+    agg = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna()]
+    sets = run_sets(agg, test_sets) if not agg.empty else [[]]
     figs = "".join(
         _figure(
-            partial(plots.per_label_bars, df, task, dataset, m, validation=validation, ci_level=level),
-            f"{per_label_title(m)}, best model on clean test, its probe {_rule(df, task, dataset, m, validation)}",
+            partial(plots.per_label_bars, part, task, dataset, m, validation=validation, ci_level=level),
+            f"{per_label_title(m)}, best model on clean test{where}, its probe {_rule(part, task, dataset, m, validation)}",
         )
+        for runs in sets
+        for part, where in [(df[df["run_id"].isin(runs)], f" in {set_label(runs)}") if len(sets) > 1 else (df, "")]
         for m in metrics
     )
     return (
@@ -218,17 +229,18 @@ def _rule(df: pd.DataFrame, task: str, dataset: str, metric: str | None, validat
         return ""
 
 
-def _confusion_block(
-    runs: list[Run], df: pd.DataFrame, task: str, dataset: str, multi: bool, validation: pd.DataFrame | None = None
-) -> str:
+def _confusion_block(runs: list[Run], df: pd.DataFrame, task: str, dataset: str, multi: bool,
+                     validation: pd.DataFrame | None = None, test_sets: SplitDigests | None = None) -> str:  # fmt: skip
     """Clean-audio matrices of every model's chosen probe, plus every scenario for the best model on clean test —
     the summary card's (:func:`~repeval.report.summary.headline`; each of them when tied). Each matrix is the
-    probe's counts summed over its seeds (:func:`~repeval.report.confusion.summed_confusion`), shown row-normalised."""
-    h = headline(df, task, dataset, validation)
-    if h is None:
+    probe's counts summed over its seeds (:func:`~repeval.report.confusion.summed_confusion`), shown row-normalised.
+    Runs on different test sets (``test_sets``): the best of each set of runs on one test set, as the cards name them."""
+    found = headlines(df, task, dataset, validation, test_sets)
+    if not found:
         return ""
-    probes = {k[0]: p for k, p in h.choice.probes.items()}
-    top = [m for m, _ in h.best]
+    h = found[0][1]
+    probes = {k[0]: p for _, x in found for k, p in x.choice.probes.items()}
+    top = [m for _, x in found for m, _ in x.best]
     group = df[(df["task"] == task) & (df["dataset"] == dataset)]
     folds = "fold" in group.columns and bool(group["fold"].notna().any())
     figs = []
@@ -252,7 +264,7 @@ def _confusion_block(
             figs.append(_figure(make, f"confusion matrix: {title}"))
     if not figs:
         return ""
-    best = tied_names([f"{m} · {p}" for m, p in h.best]) or "none with a finite clean score"
+    best = best_names(found) or "none with a finite clean score"
     pooled = " and folds (each track tested in one)" if folds else ""
     return (
         f'<h3>Confusion matrices</h3><p class="rv-note">one probe per model on clean audio, {e(h.choice.rule())}; '
@@ -355,10 +367,12 @@ def _group_section(
     dataset: str,
     validation: pd.DataFrame | None = None,
     tables: tuple[pd.DataFrame, pd.DataFrame | None] | None = None,
+    test_sets: SplitDigests | None = None,
 ) -> str:
     """One task/dataset's section; ``df`` and ``validation`` name each model ``<run>/<model>`` over several runs (the
     figures, cards and per-label rows key on it), ``tables``: the results and validation with the models' own names,
-    for the tables, whose rows lead with their run's id (default: ``df`` and ``validation``)."""
+    for the tables, whose rows lead with their run's id (default: ``df`` and ``validation``); ``test_sets``: the runs'
+    test-set digests (:func:`~repeval.report.comparable.split_digests`), runs on different ones ranked apart."""
     multi = len(runs) > 1
     level = ci_level(runs)
     table_df, table_validation = tables if tables is not None else (df, validation)
@@ -369,21 +383,21 @@ def _group_section(
     has_deform = any(s != CLEAN for s in agg["scenario"].unique())
     out = [f'<section class="rv-group" id="{_slug("g", task, dataset)}">']
     out.append(f'<h2>{e(task)} — {e(dataset)} <span class="rv-caption">{e(task_type)}</span></h2>')
-    out.append(summary_cards(df, task, dataset, validation))
+    out.append(summary_cards(df, task, dataset, validation, test_sets))
     out.append(partial_audio_note(runs, task, dataset))
     out.append(_failed_block(runs, task, dataset))
     masked = masked_pairs(runs)
     out.append(
         _table_block(table_df, "model_comparison", task, dataset, "Model comparison (clean audio)", "",
-                     table_validation, level, masked)
+                     table_validation, level, masked, test_sets=test_sets)
     )  # fmt: skip
     h = headline(df, task, dataset, validation)
     out.append(_table_block(table_df, "all_deform_all_models", task, dataset, "All models × probes × scenarios",
-                            level=level, masked=masked, chosen=h, prefixed=multi))  # fmt: skip
+                            level=level, masked=masked, chosen=h, prefixed=multi, test_sets=test_sets))  # fmt: skip
     if has_deform:
         out.append(
             _table_block(table_df, "robustness", task, dataset, "Robustness (deformed − clean)", level=level,
-                         masked=masked, chosen=h, prefixed=multi)
+                         masked=masked, chosen=h, prefixed=multi, test_sets=test_sets)
         )  # fmt: skip
     figs = [
         _figure(partial(plots.probe_capacity_curves, df, task, dataset, m), f"probe capacity: {m}") for m in metrics[:2]
@@ -399,8 +413,8 @@ def _group_section(
     if history is not None:
         figs.append(_figure(partial(plots.training_curves, history, task, dataset), "training curves"))
     out.append(f'<h3>Figures</h3><div class="rv-figs">{"".join(figs)}</div>')
-    out.append(_per_label_block(df, task, dataset, validation, level, (task, dataset) in masked))
-    out.append(_confusion_block(runs, df, task, dataset, multi, validation))
+    out.append(_per_label_block(df, task, dataset, validation, level, (task, dataset) in masked, test_sets))
+    out.append(_confusion_block(runs, df, task, dataset, multi, validation, test_sets))
     out.append("</section>")
     return "".join(out)
 
@@ -435,12 +449,13 @@ def build_report_html(runs: list[Run], *, title: str = "repeval report") -> str:
     validation = combine_validation(runs, prefix_models=multi)  # keyed like plot_df
     # the tables' rows lead with the run id: their model column keeps the model's own name
     tables = (df, combine_validation(runs)) if multi else None
-    sections = [_group_section(runs, plot_df, history, t, d, validation, tables) for t, d in pairs]
+    digests = split_digests(runs) if multi else None  # runs on different test sets are not ranked together
+    sections = [_group_section(runs, plot_df, history, t, d, validation, tables, digests) for t, d in pairs]
     for d in multi_task_datasets(df):  # a dataset two or more tasks share: its tasks side by side
         nav += f'<a href="#{_slug("tasks", d)}">tasks / {e(d)}</a>'
         block = _table_block(df, "tasks", None, d, "The dataset's tasks side by side",
                              "rows model × probe × task; best per column across the tasks",
-                             level=ci_level(runs), masked=masked_pairs(runs))  # fmt: skip
+                             level=ci_level(runs), masked=masked_pairs(runs), test_sets=digests)  # fmt: skip
         tasks = ", ".join(dict.fromkeys(t for t, x in pairs if x == d))
         sections.append(
             f'<section class="rv-group" id="{_slug("tasks", d)}"><h2>{e(d)} — tasks compared '

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from repeval.report.cells import _higher
+from repeval.report.comparable import SplitDigests, differ_note, run_sets, set_label, split_digests
 from repeval.report.deltas import paired_deltas
 from repeval.report.render import fmt_number
 from repeval.report.results import CLEAN, Run, combine_results, groups, ordered_scenarios
@@ -269,26 +270,66 @@ def passed_over_note(h: Headline) -> str:
     )
 
 
-def summary_cards(df: pd.DataFrame, task: str, dataset: str, validation: pd.DataFrame | None = None) -> str:
+def headlines(
+    df: pd.DataFrame,
+    task: str,
+    dataset: str,
+    validation: pd.DataFrame | None = None,
+    test_sets: SplitDigests | None = None,
+) -> list[tuple[list[str], Headline]]:
+    """:func:`headline` of each set of ``df``'s runs scored on the same test set (:func:`~repeval.report.comparable.
+    run_sets`; ``test_sets``: their digests): one entry (every run) when all were, else one per set, ranked apart."""
+    group = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna()]
+    sets = run_sets(group, test_sets) if not group.empty else [[]]
+    if len(sets) == 1:
+        h = headline(df, task, dataset, validation)
+        return [(sets[0], h)] if h is not None else []
+    out = []
+    for runs in sets:
+        h = headline(df[df["run_id"].astype(str).isin(runs)], task, dataset, validation)
+        if h is not None:
+            out.append((runs, h))
+    return out
+
+
+def best_names(found: Sequence[tuple[list[str], Headline]]) -> str:
+    """The best on clean of :func:`headlines`: ``A · M2`` (tied: ``A · M2 = B · M5 (tied)``; runs on several test
+    sets: each set's, ``r1: A · M2; r2: B · M1``); empty without a finite clean value."""
+    if len(found) == 1:
+        return tied_names([f"{m} · {p}" for m, p in found[0][1].best])
+    return "; ".join(f"{set_label(r)}: {_clean_names(h)}" for r, h in found)
+
+
+def summary_cards(
+    df: pd.DataFrame,
+    task: str,
+    dataset: str,
+    validation: pd.DataFrame | None = None,
+    test_sets: SplitDigests | None = None,
+) -> str:
     """The report's headline cards of ``task`` on ``dataset``: best on clean, most robust (when the group has
-    deformation scenarios), the grid and the test tracks scored."""
-    h = headline(df, task, dataset, validation)
-    if h is None:
+    deformation scenarios), the grid and the test tracks scored. Runs scored on different test sets (``test_sets``:
+    their digests, :func:`~repeval.report.comparable.split_digests`) are not ranked against each other: the best
+    and most robust of each set of runs on one test set, and a card saying why."""
+    found = headlines(df, task, dataset, validation, test_sets)
+    if not found:
         return ""
     agg = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna() & (df["scenario"] == CLEAN)]
     n_folds = int(agg["fold"].nunique()) if "fold" in agg.columns else 0
-    replicates = f"{h.clean_n} seeds × folds" if n_folds > 1 else _count(h.clean_n, "seed")
     folds = f"{n_folds} folds, " if n_folds > 1 else ""
     group = df[(df["task"] == task) & (df["dataset"] == dataset)]
-    rule = e(h.choice.rule(None if len(h.best) != 1 else (h.best[0][0],)))
-    cards = [
-        f'<div class="rv-card"><span>best on clean {e(h.metric)}{_direction(h)}</span><b>{e(_clean_names(h))}</b>'
-        f"<span>{_clean_value(h)} over {replicates}; probe {rule}</span>"
-        + (f'<span class="rv-passed-over">{e(passed_over_note(h))}</span>' if h.test_best else "")
-        + "</div>",
-    ]
-    if h.robustness is not None:
-        cards.append(_robustness_card(h, h.robustness))
+    cards = []
+    sets = run_sets(group[group["label"].isna()], test_sets)
+    apart = len(sets) > 1  # (a set without clean results has no ranking: it is still not ranked with the others)
+    if apart:  # first: the reader sees why before the rankings
+        why = differ_note(group[group["label"].isna()], sets)
+        cards.append(
+            f'<div class="rv-card rv-apart"><span>not ranked across runs</span><b>{len(sets)} test sets</b>'
+            f"<span>{e(why)}: each run is ranked with those scored on the same test tracks, and the tables mark the "
+            "best per column within each (values on different test sets are not comparable)</span></div>"
+        )
+    for runs, h in found:
+        cards += _ranking_cards(h, n_folds, f" in {set_label(runs)}" if apart else "")
     cards += [
         f'<div class="rv-card"><span>grid</span><b>{_grid(agg)}</b><span>{_count(group["seed"].nunique(), "seed")}, '
         f"{folds}{_test_sets(group)}</span></div>",
@@ -297,8 +338,25 @@ def summary_cards(df: pd.DataFrame, task: str, dataset: str, validation: pd.Data
     return f'<div class="rv-summary">{"".join(cards)}</div>'
 
 
-def _robustness_card(h: Headline, r: Robustness) -> str:
+def _ranking_cards(h: Headline, n_folds: int, within: str = "") -> list[str]:
+    """Best on clean and (with deformation scenarios) most robust of headline ``h``; ``within``: `` in <runs>``, the
+    set of runs they rank (several test sets)."""
+    replicates = f"{h.clean_n} seeds × folds" if n_folds > 1 else _count(h.clean_n, "seed")
+    rule = e(h.choice.rule(None if len(h.best) != 1 else (h.best[0][0],)))
+    cards = [
+        f'<div class="rv-card"><span>best on clean {e(h.metric)}{_direction(h)}{e(within)}</span>'
+        f"<b>{e(_clean_names(h))}</b><span>{_clean_value(h)} over {replicates}; probe {rule}</span>"
+        + (f'<span class="rv-passed-over">{e(passed_over_note(h))}</span>' if h.test_best else "")
+        + "</div>",
+    ]
+    if h.robustness is not None:
+        cards.append(_robustness_card(h, h.robustness, within))
+    return cards
+
+
+def _robustness_card(h: Headline, r: Robustness, within: str = "") -> str:
     title = f"{'most robust' if r.compared else 'under deformation'}: {h.metric} deformed − clean{_direction(h)}"
+    title += within
     if not r.ranked:
         return (
             f'<div class="rv-card rv-robust"><span>{e(title)}</span><b>–</b><span>{e(robustness_facts(r)[0])}'
@@ -358,9 +416,11 @@ def tested_card(agg: pd.DataFrame, n_folds: int) -> str:
     )
 
 
-def summary_lines(h: Headline) -> list[str]:
-    """One or two lines for the terminal: best on clean, and (with deformation scenarios) most robust."""
-    lead = f"{h.task} — {h.dataset}, {h.metric}{_direction(h)}: best on clean "
+def summary_lines(h: Headline, within: str = "") -> list[str]:
+    """One or two lines for the terminal: best on clean, and (with deformation scenarios) most robust; ``within``:
+    the runs they rank (runs on several test sets, ranked apart)."""
+    where = f" in {within}" if within else ""
+    lead = f"{h.task} — {h.dataset}, {h.metric}{_direction(h)}{where}: best on clean "
     # the table beside it flags the best cell of each column: say why the headline may name another probe
     rule = h.choice.rule(None)
     chosen = f" (each model's probe {rule})" if rule else ""
@@ -374,16 +434,25 @@ def summary_lines(h: Headline) -> list[str]:
 
 def summary_text(runs: list[Run]) -> str:
     """The headline of every task/dataset of ``runs`` (models of several runs named ``<run_id>/<model>``, as the
-    report names them), for ``repeval run`` and ``repeval evaluate`` to print after the results table."""
+    report names them), for ``repeval run`` and ``repeval evaluate`` to print after the results table. Runs scored on
+    different test sets are ranked apart, each set's lines led by its runs, after a line saying why."""
     df = combine_results(runs)
     multi = len(runs) > 1
     validation = combine_validation(runs, prefix_models=multi)
     keyed = df.assign(model=df["run_id"] + "/" + df["model"]) if multi else df
+    digests = split_digests(runs) if multi else None
     lines: list[str] = []
     for task, dataset in groups(df):
-        h = headline(keyed, task, dataset, validation)
-        if h is not None:
-            lines += summary_lines(h)
+        found = headlines(keyed, task, dataset, validation, digests)
+        if len(found) > 1:
+            group = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna()]
+            why = differ_note(group, [r for r, _ in found])
+            lines.append(f"{task} — {dataset}: not ranked across runs, {why}; each set of runs ranked on its own")
+        for runs_of, h in found:
+            lines += [
+                ("  " if len(found) > 1 else "") + x
+                for x in summary_lines(h, set_label(runs_of) if len(found) > 1 else "")
+            ]
     return "\n".join(lines)
 
 

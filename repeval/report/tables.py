@@ -45,6 +45,7 @@ from repeval.report.cells import (
     metric_notes,
     replicates_text,
 )
+from repeval.report.comparable import SplitDigests, differ_note, run_sets, set_label, split_digests
 from repeval.report.deltas import left_out_note, paired_deltas
 from repeval.report.results import (
     CLEAN,
@@ -269,10 +270,13 @@ def make_table(
     metrics: Sequence[str] | None = None,
     validation: pd.DataFrame | None = None,
     masked: Collection[tuple[str, str]] = (),
+    test_sets: SplitDigests | None = None,
 ) -> Table:
     """Shape the aggregate rows of one task/dataset in ``results_df`` with ``preset`` (``validation``: the runs'
     :func:`repeval.report.selection.combine_validation`, which ``model_comparison`` chooses each model's probe on;
-    ``masked``: the runs' :attr:`~repeval.report.results.Run.masked` pairs, which the caption notes)."""
+    ``masked``: the runs' :attr:`~repeval.report.results.Run.masked` pairs, which the caption notes; ``test_sets``:
+    the runs' :func:`~repeval.report.comparable.split_digests` — rows of runs on different test sets are not
+    ranked against each other: the best of a column is flagged within each set of runs on one test set)."""
     if preset not in PRESETS:
         raise ValueError(unknown_name_message("table preset", preset, set(PRESETS)))
     if preset in DATASET_PRESETS:
@@ -288,8 +292,28 @@ def make_table(
         table = PRESETS[preset](df, chosen, title)
     table.task, table.dataset, table.replicates = t, d, replicates_text(df)
     notes = metric_notes(df, chosen, any((task, d) in masked for task in set(df["task"])))
-    table.caption = "; ".join([table.caption, *notes] if table.caption else notes)
+    apart = _best_within_test_sets(table, df, test_sets)
+    table.caption = "; ".join(p for p in [table.caption, *notes, apart] if p)
     return table
+
+
+def _best_within_test_sets(table: Table, df: pd.DataFrame, test_sets: SplitDigests | None) -> str:
+    """Flag the best of each column of ``table`` (rows led by their run id) within each set of its runs scored on the
+    same test set (:func:`~repeval.report.comparable.run_sets`) and say so; empty (the flags as they are) when all
+    were."""
+    sets = run_sets(df, test_sets) if table.row_names[:1] == ["run_id"] else []
+    if len(sets) < 2:
+        return ""
+    higher = [_higher(m) for m, _ in table.columns]
+    best = np.zeros(table.mean.shape, dtype=bool)
+    for runs in sets:
+        idx = [i for i, row in enumerate(table.rows) if row[0] in runs]
+        best[idx] = best_mask(table.mean[idx], higher)
+    table.best = best
+    return (
+        f"{differ_note(df, sets)}: values on different test sets are not comparable, the best per column is marked "
+        f"within each set of runs on one test set ({'; '.join(set_label(r) for r in sets)})"
+    )
 
 
 def _check_names(results: pd.DataFrame, preset: str, task: str | None, dataset: str | None, where: str) -> None:
@@ -340,6 +364,7 @@ def table_command(
     validation = combine_validation(runs)
     masked = masked_pairs(runs)
     level = ci_level(runs)
+    digests = split_digests(runs) if len(runs) > 1 else None
     _check_names(results, preset, task, dataset, ", ".join(map(str, run_dirs)))
     selections: list[tuple[str | None, str | None]]
     if preset in DATASET_PRESETS:
@@ -366,7 +391,9 @@ def table_command(
                 selections = [p for p in selections if p in deformed]
     parts = []
     for t, d in selections:
-        table = make_table(results, preset, task=t, dataset=d, metrics=metrics, validation=validation, masked=masked)
+        table = make_table(
+            results, preset, task=t, dataset=d, metrics=metrics, validation=validation, masked=masked, test_sets=digests
+        )
         parts.append(
             render(
                 table,

@@ -109,6 +109,7 @@ def test_report_over_two_runs(run_dir, second_run_dir, tmp_path, caplog):
     assert out.name == "both.html"
     assert "runs: demo, other" in text
     assert "other/msd-musicnn" in text  # plots keep the runs' models apart
+    assert "not ranked across runs" not in text and "test sets differ" not in text  # both scored on 90 test tracks
     assert '<td data-value="other">other</td>' in text  # tables gain a run_id column
     # ... and keep the model's own name beside it (they repeated the run: "other | other/msd-musicnn"), so that the
     # report's tables are `repeval table`'s: same rows, same cells
@@ -220,6 +221,13 @@ def test_summary_cards_count_the_tracks_each_model_was_scored_on_and_the_groups_
         "left out of evaluation: smoke/logmel-stats on D1 9</span>"
     ) in cards
     assert "<b>3 models × 3 probes in 2 runs</b>" in cards
+    # ... and the smoke run's models are not ranked against the full run's: each run has its best, and a card says why
+    assert "<span>not ranked across runs</span><b>2 test sets</b><span>the runs&#x27; test sets differ (demo 90 test " \
+        "tracks, smoke 10): each run is ranked with those scored on the same test tracks" in cards  # fmt: skip
+    for run in ("demo", "smoke"):
+        best = re.search(rf"best on clean accuracy in {run}</span><b>([^<]*)</b>", cards)
+        assert best and best[1].startswith(f"{run}/") and "(tied)" not in best[1], cards
+    assert "in demo" not in summary_cards(both[both["run_id"] == "demo"], "instrument_recognition", "tinysol")
 
 
 def test_names_in_any_script_get_distinct_ids_and_names_are_escaped(tmp_path):
