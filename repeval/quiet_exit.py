@@ -9,6 +9,13 @@ shows (``ray job submit`` attaches with ``log_to_driver``), and the worker goes 
 later. Seen once in a two-node job's log after its probe grid, among hundreds of clean runs: the timing is rare,
 the lines alarming and meaningless to a user. :func:`quiet_exit_requests_in_callbacks` drops only those lines: an
 exit request that could not be raised; every other unraisable exception is printed as before.
+
+Where it is installed: a job's driver names it as the job's ``worker_process_setup_hook``
+(:func:`repeval.ray_cluster.with_worker_setup_hook`), so every worker process of the job — Ray Data's tasks and
+internal actors included, which run no repeval code — installs it as it starts; repeval's own actors (the probe
+trials, the embedding actors) also install it themselves, for the embedded Ray (whose worker output a user sees only
+with ``repeval -v``) and a job whose runtime env names a setup hook of its own. The hook reaches the workers pickled
+by value: keep this module to the standard library.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from repeval.ray_auth import (  # noqa: F401  (re-exported: they lived here)
     prepare_token_auth,
     restrict_token_file,
 )
-from repeval.ray_cluster import attach_ray
+from repeval.ray_cluster import attach_ray, with_worker_setup_hook
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,12 @@ def init_ray(num_cpus: int | None = None, **kwargs: Any) -> None:
         # Ray's own lines at WARNING, as in the embedded Ray: not its INFO lines ("Connecting to existing Ray
         # cluster", Tune's "Wrote the latest version of all result files" after every grid); what the job's workers
         # print still reaches its log
-        opts: dict[str, Any] = {"log_to_driver": True, "logging_level": logging.WARNING}
-        attach_ray(os.environ["RAY_ADDRESS"], **{**opts, **kwargs})
+        opts: dict[str, Any] = {"log_to_driver": True, "logging_level": logging.WARNING, **kwargs}
+        # every worker of the job drops the exit request a SIGTERM may raise in a collection callback, rather than
+        # print it into the job's log (repeval/quiet_exit.py); the embedded Ray shows no worker output by default,
+        # and a job-wide runtime env there would leave Ray's prestarted workers unused
+        opts["runtime_env"] = with_worker_setup_hook(os.environ["RAY_ADDRESS"], opts.get("runtime_env"))
+        attach_ray(os.environ["RAY_ADDRESS"], **opts)
     else:
         from repeval.cpu import ray_process_environment
 

@@ -375,3 +375,44 @@ def test_the_hook_drops_an_exit_request_in_a_callback_and_prints_every_other_err
     err = _callback_sigterm("quiet", "also-error").stderr
     assert "ValueError: a callback's own error" in err and "SystemExit" not in err, err
     assert err.count("Exception ignored in") == 1, err
+
+
+def test_a_job_driver_names_the_hook_as_its_workers_setup_hook_unless_one_is_named():
+    import json
+
+    from repeval.quiet_exit import quiet_exit_requests_in_callbacks
+    from repeval.ray_cluster import RAY_JOB_CONFIG_ENV, SETUP_HOOK, with_worker_setup_hook
+
+    env = with_worker_setup_hook("10.0.0.1:6379", {"env_vars": {"A": "1"}}, env={})
+    assert env == {"env_vars": {"A": "1"}, SETUP_HOOK: quiet_exit_requests_in_callbacks}
+    assert with_worker_setup_hook("10.0.0.1:6379", env={}) == {SETUP_HOOK: quiet_exit_requests_in_callbacks}
+    # Ray refuses a second hook: the driver's runtime env or the job's (`ray job submit --runtime-env`) keeps its own
+    theirs = {SETUP_HOOK: "their.module.setup"}
+    assert with_worker_setup_hook("10.0.0.1:6379", theirs, env={}) == theirs
+    job = {RAY_JOB_CONFIG_ENV: json.dumps({"runtime_env": {"working_dir": "gcs://_ray_pkg_x.zip", **theirs}})}
+    assert with_worker_setup_hook("10.0.0.1:6379", None, env=job) is None
+    assert with_worker_setup_hook("ray://10.0.0.1:10001", env={}) is None  # Ray Client: no callable to export
+
+
+# a second driver on the session's Ray, attached as a `ray job submit` driver is (init_ray with RAY_ADDRESS): whether
+# the hook is installed, and `repeval` imported, in the worker of a task with a runtime env of its own — as the
+# isolated process groups' actors and Tune's trial actors have; Ray merges the job's into it (a plain task's worker
+# gets the job's as it is)
+ATTACHED_DRIVER = """
+import json, sys
+import ray
+from repeval.ray_utils import init_ray
+init_ray()
+def seen():
+    return [getattr(sys.unraisablehook, "_repeval_quiet_exit", False), "repeval" in sys.modules]
+task = ray.remote(num_cpus=0, runtime_env={"env_vars": {"REPEVAL_PROCESS_GROUP": "probe"}})(seen)
+print(json.dumps(ray.get(task.remote())))
+"""
+
+
+def test_every_worker_of_an_attached_job_installs_the_hook_as_it_starts_without_importing_repeval(ray_session):
+    # the tasks run code of the driver's own (no repeval): only the job's setup hook can have installed it, by value
+    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address, "REPEVAL_MKL_SHIM": "0"}
+    r = subprocess.run([sys.executable, "-c", ATTACHED_DRIVER], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip().splitlines()[-1] == "[true, false]", (r.stdout, r.stderr[-3000:])
