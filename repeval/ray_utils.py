@@ -285,11 +285,16 @@ def exit_on_sigterm() -> None:
     Once the process runs its exit handlers (Ray's shutdown, repeval's), a SIGTERM ends it at once with that status:
     a ``SystemExit`` raised there was printed as "Exception ignored in atexit callback" with its traceback (``ray job
     stop`` as a job ended), and the process went on to exit 0. (:func:`_exiting_now`, registered again at each call,
-    so that it runs before the exit handlers registered until then — Ray's included once ``ray.init`` has run.)"""
+    so that it runs before the exit handlers registered until then — Ray's included once ``ray.init`` has run.)
+    A SIGTERM whose ``SystemExit`` lands in a collection callback, where Python cannot raise it, is delivered again
+    (:func:`repeval.quiet_exit.redeliver_exit_requests_in_callbacks`)."""
     if threading.current_thread() is threading.main_thread():
         import atexit
 
+        from repeval.quiet_exit import redeliver_exit_requests_in_callbacks
+
         signal.signal(signal.SIGTERM, _on_sigterm)
+        redeliver_exit_requests_in_callbacks(signal.SIGTERM)  # one that lands in a collection callback is not lost
         atexit.unregister(_exiting_now)
         atexit.register(_exiting_now)
 
