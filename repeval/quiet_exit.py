@@ -77,8 +77,11 @@ def redeliver_exit_requests_in_callbacks(signum: int) -> None:
             log.debug("the exit request of signal %d landed in %r: delivered again", signum, unraisable.object)
             timer = threading.Timer(REDELIVER_AFTER_S, _thread.interrupt_main, (signum,))
             timer.daemon = True
-            timer.start()
-            return
+            try:
+                timer.start()
+                return
+            except RuntimeError:  # no new thread (the interpreter is shutting down): said as Python says it
+                pass
         previous(unraisable)
 
     hook._repeval_redeliver = True  # type: ignore[attr-defined]
