@@ -98,7 +98,7 @@ def with_worker_setup_hook(
     --runtime-env``): Ray refuses two, and the call sites keep repeval's own actors quiet — and for a Ray Client
     address (``ray://``), whose server cannot export a callable."""
     given = dict(runtime_env or {})
-    if address.strip().lower().startswith("ray://") or SETUP_HOOK in given or SETUP_HOOK in job_runtime_env(env):
+    if address.strip().lower().startswith("ray://") or any(_names_setup_hook(e) for e in (given, job_runtime_env(env))):
         return dict(runtime_env) if runtime_env is not None else None
     import ray.cloudpickle
 
@@ -131,3 +131,12 @@ def check_job_output_paths(store: str, runs_dir: str, env: MutableMapping[str, s
         f"outlive it: a bucket ({bucket}) or absolute paths on a shared mount (on one machine: {local}, "
         "expanded where you submit), as docs/cluster.md shows"
     )
+
+
+#: the variable in which Ray 2.60 passes a job's setup hook to its workers (``ray_constants``)
+SETUP_HOOK_ENV = "__RAY_WORKER_PROCESS_SETUP_HOOK_ENV_VAR"
+
+
+def _names_setup_hook(runtime_env: Mapping[str, Any]) -> bool:
+    env_vars = runtime_env.get("env_vars")
+    return SETUP_HOOK in runtime_env or (isinstance(env_vars, Mapping) and SETUP_HOOK_ENV in env_vars)

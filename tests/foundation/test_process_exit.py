@@ -401,7 +401,7 @@ def test_a_job_driver_names_the_hook_as_its_workers_setup_hook_unless_one_is_nam
     import json
 
     from repeval.quiet_exit import quiet_exit_requests_in_callbacks
-    from repeval.ray_cluster import RAY_JOB_CONFIG_ENV, SETUP_HOOK, with_worker_setup_hook
+    from repeval.ray_cluster import RAY_JOB_CONFIG_ENV, SETUP_HOOK, SETUP_HOOK_ENV, with_worker_setup_hook
 
     env = with_worker_setup_hook("10.0.0.1:6379", {"env_vars": {"A": "1"}}, env={})
     assert env == {"env_vars": {"A": "1"}, SETUP_HOOK: quiet_exit_requests_in_callbacks}
@@ -410,6 +410,12 @@ def test_a_job_driver_names_the_hook_as_its_workers_setup_hook_unless_one_is_nam
     theirs = {SETUP_HOOK: "their.module.setup"}
     assert with_worker_setup_hook("10.0.0.1:6379", theirs, env={}) == theirs
     job = {RAY_JOB_CONFIG_ENV: json.dumps({"runtime_env": {"working_dir": "gcs://_ray_pkg_x.zip", **theirs}})}
+    assert with_worker_setup_hook("10.0.0.1:6379", None, env=job) is None
+    from ray._private import ray_constants
+
+    assert ray_constants.WORKER_PROCESS_SETUP_HOOK_ENV_VAR == SETUP_HOOK_ENV  # Ray's private name (docs/cluster.md)
+    passed_on = {"env_vars": {SETUP_HOOK_ENV: "their.module.setup"}}  # as Ray passes a hook on to the workers
+    job = {RAY_JOB_CONFIG_ENV: json.dumps({"runtime_env": passed_on})}
     assert with_worker_setup_hook("10.0.0.1:6379", None, env=job) is None
     assert with_worker_setup_hook("ray://10.0.0.1:10001", env={}) is None  # Ray Client: no callable to export
 
