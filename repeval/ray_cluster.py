@@ -1,5 +1,6 @@
 """What a command attached to a Ray cluster checks, and a ``ray job submit`` job: the cluster's token
-(:func:`attach_ray`), and where the job's outputs go (:func:`check_job_output_paths`)."""
+(:func:`attach_ray`), where the job's outputs go (:func:`check_job_output_paths`), and the setup hook of the job's
+workers (:func:`with_worker_setup_hook`)."""
 
 from __future__ import annotations
 
