@@ -9,12 +9,24 @@ shows (``ray job submit`` attaches with ``log_to_driver``), and the worker goes 
 later. Seen once in a two-node job's log after its probe grid, among hundreds of clean runs: the timing is rare,
 the lines alarming and meaningless to a user. :func:`quiet_exit_requests_in_callbacks` drops only those lines: an
 exit request that could not be raised; every other unraisable exception is printed as before.
+
+Where it is installed: a job's driver names it as the job's ``worker_process_setup_hook``
+(:func:`repeval.ray_cluster.with_worker_setup_hook`), so every worker process of the job — Ray Data's tasks and
+internal actors included, which run no repeval code — installs it as it starts; repeval's own actors (the probe
+trials, the embedding actors) also install it themselves, for the embedded Ray (whose worker output a user sees only
+with ``repeval -v``) and a job whose runtime env names a setup hook of its own. The hook reaches the workers pickled
+by value: keep this module to the standard library.
+
+In a command's own process (a job's driver), whose SIGTERM handler is repeval's, such an exit request is a stop
+that must not be lost: :func:`redeliver_exit_requests_in_callbacks` delivers the signal again.
 """
 
 from __future__ import annotations
 
+import _thread
 import logging
 import sys
+import threading
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -38,3 +50,39 @@ def _hook_over(previous: Any) -> Any:
 
     hook._repeval_quiet_exit = True  # type: ignore[attr-defined]
     return hook
+
+
+#: how long after an exit request lost in a callback the signal comes again (a collection's callbacks take
+#: microseconds to milliseconds)
+REDELIVER_AFTER_S = 0.05
+
+
+def redeliver_exit_requests_in_callbacks(signum: int) -> None:
+    """Install (once per process) the unraisable hook of a process whose own handler of ``signum`` raises
+    ``SystemExit(128 + signum)`` (a ``repeval`` command, a job's driver: :func:`repeval.ray_utils.exit_on_sigterm`):
+    such an exit request that landed in a collection callback is the stop (``ray job stop``, a scheduler's time
+    limit) lost there — Python printed "Exception ignored in … SystemExit: 143" into the job's log and the command
+    went on, until the job supervisor's SIGKILL cut it off without its "terminated" line. The hook has a timer
+    thread deliver the signal again to the main thread :data:`REDELIVER_AFTER_S` later, when the collection is
+    over (delivered at once, the handler ran inside the hook, in the callback still), so the command stops as it
+    would have; should the handler land in a callback again, its exit request comes here again. Every other
+    unraisable exception goes to the previous hook."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_repeval_redeliver", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        exc = unraisable.exc_value
+        if isinstance(exc, SystemExit) and exc.code == 128 + signum:
+            log.debug("the exit request of signal %d landed in %r: delivered again", signum, unraisable.object)
+            timer = threading.Timer(REDELIVER_AFTER_S, _thread.interrupt_main, (signum,))
+            timer.daemon = True
+            try:
+                timer.start()
+                return
+            except RuntimeError:  # no new thread (the interpreter is shutting down): said as Python says it
+                pass
+        previous(unraisable)
+
+    hook._repeval_redeliver = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook

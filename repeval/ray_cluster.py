@@ -1,11 +1,12 @@
 """What a command attached to a Ray cluster checks, and a ``ray job submit`` job: the cluster's token
-(:func:`attach_ray`), and where the job's outputs go (:func:`check_job_output_paths`)."""
+(:func:`attach_ray`), where the job's outputs go (:func:`check_job_output_paths`), and the setup hook of the job's
+workers (:func:`with_worker_setup_hook`)."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -53,20 +54,59 @@ def _auth_refused(exc: BaseException) -> bool:
 RAY_JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 
 
+def job_runtime_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The runtime env of the ``ray job submit`` job this process is the driver of (``--runtime-env``,
+    ``--working-dir``, as Ray passes them in :data:`RAY_JOB_CONFIG_ENV`); empty when it is none."""
+    raw = (os.environ if env is None else env).get(RAY_JOB_CONFIG_ENV)
+    if not raw:
+        return {}
+    try:
+        runtime_env = json.loads(raw).get("runtime_env")
+    except (ValueError, AttributeError):
+        return {}
+    return runtime_env if isinstance(runtime_env, dict) else {}
+
+
 def job_working_dir(env: MutableMapping[str, str] | None = None) -> str | None:
     """The directory this process runs in when it is the driver of a ``ray job submit`` job whose runtime env has a
     ``working_dir`` (``--working-dir .``, ``cluster/runtime_env.yaml``): Ray's unpacked copy of the uploaded
     directory, under the head's temp dir (``.../runtime_resources/working_dir_files/_ray_pkg_<hash>``); else None."""
-    raw = (os.environ if env is None else env).get(RAY_JOB_CONFIG_ENV)
-    if not raw:
-        return None
-    try:
-        runtime_env = json.loads(raw).get("runtime_env")
-    except (ValueError, AttributeError):
-        return None
-    if not isinstance(runtime_env, dict) or not runtime_env.get("working_dir"):
+    if not job_runtime_env(env).get("working_dir"):
         return None
     return os.getcwd()
+
+
+#: the ``runtime_env`` key of a callable that every worker process of a job runs as it starts, before its first
+#: task (Ray 2.60: ``default_worker.py`` runs it after connecting, before ``main_loop``)
+SETUP_HOOK = "worker_process_setup_hook"
+
+
+def with_worker_setup_hook(
+    address: str, runtime_env: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+) -> dict[str, Any] | None:
+    """``runtime_env`` for the ``ray.init`` of a driver attaching to the cluster at ``address``, with
+    :func:`repeval.quiet_exit.quiet_exit_requests_in_callbacks` as the job's setup hook: every worker process of the
+    job installs it as it starts — Ray Data's read and decode tasks and its internal actors, the embedding actors,
+    Tune's trial actors, the model checks' tasks —, whatever code it runs later, so an exit request that Ray's
+    SIGTERM raises in a collection callback of any of them never reaches the job's log as a traceback (see
+    :mod:`repeval.quiet_exit`). Ray merges the job's runtime env into each task's and actor's own (their
+    ``env_vars`` add to it), so the process-group actors and Tune's trial actors run it too.
+
+    The hook travels by value (the module is a few stdlib lines): a worker runs it without importing repeval, so a
+    node where repeval is missing or broken still answers the model check with that failure instead of losing
+    every worker process at its start (Ray ends a worker whose setup hook raises). ``runtime_env`` is returned
+    unchanged when a setup hook is named already — by it or by the job's runtime env (``ray job submit
+    --runtime-env``): Ray refuses two, and the call sites keep repeval's own actors quiet — and for a Ray Client
+    address (``ray://``), whose server cannot export a callable."""
+    given = dict(runtime_env or {})
+    if address.strip().lower().startswith("ray://") or any(_names_setup_hook(e) for e in (given, job_runtime_env(env))):
+        return dict(runtime_env) if runtime_env is not None else None
+    import ray.cloudpickle
+
+    from repeval import quiet_exit
+
+    ray.cloudpickle.register_pickle_by_value(quiet_exit)
+    return {**given, SETUP_HOOK: quiet_exit.quiet_exit_requests_in_callbacks}
 
 
 def check_job_output_paths(store: str, runs_dir: str, env: MutableMapping[str, str] | None = None) -> None:
@@ -92,3 +132,12 @@ def check_job_output_paths(store: str, runs_dir: str, env: MutableMapping[str, s
         f"outlive it: a bucket ({bucket}) or absolute paths on a shared mount (on one machine: {local}, "
         "expanded where you submit), as docs/cluster.md shows"
     )
+
+
+#: the variable in which Ray 2.60 passes a job's setup hook to its workers (``ray_constants``)
+SETUP_HOOK_ENV = "__RAY_WORKER_PROCESS_SETUP_HOOK_ENV_VAR"
+
+
+def _names_setup_hook(runtime_env: Mapping[str, Any]) -> bool:
+    env_vars = runtime_env.get("env_vars")
+    return SETUP_HOOK in runtime_env or (isinstance(env_vars, Mapping) and SETUP_HOOK_ENV in env_vars)

@@ -21,7 +21,7 @@ from repeval.ray_auth import (  # noqa: F401  (re-exported: they lived here)
     prepare_token_auth,
     restrict_token_file,
 )
-from repeval.ray_cluster import attach_ray
+from repeval.ray_cluster import attach_ray, with_worker_setup_hook
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,12 @@ def init_ray(num_cpus: int | None = None, **kwargs: Any) -> None:
         # Ray's own lines at WARNING, as in the embedded Ray: not its INFO lines ("Connecting to existing Ray
         # cluster", Tune's "Wrote the latest version of all result files" after every grid); what the job's workers
         # print still reaches its log
-        opts: dict[str, Any] = {"log_to_driver": True, "logging_level": logging.WARNING}
-        attach_ray(os.environ["RAY_ADDRESS"], **{**opts, **kwargs})
+        opts: dict[str, Any] = {"log_to_driver": True, "logging_level": logging.WARNING, **kwargs}
+        # every worker of the job drops the exit request a SIGTERM may raise in a collection callback, rather than
+        # print it into the job's log (repeval/quiet_exit.py); the embedded Ray shows no worker output by default,
+        # and a job-wide runtime env there would leave Ray's prestarted workers unused
+        opts["runtime_env"] = with_worker_setup_hook(os.environ["RAY_ADDRESS"], opts.get("runtime_env"))
+        attach_ray(os.environ["RAY_ADDRESS"], **opts)
     else:
         from repeval.cpu import ray_process_environment
 
@@ -281,11 +285,16 @@ def exit_on_sigterm() -> None:
     Once the process runs its exit handlers (Ray's shutdown, repeval's), a SIGTERM ends it at once with that status:
     a ``SystemExit`` raised there was printed as "Exception ignored in atexit callback" with its traceback (``ray job
     stop`` as a job ended), and the process went on to exit 0. (:func:`_exiting_now`, registered again at each call,
-    so that it runs before the exit handlers registered until then — Ray's included once ``ray.init`` has run.)"""
+    so that it runs before the exit handlers registered until then — Ray's included once ``ray.init`` has run.)
+    A SIGTERM whose ``SystemExit`` lands in a collection callback, where Python cannot raise it, is delivered again
+    (:func:`repeval.quiet_exit.redeliver_exit_requests_in_callbacks`)."""
     if threading.current_thread() is threading.main_thread():
         import atexit
 
+        from repeval.quiet_exit import redeliver_exit_requests_in_callbacks
+
         signal.signal(signal.SIGTERM, _on_sigterm)
+        redeliver_exit_requests_in_callbacks(signal.SIGTERM)  # one that lands in a collection callback is not lost
         atexit.unregister(_exiting_now)
         atexit.register(_exiting_now)
 

@@ -329,13 +329,19 @@ def test_the_watchdog_ends_its_dead_drivers_processes_and_no_others(tmp_path):
 
 # A Ray worker's SIGTERM handler (Ray's own function raising the SystemExit, as ``worker.main_loop`` sets it), and a
 # SIGTERM that lands in a weakref callback — a collection running in the worker's main thread when Ray's kill comes;
-# argv[1] installs repeval's hook (``quiet``) or not, argv[2] makes the callback raise another error after it
+# argv[1] installs repeval's hook (``quiet``) or not, argv[2] makes the callback raise another error after it;
+# ``driver``: a command's handler instead (repeval.ray_utils.exit_on_sigterm), ``driver-unhooked`` without its hook
 CALLBACK_SIGTERM = """
 import os, signal, sys, weakref
 from ray._raylet import raise_sys_exit_with_custom_error_message
 def sigterm_handler(signum, frame):
     raise_sys_exit_with_custom_error_message("The process receives a SIGTERM.", exit_code=1)
 signal.signal(signal.SIGTERM, sigterm_handler)
+if sys.argv[1].startswith("driver"):
+    from repeval import ray_utils
+    ray_utils.exit_on_sigterm()
+    if sys.argv[1] == "driver-unhooked":
+        sys.unraisablehook = sys.__unraisablehook__
 if sys.argv[1] == "quiet":
     from repeval.quiet_exit import quiet_exit_requests_in_callbacks
     quiet_exit_requests_in_callbacks()
@@ -351,16 +357,20 @@ refs = [weakref.ref(held[0], sigterm_lands_here)]
 if sys.argv[2] == "also-error":
     refs.append(weakref.ref(held[1], another_error))
 del held[:]
+if sys.argv[1].startswith("driver"):  # a command goes on working after the collection
+    import time
+    time.sleep(2)
 print("went on")
 """
 
 
-def _callback_sigterm(*args: str) -> subprocess.CompletedProcess[str]:
+def _callback_sigterm(*args: str, status: int = 0) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "REPEVAL_MKL_SHIM": "0"}
     r = subprocess.run(
         [sys.executable, "-c", CALLBACK_SIGTERM, *args], capture_output=True, text=True, timeout=120, env=env
     )
-    assert r.returncode == 0 and r.stdout.strip() == "went on", (r.returncode, r.stdout, r.stderr[-3000:])
+    went_on = "went on" if status == 0 else ""
+    assert r.returncode == status and r.stdout.strip() == went_on, (r.returncode, r.stdout, r.stderr[-3000:])
     return r
 
 
@@ -375,3 +385,60 @@ def test_the_hook_drops_an_exit_request_in_a_callback_and_prints_every_other_err
     err = _callback_sigterm("quiet", "also-error").stderr
     assert "ValueError: a callback's own error" in err and "SystemExit" not in err, err
     assert err.count("Exception ignored in") == 1, err
+
+
+def test_a_commands_sigterm_that_lands_in_a_callback_is_delivered_again_and_stops_it():
+    # the control: the stop was printed as ignored, and lost (the command went on, as a job until Ray's SIGKILL)
+    err = _callback_sigterm("driver-unhooked", "-").stderr
+    assert "Exception ignored in" in err and "SystemExit: 143" in err, err
+    # with the hook: it stops at its next instruction, with SIGTERM's status; another callback's error still printed
+    assert _callback_sigterm("driver", "-", status=143).stderr == ""
+    err = _callback_sigterm("driver", "also-error", status=143).stderr
+    assert "ValueError: a callback's own error" in err and "SystemExit" not in err, err
+
+
+def test_a_job_driver_names_the_hook_as_its_workers_setup_hook_unless_one_is_named():
+    import json
+
+    from repeval.quiet_exit import quiet_exit_requests_in_callbacks
+    from repeval.ray_cluster import RAY_JOB_CONFIG_ENV, SETUP_HOOK, SETUP_HOOK_ENV, with_worker_setup_hook
+
+    env = with_worker_setup_hook("10.0.0.1:6379", {"env_vars": {"A": "1"}}, env={})
+    assert env == {"env_vars": {"A": "1"}, SETUP_HOOK: quiet_exit_requests_in_callbacks}
+    assert with_worker_setup_hook("10.0.0.1:6379", env={}) == {SETUP_HOOK: quiet_exit_requests_in_callbacks}
+    # Ray refuses a second hook: the driver's runtime env or the job's (`ray job submit --runtime-env`) keeps its own
+    theirs = {SETUP_HOOK: "their.module.setup"}
+    assert with_worker_setup_hook("10.0.0.1:6379", theirs, env={}) == theirs
+    job = {RAY_JOB_CONFIG_ENV: json.dumps({"runtime_env": {"working_dir": "gcs://_ray_pkg_x.zip", **theirs}})}
+    assert with_worker_setup_hook("10.0.0.1:6379", None, env=job) is None
+    from ray._private import ray_constants
+
+    assert ray_constants.WORKER_PROCESS_SETUP_HOOK_ENV_VAR == SETUP_HOOK_ENV  # Ray's private name (docs/cluster.md)
+    passed_on = {"env_vars": {SETUP_HOOK_ENV: "their.module.setup"}}  # as Ray passes a hook on to the workers
+    job = {RAY_JOB_CONFIG_ENV: json.dumps({"runtime_env": passed_on})}
+    assert with_worker_setup_hook("10.0.0.1:6379", None, env=job) is None
+    assert with_worker_setup_hook("ray://10.0.0.1:10001", env={}) is None  # Ray Client: no callable to export
+
+
+# a second driver on the session's Ray, attached as a `ray job submit` driver is (init_ray with RAY_ADDRESS): whether
+# the hook is installed, and `repeval` imported, in the worker of a task with a runtime env of its own — as the
+# isolated process groups' actors and Tune's trial actors have; Ray merges the job's into it (a plain task's worker
+# gets the job's as it is)
+ATTACHED_DRIVER = """
+import json, sys
+import ray
+from repeval.ray_utils import init_ray
+init_ray()
+def seen():
+    return [getattr(sys.unraisablehook, "_repeval_quiet_exit", False), "repeval" in sys.modules]
+task = ray.remote(num_cpus=0, runtime_env={"env_vars": {"REPEVAL_PROCESS_GROUP": "probe"}})(seen)
+print(json.dumps(ray.get(task.remote())))
+"""
+
+
+def test_every_worker_of_an_attached_job_installs_the_hook_as_it_starts_without_importing_repeval(ray_session):
+    # the tasks run code of the driver's own (no repeval): only the job's setup hook can have installed it, by value
+    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address, "REPEVAL_MKL_SHIM": "0"}
+    r = subprocess.run([sys.executable, "-c", ATTACHED_DRIVER], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip().splitlines()[-1] == "[true, false]", (r.stdout, r.stderr[-3000:])
