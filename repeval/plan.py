@@ -275,7 +275,7 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
         changed_source,
         partition_state,
         plan_source_note,
-        source_note,
+        source_notes,
         wanted_masks,
     )
     from repeval.runner import RunContext, audio_sources, deform_ids, load_rows
@@ -290,7 +290,7 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
     rank = {"complete": 0, "todo": 1, "conflict": 2}
     states: dict[tuple[str, str, str], tuple[str, str]] = {}
     sources = audio_sources(ctx)
-    moved: dict[tuple[str, str], dict[str, tuple[Any, int]]] = {}  # (dataset, model) → partitions from elsewhere
+    moved: dict[str, dict[str, dict[str, tuple[Any, int]]]] = {}  # dataset → model → partitions from elsewhere
     cut = CutReused()  # the run's tracks whose reused rows were cut, which a run under truncated_audio: error warns of
     for ei, exp in enumerate(cfg.experiments):
         to_deform = deform_ids(ctx, ei)
@@ -309,16 +309,16 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
                     if done is not None and cfg.run.truncated_audio == "error":
                         cut.add(part, ids, wanted & done)
                     recorded = changed_source(part, sources[ds.name]) if done is not None else None
-                    if recorded is not None and done is not None and sid not in moved.get((ds.name, m.id), {}):
+                    by_model = moved.setdefault(ds.name, {})
+                    if recorded is not None and done is not None and sid not in by_model.get(m.id, {}):
                         reused = int((wanted & done).sum())
                         if reused:
-                            moved.setdefault((ds.name, m.id), {})[sid] = (recorded, reused)
+                            by_model.setdefault(m.id, {})[sid] = (recorded, reused)
     said = [
-        (
-            source_note(store.uri, dataset, model, changed, sources[dataset], run=False),
-            sum(n for _, n in changed.values()),
-        )
-        for (dataset, model), changed in moved.items()
+        (dataset, note, sum(n for parts in changed.values() for _, n in parts.values()))
+        for dataset, changed in moved.items()
+        if changed
+        for note in source_notes(store.uri, dataset, changed, sources[dataset], run=False)
     ]
     if said:  # one note, however many datasets and models: the plan says it on every call until a run records them
         p.notes.append(plan_source_note(said))
@@ -332,21 +332,21 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
 def _load_notes(ctx: Any) -> list[str]:
     """What loading each dataset found, as ``repeval run`` logs it: one note per dataset for the rows dropped
     (missing audio, duplicate ids, unusable labels or splits), saying how many ``run --strict`` fails on, then one
-    per finding of its loader that drops no row (a key the data left unused, a likely ``label_separator``)
-    (:func:`~repeval.run.rows.load_report`)."""
-    from repeval.runner import load_report
+    per finding of its loader that drops no row (a key the data left unused, a likely ``label_separator``); a dataset
+    that two tasks load is said once, naming the tasks only when their loads found other things
+    (:func:`~repeval.run.rows.said_once`)."""
+    from repeval.run.rows import said_once
 
     notes = []
-    for entry in load_report(ctx).values():
-        name = entry["dataset"] if len(ctx.cfg.experiments) == 1 else f"{entry['dataset']} ({entry['task']})"
-        kinds = len(entry["problems"])  # one line per kind of problem found, then the loader's notes
-        dropped, noted = entry["lines"][:kinds], entry["lines"][kinds:]
-        n = entry["not_evaluated"]
+    for name, ei, _, ds, found, kinds in said_once(ctx):
+        lines = found.lines()
+        dropped, noted = lines[: len(found.counts())], lines[len(found.counts()) :]  # a line per kind, then notes
+        n = sum(found.count(k) for k in kinds)
         if dropped:
             strict = f" — {n:,} row(s) not evaluated, which `repeval run --strict` fails on" if n else ""
             notes.append(
-                f"dataset {name} at load ({entry['rows']:,} rows kept): {'; '.join(dropped)}{strict} (`repeval data "
-                "check CONFIG --out FILE` lists every missing or unreadable audio file)"
+                f"dataset {name} at load ({ctx.rows[(ei, ds.name)].num_rows:,} rows kept): {'; '.join(dropped)}"
+                f"{strict} (`repeval data check CONFIG --out FILE` lists every missing or unreadable audio file)"
             )
         notes += [f"dataset {name}: {line}" for line in noted]
     return notes
