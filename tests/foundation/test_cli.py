@@ -181,6 +181,19 @@ def test_a_configuration_setting_run_smoke_test_is_that_smoke_test_once(tmp_path
     longest = "x" * 125  # plan plans the smoke test a configuration setting run.smoke_test is, without --smoke-test
     bad = CliRunner().invoke(app, ["plan", str(hand), "--run-id", longest])
     assert bad.exit_code == 1 and f"run id '{longest}-smoke'" in bad.output, bad.output
+    # the smoke plan of a preset entry says which configuration it trains and the preset's source and departures
+    preset = tmp_path / "preset.yaml"
+    preset.write_text(hand.read_text().replace("{type: classifier, hidden_units: []}", "{preset: mir_ref_thesis}"))
+    flagged = tmp_path / "preset-flagged.yaml"  # the same without run.smoke_test, planned with --smoke-test
+    flagged.write_text(preset.read_text().replace("smoke_test: true, ", ""))
+    for args in (["plan", str(preset)], ["plan", str(flagged), "--smoke-test"]):
+        res = CliRunner().invoke(app, args)
+        said = " ".join(res.output.split())
+        assert res.exit_code == 0, said
+        assert (
+            "- probe mir_ref_thesis: 1 configuration (M1, the first of the entry's 5: a smoke test trains one)" in said
+        )
+        assert "; preset mir_ref_thesis [Plachouras 2023" in said and "; differs from the source: " in said, said
 
 
 def test_plan_says_when_the_store_or_the_data_is_not_where_it_looks(tmp_path, monkeypatch):
