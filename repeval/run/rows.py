@@ -54,9 +54,10 @@ class _SaidOnce(logging.Filter):
 
 @contextmanager
 def _loaders_say_once() -> Iterator[None]:
-    """The dataset loaders' loggers (``repeval.datasets.*``) say each line once while it lasts."""
+    """The dataset loaders' loggers (``repeval.datasets.*``), and this module's (a k-fold dataset's "split_type all"
+    line), say each line once while it lasts."""
     once = _SaidOnce()
-    loggers = [
+    loggers = [log] + [
         lg
         for name, lg in logging.Logger.manager.loggerDict.items()
         if isinstance(lg, logging.Logger) and (name == "repeval.datasets" or name.startswith("repeval.datasets."))

@@ -116,3 +116,12 @@ def test_a_dataset_two_tasks_load_says_what_it_dropped_once(tmp_path, caplog):
         ["dataset tones (pitch_sub)", "1 missing audio"],
     ], missing
     assert [name for name, _, _ in runner.not_evaluated(ctx)] == ["tones (pitch, pitch_again)", "tones (pitch_sub)"]
+
+    folds = [experiment(manifest, [FAST_MODEL], split_column=None, split_type="all", n_folds=3) for _ in range(2)]
+    folds[1]["task"]["name"] = "pitch_again"
+    caplog.clear()
+    ctx = runner.make_context(load_config(write_config(tmp_path / "c.yaml", tmp_path, folds, run_id="r3")))
+    runner.load_rows(ctx)
+    said = [r.getMessage() for r in caplog.records]
+    assert len([m for m in said if "split_type all — 3 folds" in m]) == 1, said  # k folds: said once too
+    assert len([m for m in said if "missing audio" in m]) == 1, said
