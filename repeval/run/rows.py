@@ -25,13 +25,16 @@ def load_rows(ctx: RunContext, save: bool = True) -> None:
     """Load every experiment's datasets and save their splits with the run (one file per fold for k folds;
     ``save=False``: only load them, as ``repeval plan`` does). What each load found is logged once per dataset
     (:func:`said_once`), and a loader's own lines (a catalog's "N of M rows usable") once however many tasks load it:
-    two tasks on one dataset said its missing audio twice."""
+    two tasks on one dataset said its missing audio twice. A dataset loaded before (``repeval run``'s training stage
+    after its embedding stage) is neither loaded nor said again."""
+    before = set(ctx.reports)
     with _loaders_say_once():
         _load_each(ctx, save)
-    if save:
-        for name, _, _, _, found, _ in said_once(ctx):
-            for line in found.lines():
-                log.warning("dataset %s: %s", name, line)
+    if save and set(ctx.reports) - before:
+        for name, ei, _, ds, found, _ in said_once(ctx):
+            if (ei, ds.name) not in before:
+                for line in found.lines():
+                    log.warning("dataset %s: %s", name, line)
     check_shared_tracks(ctx)
     if save:
         _write_text_atomic(ctx.run_dir / LOAD_REPORT, json.dumps(load_report(ctx), indent=1))

@@ -102,6 +102,9 @@ def test_a_dataset_two_tasks_load_says_what_it_dropped_once(tmp_path, caplog):
     assert len(missing) == 1 and missing[0].startswith("dataset tones: 2 missing audio: ghost-1 (row "), said
     assert len([m for m in said if "rows usable" in m]) == 1, said
     assert list(json.loads((ctx.run_dir / "load_report.json").read_text())) == ["pitch__tones", "pitch_again__tones"]
+    caplog.clear()
+    runner.load_rows(ctx)  # `repeval run`'s training stage, after its embedding stage loaded them: nothing said again
+    assert not [r for r in caplog.records if "missing audio" in r.getMessage()]
     notes = [line for line in make_plan(cfg, ctx.store).text().splitlines() if " at load " in line]
     assert len(notes) == 1 and notes[0].startswith("note: dataset tones at load (4 rows kept): 2 missing audio"), notes
     assert [name for name, _, _ in runner.not_evaluated(ctx)] == ["tones"]
