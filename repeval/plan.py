@@ -98,8 +98,11 @@ def make_plan(
     gpus: float = 0.0,
     cluster: Mapping[str, float] | None = None,
     tune_storage: str | None = None,
+    smoke_of: Config | None = None,
 ) -> Plan:
     """The plan; ``cluster`` (``ray.cluster_resources()``) turns the resource rules into exact requests.
+    ``smoke_of``: the configuration ``cfg`` is the smoke test of (:func:`~repeval.run.context.smoke_test_config`),
+    whose probe entries :func:`probe_lines` describes as the smoke test's probes' origin.
 
     With a ``store``, a partition counts as complete and a probe grid (with ``run_dir`` too) as done only when
     ``repeval run`` would leave it alone — the embedding and training stages' own checks, on the datasets' rows
@@ -169,7 +172,7 @@ def make_plan(
                     else ""
                 )
             )
-        p.lines += probe_lines(exp, specs)
+        p.lines += probe_lines(exp, specs, smoke_of.experiments[ei] if smoke_of is not None else None)
     if pending and tune_storage is not None:
         _reused(cfg, p, pending, tune_storage, cluster)
     # resources (issue 8): the rules, or the exact requests when the cluster's resources are known
@@ -234,34 +237,57 @@ def _names(names: list[str]) -> str:
     return ", ".join(names) if len(names) <= 6 else f"{names[0]} … {names[-1]} ({len(names)})"
 
 
-def probe_lines(exp: Any, specs: list[Any]) -> list[str]:
+def probe_lines(exp: Any, specs: list[Any], full: Any = None) -> list[str]:
     """One line per ``downstream_models`` entry: what it trains, how its checkpoints and configuration are chosen,
-    and — for a preset — its source, the keys set next to it, and where it departs from the source."""
+    and — for a preset — its source, the keys set next to it, and where it departs from the source. ``full``: for a
+    smoke test's experiment, the experiment it is the smoke test of — its one probe is the first configuration of
+    ``full``'s first entry, a plain probe (:func:`~repeval.run.context.smoke_test_config`), so the line says which
+    configuration of that entry it is, the entry's preset, source and departures as the full plan does, and the
+    entries the smoke test leaves out."""
     from repeval.tasks import resolve_criterion
-    from repeval.tuning.presets import get_preset
-    from repeval.tuning.search import SPEC_KEYS
+    from repeval.tuning.search import expand_probe
 
     ttype = exp.task.effective_type
     out = []
     for p, s in zip(exp.downstream_models, specs, strict=True):
         crit = ", ".join(dict.fromkeys(resolve_criterion(pt.config.save_criterion, ttype)[0] for pt in s.points))
         n = f"{s.size} configuration{'s' if s.size != 1 else ''}"
+        entry, of = p, ""
+        if full is not None:  # a smoke test: its probe is the first configuration of the full run's first entry
+            entry = full.downstream_models[0]
+            first = expand_probe(entry, 0, ttype)
+            if first.size > 1:
+                of = f" ({first.points[0].name}, the first of the entry's {first.size}: a smoke test trains one)"
         if s.select == "best":
-            what = f"probe {s.name}: {n}, the best by {crit} (mean over seeds) tested once"
+            what = f"probe {s.name}: {n}{of}, the best by {crit} (mean over seeds) tested once"
         else:
-            what = f"probe {_names([pt.name for pt in s.points])}: {n}, each tested, checkpoint by {crit}"
+            what = f"probe {_names([pt.name for pt in s.points])}: {n}{of}, each tested, checkpoint by {crit}"
         if s.scheduler is not None:
             what += ", the weaker ones stopped early by ASHA"
-        if p.preset:
-            preset = get_preset(p.preset)
-            what += f"; preset {p.preset} [{preset.source}]"
-            mine = sorted(k for k in p.model_fields_set if k not in SPEC_KEYS)
-            if mine:
-                what += ", set here: " + ", ".join(f"{k}={getattr(p, k)!r}" for k in mine)
-            if preset.differs:
-                what += f"; differs from the source: {preset.differs}"
+        what += _preset_words(entry)
+        if full is not None and len(full.downstream_models) > 1:
+            left = [expand_probe(e, i, ttype).name for i, e in enumerate(full.downstream_models) if i]
+            what += f"; the smoke test leaves out the other downstream_models entries ({_names(left)})"
         out.append("  - " + what)
     return out
+
+
+def _preset_words(p: Any) -> str:
+    """What :func:`probe_lines` says of the preset entry ``p`` names (nothing if it names none): the preset, its
+    source, the keys set next to it and where it departs from the source."""
+    from repeval.tuning.presets import get_preset
+    from repeval.tuning.search import SPEC_KEYS
+
+    if not p.preset:
+        return ""
+    preset = get_preset(p.preset)
+    what = f"; preset {p.preset} [{preset.source}]"
+    mine = sorted(k for k in p.model_fields_set if k not in SPEC_KEYS)
+    if mine:
+        what += ", set here: " + ", ".join(f"{k}={getattr(p, k)!r}" for k in mine)
+    if preset.differs:
+        what += f"; differs from the source: {preset.differs}"
+    return what
 
 
 def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[Any, Any]:
@@ -275,7 +301,7 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
         changed_source,
         partition_state,
         plan_source_note,
-        source_note,
+        source_notes,
         wanted_masks,
     )
     from repeval.runner import RunContext, audio_sources, deform_ids, load_rows
@@ -290,7 +316,7 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
     rank = {"complete": 0, "todo": 1, "conflict": 2}
     states: dict[tuple[str, str, str], tuple[str, str]] = {}
     sources = audio_sources(ctx)
-    moved: dict[tuple[str, str], dict[str, tuple[Any, int]]] = {}  # (dataset, model) → partitions from elsewhere
+    moved: dict[str, dict[str, dict[str, tuple[Any, int]]]] = {}  # dataset → model → partitions from elsewhere
     cut = CutReused()  # the run's tracks whose reused rows were cut, which a run under truncated_audio: error warns of
     for ei, exp in enumerate(cfg.experiments):
         to_deform = deform_ids(ctx, ei)
@@ -309,16 +335,16 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
                     if done is not None and cfg.run.truncated_audio == "error":
                         cut.add(part, ids, wanted & done)
                     recorded = changed_source(part, sources[ds.name]) if done is not None else None
-                    if recorded is not None and done is not None and sid not in moved.get((ds.name, m.id), {}):
+                    by_model = moved.setdefault(ds.name, {})
+                    if recorded is not None and done is not None and sid not in by_model.get(m.id, {}):
                         reused = int((wanted & done).sum())
                         if reused:
-                            moved.setdefault((ds.name, m.id), {})[sid] = (recorded, reused)
+                            by_model.setdefault(m.id, {})[sid] = (recorded, reused)
     said = [
-        (
-            source_note(store.uri, dataset, model, changed, sources[dataset], run=False),
-            sum(n for _, n in changed.values()),
-        )
-        for (dataset, model), changed in moved.items()
+        (dataset, note, sum(n for parts in changed.values() for _, n in parts.values()))
+        for dataset, changed in moved.items()
+        if changed
+        for note in source_notes(store.uri, dataset, changed, sources[dataset], run=False)
     ]
     if said:  # one note, however many datasets and models: the plan says it on every call until a run records them
         p.notes.append(plan_source_note(said))
@@ -332,21 +358,21 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
 def _load_notes(ctx: Any) -> list[str]:
     """What loading each dataset found, as ``repeval run`` logs it: one note per dataset for the rows dropped
     (missing audio, duplicate ids, unusable labels or splits), saying how many ``run --strict`` fails on, then one
-    per finding of its loader that drops no row (a key the data left unused, a likely ``label_separator``)
-    (:func:`~repeval.run.rows.load_report`)."""
-    from repeval.runner import load_report
+    per finding of its loader that drops no row (a key the data left unused, a likely ``label_separator``); a dataset
+    that two tasks load is said once, naming the tasks only when their loads found other things
+    (:func:`~repeval.run.rows.said_once`)."""
+    from repeval.run.rows import said_once
 
     notes = []
-    for entry in load_report(ctx).values():
-        name = entry["dataset"] if len(ctx.cfg.experiments) == 1 else f"{entry['dataset']} ({entry['task']})"
-        kinds = len(entry["problems"])  # one line per kind of problem found, then the loader's notes
-        dropped, noted = entry["lines"][:kinds], entry["lines"][kinds:]
-        n = entry["not_evaluated"]
+    for name, ei, _, ds, found, kinds in said_once(ctx):
+        lines = found.lines()
+        dropped, noted = lines[: len(found.counts())], lines[len(found.counts()) :]  # a line per kind, then notes
+        n = sum(found.count(k) for k in kinds)
         if dropped:
             strict = f" — {n:,} row(s) not evaluated, which `repeval run --strict` fails on" if n else ""
             notes.append(
-                f"dataset {name} at load ({entry['rows']:,} rows kept): {'; '.join(dropped)}{strict} (`repeval data "
-                "check CONFIG --out FILE` lists every missing or unreadable audio file)"
+                f"dataset {name} at load ({ctx.rows[(ei, ds.name)].num_rows:,} rows kept): {'; '.join(dropped)}"
+                f"{strict} (`repeval data check CONFIG --out FILE` lists every missing or unreadable audio file)"
             )
         notes += [f"dataset {name}: {line}" for line in noted]
     return notes

@@ -39,7 +39,7 @@ def scenarios_only(before: Any, now: dict[str, Any]) -> tuple[list[str], list[st
     partition differs under the same id (another deformation under its id — an unnamed scenario renumbered by one
     inserted before it — or other rows or error records) is in both: its results are dropped and its test set scored
     again. One the probes trained on (``augment``) must keep its partition. ``None`` otherwise (the group is trained
-    again).
+    again). Both lists follow the configuration's order (``now``'s), the scenarios it no longer has after.
 
     A scenario is never matched to another id by its partition's fingerprint: a scenario's id seeds its deformation
     (:func:`repeval.deformations.scenario_seed`), so the same steps under another id deform the tracks anew — the old
@@ -57,7 +57,9 @@ def scenarios_only(before: Any, now: dict[str, Any]) -> tuple[list[str], list[st
     changed = {s for s in set(old) & set(new) if old[s] != new[s]}
     if CLEAN in changed or changed & set(now.get("augment") or []):
         return None
-    added, removed = sorted((set(new) - set(old)) | changed), sorted((set(old) - set(new)) | changed)
+    # in the configuration's order (now's: inputs.json keeps its keys sorted), those no longer in it after
+    added = [s for s in new if s not in old or s in changed]
+    removed = [s for s in new if s in changed] + [s for s in old if s not in new]
     return (added, removed) if added or removed else None
 
 

@@ -118,7 +118,9 @@ def plan(
     from repeval.runner import check_run_id
     from repeval.store import EmbeddingStore
 
-    cfg, rid = with_smoke_test(_with_runs_dir(_load(config), runs_dir), smoke_test, run_id)
+    given_cfg = _with_runs_dir(_load(config), runs_dir)
+    cfg, rid = with_smoke_test(given_cfg, smoke_test, run_id)
+    smoke_of = given_cfg if cfg is not given_cfg else None  # its probe entries: what the smoke test's probe is of
     rid = rid or cfg.run.run_id
     if rid:
         _guard(lambda: check_run_id(rid))  # the run id `repeval run` would refuse, refused here too
@@ -138,7 +140,9 @@ def plan(
 
         cluster = _guard(lambda: cluster_resources(address, given))  # a dashboard URL or a stopped cluster: one line
     tune = loc.tune_storage if loc is not None else None  # a remote run's Tune experiments are read where they are
-    typer.echo(_guard(lambda: make_plan(cfg, st, run_dir, cluster=cluster, tune_storage=tune)).text())
+    typer.echo(
+        _guard(lambda: make_plan(cfg, st, run_dir, cluster=cluster, tune_storage=tune, smoke_of=smoke_of)).text()
+    )
     if not rid:
         typer.echo(
             "note: the configuration sets no run.run_id: each `repeval run` starts a new run (run-<date>-<time>), so "

@@ -72,21 +72,22 @@ def fold_config(ds: Any, fold: int) -> Any:
     return ds.model_copy(update={"fold": fold})
 
 
-def load_folds(ds: Any, task: Any, found: LoadReport | None = None) -> dict[int, pa.Table]:
+def load_folds(ds: Any, task: Any, found: LoadReport | None = None, report: bool = True) -> dict[int, pa.Table]:
     """Rows of every fold a run evaluates (see :func:`dataset_folds`), each with that fold's splits.
 
     Each fold is loaded through the dataset's loader, so official folds (TinySOL), official
     split files (MTG-Jamendo ``split-k``) and group-aware rotating folds all work the same way.
-    The loader's findings are logged once (every fold drops the same rows) and merged into ``found``.
+    The loader's findings are logged once (every fold drops the same rows; ``report=False``: not at all) and merged
+    into ``found``.
     """
     out: dict[int, pa.Table] = {}
     first: pa.Table | None = None
     for f in dataset_folds(ds):
-        rows, report = load_dataset(fold_config(ds, f), task, report=first is None)
+        rows, said = load_dataset(fold_config(ds, f), task, report=report and first is None)
         if first is None:
             first = rows
             if found is not None:
-                found.merge(report)
+                found.merge(said)
         elif rows.column("track_id").equals(first.column("track_id")):  # only the split differs: share the rest
             rows = first.set_column(first.schema.get_field_index("split"), "split", rows.column("split"))
         out[f] = rows

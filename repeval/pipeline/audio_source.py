@@ -248,7 +248,7 @@ def _edited_listing(recorded: list[Any], now: list[Any]) -> tuple[str, str] | No
     return (key, str(now[0][key])) if same and recorded else None
 
 
-#: the words of :func:`source_note` for a manifest edited in place (:func:`plan_source_note` counts them)
+#: the words of :func:`source_notes` for a manifest edited in place (:func:`plan_source_note` counts them)
 _EDITED = "stored track(s) embedded before"
 
 
@@ -259,29 +259,48 @@ def _file_state(source: dict[str, Any]) -> str:
     return ", ".join(x for x in said if x) or "not recorded"
 
 
-def source_note(
-    store_uri: str, dataset: str, model: str, changed: dict[str, tuple[Any, int]], now: Any, run: bool = True
+def source_notes(
+    store_uri: str, dataset: str, changed: dict[str, dict[str, tuple[Any, int]]], now: Any, run: bool = True
+) -> list[str]:
+    """What a run says once per dataset whose stored rows were computed from audio elsewhere (or written since):
+    ``changed`` maps each model, then each of its such partitions' scenario, both in the configuration's order
+    (listed so), to (its recorded sources, tracks reused). One note names every model whose partitions recorded the
+    same sources (three models embedded by one run: one note, not three alike), with each one's partitions in its
+    ``store rm`` command; models whose partitions recorded other sources get a note of their own. ``run=False``: the
+    same without the run's closing words (``repeval plan`` joins its notes, :func:`plan_source_note`). A manifest
+    edited in place (a path fixed, a row added: its size and time changed, nothing else) is said in a few words: the
+    store keeps no track's audio path, so which stored tracks, if any, the edit pointed at other audio is not known —
+    only a track whose path it changed can hold another file's embedding."""
+    alike: dict[str, dict[str, dict[str, tuple[Any, int]]]] = {}  # recorded sources → model → its partitions
+    for model, parts in changed.items():
+        key = json.dumps(next(iter(parts.values()))[0], sort_keys=True, default=str)
+        alike.setdefault(key, {})[model] = parts
+    return [_source_note(store_uri, dataset, models, now, run) for models in alike.values()]
+
+
+def _source_note(
+    store_uri: str, dataset: str, models: dict[str, dict[str, tuple[Any, int]]], now: Any, run: bool
 ) -> str:
-    """What a run says once per dataset and model whose stored rows were computed from audio elsewhere (or written
-    since): ``changed`` maps each such partition's scenario, in the configuration's order (listed so), to (its
-    recorded sources, tracks reused). ``run=False``: the same without the run's closing words (``repeval plan`` joins
-    its notes, :func:`plan_source_note`). A manifest edited in place (a path fixed, a row added: its size and time
-    changed, nothing else) is said in a few words: the store keeps no track's audio path, so which stored tracks, if
-    any, the edit pointed at other audio is not known — only a track whose path it changed can hold another file's
-    embedding."""
+    """:func:`source_notes`' note of the ``models`` whose partitions recorded the same sources."""
     import shlex
 
-    sids = list(changed)
-    recorded = changed[sids[0]][0]
-    reused = sum(n for _, n in changed.values())
-    names = " ".join(shlex.quote(f"{dataset}/{model}/{sid}") for sid in sids)
+    recorded = next(iter(next(iter(models.values())).values()))[0]
+    reused = sum(n for parts in models.values() for _, n in parts.values())
+    names = " ".join(shlex.quote(f"{dataset}/{m}/{sid}") for m, parts in models.items() for sid in parts)
     rm = f"`repeval store rm {shlex.quote(store_uri)} {names} --yes`"
+    which = [(m, ", ".join(parts)) for m, parts in models.items()]
+    if len(which) == 1:
+        what = f"{dataset}/{which[0][0]} ({which[0][1]})"
+    elif len({sids for _, sids in which}) == 1:  # every model the same scenarios: said once
+        what = f"{dataset} ({', '.join(m for m, _ in which)}: {which[0][1]})"
+    else:
+        what = f"{dataset} ({'; '.join(f'{m}: {sids}' for m, sids in which)})"
     if edited := _edited_listing(recorded, now):
         key, path = edited
         if now[0].get("relative_to") == JOB_WORKING_DIR:
             path += " in the job's working directory"
         said = (
-            f"{dataset}/{model} ({', '.join(sids)}) reuses {reused:,} {_EDITED} {key} {path} was edited "
+            f"{what} reuses {reused:,} {_EDITED} {key} {path} was edited "
             f"({_file_state(recorded[-1])}; now {_file_state(now[0])}): only a track whose audio path the edit changed "
             f"may hold another file's embedding — if it changed a stored track's path, delete that track's rows "
             f"(`repeval store rm {shlex.quote(store_uri)} {names} --track TRACK_ID --yes`: the next run embeds it "
@@ -290,7 +309,7 @@ def source_note(
         )
         return f"store: {said}: this run records the edited {key}, and this is not said again" if run else said
     said = (
-        f"{dataset}/{model} ({', '.join(sids)}) holds {reused:,} track(s) reused as stored, computed "
+        f"{what} holds {reused:,} track(s) reused as stored, computed "
         f"from the audio of {' and '.join(describe_source(s) for s in recorded)}; dataset {dataset!r} now takes its "
         f"audio from {' and '.join(describe_source(s) for s in now)}. If that is other audio under the same track ids "
         f"(another copy, catalog, rendering or download), delete the partitions to recompute them ({rm}); if it is "
@@ -299,18 +318,19 @@ def source_note(
     return f"store: {said}: this run records the new source, and this is not said again" if run else said
 
 
-def plan_source_note(notes: list[tuple[str, int]]) -> str:
-    """``repeval plan``'s one note for the (dataset, model) pairs a run would say :func:`source_note` of: ``notes``
-    holds each one's words (``run=False``) and tracks. The plan only reads the store, so it says until a run has
+def plan_source_note(notes: list[tuple[str, str, int]]) -> str:
+    """``repeval plan``'s one note for the datasets a run would say :func:`source_notes` of: ``notes`` holds each
+    note's dataset, words (``run=False``) and tracks. The plan only reads the store, so it says until a run has
     recorded the new source, after which neither says it."""
     tail = (
         "`repeval run` says so and records the new source (this plan only reads the store), after which neither says it"
     )
     if len(notes) == 1:
-        return f"store: {notes[0][0]}: {tail}"
-    total = sum(n for _, n in notes)
-    edits = sum(_EDITED in said for said, _ in notes)
+        return f"store: {notes[0][1]}: {tail}"
+    total = sum(n for _, _, n in notes)
+    edits = sum(_EDITED in said for _, said, _ in notes)
     what = ["computed from other audio", "computed from other audio or before an edit of their manifest",
             "embedded before an edit of their manifest"][(edits > 0) + (edits == len(notes))]  # fmt: skip
-    head = f"store: {len(notes)} dataset/model pairs reuse {total:,} stored track(s) {what}; {tail}:"
-    return "\n".join([head, *(f"  - {said}" for said, _ in notes)])
+    datasets = len({d for d, _, _ in notes})
+    head = f"store: partitions of {datasets} datasets reuse {total:,} stored track(s) {what}; {tail}:"
+    return "\n".join([head, *(f"  - {said}" for _, said, _ in notes)])

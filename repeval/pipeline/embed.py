@@ -40,7 +40,7 @@ from repeval.pipeline.partitions import (  # noqa: F401  (model_chunk_s and the 
 from repeval.pipeline.resources import stream_resources
 from repeval.pipeline.stream import run_pipeline
 from repeval.pipeline.summary import EmbedSummary
-from repeval.pipeline.todo import Stream, has_work, plan_dataset, plan_todo, spool_todo
+from repeval.pipeline.todo import Stream, has_work, plan_dataset, plan_todo, say_moved, spool_todo
 from repeval.store import EmbeddingStore
 
 log = logging.getLogger(__name__)
@@ -103,10 +103,12 @@ def embed_experiments(
         preflight.check_store_partitions(cfg, [exp for exp, _, _ in work], store, deformed_only)
     if sources is None:
         sources = run_sources((ds, None) for exp, _, _ in work for ds in exp.datasets)
+    moved_from: dict[str, dict[str, dict[str, tuple[Any, int]]]] = {}  # reused rows from audio elsewhere
     for exp, rows_by_dataset, deform_ids in work:
         for ds in exp.datasets:
-            plan_dataset(cfg, exp, ds, rows_by_dataset[ds.name], deform_ids, store, streams, summary,
-                          deformed_only, retry_errors, shared=uses[ds.name] > 1, sources=sources[ds.name])  # fmt: skip
+            plan_dataset(cfg, exp, ds, rows_by_dataset[ds.name], deform_ids, store, streams, summary, deformed_only,
+                         retry_errors, moved_from, shared=uses[ds.name] > 1, sources=sources[ds.name])  # fmt: skip
+    say_moved(store.uri, moved_from, sources)  # once per dataset, every model of it in one note
     cut = summary.cut_reused_warning()
     if cut:  # once per run, before its streams start: said for every partition together
         log.warning("%s", cut)

@@ -23,7 +23,7 @@ from repeval.pipeline.audio_source import (  # noqa: F401  (imported from here b
     describe_source,
     plan_source_note,
     run_sources,
-    source_note,
+    source_notes,
 )
 from repeval.pipeline.stages import CLEAN, DEFAULT_CHUNK_S, window_grid
 from repeval.store import StoreConflict

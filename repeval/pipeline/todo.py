@@ -24,7 +24,7 @@ from repeval.pipeline.partitions import (
     ModelSpec,
     accepted_spec,
     changed_source,
-    source_note,
+    source_notes,
     wanted_masks,
 )
 from repeval.pipeline.stages import CLEAN
@@ -85,6 +85,8 @@ class Stream:
     #: that share a dataset (whatever their rows: :func:`merge_todo`) merge their masks here, so a track one task
     #: wants clean and another deformed (other scenarios, ``augment``) is decoded once, in one to-do row
     pending: dict[str, tuple[pa.Table, dict[str, np.ndarray]]] = field(default_factory=dict)
+    #: the datasets whose partitions of this model it said were all complete
+    said_complete: set[str] = field(default_factory=set)
 
     def add_todo(self, piece: pa.Table) -> None:
         if self.todo is None:
@@ -125,6 +127,7 @@ def plan_dataset(
     summary: EmbedSummary,
     deformed_only: bool,
     retry_errors: bool,
+    moved_from: dict[str, dict[str, dict[str, tuple[Any, int]]]],
     shared: bool = True,
     sources: list[dict[str, Any]] | None = None,
 ) -> None:
@@ -132,7 +135,9 @@ def plan_dataset(
     of the run uses the dataset too, so the ids planned here are kept for its turn (a track is embedded once);
     otherwise they are not kept (a copy of the wanted ids per scenario: ~12 MB per million tracks). ``sources``:
     where the run's definitions of the dataset take its audio from, recorded in the partitions it computes or
-    reuses; reused rows computed from audio elsewhere are said once per dataset and model (not recomputed)."""
+    reuses; reused rows computed from audio elsewhere (not recomputed) are added to ``moved_from`` (dataset → model →
+    scenario → (the sources they were computed from, tracks)), which :func:`say_moved` says once per dataset after
+    every experiment is planned."""
     scenarios = exp.scenarios_for(ds)
     ids = rows.column("track_id").combine_chunks()
     wanted_in = wanted_masks(cfg, exp, ds, rows, deform_ids)
@@ -211,16 +216,12 @@ def plan_dataset(
                 st.planned[key] = pa.concat_arrays([st.planned[key], new_ids]) if key in st.planned else new_ids
             masks[key] = missing
         if moved:
-            note = source_note(store.uri, ds.name, mcfg.id, moved, sources)
-            warn_once(
-                log,
-                ("source", store.uri, ds.name, mcfg.id, json.dumps([moved, sources], sort_keys=True, default=str)),
-                "%s",
-                note,
-            )
+            moved_from.setdefault(ds.name, {}).setdefault(mcfg.id, {}).update(moved)
         if not masks:
-            if not any(info["dataset"] == ds.name for info in st.info.values()):  # not planned by another task
+            # not planned by another task, nor said for one (two tasks on a dataset said it twice)
+            if ds.name not in st.said_complete and not any(i["dataset"] == ds.name for i in st.info.values()):
                 log.info("%s/%s: all partitions complete", ds.name, mcfg.id)
+                st.said_complete.add(ds.name)
             continue
         cols = rows.select(["track_id", "audio_path", "split"])  # only the columns a stream reads
         pending = st.pending.get(ds.name)
@@ -230,6 +231,17 @@ def plan_dataset(
             continue
         # other rows under the same dataset name (another task's subset, order or cap): one to-do row per track
         st.pending[ds.name] = (cols, masks) if pending is None else merge_todo(*pending, cols, masks)
+
+
+def say_moved(store_uri: str, moved_from: dict[str, dict[str, dict[str, tuple[Any, int]]]],
+              sources: dict[str, list[dict[str, Any]]]) -> None:  # fmt: skip
+    """Say, once per dataset (:func:`~repeval.pipeline.partitions.source_notes`: one note for all its models, not one
+    each), the reused rows :func:`plan_dataset` found computed from audio elsewhere; ``sources``: where each dataset
+    takes its audio from now."""
+    for dataset, changed in moved_from.items():
+        for note in source_notes(store_uri, dataset, changed, sources[dataset]):
+            key = json.dumps([changed, sources[dataset]], sort_keys=True, default=str)
+            warn_once(log, ("source", store_uri, dataset, key), "%s", note)
 
 
 def merge_todo(

@@ -294,7 +294,8 @@ def inputs_change(before: Any, now: dict[str, Any]) -> str:
     """What differs between a finished group's recorded inputs (:func:`group_inputs`, ``before``) and this run's, in
     words: why it is trained again — a scenario added or removed, a partition with other rows or error records or
     embedded anew, other splits or labels, other training settings. Only what ``before`` records is compared
-    (:func:`as_recorded`)."""
+    (:func:`as_recorded`). Scenarios are named in the configuration's order (``now``'s: clean first, then the
+    deformations as listed), those removed in the record's after them."""
     if not isinstance(before, dict):
         return "its record of them, the group's inputs.json, is missing or unreadable"
     now = as_recorded(before, now)
@@ -302,7 +303,8 @@ def inputs_change(before: Any, now: dict[str, Any]) -> str:
     if before.get("training") != now.get("training"):
         said.append("the training settings changed: the task, probes, metrics, run.seed(s), max_epochs or intervals")
     old, new = before.get("partitions") or {}, now.get("partitions") or {}
-    added, removed = sorted(set(new) - set(old)), sorted(set(old) - set(new))
+    # inputs.json keeps its keys sorted: the configuration's order is now's (group_inputs'), clean first
+    added, removed = [sid for sid in new if sid not in old], _clean_first([sid for sid in old if sid not in new])
     if added:
         said.append(f"scenario(s) {', '.join(added)} added")
     if removed:
@@ -312,7 +314,7 @@ def inputs_change(before: Any, now: dict[str, Any]) -> str:
         rows, errors = [*v, None, None][:2] if isinstance(v, list) else (None, None)
         return f"{rows} rows, {errors} error records"
 
-    for sid in sorted(set(old) & set(new)):
+    for sid in [sid for sid in new if sid in old]:
         if old[sid] == new[sid]:
             continue
         if counts(old[sid]) != counts(new[sid]):
@@ -333,6 +335,13 @@ def inputs_change(before: Any, now: dict[str, Any]) -> str:
         if before.get(key) != now.get(key):
             said.append(f"{key}: {before.get(key)} then, {now.get(key)} now")
     return "; ".join(said) or "its inputs.json differs"
+
+
+def _clean_first(sids: list[str]) -> list[str]:
+    """``sids`` with ``clean`` first, the rest in the order given."""
+    from repeval.pipeline.stages import CLEAN
+
+    return [sid for sid in sids if sid == CLEAN] + [sid for sid in sids if sid != CLEAN]
 
 
 def group_trained(

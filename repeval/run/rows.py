@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
@@ -22,7 +23,59 @@ log = logging.getLogger("repeval.runner")  # the stages' one logger, named as be
 
 def load_rows(ctx: RunContext, save: bool = True) -> None:
     """Load every experiment's datasets and save their splits with the run (one file per fold for k folds;
-    ``save=False``: only load them, as ``repeval plan`` does)."""
+    ``save=False``: only load them, as ``repeval plan`` does). What each load found is logged once per dataset
+    (:func:`said_once`), and a loader's own lines (a catalog's "N of M rows usable") once however many tasks load it:
+    two tasks on one dataset said its missing audio twice. A dataset loaded before (``repeval run``'s training stage
+    after its embedding stage) is neither loaded nor said again."""
+    before = set(ctx.reports)
+    with _loaders_say_once():
+        _load_each(ctx, save)
+    if save and set(ctx.reports) - before:
+        for name, ei, _, ds, found, _ in said_once(ctx):
+            if (ei, ds.name) not in before:
+                for line in found.lines():
+                    log.warning("dataset %s: %s", name, line)
+    check_shared_tracks(ctx)
+    if save:
+        _write_text_atomic(ctx.run_dir / LOAD_REPORT, json.dumps(load_report(ctx), indent=1))
+
+
+class _SaidOnce(logging.Filter):
+    """Lets each record through once: a loader's line said again word for word (another task's load) is left out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[tuple[str, int, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.levelno, record.getMessage())
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+
+@contextmanager
+def _loaders_say_once() -> Iterator[None]:
+    """The dataset loaders' loggers (``repeval.datasets.*``), and this module's (a k-fold dataset's "split_type all"
+    line), say each line once while it lasts."""
+    once = _SaidOnce()
+    loggers = [log] + [
+        lg
+        for name, lg in logging.Logger.manager.loggerDict.items()
+        if isinstance(lg, logging.Logger) and (name == "repeval.datasets" or name.startswith("repeval.datasets."))
+    ]
+    for lg in loggers:
+        lg.addFilter(once)
+    try:
+        yield
+    finally:
+        for lg in loggers:
+            lg.removeFilter(once)
+
+
+def _load_each(ctx: RunContext, save: bool) -> None:
+    """:func:`load_rows`'s loads: each experiment's datasets, once per task and dataset definition."""
     loaded: dict[tuple[str, str], tuple[int, Any, Any]] = {}  # (task, dataset) → the experiment that loaded it
     for ei, exp in enumerate(ctx.cfg.experiments):
         for ds in exp.datasets:
@@ -42,7 +95,7 @@ def load_rows(ctx: RunContext, save: bool = True) -> None:
             base = ctx.run_dir / "splits" / f"{exp.task.name}__{ds.name}"
             if ds.split_type == "all":
                 found = ctx.reports[(ei, ds.name)] = LoadReport()
-                folds = load_folds(ds, exp.task, found)
+                folds = load_folds(ds, exp.task, found, report=False)
                 ctx.folds[(ei, ds.name)] = folds
                 ctx.rows[(ei, ds.name)] = folds[ds.fold]
                 for f, rows in folds.items():
@@ -51,14 +104,11 @@ def load_rows(ctx: RunContext, save: bool = True) -> None:
                 log.info("dataset %s: split_type all — %d folds (validation = fold i, test = fold i+1)",
                          ds.name, len(folds))  # fmt: skip
                 continue
-            rows, found = load_dataset(ds, exp.task, report=save)
+            rows, found = load_dataset(ds, exp.task, report=False)
             ctx.reports[(ei, ds.name)] = found
             ctx.rows[(ei, ds.name)] = rows
             if save:
                 pq.write_table(rows, f"{base}.parquet")
-    check_shared_tracks(ctx)
-    if save:
-        _write_text_atomic(ctx.run_dir / LOAD_REPORT, json.dumps(load_report(ctx), indent=1))
 
 
 def audio_sources(ctx: RunContext) -> dict[str, list[dict[str, Any]]]:
@@ -134,6 +184,24 @@ def _load_reports(ctx: RunContext) -> Iterator[tuple[int, Any, Any, LoadReport, 
                 yield ei, exp, ds, found, strict_kinds(ds.type, exp.task.effective_type)
 
 
+def said_once(ctx: RunContext) -> list[tuple[str, int, Any, Any, LoadReport, tuple[str, ...]]]:
+    """:func:`_load_reports` as people read them, each dataset's once: ``(name, experiment index, experiment,
+    dataset, report, kinds)`` for one load of each set of loads of a dataset that found the same (the same lines,
+    rows kept and rows ``--strict`` counts), in the configuration's order. ``name`` is the dataset's when every
+    task loading it found the same, else the dataset's with the tasks that found this (``rendered_notes (a, b)``):
+    two tasks on one dataset said its missing audio, and ``repeval plan`` its note, once per task."""
+    groups: dict[str, dict[tuple[Any, ...], list[tuple[int, Any, Any, LoadReport, tuple[str, ...]]]]] = {}
+    for ei, exp, ds, found, kinds in _load_reports(ctx):
+        key = (tuple(found.lines()), ctx.rows[(ei, ds.name)].num_rows, sum(found.count(k) for k in kinds))
+        groups.setdefault(ds.name, {}).setdefault(key, []).append((ei, exp, ds, found, kinds))
+    out = []
+    for name, alike in groups.items():
+        for loads in alike.values():
+            tasks = ", ".join(exp.task.name for _, exp, _, _, _ in loads)
+            out.append((name if len(alike) == 1 else f"{name} ({tasks})", *loads[0]))
+    return out
+
+
 def load_report(ctx: RunContext) -> dict[str, Any]:
     """``load_report.json``: per ``<task>__<dataset>``, the rows kept, the problems found per kind (each a row
     dropped, except ``other`` notes and labels dropped from a multilabel row that is kept), the log's lines,
@@ -155,10 +223,9 @@ def not_evaluated(ctx: RunContext) -> list[tuple[str, dict[str, int], str]]:
     """``(dataset, rows per kind, the loader's lines about them)`` for each dataset of the loaded configuration that
     dropped rows ``--strict`` fails on (:func:`repeval.datasets.base.strict_kinds`)."""
     out = []
-    for _, exp, ds, found, kinds in _load_reports(ctx):
+    for name, _, _, _, found, kinds in said_once(ctx):
         counts = {k: n for k, n in found.counts().items() if k in kinds}
         if counts:
-            name = ds.name if len(ctx.cfg.experiments) == 1 else f"{ds.name} ({exp.task.name})"
             out.append((name, counts, "; ".join(found.lines(kinds))))
     return out
 

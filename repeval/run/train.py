@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from repeval.run.context import RunContext, fold_suffix, group_name, smoke_intervals_said_once
+from repeval.run.context import RunContext, fold_suffix, group_name, intervals_said_once
 from repeval.run.files import _read_json, _write_atomic, _write_text_atomic
 from repeval.run.groups import _augment, _Pending, _pending_group, _retested, partitions_written_ns, target_name
 from repeval.run.rows import fold_rows, load_rows
@@ -29,8 +29,8 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
     Per group: ``groups/<group>.parquet`` (test rows with bootstrap intervals), ``history/``,
     ``probes/`` (every configuration, its parameters and which was selected), ``confusion/``.
     Pending groups run in batches whose embeddings fit in ``run.train_batch_mb``, each batch one Tune
-    experiment under ``tune/`` (trial actors reused across its groups); an interrupted batch is resumed. A smoke
-    test's warnings that an interval rests on few resamples are one line (:func:`smoke_intervals_said_once`).
+    experiment under ``tune/`` (trial actors reused across its groups); an interrupted batch is resumed. The
+    warnings that an interval rests on few resamples are one line (:func:`intervals_said_once`).
     """
     if not ctx.store.exists():  # before Ray starts: nothing can be trained (make_context(read_only=True) made none)
         where = ctx.store.uri if "://" in ctx.store.uri else ctx.store.root
@@ -39,7 +39,7 @@ def stage_train(ctx: RunContext) -> dict[str, Any]:
             "CONFIG` (or `repeval run CONFIG`) with this configuration and store first, or give the --store that "
             "holds them — nothing was trained"
         )
-    with smoke_intervals_said_once(ctx.cfg):
+    with intervals_said_once(ctx.cfg):
         return _stage_train(ctx)
 
 

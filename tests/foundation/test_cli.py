@@ -181,6 +181,19 @@ def test_a_configuration_setting_run_smoke_test_is_that_smoke_test_once(tmp_path
     longest = "x" * 125  # plan plans the smoke test a configuration setting run.smoke_test is, without --smoke-test
     bad = CliRunner().invoke(app, ["plan", str(hand), "--run-id", longest])
     assert bad.exit_code == 1 and f"run id '{longest}-smoke'" in bad.output, bad.output
+    # the smoke plan of a preset entry says which configuration it trains and the preset's source and departures
+    preset = tmp_path / "preset.yaml"
+    preset.write_text(hand.read_text().replace("{type: classifier, hidden_units: []}", "{preset: mir_ref_thesis}"))
+    flagged = tmp_path / "preset-flagged.yaml"  # the same without run.smoke_test, planned with --smoke-test
+    flagged.write_text(preset.read_text().replace("smoke_test: true, ", ""))
+    for args in (["plan", str(preset)], ["plan", str(flagged), "--smoke-test"]):
+        res = CliRunner().invoke(app, args)
+        said = " ".join(res.output.split())
+        assert res.exit_code == 0, said
+        assert (
+            "- probe mir_ref_thesis: 1 configuration (M1, the first of the entry's 5: a smoke test trains one)" in said
+        )
+        assert "; preset mir_ref_thesis [Plachouras 2023" in said and "; differs from the source: " in said, said
 
 
 def test_plan_says_when_the_store_or_the_data_is_not_where_it_looks(tmp_path, monkeypatch):
@@ -318,15 +331,17 @@ def test_stages_that_read_the_store_do_not_create_it_and_train_says_it_is_missin
     assert read_status(tmp_path / "runs" / "r") == {}
 
 
-def test_a_smoke_tests_few_resamples_warnings_are_one_line_and_a_full_runs_are_kept(tmp_path, caplog):
+def test_a_runs_few_resamples_warnings_are_one_line(tmp_path, caplog):
     """`repeval run --smoke-test` on the quickstart printed six long warnings (one per probe grid and test set) that a
     bootstrap interval rests on few resamples — "use a larger test set" — for test sets that are tiny by design.
-    A smoke test's training says instead, once, that its intervals are not meaningful; a full run's are unchanged.
+    A smoke test's training says instead, once, that its intervals are not meaningful. A full run on a small test set
+    (configs/medley_solos_db.yaml: 8 test clips) said some twenty alike: it says one line now, with how many, the
+    metrics and the fewest resamples in full, and each at DEBUG (`repeval -v`); one alone is said as it is.
     What makes a run a smoke test is ``--smoke-test`` (``run.smoke_test``, kept in its config.yaml), not its run id: a
     full run named ``x-smoke`` was taken for one."""
     from repeval.config import load_config
     from repeval.metrics.compute import few_resamples_message
-    from repeval.run.context import is_smoke_test, smoke_intervals_said_once
+    from repeval.run.context import intervals_said_once, is_smoke_test
     from repeval.warn import SaidByTrials
 
     config = _config(tmp_path, "x-smoke")
@@ -342,18 +357,19 @@ def test_a_smoke_tests_few_resamples_warnings_are_one_line_and_a_full_runs_are_k
     smoke = ctx.cfg
     assert is_smoke_test(load_config(ctx.run_dir / "config.yaml"))  # the run's own record says so
 
-    def trials_warn() -> None:  # as the driver says its trials' warnings (each a test set of a probe grid)
-        said = SaidByTrials()
-        for i, group in enumerate(("g1", "g2")):
-            for j, test_set in enumerate(("clean", "D1", "D2")):
-                text = few_resamples_message("f1_macro", 30 + 3 * i + j, 1000, 0.05)  # as its trial said it
+    def trials_warn(groups: tuple[str, ...] = ("g1", "g2"), test_sets: tuple[str, ...] = ("clean", "D1", "D2")) -> None:
+        said = SaidByTrials()  # as the driver says its trials' warnings (each a test set of a probe grid)
+        for i, group in enumerate(groups):
+            for j, test_set in enumerate(test_sets):
+                metric = "f1_macro" if (i, j) != (1, 2) else "roc_auc_macro"
+                text = few_resamples_message(metric, 60 - 3 * i - 7 * j, 1000, 0.05)  # as its trial said it
                 rep = {"warnings": [{"kind": "log", "source": "repeval.metrics.compute", "level": logging.WARNING,
                                      "message": f"test set {test_set}: {text}"}]}  # fmt: skip
                 said.add(group, "linear", 0, rep)
         said.say()
 
     caplog.set_level(logging.INFO, logger="repeval")
-    with smoke_intervals_said_once(smoke):
+    with intervals_said_once(smoke):
         trials_warn()
         logging.getLogger("repeval.metrics.compute").warning("another warning")  # others are said
     said = [r.getMessage() for r in caplog.records]
@@ -361,11 +377,30 @@ def test_a_smoke_tests_few_resamples_warnings_are_one_line_and_a_full_runs_are_k
     assert "another warning" in said
     assert said[-1] == (
         "smoke test: its test sets are a few tracks by design, so its bootstrap intervals are not meaningful (6 "
-        "warning(s) that an interval rests on few resamples left unsaid; a full run says them)"
+        "warning(s) that an interval rests on few resamples left unsaid; a full run says them, as one line)"
     )
     caplog.clear()
-    with smoke_intervals_said_once(full):
+    caplog.set_level(logging.DEBUG, logger="repeval.metrics.compute")
+    with intervals_said_once(full):
         trials_warn()
-    said = [r.getMessage() for r in caplog.records]
-    assert len([m for m in said if "of 1000 resamples" in m and "use a larger test set" in m]) == 6, said
-    assert not [m for m in said if "smoke test" in m]
+        logging.getLogger("repeval.metrics.compute").warning("another warning")
+    said = [(r.levelno, r.getMessage()) for r in caplog.records]
+    warned = [m for level, m in said if level == logging.WARNING]
+    assert warned[0] == "another warning" and len(warned) == 2, warned  # said as it came; the six as one, after
+    fewest = (
+        "g2, probe linear (seed 0): test set D2: roc_auc_macro: its bootstrap interval rests on 43 of 1000 resamples"
+    )
+    assert warned[1].startswith(
+        "6 warnings that a bootstrap interval rests on fewer than half its resamples, said as one (metrics f1_macro, "
+        f"roc_auc_macro; `repeval -v` says each); the fewest — {fewest} (none is reported below 40)"
+    ), warned[1]
+    assert "use a larger test set" in warned[1] and "smoke test" not in warned[1]
+    each = [m for level, m in said if level == logging.DEBUG and "of 1000 resamples" in m]
+    first = "g1, probe linear (seed 0): test set clean: f1_macro: its bootstrap interval rests on 60 of 1000 resamples"
+    assert len(each) == 6 and each[0].startswith(first), each
+    caplog.clear()
+    with intervals_said_once(full):  # one alone: as it is
+        trials_warn(("g1",), ("clean",))
+    assert [m for _, m in ((r.levelno, r.getMessage()) for r in caplog.records)] == [
+        f"g1, probe linear (seed 0): test set clean: {few_resamples_message('f1_macro', 60, 1000, 0.05)}"
+    ]

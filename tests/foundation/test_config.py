@@ -647,6 +647,23 @@ def test_plan_names_each_probe_preset_its_source_criterion_and_departures():
     assert marble.startswith("probe marble: 6 configurations, the best by val_r2") and "set here: patience=20" in marble
     assert mine == "probe mine: 1 configuration, each tested, checkpoint by val_loss"
 
+    # `repeval plan --smoke-test` printed the smoke test's one probe bare ("probe jukemir: 1 configuration, …"), no
+    # preset, source or departures: it says which configuration of which entry it is, and the entry's preset
+    from repeval.runner import smoke_test_config
+
+    smoke = smoke_test_config(cfg)
+    [line] = [line[4:] for line in make_plan(smoke, smoke_of=cfg).text().splitlines() if line.startswith("  - probe ")]
+    assert line.startswith(
+        "probe jukemir: 1 configuration (jukemir-000, the first of the entry's 216: a smoke test trains one), each "
+        "tested, checkpoint by val_r2; preset jukemir [Castellon et al. 2021, Jukemir; p-lambda/jukemir"
+    ), line
+    assert "differs from the source: validated once per epoch, patience 10 validations, at most 100 epochs" in line
+    assert line.endswith(
+        "; the smoke test leaves out the other downstream_models entries (mir_ref_thesis, marble, mine)"
+    )
+    [bare] = [line for line in make_plan(smoke).text().splitlines() if line.startswith("  - probe ")]
+    assert "preset" not in bare  # without what it is the smoke test of, the plan knows only the plain probe
+
 
 def test_smoke_test_config_trains_one_configuration_of_a_preset_grid():
     from repeval.runner import smoke_test_config

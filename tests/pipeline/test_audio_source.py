@@ -171,7 +171,7 @@ def test_other_audio_at_the_same_relative_path_in_a_new_copy_is_still_said(copie
     assert changed_source(parts["vocalset"], now["vocalset"]) == found["vocalset"]
     assert changed_source(parts["notes"], now["notes"]) == found["notes"]
     said = plan_notes()
-    assert ("2 dataset/model pairs reuse 8 stored track(s) computed from other audio or before an edit of their "
+    assert ("partitions of 2 datasets reuse 8 stored track(s) computed from other audio or before an edit of their "
             "manifest") in said[0]  # fmt: skip
     assert any("computed from the audio of data/vocalset in the job's working directory (4 audio files, " in line
                for line in said)  # fmt: skip
@@ -185,8 +185,10 @@ def test_a_manifest_edited_in_place_is_said_in_a_few_words(tmp_path, monkeypatch
     partition was computed from: a run and the plan said the whole of both sources, as for audio elsewhere ("…
     computed from the audio of … (manifest …); dataset 'notes' now takes its audio from … If that is other audio …").
     The store keeps no track's path, so which stored tracks the edit touched is not known: the note says the manifest
-    was edited, which tracks that can matter for, and the command, in one sentence."""
-    from repeval.pipeline.partitions import source_note
+    was edited, which tracks that can matter for, and the command, in one sentence. Said once per dataset: three
+    models embedded before the edit gave three lines alike, one per model; they are one, naming the models and every
+    partition in its command."""
+    from repeval.pipeline.partitions import source_notes
 
     store = tmp_path / "store"
     src = checkout(tmp_path / "checkout", store)
@@ -209,12 +211,25 @@ def test_a_manifest_edited_in_place_is_said_in_a_few_words(tmp_path, monkeypatch
             "splits, added rows or gave a missing file's track its audio, nothing to do")  # fmt: skip
     assert plan_notes() == [f"note: store: {said}: `repeval run` says so and records the new source (this plan only "
                             "reads the store), after which neither says it"]  # fmt: skip
-    run = source_note(str(store), "notes", MODEL["id"], {"clean": (found["notes"], 4)}, now["notes"])
-    assert run == f"store: {said}: this run records the edited manifest, and this is not said again"
+    run = source_notes(str(store), "notes", {MODEL["id"]: {"clean": (found["notes"], 4)}}, now["notes"])
+    assert run == [f"store: {said}: this run records the edited manifest, and this is not said again"]
+    # three models embedded before the edit: one note naming them all and every partition, not three alike
+    three = {m: {"clean": (found["notes"], 4), "D1": (found["notes"], 1)} for m in ("m1", "m2", "m3")}
+    [one] = source_notes(str(store), "notes", three, now["notes"])
+    assert one.startswith(f"store: notes (m1, m2, m3: clean, D1) reuses 15 stored track(s) embedded before manifest "
+                          f"{manifest.resolve()} was edited ({before:,} bytes, modified {was}; now"), one  # fmt: skip
+    names = " ".join(f"notes/{m}/{sid}" for m in ("m1", "m2", "m3") for sid in ("clean", "D1"))
+    assert f"(`repeval store rm {store} {names} --yes`)" in one, one
+    # models with other scenarios are named each with its own; one whose partitions came from elsewhere: a note of its own
+    three["m2"] = {"clean": (found["notes"], 4)}
+    three["m3"] = {"clean": ([{**found["notes"][0], "manifest": str(tmp_path / "older.csv")}], 4)}
+    first, other = source_notes(str(store), "notes", three, now["notes"])
+    assert first.startswith("store: notes (m1: clean, D1; m2: clean) reuses 9 stored track(s) embedded before"), first
+    assert other.startswith("store: notes/m3 (clean) holds 4 track(s) reused as stored, computed from"), other
     # another manifest (or folder) is audio elsewhere: said in full, as before
     moved = [{**now["notes"][0], "manifest": str(tmp_path / "other.csv")}]
-    assert "now takes its audio from" in source_note(str(store), "notes", MODEL["id"], {"clean": (found["notes"], 4)},
-                                                     moved)  # fmt: skip
+    [full] = source_notes(str(store), "notes", {MODEL["id"]: {"clean": (found["notes"], 4)}}, moved)
+    assert "now takes its audio from" in full
 
 
 def test_a_store_recorded_by_an_earlier_repeval_at_the_copys_absolute_path_is_the_same_audio(copies, monkeypatch):
@@ -266,10 +281,10 @@ def test_the_note_names_its_partitions_in_the_configurations_order():
     """The note of rows computed from audio elsewhere listed a dataset and model's scenarios by name ("(D1, clean,
     noise)"); it lists them as the run and the plan find them — the configuration's order, clean first — in its words
     and in its ``store rm`` command alike."""
-    from repeval.pipeline.partitions import source_note
+    from repeval.pipeline.partitions import source_notes
 
     was, now = [{"type": "catalog", "dir": "/data/old"}], [{"type": "catalog", "dir": "/data/new"}]
     changed = {"clean": (was, 4), "noise": (was, 1), "D1": (was, 1)}
-    said = source_note("s", "ds", "m", changed, now)
+    [said] = source_notes("s", "ds", {"m": changed}, now)
     assert "ds/m (clean, noise, D1) holds 6 track(s) reused as stored" in said, said
     assert "`repeval store rm s ds/m/clean ds/m/noise ds/m/D1 --yes`" in said, said

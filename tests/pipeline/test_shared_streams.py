@@ -340,26 +340,27 @@ def store_as_a_run_leaves_it(config: Path, ids: list[str], sources: list[dict] |
     stored = {t: [float(i), 1.0] for i, t in enumerate(ids)}
     parts = []
     for ds in exp.datasets:
-        spec = ModelSpec.of(cfg, exp.embedding_models[0]).partition(cfg, exp, ds, "clean")
-        part = runner.make_context(cfg).store.partition(ds.name, MODEL["id"], "clean")
-        part.stamp(spec.fingerprint, sources=sources or [dataset_source(ds)])
-        writer = PartitionWriter(part, embedding_schema(2), 100)
-        writer.add_table(pa.Table.from_pylist([{"track_id": t, "embedding": e} for t, e in stored.items()],
-                                              schema=embedding_schema(2)))  # fmt: skip
-        writer.flush()
-        part.finish({"dataset": ds.name})
-        parts.append(part)
+        for model in exp.embedding_models:
+            spec = ModelSpec.of(cfg, model).partition(cfg, exp, ds, "clean")
+            part = runner.make_context(cfg).store.partition(ds.name, model.id, "clean")
+            part.stamp(spec.fingerprint, sources=sources or [dataset_source(ds)])
+            writer = PartitionWriter(part, embedding_schema(2), 100)
+            writer.add_table(pa.Table.from_pylist([{"track_id": t, "embedding": e} for t, e in stored.items()],
+                                                  schema=embedding_schema(2)))  # fmt: skip
+            writer.flush()
+            part.finish({"dataset": ds.name})
+            parts.append(part)
     return parts[0], stored
 
 
-def reuse(config: Path, dataset: str, stored: dict, caplog) -> list[str]:
-    """Run the embedding stage on a store holding every track: nothing computed, the stored rows kept; what it said
-    of their source."""
+def reuse(config: Path, dataset: str, stored: dict, caplog, models: int = 1) -> list[str]:
+    """Run the embedding stage on a store holding every track of each of ``models`` models: nothing computed, the
+    stored rows kept; what it said of their source."""
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="repeval.pipeline.embed"):
         ctx = runner.make_context(load_config(config))
         s = runner.stage_embed(ctx, progress=False)
-    assert (s.computed, s.skipped) == (0, len(stored))  # reused as stored, whichever audio the name points at
+    assert (s.computed, s.skipped) == (0, models * len(stored))  # reused as stored, whichever audio the name points at
     assert {t: v[0].tolist() for t, v in rows(ctx, dataset, "clean").items()} == stored
     return [r.getMessage() for r in caplog.records if "takes its audio from" in r.getMessage()]
 
@@ -383,6 +384,26 @@ def test_a_dataset_name_pointed_at_other_audio_reuses_its_partitions_and_says_so
     assert said[0].endswith("this run records the new source, and this is not said again")
     assert not reuse(configs[high], "notes", stored, caplog)  # recorded now: not said again
     assert "note:" not in make_plan(load_config(configs[high]), part.store).text()  # nor by the plan
+
+
+def test_a_dataset_pointed_at_other_audio_is_said_once_for_all_its_models(ray_session, tmp_path, caplog):
+    """A dataset embedded by three models and then pointed at other audio (or its manifest edited in place) was said
+    once per model: three lines alike but for the model. The run and the plan say it once per dataset, naming its
+    models and, in one `store rm` command, every partition."""
+    from repeval.plan import make_plan
+
+    low, high = catalog(tmp_path / "low", 220.0), catalog(tmp_path / "high", 880.0)  # same track ids, other audio
+    models = [MODEL, {**MODEL, "id": "mfcc-other"}]
+    configs = {m: write_config(tmp_path, m.parent.name, [{**experiment("pitch", [dataset("notes", m)], []),
+                                                          "embedding_models": models}], "s")
+               for m in (low, high)}  # fmt: skip
+    part, stored = store_as_a_run_leaves_it(configs[low], [f"t-{i:03d}" for i in range(6)])
+    what = f"notes ({MODEL['id']}, mfcc-other: clean) holds 12 track(s) reused as stored"
+    rm = f"`repeval store rm {part.store.uri} notes/{MODEL['id']}/clean notes/mfcc-other/clean --yes`"
+    notes = [line for line in make_plan(load_config(configs[high]), part.store).text().splitlines() if "note:" in line]
+    assert len(notes) == 1 and notes[0].startswith(f"note: store: {what}") and rm in notes[0], notes
+    said = reuse(configs[high], "notes", stored, caplog, models=2)
+    assert len(said) == 1 and said[0].startswith(f"store: {what}") and rm in said[0], said
 
 
 def test_audio_downloaded_again_into_the_same_folder_is_said_once(ray_session, tmp_path, caplog):
@@ -445,7 +466,7 @@ def test_plan_says_once_how_many_reused_partitions_came_from_other_audio_and_unt
         plan = make_plan(load_config(configs[high]), part.store).text()
         notes = [line for line in plan.splitlines() if line.startswith("note:")]
         assert notes == [
-            "note: store: 2 dataset/model pairs reuse 12 stored track(s) computed from other audio; `repeval run` says "
+            "note: store: partitions of 2 datasets reuse 12 stored track(s) computed from other audio; `repeval run` says "
             "so and records the new source (this plan only reads the store), after which neither says it:"
         ]
         pairs = [p.strip() for p in plan.split(notes[0])[1].strip().splitlines()]

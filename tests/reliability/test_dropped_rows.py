@@ -70,3 +70,61 @@ def test_strict_counts_only_missing_audio_of_built_in_loaders_and_every_dropped_
     assert "unknown_labels" in strict_kinds("catalog", "multiclass_classification")
     # a multilabel row keeps its known labels: the unknown ones are reported, the row is evaluated
     assert "unknown_labels" not in strict_kinds("catalog", "multilabel_classification")
+
+
+def test_a_dataset_two_tasks_load_says_what_it_dropped_once(tmp_path, caplog):
+    """configs/augmentation.yaml's two tasks on one catalog warned "1 missing audio" (and logged the catalog's "rows
+    usable" line) twice, once per task, and `repeval plan` and `--strict` said it once per task too. A dataset's
+    findings are said once now, by the dataset's name alone when every task's load found the same; a task that loads
+    another definition of it (a subset manifest) and finds other rows dropped is named with what it found. The run
+    directory's load report keeps an entry per task, as before. No Ray: only the loads and the plan."""
+    import copy
+    import logging
+
+    from repeval import runner
+    from repeval.config import load_config
+    from repeval.plan import make_plan
+
+    manifest = make_catalog(tmp_path, per_class=2, seconds=0.1, extra=GHOSTS)
+    lines = manifest.read_text().splitlines()
+    (tmp_path / "sub.csv").write_text("\n".join(line for line in lines if "ghost-2" not in line) + "\n")
+    first = experiment(manifest, [FAST_MODEL])
+    second = copy.deepcopy(first)
+    second["task"]["name"] = "pitch_again"
+    sub = experiment(tmp_path / "sub.csv", [FAST_MODEL])
+    sub["task"]["name"] = "pitch_sub"
+    cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [first, second]))
+    caplog.set_level(logging.INFO, logger="repeval")
+    ctx = runner.make_context(cfg)
+    runner.load_rows(ctx)
+    said = [r.getMessage() for r in caplog.records]
+    missing = [m for m in said if "missing audio" in m]
+    assert len(missing) == 1 and missing[0].startswith("dataset tones: 2 missing audio: ghost-1 (row "), said
+    assert len([m for m in said if "rows usable" in m]) == 1, said
+    assert list(json.loads((ctx.run_dir / "load_report.json").read_text())) == ["pitch__tones", "pitch_again__tones"]
+    caplog.clear()
+    runner.load_rows(ctx)  # `repeval run`'s training stage, after its embedding stage loaded them: nothing said again
+    assert not [r for r in caplog.records if "missing audio" in r.getMessage()]
+    notes = [line for line in make_plan(cfg, ctx.store).text().splitlines() if " at load " in line]
+    assert len(notes) == 1 and notes[0].startswith("note: dataset tones at load (4 rows kept): 2 missing audio"), notes
+    assert [name for name, _, _ in runner.not_evaluated(ctx)] == ["tones"]
+
+    cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [first, second, sub], run_id="r2"))
+    caplog.clear()
+    ctx = runner.make_context(cfg)
+    runner.load_rows(ctx)
+    missing = [r.getMessage() for r in caplog.records if "missing audio" in r.getMessage()]
+    assert [m.split(": ")[0:2] for m in missing] == [
+        ["dataset tones (pitch, pitch_again)", "2 missing audio"],
+        ["dataset tones (pitch_sub)", "1 missing audio"],
+    ], missing
+    assert [name for name, _, _ in runner.not_evaluated(ctx)] == ["tones (pitch, pitch_again)", "tones (pitch_sub)"]
+
+    folds = [experiment(manifest, [FAST_MODEL], split_column=None, split_type="all", n_folds=3) for _ in range(2)]
+    folds[1]["task"]["name"] = "pitch_again"
+    caplog.clear()
+    ctx = runner.make_context(load_config(write_config(tmp_path / "c.yaml", tmp_path, folds, run_id="r3")))
+    runner.load_rows(ctx)
+    said = [r.getMessage() for r in caplog.records]
+    assert len([m for m in said if "split_type all — 3 folds" in m]) == 1, said  # k folds: said once too
+    assert len([m for m in said if "missing audio" in m]) == 1, said

@@ -207,6 +207,25 @@ def test_why_a_group_is_trained_again_names_each_change():
     before["splits"] = {"train": 5, "test": 10}
     resplit = {**before, "splits": {"test": 12, "train": 5}}
     assert runner.inputs_change(before, resplit) == "the tracks per split: test 10, train 5 then, test 12, train 5 now"
+    # named in the configuration's order (now's; inputs.json keeps its keys sorted), not by name: the rest of the
+    # output lists clean first, then the deformations as listed
+    record = json.loads(json.dumps({**before, "partitions": {**before["partitions"], "zip": [10, 0, "y"]}},
+                                   sort_keys=True))  # fmt: skip
+    listed = {"clean": [60, 0, "a"], "noise": [10, 0, "b2"], "mp3": [10, 0, "c"], "aac": [10, 0, "d"],
+              "zip": [10, 0, "y2"]}  # fmt: skip
+    assert runner.inputs_change(record, {**before, "partitions": listed}) == (
+        "scenario(s) mp3, aac added; partition noise: computed under another configuration (config hash); partition "
+        "zip: computed under another configuration (config hash)"
+    )
+    assert scenarios_only(record, {**before, "partitions": listed}) == (
+        ["noise", "mp3", "aac", "zip"],
+        ["noise", "zip"],
+    )
+    fewer = {**before, "partitions": {"clean": [60, 0, "a"], "zip": [10, 0, "y2"], "noise": [10, 0, "b2"]}}
+    assert runner.inputs_change({**record, "partitions": {**record["partitions"], "aac": [1, 0, "d"]}}, fewer) == (
+        "scenario(s) aac removed; partition zip: computed under another configuration (config hash); partition noise: "
+        "computed under another configuration (config hash)"
+    )
 
 
 def test_a_partition_embedded_anew_or_an_edited_label_is_a_change_an_older_record_lacking_them_is_not():
