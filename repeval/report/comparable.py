@@ -9,6 +9,13 @@ sizes apart but not two sets of one size.
 
 :func:`run_sets` splits a group's runs into sets of runs on the same test set; the report's summary cards and the
 tables' best-in-column marks rank within each set, and :func:`differ_note` says why.
+
+Nor are two runs' values of a deformation scenario comparable when the runs define it differently under one name
+(``noise_10db`` at 10 dB in one ``config.yaml``, at 20 dB in the other; other steps, or the same in another order):
+:func:`keep_apart` gives each run's definition its own column (``noise_10db (r1)``), which every table, figure and card
+then shows apart, the robustness ranking across runs leaves out (:mod:`repeval.report.summary`), and
+:func:`apart_note` explains. Definitions are compared as configured, parameter aliases and number types normalised and
+audiomentations' defaults written out (no ``p`` is ``p: 0.5``).
 """
 
 from __future__ import annotations
@@ -219,9 +226,14 @@ def _effective(definition: Definition) -> Definition:
 
     from repeval.deformations import waveform_transforms
 
+    try:
+        transforms = waveform_transforms()
+    except ImportError as exc:  # audiomentations not installed where the report is made: as configured
+        log.debug("scenario definitions compared without their defaults: %s", exc)
+        return definition
     out = []
     for type_, params in definition:
-        cls = waveform_transforms().get(type_)
+        cls = transforms.get(type_)
         given = json.loads(params)
         if cls is not None:
             sig = inspect.signature(cls).parameters.values()

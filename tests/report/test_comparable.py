@@ -3,7 +3,9 @@
 Over several runs the summary cards named one best model of all, the terminal headline likewise, and the tables
 starred one best value per column — though a smoke run's 10 test tracks, or another version of the data, give values
 that do not compare with a full run's. Each run's test set is its saved split's test rows; where the sets differ,
-each set of runs on one test set is ranked on its own, and the report and tables say why.
+each set of runs on one test set is ranked on its own, and the report and tables say why. Likewise a deformation
+scenario two runs define differently under one name was one column, and its values were averaged into the mean Δ
+that ranks the runs' models: each run's definition now has a column of its own, left out of that ranking.
 """
 
 from __future__ import annotations
