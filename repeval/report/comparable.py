@@ -9,6 +9,13 @@ sizes apart but not two sets of one size.
 
 :func:`run_sets` splits a group's runs into sets of runs on the same test set; the report's summary cards and the
 tables' best-in-column marks rank within each set, and :func:`differ_note` says why.
+
+Nor are two runs' values of a deformation scenario comparable when the runs define it differently under one name
+(``noise_10db`` at 10 dB in one ``config.yaml``, at 20 dB in the other; other steps, or the same in another order):
+:func:`keep_apart` gives each run's definition its own column (``noise_10db (r1)``), which every table, figure and card
+then shows apart, the robustness ranking across runs leaves out (:mod:`repeval.report.summary`), and
+:func:`apart_note` explains. Definitions are compared as configured, parameter aliases and number types normalised and
+audiomentations' defaults written out (no ``p`` is ``p: 0.5``).
 """
 
 from __future__ import annotations
@@ -16,13 +23,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from repeval.report.results import CLEAN, Run
+from repeval.report.results import CLEAN, Run, configured_scenarios
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +40,10 @@ SplitDigests = Mapping[tuple[str, str, str], str]
 _SPLITS_NAME = re.compile(r"^(?P<task>.+?)__(?P<dataset>.+?)(?:__fold(?P<fold>\d+))?\.parquet$")
 
 
-def _digest_file(path: Path) -> str | None:
+def _digest_file(path: Path | str, filesystem: pafs.FileSystem | None = None) -> str | None:
     """The digest of ``path``'s test rows (sorted track ids with their labels); ``None`` when it records none."""
     try:
-        table = pq.read_table(path, columns=["track_id", "label", "split"])
+        table = pq.read_table(path, columns=["track_id", "label", "split"], filesystem=filesystem)
     except (OSError, ValueError, KeyError) as exc:
         log.debug("test set of %s not read: %s", path, exc)
         return None
@@ -54,17 +62,32 @@ def split_digests(runs: Sequence[Run]) -> dict[tuple[str, str, str], str]:
     without a readable test split in every fold's file is left out."""
     out: dict[tuple[str, str, str], str] = {}
     for run in runs:
-        per: dict[tuple[str, str], list[tuple[int, str | None]]] = {}
-        for path in sorted((Path(run.path) / "splits").glob("*.parquet")):
-            m = _SPLITS_NAME.match(path.name)
-            if m is None:
-                continue
-            fold = int(m["fold"]) if m["fold"] is not None else -1
-            per.setdefault((m["task"], m["dataset"]), []).append((fold, _digest_file(path)))
-        for (task, dataset), folds in per.items():
-            if all(d is not None for _, d in folds):
-                out[(run.run_id, task, dataset)] = ",".join(str(d) for _, d in sorted(folds))
+        for (task, dataset), digest in run_split_digests(pafs.LocalFileSystem(), str(Path(run.path).resolve())).items():
+            out[(run.run_id, task, dataset)] = digest
     return out
+
+
+def run_split_digests(fs: pafs.FileSystem, path: str) -> dict[tuple[str, str], str]:
+    """Per (task, dataset) of the saved splits of the run directory ``path`` on ``fs``, the digest of its test set
+    (:func:`split_digests`)."""
+    per: dict[tuple[str, str], list[tuple[int, str | None]]] = {}
+    found = fs.get_file_info(pafs.FileSelector(f"{path.rstrip('/')}/splits", allow_not_found=True))
+    for info in sorted(found, key=lambda i: i.base_name):
+        m = _SPLITS_NAME.match(info.base_name)
+        if m is None or info.type != pafs.FileType.File:
+            continue
+        fold = int(m["fold"]) if m["fold"] is not None else -1
+        per.setdefault((m["task"], m["dataset"]), []).append((fold, _digest_file(info.path, fs)))
+    return {k: ",".join(str(d) for _, d in sorted(f)) for k, f in per.items() if all(d is not None for _, d in f)}
+
+
+def digest_label(digests: Mapping[tuple[str, str], str]) -> str | None:
+    """A run's test sets in a few characters (``repeval runs``): a digest of its (task, dataset) digests — runs with
+    the same label were scored on the same test tracks with the same labels; ``None`` without saved splits."""
+    if not digests:
+        return None
+    text = "\n".join(f"{t}\x1f{d}\x1f{x}" for (t, d), x in sorted(digests.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def tracks_tested(df: pd.DataFrame) -> dict[str, int]:
@@ -129,3 +152,170 @@ def differ_note(df: pd.DataFrame, sets: list[list[str]]) -> str:
 def set_label(runs: Sequence[str]) -> str:
     """``quickstart`` or ``r1 + r2``: a set of runs, as the cards name it."""
     return " + ".join(runs)
+
+
+# ------------------------------------------------------------------ scenarios defined differently by the runs
+
+#: ``(task, dataset, scenario)`` → how a run's configuration defines the scenario: its steps in order, each its
+#: transform type and parameters (aliases normalised, numbers as floats: ``p: 1`` is ``p: 1.0``)
+Definition = tuple[tuple[str, str], ...]
+
+#: the combined results' ``attrs`` key (:func:`keep_apart`): a scenario column kept apart → ``(scenario, run_id)``
+APART_KEY = "repeval_apart_scenarios"
+
+
+def _canonical(value: object) -> object:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return str(value)
+
+
+def _step(step: object) -> tuple[str, str] | None:
+    import json
+
+    from repeval.deformations import PARAM_ALIASES
+
+    if not isinstance(step, dict) or "type" not in step:
+        return None
+    params = step.get("params")
+    given = params if isinstance(params, dict) else {}
+    named = {PARAM_ALIASES.get(str(k), str(k)): _canonical(v) for k, v in given.items()}
+    return str(step["type"]), json.dumps(named, sort_keys=True)
+
+
+def scenario_definitions(config: Mapping[str, object]) -> dict[tuple[str, str, str], Definition]:
+    """Each deformation scenario of a run's ``config.yaml`` (as a mapping) as it is defined, keyed like the results
+    (:func:`~repeval.report.results.configured_scenarios`). Read leniently: a scenario whose steps cannot be read is
+    left out (its definition unknown)."""
+    out: dict[tuple[str, str, str], Definition] = {}
+    for task, dataset, sid, sc in configured_scenarios(config):
+        if isinstance(sc, dict) and "steps" not in sc and "type" in sc:
+            sc = {"steps": [sc]}  # one transform written without the list (as the configuration reads it)
+        raw = sc if isinstance(sc, list) else sc.get("steps") if isinstance(sc, dict) else None
+        steps = [_step(s) for s in raw] if isinstance(raw, list) else [None]
+        if steps and None not in steps:
+            out[(task, dataset, sid)] = tuple(s for s in steps if s is not None)
+    return out
+
+
+def differing_scenarios(runs: Sequence[Run]) -> dict[tuple[str, str, str], dict[str, Definition]]:
+    """The scenarios of ``runs``' results that two of them define differently (another transform, other settings,
+    another order): ``(task, dataset, scenario)`` → each run's definition. A run whose definition is unknown (no
+    ``config.yaml``) is not counted."""
+    seen: dict[tuple[str, str, str], dict[str, Definition]] = {}
+    for run in runs:
+        defs = scenario_definitions(run.config)
+        scored = run.results[["task", "dataset", "scenario"]].drop_duplicates().itertuples(index=False, name=None)
+        for key in scored:
+            if key[2] != CLEAN and key in defs:
+                seen.setdefault(key, {})[run.run_id] = defs[key]
+    return {k: v for k, v in seen.items() if len(set(v.values())) > 1 and len({_effective(d) for d in v.values()}) > 1}
+
+
+def _effective(definition: Definition) -> Definition:
+    """``definition`` with each step's parameters left at their default written out (audiomentations' signature), so
+    that ``p: 0.5`` and no ``p`` are one definition; a step of an unknown transform as it is."""
+    import inspect
+    import json
+
+    from repeval.deformations import waveform_transforms
+
+    try:
+        transforms = waveform_transforms()
+    except ImportError as exc:  # audiomentations not installed where the report is made: as configured
+        log.debug("scenario definitions compared without their defaults: %s", exc)
+        return definition
+    out = []
+    for type_, params in definition:
+        cls = transforms.get(type_)
+        given = json.loads(params)
+        if cls is not None:
+            sig = inspect.signature(cls).parameters.values()
+            defaults = {x.name: _canonical(x.default) for x in sig if x.default is not inspect.Parameter.empty}
+            given = {**defaults, **given}
+        out.append((type_, json.dumps(given, sort_keys=True)))
+    return tuple(out)
+
+
+def apart_name(scenario: str, run_id: str) -> str:
+    """``noise_10db (r1)``: the column of a scenario as ``run_id`` defines it, others defining it otherwise."""
+    return f"{scenario} ({run_id})"
+
+
+def keep_apart(df: pd.DataFrame, runs: Sequence[Run]) -> pd.DataFrame:
+    """``df`` (the runs' combined results) with each scenario the runs define differently (:func:`differing_scenarios`)
+    renamed per run (:func:`apart_name`), so that no table column, figure or mean over scenarios puts values of
+    different deformations together; each scenario's columns side by side. ``df.attrs[APART_KEY]`` maps a renamed
+    column to its scenario and run, and ``df.attrs[APART_KEY + "_why"]`` each scenario to the runs' definitions, for
+    the notes (:func:`apart_note`). ``df`` itself when the runs agree."""
+    differ = differing_scenarios(runs)
+    if not differ:
+        return df
+    apart: dict[str, tuple[str, str]] = {}
+    scenario = df["scenario"].astype(str).copy()
+    for (task, dataset, sid), per_run in differ.items():
+        for run_id in per_run:
+            rows = (
+                (df["task"] == task) & (df["dataset"] == dataset) & (df["scenario"] == sid) & (df["run_id"] == run_id)
+            )
+            scenario[rows] = apart_name(sid, run_id)
+            apart[apart_name(sid, run_id)] = (sid, run_id)
+    # each scenario's columns side by side: the rows of each (task, dataset) in the order of their scenarios' first
+    # appearance (a stable sort: within a scenario the rows keep their order, and the runs theirs)
+    base = [apart.get(s, (s, ""))[0] for s in scenario]
+    pairs = list(zip(df["task"], df["dataset"], strict=True))
+    group = {p: i for i, p in enumerate(dict.fromkeys(pairs))}
+    first = {(p, b): i for i, (p, b) in reversed(list(enumerate(zip(pairs, base, strict=True))))}
+    keys = pd.DataFrame(
+        {"_g": [group[p] for p in pairs], "_s": [first[(p, b)] for p, b in zip(pairs, base, strict=True)]}
+    )
+    order = keys.sort_values(["_g", "_s"], kind="stable").index
+    out = df.assign(scenario=scenario).iloc[order].reset_index(drop=True)
+    out.attrs[APART_KEY] = apart
+    out.attrs[APART_KEY + "_why"] = {
+        f"{t}\x1f{d}\x1f{s}": {r: _shown(x) for r, x in v.items()} for (t, d, s), v in differ.items()
+    }
+    return out
+
+
+def _shown(definition: Definition) -> str:
+    """``AddGaussianSNR(max_snr_db=10, min_snr_db=10, p=1) → Mp3Compression(…)``."""
+    import json
+
+    def params(text: str) -> str:
+        return ", ".join(
+            f"{k}={json.dumps(v) if not isinstance(v, float) else f'{v:g}'}" for k, v in json.loads(text).items()
+        )
+
+    return " → ".join(f"{t}({params(p)})" for t, p in definition)
+
+
+def apart_scenarios(df: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """The columns of ``df`` kept apart by :func:`keep_apart`: renamed scenario → ``(scenario, run_id)``."""
+    found = df.attrs.get(APART_KEY) or {}
+    present = set(df["scenario"].astype(str)) if "scenario" in df.columns else set()
+    return {k: v for k, v in found.items() if k in present}
+
+
+def apart_note(df: pd.DataFrame, shown: Collection[str] | None = None) -> str:
+    """Why ``df``'s columns of a scenario are per run: ``noise_10db is defined differently by the runs (r1:
+    AddGaussianSNR(…); r2: …): one column per run's definition, their values not compared``; empty when none is
+    (``shown``: of those columns, the ones a table shows)."""
+    apart = {k: v for k, v in apart_scenarios(df).items() if shown is None or k in shown}
+    if not apart:
+        return ""
+    why = df.attrs.get(APART_KEY + "_why") or {}
+    pairs = set(zip(df["task"].astype(str), df["dataset"].astype(str), strict=True))
+    parts = []
+    for key, per_run in why.items():
+        task, dataset, sid = key.split("\x1f")
+        if (task, dataset) in pairs and any(s == sid for s, _ in apart.values()):
+            shown = "; ".join(f"{r}: {x}" for r, x in per_run.items())
+            parts.append(f"{sid} is defined differently by the runs ({shown})")
+    return "; ".join(parts) + ": one column per run's definition, their values not compared"

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
@@ -379,8 +379,12 @@ def masked_pairs(runs: Sequence[Run]) -> frozenset[tuple[str, str]]:
 
 
 def combine_results(runs: list[Run]) -> pd.DataFrame:
-    """All runs' results in one frame (they already carry ``run_id``)."""
-    return pd.concat([r.results for r in runs], ignore_index=True)
+    """All runs' results in one frame (they already carry ``run_id``); a scenario the runs define differently is kept
+    apart, one column per run's definition (:func:`repeval.report.comparable.keep_apart`)."""
+    from repeval.report.comparable import keep_apart
+
+    df = pd.concat([r.results for r in runs], ignore_index=True)
+    return keep_apart(df, runs) if len(runs) > 1 else df
 
 
 def natural_key(text: str) -> tuple[object, ...]:
@@ -399,10 +403,18 @@ def ordered_scenarios(scenarios: Sequence[str] | np.ndarray | pd.Index) -> list[
 
 def config_scenarios(config: dict[str, Any]) -> dict[tuple[str, str], list[str]]:
     """Per ``(task, dataset)`` of a run's ``config.yaml`` (as a mapping), its deformation scenarios in the
-    configuration's order: the dataset's own ``deformations`` or else its experiment's, each named by its ``name``
-    or ``D1``, ``D2``, … by position (:func:`repeval.config.embed.scenario_ids`). Read leniently: what is not there
-    (an old or hand-edited file) is left out."""
+    configuration's order (:func:`configured_scenarios`)."""
     out: dict[tuple[str, str], list[str]] = {}
+    for task, dataset, sid, _ in configured_scenarios(config):
+        out.setdefault((task, dataset), []).append(sid)
+    return out
+
+
+def configured_scenarios(config: Mapping[str, Any]) -> Iterator[tuple[str, str, str, Any]]:
+    """``(task, dataset, scenario id, scenario as written)`` of each deformation scenario of a run's ``config.yaml``
+    (as a mapping), in the configuration's order: the dataset's own ``deformations`` or else its experiment's, each
+    named by its ``name`` or ``D1``, ``D2``, … by position (:func:`repeval.config.embed.scenario_ids`). Read
+    leniently: what is not there (an old or hand-edited file) is left out."""
     experiments = config.get("experiments")
     for exp in experiments if isinstance(experiments, list) else ():
         if not isinstance(exp, dict) or not isinstance(exp.get("task"), dict):
@@ -413,12 +425,9 @@ def config_scenarios(config: dict[str, Any]) -> dict[tuple[str, str], list[str]]
                 continue
             scen = ds.get("deformations")
             scen = exp.get("deformations") if scen is None else scen
-            ids = [
-                str(sc["name"]) if isinstance(sc, dict) and sc.get("name") else f"D{i + 1}"
-                for i, sc in enumerate(scen if isinstance(scen, list) else ())
-            ]
-            out.setdefault((str(exp["task"].get("name")), str(ds["name"])), []).extend(ids)
-    return out
+            for i, sc in enumerate(scen if isinstance(scen, list) else ()):
+                sid = str(sc["name"]) if isinstance(sc, dict) and sc.get("name") else f"D{i + 1}"
+                yield str(exp["task"].get("name")), str(ds["name"]), sid, sc
 
 
 def in_scenario_order(results: pd.DataFrame, config: dict[str, Any]) -> pd.DataFrame:

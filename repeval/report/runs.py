@@ -2,8 +2,9 @@
 
 Reads each run's ``config.yaml``, ``status.json`` and ``load_report.json``, the names under ``groups/``, the
 Parquet footers of ``results.parquet`` (with the test tracks its evaluation recorded as scored on partial audio)
-and ``summary.parquet`` and ``failed.parquet``'s ``scenario`` column (a probe
-training that failed, or a test cell not scored) — no other data pages, and nothing under ``tune/``.
+and ``summary.parquet``, ``failed.parquet``'s ``scenario`` column (a probe
+training that failed, or a test cell not scored) and the track, label and split columns of the saved splits
+(``splits/``: the test set's digest) — no other data pages, and nothing under ``tune/``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import yaml
 
+from repeval.report.comparable import digest_label, run_split_digests
 from repeval.run.partial_audio import partial_text, recorded_partial
 from repeval.rundir import (
     CONFIG_KEY,
@@ -137,6 +139,9 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
     return {
         "run": run_id,
         "state": state,
+        #: a short digest of the test tracks and labels of its saved splits (``None``: none saved): runs with the same
+        #: one were scored on the same test sets, and `repeval report` ranks them together
+        "test_set": digest_label(run_split_digests(fs, path)),
         "reason": failed_with,
         "tasks": tasks,
         "models": models,
@@ -202,13 +207,14 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
             "`repeval run CONFIG --runs-dir DIR` writes runs into DIR, `runs` by default)"
         )
 
-    head = ("run", "state", "tasks", "models", "result rows", "failed trainings", "failed cells", "updated")
+    head = ("run", "state", "tasks", "models", "test set", "result rows", "failed trainings", "failed cells", "updated")
     table = [head] + [
         (
             i["run"],
             i["state"],
             ", ".join(i["tasks"]) or "-",
             ", ".join(i["models"]) or "-",
+            i["test_set"] or "-",
             "-" if i["result_rows"] is None else str(i["result_rows"]),
             str(i["failed_trainings"]),
             str(i["failed_cells"]),
@@ -248,6 +254,11 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
         lines.append(
             "failed trainings: probe trainings (a configuration and seed) that raised or diverged; failed cells: test "
             "cells (a trained probe, seed and test set) whose scores were not finite — failed.parquet says why"
+        )
+    if len({i["test_set"] for i in infos if i["test_set"]}) > 1:
+        lines.append(
+            "test set: a digest of the run's saved test splits (tracks and labels); runs with another one were scored "
+            "on other test sets, and `repeval report` and `repeval table` do not rank them against each other"
         )
     if itself is not None:
         parent = _parent(runs_dir)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from repeval.report.cells import _higher
-from repeval.report.comparable import SplitDigests, differ_note, run_sets, set_label, split_digests
+from repeval.report.comparable import SplitDigests, apart_scenarios, differ_note, run_sets, set_label, split_digests
 from repeval.report.deltas import paired_deltas
 from repeval.report.render import fmt_number
 from repeval.report.results import CLEAN, Run, combine_results, groups, ordered_scenarios
@@ -76,6 +76,9 @@ class Robustness:
     ranked: list[Standing]
     #: ``model · probe`` → the scenarios it has no Δ on (not ranked)
     unranked: dict[str, list[str]] = field(default_factory=dict)
+    #: the scenarios left out of the ranking: the runs compared define them differently (their columns are kept apart
+    #: per run, :func:`~repeval.report.comparable.keep_apart`)
+    apart: list[str] = field(default_factory=list)
 
     def _best(self, value: str) -> list[Standing]:
         sign = 1.0 if self.higher else -1.0
@@ -155,10 +158,14 @@ def headline(df: pd.DataFrame, task: str, dataset: str, validation: pd.DataFrame
 
 def _robustness(rows: pd.DataFrame, choice: ProbeChoice, metric: str, higher: bool) -> Robustness | None:
     """Each model's chosen probe under every deformation scenario of ``rows`` (one group's aggregate rows of
-    ``metric``); ``None`` when the group has none."""
-    scenarios = [s for s in ordered_scenarios(rows["scenario"].unique()) if s != CLEAN]
-    if not scenarios:
+    ``metric``); ``None`` when the group has none. Over several runs, a scenario they define differently (a column per
+    run) is left out: a mean over it would compare different deformations."""
+    every = [s for s in ordered_scenarios(rows["scenario"].unique()) if s != CLEAN]
+    if not every:
         return None
+    apart = apart_scenarios(rows) if rows["run_id"].nunique() > 1 else {}
+    scenarios = [s for s in every if s not in apart]
+    left_out = list(dict.fromkeys(apart[s][0] for s in every if s in apart))
     keys = ["model", "probe"]
     rows = rows.assign(model=rows["model"].astype(str), probe=rows["probe"].astype(str))
     rows = rows[[choice.probes.get((m,)) == p for m, p in zip(rows["model"], rows["probe"], strict=True)]]
@@ -175,7 +182,7 @@ def _robustness(rows: pd.DataFrame, choice: ProbeChoice, metric: str, higher: bo
             unranked[f"{model} · {probe}"] = missing
         else:
             ranked.append(Standing(model, probe, d, v))
-    return Robustness(metric, higher, scenarios, ranked, unranked)
+    return Robustness(metric, higher, scenarios, ranked if scenarios else [], unranked if scenarios else {}, left_out)
 
 
 def _signed(x: float) -> str:
@@ -205,6 +212,8 @@ def robustness_facts(r: Robustness) -> list[str]:
     when another model, and who is not ranked (the card and the terminal line join them)."""
     n = len(r.scenarios)
     over = f"over {n} scenario{'s' if n != 1 else ''}"
+    if not r.scenarios:
+        return [f"not ranked across runs: {_apart(r)}"]
     if not r.ranked:
         return ["no model has a change on every scenario: " + _unranked(r)]
     top = r.most_robust
@@ -219,7 +228,14 @@ def robustness_facts(r: Robustness) -> list[str]:
             facts.append(f"best mean deformed {r.metric}: {_names(best)} ({mean}), a different model")
     if r.unranked:
         facts.append("not ranked: " + _unranked(r))
+    if r.apart:
+        facts.append(f"left out: {_apart(r)}")
     return facts
+
+
+def _apart(r: Robustness) -> str:
+    """``noise_10db, defined differently by the runs`` (the scenarios :attr:`Robustness.apart`)."""
+    return f"{', '.join(r.apart)}, defined differently by the runs (each run's definition has its own column)"
 
 
 def _unranked(r: Robustness) -> str:
@@ -247,11 +263,16 @@ def _count(n: int, noun: str) -> str:
 
 def _test_sets(group: pd.DataFrame) -> str:
     """The test sets of a group: ``clean + 2 deformation scenarios`` — counted as the most robust card counts its
-    scenarios (the deformations), not with clean among them."""
+    scenarios (the deformations), not with clean among them; one the runs define differently (a column per run) once,
+    and named."""
+    apart = apart_scenarios(group)
     deformed = [s for s in ordered_scenarios(group["scenario"].unique()) if s != CLEAN]
     if not deformed:
         return "clean audio only"
-    return ("clean + " if CLEAN in set(group["scenario"]) else "") + _count(len(deformed), "deformation scenario")
+    bases = list(dict.fromkeys(apart.get(s, (s, ""))[0] for s in deformed))
+    split = [b for b in bases if b in {x for x, _ in apart.values()}]
+    differ = f" ({', '.join(split)} defined differently by the runs)" if split else ""
+    return ("clean + " if CLEAN in set(group["scenario"]) else "") + _count(len(bases), "deformation scenario") + differ
 
 
 def passed_over_note(h: Headline) -> str:

@@ -45,7 +45,15 @@ from repeval.report.cells import (
     metric_notes,
     replicates_text,
 )
-from repeval.report.comparable import SplitDigests, differ_note, run_sets, set_label, split_digests
+from repeval.report.comparable import (
+    SplitDigests,
+    apart_note,
+    apart_scenarios,
+    differ_note,
+    run_sets,
+    set_label,
+    split_digests,
+)
 from repeval.report.deltas import left_out_note, paired_deltas
 from repeval.report.results import (
     CLEAN,
@@ -276,7 +284,9 @@ def make_table(
     :func:`repeval.report.selection.combine_validation`, which ``model_comparison`` chooses each model's probe on;
     ``masked``: the runs' :attr:`~repeval.report.results.Run.masked` pairs, which the caption notes; ``test_sets``:
     the runs' :func:`~repeval.report.comparable.split_digests` — rows of runs on different test sets are not
-    ranked against each other: the best of a column is flagged within each set of runs on one test set)."""
+    ranked against each other: the best of a column is flagged within each set of runs on one test set). A scenario
+    the runs define differently has a column per run (:func:`~repeval.report.comparable.keep_apart`), which the
+    caption explains."""
     if preset not in PRESETS:
         raise ValueError(unknown_name_message("table preset", preset, set(PRESETS)))
     if preset in DATASET_PRESETS:
@@ -293,7 +303,8 @@ def make_table(
     table.task, table.dataset, table.replicates = t, d, replicates_text(df)
     notes = metric_notes(df, chosen, any((task, d) in masked for task in set(df["task"])))
     apart = _best_within_test_sets(table, df, test_sets)
-    table.caption = "; ".join(p for p in [table.caption, *notes, apart] if p)
+    split = apart_scenarios(df).keys() & {sub.removeprefix("Δ ") for _, sub in table.columns}
+    table.caption = "; ".join(p for p in [table.caption, *notes, apart, apart_note(df, split)] if p)
     return table
 
 

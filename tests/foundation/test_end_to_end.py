@@ -368,7 +368,10 @@ def test_runs_lists_each_run_and_how_far_it_got(ray_session, run_config):
     assert e2e["tasks"] == ["instrument"] and e2e["models"] == ["mfcc-stats"] and e2e["failed_trainings"] == 0
     assert infos["started-only"]["state"] == "started" and infos["started-only"]["result_rows"] is None
     res = CliRunner().invoke(app, ["runs", str(runs_dir)])
-    assert res.exit_code == 0 and re.search(r"\ne2e\s+evaluated\s+instrument\s+mfcc-stats\s+\d+\s+0\s", res.output)
+    assert re.fullmatch(r"[0-9a-f]{8}", e2e["test_set"]) and infos["started-only"]["test_set"] is None
+    assert res.exit_code == 0 and re.search(
+        rf"\ne2e\s+evaluated\s+instrument\s+mfcc-stats\s+{e2e['test_set']}\s+\d+\s+0\s", res.output
+    )
     res = CliRunner().invoke(app, ["runs", str(runs_dir / "missing")])
     assert res.exit_code == 1 and "no runs directory at" in res.output
 

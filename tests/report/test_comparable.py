@@ -3,11 +3,14 @@
 Over several runs the summary cards named one best model of all, the terminal headline likewise, and the tables
 starred one best value per column — though a smoke run's 10 test tracks, or another version of the data, give values
 that do not compare with a full run's. Each run's test set is its saved split's test rows; where the sets differ,
-each set of runs on one test set is ranked on its own, and the report and tables say why.
+each set of runs on one test set is ranked on its own, and the report and tables say why. Likewise a deformation
+scenario two runs define differently under one name was one column, and its values were averaged into the mean Δ
+that ranks the runs' models: each run's definition now has a column of its own, left out of that ranking.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +18,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
-from repeval.report.comparable import run_sets, split_digests
-from repeval.report.results import CLEAN, load_runs
+from repeval.report.comparable import differing_scenarios, run_sets, split_digests
+from repeval.report.results import CLEAN, combine_results, load_runs, ordered_scenarios
 from repeval.report.selection import combine_validation
-from repeval.report.summary import summary_cards, summary_text
+from repeval.report.summary import headline, robustness_facts, summary_cards, summary_text
 from repeval.report.tables import make_table, table_command
 from repeval.testing.results import DEFAULT_EXPERIMENTS, FakeRunSpec, make_run_dir
 
@@ -104,3 +108,97 @@ def test_the_cards_and_the_headline_rank_each_test_set_apart(three_runs):
     # one test set for all: one ranking, as before
     assert "not ranked" not in summary_text(runs[:2]) and "(tied)" in summary_text(runs[:2])
     assert np.all([" in r1" not in x for x in summary_text(runs[:2]).splitlines()])
+
+
+def _deformations(run: Path, scenarios: list[dict[str, object]]) -> None:
+    """Give the run's ``config.yaml`` these deformation scenarios."""
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["experiments"][0]["deformations"] = scenarios
+    (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def _gain(db: float, **more: object) -> dict[str, object]:
+    return {"type": "Gain", "params": {"min_gain_db": db, "max_gain_db": db, **more}}
+
+
+@pytest.fixture(scope="module")
+def defined_runs(tmp_path_factory):
+    """Runs ``r1`` and ``r2`` on one test set whose ``D1`` differs (a gain of −6 dB, of −12 dB) and whose ``D2`` is
+    one definition written two ways (a parameter's alias, ``1`` and ``1.0``, a default written out); ``r3`` as
+    ``r1``."""
+    root = tmp_path_factory.mktemp("definitions")
+    spec = dict(experiments=DEFAULT_EXPERIMENTS[:1], models=("A", "B"), model_quality={"A": 0.9, "B": 0.4},
+                probes=("M1",), seeds=(0,), scenarios=(CLEAN, "D1", "D2"), n_test=30, n_resamples=5)  # fmt: skip
+    dirs = {r: make_run_dir(root, FakeRunSpec(run_id=r, **spec)) for r in ("r1", "r2", "r3")}
+    d2 = {"name": "D2", "steps": [{"type": "AddGaussianSNR", "params": {"min_snr_db": 10, "max_snr_db": 10}}]}
+    same = {"name": "D2", "steps": [{"type": "AddGaussianSNR", "params": {"min_snr_in_db": 10.0, "max_snr_db": 10,
+                                                                          "p": 0.5}}]}  # fmt: skip
+    _deformations(dirs["r1"], [{"name": "D1", "steps": [_gain(-6, p=1)]}, d2])
+    _deformations(dirs["r2"], [{"name": "D1", "steps": [_gain(-12, p=1)]}, same])
+    _deformations(dirs["r3"], [[_gain(-6.0, p=1.0)], d2])  # D1 by position, the same as r1's
+    for run in dirs.values():
+        _splits(run, ["t1", "t2", "t3"])
+    return dirs
+
+
+def test_a_scenario_the_runs_define_differently_gets_a_column_per_run(defined_runs):
+    runs = load_runs([defined_runs["r1"], defined_runs["r2"]])
+    assert list(differing_scenarios(runs)) == [(TASK, DATASET, "D1")]  # D2 is one definition, however written
+    df = combine_results(runs)
+    assert ordered_scenarios(df["scenario"].unique()) == [CLEAN, "D1 (r1)", "D1 (r2)", "D2"]  # side by side
+    t = make_table(df, "all_deform_all_models", task=TASK)
+    col = {sub: i for i, (m, sub) in enumerate(t.columns) if m == "accuracy"}
+    own = [row[0] for row, v in zip(t.rows, t.mean[:, col["D1 (r1)"]], strict=True) if np.isfinite(v)]
+    assert set(own) == {"r1"} and np.isfinite(t.mean[:, col["D2"]]).all()  # r2's values are in its own column
+    assert t.best[:, col["D1 (r2)"]].sum() == 1  # the best of r2's D1 is one of r2's models, not compared with r1's
+    why = (
+        "D1 is defined differently by the runs (r1: Gain(max_gain_db=-6, min_gain_db=-6, p=1); r2: Gain(max_gain_db="
+        "-12, min_gain_db=-12, p=1)): one column per run's definition, their values not compared"
+    )
+    assert why in t.caption
+    assert "defined differently" not in make_table(df, "model_comparison", task=TASK).caption  # no D1 column there
+    for fmt, shown in (("plain", "Δ D1 (r1)"), ("csv", "accuracy:Δ D1 (r2)"), ("markdown", why)):
+        text = table_command([defined_runs["r1"], defined_runs["r2"]], "robustness", fmt, task=TASK)
+        assert shown in (" ".join(text.split()) if fmt == "plain" else text), fmt
+    # the cross-run ranking under deformation is over D2 alone: a mean over D1 would compare different gains
+    keyed = df.assign(model=df["run_id"] + "/" + df["model"])
+    h = headline(keyed, TASK, DATASET)
+    assert h is not None and h.robustness is not None
+    assert h.robustness.scenarios == ["D2"] and h.robustness.apart == ["D1"]
+    assert all(set(s.deltas) == {"D2"} for s in h.robustness.ranked)
+    text = summary_text(runs)
+    assert "mean Δ" in text and "over 1 scenario," in text and "left out: D1, defined differently by the runs" in text
+    cards = summary_cards(keyed, TASK, DATASET, combine_validation(runs, prefix_models=True))
+    assert "clean + 2 deformation scenarios (D1 defined differently by the runs)" in cards
+    assert "over 1 scenario (D2)" in cards
+    # every scenario defined differently: no ranking across the runs under deformation, and why
+    only_d1 = keyed[keyed["scenario"] != "D2"]
+    facts = robustness_facts(headline(only_d1, TASK, DATASET).robustness)  # type: ignore[union-attr]
+    assert facts == ["not ranked across runs: D1, defined differently by the runs (each run's definition has its own "
+                     "column)"]  # fmt: skip
+
+
+def test_runs_that_define_their_scenarios_alike_are_shown_as_before(defined_runs):
+    r1, r3 = load_runs([defined_runs["r1"], defined_runs["r3"]])
+    assert differing_scenarios([r1, r3]) == {}  # D1 named in one, by position in the other; 1 and 1.0
+    both = combine_results([r1, r3])
+    assert both.equals(pd.concat([r1.results, r3.results], ignore_index=True)) and not both.attrs
+    assert "defined differently" not in make_table(both, "robustness", task=TASK).caption
+    alone = combine_results([r1])
+    assert alone.equals(r1.results) and set(alone["scenario"]) == {CLEAN, "D1", "D2"}
+
+
+def test_runs_lists_each_runs_test_set(three_runs):
+    from repeval.report.runs import list_runs, runs_text
+
+    root = three_runs["r1"].parent
+    sets = {i["run"]: i["test_set"] for i in list_runs(str(root))}
+    assert sets["r1"] == sets["r2"] != sets["v2"] and len(sets["v2"]) == 8
+    text = runs_text(str(root))
+    assert re.search(r"models\s+test set\s+result rows", text)
+    assert re.search(rf"^r1 .*  {sets['r1']}  ", text, re.M) and "test set: a digest of the run's saved test" in text
+    (root / "r2" / "splits" / f"{TASK}__{DATASET}.parquet").rename(root / "r2" / "kept.parquet")
+    try:
+        assert {i["run"]: i["test_set"] for i in list_runs(str(root))}["r2"] is None  # no saved split: `-`
+    finally:
+        (root / "r2" / "kept.parquet").rename(root / "r2" / "splits" / f"{TASK}__{DATASET}.parquet")
