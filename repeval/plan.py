@@ -10,6 +10,7 @@ from typing import Any
 from repeval.config import Config
 from repeval.datasets.load import dataset_folds
 from repeval.pipeline.stages import CLEAN
+from repeval.plan_probes import _names, probe_lines
 
 
 @dataclass
@@ -231,63 +232,6 @@ def make_plan(
         shown = sorted((k, v) for k, v in cluster.items() if not k.startswith("node:"))
         p.resources["cluster"] = ", ".join(f"{k}={v:g}" for k, v in shown)
     return p
-
-
-def _names(names: list[str]) -> str:
-    return ", ".join(names) if len(names) <= 6 else f"{names[0]} … {names[-1]} ({len(names)})"
-
-
-def probe_lines(exp: Any, specs: list[Any], full: Any = None) -> list[str]:
-    """One line per ``downstream_models`` entry: what it trains, how its checkpoints and configuration are chosen,
-    and — for a preset — its source, the keys set next to it, and where it departs from the source. ``full``: for a
-    smoke test's experiment, the experiment it is the smoke test of — its one probe is the first configuration of
-    ``full``'s first entry, a plain probe (:func:`~repeval.run.context.smoke_test_config`), so the line says which
-    configuration of that entry it is, the entry's preset, source and departures as the full plan does, and the
-    entries the smoke test leaves out."""
-    from repeval.tasks import resolve_criterion
-    from repeval.tuning.search import expand_probe
-
-    ttype = exp.task.effective_type
-    out = []
-    for p, s in zip(exp.downstream_models, specs, strict=True):
-        crit = ", ".join(dict.fromkeys(resolve_criterion(pt.config.save_criterion, ttype)[0] for pt in s.points))
-        n = f"{s.size} configuration{'s' if s.size != 1 else ''}"
-        entry, of = p, ""
-        if full is not None:  # a smoke test: its probe is the first configuration of the full run's first entry
-            entry = full.downstream_models[0]
-            first = expand_probe(entry, 0, ttype)
-            if first.size > 1:
-                of = f" ({first.points[0].name}, the first of the entry's {first.size}: a smoke test trains one)"
-        if s.select == "best":
-            what = f"probe {s.name}: {n}{of}, the best by {crit} (mean over seeds) tested once"
-        else:
-            what = f"probe {_names([pt.name for pt in s.points])}: {n}{of}, each tested, checkpoint by {crit}"
-        if s.scheduler is not None:
-            what += ", the weaker ones stopped early by ASHA"
-        what += _preset_words(entry)
-        if full is not None and len(full.downstream_models) > 1:
-            left = [expand_probe(e, i, ttype).name for i, e in enumerate(full.downstream_models) if i]
-            what += f"; the smoke test leaves out the other downstream_models entries ({_names(left)})"
-        out.append("  - " + what)
-    return out
-
-
-def _preset_words(p: Any) -> str:
-    """What :func:`probe_lines` says of the preset entry ``p`` names (nothing if it names none): the preset, its
-    source, the keys set next to it and where it departs from the source."""
-    from repeval.tuning.presets import get_preset
-    from repeval.tuning.search import SPEC_KEYS
-
-    if not p.preset:
-        return ""
-    preset = get_preset(p.preset)
-    what = f"; preset {p.preset} [{preset.source}]"
-    mine = sorted(k for k in p.model_fields_set if k not in SPEC_KEYS)
-    if mine:
-        what += ", set here: " + ", ".join(f"{k}={getattr(p, k)!r}" for k in mine)
-    if preset.differs:
-        what += f"; differs from the source: {preset.differs}"
-    return what
 
 
 def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[Any, Any]:

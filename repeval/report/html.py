@@ -25,7 +25,7 @@ from repeval.report import plots
 from repeval.report.cells import cell_stats, per_label_title, per_label_value, replicates_text
 from repeval.report.comparable import SplitDigests, run_sets, set_label, split_digests
 from repeval.report.confusion import summed_confusion
-from repeval.report.left_out import ERROR_COLUMNS, MAX_ERROR_ROWS, dropped_at_load, error_records
+from repeval.report.left_out import ERROR_COLUMNS, MAX_ERROR_ROWS, dropped_at_load, error_records, partial_audio_note
 from repeval.report.left_out import failed_block as _failed_block  # tests import it from here
 from repeval.report.render import ci_tip, fmt_number, render_html, replicates_tip, sort_direction
 from repeval.report.results import (
@@ -41,7 +41,7 @@ from repeval.report.results import (
     ordered_scenarios,
 )
 from repeval.report.selection import combine_validation
-from repeval.report.summary import Headline, best_names, headline, headlines, partial_audio_note, summary_cards
+from repeval.report.summary import Headline, best_names, headline, headlines, summary_cards
 from repeval.report.tables import Table, make_table, metric_notes, multi_task_datasets
 from repeval.store.partition import show_errors_command
 

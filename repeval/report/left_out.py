@@ -1,6 +1,7 @@
-"""What a run left out of evaluation, for the report: the rows its datasets dropped at load (``load_report.json``)
-and the error records of its store partitions (a track that failed to decode, deform or embed has no embedding
-there, so no probe was trained or tested on it in that partition).
+"""What a run left out of evaluation, for the report: the rows its datasets dropped at load (``load_report.json``), the
+test tracks scored on partial audio (:func:`partial_audio_note`) and the error records of its store partitions (a
+track that failed to decode, deform or embed has no embedding there, so no probe was trained or tested on it in that
+partition).
 
 The error records are read from the run's store (``run.store`` of its ``config.yaml``, resolved from the current
 directory when it is a relative path). A store that cannot be read (moved, damaged, no credentials) becomes a note
@@ -171,4 +172,32 @@ def failed_block(runs: list[Run], task: str, dataset: str) -> str:
     return (
         f'<h3>{e(title)}</h3><p class="rv-note">{e(note)}</p><div class="rv-scroll"><table class="rv-table">'
         f"<thead><tr>{th}</tr></thead><tbody>{body}</tbody></table></div>"
+    )
+
+
+def partial_audio_note(runs: list[Run], task: str, dataset: str) -> str:
+    """A note under ``task`` on ``dataset``'s cards when test tracks were scored on embeddings of partial audio (store
+    rows with an ``audio_note``: a file cut short, an Ogg file without its end), as the runs' evaluations recorded
+    them (:data:`~repeval.run.partial_audio.PARTIAL_KEY`); empty when none did."""
+    import pyarrow.parquet as pq
+
+    from repeval.run.partial_audio import partial_text, recorded_partial
+
+    found = []
+    for run in runs:
+        try:
+            entries = recorded_partial(pq.read_schema(run.path / "results.parquet").metadata) or []
+        except (OSError, ValueError):
+            continue
+        prefix = f"{run.run_id}: " if len(runs) > 1 else ""
+        found += [
+            prefix + partial_text(x, task=False)
+            for x in entries
+            if (x.get("task"), x.get("dataset")) == (task, dataset)
+        ]
+    if not found:
+        return ""
+    return (
+        '<p class="rv-note">' + e("; ".join(found)) + " — scored on embeddings of the part of their file that "
+        "was decoded (<code>repeval store show</code> lists the partition's noted rows)</p>"
     )

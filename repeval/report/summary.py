@@ -475,33 +475,3 @@ def summary_text(runs: list[Run]) -> str:
                 for x in summary_lines(h, set_label(runs_of) if len(found) > 1 else "")
             ]
     return "\n".join(lines)
-
-
-def partial_audio_note(runs: list[Run], task: str, dataset: str) -> str:
-    """A note under ``task`` on ``dataset``'s cards when test tracks were scored on embeddings of partial audio (store
-    rows with an ``audio_note``: a file cut short, an Ogg file without its end), as the runs' evaluations recorded
-    them (:data:`~repeval.run.partial_audio.PARTIAL_KEY`); empty when none did."""
-    import pyarrow.parquet as pq
-
-    from repeval.run.partial_audio import partial_text, recorded_partial
-
-    found = []
-    for run in runs:
-        try:
-            entries = recorded_partial(pq.read_schema(run.path / "results.parquet").metadata) or []
-        except (OSError, ValueError):
-            continue
-        prefix = f"{run.run_id}: " if len(runs) > 1 else ""
-        found += [
-            prefix + partial_text(x, task=False)
-            for x in entries
-            if (x.get("task"), x.get("dataset")) == (task, dataset)
-        ]
-    if not found:
-        return ""
-    return (
-        '<p class="rv-note">'
-        + html.escape("; ".join(found))
-        + " — scored on embeddings of the part of their file that "
-        "was decoded (<code>repeval store show</code> lists the partition's noted rows)</p>"
-    )

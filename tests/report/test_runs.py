@@ -474,7 +474,7 @@ def test_runs_and_the_report_say_which_test_sets_were_scored_on_partial_audio(ru
     """An evaluation records the test tracks scored on rows embedded from partial audio (``audio_note``) in
     ``results.parquet``'s metadata: ``repeval runs`` names them from the footer, the report notes them under their
     task and dataset (and nowhere else); results evaluated before the record say nothing."""
-    from repeval.report.summary import partial_audio_note
+    from repeval.report.left_out import partial_audio_note
     from repeval.run.partial_audio import PARTIAL_KEY
 
     runs = tmp_path / "runs"
