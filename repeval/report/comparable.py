@@ -3,7 +3,8 @@
 A value is measured on a test set; two runs' values of one task and dataset are comparable only when both were
 scored on the same tracks with the same labels — not a smoke test's 10 tracks against a full run's 20, nor two
 versions of a data set. A run's test set is read from the rows it saved (``splits/<task>__<dataset>[__fold<k>].parquet``,
-the rows whose ``split`` is ``test``: :func:`split_digests`); where a run lacks that file (copied without it, or a
+the rows whose ``split`` is ``test``: :func:`split_digests`, kept in the file's footer when the run wrote it —
+:mod:`repeval.run.split_digest`); where a run lacks that file (copied without it, or a
 split not recorded), from its results alone: the clean test tracks scored per fold (``n_test``), which tells different
 sizes apart but not two sets of one size.
 
@@ -28,9 +29,9 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from repeval.report.results import CLEAN, Run, configured_scenarios
+from repeval.run.split_digest import file_digest
 
 log = logging.getLogger(__name__)
 
@@ -38,23 +39,6 @@ log = logging.getLogger(__name__)
 SplitDigests = Mapping[tuple[str, str, str], str]
 
 _SPLITS_NAME = re.compile(r"^(?P<task>.+?)__(?P<dataset>.+?)(?:__fold(?P<fold>\d+))?\.parquet$")
-
-
-def _digest_file(path: Path | str, filesystem: pafs.FileSystem | None = None) -> str | None:
-    """The digest of ``path``'s test rows (sorted track ids with their labels); ``None`` when it records none."""
-    try:
-        table = pq.read_table(path, columns=["track_id", "label", "split"], filesystem=filesystem)
-    except (OSError, ValueError, KeyError) as exc:
-        log.debug("test set of %s not read: %s", path, exc)
-        return None
-    lines = []
-    for track, label, split in zip(*(table.column(c).to_pylist() for c in ("track_id", "label", "split")), strict=True):
-        if split == "test":
-            labels = label if isinstance(label, list) else [label]
-            lines.append(f"{track}\x1e" + "\x1f".join(sorted(str(x) for x in labels)))
-    if not lines:
-        return None
-    return hashlib.sha256("\n".join(sorted(lines)).encode()).hexdigest()[:16]
 
 
 def split_digests(runs: Sequence[Run]) -> dict[tuple[str, str, str], str]:
@@ -77,7 +61,7 @@ def run_split_digests(fs: pafs.FileSystem, path: str) -> dict[tuple[str, str], s
         if m is None or info.type != pafs.FileType.File:
             continue
         fold = int(m["fold"]) if m["fold"] is not None else -1
-        per.setdefault((m["task"], m["dataset"]), []).append((fold, _digest_file(info.path, fs)))
+        per.setdefault((m["task"], m["dataset"]), []).append((fold, file_digest(info.path, fs)))
     return {k: ",".join(str(d) for _, d in sorted(f)) for k, f in per.items() if all(d is not None for _, d in f)}
 
 

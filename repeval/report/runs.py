@@ -3,8 +3,9 @@
 Reads each run's ``config.yaml``, ``status.json`` and ``load_report.json``, the names under ``groups/``, the
 Parquet footers of ``results.parquet`` (with the test tracks its evaluation recorded as scored on partial audio)
 and ``summary.parquet``, ``failed.parquet``'s ``scenario`` column (a probe
-training that failed, or a test cell not scored) and the track, label and split columns of the saved splits
-(``splits/``: the test set's digest) — no other data pages, and nothing under ``tune/``.
+training that failed, or a test cell not scored) and the footers of the saved splits (``splits/``: the test set's
+digest the run kept there; of a split file without it, its track, label and split columns) — no other data pages, and
+nothing under ``tune/``.
 """
 
 from __future__ import annotations

@@ -6,16 +6,17 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from repeval.datasets import LoadReport, load_dataset, load_folds
 from repeval.datasets.base import strict_kinds
 from repeval.run.context import RunContext, fold_suffix
-from repeval.run.files import _write_text_atomic
+from repeval.run.files import _write_atomic, _write_text_atomic
+from repeval.run.split_digest import with_digest
 from repeval.rundir import LOAD_REPORT
 
 log = logging.getLogger("repeval.runner")  # the stages' one logger, named as before they left runner.py
@@ -100,7 +101,7 @@ def _load_each(ctx: RunContext, save: bool) -> None:
                 ctx.rows[(ei, ds.name)] = folds[ds.fold]
                 for f, rows in folds.items():
                     if save:
-                        pq.write_table(rows, f"{base}{fold_suffix(f)}.parquet")
+                        _write_atomic(with_digest(rows), Path(f"{base}{fold_suffix(f)}.parquet"))
                 log.info("dataset %s: split_type all — %d folds (validation = fold i, test = fold i+1)",
                          ds.name, len(folds))  # fmt: skip
                 continue
@@ -108,7 +109,7 @@ def _load_each(ctx: RunContext, save: bool) -> None:
             ctx.reports[(ei, ds.name)] = found
             ctx.rows[(ei, ds.name)] = rows
             if save:
-                pq.write_table(rows, f"{base}.parquet")
+                _write_atomic(with_digest(rows), Path(f"{base}.parquet"))
 
 
 def audio_sources(ctx: RunContext) -> dict[str, list[dict[str, Any]]]:

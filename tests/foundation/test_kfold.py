@@ -7,19 +7,23 @@ over folds, confusion matrices pool over folds, and folds resume one by one.
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
 from repeval import runner
 from repeval.config import parse_config
 from repeval.plan import make_plan
+from repeval.report.comparable import run_split_digests
 from repeval.report.html import write_report
 from repeval.report.results import load_run
 from repeval.report.tables import make_table
+from repeval.run.split_digest import DIGEST_KEY, digest_test_rows
 from repeval.testing.configs import notes_dataset
 
 K = 3
@@ -84,6 +88,26 @@ def test_folds_rotate_and_every_track_is_tested_once(kfold):
     assert pq.read_table(ctx.run_dir / "splits" / "instrument__notes__fold1.parquet").column("split").to_pylist() == [
         split_of[1][t] for t in folds[1].column("track_id").to_pylist()
     ]
+    # each fold's file keeps its test set's digest in its footer, the one computed from its rows: read without the
+    # stored digests (a run written before they were kept), the run's test sets are the same
+    splits = ctx.run_dir / "splits"
+    stored = {p.name: pq.read_metadata(p).metadata[DIGEST_KEY] for p in sorted(splits.glob("*.parquet"))}
+    digests = {n: json.loads(v)["digest"] for n, v in stored.items()}
+    assert len(set(digests.values())) == K and all(
+        d == digest_test_rows(pq.read_table(splits / n)) for n, d in digests.items()
+    )
+    old = ctx.run_dir.parent.parent / "unstamped"
+    (old / "splits").mkdir(parents=True, exist_ok=True)
+    for name in stored:
+        table = pq.read_table(splits / name)
+        pq.write_table(table.replace_schema_metadata({k: v for k, v in table.schema.metadata.items() if k != DIGEST_KEY}),
+                       old / "splits" / name)  # fmt: skip
+    local = pafs.LocalFileSystem()
+    assert (
+        run_split_digests(local, str(old))
+        == run_split_digests(local, str(ctx.run_dir))
+        == {("instrument", "notes"): ",".join(digests[f"instrument__notes__fold{f}.parquet"] for f in range(K))}
+    )
     # every track is some fold's test track: all 48 are deformed (not only one fold's test split)
     assert embedded.computed == 48 + 48 and embedded.rows_by_scenario["D1"] == 48
 

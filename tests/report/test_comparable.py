@@ -16,15 +16,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from repeval.report.comparable import differing_scenarios, run_sets, split_digests
+from repeval.report.comparable import differing_scenarios, run_sets, run_split_digests, split_digests
 from repeval.report.results import CLEAN, combine_results, load_runs, ordered_scenarios
 from repeval.report.selection import combine_validation
 from repeval.report.summary import headline, robustness_facts, summary_cards, summary_text
 from repeval.report.tables import make_table, table_command
+from repeval.run.split_digest import DIGEST_KEY, digest_test_rows, file_digest, stored_digest, with_digest
 from repeval.testing.results import DEFAULT_EXPERIMENTS, FakeRunSpec, make_run_dir
 
 TASK, DATASET = "instrument_recognition", "tinysol"
@@ -202,3 +204,37 @@ def test_runs_lists_each_runs_test_set(three_runs):
         assert {i["run"]: i["test_set"] for i in list_runs(str(root))}["r2"] is None  # no saved split: `-`
     finally:
         (root / "r2" / "kept.parquet").rename(root / "r2" / "splits" / f"{TASK}__{DATASET}.parquet")
+
+
+def test_a_split_files_stored_test_digest_is_the_one_computed_from_its_rows(tmp_path):
+    """The run keeps each split file's test digest in its footer (``repeval runs`` reads no track ids); a file
+    without it (an older run's, or one written by hand) has it computed, the same; a file rewritten with other rows
+    but the old metadata is not believed; read through any pyarrow filesystem."""
+    ids = ["train-a", "t2", "t1", "v1"]
+    table = pa.table({"track_id": ids, "label": [["piano"], ["violin", "flute"], ["flute", "violin"], None],
+                      "split": ["train", "test", "test", None]})  # fmt: skip
+    run = tmp_path / "run"
+    (run / "splits").mkdir(parents=True)
+    stamped = with_digest(table)
+    found, stored = stored_digest(pq.read_metadata(pq_write(stamped, run / "splits" / "a__d.parquet")))
+    assert found and stored is not None and stored == digest_test_rows(table)
+    # the same test tracks and labels in another order: one test set
+    assert digest_test_rows(table.take([3, 2, 1, 0])) == stored
+    pq_write(table, run / "splits" / "b__d.parquet")  # an older run's file: no digest kept, computed
+    assert not stored_digest(pq.read_metadata(run / "splits" / "b__d.parquet"))[0]
+    sub = pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem())  # another filesystem, paths relative to it
+    assert run_split_digests(sub, "run") == {("a", "d"): stored, ("b", "d"): stored}
+    # rewritten with another row, keeping the old metadata (read and written back): the stored digest is not used
+    other = pa.concat_tables([stamped, pa.table({"track_id": ["t3"], "label": [["piano"]], "split": ["test"]})])
+    assert other.schema.metadata[DIGEST_KEY] == stamped.schema.metadata[DIGEST_KEY]
+    pq_write(other, run / "splits" / "b__d.parquet")
+    assert file_digest(run / "splits" / "b__d.parquet") == digest_test_rows(other) != stored
+    # no test rows: none, stored as none and computed as none
+    none = with_digest(table.filter(pa.array([True, False, False, True])))
+    assert stored_digest(pq.read_metadata(pq_write(none, run / "splits" / "c__d.parquet"))) == (True, None)
+    assert digest_test_rows(none) is None and ("c", "d") not in run_split_digests(pafs.LocalFileSystem(), str(run))
+
+
+def pq_write(table: pa.Table, path: Path) -> Path:
+    pq.write_table(table, path)
+    return path
