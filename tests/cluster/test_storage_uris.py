@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from repeval.run.split_digest import DIGEST_KEY
 from repeval.rundir import RunLocation, TuneStorage, join_uri
 from repeval.testing.configs import notes_dataset
 
@@ -276,7 +277,10 @@ def test_run_with_store_runs_and_tune_on_s3(
 
         runs = _cli(["runs", f"s3://repeval/e2e/runs{q}"])
         assert runs.exit_code == 0, runs.output[-3000:]
-        assert re.search(r"s3run-smoke\s+evaluated\s+instrument\s+mfcc-stats", runs.stdout), runs.stdout
+        # its test set's digest, from the footer of the split file in the bucket, where the run kept it
+        assert re.search(r"s3run-smoke\s+evaluated\s+instrument\s+mfcc-stats\s+[0-9a-f]{8}\s", runs.stdout), runs.stdout
+        with s3["fs"].open_input_file(f"repeval/e2e/{run}/splits/instrument__notes.parquet") as f:
+            assert DIGEST_KEY in (pq.ParquetFile(f).metadata.metadata or {})
         listing = _cli(["store", "ls", f"s3://repeval/e2e/store{q}"])
         assert listing.exit_code == 0, listing.output[-3000:]
         assert re.search(r"notes/mfcc-stats/clean\s+complete", listing.stdout), listing.stdout
