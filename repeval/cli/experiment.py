@@ -209,15 +209,12 @@ def _print_table(ctx: Any) -> None:
     """The results table, then per task/dataset the model best on clean audio and the one that survives deformation
     best (:func:`repeval.report.summary.summary_text`, the numbers of the report's summary cards)."""
     from repeval.report.render import terminal_width
-    from repeval.report.results import load_runs
-    from repeval.report.summary import summary_text
     from repeval.report.tables import table_command
 
-    runs = load_runs([ctx.run_dir])
-    typer.echo(table_command([ctx.run_dir], "all_deform_all_models", "terminal", runs=runs, width=terminal_width()))
-    summary = summary_text(runs)
-    if summary:
-        typer.echo(summary)
+    typer.echo(
+        table_command([ctx.run_dir], "all_deform_all_models", "terminal", width=terminal_width(), headline=True),
+        nl=False,
+    )
 
 
 def _next_hint(cfg: Any, where: str) -> str:
@@ -362,7 +359,8 @@ def table(
     ] = 3,
 ) -> None:
     """Print result tables for one or more runs (several runs are combined); on a terminal, a table wider than it
-    is split into blocks of columns that fit."""
+    is split into blocks of columns that fit, and a table over every probe is followed by the headline `repeval run`
+    prints (the best model with the probe chosen for it)."""
     from repeval.report.render import terminal_width
     from repeval.report.tables import table_command
     from repeval.rundir import open_run
@@ -378,6 +376,7 @@ def table(
                 scale=scale,
                 decimals=decimals,
                 width=terminal_width(),
+                headline=True,
             )
         )
     )

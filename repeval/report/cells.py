@@ -49,6 +49,8 @@ class Table:
     dataset: str = ""
     #: what a cell's mean ± std is over, e.g. ``2 seeds × 4 folds`` (:func:`replicates_text`)
     replicates: str = ""
+    #: what the flagged cells are, for the legend under the table (``*`` or bold: …)
+    best_legend: str = "best in column"
 
     def __post_init__(self) -> None:
         if not self.delta:

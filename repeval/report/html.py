@@ -388,7 +388,7 @@ def _group_section(
     out.append(_failed_block(runs, task, dataset))
     masked = masked_pairs(runs)
     out.append(
-        _table_block(table_df, "model_comparison", task, dataset, "Model comparison (clean audio)", "",
+        _table_block(table_df, "model_comparison", task, dataset, "Model comparison", "",
                      table_validation, level, masked, test_sets=test_sets)
     )  # fmt: skip
     h = headline(df, task, dataset, validation)

@@ -63,7 +63,7 @@ def _metric_spans(t: Table) -> list[tuple[str, int]]:
 
 def _with_bold_note(t: Table, caption: str) -> str:
     """``caption`` with what bold means, for the formats that mark the best value of a column in bold."""
-    return "; ".join([p for p in (caption, "bold: best in column" if t.best.any() else "") if p])
+    return "; ".join([p for p in (caption, f"bold: {t.best_legend}" if t.best.any() else "") if p])
 
 
 def render_markdown(t: Table, *, scale: float = 1.0, decimals: int = 3) -> str:
@@ -257,7 +257,7 @@ def render_terminal(
 
     if color is None:
         color = sys.stdout.isatty()
-    best = "bold green: best in column" if color else "* best in column"
+    best = f"bold green: {t.best_legend}" if color else f"* {t.best_legend}"
     caption = "; ".join([c for c in (t.full_caption, best) if c])
     texts = []
     for i in range(len(t.rows)):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -453,10 +453,11 @@ def summary_lines(h: Headline, within: str = "") -> list[str]:
     return lines
 
 
-def summary_text(runs: list[Run]) -> str:
-    """The headline of every task/dataset of ``runs`` (models of several runs named ``<run_id>/<model>``, as the
-    report names them), for ``repeval run`` and ``repeval evaluate`` to print after the results table. Runs scored on
-    different test sets are ranked apart, each set's lines led by its runs, after a line saying why."""
+def summary_text(runs: list[Run], pairs: Collection[tuple[str, str]] | None = None) -> str:
+    """The headline of every task/dataset of ``runs`` (``pairs``: of those (task, dataset) only; models of several
+    runs named ``<run_id>/<model>``, as the report names them), for ``repeval run``, ``evaluate`` and ``table`` to
+    print after the results table. Runs scored on different test sets are ranked apart, each set's lines led by its
+    runs, after a line saying why."""
     df = combine_results(runs)
     multi = len(runs) > 1
     validation = combine_validation(runs, prefix_models=multi)
@@ -464,6 +465,8 @@ def summary_text(runs: list[Run]) -> str:
     digests = split_digests(runs) if multi else None
     lines: list[str] = []
     for task, dataset in groups(df):
+        if pairs is not None and (task, dataset) not in pairs:
+            continue
         found = headlines(keyed, task, dataset, validation, digests)
         if len(found) > 1:
             group = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna()]

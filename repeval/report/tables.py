@@ -235,6 +235,12 @@ PRESETS: dict[str, Callable[[pd.DataFrame, list[str], str], Table]] = {
 }
 #: presets over every task of one dataset (the others take one task and dataset)
 DATASET_PRESETS = ("tasks",)
+#: the flagged cells of a table over every probe of each model: the best on the test set, which is no probe choice
+#: (the model comparison, and the headline, stand each model with the probe chosen on validation where recorded)
+POOLED_LEGEND = (
+    "best test value in column, over every probe: not a probe choice (each model's chosen probe: the "
+    "model_comparison table)"
+)
 
 
 def multi_task_datasets(results: pd.DataFrame) -> list[str]:
@@ -301,6 +307,8 @@ def make_table(
     else:
         table = PRESETS[preset](df, chosen, title)
     table.task, table.dataset, table.replicates = t, d, replicates_text(df)
+    if "probe" in table.row_names and preset != "model_comparison":
+        table.best_legend = POOLED_LEGEND
     notes = metric_notes(df, chosen, any((task, d) in masked for task in set(df["task"])))
     apart = _best_within_test_sets(table, df, test_sets)
     split = apart_scenarios(df).keys() & {sub.removeprefix("Δ ") for _, sub in table.columns}
@@ -356,11 +364,14 @@ def table_command(
     decimals: int = 3,
     runs: list[Run] | None = None,
     width: int | None = None,
+    headline: bool = False,
 ) -> str:
     """Render ``preset`` for every task/dataset of the given runs (``repeval table RUN... --preset --format``);
     ``runs``: those runs already loaded (:func:`~repeval.report.results.load_runs` of ``run_dirs``); ``width``: the
     terminal width the ``terminal`` and ``plain`` formats fit, a wider table split into blocks of columns
-    (:func:`~repeval.report.render.render_terminal`; None: as wide as the columns need)."""
+    (:func:`~repeval.report.render.render_terminal`; None: as wide as the columns need); ``headline``: in those two
+    formats, after a table over every probe, each task/dataset's headline (:func:`~repeval.report.summary.
+    summary_text`: the best model with the probe chosen for it, as ``repeval run`` prints it)."""
     from repeval.report.render import render
 
     fmt = canonical_format(fmt)
@@ -417,6 +428,16 @@ def table_command(
                 width=width,
             )
         )
+    if headline and fmt in ("terminal", "plain") and preset != "model_comparison":
+        from repeval.report.summary import summary_text
+
+        pairs = set(selections)
+        if preset in DATASET_PRESETS:  # (task list, dataset): each of the tasks on it
+            asked = None if task is None else {x.strip() for x in task.split(",")}
+            shown = {x for _, x in selections}
+            pairs = {(t, d) for t, d in groups(results) if d in shown and (asked is None or t in asked)}
+        text = summary_text(runs, pairs)
+        parts += [text] if text else []
     if fmt == "csv" and len(parts) > 1:  # one table: one header over the groups' columns (cells a group lacks empty)
         frames = [pd.read_csv(io.StringIO(p), dtype=str, keep_default_na=False) for p in parts]
         return str(pd.concat(frames, ignore_index=True).to_csv(index=False, lineterminator="\n"))

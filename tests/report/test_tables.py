@@ -13,7 +13,7 @@ import pytest
 
 from repeval.report.render import render
 from repeval.report.results import RESULT_COLUMNS, load_run, normalise_results
-from repeval.report.tables import make_table, table_command
+from repeval.report.tables import POOLED_LEGEND, make_table, table_command
 
 TASK = "instrument_recognition"
 
@@ -249,8 +249,9 @@ def test_formats(results):
     assert "\x1b[" in colour and best_text in colour
     # the caption says what the colour marks, as the plain one says what * marks (it ended in a dangling "; ")
     caption = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", colour).split("┘", 1)[1].split())
-    assert caption == f"{t.full_caption}; bold green: best in column"
-    assert " ".join(plain.split("┘", 1)[1].split()) == f"{t.full_caption}; * best in column"
+    # …and that a flagged cell is the best test value over every probe, not the probe a model stands with
+    assert caption == f"{t.full_caption}; bold green: {POOLED_LEGEND}"
+    assert " ".join(plain.split("┘", 1)[1].split()) == f"{t.full_caption}; * {POOLED_LEGEND}"
 
 
 def test_table_command_over_two_runs(run_dir, second_run_dir):
@@ -414,10 +415,33 @@ def test_latex_sets_a_minus_sign_and_markdown_and_latex_say_what_bold_means(resu
     body = tex[tex.index(r"\midrule") : tex.index(r"\bottomrule")]
     negatives = int((np.round(t.mean[:, 1:], 3) < 0).sum())
     assert body.count("$-$") == negatives and not re.search(r"(?<![\w$])-\d", body)
-    assert r"bold: best in column)}" in tex.splitlines()[3]  # the \caption line
+    assert f"bold: {POOLED_LEGEND})}}".replace("_", r"\_") in tex.splitlines()[3]  # the \caption line
     md = render(t, "markdown")
-    assert md.splitlines()[0].endswith("; bold: best in column")
+    assert md.splitlines()[0].endswith(f"; bold: {POOLED_LEGEND}")
     assert md.count("**") == 2 * (t.best.sum() + 1)  # the title and the best cells only
+
+
+def test_repeval_table_says_the_star_is_no_probe_choice_and_prints_the_runs_headline(run_dir):
+    """`repeval table` printed the tables alone: nothing said that a starred cell is the best test value over every
+    probe (a test-set pick), nor which probe each model stands with. A table over every probe now says so under it,
+    and on a terminal is followed by the headline `repeval run` prints (the probe chosen on validation); csv and the
+    model comparison (one chosen probe per model) are as they were."""
+    from repeval.report.results import load_runs
+    from repeval.report.summary import summary_text
+
+    out = table_command([run_dir], "all_deform_all_models", "plain", task=TASK, headline=True)
+    tables, headline = out.rstrip("\n").rsplit("\n\n", 1)
+    assert " ".join(tables.split("┘")[-1].split()).endswith(f"* {POOLED_LEGEND}")
+    assert headline == summary_text(load_runs([run_dir]), {(TASK, "tinysol")})  # --task: its headline only
+    assert headline.startswith(f"{TASK} — ") and "best on clean" in headline and "chosen on validation" in headline
+    assert "autotagging" not in out and "autotagging" in table_command([run_dir], headline=True)
+    assert out.count("best on clean") == 1
+    csv_text = table_command([run_dir], "all_deform_all_models", "csv", task=TASK, headline=True)
+    assert csv_text == table_command([run_dir], "all_deform_all_models", "csv", task=TASK)
+    chosen = table_command([run_dir], "model_comparison", "plain", task=TASK, headline=True)
+    assert "best on clean" not in chosen and " ".join(chosen.split()).endswith("* best in column")
+    # the caption says "clean audio" (its title does not); the report's heading no longer repeats it
+    assert chosen.count("clean audio") == 1
 
 
 def test_a_terminal_table_wider_than_the_terminal_is_split_into_blocks_that_fit(run_dir, monkeypatch):
@@ -441,7 +465,8 @@ def test_a_terminal_table_wider_than_the_terminal_is_split_into_blocks_that_fit(
         header = block.split("┡")[0]
         assert "model" in header and "probe" in header  # the row keys lead every block
         assert header.count(metric) == 3 and "clean" in header and "D2" in header  # the metric's scenarios together
-    assert out.count("* best in column") == 1 and out.rstrip().endswith("best in column")
+    legend = " ".join(out.split("┘")[-1].split())
+    assert legend.count(f"* {POOLED_LEGEND}") == 1 and legend.endswith(POOLED_LEGEND)  # under the last block only
     # every cell of the one table is in one of the blocks
     cells = lambda text: sorted(re.findall(r"[−\d.]+ ± [\d.]+\*?", text))  # noqa: E731
     assert cells(out) == cells(whole)
