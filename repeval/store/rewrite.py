@@ -43,6 +43,8 @@ def _journal(fs: pafs.FileSystem, directory: str) -> dict | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
+        if _missing(fs, path):  # a filesystem that says "not found" otherwise: no journal
+            return None
         raise _unreadable(path, exc) from None
     try:
         journal = json.loads(raw.decode())
@@ -51,6 +53,13 @@ def _journal(fs: pafs.FileSystem, directory: str) -> dict | None:
     if not isinstance(journal, dict):
         raise _unreadable(path, ValueError("not a JSON object"))
     return journal
+
+
+def _missing(fs: pafs.FileSystem, path: str) -> bool:
+    try:
+        return bool(fs.get_file_info(path).type == pafs.FileType.NotFound)
+    except OSError:
+        return False
 
 
 def _unreadable(path: str, exc: Exception) -> DamagedPartFile:

@@ -167,3 +167,22 @@ def test_a_journal_that_cannot_be_read_is_an_error_naming_the_fix_never_rows_twi
     res = CliRunner().invoke(app, ["store", "rm", store.uri, "ds/m/clean", "--yes"])  # the fix the error names
     assert res.exit_code == 0, res.output
     assert not clean.fs.get_file_info(clean.path).type == pafs.FileType.Directory
+
+
+def test_a_journal_not_found_in_a_filesystems_own_words_is_none_one_unreadable_is_an_error():
+    """A filesystem whose not-found error is an OSError of its own (not FileNotFoundError) has no journal there: every
+    run reopening a partition reads it; one that is there but cannot be read raises."""
+
+    class Worded:  # what the journal's reader calls of a pyarrow filesystem
+        def __init__(self, there: bool) -> None:
+            self.there = there
+
+        def open_input_stream(self, path):
+            raise OSError(f"When reading information for key '{path}': NO_SUCH_KEY" if not self.there else "timed out")
+
+        def get_file_info(self, path):
+            return pafs.FileInfo(path, pafs.FileType.File if self.there else pafs.FileType.NotFound)
+
+    assert rewrite_mod._journal(Worded(there=False), "s/ds/m/clean") is None
+    with pytest.raises(DamagedPartFile, match=r"s/ds/m/clean/_rewrite\.json, the journal .* \(timed out\)"):
+        rewrite_mod._journal(Worded(there=True), "s/ds/m/clean")
