@@ -244,8 +244,8 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
         ModelSpec,
         changed_source,
         partition_state,
+        plan_notes,
         plan_source_note,
-        source_notes,
         wanted_masks,
     )
     from repeval.runner import RunContext, audio_sources, deform_ids, load_rows
@@ -284,12 +284,7 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
                         reused = int((wanted & done).sum())
                         if reused:
                             by_model.setdefault(m.id, {})[sid] = (recorded, reused)
-    said = [
-        (dataset, note, sum(n for parts in changed.values() for _, n in parts.values()))
-        for dataset, changed in moved.items()
-        if changed
-        for note in source_notes(store.uri, dataset, changed, sources[dataset], run=False)
-    ]
+    said = plan_notes(store.uri, moved, sources)
     if said:  # one note, however many datasets and models: the plan says it on every call until a run records them
         p.notes.append(plan_source_note(said))
     if cut.tracks:

@@ -23,8 +23,8 @@ that must not be lost: :func:`redeliver_exit_requests_in_callbacks` delivers the
 
 from __future__ import annotations
 
-import _thread
 import logging
+import signal
 import sys
 import threading
 from typing import Any
@@ -71,11 +71,15 @@ def redeliver_exit_requests_in_callbacks(signum: int) -> None:
     if getattr(previous, "_repeval_redeliver", False):
         return
 
+    main = threading.main_thread().ident
+
     def hook(unraisable: Any) -> None:
         exc = unraisable.exc_value
         if isinstance(exc, SystemExit) and exc.code == 128 + signum:
             log.debug("the exit request of signal %d landed in %r: delivered again", signum, unraisable.object)
-            timer = threading.Timer(REDELIVER_AFTER_S, _thread.interrupt_main, (signum,))
+            # a signal, not _thread.interrupt_main: a main thread waiting by then (a queue, a join, a sleep) is woken
+            # by a signal, and by interrupt_main's flag only once its wait ends (never, for one without a timeout)
+            timer = threading.Timer(REDELIVER_AFTER_S, signal.pthread_kill, (main, signum))
             timer.daemon = True
             try:
                 timer.start()

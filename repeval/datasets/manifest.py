@@ -151,6 +151,12 @@ def label_fix(ds: Any, task: Any) -> str:
     return f"check that label_column {ds.label_column or task.label or task.name!r} holds {want} for a {kind} task"
 
 
+def _manifest_format(uri: str) -> str:
+    """``parquet`` for a Parquet manifest (a file so named, or a folder of them), else ``csv``: how rows are numbered."""
+    fs, path = _filesystem(uri)
+    return "parquet" if _is_parquet(path) or fs.get_file_info(path).type == pafs.FileType.Directory else "csv"
+
+
 def _no_targets(ds: Any, task: Any) -> str | None:
     """The problem of a regression task whose label column holds no target in any cell (a column of words: every row
     would be dropped and the load stop with :func:`label_fix`), with its first cell of text; ``None`` as soon as a
@@ -166,7 +172,7 @@ def _no_targets(ds: Any, task: Any) -> str | None:
                 return None
             if example is None and text.any():
                 i = int(np.flatnonzero(text)[0])
-                example = f"{batch.column(0)[i].as_py()!r} ({_rowref('parquet' if _is_parquet(ds.manifest) else 'csv', start + i)})"
+                example = f"{batch.column(0)[i].as_py()!r} ({_rowref(_manifest_format(ds.manifest), start + i)})"
     what = f"cells such as {example}" if example else "empty cells only"
     return f"label_column: no row of {column!r} holds a regression target, it has {what} — {label_fix(ds, task)}"
 

@@ -271,11 +271,21 @@ def source_notes(
     edited in place (a path fixed, a row added: its size and time changed, nothing else) is said in a few words: the
     store keeps no track's audio path, so which stored tracks, if any, the edit pointed at other audio is not known —
     only a track whose path it changed can hold another file's embedding."""
+    return [note for note, _ in counted_source_notes(store_uri, dataset, changed, now, run)]
+
+
+def counted_source_notes(
+    store_uri: str, dataset: str, changed: dict[str, dict[str, tuple[Any, int]]], now: Any, run: bool = True
+) -> list[tuple[str, int]]:
+    """:func:`source_notes`, each with the tracks it counts (its models' alone: ``repeval plan`` adds them up)."""
     alike: dict[str, dict[str, dict[str, tuple[Any, int]]]] = {}  # recorded sources → model → its partitions
     for model, parts in changed.items():
         key = json.dumps(next(iter(parts.values()))[0], sort_keys=True, default=str)
         alike.setdefault(key, {})[model] = parts
-    return [_source_note(store_uri, dataset, models, now, run) for models in alike.values()]
+    return [
+        (_source_note(store_uri, dataset, models, now, run), sum(n for ps in models.values() for _, n in ps.values()))
+        for models in alike.values()
+    ]
 
 
 def _source_note(
@@ -318,6 +328,20 @@ def _source_note(
     return f"store: {said}: this run records the new source, and this is not said again" if run else said
 
 
+def plan_notes(
+    store_uri: str, moved: dict[str, dict[str, dict[str, tuple[Any, int]]]], sources: dict[str, Any]
+) -> list[tuple[str, str, int]]:
+    """``repeval plan``'s :func:`source_notes` (``run=False``) of each dataset of ``moved`` (dataset → model →
+    scenario → (recorded sources, tracks)), as :func:`plan_source_note` takes them: (dataset, note, the tracks of
+    that note's models alone — a dataset's models with other recorded sources get a note each)."""
+    return [
+        (dataset, note, n)
+        for dataset, changed in moved.items()
+        if changed
+        for note, n in counted_source_notes(store_uri, dataset, changed, sources[dataset], run=False)
+    ]
+
+
 def plan_source_note(notes: list[tuple[str, str, int]]) -> str:
     """``repeval plan``'s one note for the datasets a run would say :func:`source_notes` of: ``notes`` holds each
     note's dataset, words (``run=False``) and tracks. The plan only reads the store, so it says until a run has
@@ -332,5 +356,5 @@ def plan_source_note(notes: list[tuple[str, str, int]]) -> str:
     what = ["computed from other audio", "computed from other audio or before an edit of their manifest",
             "embedded before an edit of their manifest"][(edits > 0) + (edits == len(notes))]  # fmt: skip
     datasets = len({d for d, _, _ in notes})
-    head = f"store: partitions of {datasets} datasets reuse {total:,} stored track(s) {what}; {tail}:"
+    head = f"store: partitions of {datasets} dataset{'s' * (datasets != 1)} reuse {total:,} stored track(s) {what}; {tail}:"
     return "\n".join([head, *(f"  - {said}" for _, said, _ in notes)])

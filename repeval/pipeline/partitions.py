@@ -21,6 +21,7 @@ from repeval.pipeline.audio_source import (  # noqa: F401  (imported from here b
     changed_source,
     dataset_source,
     describe_source,
+    plan_notes,
     plan_source_note,
     run_sources,
     source_notes,

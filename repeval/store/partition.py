@@ -89,17 +89,20 @@ class Partition(PartitionStamp):
 
     def delete(self) -> None:
         """Remove the partition (manifest first, so an interrupted delete leaves it incomplete, never complete)."""
-        self.reopen()
+        self._unmark()  # not reopen(): a stopped track removal whose journal cannot be read is deleted too
         self.fs.delete_dir(self.path)
 
     def reopen(self) -> None:
         """Mark a complete partition incomplete again before adding rows to it (and finish a track removal that was
         stopped: :meth:`settle`)."""
+        self._unmark()
+        self.settle()
+
+    def _unmark(self) -> None:
         try:
             self.fs.delete_file(f"{self.path}/{MANIFEST}")
         except (FileNotFoundError, OSError):
             pass
-        self.settle()
 
     def read(self, columns: list[str] | None = None) -> pa.Table:
         files = self.data_files()

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from repeval.store.layout import _atomic_write_bytes, part_name, write_table_atomic
+from repeval.store.layout import DamagedPartFile, _atomic_write_bytes, part_name, write_table_atomic
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +34,42 @@ REWRITE = "_rewrite.json"
 
 
 def _journal(fs: pafs.FileSystem, directory: str) -> dict | None:
+    """The journal of ``directory`` (None when there is none). One that cannot be read — a lost connection, a file
+    that is not this module's — raises: read as none, the folder would show the old files and the new, rows twice."""
+    path = f"{directory}/{REWRITE}"
     try:
-        with fs.open_input_stream(f"{directory}/{REWRITE}") as fh:
-            journal = json.loads(fh.read().decode())
-    except (FileNotFoundError, OSError, ValueError):
+        with fs.open_input_stream(path) as fh:
+            raw = fh.read()
+    except FileNotFoundError:
         return None
-    return journal if isinstance(journal, dict) else None
+    except OSError as exc:
+        if _missing(fs, path):  # a filesystem that says "not found" otherwise: no journal
+            return None
+        raise _unreadable(path, exc) from None
+    try:
+        journal = json.loads(raw.decode())
+    except ValueError as exc:
+        raise _unreadable(path, exc) from None
+    if not isinstance(journal, dict):
+        raise _unreadable(path, ValueError("not a JSON object"))
+    return journal
+
+
+def _missing(fs: pafs.FileSystem, path: str) -> bool:
+    try:
+        return bool(fs.get_file_info(path).type == pafs.FileType.NotFound)
+    except OSError:
+        return False
+
+
+def _unreadable(path: str, exc: Exception) -> DamagedPartFile:
+    why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return DamagedPartFile(
+        f"{path}, the journal of a track removal (`repeval store rm … --track`) that was stopped, cannot be read "
+        f"({why}): which of the part files beside it hold the rows is unknown — run again if the storage was "
+        "unreachable, else delete the partition (`repeval store rm STORE PARTITION --yes`): the next run computes it "
+        "again"
+    )
 
 
 def _write_journal(fs: pafs.FileSystem, directory: str, old: list[str], new: list[str], committed: bool) -> None:

@@ -351,6 +351,14 @@ def test_missing_manifest_and_columns_name_the_fix(tmp_path):
     assert catalog.manifest_problems(ds, task_cfg("x", "regression")) == [
         f"label_column: no row of 'label' holds a regression target, it has cells such as 'high' (row 3) — {fix}"
     ]
+    folder = tmp_path / "m.d"  # a Parquet manifest in a folder: its rows numbered as the load numbers them, from 0
+    folder.mkdir()
+    pq.write_table(
+        pa.table({"track_id": ["a", "c"], "audio_path": ["b", "b"], "label": ["", "high"]}), folder / "0.parquet"
+    )
+    assert catalog.manifest_problems(ds.model_copy(update={"manifest": str(folder)}), task_cfg("x", "regression")) == [
+        f"label_column: no row of 'label' holds a regression target, it has cells such as 'high' (row 1) — {fix}"
+    ]
     _write_csv(m, ["track_id", "audio_path", "label"], [["a", "b", "high"], ["c", "b", "valence=0.5"]])
     assert catalog.manifest_problems(ds, task_cfg("x", "regression")) == []  # one target: the load drops row 2
     assert catalog.manifest_problems(ds, task_cfg("x", "multiclass_classification")) == []

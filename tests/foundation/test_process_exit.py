@@ -357,9 +357,16 @@ refs = [weakref.ref(held[0], sigterm_lands_here)]
 if sys.argv[2] == "also-error":
     refs.append(weakref.ref(held[1], another_error))
 del held[:]
-if sys.argv[1].startswith("driver"):  # a command goes on working after the collection
+if sys.argv[1] == "driver-unhooked":  # a command goes on working after the collection
     import time
     time.sleep(2)
+elif sys.argv[1] == "driver":  # …waiting on another thread (a queue, a join): the stop delivered again must wake it
+    import threading, time
+    def lost():  # the main thread still waiting long after the stop: it was lost (no handler runs in this thread)
+        time.sleep(15)
+        os._exit(0)
+    threading.Thread(target=lost, daemon=True).start()
+    threading.Event().wait()
 print("went on")
 """
 

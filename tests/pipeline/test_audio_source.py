@@ -288,3 +288,16 @@ def test_the_note_names_its_partitions_in_the_configurations_order():
     [said] = source_notes("s", "ds", {"m": changed}, now)
     assert "ds/m (clean, noise, D1) holds 6 track(s) reused as stored" in said, said
     assert "`repeval store rm s ds/m/clean ds/m/noise ds/m/D1 --yes`" in said, said
+
+
+def test_the_plans_note_counts_each_note_its_own_models_tracks():
+    """One dataset whose two models recorded other sources gets two notes; the plan's head added up each note's
+    tracks — it gave each the dataset's total (4 + 1 counted twice: 10, not 5) and said "1 datasets"."""
+    from repeval.pipeline.partitions import plan_notes, plan_source_note
+
+    now = [{"type": "catalog", "dir": "/data/new"}]
+    a, b = [{"type": "catalog", "dir": "/data/a"}], [{"type": "catalog", "dir": "/data/b"}]
+    notes = plan_notes("s", {"ds": {"m1": {"clean": (a, 4)}, "m2": {"clean": (b, 1)}}}, {"ds": now})
+    assert [n for _, _, n in notes] == [4, 1]
+    head = plan_source_note(notes).splitlines()[0]
+    assert head.startswith("store: partitions of 1 dataset reuse 5 stored track(s) computed from other audio"), head

@@ -16,7 +16,7 @@ from repeval.cli import app
 from repeval.pipeline.assemble import ErrorBlock, errors_table, rows_table
 from repeval.store import EmbeddingStore, PartitionWriter
 from repeval.store import rewrite as rewrite_mod
-from repeval.store.layout import ERROR_SCHEMA, embedding_schema
+from repeval.store.layout import ERROR_SCHEMA, DamagedPartFile, embedding_schema
 
 
 def _partition(store: EmbeddingStore, scenario: str, files: list[list[str]], errors: list[str]):
@@ -152,3 +152,37 @@ def test_removal_on_any_pyarrow_filesystem(tmp_path, uri):
     assert part.remove_tracks(_ids(["c", "b", "x"])) == (2, 1)
     assert _state(part)[:2] == (["a"], [])
     assert part.track_hits(_ids(["a"]))[2] == {"a"}
+
+
+def test_a_journal_that_cannot_be_read_is_an_error_naming_the_fix_never_rows_twice(store, monkeypatch):
+    clean = store.partition("ds", "m", "clean")
+    monkeypatch.setattr(rewrite_mod, "_delete_replaced", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        clean.remove_tracks(_ids(["b"]))  # committed: [a, b]'s file replaced by [a]'s, both lying there
+    monkeypatch.undo()
+    with clean.fs.open_output_stream(f"{clean.path}/{rewrite_mod.REWRITE}") as fh:
+        fh.write(b'{"old": ["part-')  # damaged (cut short): which files hold the rows is unknown
+    with pytest.raises(DamagedPartFile, match=r"_rewrite\.json, the journal of a track removal .* cannot be read"):
+        clean.part_files()  # read as no journal, it listed both files: a, b, c, d, e and a again
+    res = CliRunner().invoke(app, ["store", "rm", store.uri, "ds/m/clean", "--yes"])  # the fix the error names
+    assert res.exit_code == 0, res.output
+    assert not clean.fs.get_file_info(clean.path).type == pafs.FileType.Directory
+
+
+def test_a_journal_not_found_in_a_filesystems_own_words_is_none_one_unreadable_is_an_error():
+    """A filesystem whose not-found error is an OSError of its own (not FileNotFoundError) has no journal there: every
+    run reopening a partition reads it; one that is there but cannot be read raises."""
+
+    class Worded:  # what the journal's reader calls of a pyarrow filesystem
+        def __init__(self, there: bool) -> None:
+            self.there = there
+
+        def open_input_stream(self, path):
+            raise OSError(f"When reading information for key '{path}': NO_SUCH_KEY" if not self.there else "timed out")
+
+        def get_file_info(self, path):
+            return pafs.FileInfo(path, pafs.FileType.File if self.there else pafs.FileType.NotFound)
+
+    assert rewrite_mod._journal(Worded(there=False), "s/ds/m/clean") is None
+    with pytest.raises(DamagedPartFile, match=r"s/ds/m/clean/_rewrite\.json, the journal .* \(timed out\)"):
+        rewrite_mod._journal(Worded(there=True), "s/ds/m/clean")
