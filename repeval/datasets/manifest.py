@@ -98,8 +98,10 @@ _WHAT = {"track_id_column": "track ids", "audio_column": "audio file paths"}
 
 
 def manifest_problems(ds: Any, task: Any) -> list[str]:
-    """What ``load_catalog`` would refuse, from the manifest's header and first rows only: columns the dataset names
-    that the manifest lacks (with the closest column), and a manifest without rows."""
+    """What ``load_catalog`` would refuse, from the manifest's header and first rows: columns the dataset names that
+    the manifest lacks (with the closest column), a manifest without rows, and a regression task's label column with
+    no target (:func:`_no_targets`: read until a batch holds one — the first, for a usable manifest; the whole column
+    only when it holds none)."""
     from repeval.registry import closest
 
     have = manifest_columns(ds.manifest, ds.delimiter)

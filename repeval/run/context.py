@@ -201,9 +201,13 @@ def intervals_said_once(cfg: Config) -> Iterator[None]:
     logger.addFilter(quiet)
     try:
         yield
-    finally:
+    finally:  # also when the training stops (an error, Ctrl-C): the results it committed carry those intervals
         logger.removeFilter(quiet)
-    said = quiet.left_out
+        _say_few_resamples(logger, quiet.left_out, cfg)
+
+
+def _say_few_resamples(logger: logging.Logger, said: list[str], cfg: Config) -> None:
+    """What :func:`intervals_said_once` says of the warnings it kept."""
     if not said:
         return
     if is_smoke_test(cfg):

@@ -404,3 +404,8 @@ def test_a_runs_few_resamples_warnings_are_one_line(tmp_path, caplog):
     assert [m for _, m in ((r.levelno, r.getMessage()) for r in caplog.records)] == [
         f"g1, probe linear (seed 0): test set clean: {few_resamples_message('f1_macro', 60, 1000, 0.05)}"
     ]
+    caplog.clear()
+    with pytest.raises(KeyboardInterrupt), intervals_said_once(full):  # a training stopped: its warnings still said
+        trials_warn(("g1", "g2"), ("clean",))
+        raise KeyboardInterrupt
+    assert [m for m in caplog.messages if m.startswith("2 warnings that a bootstrap interval")], caplog.messages
