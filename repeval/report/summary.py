@@ -453,16 +453,19 @@ def summary_lines(h: Headline, within: str = "") -> list[str]:
     return lines
 
 
-def summary_text(runs: list[Run], pairs: Collection[tuple[str, str]] | None = None) -> str:
+def summary_text(
+    runs: list[Run], pairs: Collection[tuple[str, str]] | None = None, test_sets: SplitDigests | None = None
+) -> str:
     """The headline of every task/dataset of ``runs`` (``pairs``: of those (task, dataset) only; models of several
     runs named ``<run_id>/<model>``, as the report names them), for ``repeval run``, ``evaluate`` and ``table`` to
     print after the results table. Runs scored on different test sets are ranked apart, each set's lines led by its
-    runs, after a line saying why."""
+    runs, after a line saying why (``test_sets``: their digests when the caller has read them already, else read
+    here, :func:`~repeval.report.comparable.split_digests`)."""
     df = combine_results(runs)
     multi = len(runs) > 1
     validation = combine_validation(runs, prefix_models=multi)
     keyed = df.assign(model=df["run_id"] + "/" + df["model"]) if multi else df
-    digests = split_digests(runs) if multi else None
+    digests = (test_sets if test_sets is not None else split_digests(runs)) if multi else None
     lines: list[str] = []
     for task, dataset in groups(df):
         if pairs is not None and (task, dataset) not in pairs:

@@ -436,7 +436,7 @@ def table_command(
             asked = None if task is None else {x.strip() for x in task.split(",")}
             shown = {x for _, x in selections}
             pairs = {(t, d) for t, d in groups(results) if d in shown and (asked is None or t in asked)}
-        text = summary_text(runs, pairs)
+        text = summary_text(runs, pairs, digests)  # the split files' digests read once, above
         parts += [text] if text else []
     if fmt == "csv" and len(parts) > 1:  # one table: one header over the groups' columns (cells a group lacks empty)
         frames = [pd.read_csv(io.StringIO(p), dtype=str, keep_default_na=False) for p in parts]
