@@ -266,7 +266,8 @@ def source_notes(
     ``changed`` maps each model, then each of its such partitions' scenario, both in the configuration's order
     (listed so), to (its recorded sources, tracks reused). One note names every model whose partitions recorded the
     same sources (three models embedded by one run: one note, not three alike), with each one's partitions in its
-    ``store rm`` command; models whose partitions recorded other sources get a note of their own. ``run=False``: the
+    ``store rm`` command; partitions that recorded other sources get a note of their own — a model's too, when its
+    partitions recorded different ones (its partitions are then named in each note by what they recorded). ``run=False``: the
     same without the run's closing words (``repeval plan`` joins its notes, :func:`plan_source_note`). A manifest
     edited in place (a path fixed, a row added: its size and time changed, nothing else) is said in a few words: the
     store keeps no track's audio path, so which stored tracks, if any, the edit pointed at other audio is not known —
@@ -280,8 +281,9 @@ def counted_source_notes(
     """:func:`source_notes`, each with the tracks it counts (its models' alone: ``repeval plan`` adds them up)."""
     alike: dict[str, dict[str, dict[str, tuple[Any, int]]]] = {}  # recorded sources → model → its partitions
     for model, parts in changed.items():
-        key = json.dumps(next(iter(parts.values()))[0], sort_keys=True, default=str)
-        alike.setdefault(key, {})[model] = parts
+        for sid, part in parts.items():  # each partition by its own record: a model's may differ
+            key = json.dumps(part[0], sort_keys=True, default=str)
+            alike.setdefault(key, {}).setdefault(model, {})[sid] = part
     return [
         (_source_note(store_uri, dataset, models, now, run), sum(n for ps in models.values() for _, n in ps.values()))
         for models in alike.values()

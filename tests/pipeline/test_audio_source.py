@@ -290,6 +290,26 @@ def test_the_note_names_its_partitions_in_the_configurations_order():
     assert "`repeval store rm s ds/m/clean ds/m/noise ds/m/D1 --yes`" in said, said
 
 
+def test_a_models_partitions_that_recorded_different_sources_are_each_named_by_theirs():
+    """Models were grouped by their first partition's recorded sources: a model whose clean partition came from one
+    folder and its deformed one from another was said once, "computed from the audio of" the first alone, and the
+    second partition's source was never named. Each partition is grouped by its own record: one note per source, the
+    model's partitions split between them (and each note's count and ``store rm`` command its own partitions')."""
+    from repeval.pipeline.partitions import plan_notes, source_notes
+
+    now = [{"type": "catalog", "dir": "/data/new"}]
+    a, b = [{"type": "catalog", "dir": "/data/a"}], [{"type": "catalog", "dir": "/data/b"}]
+    changed = {"m1": {"clean": (a, 4), "D1": (b, 1)}, "m2": {"clean": (b, 2)}}
+    first, second = source_notes("s", "ds", changed, now)
+    assert first.startswith("store: ds/m1 (clean) holds 4 track(s) reused as stored, computed from the audio of "
+                            "/data/a;"), first  # fmt: skip
+    assert "/data/b" not in first and "`repeval store rm s ds/m1/clean --yes`" in first, first
+    assert second.startswith("store: ds (m1: D1; m2: clean) holds 3 track(s) reused as stored, computed from the "
+                             "audio of /data/b;"), second  # fmt: skip
+    assert "`repeval store rm s ds/m1/D1 ds/m2/clean --yes`" in second, second
+    assert [n for _, _, n in plan_notes("s", {"ds": changed}, {"ds": now})] == [4, 3]
+
+
 def test_the_plans_note_counts_each_note_its_own_models_tracks():
     """One dataset whose two models recorded other sources gets two notes; the plan's head added up each note's
     tracks — it gave each the dataset's total (4 + 1 counted twice: 10, not 5) and said "1 datasets"."""
