@@ -13,9 +13,9 @@ tables' best-in-column marks rank within each set, and :func:`differ_note` says 
 
 Nor are two runs' values of a deformation scenario comparable when the runs define it differently under one name
 (``noise_10db`` at 10 dB in one ``config.yaml``, at 20 dB in the other; other steps, or the same in another order):
-:func:`keep_apart` gives each run's definition its own column (``noise_10db (r1)``), which every table, figure and card
-then shows apart, the robustness ranking across runs leaves out (:mod:`repeval.report.summary`), and
-:func:`apart_note` explains. Definitions are compared as configured, parameter aliases and number types normalised and
+:func:`keep_apart` gives each definition its own column (``noise_10db (r1)``; runs that define it alike share one,
+``noise_10db (r1 + r3)``), which every table, figure and card then shows apart, the robustness ranking across runs
+leaves out (:mod:`repeval.report.summary`), and :func:`apart_note` explains. Definitions are compared as configured, parameter aliases and number types normalised and
 audiomentations' defaults written out (no ``p`` is ``p: 0.5``).
 """
 
@@ -227,29 +227,52 @@ def _effective(definition: Definition) -> Definition:
     return tuple(out)
 
 
-def apart_name(scenario: str, run_id: str) -> str:
-    """``noise_10db (r1)``: the column of a scenario as ``run_id`` defines it, others defining it otherwise."""
-    return f"{scenario} ({run_id})"
+def apart_name(scenario: str, runs: Sequence[str], taken: Collection[str] = ()) -> str:
+    """``noise_10db (r1)``, ``noise_10db (r1 + r3)``: the column of a scenario as ``runs`` define it, others defining it
+    otherwise — unless a column of that name is ``taken`` (a scenario a run named so itself, or another definition's
+    column), then ``noise_10db (r1, definition 2)`` and so on: a name no other column has."""
+    label = set_label(runs)
+    name = f"{scenario} ({label})"
+    k = 1
+    while name in taken:
+        k += 1
+        name = f"{scenario} ({label}, definition {k})"
+    return name
+
+
+def _alike(per_run: Mapping[str, Definition]) -> list[tuple[list[str], Definition]]:
+    """The runs of ``per_run`` that define a scenario alike (:func:`_effective`), each set with its first run's
+    definition as configured, in the order of their first run."""
+    sets: dict[Definition, tuple[list[str], Definition]] = {}
+    for run_id, definition in per_run.items():
+        sets.setdefault(_effective(definition), ([], definition))[0].append(run_id)
+    return list(sets.values())
 
 
 def keep_apart(df: pd.DataFrame, runs: Sequence[Run]) -> pd.DataFrame:
     """``df`` (the runs' combined results) with each scenario the runs define differently (:func:`differing_scenarios`)
-    renamed per run (:func:`apart_name`), so that no table column, figure or mean over scenarios puts values of
-    different deformations together; each scenario's columns side by side. ``df.attrs[APART_KEY]`` maps a renamed
-    column to its scenario and run, and ``df.attrs[APART_KEY + "_why"]`` each scenario to the runs' definitions, for
-    the notes (:func:`apart_note`). ``df`` itself when the runs agree."""
+    renamed per definition — one column for the runs that define it alike (:func:`apart_name`) — so that no table
+    column, figure or mean over scenarios puts values of different deformations together; each scenario's columns
+    side by side. A name no scenario of ``df`` has is chosen (a run may name a scenario ``noise (r1)`` itself), and
+    the split is carried, never read back from the names: ``df.attrs[APART_KEY]`` maps a renamed column to its
+    scenario and runs (:func:`set_label`), and ``df.attrs[APART_KEY + "_why"]`` each scenario to its columns, their runs
+    and definitions, for the notes (:func:`apart_note`). ``df`` itself when the runs agree."""
     differ = differing_scenarios(runs)
     if not differ:
         return df
     apart: dict[str, tuple[str, str]] = {}
+    why: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {}
     scenario = df["scenario"].astype(str).copy()
+    taken = set(scenario)  # every scenario's name, of every task and dataset: a column's name is one of a kind
     for (task, dataset, sid), per_run in differ.items():
-        for run_id in per_run:
-            rows = (
-                (df["task"] == task) & (df["dataset"] == dataset) & (df["scenario"] == sid) & (df["run_id"] == run_id)
-            )
-            scenario[rows] = apart_name(sid, run_id)
-            apart[apart_name(sid, run_id)] = (sid, run_id)
+        said = why.setdefault(f"{task}\x1f{dataset}\x1f{sid}", {})
+        for run_ids, definition in _alike(per_run):
+            name = apart_name(sid, run_ids, taken)
+            taken.add(name)
+            rows = (df["task"] == task) & (df["dataset"] == dataset) & (df["scenario"] == sid)
+            scenario[rows & df["run_id"].isin(run_ids)] = name
+            apart[name] = (sid, set_label(run_ids))
+            said[name] = (tuple(run_ids), _shown(definition))
     # each scenario's columns side by side: the rows of each (task, dataset) in the order of their scenarios' first
     # appearance (a stable sort: within a scenario the rows keep their order, and the runs theirs)
     base = [apart.get(s, (s, ""))[0] for s in scenario]
@@ -262,9 +285,7 @@ def keep_apart(df: pd.DataFrame, runs: Sequence[Run]) -> pd.DataFrame:
     order = keys.sort_values(["_g", "_s"], kind="stable").index
     out = df.assign(scenario=scenario).iloc[order].reset_index(drop=True)
     out.attrs[APART_KEY] = apart
-    out.attrs[APART_KEY + "_why"] = {
-        f"{t}\x1f{d}\x1f{s}": {r: _shown(x) for r, x in v.items()} for (t, d, s), v in differ.items()
-    }
+    out.attrs[APART_KEY + "_why"] = why
     return out
 
 
@@ -281,25 +302,35 @@ def _shown(definition: Definition) -> str:
 
 
 def apart_scenarios(df: pd.DataFrame) -> dict[str, tuple[str, str]]:
-    """The columns of ``df`` kept apart by :func:`keep_apart`: renamed scenario → ``(scenario, run_id)``."""
+    """The columns of ``df`` kept apart by :func:`keep_apart`: renamed scenario → ``(scenario, its runs)``."""
     found = df.attrs.get(APART_KEY) or {}
     present = set(df["scenario"].astype(str)) if "scenario" in df.columns else set()
     return {k: v for k, v in found.items() if k in present}
 
 
 def apart_note(df: pd.DataFrame, shown: Collection[str] | None = None) -> str:
-    """Why ``df``'s columns of a scenario are per run: ``noise_10db is defined differently by the runs (r1:
-    AddGaussianSNR(…); r2: …): one column per run's definition, their values not compared``; empty when none is
-    (``shown``: of those columns, the ones a table shows)."""
+    """Why ``df``'s columns of a scenario are per definition: ``noise_10db is defined differently by the runs (r1 + r3:
+    AddGaussianSNR(…); r2: …): one column per definition, …, their values not compared`` — each definition with
+    the runs that use it, which name its column (the column itself said where its name had to differ); empty when none
+    is (``shown``: of those columns, the ones a table shows)."""
     apart = {k: v for k, v in apart_scenarios(df).items() if shown is None or k in shown}
     if not apart:
         return ""
     why = df.attrs.get(APART_KEY + "_why") or {}
     pairs = set(zip(df["task"].astype(str), df["dataset"].astype(str), strict=True))
-    parts = []
-    for key, per_run in why.items():
+    parts, shared = [], False
+    for key, columns in why.items():
         task, dataset, sid = key.split("\x1f")
         if (task, dataset) in pairs and any(s == sid for s, _ in apart.values()):
-            shown = "; ".join(f"{r}: {x}" for r, x in per_run.items())
-            parts.append(f"{sid} is defined differently by the runs ({shown})")
-    return "; ".join(parts) + ": one column per run's definition, their values not compared"
+            each = [
+                f"{set_label(runs)}{'' if name == apart_name(sid, runs) else f' (column {name})'}: {text}"
+                for name, (runs, text) in columns.items()
+            ]
+            shared |= any(len(runs) > 1 for runs, _ in columns.values())
+            parts.append(f"{sid} is defined differently by the runs ({'; '.join(each)})")
+    how = (
+        "one column per definition, shared by the runs that agree on it"
+        if shared
+        else "one column per run's definition"
+    )
+    return "; ".join(parts) + f": {how}, their values not compared"

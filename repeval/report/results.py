@@ -380,7 +380,7 @@ def masked_pairs(runs: Sequence[Run]) -> frozenset[tuple[str, str]]:
 
 def combine_results(runs: list[Run]) -> pd.DataFrame:
     """All runs' results in one frame (they already carry ``run_id``); a scenario the runs define differently is kept
-    apart, one column per run's definition (:func:`repeval.report.comparable.keep_apart`)."""
+    apart, one column per definition (:func:`repeval.report.comparable.keep_apart`)."""
     from repeval.report.comparable import keep_apart
 
     df = pd.concat([r.results for r in runs], ignore_index=True)

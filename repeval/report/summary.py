@@ -77,7 +77,7 @@ class Robustness:
     #: ``model · probe`` → the scenarios it has no Δ on (not ranked)
     unranked: dict[str, list[str]] = field(default_factory=dict)
     #: the scenarios left out of the ranking: the runs compared define them differently (their columns are kept apart
-    #: per run, :func:`~repeval.report.comparable.keep_apart`)
+    #: per definition, :func:`~repeval.report.comparable.keep_apart`)
     apart: list[str] = field(default_factory=list)
 
     def _best(self, value: str) -> list[Standing]:
@@ -235,7 +235,7 @@ def robustness_facts(r: Robustness) -> list[str]:
 
 def _apart(r: Robustness) -> str:
     """``noise_10db, defined differently by the runs`` (the scenarios :attr:`Robustness.apart`)."""
-    return f"{', '.join(r.apart)}, defined differently by the runs (each run's definition has its own column)"
+    return f"{', '.join(r.apart)}, defined differently by the runs (each definition has its own column)"
 
 
 def _unranked(r: Robustness) -> str:
@@ -263,7 +263,7 @@ def _count(n: int, noun: str) -> str:
 
 def _test_sets(group: pd.DataFrame) -> str:
     """The test sets of a group: ``clean + 2 deformation scenarios`` — counted as the most robust card counts its
-    scenarios (the deformations), not with clean among them; one the runs define differently (a column per run) once,
+    scenarios (the deformations), not with clean among them; one the runs define differently (a column per definition) once,
     and named."""
     apart = apart_scenarios(group)
     deformed = [s for s in ordered_scenarios(group["scenario"].unique()) if s != CLEAN]

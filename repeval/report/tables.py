@@ -291,7 +291,7 @@ def make_table(
     ``masked``: the runs' :attr:`~repeval.report.results.Run.masked` pairs, which the caption notes; ``test_sets``:
     the runs' :func:`~repeval.report.comparable.split_digests` — rows of runs on different test sets are not
     ranked against each other: the best of a column is flagged within each set of runs on one test set). A scenario
-    the runs define differently has a column per run (:func:`~repeval.report.comparable.keep_apart`), which the
+    the runs define differently has a column per definition (:func:`~repeval.report.comparable.keep_apart`), which the
     caption explains."""
     if preset not in PRESETS:
         raise ValueError(unknown_name_message("table preset", preset, set(PRESETS)))

@@ -10,6 +10,7 @@ that ranks the runs' models: each run's definition now has a column of its own, 
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -176,8 +177,61 @@ def test_a_scenario_the_runs_define_differently_gets_a_column_per_run(defined_ru
     # every scenario defined differently: no ranking across the runs under deformation, and why
     only_d1 = keyed[keyed["scenario"] != "D2"]
     facts = robustness_facts(headline(only_d1, TASK, DATASET).robustness)  # type: ignore[union-attr]
-    assert facts == ["not ranked across runs: D1, defined differently by the runs (each run's definition has its own "
+    assert facts == ["not ranked across runs: D1, defined differently by the runs (each definition has its own "
                      "column)"]  # fmt: skip
+
+
+def test_runs_that_define_a_scenario_alike_share_its_column(defined_runs):
+    """Three runs, two of which (r1, r3: one named, one by position) define D1 alike: each run had a column of its
+    own, r1's and r3's values of one deformation apart; the runs that agree share one, and the caption gives each
+    definition with the runs that use it."""
+    dirs = [defined_runs[r] for r in ("r1", "r2", "r3")]
+    df = combine_results(load_runs(dirs))
+    assert ordered_scenarios(df["scenario"].unique()) == [CLEAN, "D1 (r1 + r3)", "D1 (r2)", "D2"]
+    csv = pd.read_csv(io.StringIO(table_command(dirs, "robustness", "csv", task=TASK)))
+    shared, own = csv["accuracy:Δ D1 (r1 + r3)"], csv["accuracy:Δ D1 (r2)"]
+    assert set(csv.loc[shared.notna(), "run_id"]) == {"r1", "r3"} and set(csv.loc[own.notna(), "run_id"]) == {"r2"}
+    assert "accuracy:Δ D1 (r1)" not in csv.columns and "accuracy:Δ D1 (r3)" not in csv.columns
+    text = table_command(dirs, "robustness", "markdown", task=TASK)
+    assert (
+        "D1 is defined differently by the runs (r1 + r3: Gain(max_gain_db=-6, min_gain_db=-6, p=1); r2: Gain("
+        "max_gain_db=-12, min_gain_db=-12, p=1)): one column per definition, shared by the runs that agree on it, "
+        "their values not compared"
+    ) in text
+    # r1 and r3 measured one deformation: the best of their shared column is marked over both
+    t = make_table(df, "robustness", task=TASK)
+    col = t.columns.index(("accuracy", "Δ D1 (r1 + r3)"))
+    assert {row[0] for row, flag in zip(t.rows, t.best[:, col], strict=True) if flag} == {"r1", "r3"}
+    assert "left out: D1, defined differently by the runs" in summary_text(load_runs(dirs))
+
+
+def test_a_scenario_a_run_names_like_a_per_run_column_is_not_taken_for_one(tmp_path):
+    """A run may name a scenario ``D1 (r2)`` itself: r2's column of a D1 defined differently was given that name too,
+    and its values were put in the same column as r1's own scenario — and that column was left out of the ranking
+    as one kept apart. The kept-apart column gets a name no scenario has, and which columns are kept apart is carried
+    with the results, never read from the names."""
+    spec = dict(experiments=DEFAULT_EXPERIMENTS[:1], models=("A", "B"), model_quality={"A": 0.9, "B": 0.4},
+                probes=("M1",), seeds=(0,), n_test=30, n_resamples=5)  # fmt: skip
+    r1 = make_run_dir(tmp_path, FakeRunSpec(run_id="r1", scenarios=(CLEAN, "D1", "D1 (r2)"), **spec))
+    r2 = make_run_dir(tmp_path, FakeRunSpec(run_id="r2", scenarios=(CLEAN, "D1"), **spec))
+    _deformations(r1, [{"name": "D1", "steps": [_gain(-6, p=1)]}, {"name": "D1 (r2)", "steps": [_gain(-3, p=1)]}])
+    _deformations(r2, [{"name": "D1", "steps": [_gain(-12, p=1)]}])
+    df = combine_results(load_runs([r1, r2]))
+    assert ordered_scenarios(df["scenario"].unique()) == [CLEAN, "D1 (r1)", "D1 (r2, definition 2)", "D1 (r2)"]
+    assert set(df.loc[df["scenario"] == "D1 (r2)", "run_id"]) == {"r1"}  # r1's own scenario, r1's values alone
+    assert set(df.loc[df["scenario"] == "D1 (r2, definition 2)", "run_id"]) == {"r2"}
+    csv = pd.read_csv(io.StringIO(table_command([r1, r2], "robustness", "csv", task=TASK)))
+    assert set(csv.loc[csv["accuracy:Δ D1 (r2)"].notna(), "run_id"]) == {"r1"}
+    assert set(csv.loc[csv["accuracy:Δ D1 (r2, definition 2)"].notna(), "run_id"]) == {"r2"}
+    text = table_command([r1, r2], "robustness", "markdown", task=TASK)
+    assert (
+        "D1 is defined differently by the runs (r1: Gain(max_gain_db=-6, min_gain_db=-6, p=1); r2 (column D1 (r2, "
+        "definition 2)): Gain(max_gain_db=-12, min_gain_db=-12, p=1)): one column per run's definition"
+    ) in text
+    keyed = df.assign(model=df["run_id"] + "/" + df["model"])
+    h = headline(keyed, TASK, DATASET)
+    assert h is not None and h.robustness is not None
+    assert h.robustness.scenarios == ["D1 (r2)"] and h.robustness.apart == ["D1"]  # r1's own scenario is not apart
 
 
 def test_runs_that_define_their_scenarios_alike_are_shown_as_before(defined_runs):
