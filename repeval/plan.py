@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,6 +117,7 @@ def make_plan(
     seeds = cfg.run.seeds
     seen: set[tuple[str, str, str]] = set()
     pending: dict[str, dict[str, Any]] = {}  # probe grid not done, its partitions complete → its inputs now
+    trains_on: dict[str, tuple[str, str]] = {}  # such a grid → its dataset and model
     n_bf16 = n_configs = 0
     tune_storage = tune_storage or (str(run_dir / "tune") if run_dir is not None else None)
     from repeval.pipeline.partitions import raised_chunk_s
@@ -147,6 +148,7 @@ def make_plan(
                             continue
                         if not done and inputs is not None and None not in inputs["partitions"].values():
                             pending[name] = inputs
+                            trains_on[name] = (ds.name, m.id)
                     p.trainings_done += trainings if done else 0
                     p.grids_done += done
                 for sid in [CLEAN, *scen]:
@@ -175,7 +177,7 @@ def make_plan(
             )
         p.lines += probe_lines(exp, specs, smoke_of.experiments[ei] if smoke_of is not None else None)
     if pending and tune_storage is not None:
-        _reused(cfg, p, pending, tune_storage, cluster)
+        _reused(cfg, p, pending, tune_storage, cluster, _written(ctx, pending, trains_on))
     # resources (issue 8): the rules, or the exact requests when the cluster's resources are known
     r = cfg.run.resources
     custom = "".join(f" + {k}={v:g}" for k, v in r.embed_resources.items())
@@ -393,29 +395,55 @@ def _retest_line(what: str, grids: list[tuple[str, int]]) -> str:
     return f"retest only: {_names([g for g, _ in grids])}: {what} — {how}"
 
 
+def _written(
+    ctx: Any, pending: dict[str, dict[str, Any]], trains_on: dict[str, tuple[str, str]]
+) -> Callable[[Sequence[str]], int | None]:
+    """Grid names → the latest write of the row part files of the partitions they train on, as the training stage
+    gives it to their Tune experiment (:func:`repeval.run.groups.partitions_written_ns`, over every scenario of each):
+    what tells a Tune marker an earlier repeval wrote from a partition embedded anew since."""
+    from repeval.run.groups import partitions_written_ns
+
+    def written(grids: Sequence[str]) -> int | None:
+        times = [
+            partitions_written_ns(ctx, *trains_on[g], list(pending[g]["partitions"])) for g in grids if g in trains_on
+        ]
+        return max((t for t in times if t is not None), default=None)
+
+    return written
+
+
 def _reused(
-    cfg: Config, p: Plan, pending: dict[str, dict[str, Any]], tune_storage: str, cluster: Mapping[str, float] | None
+    cfg: Config,
+    p: Plan,
+    pending: dict[str, dict[str, Any]],
+    tune_storage: str,
+    cluster: Mapping[str, float] | None,
+    written: Callable[[Sequence[str]], int | None] | None = None,
 ) -> None:
     """Count the trainings (and trials) of the ``pending`` grids that an interrupted run finished and the rerun
     reuses — at most: the rerun checks their data's content, which this does not read (:attr:`Plan.trainings_reused`)
-    — :func:`repeval.tuning.tuner.finished_of_groups`, for the trial slots the rerun plans — set, or those of the
+    — :func:`repeval.tuning.reusable.finished_of_groups`, for the trial slots the rerun plans — set, or those of the
     cluster's CPUs, else of this machine's (a note says so when it matters) — and, apart, those of experiments whose
-    markers do not record their groups (:func:`repeval.tuning.tuner.unrecorded_of_groups`: not known)."""
+    markers do not record their groups (:func:`repeval.tuning.reusable.unrecorded_of_groups`: not known). A marker an
+    earlier repeval wrote without the data, older than a rewrite of its grids' partitions (``written``: :func:`_written`),
+    is told as the rerun tells it: moved aside, its trials not counted."""
     from repeval.ray_utils import local_cpus
-    from repeval.tuning.tuner import finished_of_groups, unrecorded_of_groups
+    from repeval.tuning.reusable import finished_of_groups, unrecorded_of_groups
     from repeval.tuning.units import trial_slots, unit_settings
 
     cpus = float(cluster.get("CPU", 1.0)) if cluster is not None else local_cpus()
     slots = trial_slots(cfg, cpus)
-    for trials, trainings in finished_of_groups(tune_storage, pending, unit_settings(cfg, slots)).values():
+    for trials, trainings in finished_of_groups(tune_storage, pending, unit_settings(cfg, slots), written).values():
         p.trials_reused += trials
         p.trainings_reused += trainings
-    _, p.trials_unknown, p.trainings_unknown = unrecorded_of_groups(tune_storage, _experiment_of(list(pending)))
+    _, p.trials_unknown, p.trainings_unknown = unrecorded_of_groups(
+        tune_storage, _experiment_of(list(pending)), written
+    )
     if cluster is not None or cfg.run.resources.max_concurrent_trials:
         return
     # the slots of this machine's CPUs: a run sent to a cluster plans its units for the cluster's, and reuses only
     # the experiments planned for those (any slots: what the markers hold, however many slots they were planned for)
-    anywhere = sum(n for _, n in finished_of_groups(tune_storage, pending, unit_settings(cfg)).values())
+    anywhere = sum(n for _, n in finished_of_groups(tune_storage, pending, unit_settings(cfg), written).values())
     if not anywhere:
         return
     said = (
@@ -433,24 +461,29 @@ def _reused(
     )
 
 
-def _experiment_of(pending: list[str]) -> Callable[[str], bool]:
-    """Whether a Tune experiment is one a rerun of the ``pending`` grids (in the training stage's order) may start:
-    named after one of them (a probe trained one configuration per trial: after the grid and the probe), or after a batch of
-    consecutive ones (:func:`repeval.tuning.grid.batch_name`)."""
+def _experiment_of(pending: list[str]) -> Callable[[str], list[str]]:
+    """The grids of ``pending`` (in the training stage's order) a rerun may start a Tune experiment for, by its name
+    (none: not one of theirs): named after one of them (a probe trained one configuration per trial: after the grid
+    and the probe — the longest grid name it starts with), or after a batch of consecutive ones
+    (:func:`repeval.tuning.grid.batch_name`)."""
     import re
 
     from repeval.tuning.grid import batch_name
 
     names = set(pending)
 
-    def wanted(name: str) -> bool:
-        if name in names or any(name.startswith(f"{g}__") for g in pending):
-            return True
+    def grids(name: str) -> list[str]:
+        if name in names:
+            return [name]
+        prefixed = [g for g in pending if name.startswith(f"{g}__")]
+        if prefixed:
+            return [max(prefixed, key=len)]
         m = re.fullmatch(r"groups-(\d+)-[0-9a-f]{12}", name)
         k = int(m[1]) if m else 0
-        return k > 1 and any(batch_name(pending[i : i + k]) == name for i in range(len(pending) - k + 1))
+        batches = (pending[i : i + k] for i in range(len(pending) - k + 1)) if k > 1 else iter(())
+        return next((b for b in batches if batch_name(b) == name), [])
 
-    return wanted
+    return grids
 
 
 def _gpu_note(mode: str, amount: float, gpus: float, what: str, known: bool = False) -> str:

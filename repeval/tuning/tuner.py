@@ -57,7 +57,8 @@ def _fit(
     written_ns: Callable[[], int | None] | None = None,
 ) -> tuple[list[tuple[dict[str, Any], Any]], bool]:
     """Run (or resume) one Tune experiment; returns ``([(trial config, Result)], restored)``. ``record`` goes into
-    the experiment's marker beside its fingerprint: what ``repeval plan`` matches it with (:func:`finished_of_groups`).
+    the experiment's marker beside its fingerprint: what ``repeval plan`` matches it with
+    (:func:`repeval.tuning.reusable.finished_of_groups`, which judges markers as this does).
     ``data``: what the trials train on (:func:`repeval.tuning.units.data_identity`), also in the marker — an
     experiment, or a copy moved aside, whose marker records other data is never resumed nor reused (the fingerprint
     covers the data's shapes only); ``None`` (not known): the fingerprint alone decides, as for a marker written
@@ -201,12 +202,22 @@ def _reusable(
     return _merged(_plan_checkpoints(st, name, fingerprint, data, current=current, say=say, written=written)[0])
 
 
+#: ``data`` as ``repeval plan`` gives it (:mod:`repeval.tuning.reusable`): the run knows what its trials train on, the
+#: plan does not read it — any data a marker records may be the run's (an upper bound), and a marker without data is
+#: told by its time, as the run tells it (:func:`_rewritten_since`)
+UNREAD_DATA = "(the run's data, not read by the plan)"
+
+
 def _same_plan(rec: dict[str, Any], fingerprint: str, data: str | None, rewritten: bool = False) -> bool:
     """Whether marker ``rec`` is of this plan: its fingerprint, and its data when both the caller and the marker
     know it (a marker written before markers recorded the data is taken on its fingerprint, as it was then, unless
-    ``rewritten``: a partition it trains on was embedded anew after it, :func:`_rewritten_since`)."""
-    known = data is None or rec.get("data") == data
-    return rec.get("fingerprint") == fingerprint and (known or (rec.get("data") is None and not rewritten))
+    ``rewritten``: a partition it trains on was embedded anew after it, :func:`_rewritten_since`; ``data``
+    :data:`UNREAD_DATA`: any data the marker records)."""
+    if rec.get("fingerprint") != fingerprint:
+        return False
+    if rec.get("data") is None:
+        return data is None or not rewritten
+    return data is None or data == UNREAD_DATA or rec.get("data") == data
 
 
 def _rewritten_since(
@@ -326,87 +337,6 @@ def _mark_restored(pairs: list[tuple[dict[str, Any], Any]], started: float) -> N
 
 #: a Tune experiment's repeval marker, beside its directory: ``<name>.repeval.json``
 MARKER_SUFFIX = ".repeval.json"
-
-
-def finished_of_groups(
-    storage_path: str, pending: dict[str, Any], settings: dict[str, Any]
-) -> dict[str, tuple[int, int]]:
-    """Group name → ``(trials, probe trainings)`` that a rerun would not train again: the whole trial checkpoints
-    (:func:`_reusable`, as the rerun finds them) of the experiments whose marker records exactly these groups
-    (``pending``: name → :func:`repeval.runner.group_inputs`, as they are now) and ``settings`` (those of the
-    marker's ``settings`` that ``settings`` has) — the rerun then plans the same units, the same fingerprint. Reads
-    markers and checkpoint summaries only (``repeval plan``: no Ray, no embeddings), so the marker's data identity is
-    not compared: the rerun reuses them only if its data's content is the one recorded (an upper bound)."""
-    from repeval.run.groups import same_inputs as same
-    from repeval.rundir import TuneStorage
-    from repeval.tuning.checkpoint import open_finished
-
-    st = TuneStorage(storage_path)
-    out: dict[str, tuple[int, int]] = {}
-    for marker in st.names():
-        if not marker.endswith(MARKER_SUFFIX):
-            continue
-        name = marker[: -len(MARKER_SUFFIX)]
-        if ".incomplete-" in name or ".stale-" in name:
-            continue
-        rec = _marker(st.read_text(marker))
-        groups, fp, kept = rec.get("groups"), rec.get("fingerprint"), rec.get("settings") or {}
-        if not isinstance(groups, list) or not groups or not isinstance(fp, str):
-            continue  # written before markers recorded their groups, or cut short
-        if any(kept.get(k) != v for k, v in settings.items()):
-            continue
-        if any(not isinstance(g, list) or len(g) != 2 or g[0] not in pending or not same(g[1], pending[g[0]])
-               for g in groups):  # fmt: skip
-            continue  # one of its groups is done or has other inputs now: the rerun plans another experiment
-        unit_groups = rec.get("unit_groups")
-        data = rec.get("data") if isinstance(rec.get("data"), str) else None
-        for key, src in _reusable(st, name, fp, data, current=True, say=False).items():
-            found = open_finished(src)
-            if found is None:
-                continue
-            summary = found[2]
-            if rec.get("judged") and not isinstance(summary.get("reported"), list):
-                continue  # judged by a scheduler and its reports not kept: trained again
-            try:
-                unit = int(json.loads(key)["unit"])
-                group = groups[unit_groups[unit] if isinstance(unit_groups, list) else 0][0]
-                members = int(summary["metrics"].get("members", 0))
-            except (ValueError, KeyError, IndexError, TypeError):
-                continue
-            trials, trainings = out.get(group, (0, 0))
-            out[group] = (trials + 1, trainings + members)
-    return out
-
-
-def unrecorded_of_groups(storage_path: str, wanted: Callable[[str], bool]) -> tuple[int, int, int]:
-    """``(experiments, trials, probe trainings)`` of the Tune experiments named as ``wanted`` says (the grids not done)
-    whose marker an earlier repeval wrote without their groups: whether a rerun reuses their whole trial checkpoints
-    (each experiment's own and those of its copies moved aside as incomplete) depends on the fingerprint it plans, which
-    needs the embeddings — at most these. Reads markers and checkpoint summaries only, like :func:`finished_of_groups`."""
-    from repeval.rundir import TuneStorage
-    from repeval.tuning.checkpoint import open_finished
-
-    st = TuneStorage(storage_path)
-    names = st.names()
-    experiments = trials = trainings = 0
-    for marker in names:
-        name = marker[: -len(MARKER_SUFFIX)] if marker.endswith(MARKER_SUFFIX) else None
-        if name is None or ".incomplete-" in name or ".stale-" in name or not wanted(name):
-            continue
-        rec = _marker(st.read_text(marker))
-        if "groups" in rec or not isinstance(rec.get("fingerprint"), str):
-            continue  # recorded (finished_of_groups counts it), or no marker to resume by: never reused
-        found: dict[str, int] = {}
-        for d in [name, *(n for n in names if n.startswith(f"{name}.incomplete-") and not n.endswith(MARKER_SUFFIX))]:
-            for key, src in _finished_checkpoints(st, d, say=False).items():
-                opened = open_finished(src) if key not in found else None
-                metrics = opened[2].get("metrics") if opened is not None else None
-                if isinstance(metrics, dict) and isinstance(metrics.get("members"), int):
-                    found[key] = metrics["members"]
-        experiments += bool(found)
-        trials += len(found)
-        trainings += sum(found.values())
-    return experiments, trials, trainings
 
 
 def _finished_checkpoints(st: Any, name: str, say: bool = True) -> dict[str, str]:

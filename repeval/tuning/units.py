@@ -232,7 +232,7 @@ def unit_settings(cfg: Config, slots: int | None = None) -> dict[str, Any]:
 
 def marker_record(cfg: Config, groups: list[Any], slots: int, **extra: Any) -> dict[str, Any] | None:
     """What a Tune experiment's marker records beside its fingerprint for ``repeval plan``
-    (:func:`repeval.tuning.tuner.finished_of_groups`): its groups with their inputs, the unit settings and
+    (:func:`repeval.tuning.reusable.finished_of_groups`): its groups with their inputs, the unit settings and
     ``extra``; ``None`` when a group's inputs are not known (a caller other than the run's training stage)."""
     if any(g.inp.inputs is None for g in groups):
         return None

@@ -119,6 +119,10 @@ def test_plan_counts_the_trainings_an_interrupted_run_finished_as_the_rerun_reus
         assert plan.trainings_done == 0
         return plan
 
+    def before_the_rows(path: Path) -> None:  # a file's time an hour before the partitions' newest row part file
+        newest = max(ctx.store.partition("notes", "mfcc-stats", s).newest_write_ns() or 0 for s in ("clean", "D1"))
+        os.utime(path, ns=(newest - 3600 * 10**9,) * 2)
+
     for f in exp.glob("experiment_state-*.json"):
         f.unlink()
     shutil.rmtree(checkpoints[0])
@@ -151,6 +155,9 @@ def test_plan_counts_the_trainings_an_interrupted_run_finished_as_the_rerun_reus
         f"probe trainings:    3 (0 done; reuse not known of up to {plan.trainings_reused} more in 1 finished trial(s) "
         "of Tune experiments an earlier repeval wrote" in older.text()
     ), older.text()
+    # such a marker older than the partitions' row part files: the rerun moves it aside whatever it plans — not counted
+    before_the_rows(marker)
+    assert make_plan(cfg, ctx.store, ctx.run_dir).trials_unknown == 0
     marker.write_text(recorded)
     # pointed at the cluster the run goes to: its resources, read by attaching to it (another process, no Ray of its
     # own started)
@@ -176,6 +183,24 @@ def test_plan_counts_the_trainings_an_interrupted_run_finished_as_the_rerun_reus
     rerun = runner.stage_train(ctx)
     assert rerun["reused_trials"] == 2 and rerun["trained"] == 1
     assert make_plan(cfg, ctx.store, ctx.run_dir).trainings_done == 3
+
+    # a marker an earlier repeval wrote without the data (its grid recorded), older than the partitions' row part
+    # files: the rerun moves the experiment aside as stale and trains the grid again, reusing none of its trials. The
+    # plan counted them all the same ("up to"); it tells the marker by its time as the run does, and the rerun does
+    # what it predicted
+    plan = interrupt()
+    assert (plan.trials_reused, plan.trainings_reused) == (2, 3), plan.text()
+    rec = json.loads(marker.read_text())
+    del rec["data"]
+    marker.write_text(json.dumps(rec))
+    assert make_plan(cfg, ctx.store, ctx.run_dir).trials_reused == 2  # written after the partitions: reused
+    before_the_rows(marker)
+    stale = make_plan(cfg, ctx.store, ctx.run_dir)
+    assert (stale.trials_reused, stale.trainings_reused, stale.trials_unknown) == (0, 0, 0), stale.text()
+    assert "up to" not in stale.text().splitlines()[1], stale.text()
+    rerun = runner.stage_train(ctx)
+    assert rerun["reused_trials"] == stale.trials_reused and rerun["trained"] == 1, rerun
+    assert [p.name for p in (ctx.run_dir / "tune").glob(f"{name}.stale-*") if p.is_dir()], "moved aside as stale"
 
     # the embeddings changed under the same recorded inputs (a part file rewritten in place: same name, rows and
     # manifest): the plan, which reads the store's records but not the embeddings (a read of every partition the grid
