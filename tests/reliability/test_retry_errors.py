@@ -160,11 +160,17 @@ def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(ray_sessi
     assert len(recorded["partitions"]["clean"]) == 4 and isinstance(json.loads(marker.read_text())["data"], str)
 
     # the clean partition deleted (`repeval store rm`) and embedded again from the same files, same configuration: the
-    # same counts and config hash, but other rows — the group is trained on them, not kept with the old embeddings
+    # same counts and config hash, but other rows — the group is trained on them, not kept with the old embeddings;
+    # also after the run directory was copied by hand (into a bucket, `cp -r`), every file then the copy's time, later
+    # than the new rows: its records are judged by what they hold (the partitions' writes, the data), not by file times
     clean.delete()
+    assert runner.stage_embed(runner.make_context(cfg), progress=False).computed == 12
+    copied_ns = (clean.newest_write_ns() or 0) + 3600 * 10**9
+    for f in ctx.run_dir.rglob("*"):
+        os.utime(f, ns=(copied_ns, copied_ns))
     caplog.clear()
     _, s, t = run()
-    assert (s.computed, t["trained"], t["skipped"]) == (12, 1, 0)
+    assert (s.computed, t["trained"], t["skipped"]) == (0, 1, 0)
     assert f"pitch__tones__{model}: trained before on other inputs (partition clean re-embedded" in caplog.text
     _, s, t = run()  # read again, not re-embedded: done
     assert (s.computed, t["trained"], t["skipped"]) == (0, 0, 1)
