@@ -15,8 +15,8 @@ Nor are two runs' values of a deformation scenario comparable when the runs defi
 (``noise_10db`` at 10 dB in one ``config.yaml``, at 20 dB in the other; other steps, or the same in another order):
 :func:`keep_apart` gives each definition its own column (``noise_10db (r1)``; runs that define it alike share one,
 ``noise_10db (r1 + r3)``), which every table, figure and card then shows apart, the robustness ranking across runs
-leaves out (:mod:`repeval.report.summary`), and :func:`apart_note` explains. Definitions are compared as configured, parameter aliases and number types normalised and
-audiomentations' defaults written out (no ``p`` is ``p: 0.5``).
+leaves out (:mod:`repeval.report.summary`), and :func:`apart_note` explains. Definitions are compared as configured,
+parameter aliases and number types normalised and audiomentations' defaults written out (no ``p`` is ``p: 0.5``).
 """
 
 from __future__ import annotations
