@@ -128,14 +128,18 @@ def store_ls(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """List store partitions: state, rows, errors, dimension, frames kept, model version, config hash, when
-    completed, size."""
+    completed, size; a partition whose track removal was stopped is `unsettled` (`repeval store settle` finishes it)."""
     from repeval.store import EmbeddingStore
-    from repeval.store.inspect import ls_text, partition_info
+    from repeval.store.inspect import ls_text, partition_info, unsettled_note
 
     def go() -> None:
         st = EmbeddingStore(_store_root(root, store), create=False)
-        infos = [partition_info(p) for p in st.partitions()]
+        parts = st.partitions()
+        infos = [partition_info(p) for p in parts]
         typer.echo(ls_text(st, as_json, infos))
+        for part, info in zip(parts, infos, strict=True):  # readable by repeval: a note, not a failure
+            if info["unsettled"] is not None:
+                typer.echo(unsettled_note(part, info["unsettled"]), err=True)
         damaged = [i["damage"] for i in infos if i["damage"]]
         for message in damaged:  # every partition is listed; each damaged one's fix goes to stderr, and the exit is 1
             typer.echo(message, err=True)
@@ -217,37 +221,67 @@ def store_rm(
 ) -> None:
     """Delete store partitions, or with --track/--tracks-from only those tracks' rows and error records from them (the
     next run computes them again); takes the store's lock, so not during a run."""
-    from repeval.store import EmbeddingStore
     from repeval.store.lock import StoreLock
 
     def go() -> None:
-        from repeval.rundir import is_uri
-
-        args = list(target)
-        first = args[0]
-        # `rm STORE PART...`: a partition pattern is relative with exactly two slashes; a store root is a URI, an
-        # absolute or ./-relative path, or anything else (relative roots with two slashes: give them as ./a/b/c)
-        looks_like_root = is_uri(first) or first.startswith(("/", "~", ".")) or first.strip("/").count("/") != 2
-        if len(args) > 1 and root is None and looks_like_root:
-            store_root = os.path.expanduser(args.pop(0))
-        else:
-            store_root = _store_root(None, root)
-        store = EmbeddingStore(store_root, create=False)
-        chosen: dict[str, Any] = {}
-        for pattern in args:
-            hits = store.matching(pattern)
-            if not hits and any(c in pattern for c in "*?["):
-                raise ValueError(f"no partition of {store.uri} matches {pattern} (`repeval store ls` lists them)")
-            if not hits:
-                store.find(pattern)  # raises naming the closest partitions
-            chosen.update((p.name, p) for p in hits)
-            store.refuse_foreign(list(chosen.values()))  # a runs directory given as the store: its tune/ is not deleted
+        store, chosen = _store_and_partitions(list(target), root, alone=False)
         if tracks or tracks_from is not None:
             from repeval.cli.store_tracks import remove_tracks
 
             remove_tracks(store, list(chosen.values()), _track_ids(tracks or [], tracks_from), yes)
             return
         _rm_partitions(store, chosen, yes, StoreLock)
+
+    _guard(go)
+
+
+def _store_and_partitions(args: list[str], root: str | None, alone: bool) -> tuple[Any, dict[str, Any]]:
+    """The store and the partitions (name → partition) of ``[STORE] PARTITION...`` (``store rm``, ``store settle``);
+    ``alone``: a lone argument that looks like a store root is the store (``settle STORE``: every partition)."""
+    from repeval.rundir import is_uri
+    from repeval.store import EmbeddingStore
+
+    args = list(args)
+    first = args[0] if args else ""
+    # `rm STORE PART...`: a partition pattern is relative with exactly two slashes; a store root is a URI, an
+    # absolute or ./-relative path, or anything else (relative roots with two slashes: give them as ./a/b/c)
+    looks_like_root = is_uri(first) or first.startswith(("/", "~", ".")) or first.strip("/").count("/") != 2
+    if args and (len(args) > 1 or alone) and root is None and looks_like_root:
+        store_root = os.path.expanduser(args.pop(0))
+    else:
+        store_root = _store_root(None, root)
+    store = EmbeddingStore(store_root, create=False)
+    chosen: dict[str, Any] = {}
+    for pattern in args:
+        hits = store.matching(pattern)
+        if not hits and any(c in pattern for c in "*?["):
+            raise ValueError(f"no partition of {store.uri} matches {pattern} (`repeval store ls` lists them)")
+        if not hits:
+            store.find(pattern)  # raises naming the closest partitions
+        chosen.update((p.name, p) for p in hits)
+        store.refuse_foreign(list(chosen.values()))  # a runs directory given as the store: its tune/ is not deleted
+    return store, chosen
+
+
+@store_app.command("settle")
+def store_settle(
+    target: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[STORE] [PARTITION...]",
+            help="the store root (default: store) and, if given, only these partitions (dataset/model/scenario, "
+            "shell-style patterns allowed)",
+        ),
+    ] = None,
+    root: Annotated[str | None, typer.Option("--store", help="store root (path or pyarrow filesystem URI)")] = None,
+) -> None:
+    """Finish the track removals (`store rm … --track`) that were stopped or could not delete the files they replaced,
+    so plain Parquet readers see each row once; takes the store's lock, so not during a run."""
+    from repeval.cli.store_tracks import settle_partitions
+
+    def go() -> None:
+        store, chosen = _store_and_partitions(list(target or []), root, alone=True)
+        settle_partitions(store, list(chosen.values()) if chosen else store.partitions())
 
     _guard(go)
 
