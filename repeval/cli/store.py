@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -119,12 +120,15 @@ def _store_root(positional: str | None, option: str | None) -> str:
     return positional or option or "store"
 
 
+#: ``repeval store ls|unlock [STORE]``, or ``--store STORE``
+_RootArg = Annotated[str | None, typer.Argument(help="store root (path or pyarrow filesystem URI; default: store)")]
+_StoreOpt = Annotated[str | None, typer.Option("--store", help="the store root, as an option")]
+
+
 @store_app.command("ls")
 def store_ls(
-    root: Annotated[
-        str | None, typer.Argument(help="store root (path or pyarrow filesystem URI; default: store)")
-    ] = None,
-    store: Annotated[str | None, typer.Option("--store", help="the store root, as an option")] = None,
+    root: _RootArg = None,
+    store: _StoreOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """List store partitions: state, rows, errors, dimension, frames kept, model version, config hash, when
@@ -282,6 +286,52 @@ def store_settle(
     def go() -> None:
         store, chosen = _store_and_partitions(list(target or []), root, alone=True)
         settle_partitions(store, list(chosen.values()) if chosen else store.partitions())
+
+    _guard(go)
+
+
+@store_app.command("unlock")
+def store_unlock(
+    root: _RootArg = None,
+    store: _StoreOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", help="remove it; without it, only say who holds it")] = False,
+) -> None:
+    """Remove the lease of a store on object storage left by a run that is gone (killed, its machine down) before it
+    expires; a local store's lock needs none (the kernel frees it)."""
+    import pyarrow.fs as pafs
+
+    from repeval.store import EmbeddingStore
+    from repeval.store.lease import LEASE, LeaseError, read_lease, utc
+    from repeval.store.lock import LOCK, describe
+
+    def go() -> None:
+        st = EmbeddingStore(_store_root(root, store), create=False)
+        if isinstance(st.fs, pafs.LocalFileSystem):
+            typer.echo(
+                f"{st.uri} is a local store: its lock is an flock on {LOCK}, freed by the "
+                "kernel when its holder ends, however it ends — there is nothing to remove"
+            )
+            return
+        try:
+            info = read_lease(st.fs, st.root)
+        except LeaseError:  # not a lease: what that error names as the fix is this command
+            info, said = {}, f"{LEASE}, which is not a lease repeval wrote"
+        else:
+            said = ""
+        if info is None:
+            typer.echo(f"{st.uri}: no lease — no run holds the store")
+            return
+        if info:
+            expired = "expired" if info["expires_at"] <= time.time() else "runs until"
+            said = f"the lease of {describe(info)} ({expired} {utc(info['expires_at'])})"
+        if not yes:
+            typer.echo(
+                f"{st.uri}: {said}; rerun with --yes to remove it — only once that process is gone: a run still "
+                "writing would share the store with the next"
+            )
+            return
+        st.fs.delete_file(f"{st.root}/{LEASE}")
+        typer.echo(f"{st.uri}: removed {said}")
 
     _guard(go)
 

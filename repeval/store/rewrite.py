@@ -28,7 +28,14 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from repeval.store.layout import DamagedPartFile, _atomic_write_bytes, part_name, write_table_atomic
+from repeval.store.layout import (
+    DamagedPartFile,
+    _atomic_write_bytes,
+    missing,
+    part_name,
+    read_if_there,
+    write_table_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +48,11 @@ def _journal(fs: pafs.FileSystem, directory: str) -> dict | None:
     that is not this module's — raises: read as none, the folder would show the old files and the new, rows twice."""
     path = f"{directory}/{REWRITE}"
     try:
-        with fs.open_input_stream(path) as fh:
-            raw = fh.read()
-    except FileNotFoundError:
-        return None
+        raw = read_if_there(fs, path)
     except OSError as exc:
-        if _missing(fs, path):  # a filesystem that says "not found" otherwise: no journal
-            return None
         raise _unreadable(path, exc) from None
+    if raw is None:
+        return None
     try:
         journal = json.loads(raw.decode())
     except ValueError as exc:
@@ -56,13 +60,6 @@ def _journal(fs: pafs.FileSystem, directory: str) -> dict | None:
     if not isinstance(journal, dict):
         raise _unreadable(path, ValueError("not a JSON object"))
     return journal
-
-
-def _missing(fs: pafs.FileSystem, path: str) -> bool:
-    try:
-        return bool(fs.get_file_info(path).type == pafs.FileType.NotFound)
-    except OSError:
-        return False
 
 
 def _unreadable(path: str, exc: Exception) -> DamagedPartFile:
@@ -116,7 +113,7 @@ def _delete_all(fs: pafs.FileSystem, directory: str, names: list[str]) -> tuple[
         except FileNotFoundError:
             continue
         except OSError as exc:
-            if not _missing(fs, f"{directory}/{name}"):
+            if not missing(fs, f"{directory}/{name}"):
                 stuck[name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             continue
         deleted.append(name)
@@ -129,7 +126,7 @@ def pending(fs: pafs.FileSystem, directory: str) -> list[str] | None:
     journal = _journal(fs, directory)
     if journal is None:
         return None
-    return [n for n in sorted(_left_out(journal)) if not _missing(fs, f"{directory}/{n}")]
+    return [n for n in sorted(_left_out(journal)) if not missing(fs, f"{directory}/{n}")]
 
 
 def settle(fs: pafs.FileSystem, directory: str) -> Settled | None:

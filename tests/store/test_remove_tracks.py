@@ -19,6 +19,7 @@ from repeval.pipeline.assemble import ErrorBlock, errors_table, rows_table
 from repeval.store import EmbeddingStore, PartitionWriter
 from repeval.store import rewrite as rewrite_mod
 from repeval.store.layout import ERROR_SCHEMA, DamagedPartFile, embedding_schema
+from repeval.testing.fs import faulty_fs
 
 
 def _partition(store: EmbeddingStore, scenario: str, files: list[list[str]], errors: list[str]):
@@ -199,71 +200,14 @@ def test_a_journal_not_found_in_a_filesystems_own_words_is_none_one_unreadable_i
         rewrite_mod._journal(Worded(there=True), "s/ds/m/clean")
 
 
-class Refusing(pafs.FileSystemHandler):
-    """The local filesystem, refusing to delete the files named in ``refused`` (a read-only file, a bucket policy)."""
-
-    def __init__(self, refused: set[str]) -> None:
-        self.local, self.refused = pafs.LocalFileSystem(), refused
-
-    def delete_file(self, path):
-        if path.rsplit("/", 1)[-1] in self.refused:
-            raise PermissionError(13, "Permission denied", path)
-        self.local.delete_file(path)
-
-    def get_type_name(self):
-        return "refusing"
-
-    def equals(self, other):
-        return self is other
-
-    def normalize_path(self, path):
-        return path
-
-    def get_file_info(self, paths):
-        return self.local.get_file_info(paths)
-
-    def get_file_info_selector(self, selector):
-        return self.local.get_file_info(selector)
-
-    def create_dir(self, path, recursive):
-        self.local.create_dir(path, recursive=recursive)
-
-    def delete_dir(self, path):
-        self.local.delete_dir(path)
-
-    def delete_dir_contents(self, path, missing_dir_ok=False):
-        self.local.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
-
-    def delete_root_dir_contents(self):
-        raise PermissionError("not in a test")
-
-    def move(self, src, dest):
-        self.local.move(src, dest)
-
-    def copy_file(self, src, dest):
-        self.local.copy_file(src, dest)
-
-    def open_input_stream(self, path):
-        return self.local.open_input_stream(path)
-
-    def open_input_file(self, path):
-        return self.local.open_input_file(path)
-
-    def open_output_stream(self, path, metadata):
-        return self.local.open_output_stream(path, metadata=metadata)
-
-    def open_append_stream(self, path, metadata):
-        return self.local.open_append_stream(path, metadata=metadata)
-
-
 def test_a_replaced_file_that_cannot_be_deleted_is_a_warning_ls_flags_it_and_store_settle_finishes_it(
     store, capsys, caplog
 ):
     clean = store.partition("ds", "m", "clean")
     held = clean.track_hits(_ids(["c"]))[0]
     replaced = next(iter(held)).rsplit("/", 1)[-1]  # [c, d]'s file: rewritten into [d]'s, then deleted — refused
-    refused = Refusing({replaced})
-    locked = EmbeddingStore(store.root, filesystem=pafs.PyFileSystem(refused), create=False)
+    fs = faulty_fs(refused={replaced})
+    locked = EmbeddingStore(store.root, filesystem=fs, create=False)
     with caplog.at_level(logging.WARNING, logger="repeval.store.rewrite"):
         remove_tracks(locked, [locked.partition("ds", "m", "clean")], ["c", "x"], yes=True)  # no exception: done
     out = capsys.readouterr()
@@ -299,7 +243,7 @@ def test_a_replaced_file_that_cannot_be_deleted_is_a_warning_ls_flags_it_and_sto
         locked.partition("ds", "m", "clean").finish({})  # a run done with it: complete, a plain reader trusts it
     assert _state(clean)[:2] == (["a", "b", "d", "e"], ["y"]) and not clean.complete
 
-    refused.refused.clear()  # deletable again (the permission fixed, the bucket reachable)
+    fs.handler.refused.clear()  # deletable again (the permission fixed, the bucket reachable)
     res = CliRunner().invoke(app, ["store", "settle", store.uri])
     assert res.exit_code == 0, res.output
     assert "ds/m/clean: finished a stopped track removal: deleted 1 replaced file" in res.output
