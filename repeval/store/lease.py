@@ -110,8 +110,12 @@ class Lease:
         self._info = {**owner_info(self.run_id), "token": self.token}
         fs.create_dir(root, recursive=True)
         self._write()
-        time.sleep(CONFIRM_S)
-        back = read_lease(fs, root)
+        try:
+            time.sleep(CONFIRM_S)
+            back = read_lease(fs, root)
+        except BaseException:  # stopped (Ctrl-C) or the storage failed: not left to block the store for TTL_S
+            self._drop_own()
+            raise
         if back is None or back.get("token") != self.token:
             raise StoreLocked(
                 busy_message(self.store.uri, back) + " — it took the store at the same moment as this one"
@@ -145,6 +149,10 @@ class Lease:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        self._drop_own()
+
+    def _drop_own(self) -> None:
+        """Delete the lease if it is this process' own (never another's that took it over)."""
         try:
             current = read_lease(self.store.fs, self.store.root)
             if current is not None and current.get("token") == self.token:
