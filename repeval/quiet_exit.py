@@ -35,9 +35,12 @@ log = logging.getLogger(__name__)
 
 def quiet_exit_requests_in_callbacks() -> None:
     """Install (once per process) the unraisable hook that drops a ``SystemExit`` raised in a callback (see the
-    module's docstring) and passes every other unraisable exception to the hook installed before it."""
+    module's docstring) and passes every other unraisable exception to the hook installed before it. Not in a process
+    whose own SIGTERM handler's exit request must be delivered again (:func:`redeliver_exit_requests_in_callbacks`: a
+    command's process that runs a decode task's code itself — a test, a benchmark's loop): dropped, that stop would
+    be lost."""
     hook = sys.unraisablehook
-    if getattr(hook, "_repeval_quiet_exit", False):
+    if getattr(hook, "_repeval_quiet_exit", False) or getattr(hook, "_repeval_redeliver", False):
         return
     sys.unraisablehook = _hook_over(hook)
 

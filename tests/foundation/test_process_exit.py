@@ -476,3 +476,19 @@ def test_a_decode_task_installs_the_hook_in_its_worker_process(ray_session, tmp_
     fresh = {"env_vars": {"REPEVAL_TEST_FRESH_WORKER": "decode-hook"}}
     task = ray_session.remote(num_cpus=0, runtime_env=fresh)(decode_in_worker)
     assert ray_session.get(task.remote(str(tmp_path / "a.wav")), timeout=120) == [False, True, True]
+
+
+def test_the_quiet_hook_never_goes_over_a_commands_redelivering_hook():
+    """A command's process (its SIGTERM handler repeval's) that runs decode code itself keeps its redelivering hook:
+    the quiet hook over it would drop the stop it must deliver again."""
+    from repeval.quiet_exit import quiet_exit_requests_in_callbacks, redeliver_exit_requests_in_callbacks
+
+    saved = sys.unraisablehook
+    try:
+        sys.unraisablehook = sys.__unraisablehook__
+        redeliver_exit_requests_in_callbacks(signal.SIGTERM)
+        redelivering = sys.unraisablehook
+        quiet_exit_requests_in_callbacks()
+        assert sys.unraisablehook is redelivering
+    finally:
+        sys.unraisablehook = saved
