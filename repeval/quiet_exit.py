@@ -13,8 +13,9 @@ exit request that could not be raised; every other unraisable exception is print
 Where it is installed: a job's driver names it as the job's ``worker_process_setup_hook``
 (:func:`repeval.ray_cluster.with_worker_setup_hook`), so every worker process of the job — Ray Data's tasks and
 internal actors included, which run no repeval code — installs it as it starts; repeval's own actors (the probe
-trials, the embedding actors) also install it themselves, for the embedded Ray (whose worker output a user sees only
-with ``repeval -v``) and a job whose runtime env names a setup hook of its own. The hook reaches the workers pickled
+trials, the embedding actors) and decode tasks (at their first batch: a getattr once it is there) also install it
+themselves, for the embedded Ray (whose worker output a user sees only with ``repeval -v``; a setup hook there made
+every first task seconds slower) and a job whose runtime env names a setup hook of its own. The hook reaches the workers pickled
 by value: keep this module to the standard library.
 
 In a command's own process (a job's driver), whose SIGTERM handler is repeval's, such an exit request is a stop
@@ -34,9 +35,12 @@ log = logging.getLogger(__name__)
 
 def quiet_exit_requests_in_callbacks() -> None:
     """Install (once per process) the unraisable hook that drops a ``SystemExit`` raised in a callback (see the
-    module's docstring) and passes every other unraisable exception to the hook installed before it."""
+    module's docstring) and passes every other unraisable exception to the hook installed before it. Not in a process
+    whose own SIGTERM handler's exit request must be delivered again (:func:`redeliver_exit_requests_in_callbacks`: a
+    command's process that runs a decode task's code itself — a test, a benchmark's loop): dropped, that stop would
+    be lost."""
     hook = sys.unraisablehook
-    if getattr(hook, "_repeval_quiet_exit", False):
+    if getattr(hook, "_repeval_quiet_exit", False) or getattr(hook, "_repeval_redeliver", False):
         return
     sys.unraisablehook = _hook_over(hook)
 

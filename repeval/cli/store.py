@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -119,23 +120,30 @@ def _store_root(positional: str | None, option: str | None) -> str:
     return positional or option or "store"
 
 
+#: ``repeval store ls|unlock [STORE]``, or ``--store STORE``
+_RootArg = Annotated[str | None, typer.Argument(help="store root (path or pyarrow filesystem URI; default: store)")]
+_StoreOpt = Annotated[str | None, typer.Option("--store", help="the store root, as an option")]
+
+
 @store_app.command("ls")
 def store_ls(
-    root: Annotated[
-        str | None, typer.Argument(help="store root (path or pyarrow filesystem URI; default: store)")
-    ] = None,
-    store: Annotated[str | None, typer.Option("--store", help="the store root, as an option")] = None,
+    root: _RootArg = None,
+    store: _StoreOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """List store partitions: state, rows, errors, dimension, frames kept, model version, config hash, when
-    completed, size."""
+    completed, size; a partition whose track removal was stopped is `unsettled` (`repeval store settle` finishes it)."""
     from repeval.store import EmbeddingStore
-    from repeval.store.inspect import ls_text, partition_info
+    from repeval.store.inspect import ls_text, partition_info, unsettled_note
 
     def go() -> None:
         st = EmbeddingStore(_store_root(root, store), create=False)
-        infos = [partition_info(p) for p in st.partitions()]
+        parts = st.partitions()
+        infos = [partition_info(p) for p in parts]
         typer.echo(ls_text(st, as_json, infos))
+        for part, info in zip(parts, infos, strict=True):  # readable by repeval: a note, not a failure
+            if info["unsettled"] is not None:
+                typer.echo(unsettled_note(part, info["unsettled"]), err=True)
         damaged = [i["damage"] for i in infos if i["damage"]]
         for message in damaged:  # every partition is listed; each damaged one's fix goes to stderr, and the exit is 1
             typer.echo(message, err=True)
@@ -217,37 +225,113 @@ def store_rm(
 ) -> None:
     """Delete store partitions, or with --track/--tracks-from only those tracks' rows and error records from them (the
     next run computes them again); takes the store's lock, so not during a run."""
-    from repeval.store import EmbeddingStore
     from repeval.store.lock import StoreLock
 
     def go() -> None:
-        from repeval.rundir import is_uri
-
-        args = list(target)
-        first = args[0]
-        # `rm STORE PART...`: a partition pattern is relative with exactly two slashes; a store root is a URI, an
-        # absolute or ./-relative path, or anything else (relative roots with two slashes: give them as ./a/b/c)
-        looks_like_root = is_uri(first) or first.startswith(("/", "~", ".")) or first.strip("/").count("/") != 2
-        if len(args) > 1 and root is None and looks_like_root:
-            store_root = os.path.expanduser(args.pop(0))
-        else:
-            store_root = _store_root(None, root)
-        store = EmbeddingStore(store_root, create=False)
-        chosen: dict[str, Any] = {}
-        for pattern in args:
-            hits = store.matching(pattern)
-            if not hits and any(c in pattern for c in "*?["):
-                raise ValueError(f"no partition of {store.uri} matches {pattern} (`repeval store ls` lists them)")
-            if not hits:
-                store.find(pattern)  # raises naming the closest partitions
-            chosen.update((p.name, p) for p in hits)
-            store.refuse_foreign(list(chosen.values()))  # a runs directory given as the store: its tune/ is not deleted
+        store, chosen = _store_and_partitions(list(target), root, alone=False)
         if tracks or tracks_from is not None:
             from repeval.cli.store_tracks import remove_tracks
 
             remove_tracks(store, list(chosen.values()), _track_ids(tracks or [], tracks_from), yes)
             return
         _rm_partitions(store, chosen, yes, StoreLock)
+
+    _guard(go)
+
+
+def _store_and_partitions(args: list[str], root: str | None, alone: bool) -> tuple[Any, dict[str, Any]]:
+    """The store and the partitions (name → partition) of ``[STORE] PARTITION...`` (``store rm``, ``store settle``);
+    ``alone``: a lone argument that looks like a store root is the store (``settle STORE``: every partition)."""
+    from repeval.rundir import is_uri
+    from repeval.store import EmbeddingStore
+
+    args = list(args)
+    first = args[0] if args else ""
+    # `rm STORE PART...`: a partition pattern is relative with exactly two slashes; a store root is a URI, an
+    # absolute or ./-relative path, or anything else (relative roots with two slashes: give them as ./a/b/c)
+    looks_like_root = is_uri(first) or first.startswith(("/", "~", ".")) or first.strip("/").count("/") != 2
+    if args and (len(args) > 1 or alone) and root is None and looks_like_root:
+        store_root = os.path.expanduser(args.pop(0))
+    else:
+        store_root = _store_root(None, root)
+    store = EmbeddingStore(store_root, create=False)
+    chosen: dict[str, Any] = {}
+    for pattern in args:
+        hits = store.matching(pattern)
+        if not hits and any(c in pattern for c in "*?["):
+            raise ValueError(f"no partition of {store.uri} matches {pattern} (`repeval store ls` lists them)")
+        if not hits:
+            store.find(pattern)  # raises naming the closest partitions
+        chosen.update((p.name, p) for p in hits)
+        store.refuse_foreign(list(chosen.values()))  # a runs directory given as the store: its tune/ is not deleted
+    return store, chosen
+
+
+@store_app.command("settle")
+def store_settle(
+    target: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[STORE] [PARTITION...]",
+            help="the store root (default: store) and, if given, only these partitions (dataset/model/scenario, "
+            "shell-style patterns allowed)",
+        ),
+    ] = None,
+    root: Annotated[str | None, typer.Option("--store", help="store root (path or pyarrow filesystem URI)")] = None,
+) -> None:
+    """Finish the track removals (`store rm … --track`) that were stopped or could not delete the files they replaced,
+    so plain Parquet readers see each row once; takes the store's lock, so not during a run."""
+    from repeval.cli.store_tracks import settle_partitions
+
+    def go() -> None:
+        store, chosen = _store_and_partitions(list(target or []), root, alone=True)
+        settle_partitions(store, list(chosen.values()) if chosen else store.partitions())
+
+    _guard(go)
+
+
+@store_app.command("unlock")
+def store_unlock(
+    root: _RootArg = None,
+    store: _StoreOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", help="remove it; without it, only say who holds it")] = False,
+) -> None:
+    """Remove the lease of a store on object storage left by a run that is gone (killed, its machine down) before it
+    expires; a local store's lock needs none (the kernel frees it)."""
+    import pyarrow.fs as pafs
+
+    from repeval.store import EmbeddingStore
+    from repeval.store.lease import LEASE, LeaseError, read_lease, utc
+    from repeval.store.lock import LOCK, describe
+
+    def go() -> None:
+        st = EmbeddingStore(_store_root(root, store), create=False)
+        if isinstance(st.fs, pafs.LocalFileSystem):
+            typer.echo(
+                f"{st.uri} is a local store: its lock is an flock on {LOCK}, freed by the "
+                "kernel when its holder ends, however it ends — there is nothing to remove"
+            )
+            return
+        try:
+            info = read_lease(st.fs, st.root)
+        except LeaseError:  # not a lease: what that error names as the fix is this command
+            info, said = {}, f"{LEASE}, which is not a lease repeval wrote"
+        else:
+            said = ""
+        if info is None:
+            typer.echo(f"{st.uri}: no lease — no run holds the store")
+            return
+        if info:
+            expired = "expired" if info["expires_at"] <= time.time() else "runs until"
+            said = f"the lease of {describe(info)} ({expired} {utc(info['expires_at'])})"
+        if not yes:
+            typer.echo(
+                f"{st.uri}: {said}; rerun with --yes to remove it — only once that process is gone: a run still "
+                "writing would share the store with the next"
+            )
+            return
+        st.fs.delete_file(f"{st.root}/{LEASE}")
+        typer.echo(f"{st.uri}: removed {said}")
 
     _guard(go)
 

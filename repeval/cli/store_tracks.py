@@ -3,6 +3,7 @@ so the next run computes just those tracks again (:meth:`repeval.store.partition
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import pyarrow as pa
@@ -65,3 +66,49 @@ def remove_tracks(store: EmbeddingStore, parts: list[Any], track_ids: list[str],
         for part, _, _ in plan:
             part.remove_tracks(ids)
     typer.echo(f"deleted {what} from {where} (now incomplete); the next run computes those tracks again")
+    # the removal took effect; a replaced file that could not be deleted (warned above as it happened) is left over
+    left = {part.name: files for part, _, _ in plan if (files := part.unsettled())}
+    if left:
+        typer.echo(
+            f"warning: {_plural(sum(map(len, left.values())), 'replaced file')} could not be deleted ("
+            + "; ".join(f"{name}: {_some(files)}" for name, files in left.items())
+            + ") — repeval reads around them; a plain Parquet reader (duckdb, pq.read_table) reads them too, the "
+            "removed tracks' rows and the others' twice: "
+            f"`repeval store settle {shlex.quote(store.uri)}` deletes them once they can be deleted (as does the next "
+            "`store rm` or run writing to those partitions)",
+            err=True,
+        )
+
+
+def settle_partitions(store: EmbeddingStore, parts: list[Any]) -> None:
+    """``repeval store settle``: finish, under the store's lock, the track removals of ``parts`` that were stopped
+    (:meth:`repeval.store.partition.Partition.settle`), saying what each did; a file that cannot be deleted is an
+    error naming it (the rest is settled)."""
+    from repeval.store.lock import StoreLock
+
+    stuck: dict[str, str] = {}
+    settled = 0
+    with StoreLock(store, run_id="repeval store settle"):
+        for part in parts:
+            for done in part.settle():
+                sub = done.directory[len(part.path) :].strip("/")
+                where = f"{part.name}{'/' + sub if sub else ''}"
+                stuck.update((f"{where}/{n}", why) for n, why in done.stuck.items())
+                settled += not done.stuck
+                if done.stuck:
+                    continue
+                if done.committed:
+                    deleted = _plural(len(done.deleted), "replaced file")
+                    typer.echo(f"{where}: finished a stopped track removal: deleted {deleted}")
+                else:
+                    typer.echo(
+                        f"{where}: a track removal stopped before it took effect: deleted the "
+                        f"{_plural(len(done.deleted), 'new file')} it had written; the rows are as before — run that "
+                        "`repeval store rm … --track` again to remove the tracks"
+                    )
+    if stuck:
+        from repeval.store.rewrite import stuck_text
+
+        raise RuntimeError(f"{store.uri}: {stuck_text(stuck)}")
+    said = f"settled {_plural(settled, 'folder')}" if settled else "nothing to settle: no stopped track removal"
+    typer.echo(f"{said} in {_plural(len(parts), 'partition')} of {store.uri}")

@@ -27,6 +27,7 @@ from repeval.audio.decode import error_reason, window_sizes
 from repeval.audio.partial import DEFAULT_TRUNCATED_AUDIO, TruncatedAudio
 from repeval.deformations import CLEAN, WHOLE_TRACK_MAX_S, Scenario, scenario_seed
 from repeval.models.base import FrameGeometry
+from repeval.quiet_exit import quiet_exit_requests_in_callbacks
 
 #: default analysis window when a model does not declare ``chunk_s``
 DEFAULT_CHUNK_S = 30.0
@@ -182,6 +183,10 @@ class DecodeDeform:
         return [self.scenario_ids[int(w)] if isinstance(w, int | np.integer) else str(w) for w in wanted]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[pa.Table]:
+        # Ray Data ends its decode workers with SIGTERM, which may land in a collection and print "Exception ignored …
+        # SystemExit" under `repeval -v` (repeval/quiet_exit.py); installed here, at a task's first batch, not as the
+        # embedded Ray's setup hook (which slowed every first task by seconds): once per process, a getattr after that
+        quiet_exit_requests_in_callbacks()
         out: dict[str, list[Any]] = {k: [] for k in DECODE_COLUMNS}
         held = 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shlex
 from typing import Any
 
 import pyarrow as pa
@@ -13,6 +14,7 @@ import pyarrow.parquet as pq
 
 from repeval.store.layout import AUDIO_NOTE, DamagedPartFile
 from repeval.store.partition import Partition
+from repeval.store.rewrite import REWRITE
 from repeval.store.store import EmbeddingStore
 
 
@@ -29,9 +31,27 @@ def aligned(table: list[tuple[str, ...]]) -> list[str]:
     return ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in table]
 
 
-def _size(part: Partition) -> int:
+def _listing(part: Partition) -> list[pafs.FileInfo]:
+    """Every file of the partition, ``_errors/`` included (one recursive listing)."""
     sel = pafs.FileSelector(part.path, recursive=True, allow_not_found=True)
-    return sum(i.size or 0 for i in part.fs.get_file_info(sel) if i.type == pafs.FileType.File)
+    return [i for i in part.fs.get_file_info(sel) if i.type == pafs.FileType.File]
+
+
+#: ``store ls``'s state of a partition whose track removal was stopped, or could not delete what it replaced
+UNSETTLED = "unsettled"
+
+
+def unsettled_note(part: Partition, left: list[str]) -> str:
+    """What ``store ls`` and ``store show`` say of a partition with a track removal's journal (``left``: the files
+    :meth:`Partition.unsettled` names)."""
+    shown = ", ".join(left[:3]) + (", …" if len(left) > 3 else "")
+    what = f"{len(left)} file(s) it replaced or was writing ({shown})" if left else "its journal"
+    return (
+        f"{part.name}: a track removal (`repeval store rm … --track`) was stopped or could not finish, leaving "
+        f"{what}; "
+        "repeval reads around them, a plain Parquet reader (duckdb, pq.read_table) does not — settle it with "
+        f"`repeval store settle {shlex.quote(part.store.uri)} {shlex.quote(part.name)}`"
+    )
 
 
 #: ``store ls``'s state of a folder three deep that holds files, none of them a partition's (:meth:`Partition.foreign`)
@@ -41,17 +61,21 @@ NOT_A_PARTITION = "not a partition"
 def partition_info(part: Partition) -> dict[str, Any]:
     """One partition's state from its manifest (or stamp) and Parquet footers; reads no data pages."""
     m = part.manifest()
+    listing = _listing(part)
+    size = sum(i.size or 0 for i in listing)
     if m is None and part.foreign():  # not a partition (a runs directory given as the store): nothing to read
         return {
             "partition": part.name, "state": NOT_A_PARTITION, "damage": None, "rows": None, "errors": None,
             "dim": None, "frames": None, "model_version": None, "config_hash": None, "created_at": None,
-            "completed_at": None, "bytes": _size(part),
+            "completed_at": None, "bytes": size, "unsettled": None,
         }  # fmt: skip
     stamp = m or part._read_json("_stamp.json") or {}
-    dim, frames, damage = None, None, None
+    dim, frames, damage, left = None, None, None, None
     rows: int | None
     errors: int | None
     try:
+        if any(i.base_name == REWRITE for i in listing):  # read only where a journal lies (one listing)
+            left = part.unsettled()
         rows, errors = part.counts()
         files = part.part_files()
         if files:
@@ -65,8 +89,9 @@ def partition_info(part: Partition) -> dict[str, Any]:
         damage = _rows_differ(part, rows, m["rows"])
     return {
         "partition": part.name,
-        "state": "damaged" if damage else "complete" if m else "incomplete",
+        "state": "damaged" if damage else UNSETTLED if left is not None else "complete" if m else "incomplete",
         "damage": damage,
+        "unsettled": left,
         "rows": rows,
         "errors": errors,
         "dim": dim,
@@ -75,7 +100,7 @@ def partition_info(part: Partition) -> dict[str, Any]:
         "config_hash": stamp.get("config_hash"),
         "created_at": stamp.get("created_at"),
         "completed_at": stamp.get("completed_at"),
-        "bytes": _size(part),
+        "bytes": size,
     }
 
 
@@ -153,6 +178,9 @@ def show_text(part: Partition, n_rows: int = 5) -> str:
     out = [f"partition {part.name} at {part.path}"]
     m = part.manifest()
     out.append(json.dumps(m, indent=1, sort_keys=True) if m else "(incomplete: no manifest yet; rerun to finish it)")
+    left = part.unsettled()
+    if left is not None:
+        out.append(unsettled_note(part, left))
     files = part.part_files()
     part.counts()  # every part file's footer: a damaged file is named, with the fix, before anything is read
     if files:

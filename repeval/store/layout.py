@@ -92,6 +92,28 @@ def _atomic_write_bytes(fs: pafs.FileSystem, path: str, data: bytes) -> None:
     fs.move(tmp, path)
 
 
+def missing(fs: pafs.FileSystem, path: str) -> bool:
+    """Whether ``path`` is not there (``False`` when that cannot be told either)."""
+    try:
+        return bool(fs.get_file_info(path).type == pafs.FileType.NotFound)
+    except OSError:
+        return False
+
+
+def read_if_there(fs: pafs.FileSystem, path: str) -> bytes | None:
+    """The bytes of ``path``; ``None`` when it is not there — also said by a filesystem in words of its own (an
+    ``OSError`` for a path :func:`missing` finds absent, an object store's NO_SUCH_KEY). Any other error is raised."""
+    try:
+        with fs.open_input_stream(path) as fh:
+            return bytes(fh.read())
+    except FileNotFoundError:
+        return None
+    except OSError:
+        if missing(fs, path):
+            return None
+        raise
+
+
 def part_name() -> str:
     """A new part file's name, ``part-<time ns>-<id>.parquet``: unique to the write, its time read by stale-work checks."""
     return f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"

@@ -12,8 +12,8 @@ pid from another host or container. The file itself is never deleted (deleting a
 lets two processes lock two different inodes); whatever it says about a previous owner is
 informative only. :func:`holder` reads it.
 
-Stores on object storage (``s3://``, ``gs://``, ...) have no locks: there the lock is skipped with
-a warning — give concurrent runs different stores, or run them one after the other.
+Stores on object storage (``s3://``, ``gs://``, ...) — any filesystem but the local one — have no flock: there the
+lock is a lease, ``_lease.json`` with an expiry the owner renews while it runs (:mod:`repeval.store.lease`).
 """
 
 from __future__ import annotations
@@ -70,16 +70,21 @@ class StoreLock:
         self.path = Path(store.root) / LOCK
         self._fd: int | None = None
         self._info: dict[str, Any] = {}
+        self._lease: Any = None
 
     @property
     def held(self) -> bool:
-        return self._fd is not None
+        return self._fd is not None or self._lease is not None
 
     def acquire(self) -> None:
-        if not self.local:
-            log.warning(
-                "%s: no lock on this filesystem; make sure no other run writes to the same store", self.store.uri
-            )
+        if not self.local:  # no flock on object storage: a lease with an expiry (repeval.store.lease)
+            from repeval.store.lease import Lease
+
+            if self._lease is not None:
+                raise RuntimeError(f"{self.store.uri}'s lease is already held by this StoreLock")
+            lease = Lease(self.store, self.run_id)
+            lease.acquire()
+            self._lease = lease
             return
         if self._fd is not None:
             raise RuntimeError(f"{self.path} is already held by this StoreLock")
@@ -109,6 +114,9 @@ class StoreLock:
         self._fd = fd
 
     def release(self) -> None:
+        if self._lease is not None:
+            lease, self._lease = self._lease, None
+            lease.release()
         if self._fd is None:
             return
         fd, self._fd = self._fd, None

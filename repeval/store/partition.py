@@ -33,7 +33,7 @@ from repeval.store.layout import (
 from repeval.store.partition_files import rm_command as rm_command
 from repeval.store.partition_files import show_errors_command as show_errors_command
 from repeval.store.partition_stamp import PartitionStamp
-from repeval.store.rewrite import remove_rows, settle
+from repeval.store.rewrite import Settled, pending, remove_rows, settle, stuck_text
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,9 @@ class Partition(PartitionStamp):
         Only the part files holding one of them are rewritten, each into a new part file (its name a new write time,
         so a probe grid trained on the partition is trained again) before the old one is deleted, under a journal
         (:mod:`repeval.store.rewrite`): stopped anywhere, the partition shows the old files or the new, never both."""
-        self.settle()
+        stuck = {n: why for done in self.settle() for n, why in done.stuck.items()}
+        if stuck:  # a new journal would show the files the stuck one leaves out: rows twice
+            raise RuntimeError(f"store partition {self.name}: nothing was removed — {stuck_text(stuck)}")
         rows, errors, found = self.track_hits(ids)
         if not found:
             return 0, 0
@@ -82,10 +84,20 @@ class Partition(PartitionStamp):
             remove_rows(self.fs, f"{self.path}/{ERRORS_DIR}", errors, ids),
         )
 
-    def settle(self) -> None:
-        """Finish a track removal that was stopped (:func:`repeval.store.rewrite.settle`), rows and error records."""
-        settle(self.fs, self.path)
-        settle(self.fs, f"{self.path}/{ERRORS_DIR}")
+    def settle(self) -> list[Settled]:
+        """Finish a track removal that was stopped (:func:`repeval.store.rewrite.settle`), rows and error records:
+        what was done in each folder that had a journal."""
+        done = (settle(self.fs, self.path), settle(self.fs, f"{self.path}/{ERRORS_DIR}"))
+        return [d for d in done if d is not None]
+
+    def unsettled(self) -> list[str] | None:
+        """The files a stopped (or unfinished) track removal left over, which a plain Parquet reader reads besides
+        the others (``_errors/`` ones named so); ``None`` when no journal is there
+        (:func:`repeval.store.rewrite.pending`)."""
+        rows, errors = pending(self.fs, self.path), pending(self.fs, f"{self.path}/{ERRORS_DIR}")
+        if rows is None and errors is None:
+            return None
+        return [*(rows or []), *(f"{ERRORS_DIR}/{n}" for n in errors or [])]
 
     def delete(self) -> None:
         """Remove the partition (manifest first, so an interrupted delete leaves it incomplete, never complete)."""
@@ -292,8 +304,15 @@ class Partition(PartitionStamp):
         return dropped
 
     def finish(self, info: dict[str, Any]) -> dict[str, Any]:
-        """Mark the partition complete (manifest written last, atomically) and return the manifest."""
+        """Mark the partition complete (manifest written last, atomically) and return the manifest. Not while a track
+        removal's journal leaves files out that cannot be deleted: a plain Parquet reader, trusting the manifest,
+        would read them (:meth:`settle`)."""
         self.fs.create_dir(self.path, recursive=True)
+        stuck = {n: why for done in self.settle() for n, why in done.stuck.items()}
+        if stuck:
+            raise RuntimeError(
+                f"store partition {self.name}: not marked complete (its rows are kept) — {stuck_text(stuck)}"
+            )
         self.dedupe()
         files = self.part_files()
         rows, errors = self._num_rows(files), self._num_rows(self.error_files())

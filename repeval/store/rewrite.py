@@ -13,19 +13,29 @@ time: :meth:`~repeval.store.partition_files.PartitionFiles.newest_write_ns`) tha
 A listing of the folder (:func:`visible`) leaves out the files the journal says are not part of it, so a rewrite
 stopped anywhere (Ctrl-C, ``kill -9``, a lost connection to a bucket) shows either the old files or the new ones,
 never both; :func:`settle` deletes what is left over (the new files before the commit, the old ones after) — the next
-``store rm`` and the next run writing to the partition call it."""
+``store rm``, the next run writing to the partition and ``repeval store settle`` call it. A file that cannot be deleted
+(a read-only file, a bucket refusing the delete) leaves the journal in place, so the listing stays right; step 4
+failing after the commit leaves the removal done, said in a warning (:func:`pending` tells what is left over)."""
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from repeval.store.layout import DamagedPartFile, _atomic_write_bytes, part_name, write_table_atomic
+from repeval.store.layout import (
+    DamagedPartFile,
+    _atomic_write_bytes,
+    missing,
+    part_name,
+    read_if_there,
+    write_table_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +48,11 @@ def _journal(fs: pafs.FileSystem, directory: str) -> dict | None:
     that is not this module's — raises: read as none, the folder would show the old files and the new, rows twice."""
     path = f"{directory}/{REWRITE}"
     try:
-        with fs.open_input_stream(path) as fh:
-            raw = fh.read()
-    except FileNotFoundError:
-        return None
+        raw = read_if_there(fs, path)
     except OSError as exc:
-        if _missing(fs, path):  # a filesystem that says "not found" otherwise: no journal
-            return None
         raise _unreadable(path, exc) from None
+    if raw is None:
+        return None
     try:
         journal = json.loads(raw.decode())
     except ValueError as exc:
@@ -53,13 +60,6 @@ def _journal(fs: pafs.FileSystem, directory: str) -> dict | None:
     if not isinstance(journal, dict):
         raise _unreadable(path, ValueError("not a JSON object"))
     return journal
-
-
-def _missing(fs: pafs.FileSystem, path: str) -> bool:
-    try:
-        return bool(fs.get_file_info(path).type == pafs.FileType.NotFound)
-    except OSError:
-        return False
 
 
 def _unreadable(path: str, exc: Exception) -> DamagedPartFile:
@@ -91,19 +91,58 @@ def visible(fs: pafs.FileSystem, directory: str, files: list[str]) -> list[str]:
     return [f for f in files if f.rsplit("/", 1)[-1] not in hidden]
 
 
-def settle(fs: pafs.FileSystem, directory: str) -> None:
-    """Finish a rewrite of ``directory`` that was stopped: delete the files its journal leaves out, then the journal
-    (nothing when there is none)."""
-    journal = _journal(fs, directory)
-    if journal is None:
-        return
-    for name in sorted(_left_out(journal)):
+@dataclass
+class Settled:
+    """What :func:`settle` did in one folder: whether the journal it found was committed (the old files left over,
+    else the new), the names it deleted, and those it could not delete (name → why: the journal is kept then)."""
+
+    directory: str
+    committed: bool
+    deleted: list[str] = field(default_factory=list)
+    stuck: dict[str, str] = field(default_factory=dict)
+
+
+def _delete_all(fs: pafs.FileSystem, directory: str, names: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Delete ``names`` in ``directory``, going on past a failure: (those deleted, name → why it could not be). One
+    not there (deleted before, or never written) is neither."""
+    deleted: list[str] = []
+    stuck: dict[str, str] = {}
+    for name in names:
         try:
             fs.delete_file(f"{directory}/{name}")
         except FileNotFoundError:
-            pass
-    fs.delete_file(f"{directory}/{REWRITE}")
-    if journal.get("committed"):
+            continue
+        except OSError as exc:
+            if not missing(fs, f"{directory}/{name}"):
+                stuck[name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            continue
+        deleted.append(name)
+    return deleted, stuck
+
+
+def pending(fs: pafs.FileSystem, directory: str) -> list[str] | None:
+    """The files of ``directory`` a stopped rewrite's journal leaves out that still lie there (what a plain Parquet
+    reader, which does not read the journal, reads besides the others); ``None`` when there is no journal."""
+    journal = _journal(fs, directory)
+    if journal is None:
+        return None
+    return [n for n in sorted(_left_out(journal)) if not missing(fs, f"{directory}/{n}")]
+
+
+def settle(fs: pafs.FileSystem, directory: str) -> Settled | None:
+    """Finish a rewrite of ``directory`` that was stopped: delete the files its journal leaves out, then the journal
+    (``None`` when there is none). A file it cannot delete is named in a warning and keeps the journal, so the folder
+    still lists the rows once (:attr:`Settled.stuck`)."""
+    journal = _journal(fs, directory)
+    if journal is None:
+        return None
+    committed = bool(journal.get("committed"))
+    done = Settled(directory, committed, *_delete_all(fs, directory, sorted(_left_out(journal))))
+    if not done.stuck:
+        done.stuck.update(_delete_all(fs, directory, [REWRITE])[1])
+    if done.stuck:
+        log.warning("%s: %s", directory, stuck_text(done.stuck))
+    elif committed:
         log.info("%s: finished a track removal (`repeval store rm --track`) that was stopped", directory)
     else:
         log.warning(
@@ -111,13 +150,29 @@ def settle(fs: pafs.FileSystem, directory: str) -> None:
             "are as they were before it — run that command again to remove the tracks",
             directory,
         )
+    return done
+
+
+def stuck_text(stuck: dict[str, str]) -> str:
+    """What to say of the files a track removal could not delete (name → why)."""
+    shown = "; ".join(f"{n} ({why})" for n, why in list(stuck.items())[:3]) + ("; …" if len(stuck) > 3 else "")
+    return (
+        f"could not delete {len(stuck)} file(s) a track removal (`repeval store rm … --track`) left over: "
+        f"{shown} — "
+        "repeval reads around them (its journal, _rewrite.json, stays), but a plain Parquet reader (duckdb, "
+        "pq.read_table) reads their rows besides the others; make them deletable (permissions, the storage's "
+        "connection) and run `repeval store settle STORE` (or the next `store rm` or run writing to the partition)"
+    )
 
 
 def _delete_replaced(fs: pafs.FileSystem, directory: str, old: list[str]) -> None:
-    """Step 4: the old files, then the journal (the point a test stops a rewrite at)."""
-    for name in old:
-        fs.delete_file(f"{directory}/{name}")
-    fs.delete_file(f"{directory}/{REWRITE}")
+    """Step 4: the old files, then the journal (the point a test stops a rewrite at). The removal has taken effect:
+    a file that cannot be deleted is a warning, and keeps the journal (:func:`settle` finishes it later)."""
+    stuck = _delete_all(fs, directory, old)[1]
+    if not stuck:
+        stuck = _delete_all(fs, directory, [REWRITE])[1]
+    if stuck:
+        log.warning("%s: %s", directory, stuck_text(stuck))
 
 
 def remove_rows(fs: pafs.FileSystem, directory: str, held: dict[str, pa.Array], ids: pa.Array) -> int:

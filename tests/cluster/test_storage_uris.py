@@ -248,6 +248,7 @@ def test_run_with_store_runs_and_tune_on_s3(
         files = _files(s3["fs"], "repeval/e2e")
         for part in ("clean", "D1"):
             assert f"store/notes/mfcc-stats/{part}/_manifest.json" in files
+        assert "store/_lease.json" not in files  # the run's lease on the bucket's store (held while it embeds): let go
         run = "runs/s3run-smoke"
         for name in ("config.yaml", "splits/instrument__notes.parquet", "results.parquet"):
             assert f"{run}/{name}" in files, sorted(files)
@@ -299,6 +300,36 @@ def test_run_with_store_runs_and_tune_on_s3(
         assert "<html" in html and "s3run-smoke" in html
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_a_store_in_a_bucket_is_leased_and_unlock_removes_a_gone_runs_lease(s3: dict[str, Any]) -> None:
+    """No flock on S3: a run's lease keeps `store settle` (and `store rm`, another run) out, naming the fix; `store
+    unlock` says whose lease it is, and with --yes removes it."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+    from repeval.store import EmbeddingStore
+    from repeval.store.lock import StoreLock
+
+    uri = "s3://repeval/leased/store" + s3["query"]
+    holder = StoreLock(EmbeddingStore(uri), "gone")  # a run that died holding it (the test ends before a renewal)
+    holder.acquire()
+    try:
+        res = CliRunner().invoke(app, ["store", "settle", uri])
+        assert res.exit_code == 1 and "is in use by run 'gone'" in res.output, res.output
+        assert f"`repeval store unlock {uri} --yes`" in " ".join(res.output.split()), res.output
+        res = CliRunner().invoke(app, ["store", "unlock", uri])
+        assert res.exit_code == 0 and "the lease of run 'gone'" in res.output and "rerun with --yes" in res.output
+        assert "store/_lease.json" in _files(s3["fs"], "repeval/leased")
+        res = CliRunner().invoke(app, ["store", "unlock", uri, "--yes"])
+        assert res.exit_code == 0 and "removed the lease of run 'gone'" in res.output, res.output
+        assert "store/_lease.json" not in _files(s3["fs"], "repeval/leased")
+        res = CliRunner().invoke(app, ["store", "settle", uri])
+        assert res.exit_code == 0 and "nothing to settle" in res.output, res.output
+        assert CliRunner().invoke(app, ["store", "unlock", uri]).output.startswith(f"{uri}: no lease")
+        assert "store/_lease.json" not in _files(s3["fs"], "repeval/leased")  # settle's own lease: let go
+    finally:
+        holder.release()  # its lease is gone: it deletes nothing (another's might be there by now)
 
 
 # --- finished trial checkpoints found on any storage (resume without retraining) --------------------

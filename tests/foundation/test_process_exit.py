@@ -449,3 +449,46 @@ def test_every_worker_of_an_attached_job_installs_the_hook_as_it_starts_without_
     r = subprocess.run([sys.executable, "-c", ATTACHED_DRIVER], capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.strip().splitlines()[-1] == "[true, false]", (r.stdout, r.stderr[-3000:])
+
+
+def test_a_decode_task_installs_the_hook_in_its_worker_process(ray_session, tmp_path):
+    """The embedded Ray names no setup hook (it slowed every first task by seconds): a decode task installs the hook
+    itself, at its first batch (repeval.pipeline.stages.DecodeDeform), so Ray Data's SIGTERM to its decode workers
+    prints nothing under `repeval -v` either. The task runs in a worker of its own (a runtime env no other test
+    uses: a new process), so an earlier task cannot have installed it."""
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(tmp_path / "a.wav", np.zeros(4000, np.float32), 8000)
+
+    def decode_in_worker(path: str) -> list[bool]:
+        import numpy as np
+        import pyarrow as pa
+
+        from repeval.pipeline.stages import DecodeDeform
+
+        installed = [getattr(sys.unraisablehook, "_repeval_quiet_exit", False)]
+        batch = {"track_id": np.array(["a"]), "audio_path": np.array([path]), "split": np.array(["test"])}
+        batch["scenarios"] = [np.array(["clean"])]  # type: ignore[assignment]
+        rows = pa.concat_tables(DecodeDeform(8000, {}, 0, chunk_s=5.0)(batch))
+        return [*installed, getattr(sys.unraisablehook, "_repeval_quiet_exit", False), rows.num_rows == 1]
+
+    fresh = {"env_vars": {"REPEVAL_TEST_FRESH_WORKER": "decode-hook"}}
+    task = ray_session.remote(num_cpus=0, runtime_env=fresh)(decode_in_worker)
+    assert ray_session.get(task.remote(str(tmp_path / "a.wav")), timeout=120) == [False, True, True]
+
+
+def test_the_quiet_hook_never_goes_over_a_commands_redelivering_hook():
+    """A command's process (its SIGTERM handler repeval's) that runs decode code itself keeps its redelivering hook:
+    the quiet hook over it would drop the stop it must deliver again."""
+    from repeval.quiet_exit import quiet_exit_requests_in_callbacks, redeliver_exit_requests_in_callbacks
+
+    saved = sys.unraisablehook
+    try:
+        sys.unraisablehook = sys.__unraisablehook__
+        redeliver_exit_requests_in_callbacks(signal.SIGTERM)
+        redelivering = sys.unraisablehook
+        quiet_exit_requests_in_callbacks()
+        assert sys.unraisablehook is redelivering
+    finally:
+        sys.unraisablehook = saved

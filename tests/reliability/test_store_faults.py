@@ -114,13 +114,69 @@ def test_a_failed_run_releases_the_lock_and_only_a_killed_owner_is_reported_gone
             assert len(said) == 1 and "run 'killed'" in said[0] and "stopped without releasing it" in said[0]
 
 
-def test_lock_is_skipped_with_a_warning_on_object_stores(caplog):
-    import pyarrow.fs as pafs
+def test_a_store_without_flock_is_held_by_a_lease_a_second_writer_refused_naming_the_fix(tmp_path, caplog):
+    """On object storage (any filesystem but the local one: here the local disk behind a pyarrow filesystem of its
+    own) the lock is a lease: a second writer refuses while it is there, naming its owner, its expiry and `repeval
+    store unlock`; released, it is gone; a killed owner's lease, once expired, is taken over."""
+    import json
+    import time
 
-    store = EmbeddingStore("/bucket/store", filesystem=pafs._MockFileSystem())
-    with caplog.at_level("WARNING"), StoreLock(store, "r") as lock:
-        assert not lock.held
-    assert "no lock on this filesystem" in caplog.text
+    from repeval.store.lease import LEASE, TTL_S
+    from repeval.testing.fs import faulty_fs
+
+    def store() -> EmbeddingStore:  # every process its own filesystem object on the same storage
+        return EmbeddingStore(str(tmp_path / "bucket"), filesystem=faulty_fs())
+
+    with StoreLock(store(), "first") as first:
+        lease = json.loads((tmp_path / "bucket" / LEASE).read_text())
+        assert first.held and lease["run_id"] == "first" and lease["pid"] == os.getpid()
+        assert time.time() + TTL_S - 60 < lease["expires_at"] <= time.time() + TTL_S
+        with pytest.raises(StoreLocked) as info:
+            StoreLock(store(), "second").acquire()
+        said = str(info.value)
+        assert "is in use by run 'first'" in said and "its lease on the store runs until" in said, said
+        assert f"`repeval store unlock {tmp_path / 'bucket'} --yes`" in said and "wait for it to finish" in said
+    assert not (tmp_path / "bucket" / LEASE).exists()  # released: removed
+    killed = {"host": "gone", "pid": 1, "run_id": "killed", "acquired_at": 0.0, "expires_at": time.time() - 1}
+    (tmp_path / "bucket" / LEASE).write_text(json.dumps(killed))
+    with caplog.at_level("INFO", logger="repeval.store.lease"), StoreLock(store(), "third") as third:
+        assert third.held and json.loads((tmp_path / "bucket" / LEASE).read_text())["run_id"] == "third"
+    assert "the lease of run 'killed'" in caplog.text and "taken over" in caplog.text
+
+
+def test_of_two_writers_taking_a_lease_at_the_same_moment_one_refuses(tmp_path):
+    """Both read no lease, then both write theirs (held at a barrier until both have read): the one whose lease was
+    overwritten finds so when it reads it back, and refuses."""
+    from repeval.store.lease import LEASE
+    from repeval.testing.fs import faulty_fs
+
+    both_read = threading.Barrier(2, timeout=30)
+
+    def hold(path: str) -> None:
+        if LEASE in path.rsplit("/", 1)[-1]:
+            both_read.wait()
+
+    outcome: dict[str, str] = {}
+    locks = {n: StoreLock(EmbeddingStore(str(tmp_path / "bucket"), filesystem=faulty_fs(before_write=hold)), n)
+             for n in ("a", "b")}  # fmt: skip
+
+    def take(name: str) -> None:
+        try:
+            locks[name].acquire()
+            outcome[name] = "held"
+        except StoreLocked as exc:
+            outcome[name] = str(exc)
+
+    threads = [threading.Thread(target=take, args=(n,)) for n in locks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for lock in locks.values():  # released once both are done: a lease let go early would let the other through
+        lock.release()
+    assert sorted(v == "held" for v in outcome.values()) == [False, True], outcome
+    refused = next(v for v in outcome.values() if v != "held")
+    assert "it took the store at the same moment as this one" in refused, refused
 
 
 HOLDER = r"""

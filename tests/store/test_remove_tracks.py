@@ -8,15 +8,18 @@ import logging
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import pytest
 from test_store import DIM, PROV, _block
 from typer.testing import CliRunner
 
 from repeval.cli import app
+from repeval.cli.store_tracks import remove_tracks, settle_partitions
 from repeval.pipeline.assemble import ErrorBlock, errors_table, rows_table
 from repeval.store import EmbeddingStore, PartitionWriter
 from repeval.store import rewrite as rewrite_mod
 from repeval.store.layout import ERROR_SCHEMA, DamagedPartFile, embedding_schema
+from repeval.testing.fs import faulty_fs
 
 
 def _partition(store: EmbeddingStore, scenario: str, files: list[list[str]], errors: list[str]):
@@ -130,7 +133,16 @@ def test_a_removal_stopped_midway_shows_the_old_rows_or_the_new_never_both_and_i
         assert (rows, errors) == (["a", "c", "e"], ["x", "y"])
     assert sorted(clean.done_ids().to_pylist()) == sorted(set(rows) | set(errors))  # what a run would not compute
     with caplog.at_level(logging.INFO, logger="repeval.store.rewrite"):
-        clean.reopen()  # what the next run does before writing to it: the stopped removal is finished
+        if stop_at == "after_commit":
+            clean.reopen()  # what the next run does before writing to it: the stopped removal is finished
+        else:  # or, without a run, `repeval store settle`
+            res = CliRunner().invoke(app, ["store", "settle", "--store", store.uri, "ds/m/clean"])
+            assert res.exit_code == 0, res.output
+            assert (
+                "ds/m/clean: a track removal stopped before it took effect: deleted the 1 new file it had written"
+                in res.output
+            )
+            assert "settled 1 folder in 1 partition of" in res.output
     assert ("was stopped before it took effect" in caplog.text) == (stop_at == "before_commit"), caplog.text
     rows_after, errors_after, files = _state(clean)
     assert (rows_after, errors_after) == (rows, errors) and not [f for f in files if "_rewrite" in f]
@@ -186,3 +198,59 @@ def test_a_journal_not_found_in_a_filesystems_own_words_is_none_one_unreadable_i
     assert rewrite_mod._journal(Worded(there=False), "s/ds/m/clean") is None
     with pytest.raises(DamagedPartFile, match=r"s/ds/m/clean/_rewrite\.json, the journal .* \(timed out\)"):
         rewrite_mod._journal(Worded(there=True), "s/ds/m/clean")
+
+
+def test_a_replaced_file_that_cannot_be_deleted_is_a_warning_ls_flags_it_and_store_settle_finishes_it(
+    store, capsys, caplog
+):
+    clean = store.partition("ds", "m", "clean")
+    held = clean.track_hits(_ids(["c"]))[0]
+    replaced = next(iter(held)).rsplit("/", 1)[-1]  # [c, d]'s file: rewritten into [d]'s, then deleted — refused
+    fs = faulty_fs(refused={replaced})
+    locked = EmbeddingStore(store.root, filesystem=fs, create=False)
+    with caplog.at_level(logging.WARNING, logger="repeval.store.rewrite"):
+        remove_tracks(locked, [locked.partition("ds", "m", "clean")], ["c", "x"], yes=True)  # no exception: done
+    out = capsys.readouterr()
+    assert "deleted 1 row and 1 error record of 2 tracks from 1 partition" in out.out
+    assert f"warning: 1 replaced file could not be deleted (ds/m/clean: {replaced})" in out.err
+    assert "`repeval store settle " in out.err and "Permission denied" in caplog.text
+    assert _state(clean)[:2] == (["a", "b", "d", "e"], ["y"])  # repeval reads the removal as done
+    assert sorted(pq.read_table(clean.path).column("track_id").to_pylist()) == ["a", "b", "c", "d", "d", "e"]
+
+    # a plain reader's view is flagged, with the command that settles it
+    res = CliRunner().invoke(app, ["store", "ls", store.uri])
+    assert res.exit_code == 0, res.output
+    rows = [line.split() for line in res.output.splitlines() if line.startswith("ds/m/")]
+    states = {r[0]: r[1] for r in rows if not r[0].endswith(":")}  # the table's rows, not the note after it
+    assert states == {"ds/m/D1": "complete", "ds/m/clean": "unsettled"}, res.output
+    assert (
+        "ds/m/clean: a track removal (`repeval store rm … --track`) was stopped or could not finish, leaving 1 file(s) "
+        f"it replaced or was writing ({replaced})" in res.output
+    )
+    assert f"`repeval store settle {store.uri} ds/m/clean`" in res.output
+    res = CliRunner().invoke(app, ["store", "show", store.uri, "ds/m/clean", "--rows", "0"])
+    assert res.exit_code == 0 and "`repeval store settle" in res.output, res.output
+
+    # while the file cannot be deleted: settling fails naming it, a new removal is refused (its journal would show
+    # the stuck file again), and nothing changes
+    with pytest.raises(
+        RuntimeError, match=rf"could not delete 1 file\(s\) .*ds/m/clean/{replaced} \(.*Permission denied"
+    ):
+        settle_partitions(locked, locked.partitions())
+    with pytest.raises(RuntimeError, match="ds/m/clean: nothing was removed — could not delete"):
+        locked.partition("ds", "m", "clean").remove_tracks(_ids(["a"]))
+    with pytest.raises(RuntimeError, match=r"ds/m/clean: not marked complete .* could not delete"):
+        locked.partition("ds", "m", "clean").finish({})  # a run done with it: complete, a plain reader trusts it
+    assert _state(clean)[:2] == (["a", "b", "d", "e"], ["y"]) and not clean.complete
+
+    fs.handler.refused.clear()  # deletable again (the permission fixed, the bucket reachable)
+    res = CliRunner().invoke(app, ["store", "settle", store.uri])
+    assert res.exit_code == 0, res.output
+    assert "ds/m/clean: finished a stopped track removal: deleted 1 replaced file" in res.output
+    assert "settled 1 folder in 2 partitions of" in res.output
+    assert sorted(pq.read_table(clean.path).column("track_id").to_pylist()) == ["a", "b", "d", "e"]
+    assert _state(clean)[:2] == (["a", "b", "d", "e"], ["y"]) and clean.unsettled() is None
+    res = CliRunner().invoke(app, ["store", "ls", store.uri])
+    assert "unsettled" not in res.output and "ds/m/clean  incomplete" in res.output, res.output
+    res = CliRunner().invoke(app, ["store", "settle", store.uri, "ds/m/*"])
+    assert res.exit_code == 0 and "nothing to settle: no stopped track removal in 2 partitions" in res.output

@@ -1,0 +1,164 @@
+"""A lease on an embedding store that no ``flock`` can guard: one on object storage (``s3://``, ``gs://``) or any
+pyarrow filesystem but the local one. :class:`repeval.store.lock.StoreLock` takes it there.
+
+The lease is ``<store>/_lease.json``: the owner's host, pid and run id, when it took the lease, a random token, and
+``expires_at`` — :data:`TTL_S` ahead, pushed on every :data:`RENEW_S` by a thread while the owner runs. Another
+``run``, ``store rm`` or ``store settle`` refuses while an unexpired lease is there, naming its owner and the time it
+runs out; the owner deletes it when it lets go. An owner killed (``kill -9``, its machine gone) leaves its lease to
+expire, or ``repeval store unlock STORE --yes`` removes it at once.
+
+Object stores have no "create if absent" that pyarrow exposes, so taking the lease is read, write, then read again
+:data:`CONFIRM_S` later: of two processes that found no lease and wrote theirs within that time, the one whose token is
+no longer there refuses. The window left is a process stalling for longer than that between its read and its write
+(milliseconds otherwise): a lease, not a lock, on storage that offers none.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from repeval.store.layout import _atomic_write_bytes, read_if_there
+
+log = logging.getLogger(__name__)
+
+#: the lease file, in the store's root
+LEASE = "_lease.json"
+#: how long a lease holds without being renewed (an owner killed blocks the store that long, or until unlocked)
+TTL_S = 600.0
+#: how often the owner pushes its lease's expiry on
+RENEW_S = 60.0
+#: how long after writing its lease a process reads it back, to find another that wrote its own at the same time
+CONFIRM_S = 1.0
+
+
+class LeaseError(RuntimeError):
+    """A lease file that cannot be read as one (not JSON, not this module's)."""
+
+
+def read_lease(fs: pafs.FileSystem, root: str) -> dict[str, Any] | None:
+    """The lease of the store at ``root`` (``None`` when there is none); one that is not a lease raises
+    :class:`LeaseError`, naming ``repeval store unlock``."""
+    path = f"{root}/{LEASE}"
+    raw = read_if_there(fs, path)
+    if raw is None:
+        return None
+    try:
+        info = json.loads(raw.decode())
+    except ValueError:
+        info = None
+    if not isinstance(info, dict) or not isinstance(info.get("expires_at"), int | float):
+        raise LeaseError(
+            f"{path} is not a lease repeval wrote (no expires_at): if no run writes to the store, remove it with "
+            "`repeval store unlock STORE --yes`"
+        )
+    return info
+
+
+def utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts))
+
+
+def busy_message(uri: str, info: dict[str, Any]) -> str:
+    """The refusal for a store whose lease ``info`` has not expired."""
+    from repeval.store.lock import describe
+
+    return (
+        f"store {uri} is in use by {describe(info)}: its lease on the store runs until {utc(info['expires_at'])} "
+        f"(renewed every {RENEW_S:.0f} s while it runs) — wait for it to finish, or give this run another run.store; "
+        f"if that process is gone (killed, its machine down), remove its lease with `repeval store unlock {uri} --yes` "
+        "(it also expires by itself then)"
+    )
+
+
+class Lease:
+    """The lease of ``store`` for ``run_id``: :meth:`acquire` (raising ``StoreLocked`` while another holds it),
+    renewed by a thread until :meth:`release`."""
+
+    def __init__(self, store: Any, run_id: str | None) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.token = uuid.uuid4().hex
+        self._info: dict[str, Any] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _write(self) -> None:
+        now = time.time()
+        self._info.update(renewed_at=now, expires_at=now + TTL_S)
+        _atomic_write_bytes(self.store.fs, f"{self.store.root}/{LEASE}", json.dumps(self._info, indent=1).encode())
+
+    def acquire(self) -> None:
+        from repeval.store.lock import StoreLocked, describe, owner_info
+
+        fs, root = self.store.fs, self.store.root
+        current = read_lease(fs, root)
+        if current is not None and current["expires_at"] > time.time():
+            raise StoreLocked(busy_message(self.store.uri, current))
+        if current is not None:
+            log.info(
+                "store %s: the lease of %s expired at %s without being released (killed, or its machine went down): "
+                "taken over",
+                self.store.uri, describe(current), utc(current["expires_at"]),
+            )  # fmt: skip
+        self._info = {**owner_info(self.run_id), "token": self.token}
+        fs.create_dir(root, recursive=True)
+        self._write()
+        try:
+            time.sleep(CONFIRM_S)
+            back = read_lease(fs, root)
+        except BaseException:  # stopped (Ctrl-C) or the storage failed: not left to block the store for TTL_S
+            self._drop_own()
+            raise
+        if back is None or back.get("token") != self.token:
+            raise StoreLocked(
+                busy_message(self.store.uri, back) + " — it took the store at the same moment as this one"
+                if back is not None
+                else f"store {self.store.uri}: the lease this process wrote was removed at once (`repeval store "
+                "unlock`?); run again"
+            )
+        self._thread = threading.Thread(target=self._renew, name="repeval-store-lease", daemon=True)
+        self._thread.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(RENEW_S):
+            try:
+                current = read_lease(self.store.fs, self.store.root)
+                if current is None or current.get("token") != self.token:
+                    log.error(
+                        "store %s: this process' lease was removed (`repeval store unlock`) or taken over: another run "
+                        "may write to the store now — stop one of them",
+                        self.store.uri,
+                    )
+                    return
+                self._write()
+            except (OSError, LeaseError) as exc:  # a passing outage: tried again at the next renewal
+                log.warning(
+                    "store %s: could not renew this process' lease (%s); it runs until %s",
+                    self.store.uri, exc, utc(self._info.get("expires_at", 0)),
+                )  # fmt: skip
+
+    def release(self) -> None:
+        """Stop renewing and delete the lease, if it is still this process' own."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._drop_own()
+
+    def _drop_own(self) -> None:
+        """Delete the lease if it is this process' own (never another's that took it over)."""
+        try:
+            current = read_lease(self.store.fs, self.store.root)
+            if current is not None and current.get("token") == self.token:
+                self.store.fs.delete_file(f"{self.store.root}/{LEASE}")
+        except (OSError, LeaseError) as exc:  # it expires by itself
+            log.warning(
+                "store %s: could not remove this process' lease (%s); it expires at %s",
+                self.store.uri, exc, utc(self._info.get("expires_at", 0)),
+            )  # fmt: skip
