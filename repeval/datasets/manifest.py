@@ -205,6 +205,34 @@ def _no_targets(ds: Any, task: Any) -> str | None:
     return f"label_column: no row of {column!r} holds a regression target, it has {what}{hint or ' — ' + label_fix(ds, task)}"
 
 
+#: a label cell of two whole numbers split at ``,`` — ``0,31``, a number with a decimal comma read as two targets
+_COMMA_CELL = r"^\s*[-+]?\d+\s*,\s*\d+\s*$"
+
+
+def decimal_comma_warning(ds: Any, task: Any) -> str | None:
+    """What ``repeval validate`` warns of a regression catalog read with a decimal point whose first rows' target cells
+    (a CSV block, a Parquet batch) are each two whole numbers split at ``label_separator`` ``,`` (``0,31``: two targets,
+    0 and 31), naming ``decimal: ','``; the load notes the same of every row. ``None`` otherwise."""
+    from repeval.datasets.manifest_rows import target_separator
+
+    if getattr(task, "effective_type", None) != "regression" or target_separator(ds) != ",":
+        return None
+    column = ds.label_column or task.label or task.name
+    with contextlib.closing(iter_manifest(ds.manifest, [column], delimiter=ds.delimiter)) as batches:
+        first = next(batches, None)
+    if first is None:
+        return None
+    cells = pc.utf8_trim_whitespace(first[1].column(0).fill_null(""))
+    cells = cells.filter(pc.not_equal(cells, ""))
+    if not len(cells) or not pc.all(pc.match_substring_regex(cells, _COMMA_CELL)).as_py():
+        return None
+    return (
+        f"label_column: the first {len(cells)} cells of {column!r} each hold two whole numbers split at "
+        f"label_separator ',' (e.g. {cells[0].as_py()!r}), read as two targets — if ',' is its decimal mark, set "
+        "decimal: ','"
+    )
+
+
 def iter_manifest(
     uri: str, columns: list[str] | None = None, batch_rows: int = BATCH_ROWS, delimiter: str | None = None
 ) -> Generator[tuple[int, pa.RecordBatch], None, None]:

@@ -10,9 +10,12 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from dataset_fixtures import ds_cfg, task_cfg, write_audio
+from typer.testing import CliRunner
 
 import repeval.datasets.catalog as catalog
+from repeval.cli import app
 from repeval.datasets import load_dataset, spill
 from repeval.datasets.base import ROW_SCHEMA
 from repeval.datasets.splits import split_counts
@@ -506,6 +509,21 @@ def test_decimal_commas_of_a_semicolon_export_are_read_as_the_same_labels_as_dec
     as_points, report = load_dataset(eu.model_copy(update={"decimal": "."}), task)  # the setting changes the labels
     assert as_points.column("label")[31].as_py() == ["-0", "019"] and "set decimal: ','" in report.notes[0]
     assert tracks_digest(as_points) != tracks_digest(want) and digest_test_rows(as_points) != digest_test_rows(want)
+
+    # `repeval validate` warns of it from the first rows, naming the fix; with decimal ',' it has nothing to say
+    config = {"experiments": [{
+        "task": {"name": "valence", "type": "regression"},
+        "datasets": [eu.model_dump(include={"name", "type", "manifest", "label_column", "delimiter"})],
+        "deformations": [], "embedding_models": ["mfcc-stats"], "metrics": ["r2"],
+        "downstream_models": [{"type": "linear"}],
+    }]}  # fmt: skip
+    for decimal, said in ((".", "warning: experiments[0].datasets[0].label_column: the first 60 cells of 'valence' each "
+                           "hold two whole numbers split at label_separator ',' (e.g. '-0,050'), read as two targets — "
+                           "if ',' is its decimal mark, set decimal: ','\n"), (",", "")):  # fmt: skip
+        config["experiments"][0]["datasets"][0]["decimal"] = decimal
+        (audio_dir / "c.yaml").write_text(yaml.safe_dump(config))
+        res = CliRunner().invoke(app, ["validate", "--skip-model-check", str(audio_dir / "c.yaml")])
+        assert (res.exit_code, res.stderr) == (0, said), res.output
 
     # several targets per cell: at a label_separator other than the mark, named ones too (a name's comma stays)
     xy = task_cfg("xy", "regression")
