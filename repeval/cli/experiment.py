@@ -47,9 +47,9 @@ def validate(
     index too where mirdata looks when dir or index_path is not set — and mirdata splits load (checked from the data's
     index and metadata), unless --skip-data-check; every
     embedding model must be able to run — on this machine, or with RAY_ADDRESS set (a cluster, `ray job submit`)
-    on each of its live nodes — unless --skip-model-check. A regression catalog whose first target cells read as two
-    whole numbers each (0,31 with a decimal point) is warned of (set decimal: ','). Exit status 2: the configuration is invalid; 1: a model
-    cannot run (each named, with the reason and the fix)."""
+    on each of its live nodes — unless --skip-model-check. Exit status 2: the configuration is invalid; 1: a model
+    cannot run (each named, with the reason and the fix). A regression catalog whose first target cells read as two
+    whole numbers each (0,31 read with a decimal point) is warned of: set decimal: ','."""
     from repeval.config.loader import decimal_warnings, fold_split_warnings
 
     cfg = _load(config, check_data=not skip_data_check)

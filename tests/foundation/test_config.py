@@ -830,6 +830,7 @@ def _variant(change) -> dict:
 OTHER_TYPES_KEYS_AT_DEFAULTS = {
     "manifest": None,
     "delimiter": None,
+    "decimal": ".",
     "track_id_column": "track_id",
     "audio_column": "audio_path",
     "label_column": None,
