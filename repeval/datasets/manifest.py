@@ -202,7 +202,8 @@ def _no_targets(ds: Any, task: Any) -> str | None:
                 _, values, keep = split_cells(batch.column(0).slice(i, 1), target_separator(ds))
                 hint = _decimal_hint(values, keep, decimal)
     what = f"cells such as {example}" if example else "empty cells only"
-    return f"label_column: no row of {column!r} holds a regression target, it has {what}{hint or ' — ' + label_fix(ds, task)}"
+    fix = hint or f" — {label_fix(ds, task)}"  # the other decimal mark's numbers: that mark's fix
+    return f"label_column: no row of {column!r} holds a regression target, it has {what}{fix}"
 
 
 #: a label cell of two whole numbers split at ``,`` — ``0,31``, a number with a decimal comma read as two targets
