@@ -5,8 +5,8 @@ Columns, each named by a key of the dataset: a track id (``track_id_column``, de
 (``audio_column``, default ``audio_path``; relative to the manifest's folder, or ``dir`` when given, or absolute / a
 URI), one label column (``label_column``, default the task's ``label``, else its ``name``; multi-label and
 regression cells separated by ``label_separator``, default ``,``; regression targets written with ``decimal`` as their
-decimal mark, ``.`` or ``,`` — ``0,31``, kept as ``0.31``, a cell one target unless ``label_separator`` is not ``,``)
-and optionally a split column (``split_column``:
+decimal mark, ``.`` or ``,`` — with ``decimal: ','``, ``0,31`` is kept as ``0.31`` and a cell is one target unless
+``label_separator`` is another character) and optionally a split column (``split_column``:
 ``train``, ``validation`` or ``val``/``valid``/``dev``, ``test``, in any case; its empty cells, or every track
 without it, get a seeded split by ``split_ratios``, default 0.8/0.1/0.1, stratified by label, a regression target's
 plain) and a group column (``group_column``: an artist or album kept within one split). Other columns are ignored. A
@@ -61,8 +61,8 @@ from repeval.datasets.manifest import read_manifest as read_manifest
 from repeval.datasets.manifest_rows import SPLIT_ALIASES as SPLIT_ALIASES
 from repeval.datasets.manifest_rows import _base_dir as _base_dir
 from repeval.datasets.manifest_rows import _BatchValidator as _BatchValidator
+from repeval.datasets.manifest_rows import comma_fix, target_separator
 from repeval.datasets.manifest_rows import masked_column as masked_column
-from repeval.datasets.manifest_rows import target_separator
 from repeval.datasets.spill import Partitions, TableSpool, hash64, n_partitions, partition_of
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
     ):
         report.notes.append(note)
     if getattr(task, "effective_type", None) == "regression" and (
-        note := _decimal_comma_note(table.column("label"), label_col, target_separator(ds))
+        note := _decimal_comma_note(table.column("label"), label_col, target_separator(ds), comma_fix(ds, fmt))
     ):
         report.notes.append(note)
     log.info("catalog %s: %d of %d rows usable", ds.manifest, table.num_rows, n_read)
@@ -209,10 +209,10 @@ def _separator_note(labels: pa.ChunkedArray, column: str, separator: str) -> str
     )
 
 
-def _decimal_comma_note(targets: pa.ChunkedArray, column: str, separator: str | None) -> str | None:
+def _decimal_comma_note(targets: pa.ChunkedArray, column: str, separator: str | None, fix: str) -> str | None:
     """A note when a regression column split at ``separator`` ``,`` gave every track two targets, each a whole number
     before one of digits after — ``0,31`` read as the targets 0 and 31, its comma a decimal mark (a spreadsheet
-    exported with ``;`` between columns, ``delimiter: ';'``) — naming the fix, ``decimal: ','``; ``None``
+    exported with ``;`` between columns, ``delimiter: ';'``) — naming the ``fix`` (:func:`comma_fix`); ``None``
     otherwise."""
     lengths = pc.list_value_length(targets)
     if separator != "," or len(targets) == 0 or pc.min(lengths).as_py() != 2 or pc.max(lengths).as_py() != 2:
@@ -227,6 +227,6 @@ def _decimal_comma_note(targets: pa.ChunkedArray, column: str, separator: str | 
     cell = ",".join(targets[0].as_py())
     return (
         f"every track has two targets in {column}, split at label_separator ',', each a whole number (e.g. {cell!r}: "
-        f"{cell.replace(',', ' and ')}): if ',' is its decimal mark, set decimal: ',' — each cell is then one "
-        f"target ({cell.replace(',', '.')})"
+        f"{cell.replace(',', ' and ')}): if ',' is its decimal mark, {fix} — each cell is then one target "
+        f"({cell.replace(',', '.')})"
     )

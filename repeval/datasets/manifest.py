@@ -186,7 +186,14 @@ def _no_targets(ds: Any, task: Any) -> str | None:
     """The problem of a regression task whose label column holds no target in any cell (a column of words: every row
     would be dropped and the load stop with :func:`label_fix`), with its first cell of text; ``None`` as soon as a
     batch holds a target — the first one, for a usable manifest."""
-    from repeval.datasets.manifest_rows import _decimal_hint, _rowref, split_cells, target_cells, target_separator
+    from repeval.datasets.manifest_rows import (
+        _decimal_hint,
+        _rowref,
+        comma_fix,
+        split_cells,
+        target_cells,
+        target_separator,
+    )
 
     column = ds.label_column or task.label or task.name
     decimal = getattr(ds, "decimal", ".")
@@ -200,7 +207,7 @@ def _no_targets(ds: Any, task: Any) -> str | None:
                 i = int(np.flatnonzero(text)[0])
                 example = f"{batch.column(0)[i].as_py()!r} ({_rowref(_manifest_format(ds.manifest), start + i)})"
                 _, values, keep = split_cells(batch.column(0).slice(i, 1), target_separator(ds))
-                hint = _decimal_hint(values, keep, decimal)
+                hint = _decimal_hint(values, keep, decimal, comma_fix(ds, _manifest_format(ds.manifest)))
     what = f"cells such as {example}" if example else "empty cells only"
     fix = hint or f" — {label_fix(ds, task)}"  # the other decimal mark's numbers: that mark's fix
     return f"label_column: no row of {column!r} holds a regression target, it has {what}{fix}"
@@ -214,7 +221,7 @@ def decimal_comma_warning(ds: Any, task: Any) -> str | None:
     """What ``repeval validate`` warns of a regression catalog read with a decimal point whose first rows' target cells
     (a CSV block, a Parquet batch) are each two whole numbers split at ``label_separator`` ``,`` (``0,31``: two targets,
     0 and 31), naming ``decimal: ','``; the load notes the same of every row. ``None`` otherwise."""
-    from repeval.datasets.manifest_rows import target_separator
+    from repeval.datasets.manifest_rows import comma_fix, target_separator
 
     if getattr(task, "effective_type", None) != "regression" or target_separator(ds) != ",":
         return None
@@ -229,8 +236,8 @@ def decimal_comma_warning(ds: Any, task: Any) -> str | None:
         return None
     return (
         f"label_column: the first {len(cells)} cells of {column!r} each hold two whole numbers split at "
-        f"label_separator ',' (e.g. {cells[0].as_py()!r}), read as two targets — if ',' is its decimal mark, set "
-        "decimal: ','"
+        f"label_separator ',' (e.g. {cells[0].as_py()!r}), read as two targets — if ',' is its decimal mark, "
+        f"{comma_fix(ds, _manifest_format(ds.manifest))}"
     )
 
 

@@ -46,6 +46,20 @@ def target_separator(ds: Any) -> str | None:
     return None if ds.label_separator == getattr(ds, "decimal", ".") else ds.label_separator
 
 
+def comma_fix(ds: Any, fmt: str) -> str:
+    """What reads a manifest's numbers written with a decimal comma: ``decimal: ','`` — and, when commas separate its
+    columns (its cells quoted), ``;`` between them, as the decimal mark may not be the delimiter
+    (:func:`~repeval.datasets.manifest.decimal_problem`)."""
+    from repeval.datasets.manifest import csv_delimiter
+
+    if fmt == "csv" and csv_delimiter(ds.manifest, ds.delimiter) == ",":
+        return (
+            "write its numbers with a decimal point, or its columns separated by ';' and set delimiter: ';' and "
+            "decimal: ','"
+        )
+    return "set decimal: ','"
+
+
 def point_decimals(values: pa.Array, decimal: str) -> pa.Array:
     """Regression targets written with ``decimal`` as their decimal mark (checked by :func:`_non_numeric_rows`) with
     a decimal point, as the task encoder reads them and the rows keep them: ``0,31`` → ``0.31``, ``a=-1,5e3`` →
@@ -183,7 +197,8 @@ class _BatchValidator:
         if regression:
             bad_rows = _non_numeric_rows(parent, values, keep, n, self.decimal)
             if (ok & bad_rows).any():
-                why = f"non-numeric regression target in {self.label_col}{_decimal_hint(values, keep, self.decimal)}"
+                hint = _decimal_hint(values, keep, self.decimal, comma_fix(self.ds, self.fmt))
+                why = f"non-numeric regression target in {self.label_col}{hint}"
                 self._bad("unknown_labels", ids, rows, ok & bad_rows, why)
             ok &= ~bad_rows
             values = point_decimals(values, self.decimal)
@@ -307,7 +322,7 @@ def _non_numeric_rows(parent: np.ndarray, values: pa.Array, keep: np.ndarray, n:
     return bad
 
 
-def _decimal_hint(values: pa.Array, keep: np.ndarray, decimal: str) -> str:
+def _decimal_hint(values: pa.Array, keep: np.ndarray, decimal: str, fix: str) -> str:
     """What to set when targets that are no number with ``decimal`` as their decimal mark are with the other one:
     ``0,31`` read with a decimal point, ``0.31`` with a decimal comma; ``""`` otherwise."""
     kept = values.filter(pa.array(keep))
@@ -319,7 +334,7 @@ def _decimal_hint(values: pa.Array, keep: np.ndarray, decimal: str) -> str:
     if not pc.any(wrong).as_py():
         return ""
     if decimal == ".":
-        return " — if ',' is its decimal mark, set decimal: ','"
+        return f" — if ',' is its decimal mark, {fix}"
     return " — it has a decimal point, but decimal is ',': remove decimal if '.' is its decimal mark"
 
 

@@ -491,13 +491,12 @@ def test_decimal_commas_of_a_semicolon_export_are_read_as_the_same_labels_as_dec
 
     task = task_cfg("valence", "regression")
     rows = [[f"r{i}", f"audio/a{i % 4}.wav", f"{0.001 * i - 0.05:.3f}", "x=1.5e-2|y=2"] for i in range(60)]
-    point = ds_cfg("cat", "catalog", label_column="valence",
-                   manifest=str(_write_csv(audio_dir / "m.csv", ["track_id", "audio_path", "valence", "xy"], rows)))  # fmt: skip
+    header = ["track_id", "audio_path", "valence", "xy"]
+    point = ds_cfg(
+        "cat", "catalog", label_column="valence", manifest=str(_write_csv(audio_dir / "m.csv", header, rows))
+    )
     (audio_dir / "eu.csv").write_text(
-        "".join(
-            ";".join(r[:2] + [c.replace(".", ",") for c in r[2:]]) + "\n"
-            for r in [["track_id", "audio_path", "valence", "xy"], *rows]
-        )
+        "".join(";".join(r[:2] + [c.replace(".", ",") for c in r[2:]]) + "\n" for r in [header, *rows])
     )
     eu = ds_cfg("cat", "catalog", manifest=str(audio_dir / "eu.csv"), label_column="valence", delimiter=";",
                 decimal=",")  # fmt: skip
@@ -510,6 +509,14 @@ def test_decimal_commas_of_a_semicolon_export_are_read_as_the_same_labels_as_dec
     assert as_points.column("label")[31].as_py() == ["-0", "019"] and "set decimal: ','" in report.notes[0]
     assert tracks_digest(as_points) != tracks_digest(want) and digest_test_rows(as_points) != digest_test_rows(want)
 
+    # the same cells quoted in a comma-separated file: decimal ',' may not be its delimiter, so the fix says both
+    quoted = _write_csv(audio_dir / "quoted.csv", ["track_id", "audio_path", "valence"],
+                        [[i, p, v.replace(".", ",")] for i, p, v, _ in rows])  # fmt: skip
+    note = load_dataset(point.model_copy(update={"manifest": str(quoted)}), task)[1].notes[0]
+    assert note.endswith(": if ',' is its decimal mark, write its numbers with a decimal point, or its columns "
+                         "separated by ';' and set delimiter: ';' and decimal: ',' — each cell is then one target "
+                         "(-0.050)")  # fmt: skip
+
     # `repeval validate` warns of it from the first rows, naming the fix; with decimal ',' it has nothing to say
     config = {"experiments": [{
         "task": {"name": "valence", "type": "regression"},
@@ -517,9 +524,12 @@ def test_decimal_commas_of_a_semicolon_export_are_read_as_the_same_labels_as_dec
         "deformations": [], "embedding_models": ["mfcc-stats"], "metrics": ["r2"],
         "downstream_models": [{"type": "linear"}],
     }]}  # fmt: skip
-    for decimal, said in ((".", "warning: experiments[0].datasets[0].label_column: the first 60 cells of 'valence' each "
-                           "hold two whole numbers split at label_separator ',' (e.g. '-0,050'), read as two targets — "
-                           "if ',' is its decimal mark, set decimal: ','\n"), (",", "")):  # fmt: skip
+    warned = (
+        "warning: experiments[0].datasets[0].label_column: the first 60 cells of 'valence' each hold two whole numbers "
+        "split at label_separator ',' (e.g. '-0,050'), read as two targets — if ',' is its decimal mark, set "
+        "decimal: ','\n"
+    )
+    for decimal, said in ((".", warned), (",", "")):
         config["experiments"][0]["datasets"][0]["decimal"] = decimal
         (audio_dir / "c.yaml").write_text(yaml.safe_dump(config))
         res = CliRunner().invoke(app, ["validate", "--skip-model-check", str(audio_dir / "c.yaml")])
@@ -534,10 +544,15 @@ def test_decimal_commas_of_a_semicolon_export_are_read_as_the_same_labels_as_dec
     # the other mark than the one set: every row named with the fix, and `repeval validate` (manifest_problems) says it
     (points := audio_dir / "points.csv").write_text((audio_dir / "m.csv").read_text().replace(",", ";"))
     wrong = [
-        (eu.model_copy(update={"label_separator": "|", "decimal": "."}), "if ',' is its decimal mark, set decimal: ','"),
-        (eu.model_copy(update={"manifest": str(points)}), "it has a decimal point, but decimal is ',': remove decimal if '.' "
-         "is its decimal mark"),
-    ]  # fmt: skip
+        (
+            eu.model_copy(update={"label_separator": "|", "decimal": "."}),
+            "if ',' is its decimal mark, set decimal: ','",
+        ),
+        (
+            eu.model_copy(update={"manifest": str(points)}),
+            "it has a decimal point, but decimal is ',': remove decimal if '.' is its decimal mark",
+        ),
+    ]
     for ds, fix in wrong:
         with pytest.raises(ValueError, match="no usable rows among 60") as err:
             load_dataset(ds, task)
