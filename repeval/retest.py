@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -171,7 +172,7 @@ def retest_group(
     labels: list[str] = []
     if added:
         try:
-            new_rows, confusion, failed, labels = _score(ctx, item, added, tested, states)
+            new_rows, confusion, failed, labels = _score(ctx, item, added, tested, states, _target(item, before))
         except Exception:  # trained again, as it would have been before: never a wrong result
             log.exception("%s: testing the selected probes on scenario(s) %s raised", item.name, ", ".join(added))
             return f"testing the probes it selected on scenario(s) {', '.join(added)} raised (logged above)"
@@ -210,13 +211,35 @@ def retest_group(
     return None
 
 
+#: how results named a regression task's targets given without a name before they took the label column's name
+_UNNAMED = re.compile(r"dim\d+")
+
+
+def _target(item: _Pending, before: list[dict[str, Any]]) -> str | None:
+    """What names group ``item``'s regression targets given without a name in the rows of its added scenarios: the
+    label column's name (:func:`~repeval.run.groups.target_name`), as training names them — or, for a group whose
+    results (``before``) name them ``dim0``, ``dim1``, … (trained by a repeval before targets took that name),
+    ``None``, which keeps those names: each target has one name in a group's per-label rows."""
+    from repeval.run.groups import target_name
+
+    labels = {r["label"] for r in before if r.get("label") is not None}
+    if item.exp.task.effective_type == "regression" and labels and all(_UNNAMED.fullmatch(x) for x in labels):
+        return None
+    return target_name(item.exp, item.dataset)
+
+
 def _score(
-    ctx: RunContext, item: _Pending, added: list[str], tested: list[dict[str, Any]], states: list[dict[str, Any]]
+    ctx: RunContext,
+    item: _Pending,
+    added: list[str],
+    tested: list[dict[str, Any]],
+    states: list[dict[str, Any]],
+    target: str | None,
 ) -> tuple[list[dict[str, Any]], dict[tuple[str, int, str], list[list[int]]], list[dict[str, Any]], list[str]]:
     """The ``added`` test sets of group ``item`` scored with its ``tested`` probes (their ``states``), as its
-    training would have: result rows, confusion matrices, failed test cells, and the task's labels."""
+    training would have: result rows, confusion matrices, failed test cells, and the task's labels; ``target`` names
+    regression targets given without a name (:func:`_target`)."""
     from repeval.probes.inference import predict
-    from repeval.run.groups import target_name
     from repeval.runner import _augment, _fold_hint
     from repeval.tuning.data import probe_data
     from repeval.tuning.search import expand_all, sampled_config
@@ -226,8 +249,7 @@ def _score(
     try:  # the clean splits and the added scenarios' test sets
         data = probe_data(
             exp.task.effective_type, item.rows, ctx.store, item.dataset, item.model, added,
-            aggregation=exp.task.aggregation, augment=_augment(exp, item.dataset),
-            target=target_name(exp, item.dataset),
+            aggregation=exp.task.aggregation, augment=_augment(exp, item.dataset), target=target,
         )  # fmt: skip
     except ValueError as exc:
         raise ValueError(f"{exc}{_fold_hint(ctx, item)}") from None

@@ -48,13 +48,15 @@ def validate(
     index and metadata), unless --skip-data-check; every
     embedding model must be able to run — on this machine, or with RAY_ADDRESS set (a cluster, `ray job submit`)
     on each of its live nodes — unless --skip-model-check. Exit status 2: the configuration is invalid; 1: a model
-    cannot run (each named, with the reason and the fix)."""
-    from repeval.config.loader import fold_split_warnings
+    cannot run (each named, with the reason and the fix). A regression catalog whose first target cells read as two
+    whole numbers each (0,31 read with a decimal point) is warned of: set decimal: ','."""
+    from repeval.config.loader import decimal_warnings, fold_split_warnings
 
     cfg = _load(config, check_data=not skip_data_check)
     n = len(cfg.experiments)
     typer.echo(f"{config}: valid ({n} experiment{'s' if n != 1 else ''})")
-    for line in fold_split_warnings(cfg, data_checked=not skip_data_check):
+    checked = not skip_data_check
+    for line in fold_split_warnings(cfg, data_checked=checked) + decimal_warnings(cfg, data_checked=checked):
         typer.secho(f"warning: {line}", fg=typer.colors.YELLOW, err=True)
     if not skip_model_check:
         typer.echo(_check_models(cfg))

@@ -156,6 +156,12 @@ class ExperimentConfig(Strict):
                     f"which only a multilabel_classification task reads (this task is {self.task.effective_type}): "
                     "remove annotated_column"
                 )
+            if ds.type == "catalog" and ds.decimal != "." and self.task.effective_type != "regression":
+                raise ValueError(
+                    f"datasets[{j}].decimal: {ds.decimal!r} is the decimal mark of regression targets, which only a "
+                    f"regression task reads (this task is {self.task.effective_type}, whose labels are read as "
+                    "written): remove decimal"
+                )
         for ds in self.datasets if self.augment else ():
             known = list(self.scenarios_for(ds))
             for sid in self.augment:

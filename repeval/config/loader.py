@@ -252,6 +252,22 @@ def fold_split_warnings(cfg: Config, data_checked: bool) -> list[str]:
     return out
 
 
+def decimal_warnings(cfg: Config, data_checked: bool) -> list[str]:
+    """What ``repeval validate`` warns of each regression catalog whose local manifest's first target cells look like
+    numbers with a decimal comma read with a decimal point (:func:`~repeval.datasets.manifest.decimal_comma_warning`);
+    nothing with ``--skip-data-check`` or of a remote manifest (the load notes it)."""
+    from repeval.datasets.manifest import decimal_comma_warning
+
+    out = []
+    for ei, exp in enumerate(cfg.experiments):
+        for di, ds in enumerate(exp.datasets):
+            if not data_checked or ds.type != "catalog" or "://" in str(ds.manifest):
+                continue
+            if warning := decimal_comma_warning(ds, exp.task):
+                out.append(f"experiments[{ei}].datasets[{di}].{warning}")
+    return out
+
+
 def _path_hint(value: str, path: Path, is_dir: bool, source: str | None) -> str:
     """How to fix a local data path that does not exist: where relative paths start from, and the two slips that
     make a right path wrong — writing it relative to the config file (it is read from the current directory), or

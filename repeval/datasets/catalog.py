@@ -4,7 +4,9 @@ spreadsheet export's ``;``, set as ``delimiter``) or Parquet manifest, local or 
 Columns, each named by a key of the dataset: a track id (``track_id_column``, default ``track_id``), an audio path
 (``audio_column``, default ``audio_path``; relative to the manifest's folder, or ``dir`` when given, or absolute / a
 URI), one label column (``label_column``, default the task's ``label``, else its ``name``; multi-label and
-regression cells separated by ``label_separator``, default ``,``) and optionally a split column (``split_column``:
+regression cells separated by ``label_separator``, default ``,``; regression targets written with ``decimal`` as their
+decimal mark, ``.`` or ``,`` — with ``decimal: ','``, ``0,31`` is kept as ``0.31`` and a cell is one target unless
+``label_separator`` is another character) and optionally a split column (``split_column``:
 ``train``, ``validation`` or ``val``/``valid``/``dev``, ``test``, in any case; its empty cells, or every track
 without it, get a seeded split by ``split_ratios``, default 0.8/0.1/0.1, stratified by label, a regression target's
 plain) and a group column (``group_column``: an artist or album kept within one split). Other columns are ignored. A
@@ -50,15 +52,16 @@ from repeval.datasets.manifest import BATCH_ROWS as BATCH_ROWS
 from repeval.datasets.manifest import CSV_BLOCK_BYTES as CSV_BLOCK_BYTES
 from repeval.datasets.manifest import _filesystem as _filesystem
 from repeval.datasets.manifest import _is_parquet as _is_parquet
+from repeval.datasets.manifest import decimal_problem, label_fix, one_column_problem
 from repeval.datasets.manifest import estimate_rows as estimate_rows
 from repeval.datasets.manifest import iter_manifest as iter_manifest
-from repeval.datasets.manifest import label_fix, one_column_problem
 from repeval.datasets.manifest import manifest_columns as manifest_columns
 from repeval.datasets.manifest import manifest_problems as manifest_problems
 from repeval.datasets.manifest import read_manifest as read_manifest
 from repeval.datasets.manifest_rows import SPLIT_ALIASES as SPLIT_ALIASES
 from repeval.datasets.manifest_rows import _base_dir as _base_dir
 from repeval.datasets.manifest_rows import _BatchValidator as _BatchValidator
+from repeval.datasets.manifest_rows import comma_fix, target_separator
 from repeval.datasets.manifest_rows import masked_column as masked_column
 from repeval.datasets.spill import Partitions, TableSpool, hash64, n_partitions, partition_of
 
@@ -135,6 +138,8 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
         )
     fs, path = _filesystem(ds.manifest)
     fmt = "parquet" if _is_parquet(path) or fs.get_file_info(path).type == pafs.FileType.Directory else "csv"
+    if fmt == "csv" and (problem := decimal_problem(ds)):
+        raise ValueError(f"catalog {problem}")
     report = LoadReport()
     duplicates = later_duplicates(ds.manifest, ds.track_id_column, ds.delimiter)
     validate = _BatchValidator(ds, task, label_col, fmt, report)
@@ -159,7 +164,7 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
     ):
         report.notes.append(note)
     if getattr(task, "effective_type", None) == "regression" and (
-        note := _decimal_comma_note(table.column("label"), label_col, ds.label_separator)
+        note := _decimal_comma_note(table.column("label"), label_col, target_separator(ds), comma_fix(ds, fmt))
     ):
         report.notes.append(note)
     log.info("catalog %s: %d of %d rows usable", ds.manifest, table.num_rows, n_read)
@@ -204,10 +209,11 @@ def _separator_note(labels: pa.ChunkedArray, column: str, separator: str) -> str
     )
 
 
-def _decimal_comma_note(targets: pa.ChunkedArray, column: str, separator: str) -> str | None:
+def _decimal_comma_note(targets: pa.ChunkedArray, column: str, separator: str | None, fix: str) -> str | None:
     """A note when a regression column split at ``separator`` ``,`` gave every track two targets, each a whole number
     before one of digits after — ``0,31`` read as the targets 0 and 31, its comma a decimal mark (a spreadsheet
-    exported with ``;`` between columns, ``delimiter: ';'``) — naming the fix; ``None`` otherwise."""
+    exported with ``;`` between columns, ``delimiter: ';'``) — naming the ``fix`` (:func:`comma_fix`); ``None``
+    otherwise."""
     lengths = pc.list_value_length(targets)
     if separator != "," or len(targets) == 0 or pc.min(lengths).as_py() != 2 or pc.max(lengths).as_py() != 2:
         return None
@@ -221,6 +227,6 @@ def _decimal_comma_note(targets: pa.ChunkedArray, column: str, separator: str) -
     cell = ",".join(targets[0].as_py())
     return (
         f"every track has two targets in {column}, split at label_separator ',', each a whole number (e.g. {cell!r}: "
-        f"{cell.replace(',', ' and ')}): if ',' is its decimal mark, write its numbers with a decimal point "
-        f"({cell.replace(',', '.')!r})"
+        f"{cell.replace(',', ' and ')}): if ',' is its decimal mark, {fix} — each cell is then one target "
+        f"({cell.replace(',', '.')})"
     )

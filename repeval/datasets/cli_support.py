@@ -129,6 +129,7 @@ def check_dataset_name(name: str, type_: str, subset: str | None = None) -> None
 CATALOG_KEYS = (
     "manifest",
     "delimiter",
+    "decimal",
     "track_id_column",
     "audio_column",
     "label_column",

@@ -47,6 +47,27 @@ def csv_delimiter(path: str, delimiter: str | None = None) -> str:
     return delimiter or ("\t" if path.lower().endswith(TSV_SUFFIXES) else ",")
 
 
+def decimal_problem(ds: Any) -> str | None:
+    """The problem of a CSV manifest whose regression targets' ``decimal`` mark is also the character between its
+    columns (:func:`csv_delimiter`): an unquoted ``0,31`` would be read as two cells. ``None`` when they differ."""
+    if ds.decimal == ".":
+        return None
+    sep = csv_delimiter(ds.manifest, ds.delimiter)
+    if sep != ds.decimal:
+        return None
+    given = (
+        "the dataset's delimiter, the character between the manifest's columns"
+        if ds.delimiter is not None
+        else f"the character between the columns of a manifest named {ds.manifest} (delimiter not set)"
+    )
+    return (
+        f"decimal {ds.decimal!r} is also {given}, so a number such as "
+        f"'0{ds.decimal}31' would be read as two cells — set delimiter to the character between its columns (';' "
+        "in a spreadsheet's export where the decimal mark is a comma), or remove decimal if its numbers have a "
+        "decimal point"
+    )
+
+
 def _csv_parse(path: str, delimiter: str | None) -> pacsv.ParseOptions:
     return pacsv.ParseOptions(delimiter=csv_delimiter(path, delimiter))
 
@@ -146,8 +167,10 @@ def manifest_problems(ds: Any, task: Any) -> list[str]:
 def label_fix(ds: Any, task: Any) -> str:
     """What to check when a catalog's labels left no usable row: the label column and what the task needs of it."""
     kind = getattr(task, "effective_type", None)
+    decimal = getattr(ds, "decimal", ".")
     want = {
-        "regression": "numbers, or name=value pairs",
+        "regression": "numbers, or name=value pairs"
+        + (f" (decimal mark {decimal!r}, as decimal sets)" if decimal != "." else ""),
         "key_estimation": "keys such as 'C# minor'",
     }.get(str(kind), "labels" + (" in dataset.classes" if ds.classes else ""))
     return f"check that label_column {ds.label_column or task.label or task.name!r} holds {want} for a {kind} task"
@@ -163,20 +186,59 @@ def _no_targets(ds: Any, task: Any) -> str | None:
     """The problem of a regression task whose label column holds no target in any cell (a column of words: every row
     would be dropped and the load stop with :func:`label_fix`), with its first cell of text; ``None`` as soon as a
     batch holds a target — the first one, for a usable manifest."""
-    from repeval.datasets.manifest_rows import _rowref, target_cells
+    from repeval.datasets.manifest_rows import (
+        _decimal_hint,
+        _rowref,
+        comma_fix,
+        split_cells,
+        target_cells,
+        target_separator,
+    )
 
     column = ds.label_column or task.label or task.name
-    example = None
+    decimal = getattr(ds, "decimal", ".")
+    example, hint = None, ""
     with contextlib.closing(iter_manifest(ds.manifest, [column], delimiter=ds.delimiter)) as batches:
         for start, batch in batches:
-            ok, text = target_cells(batch.column(0), ds.label_separator)
+            ok, text = target_cells(batch.column(0), target_separator(ds), decimal)
             if ok.any():
                 return None
             if example is None and text.any():
                 i = int(np.flatnonzero(text)[0])
                 example = f"{batch.column(0)[i].as_py()!r} ({_rowref(_manifest_format(ds.manifest), start + i)})"
+                _, values, keep = split_cells(batch.column(0).slice(i, 1), target_separator(ds))
+                hint = _decimal_hint(values, keep, decimal, comma_fix(ds, _manifest_format(ds.manifest)))
     what = f"cells such as {example}" if example else "empty cells only"
-    return f"label_column: no row of {column!r} holds a regression target, it has {what} — {label_fix(ds, task)}"
+    fix = hint or f" — {label_fix(ds, task)}"  # the other decimal mark's numbers: that mark's fix
+    return f"label_column: no row of {column!r} holds a regression target, it has {what}{fix}"
+
+
+#: a label cell of two whole numbers split at ``,`` — ``0,31``, a number with a decimal comma read as two targets
+_COMMA_CELL = r"^\s*[-+]?\d+\s*,\s*\d+\s*$"
+
+
+def decimal_comma_warning(ds: Any, task: Any) -> str | None:
+    """What ``repeval validate`` warns of a regression catalog read with a decimal point whose first rows' target cells
+    (a CSV block, a Parquet batch) are each two whole numbers split at ``label_separator`` ``,`` (``0,31``: two targets,
+    0 and 31), naming ``decimal: ','``; the load notes the same of every row. ``None`` otherwise."""
+    from repeval.datasets.manifest_rows import comma_fix, target_separator
+
+    if getattr(task, "effective_type", None) != "regression" or target_separator(ds) != ",":
+        return None
+    column = ds.label_column or task.label or task.name
+    with contextlib.closing(iter_manifest(ds.manifest, [column], delimiter=ds.delimiter)) as batches:
+        first = next(batches, None)
+    if first is None:
+        return None
+    cells = pc.utf8_trim_whitespace(first[1].column(0).fill_null(""))
+    cells = cells.filter(pc.not_equal(cells, ""))
+    if not len(cells) or not pc.all(pc.match_substring_regex(cells, _COMMA_CELL)).as_py():
+        return None
+    return (
+        f"label_column: the first {len(cells)} cells of {column!r} each hold two whole numbers split at "
+        f"label_separator ',' (e.g. {cells[0].as_py()!r}), read as two targets — if ',' is its decimal mark, "
+        f"{comma_fix(ds, _manifest_format(ds.manifest))}"
+    )
 
 
 def iter_manifest(

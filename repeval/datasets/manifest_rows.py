@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,7 +33,40 @@ SPLIT_ALIASES = {
     "testing": "test",
 }
 
-_NUMBER_RE = r"^\s*(?:[^=:\s]+\s*[=:]\s*)?[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*$"
+
+def _number_re(decimal: str = ".") -> str:
+    """A regression target written with ``decimal`` as its decimal mark: a number, or a ``name=value`` pair."""
+    d = re.escape(decimal)
+    return rf"^\s*(?:[^=:\s]+\s*[=:]\s*)?[-+]?(?:\d+{d}?\d*|{d}\d+)(?:[eE][-+]?\d+)?\s*$"
+
+
+def target_separator(ds: Any) -> str | None:
+    """What a regression task's cells are split at: ``label_separator``, unless it is the ``decimal`` mark (a cell
+    is then one target: ``0,31`` with ``decimal: ','``)."""
+    return None if ds.label_separator == getattr(ds, "decimal", ".") else ds.label_separator
+
+
+def comma_fix(ds: Any, fmt: str) -> str:
+    """What reads a manifest's numbers written with a decimal comma: ``decimal: ','`` — and, when commas separate its
+    columns (its cells quoted), ``;`` between them, as the decimal mark may not be the delimiter
+    (:func:`~repeval.datasets.manifest.decimal_problem`)."""
+    from repeval.datasets.manifest import csv_delimiter
+
+    if fmt == "csv" and csv_delimiter(ds.manifest, ds.delimiter) == ",":
+        return (
+            "write its numbers with a decimal point, or its columns separated by ';' and set delimiter: ';' and "
+            "decimal: ','"
+        )
+    return "set decimal: ','"
+
+
+def point_decimals(values: pa.Array, decimal: str) -> pa.Array:
+    """Regression targets written with ``decimal`` as their decimal mark (checked by :func:`_non_numeric_rows`) with
+    a decimal point, as the task encoder reads them and the rows keep them: ``0,31`` → ``0.31``, ``a=-1,5e3`` →
+    ``a=-1.5e3``; a name's own commas stay."""
+    if decimal == ".":
+        return values
+    return pc.replace_substring_regex(values, rf"{re.escape(decimal)}(\d*(?:[eE][-+]?\d+)?\s*)$", r".\1")
 
 
 def _base_dir(manifest: str, dir_: str | None) -> str:
@@ -91,6 +125,8 @@ class _BatchValidator:
         self.fmt = fmt
         self.report = report
         self.task_type = task.effective_type
+        #: the decimal mark of regression targets (``decimal``)
+        self.decimal = getattr(ds, "decimal", ".")
         self.base = _base_dir(ds.manifest, ds.dir)
         self.check_files = bool(getattr(ds, "check_files", True))
         classes = key_classes(self.task_type, getattr(ds, "classes", None))
@@ -156,11 +192,16 @@ class _BatchValidator:
 
     def _list_labels(self, raw: pa.Array, ids: pa.Array, rows: np.ndarray, ok: np.ndarray) -> pa.Array:
         n = len(raw)
-        parent, values, keep = split_cells(raw, self.ds.label_separator)
-        if self.task_type == "regression":
-            bad_rows = _non_numeric_rows(parent, values, keep, n)
-            self._bad("unknown_labels", ids, rows, ok & bad_rows, f"non-numeric regression target in {self.label_col}")
+        regression = self.task_type == "regression"
+        parent, values, keep = split_cells(raw, target_separator(self.ds) if regression else self.ds.label_separator)
+        if regression:
+            bad_rows = _non_numeric_rows(parent, values, keep, n, self.decimal)
+            if (ok & bad_rows).any():
+                hint = _decimal_hint(values, keep, self.decimal, comma_fix(self.ds, self.fmt))
+                why = f"non-numeric regression target in {self.label_col}{hint}"
+                self._bad("unknown_labels", ids, rows, ok & bad_rows, why)
             ok &= ~bad_rows
+            values = point_decimals(values, self.decimal)
         elif self.classes is not None:
             known = pc.fill_null(pc.is_in(values, value_set=self.classes), False).to_numpy(zero_copy_only=False)
             unknown = keep & ~known & ok[parent]
@@ -261,27 +302,47 @@ class _BatchValidator:
         return pa.RecordBatch.from_arrays([c.filter(keep) for c in columns], schema=self.schema)
 
 
-def split_cells(raw: pa.Array, separator: str) -> tuple[np.ndarray, pa.Array, np.ndarray]:
-    """Cells split at ``separator``: each part's cell index, the parts (whitespace trimmed) and which are not empty."""
+def split_cells(raw: pa.Array, separator: str | None) -> tuple[np.ndarray, pa.Array, np.ndarray]:
+    """Cells split at ``separator`` (``None``: each cell one part): each part's cell index, the parts (whitespace
+    trimmed) and which are not empty."""
+    if separator is None:
+        values = pc.utf8_trim_whitespace(raw.fill_null(""))
+        return np.arange(len(raw)), values, pc.not_equal(values, "").to_numpy(zero_copy_only=False)
     parts = pc.split_pattern(raw.fill_null(""), separator)
     values = pc.utf8_trim_whitespace(pc.list_flatten(parts))
     return pc.list_parent_indices(parts).to_numpy(), values, pc.not_equal(values, "").to_numpy(zero_copy_only=False)
 
 
-def _non_numeric_rows(parent: np.ndarray, values: pa.Array, keep: np.ndarray, n: int) -> np.ndarray:
-    """Of ``n`` cells split by :func:`split_cells`, those with a part that is no regression target (a number, or a
-    ``name=value`` pair)."""
-    numeric = pc.match_substring_regex(values, _NUMBER_RE).to_numpy(zero_copy_only=False)
+def _non_numeric_rows(parent: np.ndarray, values: pa.Array, keep: np.ndarray, n: int, decimal: str = ".") -> np.ndarray:
+    """Of ``n`` cells split by :func:`split_cells`, those with a part that is no regression target (a number with
+    ``decimal`` as its decimal mark, or a ``name=value`` pair)."""
+    numeric = pc.match_substring_regex(values, _number_re(decimal)).to_numpy(zero_copy_only=False)
     bad = np.zeros(n, dtype=bool)
     bad[parent[keep & ~numeric]] = True
     return bad
 
 
-def target_cells(raw: pa.Array, separator: str) -> tuple[np.ndarray, np.ndarray]:
-    """Of a regression task's label cells: which hold targets the loader keeps (at least one, every one a number or a
-    ``name=value`` pair), and which hold text that is none."""
+def _decimal_hint(values: pa.Array, keep: np.ndarray, decimal: str, fix: str) -> str:
+    """What to set when targets that are no number with ``decimal`` as their decimal mark are with the other one:
+    ``0,31`` read with a decimal point, ``0.31`` with a decimal comma; ``""`` otherwise."""
+    kept = values.filter(pa.array(keep))
+    other = "," if decimal == "." else "."
+    wrong = pc.and_(
+        pc.invert(pc.match_substring_regex(kept, _number_re(decimal))),
+        pc.match_substring_regex(kept, _number_re(other)),
+    )
+    if not pc.any(wrong).as_py():
+        return ""
+    if decimal == ".":
+        return f" — if ',' is its decimal mark, {fix}"
+    return " — it has a decimal point, but decimal is ',': remove decimal if '.' is its decimal mark"
+
+
+def target_cells(raw: pa.Array, separator: str | None, decimal: str = ".") -> tuple[np.ndarray, np.ndarray]:
+    """Of a regression task's label cells: which hold targets the loader keeps (at least one, every one a number with
+    ``decimal`` as its decimal mark or a ``name=value`` pair), and which hold text that is none."""
     parent, values, keep = split_cells(raw, separator)
-    bad = _non_numeric_rows(parent, values, keep, len(raw))
+    bad = _non_numeric_rows(parent, values, keep, len(raw), decimal)
     return (np.bincount(parent[keep], minlength=len(raw)) > 0) & ~bad, bad
 
 

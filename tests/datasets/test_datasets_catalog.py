@@ -10,9 +10,12 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from dataset_fixtures import ds_cfg, task_cfg, write_audio
+from typer.testing import CliRunner
 
 import repeval.datasets.catalog as catalog
+from repeval.cli import app
 from repeval.datasets import load_dataset, spill
 from repeval.datasets.base import ROW_SCHEMA
 from repeval.datasets.splits import split_counts
@@ -471,9 +474,97 @@ def test_regression_targets_get_a_plain_seeded_split(audio_dir):
     table, report = load_dataset(eu, task_cfg("valence", "regression"))
     assert table.column("label")[31].as_py() == ["0", "031"] and report.notes == [
         "every track has two targets in valence, split at label_separator ',', each a whole number (e.g. '0,000': 0 "
-        "and 000): if ',' is its decimal mark, write its numbers with a decimal point ('0.000')"
+        "and 000): if ',' is its decimal mark, set decimal: ',' — each cell is then one target (0.000)"
     ]
     assert not load_dataset(ds, task_cfg("valence", "regression"))[1].notes  # decimal points: nothing to note
+
+
+def test_decimal_commas_of_a_semicolon_export_are_read_as_the_same_labels_as_decimal_points(audio_dir):
+    """A spreadsheet exported where the decimal mark is a comma: ``;`` between the columns (``delimiter``), ``0,031``
+    for 0.031 (``decimal: ','``, as pandas' ``decimal=``). Its rows are the point-decimal manifest's — the same labels
+    (kept with a decimal point), splits and digests, so a group trained on either is not trained again and runs on
+    either compare — while reading it with the default ``decimal`` gives other labels, two whole numbers each: the
+    group's tracks digest tells them apart, and the note names the fix. A cell is one target unless
+    ``label_separator`` is another character than the mark; the wrong mark either way names its fix."""
+    from repeval.run.groups import tracks_digest
+    from repeval.run.split_digest import digest_test_rows
+
+    task = task_cfg("valence", "regression")
+    rows = [[f"r{i}", f"audio/a{i % 4}.wav", f"{0.001 * i - 0.05:.3f}", "x=1.5e-2|y=2"] for i in range(60)]
+    header = ["track_id", "audio_path", "valence", "xy"]
+    point = ds_cfg(
+        "cat", "catalog", label_column="valence", manifest=str(_write_csv(audio_dir / "m.csv", header, rows))
+    )
+    (audio_dir / "eu.csv").write_text(
+        "".join(";".join(r[:2] + [c.replace(".", ",") for c in r[2:]]) + "\n" for r in [header, *rows])
+    )
+    eu = ds_cfg("cat", "catalog", manifest=str(audio_dir / "eu.csv"), label_column="valence", delimiter=";",
+                decimal=",")  # fmt: skip
+    want, _ = load_dataset(point, task)
+    got, report = load_dataset(eu, task)
+    assert catalog.manifest_problems(eu, task) == [] and report.lines() == []
+    assert got.column("label")[31].as_py() == ["-0.019"] and got.to_pylist() == want.to_pylist()
+    assert tracks_digest(got) == tracks_digest(want) and digest_test_rows(got) == digest_test_rows(want)
+    as_points, report = load_dataset(eu.model_copy(update={"decimal": "."}), task)  # the setting changes the labels
+    assert as_points.column("label")[31].as_py() == ["-0", "019"] and "set decimal: ','" in report.notes[0]
+    assert tracks_digest(as_points) != tracks_digest(want) and digest_test_rows(as_points) != digest_test_rows(want)
+
+    # the same cells quoted in a comma-separated file: decimal ',' may not be its delimiter, so the fix says both
+    quoted = _write_csv(audio_dir / "quoted.csv", ["track_id", "audio_path", "valence"],
+                        [[i, p, v.replace(".", ",")] for i, p, v, _ in rows])  # fmt: skip
+    note = load_dataset(point.model_copy(update={"manifest": str(quoted)}), task)[1].notes[0]
+    assert note.endswith(": if ',' is its decimal mark, write its numbers with a decimal point, or its columns "
+                         "separated by ';' and set delimiter: ';' and decimal: ',' — each cell is then one target "
+                         "(-0.050)")  # fmt: skip
+
+    # `repeval validate` warns of it from the first rows, naming the fix; with decimal ',' it has nothing to say
+    config = {"experiments": [{
+        "task": {"name": "valence", "type": "regression"},
+        "datasets": [eu.model_dump(include={"name", "type", "manifest", "label_column", "delimiter"})],
+        "deformations": [], "embedding_models": ["mfcc-stats"], "metrics": ["r2"],
+        "downstream_models": [{"type": "linear"}],
+    }]}  # fmt: skip
+    warned = (
+        "warning: experiments[0].datasets[0].label_column: the first 60 cells of 'valence' each hold two whole numbers "
+        "split at label_separator ',' (e.g. '-0,050'), read as two targets — if ',' is its decimal mark, set "
+        "decimal: ','\n"
+    )
+    for decimal, said in ((".", warned), (",", "")):
+        config["experiments"][0]["datasets"][0]["decimal"] = decimal
+        (audio_dir / "c.yaml").write_text(yaml.safe_dump(config))
+        res = CliRunner().invoke(app, ["validate", "--skip-model-check", str(audio_dir / "c.yaml")])
+        assert (res.exit_code, res.stderr) == (0, said), res.output
+
+    # several targets per cell: at a label_separator other than the mark, named ones too (a name's comma stays)
+    xy = task_cfg("xy", "regression")
+    pairs, _ = load_dataset(eu.model_copy(update={"label_column": "xy", "label_separator": "|"}), xy)
+    assert pairs.column("label")[0].as_py() == ["x=1.5e-2", "y=2"]
+    assert pairs.to_pylist() == load_dataset(point.model_copy(update={"label_column": "xy", "label_separator": "|"}),
+                                             xy)[0].to_pylist()  # fmt: skip
+    # the other mark than the one set: every row named with the fix, and `repeval validate` (manifest_problems) says it
+    (points := audio_dir / "points.csv").write_text((audio_dir / "m.csv").read_text().replace(",", ";"))
+    wrong = [
+        (
+            eu.model_copy(update={"label_separator": "|", "decimal": "."}),
+            "if ',' is its decimal mark, set decimal: ','",
+        ),
+        (
+            eu.model_copy(update={"manifest": str(points)}),
+            "it has a decimal point, but decimal is ',': remove decimal if '.' is its decimal mark",
+        ),
+    ]
+    for ds, fix in wrong:
+        with pytest.raises(ValueError, match="no usable rows among 60") as err:
+            load_dataset(ds, task)
+        assert f"r0 (row 2: non-numeric regression target in valence — {fix})" in str(err.value)
+        (problem,) = catalog.manifest_problems(ds, task)
+        assert problem.startswith("label_column: no row of 'valence' holds a regression target, it has cells such as")
+        assert problem.endswith(f"(row 2) — {fix}")
+    # a manifest named without a suffix, read as comma-separated: the load refuses a decimal comma, naming the fix
+    (audio_dir / "plain").write_text((audio_dir / "m.csv").read_text())
+    with pytest.raises(ValueError, match="catalog decimal ',' is also the character between the columns of a manifest"):
+        load_dataset(ds_cfg("cat", "catalog", manifest=str(audio_dir / "plain"), label_column="valence", decimal=","),
+                     task)  # fmt: skip
 
 
 def test_a_spill_directory_that_cannot_be_used_names_the_fix(audio_dir, monkeypatch, tmp_path_factory):

@@ -166,6 +166,32 @@ def _error(mutate) -> str:
             lambda d: d["experiments"][0].update(datasets=[{"name": "tinysol", "type": "mirdata", "delimiter": ";"}]),
             "experiments[0].datasets[0]: key 'delimiter' does not apply to mirdata dataset 'tinysol'",
         ),
+        # decimal commas: the mark of a regression task's targets, never the character between the columns
+        (
+            lambda d: d["experiments"][0]["datasets"][0].update(decimal=";"),
+            "experiments[0].datasets[0].decimal: got ';'; expected '.' or ','",
+        ),
+        (
+            lambda d: d["experiments"][0]["datasets"][0].update(decimal=",", delimiter=","),
+            "datasets[0]: decimal ',' is also the dataset's delimiter, the character between the manifest's columns, "
+            "so a number such as '0,31' would be read as two cells — set delimiter to the character between its "
+            "columns (';' in a spreadsheet's export where the decimal mark is a comma), or remove decimal if its "
+            "numbers have a decimal point",
+        ),
+        (
+            lambda d: d["experiments"][0]["datasets"][0].update(decimal=","),
+            "decimal ',' is also the character between the columns of a manifest named m.csv (delimiter not set)",
+        ),
+        (
+            lambda d: d["experiments"][0]["datasets"][0].update(decimal=",", delimiter=";"),
+            "experiments[0]: datasets[0].decimal: ',' is the decimal mark of regression targets, which only a "
+            "regression task reads (this task is multiclass_classification, whose labels are read as written): "
+            "remove decimal",
+        ),
+        (
+            lambda d: d["experiments"][0].update(datasets=[{"name": "tinysol", "type": "mirdata", "decimal": ","}]),
+            "experiments[0].datasets[0]: key 'decimal' does not apply to mirdata dataset 'tinysol'",
+        ),
         # accepted, then pyarrow's "Empty separator" when the manifest was read
         (lambda d: d["experiments"][0]["datasets"][0].update(label_separator=""), "datasets[0].label_separator:"),
         # accepted, then the train stage found the deformed test partitions empty ("run `repeval embed` first")
@@ -804,6 +830,7 @@ def _variant(change) -> dict:
 OTHER_TYPES_KEYS_AT_DEFAULTS = {
     "manifest": None,
     "delimiter": None,
+    "decimal": ".",
     "track_id_column": "track_id",
     "audio_column": "audio_path",
     "label_column": None,
