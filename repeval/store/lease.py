@@ -90,9 +90,12 @@ class Lease:
         self._thread: threading.Thread | None = None
 
     def _write(self) -> None:
+        """Write the lease, expiring :data:`TTL_S` from now; ``_info`` keeps what the storage holds (a write that
+        fails leaves the expiry the last one written, which the warnings name)."""
         now = time.time()
-        self._info.update(renewed_at=now, expires_at=now + TTL_S)
-        _atomic_write_bytes(self.store.fs, f"{self.store.root}/{LEASE}", json.dumps(self._info, indent=1).encode())
+        info = {**self._info, "renewed_at": now, "expires_at": now + TTL_S}
+        _atomic_write_bytes(self.store.fs, f"{self.store.root}/{LEASE}", json.dumps(info, indent=1).encode())
+        self._info = info
 
     def acquire(self) -> None:
         from repeval.store.lock import StoreLocked, describe, owner_info

@@ -179,6 +179,59 @@ def test_of_two_writers_taking_a_lease_at_the_same_moment_one_refuses(tmp_path):
     assert "it took the store at the same moment as this one" in refused, refused
 
 
+def test_a_held_lease_is_renewed_and_a_taken_over_one_is_noticed_and_left_alone(tmp_path, monkeypatch, caplog):
+    """The renewal thread pushes the lease's expiry on; a renewal that cannot write warns naming the expiry the
+    storage still holds; a lease another process wrote over this one's (it expired, or `store unlock` then another
+    run) is noticed at the next renewal, which stops; released, the holder leaves the other's lease in place."""
+    import json
+    import logging
+
+    from repeval.store import lease as lease_mod
+    from repeval.testing.fs import faulty_fs
+
+    monkeypatch.setattr(lease_mod, "RENEW_S", 0.02)
+    monkeypatch.setattr(lease_mod, "TTL_S", 30.0)
+    monkeypatch.setattr(lease_mod, "CONFIRM_S", 0.0)
+    path = tmp_path / "bucket" / lease_mod.LEASE
+    failing = threading.Event()
+
+    def refuse(p: str) -> None:
+        if failing.is_set() and lease_mod.LEASE in p.rsplit("/", 1)[-1]:
+            raise OSError("the bucket did not answer")
+
+    def read() -> dict:
+        return json.loads(path.read_text())
+
+    lock = StoreLock(EmbeddingStore(str(tmp_path / "bucket"), filesystem=faulty_fs(before_write=refuse)), "held")
+    with caplog.at_level(logging.WARNING, logger="repeval.store.lease"):
+        lock.acquire()
+        try:
+            first = read()
+            wait_for(lambda: read()["expires_at"] > first["expires_at"], timeout=30)
+            renewed = read()
+            assert renewed["token"] == first["token"] and renewed["renewed_at"] > first["renewed_at"]
+
+            failing.set()  # renewals fail: the lease on the storage keeps its expiry, and the warning names it
+            wait_for(lambda: "could not renew" in caplog.text, timeout=30)
+            on_storage = read()["expires_at"]
+            assert lock._lease._info["expires_at"] == on_storage
+            assert f"it runs until {lease_mod.utc(on_storage)}" in caplog.text, caplog.text
+
+            # another process took the store over (still failing: a renewal that read this lease just before cannot
+            # write it back over the taker's)
+            taker = {**read(), "token": "other", "run_id": "taker", "expires_at": on_storage + 60}
+            (tmp_path / "taker.json").write_text(json.dumps(taker))
+            os.replace(tmp_path / "taker.json", path)
+            wait_for(lambda: "was removed (`repeval store unlock`) or taken over" in caplog.text, timeout=30)
+            failing.clear()
+            lock._lease._thread.join(timeout=30)
+            assert not lock._lease._thread.is_alive()  # stopped renewing: never writes over the taker's lease
+            assert read() == taker
+        finally:
+            lock.release()
+    assert read() == taker and not lock.held  # the taker's lease is not deleted with this one's release
+
+
 HOLDER = r"""
 import sys, time
 from repeval.store import EmbeddingStore
