@@ -263,12 +263,13 @@ def keep_apart(df: pd.DataFrame, runs: Sequence[Run]) -> pd.DataFrame:
     apart: dict[str, tuple[str, str]] = {}
     why: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {}
     scenario = df["scenario"].astype(str).copy()
-    taken = set(scenario)  # every scenario's name, of every task and dataset: a column's name is one of a kind
+    own = set(scenario)  # every scenario's name, of every task and dataset: a column's name is one of a kind
     for (task, dataset, sid), per_run in differ.items():
         said = why.setdefault(f"{task}\x1f{dataset}\x1f{sid}", {})
         for run_ids, definition in _alike(per_run):
-            name = apart_name(sid, run_ids, taken)
-            taken.add(name)
+            # another task's or dataset's column of this scenario and these runs keeps its name (one mapping)
+            other = {n for n, v in apart.items() if v != (sid, set_label(run_ids))}
+            name = apart_name(sid, run_ids, own | other)
             rows = (df["task"] == task) & (df["dataset"] == dataset) & (df["scenario"] == sid)
             scenario[rows & df["run_id"].isin(run_ids)] = name
             apart[name] = (sid, set_label(run_ids))

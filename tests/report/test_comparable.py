@@ -234,6 +234,27 @@ def test_a_scenario_a_run_names_like_a_per_run_column_is_not_taken_for_one(tmp_p
     assert h.robustness.scenarios == ["D1 (r2)"] and h.robustness.apart == ["D1"]  # r1's own scenario is not apart
 
 
+def test_a_scenario_defined_differently_in_two_tasks_has_the_same_columns_in_each(tmp_path):
+    """Two tasks whose runs define D1 differently alike: the second task's columns were named as if they clashed
+    with the first's (``D1 (r1, definition 2)``), and its caption said so; one scenario and set of runs is one name
+    across tasks."""
+    spec = dict(experiments=DEFAULT_EXPERIMENTS, models=("A",), probes=("M1",), seeds=(0,), scenarios=(CLEAN, "D1"),
+                n_test=10, n_resamples=3)  # fmt: skip
+    dirs = []
+    for run_id, db in (("r1", -6), ("r2", -12)):
+        run = make_run_dir(tmp_path, FakeRunSpec(run_id=run_id, **spec))
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        for experiment in config["experiments"]:
+            experiment["deformations"] = [{"name": "D1", "steps": [_gain(db, p=1)]}]
+        (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        dirs.append(run)
+    df = combine_results(load_runs(dirs))
+    for task in ("instrument_recognition", "autotagging"):
+        assert ordered_scenarios(df.loc[df["task"] == task, "scenario"].unique()) == [CLEAN, "D1 (r1)", "D1 (r2)"]
+    text = table_command(dirs, "robustness", "markdown", task="autotagging")
+    assert "D1 is defined differently by the runs (r1: Gain(" in text and "(column " not in text, text
+
+
 def test_runs_that_define_their_scenarios_alike_are_shown_as_before(defined_runs):
     r1, r3 = load_runs([defined_runs["r1"], defined_runs["r3"]])
     assert differing_scenarios([r1, r3]) == {}  # D1 named in one, by position in the other; 1 and 1.0
