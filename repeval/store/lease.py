@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import threading
 import time
 import uuid
@@ -72,7 +73,8 @@ def busy_message(uri: str, info: dict[str, Any]) -> str:
     return (
         f"store {uri} is in use by {describe(info)}: its lease on the store runs until {utc(info['expires_at'])} "
         f"(renewed every {RENEW_S:.0f} s while it runs) — wait for it to finish, or give this run another run.store; "
-        f"if that process is gone (killed, its machine down), remove its lease with `repeval store unlock {uri} --yes` "
+        "if that process is gone (killed, its machine down), remove its lease with "
+        f"`repeval store unlock {shlex.quote(uri)} --yes` "
         "(it also expires by itself then)"
     )
 

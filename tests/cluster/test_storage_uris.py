@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -317,7 +318,8 @@ def test_a_store_in_a_bucket_is_leased_and_unlock_removes_a_gone_runs_lease(s3: 
     try:
         res = CliRunner().invoke(app, ["store", "settle", uri])
         assert res.exit_code == 1 and "is in use by run 'gone'" in res.output, res.output
-        assert f"`repeval store unlock {uri} --yes`" in " ".join(res.output.split()), res.output
+        said = " ".join(res.output.split())
+        assert f"`repeval store unlock {shlex.quote(uri)} --yes`" in said, res.output  # its '&' quoted for a shell
         res = CliRunner().invoke(app, ["store", "unlock", uri])
         assert res.exit_code == 0 and "the lease of run 'gone'" in res.output and "rerun with --yes" in res.output
         assert "store/_lease.json" in _files(s3["fs"], "repeval/leased")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import shlex
 import signal
 import subprocess
 import sys
@@ -125,22 +126,23 @@ def test_a_store_without_flock_is_held_by_a_lease_a_second_writer_refused_naming
     from repeval.testing.fs import faulty_fs
 
     def store() -> EmbeddingStore:  # every process its own filesystem object on the same storage
-        return EmbeddingStore(str(tmp_path / "bucket"), filesystem=faulty_fs())
+        return EmbeddingStore(str(tmp_path / "a bucket"), filesystem=faulty_fs())
 
     with StoreLock(store(), "first") as first:
-        lease = json.loads((tmp_path / "bucket" / LEASE).read_text())
+        lease = json.loads((tmp_path / "a bucket" / LEASE).read_text())
         assert first.held and lease["run_id"] == "first" and lease["pid"] == os.getpid()
         assert time.time() + TTL_S - 60 < lease["expires_at"] <= time.time() + TTL_S
         with pytest.raises(StoreLocked) as info:
             StoreLock(store(), "second").acquire()
         said = str(info.value)
         assert "is in use by run 'first'" in said and "its lease on the store runs until" in said, said
-        assert f"`repeval store unlock {tmp_path / 'bucket'} --yes`" in said and "wait for it to finish" in said
-    assert not (tmp_path / "bucket" / LEASE).exists()  # released: removed
+        unlock = f"`repeval store unlock {shlex.quote(str(tmp_path / 'a bucket'))} --yes`"  # quoted for a shell
+        assert unlock in said and "wait for it to finish" in said, said
+    assert not (tmp_path / "a bucket" / LEASE).exists()  # released: removed
     killed = {"host": "gone", "pid": 1, "run_id": "killed", "acquired_at": 0.0, "expires_at": time.time() - 1}
-    (tmp_path / "bucket" / LEASE).write_text(json.dumps(killed))
+    (tmp_path / "a bucket" / LEASE).write_text(json.dumps(killed))
     with caplog.at_level("INFO", logger="repeval.store.lease"), StoreLock(store(), "third") as third:
-        assert third.held and json.loads((tmp_path / "bucket" / LEASE).read_text())["run_id"] == "third"
+        assert third.held and json.loads((tmp_path / "a bucket" / LEASE).read_text())["run_id"] == "third"
     assert "the lease of run 'killed'" in caplog.text and "taken over" in caplog.text
 
 
