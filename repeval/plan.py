@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,7 @@ from repeval.config import Config
 from repeval.datasets.load import dataset_folds
 from repeval.pipeline.stages import CLEAN
 from repeval.plan_probes import _names, probe_lines
+from repeval.plan_progress import _progress, _retest, _reused, _trained, _written
 
 
 @dataclass
@@ -32,15 +33,15 @@ class Plan:
     trainings_reused: int = 0
     trials_reused: int = 0
     #: of the grids not done, the finished trials (and their trainings) of Tune experiments an earlier repeval marked
-    #: without their groups: whether the rerun reuses them is not known here (:func:`_reused`)
+    #: without their groups: whether the rerun reuses them is not known here (:func:`~repeval.plan_progress._reused`)
     trainings_unknown: int = 0
     trials_unknown: int = 0
     #: probe grids (a k-fold dataset's: one per fold); done: the run leaves them alone
     grids: int = 0
     grids_done: int = 0
     #: finished grids whose deformation scenarios alone changed (:func:`repeval.retest.scenarios_only`): their
-    #: probes are tested on the changed scenarios from their checkpoints, not trained (:func:`_retest`) — the
-    #: trainings not redone and the tested probes scored again
+    #: probes are tested on the changed scenarios from their checkpoints, not trained
+    #: (:func:`~repeval.plan_progress._retest`) — the trainings not redone and the tested probes scored again
     grids_retest: int = 0
     trainings_retest: int = 0
     probes_retested: int = 0
@@ -236,154 +237,6 @@ def make_plan(
     return p
 
 
-def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[Any, Any]:
-    """A read-only run context (the datasets' rows loaded, nothing written) and what the embedding stage would do
-    with each partition: ``(dataset, model, scenario)`` → :func:`~repeval.pipeline.partitions.partition_state`
-    (for a partition several experiments share, the one with the most to do). ``(None, None)`` when the rows
-    cannot be loaded (the reason is added to the plan's lines)."""
-    from repeval.pipeline.partitions import (
-        CutReused,
-        ModelSpec,
-        changed_source,
-        partition_state,
-        plan_notes,
-        plan_source_note,
-        wanted_masks,
-    )
-    from repeval.runner import RunContext, audio_sources, deform_ids, load_rows
-
-    ctx = RunContext(cfg, "plan", run_dir if run_dir is not None else Path("/nonexistent"), store)
-    try:
-        load_rows(ctx, save=False)
-    except (ValueError, OSError) as exc:
-        p.lines.append(f"done: not known — the datasets could not be loaded: {exc}")
-        return None, None
-    p.notes += _load_notes(ctx)
-    rank = {"complete": 0, "todo": 1, "conflict": 2}
-    states: dict[tuple[str, str, str], tuple[str, str]] = {}
-    sources = audio_sources(ctx)
-    moved: dict[str, dict[str, dict[str, tuple[Any, int]]]] = {}  # dataset → model → partitions from elsewhere
-    cut = CutReused()  # the run's tracks whose reused rows were cut, which a run under truncated_audio: error warns of
-    for ei, exp in enumerate(cfg.experiments):
-        to_deform = deform_ids(ctx, ei)
-        for ds in exp.datasets:
-            rows = ctx.rows[(ei, ds.name)]
-            ids = rows.column("track_id").combine_chunks()
-            masks = wanted_masks(cfg, exp, ds, rows, to_deform)
-            for m in exp.embedding_models:
-                spec = ModelSpec.of(cfg, m)
-                for sid, wanted in masks.items():
-                    key = (ds.name, m.id, sid)
-                    part = store.partition(*key)
-                    state, what, done = partition_state(part, spec.partition(cfg, exp, ds, sid), ids, wanted)
-                    if key not in states or rank[state] > rank[states[key][0]]:
-                        states[key] = (state, what)
-                    if done is not None and cfg.run.truncated_audio == "error":
-                        cut.add(part, ids, wanted & done)
-                    recorded = changed_source(part, sources[ds.name]) if done is not None else None
-                    by_model = moved.setdefault(ds.name, {})
-                    if recorded is not None and done is not None and sid not in by_model.get(m.id, {}):
-                        reused = int((wanted & done).sum())
-                        if reused:
-                            by_model.setdefault(m.id, {})[sid] = (recorded, reused)
-    said = plan_notes(store.uri, moved, sources)
-    if said:  # one note, however many datasets and models: the plan says it on every call until a run records them
-        p.notes.append(plan_source_note(said))
-    if cut.tracks:
-        from repeval.pipeline.summary import cut_reused_note
-
-        p.notes.append(cut_reused_note(store.uri, cut.counts(), run=False))
-    return (ctx if run_dir is not None else None), states
-
-
-def _load_notes(ctx: Any) -> list[str]:
-    """What loading each dataset found, as ``repeval run`` logs it: one note per dataset for the rows dropped
-    (missing audio, duplicate ids, unusable labels or splits), saying how many ``run --strict`` fails on, then one
-    per finding of its loader that drops no row (a key the data left unused, a likely ``label_separator``); a dataset
-    that two tasks load is said once, naming the tasks only when their loads found other things
-    (:func:`~repeval.run.rows.said_once`)."""
-    from repeval.run.rows import said_once
-
-    notes = []
-    for name, ei, _, ds, found, kinds in said_once(ctx):
-        lines = found.lines()
-        dropped, noted = lines[: len(found.counts())], lines[len(found.counts()) :]  # a line per kind, then notes
-        n = sum(found.count(k) for k in kinds)
-        if dropped:
-            strict = f" — {n:,} row(s) not evaluated, which `repeval run --strict` fails on" if n else ""
-            notes.append(
-                f"dataset {name} at load ({ctx.rows[(ei, ds.name)].num_rows:,} rows kept): {'; '.join(dropped)}"
-                f"{strict} (`repeval data check CONFIG --out FILE` lists every missing or unreadable audio file)"
-            )
-        notes += [f"dataset {name}: {line}" for line in noted]
-    return notes
-
-
-def _trained(ctx: Any, states: dict[tuple[str, str, str], tuple[str, str]], ei: int, ds: Any, model: str,
-             fold: int | None) -> tuple[bool, str, dict[str, Any] | None]:  # fmt: skip
-    """Whether the training stage would skip this probe grid — trained on the inputs it would have now, and none
-    of its partitions is left for the embedding stage (which would change those inputs) — its name, and those
-    inputs: a partition the embedding stage computes (further) is ``None`` in them (its record is not known yet,
-    only that it changes); ``None`` while one is a conflict (the run stops before training)."""
-    from repeval.runner import group_inputs, group_name, group_trained
-
-    exp = ctx.cfg.experiments[ei]
-    scen = list(exp.scenarios_for(ds))
-    name = group_name(exp, ds.name, model, fold)
-    left = {sid for sid in [CLEAN, *scen] if states.get((ds.name, model, sid), ("todo", ""))[0] != "complete"}
-    if any(states.get((ds.name, model, sid), ("todo", ""))[0] == "conflict" for sid in left):
-        return False, name, None
-    rows = ctx.folds[(ei, ds.name)][fold] if fold is not None else ctx.rows[(ei, ds.name)]
-    inputs = group_inputs(ctx, ei, ds.name, model, scen, rows)
-    if left:
-        inputs["partitions"] = {sid: None if sid in left else v for sid, v in inputs["partitions"].items()}
-        return False, name, inputs
-    return bool(group_trained(ctx, name, inputs, ds.name, model)), name, inputs
-
-
-def _retest(
-    ctx: Any,
-    p: Plan,
-    name: str,
-    inputs: dict[str, Any] | None,
-    tune_storage: str,
-    trainings: int,
-    pair: tuple[str, str],
-) -> bool:
-    """Whether the training stage would test grid ``name`` (not done) on its changed deformation scenarios with the
-    probes it selected before instead of training it — trained before, only its scenarios changed
-    (:func:`repeval.retest.scenarios_only`, a partition still to be computed counted as changed) and its record of
-    those probes and their checkpoints there (:func:`repeval.retest.retest_check`) — counted and described in ``p``.
-    Whether the checkpoints' content is the one recorded, and testing on the embeddings succeeds, is known only when
-    the run reads them (it trains the grid again otherwise): said. A grid whose scenarios alone changed but whose
-    probes cannot be read back is said to be trained again, as the run's warning will."""
-    from repeval.retest import retest_check, scenarios_only
-    from repeval.run.groups import recorded_inputs
-
-    groups = ctx.run_dir / "groups"
-    if inputs is None or not (groups / f"{name}.parquet").exists():
-        return False  # never trained, or the run stops before training
-    # read as the run reads it: an earlier repeval's record of a partition re-embedded since counts as changed
-    change = scenarios_only(recorded_inputs(ctx, name, *pair), inputs)
-    if change is None:
-        return False
-    added, removed = change
-    tested, why = retest_check(ctx.run_dir, tune_storage, name, added)
-    if why is not None:
-        p.retrained.append(f"{name}: only its deformation scenarios changed, but {why}")
-        return False
-    changed = [s for s in added if s in removed]
-    new, gone = [s for s in added if s not in changed], [s for s in removed if s not in changed]
-    said = [f"tested on the added scenario(s) {', '.join(new)}"] if new else []
-    said += [f"tested again on the changed scenario(s) {', '.join(changed)}"] if changed else []
-    said += [f"the results of the removed scenario(s) {', '.join(gone)} dropped"] if gone else []
-    p.retests.setdefault("; ".join(said), []).append((name, len(tested) if added else 0))
-    p.grids_retest += 1
-    p.trainings_retest += trainings
-    p.probes_retested += len(tested) if added else 0
-    return True
-
-
 def _retest_line(what: str, grids: list[tuple[str, int]]) -> str:
     n = sum(k for _, k in grids)
     how = (
@@ -393,97 +246,6 @@ def _retest_line(what: str, grids: list[tuple[str, int]]) -> str:
         else "nothing trained or tested"
     )
     return f"retest only: {_names([g for g, _ in grids])}: {what} — {how}"
-
-
-def _written(
-    ctx: Any, pending: dict[str, dict[str, Any]], trains_on: dict[str, tuple[str, str]]
-) -> Callable[[Sequence[str]], int | None]:
-    """Grid names → the latest write of the row part files of the partitions they train on, as the training stage
-    gives it to their Tune experiment (:func:`repeval.run.groups.partitions_written_ns`, over every scenario of each):
-    what tells a Tune marker an earlier repeval wrote from a partition embedded anew since."""
-    from repeval.run.groups import partitions_written_ns
-
-    def written(grids: Sequence[str]) -> int | None:
-        times = [
-            partitions_written_ns(ctx, *trains_on[g], list(pending[g]["partitions"])) for g in grids if g in trains_on
-        ]
-        return max((t for t in times if t is not None), default=None)
-
-    return written
-
-
-def _reused(
-    cfg: Config,
-    p: Plan,
-    pending: dict[str, dict[str, Any]],
-    tune_storage: str,
-    cluster: Mapping[str, float] | None,
-    written: Callable[[Sequence[str]], int | None] | None = None,
-) -> None:
-    """Count the trainings (and trials) of the ``pending`` grids that an interrupted run finished and the rerun
-    reuses — at most: the rerun checks their data's content, which this does not read (:attr:`Plan.trainings_reused`)
-    — :func:`repeval.tuning.reusable.finished_of_groups`, for the trial slots the rerun plans — set, or those of the
-    cluster's CPUs, else of this machine's (a note says so when it matters) — and, apart, those of experiments whose
-    markers do not record their groups (:func:`repeval.tuning.reusable.unrecorded_of_groups`: not known). A marker an
-    earlier repeval wrote without the data, older than a rewrite of its grids' partitions (``written``: :func:`_written`),
-    is told as the rerun tells it: moved aside, its trials not counted."""
-    from repeval.ray_utils import local_cpus
-    from repeval.tuning.reusable import finished_of_groups, unrecorded_of_groups
-    from repeval.tuning.units import trial_slots, unit_settings
-
-    cpus = float(cluster.get("CPU", 1.0)) if cluster is not None else local_cpus()
-    slots = trial_slots(cfg, cpus)
-    for trials, trainings in finished_of_groups(tune_storage, pending, unit_settings(cfg, slots), written).values():
-        p.trials_reused += trials
-        p.trainings_reused += trainings
-    _, p.trials_unknown, p.trainings_unknown = unrecorded_of_groups(
-        tune_storage, _experiment_of(list(pending)), written
-    )
-    if cluster is not None or cfg.run.resources.max_concurrent_trials:
-        return
-    # the slots of this machine's CPUs: a run sent to a cluster plans its units for the cluster's, and reuses only
-    # the experiments planned for those (any slots: what the markers hold, however many slots they were planned for)
-    anywhere = sum(n for _, n in finished_of_groups(tune_storage, pending, unit_settings(cfg), written).values())
-    if not anywhere:
-        return
-    said = (
-        f"trainings an interrupted run finished are counted for this machine's {cpus:g} CPU(s) ({slots} trial "
-        "slot(s)), as `repeval run` here plans them"
-    )
-    if anywhere > p.trainings_reused:
-        said += (
-            f"; {anywhere - p.trainings_reused:,} more are in Tune experiments planned for other trial slots (another "
-            "machine or a cluster), reused only by a run with those"
-        )
-    p.notes.append(
-        f"{said}. For a run on a cluster, give `repeval plan --address HOST:PORT` (or set RAY_ADDRESS) to count for "
-        "its CPUs, or set run.resources.max_concurrent_trials"
-    )
-
-
-def _experiment_of(pending: list[str]) -> Callable[[str], list[str]]:
-    """The grids of ``pending`` (in the training stage's order) a rerun may start a Tune experiment for, by its name
-    (none: not one of theirs): named after one of them (a probe trained one configuration per trial: after the grid
-    and the probe — the longest grid name it starts with), or after a batch of consecutive ones
-    (:func:`repeval.tuning.grid.batch_name`)."""
-    import re
-
-    from repeval.tuning.grid import batch_name
-
-    names = set(pending)
-
-    def grids(name: str) -> list[str]:
-        if name in names:
-            return [name]
-        prefixed = [g for g in pending if name.startswith(f"{g}__")]
-        if prefixed:
-            return [max(prefixed, key=len)]
-        m = re.fullmatch(r"groups-(\d+)-[0-9a-f]{12}", name)
-        k = int(m[1]) if m else 0
-        batches = (pending[i : i + k] for i in range(len(pending) - k + 1)) if k > 1 else iter(())
-        return next((b for b in batches if batch_name(b) == name), [])
-
-    return grids
 
 
 def _gpu_note(mode: str, amount: float, gpus: float, what: str, known: bool = False) -> str:

@@ -14,8 +14,9 @@ tables' best-in-column marks rank within each set, and :func:`differ_note` says 
 Nor are two runs' values of a deformation scenario comparable when the runs define it differently under one name
 (``noise_10db`` at 10 dB in one ``config.yaml``, at 20 dB in the other; other steps, or the same in another order):
 :func:`keep_apart` gives each definition its own column (``noise_10db (r1)``; runs that define it alike share one,
-``noise_10db (r1 + r3)``), which every table, figure and card then shows apart, the robustness ranking across runs
-leaves out (:mod:`repeval.report.summary`), and :func:`apart_note` explains. Definitions are compared as configured,
+``noise_10db (r1 + r3)``), which every table, figure and card then shows apart, and :func:`apart_note` explains. The
+robustness ranking of runs that do not all define it alike leaves it out; the runs that share a definition are ranked
+on it apart (:mod:`repeval.report.summary`). Definitions are compared as configured,
 parameter aliases and number types normalised and audiomentations' defaults written out (no ``p`` is ``p: 0.5``).
 """
 
@@ -307,6 +308,14 @@ def apart_scenarios(df: pd.DataFrame) -> dict[str, tuple[str, str]]:
     found = df.attrs.get(APART_KEY) or {}
     present = set(df["scenario"].astype(str)) if "scenario" in df.columns else set()
     return {k: v for k, v in found.items() if k in present}
+
+
+def apart_runs(df: pd.DataFrame) -> dict[str, tuple[str, ...]]:
+    """The columns of ``df`` kept apart by :func:`keep_apart`: renamed scenario → the runs that define it so (whose
+    values of it compare with each other)."""
+    present = apart_scenarios(df)
+    why = df.attrs.get(APART_KEY + "_why") or {}
+    return {name: tuple(runs) for columns in why.values() for name, (runs, _) in columns.items() if name in present}
 
 
 def apart_note(df: pd.DataFrame, shown: Collection[str] | None = None) -> str:

@@ -6,11 +6,15 @@ one probe, the one :func:`~repeval.report.selection.choose_probes` chooses (on v
 and is scored on the group's first metric:
 
 - best on clean: the best mean clean value over seeds (and folds);
-- most robust: the smallest loss from clean, averaged over the deformation scenarios — per scenario the mean over
-  seeds (and folds) of the Δ the robustness table shows (:func:`repeval.report.deltas.paired_deltas`: deformed minus
-  clean on the same test tracks, paired by seed and fold), then the mean over the scenarios. The metric's direction
-  decides what a loss is (for an error, lower is better: a positive Δ). A model without a Δ on every scenario (a failed
-  training or test cell) is not ranked: its mean would be over other scenarios than the others';
+- most robust (:func:`repeval.report.robustness.rankings`): the smallest loss from clean, averaged over the
+  deformation scenarios — per scenario the mean over seeds (and folds) of the Δ the robustness table shows
+  (:func:`repeval.report.deltas.paired_deltas`: deformed minus clean on the same test tracks, paired by seed and fold),
+  then the mean over the scenarios. The metric's direction decides what a loss is (for an error, lower is better: a
+  positive Δ). A model without a Δ on every scenario (a failed training or test cell) is not ranked: its mean would
+  be over other scenarios than the others'. Over several runs, a scenario they define differently (a column per
+  definition, :func:`~repeval.report.comparable.keep_apart`) is left out of the ranking of runs that do not all share
+  one of its definitions; the runs that do share one are ranked apart as well, over every scenario they define alike
+  (:attr:`Headline.shared`);
 - best under deformation: the best mean deformed value (the same per-scenario means), named when another model.
 """
 
@@ -25,82 +29,22 @@ import pandas as pd
 
 from repeval.report.cells import _higher
 from repeval.report.comparable import SplitDigests, apart_scenarios, differ_note, run_sets, set_label, split_digests
-from repeval.report.deltas import paired_deltas
 from repeval.report.render import fmt_number
 from repeval.report.results import CLEAN, Run, combine_results, groups, ordered_scenarios
+from repeval.report.robustness import (
+    TIE_TOLERANCE,
+    Robustness,
+    alike_words,
+    rankings,
+    robustness_facts,
+    signed,
+    standing_names,
+    tied_names,
+    worst_words,
+)
 from repeval.report.selection import ProbeChoice, choose_probes, combine_validation
 
 e = html.escape
-
-#: two means closer than this are tied (as the tables' best-value flags)
-TIE_TOLERANCE = 1e-12
-
-
-@dataclass(frozen=True)
-class Standing:
-    """One model with its chosen probe under deformation: per scenario the mean Δ over seeds (and folds) — the
-    robustness table's cell — and the mean deformed value."""
-
-    model: str
-    probe: str
-    deltas: dict[str, float]
-    deformed: dict[str, float]
-
-    @property
-    def name(self) -> str:
-        return f"{self.model} · {self.probe}"
-
-    @property
-    def mean_delta(self) -> float:
-        return sum(self.deltas.values()) / len(self.deltas)
-
-    @property
-    def mean_deformed(self) -> float:
-        return sum(self.deformed.values()) / len(self.deformed)
-
-    def worst(self, higher: bool) -> tuple[str, float]:
-        """The scenario with the largest loss from clean and its Δ (the first in scenario order when tied)."""
-        sign = 1.0 if higher else -1.0
-        scenario = min(self.deltas, key=lambda s: sign * self.deltas[s])
-        return scenario, self.deltas[scenario]
-
-
-@dataclass(frozen=True)
-class Robustness:
-    """Who survives the group's deformation ``scenarios`` best, on ``metric``."""
-
-    metric: str
-    higher: bool
-    scenarios: list[str]
-    #: the models with a Δ and a deformed value on every scenario, in the results' order
-    ranked: list[Standing]
-    #: ``model · probe`` → the scenarios it has no Δ on (not ranked)
-    unranked: dict[str, list[str]] = field(default_factory=dict)
-    #: the scenarios left out of the ranking: the runs compared define them differently (their columns are kept apart
-    #: per definition, :func:`~repeval.report.comparable.keep_apart`)
-    apart: list[str] = field(default_factory=list)
-
-    def _best(self, value: str) -> list[Standing]:
-        sign = 1.0 if self.higher else -1.0
-        if not self.ranked:
-            return []
-        top = max(sign * getattr(s, value) for s in self.ranked)
-        return [s for s in self.ranked if abs(sign * getattr(s, value) - top) <= TIE_TOLERANCE]
-
-    @property
-    def most_robust(self) -> list[Standing]:
-        """The ranked models with the smallest mean loss from clean (several when tied)."""
-        return self._best("mean_delta")
-
-    @property
-    def best_deformed(self) -> list[Standing]:
-        """The ranked models with the best mean deformed value (several when tied)."""
-        return self._best("mean_deformed")
-
-    @property
-    def compared(self) -> bool:
-        """Whether there is anyone to be more robust than (more than one model)."""
-        return len(self.ranked) + len(self.unranked) > 1
 
 
 @dataclass(frozen=True)
@@ -124,6 +68,10 @@ class Headline:
     #: none of them is a model's chosen probe (a validation choice passed it over), with its mean; else empty
     test_best: list[tuple[str, str]] = field(default_factory=list)
     test_best_mean: float = math.nan
+    #: over several runs that define a scenario differently, one ranking per set of (two or more, not all) runs that
+    #: define it alike: their models over every scenario those runs define alike, that column among them — the
+    #: ranking of all the runs (:attr:`robustness`) leaves the scenario out, its mean over the same scenarios for all
+    shared: list[Robustness] = field(default_factory=list)
 
 
 def headline(df: pd.DataFrame, task: str, dataset: str, validation: pd.DataFrame | None = None) -> Headline | None:
@@ -145,7 +93,7 @@ def headline(df: pd.DataFrame, task: str, dataset: str, validation: pd.DataFrame
     tied = per[(sign * per["mean"] - top).abs() <= TIE_TOLERANCE]
     best = [(str(m), str(p)) for m, p in tied.index]
     rec = tied.iloc[0] if best else pd.Series({"mean": math.nan, "std": math.nan, "count": 0})
-    rob = _robustness(group[group["metric"] == metric], choice, metric, higher)
+    rob, shared = rankings(group[group["metric"] == metric], choice, metric, higher)
     # what the tables over every probe flag best in the clean column (their cells: the mean over the replicates)
     every = agg[agg["metric"] == metric].groupby(["model", "probe"], sort=False)["value"].mean().dropna()
     flagged = every[(sign * every - (sign * every).max()).abs() <= TIE_TOLERANCE] if not every.empty else every
@@ -153,93 +101,7 @@ def headline(df: pd.DataFrame, task: str, dataset: str, validation: pd.DataFrame
     passed_over = bool(cells) and not set(cells) & set(best)
     return Headline(task, dataset, metric, higher, choice, best, float(rec["mean"]), float(rec["std"]),
                     int(rec["count"]), rob, cells if passed_over else [],
-                    float(flagged.iloc[0]) if passed_over else math.nan)  # fmt: skip
-
-
-def _robustness(rows: pd.DataFrame, choice: ProbeChoice, metric: str, higher: bool) -> Robustness | None:
-    """Each model's chosen probe under every deformation scenario of ``rows`` (one group's aggregate rows of
-    ``metric``); ``None`` when the group has none. Over several runs, a scenario they define differently (a column per
-    run) is left out: a mean over it would compare different deformations."""
-    every = [s for s in ordered_scenarios(rows["scenario"].unique()) if s != CLEAN]
-    if not every:
-        return None
-    apart = apart_scenarios(rows) if rows["run_id"].nunique() > 1 else {}
-    scenarios = [s for s in every if s not in apart]
-    left_out = list(dict.fromkeys(apart[s][0] for s in every if s in apart))
-    keys = ["model", "probe"]
-    rows = rows.assign(model=rows["model"].astype(str), probe=rows["probe"].astype(str))
-    rows = rows[[choice.probes.get((m,)) == p for m, p in zip(rows["model"], rows["probe"], strict=True)]]
-    # the robustness table's Δ cells (deformed minus clean on the same tracks, paired by seed and fold) and the
-    # all-scenarios table's deformed cells, of the chosen probes
-    delta = paired_deltas(rows, keys).groupby([*keys, "scenario"], sort=False)["value"].mean().to_dict()
-    deformed = rows[rows["scenario"] != CLEAN].groupby([*keys, "scenario"], sort=False)["value"].mean().to_dict()
-    ranked, unranked = [], {}
-    for (model,), probe in choice.probes.items():
-        d = {s: float(delta.get((model, probe, s), math.nan)) for s in scenarios}
-        v = {s: float(deformed.get((model, probe, s), math.nan)) for s in scenarios}
-        missing = [s for s in scenarios if not (math.isfinite(d[s]) and math.isfinite(v[s]))]
-        if missing:
-            unranked[f"{model} · {probe}"] = missing
-        else:
-            ranked.append(Standing(model, probe, d, v))
-    return Robustness(metric, higher, scenarios, ranked if scenarios else [], unranked if scenarios else {}, left_out)
-
-
-def _signed(x: float) -> str:
-    return fmt_number(x, signed=True)
-
-
-def tied_names(names: Sequence[str]) -> str:
-    """``A · M2`` or, several tied, ``A · M2 = B · M5 (tied)``."""
-    return " = ".join(names) + (" (tied)" if len(names) > 1 else "")
-
-
-def _names(standings: Sequence[Standing]) -> str:
-    return tied_names([s.name for s in standings])
-
-
-def _worst(r: Robustness, standings: Sequence[Standing]) -> str:
-    """``worst D1 −0.031`` (tied models: each one's, named)."""
-    parts = []
-    for s in standings:
-        scenario, d = s.worst(r.higher)
-        parts.append((f"{s.model} " if len(standings) > 1 else "") + f"{scenario} {_signed(d)}")
-    return "worst " + ", ".join(parts)
-
-
-def robustness_facts(r: Robustness) -> list[str]:
-    """The robustness headline in short phrases: who, the mean Δ and worst scenario, who is best under deformation
-    when another model, and who is not ranked (the card and the terminal line join them)."""
-    n = len(r.scenarios)
-    over = f"over {n} scenario{'s' if n != 1 else ''}"
-    if not r.scenarios:
-        return [f"not ranked across runs: {_apart(r)}"]
-    if not r.ranked:
-        return ["no model has a change on every scenario: " + _unranked(r)]
-    top = r.most_robust
-    lead = "most robust" if r.compared else "under deformation"
-    facts = [f"{lead}: {_names(top)} (mean Δ {_signed(top[0].mean_delta)} {over}, {_worst(r, top)})"]
-    if r.compared:
-        best = r.best_deformed
-        mean = fmt_number(best[0].mean_deformed)
-        if {s.model for s in best} & {s.model for s in top}:
-            facts.append(f"also the best mean deformed {r.metric} ({mean})")
-        else:
-            facts.append(f"best mean deformed {r.metric}: {_names(best)} ({mean}), a different model")
-    if r.unranked:
-        facts.append("not ranked: " + _unranked(r))
-    if r.apart:
-        facts.append(f"left out: {_apart(r)}")
-    return facts
-
-
-def _apart(r: Robustness) -> str:
-    """``noise_10db, defined differently by the runs`` (the scenarios :attr:`Robustness.apart`)."""
-    return f"{', '.join(r.apart)}, defined differently by the runs (each definition has its own column)"
-
-
-def _unranked(r: Robustness) -> str:
-    return "; ".join(f"{name} (no Δ on {', '.join(s)})" for name, s in r.unranked.items())
+                    float(flagged.iloc[0]) if passed_over else math.nan, shared)  # fmt: skip
 
 
 def _direction(h: Headline) -> str:
@@ -371,29 +233,30 @@ def _ranking_cards(h: Headline, n_folds: int, within: str = "") -> list[str]:
         + "</div>",
     ]
     if h.robustness is not None:
-        cards.append(_robustness_card(h, h.robustness, within))
+        cards.append(_robustness_card(h, h.robustness, within, h.shared))
+    cards += [_robustness_card(h, r, f" in {alike_words(r)}") for r in h.shared]
     return cards
 
 
-def _robustness_card(h: Headline, r: Robustness, within: str = "") -> str:
+def _robustness_card(h: Headline, r: Robustness, within: str = "", shared: Sequence[Robustness] = ()) -> str:
+    """The most robust card of ranking ``r`` of headline ``h``: its own, or one of :attr:`Headline.shared`, whose
+    runs ``within`` names (``shared``: those, which the card of all the runs points to)."""
     title = f"{'most robust' if r.compared else 'under deformation'}: {h.metric} deformed − clean{_direction(h)}"
     title += within
     if not r.ranked:
-        return (
-            f'<div class="rv-card rv-robust"><span>{e(title)}</span><b>–</b><span>{e(robustness_facts(r)[0])}'
-            "</span></div>"
-        )
+        fact = robustness_facts(r, shared)[0].removeprefix(f"{alike_words(r)}: " if r.runs else "")
+        return f'<div class="rv-card rv-robust"><span>{e(title)}</span><b>–</b><span>{e(fact)}</span></div>'
     top = r.most_robust
     n = len(r.scenarios)
     facts = [
-        f"mean Δ {_signed(top[0].mean_delta)} over {n} scenario{'s' if n != 1 else ''} ({', '.join(r.scenarios)}), "
+        f"mean Δ {signed(top[0].mean_delta)} over {n} scenario{'s' if n != 1 else ''} ({', '.join(r.scenarios)}), "
         "each the mean over seeds (and folds) of the robustness table's Δ",
-        _worst(r, top),
-        *robustness_facts(r)[1:],
+        worst_words(r, top),
+        *robustness_facts(r, shared)[1:],
         "probe " + h.choice.rule(None if len(top) > 1 else (top[0].model,)),
     ]
     return (
-        f'<div class="rv-card rv-robust"><span>{e(title)}</span><b>{e(_names(top))}</b>'
+        f'<div class="rv-card rv-robust"><span>{e(title)}</span><b>{e(standing_names(top))}</b>'
         f"<span>{e('; '.join(facts))}</span></div>"
     )
 
@@ -438,8 +301,9 @@ def tested_card(agg: pd.DataFrame, n_folds: int) -> str:
 
 
 def summary_lines(h: Headline, within: str = "") -> list[str]:
-    """One or two lines for the terminal: best on clean, and (with deformation scenarios) most robust; ``within``:
-    the runs they rank (runs on several test sets, ranked apart)."""
+    """One or two lines for the terminal: best on clean, and (with deformation scenarios) most robust — then one per
+    ranking of the runs that share a definition of a scenario the others define otherwise (:attr:`Headline.shared`);
+    ``within``: the runs they rank (runs on several test sets, ranked apart)."""
     where = f" in {within}" if within else ""
     lead = f"{h.task} — {h.dataset}, {h.metric}{_direction(h)}{where}: best on clean "
     # the table beside it flags the best cell of each column: say why the headline may name another probe
@@ -449,7 +313,8 @@ def summary_lines(h: Headline, within: str = "") -> list[str]:
     if h.test_best:  # the table's starred clean cell is another probe: say why it is not the headline
         lines.append("  " + passed_over_note(h))
     if h.robustness is not None:
-        lines.append("  " + "; ".join(robustness_facts(h.robustness)))
+        lines.append("  " + "; ".join(robustness_facts(h.robustness, h.shared)))
+    lines += ["  " + "; ".join(robustness_facts(r)) for r in h.shared]
     return lines
 
 

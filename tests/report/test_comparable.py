@@ -5,7 +5,8 @@ starred one best value per column — though a smoke run's 10 test tracks, or an
 that do not compare with a full run's. Each run's test set is its saved split's test rows; where the sets differ,
 each set of runs on one test set is ranked on its own, and the report and tables say why. Likewise a deformation
 scenario two runs define differently under one name was one column, and its values were averaged into the mean Δ
-that ranks the runs' models: each run's definition now has a column of its own, left out of that ranking.
+that ranks the runs' models: each definition now has a column of its own, left out of the ranking of all the runs
+and ranked on among the runs that share it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import pytest
 import yaml
 
 from repeval.report.comparable import differing_scenarios, run_sets, run_split_digests, split_digests
+from repeval.report.html import build_report_html
+from repeval.report.render import fmt_number
 from repeval.report.results import CLEAN, combine_results, load_runs, ordered_scenarios
 from repeval.report.selection import combine_validation
 from repeval.report.summary import headline, robustness_facts, summary_cards, summary_text
@@ -128,17 +131,20 @@ def _gain(db: float, **more: object) -> dict[str, object]:
 def defined_runs(tmp_path_factory):
     """Runs ``r1`` and ``r2`` on one test set whose ``D1`` differs (a gain of −6 dB, of −12 dB) and whose ``D2`` is
     one definition written two ways (a parameter's alias, ``1`` and ``1.0``, a default written out); ``r3`` as
-    ``r1``."""
+    ``r1``; ``r4`` defined as ``r1`` with other results (other models' quality and draws)."""
     root = tmp_path_factory.mktemp("definitions")
     spec = dict(experiments=DEFAULT_EXPERIMENTS[:1], models=("A", "B"), model_quality={"A": 0.9, "B": 0.4},
                 probes=("M1",), seeds=(0,), scenarios=(CLEAN, "D1", "D2"), n_test=30, n_resamples=5)  # fmt: skip
     dirs = {r: make_run_dir(root, FakeRunSpec(run_id=r, **spec)) for r in ("r1", "r2", "r3")}
+    other = {**spec, "model_quality": {"A": 0.5, "B": 0.8}}
+    dirs["r4"] = make_run_dir(root, FakeRunSpec(run_id="r4", seed=1, **other))
     d2 = {"name": "D2", "steps": [{"type": "AddGaussianSNR", "params": {"min_snr_db": 10, "max_snr_db": 10}}]}
     same = {"name": "D2", "steps": [{"type": "AddGaussianSNR", "params": {"min_snr_in_db": 10.0, "max_snr_db": 10,
                                                                           "p": 0.5}}]}  # fmt: skip
     _deformations(dirs["r1"], [{"name": "D1", "steps": [_gain(-6, p=1)]}, d2])
     _deformations(dirs["r2"], [{"name": "D1", "steps": [_gain(-12, p=1)]}, same])
     _deformations(dirs["r3"], [[_gain(-6.0, p=1.0)], d2])  # D1 by position, the same as r1's
+    _deformations(dirs["r4"], [{"name": "D1", "steps": [_gain(-6, p=1)]}, d2])
     for run in dirs.values():
         _splits(run, ["t1", "t2", "t3"])
     return dirs
@@ -203,6 +209,74 @@ def test_runs_that_define_a_scenario_alike_share_its_column(defined_runs):
     col = t.columns.index(("accuracy", "Δ D1 (r1 + r3)"))
     assert {row[0] for row, flag in zip(t.rows, t.best[:, col], strict=True) if flag} == {"r1", "r3"}
     assert "left out: D1, defined differently by the runs" in summary_text(load_runs(dirs))
+
+
+def _most_robust(csv: pd.DataFrame, runs: list[str], scenarios: list[str]) -> tuple[str, str]:
+    """The most robust model of ``runs`` by the robustness table's accuracy Δ cells (``csv``: `repeval table
+    --format csv`, one probe per model) over ``scenarios``: its name and its mean Δ as the headline shows them."""
+    rows = csv[csv["run_id"].isin(runs)]
+    mean = rows[[f"accuracy:Δ {s}" for s in scenarios]].astype(float).mean(axis=1)
+    top = rows.loc[mean.idxmax()]
+    assert (np.abs(mean - mean.max()) > 1e-9).sum() == len(rows) - 1  # one model the most robust: no tie
+    return f"{top['run_id']}/{top['model']} · {top['probe']}", fmt_number(float(mean.max()), signed=True)
+
+
+def test_runs_that_define_a_scenario_alike_are_ranked_on_it(defined_runs, tmp_path):
+    """r1 and r4 define D1 alike, r2 otherwise: the ranking of all three left D1 out, r1's and r4's models too, though
+    measured under one deformation. It still leaves D1 out (its mean must be over the same scenarios for every model
+    ranked), and r1 and r4 are ranked on it apart, over D1 (r1 + r4) and D2 — in the report's cards, after `repeval
+    table` and in the headline lines `repeval evaluate` prints; where r2 is on another test set, r1 and r4 are all the
+    runs of theirs, ranked on D1 there."""
+    dirs = [defined_runs[r] for r in ("r1", "r2", "r4")]
+    csv = pd.read_csv(io.StringIO(table_command(dirs, "robustness", "csv", task=TASK)))
+    assert {"accuracy:Δ D1 (r1 + r4)", "accuracy:Δ D1 (r2)", "accuracy:Δ D2"} <= set(csv.columns)
+    every, every_mean = _most_robust(csv, ["r1", "r2", "r4"], ["D2"])
+    alike, alike_mean = _most_robust(csv, ["r1", "r4"], ["D1 (r1 + r4)", "D2"])
+    assert alike_mean != every_mean
+    lines = table_command(dirs, "all_deform_all_models", "plain", task=TASK, headline=True).splitlines()
+    main = next(x for x in lines if x.startswith("  most robust: "))
+    assert main.startswith(f"  most robust: {every} (mean Δ {every_mean} over 1 scenario, ")
+    assert main.endswith(
+        "left out: D1, defined differently by the runs (each definition has its own column; r1 + r4, which define it "
+        "alike, ranked on it apart)"
+    )
+    shared = lines[lines.index(main) + 1]
+    assert shared.startswith(
+        f"  most robust in r1 + r4, which define D1 alike: {alike} (mean Δ {alike_mean} over 2 scenarios, worst "
+    )
+    assert "r2/" not in shared and "left out" not in shared
+    assert summary_text(load_runs(dirs)).splitlines()[1:3] == [main, shared]  # `repeval evaluate`'s lines
+    html = build_report_html(load_runs(dirs))
+    card = re.search(r'<div class="rv-card rv-robust"><span>most robust: accuracy deformed − clean in r1 \+ r4, '
+                     r"which define D1 alike</span><b>(.*?)</b><span>(.*?)</span>", html)  # fmt: skip
+    assert card is not None and card[1] == alike
+    assert card[2].startswith(f"mean Δ {alike_mean} over 2 scenarios (D1 (r1 + r4), D2), ")
+    assert f"<b>{every}</b><span>mean Δ {every_mean} over 1 scenario (D2), " in html
+
+    # a model of the two without a Δ on D1 (a failed cell) is named in their ranking, not ranked; still in the other
+    runs = load_runs(dirs)
+    df = combine_results(runs)
+    keyed = df.assign(model=df["run_id"] + "/" + df["model"])
+    failed = keyed[~(keyed["model"].eq("r4/B") & keyed["scenario"].eq("D1 (r1 + r4)"))]
+    h = headline(failed, TASK, DATASET)
+    assert h is not None and h.robustness is not None and len(h.shared) == 1
+    assert "r4/B" in {s.model for s in h.robustness.ranked}
+    assert h.shared[0].unranked == {"r4/B · M1": ["D1 (r1 + r4)"]}
+    assert {s.model for s in h.shared[0].ranked} == {"r1/A", "r1/B", "r4/A"}
+    cards = summary_cards(failed, TASK, DATASET, combine_validation(runs, prefix_models=True))
+    assert "not ranked: r4/B · M1 (no Δ on D1 (r1 + r4))" in cards
+
+    # r2 on another test set (other labels): r1 and r4, all the runs of their set, are ranked on D1 (r1 + r4)
+    _splits(defined_runs["r2"], ["t1", "t2", "t3"], label="voice")
+    try:
+        text = table_command(dirs, "all_deform_all_models", "plain", task=TASK, headline=True)
+    finally:
+        _splits(defined_runs["r2"], ["t1", "t2", "t3"])
+    assert f"  {TASK} — {DATASET}, accuracy in r1 + r4: best on clean " in text
+    assert f"  most robust: {alike} (mean Δ {alike_mean} over 2 scenarios, " in text
+    assert "left out" not in text and "which define D1 alike" not in text
+    own, own_mean = _most_robust(csv, ["r2"], ["D1 (r2)", "D2"])
+    assert f"  most robust: {own} (mean Δ {own_mean} over 2 scenarios, " in text
 
 
 def test_a_scenario_a_run_names_like_a_per_run_column_is_not_taken_for_one(tmp_path):
