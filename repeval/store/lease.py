@@ -37,6 +37,9 @@ TTL_S = 600.0
 RENEW_S = 60.0
 #: how long after writing its lease a process reads it back, to find another that wrote its own at the same time
 CONFIRM_S = 1.0
+#: how long :meth:`Lease.release` waits for a renewal in flight (a read and a write) before it deletes the lease anyway:
+#: a renewal stuck on slow storage must not hold up the end of a run, or Ctrl-C
+RELEASE_WAIT_S = 5.0
 
 
 class LeaseError(RuntimeError):
@@ -142,18 +145,31 @@ class Lease:
                         self.store.uri,
                     )
                     return
+                if self._stop.is_set():  # released while this renewal read: not written back
+                    return
                 self._write()
-            except (OSError, LeaseError) as exc:  # a passing outage: tried again at the next renewal
+                if self._stop.is_set():  # released while this write was in flight: the lease it wrote is let go too
+                    self._drop_own()
+                    return
+            except Exception as exc:  # a passing outage, or any other failure: tried again at the next renewal
                 log.warning(
-                    "store %s: could not renew this process' lease (%s); it runs until %s",
-                    self.store.uri, exc, utc(self._info.get("expires_at", 0)),
+                    "store %s: could not renew this process' lease (%s: %s); it runs until %s",
+                    self.store.uri, type(exc).__name__, exc, utc(self._info.get("expires_at", 0)),
+                    exc_info=not isinstance(exc, OSError | LeaseError),  # not an outage: where it came from
                 )  # fmt: skip
 
     def release(self) -> None:
-        """Stop renewing and delete the lease, if it is still this process' own."""
+        """Stop renewing and delete the lease, if it is still this process' own. A renewal in flight is waited for
+        :data:`RELEASE_WAIT_S` at most (one stuck on slow storage deletes the lease it writes when it ends)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(RELEASE_WAIT_S)
+            if self._thread.is_alive():
+                log.warning(
+                    "store %s: a renewal of this process' lease has not answered for %.0f s (slow storage?): the lease "
+                    "is let go without it",
+                    self.store.uri, RELEASE_WAIT_S,
+                )  # fmt: skip
         self._drop_own()
 
     def _drop_own(self) -> None:

@@ -234,6 +234,56 @@ def test_a_held_lease_is_renewed_and_a_taken_over_one_is_noticed_and_left_alone(
     assert read() == taker and not lock.held  # the taker's lease is not deleted with this one's release
 
 
+def test_a_renewal_failing_in_any_way_is_tried_again_and_release_does_not_wait_on_a_stuck_one(
+    tmp_path, monkeypatch, caplog
+):
+    """A renewal that fails with any exception (not only an outage's OSError) warns with it and the next renewal
+    pushes the expiry on; a renewal stuck on the storage holds ``release`` up no longer than RELEASE_WAIT_S, and the
+    lease it writes once it ends is deleted too."""
+    import json
+    import logging
+
+    from repeval.store import lease as lease_mod
+    from repeval.testing.fs import faulty_fs
+
+    monkeypatch.setattr(lease_mod, "RENEW_S", 0.02)
+    monkeypatch.setattr(lease_mod, "CONFIRM_S", 0.0)
+    monkeypatch.setattr(lease_mod, "RELEASE_WAIT_S", 0.05)
+    path = tmp_path / "bucket" / lease_mod.LEASE
+    failures: list[Exception] = []
+    stuck, in_write, unstick = threading.Event(), threading.Event(), threading.Event()
+
+    def write(p: str) -> None:
+        if lease_mod.LEASE not in p.rsplit("/", 1)[-1]:
+            return
+        if failures:
+            raise failures.pop()
+        if stuck.is_set():
+            in_write.set()
+            unstick.wait(60)
+
+    lock = StoreLock(EmbeddingStore(str(tmp_path / "bucket"), filesystem=faulty_fs(before_write=write)), "held")
+    with caplog.at_level(logging.WARNING, logger="repeval.store.lease"):
+        lock.acquire()
+        lease = lock._lease
+        first = json.loads(path.read_text())
+        failures += [RuntimeError("the storage client failed")] * 2  # the next two renewals fail
+        wait_for(lambda: not failures and json.loads(path.read_text())["expires_at"] > first["expires_at"], timeout=30)
+        assert lease._thread.is_alive()
+        assert "could not renew this process' lease (RuntimeError: the storage client failed)" in caplog.text
+
+        stuck.set()  # the next renewal's write hangs
+        wait_for(in_write.is_set, timeout=30)
+        released = threading.Thread(target=lock.release)
+        released.start()
+        released.join(timeout=30)
+        assert not released.is_alive() and lease._thread.is_alive()  # let go without the stuck renewal
+        assert "has not answered" in caplog.text and not path.exists()
+        unstick.set()
+        lease._thread.join(timeout=30)
+    assert not lease._thread.is_alive() and not path.exists()  # the lease the late renewal wrote: deleted
+
+
 HOLDER = r"""
 import sys, time
 from repeval.store import EmbeddingStore
