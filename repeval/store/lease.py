@@ -46,6 +46,10 @@ class LeaseError(RuntimeError):
     """A lease file that cannot be read as one (not JSON, not this module's)."""
 
 
+class LeaseLost(RuntimeError):
+    """This process' lease on a store was removed, taken over or let expire: it writes no more to the store."""
+
+
 def read_lease(fs: pafs.FileSystem, root: str) -> dict[str, Any] | None:
     """The lease of the store at ``root`` (``None`` when there is none); one that is not a lease raises
     :class:`LeaseError`, naming ``repeval store unlock``."""
@@ -93,6 +97,8 @@ class Lease:
         self._info: dict[str, Any] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: what the renewal thread found when the lease was no longer this process' own (:meth:`check` raises it)
+        self.lost: str | None = None
 
     def _write(self) -> None:
         """Write the lease, expiring :data:`TTL_S` from now; ``_info`` keeps what the storage holds (a write that
@@ -139,11 +145,14 @@ class Lease:
             try:
                 current = read_lease(self.store.fs, self.store.root)
                 if current is None or current.get("token") != self.token:
-                    log.error(
-                        "store %s: this process' lease was removed (`repeval store unlock`) or taken over: another run "
-                        "may write to the store now — stop one of them",
-                        self.store.uri,
+                    from repeval.store.lock import describe
+
+                    self.lost = (
+                        "was removed (`repeval store unlock`?)"
+                        if current is None
+                        else f"was taken over by {describe(current)}"
                     )
+                    log.error("%s", self._lost_text())
                     return
                 if self._stop.is_set():  # released while this renewal read: not written back
                     return
@@ -157,6 +166,25 @@ class Lease:
                     self.store.uri, type(exc).__name__, exc, utc(self._info.get("expires_at", 0)),
                     exc_info=not isinstance(exc, OSError | LeaseError),  # not an outage: where it came from
                 )  # fmt: skip
+
+    def check(self) -> None:
+        """Raise :class:`LeaseLost` once another process may write to the store: the renewal thread found this lease
+        removed or taken over, or it expired without being renewed. Reads no storage (what the thread found, and the
+        clock)."""
+        if self.lost is None and self._thread is not None and time.time() >= self._info.get("expires_at", 0):
+            self.lost = (
+                f"expired at {utc(self._info['expires_at'])} without being renewed (its renewals failed or did not "
+                "answer: the storage unreachable?)"
+            )
+        if self.lost is not None:
+            raise LeaseLost(self._lost_text())
+
+    def _lost_text(self) -> str:
+        return (
+            f"store {self.store.uri}: this process' lease on the store {self.lost} — another process may write to the "
+            "store now, so this one stops writing to it (what it wrote before is kept): run it again once the store is "
+            "free; it goes on from what is stored"
+        )
 
     def release(self) -> None:
         """Stop renewing and delete the lease, if it is still this process' own. A renewal in flight is waited for

@@ -76,6 +76,14 @@ class StoreLock:
     def held(self) -> bool:
         return self._fd is not None or self._lease is not None
 
+    def check(self) -> None:
+        """Raise :class:`~repeval.store.lease.LeaseLost` when the store is no longer this process' own to write (a
+        lease found removed or taken over, or expired: :meth:`repeval.store.lease.Lease.check`); an ``flock`` is held
+        until released. No storage round trip: the store's writes call it through
+        :meth:`repeval.store.EmbeddingStore.check_lock`."""
+        if self._lease is not None:
+            self._lease.check()
+
     def acquire(self) -> None:
         if not self.local:  # no flock on object storage: a lease with an expiry (repeval.store.lease)
             from repeval.store.lease import Lease
@@ -85,6 +93,7 @@ class StoreLock:
             lease = Lease(self.store, self.run_id)
             lease.acquire()
             self._lease = lease
+            self.store.lock = self
             return
         if self._fd is not None:
             raise RuntimeError(f"{self.path} is already held by this StoreLock")
@@ -112,8 +121,11 @@ class StoreLock:
         self._info = owner_info(self.run_id)
         os.pwrite(fd, json.dumps(self._info, indent=1).encode(), 0)
         self._fd = fd
+        self.store.lock = self
 
     def release(self) -> None:
+        if getattr(self.store, "lock", None) is self:
+            self.store.lock = None
         if self._lease is not None:
             lease, self._lease = self._lease, None
             lease.release()

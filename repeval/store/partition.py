@@ -87,6 +87,7 @@ class Partition(PartitionStamp):
     def settle(self) -> list[Settled]:
         """Finish a track removal that was stopped (:func:`repeval.store.rewrite.settle`), rows and error records:
         what was done in each folder that had a journal."""
+        self.store.check_lock()
         done = (settle(self.fs, self.path), settle(self.fs, f"{self.path}/{ERRORS_DIR}"))
         return [d for d in done if d is not None]
 
@@ -101,12 +102,14 @@ class Partition(PartitionStamp):
 
     def delete(self) -> None:
         """Remove the partition (manifest first, so an interrupted delete leaves it incomplete, never complete)."""
+        self.store.check_lock()
         self._unmark()  # not reopen(): a stopped track removal whose journal cannot be read is deleted too
         self.fs.delete_dir(self.path)
 
     def reopen(self) -> None:
         """Mark a complete partition incomplete again before adding rows to it (and finish a track removal that was
         stopped: :meth:`settle`)."""
+        self.store.check_lock()
         self._unmark()
         self.settle()
 
@@ -307,6 +310,7 @@ class Partition(PartitionStamp):
         """Mark the partition complete (manifest written last, atomically) and return the manifest. Not while a track
         removal's journal leaves files out that cannot be deleted: a plain Parquet reader, trusting the manifest,
         would read them (:meth:`settle`)."""
+        self.store.check_lock()
         self.fs.create_dir(self.path, recursive=True)
         stuck = {n: why for done in self.settle() for n, why in done.stuck.items()}
         if stuck:

@@ -27,6 +27,7 @@ from reliability_helpers import (
 )
 
 from repeval.store import EmbeddingStore
+from repeval.store.lease import LeaseLost
 from repeval.store.lock import LOCK, StoreLock, StoreLocked, holder
 
 # ------------------------------------------------------------------------------------------- the lock
@@ -184,7 +185,8 @@ def test_of_two_writers_taking_a_lease_at_the_same_moment_one_refuses(tmp_path):
 def test_a_held_lease_is_renewed_and_a_taken_over_one_is_noticed_and_left_alone(tmp_path, monkeypatch, caplog):
     """The renewal thread pushes the lease's expiry on; a renewal that cannot write warns naming the expiry the
     storage still holds; a lease another process wrote over this one's (it expired, or `store unlock` then another
-    run) is noticed at the next renewal, which stops; released, the holder leaves the other's lease in place."""
+    run) is noticed at the next renewal, which stops, and the holder writes no more to the store; released, it leaves
+    the other's lease in place."""
     import json
     import logging
 
@@ -224,14 +226,58 @@ def test_a_held_lease_is_renewed_and_a_taken_over_one_is_noticed_and_left_alone(
             taker = {**read(), "token": "other", "run_id": "taker", "expires_at": on_storage + 60}
             (tmp_path / "taker.json").write_text(json.dumps(taker))
             os.replace(tmp_path / "taker.json", path)
-            wait_for(lambda: "was removed (`repeval store unlock`) or taken over" in caplog.text, timeout=30)
+            wait_for(
+                lambda: "this process' lease on the store was taken over by run 'taker'" in caplog.text, timeout=30
+            )
             failing.clear()
             lock._lease._thread.join(timeout=30)
             assert not lock._lease._thread.is_alive()  # stopped renewing: never writes over the taker's lease
             assert read() == taker
+            # and stops writing to the store, before its next part file or manifest: the taker's store now
+            part = lock.store.partition("ds", "m", "clean")
+            files = sorted(p.name for p in (tmp_path / "bucket").rglob("*"))
+            for write in (lambda: _write_rows(part, ["a"]), lambda: part.finish({})):
+                with pytest.raises(LeaseLost, match=r"taken over by run 'taker'.* this one stops writing to it"):
+                    write()
+            assert sorted(p.name for p in (tmp_path / "bucket").rglob("*")) == files
         finally:
             lock.release()
     assert read() == taker and not lock.held  # the taker's lease is not deleted with this one's release
+
+
+@pytest.mark.parametrize("how", ["unlocked", "expired"])
+def test_a_holder_whose_lease_was_removed_or_expired_stops_writing_with_the_fix(tmp_path, monkeypatch, how):
+    """`store unlock` run while the holder still runs (its renewal finds no lease), or renewals that failed until the
+    lease expired: the holder's next part file or manifest is refused, naming why and what to do; what it committed
+    before stays; a lock of the local disk (an flock) never refuses so."""
+    from repeval.store import lease as lease_mod
+    from repeval.testing.fs import faulty_fs
+
+    monkeypatch.setattr(lease_mod, "CONFIRM_S", 0.0)
+    monkeypatch.setattr(lease_mod, "RENEW_S", 0.02 if how == "unlocked" else 600.0)
+    monkeypatch.setattr(lease_mod, "TTL_S", 600.0 if how == "unlocked" else 0.05)
+    store = EmbeddingStore(str(tmp_path / "bucket"), filesystem=faulty_fs())
+    part = store.partition("ds", "m", "clean")
+    with StoreLock(store, "held") as lock:
+        if how == "unlocked":
+            _write_rows(part, ["a"])
+            (tmp_path / "bucket" / lease_mod.LEASE).unlink()  # as `repeval store unlock --yes` does
+            wait_for(lambda: lock._lease.lost is not None, timeout=30)
+            why = r"was removed \(`repeval store unlock`\?\)"
+        else:
+            wait_for(lambda: lease_mod.time.time() > lock._lease._info["expires_at"], timeout=30)
+            why = r"expired at .* without being renewed \(its renewals failed"
+        with pytest.raises(
+            LeaseLost, match=f"{why}.* another process may write .* run it again once the store is free"
+        ):
+            _write_rows(part, ["b"])
+        with pytest.raises(LeaseLost):
+            part.finish({})
+    assert sorted(part.done_track_ids()) == (["a"] if how == "unlocked" else [])
+    local = EmbeddingStore(str(tmp_path / "local"))
+    with StoreLock(local, "held"):
+        _write_rows(local.partition("ds", "m", "clean"), ["a"])
+        local.partition("ds", "m", "clean").finish({})
 
 
 def test_a_renewal_failing_in_any_way_is_tried_again_and_release_does_not_wait_on_a_stuck_one(
