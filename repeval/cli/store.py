@@ -301,8 +301,8 @@ def store_unlock(
     import pyarrow.fs as pafs
 
     from repeval.store import EmbeddingStore
-    from repeval.store.lease import LEASE, LeaseError, read_lease, utc
-    from repeval.store.lock import LOCK, describe
+    from repeval.store.lease import LEASE, LeaseError, read_lease
+    from repeval.store.lock import LOCK, describe, utc
 
     def go() -> None:
         st = EmbeddingStore(_store_root(root, store), create=False)

@@ -26,6 +26,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from repeval.store.layout import _atomic_write_bytes, read_if_there
+from repeval.store.lock import utc
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +68,6 @@ def read_lease(fs: pafs.FileSystem, root: str) -> dict[str, Any] | None:
             "`repeval store unlock STORE --yes`"
         )
     return info
-
-
-def utc(ts: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts))
 
 
 def busy_message(uri: str, info: dict[str, Any]) -> str:

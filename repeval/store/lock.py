@@ -51,11 +51,17 @@ def holder(store_root: str | Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data else None
 
 
+def utc(ts: float) -> str:
+    """``ts`` (seconds since the epoch) as the store's lock and lease messages give times: UTC, marked so (the holder
+    may be on another host, in another time zone)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+
+
 def describe(info: dict[str, Any] | None) -> str:
     if not info:
         return "another run"
     since = info.get("acquired_at")
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) if isinstance(since, int | float) else "?"
+    when = utc(since) if isinstance(since, int | float) else "?"
     run = f"run '{info['run_id']}'" if info.get("run_id") else "another run"
     return f"{run} (pid {info.get('pid')} on host {info.get('host')}, since {when})"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shlex
 import signal
 import subprocess
@@ -40,6 +41,7 @@ def test_second_lock_refuses_naming_the_owner(tmp_path):
             StoreLock(store, "second").acquire()
         msg = str(info.value)
         assert "in use by run 'first'" in msg and f"pid {os.getpid()}" in msg and "another run.store" in msg
+        assert re.search(r"since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\)", msg), msg  # marked, as every host reads it
     with StoreLock(store, "second") as lock:  # released on exit
         assert lock.held and holder(store.root)["run_id"] == "second"
     assert (tmp_path / "store" / LOCK).exists()  # never deleted (see repeval.store.lock)
@@ -137,6 +139,8 @@ def test_a_store_without_flock_is_held_by_a_lease_a_second_writer_refused_naming
             StoreLock(store(), "second").acquire()
         said = str(info.value)
         assert "is in use by run 'first'" in said and "its lease on the store runs until" in said, said
+        stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"  # both times in UTC, marked so
+        assert re.search(f"since {stamp}\\): its lease on the store runs until {stamp} ", said), said
         unlock = f"`repeval store unlock {shlex.quote(str(tmp_path / 'a bucket'))} --yes`"  # quoted for a shell
         assert unlock in said and "wait for it to finish" in said, said
     assert not (tmp_path / "a bucket" / LEASE).exists()  # released: removed
