@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -227,14 +228,22 @@ def store_rm(
     next run computes them again); takes the store's lock, so not during a run."""
     from repeval.store.lock import StoreLock
 
+    # this command as given, with --yes: what a refusal for a store in use says to run again
+    command = shlex.join(
+        ["repeval", "store", "rm", *target, *(["--store", root] if root is not None else [])]
+        + [w for t in tracks or [] for w in ("--track", t)]
+        + (["--tracks-from", tracks_from] if tracks_from is not None else [])
+        + ["--yes"]
+    )
+
     def go() -> None:
         store, chosen = _store_and_partitions(list(target), root, alone=False)
         if tracks or tracks_from is not None:
             from repeval.cli.store_tracks import remove_tracks
 
-            remove_tracks(store, list(chosen.values()), _track_ids(tracks or [], tracks_from), yes)
+            remove_tracks(store, list(chosen.values()), _track_ids(tracks or [], tracks_from), yes, command)
             return
-        _rm_partitions(store, chosen, yes, StoreLock)
+        _rm_partitions(store, chosen, yes, StoreLock, command)
 
     _guard(go)
 
@@ -285,7 +294,8 @@ def store_settle(
 
     def go() -> None:
         store, chosen = _store_and_partitions(list(target or []), root, alone=True)
-        settle_partitions(store, list(chosen.values()) if chosen else store.partitions())
+        command = shlex.join(["repeval", "store", "settle", *(target or []), *(["--store", root] if root else [])])
+        settle_partitions(store, list(chosen.values()) if chosen else store.partitions(), command)
 
     _guard(go)
 
@@ -313,7 +323,7 @@ def store_unlock(
             )
             return
         try:
-            info = read_lease(st.fs, st.root)
+            info = read_lease(st.fs, st.root, st.uri)
         except LeaseError:  # not a lease: what that error names as the fix is this command
             info, said = {}, f"{LEASE}, which is not a lease repeval wrote"
         else:
@@ -349,7 +359,7 @@ def _track_ids(given: list[str], path: str | None) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def _rm_partitions(store: Any, chosen: dict[str, Any], yes: bool, lock: Any) -> None:
+def _rm_partitions(store: Any, chosen: dict[str, Any], yes: bool, lock: Any, command: str) -> None:
     """``store rm PARTITION...`` without tracks: list the partitions, or delete them with ``--yes``."""
     from repeval.store.layout import DamagedPartFile
 
@@ -363,7 +373,7 @@ def _rm_partitions(store: Any, chosen: dict[str, Any], yes: bool, lock: Any) -> 
     if not yes:
         typer.echo(f"{len(chosen)} partition(s) would be deleted from {store.uri}; rerun with --yes to delete them")
         return
-    with lock(store, run_id="repeval store rm"):
+    with lock(store, run_id="repeval store rm", command=command):
         for part in chosen.values():
             part.delete()
     typer.echo(f"deleted {len(chosen)} partition(s) from {store.uri}; the next run computes them again")

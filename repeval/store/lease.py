@@ -51,9 +51,14 @@ class LeaseLost(RuntimeError):
     """This process' lease on a store was removed, taken over or let expire: it writes no more to the store."""
 
 
-def read_lease(fs: pafs.FileSystem, root: str) -> dict[str, Any] | None:
-    """The lease of the store at ``root`` (``None`` when there is none); one that is not a lease raises
-    :class:`LeaseError`, naming ``repeval store unlock``."""
+def unlock_command(uri: str) -> str:
+    """The ``repeval store unlock`` command that removes the lease of the store ``uri``, quoted for a shell."""
+    return f"repeval store unlock {shlex.quote(uri)} --yes"
+
+
+def read_lease(fs: pafs.FileSystem, root: str, uri: str) -> dict[str, Any] | None:
+    """The lease of the store ``uri`` at ``root`` of ``fs`` (``None`` when there is none); one that is not a lease
+    raises :class:`LeaseError`, naming ``repeval store unlock``."""
     path = f"{root}/{LEASE}"
     raw = read_if_there(fs, path)
     if raw is None:
@@ -65,20 +70,20 @@ def read_lease(fs: pafs.FileSystem, root: str) -> dict[str, Any] | None:
     if not isinstance(info, dict) or not isinstance(info.get("expires_at"), int | float):
         raise LeaseError(
             f"{path} is not a lease repeval wrote (no expires_at): if no run writes to the store, remove it with "
-            "`repeval store unlock STORE --yes`"
+            f"`{unlock_command(uri)}`"
         )
     return info
 
 
-def busy_message(uri: str, info: dict[str, Any]) -> str:
-    """The refusal for a store whose lease ``info`` has not expired."""
-    from repeval.store.lock import describe
+def busy_message(uri: str, info: dict[str, Any], command: str | None = None) -> str:
+    """The refusal for a store whose lease ``info`` has not expired, of a run or of the store command ``command``
+    (:func:`repeval.store.lock.wait_text`)."""
+    from repeval.store.lock import describe, wait_text
 
     return (
         f"store {uri} is in use by {describe(info)}: its lease on the store runs until {utc(info['expires_at'])} "
-        f"(renewed every {RENEW_S:.0f} s while it runs) — wait for it to finish, or give this run another run.store; "
-        "if that process is gone (killed, its machine down), remove its lease with "
-        f"`repeval store unlock {shlex.quote(uri)} --yes` "
+        f"(renewed every {RENEW_S:.0f} s while it runs) — {wait_text(command)}; "
+        f"if that process is gone (killed, its machine down), remove its lease with `{unlock_command(uri)}` "
         "(it also expires by itself then)"
     )
 
@@ -87,9 +92,10 @@ class Lease:
     """The lease of ``store`` for ``run_id``: :meth:`acquire` (raising ``StoreLocked`` while another holds it),
     renewed by a thread until :meth:`release`."""
 
-    def __init__(self, store: Any, run_id: str | None) -> None:
+    def __init__(self, store: Any, run_id: str | None, command: str | None = None) -> None:
         self.store = store
         self.run_id = run_id
+        self.command = command
         self.token = uuid.uuid4().hex
         self._info: dict[str, Any] = {}
         self._stop = threading.Event()
@@ -109,9 +115,9 @@ class Lease:
         from repeval.store.lock import StoreLocked, describe, owner_info
 
         fs, root = self.store.fs, self.store.root
-        current = read_lease(fs, root)
+        current = read_lease(fs, root, self.store.uri)
         if current is not None and current["expires_at"] > time.time():
-            raise StoreLocked(busy_message(self.store.uri, current))
+            raise StoreLocked(busy_message(self.store.uri, current, self.command))
         if current is not None:
             log.info(
                 "store %s: the lease of %s expired at %s without being released (killed, or its machine went down): "
@@ -123,13 +129,13 @@ class Lease:
         self._write()
         try:
             time.sleep(CONFIRM_S)
-            back = read_lease(fs, root)
+            back = read_lease(fs, root, self.store.uri)
         except BaseException:  # stopped (Ctrl-C) or the storage failed: not left to block the store for TTL_S
             self._drop_own()
             raise
         if back is None or back.get("token") != self.token:
             raise StoreLocked(
-                busy_message(self.store.uri, back) + " — it took the store at the same moment as this one"
+                busy_message(self.store.uri, back, self.command) + " — it took the store at the same moment as this one"
                 if back is not None
                 else f"store {self.store.uri}: the lease this process wrote was removed at once (`repeval store "
                 "unlock`?); run again"
@@ -140,7 +146,7 @@ class Lease:
     def _renew(self) -> None:
         while not self._stop.wait(RENEW_S):
             try:
-                current = read_lease(self.store.fs, self.store.root)
+                current = read_lease(self.store.fs, self.store.root, self.store.uri)
                 if current is None or current.get("token") != self.token:
                     from repeval.store.lock import describe
 
@@ -200,7 +206,7 @@ class Lease:
     def _drop_own(self) -> None:
         """Delete the lease if it is this process' own (never another's that took it over)."""
         try:
-            current = read_lease(self.store.fs, self.store.root)
+            current = read_lease(self.store.fs, self.store.root, self.store.uri)
             if current is not None and current.get("token") == self.token:
                 self.store.fs.delete_file(f"{self.store.root}/{LEASE}")
         except (OSError, LeaseError) as exc:  # it expires by itself

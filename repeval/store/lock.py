@@ -57,6 +57,14 @@ def utc(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
 
 
+def wait_text(command: str | None) -> str:
+    """What a writer refused for a store in use is told to do: a run (``command`` None) may take another store; a
+    store command (``command``, quoted for a shell) is run again."""
+    if command is None:
+        return "wait for it to finish or give this run another run.store"
+    return f"wait for it to finish, then run `{command}` again"
+
+
 def describe(info: dict[str, Any] | None) -> str:
     if not info:
         return "another run"
@@ -67,11 +75,14 @@ def describe(info: dict[str, Any] | None) -> str:
 
 
 class StoreLock:
-    """``with StoreLock(store, run_id): ...`` — exclusive for the block, released on exit (also on errors)."""
+    """``with StoreLock(store, run_id): ...`` — exclusive for the block, released on exit (also on errors).
+    ``command``: the store command taking it (``repeval store rm …``, quoted for a shell), which a refusal says to run
+    again; a run's refusal says to give it another ``run.store``."""
 
-    def __init__(self, store: Any, run_id: str | None = None) -> None:
+    def __init__(self, store: Any, run_id: str | None = None, command: str | None = None) -> None:
         self.store = store
         self.run_id = run_id
+        self.command = command
         self.local = isinstance(store.fs, pafs.LocalFileSystem)
         self.path = Path(store.root) / LOCK
         self._fd: int | None = None
@@ -96,7 +107,7 @@ class StoreLock:
 
             if self._lease is not None:
                 raise RuntimeError(f"{self.store.uri}'s lease is already held by this StoreLock")
-            lease = Lease(self.store, self.run_id)
+            lease = Lease(self.store, self.run_id, self.command)
             lease.acquire()
             self._lease = lease
             self.store.lock = self
@@ -110,8 +121,8 @@ class StoreLock:
         except BlockingIOError:
             os.close(fd)
             raise StoreLocked(
-                f"store {self.store.uri} is in use by {describe(holder(self.path.parent))}; wait for it to finish "
-                f"or give this run another run.store (two runs never write one store at once)"
+                f"store {self.store.uri} is in use by {describe(holder(self.path.parent))}; "
+                f"{wait_text(self.command)} (two writers never share a store)"
             ) from None
         except BaseException:
             os.close(fd)

@@ -74,21 +74,24 @@ class Partition(PartitionStamp):
         (:mod:`repeval.store.rewrite`): stopped anywhere, the partition shows the old files or the new, never both."""
         stuck = {n: why for done in self.settle() for n, why in done.stuck.items()}
         if stuck:  # a new journal would show the files the stuck one leaves out: rows twice
-            raise RuntimeError(f"store partition {self.name}: nothing was removed — {stuck_text(stuck)}")
+            raise RuntimeError(
+                f"store partition {self.name}: nothing was removed — {stuck_text(stuck, self.settle_command())}"
+            )
         rows, errors, found = self.track_hits(ids)
         if not found:
             return 0, 0
         self.reopen()  # first: stopped midway, the partition is incomplete, never complete with rows missing
         return (
-            remove_rows(self.fs, self.path, rows, ids),
-            remove_rows(self.fs, f"{self.path}/{ERRORS_DIR}", errors, ids),
+            remove_rows(self.fs, self.path, rows, ids, self.settle_command()),
+            remove_rows(self.fs, f"{self.path}/{ERRORS_DIR}", errors, ids, self.settle_command()),
         )
 
     def settle(self) -> list[Settled]:
         """Finish a track removal that was stopped (:func:`repeval.store.rewrite.settle`), rows and error records:
         what was done in each folder that had a journal."""
         self.store.check_lock()
-        done = (settle(self.fs, self.path), settle(self.fs, f"{self.path}/{ERRORS_DIR}"))
+        cmd = self.settle_command()
+        done = (settle(self.fs, self.path, cmd), settle(self.fs, f"{self.path}/{ERRORS_DIR}", cmd))
         return [d for d in done if d is not None]
 
     def unsettled(self) -> list[str] | None:
@@ -315,7 +318,8 @@ class Partition(PartitionStamp):
         stuck = {n: why for done in self.settle() for n, why in done.stuck.items()}
         if stuck:
             raise RuntimeError(
-                f"store partition {self.name}: not marked complete (its rows are kept) — {stuck_text(stuck)}"
+                f"store partition {self.name}: not marked complete (its rows are kept) — "
+                f"{stuck_text(stuck, self.settle_command())}"
             )
         self.dedupe()
         files = self.part_files()

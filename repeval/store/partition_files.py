@@ -32,6 +32,11 @@ def rm_command(store_uri: str, partition: str) -> str:
     return f"repeval store rm {shlex.quote(store_uri)} {shlex.quote(partition)} --yes"
 
 
+def settle_command(store_uri: str, partition: str) -> str:
+    """The ``repeval store settle`` command that finishes ``partition``'s stopped track removals, quoted for a shell."""
+    return f"repeval store settle {shlex.quote(store_uri)} {shlex.quote(partition)}"
+
+
 @dataclass
 class PartitionFiles:
     """The files of one store partition and what their footers and id columns say (no embedding read)."""
@@ -57,6 +62,10 @@ class PartitionFiles:
     def rm_command(self) -> str:
         """The ``repeval store rm`` command that deletes this partition, quoted for a shell."""
         return rm_command(self.store.uri, self.name)
+
+    def settle_command(self) -> str:
+        """The ``repeval store settle`` command for this partition, quoted for a shell."""
+        return settle_command(self.store.uri, self.name)
 
     def _read_json(self, name: str) -> dict[str, Any] | None:
         try:

@@ -129,10 +129,11 @@ def pending(fs: pafs.FileSystem, directory: str) -> list[str] | None:
     return [n for n in sorted(_left_out(journal)) if not missing(fs, f"{directory}/{n}")]
 
 
-def settle(fs: pafs.FileSystem, directory: str) -> Settled | None:
+def settle(fs: pafs.FileSystem, directory: str, settle_command: str) -> Settled | None:
     """Finish a rewrite of ``directory`` that was stopped: delete the files its journal leaves out, then the journal
     (``None`` when there is none). A file it cannot delete is named in a warning and keeps the journal, so the folder
-    still lists the rows once (:attr:`Settled.stuck`)."""
+    still lists the rows once (:attr:`Settled.stuck`); the warning names ``settle_command`` (``repeval store settle
+    …``, quoted for a shell)."""
     journal = _journal(fs, directory)
     if journal is None:
         return None
@@ -141,7 +142,7 @@ def settle(fs: pafs.FileSystem, directory: str) -> Settled | None:
     if not done.stuck:
         done.stuck.update(_delete_all(fs, directory, [REWRITE])[1])
     if done.stuck:
-        log.warning("%s: %s", directory, stuck_text(done.stuck))
+        log.warning("%s: %s", directory, stuck_text(done.stuck, settle_command))
     elif committed:
         log.info("%s: finished a track removal (`repeval store rm --track`) that was stopped", directory)
     else:
@@ -153,31 +154,35 @@ def settle(fs: pafs.FileSystem, directory: str) -> Settled | None:
     return done
 
 
-def stuck_text(stuck: dict[str, str]) -> str:
-    """What to say of the files a track removal could not delete (name → why)."""
+def stuck_text(stuck: dict[str, str], settle_command: str) -> str:
+    """What to say of the files a track removal could not delete (name → why); ``settle_command`` (``repeval store
+    settle …``, quoted for a shell) deletes them once they can be."""
     shown = "; ".join(f"{n} ({why})" for n, why in list(stuck.items())[:3]) + ("; …" if len(stuck) > 3 else "")
     return (
         f"could not delete {len(stuck)} file(s) a track removal (`repeval store rm … --track`) left over: "
         f"{shown} — "
         "repeval reads around them (its journal, _rewrite.json, stays), but a plain Parquet reader (duckdb, "
         "pq.read_table) reads their rows besides the others; make them deletable (permissions, the storage's "
-        "connection) and run `repeval store settle STORE` (or the next `store rm` or run writing to the partition)"
+        f"connection) and run `{settle_command}` (or the next `store rm` or run writing to the partition)"
     )
 
 
-def _delete_replaced(fs: pafs.FileSystem, directory: str, old: list[str]) -> None:
+def _delete_replaced(fs: pafs.FileSystem, directory: str, old: list[str], settle_command: str) -> None:
     """Step 4: the old files, then the journal (the point a test stops a rewrite at). The removal has taken effect:
     a file that cannot be deleted is a warning, and keeps the journal (:func:`settle` finishes it later)."""
     stuck = _delete_all(fs, directory, old)[1]
     if not stuck:
         stuck = _delete_all(fs, directory, [REWRITE])[1]
     if stuck:
-        log.warning("%s: %s", directory, stuck_text(stuck))
+        log.warning("%s: %s", directory, stuck_text(stuck, settle_command))
 
 
-def remove_rows(fs: pafs.FileSystem, directory: str, held: dict[str, pa.Array], ids: pa.Array) -> int:
+def remove_rows(
+    fs: pafs.FileSystem, directory: str, held: dict[str, pa.Array], ids: pa.Array, settle_command: str
+) -> int:
     """Rewrite the part files of ``directory`` among ``held`` (path → its ``track_id`` column) that hold one of
-    ``ids`` without those rows (module docstring); returns how many rows were removed."""
+    ``ids`` without those rows (module docstring); returns how many rows were removed. A replaced file that cannot be
+    deleted is a warning naming ``settle_command``."""
     hits = [f for f, col in held.items() if pc.any(pc.is_in(col, value_set=ids)).as_py()]
     if not hits:
         return 0
@@ -193,5 +198,5 @@ def remove_rows(fs: pafs.FileSystem, directory: str, held: dict[str, pa.Array], 
     for f, name in names.items():
         write_table_atomic(fs, directory, kept[f], name=name)
     _write_journal(fs, directory, old, list(names.values()), committed=True)
-    _delete_replaced(fs, directory, old)
+    _delete_replaced(fs, directory, old, settle_command)
     return removed

@@ -151,6 +151,18 @@ def test_a_store_without_flock_is_held_by_a_lease_a_second_writer_refused_naming
     assert "the lease of run 'killed'" in caplog.text and "taken over" in caplog.text
 
 
+def test_a_lease_file_repeval_did_not_write_is_refused_naming_the_stores_own_unlock(tmp_path):
+    from repeval.store.lease import LEASE, LeaseError
+    from repeval.testing.fs import faulty_fs
+
+    (tmp_path / "a bucket").mkdir()
+    (tmp_path / "a bucket" / LEASE).write_text("not json")
+    with pytest.raises(
+        LeaseError, match=re.escape(f"`repeval store unlock {shlex.quote(str(tmp_path / 'a bucket'))} --yes`")
+    ):
+        StoreLock(EmbeddingStore(str(tmp_path / "a bucket"), filesystem=faulty_fs()), "run").acquire()
+
+
 def test_of_two_writers_taking_a_lease_at_the_same_moment_one_refuses(tmp_path):
     """Both read no lease, then both write theirs (held at a barrier until both have read): the one whose lease was
     overwritten finds so when it reads it back, and refuses."""
