@@ -305,14 +305,21 @@ def store_unlock(
     root: _RootArg = None,
     store: _StoreOpt = None,
     yes: Annotated[bool, typer.Option("--yes", help="remove it; without it, only say who holds it")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="with --yes, remove it even though its holder's pid runs on this host (another program that took the "
+            "pid since)",
+        ),
+    ] = False,
 ) -> None:
     """Remove the lease of a store on object storage left by a run that is gone (killed, its machine down) before it
-    expires; a local store's lock needs none (the kernel frees it)."""
+    expires; a local store's lock needs none (the kernel frees it). Refused while the holder runs on this host."""
     import pyarrow.fs as pafs
 
     from repeval.store import EmbeddingStore
-    from repeval.store.lease import LEASE, LeaseError, read_lease
-    from repeval.store.lock import LOCK, describe, utc
+    from repeval.store.lock import LOCK
 
     def go() -> None:
         st = EmbeddingStore(_store_root(root, store), create=False)
@@ -322,28 +329,49 @@ def store_unlock(
                 "kernel when its holder ends, however it ends — there is nothing to remove"
             )
             return
-        try:
-            info = read_lease(st.fs, st.root, st.uri)
-        except LeaseError:  # not a lease: what that error names as the fix is this command
-            info, said = {}, f"{LEASE}, which is not a lease repeval wrote"
-        else:
-            said = ""
-        if info is None:
-            typer.echo(f"{st.uri}: no lease — no run holds the store")
-            return
-        if info:
-            expired = "expired" if info["expires_at"] <= time.time() else "runs until"
-            said = f"the lease of {describe(info)} ({expired} {utc(info['expires_at'])})"
-        if not yes:
-            typer.echo(
-                f"{st.uri}: {said}; rerun with --yes to remove it — only once that process is gone: a run still "
-                "writing would share the store with the next"
-            )
-            return
-        st.fs.delete_file(f"{st.root}/{LEASE}")
-        typer.echo(f"{st.uri}: removed {said}")
+        unlock(st, yes, force)
 
     _guard(go)
+
+
+def unlock(st: Any, yes: bool, force: bool = False) -> None:
+    """``repeval store unlock`` on the store ``st`` (not a local one): say whose lease it holds, and with ``yes``
+    remove it — refused (a ``RuntimeError`` naming the pid and how to stop it) while the holder is a live process on
+    this host, unless ``force``."""
+    from repeval.store.lease import LEASE, LeaseError, read_lease
+    from repeval.store.lock import alive_here, describe, utc
+
+    try:
+        info = read_lease(st.fs, st.root, st.uri)
+    except LeaseError:  # not a lease: what that error names as the fix is this command
+        info, said = {}, f"{LEASE}, which is not a lease repeval wrote"
+    else:
+        said = ""
+    if info is None:
+        typer.echo(f"{st.uri}: no lease — no run holds the store")
+        return
+    running = ""
+    if info:
+        expired = "expired" if info["expires_at"] <= time.time() else "runs until"
+        said = f"the lease of {describe(info)} ({expired} {utc(info['expires_at'])})"
+        if alive_here(info):
+            pid = info["pid"]
+            running = (
+                f"its process, pid {pid}, is still running on this host: stop it (`kill {pid}`; it lets its lease go "
+                f"as it ends) rather than remove its lease — a run still writing would share the store with the next; "
+                f"if pid {pid} is another program now, add --force"
+            )
+    if not yes:
+        typer.echo(
+            f"{st.uri}: {said}; "
+            + (running or "rerun with --yes to remove it — only once that process is gone: a run still writing "
+               "would share the store with the next")
+        )  # fmt: skip
+        return
+    if running and not force:
+        raise RuntimeError(f"{st.uri}: {said} not removed — {running}")
+    st.fs.delete_file(f"{st.root}/{LEASE}")
+    typer.echo(f"{st.uri}: removed {said}")
 
 
 def _track_ids(given: list[str], path: str | None) -> list[str]:

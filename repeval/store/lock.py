@@ -65,6 +65,21 @@ def wait_text(command: str | None) -> str:
     return f"wait for it to finish, then run `{command}` again"
 
 
+def alive_here(info: dict[str, Any]) -> bool:
+    """Whether the holder ``info`` names is a live process on this host (its pid answers signal 0); ``False`` for one
+    on another host or a pid that is gone. A pid taken since by another program reads as alive."""
+    pid = info.get("pid")
+    if info.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
 def describe(info: dict[str, Any] | None) -> str:
     if not info:
         return "another run"

@@ -163,6 +163,47 @@ def test_a_lease_file_repeval_did_not_write_is_refused_naming_the_stores_own_unl
         StoreLock(EmbeddingStore(str(tmp_path / "a bucket"), filesystem=faulty_fs()), "run").acquire()
 
 
+def test_unlock_refuses_a_lease_whose_holder_runs_on_this_host_unless_forced(tmp_path, capsys):
+    """`store unlock --yes` removes the lease of a holder gone (its pid dead here, or on another host) but refuses,
+    naming the pid and how to stop it, while the holder's process runs on this host; --force removes it anyway."""
+    import json
+    import socket
+    import time
+
+    from repeval.cli.store import unlock
+    from repeval.store.lease import LEASE
+    from repeval.testing.fs import faulty_fs
+
+    st = EmbeddingStore(str(tmp_path / "bucket"), filesystem=faulty_fs())
+    path = tmp_path / "bucket" / LEASE
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+
+        def lease(pid: int, host: str = socket.gethostname()) -> None:
+            info = {"host": host, "pid": pid, "run_id": "r", "acquired_at": time.time(), "expires_at": time.time() + 60}
+            path.write_text(json.dumps(info))
+
+        lease(live.pid)
+        unlock(st, yes=False)
+        assert f"pid {live.pid}, is still running on this host: stop it (`kill {live.pid}`" in capsys.readouterr().out
+        with pytest.raises(
+            RuntimeError, match=rf"not removed — its process, pid {live.pid}, is still running .* --force"
+        ):
+            unlock(st, yes=True)
+        assert path.exists()
+        unlock(st, yes=True, force=True)
+        assert not path.exists() and "removed the lease of run 'r'" in capsys.readouterr().out
+        for pid, host in ((dead.pid, socket.gethostname()), (live.pid, "another-host")):  # gone, or not checkable
+            lease(pid, host)
+            unlock(st, yes=True)
+            assert not path.exists()
+    finally:
+        live.kill()
+        live.wait()
+
+
 def test_of_two_writers_taking_a_lease_at_the_same_moment_one_refuses(tmp_path):
     """Both read no lease, then both write theirs (held at a barrier until both have read): the one whose lease was
     overwritten finds so when it reads it back, and refuses."""
