@@ -3,7 +3,6 @@ so the next run computes just those tracks again (:meth:`repeval.store.partition
 
 from __future__ import annotations
 
-import shlex
 from typing import Any
 
 import pyarrow as pa
@@ -11,6 +10,8 @@ import pyarrow.compute as pc
 import typer
 
 from repeval.store import EmbeddingStore
+from repeval.store.partition_files import settle_command
+from repeval.store.rewrite import stuck_text
 
 #: track ids named in a line before the rest are counted
 SHOWN = 5
@@ -66,6 +67,16 @@ def remove_tracks(
         typer.echo(f"{what} would be deleted from {where}; rerun with --yes to delete them")
         return
     with StoreLock(store, run_id="repeval store rm", command=command):
+        # every partition's stopped removals finished first: one that cannot be refuses them all, before any is changed
+        stuck = {part.name: files for part, _, _ in plan if (files := part.settle_stuck())}
+        if stuck:
+            files = {f"{name}/{n}": why for name, named in stuck.items() for n, why in named.items()}
+            raise RuntimeError(
+                f"{store.uri}: nothing was removed — a stopped track removal cannot finish in "
+                f"{_plural(len(stuck), 'partition')} given ({', '.join(stuck)}): "
+                f"{stuck_text(files, settle_command(store.uri, *stuck))}"
+                + (f"; then run `{command}` again" if command else "")
+            )
         for part, _, _ in plan:
             part.remove_tracks(ids)
     typer.echo(f"deleted {what} from {where} (now incomplete); the next run computes those tracks again")
@@ -77,7 +88,7 @@ def remove_tracks(
             + "; ".join(f"{name}: {_some(files)}" for name, files in left.items())
             + ") — repeval reads around them; a plain Parquet reader (duckdb, pq.read_table) reads them too, the "
             "removed tracks' rows and the others' twice: "
-            f"`repeval store settle {shlex.quote(store.uri)}` deletes them once they can be deleted (as does the next "
+            f"`{settle_command(store.uri, *left)}` deletes them once they can be deleted (as does the next "
             "`store rm` or run writing to those partitions)",
             err=True,
         )
@@ -114,9 +125,6 @@ def settle_partitions(store: EmbeddingStore, parts: list[Any], command: str | No
                         "`repeval store rm … --track` again to remove the tracks"
                     )
     if stuck:
-        from repeval.store.rewrite import stuck_text
-
-        again = " ".join(["repeval store settle", shlex.quote(store.uri), *map(shlex.quote, stuck_parts)])
-        raise RuntimeError(f"{store.uri}: {stuck_text(stuck, again)}")
+        raise RuntimeError(f"{store.uri}: {stuck_text(stuck, settle_command(store.uri, *stuck_parts))}")
     said = f"settled {_plural(settled, 'folder')}" if settled else "nothing to settle: no stopped track removal"
     typer.echo(f"{said} in {_plural(len(parts), 'partition')} of {store.uri}")

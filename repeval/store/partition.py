@@ -72,7 +72,7 @@ class Partition(PartitionStamp):
         Only the part files holding one of them are rewritten, each into a new part file (its name a new write time,
         so a probe grid trained on the partition is trained again) before the old one is deleted, under a journal
         (:mod:`repeval.store.rewrite`): stopped anywhere, the partition shows the old files or the new, never both."""
-        stuck = {n: why for done in self.settle() for n, why in done.stuck.items()}
+        stuck = self.settle_stuck()
         if stuck:  # a new journal would show the files the stuck one leaves out: rows twice
             raise RuntimeError(
                 f"store partition {self.name}: nothing was removed — {stuck_text(stuck, self.settle_command())}"
@@ -93,6 +93,15 @@ class Partition(PartitionStamp):
         cmd = self.settle_command()
         done = (settle(self.fs, self.path, cmd), settle(self.fs, f"{self.path}/{ERRORS_DIR}", cmd))
         return [d for d in done if d is not None]
+
+    def settle_stuck(self) -> dict[str, str]:
+        """:meth:`settle`, then the files it could not delete (their path in the partition → why): a new removal, or
+        the manifest, must wait for them."""
+        return {
+            f"{done.directory[len(self.path) :].strip('/')}/{n}".lstrip("/"): why
+            for done in self.settle()
+            for n, why in done.stuck.items()
+        }
 
     def unsettled(self) -> list[str] | None:
         """The files a stopped (or unfinished) track removal left over, which a plain Parquet reader reads besides
@@ -315,7 +324,7 @@ class Partition(PartitionStamp):
         would read them (:meth:`settle`)."""
         self.store.check_lock()
         self.fs.create_dir(self.path, recursive=True)
-        stuck = {n: why for done in self.settle() for n, why in done.stuck.items()}
+        stuck = self.settle_stuck()
         if stuck:
             raise RuntimeError(
                 f"store partition {self.name}: not marked complete (its rows are kept) — "

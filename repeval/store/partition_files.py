@@ -32,9 +32,10 @@ def rm_command(store_uri: str, partition: str) -> str:
     return f"repeval store rm {shlex.quote(store_uri)} {shlex.quote(partition)} --yes"
 
 
-def settle_command(store_uri: str, partition: str) -> str:
-    """The ``repeval store settle`` command that finishes ``partition``'s stopped track removals, quoted for a shell."""
-    return f"repeval store settle {shlex.quote(store_uri)} {shlex.quote(partition)}"
+def settle_command(store_uri: str, *partitions: str) -> str:
+    """The ``repeval store settle`` command that finishes the stopped track removals of ``partitions``
+    (``dataset/model/scenario``), quoted for a shell."""
+    return shlex.join(["repeval", "store", "settle", store_uri, *partitions])
 
 
 @dataclass

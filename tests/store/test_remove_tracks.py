@@ -242,6 +242,16 @@ def test_a_replaced_file_that_cannot_be_deleted_is_a_warning_ls_flags_it_and_sto
         settle_partitions(locked, locked.partitions())
     with pytest.raises(RuntimeError, match=f"ds/m/clean: nothing was removed — could not delete .*{settle}"):
         locked.partition("ds", "m", "clean").remove_tracks(_ids(["a"]))
+    # across partitions, refused before any is changed: ds/m/D1 (first, holding "a" too) is left as it was
+    d1 = store.partition("ds", "m", "D1")
+    d1_before = (_state(d1), d1.manifest())
+    with pytest.raises(
+        RuntimeError,
+        match=rf"nothing was removed — a stopped track removal cannot finish in 1 partition given \(ds/m/clean\): "
+        rf"could not delete 1 file\(s\) .*: ds/m/clean/{replaced} .*{settle}",
+    ):
+        remove_tracks(locked, locked.partitions(), ["a"], yes=True)
+    assert (_state(d1), d1.manifest()) == d1_before
     with pytest.raises(RuntimeError, match=rf"ds/m/clean: not marked complete .* could not delete .*{settle}"):
         locked.partition("ds", "m", "clean").finish({})  # a run done with it: complete, a plain reader trusts it
     assert _state(clean)[:2] == (["a", "b", "d", "e"], ["y"]) and not clean.complete
