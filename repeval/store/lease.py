@@ -5,7 +5,9 @@ The lease is ``<store>/_lease.json``: the owner's host, pid and run id, when it 
 ``expires_at`` — :data:`TTL_S` ahead, pushed on every :data:`RENEW_S` by a thread while the owner runs. Another
 ``run``, ``store rm`` or ``store settle`` refuses while an unexpired lease is there, naming its owner and the time it
 runs out; the owner deletes it when it lets go. An owner killed (``kill -9``, its machine gone) leaves its lease to
-expire, or ``repeval store unlock STORE --yes`` removes it at once.
+expire, or ``repeval store unlock STORE --yes`` removes it at once. An owner whose renewal finds its lease removed or
+taken over, or whose lease expired unrenewed, writes no more to the store: :meth:`Lease.check`, which the store's
+writes call (:meth:`repeval.store.EmbeddingStore.check_lock`), raises :class:`LeaseLost`.
 
 Object stores have no "create if absent" that pyarrow exposes, so taking the lease is read, write, then read again
 :data:`CONFIRM_S` later: of two processes that found no lease and wrote theirs within that time, the one whose token is
