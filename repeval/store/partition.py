@@ -90,8 +90,8 @@ class Partition(PartitionStamp):
         """Finish a track removal that was stopped (:func:`repeval.store.rewrite.settle`), rows and error records:
         what was done in each folder that had a journal."""
         self.store.check_lock()
-        cmd = self.settle_command()
-        done = (settle(self.fs, self.path, cmd), settle(self.fs, f"{self.path}/{ERRORS_DIR}", cmd))
+        cmd, rm = self.settle_command(), self.rm_command()
+        done = (settle(self.fs, self.path, cmd, rm), settle(self.fs, f"{self.path}/{ERRORS_DIR}", cmd, rm))
         return [d for d in done if d is not None]
 
     def settle_stuck(self) -> dict[str, str]:
@@ -107,7 +107,8 @@ class Partition(PartitionStamp):
         """The files a stopped (or unfinished) track removal left over, which a plain Parquet reader reads besides
         the others (``_errors/`` ones named so); ``None`` when no journal is there
         (:func:`repeval.store.rewrite.pending`)."""
-        rows, errors = pending(self.fs, self.path), pending(self.fs, f"{self.path}/{ERRORS_DIR}")
+        rm = self.rm_command()
+        rows, errors = pending(self.fs, self.path, rm), pending(self.fs, f"{self.path}/{ERRORS_DIR}", rm)
         if rows is None and errors is None:
             return None
         return [*(rows or []), *(f"{ERRORS_DIR}/{n}" for n in errors or [])]

@@ -92,7 +92,7 @@ class PartitionFiles:
         infos = self.fs.get_file_info(sel)
         files = sorted(i.path for i in infos if i.type == pafs.FileType.File and i.base_name.startswith("part-"))
         if any(i.base_name == REWRITE for i in infos):  # a track removal stopped midway: its old files or its new
-            files = visible(self.fs, f"{self.path}{sub}", files)
+            files = visible(self.fs, f"{self.path}{sub}", files, self.rm_command())
         return files
 
     def part_files(self) -> list[str]:
