@@ -286,3 +286,18 @@ def test_a_renewal_failing_in_any_way_is_tried_again_and_release_does_not_wait_o
         unstick.set()
         lease._thread.join(timeout=30)
     assert not lease._thread.is_alive() and not path.exists()  # the lease the late renewal wrote: deleted
+
+
+def test_a_run_writes_through_the_store_object_it_locked(fault_catalog, tmp_path):
+    """The run's store (what its embedding stage writes through) carries the lock the run took: its part files,
+    stamps and manifests check it (`EmbeddingStore.check_lock`); released, the store carries none."""
+    from reliability_helpers import FAST_MODEL, experiment, write_config
+
+    from repeval.config.loader import load_config
+    from repeval.run.context import make_context
+
+    cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [experiment(fault_catalog, [FAST_MODEL])]))
+    ctx = make_context(cfg, "r", lock=True)
+    assert ctx.lock is not None and ctx.lock.held and ctx.store.lock is ctx.lock
+    ctx.lock.release()
+    assert ctx.store.lock is None
