@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -227,14 +228,22 @@ def store_rm(
     next run computes them again); takes the store's lock, so not during a run."""
     from repeval.store.lock import StoreLock
 
+    # this command as given, with --yes: what a refusal for a store in use says to run again
+    command = shlex.join(
+        ["repeval", "store", "rm", *target, *(["--store", root] if root is not None else [])]
+        + [w for t in tracks or [] for w in ("--track", t)]
+        + (["--tracks-from", tracks_from] if tracks_from is not None else [])
+        + ["--yes"]
+    )
+
     def go() -> None:
         store, chosen = _store_and_partitions(list(target), root, alone=False)
         if tracks or tracks_from is not None:
             from repeval.cli.store_tracks import remove_tracks
 
-            remove_tracks(store, list(chosen.values()), _track_ids(tracks or [], tracks_from), yes)
+            remove_tracks(store, list(chosen.values()), _track_ids(tracks or [], tracks_from), yes, command)
             return
-        _rm_partitions(store, chosen, yes, StoreLock)
+        _rm_partitions(store, chosen, yes, StoreLock, command)
 
     _guard(go)
 
@@ -285,7 +294,8 @@ def store_settle(
 
     def go() -> None:
         store, chosen = _store_and_partitions(list(target or []), root, alone=True)
-        settle_partitions(store, list(chosen.values()) if chosen else store.partitions())
+        command = shlex.join(["repeval", "store", "settle", *(target or []), *(["--store", root] if root else [])])
+        settle_partitions(store, list(chosen.values()) if chosen else store.partitions(), command)
 
     _guard(go)
 
@@ -295,14 +305,21 @@ def store_unlock(
     root: _RootArg = None,
     store: _StoreOpt = None,
     yes: Annotated[bool, typer.Option("--yes", help="remove it; without it, only say who holds it")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="with --yes, remove it even though its holder's pid runs on this host (another program that took the "
+            "pid since)",
+        ),
+    ] = False,
 ) -> None:
     """Remove the lease of a store on object storage left by a run that is gone (killed, its machine down) before it
-    expires; a local store's lock needs none (the kernel frees it)."""
+    expires; a local store's lock needs none (the kernel frees it). Refused while the holder runs on this host."""
     import pyarrow.fs as pafs
 
     from repeval.store import EmbeddingStore
-    from repeval.store.lease import LEASE, LeaseError, read_lease, utc
-    from repeval.store.lock import LOCK, describe
+    from repeval.store.lock import LOCK
 
     def go() -> None:
         st = EmbeddingStore(_store_root(root, store), create=False)
@@ -312,28 +329,49 @@ def store_unlock(
                 "kernel when its holder ends, however it ends — there is nothing to remove"
             )
             return
-        try:
-            info = read_lease(st.fs, st.root)
-        except LeaseError:  # not a lease: what that error names as the fix is this command
-            info, said = {}, f"{LEASE}, which is not a lease repeval wrote"
-        else:
-            said = ""
-        if info is None:
-            typer.echo(f"{st.uri}: no lease — no run holds the store")
-            return
-        if info:
-            expired = "expired" if info["expires_at"] <= time.time() else "runs until"
-            said = f"the lease of {describe(info)} ({expired} {utc(info['expires_at'])})"
-        if not yes:
-            typer.echo(
-                f"{st.uri}: {said}; rerun with --yes to remove it — only once that process is gone: a run still "
-                "writing would share the store with the next"
-            )
-            return
-        st.fs.delete_file(f"{st.root}/{LEASE}")
-        typer.echo(f"{st.uri}: removed {said}")
+        unlock(st, yes, force)
 
     _guard(go)
+
+
+def unlock(st: Any, yes: bool, force: bool = False) -> None:
+    """``repeval store unlock`` on the store ``st`` (not a local one): say whose lease it holds, and with ``yes``
+    remove it — refused (a ``RuntimeError`` naming the pid and how to stop it) while the holder is a live process on
+    this host, unless ``force``."""
+    from repeval.store.lease import LEASE, LeaseError, read_lease
+    from repeval.store.lock import alive_here, describe, utc
+
+    try:
+        info = read_lease(st.fs, st.root, st.uri)
+    except LeaseError:  # not a lease: what that error names as the fix is this command
+        info, said = {}, f"{LEASE}, which is not a lease repeval wrote"
+    else:
+        said = ""
+    if info is None:
+        typer.echo(f"{st.uri}: no lease — no run holds the store")
+        return
+    running = ""
+    if info:
+        expired = "expired" if info["expires_at"] <= time.time() else "runs until"
+        said = f"the lease of {describe(info)} ({expired} {utc(info['expires_at'])})"
+        if alive_here(info):
+            pid = info["pid"]
+            running = (
+                f"its process, pid {pid}, is still running on this host: stop it (`kill {pid}`; it lets its lease go "
+                f"as it ends) rather than remove its lease — a run still writing would share the store with the next; "
+                f"if pid {pid} is another program now, add --force"
+            )
+    if not yes:
+        typer.echo(
+            f"{st.uri}: {said}; "
+            + (running or "rerun with --yes to remove it — only once that process is gone: a run still writing "
+               "would share the store with the next")
+        )  # fmt: skip
+        return
+    if running and not force:
+        raise RuntimeError(f"{st.uri}: {said} not removed — {running}")
+    st.fs.delete_file(f"{st.root}/{LEASE}")
+    typer.echo(f"{st.uri}: removed {said}")
 
 
 def _track_ids(given: list[str], path: str | None) -> list[str]:
@@ -349,7 +387,7 @@ def _track_ids(given: list[str], path: str | None) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def _rm_partitions(store: Any, chosen: dict[str, Any], yes: bool, lock: Any) -> None:
+def _rm_partitions(store: Any, chosen: dict[str, Any], yes: bool, lock: Any, command: str) -> None:
     """``store rm PARTITION...`` without tracks: list the partitions, or delete them with ``--yes``."""
     from repeval.store.layout import DamagedPartFile
 
@@ -363,7 +401,7 @@ def _rm_partitions(store: Any, chosen: dict[str, Any], yes: bool, lock: Any) -> 
     if not yes:
         typer.echo(f"{len(chosen)} partition(s) would be deleted from {store.uri}; rerun with --yes to delete them")
         return
-    with lock(store, run_id="repeval store rm"):
+    with lock(store, run_id="repeval store rm", command=command):
         for part in chosen.values():
             part.delete()
     typer.echo(f"deleted {len(chosen)} partition(s) from {store.uri}; the next run computes them again")

@@ -3,7 +3,6 @@ so the next run computes just those tracks again (:meth:`repeval.store.partition
 
 from __future__ import annotations
 
-import shlex
 from typing import Any
 
 import pyarrow as pa
@@ -11,6 +10,8 @@ import pyarrow.compute as pc
 import typer
 
 from repeval.store import EmbeddingStore
+from repeval.store.partition_files import settle_command
+from repeval.store.rewrite import stuck_text
 
 #: track ids named in a line before the rest are counted
 SHOWN = 5
@@ -24,10 +25,13 @@ def _plural(n: int, what: str) -> str:
     return f"{n} {what}{'s' * (n != 1)}"
 
 
-def remove_tracks(store: EmbeddingStore, parts: list[Any], track_ids: list[str], yes: bool) -> None:
+def remove_tracks(
+    store: EmbeddingStore, parts: list[Any], track_ids: list[str], yes: bool, command: str | None = None
+) -> None:
     """List, per partition, the rows and error records of ``track_ids`` it holds and the ids it does not; with
-    ``yes``, delete them under the store's lock. Ids found in none of ``parts`` are refused (nothing deleted): a
-    mistyped id would otherwise never be computed again."""
+    ``yes``, delete them under the store's lock (``command``: this ``store rm``, quoted for a shell, which a refusal
+    for a store in use says to run again). Ids found in none of ``parts`` are refused (nothing deleted): a mistyped id
+    would otherwise never be computed again."""
     from repeval.store.lock import StoreLock
 
     ids = pa.array(track_ids, pa.string())
@@ -62,7 +66,17 @@ def remove_tracks(store: EmbeddingStore, parts: list[Any], track_ids: list[str],
     if not yes:
         typer.echo(f"{what} would be deleted from {where}; rerun with --yes to delete them")
         return
-    with StoreLock(store, run_id="repeval store rm"):
+    with StoreLock(store, run_id="repeval store rm", command=command):
+        # every partition's stopped removals finished first: one that cannot be refuses them all, before any is changed
+        stuck = {part.name: files for part, _, _ in plan if (files := part.settle_stuck())}
+        if stuck:
+            files = {f"{name}/{n}": why for name, named in stuck.items() for n, why in named.items()}
+            raise RuntimeError(
+                f"{store.uri}: nothing was removed — a stopped track removal cannot finish in "
+                f"{_plural(len(stuck), 'partition')} given ({', '.join(stuck)}): "
+                f"{stuck_text(files, settle_command(store.uri, *stuck))}"
+                + (f"; then run `{command}` again" if command else "")
+            )
         for part, _, _ in plan:
             part.remove_tracks(ids)
     typer.echo(f"deleted {what} from {where} (now incomplete); the next run computes those tracks again")
@@ -74,26 +88,30 @@ def remove_tracks(store: EmbeddingStore, parts: list[Any], track_ids: list[str],
             + "; ".join(f"{name}: {_some(files)}" for name, files in left.items())
             + ") — repeval reads around them; a plain Parquet reader (duckdb, pq.read_table) reads them too, the "
             "removed tracks' rows and the others' twice: "
-            f"`repeval store settle {shlex.quote(store.uri)}` deletes them once they can be deleted (as does the next "
+            f"`{settle_command(store.uri, *left)}` deletes them once they can be deleted (as does the next "
             "`store rm` or run writing to those partitions)",
             err=True,
         )
 
 
-def settle_partitions(store: EmbeddingStore, parts: list[Any]) -> None:
+def settle_partitions(store: EmbeddingStore, parts: list[Any], command: str | None = None) -> None:
     """``repeval store settle``: finish, under the store's lock, the track removals of ``parts`` that were stopped
     (:meth:`repeval.store.partition.Partition.settle`), saying what each did; a file that cannot be deleted is an
-    error naming it (the rest is settled)."""
+    error naming it and the command that settles those partitions (the rest is settled). ``command``: this ``store
+    settle``, quoted for a shell, which a refusal for a store in use says to run again."""
     from repeval.store.lock import StoreLock
 
     stuck: dict[str, str] = {}
+    stuck_parts: list[str] = []
     settled = 0
-    with StoreLock(store, run_id="repeval store settle"):
+    with StoreLock(store, run_id="repeval store settle", command=command):
         for part in parts:
             for done in part.settle():
                 sub = done.directory[len(part.path) :].strip("/")
                 where = f"{part.name}{'/' + sub if sub else ''}"
                 stuck.update((f"{where}/{n}", why) for n, why in done.stuck.items())
+                if done.stuck and part.name not in stuck_parts:
+                    stuck_parts.append(part.name)
                 settled += not done.stuck
                 if done.stuck:
                     continue
@@ -107,8 +125,6 @@ def settle_partitions(store: EmbeddingStore, parts: list[Any]) -> None:
                         "`repeval store rm … --track` again to remove the tracks"
                     )
     if stuck:
-        from repeval.store.rewrite import stuck_text
-
-        raise RuntimeError(f"{store.uri}: {stuck_text(stuck)}")
+        raise RuntimeError(f"{store.uri}: {stuck_text(stuck, settle_command(store.uri, *stuck_parts))}")
     said = f"settled {_plural(settled, 'folder')}" if settled else "nothing to settle: no stopped track removal"
     typer.echo(f"{said} in {_plural(len(parts), 'partition')} of {store.uri}")

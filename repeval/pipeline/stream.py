@@ -209,10 +209,12 @@ def run_pipeline(
         held.release()
         # everything finished so far is kept, even when the stream fails part-way
         summary.abandoned += assembler.abandon()
-        for w in writers.values():
-            w.flush()
-        bar.close()
-        summary.stream_s += time.perf_counter() - t_start
+        try:  # a flush refused (the store's lease lost: LeaseLost) or failing (a full disk) still closes the bar
+            for w in writers.values():
+                w.flush()
+        finally:
+            bar.close()
+            summary.stream_s += time.perf_counter() - t_start
     return versions
 
 

@@ -5,7 +5,9 @@ The lease is ``<store>/_lease.json``: the owner's host, pid and run id, when it 
 ``expires_at`` — :data:`TTL_S` ahead, pushed on every :data:`RENEW_S` by a thread while the owner runs. Another
 ``run``, ``store rm`` or ``store settle`` refuses while an unexpired lease is there, naming its owner and the time it
 runs out; the owner deletes it when it lets go. An owner killed (``kill -9``, its machine gone) leaves its lease to
-expire, or ``repeval store unlock STORE --yes`` removes it at once.
+expire, or ``repeval store unlock STORE --yes`` removes it at once. An owner whose renewal finds its lease removed or
+taken over, or whose lease expired unrenewed, writes no more to the store: :meth:`Lease.check`, which the store's
+writes call (:meth:`repeval.store.EmbeddingStore.check_lock`), raises :class:`LeaseLost`.
 
 Object stores have no "create if absent" that pyarrow exposes, so taking the lease is read, write, then read again
 :data:`CONFIRM_S` later: of two processes that found no lease and wrote theirs within that time, the one whose token is
@@ -26,6 +28,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from repeval.store.layout import _atomic_write_bytes, read_if_there
+from repeval.store.lock import utc
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +40,27 @@ TTL_S = 600.0
 RENEW_S = 60.0
 #: how long after writing its lease a process reads it back, to find another that wrote its own at the same time
 CONFIRM_S = 1.0
+#: how long :meth:`Lease.release` waits for a renewal in flight (a read and a write) before it deletes the lease anyway:
+#: a renewal stuck on slow storage must not hold up the end of a run, or Ctrl-C
+RELEASE_WAIT_S = 5.0
 
 
 class LeaseError(RuntimeError):
     """A lease file that cannot be read as one (not JSON, not this module's)."""
 
 
-def read_lease(fs: pafs.FileSystem, root: str) -> dict[str, Any] | None:
-    """The lease of the store at ``root`` (``None`` when there is none); one that is not a lease raises
-    :class:`LeaseError`, naming ``repeval store unlock``."""
+class LeaseLost(RuntimeError):
+    """This process' lease on a store was removed, taken over or let expire: it writes no more to the store."""
+
+
+def unlock_command(uri: str) -> str:
+    """The ``repeval store unlock`` command that removes the lease of the store ``uri``, quoted for a shell."""
+    return f"repeval store unlock {shlex.quote(uri)} --yes"
+
+
+def read_lease(fs: pafs.FileSystem, root: str, uri: str) -> dict[str, Any] | None:
+    """The lease of the store ``uri`` at ``root`` of ``fs`` (``None`` when there is none); one that is not a lease
+    raises :class:`LeaseError`, naming ``repeval store unlock``."""
     path = f"{root}/{LEASE}"
     raw = read_if_there(fs, path)
     if raw is None:
@@ -57,24 +72,20 @@ def read_lease(fs: pafs.FileSystem, root: str) -> dict[str, Any] | None:
     if not isinstance(info, dict) or not isinstance(info.get("expires_at"), int | float):
         raise LeaseError(
             f"{path} is not a lease repeval wrote (no expires_at): if no run writes to the store, remove it with "
-            "`repeval store unlock STORE --yes`"
+            f"`{unlock_command(uri)}`"
         )
     return info
 
 
-def utc(ts: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts))
-
-
-def busy_message(uri: str, info: dict[str, Any]) -> str:
-    """The refusal for a store whose lease ``info`` has not expired."""
-    from repeval.store.lock import describe
+def busy_message(uri: str, info: dict[str, Any], command: str | None = None) -> str:
+    """The refusal for a store whose lease ``info`` has not expired, of a run or of the store command ``command``
+    (:func:`repeval.store.lock.wait_text`)."""
+    from repeval.store.lock import describe, wait_text
 
     return (
         f"store {uri} is in use by {describe(info)}: its lease on the store runs until {utc(info['expires_at'])} "
-        f"(renewed every {RENEW_S:.0f} s while it runs) — wait for it to finish, or give this run another run.store; "
-        "if that process is gone (killed, its machine down), remove its lease with "
-        f"`repeval store unlock {shlex.quote(uri)} --yes` "
+        f"(renewed every {RENEW_S:.0f} s while it runs) — {wait_text(command)}; "
+        f"if that process is gone (killed, its machine down), remove its lease with `{unlock_command(uri)}` "
         "(it also expires by itself then)"
     )
 
@@ -83,13 +94,16 @@ class Lease:
     """The lease of ``store`` for ``run_id``: :meth:`acquire` (raising ``StoreLocked`` while another holds it),
     renewed by a thread until :meth:`release`."""
 
-    def __init__(self, store: Any, run_id: str | None) -> None:
+    def __init__(self, store: Any, run_id: str | None, command: str | None = None) -> None:
         self.store = store
         self.run_id = run_id
+        self.command = command
         self.token = uuid.uuid4().hex
         self._info: dict[str, Any] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: what the renewal thread found when the lease was no longer this process' own (:meth:`check` raises it)
+        self.lost: str | None = None
 
     def _write(self) -> None:
         """Write the lease, expiring :data:`TTL_S` from now; ``_info`` keeps what the storage holds (a write that
@@ -103,9 +117,9 @@ class Lease:
         from repeval.store.lock import StoreLocked, describe, owner_info
 
         fs, root = self.store.fs, self.store.root
-        current = read_lease(fs, root)
+        current = read_lease(fs, root, self.store.uri)
         if current is not None and current["expires_at"] > time.time():
-            raise StoreLocked(busy_message(self.store.uri, current))
+            raise StoreLocked(busy_message(self.store.uri, current, self.command))
         if current is not None:
             log.info(
                 "store %s: the lease of %s expired at %s without being released (killed, or its machine went down): "
@@ -117,13 +131,13 @@ class Lease:
         self._write()
         try:
             time.sleep(CONFIRM_S)
-            back = read_lease(fs, root)
+            back = read_lease(fs, root, self.store.uri)
         except BaseException:  # stopped (Ctrl-C) or the storage failed: not left to block the store for TTL_S
             self._drop_own()
             raise
         if back is None or back.get("token") != self.token:
             raise StoreLocked(
-                busy_message(self.store.uri, back) + " — it took the store at the same moment as this one"
+                busy_message(self.store.uri, back, self.command) + " — it took the store at the same moment as this one"
                 if back is not None
                 else f"store {self.store.uri}: the lease this process wrote was removed at once (`repeval store "
                 "unlock`?); run again"
@@ -134,32 +148,67 @@ class Lease:
     def _renew(self) -> None:
         while not self._stop.wait(RENEW_S):
             try:
-                current = read_lease(self.store.fs, self.store.root)
+                current = read_lease(self.store.fs, self.store.root, self.store.uri)
                 if current is None or current.get("token") != self.token:
-                    log.error(
-                        "store %s: this process' lease was removed (`repeval store unlock`) or taken over: another run "
-                        "may write to the store now — stop one of them",
-                        self.store.uri,
+                    from repeval.store.lock import describe
+
+                    self.lost = (
+                        "was removed (`repeval store unlock`?)"
+                        if current is None
+                        else f"was taken over by {describe(current)}"
                     )
+                    log.error("%s", self._lost_text())
+                    return
+                if self._stop.is_set():  # released while this renewal read: not written back
                     return
                 self._write()
-            except (OSError, LeaseError) as exc:  # a passing outage: tried again at the next renewal
+                if self._stop.is_set():  # released while this write was in flight: the lease it wrote is let go too
+                    self._drop_own()
+                    return
+            except Exception as exc:  # a passing outage, or any other failure: tried again at the next renewal
                 log.warning(
-                    "store %s: could not renew this process' lease (%s); it runs until %s",
-                    self.store.uri, exc, utc(self._info.get("expires_at", 0)),
+                    "store %s: could not renew this process' lease (%s: %s); it runs until %s",
+                    self.store.uri, type(exc).__name__, exc, utc(self._info.get("expires_at", 0)),
+                    exc_info=not isinstance(exc, OSError | LeaseError),  # not an outage: where it came from
                 )  # fmt: skip
 
+    def check(self) -> None:
+        """Raise :class:`LeaseLost` once another process may write to the store: the renewal thread found this lease
+        removed or taken over, or it expired without being renewed. Reads no storage (what the thread found, and the
+        clock)."""
+        if self.lost is None and self._thread is not None and time.time() >= self._info.get("expires_at", 0):
+            self.lost = (
+                f"expired at {utc(self._info['expires_at'])} without being renewed (its renewals failed or did not "
+                "answer: the storage unreachable?)"
+            )
+        if self.lost is not None:
+            raise LeaseLost(self._lost_text())
+
+    def _lost_text(self) -> str:
+        return (
+            f"store {self.store.uri}: this process' lease on the store {self.lost} — another process may write to the "
+            "store now, so this one stops writing to it (what it wrote before is kept): run it again once the store is "
+            "free; it goes on from what is stored"
+        )
+
     def release(self) -> None:
-        """Stop renewing and delete the lease, if it is still this process' own."""
+        """Stop renewing and delete the lease, if it is still this process' own. A renewal in flight is waited for
+        :data:`RELEASE_WAIT_S` at most (one stuck on slow storage deletes the lease it writes when it ends)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(RELEASE_WAIT_S)
+            if self._thread.is_alive():
+                log.warning(
+                    "store %s: a renewal of this process' lease has not answered for %.0f s (slow storage?): the lease "
+                    "is let go without it",
+                    self.store.uri, RELEASE_WAIT_S,
+                )  # fmt: skip
         self._drop_own()
 
     def _drop_own(self) -> None:
         """Delete the lease if it is this process' own (never another's that took it over)."""
         try:
-            current = read_lease(self.store.fs, self.store.root)
+            current = read_lease(self.store.fs, self.store.root, self.store.uri)
             if current is not None and current.get("token") == self.token:
                 self.store.fs.delete_file(f"{self.store.root}/{LEASE}")
         except (OSError, LeaseError) as exc:  # it expires by itself

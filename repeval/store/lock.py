@@ -51,21 +51,53 @@ def holder(store_root: str | Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data else None
 
 
+def utc(ts: float) -> str:
+    """``ts`` (seconds since the epoch) as the store's lock and lease messages give times: UTC, marked so (the holder
+    may be on another host, in another time zone)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+
+
+def wait_text(command: str | None) -> str:
+    """What a writer refused for a store in use is told to do: a run (``command`` None) may take another store; a
+    store command (``command``, quoted for a shell) is run again."""
+    if command is None:
+        return "wait for it to finish or give this run another run.store"
+    return f"wait for it to finish, then run `{command}` again"
+
+
+def alive_here(info: dict[str, Any]) -> bool:
+    """Whether the holder ``info`` names is a live process on this host (its pid answers signal 0); ``False`` for one
+    on another host or a pid that is gone. A pid taken since by another program reads as alive."""
+    pid = info.get("pid")
+    if info.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
 def describe(info: dict[str, Any] | None) -> str:
     if not info:
         return "another run"
     since = info.get("acquired_at")
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) if isinstance(since, int | float) else "?"
+    when = utc(since) if isinstance(since, int | float) else "?"
     run = f"run '{info['run_id']}'" if info.get("run_id") else "another run"
     return f"{run} (pid {info.get('pid')} on host {info.get('host')}, since {when})"
 
 
 class StoreLock:
-    """``with StoreLock(store, run_id): ...`` — exclusive for the block, released on exit (also on errors)."""
+    """``with StoreLock(store, run_id): ...`` — exclusive for the block, released on exit (also on errors).
+    ``command``: the store command taking it (``repeval store rm …``, quoted for a shell), which a refusal says to run
+    again; a run's refusal says to give it another ``run.store``."""
 
-    def __init__(self, store: Any, run_id: str | None = None) -> None:
+    def __init__(self, store: Any, run_id: str | None = None, command: str | None = None) -> None:
         self.store = store
         self.run_id = run_id
+        self.command = command
         self.local = isinstance(store.fs, pafs.LocalFileSystem)
         self.path = Path(store.root) / LOCK
         self._fd: int | None = None
@@ -76,15 +108,24 @@ class StoreLock:
     def held(self) -> bool:
         return self._fd is not None or self._lease is not None
 
+    def check(self) -> None:
+        """Raise :class:`~repeval.store.lease.LeaseLost` when the store is no longer this process' own to write (a
+        lease found removed or taken over, or expired: :meth:`repeval.store.lease.Lease.check`); an ``flock`` is held
+        until released. No storage round trip: the store's writes call it through
+        :meth:`repeval.store.EmbeddingStore.check_lock`."""
+        if self._lease is not None:
+            self._lease.check()
+
     def acquire(self) -> None:
         if not self.local:  # no flock on object storage: a lease with an expiry (repeval.store.lease)
             from repeval.store.lease import Lease
 
             if self._lease is not None:
                 raise RuntimeError(f"{self.store.uri}'s lease is already held by this StoreLock")
-            lease = Lease(self.store, self.run_id)
+            lease = Lease(self.store, self.run_id, self.command)
             lease.acquire()
             self._lease = lease
+            self.store.lock = self
             return
         if self._fd is not None:
             raise RuntimeError(f"{self.path} is already held by this StoreLock")
@@ -95,8 +136,8 @@ class StoreLock:
         except BlockingIOError:
             os.close(fd)
             raise StoreLocked(
-                f"store {self.store.uri} is in use by {describe(holder(self.path.parent))}; wait for it to finish "
-                f"or give this run another run.store (two runs never write one store at once)"
+                f"store {self.store.uri} is in use by {describe(holder(self.path.parent))}; "
+                f"{wait_text(self.command)} (two writers never share a store)"
             ) from None
         except BaseException:
             os.close(fd)
@@ -112,8 +153,11 @@ class StoreLock:
         self._info = owner_info(self.run_id)
         os.pwrite(fd, json.dumps(self._info, indent=1).encode(), 0)
         self._fd = fd
+        self.store.lock = self
 
     def release(self) -> None:
+        if getattr(self.store, "lock", None) is self:
+            self.store.lock = None
         if self._lease is not None:
             lease, self._lease = self._lease, None
             lease.release()

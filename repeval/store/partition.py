@@ -72,41 +72,57 @@ class Partition(PartitionStamp):
         Only the part files holding one of them are rewritten, each into a new part file (its name a new write time,
         so a probe grid trained on the partition is trained again) before the old one is deleted, under a journal
         (:mod:`repeval.store.rewrite`): stopped anywhere, the partition shows the old files or the new, never both."""
-        stuck = {n: why for done in self.settle() for n, why in done.stuck.items()}
+        stuck = self.settle_stuck()
         if stuck:  # a new journal would show the files the stuck one leaves out: rows twice
-            raise RuntimeError(f"store partition {self.name}: nothing was removed — {stuck_text(stuck)}")
+            raise RuntimeError(
+                f"store partition {self.name}: nothing was removed — {stuck_text(stuck, self.settle_command())}"
+            )
         rows, errors, found = self.track_hits(ids)
         if not found:
             return 0, 0
         self.reopen()  # first: stopped midway, the partition is incomplete, never complete with rows missing
         return (
-            remove_rows(self.fs, self.path, rows, ids),
-            remove_rows(self.fs, f"{self.path}/{ERRORS_DIR}", errors, ids),
+            remove_rows(self.fs, self.path, rows, ids, self.settle_command()),
+            remove_rows(self.fs, f"{self.path}/{ERRORS_DIR}", errors, ids, self.settle_command()),
         )
 
     def settle(self) -> list[Settled]:
         """Finish a track removal that was stopped (:func:`repeval.store.rewrite.settle`), rows and error records:
         what was done in each folder that had a journal."""
-        done = (settle(self.fs, self.path), settle(self.fs, f"{self.path}/{ERRORS_DIR}"))
+        self.store.check_lock()
+        cmd, rm = self.settle_command(), self.rm_command()
+        done = (settle(self.fs, self.path, cmd, rm), settle(self.fs, f"{self.path}/{ERRORS_DIR}", cmd, rm))
         return [d for d in done if d is not None]
+
+    def settle_stuck(self) -> dict[str, str]:
+        """:meth:`settle`, then the files it could not delete (their path in the partition → why): a new removal, or
+        the manifest, must wait for them."""
+        return {
+            f"{done.directory[len(self.path) :].strip('/')}/{n}".lstrip("/"): why
+            for done in self.settle()
+            for n, why in done.stuck.items()
+        }
 
     def unsettled(self) -> list[str] | None:
         """The files a stopped (or unfinished) track removal left over, which a plain Parquet reader reads besides
         the others (``_errors/`` ones named so); ``None`` when no journal is there
         (:func:`repeval.store.rewrite.pending`)."""
-        rows, errors = pending(self.fs, self.path), pending(self.fs, f"{self.path}/{ERRORS_DIR}")
+        rm = self.rm_command()
+        rows, errors = pending(self.fs, self.path, rm), pending(self.fs, f"{self.path}/{ERRORS_DIR}", rm)
         if rows is None and errors is None:
             return None
         return [*(rows or []), *(f"{ERRORS_DIR}/{n}" for n in errors or [])]
 
     def delete(self) -> None:
         """Remove the partition (manifest first, so an interrupted delete leaves it incomplete, never complete)."""
+        self.store.check_lock()
         self._unmark()  # not reopen(): a stopped track removal whose journal cannot be read is deleted too
         self.fs.delete_dir(self.path)
 
     def reopen(self) -> None:
         """Mark a complete partition incomplete again before adding rows to it (and finish a track removal that was
         stopped: :meth:`settle`)."""
+        self.store.check_lock()
         self._unmark()
         self.settle()
 
@@ -307,11 +323,13 @@ class Partition(PartitionStamp):
         """Mark the partition complete (manifest written last, atomically) and return the manifest. Not while a track
         removal's journal leaves files out that cannot be deleted: a plain Parquet reader, trusting the manifest,
         would read them (:meth:`settle`)."""
+        self.store.check_lock()
         self.fs.create_dir(self.path, recursive=True)
-        stuck = {n: why for done in self.settle() for n, why in done.stuck.items()}
+        stuck = self.settle_stuck()
         if stuck:
             raise RuntimeError(
-                f"store partition {self.name}: not marked complete (its rows are kept) — {stuck_text(stuck)}"
+                f"store partition {self.name}: not marked complete (its rows are kept) — "
+                f"{stuck_text(stuck, self.settle_command())}"
             )
         self.dedupe()
         files = self.part_files()

@@ -32,6 +32,12 @@ def rm_command(store_uri: str, partition: str) -> str:
     return f"repeval store rm {shlex.quote(store_uri)} {shlex.quote(partition)} --yes"
 
 
+def settle_command(store_uri: str, *partitions: str) -> str:
+    """The ``repeval store settle`` command that finishes the stopped track removals of ``partitions``
+    (``dataset/model/scenario``), quoted for a shell."""
+    return shlex.join(["repeval", "store", "settle", store_uri, *partitions])
+
+
 @dataclass
 class PartitionFiles:
     """The files of one store partition and what their footers and id columns say (no embedding read)."""
@@ -58,6 +64,10 @@ class PartitionFiles:
         """The ``repeval store rm`` command that deletes this partition, quoted for a shell."""
         return rm_command(self.store.uri, self.name)
 
+    def settle_command(self) -> str:
+        """The ``repeval store settle`` command for this partition, quoted for a shell."""
+        return settle_command(self.store.uri, self.name)
+
     def _read_json(self, name: str) -> dict[str, Any] | None:
         try:
             with self.fs.open_input_stream(f"{self.path}/{name}") as fh:
@@ -82,7 +92,7 @@ class PartitionFiles:
         infos = self.fs.get_file_info(sel)
         files = sorted(i.path for i in infos if i.type == pafs.FileType.File and i.base_name.startswith("part-"))
         if any(i.base_name == REWRITE for i in infos):  # a track removal stopped midway: its old files or its new
-            files = visible(self.fs, f"{self.path}{sub}", files)
+            files = visible(self.fs, f"{self.path}{sub}", files, self.rm_command())
         return files
 
     def part_files(self) -> list[str]:

@@ -140,6 +140,7 @@ class PartitionStamp(PartitionFiles):
         keeps readable what the fingerprint's hashes stand for (see :meth:`check_compatible`, which a run calls
         first, on this partition). ``sources`` (where the run's dataset takes its audio from) join the stamp's
         ``sources`` however old the stamp: the partition's rows are computed from them from here on."""
+        self.store.check_lock()
         existing = self._read_json(STAMP)
         if existing is None:
             body: dict[str, Any] = {"created_at": time.time()}

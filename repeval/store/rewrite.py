@@ -43,32 +43,33 @@ log = logging.getLogger(__name__)
 REWRITE = "_rewrite.json"
 
 
-def _journal(fs: pafs.FileSystem, directory: str) -> dict | None:
+def _journal(fs: pafs.FileSystem, directory: str, rm_command: str | None = None) -> dict | None:
     """The journal of ``directory`` (None when there is none). One that cannot be read — a lost connection, a file
-    that is not this module's — raises: read as none, the folder would show the old files and the new, rows twice."""
+    that is not this module's — raises: read as none, the folder would show the old files and the new, rows twice.
+    The error names ``rm_command``, the ``repeval store rm`` that deletes the partition (quoted for a shell)."""
     path = f"{directory}/{REWRITE}"
     try:
         raw = read_if_there(fs, path)
     except OSError as exc:
-        raise _unreadable(path, exc) from None
+        raise _unreadable(path, exc, rm_command) from None
     if raw is None:
         return None
     try:
         journal = json.loads(raw.decode())
     except ValueError as exc:
-        raise _unreadable(path, exc) from None
+        raise _unreadable(path, exc, rm_command) from None
     if not isinstance(journal, dict):
-        raise _unreadable(path, ValueError("not a JSON object"))
+        raise _unreadable(path, ValueError("not a JSON object"), rm_command)
     return journal
 
 
-def _unreadable(path: str, exc: Exception) -> DamagedPartFile:
+def _unreadable(path: str, exc: Exception, rm_command: str | None) -> DamagedPartFile:
     why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return DamagedPartFile(
         f"{path}, the journal of a track removal (`repeval store rm … --track`) that was stopped, cannot be read "
         f"({why}): which of the part files beside it hold the rows is unknown — run again if the storage was "
-        "unreachable, else delete the partition (`repeval store rm STORE PARTITION --yes`): the next run computes it "
-        "again"
+        f"unreachable, else delete the partition (`{rm_command or 'repeval store rm STORE PARTITION --yes'}`): the "
+        "next run computes it again"
     )
 
 
@@ -82,9 +83,10 @@ def _left_out(journal: dict) -> set[str]:
     return {str(n) for n in journal.get("old" if journal.get("committed") else "new", [])}
 
 
-def visible(fs: pafs.FileSystem, directory: str, files: list[str]) -> list[str]:
-    """``files`` (paths of ``directory``'s part files) without those a stopped rewrite's journal leaves out."""
-    journal = _journal(fs, directory)
+def visible(fs: pafs.FileSystem, directory: str, files: list[str], rm_command: str | None = None) -> list[str]:
+    """``files`` (paths of ``directory``'s part files) without those a stopped rewrite's journal leaves out (one that
+    cannot be read: the error names ``rm_command``)."""
+    journal = _journal(fs, directory, rm_command)
     if journal is None:
         return files
     hidden = _left_out(journal)
@@ -120,20 +122,21 @@ def _delete_all(fs: pafs.FileSystem, directory: str, names: list[str]) -> tuple[
     return deleted, stuck
 
 
-def pending(fs: pafs.FileSystem, directory: str) -> list[str] | None:
+def pending(fs: pafs.FileSystem, directory: str, rm_command: str | None = None) -> list[str] | None:
     """The files of ``directory`` a stopped rewrite's journal leaves out that still lie there (what a plain Parquet
     reader, which does not read the journal, reads besides the others); ``None`` when there is no journal."""
-    journal = _journal(fs, directory)
+    journal = _journal(fs, directory, rm_command)
     if journal is None:
         return None
     return [n for n in sorted(_left_out(journal)) if not missing(fs, f"{directory}/{n}")]
 
 
-def settle(fs: pafs.FileSystem, directory: str) -> Settled | None:
+def settle(fs: pafs.FileSystem, directory: str, settle_command: str, rm_command: str | None = None) -> Settled | None:
     """Finish a rewrite of ``directory`` that was stopped: delete the files its journal leaves out, then the journal
     (``None`` when there is none). A file it cannot delete is named in a warning and keeps the journal, so the folder
-    still lists the rows once (:attr:`Settled.stuck`)."""
-    journal = _journal(fs, directory)
+    still lists the rows once (:attr:`Settled.stuck`); the warning names ``settle_command`` (``repeval store settle
+    …``, quoted for a shell; a journal that cannot be read, ``rm_command``)."""
+    journal = _journal(fs, directory, rm_command)
     if journal is None:
         return None
     committed = bool(journal.get("committed"))
@@ -141,7 +144,7 @@ def settle(fs: pafs.FileSystem, directory: str) -> Settled | None:
     if not done.stuck:
         done.stuck.update(_delete_all(fs, directory, [REWRITE])[1])
     if done.stuck:
-        log.warning("%s: %s", directory, stuck_text(done.stuck))
+        log.warning("%s: %s", directory, stuck_text(done.stuck, settle_command))
     elif committed:
         log.info("%s: finished a track removal (`repeval store rm --track`) that was stopped", directory)
     else:
@@ -153,31 +156,35 @@ def settle(fs: pafs.FileSystem, directory: str) -> Settled | None:
     return done
 
 
-def stuck_text(stuck: dict[str, str]) -> str:
-    """What to say of the files a track removal could not delete (name → why)."""
+def stuck_text(stuck: dict[str, str], settle_command: str) -> str:
+    """What to say of the files a track removal could not delete (name → why); ``settle_command`` (``repeval store
+    settle …``, quoted for a shell) deletes them once they can be."""
     shown = "; ".join(f"{n} ({why})" for n, why in list(stuck.items())[:3]) + ("; …" if len(stuck) > 3 else "")
     return (
         f"could not delete {len(stuck)} file(s) a track removal (`repeval store rm … --track`) left over: "
         f"{shown} — "
         "repeval reads around them (its journal, _rewrite.json, stays), but a plain Parquet reader (duckdb, "
         "pq.read_table) reads their rows besides the others; make them deletable (permissions, the storage's "
-        "connection) and run `repeval store settle STORE` (or the next `store rm` or run writing to the partition)"
+        f"connection) and run `{settle_command}` (or the next `store rm` or run writing to the partition)"
     )
 
 
-def _delete_replaced(fs: pafs.FileSystem, directory: str, old: list[str]) -> None:
+def _delete_replaced(fs: pafs.FileSystem, directory: str, old: list[str], settle_command: str) -> None:
     """Step 4: the old files, then the journal (the point a test stops a rewrite at). The removal has taken effect:
     a file that cannot be deleted is a warning, and keeps the journal (:func:`settle` finishes it later)."""
     stuck = _delete_all(fs, directory, old)[1]
     if not stuck:
         stuck = _delete_all(fs, directory, [REWRITE])[1]
     if stuck:
-        log.warning("%s: %s", directory, stuck_text(stuck))
+        log.warning("%s: %s", directory, stuck_text(stuck, settle_command))
 
 
-def remove_rows(fs: pafs.FileSystem, directory: str, held: dict[str, pa.Array], ids: pa.Array) -> int:
+def remove_rows(
+    fs: pafs.FileSystem, directory: str, held: dict[str, pa.Array], ids: pa.Array, settle_command: str
+) -> int:
     """Rewrite the part files of ``directory`` among ``held`` (path → its ``track_id`` column) that hold one of
-    ``ids`` without those rows (module docstring); returns how many rows were removed."""
+    ``ids`` without those rows (module docstring); returns how many rows were removed. A replaced file that cannot be
+    deleted is a warning naming ``settle_command``."""
     hits = [f for f, col in held.items() if pc.any(pc.is_in(col, value_set=ids)).as_py()]
     if not hits:
         return 0
@@ -193,5 +200,5 @@ def remove_rows(fs: pafs.FileSystem, directory: str, held: dict[str, pa.Array], 
     for f, name in names.items():
         write_table_atomic(fs, directory, kept[f], name=name)
     _write_journal(fs, directory, old, list(names.values()), committed=True)
-    _delete_replaced(fs, directory, old)
+    _delete_replaced(fs, directory, old, settle_command)
     return removed

@@ -14,10 +14,15 @@ time); the manifest repeats it with the row and error counts.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pyarrow.fs as pafs
 
 from repeval.store.layout import _safe, stored_name
 from repeval.store.partition import Partition
+
+if TYPE_CHECKING:
+    from repeval.store.lock import StoreLock
 
 
 def _file_not_store(fs: pafs.FileSystem, path: str, given: str) -> str:
@@ -46,6 +51,8 @@ class EmbeddingStore:
         """``create=False`` (the read-only tools): a root that does not exist is a ``FileNotFoundError`` — unless
         ``must_exist=False`` (a stage that reads the store says so itself: :meth:`exists`)."""
         self.uri = root
+        #: the lock this process holds on the store while it writes (:class:`~repeval.store.lock.StoreLock` sets it)
+        self.lock: StoreLock | None = None
         if filesystem is not None:
             self.fs, self.root = filesystem, root.rstrip("/") or "/"
         elif "://" in root:
@@ -66,6 +73,13 @@ class EmbeddingStore:
 
     def __repr__(self) -> str:
         return f"EmbeddingStore({self.uri!r})"
+
+    def check_lock(self) -> None:
+        """Before a write: raise :class:`~repeval.store.lease.LeaseLost` when the lock this process took on the store
+        was lost (a lease removed, taken over or expired: another process may write now). Nothing when no lock is
+        held; no storage round trip."""
+        if self.lock is not None:
+            self.lock.check()
 
     def exists(self) -> bool:
         """Whether the store's root is a folder (a store made by an embedding stage, or one it may fill)."""

@@ -59,6 +59,7 @@ class PartitionWriter:
 
     def _flush_rows(self) -> None:
         if self._tables:
+            self.partition.store.check_lock()
             write_table_atomic(self.partition.fs, self.partition.path, pa.concat_tables(self._tables))
             self.written += self._n
             self._tables, self._n = [], 0
@@ -66,6 +67,7 @@ class PartitionWriter:
 
     def _flush_errors(self) -> None:
         if self._errors:
+            self.partition.store.check_lock()
             path = f"{self.partition.path}/{ERRORS_DIR}"
             write_table_atomic(self.partition.fs, path, pa.concat_tables(self._errors))
             self.error_count += self._n_errors

@@ -305,7 +305,7 @@ def test_run_with_store_runs_and_tune_on_s3(
 
 def test_a_store_in_a_bucket_is_leased_and_unlock_removes_a_gone_runs_lease(s3: dict[str, Any]) -> None:
     """No flock on S3: a run's lease keeps `store settle` (and `store rm`, another run) out, naming the fix; `store
-    unlock` says whose lease it is, and with --yes removes it."""
+    unlock` says whose lease it is, refuses --yes while its pid runs on this host, and with --force removes it."""
     from typer.testing import CliRunner
 
     from repeval.cli import app
@@ -321,9 +321,13 @@ def test_a_store_in_a_bucket_is_leased_and_unlock_removes_a_gone_runs_lease(s3: 
         said = " ".join(res.output.split())
         assert f"`repeval store unlock {shlex.quote(uri)} --yes`" in said, res.output  # its '&' quoted for a shell
         res = CliRunner().invoke(app, ["store", "unlock", uri])
-        assert res.exit_code == 0 and "the lease of run 'gone'" in res.output and "rerun with --yes" in res.output
-        assert "store/_lease.json" in _files(s3["fs"], "repeval/leased")
+        assert res.exit_code == 0 and "the lease of run 'gone'" in res.output, res.output
+        # its pid (this test's) runs on this host: refused, naming it, but for --force
+        assert f"pid {os.getpid()}, is still running on this host" in " ".join(res.output.split()), res.output
         res = CliRunner().invoke(app, ["store", "unlock", uri, "--yes"])
+        assert res.exit_code == 1 and "not removed" in res.output and "--force" in res.output, res.output
+        assert "store/_lease.json" in _files(s3["fs"], "repeval/leased")
+        res = CliRunner().invoke(app, ["store", "unlock", uri, "--yes", "--force"])
         assert res.exit_code == 0 and "removed the lease of run 'gone'" in res.output, res.output
         assert "store/_lease.json" not in _files(s3["fs"], "repeval/leased")
         res = CliRunner().invoke(app, ["store", "settle", uri])

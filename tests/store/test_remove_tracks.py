@@ -4,6 +4,8 @@ them (rewritten under a journal), the partition marked incomplete; a dry run, un
 from __future__ import annotations
 
 import logging
+import re
+import shlex
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -174,7 +176,10 @@ def test_a_journal_that_cannot_be_read_is_an_error_naming_the_fix_never_rows_twi
     monkeypatch.undo()
     with clean.fs.open_output_stream(f"{clean.path}/{rewrite_mod.REWRITE}") as fh:
         fh.write(b'{"old": ["part-')  # damaged (cut short): which files hold the rows is unknown
-    with pytest.raises(DamagedPartFile, match=r"_rewrite\.json, the journal of a track removal .* cannot be read"):
+    rm = re.escape(f"(`repeval store rm {store.uri} ds/m/clean --yes`)")  # the store's own, not STORE PARTITION
+    with pytest.raises(
+        DamagedPartFile, match=rf"_rewrite\.json, the journal of a track removal .* cannot be read.*{rm}"
+    ):
         clean.part_files()  # read as no journal, it listed both files: a, b, c, d, e and a again
     res = CliRunner().invoke(app, ["store", "rm", store.uri, "ds/m/clean", "--yes"])  # the fix the error names
     assert res.exit_code == 0, res.output
@@ -233,13 +238,24 @@ def test_a_replaced_file_that_cannot_be_deleted_is_a_warning_ls_flags_it_and_sto
 
     # while the file cannot be deleted: settling fails naming it, a new removal is refused (its journal would show
     # the stuck file again), and nothing changes
+    settle = re.escape(f"`repeval store settle {store.uri} ds/m/clean`")  # the store's own, not STORE
     with pytest.raises(
-        RuntimeError, match=rf"could not delete 1 file\(s\) .*ds/m/clean/{replaced} \(.*Permission denied"
+        RuntimeError, match=rf"could not delete 1 file\(s\) .*ds/m/clean/{replaced} \(.*Permission denied.*{settle}"
     ):
         settle_partitions(locked, locked.partitions())
-    with pytest.raises(RuntimeError, match="ds/m/clean: nothing was removed — could not delete"):
+    with pytest.raises(RuntimeError, match=f"ds/m/clean: nothing was removed — could not delete .*{settle}"):
         locked.partition("ds", "m", "clean").remove_tracks(_ids(["a"]))
-    with pytest.raises(RuntimeError, match=r"ds/m/clean: not marked complete .* could not delete"):
+    # across partitions, refused before any is changed: ds/m/D1 (first, holding "a" too) is left as it was
+    d1 = store.partition("ds", "m", "D1")
+    d1_before = (_state(d1), d1.manifest())
+    with pytest.raises(
+        RuntimeError,
+        match=rf"nothing was removed — a stopped track removal cannot finish in 1 partition given \(ds/m/clean\): "
+        rf"could not delete 1 file\(s\) .*: ds/m/clean/{replaced} .*{settle}",
+    ):
+        remove_tracks(locked, locked.partitions(), ["a"], yes=True)
+    assert (_state(d1), d1.manifest()) == d1_before
+    with pytest.raises(RuntimeError, match=rf"ds/m/clean: not marked complete .* could not delete .*{settle}"):
         locked.partition("ds", "m", "clean").finish({})  # a run done with it: complete, a plain reader trusts it
     assert _state(clean)[:2] == (["a", "b", "d", "e"], ["y"]) and not clean.complete
 
@@ -254,3 +270,24 @@ def test_a_replaced_file_that_cannot_be_deleted_is_a_warning_ls_flags_it_and_sto
     assert "unsettled" not in res.output and "ds/m/clean  incomplete" in res.output, res.output
     res = CliRunner().invoke(app, ["store", "settle", store.uri, "ds/m/*"])
     assert res.exit_code == 0 and "nothing to settle: no stopped track removal in 2 partitions" in res.output
+
+
+def test_store_commands_refused_for_a_store_in_use_say_to_run_themselves_again_quoted(tmp_path):
+    """`store rm` and `store settle` refused while a run holds the store say to run that same command again (its
+    arguments quoted for a shell), not to give "this run another run.store"."""
+    from repeval.store.lock import StoreLock
+
+    store = EmbeddingStore(str(tmp_path / "my store"))
+    _partition(store, "clean", [["a b"]], [])
+    commands = {
+        "rm": ["store", "rm", store.uri, "ds/m/clean", "--track", "a b", "--yes"],
+        "settle": ["store", "settle", store.uri],
+    }
+    with StoreLock(store, "a run"):
+        for args in commands.values():
+            res = CliRunner().invoke(app, args)
+            said = " ".join(res.output.split())
+            assert res.exit_code == 1 and "is in use by run 'a run'" in said, res.output
+            again = shlex.join(["repeval", *args])
+            assert f"wait for it to finish, then run `{again}` again" in said and "run.store" not in said, said
+    assert f"{store.uri}'" in again and "'a b'" in shlex.join(["repeval", *commands["rm"]])  # quoted, as run
