@@ -14,7 +14,7 @@ time); the manifest repeats it with the row and error counts.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow.fs as pafs
 
@@ -73,6 +73,11 @@ class EmbeddingStore:
 
     def __repr__(self) -> str:
         return f"EmbeddingStore({self.uri!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy sent to another process (a Ray task or actor) holds no lock: the lock, and a lease's renewal
+        thread, stay with the process that took them."""
+        return {**self.__dict__, "lock": None}
 
     def check_lock(self) -> None:
         """Before a write: raise :class:`~repeval.store.lease.LeaseLost` when the lock this process took on the store

@@ -301,3 +301,27 @@ def test_a_run_writes_through_the_store_object_it_locked(fault_catalog, tmp_path
     assert ctx.lock is not None and ctx.lock.held and ctx.store.lock is ctx.lock
     ctx.lock.release()
     assert ctx.store.lock is None
+
+
+
+@pytest.mark.parametrize("where", ["local", "object storage"])
+def test_a_locked_store_sent_to_another_process_holds_no_lock(tmp_path, monkeypatch, where):
+    """A store a writer holds pickles (for a Ray task or actor) without its lock: a lease's renewal thread cannot be
+    pickled, and the copy does not hold what the writer holds."""
+    import pickle
+
+    import repeval.store.lease as lease_mod
+    from repeval.testing.fs import faulty_fs
+
+    monkeypatch.setattr(lease_mod, "CONFIRM_S", 0.0)
+    fs = faulty_fs() if where == "object storage" else None
+    store = EmbeddingStore(str(tmp_path / "store"), filesystem=fs)
+    lock = StoreLock(store, "r1")
+    lock.acquire()
+    try:
+        assert store.lock is lock
+        copy = pickle.loads(pickle.dumps(store))
+        assert copy.lock is None and copy.root == store.root
+        copy.check_lock()  # a copy never raises for the writer's lock
+    finally:
+        lock.release()
