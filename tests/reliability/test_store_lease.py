@@ -303,7 +303,6 @@ def test_a_run_writes_through_the_store_object_it_locked(fault_catalog, tmp_path
     assert ctx.store.lock is None
 
 
-
 @pytest.mark.parametrize("where", ["local", "object storage"])
 def test_a_locked_store_sent_to_another_process_holds_no_lock(tmp_path, monkeypatch, where):
     """A store a writer holds pickles (for a Ray task or actor) without its lock: a lease's renewal thread cannot be
