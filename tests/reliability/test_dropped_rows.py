@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pyarrow.fs as pafs
 import pytest
 from reliability_helpers import CLASSES, FAST_MODEL, experiment, make_catalog, write_config
 from typer.testing import CliRunner
@@ -84,6 +85,7 @@ def test_a_dataset_two_tasks_load_says_what_it_dropped_once(tmp_path, caplog):
     from repeval import runner
     from repeval.config import load_config
     from repeval.plan import make_plan
+    from repeval.report.runs import run_info
 
     manifest = make_catalog(tmp_path, per_class=2, seconds=0.1, extra=GHOSTS)
     lines = manifest.read_text().splitlines()
@@ -108,6 +110,9 @@ def test_a_dataset_two_tasks_load_says_what_it_dropped_once(tmp_path, caplog):
     notes = [line for line in make_plan(cfg, ctx.store).text().splitlines() if " at load " in line]
     assert len(notes) == 1 and notes[0].startswith("note: dataset tones at load (4 rows kept): 2 missing audio"), notes
     assert [name for name, _, _ in runner.not_evaluated(ctx)] == ["tones"]
+    # `repeval runs` counts them once too, as --strict does (3 rows), not once per task loading them (6)
+    strict = sum(sum(counts.values()) for _, counts, _ in runner.not_evaluated(ctx))
+    assert run_info(pafs.LocalFileSystem(), str(ctx.run_dir), "r")["rows_not_evaluated"] == strict == 3
 
     cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [first, second, sub], run_id="r2"))
     caplog.clear()
@@ -119,6 +124,8 @@ def test_a_dataset_two_tasks_load_says_what_it_dropped_once(tmp_path, caplog):
         ["dataset tones (pitch_sub)", "1 missing audio"],
     ], missing
     assert [name for name, _, _ in runner.not_evaluated(ctx)] == ["tones (pitch, pitch_again)", "tones (pitch_sub)"]
+    strict = sum(sum(counts.values()) for _, counts, _ in runner.not_evaluated(ctx))
+    assert run_info(pafs.LocalFileSystem(), str(ctx.run_dir), "r2")["rows_not_evaluated"] == strict == 3 + 2
 
     folds = [experiment(manifest, [FAST_MODEL], split_column=None, split_type="all", n_folds=3) for _ in range(2)]
     folds[1]["task"]["name"] = "pitch_again"
