@@ -196,6 +196,28 @@ def test_a_configuration_setting_run_smoke_test_is_that_smoke_test_once(tmp_path
         assert "; preset mir_ref_thesis [Plachouras 2023" in said and "; differs from the source: " in said, said
 
 
+def test_plan_before_anything_is_embedded_says_what_the_load_drops(tmp_path, monkeypatch):
+    """A first run's plan — no store yet — skipped loading the datasets, so it never said the catalog row whose audio
+    file is missing (a plan with a store said it): the user learnt of it only from the run's warning."""
+    from repeval.testing.badaudio import write_good
+
+    for name in ("a", "b", "c"):
+        write_good(tmp_path / f"{name}.wav", seconds=0.2)
+    (tmp_path / "m.csv").write_text("track_id,audio_path,label\na,a.wav,x\nb,b.wav,y\nc,c.wav,x\ngone,gone.wav,y\n")
+    (tmp_path / "exp.yaml").write_text(
+        "run: {run_id: r, store: store, runs_dir: runs}\n"
+        "experiments:\n- task: {name: t, type: multiclass_classification}\n"
+        "  datasets: [{name: d, type: catalog, manifest: m.csv, label_column: label}]\n"
+        "  embedding_models: [mfcc-stats]\n  downstream_models: [{type: classifier, hidden_units: []}]\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["plan", "exp.yaml"])
+    assert res.exit_code == 0, res.output
+    assert "note: no embedding store at store yet" in res.output
+    assert "note: dataset d at load (3 rows kept): 1 missing audio: gone (row 5: " in res.output, res.output
+    assert not (tmp_path / "store").exists() and not (tmp_path / "runs").exists()  # the plan only reads
+
+
 def test_plan_says_when_the_store_or_the_data_is_not_where_it_looks(tmp_path, monkeypatch):
     """``repeval plan`` run from another folder than the runs' (a relative ``run.store`` and ``manifest``) printed
     "0 complete", "0 done" and nothing else — as if everything were lost — while ``repeval run`` from there stops on
