@@ -104,8 +104,11 @@ def training_vocabulary(
     return [classes[j] for j in keep], y_train[:, keep], y_val[:, keep], out
 
 
-def empty_split_message(dataset: str, model: str, split: str) -> str:
-    return f"{dataset}/{model}: the {split} split has no embedded tracks — check the dataset's splits and errors"
+def empty_split_message(
+    dataset: str, model: str, split: str, why: str = " — check the dataset's splits and errors"
+) -> str:
+    """That ``split`` has no embedded track, and ``why`` (what to check, unless the caller knows the cause)."""
+    return f"{dataset}/{model}: the {split} split has no embedded tracks{why}"
 
 
 #: ``embedding_aggregation`` values whose probes read frame-level embeddings

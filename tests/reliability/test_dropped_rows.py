@@ -135,3 +135,30 @@ def test_a_dataset_two_tasks_load_says_what_it_dropped_once(tmp_path, caplog):
     said = [r.getMessage() for r in caplog.records]
     assert len([m for m in said if "split_type all — 3 folds" in m]) == 1, said  # k folds: said once too
     assert len([m for m in said if "missing audio" in m]) == 1, said
+
+
+def test_a_set_too_small_for_its_split_ratios_is_named_with_its_splits_and_the_fix(dropped_run):
+    """Four tracks of two classes, split by the default split_ratios (0.8/0.1/0.1), give validation none: the run
+    stopped with "the validation split has no embedded tracks — check the dataset's splits and errors", which did
+    not say that no track was given that split, nor what to change. It says how the tracks are split and the fix."""
+    from repeval import runner
+    from repeval.config import load_config
+
+    root = dropped_run[0]
+    ids = ["low-000", "low-001", "high-000", "high-001"]
+    (root / "tiny.csv").write_text(
+        "track_id,audio_path,label\n" + "".join(f"{t},audio/{t}.wav,{t.split('-')[0]}\n" for t in ids)
+    )
+    cfg = load_config(
+        write_config(root / "tiny.yaml", root, [experiment(root / "tiny.csv", [FAST_MODEL], split_column=None)], "tiny")
+    )
+    ctx = runner.make_context(cfg)
+    runner.stage_embed(ctx)  # the tracks are in the store already: nothing to compute
+    with pytest.raises(ValueError) as err:
+        runner.stage_train(ctx)
+    msg = str(err.value)
+    assert msg.startswith(
+        "tones/mfcc-fast: the validation split has no embedded tracks — the dataset's 4 tracks are split train 2, "
+        "validation 0, test 2: add tracks, give them their splits (a catalog's split_column), or raise the "
+        "validation split's share of split_ratios (now 0.8/0.1/0.1)"
+    ), msg
