@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pyarrow.fs as pafs
 import pytest
 from reliability_helpers import CLASSES, FAST_MODEL, experiment, make_catalog, write_config
@@ -85,6 +86,8 @@ def test_a_dataset_two_tasks_load_says_what_it_dropped_once(tmp_path, caplog):
     from repeval import runner
     from repeval.config import load_config
     from repeval.plan import make_plan
+    from repeval.report.html import _left_out_section
+    from repeval.report.results import Run
     from repeval.report.runs import run_info
 
     manifest = make_catalog(tmp_path, per_class=2, seconds=0.1, extra=GHOSTS)
@@ -113,6 +116,10 @@ def test_a_dataset_two_tasks_load_says_what_it_dropped_once(tmp_path, caplog):
     # `repeval runs` counts them once too, as --strict does (3 rows), not once per task loading them (6)
     strict = sum(sum(counts.values()) for _, counts, _ in runner.not_evaluated(ctx))
     assert run_info(pafs.LocalFileSystem(), str(ctx.run_dir), "r")["rows_not_evaluated"] == strict == 3
+    # and the report's "Tracks left out of evaluation" says them once, naming both tasks (it said them per task)
+    section = _left_out_section([Run("r", ctx.run_dir, pd.DataFrame())])
+    assert section.count("dropped when tones was loaded") == 1, section
+    assert "dropped when tones was loaded for pitch, pitch_again: 3 track(s) not evaluated" in section, section
 
     cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [first, second, sub], run_id="r2"))
     caplog.clear()
