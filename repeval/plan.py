@@ -328,31 +328,9 @@ def _load_notes(ctx: Any) -> list[str]:
                 f"{strict} (`repeval data check CONFIG --out FILE` lists every missing or unreadable audio file)"
             )
         notes += [f"dataset {name}: {line}" for line in noted]
-    return notes + _untrainable_notes(ctx)
+    from repeval.run.rows import split_notes
 
-
-def _untrainable_notes(ctx: Any) -> list[str]:
-    """A note per task and dataset (of one split; k folds rotate) whose validation or test tracks have labels no
-    training track has (:func:`~repeval.datasets.splits.untrained_labels`): said before a run embeds anything, which
-    the training stage's warning says only once the embeddings are computed."""
-    from repeval.datasets.splits import untrained_labels
-
-    notes = []
-    for ei, exp in enumerate(ctx.cfg.experiments):
-        if exp.task.effective_type == "regression":
-            continue
-        for ds in exp.datasets:
-            if (ei, ds.name) in ctx.folds or (ei, ds.name) not in ctx.rows:
-                continue
-            if absent := untrained_labels(ctx.rows[(ei, ds.name)]):
-                shown = ", ".join(f"{lab!r} ({v:,} validation, {t:,} test tracks)" for lab, v, t in absent[:5])
-                more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
-                notes.append(
-                    f"dataset {ds.name} ({exp.task.name}): {len(absent)} label(s) have no training track, so no probe "
-                    f"can learn them: {shown}{more} — check the splits (a split_column, or split_ratios) or leave them "
-                    "out with dataset.classes"
-                )
-    return notes
+    return notes + split_notes(ctx)
 
 
 def _trained(ctx: Any, states: dict[tuple[str, str, str], tuple[str, str]], ei: int, ds: Any, model: str,

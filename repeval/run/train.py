@@ -145,24 +145,16 @@ def _empty_split(
 def _split_detail(ctx: RunContext, item: _Pending, split: str) -> str:
     """Why ``item``'s ``split`` has no embedded track, and the fix: the dataset gave it no track (how its tracks are
     split, the fix for a set too small for its split ratios) or each of its tracks is an error record."""
+    from repeval.datasets.splits import split_counts
     from repeval.pipeline.stages import CLEAN
+    from repeval.tuning.data import split_fix
 
-    column = item.rows.column("split")
-    n = int(pc.sum(pc.equal(column, split)).as_py() or 0)
+    n = int(pc.sum(pc.equal(item.rows.column("split"), split)).as_py() or 0)
     if n:
         part = ctx.store.partition(item.dataset, item.model, CLEAN)
         return f" — none of its {n:,} track(s) was embedded: `{part.show_errors_command()}` says why"
-    counts = ", ".join(
-        f"{s} {int(pc.sum(pc.equal(column, s)).as_py() or 0):,}" for s in ("train", "validation", "test")
-    )
-    if item.fold is not None:
-        return f" — the dataset's {item.rows.num_rows:,} tracks are split {counts}"
     ds = next(d for d in item.exp.datasets if d.name == item.dataset)
-    ratios = "/".join(f"{r:g}" for r in ds.split_ratios)
-    return (
-        f" — the dataset's {item.rows.num_rows:,} tracks are split {counts}: add tracks, give them their splits (a "
-        f"catalog's split_column), or raise the {split} split's share of split_ratios (now {ratios})"
-    )
+    return " — " + split_fix(split_counts(item.rows), split, None if item.fold is not None else ds.split_ratios)
 
 
 def _embedded_ids(

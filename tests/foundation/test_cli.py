@@ -241,6 +241,18 @@ def test_plan_notes_a_label_that_no_training_track_has(tmp_path, monkeypatch):
     assert "'x'" not in said
 
 
+def test_plan_notes_a_split_the_set_is_too_small_to_fill(tmp_path, monkeypatch):
+    """Four tracks under the default split_ratios (0.8/0.1/0.1) leave validation empty: the run embedded every track,
+    then stopped before training; the plan says it first, with how the tracks are split and the fix."""
+    manifest = "track_id,audio_path,label\na,a.wav,x\nb,b.wav,y\nc,c.wav,x\nd,d.wav,y\n"
+    said = _plan_tiny_catalog(tmp_path, monkeypatch, manifest, ("a", "b", "c", "d"), "")
+    assert (
+        "note: dataset d (t): the validation split has no tracks — the dataset's 4 tracks are split train 2, "
+        "validation 0, test 2: add tracks, give them their splits (a catalog's split_column), or raise the validation "
+        "split's share of split_ratios (now 0.8/0.1/0.1); `repeval run` would stop before training"
+    ) in said, said
+
+
 def test_plan_says_when_the_store_or_the_data_is_not_where_it_looks(tmp_path, monkeypatch):
     """``repeval plan`` run from another folder than the runs' (a relative ``run.store`` and ``manifest``) printed
     "0 complete", "0 done" and nothing else — as if everything were lost — while ``repeval run`` from there stops on
