@@ -323,9 +323,15 @@ def _load_notes(ctx: Any) -> list[str]:
         n = sum(found.count(k) for k in kinds)
         if dropped:
             strict = f" — {n:,} row(s) not evaluated, which `repeval run --strict` fails on" if n else ""
+            # the pointer to `data check` where it helps: it lists audio files, not rows of bad labels or splits
+            check = (
+                " (`repeval data check CONFIG --out FILE` lists every missing or unreadable audio file)"
+                if found.count("missing_audio")
+                else ""
+            )
             notes.append(
                 f"dataset {name} at load ({ctx.rows[(ei, ds.name)].num_rows:,} rows kept): {'; '.join(dropped)}"
-                f"{strict} (`repeval data check CONFIG --out FILE` lists every missing or unreadable audio file)"
+                f"{strict}{check}"
             )
         notes += [f"dataset {name}: {line}" for line in noted]
     from repeval.run.rows import split_notes

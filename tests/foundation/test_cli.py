@@ -239,6 +239,11 @@ def test_plan_notes_a_label_that_no_training_track_has(tmp_path, monkeypatch):
         "tracks) — check the splits (a split_column, or split_ratios) or leave them out with dataset.classes"
     ) in said, said
     assert "'x'" not in said
+    # a row dropped for its label is noted without the pointer to `repeval data check`, which lists audio files
+    (tmp_path / "m.csv").write_text(manifest + "e,a.wav,,train\n")
+    said = CliRunner().invoke(app, ["plan", "exp.yaml"]).output
+    assert "note: dataset d at load (4 rows kept): 1 no usable label: e (row 6: empty label) — 1 row(s)" in said, said
+    assert "data check" not in said, said
 
 
 def test_plan_notes_a_split_the_set_is_too_small_to_fill(tmp_path, monkeypatch):
