@@ -76,6 +76,20 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
     return (ctx if run_dir is not None else None), states
 
 
+def load_notes(cfg: Config) -> list[str]:
+    """:func:`_load_notes` for a plan without a store (nothing embedded yet — a first run's plan, when what its load
+    drops matters most): the datasets loaded read-only for them alone; none when they cannot be loaded (the plan's
+    notes say why: a data path ``repeval run`` would stop on)."""
+    from repeval.runner import RunContext, load_rows
+
+    ctx = RunContext(cfg, "plan", Path("/nonexistent"), None)  # type: ignore[arg-type]  # the load reads no store
+    try:
+        load_rows(ctx, save=False)
+    except (ValueError, OSError):
+        return []
+    return _load_notes(ctx)
+
+
 def _load_notes(ctx: Any) -> list[str]:
     """What loading each dataset found, as ``repeval run`` logs it: one note per dataset for the rows dropped
     (missing audio, duplicate ids, unusable labels or splits), saying how many ``run --strict`` fails on, then one
@@ -91,12 +105,20 @@ def _load_notes(ctx: Any) -> list[str]:
         n = sum(found.count(k) for k in kinds)
         if dropped:
             strict = f" — {n:,} row(s) not evaluated, which `repeval run --strict` fails on" if n else ""
+            # the pointer to `data check` where it helps: it lists audio files, not rows of bad labels or splits
+            check = (
+                " (`repeval data check CONFIG --out FILE` lists every missing or unreadable audio file)"
+                if found.count("missing_audio")
+                else ""
+            )
             notes.append(
                 f"dataset {name} at load ({ctx.rows[(ei, ds.name)].num_rows:,} rows kept): {'; '.join(dropped)}"
-                f"{strict} (`repeval data check CONFIG --out FILE` lists every missing or unreadable audio file)"
+                f"{strict}{check}"
             )
         notes += [f"dataset {name}: {line}" for line in noted]
-    return notes
+    from repeval.run.rows import split_notes
+
+    return notes + split_notes(ctx)
 
 
 def _trained(ctx: Any, states: dict[tuple[str, str, str], tuple[str, str]], ei: int, ds: Any, model: str,

@@ -226,6 +226,12 @@ def _open_noting(path: str, truncated: TruncatedAudio = DEFAULT_TRUNCATED_AUDIO)
         _check_regular_file(path)  # reliability (issue 9)
     try:
         fh, size = _raw_file(path)
+        if size == 0:  # libsndfile's "Format not recognised" did not say the file holds nothing
+            fh.close()
+            raise DecodeError(
+                f"empty file (0 bytes): {path} — it was never written (a copy, download or export that failed): copy, "
+                "download or export it again"
+            )
         if "://" in path:  # libsndfile reads the remote file through the handle the checks read
             return _checked_open(path, shortfall(fh, size), fh, truncated)
         with fh:

@@ -116,6 +116,7 @@ def plan(
 ) -> None:
     """Print the grid of work, how much of it is already done and the resources it will request."""
     from repeval.plan import make_plan
+    from repeval.plan_progress import load_notes
     from repeval.rundir import RunLocation
     from repeval.runner import check_run_id
     from repeval.store import EmbeddingStore
@@ -142,9 +143,10 @@ def plan(
 
         cluster = _guard(lambda: cluster_resources(address, given))  # a dashboard URL or a stopped cluster: one line
     tune = loc.tune_storage if loc is not None else None  # a remote run's Tune experiments are read where they are
-    typer.echo(
-        _guard(lambda: make_plan(cfg, st, run_dir, cluster=cluster, tune_storage=tune, smoke_of=smoke_of)).text()
-    )
+    plan = _guard(lambda: make_plan(cfg, st, run_dir, cluster=cluster, tune_storage=tune, smoke_of=smoke_of))
+    if st is None:  # nothing embedded yet: what the load drops is said still (with a store, make_plan says it)
+        plan.notes += _guard(lambda: load_notes(cfg))
+    typer.echo(plan.text())
     if not rid:
         typer.echo(
             "note: the configuration sets no run.run_id: each `repeval run` starts a new run (run-<date>-<time>), so "

@@ -182,7 +182,26 @@ def check_data_paths(cfg: Config, source: str | None = None) -> None:
                         problems.append(f"experiments[{ei}].datasets[{di}].{default}")
                     problems += [f"experiments[{ei}].datasets[{di}].{msg}" for msg in mc.split_problems(ds, exp.task)]
     if problems:
-        raise ConfigError(problems, source)
+        raise ConfigError(_said_once(problems), source)
+
+
+def _said_once(problems: list[str]) -> list[str]:
+    """``problems`` (each ``experiments[i].datasets[j].<what>``) with those of one dataset that several experiments
+    share (a YAML anchor, as the README advises) said once, naming the other places: a manifest missing from three
+    experiments was three long lines saying the same."""
+    import re
+
+    where = re.compile(r"^(experiments\[\d+\]\.datasets\[\d+\])\.(.*)$", re.S)
+    alike: dict[str, list[str]] = {}
+    for p in problems:
+        m = where.match(p)
+        place, what = (m.group(1), m.group(2)) if m else ("", p)
+        alike.setdefault(what, []).append(place)
+    return [
+        (f"{places[0]}.{what}" if places[0] else what)
+        + (f" (the same at {', '.join(places[1:])})" if len(places) > 1 else "")
+        for what, places in alike.items()
+    ]
 
 
 #: what a k-fold dataset's split column does (:func:`_fixed_fold_splits`, :func:`unchecked_fold_splits`)

@@ -77,6 +77,27 @@ def read_manifest(uri: str, delimiter: str | None = None) -> pa.Table:
     return pa.Table.from_batches([b for _, b in iter_manifest(uri, delimiter=delimiter)])
 
 
+class EmptyManifestError(ValueError):
+    """A text manifest without a byte (a spreadsheet export or a copy that failed): no header to read columns from."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(
+            f"{uri} is empty (0 bytes) — write its header (the track id, audio path and label columns) and its rows "
+            "first, or check dataset.manifest"
+        )
+
+
+def _open_csv(fh: Any, uri: str, **options: Any) -> pacsv.CSVStreamingReader:
+    """pyarrow's streaming CSV reader over ``fh``; a file of no bytes (``Empty CSV file`` to pyarrow) raises
+    :class:`EmptyManifestError`, naming it and the fix."""
+    try:
+        return pacsv.open_csv(fh, **options)
+    except pa.ArrowInvalid as exc:
+        if "Empty CSV file" in str(exc):
+            raise EmptyManifestError(uri) from None
+        raise
+
+
 def manifest_columns(uri: str, delimiter: str | None = None) -> list[str]:
     fs, path = _filesystem(uri)
     info = fs.get_file_info(path)
@@ -85,8 +106,8 @@ def manifest_columns(uri: str, delimiter: str | None = None) -> list[str]:
     if info.type == pafs.FileType.Directory or _is_parquet(path):
         return list(pads.dataset(path, filesystem=fs, format="parquet").schema.names)
     with fs.open_input_stream(path) as fh:
-        reader = pacsv.open_csv(
-            fh, read_options=pacsv.ReadOptions(block_size=1 << 16), parse_options=_csv_parse(path, delimiter)
+        reader = _open_csv(
+            fh, uri, read_options=pacsv.ReadOptions(block_size=1 << 16), parse_options=_csv_parse(path, delimiter)
         )
         return list(reader.schema.names)
 
@@ -120,12 +141,15 @@ _WHAT = {"track_id_column": "track ids", "audio_column": "audio file paths"}
 
 def manifest_problems(ds: Any, task: Any) -> list[str]:
     """What ``load_catalog`` would refuse, from the manifest's header and first rows: columns the dataset names that
-    the manifest lacks (with the closest column), a manifest without rows, and a regression task's label column with
+    the manifest lacks (with the closest column), a manifest without rows (or without a byte), and a regression task's label column with
     no target (:func:`_no_targets`: read until a batch holds one — the first, for a usable manifest; the whole column
     only when it holds none)."""
     from repeval.registry import closest
 
-    have = manifest_columns(ds.manifest, ds.delimiter)
+    try:
+        have = manifest_columns(ds.manifest, ds.delimiter)
+    except EmptyManifestError as exc:
+        return [f"manifest: {exc}"]
     wanted = {
         "track_id_column": ds.track_id_column,
         "audio_column": ds.audio_column,
@@ -281,8 +305,8 @@ def iter_manifest(
     # ones): blocks of CSV_BLOCK_BYTES keep that bound small; batches are then ~CSV_BLOCK_BYTES / row bytes
     read = pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES)
     with fs.open_input_stream(path) as fh:
-        reader = pacsv.open_csv(
-            fh, read_options=read, parse_options=_csv_parse(path, delimiter), convert_options=convert
+        reader = _open_csv(
+            fh, uri, read_options=read, parse_options=_csv_parse(path, delimiter), convert_options=convert
         )
         for batch in reader:
             if batch.num_rows:

@@ -34,6 +34,17 @@ SPLIT_ALIASES = {
 }
 
 
+def unknown_split(cell: str) -> str:
+    """Why a split cell that names no split is refused: the split it is close to, and what a cell may hold."""
+    from repeval.registry import did_you_mean
+
+    others = ", ".join(a for a in SPLIT_ALIASES if a not in SPLITS)
+    return (
+        f"unknown split {cell!r}: a split cell holds {', '.join(SPLITS[:-1])} or {SPLITS[-1]} (also {others}), an "
+        f"empty one gets a drawn split{did_you_mean(cell.strip().lower(), list(SPLIT_ALIASES))}"
+    )
+
+
 def _number_re(decimal: str = ".") -> str:
     """A regression target written with ``decimal`` as its decimal mark: a number, or a ``name=value`` pair."""
     d = re.escape(decimal)
@@ -276,10 +287,11 @@ class _BatchValidator:
             split = pa.array(list(SPLIT_ALIASES.values()), pa.string()).take(pos)
             given = pc.fill_null(pc.not_equal(raw_split, ""), False).to_numpy(zero_copy_only=False)
             unknown = given & ~pc.is_valid(split).to_numpy(zero_copy_only=False) & ok
-            why = pc.binary_join_element_wise(
-                "unknown split '", batch.column(ds.split_column), f"', expected {SPLITS}", ""
-            )
-            self._bad("other", ids, rows, unknown, why)
+            if unknown.any():  # each distinct unknown name's reason made once, then taken for its rows
+                cells = batch.column(ds.split_column)
+                names = pc.unique(cells.filter(pa.array(unknown)))
+                whys = pa.array([unknown_split(v) for v in names.to_pylist()], pa.string())
+                self._bad("other", ids, rows, unknown, whys.take(pc.index_in(cells, value_set=names)))
             ok &= ~unknown
         group = pc.utf8_trim_whitespace(batch.column(ds.group_column)) if ds.group_column else pa.nulls(n, pa.string())
 

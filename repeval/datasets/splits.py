@@ -455,3 +455,15 @@ def carve_validation(rows: pa.Table, fraction: float, seed: int, stratify: bool 
 def split_counts(rows: pa.Table) -> dict[str, int]:
     vc = pc.value_counts(rows.column("split").combine_chunks())
     return {str(v["values"]): int(v["counts"]) for v in vc.to_pylist()}
+
+
+def untrained_labels(rows: pa.Table) -> list[tuple[str, int, int]]:
+    """``(label, validation tracks, test tracks)`` for each label some validation or test track has and no training
+    track does — no probe can learn it (the training stage warns of it, once its embeddings are computed) — by label."""
+
+    def tracks_per_label(split: str) -> dict[str, int]:
+        labels = pc.list_flatten(rows.filter(pc.equal(rows.column("split"), split)).column("label").combine_chunks())
+        return {str(v["values"]): int(v["counts"]) for v in pc.value_counts(labels).to_pylist() if v["values"]}
+
+    train, val, test = (tracks_per_label(s) for s in SPLITS)
+    return [(lab, val.get(lab, 0), test.get(lab, 0)) for lab in sorted((val.keys() | test.keys()) - train.keys())]

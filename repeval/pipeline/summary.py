@@ -174,9 +174,9 @@ class EmbedSummary:
             out += [f"  {self.show_command(p)}" for p in self.in_order(self.errors_by_partition)]
         earlier = {p: self.earlier_errors[p] for p in self.in_order(self.earlier_errors) if self.earlier_errors[p]}
         if earlier:
-            out.append(
-                f"{sum(earlier.values())} track(s) kept error records of earlier runs (not computed again, not "
-                "evaluated; `--retry-errors` computes them again):"
+            out.append(  # a track's record in each partition counted: one bad file under 3 scenarios is 3 records
+                f"{sum(earlier.values())} error record(s) of earlier runs kept for this run's tracks, in {len(earlier)} "
+                "partition(s) (not computed again, not evaluated; `--retry-errors` computes them again):"
             )
             out += [f"  {self.show_command(p)}" for p in earlier]
         return out

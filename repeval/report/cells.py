@@ -121,6 +121,10 @@ def metric_notes(df: pd.DataFrame, metrics: Sequence[str], masked: bool) -> list
             "metrics over the annotated (track, tag) pairs only (unannotated: mask): each tag scored on the tracks that "
             "annotate it, micro averages pooling the annotated pairs"
         )
+    # only the tagging rows' metrics: a tasks table beside a multiclass task's f1_macro (its top-scored class, no
+    # threshold) said "f1_macro: a tag predicted at score ≥ 0.5" of it
+    tagged = set(df.loc[df["task_type"] == THRESHOLD_TASK, "metric"])
+    metrics = [m for m in metrics if m in tagged]
     at_default = [m for m in metrics if "@" not in m and _thresholded(m)]
     if at_default:
         named = any("@" in m for m in metrics)

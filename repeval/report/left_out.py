@@ -78,6 +78,8 @@ def run_partitions(run: Run) -> list[tuple[str, str, str]]:
     df = run.results
     configured = configured_scenarios(run)
     out = []
+    if df.empty or "dataset" not in df.columns:  # a run without results yet: none computed on any partition
+        return []
     for dataset, model in dict.fromkeys(zip(df["dataset"], df["model"], strict=True)):
         scenarios = df[(df["dataset"] == dataset) & (df["model"] == model)]["scenario"].unique()
         scenarios = list(dict.fromkeys([*scenarios, *configured.get((str(dataset), str(model)), [])]))
@@ -124,6 +126,17 @@ def dropped_at_load(run: Run) -> list[dict[str, Any]]:
     if not isinstance(body, dict):
         return []
     return [d for d in body.values() if isinstance(d, dict) and (d.get("lines") or d.get("not_evaluated"))]
+
+
+def dropped_alike(run: Run) -> list[tuple[dict[str, Any], list[str]]]:
+    """:func:`dropped_at_load` with the loads of one dataset that found the same (the same lines, rows kept and rows
+    not evaluated) said once, as the run said them: ``(entry, the tasks that loaded it so)``, in the file's order —
+    one missing file of a catalog three tasks read is one finding, not three."""
+    groups: dict[tuple[Any, ...], tuple[dict[str, Any], list[str]]] = {}
+    for d in dropped_at_load(run):
+        key = (str(d.get("dataset")), tuple(map(str, d.get("lines") or ())), d.get("rows"), d.get("not_evaluated"))
+        groups.setdefault(key, (d, []))[1].append(str(d.get("task")))
+    return list(groups.values())
 
 
 def failed_block(runs: list[Run], task: str, dataset: str) -> str:

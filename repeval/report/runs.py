@@ -70,9 +70,15 @@ def _failed(fs: pafs.FileSystem, path: str, grids: set[str] | None = None) -> tu
 
 
 def _not_evaluated(fs: pafs.FileSystem, path: str) -> int:
-    """Rows the run's datasets dropped at load that ``--strict`` counts as not evaluated (``load_report.json``)."""
-    found = json_at(fs, path, LOAD_REPORT).values()
-    return sum(int(d.get("not_evaluated") or 0) for d in found if isinstance(d, dict))
+    """Rows the run's datasets dropped at load that ``--strict`` counts as not evaluated (``load_report.json``): a
+    dataset several tasks loaded with the same findings counted once, as the run said them and ``--strict`` counts
+    them (:func:`repeval.run.rows.said_once`) — one missing file of a catalog three tasks read is one row, not 3."""
+    found = [d for d in json_at(fs, path, LOAD_REPORT).values() if isinstance(d, dict)]
+    alike = {
+        (str(d.get("dataset")), tuple(map(str, d.get("lines") or ())), d.get("rows")): int(d.get("not_evaluated") or 0)
+        for d in found
+    }
+    return sum(alike.values())
 
 
 #: the state of a run whose last command, a stage before training, finished (``repeval embed``, ``repeval deform``)

@@ -203,6 +203,40 @@ def said_once(ctx: RunContext) -> list[tuple[str, int, Any, Any, LoadReport, tup
     return out
 
 
+def split_notes(ctx: RunContext) -> list[str]:
+    """A note per task and dataset (of one split; k folds rotate) with a split of no tracks (the run would stop before
+    training, once every track is embedded), or whose validation or test tracks have labels no training track has
+    (:func:`~repeval.datasets.splits.untrained_labels`, which the training stage warns of only once the embeddings
+    are computed): said before a run embeds anything."""
+    from repeval.datasets.base import SPLITS
+    from repeval.datasets.splits import split_counts, untrained_labels
+    from repeval.tuning.data import split_fix
+
+    notes = []
+    for ei, exp in enumerate(ctx.cfg.experiments):
+        for ds in exp.datasets:
+            if (ei, ds.name) in ctx.folds or (ei, ds.name) not in ctx.rows:
+                continue
+            counts = split_counts(ctx.rows[(ei, ds.name)])
+            if empty := [s for s in SPLITS if not counts.get(s)]:
+                notes.append(
+                    f"dataset {ds.name} ({exp.task.name}): the {empty[0]} split has no tracks — "
+                    f"{split_fix(counts, empty[0], ds.split_ratios)}; `repeval run` would stop before training"
+                )
+                continue
+            if exp.task.effective_type == "regression":
+                continue
+            if absent := untrained_labels(ctx.rows[(ei, ds.name)]):
+                shown = ", ".join(f"{lab!r} ({v:,} validation, {t:,} test tracks)" for lab, v, t in absent[:5])
+                more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
+                notes.append(
+                    f"dataset {ds.name} ({exp.task.name}): {len(absent)} label(s) have no training track, so no probe "
+                    f"can learn them: {shown}{more} — check the splits (a split_column, or split_ratios) or leave them "
+                    "out with dataset.classes"
+                )
+    return notes
+
+
 def load_report(ctx: RunContext) -> dict[str, Any]:
     """``load_report.json``: per ``<task>__<dataset>``, the rows kept, the problems found per kind (each a row
     dropped, except ``other`` notes and labels dropped from a multilabel row that is kept), the log's lines,

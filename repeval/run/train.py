@@ -137,8 +137,24 @@ def _empty_split(
             unembedded = _not_embedded(ctx, item)
             if unembedded:
                 return unembedded, True
-            return f"{empty_split_message(item.dataset, item.model, name)}{_fold_hint(ctx, item)}", False
+            why = _split_detail(ctx, item, name)
+            return f"{empty_split_message(item.dataset, item.model, name, why)}{_fold_hint(ctx, item)}", False
     return _not_augmented(ctx, item, embedded)
+
+
+def _split_detail(ctx: RunContext, item: _Pending, split: str) -> str:
+    """Why ``item``'s ``split`` has no embedded track, and the fix: the dataset gave it no track (how its tracks are
+    split, the fix for a set too small for its split ratios) or each of its tracks is an error record."""
+    from repeval.datasets.splits import split_counts
+    from repeval.pipeline.stages import CLEAN
+    from repeval.tuning.data import split_fix
+
+    n = int(pc.sum(pc.equal(item.rows.column("split"), split)).as_py() or 0)
+    if n:
+        part = ctx.store.partition(item.dataset, item.model, CLEAN)
+        return f" — none of its {n:,} track(s) was embedded: `{part.show_errors_command()}` says why"
+    ds = next(d for d in item.exp.datasets if d.name == item.dataset)
+    return " — " + split_fix(split_counts(item.rows), split, None if item.fold is not None else ds.split_ratios)
 
 
 def _embedded_ids(

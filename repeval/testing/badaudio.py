@@ -351,7 +351,7 @@ def _symlink_loop(d: Path) -> Path:
 
 #: kind → (writer, valid, error-reason fragment, seconds of audio for valid kinds — or what tells them from the file)
 KINDS: dict[str, tuple[Callable[[Path], Path], bool, str, float | Callable[[Path], float]]] = {
-    "empty_file": (_empty, False, "cannot decode", 0),
+    "empty_file": (_empty, False, "empty file (0 bytes)", 0),
     "truncated_header": (_truncated_header, False, "cannot decode", 0),
     "truncated_data_flac": (_truncated_data_flac, False, "truncated flac", 0),
     "not_audio_wav": (_garbage("wav"), False, "cannot decode", 0),

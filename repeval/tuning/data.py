@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from repeval.datasets.base import OBSERVED
+from repeval.datasets.base import OBSERVED, SPLITS
 from repeval.datasets.encoding import encode_labels
 from repeval.pipeline.stages import CLEAN
 from repeval.probes import ProbeData
@@ -104,8 +104,24 @@ def training_vocabulary(
     return [classes[j] for j in keep], y_train[:, keep], y_val[:, keep], out
 
 
-def empty_split_message(dataset: str, model: str, split: str) -> str:
-    return f"{dataset}/{model}: the {split} split has no embedded tracks — check the dataset's splits and errors"
+def empty_split_message(
+    dataset: str, model: str, split: str, why: str = " — check the dataset's splits and errors"
+) -> str:
+    """That ``split`` has no embedded track, and ``why`` (what to check, unless the caller knows the cause)."""
+    return f"{dataset}/{model}: the {split} split has no embedded tracks{why}"
+
+
+def split_fix(counts: dict[str, int], split: str, ratios: tuple[float, ...] | None) -> str:
+    """How a dataset's tracks are split (``counts``: tracks per split) and — ``ratios``, its ``split_ratios``, for a
+    dataset of one split — the fix for a ``split`` left without tracks."""
+    n = sum(counts.values())
+    said = f"the dataset's {n:,} tracks are split " + ", ".join(f"{s} {counts.get(s, 0):,}" for s in SPLITS)
+    if ratios is None:
+        return said
+    return (
+        f"{said}: add tracks, give them their splits (a catalog's split_column), or raise the {split} split's share "
+        f"of split_ratios (now {'/'.join(f'{r:g}' for r in ratios)})"
+    )
 
 
 #: ``embedding_aggregation`` values whose probes read frame-level embeddings

@@ -14,6 +14,17 @@ import soundfile as sf
 from repeval.audio import DecodeError, decode, iter_chunks
 
 
+@pytest.mark.parametrize("name", ["empty.wav", "empty.flac", "empty.mp3"])
+def test_a_file_of_zero_bytes_is_refused_as_empty_naming_the_fix(tmp_path, name):
+    """A 0-byte audio file (a copy or export that failed) was refused with libsndfile's "Format not recognised", as
+    if its format were the problem; it is named empty, locally and through a filesystem URI."""
+    p = tmp_path / name
+    p.write_bytes(b"")
+    for path in (str(p), p.as_uri()):
+        with pytest.raises(DecodeError, match=r"^empty file \(0 bytes\): .*empty\.\w+ — it was never written .* again"):
+            decode(path, 8000)
+
+
 def test_a_wav_cut_short_is_refused_naming_the_sizes(tmp_path):
     """A WAV whose data chunk declares more bytes than the file holds (a copy or download that stopped) is an error
     — libsndfile would read the half that exists and the track would be embedded as shorter audio; a streamed WAV

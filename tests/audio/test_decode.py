@@ -60,7 +60,11 @@ def test_decode_file_uri(tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "match"),
-    [(None, "file not found"), (b"", "cannot decode"), (b"RIFF\x00\x00\x00\x00WAVEfmt garbage", "cannot decode")],
+    [
+        (None, "file not found"),
+        (b"", r"empty file \(0 bytes\)"),
+        (b"RIFF\x00\x00\x00\x00WAVEfmt garbage", "cannot decode"),
+    ],
 )
 def test_decode_errors(tmp_path, content, match):
     p = tmp_path / "bad.wav"

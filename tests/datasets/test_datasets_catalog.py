@@ -76,6 +76,7 @@ def test_problems_are_reported_with_row_numbers(audio_dir):
         ["006", "audio/a3.wav", "kazoo", "", ""],  # row 8: label outside classes
         ["007", "audio/a3.wav", "violin", "holdout", ""],  # row 9: unknown split
         ["008", str(audio_dir / "audio" / "a3.wav"), "flute", "TEST", ""],  # row 10: absolute path, split alias
+        ["009", "audio/a3.wav", "violin", "tset", ""],  # row 11: a typo of a split
     ]
     manifest = _write_csv(audio_dir / "m.csv", ["id", "path", "instrument", "subset", "artist"], rows)
     ds = ds_cfg(
@@ -104,6 +105,14 @@ def test_problems_are_reported_with_row_numbers(audio_dir):
     assert report.unlabelled == ["004 (row 6: empty instrument)"]
     assert report.unknown_labels == ["006 (row 8: label 'kazoo' not in dataset.classes)"]
     assert report.other[0].startswith("007 (row 9: unknown split 'holdout'")
+    # the names a split cell may hold, in words (it said "expected ('train', 'validation', 'test')"), and for a typo
+    # the split it is close to
+    assert report.other[0] == (
+        "007 (row 9: unknown split 'holdout': a split cell holds train, validation or test (also training, val, valid, "
+        "dev, testing), an empty one gets a drawn split)"
+    ), report.other
+    assert report.other[1].startswith("009 (row 11: unknown split 'tset': a split cell holds "), report.other
+    assert report.other[1].endswith("an empty one gets a drawn split — did you mean 'test'?)"), report.other
     assert table.column("split").to_pylist() == ["train", "validation", "test"]
     assert table.column("group").to_pylist() == ["artistA", "artistB", None]
     assert table.column("audio_path").to_pylist()[0] == str((audio_dir / "audio" / "a0.wav").resolve())

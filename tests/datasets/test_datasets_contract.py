@@ -163,6 +163,16 @@ def test_a_missing_data_path_says_how_to_get_the_data(tmp_path, monkeypatch):
     assert "experiments[0].datasets[0].index_path: not set" in lines[1] and "tinysol --index-only`" in lines[1]
     assert "experiments[1].datasets[0].dir" in lines[2] and "`repeval datasets vocalset` gives the source" in lines[2]
     assert "experiments[2].datasets[0].manifest: no such file" in lines[3] and "write the manifest" in lines[3]
+    # one dataset three experiments share (a YAML anchor): its missing manifest is said once, naming the other places
+    # (it was three long lines saying the same)
+    cfg = parse_config({"experiments": [{**exp, "task": {**exp["task"], "name": f"t{i}"}, "datasets": [datasets[2]]}
+                                        for i in range(3)]})  # fmt: skip
+    with pytest.raises(ConfigError) as err:
+        check_data_paths(cfg)
+    said = str(err.value)
+    assert len(said.splitlines()) == 1 and said.count("no such file") == 1, said
+    assert said.endswith("(the same at experiments[1].datasets[0], experiments[2].datasets[0])"), said
+    assert "experiments[0].datasets[0].manifest: no such file" in said, said
 
 
 def test_download_offline_error_names_the_fix(monkeypatch, tmp_path):

@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer.main
@@ -194,6 +195,67 @@ def test_a_configuration_setting_run_smoke_test_is_that_smoke_test_once(tmp_path
             "- probe mir_ref_thesis: 1 configuration (M1, the first of the entry's 5: a smoke test trains one)" in said
         )
         assert "; preset mir_ref_thesis [Plachouras 2023" in said and "; differs from the source: " in said, said
+
+
+def _plan_tiny_catalog(tmp_path: Path, monkeypatch: Any, manifest: str, audio: tuple[str, ...], dataset: str) -> str:
+    """``repeval plan`` of a one-task config on the catalog ``manifest`` (its ``audio`` files written) from
+    ``tmp_path``, no store there; its output."""
+    from repeval.testing.badaudio import write_good
+
+    for name in audio:
+        write_good(tmp_path / f"{name}.wav", seconds=0.2)
+    (tmp_path / "m.csv").write_text(manifest)
+    (tmp_path / "exp.yaml").write_text(
+        "run: {run_id: r, store: store, runs_dir: runs}\n"
+        "experiments:\n- task: {name: t, type: multiclass_classification}\n"
+        f"  datasets: [{{name: d, type: catalog, manifest: m.csv, label_column: label{dataset}}}]\n"
+        "  embedding_models: [mfcc-stats]\n  downstream_models: [{type: classifier, hidden_units: []}]\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["plan", "exp.yaml"])
+    assert res.exit_code == 0, res.output
+    assert not (tmp_path / "store").exists() and not (tmp_path / "runs").exists()  # the plan only reads
+    return res.output
+
+
+def test_plan_before_anything_is_embedded_says_what_the_load_drops(tmp_path, monkeypatch):
+    """A first run's plan — no store yet — skipped loading the datasets, so it never said the catalog row whose audio
+    file is missing (a plan with a store said it): the user learnt of it only from the run's warning."""
+    manifest = "track_id,audio_path,label\na,a.wav,x\nb,b.wav,y\nc,c.wav,x\ngone,gone.wav,y\n"
+    said = _plan_tiny_catalog(tmp_path, monkeypatch, manifest, ("a", "b", "c"), "")
+    assert "note: no embedding store at store yet" in said
+    assert "note: dataset d at load (3 rows kept): 1 missing audio: gone (row 5: " in said, said
+
+
+def test_plan_notes_a_label_that_no_training_track_has(tmp_path, monkeypatch):
+    """A label only validation or test tracks have (a split column that put every violin in test) can be learnt by no
+    probe: the training stage warned of it, but only once every track was embedded; the plan says it first."""
+    manifest = (
+        "track_id,audio_path,label,split\na,a.wav,x,train\nb,b.wav,y,test\nc,c.wav,x,validation\nd,d.wav,x,test\n"
+    )
+    said = _plan_tiny_catalog(tmp_path, monkeypatch, manifest, ("a", "b", "c", "d"), ", split_column: split")
+    assert (
+        "note: dataset d (t): 1 label(s) have no training track, so no probe can learn them: 'y' (0 validation, 1 test "
+        "tracks) — check the splits (a split_column, or split_ratios) or leave them out with dataset.classes"
+    ) in said, said
+    assert "'x'" not in said
+    # a row dropped for its label is noted without the pointer to `repeval data check`, which lists audio files
+    (tmp_path / "m.csv").write_text(manifest + "e,a.wav,,train\n")
+    said = CliRunner().invoke(app, ["plan", "exp.yaml"]).output
+    assert "note: dataset d at load (4 rows kept): 1 no usable label: e (row 6: empty label) — 1 row(s)" in said, said
+    assert "data check" not in said, said
+
+
+def test_plan_notes_a_split_the_set_is_too_small_to_fill(tmp_path, monkeypatch):
+    """Four tracks under the default split_ratios (0.8/0.1/0.1) leave validation empty: the run embedded every track,
+    then stopped before training; the plan says it first, with how the tracks are split and the fix."""
+    manifest = "track_id,audio_path,label\na,a.wav,x\nb,b.wav,y\nc,c.wav,x\nd,d.wav,y\n"
+    said = _plan_tiny_catalog(tmp_path, monkeypatch, manifest, ("a", "b", "c", "d"), "")
+    assert (
+        "note: dataset d (t): the validation split has no tracks — the dataset's 4 tracks are split train 2, "
+        "validation 0, test 2: add tracks, give them their splits (a catalog's split_column), or raise the validation "
+        "split's share of split_ratios (now 0.8/0.1/0.1); `repeval run` would stop before training"
+    ) in said, said
 
 
 def test_plan_says_when_the_store_or_the_data_is_not_where_it_looks(tmp_path, monkeypatch):

@@ -225,6 +225,11 @@ CASES: dict[str, tuple[Any, list[str]]] = {
         lambda d: _ds(d).update(manifest=_ds(d)["manifest"].replace("manifest.csv", "empty.csv")),
         ["experiments[0].datasets[0].manifest:", "empty.csv has a header but no rows"],
     ),
+    # a manifest of 0 bytes (a spreadsheet export that failed): pyarrow's "Empty CSV file" was a traceback
+    "manifest_of_zero_bytes": (
+        lambda d: _ds(d).update(manifest=_ds(d)["manifest"].replace("manifest.csv", "zero.csv")),
+        ["experiments[0].datasets[0].manifest:", "zero.csv is empty (0 bytes)", "write its header"],
+    ),
     # accepted by validate, then the plan's (and the run's) load dropped every row: "no usable rows"
     "regression_target_of_text": (
         lambda d: (_exp(d)["task"].update(type="regression"), _exp(d).update(metrics=["r2"])),
@@ -352,6 +357,7 @@ def outcomes(tmp_path_factory) -> dict[str, Any]:
     write_good(root / "a.wav")
     (root / "manifest.csv").write_text("track_id,audio_path,label\na,a.wav,x\n")
     (root / "empty.csv").write_text("track_id,audio_path,label\n")
+    (root / "zero.csv").write_bytes(b"")
     (root / "semicolon.csv").write_text("track_id;audio_path;label\na;a.wav;x\n")
     batches: dict[str, dict[str, list[str]]] = {"validate": {}, "run": {}}
     for name, (mutate, _) in CASES.items():

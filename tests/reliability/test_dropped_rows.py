@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
+import pyarrow.fs as pafs
 import pytest
 from reliability_helpers import CLASSES, FAST_MODEL, experiment, make_catalog, write_config
 from typer.testing import CliRunner
@@ -84,6 +86,9 @@ def test_a_dataset_two_tasks_load_says_what_it_dropped_once(tmp_path, caplog):
     from repeval import runner
     from repeval.config import load_config
     from repeval.plan import make_plan
+    from repeval.report.html import _left_out_section
+    from repeval.report.results import Run
+    from repeval.report.runs import run_info
 
     manifest = make_catalog(tmp_path, per_class=2, seconds=0.1, extra=GHOSTS)
     lines = manifest.read_text().splitlines()
@@ -108,6 +113,13 @@ def test_a_dataset_two_tasks_load_says_what_it_dropped_once(tmp_path, caplog):
     notes = [line for line in make_plan(cfg, ctx.store).text().splitlines() if " at load " in line]
     assert len(notes) == 1 and notes[0].startswith("note: dataset tones at load (4 rows kept): 2 missing audio"), notes
     assert [name for name, _, _ in runner.not_evaluated(ctx)] == ["tones"]
+    # `repeval runs` counts them once too, as --strict does (3 rows), not once per task loading them (6)
+    strict = sum(sum(counts.values()) for _, counts, _ in runner.not_evaluated(ctx))
+    assert run_info(pafs.LocalFileSystem(), str(ctx.run_dir), "r")["rows_not_evaluated"] == strict == 3
+    # and the report's "Tracks left out of evaluation" says them once, naming both tasks (it said them per task)
+    section = _left_out_section([Run("r", ctx.run_dir, pd.DataFrame())])
+    assert section.count("dropped when tones was loaded") == 1, section
+    assert "dropped when tones was loaded for pitch, pitch_again: 3 track(s) not evaluated" in section, section
 
     cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [first, second, sub], run_id="r2"))
     caplog.clear()
@@ -119,6 +131,8 @@ def test_a_dataset_two_tasks_load_says_what_it_dropped_once(tmp_path, caplog):
         ["dataset tones (pitch_sub)", "1 missing audio"],
     ], missing
     assert [name for name, _, _ in runner.not_evaluated(ctx)] == ["tones (pitch, pitch_again)", "tones (pitch_sub)"]
+    strict = sum(sum(counts.values()) for _, counts, _ in runner.not_evaluated(ctx))
+    assert run_info(pafs.LocalFileSystem(), str(ctx.run_dir), "r2")["rows_not_evaluated"] == strict == 3 + 2
 
     folds = [experiment(manifest, [FAST_MODEL], split_column=None, split_type="all", n_folds=3) for _ in range(2)]
     folds[1]["task"]["name"] = "pitch_again"
@@ -128,3 +142,30 @@ def test_a_dataset_two_tasks_load_says_what_it_dropped_once(tmp_path, caplog):
     said = [r.getMessage() for r in caplog.records]
     assert len([m for m in said if "split_type all — 3 folds" in m]) == 1, said  # k folds: said once too
     assert len([m for m in said if "missing audio" in m]) == 1, said
+
+
+def test_a_set_too_small_for_its_split_ratios_is_named_with_its_splits_and_the_fix(dropped_run):
+    """Four tracks of two classes, split by the default split_ratios (0.8/0.1/0.1), give validation none: the run
+    stopped with "the validation split has no embedded tracks — check the dataset's splits and errors", which did
+    not say that no track was given that split, nor what to change. It says how the tracks are split and the fix."""
+    from repeval import runner
+    from repeval.config import load_config
+
+    root = dropped_run[0]
+    ids = ["low-000", "low-001", "high-000", "high-001"]
+    (root / "tiny.csv").write_text(
+        "track_id,audio_path,label\n" + "".join(f"{t},audio/{t}.wav,{t.split('-')[0]}\n" for t in ids)
+    )
+    cfg = load_config(
+        write_config(root / "tiny.yaml", root, [experiment(root / "tiny.csv", [FAST_MODEL], split_column=None)], "tiny")
+    )
+    ctx = runner.make_context(cfg)
+    runner.stage_embed(ctx)  # the tracks are in the store already: nothing to compute
+    with pytest.raises(ValueError) as err:
+        runner.stage_train(ctx)
+    msg = str(err.value)
+    assert msg.startswith(
+        "tones/mfcc-fast: the validation split has no embedded tracks — the dataset's 4 tracks are split train 2, "
+        "validation 0, test 2: add tracks, give them their splits (a catalog's split_column), or raise the "
+        "validation split's share of split_ratios (now 0.8/0.1/0.1)"
+    ), msg

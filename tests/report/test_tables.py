@@ -475,3 +475,27 @@ def test_a_terminal_table_wider_than_the_terminal_is_split_into_blocks_that_fit(
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     monkeypatch.setenv("COLUMNS", "90")
     assert terminal_width() == 90
+
+
+def test_the_tasks_table_says_a_tag_threshold_only_of_tagging_metrics(tmp_path):
+    """A dataset's tasks side by side — an instrument task (multiclass: f1_macro of the top-scored class) beside a
+    tagging one scored by ROC-AUC — said "f1_macro: a tag predicted at score ≥ 0.5" of the multiclass f1_macro; a
+    tagging task's own f1_macro still says it."""
+    from repeval.report.tables import table_command
+    from repeval.testing.results import FakeExperiment, FakeRunSpec, make_run_dir
+
+    exps = (
+        FakeExperiment("instrument", "multiclass_classification", "mine", 3, ("f1_macro",)),
+        FakeExperiment("tags", "multilabel_classification", "mine", 4, ("roc_auc_macro",)),
+    )
+    spec = FakeRunSpec(
+        run_id="t", experiments=exps, models=("mfcc-stats",), probes=("M1",), seeds=(0,), scenarios=("clean",),
+        n_test=20, n_resamples=5,
+    )  # fmt: skip
+    run = make_run_dir(tmp_path, spec)
+    table = table_command([run], "tasks", "markdown")
+    assert "roc_auc_macro" in table and "f1_macro" in table
+    assert "a tag predicted" not in table, table
+    exps = (*exps[:1], FakeExperiment("tags", "multilabel_classification", "mine", 4, ("f1_macro",)))
+    run = make_run_dir(tmp_path / "2", FakeRunSpec(**{**spec.__dict__, "experiments": exps}))
+    assert "f1_macro: a tag predicted at score ≥ 0.5" in table_command([run], "tasks", "markdown")
