@@ -111,6 +111,16 @@ def _reason(err: Any) -> str:
     )
 
 
+def best_candidate(cands: list[tuple[Any, ...]], mode: str) -> tuple[Any, ...]:
+    """``select: best``'s choice among ``(mean criterion, point, …, sampled, …)`` candidates: the best mean criterion,
+    and among equal ones the first point of the grid (then the first sample, by its values) — not the first to
+    finish, which depends on the order trials ran in, and differs between an interrupted and resumed run and one run
+    through, or between two runs with concurrent trials. Small validation sets tie often (an accuracy over 10 tracks)."""
+    sign = -1.0 if mode == "min" else 1.0
+    ordered = sorted(cands, key=lambda c: (c[1], json.dumps(c[4], sort_keys=True, default=str)))
+    return max(ordered, key=lambda c: sign * c[0])
+
+
 def exception_reason(exc: BaseException) -> str:
     """:func:`_reason` of an exception caught here (its chain included)."""
     return _reason("".join(traceback.format_exception(exc)))
@@ -367,8 +377,7 @@ class _Group:
         for si, cands in sorted(self.candidates.items()):
             spec = self.specs[si]
             mode = criterion_of(spec.points[0].config, data.task_type)[1]
-            sign = -1.0 if mode == "min" else 1.0
-            crit, point, states, reports, sampled, kept = max(cands, key=lambda c: sign * c[0])
+            crit, point, states, reports, sampled, kept = best_candidate(cands, mode)
             pt = spec.points[point]
             pcfg = sampled_config(pt, sampled)
             for seed, state in sorted(states.items()):

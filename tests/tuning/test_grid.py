@@ -1223,3 +1223,21 @@ def test_a_trials_warnings_are_said_on_the_driver_once_with_how_many_probes_had_
     for w, prefix in zip(none, (lin, ""), strict=True):
         assert str(w.message).startswith(f"{prefix}{both}1 of 6 labels have no positive test example (c5): ")
     assert {w.category for w in none} == {MetricWarning}
+
+
+def test_select_best_breaks_ties_by_grid_order_not_by_the_order_trials_finished():
+    """Equal validation means (frequent on small validation sets) pick the first grid point whatever order the
+    trials finished in: a run interrupted and resumed, or run with concurrent trials, selects what a run through does."""
+    from repeval.tuning.group import best_candidate
+
+    def cand(crit: float, point: int, sampled: dict | None = None) -> tuple:
+        return (crit, point, {0: {}}, [], sampled or {}, {})
+
+    finished = [cand(0.8, 106), cand(0.6, 3), cand(0.8, 99), cand(0.8, 100)]  # as a resumed run collected them
+    for order in (finished, finished[::-1]):
+        assert best_candidate(order, "max")[1] == 99
+    assert best_candidate([cand(0.2, 5), cand(0.1, 7), cand(0.1, 2)], "min")[1] == 2  # a loss: the lowest
+    # samples of one search space share their point: the first by their values, whatever order they came in
+    samples = [cand(0.5, 0, {"learning_rate": 3e-3}), cand(0.5, 0, {"learning_rate": 1e-3})]
+    assert best_candidate(samples, "max")[4] == best_candidate(samples[::-1], "max")[4] == {"learning_rate": 1e-3}
+
