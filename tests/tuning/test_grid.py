@@ -1241,3 +1241,33 @@ def test_select_best_breaks_ties_by_grid_order_not_by_the_order_trials_finished(
     samples = [cand(0.5, 0, {"learning_rate": 3e-3}), cand(0.5, 0, {"learning_rate": 1e-3})]
     assert best_candidate(samples, "max")[4] == best_candidate(samples[::-1], "max")[4] == {"learning_rate": 1e-3}
 
+
+def test_train_summary_names_the_failed_probes_and_why():
+    """A probe that failed in every seed has no row in the table: the summary line names it, its seeds and the reason,
+    one line per configuration and test set, so a diverged probe is not simply missing from what the run prints."""
+    from repeval.cli.experiment import _train_line
+
+    where = {"task": "inst", "dataset": "notes", "model": "mfcc-stats"}
+    nan = "non-finite loss at epoch 1: the training diverged — lower learning_rate"
+    failed = [
+        {**where, "probe": "nan", "seed": s, "params": "{}", "scenario": None, "reason": nan, "fold": None}
+        for s in (0, 1)
+    ] + [
+        {**where, "probe": "grid-1", "seed": 0, "params": '{"learning_rate": 1e+30}', "scenario": None,
+         "reason": nan, "fold": None},
+        {**where, "probe": "lin", "seed": 1, "params": "{}", "scenario": "D1", "reason": "test set 'D1': non-finite "
+         "scores", "fold": 2},
+    ]  # fmt: skip
+    lines = _train_line({"trained": 1, "skipped": 0, "failed": failed}).splitlines()
+    assert lines[0].endswith(
+        "3 failed probe training(s), 1 failed test cell(s) (non-finite scores) (failed.parquet says why)"
+    )
+    assert lines[1:] == [
+        f"  failed: inst / notes / mfcc-stats, probe nan (seeds 0, 1): {nan}",
+        f'  failed: inst / notes / mfcc-stats, probe grid-1 {{"learning_rate": 1e+30}} (seed 0): {nan}',
+        "  failed: inst / notes / mfcc-stats, probe lin (seed 1 in fold 2), test set D1: test set 'D1': non-finite scores",
+    ]
+    many = [{**failed[0], "probe": f"p{i}"} for i in range(7)]
+    assert _train_line({"trained": 1, "skipped": 0, "failed": many}).splitlines()[-1] == (
+        "  … and 2 more (failed.parquet lists every one)"
+    )
