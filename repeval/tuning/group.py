@@ -259,10 +259,14 @@ class _Group:
         if metrics.get("allocator"):
             out.allocator.add(str(metrics["allocator"]))
         by_point: dict[int, list[tuple[Member, dict[str, Any]]]] = {}
+        # a search space's samples share their probe's name: under select: best only the selected one's curves are
+        # kept (select_best adds them), or every sample's would be one probe's in history/ and the report's curves
+        # (their TensorBoard files stay in the Tune directory)
+        curves = unit.evaluate or not sampled
         for m, rep in zip(unit.members, reports, strict=True):
             name = m.name + name_suffix
             by_point.setdefault(m.point, []).append((m, rep))
-            for h in rep["history"]:
+            for h in rep["history"] if curves else ():
                 out.history.append({**self.base, "probe": name, "seed": m.seed, **h})
             status = "failed" if rep["failed"] else (rep.get("stopped") or "ok")
             if rep["failed"]:

@@ -258,6 +258,11 @@ def test_search_space_with_asha(asha_search_run):
     tuned = [p for p in g.probes if p["spec"] == "tuned"]
     assert len(tuned) == 4 and sum(p["selected"] for p in tuned) == 1
     assert all(set(json.loads(p["params"])) == {"dropout", "learning_rate"} for p in tuned)
+    # the samples share the name 'tuned': history holds the selected one's curve only, once per epoch (it held every
+    # sample's, and the selected one's twice, as one probe's)
+    (chosen,) = [p for p in tuned if p["selected"]]
+    epochs = [h["epoch"] for h in g.history if h["probe"] == "tuned"]
+    assert len(epochs) == len(set(epochs)) == chosen["epochs"]
 
 
 def test_asha_on_a_search_space_counts_epochs_and_never_stops_a_trial_at_its_last_validation(
