@@ -239,11 +239,17 @@ class _Group:
             # stopped it before it finished (pruned, not failed); what it warned until then is beside its results
             left = left_warnings(r.filesystem, r.path, len(unit.members))
             self.said.add_left_out(self.inp.name, max((rep.get("warnings_left_out", 0) for rep in left), default=0))
+            # Tune's ASHA stopped it after the epoch of its last report: said as the grid's halving says it
+            epoch = None if r.error is not None else (r.metrics or {}).get("epoch")
+            stopped = {"epochs": int(epoch)} if isinstance(epoch, int | float) else {}
+            status = "failed" if r.error else "stopped by scheduler"
+            if stopped:
+                status = f"stopped by ASHA at epoch {stopped['epochs']}"
             for m, rep in zip(unit.members, left, strict=True):
                 name = m.name + name_suffix
                 if r.error is not None:
                     out.failed.append(self.failure(m, name, sampled, _reason(r.error)))
-                out.probes.append(self.probe_row(m, name, sampled, "failed" if r.error else "stopped by scheduler"))
+                out.probes.append(self.probe_row(m, name, sampled, status, stopped))
                 self.said.add(self.inp.name, name, m.seed, rep)
             return
         reports, states, where = got
