@@ -257,6 +257,9 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
         p.lines.append(f"done: not known — the datasets could not be loaded: {exc}")
         return None, None
     p.notes += _load_notes(ctx)
+    from repeval.run.train import unassigned_splits
+
+    p.notes += [f"`repeval run` would stop here: {why}" for why in unassigned_splits(ctx)]
     rank = {"complete": 0, "todo": 1, "conflict": 2}
     states: dict[tuple[str, str, str], tuple[str, str]] = {}
     sources = audio_sources(ctx)
