@@ -167,6 +167,15 @@ def test_mir_ref_repository_aliases():
     assert len(e.downstream_models) == 1
     assert list(e.scenarios_for(e.datasets[0])) == ["D1"]
     assert e.task.embedding_aggregation == "embedding_mean"
+    # the repository's own configs (configs/example.yml, tests/test_cfg.yml) write the task's feature_aggregation,
+    # which mir_ref's get_dataset reads: it was an unknown key
+    del exp["task"]["aggregation"]
+    exp["task"]["feature_aggregation"] = "mean"
+    assert parse_config(d).experiments[0].task.aggregation == "mean"
+    assert _schema_errors(d) == []
+    exp["task"]["aggregation"] = "mean"
+    with pytest.raises(ConfigError, match="'aggregation' and 'feature_aggregation' both given; keep one"):
+        parse_config(d)
 
 
 def test_inline_model_definition():
