@@ -11,12 +11,11 @@ from repeval.config.base import FileName, Strict
 from repeval.tasks import CRITERION_ALIASES
 
 HiddenUnit = int | Literal["infer", "power_infer"]
-#: the probe keys Appendix A of the mir_ref thesis writes as alternatives "depending on task"
-#: (``output_activation: softmax / sigmoid``, ``save_criterion: val_categorical_accuracy / val_auc``)
-PER_TASK_KEYS = ("output_activation", "save_criterion")
 
 
 def _alternatives(value: Any) -> list[str] | None:
+    """The alternatives of a value Appendix A of the mir_ref thesis writes "depending on task" (``softmax / sigmoid``),
+    ``None`` for a plain value."""
     if not isinstance(value, str) or "/" not in value:
         return None
     return [part.strip() for part in value.split("/")]
