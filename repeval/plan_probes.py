@@ -33,7 +33,7 @@ def probe_lines(exp: Any, specs: list[Any], full: Any = None) -> list[str]:
         if s.select == "best":
             what = f"probe {s.name}: {n}{of}, the best by {crit} (mean over seeds) tested once"
         else:
-            what = f"probe {_names([pt.name for pt in s.points])}: {n}{of}, each tested, checkpoint by {crit}"
+            what = f"probe {_names(_with_layers(s.points))}: {n}{of}, each tested, checkpoint by {crit}"
         if s.scheduler is not None:
             what += ", the weaker ones stopped early by ASHA"
         what += _preset_words(entry)
@@ -42,6 +42,16 @@ def probe_lines(exp: Any, specs: list[Any], full: Any = None) -> list[str]:
             what += f"; the smoke test leaves out the other downstream_models entries ({_names(left)})"
         out.append("  - " + what)
     return out
+
+
+def _with_layers(points: list[Any]) -> list[str]:
+    """The points' names, each with its hidden layers where those tell them apart (or there is one point): a probe's
+    name says little of its size — Appendix A lists M1-M5 in another order than the thesis names them, so the plan
+    shows which is which (``M2 (hidden [128])``)."""
+    units = [[u for u in pt.config.hidden_units] for pt in points]
+    if len(points) > 6 or (len(points) > 1 and all(u == units[0] for u in units)):
+        return [pt.name for pt in points]
+    return [f"{pt.name} (hidden {u})".replace("'", "") for pt, u in zip(points, units, strict=True)]
 
 
 def _preset_words(p: Any) -> str:

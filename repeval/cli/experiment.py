@@ -206,7 +206,31 @@ def _train_line(t: dict[str, Any]) -> str:
     line += " (failed.parquet says why)" if t["failed"] else ""
     if t.get("reused_trials"):
         line += f"; {t['reused_trials']} trial(s) finished by an interrupted run reused, not trained again"
-    return line
+    return line + "".join(f"\n  {said}" for said in _failure_lines(t["failed"]))
+
+
+def _failure_lines(failed: list[dict[str, Any]], most: int = 5) -> list[str]:
+    """The failures, one line per probe configuration, test set and reason with the seeds (and folds) it struck —
+    a probe that failed in every seed has no row in the table, so the run says which and why without a file to
+    open: ``failed: inst / notes / mfcc-stats, probe nan (seeds 0, 1): non-finite loss at epoch 1 …``."""
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for f in failed:
+        if not f.get("reason"):
+            continue
+        params = f.get("params") or ""
+        key = (f.get("task"), f.get("dataset"), f.get("model"), f.get("probe"), params, f.get("scenario"), f["reason"])
+        fold = f.get("fold")
+        groups.setdefault(key, []).append(str(f.get("seed")) + ("" if fold is None else f" in fold {fold}"))
+    lines = []
+    for (task, dataset, model, probe, params, scenario, reason), seeds in list(groups.items())[:most]:
+        what = f"probe {probe}" + (f" {params}" if params not in ("", "{}") else "")
+        where = f", test set {scenario}" if scenario else ""
+        lines.append(
+            f"failed: {task} / {dataset} / {model}, {what} (seed{'s' * (len(seeds) > 1)} {', '.join(seeds)}){where}: {reason}"
+        )
+    if len(groups) > most:
+        lines.append(f"… and {len(groups) - most} more (failed.parquet lists every one)")
+    return lines
 
 
 def _print_table(ctx: Any) -> None:

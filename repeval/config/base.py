@@ -44,6 +44,7 @@ class Strict(BaseModel):
             return data
         aliases = cls.key_aliases
         out: dict[str, Any] = {}
+        given: dict[str, str] = {}  # canonical key → the spelling it was given as
         valid = set(cls.model_fields)
         for key, value in data.items():
             if not isinstance(key, str):
@@ -58,6 +59,7 @@ class Strict(BaseModel):
                     msg += f" (valid keys: {', '.join(sorted(valid))}{cls.other_keys})"
                 raise ValueError(msg)
             if canonical in out:
-                raise ValueError(f"'{key}' and '{canonical}' both given; keep one")
+                raise ValueError(f"'{key}' and '{given[canonical]}' both given; keep one")
             out[canonical] = value
+            given[canonical] = key
         return out

@@ -14,7 +14,11 @@ from repeval.tasks import effective_task_type
 
 
 class TaskConfig(Strict):
-    key_aliases: ClassVar[dict[str, str]] = {"aggregation": "embedding_aggregation"}
+    # mir_ref's spellings: aggregation, and feature_aggregation (its repository's configs and loader)
+    key_aliases: ClassVar[dict[str, str]] = {
+        "aggregation": "embedding_aggregation",
+        "feature_aggregation": "embedding_aggregation",
+    }
 
     #: the task's name (in results and run file names); the dataset's label of this name is the one predicted
     #: unless ``label`` is set; ``key_estimation`` or ``key`` with ``multiclass_classification`` is key estimation

@@ -10,8 +10,8 @@ from pydantic import field_validator, model_validator
 from repeval.config.base import Strict
 from repeval.config.data import DatasetConfig, TaskConfig
 from repeval.config.embed import DeformationScenario, EmbeddingModelConfig, scenario_ids
-from repeval.config.probe import ProbeConfig
-from repeval.tasks import TASK_TYPES
+from repeval.config.probe import ProbeConfig, resolve_per_task_values
+from repeval.tasks import TASK_TYPES, effective_task_type
 
 
 def _check_scenario_ids(where: str, scenarios: tuple[DeformationScenario, ...]) -> None:
@@ -53,6 +53,29 @@ class ExperimentConfig(Strict):
     #: augmentation: deformation scenarios (ids, or ``all``) whose deformed training tracks are added to the
     #: probes' training data (the embed stage deforms them); validation and test are unchanged
     augment: tuple[str, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _per_task_values(cls, data: Any) -> Any:
+        """Appendix A's "depending on task" probe values (``softmax / sigmoid``) made the task's own."""
+        if not isinstance(data, dict):
+            return data
+        task = data.get("task")
+        if isinstance(task, TaskConfig):
+            ttype = task.effective_type
+        elif isinstance(task, dict) and task.get("type") in TASK_TYPES:
+            ttype = effective_task_type(task["type"], str(task.get("name")))
+        else:
+            return data  # the task's own validation names the problem
+        out = dict(data)
+        for key in ("downstream_models", "probes"):
+            probes = out.get(key)
+            if isinstance(probes, list | tuple):
+                out[key] = [
+                    resolve_per_task_values(p, ttype, f"{key}[{i}]") if isinstance(p, dict) else p
+                    for i, p in enumerate(probes)
+                ]
+        return out
 
     @field_validator("augment", mode="before")
     @classmethod

@@ -205,6 +205,11 @@ def config_json_schema() -> dict[str, Any]:
         "default": [],
         "description": units.pop("description"),
     }
+    # Appendix A's "depending on task" activation, `softmax / sigmoid` (the loader picks the task's)
+    act = defs["ProbeConfig"]["properties"]["output_activation"]
+    act["anyOf"].insert(
+        1, {"type": "string", "pattern": r"^\s*(softmax|sigmoid|linear)(\s*/\s*(softmax|sigmoid|linear))+\s*$"}
+    )
     # augment: scenario ids, or one id / `all` written as a string
     aug = defs["ExperimentConfig"]["properties"]["augment"]
     defs["ExperimentConfig"]["properties"]["augment"] = {

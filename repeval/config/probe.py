@@ -13,6 +13,73 @@ from repeval.tasks import CRITERION_ALIASES
 HiddenUnit = int | Literal["infer", "power_infer"]
 
 
+def _alternatives(value: Any) -> list[str] | None:
+    """The alternatives of a value Appendix A of the mir_ref thesis writes "depending on task" (``softmax / sigmoid``),
+    ``None`` for a plain value."""
+    if not isinstance(value, str) or "/" not in value:
+        return None
+    return [part.strip() for part in value.split("/")]
+
+
+def resolve_per_task_values(probe: dict[str, Any], task_type: str, where: str) -> dict[str, Any]:
+    """A probe entry with Appendix A's "depending on task" values — ``output_activation: softmax / sigmoid`` and
+    ``save_criterion: val_categorical_accuracy / val_auc`` — with the alternative that fits ``task_type`` chosen.
+
+    The activation is the task's head (softmax for one label per track, sigmoid for tags, linear for regression);
+    the criterion is the one at the same position as that head among the activation's alternatives (Appendix A
+    writes both pairs in one order: softmax with categorical accuracy, sigmoid with AUC), or, without them, the one
+    alternative whose metric applies to the task. Anything else is an error naming the values to write."""
+    from repeval.tasks import TASK_TYPES
+
+    activations = _alternatives(probe.get("output_activation"))
+    criteria = _alternatives(probe.get("save_criterion"))
+    if activations is None and criteria is None:
+        return probe
+    out = dict(probe)
+    head = TASK_TYPES[task_type].head
+    position = None
+    if activations is not None:
+        if unknown := [a for a in activations if a not in ("softmax", "sigmoid", "linear")]:
+            raise ValueError(
+                f"{where}.output_activation: {unknown[0]!r} is not an activation; write softmax, sigmoid or linear "
+                "(or alternatives such as softmax / sigmoid, read as the one that fits the task)"
+            )
+        if head not in activations:
+            raise ValueError(
+                f"{where}.output_activation: none of {' / '.join(activations)} fits a {task_type} task, whose "
+                f"probes end in {head}; set output_activation: {head} or remove it"
+            )
+        out["output_activation"] = head
+        position = activations.index(head)
+    if criteria is not None:
+        if position is not None and len(criteria) == len(activations or ()):
+            out["save_criterion"] = criteria[position]
+        else:
+            fitting = [c for c in criteria if _criterion_fits(c, task_type)]
+            if len(fitting) != 1:
+                raise ValueError(
+                    f"{where}.save_criterion: {' / '.join(criteria)} leaves the choice to the task (mir_ref's "
+                    f"'depending on task'), and {len(fitting) or 'none'} of them fit a {task_type} task: write "
+                    f"the one to select on ({' or '.join(fitting) if fitting else 'e.g. val_loss'})"
+                )
+            out["save_criterion"] = fitting[0]
+    return out
+
+
+def _criterion_fits(criterion: str, task_type: str) -> bool:
+    from repeval.metrics import check_metric_for_task
+    from repeval.tasks import resolve_criterion
+
+    name, _ = resolve_criterion(criterion, task_type)
+    if name == "val_loss":
+        return True
+    try:
+        check_metric_for_task(name.removeprefix("val_"), task_type)
+    except ValueError:
+        return False
+    return True
+
+
 class ProbeConfig(Strict):
     """A downstream model (probe), in mir_ref's keys plus repeval's extensions."""
 
@@ -29,7 +96,8 @@ class ProbeConfig(Strict):
     #: hidden layer widths: integers, or mir_ref's ``infer`` (a linear ramp from the input width down to the output
     #: count) and ``power_infer`` (its quadratic ramp); empty: a linear probe
     hidden_units: tuple[HiddenUnit, ...] = ()
-    #: mir_ref's final activation; repeval derives the head from the task type, so it is only checked against it
+    #: mir_ref's final activation; repeval derives the head from the task type, so it is only checked against it.
+    #: Appendix A's ``softmax / sigmoid`` ("depending on task") is read as the one that fits the task
     output_activation: Literal["softmax", "sigmoid", "linear"] | None = None
     #: weight decay (PyTorch's: L2 for adam and sgd, decoupled for adamw)
     weight_decay: float = Field(default=1e-5, ge=0)
@@ -46,7 +114,8 @@ class ProbeConfig(Strict):
     #: ``random``: shuffled batches; ``balanced``: tracks drawn by the inverse frequency of
     #: their rarest label (classification only)
     train_sampling: Literal["random", "balanced"] = "random"
-    #: the one validation criterion for early stopping and checkpoint selection
+    #: the one validation criterion for early stopping and checkpoint selection. Appendix A's
+    #: ``val_categorical_accuracy / val_auc`` ("depending on task") is read as the one that fits the task
     save_criterion: str | None = None
     #: dropout after each hidden layer's activation
     dropout: float = Field(default=0.0, ge=0, lt=1)

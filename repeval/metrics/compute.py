@@ -60,7 +60,7 @@ def compute_metrics(
         c = canonical_metric_name(name)
         if c not in canon:
             canon.append(c)
-    yt, ys, labs = validate(task_type, y_true, y_score, labels, split=split)
+    yt, ys, labs = validate(task_type, y_true, y_score, labels, split=split, metrics=canon)
     dist = bootstrap_distribution(canon, yt, ys, labs, n_resamples=n_resamples, seed=seed) if ci else {}
     rows: list[MetricRow] = []
     for name in canon:

@@ -33,6 +33,7 @@ def validate(
     *,
     warn: bool = True,
     split: str = "test",
+    metrics: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Check metric inputs and return them as arrays of canonical shape and dtype.
 
@@ -42,7 +43,9 @@ def validate(
     kernels leave out of that label's values and of the micro averages.
     ``split`` names the examples' split in the warnings. A ``validation`` split is scored again at every
     validation while probes train, and warned about once for all of them: its warnings describe the labels alone,
-    not one validation's predictions (which classes some track is predicted as).
+    not one validation's predictions (which classes some track is predicted as). ``metrics``: the metrics about to be
+    computed (canonical ids), which a warning about classes without a test example names alone — and gives none of
+    when it touches none of them (``None``: every average it changes is named).
     """
     if task_type not in TASK_TYPE_NAMES:
         raise ValueError(unknown_name_message("task type", task_type, set(TASK_TYPE_NAMES)))
@@ -78,14 +81,20 @@ def validate(
             "standardise the embeddings"
         )
     if task_type in _CLASS_TASKS:
-        return _validate_classes(task_type, y_true, y_score, labels, warn, split)
+        return _validate_classes(task_type, y_true, y_score, labels, warn, split, metrics)
     if task_type == "multilabel_classification":
         return _validate_multilabel(y_true, y_score, labels, warn, split)
     return _validate_regression(y_true, y_score, labels, warn, split)
 
 
 def _validate_classes(
-    task_type: str, y_true: np.ndarray, y_score: np.ndarray, labels: list[str], warn: bool, split: str
+    task_type: str,
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    labels: list[str],
+    warn: bool,
+    split: str,
+    metrics: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     if y_true.ndim != 1:
         raise ValueError(
@@ -114,8 +123,9 @@ def _validate_classes(
             about_test_set(MetricWarning, message, stacklevel=3)
         absent = np.flatnonzero(~present)
         if len(absent) and present.sum() >= 2:
-            message = _absent_classes_message(task_type, labels, absent, predicted, split)
-            about_test_set(MetricWarning, message, stacklevel=3)
+            said = _absent_classes_message(task_type, labels, absent, predicted, split, metrics)
+            if said:  # None: no metric computed is changed by the absent classes
+                about_test_set(MetricWarning, said, stacklevel=3)
     return y_true, y_score, labels
 
 
@@ -147,15 +157,48 @@ def _one_class_message(task_type: str, labels: list[str], only: int, predicted: 
 
 
 def _absent_classes_message(
-    task_type: str, labels: list[str], absent: np.ndarray, predicted: np.ndarray | None, split: str = "test"
-) -> str:
+    task_type: str,
+    labels: list[str],
+    absent: np.ndarray,
+    predicted: np.ndarray | None,
+    split: str = "test",
+    metrics: Sequence[str] | None = None,
+) -> str | None:
     """What each average does with classes that have no ``split`` example: ROC-AUC, PR-AUC, recall (and a key's mean
     score) are undefined and left out; F1 (scikit-learn's convention) leaves a class out only if nothing is predicted
     as it — a class predicted for some track has F1 0 and lowers ``f1_macro``. ``predicted``: the classes some track
-    is predicted as (``None``: said of every validation, not of one set of predictions)."""
+    is predicted as (``None``: said of every validation, not of one set of predictions). ``metrics``: the metrics
+    computed, the only ones named (``None`` when the message should name every one); ``None`` is returned when no
+    metric computed is changed by the absent classes (accuracy and the micro averages are not)."""
     key = task_type == "key_estimation"
     undefined = "ROC-AUC, PR-AUC, recall and mean key score" if key else "ROC-AUC, PR-AUC and recall"
-    averages = "roc_auc_macro, pr_auc_macro, balanced_accuracy" + (", key_weighted_score_macro" if key else "")
+    left_out = ["roc_auc_macro", "pr_auc_macro", "balanced_accuracy"] + (["key_weighted_score_macro"] if key else [])
+    weighted = metrics is None or any(m.endswith("_weighted") for m in metrics)
+    # F1 and precision: 0 for a class some track is predicted as, else undefined (left out)
+    by_prediction = ["f1_macro"] if metrics is None else [m for m in ("f1_macro", "precision_macro") if m in metrics]
+    if metrics is not None:
+        left_out = [m for m in [*left_out, "recall_macro"] if m in metrics]
+        if not left_out and not weighted and not by_prediction:
+            return None
+    head = f"{len(absent)} of {len(labels)} classes have no {split} example ({_names(labels, absent)})"
+    parts = []
+    if left_out or weighted:
+        parts.append(
+            f"their {undefined} are undefined"
+            + (f" and left out of {', '.join(left_out)}" if left_out else "")
+            + (" (the weighted averages give them weight 0)" if weighted else "")
+        )
+    if "f1_macro" in by_prediction:
+        parts.append(_f1_macro_absent(labels, absent, predicted))
+    if "precision_macro" in by_prediction:
+        parts.append(
+            "precision_macro counts one some track is predicted as with precision 0, and leaves the others out"
+        )
+    return f"{head}: {'; '.join(parts)}"
+
+
+def _f1_macro_absent(labels: list[str], absent: np.ndarray, predicted: np.ndarray | None) -> str:
+    """What ``f1_macro`` does with classes that have no example (see :func:`_absent_classes_message`)."""
     hit = absent[np.isin(absent, predicted)] if predicted is not None else None
     if hit is None:
         f1 = "f1_macro counts one with F1 0 while some track is predicted as it, which lowers it, and leaves it out otherwise"
@@ -168,10 +211,7 @@ def _absent_classes_message(
         )
     else:
         f1 = "f1_macro leaves them out too, as no track is predicted as one of them"
-    return (
-        f"{len(absent)} of {len(labels)} classes have no {split} example ({_names(labels, absent)}): their {undefined} "
-        f"are undefined and left out of {averages} (the weighted averages give them weight 0); {f1}"
-    )
+    return f1
 
 
 def validate_key_labels(labels: Sequence[str]) -> None:

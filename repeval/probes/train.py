@@ -310,7 +310,10 @@ def _train_stack(
                 m = active[pos]
                 name, mode = crit[m]
                 if not (math.isfinite(train_loss[pos]) and math.isfinite(vloss[pos])):
-                    failed[m] = f"non-finite loss at epoch {epoch}"
+                    failed[m] = (
+                        f"non-finite loss at epoch {epoch}: the training diverged — lower learning_rate, or set "
+                        "standardize: true for embeddings of large values"
+                    )
                     finished.append(pos)
                     continue
                 if name == "val_loss":

@@ -411,7 +411,11 @@ def _group_section(
             for m in metrics[:2]
         ]
     if history is not None:
-        figs.append(_figure(partial(plots.training_curves, history, task, dataset), "training curves"))
+        figs.append(
+            _figure(
+                partial(plots.training_curves, history, task, dataset, tested=df), "training curves (tested probes)"
+            )
+        )
     out.append(f'<h3>Figures</h3><div class="rv-figs">{"".join(figs)}</div>')
     out.append(_per_label_block(df, task, dataset, validation, level, (task, dataset) in masked, test_sets))
     out.append(_confusion_block(runs, df, task, dataset, multi, validation, test_sets))

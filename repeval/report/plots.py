@@ -237,9 +237,20 @@ def confusion_matrix_figure(
     return fig
 
 
-def training_curves(history: pd.DataFrame, task: str, dataset: str, models: Sequence[str] | None = None) -> Figure:
-    """Train (solid) and validation (dashed) loss per epoch, one panel per model, one colour per probe."""
+def training_curves(
+    history: pd.DataFrame,
+    task: str,
+    dataset: str,
+    models: Sequence[str] | None = None,
+    tested: pd.DataFrame | None = None,
+) -> Figure:
+    """Train (solid) and validation (dashed) loss per epoch, one panel per model, one colour per probe; ``tested``
+    (results rows, their ``model`` and ``probe``): only the probes tested — a preset's grid trains hundreds of
+    configurations (``juke-000``…), whose curves would bury the tested ones and the legend."""
     df = history[(history["task"] == task) & (history["dataset"] == dataset)]
+    if tested is not None:
+        pairs = tested[(tested["task"] == task) & (tested["dataset"] == dataset)][["model", "probe"]].drop_duplicates()
+        df = df.merge(pairs, on=["model", "probe"])
     if df.empty:
         raise ValueError(f"no training history for task '{task}' on dataset '{dataset}'")
     models = list(models or dict.fromkeys(df["model"]))

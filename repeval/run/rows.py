@@ -208,21 +208,15 @@ def split_notes(ctx: RunContext) -> list[str]:
     training, once every track is embedded), or whose validation or test tracks have labels no training track has
     (:func:`~repeval.datasets.splits.untrained_labels`, which the training stage warns of only once the embeddings
     are computed): said before a run embeds anything."""
-    from repeval.datasets.base import SPLITS
-    from repeval.datasets.splits import split_counts, untrained_labels
-    from repeval.tuning.data import split_fix
+    from repeval.datasets.splits import untrained_labels
+    from repeval.run.train import unassigned_splits
 
-    notes = []
+    notes = [f"`repeval run` would stop before training: {why}" for why in unassigned_splits(ctx)]
     for ei, exp in enumerate(ctx.cfg.experiments):
         for ds in exp.datasets:
             if (ei, ds.name) in ctx.folds or (ei, ds.name) not in ctx.rows:
                 continue
-            counts = split_counts(ctx.rows[(ei, ds.name)])
-            if empty := [s for s in SPLITS if not counts.get(s)]:
-                notes.append(
-                    f"dataset {ds.name} ({exp.task.name}): the {empty[0]} split has no tracks — "
-                    f"{split_fix(counts, empty[0], ds.split_ratios)}; `repeval run` would stop before training"
-                )
+            if any(f"{exp.task.name} on {ds.name}: " in note for note in notes):  # a split without tracks: said
                 continue
             if exp.task.effective_type == "regression":
                 continue

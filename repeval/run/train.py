@@ -72,7 +72,7 @@ def _stage_train(ctx: RunContext) -> dict[str, Any]:
     embedded: dict[tuple[str, str, str], pa.Array] = {}  # (dataset, model, scenario) → its partition's track ids
     problems = [p for p in (_empty_split(ctx, item, embedded) for item in pending) if p]
     if problems:
-        whys = [why for why, _ in problems]
+        whys = list(dict.fromkeys(why for why, _ in problems))  # an empty split: one problem of every model
         more = f" (and {len(whys) - 1} more probe grid(s): {'; '.join(whys[1:4])})" if len(whys) > 1 else ""
         if all(unembedded for _, unembedded in problems):  # `train` before `embed`: a step out of order, no failure
             raise EarlierStageUnfinished(f"{whys[0]}{more} — nothing was trained")
@@ -112,13 +112,56 @@ def _group_data(ctx: RunContext, item: _Pending) -> tuple[Any, Any]:
 
 
 def _fold_hint(ctx: RunContext, item: _Pending) -> str:
-    if item.fold is None:
+    return fold_hint(ctx, item.ei, item.dataset, item.fold)
+
+
+def fold_hint(ctx: RunContext, ei: int, dataset: str, fold: int | None) -> str:
+    """Which folds a k-fold group validates and tests on, and the fix for a fold too small (nothing without folds)."""
+    if fold is None:
         return ""
-    n = len(ctx.folds[(item.ei, item.dataset)])
+    n = len(ctx.folds[(ei, dataset)])
     return (
-        f" (fold {item.fold} of {n}: validation = fold {item.fold}, test = fold {(item.fold + 1) % n}; "
+        f" (fold {fold} of {n}: validation = fold {fold}, test = fold {(fold + 1) % n}; "
         "with few tracks per class use fewer n_folds)"
     )
+
+
+def unassigned_splits(ctx: RunContext) -> list[str]:
+    """Each task, dataset (and fold) whose train, validation or test split holds none of its tracks — which the
+    training stage stops on before any probe trains — said once per task and dataset, not per model: ``repeval
+    plan`` says it before anything is embedded."""
+    out = []
+    for ei, exp in enumerate(ctx.cfg.experiments):
+        for ds in exp.datasets:
+            for fold, rows in fold_rows(ctx, ei, ds.name).items():
+                hint, ratios = fold_hint(ctx, ei, ds.name, fold), ds.split_ratios if fold is None else None
+                why = unassigned_split(exp.task.name, ds.name, rows, hint, ratios)
+                if why and why not in out:
+                    out.append(why)
+    return out
+
+
+def unassigned_split(
+    task: str, dataset: str, rows: pa.Table, hint: str = "", ratios: tuple[float, ...] | None = None
+) -> str | None:
+    """Why ``task`` on ``dataset`` cannot train or be tested: a split that ``rows`` (its tracks, each with its split)
+    leaves empty — none of the tracks embedded or not — with the counts of the three and the fix (``ratios``: the
+    dataset's ``split_ratios``, for a dataset not split in folds); ``None`` when each has tracks."""
+    from repeval.tuning.data import split_fix
+
+    found = {v["values"]: v["counts"] for v in pc.value_counts(rows.column("split")).to_pylist()}  # catalog scale
+    counts = {name: found.get(name, 0) for name in ("train", "validation", "test")}
+    for name, n in counts.items():
+        if not n:
+            if ratios is not None:
+                return f"{task} on {dataset}: the {name} split holds none of its tracks — {split_fix(counts, name, ratios)}"
+            said = ", ".join(f"{k} {v:,}" for k, v in counts.items())
+            return (
+                f"{task} on {dataset}: the {name} split holds none of its {rows.num_rows:,} tracks ({said}) — check "
+                f"the dataset's splits (split_ratios, split_column, or the official split its fold picks; a stratified "
+                f"split of few tracks per class can leave one empty){hint}"
+            )
+    return None
 
 
 def _empty_split(
@@ -130,6 +173,11 @@ def _empty_split(
     from repeval.pipeline.stages import CLEAN
     from repeval.tuning.data import empty_split_message
 
+    ds = next(d for d in item.exp.datasets if d.name == item.dataset)
+    ratios = ds.split_ratios if item.fold is None else None
+    unassigned = unassigned_split(item.exp.task.name, item.dataset, item.rows, _fold_hint(ctx, item), ratios)
+    if unassigned:  # no track of the split to embed: said per task and dataset, whatever the model
+        return unassigned, False
     rows = item.rows.filter(pc.is_in(item.rows.column("track_id"), value_set=_embedded_ids(ctx, item, CLEAN, embedded)))
     present = set(pc.unique(rows.column("split")).to_pylist())
     for name in ("train", "validation", "test"):
@@ -138,7 +186,8 @@ def _empty_split(
             if unembedded:
                 return unembedded, True
             why = _split_detail(ctx, item, name)
-            return f"{empty_split_message(item.dataset, item.model, name, why)}{_fold_hint(ctx, item)}", False
+            message = empty_split_message(item.dataset, item.model, name, why)
+            return f"{item.exp.task.name} on {message}{_fold_hint(ctx, item)}", False
     return _not_augmented(ctx, item, embedded)
 
 

@@ -111,6 +111,16 @@ def _reason(err: Any) -> str:
     )
 
 
+def best_candidate(cands: list[tuple[Any, ...]], mode: str) -> tuple[Any, ...]:
+    """``select: best``'s choice among ``(mean criterion, point, …, sampled, …)`` candidates: the best mean criterion,
+    and among equal ones the first point of the grid (then the first sample, by its values) — not the first to
+    finish, which depends on the order trials ran in, and differs between an interrupted and resumed run and one run
+    through, or between two runs with concurrent trials. Small validation sets tie often (an accuracy over 10 tracks)."""
+    sign = -1.0 if mode == "min" else 1.0
+    ordered = sorted(cands, key=lambda c: (c[1], json.dumps(c[4], sort_keys=True, default=str)))
+    return max(ordered, key=lambda c: sign * c[0])
+
+
 def exception_reason(exc: BaseException) -> str:
     """:func:`_reason` of an exception caught here (its chain included)."""
     return _reason("".join(traceback.format_exception(exc)))
@@ -229,11 +239,17 @@ class _Group:
             # stopped it before it finished (pruned, not failed); what it warned until then is beside its results
             left = left_warnings(r.filesystem, r.path, len(unit.members))
             self.said.add_left_out(self.inp.name, max((rep.get("warnings_left_out", 0) for rep in left), default=0))
+            # Tune's ASHA stopped it after the epoch of its last report: said as the grid's halving says it
+            epoch = None if r.error is not None else (r.metrics or {}).get("epoch")
+            stopped = {"epochs": int(epoch)} if isinstance(epoch, int | float) else {}
+            status = "failed" if r.error else "stopped by scheduler"
+            if stopped:
+                status = f"stopped by ASHA at epoch {stopped['epochs']}"
             for m, rep in zip(unit.members, left, strict=True):
                 name = m.name + name_suffix
                 if r.error is not None:
                     out.failed.append(self.failure(m, name, sampled, _reason(r.error)))
-                out.probes.append(self.probe_row(m, name, sampled, "failed" if r.error else "stopped by scheduler"))
+                out.probes.append(self.probe_row(m, name, sampled, status, stopped))
                 self.said.add(self.inp.name, name, m.seed, rep)
             return
         reports, states, where = got
@@ -249,10 +265,14 @@ class _Group:
         if metrics.get("allocator"):
             out.allocator.add(str(metrics["allocator"]))
         by_point: dict[int, list[tuple[Member, dict[str, Any]]]] = {}
+        # a search space's samples share their probe's name: under select: best only the selected one's curves are
+        # kept (select_best adds them), or every sample's would be one probe's in history/ and the report's curves
+        # (their TensorBoard files stay in the Tune directory)
+        curves = unit.evaluate or not sampled
         for m, rep in zip(unit.members, reports, strict=True):
             name = m.name + name_suffix
             by_point.setdefault(m.point, []).append((m, rep))
-            for h in rep["history"]:
+            for h in rep["history"] if curves else ():
                 out.history.append({**self.base, "probe": name, "seed": m.seed, **h})
             status = "failed" if rep["failed"] else (rep.get("stopped") or "ok")
             if rep["failed"]:
@@ -367,8 +387,7 @@ class _Group:
         for si, cands in sorted(self.candidates.items()):
             spec = self.specs[si]
             mode = criterion_of(spec.points[0].config, data.task_type)[1]
-            sign = -1.0 if mode == "min" else 1.0
-            crit, point, states, reports, sampled, kept = max(cands, key=lambda c: sign * c[0])
+            crit, point, states, reports, sampled, kept = best_candidate(cands, mode)
             pt = spec.points[point]
             pcfg = sampled_config(pt, sampled)
             for seed, state in sorted(states.items()):

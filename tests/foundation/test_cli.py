@@ -192,7 +192,7 @@ def test_a_configuration_setting_run_smoke_test_is_that_smoke_test_once(tmp_path
         said = " ".join(res.output.split())
         assert res.exit_code == 0, said
         assert (
-            "- probe mir_ref_thesis: 1 configuration (M1, the first of the entry's 5: a smoke test trains one)" in said
+            "- probe mir_ref_thesis (hidden []): 1 configuration (M1, the first of the entry's 5: a smoke test trains one)" in said
         )
         assert "; preset mir_ref_thesis [Plachouras 2023" in said and "; differs from the source: " in said, said
 
@@ -252,9 +252,9 @@ def test_plan_notes_a_split_the_set_is_too_small_to_fill(tmp_path, monkeypatch):
     manifest = "track_id,audio_path,label\na,a.wav,x\nb,b.wav,y\nc,c.wav,x\nd,d.wav,y\n"
     said = _plan_tiny_catalog(tmp_path, monkeypatch, manifest, ("a", "b", "c", "d"), "")
     assert (
-        "note: dataset d (t): the validation split has no tracks — the dataset's 4 tracks are split train 2, "
-        "validation 0, test 2: add tracks, give them their splits (a catalog's split_column), or raise the validation "
-        "split's share of split_ratios (now 0.8/0.1/0.1); `repeval run` would stop before training"
+        "note: `repeval run` would stop before training: t on d: the validation split holds none of its tracks — the "
+        "dataset's 4 tracks are split train 2, validation 0, test 2: add tracks, give them their splits (a catalog's "
+        "split_column), or raise the validation split's share of split_ratios (now 0.8/0.1/0.1)"
     ) in said, said
 
 

@@ -56,6 +56,80 @@ def test_thesis_config_validates_and_plans_300_trainings_1500_cells():
     assert key.metric_names == ("key_weighted_score_micro", "key_weighted_score_macro")
 
 
+#: Appendix A's DOWNSTREAM_MODELS block as printed: its order, its batch 277, its "depending on task" values
+APPENDIX_A_PROBES = [
+    {
+        "type": "classifier",
+        "emb_dim_reduction": False,
+        "emb_shape": "infer",
+        "hidden_units": units,
+        "output_activation": "softmax / sigmoid",
+        "weight_decay": 1.0e-5,
+        "optimizer": "adam",
+        "learning_rate": 1.0e-3,
+        "batch_size": batch,
+        "epochs": 100,
+        "patience": 10,
+        "train_sampling": "random",
+        "save_criterion": "val_categorical_accuracy / val_auc",
+    }
+    for units, batch in (([], 100), (["infer"], 100), (["infer", "infer"], 100), ([128], 277), ([256, 128], 100))
+]
+
+
+@pytest.mark.parametrize(
+    ("task", "head", "criterion"),
+    [
+        ({"name": "autotagging", "type": "multilabel_classification"}, "sigmoid", "val_roc_auc_macro"),
+        ({"name": "singer_identification", "type": "multiclass_classification"}, "softmax", "val_accuracy"),
+        ({"name": "key_estimation", "type": "multiclass_classification"}, "softmax", "val_accuracy"),
+    ],
+)
+def test_appendix_a_probes_as_printed_take_the_value_that_fits_the_task(task, head, criterion):
+    """Appendix A writes `softmax / sigmoid` and `val_categorical_accuracy / val_auc` ("depending on task"): the
+    block is accepted as printed, each pair read as the thesis ran it (sigmoid and AUC for tagging, else softmax and
+    categorical accuracy), and the run's config.yaml holds the value chosen."""
+    from repeval.run.context import config_yaml
+    from repeval.tasks import resolve_criterion
+
+    d = base()
+    del d["experiments"][0]["downstream_models"]
+    d["experiments"][0].update(task=task, probes=copy.deepcopy(APPENDIX_A_PROBES))  # mir_ref's `probes` too
+    cfg = parse_config(d)
+    ttype = cfg.experiments[0].task.effective_type
+    for p in cfg.experiments[0].downstream_models:
+        assert p.output_activation == head
+        assert resolve_criterion(p.save_criterion, ttype) == (criterion, "max")
+    assert [p.batch_size for p in cfg.experiments[0].downstream_models] == [100, 100, 100, 277, 100]
+    written = yaml.safe_load(config_yaml(cfg))["experiments"][0]["downstream_models"][0]
+    assert written["output_activation"] == head and "/" not in written["save_criterion"]
+    assert _schema_errors(d) == []  # an editor accepts the block as printed too
+
+
+def test_depending_on_task_values_that_fit_no_task_name_what_to_write():
+    def probes(task=None, **values):
+        d = base()
+        d["experiments"][0]["downstream_models"] = [{"type": "classifier", **values}]
+        d["experiments"][0]["task"] = task or d["experiments"][0]["task"]
+        return d
+
+    regression = {"name": "valence", "type": "regression"}
+    with pytest.raises(ConfigError, match=r"output_activation: none of softmax / sigmoid fits a regression task"):
+        parse_config(probes(regression, output_activation="softmax / sigmoid"))
+    with pytest.raises(ConfigError, match=r"'tanh' is not an activation"):
+        parse_config(probes(output_activation="softmax / tanh"))
+    # without the activation's pair to follow, two criteria that both apply to the task are a choice to make
+    with pytest.raises(
+        ConfigError, match=r"val_categorical_accuracy / val_auc leaves the choice to the task.*2 of them"
+    ):
+        parse_config(probes(save_criterion="val_categorical_accuracy / val_auc"))
+    # … and one that applies is taken
+    d = probes(
+        {"name": "tags", "type": "multilabel_classification"}, save_criterion="val_categorical_accuracy / val_auc"
+    )
+    assert parse_config(d).experiments[0].downstream_models[0].save_criterion == "val_roc_auc_macro"
+
+
 def test_quickstart_config_validates():
     cfg = load_config(REPO / "configs" / "quickstart.yaml")
     assert cfg.run.run_id == "quickstart"
@@ -93,6 +167,15 @@ def test_mir_ref_repository_aliases():
     assert len(e.downstream_models) == 1
     assert list(e.scenarios_for(e.datasets[0])) == ["D1"]
     assert e.task.embedding_aggregation == "embedding_mean"
+    # the repository's own configs (configs/example.yml, tests/test_cfg.yml) write the task's feature_aggregation,
+    # which mir_ref's get_dataset reads: it was an unknown key
+    del exp["task"]["aggregation"]
+    exp["task"]["feature_aggregation"] = "mean"
+    assert parse_config(d).experiments[0].task.aggregation == "mean"
+    assert _schema_errors(d) == []
+    exp["task"]["aggregation"] = "mean"
+    with pytest.raises(ConfigError, match="'aggregation' and 'feature_aggregation' both given; keep one"):
+        parse_config(d)
 
 
 def test_inline_model_definition():
@@ -668,10 +751,13 @@ def test_plan_names_each_probe_preset_its_source_criterion_and_departures():
     assert juke.startswith("probe jukemir: 216 configurations, the best by val_r2 (mean over seeds) tested once; ")
     assert "preset jukemir [Castellon et al. 2021, Jukemir; p-lambda/jukemir" in juke
     assert "differs from the source: validated once per epoch, patience 10 validations, at most 100 epochs" in juke
-    assert thesis.startswith("probe M1, M2, M3, M4, M5: 5 configurations, each tested, checkpoint by val_loss; ")
+    assert thesis.startswith(  # each with its layers: a probe's name does not say which it is
+        "probe M1 (hidden []), M2 (hidden [128]), M3 (hidden [256, 128]), M4 (hidden [infer]), M5 (hidden [infer, "
+        "infer]): 5 configurations, each tested, checkpoint by val_loss; "
+    )
     assert "preset mir_ref_thesis [Plachouras 2023" in thesis and "set here" not in thesis
     assert marble.startswith("probe marble: 6 configurations, the best by val_r2") and "set here: patience=20" in marble
-    assert mine == "probe mine: 1 configuration, each tested, checkpoint by val_loss"
+    assert mine == "probe mine (hidden [8]): 1 configuration, each tested, checkpoint by val_loss"
 
     # `repeval plan --smoke-test` printed the smoke test's one probe bare ("probe jukemir: 1 configuration, …"), no
     # preset, source or departures: it says which configuration of which entry it is, and the entry's preset
@@ -680,7 +766,7 @@ def test_plan_names_each_probe_preset_its_source_criterion_and_departures():
     smoke = smoke_test_config(cfg)
     [line] = [line[4:] for line in make_plan(smoke, smoke_of=cfg).text().splitlines() if line.startswith("  - probe ")]
     assert line.startswith(
-        "probe jukemir: 1 configuration (jukemir-000, the first of the entry's 216: a smoke test trains one), each "
+        "probe jukemir (hidden []): 1 configuration (jukemir-000, the first of the entry's 216: a smoke test trains one), each "
         "tested, checkpoint by val_r2; preset jukemir [Castellon et al. 2021, Jukemir; p-lambda/jukemir"
     ), line
     assert "differs from the source: validated once per epoch, patience 10 validations, at most 100 epochs" in line

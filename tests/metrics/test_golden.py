@@ -317,3 +317,26 @@ def test_r2_one_dimensional_inputs():
     p = np.array([1.1, 1.9, 3.2, 3.7])
     rows = compute_metrics(["r2"], "regression", y, p, ["tempo"])
     assert values(rows, "r2")[0] == pytest.approx(skm.r2_score(y, p))
+
+
+def test_absent_class_warning_names_only_the_metrics_computed():
+    """The warning named roc_auc_macro, pr_auc_macro and balanced_accuracy whatever the experiment computed (a run
+    of accuracy, f1_macro and f1_micro was told of three metrics it has not): it names those computed that the absent
+    class changes, and is not given when none is (accuracy and the micro averages pool every decision)."""
+    y = np.array([0, 0, 1, 1])
+    s = np.array([[0.9, 0.05, 0.05], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.6, 0.3, 0.1]])
+
+    def said(names: list[str]) -> list[str]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            compute_metrics(names, "multiclass_classification", y, s, ["a", "b", "c"])
+        return [str(w.message) for w in caught if issubclass(w.category, MetricWarning)]
+
+    (message,) = said(["accuracy", "f1_macro", "f1_micro"])
+    assert message == (
+        "1 of 3 classes have no test example (c): f1_macro leaves them out too, as no track is predicted as one of them"
+    )
+    (message,) = said(["roc_auc_macro", "recall_macro"])
+    assert "are undefined and left out of roc_auc_macro, recall_macro" in message and "f1_macro" not in message
+    assert "pr_auc_macro" not in message and "weighted averages" not in message
+    assert said(["accuracy", "f1_micro"]) == []

@@ -165,7 +165,7 @@ def test_a_set_too_small_for_its_split_ratios_is_named_with_its_splits_and_the_f
         runner.stage_train(ctx)
     msg = str(err.value)
     assert msg.startswith(
-        "tones/mfcc-fast: the validation split has no embedded tracks — the dataset's 4 tracks are split train 2, "
+        "pitch on tones: the validation split holds none of its tracks — the dataset's 4 tracks are split train 2, "
         "validation 0, test 2: add tracks, give them their splits (a catalog's split_column), or raise the "
         "validation split's share of split_ratios (now 0.8/0.1/0.1)"
     ), msg

@@ -6,6 +6,7 @@ import itertools
 
 import matplotlib.image as mpimg
 import numpy as np
+import pandas as pd
 import pytest
 
 from repeval.report import plots
@@ -67,6 +68,12 @@ def test_other_figures(run, tmp_path):
     labels, matrix = next(iter(run.confusion.values()))
     _check_written(plots.confusion_matrix_figure(labels, matrix, title="cm"), tmp_path, "cm")
     _check_written(plots.training_curves(run.history, TASK, DATASET), tmp_path, "train")
+    # a preset's grid trains configurations that were not tested (juke-000, …): only the tested probes are drawn
+    hist = run.history[(run.history["task"] == TASK) & (run.history["dataset"] == DATASET)]
+    grid = pd.concat([hist.assign(probe=f"juke-{i:03d}") for i in range(40)], ignore_index=True)
+    fig = plots.training_curves(pd.concat([hist, grid], ignore_index=True), TASK, DATASET, tested=df)
+    drawn = {line.get_label() for ax in fig.axes for line in ax.get_lines() if not line.get_label().startswith("_")}
+    assert drawn == set(df[(df["task"] == TASK) & (df["dataset"] == DATASET)]["probe"]) and drawn
     uri = plots.figure_data_uri(plots.confusion_matrix_figure(labels, np.zeros_like(matrix)))
     assert uri.startswith("data:image/png;base64,")
 

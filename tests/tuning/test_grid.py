@@ -258,6 +258,11 @@ def test_search_space_with_asha(asha_search_run):
     tuned = [p for p in g.probes if p["spec"] == "tuned"]
     assert len(tuned) == 4 and sum(p["selected"] for p in tuned) == 1
     assert all(set(json.loads(p["params"])) == {"dropout", "learning_rate"} for p in tuned)
+    # the samples share the name 'tuned': history holds the selected one's curve only, once per epoch (it held every
+    # sample's, and the selected one's twice, as one probe's)
+    (chosen,) = [p for p in tuned if p["selected"]]
+    epochs = [h["epoch"] for h in g.history if h["probe"] == "tuned"]
+    assert len(epochs) == len(set(epochs)) == chosen["epochs"]
 
 
 def test_asha_on_a_search_space_counts_epochs_and_never_stops_a_trial_at_its_last_validation(
@@ -288,8 +293,11 @@ def test_asha_on_a_search_space_counts_epochs_and_never_stops_a_trial_at_its_las
         recs = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
         epochs.append([r["epoch"] for r in recs if "epoch" in r])
     status = sorted(p["status"] for p in g.probes)
-    assert len(epochs) == 4 and "stopped by scheduler" in status and not g.failed
-    assert sorted(epochs) == sorted([2, 4] if s == "stopped by scheduler" else [2, 4, 6, 8] for s in status)
+    # a trial Tune's ASHA stopped says where, with the epochs it trained, as the grid's halving says it (it said
+    # "stopped by scheduler", with no epochs)
+    assert len(epochs) == 4 and "stopped by ASHA at epoch 4" in status and not g.failed
+    assert sorted(epochs) == sorted([2, 4] if s.startswith("stopped") else [2, 4, 6, 8] for s in status)
+    assert sorted(p["epochs"] for p in g.probes) == sorted(len(e) * 2 for e in epochs)
 
 
 def test_a_failed_sample_of_a_search_space_is_recorded_with_its_values(ray_session, tmp_path):
@@ -834,7 +842,7 @@ def test_a_sampled_search_under_asha_is_seeded_and_replays_finished_trials_on_re
     storage = tmp_path / "tune"
     first, first_trained = run(storage)
     assert len(first_trained) == 5 and first.reused_trials == 0 and not first.failed
-    stopped = [p for p in first.probes if p["status"] == "stopped by scheduler"]
+    stopped = [p for p in first.probes if p["status"].startswith("stopped by ASHA at epoch")]
     assert 0 < len(stopped) < 5  # ASHA stopped some, others ran their budget
     (exp,) = [d for d in storage.iterdir() if d.is_dir()]
     curves = reported_curves(exp)
@@ -1223,3 +1231,51 @@ def test_a_trials_warnings_are_said_on_the_driver_once_with_how_many_probes_had_
     for w, prefix in zip(none, (lin, ""), strict=True):
         assert str(w.message).startswith(f"{prefix}{both}1 of 6 labels have no positive test example (c5): ")
     assert {w.category for w in none} == {MetricWarning}
+
+
+def test_select_best_breaks_ties_by_grid_order_not_by_the_order_trials_finished():
+    """Equal validation means (frequent on small validation sets) pick the first grid point whatever order the
+    trials finished in: a run interrupted and resumed, or run with concurrent trials, selects what a run through does."""
+    from repeval.tuning.group import best_candidate
+
+    def cand(crit: float, point: int, sampled: dict | None = None) -> tuple:
+        return (crit, point, {0: {}}, [], sampled or {}, {})
+
+    finished = [cand(0.8, 106), cand(0.6, 3), cand(0.8, 99), cand(0.8, 100)]  # as a resumed run collected them
+    for order in (finished, finished[::-1]):
+        assert best_candidate(order, "max")[1] == 99
+    assert best_candidate([cand(0.2, 5), cand(0.1, 7), cand(0.1, 2)], "min")[1] == 2  # a loss: the lowest
+    # samples of one search space share their point: the first by their values, whatever order they came in
+    samples = [cand(0.5, 0, {"learning_rate": 3e-3}), cand(0.5, 0, {"learning_rate": 1e-3})]
+    assert best_candidate(samples, "max")[4] == best_candidate(samples[::-1], "max")[4] == {"learning_rate": 1e-3}
+
+
+def test_train_summary_names_the_failed_probes_and_why():
+    """A probe that failed in every seed has no row in the table: the summary line names it, its seeds and the reason,
+    one line per configuration and test set, so a diverged probe is not simply missing from what the run prints."""
+    from repeval.cli.experiment import _train_line
+
+    where = {"task": "inst", "dataset": "notes", "model": "mfcc-stats"}
+    nan = "non-finite loss at epoch 1: the training diverged — lower learning_rate"
+    failed = [
+        {**where, "probe": "nan", "seed": s, "params": "{}", "scenario": None, "reason": nan, "fold": None}
+        for s in (0, 1)
+    ] + [
+        {**where, "probe": "grid-1", "seed": 0, "params": '{"learning_rate": 1e+30}', "scenario": None,
+         "reason": nan, "fold": None},
+        {**where, "probe": "lin", "seed": 1, "params": "{}", "scenario": "D1", "reason": "test set 'D1': non-finite "
+         "scores", "fold": 2},
+    ]  # fmt: skip
+    lines = _train_line({"trained": 1, "skipped": 0, "failed": failed}).splitlines()
+    assert lines[0].endswith(
+        "3 failed probe training(s), 1 failed test cell(s) (non-finite scores) (failed.parquet says why)"
+    )
+    assert lines[1:] == [
+        f"  failed: inst / notes / mfcc-stats, probe nan (seeds 0, 1): {nan}",
+        f'  failed: inst / notes / mfcc-stats, probe grid-1 {{"learning_rate": 1e+30}} (seed 0): {nan}',
+        "  failed: inst / notes / mfcc-stats, probe lin (seed 1 in fold 2), test set D1: test set 'D1': non-finite scores",
+    ]
+    many = [{**failed[0], "probe": f"p{i}"} for i in range(7)]
+    assert _train_line({"trained": 1, "skipped": 0, "failed": many}).splitlines()[-1] == (
+        "  … and 2 more (failed.parquet lists every one)"
+    )
