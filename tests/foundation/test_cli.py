@@ -192,7 +192,8 @@ def test_a_configuration_setting_run_smoke_test_is_that_smoke_test_once(tmp_path
         said = " ".join(res.output.split())
         assert res.exit_code == 0, said
         assert (
-            "- probe mir_ref_thesis (hidden []): 1 configuration (M1, the first of the entry's 5: a smoke test trains one)" in said
+            "- probe mir_ref_thesis (hidden []): 1 configuration (M1, the first of the entry's 5: a smoke test trains one)"
+            in said
         )
         assert "; preset mir_ref_thesis [Plachouras 2023" in said and "; differs from the source: " in said, said
 
