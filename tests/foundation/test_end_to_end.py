@@ -261,6 +261,13 @@ def test_docs_store_page_matches_what_a_run_writes(ray_session, run_config, tmp_
         schema = pq.read_schema(next((run_dir / folder).glob("*.parquet")))
         assert _names(files[folder]) == schema.names, (folder, schema.names)
         assert schema.field("fold").type == pa.int64() and schema.field("seed").type == pa.int64()
+    # `store ls --json`: each key it prints is named where the page says what it prints
+    from repeval.store.inspect import ls_text
+
+    listed = json.loads(ls_text(EmbeddingStore(str(store)), as_json=True))
+    said = _doc_section("### Reading the store")
+    said = said[said.index("`repeval store ls --json` prints") :]
+    assert set(listed[0]) <= set(re.findall(r"`([^`]+)`", said[: said.index("\n\n")])), sorted(listed[0])
     # every file and folder the run and the store hold is in the page's layout blocks
     layout = _doc_section("## The run directory") + _doc_section("## The embedding store")
     for entry in run_dir.iterdir():
