@@ -358,7 +358,10 @@ class Scenario:
                     audio = _resample_back(audio, int(t.parameters["target_sample_rate"]), sample_rate_hz, n)
                 if not np.isfinite(audio).all():
                     raise ValueError(f"step {i + 1} ({type_}) makes non-finite samples (NaN/inf) of {n} samples")
-                sampled.append({"type": type_, **_jsonable(t.parameters)})
+                # a step its p skipped: audiomentations keeps there the values it drew for the clip before (or, for
+                # some, drew for this one anyway), which this clip did not hear
+                skipped = t.parameters.get("should_apply") is False
+                sampled.append({"type": type_, **({"should_apply": False} if skipped else _jsonable(t.parameters))})
         return np.asarray(audio, dtype=np.float32), sampled
 
 

@@ -190,7 +190,12 @@ def run_groups(
                 json.dumps([[g.inp.name, g.fingerprint()] for g in groups] + [flat]).encode()
             ).hexdigest()
             held = hashlib.sha256(json.dumps([g.data_identity() for g in groups]).encode()).hexdigest()
-        batch = BatchData([g.ref() for g in groups], [gi for gi, _ in flat], [g.ev for g in groups])
+        batch = BatchData(
+            [g.ref() for g in groups],
+            [gi for gi, _ in flat],
+            [g.ev for g in groups],
+            [g.inp.name for g in groups] if len(groups) > 1 else [],
+        )
         params: dict[str, Any] = {"data": batch, "units": units}
 
         def make_trainable(finished: dict[str, str]) -> Any:

@@ -183,15 +183,20 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", name)
 
 
-def write_tensorboard(trial_dir: str | None, members: list[Member], results: list[TrainResult]) -> None:
-    """One TensorBoard run per member: ``members/<probe>__seed<seed>`` with its per-epoch curves."""
+def write_tensorboard(
+    trial_dir: str | None, members: list[Member], results: list[TrainResult], group: str | None = None
+) -> None:
+    """One TensorBoard run per member: ``members/<probe>__seed<seed>`` with its per-epoch curves —
+    ``members/<group>/<probe>__seed<seed>`` in an experiment that several groups share, whose name does not tell them
+    apart."""
     if not trial_dir:
         return
     from repeval.tuning.events import write_scalars
 
+    folder = os.path.join(trial_dir, "members", *([_safe(group)] if group else []))
     for m, r in zip(members, results, strict=True):
         write_scalars(
-            os.path.join(trial_dir, "members", _safe(f"{m.name}__seed{m.seed}")),
+            os.path.join(folder, _safe(f"{m.name}__seed{m.seed}")),
             (
                 (key, rec[key], int(rec["epoch"]))
                 for rec in r.history
@@ -329,11 +334,16 @@ def _summary(reports: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
 class BatchData:
     """What a trial trains on: the embeddings of the groups sharing its Tune experiment (one or several, see
     :func:`repeval.tuning.grid.run_groups`) — one object-store reference per group, the group of each unit, and each
-    group's evaluation settings."""
+    group's evaluation settings; the groups' names when several share it (their TensorBoard curves are filed under
+    them), else none: the experiment is named after its one group."""
 
     refs: list[Any]
     unit_group: list[int]
     evs: list[EvalSettings]
+    names: list[str] = field(default_factory=list)
+
+    def group_name(self, unit: int) -> str | None:
+        return self.names[self.unit_group[unit]] if self.names else None
 
     def for_unit(self, unit: int) -> tuple[ProbeData, EvalSettings]:
         import ray
@@ -358,7 +368,7 @@ def grid_trial(config: dict[str, Any], data: BatchData, units: list[Unit]) -> No
     t0 = time.perf_counter()
     results, reports, keep = run_caught(unit, probe_data, ev, config)
     seconds = time.perf_counter() - t0
-    write_tensorboard(tune.get_context().get_trial_dir(), unit.members, results)
+    write_tensorboard(tune.get_context().get_trial_dir(), unit.members, results, data.group_name(config["unit"]))
     _save_and_report(_summary(reports, seconds), reports, keep, config)
 
 

@@ -174,3 +174,24 @@ def test_every_transform_is_windowed_or_track_level_and_the_windowed_ones_stream
         if name not in ("AddGaussianNoise", "Aliasing", "Mp3Compression"):  # not another noise or codec realisation
             diff = np.sqrt(np.mean((streamed - whole)[interior] ** 2)) / np.sqrt(np.mean(whole[interior] ** 2))
             assert diff < 1e-3, (name, diff)
+
+
+def test_what_a_clip_records_does_not_depend_on_the_clips_deformed_before(files):
+    """A step its ``p`` skipped kept in its parameters the values audiomentations sampled for the clip before (a
+    ``Gain`` not applied recorded the previous track's ``amplitude_ratio``): a row's ``deformation_params`` depended on
+    which track its process had deformed last. Each clip records what a scenario built for it alone records, and a
+    skipped step says only that it was skipped."""
+    audio = np.random.default_rng(1).uniform(-0.3, 0.3, 22050).astype(np.float32)
+    for name in sorted(waveform_transforms()):
+        steps = [(name, {**NEEDS.get(name, lambda d: {})(files), "p": 0.5})]
+        reused = Scenario("D1", steps)
+        skipped = 0
+        for seed in (1, 0):  # at p 0.5, seed 1 applies the step and seed 0 skips it
+            out, sampled = reused(audio.copy(), 22050, seed=seed)
+            alone, sampled_alone = Scenario("D1", steps)(audio.copy(), 22050, seed=seed)
+            np.testing.assert_array_equal(out, alone, err_msg=name)
+            assert sampled == sampled_alone, (name, seed)
+            if not sampled[0]["should_apply"]:
+                skipped += 1
+                assert sampled == [{"type": name, "should_apply": False}], name
+        assert skipped == 1, name  # both kinds of clip seen

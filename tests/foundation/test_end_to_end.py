@@ -264,6 +264,13 @@ def test_docs_store_page_matches_what_a_run_writes(ray_session, run_config, tmp_
         schema = pq.read_schema(next((run_dir / folder).glob("*.parquet")))
         assert _names(files[folder]) == schema.names, (folder, schema.names)
         assert schema.field("fold").type == pa.int64() and schema.field("seed").type == pa.int64()
+    # `store ls --json`: each key it prints is named where the page says what it prints
+    from repeval.store.inspect import ls_text
+
+    listed = json.loads(ls_text(EmbeddingStore(str(store)), as_json=True))
+    said = _doc_section("### Reading the store")
+    said = said[said.index("`repeval store ls --json` prints") :].split("\n\n")[0]
+    assert set(listed[0]) <= set(re.findall(r"`([^`]+)`", said)), sorted(listed[0])
     # every file and folder the run and the store hold is in the page's layout blocks
     layout = _doc_section("## The run directory") + _doc_section("## The embedding store")
     for entry in run_dir.iterdir():
@@ -370,6 +377,9 @@ def test_runs_lists_each_run_and_how_far_it_got(ray_session, run_config):
     assert e2e["result_rows"] == pq.read_metadata(run_dir / "results.parquet").num_rows
     assert e2e["tasks"] == ["instrument"] and e2e["models"] == ["mfcc-stats"] and e2e["failed_trainings"] == 0
     assert infos["started-only"]["state"] == "started" and infos["started-only"]["result_rows"] is None
+    said = STORE_DOC.read_text()
+    said = said[said.index("`repeval runs runs --json` prints") :].split("\n\n")[0]
+    assert set(e2e) <= set(re.findall(r"`([^`]+)`", said)), sorted(e2e)  # each key it prints is documented
     res = CliRunner().invoke(app, ["runs", str(runs_dir)])
     assert re.fullmatch(r"[0-9a-f]{8}", e2e["test_set"]) and infos["started-only"]["test_set"] is None
     assert res.exit_code == 0 and re.search(

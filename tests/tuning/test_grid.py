@@ -1032,6 +1032,10 @@ def test_groups_batched_in_one_experiment_reuse_trial_actors_and_match_separate_
     name = batch_name(["inst__a__m", "inst__b__m"])
     assert sorted(p.name for p in (tmp_path / "tune").iterdir() if p.is_dir()) == [name]
     assert all(g.experiments == [str(tmp_path / "tune" / name)] for g in together)
+    # in TensorBoard each probe's curves name their group: the experiment's name does not
+    batch = tmp_path / "tune" / name
+    curves = sorted("/".join(e.relative_to(batch).parts[1:-1]) for e in batch.glob("*/members/**/events.*"))
+    assert curves == sorted(f"members/inst__{ds}__m/{p}__seed0" for ds in datas for p in ("lin", "mlp")), curves
     ran = sorted(p.name for p in marks.iterdir())
     assert len(ran) == 4  # every group's two trials ran once …
     pids = {n.split("-")[-2] for n in ran}
