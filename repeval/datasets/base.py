@@ -78,6 +78,9 @@ class LoadReport:
     notes: list[str] = field(default_factory=list)
     #: the split keys (:data:`SPLIT_KEYS`) the loader read (:func:`repeval.datasets.load.load_dataset` notes them)
     used_keys: set[str] = field(default_factory=set)
+    #: split_type single: ``split_ratios`` drew some track's split (``False`` when the loader gave every track its
+    #: split), so a split left empty names them as the fix
+    drawn_splits: bool = False
     #: what the loader listed the tracks from, for the store's record of where a partition's audio came from
     #: (:func:`~repeval.pipeline.partitions.dataset_source`): ``index``, the mirdata index it read when the config
     #: names none (mirdata's own); ``audio``, the number, total size and newest modification time of the audio files
@@ -134,6 +137,7 @@ class LoadReport:
     def merge(self, other: LoadReport) -> None:
         self.notes += [n for n in other.notes if n not in self.notes]
         self.used_keys |= other.used_keys
+        self.drawn_splits |= other.drawn_splits
         self.listed = self.listed or dict(other.listed)
         for kind in REPORT_KINDS:
             extra = other.count(kind) - len(getattr(other, kind))

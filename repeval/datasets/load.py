@@ -112,7 +112,7 @@ def check_rotation(ds: Any, folds: dict[int, pa.Table]) -> None:
     name = getattr(ds, "name", "?")
     if all(s.equals(splits[0]) for s in splits[1:]):
         column = getattr(ds, "split_column", None)
-        why = _who_splits(ds)
+        why = who_splits(ds)
         fix = "drop split_column to rotate stratified folds, or " if column else ""
         raise ValueError(
             f"dataset {name!r}: split_type: all, but all {len(tables)} folds have the same splits — {why}, so the "
@@ -131,7 +131,7 @@ def check_rotation(ds: Any, folds: dict[int, pa.Table]) -> None:
         )  # fmt: skip
 
 
-def _who_splits(ds: Any) -> str:
+def who_splits(ds: Any) -> str:
     """What gives every track of ``ds`` its split when its loader leaves none to draw."""
     column = getattr(ds, "split_column", None)
     if column:
@@ -150,7 +150,7 @@ def _unused_split_keys(ds: Any, found: LoadReport, capped: bool) -> str | None:
         return None
     shown = {k: list(v) if isinstance(v := getattr(ds, k), tuple) else v for k in unused}
     keys = " and ".join(f"{k} ({v})" for k, v in shown.items())
-    return f"{keys} not used: {_who_splits(ds)}, so no split is drawn — remove {' and '.join(unused)}" + (
+    return f"{keys} not used: {who_splits(ds)}, so no split is drawn — remove {' and '.join(unused)}" + (
         ", or drop split_column to draw the splits" if getattr(ds, "split_column", None) else ""
     )
 
@@ -191,6 +191,7 @@ def load_dataset(ds: Any, task: Any, report: bool = True) -> tuple[pa.Table, Loa
         rows = fill_fold_splits(rows, int(ds.n_folds), fold, ds.split_seed, stratify=stratify)
     else:
         rows = fill_splits(rows, tuple(ds.split_ratios), ds.split_seed, stratify=stratify)
+        found.drawn_splits = not preset
     note = _unused_split_keys(ds, found, capped) if preset else None
     if note:
         found.notes.append(note)

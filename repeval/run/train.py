@@ -115,15 +115,14 @@ def _fold_hint(ctx: RunContext, item: _Pending) -> str:
     return fold_hint(ctx, item.ei, item.dataset, item.fold)
 
 
-def fold_hint(ctx: RunContext, ei: int, dataset: str, fold: int | None) -> str:
-    """Which folds a k-fold group validates and tests on, and the fix for a fold too small (nothing without folds)."""
+def fold_hint(ctx: RunContext, ei: int, dataset: str, fold: int | None, fix: bool = True) -> str:
+    """Which folds a k-fold group validates and tests on, and (``fix``) the fix for a fold too small (nothing
+    without folds)."""
     if fold is None:
         return ""
     n = len(ctx.folds[(ei, dataset)])
-    return (
-        f" (fold {fold} of {n}: validation = fold {fold}, test = fold {(fold + 1) % n}; "
-        "with few tracks per class use fewer n_folds)"
-    )
+    advice = "; with few tracks per class use fewer n_folds" if fix else ""
+    return f" (fold {fold} of {n}: validation = fold {fold}, test = fold {(fold + 1) % n}{advice})"
 
 
 def unassigned_splits(ctx: RunContext) -> list[str]:
@@ -134,34 +133,48 @@ def unassigned_splits(ctx: RunContext) -> list[str]:
     for ei, exp in enumerate(ctx.cfg.experiments):
         for ds in exp.datasets:
             for fold, rows in fold_rows(ctx, ei, ds.name).items():
-                hint, ratios = fold_hint(ctx, ei, ds.name, fold), ds.split_ratios if fold is None else None
-                why = unassigned_split(exp.task.name, ds.name, rows, hint, ratios)
+                why = unassigned_split(ctx, ei, exp.task.name, ds, fold, rows)
                 if why and why not in out:
                     out.append(why)
     return out
 
 
-def unassigned_split(
-    task: str, dataset: str, rows: pa.Table, hint: str = "", ratios: tuple[float, ...] | None = None
-) -> str | None:
-    """Why ``task`` on ``dataset`` cannot train or be tested: a split that ``rows`` (its tracks, each with its split)
-    leaves empty — none of the tracks embedded or not — with the counts of the three and the fix (``ratios``: the
-    dataset's ``split_ratios``, for a dataset not split in folds); ``None`` when each has tracks."""
-    from repeval.tuning.data import split_fix
+def unassigned_split(ctx: RunContext, ei: int, task: str, ds: Any, fold: int | None, rows: pa.Table) -> str | None:
+    """Why ``task`` on dataset ``ds`` (``fold``) cannot train or be tested: a split that ``rows`` (its tracks, each
+    with its split) leaves empty — none of the tracks embedded or not — with the counts of the three and the fix;
+    ``None`` when each has tracks."""
+    from repeval.datasets.base import SPLITS
 
     found = {v["values"]: v["counts"] for v in pc.value_counts(rows.column("split")).to_pylist()}  # catalog scale
-    counts = {name: found.get(name, 0) for name in ("train", "validation", "test")}
+    counts = {name: found.get(name, 0) for name in SPLITS}
     for name, n in counts.items():
         if not n:
-            if ratios is not None:
-                return f"{task} on {dataset}: the {name} split holds none of its tracks — {split_fix(counts, name, ratios)}"
-            said = ", ".join(f"{k} {v:,}" for k, v in counts.items())
-            return (
-                f"{task} on {dataset}: the {name} split holds none of its {rows.num_rows:,} tracks ({said}) — check "
-                f"the dataset's splits (split_ratios, split_column, or the official split its fold picks; a stratified "
-                f"split of few tracks per class can leave one empty){hint}"
-            )
+            if fold is not None:
+                said = ", ".join(f"{k} {v:,}" for k, v in counts.items())
+                return (
+                    f"{task} on {ds.name}: the {name} split holds none of its {rows.num_rows:,} tracks ({said}) — "
+                    f"check the dataset's splits (split_column, or the official split its fold picks)"
+                    f"{fold_hint(ctx, ei, ds.name, fold)}"
+                )
+            return f"{task} on {ds.name}: the {name} split holds none of its tracks — {_split_remedy(ctx, ei, ds, counts, name)}"
     return None
+
+
+def _split_remedy(ctx: RunContext, ei: int, ds: Any, counts: dict[str, int], split: str) -> str:
+    """How a dataset of one split has its tracks split, and the fix for ``split`` left without tracks: add tracks or
+    change split_ratios when they drew the splits; when the loader gave every track its split (split_ratios drew
+    none), change what gives them."""
+    from repeval.datasets.load import who_splits
+    from repeval.tuning.data import split_fix
+
+    found = ctx.reports.get((ei, ds.name))
+    if found is None or found.drawn_splits:
+        return split_fix(counts, split, ds.split_ratios)
+    if getattr(ds, "split_column", None):
+        fix = f"give some tracks the {split} split there, or leave their cells empty for split_ratios to draw"
+    else:
+        fix = f"`repeval datasets {ds.name}` says which official splits and folds it has (dataset.fold, split_type)"
+    return f"{split_fix(counts, split, None)}: {who_splits(ds)}, so split_ratios drew none — {fix}"
 
 
 def _empty_split(
@@ -174,8 +187,7 @@ def _empty_split(
     from repeval.tuning.data import empty_split_message
 
     ds = next(d for d in item.exp.datasets if d.name == item.dataset)
-    ratios = ds.split_ratios if item.fold is None else None
-    unassigned = unassigned_split(item.exp.task.name, item.dataset, item.rows, _fold_hint(ctx, item), ratios)
+    unassigned = unassigned_split(ctx, item.ei, item.exp.task.name, ds, item.fold, item.rows)
     if unassigned:  # no track of the split to embed: said per task and dataset, whatever the model
         return unassigned, False
     rows = item.rows.filter(pc.is_in(item.rows.column("track_id"), value_set=_embedded_ids(ctx, item, CLEAN, embedded)))
@@ -185,25 +197,22 @@ def _empty_split(
             unembedded = _not_embedded(ctx, item)
             if unembedded:
                 return unembedded, True
+            # every track of the split is an error record (a split without tracks is said above): the fold is
+            # named, not the fix for a fold too small
             why = _split_detail(ctx, item, name)
             message = empty_split_message(item.dataset, item.model, name, why)
-            return f"{item.exp.task.name} on {message}{_fold_hint(ctx, item)}", False
+            return f"{item.exp.task.name} on {message}{fold_hint(ctx, item.ei, item.dataset, item.fold, False)}", False
     return _not_augmented(ctx, item, embedded)
 
 
 def _split_detail(ctx: RunContext, item: _Pending, split: str) -> str:
-    """Why ``item``'s ``split`` has no embedded track, and the fix: the dataset gave it no track (how its tracks are
-    split, the fix for a set too small for its split ratios) or each of its tracks is an error record."""
-    from repeval.datasets.splits import split_counts
+    """Why ``item``'s ``split``, which holds tracks (:func:`unassigned_split` says when it holds none), has no
+    embedded track: each of its tracks is an error record, and the command that lists them."""
     from repeval.pipeline.stages import CLEAN
-    from repeval.tuning.data import split_fix
 
     n = int(pc.sum(pc.equal(item.rows.column("split"), split)).as_py() or 0)
-    if n:
-        part = ctx.store.partition(item.dataset, item.model, CLEAN)
-        return f" — none of its {n:,} track(s) was embedded: `{part.show_errors_command()}` says why"
-    ds = next(d for d in item.exp.datasets if d.name == item.dataset)
-    return " — " + split_fix(split_counts(item.rows), split, None if item.fold is not None else ds.split_ratios)
+    part = ctx.store.partition(item.dataset, item.model, CLEAN)
+    return f" — none of its {n:,} track(s) was embedded: `{part.show_errors_command()}` says why"
 
 
 def _embedded_ids(

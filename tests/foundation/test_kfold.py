@@ -203,6 +203,7 @@ def test_official_folds_of_real_tinysol_and_an_empty_test_fold_names_the_fold(ra
         r"and 1 more probe grid\(s\): instrument on tinysol: the validation split holds none .*fold 1 of 5", msg
     )
     assert msg.endswith("nothing was trained")
+    assert "split_ratios" not in msg  # split_type all refuses them: not a fix of a fold
     # `repeval plan` says so before anything is embedded or trained
     from repeval.plan import make_plan
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pytest
 from reliability_helpers import CLASSES, FAST_MODEL, experiment, make_catalog, write_config
@@ -169,3 +170,61 @@ def test_a_set_too_small_for_its_split_ratios_is_named_with_its_splits_and_the_f
         "validation 0, test 2: add tracks, give them their splits (a catalog's split_column), or raise the "
         "validation split's share of split_ratios (now 0.8/0.1/0.1)"
     ), msg
+
+
+def test_a_split_column_giving_every_track_its_split_names_that_column_not_split_ratios(tmp_path):
+    """A catalog whose split column gives all four tracks the train split left validation empty, and `repeval plan`
+    (and the training stage, by the same words) said to raise the validation split's share of split_ratios — which
+    drew no split. The fix names the column that gives every split."""
+    from repeval import runner
+    from repeval.config import load_config
+    from repeval.run.rows import split_notes
+
+    manifest = make_catalog(tmp_path, per_class=2, seconds=0.1)  # 2 per class: both rows of each are train
+    cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [experiment(manifest, [FAST_MODEL])]))
+    ctx = runner.make_context(cfg)
+    runner.load_rows(ctx)
+    notes = split_notes(ctx)
+    assert notes == [
+        "`repeval run` would stop before training: pitch on tones: the validation split holds none of its tracks — "
+        "the dataset's 4 tracks are split train 4, validation 0, test 0: the manifest's split column 'split' "
+        "(dataset.split_column) gives every track its split, so split_ratios drew none — give some tracks the "
+        "validation split there, or leave their cells empty for split_ratios to draw"
+    ], notes
+
+
+def test_a_fold_whose_tracks_all_failed_names_the_errors_not_fewer_folds(dropped_run, tmp_path):
+    """A k-fold split whose every track is an error record (0-byte audio) said 'with few tracks per class use fewer
+    n_folds' after the command listing the errors: the fold is named, the fix is the errors'."""
+    import shutil
+
+    from repeval import runner
+    from repeval.config import load_config
+
+    root = dropped_run[0]
+    ids = [f"{c}-{i:03d}" for c in CLASSES for i in range(3)]
+    (tmp_path / "audio").mkdir()
+    for t in ids:
+        shutil.copy(root / "audio" / f"{t}.wav", tmp_path / "audio" / f"{t}.wav")
+    (tmp_path / "kf.csv").write_text(
+        "track_id,audio_path,label\n" + "".join(f"{t},audio/{t}.wav,{t.split('-')[0]}\n" for t in ids)
+    )
+    exp = experiment(tmp_path / "kf.csv", [FAST_MODEL], split_column=None, split_type="all", n_folds=3, name="kf")
+    ctx = runner.make_context(load_config(write_config(tmp_path / "kf.yaml", tmp_path, [exp], "kf")))
+    runner.load_rows(ctx)
+    fold0 = ctx.folds[(0, "kf")][0]
+    broken = fold0.filter(pc.equal(fold0.column("split"), "validation")).column("track_id").to_pylist()
+    assert broken
+    for t in broken:
+        (tmp_path / "audio" / f"{t}.wav").write_bytes(b"")  # an error record each, once embedded
+    runner.stage_embed(ctx)
+    with pytest.raises(ValueError) as err:
+        runner.stage_train(ctx)
+    msg = str(err.value)
+    part = EmbeddingStore(str(tmp_path / "store")).partition("kf", FAST_MODEL["id"], "clean")
+    assert msg.startswith(
+        f"pitch on kf/{FAST_MODEL['id']}: the validation split has no embedded tracks — none of its {len(broken)} "
+        f"track(s) was embedded: `{part.show_errors_command()}` says why (fold 0 of 3: validation = fold 0, "
+        "test = fold 1)"
+    ), msg
+    assert "n_folds" not in msg, msg
