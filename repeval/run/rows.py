@@ -223,11 +223,13 @@ def split_notes(ctx: RunContext) -> list[str]:
             if absent := untrained_labels(ctx.rows[(ei, ds.name)]):
                 shown = ", ".join(f"{lab!r} ({v:,} validation, {t:,} test tracks)" for lab, v, t in absent[:5])
                 more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
-                notes.append(
+                note = (
                     f"dataset {ds.name} ({exp.task.name}): {len(absent)} label(s) have no training track, so no probe "
                     f"can learn them: {shown}{more} — check the splits (a split_column, or split_ratios) or leave them "
                     "out with dataset.classes"
                 )
+                if note not in notes:  # another experiment of the task on the dataset (another model): its rows
+                    notes.append(note)
     return notes
 
 

@@ -240,6 +240,13 @@ def test_plan_notes_a_label_that_no_training_track_has(tmp_path, monkeypatch):
         "tracks) — check the splits (a split_column, or split_ratios) or leave them out with dataset.classes"
     ) in said, said
     assert "'x'" not in said
+    # a second experiment of the task on the dataset (another model) loads the same rows: said once
+    exp = (tmp_path / "exp.yaml").read_text()
+    first = exp[exp.index("- task:") :]
+    (tmp_path / "exp.yaml").write_text(exp + first.replace("[mfcc-stats]", "[chroma-stats]"))
+    said = CliRunner().invoke(app, ["plan", "exp.yaml"]).output
+    assert said.count("label(s) have no training track") == 1, said
+    (tmp_path / "exp.yaml").write_text(exp)
     # a row dropped for its label is noted without the pointer to `repeval data check`, which lists audio files
     (tmp_path / "m.csv").write_text(manifest + "e,a.wav,,train\n")
     said = CliRunner().invoke(app, ["plan", "exp.yaml"]).output
