@@ -143,10 +143,9 @@ def unassigned_split(ctx: RunContext, ei: int, task: str, ds: Any, fold: int | N
     """Why ``task`` on dataset ``ds`` (``fold``) cannot train or be tested: a split that ``rows`` (its tracks, each
     with its split) leaves empty — none of the tracks embedded or not — with the counts of the three and the fix;
     ``None`` when each has tracks."""
-    from repeval.datasets.base import SPLITS
-
-    found = {v["values"]: v["counts"] for v in pc.value_counts(rows.column("split")).to_pylist()}  # catalog scale
-    counts = {name: found.get(name, 0) for name in SPLITS}
+    counts = _split_counts(rows)
+    if fold is not None and (empty := _empty_fold(ctx, ei, task, ds, fold, rows.num_rows)):
+        return empty
     for name, n in counts.items():
         if not n:
             if fold is not None:
@@ -157,6 +156,30 @@ def unassigned_split(ctx: RunContext, ei: int, task: str, ds: Any, fold: int | N
                     f"{fold_hint(ctx, ei, ds.name, fold)}"
                 )
             return f"{task} on {ds.name}: the {name} split holds none of its tracks — {_split_remedy(ctx, ei, ds, counts, name)}"
+    return None
+
+
+def _split_counts(rows: pa.Table) -> dict[str, int]:
+    """The tracks of ``rows`` per split, each of train, validation and test (0 for one that holds none)."""
+    from repeval.datasets.base import SPLITS
+
+    found = {v["values"]: v["counts"] for v in pc.value_counts(rows.column("split")).to_pylist()}  # catalog scale
+    return {name: found.get(name, 0) for name in SPLITS}
+
+
+def _empty_fold(ctx: RunContext, ei: int, task: str, ds: Any, fold: int, n_tracks: int) -> str | None:
+    """A fold that holds no track, of the two ``fold``'s group validates (``fold``) and tests on (the next): it leaves
+    its own group without validation tracks and the group before without test tracks — one problem, said once for
+    both (the same words whichever group finds it)."""
+    folds = ctx.folds[(ei, ds.name)]
+    n = len(folds)
+    for f in (fold, (fold + 1) % n):
+        if not _split_counts(folds[f])["validation"] and not _split_counts(folds[(f - 1) % n])["test"]:
+            return (
+                f"{task} on {ds.name}: fold {f} of {n} holds none of its {n_tracks:,} tracks, so fold {f} validates "
+                f"and fold {(f - 1) % n} tests on no track — with few tracks per class use fewer n_folds; else check "
+                "the dataset's split_column or the official folds it reads"
+            )
     return None
 
 
