@@ -49,6 +49,10 @@ class Plan:
     retests: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     #: grids whose deformation scenarios alone changed, trained again all the same: why
     retrained: list[str] = field(default_factory=list)
+    #: partitions with error records: name → (the records, which ``--retry-errors`` deletes; the run's tracks they
+    #: name, which it computes again); under ``retry_errors`` those partitions count as to do, as the run finds them
+    retries: dict[str, tuple[int, int]] = field(default_factory=dict)
+    retry_errors: bool = False
     test_cells: int = 0
     lines: list[str] = field(default_factory=list)
     resources: dict[str, Any] = field(default_factory=dict)
@@ -90,7 +94,31 @@ class Plan:
         notes = [f"note: {msg}" for msg in self.notes]
         retests = [_retest_line(what, grids) for what, grids in self.retests.items()]
         retrained = [f"train again: {why}" for why in self.retrained]
-        return "\n".join([*head, "", *self.lines, *retests, *retrained, *conflicts, *notes])
+        retries = self._retry_lines()
+        return "\n".join([*head, "", *self.lines, *retests, *retrained, *retries, *conflicts, *notes])
+
+    def _retry_lines(self) -> list[str]:
+        """What ``--retry-errors`` would do with the partitions' error records (:attr:`retries`): said under it, else a
+        note of the records a plain run leaves as they are."""
+        if self.retry_errors:
+            records, tracks = (sum(v[i] for v in self.retries.values()) for i in (0, 1))
+            names = _names(list(self.retries))
+            if not self.retries:
+                return ["retry errors: none — no error records in this configuration's store partitions"]
+            return [
+                f"retry errors: {names}: {records:,} error record(s) deleted, {tracks:,} track(s) of this run they "
+                "name computed again (--retry-errors); these partitions and the probe grids trained on them count as "
+                "to do — a grid is trained again unless every such track fails again"
+            ]
+        left = {k: v for k, v in self.retries.items() if v[1]}  # of this run's tracks: those a plain run leaves out
+        if not left:
+            return []
+        records, tracks = (sum(v[i] for v in left.values()) for i in (0, 1))
+        return [
+            f"note: {records:,} error record(s) in {len(left):,} partition(s) ({_names(list(left))}), {tracks:,} track(s) "
+            "of this run: `repeval run` leaves them out of training and testing; once their files are fixed, `repeval "
+            "run --retry-errors` computes them again (`repeval plan --retry-errors` says what it would do)"
+        ]
 
 
 def make_plan(
@@ -101,6 +129,7 @@ def make_plan(
     cluster: Mapping[str, float] | None = None,
     tune_storage: str | None = None,
     smoke_of: Config | None = None,
+    retry_errors: bool = False,
 ) -> Plan:
     """The plan; ``cluster`` (``ray.cluster_resources()``) turns the resource rules into exact requests.
     ``smoke_of``: the configuration ``cfg`` is the smoke test of (:func:`~repeval.run.context.smoke_test_config`),
@@ -110,11 +139,14 @@ def make_plan(
     ``repeval run`` would leave it alone — the embedding and training stages' own checks, on the datasets' rows
     and the partitions' track ids (read here) — and a partition the run would stop at is listed as a conflict.
     Of the grids not done, the trainings an interrupted run finished that the rerun reuses are counted from the
-    run's Tune experiments (``tune_storage``, default ``run_dir/tune``): their markers and checkpoint summaries."""
+    run's Tune experiments (``tune_storage``, default ``run_dir/tune``): their markers and checkpoint summaries.
+    ``retry_errors``: plan ``repeval run --retry-errors`` — the partitions with error records are to do, their
+    records' tracks computed again, and the grids trained on them are not done (:attr:`Plan.retries`)."""
     p = Plan(experiments=len(cfg.experiments))
     ctx = states = None
     if store is not None:
-        ctx, states = _progress(cfg, store, run_dir, p)
+        ctx, states = _progress(cfg, store, run_dir, p, retry_errors)
+        p.retry_errors = retry_errors and states is not None  # what it would do is known: said
     seeds = cfg.run.seeds
     seen: set[tuple[str, str, str]] = set()
     pending: dict[str, dict[str, Any]] = {}  # probe grid not done, its partitions complete → its inputs now

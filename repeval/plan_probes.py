@@ -36,7 +36,7 @@ def probe_lines(exp: Any, specs: list[Any], full: Any = None) -> list[str]:
             what = f"probe {_names(_with_layers(s.points))}: {n}{of}, each tested, checkpoint by {crit}"
         if s.scheduler is not None:
             what += ", the weaker ones stopped early by ASHA"
-        what += _preset_words(entry)
+        what += _preset_words(entry, s.size, "a smoke test trains one" if full is not None else None)
         if full is not None and len(full.downstream_models) > 1:
             left = [expand_probe(e, i, ttype).name for i, e in enumerate(full.downstream_models) if i]
             what += f"; the smoke test leaves out the other downstream_models entries ({_names(left)})"
@@ -54,9 +54,11 @@ def _with_layers(points: list[Any]) -> list[str]:
     return [f"{pt.name} (hidden {u})".replace("'", "") for pt, u in zip(points, units, strict=True)]
 
 
-def _preset_words(p: Any) -> str:
+def _preset_words(p: Any, trained: int, why: str | None = None) -> str:
     """What :func:`probe_lines` says of the preset entry ``p`` names (nothing if it names none): the preset, its
-    source, the keys set next to it and where it departs from the source."""
+    source, the keys set next to it and where it departs from the source — with the ``trained`` configurations the
+    entry trains here (``why``: why they are not the preset's points; found here when the keys set next to it change
+    its grid)."""
     from repeval.tuning.presets import get_preset
     from repeval.tuning.search import SPEC_KEYS
 
@@ -68,5 +70,10 @@ def _preset_words(p: Any) -> str:
     if mine:
         what += ", set here: " + ", ".join(f"{k}={getattr(p, k)!r}" for k in mine)
     if preset.differs:
-        what += f"; differs from the source: {preset.differs}"
+        search = p.search or {}
+        touched = set(mine) | set(search.get("grid") or {}) | set(search.get("space") or {})
+        if why is None and (trained != preset.size or touched & set(preset.grid)):
+            why = "the keys set next to it change its grid"
+        said = preset.departures(trained, why)
+        what += f"; differs from the source: {said}"
     return what

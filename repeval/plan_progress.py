@@ -16,15 +16,17 @@ if TYPE_CHECKING:
     from repeval.plan import Plan
 
 
-def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[Any, Any]:
+def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan, retry_errors: bool = False) -> tuple[Any, Any]:
     """A read-only run context (the datasets' rows loaded, nothing written) and what the embedding stage would do
     with each partition: ``(dataset, model, scenario)`` → :func:`~repeval.pipeline.partitions.partition_state`
-    (for a partition several experiments share, the one with the most to do). ``(None, None)`` when the rows
-    cannot be loaded (the reason is added to the plan's lines)."""
+    (for a partition several experiments share, the one with the most to do) — under ``--retry-errors`` when
+    ``retry_errors``. The partitions' error records are counted into :attr:`Plan.retries` either way. ``(None, None)``
+    when the rows cannot be loaded (the reason is added to the plan's lines)."""
     from repeval.pipeline.partitions import (
         CutReused,
         ModelSpec,
         changed_source,
+        error_tracks,
         partition_state,
         plan_notes,
         plan_source_note,
@@ -55,9 +57,15 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan) -> tuple[A
                 for sid, wanted in masks.items():
                     key = (ds.name, m.id, sid)
                     part = store.partition(*key)
-                    state, what, done = partition_state(part, spec.partition(cfg, exp, ds, sid), ids, wanted)
+                    state, what, done = partition_state(
+                        part, spec.partition(cfg, exp, ds, sid), ids, wanted, retry_errors
+                    )
                     if key not in states or rank[state] > rank[states[key][0]]:
                         states[key] = (state, what)
+                    if done is not None:  # the error records --retry-errors deletes, and the run's tracks they name
+                        records, tracks = error_tracks(part, ids, wanted)
+                        if records:
+                            p.retries[part.name] = (records, max(tracks, p.retries.get(part.name, (0, 0))[1]))
                     if done is not None and cfg.run.truncated_audio == "error":
                         cut.add(part, ids, wanted & done)
                     recorded = changed_source(part, sources[ds.name]) if done is not None else None

@@ -410,7 +410,8 @@ RetryOpt = Annotated[
     typer.Option(
         "--retry-errors",
         help="compute again the tracks that have error records in the store (e.g. after fixing or replacing "
-        "the files); groups trained on the old embeddings are trained again",
+        "the files); groups trained on the old embeddings are trained again (`repeval plan --retry-errors` says "
+        "which beforehand)",
     ),
 ]
 

@@ -113,6 +113,14 @@ def plan(
             "(default: RAY_ADDRESS, else this machine)",
         ),
     ] = None,
+    retry_errors: Annotated[
+        bool,
+        typer.Option(
+            "--retry-errors",
+            help="plan `repeval run --retry-errors`: the partitions with error records count as to do (their tracks "
+            "computed again) and the probe grids trained on them as to train",
+        ),
+    ] = False,
 ) -> None:
     """Print the grid of work, how much of it is already done and the resources it will request."""
     from repeval.plan import make_plan
@@ -143,7 +151,11 @@ def plan(
 
         cluster = _guard(lambda: cluster_resources(address, given))  # a dashboard URL or a stopped cluster: one line
     tune = loc.tune_storage if loc is not None else None  # a remote run's Tune experiments are read where they are
-    plan = _guard(lambda: make_plan(cfg, st, run_dir, cluster=cluster, tune_storage=tune, smoke_of=smoke_of))
+    plan = _guard(
+        lambda: make_plan(
+            cfg, st, run_dir, cluster=cluster, tune_storage=tune, smoke_of=smoke_of, retry_errors=retry_errors
+        )
+    )
     if st is None:  # nothing embedded yet: what the load drops is said still (with a store, make_plan says it)
         plan.notes += _guard(lambda: load_notes(cfg))
     typer.echo(plan.text())

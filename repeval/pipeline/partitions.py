@@ -354,20 +354,40 @@ def _compatible(part: Any, spec: PartitionSpec) -> bool:
 
 
 def partition_state(
-    part: Any, spec: PartitionSpec, ids: pa.Array, wanted: np.ndarray
+    part: Any, spec: PartitionSpec, ids: pa.Array, wanted: np.ndarray, retry_errors: bool = False
 ) -> tuple[str, str, np.ndarray | None]:
     """What the embedding stage would do with ``part`` for the wanted tracks (``ids[wanted]``): ``("complete",
     "")`` (nothing), ``("todo", what)`` (embed tracks, or mark it complete) or ``("conflict", the error the stage
-    would stop with)``; and which of ``ids`` the partition holds already (``None`` for a conflict: not read)."""
+    would stop with)``; and which of ``ids`` the partition holds already (``None`` for a conflict: not read).
+    ``retry_errors``: as the stage under ``--retry-errors`` does — it deletes the partition's error records first
+    (:meth:`~repeval.store.partition.Partition.clear_errors`), so their tracks are to embed and a partition that had
+    any is completed again."""
     try:
         accepted_spec(part, spec)
     except StoreConflict as exc:
         return "conflict", str(exc), None
-    done = pc.is_in(ids, value_set=part.done_ids()).to_numpy(zero_copy_only=False)
+    errors = len(part.error_ids()) if retry_errors else 0
+    held = part.embedded_ids() if errors else part.done_ids()
+    done = pc.is_in(ids, value_set=held).to_numpy(zero_copy_only=False)
     missing = int((wanted & ~done).sum())
     if missing:
         return "todo", f"{missing:,} of {int(wanted.sum()):,} track(s) to embed", done
+    if errors:
+        return "todo", f"{errors:,} error record(s) deleted (--retry-errors), none of this run's tracks", done
     return ("complete", "", done) if part.complete else ("todo", "not marked complete", done)
+
+
+def error_tracks(part: Any, ids: pa.Array, wanted: np.ndarray) -> tuple[int, int]:
+    """``part``'s error records — what ``--retry-errors`` deletes — and how many of the wanted tracks
+    (``ids[wanted]``) they name that the partition holds no row of: what it computes again. ``(0, 0)`` without
+    error records (their track ids read, nothing else)."""
+    errors = part.error_ids()
+    records = len(errors)
+    if not records:
+        return 0, 0
+    failed = pc.is_in(ids, value_set=pc.unique(errors)).to_numpy(zero_copy_only=False)
+    embedded = pc.is_in(ids, value_set=part.embedded_ids()).to_numpy(zero_copy_only=False)
+    return records, int((wanted & failed & ~embedded).sum())
 
 
 @dataclass

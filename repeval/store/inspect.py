@@ -31,6 +31,24 @@ def aligned(table: list[tuple[str, ...]]) -> list[str]:
     return ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in table]
 
 
+def cell(v: Any) -> str:
+    """One value of a row as ``store show`` prints it: a null as ``-`` (as ``store ls`` and ``runs`` print theirs), a
+    float to 6 significant digits, anything else as ``str`` — not pandas' ``NaN``/``None``, nor an int column with a
+    null shown as floats."""
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return " ".join(str(v).splitlines())  # a row a line, however an error's reason was worded
+
+
+def rows_text(table: pa.Table) -> str:
+    """``table``'s rows as aligned columns under their names, each row numbered from 0 (:func:`cell`)."""
+    cells: list[tuple[str, ...]] = [("", *table.column_names)]
+    cells += [(str(i), *(cell(v) for v in r.values())) for i, r in enumerate(table.to_pylist())]
+    return "\n".join(aligned(cells))
+
+
 def _listing(part: Partition) -> list[pafs.FileInfo]:
     """Every file of the partition, ``_errors/`` included (one recursive listing)."""
     sel = pafs.FileSelector(part.path, recursive=True, allow_not_found=True)
@@ -189,7 +207,7 @@ def show_text(part: Partition, n_rows: int = 5) -> str:
         t = part.read(["track_id", "split", "n_frames", "audio_seconds"])
         out.append(f"\n{t.num_rows} rows in {len(files)} part file(s); schema:\n{schema}")
         splits = t.group_by("split").aggregate([("track_id", "count")]).to_pylist()
-        out.append("rows per split: " + ", ".join(f"{r['split']} {r['track_id_count']}" for r in splits))
+        out.append("rows per split: " + ", ".join(f"{cell(r['split'])} {r['track_id_count']}" for r in splits))
         frames, seconds = (pc.sum(t.column(c)).as_py() or 0 for c in ("n_frames", "audio_seconds"))
         out.append(f"frames: {frames} total; audio: {seconds:.1f} s")
         noted = audio_notes(part)
@@ -199,15 +217,15 @@ def show_text(part: Partition, n_rows: int = 5) -> str:
                 + "; ".join(f"{r['track_id']}: {r[AUDIO_NOTE]}" for r in noted.slice(0, max(n_rows, 1)).to_pylist())
                 + ("" if noted.num_rows <= max(n_rows, 1) else "; …")
             )
-        shown = [c for c in schema.names if c not in ("embedding", "frames")]
         head: list[pa.Table] = []
         for f in files if n_rows else []:  # the first rows, file by file (a file from before a column: null there)
             names = pq.read_schema(f, filesystem=part.fs).names
-            head.append(pq.read_table(f, columns=[c for c in shown if c in names], filesystem=part.fs).slice(0, n_rows))
+            shown = [c for c in names if c not in ("embedding", "frames")]
+            head.append(pq.read_table(f, columns=shown, filesystem=part.fs).slice(0, n_rows))
             if sum(h.num_rows for h in head) >= n_rows:
                 break
         if head:
-            out.append(pa.concat_tables(head, promote_options="default").slice(0, n_rows).to_pandas().to_string())
+            out.append(rows_text(pa.concat_tables(head, promote_options="default").slice(0, n_rows)))
     else:
         out.append("(no rows: every track has an error record)" if m else "(no rows yet)")
     errs = part.read_errors()
@@ -217,7 +235,7 @@ def show_text(part: Partition, n_rows: int = 5) -> str:
             f"\n{errs.num_rows} error record(s): " + ", ".join(f"{r['stage']} {r['track_id_count']}" for r in by_stage)
         )
         if n_rows:
-            out.append(errs.slice(0, n_rows).select(["track_id", "split", "stage", "reason"]).to_pandas().to_string())
+            out.append(rows_text(errs.slice(0, n_rows).select(["track_id", "split", "stage", "reason"])))
             if errs.num_rows > n_rows:
                 out.append(f"(the first {n_rows}; `--errors` lists all {errs.num_rows})")
     return "\n".join(out)

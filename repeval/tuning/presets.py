@@ -36,7 +36,8 @@ class Preset:
     criteria: dict[str, str] = field(default_factory=dict)
     #: the publication and code the values come from
     source: str = ""
-    #: where the preset departs from its source (what a reproduction must override, or cannot)
+    #: where the preset departs from its source (what a reproduction must override, or cannot); ``{trained}`` in it
+    #: stands for how many configurations an entry trains (:meth:`departures`): keys set next to the preset change it
     differs: str = ""
 
     @property
@@ -45,6 +46,17 @@ class Preset:
         for values in self.grid.values():
             n *= len(values)
         return n
+
+    def departures(self, trained: int, why: str | None = None) -> str:
+        """:attr:`differs` for an entry that trains ``trained`` configurations: ``all N points are trained`` for the
+        preset's grid (``why`` None), else how many are and ``why`` they are not the preset's points."""
+        said = (
+            f"all {self.size} points are trained"
+            if why is None
+            else f"{trained:,} configuration{'s are' if trained != 1 else ' is'} trained, not the preset's "
+            f"{self.size} points ({why})"
+        )
+        return self.differs.replace("{trained}", said)
 
     def criterion(self, task_type: str | None) -> str | None:
         """The source's validation criterion for ``task_type`` (``None``: repeval's default for the type)."""
@@ -197,7 +209,7 @@ register_preset(
         criteria={"multilabel_classification": "val_pr_auc_macro"},
         source="Turian et al. 2022, HEAR; hearbenchmark/hear-eval-kit heareval/predictions/task_predictions.py PARAM_GRID",
         differs=(
-            "all 16 points are trained (hear-eval-kit: 8 drawn at random by default); with k folds each fold "
+            "{trained}; hear-eval-kit trains 8 of its 16, drawn at random, by default; with k folds each fold "
             "selects its own point (hear-eval-kit: the first split's, retrained on the others)"
         ),
     )

@@ -777,6 +777,51 @@ def test_plan_names_each_probe_preset_its_source_criterion_and_departures():
     assert "preset" not in bare  # without what it is the smoke test of, the plan knows only the plain probe
 
 
+def test_plan_says_how_many_points_of_a_preset_are_trained_after_the_keys_set_next_to_it():
+    """`repeval plan` said "all 16 points are trained" of the hear preset even when a key set next to it cut the grid
+    to 4 (or a smoke test trained one): its departures say what is trained."""
+    from repeval.runner import smoke_test_config
+
+    def said(*entries):
+        cfg = parse_config(
+            {
+                "experiments": [
+                    {
+                        "task": {"name": "inst", "type": "multiclass_classification"},
+                        "datasets": [{"name": "notes", "type": "catalog", "manifest": "m.csv", "label_column": "x"}],
+                        "embedding_models": ["mfcc-stats"],
+                        "downstream_models": list(entries),
+                    }
+                ],
+            }
+        )
+        return cfg, [line[4:] for line in make_plan(cfg).text().splitlines() if line.startswith("  - probe ")]
+
+    _, [full, lr, patience, searched] = said(
+        {"preset": "hear"},
+        {"preset": "hear", "name": "hear-lr", "learning_rate": 1e-3},
+        {"preset": "hear", "name": "hear-patient", "patience": 40},
+        {"preset": "hear", "name": "hear-init", "search": {"grid": {"init": ["xavier_uniform", "default"]}}},
+    )
+    assert (
+        full.startswith("probe hear: 16 configurations")
+        and "all 16 points are trained; hear-eval-kit trains 8 of" in full
+    )
+    assert lr.startswith("probe hear-lr: 4 configurations") and "all 16 points" not in lr
+    assert (
+        "differs from the source: 4 configurations are trained, not the preset's 16 points (the keys set next to it "
+        "change its grid); hear-eval-kit trains 8 of its 16, drawn at random, by default" in lr
+    )
+    assert "all 16 points are trained" in patience  # a key that is not an axis of the grid leaves its 16 points
+    # as many configurations, but not the preset's: one of its axes has other values
+    assert searched.startswith("probe hear-init: 16 configurations") and "all 16 points" not in searched
+    assert "16 configurations are trained, not the preset's 16 points (the keys set next to it" in searched
+    cfg, _ = said({"preset": "hear"})
+    smoke = smoke_test_config(cfg)
+    [line] = [line for line in make_plan(smoke, smoke_of=cfg).text().splitlines() if line.startswith("  - probe ")]
+    assert "1 configuration is trained, not the preset's 16 points (a smoke test trains one)" in line, line
+
+
 def test_smoke_test_config_trains_one_configuration_of_a_preset_grid():
     from repeval.runner import smoke_test_config
     from repeval.tuning.search import expand_all

@@ -55,12 +55,40 @@ def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(ray_sessi
     assert json.loads(sidecar.read_text()) == recorded
 
     broken.write_bytes(good)  # the file is fixed
+    # `repeval plan` says what a plain rerun does — every partition complete, the grid done — and notes the record
+    plain = make_plan(cfg, ctx.store, ctx.run_dir)
+    assert (plain.partitions_done, plain.grids_done) == (plain.partitions, plain.grids) and plain.grids == 1
+    assert plain.retries == {clean.name: (1, 1)}
+    assert (
+        f"note: 1 error record(s) in 1 partition(s) ({clean.name}), 1 track(s) of this run: `repeval run` leaves"
+        in (plain.text())
+    )
     _, s, t = run()  # a plain rerun: the error record stands, nothing is recomputed or retrained
     assert (s.computed, s.retried, t["trained"], t["skipped"]) == (0, 0, 0, 1)
 
+    # `repeval plan --retry-errors` says what `repeval run --retry-errors` does: the clean partition to do, its one
+    # record deleted and its track computed again, the grid trained on it to train
+    retry = make_plan(cfg, ctx.store, ctx.run_dir, retry_errors=True)
+    assert (retry.partitions - retry.partitions_done, retry.grids - retry.grids_done) == (1, 1)
+    said = retry.text()
+    assert f"retry errors: {clean.name}: 1 error record(s) deleted, 1 track(s) of this run they name computed " in said
+    assert "note: 1 error record(s)" not in said
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    shown = CliRunner().invoke(app, ["plan", str(tmp_path / "c.yaml"), "--retry-errors"])
+    assert shown.exit_code == 0, shown.output
+    assert "probe grids:        1 (0 done, 1 to train)" in shown.output and "retry errors: " in shown.output
+    assert (
+        "probe grids:        1 (1 done, 0 to train)"
+        in CliRunner().invoke(app, ["plan", str(tmp_path / "c.yaml")]).output
+    )
     caplog.clear()
     _, s, t = run(retry=True)
     assert (s.computed, s.retried, s.errors) == (1, 1, 0)
+    assert (s.retried, s.computed) == tuple(sum(v) for v in zip(*retry.retries.values(), strict=True))
+    assert (t["trained"], t["skipped"]) == (retry.grids - retry.grids_done, retry.grids_done)
     # the warning says what changed, not a generic "embeddings changed"
     assert (
         f"pitch__tones__{model}: trained before on other inputs (partition clean: 11 rows, 1 error records then, "
@@ -75,6 +103,9 @@ def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(ray_sessi
     assert inputs["partitions"]["clean"][:2] == [12, 0]
     assert pq.read_table(ctx.run_dir / "results.parquet").num_rows > 0
 
+    retry = make_plan(cfg, ctx.store, ctx.run_dir, retry_errors=True)  # nothing left to retry: all done
+    assert (retry.partitions_done, retry.grids_done, retry.retries) == (retry.partitions, retry.grids, {})
+    assert "retry errors: none — no error records" in retry.text()
     _, s, t = run(retry=True)  # nothing left to retry
     assert (s.computed, s.retried, t["trained"], t["skipped"]) == (0, 0, 0, 1)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,22 @@ def test_a_partition_written_before_the_column_reads_as_before_and_completed_wit
     assert audio_notes(part).to_pylist() == [{"track_id": "c", AUDIO_NOTE: "cut WAV: declares 9.0 s, holds 5.6 s"}]
     shown = show_text(part)
     assert "1 row(s) with an audio_note (decoded from part of their file): c: cut WAV: declares 9.0 s" in shown
+    # the first rows: a null audio_note (rows a, b from before the column, d not noted) is "-", as `store ls` and
+    # `runs` print a null — not pandas' NaN — and the int and float columns keep their values
+    lines = shown.splitlines()
+    header = next(line for line in lines if line.split()[:1] == ["track_id"])
+    at = header.index(AUDIO_NOTE)
+    rows = {line.split()[1]: line for line in lines if re.match(r"\d+\s+[abcd]\s", line)}
+    assert {t: line[at:].split("  ")[0] for t, line in rows.items()} == {
+        "a": "-",
+        "b": "-",
+        "c": "cut WAV: declares 9.0 s, holds 5.6 s",
+        "d": "-",
+    }, shown
+    assert "NaN" not in shown and "None" not in shown, shown
+    n_frames, seconds = header.index("n_frames"), header.index("audio_seconds")
+    assert {line[n_frames:].split()[0] for line in rows.values()} == {"1"}
+    assert {line[seconds:].split()[0] for line in rows.values()} == {"2"}
     # docs/store.md: duckdb reads every part file by name (union_by_name: the column with nulls for older files)
     import duckdb
 
