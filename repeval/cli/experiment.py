@@ -280,7 +280,7 @@ def run(
     def go() -> None:
         with _stage("run", config, run_id, store, smoke_test, runs_dir) as ctx:
             typer.echo(f"run {ctx.run_id} → {ctx.location.display}")
-            s = runner.stage_embed(ctx, retry_errors=retry_errors)
+            s = runner.stage_embed(ctx, retry_errors=retry_errors, trainable=True)  # stops on an empty split first
             typer.echo(s.text())
             if strict:
                 _strict_check(ctx)

@@ -14,8 +14,15 @@ log = logging.getLogger("repeval.runner")  # the stages' one logger, named as be
 
 
 def stage_embed(
-    ctx: RunContext, deformed_only: bool = False, progress: bool | None = None, retry_errors: bool = False
+    ctx: RunContext,
+    deformed_only: bool = False,
+    progress: bool | None = None,
+    retry_errors: bool = False,
+    trainable: bool = False,
 ) -> EmbedSummary:
+    """Embed every experiment's datasets into the store; ``trainable`` (``repeval run``, which trains next): first
+    stop, once they are loaded, on a split that holds none of its tracks (:func:`check_splits_assigned`), so nothing
+    is embedded that the training stage would refuse."""
     # reliability (issue 9): one writer per store — a second run refuses before Ray starts (and, when the CLI took
     # the lock with the run context, before its run directory is made)
     lock, ctx.lock = ctx.lock, None
@@ -23,21 +30,24 @@ def stage_embed(
         lock = StoreLock(ctx.store, ctx.run_id)
         lock.acquire()
     try:
-        return _stage_embed(ctx, deformed_only, progress, retry_errors)
+        return _stage_embed(ctx, deformed_only, progress, retry_errors, trainable)
     finally:
         lock.release()
 
 
 def _stage_embed(
-    ctx: RunContext, deformed_only: bool = False, progress: bool | None = None, retry_errors: bool = False
+    ctx: RunContext, deformed_only: bool, progress: bool | None, retry_errors: bool, trainable: bool
 ) -> EmbedSummary:
     from repeval.ray_utils import init_ray
+    from repeval.run.train import check_splits_assigned
 
     # before Ray starts and the catalogs load (and only here: embed_experiments is told they ran)
     preflight.check_scenarios_at_model_rates(ctx.cfg, ctx.cfg.experiments)
     preflight.check_store_partitions(ctx.cfg, ctx.cfg.experiments, ctx.store, deformed_only)  # every conflict
     init_ray()
     load_rows(ctx)
+    if trainable:
+        check_splits_assigned(ctx)
     # one stream per embedding model for the whole run: its actors load the weights once for every dataset
     work = [
         (exp, {ds.name: ctx.rows[(ei, ds.name)] for ds in exp.datasets}, deform_ids(ctx, ei))

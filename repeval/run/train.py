@@ -72,11 +72,10 @@ def _stage_train(ctx: RunContext) -> dict[str, Any]:
     embedded: dict[tuple[str, str, str], pa.Array] = {}  # (dataset, model, scenario) → its partition's track ids
     problems = [p for p in (_empty_split(ctx, item, embedded) for item in pending) if p]
     if problems:
-        whys = list(dict.fromkeys(why for why, _ in problems))  # an empty split: one problem of every model
-        more = f" (and {len(whys) - 1} more probe grid(s): {'; '.join(whys[1:4])})" if len(whys) > 1 else ""
+        message = _untrainable([why for why, _ in problems])
         if all(unembedded for _, unembedded in problems):  # `train` before `embed`: a step out of order, no failure
-            raise EarlierStageUnfinished(f"{whys[0]}{more} — nothing was trained")
-        raise ValueError(f"{whys[0]}{more} — nothing was trained")
+            raise EarlierStageUnfinished(message)
+        raise ValueError(message)
     pending = [item for item in pending if not _retested(ctx, item, summary)]
     batch: list[tuple[_Pending, Any, Any]] = []
     size = 0
@@ -123,6 +122,21 @@ def fold_hint(ctx: RunContext, ei: int, dataset: str, fold: int | None, fix: boo
     n = len(ctx.folds[(ei, dataset)])
     advice = "; with few tracks per class use fewer n_folds" if fix else ""
     return f" (fold {fold} of {n}: validation = fold {fold}, test = fold {(fold + 1) % n}{advice})"
+
+
+def _untrainable(problems: list[str]) -> str:
+    """The training stage's error for the probe grids that cannot train: the first problem, and how many more."""
+    whys = list(dict.fromkeys(problems))  # an empty split: one problem of every model
+    more = f" (and {len(whys) - 1} more probe grid(s): {'; '.join(whys[1:4])})" if len(whys) > 1 else ""
+    return f"{whys[0]}{more} — nothing was trained"
+
+
+def check_splits_assigned(ctx: RunContext) -> None:
+    """Stop, in the words the training stage would stop in, when a split of a task and dataset (or fold) holds none
+    of its tracks (:func:`unassigned_splits`) — for ``repeval run`` right after the datasets load, before hours of
+    embedding that could not be trained on (what the store holds already is kept)."""
+    if whys := unassigned_splits(ctx):
+        raise ValueError(_untrainable(whys))
 
 
 def unassigned_splits(ctx: RunContext) -> list[str]:

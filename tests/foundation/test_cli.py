@@ -260,7 +260,7 @@ def test_plan_notes_a_split_the_set_is_too_small_to_fill(tmp_path, monkeypatch):
     manifest = "track_id,audio_path,label\na,a.wav,x\nb,b.wav,y\nc,c.wav,x\nd,d.wav,y\n"
     said = _plan_tiny_catalog(tmp_path, monkeypatch, manifest, ("a", "b", "c", "d"), "")
     assert (
-        "note: `repeval run` would stop before training: t on d: the validation split holds none of its tracks — the "
+        "note: `repeval run` would stop before embedding: t on d: the validation split holds none of its tracks — the "
         "dataset's 4 tracks are split train 2, validation 0, test 2: add tracks, give them their splits (a catalog's "
         "split_column), or raise the validation split's share of split_ratios (now 0.8/0.1/0.1)"
     ) in said, said

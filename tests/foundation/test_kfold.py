@@ -206,7 +206,7 @@ def test_official_folds_of_real_tinysol_and_an_empty_test_fold_names_the_fold(ra
 
     notes = make_plan(cfg, store=ctx.store).notes
     assert any(
-        n.startswith("`repeval run` would stop before training: instrument on tinysol: fold 1 of 5 holds none")
+        n.startswith("`repeval run` would stop before embedding: instrument on tinysol: fold 1 of 5 holds none")
         for n in notes
     )
     assert sum("instrument on tinysol" in n for n in notes) == 1, notes

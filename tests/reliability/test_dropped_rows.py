@@ -186,11 +186,29 @@ def test_a_split_column_giving_every_track_its_split_names_that_column_not_split
     runner.load_rows(ctx)
     notes = split_notes(ctx)
     assert notes == [
-        "`repeval run` would stop before training: pitch on tones: the validation split holds none of its tracks — "
+        "`repeval run` would stop before embedding: pitch on tones: the validation split holds none of its tracks — "
         "the dataset's 4 tracks are split train 4, validation 0, test 0: the manifest's split column 'split' "
         "(dataset.split_column) gives every track its split, so split_ratios drew none — give some tracks the "
         "validation split there, or leave their cells empty for split_ratios to draw"
     ], notes
+
+
+def test_run_stops_on_a_split_without_tracks_before_embedding_any(ray_session, tmp_path):
+    """`repeval run` on a dataset leaving the validation split without tracks embedded every track (hours of audio)
+    and only then stopped before training. It stops once the datasets are loaded, in the training stage's words,
+    with nothing embedded; `repeval embed` still fills the store."""
+    manifest = make_catalog(tmp_path, per_class=2, seconds=0.1)  # the split column makes all four tracks train
+    cfg = write_config(tmp_path / "c.yaml", tmp_path, [experiment(manifest, [FAST_MODEL])])
+    cli = CliRunner()
+    ran = cli.invoke(app, ["run", str(cfg)])
+    assert ran.exit_code == 1, ran.output
+    assert "error: pitch on tones: the validation split holds none of its tracks — the dataset's 4 tracks" in ran.output
+    assert ran.output.rstrip().endswith("— nothing was trained"), ran.output
+    store = EmbeddingStore(str(tmp_path / "store"))
+    assert not store.exists() or not store.partitions(), ran.output  # nothing embedded
+    embedded = cli.invoke(app, ["embed", str(cfg), "--run-id", "e"])
+    assert embedded.exit_code == 0, embedded.output
+    assert [p.name for p in store.partitions()], embedded.output
 
 
 def test_a_fold_whose_tracks_all_failed_names_the_errors_not_fewer_folds(dropped_run, tmp_path):
