@@ -250,6 +250,7 @@ def _score(
         data = probe_data(
             exp.task.effective_type, item.rows, ctx.store, item.dataset, item.model, added,
             aggregation=exp.task.aggregation, augment=_augment(exp, item.dataset), target=target,
+            folds=item.fold is not None,
         )  # fmt: skip
     except ValueError as exc:
         raise ValueError(f"{exc}{_fold_hint(ctx, item)}") from None

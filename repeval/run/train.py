@@ -104,6 +104,7 @@ def _group_data(ctx: RunContext, item: _Pending) -> tuple[Any, Any]:
             task.effective_type, item.rows, ctx.store, item.dataset, item.model, item.scenarios,
             aggregation=task.aggregation,
             augment=_augment(item.exp, item.dataset), target=target_name(item.exp, item.dataset),
+            folds=item.fold is not None,
         )  # fmt: skip
     except ValueError as exc:
         raise ValueError(f"{exc}{_fold_hint(ctx, item)}") from None

@@ -61,8 +61,10 @@ def training_vocabulary(
     y_val: np.ndarray,
     tests: dict[str, tuple[np.ndarray, np.ndarray, list[str]]],
     where: str,
+    folds: bool = False,
 ) -> tuple[list[str], np.ndarray, np.ndarray, dict[str, tuple[np.ndarray, np.ndarray, list[str]]]]:
-    """Labels without a training example, which no probe can learn, with a warning naming them. A multilabel task
+    """Labels without a training example, which no probe can learn, with a warning naming them and the fix (for a
+    fold of k folds, ``folds``: not split_ratios, which k folds refuse). A multilabel task
     leaves them out of its vocabulary, as a label binarizer fitted on the training split does: every split's tag
     matrix loses their columns, so an untrained output is neither scored in the per-label and macro metrics nor
     chosen by on validation. A single-label task keeps them: their tracks are errors, which the metrics count."""
@@ -91,9 +93,8 @@ def training_vocabulary(
     # said once per process: the tasks that read one dataset with one model (mean, prediction, attention) share it
     warn_once(
         log, ("no training example", where, multilabel, tuple(classes[j] for j in absent)),
-        "%s: %d label(s) have no training example, so no probe can learn them: %s%s — %s; check the splits (a "
-        "split_column, or split_ratios) or leave them out with dataset.classes",
-        where, len(absent), shown, more, what,
+        "%s: %d label(s) have no training example, so no probe can learn them: %s%s — %s; %s",
+        where, len(absent), shown, more, what, absent_label_fix(folds),
     )  # fmt: skip
     if not multilabel:
         return classes, y_train, y_val, tests
@@ -102,6 +103,19 @@ def training_vocabulary(
     keep = np.flatnonzero(present)
     out = {sid: (x, y[:, keep], ids) for sid, (x, y, ids) in tests.items()}
     return [classes[j] for j in keep], y_train[:, keep], y_val[:, keep], out
+
+
+def absent_label_fix(folds: bool) -> str:
+    """The fix for labels with no training track: the splits (one split), or the folds (``folds``: stratified folds
+    deal a label's tracks to consecutive folds, and each fold's group trains on all but two — a label with tracks in
+    fewer than three folds has none to train on in some group, whatever n_folds)."""
+    if folds:
+        return (
+            "check the folds (a label needs tracks in three folds or more, as each group validates and tests on two: "
+            "add tracks of it, or check the split_column or official folds that place them) or leave them out with "
+            "dataset.classes"
+        )
+    return "check the splits (a split_column, or split_ratios) or leave them out with dataset.classes"
 
 
 def empty_split_message(
@@ -251,6 +265,7 @@ def probe_data(
     aggregation: str = "mean",
     augment: list[str] | tuple[str, ...] = (),
     target: str | None = None,
+    folds: bool = False,
 ) -> ProbeData:
     """Train/validation/test arrays of one (dataset, model) for a task. With ``aggregation`` ``prediction`` the
     rows are frames: training frames carry their track's label; validation and test keep one label per track
@@ -260,7 +275,8 @@ def probe_data(
     ``augment``: scenarios whose deformed training tracks are added to the training rows (after the clean ones,
     scenario by scenario, each in track-id order); :class:`~repeval.rundir.EarlierStageUnfinished` when one's
     partition holds none (the embedding stage deforms them once ``augment`` lists the scenario). ``target``: the name
-    of regression targets given without one (:func:`encode`)."""
+    of regression targets given without one (:func:`encode`). ``folds``: ``rows`` are one fold of k folds (the fix for
+    a label without training tracks names the folds, :func:`training_vocabulary`)."""
     if aggregation not in ("mean", *FRAME_AGGREGATIONS):
         raise ValueError(f"unknown aggregation {aggregation!r}; valid: mean, {', '.join(FRAME_AGGREGATIONS)}")
     row_ids = rows.column("track_id").combine_chunks()
@@ -343,7 +359,7 @@ def probe_data(
         tests[sid] = (xs, sy, tids)
         counts[sid] = c
     if task_type != "regression":
-        classes, ytr, yva, tests = training_vocabulary(task_type, classes, ytr, yva, tests, f"{dataset}/{model}")
+        classes, ytr, yva, tests = training_vocabulary(task_type, classes, ytr, yva, tests, f"{dataset}/{model}", folds)
     if aggregation == "attention":
         return ProbeData(
             task_type, classes, xtr, ytr, xva, yva, tests,

@@ -137,7 +137,7 @@ def test_the_train_stage_tells_unembedded_augmenting_tracks_from_failed_ones(tmp
 
     store, rows = catalog(tmp_path, frames=False, n=40)
     exp = SimpleNamespace(datasets=[SimpleNamespace(name="ds")], augment_for=lambda ds: ["noise", "gain"])
-    item = SimpleNamespace(exp=exp, rows=rows, dataset="ds", model="m", fold=None)
+    item = SimpleNamespace(exp=exp, ei=0, rows=rows, dataset="ds", model="m", fold=None)
     ctx = SimpleNamespace(store=store)
     why, unembedded = _not_augmented(ctx, item, {})  # "noise" holds the training tracks; "gain" the test tracks
     assert unembedded and "augment lists 'gain', but store partition ds/m/gain in" in why
@@ -301,6 +301,14 @@ def test_labels_without_a_training_example_are_named_and_left_out_of_a_tagging_t
     with caplog.at_level("WARNING", logger="repeval.tuning.data"):
         data = probe_data("multiclass_classification", rows, store, "ds", "m", [])
     assert data.classes == ["c0", "c1", "c2", "c3", "c9"] and "'c9' (0 validation, 1 test tracks)" in caplog.text
+    assert "or split_ratios) or leave them out" in caplog.text
+    # a fold of k folds (split_type all): split_ratios, which k folds refuse, is not the fix — the folds are
+    reset_warned()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="repeval.tuning.data"):
+        probe_data("multiclass_classification", rows, store, "ds", "m", [], folds=True)
+    assert "'c9' (0 validation, 1 test tracks)" in caplog.text and "split_ratios" not in caplog.text, caplog.text
+    assert "check the folds (a label needs tracks in three folds or more" in caplog.text, caplog.text
 
 
 def test_labels_without_a_training_example_are_warned_about_once_for_the_tasks_that_share_them(
