@@ -188,7 +188,7 @@ def check_data_paths(cfg: Config, source: str | None = None) -> None:
 def _said_once(problems: list[str]) -> list[str]:
     """``problems`` (each ``experiments[i].datasets[j].<what>``) with those of one dataset that several experiments
     share (a YAML anchor, as the README advises) said once, naming the other places: a manifest missing from three
-    experiments was three long lines saying the same."""
+    experiments was three long lines saying the same. A problem of no place said again is said once."""
     import re
 
     where = re.compile(r"^(experiments\[\d+\]\.datasets\[\d+\])\.(.*)$", re.S)
@@ -196,12 +196,15 @@ def _said_once(problems: list[str]) -> list[str]:
     for p in problems:
         m = where.match(p)
         place, what = (m.group(1), m.group(2)) if m else ("", p)
-        alike.setdefault(what, []).append(place)
-    return [
-        (f"{places[0]}.{what}" if places[0] else what)
-        + (f" (the same at {', '.join(places[1:])})" if len(places) > 1 else "")
-        for what, places in alike.items()
-    ]
+        if place not in (places := alike.setdefault(what, [])):
+            places.append(place)
+    out = []
+    for what, places in alike.items():
+        others = [p for p in places[1:] if p]
+        out.append(
+            (f"{places[0]}.{what}" if places[0] else what) + (f" (the same at {', '.join(others)})" if others else "")
+        )
+    return out
 
 
 #: what a k-fold dataset's split column does (:func:`_fixed_fold_splits`, :func:`unchecked_fold_splits`)

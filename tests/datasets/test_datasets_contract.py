@@ -141,7 +141,7 @@ def test_a_missing_data_path_says_how_to_get_the_data(tmp_path, monkeypatch):
     import mirdata.core
 
     from repeval.config import ConfigError, parse_config
-    from repeval.config.loader import check_data_paths
+    from repeval.config.loader import _said_once, check_data_paths
 
     monkeypatch.chdir(tmp_path)
     # mirdata's index folder, as on a machine that never downloaded one
@@ -173,6 +173,8 @@ def test_a_missing_data_path_says_how_to_get_the_data(tmp_path, monkeypatch):
     assert len(said.splitlines()) == 1 and said.count("no such file") == 1, said
     assert said.endswith("(the same at experiments[1].datasets[0], experiments[2].datasets[0])"), said
     assert "experiments[0].datasets[0].manifest: no such file" in said, said
+    # a problem of no place said twice is said once, not with "(the same at )"
+    assert _said_once(["a problem", "a problem", "another"]) == ["a problem", "another"]
 
 
 def test_download_offline_error_names_the_fix(monkeypatch, tmp_path):
