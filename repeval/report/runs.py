@@ -74,11 +74,11 @@ def _not_evaluated(fs: pafs.FileSystem, path: str) -> int:
     dataset several tasks loaded with the same findings counted once, as the run said them and ``--strict`` counts
     them (:func:`repeval.run.rows.said_once`) — one missing file of a catalog three tasks read is one row, not 3."""
     found = [d for d in json_at(fs, path, LOAD_REPORT).values() if isinstance(d, dict)]
-    alike = {
-        (str(d.get("dataset")), tuple(map(str, d.get("lines") or ())), d.get("rows")): int(d.get("not_evaluated") or 0)
+    alike = {  # the key as :func:`repeval.report.left_out.dropped_alike`'s: loads of other counts are each counted
+        (str(d.get("dataset")), tuple(map(str, d.get("lines") or ())), d.get("rows"), int(d.get("not_evaluated") or 0))
         for d in found
     }
-    return sum(alike.values())
+    return sum(key[-1] for key in alike)
 
 
 #: the state of a run whose last command, a stage before training, finished (``repeval embed``, ``repeval deform``)

@@ -145,6 +145,22 @@ def test_a_dataset_two_tasks_load_says_what_it_dropped_once(tmp_path, caplog):
     assert len([m for m in said if "missing audio" in m]) == 1, said
 
 
+def test_runs_counts_each_count_of_loads_alike_but_for_what_strict_counts(tmp_path):
+    """Two loads of one dataset with the same lines and rows kept but another count of rows not evaluated (what
+    --strict counts differs by task) kept the last load's count alone in `repeval runs`; the report's left-out
+    section (``dropped_alike``) tells them apart by that count, and so does the count now."""
+    from repeval.report.runs import _not_evaluated
+
+    entry = {"dataset": "tones", "lines": ["2 missing audio: ghost-1"], "rows": 4}
+    report = {
+        "a__tones": {**entry, "task": "a", "not_evaluated": 3},
+        "b__tones": {**entry, "task": "b", "not_evaluated": 2},
+        "c__tones": {**entry, "task": "c", "not_evaluated": 3},  # as a's: counted once
+    }
+    (tmp_path / "load_report.json").write_text(json.dumps(report))
+    assert _not_evaluated(pafs.LocalFileSystem(), str(tmp_path)) == 3 + 2
+
+
 def test_a_set_too_small_for_its_split_ratios_is_named_with_its_splits_and_the_fix(dropped_run):
     """Four tracks of two classes, split by the default split_ratios (0.8/0.1/0.1), give validation none: the run
     stopped with "the validation split has no embedded tracks — check the dataset's splits and errors", which did
