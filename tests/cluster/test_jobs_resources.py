@@ -103,12 +103,13 @@ def test_plan_reports_requests() -> None:
     text = make_plan(_cfg(embed_resources={"embed": 1}, trial_num_gpus=0.25)).text()
     assert "embed actor:      1 CPU + embed=1 (+ 1 GPU for GPU models when Ray reports GPUs)" in text, text
     assert "probe trial:      1 CPU (+ 0.25 GPU when Ray reports GPUs)" in text, text
-    on_gpus = make_plan(
-        _cfg(embed_resources={"embed": 1}, trial_num_gpus=0.25), cluster={"CPU": 4, "GPU": 1, "embed": 2}
-    )
+    cluster = {"CPU": 4, "GPU": 1, "embed": 2, "memory": 45283700000.0, "object_store_memory": 6e8}
+    on_gpus = make_plan(_cfg(embed_resources={"embed": 1}, trial_num_gpus=0.25), cluster=cluster)
     lines = on_gpus.text()
     assert "embed mfcc-stats: 2 embedding actor(s) × 1 CPU, embed=1" in lines, lines  # CPU model: no GPU
-    assert "probe trial:      1 CPU + 0.25 GPU" in lines and "cluster:          CPU=4, GPU=1, embed=2" in lines
+    assert "probe trial:      1 CPU + 0.25 GPU" in lines, lines
+    # Ray's byte counts in GiB (they read "memory=4.52837e+10")
+    assert "cluster:          CPU=4, GPU=1, embed=2, memory=42.2 GiB, object_store_memory=0.559 GiB" in lines, lines
     missing = make_plan(_cfg(embed_resources={"embed": 1}), cluster={"CPU": 4}).text()
     assert "cannot be placed" in missing and "ray start --resources" in missing
     # where each model runs: the quickstart's handcrafted features inside the decode tasks unless a pool is asked for
