@@ -223,8 +223,8 @@ def warn_if_granted_gpu_unused(model_id: str, model: Any) -> None:
     warn_once(
         log, "granted GPU unused",
         "the embedding actor of %s %s was granted a GPU, but %s: it embeds on the CPU while the GPU stays reserved "
-        "for it — install a CUDA build of torch on the GPU nodes, or set run.resources.use_gpu: never to embed on "
-        "CPUs alone",
+        "for it — install a CUDA build of torch on the GPU nodes (and leave the model's params.device at auto), or set "
+        "run.resources.use_gpu: never to embed on CPUs alone",
         model_id, this_node(), why,
     )  # fmt: skip
 
