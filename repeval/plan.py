@@ -265,7 +265,10 @@ def make_plan(
         )
     if cluster is not None:
         shown = sorted((k, v) for k, v in cluster.items() if not k.startswith("node:"))
-        p.resources["cluster"] = ", ".join(f"{k}={v:g}" for k, v in shown)
+        # Ray counts memory in bytes: "memory=4.52837e+10" said nothing at a glance
+        p.resources["cluster"] = ", ".join(
+            f"{k}={v / 2**30:.3g} GiB" if k in ("memory", "object_store_memory") else f"{k}={v:g}" for k, v in shown
+        )
     return p
 
 

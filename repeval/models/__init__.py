@@ -23,6 +23,7 @@ from repeval.models.base import (
     build_model,
     register_model,
     resolve_model,
+    unavailable_reason,
 )
 
 __all__ = [
@@ -33,4 +34,5 @@ __all__ = [
     "build_model",
     "register_model",
     "resolve_model",
+    "unavailable_reason",
 ]

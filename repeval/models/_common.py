@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from repeval.models.base import EmbeddingModel, PerClip, refuse_offsets
+from repeval.models.base import EmbeddingModel, ModelUnavailable, PerClip, refuse_offsets
 
 #: environment each isolated process group needs (set before the framework is imported);
 #: the pipeline passes these as the actor's ``runtime_env={"env_vars": ...}``.
@@ -188,12 +188,45 @@ def cut_windows(audio: np.ndarray, window: int, hop: int) -> np.ndarray:
 
 
 def choose_device(requested: str | None) -> str:
-    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``."""
+    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``. A ``cuda`` device asked for (``params.device``) where
+    torch cannot use one raises :class:`~repeval.models.base.ModelUnavailable` naming the fix — torch's own error
+    ("Torch not compiled with CUDA enabled") killed the embedding actor, its traceback in the job's log."""
     import torch
 
     if requested in (None, "", "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
+    reason = device_unusable(requested)
+    if reason:
+        raise ModelUnavailable(reason)
     return str(requested)
+
+
+def device_unusable(requested: Any) -> str | None:
+    """Why the device a model's ``params.device`` names cannot be used in this process (``cuda`` where torch sees no
+    GPU), naming the fix; None when it can, or when none is named (``auto``: the GPU when there is one)."""
+    if not str(requested or "").startswith("cuda"):
+        return None
+    why = cuda_unusable()
+    if why is None:
+        return None
+    return (
+        f"params.device is {requested!r}, but {why} — set params.device: auto (the GPU where torch sees one, else "
+        "the CPU), or install a CUDA build of torch on the nodes its actors run on"
+    )
+
+
+def cuda_unusable() -> str | None:
+    """Why torch in this process cannot use a GPU (a CPU-only build; no CUDA device visible), or None when it can."""
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    if torch.version.cuda is None:
+        return f"torch {torch.__version__} is a CPU-only build"
+    return (
+        f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA device "
+        f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
+    )
 
 
 def _rebuild(cls: type[EmbeddingModel], params: dict[str, Any]) -> EmbeddingModel:

@@ -317,7 +317,19 @@ def build_model(cfg: Any, where: str = "here") -> EmbeddingModel:
     """The model of ``cfg``; :class:`ModelUnavailable` ("embedding model '<id>' cannot run ``where``: <reason>")
     when it cannot run in this process."""
     fam, params = resolve_model(cfg)
-    reason = fam.cls.availability(params)
+    reason = unavailable_reason(fam.cls, params)
     if reason:
         raise ModelUnavailable(f"embedding model '{cfg.id}' cannot run {where}: {reason}")
     return fam.cls(**params)
+
+
+def unavailable_reason(cls: type[EmbeddingModel], params: dict[str, Any]) -> str | None:
+    """Why a model of family ``cls`` with ``params`` cannot run in this process, naming the fix: its
+    :meth:`~EmbeddingModel.availability` (an extra, weights), then the device its ``params.device`` names (``cuda``
+    where torch sees no GPU: torch's own error killed the embedding actor); None when it can."""
+    reason = cls.availability(params)
+    if reason or "device" not in params:
+        return reason
+    from repeval.models._common import device_unusable
+
+    return device_unusable(params["device"])

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from repeval.pipeline.stages import DecodeDeform, _object_array, table_to_batch
+from repeval.warn import warn_once
 
 #: the log lines of the pipeline's UDFs keep the name they had when one module held them all (the CLI prints it)
 log = logging.getLogger("repeval.pipeline.stages")
@@ -95,6 +96,7 @@ class Embed:
             self.unavailable = exc
             return
         limit_threads(threads)  # the model may have imported torch
+        warn_if_granted_gpu_unused(self.model_id, self.model)
         if sample_rate_hz is not None and int(self.model.sample_rate_hz) != int(sample_rate_hz):
             # the stream decodes at the rate planned for the model (its declared_sizes); fed another, the model
             # would hear slowed or sped-up audio
@@ -202,6 +204,29 @@ class Embed:
         if self.keep_frames:
             out["frames"] = _object_array(frames_out)
         return out
+
+
+def warn_if_granted_gpu_unused(model_id: str, model: Any) -> None:
+    """Warn, once per process, when Ray granted this embedding actor a GPU (``run.resources.use_gpu``: the cluster
+    reports GPUs) that its model does not use — torch here is a CPU-only build or sees no device, so the model
+    (``params.device: auto``) embeds on the CPU while the GPU stays reserved for the actor. It used to do so without
+    a word, the stage's line saying "1 GPU"."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized() or not ray.get_gpu_ids():
+        return
+    device = str(getattr(model, "device", "cpu"))
+    if device.startswith("cuda"):
+        return
+    from repeval.models._common import cuda_unusable
+
+    why = cuda_unusable() or f"its params.device is {device!r}"
+    warn_once(
+        log, "granted GPU unused",
+        "the embedding actor of %s %s was granted a GPU, but %s: it embeds on the CPU while the GPU stays reserved "
+        "for it — install a CUDA build of torch on the GPU nodes (and leave the model's params.device at auto), or set "
+        "run.resources.use_gpu: never to embed on CPUs alone",
+        model_id, this_node(), why,
+    )  # fmt: skip
 
 
 def this_node() -> str:

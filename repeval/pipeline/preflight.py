@@ -15,7 +15,7 @@ from typing import Any
 
 from repeval.config import Config, ExperimentConfig
 from repeval.deformations import scenario_steps, validate_steps_at
-from repeval.models import ModelUnavailable, resolve_model
+from repeval.models import ModelUnavailable, resolve_model, unavailable_reason
 from repeval.pipeline.embedder import model_config_for_build
 from repeval.pipeline.partitions import ModelSpec, accepted_spec
 from repeval.pipeline.resources import stream_resources
@@ -93,7 +93,7 @@ def unavailable_here(mcfgs: list[Any]) -> dict[str, str]:
     for mcfg in mcfgs:
         try:
             fam, params = resolve_model(model_config_for_build(mcfg))
-            reason = fam.cls.availability(params)
+            reason = unavailable_reason(fam.cls, params)
         except Exception as exc:  # a broken install (a package that imports but fails): a reason, not a crash
             reason = f"checking it failed with {_first_line(exc)} — {REINSTALL_FIX}"
         if reason:

@@ -277,16 +277,11 @@ def _device(config: dict[str, Any]) -> str:
         return "cpu"
     import socket
 
-    import torch
+    from repeval.models._common import cuda_unusable
 
-    if torch.cuda.is_available():
+    why = cuda_unusable()
+    if why is None:
         return "cuda"
-    why = (
-        f"torch {torch.__version__} is a CPU-only build"
-        if torch.version.cuda is None
-        else f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA device "
-        f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
-    )
     warn_once(
         log, "granted GPU unused",
         "a probe trial on %s was granted a GPU, but %s: its probes train on the CPU while the GPU stays reserved for "

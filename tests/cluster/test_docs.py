@@ -93,3 +93,23 @@ def test_ray_job_address_is_not_exported_as_ray_address():
     found = [f"{p.name}: {m}" for p in files for m in re.findall(r"RAY_ADDRESS=https?://\S+", p.read_text("utf-8"))]
     assert found == []
     assert "export RAY_API_SERVER_ADDRESS=http://127.0.0.1:8265" in doc_text()
+
+
+def test_submit_commands_ship_the_data_their_config_reads_from_a_gitignored_folder():
+    """A job runs in Ray's copy of the upload, which leaves out what .gitignore lists: a config whose data lies in such
+    a folder (the quickstart's data/) finds it only when the command sets RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1. The
+    launcher's and KubeRay's commands, copied as given, stopped at once ("manifest: no such file")."""
+    gitignore = (REPO / ".gitignore").read_text(encoding="utf-8").splitlines()
+    ignored = {line.strip().strip("/") for line in gitignore if line.startswith("/") and line.rstrip().endswith("/")}
+    assert "data" in ignored
+    checked = 0
+    for command in _submit_commands():
+        found = re.search(r" python jobs/\w+\.py (\S+)", command)
+        assert found, command
+        cfg = yaml.safe_load((REPO / found.group(1)).read_text(encoding="utf-8"))
+        datasets = [d for exp in cfg["experiments"] for d in exp["datasets"]]
+        paths = [str(d[key]) for d in datasets for key in ("manifest", "dir") if d.get(key)]
+        if any(not p.startswith("/") and "://" not in p and p.split("/")[0] in ignored for p in paths):
+            checked += 1
+            assert "RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1" in command.partition("ray job submit ")[0].split(), command
+    assert checked >= 5

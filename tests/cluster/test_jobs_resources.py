@@ -103,12 +103,13 @@ def test_plan_reports_requests() -> None:
     text = make_plan(_cfg(embed_resources={"embed": 1}, trial_num_gpus=0.25)).text()
     assert "embed actor:      1 CPU + embed=1 (+ 1 GPU for GPU models when Ray reports GPUs)" in text, text
     assert "probe trial:      1 CPU (+ 0.25 GPU when Ray reports GPUs)" in text, text
-    on_gpus = make_plan(
-        _cfg(embed_resources={"embed": 1}, trial_num_gpus=0.25), cluster={"CPU": 4, "GPU": 1, "embed": 2}
-    )
+    cluster = {"CPU": 4, "GPU": 1, "embed": 2, "memory": 45283700000.0, "object_store_memory": 6e8}
+    on_gpus = make_plan(_cfg(embed_resources={"embed": 1}, trial_num_gpus=0.25), cluster=cluster)
     lines = on_gpus.text()
     assert "embed mfcc-stats: 2 embedding actor(s) × 1 CPU, embed=1" in lines, lines  # CPU model: no GPU
-    assert "probe trial:      1 CPU + 0.25 GPU" in lines and "cluster:          CPU=4, GPU=1, embed=2" in lines
+    assert "probe trial:      1 CPU + 0.25 GPU" in lines, lines
+    # Ray's byte counts in GiB (they read "memory=4.52837e+10")
+    assert "cluster:          CPU=4, GPU=1, embed=2, memory=42.2 GiB, object_store_memory=0.559 GiB" in lines, lines
     missing = make_plan(_cfg(embed_resources={"embed": 1}), cluster={"CPU": 4}).text()
     assert "cannot be placed" in missing and "ray start --resources" in missing
     # where each model runs: the quickstart's handcrafted features inside the decode tasks unless a pool is asked for
@@ -149,6 +150,11 @@ actors = [
     for a in list_actors(address=f"http://127.0.0.1:{port}", detail=True, limit=10000, raise_on_missing_output=False)
 ]
 
+# what the workers said of the GPU they were granted (log_to_driver=False: their stderr is in the session's logs)
+logs = os.path.join(ray._private.worker._global_node.get_session_dir_path(), "logs")
+granted = sorted({ln.strip() for name in os.listdir(logs) if name.startswith("worker-") and name.endswith(".err")
+                  for ln in open(os.path.join(logs, name), errors="replace") if "was granted a GPU" in ln})
+
 from repeval.config.run import ResourcesConfig
 from repeval.pipeline.resources import plan_resources
 
@@ -170,7 +176,7 @@ fraction = {"n_actors": res.n_actors, "num_gpus": res.num_gpus, "gpus": sorted({
             "cvd": sorted({r["cvd"] for r in rows})}
 print("RESULT " + json.dumps({"embed": summary.resources, "trained": trained["trained"],
                               "failed": len(trained["failed"]), "plan": plan, "actors": actors,
-                              "fraction": fraction}))
+                              "fraction": fraction, "granted": granted}))
 # the monitor first, as a `repeval` command's exit does (repeval.ray_utils.stop_monitor_first_at_exit): Ray's
 # shutdown SIGTERMs it after the GCS and waits a second for it (1.45 s from here to exit, 0.7 s so)
 from repeval.ray_utils import _kill_monitor
@@ -236,6 +242,13 @@ def test_fake_gpu_node_activates_gpu_requests(fake_gpu_run: dict[str, Any]) -> N
     assert trials and gpu and all(v == 0.5 for v in gpu), [(a["class_name"], a["required_resources"]) for a in trials]
     assert "embed clmr-v2:    1 embedding actor(s) × 1 CPU, 1 GPU, embed=1" in out["plan"], out["plan"]
     assert "probe trial:      1 CPU + 0.5 GPU" in out["plan"], out["plan"]
+    # torch here is a CPU build: the embedding actor says that the GPU it holds goes unused and what to do (it
+    # embedded on the CPU without a word; the probe trial's warning reaches the driver: tests/tuning/test_grid.py)
+    import torch
+
+    why = f"was granted a GPU, but torch {torch.__version__} is a CPU-only build"
+    (actor,) = [ln for ln in out["granted"] if ln.startswith("the embedding actor of clmr-v2 on node ")]
+    assert why in actor and "set run.resources.use_gpu: never to embed on CPUs alone" in actor, actor
 
 
 def test_gpu_fraction_requested_when_ray_reports_gpus(fake_gpu_run: dict[str, Any]) -> None:

@@ -432,3 +432,35 @@ def test_a_bucket_run_sharing_an_id_is_labelled_by_its_uri(s3: dict[str, Any], t
     assert set(runs[1].results["run_id"]) == {"demo@label/runs"}
     assert "run id 'demo' of s3://repeval/label/runs/demo is also that of" in caplog.text
     assert "run 'demo' given twice (s3://repeval/label/runs/demo)" in caplog.text
+
+
+def test_a_bucket_out_of_reach_is_one_error_line_naming_what_to_check(tmp_path: Path) -> None:
+    """Without network or credentials, pyarrow's errors named no fix ("AWS Error NETWORK_CONNECTION …"), and gs://'s
+    ran to 800 characters (its message twice) after google-cloud-cpp's 15 minutes of retries, Ctrl-C held off until
+    then. The error line now says what to check, and for gs:// how to fail sooner (the URI's retry_limit_seconds)."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    store = "gs://repeval-bucket/store?endpoint_override=127.0.0.1:9&scheme=http&retry_limit_seconds=1"
+    res = CliRunner().invoke(app, ["plan", str(REPO / "configs" / "quickstart.yaml"), "--store", store])
+    assert res.exit_code == 1, res.output
+    (line,) = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert line.startswith("error: google::cloud::Status(UNAVAILABLE: Retry policy exhausted"), line
+    assert "error_info" not in line and "GOOGLE_APPLICATION_CREDENTIALS" in line, line
+    assert line.endswith("add ?retry_limit_seconds=60 to the URI to fail sooner"), line
+    # an S3 server out of reach (the AWS SDK's own retries make the CLI take ~12 s: its error, asked once)
+    from repeval.cli.common import bucket_error
+
+    s3 = pafs.S3FileSystem(
+        endpoint_override="127.0.0.1:9", scheme="http", access_key="k", secret_key="s", region="us-east-1",
+        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=1), connect_timeout=0.5,
+    )  # fmt: skip
+    with pytest.raises(OSError) as e:
+        s3.get_file_info("b/store")
+    said, check = bucket_error(str(e.value))
+    assert said == str(e.value) and "AWS Error NETWORK_CONNECTION" in said
+    assert "cannot reach the S3 server" in check and "?endpoint_override=http://HOST:PORT&scheme=http" in check
+    refused = "When getting information for key 'store' in bucket 'b': AWS Error ACCESS_DENIED during HeadObject"
+    assert "AWS_ACCESS_KEY_ID" in bucket_error(refused)[1]
+    assert bucket_error("[Errno 28] No space left on device") == ("[Errno 28] No space left on device", "")

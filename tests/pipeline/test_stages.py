@@ -551,6 +551,34 @@ def test_a_model_that_cannot_run_is_said_at_the_first_batch_and_named_by_the_dri
     assert unavailable_in_stream(RuntimeError("UDF failed: ValueError: something else")) is None
 
 
+def test_a_cuda_device_torch_cannot_use_is_a_model_that_cannot_run_there(files, tmp_path):
+    """``params.device: cuda`` where torch sees no GPU (this machine's CPU build of torch): torch's "Torch not compiled
+    with CUDA enabled" killed the embedding actor as it started, Ray's tracebacks in the job's log. Now the run's
+    model check on each node and the actor both say it as a model that cannot run there, naming the fix."""
+    import torch
+
+    from repeval.models import ModelUnavailable
+    from repeval.models.dummies import dummy_params
+    from repeval.pipeline.embedder import this_node
+    from repeval.pipeline.preflight import unavailable_here
+
+    params = {**dummy_params("clmr-v2", tmp_path), "device": "cuda"}
+    cfg = EmbeddingModelConfig(id="clmr-gpu", type="clmr-v2", params=params)
+    if torch.cuda.is_available():  # torch here has a GPU: the model is built on it
+        assert unavailable_here([cfg]) == {} and str(build_model(cfg).device) == "cuda"
+        return
+    why = f"torch {torch.__version__} is a CPU-only build" if torch.version.cuda is None else "sees no CUDA device"
+    fix = "set params.device: auto (the GPU where torch sees one, else the CPU), or install a CUDA build of torch"
+    said = unavailable_here([cfg]).get("clmr-gpu", "")  # the run's check on each node, before anything is embedded
+    assert why in said and said.startswith("params.device is 'cuda', but torch") and fix in said, said
+    emb = Embed(cfg, threads=1)  # an actor on a node that joined later: said at its first batch
+    with pytest.raises(ModelUnavailable, match=re.escape(f"'clmr-gpu' cannot run {this_node()}: params.device")) as e:
+        emb(_decode_rows(files, ["short"], [["clean"]]))
+    assert why in str(e.value) and fix in str(e.value), e.value
+    auto = EmbeddingModelConfig(id="clmr-auto", type="clmr-v2", params={**params, "device": "auto"})
+    assert unavailable_here([auto]) == {} and str(build_model(auto).device) == "cpu"
+
+
 def test_ray_datas_failure_lines_are_held_back_and_said_unless_repeval_says_the_error():
     """Ray Data announces a failing UDF in two ERROR lines ("… with the abbreviated stack trace below" — for a model
     that cannot run on a node, repeval's own one-line error followed, no trace): held while the stream runs, said
