@@ -244,16 +244,12 @@ def gone_process(status: dict[str, Any]) -> str | None:
     its process (an earlier repeval)."""
     import socket
 
+    from repeval.store.lock import alive_here
+
     pid = status.get("pid")
     if status.get("state") != "started" or not isinstance(pid, int) or status.get("host") != socket.gethostname():
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        pass
-    except OSError:  # PermissionError: it exists, another user's
-        return None
-    else:
+    if alive_here(status):  # another user's process counts as alive
         return None
     resume = status.get("resume")
     how = f"`{resume}` resumes it" if resume else "rerun its command to resume it"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shlex
 from typing import Any
 
 import pyarrow as pa
@@ -68,7 +67,7 @@ def unsettled_note(part: Partition, left: list[str]) -> str:
         f"{part.name}: a track removal (`repeval store rm … --track`) was stopped or could not finish, leaving "
         f"{what}; "
         "repeval reads around them, a plain Parquet reader (duckdb, pq.read_table) does not — settle it with "
-        f"`repeval store settle {shlex.quote(part.store.uri)} {shlex.quote(part.name)}`"
+        f"`{part.settle_command()}`"
     )
 
 
