@@ -5,14 +5,21 @@ The lease is ``<store>/_lease.json``: the owner's host, pid and run id, when it 
 ``expires_at`` — :data:`TTL_S` ahead, pushed on every :data:`RENEW_S` by a thread while the owner runs. Another
 ``run``, ``store rm`` or ``store settle`` refuses while an unexpired lease is there, naming its owner and the time it
 runs out; the owner deletes it when it lets go. An owner killed (``kill -9``, its machine gone) leaves its lease to
-expire, or ``repeval store unlock STORE --yes`` removes it at once. An owner whose renewal finds its lease removed or
-taken over, or whose lease expired unrenewed, writes no more to the store: :meth:`Lease.check`, which the store's
-writes call (:meth:`repeval.store.EmbeddingStore.check_lock`), raises :class:`LeaseLost`.
+expire, or ``repeval store unlock STORE --yes`` removes it at once.
 
-Object stores have no "create if absent" that pyarrow exposes, so taking the lease is read, write, then read again
-:data:`CONFIRM_S` later: of two processes that found no lease and wrote theirs within that time, the one whose token is
-no longer there refuses. The window left is a process stalling for longer than that between its read and its write
-(milliseconds otherwise): a lease, not a lock, on storage that offers none.
+An owner writes no more to the store — :meth:`Lease.check`, which the store's writes call
+(:meth:`repeval.store.EmbeddingStore.check_lock`), raises :class:`LeaseLost` — once a renewal finds its lease removed
+or taken over, or once its own clock (:func:`clock`, which counts a machine's sleep too) says :func:`stop_s` have
+passed since its last successful renewal began: :data:`MARGIN_S` before its lease expires, so that a write begun just
+before lands before another process may take the store. A renewal never writes a lease its owner no longer holds:
+it reads the lease first, and writes only while the token there is its own and :func:`stop_s` have not passed.
+
+Object stores have no "create if absent" or "write if unchanged" that pyarrow exposes, so every step is read, then
+write. Taking the lease is read, write, then read again :data:`CONFIRM_S` later: of two processes that found no lease
+and wrote theirs within that time, the one whose token is no longer there refuses. What is left (docs/store.md,
+"Concurrency and atomicity"): a process stalling between its read and its write for longer than :data:`CONFIRM_S`
+(taking the lease) or :data:`MARGIN_S` (a renewal, or a write to the store after its check), and hosts whose clocks
+differ by more than :data:`MARGIN_S` — a lease, not a lock, on storage that offers none.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import shlex
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow.fs as pafs
@@ -36,13 +44,33 @@ log = logging.getLogger(__name__)
 LEASE = "_lease.json"
 #: how long a lease holds without being renewed (an owner killed blocks the store that long, or until unlocked)
 TTL_S = 600.0
-#: how often the owner pushes its lease's expiry on
-RENEW_S = 60.0
+#: how often the owner pushes its lease's expiry on: a removal or takeover is noticed within that, and an outage of
+#: the storage gets (TTL_S - MARGIN_S) / RENEW_S tries before the owner stops; each costs a read and a write
+RENEW_S = 30.0
+#: how long before its lease expires an owner whose renewals failed stops writing: longer than a write to the store
+#: (a part file, a renewal) takes, and than the owner's clock and the next writer's differ
+MARGIN_S = 120.0
 #: how long after writing its lease a process reads it back, to find another that wrote its own at the same time
 CONFIRM_S = 1.0
 #: how long :meth:`Lease.release` waits for a renewal in flight (a read and a write) before it deletes the lease anyway:
 #: a renewal stuck on slow storage must not hold up the end of a run, or Ctrl-C
 RELEASE_WAIT_S = 5.0
+
+
+def _boot_clock() -> float:
+    """Seconds on a clock that never steps back and, on Linux, counts the time the machine slept (``CLOCK_BOOTTIME``;
+    ``time.monotonic`` elsewhere): a lease expires on the storage while its owner's laptop or VM is suspended too."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+#: the owner's clock for how long ago its last renewal began (a test injects its own)
+clock: Callable[[], float] = _boot_clock if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic
+
+
+def stop_s() -> float:
+    """How long after its last successful renewal began an owner stops writing: :data:`MARGIN_S` before its lease
+    expires."""
+    return TTL_S - MARGIN_S
 
 
 class LeaseError(RuntimeError):
@@ -102,16 +130,31 @@ class Lease:
         self._info: dict[str, Any] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        #: what the renewal thread found when the lease was no longer this process' own (:meth:`check` raises it)
+        #: why the lease is no longer this process' own — found by the renewal thread, or by :meth:`check` on the
+        #: clock (:meth:`check` raises it)
         self.lost: str | None = None
+        #: :func:`clock` as the last write of the lease that succeeded began (its expiry is TTL_S after that)
+        self._written_clock = 0.0
 
     def _write(self) -> None:
         """Write the lease, expiring :data:`TTL_S` from now; ``_info`` keeps what the storage holds (a write that
         fails leaves the expiry the last one written, which the warnings name)."""
-        now = time.time()
+        began, now = clock(), time.time()
         info = {**self._info, "renewed_at": now, "expires_at": now + TTL_S}
         _atomic_write_bytes(self.store.fs, f"{self.store.root}/{LEASE}", json.dumps(info, indent=1).encode())
-        self._info = info
+        self._info, self._written_clock = info, began
+
+    def _lapsed(self) -> str | None:
+        """Why the lease may no longer be this process' own by its clock alone — :func:`stop_s` passed since its last
+        successful renewal began — else ``None``. No storage round trip."""
+        unrenewed_s = clock() - self._written_clock
+        if unrenewed_s < stop_s():
+            return None
+        return (
+            f"was not renewed for {unrenewed_s:.0f} s (its renewals failed or did not answer: the storage unreachable?) "
+            f"— it expires at {utc(self._info.get('expires_at', 0))}, and this process stops writing {MARGIN_S:.0f} s "
+            "before, so that nothing it writes lands after another process could take the store"
+        )
 
     def acquire(self) -> None:
         from repeval.store.lock import StoreLocked, describe, owner_info
@@ -146,20 +189,24 @@ class Lease:
         self._thread.start()
 
     def _renew(self) -> None:
-        while not self._stop.wait(RENEW_S):
+        while not self._stop.wait(RENEW_S) and self.lost is None:
             try:
                 current = read_lease(self.store.fs, self.store.root, self.store.uri)
                 if current is None or current.get("token") != self.token:
                     from repeval.store.lock import describe
 
-                    self.lost = (
+                    self._lose(
                         "was removed (`repeval store unlock`?)"
                         if current is None
                         else f"was taken over by {describe(current)}"
                     )
-                    log.error("%s", self._lost_text())
                     return
                 if self._stop.is_set():  # released while this renewal read: not written back
+                    return
+                # its own token there, but read-then-write is not atomic: once its expiry is near by this process'
+                # clock another may take the lease between the read and the write, and the write would undo that
+                if (lapsed := self._lapsed()) is not None:
+                    self._lose(lapsed)
                     return
                 self._write()
                 if self._stop.is_set():  # released while this write was in flight: the lease it wrote is let go too
@@ -172,22 +219,27 @@ class Lease:
                     exc_info=not isinstance(exc, OSError | LeaseError),  # not an outage: where it came from
                 )  # fmt: skip
 
+    def _lose(self, why: str) -> None:
+        """The renewal thread found the lease no longer this process' own (``why``): logged as it is found (the next
+        write may be long after), and :meth:`check` raises it."""
+        if self.lost is None:
+            self.lost = why
+            log.error("%s", self._lost_text())
+
     def check(self) -> None:
         """Raise :class:`LeaseLost` once another process may write to the store: the renewal thread found this lease
-        removed or taken over, or it expired without being renewed. Reads no storage (what the thread found, and the
-        clock)."""
-        if self.lost is None and self._thread is not None and time.time() >= self._info.get("expires_at", 0):
-            self.lost = (
-                f"expired at {utc(self._info['expires_at'])} without being renewed (its renewals failed or did not "
-                "answer: the storage unreachable?)"
-            )
+        removed or taken over, or :func:`stop_s` have passed since its last successful renewal began (its renewals
+        failing: it stops :data:`MARGIN_S` before the lease expires). Reads no storage (what the thread found, and the
+        clock): cheap enough for every write."""
+        if self.lost is None and self._thread is not None and (lapsed := self._lapsed()) is not None:
+            self.lost = lapsed  # raised below, not logged too
         if self.lost is not None:
             raise LeaseLost(self._lost_text())
 
     def _lost_text(self) -> str:
         return (
             f"store {self.store.uri}: this process' lease on the store {self.lost} — another process may write to the "
-            "store now, so this one stops writing to it (what it wrote before is kept): run it again once the store is "
+            "store, so this one stops writing to it (what it wrote before is kept): run it again once the store is "
             "free; it goes on from what is stored"
         )
 

@@ -110,9 +110,9 @@ class StoreLock:
 
     def check(self) -> None:
         """Raise :class:`~repeval.store.lease.LeaseLost` when the store is no longer this process' own to write (a
-        lease found removed or taken over, or expired: :meth:`repeval.store.lease.Lease.check`); an ``flock`` is held
-        until released. No storage round trip: the store's writes call it through
-        :meth:`repeval.store.EmbeddingStore.check_lock`."""
+        lease found removed or taken over, or unrenewed so long it is about to expire:
+        :meth:`repeval.store.lease.Lease.check`); an ``flock`` is held until released. No storage round trip: the
+        store's writes call it through :meth:`repeval.store.EmbeddingStore.check_lock`."""
         if self._lease is not None:
             self._lease.check()
 

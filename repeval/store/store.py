@@ -81,8 +81,8 @@ class EmbeddingStore:
 
     def check_lock(self) -> None:
         """Before a write: raise :class:`~repeval.store.lease.LeaseLost` when the lock this process took on the store
-        was lost (a lease removed, taken over or expired: another process may write now). Nothing when no lock is
-        held; no storage round trip."""
+        was lost (a lease removed or taken over, or unrenewed so long it is about to expire: another process may write).
+        Nothing when no lock is held; no storage round trip (it runs before every part file)."""
         if self.lock is not None:
             self.lock.check()
 

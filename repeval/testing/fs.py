@@ -1,4 +1,4 @@
-"""A pyarrow filesystem over the local disk that can refuse deletes or hold writes, for tests of what the store does
+"""A pyarrow filesystem over the local disk that can refuse deletes or hold reads and writes, for tests of what the store does
 when its storage does not answer as the local disk does (a read-only file, a bucket that refuses a delete, two
 processes writing at the same moment): ``pafs.PyFileSystem(Faulty(...))``."""
 
@@ -11,13 +11,20 @@ import pyarrow.fs as pafs
 
 
 class Faulty(pafs.FileSystemHandler):
-    """The local filesystem, refusing to delete files whose name is in ``refused`` (``PermissionError``) and calling
-    ``before_write(path)`` before opening any file for writing."""
+    """The local filesystem, refusing to delete files whose name is in ``refused`` (``PermissionError``), calling
+    ``before_write(path)`` before opening any file for writing and ``before_read(path)`` before opening any file for
+    reading."""
 
-    def __init__(self, refused: set[str] | None = None, before_write: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        refused: set[str] | None = None,
+        before_write: Callable[[str], None] | None = None,
+        before_read: Callable[[str], None] | None = None,
+    ) -> None:
         self.local = pafs.LocalFileSystem()
         self.refused = set(refused or ())
         self.before_write = before_write
+        self.before_read = before_read
 
     def delete_file(self, path: str) -> None:
         if path.rsplit("/", 1)[-1] in self.refused:
@@ -63,15 +70,23 @@ class Faulty(pafs.FileSystemHandler):
         self.local.copy_file(src, dest)
 
     def open_input_stream(self, path: str) -> Any:
+        if self.before_read is not None:
+            self.before_read(path)
         return self.local.open_input_stream(path)
 
     def open_input_file(self, path: str) -> Any:
+        if self.before_read is not None:
+            self.before_read(path)
         return self.local.open_input_file(path)
 
     def open_append_stream(self, path: str, metadata: Any) -> Any:
         return self.local.open_append_stream(path, metadata=metadata)
 
 
-def faulty_fs(refused: set[str] | None = None, before_write: Callable[[str], None] | None = None) -> pafs.FileSystem:
+def faulty_fs(
+    refused: set[str] | None = None,
+    before_write: Callable[[str], None] | None = None,
+    before_read: Callable[[str], None] | None = None,
+) -> pafs.FileSystem:
     """A pyarrow filesystem of :class:`Faulty` (its handler is ``.handler``)."""
-    return pafs.PyFileSystem(Faulty(refused, before_write))
+    return pafs.PyFileSystem(Faulty(refused, before_write, before_read))

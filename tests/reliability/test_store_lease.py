@@ -152,7 +152,6 @@ def test_a_held_lease_is_renewed_and_a_taken_over_one_is_noticed_and_left_alone(
     from repeval.testing.fs import faulty_fs
 
     monkeypatch.setattr(lease_mod, "RENEW_S", 0.02)
-    monkeypatch.setattr(lease_mod, "TTL_S", 30.0)
     monkeypatch.setattr(lease_mod, "CONFIRM_S", 0.0)
     path = tmp_path / "bucket" / lease_mod.LEASE
     failing = threading.Event()
@@ -203,39 +202,138 @@ def test_a_held_lease_is_renewed_and_a_taken_over_one_is_noticed_and_left_alone(
     assert read() == taker and not lock.held  # the taker's lease is not deleted with this one's release
 
 
-@pytest.mark.parametrize("how", ["unlocked", "expired"])
-def test_a_holder_whose_lease_was_removed_or_expired_stops_writing_with_the_fix(tmp_path, monkeypatch, how):
-    """`store unlock` run while the holder still runs (its renewal finds no lease), or renewals that failed until the
-    lease expired: the holder's next part file or manifest is refused, naming why and what to do; what it committed
-    before stays; a lock of the local disk (an flock) never refuses so."""
+class FakeClock:
+    """The lease holder's clock (:data:`repeval.store.lease.clock`), moved on by the test: minutes pass at once."""
+
+    def __init__(self) -> None:
+        self.now_s = 1000.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+    def advance(self, seconds: float) -> None:
+        self.now_s += seconds
+
+
+def test_a_holder_whose_lease_was_removed_stops_writing_with_the_fix(tmp_path, monkeypatch):
+    """`store unlock` run while the holder still runs: its renewal finds no lease, and the holder's next part file or
+    manifest is refused, naming why and what to do; what it committed before stays; a lock of the local disk (an
+    flock) never refuses so."""
     from repeval.store import lease as lease_mod
     from repeval.testing.fs import faulty_fs
 
     monkeypatch.setattr(lease_mod, "CONFIRM_S", 0.0)
-    monkeypatch.setattr(lease_mod, "RENEW_S", 0.02 if how == "unlocked" else 600.0)
-    monkeypatch.setattr(lease_mod, "TTL_S", 600.0 if how == "unlocked" else 0.05)
+    monkeypatch.setattr(lease_mod, "RENEW_S", 0.02)
     store = EmbeddingStore(str(tmp_path / "bucket"), filesystem=faulty_fs())
     part = store.partition("ds", "m", "clean")
     with StoreLock(store, "held") as lock:
-        if how == "unlocked":
-            _write_rows(part, ["a"])
-            (tmp_path / "bucket" / lease_mod.LEASE).unlink()  # as `repeval store unlock --yes` does
-            wait_for(lambda: lock._lease.lost is not None, timeout=30)
-            why = r"was removed \(`repeval store unlock`\?\)"
-        else:
-            wait_for(lambda: lease_mod.time.time() > lock._lease._info["expires_at"], timeout=30)
-            why = r"expired at .* without being renewed \(its renewals failed"
+        _write_rows(part, ["a"])
+        (tmp_path / "bucket" / lease_mod.LEASE).unlink()  # as `repeval store unlock --yes` does
+        wait_for(lambda: lock._lease.lost is not None, timeout=30)
         with pytest.raises(
-            LeaseLost, match=f"{why}.* another process may write .* run it again once the store is free"
+            LeaseLost,
+            match=r"was removed \(`repeval store unlock`\?\).* another process may write .* run it again once the "
+            "store is free",
         ):
             _write_rows(part, ["b"])
         with pytest.raises(LeaseLost):
             part.finish({})
-    assert sorted(part.done_track_ids()) == (["a"] if how == "unlocked" else [])
+    assert sorted(part.done_track_ids()) == ["a"]
     local = EmbeddingStore(str(tmp_path / "local"))
     with StoreLock(local, "held"):
         _write_rows(local.partition("ds", "m", "clean"), ["a"])
         local.partition("ds", "m", "clean").finish({})
+
+
+def test_a_holder_whose_renewals_fail_stops_writing_before_its_lease_expires_asking_no_storage(tmp_path, monkeypatch):
+    """Renewals failing (no renewal here at all): once the holder's own clock says stop_s() = TTL_S - MARGIN_S passed
+    since its last renewal began, its next write is refused — while its lease still holds on the storage (a second
+    writer is still refused), so nothing it writes lands after another could take the store. The check asks the
+    storage nothing: it runs before every part file."""
+    from repeval.store import lease as lease_mod
+    from repeval.testing.fs import faulty_fs
+
+    clock = FakeClock()
+    monkeypatch.setattr(lease_mod, "clock", clock)
+    monkeypatch.setattr(lease_mod, "CONFIRM_S", 0.0)
+    monkeypatch.setattr(lease_mod, "RENEW_S", 600.0)  # never renewed within the test
+    requests: list[str] = []
+    fs = faulty_fs(before_write=requests.append, before_read=requests.append)
+    store = EmbeddingStore(str(tmp_path / "bucket"), filesystem=fs)
+    part = store.partition("ds", "m", "clean")
+    with StoreLock(store, "held"):
+        clock.advance(lease_mod.stop_s() - 1)
+        requests.clear()
+        store.check_lock()
+        assert requests == []  # no storage round trip
+        _write_rows(part, ["a"])  # a second short of it: written
+        clock.advance(1)
+        requests.clear()
+        stop = f"was not renewed for {lease_mod.stop_s():.0f} s .* stops writing {lease_mod.MARGIN_S:.0f} s before"
+        with pytest.raises(LeaseLost, match=f"{stop}.* this one stops writing to it"):
+            store.check_lock()
+        assert requests == []
+        with pytest.raises(LeaseLost, match=stop):
+            _write_rows(part, ["b"])
+        with pytest.raises(LeaseLost):
+            part.finish({})
+        with pytest.raises(StoreLocked, match="is in use by run 'held'"):  # its lease holds: no other writer yet
+            StoreLock(EmbeddingStore(str(tmp_path / "bucket"), filesystem=faulty_fs()), "second").acquire()
+    assert sorted(part.done_track_ids()) == ["a"]
+
+
+def test_a_renewal_never_writes_a_lease_lapsed_by_the_holders_clock(tmp_path, monkeypatch, caplog):
+    """A renewal that succeeds starts the holder's count again; once renewals failed for a whole TTL, the storage
+    answering again and the lease there still the holder's, the renewal writes nothing: read-then-write is not atomic,
+    and another process may take the expired lease between the read and the write, which the write would undo. The
+    holder says once that its lease lapsed and stops writing."""
+    import json
+    import logging
+
+    from repeval.store import lease as lease_mod
+    from repeval.testing.fs import faulty_fs
+
+    clock = FakeClock()
+    monkeypatch.setattr(lease_mod, "clock", clock)
+    monkeypatch.setattr(lease_mod, "CONFIRM_S", 0.0)
+    monkeypatch.setattr(lease_mod, "RENEW_S", 0.02)
+    path = tmp_path / "bucket" / lease_mod.LEASE
+    failing, lapsed = threading.Event(), threading.Event()
+    written_after_lapse: list[str] = []
+
+    def storage(p: str) -> None:
+        if lease_mod.LEASE not in p.rsplit("/", 1)[-1]:
+            return
+        if failing.is_set():
+            raise OSError("the bucket did not answer")
+
+    def write(p: str) -> None:
+        if lapsed.is_set() and lease_mod.LEASE in p.rsplit("/", 1)[-1]:
+            written_after_lapse.append(p)
+        storage(p)
+
+    store = EmbeddingStore(str(tmp_path / "bucket"), filesystem=faulty_fs(before_write=write, before_read=storage))
+    with caplog.at_level(logging.WARNING, logger="repeval.store.lease"), StoreLock(store, "held") as lock:
+        first = json.loads(path.read_text())
+        clock.advance(lease_mod.stop_s() - 1)
+        wait_for(lambda: json.loads(path.read_text())["renewed_at"] > first["renewed_at"], timeout=30)
+        clock.advance(2)  # a second past STOP_S since the lease was taken, two since its renewal
+        store.check_lock()
+
+        failing.set()  # reads and writes of the lease fail: no renewal between its read and its write from here
+        wait_for(lambda: "could not renew" in caplog.text, timeout=30)
+        stale = path.read_text()
+        clock.advance(lease_mod.TTL_S)  # a whole TTL unrenewed: to another process, the lease has expired
+        lapsed.set()
+        failing.clear()  # the storage answers again, the holder's token still there
+        wait_for(lambda: lock._lease.lost is not None or written_after_lapse, timeout=30)
+        assert written_after_lapse == []
+        lock._lease._thread.join(timeout=30)
+        assert not lock._lease._thread.is_alive()
+        assert path.read_text() == stale  # not pushed on
+        with pytest.raises(LeaseLost, match=r"was not renewed for \d+ s .* another process may write"):
+            store.check_lock()
+    assert caplog.text.count("was not renewed for") == 1, caplog.text
 
 
 def test_a_renewal_failing_in_any_way_is_tried_again_and_release_does_not_wait_on_a_stuck_one(
