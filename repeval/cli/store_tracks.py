@@ -106,7 +106,7 @@ def settle_partitions(store: EmbeddingStore, parts: list[Any], command: str | No
     settled = 0
     with StoreLock(store, run_id="repeval store settle", command=command):
         for part in parts:
-            for done in part.settle():
+            for done in part.settle(say=False):  # said once, here (a log line would repeat it)
                 sub = done.directory[len(part.path) :].strip("/")
                 where = f"{part.name}{'/' + sub if sub else ''}"
                 stuck.update((f"{where}/{n}", why) for n, why in done.stuck.items())

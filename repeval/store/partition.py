@@ -33,7 +33,7 @@ from repeval.store.layout import (
 from repeval.store.partition_files import rm_command as rm_command
 from repeval.store.partition_files import show_errors_command as show_errors_command
 from repeval.store.partition_stamp import PartitionStamp
-from repeval.store.rewrite import Settled, pending, remove_rows, settle, stuck_text
+from repeval.store.rewrite import Settled, pending, remove_rows, say_settled, settle, stuck_text
 
 log = logging.getLogger(__name__)
 
@@ -86,21 +86,29 @@ class Partition(PartitionStamp):
             remove_rows(self.fs, f"{self.path}/{ERRORS_DIR}", errors, ids, self.settle_command()),
         )
 
-    def settle(self) -> list[Settled]:
+    def settle(self, say: bool = True) -> list[Settled]:
         """Finish a track removal that was stopped (:func:`repeval.store.rewrite.settle`), rows and error records:
-        what was done in each folder that had a journal."""
+        what was done in each folder that had a journal, logged (:func:`repeval.store.rewrite.say_settled`) unless
+        ``say`` is false — a caller that says it itself (``repeval store settle``) says it once."""
         self.store.check_lock()
-        cmd, rm = self.settle_command(), self.rm_command()
-        done = (settle(self.fs, self.path, cmd, rm), settle(self.fs, f"{self.path}/{ERRORS_DIR}", cmd, rm))
-        return [d for d in done if d is not None]
+        rm = self.rm_command()
+        folders = (self.path, f"{self.path}/{ERRORS_DIR}")
+        done = [d for d in (settle(self.fs, f, rm) for f in folders) if d is not None]
+        for d in done if say else ():
+            say_settled(d, self.settle_command())
+        return done
 
     def settle_stuck(self) -> dict[str, str]:
         """:meth:`settle`, then the files it could not delete (their path in the partition → why): a new removal, or
-        the manifest, must wait for them."""
+        the manifest, must wait for them — the caller refuses naming them, so they are not logged too."""
+        done = self.settle(say=False)
+        for d in done:
+            if not d.stuck:
+                say_settled(d, self.settle_command())
         return {
-            f"{done.directory[len(self.path) :].strip('/')}/{n}".lstrip("/"): why
-            for done in self.settle()
-            for n, why in done.stuck.items()
+            f"{d.directory[len(self.path) :].strip('/')}/{n}".lstrip("/"): why
+            for d in done
+            for n, why in d.stuck.items()
         }
 
     def unsettled(self) -> list[str] | None:

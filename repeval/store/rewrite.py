@@ -131,11 +131,12 @@ def pending(fs: pafs.FileSystem, directory: str, rm_command: str | None = None) 
     return [n for n in sorted(_left_out(journal)) if not missing(fs, f"{directory}/{n}")]
 
 
-def settle(fs: pafs.FileSystem, directory: str, settle_command: str, rm_command: str | None = None) -> Settled | None:
+def settle(fs: pafs.FileSystem, directory: str, rm_command: str | None = None) -> Settled | None:
     """Finish a rewrite of ``directory`` that was stopped: delete the files its journal leaves out, then the journal
-    (``None`` when there is none). A file it cannot delete is named in a warning and keeps the journal, so the folder
-    still lists the rows once (:attr:`Settled.stuck`); the warning names ``settle_command`` (``repeval store settle
-    …``, quoted for a shell; a journal that cannot be read, ``rm_command``)."""
+    (``None`` when there is none). A file it cannot delete keeps the journal, so the folder still lists the rows once
+    (:attr:`Settled.stuck`). Says nothing: its caller says what it did, once — in a log (:func:`say_settled`), or in
+    its own output or error (``repeval store settle``, a refused ``store rm``). ``rm_command``: what a journal that
+    cannot be read names."""
     journal = _journal(fs, directory, rm_command)
     if journal is None:
         return None
@@ -143,17 +144,22 @@ def settle(fs: pafs.FileSystem, directory: str, settle_command: str, rm_command:
     done = Settled(directory, committed, *_delete_all(fs, directory, sorted(_left_out(journal))))
     if not done.stuck:
         done.stuck.update(_delete_all(fs, directory, [REWRITE])[1])
+    return done
+
+
+def say_settled(done: Settled, settle_command: str) -> None:
+    """Log what :func:`settle` did: the files it could not delete (a warning naming ``settle_command``, ``repeval
+    store settle …`` quoted for a shell), a stopped removal finished, or one stopped before it took effect."""
     if done.stuck:
-        log.warning("%s: %s", directory, stuck_text(done.stuck, settle_command))
-    elif committed:
-        log.info("%s: finished a track removal (`repeval store rm --track`) that was stopped", directory)
+        log.warning("%s: %s", done.directory, stuck_text(done.stuck, settle_command))
+    elif done.committed:
+        log.info("%s: finished a track removal (`repeval store rm --track`) that was stopped", done.directory)
     else:
         log.warning(
             "%s: a track removal (`repeval store rm … --track`) was stopped before it took effect: these part files "
             "are as they were before it — run that command again to remove the tracks",
-            directory,
+            done.directory,
         )
-    return done
 
 
 def stuck_text(stuck: dict[str, str], settle_command: str) -> str:

@@ -145,7 +145,10 @@ def test_a_removal_stopped_midway_shows_the_old_rows_or_the_new_never_both_and_i
                 in res.output
             )
             assert "settled 1 folder in 1 partition of" in res.output
-    assert ("was stopped before it took effect" in caplog.text) == (stop_at == "before_commit"), caplog.text
+    if stop_at == "after_commit":  # a run's reopen logs what it finished
+        assert "finished a track removal (`repeval store rm --track`) that was stopped" in caplog.text, caplog.text
+    else:  # `store settle` said it in its output: once, not in a log line too
+        assert "took effect" not in caplog.text, caplog.text
     rows_after, errors_after, files = _state(clean)
     assert (rows_after, errors_after) == (rows, errors) and not [f for f in files if "_rewrite" in f]
     assert sorted(pc.unique(clean._ids(clean.part_files())).to_pylist()) == rows  # each row in one file only
@@ -239,10 +242,16 @@ def test_a_replaced_file_that_cannot_be_deleted_is_a_warning_ls_flags_it_and_sto
     # while the file cannot be deleted: settling fails naming it, a new removal is refused (its journal would show
     # the stuck file again), and nothing changes
     settle = re.escape(f"`repeval store settle {store.uri} ds/m/clean`")  # the store's own, not STORE
-    with pytest.raises(
-        RuntimeError, match=rf"could not delete 1 file\(s\) .*ds/m/clean/{replaced} \(.*Permission denied.*{settle}"
+    caplog.clear()
+    with (
+        caplog.at_level(logging.INFO, logger="repeval.store.rewrite"),
+        pytest.raises(
+            RuntimeError,
+            match=rf"could not delete 1 file\(s\) .*ds/m/clean/{replaced} \(.*Permission denied.*{settle}",
+        ),
     ):
         settle_partitions(locked, locked.partitions())
+    assert replaced not in caplog.text, caplog.text  # said once: in the command's error, not in a warning too
     with pytest.raises(RuntimeError, match=f"ds/m/clean: nothing was removed — could not delete .*{settle}"):
         locked.partition("ds", "m", "clean").remove_tracks(_ids(["a"]))
     # across partitions, refused before any is changed: ds/m/D1 (first, holding "a" too) is left as it was
@@ -255,8 +264,15 @@ def test_a_replaced_file_that_cannot_be_deleted_is_a_warning_ls_flags_it_and_sto
     ):
         remove_tracks(locked, locked.partitions(), ["a"], yes=True)
     assert (_state(d1), d1.manifest()) == d1_before
-    with pytest.raises(RuntimeError, match=rf"ds/m/clean: not marked complete .* could not delete .*{settle}"):
+    with (
+        caplog.at_level(logging.INFO, logger="repeval.store.rewrite"),
+        pytest.raises(RuntimeError, match=rf"ds/m/clean: not marked complete .* could not delete .*{settle}"),
+    ):
         locked.partition("ds", "m", "clean").finish({})  # a run done with it: complete, a plain reader trusts it
+    assert replaced not in caplog.text, caplog.text  # the refusals named it, no log line besides
+    with caplog.at_level(logging.WARNING, logger="repeval.store.rewrite"):
+        locked.partition("ds", "m", "clean").reopen()  # a run writing to it goes on: its warning is what says so
+    assert f"{replaced} (" in caplog.text and f"`repeval store settle {store.uri} ds/m/clean`" in caplog.text
     assert _state(clean)[:2] == (["a", "b", "d", "e"], ["y"]) and not clean.complete
 
     fs.handler.refused.clear()  # deletable again (the permission fixed, the bucket reachable)
