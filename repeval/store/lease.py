@@ -45,7 +45,8 @@ LEASE = "_lease.json"
 #: how long a lease holds without being renewed (an owner killed blocks the store that long, or until unlocked)
 TTL_S = 600.0
 #: how often the owner pushes its lease's expiry on: a removal or takeover is noticed within that, and an outage of
-#: the storage gets (TTL_S - MARGIN_S) / RENEW_S tries before the owner stops; each costs a read and a write
+#: the storage gets about (TTL_S - MARGIN_S) / RENEW_S tries (15) before the owner stops; each costs a read and a
+#: write of a small file, nothing next to a run's part files
 RENEW_S = 30.0
 #: how long before its lease expires an owner whose renewals failed stops writing: longer than a write to the store
 #: (a part file, a renewal) takes, and than the owner's clock and the next writer's differ
