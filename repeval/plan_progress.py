@@ -102,28 +102,27 @@ def _load_notes(ctx: Any) -> list[str]:
     """What loading each dataset found, as ``repeval run`` logs it: one note per dataset for the rows dropped
     (missing audio, duplicate ids, unusable labels or splits), saying how many ``run --strict`` fails on, then one
     per finding of its loader that drops no row (a key the data left unused, a likely ``label_separator``); a dataset
-    that two tasks load is said once, naming the tasks only when their loads found other things
-    (:func:`~repeval.run.rows.said_once`)."""
+    that two tasks load is said once, naming the tasks only when their loads found other things: the records
+    ``load_report.json`` keeps (:func:`~repeval.run.rows.said_once`)."""
     from repeval.run.rows import said_once
 
     notes = []
-    for name, ei, _, ds, found, kinds in said_once(ctx):
-        lines = found.lines()
-        dropped, noted = lines[: len(found.counts())], lines[len(found.counts()) :]  # a line per kind, then notes
-        n = sum(found.count(k) for k in kinds)
+    for record, _ in said_once(ctx):
+        lines, kinds = record.lines, len(record.problems)
+        dropped, noted = lines[:kinds], lines[kinds:]  # a line per kind, then notes
+        n = record.not_evaluated
         if dropped:
             strict = f" — {n:,} row(s) not evaluated, which `repeval run --strict` fails on" if n else ""
             # the pointer to `data check` where it helps: it lists audio files, not rows of bad labels or splits
             check = (
                 " (`repeval data check CONFIG --out FILE` lists every missing or unreadable audio file)"
-                if found.count("missing_audio")
+                if record.problems.get("missing_audio")
                 else ""
             )
             notes.append(
-                f"dataset {name} at load ({ctx.rows[(ei, ds.name)].num_rows:,} rows kept): {'; '.join(dropped)}"
-                f"{strict}{check}"
+                f"dataset {record.name} at load ({record.rows or 0:,} rows kept): {'; '.join(dropped)}{strict}{check}"
             )
-        notes += [f"dataset {name}: {line}" for line in noted]
+        notes += [f"dataset {record.name}: {line}" for line in noted]
     from repeval.run.rows import split_notes
 
     return notes + split_notes(ctx)

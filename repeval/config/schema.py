@@ -157,11 +157,12 @@ class Config(Strict):
 
     @model_validator(mode="after")
     def _one_definition_per_name(self) -> Config:
-        """One name, one meaning. A run keeps one set of splits, one load report entry and one results table per task
-        and dataset (``splits/<task>__<dataset>.parquet``): every experiment that lists a dataset for a task (with
-        other models) must define the task and the dataset alike, or the models would be compared on different data
-        and the second experiment's splits would replace the first one's. And the store keeps one partition per
-        dataset, model and scenario: a scenario id names one deformation of a dataset throughout the file.
+        """One name, one meaning. A run keeps one set of splits, one load (said in ``load_report.json``) and one
+        results table per task and dataset (``splits/<task>__<dataset>.parquet``): every experiment that lists a
+        dataset for a task (with other models) must define the task and the dataset alike, or the models would be
+        compared on different data and the second experiment's splits would replace the first one's. And the store
+        keeps one partition per dataset, model and scenario: a scenario id names one deformation of a dataset
+        throughout the file.
 
         A dataset defined differently for *other* tasks (another manifest, label column or split settings) still
         shares its partitions, as one defined alike does: a track's embeddings do not depend on a task's splits, and
@@ -174,7 +175,7 @@ class Config(Strict):
             for di, ds in enumerate(exp.datasets):
                 where = f"experiments[{ei}].datasets[{di}]"
                 task, name = exp.task.name, ds.name
-                # the run's per-(task, dataset) files: splits/<task>__<dataset>.parquet, load_report.json's key
+                # the run's per-(task, dataset) files: splits/<task>__<dataset>.parquet
                 _one_run_file(
                     files, "splits", {"task": task, "dataset": name}, where, "one's splits would replace the other's"
                 )

@@ -25,7 +25,7 @@ from repeval.report import plots
 from repeval.report.cells import cell_stats, per_label_title, per_label_value, replicates_text
 from repeval.report.comparable import SplitDigests, run_sets, set_label, split_digests
 from repeval.report.confusion import summed_confusion
-from repeval.report.left_out import ERROR_COLUMNS, MAX_ERROR_ROWS, dropped_alike, error_records, partial_audio_note
+from repeval.report.left_out import ERROR_COLUMNS, MAX_ERROR_ROWS, dropped_at_load, error_records, partial_audio_note
 from repeval.report.left_out import failed_block as _failed_block  # tests import it from here
 from repeval.report.render import ci_tip, fmt_number, render_html, replicates_tip, sort_direction
 from repeval.report.results import (
@@ -283,12 +283,11 @@ def _left_out_section(runs: list[Run]) -> str:
     parts: list[str] = []
     for run in runs:
         prefix = f"{run.run_id}: " if multi else ""
-        for d, tasks in dropped_alike(run):
-            n = int(d.get("not_evaluated") or 0)
-            lines = "".join(f"<li>{e(str(line))}</li>" for line in d.get("lines") or [])
+        for d in dropped_at_load(run):
+            lines = "".join(f"<li>{e(line)}</li>" for line in d.lines)
             parts.append(
-                f"<h3>{e(prefix)}dropped when {e(str(d.get('dataset')))} was loaded for {e(', '.join(tasks))}: "
-                f"{n} track(s) not evaluated</h3><ul>{lines}</ul>"
+                f"<h3>{e(prefix)}dropped when {e(d.dataset)} was loaded for {e(', '.join(d.tasks))}: "
+                f"{d.not_evaluated} track(s) not evaluated</h3><ul>{lines}</ul>"
             )
     rows: list[list[str]] = []
     total, counts, problems = 0, [], []

@@ -14,11 +14,11 @@ import html
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 import pandas as pd
 
 from repeval.report.results import Run, ordered_scenarios
+from repeval.run.load_records import LoadRecord, read_records
 from repeval.rundir import LOAD_REPORT
 
 log = logging.getLogger(__name__)
@@ -115,28 +115,16 @@ def error_records(run: Run, limit: int = MAX_ERROR_ROWS) -> ErrorRecords:
     return found
 
 
-def dropped_at_load(run: Run) -> list[dict[str, Any]]:
-    """The ``load_report.json`` entries of ``run`` that dropped rows or noted problems (``task``, ``dataset``,
-    ``not_evaluated``: rows ``--strict`` counts, ``lines``: one per kind with the first examples); ``[]`` when the
-    file is missing or unreadable."""
+def dropped_at_load(run: Run) -> list[LoadRecord]:
+    """The records of ``run``'s ``load_report.json`` (:func:`repeval.run.load_records.read_records`: a dataset's loads
+    that found the same once, with the tasks that loaded it so — one missing file of a catalog three tasks read is one
+    finding, not three) that dropped rows or noted problems, as the run said them; ``[]`` when the file is missing or
+    unreadable."""
     try:
         body = json.loads((run.path / LOAD_REPORT).read_text())
     except (OSError, ValueError):
         return []
-    if not isinstance(body, dict):
-        return []
-    return [d for d in body.values() if isinstance(d, dict) and (d.get("lines") or d.get("not_evaluated"))]
-
-
-def dropped_alike(run: Run) -> list[tuple[dict[str, Any], list[str]]]:
-    """:func:`dropped_at_load` with the loads of one dataset that found the same (the same lines, rows kept and rows
-    not evaluated) said once, as the run said them: ``(entry, the tasks that loaded it so)``, in the file's order —
-    one missing file of a catalog three tasks read is one finding, not three."""
-    groups: dict[tuple[Any, ...], tuple[dict[str, Any], list[str]]] = {}
-    for d in dropped_at_load(run):
-        key = (str(d.get("dataset")), tuple(map(str, d.get("lines") or ())), d.get("rows"), d.get("not_evaluated"))
-        groups.setdefault(key, (d, []))[1].append(str(d.get("task")))
-    return list(groups.values())
+    return [r for r in read_records(body) if r.dropped]
 
 
 def failed_block(runs: list[Run], task: str, dataset: str) -> str:

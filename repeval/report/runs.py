@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from repeval.report.comparable import digest_label, run_split_digests
+from repeval.run.load_records import read_records
 from repeval.run.partial_audio import partial_text, recorded_partial
 from repeval.rundir import (
     CONFIG_KEY,
@@ -70,15 +71,11 @@ def _failed(fs: pafs.FileSystem, path: str, grids: set[str] | None = None) -> tu
 
 
 def _not_evaluated(fs: pafs.FileSystem, path: str) -> int:
-    """Rows the run's datasets dropped at load that ``--strict`` counts as not evaluated (``load_report.json``): a
-    dataset several tasks loaded with the same findings counted once, as the run said them and ``--strict`` counts
-    them (:func:`repeval.run.rows.said_once`) — one missing file of a catalog three tasks read is one row, not 3."""
-    found = [d for d in json_at(fs, path, LOAD_REPORT).values() if isinstance(d, dict)]
-    alike = {  # the key as :func:`repeval.report.left_out.dropped_alike`'s: loads of other counts are each counted
-        (str(d.get("dataset")), tuple(map(str, d.get("lines") or ())), d.get("rows"), int(d.get("not_evaluated") or 0))
-        for d in found
-    }
-    return sum(key[-1] for key in alike)
+    """Rows the run's datasets dropped at load that ``--strict`` counts as not evaluated: the sum over the records of
+    ``load_report.json`` (:func:`repeval.run.load_records.read_records`), each dataset's loads that found the same
+    once, as the run said them and ``--strict`` counts them — one missing file of a catalog three tasks read is one
+    row, not 3."""
+    return sum(r.not_evaluated for r in read_records(json_at(fs, path, LOAD_REPORT)))
 
 
 #: the state of a run whose last command, a stage before training, finished (``repeval embed``, ``repeval deform``)

@@ -3,6 +3,8 @@
 - :mod:`~repeval.run.context`: :class:`~repeval.run.context.RunContext` and the names of a run's groups;
   ``--smoke-test``'s configuration.
 - :mod:`~repeval.run.rows`: the datasets loaded, their splits saved, checked and reported.
+- :mod:`~repeval.run.load_records`: what their loads found, a record per dataset and finding (``load_report.json``),
+  which the run, ``repeval plan``, ``repeval runs`` and the report each say once.
 - :mod:`~repeval.run.embed`, :mod:`~repeval.run.train`, :mod:`~repeval.run.evaluate`: the stages.
 - :mod:`~repeval.run.groups`: what a probe grid is trained on and whether it is done for it.
 - :mod:`~repeval.run.files`: a run directory's small files, written whole or not at all.

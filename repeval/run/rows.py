@@ -16,6 +16,8 @@ from repeval.datasets import LoadReport, load_dataset, load_folds
 from repeval.datasets.base import strict_kinds
 from repeval.run.context import RunContext, fold_suffix
 from repeval.run.files import _write_atomic, _write_text_atomic
+from repeval.run.load_records import LoadRecord, load_report_json
+from repeval.run.load_records import said_once as records_said_once
 from repeval.run.split_digest import with_digest
 from repeval.rundir import LOAD_REPORT
 
@@ -32,10 +34,10 @@ def load_rows(ctx: RunContext, save: bool = True) -> None:
     with _loaders_say_once():
         _load_each(ctx, save)
     if save and set(ctx.reports) - before:
-        for name, ei, _, ds, found, _ in said_once(ctx):
+        for record, (ei, ds, _, _) in said_once(ctx):
             if (ei, ds.name) not in before:
-                for line in found.lines():
-                    log.warning("dataset %s: %s", name, line)
+                for line in record.lines:
+                    log.warning("dataset %s: %s", record.name, line)
     check_shared_tracks(ctx)
     if save:
         _write_text_atomic(ctx.run_dir / LOAD_REPORT, json.dumps(load_report(ctx), indent=1))
@@ -185,22 +187,27 @@ def _load_reports(ctx: RunContext) -> Iterator[tuple[int, Any, Any, LoadReport, 
                 yield ei, exp, ds, found, strict_kinds(ds.type, exp.task.effective_type)
 
 
-def said_once(ctx: RunContext) -> list[tuple[str, int, Any, Any, LoadReport, tuple[str, ...]]]:
-    """:func:`_load_reports` as people read them, each dataset's once: ``(name, experiment index, experiment,
-    dataset, report, kinds)`` for one load of each set of loads of a dataset that found the same (the same lines,
-    rows kept and rows ``--strict`` counts), in the configuration's order. ``name`` is the dataset's when every
-    task loading it found the same, else the dataset's with the tasks that found this (``rendered_notes (a, b)``):
-    two tasks on one dataset said its missing audio, and ``repeval plan`` its note, once per task."""
-    groups: dict[str, dict[tuple[Any, ...], list[tuple[int, Any, Any, LoadReport, tuple[str, ...]]]]] = {}
-    for ei, exp, ds, found, kinds in _load_reports(ctx):
-        key = (tuple(found.lines()), ctx.rows[(ei, ds.name)].num_rows, sum(found.count(k) for k in kinds))
-        groups.setdefault(ds.name, {}).setdefault(key, []).append((ei, exp, ds, found, kinds))
-    out = []
-    for name, alike in groups.items():
-        for loads in alike.values():
-            tasks = ", ".join(exp.task.name for _, exp, _, _, _ in loads)
-            out.append((name if len(alike) == 1 else f"{name} ({tasks})", *loads[0]))
-    return out
+def said_once(ctx: RunContext) -> list[tuple[LoadRecord, tuple[int, Any, LoadReport, tuple[str, ...]]]]:
+    """:func:`_load_reports` as people read them (:func:`repeval.run.load_records.said_once`, as ``load_report.json``
+    keeps them): a record per dataset and what its loads found, the tasks that found the same together, each with
+    ``(experiment index, dataset, report, kinds)`` of its first load, in the configuration's order. Its ``name`` is
+    the dataset's when every task loading it found the same, else the dataset's with the tasks that found this
+    (``rendered_notes (a, b)``): two tasks on one dataset said its missing audio, and ``repeval plan`` its note, once
+    per task."""
+    return records_said_once(
+        (
+            LoadRecord(
+                dataset=ds.name,
+                tasks=(exp.task.name,),
+                rows=ctx.rows[(ei, ds.name)].num_rows,
+                problems=found.counts(),
+                not_evaluated=sum(found.count(k) for k in kinds),
+                lines=tuple(found.lines()),
+            ),
+            (ei, ds, found, kinds),
+        )
+        for ei, exp, ds, found, kinds in _load_reports(ctx)
+    )
 
 
 def split_notes(ctx: RunContext) -> list[str]:
@@ -234,30 +241,21 @@ def split_notes(ctx: RunContext) -> list[str]:
 
 
 def load_report(ctx: RunContext) -> dict[str, Any]:
-    """``load_report.json``: per ``<task>__<dataset>``, the rows kept, the problems found per kind (each a row
-    dropped, except ``other`` notes and labels dropped from a multilabel row that is kept), the log's lines,
-    and how many dropped rows ``--strict`` counts as tracks not evaluated (see :func:`not_evaluated`)."""
-    return {
-        f"{exp.task.name}__{ds.name}": {
-            "task": exp.task.name,
-            "dataset": ds.name,
-            "rows": ctx.rows[(ei, ds.name)].num_rows,
-            "problems": found.counts(),
-            "not_evaluated": sum(found.count(k) for k in kinds),
-            "lines": found.lines(),
-        }
-        for ei, exp, ds, found, kinds in _load_reports(ctx)
-    }
+    """``load_report.json``: a record per dataset and what its loads found (:func:`said_once`): the tasks, the rows
+    kept, the problems found per kind (each a row dropped, except ``other`` notes and labels dropped from a multilabel
+    row that is kept), how many dropped rows ``--strict`` counts as tracks not evaluated (see :func:`not_evaluated`)
+    and the log's lines."""
+    return load_report_json(record for record, _ in said_once(ctx))
 
 
 def not_evaluated(ctx: RunContext) -> list[tuple[str, dict[str, int], str]]:
     """``(dataset, rows per kind, the loader's lines about them)`` for each dataset of the loaded configuration that
     dropped rows ``--strict`` fails on (:func:`repeval.datasets.base.strict_kinds`)."""
     out = []
-    for name, _, _, _, found, kinds in said_once(ctx):
+    for record, (_, _, found, kinds) in said_once(ctx):
         counts = {k: n for k, n in found.counts().items() if k in kinds}
         if counts:
-            out.append((name, counts, "; ".join(found.lines(kinds))))
+            out.append((record.name, counts, "; ".join(found.lines(kinds))))
     return out
 
 

@@ -311,7 +311,7 @@ def test_one_dataset_split_differently_by_two_tasks_shares_its_partitions(ray_se
 @pytest.mark.parametrize("spelling", [{}, {"embedding_aggregation": "embedding_mean"}])
 def test_one_task_on_one_dataset_with_two_models_loads_its_rows_once(tmp_path, spelling):
     """Two experiments, one task and one dataset defined alike (the task's aggregation in mir_ref's spelling in one of
-    them included), other models: one set of rows (loaded once), one splits file and one load report entry — the
+    them included), other models: one set of rows (loaded once), one splits file and one load report record — the
     same the run would have with both models in one experiment."""
     low = catalog(tmp_path / "low", 220.0)
     first = experiment("pitch", [dataset("low", low)], [GAIN])
@@ -324,8 +324,8 @@ def test_one_task_on_one_dataset_with_two_models_loads_its_rows_once(tmp_path, s
     runner.load_rows(ctx)
     assert ctx.rows[(0, "low")] is ctx.rows[(1, "low")] and ctx.reports[(0, "low")] is ctx.reports[(1, "low")]
     assert [p.name for p in (ctx.run_dir / "splits").iterdir()] == ["pitch__low.parquet"]
-    report = json.loads((ctx.run_dir / "load_report.json").read_text())
-    assert list(report) == ["pitch__low"] and report["pitch__low"]["rows"] == 6
+    [record] = json.loads((ctx.run_dir / "load_report.json").read_text())["loads"]
+    assert record["tasks"] == ["pitch"] and record["rows"] == 6
 
 
 def store_as_a_run_leaves_it(config: Path, ids: list[str], sources: list[dict] | None = None):

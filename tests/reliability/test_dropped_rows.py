@@ -56,11 +56,11 @@ def test_strict_fails_on_rows_dropped_at_load_naming_dataset_count_and_row(dropp
 
 def test_dropped_rows_are_recorded_in_the_run_directory(dropped_run):
     root, _, _, runs = dropped_run
-    report = json.loads((root / "runs" / "r" / "load_report.json").read_text())
-    assert report["pitch__tones"]["rows"] == 10
-    assert report["pitch__tones"]["problems"] == {"missing_audio": 2, "duplicate_ids": 1}
-    assert report["pitch__tones"]["not_evaluated"] == 3
-    assert report["pitch__tones"]["lines"][0].startswith("2 missing audio: ghost-1 (row 12: ")
+    [record] = json.loads((root / "runs" / "r" / "load_report.json").read_text())["loads"]
+    assert (record["dataset"], record["tasks"], record["rows"]) == ("tones", ["pitch"], 10)
+    assert record["problems"] == {"missing_audio": 2, "duplicate_ids": 1}
+    assert record["not_evaluated"] == 3
+    assert record["lines"][0].startswith("2 missing audio: ghost-1 (row 12: ")
     assert runs.exit_code == 0, runs.output
     assert "r: 3 dataset row(s) dropped at load, not evaluated (load_report.json)" in runs.stdout
 
@@ -80,7 +80,8 @@ def test_a_dataset_two_tasks_load_says_what_it_dropped_once(tmp_path, caplog):
     usable" line) twice, once per task, and `repeval plan` and `--strict` said it once per task too. A dataset's
     findings are said once now, by the dataset's name alone when every task's load found the same; a task that loads
     another definition of it (a subset manifest) and finds other rows dropped is named with what it found. The run
-    directory's load report keeps an entry per task, as before. No Ray: only the loads and the plan."""
+    directory's load report keeps a record per dataset and what its loads found, naming the tasks. No Ray: only the
+    loads and the plan."""
     import copy
     import logging
 
@@ -107,7 +108,8 @@ def test_a_dataset_two_tasks_load_says_what_it_dropped_once(tmp_path, caplog):
     missing = [m for m in said if "missing audio" in m]
     assert len(missing) == 1 and missing[0].startswith("dataset tones: 2 missing audio: ghost-1 (row "), said
     assert len([m for m in said if "rows usable" in m]) == 1, said
-    assert list(json.loads((ctx.run_dir / "load_report.json").read_text())) == ["pitch__tones", "pitch_again__tones"]
+    loads = json.loads((ctx.run_dir / "load_report.json").read_text())["loads"]
+    assert [r["tasks"] for r in loads] == [["pitch", "pitch_again"]], loads  # one record for the two tasks
     caplog.clear()
     runner.load_rows(ctx)  # `repeval run`'s training stage, after its embedding stage loaded them: nothing said again
     assert not [r for r in caplog.records if "missing audio" in r.getMessage()]
@@ -145,10 +147,68 @@ def test_a_dataset_two_tasks_load_says_what_it_dropped_once(tmp_path, caplog):
     assert len([m for m in said if "missing audio" in m]) == 1, said
 
 
+def test_plan_strict_runs_and_report_say_one_record_per_dataset_and_finding_old_run_dirs_alike(tmp_path):
+    """Two tasks load one catalog alike, a third loads it through a copy of its manifest (another definition, the
+    same findings), a fourth through a subset manifest (other findings): `repeval plan`, --strict, `repeval runs` and
+    the report say the same two records — one for the three tasks that found the same, one for the subset — from the
+    load step's records (they grouped them each their own way). A run directory whose load report an earlier repeval
+    wrote (an entry per task) reads the same. No Ray."""
+    import re
+
+    from repeval import runner
+    from repeval.config import load_config
+    from repeval.plan import make_plan
+    from repeval.report.html import _left_out_section
+    from repeval.report.results import Run
+    from repeval.report.runs import run_info
+
+    manifest = make_catalog(tmp_path, per_class=2, seconds=0.1, extra=GHOSTS)
+    lines = manifest.read_text().splitlines()
+    (tmp_path / "copy.csv").write_text(manifest.read_text())
+    (tmp_path / "sub.csv").write_text("\n".join(line for line in lines if "ghost-2" not in line) + "\n")
+    exps = [experiment(manifest, [FAST_MODEL]) for _ in range(2)]
+    exps += [experiment(tmp_path / "copy.csv", [FAST_MODEL]), experiment(tmp_path / "sub.csv", [FAST_MODEL])]
+    for exp, task in zip(exps, ["pitch", "pitch_again", "pitch_copy", "pitch_sub"], strict=True):
+        exp["task"]["name"] = task
+    cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, exps))
+    ctx = runner.make_context(cfg)
+    runner.load_rows(ctx)
+    loads = json.loads((ctx.run_dir / "load_report.json").read_text())["loads"]
+    assert [(r["tasks"], r["not_evaluated"]) for r in loads] == [
+        (["pitch", "pitch_again", "pitch_copy"], 3),
+        (["pitch_sub"], 2),
+    ], loads
+
+    plan = [line for line in make_plan(cfg, ctx.store).text().splitlines() if " at load " in line]
+    found = [
+        re.match(r"note: dataset (.+) at load \(4 rows kept\): .* — (\d+) row\(s\) not evaluated", n) for n in plan
+    ]
+    assert all(found), plan
+    said = [(m[1], int(m[2])) for m in found if m]
+    assert said == [("tones (pitch, pitch_again, pitch_copy)", 3), ("tones (pitch_sub)", 2)], plan
+    strict = [(name, sum(counts.values())) for name, counts, _ in runner.not_evaluated(ctx)]
+    assert strict == said
+    assert run_info(pafs.LocalFileSystem(), str(ctx.run_dir), "r")["rows_not_evaluated"] == 3 + 2
+    section = _left_out_section([Run("r", ctx.run_dir, pd.DataFrame())])
+    headers = re.findall(r"dropped when tones was loaded for ([^:]+): (\d+) track", section)
+    assert headers == [("pitch, pitch_again, pitch_copy", "3"), ("pitch_sub", "2")], section
+
+    old = {  # as an earlier repeval wrote it: an entry per task, in the configuration's order
+        f"{task}__{r['dataset']}": {"task": task, **{k: v for k, v in r.items() if k != "tasks"}}
+        for r in loads
+        for task in r["tasks"]
+    }
+    assert list(old) == ["pitch__tones", "pitch_again__tones", "pitch_copy__tones", "pitch_sub__tones"]
+    (ctx.run_dir / "load_report.json").write_text(json.dumps(old))
+    assert run_info(pafs.LocalFileSystem(), str(ctx.run_dir), "r")["rows_not_evaluated"] == 3 + 2
+    assert _left_out_section([Run("r", ctx.run_dir, pd.DataFrame())]) == section
+
+
 def test_runs_counts_each_count_of_loads_alike_but_for_what_strict_counts(tmp_path):
     """Two loads of one dataset with the same lines and rows kept but another count of rows not evaluated (what
     --strict counts differs by task) kept the last load's count alone in `repeval runs`; the report's left-out
-    section (``dropped_alike``) tells them apart by that count, and so does the count now."""
+    section tells them apart by that count, and so does the count now (a load report as an earlier repeval wrote it:
+    an entry per task)."""
     from repeval.report.runs import _not_evaluated
 
     entry = {"dataset": "tones", "lines": ["2 missing audio: ghost-1"], "rows": 4}
