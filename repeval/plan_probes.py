@@ -17,6 +17,7 @@ def probe_lines(exp: Any, specs: list[Any], full: Any = None) -> list[str]:
     configuration of that entry it is, the entry's preset, source and departures as the full plan does, and the
     entries the smoke test leaves out."""
     from repeval.tasks import resolve_criterion
+    from repeval.tuning.presets import preset_words
     from repeval.tuning.search import expand_probe
 
     ttype = exp.task.effective_type
@@ -36,7 +37,8 @@ def probe_lines(exp: Any, specs: list[Any], full: Any = None) -> list[str]:
             what = f"probe {_names(_with_layers(s.points))}: {n}{of}, each tested, checkpoint by {crit}"
         if s.scheduler is not None:
             what += ", the weaker ones stopped early by ASHA"
-        what += _preset_words(entry, s.size, "a smoke test trains one" if full is not None else None)
+        words = preset_words(entry, s.size, "a smoke test trains one" if full is not None else None)
+        what += f"; {words}" if words else ""
         if full is not None and len(full.downstream_models) > 1:
             left = [expand_probe(e, i, ttype).name for i, e in enumerate(full.downstream_models) if i]
             what += f"; the smoke test leaves out the other downstream_models entries ({_names(left)})"
@@ -52,28 +54,3 @@ def _with_layers(points: list[Any]) -> list[str]:
     if len(points) > 6 or (len(points) > 1 and all(u == units[0] for u in units)):
         return [pt.name for pt in points]
     return [f"{pt.name} (hidden {u})".replace("'", "") for pt, u in zip(points, units, strict=True)]
-
-
-def _preset_words(p: Any, trained: int, why: str | None = None) -> str:
-    """What :func:`probe_lines` says of the preset entry ``p`` names (nothing if it names none): the preset, its
-    source, the keys set next to it and where it departs from the source — with the ``trained`` configurations the
-    entry trains here (``why``: why they are not the preset's points; found here when the keys set next to it change
-    its grid)."""
-    from repeval.tuning.presets import get_preset
-    from repeval.tuning.search import SPEC_KEYS
-
-    if not p.preset:
-        return ""
-    preset = get_preset(p.preset)
-    what = f"; preset {p.preset} [{preset.source}]"
-    mine = sorted(k for k in p.model_fields_set if k not in SPEC_KEYS)
-    if mine:
-        what += ", set here: " + ", ".join(f"{k}={getattr(p, k)!r}" for k in mine)
-    if preset.differs:
-        search = p.search or {}
-        touched = set(mine) | set(search.get("grid") or {}) | set(search.get("space") or {})
-        if why is None and (trained != preset.size or touched & set(preset.grid)):
-            why = "the keys set next to it change its grid"
-        said = preset.departures(trained, why)
-        what += f"; differs from the source: {said}"
-    return what

@@ -18,6 +18,10 @@ Nor are two runs' values of a deformation scenario comparable when the runs defi
 robustness ranking of runs that do not all define it alike leaves it out; the runs that share a definition are ranked
 on it apart (:mod:`repeval.report.summary`). Definitions are compared as configured,
 parameter aliases and number types normalised and audiomentations' defaults written out (no ``p`` is ``p: 0.5``).
+
+A scenario only some of the runs tested (one run's configuration has it, another's not) keeps its column, '–' in the
+rows of the runs without it, which :func:`lacking_note` explains; :func:`lacking_runs` names those runs, and the
+robustness ranking of all the runs leaves it out (:mod:`repeval.report.robustness`).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.fs as pafs
 
-from repeval.report.results import CLEAN, Run, configured_scenarios
+from repeval.report.results import CLEAN, Run, configured_scenarios, ordered_scenarios
 from repeval.run.split_digest import file_digest
 
 log = logging.getLogger(__name__)
@@ -344,3 +348,38 @@ def apart_note(df: pd.DataFrame, shown: Collection[str] | None = None) -> str:
         else "one column per run's definition"
     )
     return "; ".join(parts) + f": {how}, their values not compared"
+
+
+# ------------------------------------------------------------------ scenarios only some of the runs tested
+
+
+def lacking_runs(rows: pd.DataFrame, scenarios: Sequence[str]) -> dict[str, list[str]]:
+    """Of ``scenarios``, those some runs of ``rows`` (one task/dataset's) with deformation results have no result on at
+    all — a scenario only some runs configured —, each with those runs in order. A run without any deformed row (clean
+    audio only) is not counted: there is no scenario it was compared on. A model's failed cell leaves its run's other
+    rows: not a scenario the run lacks."""
+    run_ids = rows["run_id"].astype(str)
+    deformed = rows["scenario"] != CLEAN
+    runs = list(dict.fromkeys(run_ids[deformed]))
+    if len(runs) < 2:
+        return {}
+    has = rows[deformed].assign(run_id=run_ids[deformed]).groupby("scenario", sort=False)["run_id"].agg(set)
+    out = {s: [r for r in runs if r not in has.get(s, set())] for s in scenarios}
+    return {s: lacking for s, lacking in out.items() if lacking}
+
+
+def lacking_words(lacking: Mapping[str, Sequence[str]]) -> str:
+    """``D2 (no results in r2), D3 (no results in r2 or r3)``: :func:`lacking_runs` in words."""
+    return ", ".join(f"{s} (no results in {' or '.join(runs)})" for s, runs in lacking.items())
+
+
+def lacking_note(df: pd.DataFrame, shown: Collection[str]) -> str:
+    """Why a table's column of a deformation scenario (of ``shown``) is empty for a run's rows: ``runs without results
+    on a scenario show –: D2 (no results in r2)`` — runs that did not test it, not failed cells; empty when every run
+    tested every one."""
+    lacking: dict[str, list[str]] = {}
+    for _, rows in df.groupby(["task", "dataset"], sort=False):
+        present = [s for s in ordered_scenarios(rows["scenario"].unique()) if s in shown and s != CLEAN]
+        for s, runs in lacking_runs(rows, present).items():
+            lacking[s] = list(dict.fromkeys([*lacking.get(s, []), *runs]))
+    return f"runs without results on a scenario show –: {lacking_words(lacking)}" if lacking else ""

@@ -43,6 +43,7 @@ from repeval.report.results import (
 from repeval.report.selection import combine_validation
 from repeval.report.summary import Headline, best_names, headline, headlines, summary_cards
 from repeval.report.tables import Table, make_table, metric_notes, multi_task_datasets
+from repeval.report.training import preset_notes, task_notes
 from repeval.store.partition import show_errors_command
 
 log = logging.getLogger(__name__)
@@ -324,40 +325,6 @@ def _left_out_section(runs: list[Run]) -> str:
     )
 
 
-def _task_notes(runs: list[Run], task: str) -> list[str]:
-    """How ``task``'s probes were trained, from the runs' configs: prediction-level aggregation or attention pooling
-    (mir_ref's spelling ``aggregation`` too), augmentation, and the probe presets used."""
-    notes: list[str] = []
-    for run in runs:
-        for exp in run.config.get("experiments") or []:
-            t = exp.get("task") if isinstance(exp, dict) else None
-            if not (isinstance(t, dict) and t.get("name") == task):
-                continue
-            aggregation = t.get("embedding_aggregation") or t.get("aggregation")
-            if aggregation == "prediction":
-                notes.append("probes trained on frames, each track scored by its frames' mean prediction")
-            elif aggregation == "attention":
-                notes.append("probes pool each track's frames with learned attention weights")
-            augment = exp.get("augment")
-            if augment:
-                names = augment if isinstance(augment, str) else ", ".join(map(str, augment))
-                notes.append(f"training tracks augmented with their deformed copies ({names})")
-            for probe in exp.get("downstream_models") or exp.get("probes") or []:
-                if isinstance(probe, dict) and probe.get("preset"):
-                    notes.append(_preset_note(str(probe["preset"])))
-    return list(dict.fromkeys(notes))
-
-
-def _preset_note(name: str) -> str:
-    """Which published probe protocol a run's probes come from (and its source), for the group's heading."""
-    from repeval.tuning.presets import PRESETS
-
-    if name not in PRESETS:
-        return f"probe preset {name}"
-    preset = PRESETS.get(name)
-    return f"probe preset {name}: {preset.doc} [{preset.source}]"
-
-
 def _group_section(
     runs: list[Run],
     df: pd.DataFrame,
@@ -377,11 +344,12 @@ def _group_section(
     table_df, table_validation = tables if tables is not None else (df, validation)
     agg = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna()]
     task_type = str(agg["task_type"].iloc[0]) if not agg.empty else ""
-    task_type = " · ".join([task_type, *_task_notes(runs, task)])
+    task_type = " · ".join([task_type, *task_notes(runs, task)])
     metrics = list(dict.fromkeys(agg["metric"]))
     has_deform = any(s != CLEAN for s in agg["scenario"].unique())
     out = [f'<section class="rv-group" id="{_slug("g", task, dataset)}">']
     out.append(f'<h2>{e(task)} — {e(dataset)} <span class="rv-caption">{e(task_type)}</span></h2>')
+    out += [f'<p class="rv-note rv-preset">{e(note)}</p>' for note in preset_notes(runs, task)]
     out.append(summary_cards(df, task, dataset, validation, test_sets))
     out.append(partial_audio_note(runs, task, dataset))
     out.append(_failed_block(runs, task, dataset))

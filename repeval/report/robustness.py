@@ -3,9 +3,12 @@
 Each model stands with its chosen probe (:func:`~repeval.report.selection.choose_probes`), scored on the group's first
 metric: per deformation scenario the mean over seeds (and folds) of the Δ the robustness table shows
 (:func:`repeval.report.deltas.paired_deltas`), then the mean over the scenarios — the same scenarios for every model
-ranked: one without a Δ on each is named, not ranked. Over several runs, a scenario they define differently (a column
-per definition, :func:`~repeval.report.comparable.keep_apart`) is left out of the ranking of runs that do not all share
-one of its definitions, and the runs that share one are ranked apart over every scenario they define alike.
+ranked: one without a Δ on each is named, not ranked. Over several runs, the ranking is over the scenarios every run
+with deformation results has results on: a scenario some of them never tested (configured by some runs only) is left
+out, and named with the runs that lack it — their tables show '–' there — rather than leaving those runs' models
+unranked. A scenario they define differently (a column per definition,
+:func:`~repeval.report.comparable.keep_apart`) is left out of the ranking of runs that do not all share one of its
+definitions, and the runs that share one are ranked apart over every scenario they define alike.
 :mod:`repeval.report.summary` puts the rankings on the report's cards and the terminal's headline lines.
 """
 
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from repeval.report.comparable import apart_runs, apart_scenarios, set_label
+from repeval.report.comparable import apart_runs, apart_scenarios, lacking_runs, lacking_words, set_label
 from repeval.report.deltas import paired_deltas
 from repeval.report.render import fmt_number
 from repeval.report.results import CLEAN, ordered_scenarios
@@ -70,6 +73,9 @@ class Robustness:
     #: the scenarios left out of the ranking: the runs compared define them differently (their columns are kept apart
     #: per definition, :func:`~repeval.report.comparable.keep_apart`)
     apart: list[str] = field(default_factory=list)
+    #: the scenarios left out of the ranking because some of its runs have no results on them (not configured there):
+    #: scenario → those runs (the ranking is over the scenarios every run with deformation results has)
+    missing: dict[str, list[str]] = field(default_factory=dict)
     #: a ranking of some of the headline's runs only (:attr:`~repeval.report.summary.Headline.shared`): those runs, and the scenarios the
     #: headline's runs define differently that these define alike (ranked here, on their shared column)
     runs: list[str] = field(default_factory=list)
@@ -132,8 +138,10 @@ def _robustness(
     every = [s for s in ordered_scenarios(rows["scenario"].unique()) if s != CLEAN]
     present = set(rows["run_id"].astype(str))
     apart = apart_scenarios(rows)
-    scenarios = [s for s in every if s not in defined or present <= set(defined[s])]
-    left_out = list(dict.fromkeys(apart[s][0] for s in every if s not in scenarios))
+    kept = [s for s in every if s not in defined or present <= set(defined[s])]
+    left_out = list(dict.fromkeys(apart[s][0] for s in every if s not in kept))
+    lacking = lacking_runs(rows, kept)
+    scenarios = [s for s in kept if s not in lacking]
     alike = list(dict.fromkeys(apart[s][0] for s in scenarios if s in apart))
     keys = ["model", "probe"]
     rows = rows.assign(model=rows["model"].astype(str), probe=rows["probe"].astype(str))
@@ -155,7 +163,7 @@ def _robustness(
         else:
             ranked.append(Standing(model, probe, d, v))
     return Robustness(metric, higher, scenarios, ranked if scenarios else [], unranked if scenarios else {}, left_out,
-                      list(runs or []), alike if runs else [])  # fmt: skip
+                      lacking, list(runs or []), alike if runs else [])  # fmt: skip
 
 
 def signed(x: float) -> str:
@@ -188,7 +196,7 @@ def robustness_facts(r: Robustness, shared: Sequence[Robustness] = ()) -> list[s
     n = len(r.scenarios)
     over = f"over {n} scenario{'s' if n != 1 else ''}"
     if not r.scenarios:
-        return [f"not ranked across runs: {_apart(r, shared)}"]
+        return [f"not ranked across runs: {_left_out(r, shared)}"]
     if not r.ranked:
         lead = f"{alike_words(r)}: " if r.runs else ""
         return [f"{lead}no model has a change on every scenario: {_unranked(r)}"]
@@ -204,14 +212,20 @@ def robustness_facts(r: Robustness, shared: Sequence[Robustness] = ()) -> list[s
             facts.append(f"best mean deformed {r.metric}: {standing_names(best)} ({mean}), a different model")
     if r.unranked:
         facts.append("not ranked: " + _unranked(r))
-    if r.apart:
-        facts.append(f"left out: {_apart(r, shared)}")
+    if r.apart or r.missing:
+        facts.append(f"left out: {_left_out(r, shared)}")
     return facts
 
 
 def alike_words(r: Robustness) -> str:
     """``r1 + r3, which define D1 alike``: the runs of a ranking of some of a headline's (:attr:`~repeval.report.summary.Headline.shared`)."""
     return f"{set_label(r.runs)}, which define {', '.join(r.alike)} alike"
+
+
+def _left_out(r: Robustness, shared: Sequence[Robustness] = ()) -> str:
+    """The scenarios left out of ranking ``r`` and why: those the runs define differently (:func:`_apart`), then
+    those some runs have no results on, ``D2 (no results in r2)``."""
+    return "; ".join(x for x in (_apart(r, shared) if r.apart else "", lacking_words(r.missing)) if x)
 
 
 def _apart(r: Robustness, shared: Sequence[Robustness] = ()) -> str:

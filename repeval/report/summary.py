@@ -11,10 +11,12 @@ and is scored on the group's first metric:
   (:func:`repeval.report.deltas.paired_deltas`: deformed minus clean on the same test tracks, paired by seed and fold),
   then the mean over the scenarios. The metric's direction decides what a loss is (for an error, lower is better: a
   positive Δ). A model without a Δ on every scenario (a failed training or test cell) is not ranked: its mean would
-  be over other scenarios than the others'. Over several runs, a scenario they define differently (a column per
-  definition, :func:`~repeval.report.comparable.keep_apart`) is left out of the ranking of runs that do not all share
-  one of its definitions; the runs that do share one are ranked apart as well, over every scenario they define alike
-  (:attr:`Headline.shared`);
+  be over other scenarios than the others'. Over several runs, the ranking is over the scenarios every run with
+  deformation results has results on: one only some runs tested is left out and named with the runs that lack it
+  (:func:`~repeval.report.comparable.lacking_runs`), their models ranked on the rest. A scenario they define
+  differently (a column per definition, :func:`~repeval.report.comparable.keep_apart`) is left out of the ranking of
+  runs that do not all share one of its definitions; the runs that do share one are ranked apart as well, over every
+  scenario they define alike (:attr:`Headline.shared`);
 - best under deformation: the best mean deformed value (the same per-scenario means), named when another model.
 """
 

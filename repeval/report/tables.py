@@ -50,6 +50,7 @@ from repeval.report.comparable import (
     apart_note,
     apart_scenarios,
     differ_note,
+    lacking_note,
     run_sets,
     set_label,
     split_digests,
@@ -311,8 +312,11 @@ def make_table(
         table.best_legend = POOLED_LEGEND
     notes = metric_notes(df, chosen, any((task, d) in masked for task in set(df["task"])))
     apart = _best_within_test_sets(table, df, test_sets)
-    split = apart_scenarios(df).keys() & {sub.removeprefix("Δ ") for _, sub in table.columns}
-    table.caption = "; ".join(p for p in [table.caption, *notes, apart, apart_note(df, split)] if p)
+    shown = {sub.removeprefix("Δ ") for _, sub in table.columns}
+    split = apart_scenarios(df).keys() & shown
+    table.caption = "; ".join(
+        p for p in [table.caption, *notes, apart, apart_note(df, split), lacking_note(df, shown)] if p
+    )
     return table
 
 

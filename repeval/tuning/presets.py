@@ -7,17 +7,22 @@ the best validation criterion, averaged over seeds, is tested once and reported 
 preset's name: Jukemir, MARBLE, HEAR, MULE). ``criteria`` gives the validation criterion (early stopping, checkpoint and
 configuration selection) per task type where the source's differs from repeval's default for that type; a
 ``save_criterion`` written next to the preset overrides it, like any other key. ``differs`` says, for
-``repeval plan`` and the README, where the preset departs from its source.
+``repeval plan``, the report and the README, where the preset departs from its source; :func:`preset_words` is what
+the plan and the report say of an entry that names a preset, after the keys set next to it.
 
 To add a preset: write its values below and register it with :func:`register_preset`.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from repeval.registry import Registry
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,59 @@ def register_preset(preset: Preset) -> Preset:
 
 def get_preset(name: str) -> Preset:
     return PRESETS.get(name)
+
+
+def preset_words(p: Any, trained: int, why: str | None = None, *, doc: bool = False) -> str:
+    """What ``repeval plan`` and the report say of the preset the probe entry ``p`` (a ``ProbeConfig``) names, empty
+    if it names none: the preset (``doc``: with its description), its source, the keys set next to it and where it
+    departs from the source — with the ``trained`` configurations the entry trains (:meth:`Preset.departures`;
+    ``why``: why they are not the preset's points, found here when the keys set next to it change its grid):
+    ``preset hear [Turian et al. …], set here: learning_rate=0.001; differs from the source: 4 configurations are
+    trained, not the preset's 16 points (the keys set next to it change its grid); …``."""
+    from repeval.tuning.search import SPEC_KEYS
+
+    if not p.preset:
+        return ""
+    preset = get_preset(p.preset)
+    what = f"preset {p.preset}" + (f": {preset.doc}" if doc else "") + f" [{preset.source}]"
+    mine = sorted(k for k in p.model_fields_set if k not in SPEC_KEYS)
+    if mine:
+        what += ", set here: " + ", ".join(f"{k}={getattr(p, k)!r}" for k in mine)
+    if preset.differs:
+        search = p.search or {}
+        touched = set(mine) | set(search.get("grid") or {}) | set(search.get("space") or {})
+        if why is None and (trained != preset.size or touched & set(preset.grid)):
+            why = "the keys set next to it change its grid"
+        what += f"; differs from the source: {preset.departures(trained, why)}"
+    return what
+
+
+def entry_words(entry: Mapping[str, Any], index: int = 0) -> str | None:
+    """What the report says of probe entry ``index`` of a run's ``downstream_models`` as its ``config.yaml`` writes it
+    (the keys set: :func:`repeval.run.context.config_yaml`), ``None`` when it names no preset: ``probe preset hear:
+    <its description> [source], set here: …; differs from the source: …`` — :func:`preset_words`, what ``repeval
+    plan`` says of it, with the configurations the entry trained (an entry named otherwise than its preset: ``probe
+    hear-lr, preset hear: …``). An entry this repeval no longer reads (an older run's) is said by its preset's
+    description, without what it trained."""
+    from pydantic import ValidationError
+
+    from repeval.config.probe import ProbeConfig
+    from repeval.tuning.search import expand_probe
+
+    name = entry.get("preset")
+    if not name:
+        return None
+    if str(name) not in PRESETS:
+        return f"probe preset {name}"
+    try:
+        p = ProbeConfig.model_validate(dict(entry))
+        said = preset_words(p, expand_probe(p, index).size, doc=True)
+    except (ValidationError, ValueError) as exc:
+        log.debug("probe entry %s read without what it trained: %s", dict(entry), exc)
+        preset = get_preset(str(name))
+        said = f"preset {name}: {preset.doc} [{preset.source}]"
+    own = entry.get("name")
+    return f"probe {own}, {said}" if own and own != name else f"probe {said}"
 
 
 #: Jukemir and MARBLE stop and select on each dataset's primary metric, which differs from repeval's default criterion

@@ -6,7 +6,8 @@ that do not compare with a full run's. Each run's test set is its saved split's 
 each set of runs on one test set is ranked on its own, and the report and tables say why. Likewise a deformation
 scenario two runs define differently under one name was one column, and its values were averaged into the mean Δ
 that ranks the runs' models: each definition now has a column of its own, left out of the ranking of all the runs
-and ranked on among the runs that share it.
+and ranked on among the runs that share it. A scenario only some runs tested left the others' models unranked in the
+ranking of all the runs: it is left out of that ranking, which says so, and their cells are '–'.
 """
 
 from __future__ import annotations
@@ -305,7 +306,9 @@ def test_a_scenario_a_run_names_like_a_per_run_column_is_not_taken_for_one(tmp_p
     keyed = df.assign(model=df["run_id"] + "/" + df["model"])
     h = headline(keyed, TASK, DATASET)
     assert h is not None and h.robustness is not None
-    assert h.robustness.scenarios == ["D1 (r2)"] and h.robustness.apart == ["D1"]  # r1's own scenario is not apart
+    # r1's own scenario is not apart: it is one r2 has no results on, left out for that
+    assert h.robustness.apart == ["D1"] and h.robustness.missing == {"D1 (r2)": ["r2"]}
+    assert h.robustness.scenarios == []
 
 
 def test_a_scenario_defined_differently_in_two_tasks_has_the_same_columns_in_each(tmp_path):
@@ -387,3 +390,75 @@ def test_a_split_files_stored_test_digest_is_the_one_computed_from_its_rows(tmp_
 def pq_write(table: pa.Table, path: Path) -> Path:
     pq.write_table(table, path)
     return path
+
+
+def test_a_scenario_only_some_runs_tested_is_left_out_of_their_ranking_not_their_models(tmp_path):
+    """r1 and r3 tested D1 and D2, r2 D1 alone (its configuration has no D2): r2's models were named not ranked (no Δ
+    on D2) in the ranking of all the runs, though measured on D1 as every other. The ranking is over D1, the scenario
+    every run has, and says it left D2 out and why; the tables keep D2's column, r2's cells '–', and say why."""
+    spec = dict(experiments=DEFAULT_EXPERIMENTS[:1], models=("A", "B"), model_quality={"A": 0.9, "B": 0.4},
+                probes=("M1",), seeds=(0,), n_test=30, n_resamples=5)  # fmt: skip
+    dirs = [
+        make_run_dir(tmp_path, FakeRunSpec(run_id=r, scenarios=scenarios, seed=seed, **spec))
+        for r, scenarios, seed in (
+            ("r1", (CLEAN, "D1", "D2"), 0),
+            ("r2", (CLEAN, "D1"), 1),
+            ("r3", (CLEAN, "D1", "D2"), 2),
+        )
+    ]
+    runs = load_runs(dirs)
+    csv = pd.read_csv(io.StringIO(table_command(dirs, "robustness", "csv", task=TASK)))
+    assert set(csv.loc[csv["accuracy:Δ D2"].notna(), "run_id"]) == {"r1", "r3"}  # D2's column: what exists
+    assert csv["accuracy:Δ D1"].notna().all()
+    every, every_mean = _most_robust(csv, ["r1", "r2", "r3"], ["D1"])
+    df = combine_results(runs)
+    keyed = df.assign(model=df["run_id"] + "/" + df["model"])
+    h = headline(keyed, TASK, DATASET)
+    assert h is not None and h.robustness is not None and not h.shared
+    assert h.robustness.scenarios == ["D1"] and h.robustness.missing == {"D2": ["r2"]} and not h.robustness.unranked
+    assert {s.model for s in h.robustness.ranked} == {f"{r}/{m}" for r in ("r1", "r2", "r3") for m in ("A", "B")}
+    line = summary_text(runs).splitlines()[1]
+    assert line.startswith(f"  most robust: {every} (mean Δ {every_mean} over 1 scenario, ")
+    assert line.endswith("; left out: D2 (no results in r2)") and "not ranked" not in line
+    cards = summary_cards(keyed, TASK, DATASET, combine_validation(runs, prefix_models=True))
+    assert f"<b>{every}</b><span>mean Δ {every_mean} over 1 scenario (D1), " in cards
+    assert "left out: D2 (no results in r2)" in cards and "not ranked" not in cards
+    plain = " ".join(table_command(dirs, "robustness", "plain", task=TASK).split())
+    assert "runs without results on a scenario show –: D2 (no results in r2)" in plain
+    assert "no results" not in make_table(df[df["run_id"] != "r2"], "robustness", task=TASK).caption
+
+    # a model's failed cell is not a scenario its run lacks: it is named, not ranked, and D2 stays in the ranking
+    failed = keyed[~(keyed["model"].eq("r3/B") & keyed["scenario"].eq("D1"))]
+    r = headline(failed, TASK, DATASET).robustness  # type: ignore[union-attr]
+    assert r is not None and r.scenarios == ["D1"] and r.unranked == {"r3/B · M1": ["D1"]}
+    no_b = headline(keyed[~(keyed["model"].eq("r1/B") & keyed["scenario"].eq("D2"))], TASK, DATASET)
+    assert no_b is not None and no_b.robustness is not None and no_b.robustness.missing == {"D2": ["r2"]}
+    # a run of clean audio alone was compared on no scenario: the others are ranked on theirs, its models named
+    clean_only = headline(keyed[~(keyed["run_id"].eq("r2") & keyed["scenario"].ne(CLEAN))], TASK, DATASET)
+    assert clean_only is not None and clean_only.robustness is not None
+    assert clean_only.robustness.scenarios == ["D1", "D2"] and not clean_only.robustness.missing
+    assert clean_only.robustness.unranked == {"r2/A · M1": ["D1", "D2"], "r2/B · M1": ["D1", "D2"]}
+    # no scenario every run tested: no ranking across the runs, and why
+    disjoint = keyed[~(keyed["run_id"].eq("r1") & keyed["scenario"].eq("D1")) & keyed["run_id"].ne("r3")]
+    h = headline(disjoint, TASK, DATASET)
+    assert h is not None and h.robustness is not None and not h.robustness.ranked
+    # (in the frame's order of scenarios: r1's D2 comes first there)
+    assert robustness_facts(h.robustness) == ["not ranked across runs: D2 (no results in r2), D1 (no results in r1)"]
+
+
+def test_a_scenario_defined_differently_and_one_a_run_lacks_are_both_left_out(defined_runs):
+    """r1 and r4 define D1 alike, r2 otherwise, and r4 has no D2: the ranking of all three has no scenario left, and
+    says why each is out; r1 and r4's own ranking is over their shared D1, D2 left out as r4 lacks it."""
+    dirs = [defined_runs[r] for r in ("r1", "r2", "r4")]
+    runs = load_runs(dirs)
+    df = combine_results(runs)
+    keyed = df.assign(model=df["run_id"] + "/" + df["model"])
+    h = headline(keyed[~(keyed["run_id"].eq("r4") & keyed["scenario"].eq("D2"))], TASK, DATASET)
+    assert h is not None and h.robustness is not None and len(h.shared) == 1
+    assert robustness_facts(h.robustness, h.shared) == [
+        "not ranked across runs: D1, defined differently by the runs (each definition has its own column; r1 + r4, "
+        "which define it alike, ranked on it apart); D2 (no results in r4)"
+    ]
+    shared = h.shared[0]
+    assert shared.scenarios == ["D1 (r1 + r4)"] and shared.missing == {"D2": ["r4"]} and len(shared.ranked) == 4
+    assert robustness_facts(shared)[-1] == "left out: D2 (no results in r4)"

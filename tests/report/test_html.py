@@ -130,8 +130,9 @@ def test_report_over_two_runs(run_dir, second_run_dir, tmp_path, caplog):
 
 
 def test_a_task_that_aggregates_predictions_or_augments_says_so_in_its_heading(report, tmp_path):
-    from repeval.report.html import _task_notes
     from repeval.report.results import Run
+    from repeval.report.training import preset_notes
+    from repeval.report.training import task_notes as _task_notes
 
     assert "mean prediction" not in report.read_text()  # the fake run's tasks aggregate embeddings (mean)
 
@@ -151,11 +152,23 @@ def test_a_task_that_aggregates_predictions_or_augments_says_so_in_its_heading(r
     assert _task_notes([run({"name": "tags"}, augment=["noise", "mp3"])], "tags") == [
         "training tracks augmented with their deformed copies (noise, mp3)"
     ]
-    # the published probe protocol the numbers follow, and where it comes from
-    notes = _task_notes([run({"name": "tags"}, downstream_models=[{"preset": "jukemir"}, {"name": "lin"}])], "tags")
-    assert notes == [
+    # the published probe protocol the numbers follow, where it comes from and where it departs from it (a line of
+    # its own under the heading, not in it)
+    juke = run({"name": "tags"}, downstream_models=[{"preset": "jukemir"}, {"name": "lin"}])
+    assert _task_notes([juke], "tags") == []
+    [note] = preset_notes([juke], "tags")
+    assert note.startswith(
         "probe preset jukemir: Jukemir's 216-config grid, best by validation then one test run [Castellon et al. "
-        "2021, Jukemir; p-lambda/jukemir jukemir/probe/__init__.py _PAPER_GRID]"
+        "2021, Jukemir; p-lambda/jukemir jukemir/probe/__init__.py _PAPER_GRID]; differs from the source: validated "
+        "once per epoch, "
+    )
+    # over several runs, a preset some of them use is led by those runs; one every run uses alike is not
+    lr = run({"name": "tags"}, downstream_models=[{"preset": "hear", "name": "hear-lr", "learning_rate": 1e-3}])
+    both = [Run(r, Path(tmp_path), pd.DataFrame(), config_text=x.config_text) for r, x in (("r1", juke), ("r2", lr))]
+    notes = preset_notes(both, "tags")
+    assert [n.split(": probe ")[0] for n in notes] == ["r1", "r2"] and notes[1].startswith("r2: probe hear-lr, preset")
+    assert preset_notes([both[0], Run("r3", Path(tmp_path), pd.DataFrame(), config_text=juke.config_text)], "tags") == [
+        note
     ]
 
 
@@ -380,3 +393,36 @@ def test_summed_confusion_lays_each_seeds_matrix_on_every_label(tmp_path):
     labels, matrix, seeds = summed_confusion(run, *key)["clean"]
     assert labels == ["a", "b", "c"] and seeds == [0, 1]
     assert matrix.tolist() == [[6, 0, 2], [1, 6, 0], [3, 0, 4]]
+
+
+def test_a_presets_note_says_what_was_trained_after_the_keys_set_next_to_it(tmp_path):
+    """The report described the hear preset as "HEAR 2021's 16-point grid" though a learning rate set next to it cut
+    the grid to 4 points: its note is what `repeval plan` says of the entry — the keys set here, how many
+    configurations were trained and where that departs from the source."""
+    from repeval.config.loader import parse_config
+    from repeval.plan import make_plan
+    from repeval.report.html import build_report_html
+    from repeval.report.results import load_run
+    from repeval.testing.results import FakeExperiment, FakeRunSpec, make_run_dir
+
+    exp = FakeExperiment("inst", "multiclass_classification", "notes", 4, ("accuracy",))
+    spec = FakeRunSpec(run_id="hr", experiments=(exp,), models=("mfcc-stats",), probes=("hear-lr",), seeds=(0,),
+                       scenarios=("clean",), n_test=20, n_resamples=5)  # fmt: skip
+    run = make_run_dir(tmp_path, spec)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["experiments"][0]["datasets"] = [{"name": "notes", "type": "catalog", "manifest": "m.csv",
+                                             "label_column": "x"}]  # fmt: skip
+    config["experiments"][0]["downstream_models"] = [{"preset": "hear", "name": "hear-lr", "learning_rate": 1e-3}]
+    (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    text = build_report_html([load_run(run)])
+    notes = [html.unescape(n) for n in re.findall(r'<p class="rv-note rv-preset">([^<]*)</p>', text)]
+    assert len(notes) == 1 and notes[0].startswith("probe hear-lr, preset hear: HEAR 2021's 16-point grid, ")
+    said = "set here: learning_rate=0.001; differs from the source: 4 configurations are trained, not the preset's 16"
+    assert said in notes[0] and "all 16 points are trained" not in notes[0]
+    # the words `repeval plan` prints for that entry, after its source
+    [line] = [
+        x
+        for x in make_plan(parse_config({"experiments": config["experiments"]})).text().splitlines()
+        if x.startswith("  - probe hear-lr")
+    ]
+    assert said in line and notes[0].endswith(line[line.index(", set here: ") :])
