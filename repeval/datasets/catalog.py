@@ -1,5 +1,6 @@
 """The generic ``catalog`` dataset: a CSV (tab-separated when named ``.tsv``/``.tab``; another separator, such as a
-spreadsheet export's ``;``, set as ``delimiter``) or Parquet manifest, local or any pyarrow filesystem URI.
+spreadsheet export's ``;``, set as ``delimiter``) or Parquet manifest, local or any pyarrow filesystem URI (one written
+as JSON is refused, naming its conversion to Parquet).
 
 Columns, each named by a key of the dataset: a track id (``track_id_column``, default ``track_id``), an audio path
 (``audio_column``, default ``audio_path``; relative to the manifest's folder, or ``dir`` when given, or absolute / a

@@ -126,6 +126,31 @@ def _open_csv(fh: Any, uri: str, **options: Any) -> pacsv.CSVStreamingReader:
         raise _row_error(uri, options["parse_options"].delimiter, exc) from None
 
 
+class JsonManifestError(ValueError):
+    """A manifest written as JSON (lines, or one array of objects), which a catalog does not read: named with the
+    conversion to Parquet — rather than read as a CSV whose columns are pieces of its first object."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(
+            f"{uri} is JSON, but a catalog manifest is CSV or Parquet — convert it, e.g. with pandas: "
+            f"pandas.read_json({uri!r}, lines=True).to_parquet('manifest.parquet') (lines=False for one JSON array), "
+            "and set manifest to that file"
+        )
+
+
+#: suffixes of a JSON file, which is no manifest (:class:`JsonManifestError`)
+JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
+
+
+def _is_json(fs: pafs.FileSystem, path: str) -> bool:
+    """Whether a text manifest is JSON: so named, or its first bytes open an object or an array of objects."""
+    if path.lower().endswith(JSON_SUFFIXES):
+        return True
+    with fs.open_input_stream(path) as fh:
+        head = fh.read(256).lstrip(b"\xef\xbb\xbf \t\r\n")
+    return head.startswith(b"{") or re.match(rb"\[\s*(\{|$)", head) is not None
+
+
 def manifest_columns(uri: str, delimiter: str | None = None) -> list[str]:
     fs, path = _filesystem(uri)
     info = fs.get_file_info(path)
@@ -133,6 +158,8 @@ def manifest_columns(uri: str, delimiter: str | None = None) -> list[str]:
         raise FileNotFoundError(f"catalog manifest not found: {uri} — check dataset.manifest")
     if info.type == pafs.FileType.Directory or _is_parquet(path):
         return list(pads.dataset(path, filesystem=fs, format="parquet").schema.names)
+    if _is_json(fs, path):
+        raise JsonManifestError(uri)
     with fs.open_input_stream(path) as fh:
         reader = _open_csv(
             fh, uri, read_options=pacsv.ReadOptions(block_size=1 << 16), parse_options=_csv_parse(path, delimiter)
@@ -169,13 +196,13 @@ _WHAT = {"track_id_column": "track ids", "audio_column": "audio file paths"}
 
 def manifest_problems(ds: Any, task: Any) -> list[str]:
     """What ``load_catalog`` would refuse, from the manifest's header and first rows: columns the dataset names that
-    the manifest lacks (with the closest column), a manifest without rows (or without a byte), a row of another number
-    of cells than the header (:class:`ManifestRowError`, in the rows read), and a regression task's label column with
-    no target (:func:`_no_targets`: read until a batch holds one — the first, for a usable manifest; the whole column
-    only when it holds none)."""
+    the manifest lacks (with the closest column), a manifest without rows (or without a byte), one written as JSON
+    (:class:`JsonManifestError`), a row of another number of cells than the header (:class:`ManifestRowError`, in the
+    rows read), and a regression task's label column with no target (:func:`_no_targets`: read until a batch holds
+    one — the first, for a usable manifest; the whole column only when it holds none)."""
     try:
         return _problems(ds, task)
-    except (EmptyManifestError, ManifestRowError) as exc:
+    except (EmptyManifestError, JsonManifestError, ManifestRowError) as exc:
         return [f"manifest: {exc}"]
 
 

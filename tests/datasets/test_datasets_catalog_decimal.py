@@ -1,5 +1,6 @@
 """A catalog's regression targets with a decimal comma (``decimal: ','``) in the formats a spreadsheet exports: quoted
-between commas, tab-separated, a Parquet column of numbers, and numbers with a thousands separator."""
+between commas, tab-separated, a Parquet column of numbers, and numbers with a thousands separator; and a manifest
+written as JSON, which a catalog does not read."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dataset_fixtures import ds_cfg, task_cfg, write_audio
 
 import repeval.datasets.catalog as catalog
 from repeval.datasets import load_dataset
-from repeval.datasets.manifest import ManifestRowError
+from repeval.datasets.manifest import JsonManifestError, ManifestRowError
 from repeval.run.groups import tracks_digest
 from repeval.run.split_digest import digest_test_rows
 
@@ -144,3 +145,24 @@ def test_a_thousands_separator_is_refused_by_row_not_read_as_other_numbers(audio
         "label_column: no row of 'valence' holds a regression target, it has cells such as '1.234,5' (row 2) — it has "
         f"a thousands separator: write its numbers without a thousands separator ('1234,5'; {fix})"
     ]
+
+
+def test_a_json_manifest_is_refused_naming_the_conversion(audio_dir):
+    """A manifest written as JSON lines (or one array) was read as a CSV whose columns were pieces of its first object:
+    "no column 'track_id' — did you mean '{"track_id": "r0"'?". The load and ``repeval validate`` say it is JSON and
+    how to convert it, whatever its name."""
+    lines = "".join(f'{{"track_id": "{i}", "audio_path": "{p}", "valence": {v}}}\n' for i, p, v in _rows(VALUES))
+    for name in ("m.jsonl", "m.txt"):
+        (path := audio_dir / name).write_text(lines)
+        ds = ds_cfg("cat", "catalog", manifest=str(path), label_column="valence")
+        said = (
+            f"{path} is JSON, but a catalog manifest is CSV or Parquet — convert it, e.g. with pandas: "
+            f"pandas.read_json({str(path)!r}, lines=True).to_parquet('manifest.parquet') (lines=False for one JSON "
+            "array), and set manifest to that file"
+        )
+        with pytest.raises(JsonManifestError) as err:
+            load_dataset(ds, TASK)
+        assert str(err.value) == said and catalog.manifest_problems(ds, TASK) == [f"manifest: {said}"]
+    (array := audio_dir / "array.csv").write_text("[\n" + lines.replace("}\n", "},\n")[:-2] + "\n]\n")
+    with pytest.raises(JsonManifestError):
+        load_dataset(ds_cfg("cat", "catalog", manifest=str(array), label_column="valence"), TASK)
