@@ -89,15 +89,20 @@ def thousands_fix(cell: str, decimal: str) -> str:
 
 
 def _grouped_rows(
-    raw: pa.Array, parent: np.ndarray, values: pa.Array, keep: np.ndarray, separator: str | None, decimal: str
+    raw: pa.Array,
+    parent: np.ndarray,
+    values: pa.Array,
+    keep: np.ndarray,
+    odd: np.ndarray,
+    separator: str | None,
+    decimal: str,
 ) -> np.ndarray:
     """Of the regression cells ``raw`` split by :func:`split_cells` at ``separator``, those holding a number with a
-    thousands separator — a part that is none of the targets :func:`_number_re` reads with either decimal mark (a
-    number with the other mark is reported with that mark's fix), or a whole cell ``separator`` splits into numbers
+    thousands separator — a part that is no target (``odd``, :func:`_odd_parts`) nor one with the other decimal mark (a
+    number reported with that mark's fix), or a whole cell ``separator`` splits into numbers
     that read as one with digits after ``decimal`` (``1,234.5`` at ``,``): it is refused rather than read as other
     numbers. Only parts that are no target, and cells split in several, are matched."""
     out = np.zeros(len(raw), dtype=bool)
-    odd = keep & ~pc.match_substring_regex(values, _number_re(decimal)).to_numpy(zero_copy_only=False)
     if odd.any():
         other = "," if decimal == "." else "."
         odd_values = values.filter(pa.array(odd))
@@ -116,7 +121,7 @@ def _grouped_rows(
 
 
 def point_decimals(values: pa.Array, decimal: str) -> pa.Array:
-    """Regression targets written with ``decimal`` as their decimal mark (checked by :func:`_non_numeric_rows`) with
+    """Regression targets written with ``decimal`` as their decimal mark (checked by :func:`_odd_parts`) with
     a decimal point, as the task encoder reads them and the rows keep them: ``0,31`` → ``0.31``, ``a=-1,5e3`` →
     ``a=-1.5e3``; a name's own commas stay."""
     if decimal == ".":
@@ -258,11 +263,12 @@ class _BatchValidator:
             decimal = column_decimal(field, self.decimal)
             if decimal != self.decimal and field is not None:  # a Parquet column of numbers: noted by the load
                 self.numeric_label = numeric_type(field)
-            grouped = _grouped_rows(raw, parent, values, keep, separator, decimal) & ok
+            odd = _odd_parts(values, keep, decimal)
+            grouped = _grouped_rows(raw, parent, values, keep, odd, separator, decimal) & ok
             if grouped.any():
                 self._bad("unknown_labels", ids, rows, grouped, self._thousands_whys(raw, grouped, decimal))
                 ok &= ~grouped
-            bad_rows = _non_numeric_rows(parent, values, keep, n, decimal)
+            bad_rows = _non_numeric_rows(parent, odd, n)
             if (ok & bad_rows).any():
                 why = f"non-numeric regression target in {self.label_col}{_decimal_hint(values, keep, decimal)}"
                 self._bad("unknown_labels", ids, rows, ok & bad_rows, why)
@@ -391,12 +397,16 @@ def split_cells(raw: pa.Array, separator: str | None) -> tuple[np.ndarray, pa.Ar
     return pc.list_parent_indices(parts).to_numpy(), values, pc.not_equal(values, "").to_numpy(zero_copy_only=False)
 
 
-def _non_numeric_rows(parent: np.ndarray, values: pa.Array, keep: np.ndarray, n: int, decimal: str = ".") -> np.ndarray:
-    """Of ``n`` cells split by :func:`split_cells`, those with a part that is no regression target (a number with
-    ``decimal`` as its decimal mark, or a ``name=value`` pair)."""
-    numeric = pc.match_substring_regex(values, _number_re(decimal)).to_numpy(zero_copy_only=False)
+def _odd_parts(values: pa.Array, keep: np.ndarray, decimal: str) -> np.ndarray:
+    """Of the non-empty (``keep``) parts of cells split by :func:`split_cells`, those that are no regression target (a
+    number with ``decimal`` as its decimal mark, or a ``name=value`` pair)."""
+    return keep & ~pc.match_substring_regex(values, _number_re(decimal)).to_numpy(zero_copy_only=False)
+
+
+def _non_numeric_rows(parent: np.ndarray, odd: np.ndarray, n: int) -> np.ndarray:
+    """Of ``n`` cells split by :func:`split_cells`, those with a part that is no regression target (:func:`_odd_parts`)."""
     bad = np.zeros(n, dtype=bool)
-    bad[parent[keep & ~numeric]] = True
+    bad[parent[odd]] = True
     return bad
 
 
@@ -421,8 +431,8 @@ def target_cells(raw: pa.Array, separator: str | None, decimal: str = ".") -> tu
     ``decimal`` as its decimal mark or a ``name=value`` pair, none with a thousands separator), and which hold text
     that is none."""
     parent, values, keep = split_cells(raw, separator)
-    bad = _non_numeric_rows(parent, values, keep, len(raw), decimal)
-    bad |= _grouped_rows(raw, parent, values, keep, separator, decimal)
+    odd = _odd_parts(values, keep, decimal)
+    bad = _non_numeric_rows(parent, odd, len(raw)) | _grouped_rows(raw, parent, values, keep, odd, separator, decimal)
     return (np.bincount(parent[keep], minlength=len(raw)) > 0) & ~bad, bad
 
 
@@ -431,7 +441,7 @@ def target_hint(cell: pa.Array, separator: str | None, decimal: str) -> str:
     writing its numbers without a thousands separator, or the other decimal mark's (:func:`_decimal_hint`); ``""``
     when it is text."""
     parent, values, keep = split_cells(cell, separator)
-    if _grouped_rows(cell, parent, values, keep, separator, decimal).any():
+    if _grouped_rows(cell, parent, values, keep, _odd_parts(values, keep, decimal), separator, decimal).any():
         return f" — it has a thousands separator: {thousands_fix(cell[0].as_py().strip(), decimal)}"
     return _decimal_hint(values, keep, decimal)
 
