@@ -80,8 +80,9 @@ class DatasetConfig(Strict):
     #: for a spreadsheet's export in a locale whose decimal mark is a comma, ``tab`` (or ``"\t"``) for tabs
     delimiter: str | None = Field(default=None, json_schema_extra={"pattern": '^([^\\n\\r"]|[Tt][Aa][Bb]|\\\\t)$'})
     #: the decimal mark of a catalog's regression targets (pandas' ``decimal``): ``"."``, or ``","`` for a
-    #: spreadsheet's export in a locale that writes ``0,31`` (its columns then separated by ``delimiter: ';'``); with
-    #: ``","`` a target cell is one number unless ``label_separator`` is another character than ``,``
+    #: spreadsheet's export in a locale that writes ``0,31`` (its columns separated by ``delimiter: ';'``, or by commas
+    #: with such numbers quoted: ``"0,31"``); with ``","`` a target cell is one number unless ``label_separator`` is
+    #: another character than ``,``; a Parquet column of numbers is read as it is
     decimal: Literal[".", ","] = "."
     #: catalog manifest column of track ids
     track_id_column: str = "track_id"
@@ -160,8 +161,6 @@ class DatasetConfig(Strict):
                     f"delimiter is for CSV manifests, but {self.manifest} is Parquet, whose columns are named in it — "
                     "remove delimiter"
                 )
-        if self.decimal != "." and self.manifest:
-            self._decimal_is_not_the_delimiter()
         if self.split_type == "all" and self.n_folds < 3:
             raise ValueError(
                 "split_type: all needs n_folds ≥ 3 (validation = fold i, test = fold i+1, train = the rest)"
@@ -169,17 +168,6 @@ class DatasetConfig(Strict):
         if self.split_type == "all" and self.fold >= self.n_folds:
             raise ValueError(f"fold {self.fold} is out of range for n_folds {self.n_folds}")
         return self
-
-    def _decimal_is_not_the_delimiter(self) -> None:
-        """Raise when ``decimal`` is also the character between a CSV manifest's columns: ``delimiter``, else the one a
-        manifest named ``.csv`` (``.txt``, ``.tsv``, ``.tab``) is read with. Another name's (a folder of Parquet files,
-        a text file named otherwise) is checked by the load, which knows what it holds."""
-        from repeval.datasets.manifest import TSV_SUFFIXES, decimal_problem
-
-        assert self.manifest is not None
-        text = self.delimiter is not None or self.manifest.lower().endswith((".csv", ".txt", *TSV_SUFFIXES))
-        if text and (problem := decimal_problem(self)):
-            raise ValueError(problem)
 
     def keys_given(self) -> set[str]:
         """The keys set to something other than their default: a key left at its default (a dumped config writes

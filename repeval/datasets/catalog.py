@@ -1,12 +1,14 @@
 """The generic ``catalog`` dataset: a CSV (tab-separated when named ``.tsv``/``.tab``; another separator, such as a
-spreadsheet export's ``;``, set as ``delimiter``) or Parquet manifest, local or any pyarrow filesystem URI.
+spreadsheet export's ``;``, set as ``delimiter``) or Parquet manifest, local or any pyarrow filesystem URI (one written
+as JSON is refused, naming its conversion to Parquet).
 
 Columns, each named by a key of the dataset: a track id (``track_id_column``, default ``track_id``), an audio path
 (``audio_column``, default ``audio_path``; relative to the manifest's folder, or ``dir`` when given, or absolute / a
 URI), one label column (``label_column``, default the task's ``label``, else its ``name``; multi-label and
 regression cells separated by ``label_separator``, default ``,``; regression targets written with ``decimal`` as their
-decimal mark, ``.`` or ``,`` — with ``decimal: ','``, ``0,31`` is kept as ``0.31`` and a cell is one target unless
-``label_separator`` is another character) and optionally a split column (``split_column``:
+decimal mark, ``.`` or ``,`` — with ``decimal: ','``, ``0,31`` (quoted between commas: ``"0,31"``) is kept as ``0.31``
+and a cell is one target unless ``label_separator`` is another character; a Parquet column of numbers is read as it
+is, and a number with a thousands separator, ``1.234,5``, is refused) and optionally a split column (``split_column``:
 ``train``, ``validation`` or ``val``/``valid``/``dev``, ``test``, in any case; its empty cells, or every track
 without it, get a seeded split by ``split_ratios``, default 0.8/0.1/0.1, stratified by label, a regression target's
 plain) and a group column (``group_column``: an artist or album kept within one split). Other columns are ignored. A
@@ -30,7 +32,9 @@ lines) and Parquet ``row N`` is the 0-based row index:
   that do not exist (skip the check with ``check_files: false``, e.g. for object stores),
 - missing labels, labels outside ``dataset.classes`` (dropped from multilabel rows; the row is
   dropped for single-label tasks), invalid keys for key estimation (keys are normalised to
-  sharps, ``Db major`` → ``C# major``), non-numeric regression targets, unknown split names.
+  sharps, ``Db major`` → ``C# major``), non-numeric regression targets (and ones with a thousands separator), unknown
+  split names; a CSV row with another number of cells than the header stops the load, named with its fix
+  (:class:`~repeval.datasets.manifest.ManifestRowError`).
 
 The manifest is read by :mod:`repeval.datasets.manifest` and its batches validated by
 :mod:`repeval.datasets.manifest_rows`; this module finds the duplicate ids and assembles the rows.
@@ -52,16 +56,16 @@ from repeval.datasets.manifest import BATCH_ROWS as BATCH_ROWS
 from repeval.datasets.manifest import CSV_BLOCK_BYTES as CSV_BLOCK_BYTES
 from repeval.datasets.manifest import _filesystem as _filesystem
 from repeval.datasets.manifest import _is_parquet as _is_parquet
-from repeval.datasets.manifest import decimal_problem, label_fix, one_column_problem
 from repeval.datasets.manifest import estimate_rows as estimate_rows
 from repeval.datasets.manifest import iter_manifest as iter_manifest
+from repeval.datasets.manifest import label_fix, one_column_problem
 from repeval.datasets.manifest import manifest_columns as manifest_columns
 from repeval.datasets.manifest import manifest_problems as manifest_problems
 from repeval.datasets.manifest import read_manifest as read_manifest
+from repeval.datasets.manifest_rows import COMMA_FIX, target_separator
 from repeval.datasets.manifest_rows import SPLIT_ALIASES as SPLIT_ALIASES
 from repeval.datasets.manifest_rows import _base_dir as _base_dir
 from repeval.datasets.manifest_rows import _BatchValidator as _BatchValidator
-from repeval.datasets.manifest_rows import comma_fix, target_separator
 from repeval.datasets.manifest_rows import masked_column as masked_column
 from repeval.datasets.spill import Partitions, TableSpool, hash64, n_partitions, partition_of
 
@@ -138,8 +142,6 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
         )
     fs, path = _filesystem(ds.manifest)
     fmt = "parquet" if _is_parquet(path) or fs.get_file_info(path).type == pafs.FileType.Directory else "csv"
-    if fmt == "csv" and (problem := decimal_problem(ds)):
-        raise ValueError(f"catalog {problem}")
     report = LoadReport()
     duplicates = later_duplicates(ds.manifest, ds.track_id_column, ds.delimiter)
     validate = _BatchValidator(ds, task, label_col, fmt, report)
@@ -164,9 +166,14 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
     ):
         report.notes.append(note)
     if getattr(task, "effective_type", None) == "regression" and (
-        note := _decimal_comma_note(table.column("label"), label_col, target_separator(ds), comma_fix(ds, fmt))
+        note := _decimal_comma_note(table.column("label"), label_col, target_separator(ds))
     ):
         report.notes.append(note)
+    if validate.numeric_label is not None:
+        report.notes.append(
+            f"decimal {ds.decimal!r} has no effect on label_column {label_col!r}: a Parquet column of numbers "
+            f"({validate.numeric_label}), read as they are — remove decimal"
+        )
     log.info("catalog %s: %d of %d rows usable", ds.manifest, table.num_rows, n_read)
     return table, report
 
@@ -209,10 +216,10 @@ def _separator_note(labels: pa.ChunkedArray, column: str, separator: str) -> str
     )
 
 
-def _decimal_comma_note(targets: pa.ChunkedArray, column: str, separator: str | None, fix: str) -> str | None:
+def _decimal_comma_note(targets: pa.ChunkedArray, column: str, separator: str | None) -> str | None:
     """A note when a regression column split at ``separator`` ``,`` gave every track two targets, each a whole number
     before one of digits after — ``0,31`` read as the targets 0 and 31, its comma a decimal mark (a spreadsheet
-    exported with ``;`` between columns, ``delimiter: ';'``) — naming the ``fix`` (:func:`comma_fix`); ``None``
+    exported with ``;`` between columns, ``delimiter: ';'``) — naming the fix (:data:`COMMA_FIX`); ``None``
     otherwise."""
     lengths = pc.list_value_length(targets)
     if separator != "," or len(targets) == 0 or pc.min(lengths).as_py() != 2 or pc.max(lengths).as_py() != 2:
@@ -227,6 +234,6 @@ def _decimal_comma_note(targets: pa.ChunkedArray, column: str, separator: str | 
     cell = ",".join(targets[0].as_py())
     return (
         f"every track has two targets in {column}, split at label_separator ',', each a whole number (e.g. {cell!r}: "
-        f"{cell.replace(',', ' and ')}): if ',' is its decimal mark, {fix} — each cell is then one target "
+        f"{cell.replace(',', ' and ')}): if ',' is its decimal mark, {COMMA_FIX} — each cell is then one target "
         f"({cell.replace(',', '.')})"
     )

@@ -1,10 +1,14 @@
 """Reading a ``catalog`` manifest (CSV or Parquet, a local path or any pyarrow filesystem URI): its columns, its
-rows streamed as record batches of strings (:func:`iter_manifest`), a cheap estimate of its row count, and the
-problems :func:`~repeval.datasets.catalog.load_catalog` would refuse, found from its header and first rows."""
+rows streamed as record batches of strings (:func:`iter_manifest`; a Parquet column of numbers marked
+:data:`NUMERIC_TYPE`), a cheap estimate of its row count, and the problems
+:func:`~repeval.datasets.catalog.load_catalog` would refuse, found from its header and first rows."""
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
+import re
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -47,27 +51,6 @@ def csv_delimiter(path: str, delimiter: str | None = None) -> str:
     return delimiter or ("\t" if path.lower().endswith(TSV_SUFFIXES) else ",")
 
 
-def decimal_problem(ds: Any) -> str | None:
-    """The problem of a CSV manifest whose regression targets' ``decimal`` mark is also the character between its
-    columns (:func:`csv_delimiter`): an unquoted ``0,31`` would be read as two cells. ``None`` when they differ."""
-    if ds.decimal == ".":
-        return None
-    sep = csv_delimiter(ds.manifest, ds.delimiter)
-    if sep != ds.decimal:
-        return None
-    given = (
-        "the dataset's delimiter, the character between the manifest's columns"
-        if ds.delimiter is not None
-        else f"the character between the columns of a manifest named {ds.manifest} (delimiter not set)"
-    )
-    return (
-        f"decimal {ds.decimal!r} is also {given}, so a number such as "
-        f"'0{ds.decimal}31' would be read as two cells — set delimiter to the character between its columns (';' "
-        "in a spreadsheet's export where the decimal mark is a comma), or remove decimal if its numbers have a "
-        "decimal point"
-    )
-
-
 def _csv_parse(path: str, delimiter: str | None) -> pacsv.ParseOptions:
     return pacsv.ParseOptions(delimiter=csv_delimiter(path, delimiter))
 
@@ -87,15 +70,85 @@ class EmptyManifestError(ValueError):
         )
 
 
+class ManifestRowError(ValueError):
+    """A row of a text manifest with more or fewer cells than its header (pyarrow's ``Expected 3 columns, got 4``),
+    named by its row (counted like :func:`~repeval.datasets.manifest_rows._rowref`'s: the header is row 1), with the
+    fix — for an unquoted number with a decimal comma between commas, quoting it."""
+
+    def __init__(self, uri: str, row: int, cells: list[str], n_header: int, delimiter: str) -> None:
+        text = delimiter.join(cells)
+        if len(cells) > n_header and delimiter == "," and re.search(r"\d,\d", text):
+            fix = (
+                'a number with a decimal comma, such as 0,75, is two cells between commas: quote it ("0,75", read '
+                "with decimal: ','), or separate the columns by ';' and set delimiter: ';'"
+            )
+        elif len(cells) > n_header:
+            fix = f"quote its cells that hold {delimiter!r}, or set delimiter to the character between its columns"
+        else:
+            fix = f"write a cell for each column of the header, empty ones too ({delimiter!r} between each two)"
+        super().__init__(f"{uri} row {row} has {len(cells)} cells, its header {n_header} ({text!r}) — {fix}")
+
+
+#: pyarrow's error for a row with another number of cells than the header
+_CELL_COUNT = re.compile(r"Expected \d+ columns, got \d+")
+
+
+def _row_error(uri: str, delimiter: str, exc: pa.ArrowInvalid) -> Exception:
+    """``exc``, pyarrow's error reading a text manifest, as a :class:`ManifestRowError` when a row has another number
+    of cells than the header: the first such row, found by reading the file again with the ``csv`` module (whose
+    quoting rules pyarrow's reader follows) — only on this error, never on a manifest that reads; ``exc`` itself
+    otherwise."""
+    if not _CELL_COUNT.search(str(exc)):
+        return exc
+    fs, path = _filesystem(uri)
+    try:
+        with fs.open_input_stream(path) as fh:
+            text = io.TextIOWrapper(fh, encoding="utf-8-sig", errors="replace", newline="")
+            records = csv.reader(text, delimiter=delimiter)
+            header = next(records, [])
+            for row, cells in enumerate(records, start=2):
+                if cells and len(cells) != len(header):
+                    return ManifestRowError(uri, row, cells, len(header), delimiter)
+    except csv.Error:  # a cell past the csv module's size limit: pyarrow's own message
+        return exc
+    return exc
+
+
 def _open_csv(fh: Any, uri: str, **options: Any) -> pacsv.CSVStreamingReader:
     """pyarrow's streaming CSV reader over ``fh``; a file of no bytes (``Empty CSV file`` to pyarrow) raises
-    :class:`EmptyManifestError`, naming it and the fix."""
+    :class:`EmptyManifestError`, naming it and the fix, and a first block with a row of another number of cells than
+    the header :class:`ManifestRowError`."""
     try:
         return pacsv.open_csv(fh, **options)
     except pa.ArrowInvalid as exc:
         if "Empty CSV file" in str(exc):
             raise EmptyManifestError(uri) from None
-        raise
+        raise _row_error(uri, options["parse_options"].delimiter, exc) from None
+
+
+class JsonManifestError(ValueError):
+    """A manifest written as JSON (lines, or one array of objects), which a catalog does not read: named with the
+    conversion to Parquet — rather than read as a CSV whose columns are pieces of its first object."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(
+            f"{uri} is JSON, but a catalog manifest is CSV or Parquet — convert it, e.g. with pandas: "
+            f"pandas.read_json({uri!r}, lines=True).to_parquet('manifest.parquet') (lines=False for one JSON array), "
+            "and set manifest to that file"
+        )
+
+
+#: suffixes of a JSON file, which is no manifest (:class:`JsonManifestError`)
+JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
+
+
+def _is_json(fs: pafs.FileSystem, path: str) -> bool:
+    """Whether a text manifest is JSON: so named, or its first bytes open an object or an array of objects."""
+    if path.lower().endswith(JSON_SUFFIXES):
+        return True
+    with fs.open_input_stream(path) as fh:
+        head = fh.read(256).lstrip(b"\xef\xbb\xbf \t\r\n")
+    return head.startswith(b"{") or re.match(rb"\[\s*(\{|$)", head) is not None
 
 
 def manifest_columns(uri: str, delimiter: str | None = None) -> list[str]:
@@ -105,6 +158,8 @@ def manifest_columns(uri: str, delimiter: str | None = None) -> list[str]:
         raise FileNotFoundError(f"catalog manifest not found: {uri} — check dataset.manifest")
     if info.type == pafs.FileType.Directory or _is_parquet(path):
         return list(pads.dataset(path, filesystem=fs, format="parquet").schema.names)
+    if _is_json(fs, path):
+        raise JsonManifestError(uri)
     with fs.open_input_stream(path) as fh:
         reader = _open_csv(
             fh, uri, read_options=pacsv.ReadOptions(block_size=1 << 16), parse_options=_csv_parse(path, delimiter)
@@ -141,15 +196,21 @@ _WHAT = {"track_id_column": "track ids", "audio_column": "audio file paths"}
 
 def manifest_problems(ds: Any, task: Any) -> list[str]:
     """What ``load_catalog`` would refuse, from the manifest's header and first rows: columns the dataset names that
-    the manifest lacks (with the closest column), a manifest without rows (or without a byte), and a regression task's label column with
-    no target (:func:`_no_targets`: read until a batch holds one — the first, for a usable manifest; the whole column
-    only when it holds none)."""
+    the manifest lacks (with the closest column), a manifest without rows (or without a byte), one written as JSON
+    (:class:`JsonManifestError`), a row of another number of cells than the header (:class:`ManifestRowError`, in the
+    rows read), and a regression task's label column with no target (:func:`_no_targets`: read until a batch holds
+    one — the first, for a usable manifest; the whole column only when it holds none)."""
+    try:
+        return _problems(ds, task)
+    except (EmptyManifestError, JsonManifestError, ManifestRowError) as exc:
+        return [f"manifest: {exc}"]
+
+
+def _problems(ds: Any, task: Any) -> list[str]:
+    """:func:`manifest_problems`, raising :class:`EmptyManifestError` and :class:`ManifestRowError`."""
     from repeval.registry import closest
 
-    try:
-        have = manifest_columns(ds.manifest, ds.delimiter)
-    except EmptyManifestError as exc:
-        return [f"manifest: {exc}"]
+    have = manifest_columns(ds.manifest, ds.delimiter)
     wanted = {
         "track_id_column": ds.track_id_column,
         "audio_column": ds.audio_column,
@@ -211,11 +272,10 @@ def _no_targets(ds: Any, task: Any) -> str | None:
     would be dropped and the load stop with :func:`label_fix`), with its first cell of text; ``None`` as soon as a
     batch holds a target — the first one, for a usable manifest."""
     from repeval.datasets.manifest_rows import (
-        _decimal_hint,
         _rowref,
-        comma_fix,
-        split_cells,
+        column_decimal,
         target_cells,
+        target_hint,
         target_separator,
     )
 
@@ -224,14 +284,14 @@ def _no_targets(ds: Any, task: Any) -> str | None:
     example, hint = None, ""
     with contextlib.closing(iter_manifest(ds.manifest, [column], delimiter=ds.delimiter)) as batches:
         for start, batch in batches:
-            ok, text = target_cells(batch.column(0), target_separator(ds), decimal)
+            mark = column_decimal(batch.schema.field(0), decimal)
+            ok, text = target_cells(batch.column(0), target_separator(ds), mark)
             if ok.any():
                 return None
             if example is None and text.any():
                 i = int(np.flatnonzero(text)[0])
                 example = f"{batch.column(0)[i].as_py()!r} ({_rowref(_manifest_format(ds.manifest), start + i)})"
-                _, values, keep = split_cells(batch.column(0).slice(i, 1), target_separator(ds))
-                hint = _decimal_hint(values, keep, decimal, comma_fix(ds, _manifest_format(ds.manifest)))
+                hint = target_hint(batch.column(0).slice(i, 1), target_separator(ds), mark)
     what = f"cells such as {example}" if example else "empty cells only"
     fix = hint or f" — {label_fix(ds, task)}"  # the other decimal mark's numbers: that mark's fix
     return f"label_column: no row of {column!r} holds a regression target, it has {what}{fix}"
@@ -245,7 +305,7 @@ def decimal_comma_warning(ds: Any, task: Any) -> str | None:
     """What ``repeval validate`` warns of a regression catalog read with a decimal point whose first rows' target cells
     (a CSV block, a Parquet batch) are each two whole numbers split at ``label_separator`` ``,`` (``0,31``: two targets,
     0 and 31), naming ``decimal: ','``; the load notes the same of every row. ``None`` otherwise."""
-    from repeval.datasets.manifest_rows import comma_fix, target_separator
+    from repeval.datasets.manifest_rows import COMMA_FIX, target_separator
 
     if getattr(task, "effective_type", None) != "regression" or target_separator(ds) != ",":
         return None
@@ -261,15 +321,35 @@ def decimal_comma_warning(ds: Any, task: Any) -> str | None:
     return (
         f"label_column: the first {len(cells)} cells of {column!r} each hold two whole numbers split at "
         f"label_separator ',' (e.g. {cells[0].as_py()!r}), read as two targets — if ',' is its decimal mark, "
-        f"{comma_fix(ds, _manifest_format(ds.manifest))}"
+        f"{COMMA_FIX}"
     )
+
+
+#: field metadata of a manifest column read as strings from a Parquet column of numbers: the column's Arrow type
+#: (its numbers written with a decimal point, whatever ``decimal`` says of a text column's)
+NUMERIC_TYPE = b"repeval.numeric_type"
+
+
+def _as_text(field: pa.Field) -> pa.Field:
+    """``field`` read as strings, a column of numbers (integers, floating-point or decimal) marked
+    :data:`NUMERIC_TYPE`."""
+    t = field.type
+    numeric = pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+    return pa.field(field.name, pa.string(), metadata={NUMERIC_TYPE: str(t)} if numeric else None)
+
+
+def numeric_type(field: pa.Field) -> str | None:
+    """The Arrow type of the Parquet column of numbers a batch's ``field`` was read from (:data:`NUMERIC_TYPE`), else
+    ``None`` (a text column, or a CSV manifest's)."""
+    type_ = (field.metadata or {}).get(NUMERIC_TYPE)
+    return type_.decode() if type_ is not None else None
 
 
 def iter_manifest(
     uri: str, columns: list[str] | None = None, batch_rows: int = BATCH_ROWS, delimiter: str | None = None
 ) -> Generator[tuple[int, pa.RecordBatch], None, None]:
-    """Yield ``(first row index, batch)`` of the manifest, reading ``columns`` as strings; a text manifest's columns
-    separated by ``delimiter`` (:func:`csv_delimiter`)."""
+    """Yield ``(first row index, batch)`` of the manifest, reading ``columns`` as strings (a Parquet column of numbers
+    marked :data:`NUMERIC_TYPE`); a text manifest's columns separated by ``delimiter`` (:func:`csv_delimiter`)."""
     fs, path = _filesystem(uri)
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.NotFound:
@@ -290,7 +370,7 @@ def iter_manifest(
                         continue
                     batch = pa.RecordBatch.from_arrays(
                         [pc.cast(batch.column(i), pa.string()) for i in range(batch.num_columns)],
-                        names=batch.schema.names,
+                        schema=pa.schema([_as_text(f) for f in batch.schema]),
                     )
                     yield start, batch
                     start += batch.num_rows
@@ -308,10 +388,13 @@ def iter_manifest(
         reader = _open_csv(
             fh, uri, read_options=read, parse_options=_csv_parse(path, delimiter), convert_options=convert
         )
-        for batch in reader:
-            if batch.num_rows:
-                yield start, batch
-                start += batch.num_rows
+        try:
+            for batch in reader:
+                if batch.num_rows:
+                    yield start, batch
+                    start += batch.num_rows
+        except pa.ArrowInvalid as exc:
+            raise _row_error(uri, csv_delimiter(path, delimiter), exc) from None
 
 
 def estimate_rows(uri: str) -> int:

@@ -20,6 +20,7 @@ import pyarrow.fs as pafs
 from repeval.datasets import missing
 from repeval.datasets.base import SPLITS, LoadReport
 from repeval.datasets.encoding import normalize_key
+from repeval.datasets.manifest import numeric_type
 from repeval.datasets.rows import key_classes, row_schema
 
 SPLIT_ALIASES = {
@@ -57,22 +58,70 @@ def target_separator(ds: Any) -> str | None:
     return None if ds.label_separator == getattr(ds, "decimal", ".") else ds.label_separator
 
 
-def comma_fix(ds: Any, fmt: str) -> str:
-    """What reads a manifest's numbers written with a decimal comma: ``decimal: ','`` — and, when commas separate its
-    columns (its cells quoted), ``;`` between them, as the decimal mark may not be the delimiter
-    (:func:`~repeval.datasets.manifest.decimal_problem`)."""
-    from repeval.datasets.manifest import csv_delimiter
+#: what reads a manifest's numbers written with a decimal comma (``0,31``): quoted between commas, or with another
+#: character between its columns (a spreadsheet export's ``;``, ``delimiter: ';'``)
+COMMA_FIX = "set decimal: ','"
 
-    if fmt == "csv" and csv_delimiter(ds.manifest, ds.delimiter) == ",":
-        return (
-            "write its numbers with a decimal point, or its columns separated by ';' and set delimiter: ';' and "
-            "decimal: ','"
+#: characters a spreadsheet export groups a number's thousands with (:func:`_grouped_re`): ``.`` or ``,`` (the one
+#: that is not the decimal mark), a space, a no-break space, a narrow no-break space (French), an apostrophe (Swiss)
+GROUPING = ".,' \u00a0\u202f\u2019"
+
+
+def _grouped_re(decimal: str, seps: str = GROUPING, fraction: bool = False) -> str:
+    """A regression target (a number, or a ``name=value`` pair) whose whole part groups its digits by thousands with
+    one of ``seps`` other than ``decimal`` — ``1.234,5``, ``1 234``; with ``fraction``, only one with digits after
+    ``decimal`` too (``1,234.5``, which a ``label_separator`` ``,`` would split into the targets 1 and 234.5). Its
+    first group starts with 1 to 9, as a grouped number's does: ``0,100.5`` is the targets 0 and 100.5."""
+    groups = "|".join(rf"(?:{re.escape(s)}\d{{3}})+" for s in seps if s != decimal)
+    after = rf"{re.escape(decimal)}\d*" if fraction else rf"(?:{re.escape(decimal)}\d*)?"
+    return rf"^\s*(?:[^=:\s]+\s*[=:]\s*)?[-+]?[1-9]\d{{0,2}}(?:{groups}){after}(?:[eE][-+]?\d+)?\s*$"
+
+
+def thousands_fix(cell: str, decimal: str) -> str:
+    """How to write a target cell whose numbers have a thousands separator (:func:`_grouped_re`): without one — the
+    cell so written, as an example."""
+    seps = re.escape("".join(s for s in GROUPING if s != decimal))
+    plain = re.sub(rf"(?<=\d)[{seps}](?=\d{{3}}(?!\d))", "", cell)
+    return (
+        f"write its numbers without a thousands separator ({plain!r}; in a spreadsheet, a number format without a "
+        "1000 separator)"
+    )
+
+
+def _grouped_rows(
+    raw: pa.Array,
+    parent: np.ndarray,
+    values: pa.Array,
+    keep: np.ndarray,
+    odd: np.ndarray,
+    separator: str | None,
+    decimal: str,
+) -> np.ndarray:
+    """Of the regression cells ``raw`` split by :func:`split_cells` at ``separator``, those holding a number with a
+    thousands separator — a part that is no target (``odd``, :func:`_odd_parts`) nor one with the other decimal mark (a
+    number reported with that mark's fix), or a whole cell ``separator`` splits into numbers
+    that read as one with digits after ``decimal`` (``1,234.5`` at ``,``): it is refused rather than read as other
+    numbers. Only parts that are no target, and cells split in several, are matched."""
+    out = np.zeros(len(raw), dtype=bool)
+    if odd.any():
+        other = "," if decimal == "." else "."
+        odd_values = values.filter(pa.array(odd))
+        grouped = pc.and_(
+            pc.match_substring_regex(odd_values, _grouped_re(decimal)),
+            pc.invert(pc.match_substring_regex(odd_values, _number_re(other))),
         )
-    return "set decimal: ','"
+        out[parent[odd][grouped.to_numpy(zero_copy_only=False)]] = True
+    if separator is not None and separator in GROUPING and separator != decimal:
+        split = np.flatnonzero(np.bincount(parent[keep], minlength=len(raw)) > 1)
+        if len(split):
+            cells = raw.take(pa.array(split))
+            whole = pc.match_substring_regex(cells, _grouped_re(decimal, separator, fraction=True))
+            out[split[whole.to_numpy(zero_copy_only=False)]] = True
+    return out
 
 
 def point_decimals(values: pa.Array, decimal: str) -> pa.Array:
-    """Regression targets written with ``decimal`` as their decimal mark (checked by :func:`_non_numeric_rows`) with
+    """Regression targets written with ``decimal`` as their decimal mark (checked by :func:`_odd_parts`) with
     a decimal point, as the task encoder reads them and the rows keep them: ``0,31`` → ``0.31``, ``a=-1,5e3`` →
     ``a=-1.5e3``; a name's own commas stay."""
     if decimal == ".":
@@ -138,6 +187,8 @@ class _BatchValidator:
         self.task_type = task.effective_type
         #: the decimal mark of regression targets (``decimal``)
         self.decimal = getattr(ds, "decimal", ".")
+        #: the Arrow type of a Parquet label column of numbers read with ``decimal`` ``,``, which then has no effect
+        self.numeric_label: str | None = None
         self.base = _base_dir(ds.manifest, ds.dir)
         self.check_files = bool(getattr(ds, "check_files", True))
         classes = key_classes(self.task_type, getattr(ds, "classes", None))
@@ -201,18 +252,28 @@ class _BatchValidator:
             ok &= ~unknown
         return lab
 
-    def _list_labels(self, raw: pa.Array, ids: pa.Array, rows: np.ndarray, ok: np.ndarray) -> pa.Array:
+    def _list_labels(
+        self, raw: pa.Array, ids: pa.Array, rows: np.ndarray, ok: np.ndarray, field: pa.Field | None = None
+    ) -> pa.Array:
         n = len(raw)
         regression = self.task_type == "regression"
-        parent, values, keep = split_cells(raw, target_separator(self.ds) if regression else self.ds.label_separator)
+        separator = target_separator(self.ds) if regression else self.ds.label_separator
+        parent, values, keep = split_cells(raw, separator)
         if regression:
-            bad_rows = _non_numeric_rows(parent, values, keep, n, self.decimal)
+            decimal = column_decimal(field, self.decimal)
+            if decimal != self.decimal and field is not None:  # a Parquet column of numbers: noted by the load
+                self.numeric_label = numeric_type(field)
+            odd = _odd_parts(values, keep, decimal)
+            grouped = _grouped_rows(raw, parent, values, keep, odd, separator, decimal) & ok
+            if grouped.any():
+                self._bad("unknown_labels", ids, rows, grouped, self._thousands_whys(raw, grouped, decimal))
+                ok &= ~grouped
+            bad_rows = _non_numeric_rows(parent, odd, n)
             if (ok & bad_rows).any():
-                hint = _decimal_hint(values, keep, self.decimal, comma_fix(self.ds, self.fmt))
-                why = f"non-numeric regression target in {self.label_col}{hint}"
+                why = f"non-numeric regression target in {self.label_col}{_decimal_hint(values, keep, decimal)}"
                 self._bad("unknown_labels", ids, rows, ok & bad_rows, why)
             ok &= ~bad_rows
-            values = point_decimals(values, self.decimal)
+            values = point_decimals(values, decimal)
         elif self.classes is not None:
             known = pc.fill_null(pc.is_in(values, value_set=self.classes), False).to_numpy(zero_copy_only=False)
             unknown = keep & ~known & ok[parent]
@@ -232,6 +293,17 @@ class _BatchValidator:
             ok &= ~empty
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
         return pa.ListArray.from_arrays(pa.array(offsets), values.filter(pa.array(keep)))
+
+    def _thousands_whys(self, raw: pa.Array, grouped: np.ndarray, decimal: str) -> pa.Array:
+        """Why each cell of ``raw`` in ``grouped`` (:func:`_grouped_rows`) is refused: the cell, and how to write it."""
+        idx = np.flatnonzero(grouped)
+        whys = np.full(len(raw), None, dtype=object)
+        whys[idx] = [
+            f"regression target {c.strip()!r} in {self.label_col} has a thousands separator — "
+            f"{thousands_fix(c.strip(), decimal)}"
+            for c in raw.take(pa.array(idx)).to_pylist()
+        ]
+        return pa.array(whys, pa.string())
 
     def _observed(self, raw: pa.Array, label: pa.ListArray) -> pa.ListArray:
         """Each row's annotated labels: its ``annotated_column`` cell split at ``label_separator`` (labels outside
@@ -266,7 +338,7 @@ class _BatchValidator:
 
         raw = batch.column(self.label_col)
         if self.task_type in ("multilabel_classification", "regression"):
-            label = self._list_labels(raw, ids, rows, ok)
+            label = self._list_labels(raw, ids, rows, ok, batch.schema.field(self.label_col))
         else:
             single = self._single_labels(raw, ids, rows, ok)
             label = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)), single.fill_null(""))
@@ -325,16 +397,20 @@ def split_cells(raw: pa.Array, separator: str | None) -> tuple[np.ndarray, pa.Ar
     return pc.list_parent_indices(parts).to_numpy(), values, pc.not_equal(values, "").to_numpy(zero_copy_only=False)
 
 
-def _non_numeric_rows(parent: np.ndarray, values: pa.Array, keep: np.ndarray, n: int, decimal: str = ".") -> np.ndarray:
-    """Of ``n`` cells split by :func:`split_cells`, those with a part that is no regression target (a number with
-    ``decimal`` as its decimal mark, or a ``name=value`` pair)."""
-    numeric = pc.match_substring_regex(values, _number_re(decimal)).to_numpy(zero_copy_only=False)
+def _odd_parts(values: pa.Array, keep: np.ndarray, decimal: str) -> np.ndarray:
+    """Of the non-empty (``keep``) parts of cells split by :func:`split_cells`, those that are no regression target (a
+    number with ``decimal`` as its decimal mark, or a ``name=value`` pair)."""
+    return keep & ~pc.match_substring_regex(values, _number_re(decimal)).to_numpy(zero_copy_only=False)
+
+
+def _non_numeric_rows(parent: np.ndarray, odd: np.ndarray, n: int) -> np.ndarray:
+    """Of ``n`` cells split by :func:`split_cells`, those with a part that is no regression target (:func:`_odd_parts`)."""
     bad = np.zeros(n, dtype=bool)
-    bad[parent[keep & ~numeric]] = True
+    bad[parent[odd]] = True
     return bad
 
 
-def _decimal_hint(values: pa.Array, keep: np.ndarray, decimal: str, fix: str) -> str:
+def _decimal_hint(values: pa.Array, keep: np.ndarray, decimal: str) -> str:
     """What to set when targets that are no number with ``decimal`` as their decimal mark are with the other one:
     ``0,31`` read with a decimal point, ``0.31`` with a decimal comma; ``""`` otherwise."""
     kept = values.filter(pa.array(keep))
@@ -346,16 +422,35 @@ def _decimal_hint(values: pa.Array, keep: np.ndarray, decimal: str, fix: str) ->
     if not pc.any(wrong).as_py():
         return ""
     if decimal == ".":
-        return f" — if ',' is its decimal mark, {fix}"
+        return f" — if ',' is its decimal mark, {COMMA_FIX}"
     return " — it has a decimal point, but decimal is ',': remove decimal if '.' is its decimal mark"
 
 
 def target_cells(raw: pa.Array, separator: str | None, decimal: str = ".") -> tuple[np.ndarray, np.ndarray]:
     """Of a regression task's label cells: which hold targets the loader keeps (at least one, every one a number with
-    ``decimal`` as its decimal mark or a ``name=value`` pair), and which hold text that is none."""
+    ``decimal`` as its decimal mark or a ``name=value`` pair, none with a thousands separator), and which hold text
+    that is none."""
     parent, values, keep = split_cells(raw, separator)
-    bad = _non_numeric_rows(parent, values, keep, len(raw), decimal)
+    odd = _odd_parts(values, keep, decimal)
+    bad = _non_numeric_rows(parent, odd, len(raw)) | _grouped_rows(raw, parent, values, keep, odd, separator, decimal)
     return (np.bincount(parent[keep], minlength=len(raw)) > 0) & ~bad, bad
+
+
+def target_hint(cell: pa.Array, separator: str | None, decimal: str) -> str:
+    """The fix of a regression ``cell`` (an array of one) that :func:`target_cells` finds no target in, after a dash:
+    writing its numbers without a thousands separator, or the other decimal mark's (:func:`_decimal_hint`); ``""``
+    when it is text."""
+    parent, values, keep = split_cells(cell, separator)
+    if _grouped_rows(cell, parent, values, keep, _odd_parts(values, keep, decimal), separator, decimal).any():
+        return f" — it has a thousands separator: {thousands_fix(cell[0].as_py().strip(), decimal)}"
+    return _decimal_hint(values, keep, decimal)
+
+
+def column_decimal(field: pa.Field | None, decimal: str) -> str:
+    """The decimal mark of a regression label column read from ``field``: ``.`` for a Parquet column of numbers
+    (:func:`~repeval.datasets.manifest.numeric_type`, written with a point whatever ``decimal`` says), else
+    ``decimal``."""
+    return "." if field is not None and numeric_type(field) is not None else decimal
 
 
 def masked_column(ds: Any, task: Any) -> str | None:

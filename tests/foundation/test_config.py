@@ -249,21 +249,10 @@ def _error(mutate) -> str:
             lambda d: d["experiments"][0].update(datasets=[{"name": "tinysol", "type": "mirdata", "delimiter": ";"}]),
             "experiments[0].datasets[0]: key 'delimiter' does not apply to mirdata dataset 'tinysol'",
         ),
-        # decimal commas: the mark of a regression task's targets, never the character between the columns
+        # decimal commas: the mark of a regression task's targets (quoted between commas, or with another delimiter)
         (
             lambda d: d["experiments"][0]["datasets"][0].update(decimal=";"),
             "experiments[0].datasets[0].decimal: got ';'; expected '.' or ','",
-        ),
-        (
-            lambda d: d["experiments"][0]["datasets"][0].update(decimal=",", delimiter=","),
-            "datasets[0]: decimal ',' is also the dataset's delimiter, the character between the manifest's columns, "
-            "so a number such as '0,31' would be read as two cells — set delimiter to the character between its "
-            "columns (';' in a spreadsheet's export where the decimal mark is a comma), or remove decimal if its "
-            "numbers have a decimal point",
-        ),
-        (
-            lambda d: d["experiments"][0]["datasets"][0].update(decimal=","),
-            "decimal ',' is also the character between the columns of a manifest named m.csv (delimiter not set)",
         ),
         (
             lambda d: d["experiments"][0]["datasets"][0].update(decimal=",", delimiter=";"),

@@ -1,0 +1,168 @@
+"""A catalog's regression targets with a decimal comma (``decimal: ','``) in the formats a spreadsheet exports: quoted
+between commas, tab-separated, a Parquet column of numbers, and numbers with a thousands separator; and a manifest
+written as JSON, which a catalog does not read."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from dataset_fixtures import ds_cfg, task_cfg, write_audio
+
+import repeval.datasets.catalog as catalog
+from repeval.datasets import load_dataset
+from repeval.datasets.manifest import JsonManifestError, ManifestRowError
+from repeval.run.groups import tracks_digest
+from repeval.run.split_digest import digest_test_rows
+
+TASK = task_cfg("valence", "regression")
+HEADER = ["track_id", "audio_path", "valence"]
+#: targets with a decimal point: negative, whole, with an exponent
+VALUES = ["-0.05", "0.75", "2", "1.5e-2", "-1.25", "0.031"]
+
+
+def _write_csv(path: Path, rows: list[list[str]], delimiter: str = ",") -> Path:
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh, delimiter=delimiter)  # quotes a cell that holds the delimiter, as a spreadsheet does
+        w.writerows([HEADER, *rows])
+    return path
+
+
+def _rows(values: list[str], comma: bool = False) -> list[list[str]]:
+    return [[f"r{i}", f"audio/a{i % 3}.wav", v.replace(".", ",") if comma else v] for i, v in enumerate(values)]
+
+
+@pytest.fixture()
+def audio_dir(tmp_path):
+    for i in range(3):
+        write_audio(tmp_path / "audio" / f"a{i}.wav", i)
+    return tmp_path
+
+
+def _same_rows(got: pa.Table, want: pa.Table) -> None:
+    """The rows, the labels' digest and the test rows' digest of ``got`` are ``want``'s."""
+    assert got.to_pylist() == want.to_pylist()
+    assert tracks_digest(got) == tracks_digest(want) and digest_test_rows(got) == digest_test_rows(want)
+
+
+def test_quoted_decimal_commas_between_commas_read_as_decimal_points(audio_dir):
+    """A comma-separated export whose numbers with a decimal comma are quoted (``"0,75"``, as Python's ``csv`` and
+    spreadsheets write them) is unambiguous: with ``decimal: ','`` (no longer refused with a ``.csv``) it gives the
+    rows, labels and digests of the same catalog with decimal points, as a tab-separated one does. An unquoted
+    ``0,75`` is two cells: the load and ``repeval validate`` (``manifest_problems``) name its row and the fix."""
+    point = ds_cfg("cat", "catalog", manifest=str(_write_csv(audio_dir / "m.csv", _rows(VALUES))),
+                   label_column="valence")  # fmt: skip
+    want, _ = load_dataset(point, TASK)
+    quoted = _write_csv(audio_dir / "quoted.csv", _rows(VALUES, comma=True))
+    assert '"0,75"' in quoted.read_text()
+    comma = ds_cfg("cat", "catalog", manifest=str(quoted), label_column="valence", decimal=",")
+    got, report = load_dataset(comma, TASK)
+    assert report.lines() == [] and catalog.manifest_problems(comma, TASK) == []
+    assert got.column("label").to_pylist()[:2] == [["-0.05"], ["0.75"]]
+    _same_rows(got, want)
+    tabbed = _write_csv(audio_dir / "m.tsv", _rows(VALUES, comma=True), delimiter="\t")
+    _same_rows(load_dataset(comma.model_copy(update={"manifest": str(tabbed)}), TASK)[0], want)
+
+    # unquoted, 0,75 is two cells: the first such row named (counted like a spreadsheet's), with the fix
+    text = quoted.read_text().replace('"0,75"', "0,75")
+    (unquoted := audio_dir / "unquoted.csv").write_text(text)
+    said = (
+        f"{unquoted} row 3 has 4 cells, its header 3 ('r1,audio/a1.wav,0,75') — a number with a decimal comma, such "
+        "as 0,75, is two cells between commas: quote it (\"0,75\", read with decimal: ','), or separate the columns "
+        "by ';' and set delimiter: ';'"
+    )
+    bad = comma.model_copy(update={"manifest": str(unquoted)})
+    with pytest.raises(ManifestRowError) as err:
+        load_dataset(bad, TASK)
+    assert str(err.value) == said and catalog.manifest_problems(bad, TASK) == [f"manifest: {said}"]
+    (short := audio_dir / "short.csv").write_text(text.replace("r1,audio/a1.wav,0,75", "r1,audio/a1.wav"))
+    with pytest.raises(ManifestRowError, match=r"row 3 has 2 cells, its header 3 \('r1,audio/a1.wav'\) — write a cell"):
+        load_dataset(comma.model_copy(update={"manifest": str(short)}), TASK)
+
+
+def test_a_parquet_column_of_numbers_needs_no_decimal_mark(audio_dir):
+    """A Parquet catalog's target column of numbers (floats, integers) is read as it is with ``decimal: ','`` — every
+    row was reported non-numeric, its cells read as text with a decimal point — and the load notes once that
+    ``decimal`` has no effect on it; a Parquet column of text with decimal commas is still read with them, file by
+    file in a folder of both."""
+    table = pa.table({"track_id": [r[0] for r in _rows(VALUES)], "audio_path": [r[1] for r in _rows(VALUES)]})
+    numbers = table.append_column("valence", pa.array([float(v) for v in VALUES]))
+    pq.write_table(numbers, audio_dir / "n.parquet")
+    point = ds_cfg("cat", "catalog", manifest=str(audio_dir / "n.parquet"), label_column="valence")
+    want, _ = load_dataset(point, TASK)
+    comma = point.model_copy(update={"decimal": ","})
+    got, report = load_dataset(comma, TASK)
+    _same_rows(got, want)
+    assert report.lines() == [
+        "decimal ',' has no effect on label_column 'valence': a Parquet column of numbers (double), read as they are "
+        "— remove decimal"
+    ]
+    assert catalog.manifest_problems(comma, TASK) == []
+    whole = table.append_column("valence", pa.array(range(len(VALUES)), pa.int32()))
+    pq.write_table(whole, audio_dir / "w.parquet")
+    ints, report = load_dataset(comma.model_copy(update={"manifest": str(audio_dir / "w.parquet")}), TASK)
+    assert ints.column("label").to_pylist() == [[str(i)] for i in range(len(VALUES))] and len(report.notes) == 1
+    # a folder: the first file's numbers as they are, the second file's text with decimal commas converted
+    (folder := audio_dir / "parts").mkdir()
+    pq.write_table(numbers.slice(0, 3), folder / "part-0.parquet")
+    text = table.slice(3).append_column("valence", pa.array([v.replace(".", ",") for v in VALUES[3:]]))
+    pq.write_table(text, folder / "part-1.parquet")
+    parts, _ = load_dataset(comma.model_copy(update={"manifest": str(folder)}), TASK)
+    labels = parts.column("label").to_pylist()
+    assert labels[3:] == [[v] for v in VALUES[3:]] and [float(x) for (x,) in labels] == [float(v) for v in VALUES]
+
+
+def test_a_thousands_separator_is_refused_by_row_not_read_as_other_numbers(audio_dir):
+    """A spreadsheet's number format with a 1000 separator exports ``1.234,5`` (or ``1 234,5`` with a no-break
+    space, French) where the decimal mark is a comma, and a quoted ``"1,234.5"`` where it is a point — which
+    ``label_separator`` ``,`` split into the two targets 1 and 234.5. Each such row is refused, named with the cell
+    written without the separator; the rows beside it are kept, and ``repeval validate`` names the fix when no row
+    holds a target."""
+    cells = ["1.234,5", "0,5", "1\u00a0234,5", "-12.345.678", "2"]
+    eu = _write_csv(audio_dir / "eu.csv", _rows(cells), delimiter=";")
+    ds = ds_cfg("cat", "catalog", manifest=str(eu), label_column="valence", delimiter=";", decimal=",")
+    table, report = load_dataset(ds, TASK)
+    assert table.column("label").to_pylist() == [["0.5"], ["2"]]
+    fix = "in a spreadsheet, a number format without a 1000 separator"
+    assert report.lines() == [
+        f"3 unknown labels: r0 (row 2: regression target '1.234,5' in valence has a thousands separator — write its "
+        f"numbers without a thousands separator ('1234,5'; {fix})), r2 (row 4: regression target '1\\xa0234,5' in "
+        f"valence has a thousands separator — write its numbers without a thousands separator ('1234,5'; {fix})), "
+        f"r3 (row 5: regression target '-12.345.678' in valence has a thousands separator — write its numbers without "
+        f"a thousands separator ('-12345678'; {fix}))"
+    ]
+    us = _write_csv(audio_dir / "us.csv", _rows(["1,234.5", "0.5", "-2,000.25", "0,100.5"]))
+    table, report = load_dataset(ds_cfg("cat", "catalog", manifest=str(us), label_column="valence"), TASK)
+    assert table.column("label").to_pylist() == [["0.5"], ["0", "100.5"]]  # no number's thousands start with 0
+    (line,) = report.lines()
+    assert line.startswith("2 unknown labels: r0 (row 2: regression target '1,234.5' in valence has a thousands")
+    assert "r2 (row 4: regression target '-2,000.25' in valence" in line and "('-2000.25'; " in line
+    grouped = _write_csv(audio_dir / "grouped.csv", _rows(["1.234,5", "2.000"]), delimiter=";")
+    assert catalog.manifest_problems(ds.model_copy(update={"manifest": str(grouped)}), TASK) == [
+        "label_column: no row of 'valence' holds a regression target, it has cells such as '1.234,5' (row 2) — it has "
+        f"a thousands separator: write its numbers without a thousands separator ('1234,5'; {fix})"
+    ]
+
+
+def test_a_json_manifest_is_refused_naming_the_conversion(audio_dir):
+    """A manifest written as JSON lines (or one array) was read as a CSV whose columns were pieces of its first object:
+    "no column 'track_id' — did you mean '{"track_id": "r0"'?". The load and ``repeval validate`` say it is JSON and
+    how to convert it, whatever its name."""
+    lines = "".join(f'{{"track_id": "{i}", "audio_path": "{p}", "valence": {v}}}\n' for i, p, v in _rows(VALUES))
+    for name in ("m.jsonl", "m.txt"):
+        (path := audio_dir / name).write_text(lines)
+        ds = ds_cfg("cat", "catalog", manifest=str(path), label_column="valence")
+        said = (
+            f"{path} is JSON, but a catalog manifest is CSV or Parquet — convert it, e.g. with pandas: "
+            f"pandas.read_json({str(path)!r}, lines=True).to_parquet('manifest.parquet') (lines=False for one JSON "
+            "array), and set manifest to that file"
+        )
+        with pytest.raises(JsonManifestError) as err:
+            load_dataset(ds, TASK)
+        assert str(err.value) == said and catalog.manifest_problems(ds, TASK) == [f"manifest: {said}"]
+    (array := audio_dir / "array.csv").write_text("[\n" + lines.replace("}\n", "},\n")[:-2] + "\n]\n")
+    with pytest.raises(JsonManifestError):
+        load_dataset(ds_cfg("cat", "catalog", manifest=str(array), label_column="valence"), TASK)
