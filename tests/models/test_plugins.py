@@ -122,6 +122,17 @@ def test_a_relative_plugin_path_starts_from_the_current_directory(tmp_path, monk
     assert rows[EXAMPLE_MODEL]["plugin"] == "examples/my_model.py" and rows[EXAMPLE_MODEL]["sample_rate_hz"] == 16000
 
 
+def test_a_worker_on_another_node_finds_a_plugin_file_in_its_copy_of_the_working_directory(
+    tmp_path, monkeypatch, forget_plugins
+):
+    """Under ``ray job submit --working-dir .`` each node unpacks its own copy: the path resolved by the driver may
+    not exist on a worker's node, the path as written does from the worker's current directory (its copy)."""
+    monkeypatch.chdir(REPO)
+    elsewhere = plugins_mod.Plugin("examples/my_model.py", str(tmp_path / "driver_copy" / "examples" / "my_model.py"))
+    assert plugins_mod.load_plugins([elsewhere]) == [EXAMPLE_MODEL]
+    assert MODELS.get(EXAMPLE_MODEL).cls.__module__ == "repeval_plugin_my_model"
+
+
 def test_a_worker_that_cannot_import_a_plugin_says_so_as_the_models_unavailability(tmp_path, forget_plugins):
     from repeval.config.embed import EmbeddingModelConfig
     from repeval.pipeline.embedder import Embed
