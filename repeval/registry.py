@@ -76,6 +76,10 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def remove(self, name: str) -> None:
+        """Forget ``name`` (a plug-in whose import failed half-way, so that importing it again registers it anew)."""
+        self._items.pop(name, None)
+
     def get(self, name: str) -> T:
         try:
             return self._items[name]

@@ -55,6 +55,10 @@ def validate(
     cfg = _load(config, check_data=not skip_data_check)
     n = len(cfg.experiments)
     typer.echo(f"{config}: valid ({n} experiment{'s' if n != 1 else ''})")
+    if cfg.plugins:  # the models of your own it registers (README, "Your own model")
+        from repeval.models.plugins import plugins_line
+
+        typer.echo(plugins_line(cfg.plugins))
     checked = not skip_data_check
     for line in fold_split_warnings(cfg, data_checked=checked) + decimal_warnings(cfg, data_checked=checked):
         typer.secho(f"warning: {line}", fg=typer.colors.YELLOW, err=True)
@@ -66,6 +70,7 @@ def _check_models(cfg: Any) -> str:
     """Check every embedding model of ``cfg`` where a run would build it: in this process (no Ray started), or with
     ``RAY_ADDRESS`` set on every live node of that cluster its actors may use; the ``models:`` line, or each model
     that cannot run as an error line and exit status 1."""
+    from repeval.models.plugins import plugins_of
     from repeval.pipeline.preflight import models_on_nodes, unavailable_here, unavailable_lines
 
     models = list({m.id: m for exp in cfg.experiments for m in exp.embedding_models}.values())
@@ -85,7 +90,8 @@ def _check_models(cfg: Any) -> str:
             )
     else:
         problems: dict[tuple[str, str], list[str]] = {
-            (model_id, reason): [] for model_id, reason in _guard(lambda: unavailable_here(models)).items()
+            (model_id, reason): []
+            for model_id, reason in _guard(lambda: unavailable_here(models, plugins_of(cfg.plugins))).items()
         }
         lines = unavailable_lines(problems, here=True)
         where = "on this machine"

@@ -76,15 +76,31 @@ def datasets_cmd(
         typer.echo(f"{d['name']:<36} {d['type']:<8} {tasks}")
 
 
+#: ``--plugin SPEC``, repeatable: a module or ``.py`` file that registers models of your own
+_PluginOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--plugin",
+        help="a module (my_team.models) or .py file that registers embedding models of your own, as in a config's "
+        "plugins: (repeatable)",
+    ),
+]
+
+
 @app.command("models")
-def models_cmd() -> None:
-    """List embedding models with their availability (weights present, extra installed)."""
+def models_cmd(plugin: _PluginOpt = None) -> None:
+    """List embedding models with their availability (weights present, extra installed); those of installed plugins
+    (entry points of group repeval.models) and of --plugin too, each marked with its plugin."""
     from repeval.models.validate import list_models
 
-    for m in list_models():
-        state = "available" if m["available"] else f"unavailable: {m['reason']}"
-        dims = f"{m['embedding_dim'] or '?'}-d @ {m['sample_rate_hz'] or '?'} Hz"
-        typer.echo(f"{m['id']:<24} {dims:<20} {state}")
+    def go() -> None:
+        for m in list_models(plugin or ()):
+            state = "available" if m["available"] else f"unavailable: {m['reason']}"
+            dims = f"{m['embedding_dim'] or '?'}-d @ {m['sample_rate_hz'] or '?'} Hz"
+            origin = f" (plugin {m['plugin']})" if m["plugin"] else ""
+            typer.echo(f"{m['id']:<24} {dims:<20} {state}{origin}")
+
+    _guard(go)
 
 
 @app.command("validate-model")
@@ -94,6 +110,7 @@ def validate_model_cmd(
         Path | None,
         typer.Option("--dummy-weights", help="folder for stand-in weights of families without shipped ones"),
     ] = None,
+    plugin: _PluginOpt = None,
 ) -> None:
     """Feed noise of awkward lengths and sample rates; check shapes, dtypes, declared sizes, determinism."""
     from repeval.models.validate import validate_model
@@ -101,7 +118,7 @@ def validate_model_cmd(
     def go() -> None:
         from repeval.models.dummies import DUMMIES
 
-        report = validate_model(name, dummy_weights=dummy_weights)
+        report = validate_model(name, dummy_weights=dummy_weights, plugins=plugin or ())
         typer.echo(report.summary())
         if report.unavailable and dummy_weights is None and name in DUMMIES:
             typer.echo(

@@ -61,7 +61,7 @@ def _format(err: ValidationError) -> list[str]:
         else:
             msg += _number_hint(e["type"], loc, e.get("input"))
         # a whole-file check whose message starts with the key path it is about: that path, not "(top level)"
-        line = msg if not loc and msg.startswith(("experiments[", "run.")) else f"{path}: {msg}"
+        line = msg if not loc and msg.startswith(("experiments[", "run.", "plugins[")) else f"{path}: {msg}"
         if line not in problems:
             problems.append(line)
     return problems

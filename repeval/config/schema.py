@@ -78,6 +78,11 @@ class Config(Strict):
 
     other_keys: ClassVar[str] = "; a key starting with x- is ignored, a place for YAML anchors"
 
+    #: modules that register embedding models of your own (README, "Your own model"): each a module name
+    #: (``my_team.models``: an installed package, or one under the current directory) or the path of a ``.py`` file
+    #: (a relative path starts from the current directory); imported before the rest of the file is checked, and
+    #: by every Ray worker that builds a model
+    plugins: tuple[str, ...] = ()
     #: the experiments: a task, its data sets, deformations, embedding models and probes
     experiments: tuple[ExperimentConfig, ...]
     #: repeval's run settings (all optional)
@@ -89,6 +94,24 @@ class Config(Strict):
         if isinstance(data, dict):
             return {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
         return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _load_plugins(cls, data: Any) -> Any:
+        """Import the plugins before the experiments are checked: their models' names must resolve."""
+        if isinstance(data, dict) and isinstance(data.get("plugins"), list | tuple):
+            from repeval.models.plugins import load_config_plugins
+
+            load_config_plugins(data["plugins"])
+        return data
+
+    @field_validator("plugins")
+    @classmethod
+    def _plugin_specs(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for i, spec in enumerate(v):
+            if not spec.strip():
+                raise ValueError(f"plugins[{i}] is empty: give a module name or the path of a .py file")
+        return v
 
     @field_validator("experiments")
     @classmethod

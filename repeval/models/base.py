@@ -190,12 +190,29 @@ class ModelFamily:
 MODELS: Registry[ModelFamily] = Registry("embedding model")
 
 
+class NameTaken(ValueError):
+    """A model registered under a name another class has (:func:`register_model`)."""
+
+    def __init__(self, name: str, taken_by: str, given_by: str) -> None:
+        self.model_name, self.taken_by, self.given_by = name, taken_by, given_by
+        super().__init__(
+            f"embedding model '{name}' is registered by {taken_by} already: register {given_by} under another name"
+        )
+
+
 def register_model(
     name: str,
     parse_id: Callable[[str], dict[str, Any] | None] | None = None,
     **default_params: Any,
 ) -> Callable[[type[EmbeddingModel]], type[EmbeddingModel]]:
     def deco(cls: type[EmbeddingModel]) -> type[EmbeddingModel]:
+        if name in MODELS:
+            taken = MODELS.get(name).cls
+            if (taken.__module__, taken.__qualname__) != (cls.__module__, cls.__qualname__):
+                raise NameTaken(
+                    name, f"{taken.__module__}.{taken.__qualname__}", f"{cls.__module__}.{cls.__qualname__}"
+                )
+            MODELS.remove(name)  # the same class again: its module imported anew
         cls.name = name
         MODELS.register(name)(ModelFamily(name, cls, parse_id, default_params))
         return cls
@@ -204,7 +221,21 @@ def register_model(
 
 
 def resolve_model(cfg: Any) -> tuple[ModelFamily, dict[str, Any]]:
-    """Resolve an :class:`EmbeddingModelConfig` to its family and merged params."""
+    """Resolve an :class:`EmbeddingModelConfig` to its family and merged params. A name no family claims loads the
+    installed plugins' models (the ``repeval.models`` entry points, :mod:`repeval.models.plugins`) and is looked up
+    again."""
+    found = _resolve(cfg)
+    if found is None:
+        from repeval.models.plugins import load_entry_points
+
+        if load_entry_points():
+            found = _resolve(cfg)
+    if found is None:
+        raise ValueError(unknown_name_message("embedding model", cfg.type or cfg.id, set(MODELS.names())))
+    return found
+
+
+def _resolve(cfg: Any) -> tuple[ModelFamily, dict[str, Any]] | None:
     type_name = cfg.type or cfg.id
     if type_name in MODELS:
         fam = MODELS.get(type_name)
@@ -214,7 +245,7 @@ def resolve_model(cfg: Any) -> tuple[ModelFamily, dict[str, Any]]:
             parsed = fam.parse_id(type_name)
             if parsed is not None:
                 return _variant(fam, {**fam.default_params, **parsed, **cfg.params})
-    raise ValueError(unknown_name_message("embedding model", type_name, set(MODELS.names())))
+    return None
 
 
 def _variant(fam: ModelFamily, params: dict[str, Any]) -> tuple[ModelFamily, dict[str, Any]]:

@@ -17,6 +17,7 @@ import pickle
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,16 +201,20 @@ def validate_model(
     clips: tuple[tuple[float, int], ...] = DEFAULT_CLIPS,
     seed: int = 0,
     timeout_s: float = 1800.0,
+    plugins: Sequence[str] = (),
 ) -> ValidationReport:
     """Validate one model config (an id, a dict or an :class:`EmbeddingModelConfig`).
 
     ``dummy_weights``: a directory for stand-in weights (:mod:`repeval.models.dummies`), to check
     a family whose real weights are absent. ``isolate``: run in a fresh process with the
     family's process-group environment (default: when the family's group is not ``default``).
+    ``plugins``: modules or ``.py`` files that register models of your own (:mod:`repeval.models.plugins`),
+    imported first.
     """
     return validate_models(
-        [cfg], dummy_weights=dummy_weights, isolate=isolate, clips=clips, seed=seed, timeout_s=timeout_s
-    )[0]
+        [cfg], dummy_weights=dummy_weights, isolate=isolate, clips=clips, seed=seed, timeout_s=timeout_s,
+        plugins=plugins,
+    )[0]  # fmt: skip
 
 
 def validate_models(
@@ -220,8 +225,13 @@ def validate_models(
     clips: tuple[tuple[float, int], ...] = DEFAULT_CLIPS,
     seed: int = 0,
     timeout_s: float = 1800.0,
+    plugins: Sequence[str] = (),
 ) -> list[ValidationReport]:
     """Validate several configs; those needing isolation share one fresh process per process group."""
+    from repeval.models.plugins import load_plugins, plugins_of
+
+    records = plugins_of(plugins)
+    load_plugins(records)
     prepared = [_prepare(c, dummy_weights) for c in cfgs]
     reports: list[ValidationReport | None] = [None] * len(prepared)
     isolated: dict[str, list[int]] = {}
@@ -233,7 +243,9 @@ def validate_models(
             reports[i] = _validate_here(config, fam, params, clips, seed)
     for group, idx in isolated.items():
         for i, rep in zip(
-            idx, _validate_in_subprocess([prepared[i][0] for i in idx], group, clips, seed, timeout_s), strict=True
+            idx,
+            _validate_in_subprocess([prepared[i][0] for i in idx], group, clips, seed, timeout_s, records),
+            strict=True,
         ):
             reports[i] = rep
     return [r for r in reports if r is not None]
@@ -258,11 +270,16 @@ def _validate_here(config: Any, fam: Any, params: dict[str, Any], clips: Any, se
 
 
 def _validate_in_subprocess(
-    configs: list[Any], group: str, clips: Any, seed: int, timeout_s: float
+    configs: list[Any], group: str, clips: Any, seed: int, timeout_s: float, plugins: Sequence[Any] = ()
 ) -> list[ValidationReport]:
     env = {**os.environ, **PROCESS_GROUP_ENV.get(group, {}), PROCESS_GROUP_VAR: group}
     payload = json.dumps(
-        {"configs": [c.model_dump() for c in configs], "clips": [list(c) for c in clips], "seed": seed}
+        {
+            "configs": [c.model_dump() for c in configs],
+            "clips": [list(c) for c in clips],
+            "seed": seed,
+            "plugins": [p.path or p.spec for p in plugins],  # (a file: its path resolved here)
+        }
     )
     proc = subprocess.run(
         [sys.executable, "-m", "repeval.models.validate", "--payload", payload],
@@ -284,10 +301,15 @@ def _validate_in_subprocess(
     return out
 
 
-def list_models() -> list[dict[str, Any]]:
-    """One row per registered family: id, family, dim, sample rate, availability reason, extra, process group."""
+def list_models(plugins: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """One row per registered family: id, family, dim, sample rate, availability reason, extra, process group, and
+    the plugin that registered it (None: repeval's own) — the installed plugins' models (entry points) and those
+    of ``plugins`` (modules or ``.py`` files) included."""
     from repeval.models import MODELS
+    from repeval.models.plugins import load_entry_points, load_plugins, plugin_of
 
+    load_entry_points()
+    load_plugins(plugins)
     rows = []
     for name, fam in MODELS.items():
         params = dict(fam.default_params)
@@ -296,6 +318,8 @@ def list_models() -> list[dict[str, Any]]:
         except Exception as exc:
             reason = f"availability check failed: {exc}"
         sr, dim = fam.cls.declared_sizes(params)
+        sr = sr or getattr(fam.cls, "sample_rate_hz", None)  # (a class-level rate, as a plugin's may be)
+        dim = dim or getattr(fam.cls, "embedding_dim", None)
         rows.append(
             {
                 "id": name,
@@ -308,6 +332,7 @@ def list_models() -> list[dict[str, Any]]:
                 "extra": fam.cls.extra,
                 "process_group": fam.cls.process_group,
                 "uses_gpu": fam.cls.uses_gpu,
+                "plugin": plugin_of(name),
             }
         )
     return rows
@@ -322,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     data = json.loads(args.payload)
     clips = tuple(tuple(c) for c in data["clips"])
     for config in data["configs"]:
-        report = validate_model(config, isolate=False, clips=clips, seed=data["seed"])
+        report = validate_model(config, isolate=False, clips=clips, seed=data["seed"], plugins=data.get("plugins", ()))
         sys.stdout.write(json.dumps(report.to_dict()) + "\n")
         sys.stdout.flush()
     return 0

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from repeval.models.plugins import Plugin
 from repeval.pipeline.stages import DecodeDeform, _object_array, table_to_batch
 from repeval.warn import warn_once
 
@@ -75,9 +76,11 @@ class Embed:
         keep_frames: KeepFrames = False,
         threads: int | None = None,
         sample_rate_hz: int | None = None,
+        plugins: tuple[Plugin, ...] = (),
     ) -> None:
         from repeval.cpu import keep_freed_memory
         from repeval.models import ModelUnavailable, build_model
+        from repeval.models.plugins import PluginError, load_plugins
         from repeval.quiet_exit import quiet_exit_requests_in_callbacks
 
         keep_freed_memory()  # the model's per-call blocks stay in the process (see its docstring)
@@ -88,7 +91,11 @@ class Embed:
         #: why the model cannot run on this node, said at the first batch (:meth:`__call__`)
         self.unavailable: ModelUnavailable | None = None
         try:
+            load_plugins(plugins)  # the configuration's own models: registered in this worker process too
             self.model = build_model(model_config_for_build(model_cfg), where=this_node())
+        except PluginError as exc:  # a plugin this node cannot import: said as the model's unavailability
+            self.unavailable = ModelUnavailable(f"embedding model '{model_cfg.id}' cannot run {this_node()}: {exc}")
+            return
         except ModelUnavailable as exc:
             # an actor that raises while it starts dies in Ray Data's pool: the job's log got Ray's retry traceback,
             # the worker's and Ray Data's "internal error … open an issue" with theirs, and the driver's own — a
@@ -251,14 +258,18 @@ _PROCESS_EMBEDDERS: dict[tuple[str, KeepFrames, int | None], Embed] = {}
 
 
 def process_embedder(
-    model_cfg: Any, keep_frames: KeepFrames = False, threads: int | None = None, sample_rate_hz: int | None = None
+    model_cfg: Any,
+    keep_frames: KeepFrames = False,
+    threads: int | None = None,
+    sample_rate_hz: int | None = None,
+    plugins: tuple[Plugin, ...] = (),
 ) -> Embed:
     """This worker process's :class:`Embed` for (model config, ``keep_frames``, ``threads``): built on first use
     and kept for the process's later tasks; building another model releases it."""
     key = (model_cfg.model_dump_json(), keep_frames, threads)
     if key not in _PROCESS_EMBEDDERS:
         _PROCESS_EMBEDDERS.clear()
-        _PROCESS_EMBEDDERS[key] = Embed(model_cfg, keep_frames, threads, sample_rate_hz)
+        _PROCESS_EMBEDDERS[key] = Embed(model_cfg, keep_frames, threads, sample_rate_hz, plugins)
     return _PROCESS_EMBEDDERS[key]
 
 
@@ -279,15 +290,19 @@ class DecodeEmbed:
         keep_frames: KeepFrames = False,
         threads: int | None = None,
         batch_size: int | None = None,
+        plugins: tuple[Plugin, ...] = (),
     ) -> None:
         self.decode = decode
+        self.plugins = plugins
         self.model_cfg = model_cfg
         self.keep_frames = keep_frames
         self.threads = threads
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
-        embed = process_embedder(self.model_cfg, self.keep_frames, self.threads, self.decode.sample_rate_hz)
+        embed = process_embedder(
+            self.model_cfg, self.keep_frames, self.threads, self.decode.sample_rate_hz, self.plugins
+        )
         for table in self.decode(batch):
             step = self.batch_size or table.num_rows
             for start in range(0, table.num_rows, max(step, 1)):

@@ -16,6 +16,7 @@ from typing import Any
 from repeval.config import Config, ExperimentConfig
 from repeval.deformations import scenario_steps, validate_steps_at
 from repeval.models import ModelUnavailable, resolve_model, unavailable_reason
+from repeval.models.plugins import Plugin, PluginError, load_plugins, plugins_of
 from repeval.pipeline.embedder import model_config_for_build
 from repeval.pipeline.partitions import ModelSpec, accepted_spec
 from repeval.pipeline.resources import stream_resources
@@ -87,8 +88,13 @@ def check_store_partitions(
         )
 
 
-def unavailable_here(mcfgs: list[Any]) -> dict[str, str]:
-    """Model id -> why this process cannot build it (what :func:`repeval.models.build_model` refuses), for those."""
+def unavailable_here(mcfgs: list[Any], plugins: tuple[Plugin, ...] = ()) -> dict[str, str]:
+    """Model id -> why this process cannot build it (what :func:`repeval.models.build_model` refuses), for those;
+    the configuration's ``plugins`` imported first (a plugin this process cannot import: the reason of each model)."""
+    try:
+        load_plugins(plugins)
+    except PluginError as exc:
+        return {mcfg.id: str(exc) for mcfg in mcfgs}
     out = {}
     for mcfg in mcfgs:
         try:
@@ -165,9 +171,10 @@ def models_on_nodes(cfg: Config, mcfgs: list[Any]) -> NodeCheck:
             unplaced.append(mcfg.id)
     # the driver's node answers in this process (its workers run this Python): a single machine starts no task for it
     here = ray.get_runtime_context().get_node_id()
+    plugins = plugins_of(cfg.plugins)
     check = ray.remote(num_cpus=0)(unavailable_here)
     refs = {
-        nid: check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(nid, soft=False)).remote(models)
+        nid: check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(nid, soft=False)).remote(models, plugins)
         for nid, models in wanted.items()
         if nid != here
     }
@@ -176,7 +183,7 @@ def models_on_nodes(cfg: Config, mcfgs: list[Any]) -> NodeCheck:
     checked = []
     if here in wanted:
         checked.append(where[here])
-        for model_id, reason in unavailable_here(wanted[here]).items():
+        for model_id, reason in unavailable_here(wanted[here], plugins).items():
             problems.setdefault((model_id, reason), []).append(where[here])
     for nid, ref in refs.items():
         found = node_answer(ref, [m.id for m in wanted[nid]], where[nid])

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 
 from repeval.config import Config
 from repeval.models import resolve_model
+from repeval.models.plugins import plugins_of
 from repeval.pipeline.assemble import TrackAssembler, errors_table, rows_table
 from repeval.pipeline.embedder import DecodeEmbed, Embed, KeepFrames
 from repeval.pipeline.partitions import model_geometry
@@ -133,13 +134,13 @@ def run_pipeline(
     # a callable instance runs as stateless tasks; the Embed class runs as an actor pool. One batch per block
     # (batch_size=None): a batch size would make Ray Data bundle blocks into tasks and keep the read unfused
     if res.fused:  # decoded and embedded in the same task (a light model, or run.resources.embed_in_decode: always)
-        fused = DecodeEmbed(decode, mcfg, frames, res.threads, batch_size)
+        fused = DecodeEmbed(decode, mcfg, frames, res.threads, batch_size, plugins_of(cfg.plugins))
         ds = ds.map_batches(fused, batch_size=None, **decode_kw)
     else:
         ds = ds.map_batches(decode, batch_size=None, **decode_kw)
         ds = ds.map_batches(
             Embed,
-            fn_constructor_args=(mcfg, frames, res.threads, st.sample_rate),
+            fn_constructor_args=(mcfg, frames, res.threads, st.sample_rate, plugins_of(cfg.plugins)),
             batch_format="pyarrow",
             **res.actor_kwargs(batch_size),
         )

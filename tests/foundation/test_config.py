@@ -370,7 +370,7 @@ def _error(mutate) -> str:
         # a top-level key close to no valid one: the x- prefix that makes a key ignored is named with them
         (
             lambda d: d.update({"anchors": {"a": 1}}),
-            "(top level): unknown key 'anchors' (valid keys: experiments, run; a key starting with x- is ignored, a "
+            "(top level): unknown key 'anchors' (valid keys: experiments, plugins, run; a key starting with x- is ignored, a "
             "place for YAML anchors)",
         ),
         # YAML reads 1e3 (no dot) as text: an integer key said only "unable to parse string as an integer"

@@ -1,0 +1,263 @@
+"""Embedding models of your own: plugins from a configuration's ``plugins:`` list or the ``repeval.models`` entry
+points — imported by the driver and by the Ray workers that build the model, each fault one line naming the fix —
+and the shipped example (examples/my_model.py, examples/my_model.yaml) run end to end."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from repeval import runner
+from repeval.config import ConfigError, parse_config
+from repeval.models import MODELS
+from repeval.models import plugins as plugins_mod
+from repeval.models.validate import list_models, validate_model
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "my_model.py"
+EXAMPLE_CONFIG = REPO / "examples" / "my_model.yaml"
+EXAMPLE_MODEL = "my-spectrum-projection"
+
+
+@pytest.fixture
+def forget_plugins(monkeypatch):
+    """What a test's plugins register is forgotten after it (the session's other tests see repeval's own models)."""
+    before = set(MODELS.names())
+    monkeypatch.setattr(plugins_mod, "_LOADED", dict(plugins_mod._LOADED))
+    monkeypatch.setattr(plugins_mod, "_ORIGIN", dict(plugins_mod._ORIGIN))
+    monkeypatch.setattr(plugins_mod, "_ENTRY_POINTS", None)
+    yield
+    for name in set(MODELS.names()) - before:
+        MODELS.remove(name)
+
+
+def _config(plugins: list[str], model: str = "mfcc-stats") -> dict:
+    return {
+        "plugins": plugins,
+        "experiments": [
+            {
+                "task": {"name": "t", "type": "multiclass_classification"},
+                "datasets": [{"name": "n", "type": "catalog", "manifest": "m.csv", "label_column": "instrument"}],
+                "embedding_models": [model],
+                "downstream_models": [{}],
+            }
+        ],
+    }
+
+
+def _plugin(tmp_path: Path, stem: str, body: str) -> str:
+    path = tmp_path / f"{stem}.py"
+    path.write_text(textwrap.dedent(body))
+    return str(path)
+
+
+def _problem(plugins: list[str], model: str = "mfcc-stats") -> str:
+    with pytest.raises(ConfigError) as err:
+        parse_config(_config(plugins, model))
+    assert len(err.value.problems) == 1, err.value.problems
+    return err.value.problems[0]
+
+
+def test_plugin_faults_are_one_line_naming_the_fix(tmp_path, forget_plugins):
+    broken = _plugin(tmp_path, "broken_plugin", "import numpyy\n")
+    said = _problem([broken])
+    assert said.startswith(f"plugins[0]: plugin {broken!r} failed to import: ModuleNotFoundError")
+    assert f"`python {broken}` shows the traceback" in said
+
+    empty = _plugin(tmp_path, "empty_plugin", "x = 1\n")
+    assert "registers no embedding model: decorate a subclass of repeval.models.EmbeddingModel" in _problem([empty])
+
+    clash = _plugin(
+        tmp_path,
+        "clash_plugin",
+        """
+        from repeval.models import EmbeddingModel, register_model
+
+        @register_model("mfcc-stats")
+        class Mine(EmbeddingModel):
+            def embed(self, audio):
+                return audio[None, :1]
+        """,
+    )
+    said = _problem([clash])
+    assert "registers embedding model 'mfcc-stats', a name repeval's own model has" in said
+    assert "give its class Mine another name in @register_model" in said
+    assert MODELS.get("mfcc-stats").cls.__module__ == "repeval.models.handcrafted"  # repeval's own is kept
+
+    no_embed = _plugin(
+        tmp_path,
+        "no_embed_plugin",
+        """
+        from repeval.models import EmbeddingModel, register_model
+
+        @register_model("half-done")
+        class HalfDone(EmbeddingModel):
+            sample_rate_hz = 16000
+        """,
+    )
+    said = _problem([no_embed])
+    assert "embedding model 'half-done'" in said and "has no embed method: define embed(self, audio)" in said
+    assert "half-done" not in MODELS  # a refused plugin leaves nothing registered
+
+    said = _problem([str(tmp_path / "absent.py")])
+    assert f"no such file: {tmp_path / 'absent.py'} — fix the path" in said and "--working-dir" in said
+    assert "no module named 'no_such_team' here — install the package" in _problem(["no_such_team.models"])
+    assert _problem(["bad spec!"]).endswith("nor the path of a .py file (./my_model.py): write one of them")
+
+
+def test_a_relative_plugin_path_starts_from_the_current_directory(tmp_path, monkeypatch, forget_plugins):
+    """As the data paths do; a worker given the record finds the file by the path resolved where it was read."""
+    monkeypatch.chdir(REPO)
+    cfg = parse_config(_config(["examples/my_model.py"], EXAMPLE_MODEL))
+    assert cfg.plugins == ("examples/my_model.py",)
+    assert plugins_mod.plugins_of(cfg.plugins) == (plugins_mod.Plugin("examples/my_model.py", str(EXAMPLE)),)
+    assert plugins_mod.plugin_of(EXAMPLE_MODEL) == "examples/my_model.py"
+    rows = {m["id"]: m for m in list_models()}
+    assert rows[EXAMPLE_MODEL]["plugin"] == "examples/my_model.py" and rows[EXAMPLE_MODEL]["sample_rate_hz"] == 16000
+
+
+def test_a_worker_on_another_node_finds_a_plugin_file_in_its_copy_of_the_working_directory(
+    tmp_path, monkeypatch, forget_plugins
+):
+    """Under ``ray job submit --working-dir .`` each node unpacks its own copy: the path resolved by the driver may
+    not exist on a worker's node, the path as written does from the worker's current directory (its copy)."""
+    monkeypatch.chdir(REPO)
+    elsewhere = plugins_mod.Plugin("examples/my_model.py", str(tmp_path / "driver_copy" / "examples" / "my_model.py"))
+    assert plugins_mod.load_plugins([elsewhere]) == [EXAMPLE_MODEL]
+    assert MODELS.get(EXAMPLE_MODEL).cls.__module__ == "repeval_plugin_my_model"
+
+
+def test_a_worker_that_cannot_import_a_plugin_says_so_as_the_models_unavailability(tmp_path, forget_plugins):
+    from repeval.config.embed import EmbeddingModelConfig
+    from repeval.pipeline.embedder import Embed
+    from repeval.pipeline.preflight import unavailable_here
+
+    gone = plugins_mod.Plugin("gone/model.py", str(tmp_path / "gone" / "model.py"))
+    mcfg = EmbeddingModelConfig(id="mfcc-stats")
+    reason = unavailable_here([mcfg], (gone,))["mfcc-stats"]
+    assert reason.startswith("plugin 'gone/model.py': no such file") and "--working-dir" in reason
+    embed = Embed(mcfg, plugins=(gone,))
+    with pytest.raises(Exception, match=r"embedding model 'mfcc-stats' cannot run here: plugin 'gone/model.py'"):
+        embed({"track_id": np.array(["a"])})
+
+
+def test_the_commands_show_plugin_models(monkeypatch, forget_plugins):
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    monkeypatch.chdir(REPO)
+    r = CliRunner().invoke(app, ["models", "--plugin", "examples/my_model.py"])
+    assert r.exit_code == 0, r.output
+    line = next(ln for ln in r.output.splitlines() if ln.startswith(EXAMPLE_MODEL))
+    assert "? Hz" not in line and "16000 Hz" in line and line.endswith("available (plugin examples/my_model.py)")
+    r = CliRunner().invoke(app, ["validate", str(EXAMPLE_CONFIG.relative_to(REPO)), "--skip-data-check"])
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[1:] == [
+        "plugins: examples/my_model.py (my-spectrum-projection)",
+        "models: 2 checked on this machine",
+    ]
+
+
+def test_installed_plugins_register_through_their_entry_points(tmp_path, monkeypatch, forget_plugins):
+    _plugin(
+        tmp_path,
+        "team_models",
+        """
+        from repeval.models import EmbeddingModel, register_model
+
+        @register_model("team-model")
+        class TeamModel(EmbeddingModel):
+            sample_rate_hz = 16000
+            embedding_dim = 3
+
+            def embed(self, audio):
+                return audio[: len(audio) // 3 * 3].reshape(-1, 3)[:1].astype("float32")
+        """,
+    )
+    dist = tmp_path / "team_models-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: team-models\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[repeval.models]\nteam = team_models\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = parse_config(_config([], "team-model"))  # no plugins: key — the installed package's entry point
+    assert cfg.experiments[0].embedding_models[0].id == "team-model"
+    rows = {m["id"]: m for m in list_models()}
+    assert rows["team-model"]["plugin"] == "team-models (team_models)"
+    assert rows["team-model"]["embedding_dim"] == 3
+
+
+def test_validate_model_checks_a_plugin_model_also_in_its_own_process(forget_plugins):
+    for isolate in (False, True):  # True: the process the isolated families are checked in imports it too
+        report = validate_model(EXAMPLE_MODEL, plugins=[str(EXAMPLE)], isolate=isolate)
+        assert report.ok, report.summary()
+        assert (report.sample_rate_hz, report.embedding_dim) == (16000, 64)
+        assert any(c.name == "pickle round trip" for c in report.checks)
+
+
+def test_the_example_model_runs_end_to_end_in_ray_workers(
+    ray_session, rendered_notes, tmp_path, monkeypatch, forget_plugins
+):
+    """The README's example, as shipped: its config (on clean audio, the baseline left out: a short test) on the
+    rendered notes, embedded by an actor pool — Ray worker processes, which import the plugin themselves — then
+    trained and scored."""
+    monkeypatch.chdir(REPO)  # the config's plugin path is relative, as a user writes it
+    data = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+    parse_config(data)  # the whole file as shipped, baseline included
+    exp = data["experiments"][0]
+    exp["datasets"][0]["manifest"] = str(rendered_notes)
+    exp["embedding_models"] = [m for m in exp["embedding_models"] if m != "mfcc-stats"]
+    exp["deformations"] = []
+    data["run"] = {
+        "run_id": "plugin",
+        "store": str(tmp_path / "store"),
+        "runs_dir": str(tmp_path / "runs"),
+        "max_epochs": 5,
+        "bootstrap_resamples": 0,
+    }
+    cfg = parse_config(data)
+    ctx = runner.make_context(cfg)
+    summary = runner.stage_embed(ctx)
+    assert summary.errors == 0
+    assert "embedding actor(s)" in summary.resources["my-model"]  # not the driver's process: Ray's workers
+    part = ctx.store.partition("rendered_notes", "my-model", "clean")
+    assert part.complete
+    ids, _, x = part.embeddings()
+    assert len(ids) == sum(1 for _ in rendered_notes.open()) - 1  # every note
+    assert x.shape[1] == 64 and np.isfinite(x).all() and x.std() > 0
+    assert runner.stage_train(ctx)["trained"] == 1
+    results = runner.stage_evaluate(ctx)
+    assert results.num_rows > 0
+    rows = pq.read_table(ctx.run_dir / "results.parquet").to_pylist()
+    mine = [r for r in rows if r["model"] == "my-model" and r["metric"] == "accuracy"]
+    assert [r["scenario"] for r in mine] == ["clean"]
+    assert all(0.0 <= r["value"] <= 1.0 and not math.isnan(r["value"]) for r in mine)
+    assert "plugins:\n- examples/my_model.py" in (ctx.run_dir / "config.yaml").read_text()  # a rerun imports it
+
+
+def test_the_readme_shows_the_example_file():
+    """README's "Your own model" block is examples/my_model.py without its comments: the one the tests run."""
+    import ast
+    import re
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("\n## Your own model\n") :]
+    shown = re.search(r"```python\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
+
+    def code(source: str) -> str:
+        tree = ast.parse(source)
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
+                if isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                    node.body = body[1:] or [ast.Pass()]  # type: ignore[attr-defined]
+        tree.body = [n for n in tree.body if not (isinstance(n, ast.ImportFrom) and n.module == "__future__")]
+        return ast.dump(tree)
+
+    assert code(shown) == code(EXAMPLE.read_text())
