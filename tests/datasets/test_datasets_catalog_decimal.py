@@ -110,9 +110,14 @@ def test_a_parquet_column_of_numbers_needs_no_decimal_mark(audio_dir):
     pq.write_table(numbers.slice(0, 3), folder / "part-0.parquet")
     text = table.slice(3).append_column("valence", pa.array([v.replace(".", ",") for v in VALUES[3:]]))
     pq.write_table(text, folder / "part-1.parquet")
-    parts, _ = load_dataset(comma.model_copy(update={"manifest": str(folder)}), TASK)
+    parts, report = load_dataset(comma.model_copy(update={"manifest": str(folder)}), TASK)
     labels = parts.column("label").to_pylist()
     assert labels[3:] == [[v] for v in VALUES[3:]] and [float(x) for (x,) in labels] == [float(v) for v in VALUES]
+    # the note said "remove decimal" there too, which splits the text file's 1,5e-2 into the targets 1 and 5e-2
+    assert report.lines() == [
+        "decimal ',' has no effect on label_column 'valence': a Parquet column of numbers (double), read as they are; "
+        "the files where it is text are read with it (keep decimal ',')"
+    ]
 
 
 def test_a_thousands_separator_is_refused_by_row_not_read_as_other_numbers(audio_dir):
