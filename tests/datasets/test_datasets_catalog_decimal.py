@@ -160,14 +160,27 @@ def test_a_json_manifest_is_refused_naming_the_conversion(audio_dir):
     for name in ("m.jsonl", "m.txt"):
         (path := audio_dir / name).write_text(lines)
         ds = ds_cfg("cat", "catalog", manifest=str(path), label_column="valence")
+        beside = str(audio_dir / "m.parquet")
         said = (
             f"{path} is JSON, but a catalog manifest is CSV or Parquet — convert it, e.g. with pandas: "
-            f"pandas.read_json({str(path)!r}, lines=True).to_parquet('manifest.parquet') (lines=False for one JSON "
-            "array), and set manifest to that file"
+            f"pandas.read_json({str(path)!r}, lines=True, dtype=False).to_parquet({beside!r}) (lines=False for one "
+            "JSON array; dtype=False keeps ids such as '007' as written), and set manifest to that file"
         )
         with pytest.raises(JsonManifestError) as err:
             load_dataset(ds, TASK)
         assert str(err.value) == said and catalog.manifest_problems(ds, TASK) == [f"manifest: {said}"]
+    # the line it names gives the catalog as written: ids such as '007' kept (pandas read them as the number 7), the
+    # file beside the JSON so that audio paths relative to its folder still point at the audio
+    (path := audio_dir / "ids.jsonl").write_text(lines.replace('"track_id": "r', '"track_id": "00'))
+    with pytest.raises(JsonManifestError) as err:
+        load_dataset(ds_cfg("cat", "catalog", manifest=str(path), label_column="valence"), TASK)
+    code = str(err.value).split("with pandas: ", 1)[1].split(" (lines=False", 1)[0]
+    exec(f"import pandas\n{code}")  # the message's own line, run as a user would
+    converted, report = load_dataset(
+        ds_cfg("cat", "catalog", manifest=str(audio_dir / "ids.parquet"), label_column="valence"), TASK
+    )
+    assert sorted(converted.column("track_id").to_pylist()) == [f"00{i}" for i in range(len(VALUES))]
+    assert report.lines() == [] and converted.num_rows == len(VALUES)
     (array := audio_dir / "array.csv").write_text("[\n" + lines.replace("}\n", "},\n")[:-2] + "\n]\n")
     with pytest.raises(JsonManifestError):
         load_dataset(ds_cfg("cat", "catalog", manifest=str(array), label_column="valence"), TASK)
