@@ -170,9 +170,15 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
     ):
         report.notes.append(note)
     if validate.numeric_label is not None:
+        # in a folder of Parquet files whose column is numbers in some, text in others, decimal still reads the text
+        fix = (
+            f"; the files where it is text are read with it (keep decimal {ds.decimal!r})"
+            if validate.text_label
+            else " — remove decimal"
+        )
         report.notes.append(
             f"decimal {ds.decimal!r} has no effect on label_column {label_col!r}: a Parquet column of numbers "
-            f"({validate.numeric_label}), read as they are — remove decimal"
+            f"({validate.numeric_label}), read as they are{fix}"
         )
     log.info("catalog %s: %d of %d rows usable", ds.manifest, table.num_rows, n_read)
     return table, report

@@ -131,10 +131,15 @@ class JsonManifestError(ValueError):
     conversion to Parquet — rather than read as a CSV whose columns are pieces of its first object."""
 
     def __init__(self, uri: str) -> None:
+        # beside it, so that audio paths relative to its folder still resolve; dtype=False, or pandas reads ids such
+        # as "007" as the number 7
+        head, sep, name = uri.rpartition("/")
+        stem = re.sub(r"\.[^.]*$", "", name) or name
+        target = f"{head}{sep}{stem}.parquet"
         super().__init__(
             f"{uri} is JSON, but a catalog manifest is CSV or Parquet — convert it, e.g. with pandas: "
-            f"pandas.read_json({uri!r}, lines=True).to_parquet('manifest.parquet') (lines=False for one JSON array), "
-            "and set manifest to that file"
+            f"pandas.read_json({uri!r}, lines=True, dtype=False).to_parquet({target!r}) (lines=False for one JSON "
+            "array; dtype=False keeps ids such as '007' as written), and set manifest to that file"
         )
 
 

@@ -189,6 +189,8 @@ class _BatchValidator:
         self.decimal = getattr(ds, "decimal", ".")
         #: the Arrow type of a Parquet label column of numbers read with ``decimal`` ``,``, which then has no effect
         self.numeric_label: str | None = None
+        #: whether a batch's label column was text, read with ``decimal`` (a folder of Parquet files may hold both)
+        self.text_label = False
         self.base = _base_dir(ds.manifest, ds.dir)
         self.check_files = bool(getattr(ds, "check_files", True))
         classes = key_classes(self.task_type, getattr(ds, "classes", None))
@@ -263,6 +265,8 @@ class _BatchValidator:
             decimal = column_decimal(field, self.decimal)
             if decimal != self.decimal and field is not None:  # a Parquet column of numbers: noted by the load
                 self.numeric_label = numeric_type(field)
+            elif decimal == self.decimal:
+                self.text_label = True
             odd = _odd_parts(values, keep, decimal)
             grouped = _grouped_rows(raw, parent, values, keep, odd, separator, decimal) & ok
             if grouped.any():

@@ -376,9 +376,13 @@ def lacking_words(lacking: Mapping[str, Sequence[str]]) -> str:
 def lacking_note(df: pd.DataFrame, shown: Collection[str]) -> str:
     """Why a table's column of a deformation scenario (of ``shown``) is empty for a run's rows: ``runs without results
     on a scenario show –: D2 (no results in r2)`` — runs that did not test it, not failed cells; empty when every run
-    tested every one."""
+    tested every one. A scenario the runs define differently is one scenario here: a run with results on another
+    definition's column (:func:`keep_apart`) tested it — :func:`apart_note` says why its cells there are '–'."""
+    base = {k: sid for k, (sid, _) in apart_scenarios(df).items()}
+    shown = {base.get(s, s) for s in shown}
     lacking: dict[str, list[str]] = {}
     for _, rows in df.groupby(["task", "dataset"], sort=False):
+        rows = rows.assign(scenario=[base.get(s, s) for s in rows["scenario"].astype(str)])
         present = [s for s in ordered_scenarios(rows["scenario"].unique()) if s in shown and s != CLEAN]
         for s, runs in lacking_runs(rows, present).items():
             lacking[s] = list(dict.fromkeys([*lacking.get(s, []), *runs]))

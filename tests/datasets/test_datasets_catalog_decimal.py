@@ -110,9 +110,14 @@ def test_a_parquet_column_of_numbers_needs_no_decimal_mark(audio_dir):
     pq.write_table(numbers.slice(0, 3), folder / "part-0.parquet")
     text = table.slice(3).append_column("valence", pa.array([v.replace(".", ",") for v in VALUES[3:]]))
     pq.write_table(text, folder / "part-1.parquet")
-    parts, _ = load_dataset(comma.model_copy(update={"manifest": str(folder)}), TASK)
+    parts, report = load_dataset(comma.model_copy(update={"manifest": str(folder)}), TASK)
     labels = parts.column("label").to_pylist()
     assert labels[3:] == [[v] for v in VALUES[3:]] and [float(x) for (x,) in labels] == [float(v) for v in VALUES]
+    # the note said "remove decimal" there too, which splits the text file's 1,5e-2 into the targets 1 and 5e-2
+    assert report.lines() == [
+        "decimal ',' has no effect on label_column 'valence': a Parquet column of numbers (double), read as they are; "
+        "the files where it is text are read with it (keep decimal ',')"
+    ]
 
 
 def test_a_thousands_separator_is_refused_by_row_not_read_as_other_numbers(audio_dir):
@@ -155,14 +160,27 @@ def test_a_json_manifest_is_refused_naming_the_conversion(audio_dir):
     for name in ("m.jsonl", "m.txt"):
         (path := audio_dir / name).write_text(lines)
         ds = ds_cfg("cat", "catalog", manifest=str(path), label_column="valence")
+        beside = str(audio_dir / "m.parquet")
         said = (
             f"{path} is JSON, but a catalog manifest is CSV or Parquet — convert it, e.g. with pandas: "
-            f"pandas.read_json({str(path)!r}, lines=True).to_parquet('manifest.parquet') (lines=False for one JSON "
-            "array), and set manifest to that file"
+            f"pandas.read_json({str(path)!r}, lines=True, dtype=False).to_parquet({beside!r}) (lines=False for one "
+            "JSON array; dtype=False keeps ids such as '007' as written), and set manifest to that file"
         )
         with pytest.raises(JsonManifestError) as err:
             load_dataset(ds, TASK)
         assert str(err.value) == said and catalog.manifest_problems(ds, TASK) == [f"manifest: {said}"]
+    # the line it names gives the catalog as written: ids such as '007' kept (pandas read them as the number 7), the
+    # file beside the JSON so that audio paths relative to its folder still point at the audio
+    (path := audio_dir / "ids.jsonl").write_text(lines.replace('"track_id": "r', '"track_id": "00'))
+    with pytest.raises(JsonManifestError) as err:
+        load_dataset(ds_cfg("cat", "catalog", manifest=str(path), label_column="valence"), TASK)
+    code = str(err.value).split("with pandas: ", 1)[1].split(" (lines=False", 1)[0]
+    exec(f"import pandas\n{code}")  # the message's own line, run as a user would
+    converted, report = load_dataset(
+        ds_cfg("cat", "catalog", manifest=str(audio_dir / "ids.parquet"), label_column="valence"), TASK
+    )
+    assert sorted(converted.column("track_id").to_pylist()) == [f"00{i}" for i in range(len(VALUES))]
+    assert report.lines() == [] and converted.num_rows == len(VALUES)
     (array := audio_dir / "array.csv").write_text("[\n" + lines.replace("}\n", "},\n")[:-2] + "\n]\n")
     with pytest.raises(JsonManifestError):
         load_dataset(ds_cfg("cat", "catalog", manifest=str(array), label_column="valence"), TASK)

@@ -462,3 +462,16 @@ def test_a_scenario_defined_differently_and_one_a_run_lacks_are_both_left_out(de
     shared = h.shared[0]
     assert shared.scenarios == ["D1 (r1 + r4)"] and shared.missing == {"D2": ["r4"]} and len(shared.ranked) == 4
     assert robustness_facts(shared)[-1] == "left out: D2 (no results in r4)"
+
+
+def test_a_scenario_defined_differently_is_not_one_the_runs_lack(defined_runs):
+    """r1 and r2 define D1 differently: each has its own column, '–' in the other's rows, which the caption says is a
+    definition apart. The note on scenarios only some runs tested took each definition's column for a scenario the
+    other run lacked (`D1 (r1) (no results in r2), D1 (r2) (no results in r1)`), though both tested D1; a run with no
+    D1 at all is still named."""
+    df = combine_results(load_runs([defined_runs[r] for r in ("r1", "r2", "r4")]))
+    caption = make_table(df, "robustness", task=TASK).caption
+    assert "defined differently by the runs" in caption and "no results" not in caption, caption
+    without = df[~(df["run_id"].eq("r4") & df["scenario"].eq("D1 (r1 + r4)"))]
+    caption = make_table(without, "robustness", task=TASK).caption
+    assert "runs without results on a scenario show –: D1 (no results in r4)" in caption, caption
