@@ -4,6 +4,7 @@
   ``--smoke-test``'s configuration.
 - :mod:`~repeval.run.rows`: the datasets loaded, their splits saved, checked and reported.
 - :mod:`~repeval.run.embed`, :mod:`~repeval.run.train`, :mod:`~repeval.run.evaluate`: the stages.
+- :mod:`~repeval.run.split_check`: a split or fold without tracks to train or test on, said before training.
 - :mod:`~repeval.run.groups`: what a probe grid is trained on and whether it is done for it.
 - :mod:`~repeval.run.files`: a run directory's small files, written whole or not at all.
 """
