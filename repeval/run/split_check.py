@@ -99,6 +99,38 @@ def _empty_fold(ctx: RunContext, ei: int, task: str, ds: Any, fold: int, n_track
     )
 
 
+def failed_split(
+    ctx: RunContext,
+    ei: int,
+    task: str,
+    dataset: str,
+    model: str,
+    fold: int | None,
+    rows: pa.Table,
+    embedded: pa.Array,
+    errors: str,
+) -> str | None:
+    """Why ``task`` on ``dataset`` (``fold``) with ``model`` cannot train or be tested: a split of ``rows`` that
+    holds tracks (:func:`unassigned_split` says when it holds none) but none of those ``embedded`` (the track ids of
+    the model's clean partition), each an error record once the partition is complete — the command ``errors`` lists
+    them. With k folds the folds are named, said once for all the grids they stop (:func:`failed_folds`)."""
+    from repeval.datasets.base import SPLITS
+    from repeval.tuning.data import empty_split_message
+
+    present = set(
+        pc.unique(rows.filter(pc.is_in(rows.column("track_id"), value_set=embedded)).column("split")).to_pylist()
+    )
+    for name in SPLITS:
+        if name in present:
+            continue
+        if fold is not None and (failed := failed_folds(ctx, ei, task, dataset, model, fold, embedded, errors)):
+            return failed
+        n = int(pc.sum(pc.equal(rows.column("split"), name)).as_py() or 0)
+        why = f" — none of its {n:,} track(s) was embedded: `{errors}` says why"
+        return f"{task} on {empty_split_message(dataset, model, name, why)}{fold_hint(ctx, ei, dataset, fold, False)}"
+    return None
+
+
 def failed_folds(
     ctx: RunContext, ei: int, task: str, dataset: str, model: str, fold: int, embedded: pa.Array, errors: str
 ) -> str | None:

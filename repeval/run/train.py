@@ -18,7 +18,7 @@ from repeval.run.context import RunContext, fold_suffix, group_name, intervals_s
 from repeval.run.files import _read_json, _write_atomic, _write_text_atomic
 from repeval.run.groups import _augment, _Pending, _pending_group, _retested, partitions_written_ns, target_name
 from repeval.run.rows import fold_rows, load_rows
-from repeval.run.split_check import failed_folds, fold_hint, unassigned_split, untrainable
+from repeval.run.split_check import failed_split, fold_hint, unassigned_split, untrainable
 from repeval.rundir import EarlierStageUnfinished
 
 log = logging.getLogger("repeval.runner")  # the stages' one logger, named as before they left runner.py
@@ -123,43 +123,18 @@ def _empty_split(
     with (:func:`_not_augmented`) — from the store's track ids alone (``embedded``: those read, by partition), and
     whether it is because the embedding stage has not completed its partitions (:func:`_not_embedded`)."""
     from repeval.pipeline.stages import CLEAN
-    from repeval.tuning.data import empty_split_message
 
     ds = next(d for d in item.exp.datasets if d.name == item.dataset)
     unassigned = unassigned_split(ctx, item.ei, item.exp.task.name, ds, item.fold, item.rows)
     if unassigned:  # no track of the split to embed: said per task and dataset, whatever the model
         return unassigned, False
+    errors = ctx.store.partition(item.dataset, item.model, CLEAN).show_errors_command()
     ids = _embedded_ids(ctx, item, CLEAN, embedded)
-    rows = item.rows.filter(pc.is_in(item.rows.column("track_id"), value_set=ids))
-    present = set(pc.unique(rows.column("split")).to_pylist())
-    for name in ("train", "validation", "test"):
-        if name not in present:
-            unembedded = _not_embedded(ctx, item)
-            if unembedded:
-                return unembedded, True
-            if item.fold is not None:  # folds whose every track is an error record: said once for the grids they stop
-                errors = ctx.store.partition(item.dataset, item.model, CLEAN).show_errors_command()
-                failed = failed_folds(
-                    ctx, item.ei, item.exp.task.name, item.dataset, item.model, item.fold, ids, errors
-                )
-                if failed:
-                    return failed, False
-            # every track of the split is an error record (a split without tracks is said above): the fold is
-            # named, not the fix for a fold too small
-            why = _split_detail(ctx, item, name)
-            message = empty_split_message(item.dataset, item.model, name, why)
-            return f"{item.exp.task.name} on {message}{fold_hint(ctx, item.ei, item.dataset, item.fold, False)}", False
+    failed = failed_split(ctx, item.ei, item.exp.task.name, item.dataset, item.model, item.fold, item.rows, ids, errors)
+    if failed:  # no embedded track in a split: the partition is incomplete (a step out of order), or they all failed
+        unembedded = _not_embedded(ctx, item)
+        return (unembedded, True) if unembedded else (failed, False)
     return _not_augmented(ctx, item, embedded)
-
-
-def _split_detail(ctx: RunContext, item: _Pending, split: str) -> str:
-    """Why ``item``'s ``split``, which holds tracks (:func:`unassigned_split` says when it holds none), has no
-    embedded track: each of its tracks is an error record, and the command that lists them."""
-    from repeval.pipeline.stages import CLEAN
-
-    n = int(pc.sum(pc.equal(item.rows.column("split"), split)).as_py() or 0)
-    part = ctx.store.partition(item.dataset, item.model, CLEAN)
-    return f" — none of its {n:,} track(s) was embedded: `{part.show_errors_command()}` says why"
 
 
 def _embedded_ids(

@@ -265,3 +265,16 @@ def test_a_fold_whose_tracks_all_failed_names_the_errors_not_fewer_folds(dropped
         f"`{part.show_errors_command()}` says why — nothing was trained"
     ), msg
     assert "n_folds" not in msg, msg
+    # `repeval plan` says it before anything trains, once, and counts the failed tracks as tracks: each failed in the
+    # clean and the deformed scenario (4 records) — it said "4 track(s) of this run"
+    from repeval.plan import make_plan
+
+    plan = make_plan(ctx.cfg, ctx.store, ctx.run_dir)
+    stops = [n for n in plan.notes if "would stop" in n]
+    assert stops == [f"`repeval run` would stop before training: {msg.removesuffix(' — nothing was trained')}"], stops
+    said = plan.text()
+    records = f"4 error record(s) in 2 partition(s) ({part.name}, kf/{FAST_MODEL['id']}/D1), 2 track(s) of this run"
+    assert f"note: {records}: `repeval run` leaves them out" in said, said
+    retry = make_plan(ctx.cfg, ctx.store, ctx.run_dir, retry_errors=True)  # computes them again: no stop foreseen
+    assert not [n for n in retry.notes if "would stop" in n], retry.notes
+    assert "4 error record(s) deleted, 2 track(s) of this run they name computed again" in retry.text()
