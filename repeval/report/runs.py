@@ -204,8 +204,12 @@ def _parent(location: str) -> str:
 
 def _trains_untrained(info: dict[str, Any]) -> str:
     """What trains a run's untrained grids and evaluates it again: its ``repeval run`` line — after submitting the job
-    again for a run a ``ray job submit`` job started."""
+    again for a run a ``ray job submit`` job started —, or, when the line saying why it stopped names that command
+    already (an interrupted ``repeval run``), resuming it as said there."""
     line = info["trains_untrained"]
+    named = [f"`{c}`" for c in (line, info["resubmit_untrained"]) if c]
+    if named and all(c in (info["reason"] or "") for c in named):
+        return "resuming it as said above trains them and evaluates again"
     said = (
         f"`{line}`"
         if line

@@ -384,6 +384,14 @@ def test_evaluate_on_a_partly_trained_run_keeps_it_unfinished(run_dir, tmp_path,
         "them and evaluates again" in listed
     )
 
+    # recorded with its command line, as `repeval run` records an interruption: the line saying it stopped names the
+    # command that resumes it; the grids' line named it again, "(finished work is kept)" and all
+    resume = f"repeval run {cfg} --run-id r"
+    write_status(run, "run", "interrupted", f"stopped by Ctrl-C; `{resume}` resumes it (finished work is kept)", resume)
+    listed = " ".join(CliRunner().invoke(app, ["runs", str(runs)]).output.split())
+    assert listed.count(f"`{resume}`") == 1 and listed.count("finished work is kept") == 1, listed
+    assert f"({untrained}): resuming it as said above trains them and evaluates again" in listed, listed
+
     write_status(run, "run", "finished")  # a finished command, then a grid added to the configuration
     assert CliRunner().invoke(app, ["evaluate", str(cfg), "--run-id", "r"]).exit_code == 0
     assert (read_status(run)["command"], read_status(run)["state"]) == ("evaluate", "finished")
