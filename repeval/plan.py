@@ -52,6 +52,9 @@ class Plan:
     #: partitions with error records: name → (the records, which ``--retry-errors`` deletes; the run's tracks they
     #: name, which it computes again); under ``retry_errors`` those partitions count as to do, as the run finds them
     retries: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: the run's tracks those records name, ``(dataset, track id)``: a track that failed in several scenarios (each
+    #: partition's count) is one track
+    retry_tracks: set[tuple[str, str]] = field(default_factory=set)
     retry_errors: bool = False
     test_cells: int = 0
     lines: list[str] = field(default_factory=list)
@@ -101,7 +104,7 @@ class Plan:
         """What ``--retry-errors`` would do with the partitions' error records (:attr:`retries`): said under it, else a
         note of the records a plain run leaves as they are."""
         if self.retry_errors:
-            records, tracks = (sum(v[i] for v in self.retries.values()) for i in (0, 1))
+            records, tracks = sum(v[0] for v in self.retries.values()), len(self.retry_tracks)
             names = _names(list(self.retries))
             if not self.retries:
                 return ["retry errors: none — no error records in this configuration's store partitions"]
@@ -113,7 +116,7 @@ class Plan:
         left = {k: v for k, v in self.retries.items() if v[1]}  # of this run's tracks: those a plain run leaves out
         if not left:
             return []
-        records, tracks = (sum(v[i] for v in left.values()) for i in (0, 1))
+        records, tracks = sum(v[0] for v in left.values()), len(self.retry_tracks)
         return [
             f"note: {records:,} error record(s) in {len(left):,} partition(s) ({_names(list(left))}), {tracks:,} track(s) "
             "of this run: `repeval run` leaves them out of training and testing; once their files are fixed, `repeval "

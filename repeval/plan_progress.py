@@ -65,7 +65,8 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan, retry_erro
                     if done is not None:  # the error records --retry-errors deletes, and the run's tracks they name
                         records, tracks = error_tracks(part, ids, wanted)
                         if records:
-                            p.retries[part.name] = (records, max(tracks, p.retries.get(part.name, (0, 0))[1]))
+                            p.retries[part.name] = (records, max(len(tracks), p.retries.get(part.name, (0, 0))[1]))
+                            p.retry_tracks.update((ds.name, t) for t in tracks)  # a track fails in each scenario
                     if done is not None and cfg.run.truncated_audio == "error":
                         cut.add(part, ids, wanted & done)
                     recorded = changed_source(part, sources[ds.name]) if done is not None else None
@@ -74,6 +75,7 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan, retry_erro
                         reused = int((wanted & done).sum())
                         if reused:
                             by_model.setdefault(m.id, {})[sid] = (recorded, reused)
+    p.notes += _failed_split_notes(ctx, store, states)
     said = plan_notes(store.uri, moved, sources)
     if said:  # one note, however many datasets and models: the plan says it on every call until a run records them
         p.notes.append(plan_source_note(said))
@@ -82,6 +84,36 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan, retry_erro
 
         p.notes.append(cut_reused_note(store.uri, cut.counts(), run=False))
     return (ctx if run_dir is not None else None), states
+
+
+def _failed_split_notes(ctx: Any, store: Any, states: dict[tuple[str, str, str], tuple[str, str]]) -> list[str]:
+    """The training stage's stop on a split (or k-fold fold) whose every track is an error record of a clean
+    partition the run leaves as it is (:func:`~repeval.run.split_check.failed_split`), said once per problem before
+    anything trains — not under ``--retry-errors``, which computes those tracks again."""
+    from repeval.run.rows import fold_rows
+    from repeval.run.split_check import failed_split, unassigned_split
+
+    notes: list[str] = []
+    embedded: dict[tuple[str, str, str], Any] = {}  # a partition's track ids, read once for its tasks and folds
+    for ei, exp in enumerate(ctx.cfg.experiments):
+        for ds in exp.datasets:
+            for m in exp.embedding_models:
+                key = (ds.name, m.id, CLEAN)
+                if states.get(key, ("todo", ""))[0] != "complete":
+                    continue
+                part = store.partition(*key)
+                if key not in embedded:
+                    embedded[key] = part.embedded_ids()
+                ids = embedded[key]
+                for fold, rows in fold_rows(ctx, ei, ds.name).items():
+                    if unassigned_split(ctx, ei, exp.task.name, ds, fold, rows):
+                        continue  # a split without tracks: said before embedding (split_notes)
+                    why = failed_split(
+                        ctx, ei, exp.task.name, ds.name, m.id, fold, rows, ids, part.show_errors_command()
+                    )
+                    if why and (note := f"`repeval run` would stop before training: {why}") not in notes:
+                        notes.append(note)
+    return notes
 
 
 def load_notes(cfg: Config) -> list[str]:

@@ -1,6 +1,7 @@
 """What a command attached to a Ray cluster checks, and a ``ray job submit`` job: the cluster's token
-(:func:`attach_ray`), where the job's outputs go (:func:`check_job_output_paths`), and the setup hook of the job's
-workers (:func:`with_worker_setup_hook`)."""
+(:func:`attach_ray`), where the job's outputs go (:func:`check_job_output_paths`), the setup hook of the job's
+workers (:func:`with_worker_setup_hook`), and how a job's run is carried on: by submitting it again
+(:func:`job_submission`, :func:`resume_hint`)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,82 @@ def job_runtime_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     except (ValueError, AttributeError):
         return {}
     return runtime_env if isinstance(runtime_env, dict) else {}
+
+
+def job_submission(resume: str, script: str | None = None, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """How to submit again the ``ray job submit`` job this process is the driver of, to carry on its run (``{}``
+    outside a job): ``{"id": its submission id, "submit": the command}`` — ``resume`` (``repeval COMMAND CONFIG
+    [OPTIONS]``, the run's own command line) as the job's entrypoint, ``python jobs/COMMAND.py CONFIG [OPTIONS]``
+    when it runs that script (``script``), after the ``ray job submit`` options of docs/cluster.md that the job shows
+    it had: ``--working-dir . --runtime-env cluster/runtime_env.yaml`` for a job that uploaded a working directory,
+    and ``RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1`` when the upload holds a folder ``.gitignore`` leaves out (data/)."""
+    import shlex
+
+    raw = (os.environ if env is None else env).get(RAY_JOB_CONFIG_ENV)
+    if not raw:
+        return {}
+    try:
+        metadata = json.loads(raw).get("metadata") or {}
+    except (ValueError, AttributeError):
+        metadata = {}
+    words = shlex.split(resume)
+    if script is not None and len(words) > 1 and script == f"jobs/{words[1]}.py":  # as the job ran it
+        words[:2] = ["python", script]
+    submit = ["ray", "job", "submit"]
+    if job_runtime_env(env).get("working_dir"):
+        submit += ["--working-dir", ".", "--runtime-env", "cluster/runtime_env.yaml"]
+        if _gitignored_uploaded():
+            submit.insert(0, "RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1")
+    out = {"submit": shlex.join([*submit, "--", *words])}
+    if isinstance(metadata, dict) and metadata.get("job_submission_id"):
+        out["id"] = str(metadata["job_submission_id"])
+    return out
+
+
+def resume_hint(resume: str | None, job: Any = None) -> str:
+    """How to carry on a run that stopped: ``resume``, its own command line — after submitting it again for a run
+    started by a ``ray job submit`` job (``job``, :func:`job_submission` as its ``status.json`` records it), which
+    the command line, run from the checkout, carries on as well."""
+    submit = job.get("submit") if isinstance(job, dict) else None
+    if isinstance(submit, str) and submit:
+        also = f", or run `{resume}` from the checkout" if resume else ""
+        return f"submit the job again to resume it: `{submit}`{also}"
+    return f"`{resume}` resumes it" if resume else "rerun its command to resume it"
+
+
+def job_resubmit(status: Mapping[str, Any], command: str) -> str | None:
+    """The ``ray job submit`` command that runs ``command`` on a run started by a job, from its ``status.json``
+    (``status``): the job's own (:func:`job_submission`) with ``command`` in place of its entrypoint's — ``python
+    jobs/COMMAND.py`` or ``repeval COMMAND`` —; ``None`` for a run no job started (or an earlier repeval's)."""
+    import shlex
+
+    job = status.get("job")
+    submit = job.get("submit") if isinstance(job, dict) else None
+    try:
+        words = shlex.split(submit) if isinstance(submit, str) else []
+    except ValueError:
+        return None
+    if "--" not in words:
+        return None
+    at = words.index("--") + 1
+    entry = words[at : at + 2]
+    if entry[:1] == ["python"] and len(entry) == 2 and entry[1].startswith("jobs/"):
+        words[at + 1] = f"jobs/{command}.py"
+    elif entry[:1] == ["repeval"] and len(entry) == 2:
+        words[at + 1] = command
+    else:
+        return None
+    return shlex.join(words)
+
+
+def _gitignored_uploaded() -> bool:
+    """Whether this job's working directory (Ray's copy of the upload) holds a root folder ``.gitignore`` names
+    (``/data/``): it was submitted with ``RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1``, which a resubmission needs too."""
+    try:
+        lines = Path(".gitignore").read_text().splitlines()
+    except OSError:
+        return False
+    return any(Path(line.strip("/")).is_dir() for line in lines if line.startswith("/") and line.strip("/"))
 
 
 def job_working_dir(env: MutableMapping[str, str] | None = None) -> str | None:

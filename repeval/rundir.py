@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 #: the sub-directory Ray Tune owns (written by Tune itself, never staged)
 TUNE_DIR = "tune"
 #: the last command's state: ``{"command", "state": started|finished|failed|interrupted, "reason", "updated",
-#: "resume"}`` (:func:`write_status`)
+#: "resume", "job"}`` (:func:`write_status`)
 STATUS = "status.json"
 #: the rows each dataset's loader dropped (missing audio, duplicate ids, unusable labels), per ``<task>__<dataset>``
 LOAD_REPORT = "load_report.json"
@@ -165,8 +165,9 @@ def restore_status(run_dir: Path, before: dict[str, Any]) -> None:
         # the process that started it, not this one
         process: dict[str, Any] = {k: before[k] for k in ("host", "pid") if k in before}
         write_status(
-            run_dir, before.get("command") or "?", before["state"], before.get("reason"), before.get("resume"), process
-        )
+            run_dir, before.get("command") or "?", before["state"], before.get("reason"), before.get("resume"), process,
+            before.get("job"),
+        )  # fmt: skip
         return
     try:
         (run_dir / STATUS).unlink(missing_ok=True)
@@ -181,6 +182,7 @@ def write_status(
     reason: str | None = None,
     resume: str | None = None,
     process: dict[str, Any] | None = None,
+    job: Any = None,
 ) -> None:
     """Record in ``run_dir/status.json`` that ``command`` started, finished or failed (``reason``: one line).
 
@@ -188,8 +190,9 @@ def write_status(
     the state of what it left (``repeval runs``). A command that starts records where it runs — ``host`` and
     ``pid``, this process' unless ``process`` gives them — so ``repeval runs`` on that host tells a driver killed hard
     from one still running (:func:`gone_process`); in every state ``resume`` is the command line that carries it on,
-    which names the run's configuration and options (:func:`command_line`). Never raises: the command's own outcome
-    is what matters."""
+    which names the run's configuration and options (:func:`command_line`), and ``job`` how to submit it again when
+    a ``ray job submit`` job runs it (:func:`repeval.ray_cluster.job_submission`). Never raises: the command's own
+    outcome is what matters."""
     import json
     import socket
     import time
@@ -199,6 +202,8 @@ def write_status(
         body.update({"host": socket.gethostname(), "pid": os.getpid()} if process is None else process)
     if resume:
         body["resume"] = resume
+    if job and isinstance(job, dict):
+        body["job"] = job
     tmp = run_dir / f".{STATUS}.tmp"
     try:
         tmp.write_text(json.dumps(body))
@@ -251,8 +256,9 @@ def gone_process(status: dict[str, Any]) -> str | None:
         return None
     if alive_here(status):  # another user's process counts as alive
         return None
-    resume = status.get("resume")
-    how = f"`{resume}` resumes it" if resume else "rerun its command to resume it"
+    from repeval.ray_cluster import resume_hint
+
+    how = resume_hint(status.get("resume"), status.get("job"))
     return f"its process {pid} is gone (killed, or the machine restarted) — {how} (finished work is kept)"
 
 

@@ -76,7 +76,7 @@ def main(
     ] = False,
 ) -> None:
     _state["debug"] = debug
-    _state["resume"] = None  # set by the command's run context (`_stage`): how to resume it if interrupted
+    _state["resume"] = _state["job"] = None  # set by the run context (`_stage`): how to resume it if interrupted
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -147,6 +147,7 @@ def script_command(command: str, script: str) -> TyperGroup:
     if not isinstance(group, TyperGroup):  # for mypy: the app has commands
         raise TypeError(f"repeval's app is a {type(group).__name__}, not a group of commands")
     group.commands = {script: group.commands[command]}
+    _state["script"] = script  # a job resumed by submitting it again names the script as its entrypoint
     return group
 
 

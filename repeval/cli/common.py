@@ -188,11 +188,13 @@ def _stage(
     found, as does an ``evaluate`` that left grids of the configuration untrained (``ctx.untrained``) on a run whose
     other command was interrupted or failed. A command that writes the store and finds it locked by another run is
     refused before its run directory is made."""
+    from repeval.ray_cluster import job_submission, resume_hint
     from repeval.rundir import EarlierStageUnfinished, read_status, restore_status, write_status
 
     ctx = _ctx(config, run_id, store, smoke_test, runs_dir, lock=command in _WRITERS)
     resume = resume_command(command, config, ctx, run_id, store, smoke_test, runs_dir)
-    _state["resume"] = resume  # what `_guard` tells an interrupted command to run
+    job = job_submission(resume, _state.get("script"))  # a `ray job submit` job's: how to submit it again
+    _state["resume"], _state["job"] = resume, job  # what `_guard` tells an interrupted command to run
     if command in ("train", "evaluate") and not run_id and not smoke_test and not ctx.cfg.run.run_id:
         log.warning(
             "the configuration sets no run.run_id and no --run-id was given: this `repeval %s` starts a new run, %s, "
@@ -203,7 +205,7 @@ def _stage(
         )
     before = read_status(ctx.run_dir)
     try:
-        write_status(ctx.run_dir, command, "started", resume=resume)
+        write_status(ctx.run_dir, command, "started", resume=resume, job=job)
     except BaseException:
         if ctx.lock is not None:
             ctx.lock.release()
@@ -214,14 +216,14 @@ def _stage(
         told = None  # what to say instead of ``exc``
         if isinstance(exc, KeyboardInterrupt):
             write_status(
-                ctx.run_dir, command, "interrupted", f"stopped by Ctrl-C; `{resume}` resumes it (finished work is kept)",
-                resume,
+                ctx.run_dir, command, "interrupted",
+                f"stopped by Ctrl-C; {resume_hint(resume, job)} (finished work is kept)", resume, job=job,
             )  # fmt: skip
         elif _terminated(exc):
             write_status(
                 ctx.run_dir, command, "interrupted",
-                f"stopped by SIGTERM (`ray job stop`, a scheduler, `kill`); `{resume}` resumes it (finished work is "
-                "kept)", resume,
+                f"stopped by SIGTERM (`ray job stop`, a scheduler, `kill`); {resume_hint(resume, job)} (finished work "
+                "is kept)", resume, job=job,
             )  # fmt: skip
         elif isinstance(exc, EarlierStageUnfinished):
             # nothing done: the run's state stays what it was (an interrupted `repeval run` is not a failed evaluate,
@@ -235,7 +237,7 @@ def _stage(
                     f"`{resume_command(earlier, config, ctx, run_id, store, smoke_test, runs_dir)}`"
                 )
         elif isinstance(exc, Exception) and not (isinstance(exc, typer.Exit) and exc.exit_code == 0):
-            write_status(ctx.run_dir, command, "failed", _reason(exc), resume)
+            write_status(ctx.run_dir, command, "failed", _reason(exc), resume, job=job)
         if ctx.location is not None:
             try:
                 ctx.location.push()  # keep what finished (e.g. trained groups) for the rerun
@@ -256,7 +258,7 @@ def _stage(
             earlier, before["state"], resume_command(earlier, config, ctx, run_id, store, smoke_test, runs_dir),
         )  # fmt: skip
     else:  # the command line kept: `repeval runs` names the run's own (its configuration, --run-id, --store)
-        write_status(ctx.run_dir, command, "finished", resume=resume)
+        write_status(ctx.run_dir, command, "finished", resume=resume, job=job)
     if ctx.location is not None:
         ctx.location.push()
 
@@ -287,25 +289,19 @@ def _reason(exc: BaseException) -> str:
 
 
 def _resume_hint() -> str:
-    """How to carry on an interrupted command: the run's own command line once :func:`_stage` has made it — as a
-    ``ray job submit`` entrypoint when this command is a job's driver (``ray job stop``), which is resubmitted, not
-    run where the user reads its log."""
+    """How to carry on an interrupted command: the run's own command line once :func:`_stage` has made it — after
+    submitting the job again when this command is a ``ray job submit`` job's driver (``ray job stop``): the same
+    entrypoint, as ``repeval.ray_cluster.job_submission`` gives it."""
     import os
-    import shlex
-    import sys
 
-    from repeval.ray_cluster import RAY_JOB_CONFIG_ENV
+    from repeval.ray_cluster import RAY_JOB_CONFIG_ENV, resume_hint
 
     resume = _state.get("resume")
-    if not os.environ.get(RAY_JOB_CONFIG_ENV):
-        return f"`{resume}` resumes it" if resume else "rerun the same command to resume"
-    if not resume:
+    if _state.get("job"):
+        return resume_hint(resume, _state["job"])
+    if os.environ.get(RAY_JOB_CONFIG_ENV):
         return "submit the job again to resume it"
-    words = shlex.split(resume)  # repeval COMMAND CONFIG [OPTIONS]
-    script = Path(sys.argv[0])
-    if script.parent.name == "jobs" and script.stem == words[1]:  # jobs/<command>.py, as the job ran it
-        words[:2] = ["python", f"jobs/{words[1]}.py"]
-    return f"submit the job again to resume it: `ray job submit … -- {shlex.join(words)}`"
+    return f"`{resume}` resumes it" if resume else "rerun the same command to resume"
 
 
 def _guard(fn: Any) -> Any:

@@ -377,17 +377,17 @@ def partition_state(
     return ("complete", "", done) if part.complete else ("todo", "not marked complete", done)
 
 
-def error_tracks(part: Any, ids: pa.Array, wanted: np.ndarray) -> tuple[int, int]:
-    """``part``'s error records — what ``--retry-errors`` deletes — and how many of the wanted tracks
-    (``ids[wanted]``) they name that the partition holds no row of: what it computes again. ``(0, 0)`` without
-    error records (their track ids read, nothing else)."""
+def error_tracks(part: Any, ids: pa.Array, wanted: np.ndarray) -> tuple[int, list[str]]:
+    """``part``'s error records — what ``--retry-errors`` deletes — and the wanted tracks (``ids[wanted]``) they
+    name that the partition holds no row of: what it computes again. ``(0, [])`` without error records (their track
+    ids read, nothing else)."""
     errors = part.error_ids()
     records = len(errors)
     if not records:
-        return 0, 0
+        return 0, []
     failed = pc.is_in(ids, value_set=pc.unique(errors)).to_numpy(zero_copy_only=False)
     embedded = pc.is_in(ids, value_set=part.embedded_ids()).to_numpy(zero_copy_only=False)
-    return records, int((wanted & failed & ~embedded).sum())
+    return records, ids.filter(pa.array(wanted & failed & ~embedded)).to_pylist()
 
 
 @dataclass

@@ -150,6 +150,7 @@ def _no_results_hint(run_dir: Path) -> str:
     named); or it is a run whose last command stopped before the test stage (its state, from ``status.json``)."""
     import json
 
+    from repeval.ray_cluster import job_resubmit
     from repeval.rundir import STATUS
 
     usual = ": pass a run directory such as runs/<run_id> whose `repeval run` finished its test stage"
@@ -174,9 +175,10 @@ def _no_results_hint(run_dir: Path) -> str:
         return usual
     said = {"started": "is running or was killed", "interrupted": "was interrupted", "failed": "failed"}
     reason = str(status.get("reason") or "")
-    # an interruption's reason names the command line that resumes the run (`repeval run CONFIG --run-id …`)
+    # an interruption's reason names the command line that resumes the run (`repeval run CONFIG --run-id …`), or for
+    # a job how to submit it again: said below, once
     resume = re.match(r"(.*?); `(repeval [a-z-]+ .*)` resumes it", reason)
-    reason = resume.group(1) if resume else reason.split("; rerun it")[0]  # (the words of earlier repevals)
+    reason = resume.group(1) if resume else re.split(r"; (?:rerun it|submit the job again)", reason)[0]
     reason = f" ({reason})" if reason else ""
     # the run's `repeval run` line: from the command line status.json records (a failure's too), else the reason's
     line = command_line(status, "run") or (
@@ -188,6 +190,11 @@ def _no_results_hint(run_dir: Path) -> str:
         else "run `repeval run CONFIG` with the run's configuration (and --run-id, --runs-dir if it had them) to "
         "finish it"
     )
+    submit = job_resubmit(status, "run")
+    if submit:  # a run a `ray job submit` job started: submitted again, as a job
+        how = f"submit the job again to finish it: `{submit}`" + (
+            f", or run `{line}` from the checkout" if line else ""
+        )
     return (
         f": its last command, `repeval {status.get('command')}`, {said[status['state']]}{reason} before the test "
         f"stage wrote results; {how} — finished work is kept"

@@ -19,6 +19,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import yaml
 
+from repeval.ray_cluster import job_resubmit
 from repeval.report.comparable import digest_label, run_split_digests
 from repeval.run.load_records import read_records
 from repeval.run.partial_audio import partial_text, recorded_partial
@@ -155,6 +156,8 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
         #: the command line that trains them: ``repeval run`` with the configuration and options of the run's last
         #: command (status.json's ``resume``); ``None`` when it is not recorded
         "trains_untrained": command_line(status, "run") if untrained else None,
+        #: for a run a ``ray job submit`` job started, the job that trains them (``None``: none recorded)
+        "resubmit_untrained": job_resubmit(status, "run") if untrained else None,
         "result_rows": results,
         "failed_trainings": failed,
         "failed_cells": failed_cells,
@@ -196,6 +199,27 @@ def _parent(location: str) -> str:
     return os.path.dirname(location.rstrip("/")) or "."
 
 
+def _trains_untrained(info: dict[str, Any]) -> str:
+    """What trains a run's untrained grids and evaluates it again: its ``repeval run`` line — after submitting the job
+    again for a run a ``ray job submit`` job started —, or, when the line saying why it stopped names that command
+    already (an interrupted ``repeval run``), resuming it as said there."""
+    line = info["trains_untrained"]
+    named = [f"`{c}`" for c in (line, info["resubmit_untrained"]) if c]
+    if named and all(c in (info["reason"] or "") for c in named):
+        return "resuming it as said above trains them and evaluates again"
+    said = (
+        f"`{line}`"
+        if line
+        else "`repeval run CONFIG` with the run's configuration (and --run-id, --store, --runs-dir as it had them)"
+    )
+    if info["resubmit_untrained"]:
+        return (
+            f"submitting the job again, `{info['resubmit_untrained']}`, or running {said} from the checkout trains "
+            "them and evaluates again (finished work is kept)"
+        )
+    return f"{said} trains them and evaluates again (finished work is kept)"
+
+
 def runs_text(runs_dir: str, as_json: bool = False) -> str:
     """``repeval runs``: the runs under ``runs_dir`` (as JSON with ``as_json``); a run directory given in its place is
     listed alone, with the command that lists the runs beside it."""
@@ -232,12 +256,7 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
     lines += [
         f"{i['run']}: its results lack {len(i['grids_untrained'])} probe grid(s) of its configuration, not trained when "
         f"it was evaluated ({', '.join(i['grids_untrained'][:5])}{', …' if len(i['grids_untrained']) > 5 else ''}): "
-        + (
-            f"`{i['trains_untrained']}`"
-            if i["trains_untrained"]
-            else "`repeval run CONFIG` with the run's configuration (and --run-id, --store, --runs-dir as it had them)"
-        )
-        + " trains them and evaluates again (finished work is kept)"
+        + _trains_untrained(i)
         for i in infos
         if i["grids_untrained"]
     ]

@@ -6,6 +6,7 @@
 - :mod:`~repeval.run.load_records`: what their loads found, a record per dataset and finding (``load_report.json``),
   which the run, ``repeval plan``, ``repeval runs`` and the report each say once.
 - :mod:`~repeval.run.embed`, :mod:`~repeval.run.train`, :mod:`~repeval.run.evaluate`: the stages.
+- :mod:`~repeval.run.split_check`: a split or fold without tracks to train or test on, said before training.
 - :mod:`~repeval.run.groups`: what a probe grid is trained on and whether it is done for it.
 - :mod:`~repeval.run.files`: a run directory's small files, written whole or not at all.
 """

@@ -39,7 +39,7 @@ def _stage_embed(
     ctx: RunContext, deformed_only: bool, progress: bool | None, retry_errors: bool, trainable: bool
 ) -> EmbedSummary:
     from repeval.ray_utils import init_ray
-    from repeval.run.train import check_splits_assigned
+    from repeval.run.split_check import check_splits_assigned
 
     # before Ray starts and the catalogs load (and only here: embed_experiments is told they ran)
     preflight.check_scenarios_at_model_rates(ctx.cfg, ctx.cfg.experiments)

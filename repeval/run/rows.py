@@ -212,11 +212,11 @@ def said_once(ctx: RunContext) -> list[tuple[LoadRecord, tuple[int, Any, LoadRep
 
 def split_notes(ctx: RunContext) -> list[str]:
     """A note per task and dataset (of one split; k folds rotate) with a split of no tracks (``repeval run`` stops on
-    it once the datasets load, before embedding: :func:`~repeval.run.train.check_splits_assigned`), or whose
+    it once the datasets load, before embedding: :func:`~repeval.run.split_check.check_splits_assigned`), or whose
     validation or test tracks have labels no training track has (:func:`~repeval.datasets.splits.untrained_labels`,
     which the training stage warns of only once the embeddings are computed): said before a run embeds anything."""
     from repeval.datasets.splits import untrained_labels
-    from repeval.run.train import unassigned_splits
+    from repeval.run.split_check import unassigned_splits
 
     notes = [f"`repeval run` would stop before embedding: {why}" for why in unassigned_splits(ctx)]
     for ei, exp in enumerate(ctx.cfg.experiments):

@@ -18,6 +18,7 @@ from repeval.run.context import RunContext, fold_suffix, group_name, intervals_s
 from repeval.run.files import _read_json, _write_atomic, _write_text_atomic
 from repeval.run.groups import _augment, _Pending, _pending_group, _retested, partitions_written_ns, target_name
 from repeval.run.rows import fold_rows, load_rows
+from repeval.run.split_check import failed_split, fold_hint, unassigned_split, untrainable
 from repeval.rundir import EarlierStageUnfinished
 
 log = logging.getLogger("repeval.runner")  # the stages' one logger, named as before they left runner.py
@@ -72,7 +73,7 @@ def _stage_train(ctx: RunContext) -> dict[str, Any]:
     embedded: dict[tuple[str, str, str], pa.Array] = {}  # (dataset, model, scenario) → its partition's track ids
     problems = [p for p in (_empty_split(ctx, item, embedded) for item in pending) if p]
     if problems:
-        message = _untrainable([why for why, _ in problems])
+        message = untrainable([why for why, _ in problems])
         if all(unembedded for _, unembedded in problems):  # `train` before `embed`: a step out of order, no failure
             raise EarlierStageUnfinished(message)
         raise ValueError(message)
@@ -115,106 +116,6 @@ def _fold_hint(ctx: RunContext, item: _Pending) -> str:
     return fold_hint(ctx, item.ei, item.dataset, item.fold)
 
 
-def fold_hint(ctx: RunContext, ei: int, dataset: str, fold: int | None, fix: bool = True) -> str:
-    """Which folds a k-fold group validates and tests on, and (``fix``) the fix for a fold too small (nothing
-    without folds)."""
-    if fold is None:
-        return ""
-    n = len(ctx.folds[(ei, dataset)])
-    advice = "; with few tracks per class use fewer n_folds" if fix else ""
-    return f" (fold {fold} of {n}: validation = fold {fold}, test = fold {(fold + 1) % n}{advice})"
-
-
-def _untrainable(problems: list[str]) -> str:
-    """The training stage's error for the probe grids that cannot train: the first problem, and how many more."""
-    whys = list(dict.fromkeys(problems))  # an empty split: one problem of every model
-    more = f" (and {len(whys) - 1} more probe grid(s): {'; '.join(whys[1:4])})" if len(whys) > 1 else ""
-    return f"{whys[0]}{more} — nothing was trained"
-
-
-def check_splits_assigned(ctx: RunContext) -> None:
-    """Stop, in the words the training stage would stop in, when a split of a task and dataset (or fold) holds none
-    of its tracks (:func:`unassigned_splits`) — for ``repeval run`` right after the datasets load, before hours of
-    embedding that could not be trained on (what the store holds already is kept)."""
-    if whys := unassigned_splits(ctx):
-        raise ValueError(_untrainable(whys))
-
-
-def unassigned_splits(ctx: RunContext) -> list[str]:
-    """Each task, dataset (and fold) whose train, validation or test split holds none of its tracks — which the
-    training stage stops on before any probe trains — said once per task and dataset, not per model: ``repeval
-    plan`` says it before anything is embedded."""
-    out = []
-    for ei, exp in enumerate(ctx.cfg.experiments):
-        for ds in exp.datasets:
-            for fold, rows in fold_rows(ctx, ei, ds.name).items():
-                why = unassigned_split(ctx, ei, exp.task.name, ds, fold, rows)
-                if why and why not in out:
-                    out.append(why)
-    return out
-
-
-def unassigned_split(ctx: RunContext, ei: int, task: str, ds: Any, fold: int | None, rows: pa.Table) -> str | None:
-    """Why ``task`` on dataset ``ds`` (``fold``) cannot train or be tested: a split that ``rows`` (its tracks, each
-    with its split) leaves empty — none of the tracks embedded or not — with the counts of the three and the fix;
-    ``None`` when each has tracks."""
-    counts = _split_counts(rows)
-    if fold is not None and (empty := _empty_fold(ctx, ei, task, ds, fold, rows.num_rows)):
-        return empty
-    for name, n in counts.items():
-        if not n:
-            if fold is not None:
-                said = ", ".join(f"{k} {v:,}" for k, v in counts.items())
-                return (
-                    f"{task} on {ds.name}: the {name} split holds none of its {rows.num_rows:,} tracks ({said}) — "
-                    f"check the dataset's splits (split_column, or the official split its fold picks)"
-                    f"{fold_hint(ctx, ei, ds.name, fold)}"
-                )
-            return f"{task} on {ds.name}: the {name} split holds none of its tracks — {_split_remedy(ctx, ei, ds, counts, name)}"
-    return None
-
-
-def _split_counts(rows: pa.Table) -> dict[str, int]:
-    """The tracks of ``rows`` per split, each of train, validation and test (0 for one that holds none)."""
-    from repeval.datasets.base import SPLITS
-
-    found = {v["values"]: v["counts"] for v in pc.value_counts(rows.column("split")).to_pylist()}  # catalog scale
-    return {name: found.get(name, 0) for name in SPLITS}
-
-
-def _empty_fold(ctx: RunContext, ei: int, task: str, ds: Any, fold: int, n_tracks: int) -> str | None:
-    """A fold that holds no track, of the two ``fold``'s group validates (``fold``) and tests on (the next): it leaves
-    its own group without validation tracks and the group before without test tracks — one problem, said once for
-    both (the same words whichever group finds it)."""
-    folds = ctx.folds[(ei, ds.name)]
-    n = len(folds)
-    for f in (fold, (fold + 1) % n):
-        if not _split_counts(folds[f])["validation"] and not _split_counts(folds[(f - 1) % n])["test"]:
-            return (
-                f"{task} on {ds.name}: fold {f} of {n} holds none of its {n_tracks:,} tracks, so fold {f} validates "
-                f"and fold {(f - 1) % n} tests on no track — with few tracks per class use fewer n_folds; else check "
-                "the dataset's split_column or the official folds it reads"
-            )
-    return None
-
-
-def _split_remedy(ctx: RunContext, ei: int, ds: Any, counts: dict[str, int], split: str) -> str:
-    """How a dataset of one split has its tracks split, and the fix for ``split`` left without tracks: add tracks or
-    change split_ratios when they drew the splits; when the loader gave every track its split (split_ratios drew
-    none), change what gives them."""
-    from repeval.datasets.load import who_splits
-    from repeval.tuning.data import split_fix
-
-    found = ctx.reports.get((ei, ds.name))
-    if found is None or found.drawn_splits:
-        return split_fix(counts, split, ds.split_ratios)
-    if getattr(ds, "split_column", None):
-        fix = f"give some tracks the {split} split there, or leave their cells empty for split_ratios to draw"
-    else:
-        fix = f"`repeval datasets {ds.name}` says which official splits and folds it has (dataset.fold, split_type)"
-    return f"{split_fix(counts, split, None)}: {who_splits(ds)}, so split_ratios drew none — {fix}"
-
-
 def _empty_split(
     ctx: RunContext, item: _Pending, embedded: dict[tuple[str, str, str], pa.Array]
 ) -> tuple[str, bool] | None:
@@ -222,35 +123,18 @@ def _empty_split(
     with (:func:`_not_augmented`) — from the store's track ids alone (``embedded``: those read, by partition), and
     whether it is because the embedding stage has not completed its partitions (:func:`_not_embedded`)."""
     from repeval.pipeline.stages import CLEAN
-    from repeval.tuning.data import empty_split_message
 
     ds = next(d for d in item.exp.datasets if d.name == item.dataset)
     unassigned = unassigned_split(ctx, item.ei, item.exp.task.name, ds, item.fold, item.rows)
     if unassigned:  # no track of the split to embed: said per task and dataset, whatever the model
         return unassigned, False
-    rows = item.rows.filter(pc.is_in(item.rows.column("track_id"), value_set=_embedded_ids(ctx, item, CLEAN, embedded)))
-    present = set(pc.unique(rows.column("split")).to_pylist())
-    for name in ("train", "validation", "test"):
-        if name not in present:
-            unembedded = _not_embedded(ctx, item)
-            if unembedded:
-                return unembedded, True
-            # every track of the split is an error record (a split without tracks is said above): the fold is
-            # named, not the fix for a fold too small
-            why = _split_detail(ctx, item, name)
-            message = empty_split_message(item.dataset, item.model, name, why)
-            return f"{item.exp.task.name} on {message}{fold_hint(ctx, item.ei, item.dataset, item.fold, False)}", False
+    errors = ctx.store.partition(item.dataset, item.model, CLEAN).show_errors_command()
+    ids = _embedded_ids(ctx, item, CLEAN, embedded)
+    failed = failed_split(ctx, item.ei, item.exp.task.name, item.dataset, item.model, item.fold, item.rows, ids, errors)
+    if failed:  # no embedded track in a split: the partition is incomplete (a step out of order), or they all failed
+        unembedded = _not_embedded(ctx, item)
+        return (unembedded, True) if unembedded else (failed, False)
     return _not_augmented(ctx, item, embedded)
-
-
-def _split_detail(ctx: RunContext, item: _Pending, split: str) -> str:
-    """Why ``item``'s ``split``, which holds tracks (:func:`unassigned_split` says when it holds none), has no
-    embedded track: each of its tracks is an error record, and the command that lists them."""
-    from repeval.pipeline.stages import CLEAN
-
-    n = int(pc.sum(pc.equal(item.rows.column("split"), split)).as_py() or 0)
-    part = ctx.store.partition(item.dataset, item.model, CLEAN)
-    return f" — none of its {n:,} track(s) was embedded: `{part.show_errors_command()}` says why"
 
 
 def _embedded_ids(

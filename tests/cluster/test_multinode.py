@@ -533,12 +533,16 @@ def test_a_node_that_joins_later_is_checked_at_its_actors_start_and_a_stopped_jo
     JobSubmissionClient(cluster.dashboard).stop_job("late-1")
     status, logs = cluster.wait_job("late-1"), cluster.logs("late-1")
     assert status == "STOPPED", logs[-3000:]
-    last = logs.rstrip().splitlines()[-1]  # how to resume: resubmit the job (it named `repeval run …`, to run here)
+    last = logs.rstrip().splitlines()[-1]  # how to resume: resubmit the job (or `repeval run …` from the checkout)
     assert last.startswith("terminated (SIGTERM): everything finished so far is saved"), logs[-3000:]
-    assert last.endswith(f"submit the job again to resume it: `ray job submit … -- {shlex.join(entry)}`"), last
+    submit = f"ray job submit --working-dir . --runtime-env cluster/runtime_env.yaml -- {shlex.join(entry)}"
+    checkout = shlex.join(["repeval", "run", *entry[2:]])
+    hint = f"submit the job again to resume it: `{submit}`, or run `{checkout}` from the checkout"
+    assert last.endswith(hint), last
     assert "Traceback" not in logs and "SystemExit" not in logs, logs[-3000:]
     run_status = json.loads((short_tmp / "runs" / "late" / "status.json").read_text())
-    assert run_status["state"] == "interrupted", run_status
+    assert run_status["state"] == "interrupted" and hint in run_status["reason"], run_status
+    assert run_status["job"] == {"id": "late-1", "submit": submit}, run_status  # how it was started
 
     submit_until_embedding("late-2")
     node = cluster.add_worker(num_cpus=1, num_gpus=1)  # what the autoscaler adds for the pending actor

@@ -213,6 +213,21 @@ def test_official_folds_of_real_tinysol_and_an_empty_test_fold_names_the_fold(ra
     assert not list((ctx.run_dir / "groups").glob("*.parquet"))
 
 
+def test_the_grids_dead_folds_stop_and_the_count_of_further_problems():
+    """With 3 folds a fold without tracks (or whose tracks all failed) is also the only training fold of a third grid,
+    which said it again as its own empty train split; and the stage's error counted distinct problems as "probe
+    grid(s)"."""
+    from repeval.run.split_check import fold_stops, untrainable
+
+    # grid g validates on fold g, tests on fold g+1, trains on the rest
+    assert fold_stops([0], 3) == {"validates": [0], "tests": [2], "trains": [1]}
+    assert fold_stops([1], 5) == {"validates": [1], "tests": [0], "trains": []}  # 3 training folds: one left out
+    assert fold_stops([0, 1, 2], 5) == {"validates": [0, 1, 2], "tests": [0, 1, 4], "trains": [3]}
+    assert untrainable(["a", "b", "a"]) == "a (and 1 more problem: b) — nothing was trained"
+    assert untrainable(["a", "b", "c", "d", "e"]) == "a (and 4 more problems: b; c; d; …) — nothing was trained"
+    assert untrainable(["a", "a"]) == "a — nothing was trained"
+
+
 def test_a_grid_that_cannot_train_stops_the_stage_before_any_batch_trains(
     ray_session, rendered_notes, shared_data, tmp_path
 ):

@@ -252,3 +252,72 @@ def test_sigterm_outside_ray_exits_143(monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         signal.signal(signal.SIGTERM, previous)
         ray_utils._sigterms.clear()
+
+
+def test_a_job_stopped_by_sigterm_is_resumed_by_submitting_it_again(tmp_path, monkeypatch, capsys):
+    """``ray job stop`` on a run submitted as a job: its ``status.json`` said `` `repeval run CONFIG …` resumes it``,
+    and so did ``repeval runs`` — not the job to submit again. The run records how the job was submitted (its
+    submission id, and the ``ray job submit`` command with the entrypoint that carries the run on), and both say to
+    submit it again, the command line from the checkout named as well, each once. A run no job started is told
+    ``repeval run`` alone."""
+    import shlex
+
+    from reliability_helpers import make_catalog
+
+    from repeval.report.runs import runs_text
+
+    cfg = write_config(tmp_path / "config.yaml", tmp_path, [experiment(make_catalog(tmp_path, 2, 0.1), [FAST_MODEL])])
+    job = {"runtime_env": {"working_dir": "gcs://_ray_pkg_0123456789abcdef.zip"}, "metadata": {"job_submission_id": "raysubmit_X1"}}  # fmt: skip
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps(job))  # as Ray sets it for a job's driver
+    upload = tmp_path / "upload"  # the job's working directory: Ray's copy, data/ shipped despite .gitignore
+    (upload / "data").mkdir(parents=True)
+    (upload / ".gitignore").write_text("/data/\n/store/\n")
+    monkeypatch.chdir(upload)
+    monkeypatch.setitem(common._state, "script", "jobs/run.py")  # what jobs/_common.py runs it as
+
+    def run() -> None:
+        with common._stage("run", cfg, None, None, False, None):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises at once
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        ray_utils.exit_on_sigterm()
+        with pytest.raises(typer.Exit):
+            common._guard(run)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        ray_utils._sigterms.clear()
+    submit = (
+        "RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1 ray job submit --working-dir . --runtime-env cluster/runtime_env.yaml -- "
+        f"python jobs/run.py {shlex.quote(str(cfg))}"
+    )
+    resume = f"repeval run {shlex.quote(str(cfg))}"
+    hint = f"submit the job again to resume it: `{submit}`, or run `{resume}` from the checkout"
+    assert capsys.readouterr().err.strip().endswith(hint), hint
+    status = json.loads((tmp_path / "runs" / "r" / "status.json").read_text())
+    assert status["job"] == {"id": "raysubmit_X1", "submit": submit}, status
+    assert status["state"] == "interrupted" and status["reason"] == (
+        f"stopped by SIGTERM (`ray job stop`, a scheduler, `kill`); {hint} (finished work is kept)"
+    ), status
+    listed = runs_text(str(tmp_path / "runs"))
+    assert f"r: {status['reason']}" in listed.splitlines(), listed
+    assert listed.count("ray job submit") == 1 and listed.count(resume) == 1, listed
+    # `repeval table`/`report` on it: why it has no results, and the job that finishes it, once
+    from repeval.report.results import load_run
+
+    with pytest.raises(ValueError) as no_results:
+        load_run(tmp_path / "runs" / "r")
+    said = str(no_results.value)
+    assert said.endswith(
+        "was interrupted (stopped by SIGTERM (`ray job stop`, a scheduler, `kill`)) before the test stage wrote "
+        f"results; submit the job again to finish it: `{submit}`, or run `{resume}` from the checkout — finished work "
+        "is kept"
+    ), said
+    # run from the checkout, not as a job: `repeval run` alone, and the job's record gone
+    monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    monkeypatch.delitem(common._state, "script")
+    with common._stage("run", cfg, None, None, False, None):
+        pass
+    status = json.loads((tmp_path / "runs" / "r" / "status.json").read_text())
+    assert "job" not in status and status["state"] == "finished", status

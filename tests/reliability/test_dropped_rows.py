@@ -289,7 +289,8 @@ def test_run_stops_on_a_split_without_tracks_before_embedding_any(ray_session, t
 
 def test_a_fold_whose_tracks_all_failed_names_the_errors_not_fewer_folds(dropped_run, tmp_path):
     """A k-fold split whose every track is an error record (0-byte audio) said 'with few tracks per class use fewer
-    n_folds' after the command listing the errors: the fold is named, the fix is the errors'."""
+    n_folds' after the command listing the errors: the fold is named, the fix is the errors', said once for the grids
+    it stops."""
     import shutil
 
     from repeval import runner
@@ -316,9 +317,24 @@ def test_a_fold_whose_tracks_all_failed_names_the_errors_not_fewer_folds(dropped
         runner.stage_train(ctx)
     msg = str(err.value)
     part = EmbeddingStore(str(tmp_path / "store")).partition("kf", FAST_MODEL["id"], "clean")
-    assert msg.startswith(
-        f"pitch on kf/{FAST_MODEL['id']}: the validation split has no embedded tracks — none of its {len(broken)} "
-        f"track(s) was embedded: `{part.show_errors_command()}` says why (fold 0 of 3: validation = fold 0, "
-        "test = fold 1)"
+    # fold 0 is the validation split of its own grid, the test split of fold 2's and (3 folds) the training split of
+    # fold 1's: one problem, said once with the command listing the errors — it was said three times, once per grid
+    assert msg == (
+        f"pitch on kf/{FAST_MODEL['id']}: none of the {len(broken)} track(s) of fold 0 of 3 was embedded, so fold 0 "
+        f"validates, fold 2 tests and fold 1 trains on no track — each is an error record: "
+        f"`{part.show_errors_command()}` says why — nothing was trained"
     ), msg
     assert "n_folds" not in msg, msg
+    # `repeval plan` says it before anything trains, once, and counts the failed tracks as tracks: each failed in the
+    # clean and the deformed scenario (4 records) — it said "4 track(s) of this run"
+    from repeval.plan import make_plan
+
+    plan = make_plan(ctx.cfg, ctx.store, ctx.run_dir)
+    stops = [n for n in plan.notes if "would stop" in n]
+    assert stops == [f"`repeval run` would stop before training: {msg.removesuffix(' — nothing was trained')}"], stops
+    said = plan.text()
+    records = f"4 error record(s) in 2 partition(s) ({part.name}, kf/{FAST_MODEL['id']}/D1), 2 track(s) of this run"
+    assert f"note: {records}: `repeval run` leaves them out" in said, said
+    retry = make_plan(ctx.cfg, ctx.store, ctx.run_dir, retry_errors=True)  # computes them again: no stop foreseen
+    assert not [n for n in retry.notes if "would stop" in n], retry.notes
+    assert "4 error record(s) deleted, 2 track(s) of this run they name computed again" in retry.text()

@@ -384,6 +384,14 @@ def test_evaluate_on_a_partly_trained_run_keeps_it_unfinished(run_dir, tmp_path,
         "them and evaluates again" in listed
     )
 
+    # recorded with its command line, as `repeval run` records an interruption: the line saying it stopped names the
+    # command that resumes it; the grids' line named it again, "(finished work is kept)" and all
+    resume = f"repeval run {cfg} --run-id r"
+    write_status(run, "run", "interrupted", f"stopped by Ctrl-C; `{resume}` resumes it (finished work is kept)", resume)
+    listed = " ".join(CliRunner().invoke(app, ["runs", str(runs)]).output.split())
+    assert listed.count(f"`{resume}`") == 1 and listed.count("finished work is kept") == 1, listed
+    assert f"({untrained}): resuming it as said above trains them and evaluates again" in listed, listed
+
     write_status(run, "run", "finished")  # a finished command, then a grid added to the configuration
     assert CliRunner().invoke(app, ["evaluate", str(cfg), "--run-id", "r"]).exit_code == 0
     assert (read_status(run)["command"], read_status(run)["state"]) == ("evaluate", "finished")
@@ -394,6 +402,15 @@ def test_evaluate_on_a_partly_trained_run_keeps_it_unfinished(run_dir, tmp_path,
     assert info["trains_untrained"] == f"repeval run {cfg} --run-id r"
     listed = " ".join(CliRunner().invoke(app, ["runs", str(runs)]).output.split())
     assert f"`repeval run {cfg} --run-id r` trains them and evaluates again (finished work is kept)" in listed
+    # evaluated by a `ray job submit` job: the job that trains them is submitted again (the run's `run`, as a job)
+    submit = f"ray job submit --working-dir . -- python jobs/evaluate.py {cfg} --run-id r"
+    job = {"id": "raysubmit_1", "submit": submit}
+    write_status(run, "evaluate", "finished", resume=f"repeval evaluate {cfg} --run-id r", job=job)
+    listed = " ".join(CliRunner().invoke(app, ["runs", str(runs)]).output.split())
+    assert (
+        f"submitting the job again, `ray job submit --working-dir . -- python jobs/run.py {cfg} --run-id r`, or "
+        f"running `repeval run {cfg} --run-id r` from the checkout trains them and evaluates again" in listed
+    ), listed
 
     trained("mert-v1-95m-6")  # every grid trained: evaluated whole
     assert CliRunner().invoke(app, ["evaluate", str(cfg), "--run-id", "r"]).exit_code == 0
@@ -438,6 +455,14 @@ def test_a_run_whose_driver_was_killed_on_this_host_is_listed_as_stopped_with_it
         "resumes it (finished work is kept)"
     )
     assert f"killed: its process {dead.pid} is gone" in runs_text(str(runs))
+    # the driver of a `ray job submit` job: submitted again, its command line from the checkout named too
+    submit = "ray job submit -- python jobs/train.py c.yaml --run-id killed"
+    job = {"id": "raysubmit_1", "submit": submit}
+    write_status(runs / "killed", "train", "started", resume="repeval train c.yaml --run-id killed", process={"host": here, "pid": dead.pid}, job=job)  # fmt: skip
+    assert {i["run"]: i for i in list_runs(str(runs))}["killed"]["reason"] == (
+        f"its process {dead.pid} is gone (killed, or the machine restarted) — submit the job again to resume it: "
+        f"`{submit}`, or run `repeval train c.yaml --run-id killed` from the checkout (finished work is kept)"
+    )
     # a step out of order (`evaluate` with nothing trained) on it puts back the state it found: its process too
     restore_status(runs / "killed", read_status(runs / "killed"))
     assert {i["run"]: i["state"] for i in list_runs(str(runs))}["killed"] == "stopped (train)"

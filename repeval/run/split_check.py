@@ -1,0 +1,201 @@
+"""The checks the training stage makes of a run's splits before any probe trains, which ``repeval run`` (before
+embedding) and ``repeval plan`` make as well: a split (or k-fold fold) that holds none of its tracks, or whose tracks
+are all error records — each said once, in the same words whichever probe grid finds it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from repeval.run.context import RunContext
+from repeval.run.rows import fold_rows
+
+
+def fold_hint(ctx: RunContext, ei: int, dataset: str, fold: int | None, fix: bool = True) -> str:
+    """Which folds a k-fold group validates and tests on, and (``fix``) the fix for a fold too small (nothing
+    without folds)."""
+    if fold is None:
+        return ""
+    n = len(ctx.folds[(ei, dataset)])
+    advice = "; with few tracks per class use fewer n_folds" if fix else ""
+    return f" (fold {fold} of {n}: validation = fold {fold}, test = fold {(fold + 1) % n}{advice})"
+
+
+def untrainable(problems: list[str]) -> str:
+    """The training stage's error for the probe grids that cannot train: the first problem, and how many more
+    (each said once, however many grids it stops: an empty split stops every model's, an empty fold several folds')."""
+    whys = list(dict.fromkeys(problems))
+    n = len(whys) - 1
+    more = f" (and {n} more problem{'s' * (n > 1)}: {'; '.join(whys[1:4])}{'; …' * (n > 3)})" if n else ""
+    return f"{whys[0]}{more} — nothing was trained"
+
+
+def check_splits_assigned(ctx: RunContext) -> None:
+    """Stop, in the words the training stage would stop in, when a split of a task and dataset (or fold) holds none
+    of its tracks (:func:`unassigned_splits`) — for ``repeval run`` right after the datasets load, before hours of
+    embedding that could not be trained on (what the store holds already is kept)."""
+    if whys := unassigned_splits(ctx):
+        raise ValueError(untrainable(whys))
+
+
+def unassigned_splits(ctx: RunContext) -> list[str]:
+    """Each task, dataset (and fold) whose train, validation or test split holds none of its tracks — which the
+    training stage stops on before any probe trains — said once per task and dataset, not per model: ``repeval
+    plan`` says it before anything is embedded."""
+    out = []
+    for ei, exp in enumerate(ctx.cfg.experiments):
+        for ds in exp.datasets:
+            for fold, rows in fold_rows(ctx, ei, ds.name).items():
+                why = unassigned_split(ctx, ei, exp.task.name, ds, fold, rows)
+                if why and why not in out:
+                    out.append(why)
+    return out
+
+
+def unassigned_split(ctx: RunContext, ei: int, task: str, ds: Any, fold: int | None, rows: pa.Table) -> str | None:
+    """Why ``task`` on dataset ``ds`` (``fold``) cannot train or be tested: a split that ``rows`` (its tracks, each
+    with its split) leaves empty — none of the tracks embedded or not — with the counts of the three and the fix;
+    ``None`` when each has tracks."""
+    counts = _split_counts(rows)
+    if fold is not None and (empty := _empty_fold(ctx, ei, task, ds, fold, rows.num_rows)):
+        return empty
+    for name, n in counts.items():
+        if not n:
+            if fold is not None:
+                said = ", ".join(f"{k} {v:,}" for k, v in counts.items())
+                return (
+                    f"{task} on {ds.name}: the {name} split holds none of its {rows.num_rows:,} tracks ({said}) — "
+                    f"check the dataset's splits (split_column, or the official split its fold picks)"
+                    f"{fold_hint(ctx, ei, ds.name, fold)}"
+                )
+            return f"{task} on {ds.name}: the {name} split holds none of its tracks — {_split_remedy(ctx, ei, ds, counts, name)}"
+    return None
+
+
+def _split_counts(rows: pa.Table) -> dict[str, int]:
+    """The tracks of ``rows`` per split, each of train, validation and test (0 for one that holds none)."""
+    from repeval.datasets.base import SPLITS
+
+    found = {v["values"]: v["counts"] for v in pc.value_counts(rows.column("split")).to_pylist()}  # catalog scale
+    return {name: found.get(name, 0) for name in SPLITS}
+
+
+def _empty_fold(ctx: RunContext, ei: int, task: str, ds: Any, fold: int, n_tracks: int) -> str | None:
+    """The folds that hold no track, when they leave ``fold``'s group without a split (:func:`fold_stops`): one
+    problem however many groups it stops, said in the same words whichever group finds it."""
+    tracks = fold_tracks(ctx, ei, ds.name)
+    empty = [f for f, ids in tracks.items() if not len(ids)]
+    stops = fold_stops(empty, len(tracks))
+    if fold not in {g for groups in stops.values() for g in groups}:
+        return None
+    holds = "holds" if len(empty) == 1 else "hold"
+    return (
+        f"{task} on {ds.name}: {_folds(empty)} of {len(tracks)} {holds} none of its {n_tracks:,} tracks, "
+        f"{_stops_said(stops)} — with few tracks per class use fewer n_folds; else check the dataset's split_column "
+        "or the official folds it reads"
+    )
+
+
+def failed_split(
+    ctx: RunContext,
+    ei: int,
+    task: str,
+    dataset: str,
+    model: str,
+    fold: int | None,
+    rows: pa.Table,
+    embedded: pa.Array,
+    errors: str,
+) -> str | None:
+    """Why ``task`` on ``dataset`` (``fold``) with ``model`` cannot train or be tested: a split of ``rows`` that
+    holds tracks (:func:`unassigned_split` says when it holds none) but none of those ``embedded`` (the track ids of
+    the model's clean partition), each an error record once the partition is complete — the command ``errors`` lists
+    them. With k folds the folds are named, said once for all the grids they stop (:func:`failed_folds`)."""
+    from repeval.datasets.base import SPLITS
+    from repeval.tuning.data import empty_split_message
+
+    present = set(
+        pc.unique(rows.filter(pc.is_in(rows.column("track_id"), value_set=embedded)).column("split")).to_pylist()
+    )
+    for name in SPLITS:
+        if name in present:
+            continue
+        if fold is not None and (failed := failed_folds(ctx, ei, task, dataset, model, fold, embedded, errors)):
+            return failed
+        n = int(pc.sum(pc.equal(rows.column("split"), name)).as_py() or 0)
+        why = f" — none of its {n:,} track(s) was embedded: `{errors}` says why"
+        return f"{task} on {empty_split_message(dataset, model, name, why)}{fold_hint(ctx, ei, dataset, fold, False)}"
+    return None
+
+
+def failed_folds(
+    ctx: RunContext, ei: int, task: str, dataset: str, model: str, fold: int, embedded: pa.Array, errors: str
+) -> str | None:
+    """The folds of which no track is embedded (``embedded``: the track ids of the model's clean partition; each
+    track an error record, which the command ``errors`` lists), when they leave ``fold``'s group without a split: one
+    problem of the model's partition, said once for all the groups it stops (``None`` when it stops none)."""
+    tracks = fold_tracks(ctx, ei, dataset)
+    failed = {f: len(ids) for f, ids in tracks.items() if not pc.any(pc.is_in(ids, value_set=embedded)).as_py()}
+    stops = fold_stops(failed, len(tracks))
+    if fold not in {g for groups in stops.values() for g in groups}:
+        return None
+    return (
+        f"{task} on {dataset}/{model}: none of the {sum(failed.values()):,} track(s) of {_folds(failed)} of "
+        f"{len(tracks)} was embedded, {_stops_said(stops)} — each is an error record: `{errors}` says why"
+    )
+
+
+def fold_tracks(ctx: RunContext, ei: int, dataset: str) -> dict[int, pa.ChunkedArray]:
+    """The track ids of each fold of a k-fold dataset (fold ``f``'s: the validation tracks of its group)."""
+    return {
+        f: rows.filter(pc.equal(rows.column("split"), "validation")).column("track_id")
+        for f, rows in ctx.folds[(ei, dataset)].items()
+    }
+
+
+def fold_stops(dead: Iterable[int], n: int) -> dict[str, list[int]]:
+    """The groups of ``n`` folds that folds ``dead`` (none of their tracks to train or test on) leave without a
+    split, by what each would do on no track: group ``g`` validates on fold ``g``, tests on fold ``g + 1`` and trains
+    on the rest (with 3 folds, one fold)."""
+    out = set(dead)
+    return {
+        "validates": [g for g in range(n) if g in out],
+        "tests": [g for g in range(n) if (g + 1) % n in out],
+        "trains": [g for g in range(n) if all(f in out for f in range(n) if f not in (g, (g + 1) % n))],
+    }
+
+
+def _stops_said(stops: dict[str, list[int]]) -> str:
+    """:func:`fold_stops` in words: ``so fold 0 validates, fold 2 tests and fold 1 trains on no track``."""
+    said = [f"{_folds(groups)} {verb if len(groups) == 1 else verb[:-1]}" for verb, groups in stops.items() if groups]
+    return f"so {_listed(said)} on no track"
+
+
+def _folds(folds: Iterable[int]) -> str:
+    """``fold 1``, ``folds 0 and 1``, ``folds 0, 1 and 3``."""
+    names = [str(f) for f in sorted(folds)]
+    return f"fold {names[0]}" if len(names) == 1 else f"folds {_listed(names)}"
+
+
+def _listed(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _split_remedy(ctx: RunContext, ei: int, ds: Any, counts: dict[str, int], split: str) -> str:
+    """How a dataset of one split has its tracks split, and the fix for ``split`` left without tracks: add tracks or
+    change split_ratios when they drew the splits; when the loader gave every track its split (split_ratios drew
+    none), change what gives them."""
+    from repeval.datasets.load import who_splits
+    from repeval.tuning.data import split_fix
+
+    found = ctx.reports.get((ei, ds.name))
+    if found is None or found.drawn_splits:
+        return split_fix(counts, split, ds.split_ratios)
+    if getattr(ds, "split_column", None):
+        fix = f"give some tracks the {split} split there, or leave their cells empty for split_ratios to draw"
+    else:
+        fix = f"`repeval datasets {ds.name}` says which official splits and folds it has (dataset.fold, split_type)"
+    return f"{split_fix(counts, split, None)}: {who_splits(ds)}, so split_ratios drew none — {fix}"
