@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections import Counter
 from collections.abc import Iterable
@@ -126,8 +127,8 @@ class EmbedSummary:
         )
         return (
             f"embedded {self.computed} rows{scen}{partly} from {decoded}, {self.skipped} rows already in store, {errs}"
-            f"{retried} in {wall:.1f}s ({self.startup_s:.1f}s start-up) — {rows_rate:.1f} rows/s, {rate:.0f} s of "
-            "audio per second"
+            f"{retried} in {figure(wall, 1)}s ({figure(self.startup_s, 1)}s start-up) — {figure(rows_rate, 1)} rows/s, "
+            f"{figure(rate, 0)} s of audio per second"
         )
 
     def scenarios(self) -> list[str]:
@@ -184,6 +185,15 @@ class EmbedSummary:
     def text(self) -> str:
         """:meth:`line`, then :meth:`failure_lines`: what the CLI prints at the end of an embedding stage."""
         return "\n".join([self.line(), *self.failure_lines()])
+
+
+def figure(x: float, decimals: int) -> str:
+    """``x`` with ``decimals`` decimals, or, below 1, with as many as its first two significant digits need: a
+    figure that would round to 0 ("0 s of audio per second" of a few short clips) says its size ("0.012")."""
+    if 0 < abs(x) < 1:
+        decimals = max(decimals, 1 - math.floor(math.log10(abs(x))))
+        return f"{x:.{decimals}f}".rstrip("0").rstrip(".")
+    return f"{x:.{decimals}f}"
 
 
 def cut_reused_note(store_uri: str, counts: dict[str, int], run: bool = True) -> str:
