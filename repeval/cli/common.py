@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -204,6 +205,9 @@ def _stage(
             ctx.run_id,
         )
     before = read_status(ctx.run_dir)
+    ctx.untrained_fix = _untrained_fix(
+        before, command, lambda c: resume_command(c, config, ctx, run_id, store, smoke_test, runs_dir)
+    )
     try:
         write_status(ctx.run_dir, command, "started", resume=resume, job=job)
     except BaseException:
@@ -250,17 +254,24 @@ def _stage(
         if ctx.lock is not None:  # not released by an embedding stage (one that failed before it started)
             ctx.lock.release()
     if command == "evaluate" and ctx.untrained and _unfinished(before, command):
-        # evaluated what is trained (nothing more): the run stays as unfinished as its other command left it
+        # evaluated what is trained (nothing more): the run stays as unfinished as its other command left it (the
+        # warning naming the grids not trained said so: ``ctx.untrained_fix``)
         restore_status(ctx.run_dir, before)
-        earlier = before.get("command") or "run"
-        log.warning(
-            "this run's `repeval %s` was %s and the run stays so: finish it with `%s`",
-            earlier, before["state"], resume_command(earlier, config, ctx, run_id, store, smoke_test, runs_dir),
-        )  # fmt: skip
     else:  # the command line kept: `repeval runs` names the run's own (its configuration, --run-id, --store)
         write_status(ctx.run_dir, command, "finished", resume=resume, job=job)
     if ctx.location is not None:
         ctx.location.push()
+
+
+def _untrained_fix(before: dict[str, Any], command: str, line: Callable[[str], str]) -> str:
+    """What the warning of grids not trained yet (``RunContext.untrained_fix``) names as their fix: the command line
+    (``line(command)``) of this run that trains them — its interrupted or failed command (``before``,
+    :func:`_unfinished`), which the run stays until it is finished, or else ``repeval run``."""
+    if not _unfinished(before, command):
+        return f"`{line('run')}` trains them"
+    earlier = before.get("command") or "run"
+    said = f"this run's `repeval {earlier}` was {before['state']}: the run stays unfinished until `{line(earlier)}` finishes it"
+    return said + (" and trains them" if earlier in ("run", "train") else f"; then `{line('train')}` trains them")
 
 
 def _unfinished(before: dict[str, Any], command: str) -> bool:

@@ -46,6 +46,9 @@ class RunContext:
     #: the configuration's probe grids :func:`~repeval.run.evaluate.stage_evaluate` found not trained yet: its results
     #: lack them, and the run is not complete
     untrained: list[str] = field(default_factory=list)
+    #: what the warning naming :attr:`untrained` says trains them (the CLI's command line for this run, and that an
+    #: interrupted command stays so); empty: `repeval run` or `repeval train` with the configuration
+    untrained_fix: str = ""
 
     @property
     def tune_storage(self) -> str:

@@ -83,10 +83,13 @@ def _configured_groups(ctx: RunContext, files: list[Path], wanted: set[str] | No
         )  # fmt: skip
     missing = sorted(wanted - have)
     if missing and len(missing) < len(wanted):
+        fix = (
+            getattr(ctx, "untrained_fix", "")
+            or "`repeval run` (or `repeval train`) with this configuration trains them"
+        )
         log.warning(
-            "%d probe grid(s) of this configuration are not trained yet: %s — the results lack them; `repeval run` "
-            "(or `repeval train`) with this configuration trains them",
-            len(missing), ", ".join(missing[:5]) + (", …" if len(missing) > 5 else ""),
+            "%d probe grid(s) of this configuration are not trained yet: %s — the results lack them; %s",
+            len(missing), ", ".join(missing[:5]) + (", …" if len(missing) > 5 else ""), fix,
         )  # fmt: skip
     return [f for f in files if f.stem in wanted]
 

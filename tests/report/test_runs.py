@@ -364,12 +364,19 @@ def test_evaluate_on_a_partly_trained_run_keeps_it_unfinished(run_dir, tmp_path,
     out = CliRunner().invoke(app, ["evaluate", str(cfg), "--run-id", "r"])
     assert out.exit_code == 0, out.output
     assert set(pq.read_table(run / "results.parquet")["model"].to_pylist()) == {"logmel-stats", "msd-musicnn"}
+    # said once, in one line: the grids, that the run stays interrupted, and the line that resumes it (a second
+    # warning said the run's state and command again after the grids' own "`repeval run` … trains them")
     said = " ".join(caplog.text.split())
-    assert f"1 probe grid(s) of this configuration are not trained yet: {untrained}" in said
     assert (
-        f"this run's `repeval run` was interrupted and the run stays so: finish it with `repeval run {cfg} --run-id r`"
-        in said
-    )  # the line that resumes this run
+        f"1 probe grid(s) of this configuration are not trained yet: {untrained} — the results lack them; this run's "
+        f"`repeval run` was interrupted: the run stays unfinished until `repeval run {cfg} --run-id r` finishes it and "
+        "trains them" in said
+    ), said
+    assert [r.levelname for r in caplog.records] == ["WARNING"] and said.count("interrupted") == 1, said
+    from repeval.cli.common import _untrained_fix
+
+    embed_failed = _untrained_fix({"command": "embed", "state": "failed"}, "evaluate", lambda c: f"repeval {c} c.yaml")
+    assert embed_failed.endswith("until `repeval embed c.yaml` finishes it; then `repeval train c.yaml` trains them")
     assert (read_status(run)["command"], read_status(run)["state"]) == ("run", "interrupted")
     (info,) = list_runs(str(runs))
     assert (info["state"], info["grids_untrained"]) == ("interrupted (run)", [untrained])
@@ -393,7 +400,10 @@ def test_evaluate_on_a_partly_trained_run_keeps_it_unfinished(run_dir, tmp_path,
     assert f"({untrained}): resuming it as said above trains them and evaluates again" in listed, listed
 
     write_status(run, "run", "finished")  # a finished command, then a grid added to the configuration
+    caplog.clear()
     assert CliRunner().invoke(app, ["evaluate", str(cfg), "--run-id", "r"]).exit_code == 0
+    said = " ".join(caplog.text.split())  # the line that trains them is this run's, not "`repeval run` with …"
+    assert f"not trained yet: {untrained} — the results lack them; `repeval run {cfg} --run-id r` trains them" in said
     assert (read_status(run)["command"], read_status(run)["state"]) == ("evaluate", "finished")
     (info,) = list_runs(str(runs))
     assert (info["state"], info["grids_untrained"]) == ("partly trained", [untrained])
