@@ -77,21 +77,11 @@ def remove_tracks(
                 f"{stuck_text(files, settle_command(store.uri, *stuck))}"
                 + (f"; then run `{command}` again" if command else "")
             )
-        for part, _, _ in plan:
-            part.remove_tracks(ids)
+        left = {part.name: done.stuck for part, _, _ in plan if (done := part.remove_tracks(ids)).stuck}
     typer.echo(f"deleted {what} from {where} (now incomplete); the next run computes those tracks again")
-    # the removal took effect; a replaced file that could not be deleted (warned above as it happened) is left over
-    left = {part.name: files for part, _, _ in plan if (files := part.unsettled())}
-    if left:
-        typer.echo(
-            f"warning: {_plural(sum(map(len, left.values())), 'replaced file')} could not be deleted ("
-            + "; ".join(f"{name}: {_some(files)}" for name, files in left.items())
-            + ") — repeval reads around them; a plain Parquet reader (duckdb, pq.read_table) reads them too, the "
-            "removed tracks' rows and the others' twice: "
-            f"`{settle_command(store.uri, *left)}` deletes them once they can be deleted (as does the next "
-            "`store rm` or run writing to those partitions)",
-            err=True,
-        )
+    if left:  # the removal took effect; files it replaced that could not be deleted after are left over
+        files = {f"{name}/{n}": why for name, named in left.items() for n, why in named.items()}
+        typer.echo(f"warning: {stuck_text(files, settle_command(store.uri, *left))}", err=True)
 
 
 def settle_partitions(store: EmbeddingStore, parts: list[Any], command: str | None = None) -> None:

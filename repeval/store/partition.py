@@ -33,7 +33,7 @@ from repeval.store.layout import (
 from repeval.store.partition_files import rm_command as rm_command
 from repeval.store.partition_files import show_errors_command as show_errors_command
 from repeval.store.partition_stamp import PartitionStamp
-from repeval.store.rewrite import Settled, pending, remove_rows, say_settled, settle, stuck_text
+from repeval.store.rewrite import Removed, Settled, pending, remove_rows, say_settled, settle, stuck_text
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,11 @@ class Partition(PartitionStamp):
             self.fs.delete_file(f)
         return n
 
-    def remove_tracks(self, ids: pa.Array) -> tuple[int, int]:
+    def remove_tracks(self, ids: pa.Array) -> Removed:
         """Delete the rows and error records of the tracks ``ids`` (``repeval store rm PARTITION --track ID``) and mark
-        the partition incomplete: the next run computes those tracks again. Returns (rows, error records) removed.
+        the partition incomplete: the next run computes those tracks again. Returns the rows and error records
+        removed, and the replaced files it could not delete after (:class:`~repeval.store.rewrite.Removed`, named by
+        their path in the partition), which the caller says.
 
         Only the part files holding one of them are rewritten, each into a new part file (its name a new write time,
         so a probe grid trained on the partition is trained again) before the old one is deleted, under a journal
@@ -79,11 +81,12 @@ class Partition(PartitionStamp):
             )
         rows, errors, found = self.track_hits(ids)
         if not found:
-            return 0, 0
+            return Removed()
         self.reopen()  # first: stopped midway, the partition is incomplete, never complete with rows missing
-        return (
-            remove_rows(self.fs, self.path, rows, ids, self.settle_command()),
-            remove_rows(self.fs, f"{self.path}/{ERRORS_DIR}", errors, ids, self.settle_command()),
+        n_rows, stuck_rows = remove_rows(self.fs, self.path, rows, ids)
+        n_errors, stuck_errors = remove_rows(self.fs, f"{self.path}/{ERRORS_DIR}", errors, ids)
+        return Removed(
+            n_rows, n_errors, {**stuck_rows, **{f"{ERRORS_DIR}/{n}": why for n, why in stuck_errors.items()}}
         )
 
     def settle(self, say: bool = True) -> list[Settled]:

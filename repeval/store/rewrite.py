@@ -15,7 +15,8 @@ stopped anywhere (Ctrl-C, ``kill -9``, a lost connection to a bucket) shows eith
 never both; :func:`settle` deletes what is left over (the new files before the commit, the old ones after) — the next
 ``store rm``, the next run writing to the partition and ``repeval store settle`` call it. A file that cannot be deleted
 (a read-only file, a bucket refusing the delete) leaves the journal in place, so the listing stays right; step 4
-failing after the commit leaves the removal done, said in a warning (:func:`pending` tells what is left over)."""
+failing after the commit leaves the removal done, which its caller says with the files left over (:class:`Removed`;
+:func:`pending` tells what is left over later)."""
 
 from __future__ import annotations
 
@@ -175,25 +176,37 @@ def stuck_text(stuck: dict[str, str], settle_command: str) -> str:
     )
 
 
-def _delete_replaced(fs: pafs.FileSystem, directory: str, old: list[str], settle_command: str) -> None:
+def _delete_replaced(fs: pafs.FileSystem, directory: str, old: list[str]) -> dict[str, str]:
     """Step 4: the old files, then the journal (the point a test stops a rewrite at). The removal has taken effect:
-    a file that cannot be deleted is a warning, and keeps the journal (:func:`settle` finishes it later)."""
+    the files that cannot be deleted (name → why) are returned, and keep the journal (:func:`settle` finishes it
+    later)."""
     stuck = _delete_all(fs, directory, old)[1]
     if not stuck:
         stuck = _delete_all(fs, directory, [REWRITE])[1]
-    if stuck:
-        log.warning("%s: %s", directory, stuck_text(stuck, settle_command))
+    return stuck
+
+
+@dataclass
+class Removed:
+    """What a track removal did in a partition (:meth:`repeval.store.partition.Partition.remove_tracks`): the rows
+    and error records it removed, and the files it replaced but could not delete once the removal had taken effect
+    (their path in the partition → why): its caller says so, once (:func:`stuck_text`)."""
+
+    rows: int = 0
+    errors: int = 0
+    stuck: dict[str, str] = field(default_factory=dict)
 
 
 def remove_rows(
-    fs: pafs.FileSystem, directory: str, held: dict[str, pa.Array], ids: pa.Array, settle_command: str
-) -> int:
+    fs: pafs.FileSystem, directory: str, held: dict[str, pa.Array], ids: pa.Array
+) -> tuple[int, dict[str, str]]:
     """Rewrite the part files of ``directory`` among ``held`` (path → its ``track_id`` column) that hold one of
-    ``ids`` without those rows (module docstring); returns how many rows were removed. A replaced file that cannot be
-    deleted is a warning naming ``settle_command``."""
+    ``ids`` without those rows (module docstring); returns how many rows were removed, and the files it could not
+    delete once the removal had taken effect (name → why; the journal kept, :func:`settle` finishes it later) —
+    not logged: the caller says it, once."""
     hits = [f for f, col in held.items() if pc.any(pc.is_in(col, value_set=ids)).as_py()]
     if not hits:
-        return 0
+        return 0, {}
     kept: dict[str, pa.Table] = {}
     removed = 0
     for f in hits:
@@ -206,5 +219,4 @@ def remove_rows(
     for f, name in names.items():
         write_table_atomic(fs, directory, kept[f], name=name)
     _write_journal(fs, directory, old, list(names.values()), committed=True)
-    _delete_replaced(fs, directory, old, settle_command)
-    return removed
+    return removed, _delete_replaced(fs, directory, old)

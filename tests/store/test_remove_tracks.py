@@ -166,7 +166,8 @@ def test_removal_on_any_pyarrow_filesystem(tmp_path, uri):
     else:
         store = EmbeddingStore(uri)
     part = _partition(store, "clean", [["a", "b"], ["c"]], ["x"])
-    assert part.remove_tracks(_ids(["c", "b", "x"])) == (2, 1)
+    done = part.remove_tracks(_ids(["c", "b", "x"]))
+    assert (done.rows, done.errors, done.stuck) == (2, 1, {})
     assert _state(part)[:2] == (["a"], [])
     assert part.track_hits(_ids(["a"]))[2] == {"a"}
 
@@ -216,12 +217,15 @@ def test_a_replaced_file_that_cannot_be_deleted_is_a_warning_ls_flags_it_and_sto
     replaced = next(iter(held)).rsplit("/", 1)[-1]  # [c, d]'s file: rewritten into [d]'s, then deleted — refused
     fs = faulty_fs(refused={replaced})
     locked = EmbeddingStore(store.root, filesystem=fs, create=False)
-    with caplog.at_level(logging.WARNING, logger="repeval.store.rewrite"):
+    with caplog.at_level(logging.WARNING):
         remove_tracks(locked, [locked.partition("ds", "m", "clean")], ["c", "x"], yes=True)  # no exception: done
     out = capsys.readouterr()
     assert "deleted 1 row and 1 error record of 2 tracks from 1 partition" in out.out
-    assert f"warning: 1 replaced file could not be deleted (ds/m/clean: {replaced})" in out.err
-    assert "`repeval store settle " in out.err and "Permission denied" in caplog.text
+    # said once, with the reason: a log warning said why and the command's warning after it said it again without
+    assert "warning: could not delete 1 file(s) a track removal (`repeval store rm … --track`) left over: " in out.err
+    assert re.search(rf"ds/m/clean/{replaced} \(.*Permission denied.*\) — ", out.err), out.err
+    assert f"`repeval store settle {store.uri} ds/m/clean`" in out.err
+    assert replaced not in caplog.text, caplog.text
     assert _state(clean)[:2] == (["a", "b", "d", "e"], ["y"])  # repeval reads the removal as done
     assert sorted(pq.read_table(clean.path).column("track_id").to_pylist()) == ["a", "b", "c", "d", "d", "e"]
 
