@@ -35,13 +35,12 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from repeval.run.status import STATUS, command_line
+
 log = logging.getLogger(__name__)
 
 #: the sub-directory Ray Tune owns (written by Tune itself, never staged)
 TUNE_DIR = "tune"
-#: the last command's state: ``{"command", "state": started|finished|failed|interrupted, "reason", "updated",
-#: "resume", "job"}`` (:func:`write_status`)
-STATUS = "status.json"
 #: the rows each dataset's loader dropped (missing audio, duplicate ids, unusable labels), per ``<task>__<dataset>``
 LOAD_REPORT = "load_report.json"
 #: ``results.parquet``'s and ``summary.parquet``'s schema metadata key: a hash of the results table, the same in
@@ -97,8 +96,8 @@ def summary_mismatch(
     a crash, an upload cut short) between writing the two — or ``None``: they match, there are no results, or the
     results were written before repeval recorded :data:`EVALUATION_KEY` (then it cannot tell). Reads the footers;
     ``results_footer``: ``results.parquet``'s (``pyarrow.parquet.read_metadata``), when the caller has read it. The
-    fix it names is the run's own ``repeval evaluate`` command line (:func:`command_line`) when its ``status.json``
-    (``status``, when the caller has read it) records one."""
+    fix it names is the run's own ``repeval evaluate`` command line (:func:`~repeval.run.status.command_line`) when
+    its ``status.json`` (``status``, when the caller has read it) records one."""
     import pyarrow.parquet as pq
 
     def token(name: str, footer: Any = None) -> bytes | None:
@@ -134,8 +133,8 @@ class EarlierStageUnfinished(FileNotFoundError):
     """A command found nothing to do because an earlier stage of the run is unfinished (``repeval evaluate`` without a
     trained grid, ``repeval train`` before the embeddings are computed): a step out of order, not a failure, it leaves
     the run's recorded state as it was (an interrupted ``repeval run`` stays interrupted; a run with none recorded has
-    none — :func:`restore_status`). Its message names each command it asks for as ``repeval <stage> CONFIG``; the
-    CLI names them as full command lines (:meth:`naming`)."""
+    none — :func:`~repeval.run.status.restore_status`). Its message names each command it asks for as ``repeval
+    <stage> CONFIG``; the CLI names them as full command lines (:meth:`naming`)."""
 
     def naming(self, line: Callable[[str], str]) -> EarlierStageUnfinished:
         """This message with each command it names (```repeval train CONFIG```) as the command line ``line(stage)``
@@ -145,71 +144,6 @@ class EarlierStageUnfinished(FileNotFoundError):
         for stage in ("embed", "deform", "train", "evaluate", "run"):
             said = said.replace(f"`repeval {stage} CONFIG`", f"`{line(stage)}`")
         return EarlierStageUnfinished(said)
-
-
-def read_status(run_dir: Path) -> dict[str, Any]:
-    """``run_dir/status.json`` (:func:`write_status`), ``{}`` when it is missing or unreadable."""
-    import json
-
-    try:
-        body = json.loads((run_dir / STATUS).read_text())
-    except (OSError, ValueError):
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def restore_status(run_dir: Path, before: dict[str, Any]) -> None:
-    """Put back the state :func:`read_status` read before a command (``before``); when none was recorded, remove the
-    command's own ``status.json``. Never raises, like :func:`write_status`."""
-    if before.get("state"):
-        # the process that started it, not this one
-        process: dict[str, Any] = {k: before[k] for k in ("host", "pid") if k in before}
-        write_status(
-            run_dir, before.get("command") or "?", before["state"], before.get("reason"), before.get("resume"), process,
-            before.get("job"),
-        )  # fmt: skip
-        return
-    try:
-        (run_dir / STATUS).unlink(missing_ok=True)
-    except OSError as exc:
-        log.warning("could not record the run's state in %s: %s", run_dir / STATUS, exc)
-
-
-def write_status(
-    run_dir: Path,
-    command: str,
-    state: str,
-    reason: str | None = None,
-    resume: str | None = None,
-    process: dict[str, Any] | None = None,
-    job: Any = None,
-) -> None:
-    """Record in ``run_dir/status.json`` that ``command`` started, finished or failed (``reason``: one line).
-
-    Written whole under a temporary name and renamed; a driver killed hard records nothing, so its run shows
-    the state of what it left (``repeval runs``). A command that starts records where it runs — ``host`` and
-    ``pid``, this process' unless ``process`` gives them — so ``repeval runs`` on that host tells a driver killed hard
-    from one still running (:func:`gone_process`); in every state ``resume`` is the command line that carries it on,
-    which names the run's configuration and options (:func:`command_line`), and ``job`` how to submit it again when
-    a ``ray job submit`` job runs it (:func:`repeval.ray_cluster.job_submission`). Never raises: the command's own
-    outcome is what matters."""
-    import json
-    import socket
-    import time
-
-    body: dict[str, Any] = {"command": command, "state": state, "reason": reason, "updated": time.time()}
-    if state == "started":
-        body.update({"host": socket.gethostname(), "pid": os.getpid()} if process is None else process)
-    if resume:
-        body["resume"] = resume
-    if job and isinstance(job, dict):
-        body["job"] = job
-    tmp = run_dir / f".{STATUS}.tmp"
-    try:
-        tmp.write_text(json.dumps(body))
-        tmp.replace(run_dir / STATUS)
-    except OSError as exc:
-        log.warning("could not record the run's state in %s: %s", run_dir / STATUS, exc)
 
 
 def json_at(fs: pafs.FileSystem, path: str, name: str) -> dict[str, Any]:
@@ -223,43 +157,6 @@ def json_at(fs: pafs.FileSystem, path: str, name: str) -> dict[str, Any]:
     except (FileNotFoundError, OSError, ValueError):
         return {}
     return body if isinstance(body, dict) else {}
-
-
-def command_line(status: dict[str, Any], command: str) -> str | None:
-    """The command line of ``command`` on a run, from its ``status.json`` (``status``, :func:`read_status`): its last
-    command's ``resume`` — the configuration it was given and the options that name the run (``--run-id``,
-    ``--store``, ``--runs-dir``, ``--smoke-test``) — with ``command`` in place of that command; ``None`` when none is
-    recorded (a run whose last command finished under a repeval that kept it only while a command ran)."""
-    import shlex
-
-    resume = status.get("resume")
-    try:
-        words = shlex.split(resume) if isinstance(resume, str) else []
-    except ValueError:
-        return None
-    if len(words) < 3 or words[0] != "repeval":
-        return None
-    return shlex.join(["repeval", command, *words[2:]])
-
-
-def gone_process(status: dict[str, Any]) -> str | None:
-    """Why a run whose last command is recorded as started (``status``, :func:`read_status`) is not running: its
-    process, on this host, is gone (killed hard, or its machine restarted) — with the command line that resumes it;
-    ``None`` when it is running, or may be: started elsewhere (another host cannot be asked), or recorded without
-    its process (an earlier repeval)."""
-    import socket
-
-    from repeval.store.lock import alive_here
-
-    pid = status.get("pid")
-    if status.get("state") != "started" or not isinstance(pid, int) or status.get("host") != socket.gethostname():
-        return None
-    if alive_here(status):  # another user's process counts as alive
-        return None
-    from repeval.ray_cluster import resume_hint
-
-    how = resume_hint(status.get("resume"), status.get("job"))
-    return f"its process {pid} is gone (killed, or the machine restarted) — {how} (finished work is kept)"
 
 
 def is_uri(location: str) -> bool:

@@ -190,7 +190,8 @@ def _stage(
     other command was interrupted or failed. A command that writes the store and finds it locked by another run is
     refused before its run directory is made."""
     from repeval.ray_cluster import job_submission, resume_hint
-    from repeval.rundir import EarlierStageUnfinished, read_status, restore_status, write_status
+    from repeval.run.status import read_status, restore_status, write_status
+    from repeval.rundir import EarlierStageUnfinished
 
     ctx = _ctx(config, run_id, store, smoke_test, runs_dir, lock=command in _WRITERS)
     resume = resume_command(command, config, ctx, run_id, store, smoke_test, runs_dir)
@@ -275,7 +276,7 @@ def _untrained_fix(before: dict[str, Any], command: str, line: Callable[[str], s
 
 
 def _unfinished(before: dict[str, Any], command: str) -> bool:
-    """Whether the state a command found (``before``, :func:`repeval.rundir.read_status`) is another command's
+    """Whether the state a command found (``before``, :func:`repeval.run.status.read_status`) is another command's
     interruption or failure, which finishing that command ends."""
     return before.get("state") in ("interrupted", "failed") and before.get("command") != command
 

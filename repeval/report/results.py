@@ -36,7 +36,8 @@ import yaml
 from repeval.datasets.base import OBSERVED
 from repeval.metrics.confusion import read_confusion
 from repeval.report.selection import load_validation
-from repeval.rundir import command_line, grid_name, recorded_grids, staged_from, summary_mismatch
+from repeval.run.status import command_line
+from repeval.rundir import grid_name, recorded_grids, staged_from, summary_mismatch
 from repeval.tuning.results import LATER_RESULT_COLUMNS, RESULT_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ def _no_results_hint(run_dir: Path) -> str:
     import json
 
     from repeval.ray_cluster import job_resubmit
-    from repeval.rundir import STATUS
+    from repeval.run.status import STATUS
 
     usual = ": pass a run directory such as runs/<run_id> whose `repeval run` finished its test stage"
     if not run_dir.exists():

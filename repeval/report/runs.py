@@ -23,13 +23,11 @@ from repeval.ray_cluster import job_resubmit
 from repeval.report.comparable import digest_label, run_split_digests
 from repeval.run.load_records import read_records
 from repeval.run.partial_audio import partial_text, recorded_partial
+from repeval.run.status import STATUS, command_line, gone_process
 from repeval.rundir import (
     CONFIG_KEY,
     LOAD_REPORT,
-    STATUS,
-    command_line,
     filesystem_of,
-    gone_process,
     grid_name,
     is_uri,
     json_at,

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from repeval.cli import app
 from repeval.cli.common import _stage
-from repeval.rundir import read_status
+from repeval.run.status import read_status
 
 
 def _config(tmp_path: Path, run_id: str | None) -> Path:

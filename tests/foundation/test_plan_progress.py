@@ -258,7 +258,8 @@ def test_train_before_embedding_says_to_embed_first_and_is_no_failure(ray_sessio
     """`repeval train` before anything is embedded is a step out of order, not a failure: it stops (exit status 1)
     naming the fix, and leaves the run's recorded state as it was — none for a new run (it read "failed (train)" in
     `repeval runs`), an interrupted embedding's, with the command that finishes it, for one that has it."""
-    from repeval.rundir import EarlierStageUnfinished, read_status, write_status
+    from repeval.run.status import read_status, write_status
+    from repeval.rundir import EarlierStageUnfinished
 
     raw = _raw(tmp_path, rendered_notes, run_id="fresh-train")
     with pytest.raises(EarlierStageUnfinished) as err:

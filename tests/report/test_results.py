@@ -63,7 +63,7 @@ def test_missing_results_and_columns_name_the_fix(tmp_path, run_dir):
 def test_a_runs_directory_or_an_unfinished_run_without_results_says_what_to_pass_or_run(tmp_path, run_dir):
     """``repeval table runs`` (the runs directory) names its runs; a run stopped before its test stage names its
     last command's state and how to finish it, not only that results.parquet is missing."""
-    from repeval.rundir import write_status
+    from repeval.run.status import write_status
 
     runs = tmp_path / "runs"
     shutil.copytree(run_dir, runs / "demo")

@@ -64,7 +64,7 @@ def test_a_summary_left_from_an_earlier_evaluation_is_detected(run_dir, tmp_path
     import pytest
 
     from repeval import runner
-    from repeval.rundir import write_status
+    from repeval.run.status import write_status
     from repeval.tuning import results as tuning_results
 
     runs = tmp_path / "runs"
@@ -179,7 +179,7 @@ def test_a_run_whose_embed_stage_finished_is_not_listed_as_started(tmp_path):
     as if that command were still running or had been killed; it now says ``embedded`` (``deformed``). A command
     still going, or killed hard, still reads ``started``."""
     from repeval.report.runs import list_runs
-    from repeval.rundir import write_status
+    from repeval.run.status import write_status
 
     runs = tmp_path / "runs"
     for run_id, command, state in (("e", "embed", "finished"), ("d", "deform", "finished"), ("s", "embed", "started")):
@@ -297,7 +297,7 @@ def test_evaluate_with_nothing_trained_keeps_an_interrupted_runs_state(tmp_path)
     Now a command that finds an earlier stage unfinished puts back the state it found, and its error says to finish
     the interrupted command; a run with no state recorded is left with none (a step out of order, not a failure)."""
     from repeval.report.runs import list_runs
-    from repeval.rundir import read_status, write_status
+    from repeval.run.status import read_status, write_status
 
     (tmp_path / "m.csv").write_text("track_id,audio_path,label\na,a.wav,x\n")
     cfg = tmp_path / "exp.yaml"
@@ -332,7 +332,7 @@ def test_evaluate_on_a_partly_trained_run_keeps_it_unfinished(run_dir, tmp_path,
     interrupted, and `repeval runs` names the grids its results lack and the command that finishes it; a run whose
     last command finished reads "partly trained" until an evaluation has every grid."""
     from repeval.report.runs import list_runs
-    from repeval.rundir import read_status, write_status
+    from repeval.run.status import read_status, write_status
 
     runs = tmp_path / "runs"
     run = runs / "r"
@@ -438,7 +438,7 @@ def test_a_run_whose_driver_was_killed_on_this_host_is_listed_as_stopped_with_it
     import sys
 
     from repeval.report.runs import list_runs, runs_text
-    from repeval.rundir import read_status, restore_status, write_status
+    from repeval.run.status import read_status, restore_status, write_status
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # gone, and reaped

@@ -111,7 +111,7 @@ def test_a_run_trains_on_clean_and_deformed_training_tracks(ray_session, rendere
     from typer.testing import CliRunner
 
     from repeval.cli import app
-    from repeval.rundir import read_status
+    from repeval.run.status import read_status
 
     other = tmp_path / "noise.yaml"
     raw = _config(rendered_notes, tmp_path, ["noise"], keep_frames=True)
