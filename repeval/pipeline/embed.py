@@ -133,7 +133,8 @@ def _run_stream(cfg: Config, st: Stream, store: EmbeddingStore, summary: EmbedSu
         res = stream_resources(mcfg, cfg.run.resources)
         datasets = sorted({st.info[k]["dataset"] for k in st.keys})
         label = f"{datasets[0]}/{mcfg.id}" if len(datasets) == 1 else f"{mcfg.id} ({len(datasets)} datasets)"
-        log.info("%s: %d tracks to embed (%s); %s", label, todo.num_rows, ", ".join(st.labels), res.describe())
+        per = f" ({', '.join(st.labels)})" if len(st.labels) > 1 else ""  # one dataset: its label says it already
+        log.info("%s: %d tracks to embed%s; %s", label, todo.num_rows, per, res.describe())
         versions = run_pipeline(cfg, st, todo, res, summary, progress, label)
     for key, part in st.parts.items():
         info = dict(st.info[key])

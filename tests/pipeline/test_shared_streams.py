@@ -79,7 +79,7 @@ def rows(ctx, ds: str, sid: str) -> dict[str, tuple[np.ndarray, str | None, str]
     return {r["track_id"]: (np.asarray(r["embedding"]), r["deformation_params"], r["scenario"]) for r in t}
 
 
-def test_one_stream_per_model_across_datasets_and_experiments(ray_session, tmp_path):
+def test_one_stream_per_model_across_datasets_and_experiments(ray_session, tmp_path, caplog):
     low, high = catalog(tmp_path / "low", 220.0), catalog(tmp_path / "high", 880.0)
     # two tasks; "low" appears in both (a shared partition: each track embedded once); the two datasets share
     # track ids, and their D1 is a different deformation (the routing must keep tracks and steps apart)
@@ -87,7 +87,9 @@ def test_one_stream_per_model_across_datasets_and_experiments(ray_session, tmp_p
         experiment("pitch", [dataset("low", low), dataset("high", high, deformations=[NOISE])], [GAIN]),
         experiment("pitch_again", [dataset("low", low)], [GAIN]),
     ]
-    ctx, s = embed(tmp_path, "both", both)
+    with caplog.at_level(logging.INFO, logger="repeval.pipeline.embed"):
+        ctx, s = embed(tmp_path, "both", both)
+    assert re.search(rf"{MODEL['id']} \(2 datasets\): \d+ tracks to embed \(low \d+, high \d+\); ", caplog.text)
     assert s.streams == 1 and s.errors == 0
     assert s.tracks == 12 and s.computed == 14  # 6 + 6 clean, one test track deformed per dataset
     # the summary lists its scenarios and partitions in the configuration's order (low before high, clean first)
@@ -174,9 +176,11 @@ def test_two_batch_sizes_for_one_model_use_the_smaller_and_say_so(ray_session, t
     exps = [experiment("pitch", [dataset("low", low)], []), experiment("pitch_again", [dataset("low", low)], [])]
     exps[0]["embedding_models"] = [{**MODEL, "batch_size": 4}]
     exps[1]["embedding_models"] = [{**MODEL, "batch_size": 2}]
-    with caplog.at_level("WARNING", logger="repeval.pipeline.embed"):
+    with caplog.at_level("INFO", logger="repeval.pipeline.embed"):
         _, s = embed(tmp_path, "sizes", exps)
     assert s.streams == 1 and s.computed == 6
+    # one dataset: named once ("low/mfcc-fast: 3 tracks to embed (low 3)" said it and its count twice)
+    assert re.search(rf"low/{MODEL['id']}: \d+ tracks to embed; ", caplog.text), caplog.text
     assert s.resources[MODEL["id"]].endswith("; 2 chunks per embedding call"), s.resources
     assert "experiments set batch_size 4 and 2; its one stream uses 2" in caplog.text
     # one experiment setting it and one not: the set value, without a warning
