@@ -38,7 +38,13 @@ GUIDE = 'README, "Your own model"'
 #: the fix for a plugin file a Ray worker does not find on its node
 CLUSTER_HINT = (
     "on a cluster every node needs it: put it in the job's working directory (`ray job submit --working-dir .`) "
-    "and give its path relative to it, or install it as a package on every node"
+    "and give its path relative to it, or install it as a package on every node (docs/cluster.md)"
+)
+#: the fix for a plugin file outside the directory a ``ray job submit`` job uploaded
+OUTSIDE_UPLOAD_HINT = (
+    "move the file into the directory you submit and give its path relative to it (examples/my_model.py), or put "
+    "it in a package folder that the runtime env's py_modules names and give its module name (my_team.models; "
+    "docs/cluster.md)"
 )
 
 
@@ -49,17 +55,47 @@ class PluginError(ValueError):
 @dataclass(frozen=True)
 class Plugin:
     """One entry of ``plugins:``: ``spec`` as written; ``path``, for a ``.py`` file, its absolute path where the
-    configuration was read (a worker on another node, whose copy of a job's working directory lies elsewhere,
-    looks for ``spec`` from its own current directory when that path is not there)."""
+    configuration was read; ``upload``, for a file inside the working directory of the ``ray job submit`` job that
+    read it, that directory's name (Ray's ``_ray_pkg_<hash of its content>``) and the file's path in it.
+
+    A worker imports the file from its own node's copy of that upload (its current directory, when it has that
+    name), else from ``path``, else ``spec`` from its current directory."""
 
     spec: str
     path: str | None = None
+    upload: tuple[str, str] | None = None
 
     @classmethod
     def of(cls, spec: str) -> Plugin:
         if is_file_spec(spec):
-            return cls(spec, str(Path(spec).expanduser().resolve()))
+            path = Path(spec).expanduser().resolve()
+            return cls(spec, str(path), _in_upload(path))
         return cls(spec)
+
+
+def _in_upload(path: Path) -> tuple[str, str] | None:
+    """The name of the job's working directory and ``path`` inside it, when this process is the driver of a ``ray
+    job submit`` job with a working directory that holds ``path``; else None."""
+    from repeval.ray_cluster import job_working_dir
+
+    here = job_working_dir()
+    if here is None:
+        return None
+    root = Path(here).resolve()
+    try:
+        return root.name, path.relative_to(root).as_posix()
+    except ValueError:
+        return None
+
+
+def _node_copy(plugin: Plugin) -> Path | None:
+    """The plugin's file in this node's copy of the job's upload: the current directory when it is a copy of the
+    same upload (Ray unpacks every node's copy into a directory named after its content's hash)."""
+    if plugin.upload is None:
+        return None
+    here = Path.cwd()
+    name, relative = plugin.upload
+    return here / relative if here.name == name else None
 
 
 def is_file_spec(spec: str) -> bool:
@@ -200,8 +236,16 @@ def _module_name(plugin: Plugin) -> str:
 
 def _import_file(plugin: Plugin, name: str, said: str) -> Any:
     here = Path(plugin.spec).expanduser()
-    found = next((p for p in (Path(str(plugin.path)), here) if p.is_file()), None)
+    candidates = (_node_copy(plugin), Path(str(plugin.path)), here)
+    found = next((p for p in candidates if p is not None and p.is_file()), None)
     if found is None:
+        from repeval.ray_cluster import job_working_dir
+
+        if plugin.upload is None and job_working_dir() is not None:
+            raise PluginError(
+                f"{said} is outside the directory this job was submitted with (`--working-dir`), the only files "
+                f"of yours a job sees — {OUTSIDE_UPLOAD_HINT}"
+            )
         raise PluginError(
             f"{said}: no such file: {plugin.path} — fix the path (a relative one starts from the current directory, "
             f"{Path.cwd()}); {CLUSTER_HINT}"

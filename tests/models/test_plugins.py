@@ -133,6 +133,44 @@ def test_a_worker_on_another_node_finds_a_plugin_file_in_its_copy_of_the_working
     assert MODELS.get(EXAMPLE_MODEL).cls.__module__ == "repeval_plugin_my_model"
 
 
+def test_in_a_job_a_worker_imports_a_plugin_file_from_its_own_nodes_copy_of_the_upload(
+    tmp_path, monkeypatch, forget_plugins
+):
+    """``ray job submit --working-dir .``: the driver runs in the head's copy of the upload, a worker on another node
+    in its own (``<its temp dir>/…/_ray_pkg_<hash>``). Where the head's copy is visible too (nodes of one machine, a
+    shared temp dir), the worker still imports its own node's copy — what it does on any cluster. A file outside
+    the upload is refused in the driver, naming the fix (seen on a real head + worker cluster: docs/cluster.md)."""
+    import json
+    import sys
+
+    from repeval.ray_cluster import RAY_JOB_CONFIG_ENV
+
+    pkg = "_ray_pkg_0123abcd"
+    copies = {}
+    for node in ("head", "worker"):
+        copy = tmp_path / node / "runtime_resources" / "working_dir_files" / pkg
+        (copy / "examples").mkdir(parents=True)
+        text = EXAMPLE.read_text().replace(f'"{EXAMPLE_MODEL}"', '"upload-model"')
+        (copy / "examples" / "upload_model.py").write_text(text + f"\nNODE = {node!r}\n")
+        copies[node] = copy
+    monkeypatch.setenv(RAY_JOB_CONFIG_ENV, json.dumps({"runtime_env": {"working_dir": f"gcs://{pkg}.zip"}}))
+    monkeypatch.chdir(copies["head"])  # the job's driver
+    (plugin,) = plugins_mod.plugins_of(["examples/upload_model.py"])
+    assert plugin.upload == (pkg, "examples/upload_model.py")
+    assert plugin.path == str(copies["head"].resolve() / "examples" / "upload_model.py")
+    assert "is outside the directory this job was submitted with" in _problem(["../../outside/far_model.py"])
+    assert "py_modules" in _problem(["../../outside/far_model.py"])
+
+    monkeypatch.chdir(copies["worker"])  # a worker on another node, the driver's copy visible as well
+    monkeypatch.delenv(RAY_JOB_CONFIG_ENV)
+    try:
+        assert plugins_mod.load_plugins([plugin]) == ["upload-model"]
+        module = sys.modules[MODELS.get("upload-model").cls.__module__]
+        assert module.NODE == "worker" and Path(module.__file__).parent.parent == copies["worker"]
+    finally:
+        sys.modules.pop("repeval_plugin_upload_model", None)
+
+
 def test_a_worker_that_cannot_import_a_plugin_says_so_as_the_models_unavailability(tmp_path, forget_plugins):
     from repeval.config.embed import EmbeddingModelConfig
     from repeval.pipeline.embedder import Embed
