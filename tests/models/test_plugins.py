@@ -261,3 +261,25 @@ def test_the_readme_shows_the_example_file():
         return ast.dump(tree)
 
     assert code(shown) == code(EXAMPLE.read_text())
+
+
+def test_the_report_reads_a_plugin_runs_scenarios_without_importing_the_plugin(tmp_path, forget_plugins):
+    """``repeval report`` on a run of a model of your own — from another folder, on a machine without the plugin —
+    lists the configured scenario that has no results (every test track an error record) as it does for repeval's
+    models: it read the run's config by validating it, which imports the plugin (running its code) and, the plugin
+    not there, failed and left the scenario out."""
+    import pandas as pd
+
+    from repeval.report.left_out import run_partitions
+    from repeval.report.results import Run
+
+    gone = str(tmp_path / "not_here" / "team_model.py")
+    data = _config([gone], "my-model")
+    exp = data["experiments"][0]
+    exp["embedding_models"] = [{"id": "my-model", "type": "team-model", "params": {"dim": 8}}]
+    exp["deformations"] = [{"name": "loud", "steps": [{"type": "Gain", "params": {"p": 1}}]}]
+    results = pd.DataFrame({"dataset": ["n"], "model": ["my-model"], "scenario": ["clean"]})
+    run = Run("r", tmp_path, results, config_text=yaml.safe_dump(data))
+    loaded = dict(plugins_mod._LOADED)
+    assert run_partitions(run) == [("n", "my-model", "clean"), ("n", "my-model", "loud")]
+    assert plugins_mod._LOADED == loaded  # nothing imported
