@@ -115,7 +115,7 @@ def load_config_plugins(specs: Iterable[Any]) -> None:
 def load_entry_points() -> list[str]:
     """Import every installed plugin — the modules of the ``repeval.models`` entry points — once per process; the
     models they registered (empty when there are none, or on a later call). Raises :class:`PluginError`, on every
-    call, when one of them cannot be used."""
+    call, when one of them cannot be used (the others are loaded all the same)."""
     global _ENTRY_POINTS
     if isinstance(_ENTRY_POINTS, PluginError):
         raise _ENTRY_POINTS
@@ -124,16 +124,19 @@ def load_entry_points() -> list[str]:
     from importlib.metadata import entry_points
 
     names: list[str] = []
-    try:
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            dist = getattr(getattr(ep, "dist", None), "name", None) or "an installed package"
-            said = f"plugin {ep.module!r} (entry point {ep.name!r} of {dist}, group {ENTRY_POINT_GROUP})"
+    problems: list[str] = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(getattr(ep, "dist", None), "name", None) or "an installed package"
+        said = f"plugin {ep.module!r} (entry point {ep.name!r} of {dist}, group {ENTRY_POINT_GROUP})"
+        try:
             names += _load(
                 Plugin(ep.module), said, f"fix it, or `pip uninstall {dist}`", origin=f"{dist} ({ep.module})"
             )
-    except PluginError as exc:
-        _ENTRY_POINTS = exc
-        raise
+        except PluginError as exc:
+            problems.append(str(exc))
+    if problems:
+        _ENTRY_POINTS = PluginError("; ".join(problems))
+        raise _ENTRY_POINTS
     _ENTRY_POINTS = names
     return names
 

@@ -24,6 +24,19 @@ EXAMPLE = REPO / "examples" / "my_model.py"
 EXAMPLE_CONFIG = REPO / "examples" / "my_model.yaml"
 EXAMPLE_MODEL = "my-spectrum-projection"
 
+#: an installed package's plugin module, registering ``team-model``
+TEAM_MODEL = """
+from repeval.models import EmbeddingModel, register_model
+
+@register_model("team-model")
+class TeamModel(EmbeddingModel):
+    sample_rate_hz = 16000
+    embedding_dim = 3
+
+    def embed(self, audio):
+        return audio[: len(audio) // 3 * 3].reshape(-1, 3)[:1].astype("float32")
+"""
+
 
 @pytest.fixture
 def forget_plugins(monkeypatch):
@@ -166,21 +179,7 @@ def test_the_commands_show_plugin_models(monkeypatch, forget_plugins):
 
 
 def test_installed_plugins_register_through_their_entry_points(tmp_path, monkeypatch, forget_plugins):
-    _plugin(
-        tmp_path,
-        "team_models",
-        """
-        from repeval.models import EmbeddingModel, register_model
-
-        @register_model("team-model")
-        class TeamModel(EmbeddingModel):
-            sample_rate_hz = 16000
-            embedding_dim = 3
-
-            def embed(self, audio):
-                return audio[: len(audio) // 3 * 3].reshape(-1, 3)[:1].astype("float32")
-        """,
-    )
+    _plugin(tmp_path, "team_models", TEAM_MODEL)
     dist = tmp_path / "team_models-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: team-models\nVersion: 1.0\n")
@@ -283,3 +282,31 @@ def test_the_report_reads_a_plugin_runs_scenarios_without_importing_the_plugin(t
     loaded = dict(plugins_mod._LOADED)
     assert run_partitions(run) == [("n", "my-model", "clean"), ("n", "my-model", "loud")]
     assert plugins_mod._LOADED == loaded  # nothing imported
+
+
+def test_an_installed_plugin_that_fails_leaves_other_models_usable(tmp_path, monkeypatch, forget_plugins):
+    """A broken package's ``repeval.models`` entry point: a configuration of repeval's models still validates, a
+    misspelt model is still named with the closest spelling (the broken plugin said beside it), and ``repeval
+    models`` still lists every model it can, then the plugin's line (exit status 1) — it printed that line alone."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    _plugin(tmp_path, "bad_team", "import numpyy\n")
+    _plugin(tmp_path, "good_team", TEAM_MODEL.replace("team-model", "good-model"))
+    dist = tmp_path / "bad_team-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: bad-team\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[repeval.models]\nbad = bad_team\ngood = good_team\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    assert parse_config(_config([], "mfcc-stats")).experiments[0].embedding_models[0].id == "mfcc-stats"
+    assert parse_config(_config([], "good-model")).experiments[0].embedding_models[0].id == "good-model"
+    said = _problem([], "mfcc-stat")
+    assert "unknown embedding model 'mfcc-stat'" in said and "mfcc-stats" in said
+    assert "plugin 'bad_team' (entry point 'bad' of bad-team" in said and "`pip uninstall bad-team`" in said
+
+    r = CliRunner().invoke(app, ["models"])
+    assert r.exit_code == 1
+    assert any(ln.startswith("mfcc-stats ") for ln in r.output.splitlines()), r.output
+    assert "plugin 'bad_team' (entry point 'bad' of bad-team, group repeval.models) failed to import" in r.output
