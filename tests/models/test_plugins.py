@@ -201,7 +201,7 @@ def test_validate_model_checks_a_plugin_model_also_in_its_own_process(forget_plu
 
 
 def test_the_example_model_runs_end_to_end_in_ray_workers(
-    ray_session, rendered_notes, tmp_path, monkeypatch, forget_plugins
+    ray_session, rendered_notes, tmp_path, monkeypatch, forget_plugins, caplog
 ):
     """The README's example, as shipped: its config (on clean audio, the baseline left out: a short test) on the
     rendered notes, embedded by an actor pool — Ray worker processes, which import the plugin themselves — then
@@ -238,6 +238,24 @@ def test_the_example_model_runs_end_to_end_in_ray_workers(
     assert [r["scenario"] for r in mine] == ["clean"]
     assert all(0.0 <= r["value"] <= 1.0 and not math.isnan(r["value"]) for r in mine)
     assert "plugins:\n- examples/my_model.py" in (ctx.run_dir / "config.yaml").read_text()  # a rerun imports it
+
+    # the partition records the plugin file it was embedded with; a rerun that finds the file changed (the same
+    # embedding_version) says so once, naming the fix, and records the file as it is now
+    import hashlib
+    import json
+    import logging
+
+    now = {"plugin": "examples/my_model.py", "sha256": hashlib.sha256(EXAMPLE.read_bytes()).hexdigest()}
+    assert part.manifest()["model_code"] == now
+    for name in ("_stamp.json", "_manifest.json"):  # as an earlier version of the file left them
+        path = Path(part.path) / name
+        path.write_text(json.dumps({**json.loads(path.read_text()), "model_code": {**now, "sha256": "0" * 64}}))
+    with caplog.at_level(logging.WARNING, logger="repeval.pipeline.embed"):
+        assert runner.stage_embed(ctx).partitions_completed == []
+    (said,) = [r.getMessage() for r in caplog.records if "has changed since" in r.getMessage()]
+    assert said.startswith("my-model: its plugin examples/my_model.py has changed since store partition")
+    assert "embedding_version is still '1'" in said and f"repeval store rm {ctx.store.uri}" in said
+    assert part.manifest()["model_code"] == now
 
 
 def test_the_readme_shows_the_example_file():
