@@ -259,7 +259,7 @@ def _import_module(spec: str, said: str) -> Any:
             return importlib.import_module(spec)
         raise PluginError(
             f"{said}: no module named {top!r} here — install the package that provides it (`pip install -e DIR`), "
-            f"or give the path of its .py file (./{top}.py); {CLUSTER_HINT}"
+            f"or give the path of its .py file (./{spec.replace('.', '/')}.py); {CLUSTER_HINT}"
         ) from None
 
 

@@ -120,7 +120,9 @@ def test_plugin_faults_are_one_line_naming_the_fix(tmp_path, forget_plugins):
 
     said = _problem([str(tmp_path / "absent.py")])
     assert f"no such file: {tmp_path / 'absent.py'} — fix the path" in said and "--working-dir" in said
-    assert "no module named 'no_such_team' here — install the package" in _problem(["no_such_team.models"])
+    said = _problem(["no_such_team.models"])
+    assert "no module named 'no_such_team' here — install the package" in said
+    assert "or give the path of its .py file (./no_such_team/models.py)" in said  # the module's file, not the package's
     assert _problem(["bad spec!"]).endswith("nor the path of a .py file (./my_model.py): write one of them")
 
 
