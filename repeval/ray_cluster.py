@@ -74,7 +74,8 @@ def job_submission(resume: str, script: str | None = None, env: Mapping[str, str
     [OPTIONS]``, the run's own command line) as the job's entrypoint, ``python jobs/COMMAND.py CONFIG [OPTIONS]``
     when it runs that script (``script``), after the ``ray job submit`` options of docs/cluster.md that the job shows
     it had: ``--working-dir . --runtime-env cluster/runtime_env.yaml`` for a job that uploaded a working directory,
-    and ``RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1`` when the upload holds a folder ``.gitignore`` leaves out (data/)."""
+    and ``RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1`` when the upload holds a folder ``.gitignore`` leaves out (data/); for
+    a job whose working directory is a zip in a bucket (KubeRay's RayJob), ``--working-dir`` names that zip."""
     import shlex
 
     raw = (os.environ if env is None else env).get(RAY_JOB_CONFIG_ENV)
@@ -88,7 +89,11 @@ def job_submission(resume: str, script: str | None = None, env: Mapping[str, str
     if script is not None and len(words) > 1 and script == f"jobs/{words[1]}.py":  # as the job ran it
         words[:2] = ["python", script]
     submit = ["ray", "job", "submit"]
-    if job_runtime_env(env).get("working_dir"):
+    working_dir = job_runtime_env(env).get("working_dir")
+    if isinstance(working_dir, str) and working_dir and not working_dir.startswith("gcs://"):
+        # a zip the job's nodes downloaded (the KubeRay RayJob's s3://…/repeval.zip): that one again, not the checkout
+        submit += ["--working-dir", working_dir, "--runtime-env", "cluster/runtime_env.yaml"]
+    elif working_dir:  # an upload (`--working-dir .`: Ray's gcs://_ray_pkg_<hash>.zip): from the checkout
         submit += ["--working-dir", ".", "--runtime-env", "cluster/runtime_env.yaml"]
         if _gitignored_uploaded():
             submit.insert(0, "RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1")

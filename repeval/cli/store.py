@@ -94,11 +94,14 @@ def models_cmd(plugin: _PluginOpt = None) -> None:
     from repeval.models.validate import list_models
 
     def go() -> None:
+        from repeval.models.plugins import load_entry_points
+
         for m in list_models(plugin or ()):
             state = "available" if m["available"] else f"unavailable: {m['reason']}"
             dims = f"{m['embedding_dim'] or '?'}-d @ {m['sample_rate_hz'] or '?'} Hz"
             origin = f" (plugin {m['plugin']})" if m["plugin"] else ""
             typer.echo(f"{m['id']:<24} {dims:<20} {state}{origin}")
+        load_entry_points()  # an installed plugin that cannot be used: its line after the list, exit status 1
 
     _guard(go)
 

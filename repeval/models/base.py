@@ -225,13 +225,18 @@ def resolve_model(cfg: Any) -> tuple[ModelFamily, dict[str, Any]]:
     installed plugins' models (the ``repeval.models`` entry points, :mod:`repeval.models.plugins`) and is looked up
     again."""
     found = _resolve(cfg)
+    broken = ""  # an installed plugin that cannot be used: said beside the unknown name, not instead of it
     if found is None:
-        from repeval.models.plugins import load_entry_points
+        from repeval.models.plugins import PluginError, load_entry_points
 
-        if load_entry_points():
+        try:
+            if load_entry_points():
+                found = _resolve(cfg)
+        except PluginError as exc:  # the installed plugins that can be used are loaded all the same
             found = _resolve(cfg)
+            broken = f" (an installed plugin, which may register it, cannot be used: {exc})"
     if found is None:
-        raise ValueError(unknown_name_message("embedding model", cfg.type or cfg.id, set(MODELS.names())))
+        raise ValueError(unknown_name_message("embedding model", cfg.type or cfg.id, set(MODELS.names())) + broken)
     return found
 
 

@@ -19,6 +19,7 @@ registers a name another model has, or breaks what of the contract is known with
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import os
@@ -121,6 +122,21 @@ def plugin_of(model_name: str) -> str | None:
     return _ORIGIN.get(model_name)
 
 
+def plugin_code(fam: ModelFamily) -> dict[str, str] | None:
+    """For a model a plugin registered, what a store partition records of its code (``model_code``): the plugin as
+    written and a SHA-256 of the file that defines the model's class — not of the weights it loads nor of other
+    modules it imports; None for repeval's own models (their ``embedding_version`` and repeval's version say it)."""
+    origin = plugin_of(fam.name)
+    source = getattr(sys.modules.get(fam.cls.__module__), "__file__", None)
+    if origin is None or not source:
+        return None
+    try:
+        digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()
+    except OSError:
+        return None
+    return {"plugin": origin, "sha256": digest}
+
+
 def load_plugins(plugins: Iterable[Plugin | str]) -> list[str]:
     """Import each plugin (once per process) and check its models; their names. Raises :class:`PluginError`."""
     names: list[str] = []
@@ -151,7 +167,7 @@ def load_config_plugins(specs: Iterable[Any]) -> None:
 def load_entry_points() -> list[str]:
     """Import every installed plugin — the modules of the ``repeval.models`` entry points — once per process; the
     models they registered (empty when there are none, or on a later call). Raises :class:`PluginError`, on every
-    call, when one of them cannot be used."""
+    call, when one of them cannot be used (the others are loaded all the same)."""
     global _ENTRY_POINTS
     if isinstance(_ENTRY_POINTS, PluginError):
         raise _ENTRY_POINTS
@@ -160,16 +176,19 @@ def load_entry_points() -> list[str]:
     from importlib.metadata import entry_points
 
     names: list[str] = []
-    try:
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            dist = getattr(getattr(ep, "dist", None), "name", None) or "an installed package"
-            said = f"plugin {ep.module!r} (entry point {ep.name!r} of {dist}, group {ENTRY_POINT_GROUP})"
+    problems: list[str] = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(getattr(ep, "dist", None), "name", None) or "an installed package"
+        said = f"plugin {ep.module!r} (entry point {ep.name!r} of {dist}, group {ENTRY_POINT_GROUP})"
+        try:
             names += _load(
                 Plugin(ep.module), said, f"fix it, or `pip uninstall {dist}`", origin=f"{dist} ({ep.module})"
             )
-    except PluginError as exc:
-        _ENTRY_POINTS = exc
-        raise
+        except PluginError as exc:
+            problems.append(str(exc))
+    if problems:
+        _ENTRY_POINTS = PluginError("; ".join(problems))
+        raise _ENTRY_POINTS
     _ENTRY_POINTS = names
     return names
 
@@ -284,7 +303,7 @@ def _import_module(spec: str, said: str) -> Any:
             return importlib.import_module(spec)
         raise PluginError(
             f"{said}: no module named {top!r} here — install the package that provides it (`pip install -e DIR`), "
-            f"or give the path of its .py file (./{top}.py); {CLUSTER_HINT}"
+            f"or give the path of its .py file (./{spec.replace('.', '/')}.py); {CLUSTER_HINT}"
         ) from None
 
 

@@ -304,11 +304,15 @@ def _validate_in_subprocess(
 def list_models(plugins: Sequence[str] = ()) -> list[dict[str, Any]]:
     """One row per registered family: id, family, dim, sample rate, availability reason, extra, process group, and
     the plugin that registered it (None: repeval's own) — the installed plugins' models (entry points) and those
-    of ``plugins`` (modules or ``.py`` files) included."""
+    of ``plugins`` (modules or ``.py`` files) included; an installed plugin that cannot be used is left out (its
+    error is :func:`~repeval.models.plugins.load_entry_points`', which ``repeval models`` says after the list)."""
     from repeval.models import MODELS
-    from repeval.models.plugins import load_entry_points, load_plugins, plugin_of
+    from repeval.models.plugins import PluginError, load_entry_points, load_plugins, plugin_of
 
-    load_entry_points()
+    try:
+        load_entry_points()
+    except PluginError:
+        pass
     load_plugins(plugins)
     rows = []
     for name, fam in MODELS.items():

@@ -55,20 +55,32 @@ def run_store(run: Run) -> str:
 
 def configured_scenarios(run: Run) -> dict[tuple[str, str], list[str]]:
     """Per ``(dataset, model)``, the deformation scenarios the run's config tests it under (none when the config
-    cannot be read) — a scenario whose every test track failed has no results, only error records."""
-    from repeval.config.loader import parse_config
+    cannot be read) — a scenario whose every test track failed has no results, only error records. Read from the
+    recorded mapping (:func:`repeval.report.results.configured_scenarios`), not by validating it: that imports the
+    configuration's plugins (README, "Your own model"), which a report neither needs nor may find."""
+    from repeval.report.results import configured_scenarios as scenarios_of
 
-    try:
-        cfg = parse_config(run.config)
-    except Exception as exc:  # an old or hand-edited config: the results' scenarios are what the report knows
-        log.info("report: scenarios of %s's config not read (%s); listing those with results", run.run_id, exc)
-        return {}
+    experiments = run.config.get("experiments")
     out: dict[tuple[str, str], list[str]] = {}
-    for exp in cfg.experiments:
-        for ds in exp.datasets:
-            for m in exp.embedding_models:
-                out.setdefault((ds.name, m.id), []).extend(exp.scenarios_for(ds))
+    for exp in experiments if isinstance(experiments, list) else ():
+        if not isinstance(exp, dict):
+            continue
+        models = exp.get("embedding_models", exp.get("features"))
+        ids = [_model_id(m) for m in (models if isinstance(models, list) else ())]
+        for _, dataset, sid, _ in scenarios_of({"experiments": [exp]}):
+            for model in filter(None, ids):
+                out.setdefault((dataset, model), []).append(sid)
     return out
+
+
+def _model_id(entry: object) -> str | None:
+    """The id an ``embedding_models`` entry as written stores its results under (``EmbeddingModelConfig``'s)."""
+    if isinstance(entry, str):
+        return entry
+    if isinstance(entry, dict):
+        found = entry.get("id", entry.get("name", entry.get("type")))
+        return str(found) if found else None
+    return None
 
 
 def run_partitions(run: Run) -> list[tuple[str, str, str]]:

@@ -232,3 +232,31 @@ def test_a_cluster_refusing_the_token_is_named_with_the_fix(monkeypatch: pytest.
     monkeypatch.setattr(ray, "is_initialized", lambda: True)  # attached already: no ray.init, its own resources
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 3.0})
     assert cluster_resources(address, given="--address") == {"CPU": 3.0}
+
+
+def test_the_recorded_resubmission_runs_the_code_the_job_ran(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``status.json``'s ``job.submit``: a job whose working directory was uploaded (``--working-dir .``: Ray's
+    ``gcs://_ray_pkg_…`` copy) is submitted again from the checkout as docs/cluster.md does; one that ran a zip from a
+    bucket (the KubeRay RayJob's ``working_dir: s3://…/repeval.zip``) was also told ``--working-dir .`` — another
+    code, uploaded from wherever it was pasted; it names that zip (which ``--working-dir`` takes, over the runtime
+    env's). A job without a working directory is submitted without one."""
+    import json
+
+    from repeval.ray_cluster import job_submission
+
+    monkeypatch.chdir(tmp_path)  # the job's working directory (no .gitignore'd folder in it)
+    resume = "repeval run configs/q.yaml --store s3://b/store --runs-dir s3://b/runs"
+
+    def submit(runtime_env: dict) -> str:
+        env = {"RAY_JOB_CONFIG_JSON_ENV_VAR": json.dumps({"runtime_env": runtime_env, "metadata": {}})}
+        return job_submission(resume, "jobs/run.py", env)["submit"]
+
+    entry = "-- python jobs/run.py configs/q.yaml --store s3://b/store --runs-dir s3://b/runs"
+    uploaded = submit({"working_dir": "gcs://_ray_pkg_0123456789abcdef.zip"})
+    assert uploaded == f"ray job submit --working-dir . --runtime-env cluster/runtime_env.yaml {entry}"
+    zipped = submit({"working_dir": "s3://repeval-bucket/code/repeval.zip", "pip": {"packages": ["x"]}})
+    assert zipped == (
+        f"ray job submit --working-dir s3://repeval-bucket/code/repeval.zip --runtime-env cluster/runtime_env.yaml "
+        f"{entry}"
+    )
+    assert submit({}) == f"ray job submit {entry}"

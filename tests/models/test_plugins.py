@@ -24,6 +24,19 @@ EXAMPLE = REPO / "examples" / "my_model.py"
 EXAMPLE_CONFIG = REPO / "examples" / "my_model.yaml"
 EXAMPLE_MODEL = "my-spectrum-projection"
 
+#: an installed package's plugin module, registering ``team-model``
+TEAM_MODEL = """
+from repeval.models import EmbeddingModel, register_model
+
+@register_model("team-model")
+class TeamModel(EmbeddingModel):
+    sample_rate_hz = 16000
+    embedding_dim = 3
+
+    def embed(self, audio):
+        return audio[: len(audio) // 3 * 3].reshape(-1, 3)[:1].astype("float32")
+"""
+
 
 @pytest.fixture
 def forget_plugins(monkeypatch):
@@ -107,7 +120,9 @@ def test_plugin_faults_are_one_line_naming_the_fix(tmp_path, forget_plugins):
 
     said = _problem([str(tmp_path / "absent.py")])
     assert f"no such file: {tmp_path / 'absent.py'} — fix the path" in said and "--working-dir" in said
-    assert "no module named 'no_such_team' here — install the package" in _problem(["no_such_team.models"])
+    said = _problem(["no_such_team.models"])
+    assert "no module named 'no_such_team' here — install the package" in said
+    assert "or give the path of its .py file (./no_such_team/models.py)" in said  # the module's file, not the package's
     assert _problem(["bad spec!"]).endswith("nor the path of a .py file (./my_model.py): write one of them")
 
 
@@ -204,21 +219,7 @@ def test_the_commands_show_plugin_models(monkeypatch, forget_plugins):
 
 
 def test_installed_plugins_register_through_their_entry_points(tmp_path, monkeypatch, forget_plugins):
-    _plugin(
-        tmp_path,
-        "team_models",
-        """
-        from repeval.models import EmbeddingModel, register_model
-
-        @register_model("team-model")
-        class TeamModel(EmbeddingModel):
-            sample_rate_hz = 16000
-            embedding_dim = 3
-
-            def embed(self, audio):
-                return audio[: len(audio) // 3 * 3].reshape(-1, 3)[:1].astype("float32")
-        """,
-    )
+    _plugin(tmp_path, "team_models", TEAM_MODEL)
     dist = tmp_path / "team_models-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: team-models\nVersion: 1.0\n")
@@ -240,7 +241,7 @@ def test_validate_model_checks_a_plugin_model_also_in_its_own_process(forget_plu
 
 
 def test_the_example_model_runs_end_to_end_in_ray_workers(
-    ray_session, rendered_notes, tmp_path, monkeypatch, forget_plugins
+    ray_session, rendered_notes, tmp_path, monkeypatch, forget_plugins, caplog
 ):
     """The README's example, as shipped: its config (on clean audio, the baseline left out: a short test) on the
     rendered notes, embedded by an actor pool — Ray worker processes, which import the plugin themselves — then
@@ -278,6 +279,24 @@ def test_the_example_model_runs_end_to_end_in_ray_workers(
     assert all(0.0 <= r["value"] <= 1.0 and not math.isnan(r["value"]) for r in mine)
     assert "plugins:\n- examples/my_model.py" in (ctx.run_dir / "config.yaml").read_text()  # a rerun imports it
 
+    # the partition records the plugin file it was embedded with; a rerun that finds the file changed (the same
+    # embedding_version) says so once, naming the fix, and records the file as it is now
+    import hashlib
+    import json
+    import logging
+
+    now = {"plugin": "examples/my_model.py", "sha256": hashlib.sha256(EXAMPLE.read_bytes()).hexdigest()}
+    assert part.manifest()["model_code"] == now
+    for name in ("_stamp.json", "_manifest.json"):  # as an earlier version of the file left them
+        path = Path(part.path) / name
+        path.write_text(json.dumps({**json.loads(path.read_text()), "model_code": {**now, "sha256": "0" * 64}}))
+    with caplog.at_level(logging.WARNING, logger="repeval.pipeline.embed"):
+        assert runner.stage_embed(ctx).partitions_completed == []
+    (said,) = [r.getMessage() for r in caplog.records if "has changed since" in r.getMessage()]
+    assert said.startswith("my-model: its plugin examples/my_model.py has changed since store partition")
+    assert "embedding_version is still '1'" in said and f"repeval store rm {ctx.store.uri}" in said
+    assert part.manifest()["model_code"] == now
+
 
 def test_the_readme_shows_the_example_file():
     """README's "Your own model" block is examples/my_model.py without its comments: the one the tests run."""
@@ -299,3 +318,53 @@ def test_the_readme_shows_the_example_file():
         return ast.dump(tree)
 
     assert code(shown) == code(EXAMPLE.read_text())
+
+
+def test_the_report_reads_a_plugin_runs_scenarios_without_importing_the_plugin(tmp_path, forget_plugins):
+    """``repeval report`` on a run of a model of your own — from another folder, on a machine without the plugin —
+    lists the configured scenario that has no results (every test track an error record) as it does for repeval's
+    models: it read the run's config by validating it, which imports the plugin (running its code) and, the plugin
+    not there, failed and left the scenario out."""
+    import pandas as pd
+
+    from repeval.report.left_out import run_partitions
+    from repeval.report.results import Run
+
+    gone = str(tmp_path / "not_here" / "team_model.py")
+    data = _config([gone], "my-model")
+    exp = data["experiments"][0]
+    exp["embedding_models"] = [{"id": "my-model", "type": "team-model", "params": {"dim": 8}}]
+    exp["deformations"] = [{"name": "loud", "steps": [{"type": "Gain", "params": {"p": 1}}]}]
+    results = pd.DataFrame({"dataset": ["n"], "model": ["my-model"], "scenario": ["clean"]})
+    run = Run("r", tmp_path, results, config_text=yaml.safe_dump(data))
+    loaded = dict(plugins_mod._LOADED)
+    assert run_partitions(run) == [("n", "my-model", "clean"), ("n", "my-model", "loud")]
+    assert plugins_mod._LOADED == loaded  # nothing imported
+
+
+def test_an_installed_plugin_that_fails_leaves_other_models_usable(tmp_path, monkeypatch, forget_plugins):
+    """A broken package's ``repeval.models`` entry point: a configuration of repeval's models still validates, a
+    misspelt model is still named with the closest spelling (the broken plugin said beside it), and ``repeval
+    models`` still lists every model it can, then the plugin's line (exit status 1) — it printed that line alone."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    _plugin(tmp_path, "bad_team", "import numpyy\n")
+    _plugin(tmp_path, "good_team", TEAM_MODEL.replace("team-model", "good-model"))
+    dist = tmp_path / "bad_team-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: bad-team\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[repeval.models]\nbad = bad_team\ngood = good_team\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    assert parse_config(_config([], "mfcc-stats")).experiments[0].embedding_models[0].id == "mfcc-stats"
+    assert parse_config(_config([], "good-model")).experiments[0].embedding_models[0].id == "good-model"
+    said = _problem([], "mfcc-stat")
+    assert "unknown embedding model 'mfcc-stat'" in said and "mfcc-stats" in said
+    assert "plugin 'bad_team' (entry point 'bad' of bad-team" in said and "`pip uninstall bad-team`" in said
+
+    r = CliRunner().invoke(app, ["models"])
+    assert r.exit_code == 1
+    assert any(ln.startswith("mfcc-stats ") for ln in r.output.splitlines()), r.output
+    assert "plugin 'bad_team' (entry point 'bad' of bad-team, group repeval.models) failed to import" in r.output
