@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from repeval.store.layout import AUDIO_NOTE, DamagedPartFile
+from repeval.store.layout import AUDIO_NOTE, DamagedPartFile, read_parquet
 from repeval.store.partition import Partition
 from repeval.store.rewrite import REWRITE
 from repeval.store.store import EmbeddingStore
@@ -181,7 +181,7 @@ def audio_notes(part: Partition) -> pa.Table:
     (:mod:`repeval.audio.partial`), in row order; part files written before the column existed have none."""
     found = []
     for f in part.noted_files():  # the footers say which files hold a note: only those are read
-        t = pq.read_table(f, columns=["track_id", AUDIO_NOTE], filesystem=part.fs)
+        t = read_parquet(part.fs, f, ["track_id", AUDIO_NOTE])
         found.append(t.filter(pc.is_valid(t.column(AUDIO_NOTE))))
     if not found:
         return pa.table({"track_id": pa.array([], pa.string()), AUDIO_NOTE: pa.array([], pa.string())})
@@ -220,7 +220,7 @@ def show_text(part: Partition, n_rows: int = 5) -> str:
         for f in files if n_rows else []:  # the first rows, file by file (a file from before a column: null there)
             names = pq.read_schema(f, filesystem=part.fs).names
             shown = [c for c in names if c not in ("embedding", "frames")]
-            head.append(pq.read_table(f, columns=shown, filesystem=part.fs).slice(0, n_rows))
+            head.append(read_parquet(part.fs, f, shown).slice(0, n_rows))
             if sum(h.num_rows for h in head) >= n_rows:
                 break
         if head:

@@ -27,6 +27,7 @@ from repeval.store.layout import (
     STAMP,
     STORE_FORMAT,
     _atomic_write_bytes,
+    read_parquet,
     repeval_version,
     write_table_atomic,
 )
@@ -135,15 +136,13 @@ class Partition(PartitionStamp):
     def read(self, columns: list[str] | None = None) -> pa.Table:
         files = self.data_files()
         # part files from before a column was added (audio_note) lack it: null in their rows
-        return pa.concat_tables(
-            [pq.read_table(f, columns=columns, filesystem=self.fs) for f in files], promote_options="default"
-        )
+        return pa.concat_tables([read_parquet(self.fs, f, columns) for f in files], promote_options="default")
 
     def read_errors(self) -> pa.Table:
         files = self.error_files()
         if not files:
             return ERROR_SCHEMA.empty_table()
-        return pa.concat_tables([pq.read_table(f, filesystem=self.fs) for f in files], promote_options="default")
+        return pa.concat_tables([read_parquet(self.fs, f) for f in files], promote_options="default")
 
     def head_errors(self, limit: int) -> tuple[pa.Table, int]:
         """The first ``limit`` error records (file by file) and how many there are (the others counted from the
@@ -153,7 +152,7 @@ class Partition(PartitionStamp):
         for f in self.error_files():
             try:
                 if shown < limit:
-                    t = pq.read_table(f, filesystem=self.fs).slice(0, limit - shown)
+                    t = read_parquet(self.fs, f).slice(0, limit - shown)
                     head.append(t)
                     shown += t.num_rows
                 total += pq.read_metadata(f, filesystem=self.fs).num_rows
@@ -181,7 +180,7 @@ class Partition(PartitionStamp):
         ids: list[str] = []
         splits: list[str] = []
         for f in files:
-            t = pq.read_table(f, columns=["track_id", "split", "embedding"], filesystem=self.fs)
+            t = read_parquet(self.fs, f, ["track_id", "split", "embedding"])
             emb = pc.list_flatten(t.column("embedding").combine_chunks())
             mat[len(ids) : len(ids) + t.num_rows] = emb.to_numpy(zero_copy_only=False).reshape(-1, dim)
             ids += t.column("track_id").to_pylist()
@@ -214,7 +213,7 @@ class Partition(PartitionStamp):
         schema = pq.read_schema(files[0], filesystem=self.fs)
         self.require_frames(schema)
         dim = schema.field("frames").type.value_type.list_size
-        heads = [pq.read_table(f, columns=["track_id", "split", "n_frames"], filesystem=self.fs) for f in files]
+        heads = [read_parquet(self.fs, f, ["track_id", "split", "n_frames"]) for f in files]
         counts = np.concatenate(
             [pc.fill_null(h.column("n_frames"), 0).to_numpy().astype(np.int64) for h in heads]
             or [np.zeros(0, np.int64)]
@@ -222,7 +221,7 @@ class Partition(PartitionStamp):
         mat = np.empty((int(counts.sum()), dim), np.float32)
         row = at = 0
         for f, h in zip(files, heads, strict=True):
-            col = pq.read_table(f, columns=["frames"], filesystem=self.fs).column(0).combine_chunks()
+            col = read_parquet(self.fs, f, ["frames"]).column(0).combine_chunks()
             lengths = pc.list_value_length(col).fill_null(0).to_numpy(zero_copy_only=False)
             if not np.array_equal(lengths, counts[row : row + h.num_rows]):
                 raise self.frame_count_error(f)
@@ -251,7 +250,7 @@ class Partition(PartitionStamp):
         ids: list[pa.Array] = []
         for f in self.noted_files():
             try:
-                t = pq.read_table(f, columns=["track_id", AUDIO_NOTE], filesystem=self.fs)
+                t = read_parquet(self.fs, f, ["track_id", AUDIO_NOTE])
             except (pa.ArrowException, OSError) as exc:
                 raise self.damaged(f, exc) from None
             cut = pc.fill_null(_is_cut(t.column(AUDIO_NOTE)), False)
@@ -309,7 +308,7 @@ class Partition(PartitionStamp):
         n_unique = len(pc.unique(ids))
         if n_unique == len(ids):
             return 0
-        table = pa.concat_tables([pq.read_table(f, filesystem=self.fs) for f in files], promote_options="default")
+        table = pa.concat_tables([read_parquet(self.fs, f) for f in files], promote_options="default")
         codes = np.asarray(pc.dictionary_encode(ids).indices)
         keep = np.sort(np.unique(codes, return_index=True)[1])  # first occurrence of every id
         write_table_atomic(self.fs, self.path, table.take(pa.array(keep)))

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from repeval.store.layout import ERRORS_DIR, MANIFEST, STAMP, DamagedPartFile
+from repeval.store.layout import ERRORS_DIR, MANIFEST, STAMP, DamagedPartFile, read_parquet
 from repeval.store.rewrite import REWRITE, visible
 
 if TYPE_CHECKING:
@@ -148,7 +148,7 @@ class PartitionFiles:
     def _column(self, f: str, name: str) -> pa.ChunkedArray:
         """Column ``name`` of part file ``f``; a file that cannot be read is :meth:`damaged`."""
         try:
-            return pq.read_table(f, columns=[name], filesystem=self.fs).column(0)
+            return read_parquet(self.fs, f, [name]).column(0)
         except (pa.ArrowException, OSError) as exc:
             raise self.damaged(f, exc) from None
 

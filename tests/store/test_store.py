@@ -533,6 +533,26 @@ def test_frames_reads_every_rows_frames_in_order_across_part_files(tmp_path):
         plain.frames()
 
 
+def test_read_parquet_is_read_table(tmp_path):
+    """The store's reader of one part file (the plain file reader, not a dataset per file) gives what
+    ``pq.read_table`` gives: every column, or the ones asked for in their order, with the file's schema metadata; a
+    file that is not Parquet raises what the partition names as damaged."""
+    from repeval.store.layout import read_parquet
+
+    part = _write(EmbeddingStore(str(tmp_path / "s")), ["a", "b", "c", "d"], keep_frames=True)
+    fs = part.fs
+    for f in part.part_files() + part.error_files():
+        for columns in (None, ["split", "track_id"], ["frames"]):
+            if columns == ["frames"] and "_errors" in f:
+                continue
+            got, want = read_parquet(fs, f, columns), pq.read_table(f, columns=columns, filesystem=fs)
+            assert got.equals(want, check_metadata=True) and got.column_names == want.column_names
+    bad = part.part_files()[0]
+    Path(bad).write_bytes(b"not parquet")
+    with pytest.raises(DamagedPartFile, match=re.escape(bad) + r" is not a readable Parquet file"):
+        part.done_ids()
+
+
 def test_store_show_reads_no_embeddings(tmp_path, monkeypatch):
     """`store show` prints counts, the schema and the first rows without reading the embeddings or frames (most of
     a partition's bytes: gigabytes at catalog scale); the first rows span part files when the first is short."""
@@ -546,13 +566,15 @@ def test_store_show_reads_no_embeddings(tmp_path, monkeypatch):
     writer.add_table(rows_table(_block(["e"], keep_frames=True), schema, PROV))
     writer.flush()
     read = []
-    real = pq.read_table
+    from repeval.store import inspect, layout, partition, partition_files
 
-    def recording(source, *args, columns=None, **kwargs):
+    def recording(fs, source, columns=None):
         read.append((source, columns))
-        return real(source, *args, columns=columns, **kwargs)
+        return layout.read_parquet(fs, source, columns)
 
-    monkeypatch.setattr(pq, "read_table", recording)
+    for module in (inspect, partition, partition_files):  # every reader of part files there (store.layout's)
+        monkeypatch.setattr(module, "read_parquet", recording)
+    monkeypatch.setattr(pq, "read_table", lambda *a, **k: pytest.fail(f"pq.read_table{a}: not store.layout's reader"))
     text = show_text(part, n_rows=3)
     data_reads = [cols for source, cols in read if source in part.part_files()]
     assert data_reads and all(c is not None and not {"embedding", "frames"} & set(c) for c in data_reads), read
