@@ -176,11 +176,14 @@ def ls_text(store: EmbeddingStore, as_json: bool = False, infos: list[dict[str, 
     return "\n".join(lines)
 
 
-def audio_notes(part: Partition) -> pa.Table:
+def audio_notes(
+    part: Partition, files: list[str] | None = None, footers: list[pq.FileMetaData] | None = None
+) -> pa.Table:
     """``track_id`` and ``audio_note`` of the rows of ``part`` whose audio was decoded from part of its file
-    (:mod:`repeval.audio.partial`), in row order; part files written before the column existed have none."""
+    (:mod:`repeval.audio.partial`), in row order; part files written before the column existed have none. ``files``
+    and their ``footers``: the part files, when the caller has listed them and read their footers."""
     found = []
-    for f in part.noted_files():  # the footers say which files hold a note: only those are read
+    for f in part.noted_files(files, footers):  # the footers say which files hold a note: only those are read
         t = read_parquet(part.fs, f, ["track_id", AUDIO_NOTE])
         found.append(t.filter(pc.is_valid(t.column(AUDIO_NOTE))))
     if not found:
@@ -199,7 +202,9 @@ def show_text(part: Partition, n_rows: int = 5) -> str:
     if left is not None:
         out.append(unsettled_note(part, left))
     files = part.part_files()
-    part.counts()  # every part file's footer: a damaged file is named, with the fix, before anything is read
+    # every part file's footer (read once, for the noted rows too) and the error files': a damaged file is named, with
+    # the fix, before anything is read
+    footers, _ = part.footers(files), part.footers(part.error_files())
     if files:
         # the embeddings (and frames) are most of a partition's bytes: read only the columns shown
         schema = pq.read_schema(files[0], filesystem=part.fs)
@@ -209,7 +214,7 @@ def show_text(part: Partition, n_rows: int = 5) -> str:
         out.append("rows per split: " + ", ".join(f"{cell(r['split'])} {r['track_id_count']}" for r in splits))
         frames, seconds = (pc.sum(t.column(c)).as_py() or 0 for c in ("n_frames", "audio_seconds"))
         out.append(f"frames: {frames} total; audio: {seconds:.1f} s")
-        noted = audio_notes(part)
+        noted = audio_notes(part, files, footers)
         if noted.num_rows:
             out.append(
                 f"{noted.num_rows} row(s) with an audio_note (decoded from part of their file): "

@@ -231,13 +231,15 @@ class Partition(PartitionStamp):
         ids = [i for h in heads for i in h.column("track_id").to_pylist()]
         return ids, [s for h in heads for s in h.column("split").to_pylist()], mat, counts
 
-    def count_noted(self, files: list[str] | None = None) -> dict[str, int]:
+    def count_noted(
+        self, files: list[str] | None = None, footers: list[pq.FileMetaData] | None = None
+    ) -> dict[str, int]:
         """The rows of ``files`` (default: every part file) with an ``audio_note``, by kind (:data:`NOTED_ROWS`). A
         file's footer tells how many of its rows have none (the column's null count, or no such column: written before
         it), so only the files holding a note have that one column read — a catalog's partition of whole files is
-        counted from its footers alone."""
+        counted from its footers alone (``footers``: theirs, when the caller has read them)."""
         counts = {CUT: 0, OGG: 0}
-        for f in self.noted_files(files):
+        for f in self.noted_files(files, footers):
             noted = self._column(f, AUDIO_NOTE).drop_null()
             cut = int(pc.sum(_is_cut(noted)).as_py() or 0)
             counts[CUT] += cut
@@ -257,19 +259,17 @@ class Partition(PartitionStamp):
             ids += t.column("track_id").filter(cut).chunks
         return pa.chunked_array(ids, pa.string()).combine_chunks()
 
-    def noted_files(self, files: list[str] | None = None) -> list[str]:
+    def noted_files(self, files: list[str] | None = None, footers: list[pq.FileMetaData] | None = None) -> list[str]:
         """Those of ``files`` (default: every part file) that may hold a row with an ``audio_note``, in order: a
-        file's footer tells how many of its rows have none (the column's null count, or no such column: written
-        before it, every row whole)."""
+        file's footer (``footers``: theirs, when the caller has read them) tells how many of its rows have none (the
+        column's null count, or no such column: written before it, every row whole)."""
+        files = self.part_files() if files is None else files
         held = []
-        for f in self.part_files() if files is None else files:
+        for f, meta in zip(files, self.footers(files) if footers is None else footers, strict=True):
             try:
-                meta = pq.read_metadata(f, filesystem=self.fs)
                 leaf = [meta.schema.column(i).path for i in range(meta.num_columns)].index(AUDIO_NOTE)
             except ValueError:  # no audio_note column: written before it was kept, every row whole
                 continue
-            except (pa.ArrowException, OSError) as exc:
-                raise self.damaged(f, exc) from None
             stats = [meta.row_group(g).column(leaf).statistics for g in range(meta.num_row_groups)]
             if not (
                 all(s is not None and s.has_null_count for s in stats)
@@ -332,14 +332,15 @@ class Partition(PartitionStamp):
             )
         self.dedupe()
         files = self.part_files()
-        rows, errors = self._num_rows(files), self._num_rows(self.error_files())
+        footers = self.footers(files)  # once, for the rows and the noted rows
+        rows, errors = sum(meta.num_rows for meta in footers), self._num_rows(self.error_files())
         stamp = self._read_json(STAMP) or {}
         manifest = {
             **stamp,
             **info,
             "rows": rows,
             "errors": errors,
-            NOTED_ROWS: self.count_noted(files),
+            NOTED_ROWS: self.count_noted(files, footers),
             # which row part files hold the rows — each name unique to the write that made it — so a partition embedded
             # anew (deleted and computed again: fixed audio) tells from the one read before: the same counts differ here
             "parts_digest": hashlib.sha256("\n".join(f.rsplit("/", 1)[-1] for f in files).encode()).hexdigest()[:16],

@@ -156,15 +156,21 @@ class PartitionFiles:
         chunks = [self._column(f, "track_id") for f in files]
         return pa.chunked_array([c for ch in chunks for c in ch.chunks], pa.string())
 
-    def _num_rows(self, files: list[str]) -> int:
-        """Rows in ``files``, from their Parquet footers."""
-        n = 0
+    def footers(self, files: list[str]) -> list[pq.FileMetaData]:
+        """The Parquet footers of ``files``, in order (row counts, schemas, column statistics; no data read); a file
+        that cannot be read is :meth:`damaged`. Read once where several counts need them: each is a request per file
+        on object storage, thousands for a catalog's partition (``run.part_rows`` rows a file)."""
+        out = []
         for f in files:
             try:
-                n += pq.read_metadata(f, filesystem=self.fs).num_rows
+                out.append(pq.read_metadata(f, filesystem=self.fs))
             except (pa.ArrowException, OSError) as exc:
                 raise self.damaged(f, exc) from None
-        return n
+        return out
+
+    def _num_rows(self, files: list[str]) -> int:
+        """Rows in ``files``, from their Parquet footers."""
+        return sum(meta.num_rows for meta in self.footers(files))
 
     def done_ids(self) -> pa.Array:
         """Unique track ids with an embedding or an error record already written (an Arrow array)."""

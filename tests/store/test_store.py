@@ -553,6 +553,36 @@ def test_read_parquet_is_read_table(tmp_path):
         part.done_ids()
 
 
+def test_show_and_finish_read_each_footer_once(tmp_path, monkeypatch):
+    """`store show` and finishing a partition read each part file's footer once for the row count and the rows with
+    an audio note (a request per file on object storage), and count what they counted before."""
+    from collections import Counter
+
+    from repeval.store.inspect import show_text
+
+    part = _write(EmbeddingStore(str(tmp_path / "s")), ["a", "b"])
+    schema = embedding_schema(DIM)
+    writer = PartitionWriter(part, schema, 2)
+    for ids in (["c", "d"], ["e", "f"], ["g"]):
+        writer.add_table(rows_table(_block(ids), schema, PROV))
+    writer.flush()
+    reads: Counter[str] = Counter()
+    real = pq.read_metadata
+
+    def counting(where, *args, **kwargs):
+        reads[where] += 1
+        return real(where, *args, **kwargs)
+
+    monkeypatch.setattr(pq, "read_metadata", counting)
+    manifest = part.finish({"model": "m"})
+    files = part.part_files() + part.error_files()
+    assert len(part.part_files()) == 4 and reads == Counter(files), reads
+    assert manifest["rows"] == 7 and manifest["errors"] == 1 and manifest["noted_rows"] == {"cut": 0, "ogg": 0}
+    reads.clear()
+    text = show_text(part)
+    assert reads == Counter(files) and "7 rows in 4 part file(s)" in text and "1 error record(s)" in text, reads
+
+
 def test_store_show_reads_no_embeddings(tmp_path, monkeypatch):
     """`store show` prints counts, the schema and the first rows without reading the embeddings or frames (most of
     a partition's bytes: gigabytes at catalog scale); the first rows span part files when the first is short."""
