@@ -177,11 +177,11 @@ def ls_text(store: EmbeddingStore, as_json: bool = False, infos: list[dict[str, 
 
 
 def audio_notes(
-    part: Partition, files: list[str] | None = None, footers: list[pq.FileMetaData] | None = None
+    part: Partition, files: list[str] | None = None, footers: list[tuple[int, bool]] | None = None
 ) -> pa.Table:
     """``track_id`` and ``audio_note`` of the rows of ``part`` whose audio was decoded from part of its file
     (:mod:`repeval.audio.partial`), in row order; part files written before the column existed have none. ``files``
-    and their ``footers``: the part files, when the caller has listed them and read their footers."""
+    and ``footers``: the part files and what :meth:`Partition.footer_counts` read of them, when the caller has."""
     found = []
     for f in part.noted_files(files, footers):  # the footers say which files hold a note: only those are read
         t = read_parquet(part.fs, f, ["track_id", AUDIO_NOTE])
@@ -204,7 +204,7 @@ def show_text(part: Partition, n_rows: int = 5) -> str:
     files = part.part_files()
     # every part file's footer (read once, for the noted rows too) and the error files': a damaged file is named, with
     # the fix, before anything is read
-    footers, _ = part.footers(files), part.footers(part.error_files())
+    footers, _ = part.footer_counts(files), part.footer_counts(part.error_files())
     if files:
         # the embeddings (and frames) are most of a partition's bytes: read only the columns shown
         schema = pq.read_schema(files[0], filesystem=part.fs)

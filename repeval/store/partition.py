@@ -50,6 +50,19 @@ def _is_cut(notes: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     return pc.starts_with(notes, "cut ")
 
 
+def _may_hold_note(meta: pq.FileMetaData) -> bool:
+    """Whether the part file of footer ``meta`` may hold a row with an ``audio_note``: not when the column's null count
+    is every row's, nor without the column (written before it was kept, every row whole)."""
+    try:
+        leaf = [meta.schema.column(i).path for i in range(meta.num_columns)].index(AUDIO_NOTE)
+    except ValueError:
+        return False
+    stats = [meta.row_group(g).column(leaf).statistics for g in range(meta.num_row_groups)]
+    return not (
+        all(s is not None and s.has_null_count for s in stats) and sum(s.null_count for s in stats) == meta.num_rows
+    )
+
+
 @dataclass
 class Partition(PartitionStamp):
     def clear_errors(self) -> int:
@@ -232,12 +245,12 @@ class Partition(PartitionStamp):
         return ids, [s for h in heads for s in h.column("split").to_pylist()], mat, counts
 
     def count_noted(
-        self, files: list[str] | None = None, footers: list[pq.FileMetaData] | None = None
+        self, files: list[str] | None = None, footers: list[tuple[int, bool]] | None = None
     ) -> dict[str, int]:
         """The rows of ``files`` (default: every part file) with an ``audio_note``, by kind (:data:`NOTED_ROWS`). A
         file's footer tells how many of its rows have none (the column's null count, or no such column: written before
         it), so only the files holding a note have that one column read — a catalog's partition of whole files is
-        counted from its footers alone (``footers``: theirs, when the caller has read them)."""
+        counted from its footers alone (``footers``: what :meth:`footer_counts` read of them, when the caller has)."""
         counts = {CUT: 0, OGG: 0}
         for f in self.noted_files(files, footers):
             noted = self._column(f, AUDIO_NOTE).drop_null()
@@ -259,24 +272,18 @@ class Partition(PartitionStamp):
             ids += t.column("track_id").filter(cut).chunks
         return pa.chunked_array(ids, pa.string()).combine_chunks()
 
-    def noted_files(self, files: list[str] | None = None, footers: list[pq.FileMetaData] | None = None) -> list[str]:
+    def footer_counts(self, files: list[str]) -> list[tuple[int, bool]]:
+        """Each of ``files``' rows and whether it may hold a row with an ``audio_note`` (:func:`_may_hold_note`), from
+        its footer — read once for both where both are needed (a storage request per file), the footers not kept."""
+        return [(meta.num_rows, _may_hold_note(meta)) for meta in self._footers(files)]
+
+    def noted_files(self, files: list[str] | None = None, footers: list[tuple[int, bool]] | None = None) -> list[str]:
         """Those of ``files`` (default: every part file) that may hold a row with an ``audio_note``, in order: a
-        file's footer (``footers``: theirs, when the caller has read them) tells how many of its rows have none (the
-        column's null count, or no such column: written before it, every row whole)."""
+        file's footer tells how many of its rows have none (the column's null count, or no such column: written
+        before it, every row whole). ``footers``: what :meth:`footer_counts` read of them, when the caller has."""
         files = self.part_files() if files is None else files
-        held = []
-        for f, meta in zip(files, self.footers(files) if footers is None else footers, strict=True):
-            try:
-                leaf = [meta.schema.column(i).path for i in range(meta.num_columns)].index(AUDIO_NOTE)
-            except ValueError:  # no audio_note column: written before it was kept, every row whole
-                continue
-            stats = [meta.row_group(g).column(leaf).statistics for g in range(meta.num_row_groups)]
-            if not (
-                all(s is not None and s.has_null_count for s in stats)
-                and sum(s.null_count for s in stats) == meta.num_rows
-            ):
-                held.append(f)
-        return held
+        counted = self.footer_counts(files) if footers is None else footers
+        return [f for f, (_, noted) in zip(files, counted, strict=True) if noted]
 
     def noted_rows(self) -> dict[str, int]:
         """:meth:`count_noted` as the manifest recorded it when the partition was finished; counted from the part
@@ -332,8 +339,8 @@ class Partition(PartitionStamp):
             )
         self.dedupe()
         files = self.part_files()
-        footers = self.footers(files)  # once, for the rows and the noted rows
-        rows, errors = sum(meta.num_rows for meta in footers), self._num_rows(self.error_files())
+        footers = self.footer_counts(files)  # once, for the rows and the noted rows
+        rows, errors = sum(n for n, _ in footers), self._num_rows(self.error_files())
         stamp = self._read_json(STAMP) or {}
         manifest = {
             **stamp,

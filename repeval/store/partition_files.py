@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -156,21 +157,21 @@ class PartitionFiles:
         chunks = [self._column(f, "track_id") for f in files]
         return pa.chunked_array([c for ch in chunks for c in ch.chunks], pa.string())
 
-    def footers(self, files: list[str]) -> list[pq.FileMetaData]:
-        """The Parquet footers of ``files``, in order (row counts, schemas, column statistics; no data read); a file
-        that cannot be read is :meth:`damaged`. Read once where several counts need them: each is a request per file
-        on object storage, thousands for a catalog's partition (``run.part_rows`` rows a file)."""
-        out = []
+    def _footers(self, files: list[str]) -> Iterator[pq.FileMetaData]:
+        """The Parquet footer of each of ``files`` in turn (row counts, schemas, column statistics; no data read); a
+        file that cannot be read is :meth:`damaged`. Each is a storage request (on object storage a round trip) and
+        ~30 KB parsed: use each as it comes, keep none — a catalog's partition has thousands (``run.part_rows`` rows a
+        file)."""
         for f in files:
             try:
-                out.append(pq.read_metadata(f, filesystem=self.fs))
+                meta = pq.read_metadata(f, filesystem=self.fs)
             except (pa.ArrowException, OSError) as exc:
                 raise self.damaged(f, exc) from None
-        return out
+            yield meta
 
     def _num_rows(self, files: list[str]) -> int:
         """Rows in ``files``, from their Parquet footers."""
-        return sum(meta.num_rows for meta in self.footers(files))
+        return sum(meta.num_rows for meta in self._footers(files))
 
     def done_ids(self) -> pa.Array:
         """Unique track ids with an embedding or an error record already written (an Arrow array)."""
