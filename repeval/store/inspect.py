@@ -202,13 +202,12 @@ def show_text(part: Partition, n_rows: int = 5) -> str:
     if left is not None:
         out.append(unsettled_note(part, left))
     files = part.part_files()
-    # every part file's footer (read once, for the noted rows too) and the error files': a damaged file is named, with
-    # the fix, before anything is read
-    footers, _ = part.footer_counts(files), part.footer_counts(part.error_files())
+    part.footer_counts(part.error_files())  # a damaged error file is named, with the fix, before anything is read
     if files:
-        # the embeddings (and frames) are most of a partition's bytes: read only the columns shown
+        # the embeddings (and frames) are most of a partition's bytes: read only the columns shown, each file opened
+        # once for them and its footer's counts (a damaged file is named, with the fix)
+        t, footers = part.read_counted(files, ["track_id", "split", "n_frames", "audio_seconds"])
         schema = pq.read_schema(files[0], filesystem=part.fs)
-        t = part.read(["track_id", "split", "n_frames", "audio_seconds"])
         out.append(f"\n{t.num_rows} rows in {len(files)} part file(s); schema:\n{schema}")
         splits = t.group_by("split").aggregate([("track_id", "count")]).to_pylist()
         out.append("rows per split: " + ", ".join(f"{cell(r['split'])} {r['track_id_count']}" for r in splits))

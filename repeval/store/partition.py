@@ -151,6 +151,20 @@ class Partition(PartitionStamp):
         # part files from before a column was added (audio_note) lack it: null in their rows
         return pa.concat_tables([read_parquet(self.fs, f, columns) for f in files], promote_options="default")
 
+    def read_counted(self, files: list[str], columns: list[str]) -> tuple[pa.Table, list[tuple[int, bool]]]:
+        """``columns`` of ``files`` (every one has them) and what :meth:`footer_counts` reads of each — one storage
+        request per file for both (``store show``); a file that cannot be read is :meth:`damaged`."""
+        tables, counted = [], []
+        for f in files:
+            try:
+                with self.fs.open_input_file(f) as fh:
+                    pf = pq.ParquetFile(fh)
+                    counted.append((pf.metadata.num_rows, _may_hold_note(pf.metadata)))
+                    tables.append(pf.read(columns=columns))
+            except (pa.ArrowException, OSError) as exc:
+                raise self.damaged(f, exc) from None
+        return pa.concat_tables(tables), counted
+
     def read_errors(self) -> pa.Table:
         files = self.error_files()
         if not files:

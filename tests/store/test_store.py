@@ -553,34 +553,31 @@ def test_read_parquet_is_read_table(tmp_path):
         part.done_ids()
 
 
-def test_show_and_finish_read_each_footer_once(tmp_path, monkeypatch):
-    """`store show` and finishing a partition read each part file's footer once for the row count and the rows with
-    an audio note (a request per file on object storage), and count what they counted before."""
-    from collections import Counter
-
+def test_show_and_finish_open_each_part_file_once_for_counts(tmp_path):
+    """Finishing a partition opens each part file twice (its ids, its footer's counts: rows and whether it may hold an
+    audio note), `store show` once but for the first (its schema too) — each a round trip on object
+    storage, thousands for a catalog's partition — and both count what they counted before."""
     from repeval.store.inspect import show_text
+    from repeval.testing.fs import Counting
 
-    part = _write(EmbeddingStore(str(tmp_path / "s")), ["a", "b"])
+    handler = Counting()
+    store = EmbeddingStore(str(tmp_path / "s"), filesystem=pafs.PyFileSystem(handler))
+    part = _write(store, ["a", "b"])
     schema = embedding_schema(DIM)
     writer = PartitionWriter(part, schema, 2)
     for ids in (["c", "d"], ["e", "f"], ["g"]):
         writer.add_table(rows_table(_block(ids), schema, PROV))
     writer.flush()
-    reads: Counter[str] = Counter()
-    real = pq.read_metadata
-
-    def counting(where, *args, **kwargs):
-        reads[where] += 1
-        return real(where, *args, **kwargs)
-
-    monkeypatch.setattr(pq, "read_metadata", counting)
+    files, errors = part.part_files(), part.error_files()
+    assert len(files) == 4 and len(errors) == 1
+    handler.clear()
     manifest = part.finish({"model": "m"})
-    files = part.part_files() + part.error_files()
-    assert len(part.part_files()) == 4 and reads == Counter(files), reads
+    assert {f: handler.opened[f] for f in files} == dict.fromkeys(files, 2), handler.opened
     assert manifest["rows"] == 7 and manifest["errors"] == 1 and manifest["noted_rows"] == {"cut": 0, "ogg": 0}
-    reads.clear()
-    text = show_text(part)
-    assert reads == Counter(files) and "7 rows in 4 part file(s)" in text and "1 error record(s)" in text, reads
+    handler.clear()
+    text = show_text(part, n_rows=0)  # (the first rows are read file by file until there are enough)
+    assert {f: handler.opened[f] for f in files[1:]} == dict.fromkeys(files[1:], 1), handler.opened
+    assert "7 rows in 4 part file(s)" in text and "1 error record(s)" in text and "rows per split: train 7" in text
 
 
 def test_store_show_reads_no_embeddings(tmp_path, monkeypatch):
