@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
@@ -578,6 +579,30 @@ def test_show_and_finish_open_each_part_file_once_for_counts(tmp_path):
     text = show_text(part, n_rows=0)  # (the first rows are read file by file until there are enough)
     assert {f: handler.opened[f] for f in files[1:]} == dict.fromkeys(files[1:], 1), handler.opened
     assert "7 rows in 4 part file(s)" in text and "1 error record(s)" in text and "rows per split: train 7" in text
+
+
+def test_plan_reads_a_partitions_ids_once_for_its_state_and_error_records(tmp_path):
+    """`repeval plan`'s state of a partition and its error records' tracks share one read of its ids (a partition with
+    error records read its part files twice), and count what each counted alone."""
+    from repeval.pipeline.partitions import PartitionSpec, StoredIds, error_tracks, partition_state
+    from repeval.testing.fs import Counting
+
+    handler = Counting()
+    part = _write(EmbeddingStore(str(tmp_path / "s"), filesystem=pafs.PyFileSystem(handler)), ["a", "b", "c", "d"])
+    spec = PartitionSpec("clean", part.stamped()["fingerprint"], {})
+    ids = pa.array(["a", "b", "bad", "e"])
+    wanted = np.array([True, True, True, False])
+    alone = partition_state(part, spec, ids, wanted), error_tracks(part, ids, wanted)
+    for retry in (False, True):
+        handler.clear()
+        stored = StoredIds(part)
+        state, what, done = partition_state(part, spec, ids, wanted, retry, stored)
+        tracks = error_tracks(part, ids, wanted, stored)
+        assert tracks == alone[1] == (1, 1)  # "bad": an error record, no row
+        parquet = {f: n for f, n in handler.opened.items() if f.endswith(".parquet")}
+        assert parquet == dict.fromkeys(part.part_files() + part.error_files(), 1), handler.opened
+        assert done is not None and done.tolist() == [True, True, not retry, False]
+        assert (state, what) == (("todo", "1 of 3 track(s) to embed") if retry else alone[0][:2])
 
 
 def test_store_show_reads_no_embeddings(tmp_path, monkeypatch):
