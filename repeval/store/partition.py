@@ -27,6 +27,7 @@ from repeval.store.layout import (
     STAMP,
     STORE_FORMAT,
     _atomic_write_bytes,
+    parquet_file,
     read_parquet,
     repeval_version,
     write_table_atomic,
@@ -158,7 +159,7 @@ class Partition(PartitionStamp):
         for f in files:
             try:
                 with self.fs.open_input_file(f) as fh:
-                    pf = pq.ParquetFile(fh)
+                    pf = parquet_file(self.fs, fh)
                     counted.append((pf.metadata.num_rows, _may_hold_note(pf.metadata)))
                     tables.append(pf.read(columns=columns))
             except (pa.ArrowException, OSError) as exc:
