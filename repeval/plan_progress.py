@@ -25,6 +25,7 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan, retry_erro
     from repeval.pipeline.partitions import (
         CutReused,
         ModelSpec,
+        StoredIds,
         changed_source,
         error_tracks,
         partition_state,
@@ -45,6 +46,7 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan, retry_erro
     states: dict[tuple[str, str, str], tuple[str, str]] = {}
     sources = audio_sources(ctx)
     moved: dict[str, dict[str, dict[str, tuple[Any, int]]]] = {}  # dataset → model → partitions from elsewhere
+    read: dict[tuple[str, str, str], StoredIds] = {}  # partition → its stored ids (the plan writes nothing)
     cut = CutReused()  # the run's tracks whose reused rows were cut, which a run under truncated_audio: error warns of
     for ei, exp in enumerate(cfg.experiments):
         to_deform = deform_ids(ctx, ei)
@@ -57,13 +59,15 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan, retry_erro
                 for sid, wanted in masks.items():
                     key = (ds.name, m.id, sid)
                     part = store.partition(*key)
+                    # the partition's ids, read once for its state and error records, whatever the experiments using it
+                    stored = read.setdefault(key, StoredIds(part))
                     state, what, done = partition_state(
-                        part, spec.partition(cfg, exp, ds, sid), ids, wanted, retry_errors
+                        part, spec.partition(cfg, exp, ds, sid), ids, wanted, retry_errors, stored
                     )
                     if key not in states or rank[state] > rank[states[key][0]]:
                         states[key] = (state, what)
                     if done is not None:  # the error records --retry-errors deletes, and the run's tracks they name
-                        records, tracks = error_tracks(part, ids, wanted)
+                        records, tracks = error_tracks(part, ids, wanted, stored)
                         if records:
                             p.retries[part.name] = (records, max(len(tracks), p.retries.get(part.name, (0, 0))[1]))
                             p.retry_tracks.update((ds.name, t) for t in tracks)  # a track fails in each scenario

@@ -353,21 +353,54 @@ def _compatible(part: Any, spec: PartitionSpec) -> bool:
     return True
 
 
+class StoredIds:
+    """A partition's stored track ids — those with a row (:meth:`embedded`), those of its error records
+    (:meth:`failed`) —, each read once, when first asked: :func:`partition_state` and :func:`error_tracks` both need
+    them, and reading a catalog's partition's part files takes seconds."""
+
+    def __init__(self, part: Any) -> None:
+        self.part = part
+        self._embedded: pa.Array | None = None
+        self._failed: pa.Array | None = None
+
+    def embedded(self) -> pa.Array:
+        """:meth:`~repeval.store.partition_files.PartitionFiles.embedded_ids`."""
+        if self._embedded is None:
+            self._embedded = self.part.embedded_ids()
+        return self._embedded
+
+    def failed(self) -> pa.Array:
+        """:meth:`~repeval.store.partition_files.PartitionFiles.error_ids`."""
+        if self._failed is None:
+            self._failed = self.part.error_ids()
+        return self._failed
+
+    def done(self) -> pa.Array:
+        """The ids with a row or an error record (as :meth:`~repeval.store.partition_files.PartitionFiles.done_ids`)."""
+        return pc.unique(pa.concat_arrays([self.embedded(), self.failed()]))
+
+
 def partition_state(
-    part: Any, spec: PartitionSpec, ids: pa.Array, wanted: np.ndarray, retry_errors: bool = False
+    part: Any,
+    spec: PartitionSpec,
+    ids: pa.Array,
+    wanted: np.ndarray,
+    retry_errors: bool = False,
+    stored: StoredIds | None = None,
 ) -> tuple[str, str, np.ndarray | None]:
     """What the embedding stage would do with ``part`` for the wanted tracks (``ids[wanted]``): ``("complete",
     "")`` (nothing), ``("todo", what)`` (embed tracks, or mark it complete) or ``("conflict", the error the stage
     would stop with)``; and which of ``ids`` the partition holds already (``None`` for a conflict: not read).
     ``retry_errors``: as the stage under ``--retry-errors`` does — it deletes the partition's error records first
     (:meth:`~repeval.store.partition.Partition.clear_errors`), so their tracks are to embed and a partition that had
-    any is completed again."""
+    any is completed again. ``stored``: the partition's ids, when the caller reads them for :func:`error_tracks` too."""
     try:
         accepted_spec(part, spec)
     except StoreConflict as exc:
         return "conflict", str(exc), None
-    errors = len(part.error_ids()) if retry_errors else 0
-    held = part.embedded_ids() if errors else part.done_ids()
+    stored = stored or StoredIds(part)
+    errors = len(stored.failed()) if retry_errors else 0
+    held = stored.embedded() if errors else stored.done()
     done = pc.is_in(ids, value_set=held).to_numpy(zero_copy_only=False)
     missing = int((wanted & ~done).sum())
     if missing:
@@ -377,16 +410,19 @@ def partition_state(
     return ("complete", "", done) if part.complete else ("todo", "not marked complete", done)
 
 
-def error_tracks(part: Any, ids: pa.Array, wanted: np.ndarray) -> tuple[int, list[str]]:
+def error_tracks(
+    part: Any, ids: pa.Array, wanted: np.ndarray, stored: StoredIds | None = None
+) -> tuple[int, list[str]]:
     """``part``'s error records — what ``--retry-errors`` deletes — and the wanted tracks (``ids[wanted]``) they
     name that the partition holds no row of: what it computes again. ``(0, [])`` without error records (their track
-    ids read, nothing else)."""
-    errors = part.error_ids()
+    ids read, nothing else). ``stored``: the partition's ids, when the caller has them."""
+    stored = stored or StoredIds(part)
+    errors = stored.failed()
     records = len(errors)
     if not records:
         return 0, []
     failed = pc.is_in(ids, value_set=pc.unique(errors)).to_numpy(zero_copy_only=False)
-    embedded = pc.is_in(ids, value_set=part.embedded_ids()).to_numpy(zero_copy_only=False)
+    embedded = pc.is_in(ids, value_set=stored.embedded()).to_numpy(zero_copy_only=False)
     return records, ids.filter(pa.array(wanted & failed & ~embedded)).to_pylist()
 
 

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from repeval.store.layout import AUDIO_NOTE, DamagedPartFile
+from repeval.store.layout import AUDIO_NOTE, DamagedPartFile, read_parquet
 from repeval.store.partition import Partition
 from repeval.store.rewrite import REWRITE
 from repeval.store.store import EmbeddingStore
@@ -176,12 +176,15 @@ def ls_text(store: EmbeddingStore, as_json: bool = False, infos: list[dict[str, 
     return "\n".join(lines)
 
 
-def audio_notes(part: Partition) -> pa.Table:
+def audio_notes(
+    part: Partition, files: list[str] | None = None, footers: list[tuple[int, bool]] | None = None
+) -> pa.Table:
     """``track_id`` and ``audio_note`` of the rows of ``part`` whose audio was decoded from part of its file
-    (:mod:`repeval.audio.partial`), in row order; part files written before the column existed have none."""
+    (:mod:`repeval.audio.partial`), in row order; part files written before the column existed have none. ``files``
+    and ``footers``: the part files and what :meth:`Partition.footer_counts` read of them, when the caller has."""
     found = []
-    for f in part.noted_files():  # the footers say which files hold a note: only those are read
-        t = pq.read_table(f, columns=["track_id", AUDIO_NOTE], filesystem=part.fs)
+    for f in part.noted_files(files, footers):  # the footers say which files hold a note: only those are read
+        t = read_parquet(part.fs, f, ["track_id", AUDIO_NOTE])
         found.append(t.filter(pc.is_valid(t.column(AUDIO_NOTE))))
     if not found:
         return pa.table({"track_id": pa.array([], pa.string()), AUDIO_NOTE: pa.array([], pa.string())})
@@ -199,17 +202,18 @@ def show_text(part: Partition, n_rows: int = 5) -> str:
     if left is not None:
         out.append(unsettled_note(part, left))
     files = part.part_files()
-    part.counts()  # every part file's footer: a damaged file is named, with the fix, before anything is read
+    part.footer_counts(part.error_files())  # a damaged error file is named, with the fix, before anything is read
     if files:
-        # the embeddings (and frames) are most of a partition's bytes: read only the columns shown
+        # the embeddings (and frames) are most of a partition's bytes: read only the columns shown, each file opened
+        # once for them and its footer's counts (a damaged file is named, with the fix)
+        t, footers = part.read_counted(files, ["track_id", "split", "n_frames", "audio_seconds"])
         schema = pq.read_schema(files[0], filesystem=part.fs)
-        t = part.read(["track_id", "split", "n_frames", "audio_seconds"])
         out.append(f"\n{t.num_rows} rows in {len(files)} part file(s); schema:\n{schema}")
         splits = t.group_by("split").aggregate([("track_id", "count")]).to_pylist()
         out.append("rows per split: " + ", ".join(f"{cell(r['split'])} {r['track_id_count']}" for r in splits))
         frames, seconds = (pc.sum(t.column(c)).as_py() or 0 for c in ("n_frames", "audio_seconds"))
         out.append(f"frames: {frames} total; audio: {seconds:.1f} s")
-        noted = audio_notes(part)
+        noted = audio_notes(part, files, footers)
         if noted.num_rows:
             out.append(
                 f"{noted.num_rows} row(s) with an audio_note (decoded from part of their file): "
@@ -220,7 +224,7 @@ def show_text(part: Partition, n_rows: int = 5) -> str:
         for f in files if n_rows else []:  # the first rows, file by file (a file from before a column: null there)
             names = pq.read_schema(f, filesystem=part.fs).names
             shown = [c for c in names if c not in ("embedding", "frames")]
-            head.append(pq.read_table(f, columns=shown, filesystem=part.fs).slice(0, n_rows))
+            head.append(read_parquet(part.fs, f, shown).slice(0, n_rows))
             if sum(h.num_rows for h in head) >= n_rows:
                 break
         if head:

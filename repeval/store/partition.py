@@ -27,6 +27,8 @@ from repeval.store.layout import (
     STAMP,
     STORE_FORMAT,
     _atomic_write_bytes,
+    parquet_file,
+    read_parquet,
     repeval_version,
     write_table_atomic,
 )
@@ -47,6 +49,19 @@ CUT, OGG = "cut", "ogg"
 def _is_cut(notes: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """Which of ``notes`` (``audio_note`` values) say a file cut short (:data:`CUT`; null stays null)."""
     return pc.starts_with(notes, "cut ")
+
+
+def _may_hold_note(meta: pq.FileMetaData) -> bool:
+    """Whether the part file of footer ``meta`` may hold a row with an ``audio_note``: not when the column's null count
+    is every row's, nor without the column (written before it was kept, every row whole)."""
+    try:
+        leaf = [meta.schema.column(i).path for i in range(meta.num_columns)].index(AUDIO_NOTE)
+    except ValueError:
+        return False
+    stats = [meta.row_group(g).column(leaf).statistics for g in range(meta.num_row_groups)]
+    return not (
+        all(s is not None and s.has_null_count for s in stats) and sum(s.null_count for s in stats) == meta.num_rows
+    )
 
 
 @dataclass
@@ -146,15 +161,27 @@ class Partition(PartitionStamp):
     def read(self, columns: list[str] | None = None) -> pa.Table:
         files = self.data_files()
         # part files from before a column was added (audio_note) lack it: null in their rows
-        return pa.concat_tables(
-            [pq.read_table(f, columns=columns, filesystem=self.fs) for f in files], promote_options="default"
-        )
+        return pa.concat_tables([read_parquet(self.fs, f, columns) for f in files], promote_options="default")
+
+    def read_counted(self, files: list[str], columns: list[str]) -> tuple[pa.Table, list[tuple[int, bool]]]:
+        """``columns`` of ``files`` (every one has them) and what :meth:`footer_counts` reads of each — one storage
+        request per file for both (``store show``); a file that cannot be read is :meth:`damaged`."""
+        tables, counted = [], []
+        for f in files:
+            try:
+                with self.fs.open_input_file(f) as fh:
+                    pf = parquet_file(self.fs, fh)
+                    counted.append((pf.metadata.num_rows, _may_hold_note(pf.metadata)))
+                    tables.append(pf.read(columns=columns))
+            except (pa.ArrowException, OSError) as exc:
+                raise self.damaged(f, exc) from None
+        return pa.concat_tables(tables), counted
 
     def read_errors(self) -> pa.Table:
         files = self.error_files()
         if not files:
             return ERROR_SCHEMA.empty_table()
-        return pa.concat_tables([pq.read_table(f, filesystem=self.fs) for f in files], promote_options="default")
+        return pa.concat_tables([read_parquet(self.fs, f) for f in files], promote_options="default")
 
     def head_errors(self, limit: int) -> tuple[pa.Table, int]:
         """The first ``limit`` error records (file by file) and how many there are (the others counted from the
@@ -164,7 +191,7 @@ class Partition(PartitionStamp):
         for f in self.error_files():
             try:
                 if shown < limit:
-                    t = pq.read_table(f, filesystem=self.fs).slice(0, limit - shown)
+                    t = read_parquet(self.fs, f).slice(0, limit - shown)
                     head.append(t)
                     shown += t.num_rows
                 total += pq.read_metadata(f, filesystem=self.fs).num_rows
@@ -192,7 +219,7 @@ class Partition(PartitionStamp):
         ids: list[str] = []
         splits: list[str] = []
         for f in files:
-            t = pq.read_table(f, columns=["track_id", "split", "embedding"], filesystem=self.fs)
+            t = read_parquet(self.fs, f, ["track_id", "split", "embedding"])
             emb = pc.list_flatten(t.column("embedding").combine_chunks())
             mat[len(ids) : len(ids) + t.num_rows] = emb.to_numpy(zero_copy_only=False).reshape(-1, dim)
             ids += t.column("track_id").to_pylist()
@@ -225,7 +252,7 @@ class Partition(PartitionStamp):
         schema = pq.read_schema(files[0], filesystem=self.fs)
         self.require_frames(schema)
         dim = schema.field("frames").type.value_type.list_size
-        heads = [pq.read_table(f, columns=["track_id", "split", "n_frames"], filesystem=self.fs) for f in files]
+        heads = [read_parquet(self.fs, f, ["track_id", "split", "n_frames"]) for f in files]
         counts = np.concatenate(
             [pc.fill_null(h.column("n_frames"), 0).to_numpy().astype(np.int64) for h in heads]
             or [np.zeros(0, np.int64)]
@@ -233,7 +260,7 @@ class Partition(PartitionStamp):
         mat = np.empty((int(counts.sum()), dim), np.float32)
         row = at = 0
         for f, h in zip(files, heads, strict=True):
-            col = pq.read_table(f, columns=["frames"], filesystem=self.fs).column(0).combine_chunks()
+            col = read_parquet(self.fs, f, ["frames"]).column(0).combine_chunks()
             lengths = pc.list_value_length(col).fill_null(0).to_numpy(zero_copy_only=False)
             if not np.array_equal(lengths, counts[row : row + h.num_rows]):
                 raise self.frame_count_error(f)
@@ -243,13 +270,15 @@ class Partition(PartitionStamp):
         ids = [i for h in heads for i in h.column("track_id").to_pylist()]
         return ids, [s for h in heads for s in h.column("split").to_pylist()], mat, counts
 
-    def count_noted(self, files: list[str] | None = None) -> dict[str, int]:
+    def count_noted(
+        self, files: list[str] | None = None, footers: list[tuple[int, bool]] | None = None
+    ) -> dict[str, int]:
         """The rows of ``files`` (default: every part file) with an ``audio_note``, by kind (:data:`NOTED_ROWS`). A
         file's footer tells how many of its rows have none (the column's null count, or no such column: written before
         it), so only the files holding a note have that one column read — a catalog's partition of whole files is
-        counted from its footers alone."""
+        counted from its footers alone (``footers``: what :meth:`footer_counts` read of them, when the caller has)."""
         counts = {CUT: 0, OGG: 0}
-        for f in self.noted_files(files):
+        for f in self.noted_files(files, footers):
             noted = self._column(f, AUDIO_NOTE).drop_null()
             cut = int(pc.sum(_is_cut(noted)).as_py() or 0)
             counts[CUT] += cut
@@ -262,33 +291,25 @@ class Partition(PartitionStamp):
         ids: list[pa.Array] = []
         for f in self.noted_files():
             try:
-                t = pq.read_table(f, columns=["track_id", AUDIO_NOTE], filesystem=self.fs)
+                t = read_parquet(self.fs, f, ["track_id", AUDIO_NOTE])
             except (pa.ArrowException, OSError) as exc:
                 raise self.damaged(f, exc) from None
             cut = pc.fill_null(_is_cut(t.column(AUDIO_NOTE)), False)
             ids += t.column("track_id").filter(cut).chunks
         return pa.chunked_array(ids, pa.string()).combine_chunks()
 
-    def noted_files(self, files: list[str] | None = None) -> list[str]:
+    def footer_counts(self, files: list[str]) -> list[tuple[int, bool]]:
+        """Each of ``files``' rows and whether it may hold a row with an ``audio_note`` (:func:`_may_hold_note`), from
+        its footer — read once for both where both are needed (a storage request per file), the footers not kept."""
+        return [(meta.num_rows, _may_hold_note(meta)) for meta in self._footers(files)]
+
+    def noted_files(self, files: list[str] | None = None, footers: list[tuple[int, bool]] | None = None) -> list[str]:
         """Those of ``files`` (default: every part file) that may hold a row with an ``audio_note``, in order: a
         file's footer tells how many of its rows have none (the column's null count, or no such column: written
-        before it, every row whole)."""
-        held = []
-        for f in self.part_files() if files is None else files:
-            try:
-                meta = pq.read_metadata(f, filesystem=self.fs)
-                leaf = [meta.schema.column(i).path for i in range(meta.num_columns)].index(AUDIO_NOTE)
-            except ValueError:  # no audio_note column: written before it was kept, every row whole
-                continue
-            except (pa.ArrowException, OSError) as exc:
-                raise self.damaged(f, exc) from None
-            stats = [meta.row_group(g).column(leaf).statistics for g in range(meta.num_row_groups)]
-            if not (
-                all(s is not None and s.has_null_count for s in stats)
-                and sum(s.null_count for s in stats) == meta.num_rows
-            ):
-                held.append(f)
-        return held
+        before it, every row whole). ``footers``: what :meth:`footer_counts` read of them, when the caller has."""
+        files = self.part_files() if files is None else files
+        counted = self.footer_counts(files) if footers is None else footers
+        return [f for f, (_, noted) in zip(files, counted, strict=True) if noted]
 
     def noted_rows(self) -> dict[str, int]:
         """:meth:`count_noted` as the manifest recorded it when the partition was finished; counted from the part
@@ -320,7 +341,7 @@ class Partition(PartitionStamp):
         n_unique = len(pc.unique(ids))
         if n_unique == len(ids):
             return 0
-        table = pa.concat_tables([pq.read_table(f, filesystem=self.fs) for f in files], promote_options="default")
+        table = pa.concat_tables([read_parquet(self.fs, f) for f in files], promote_options="default")
         codes = np.asarray(pc.dictionary_encode(ids).indices)
         keep = np.sort(np.unique(codes, return_index=True)[1])  # first occurrence of every id
         write_table_atomic(self.fs, self.path, table.take(pa.array(keep)))
@@ -344,14 +365,15 @@ class Partition(PartitionStamp):
             )
         self.dedupe()
         files = self.part_files()
-        rows, errors = self._num_rows(files), self._num_rows(self.error_files())
+        footers = self.footer_counts(files)  # once, for the rows and the noted rows
+        rows, errors = sum(n for n, _ in footers), self._num_rows(self.error_files())
         stamp = self._read_json(STAMP) or {}
         manifest = {
             **stamp,
             **info,
             "rows": rows,
             "errors": errors,
-            NOTED_ROWS: self.count_noted(files),
+            NOTED_ROWS: self.count_noted(files, footers),
             # which row part files hold the rows — each name unique to the write that made it — so a partition embedded
             # anew (deleted and computed again: fixed audio) tells from the one read before: the same counts differ here
             "parts_digest": hashlib.sha256("\n".join(f.rsplit("/", 1)[-1] for f in files).encode()).hexdigest()[:16],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from repeval.store.layout import ERRORS_DIR, MANIFEST, STAMP, DamagedPartFile
+from repeval.store.layout import ERRORS_DIR, MANIFEST, STAMP, DamagedPartFile, read_parquet
 from repeval.store.rewrite import REWRITE, visible
 
 if TYPE_CHECKING:
@@ -148,7 +149,7 @@ class PartitionFiles:
     def _column(self, f: str, name: str) -> pa.ChunkedArray:
         """Column ``name`` of part file ``f``; a file that cannot be read is :meth:`damaged`."""
         try:
-            return pq.read_table(f, columns=[name], filesystem=self.fs).column(0)
+            return read_parquet(self.fs, f, [name]).column(0)
         except (pa.ArrowException, OSError) as exc:
             raise self.damaged(f, exc) from None
 
@@ -156,15 +157,21 @@ class PartitionFiles:
         chunks = [self._column(f, "track_id") for f in files]
         return pa.chunked_array([c for ch in chunks for c in ch.chunks], pa.string())
 
-    def _num_rows(self, files: list[str]) -> int:
-        """Rows in ``files``, from their Parquet footers."""
-        n = 0
+    def _footers(self, files: list[str]) -> Iterator[pq.FileMetaData]:
+        """The Parquet footer of each of ``files`` in turn (row counts, schemas, column statistics; no data read); a
+        file that cannot be read is :meth:`damaged`. Each is a storage request (on object storage a round trip) and
+        ~30 KB parsed: use each as it comes, keep none — a catalog's partition has thousands (``run.part_rows`` rows a
+        file)."""
         for f in files:
             try:
-                n += pq.read_metadata(f, filesystem=self.fs).num_rows
+                meta = pq.read_metadata(f, filesystem=self.fs)
             except (pa.ArrowException, OSError) as exc:
                 raise self.damaged(f, exc) from None
-        return n
+            yield meta
+
+    def _num_rows(self, files: list[str]) -> int:
+        """Rows in ``files``, from their Parquet footers."""
+        return sum(meta.num_rows for meta in self._footers(files))
 
     def done_ids(self) -> pa.Array:
         """Unique track ids with an embedding or an error record already written (an Arrow array)."""

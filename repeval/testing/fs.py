@@ -1,9 +1,11 @@
 """A pyarrow filesystem over the local disk that can refuse deletes or hold reads and writes, for tests of what the store does
 when its storage does not answer as the local disk does (a read-only file, a bucket that refuses a delete, two
-processes writing at the same moment): ``pafs.PyFileSystem(Faulty(...))``."""
+processes writing at the same moment): ``pafs.PyFileSystem(Faulty(...))``; and one that counts the requests made of it
+(:class:`Counting`)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -90,3 +92,36 @@ def faulty_fs(
 ) -> pafs.FileSystem:
     """A pyarrow filesystem of :class:`Faulty` (its handler is ``.handler``)."""
     return pafs.PyFileSystem(Faulty(refused, before_write, before_read))
+
+
+class Counting(Faulty):
+    """The local filesystem, refusing nothing, counting the requests made of it by kind (``open``: a file opened for
+    reading, ``info``: a file's metadata asked, ``list``: a folder listed) and the files opened (``opened``): on object
+    storage each is a round trip."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.n: Counter[str] = Counter()
+        self.opened: Counter[str] = Counter()
+
+    def get_file_info(self, paths: list[str]) -> Any:
+        self.n["info"] += len(paths)
+        return super().get_file_info(paths)
+
+    def get_file_info_selector(self, selector: pafs.FileSelector) -> Any:
+        self.n["list"] += 1
+        return super().get_file_info_selector(selector)
+
+    def open_input_stream(self, path: str) -> Any:
+        self.n["open"] += 1
+        self.opened[path] += 1
+        return super().open_input_stream(path)
+
+    def open_input_file(self, path: str) -> Any:
+        self.n["open"] += 1
+        self.opened[path] += 1
+        return super().open_input_file(path)
+
+    def clear(self) -> None:
+        self.n.clear()
+        self.opened.clear()

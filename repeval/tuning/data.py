@@ -15,6 +15,7 @@ from repeval.pipeline.stages import CLEAN
 from repeval.probes import ProbeData
 from repeval.rundir import EarlierStageUnfinished
 from repeval.store import EmbeddingStore
+from repeval.store.layout import read_parquet
 from repeval.warn import warn_once
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,7 @@ class _Rows:
         field_type = schema.field(self.column).type
         self.dim = int((field_type.value_type if self.frames else field_type).list_size)
         cols = ["track_id", "n_frames"] if self.frames else ["track_id"]
-        tables = [pq.read_table(f, columns=cols, filesystem=part.fs) for f in self.files]
+        tables = [read_parquet(part.fs, f, cols) for f in self.files]
         self.bounds = np.cumsum([0, *(t.num_rows for t in tables)])
         t = pa.concat_tables(tables)
         self.ids = t.column("track_id").combine_chunks()
@@ -234,7 +235,7 @@ class _Rows:
             spans = [(np.searchsorted(s, a), np.searchsorted(s, b)) for s in in_order]
             if all(lo == hi for lo, hi in spans):
                 continue
-            col = pq.read_table(path, columns=[self.column], filesystem=self.part.fs).column(0).combine_chunks()
+            col = read_parquet(self.part.fs, path, [self.column]).column(0).combine_chunks()
             if self.counts is None:
                 mat = pc.list_flatten(col).to_numpy(zero_copy_only=False).reshape(-1, self.dim)
             else:

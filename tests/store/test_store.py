@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
@@ -533,6 +534,77 @@ def test_frames_reads_every_rows_frames_in_order_across_part_files(tmp_path):
         plain.frames()
 
 
+def test_read_parquet_is_read_table(tmp_path):
+    """The store's reader of one part file (the plain file reader, not a dataset per file) gives what
+    ``pq.read_table`` gives: every column, or the ones asked for in their order, with the file's schema metadata; a
+    file that is not Parquet raises what the partition names as damaged."""
+    from repeval.store.layout import read_parquet
+
+    part = _write(EmbeddingStore(str(tmp_path / "s")), ["a", "b", "c", "d"], keep_frames=True)
+    fs = part.fs
+    for f in part.part_files() + part.error_files():
+        for columns in (None, ["split", "track_id"], ["frames"]):
+            if columns == ["frames"] and "_errors" in f:
+                continue
+            got, want = read_parquet(fs, f, columns), pq.read_table(f, columns=columns, filesystem=fs)
+            assert got.equals(want, check_metadata=True) and got.column_names == want.column_names
+    bad = part.part_files()[0]
+    Path(bad).write_bytes(b"not parquet")
+    with pytest.raises(DamagedPartFile, match=re.escape(bad) + r" is not a readable Parquet file"):
+        part.done_ids()
+
+
+def test_show_and_finish_open_each_part_file_once_for_counts(tmp_path):
+    """Finishing a partition opens each part file twice (its ids, its footer's counts: rows and whether it may hold an
+    audio note), `store show` once but for the first (its schema too) — each a round trip on object
+    storage, thousands for a catalog's partition — and both count what they counted before."""
+    from repeval.store.inspect import show_text
+    from repeval.testing.fs import Counting
+
+    handler = Counting()
+    store = EmbeddingStore(str(tmp_path / "s"), filesystem=pafs.PyFileSystem(handler))
+    part = _write(store, ["a", "b"])
+    schema = embedding_schema(DIM)
+    writer = PartitionWriter(part, schema, 2)
+    for ids in (["c", "d"], ["e", "f"], ["g"]):
+        writer.add_table(rows_table(_block(ids), schema, PROV))
+    writer.flush()
+    files, errors = part.part_files(), part.error_files()
+    assert len(files) == 4 and len(errors) == 1
+    handler.clear()
+    manifest = part.finish({"model": "m"})
+    assert {f: handler.opened[f] for f in files} == dict.fromkeys(files, 2), handler.opened
+    assert manifest["rows"] == 7 and manifest["errors"] == 1 and manifest["noted_rows"] == {"cut": 0, "ogg": 0}
+    handler.clear()
+    text = show_text(part, n_rows=0)  # (the first rows are read file by file until there are enough)
+    assert {f: handler.opened[f] for f in files[1:]} == dict.fromkeys(files[1:], 1), handler.opened
+    assert "7 rows in 4 part file(s)" in text and "1 error record(s)" in text and "rows per split: train 7" in text
+
+
+def test_plan_reads_a_partitions_ids_once_for_its_state_and_error_records(tmp_path):
+    """`repeval plan`'s state of a partition and its error records' tracks share one read of its ids (a partition with
+    error records read its part files twice), and count what each counted alone."""
+    from repeval.pipeline.partitions import PartitionSpec, StoredIds, error_tracks, partition_state
+    from repeval.testing.fs import Counting
+
+    handler = Counting()
+    part = _write(EmbeddingStore(str(tmp_path / "s"), filesystem=pafs.PyFileSystem(handler)), ["a", "b", "c", "d"])
+    spec = PartitionSpec("clean", part.stamped()["fingerprint"], {})
+    ids = pa.array(["a", "b", "bad", "e"])
+    wanted = np.array([True, True, True, False])
+    alone = partition_state(part, spec, ids, wanted), error_tracks(part, ids, wanted)
+    for retry in (False, True):
+        handler.clear()
+        stored = StoredIds(part)
+        state, what, done = partition_state(part, spec, ids, wanted, retry, stored)
+        tracks = error_tracks(part, ids, wanted, stored)
+        assert tracks == alone[1] == (1, 1)  # "bad": an error record, no row
+        parquet = {f: n for f, n in handler.opened.items() if f.endswith(".parquet")}
+        assert parquet == dict.fromkeys(part.part_files() + part.error_files(), 1), handler.opened
+        assert done is not None and done.tolist() == [True, True, not retry, False]
+        assert (state, what) == (("todo", "1 of 3 track(s) to embed") if retry else alone[0][:2])
+
+
 def test_store_show_reads_no_embeddings(tmp_path, monkeypatch):
     """`store show` prints counts, the schema and the first rows without reading the embeddings or frames (most of
     a partition's bytes: gigabytes at catalog scale); the first rows span part files when the first is short."""
@@ -546,13 +618,15 @@ def test_store_show_reads_no_embeddings(tmp_path, monkeypatch):
     writer.add_table(rows_table(_block(["e"], keep_frames=True), schema, PROV))
     writer.flush()
     read = []
-    real = pq.read_table
+    from repeval.store import inspect, layout, partition, partition_files
 
-    def recording(source, *args, columns=None, **kwargs):
+    def recording(fs, source, columns=None):
         read.append((source, columns))
-        return real(source, *args, columns=columns, **kwargs)
+        return layout.read_parquet(fs, source, columns)
 
-    monkeypatch.setattr(pq, "read_table", recording)
+    for module in (inspect, partition, partition_files):  # every reader of part files there (store.layout's)
+        monkeypatch.setattr(module, "read_parquet", recording)
+    monkeypatch.setattr(pq, "read_table", lambda *a, **k: pytest.fail(f"pq.read_table{a}: not store.layout's reader"))
     text = show_text(part, n_rows=3)
     data_reads = [cols for source, cols in read if source in part.part_files()]
     assert data_reads and all(c is not None and not {"embedding", "frames"} & set(c) for c in data_reads), read
