@@ -598,7 +598,7 @@ def test_plan_reads_a_partitions_ids_once_for_its_state_and_error_records(tmp_pa
         stored = StoredIds(part)
         state, what, done = partition_state(part, spec, ids, wanted, retry, stored)
         tracks = error_tracks(part, ids, wanted, stored)
-        assert tracks == alone[1] == (1, 1)  # "bad": an error record, no row
+        assert tracks == alone[1] == (1, ["bad"])  # "bad": an error record, no row
         parquet = {f: n for f, n in handler.opened.items() if f.endswith(".parquet")}
         assert parquet == dict.fromkeys(part.part_files() + part.error_files(), 1), handler.opened
         assert done is not None and done.tolist() == [True, True, not retry, False]
