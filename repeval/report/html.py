@@ -369,7 +369,8 @@ def _group_section(
                          masked=masked, chosen=h, prefixed=multi, test_sets=test_sets)
         )  # fmt: skip
     figs = [
-        _figure(partial(plots.probe_capacity_curves, df, task, dataset, m), f"probe capacity: {m}") for m in metrics[:2]
+        _figure(partial(plots.probe_capacity_curves, df, task, dataset, m, run_prefixed=multi), f"probe capacity: {m}")
+        for m in metrics[:2]
     ]
     if has_deform:
         figs += [

@@ -145,3 +145,31 @@ def test_a_per_label_chart_names_the_value_not_only_its_average(run):
     assert fig.axes[0].get_xlabel().startswith("F1 per label (averaged over labels: f1_macro)")
     expect = {"balanced_accuracy": "recall", "pr_auc_macro": "PR-AUC", "f1_macro@0.3": "F1 at ≥ 0.3", "r2": "R²"}
     assert {m: per_label_value(m) for m in expect} == expect
+
+
+def test_probe_capacity_tells_sixteen_models_apart_and_keeps_its_legend_off_the_lines(run):
+    """Two runs of 8 models: the 16 lines cycled 10 colours (two models drawn alike) under a legend laid over them.
+    Now no two lines look alike — a colour per model, a style per run — and the legend sits beside the axes."""
+    df = run.results
+    df = df[(df["task"] == TASK) & (df["model"] == df["model"].iloc[0])]
+    names = [f"model-{i}" for i in range(8)]
+    both = pd.concat(
+        [df.assign(model=f"{r}/{n}", value=df["value"] - 0.01 * i) for r in ("r1", "r2") for i, n in enumerate(names)]
+    )
+    fig = plots.probe_capacity_curves(both, TASK, DATASET, "f1_macro", run_prefixed=True)
+    ax = fig.axes[0]
+    lines = [c.lines[0] for c in ax.containers]
+    looks = {(ln.get_color(), str(ln.get_linestyle()), ln.get_marker()) for ln in lines}
+    assert len(lines) == len(looks) == 16
+    by_label = {c.get_label(): c.lines[0] for c in ax.containers}
+    # a model's two runs share a colour, the runs differ in style
+    assert by_label["r1/model-3"].get_color() == by_label["r2/model-3"].get_color()
+    assert by_label["r1/model-3"].get_linestyle() != by_label["r2/model-3"].get_linestyle()
+    renderer = _drawn(fig)
+    legend, axes_box = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+    assert legend.x0 >= axes_box.x1  # beside the plot, not over its lines
+    assert legend.x1 <= fig.bbox.x1 + 1 and legend.y0 >= fig.bbox.y0 - 1  # and on the figure
+    # one run's 11+ models: the colours come round again with another style
+    many = pd.concat([df.assign(model=f"m{i}") for i in range(12)])
+    lines = [c.lines[0] for c in plots.probe_capacity_curves(many, TASK, DATASET, "f1_macro").axes[0].containers]
+    assert len({(ln.get_color(), str(ln.get_linestyle()), ln.get_marker()) for ln in lines}) == 12
