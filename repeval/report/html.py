@@ -175,8 +175,10 @@ def _per_label_block(
         for k, m in enumerate(metrics)
     )
     body = []
+    # a study's table has tens of thousands of cells: each says only its own (a key cell its text, which the sorter
+    # and the filters read; a value cell its mean to sort by, n and interval), what they all share is said once above
     for r in rows:
-        cells = "".join(f'<td data-value="{e(v)}">{e(v)}</td>' for v in r)
+        cells = "".join(f"<td>{e(v)}</td>" for v in r)
         for m in metrics:
             rec = lookup.get((*r, m))
             if rec is None:
@@ -185,8 +187,8 @@ def _per_label_block(
             text = fmt_number(rec["mean"]) + (f" ± {fmt_number(rec['std'])}" if rec["n"] > 1 else "")
             tip = replicates_tip(int(rec["n"]), int(rec["n_seeds"]), int(rec["n_folds"]))  # as the other tables' cells
             if np.isfinite(rec["lo"]) and np.isfinite(rec["hi"]):
-                tip += f"; {ci_tip(level)} [{fmt_number(rec['lo'])}, {fmt_number(rec['hi'])}]"
-            cells += f'<td class="num" data-value="{rec["mean"]!r}" title="{e(tip)}">{e(text)}</td>'
+                tip += f"; {level} CI [{fmt_number(rec['lo'])}, {fmt_number(rec['hi'])}]"
+            cells += f'<td class="num" data-value="{rec["mean"]:.6g}" title="{e(tip)}">{e(text)}</td>'
         body.append(f"<tr>{cells}</tr>")
     selects = [
         ("model", 0, list(dict.fromkeys(per["model"]))),
@@ -199,7 +201,7 @@ def _per_label_block(
     at = "".join(f"; {n}" for n in metric_notes(per, metrics, masked=False))
     about = (
         f"each cell one label's own value, the average over labels it enters in brackets{spread}{at}; hover a cell for "
-        f"n and its {level} interval{over}"
+        f"n and its {level} interval, the {ci_tip(level)}{over}"
     )  # as wide as the page above the table: a <caption> wraps at the table's width
     table = (
         f'<table class="rv-table sortable" id="{tid}" aria-label="per-label values" aria-describedby="{tid}-about">'
