@@ -173,3 +173,30 @@ def test_probe_capacity_tells_sixteen_models_apart_and_keeps_its_legend_off_the_
     many = pd.concat([df.assign(model=f"m{i}") for i in range(12)])
     lines = [c.lines[0] for c in plots.probe_capacity_curves(many, TASK, DATASET, "f1_macro").axes[0].containers]
     assert len({(ln.get_color(), str(ln.get_linestyle()), ln.get_marker()) for ln in lines}) == 12
+
+
+def test_inlined_line_figures_are_palette_pngs_that_look_the_same_and_colour_maps_keep_full_colour(run):
+    """The report's figures were full-colour PNGs, 6 MB of a two-run study's report, most of it line and bar charts
+    whose few colours a 256-colour palette holds: those are inlined as palette PNGs (each a fraction of the bytes,
+    the pixels the same to the eye); a figure with a colour map (heat map, confusion matrix) keeps full colour — its
+    colour bar would show bands."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    def decoded(uri):
+        return Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+
+    fig = plots.training_curves(run.history, TASK, DATASET)
+    full = io.BytesIO()
+    fig.savefig(full, format="png")
+    small = decoded(plots.figure_data_uri(fig))
+    truth = Image.open(io.BytesIO(full.getvalue()))
+    assert small.mode == "P" and truth.mode == "RGBA"
+    assert len(base64.b64decode(plots.figure_data_uri(fig).split(",", 1)[1])) < len(full.getvalue()) / 2
+    a = np.asarray(small.convert("RGB"), dtype=float) / 255
+    b = np.asarray(truth.convert("RGB"), dtype=float) / 255
+    assert a.shape == b.shape and np.abs(a - b).mean() < 0.01  # the same picture
+    heat = decoded(plots.figure_data_uri(plots.robustness_heatmap(run.results, TASK, DATASET, "accuracy")))
+    assert heat.mode == "RGBA"
