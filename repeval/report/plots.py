@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 
 from repeval.report.cells import _higher, per_label_title
@@ -310,7 +311,14 @@ def training_curves(
     for k in range(len(models), rows * cols):
         axes[k // cols][k % cols].set_visible(False)
     axes[0][0].set_ylabel("loss (— train, -- val)")
-    axes[0][0].legend(fontsize=7, title="probe", title_fontsize=7)
+    # one legend for every panel, beside them (in the first panel it hid that model's curves), of every probe drawn
+    handles: dict[str, Artist] = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    shown = [p for p in probes if p in handles]
+    fig.legend([handles[p] for p in shown], shown, loc="outside right upper", fontsize=7, title="probe",
+               title_fontsize=7)  # fmt: skip
     fig.suptitle(f"{task} / {dataset}: training curves (mean over seeds)", fontsize=11)
     return fig
 

@@ -200,3 +200,15 @@ def test_inlined_line_figures_are_palette_pngs_that_look_the_same_and_colour_map
     assert a.shape == b.shape and np.abs(a - b).mean() < 0.01  # the same picture
     heat = decoded(plots.figure_data_uri(plots.robustness_heatmap(run.results, TASK, DATASET, "accuracy")))
     assert heat.mode == "RGBA"
+
+
+def test_training_curves_keep_their_legend_off_every_panel(run):
+    """The probes' legend sat in the first panel, over that model's curves; it is beside the panels now."""
+    fig = plots.training_curves(run.history, TASK, DATASET)
+    renderer = _drawn(fig)
+    (legend,) = fig.legends
+    box = legend.get_window_extent(renderer)
+    assert [t.get_text() for t in legend.get_texts()] == ["M1", "M2", "M5"]
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    assert not any(box.overlaps(ax.get_window_extent(renderer)) for ax in fig.axes if ax.get_visible())
+    assert box.x1 <= fig.bbox.x1 + 1
