@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 
 from repeval.report.cells import _higher, per_label_title
@@ -126,27 +127,62 @@ def robustness_heatmap(
     return fig
 
 
+#: line styles and markers that tell apart lines of one colour: the runs of a model, or models past the 10th colour
+_STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ((0, (5, 1, 1, 1)), "v"), ((0, (1, 3)), "P"))
+
+
+def line_styles(models: Sequence[str], run_prefixed: bool = False) -> dict[str, dict[str, object]]:
+    """Per model, the ``color``, ``linestyle`` and ``marker`` of its line, no two models alike: with ``run_prefixed``
+    (models named ``<run>/<model>``, several runs) a colour per model and a style per run, so a model's runs read as one
+    family; else a colour per model, the 10 colours again with another style from the 11th model on."""
+    models = list(dict.fromkeys(models))
+    if run_prefixed and all("/" in m for m in models):
+        runs = list(dict.fromkeys(m.split("/", 1)[0] for m in models))
+        names = list(dict.fromkeys(m.split("/", 1)[1] for m in models))
+        keys = {m: (names.index(m.split("/", 1)[1]), runs.index(m.split("/", 1)[0])) for m in models}
+    else:
+        keys = {m: (i, 0) for i, m in enumerate(models)}
+    out: dict[str, dict[str, object]] = {}
+    for m, (colour, style) in keys.items():
+        ls, marker = _STYLES[(style + colour // 10) % len(_STYLES)]
+        out[m] = {"color": f"C{colour % 10}", "linestyle": ls, "marker": marker}
+    return out
+
+
 def probe_capacity_curves(
-    results: pd.DataFrame, task: str, dataset: str, metric: str | None = None, scenario: str = CLEAN
+    results: pd.DataFrame,
+    task: str,
+    dataset: str,
+    metric: str | None = None,
+    scenario: str = CLEAN,
+    run_prefixed: bool = False,
 ) -> Figure:
-    """One line per model across probes (M1 → M5), mean ± std over seeds (× folds), as the tables have them."""
+    """One line per model across probes (M1 → M5), mean ± std over seeds (× folds), as the tables have them; each model
+    its own colour and style (:func:`line_styles`; ``run_prefixed``: models named ``<run>/<model>``), its points
+    shifted a little sideways so that the error bars of models at one probe do not hide each other, the legend beside
+    the plot, not over its lines."""
     df = _group(results, task, dataset)
     metric = _metric(df, metric)
     df = df[(df["metric"] == metric) & (df["scenario"] == scenario)]
     if df.empty:
         raise ValueError(f"no '{metric}' results for scenario '{scenario}'")
     probes = sorted(df["probe"].unique(), key=natural_key)
-    fig = Figure(figsize=(6.4, 3.8), dpi=FIG_DPI, layout="constrained")
+    models = list(dict.fromkeys(df["model"]))
+    styles = line_styles(models, run_prefixed)
+    legend_in = _TEXT_IN_PER_CHAR * 0.8 * max(map(len, models)) + 0.6  # the legend's 8-pt names, and its marker
+    fig = Figure(figsize=(6.4 + legend_in, max(3.8, 1.2 + 0.2 * len(models))), dpi=FIG_DPI, layout="constrained")
     ax = fig.add_subplot()
     x = np.arange(len(probes))
+    dodge = np.linspace(-0.2, 0.2, len(models)) if len(models) > 1 else np.zeros(1)
     spread = False
-    for model in dict.fromkeys(df["model"]):
+    for model, shift in zip(models, dodge, strict=True):
         mine = df[df["model"] == model]
         fold = mine["fold"].fillna(-1) if "fold" in mine.columns else -1
         replicates = mine.assign(_fold=fold).groupby(["probe", "seed", "_fold"])["value"].mean()
         stats = replicates.groupby(level="probe").agg(["mean", "std"]).reindex(probes)
         spread = spread or bool(stats["std"].notna().any())
-        ax.errorbar(x, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label=model)
+        ax.errorbar(x + shift, stats["mean"], yerr=stats["std"].fillna(0), capsize=2, markersize=4, label=model,
+                    **styles[model])  # type: ignore[arg-type]  # fmt: skip
     ax.set_xticks(x, probes)
     thesis = all(re.fullmatch(r"M[1-5]", str(p)) for p in probes)  # only the thesis' probes grow in that order
     ax.set_xlabel("probe (increasing capacity)" if thesis else "probe")
@@ -155,7 +191,7 @@ def probe_capacity_curves(
     ax.set_ylabel(f"{metric} (mean ± std over seeds{' × folds' if folds else ''})" if spread else metric)
     ax.set_title(f"{task} / {dataset}: probe capacity ({scenario})", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return fig
 
 
@@ -275,7 +311,14 @@ def training_curves(
     for k in range(len(models), rows * cols):
         axes[k // cols][k % cols].set_visible(False)
     axes[0][0].set_ylabel("loss (— train, -- val)")
-    axes[0][0].legend(fontsize=7, title="probe", title_fontsize=7)
+    # one legend for every panel, beside them (in the first panel it hid that model's curves), of every probe drawn
+    handles: dict[str, Artist] = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    shown = [p for p in probes if p in handles]
+    fig.legend([handles[p] for p in shown], shown, loc="outside right upper", fontsize=7, title="probe",
+               title_fontsize=7)  # fmt: skip
     fig.suptitle(f"{task} / {dataset}: training curves (mean over seeds)", fontsize=11)
     return fig
 
@@ -295,8 +338,24 @@ def save_figure(fig: Figure, stem: Path, formats: Sequence[str] = ("png", "svg")
 
 
 def figure_data_uri(fig: Figure, fmt: str = "png") -> str:
-    """The figure as a ``data:`` URI for self-contained HTML."""
+    """The figure as a ``data:`` URI for self-contained HTML; a PNG of lines, bars and text only in 256 colours
+    (:func:`_palette_png`)."""
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt)
+    data = buf.getvalue()
+    if fmt == "png" and not any(ax.images for ax in fig.axes):
+        data = _palette_png(data)
     mime = "image/svg+xml" if fmt == "svg" else f"image/{fmt}"
-    return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _palette_png(png: bytes) -> bytes:
+    """``png`` (opaque) as a 256-colour palette PNG, whichever is smaller: a figure of lines, bars and text looks the
+    same in a quarter of the bytes (a study's report held 6 MB of such figures). Not for colour maps — a heat map's
+    colour bar would show bands — so :func:`figure_data_uri` keeps figures with images in full colour."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    out = io.BytesIO()
+    image.quantize(256, method=Image.Quantize.FASTOCTREE).save(out, format="png", optimize=True)
+    return out.getvalue() if out.tell() < len(png) else png

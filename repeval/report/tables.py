@@ -441,8 +441,25 @@ def table_command(
             shown = {x for _, x in selections}
             pairs = {(t, d) for t, d in groups(results) if d in shown and (asked is None or t in asked)}
         text = summary_text(runs, pairs, digests)  # the split files' digests read once, above
-        parts += [text] if text else []
+        parts += [_wrapped(text, width)] if text else []
     if fmt == "csv" and len(parts) > 1:  # one table: one header over the groups' columns (cells a group lacks empty)
         frames = [pd.read_csv(io.StringIO(p), dtype=str, keep_default_na=False) for p in parts]
         return str(pd.concat(frames, ignore_index=True).to_csv(index=False, lineterminator="\n"))
     return "\n\n".join(p.rstrip("\n") for p in parts) + "\n"
+
+
+def _wrapped(text: str, width: int | None) -> str:
+    """``text``'s lines wrapped at spaces to ``width`` characters (None: as they are), each continuation indented
+    under its line: a terminal's own wrap cut a headline anywhere, words and numbers included, back to column 0."""
+    if not width:
+        return text
+    import textwrap
+
+    out = []
+    for line in text.split("\n"):
+        lead = line[: len(line) - len(line.lstrip(" "))]
+        out += textwrap.wrap(
+            line.lstrip(" "), width, initial_indent=lead, subsequent_indent=lead + "    ", break_long_words=False,
+            break_on_hyphens=False,
+        ) or [line]  # fmt: skip
+    return "\n".join(out)

@@ -56,7 +56,7 @@ PROBE_BODY = (
   sel.value = 'D1';
   sel.dispatchEvent(new Event('change'));
   out.scenarioRows = Array.prototype.filter.call(lt.tBodies[0].rows, function (r) { return !r.hidden; })
-    .map(function (r) { return r.cells[2].getAttribute('data-value'); });
+    .map(function (r) { return r.cells[2].textContent; });
   out.tables = document.querySelectorAll('table.rv-table').length;
 """
     + SELFTEST_END

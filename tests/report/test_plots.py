@@ -145,3 +145,70 @@ def test_a_per_label_chart_names_the_value_not_only_its_average(run):
     assert fig.axes[0].get_xlabel().startswith("F1 per label (averaged over labels: f1_macro)")
     expect = {"balanced_accuracy": "recall", "pr_auc_macro": "PR-AUC", "f1_macro@0.3": "F1 at ≥ 0.3", "r2": "R²"}
     assert {m: per_label_value(m) for m in expect} == expect
+
+
+def test_probe_capacity_tells_sixteen_models_apart_and_keeps_its_legend_off_the_lines(run):
+    """Two runs of 8 models: the 16 lines cycled 10 colours (two models drawn alike) under a legend laid over them.
+    Now no two lines look alike — a colour per model, a style per run — and the legend sits beside the axes."""
+    df = run.results
+    df = df[(df["task"] == TASK) & (df["model"] == df["model"].iloc[0])]
+    names = [f"model-{i}" for i in range(8)]
+    both = pd.concat(
+        [df.assign(model=f"{r}/{n}", value=df["value"] - 0.01 * i) for r in ("r1", "r2") for i, n in enumerate(names)]
+    )
+    fig = plots.probe_capacity_curves(both, TASK, DATASET, "f1_macro", run_prefixed=True)
+    ax = fig.axes[0]
+    lines = [c.lines[0] for c in ax.containers]
+    looks = {(ln.get_color(), str(ln.get_linestyle()), ln.get_marker()) for ln in lines}
+    assert len(lines) == len(looks) == 16
+    by_label = {c.get_label(): c.lines[0] for c in ax.containers}
+    # a model's two runs share a colour, the runs differ in style
+    assert by_label["r1/model-3"].get_color() == by_label["r2/model-3"].get_color()
+    assert by_label["r1/model-3"].get_linestyle() != by_label["r2/model-3"].get_linestyle()
+    renderer = _drawn(fig)
+    legend, axes_box = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+    assert legend.x0 >= axes_box.x1  # beside the plot, not over its lines
+    assert legend.x1 <= fig.bbox.x1 + 1 and legend.y0 >= fig.bbox.y0 - 1  # and on the figure
+    # one run's 11+ models: the colours come round again with another style
+    many = pd.concat([df.assign(model=f"m{i}") for i in range(12)])
+    lines = [c.lines[0] for c in plots.probe_capacity_curves(many, TASK, DATASET, "f1_macro").axes[0].containers]
+    assert len({(ln.get_color(), str(ln.get_linestyle()), ln.get_marker()) for ln in lines}) == 12
+
+
+def test_inlined_line_figures_are_palette_pngs_that_look_the_same_and_colour_maps_keep_full_colour(run):
+    """The report's figures were full-colour PNGs, 6 MB of a two-run study's report, most of it line and bar charts
+    whose few colours a 256-colour palette holds: those are inlined as palette PNGs (each a fraction of the bytes,
+    the pixels the same to the eye); a figure with a colour map (heat map, confusion matrix) keeps full colour — its
+    colour bar would show bands."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    def decoded(uri):
+        return Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+
+    fig = plots.training_curves(run.history, TASK, DATASET)
+    full = io.BytesIO()
+    fig.savefig(full, format="png")
+    small = decoded(plots.figure_data_uri(fig))
+    truth = Image.open(io.BytesIO(full.getvalue()))
+    assert small.mode == "P" and truth.mode == "RGBA"
+    assert len(base64.b64decode(plots.figure_data_uri(fig).split(",", 1)[1])) < len(full.getvalue()) / 2
+    a = np.asarray(small.convert("RGB"), dtype=float) / 255
+    b = np.asarray(truth.convert("RGB"), dtype=float) / 255
+    assert a.shape == b.shape and np.abs(a - b).mean() < 0.01  # the same picture
+    heat = decoded(plots.figure_data_uri(plots.robustness_heatmap(run.results, TASK, DATASET, "accuracy")))
+    assert heat.mode == "RGBA"
+
+
+def test_training_curves_keep_their_legend_off_every_panel(run):
+    """The probes' legend sat in the first panel, over that model's curves; it is beside the panels now."""
+    fig = plots.training_curves(run.history, TASK, DATASET)
+    renderer = _drawn(fig)
+    (legend,) = fig.legends
+    box = legend.get_window_extent(renderer)
+    assert [t.get_text() for t in legend.get_texts()] == ["M1", "M2", "M5"]
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    assert not any(box.overlaps(ax.get_window_extent(renderer)) for ax in fig.axes if ax.get_visible())
+    assert box.x1 <= fig.bbox.x1 + 1

@@ -477,6 +477,27 @@ def test_a_terminal_table_wider_than_the_terminal_is_split_into_blocks_that_fit(
     assert terminal_width() == 90
 
 
+def test_the_headline_under_a_fitted_table_is_wrapped_to_the_terminal_too(run_dir):
+    """The table fitted the terminal, the headline under it did not: a study's lines ran to ~200 characters, cut by the
+    terminal anywhere (in a model's name, a number) and carried on at column 0. They are wrapped at spaces to the
+    width, each continuation indented under its line; without a width they are as they were."""
+    from rich.cells import cell_len
+
+    from repeval.report.results import load_runs
+    from repeval.report.summary import summary_text
+
+    headline = summary_text(load_runs([run_dir]), {(TASK, "tinysol")})
+    assert max(map(len, headline.splitlines())) > 80  # there is something to wrap
+    out = table_command([run_dir], "all_deform_all_models", "plain", task=TASK, width=80, headline=True)
+    wrapped = out.rstrip("\n").rsplit("\n\n", 1)[1]
+    assert max(cell_len(line) for line in out.splitlines()) <= 80
+    assert " ".join(wrapped.split()) == " ".join(headline.split())  # every word kept, in order
+    starts = [line for line in wrapped.splitlines() if not line.startswith("    ")]
+    assert len(starts) == len(headline.splitlines()) and len(wrapped.splitlines()) > len(starts)  # continuations
+    unwrapped = table_command([run_dir], "all_deform_all_models", "plain", task=TASK, headline=True)
+    assert unwrapped.rstrip("\n").endswith(headline)
+
+
 def test_the_tasks_table_says_a_tag_threshold_only_of_tagging_metrics(tmp_path):
     """A dataset's tasks side by side — an instrument task (multiclass: f1_macro of the top-scored class) beside a
     tagging one scored by ROC-AUC — said "f1_macro: a tag predicted at score ≥ 0.5" of the multiclass f1_macro; a

@@ -53,7 +53,8 @@
       for (var t = 0; t < terms.length && ok; t++) ok = text.indexOf(terms[t]) !== -1;
       for (var s = 0; s < selects.length && ok; s++) {
         var cell = row.cells[selects[s][0]];
-        ok = !!cell && cell.getAttribute("data-value") === selects[s][1];
+        // a cell's data-value, else its text (the per-label table's key cells carry no copy of their text)
+        ok = !!cell && (cell.hasAttribute("data-value") ? cell.getAttribute("data-value") : cell.textContent) === selects[s][1];
       }
       row.hidden = !ok;
       if (ok) shown++;
