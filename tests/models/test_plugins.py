@@ -218,6 +218,47 @@ def test_the_commands_show_plugin_models(monkeypatch, forget_plugins):
     ]
 
 
+#: a model whose weights file is a parameter, as a team's trained network has it
+WEIGHTS_MODEL = """
+import numpy as np
+
+from repeval.models import EmbeddingModel, register_model
+
+@register_model("weights-model")
+class WeightsModel(EmbeddingModel):
+    sample_rate_hz = 16000
+
+    def __init__(self, weights_path: str = "", dim: int = 2):
+        super().__init__(weights_path=weights_path, dim=dim)
+        self.w = np.load(weights_path).astype(np.float32)[:, :dim]
+        self.embedding_dim = self.w.shape[1]
+
+    def embed(self, audio):
+        if audio.size == 0:
+            raise ValueError("empty audio")
+        return (np.abs(audio[: len(audio) // 4 * 4 or 4].reshape(-1, 4)) @ self.w).astype(np.float32)
+"""
+
+
+def test_validate_model_takes_the_params_a_weights_path_is_given_in(tmp_path, forget_plugins):
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    plugin = _plugin(tmp_path, "weights_plugin", WEIGHTS_MODEL)
+    np.save(tmp_path / "w.npy", np.ones((4, 3)))
+    base = ["validate-model", "weights-model", "--plugin", plugin]
+    r = CliRunner().invoke(app, base)  # no weights: the build's error names the file it did not find
+    assert r.exit_code == 1 and "FAIL build: FileNotFoundError: [Errno 2] No such file or directory: ''" in r.output
+    r = CliRunner().invoke(app, [*base, "--param", f"weights_path={tmp_path / 'w.npy'}", "--param", "dim=3"])
+    assert r.exit_code == 0, r.output
+    assert "weights-model [weights-model, default] sr=16000 dim=3: OK" in r.output  # dim read as a number
+    r = CliRunner().invoke(app, [*base, "--param", "dim"])
+    assert r.exit_code == 1 and "--param 'dim' is not NAME=VALUE: write it as --param weights_path=" in r.output
+    r = CliRunner().invoke(app, [*base, "--param", "weigths_path=w.npy"])
+    assert r.exit_code == 1 and "no parameter 'weigths_path' — did you mean 'weights_path'?" in r.output
+
+
 def test_installed_plugins_register_through_their_entry_points(tmp_path, monkeypatch, forget_plugins):
     _plugin(tmp_path, "team_models", TEAM_MODEL)
     dist = tmp_path / "team_models-1.0.dist-info"
