@@ -36,6 +36,8 @@ from repeval.models.base import MODELS, EmbeddingModel, ModelFamily, NameTaken, 
 ENTRY_POINT_GROUP = "repeval.models"
 #: where the user guide is
 GUIDE = 'README, "Your own model"'
+#: how an embedding actor says a plugin model's constructor raised (a fault of its own, not of a node)
+BUILD_FAILED = "failed to build"
 #: the fix for a plugin file a Ray worker does not find on its node
 CLUSTER_HINT = (
     "on a cluster every node needs it: put it in the job's working directory (`ray job submit --working-dir .`) "

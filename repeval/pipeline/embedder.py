@@ -48,6 +48,26 @@ def limit_threads(threads: int | None) -> None:
         sys.modules["torch"].set_num_threads(threads)
 
 
+def plugin_build_failed(model_cfg: Any, exc: Exception) -> Any:
+    """The :class:`~repeval.models.ModelUnavailable` that says a plugin model's constructor raised ``exc`` (its one
+    line, the fix and the command that shows the traceback); None when the model is not a plugin's."""
+    from repeval.models import ModelUnavailable, resolve_model
+    from repeval.models.plugins import BUILD_FAILED, plugin_of
+
+    fam, params = resolve_model(model_config_for_build(model_cfg))
+    origin = plugin_of(fam.name)
+    if origin is None:
+        return None
+    text = str(exc).strip().splitlines()
+    said = type(exc).__name__ + (f": {text[0]}" if text else "")
+    args = "".join(f" --param {k}={v}" for k, v in params.items() if k != "chunk_s")
+    return ModelUnavailable(
+        f"embedding model '{model_cfg.id}' {BUILD_FAILED} {this_node()}: its class {fam.cls.__name__} (plugin "
+        f"{origin}) raised {said} — fix its params (a weights path?) or its __init__; `repeval validate-model "
+        f"{fam.name} --plugin {origin}{args}` builds it with the traceback"
+    )
+
+
 def model_config_for_build(model_cfg: Any) -> Any:
     """The model config without the pipeline's own parameters (``chunk_s``)."""
     params = dict(getattr(model_cfg, "params", {}) or {})
@@ -101,6 +121,13 @@ class Embed:
             # the worker's and Ray Data's "internal error … open an issue" with theirs, and the driver's own — a
             # first batch that raises it is a UDF error, which reaches the driver as one (run_pipeline names it)
             self.unavailable = exc
+            return
+        except Exception as exc:
+            # a plugin's __init__ that raises (a weights path that is not there): said in one line, as above, not
+            # as Ray's pages of actor-death tracebacks; repeval's own models' faults stay tracebacks (bugs)
+            self.unavailable = plugin_build_failed(model_cfg, exc)
+            if self.unavailable is None:
+                raise
             return
         limit_threads(threads)  # the model may have imported torch
         warn_if_granted_gpu_unused(self.model_id, self.model)

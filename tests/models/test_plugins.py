@@ -200,6 +200,25 @@ def test_a_worker_that_cannot_import_a_plugin_says_so_as_the_models_unavailabili
         embed({"track_id": np.array(["a"])})
 
 
+def test_a_plugin_model_whose_init_raises_in_a_worker_is_one_line_naming_the_fix(tmp_path, forget_plugins):
+    from repeval.config.embed import EmbeddingModelConfig
+    from repeval.pipeline.embedder import Embed
+    from repeval.pipeline.preflight import unavailable_in_stream
+
+    plugin = _plugin(tmp_path, "weights_plugin_in_a_worker", WEIGHTS_MODEL)
+    gone = tmp_path / "gone.npy"
+    plugins_mod.load_plugins([plugin])
+    mcfg = EmbeddingModelConfig(id="mine", type="weights-model", params={"weights_path": str(gone)})
+    embed = Embed(mcfg, plugins=plugins_mod.plugins_of([plugin]))  # the actor starts (Ray Data's pool keeps it)
+    with pytest.raises(Exception) as err:  # and says it at its first batch, as a model that cannot run
+        embed({"track_id": np.array(["a"])})
+    said = str(unavailable_in_stream(err.value))
+    assert said.startswith("embedding model 'mine' failed to build here: its class WeightsModel (plugin ")
+    assert f"raised FileNotFoundError: [Errno 2] No such file or directory: '{gone}'" in said
+    assert f"`repeval validate-model weights-model --plugin {plugin} --param weights_path={gone}` builds it" in said
+    assert "node that joins later" not in said  # a fault of the plugin's, not of a node
+
+
 def test_the_commands_show_plugin_models(monkeypatch, forget_plugins):
     from typer.testing import CliRunner
 
