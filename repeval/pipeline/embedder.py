@@ -48,6 +48,30 @@ def limit_threads(threads: int | None) -> None:
         sys.modules["torch"].set_num_threads(threads)
 
 
+def frames_problem(frames: np.ndarray, dim: int) -> str | None:
+    """What is wrong with the frames a model's ``embed`` returned, said with the fix (an error record's reason);
+    None when they are a ``(n_frames >= 1, dim)`` array of finite values."""
+    if frames.ndim != 2:
+        return (
+            f"model returned frames of shape {frames.shape}, not (n_frames, {dim}): make embed return a 2-D array "
+            "(one frame: frames[None, :])"
+        )
+    if frames.shape[1] != dim:
+        return (
+            f"model returned frames of shape {frames.shape}, but its embedding_dim is {dim}: make embed's frames "
+            "that wide, or embedding_dim their width"
+        )
+    if frames.shape[0] == 0:
+        return f"model returned no frames (shape {frames.shape}): make embed return at least one"
+    bad = int(frames.size - np.isfinite(frames).sum())
+    if bad:
+        return (
+            f"model returned {bad} of {frames.size} values NaN or infinite (frames of shape {frames.shape}): fix "
+            "the model (`repeval validate-model NAME` runs it on noise)"
+        )
+    return None
+
+
 def plugin_build_failed(model_cfg: Any, exc: Exception) -> Any:
     """The :class:`~repeval.models.ModelUnavailable` that says a plugin model's constructor raised ``exc`` (its one
     line, the fix and the command that shows the traceback); None when the model is not a plugin's."""
@@ -206,9 +230,9 @@ class Embed:
                 errors[i], stages[i] = f"{type(r).__name__}: {r}", "embed"
                 continue
             r = np.asarray(r, dtype=np.float32)
-            if r.ndim != 2 or r.shape[1] != dim or r.shape[0] == 0 or not np.isfinite(r).all():
-                finite = bool(np.isfinite(r).all())
-                errors[i], stages[i] = f"model returned invalid frames of shape {r.shape} (finite={finite})", "embed"
+            problem = frames_problem(r, dim)
+            if problem:
+                errors[i], stages[i] = problem, "embed"
                 continue
             if keep[i] >= 0:
                 first, count = int(skip[i]), int(keep[i])

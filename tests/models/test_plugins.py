@@ -219,6 +219,24 @@ def test_a_plugin_model_whose_init_raises_in_a_worker_is_one_line_naming_the_fix
     assert "node that joins later" not in said  # a fault of the plugin's, not of a node
 
 
+def test_frames_a_model_gets_wrong_are_error_records_naming_the_fix():
+    from repeval.pipeline.embedder import frames_problem
+
+    frames = np.ones((5, 3), np.float32)
+    assert frames_problem(frames, 3) is None
+    said = frames_problem(frames.mean(axis=0), 3)  # a track's vector, not its frames
+    assert (
+        said
+        == "model returned frames of shape (3,), not (n_frames, 3): make embed return a 2-D array (one frame: frames[None, :])"
+    )
+    assert "but its embedding_dim is 4: make embed's frames that wide" in str(frames_problem(frames, 4))
+    assert "returned no frames (shape (0, 3))" in str(frames_problem(frames[:0], 3))
+    frames[0, :2] = [np.nan, np.inf]
+    assert str(frames_problem(frames, 3)).startswith(
+        "model returned 2 of 15 values NaN or infinite (frames of shape (5, 3))"
+    )
+
+
 def test_the_commands_show_plugin_models(monkeypatch, forget_plugins):
     from typer.testing import CliRunner
 
