@@ -237,6 +237,14 @@ def test_frames_a_model_gets_wrong_are_error_records_naming_the_fix():
     )
 
 
+def test_a_raised_embedding_version_is_said_as_such_by_the_store():
+    from repeval.store.fingerprint import fingerprint_diff
+
+    stored = {"model": {"family": "team-cnn", "params": "ab"}}  # at "1" the fingerprint has no version
+    said = fingerprint_diff(stored, {"model": {**stored["model"], "version": "2"}})
+    assert said == 'the model\'s embedding_version: stored "1", now "2"'
+
+
 def test_the_commands_show_plugin_models(monkeypatch, forget_plugins):
     from typer.testing import CliRunner
 
