@@ -126,6 +126,28 @@ def test_plugin_faults_are_one_line_naming_the_fix(tmp_path, forget_plugins):
     assert _problem(["bad spec!"]).endswith("nor the path of a .py file (./my_model.py): write one of them")
 
 
+def test_a_torch_module_registered_as_a_model_is_told_to_hold_its_network(tmp_path, forget_plugins):
+    module = _plugin(
+        tmp_path,
+        "torch_module_plugin",
+        """
+        import torch
+
+        from repeval.models import register_model
+
+        @register_model("torch-module")
+        class Net(torch.nn.Module):
+            def embed(self, audio):
+                return audio[None, :1]
+        """,
+    )
+    said = _problem([module])
+    assert said.endswith(
+        "(repeval_plugin_torch_module_plugin.Net) is not a subclass of repeval.models.EmbeddingModel: derive it from "
+        "EmbeddingModel and hold the network in an attribute (self.net = MyNet(), loaded in __init__)"
+    )
+
+
 def test_a_relative_plugin_path_starts_from_the_current_directory(tmp_path, monkeypatch, forget_plugins):
     """As the data paths do; a worker given the record finds the file by the path resolved where it was read."""
     monkeypatch.chdir(REPO)
