@@ -66,8 +66,8 @@ def frames_problem(frames: np.ndarray, dim: int) -> str | None:
     bad = int(frames.size - np.isfinite(frames).sum())
     if bad:
         return (
-            f"model returned {bad} of {frames.size} values NaN or infinite (frames of shape {frames.shape}): fix "
-            "the model (`repeval validate-model NAME` runs it on noise)"
+            f"model returned {bad} NaN or infinite values in frames of shape {frames.shape}: fix it (`repeval "
+            "validate-model` checks it)"
         )
     return None
 

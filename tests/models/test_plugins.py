@@ -243,6 +243,7 @@ def test_a_plugin_model_whose_init_raises_in_a_worker_is_one_line_naming_the_fix
 
 def test_frames_a_model_gets_wrong_are_error_records_naming_the_fix():
     from repeval.pipeline.embedder import frames_problem
+    from repeval.pipeline.summary import REASON_CHARS, EmbedSummary
 
     frames = np.ones((5, 3), np.float32)
     assert frames_problem(frames, 3) is None
@@ -254,8 +255,16 @@ def test_frames_a_model_gets_wrong_are_error_records_naming_the_fix():
     assert "but its embedding_dim is 4: make embed's frames that wide" in str(frames_problem(frames, 4))
     assert "returned no frames (shape (0, 3))" in str(frames_problem(frames[:0], 3))
     frames[0, :2] = [np.nan, np.inf]
-    assert str(frames_problem(frames, 3)).startswith(
-        "model returned 2 of 15 values NaN or infinite (frames of shape (5, 3))"
+    said = str(frames_problem(frames, 3))
+    assert (
+        said
+        == "model returned 2 NaN or infinite values in frames of shape (5, 3): fix it (`repeval validate-model` checks it)"
+    )
+    assert len(said) <= REASON_CHARS  # a run's summary shows it whole
+    summary = EmbedSummary()
+    summary.add_failures("d/m/clean", ["t1"], ["embed"], [said])
+    assert "`--retry-errors` computes them again once the files (or, stage embed, the model) are fixed" in "\n".join(
+        summary.failure_lines()
     )
 
 
