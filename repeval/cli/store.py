@@ -114,14 +114,24 @@ def validate_model_cmd(
         typer.Option("--dummy-weights", help="folder for stand-in weights of families without shipped ones"),
     ] = None,
     plugin: _PluginOpt = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            help="one of the model's params, as in a config's params: (weights_path=/models/cnn.pt; the value read "
+            "as YAML; repeatable)",
+        ),
+    ] = None,
 ) -> None:
     """Feed noise of awkward lengths and sample rates; check shapes, dtypes, declared sizes, determinism."""
-    from repeval.models.validate import validate_model
+    from repeval.models.validate import model_params_of, validate_model
 
     def go() -> None:
         from repeval.models.dummies import DUMMIES
 
-        report = validate_model(name, dummy_weights=dummy_weights, plugins=plugin or ())
+        params = model_params_of(param or ())
+        cfg: Any = {"type": name, "params": params} if params else name
+        report = validate_model(cfg, dummy_weights=dummy_weights, plugins=plugin or ())
         typer.echo(report.summary())
         if report.unavailable and dummy_weights is None and name in DUMMIES:
             typer.echo(

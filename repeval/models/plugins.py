@@ -36,6 +36,8 @@ from repeval.models.base import MODELS, EmbeddingModel, ModelFamily, NameTaken, 
 ENTRY_POINT_GROUP = "repeval.models"
 #: where the user guide is
 GUIDE = 'README, "Your own model"'
+#: how an embedding actor says a plugin model's constructor raised (a fault of its own, not of a node)
+BUILD_FAILED = "failed to build"
 #: the fix for a plugin file a Ray worker does not find on its node
 CLUSTER_HINT = (
     "on a cluster every node needs it: put it in the job's working directory (`ray job submit --working-dir .`) "
@@ -318,7 +320,12 @@ def contract_problem(fam: ModelFamily) -> str | None:
     validate-model``'s."""
     cls = fam.cls
     if not (isinstance(cls, type) and issubclass(cls, EmbeddingModel)):
-        return "is not a subclass of repeval.models.EmbeddingModel: derive it from EmbeddingModel"
+        fix = "derive it from EmbeddingModel"
+        if isinstance(cls, type) and any(
+            f"{k.__module__}.{k.__name__}" == "torch.nn.modules.module.Module" for k in cls.__mro__
+        ):
+            fix += " and hold the network in an attribute (self.net = MyNet(), loaded in __init__)"
+        return f"is not a subclass of repeval.models.EmbeddingModel: {fix}"
     if cls.embed is EmbeddingModel.embed and cls.embed_batch is EmbeddingModel.embed_batch:
         return (
             "has no embed method: define embed(self, audio) returning the clip's frames, a (n_frames, "

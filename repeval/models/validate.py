@@ -173,6 +173,19 @@ def _run_checks(
         report.add("pickle round trip", False, repr(exc)[:300])
 
 
+def model_params_of(pairs: Sequence[str]) -> dict[str, Any]:
+    """``repeval validate-model --param k=v``'s params: each value read as YAML, as in a config's ``params:``."""
+    import yaml
+
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"--param {pair!r} is not NAME=VALUE: write it as --param weights_path=/models/cnn.pt")
+        params[key.strip()] = yaml.safe_load(value) if value.strip() else value
+    return params
+
+
 def _prepare(cfg: Any, dummy_weights: str | Path | None) -> tuple[Any, Any, dict[str, Any]]:
     from repeval.models import resolve_model
 
@@ -261,7 +274,7 @@ def _validate_here(config: Any, fam: Any, params: dict[str, Any], clips: Any, se
     try:
         model = fam.cls(**params)
     except Exception as exc:
-        report.add("build", False, repr(exc)[:500])
+        report.add("build", False, f"{type(exc).__name__}: {exc}"[:500])  # (an OSError's str names its file)
         return report
     report.add("build", True)
     _run_checks(report, model, params, clips, seed)

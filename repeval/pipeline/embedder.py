@@ -48,6 +48,50 @@ def limit_threads(threads: int | None) -> None:
         sys.modules["torch"].set_num_threads(threads)
 
 
+def frames_problem(frames: np.ndarray, dim: int) -> str | None:
+    """What is wrong with the frames a model's ``embed`` returned, said with the fix (an error record's reason);
+    None when they are a ``(n_frames >= 1, dim)`` array of finite values."""
+    if frames.ndim != 2:
+        return (
+            f"model returned frames of shape {frames.shape}, not (n_frames, {dim}): make embed return a 2-D array "
+            "(one frame: frames[None, :])"
+        )
+    if frames.shape[1] != dim:
+        return (
+            f"model returned frames of shape {frames.shape}, but its embedding_dim is {dim}: make embed's frames "
+            "that wide, or embedding_dim their width"
+        )
+    if frames.shape[0] == 0:
+        return f"model returned no frames (shape {frames.shape}): make embed return at least one"
+    bad = int(frames.size - np.isfinite(frames).sum())
+    if bad:
+        return (
+            f"model returned {bad} NaN or infinite values in frames of shape {frames.shape}: fix it (`repeval "
+            "validate-model` checks it)"
+        )
+    return None
+
+
+def plugin_build_failed(model_cfg: Any, exc: Exception) -> Any:
+    """The :class:`~repeval.models.ModelUnavailable` that says a plugin model's constructor raised ``exc`` (its one
+    line, the fix and the command that shows the traceback); None when the model is not a plugin's."""
+    from repeval.models import ModelUnavailable, resolve_model
+    from repeval.models.plugins import BUILD_FAILED, plugin_of
+
+    fam, params = resolve_model(model_config_for_build(model_cfg))
+    origin = plugin_of(fam.name)
+    if origin is None:
+        return None
+    text = str(exc).strip().splitlines()
+    said = type(exc).__name__ + (f": {text[0]}" if text else "")
+    args = "".join(f" --param {k}={v}" for k, v in params.items() if k != "chunk_s")
+    return ModelUnavailable(
+        f"embedding model '{model_cfg.id}' {BUILD_FAILED} {this_node()}: its class {fam.cls.__name__} (plugin "
+        f"{origin}) raised {said} — fix its params (a weights path?) or its __init__; `repeval validate-model "
+        f"{fam.name} --plugin {origin}{args}` builds it with the traceback"
+    )
+
+
 def model_config_for_build(model_cfg: Any) -> Any:
     """The model config without the pipeline's own parameters (``chunk_s``)."""
     params = dict(getattr(model_cfg, "params", {}) or {})
@@ -101,6 +145,13 @@ class Embed:
             # the worker's and Ray Data's "internal error … open an issue" with theirs, and the driver's own — a
             # first batch that raises it is a UDF error, which reaches the driver as one (run_pipeline names it)
             self.unavailable = exc
+            return
+        except Exception as exc:
+            # a plugin's __init__ that raises (a weights path that is not there): said in one line, as above, not
+            # as Ray's pages of actor-death tracebacks; repeval's own models' faults stay tracebacks (bugs)
+            self.unavailable = plugin_build_failed(model_cfg, exc)
+            if self.unavailable is None:
+                raise
             return
         limit_threads(threads)  # the model may have imported torch
         warn_if_granted_gpu_unused(self.model_id, self.model)
@@ -179,9 +230,9 @@ class Embed:
                 errors[i], stages[i] = f"{type(r).__name__}: {r}", "embed"
                 continue
             r = np.asarray(r, dtype=np.float32)
-            if r.ndim != 2 or r.shape[1] != dim or r.shape[0] == 0 or not np.isfinite(r).all():
-                finite = bool(np.isfinite(r).all())
-                errors[i], stages[i] = f"model returned invalid frames of shape {r.shape} (finite={finite})", "embed"
+            problem = frames_problem(r, dim)
+            if problem:
+                errors[i], stages[i] = problem, "embed"
                 continue
             if keep[i] >= 0:
                 first, count = int(skip[i]), int(keep[i])

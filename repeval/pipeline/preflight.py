@@ -247,6 +247,10 @@ def unavailable_in_stream(exc: BaseException) -> ModelUnavailable | None:
         if not lines:
             return None
         found = lines[-1].strip()
+    from repeval.models.plugins import BUILD_FAILED
+
+    if f"' {BUILD_FAILED} " in found:  # a plugin's __init__ that raised: on every node alike
+        return ModelUnavailable(found)
     return ModelUnavailable(
         f"{found} — the run checks its models on the nodes up when it starts; a node that joins later (one the "
         "autoscaler adds, a replacement) is checked when its actors start: give every node type the cluster may add "

@@ -171,7 +171,10 @@ class EmbedSummary:
                 if len(text) > REASON_CHARS:
                     text = text[: REASON_CHARS - 1] + "…"
                 out.append(f"  {tid}  {partition}  {stage}: {text}")
-            out.append("all of them (not evaluated; `--retry-errors` computes them again once the files are fixed):")
+            fixed = "the files are fixed"
+            if any(stage == "embed" for _, _, stage, _ in self.failures):  # the model's error: its frames, its raise
+                fixed = "the files (or, stage embed, the model) are fixed"
+            out.append(f"all of them (not evaluated; `--retry-errors` computes them again once {fixed}):")
             out += [f"  {self.show_command(p)}" for p in self.in_order(self.errors_by_partition)]
         earlier = {p: self.earlier_errors[p] for p in self.in_order(self.earlier_errors) if self.earlier_errors[p]}
         if earlier:

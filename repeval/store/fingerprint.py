@@ -41,6 +41,8 @@ def fingerprint_diff(old: Any, new: Any, path: str = "") -> str:
         text = json.dumps(v, sort_keys=True, default=str)
         return text if len(text) <= 120 else text[:117] + "..."
 
+    if path == "model.version":  # the model's embedding_version, absent at "1" (pipeline.partitions.model_fingerprint)
+        return f"the model's embedding_version: stored {short(old or '1')}, now {short(new or '1')}"
     return f"{path or 'fingerprint'}: stored {short(old)}, now {short(new)}"
 
 

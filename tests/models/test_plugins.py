@@ -126,6 +126,28 @@ def test_plugin_faults_are_one_line_naming_the_fix(tmp_path, forget_plugins):
     assert _problem(["bad spec!"]).endswith("nor the path of a .py file (./my_model.py): write one of them")
 
 
+def test_a_torch_module_registered_as_a_model_is_told_to_hold_its_network(tmp_path, forget_plugins):
+    module = _plugin(
+        tmp_path,
+        "torch_module_plugin",
+        """
+        import torch
+
+        from repeval.models import register_model
+
+        @register_model("torch-module")
+        class Net(torch.nn.Module):
+            def embed(self, audio):
+                return audio[None, :1]
+        """,
+    )
+    said = _problem([module])
+    assert said.endswith(
+        "(repeval_plugin_torch_module_plugin.Net) is not a subclass of repeval.models.EmbeddingModel: derive it from "
+        "EmbeddingModel and hold the network in an attribute (self.net = MyNet(), loaded in __init__)"
+    )
+
+
 def test_a_relative_plugin_path_starts_from_the_current_directory(tmp_path, monkeypatch, forget_plugins):
     """As the data paths do; a worker given the record finds the file by the path resolved where it was read."""
     monkeypatch.chdir(REPO)
@@ -200,6 +222,60 @@ def test_a_worker_that_cannot_import_a_plugin_says_so_as_the_models_unavailabili
         embed({"track_id": np.array(["a"])})
 
 
+def test_a_plugin_model_whose_init_raises_in_a_worker_is_one_line_naming_the_fix(tmp_path, forget_plugins):
+    from repeval.config.embed import EmbeddingModelConfig
+    from repeval.pipeline.embedder import Embed
+    from repeval.pipeline.preflight import unavailable_in_stream
+
+    plugin = _plugin(tmp_path, "weights_plugin_in_a_worker", WEIGHTS_MODEL)
+    gone = tmp_path / "gone.npy"
+    plugins_mod.load_plugins([plugin])
+    mcfg = EmbeddingModelConfig(id="mine", type="weights-model", params={"weights_path": str(gone)})
+    embed = Embed(mcfg, plugins=plugins_mod.plugins_of([plugin]))  # the actor starts (Ray Data's pool keeps it)
+    with pytest.raises(Exception) as err:  # and says it at its first batch, as a model that cannot run
+        embed({"track_id": np.array(["a"])})
+    said = str(unavailable_in_stream(err.value))
+    assert said.startswith("embedding model 'mine' failed to build here: its class WeightsModel (plugin ")
+    assert f"raised FileNotFoundError: [Errno 2] No such file or directory: '{gone}'" in said
+    assert f"`repeval validate-model weights-model --plugin {plugin} --param weights_path={gone}` builds it" in said
+    assert "node that joins later" not in said  # a fault of the plugin's, not of a node
+
+
+def test_frames_a_model_gets_wrong_are_error_records_naming_the_fix():
+    from repeval.pipeline.embedder import frames_problem
+    from repeval.pipeline.summary import REASON_CHARS, EmbedSummary
+
+    frames = np.ones((5, 3), np.float32)
+    assert frames_problem(frames, 3) is None
+    said = frames_problem(frames.mean(axis=0), 3)  # a track's vector, not its frames
+    assert (
+        said
+        == "model returned frames of shape (3,), not (n_frames, 3): make embed return a 2-D array (one frame: frames[None, :])"
+    )
+    assert "but its embedding_dim is 4: make embed's frames that wide" in str(frames_problem(frames, 4))
+    assert "returned no frames (shape (0, 3))" in str(frames_problem(frames[:0], 3))
+    frames[0, :2] = [np.nan, np.inf]
+    said = str(frames_problem(frames, 3))
+    assert (
+        said
+        == "model returned 2 NaN or infinite values in frames of shape (5, 3): fix it (`repeval validate-model` checks it)"
+    )
+    assert len(said) <= REASON_CHARS  # a run's summary shows it whole
+    summary = EmbedSummary()
+    summary.add_failures("d/m/clean", ["t1"], ["embed"], [said])
+    assert "`--retry-errors` computes them again once the files (or, stage embed, the model) are fixed" in "\n".join(
+        summary.failure_lines()
+    )
+
+
+def test_a_raised_embedding_version_is_said_as_such_by_the_store():
+    from repeval.store.fingerprint import fingerprint_diff
+
+    stored = {"model": {"family": "team-cnn", "params": "ab"}}  # at "1" the fingerprint has no version
+    said = fingerprint_diff(stored, {"model": {**stored["model"], "version": "2"}})
+    assert said == 'the model\'s embedding_version: stored "1", now "2"'
+
+
 def test_the_commands_show_plugin_models(monkeypatch, forget_plugins):
     from typer.testing import CliRunner
 
@@ -216,6 +292,47 @@ def test_the_commands_show_plugin_models(monkeypatch, forget_plugins):
         "plugins: examples/my_model.py (my-spectrum-projection)",
         "models: 2 checked on this machine",
     ]
+
+
+#: a model whose weights file is a parameter, as a team's trained network has it
+WEIGHTS_MODEL = """
+import numpy as np
+
+from repeval.models import EmbeddingModel, register_model
+
+@register_model("weights-model")
+class WeightsModel(EmbeddingModel):
+    sample_rate_hz = 16000
+
+    def __init__(self, weights_path: str = "", dim: int = 2):
+        super().__init__(weights_path=weights_path, dim=dim)
+        self.w = np.load(weights_path).astype(np.float32)[:, :dim]
+        self.embedding_dim = self.w.shape[1]
+
+    def embed(self, audio):
+        if audio.size == 0:
+            raise ValueError("empty audio")
+        return (np.abs(audio[: len(audio) // 4 * 4 or 4].reshape(-1, 4)) @ self.w).astype(np.float32)
+"""
+
+
+def test_validate_model_takes_the_params_a_weights_path_is_given_in(tmp_path, forget_plugins):
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    plugin = _plugin(tmp_path, "weights_plugin", WEIGHTS_MODEL)
+    np.save(tmp_path / "w.npy", np.ones((4, 3)))
+    base = ["validate-model", "weights-model", "--plugin", plugin]
+    r = CliRunner().invoke(app, base)  # no weights: the build's error names the file it did not find
+    assert r.exit_code == 1 and "FAIL build: FileNotFoundError: [Errno 2] No such file or directory: ''" in r.output
+    r = CliRunner().invoke(app, [*base, "--param", f"weights_path={tmp_path / 'w.npy'}", "--param", "dim=3"])
+    assert r.exit_code == 0, r.output
+    assert "weights-model [weights-model, default] sr=16000 dim=3: OK" in r.output  # dim read as a number
+    r = CliRunner().invoke(app, [*base, "--param", "dim"])
+    assert r.exit_code == 1 and "--param 'dim' is not NAME=VALUE: write it as --param weights_path=" in r.output
+    r = CliRunner().invoke(app, [*base, "--param", "weigths_path=w.npy"])
+    assert r.exit_code == 1 and "no parameter 'weigths_path' — did you mean 'weights_path'?" in r.output
 
 
 def test_installed_plugins_register_through_their_entry_points(tmp_path, monkeypatch, forget_plugins):

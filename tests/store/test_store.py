@@ -206,7 +206,7 @@ def test_a_model_whose_embeddings_changed_is_refused_the_partitions_embedded_bef
     assert build_model(EmbeddingModelConfig(id="mfcc-stats")).version == "1"  # the rows' model_version column
     part = EmbeddingStore(str(tmp_path / "s")).partition("ds", "msd-musicnn", "clean")
     part.stamp({"model": before, "chunk_s": 30})
-    with pytest.raises(StoreConflict, match=re.escape('model.version: stored null, now "2"')):
+    with pytest.raises(StoreConflict, match=re.escape('the model\'s embedding_version: stored "1", now "2"')):
         part.check_compatible({"model": now, "chunk_s": 30})
 
 
