@@ -5,6 +5,7 @@ and the shipped example (examples/my_model.py, examples/my_model.yaml) run end t
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from pathlib import Path
 
@@ -210,7 +211,7 @@ def test_in_a_job_a_worker_imports_a_plugin_file_from_its_own_nodes_copy_of_the_
 
 def test_a_worker_that_cannot_import_a_plugin_says_so_as_the_models_unavailability(tmp_path, forget_plugins):
     from repeval.config.embed import EmbeddingModelConfig
-    from repeval.pipeline.embedder import Embed
+    from repeval.pipeline.embedder import Embed, this_node
     from repeval.pipeline.preflight import unavailable_here
 
     gone = plugins_mod.Plugin("gone/model.py", str(tmp_path / "gone" / "model.py"))
@@ -218,13 +219,14 @@ def test_a_worker_that_cannot_import_a_plugin_says_so_as_the_models_unavailabili
     reason = unavailable_here([mcfg], (gone,))["mfcc-stats"]
     assert reason.startswith("plugin 'gone/model.py': no such file") and "--working-dir" in reason
     embed = Embed(mcfg, plugins=(gone,))
-    with pytest.raises(Exception, match=r"embedding model 'mfcc-stats' cannot run here: plugin 'gone/model.py'"):
+    where = re.escape(this_node())  # "here", or "on node <ip>" once the suite's Ray runs in this process
+    with pytest.raises(Exception, match=rf"embedding model 'mfcc-stats' cannot run {where}: plugin 'gone/model.py'"):
         embed({"track_id": np.array(["a"])})
 
 
 def test_a_plugin_model_whose_init_raises_in_a_worker_is_one_line_naming_the_fix(tmp_path, forget_plugins):
     from repeval.config.embed import EmbeddingModelConfig
-    from repeval.pipeline.embedder import Embed
+    from repeval.pipeline.embedder import Embed, this_node
     from repeval.pipeline.preflight import unavailable_in_stream
 
     plugin = _plugin(tmp_path, "weights_plugin_in_a_worker", WEIGHTS_MODEL)
@@ -235,7 +237,7 @@ def test_a_plugin_model_whose_init_raises_in_a_worker_is_one_line_naming_the_fix
     with pytest.raises(Exception) as err:  # and says it at its first batch, as a model that cannot run
         embed({"track_id": np.array(["a"])})
     said = str(unavailable_in_stream(err.value))
-    assert said.startswith("embedding model 'mine' failed to build here: its class WeightsModel (plugin ")
+    assert said.startswith(f"embedding model 'mine' failed to build {this_node()}: its class WeightsModel (plugin ")
     assert f"raised FileNotFoundError: [Errno 2] No such file or directory: '{gone}'" in said
     assert f"`repeval validate-model weights-model --plugin {plugin} --param weights_path={gone}` builds it" in said
     assert "node that joins later" not in said  # a fault of the plugin's, not of a node
