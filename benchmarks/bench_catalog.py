@@ -17,7 +17,8 @@ Against a script doing the same reads with pyarrow: the partition folder read as
 columns=[...])`` for the ids (then ``pc.unique``) and for show's columns, ``ds.dataset(folder).count_rows()`` for the
 counts — multi-threaded, but it cannot name a part file that is not readable Parquet (repeval's error says which and
 what to do) nor read around a stopped track removal's files (``_rewrite.json``), which repeval's reads do. Ratios
-are the script's / repeval's (above 1: repeval faster or fewer requests). docs/benchmarks.md, session 52, has the
+are the script's / repeval's (above 1: repeval faster or fewer requests). Each read also prints its peak memory: the
+peak RSS over its calls above the RSS before them (Linux's resettable peak, ``/proc/self/clear_refs``). docs/benchmarks.md, session 52, has the
 figures of repeval's reads before that session (a dataset built per part file: ``pq.read_table(file)``).
 """
 
@@ -90,15 +91,31 @@ def _steps(part: Any, fs: pafs.FileSystem) -> tuple[dict[str, Callable[[], Any]]
     return steps, script
 
 
+def _status_mib(field: str) -> float:
+    """``/proc/self/status``'s ``field`` (``VmRSS``, ``VmHWM``: the peak RSS) in MiB."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
+
+
+def _reset_peak() -> float:
+    """Reset the process's peak RSS to its RSS now (Linux: ``5`` into ``/proc/self/clear_refs``); the RSS now, MiB."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _status_mib("VmRSS")
+
+
 def measure(fn: Callable[[], Any], handler: Counting, repeat: int) -> tuple[float, float, dict[str, int], Any]:
-    """Best wall and CPU seconds of ``repeat`` calls, the requests of one, and its result."""
+    """Best wall and CPU seconds of ``repeat`` calls, the requests of one, and its result; ``measure.peak_mib``: the
+    peak RSS over the calls above the RSS before them (what the read holds at once)."""
     walls, cpus = [], []
+    before = _reset_peak()
     for _ in range(repeat):
         handler.clear()
         w, c = time.perf_counter(), time.process_time()
         out = fn()
         walls.append(time.perf_counter() - w)
         cpus.append(time.process_time() - c)
+    measure.peak_mib = max(_status_mib("VmHWM") - before, 0.0)  # type: ignore[attr-defined]
     return min(walls), min(cpus), dict(handler.n), out
 
 
@@ -127,14 +144,20 @@ def main() -> None:
                 wall, cpu, req, out = measure(step, handler, args.repeat)
                 if (name == "track ids" and len(out) != n) or (name == "counts" and out != (n, 0)):
                     raise SystemExit(f"{name}: repeval read {out!r}, not {n} rows")
-                line = f"  {name:<9} repeval {wall:6.2f} s (CPU {cpu:5.2f} s), {sum(req.values()):6,} requests {req}"
+                peak = measure.peak_mib  # type: ignore[attr-defined]
+                line = (
+                    f"  {name:<9} repeval {wall:6.2f} s (CPU {cpu:5.2f} s, peak +{peak:.0f} MiB), "
+                    f"{sum(req.values()):6,} requests {req}"
+                )
                 if script[name] is not None:
                     s_wall, s_cpu, s_req, s_out = measure(script[name], handler, args.repeat)
                     rows = s_out if isinstance(s_out, int) else len(s_out)
                     if rows != n:
                         raise SystemExit(f"{name}: the script read {rows} rows, not {n}")
+                    s_peak = measure.peak_mib  # type: ignore[attr-defined]
                     line += (
-                        f" | script {s_wall:6.2f} s (CPU {s_cpu:5.2f} s), {sum(s_req.values()):6,} requests: "
+                        f" | script {s_wall:6.2f} s (CPU {s_cpu:5.2f} s, peak +{s_peak:.0f} MiB), "
+                        f"{sum(s_req.values()):6,} requests: "
                         f"{s_wall / wall:.2f}x the time, {sum(s_req.values()) / max(sum(req.values()), 1):.2f}x the "
                         "requests"
                     )
