@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from bench_catalog_plan import _rss_mb
 
 from repeval.testing.fs import Counting
 
@@ -91,17 +92,11 @@ def _steps(part: Any, fs: pafs.FileSystem) -> tuple[dict[str, Callable[[], Any]]
     return steps, script
 
 
-def _status_mib(field: str) -> float:
-    """``/proc/self/status``'s ``field`` (``VmRSS``, ``VmHWM``: the peak RSS) in MiB."""
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
-
-
 def _reset_peak() -> float:
     """Reset the process's peak RSS to its RSS now (Linux: ``5`` into ``/proc/self/clear_refs``); the RSS now, MiB."""
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
-    return _status_mib("VmRSS")
+    return _rss_mb("VmRSS")
 
 
 def measure(fn: Callable[[], Any], handler: Counting, repeat: int) -> tuple[float, float, dict[str, int], Any]:
@@ -115,7 +110,7 @@ def measure(fn: Callable[[], Any], handler: Counting, repeat: int) -> tuple[floa
         out = fn()
         walls.append(time.perf_counter() - w)
         cpus.append(time.process_time() - c)
-    measure.peak_mib = max(_status_mib("VmHWM") - before, 0.0)  # type: ignore[attr-defined]
+    measure.peak_mib = max(_rss_mb("VmHWM") - before, 0.0)  # type: ignore[attr-defined]
     return min(walls), min(cpus), dict(handler.n), out
 
 

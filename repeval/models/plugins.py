@@ -218,7 +218,7 @@ def _load(plugin: Plugin, said: str, fix: str, origin: str | None = None) -> lis
         if isinstance(exc, KeyboardInterrupt):
             raise
         _forget(before, name if plugin.path else None)
-        raise PluginError(f"{said} failed to import: {_first_line(exc)} — {fix}") from None
+        raise PluginError(f"{said} failed to import: {first_line(exc)} — {fix}") from None
     added = [n for n in MODELS.names() if n not in before] or [
         n for n, fam in MODELS.items() if fam.cls.__module__.split(".")[0] == module.__name__.split(".")[0]
     ]
@@ -350,7 +350,7 @@ def contract_problem(fam: ModelFamily) -> str | None:
     try:  # (what a configuration's params may set: its constructor's named parameters)
         model_parameters(cls)
     except (TypeError, ValueError) as exc:
-        return f"has a constructor whose parameters cannot be read: {_first_line(exc)} — give __init__ a signature"
+        return f"has a constructor whose parameters cannot be read: {first_line(exc)} — give __init__ a signature"
     return None
 
 
@@ -358,6 +358,10 @@ def _qualname(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """``Type: message`` of ``exc``, its first line (a Ray task's error: the exception raised in the task)."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):  # RayTaskError: what the task raised
+        exc = cause
     text = str(exc).strip().splitlines()
     return type(exc).__name__ + (f": {text[0]}" if text else "")

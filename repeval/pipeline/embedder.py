@@ -76,14 +76,13 @@ def plugin_build_failed(model_cfg: Any, exc: Exception) -> Any:
     """The :class:`~repeval.models.ModelUnavailable` that says a plugin model's constructor raised ``exc`` (its one
     line, the fix and the command that shows the traceback); None when the model is not a plugin's."""
     from repeval.models import ModelUnavailable, resolve_model
-    from repeval.models.plugins import BUILD_FAILED, plugin_of
+    from repeval.models.plugins import BUILD_FAILED, first_line, plugin_of
 
     fam, params = resolve_model(model_config_for_build(model_cfg))
     origin = plugin_of(fam.name)
     if origin is None:
         return None
-    text = str(exc).strip().splitlines()
-    said = type(exc).__name__ + (f": {text[0]}" if text else "")
+    said = first_line(exc)
     args = "".join(f" --param {k}={v}" for k, v in params.items() if k != "chunk_s")
     return ModelUnavailable(
         f"embedding model '{model_cfg.id}' {BUILD_FAILED} {this_node()}: its class {fam.cls.__name__} (plugin "

@@ -16,7 +16,7 @@ from typing import Any
 from repeval.config import Config, ExperimentConfig
 from repeval.deformations import scenario_steps, validate_steps_at
 from repeval.models import ModelUnavailable, resolve_model, unavailable_reason
-from repeval.models.plugins import Plugin, PluginError, load_plugins, plugins_of
+from repeval.models.plugins import Plugin, PluginError, first_line, load_plugins, plugins_of
 from repeval.pipeline.embedder import model_config_for_build
 from repeval.pipeline.partitions import ModelSpec, accepted_spec
 from repeval.pipeline.resources import stream_resources
@@ -101,7 +101,7 @@ def unavailable_here(mcfgs: list[Any], plugins: tuple[Plugin, ...] = ()) -> dict
             fam, params = resolve_model(model_config_for_build(mcfg))
             reason = unavailable_reason(fam.cls, params)
         except Exception as exc:  # a broken install (a package that imports but fails): a reason, not a crash
-            reason = f"checking it failed with {_first_line(exc)} — {REINSTALL_FIX}"
+            reason = f"checking it failed with {first_line(exc)} — {REINSTALL_FIX}"
         if reason:
             out[mcfg.id] = reason
     return out
@@ -112,15 +112,6 @@ REINSTALL_FIX = (
     "install the same repeval version, with the extras its models need, on every node (`pip install "
     "'repeval[models]'`; on a cluster, in the image or runtime_env its workers use)"
 )
-
-
-def _first_line(exc: BaseException) -> str:
-    """``Type: message`` of ``exc``, its first line (a Ray task's error: the exception raised in the task)."""
-    cause = getattr(exc, "cause", None)
-    if isinstance(cause, BaseException):  # RayTaskError: what the task raised
-        exc = cause
-    text = str(exc).strip().splitlines()
-    return type(exc).__name__ + (f": {text[0]}" if text else "")
 
 
 @dataclass
@@ -205,7 +196,7 @@ def node_answer(ref: Any, model_ids: list[str], node: str) -> dict[str, str] | N
     try:
         found: dict[str, str] = ray.get(ref, timeout=PREFLIGHT_TIMEOUT_S)
     except ray.exceptions.RayTaskError as exc:
-        reason = f"checking its models failed there with {_first_line(exc)} — {REINSTALL_FIX}"
+        reason = f"checking its models failed there with {first_line(exc)} — {REINSTALL_FIX}"
         return dict.fromkeys(model_ids, reason)
     except ray.exceptions.RayError as exc:
         log.warning("could not check the embedding models on node %s (%s)", node, exc)
