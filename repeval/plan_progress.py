@@ -22,6 +22,8 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan, retry_erro
     (for a partition several experiments share, the one with the most to do) — under ``--retry-errors`` when
     ``retry_errors``. The partitions' error records are counted into :attr:`Plan.retries` either way. ``(None, None)``
     when the rows cannot be loaded (the reason is added to the plan's lines)."""
+    from repeval.models import resolve_model
+    from repeval.models.provenance import changed_code_note, plugin_code
     from repeval.pipeline.partitions import (
         CutReused,
         ModelSpec,
@@ -47,6 +49,7 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan, retry_erro
     sources = audio_sources(ctx)
     moved: dict[str, dict[str, dict[str, tuple[Any, int]]]] = {}  # dataset → model → partitions from elsewhere
     read: dict[tuple[str, str, str], StoredIds] = {}  # partition → its stored ids (the plan writes nothing)
+    code_notes: dict[str, str] = {}  # model → the plugin code or weights changed since its reused rows
     cut = CutReused()  # the run's tracks whose reused rows were cut, which a run under truncated_audio: error warns of
     for ei, exp in enumerate(cfg.experiments):
         to_deform = deform_ids(ctx, ei)
@@ -56,6 +59,8 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan, retry_erro
             masks = wanted_masks(cfg, exp, ds, rows, to_deform)
             for m in exp.embedding_models:
                 spec = ModelSpec.of(cfg, m)
+                fam, params = resolve_model(m)
+                code = plugin_code(fam, params)  # a plugin's model: what the run would warn of its reused rows
                 for sid, wanted in masks.items():
                     key = (ds.name, m.id, sid)
                     part = store.partition(*key)
@@ -71,6 +76,10 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan, retry_erro
                         if records:
                             p.retries[part.name] = (records, max(len(tracks), p.retries.get(part.name, (0, 0))[1]))
                             p.retry_tracks.update((ds.name, t) for t in tracks)  # a track fails in each scenario
+                    if code is not None and done is not None and m.id not in code_notes and (wanted & done).any():
+                        note = changed_code_note(part, m.id, fam, code, "plan")
+                        if note is not None:  # once per model, as the run says it
+                            code_notes[m.id] = note
                     if done is not None and cfg.run.truncated_audio == "error":
                         cut.add(part, ids, wanted & done)
                     recorded = changed_source(part, sources[ds.name]) if done is not None else None
@@ -79,6 +88,7 @@ def _progress(cfg: Config, store: Any, run_dir: Path | None, p: Plan, retry_erro
                         reused = int((wanted & done).sum())
                         if reused:
                             by_model.setdefault(m.id, {})[sid] = (recorded, reused)
+    p.notes += list(code_notes.values())
     p.notes += _failed_split_notes(ctx, store, states)
     said = plan_notes(store.uri, moved, sources)
     if said:  # one note, however many datasets and models: the plan says it on every call until a run records them

@@ -19,7 +19,6 @@ registers a name another model has, or breaks what of the contract is known with
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import os
@@ -122,21 +121,6 @@ _ENTRY_POINTS: list[str] | PluginError | None = None
 def plugin_of(model_name: str) -> str | None:
     """The plugin that registered ``model_name`` (as written in ``plugins:``, or its entry point), or None."""
     return _ORIGIN.get(model_name)
-
-
-def plugin_code(fam: ModelFamily) -> dict[str, str] | None:
-    """For a model a plugin registered, what a store partition records of its code (``model_code``): the plugin as
-    written and a SHA-256 of the file that defines the model's class — not of the weights it loads nor of other
-    modules it imports; None for repeval's own models (their ``embedding_version`` and repeval's version say it)."""
-    origin = plugin_of(fam.name)
-    source = getattr(sys.modules.get(fam.cls.__module__), "__file__", None)
-    if origin is None or not source:
-        return None
-    try:
-        digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()
-    except OSError:
-        return None
-    return {"plugin": origin, "sha256": digest}
 
 
 def load_plugins(plugins: Iterable[Plugin | str]) -> list[str]:

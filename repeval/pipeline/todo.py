@@ -20,7 +20,7 @@ from repeval.datasets import spill
 from repeval.datasets.spill import TableSpool
 from repeval.deformations import scenario_steps
 from repeval.models import resolve_model
-from repeval.models.plugins import plugin_code
+from repeval.models.provenance import changed_code_note, plugin_code
 from repeval.pipeline.partitions import (
     CutReused,
     ModelSpec,
@@ -145,7 +145,7 @@ def plan_dataset(
     wanted_in = wanted_masks(cfg, exp, ds, rows, deform_ids)
     for mcfg in exp.embedding_models:
         spec = ModelSpec.of(cfg, mcfg)
-        code = plugin_code(resolve_model(mcfg)[0])  # a plugin's model: its file's digest, recorded and compared
+        code = plugin_code(*resolve_model(mcfg))  # a plugin's model: its files' digests, recorded and compared
         sample_rate, chunk_s = spec.sample_rate_hz, spec.chunk_s
         name = config_hash({"model": mcfg.id, **spec.fingerprint, "sample_rate_hz": sample_rate, "chunk_s": chunk_s})
         st = streams.setdefault(name, Stream(mcfg, sample_rate, chunk_s))
@@ -239,29 +239,18 @@ def plan_dataset(
         st.pending[ds.name] = (cols, masks) if pending is None else merge_todo(*pending, cols, masks)
 
 
-def _say_changed_code(part: Any, mcfg: Any, code: dict[str, str]) -> None:
+def _say_changed_code(part: Any, mcfg: Any, code: dict[str, Any]) -> None:
     """Warn, once per model, when a partition whose rows a run reuses was embedded with another version of the
-    plugin file that defines the model (README, "Your own model": its ``model_code``) — the fingerprint holds its
-    ``embedding_version``, not its code — then record the file as it is now, so that it is said once."""
+    plugin file that defines the model or of a file it names (README, "Your own model": its ``model_code``) — the
+    fingerprint holds its ``embedding_version`` and params, not their content — then record the files as they are
+    now, so that it is said once."""
     recorded = (part.stamped() or {}).get("model_code")
-    if not isinstance(recorded, dict) or recorded.get("sha256") == code["sha256"]:
+    if not isinstance(recorded, dict) or recorded == code:
         return
-    fam, _ = resolve_model(mcfg)
-    warn_once(
-        log,
-        ("model_code", mcfg.id),
-        "%s: its plugin %s has changed since store partition %s was embedded with it, and its embedding_version is "
-        "still %r, so its stored embeddings are reused: if the change alters what the model computes, raise "
-        "embedding_version in %s (the store then refuses the partitions it embedded before; `%s` deletes this one, `repeval store ls` lists the others) "
-        "— otherwise nothing to do (said once: the partitions record the file as it is now)",
-        mcfg.id,
-        code["plugin"],
-        part.name,
-        fam.cls.embedding_version,
-        code["plugin"],
-        part.rm_command(),
-    )
-    part.record("model_code", code)
+    note = changed_code_note(part, mcfg.id, resolve_model(mcfg)[0], code, "embed")
+    if note is not None:
+        warn_once(log, ("model_code", mcfg.id), "%s", note)
+    part.record("model_code", code)  # (or what an earlier repeval did not record: the files the model names)
 
 
 def say_moved(store_uri: str, moved_from: dict[str, dict[str, dict[str, tuple[Any, int]]]],

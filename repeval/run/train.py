@@ -77,6 +77,7 @@ def _stage_train(ctx: RunContext) -> dict[str, Any]:
         if all(unembedded for _, unembedded in problems):  # `train` before `embed`: a step out of order, no failure
             raise EarlierStageUnfinished(message)
         raise ValueError(message)
+    _say_changed_code(ctx, pending)
     pending = [item for item in pending if not _retested(ctx, item, summary)]
     batch: list[tuple[_Pending, Any, Any]] = []
     size = 0
@@ -91,6 +92,32 @@ def _stage_train(ctx: RunContext) -> dict[str, Any]:
     if batch:
         _train_batch(ctx, batch, summary)
     return summary
+
+
+def _say_changed_code(ctx: RunContext, pending: list[_Pending]) -> None:
+    """Warn, once per model, when the rows the pending groups train or test on were embedded with another version
+    of the model's plugin or of a file it names (:func:`~repeval.models.provenance.changed_code_note`); the store's
+    records are left as they are (the embedding stage updates them)."""
+    from repeval.models import resolve_model
+    from repeval.models.provenance import changed_code_note, plugin_code
+    from repeval.pipeline.stages import CLEAN
+    from repeval.warn import warn_once
+
+    codes: dict[str, Any] = {}  # model → its family and code now (None: repeval's own), taken once
+    said: set[str] = set()
+    for item in pending:
+        if item.model in said:
+            continue
+        if item.model not in codes:
+            fam, params = resolve_model(next(m for m in item.exp.embedding_models if m.id == item.model))
+            codes[item.model] = (fam, plugin_code(fam, params))
+        fam, code = codes[item.model]
+        for sid in [CLEAN, *item.scenarios] if code is not None else []:
+            note = changed_code_note(ctx.store.partition(item.dataset, item.model, sid), item.model, fam, code, "train")
+            if note is not None:
+                warn_once(log, ("model_code", item.model), "%s", note)
+                said.add(item.model)
+                break
 
 
 def _group_data(ctx: RunContext, item: _Pending) -> tuple[Any, Any]:

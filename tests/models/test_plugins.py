@@ -337,6 +337,66 @@ def test_validate_model_takes_the_params_a_weights_path_is_given_in(tmp_path, fo
     assert r.exit_code == 1 and "no parameter 'weigths_path' — did you mean 'weights_path'?" in r.output
 
 
+def test_a_partition_records_the_weights_a_plugin_model_names_and_a_change_to_them_is_said(
+    tmp_path, monkeypatch, forget_plugins
+):
+    """``model_code`` holds each file the model's params (or class attributes) name — its weights — by content, so a
+    checkpoint retrained at the same path is said as a changed plugin file is; each file is read once per process and
+    version, and a large one by its size and samples (multi-GB weights are not read on every check)."""
+    import hashlib
+    import os
+    from types import SimpleNamespace
+
+    from repeval.config.embed import EmbeddingModelConfig
+    from repeval.models import provenance, resolve_model
+
+    plugin = _plugin(tmp_path, "weights_plugin_recorded", WEIGHTS_MODEL)
+    plugins_mod.load_plugins([plugin])
+    weights = tmp_path / "w.npy"
+    np.save(weights, np.ones((4, 3)))
+    mcfg = EmbeddingModelConfig(id="mine", type="weights-model", params={"weights_path": str(weights)})
+    fam, params = resolve_model(mcfg)
+    monkeypatch.setattr(provenance, "_DIGESTS", {})
+    reads: list[str] = []
+    digest = provenance._digest
+    monkeypatch.setattr(provenance, "_digest", lambda path, size: reads.append(path) or digest(path, size))
+    code = provenance.plugin_code(fam, params)
+    assert code is not None and code["plugin"] == plugin
+    recorded = {"path": str(weights), "size": weights.stat().st_size}
+    assert code["files"] == {
+        "params.weights_path": {**recorded, "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+    }
+    assert provenance.plugin_code(fam, params) == code and len(reads) == 2  # the plugin and its weights, read once
+
+    np.save(weights, 2 * np.ones((4, 3)))  # retrained: the same path and size
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    now = provenance.plugin_code(fam, params)
+    assert now is not None and len(reads) == 3 and now["files"] != code["files"]
+    part = SimpleNamespace(
+        name="n/mine/clean",
+        stamped=lambda: {"model_code": code},
+        rm_command=lambda: "repeval store rm store n/mine/clean",
+    )
+    said = provenance.changed_code_note(part, "mine", fam, now, "train")
+    assert said is not None and said.startswith(
+        f"mine: its file {weights} (params.weights_path) has changed since store partition n/mine/clean"
+    )
+    assert provenance.code_changes({"plugin": plugin, "sha256": code["sha256"]}, now) == []  # recorded before files
+
+    subclass = type("Named", (fam.cls,), {"WEIGHTS": str(weights)})  # a file the class names
+    assert provenance.named_files(SimpleNamespace(cls=subclass), {}) == {"Named.WEIGHTS": str(weights)}
+
+    monkeypatch.setattr(provenance, "WHOLE_FILE_BYTES", 1024)  # a large file: its size and samples
+    monkeypatch.setattr(provenance, "EDGE_BYTES", 64)
+    big = tmp_path / "big.bin"
+    big.write_bytes(bytes(4096))
+    first = provenance.file_digest(big)
+    big.write_bytes(bytes(4095) + b"\x01")
+    os.utime(big, ns=(big.stat().st_atime_ns, big.stat().st_mtime_ns + 10**9))
+    second = provenance.file_digest(big)
+    assert first is not None and second is not None and first[1].startswith("sampled:") and first != second
+
+
 def test_installed_plugins_register_through_their_entry_points(tmp_path, monkeypatch, forget_plugins):
     _plugin(tmp_path, "team_models", TEAM_MODEL)
     dist = tmp_path / "team_models-1.0.dist-info"
@@ -389,8 +449,31 @@ def test_the_example_model_runs_end_to_end_in_ray_workers(
     ids, _, x = part.embeddings()
     assert len(ids) == sum(1 for _ in rendered_notes.open()) - 1  # every note
     assert x.shape[1] == 64 and np.isfinite(x).all() and x.std() > 0
-    assert runner.stage_train(ctx)["trained"] == 1
-    results = runner.stage_evaluate(ctx)
+    # the partition records the plugin file it was embedded with; a later stage that finds the file changed (the same
+    # embedding_version) says so once per model, naming the fix: the plan (where a user decides; it records nothing),
+    # the training stage (it trains on the rows) and the embedding stage, which then records the file as it is now
+    import hashlib
+    import json
+    import logging
+
+    from repeval.plan import make_plan
+
+    now = {"plugin": "examples/my_model.py", "sha256": hashlib.sha256(EXAMPLE.read_bytes()).hexdigest()}
+    assert part.manifest()["model_code"] == now
+    for name in ("_stamp.json", "_manifest.json"):  # as an earlier version of the file left them
+        path = Path(part.path) / name
+        path.write_text(json.dumps({**json.loads(path.read_text()), "model_code": {**now, "sha256": "0" * 64}}))
+    (noted,) = [n for n in make_plan(cfg, ctx.store, ctx.run_dir).notes if "has changed since" in n]
+    assert noted.startswith("my-model: its plugin examples/my_model.py has changed since store partition")
+    assert noted.endswith("(`repeval run` says it once, then records the files as they are now)")
+    assert part.manifest()["model_code"] != now  # the plan only reads
+    with caplog.at_level(logging.WARNING):
+        assert runner.stage_train(ctx)["trained"] == 1
+        (said,) = [r.getMessage() for r in caplog.records if "has changed since" in r.getMessage()]
+        assert said.startswith("my-model: its plugin examples/my_model.py has changed since store partition")
+        caplog.clear()
+        results = runner.stage_evaluate(ctx)
+        assert runner.stage_embed(ctx).partitions_completed == []
     assert results.num_rows > 0
     rows = pq.read_table(ctx.run_dir / "results.parquet").to_pylist()
     mine = [r for r in rows if r["model"] == "my-model" and r["metric"] == "accuracy"]
@@ -398,23 +481,11 @@ def test_the_example_model_runs_end_to_end_in_ray_workers(
     assert all(0.0 <= r["value"] <= 1.0 and not math.isnan(r["value"]) for r in mine)
     assert "plugins:\n- examples/my_model.py" in (ctx.run_dir / "config.yaml").read_text()  # a rerun imports it
 
-    # the partition records the plugin file it was embedded with; a rerun that finds the file changed (the same
-    # embedding_version) says so once, naming the fix, and records the file as it is now
-    import hashlib
-    import json
-    import logging
-
-    now = {"plugin": "examples/my_model.py", "sha256": hashlib.sha256(EXAMPLE.read_bytes()).hexdigest()}
-    assert part.manifest()["model_code"] == now
-    for name in ("_stamp.json", "_manifest.json"):  # as an earlier version of the file left them
-        path = Path(part.path) / name
-        path.write_text(json.dumps({**json.loads(path.read_text()), "model_code": {**now, "sha256": "0" * 64}}))
-    with caplog.at_level(logging.WARNING, logger="repeval.pipeline.embed"):
-        assert runner.stage_embed(ctx).partitions_completed == []
-    (said,) = [r.getMessage() for r in caplog.records if "has changed since" in r.getMessage()]
+    (said,) = [r.getMessage() for r in caplog.records if "has changed since" in r.getMessage()]  # the embedding stage
     assert said.startswith("my-model: its plugin examples/my_model.py has changed since store partition")
     assert "embedding_version is still '1'" in said and f"repeval store rm {ctx.store.uri}" in said
     assert part.manifest()["model_code"] == now
+    assert not [n for n in make_plan(cfg, ctx.store, ctx.run_dir).notes if "has changed since" in n]
 
 
 def test_the_readme_shows_the_example_file():
