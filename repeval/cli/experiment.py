@@ -48,13 +48,17 @@ def validate(
     index and metadata), unless --skip-data-check; every
     embedding model must be able to run — on this machine, or with RAY_ADDRESS set (a cluster, `ray job submit`)
     on each of its live nodes — unless --skip-model-check. Exit status 2: the configuration is invalid; 1: a model
-    cannot run (each named, with the reason and the fix). A regression catalog whose first target cells read as two
+    cannot run (the first line says how many, each is an error line with the reason and the fix). A regression catalog whose first target cells read as two
     whole numbers each (0,31 read with a decimal point) is warned of: set decimal: ','."""
     from repeval.config.loader import decimal_warnings, fold_split_warnings
 
     cfg = _load(config, check_data=not skip_data_check)
     n = len(cfg.experiments)
-    typer.echo(f"{config}: valid ({n} experiment{'s' if n != 1 else ''})")
+    head = f"{config}: valid ({n} experiment{'s' if n != 1 else ''})"
+    said, problems = ("", []) if skip_model_check else _check_models(cfg)
+    if problems:  # the file is valid, the run would stop: the first line says both (exit status 1)
+        head += f", but {said}:"
+    typer.echo(head)
     if cfg.plugins:  # the models of your own it registers (README, "Your own model")
         from repeval.models.plugins import plugins_line
 
@@ -62,14 +66,19 @@ def validate(
     checked = not skip_data_check
     for line in fold_split_warnings(cfg, data_checked=checked) + decimal_warnings(cfg, data_checked=checked):
         typer.secho(f"warning: {line}", fg=typer.colors.YELLOW, err=True)
-    if not skip_model_check:
-        typer.echo(_check_models(cfg))
+    for line in problems:
+        typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)
+    if problems:
+        raise typer.Exit(1)
+    if said:
+        typer.echo(said)
 
 
-def _check_models(cfg: Any) -> str:
+def _check_models(cfg: Any) -> tuple[str, list[str]]:
     """Check every embedding model of ``cfg`` where a run would build it: in this process (no Ray started), or with
-    ``RAY_ADDRESS`` set on every live node of that cluster its actors may use; the ``models:`` line, or each model
-    that cannot run as an error line and exit status 1."""
+    ``RAY_ADDRESS`` set on every live node of that cluster its actors may use; the ``models:`` line and no problem,
+    or how many models cannot run where (``2 of its 3 embedding models cannot run on this machine``) and each one's
+    line (:func:`~repeval.pipeline.preflight.unavailable_lines`)."""
     from repeval.models.plugins import plugins_of
     from repeval.pipeline.preflight import models_on_nodes, unavailable_here, unavailable_lines
 
@@ -80,7 +89,8 @@ def _check_models(cfg: Any) -> str:
 
         _guard(init_ray)  # a dashboard URL or a stopped cluster in RAY_ADDRESS: one line naming the fix
         found = _guard(lambda: models_on_nodes(cfg, models))
-        lines = unavailable_lines(found.problems, here=False)
+        problems = found.problems
+        lines = unavailable_lines(problems, here=False)
         where = f"on {len(found.checked)} node{'s' * (len(found.checked) != 1)}"
         if found.unplaced:
             n -= len(found.unplaced)
@@ -89,17 +99,17 @@ def _check_models(cfg: Any) -> str:
                 "the autoscaler adds check it when its actors start)"
             )
     else:
-        problems: dict[tuple[str, str], list[str]] = {
+        problems = {
             (model_id, reason): []
             for model_id, reason in _guard(lambda: unavailable_here(models, plugins_of(cfg.plugins))).items()
         }
         lines = unavailable_lines(problems, here=True)
         where = "on this machine"
-    for line in lines:
-        typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)
     if lines:
-        raise typer.Exit(1)
-    return f"models: {n} checked {where}{later}"
+        bad = len({model_id for model_id, _ in problems})  # (a model with two reasons, on two nodes: counted once)
+        where = "on this machine" if where == "on this machine" else "on the cluster's nodes"
+        return f"{bad} of its {len(models)} embedding model{'s' * (len(models) != 1)} cannot run {where}", lines
+    return f"models: {n} checked {where}{later}", []
 
 
 @app.command()

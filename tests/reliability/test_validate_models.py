@@ -34,7 +34,8 @@ def _fix(path: Path) -> str:
 
 def test_validate_names_each_model_that_cannot_run_here(fault_catalog, tmp_path):
     """It said the file was valid and the run failed at its embedding stage; now each model that cannot run is an
-    error line with the reason and the fix, exit status 1 (the file itself is valid) — and no Ray is started."""
+    error line with the reason and the fix, exit status 1 — and no Ray is started. The first line says the file is
+    valid and how many models cannot run (it said "valid" alone, then the errors)."""
     cfg = _missing_config(tmp_path, fault_catalog)
     tmp = Path(tempfile.mkdtemp(prefix="rvval-"))
     try:
@@ -46,7 +47,7 @@ def test_validate_names_each_model_that_cannot_run_here(fault_catalog, tmp_path)
     finally:
         subprocess.run(["rm", "-rf", str(tmp)], check=False)
     assert res.returncode == 1, (res.stdout, res.stderr[-3000:])
-    assert res.stdout == f"{cfg}: valid (1 experiment)\n"
+    assert res.stdout == f"{cfg}: valid (1 experiment), but 2 of its 3 embedding models cannot run on this machine:\n"
     errors = res.stderr.strip().splitlines()
     assert [e.split(": weights")[0] for e in errors] == [
         "error: embedding model 'clmr-a' cannot run here",
