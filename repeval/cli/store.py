@@ -91,16 +91,23 @@ _PluginOpt = Annotated[
 def models_cmd(plugin: _PluginOpt = None) -> None:
     """List embedding models with their availability (weights present, extra installed); those of installed plugins
     (entry points of group repeval.models) and of --plugin too, each marked with its plugin."""
-    from repeval.models.validate import list_models
+    from repeval.models.validate import list_models, sizes_text
 
     def go() -> None:
         from repeval.models.plugins import load_entry_points
 
+        at_build = False
         for m in list_models(plugin or ()):
             state = "available" if m["available"] else f"unavailable: {m['reason']}"
-            dims = f"{m['embedding_dim'] or '?'}-d @ {m['sample_rate_hz'] or '?'} Hz"
+            dims = sizes_text(m["sample_rate_hz"], m["embedding_dim"])
+            at_build |= "at build" in dims
             origin = f" (plugin {m['plugin']})" if m["plugin"] else ""
-            typer.echo(f"{m['id']:<24} {dims:<20} {state}{origin}")
+            typer.echo(f"{m['id']:<24} {dims:<24} {state}{origin}")
+        if at_build:
+            typer.echo(
+                "at build: a size the model sets when built, from its weights or params — `repeval validate-model "
+                "NAME` builds it and says it; a model of your own can declare it with the classmethod declared_sizes"
+            )
         load_entry_points()  # an installed plugin that cannot be used: its line after the list, exit status 1
 
     _guard(go)

@@ -41,6 +41,26 @@ class Check:
     detail: str = ""
 
 
+#: a size a model sets when it is built (in ``__init__``, from its weights or params) and does not declare
+AT_BUILD = "? (set at build)"
+
+
+def known_sizes(cls: Any, params: dict[str, Any]) -> tuple[int | None, int | None]:
+    """``(sample_rate_hz, embedding_dim)`` of a model class known without building it: what it declares for
+    ``params`` (:meth:`~repeval.models.base.EmbeddingModel.declared_sizes`), else its class attributes (a plugin's
+    may set them there); ``None`` where it sets one only when built."""
+    sr, dim = cls.declared_sizes(params)
+    return sr or getattr(cls, "sample_rate_hz", None), dim or getattr(cls, "embedding_dim", None)
+
+
+def sizes_text(sr: int | None, dim: int | None) -> str:
+    """``64-d @ 16000 Hz`` — ``dim at build @ 16000 Hz`` where the model sets its size when built, ``sizes at build``
+    where it sets both (``repeval models``)."""
+    if sr is None and dim is None:
+        return "sizes at build"
+    return f"{f'{dim}-d' if dim else 'dim at build'} @ {f'{sr} Hz' if sr else 'rate at build'}"
+
+
 @dataclass
 class ValidationReport:
     model_id: str
@@ -73,9 +93,8 @@ class ValidationReport:
         return cls(**data)
 
     def summary(self) -> str:
-        head = (
-            f"{self.model_id} [{self.family}, {self.process_group}] sr={self.sample_rate_hz} dim={self.embedding_dim}"
-        )
+        sr, dim = (AT_BUILD if v is None else v for v in (self.sample_rate_hz, self.embedding_dim))
+        head = f"{self.model_id} [{self.family}, {self.process_group}] sr={sr} dim={dim}"
         if self.unavailable:
             return f"{head}: UNAVAILABLE — {self.unavailable}"
         lines = [f"{head}: {'OK' if self.ok else 'FAILED'} ({self.seconds:.1f} s)"]
@@ -266,6 +285,7 @@ def validate_models(
 
 def _validate_here(config: Any, fam: Any, params: dict[str, Any], clips: Any, seed: int) -> ValidationReport:
     report = ValidationReport(config.id, fam.name, fam.cls.process_group)
+    report.sample_rate_hz, report.embedding_dim = known_sizes(fam.cls, params)  # (a build that fails says no more)
     started = time.perf_counter()
     reason = fam.cls.availability(params)
     if reason:
@@ -334,9 +354,7 @@ def list_models(plugins: Sequence[str] = ()) -> list[dict[str, Any]]:
             reason = fam.cls.availability(params)
         except Exception as exc:
             reason = f"availability check failed: {exc}"
-        sr, dim = fam.cls.declared_sizes(params)
-        sr = sr or getattr(fam.cls, "sample_rate_hz", None)  # (a class-level rate, as a plugin's may be)
-        dim = dim or getattr(fam.cls, "embedding_dim", None)
+        sr, dim = known_sizes(fam.cls, params)
         rows.append(
             {
                 "id": name,

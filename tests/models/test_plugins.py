@@ -287,7 +287,11 @@ def test_the_commands_show_plugin_models(monkeypatch, forget_plugins):
     r = CliRunner().invoke(app, ["models", "--plugin", "examples/my_model.py"])
     assert r.exit_code == 0, r.output
     line = next(ln for ln in r.output.splitlines() if ln.startswith(EXAMPLE_MODEL))
-    assert "? Hz" not in line and "16000 Hz" in line and line.endswith("available (plugin examples/my_model.py)")
+    assert line.endswith("available (plugin examples/my_model.py)")
+    assert (
+        line.split()[1:5] == ["dim", "at", "build", "@"] and "16000 Hz" in line
+    )  # its __init__ sets it: "?-d" was said
+    assert "?-d" not in r.output and "? Hz" not in r.output and "at build: a size the model sets when built" in r.output
     r = CliRunner().invoke(app, ["validate", str(EXAMPLE_CONFIG.relative_to(REPO)), "--skip-data-check"])
     assert r.exit_code == 0, r.output
     assert r.output.splitlines()[1:] == [
@@ -328,6 +332,7 @@ def test_validate_model_takes_the_params_a_weights_path_is_given_in(tmp_path, fo
     base = ["validate-model", "weights-model", "--plugin", plugin]
     r = CliRunner().invoke(app, base)  # no weights: the build's error names the file it did not find
     assert r.exit_code == 1 and "FAIL build: FileNotFoundError: [Errno 2] No such file or directory: ''" in r.output
+    assert "sr=16000 dim=? (set at build): FAILED" in r.output  # its class' rate, and why its dim is not known
     r = CliRunner().invoke(app, [*base, "--param", f"weights_path={tmp_path / 'w.npy'}", "--param", "dim=3"])
     assert r.exit_code == 0, r.output
     assert "weights-model [weights-model, default] sr=16000 dim=3: OK" in r.output  # dim read as a number
