@@ -112,7 +112,25 @@ def _empty_fold(ctx: RunContext, ei: int, task: str, ds: Any, fold: int, n_track
     return (
         f"{task} on {ds.name}: {_folds(empty)} of {len(counts)} {holds} none of its {n_tracks:,} tracks, "
         f"{_stops_said(stops)} — with few tracks per class use fewer n_folds; else check the dataset's split_column "
-        "or the official folds it reads"
+        f"or the official folds it reads{_groups_said(ctx.folds[(ei, ds.name)][fold], ds)}"
+    )
+
+
+def _groups_said(rows: pa.Table, ds: Any) -> str:
+    """When ``rows``' tracks are grouped (``group_column``, or the artists or songs a loader groups by), how many
+    groups they make — every track of a group takes one split (or fold), and a label's groups are dealt to the splits
+    as units, so few groups per label leave a split (or fold) without any: more tracks or split_ratios cannot fix
+    that, finer groups can; "" without groups."""
+    groups = rows.column("group")
+    n = len(groups) - groups.null_count
+    m = int(pc.count_distinct(groups).as_py() or 0) if n else 0
+    if m == 0 or m >= n:
+        return ""
+    col = getattr(ds, "group_column", None)
+    by = f"group_column {col!r}" if col else "its loader"
+    return (
+        f"; {by} puts {n:,} of its tracks in {m:,} group(s), whose tracks stay together (in one split, or fold), so a "
+        "label with only one or two groups leaves some split without any — check the groups (group_column)"
     )
 
 
@@ -213,7 +231,7 @@ def _split_remedy(ctx: RunContext, ei: int, ds: Any, counts: dict[str, int], spl
 
     found = ctx.reports.get((ei, ds.name))
     if found is None or found.drawn_splits:
-        return split_fix(counts, split, ds.split_ratios)
+        return split_fix(counts, split, ds.split_ratios) + _groups_said(ctx.rows[(ei, ds.name)], ds)
     if getattr(ds, "split_column", None):
         fix = f"give some tracks the {split} split there, or leave their cells empty for split_ratios to draw"
     elif "fold" in found.used_keys:
