@@ -131,11 +131,14 @@ def check_rotation(ds: Any, folds: dict[int, pa.Table]) -> None:
         )  # fmt: skip
 
 
-def who_splits(ds: Any) -> str:
-    """What gives every track of ``ds`` its split when its loader leaves none to draw."""
+def who_splits(ds: Any, folds: bool = False) -> str:
+    """What gives every track of ``ds`` its split when its loader leaves none to draw (``folds``: the loader read
+    ``dataset.fold`` to pick one of the data set's official folds or splits — TinySOL's folds, MTG-Jamendo's split-k)."""
     column = getattr(ds, "split_column", None)
     if column:
         return f"the manifest's split column {column!r} (dataset.split_column) gives every track its split"
+    if folds:
+        return f"its loader gives every track its split from the data set's official fold or split {ds.fold} (dataset.fold)"
     return "its loader gives every track an official train/validation/test split"
 
 
@@ -150,7 +153,8 @@ def _unused_split_keys(ds: Any, found: LoadReport, capped: bool) -> str | None:
         return None
     shown = {k: list(v) if isinstance(v := getattr(ds, k), tuple) else v for k in unused}
     keys = " and ".join(f"{k} ({v})" for k, v in shown.items())
-    return f"{keys} not used: {who_splits(ds)}, so no split is drawn — remove {' and '.join(unused)}" + (
+    why = who_splits(ds, "fold" in found.used_keys)
+    return f"{keys} not used: {why}, so no split is drawn — remove {' and '.join(unused)}" + (
         ", or drop split_column to draw the splits" if getattr(ds, "split_column", None) else ""
     )
 

@@ -106,6 +106,13 @@ def test_tinysol_mini_instrument_uses_official_folds(shared_data):
         for tid, split in zip(rows.column("track_id").to_pylist(), rows.column("split").to_pylist(), strict=True):
             expected = "validation" if folds[tid] == fold else "test" if folds[tid] == (fold + 1) % 5 else "train"
             assert split == expected, (tid, folds[tid], split)
+    # split_ratios left unused: said as what gives the splits, the official fold (it said "an official
+    # train/validation/test split", which TinySOL has not)
+    _, report = load_dataset(ds_cfg("tinysol", "mirdata", fold=2, split_ratios=[0.7, 0.2, 0.1], **kw), task)
+    assert report.lines() == [
+        "split_ratios ([0.7, 0.2, 0.1]) not used: its loader gives every track its split from the data set's official "
+        "fold or split 2 (dataset.fold), so no split is drawn — remove split_ratios"
+    ]
     assert {lab[0] for lab in rows.column("label").to_pylist()} == {
         "Accordion",
         "Bass Tuba",
