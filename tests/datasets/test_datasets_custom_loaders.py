@@ -102,6 +102,32 @@ def test_mtg_jamendo_subsets_and_official_splits(tmp_path, subset):
     assert any(p.endswith(".low.mp3") for p in paths) and any(not p.endswith(".low.mp3") for p in paths)
 
 
+def test_mtg_jamendo_folds_are_its_official_splits_whose_test_tracks_overlap_which_is_warned(tmp_path, caplog):
+    """``split_type: all`` runs fold i on official split-i: the splits are drawn apart, so a track is tested in several
+    folds (or none) — the mean over folds is no k-fold estimate and its interval, taking the folds as disjoint, is too
+    narrow. Folds with the same rows said so; this loader's folds, each its own rows in its files' order, were not
+    checked at all."""
+    import logging
+
+    from repeval.datasets import load_folds
+
+    make_mtg_jamendo(tmp_path)
+    ds = ds_cfg("mtg_jamendo", dir=str(tmp_path), subset="genre", split_type="all", n_folds=5)
+    with caplog.at_level(logging.WARNING, logger="repeval.datasets.load"):
+        folds = load_folds(ds, task_cfg("autotagging", "multilabel_classification"))
+    tested: dict[str, int] = {}
+    for rows in folds.values():
+        for r in rows.to_pylist():
+            tested[r["track_id"]] = tested.get(r["track_id"], 0) + (r["split"] == "test")
+    never, several = sum(n == 0 for n in tested.values()), sum(n > 1 for n in tested.values())
+    assert several > 0
+    assert (
+        f"dataset mtg_jamendo: of {len(tested)} tracks, {never} are tested in no fold and {several} in several of the "
+        "5 folds" in caplog.text
+    ), caplog.text
+    assert "its interval, which takes the folds' test tracks as disjoint, too narrow" in caplog.text
+
+
 def test_mtg_jamendo_subset_names_and_errors(tmp_path):
     make_mtg_jamendo(tmp_path)
     rows, _ = load_dataset(
