@@ -24,7 +24,7 @@ def fold_hint(ctx: RunContext, ei: int, dataset: str, fold: int | None, fix: boo
     advice = "; with few tracks per class use fewer n_folds" if fix else ""
     official = _official_rotation(ctx, ei, dataset)
     if official is not None and official[1]:
-        return f" (fold {fold} of {n}: the data set's official split {fold}{advice})"
+        return f" (fold {fold} of {n}: the data set's official split {fold})"  # fewer n_folds would not change it
     ring = official[0] if official is not None else n
     return f" (fold {fold} of {n}: validation = fold {fold}, test = fold {(fold + 1) % ring}{advice})"
 

@@ -126,6 +126,21 @@ def test_mtg_jamendo_folds_are_its_official_splits_whose_test_tracks_overlap_whi
         "5 folds" in caplog.text
     ), caplog.text
     assert "its interval, which takes the folds' test tracks as disjoint, too narrow" in caplog.text
+    # what a probe's error adds names the official split (it said: validation = fold 4, test = fold 0)
+    from repeval.config import parse_config
+    from repeval.run.split_check import fold_hint
+    from repeval.runner import RunContext, load_rows
+
+    exp = {
+        "task": {"name": "autotagging", "type": "multilabel_classification"},
+        "datasets": [{"type": "custom", **ds.model_dump(include={"name", "dir", "subset", "split_type", "n_folds"})}],
+        "embedding_models": ["mfcc-stats"],
+        "downstream_models": [{"name": "linear", "hidden_units": []}],
+    }
+    run = {"store": str(tmp_path / "store"), "runs_dir": str(tmp_path / "runs")}
+    ctx = RunContext(parse_config({"run": run, "experiments": [exp]}), "p", tmp_path, None)
+    load_rows(ctx, save=False)
+    assert fold_hint(ctx, 0, "mtg_jamendo", 4) == " (fold 4 of 5: the data set's official split 4)"
 
 
 def test_mtg_jamendo_subset_names_and_errors(tmp_path):
