@@ -102,6 +102,23 @@ def test_mtg_jamendo_subsets_and_official_splits(tmp_path, subset):
     assert any(p.endswith(".low.mp3") for p in paths) and any(not p.endswith(".low.mp3") for p in paths)
 
 
+def test_mtg_jamendo_without_its_split_files_draws_the_splits_said_as_a_note_not_a_dropped_row(tmp_path):
+    """Without data/splits/split-k the splits are drawn: that was a row problem ("1 other"), counted with the rows a
+    load drops."""
+    import shutil
+
+    make_mtg_jamendo(tmp_path)
+    shutil.rmtree(tmp_path / "data" / "splits")
+    ds = ds_cfg("mtg_jamendo", dir=str(tmp_path), subset="genre", fold=2)
+    rows, report = load_dataset(ds, task_cfg("autotagging", "multilabel_classification"))
+    assert set(rows.column("split").to_pylist()) == {"train", "validation", "test"}
+    assert report.counts() == {"missing_audio": 1}, report.lines()
+    assert report.notes == [
+        f"official split-2 files not found under {tmp_path} (splits/split-2/autotagging_genre-*.tsv): its splits are "
+        "drawn instead, seeded, stratified and grouped by artist"
+    ]
+
+
 def test_mtg_jamendo_folds_are_its_official_splits_whose_test_tracks_overlap_which_is_warned(tmp_path, caplog):
     """``split_type: all`` runs fold i on official split-i: the splits are drawn apart, so a track is tested in several
     folds (or none) — the mean over folds is no k-fold estimate and its interval, taking the folds as disjoint, is too
