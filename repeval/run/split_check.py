@@ -77,6 +77,8 @@ def unassigned_split(ctx: RunContext, ei: int, task: str, ds: Any, fold: int | N
     with its split) leaves empty — none of the tracks embedded or not — with the counts of the three and the fix;
     ``None`` when each has tracks."""
     counts = _split_counts(rows)
+    if all(counts.values()):
+        return None  # (the other groups' splits are read only when this one's has an empty split)
     if fold is not None and (empty := _empty_fold(ctx, ei, task, ds, fold, rows.num_rows)):
         return empty
     for name, n in counts.items():
