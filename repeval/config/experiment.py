@@ -236,6 +236,10 @@ def _mirdata_label(ds: DatasetConfig, task: TaskConfig) -> tuple[Any, str] | Non
         return None
 
 
+#: what ``split_type: all`` does with a data set's official splits that ``dataset.fold`` picks (MTG-Jamendo's split-k)
+_OWN_SPLIT = "runs fold i on its official split i"
+
+
 def _official_fold_count(ds: DatasetConfig, task: TaskConfig) -> tuple[int, str] | None:
     """How many official folds ``ds``'s loader has for the task's label when it declares the count — a wired mirdata
     data set per label (:meth:`~repeval.datasets.mirdata_loader.MirdataSpec.official_fold_count`), another loader for
@@ -244,14 +248,19 @@ def _official_fold_count(ds: DatasetConfig, task: TaskConfig) -> tuple[int, str]
     found = _mirdata_label(ds, task)
     if found is not None:
         n = found[0].official_fold_count(found[1])
-        return (n, "rotates over them (validation = fold i, test = fold i+1)") if n is not None else None
+        if n is None:
+            return None
+        # official split files (MTG-Jamendo's split-k) give each fold its own splits; official fold numbers rotate
+        if found[0].split_map is not None:
+            return n, _OWN_SPLIT
+        return n, "rotates over them (validation = fold i, test = fold i+1)"
     from repeval.datasets.base import DATASET_INFO
     from repeval.datasets.load import loader_name
 
     info = DATASET_INFO.get(loader_name(ds))
     if info is None or info.official_fold_count is None:
         return None
-    return info.official_fold_count, "runs fold i on its official split i"
+    return info.official_fold_count, _OWN_SPLIT
 
 
 def _fixed_official_split(ds: DatasetConfig, task: TaskConfig) -> str | None:

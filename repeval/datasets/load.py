@@ -99,17 +99,18 @@ def check_rotation(ds: Any, folds: dict[int, pa.Table]) -> None:
     """Folds that hold the same tracks must rotate: ``ValueError`` when every fold has the same splits (a manifest's
     ``split_column`` or a loader's official train/validation/test split fixes every track's split, so the k "folds"
     would train and test one split k times and their spread would be retraining noise, not k-fold cross-validation);
-    a warning when some tracks are tested in no fold or in several (fixed splits on part of the rows, or ``n_folds``
-    below a data set's official fold count). Loaders that give each fold its own rows (MTG-Jamendo's official
-    ``split-k`` files) are not checked."""
+    a warning when some tracks are tested in no fold or in several (fixed splits on part of the rows, ``n_folds``
+    below a data set's official fold count, or official splits drawn apart — MTG-Jamendo's split-k, whose loader gives
+    each fold its own rows, counted by track id)."""
     tables = list(folds.values())
     if len(tables) < 2:
         return
     ids = tables[0].column("track_id")
+    name = getattr(ds, "name", "?")
     if any(t.num_rows != len(ids) or not t.column("track_id").equals(ids) for t in tables[1:]):
+        _warn_tested(name, *_tested_by_id(tables), len(tables))
         return
     splits = [t.column("split") for t in tables]
-    name = getattr(ds, "name", "?")
     if all(s.equals(splits[0]) for s in splits[1:]):
         column = getattr(ds, "split_column", None)
         why = who_splits(ds)
@@ -121,21 +122,39 @@ def check_rotation(ds: Any, folds: dict[int, pa.Table]) -> None:
     tested = np.zeros(len(ids), dtype=np.int32)
     for s in splits:
         tested += pc.fill_null(pc.equal(s, "test"), False).to_numpy(zero_copy_only=False)
-    never, several = int((tested == 0).sum()), int((tested > 1).sum())
+    _warn_tested(name, len(ids), int((tested == 0).sum()), int((tested > 1).sum()), len(tables))
+
+
+def _tested_by_id(tables: list[pa.Table]) -> tuple[int, int, int]:
+    """(tracks, tracks tested in no fold, tracks tested in several) of folds that each hold their own rows."""
+    every = pc.unique(pa.chunked_array([t.column("track_id") for t in tables]))
+    tests = [t.filter(pc.fill_null(pc.equal(t.column("split"), "test"), False)).column("track_id") for t in tables]
+    counts = pc.value_counts(pa.chunked_array([pc.unique(c) for c in tests], type=every.type))
+    n = np.asarray(counts.field("counts"))
+    return len(every), len(every) - len(n), int((n > 1).sum())
+
+
+def _warn_tested(name: str, n: int, never: int, several: int, k: int) -> None:
+    """The warning of :func:`check_rotation`: ``never`` of ``n`` tracks tested in no fold, ``several`` in more than
+    one of the ``k`` (whose folds' results, taken as independent by the interval of their mean, are not)."""
     if never or several:
+        narrow = ", and its interval, which takes the folds' test tracks as disjoint, too narrow" if several else ""
         log.warning(
             "dataset %s: of %d tracks, %d are tested in no fold and %d in several of the %d folds (their split is "
-            "fixed, or n_folds differs from the data set's folds): the mean over folds is not a k-fold "
-            "cross-validation estimate, in which every track is tested once",
-            name, len(ids), never, several, len(tables),
+            "fixed, n_folds differs from the data set's folds, or its official splits are drawn apart): the mean "
+            "over folds is not a k-fold cross-validation estimate, in which every track is tested once%s",
+            name, n, never, several, k, narrow,
         )  # fmt: skip
 
 
-def who_splits(ds: Any) -> str:
-    """What gives every track of ``ds`` its split when its loader leaves none to draw."""
+def who_splits(ds: Any, folds: bool = False) -> str:
+    """What gives every track of ``ds`` its split when its loader leaves none to draw (``folds``: the loader read
+    ``dataset.fold`` to pick one of the data set's official folds or splits — TinySOL's folds, MTG-Jamendo's split-k)."""
     column = getattr(ds, "split_column", None)
     if column:
         return f"the manifest's split column {column!r} (dataset.split_column) gives every track its split"
+    if folds:
+        return f"its loader gives every track its split from the data set's official fold or split {ds.fold} (dataset.fold)"
     return "its loader gives every track an official train/validation/test split"
 
 
@@ -150,7 +169,8 @@ def _unused_split_keys(ds: Any, found: LoadReport, capped: bool) -> str | None:
         return None
     shown = {k: list(v) if isinstance(v := getattr(ds, k), tuple) else v for k in unused}
     keys = " and ".join(f"{k} ({v})" for k, v in shown.items())
-    return f"{keys} not used: {who_splits(ds)}, so no split is drawn — remove {' and '.join(unused)}" + (
+    why = who_splits(ds, "fold" in found.used_keys)
+    return f"{keys} not used: {why}, so no split is drawn — remove {' and '.join(unused)}" + (
         ", or drop split_column to draw the splits" if getattr(ds, "split_column", None) else ""
     )
 

@@ -359,7 +359,16 @@ def _rotate_folds(rows: pa.Table, folds: list[Any], ds: Any, n_folds: int | None
     """Official fold numbers → splits: validation = fold ``ds.fold``, test = the next fold, train = the rest."""
     n_folds = n_folds or max(f for f in folds if f is not None) + 1
     if n_folds < 3:
-        report.add("other", f"official split has {n_folds} folds; using a stratified split instead")
+        # a finding that drops no row (it was counted as a row problem, "1 other"); it says what ``fold`` does here,
+        # read for it — else the note that ``fold`` is unused said the data set had no official folds at all
+        given = ds.keys_given() if hasattr(ds, "keys_given") else set()
+        picks = f", and fold ({ds.fold}) picks none of them" if "fold" in given else ""
+        drawn = "n_folds stratified folds" if getattr(ds, "split_type", "single") == "all" else "split_ratios"
+        report.notes.append(
+            f"the tracks' split attribute gives {n_folds} official fold(s), too few to rotate, which takes 3 or more "
+            f"(validation = fold i, test = fold i+1, train = the rest): their splits are drawn from {drawn} "
+            f"instead{picks} — set group_column to keep related tracks in one split"
+        )
         return rows
     fold = int(getattr(ds, "fold", 0) or 0)
     codes = folds_to_split_codes(np.array([-1 if f is None else f for f in folds]), n_folds, fold)

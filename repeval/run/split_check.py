@@ -4,7 +4,7 @@ are all error records — each said once, in the same words whichever probe grid
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import pyarrow as pa
@@ -16,12 +16,29 @@ from repeval.run.rows import fold_rows
 
 def fold_hint(ctx: RunContext, ei: int, dataset: str, fold: int | None, fix: bool = True) -> str:
     """Which folds a k-fold group validates and tests on, and (``fix``) the fix for a fold too small (nothing
-    without folds)."""
+    without folds). The folds rotate over the data set's official folds when its loader has them (TinySOL's 5,
+    whatever ``n_folds``), and a loader that runs fold i on its official split i (MTG-Jamendo's split-i) says so."""
     if fold is None:
         return ""
     n = len(ctx.folds[(ei, dataset)])
     advice = "; with few tracks per class use fewer n_folds" if fix else ""
-    return f" (fold {fold} of {n}: validation = fold {fold}, test = fold {(fold + 1) % n}{advice})"
+    official = _official_rotation(ctx, ei, dataset)
+    if official is not None and official[1]:
+        return f" (fold {fold} of {n}: the data set's official split {fold})"  # fewer n_folds would not change it
+    ring = official[0] if official is not None else n
+    return f" (fold {fold} of {n}: validation = fold {fold}, test = fold {(fold + 1) % ring}{advice})"
+
+
+def _official_rotation(ctx: RunContext, ei: int, dataset: str) -> tuple[int, bool] | None:
+    """``(official folds, whether fold i is official split i)`` when ``dataset``'s loader declares how many official
+    folds the task's label has (:func:`~repeval.config.experiment._official_fold_count`): the folds then rotate over
+    that many, not over ``n_folds``; None otherwise."""
+    from repeval.config.experiment import _OWN_SPLIT, _official_fold_count
+
+    exp = ctx.cfg.experiments[ei]
+    ds = next((d for d in exp.datasets if d.name == dataset), None)
+    found = _official_fold_count(ds, exp.task) if ds is not None else None
+    return None if found is None else (found[0], found[1] == _OWN_SPLIT)
 
 
 def untrainable(problems: list[str]) -> str:
@@ -60,6 +77,8 @@ def unassigned_split(ctx: RunContext, ei: int, task: str, ds: Any, fold: int | N
     with its split) leaves empty — none of the tracks embedded or not — with the counts of the three and the fix;
     ``None`` when each has tracks."""
     counts = _split_counts(rows)
+    if all(counts.values()):
+        return None  # (the other groups' splits are read only when this one's has an empty split)
     if fold is not None and (empty := _empty_fold(ctx, ei, task, ds, fold, rows.num_rows)):
         return empty
     for name, n in counts.items():
@@ -86,16 +105,34 @@ def _split_counts(rows: pa.Table) -> dict[str, int]:
 def _empty_fold(ctx: RunContext, ei: int, task: str, ds: Any, fold: int, n_tracks: int) -> str | None:
     """The folds that hold no track, when they leave ``fold``'s group without a split (:func:`fold_stops`): one
     problem however many groups it stops, said in the same words whichever group finds it."""
-    tracks = fold_tracks(ctx, ei, ds.name)
-    empty = [f for f, ids in tracks.items() if not len(ids)]
-    stops = fold_stops(empty, len(tracks))
-    if fold not in {g for groups in stops.values() for g in groups}:
+    counts = {g: _split_counts(rows) for g, rows in ctx.folds[(ei, ds.name)].items()}
+    empty = [g for g, c in counts.items() if not c["validation"]]  # fold g: group g's validation tracks
+    stops = fold_stops({g: {s for s, n in c.items() if not n} for g, c in counts.items()})
+    if not empty or fold not in {g for groups in stops.values() for g in groups}:
         return None
     holds = "holds" if len(empty) == 1 else "hold"
     return (
-        f"{task} on {ds.name}: {_folds(empty)} of {len(tracks)} {holds} none of its {n_tracks:,} tracks, "
+        f"{task} on {ds.name}: {_folds(empty)} of {len(counts)} {holds} none of its {n_tracks:,} tracks, "
         f"{_stops_said(stops)} — with few tracks per class use fewer n_folds; else check the dataset's split_column "
-        "or the official folds it reads"
+        f"or the official folds it reads{_groups_said(ctx.folds[(ei, ds.name)][fold], ds)}"
+    )
+
+
+def _groups_said(rows: pa.Table, ds: Any) -> str:
+    """When ``rows``' tracks are grouped (``group_column``, or the artists or songs a loader groups by), how many
+    groups they make — every track of a group takes one split (or fold), and a label's groups are dealt to the splits
+    as units, so few groups per label leave a split (or fold) without any: more tracks or split_ratios cannot fix
+    that, finer groups can; "" without groups."""
+    groups = rows.column("group")
+    n = len(groups) - groups.null_count
+    m = int(pc.count_distinct(groups).as_py() or 0) if n else 0
+    if m == 0 or m >= n:
+        return ""
+    col = getattr(ds, "group_column", None)
+    by = f"group_column {col!r}" if col else "its loader"
+    return (
+        f"; {by} puts {n:,} of its tracks in {m:,} group(s), whose tracks stay together (in one split, or fold), so a "
+        "label with only one or two groups leaves some split without any — check the groups (group_column)"
     )
 
 
@@ -137,34 +174,37 @@ def failed_folds(
     """The folds of which no track is embedded (``embedded``: the track ids of the model's clean partition; each
     track an error record, which the command ``errors`` lists), when they leave ``fold``'s group without a split: one
     problem of the model's partition, said once for all the groups it stops (``None`` when it stops none)."""
-    tracks = fold_tracks(ctx, ei, dataset)
-    failed = {f: len(ids) for f, ids in tracks.items() if not pc.any(pc.is_in(ids, value_set=embedded)).as_py()}
-    stops = fold_stops(failed, len(tracks))
-    if fold not in {g for groups in stops.values() for g in groups}:
+    from repeval.datasets.base import SPLITS
+
+    groups = ctx.folds[(ei, dataset)]
+    held = {g: _embedded_splits(rows, embedded) for g, rows in groups.items()}
+    failed = {
+        g: n for g, rows in groups.items() if "validation" not in held[g] and (n := _split_counts(rows)["validation"])
+    }
+    stops = fold_stops({g: set(SPLITS) - splits for g, splits in held.items()})
+    if not failed or fold not in {g for groups in stops.values() for g in groups}:
         return None
     return (
         f"{task} on {dataset}/{model}: none of the {sum(failed.values()):,} track(s) of {_folds(failed)} of "
-        f"{len(tracks)} was embedded, {_stops_said(stops)} — each is an error record: `{errors}` says why"
+        f"{len(groups)} was embedded, {_stops_said(stops)} — each is an error record: `{errors}` says why"
     )
 
 
-def fold_tracks(ctx: RunContext, ei: int, dataset: str) -> dict[int, pa.ChunkedArray]:
-    """The track ids of each fold of a k-fold dataset (fold ``f``'s: the validation tracks of its group)."""
-    return {
-        f: rows.filter(pc.equal(rows.column("split"), "validation")).column("track_id")
-        for f, rows in ctx.folds[(ei, dataset)].items()
-    }
+def _embedded_splits(rows: pa.Table, embedded: pa.Array) -> set[str]:
+    """The splits of ``rows`` that hold a track of ``embedded``."""
+    held = rows.filter(pc.is_in(rows.column("track_id"), value_set=embedded))
+    return {s for s in pc.unique(held.column("split")).to_pylist() if s is not None}
 
 
-def fold_stops(dead: Iterable[int], n: int) -> dict[str, list[int]]:
-    """The groups of ``n`` folds that folds ``dead`` (none of their tracks to train or test on) leave without a
-    split, by what each would do on no track: group ``g`` validates on fold ``g``, tests on fold ``g + 1`` and trains
-    on the rest (with 3 folds, one fold)."""
-    out = set(dead)
+def fold_stops(empty: dict[int, Collection[str]]) -> dict[str, list[int]]:
+    """The groups of k folds left without a split, by what each would do on no track: ``empty[g]``, the splits of
+    group ``g`` that hold no track (or none embedded). Read from each group's own splits, not from a model of the
+    rotation: group ``g`` validates on fold ``g`` and tests on the next, but the rest it trains on may be folds
+    beyond ``n_folds`` (a data set's official folds rotate over all of them), and a loader may give each fold its
+    own official split (MTG-Jamendo's split-i)."""
     return {
-        "validates": [g for g in range(n) if g in out],
-        "tests": [g for g in range(n) if (g + 1) % n in out],
-        "trains": [g for g in range(n) if all(f in out for f in range(n) if f not in (g, (g + 1) % n))],
+        verb: [g for g in sorted(empty) if split in empty[g]]
+        for verb, split in (("validates", "validation"), ("tests", "test"), ("trains", "train"))
     }
 
 
@@ -193,9 +233,34 @@ def _split_remedy(ctx: RunContext, ei: int, ds: Any, counts: dict[str, int], spl
 
     found = ctx.reports.get((ei, ds.name))
     if found is None or found.drawn_splits:
-        return split_fix(counts, split, ds.split_ratios)
+        return split_fix(counts, split, ds.split_ratios) + _groups_said(ctx.rows[(ei, ds.name)], ds)
     if getattr(ds, "split_column", None):
         fix = f"give some tracks the {split} split there, or leave their cells empty for split_ratios to draw"
+    elif "fold" in found.used_keys:
+        return f"{split_fix(counts, split, None)}: {_official_fold_said(ctx, ei, ds, split)}"
     else:
         fix = f"`repeval datasets {ds.name}` says which official splits and folds it has (dataset.fold, split_type)"
     return f"{split_fix(counts, split, None)}: {who_splits(ds)}, so split_ratios drew none — {fix}"
+
+
+def _official_fold_said(ctx: RunContext, ei: int, ds: Any, split: str) -> str:
+    """Which of the data set's official folds ``dataset.fold`` made ``split`` of (its loader read ``fold``: TinySOL's
+    folds rotate, validation = fold f, test = the next; MTG-Jamendo's split-f gives every split), and the fix: another
+    ``fold`` — the data at ``dataset.dir`` may hold no track of some official fold (a sample of the data set)."""
+    fold = int(ds.fold)
+    official = _official_rotation(ctx, ei, ds.name)
+    if official is not None and official[1]:
+        how = f"its official split {fold} (dataset.fold) gives every track its split and leaves the {split} split none"
+    else:
+        nxt = f"fold {(fold + 1) % official[0]}" if official is not None else "the next fold"
+        which = {"validation": f"fold {fold} holds", "test": f"{nxt} holds"}.get(
+            split, f"folds other than fold {fold} and {nxt} hold"
+        )
+        how = (
+            f"its official folds give every track its split (validation = fold {fold} (dataset.fold), test = {nxt}, "
+            f"train = the rest), and the official {which} none of these tracks"
+        )
+    return (
+        f"{how}, so split_ratios drew none — set dataset.fold to another of its official folds (`repeval datasets "
+        f"{ds.name}` says which it has), or check dataset.dir holds the whole data set"
+    )

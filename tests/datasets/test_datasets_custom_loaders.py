@@ -102,6 +102,64 @@ def test_mtg_jamendo_subsets_and_official_splits(tmp_path, subset):
     assert any(p.endswith(".low.mp3") for p in paths) and any(not p.endswith(".low.mp3") for p in paths)
 
 
+def test_mtg_jamendo_without_its_split_files_draws_the_splits_said_as_a_note_not_a_dropped_row(tmp_path):
+    """Without data/splits/split-k the splits are drawn: that was a row problem ("1 other"), counted with the rows a
+    load drops."""
+    import shutil
+
+    make_mtg_jamendo(tmp_path)
+    shutil.rmtree(tmp_path / "data" / "splits")
+    ds = ds_cfg("mtg_jamendo", dir=str(tmp_path), subset="genre", fold=2)
+    rows, report = load_dataset(ds, task_cfg("autotagging", "multilabel_classification"))
+    assert set(rows.column("split").to_pylist()) == {"train", "validation", "test"}
+    assert report.counts() == {"missing_audio": 1}, report.lines()
+    assert report.notes == [
+        f"official split-2 files not found under {tmp_path} (splits/split-2/autotagging_genre-*.tsv): its splits are "
+        "drawn instead, seeded, stratified and grouped by artist"
+    ]
+
+
+def test_mtg_jamendo_folds_are_its_official_splits_whose_test_tracks_overlap_which_is_warned(tmp_path, caplog):
+    """``split_type: all`` runs fold i on official split-i: the splits are drawn apart, so a track is tested in several
+    folds (or none) — the mean over folds is no k-fold estimate and its interval, taking the folds as disjoint, is too
+    narrow. Folds with the same rows said so; this loader's folds, each its own rows in its files' order, were not
+    checked at all."""
+    import logging
+
+    from repeval.datasets import load_folds
+
+    make_mtg_jamendo(tmp_path)
+    ds = ds_cfg("mtg_jamendo", dir=str(tmp_path), subset="genre", split_type="all", n_folds=5)
+    with caplog.at_level(logging.WARNING, logger="repeval.datasets.load"):
+        folds = load_folds(ds, task_cfg("autotagging", "multilabel_classification"))
+    tested: dict[str, int] = {}
+    for rows in folds.values():
+        for r in rows.to_pylist():
+            tested[r["track_id"]] = tested.get(r["track_id"], 0) + (r["split"] == "test")
+    never, several = sum(n == 0 for n in tested.values()), sum(n > 1 for n in tested.values())
+    assert several > 0
+    assert (
+        f"dataset mtg_jamendo: of {len(tested)} tracks, {never} are tested in no fold and {several} in several of the "
+        "5 folds" in caplog.text
+    ), caplog.text
+    assert "its interval, which takes the folds' test tracks as disjoint, too narrow" in caplog.text
+    # what a probe's error adds names the official split (it said: validation = fold 4, test = fold 0)
+    from repeval.config import parse_config
+    from repeval.run.split_check import fold_hint
+    from repeval.runner import RunContext, load_rows
+
+    exp = {
+        "task": {"name": "autotagging", "type": "multilabel_classification"},
+        "datasets": [{"type": "custom", **ds.model_dump(include={"name", "dir", "subset", "split_type", "n_folds"})}],
+        "embedding_models": ["mfcc-stats"],
+        "downstream_models": [{"name": "linear", "hidden_units": []}],
+    }
+    run = {"store": str(tmp_path / "store"), "runs_dir": str(tmp_path / "runs")}
+    ctx = RunContext(parse_config({"run": run, "experiments": [exp]}), "p", tmp_path, None)
+    load_rows(ctx, save=False)
+    assert fold_hint(ctx, 0, "mtg_jamendo", 4) == " (fold 4 of 5: the data set's official split 4)"
+
+
 def test_mtg_jamendo_subset_names_and_errors(tmp_path):
     make_mtg_jamendo(tmp_path)
     rows, _ = load_dataset(

@@ -106,6 +106,13 @@ def test_tinysol_mini_instrument_uses_official_folds(shared_data):
         for tid, split in zip(rows.column("track_id").to_pylist(), rows.column("split").to_pylist(), strict=True):
             expected = "validation" if folds[tid] == fold else "test" if folds[tid] == (fold + 1) % 5 else "train"
             assert split == expected, (tid, folds[tid], split)
+    # split_ratios left unused: said as what gives the splits, the official fold (it said "an official
+    # train/validation/test split", which TinySOL has not)
+    _, report = load_dataset(ds_cfg("tinysol", "mirdata", fold=2, split_ratios=[0.7, 0.2, 0.1], **kw), task)
+    assert report.lines() == [
+        "split_ratios ([0.7, 0.2, 0.1]) not used: its loader gives every track its split from the data set's official "
+        "fold or split 2 (dataset.fold), so no split is drawn — remove split_ratios"
+    ]
     assert {lab[0] for lab in rows.column("label").to_pylist()} == {
         "Accordion",
         "Bass Tuba",
@@ -205,6 +212,42 @@ def test_generic_loader_uses_official_folds_and_subsets(shared_data):
     ds = ds_cfg("medley_solos_db", "mirdata", dir=str(root), index_path=str(root / "medley_solos_db_index_small.json"))
     generic, _ = load_mirdata(ds, task_cfg("instrument", "multiclass_classification"), None)
     assert split_counts(generic) == {"train": 80, "validation": 9, "test": 8}
+
+
+def test_fewer_than_three_official_folds_are_drawn_instead_said_as_a_note_not_a_dropped_row(
+    shared_data, tmp_path, monkeypatch
+):
+    """A track attribute giving 2 official folds (0 and 1) cannot rotate (validation, test and a fold to train on):
+    the splits are drawn. That was reported as a row problem ("1 other", counted with the rows a load drops), and
+    with ``fold`` set a second note said the data set had no official folds at all."""
+    import csv
+
+    from repeval.datasets import load as load_module
+
+    src = shared_data / "tinysol_mini"
+    root = tmp_path / "tinysol"
+    (root / "annotation").mkdir(parents=True)
+    (root / "audio").symlink_to(src / "audio")
+    with open(src / "annotation" / "TinySOL_metadata.csv", newline="") as fh:
+        meta = list(csv.reader(fh))
+    with open(root / "annotation" / "TinySOL_metadata.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([meta[0], *([r[0], str(int(r[1]) % 2), *r[2:]] for r in meta[1:])])
+    monkeypatch.setattr(load_module, "loader_name", lambda ds: "mirdata")  # the generic loader, on TinySOL's data
+    task = task_cfg("instrument", "multiclass_classification", label="instrument_full")
+    index = str(src / "tinysol_index_mini.json")
+    for keys, drawn in (
+        ({"fold": 1}, "split_ratios"),
+        ({"split_type": "all", "n_folds": 3}, "n_folds stratified folds"),
+    ):
+        rows, report = load_dataset(ds_cfg("tinysol", "mirdata", dir=str(root), index_path=index, **keys), task)
+        assert set(rows.column("split").to_pylist()) == {"train", "validation", "test"}
+        assert report.counts() == {} and len(report.notes) == 1, report.lines()
+        picks = ", and fold (1) picks none of them" if "fold" in keys else ""
+        assert report.notes[0] == (
+            "the tracks' split attribute gives 2 official fold(s), too few to rotate, which takes 3 or more "
+            f"(validation = fold i, test = fold i+1, train = the rest): their splits are drawn from {drawn} "
+            f"instead{picks} — set group_column to keep related tracks in one split"
+        )
 
 
 def test_gtzan_fault_filtered_split_from_its_files(shared_data, tmp_path):

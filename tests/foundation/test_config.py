@@ -1214,6 +1214,12 @@ def test_a_fold_beyond_a_data_sets_official_folds_is_a_config_error():
         parse_config(d)
     exp["datasets"][0]["fold"] = 4
     parse_config(d)
+    # its split-k files give each fold its own splits: not a rotation (it said "rotates over them")
+    exp["datasets"] = [
+        {"name": "mtg_jamendo_autotagging_moodtheme", "type": "mirdata", "split_type": "all", "n_folds": 6}
+    ]
+    with pytest.raises(ConfigError, match=r"n_folds: 6, but .* runs fold i on its official split i, so fold 5 has "):
+        parse_config(d)
     # MTG-Jamendo's own loader (its split-0..4 files) checked its fold only at the load: a configuration error too
     for ds in ({"name": "mtg_jamendo", "type": "custom", "subset": "genre"}, {"name": "mtg_jamendo_genre"}):
         exp["datasets"] = [{**ds, "fold": 5}]

@@ -47,6 +47,13 @@ def config(root, run_id: str, dataset: dict, probe: dict, **experiment):
     )
 
 
+def tinysol_mini(shared_data, **keys) -> dict:
+    """The 12-track TinySOL sample (real recordings, read by the mirdata loader), whose official fold 1 is empty."""
+    home = shared_data / "tinysol_mini"
+    index = str(home / "tinysol_index_mini.json")
+    return {"name": "tinysol", "type": "mirdata", "dir": str(home), "index_path": index, **keys}
+
+
 @pytest.fixture(scope="module")
 def kfold(ray_session, rendered_notes, tmp_path_factory):
     root = tmp_path_factory.mktemp("kfold")
@@ -173,14 +180,7 @@ def test_plan_counts_folds_and_a_lost_fold_is_the_only_one_retrained(kfold):
 def test_official_folds_of_real_tinysol_and_an_empty_test_fold_names_the_fold(ray_session, shared_data, tmp_path):
     """TinySOL's official folds (real recordings, mirdata loader): the 12-track sample has no track in fold 1,
     so fold 0 has no test split — the error names the fold and the fix, before any probe trains."""
-    home = shared_data / "tinysol_mini"
-    tinysol = {
-        "name": "tinysol",
-        "type": "mirdata",
-        "dir": str(home),
-        "index_path": str(home / "tinysol_index_mini.json"),
-        "split_type": "all",
-    }
+    tinysol = tinysol_mini(shared_data, split_type="all")
     cfg = config(tmp_path, "tiny", tinysol, {"name": "linear", "hidden_units": [], "epochs": 5})
     ctx = runner.make_context(cfg)
     assert runner.stage_embed(ctx).computed == 12  # no deformations: every track once, clean
@@ -213,16 +213,58 @@ def test_official_folds_of_real_tinysol_and_an_empty_test_fold_names_the_fold(ra
     assert not list((ctx.run_dir / "groups").glob("*.parquet"))
 
 
+def test_official_folds_rotate_over_all_of_them_and_an_empty_one_is_named_whatever_n_folds(shared_data, tmp_path):
+    """TinySOL's 12-track sample has no track in official fold 1. With n_folds: 3 the groups still rotate over the 5
+    official folds (group 2 tests on fold 3 and trains on folds 0, 1 and 4), but the plan said "fold 2 trains on no
+    track" from a rotation over 3; on one split (fold 0: test = the empty fold 1) it said the loader gave every track
+    an official train/validation/test split, and named no fold."""
+    from repeval.plan_progress import load_notes
+    from repeval.run.split_check import fold_hint
+    from repeval.runner import RunContext, load_rows
+
+    tinysol = tinysol_mini(shared_data)
+    probe = {"name": "linear", "hidden_units": [], "epochs": 1}
+
+    def said(**keys):
+        cfg = config(tmp_path, "tiny", {**tinysol, **keys}, probe)
+        return [n for n in load_notes(cfg) if "instrument on tinysol" in n]  # what `repeval plan` says, no store
+
+    (note,) = said(split_type="all", n_folds=K)
+    assert note.endswith(
+        "instrument on tinysol: fold 1 of 3 holds none of its 12 tracks, so fold 1 validates and fold 0 tests on no "
+        "track — with few tracks per class use fewer n_folds; else check the dataset's split_column or the official "
+        "folds it reads"
+    ), note
+    (note,) = said(fold=0)
+    assert note.endswith(
+        "instrument on tinysol: the test split holds none of its tracks — the dataset's 12 tracks are split train 6, "
+        "validation 6, test 0: its official folds give every track its split (validation = fold 0 (dataset.fold), test "
+        "= fold 1, train = the rest), and the official fold 1 holds none of these tracks, so split_ratios drew none — "
+        "set dataset.fold to another of its official folds (`repeval datasets tinysol` says which it has), or check "
+        "dataset.dir holds the whole data set"
+    ), note
+    (note,) = said(fold=1)
+    assert "the validation split holds none" in note and "the official fold 1 holds none of these tracks" in note
+    assert said(fold=2) == []  # validation = fold 2, test = fold 3, train = folds 0 and 4
+    # what a probe's error adds: group 2 of 3 tests on official fold 3, not on fold 0
+    ctx = RunContext(
+        config(tmp_path, "tiny", {**tinysol, "split_type": "all", "n_folds": K}, probe), "p", tmp_path, None
+    )
+    load_rows(ctx, save=False)
+    assert fold_hint(ctx, 0, "tinysol", 2, fix=False) == " (fold 2 of 3: validation = fold 2, test = fold 3)"
+
+
 def test_the_grids_dead_folds_stop_and_the_count_of_further_problems():
     """With 3 folds a fold without tracks (or whose tracks all failed) is also the only training fold of a third grid,
     which said it again as its own empty train split; and the stage's error counted distinct problems as "probe
     grid(s)"."""
     from repeval.run.split_check import fold_stops, untrainable
 
-    # grid g validates on fold g, tests on fold g+1, trains on the rest
-    assert fold_stops([0], 3) == {"validates": [0], "tests": [2], "trains": [1]}
-    assert fold_stops([1], 5) == {"validates": [1], "tests": [0], "trains": []}  # 3 training folds: one left out
-    assert fold_stops([0, 1, 2], 5) == {"validates": [0, 1, 2], "tests": [0, 1, 4], "trains": [3]}
+    # each group by the splits it has no track in (group g validates on fold g, tests on fold g+1, trains on the rest)
+    assert fold_stops({0: {"validation"}, 1: {"train"}, 2: {"test"}}) == {"validates": [0], "tests": [2], "trains": [1]}
+    assert fold_stops({0: {"test"}, 1: {"validation"}, 2: (), 3: ()}) == {"validates": [1], "tests": [0], "trains": []}
+    # every split of every group: nothing to model (2 official folds, or n_folds below the official count)
+    assert fold_stops({0: {"train"}, 1: {"train", "test"}}) == {"validates": [], "tests": [1], "trains": [0, 1]}
     assert untrainable(["a", "b", "a"]) == "a (and 1 more problem: b) — nothing was trained"
     assert untrainable(["a", "b", "c", "d", "e"]) == "a (and 4 more problems: b; c; d; …) — nothing was trained"
     assert untrainable(["a", "a"]) == "a — nothing was trained"
@@ -233,12 +275,10 @@ def test_a_grid_that_cannot_train_stops_the_stage_before_any_batch_trains(
 ):
     """Groups train in batches (here one per group); a later group whose split is empty (TinySOL's official
     fold 1 is empty in the 12-track sample) is found before the first batch trains, not after hours of work."""
-    home = shared_data / "tinysol_mini"
     datasets = [
         {"name": "notes", "type": "catalog", "manifest": str(rendered_notes), "label_column": "instrument",
          "split_type": "all", "n_folds": K, "split_seed": 3},
-        {"name": "tinysol", "type": "mirdata", "dir": str(home), "index_path": str(home / "tinysol_index_mini.json"),
-         "split_type": "all"},
+        tinysol_mini(shared_data, split_type="all"),
     ]  # fmt: skip
     cfg = parse_config(
         {

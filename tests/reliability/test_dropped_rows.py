@@ -269,6 +269,40 @@ def test_a_split_column_giving_every_track_its_split_names_that_column_not_split
     ], notes
 
 
+def test_a_split_left_empty_by_few_groups_names_the_groups(tmp_path):
+    """A catalog grouped by artist with one artist per label: each label's only group went to train (a group's tracks
+    stay together), leaving validation empty, and the fixes named were only more tracks or more of split_ratios,
+    neither of which can help; with two artists in all, k folds left a fold empty, the fix said fewer n_folds (3 is
+    the least). Both now name the groups."""
+    import csv
+
+    from repeval import runner
+    from repeval.config import load_config
+    from repeval.run.rows import split_notes
+
+    manifest = make_catalog(tmp_path, per_class=3, seconds=0.1)
+    with manifest.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    clause = (
+        "group_column 'artist' puts {n} of its tracks in {m} group(s), whose tracks stay together (in one split, or "
+        "fold), so a label with only one or two groups leaves some split without any — check the groups (group_column)"
+    )
+    for i, keys, m in ((0, {}, len(CLASSES)), (1, {"split_type": "all", "n_folds": 3}, 2)):
+        grouped = tmp_path / f"grouped{i}.csv"
+        with grouped.open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=[*rows[0], "artist"])
+            w.writeheader()
+            for j, r in enumerate(rows):  # one artist per label; or two artists, each of both labels
+                w.writerow(
+                    {**r, "audio_path": str(tmp_path / r["audio_path"]), "artist": str(j % 2) if i else r["label"]}
+                )
+        exp = experiment(grouped, [FAST_MODEL], split_column=None, group_column="artist", **keys)
+        ctx = runner.make_context(load_config(write_config(tmp_path / f"c{i}.yaml", tmp_path, [exp])))
+        runner.load_rows(ctx)
+        (note,) = split_notes(ctx)
+        assert note.endswith(clause.format(n=len(rows), m=m)), note
+
+
 def test_run_stops_on_a_split_without_tracks_before_embedding_any(ray_session, tmp_path):
     """`repeval run` on a dataset leaving the validation split without tracks embedded every track (hours of audio)
     and only then stopped before training. It stops once the datasets are loaded, in the training stage's words,
