@@ -23,6 +23,8 @@ from repeval.cli.common import (
     _stage,
     _strict_check,
     _with_runs_dir,
+    embedding_done,
+    given_flags,
     with_smoke_test,
 )
 
@@ -284,9 +286,11 @@ def run(
     from repeval import runner
 
     def go() -> None:
-        with _stage("run", config, run_id, store, smoke_test, runs_dir) as ctx:
+        flags = given_flags(strict=strict, retry_errors=retry_errors)
+        with _stage("run", config, run_id, store, smoke_test, runs_dir, flags) as ctx:
             typer.echo(f"run {ctx.run_id} → {ctx.location.display}")
             s = runner.stage_embed(ctx, retry_errors=retry_errors, trainable=True)  # stops on an empty split first
+            embedding_done()
             typer.echo(s.text())
             if strict:
                 _strict_check(ctx)
@@ -314,8 +318,12 @@ def deform(
     from repeval import runner
 
     def go() -> None:
-        with _stage("deform", config, run_id, store, smoke_test, runs_dir) as ctx:
-            typer.echo(runner.stage_embed(ctx, deformed_only=True, retry_errors=retry_errors).text())
+        with _stage(
+            "deform", config, run_id, store, smoke_test, runs_dir, given_flags(retry_errors=retry_errors)
+        ) as ctx:
+            s = runner.stage_embed(ctx, deformed_only=True, retry_errors=retry_errors)
+            embedding_done()
+            typer.echo(s.text())
 
     _guard(go)
 
@@ -334,8 +342,11 @@ def embed(
     from repeval import runner
 
     def go() -> None:
-        with _stage("embed", config, run_id, store, smoke_test, runs_dir) as ctx:
-            typer.echo(runner.stage_embed(ctx, retry_errors=retry_errors).text())
+        flags = given_flags(strict=strict, retry_errors=retry_errors)
+        with _stage("embed", config, run_id, store, smoke_test, runs_dir, flags) as ctx:
+            s = runner.stage_embed(ctx, retry_errors=retry_errors)
+            embedding_done()
+            typer.echo(s.text())
             if strict:  # inside the stage, as in `run`: status.json (`repeval runs`) says it failed --strict
                 _strict_check(ctx)
 

@@ -298,15 +298,9 @@ def test_evaluate_with_nothing_trained_keeps_an_interrupted_runs_state(tmp_path)
     the interrupted command; a run with no state recorded is left with none (a step out of order, not a failure)."""
     from repeval.report.runs import list_runs
     from repeval.run.status import read_status, write_status
+    from repeval.testing.configs import one_row_config
 
-    (tmp_path / "m.csv").write_text("track_id,audio_path,label\na,a.wav,x\n")
-    cfg = tmp_path / "exp.yaml"
-    cfg.write_text(
-        f"run: {{runs_dir: {tmp_path / 'runs'}, store: {tmp_path / 'store'}}}\n"
-        "experiments:\n- task: {name: t, type: multiclass_classification}\n"
-        f"  datasets: [{{name: d, type: catalog, manifest: {tmp_path / 'm.csv'}, label_column: label}}]\n"
-        "  embedding_models: [mfcc-stats]\n  downstream_models: [{type: classifier, hidden_units: []}]\n"
-    )
+    cfg = one_row_config(tmp_path)
     run = tmp_path / "runs" / "r"
     run.mkdir(parents=True)
     write_status(run, "run", "interrupted", "stopped by Ctrl-C; rerun it to resume (finished work is kept)")
