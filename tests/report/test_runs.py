@@ -178,7 +178,7 @@ def test_a_run_whose_embed_stage_finished_is_not_listed_as_started(tmp_path):
     """A run directory whose `repeval embed` (or `deform`) had finished was listed as ``started`` by `repeval runs`,
     as if that command were still running or had been killed; it now says ``embedded`` (``deformed``). A command
     still going, or killed hard, still reads ``started``."""
-    from repeval.report.runs import list_runs
+    from repeval.report.runs import list_runs, runs_text
     from repeval.run.status import write_status
 
     runs = tmp_path / "runs"
@@ -187,6 +187,10 @@ def test_a_run_whose_embed_stage_finished_is_not_listed_as_started(tmp_path):
         (runs / run_id / "config.yaml").write_text("experiments: []\n")
         write_status(runs / run_id, command, state)
     assert {i["run"]: i["state"] for i in list_runs(str(runs))} == {"d": "deformed", "e": "embedded", "s": "started"}
+    assert f"3 runs — {runs};" in runs_text(str(runs))
+    for run_id in "ds":
+        shutil.rmtree(runs / run_id)
+    assert f"1 run — {runs}; `repeval table RUN`" in runs_text(str(runs))  # it said "1 run(s)"
 
 
 def test_evaluate_collects_the_groups_of_its_configuration_only(run_dir, tmp_path, caplog):
