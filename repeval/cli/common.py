@@ -208,11 +208,12 @@ def _stage(
 
     ctx = _ctx(config, run_id, store, smoke_test, runs_dir, lock=command in _WRITERS)
     before = read_status(ctx.run_dir)
+    own = list(flags)  # less --retry-errors once the embedding stage finished (`embedding_done`)
 
     def line(c: str) -> str:
         """``c``'s command line on this run: with this command's flags, and an earlier command's own, recorded, when
         ``c`` is that command (the interrupted ``repeval run --strict`` that an ``evaluate`` names)."""
-        given = [*_state["flags"], *(recorded_flags(before) if c != command and c == before.get("command") else [])]
+        given = [*own, *(recorded_flags(before) if c != command and c == before.get("command") else [])]
         return resume_command(c, config, ctx, run_id, store, smoke_test, runs_dir, given)
 
     def resumed() -> tuple[str, dict[str, str]]:
@@ -223,7 +224,12 @@ def _stage(
         _state["resume"], _state["job"] = resume, job
         return resume, job
 
-    _state["flags"], _state["resumed"] = list(flags), resumed  # `embedding_done` drops --retry-errors, says it again
+    def embedded() -> None:
+        if "--retry-errors" in own:
+            own.remove("--retry-errors")
+            resumed()
+
+    _state["embedded"] = embedded  # what `embedding_done` calls
     resume, job = resumed()
     if command in ("train", "evaluate") and not run_id and not smoke_test and not ctx.cfg.run.run_id:
         log.warning(
@@ -300,9 +306,7 @@ def embedding_done() -> None:
     """The embedding stage of the command :func:`_stage` runs finished: the line that resumes it no longer carries
     ``--retry-errors``: the error records it found were deleted and their tracks computed again (those that failed
     again are this run's records), so a rerun after a later stage stopped need not decode them once more."""
-    if "--retry-errors" in _state.get("flags", ()):
-        _state["flags"] = [f for f in _state["flags"] if f != "--retry-errors"]
-        _state["resumed"]()
+    _state["embedded"]()
 
 
 def _untrained_fix(before: dict[str, Any], command: str, line: Callable[[str], str]) -> str:
