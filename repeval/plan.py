@@ -10,6 +10,7 @@ from typing import Any
 from repeval.config import Config
 from repeval.datasets.load import dataset_folds
 from repeval.pipeline.stages import CLEAN
+from repeval.pipeline.summary import counted
 from repeval.plan_probes import _names, probe_lines
 from repeval.plan_progress import _progress, _retest, _reused, _trained, _written
 
@@ -201,8 +202,9 @@ def make_plan(
                 "attention": ", attention pooling of each track's frames",
             }.get(exp.task.aggregation, "")
             p.lines.append(
-                f"{exp.task.name} [{exp.task.effective_type}{pred}] on {ds.name}: {len(exp.embedding_models)} models × "
-                f"{n_probes} probe configurations ({n_tested} tested) × {seeds} seed(s), scenarios: clean{', ' if scen else ''}{', '.join(scen)}; "
+                f"{exp.task.name} [{exp.task.effective_type}{pred}] on {ds.name}: "
+                f"{counted(len(exp.embedding_models), 'model')} × {counted(n_probes, 'probe configuration')} "
+                f"({n_tested} tested) × {counted(seeds, 'seed')}, scenarios: clean{', ' if scen else ''}{', '.join(scen)}; "
                 f"metrics: {', '.join(exp.metric_names)}"
                 + (f"; training rows augmented with {', '.join(exp.augment_for(ds))}" if exp.augment else "")
                 + (

@@ -117,8 +117,12 @@ def resume_hint(resume: str | None, job: Any = None) -> str:
 def job_resubmit(status: Mapping[str, Any], command: str) -> str | None:
     """The ``ray job submit`` command that runs ``command`` on a run started by a job, from its ``status.json``
     (``status``): the job's own (:func:`job_submission`) with ``command`` in place of its entrypoint's — ``python
-    jobs/COMMAND.py`` or ``repeval COMMAND`` —; ``None`` for a run no job started (or an earlier repeval's)."""
+    jobs/COMMAND.py`` or ``repeval COMMAND`` —, and of the options it resumes with
+    (:data:`~repeval.run.status.RESUMED_FLAGS`) those ``command`` takes; ``None`` for a run no job started (or an
+    earlier repeval's)."""
     import shlex
+
+    from repeval.run.status import for_command
 
     job = status.get("job")
     submit = job.get("submit") if isinstance(job, dict) else None
@@ -136,6 +140,7 @@ def job_resubmit(status: Mapping[str, Any], command: str) -> str | None:
         words[at + 1] = command
     else:
         return None
+    words[at + 2 :] = for_command(command, words[at + 2 :])
     return shlex.join(words)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -154,12 +154,16 @@ def resume_command(
     store: str | None,
     smoke_test: bool,
     runs_dir: str | None,
+    flags: Sequence[str] = (),
 ) -> str:
     """The command line that carries on ``ctx``'s run: ``command`` on the same configuration, with the options that
     name this run and where it lives — ``--run-id`` when it was given, or when the configuration sets no
     ``run.run_id`` (the same command without it would start another, timestamped run), ``--store``,
-    ``--runs-dir`` and ``--smoke-test`` as given."""
+    ``--runs-dir`` and ``--smoke-test`` as given — and the options of ``flags`` (``--strict``, ``--retry-errors``:
+    :data:`~repeval.run.status.RESUMED_FLAGS`) that ``command`` takes."""
     import shlex
+
+    from repeval.run.status import for_command
 
     words = ["repeval", command, str(config)]
     if smoke_test:
@@ -172,6 +176,7 @@ def resume_command(
         words += ["--store", store]
     if runs_dir:
         words += ["--runs-dir", runs_dir]
+    words += for_command(command, [f for f in flags if f not in words])
     return " ".join(shlex.quote(w) for w in words)
 
 
@@ -181,22 +186,51 @@ _WRITERS = ("run", "embed", "deform")
 
 @contextmanager
 def _stage(
-    command: str, config: Path, run_id: str | None, store: str | None, smoke_test: bool, runs_dir: str | None
+    command: str,
+    config: Path,
+    run_id: str | None,
+    store: str | None,
+    smoke_test: bool,
+    runs_dir: str | None,
+    flags: Sequence[str] = (),
 ) -> Any:
     """The run context of one CLI command; a remote run directory is uploaded at the end, also on failure. The
-    run's ``status.json`` says the command started, then that it finished or failed (with the reason); one that
+    run's ``status.json`` says the command started, then that it finished or failed (with the reason), and records
+    the command line that resumes it: the command's own options, with those of ``flags`` it was given (``--strict``,
+    ``--retry-errors``; the latter until :func:`embedding_done`); one that
     finds an earlier stage unfinished (``EarlierStageUnfinished``: ``train`` before ``embed``) puts back the state it
     found, as does an ``evaluate`` that left grids of the configuration untrained (``ctx.untrained``) on a run whose
     other command was interrupted or failed. A command that writes the store and finds it locked by another run is
     refused before its run directory is made."""
     from repeval.ray_cluster import job_submission, resume_hint
-    from repeval.run.status import read_status, restore_status, write_status
+    from repeval.run.status import read_status, recorded_flags, restore_status, write_status
     from repeval.rundir import EarlierStageUnfinished
 
     ctx = _ctx(config, run_id, store, smoke_test, runs_dir, lock=command in _WRITERS)
-    resume = resume_command(command, config, ctx, run_id, store, smoke_test, runs_dir)
-    job = job_submission(resume, _state.get("script"))  # a `ray job submit` job's: how to submit it again
-    _state["resume"], _state["job"] = resume, job  # what `_guard` tells an interrupted command to run
+    before = read_status(ctx.run_dir)
+    own = list(flags)  # less --retry-errors once the embedding stage finished (`embedding_done`)
+
+    def line(c: str) -> str:
+        """``c``'s command line on this run: with this command's flags, and an earlier command's own, recorded, when
+        ``c`` is that command (the interrupted ``repeval run --strict`` that an ``evaluate`` names)."""
+        given = [*own, *(recorded_flags(before) if c != command and c == before.get("command") else [])]
+        return resume_command(c, config, ctx, run_id, store, smoke_test, runs_dir, given)
+
+    def resumed() -> tuple[str, dict[str, str]]:
+        """The command line that resumes this command, and how to submit its ``ray job submit`` job again; both set
+        for ``_guard``, which tells an interrupted command to run them."""
+        resume = line(command)
+        job = job_submission(resume, _state.get("script"))  # a `ray job submit` job's: how to submit it again
+        _state["resume"], _state["job"] = resume, job
+        return resume, job
+
+    def embedded() -> None:
+        if "--retry-errors" in own:
+            own.remove("--retry-errors")
+            resumed()
+
+    _state["embedded"] = embedded  # what `embedding_done` calls
+    resume, job = resumed()
     if command in ("train", "evaluate") and not run_id and not smoke_test and not ctx.cfg.run.run_id:
         log.warning(
             "the configuration sets no run.run_id and no --run-id was given: this `repeval %s` starts a new run, %s, "
@@ -205,10 +239,7 @@ def _stage(
             command,
             ctx.run_id,
         )
-    before = read_status(ctx.run_dir)
-    ctx.untrained_fix = _untrained_fix(
-        before, command, lambda c: resume_command(c, config, ctx, run_id, store, smoke_test, runs_dir)
-    )
+    ctx.untrained_fix = _untrained_fix(before, command, line)
     try:
         write_status(ctx.run_dir, command, "started", resume=resume, job=job)
     except BaseException:
@@ -219,6 +250,7 @@ def _stage(
         yield ctx
     except BaseException as exc:
         told = None  # what to say instead of ``exc``
+        resume, job = resumed()  # without --retry-errors once the embedding stage finished (`embedding_done`)
         if isinstance(exc, KeyboardInterrupt):
             write_status(
                 ctx.run_dir, command, "interrupted",
@@ -234,12 +266,11 @@ def _stage(
             # nothing done: the run's state stays what it was (an interrupted `repeval run` is not a failed evaluate,
             # nor is `train` before `embed` a failed train)
             restore_status(ctx.run_dir, before)
-            told = exc.naming(lambda stage: resume_command(stage, config, ctx, run_id, store, smoke_test, runs_dir))
+            told = exc.naming(line)
             if _unfinished(before, command):
                 earlier = before.get("command") or "run"
                 told = EarlierStageUnfinished(
-                    f"{told}; this run's `repeval {earlier}` was {before['state']}: finish it with "
-                    f"`{resume_command(earlier, config, ctx, run_id, store, smoke_test, runs_dir)}`"
+                    f"{told}; this run's `repeval {earlier}` was {before['state']}: finish it with `{line(earlier)}`"
                 )
         elif isinstance(exc, Exception) and not (isinstance(exc, typer.Exit) and exc.exit_code == 0):
             write_status(ctx.run_dir, command, "failed", _reason(exc), resume, job=job)
@@ -259,9 +290,23 @@ def _stage(
         # warning naming the grids not trained said so: ``ctx.untrained_fix``)
         restore_status(ctx.run_dir, before)
     else:  # the command line kept: `repeval runs` names the run's own (its configuration, --run-id, --store)
+        resume, job = resumed()
         write_status(ctx.run_dir, command, "finished", resume=resume, job=job)
     if ctx.location is not None:
         ctx.location.push()
+
+
+def given_flags(strict: bool = False, retry_errors: bool = False) -> list[str]:
+    """The options of a stage's command line that the line resuming it repeats (:func:`_stage`), as it was given
+    them."""
+    return [flag for flag, given in (("--strict", strict), ("--retry-errors", retry_errors)) if given]
+
+
+def embedding_done() -> None:
+    """The embedding stage of the command :func:`_stage` runs finished: the line that resumes it no longer carries
+    ``--retry-errors``: the error records it found were deleted and their tracks computed again (those that failed
+    again are this run's records), so a rerun after a later stage stopped need not decode them once more."""
+    _state["embedded"]()
 
 
 def _untrained_fix(before: dict[str, Any], command: str, line: Callable[[str], str]) -> str:

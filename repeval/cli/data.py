@@ -45,6 +45,7 @@ def data_render(
     from dataclasses import replace
 
     from repeval.datasets.render import render_dataset, render_keys, render_mixtures
+    from repeval.datasets.render_output import rendered_text
     from repeval.datasets.render_specs import KeySpec, MixtureSpec, RenderSpec
 
     procs = workers if workers is not None else os.cpu_count() or 1
@@ -58,21 +59,26 @@ def data_render(
         ):
             if value is not None and value < least:
                 raise ValueError(f"{flag} must be at least {least}, got {value}")
+        detail = ""
         if kind == "notes":
             if clips is not None or manifest_format != "csv" or workers is not None or audio_format != "wav":
                 raise ValueError(
                     "--clips, --format, --workers and --audio are for --kind mixtures and keys; notes take --notes"
                 )
-            m = render_dataset(out, RenderSpec(notes_per_instrument=notes, seed=seed))
+            spec = RenderSpec(notes_per_instrument=notes, seed=seed)
+            m = render_dataset(out, spec)
+            n, detail = len(spec.instruments) * notes, f" ({len(spec.instruments)} instruments × {notes})"
         elif kind == "mixtures":
             mix = MixtureSpec(seed=seed, manifest_format=manifest_format, audio_format=audio_format)
-            m = render_mixtures(out, mix if clips is None else replace(mix, clips=clips), workers=procs)
+            mix = mix if clips is None else replace(mix, clips=clips)
+            m, n = render_mixtures(out, mix, workers=procs), mix.clips
         elif kind == "keys":
             keys = KeySpec(seed=seed, manifest_format=manifest_format, audio_format=audio_format)
-            m = render_keys(out, keys if clips is None else replace(keys, clips=clips), workers=procs)
+            keys = keys if clips is None else replace(keys, clips=clips)
+            m, n = render_keys(out, keys, workers=procs), keys.clips
         else:
             raise ValueError(f"unknown --kind '{kind}'; valid: notes, mixtures, keys")
-        typer.echo(f"manifest: {m}")
+        typer.echo(rendered_text(kind, m, n, detail))
 
     _guard(go)
 

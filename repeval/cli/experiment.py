@@ -23,6 +23,8 @@ from repeval.cli.common import (
     _stage,
     _strict_check,
     _with_runs_dir,
+    embedding_done,
+    given_flags,
     with_smoke_test,
 )
 
@@ -222,18 +224,23 @@ def _train_line(t: dict[str, Any]) -> str:
     """The train stage's one-line summary: ``failed`` holds one row per failed probe training (a configuration and
     seed — not a Tune trial, which may train many) and per failed test cell (a trained probe and seed on one test set
     whose scores were not finite), counted apart as ``repeval runs`` and the report count them."""
+    from repeval.pipeline.summary import counted
+
     tests = sum(1 for f in t["failed"] if f.get("scenario"))
-    line = (
-        f"trained {t['trained']} probe grid(s), {t['skipped']} already done, "
-        f"{len(t['failed']) - tests} failed probe training(s)"
-    )
+    if not t["trained"] and t["skipped"] and not t["failed"]:  # a rerun: as the embedding stage says it
+        line = f"nothing to train: {counted(t['skipped'], 'probe grid')} already done"
+    else:
+        line = (
+            f"trained {counted(t['trained'], 'probe grid')}, {t['skipped']} already done, "
+            f"{counted(len(t['failed']) - tests, 'failed probe training')}"
+        )
     if t.get("retested"):
         line += f", {t['retested']} tested on changed deformation scenarios without training again"
     if tests:
-        line += f", {tests} failed test cell(s) (non-finite scores)"
+        line += f", {counted(tests, 'failed test cell')} (non-finite scores)"
     line += " (failed.parquet says why)" if t["failed"] else ""
     if t.get("reused_trials"):
-        line += f"; {t['reused_trials']} trial(s) finished by an interrupted run reused, not trained again"
+        line += f"; {counted(t['reused_trials'], 'trial')} finished by an interrupted run reused, not trained again"
     return line + "".join(f"\n  {said}" for said in _failure_lines(t["failed"]))
 
 
@@ -294,9 +301,11 @@ def run(
     from repeval import runner
 
     def go() -> None:
-        with _stage("run", config, run_id, store, smoke_test, runs_dir) as ctx:
+        flags = given_flags(strict=strict, retry_errors=retry_errors)
+        with _stage("run", config, run_id, store, smoke_test, runs_dir, flags) as ctx:
             typer.echo(f"run {ctx.run_id} → {ctx.location.display}")
             s = runner.stage_embed(ctx, retry_errors=retry_errors, trainable=True)  # stops on an empty split first
+            embedding_done()
             typer.echo(s.text())
             if strict:
                 _strict_check(ctx)
@@ -324,8 +333,12 @@ def deform(
     from repeval import runner
 
     def go() -> None:
-        with _stage("deform", config, run_id, store, smoke_test, runs_dir) as ctx:
-            typer.echo(runner.stage_embed(ctx, deformed_only=True, retry_errors=retry_errors).text())
+        with _stage(
+            "deform", config, run_id, store, smoke_test, runs_dir, given_flags(retry_errors=retry_errors)
+        ) as ctx:
+            s = runner.stage_embed(ctx, deformed_only=True, retry_errors=retry_errors)
+            embedding_done()
+            typer.echo(s.text())
 
     _guard(go)
 
@@ -344,8 +357,11 @@ def embed(
     from repeval import runner
 
     def go() -> None:
-        with _stage("embed", config, run_id, store, smoke_test, runs_dir) as ctx:
-            typer.echo(runner.stage_embed(ctx, retry_errors=retry_errors).text())
+        flags = given_flags(strict=strict, retry_errors=retry_errors)
+        with _stage("embed", config, run_id, store, smoke_test, runs_dir, flags) as ctx:
+            s = runner.stage_embed(ctx, retry_errors=retry_errors)
+            embedding_done()
+            typer.echo(s.text())
             if strict:  # inside the stage, as in `run`: status.json (`repeval runs`) says it failed --strict
                 _strict_check(ctx)
 

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import typer
 
+from repeval.pipeline.summary import counted
 from repeval.store import EmbeddingStore
 from repeval.store.partition_files import settle_command
 from repeval.store.rewrite import stuck_text
@@ -19,10 +20,6 @@ SHOWN = 5
 
 def _some(ids: list[str]) -> str:
     return ", ".join(ids[:SHOWN]) + (f", … ({len(ids)} in all)" if len(ids) > SHOWN else "")
-
-
-def _plural(n: int, what: str) -> str:
-    return f"{n} {what}{'s' * (n != 1)}"
 
 
 def remove_tracks(
@@ -45,24 +42,24 @@ def remove_tracks(
         total_rows, total_errors = part.counts()
         state = f"{'complete' if part.complete else 'incomplete'}, {total_rows} rows, {total_errors} error records"
         if not found:
-            typer.echo(f"{part.name}  ({state}): none of {_plural(len(track_ids), 'track')}")
+            typer.echo(f"{part.name}  ({state}): none of {counted(len(track_ids), 'track')}")
             continue
         plan.append((part, n_rows, n_errors))
-        line = f"{part.name}  ({state}): {len(found)} of {_plural(len(track_ids), 'track')} — "
-        line += f"{_plural(n_rows, 'row')}, {_plural(n_errors, 'error record')}"
+        line = f"{part.name}  ({state}): {len(found)} of {counted(len(track_ids), 'track')} — "
+        line += f"{counted(n_rows, 'row')}, {counted(n_errors, 'error record')}"
         absent = [t for t in track_ids if t not in found]
         typer.echo(line + (f"; not in it: {_some(absent)}" if absent else ""))
     missing = [t for t in track_ids if t not in found_any]
     if missing:
         raise ValueError(
-            f"track id(s) in none of the {_plural(len(parts), 'partition')} given ({store.uri}): {_some(missing)} — "
+            f"track id(s) in none of the {counted(len(parts), 'partition')} given ({store.uri}): {_some(missing)} — "
             "nothing was deleted; check the ids (as the catalog's track_id column spells them; `repeval store show "
             "STORE PARTITION` prints rows) or leave them out"
         )
     rows = sum(r for _, r, _ in plan)
     errors = sum(e for _, _, e in plan)
-    what = f"{_plural(rows, 'row')} and {_plural(errors, 'error record')} of {_plural(len(found_any), 'track')}"
-    where = f"{_plural(len(plan), 'partition')} of {store.uri}"
+    what = f"{counted(rows, 'row')} and {counted(errors, 'error record')} of {counted(len(found_any), 'track')}"
+    where = f"{counted(len(plan), 'partition')} of {store.uri}"
     if not yes:
         typer.echo(f"{what} would be deleted from {where}; rerun with --yes to delete them")
         return
@@ -73,7 +70,7 @@ def remove_tracks(
             files = {f"{name}/{n}": why for name, named in stuck.items() for n, why in named.items()}
             raise RuntimeError(
                 f"{store.uri}: nothing was removed — a stopped track removal cannot finish in "
-                f"{_plural(len(stuck), 'partition')} given ({', '.join(stuck)}): "
+                f"{counted(len(stuck), 'partition')} given ({', '.join(stuck)}): "
                 f"{stuck_text(files, settle_command(store.uri, *stuck))}"
                 + (f"; then run `{command}` again" if command else "")
             )
@@ -106,15 +103,15 @@ def settle_partitions(store: EmbeddingStore, parts: list[Any], command: str | No
                 if done.stuck:
                     continue
                 if done.committed:
-                    deleted = _plural(len(done.deleted), "replaced file")
+                    deleted = counted(len(done.deleted), "replaced file")
                     typer.echo(f"{where}: finished a stopped track removal: deleted {deleted}")
                 else:
                     typer.echo(
                         f"{where}: a track removal stopped before it took effect: deleted the "
-                        f"{_plural(len(done.deleted), 'new file')} it had written; the rows are as before — run that "
+                        f"{counted(len(done.deleted), 'new file')} it had written; the rows are as before — run that "
                         "`repeval store rm … --track` again to remove the tracks"
                     )
     if stuck:
         raise RuntimeError(f"{store.uri}: {stuck_text(stuck, settle_command(store.uri, *stuck_parts))}")
-    said = f"settled {_plural(settled, 'folder')}" if settled else "nothing to settle: no stopped track removal"
-    typer.echo(f"{said} in {_plural(len(parts), 'partition')} of {store.uri}")
+    said = f"settled {counted(settled, 'folder')}" if settled else "nothing to settle: no stopped track removal"
+    typer.echo(f"{said} in {counted(len(parts), 'partition')} of {store.uri}")

@@ -65,3 +65,42 @@ def _write_licence(out: Path) -> None:
         "Rendered with the TimGM6mb General-MIDI SoundFont shipped in the pretty-midi wheel "
         "(GPL-2.0, Tim Brechbill) using tinysoundfont.\n"
     )
+
+
+#: each kind of ``repeval data render --kind``: what its clips are, its label column and its task's type
+KINDS = {
+    "notes": ("notes", "instrument", "multiclass_classification"),
+    "mixtures": ("instrument mixtures", "instruments", "multilabel_classification"),
+    "keys": ("chord progressions", "key", "key_estimation"),
+}
+#: the shipped configurations that read a set where the README renders it (relative to the repository's root)
+SHIPPED = {
+    "data/quickstart/manifest.csv": "configs/quickstart.yaml",
+    "data/mixtures/manifest.csv": "configs/catalog.yaml",
+    "data/keys/manifest.csv": "configs/key_estimation.yaml",
+}
+
+
+def rendered_text(kind: str, manifest: Path, clips: int, detail: str = "") -> str:
+    """What ``repeval data render`` says it rendered: how many clips of ``kind`` (``detail`` after them, e.g. the
+    notes' instruments), where, and how to use them — the catalog dataset entry that reads them (its manifest as
+    given: relative paths start from the current directory, as a configuration's do), and, for a set rendered where a
+    shipped configuration reads it (:data:`SHIPPED`) from this directory, the command that runs that one."""
+    import yaml
+
+    what, label, task = KINDS[kind]
+    out = manifest.parent
+    entry = {"name": kind, "type": "catalog", "manifest": str(manifest), "label_column": label}
+    if kind == "mixtures":
+        entry["label_separator"] = "|"
+    entry["split_column"] = "split"
+    flow = yaml.safe_dump(entry, default_flow_style=True, sort_keys=False, width=10**6).strip()
+    lines = [
+        f"rendered {clips} {what}{detail} into {out}: audio in {out / 'audio'}, manifest {manifest}",
+        f"an experiment with a task of type {task} (label: {label}) reads it as one of its datasets:",
+        f"  - {flow}",
+    ]
+    config = SHIPPED.get(manifest.as_posix())
+    if config is not None and Path(config).is_file():
+        lines.append(f"{config} reads it: `repeval run {config}`")
+    return "\n".join(lines)

@@ -40,7 +40,7 @@ from repeval.pipeline.partitions import (  # noqa: F401  (model_chunk_s and the 
 from repeval.pipeline.resources import stream_resources
 from repeval.pipeline.stream import run_pipeline
 from repeval.pipeline.summary import EmbedSummary
-from repeval.pipeline.todo import Stream, has_work, plan_dataset, plan_todo, say_moved, spool_todo
+from repeval.pipeline.todo import Stream, has_work, plan_dataset, plan_todo, say_complete, say_moved, spool_todo
 from repeval.store import EmbeddingStore
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,7 @@ def embed_experiments(
             plan_dataset(cfg, exp, ds, rows_by_dataset[ds.name], deform_ids, store, streams, summary, deformed_only,
                          retry_errors, moved_from, shared=uses[ds.name] > 1, sources=sources[ds.name])  # fmt: skip
     say_moved(store.uri, moved_from, sources)  # once per dataset, every model of it in one note
+    say_complete(streams, summary)
     cut = summary.cut_reused_warning()
     if cut:  # once per run, before its streams start: said for every partition together
         log.warning("%s", cut)

@@ -50,6 +50,7 @@ from repeval.models import resolve_model
 #: environment variables for the isolated process groups (a model may add ``worker_env``);
 #: one table shared with the models' own subprocess validation
 from repeval.models._common import PROCESS_GROUP_ENV
+from repeval.pipeline.summary import counted
 
 #: the share of the cluster's CPUs kept for decode tasks (at least ``decode_num_cpus``)
 DECODE_SHARE = 1 / 8
@@ -114,12 +115,13 @@ class EmbedResources:
             at_once = f", {self.decode_tasks} at once" if self.decode_tasks else ""
             return (
                 f"model inside the decode tasks (no actor pool{grp}): tasks × {self.decode_num_cpus:g} CPU"
-                f"{at_once} ({self.threads} thread(s))"
+                f"{at_once} ({counted(self.threads, 'thread')} each)"
             )
         dev = f", {self.num_gpus:g} GPU" if self.num_gpus else ""
         dev += "".join(f", {k}={v:g}" for k, v in self.resources.items())
         return (
-            f"{self.n_actors} embedding actor(s) × {self.num_cpus:g} CPU{dev} ({self.threads} thread(s)){grp}; "
+            f"{counted(self.n_actors, 'embedding actor')} × {self.num_cpus:g} CPU{dev} "
+            f"({counted(self.threads, 'thread')} each){grp}; "
             f"decode tasks × {self.decode_num_cpus:g} CPU"
             + (f", {self.decode_tasks} at once" if self.decode_tasks else "")
         )

@@ -35,6 +35,8 @@ class EmbedSummary:
     partitions_completed: list[str] = field(default_factory=list)
     #: partitions (``dataset/model/scenario``) of the run found complete, with nothing to embed
     partitions_already_complete: set[str] = field(default_factory=set)
+    #: the run's (dataset, model) pairs, ``dataset/model``, whose partitions were complete when planned
+    models_complete: dict[str, None] = field(default_factory=dict)
     #: Ray Data operators of the last pipeline (decode and embed stay separate unless the model is light)
     operators: list[str] = field(default_factory=list)
     #: resources of each model's stage
@@ -86,6 +88,7 @@ class EmbedSummary:
         self.wall_s += other.wall_s
         self.partitions_completed += other.partitions_completed
         self.partitions_already_complete |= other.partitions_already_complete
+        self.models_complete.update(other.models_complete)
         self.operators = other.operators or self.operators
         self.resources.update(other.resources)
         self.model_processes.update(other.model_processes)
@@ -106,29 +109,31 @@ class EmbedSummary:
         tracks it decoded for them (once per model), or that there was nothing to embed."""
         if not (self.tracks or self.computed or self.errors or self.retried):
             marked = f"; {len(self.partitions_completed)} marked complete" if self.partitions_completed else ""
-            n = len(self.partitions_already_complete)
             return (
-                f"nothing to embed: {n} partition{'s' * (n != 1)} already complete ({self.skipped} rows already in "
-                f"store){marked}"
+                f"nothing to embed: {counted(len(self.partitions_already_complete), 'partition')} already complete "
+                f"({counted(self.skipped, 'row')} already in store){marked}"
             )
         wall = self.wall_s or 0.0
         rate = self.audio_seconds / wall if wall else 0.0
         rows_rate = self.computed / wall if wall else 0.0
-        errs = f"{self.errors} errors"
+        errs = counted(self.errors, "error")
         if self.errors_by_stage:
             errs += " (" + ", ".join(f"{k} {v}" for k, v in sorted(self.errors_by_stage.items())) + ")"
         scen = ""
         if len(self.rows_by_scenario) > 1:
             scen = " [" + ", ".join(f"{k} {self.rows_by_scenario[k]}" for k in self.scenarios()) + "]"
-        retried = f" (retried {self.retried} earlier error record(s))" if self.retried else ""
+        retried = f" (retried {counted(self.retried, 'earlier error record')})" if self.retried else ""
         partly = f" ({self.partial} decoded partly)" if self.partial else ""
         decoded = (
-            f"{self.tracks} tracks" if self.streams <= 1 else f"{self.tracks} tracks×models ({self.streams} models)"
+            counted(self.tracks, "track")
+            if self.streams <= 1
+            else f"{self.tracks} tracks×models ({self.streams} models)"
         )
+        # "0 errors, in 4.9s": the time is the stage's, not the errors'
         return (
-            f"embedded {self.computed} rows{scen}{partly} from {decoded}, {self.skipped} rows already in store, {errs}"
-            f"{retried} in {figure(wall, 1)}s ({figure(self.startup_s, 1)}s start-up) — {figure(rows_rate, 1)} rows/s, "
-            f"{figure(rate, 0)} s of audio per second"
+            f"embedded {counted(self.computed, 'row')}{scen}{partly} from {decoded}, {counted(self.skipped, 'row')} "
+            f"already in store, {errs}{retried}, in {figure(wall, 1)}s ({figure(self.startup_s, 1)}s start-up) — "
+            f"{figure(rows_rate, 1)} rows/s, {figure(rate, 0)} s of audio per second"
         )
 
     def scenarios(self) -> list[str]:
@@ -179,8 +184,9 @@ class EmbedSummary:
         earlier = {p: self.earlier_errors[p] for p in self.in_order(self.earlier_errors) if self.earlier_errors[p]}
         if earlier:
             out.append(  # a track's record in each partition counted: one bad file under 3 scenarios is 3 records
-                f"{sum(earlier.values())} error record(s) of earlier runs kept for this run's tracks, in {len(earlier)} "
-                "partition(s) (not computed again, not evaluated; `--retry-errors` computes them again):"
+                f"{counted(sum(earlier.values()), 'error record')} of earlier runs kept for this run's tracks, in "
+                f"{counted(len(earlier), 'partition')} (not computed again, not evaluated; `--retry-errors` computes "
+                "them again):"
             )
             out += [f"  {self.show_command(p)}" for p in earlier]
         return out
@@ -188,6 +194,12 @@ class EmbedSummary:
     def text(self) -> str:
         """:meth:`line`, then :meth:`failure_lines`: what the CLI prints at the end of an embedding stage."""
         return "\n".join([self.line(), *self.failure_lines()])
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and ``noun``, in the plural (``plural``, by default ``noun`` + s) unless ``n`` is 1: "1 row", "2 rows",
+    "0 errors" — not "1 row(s)"."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def figure(x: float, decimals: int) -> str:

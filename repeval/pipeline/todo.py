@@ -87,8 +87,6 @@ class Stream:
     #: that share a dataset (whatever their rows: :func:`merge_todo`) merge their masks here, so a track one task
     #: wants clean and another deformed (other scenarios, ``augment``) is decoded once, in one to-do row
     pending: dict[str, tuple[pa.Table, dict[str, np.ndarray]]] = field(default_factory=dict)
-    #: the datasets whose partitions of this model it said were all complete
-    said_complete: set[str] = field(default_factory=set)
 
     def add_todo(self, piece: pa.Table) -> None:
         if self.todo is None:
@@ -223,11 +221,8 @@ def plan_dataset(
             masks[key] = missing
         if moved:
             moved_from.setdefault(ds.name, {}).setdefault(mcfg.id, {}).update(moved)
-        if not masks:
-            # not planned by another task, nor said for one (two tasks on a dataset said it twice)
-            if ds.name not in st.said_complete and not any(i["dataset"] == ds.name for i in st.info.values()):
-                log.info("%s/%s: all partitions complete", ds.name, mcfg.id)
-                st.said_complete.add(ds.name)
+        if not masks:  # said once for the run, if other models embed (:func:`say_complete`)
+            summary.models_complete[f"{ds.name}/{mcfg.id}"] = None
             continue
         cols = rows.select(["track_id", "audio_path", "split"])  # only the columns a stream reads
         pending = st.pending.get(ds.name)
@@ -312,6 +307,16 @@ def spool_todo(st: Stream, dataset: str, cols: pa.Table, masks: dict[str, np.nda
         n_todo += todo.num_rows
     if n_todo:
         st.labels.append(f"{dataset} {n_todo}")
+
+
+def say_complete(streams: dict[str, Stream], summary: EmbedSummary) -> None:
+    """Log, in one line, the (dataset, model) pairs whose partitions were all complete, when other pairs have tracks to
+    embed (each says how many as its stream starts); when none has, the summary's "nothing to embed" line says it all.
+    A pair another experiment planned tracks of (a task that wants more of the dataset) is not complete."""
+    planned = {f"{i['dataset']}/{i['model']}" for st in streams.values() for i in st.info.values()}
+    complete = [name for name in summary.models_complete if name not in planned]
+    if complete and any(has_work(st) for st in streams.values()):
+        log.info("%s: all partitions complete, nothing to embed", ", ".join(complete))
 
 
 def has_work(st: Stream) -> bool:

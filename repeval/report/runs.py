@@ -19,6 +19,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import yaml
 
+from repeval.pipeline.summary import counted
 from repeval.ray_cluster import job_resubmit
 from repeval.report.comparable import digest_label, run_split_digests
 from repeval.run.load_records import read_records
@@ -287,5 +288,5 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
             f"{runs_dir} is a run directory, listed alone; `repeval runs {quote(parent)}` lists the runs beside it"
         )
     else:
-        lines.append(f"{len(infos)} run(s) — {runs_dir}; `repeval table RUN` / `repeval report RUN` show one")
+        lines.append(f"{counted(len(infos), 'run')} — {runs_dir}; `repeval table RUN` / `repeval report RUN` show one")
     return "\n".join(lines)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,32 @@ log = logging.getLogger(__name__)
 #: the last command's state: ``{"command", "state": started|finished|failed|interrupted, "reason", "updated",
 #: "resume", "job"}`` (:func:`write_status`)
 STATUS = "status.json"
+
+#: the options of a stage's command line that the line resuming it keeps (:func:`repeval.cli.common.resume_command`),
+#: each with the commands that take it: a line of another command on the run (:func:`command_line`) keeps those that
+#: command takes. A line written once the embedding stage finished leaves ``--retry-errors`` out: its error records
+#: were deleted and their tracks computed again, which a rerun would only repeat
+RESUMED_FLAGS: dict[str, frozenset[str]] = {
+    "--strict": frozenset({"run", "embed"}),
+    "--retry-errors": frozenset({"run", "embed", "deform"}),
+}
+
+
+def for_command(command: str, words: Iterable[str]) -> list[str]:
+    """``words`` (of a command line, after its command) without the :data:`RESUMED_FLAGS` ``command`` does not take."""
+    return [w for w in words if w not in RESUMED_FLAGS or command in RESUMED_FLAGS[w]]
+
+
+def recorded_flags(status: dict[str, Any]) -> list[str]:
+    """The :data:`RESUMED_FLAGS` of the command line a run's ``status.json`` (``status``) records as resuming it."""
+    import shlex
+
+    resume = status.get("resume")
+    try:
+        words = shlex.split(resume) if isinstance(resume, str) else []
+    except ValueError:
+        return []
+    return [w for w in words if w in RESUMED_FLAGS]
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:
@@ -85,8 +112,9 @@ def write_status(
 def command_line(status: dict[str, Any], command: str) -> str | None:
     """The command line of ``command`` on a run, from its ``status.json`` (``status``, :func:`read_status`): its last
     command's ``resume`` — the configuration it was given and the options that name the run (``--run-id``,
-    ``--store``, ``--runs-dir``, ``--smoke-test``) — with ``command`` in place of that command; ``None`` when none is
-    recorded (a run whose last command finished under a repeval that kept it only while a command ran)."""
+    ``--store``, ``--runs-dir``, ``--smoke-test``) and of its :data:`RESUMED_FLAGS` those ``command`` takes — with
+    ``command`` in place of that command; ``None`` when none is recorded (a run whose last command finished under a
+    repeval that kept it only while a command ran)."""
     import shlex
 
     resume = status.get("resume")
@@ -96,7 +124,7 @@ def command_line(status: dict[str, Any], command: str) -> str | None:
         return None
     if len(words) < 3 or words[0] != "repeval":
         return None
-    return shlex.join(["repeval", command, *words[2:]])
+    return shlex.join(["repeval", command, *for_command(command, words[2:])])
 
 
 def gone_process(status: dict[str, Any]) -> str | None:

@@ -35,3 +35,18 @@ def notes_manifest(rendered_notes: Path, out: Path, rows: list[dict[str, str]], 
         for tid, path, split in extra:
             w.writerow({**rows[0], "track_id": tid, "audio_path": str(path), **({"split": split} if split else {})})
     return out
+
+
+def one_row_config(folder: Path, run_id: str | None = None) -> Path:
+    """``folder/exp.yaml``: one experiment on a catalog of one row (``folder/m.csv``, its audio absent), its store and
+    runs under ``folder`` — for commands that stop, or are stopped, before they read audio."""
+    (folder / "m.csv").write_text("track_id,audio_path,label\na,a.wav,x\n")
+    cfg = folder / "exp.yaml"
+    run = f"run_id: {run_id}, " if run_id else ""
+    cfg.write_text(
+        f"run: {{{run}runs_dir: {folder / 'runs'}, store: {folder / 'store'}}}\n"
+        "experiments:\n- task: {name: t, type: multiclass_classification}\n"
+        f"  datasets: [{{name: d, type: catalog, manifest: {folder / 'm.csv'}, label_column: label}}]\n"
+        "  embedding_models: [mfcc-stats]\n  downstream_models: [{type: classifier, hidden_units: []}]\n"
+    )
+    return cfg

@@ -106,7 +106,7 @@ def test_plan_reports_requests() -> None:
     cluster = {"CPU": 4, "GPU": 1, "embed": 2, "memory": 45283700000.0, "object_store_memory": 6e8}
     on_gpus = make_plan(_cfg(embed_resources={"embed": 1}, trial_num_gpus=0.25), cluster=cluster)
     lines = on_gpus.text()
-    assert "embed mfcc-stats: 2 embedding actor(s) × 1 CPU, embed=1" in lines, lines  # CPU model: no GPU
+    assert "embed mfcc-stats: 2 embedding actors × 1 CPU, embed=1" in lines, lines  # CPU model: no GPU
     assert "probe trial:      1 CPU + 0.25 GPU" in lines, lines
     # Ray's byte counts in GiB (they read "memory=4.52837e+10")
     assert "cluster:          CPU=4, GPU=1, embed=2, memory=42.2 GiB, object_store_memory=0.559 GiB" in lines, lines
@@ -232,7 +232,7 @@ def fake_gpu_run(rendered_notes: Path) -> dict[str, Any]:
 def test_fake_gpu_node_activates_gpu_requests(fake_gpu_run: dict[str, Any]) -> None:
     out = fake_gpu_run
     assert out["trained"] == 1 and out["failed"] == 0
-    assert out["embed"]["clmr-v2"].startswith("1 embedding actor(s) × 1 CPU, 1 GPU, embed=1"), out["embed"]
+    assert out["embed"]["clmr-v2"].startswith("1 embedding actor × 1 CPU, 1 GPU, embed=1"), out["embed"]
     embed = [a for a in out["actors"] if "MapBatches(Embed)" in a["class_name"]]
     assert embed and all(a["required_resources"] == {"CPU": 1.0, "GPU": 1.0, "embed": 1.0} for a in embed), embed
     # probe trials run in Tune placement groups: their requests read GPU_group_<i>_<pg id> (or GPU)
@@ -240,7 +240,7 @@ def test_fake_gpu_node_activates_gpu_requests(fake_gpu_run: dict[str, Any]) -> N
     trials = [a for a in out["actors"] if a["class_name"].split(".")[-1] == "ImplicitFunc"]
     gpu = [v for a in trials for k, v in a["required_resources"].items() if k == "GPU" or k.startswith("GPU_group")]
     assert trials and gpu and all(v == 0.5 for v in gpu), [(a["class_name"], a["required_resources"]) for a in trials]
-    assert "embed clmr-v2:    1 embedding actor(s) × 1 CPU, 1 GPU, embed=1" in out["plan"], out["plan"]
+    assert "embed clmr-v2:    1 embedding actor × 1 CPU, 1 GPU, embed=1" in out["plan"], out["plan"]
     assert "probe trial:      1 CPU + 0.5 GPU" in out["plan"], out["plan"]
     # torch here is a CPU build: the embedding actor says that the GPU it holds goes unused and what to do (it
     # embedded on the CPU without a word; the probe trial's warning reaches the driver: tests/tuning/test_grid.py)

@@ -19,19 +19,11 @@ from typer.testing import CliRunner
 from repeval.cli import app
 from repeval.cli.common import _stage
 from repeval.run.status import read_status
+from repeval.testing.configs import one_row_config
 
 
 def _config(tmp_path: Path, run_id: str | None) -> Path:
-    (tmp_path / "m.csv").write_text("track_id,audio_path,label\na,a.wav,x\n")
-    cfg = tmp_path / "exp.yaml"
-    run = f"run_id: {run_id}, " if run_id else ""
-    cfg.write_text(
-        f"run: {{{run}runs_dir: {tmp_path / 'runs'}, store: {tmp_path / 'store'}}}\n"
-        "experiments:\n- task: {name: t, type: multiclass_classification}\n"
-        f"  datasets: [{{name: d, type: catalog, manifest: {tmp_path / 'm.csv'}, label_column: label}}]\n"
-        "  embedding_models: [mfcc-stats]\n  downstream_models: [{type: classifier, hidden_units: []}]\n"
-    )
-    return cfg
+    return one_row_config(tmp_path, run_id)
 
 
 def test_the_help_listing_wraps_each_commands_summary_as_one_text():

@@ -711,7 +711,7 @@ def test_plan_counts_expanded_presets_and_tests_only_the_selected_configuration(
     plan = make_plan(cfg)
     assert plan.trainings == 221 * 2
     assert plan.test_cells == 6 * 2 * 3
-    assert "221 probe configurations (6 tested) × 2 seed(s)" in plan.text()
+    assert "1 model × 221 probe configurations (6 tested) × 2 seeds" in plan.text()
 
 
 def test_plan_names_each_probe_preset_its_source_criterion_and_departures():

@@ -122,9 +122,9 @@ def test_full_run(ray_session, run_config):
     # …and says which tracks still have error records from the first run (they are not evaluated): one track's
     # records in two partitions, said as such (it was "2 track(s)")
     again_text = again.text().splitlines()
-    assert again_text[1].startswith(
-        "2 error record(s) of earlier runs kept for this run's tracks, in 2 partition(s)"
-    ), again_text
+    assert again_text[1].startswith("2 error records of earlier runs kept for this run's tracks, in 2 partitions"), (
+        again_text
+    )
     assert [shlex.split(ln)[4] for ln in again_text[2:]] == ["notes/mfcc-stats/clean", "notes/mfcc-stats/D1"]
 
     t_summary = runner.stage_train(ctx)

@@ -146,14 +146,51 @@ def test_render_command_writes_a_set_that_validates(tmp_path, caplog):
     args = ["data", "render", str(tmp_path / "mix"), "--kind", "mixtures", "--clips", "9"]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
-    assert f"manifest: {tmp_path / 'mix' / 'manifest.csv'}" in r.output
+    # what it rendered, where, and the dataset entry that reads it (it said "manifest: PATH" alone)
+    mix = tmp_path / "mix"
+    assert r.output.splitlines() == [
+        f"rendered 9 instrument mixtures into {mix}: audio in {mix / 'audio'}, manifest {mix / 'manifest.csv'}",
+        "an experiment with a task of type multilabel_classification (label: instruments) reads it as one of its "
+        "datasets:",
+        f"  - {{name: mixtures, type: catalog, manifest: {mix / 'manifest.csv'}, label_column: instruments, "
+        "label_separator: '|', split_column: split}",
+    ], r.output
     assert len(_rows(tmp_path / "mix" / "manifest.csv")) == 9
     # the command says where it wrote, once: the log's "rendered 9 clips into …" only with -v
     assert [rec.getMessage() for rec in caplog.records if rec.name.startswith("repeval.datasets.render")] == []
     r = CliRunner().invoke(app, ["-v", *args])
-    assert r.exit_code == 0 and r.output.count("manifest: ") == 1, r.output
+    assert r.exit_code == 0 and r.output.count("rendered ") == 1, r.output
     said = [rec.getMessage() for rec in caplog.records if rec.name.startswith("repeval.datasets.render")]
     assert said == [f"rendered 0 clips into {tmp_path / 'mix'} (9 already there, kept)"], said
+
+
+def test_the_render_line_gives_the_dataset_entry_and_the_shipped_config_that_reads_the_set(tmp_path, monkeypatch):
+    """`repeval data render` printed "manifest: PATH" alone. It says what it rendered and the catalog entry that reads
+    it — the one each shipped configuration has for the set it renders where the README does — and, run where that
+    configuration is, the command that runs it."""
+    import yaml
+
+    from repeval.datasets.render_output import KINDS, SHIPPED, rendered_text
+
+    where = {
+        "notes": "data/quickstart/manifest.csv",
+        "mixtures": "data/mixtures/manifest.csv",
+        "keys": "data/keys/manifest.csv",
+    }
+    assert set(where.values()) == set(SHIPPED) and set(where) == set(KINDS)
+    monkeypatch.chdir(REPO)
+    for kind, manifest in where.items():
+        what, label, task = KINDS[kind]
+        text = rendered_text(kind, Path(manifest), 3).splitlines()
+        assert text[0].startswith(f"rendered 3 {what} into {Path(manifest).parent}: "), text
+        assert text[-1] == f"{SHIPPED[manifest]} reads it: `repeval run {SHIPPED[manifest]}`", text
+        entry = yaml.safe_load(text[2].removeprefix("  - "))
+        exp, ds = next((e, d) for e in load_config(REPO / SHIPPED[manifest]).experiments for d in e.datasets
+                       if d.manifest == manifest)  # fmt: skip
+        assert (exp.task.effective_type, exp.task.label) == (task, label)
+        assert {k: getattr(ds, k) for k in entry if k != "name"} == {k: v for k, v in entry.items() if k != "name"}
+    monkeypatch.chdir(tmp_path)  # no configs/ here: no command to name
+    assert "reads it:" not in rendered_text("notes", Path("data/quickstart/manifest.csv"), 3)
 
 
 def test_shipped_catalog_and_key_configs_plan_on_rendered_data(tmp_path, monkeypatch):

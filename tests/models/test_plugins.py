@@ -448,7 +448,7 @@ def test_the_example_model_runs_end_to_end_in_ray_workers(
     ctx = runner.make_context(cfg)
     summary = runner.stage_embed(ctx)
     assert summary.errors == 0
-    assert "embedding actor(s)" in summary.resources["my-model"]  # not the driver's process: Ray's workers
+    assert "embedding actor" in summary.resources["my-model"]  # not the driver's process: Ray's workers
     part = ctx.store.partition("rendered_notes", "my-model", "clean")
     assert part.complete
     ids, _, x = part.embeddings()

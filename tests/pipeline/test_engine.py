@@ -134,7 +134,7 @@ def test_decode_and_embed_are_separate_stages(two_runs):
     _, fused, pool = two_runs
     # the to-do rows are read inside the decode tasks (one task per block); decode and embed stay apart
     assert pool.operators == ["ReadTodo->MapBatches(DecodeDeform)", "MapBatches(Embed)"]
-    assert "2 embedding actor(s)" in pool.resources["mfcc-stats"] and pool.model_processes["mfcc-stats"] == 2
+    assert "2 embedding actors" in pool.resources["mfcc-stats"] and pool.model_processes["mfcc-stats"] == 2
     # a light model under embed_in_decode: auto runs inside the decode tasks: one stage, no actor pool, one task
     # per CPU (the session's Ray has 2)
     assert fused.operators == ["ReadTodo->MapBatches(DecodeEmbed)"]

@@ -122,11 +122,24 @@ def test_one_stream_per_model_across_datasets_and_experiments(ray_session, tmp_p
                 np.testing.assert_allclose(shared[tid][0], emb, rtol=1e-5, atol=1e-6)
                 assert shared[tid][1] == params
 
-    _, again = embed(tmp_path, "both", both)  # complete: nothing to stream
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="repeval.pipeline.embed"):
+        _, again = embed(tmp_path, "both", both)  # complete: nothing to stream
     # every stored row counted once, though "low"'s partitions serve two tasks
     assert (again.streams, again.computed, again.skipped) == (0, 0, 14)
     # said as such (it read "embedded 0 tracks → 0 rows … 0.0 rows/s"), each partition once
     assert again.line() == "nothing to embed: 4 partitions already complete (14 rows already in store)"
+    # and by that line alone: a log line per dataset and model ("low/…: all partitions complete") said it again
+    assert "complete" not in caplog.text, caplog.text
+
+    # a run with tracks to embed too names the complete ones, once, in one line
+    mid = catalog(tmp_path / "mid", 440.0)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="repeval.pipeline.embed"):
+        _, more = embed(tmp_path, "both", [*both, experiment("pitch_mid", [dataset("mid", mid)], [])])
+    assert more.computed == 6, more.line()
+    said = [r.getMessage() for r in caplog.records if "complete" in r.getMessage()]
+    assert said == [f"low/{MODEL['id']}, high/{MODEL['id']}: all partitions complete, nothing to embed"], said
 
 
 def test_one_scenario_id_with_two_deformations_is_refused_before_embedding(ray_session, tmp_path, monkeypatch):

@@ -214,6 +214,8 @@ def test_resources_decode_tasks_fill_the_cpus_the_actors_leave() -> None:
     assert kw["num_cpus"] == one.decode_num_cpus
     assert isinstance(kw["compute"], ray.data.TaskPoolStrategy) and kw["compute"].size == 1
     assert "1 at once" in one.describe()
+    # counted in the singular when one ("1 embedding actor(s) … (1 thread(s))" read on every run)
+    assert one.describe() == "1 embedding actor × 1 CPU (1 thread each); decode tasks × 0.25 CPU, 1 at once"
     with pytest.raises(ValueError, match="decode_max_tasks"):
         ResourcesConfig(decode_max_tasks=0)
     # a cluster of several nodes may grow under the autoscaler: Ray Data sizes the decode pool there
@@ -285,7 +287,7 @@ def test_light_models_run_inside_the_decode_tasks() -> None:
     )
     kw = light.decode_kwargs()
     assert kw["num_cpus"] == 1 and kw["compute"].size == 2 and "runtime_env" not in kw
-    assert "inside the decode tasks" in light.describe() and "2 at once" in light.describe()
+    assert "inside the decode tasks" in light.describe() and "2 at once (1 thread each)" in light.describe()
     assert plan_resources(_Light, ResourcesConfig(embed_num_cpus=2), 16, 0).decode_tasks == 8
     assert plan_resources(_Light, ResourcesConfig(decode_max_tasks=3), 16, 0).decode_tasks == 3
     nodes = {"CPU": 18.0, "node:10.0.0.1": 1.0, "node:10.0.0.2": 1.0}
@@ -501,7 +503,7 @@ def test_the_summary_line_says_what_it_counts_and_when_there_was_nothing_to_embe
     two = EmbedSummary(tracks=240, computed=480, streams=2, wall_s=10.0, rows_by_scenario=Counter(D1=240, clean=240))
     line = two.line()
     assert line.startswith("embedded 480 rows [clean 240, D1 240] from 240 tracks×models (2 models), 0 rows already "
-                           "in store, 0 errors in 10.0s"), line  # fmt: skip
+                           "in store, 0 errors, in 10.0s"), line  # fmt: skip
     assert "48.0 rows/s" in line
     order = dict.fromkeys(f"d/{m}/{s}" for m in ("m2", "m1") for s in ("clean", "noise_10db", "mp3_32kbps"))
     three = EmbedSummary(tracks=80, computed=640, wall_s=1.0, partition_order=order, store_uri="s",
@@ -518,6 +520,16 @@ def test_the_summary_line_says_what_it_counts_and_when_there_was_nothing_to_embe
     assert one.line().startswith("embedded 120 rows from 120 tracks, 3 rows already in store"), one.line()
     idle = EmbedSummary(skipped=96, partitions_already_complete={"d/m/clean", "d/m/D1"})
     assert idle.line() == "nothing to embed: 2 partitions already complete (96 rows already in store)"
+    # one of each, said in the singular ("embedded 1 rows from 1 tracks"); counts said in the plural otherwise
+    single = EmbedSummary(tracks=1, computed=1, skipped=1, errors=1, retried=1, streams=1, wall_s=1.0)
+    assert single.line().startswith(
+        "embedded 1 row from 1 track, 1 row already in store, 1 error (retried 1 earlier error record), in 1.0s"
+    ), single.line()
+    assert EmbedSummary(skipped=1, partitions_already_complete={"d/m/clean"}).line() == (
+        "nothing to embed: 1 partition already complete (1 row already in store)"
+    )
+    single.earlier_errors.update({"d/m/clean": 1})
+    assert "1 error record of earlier runs kept for this run's tracks, in 1 partition (" in single.failure_lines()[0]
     idle.partitions_completed.append("/s/d/m2/clean")  # held every track, not yet marked complete
     assert idle.line().endswith("; 1 marked complete") and "rows/s" not in idle.line()
 

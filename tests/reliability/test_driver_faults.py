@@ -43,7 +43,7 @@ from repeval.cli import common
 from repeval.store.lock import holder
 
 #: the embedding stage's summary line: rows written, rows already in store, errors ("nothing to embed: …": none)
-SUMMARY = re.compile(r"(?:embedded (\d+) rows|nothing to embed).*?\b(\d+) rows already in store(?:, (\d+) errors)?")
+SUMMARY = re.compile(r"(?:embedded (\d+) rows|nothing to embed).*?\b(\d+) rows already in store(?:, (\d+) errors?)?")
 #: how the summary line starts, of work done or not
 SUMMARY_MARK = ("embedded ", "nothing to embed")
 
@@ -184,7 +184,7 @@ def test_ctrl_c_and_kill9_at_three_points_then_resume_equals_uninterrupted(
         res = CliRunner().invoke(cli.app, args)
     assert res.exit_code == 0, res.output[-4000:]
     assert parse_summary(res.stdout) == (0, total, 0)
-    assert "trained 2 probe grid(s), 0 already done, 0 failed probe training(s)" in res.stdout
+    assert "trained 2 probe grids, 0 already done, 0 failed probe trainings" in res.stdout
     assert "resuming Tune experiment" in caplog.text
     assert assert_same_store(store, reference_run.store) == total  # rows lost: 0, duplicated: 0
     assert results_of(run_dir) == results_of(reference_run.run_dir)

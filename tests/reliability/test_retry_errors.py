@@ -94,7 +94,7 @@ def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(ray_sessi
         f"pitch__tones__{model}: trained before on other inputs (partition clean: 11 rows, 1 error records then, "
         "12 rows, 0 error records now); training it again" in caplog.text
     )
-    assert "retried 1 earlier error record(s)" in s.line()
+    assert "retried 1 earlier error record)" in s.line()
     assert clean.complete and clean.counts() == (12, 0)
     assert json.loads((tmp_path / "store" / "tones" / model / "clean" / "_manifest.json").read_text())["errors"] == 0
     assert sorted(clean.read().column("track_id").to_pylist()).count("low-001") == 1

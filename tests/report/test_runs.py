@@ -178,7 +178,7 @@ def test_a_run_whose_embed_stage_finished_is_not_listed_as_started(tmp_path):
     """A run directory whose `repeval embed` (or `deform`) had finished was listed as ``started`` by `repeval runs`,
     as if that command were still running or had been killed; it now says ``embedded`` (``deformed``). A command
     still going, or killed hard, still reads ``started``."""
-    from repeval.report.runs import list_runs
+    from repeval.report.runs import list_runs, runs_text
     from repeval.run.status import write_status
 
     runs = tmp_path / "runs"
@@ -187,6 +187,10 @@ def test_a_run_whose_embed_stage_finished_is_not_listed_as_started(tmp_path):
         (runs / run_id / "config.yaml").write_text("experiments: []\n")
         write_status(runs / run_id, command, state)
     assert {i["run"]: i["state"] for i in list_runs(str(runs))} == {"d": "deformed", "e": "embedded", "s": "started"}
+    assert f"3 runs — {runs};" in runs_text(str(runs))
+    for run_id in "ds":
+        shutil.rmtree(runs / run_id)
+    assert f"1 run — {runs}; `repeval table RUN`" in runs_text(str(runs))  # it said "1 run(s)"
 
 
 def test_evaluate_collects_the_groups_of_its_configuration_only(run_dir, tmp_path, caplog):
@@ -298,15 +302,9 @@ def test_evaluate_with_nothing_trained_keeps_an_interrupted_runs_state(tmp_path)
     the interrupted command; a run with no state recorded is left with none (a step out of order, not a failure)."""
     from repeval.report.runs import list_runs
     from repeval.run.status import read_status, write_status
+    from repeval.testing.configs import one_row_config
 
-    (tmp_path / "m.csv").write_text("track_id,audio_path,label\na,a.wav,x\n")
-    cfg = tmp_path / "exp.yaml"
-    cfg.write_text(
-        f"run: {{runs_dir: {tmp_path / 'runs'}, store: {tmp_path / 'store'}}}\n"
-        "experiments:\n- task: {name: t, type: multiclass_classification}\n"
-        f"  datasets: [{{name: d, type: catalog, manifest: {tmp_path / 'm.csv'}, label_column: label}}]\n"
-        "  embedding_models: [mfcc-stats]\n  downstream_models: [{type: classifier, hidden_units: []}]\n"
-    )
+    cfg = one_row_config(tmp_path)
     run = tmp_path / "runs" / "r"
     run.mkdir(parents=True)
     write_status(run, "run", "interrupted", "stopped by Ctrl-C; rerun it to resume (finished work is kept)")

@@ -1066,20 +1066,20 @@ def test_train_summary_line_counts_reused_trials():
     from repeval.cli.experiment import _train_line
 
     t = {"trained": 2, "skipped": 1, "failed": [{"scenario": None}], "reused_trials": 0}
-    assert (
-        _train_line(t)
-        == "trained 2 probe grid(s), 1 already done, 1 failed probe training(s) (failed.parquet says why)"
-    )
+    assert _train_line(t) == "trained 2 probe grids, 1 already done, 1 failed probe training (failed.parquet says why)"
     assert _train_line({**t, "reused_trials": 3}).endswith(
-        "; 3 trial(s) finished by an interrupted run reused, not trained again"
+        "; 3 trials finished by an interrupted run reused, not trained again"
     )
     # as the multi-node and driver-fault tests expect it
     assert _train_line({**t, "trained": 1, "skipped": 0, "failed": []}) == (
-        "trained 1 probe grid(s), 0 already done, 0 failed probe training(s)"
+        "trained 1 probe grid, 0 already done, 0 failed probe trainings"
     )
+    # a rerun with every grid done says so, as the embedding stage's "nothing to embed" does
+    assert _train_line({**t, "trained": 0, "skipped": 1, "failed": []}) == "nothing to train: 1 probe grid already done"
+    assert _train_line({**t, "trained": 0, "skipped": 2}).startswith("trained 0 probe grids, 2 already done, 1 failed")
     two = {**t, "failed": [{"scenario": None}, {"scenario": "D1"}, {"scenario": "D2"}]}
     assert _train_line(two) == (
-        "trained 2 probe grid(s), 1 already done, 1 failed probe training(s), 2 failed test cell(s) (non-finite "
+        "trained 2 probe grids, 1 already done, 1 failed probe training, 2 failed test cells (non-finite "
         "scores) (failed.parquet says why)"
     )
 
@@ -1272,7 +1272,7 @@ def test_train_summary_names_the_failed_probes_and_why():
     ]  # fmt: skip
     lines = _train_line({"trained": 1, "skipped": 0, "failed": failed}).splitlines()
     assert lines[0].endswith(
-        "3 failed probe training(s), 1 failed test cell(s) (non-finite scores) (failed.parquet says why)"
+        "3 failed probe trainings, 1 failed test cell (non-finite scores) (failed.parquet says why)"
     )
     assert lines[1:] == [
         f"  failed: inst / notes / mfcc-stats, probe nan (seeds 0, 1): {nan}",
