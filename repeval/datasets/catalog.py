@@ -153,6 +153,8 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
         if out is not None:
             spool.write(out)
     table = spool.table()
+    if note := validate.blank_note():
+        report.notes.append(note)
     pa.default_memory_pool().release_unused()  # hand the batches' scratch memory back to the OS
     if ds.check_files and report.count("missing_audio") and (hint := missing.case_hint(report.missing_rows)):
         report.notes.append(hint)
