@@ -153,10 +153,15 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
         if out is not None:
             spool.write(out)
     table = spool.table()
-    if note := validate.blank_note():
-        report.notes.append(note)
+    report.notes += [n for n in (validate.blank_note(), validate.normalization_note()) if n]
     pa.default_memory_pool().release_unused()  # hand the batches' scratch memory back to the OS
     if ds.check_files and report.count("missing_audio") and (hint := missing.case_hint(report.missing_rows)):
+        report.notes.append(hint)
+    if (
+        ds.check_files
+        and report.count("missing_audio")
+        and (hint := missing.relative_hint(report.missing_rows, validate.base))
+    ):
         report.notes.append(hint)
     if table.num_rows == 0:
         why = f" ({'; '.join(report.lines())})" if report.lines() else ""
@@ -204,19 +209,34 @@ def _no_rows_fix(ds: Any, task: Any, report: LoadReport) -> str:
 
 #: characters a tag list is often joined with, looked for by :func:`_separator_note`
 SEPARATORS = (",", ";", "|", "/", "+")
+#: of those, the ones tag names hardly hold (``AC/DC``, ``drum+bass`` and a description ``string orchestra, F# minor``
+#: do hold ``/``, ``+`` and ``,``): looked for where other cells split at ``label_separator`` too
+MIXED = (";", "|")
 
 
 def _separator_note(labels: pa.ChunkedArray, column: str, separator: str) -> str | None:
     """A note when no multilabel cell was split at ``separator`` (every track has one tag) while tags hold another
     usual separator — ``label_separator`` left at its default ``,`` for ``piano;voice`` cells, which became one tag
-    each — naming the one most of them hold and the fix; ``None`` otherwise."""
-    if pc.max(pc.list_value_length(labels)).as_py() != 1:
-        return None
+    each — naming the one most of them hold and the fix; or, when cells were split, tags that hold a separator no tag
+    name holds (:data:`MIXED`: ``jazz; blues`` beside ``rock,pop``, one tag); ``None`` otherwise."""
+    split = pc.max(pc.list_value_length(labels)).as_py() != 1
     tags = pc.unique(pc.list_flatten(labels)).to_pylist()
-    holding = {sep: [t for t in tags if sep in t] for sep in SEPARATORS if sep not in separator}
-    sep, found = max(holding.items(), key=lambda kv: len(kv[1]))
+    # where some cells split, only the characters no tag name holds: a manifest joined from several sources
+    usual = [sep for sep in (MIXED if split else SEPARATORS) if sep not in separator]
+    holding = {sep: [t for t in tags if sep in t] for sep in usual}
+    sep, found = max(holding.items(), key=lambda kv: len(kv[1]), default=(None, []))
     if not found:
         return None
+    if split:
+        seps = [s for s in usual if holding[s]]
+        some = sorted({t for s in seps for t in holding[s]})
+        which = " or ".join(repr(s) for s in seps)
+        return (
+            f"{len(some)} of the {len(tags)} tags of {column} hold {which} (e.g. "
+            f"{', '.join(repr(holding[s][0]) for s in seps)}), which label_separator {separator!r} does not split: if "
+            f"some cells separate their tags by {which}, write them with {separator!r} (one separator for the whole "
+            "column)"
+        )
     return (
         f"every track has one tag of {column} split at label_separator {separator!r}, but {len(found)} of its "
         f"{len(tags)} tags hold {sep!r} (e.g. {found[0]!r}): if {sep!r} separates the tags, set label_separator: "

@@ -141,6 +141,25 @@ class _BatchValidator:
         #: rows whose every cell read is empty (a blank line, a spreadsheet's ``,,`` after its last row), skipped
         self.blank_rows = 0
         self.first_blank: int | None = None
+        #: rows whose audio file exists under another Unicode normalization of its name (read from it), and one such
+        #: (manifest path, file) pair
+        self.renormalized = 0
+        self.renormalized_example: tuple[str, str] | None = None
+
+    def normalization_note(self) -> str | None:
+        """A note of the :attr:`renormalized` rows, naming one; ``None`` when there were none."""
+        if not self.renormalized_example:
+            return None
+        path, file = (
+            p.rsplit("/", 1)[-1].encode("ascii", "backslashreplace").decode() for p in self.renormalized_example
+        )
+        n = self.renormalized
+        return (
+            f"{n} audio path{'s name files' if n > 1 else ' names a file'} whose name{'s are' if n > 1 else ' is'} "
+            f"written in another Unicode normalization on disk (e.g. '{path}' is '{file}': "
+            f"{'decomposed, NFD, as macOS writes names' if len(file) > len(path) else 'composed, NFC'}): read from "
+            f"{'those files' if n > 1 else 'that file'}"
+        )
 
     def blank_note(self) -> str | None:
         """A note of the :attr:`blank_rows` skipped, naming the first; ``None`` when there were none."""
@@ -364,9 +383,16 @@ class _BatchValidator:
             candidates = full.filter(pa.array(ok))
             uniq = pc.unique(candidates)
             exists = self.files.exists(uniq.to_pylist())
-            missing = [p for p, e in zip(uniq.to_pylist(), exists, strict=True) if not e]
-            if missing:
-                gone = pc.fill_null(pc.is_in(full, value_set=pa.array(missing, pa.string())), False)
+            absent = [p for p, e in zip(uniq.to_pylist(), exists, strict=True) if not e]
+            if absent and (renamed := missing.other_normalization(absent)):
+                # the file's name in another Unicode normalization (macOS's NFD): read from the file that exists
+                pos = pc.index_in(full, value_set=pa.array(list(renamed), pa.string()))
+                self.renormalized += int(pc.sum(pc.is_valid(pos).filter(pa.array(ok))).as_py() or 0)
+                self.renormalized_example = self.renormalized_example or next(iter(renamed.items()))
+                full = pc.coalesce(pa.array(list(renamed.values()), pa.string()).take(pos), full)
+                absent = [p for p in absent if p not in renamed]
+            if absent:
+                gone = pc.fill_null(pc.is_in(full, value_set=pa.array(absent, pa.string())), False)
                 gone_np = gone.to_numpy(zero_copy_only=False) & ok
                 self._missing(ids, rows, gone_np, full)
                 ok &= ~gone_np

@@ -245,3 +245,52 @@ def case_hint(rows: MissingTracks) -> str | None:
         f"{len(found)} of the first {looked} missing audio files {'exists' if len(found) == 1 else 'exist'} under other upper/lower case (e.g. {path} is "
         f"{twin}): paths are case-sensitive here — correct their case in the manifest"
     )
+
+
+def other_normalization(paths: list[str]) -> dict[str, str]:
+    """Of local ``paths`` that name no file, those whose file exists under another Unicode normalization of the same
+    name — ``Beyoncé.wav`` written composed (NFC, as a database or a Linux tool writes it) in the manifest, decomposed
+    (NFD, as macOS wrote the file's name) on disk, or the other way: each mapped to the path that exists. Both are the
+    same name (macOS opens either); a Linux file system tells them apart."""
+    import os
+    import unicodedata
+
+    found = {}
+    for path in paths:
+        if path.isascii() or "://" in path:
+            continue
+        for form in ("NFC", "NFD"):
+            other = unicodedata.normalize(form, path)
+            if other != path and os.path.isfile(other):
+                found[path] = other
+                break
+    return found
+
+
+def relative_hint(rows: MissingTracks, base: str) -> str | None:
+    """A note when missing audio files, named by paths relative to ``base`` (the manifest's folder, or ``dir``),
+    exist relative to the current directory instead — a manifest written by a tool run from another folder — naming
+    the first and the fix; ``None`` otherwise. Looks at the first :data:`CASE_CHECKED` missing files only."""
+    import os
+
+    prefix = base.rstrip("/") + "/"
+    found, looked = [], 0
+    for batch in rows.batches():
+        for path, cause in zip(batch.column("audio_path").to_pylist(), batch.column("cause").to_pylist(), strict=True):
+            if looked >= CASE_CHECKED:
+                break
+            if cause != NOT_FOUND or not path or not path.startswith(prefix):
+                continue
+            looked += 1
+            if os.path.isfile(relative := path[len(prefix) :]) or other_normalization([relative]):
+                found.append(relative)
+        if looked >= CASE_CHECKED:
+            break
+    if not found:
+        return None
+    cwd = os.getcwd()
+    return (
+        f"{len(found)} of the first {looked} missing audio files exist relative to the current directory {cwd} (e.g. "
+        f"{found[0]}), but relative paths start from {base} (dataset.dir, else the manifest's folder) — set dataset.dir: "
+        f"{cwd}, or write the paths relative to the manifest's folder"
+    )

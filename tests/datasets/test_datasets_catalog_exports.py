@@ -5,6 +5,8 @@ directory; tags joined by several separators."""
 
 from __future__ import annotations
 
+import unicodedata
+
 import pandas as pd
 import pytest
 from dataset_fixtures import ds_cfg, task_cfg, write_audio
@@ -107,3 +109,60 @@ def test_a_workbook_or_another_encoding_than_utf8_is_refused_naming_the_conversi
         f"{latin} row 3 is not UTF-8 (byte 0xe9 in b'Beyonc\\xe9', 'Beyoncé' in Windows-1252) — save the manifest "
         "as UTF-8 (Excel: File > Save As > 'CSV UTF-8 (Comma delimited)'"
     )
+
+
+def test_audio_named_in_another_unicode_normalization_is_read_and_paths_from_the_cwd_are_named(audio_dir, monkeypatch):
+    """A database writes ``Beyoncé`` composed (NFC); files copied from macOS keep their names decomposed (NFD), which a
+    Linux file system tells apart: every such track was "missing audio", with no hint. It is read from the file that
+    exists, with a note; a path with spaces and accents is read as it is. Paths written relative to the directory a
+    tool ran in (not the manifest's folder) are missing, with a note naming ``dataset.dir``."""
+    nfd = unicodedata.normalize("NFD", "Beyoncé – Halo.wav")
+    write_audio(audio_dir / "audio" / nfd, 5)
+    write_audio(audio_dir / "audio" / "My Songs" / "Café Olé.wav", 6)
+    nfc = unicodedata.normalize("NFC", nfd)
+    rows = [
+        f"t0,audio/{nfc},a",
+        "t1,audio/My Songs/Café Olé.wav,b",
+        "t2,audio/a0.wav,a",
+        f"t3,{audio_dir}/audio/a1.wav,b",
+    ]
+    (path := audio_dir / "lists" / "m.csv").parent.mkdir()
+    path.write_text("track_id,audio_path,label\n" + "\n".join(rows) + "\n")
+    (table, report), _ = _load(path, dir=str(audio_dir))
+    assert table.column("track_id").to_pylist() == ["t0", "t1", "t2", "t3"]
+    assert table.column("audio_path").to_pylist()[0] == f"{audio_dir}/audio/{nfd}"  # the file that exists
+    assert report.counts() == {} and report.notes == [
+        "1 audio path names a file whose name is written in another Unicode normalization on disk (e.g. "
+        "'Beyonc\\xe9 \\u2013 Halo.wav' is 'Beyonce\\u0301 \\u2013 Halo.wav': decomposed, NFD, as macOS writes names): "
+        "read from that file"
+    ]
+    # without dir, the paths start from the manifest's folder, lists/: they exist from the current directory
+    monkeypatch.chdir(audio_dir)
+    (table, report), _ = _load(path)
+    assert table.column("track_id").to_pylist() == ["t3"] and report.count("missing_audio") == 3
+    assert report.notes[-1] == (
+        f"3 of the first 3 missing audio files exist relative to the current directory {audio_dir} (e.g. audio/"
+        f"{nfc}), but relative paths start from {audio_dir}/lists (dataset.dir, else the manifest's folder) — set "
+        f"dataset.dir: {audio_dir}, or write the paths relative to the manifest's folder"
+    )
+
+
+def test_tags_joined_by_another_separator_in_some_cells_are_named(audio_dir):
+    """A tag column joined from two sources, ``rock,pop`` beside ``jazz; blues``: the second cell was one tag
+    ``jazz; blues`` and nothing said, since other cells did split. The load notes it; ``/`` and ``+``, which tag
+    names hold (``AC/DC``, ``drum+bass``), are not taken for separators there."""
+    cells = ['"rock,pop"', "jazz; blues", '"drum+bass,AC/DC"', "soul|funk"]
+    text = "track_id,audio_path,label\n" + "".join(f"t{i},audio/a{i % 3}.wav,{c}\n" for i, c in enumerate(cells))
+    (path := audio_dir / "m.csv").write_text(text)
+    (table, report), _ = _load(path, task_cfg("label", "multilabel_classification"))
+    assert table.column("label").to_pylist() == [
+        ["rock", "pop"],
+        ["jazz; blues"],
+        ["drum+bass", "AC/DC"],
+        ["soul|funk"],
+    ]
+    assert report.notes == [
+        "2 of the 6 tags of label hold ';' or '|' (e.g. 'jazz; blues', 'soul|funk'), which label_separator ',' does "
+        "not split: if some cells separate their tags by ';' or '|', write them with ',' (one separator for the whole "
+        "column)"
+    ]
