@@ -289,7 +289,8 @@ class _BatchValidator:
         ambiguous = _non_numeric_rows(parent, either, len(raw)) & ~_non_numeric_rows(parent, odd & ~either, len(raw))
         whys = np.full(len(raw), None, dtype=object)
         number = re.compile(_number_re(decimal))
-        for i in np.flatnonzero(bad):
+        odd_text = ~pc.fill_null(pc.string_is_ascii(raw), True).to_numpy(zero_copy_only=False)
+        for i in np.flatnonzero(bad & (ambiguous | odd_text)):  # the others share one reason, made below
             cell = raw[int(i)].as_py() or ""
             if ambiguous[i]:
                 whys[i] = ambiguous_why(cell, self.label_col, decimal)
@@ -339,7 +340,7 @@ class _BatchValidator:
         rows = np.arange(start, start + n, dtype=np.int64)
         ids = pc.utf8_trim_whitespace(batch.column(ds.track_id_column))
         ok = pc.fill_null(pc.not_equal(ids, ""), False).to_numpy(zero_copy_only=False).copy()
-        blank = _blank_rows(batch) & ~ok
+        blank = _blank_rows(batch, ~ok)
         if blank.any():
             self.blank_rows += int(blank.sum())
             self.first_blank = int(rows[blank][0]) if self.first_blank is None else self.first_blank
@@ -405,11 +406,16 @@ class _BatchValidator:
         return pa.RecordBatch.from_arrays([c.filter(keep) for c in columns], schema=self.schema)
 
 
-def _blank_rows(batch: pa.RecordBatch) -> np.ndarray:
-    """The rows of ``batch`` whose every cell is empty (null, or only whitespace)."""
-    blank = np.ones(batch.num_rows, dtype=bool)
+def _blank_rows(batch: pa.RecordBatch, among: np.ndarray) -> np.ndarray:
+    """Of the rows of ``batch`` in ``among`` (those without a track id: usually none), those whose every cell is empty
+    (null, or only whitespace)."""
+    blank = among.copy()
+    if not blank.any():
+        return blank
+    idx = np.flatnonzero(blank)
     for column in batch.columns:
-        blank &= ~pc.fill_null(pc.not_equal(pc.utf8_trim_whitespace(column), ""), False).to_numpy(zero_copy_only=False)
+        cells = pc.utf8_trim_whitespace(column.take(pa.array(idx)))
+        blank[idx] &= ~pc.fill_null(pc.not_equal(cells, ""), False).to_numpy(zero_copy_only=False)
     return blank
 
 

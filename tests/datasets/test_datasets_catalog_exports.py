@@ -115,7 +115,7 @@ def test_audio_named_in_another_unicode_normalization_is_read_and_paths_from_the
     """A database writes ``Beyoncé`` composed (NFC); files copied from macOS keep their names decomposed (NFD), which a
     Linux file system tells apart: every such track was "missing audio", with no hint. It is read from the file that
     exists, with a note; a path with spaces and accents is read as it is. Paths written relative to the directory a
-    tool ran in (not the manifest's folder) are missing, with a note naming ``dataset.dir``."""
+    tool ran in (not the manifest's folder), or with Windows's ``\\``, are missing, with a note naming the fix."""
     nfd = unicodedata.normalize("NFD", "Beyoncé – Halo.wav")
     write_audio(audio_dir / "audio" / nfd, 5)
     write_audio(audio_dir / "audio" / "My Songs" / "Café Olé.wav", 6)
@@ -125,23 +125,26 @@ def test_audio_named_in_another_unicode_normalization_is_read_and_paths_from_the
         "t1,audio/My Songs/Café Olé.wav,b",
         "t2,audio/a0.wav,a",
         f"t3,{audio_dir}/audio/a1.wav,b",
+        "t4,audio\\a2.wav,a",  # a manifest written on Windows
     ]
     (path := audio_dir / "lists" / "m.csv").parent.mkdir()
     path.write_text("track_id,audio_path,label\n" + "\n".join(rows) + "\n")
     (table, report), _ = _load(path, dir=str(audio_dir))
-    assert table.column("track_id").to_pylist() == ["t0", "t1", "t2", "t3"]
+    assert table.column("track_id").to_pylist() == ["t0", "t1", "t2", "t3"]  # not t4
     assert table.column("audio_path").to_pylist()[0] == f"{audio_dir}/audio/{nfd}"  # the file that exists
-    assert report.counts() == {} and report.notes == [
+    assert report.counts() == {"missing_audio": 1} and report.notes == [
         "1 audio path names a file whose name is written in another Unicode normalization on disk (e.g. "
         "'Beyonc\\xe9 \\u2013 Halo.wav' is 'Beyonce\\u0301 \\u2013 Halo.wav': decomposed, NFD, as macOS writes names): "
-        "read from that file"
+        "read from that file",
+        f"1 of the first 1 missing audio files exist with '/' for their '\\' (e.g. {audio_dir}/audio\\a2.wav): write "
+        "the manifest's paths with '/' (a manifest written on Windows)",
     ]
     # without dir, the paths start from the manifest's folder, lists/: they exist from the current directory
     monkeypatch.chdir(audio_dir)
     (table, report), _ = _load(path)
-    assert table.column("track_id").to_pylist() == ["t3"] and report.count("missing_audio") == 3
+    assert table.column("track_id").to_pylist() == ["t3"] and report.count("missing_audio") == 4
     assert report.notes[-1] == (
-        f"3 of the first 3 missing audio files exist relative to the current directory {audio_dir} (e.g. audio/"
+        f"3 of the first 4 missing audio files exist relative to the current directory {audio_dir} (e.g. audio/"
         f"{nfc}), but relative paths start from {audio_dir}/lists (dataset.dir, else the manifest's folder) — set "
         f"dataset.dir: {audio_dir}, or write the paths relative to the manifest's folder"
     )
