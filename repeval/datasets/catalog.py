@@ -1,15 +1,24 @@
 """The generic ``catalog`` dataset: a CSV (tab-separated when named ``.tsv``/``.tab``; another separator, such as a
 spreadsheet export's ``;``, set as ``delimiter``) or Parquet manifest, local or any pyarrow filesystem URI (one written
-as JSON is refused, naming its conversion to Parquet).
+as JSON, a spreadsheet workbook — ``.xlsx``, ``.xls``, ``.ods`` — or text in another encoding than UTF-8 — a UTF-16
+export, a Windows-1252 row — is refused, naming its conversion). A CSV may start with a byte-order mark, end its
+lines with CRLF, and quote cells that hold line breaks (a title, a tag list over two lines: read whole); blank lines
+and rows of empty cells (a spreadsheet's ``;;`` after its last row) are skipped with a note.
 
 Columns, each named by a key of the dataset: a track id (``track_id_column``, default ``track_id``), an audio path
 (``audio_column``, default ``audio_path``; relative to the manifest's folder, or ``dir`` when given, or absolute / a
-URI), one label column (``label_column``, default the task's ``label``, else its ``name``; multi-label and
-regression cells separated by ``label_separator``, default ``,``; regression targets written with ``decimal`` as their
+URI; a file whose name is written in the other Unicode normalization — NFC in the manifest, NFD as macOS writes
+names, or the reverse — is read with a note; missing files found under other letter case, relative to the current
+directory or with ``/`` for a Windows ``\\`` are noted with the fix), one label column (``label_column``, default
+the task's ``label``, else its ``name``; multi-label and regression cells separated by ``label_separator``, default
+``,``; regression targets written with ``decimal`` as their
 decimal mark, ``.`` or ``,`` — with ``decimal: ','``, ``0,31`` (quoted between commas: ``"0,31"``) is kept as ``0.31``
 and a cell is one target unless ``label_separator`` is another character; a Parquet column of numbers is read as it
-is, and a number with a thousands separator, ``1.234,5``, is refused) and optionally a split column (``split_column``:
-``train``, ``validation`` or ``val``/``valid``/``dev``, ``test``, in any case; its empty cells, or every track
+is, and a number with a thousands separator, ``1.234,5``, is refused, as is ``1.234`` with ``decimal: ','`` — 1234
+with a thousands separator or 1.234 with a decimal point — naming both; the minus sign U+2212 is read as ``-``, other
+typographic characters — a dash, full-width digits — are refused naming the cell in ASCII) and optionally a split
+column (``split_column``: ``train``, ``validation`` or ``val``/``valid``/``dev``, ``test``, in any case; its empty
+cells, or every track
 without it, get a seeded split by ``split_ratios``, default 0.8/0.1/0.1, stratified by label, a regression target's
 plain) and a group column (``group_column``: an artist or album kept within one split). Other columns are ignored. A
 multilabel data set that annotates only some labels per track names the annotated ones in ``annotated_column``
@@ -24,8 +33,8 @@ Python object per row is ever built. Memory does not grow with the row count: du
 found partition by partition of a hash-partitioned spill of the id column, and past
 :data:`~repeval.datasets.spill.PARTITION_ROWS` usable rows the rows table is written to an Arrow
 IPC spill file and memory-mapped (``$REPEVAL_SPILL_DIR``, default the temp directory). Problems are reported with row numbers — CSV ``row N`` counts like a
-spreadsheet (the header is row 1, so row N is line N of the file unless a quoted cell spans
-lines) and Parquet ``row N`` is the 0-based row index:
+spreadsheet (the header is row 1, a blank line is a row, so row N is line N of the file unless a quoted cell spans
+lines: then one row per record, as a spreadsheet shows it) and Parquet ``row N`` is the 0-based row index:
 
 - duplicate track ids (the first row of an id wins; found in a first pass over the id column),
   missing or empty audio paths, audio files
