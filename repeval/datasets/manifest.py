@@ -268,10 +268,10 @@ def _problems(ds: Any, task: Any) -> list[str]:
                 + f" (its columns: {', '.join(have)})"
             )
     if not out:
-        with contextlib.closing(
-            iter_manifest(ds.manifest, [ds.track_id_column], batch_rows=1, delimiter=ds.delimiter)
-        ) as rows:
-            if next(rows, None) is None:
+        with contextlib.closing(iter_manifest(ds.manifest, [ds.track_id_column], delimiter=ds.delimiter)) as rows:
+            # a blank line is a row of empty cells (the load skips it): read on to the first track id, the first
+            # batch's in a manifest that has one
+            if not any(pc.any(pc.not_equal(pc.utf8_trim_whitespace(b.column(0)), "")).as_py() for _, b in rows):
                 out.append(f"manifest: {ds.manifest} has a header but no rows — write its rows first")
     if not out and getattr(task, "effective_type", None) == "regression" and (text := _no_targets(ds, task)):
         out.append(text)

@@ -71,6 +71,10 @@ def test_blank_lines_and_a_spreadsheets_trailing_empty_rows(audio_dir):
         "3 empty rows skipped (e.g. row 3: no track id, audio path or label — a blank line, or the empty rows a "
         "spreadsheet exports after its last one)"
     ]
+    # a header followed by empty rows only: repeval validate says it has no rows, as of a header alone
+    (empty := audio_dir / "e.csv").write_text("track_id;audio_path;label\r\n\r\n;;\r\n")
+    ds = ds_cfg("cat", "catalog", manifest=str(empty), label_column="label", delimiter=";")
+    assert catalog.manifest_problems(ds, TASK) == [f"manifest: {empty} has a header but no rows — write its rows first"]
 
 
 def test_a_workbook_or_another_encoding_than_utf8_is_refused_naming_the_conversion(audio_dir):
