@@ -41,8 +41,8 @@ lines: then one row per record, as a spreadsheet shows it) and Parquet ``row N``
   that do not exist (skip the check with ``check_files: false``, e.g. for object stores),
 - missing labels, labels outside ``dataset.classes`` (dropped from multilabel rows; the row is
   dropped for single-label tasks), invalid keys for key estimation (keys are normalised to
-  sharps, ``Db major`` → ``C# major``), non-numeric regression targets (and ones with a thousands separator), unknown
-  split names; a CSV row with another number of cells than the header stops the load, named with its fix
+  sharps, ``Db major`` → ``C# major``), non-numeric regression targets (and ones with a thousands separator; and,
+  by track id, a row with another number of targets than most rows have), unknown split names; a CSV row with another number of cells than the header stops the load, named with its fix
   (:class:`~repeval.datasets.manifest.ManifestRowError`).
 
 The manifest is read by :mod:`repeval.datasets.manifest` and its batches validated by
@@ -52,6 +52,7 @@ The manifest is read by :mod:`repeval.datasets.manifest` and its batches validat
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import numpy as np
@@ -162,6 +163,8 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
         if out is not None:
             spool.write(out)
     table = spool.table()
+    if getattr(task, "effective_type", None) == "regression" and table.num_rows:
+        table = _same_target_count(table, report, label_col, target_separator(ds))
     report.notes += [n for n in (validate.blank_note(), validate.normalization_note()) if n]
     pa.default_memory_pool().release_unused()  # hand the batches' scratch memory back to the OS
     if ds.check_files and report.count("missing_audio") and (hint := missing.case_hint(report.missing_rows)):
@@ -274,3 +277,33 @@ def _decimal_comma_note(targets: pa.ChunkedArray, column: str, separator: str | 
         f"{cell.replace(',', ' and ')}): if ',' is its decimal mark, {COMMA_FIX} — each cell is then one target "
         f"({cell.replace(',', '.')})"
     )
+
+
+def _same_target_count(table: pa.Table, report: LoadReport, column: str, separator: str | None) -> pa.Table:
+    """``table`` without the regression rows whose number of targets is not the one most rows have, each reported
+    (``unknown_labels``, by track id) — ``"1,234"`` split at ``label_separator`` ``,`` into two targets where every
+    other row has one: kept, it stopped the run at its probes, after the embedding, with "regression targets have
+    different lengths"."""
+    lengths = pc.list_value_length(table.column("label")).to_numpy(zero_copy_only=False)
+    values, counts = np.unique(lengths, return_counts=True)
+    if len(values) < 2:
+        return table
+    most = int(values[np.argmax(counts)])
+    odd = np.flatnonzero(lengths != most)
+    ids = table.column("track_id").take(pa.array(odd)).to_pylist()
+    cells = table.column("label").take(pa.array(odd)).to_pylist()
+    for tid, cell in zip(ids, cells, strict=True):
+        text = (separator or "").join(cell)
+        grouped = separator == "," and re.fullmatch(r"[-+]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d*)?", text)
+        hint = (
+            f"; if {text!r} is one number with a thousands separator, write it {text.replace(',', '')!r} (in a "
+            "spreadsheet, a number format without a 1000 separator)"
+            if grouped
+            else ""
+        )
+        report.add(
+            "unknown_labels",
+            f"{tid} ({len(cell)} regression target{'s' if len(cell) != 1 else ''} in {column}, {text!r}, where "
+            f"{counts.max()} of its {len(lengths)} rows have {most} — every row needs as many{hint})",
+        )
+    return table.filter(pa.array(lengths == most))

@@ -14,6 +14,7 @@ from dataset_fixtures import ds_cfg, task_cfg, write_audio
 
 import repeval.datasets.catalog as catalog
 from repeval.datasets import load_dataset
+from repeval.datasets.encoding import InvalidLabelError, encode_labels
 from repeval.datasets.manifest import JsonManifestError, ManifestRowError
 from repeval.run.groups import tracks_digest
 from repeval.run.split_digest import digest_test_rows
@@ -139,9 +140,9 @@ def test_a_thousands_separator_is_refused_by_row_not_read_as_other_numbers(audio
         f"r3 (row 5: regression target '-12.345.678' in valence has a thousands separator — write its numbers without "
         f"a thousands separator ('-12345678'; {fix}))"
     ]
-    us = _write_csv(audio_dir / "us.csv", _rows(["1,234.5", "0.5", "-2,000.25", "0,100.5"]))
+    us = _write_csv(audio_dir / "us.csv", _rows(["1,234.5", "0.5,1", "-2,000.25", "0,100.5"]))
     table, report = load_dataset(ds_cfg("cat", "catalog", manifest=str(us), label_column="valence"), TASK)
-    assert table.column("label").to_pylist() == [["0.5"], ["0", "100.5"]]  # no number's thousands start with 0
+    assert table.column("label").to_pylist() == [["0.5", "1"], ["0", "100.5"]]  # no number's thousands start with 0
     (line,) = report.lines()
     assert line.startswith("2 unknown labels: r0 (row 2: regression target '1,234.5' in valence has a thousands")
     assert "r2 (row 4: regression target '-2,000.25' in valence" in line and "('-2000.25'; " in line
@@ -250,3 +251,23 @@ def test_one_group_of_three_digits_after_the_other_mark_is_refused_as_ambiguous(
         "label_column: no row of 'valence' holds a regression target, it has cells such as '1.234' (row 2) — it "
         + why.format("1.234", "1234").split(" in valence ", 1)[1]
     ]
+
+
+def test_rows_with_another_number_of_targets_are_refused_at_the_load_not_at_the_probes(audio_dir):
+    """``"1,234"`` (a number with a thousands separator, quoted) split at ``label_separator`` ``,`` into the targets 1
+    and 234 where every other row has one: the load kept it, and the run stopped at its probes — after the
+    embedding — with "regression targets have different lengths". Such rows are refused by the load, each named with
+    its cell (and, for a grouped number, the cell without the separator); the rows left encode."""
+    cells = ["0.5", "1,234", "-0.25", "0.75", "0.1,0.2"]
+    ds = ds_cfg("cat", "catalog", manifest=str(_write_csv(audio_dir / "m.csv", _rows(cells))), label_column="valence")
+    table, report = load_dataset(ds, TASK)
+    assert table.column("label").to_pylist() == [["0.5"], ["-0.25"], ["0.75"]]
+    assert report.unknown_labels == [
+        "r1 (2 regression targets in valence, '1,234', where 3 of its 5 rows have 1 — every row needs as many; if "
+        "'1,234' is one number with a thousands separator, write it '1234' (in a spreadsheet, a number format without "
+        "a 1000 separator))",
+        "r4 (2 regression targets in valence, '0.1,0.2', where 3 of its 5 rows have 1 — every row needs as many)",
+    ]
+    encode_labels("regression", table.column("label").to_pylist())  # raised on the rows as they were read
+    with pytest.raises(InvalidLabelError, match="different lengths"):
+        encode_labels("regression", [c.split(",") for c in cells])
