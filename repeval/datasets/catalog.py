@@ -42,7 +42,8 @@ lines: then one row per record, as a spreadsheet shows it) and Parquet ``row N``
 - missing labels, labels outside ``dataset.classes`` (dropped from multilabel rows; the row is
   dropped for single-label tasks), invalid keys for key estimation (keys are normalised to
   sharps, ``Db major`` → ``C# major``), non-numeric regression targets (and ones with a thousands separator; and,
-  by track id, a row with another number of targets than most rows have), unknown split names; a CSV row with another number of cells than the header stops the load, named with its fix
+  by track id, a row with another number of targets than most rows have), unknown split names; a CSV row with
+  another number of cells than the header stops the load, named with its fix
   (:class:`~repeval.datasets.manifest.ManifestRowError`).
 
 The manifest is read by :mod:`repeval.datasets.manifest` and its batches validated by

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -150,14 +151,13 @@ class _BatchValidator:
         """A note of the :attr:`renormalized` rows, naming one; ``None`` when there were none."""
         if not self.renormalized_example:
             return None
-        path, file = (
-            p.rsplit("/", 1)[-1].encode("ascii", "backslashreplace").decode() for p in self.renormalized_example
-        )
+        path, file = (p.rsplit("/", 1)[-1] for p in self.renormalized_example)
+        form = "decomposed, NFD, as macOS writes names" if unicodedata.is_normalized("NFD", file) else "composed, NFC"
+        path, file = (name.encode("ascii", "backslashreplace").decode() for name in (path, file))
         n = self.renormalized
         return (
             f"{n} audio path{'s name files' if n > 1 else ' names a file'} whose name{'s are' if n > 1 else ' is'} "
-            f"written in another Unicode normalization on disk (e.g. '{path}' is '{file}': "
-            f"{'decomposed, NFD, as macOS writes names' if len(file) > len(path) else 'composed, NFC'}): read from "
+            f"written in another Unicode normalization on disk (e.g. '{path}' is '{file}': {form}): read from "
             f"{'those files' if n > 1 else 'that file'}"
         )
 
