@@ -82,7 +82,8 @@ class DatasetConfig(Strict):
     #: the decimal mark of a catalog's regression targets (pandas' ``decimal``): ``"."``, or ``","`` for a
     #: spreadsheet's export in a locale that writes ``0,31`` (its columns separated by ``delimiter: ';'``, or by commas
     #: with such numbers quoted: ``"0,31"``); with ``","`` a target cell is one number unless ``label_separator`` is
-    #: another character than ``,``; a Parquet column of numbers is read as it is
+    #: another character than ``,``; a Parquet column of numbers is read as it is; with ``","``, ``1.234`` (1234 with a
+    #: thousands separator, or 1.234 with a decimal point) is refused by row naming both
     decimal: Literal[".", ","] = "."
     #: catalog manifest column of track ids
     track_id_column: str = "track_id"

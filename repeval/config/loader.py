@@ -217,19 +217,24 @@ _FOLD_FIX = "drop split_column to rotate stratified folds over every track, or u
 
 def _split_cells(ds: Any) -> tuple[int, int]:
     """``(filled, rows)``: how many rows of the local manifest's ``split_column`` give their track a split, of how
-    many rows. Reads that one column, streaming."""
+    many rows with a track id (a blank line, a spreadsheet's empty rows and a row without an id are no track). Reads
+    those two columns, streaming."""
     import contextlib
 
     import pyarrow.compute as pc
 
     from repeval.datasets.catalog import iter_manifest
 
+    def given(column: Any) -> Any:
+        return pc.not_equal(pc.utf8_trim_whitespace(pc.fill_null(column, "")), "")
+
     filled = total = 0
-    with contextlib.closing(iter_manifest(str(ds.manifest), [ds.split_column], delimiter=ds.delimiter)) as batches:
+    columns = list(dict.fromkeys([ds.track_id_column, ds.split_column]))
+    with contextlib.closing(iter_manifest(str(ds.manifest), columns, delimiter=ds.delimiter)) as batches:
         for _, batch in batches:
-            cells = pc.utf8_trim_whitespace(pc.fill_null(batch.column(0), ""))
-            filled += int(pc.sum(pc.not_equal(cells, "")).as_py() or 0)
-            total += batch.num_rows
+            track = given(batch.column(ds.track_id_column))
+            filled += int(pc.sum(pc.and_(track, given(batch.column(ds.split_column)))).as_py() or 0)
+            total += int(pc.sum(track).as_py() or 0)
     return filled, total
 
 

@@ -1,15 +1,24 @@
 """The generic ``catalog`` dataset: a CSV (tab-separated when named ``.tsv``/``.tab``; another separator, such as a
 spreadsheet export's ``;``, set as ``delimiter``) or Parquet manifest, local or any pyarrow filesystem URI (one written
-as JSON is refused, naming its conversion to Parquet).
+as JSON, a spreadsheet workbook — ``.xlsx``, ``.xls``, ``.ods`` — or text in another encoding than UTF-8 — a UTF-16
+export, a Windows-1252 row — is refused, naming its conversion). A CSV may start with a byte-order mark, end its
+lines with CRLF, and quote cells that hold line breaks (a title, a tag list over two lines: read whole); blank lines
+and rows of empty cells (a spreadsheet's ``;;`` after its last row) are skipped with a note.
 
 Columns, each named by a key of the dataset: a track id (``track_id_column``, default ``track_id``), an audio path
 (``audio_column``, default ``audio_path``; relative to the manifest's folder, or ``dir`` when given, or absolute / a
-URI), one label column (``label_column``, default the task's ``label``, else its ``name``; multi-label and
-regression cells separated by ``label_separator``, default ``,``; regression targets written with ``decimal`` as their
+URI; a file whose name is written in the other Unicode normalization — NFC in the manifest, NFD as macOS writes
+names, or the reverse — is read with a note; missing files found under other letter case, relative to the current
+directory or with ``/`` for a Windows ``\\`` are noted with the fix), one label column (``label_column``, default
+the task's ``label``, else its ``name``; multi-label and regression cells separated by ``label_separator``, default
+``,``; regression targets written with ``decimal`` as their
 decimal mark, ``.`` or ``,`` — with ``decimal: ','``, ``0,31`` (quoted between commas: ``"0,31"``) is kept as ``0.31``
 and a cell is one target unless ``label_separator`` is another character; a Parquet column of numbers is read as it
-is, and a number with a thousands separator, ``1.234,5``, is refused) and optionally a split column (``split_column``:
-``train``, ``validation`` or ``val``/``valid``/``dev``, ``test``, in any case; its empty cells, or every track
+is, and a number with a thousands separator, ``1.234,5``, is refused, as is ``1.234`` with ``decimal: ','`` — 1234
+with a thousands separator or 1.234 with a decimal point — naming both; the minus sign U+2212 is read as ``-``, other
+typographic characters — a dash, full-width digits — are refused naming the cell in ASCII) and optionally a split
+column (``split_column``: ``train``, ``validation`` or ``val``/``valid``/``dev``, ``test``, in any case; its empty
+cells, or every track
 without it, get a seeded split by ``split_ratios``, default 0.8/0.1/0.1, stratified by label, a regression target's
 plain) and a group column (``group_column``: an artist or album kept within one split). Other columns are ignored. A
 multilabel data set that annotates only some labels per track names the annotated ones in ``annotated_column``
@@ -24,16 +33,17 @@ Python object per row is ever built. Memory does not grow with the row count: du
 found partition by partition of a hash-partitioned spill of the id column, and past
 :data:`~repeval.datasets.spill.PARTITION_ROWS` usable rows the rows table is written to an Arrow
 IPC spill file and memory-mapped (``$REPEVAL_SPILL_DIR``, default the temp directory). Problems are reported with row numbers — CSV ``row N`` counts like a
-spreadsheet (the header is row 1, so row N is line N of the file unless a quoted cell spans
-lines) and Parquet ``row N`` is the 0-based row index:
+spreadsheet (the header is row 1, a blank line is a row, so row N is line N of the file unless a quoted cell spans
+lines: then one row per record, as a spreadsheet shows it) and Parquet ``row N`` is the 0-based row index:
 
 - duplicate track ids (the first row of an id wins; found in a first pass over the id column),
   missing or empty audio paths, audio files
   that do not exist (skip the check with ``check_files: false``, e.g. for object stores),
 - missing labels, labels outside ``dataset.classes`` (dropped from multilabel rows; the row is
   dropped for single-label tasks), invalid keys for key estimation (keys are normalised to
-  sharps, ``Db major`` → ``C# major``), non-numeric regression targets (and ones with a thousands separator), unknown
-  split names; a CSV row with another number of cells than the header stops the load, named with its fix
+  sharps, ``Db major`` → ``C# major``), non-numeric regression targets (and ones with a thousands separator; and,
+  by track id, a row with another number of targets than most rows have), unknown split names; a CSV row with
+  another number of cells than the header stops the load, named with its fix
   (:class:`~repeval.datasets.manifest.ManifestRowError`).
 
 The manifest is read by :mod:`repeval.datasets.manifest` and its batches validated by
@@ -43,6 +53,7 @@ The manifest is read by :mod:`repeval.datasets.manifest` and its batches validat
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import numpy as np
@@ -153,8 +164,17 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
         if out is not None:
             spool.write(out)
     table = spool.table()
+    if getattr(task, "effective_type", None) == "regression" and table.num_rows:
+        table = _same_target_count(table, report, label_col, target_separator(ds))
+    report.notes += [n for n in (validate.blank_note(), validate.normalization_note()) if n]
     pa.default_memory_pool().release_unused()  # hand the batches' scratch memory back to the OS
     if ds.check_files and report.count("missing_audio") and (hint := missing.case_hint(report.missing_rows)):
+        report.notes.append(hint)
+    if (
+        ds.check_files
+        and report.count("missing_audio")
+        and (hint := missing.relative_hint(report.missing_rows, validate.base))
+    ):
         report.notes.append(hint)
     if table.num_rows == 0:
         why = f" ({'; '.join(report.lines())})" if report.lines() else ""
@@ -202,19 +222,34 @@ def _no_rows_fix(ds: Any, task: Any, report: LoadReport) -> str:
 
 #: characters a tag list is often joined with, looked for by :func:`_separator_note`
 SEPARATORS = (",", ";", "|", "/", "+")
+#: of those, the ones tag names hardly hold (``AC/DC``, ``drum+bass`` and a description ``string orchestra, F# minor``
+#: do hold ``/``, ``+`` and ``,``): looked for where other cells split at ``label_separator`` too
+MIXED = (";", "|")
 
 
 def _separator_note(labels: pa.ChunkedArray, column: str, separator: str) -> str | None:
     """A note when no multilabel cell was split at ``separator`` (every track has one tag) while tags hold another
     usual separator — ``label_separator`` left at its default ``,`` for ``piano;voice`` cells, which became one tag
-    each — naming the one most of them hold and the fix; ``None`` otherwise."""
-    if pc.max(pc.list_value_length(labels)).as_py() != 1:
-        return None
+    each — naming the one most of them hold and the fix; or, when cells were split, tags that hold a separator no tag
+    name holds (:data:`MIXED`: ``jazz; blues`` beside ``rock,pop``, one tag); ``None`` otherwise."""
+    split = pc.max(pc.list_value_length(labels)).as_py() != 1
     tags = pc.unique(pc.list_flatten(labels)).to_pylist()
-    holding = {sep: [t for t in tags if sep in t] for sep in SEPARATORS if sep not in separator}
-    sep, found = max(holding.items(), key=lambda kv: len(kv[1]))
+    # where some cells split, only the characters no tag name holds: a manifest joined from several sources
+    usual = [sep for sep in (MIXED if split else SEPARATORS) if sep not in separator]
+    holding = {sep: [t for t in tags if sep in t] for sep in usual}
+    sep, found = max(holding.items(), key=lambda kv: len(kv[1]), default=(None, []))
     if not found:
         return None
+    if split:
+        seps = [s for s in usual if holding[s]]
+        some = sorted({t for s in seps for t in holding[s]})
+        which = " or ".join(repr(s) for s in seps)
+        return (
+            f"{len(some)} of the {len(tags)} tags of {column} hold {which} (e.g. "
+            f"{', '.join(repr(holding[s][0]) for s in seps)}), which label_separator {separator!r} does not split: if "
+            f"some cells separate their tags by {which}, write them with {separator!r} (one separator for the whole "
+            "column)"
+        )
     return (
         f"every track has one tag of {column} split at label_separator {separator!r}, but {len(found)} of its "
         f"{len(tags)} tags hold {sep!r} (e.g. {found[0]!r}): if {sep!r} separates the tags, set label_separator: "
@@ -243,3 +278,33 @@ def _decimal_comma_note(targets: pa.ChunkedArray, column: str, separator: str | 
         f"{cell.replace(',', ' and ')}): if ',' is its decimal mark, {COMMA_FIX} — each cell is then one target "
         f"({cell.replace(',', '.')})"
     )
+
+
+def _same_target_count(table: pa.Table, report: LoadReport, column: str, separator: str | None) -> pa.Table:
+    """``table`` without the regression rows whose number of targets is not the one most rows have, each reported
+    (``unknown_labels``, by track id) — ``"1,234"`` split at ``label_separator`` ``,`` into two targets where every
+    other row has one: kept, it stopped the run at its probes, after the embedding, with "regression targets have
+    different lengths"."""
+    lengths = pc.list_value_length(table.column("label")).to_numpy(zero_copy_only=False)
+    values, counts = np.unique(lengths, return_counts=True)
+    if len(values) < 2:
+        return table
+    most = int(values[np.argmax(counts)])
+    odd = np.flatnonzero(lengths != most)
+    ids = table.column("track_id").take(pa.array(odd)).to_pylist()
+    cells = table.column("label").take(pa.array(odd)).to_pylist()
+    for tid, cell in zip(ids, cells, strict=True):
+        text = (separator or "").join(cell)
+        grouped = separator == "," and re.fullmatch(r"[-+]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d*)?", text)
+        hint = (
+            f"; if {text!r} is one number with a thousands separator, write it {text.replace(',', '')!r} (in a "
+            "spreadsheet, a number format without a 1000 separator)"
+            if grouped
+            else ""
+        )
+        report.add(
+            "unknown_labels",
+            f"{tid} ({len(cell)} regression target{'s' if len(cell) != 1 else ''} in {column}, {text!r}, where "
+            f"{counts.max()} of its {len(lengths)} rows have {most} — every row needs as many{hint})",
+        )
+    return table.filter(pa.array(lengths == most))

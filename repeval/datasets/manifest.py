@@ -21,6 +21,13 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from repeval.datasets.manifest_format import (
+    ManifestEncodingError,
+    WorkbookManifestError,
+    check_text,
+    not_utf8_error,
+)
+
 #: rows per record batch when streaming a Parquet manifest (CSV batches are blocks of CSV_BLOCK_BYTES)
 BATCH_ROWS = 65_536
 #: bytes per block of a CSV manifest (the CSV reader's read-ahead holds up to 32 of them)
@@ -52,7 +59,13 @@ def csv_delimiter(path: str, delimiter: str | None = None) -> str:
 
 
 def _csv_parse(path: str, delimiter: str | None) -> pacsv.ParseOptions:
-    return pacsv.ParseOptions(delimiter=csv_delimiter(path, delimiter))
+    """How a text manifest's CSV is parsed: a quoted cell may hold line breaks (a title, a tag list written over two
+    lines; without ``newlines_in_values`` a block boundary inside one cut its row in two — the second half a row of
+    its own when it held as many delimiters as the header); a blank line is a row of empty cells (the loader skips
+    it) so that row N stays line N."""
+    return pacsv.ParseOptions(
+        delimiter=csv_delimiter(path, delimiter), newlines_in_values=True, ignore_empty_lines=False
+    )
 
 
 def read_manifest(uri: str, delimiter: str | None = None) -> pa.Table:
@@ -96,11 +109,15 @@ _CELL_COUNT = re.compile(r"Expected \d+ columns, got \d+")
 def _row_error(uri: str, delimiter: str, exc: pa.ArrowInvalid) -> Exception:
     """``exc``, pyarrow's error reading a text manifest, as a :class:`ManifestRowError` when a row has another number
     of cells than the header: the first such row, found by reading the file again with the ``csv`` module (whose
-    quoting rules pyarrow's reader follows) — only on this error, never on a manifest that reads; ``exc`` itself
-    otherwise."""
+    quoting rules pyarrow's reader follows) — only on this error, never on a manifest that reads; as a
+    :class:`~repeval.datasets.manifest_format.ManifestEncodingError` naming the first row that is not UTF-8 when a
+    read column is not (pyarrow's ``invalid UTF8 data``, which names none); ``exc`` itself otherwise."""
+    fs, path = _filesystem(uri)
+    if "invalid UTF8" in str(exc):
+        with fs.open_input_stream(path) as fh:
+            return not_utf8_error(uri, fh, delimiter) or exc
     if not _CELL_COUNT.search(str(exc)):
         return exc
-    fs, path = _filesystem(uri)
     try:
         with fs.open_input_stream(path) as fh:
             text = io.TextIOWrapper(fh, encoding="utf-8-sig", errors="replace", newline="")
@@ -163,6 +180,7 @@ def manifest_columns(uri: str, delimiter: str | None = None) -> list[str]:
         raise FileNotFoundError(f"catalog manifest not found: {uri} — check dataset.manifest")
     if info.type == pafs.FileType.Directory or _is_parquet(path):
         return list(pads.dataset(path, filesystem=fs, format="parquet").schema.names)
+    check_text(fs, path, uri)
     if _is_json(fs, path):
         raise JsonManifestError(uri)
     with fs.open_input_stream(path) as fh:
@@ -207,7 +225,13 @@ def manifest_problems(ds: Any, task: Any) -> list[str]:
     one — the first, for a usable manifest; the whole column only when it holds none)."""
     try:
         return _problems(ds, task)
-    except (EmptyManifestError, JsonManifestError, ManifestRowError) as exc:
+    except (
+        EmptyManifestError,
+        JsonManifestError,
+        ManifestRowError,
+        WorkbookManifestError,
+        ManifestEncodingError,
+    ) as exc:
         return [f"manifest: {exc}"]
 
 
@@ -244,10 +268,10 @@ def _problems(ds: Any, task: Any) -> list[str]:
                 + f" (its columns: {', '.join(have)})"
             )
     if not out:
-        with contextlib.closing(
-            iter_manifest(ds.manifest, [ds.track_id_column], batch_rows=1, delimiter=ds.delimiter)
-        ) as rows:
-            if next(rows, None) is None:
+        with contextlib.closing(iter_manifest(ds.manifest, [ds.track_id_column], delimiter=ds.delimiter)) as rows:
+            # a blank line is a row of empty cells (the load skips it): read on to the first track id, the first
+            # batch's in a manifest that has one
+            if not any(pc.any(pc.not_equal(pc.utf8_trim_whitespace(b.column(0)), "")).as_py() for _, b in rows):
                 out.append(f"manifest: {ds.manifest} has a header but no rows — write its rows first")
     if not out and getattr(task, "effective_type", None) == "regression" and (text := _no_targets(ds, task)):
         out.append(text)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +23,21 @@ from repeval.datasets.base import SPLITS, LoadReport
 from repeval.datasets.encoding import normalize_key
 from repeval.datasets.manifest import numeric_type
 from repeval.datasets.rows import key_classes, row_schema
+from repeval.datasets.target_text import COMMA_FIX as COMMA_FIX
+from repeval.datasets.target_text import GROUPING as GROUPING
+from repeval.datasets.target_text import (
+    _decimal_hint,
+    _grouped_rows,
+    _non_numeric_rows,
+    _number_re,
+    _odd_parts,
+    ambiguous_parts,
+    ambiguous_why,
+    plain_minus,
+    point_decimals,
+    thousands_fix,
+    typographic_why,
+)
 
 SPLIT_ALIASES = {
     "train": "train",
@@ -46,87 +62,10 @@ def unknown_split(cell: str) -> str:
     )
 
 
-def _number_re(decimal: str = ".") -> str:
-    """A regression target written with ``decimal`` as its decimal mark: a number, or a ``name=value`` pair."""
-    d = re.escape(decimal)
-    return rf"^\s*(?:[^=:\s]+\s*[=:]\s*)?[-+]?(?:\d+{d}?\d*|{d}\d+)(?:[eE][-+]?\d+)?\s*$"
-
-
 def target_separator(ds: Any) -> str | None:
     """What a regression task's cells are split at: ``label_separator``, unless it is the ``decimal`` mark (a cell
     is then one target: ``0,31`` with ``decimal: ','``)."""
     return None if ds.label_separator == getattr(ds, "decimal", ".") else ds.label_separator
-
-
-#: what reads a manifest's numbers written with a decimal comma (``0,31``): quoted between commas, or with another
-#: character between its columns (a spreadsheet export's ``;``, ``delimiter: ';'``)
-COMMA_FIX = "set decimal: ','"
-
-#: characters a spreadsheet export groups a number's thousands with (:func:`_grouped_re`): ``.`` or ``,`` (the one
-#: that is not the decimal mark), a space, a no-break space, a narrow no-break space (French), an apostrophe (Swiss)
-GROUPING = ".,' \u00a0\u202f\u2019"
-
-
-def _grouped_re(decimal: str, seps: str = GROUPING, fraction: bool = False) -> str:
-    """A regression target (a number, or a ``name=value`` pair) whose whole part groups its digits by thousands with
-    one of ``seps`` other than ``decimal`` — ``1.234,5``, ``1 234``; with ``fraction``, only one with digits after
-    ``decimal`` too (``1,234.5``, which a ``label_separator`` ``,`` would split into the targets 1 and 234.5). Its
-    first group starts with 1 to 9, as a grouped number's does: ``0,100.5`` is the targets 0 and 100.5."""
-    groups = "|".join(rf"(?:{re.escape(s)}\d{{3}})+" for s in seps if s != decimal)
-    after = rf"{re.escape(decimal)}\d*" if fraction else rf"(?:{re.escape(decimal)}\d*)?"
-    return rf"^\s*(?:[^=:\s]+\s*[=:]\s*)?[-+]?[1-9]\d{{0,2}}(?:{groups}){after}(?:[eE][-+]?\d+)?\s*$"
-
-
-def thousands_fix(cell: str, decimal: str) -> str:
-    """How to write a target cell whose numbers have a thousands separator (:func:`_grouped_re`): without one — the
-    cell so written, as an example."""
-    seps = re.escape("".join(s for s in GROUPING if s != decimal))
-    plain = re.sub(rf"(?<=\d)[{seps}](?=\d{{3}}(?!\d))", "", cell)
-    return (
-        f"write its numbers without a thousands separator ({plain!r}; in a spreadsheet, a number format without a "
-        "1000 separator)"
-    )
-
-
-def _grouped_rows(
-    raw: pa.Array,
-    parent: np.ndarray,
-    values: pa.Array,
-    keep: np.ndarray,
-    odd: np.ndarray,
-    separator: str | None,
-    decimal: str,
-) -> np.ndarray:
-    """Of the regression cells ``raw`` split by :func:`split_cells` at ``separator``, those holding a number with a
-    thousands separator — a part that is no target (``odd``, :func:`_odd_parts`) nor one with the other decimal mark (a
-    number reported with that mark's fix), or a whole cell ``separator`` splits into numbers
-    that read as one with digits after ``decimal`` (``1,234.5`` at ``,``): it is refused rather than read as other
-    numbers. Only parts that are no target, and cells split in several, are matched."""
-    out = np.zeros(len(raw), dtype=bool)
-    if odd.any():
-        other = "," if decimal == "." else "."
-        odd_values = values.filter(pa.array(odd))
-        grouped = pc.and_(
-            pc.match_substring_regex(odd_values, _grouped_re(decimal)),
-            pc.invert(pc.match_substring_regex(odd_values, _number_re(other))),
-        )
-        out[parent[odd][grouped.to_numpy(zero_copy_only=False)]] = True
-    if separator is not None and separator in GROUPING and separator != decimal:
-        split = np.flatnonzero(np.bincount(parent[keep], minlength=len(raw)) > 1)
-        if len(split):
-            cells = raw.take(pa.array(split))
-            whole = pc.match_substring_regex(cells, _grouped_re(decimal, separator, fraction=True))
-            out[split[whole.to_numpy(zero_copy_only=False)]] = True
-    return out
-
-
-def point_decimals(values: pa.Array, decimal: str) -> pa.Array:
-    """Regression targets written with ``decimal`` as their decimal mark (checked by :func:`_odd_parts`) with
-    a decimal point, as the task encoder reads them and the rows keep them: ``0,31`` → ``0.31``, ``a=-1,5e3`` →
-    ``a=-1.5e3``; a name's own commas stay."""
-    if decimal == ".":
-        return values
-    return pc.replace_substring_regex(values, rf"{re.escape(decimal)}(\d*(?:[eE][-+]?\d+)?\s*)$", r".\1")
 
 
 def _base_dir(manifest: str, dir_: str | None) -> str:
@@ -200,6 +139,37 @@ class _BatchValidator:
         #: the column of each track's annotated labels, read with ``unannotated: mask`` (:func:`masked_column`)
         self.annotated_col = masked_column(ds, task)
         self.schema = row_schema(self.annotated_col is not None)
+        #: rows whose every cell read is empty (a blank line, a spreadsheet's ``,,`` after its last row), skipped
+        self.blank_rows = 0
+        self.first_blank: int | None = None
+        #: rows whose audio file exists under another Unicode normalization of its name (read from it), and one such
+        #: (manifest path, file) pair
+        self.renormalized = 0
+        self.renormalized_example: tuple[str, str] | None = None
+
+    def normalization_note(self) -> str | None:
+        """A note of the :attr:`renormalized` rows, naming one; ``None`` when there were none."""
+        if not self.renormalized_example:
+            return None
+        path, file = (p.rsplit("/", 1)[-1] for p in self.renormalized_example)
+        form = "decomposed, NFD, as macOS writes names" if unicodedata.is_normalized("NFD", file) else "composed, NFC"
+        path, file = (name.encode("ascii", "backslashreplace").decode() for name in (path, file))
+        n = self.renormalized
+        return (
+            f"{n} audio path{'s name files' if n > 1 else ' names a file'} whose name{'s are' if n > 1 else ' is'} "
+            f"written in another Unicode normalization on disk (e.g. '{path}' is '{file}': {form}): read from "
+            f"{'those files' if n > 1 else 'that file'}"
+        )
+
+    def blank_note(self) -> str | None:
+        """A note of the :attr:`blank_rows` skipped, naming the first; ``None`` when there were none."""
+        if not self.blank_rows:
+            return None
+        n = self.blank_rows
+        return (
+            f"{n} empty row{'s' if n > 1 else ''} skipped (e.g. {_rowref(self.fmt, self.first_blank or 0)}: no track "
+            "id, audio path or label — a blank line, or the empty rows a spreadsheet exports after its last one)"
+        )
 
     def _bad(self, kind: str, ids: pa.Array, rows: np.ndarray, mask: np.ndarray, why: Any) -> None:
         """Report rows in ``mask``; ``why`` is a message or a per-row array of messages."""
@@ -260,6 +230,8 @@ class _BatchValidator:
         n = len(raw)
         regression = self.task_type == "regression"
         separator = target_separator(self.ds) if regression else self.ds.label_separator
+        if regression:
+            raw = plain_minus(raw)  # −0.5 (U+2212) is -0.5
         parent, values, keep = split_cells(raw, separator)
         if regression:
             decimal = column_decimal(field, self.decimal)
@@ -274,8 +246,7 @@ class _BatchValidator:
                 ok &= ~grouped
             bad_rows = _non_numeric_rows(parent, odd, n)
             if (ok & bad_rows).any():
-                why = f"non-numeric regression target in {self.label_col}{_decimal_hint(values, keep, decimal)}"
-                self._bad("unknown_labels", ids, rows, ok & bad_rows, why)
+                self._non_numeric(raw, ids, rows, ok & bad_rows, parent, values, keep, odd, decimal)
             ok &= ~bad_rows
             values = point_decimals(values, decimal)
         elif self.classes is not None:
@@ -297,6 +268,39 @@ class _BatchValidator:
             ok &= ~empty
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
         return pa.ListArray.from_arrays(pa.array(offsets), values.filter(pa.array(keep)))
+
+    def _non_numeric(
+        self,
+        raw: pa.Array,
+        ids: pa.Array,
+        rows: np.ndarray,
+        bad: np.ndarray,
+        parent: np.ndarray,
+        values: pa.Array,
+        keep: np.ndarray,
+        odd: np.ndarray,
+        decimal: str,
+    ) -> None:
+        """Report the rows in ``bad``, whose cells hold a part that is no target: one whose numbers are ambiguous
+        (``1.234`` with a decimal comma, :func:`~repeval.datasets.target_text.ambiguous_why`) or hold typographic
+        characters (:func:`~repeval.datasets.target_text.typographic_why`) each with its own fix, the others with the
+        decimal mark's hint (:func:`_decimal_hint`)."""
+        either = ambiguous_parts(values, odd, decimal)
+        ambiguous = _non_numeric_rows(parent, either, len(raw)) & ~_non_numeric_rows(parent, odd & ~either, len(raw))
+        whys = np.full(len(raw), None, dtype=object)
+        number = re.compile(_number_re(decimal))
+        odd_text = ~pc.fill_null(pc.string_is_ascii(raw), True).to_numpy(zero_copy_only=False)
+        for i in np.flatnonzero(bad & (ambiguous | odd_text)):  # the others share one reason, made below
+            cell = raw[int(i)].as_py() or ""
+            if ambiguous[i]:
+                whys[i] = ambiguous_why(cell, self.label_col, decimal)
+            elif not cell.isascii():
+                whys[i] = typographic_why(cell, self.label_col, decimal, number)
+        rest = bad & np.array([w is None for w in whys], dtype=bool)
+        if rest.any():
+            hint = _decimal_hint(values, keep & rest[parent], decimal)
+            whys[rest] = f"non-numeric regression target in {self.label_col}{hint}"
+        self._bad("unknown_labels", ids, rows, bad, pa.array(whys, pa.string()))
 
     def _thousands_whys(self, raw: pa.Array, grouped: np.ndarray, decimal: str) -> pa.Array:
         """Why each cell of ``raw`` in ``grouped`` (:func:`_grouped_rows`) is refused: the cell, and how to write it."""
@@ -336,7 +340,12 @@ class _BatchValidator:
         rows = np.arange(start, start + n, dtype=np.int64)
         ids = pc.utf8_trim_whitespace(batch.column(ds.track_id_column))
         ok = pc.fill_null(pc.not_equal(ids, ""), False).to_numpy(zero_copy_only=False).copy()
-        self._bad("other", ids, rows, ~ok, "empty track id")
+        blank = _blank_rows(batch, ~ok)
+        if blank.any():
+            self.blank_rows += int(blank.sum())
+            self.first_blank = int(rows[blank][0]) if self.first_blank is None else self.first_blank
+        shown = pc.replace_substring_regex(ids.fill_null(""), "^$", "''")  # not None
+        self._bad("other", shown, rows, ~ok & ~blank, "empty track id")
         self._bad("duplicate_ids", ids, rows, ok & duplicate, "")
         ok &= ~duplicate
 
@@ -375,9 +384,16 @@ class _BatchValidator:
             candidates = full.filter(pa.array(ok))
             uniq = pc.unique(candidates)
             exists = self.files.exists(uniq.to_pylist())
-            missing = [p for p, e in zip(uniq.to_pylist(), exists, strict=True) if not e]
-            if missing:
-                gone = pc.fill_null(pc.is_in(full, value_set=pa.array(missing, pa.string())), False)
+            absent = [p for p, e in zip(uniq.to_pylist(), exists, strict=True) if not e]
+            if absent and (renamed := missing.other_normalization(absent)):
+                # the file's name in another Unicode normalization (macOS's NFD): read from the file that exists
+                pos = pc.index_in(full, value_set=pa.array(list(renamed), pa.string()))
+                self.renormalized += int(pc.sum(pc.is_valid(pos).filter(pa.array(ok))).as_py() or 0)
+                self.renormalized_example = self.renormalized_example or next(iter(renamed.items()))
+                full = pc.coalesce(pa.array(list(renamed.values()), pa.string()).take(pos), full)
+                absent = [p for p in absent if p not in renamed]
+            if absent:
+                gone = pc.fill_null(pc.is_in(full, value_set=pa.array(absent, pa.string())), False)
                 gone_np = gone.to_numpy(zero_copy_only=False) & ok
                 self._missing(ids, rows, gone_np, full)
                 ok &= ~gone_np
@@ -388,6 +404,19 @@ class _BatchValidator:
         if self.annotated_col:
             columns.append(self._observed(batch.column(self.annotated_col), label))
         return pa.RecordBatch.from_arrays([c.filter(keep) for c in columns], schema=self.schema)
+
+
+def _blank_rows(batch: pa.RecordBatch, among: np.ndarray) -> np.ndarray:
+    """Of the rows of ``batch`` in ``among`` (those without a track id: usually none), those whose every cell is empty
+    (null, or only whitespace)."""
+    blank = among.copy()
+    if not blank.any():
+        return blank
+    idx = np.flatnonzero(blank)
+    for column in batch.columns:
+        cells = pc.utf8_trim_whitespace(column.take(pa.array(idx)))
+        blank[idx] &= ~pc.fill_null(pc.not_equal(cells, ""), False).to_numpy(zero_copy_only=False)
+    return blank
 
 
 def split_cells(raw: pa.Array, separator: str | None) -> tuple[np.ndarray, pa.Array, np.ndarray]:
@@ -401,39 +430,11 @@ def split_cells(raw: pa.Array, separator: str | None) -> tuple[np.ndarray, pa.Ar
     return pc.list_parent_indices(parts).to_numpy(), values, pc.not_equal(values, "").to_numpy(zero_copy_only=False)
 
 
-def _odd_parts(values: pa.Array, keep: np.ndarray, decimal: str) -> np.ndarray:
-    """Of the non-empty (``keep``) parts of cells split by :func:`split_cells`, those that are no regression target (a
-    number with ``decimal`` as its decimal mark, or a ``name=value`` pair)."""
-    return keep & ~pc.match_substring_regex(values, _number_re(decimal)).to_numpy(zero_copy_only=False)
-
-
-def _non_numeric_rows(parent: np.ndarray, odd: np.ndarray, n: int) -> np.ndarray:
-    """Of ``n`` cells split by :func:`split_cells`, those with a part that is no regression target (:func:`_odd_parts`)."""
-    bad = np.zeros(n, dtype=bool)
-    bad[parent[odd]] = True
-    return bad
-
-
-def _decimal_hint(values: pa.Array, keep: np.ndarray, decimal: str) -> str:
-    """What to set when targets that are no number with ``decimal`` as their decimal mark are with the other one:
-    ``0,31`` read with a decimal point, ``0.31`` with a decimal comma; ``""`` otherwise."""
-    kept = values.filter(pa.array(keep))
-    other = "," if decimal == "." else "."
-    wrong = pc.and_(
-        pc.invert(pc.match_substring_regex(kept, _number_re(decimal))),
-        pc.match_substring_regex(kept, _number_re(other)),
-    )
-    if not pc.any(wrong).as_py():
-        return ""
-    if decimal == ".":
-        return f" — if ',' is its decimal mark, {COMMA_FIX}"
-    return " — it has a decimal point, but decimal is ',': remove decimal if '.' is its decimal mark"
-
-
 def target_cells(raw: pa.Array, separator: str | None, decimal: str = ".") -> tuple[np.ndarray, np.ndarray]:
     """Of a regression task's label cells: which hold targets the loader keeps (at least one, every one a number with
     ``decimal`` as its decimal mark or a ``name=value`` pair, none with a thousands separator), and which hold text
     that is none."""
+    raw = plain_minus(raw)
     parent, values, keep = split_cells(raw, separator)
     odd = _odd_parts(values, keep, decimal)
     bad = _non_numeric_rows(parent, odd, len(raw)) | _grouped_rows(raw, parent, values, keep, odd, separator, decimal)
@@ -444,9 +445,16 @@ def target_hint(cell: pa.Array, separator: str | None, decimal: str) -> str:
     """The fix of a regression ``cell`` (an array of one) that :func:`target_cells` finds no target in, after a dash:
     writing its numbers without a thousands separator, or the other decimal mark's (:func:`_decimal_hint`); ``""``
     when it is text."""
+    cell = plain_minus(cell)
     parent, values, keep = split_cells(cell, separator)
-    if _grouped_rows(cell, parent, values, keep, _odd_parts(values, keep, decimal), separator, decimal).any():
+    odd = _odd_parts(values, keep, decimal)
+    if _grouped_rows(cell, parent, values, keep, odd, separator, decimal).any():
         return f" — it has a thousands separator: {thousands_fix(cell[0].as_py().strip(), decimal)}"
+    text = cell[0].as_py() or ""
+    if ambiguous_parts(values, odd, decimal).any():
+        return " — it " + ambiguous_why(text, "it", decimal).split(" in it ", 1)[1]
+    if not text.isascii() and (why := typographic_why(text, "it", decimal, re.compile(_number_re(decimal)))):
+        return " — it " + why.split(" in it ", 1)[1]
     return _decimal_hint(values, keep, decimal)
 
 

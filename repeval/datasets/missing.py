@@ -220,28 +220,78 @@ def _case_twin(path: str, listings: dict[str, list[str]]) -> str | None:
     return here if os.path.isfile(here) else None
 
 
+def _first_missing(rows: MissingTracks) -> list[str]:
+    """The paths of the first :data:`CASE_CHECKED` rows whose local audio file does not exist (the files the hints
+    below look for elsewhere)."""
+    out: list[str] = []
+    for batch in rows.batches():
+        for path, cause in zip(batch.column("audio_path").to_pylist(), batch.column("cause").to_pylist(), strict=True):
+            if cause == NOT_FOUND and path and "://" not in path:
+                out.append(path)
+                if len(out) >= CASE_CHECKED:
+                    return out
+    return out
+
+
 def case_hint(rows: MissingTracks) -> str | None:
     """A note when local files a manifest names and that do not exist do under other letter case (a manifest made
     on macOS or Windows, whose file systems ignore case, read on Linux), naming the first and the fix; ``None``
     otherwise. Looks at the first :data:`CASE_CHECKED` missing files only."""
     listings: dict[str, list[str]] = {}
-    found, looked = [], 0
-    for batch in rows.batches():
-        for path, cause in zip(batch.column("audio_path").to_pylist(), batch.column("cause").to_pylist(), strict=True):
-            if looked >= CASE_CHECKED:
-                break
-            if cause != NOT_FOUND or not path or "://" in path:
-                continue
-            looked += 1
-            twin = _case_twin(path, listings)
-            if twin is not None:
-                found.append((path, twin))
-        if looked >= CASE_CHECKED:
-            break
+    looked = _first_missing(rows)
+    found = [(path, twin) for path in looked if (twin := _case_twin(path, listings)) is not None]
     if not found:
         return None
     path, twin = found[0]
     return (
-        f"{len(found)} of the first {looked} missing audio files {'exists' if len(found) == 1 else 'exist'} under other upper/lower case (e.g. {path} is "
+        f"{len(found)} of the first {len(looked)} missing audio files {'exists' if len(found) == 1 else 'exist'} under other upper/lower case (e.g. {path} is "
         f"{twin}): paths are case-sensitive here — correct their case in the manifest"
     )
+
+
+def other_normalization(paths: list[str]) -> dict[str, str]:
+    """Of local ``paths`` that name no file, those whose file exists under another Unicode normalization of the same
+    name — ``Beyoncé.wav`` written composed (NFC, as a database or a Linux tool writes it) in the manifest, decomposed
+    (NFD, as macOS wrote the file's name) on disk, or the other way: each mapped to the path that exists. Both are the
+    same name (macOS opens either); a Linux file system tells them apart."""
+    import os
+    import unicodedata
+
+    found = {}
+    for path in paths:
+        if path.isascii() or "://" in path:
+            continue
+        for form in ("NFC", "NFD"):
+            other = unicodedata.normalize(form, path)
+            if other != path and os.path.isfile(other):
+                found[path] = other
+                break
+    return found
+
+
+def relative_hint(rows: MissingTracks, base: str) -> str | None:
+    """A note when missing audio files, named by paths relative to ``base`` (the manifest's folder, or ``dir``),
+    exist relative to the current directory instead — a manifest written by a tool run from another folder — or
+    with ``/`` for the ``\\`` of a manifest written on Windows, naming the first and the fix; ``None`` otherwise.
+    Looks at the first :data:`CASE_CHECKED` missing files only."""
+    import os
+
+    def exists(path: str) -> bool:
+        return os.path.isfile(path) or bool(other_normalization([path]))
+
+    prefix = base.rstrip("/") + "/"
+    looked = _first_missing(rows)
+    relative = [p[len(prefix) :] for p in looked if p.startswith(prefix)]
+    if found := [p for p in relative if exists(p)]:
+        cwd = os.getcwd()
+        return (
+            f"{len(found)} of the first {len(looked)} missing audio files exist relative to the current directory "
+            f"{cwd} (e.g. {found[0]}), but relative paths start from {base} (dataset.dir, else the manifest's folder) "
+            f"— set dataset.dir: {cwd}, or write the paths relative to the manifest's folder"
+        )
+    if found := [p for p in looked if "\\" in p and exists(p.replace("\\", "/"))]:
+        return (
+            f"{len(found)} of the first {len(looked)} missing audio files exist with '/' for their '\\' (e.g. "
+            f"{found[0]}): write the manifest's paths with '/' (a manifest written on Windows)"
+        )
+    return None

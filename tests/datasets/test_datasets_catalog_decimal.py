@@ -14,6 +14,7 @@ from dataset_fixtures import ds_cfg, task_cfg, write_audio
 
 import repeval.datasets.catalog as catalog
 from repeval.datasets import load_dataset
+from repeval.datasets.encoding import InvalidLabelError, encode_labels
 from repeval.datasets.manifest import JsonManifestError, ManifestRowError
 from repeval.run.groups import tracks_digest
 from repeval.run.split_digest import digest_test_rows
@@ -139,9 +140,9 @@ def test_a_thousands_separator_is_refused_by_row_not_read_as_other_numbers(audio
         f"r3 (row 5: regression target '-12.345.678' in valence has a thousands separator — write its numbers without "
         f"a thousands separator ('-12345678'; {fix}))"
     ]
-    us = _write_csv(audio_dir / "us.csv", _rows(["1,234.5", "0.5", "-2,000.25", "0,100.5"]))
+    us = _write_csv(audio_dir / "us.csv", _rows(["1,234.5", "0.5,1", "-2,000.25", "0,100.5"]))
     table, report = load_dataset(ds_cfg("cat", "catalog", manifest=str(us), label_column="valence"), TASK)
-    assert table.column("label").to_pylist() == [["0.5"], ["0", "100.5"]]  # no number's thousands start with 0
+    assert table.column("label").to_pylist() == [["0.5", "1"], ["0", "100.5"]]  # no number's thousands start with 0
     (line,) = report.lines()
     assert line.startswith("2 unknown labels: r0 (row 2: regression target '1,234.5' in valence has a thousands")
     assert "r2 (row 4: regression target '-2,000.25' in valence" in line and "('-2000.25'; " in line
@@ -184,3 +185,89 @@ def test_a_json_manifest_is_refused_naming_the_conversion(audio_dir):
     (array := audio_dir / "array.csv").write_text("[\n" + lines.replace("}\n", "},\n")[:-2] + "\n]\n")
     with pytest.raises(JsonManifestError):
         load_dataset(ds_cfg("cat", "catalog", manifest=str(array), label_column="valence"), TASK)
+
+
+def test_a_minus_sign_is_read_and_other_typographic_characters_are_refused_naming_the_cell_in_ascii(audio_dir):
+    """A spreadsheet in a Swedish, Norwegian or Finnish locale writes negative numbers with the minus sign U+2212:
+    each such row was refused as "non-numeric" without a fix. It is read as ``-`` (the rows, labels and digests of
+    the same manifest written with ``-``); a dash that only looks like one, full-width or Arabic-Indic digits are
+    refused by row, named with their characters and the cell written in ASCII; never read as another number."""
+    minus = [v.replace("-", "\u2212") for v in VALUES]
+    for delimiter, decimal in ((",", "."), (";", ",")):
+        comma = decimal == ","
+        want, _ = load_dataset(
+            ds_cfg("cat", "catalog", manifest=str(_write_csv(audio_dir / "m.csv", _rows(VALUES, comma), delimiter)),
+                   label_column="valence", delimiter=delimiter, decimal=decimal), TASK)  # fmt: skip
+        ds = ds_cfg("cat", "catalog", manifest=str(_write_csv(audio_dir / "minus.csv", _rows(minus, comma), delimiter)),
+                    label_column="valence", delimiter=delimiter, decimal=decimal)  # fmt: skip
+        got, report = load_dataset(ds, TASK)
+        assert report.lines() == [] and got.column("label").to_pylist()[0] == ["-0.05"]
+        _same_rows(got, want)
+    cells = ["\u20130.5", "\uff10.\uff15", "\u0660.\u0665", "0.25"]
+    ds = ds_cfg("cat", "catalog", manifest=str(_write_csv(audio_dir / "t.csv", _rows(cells))), label_column="valence")
+    table, report = load_dataset(ds, TASK)
+    assert table.column("label").to_pylist() == [["0.25"]]
+    assert report.unknown_labels == [
+        "r0 (row 2: regression target '–0.5' in valence holds '–' (U+2013 EN DASH) — write it '-0.5')",
+        "r1 (row 3: regression target '０.５' in valence holds '０' (U+FF10 FULLWIDTH DIGIT ZERO), '５' (U+FF15 "
+        "FULLWIDTH DIGIT FIVE) — write it '0.5')",
+        "r2 (row 4: regression target '٠.٥' in valence holds '٠' (U+0660 ARABIC-INDIC DIGIT ZERO), '٥' (U+0665 "
+        "ARABIC-INDIC DIGIT FIVE) — write it '0.5')",
+    ]
+    only = ds.model_copy(update={"manifest": str(_write_csv(audio_dir / "d.csv", _rows(cells[:1])))})
+    assert catalog.manifest_problems(only, TASK) == [
+        "label_column: no row of 'valence' holds a regression target, it has cells such as '–0.5' (row 2) — it holds "
+        "'–' (U+2013 EN DASH) — write it '-0.5'"
+    ]
+
+
+def test_one_group_of_three_digits_after_the_other_mark_is_refused_as_ambiguous(audio_dir):
+    """With ``decimal: ','``, ``1.234`` is 1234 with a thousands separator or 1.234 with a decimal point: it was
+    refused as "it has a decimal point — remove decimal", which reads the column's ``0,5`` wrong. Refused by row
+    naming both readings and their fixes; ``12.5`` (no group of three) keeps the decimal point's hint, and a grouped
+    ``12.345.678`` the thousands separator's."""
+    cells = ["1.234", "0,5", "12.345", "12.5", "12.345.678"]
+    ds = ds_cfg("cat", "catalog", manifest=str(_write_csv(audio_dir / "m.csv", _rows(cells), ";")),
+                label_column="valence", delimiter=";", decimal=",")  # fmt: skip
+    table, report = load_dataset(ds, TASK)
+    assert table.column("label").to_pylist() == [["0.5"]]
+    why = (
+        "regression target '{0}' in valence is ambiguous with decimal ',': {1} with '.' grouping its thousands, or "
+        "{0} with '.' as its decimal mark — write it '{1}' if it is {1} (in a spreadsheet, a number format without a "
+        "1000 separator), or remove decimal if '.' is the column's decimal mark"
+    )
+    assert report.unknown_labels[:3] == [
+        "r4 (row 6: regression target '12.345.678' in valence has a thousands separator — write its numbers without "
+        "a thousands separator ('12345678'; in a spreadsheet, a number format without a 1000 separator))",
+        f"r0 (row 2: {why.format('1.234', '1234')})",
+        f"r2 (row 4: {why.format('12.345', '12345')})",
+    ]
+    assert report.unknown_labels[3] == (
+        "r3 (row 5: non-numeric regression target in valence — it has a decimal point, but decimal is ',': remove "
+        "decimal if '.' is its decimal mark)"
+    )
+    only = ds.model_copy(update={"manifest": str(_write_csv(audio_dir / "a.csv", _rows(cells[:1]), ";"))})
+    assert catalog.manifest_problems(only, TASK) == [
+        "label_column: no row of 'valence' holds a regression target, it has cells such as '1.234' (row 2) — it "
+        + why.format("1.234", "1234").split(" in valence ", 1)[1]
+    ]
+
+
+def test_rows_with_another_number_of_targets_are_refused_at_the_load_not_at_the_probes(audio_dir):
+    """``"1,234"`` (a number with a thousands separator, quoted) split at ``label_separator`` ``,`` into the targets 1
+    and 234 where every other row has one: the load kept it, and the run stopped at its probes — after the
+    embedding — with "regression targets have different lengths". Such rows are refused by the load, each named with
+    its cell (and, for a grouped number, the cell without the separator); the rows left encode."""
+    cells = ["0.5", "1,234", "-0.25", "0.75", "0.1,0.2"]
+    ds = ds_cfg("cat", "catalog", manifest=str(_write_csv(audio_dir / "m.csv", _rows(cells))), label_column="valence")
+    table, report = load_dataset(ds, TASK)
+    assert table.column("label").to_pylist() == [["0.5"], ["-0.25"], ["0.75"]]
+    assert report.unknown_labels == [
+        "r1 (2 regression targets in valence, '1,234', where 3 of its 5 rows have 1 — every row needs as many; if "
+        "'1,234' is one number with a thousands separator, write it '1234' (in a spreadsheet, a number format without "
+        "a 1000 separator))",
+        "r4 (2 regression targets in valence, '0.1,0.2', where 3 of its 5 rows have 1 — every row needs as many)",
+    ]
+    encode_labels("regression", table.column("label").to_pylist())  # raised on the rows as they were read
+    with pytest.raises(InvalidLabelError, match="different lengths"):
+        encode_labels("regression", [c.split(",") for c in cells])

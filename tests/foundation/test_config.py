@@ -1161,6 +1161,10 @@ def test_validate_checks_that_a_k_fold_catalog_can_rotate_its_split_column(tmp_p
     Path("m.csv").write_text("\n".join([rows[0], "c,c.wav,x,", "d,d.wav,y,"]) + "\n")
     res = CliRunner().invoke(app, validate)
     assert res.exit_code == 0 and "warning" not in res.output, res.output
+    # a spreadsheet's empty rows after the last track (and a blank line) are no rows without a split
+    Path("m.csv").write_text("\n".join(rows) + "\n\n,,,\n,,,\n")
+    res = CliRunner().invoke(app, validate)
+    assert res.exit_code == 2 and "split_type is all, but every row" in res.output, res.output
 
 
 @pytest.mark.parametrize(

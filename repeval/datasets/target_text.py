@@ -1,0 +1,205 @@
+"""Typographic characters in a catalog's regression targets, as spreadsheets and word processors write them: the minus
+sign U+2212 (``−0.5``, how a spreadsheet in a Swedish, Norwegian or Finnish locale writes a negative number) is read
+as ``-`` (:func:`plain_minus`); a dash that only looks like one (``–0.5``), full-width or other non-ASCII digits and
+other such characters are refused by row, named with the cell written in ASCII (:func:`typographic_why`); and with a
+decimal comma ``1.234`` — a thousands separator (1234) or a decimal point (1.234) — is refused naming both
+(:func:`ambiguous_why`), never read as either."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+#: the minus sign (U+2212), read as ``-`` in a regression target
+MINUS = "\u2212"
+#: non-ASCII characters whose ASCII spelling a target cell's fix writes (besides digits and dashes): the Arabic
+#: thousands separator, the minus sign; the Arabic decimal separator (U+066B) is written as the decimal mark
+_ASCII = {"\u066c": "", "\u2212": "-"}
+
+
+def plain_minus(cells: pa.Array) -> pa.Array:
+    """``cells`` with the minus sign U+2212 written ``-``: ``−0.5`` → ``-0.5``, as the rows keep it."""
+    return pc.replace_substring(cells, MINUS, "-")
+
+
+def _ascii(cell: str, decimal: str) -> str:
+    """``cell`` with ASCII characters in place of typographic ones: NFKC (full-width digits and signs), any decimal
+    digit as 0-9, any dash as ``-``, spaces inside it dropped, the Arabic decimal separator as ``decimal``."""
+    out = []
+    for ch in unicodedata.normalize("NFKC", cell.strip()):
+        if ch == "\u066b":
+            out.append(decimal)
+        elif ch in _ASCII:
+            out.append(_ASCII[ch])
+        elif ch.isascii():
+            out.append(ch)
+        elif unicodedata.decimal(ch, None) is not None:
+            out.append(str(unicodedata.decimal(ch)))
+        elif unicodedata.category(ch) == "Pd":
+            out.append("-")
+        elif not ch.isspace():
+            out.append(ch)
+    return "".join(out)
+
+
+def _named(ch: str) -> str:
+    return f"{ch!r} (U+{ord(ch):04X} {unicodedata.name(ch, 'unnamed')})"
+
+
+def typographic_why(cell: str, column: str, decimal: str, number: re.Pattern[str]) -> str | None:
+    """Why the regression target ``cell`` of ``column`` that is no number is refused when it holds non-ASCII
+    characters (other than spaces around it): the characters, and the cell written in ASCII when that is a target
+    (``number``, :func:`~repeval.datasets.manifest_rows._number_re`); ``None`` for a cell of ASCII characters."""
+    odd = sorted({ch for ch in cell.strip() if not ch.isascii()})
+    if not odd:
+        return None
+    chars = ", ".join(_named(ch) for ch in odd[:3])
+    fixed = _ascii(cell, decimal)
+    fix = (
+        f"write it {fixed!r}"
+        if fixed != cell.strip() and number.match(fixed)
+        else f"write its numbers with the digits 0-9, '-' for a minus and {decimal!r} as the decimal mark"
+    )
+    return f"regression target {cell.strip()!r} in {column} holds {chars} — {fix}"
+
+
+def _ambiguous_re(decimal: str) -> str:
+    """A target of one group of three digits after the other decimal mark than ``decimal`` — ``1.234`` with a decimal
+    comma (``1,234`` with a point): a thousands separator or that other decimal mark, which no row tells apart."""
+    other = re.escape("," if decimal == "." else ".")
+    return rf"^\s*(?:[^=:\s]+\s*[=:]\s*)?[-+]?[1-9]\d{{0,2}}{other}\d{{3}}\s*$"
+
+
+def ambiguous_parts(values: pa.Array, odd: np.ndarray, decimal: str) -> np.ndarray:
+    """Of the parts ``values`` that are no target (``odd``), those :func:`_ambiguous_re` matches."""
+    if not odd.any():
+        return np.zeros(len(values), dtype=bool)
+    return odd & pc.fill_null(pc.match_substring_regex(values, _ambiguous_re(decimal)), False).to_numpy(
+        zero_copy_only=False
+    )
+
+
+def ambiguous_why(cell: str, column: str, decimal: str) -> str:
+    """Why a regression target such as ``1.234`` read with ``decimal`` ``,`` is refused: its two readings, each with
+    its fix."""
+    other = "," if decimal == "." else "."
+    text = cell.strip()
+    grouped = re.sub(rf"(?<=\d){re.escape(other)}(?=\d{{3}}\s*$)", "", text)
+    mark = "remove decimal" if other == "." else "set decimal: ','"
+    return (
+        f"regression target {text!r} in {column} is ambiguous with decimal {decimal!r}: {grouped} with {other!r} "
+        f"grouping its thousands, or {text.replace(other, '.')} with {other!r} as its decimal mark — write it "
+        f"{grouped!r} if it is {grouped} (in a spreadsheet, a number format without a 1000 separator), or {mark} if "
+        f"{other!r} is the column's decimal mark"
+    )
+
+
+def _number_re(decimal: str = ".") -> str:
+    """A regression target written with ``decimal`` as its decimal mark: a number, or a ``name=value`` pair."""
+    d = re.escape(decimal)
+    return rf"^\s*(?:[^=:\s]+\s*[=:]\s*)?[-+]?(?:\d+{d}?\d*|{d}\d+)(?:[eE][-+]?\d+)?\s*$"
+
+
+#: what reads a manifest's numbers written with a decimal comma (``0,31``): quoted between commas, or with another
+#: character between its columns (a spreadsheet export's ``;``, ``delimiter: ';'``)
+COMMA_FIX = "set decimal: ','"
+
+#: characters a spreadsheet export groups a number's thousands with (:func:`_grouped_re`): ``.`` or ``,`` (the one
+#: that is not the decimal mark), a space, a no-break space, a narrow no-break space (French), a thin space (SI), an
+#: apostrophe (Swiss)
+GROUPING = ".,' \u00a0\u202f\u2009\u2019"
+
+
+def _grouped_re(decimal: str, seps: str = GROUPING, fraction: bool = False) -> str:
+    """A regression target (a number, or a ``name=value`` pair) whose whole part groups its digits by thousands with
+    one of ``seps`` other than ``decimal`` — ``1.234,5``, ``1 234``; with ``fraction``, only one with digits after
+    ``decimal`` too (``1,234.5``, which a ``label_separator`` ``,`` would split into the targets 1 and 234.5). Its
+    first group starts with 1 to 9, as a grouped number's does: ``0,100.5`` is the targets 0 and 100.5."""
+    groups = "|".join(rf"(?:{re.escape(s)}\d{{3}})+" for s in seps if s != decimal)
+    after = rf"{re.escape(decimal)}\d*" if fraction else rf"(?:{re.escape(decimal)}\d*)?"
+    return rf"^\s*(?:[^=:\s]+\s*[=:]\s*)?[-+]?[1-9]\d{{0,2}}(?:{groups}){after}(?:[eE][-+]?\d+)?\s*$"
+
+
+def thousands_fix(cell: str, decimal: str) -> str:
+    """How to write a target cell whose numbers have a thousands separator (:func:`_grouped_re`): without one — the
+    cell so written, as an example."""
+    seps = re.escape("".join(s for s in GROUPING if s != decimal))
+    plain = re.sub(rf"(?<=\d)[{seps}](?=\d{{3}}(?!\d))", "", cell)
+    return (
+        f"write its numbers without a thousands separator ({plain!r}; in a spreadsheet, a number format without a "
+        "1000 separator)"
+    )
+
+
+def _grouped_rows(
+    raw: pa.Array,
+    parent: np.ndarray,
+    values: pa.Array,
+    keep: np.ndarray,
+    odd: np.ndarray,
+    separator: str | None,
+    decimal: str,
+) -> np.ndarray:
+    """Of the regression cells ``raw`` split by :func:`split_cells` at ``separator``, those holding a number with a
+    thousands separator — a part that is no target (``odd``, :func:`_odd_parts`) nor one with the other decimal mark (a
+    number reported with that mark's fix), or a whole cell ``separator`` splits into numbers
+    that read as one with digits after ``decimal`` (``1,234.5`` at ``,``): it is refused rather than read as other
+    numbers. Only parts that are no target, and cells split in several, are matched."""
+    out = np.zeros(len(raw), dtype=bool)
+    if odd.any():
+        other = "," if decimal == "." else "."
+        odd_values = values.filter(pa.array(odd))
+        grouped = pc.and_(
+            pc.match_substring_regex(odd_values, _grouped_re(decimal)),
+            pc.invert(pc.match_substring_regex(odd_values, _number_re(other))),
+        )
+        out[parent[odd][grouped.to_numpy(zero_copy_only=False)]] = True
+    if separator is not None and separator in GROUPING and separator != decimal:
+        split = np.flatnonzero(np.bincount(parent[keep], minlength=len(raw)) > 1)
+        if len(split):
+            cells = raw.take(pa.array(split))
+            whole = pc.match_substring_regex(cells, _grouped_re(decimal, separator, fraction=True))
+            out[split[whole.to_numpy(zero_copy_only=False)]] = True
+    return out
+
+
+def point_decimals(values: pa.Array, decimal: str) -> pa.Array:
+    """Regression targets written with ``decimal`` as their decimal mark (checked by :func:`_odd_parts`) with
+    a decimal point, as the task encoder reads them and the rows keep them: ``0,31`` → ``0.31``, ``a=-1,5e3`` →
+    ``a=-1.5e3``; a name's own commas stay."""
+    if decimal == ".":
+        return values
+    return pc.replace_substring_regex(values, rf"{re.escape(decimal)}(\d*(?:[eE][-+]?\d+)?\s*)$", r".\1")
+
+
+def _odd_parts(values: pa.Array, keep: np.ndarray, decimal: str) -> np.ndarray:
+    """Of the non-empty (``keep``) parts of cells split by :func:`split_cells`, those that are no regression target (a
+    number with ``decimal`` as its decimal mark, or a ``name=value`` pair)."""
+    return keep & ~pc.match_substring_regex(values, _number_re(decimal)).to_numpy(zero_copy_only=False)
+
+
+def _non_numeric_rows(parent: np.ndarray, odd: np.ndarray, n: int) -> np.ndarray:
+    """Of ``n`` cells split by :func:`split_cells`, those with a part that is no regression target (:func:`_odd_parts`)."""
+    bad = np.zeros(n, dtype=bool)
+    bad[parent[odd]] = True
+    return bad
+
+
+def _decimal_hint(values: pa.Array, keep: np.ndarray, decimal: str) -> str:
+    """What to set when targets that are no number with ``decimal`` as their decimal mark are with the other one:
+    ``0,31`` read with a decimal point, ``0.31`` with a decimal comma; ``""`` otherwise."""
+    kept = values.filter(pa.array(keep))
+    other = "," if decimal == "." else "."
+    wrong = pc.and_(
+        pc.invert(pc.match_substring_regex(kept, _number_re(decimal))),
+        pc.match_substring_regex(kept, _number_re(other)),
+    )
+    if not pc.any(wrong).as_py():
+        return ""
+    if decimal == ".":
+        return f" — if ',' is its decimal mark, {COMMA_FIX}"
+    return " — it has a decimal point, but decimal is ',': remove decimal if '.' is its decimal mark"
