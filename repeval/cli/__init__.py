@@ -77,9 +77,10 @@ def main(
 ) -> None:
     _state["debug"] = debug
     _state["resume"] = _state["job"] = None  # set by the run context (`_stage`): how to resume it if interrupted
+    handler = logging.StreamHandler()
+    handler.setFormatter(CliFormatter(named=debug or verbose))
     logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
+        level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING, handlers=[handler]
     )
     logging.getLogger("repeval").setLevel(logging.DEBUG if debug or verbose else logging.INFO)
     # repeval's own warnings as one line each, like its log lines (--debug: Python's form, with file and line)
@@ -87,6 +88,23 @@ def main(
     # Ray Data logs every execution's plan and progress at INFO; repeval prints its own summary lines
     os.environ.setdefault("REPEVAL_RAY_DATA_LOG_LEVEL", "DEBUG" if debug else "INFO" if verbose else "ERROR")
     _help_if_bare(ctx)
+
+
+class CliFormatter(logging.Formatter):
+    """Log lines as a user of the command reads them: repeval's own INFO lines as the message alone (``embedded 640
+    rows …``), its warnings and errors as ``WARNING: message``; with ``--verbose``/``--debug`` (``named``), and for
+    every other package, ``LEVEL logger.name: message`` — which module said it is for whoever debugs repeval."""
+
+    def __init__(self, named: bool = False) -> None:
+        super().__init__("%(levelname)s %(name)s: %(message)s")
+        self.named = named
+        self._info = logging.Formatter("%(message)s")
+        self._other = logging.Formatter("%(levelname)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self.named or record.name.partition(".")[0] != "repeval":
+            return super().format(record)
+        return (self._info if record.levelno <= logging.INFO else self._other).format(record)
 
 
 _python_formatwarning = warnings.formatwarning

@@ -82,6 +82,32 @@ def test_repevals_own_options_are_taken_after_the_command_too(tmp_path):
     assert "experiments" in json.loads(out.read_text())["properties"]
 
 
+def test_log_lines_read_as_messages_not_logger_names(tmp_path):
+    """Every repeval INFO line read ``INFO repeval.pipeline.embed: rendered_notes/mfcc-stats: 240 tracks to embed``;
+    the command's handler now prints repeval's INFO as the message alone and its warnings as ``WARNING: …``, while
+    other packages' lines, and everything under ``--verbose``, keep the level and the logger's name."""
+    code = (
+        "import logging, sys\n"
+        "from repeval.cli import app\n"
+        "app([*sys.argv[2:], 'schema', '--out', sys.argv[1]], standalone_mode=False)\n"
+        "logging.getLogger('repeval.pipeline.embed').info('240 tracks to embed')\n"
+        "logging.getLogger('repeval.runner').warning('a probe failed')\n"
+        "logging.getLogger('somelib').warning('their line')\n"
+    )
+    out = str(tmp_path / "s.json")
+    plain, verbose = (
+        subprocess.run([sys.executable, "-c", code, out, *flags], capture_output=True, text=True, timeout=120)
+        for flags in ([], ["-v"])
+    )
+    assert plain.returncode == 0 and verbose.returncode == 0, plain.stderr + verbose.stderr
+    lines = plain.stderr.splitlines()
+    assert "240 tracks to embed" in lines and "WARNING: a probe failed" in lines, plain.stderr
+    assert "WARNING somelib: their line" in lines and "repeval." not in plain.stderr, plain.stderr
+    said = verbose.stderr.splitlines()
+    assert "INFO repeval.pipeline.embed: 240 tracks to embed" in said, verbose.stderr
+    assert "WARNING repeval.runner: a probe failed" in said, verbose.stderr
+
+
 def test_schema_out_makes_its_folders(tmp_path):
     """``repeval schema --out editor/repeval.schema.json`` failed with a bare "[Errno 2] No such file or
     directory" when the folder did not exist; like ``report --out`` and ``data check --out`` it now makes it."""
