@@ -214,9 +214,8 @@ def overlap_note(df: pd.DataFrame) -> str:
     rho = k.groupby("task", sort=False)["fold_overlap"].max()
     which = f"ρ = {rho.iloc[0]:.2f}" if len(rho) == 1 else ", ".join(f"{t} ρ = {r:.2f}" for t, r in rho.items())
     return (
-        f"CI: the folds share test tracks ({which}, the correlation of two folds' values their shared tracks give), "
-        "so their bounds are combined as correlated estimates — wider than for disjoint folds; ρ = 1: the folds' "
-        "bounds averaged"
+        f"CI: the folds share test tracks ({which}), so their bounds are combined as correlated estimates — wider "
+        "than for disjoint folds (ρ = 1: the folds' bounds averaged)"
     )
 
 

@@ -131,6 +131,7 @@ _LATEX_SPECIAL = {
     "Δ": r"$\Delta$",
     "±": r"$\pm$",
     "×": r"$\times$",
+    "ρ": r"$\rho$",
     "…": r"\ldots{}",
     "—": "---",
 }

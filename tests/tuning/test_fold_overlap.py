@@ -124,6 +124,7 @@ def test_the_evaluation_records_the_overlap_and_the_report_says_so(rendered_note
         text = " ".join(render(t, fmt).split())
         assert f"CI: the folds share test tracks (ρ = {rho:.2f}" in text, fmt
     assert "folds combined as sharing test tracks" in render(t, "html")
+    assert rf"the folds share test tracks ($\rho$ = {rho:.2f})" in " ".join(render(t, "latex").split())
 
     # results evaluated before the overlap was recorded: the report measures it on the saved splits
     old = pq.read_table(run_dir / "results.parquet").drop_columns(["fold_overlap"])
