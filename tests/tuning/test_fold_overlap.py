@@ -9,6 +9,7 @@ import types
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
@@ -88,6 +89,10 @@ def test_fold_overlap_is_measured_on_the_folds_test_sets(rendered_notes, tmp_pat
     assert fold_test_overlap(list(folds.values())) == pytest.approx(expected) and 0 < expected < 1
     assert fold_test_overlap([folds[0], folds[0]]) == pytest.approx(1.0)
     assert fold_test_overlap([folds[0]]) is None
+    # folds that each hold their own rows (MTG-Jamendo's split-k): matched by track id
+    a = pa.table({"track_id": list("abcdxy"), "split": ["test"] * 4 + ["train"] * 2})
+    b = pa.table({"track_id": list("cdefz"), "split": ["test"] * 4 + [None]})
+    assert fold_test_overlap([a, b]) == pytest.approx(2 / 4)
 
 
 def test_the_evaluation_records_the_overlap_and_the_report_says_so(rendered_notes, tmp_path):
