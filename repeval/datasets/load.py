@@ -136,15 +136,40 @@ def _tested_by_id(tables: list[pa.Table]) -> tuple[int, int, int]:
 
 def _warn_tested(name: str, n: int, never: int, several: int, k: int) -> None:
     """The warning of :func:`check_rotation`: ``never`` of ``n`` tracks tested in no fold, ``several`` in more than
-    one of the ``k`` (whose folds' results, taken as independent by the interval of their mean, are not)."""
+    one of the ``k`` (whose folds' results are then correlated: the interval of their mean allows for it,
+    :func:`fold_test_overlap`)."""
     if never or several:
-        narrow = ", and its interval, which takes the folds' test tracks as disjoint, too narrow" if several else ""
+        shared = (
+            "; the folds' results share test tracks, so the interval of their mean is widened for it (fold_overlap)"
+            if several
+            else ""
+        )
         log.warning(
             "dataset %s: of %d tracks, %d are tested in no fold and %d in several of the %d folds (their split is "
             "fixed, n_folds differs from the data set's folds, or its official splits are drawn apart): the mean "
             "over folds is not a k-fold cross-validation estimate, in which every track is tested once%s",
-            name, n, never, several, k, narrow,
+            name, n, never, several, k, shared,
         )  # fmt: skip
+
+
+def fold_test_overlap(tables: list[pa.Table]) -> float | None:
+    """How much the test sets of k folds' splits (each a table with ``track_id`` and ``split``) overlap: the mean over
+    pairs of folds of ``|T_f ∩ T_g| / sqrt(|T_f| |T_g|)``, ``T_f`` fold f's test track ids — the correlation of two
+    folds' means over their test tracks (tracks independent, of equal variance), which
+    :func:`repeval.tuning.results.mean_intervals` combines the folds' intervals with. 0: disjoint test sets (a k-fold
+    split), 1: the same test set in every fold. ``None`` for fewer than two folds or a fold without test tracks."""
+    tests = []
+    for t in tables:
+        is_test = pc.fill_null(pc.equal(t.column("split"), "test"), False)
+        tests.append(pc.unique(t.filter(is_test).column("track_id").combine_chunks()))
+    if len(tests) < 2 or any(len(ids) == 0 for ids in tests):
+        return None
+    rho = [
+        pc.sum(pc.is_in(a, value_set=b)).as_py() / np.sqrt(len(a) * len(b))
+        for i, a in enumerate(tests)
+        for b in tests[i + 1 :]
+    ]
+    return float(np.mean(rho))
 
 
 def who_splits(ds: Any, folds: bool = False) -> str:

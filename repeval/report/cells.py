@@ -51,6 +51,9 @@ class Table:
     replicates: str = ""
     #: what the flagged cells are, for the legend under the table (``*`` or bold: …)
     best_legend: str = "best in column"
+    #: the largest overlap of the folds' test sets among the table's rows (``fold_overlap``; 0: disjoint folds, or
+    #: none): a cell's interval then allows for the folds sharing test tracks (:func:`overlap_note`)
+    fold_overlap: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.delta:
@@ -190,6 +193,30 @@ def replicates_text(df: pd.DataFrame) -> str:
     if len(set(per_run.values())) > 1:
         return ", ".join(f"{v} ({r})" for r, v in per_run.items())
     return next(iter(per_run.values()), text(df) if len(df) else "")
+
+
+def max_fold_overlap(df: pd.DataFrame) -> float:
+    """The largest ``fold_overlap`` of ``df``'s k-fold rows (0 without one: disjoint folds, one split, older
+    results)."""
+    if "fold_overlap" not in df.columns or "fold" not in df.columns:
+        return 0.0
+    rho = pd.to_numeric(df.loc[df["fold"].notna(), "fold_overlap"], errors="coerce").dropna()
+    return float(rho.max()) if len(rho) else 0.0
+
+
+def overlap_note(df: pd.DataFrame) -> str:
+    """The caption's account of intervals over folds whose test sets overlap (:func:`repeval.tuning.results.
+    mean_intervals`): which tasks' folds share test tracks, by how much (ρ), and that their bounds were combined as
+    correlated estimates — wider than disjoint folds' (ρ = 1: one fold's bounds, averaged). Empty when none do."""
+    if max_fold_overlap(df) <= 0:
+        return ""
+    k = df[df["fold"].notna() & (pd.to_numeric(df["fold_overlap"], errors="coerce") > 0)]
+    rho = k.groupby("task", sort=False)["fold_overlap"].max()
+    which = f"ρ = {rho.iloc[0]:.2f}" if len(rho) == 1 else ", ".join(f"{t} ρ = {r:.2f}" for t, r in rho.items())
+    return (
+        f"CI: the folds share test tracks ({which}), so their bounds are combined as correlated estimates — wider "
+        "than for disjoint folds (ρ = 1: the folds' bounds averaged)"
+    )
 
 
 def best_mask(mean: np.ndarray, higher: Sequence[bool]) -> np.ndarray:

@@ -22,7 +22,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from repeval.report import plots
-from repeval.report.cells import cell_stats, per_label_title, per_label_value, replicates_text
+from repeval.report.cells import cell_stats, max_fold_overlap, per_label_title, per_label_value, replicates_text
 from repeval.report.comparable import SplitDigests, run_sets, set_label, split_digests
 from repeval.report.confusion import summed_confusion
 from repeval.report.left_out import ERROR_COLUMNS, MAX_ERROR_ROWS, dropped_at_load, error_records, partial_audio_note
@@ -201,7 +201,7 @@ def _per_label_block(
     at = "".join(f"; {n}" for n in metric_notes(per, metrics, masked=False))
     about = (
         f"each cell one label's own value, the average over labels it enters in brackets{spread}{at}; hover a cell for "
-        f"n and its {level} interval, the {ci_tip(level)}{over}"
+        f"n and its {level} interval, the {ci_tip(level, max_fold_overlap(per) > 0)}{over}"
     )  # as wide as the page above the table: a <caption> wraps at the table's width
     table = (
         f'<table class="rv-table sortable" id="{tid}" aria-label="per-label values" aria-describedby="{tid}-about">'

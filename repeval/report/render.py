@@ -13,10 +13,11 @@ from typing import Any
 from repeval.report.cells import Table, _higher, canonical_format, fewer_replicates
 
 
-def ci_tip(level: str = "95%") -> str:
+def ci_tip(level: str = "95%", shared: bool = False) -> str:
     """What a cell's interval is (:func:`repeval.tuning.results.mean_intervals`); ``level``: the runs' interval level
-    (:func:`repeval.report.results.ci_level`)."""
-    return f"{level} bootstrap CI of the mean (seeds averaged, folds combined)"
+    (:func:`repeval.report.results.ci_level`); ``shared``: the folds share test tracks (``fold_overlap`` above 0)."""
+    folds = "folds combined as sharing test tracks" if shared else "folds combined"
+    return f"{level} bootstrap CI of the mean (seeds averaged, {folds})"
 
 
 def replicates_tip(n: int, n_seeds: int, n_folds: int) -> str:
@@ -130,6 +131,7 @@ _LATEX_SPECIAL = {
     "Δ": r"$\Delta$",
     "±": r"$\pm$",
     "×": r"$\times$",
+    "ρ": r"$\rho$",
     "…": r"\ldots{}",
     "—": "---",
 }
@@ -238,7 +240,7 @@ def render_html(
             if math.isfinite(t.ci_low[i, j]) and math.isfinite(t.ci_high[i, j]):
                 lo = fmt_number(t.ci_low[i, j], scale=scale, decimals=decimals)
                 hi = fmt_number(t.ci_high[i, j], scale=scale, decimals=decimals)
-                tip += f"; {ci_tip(ci_level)} [{lo}, {hi}]"
+                tip += f"; {ci_tip(ci_level, t.fold_overlap > 0)} [{lo}, {hi}]"
             cls = ' class="num best"' if t.best[i, j] else ' class="num"'
             text = e(cell_text(t, i, j, scale=scale, decimals=decimals))
             parts.append(f'<td{cls} data-value="{value}" title="{e(tip)}">{text}</td>')

@@ -36,6 +36,7 @@ import yaml
 from repeval.datasets.base import OBSERVED
 from repeval.metrics.confusion import read_confusion
 from repeval.report.selection import load_validation
+from repeval.run.fold_overlap import fill_fold_overlap
 from repeval.run.status import command_line
 from repeval.rundir import grid_name, recorded_grids, staged_from, summary_mismatch
 from repeval.tuning.results import LATER_RESULT_COLUMNS, RESULT_SCHEMA
@@ -139,7 +140,7 @@ def normalise_results(df: pd.DataFrame, source: str = "results") -> pd.DataFrame
     for col in ("run_id", "task", "task_type", "dataset", "model", "probe", "scenario", "metric"):
         df[col] = df[col].astype(str)
     df["label"] = df["label"].astype(object).where(df["label"].notna(), None)
-    for col in ("value", "ci_low", "ci_high", "delta"):
+    for col in ("value", "ci_low", "ci_high", "delta", "fold_overlap"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(np.float64)
     for col in ("seed", "n_test"):
         df[col] = pd.to_numeric(df[col], errors="raise").astype(np.int64)
@@ -234,6 +235,7 @@ def load_run(run_dir: Path) -> Run:
     if not res_path.is_file():
         raise ValueError(f"no results.parquet in {run_dir}{_no_results_hint(run_dir)}")
     results = normalise_results(pd.read_parquet(res_path), source=str(res_path))
+    results = fill_fold_overlap(results, run_dir)  # results evaluated before the folds' overlap was recorded
     config_text = _results_config(run_dir)
     try:
         config = yaml.safe_load(config_text) if config_text else None

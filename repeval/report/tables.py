@@ -42,7 +42,9 @@ from repeval.report.cells import (
     canonical_format,
     cell_stats,
     fewer_replicates,
+    max_fold_overlap,
     metric_notes,
+    overlap_note,
     replicates_text,
 )
 from repeval.report.comparable import (
@@ -308,6 +310,7 @@ def make_table(
     else:
         table = PRESETS[preset](df, chosen, title)
     table.task, table.dataset, table.replicates = t, d, replicates_text(df)
+    table.fold_overlap = max_fold_overlap(df)
     if "probe" in table.row_names and preset != "model_comparison":
         table.best_legend = POOLED_LEGEND
     notes = metric_notes(df, chosen, any((task, d) in masked for task in set(df["task"])))
@@ -315,7 +318,7 @@ def make_table(
     shown = {sub.removeprefix("Δ ") for _, sub in table.columns}
     split = apart_scenarios(df).keys() & shown
     table.caption = "; ".join(
-        p for p in [table.caption, *notes, apart, apart_note(df, split), lacking_note(df, shown)] if p
+        p for p in [table.caption, *notes, overlap_note(df), apart, apart_note(df, split), lacking_note(df, shown)] if p
     )
     return table
 

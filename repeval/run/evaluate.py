@@ -37,9 +37,13 @@ def stage_evaluate(ctx: RunContext) -> pa.Table:
             f"no trained probe grid{other} in {ctx.run_dir}: train them first — `repeval train CONFIG`, or `repeval run "
             "CONFIG`, which also resumes an interrupted run"
         )
+    from repeval.run.fold_overlap import with_fold_overlap
     from repeval.tuning.results import seed_summary, with_result_columns
 
     table = pa.concat_tables([with_result_columns(pq.read_table(f)) for f in files])
+    # how much each k-fold dataset's folds share test tracks, from the splits the run saved: the interval of the mean
+    # over its folds allows for it (a grid's file, written per fold, cannot know the other folds)
+    table = with_fold_overlap(table, ctx.run_dir)
     # an evaluation stopped between the two writes must not leave the summary of other results beside these: the old
     # summary goes first, and both files carry the same hash of the results (rundir.summary_mismatch checks it)
     (ctx.run_dir / "summary.parquet").unlink(missing_ok=True)

@@ -39,10 +39,11 @@ RESULT_SCHEMA = pa.schema(
         ("n_test", pa.int64()),
         ("delta", pa.float64()),
         ("n_delta", pa.int64()),
+        ("fold_overlap", pa.float64()),
     ]
 )
 #: columns results written before they existed lack (read as nulls)
-LATER_RESULT_COLUMNS = ("delta", "n_delta")
+LATER_RESULT_COLUMNS = ("delta", "n_delta", "fold_overlap")
 
 SUMMARY_KEYS = ("task", "task_type", "dataset", "model", "probe", "scenario", "metric", "label")
 SUMMARY_SCHEMA = pa.schema(
@@ -131,8 +132,9 @@ def _num(v: Any) -> float | None:
 def results_table(run_id: str, rows: list[dict[str, Any]]) -> pa.Table:
     full = []
     for r in rows:
-        rec = {"ci_low": None, "ci_high": None, "delta": None, "n_delta": None, **r, "run_id": run_id}
-        for key in ("value", "ci_low", "ci_high", "delta"):
+        rec = {"ci_low": None, "ci_high": None, "delta": None, "n_delta": None, "fold_overlap": None, **r}
+        rec["run_id"] = run_id
+        for key in ("value", "ci_low", "ci_high", "delta", "fold_overlap"):
             rec[key] = _num(rec[key])
         full.append({k: rec.get(k) for k in RESULT_SCHEMA.names})
     return pa.Table.from_pylist(full, schema=RESULT_SCHEMA)
@@ -152,33 +154,47 @@ def with_result_columns(table: pa.Table) -> pa.Table:
 
 def mean_intervals(df: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     """``ci_low`` / ``ci_high`` per ``keys`` group of result rows (columns ``seed``, ``value``, ``ci_low``,
-    ``ci_high`` and, for a k-fold dataset, ``fold``): the interval of the mean the group reports, indexed by ``keys``.
+    ``ci_high`` and, for a k-fold dataset, ``fold`` and ``fold_overlap``): the interval of the mean the group reports,
+    indexed by ``keys``.
 
     A replicate's bootstrap interval is over its own test set. The seeds of one split share that set, so their
-    intervals are averaged. The folds of a ``split_type: all`` dataset test disjoint tracks (every track once): the
-    mean over a seed's k folds is known better than any one fold's value, so each side of its interval is
-    ``sqrt(Σ_f h_f²) / k`` from that mean, ``h_f`` a fold's distance from its value to that bound (independent
-    estimates); then averaged over seeds. One fold, or a dataset with one split: the bounds as they are. Rows whose
-    ``value`` is null are left out; a seed with a fold that has no interval has none."""
+    intervals are averaged. A seed's k folds are combined as k estimates of the mean, each side of the interval
+    ``sqrt((1 − ρ) Σ_f h_f² + ρ (Σ_f h_f)²) / k`` from their mean, ``h_f`` a fold's distance from its value to that
+    bound and ρ the correlation of two folds' values, ``fold_overlap`` (:func:`~repeval.datasets.load.fold_test_overlap`:
+    the test tracks two folds share, ``|T_f ∩ T_g| / sqrt(|T_f| |T_g|)``, averaged over pairs — what it is for a
+    mean over tracks). Folds that test disjoint tracks (a k-fold split: every track once; ρ = 0, or null in results
+    written before it was recorded) give ``sqrt(Σ h_f²) / k``, narrower than any one fold's; folds that all test the
+    same tracks (ρ = 1) give the folds' bounds averaged, as seeds'; folds that share some (a split column fixing some
+    tracks, MTG-Jamendo's official split-k run as folds) lie in between — the variance of a mean of k estimates whose
+    pairwise correlation is ρ, taken as one for every pair. Then averaged over seeds. One fold, or a dataset with one
+    split: the bounds as they are. Rows whose ``value`` is null are left out; a seed with a fold that has no interval
+    has none."""
     import pandas as pd
 
     keys = list(keys)
     d = df[df["value"].notna()]
     fold = d["fold"] if "fold" in d.columns else pd.Series(np.nan, index=d.index)
+    overlap = d["fold_overlap"] if "fold_overlap" in d.columns else pd.Series(np.nan, index=d.index)
     d = d.assign(_fold=pd.to_numeric(fold, errors="coerce").fillna(-1), _v=d["value"].astype(float))
     d = d.assign(_l=d["ci_low"].astype(float), _h=d["ci_high"].astype(float))
-    per_fold = d.groupby([*keys, "seed", "_fold"], sort=False, dropna=False)[["_v", "_l", "_h"]].mean().reset_index()
+    d = d.assign(_rho=pd.to_numeric(overlap, errors="coerce").fillna(0.0).clip(0.0, 1.0))
+    cols = ["_v", "_l", "_h", "_rho"]
+    per_fold = d.groupby([*keys, "seed", "_fold"], sort=False, dropna=False)[cols].mean().reset_index()
     v, lo, hi = per_fold["_v"], per_fold["_l"], per_fold["_h"]
+    h_lo, h_hi = (v - lo).clip(lower=0), (hi - v).clip(lower=0)
     per_fold = per_fold.assign(
-        _lo2=(v - lo).clip(lower=0) ** 2, _hi2=(hi - v).clip(lower=0) ** 2, _none=lo.isna() | hi.isna()
-    )
+        _lo1=h_lo, _hi1=h_hi, _lo2=h_lo**2, _hi2=h_hi**2, _none=lo.isna() | hi.isna()
+    )  # fmt: skip
     g = per_fold.groupby([*keys, "seed"], sort=False, dropna=False).agg(
-        v=("_v", "mean"), k=("_v", "size"), lo2=("_lo2", "sum"), hi2=("_hi2", "sum"), none=("_none", "any"),
-        lo=("_l", "mean"), hi=("_h", "mean"),
+        v=("_v", "mean"), k=("_v", "size"), lo1=("_lo1", "sum"), hi1=("_hi1", "sum"), lo2=("_lo2", "sum"),
+        hi2=("_hi2", "sum"), rho=("_rho", "max"), none=("_none", "any"), lo=("_l", "mean"), hi=("_h", "mean"),
     )  # fmt: skip
     one = g["k"] == 1
-    ci_low = g["lo"].where(one, g["v"] - np.sqrt(g["lo2"]) / g["k"]).where(~g["none"])
-    ci_high = g["hi"].where(one, g["v"] + np.sqrt(g["hi2"]) / g["k"]).where(~g["none"])
+    rho = g["rho"]
+    half_lo = np.sqrt((1 - rho) * g["lo2"] + rho * g["lo1"] ** 2) / g["k"]
+    half_hi = np.sqrt((1 - rho) * g["hi2"] + rho * g["hi1"] ** 2) / g["k"]
+    ci_low = g["lo"].where(one, g["v"] - half_lo).where(~g["none"])
+    ci_high = g["hi"].where(one, g["v"] + half_hi).where(~g["none"])
     per_seed = pd.DataFrame({"ci_low": ci_low, "ci_high": ci_high}).reset_index()
     return per_seed.groupby(keys, sort=False, dropna=False)[["ci_low", "ci_high"]].mean()
 

@@ -130,6 +130,7 @@ def test_results_have_every_fold_and_test_sets_cover_the_data(kfold):
     clean = agg[agg["scenario"] == "clean"]
     assert len(clean) == K and clean["n_test"].sum() == 48
     assert set(agg["scenario"]) == {"clean", "D1"}
+    assert (agg["fold_overlap"] == 0).all()  # the evaluation measured the folds' test sets: disjoint
 
     summary = pq.read_table(ctx.run_dir / "summary.parquet").to_pandas()
     row = summary[(summary["scenario"] == "clean") & (summary["metric"] == "accuracy") & summary["label"].isna()]
