@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from repeval.cli.resume import _unfinished, _untrained_fix, resume_command
+from repeval.cli.resume import given_flags as given_flags
 from repeval.config import ConfigError, load_config
 
 log = logging.getLogger("repeval")
@@ -146,40 +148,6 @@ def _ctx(
     return make_context(cfg, rid, store, lock=lock, read_only=not lock)
 
 
-def resume_command(
-    command: str,
-    config: Path,
-    ctx: Any,
-    run_id: str | None,
-    store: str | None,
-    smoke_test: bool,
-    runs_dir: str | None,
-    flags: Sequence[str] = (),
-) -> str:
-    """The command line that carries on ``ctx``'s run: ``command`` on the same configuration, with the options that
-    name this run and where it lives — ``--run-id`` when it was given, or when the configuration sets no
-    ``run.run_id`` (the same command without it would start another, timestamped run), ``--store``,
-    ``--runs-dir`` and ``--smoke-test`` as given — and the options of ``flags`` (``--strict``, ``--retry-errors``:
-    :data:`~repeval.run.status.RESUMED_FLAGS`) that ``command`` takes."""
-    import shlex
-
-    from repeval.run.status import for_command
-
-    words = ["repeval", command, str(config)]
-    if smoke_test:
-        words.append("--smoke-test")
-    if run_id:
-        words += ["--run-id", run_id]
-    elif not smoke_test and not ctx.cfg.run.run_id:
-        words += ["--run-id", ctx.run_id]
-    if store:
-        words += ["--store", store]
-    if runs_dir:
-        words += ["--runs-dir", runs_dir]
-    words += for_command(command, [f for f in flags if f not in words])
-    return " ".join(shlex.quote(w) for w in words)
-
-
 #: the commands that write the store: they take its lock before their run directory is made
 _WRITERS = ("run", "embed", "deform")
 
@@ -296,34 +264,11 @@ def _stage(
         ctx.location.push()
 
 
-def given_flags(strict: bool = False, retry_errors: bool = False) -> list[str]:
-    """The options of a stage's command line that the line resuming it repeats (:func:`_stage`), as it was given
-    them."""
-    return [flag for flag, given in (("--strict", strict), ("--retry-errors", retry_errors)) if given]
-
-
 def embedding_done() -> None:
     """The embedding stage of the command :func:`_stage` runs finished: the line that resumes it no longer carries
     ``--retry-errors``: the error records it found were deleted and their tracks computed again (those that failed
     again are this run's records), so a rerun after a later stage stopped need not decode them once more."""
     _state["embedded"]()
-
-
-def _untrained_fix(before: dict[str, Any], command: str, line: Callable[[str], str]) -> str:
-    """What the warning of grids not trained yet (``RunContext.untrained_fix``) names as their fix: the command line
-    (``line(command)``) of this run that trains them — its interrupted or failed command (``before``,
-    :func:`_unfinished`), which the run stays until it is finished, or else ``repeval run``."""
-    if not _unfinished(before, command):
-        return f"`{line('run')}` trains them"
-    earlier = before.get("command") or "run"
-    said = f"this run's `repeval {earlier}` was {before['state']}: the run stays unfinished until `{line(earlier)}` finishes it"
-    return said + (" and trains them" if earlier in ("run", "train") else f"; then `{line('train')}` trains them")
-
-
-def _unfinished(before: dict[str, Any], command: str) -> bool:
-    """Whether the state a command found (``before``, :func:`repeval.run.status.read_status`) is another command's
-    interruption or failure, which finishing that command ends."""
-    return before.get("state") in ("interrupted", "failed") and before.get("command") != command
 
 
 def _terminated(exc: BaseException) -> bool:

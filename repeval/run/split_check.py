@@ -21,8 +21,9 @@ def fold_hint(ctx: RunContext, ei: int, dataset: str, fold: int | None, fix: boo
     if fold is None:
         return ""
     n = len(ctx.folds[(ei, dataset)])
-    advice = "; with few tracks per class use fewer n_folds" if fix else ""
     official = _official_rotation(ctx, ei, dataset)
+    # (official folds are the data set's, whatever n_folds: fewer would not make them larger)
+    advice = "; with few tracks per class use fewer n_folds" if fix and official is None else ""
     if official is not None and official[1]:
         return f" (fold {fold} of {n}: the data set's official split {fold})"  # fewer n_folds would not change it
     ring = official[0] if official is not None else n
@@ -111,10 +112,20 @@ def _empty_fold(ctx: RunContext, ei: int, task: str, ds: Any, fold: int, n_track
     if not empty or fold not in {g for groups in stops.values() for g in groups}:
         return None
     holds = "holds" if len(empty) == 1 else "hold"
+    if _official_rotation(ctx, ei, ds.name) is None:
+        fix = (
+            "with few tracks per class use fewer n_folds; else check the dataset's split_column or the official folds "
+            "it reads"
+        )
+    else:  # the data set's own folds, whatever n_folds
+        fix = (
+            f"the data set's official folds are read as they are, whatever n_folds: check dataset.dir holds the whole "
+            f"data set, or run one official fold whose splits all hold tracks (split_type: single, dataset.fold; "
+            f"`repeval datasets {ds.name}` says which it has)"
+        )
     return (
         f"{task} on {ds.name}: {_folds(empty)} of {len(counts)} {holds} none of its {n_tracks:,} tracks, "
-        f"{_stops_said(stops)} — with few tracks per class use fewer n_folds; else check the dataset's split_column "
-        f"or the official folds it reads{_groups_said(ctx.folds[(ei, ds.name)][fold], ds)}"
+        f"{_stops_said(stops)} — {fix}{_groups_said(ctx.folds[(ei, ds.name)][fold], ds)}"
     )
 
 

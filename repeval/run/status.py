@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 #: "resume", "job"}`` (:func:`write_status`)
 STATUS = "status.json"
 
-#: the options of a stage's command line that the line resuming it keeps (:func:`repeval.cli.common.resume_command`),
+#: the options of a stage's command line that the line resuming it keeps (:func:`repeval.cli.resume.resume_command`),
 #: each with the commands that take it: a line of another command on the run (:func:`command_line`) keeps those that
 #: command takes. A line written once the embedding stage finished leaves ``--retry-errors`` out: its error records
 #: were deleted and their tracks computed again, which a rerun would only repeat

@@ -105,6 +105,7 @@ def _say_changed_code(ctx: RunContext, pending: list[_Pending]) -> None:
 
     codes: dict[str, Any] = {}  # model → its family and code now (None: repeval's own), taken once
     said: set[str] = set()
+    read: set[tuple[str, str, str]] = set()  # partitions whose record was read: once, not once per fold or task
     for item in pending:
         if item.model in said:
             continue
@@ -113,7 +114,10 @@ def _say_changed_code(ctx: RunContext, pending: list[_Pending]) -> None:
             codes[item.model] = (fam, plugin_code(fam, params))
         fam, code = codes[item.model]
         for sid in [CLEAN, *item.scenarios] if code is not None else []:
-            note = changed_code_note(ctx.store.partition(item.dataset, item.model, sid), item.model, fam, code, "train")
+            if (key := (item.dataset, item.model, sid)) in read:
+                continue
+            read.add(key)
+            note = changed_code_note(ctx.store.partition(*key), item.model, fam, code, "train")
             if note is not None:
                 warn_once(log, ("model_code", item.model), "%s", note)
                 said.add(item.model)

@@ -178,6 +178,14 @@ def test_plan_counts_folds_and_a_lost_fold_is_the_only_one_retrained(kfold):
     assert sorted(res["fold"].unique()) == list(range(K))
 
 
+#: what an official fold without tracks says: the groups it stops and the fix, which n_folds is not (TinySOL's sample)
+OFFICIAL_FIX = (
+    "so fold 1 validates and fold 0 tests on no track — the data set's official folds are read as they are, whatever "
+    "n_folds: check dataset.dir holds the whole data set, or run one official fold whose splits all hold tracks "
+    "(split_type: single, dataset.fold; `repeval datasets tinysol` says which it has)"
+)
+
+
 def test_official_folds_of_real_tinysol_and_an_empty_test_fold_names_the_fold(ray_session, shared_data, tmp_path):
     """TinySOL's official folds (real recordings, mirdata loader): the 12-track sample has no track in fold 1,
     so fold 0 has no test split — the error names the fold and the fix, before any probe trains."""
@@ -196,10 +204,8 @@ def test_official_folds_of_real_tinysol_and_an_empty_test_fold_names_the_fold(ra
     msg = str(err.value)
     # the task is named (two tasks may read one dataset with other splits), and the fold holds no track at all:
     # said once, not as fold 0's empty test split and again as fold 1's empty validation split
-    assert msg == (
-        "instrument on tinysol: fold 1 of 5 holds none of its 12 tracks, so fold 1 validates and fold 0 tests on no "
-        "track — with few tracks per class use fewer n_folds; else check the dataset's split_column or the official "
-        "folds it reads — nothing was trained"
+    assert (
+        msg == f"instrument on tinysol: fold 1 of 5 holds none of its 12 tracks, {OFFICIAL_FIX} — nothing was trained"
     ), msg
     assert "split_ratios" not in msg  # split_type all refuses them: not a fix of a fold
     # `repeval plan` says so before anything is embedded or trained
@@ -230,12 +236,8 @@ def test_official_folds_rotate_over_all_of_them_and_an_empty_one_is_named_whatev
         cfg = config(tmp_path, "tiny", {**tinysol, **keys}, probe)
         return [n for n in load_notes(cfg) if "instrument on tinysol" in n]  # what `repeval plan` says, no store
 
-    (note,) = said(split_type="all", n_folds=K)
-    assert note.endswith(
-        "instrument on tinysol: fold 1 of 3 holds none of its 12 tracks, so fold 1 validates and fold 0 tests on no "
-        "track — with few tracks per class use fewer n_folds; else check the dataset's split_column or the official "
-        "folds it reads"
-    ), note
+    (note,) = said(split_type="all", n_folds=K)  # the fix said was fewer n_folds, which leaves fold 1 empty
+    assert note.endswith(f"instrument on tinysol: fold 1 of 3 holds none of its 12 tracks, {OFFICIAL_FIX}"), note
     (note,) = said(fold=0)
     assert note.endswith(
         "instrument on tinysol: the test split holds none of its tracks — the dataset's 12 tracks are split train 6, "
@@ -253,6 +255,8 @@ def test_official_folds_rotate_over_all_of_them_and_an_empty_one_is_named_whatev
     )
     load_rows(ctx, save=False)
     assert fold_hint(ctx, 0, "tinysol", 2, fix=False) == " (fold 2 of 3: validation = fold 2, test = fold 3)"
+    # a probe's error on a fold too small: its fix is not fewer n_folds, which leaves the official folds as they are
+    assert fold_hint(ctx, 0, "tinysol", 2) == fold_hint(ctx, 0, "tinysol", 2, fix=False)
 
 
 def test_the_grids_dead_folds_stop_and_the_count_of_further_problems():

@@ -39,18 +39,6 @@ class TeamModel(EmbeddingModel):
 """
 
 
-@pytest.fixture
-def forget_plugins(monkeypatch):
-    """What a test's plugins register is forgotten after it (the session's other tests see repeval's own models)."""
-    before = set(MODELS.names())
-    monkeypatch.setattr(plugins_mod, "_LOADED", dict(plugins_mod._LOADED))
-    monkeypatch.setattr(plugins_mod, "_ORIGIN", dict(plugins_mod._ORIGIN))
-    monkeypatch.setattr(plugins_mod, "_ENTRY_POINTS", None)
-    yield
-    for name in set(MODELS.names()) - before:
-        MODELS.remove(name)
-
-
 def _config(plugins: list[str], model: str = "mfcc-stats") -> dict:
     return {
         "plugins": plugins,

@@ -371,7 +371,7 @@ def test_evaluate_on_a_partly_trained_run_keeps_it_unfinished(run_dir, tmp_path,
         "trains them" in said
     ), said
     assert [r.levelname for r in caplog.records] == ["WARNING"] and said.count("interrupted") == 1, said
-    from repeval.cli.common import _untrained_fix
+    from repeval.cli.resume import _untrained_fix
 
     embed_failed = _untrained_fix({"command": "embed", "state": "failed"}, "evaluate", lambda c: f"repeval {c} c.yaml")
     assert embed_failed.endswith("until `repeval embed c.yaml` finishes it; then `repeval train c.yaml` trains them")

@@ -1,0 +1,20 @@
+"""Fixtures of the model tests: plugins a test registers are forgotten after it."""
+
+from __future__ import annotations
+
+import pytest
+
+from repeval.models import MODELS
+from repeval.models import plugins as plugins_mod
+
+
+@pytest.fixture
+def forget_plugins(monkeypatch):
+    """What a test's plugins register is forgotten after it (the session's other tests see repeval's own models)."""
+    before = set(MODELS.names())
+    monkeypatch.setattr(plugins_mod, "_LOADED", dict(plugins_mod._LOADED))
+    monkeypatch.setattr(plugins_mod, "_ORIGIN", dict(plugins_mod._ORIGIN))
+    monkeypatch.setattr(plugins_mod, "_ENTRY_POINTS", None)
+    yield
+    for name in set(MODELS.names()) - before:
+        MODELS.remove(name)
