@@ -333,6 +333,11 @@ def test_intervals_are_labelled_with_the_runs_level(tmp_path):
     tips = re.findall(r'title="(n=[^"]*)"', text)
     # the per-label cells say "90% CI", their account above the table what the interval is
     assert tips and all("; 90% bootstrap CI of the mean" in t or "; 90% CI [" in t for t in tips), tips[:3]
+    # …the tables' too, what the interval is said once in the account above each (it was in each of a study's cells)
+    about = re.search(r'<p class="rv-note" id="t-model-comparison-[^"]*-about">([^<]*)</p>', text).group(1)
+    assert about.endswith(
+        "hover a cell for n and its 90% interval, the 90% bootstrap CI of the mean (seeds averaged, folds combined)"
+    )
     assert "95%" not in text
     table = table_command([run], "model_comparison", "html")
     assert "90% bootstrap CI of the mean" in table and "95%" not in table
