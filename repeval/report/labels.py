@@ -51,7 +51,7 @@ def per_label_block(
     if per.empty:
         return ""
     keys = ["model", "probe", "scenario", "label"]
-    metrics = list(dict.fromkeys(per["metric"]))
+    metrics = list(per["metric"].unique())
     # the orders and every cell's statistics once, not per row: a study's tables hold tens of thousands of cells
     stats = cell_stats(per, [*keys, "metric"]).rename(columns={"ci_low": "lo", "ci_high": "hi"})
     lookup = stats.to_dict("index")
@@ -69,7 +69,7 @@ def per_label_block(
     views: list[tuple[str, str]] = []  # (heading, table)
     if found and CLEAN in scenarios:
         rule = found[0][1].choice.rule()
-        by_model = [(m, f"{m}, probe {chosen[m]} ({rule})", (m, chosen[m], CLEAN)) for m in dict.fromkeys(per["model"])
+        by_model = [(m, f"{m}, probe {chosen[m]} ({rule})", (m, chosen[m], CLEAN)) for m in per["model"].unique()
                     if m in chosen]  # fmt: skip
         by_scenario = [
             (s if len(top) == 1 else f"{m} {s}", f"{m}, probe {chosen[m]}, {s}", (m, chosen[m], s))
@@ -177,7 +177,7 @@ def _every_value(tid: str, task: str, dataset: str, per: pd.DataFrame, stats: pd
         + "</tr>"
     )
     tables = []
-    for model in dict.fromkeys(per["model"]):
+    for model in per["model"].unique():
         rows = [(p, label) for p in probes for label in vocab if (model, p, label) in have]
         body = []
         for probe, label in rows:
