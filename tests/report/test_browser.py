@@ -65,6 +65,13 @@ PROBE_BODY = (
   var bm = document.querySelector('table[id^="labels-bymodel-"]');
   out.worstFirst = Array.prototype.map.call(bm.tBodies[0].rows, function (r) { return parseFloat(r.cells[1].getAttribute('data-value')); });
   out.tables = document.querySelectorAll('table.rv-table').length;
+  // a figure's box as wide as its image: a long caption wraps (it widened the box, stacking charts that fit in a row)
+  out.widestCaption = 0;
+  out.overhang = Math.max.apply(null, imgs.map(function (i) {
+    var cap = i.parentNode.querySelector('figcaption');
+    out.widestCaption = Math.max(out.widestCaption, cap.scrollHeight > 20 ? 1 : 0);
+    return i.parentNode.getBoundingClientRect().width - i.getBoundingClientRect().width;
+  }));
 """
     + SELFTEST_END
 )
@@ -112,6 +119,7 @@ def test_report_runs_in_chromium(report, tmp_path):
     assert seen["sortedDesc"] == sorted(seen["sortedDesc"], reverse=True)
     assert seen["sortedAsc"] == sorted(seen["sortedAsc"])
     assert seen["filtered"] == ["msd-musicnn M5"] and seen["count"] == "1 of 9 rows"
+    assert seen["overhang"] <= 20 and seen["widestCaption"] == 1  # padding and border only; some caption wrapped
     assert seen["probeRows"] and set(seen["probeRows"]) == {"M2"}
     assert len(seen["textSorted"]) > 6 and seen["textSorted"] == sorted(seen["textSorted"], reverse=True)
     assert len(seen["worstFirst"]) > 1 and seen["worstFirst"] == sorted(seen["worstFirst"])
