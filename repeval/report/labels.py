@@ -201,12 +201,12 @@ def _every_value(tid: str, task: str, dataset: str, per: pd.DataFrame, stats: pd
         )
     n_values = int(stats["mean"].notna().sum())
     about = (
-        f"each cell one label's own value, the average over labels it enters in brackets: {spread} ((n=…): over fewer "
-        "replicates than the table's others); the intervals of each model's chosen probe: the tables above; every seed's "
+        f"each cell one label's own value, the average over labels it enters in brackets: {spread}, one over fewer "
+        "replicates than the table's others marked (n=…); the intervals of each model's chosen probe: the tables above; every seed's "
         "value with its bootstrap interval: results.parquet in the run directory (the rows with a label)"
     )
     return (
-        f"<details><summary>every per-label value ({n_values} over {len(tables)} models, a table each: rows probe × "
+        f"<details><summary>every per-label value ({n_values:,} over {len(tables)} models, a table each: rows probe × "
         f'label, columns metric × scenario)</summary><p class="rv-note" id="{tid}-all-about">{e(about)}</p>'
         f"{''.join(tables)}</details>"
     )

@@ -533,3 +533,25 @@ def test_per_label_cells_carry_only_their_own_text(report):
         assert len(cells) == 2 + 2 * 3 and row == "".join(f"<td>{c}</td>" for c in cells)  # no attribute anywhere
         assert all(re.fullmatch(r"0\.\d{3} ± 0\.\d{3}", c) for c in cells[2:]), cells
     assert len(body.encode()) / (len(rows) * 6) < 32  # bytes a value: ~280 when a row was a value's
+
+
+def test_every_per_label_value_marks_a_cell_over_fewer_replicates(run_dir):
+    """Every value's cells hold their mean ± std only; one over fewer replicates than its table's others (a failed
+    training or test) says so after its value, as the preset tables' cells do, and a lone seed's value has no ±."""
+    from repeval.report.html import _per_label_block
+    from repeval.report.results import load_run
+
+    df = load_run(run_dir).results
+    df = df[df["task"] == "instrument_recognition"]
+    model = df["model"].iloc[0]
+    lost = (df["model"] == model) & (df["probe"] == "M2") & (df["scenario"] == "D1") & (df["seed"] == 1)
+    table = _table(_per_label_block(df[~lost], "instrument_recognition", "tinysol"),
+                   f"labels-all-instrument-recognition-tinysol-{model}")  # fmt: skip
+    rows = [re.findall(r"<td>([^<]*)</td>", r) for r in re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>")[1])]
+    d1 = 2 + ["clean", "D1", "D2"].index("D1")
+    for row in rows:
+        if row[0] == "M2":
+            assert re.fullmatch(r"0\.\d{3} \(n=1\)", row[d1]), row
+        assert all(
+            re.fullmatch(r"0\.\d{3} ± 0\.\d{3}", c) for k, c in enumerate(row[2:], 2) if row[0] != "M2" or k != d1
+        )
