@@ -61,6 +61,10 @@ PROBE_BODY = (
   var vh = lt.querySelector('thead th[data-col="2"]');
   vh.click();
   out.textSorted = Array.prototype.map.call(lt.tBodies[0].rows, function (r) { return parseFloat(r.cells[2].textContent); });
+  // …whose minus is a true one (U+2212): a negative value sorts as a number, first ascending, not as a missing one
+  lt.tBodies[0].rows[0].cells[2].textContent = '\u2212' + '0.500 ± 0.010';
+  vh.click();
+  out.firstAscending = lt.tBodies[0].rows[0].cells[2].textContent;
   // the labels by model: the worst first as written (their mean ascending)
   var bm = document.querySelector('table[id^="labels-bymodel-"]');
   out.worstFirst = Array.prototype.map.call(bm.tBodies[0].rows, function (r) { return parseFloat(r.cells[1].getAttribute('data-value')); });
@@ -122,6 +126,7 @@ def test_report_runs_in_chromium(report, tmp_path):
     assert seen["overhang"] <= 20 and seen["widestCaption"] == 1  # padding and border only; some caption wrapped
     assert seen["probeRows"] and set(seen["probeRows"]) == {"M2"}
     assert len(seen["textSorted"]) > 6 and seen["textSorted"] == sorted(seen["textSorted"], reverse=True)
+    assert seen["firstAscending"] == "−0.500 ± 0.010"
     assert len(seen["worstFirst"]) > 1 and seen["worstFirst"] == sorted(seen["worstFirst"])
     assert seen["tables"] == text.count('<table class="rv-table') == 2 * 3 + 2 * 3 + 2 * 3  # presets, labels, all
 
