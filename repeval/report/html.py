@@ -10,39 +10,37 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import logging
-import re
-import zlib
-from collections.abc import Callable, Sequence
 from functools import partial
 from importlib import resources
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from repeval.report import plots
-from repeval.report.cells import cell_stats, max_fold_overlap, per_label_title, per_label_value, replicates_text
-from repeval.report.comparable import SplitDigests, run_sets, set_label, split_digests
-from repeval.report.confusion import summed_confusion
+from repeval.report.blocks import controls as _controls
+from repeval.report.blocks import figure as _figure
+from repeval.report.blocks import probe_rule as _rule
+from repeval.report.blocks import slug as _slug
+from repeval.report.comparable import SplitDigests, split_digests
+from repeval.report.confusion import confusion_html, summed_confusion
+from repeval.report.heat import robustness_html
+from repeval.report.labels import per_label_block as _per_label_block  # tests import it from here
 from repeval.report.left_out import ERROR_COLUMNS, MAX_ERROR_ROWS, dropped_at_load, error_records, partial_audio_note
 from repeval.report.left_out import failed_block as _failed_block  # tests import it from here
-from repeval.report.render import ci_tip, fmt_number, render_html, replicates_tip, sort_direction
+from repeval.report.render import ci_tip, render_html
 from repeval.report.results import (
     CLEAN,
     Run,
     ci_level,
     combine_results,
     groups,
-    label_order,
     load_runs,
     masked_pairs,
-    natural_key,
     ordered_scenarios,
 )
 from repeval.report.selection import combine_validation
 from repeval.report.summary import Headline, best_names, headline, headlines, summary_cards
-from repeval.report.tables import Table, make_table, metric_notes, multi_task_datasets
+from repeval.report.tables import Table, make_table, multi_task_datasets
 from repeval.report.training import preset_notes, task_notes
 from repeval.store.partition import show_errors_command
 
@@ -54,40 +52,6 @@ CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 
 
 def _asset(name: str) -> str:
     return (resources.files("repeval.report") / "assets" / name).read_text(encoding="utf-8")
-
-
-def _slug(*parts: str) -> str:
-    """An element id from names: readable, and distinct for distinct names — a name with anything but lower-case
-    ASCII letters, digits and ``_`` (``τέμπο`` and ``ρυθμός`` both read ``""``; ``a-b`` and ``a_b`` both ``a-b``) adds a
-    hash of the names, or two sections share an id (a link, filter or sorter would reach the first one only)."""
-    text = re.sub(r"[^a-zA-Z0-9]+", "-", "-".join(parts)).strip("-").lower()
-    if any(re.search(r"[^a-z0-9_]", p) for p in parts):
-        text += f"-{zlib.crc32(chr(31).join(parts).encode()):08x}"
-    return text
-
-
-def _figure(make: Callable[[], Figure], caption: str) -> str:
-    """Render a figure inline; a failing plot becomes a note, never a failed report."""
-    try:
-        fig = make()
-    except ValueError as exc:
-        log.info("figure skipped (%s): %s", caption, exc)
-        return f'<p class="rv-note">{e(caption)}: not available ({e(str(exc))})</p>'
-    uri = plots.figure_data_uri(fig, "png")
-    return f'<figure><img src="{uri}" alt="{e(caption)}"><figcaption>{e(caption)}</figcaption></figure>'
-
-
-def _controls(table_id: str, selects: Sequence[tuple[str, int, Sequence[str]]] = ()) -> str:
-    parts = [f'<div class="rv-controls"><input type="search" class="rv-filter" data-target="{table_id}" '
-             f'placeholder="filter rows…" aria-label="filter rows">']  # fmt: skip
-    for name, col, options in selects:
-        opts = "".join(f'<option value="{e(o)}">{e(o)}</option>' for o in options)
-        parts.append(
-            f'<select class="rv-select" data-target="{table_id}" data-col="{col}" aria-label="{e(name)}">'
-            f'<option value="">all {e(name)}s</option>{opts}</select>'
-        )
-    parts.append(f'<span class="rv-count" data-target="{table_id}"></span></div>')
-    return "".join(parts)
 
 
 def _table_block(
@@ -117,7 +81,9 @@ def _table_block(
     tid = _slug("t", preset, task or "", dataset)
     marked, legend = _chosen_rows(table, chosen, prefixed)
     # the caption's account above the table, as wide as the page (a <caption> wraps at the table's width)
-    about = "; ".join(p for p in (note, table.full_caption, legend) if p)
+    # said once, not in every tooltip
+    hover = f"hover a cell for n and its {level} interval, the {ci_tip(level, table.fold_overlap > 0)}"
+    about = "; ".join(p for p in (note, table.full_caption, legend, hover) if p)
     body = render_html(
         table, table_id=tid, ci_level=level, described_by=f"{tid}-about" if about else "", marked=marked,
         mark_title=legend.removeprefix("✓: "),
@@ -139,99 +105,6 @@ def _chosen_rows(table: Table, h: Headline | None, prefixed: bool) -> tuple[set[
     if not rows or rows == set(table.rows):  # one probe per model: nothing to tell apart
         return set(), ""
     return rows, f"✓: the probe each model stands with in the cards above, {h.choice.rule()}"
-
-
-def _per_label_block(
-    df: pd.DataFrame,
-    task: str,
-    dataset: str,
-    validation: pd.DataFrame | None = None,
-    level: str = "95%",
-    masked: bool = False,
-    test_sets: SplitDigests | None = None,
-) -> str:
-    """A task/dataset's per-label values: bars of the best model on clean test (of each set of runs on one test set,
-    ``test_sets``: the runs' digests) and the table of every model's."""
-    per = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].notna()]
-    if per.empty:
-        return ""
-    keys = ["model", "probe", "scenario", "label"]
-    metrics = list(dict.fromkeys(per["metric"]))
-    stats = cell_stats(per, [*keys, "metric"]).rename(columns={"ci_low": "lo", "ci_high": "hi"})
-    lookup = stats.to_dict("index")
-    labels = label_order(per)  # the task's vocabulary order (keys, instrument lists), not A→Z; a click still sorts
-    # the orders once, not per row: a study's 50 tags × 8 models × 5 probes × 7 scenarios are 14,000 rows
-    model_at = {m: i for i, m in enumerate(dict.fromkeys(per["model"]))}
-    scenario_at = {s: i for i, s in enumerate(ordered_scenarios(per["scenario"].unique()))}
-    rows = sorted(
-        dict.fromkeys(tuple(r) for r in per[keys].itertuples(index=False)),
-        key=lambda r: (model_at[r[0]], natural_key(r[1]), scenario_at[r[2]], labels[r[3]]),
-    )
-    tid = _slug("labels", task, dataset)
-    # a label's own value (F1), not the average over labels the results file it under (f1_macro): say both
-    head = "".join(f'<th data-col="{k}" data-kind="text">{e(h)}</th>' for k, h in enumerate(keys)) + "".join(
-        f'<th data-col="{len(keys) + k}" data-kind="num"{sort_direction(m)} title="{e(per_label_title(m))}">'
-        f"{e(per_label_value(m))} ({e(m)})</th>"
-        for k, m in enumerate(metrics)
-    )
-    body = []
-    # a study's table has tens of thousands of cells: each says only its own (a key cell its text, which the sorter
-    # and the filters read; a value cell its mean to sort by, n and interval), what they all share is said once above
-    for r in rows:
-        cells = "".join(f"<td>{e(v)}</td>" for v in r)
-        for m in metrics:
-            rec = lookup.get((*r, m))
-            if rec is None:
-                cells += '<td class="num" data-value="">–</td>'
-                continue
-            text = fmt_number(rec["mean"]) + (f" ± {fmt_number(rec['std'])}" if rec["n"] > 1 else "")
-            tip = replicates_tip(int(rec["n"]), int(rec["n_seeds"]), int(rec["n_folds"]))  # as the other tables' cells
-            if np.isfinite(rec["lo"]) and np.isfinite(rec["hi"]):
-                tip += f"; {level} CI [{fmt_number(rec['lo'])}, {fmt_number(rec['hi'])}]"
-            cells += f'<td class="num" data-value="{rec["mean"]:.6g}" title="{e(tip)}">{e(text)}</td>'
-        body.append(f"<tr>{cells}</tr>")
-    selects = [
-        ("model", 0, list(dict.fromkeys(per["model"]))),
-        ("probe", 1, sorted(per["probe"].unique(), key=natural_key)),
-        ("scenario", 2, ordered_scenarios(per["scenario"].unique())),
-    ]
-    over = "; each tag over the test tracks that annotate it (unannotated: mask)" if masked else ""
-    spread = f"; mean ± std over {replicates_text(per)}" if int(stats["n"].max()) > 1 else ""
-    # a tagging F1's threshold, as the other tables' accounts say it (masking: said above, per tag)
-    at = "".join(f"; {n}" for n in metric_notes(per, metrics, masked=False))
-    about = (
-        f"each cell one label's own value, the average over labels it enters in brackets{spread}{at}; hover a cell for "
-        f"n and its {level} interval, the {ci_tip(level, max_fold_overlap(per) > 0)}{over}"
-    )  # as wide as the page above the table: a <caption> wraps at the table's width
-    table = (
-        f'<table class="rv-table sortable" id="{tid}" aria-label="per-label values" aria-describedby="{tid}-about">'
-        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-    )
-    agg = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna()]
-    sets = run_sets(agg, test_sets) if not agg.empty else [[]]
-    figs = "".join(
-        _figure(
-            partial(plots.per_label_bars, part, task, dataset, m, validation=validation, ci_level=level),
-            f"{per_label_title(m)}, best model on clean test{where}, its probe {_rule(part, task, dataset, m, validation)}",
-        )
-        for runs in sets
-        for part, where in [(df[df["run_id"].isin(runs)], f" in {set_label(runs)}") if len(sets) > 1 else (df, "")]
-        for m in metrics
-    )
-    return (
-        f'<h3>Per-label drill-down</h3><div class="rv-figs">{figs}</div>'
-        f"<details><summary>all per-label values ({len(rows)} rows)</summary>"
-        f'<p class="rv-note" id="{tid}-about">{e(about)}</p>{_controls(tid, selects)}'
-        f'<div class="rv-scroll">{table}</div></details>'
-    )
-
-
-def _rule(df: pd.DataFrame, task: str, dataset: str, metric: str | None, validation: pd.DataFrame | None) -> str:
-    """How the figures' probe per model was chosen (on validation, or on clean test and why)."""
-    try:
-        return plots.probe_choice(df, task, dataset, metric, validation).rule()
-    except ValueError:
-        return ""
 
 
 def _confusion_block(runs: list[Run], df: pd.DataFrame, task: str, dataset: str, multi: bool,
@@ -264,9 +137,7 @@ def _confusion_block(runs: list[Run], df: pd.DataFrame, task: str, dataset: str,
         for scenario in wanted:
             labels, matrix, seeds = summed[scenario]
             over = f"summed over {len(seeds)} seeds" if len(seeds) > 1 else f"seed {seeds[0]}"
-            title = f"{model} {probe}, {scenario}, {over}"
-            make = partial(plots.confusion_matrix_figure, labels, matrix, title=title)
-            figs.append(_figure(make, f"confusion matrix: {title}"))
+            figs.append(confusion_html(labels, matrix, f"{model} {probe}, {scenario}, {over}"))
     if not figs:
         return ""
     best = best_names(found) or "none with a finite clean score"
@@ -275,7 +146,7 @@ def _confusion_block(runs: list[Run], df: pd.DataFrame, task: str, dataset: str,
         f'<h3>Confusion matrices</h3><p class="rv-note">one probe per model on clean audio, {e(h.choice.rule())}; '
         f"every scenario for the best on clean test {e(h.metric)} ({e(best)}); each matrix the probe's test "
         f"predictions counted over all its seeds{e(pooled)} (counts summed), each row as fractions of its reference "
-        f"class</p>"
+        f"class (hover a cell for its count)</p>"
         f'<div class="rv-figs">{"".join(figs)}</div>'
     )
 
@@ -376,8 +247,8 @@ def _group_section(
     ]
     if has_deform:
         figs += [
-            _figure(
-                partial(plots.robustness_heatmap, df, task, dataset, m, validation=validation),
+            robustness_html(
+                partial(plots.robustness_grid, df, task, dataset, m, validation=validation),
                 f"robustness: {m}, probe {_rule(df, task, dataset, m, validation)}",
             )
             for m in metrics[:2]

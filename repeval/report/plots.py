@@ -11,6 +11,7 @@ import io
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -71,15 +72,35 @@ def best_probes(
     return {k[0]: p for k, p in probe_choice(results, task, dataset, metric, validation).probes.items()}
 
 
-def robustness_heatmap(
+@dataclass(frozen=True)
+class RobustnessGrid:
+    """The robustness heat map's numbers (:func:`robustness_grid`): each model's mean Δ per deformation scenario."""
+
+    metric: str
+    #: the models in order, each with its chosen probe
+    probes: dict[str, str]
+    scenarios: list[str]
+    #: models × scenarios, the mean Δ (deformed − clean) over replicates; NaN where there is none
+    values: np.ndarray
+    #: the (model, scenario) cells whose Δ left tracks out (the robustness table's caption says how many)
+    starred: set[tuple[str, str]]
+
+    @property
+    def vmax(self) -> float:
+        """The largest |Δ|, which the colours are scaled to (1 without one)."""
+        finite = np.isfinite(self.values)
+        return float(np.abs(self.values[finite]).max()) if finite.any() else 1.0
+
+
+def robustness_grid(
     results: pd.DataFrame,
     task: str,
     dataset: str,
     metric: str | None = None,
     probes: dict[str, str] | None = None,
     validation: pd.DataFrame | None = None,
-) -> Figure:
-    """Model × deformation scenario heat map of the mean change from clean (each model's chosen probe)."""
+) -> RobustnessGrid:
+    """Model × deformation scenario mean change from clean (each model's chosen probe): the heat map's numbers."""
     df = _group(results, task, dataset)
     metric = _metric(df, metric)
     probes = probes or best_probes(results, task, dataset, metric, validation)
@@ -90,13 +111,26 @@ def robustness_heatmap(
         raise ValueError("the robustness heat map needs deformed scenarios; these results hold only clean audio")
     deltas = paired_deltas(df, ["model"])  # each replicate's Δ, on the tracks scored clean and deformed
     delta = deltas.groupby(["model", "scenario"])["value"].mean().unstack("scenario")
-    models = list(probes)
-    delta = delta.reindex(index=models, columns=scen)
-    values = delta.to_numpy(dtype=float)
-    # a cell whose Δ left tracks out is starred; the robustness table's caption says how many
+    delta = delta.reindex(index=list(probes), columns=scen)
     left = left_out(deltas, ["model"])
     starred = set(zip(left["model"], left["scenario"], strict=True))
-    vmax = float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0
+    return RobustnessGrid(metric, dict(probes), scen, delta.to_numpy(dtype=float), starred)
+
+
+def robustness_heatmap(
+    results: pd.DataFrame,
+    task: str,
+    dataset: str,
+    metric: str | None = None,
+    probes: dict[str, str] | None = None,
+    validation: pd.DataFrame | None = None,
+) -> Figure:
+    """Model × deformation scenario heat map of the mean change from clean (each model's chosen probe;
+    :func:`robustness_grid`)."""
+    grid = robustness_grid(results, task, dataset, metric, probes, validation)
+    metric, probes, scen, values, starred = grid.metric, grid.probes, grid.scenarios, grid.values, grid.starred
+    models = list(probes)
+    vmax = grid.vmax
     rows = [f"{m} ({probes[m]})" for m in models]
     title = f"{task} / {dataset}: robustness"
     # wide enough for the row names (``run/model (probe)`` over several runs), a column per scenario as wide as its
@@ -224,7 +258,10 @@ def per_label_bars(
         raise ValueError(f"no per-label '{metric}' values for {model}/{probe} on {scenario}")
     intervals = mean_intervals(sel, ["label"]).rename(columns={"ci_low": "lo", "ci_high": "hi"})
     stats = sel.groupby("label", sort=False).agg(mean=("value", "mean")).join(intervals).sort_values("mean")
-    fig = Figure(figsize=(6.4, 1.0 + 0.28 * len(stats)), dpi=FIG_DPI, layout="constrained")
+    # a bar per label: a 50-tag task's chart was 15 inches tall at a 10-label one's spacing (its names still fit at 0.2)
+    fig = Figure(
+        figsize=(6.4, 1.0 + (0.28 if len(stats) <= 20 else 0.2) * len(stats)), dpi=FIG_DPI, layout="constrained"
+    )
     ax = fig.add_subplot()
     y = np.arange(len(stats))
     err = None

@@ -203,7 +203,8 @@ def render_html(
     """A ``<table class="rv-table">`` with ``data-value`` on every cell for the report's sorter; a cell's tooltip
     gives its ``ci_level`` bootstrap interval. ``described_by``: the id of an element outside the table that holds
     its caption's account (the report's, as wide as the page where a ``<caption>`` wraps at the table's width): the
-    ``<caption>`` then holds the title alone. ``marked``: rows whose last key cell (the probe) is marked
+    ``<caption>`` then holds the title alone, and the cells' tooltips ``95% CI [lo, hi]``, the account saying what
+    that interval is. ``marked``: rows whose last key cell (the probe) is marked
     ``rv-chosen``, with ``mark_title`` as its tooltip (the report: each model's probe the headline stands with)."""
     e = html.escape
     ident = f' id="{e(table_id)}"' if table_id else ""
@@ -235,12 +236,13 @@ def render_html(
         parts.append("<tr>" + "".join(keys))
         for j in range(len(t.columns)):
             mean = t.mean[i, j]
-            value = repr(float(mean)) if math.isfinite(mean) else ""
+            value = f"{mean:.7g}" if math.isfinite(mean) else ""  # the sort key: 17 digits were a tenth of the bytes
             tip = replicates_tip(int(t.n[i, j]), int(t.n_seeds[i, j]), int(t.n_folds[i, j]))
             if math.isfinite(t.ci_low[i, j]) and math.isfinite(t.ci_high[i, j]):
                 lo = fmt_number(t.ci_low[i, j], scale=scale, decimals=decimals)
                 hi = fmt_number(t.ci_high[i, j], scale=scale, decimals=decimals)
-                tip += f"; {ci_tip(ci_level, t.fold_overlap > 0)} [{lo}, {hi}]"
+                # described elsewhere (the report's account above the table): the interval's definition is said there
+                tip += f"; {ci_level + ' CI' if described_by else ci_tip(ci_level, t.fold_overlap > 0)} [{lo}, {hi}]"
             cls = ' class="num best"' if t.best[i, j] else ' class="num"'
             text = e(cell_text(t, i, j, scale=scale, decimals=decimals))
             parts.append(f'<td{cls} data-value="{value}" title="{e(tip)}">{text}</td>')

@@ -51,13 +51,31 @@ PROBE_BODY = (
   out.filtered = Array.prototype.filter.call(t.tBodies[0].rows, function (r) { return !r.hidden; })
     .map(function (r) { return r.cells[0].textContent + ' ' + r.cells[1].textContent; });
   out.count = document.querySelector('.rv-count[data-target="' + t.id + '"]').textContent;
-  var lt = document.querySelector('table[id^="labels-"]');
-  var sel = document.querySelector('.rv-select[data-target="' + lt.id + '"][data-col="2"]');
-  sel.value = 'D1';
+  var lt = document.querySelector('table[id^="labels-all-"]');
+  var sel = document.querySelector('.rv-select[data-target="' + lt.id + '"][data-col="0"]');
+  sel.value = 'M2';
   sel.dispatchEvent(new Event('change'));
-  out.scenarioRows = Array.prototype.filter.call(lt.tBodies[0].rows, function (r) { return !r.hidden; })
-    .map(function (r) { return r.cells[2].textContent; });
+  out.probeRows = Array.prototype.filter.call(lt.tBodies[0].rows, function (r) { return !r.hidden; })
+    .map(function (r) { return r.cells[0].textContent; });
+  // a per-label value cell has no data-value: the sorter reads its text, "0.812 ± 0.012"
+  var vh = lt.querySelector('thead th[data-col="2"]');
+  vh.click();
+  out.textSorted = Array.prototype.map.call(lt.tBodies[0].rows, function (r) { return parseFloat(r.cells[2].textContent); });
+  // …whose minus is a true one (U+2212): a negative value sorts as a number, first ascending, not as a missing one
+  lt.tBodies[0].rows[0].cells[2].textContent = '\u2212' + '0.500 ± 0.010';
+  vh.click();
+  out.firstAscending = lt.tBodies[0].rows[0].cells[2].textContent;
+  // the labels by model: the worst first as written (their mean ascending)
+  var bm = document.querySelector('table[id^="labels-bymodel-"]');
+  out.worstFirst = Array.prototype.map.call(bm.tBodies[0].rows, function (r) { return parseFloat(r.cells[1].getAttribute('data-value')); });
   out.tables = document.querySelectorAll('table.rv-table').length;
+  // a figure's box as wide as its image: a long caption wraps (it widened the box, stacking charts that fit in a row)
+  out.widestCaption = 0;
+  out.overhang = Math.max.apply(null, imgs.map(function (i) {
+    var cap = i.parentNode.querySelector('figcaption');
+    out.widestCaption = Math.max(out.widestCaption, cap.scrollHeight > 20 ? 1 : 0);
+    return i.parentNode.getBoundingClientRect().width - i.getBoundingClientRect().width;
+  }));
 """
     + SELFTEST_END
 )
@@ -105,8 +123,12 @@ def test_report_runs_in_chromium(report, tmp_path):
     assert seen["sortedDesc"] == sorted(seen["sortedDesc"], reverse=True)
     assert seen["sortedAsc"] == sorted(seen["sortedAsc"])
     assert seen["filtered"] == ["msd-musicnn M5"] and seen["count"] == "1 of 9 rows"
-    assert seen["scenarioRows"] and set(seen["scenarioRows"]) == {"D1"}
-    assert seen["tables"] == 8
+    assert seen["overhang"] <= 20 and seen["widestCaption"] == 1  # padding and border only; some caption wrapped
+    assert seen["probeRows"] and set(seen["probeRows"]) == {"M2"}
+    assert len(seen["textSorted"]) > 6 and seen["textSorted"] == sorted(seen["textSorted"], reverse=True)
+    assert seen["firstAscending"] == "−0.500 ± 0.010"
+    assert len(seen["worstFirst"]) > 1 and seen["worstFirst"] == sorted(seen["worstFirst"])
+    assert seen["tables"] == text.count('<table class="rv-table') == 2 * 3 + 2 * 3 + 2 * 3  # presets, labels, all
 
 
 def test_report_screenshot(report, tmp_path):

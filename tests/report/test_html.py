@@ -38,7 +38,11 @@ def test_report_content(report, run_dir):
         assert text.count(heading) == 2  # one per task/dataset pair
     assert 'id="g-instrument-recognition-tinysol"' in text and 'id="g-autotagging-magnatagatune"' in text
     assert (run_dir / "config.yaml").read_text().splitlines()[0].split(":")[0] in text
-    assert text.count('class="rv-table sortable"') == 2 * 4  # 3 preset tables + per-label table per pair
+    assert text.count('class="rv-table sortable"') == 2 * 3  # 3 preset tables per pair
+    # per pair its per-label tables: labels by model (a metric each), by scenario (the same), every value (a model each)
+    for pair, metrics in (("instrument-recognition-tinysol", 1), ("autotagging-magnatagatune", 2)):
+        ids = re.findall(rf'<table class="rv-table sortable rv-\w+" id="(labels-\w+-{pair}[^"]*)"', text)
+        assert [i.split("-")[1] for i in ids] == ["bymodel"] * metrics + ["byscenario"] * metrics + ["all"] * 3, ids
     assert "confusion matrix: " in text and "training curves" in text
     assert 'class="rv-select"' in text and 'class="rv-filter"' in text
     assert "std is the sample standard deviation, n − 1" in text  # which std the ± is, stated where it is read
@@ -48,50 +52,91 @@ def test_report_content(report, run_dir):
 
 def test_per_label_cells_give_n_as_the_other_tables_cells_do(report):
     """The per-label table showed mean ± std with no n (its cells' tooltips held only the interval), while every
-    other table's cells say ``n=N replicates (S seeds)``; now they do too."""
+    other table's cells say ``n=N replicates (S seeds)``; the label tables' cells do, after their mean ± std."""
     text = report.read_text()
-    tables = re.findall(r'<table class="rv-table sortable" id="([^"]*labels[^"]*)"[^>]*>(.*?)</table>', text, re.S)
-    assert len(tables) == 2  # one per task/dataset pair
+    tables = re.findall(
+        r'<table class="rv-table sortable rv-labels" id="(labels-by[^"]*)"[^>]*>(.*?)</table>', text, re.S
+    )
+    assert len(tables) == 2 * 3  # by model and by scenario, a metric each: 1 + 2
     for tid, table in tables:
-        tips = re.findall(r'<td class="num" data-value="[^"]+" title="([^"]*)">', table)
-        assert tips and all(re.match(r"n=2 replicates \(2 seeds\); 95% CI \[", t) for t in tips), tips[:3]
-        # what the values are, said once above the table (a caption wrapped at the table's width)
-        about = re.search(rf'<p class="rv-note" id="{tid}-about">([^<]*)</p>', text)
-        assert about and f'aria-describedby="{tid}-about"' in text
-        assert about.group(1) == (
-            "each cell one label&#x27;s own value, the average over labels it enters in brackets; mean ± std over 2 "
-            "seeds; hover a cell for n and its 95% interval, the 95% bootstrap CI of the mean (seeds averaged, folds "
-            "combined)"
+        tips = re.findall(r'<td class="num[^"]*" data-value="[^"]+" title="([^"]*)">', table)
+        assert tips and all(re.fullmatch(r"0\.\d{3} ± 0\.\d{3}; n=2 replicates \(2 seeds\); 95% CI \[.*\]", t)
+                            for t in tips), tips[:3]  # fmt: skip
+        # what the values are, said once above the tables (a caption wrapped at the table's width)
+        about = re.search(r'aria-describedby="([^"]*)"', text[text.index(f'id="{tid}"') :]).group(1)
+        note = re.search(rf'<p class="rv-note" id="{about}">([^<]*)</p>', text)
+        assert note and html.unescape(note.group(1)) == (
+            "each cell one label's own value, the average over labels it enters in brackets: mean ± std over 2 seeds; "
+            "each row a label, the worst first (by its mean over the row, which a click on a header sorts again); "
+            "bold: the best model of the label; hover a cell for its std, n and 95% interval, the 95% bootstrap CI of "
+            "the mean (seeds averaged, folds combined)"
         )
+
+
+def _table(text: str, tid_start: str) -> str:
+    """The HTML table of ``text`` whose id starts with ``tid_start``."""
+    (table,) = re.findall(rf'<table class="rv-table[^"]*" id="{tid_start}[^"]*"[^>]*>.*?</table>', text, re.S)
+    return table
+
+
+def test_labels_by_model_stand_each_model_with_its_cards_probe_the_worst_labels_first(report, run_dir):
+    """A study's per-label table was 14,000 rows (50 tags × 8 models × 5 probes × 7 scenarios) a reader scrolled
+    through; it leads with a row per label, a column per model at the probe the summary cards stand it with, on clean
+    test, the worst labels first, each label's best model bold."""
+    from repeval.report.plots import best_probes
+    from repeval.report.results import load_run
+    from repeval.report.selection import combine_validation
+
+    run = load_run(run_dir)
+    task, dataset = "autotagging", "magnatagatune"
+    text = report.read_text()
+    table = _table(text, "labels-bymodel-autotagging-magnatagatune-roc-auc-macro")
+    probes = best_probes(run.results, task, dataset, None, combine_validation([run]))
+    heads = re.findall(r'<th data-col="(\d+)" data-kind="(\w+)"[^>]*title="([^"]*)">([^<]*)</th>', table)
+    assert [h[3] for h in heads] == ["mean", *probes]  # the label's header has no title
+    assert all(f"{m}, probe {p} (" in heads[k + 1][2] for k, (m, p) in enumerate(probes.items()))
+    per = run.results[(run.results["task"] == task) & (run.results["metric"] == "roc_auc_macro")]
+    per = per[per["label"].notna() & (per["scenario"] == "clean")]
+    chosen = per[[probes[m] == p for m, p in zip(per["model"], per["probe"], strict=True)]]
+    means = chosen.groupby(["label", "model"])["value"].mean().unstack("model")[list(probes)]
+    rows = re.findall(r"<tr><td>([^<]*)</td><td[^>]*>([^<]*)</td>(.*?)</tr>", table)
+    assert [r[0] for r in rows] == list(means.mean(axis=1).sort_values(kind="stable").index)  # worst first
+    for label, mean, cells in rows:
+        shown = re.findall(r'<td class="num( best)?" data-value="([^"]*)"', cells)
+        assert [float(v) for _, v in shown] == pytest.approx(list(means.loc[label]), abs=1e-5)
+        assert [m for (b, _), m in zip(shown, probes, strict=True) if b] == [means.loc[label].idxmax()]
+        assert float(mean) == pytest.approx(means.loc[label].mean(), abs=5e-4)
+    # the best model's labels under every scenario, and every value folded below
+    best = means.mean().idxmax()
+    scen = _table(text, "labels-byscenario-autotagging-magnatagatune-roc-auc-macro")
+    assert re.findall(r'title="[^"]*">([^<]*)</th>', scen)[1:] == ["clean", "D1", "D2"]
+    assert f"roc_auc_macro) by scenario, {best} {probes[best]}</summary>" in text
 
 
 def test_per_label_table_keeps_the_tasks_vocabulary_order(report, run_dir):
     """The per-label table listed labels A→Z (bassoon, clarinet, flute, …); a task's vocabulary order — the order the
-    result rows keep — is the meaningful one (an instrument list's, a key's circle). It is shown in that order, a
-    label that a cell left out (undefined there) next to its neighbours, and a click on a header still sorts."""
+    result rows keep — is the meaningful one (an instrument list's, a key's circle). Every value's tables show it in
+    that order, a label that a cell left out (undefined there) next to its neighbours, and a click on a header still
+    sorts."""
     from repeval.report.html import _per_label_block
     from repeval.report.results import load_run
     from repeval.testing.results import INSTRUMENTS
 
     vocab = INSTRUMENTS[:6]  # the fake multiclass task's classes, in its order (not alphabetical)
     assert vocab != sorted(vocab)
-    (table,) = re.findall(
-        r'<table class="rv-table sortable" id="labels-instrument[^"]*"[^>]*>.*?</table>', report.read_text(), re.S
-    )
-    cells = re.findall(r"<tr>((?:<td>[^<]*</td>){4})", table)
-    shown = [re.findall(r"<td>([^<]*)</td>", c) for c in cells]
-    first = [r[3] for r in shown if r[:3] == shown[0][:3]]
-    assert first == vocab, first
-    assert '<th data-col="3" data-kind="text">label</th>' in table  # sortable by click, as every other column
-    # a cell without a row for "oboe" (undefined there) comes first: oboe still follows flute
     df = load_run(run_dir).results
     df = df[df["task"] == "instrument_recognition"]
     model = df["model"].iloc[0]
+    table = _table(report.read_text(), f"labels-all-instrument-recognition-tinysol-{model}")
+    assert re.findall(r"<tr><td>M1</td><td>([^<]*)</td>", table) == vocab
+    assert '<th data-col="1" data-kind="text">label</th>' in table  # sortable by click, as every other column
+    # a cell without a row for "oboe" (undefined there) comes first: oboe still follows flute
     cell = (df["model"] == model) & (df["probe"] == "M1") & (df["seed"] == 0) & (df["scenario"] == "clean")
     df = pd.concat([df[cell & (df["label"] != "oboe")], df[~cell]], ignore_index=True)
-    block = _per_label_block(df, "instrument_recognition", "tinysol")
-    lead = f"<tr><td>{model}</td><td>M1</td><td>clean</td>"
-    assert re.findall(re.escape(lead) + r"<td>([^<]*)</td>", block) == vocab
+    table = _table(
+        _per_label_block(df, "instrument_recognition", "tinysol"), f"labels-all-instrument-recognition-tinysol-{model}"
+    )
+    assert re.findall(r"<tr><td>M1</td><td>([^<]*)</td>", table) == vocab
 
 
 def test_report_over_two_runs(run_dir, second_run_dir, tmp_path, caplog):
@@ -288,6 +333,11 @@ def test_intervals_are_labelled_with_the_runs_level(tmp_path):
     tips = re.findall(r'title="(n=[^"]*)"', text)
     # the per-label cells say "90% CI", their account above the table what the interval is
     assert tips and all("; 90% bootstrap CI of the mean" in t or "; 90% CI [" in t for t in tips), tips[:3]
+    # …the tables' too, what the interval is said once in the account above each (it was in each of a study's cells)
+    about = re.search(r'<p class="rv-note" id="t-model-comparison-[^"]*-about">([^<]*)</p>', text).group(1)
+    assert about.endswith(
+        "hover a cell for n and its 90% interval, the 90% bootstrap CI of the mean (seeds averaged, folds combined)"
+    )
     assert "95%" not in text
     table = table_command([run], "model_comparison", "html")
     assert "90% bootstrap CI of the mean" in table and "95%" not in table
@@ -327,42 +377,66 @@ def test_tables_and_report_say_the_decision_threshold_and_the_masking(tmp_path):
     # …which say at which threshold their F1 predicts a tag, as the tables do
     about = re.search(r'<p class="rv-note" id="labels-[^"]*-about">([^<]*)</p>', text)
     assert about and html.unescape(about.group(1)).startswith(
-        f"each cell one label's own value, the average over labels it enters in brackets; {threshold}; hover a cell"
+        f"each cell one label's own value, the average over labels it enters in brackets: the mean; {threshold}; each"
     )
 
 
-def test_confusion_matrices_are_summed_over_the_seeds(run_dir, monkeypatch):
+def test_confusion_matrices_are_summed_over_the_seeds(run_dir):
     """The report drew seed 0's matrix only (its caption said so); a run with N seeds shows each probe's matrix over
-    all of them: the counts summed, equal to the sum of the per-seed files in runs/<id>/confusion/."""
+    all of them: the counts summed, equal to the sum of the per-seed files in runs/<id>/confusion/ — each cell's
+    count in its tooltip, its fraction of the reference class its text."""
     import json
 
     import numpy as np
-    from matplotlib.figure import Figure
 
-    from repeval.report import plots
     from repeval.report.html import _confusion_block
     from repeval.report.results import load_run
     from repeval.report.selection import combine_validation
 
-    drawn = []
-
-    def record(labels, matrix, *, title=""):
-        drawn.append((title, list(labels), np.asarray(matrix)))
-        return Figure(figsize=(1, 1))
-
-    monkeypatch.setattr(plots, "confusion_matrix_figure", record)
     run = load_run(run_dir)
     task, dataset = "instrument_recognition", "tinysol"
     block = _confusion_block([run], run.results, task, dataset, False, combine_validation([run]))
-    assert drawn and "counted over all its seeds" in block
-    for title, labels, matrix in drawn:
+    assert "counted over all its seeds" in block
+    drawn = re.findall(
+        r'<figure class="rv-cm"><table aria-label="confusion matrix: ([^"]*)">(.*?)</table>', block, re.S
+    )
+    assert drawn and "<img" not in block
+    for title, table in drawn:
         model, probe, scenario, over = re.fullmatch(r"(\S+) (\S+), (\S+), (.+)", title).groups()
-        assert over == "summed over 2 seeds" and f"confusion matrix: {title}" in block
+        assert over == "summed over 2 seeds" and f"<figcaption>confusion matrix: {title}</figcaption>" in block
         files = sorted((run_dir / "confusion").glob(f"{task}__{dataset}__{model}__{probe}__*__{scenario}.json"))
         assert len(files) == 2  # seeds 0 and 1
         records = [json.loads(f.read_text()) for f in files]
+        labels = re.findall(r'<th scope="row">([^<]*)</th>', table)
         assert all(r["labels"] == labels for r in records)
-        assert np.array_equal(matrix, sum(np.asarray(r["matrix"]) for r in records))
+        want = sum(np.asarray(r["matrix"]) for r in records)
+        shown = np.zeros_like(want)
+        for ref, pred, n, total, text in re.findall(r'title="([^ ]+) → ([^:]+): (\d+) of (\d+)">([^<]*)</td>', table):
+            i, j = labels.index(ref), labels.index(pred)
+            shown[i, j] = int(n)
+            assert int(total) == want[i].sum() and text == f"{int(n) / int(total):.2f}".replace("0.00", "&lt;0.01")
+        assert np.array_equal(shown, want)
+
+
+def test_a_confusion_matrix_is_a_shaded_table_blank_where_no_track_fell():
+    """Drawn as PNGs, a study's 22 confusion matrices were 2.1 MB of its report and a third of its rendering time;
+    each is an HTML table now: a cell shaded by its fraction of the reference class, showing it (blank where no track
+    fell, ``<0.01`` for a few), its count in the tooltip, the row's tracks last; past 25 labels, colour only."""
+    import numpy as np
+
+    from repeval.report.confusion import MAX_WRITTEN, confusion_html
+
+    out = confusion_html(["a", "b"], np.array([[399, 1], [0, 5]]), "m M1, clean, seed 0")
+    rows = re.findall(r'<tr><th scope="row">(\w)</th>(.*?)</tr>', out)
+    assert [r[0] for r in rows] == ["a", "b"]
+    cells = [re.findall(r"<td[^>]*>([^<]*)</td>", r[1]) for r in rows]
+    assert cells == [["1.00", "&lt;0.01", "400"], ["", "1.00", "5"]]
+    assert 'title="a → b: 1 of 400"' in out and out.count("title=") == 3  # no tooltip where no track fell
+    assert re.search(r'style="background:#08306b;color:#fff" title="b → b: 5 of 5"', out)  # Blues at 1.0, white ink
+    assert "<figcaption>confusion matrix: m M1, clean, seed 0</figcaption>" in out
+    n = MAX_WRITTEN + 1
+    big = confusion_html([f"l{i}" for i in range(n)], np.eye(n, dtype=int) * 3, "big")
+    assert big.count('title="') == n and not re.search(r'">1\.00</td>', big)  # colour and tooltip only
 
 
 def test_per_label_values_say_what_they_are(report):
@@ -441,19 +515,43 @@ def test_per_label_rows_are_ordered_without_a_pass_over_the_results_per_row(run_
 
 
 def test_per_label_cells_carry_only_their_own_text(report):
-    """A 50-tag study's per-label table (14,000 rows) was 7.3 MB of a 12.7 MB report (15 of 25 MB over two runs): each
-    key cell held its text twice (``data-value`` and content), each value cell a 17-digit sort key and the interval's
-    definition. Now a key cell holds its text once, a value cell its mean to 6 digits, n and the interval's bounds —
-    the definition said once above the table — and the filters and sorter read the key cells' text."""
+    """A 50-tag study's per-label table (14,000 rows a run) was 8.7 MB of a 15.4 MB two-run report. Every value is
+    folded now in a table per model — rows probe × label, columns metric × scenario, so a row's keys are said once for
+    all its scenarios — and a value cell holds its mean ± std and nothing else (no sort key: the sorter reads its text;
+    no tooltip: what they all share is said once above them, the intervals in the tables above and results.parquet)."""
     text = report.read_text()
-    (table,) = re.findall(
-        r'<table class="rv-table sortable" id="labels-autotagging[^"]*"[^>]*>(.*?)</table>', text, re.S
-    )
-    body = table[table.index("<tbody>") :]
-    assert "<td data-value=" not in body  # key cells: their text only
-    keys = re.findall(r"<tr>((?:<td>[^<]*</td>){4})", body)
-    values = re.findall(r'<td class="num" data-value="([^"]*)" title="([^"]*)">', body)
-    assert keys and len(values) == 2 * len(keys)  # two metrics a row
-    assert all(len(v.lstrip("-").replace(".", "").lstrip("0")) <= 6 for v, _ in values)
-    assert not any("bootstrap" in tip for _, tip in values)  # said once, in the account above the table
-    assert len(body) / len(keys) < 300  # bytes a row: ~540 before
+    table = _table(text, "labels-all-autotagging-magnatagatune-msd-musicnn")
+    head, body = table.split("<tbody>")
+    assert re.findall(r'<th class="rv-group" colspan="3">([^<]*)</th>', head) == [
+        "ROC-AUC (roc_auc_macro)",
+        "PR-AUC (pr_auc_macro)",
+    ]
+    rows = re.findall(r"<tr>(.*?)</tr>", body)
+    assert len(rows) == 3 * 8  # probes × tags
+    for row in rows:
+        cells = re.findall(r"<td>([^<]*)</td>", row)
+        assert len(cells) == 2 + 2 * 3 and row == "".join(f"<td>{c}</td>" for c in cells)  # no attribute anywhere
+        assert all(re.fullmatch(r"0\.\d{3} ± 0\.\d{3}", c) for c in cells[2:]), cells
+    assert len(body.encode()) / (len(rows) * 6) < 32  # bytes a value: ~280 when a row was a value's
+
+
+def test_every_per_label_value_marks_a_cell_over_fewer_replicates(run_dir):
+    """Every value's cells hold their mean ± std only; one over fewer replicates than its table's others (a failed
+    training or test) says so after its value, as the preset tables' cells do, and a lone seed's value has no ±."""
+    from repeval.report.html import _per_label_block
+    from repeval.report.results import load_run
+
+    df = load_run(run_dir).results
+    df = df[df["task"] == "instrument_recognition"]
+    model = df["model"].iloc[0]
+    lost = (df["model"] == model) & (df["probe"] == "M2") & (df["scenario"] == "D1") & (df["seed"] == 1)
+    table = _table(_per_label_block(df[~lost], "instrument_recognition", "tinysol"),
+                   f"labels-all-instrument-recognition-tinysol-{model}")  # fmt: skip
+    rows = [re.findall(r"<td>([^<]*)</td>", r) for r in re.findall(r"<tr>(.*?)</tr>", table.split("<tbody>")[1])]
+    d1 = 2 + ["clean", "D1", "D2"].index("D1")
+    for row in rows:
+        if row[0] == "M2":
+            assert re.fullmatch(r"0\.\d{3} \(n=1\)", row[d1]), row
+        assert all(
+            re.fullmatch(r"0\.\d{3} ± 0\.\d{3}", c) for k, c in enumerate(row[2:], 2) if row[0] != "M2" or k != d1
+        )

@@ -53,6 +53,35 @@ def test_robustness_heatmap_draws_the_paired_delta_and_stars_one_that_left_track
     assert fig.axes[0].get_xlabel() == "* tracks left out of Δ: see the robustness table"
 
 
+def test_the_reports_heat_map_is_a_table_of_the_figures_numbers_with_its_stars(run):
+    """The report inlined the heat map as a full-colour PNG (~100 KB each, 1.2 MB of a two-run study's report); it
+    shows the same grid as an HTML table: each model's Δ per scenario, shaded and signed, a starred cell where tracks
+    were left out, the legend saying so; a grid that cannot be made is a note."""
+    import re
+    from functools import partial
+
+    from repeval.report.heat import robustness_html
+    from repeval.report.render import fmt_number
+
+    df = run.results.copy()
+    probes = plots.best_probes(df, TASK, DATASET, "accuracy")
+    model = next(iter(probes))
+    lost = (df["model"] == model) & (df["scenario"] == "D1")
+    df.loc[lost, "delta"], df.loc[lost, "n_delta"] = -0.5, 88  # two tracks failed to deform
+    grid = plots.robustness_grid(df, TASK, DATASET, "accuracy")
+    assert grid.probes == probes and grid.scenarios == ["D1", "D2"] and grid.starred == {(model, "D1")}
+    out = robustness_html(partial(plots.robustness_grid, df, TASK, DATASET, "accuracy"), "robustness: accuracy")
+    rows = re.findall(r'<tr><th scope="row">([^<]*)</th>(.*?)</tr>', out)
+    assert [r[0] for r in rows] == [f"{m} ({p})" for m, p in probes.items()]
+    texts = [re.findall(r"<td[^>]*>([^<]*)</td>", r[1]) for r in rows]
+    assert texts[0][0] == "−0.500*" and sum(t.endswith("*") for row in texts for t in row) == 1
+    assert texts[1:] == [[fmt_number(v, signed=True) for v in row] for row in grid.values[1:].tolist()]
+    assert "* tracks left out of Δ: see the robustness table" in out and "<img" not in out
+    clean_only = df[df["scenario"] == "clean"]
+    note = robustness_html(partial(plots.robustness_grid, clean_only, TASK, DATASET), "robustness: accuracy")
+    assert note.startswith('<p class="rv-note">robustness: accuracy: not available (') and "deformed" in note
+
+
 def test_other_figures(run, tmp_path):
     df = run.results
     fig = plots.probe_capacity_curves(df, TASK, DATASET, "f1_macro")

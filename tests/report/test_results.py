@@ -165,7 +165,10 @@ def test_scenarios_come_in_the_configurations_order_not_by_name(tmp_path):
     assert [x.get_text() for x in heat.axes[0].get_xticklabels()] == want[1:]
     assert "over 3 scenarios (noise, mp3, D3)" in summary_cards(run.results, task, dataset)
     block = _per_label_block(run.results, task, dataset)
-    assert re.findall(r'<option value="([^"]*)">', block.split('data-col="2"')[1].split("</select>")[0])[1:] == want
+    every = re.search(r'id="labels-all-[^"]*".*?</thead>', block, re.S).group(0)  # one per-label metric: f1_macro
+    assert re.findall(r'data-kind="num"[^>]*>([^<]*)</th>', every) == want
+    by_scenario = re.search(r'id="labels-byscenario-[^"]*".*?</thead>', block, re.S).group(0)
+    assert re.findall(r'data-kind="num"[^>]*>([^<]*)</th>', by_scenario) == ["mean", *want]
 
     second = _scenario_run(tmp_path, "second", ("clean", "hum", "mp3"), ["mp3", "hum"])
     both = combine_results(load_runs([first, second]))

@@ -6,7 +6,8 @@
     var raw = cell ? cell.getAttribute("data-value") : null;
     if (raw === null && cell) raw = cell.textContent;
     if (kind === "num") {
-      var f = parseFloat(raw);
+      // a cell without data-value sorts by its text, "0.812 ± 0.012", whose minus is a true one (U+2212)
+      var f = parseFloat((raw || "").replace("\u2212", "-"));
       return isNaN(f) ? null : f;
     }
     return (raw || "").toLowerCase();
