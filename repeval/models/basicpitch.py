@@ -9,7 +9,11 @@ concatenation of the ``outputs`` named in the params (default all three: 440-d).
 No frame geometry (a long track's pipeline windows are each embedded alone): a 2-s window's 142 kept frames span
 36,352 samples but windows start every 36,164, and the stitched frames are cut to 86 a second of the clip (its frames
 are 86.13 a second), so which frames a track has at a given time depends on its whole length, not on a bounded
-context around it.
+context around it. A track of one window (shorter than 1.5 × ``chunk_s``) gets ``run_inference``'s frames exactly:
+on five files (0.8-46 s, 44.1 and 22.05 kHz, a stereo MP3) the clip means were equal to the bit, but for a 45.8-s one
+in two 30-s windows — 2% of their largest value away (cosine 0.99999), its two windows' frames near their edge
+computed on each window's audio alone; with ``params.chunk_s: 60`` it was one window and equal too (session 53).
+Set ``chunk_s`` above two thirds of the longest track for the package's frames, at the memory of a window that long.
 
 ``import basic_pitch`` imports tensorflow when present, which must not happen in a shared
 worker (essentia aborts beside TF 2.x), so the package is never imported: only its model file

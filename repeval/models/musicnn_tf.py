@@ -8,7 +8,7 @@ frames. The default, 3 s, gives 187 frames: musicnn's own non-overlapping patche
 ``TensorflowPredictMusiCNN``, whose hop is 93 frames: ``hop_s: 1.5`` reproduces it (twice the patches and the cost;
 on a 20-s recording its clip mean came within 0.3% of Essentia's on a graph frozen from this checkpoint, the 3-s
 default within 6%). The last partial patch is dropped, as musicnn and Essentia drop it; clips shorter than one patch
-are zero-padded to 3 s. Each patch yields one frame:
+are zero-padded to 3 s (musicnn's own ``batch_data`` raises an UnboundLocalError on them). Each patch yields one frame:
 
 - musicnn models: ``dense`` (default, 200-d): the penultimate dense layer before its ReLU and batch normalisation,
   the node Essentia's musicnn graphs expose as embeddings (``model/dense/BiasAdd``) and the layer of the thesis'
