@@ -1,0 +1,66 @@
+"""Run files cut short or corrupted (a copy, a full disk, a bad block) between two commands: the next one does not
+stop on pyarrow's error, and redoes no more than the file held (real Parquet files, no Ray)."""
+
+from __future__ import annotations
+
+import os
+import types
+
+import pyarrow.parquet as pq
+import pytest
+
+from repeval.run.evaluate import stage_evaluate
+from repeval.run.groups import group_trained
+from repeval.run.train import _record_failed
+from repeval.rundir import EarlierStageUnfinished
+from repeval.tuning.results import FAILED_SCHEMA, typed_table
+
+GRID = "t__d__m"
+
+
+def _failure(model: str) -> dict[str, object]:
+    return {"task": "t", "task_type": "multiclass_classification", "dataset": "d", "model": model, "probe": "M1",
+            "seed": 0, "params": "{}", "scenario": None, "reason": "non-finite loss", "fold": None}  # fmt: skip
+
+
+def _cut(path) -> None:
+    os.truncate(path, path.stat().st_size // 2)
+
+
+def test_a_cut_grid_result_is_trained_again_not_an_evaluate_that_fails_every_rerun(tmp_path, caplog):
+    """A grid's groups/<grid>.parquet cut short counted as trained, so every `repeval run` skipped its training and
+    then stopped in the evaluate stage on "Parquet magic bytes not found": the run could not be finished without
+    finding and deleting the file by hand. Now the grid is trained again, said in a warning naming the file, and a
+    `repeval evaluate` alone names the command that trains it."""
+    run = tmp_path / "r"
+    (run / "groups").mkdir(parents=True)
+    path = run / "groups" / f"{GRID}.parquet"
+    pq.write_table(typed_table([_failure("m")], FAILED_SCHEMA), path)  # any Parquet file, then cut short
+    _cut(path)
+    ctx = types.SimpleNamespace(run_dir=run)
+    caplog.set_level("WARNING", logger="repeval.runner")
+    assert group_trained(ctx, GRID, {}) is None  # as if never trained: it is trained and written anew
+    assert f"{path} is unreadable (Parquet magic bytes not found" in caplog.text
+    assert f"probe grid {GRID} is trained again to write it anew" in caplog.text
+    with pytest.raises(EarlierStageUnfinished, match=rf"{GRID}.parquet is unreadable .*`repeval train CONFIG` trains"):
+        stage_evaluate(ctx)
+
+
+def test_a_cut_failed_parquet_is_moved_aside_and_the_trained_grid_committed(tmp_path, caplog):
+    """failed.parquet cut short made every grid's commit raise after its training (its failures are merged into the
+    file before the grid is marked done), so each rerun trained the grid again and lost it again. Now the file is
+    moved aside with a warning and the grid's failures recorded in a new one."""
+    run = tmp_path / "r"
+    run.mkdir()
+    path = run / "failed.parquet"
+    pq.write_table(typed_table([_failure("other"), _failure("other")], FAILED_SCHEMA), path)
+    _cut(path)
+    item = types.SimpleNamespace(exp=types.SimpleNamespace(task=types.SimpleNamespace(name="t")), dataset="d",
+                                 model="m", fold=None)  # fmt: skip
+    caplog.set_level("WARNING", logger="repeval.runner")
+    _record_failed(types.SimpleNamespace(run_dir=run), item, [_failure("m")])
+    assert pq.read_table(path).column("model").to_pylist() == ["m"]
+    aside = [p.name for p in run.iterdir() if p.name.startswith("failed.parquet.unreadable-")]
+    assert len(aside) == 1, sorted(p.name for p in run.iterdir())
+    assert f"{path} is unreadable (Parquet magic bytes not found" in caplog.text
+    assert f"moved aside to {aside[0]}" in caplog.text
