@@ -335,6 +335,16 @@ def _guard(fn: Any) -> Any:
         raise
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as exc:
         _fail(exc, 1)
+    except EOFError as exc:  # a file read back cut short (pickle, a library's own): Typer said only "Aborted."
+        if _state["debug"]:
+            traceback.print_exception(exc)
+        typer.secho(
+            f"error: a file ended early as it was read back ({type(exc).__name__}: {exc or 'no more input'}) — when the "
+            "disk of run.store or run.runs_dir is full (`df -h`), free space and rerun the command (finished work is "
+            "kept); --debug shows which file",
+            fg=typer.colors.RED, err=True,
+        )  # fmt: skip
+        raise typer.Exit(1) from None
     except OSError as exc:  # reliability (issue 9): unwritable store, disk full → one line, not a traceback
         if _state["debug"]:
             traceback.print_exception(exc)

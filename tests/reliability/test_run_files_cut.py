@@ -64,3 +64,20 @@ def test_a_cut_failed_parquet_is_moved_aside_and_the_trained_grid_committed(tmp_
     assert len(aside) == 1, sorted(p.name for p in run.iterdir())
     assert f"{path} is unreadable (Parquet magic bytes not found" in caplog.text
     assert f"moved aside to {aside[0]}" in caplog.text
+
+
+def test_a_file_read_back_cut_short_is_an_error_naming_the_fix_not_a_bare_aborted(capsys):
+    """An EOFError out of a command — pickle reading an empty file a full disk left (Ray Tune's trial error.pkl) —
+    reached Typer, which took it for Ctrl-D at a prompt and printed only "Aborted.", exit status 1."""
+    import pickle
+
+    import typer
+
+    from repeval.cli.common import _guard
+
+    with pytest.raises(typer.Exit) as stopped:
+        _guard(lambda: pickle.loads(b""))
+    assert stopped.value.exit_code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: a file ended early as it was read back (EOFError: Ran out of input) — when the disk")
+    assert "free space and rerun the command (finished work is kept)" in err
