@@ -297,7 +297,18 @@ def _reason(exc: BaseException) -> str:
         )
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     first = first if len(first) <= 500 else first[:497] + "..."
-    return _with_root(exc, first)
+    return _with_root(exc, first) + _storage_hint(exc)
+
+
+def _storage_hint(exc: BaseException) -> str:
+    """What to check when ``exc`` is a storage error (a full disk, a read-only or unwritable folder): said after the
+    error, on the terminal and in ``status.json`` (``repeval runs``); ``""`` for any other."""
+    import errno
+
+    storage = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST}
+    if isinstance(exc, OSError) and exc.errno in storage:
+        return " — check that run.store and run.runs_dir are writable directories with free space"
+    return ""
 
 
 def _resume_hint() -> str:
@@ -348,12 +359,8 @@ def _guard(fn: Any) -> Any:
     except OSError as exc:  # reliability (issue 9): unwritable store, disk full → one line, not a traceback
         if _state["debug"]:
             traceback.print_exception(exc)
-        import errno
-
-        storage = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST}
-        hint = " — check that run.store and run.runs_dir are writable directories with free space"
         said, bucket = bucket_error(str(exc))
-        typer.secho(f"error: {_with_root(exc, said)}{hint if exc.errno in storage else bucket}", fg=typer.colors.RED,
+        typer.secho(f"error: {_with_root(exc, said)}{_storage_hint(exc) or bucket}", fg=typer.colors.RED,
                     err=True)  # fmt: skip
         raise typer.Exit(1) from None
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import types
 
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
@@ -81,3 +82,30 @@ def test_a_file_read_back_cut_short_is_an_error_naming_the_fix_not_a_bare_aborte
     err = capsys.readouterr().err
     assert err.startswith("error: a file ended early as it was read back (EOFError: Ran out of input) — when the disk")
     assert "free space and rerun the command (finished work is kept)" in err
+
+
+def test_a_storage_failure_recorded_for_repeval_runs_names_what_to_check(tmp_path):
+    """A command that failed on a full disk recorded in status.json only "[Errno 28] No space left on device": the
+    fix the terminal said (free space) was not in what `repeval runs` shows. And when the full disk kept it from
+    recording anything, `repeval runs` blamed a kill or a restart only."""
+    import errno
+    import socket
+
+    from repeval.cli.common import _reason
+    from repeval.report.runs import run_info
+    from repeval.run.status import write_status
+
+    full = OSError(errno.ENOSPC, "No space left on device")
+    assert _reason(full) == (
+        "[Errno 28] No space left on device — check that run.store and run.runs_dir are writable directories with "
+        "free space"
+    )
+    assert _reason(ValueError("bad label")) == "bad label"
+    run = tmp_path / "r"
+    run.mkdir()
+    gone = {"host": socket.gethostname(), "pid": 2**22 + 1}  # above pid_max's default: no such process
+    write_status(run, "run", "started", resume="repeval run c.yaml", process=gone)
+    assert (
+        "or it failed on a full disk, which kept it from recording why"
+        in run_info(pafs.LocalFileSystem(), str(run), "r")["reason"]
+    )

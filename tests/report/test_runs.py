@@ -461,7 +461,8 @@ def test_a_run_whose_driver_was_killed_on_this_host_is_listed_as_stopped_with_it
         "killed": "stopped (train)", "running": "started", "elsewhere": "started", "earlier": "started",
     }  # fmt: skip
     assert infos["killed"]["reason"] == (
-        f"its process {dead.pid} is gone (killed, or the machine restarted) — `repeval train c.yaml --run-id killed` "
+        f"its process {dead.pid} is gone (killed, the machine restarted, or it failed on a full disk, which "
+        "kept it from recording why) — `repeval train c.yaml --run-id killed` "
         "resumes it (finished work is kept)"
     )
     assert f"killed: its process {dead.pid} is gone" in runs_text(str(runs))
@@ -470,7 +471,8 @@ def test_a_run_whose_driver_was_killed_on_this_host_is_listed_as_stopped_with_it
     job = {"id": "raysubmit_1", "submit": submit}
     write_status(runs / "killed", "train", "started", resume="repeval train c.yaml --run-id killed", process={"host": here, "pid": dead.pid}, job=job)  # fmt: skip
     assert {i["run"]: i for i in list_runs(str(runs))}["killed"]["reason"] == (
-        f"its process {dead.pid} is gone (killed, or the machine restarted) — submit the job again to resume it: "
+        f"its process {dead.pid} is gone (killed, the machine restarted, or it failed on a full disk, which "
+        "kept it from recording why) — submit the job again to resume it: "
         f"`{submit}`, or run `repeval train c.yaml --run-id killed` from the checkout (finished work is kept)"
     )
     # a step out of order (`evaluate` with nothing trained) on it puts back the state it found: its process too
