@@ -153,6 +153,7 @@ def retest_group(
     scenarios' rows, confusion matrices and failed cells, test its probes on the ``added`` ones. Returns ``None``
     when done, else why it could not (nothing written: the group is then trained again)."""
     from repeval.metrics import write_confusion
+    from repeval.run.train import read_failed
     from repeval.runner import _record_failed, _write_atomic, _write_text_atomic, fold_suffix, group_name
     from repeval.tuning.grid import results_table
     from repeval.tuning.results import with_result_columns
@@ -189,7 +190,7 @@ def retest_group(
         )
     path = ctx.run_dir / "failed.parquet"
     key = (item.exp.task.name, item.dataset, item.model, item.fold)
-    kept = [] if not path.exists() else pq.read_table(path).to_pylist()
+    kept = read_failed(path)
     kept = [f for f in kept if (f["task"], f["dataset"], f["model"], f["fold"]) == key and f["scenario"] not in removed]
     _record_failed(ctx, item, kept + [{**f, "fold": item.fold} for f in failed])
     summary["failed"] += [{**f, "fold": item.fold} for f in failed]

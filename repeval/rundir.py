@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 from repeval.run.status import STATUS, command_line
@@ -106,27 +107,34 @@ def summary_mismatch(
 
     try:
         results = token("results.parquet", results_footer)
-    except (FileNotFoundError, OSError):
+    except (OSError, pa.ArrowInvalid):  # missing, or unreadable: said by the caller (repeval runs, the report)
         return None
     if results is None:
         return None
 
     def fix() -> str:
-        line = command_line(json_at(fs, path, STATUS) if status is None else status, "evaluate")
-        return f"rerun {f'`{line}`' if line else '`repeval evaluate` on the run'} (it rewrites both from groups/)"
+        return evaluate_fix(fs, path, status)
 
     try:
         summary = token("summary.parquet")
     except FileNotFoundError:
         return f"summary.parquet is missing: its evaluation stopped after writing results.parquet; {fix()}"
-    except OSError as exc:
-        return f"summary.parquet is unreadable ({exc}); {fix()}"
+    except (OSError, pa.ArrowInvalid) as exc:  # cut short, corrupted
+        return f"summary.parquet is unreadable ({str(exc).splitlines()[0]}); {fix()}"
     if summary != results:
         return (
             "summary.parquet is not the summary of results.parquet (an evaluation stopped between writing the two): "
             f"it is stale; {fix()}"
         )
     return None
+
+
+def evaluate_fix(fs: pafs.FileSystem, path: str, status: dict[str, Any] | None = None) -> str:
+    """What writes the run at ``path``'s ``results.parquet`` and ``summary.parquet`` anew from its trained grids
+    (``groups/``), nothing trained again: its own ``repeval evaluate`` command line when its ``status.json``
+    (``status``, when the caller has read it) records one."""
+    line = command_line(json_at(fs, path, STATUS) if status is None else status, "evaluate")
+    return f"rerun {f'`{line}`' if line else '`repeval evaluate` on the run'} (it rewrites both from groups/)"
 
 
 class EarlierStageUnfinished(FileNotFoundError):

@@ -287,7 +287,18 @@ def _reason(exc: BaseException) -> str:
         )
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     first = first if len(first) <= 500 else first[:497] + "..."
-    return _with_root(exc, first)
+    return _with_root(exc, first) + _storage_hint(exc)
+
+
+def _storage_hint(exc: BaseException) -> str:
+    """What to check when ``exc`` is a storage error (a full disk, a read-only or unwritable folder): said after the
+    error, on the terminal and in ``status.json`` (``repeval runs``); ``""`` for any other."""
+    import errno
+
+    storage = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST}
+    if isinstance(exc, OSError) and exc.errno in storage:
+        return " — check that run.store and run.runs_dir are writable directories with free space"
+    return ""
 
 
 def _resume_hint() -> str:
@@ -325,15 +336,21 @@ def _guard(fn: Any) -> Any:
         raise
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as exc:
         _fail(exc, 1)
+    except EOFError as exc:  # a file read back cut short (pickle, a library's own): Typer said only "Aborted."
+        if _state["debug"]:
+            traceback.print_exception(exc)
+        typer.secho(
+            f"error: a file ended early as it was read back ({type(exc).__name__}: {exc or 'no more input'}) — when the "
+            "disk of run.store or run.runs_dir is full (`df -h`), free space and rerun the command (finished work is "
+            "kept); --debug shows which file",
+            fg=typer.colors.RED, err=True,
+        )  # fmt: skip
+        raise typer.Exit(1) from None
     except OSError as exc:  # reliability (issue 9): unwritable store, disk full → one line, not a traceback
         if _state["debug"]:
             traceback.print_exception(exc)
-        import errno
-
-        storage = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST}
-        hint = " — check that run.store and run.runs_dir are writable directories with free space"
         said, bucket = bucket_error(str(exc))
-        typer.secho(f"error: {_with_root(exc, said)}{hint if exc.errno in storage else bucket}", fg=typer.colors.RED,
+        typer.secho(f"error: {_with_root(exc, said)}{_storage_hint(exc) or bucket}", fg=typer.colors.RED,
                     err=True)  # fmt: skip
         raise typer.Exit(1) from None
 

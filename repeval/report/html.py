@@ -336,6 +336,14 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
     if out.suffix.lower() not in (".html", ".htm"):
         out = out / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(build_report_html(runs), encoding="utf-8")
+    html = build_report_html(runs)
+    # whole or not at all: a full disk or a kill mid-write must not leave half a report in place of the last one
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        tmp.write_text(html, encoding="utf-8")
+        tmp.replace(out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     log.debug("wrote report for %d run(s) to %s", len(runs), out)  # `repeval report` prints the path itself
     return out

@@ -35,10 +35,12 @@ import yaml
 
 from repeval.datasets.base import OBSERVED
 from repeval.metrics.confusion import read_confusion
+from repeval.report.run_files import read_parquet_or_warn, results_config
 from repeval.report.selection import load_validation
+from repeval.run.files import parquet_error
 from repeval.run.fold_overlap import fill_fold_overlap
 from repeval.run.status import command_line
-from repeval.rundir import grid_name, recorded_grids, staged_from, summary_mismatch
+from repeval.rundir import evaluate_fix, grid_name, recorded_grids, staged_from, summary_mismatch
 from repeval.tuning.results import LATER_RESULT_COLUMNS, RESULT_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -203,40 +205,22 @@ def _no_results_hint(run_dir: Path) -> str:
     )
 
 
-def _results_config(run_dir: Path) -> str:
-    """``run_dir``'s ``config.yaml``, with the experiments its results are of: those their evaluation recorded in
-    ``results.parquet`` (:data:`repeval.rundir.CONFIG_KEY`) when a later command that stopped before evaluating, with
-    another configuration (refused for a store conflict, say), has rewritten them — said in a warning. Its ``run``
-    section stays ``config.yaml``'s: where the store is (edited by hand after moving it, say)."""
-    from repeval.rundir import CONFIG_KEY
-
-    config_path = run_dir / "config.yaml"
-    text = config_path.read_text() if config_path.is_file() else ""
-    try:
-        recorded = (pq.read_schema(run_dir / "results.parquet").metadata or {}).get(CONFIG_KEY)
-        then = yaml.safe_load(recorded.decode()) if recorded is not None else None
-        now = yaml.safe_load(text) if text else {}
-    except (OSError, pa.ArrowInvalid, yaml.YAMLError, UnicodeDecodeError):
-        return text
-    if not isinstance(then, dict) or not isinstance(now, dict) or then.get("experiments") == now.get("experiments"):
-        return text
-    log.warning(
-        "%s: config.yaml was rewritten by a later command that did not evaluate (see `repeval runs`); the results are "
-        "of the experiments their evaluation recorded, which the report shows",
-        run_dir,
-    )
-    return yaml.safe_dump({**now, "experiments": then.get("experiments")}, sort_keys=False)
-
-
 def load_run(run_dir: Path) -> Run:
     """Load one run directory; ``ValueError`` naming the fix when ``results.parquet`` is missing."""
     run_dir = Path(run_dir)
     res_path = run_dir / "results.parquet"
     if not res_path.is_file():
         raise ValueError(f"no results.parquet in {run_dir}{_no_results_hint(run_dir)}")
-    results = normalise_results(pd.read_parquet(res_path), source=str(res_path))
+    try:
+        frame = pd.read_parquet(res_path)
+    except (OSError, pa.ArrowInvalid) as exc:  # cut short or corrupted (a copy, a full disk)
+        raise ValueError(
+            f"{res_path} is unreadable ({parquet_error(exc)}): cut short or corrupted; "
+            f"{evaluate_fix(pafs.LocalFileSystem(), str(run_dir))}"
+        ) from None
+    results = normalise_results(frame, source=str(res_path))
     results = fill_fold_overlap(results, run_dir)  # results evaluated before the folds' overlap was recorded
-    config_text = _results_config(run_dir)
+    config_text = results_config(run_dir)
     try:
         config = yaml.safe_load(config_text) if config_text else None
     except yaml.YAMLError:
@@ -251,8 +235,10 @@ def load_run(run_dir: Path) -> Run:
     # model removed, fewer folds: `repeval evaluate` leaves it out) is not drawn or pooled with them
     grids = {(t, d, m, None if pd.isna(f) else int(f)) for t, d, m, f in results[["task", "dataset", "model", "fold"]]
              .drop_duplicates().itertuples(index=False)}  # fmt: skip
-    if hist_path.exists():
-        history = pd.concat([pd.read_parquet(p) for p in _parquet_files(hist_path)], ignore_index=True)
+    read = (read_parquet_or_warn(p, "its training curves are left out") for p in _parquet_files(hist_path))
+    parts = [h for h in read if h is not None]  # an unreadable file's curves left out, said in a warning
+    if parts:
+        history = pd.concat(parts, ignore_index=True)
         missing = [c for c in HISTORY_COLUMNS if c not in history.columns]
         if missing:
             log.warning("%s lacks columns %s; training curves are skipped", hist_path, ", ".join(missing))
@@ -292,7 +278,11 @@ def load_run(run_dir: Path) -> Run:
     if stale is not None:  # this report reads results.parquet: it is right, a reader of summary.parquet is not
         log.warning("%s: %s", run_dir, stale)
     failed_path = run_dir / "failed.parquet"
-    failed = pd.read_parquet(failed_path) if failed_path.is_file() else None
+    failed = (
+        read_parquet_or_warn(failed_path, "the report does not list the run's failures")
+        if failed_path.is_file()
+        else None
+    )
     wanted = recorded_grids(pq.read_metadata(res_path))
     if failed is not None and wanted is not None and {"task", "dataset", "model", "fold"} <= set(failed.columns):
         # the failures of grids the evaluation left out (a model removed since they were trained) are not shown

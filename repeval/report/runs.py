@@ -15,6 +15,7 @@ import os
 from shlex import quote
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import yaml
@@ -28,6 +29,7 @@ from repeval.run.status import STATUS, command_line, gone_process
 from repeval.rundir import (
     CONFIG_KEY,
     LOAD_REPORT,
+    evaluate_fix,
     filesystem_of,
     grid_name,
     is_uri,
@@ -39,19 +41,24 @@ from repeval.rundir import (
 from repeval.store.inspect import aligned, utc_time
 
 
-def _footer(fs: pafs.FileSystem, path: str) -> Any:
-    """The Parquet footer at ``path`` (its rows, and the key :func:`summary_mismatch` compares), ``None`` without one."""
+def _footer(fs: pafs.FileSystem, path: str) -> tuple[Any, str | None]:
+    """The Parquet footer at ``path`` (its rows, and the key :func:`summary_mismatch` compares), ``None`` without one;
+    and why it is unreadable — cut short, corrupted — in one line (``None``: it reads, or there is no file)."""
     try:
-        return pq.read_metadata(path, filesystem=fs)
-    except (FileNotFoundError, OSError):
-        return None
+        return pq.read_metadata(path, filesystem=fs), None
+    except FileNotFoundError:
+        return None, None
+    except (OSError, pa.ArrowInvalid) as exc:
+        info = fs.get_file_info(path)
+        return None, (str(exc).splitlines()[0] or type(exc).__name__) if info.type == pafs.FileType.File else None
 
 
-def _failed(fs: pafs.FileSystem, path: str, grids: set[str] | None = None) -> tuple[int, int]:
+def _failed(fs: pafs.FileSystem, path: str, grids: set[str] | None = None) -> tuple[int | None, int | None]:
     """``(probe trainings, test cells)`` of ``failed.parquet``: a row with a ``scenario`` is one (probe, seed,
     scenario) cell whose test scores were not finite — its probe trained; a row without one (and every row of a run
     written before the column) is a probe training that failed. ``(0, 0)`` without the file. With ``grids`` (those
-    the results' evaluation collected, :func:`~repeval.rundir.recorded_grids`) only the rows of those grids."""
+    the results' evaluation collected, :func:`~repeval.rundir.recorded_grids`) only the rows of those grids.
+    ``(None, None)``: the file is unreadable (cut short, corrupted), its failures not known."""
     try:
         with fs.open_input_file(f"{path}/failed.parquet") as fh:
             pf = pq.ParquetFile(fh)
@@ -61,8 +68,10 @@ def _failed(fs: pafs.FileSystem, path: str, grids: set[str] | None = None) -> tu
             if grids is None and "scenario" not in names:
                 return pf.metadata.num_rows, 0
             table = pf.read(columns=(keys if grids is not None else []) + [c for c in ["scenario"] if c in names])
-    except (FileNotFoundError, OSError):
+    except FileNotFoundError:
         return 0, 0
+    except (OSError, pa.ArrowInvalid):
+        return (None, None) if fs.get_file_info(f"{path}/failed.parquet").type == pafs.FileType.File else (0, 0)
     rows = table.to_pylist()
     if grids is not None:
         rows = [r for r in rows if grid_name(r["task"], r["dataset"], r["model"], r["fold"]) in grids]
@@ -96,7 +105,8 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
         cfg = {}
     except yaml.YAMLError:
         cfg = {}
-    footer = _footer(fs, f"{path}/results.parquet")  # read once: its rows, its key for summary_stale, its config
+    # read once: its rows, its key for summary_stale, its config
+    footer, unreadable = _footer(fs, f"{path}/results.parquet")
     recorded = ((footer.metadata or {}) if footer is not None else {}).get(CONFIG_KEY)
     if recorded is not None:  # the results' tasks and models, though a later command rewrote config.yaml
         try:
@@ -130,6 +140,11 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
     if results is not None and untrained:
         state = "partly trained"
     status = json_at(fs, path, STATUS)
+    if unreadable is not None:  # cut short or corrupted (a copy, a full disk): its rows are not counted
+        state = "results unreadable"
+        unreadable = (
+            f"results.parquet is unreadable ({unreadable}): cut short or corrupted; {evaluate_fix(fs, path, status)}"
+        )
     if state == "started" and status.get("state") == "finished" and status.get("command") in _STAGE_DONE:
         state = _STAGE_DONE[status["command"]]  # `repeval embed`/`deform` finished: not a run still starting
     failed_with = None
@@ -165,6 +180,8 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
         "partial_audio": recorded_partial(footer.metadata if footer is not None else None) or [],
         #: why ``summary.parquet`` is not the summary of ``results.parquet`` (``None``: it is, or no results)
         "summary_stale": summary_mismatch(fs, path, footer, status) if footer is not None else None,
+        #: why ``results.parquet`` cannot be read (cut short, corrupted), with the command that writes it anew
+        "results_unreadable": unreadable,
         "updated": updated,
     }
 
@@ -243,15 +260,22 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
             ", ".join(i["models"]) or "-",
             i["test_set"] or "-",
             "-" if i["result_rows"] is None else str(i["result_rows"]),
-            str(i["failed_trainings"]),
-            str(i["failed_cells"]),
+            "?" if i["failed_trainings"] is None else str(i["failed_trainings"]),
+            "?" if i["failed_cells"] is None else str(i["failed_cells"]),
             utc_time(i["updated"]),
         )
         for i in infos
     ]
     lines = aligned(table)
     lines += [f"{i['run']}: {i['reason']}" for i in infos if i["reason"]]
+    lines += [f"{i['run']}: {i['results_unreadable']}" for i in infos if i["results_unreadable"]]
     lines += [f"{i['run']}: {i['summary_stale']}" for i in infos if i["summary_stale"]]
+    lines += [
+        f"{i['run']}: failed.parquet is unreadable (cut short or corrupted): its failures are not known (?); delete it, or "
+        "let the next `repeval run` or `repeval train` that trains a grid move it aside (it records that grid's anew)"
+        for i in infos
+        if i["failed_trainings"] is None
+    ]
     lines += [
         f"{i['run']}: its results lack {len(i['grids_untrained'])} probe grid(s) of its configuration, not trained when "
         f"it was evaluated ({', '.join(i['grids_untrained'][:5])}{', …' if len(i['grids_untrained']) > 5 else ''}): "

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from repeval.config import Config
 from repeval.run.context import RunContext, config_yaml, group_name
-from repeval.run.files import _write_atomic
+from repeval.run.files import _write_atomic, unreadable_parquet
 from repeval.rundir import (
     CONFIG_KEY,
     EVALUATION_KEY,
@@ -39,6 +39,14 @@ def stage_evaluate(ctx: RunContext) -> pa.Table:
         )
     from repeval.run.fold_overlap import with_fold_overlap
     from repeval.tuning.results import seed_summary, with_result_columns
+
+    for f in files:
+        why = unreadable_parquet(f)
+        if why is not None:  # cut short or corrupted: the grid's results are trained anew (group_trained)
+            raise EarlierStageUnfinished(
+                f"{f} is unreadable ({why}): cut short or corrupted; `repeval train CONFIG` trains probe grid "
+                f"{f.stem} again and writes it anew (`repeval run CONFIG` also evaluates)"
+            )
 
     table = pa.concat_tables([with_result_columns(pq.read_table(f)) for f in files])
     # how much each k-fold dataset's folds share test tracks, from the splits the run saved: the interval of the mean

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,25 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def unreadable_parquet(path: Path) -> str | None:
+    """Why the Parquet file at ``path`` cannot be read — cut short, corrupted, not Parquet — in one line; ``None``
+    when its footer reads (a missing file is the caller's to tell)."""
+    try:
+        pq.read_metadata(path)
+    except FileNotFoundError:
+        return None
+    except (OSError, pa.ArrowException) as exc:
+        return parquet_error(exc)
+    return None
+
+
+def parquet_error(exc: BaseException) -> str:
+    """Why pyarrow could not read a Parquet file, in one line, without the file's path it repeats."""
+    said = (str(exc).splitlines() or [""])[0]
+    said = re.sub(r"^Could not open Parquet input source '.*?': ", "", said)
+    return said or type(exc).__name__
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:

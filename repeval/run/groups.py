@@ -15,7 +15,7 @@ from repeval.config import Config, ExperimentConfig
 from repeval.config.loader import config_hash
 from repeval.datasets.base import OBSERVED
 from repeval.run.context import RunContext, group_name
-from repeval.run.files import _read_json, _write_text_atomic
+from repeval.run.files import _read_json, _write_text_atomic, unreadable_parquet
 
 log = logging.getLogger("repeval.runner")  # the stages' one logger, named as before they left runner.py
 
@@ -349,8 +349,17 @@ def group_trained(
 ) -> bool | None:
     """Whether group ``name`` is done for these inputs (:func:`group_inputs`, compared by :func:`same_inputs` with
     its record, :func:`recorded_inputs` — of ``dataset`` and ``model``, which tell an earlier repeval's record a
-    partition embedded anew since): ``None`` when it was never trained, ``False`` when it was trained on other
-    embeddings, splits or labels (it is trained again)."""
-    if not (ctx.run_dir / "groups" / f"{name}.parquet").exists():
+    partition embedded anew since): ``None`` when it was never trained — or its results file is unreadable (cut
+    short, corrupted: it is trained again, as said in a warning) —, ``False`` when it was trained on other embeddings,
+    splits or labels (it is trained again)."""
+    path = ctx.run_dir / "groups" / f"{name}.parquet"
+    if not path.exists():
+        return None
+    why = unreadable_parquet(path)
+    if why is not None:
+        log.warning(
+            "%s is unreadable (%s): cut short or corrupted; probe grid %s is trained again to write it anew",
+            path, why, name,
+        )  # fmt: skip
         return None
     return same_inputs(recorded_inputs(ctx, name, dataset, model), inputs)

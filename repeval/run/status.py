@@ -144,4 +144,8 @@ def gone_process(status: dict[str, Any]) -> str | None:
     from repeval.ray_cluster import resume_hint
 
     how = resume_hint(status.get("resume"), status.get("job"))
-    return f"its process {pid} is gone (killed, or the machine restarted) — {how} (finished work is kept)"
+    # a command that failed on a full disk could not record it either: said, so that the disk is checked too
+    return (
+        f"its process {pid} is gone (killed, the machine restarted, or it failed on a full disk, which kept it from "
+        f"recording why) — {how} (finished work is kept)"
+    )

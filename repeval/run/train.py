@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -293,7 +294,7 @@ def _record_failed(ctx: RunContext, item: _Pending, failed: list[dict[str, Any]]
 
     path = ctx.run_dir / "failed.parquet"
     key = (item.exp.task.name, item.dataset, item.model, item.fold)
-    before = [] if not path.exists() else pq.read_table(path).to_pylist()
+    before = read_failed(path)
     rows = [r for r in before if (r["task"], r["dataset"], r["model"], r["fold"]) != key] + failed
     if not failed and len(rows) == len(before):  # the group had no failures before and has none now
         return
@@ -301,6 +302,28 @@ def _record_failed(ctx: RunContext, item: _Pending, failed: list[dict[str, Any]]
         _write_atomic(typed_table(rows, FAILED_SCHEMA), path)
     else:
         path.unlink()
+
+
+def read_failed(path: Path) -> list[dict[str, Any]]:
+    """The rows of ``failed.parquet`` at ``path`` (none without the file). One unreadable — cut short, corrupted — is
+    moved aside to ``failed.parquet.unreadable-<time>``, with a warning, and read as none: a grid trained since is
+    committed whatever it held (the failures it recorded of other grids are no longer counted)."""
+    from repeval.run.files import unreadable_parquet
+
+    if not path.exists():
+        return []
+    why = unreadable_parquet(path)
+    if why is None:
+        return list(pq.read_table(path).to_pylist())
+    aside = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}")
+    path.replace(aside)
+    log.warning(
+        "%s is unreadable (%s): cut short or corrupted; moved aside to %s — the probe trainings and test cells it "
+        "recorded as failed are no longer counted (`repeval runs`, the report); those of the grids trained from now "
+        "on are recorded anew",
+        path, why, aside.name,
+    )  # fmt: skip
+    return []
 
 
 def _record_environment(ctx: RunContext) -> None:

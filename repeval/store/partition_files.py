@@ -6,6 +6,7 @@ hold (from the id column and the Parquet footers), and the error naming the fix 
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,10 @@ import pyarrow.parquet as pq
 
 from repeval.store.layout import ERRORS_DIR, MANIFEST, STAMP, DamagedPartFile, read_parquet
 from repeval.store.rewrite import REWRITE, visible
+
+log = logging.getLogger("repeval.store")
+#: the partition files :meth:`PartitionFiles._read_json` has said are unreadable (once each per process)
+_UNREADABLE_SAID: set[str] = set()
 
 if TYPE_CHECKING:
     from repeval.store.store import EmbeddingStore
@@ -70,11 +75,30 @@ class PartitionFiles:
         return settle_command(self.store.uri, self.name)
 
     def _read_json(self, name: str) -> dict[str, Any] | None:
+        """The partition's small JSON file ``name`` (its manifest, its stamp); ``None`` when it is missing — or cut
+        short or corrupted (repeval writes them whole: a copy, a bad disk), said once per file in a warning: the
+        partition then counts as incomplete, and the next run completes it from its part files."""
+        where = f"{self.path}/{name}"
         try:
-            with self.fs.open_input_stream(f"{self.path}/{name}") as fh:
-                return json.loads(fh.read().decode())
+            with self.fs.open_input_stream(where) as fh:
+                body = json.loads(fh.read().decode())
         except (FileNotFoundError, OSError):
             return None
+        except ValueError as exc:  # JSON cut short, or bytes that are not UTF-8
+            body, why = None, str(exc)
+        else:
+            why = "not a JSON object"
+        if isinstance(body, dict):
+            return body
+        if where not in _UNREADABLE_SAID:
+            _UNREADABLE_SAID.add(where)
+            log.warning(
+                "store partition %s: %s is unreadable (%s): cut short or corrupted; the partition counts as incomplete "
+                "— the next `repeval run` or `repeval embed` completes it from its part files, computing only the "
+                "tracks they lack",
+                self.name, where, why,
+            )  # fmt: skip
+        return None
 
     def manifest(self) -> dict[str, Any] | None:
         return self._read_json(MANIFEST)

@@ -121,21 +121,19 @@ def _fit(
                 data,
             )
         else:
-            pairs = _fit_grid(tuner)
-            if {c.get("unit") for c, _ in pairs} == set(range(n_units)):
+            try:
+                pairs = _fit_grid(tuner, path)
+            except TrialFilesCut as exc:  # a trial's file a full disk left empty: every restore would stop on it
+                pairs, why = [], f"holds a trial file cut short ({exc.cause}); running it again"
+            else:
+                why = "could not be resumed whole (interrupted mid-write); running it again"
+            if pairs and {c.get("unit") for c, _ in pairs} == set(range(n_units)):
                 _mark_restored(pairs, started)
                 if data is not None and rec.get("data") != data:  # a marker from before it recorded the data
                     st.write_text(marker, json.dumps({**rec, "data": data}))
                 _prune_incomplete(st, name, fingerprint, data, **plan)
                 return pairs, True
-            made = _move_aside(
-                st,
-                name,
-                "incomplete",
-                "could not be resumed whole (interrupted mid-write); running it again",
-                fingerprint,
-                data,
-            )
+            made = _move_aside(st, name, "incomplete", why, fingerprint, data)
     elif st.exists(name) and stored is not None and not same:  # another configuration's, or data's: never mix
         why = "was planned for another configuration" if stored != fingerprint else _OTHER_DATA
         _move_aside(st, name, "stale", _REWRITTEN if stored == fingerprint and rewritten else why)
@@ -162,7 +160,7 @@ def _fit(
             sync_config=tune.SyncConfig(sync_artifacts=True),
         ),
     )
-    pairs = _fit_grid(tuner)
+    pairs = _fit_grid(tuner, path)
     _prune_incomplete(st, name, fingerprint, data, **plan)  # the experiment holds what it finished now
     return pairs, False
 
@@ -179,10 +177,31 @@ _REWRITTEN = (
 )
 
 
-def _fit_grid(tuner: Any) -> list[tuple[dict[str, Any], Any]]:
-    """``tuner.fit()``'s ``(trial config, Result)`` pairs, Ray Tune's Ctrl-C handling off (see :func:`_fit`)."""
+class TrialFilesCut(RuntimeError):
+    """Ray Tune could not read back a file of a trial of experiment ``path`` — its pickled error, left empty by a
+    full disk — and stopped; ``cause``: pyarrow's or pickle's words. The message names the fix: the rerun moves the
+    experiment aside and trains anew only the trials without a whole checkpoint (:func:`_fit`)."""
+
+    def __init__(self, path: str, cause: BaseException) -> None:
+        self.cause = f"{type(cause).__name__}: {cause}"
+        super().__init__(
+            f"Ray Tune could not read back a trial's file under {path} ({self.cause}): a file cut short — when the "
+            "disk of run.runs_dir is full (`df -h`), free space, then rerun the command: it runs that experiment "
+            "again, reusing every trial that finished"
+        )
+
+
+def _fit_grid(tuner: Any, path: str) -> list[tuple[dict[str, Any], Any]]:
+    """``tuner.fit()``'s ``(trial config, Result)`` pairs, Ray Tune's Ctrl-C handling off (see :func:`_fit`);
+    :class:`TrialFilesCut` when Tune stops on a trial's file cut short (experiment ``path``)."""
+    import pickle
+
     with _plain_trial_actors():
-        return _trial_results(tuner.fit())
+        try:
+            grid = tuner.fit()
+        except (EOFError, pickle.UnpicklingError) as exc:  # ResultGrid unpickles each errored trial's error.pkl
+            raise TrialFilesCut(path, exc) from exc
+        return _trial_results(grid)
 
 
 def _reusable(

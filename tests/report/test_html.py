@@ -555,3 +555,29 @@ def test_every_per_label_value_marks_a_cell_over_fewer_replicates(run_dir):
         assert all(
             re.fullmatch(r"0\.\d{3} ± 0\.\d{3}", c) for k, c in enumerate(row[2:], 2) if row[0] != "M2" or k != d1
         )
+
+
+def test_a_report_that_cannot_be_written_whole_leaves_the_last_one_in_place(run_dir, tmp_path, monkeypatch):
+    """`repeval report` wrote report.html in place: a disk that filled (or a kill) mid-write left half a report where
+    the last whole one was, which a browser shows without a word. Now it is written whole or not at all; the failure
+    (here a real one: the file size limit, EFBIG, as a full disk's ENOSPC) leaves no temporary file behind."""
+    import resource
+    import signal
+
+    from repeval.report import html as report_html
+
+    out = tmp_path / "report.html"
+    out.write_text("<!doctype html>the last whole report")
+    monkeypatch.setattr(report_html, "build_report_html", lambda runs: "<!doctype html>" + "x" * 200_000)
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of a signal
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, limits[1]))
+    try:
+        with pytest.raises(OSError):
+            write_report([run_dir], out)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert out.read_text() == "<!doctype html>the last whole report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
+    assert write_report([run_dir], out).read_text() == "<!doctype html>" + "x" * 200_000

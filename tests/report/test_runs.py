@@ -459,7 +459,8 @@ def test_a_run_whose_driver_was_killed_on_this_host_is_listed_as_stopped_with_it
         "killed": "stopped (train)", "running": "started", "elsewhere": "started", "earlier": "started",
     }  # fmt: skip
     assert infos["killed"]["reason"] == (
-        f"its process {dead.pid} is gone (killed, or the machine restarted) — `repeval train c.yaml --run-id killed` "
+        f"its process {dead.pid} is gone (killed, the machine restarted, or it failed on a full disk, which "
+        "kept it from recording why) — `repeval train c.yaml --run-id killed` "
         "resumes it (finished work is kept)"
     )
     assert f"killed: its process {dead.pid} is gone" in runs_text(str(runs))
@@ -468,7 +469,8 @@ def test_a_run_whose_driver_was_killed_on_this_host_is_listed_as_stopped_with_it
     job = {"id": "raysubmit_1", "submit": submit}
     write_status(runs / "killed", "train", "started", resume="repeval train c.yaml --run-id killed", process={"host": here, "pid": dead.pid}, job=job)  # fmt: skip
     assert {i["run"]: i for i in list_runs(str(runs))}["killed"]["reason"] == (
-        f"its process {dead.pid} is gone (killed, or the machine restarted) — submit the job again to resume it: "
+        f"its process {dead.pid} is gone (killed, the machine restarted, or it failed on a full disk, which "
+        "kept it from recording why) — submit the job again to resume it: "
         f"`{submit}`, or run `repeval train c.yaml --run-id killed` from the checkout (finished work is kept)"
     )
     # a step out of order (`evaluate` with nothing trained) on it puts back the state it found: its process too
@@ -541,3 +543,69 @@ def test_runs_and_the_report_say_which_test_sets_were_scored_on_partial_audio(ru
     assert "1 test track embedded from partial audio (audio_note) in scenario D1, model msd-musicnn: 1 Ogg" in note
     assert partial_audio_note([load_run(runs / "r")], "other-task", "tinysol") == ""
     assert partial_audio_note([load_run(runs / "old")], "instrument-recognition", "tinysol") == ""
+
+
+def _cut(path) -> None:
+    """Cut ``path`` to half its size, as a copy or a full disk leaves it."""
+    os.truncate(path, path.stat().st_size // 2)
+
+
+def test_run_files_cut_short_are_named_with_their_fix_not_a_crash(run_dir, tmp_path, caplog):
+    """A run file cut short (a copy, a full disk) made `repeval runs` fail for every run under the directory with
+    pyarrow's "Parquet magic bytes not found" and no path (summary.parquet, results.parquet, failed.parquet), and the
+    report stop on a cut history or config.yaml (a YAML error naming no file) and on a cut results.parquet without
+    the fix. Now the runs are listed, the file is named with what writes it anew, and the report leaves out what it
+    cannot read, saying so."""
+    import pytest
+    import yaml
+
+    from repeval.run.status import write_status
+    from repeval.rundir import CONFIG_KEY, EVALUATION_KEY
+
+    runs = tmp_path / "runs"
+    run = runs / "r"
+    shutil.copytree(run_dir, run)
+    shutil.copytree(run_dir, runs / "ok")  # listed whatever the other run holds
+    write_status(run, "run", "finished", resume="repeval run c.yaml --run-id r")
+    evaluate = "`repeval evaluate c.yaml --run-id r`"
+    res = pq.read_table(run / "results.parquet")
+    config = (run / "config.yaml").read_text()
+    mark = {EVALUATION_KEY: b"h", CONFIG_KEY: config.encode()}  # as an evaluation writes them
+    pq.write_table(res.replace_schema_metadata(mark), run / "results.parquet")
+    pq.write_table(res.replace_schema_metadata(mark), run / "summary.parquet")
+    pq.write_table(typed_table([_failure("M2", None)], FAILED_SCHEMA), run / "failed.parquet")
+    for name in ("summary.parquet", "failed.parquet", "history.parquet"):
+        _cut(run / name)
+    (run / "config.yaml").write_text(config[: config.index("experiments:") + 5])  # cut inside a key: not YAML
+
+    def listed() -> str:
+        out = CliRunner().invoke(app, ["runs", str(runs)])
+        assert out.exit_code == 0, out.output
+        assert re.search(r"\nok\s+evaluated\s", out.output), out.output
+        return out.output
+
+    text = listed()
+    assert "r: summary.parquet is unreadable (Parquet magic bytes not found in footer." in text
+    assert f"{evaluate} (it rewrites both from groups/)" in text
+    assert re.search(r"\nr\s+evaluated\s+.*\s\?\s+\?\s", text), text
+    assert "r: failed.parquet is unreadable (cut short or corrupted): its failures are not known (?)" in text
+    info = run_info(pafs.LocalFileSystem(), str(run), "r")
+    assert (info["failed_trainings"], info["failed_cells"], info["results_unreadable"]) == (None, None, None)
+
+    caplog.set_level("WARNING", logger="repeval.report.results")
+    loaded = load_run(run)  # the report: what it can read, the rest named
+    assert len(loaded.results) == res.num_rows and loaded.history is None and loaded.failed is None
+    assert loaded.config == yaml.safe_load(config)  # the configuration the evaluation recorded
+    for said in ("history.parquet is unreadable", "its training curves are left out", "failed.parquet is unreadable",
+                 "config.yaml is unreadable (cut short or corrupted); the report uses the configuration results"):  # fmt: skip
+        assert said in caplog.text
+
+    _cut(run / "results.parquet")
+    text = listed()
+    assert re.search(r"\nr\s+results unreadable\s+.*\s-\s+\?\s+\?\s", text), text
+    assert "r: results.parquet is unreadable (Parquet magic bytes not found in footer." in text
+    assert f"cut short or corrupted; rerun {evaluate}" in text
+    assert run_info(pafs.LocalFileSystem(), str(run), "r")["result_rows"] is None
+    with pytest.raises(ValueError, match=r"results.parquet is unreadable \(Parquet magic bytes .*\): cut short or "
+                       r"corrupted; rerun `repeval evaluate c.yaml --run-id r`"):  # fmt: skip
+        load_run(run)

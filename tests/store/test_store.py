@@ -905,3 +905,28 @@ def test_a_reused_partition_is_of_other_audio_when_its_sampled_content_differs_a
     older.stamp({"fp": 1}, sources=[src(None)])
     older.finish({"dataset": "ds"})
     assert changed_source(older, [src("c2")]) is None  # recorded without a digest: not compared
+
+
+def test_a_manifest_cut_short_counts_as_incomplete_and_is_completed_from_the_part_files(tmp_path, caplog):
+    """A partition's _manifest.json cut short (a copy, a bad disk) made `repeval store ls`, `plan`, `embed` and `run`
+    stop on "error: Unterminated string starting at: line 2 column 2" — no file named, no way on but finding it. Now
+    it is named once in a warning and the partition counts as incomplete: the next run completes it from its part
+    files (listed as incomplete with their rows meanwhile), computing nothing they hold."""
+    from repeval.cli import app
+
+    store = EmbeddingStore(str(tmp_path / "s"))
+    part = _write(store, ["a", "b", "c"])
+    part.finish({"dataset": "ds"})
+    manifest = Path(part.path, "_manifest.json")
+    manifest.write_text(manifest.read_text()[:10])
+    caplog.set_level("WARNING", logger="repeval.store")
+    assert part.manifest() is None and not part.complete and part.stamped()["fingerprint"] == {"fp": 1}
+    res = CliRunner().invoke(app, ["store", "ls", str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output
+    assert re.search(r"ds/m/clean\s+incomplete\s+3\s+1\s", res.stdout), res.stdout
+    said = [r.getMessage() for r in caplog.records if "_manifest.json is unreadable" in r.getMessage()]
+    assert len(said) == 1, said  # once, however often it is read
+    assert "the partition counts as incomplete — the next `repeval run` or `repeval embed` completes it" in said[0]
+    assert part.done_track_ids() == {"a", "b", "bad", "c"}  # what the next run does not compute
+    part.finish({"dataset": "ds"})
+    assert part.complete and part.manifest()["rows"] == 3

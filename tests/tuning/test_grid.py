@@ -708,6 +708,17 @@ def test_memory_io_and_rays_own_errors_are_retried_like_a_dying_worker():
         raise ValueError("bad")
 
 
+def marked_run(cfg, marks: Path, storage: Path):
+    """``run_group`` of ``cfg`` on the resume data into Tune ``storage``, each trial that trains marked in ``marks``:
+    the group and the probes trained (not reused)."""
+    for p in marks.iterdir():
+        p.unlink()
+    g = run_group(
+        cfg, cfg.experiments[0], "notes", "m", resume_data(), str(storage), wrap_trainable=marker_wrapper(str(marks))
+    )
+    return g, sorted(p.name.split("-")[1] for p in marks.glob("ran-*"))
+
+
 def test_finished_trials_are_reused_when_the_experiment_state_was_lost(ray_session, tmp_path, monkeypatch):
     """A driver killed before Tune first wrote its experiment state leaves trial checkpoints but nothing to
     restore: the rerun moves the experiment aside and reuses every whole checkpoint of the same plan (results
@@ -722,12 +733,7 @@ def test_finished_trials_are_reused_when_the_experiment_state_was_lost(ray_sessi
     cfg = resume_config()
 
     def run(c=cfg):
-        for p in marks.iterdir():
-            p.unlink()
-        g = run_group(
-            c, c.experiments[0], "notes", "m", resume_data(), str(storage), wrap_trainable=marker_wrapper(str(marks))
-        )
-        return g, sorted(p.name.split("-")[1] for p in marks.glob("ran-*"))
+        return marked_run(c, marks, storage)
 
     first, trained = run()
     assert trained == ["p2", "p3", "p4", "p5"] and first.reused_trials == 0
@@ -744,7 +750,7 @@ def test_finished_trials_are_reused_when_the_experiment_state_was_lost(ray_sessi
     def copies() -> list[Path]:
         return [d for d in storage.glob(f"{exp.name}.incomplete-*") if d.is_dir()]
 
-    def killed_as_tune_starts(tuner):
+    def killed_as_tune_starts(tuner, path):
         raise KeyboardInterrupt
 
     # reruns killed twice as Tune starts (the experiment moved aside, no trial run yet): the second finds the first's
@@ -769,6 +775,44 @@ def test_finished_trials_are_reused_when_the_experiment_state_was_lost(ray_sessi
     # another plan (more epochs; two of the probes): a new fingerprint, so nothing of the old experiment is reused
     _, trained = run(resume_config(epochs=4, hidden=(2, 3)))
     assert trained == ["p2", "p3"]
+
+
+def test_an_experiment_whose_trial_file_a_full_disk_cut_is_run_again_reusing_its_trials(
+    ray_session, tmp_path, monkeypatch, caplog
+):
+    """A disk that filled during training left a trial's error.pkl empty; Ray Tune's ResultGrid unpickles it in
+    ``fit()`` and raised EOFError, which the CLI printed as a bare "Aborted." — and every rerun restored the same
+    experiment and stopped on it again, after space was freed. Now the error names the file's experiment and the fix,
+    and a rerun moves the experiment aside and runs it again, reusing every finished trial."""
+    from ray import tune
+
+    from repeval.tuning.tuner import TrialFilesCut
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    storage = tmp_path / "tune"
+    cfg = resume_config()
+
+    def run():
+        return marked_run(cfg, marks, storage)
+
+    first, trained = run()
+    assert len(trained) == 4
+
+    def cut_error_file(self):
+        raise EOFError("Ran out of input")  # pickle's words for an empty error.pkl
+
+    caplog.set_level("WARNING", logger="repeval.tuning.grid")
+    with monkeypatch.context() as m:
+        m.setattr(tune.Tuner, "fit", cut_error_file)
+        with pytest.raises(
+            TrialFilesCut, match=r"a file cut short — when the disk of run.runs_dir is full .*free space"
+        ):
+            run()  # the restore stops on it (moved aside), then the fresh experiment too: said with the fix
+    assert "holds a trial file cut short (EOFError: Ran out of input); running it again" in caplog.text
+    second, trained = run()  # space freed
+    assert trained == [] and second.reused_trials == 4
+    assert sorted(map(repr, second.rows)) == sorted(map(repr, first.rows))
 
 
 def trial_marker(marks: str, label):
