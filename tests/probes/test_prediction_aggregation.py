@@ -166,3 +166,32 @@ def test_a_run_with_prediction_aggregation_end_to_end(ray_session, frames_run, t
     assert runner.stage_embed(runner.make_context(load_config(path))).computed == lost
     d1 = pq.read_table(tmp_path / "store" / "notes" / "mfcc-frames" / "D1")
     assert [len(f) for f in d1.column("frames").to_pylist()] == d1.column("n_frames").to_pylist()
+
+
+def _long_and_short_tracks(n: int = 40, long: int = 12) -> ProbeData:
+    """Frames that say nothing (all zero: a probe learns its bias, the class prior), class 0's tracks ``long``
+    frames each and class 1's one frame, as many tracks of each class in every split."""
+    c = np.tile([long, 1], n // 2)
+    y = np.tile([0, 1], n // 2)
+    frames = np.zeros((int(c.sum()), 3), np.float32)
+    groups = np.repeat(np.arange(n), c)
+    return ProbeData(
+        "multiclass_classification", ["long", "short"], frames, y[groups], frames, y,
+        {"clean": (frames, y, [f"t{i}" for i in range(n)])}, val_groups=groups, test_groups={"clean": groups},
+        train_frame_counts=c,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("sampling", ["random", "balanced"])
+def test_each_training_track_weighs_alike_whatever_its_number_of_frames(sampling):
+    """A track of 12 frames counted 12 times a track of one in training (the loss was a mean over frames): with
+    uninformative frames a probe learned the class prior of frames (12/13 for the long tracks' class) where the tracks
+    are half of each. Frames are now drawn with probability inverse to their track's count (times the balanced
+    weight of its label), so each track weighs alike: the prior learned is the tracks' (1/2)."""
+    data = _long_and_short_tracks()
+    cfg = ProbeConfig(
+        hidden_units=[], learning_rate=5e-2, batch_size=16, epochs=15, patience=15, train_sampling=sampling
+    )
+    r = train_probes([(cfg, 0)], data)[0]
+    p_long = float(r.test_scores["clean"][:, 0].mean())
+    assert abs(p_long - 0.5) < 0.15, p_long
