@@ -111,6 +111,21 @@ def _targets(y: np.ndarray, task_type: str, scale: TargetScale = None) -> torch.
     return torch.from_numpy(y)
 
 
+#: the most categories ``torch.multinomial`` draws from (it refuses more: "number of categories cannot exceed 2^24")
+MULTINOMIAL_MAX = 2**24
+
+
+def draw_rows(weights: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` row indices drawn with replacement, with probability proportional to ``weights``: ``torch.multinomial``
+    (the draws repeval always made) up to :data:`MULTINOMIAL_MAX` rows, which it cannot exceed — the training frames
+    of a few thousand long tracks — and above that by inverting the weights' cumulative sum."""
+    if len(weights) <= MULTINOMIAL_MAX:
+        return torch.multinomial(weights, n, True, generator=generator)
+    cdf = torch.cumsum(weights.to(torch.float64), 0)
+    u = torch.rand(n, generator=generator, dtype=torch.float64) * cdf[-1]
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=len(weights) - 1)
+
+
 def training_weights(data: ProbeData, balanced: bool) -> torch.Tensor | None:
     """Per-row weights of the training rows' sampling (drawn with replacement), or ``None``: a random order of every
     row, each epoch. ``balanced`` (``train_sampling: balanced``): class-balanced weights per track. On frames of

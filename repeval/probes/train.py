@@ -22,7 +22,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from repeval.probes.data import ProbeData, _targets, heads_of, input_dim_of, target_scale, training_weights, unscaled
+from repeval.probes.data import (
+    ProbeData,
+    _targets,
+    draw_rows,
+    heads_of,
+    input_dim_of,
+    target_scale,
+    training_weights,
+    unscaled,
+)
 from repeval.probes.inputs import Inputs, Preprocess, Segments, _forward_all, _forward_pooled, _pooled
 from repeval.probes.losses import (
     aggregate_scores,
@@ -242,11 +251,7 @@ def _train_stack(
         orders = {}
         for s in sorted(set(act_seeds)):
             g = order_gens[s]
-            orders[s] = (
-                torch.multinomial(weights, n, True, generator=g)
-                if weights is not None
-                else torch.randperm(n, generator=g)
-            )
+            orders[s] = draw_rows(weights, n, g) if weights is not None else torch.randperm(n, generator=g)
         perm = torch.stack([orders[s] for s in act_seeds]).to(device)
         vidx = var_idx[active]
         # one seed in the stack: every probe sees the same rows, gathered once per preprocessing variant

@@ -195,3 +195,22 @@ def test_each_training_track_weighs_alike_whatever_its_number_of_frames(sampling
     r = train_probes([(cfg, 0)], data)[0]
     p_long = float(r.test_scores["clean"][:, 0].mean())
     assert abs(p_long - 0.5) < 0.15, p_long
+
+
+def test_weighted_draws_go_past_what_torch_multinomial_takes(monkeypatch):
+    """``train_sampling: balanced``, and frames of tracks of unequal lengths, draw rows with ``torch.multinomial``,
+    which refuses more than 2^24 categories: training on the frames of a few thousand long tracks stopped there.
+    Above it rows are drawn by inverting the weights' cumulative sum, in proportion to the weights; below it the
+    draws are torch.multinomial's, as they always were."""
+    import repeval.probes.data as probes_data
+
+    weights = torch.tensor([0.0, 1.0, 3.0, 0.0, 4.0], dtype=torch.float64)
+    below = probes_data.draw_rows(weights, 50, torch.Generator().manual_seed(3))
+    assert torch.equal(below, torch.multinomial(weights, 50, True, generator=torch.Generator().manual_seed(3)))
+    monkeypatch.setattr(probes_data, "MULTINOMIAL_MAX", 4)  # as if the 5 rows were more than 2^24
+    drawn = probes_data.draw_rows(weights, 40_000, torch.Generator().manual_seed(3))
+    share = torch.bincount(drawn, minlength=5).double() / len(drawn)
+    torch.testing.assert_close(share, weights / weights.sum(), atol=0.01, rtol=0)
+    assert share[0] == 0 and share[3] == 0  # a row of weight 0 is never drawn
+    with pytest.raises(RuntimeError, match="cannot exceed 2\\^24"):  # why: what torch refuses
+        torch.multinomial(torch.ones(2**24 + 1, dtype=torch.float64), 1, True)
