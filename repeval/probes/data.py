@@ -38,6 +38,11 @@ class ProbeData:
     val_counts: np.ndarray | None = None
     #: likewise per test scenario
     test_counts: dict[str, np.ndarray] = field(default_factory=dict)
+    #: ``embedding_aggregation: prediction`` on tracks of unequal numbers of frames: each training track's number of
+    #: frames (its frames consecutive rows of ``x_train``, tracks in order). Training draws frames with probability
+    #: inverse to it, so each training track weighs alike, as in validation and test (``None``: every track has as
+    #: many frames, or rows are tracks; frames are then taken once per epoch in a random order)
+    train_frame_counts: np.ndarray | None = None
 
     @property
     def attention(self) -> bool:
@@ -104,6 +109,39 @@ def _targets(y: np.ndarray, task_type: str, scale: TargetScale = None) -> torch.
     if scale is not None:
         y = ((y - scale[0]) / scale[1]).astype(np.float32)
     return torch.from_numpy(y)
+
+
+#: the most categories ``torch.multinomial`` draws from (it refuses more: "number of categories cannot exceed 2^24")
+MULTINOMIAL_MAX = 2**24
+
+
+def draw_rows(weights: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` row indices drawn with replacement, with probability proportional to ``weights``: ``torch.multinomial``
+    (the draws repeval always made) up to :data:`MULTINOMIAL_MAX` rows, which it cannot exceed — the training frames
+    of a few thousand long tracks — and above that by inverting the weights' cumulative sum."""
+    if len(weights) <= MULTINOMIAL_MAX:
+        return torch.multinomial(weights, n, True, generator=generator)
+    cdf = torch.cumsum(weights.to(torch.float64), 0)
+    u = torch.rand(n, generator=generator, dtype=torch.float64) * cdf[-1]
+    return torch.searchsorted(cdf, u, right=True).clamp_(max=len(weights) - 1)
+
+
+def training_weights(data: ProbeData, balanced: bool) -> torch.Tensor | None:
+    """Per-row weights of the training rows' sampling (drawn with replacement), or ``None``: a random order of every
+    row, each epoch. ``balanced`` (``train_sampling: balanced``): class-balanced weights per track. On frames of
+    tracks of unequal lengths (:attr:`ProbeData.train_frame_counts`) a track's weight is shared among its frames, so a
+    track of 600 frames weighs as much as one of 60 — not ten times as much."""
+    counts = data.train_frame_counts
+    if counts is None:
+        return _sampling_weights(np.asarray(data.y_train), data.task_type) if balanced else None
+    c = np.asarray(counts, np.int64)
+    first = np.cumsum(c) - c  # each track's first frame: its label
+    track = (
+        _sampling_weights(np.asarray(data.y_train)[first], data.task_type).numpy()
+        if balanced
+        else np.ones(len(c), np.float64)
+    )
+    return torch.from_numpy(np.repeat(track / c, c))
 
 
 def _sampling_weights(y: np.ndarray, task_type: str) -> torch.Tensor:

@@ -22,7 +22,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from repeval.probes.data import ProbeData, _sampling_weights, _targets, heads_of, input_dim_of, target_scale, unscaled
+from repeval.probes.data import (
+    ProbeData,
+    _targets,
+    draw_rows,
+    heads_of,
+    input_dim_of,
+    target_scale,
+    training_weights,
+    unscaled,
+)
 from repeval.probes.inputs import Inputs, Preprocess, Segments, _forward_all, _forward_pooled, _pooled
 from repeval.probes.losses import (
     aggregate_scores,
@@ -203,7 +212,7 @@ def _train_stack(
         c0.optimizer, model.parameters(), [c.learning_rate for c in cfgs], [c.weight_decay for c in cfgs]
     )
     order_gens = {s: torch.Generator().manual_seed(s) for s in sorted(set(seeds))}  # data order
-    weights = _sampling_weights(np.asarray(data.y_train), task) if c0.train_sampling == "balanced" else None
+    weights = training_weights(data, c0.train_sampling == "balanced")  # None: a random order of every row
     crit = [criterion_of(c, task) for c in cfgs]
     epochs = [min(c.epochs, max_epochs) if max_epochs else c.epochs for c in cfgs]
     max_steps = [c.max_steps or math.inf for c in cfgs]
@@ -242,11 +251,7 @@ def _train_stack(
         orders = {}
         for s in sorted(set(act_seeds)):
             g = order_gens[s]
-            orders[s] = (
-                torch.multinomial(weights, n, True, generator=g)
-                if weights is not None
-                else torch.randperm(n, generator=g)
-            )
+            orders[s] = draw_rows(weights, n, g) if weights is not None else torch.randperm(n, generator=g)
         perm = torch.stack([orders[s] for s in act_seeds]).to(device)
         vidx = var_idx[active]
         # one seed in the stack: every probe sees the same rows, gathered once per preprocessing variant

@@ -368,8 +368,9 @@ def probe_data(
         )  # fmt: skip
     if aggregation == "prediction":  # each frame's track (its position among the split's tracks)
         groups = {sid: np.repeat(np.arange(len(c)), c) for sid, c in counts.items()}
+        ctr = np.concatenate(train_counts)  # unequal lengths: each training track weighs alike (training_weights)
         return ProbeData(
             task_type, classes, xtr, ytr, xva, yva, tests, val_groups=np.repeat(np.arange(len(cva)), cva),
-            test_groups=groups,
+            test_groups=groups, train_frame_counts=ctr if len(np.unique(ctr)) > 1 else None,
         )  # fmt: skip
     return ProbeData(task_type, classes, xtr, ytr, xva, yva, tests)

@@ -78,6 +78,7 @@ def data_nbytes(data: ProbeData) -> int:
     arrays += [a for x, y, _ in data.tests.values() for a in (x, y)]
     arrays += [g for g in [data.val_groups, *data.test_groups.values()] if g is not None]
     arrays += [c for c in [data.train_counts, data.val_counts, *data.test_counts.values()] if c is not None]
+    arrays += [data.train_frame_counts] if data.train_frame_counts is not None else []
     return int(sum(np.asarray(a).nbytes for a in arrays))
 
 

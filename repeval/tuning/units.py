@@ -172,6 +172,8 @@ def _fingerprint(units: list[Unit], ev: EvalSettings, data: ProbeData, extra: An
     }
     if data.val_groups is not None:  # prediction-level aggregation (absent otherwise: earlier fingerprints hold)
         desc["aggregation"] = "prediction"
+        if data.train_frame_counts is not None:  # tracks of unequal lengths, each weighing alike in training
+            desc["frames"] = "per track"
     elif data.attention:
         desc["aggregation"] = "attention"
     if data.task_type == "regression":  # probes fit standardised targets (checkpoints of raw-target ones differ)
@@ -204,7 +206,8 @@ def data_identity(data: ProbeData) -> str:
         add(y)
         h.update(json.dumps(list(ids), default=str).encode())
     optional: dict[str, np.ndarray | None] = {
-        "val_groups": data.val_groups, "train_counts": data.train_counts, "val_counts": data.val_counts
+        "val_groups": data.val_groups, "train_counts": data.train_counts, "val_counts": data.val_counts,
+        "train_frame_counts": data.train_frame_counts,
     }  # fmt: skip
     optional.update({f"test_groups:{k}": v for k, v in sorted(data.test_groups.items())})
     optional.update({f"test_counts:{k}": v for k, v in sorted(data.test_counts.items())})

@@ -263,6 +263,15 @@ def test_rendered_tagging_and_key_sets_run_end_to_end(ray_session, tmp_path):
     s = runner.stage_embed(ctx)
     n_test = sum(r["split"] == "test" for r in _rows(mix)) + sum(r["split"] == "test" for r in _rows(keys))
     assert s.errors == 0 and s.computed == 400 + 192 + n_test
+    # the frames configs/aggregation.yaml's comment describes: 1-s windows every 0.5 s, four per 3-s mixture and
+    # five per 3.25-s progression
+    for dataset, model, seconds, frames in (
+        ("mixtures", "logmel-stats", 3.0, 4),
+        ("progressions", "chroma-stats", 3.25, 5),
+    ):
+        t = ctx.store.partition(dataset, model, "clean").read(["n_frames", "audio_seconds"])
+        assert set(t.column("n_frames").to_pylist()) == {frames}, (dataset, model)
+        assert np.allclose(t.column("audio_seconds").to_numpy(), seconds, atol=1e-3), (dataset, model)
     runner.stage_train(ctx)
     res = runner.stage_evaluate(ctx).to_pandas()
     agg = res[res["label"].isna()].set_index(["task", "scenario", "metric"])["value"]

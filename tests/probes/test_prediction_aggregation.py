@@ -166,3 +166,51 @@ def test_a_run_with_prediction_aggregation_end_to_end(ray_session, frames_run, t
     assert runner.stage_embed(runner.make_context(load_config(path))).computed == lost
     d1 = pq.read_table(tmp_path / "store" / "notes" / "mfcc-frames" / "D1")
     assert [len(f) for f in d1.column("frames").to_pylist()] == d1.column("n_frames").to_pylist()
+
+
+def _long_and_short_tracks(n: int = 40, long: int = 12) -> ProbeData:
+    """Frames that say nothing (all zero: a probe learns its bias, the class prior), class 0's tracks ``long``
+    frames each and class 1's one frame, as many tracks of each class in every split."""
+    c = np.tile([long, 1], n // 2)
+    y = np.tile([0, 1], n // 2)
+    frames = np.zeros((int(c.sum()), 3), np.float32)
+    groups = np.repeat(np.arange(n), c)
+    return ProbeData(
+        "multiclass_classification", ["long", "short"], frames, y[groups], frames, y,
+        {"clean": (frames, y, [f"t{i}" for i in range(n)])}, val_groups=groups, test_groups={"clean": groups},
+        train_frame_counts=c,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("sampling", ["random", "balanced"])
+def test_each_training_track_weighs_alike_whatever_its_number_of_frames(sampling):
+    """A track of 12 frames counted 12 times a track of one in training (the loss was a mean over frames): with
+    uninformative frames a probe learned the class prior of frames (12/13 for the long tracks' class) where the tracks
+    are half of each. Frames are now drawn with probability inverse to their track's count (times the balanced
+    weight of its label), so each track weighs alike: the prior learned is the tracks' (1/2)."""
+    data = _long_and_short_tracks()
+    cfg = ProbeConfig(
+        hidden_units=[], learning_rate=5e-2, batch_size=16, epochs=15, patience=15, train_sampling=sampling
+    )
+    r = train_probes([(cfg, 0)], data)[0]
+    p_long = float(r.test_scores["clean"][:, 0].mean())
+    assert abs(p_long - 0.5) < 0.15, p_long
+
+
+def test_weighted_draws_go_past_what_torch_multinomial_takes(monkeypatch):
+    """``train_sampling: balanced``, and frames of tracks of unequal lengths, draw rows with ``torch.multinomial``,
+    which refuses more than 2^24 categories: training on the frames of a few thousand long tracks stopped there.
+    Above it rows are drawn by inverting the weights' cumulative sum, in proportion to the weights; below it the
+    draws are torch.multinomial's, as they always were."""
+    import repeval.probes.data as probes_data
+
+    weights = torch.tensor([0.0, 1.0, 3.0, 0.0, 4.0], dtype=torch.float64)
+    below = probes_data.draw_rows(weights, 50, torch.Generator().manual_seed(3))
+    assert torch.equal(below, torch.multinomial(weights, 50, True, generator=torch.Generator().manual_seed(3)))
+    monkeypatch.setattr(probes_data, "MULTINOMIAL_MAX", 4)  # as if the 5 rows were more than 2^24
+    drawn = probes_data.draw_rows(weights, 40_000, torch.Generator().manual_seed(3))
+    share = torch.bincount(drawn, minlength=5).double() / len(drawn)
+    torch.testing.assert_close(share, weights / weights.sum(), atol=0.01, rtol=0)
+    assert share[0] == 0 and share[3] == 0  # a row of weight 0 is never drawn
+    with pytest.raises(RuntimeError, match="cannot exceed 2\\^24"):  # why: what torch refuses
+        torch.multinomial(torch.ones(2**24 + 1, dtype=torch.float64), 1, True)

@@ -109,6 +109,10 @@ def test_probe_data_matches_the_whole_partition(tmp_path: Path, aggregation: str
     if aggregation == "attention":
         np.testing.assert_array_equal(data.train_counts, counts)
         np.testing.assert_array_equal(data.val_counts, c_val)
+    if aggregation == "prediction":  # tracks of 1–5 frames: training weighs each track alike by these
+        np.testing.assert_array_equal(data.train_frame_counts, counts)
+    else:
+        assert data.train_frame_counts is None
     assert len(train_ids) == len(set(train_ids))  # a track stored twice is read once, its first row
     assert data.tests["clean"][2] == sorted(set(data.tests["clean"][2]))
 
