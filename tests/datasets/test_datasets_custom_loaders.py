@@ -121,9 +121,8 @@ def test_mtg_jamendo_without_its_split_files_draws_the_splits_said_as_a_note_not
 
 def test_mtg_jamendo_folds_are_its_official_splits_whose_test_tracks_overlap_which_is_warned(tmp_path, caplog):
     """``split_type: all`` runs fold i on official split-i: the splits are drawn apart, so a track is tested in several
-    folds (or none) — the mean over folds is no k-fold estimate and its interval, taking the folds as disjoint, is too
-    narrow. Folds with the same rows said so; this loader's folds, each its own rows in its files' order, were not
-    checked at all."""
+    folds (or none) — the mean over folds is no k-fold estimate and its interval is widened for the overlap. Folds
+    with the same rows said so; this loader's folds, each its own rows in its files' order, were not checked at all."""
     import logging
 
     from repeval.datasets import load_folds
@@ -142,7 +141,7 @@ def test_mtg_jamendo_folds_are_its_official_splits_whose_test_tracks_overlap_whi
         f"dataset mtg_jamendo: of {len(tested)} tracks, {never} are tested in no fold and {several} in several of the "
         "5 folds" in caplog.text
     ), caplog.text
-    assert "its interval, which takes the folds' test tracks as disjoint, too narrow" in caplog.text
+    assert "the folds' results share test tracks, so the interval of their mean is widened for it" in caplog.text
     # what a probe's error adds names the official split (it said: validation = fold 4, test = fold 0)
     from repeval.config import parse_config
     from repeval.run.split_check import fold_hint
