@@ -288,6 +288,33 @@ def test_the_commands_show_plugin_models(monkeypatch, forget_plugins):
     ]
 
 
+def test_validate_puts_a_plugin_model_s_error_right_under_the_line_that_announces_it(tmp_path, forget_plugins):
+    """The headline "… cannot run on this machine:" was followed by the ``plugins:`` line, its error lines after it."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    plugin = _plugin(
+        tmp_path,
+        "unrunnable_plugin",
+        TEAM_MODEL.replace(
+            "    embedding_dim = 3\n",
+            "    embedding_dim = 3\n    availability = classmethod(lambda cls, p: "
+            "'needs the team-weights package: pip install team-weights')\n",
+        ),
+    )
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(_config([plugin], "team-model")))
+    r = CliRunner().invoke(app, ["validate", str(cfg), "--skip-data-check"])
+    assert r.exit_code == 1, r.output
+    assert r.output.splitlines() == [
+        f"{cfg}: valid (1 experiment), but 1 of its 1 embedding model cannot run on this machine:",
+        "error: embedding model 'team-model' cannot run here: needs the team-weights package: pip install team-weights",
+        f"plugins: {plugin} (team-model)",
+    ], r.output
+
+
 #: a model whose weights file is a parameter, as a team's trained network has it
 WEIGHTS_MODEL = """
 import numpy as np
