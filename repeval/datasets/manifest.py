@@ -383,6 +383,11 @@ def _as_text(field: pa.Field) -> pa.Field:
     (and :data:`NUMERIC_TYPE` when its items are numbers)."""
     t = field.type
     if is_list_type(t):
+        if pa.types.is_nested(t.value_type):
+            raise ValueError(
+                f"the manifest's column {field.name!r} is a list column whose items are not strings or numbers "
+                f"({t}) — write each row's labels as one list of strings (or of numbers: regression targets)"
+            )
         meta = {LIST_TYPE: str(t)} | ({NUMERIC_TYPE: str(t)} if _is_number(t.value_type) else {})
         return pa.field(field.name, pa.list_(pa.string()), metadata=meta)
     return pa.field(field.name, pa.string(), metadata={NUMERIC_TYPE: str(t)} if _is_number(t) else None)

@@ -123,6 +123,9 @@ def test_a_track_id_or_audio_list_column_is_refused_naming_it(audio_dir):
         "row — write it as a column of strings (only label_column and annotated_column may hold lists)"
     )
     assert catalog.manifest_problems(ds, task) == [said]
+    nested = _write(audio_dir, [[["a"]], [["b", "c"]]], pa.list_(pa.list_(pa.string())), name="nested.parquet")
+    with pytest.raises(ValueError, match="'label' is a list column whose items are not strings or numbers"):
+        load_dataset(ds_cfg("cat", "catalog", manifest=str(nested), label_column="label"), TAGS)
     with pytest.raises(ValueError) as err:
         load_dataset(ds, task)
     assert str(err.value) == f"catalog {path}: {said}"
