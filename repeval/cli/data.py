@@ -59,7 +59,7 @@ def data_render(
         ):
             if value is not None and value < least:
                 raise ValueError(f"{flag} must be at least {least}, got {value}")
-        detail = ""
+        detail, counts = "", {"kept": 0}
         if kind == "notes":
             if clips is not None or manifest_format != "csv" or workers is not None or audio_format != "wav":
                 raise ValueError(
@@ -71,14 +71,14 @@ def data_render(
         elif kind == "mixtures":
             mix = MixtureSpec(seed=seed, manifest_format=manifest_format, audio_format=audio_format)
             mix = mix if clips is None else replace(mix, clips=clips)
-            m, n = render_mixtures(out, mix, workers=procs), mix.clips
+            m, n = render_mixtures(out, mix, workers=procs, tally=counts), mix.clips
         elif kind == "keys":
             keys = KeySpec(seed=seed, manifest_format=manifest_format, audio_format=audio_format)
             keys = keys if clips is None else replace(keys, clips=clips)
-            m, n = render_keys(out, keys, workers=procs), keys.clips
+            m, n = render_keys(out, keys, workers=procs, tally=counts), keys.clips
         else:
             raise ValueError(f"unknown --kind '{kind}'; valid: notes, mixtures, keys")
-        typer.echo(rendered_text(kind, m, n, detail))
+        typer.echo(rendered_text(kind, m, n, detail, counts["kept"]))
 
     _guard(go)
 

@@ -61,6 +61,8 @@ def validate(
     if problems:  # the file is valid, the run would stop: the first line says both (exit status 1)
         head += f", but {said}:"
     typer.echo(head)
+    for line in problems:  # right under the line that ends "cannot run on this machine:"
+        typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)
     if cfg.plugins:  # the models of your own it registers (README, "Your own model")
         from repeval.models.plugins import plugins_line
 
@@ -68,8 +70,6 @@ def validate(
     checked = not skip_data_check
     for line in fold_split_warnings(cfg, data_checked=checked) + decimal_warnings(cfg, data_checked=checked):
         typer.secho(f"warning: {line}", fg=typer.colors.YELLOW, err=True)
-    for line in problems:
-        typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)
     if problems:
         raise typer.Exit(1)
     if said:

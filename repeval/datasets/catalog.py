@@ -21,6 +21,10 @@ column (``split_column``: ``train``, ``validation`` or ``val``/``valid``/``dev``
 cells, or every track
 without it, get a seeded split by ``split_ratios``, default 0.8/0.1/0.1, stratified by label, a regression target's
 plain) and a group column (``group_column``: an artist or album kept within one split). Other columns are ignored. A
+Parquet label column may hold a list per row (``list<string>``, a pandas column of lists; ``large_list``,
+``large_string`` and dictionary-encoded items too), split at nothing: a multilabel task's tags as they are (a null or
+empty list: no tags, as an empty cell), a single-label task's one label (a list of several stops the load), a regression
+task's targets (``list<double>``); the track id, audio, split and group columns are refused as lists. A
 multilabel data set that annotates only some labels per track names the annotated ones in ``annotated_column``
 (cells separated by ``label_separator``; a track's labels count as annotated whether listed there or not, an empty
 cell annotates every label): with ``unannotated: mask`` the rows carry them in the
@@ -69,7 +73,7 @@ from repeval.datasets.manifest import _filesystem as _filesystem
 from repeval.datasets.manifest import _is_parquet as _is_parquet
 from repeval.datasets.manifest import estimate_rows as estimate_rows
 from repeval.datasets.manifest import iter_manifest as iter_manifest
-from repeval.datasets.manifest import label_fix, one_column_problem
+from repeval.datasets.manifest import label_fix, one_column_problem, one_value_problem
 from repeval.datasets.manifest import manifest_columns as manifest_columns
 from repeval.datasets.manifest import manifest_problems as manifest_problems
 from repeval.datasets.manifest import read_manifest as read_manifest
@@ -151,6 +155,8 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
             f"— set dataset.label_column / track_id_column / audio_column / split_column / group_column / "
             "annotated_column"
         )
+    if one := one_value_problem(ds):
+        raise ValueError(f"catalog {ds.manifest}: {one}")
     fs, path = _filesystem(ds.manifest)
     fmt = "parquet" if _is_parquet(path) or fs.get_file_info(path).type == pafs.FileType.Directory else "csv"
     report = LoadReport()
@@ -165,7 +171,7 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
             spool.write(out)
     table = spool.table()
     if getattr(task, "effective_type", None) == "regression" and table.num_rows:
-        table = _same_target_count(table, report, label_col, target_separator(ds))
+        table = _same_target_count(table, report, label_col, target_separator(ds) if not validate.list_label else ", ")
     report.notes += [n for n in (validate.blank_note(), validate.normalization_note()) if n]
     pa.default_memory_pool().release_unused()  # hand the batches' scratch memory back to the OS
     if ds.check_files and report.count("missing_audio") and (hint := missing.case_hint(report.missing_rows)):
@@ -181,12 +187,17 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
         raise ValueError(
             f"catalog {ds.manifest}: no usable rows among {n_read}{why} — {_no_rows_fix(ds, task, report)}"
         )
-    if getattr(task, "effective_type", None) == "multilabel_classification" and (
-        note := _separator_note(table.column("label"), label_col, ds.label_separator)
+    split_at = not validate.list_label  # a Parquet list column's items are the labels: nothing split at a separator
+    if (
+        split_at
+        and getattr(task, "effective_type", None) == "multilabel_classification"
+        and (note := _separator_note(table.column("label"), label_col, ds.label_separator))
     ):
         report.notes.append(note)
-    if getattr(task, "effective_type", None) == "regression" and (
-        note := _decimal_comma_note(table.column("label"), label_col, target_separator(ds))
+    if (
+        split_at
+        and getattr(task, "effective_type", None) == "regression"
+        and (note := _decimal_comma_note(table.column("label"), label_col, target_separator(ds)))
     ):
         report.notes.append(note)
     if validate.numeric_label is not None:

@@ -267,6 +267,8 @@ def _problems(ds: Any, task: Any) -> list[str]:
                 )
                 + f" (its columns: {', '.join(have)})"
             )
+    if not out and (one := one_value_problem(ds)):
+        return [one]
     if not out:
         with contextlib.closing(iter_manifest(ds.manifest, [ds.track_id_column], delimiter=ds.delimiter)) as rows:
             # a blank line is a row of empty cells (the load skips it): read on to the first track id, the first
@@ -343,6 +345,8 @@ def decimal_comma_warning(ds: Any, task: Any) -> str | None:
         first = next(batches, None)
     if first is None:
         return None
+    if list_type(first[1].schema.field(0)) is not None:  # each item one target: nothing split at ','
+        return None
     cells = pc.utf8_trim_whitespace(first[1].column(0).fill_null(""))
     cells = cells.filter(pc.not_equal(cells, ""))
     if not len(cells) or not pc.all(pc.match_substring_regex(cells, _COMMA_CELL)).as_py():
@@ -359,12 +363,68 @@ def decimal_comma_warning(ds: Any, task: Any) -> str | None:
 NUMERIC_TYPE = b"repeval.numeric_type"
 
 
+#: field metadata of a manifest column read as lists of strings from a Parquet list column (``list<string>``, a
+#: pandas column of lists; ``large_list``, ``list<large_string>``, dictionary-encoded strings): the column's Arrow type
+LIST_TYPE = b"repeval.list_type"
+
+
+def is_list_type(type_: pa.DataType) -> bool:
+    """Whether a Parquet column of ``type_`` holds a list per row (``list``, ``large_list``, ``fixed_size_list``)."""
+    return pa.types.is_list(type_) or pa.types.is_large_list(type_) or pa.types.is_fixed_size_list(type_)
+
+
+def _is_number(type_: pa.DataType) -> bool:
+    return pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_decimal(type_)
+
+
 def _as_text(field: pa.Field) -> pa.Field:
     """``field`` read as strings, a column of numbers (integers, floating-point or decimal) marked
-    :data:`NUMERIC_TYPE`."""
+    :data:`NUMERIC_TYPE`; a list column (:func:`is_list_type`) read as lists of strings, marked :data:`LIST_TYPE`
+    (and :data:`NUMERIC_TYPE` when its items are numbers)."""
     t = field.type
-    numeric = pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
-    return pa.field(field.name, pa.string(), metadata={NUMERIC_TYPE: str(t)} if numeric else None)
+    if is_list_type(t):
+        if pa.types.is_nested(t.value_type):
+            raise ValueError(
+                f"the manifest's column {field.name!r} is a list column whose items are not strings or numbers "
+                f"({t}) — write each row's labels as one list of strings (or of numbers: regression targets)"
+            )
+        meta = {LIST_TYPE: str(t)} | ({NUMERIC_TYPE: str(t)} if _is_number(t.value_type) else {})
+        return pa.field(field.name, pa.list_(pa.string()), metadata=meta)
+    return pa.field(field.name, pa.string(), metadata={NUMERIC_TYPE: str(t)} if _is_number(t) else None)
+
+
+def list_type(field: pa.Field) -> str | None:
+    """The Arrow type of the Parquet list column a batch's ``field`` was read from (:data:`LIST_TYPE`), else
+    ``None``."""
+    type_ = (field.metadata or {}).get(LIST_TYPE)
+    return type_.decode() if type_ is not None else None
+
+
+def list_columns(uri: str) -> dict[str, str]:
+    """The list columns of a Parquet manifest (:func:`is_list_type`), each with its Arrow type; none for a text one."""
+    fs, path = _filesystem(uri)
+    if not (_is_parquet(path) or fs.get_file_info(path).type == pafs.FileType.Directory):
+        return {}
+    schema = pads.dataset(path, filesystem=fs, format="parquet").schema
+    return {f.name: str(f.type) for f in schema if is_list_type(f.type)}
+
+
+#: the columns a catalog reads one value per row of (its label and annotated columns may be lists)
+ONE_VALUE = ("track_id_column", "audio_column", "split_column", "group_column")
+
+
+def one_value_problem(ds: Any) -> str | None:
+    """The problem of a Parquet manifest whose track id, audio, split or group column is a list column: the column,
+    and that it takes one value per row; ``None`` otherwise."""
+    lists = list_columns(ds.manifest)
+    for key in ONE_VALUE:
+        column = getattr(ds, key)
+        if column and column in lists:
+            return (
+                f"{key}: the manifest's column {column!r} is a list column ({lists[column]}), but it takes one value "
+                "per row — write it as a column of strings (only label_column and annotated_column may hold lists)"
+            )
+    return None
 
 
 def numeric_type(field: pa.Field) -> str | None:
@@ -397,9 +457,10 @@ def iter_manifest(
                 for batch in pf.iter_batches(batch_size=batch_rows, columns=cols, use_threads=False):
                     if batch.num_rows == 0:
                         continue
+                    schema = pa.schema([_as_text(f) for f in batch.schema])
                     batch = pa.RecordBatch.from_arrays(
-                        [pc.cast(batch.column(i), pa.string()) for i in range(batch.num_columns)],
-                        schema=pa.schema([_as_text(f) for f in batch.schema]),
+                        [pc.cast(batch.column(i), schema.field(i).type) for i in range(batch.num_columns)],
+                        schema=schema,
                     )
                     yield start, batch
                     start += batch.num_rows

@@ -38,6 +38,10 @@ from repeval.datasets.target_text import (
     thousands_fix,
     typographic_why,
 )
+from repeval.datasets.target_text import list_text as list_text
+from repeval.datasets.target_text import split_cells as split_cells
+from repeval.datasets.target_text import target_cells as target_cells
+from repeval.datasets.target_text import target_hint as target_hint
 
 SPLIT_ALIASES = {
     "train": "train",
@@ -130,6 +134,9 @@ class _BatchValidator:
         self.numeric_label: str | None = None
         #: whether a batch's label column was text, read with ``decimal`` (a folder of Parquet files may hold both)
         self.text_label = False
+        #: whether a batch's label column was a Parquet list column (:func:`~repeval.datasets.manifest.list_type`):
+        #: its items are the labels, split at no separator
+        self.list_label = False
         self.base = _base_dir(ds.manifest, ds.dir)
         self.check_files = bool(getattr(ds, "check_files", True))
         classes = key_classes(self.task_type, getattr(ds, "classes", None))
@@ -193,7 +200,27 @@ class _BatchValidator:
         cause = missing.NOT_FOUND if paths is not None else missing.EMPTY_PATH
         self.report.add_missing_batch(ids.take(take), path, refs, pa.repeat(pa.scalar(cause), len(idx)))
 
+    def _one_each(self, raw: pa.Array, ids: pa.Array, rows: np.ndarray, ok: np.ndarray) -> pa.Array:
+        """The label of each list of a Parquet list column read for a single-label task (null where the list is null
+        or empty: no label); a list of several labels stops the load, naming the fix."""
+        parent, values, keep = split_cells(raw, None)
+        counts = np.bincount(parent[keep], minlength=len(raw))
+        several = np.flatnonzero((counts > 1) & ok)
+        if len(several):
+            i = int(several[0])
+            raise ValueError(
+                f"label_column {self.label_col!r} is a list column and {len(several)} of its rows hold several "
+                f"labels (e.g. {ids[i].as_py()} ({_rowref(self.fmt, int(rows[i]))}): {raw[i].as_py()}), but a "
+                f"{self.task_type} task takes one label per track — set the task's type: multilabel_classification "
+                "if they are its tags, else write one label per row (a list of one, or a column of strings)"
+            )
+        at = np.full(len(raw), -1, dtype=np.int64)
+        at[parent[keep]] = np.flatnonzero(keep)
+        return values.take(pa.array(at, mask=at < 0))
+
     def _single_labels(self, raw: pa.Array, ids: pa.Array, rows: np.ndarray, ok: np.ndarray) -> pa.Array:
+        if pa.types.is_list(raw.type):  # a Parquet list column: each list's one label
+            raw = self._one_each(raw, ids, rows, ok)
         lab = pc.utf8_trim_whitespace(raw)
         empty = pc.fill_null(pc.equal(lab, ""), True).to_numpy(zero_copy_only=False)
         self._bad("unlabelled", ids, rows, ok & empty, f"empty {self.label_col}")
@@ -230,9 +257,16 @@ class _BatchValidator:
         n = len(raw)
         regression = self.task_type == "regression"
         separator = target_separator(self.ds) if regression else self.ds.label_separator
-        if regression:
-            raw = plain_minus(raw)  # −0.5 (U+2212) is -0.5
-        parent, values, keep = split_cells(raw, separator)
+        if pa.types.is_list(raw.type):  # a Parquet list column: its items, split at nothing (their text for messages)
+            self.list_label = True
+            parent, values, keep = split_cells(raw, None)
+            separator, raw = None, list_text(raw)
+            if regression:
+                values = plain_minus(values)
+        else:
+            if regression:
+                raw = plain_minus(raw)  # −0.5 (U+2212) is -0.5
+            parent, values, keep = split_cells(raw, separator)
         if regression:
             decimal = column_decimal(field, self.decimal)
             if decimal != self.decimal and field is not None:  # a Parquet column of numbers: noted by the load
@@ -414,48 +448,10 @@ def _blank_rows(batch: pa.RecordBatch, among: np.ndarray) -> np.ndarray:
         return blank
     idx = np.flatnonzero(blank)
     for column in batch.columns:
-        cells = pc.utf8_trim_whitespace(column.take(pa.array(idx)))
+        cells = column.take(pa.array(idx))
+        cells = pc.utf8_trim_whitespace(list_text(cells) if pa.types.is_list(cells.type) else cells)
         blank[idx] &= ~pc.fill_null(pc.not_equal(cells, ""), False).to_numpy(zero_copy_only=False)
     return blank
-
-
-def split_cells(raw: pa.Array, separator: str | None) -> tuple[np.ndarray, pa.Array, np.ndarray]:
-    """Cells split at ``separator`` (``None``: each cell one part): each part's cell index, the parts (whitespace
-    trimmed) and which are not empty."""
-    if separator is None:
-        values = pc.utf8_trim_whitespace(raw.fill_null(""))
-        return np.arange(len(raw)), values, pc.not_equal(values, "").to_numpy(zero_copy_only=False)
-    parts = pc.split_pattern(raw.fill_null(""), separator)
-    values = pc.utf8_trim_whitespace(pc.list_flatten(parts))
-    return pc.list_parent_indices(parts).to_numpy(), values, pc.not_equal(values, "").to_numpy(zero_copy_only=False)
-
-
-def target_cells(raw: pa.Array, separator: str | None, decimal: str = ".") -> tuple[np.ndarray, np.ndarray]:
-    """Of a regression task's label cells: which hold targets the loader keeps (at least one, every one a number with
-    ``decimal`` as its decimal mark or a ``name=value`` pair, none with a thousands separator), and which hold text
-    that is none."""
-    raw = plain_minus(raw)
-    parent, values, keep = split_cells(raw, separator)
-    odd = _odd_parts(values, keep, decimal)
-    bad = _non_numeric_rows(parent, odd, len(raw)) | _grouped_rows(raw, parent, values, keep, odd, separator, decimal)
-    return (np.bincount(parent[keep], minlength=len(raw)) > 0) & ~bad, bad
-
-
-def target_hint(cell: pa.Array, separator: str | None, decimal: str) -> str:
-    """The fix of a regression ``cell`` (an array of one) that :func:`target_cells` finds no target in, after a dash:
-    writing its numbers without a thousands separator, or the other decimal mark's (:func:`_decimal_hint`); ``""``
-    when it is text."""
-    cell = plain_minus(cell)
-    parent, values, keep = split_cells(cell, separator)
-    odd = _odd_parts(values, keep, decimal)
-    if _grouped_rows(cell, parent, values, keep, odd, separator, decimal).any():
-        return f" — it has a thousands separator: {thousands_fix(cell[0].as_py().strip(), decimal)}"
-    text = cell[0].as_py() or ""
-    if ambiguous_parts(values, odd, decimal).any():
-        return " — it " + ambiguous_why(text, "it", decimal).split(" in it ", 1)[1]
-    if not text.isascii() and (why := typographic_why(text, "it", decimal, re.compile(_number_re(decimal)))):
-        return " — it " + why.split(" in it ", 1)[1]
-    return _decimal_hint(values, keep, decimal)
 
 
 def column_decimal(field: pa.Field | None, decimal: str) -> str:

@@ -166,12 +166,14 @@ def _render_set(
     fields: list[str],
     workers: int,
     progress: bool | None = None,
+    tally: dict[str, int] | None = None,
 ) -> Path:
     """Render every planned clip, a folder of :data:`FILES_PER_DIR` at a time — in ``workers`` processes when more
     than one — and stream the manifest's rows in clip order, with a progress bar when ``progress`` (default: on a
     terminal). The files do not depend on ``workers``. ``OUT/render.json`` records the spec: rendering the same
     spec into the same folder again (after an interruption) keeps the clips already written; another spec
-    renders every clip anew. The manifest appears (renamed from a temporary file) only when every clip is
+    renders every clip anew (``tally``, when given, gets how many clips were ``rendered`` and how many ``kept``).
+    The manifest appears (renamed from a temporary file) only when every clip is
     written: an interrupted render leaves none, not even an earlier render's."""
     import concurrent.futures as cf
     import dataclasses
@@ -221,16 +223,24 @@ def _render_set(
         bar.close()
     _write_licence(out)
     log.debug("rendered %d clips into %s%s", n - kept, out, f" ({kept} already there, kept)" if kept else "")
+    if tally is not None:
+        tally.update(rendered=n - kept, kept=kept)
     return writer.path
 
 
 def render_mixtures(
-    out: str | Path, spec: MixtureSpec | None = None, *, workers: int = 1, progress: bool | None = None
+    out: str | Path,
+    spec: MixtureSpec | None = None,
+    *,
+    workers: int = 1,
+    progress: bool | None = None,
+    tally: dict[str, int] | None = None,
 ) -> Path:
     """Render instrument mixtures (multilabel tagging) into ``out`` with ``workers`` processes; returns the manifest
     path. The manifest's ``instruments`` column holds the clip's instruments in :data:`INSTRUMENTS` order,
     ``|``-separated (give the catalog dataset ``label_separator: "|"``), ``n_instruments`` their count. Splits are
-    stratified by the number of instruments. Deterministic for a seed, whatever ``workers``."""
+    stratified by the number of instruments. Deterministic for a seed, whatever ``workers``. ``tally``: as
+    :func:`_render_set` fills it."""
     spec = spec or MixtureSpec()
     spec.check()
     unknown = set(spec.instruments) - set(INSTRUMENTS)
@@ -250,20 +260,25 @@ def render_mixtures(
     weights = np.asarray(spec.instrument_count_weights, dtype=float)
     counts = rng.choice(np.arange(1, spec.max_instruments + 1), size=spec.clips, p=weights / weights.sum())
     splits = _splits(counts, spec.split_ratios, rng)
-    return _render_set(out, spec, counts, splits, ["instruments", "n_instruments"], workers, progress)
+    return _render_set(out, spec, counts, splits, ["instruments", "n_instruments"], workers, progress, tally)
 
 
 def render_keys(
-    out: str | Path, spec: KeySpec | None = None, *, workers: int = 1, progress: bool | None = None
+    out: str | Path,
+    spec: KeySpec | None = None,
+    *,
+    workers: int = 1,
+    progress: bool | None = None,
+    tally: dict[str, int] | None = None,
 ) -> Path:
     """Render chord progressions (key estimation) into ``out`` with ``workers`` processes; returns the manifest
     path. The manifest's ``key`` column is in mir_eval's spelling with sharps (``C# minor``), ``progression`` the
     scale degrees (``I-IV-V-I``, ``i-iv-V-i``), ``instrument`` the chord instrument. Splits are stratified by key.
-    Deterministic for a seed, whatever ``workers``."""
+    Deterministic for a seed, whatever ``workers``. ``tally``: as :func:`_render_set` fills it."""
     spec = spec or KeySpec()
     spec.check()
     rng = np.random.default_rng(spec.seed)
     keys = rng.permutation(np.arange(spec.clips) % 24)  # every key equally often (±1)
     splits = _splits(keys, spec.split_ratios, rng)
     fields = ["key", "tonic", "mode", "progression", "instrument"]
-    return _render_set(out, spec, keys, splits, fields, workers, progress)
+    return _render_set(out, spec, keys, splits, fields, workers, progress, tally)

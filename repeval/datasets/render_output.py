@@ -81,9 +81,10 @@ SHIPPED = {
 }
 
 
-def rendered_text(kind: str, manifest: Path, clips: int, detail: str = "") -> str:
+def rendered_text(kind: str, manifest: Path, clips: int, detail: str = "", kept: int = 0) -> str:
     """What ``repeval data render`` says it rendered: how many clips of ``kind`` (``detail`` after them, e.g. the
-    notes' instruments), where, and how to use them — the catalog dataset entry that reads them (its manifest as
+    notes' instruments) — and, when ``kept`` of them were already there from a render of the same spec and kept, how
+    many it rendered —, where, and how to use them — the catalog dataset entry that reads them (its manifest as
     given: relative paths start from the current directory, as a configuration's do), and, for a set rendered where a
     shipped configuration reads it (:data:`SHIPPED`) from this directory, the command that runs that one."""
     import yaml
@@ -96,7 +97,10 @@ def rendered_text(kind: str, manifest: Path, clips: int, detail: str = "") -> st
     entry["split_column"] = "split"
     flow = yaml.safe_dump(entry, default_flow_style=True, sort_keys=False, width=10**6).strip()
     lines = [
-        f"rendered {clips} {what}{detail} into {out}: audio in {out / 'audio'}, manifest {manifest}",
+        f"rendered {clips - kept} of {clips} {what}{detail} into {out} ({kept} already there, kept): audio in "
+        f"{out / 'audio'}, manifest {manifest}"
+        if kept
+        else f"rendered {clips} {what}{detail} into {out}: audio in {out / 'audio'}, manifest {manifest}",
         f"an experiment with a task of type {task} (label: {label}) reads it as one of its datasets:",
         f"  - {flow}",
     ]

@@ -3,7 +3,9 @@ sign U+2212 (``−0.5``, how a spreadsheet in a Swedish, Norwegian or Finnish lo
 as ``-`` (:func:`plain_minus`); a dash that only looks like one (``–0.5``), full-width or other non-ASCII digits and
 other such characters are refused by row, named with the cell written in ASCII (:func:`typographic_why`); and with a
 decimal comma ``1.234`` — a thousands separator (1234) or a decimal point (1.234) — is refused naming both
-(:func:`ambiguous_why`), never read as either."""
+(:func:`ambiguous_why`), never read as either. Also how a catalog's label cells split into their parts
+(:func:`split_cells`: at a separator; a Parquet list column's lists, into their items) and which of a regression task's
+hold targets (:func:`target_cells`)."""
 
 from __future__ import annotations
 
@@ -203,3 +205,57 @@ def _decimal_hint(values: pa.Array, keep: np.ndarray, decimal: str) -> str:
     if decimal == ".":
         return f" — if ',' is its decimal mark, {COMMA_FIX}"
     return " — it has a decimal point, but decimal is ',': remove decimal if '.' is its decimal mark"
+
+
+def list_text(cells: pa.Array) -> pa.Array:
+    """The lists of a Parquet list column read as lists of strings, each written as text (its items joined by
+    ``", "``, a null or empty list ``""``): what messages name."""
+    return pc.fill_null(pc.binary_join(cells, ", "), "")
+
+
+def split_cells(raw: pa.Array, separator: str | None) -> tuple[np.ndarray, pa.Array, np.ndarray]:
+    """Cells split at ``separator`` (``None``: each cell one part; a list column's lists, their items): each part's
+    cell index, the parts (whitespace trimmed) and which are not empty."""
+    if pa.types.is_list(raw.type):
+        values = pc.utf8_trim_whitespace(pc.list_flatten(raw).fill_null(""))
+        return pc.list_parent_indices(raw).to_numpy(), values, pc.not_equal(values, "").to_numpy(zero_copy_only=False)
+    if separator is None:
+        values = pc.utf8_trim_whitespace(raw.fill_null(""))
+        return np.arange(len(raw)), values, pc.not_equal(values, "").to_numpy(zero_copy_only=False)
+    parts = pc.split_pattern(raw.fill_null(""), separator)
+    values = pc.utf8_trim_whitespace(pc.list_flatten(parts))
+    return pc.list_parent_indices(parts).to_numpy(), values, pc.not_equal(values, "").to_numpy(zero_copy_only=False)
+
+
+def target_cells(raw: pa.Array, separator: str | None, decimal: str = ".") -> tuple[np.ndarray, np.ndarray]:
+    """Of a regression task's label cells: which hold targets the loader keeps (at least one, every one a number with
+    ``decimal`` as its decimal mark or a ``name=value`` pair, none with a thousands separator), and which hold text
+    that is none."""
+    if pa.types.is_list(raw.type):  # a Parquet list column: each item one target
+        parent, values, keep = split_cells(raw, None)
+        values, separator, raw = plain_minus(values), None, list_text(raw)
+    else:
+        raw = plain_minus(raw)
+        parent, values, keep = split_cells(raw, separator)
+    odd = _odd_parts(values, keep, decimal)
+    bad = _non_numeric_rows(parent, odd, len(raw)) | _grouped_rows(raw, parent, values, keep, odd, separator, decimal)
+    return (np.bincount(parent[keep], minlength=len(raw)) > 0) & ~bad, bad
+
+
+def target_hint(cell: pa.Array, separator: str | None, decimal: str) -> str:
+    """The fix of a regression ``cell`` (an array of one) that :func:`target_cells` finds no target in, after a dash:
+    writing its numbers without a thousands separator, or the other decimal mark's (:func:`_decimal_hint`); ``""``
+    when it is text."""
+    if pa.types.is_list(cell.type):  # a Parquet list column's list: its items, as the cell ``a, b``
+        cell, separator = list_text(cell), ","
+    cell = plain_minus(cell)
+    parent, values, keep = split_cells(cell, separator)
+    odd = _odd_parts(values, keep, decimal)
+    if _grouped_rows(cell, parent, values, keep, odd, separator, decimal).any():
+        return f" — it has a thousands separator: {thousands_fix(cell[0].as_py().strip(), decimal)}"
+    text = cell[0].as_py() or ""
+    if ambiguous_parts(values, odd, decimal).any():
+        return " — it " + ambiguous_why(text, "it", decimal).split(" in it ", 1)[1]
+    if not text.isascii() and (why := typographic_why(text, "it", decimal, re.compile(_number_re(decimal)))):
+        return " — it " + why.split(" in it ", 1)[1]
+    return _decimal_hint(values, keep, decimal)

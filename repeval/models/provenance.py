@@ -137,18 +137,26 @@ RECORDED_BY = {
 }
 
 
-def changed_code_note(part: Any, model_id: str, fam: ModelFamily, code: dict[str, Any], by: str) -> str | None:
-    """The warning that rows of ``part`` a run reuses were embedded with another version of the plugin or of a file
-    it names (``code``: :func:`plugin_code` now), naming the model, what changed and the fix; None when nothing did.
-    ``by``: who says it, a key of :data:`RECORDED_BY`."""
+def changed_code_note(
+    part: Any, model_id: str, fam: ModelFamily, code: dict[str, Any], by: str, reused: bool = True
+) -> str | None:
+    """The warning that rows of ``part`` were embedded with another version of the plugin or of a file it names
+    (``code``: :func:`plugin_code` now), naming the model, what changed and the fix; None when nothing did.
+    ``by``: who says it, a key of :data:`RECORDED_BY`; ``reused``: the run reuses some of its rows — else it reuses
+    none, and the rows it embeds join them in the partition."""
     changes = code_changes((part.stamped() or {}).get("model_code"), code)
     if not changes:
         return None
     what = changes[0] if len(changes) == 1 else ", ".join(changes[:-1]) + " and " + changes[-1]
+    use = (
+        ", so its stored embeddings are reused"
+        if reused
+        else "; this run reuses none of its stored embeddings, but those it computes now join them"
+    )
     return (
         f"{model_id}: {what} {'has' if len(changes) == 1 else 'have'} changed since store partition {part.name} was "
-        f"embedded with it, and its embedding_version is still {fam.cls.embedding_version!r}, so its stored "
-        "embeddings are reused: if the change alters what the model computes, raise embedding_version in "
+        f"embedded with it, and its embedding_version is still {fam.cls.embedding_version!r}{use}: if the change "
+        "alters what the model computes, raise embedding_version in "
         f"{code['plugin']} (the store then refuses the partitions it embedded before; `{part.rm_command()}` deletes "
         f"this one, `repeval store ls` lists the others) — otherwise nothing to do ({RECORDED_BY[by]})"
     )

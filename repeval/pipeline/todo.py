@@ -159,15 +159,16 @@ def plan_dataset(
             if retry_errors and key not in st.parts:
                 summary.retried += part.clear_errors()
             wanted = wanted_in[sid]
-            done = pc.is_in(ids, value_set=part.done_ids()).to_numpy(zero_copy_only=False)
+            stored = part.done_ids()
+            done = pc.is_in(ids, value_set=stored).to_numpy(zero_copy_only=False)
             if key not in st.examined:  # tracks in the store, counted once per partition however many tasks use it
                 reused = int((wanted & done).sum())
                 summary.skipped += reused
                 recorded = changed_source(part, sources) if reused and sources else None
                 if recorded is not None:
                     moved[sid] = (recorded, reused)
-                if code is not None:
-                    _say_changed_code(part, mcfg, code)
+                if code is not None and (reused or (len(stored) and (wanted & ~done).any())):  # or added beside them
+                    _say_changed_code(part, mcfg, code, reused > 0)
                 _count_earlier_errors(part, ids, wanted, summary)
                 st.examined.add(key)
             if cfg.run.truncated_audio == "error":  # this run's tracks reused from rows a run under decode cut
@@ -234,15 +235,16 @@ def plan_dataset(
         st.pending[ds.name] = (cols, masks) if pending is None else merge_todo(*pending, cols, masks)
 
 
-def _say_changed_code(part: Any, mcfg: Any, code: dict[str, Any]) -> None:
+def _say_changed_code(part: Any, mcfg: Any, code: dict[str, Any], reused: bool) -> None:
     """Warn, once per model, when a partition whose rows a run reuses was embedded with another version of the
     plugin file that defines the model or of a file it names (README, "Your own model": its ``model_code``) — the
     fingerprint holds its ``embedding_version`` and params, not their content — then record the files as they are
-    now, so that it is said once."""
+    now, so that it is said once. ``reused``: the run reuses some of the partition's rows; else it reuses none (it
+    was said they "are reused" all the same) and adds rows beside them."""
     recorded = (part.stamped() or {}).get("model_code")
     if not isinstance(recorded, dict) or recorded == code:
         return
-    note = changed_code_note(part, mcfg.id, resolve_model(mcfg)[0], code, "embed")
+    note = changed_code_note(part, mcfg.id, resolve_model(mcfg)[0], code, "embed", reused)
     if note is not None:
         warn_once(log, ("model_code", mcfg.id), "%s", note)
     part.record("model_code", code)  # (or what an earlier repeval did not record: the files the model names)

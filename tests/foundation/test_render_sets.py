@@ -160,6 +160,11 @@ def test_render_command_writes_a_set_that_validates(tmp_path, caplog):
     assert [rec.getMessage() for rec in caplog.records if rec.name.startswith("repeval.datasets.render")] == []
     r = CliRunner().invoke(app, ["-v", *args])
     assert r.exit_code == 0 and r.output.count("rendered ") == 1, r.output
+    # it said "rendered 9 instrument mixtures" again, having rendered none: how many it rendered, and kept
+    assert r.output.splitlines()[0] == (
+        f"rendered 0 of 9 instrument mixtures into {mix} (9 already there, kept): audio in {mix / 'audio'}, manifest "
+        f"{mix / 'manifest.csv'}"
+    ), r.output
     said = [rec.getMessage() for rec in caplog.records if rec.name.startswith("repeval.datasets.render")]
     assert said == [f"rendered 0 clips into {tmp_path / 'mix'} (9 already there, kept)"], said
 

@@ -288,6 +288,33 @@ def test_the_commands_show_plugin_models(monkeypatch, forget_plugins):
     ]
 
 
+def test_validate_puts_a_plugin_model_s_error_right_under_the_line_that_announces_it(tmp_path, forget_plugins):
+    """The headline "… cannot run on this machine:" was followed by the ``plugins:`` line, its error lines after it."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    plugin = _plugin(
+        tmp_path,
+        "unrunnable_plugin",
+        TEAM_MODEL.replace(
+            "    embedding_dim = 3\n",
+            "    embedding_dim = 3\n    availability = classmethod(lambda cls, p: "
+            "'needs the team-weights package: pip install team-weights')\n",
+        ),
+    )
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(_config([plugin], "team-model")))
+    r = CliRunner().invoke(app, ["validate", str(cfg), "--skip-data-check"])
+    assert r.exit_code == 1, r.output
+    assert r.output.splitlines() == [
+        f"{cfg}: valid (1 experiment), but 1 of its 1 embedding model cannot run on this machine:",
+        "error: embedding model 'team-model' cannot run here: needs the team-weights package: pip install team-weights",
+        f"plugins: {plugin} (team-model)",
+    ], r.output
+
+
 #: a model whose weights file is a parameter, as a team's trained network has it
 WEIGHTS_MODEL = """
 import numpy as np
@@ -479,6 +506,40 @@ def test_the_example_model_runs_end_to_end_in_ray_workers(
     assert "embedding_version is still '1'" in said and f"repeval store rm {ctx.store.uri}" in said
     assert part.manifest()["model_code"] == now
     assert not [n for n in make_plan(cfg, ctx.store, ctx.run_dir).notes if "has changed since" in n]
+
+    # the embedding stage of a run that reuses none of the partition's rows (other tracks) said its stored embeddings
+    # "are reused": it says the rows it embeds join them; one that neither reuses nor adds rows says nothing
+    import pyarrow.compute as pc
+
+    from repeval.datasets import load_dataset
+    from repeval.pipeline.summary import EmbedSummary
+    from repeval.pipeline.todo import plan_dataset
+    from repeval.warn import reset_warned
+
+    exp, ds = cfg.experiments[0], cfg.experiments[0].datasets[0]
+    rows = load_dataset(ds, exp.task)[0]
+    others = rows.set_column(0, "track_id", pc.binary_join_element_wise(rows.column("track_id"), "new", "-"))
+
+    def embed_plan(table, wanted_none: bool = False) -> list[str]:
+        for path in (
+            Path(part.path) / n for n in ("_stamp.json", "_manifest.json")
+        ):  # (a reopened one has no manifest)
+            if path.exists():
+                path.write_text(json.dumps({**json.loads(path.read_text()), "model_code": {**now, "sha256": "0" * 64}}))
+        reset_warned()
+        caplog.clear()
+        plan_dataset(cfg, exp, ds, table.slice(0, 0) if wanted_none else table, None, ctx.store, {}, EmbedSummary(),
+                     False, False, {})  # fmt: skip
+        return [r.getMessage() for r in caplog.records if "has changed since" in r.getMessage()]
+
+    with caplog.at_level(logging.WARNING):
+        assert embed_plan(rows, wanted_none=True) == []
+        assert part.stamped()["model_code"]["sha256"] == "0" * 64  # left for the run that reuses or adds rows
+        (said,) = embed_plan(others)
+        assert "'1'; this run reuses none of its stored embeddings, but those it computes now join them: if" in said
+        assert "are reused" not in said and part.stamped()["model_code"] == now
+        (said,) = embed_plan(rows)
+        assert "'1', so its stored embeddings are reused: if" in said, said
 
 
 def test_the_readme_shows_the_example_file():
