@@ -204,6 +204,15 @@ def max_fold_overlap(df: pd.DataFrame) -> float:
     return float(rho.max()) if len(rho) else 0.0
 
 
+def fold_tracks(df: pd.DataFrame) -> str:
+    """How often a track is counted over a k-fold dataset's folds (``df``: its rows): once (a k-fold split), or in
+    each fold that tests it when the folds share test tracks (``fold_overlap`` above 0: a split column fixing some
+    tracks, official splits drawn apart)."""
+    if max_fold_overlap(df) > 0:
+        return "the folds share test tracks: one tested in several is counted in each"
+    return "each track tested in one"
+
+
 def overlap_note(df: pd.DataFrame) -> str:
     """The caption's account of intervals over folds whose test sets overlap (:func:`repeval.tuning.results.
     mean_intervals`): which tasks' folds share test tracks, by how much (ρ), and that their bounds were combined as

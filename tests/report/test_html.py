@@ -261,6 +261,12 @@ def test_summary_cards_count_the_tracks_each_model_was_scored_on_and_the_groups_
     folds = pd.concat([df.assign(fold=k, n_test=30) for k in range(3)], ignore_index=True).astype({"fold": "Int64"})
     cards = summary_cards(folds, "autotagging", "magnatagatune")
     assert "<b>90</b><span>over the 3 folds (each track tested in one)</span>" in cards
+    # folds that share test tracks (a split column fixing some): a track tested in several is counted in each
+    cards = summary_cards(folds.assign(fold_overlap=0.2), "autotagging", "magnatagatune")
+    assert (
+        "<b>90</b><span>over the 3 folds (the folds share test tracks: one tested in several is counted in each)"
+        in cards
+    )
     # two runs, the report's models named <run>/<model>: a smoke test's smaller test set is its own, not tracks left
     # out (the card listed every smoke model as "fewer where tracks were left out"), and the grid counts each model once
     fresh = load_run(run_dir).results
@@ -397,6 +403,10 @@ def test_confusion_matrices_are_summed_over_the_seeds(run_dir):
     task, dataset = "instrument_recognition", "tinysol"
     block = _confusion_block([run], run.results, task, dataset, False, combine_validation([run]))
     assert "counted over all its seeds" in block
+    # k folds that share test tracks: a track is counted once per fold that tests it, not "each tested in one"
+    shared = run.results.assign(fold=0, fold_overlap=0.25).astype({"fold": "Int64"})
+    pooled = _confusion_block([run], shared, task, dataset, False, combine_validation([run]))
+    assert "seeds and folds (the folds share test tracks: one tested in several is counted in each)" in pooled
     drawn = re.findall(
         r'<figure class="rv-cm"><table aria-label="confusion matrix: ([^"]*)">(.*?)</table>', block, re.S
     )
