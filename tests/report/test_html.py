@@ -137,6 +137,16 @@ def test_per_label_table_keeps_the_tasks_vocabulary_order(report, run_dir):
         _per_label_block(df, "instrument_recognition", "tinysol"), f"labels-all-instrument-recognition-tinysol-{model}"
     )
     assert re.findall(r"<tr><td>M1</td><td>([^<]*)</td>", table) == vocab
+    # a label undefined in every cell of a probe (a class no test track has: NaN) is no row of dashes; a model with
+    # no value at all, no table
+    undefined = (df["model"] == model) & (df["probe"] == "M1") & (df["label"] == "oboe")
+    block = _per_label_block(df.assign(value=df["value"].mask(undefined)), "instrument_recognition", "tinysol")
+    table = _table(block, f"labels-all-instrument-recognition-tinysol-{model}")
+    assert re.findall(r"<tr><td>M1</td><td>([^<]*)</td>", table) == [v for v in vocab if v != "oboe"]
+    models = df["model"].unique()
+    none = df.assign(value=df["value"].mask((df["model"] != models[0]) & df["label"].notna()))
+    block = _per_label_block(none, "instrument_recognition", "tinysol")
+    assert f"labels-all-instrument-recognition-tinysol-{models[1]}" not in block and " over 1 model, " in block
 
 
 def test_report_over_two_runs(run_dir, second_run_dir, tmp_path, caplog):
