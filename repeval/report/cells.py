@@ -221,7 +221,10 @@ def overlap_note(df: pd.DataFrame) -> str:
         return ""
     k = df[df["fold"].notna() & (pd.to_numeric(df["fold_overlap"], errors="coerce") > 0)]
     rho = k.groupby("task", sort=False)["fold_overlap"].max()
-    which = f"ρ = {rho.iloc[0]:.2f}" if len(rho) == 1 else ", ".join(f"{t} ρ = {r:.2f}" for t, r in rho.items())
+    def said(r: float) -> str:  # a small overlap is no "ρ = 0.00" beside "the folds share test tracks"
+        return f"{r:.2f}" if r >= 0.005 else f"{r:.1g}"
+
+    which = f"ρ = {said(rho.iloc[0])}" if len(rho) == 1 else ", ".join(f"{t} ρ = {said(r)}" for t, r in rho.items())
     return (
         f"CI: the folds share test tracks ({which}), so their bounds are combined as correlated estimates — wider "
         "than for disjoint folds (ρ = 1: the folds' bounds averaged)"
