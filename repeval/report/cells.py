@@ -221,6 +221,7 @@ def overlap_note(df: pd.DataFrame) -> str:
         return ""
     k = df[df["fold"].notna() & (pd.to_numeric(df["fold_overlap"], errors="coerce") > 0)]
     rho = k.groupby("task", sort=False)["fold_overlap"].max()
+
     def said(r: float) -> str:  # a small overlap is no "ρ = 0.00" beside "the folds share test tracks"
         return f"{r:.2f}" if r >= 0.005 else f"{r:.1g}"
 
