@@ -204,6 +204,15 @@ def max_fold_overlap(df: pd.DataFrame) -> float:
     return float(rho.max()) if len(rho) else 0.0
 
 
+def fold_tracks(df: pd.DataFrame) -> str:
+    """How often a track is counted over a k-fold dataset's folds (``df``: its rows): once (a k-fold split), or in
+    each fold that tests it when the folds share test tracks (``fold_overlap`` above 0: a split column fixing some
+    tracks, official splits drawn apart)."""
+    if max_fold_overlap(df) > 0:
+        return "the folds share test tracks: one tested in several is counted in each"
+    return "each track tested in one"
+
+
 def overlap_note(df: pd.DataFrame) -> str:
     """The caption's account of intervals over folds whose test sets overlap (:func:`repeval.tuning.results.
     mean_intervals`): which tasks' folds share test tracks, by how much (ρ), and that their bounds were combined as
@@ -212,7 +221,11 @@ def overlap_note(df: pd.DataFrame) -> str:
         return ""
     k = df[df["fold"].notna() & (pd.to_numeric(df["fold_overlap"], errors="coerce") > 0)]
     rho = k.groupby("task", sort=False)["fold_overlap"].max()
-    which = f"ρ = {rho.iloc[0]:.2f}" if len(rho) == 1 else ", ".join(f"{t} ρ = {r:.2f}" for t, r in rho.items())
+
+    def said(r: float) -> str:  # a small overlap is no "ρ = 0.00" beside "the folds share test tracks"
+        return f"{r:.2f}" if r >= 0.005 else f"{r:.1g}"
+
+    which = f"ρ = {said(rho.iloc[0])}" if len(rho) == 1 else ", ".join(f"{t} ρ = {said(r)}" for t, r in rho.items())
     return (
         f"CI: the folds share test tracks ({which}), so their bounds are combined as correlated estimates — wider "
         "than for disjoint folds (ρ = 1: the folds' bounds averaged)"

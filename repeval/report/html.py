@@ -21,6 +21,7 @@ from repeval.report.blocks import controls as _controls
 from repeval.report.blocks import figure as _figure
 from repeval.report.blocks import probe_rule as _rule
 from repeval.report.blocks import slug as _slug
+from repeval.report.cells import fold_tracks
 from repeval.report.comparable import SplitDigests, split_digests
 from repeval.report.confusion import confusion_html, summed_confusion
 from repeval.report.heat import robustness_html
@@ -141,7 +142,7 @@ def _confusion_block(runs: list[Run], df: pd.DataFrame, task: str, dataset: str,
     if not figs:
         return ""
     best = best_names(found) or "none with a finite clean score"
-    pooled = " and folds (each track tested in one)" if folds else ""
+    pooled = f" and folds ({fold_tracks(group)})" if folds else ""
     return (
         f'<h3>Confusion matrices</h3><p class="rv-note">one probe per model on clean audio, {e(h.choice.rule())}; '
         f"every scenario for the best on clean test {e(h.metric)} ({e(best)}); each matrix the probe's test "

@@ -170,7 +170,8 @@ def _every_value(tid: str, task: str, dataset: str, per: pd.DataFrame, stats: pd
     """Every per-label value, folded: a table per model, rows probe × label (the probes in order, the labels in the
     task's), columns metric × scenario, each cell its mean ± std — ``(n=…)`` after one over fewer replicates than the
     table's others — and nothing else, what they share said once above them."""
-    have = {k[:2] + k[3:4] for k in lookup}  # (model, probe, label) with a value somewhere
+    # (model, probe, label) with a value somewhere: not one undefined everywhere (a tag no test track has)
+    have = {k[:2] + k[3:4] for k, rec in lookup.items() if math.isfinite(rec["mean"])}
     n_max = stats["n"].groupby(level="model", sort=False).max().to_dict()
     probes = sorted(per["probe"].unique(), key=natural_key)
     columns = [(m, s) for m in metrics for s in scenarios]
@@ -188,6 +189,8 @@ def _every_value(tid: str, task: str, dataset: str, per: pd.DataFrame, stats: pd
     tables = []
     for model in per["model"].unique():
         rows = [(p, label) for p in probes for label in vocab if (model, p, label) in have]
+        if not rows:
+            continue
         body = []
         for probe, label in rows:
             cells = [f"<td>{e(probe)}</td><td>{e(label)}</td>"]
@@ -215,7 +218,7 @@ def _every_value(tid: str, task: str, dataset: str, per: pd.DataFrame, stats: pd
         "value with its bootstrap interval: results.parquet in the run directory (the rows with a label)"
     )
     return (
-        f"<details><summary>every per-label value ({n_values:,} over {len(tables)} models, a table each: rows probe × "
+        f"<details><summary>every per-label value ({n_values:,} over {len(tables)} model{'s' if len(tables) != 1 else ''}, a table each: rows probe × "
         f'label, columns metric × scenario)</summary><p class="rv-note" id="{tid}-all-about">{e(about)}</p>'
         f"{''.join(tables)}</details>"
     )

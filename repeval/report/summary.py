@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from repeval.report.cells import _higher
+from repeval.report.cells import _higher, fold_tracks
 from repeval.report.comparable import SplitDigests, apart_scenarios, differ_note, run_sets, set_label, split_digests
 from repeval.report.render import fmt_number
 from repeval.report.results import CLEAN, Run, combine_results, groups, ordered_scenarios
@@ -276,7 +276,8 @@ def _grid(agg: pd.DataFrame) -> str:
 
 def tested_card(agg: pd.DataFrame, n_folds: int) -> str:
     """How many test tracks each model was scored on, per scenario: a track left out of evaluation (an error record
-    of that model's partition) is not counted. With k folds, the tracks of every fold (each is tested in one).
+    of that model's partition) is not counted. With k folds, the tracks of every fold (each tested in one, or counted in each fold
+    that tests it when the folds share test tracks: :func:`~repeval.report.cells.fold_tracks`).
     Several runs (rows of several ``run_id``): each run's own test set is the reference — a smaller one (a smoke
     test's) is named as that run's count, not as tracks left out."""
     ev = agg.assign(_fold=agg["fold"].fillna(-1)).drop_duplicates(["model", "probe", "seed", "_fold", "scenario"])
@@ -284,7 +285,7 @@ def tested_card(agg: pd.DataFrame, n_folds: int) -> str:
     per = ev.groupby(["run_id", "model", "probe", "seed", "scenario"], sort=False)["n_test"].sum()
     per = per.groupby(level=["run_id", "model", "scenario"], sort=False).max()
     lo, hi = int(per.min()), int(per.max())
-    where = f"over the {n_folds} folds (each track tested in one)" if n_folds > 1 else "per evaluation"
+    where = f"over the {n_folds} folds ({fold_tracks(agg)})" if n_folds > 1 else "per evaluation"
     if lo == hi:
         return f'<div class="rv-card"><span>test tracks scored</span><b>{hi}</b><span>{where}</span></div>'
     top = per.groupby(level="run_id", sort=False).max()

@@ -136,3 +136,14 @@ def test_the_evaluation_records_the_overlap_and_the_report_says_so(rendered_note
     pq.write_table(old, run_dir / "results.parquet")
     t = make_table(load_run(run_dir).results, "all_deform_all_models")
     assert (t.ci_low[0, 0], t.ci_high[0, 0]) == pytest.approx((0.6 - half, 0.6 + 2 * half))
+
+
+def test_a_small_overlap_is_said_as_it_is():
+    """One track fixed in a large data set's test split overlaps the folds by a little: the caption said "the folds
+    share test tracks (ρ = 0.00)"; it gives the overlap's first digit, and two decimals from 0.005 up."""
+    from repeval.report.cells import overlap_note
+
+    rows = pd.DataFrame(_rows(0.004)[:4])
+    assert "(ρ = 0.004)" in overlap_note(rows)
+    assert "(ρ = 0.17)" in overlap_note(rows.assign(fold_overlap=1 / 6))
+    assert overlap_note(rows.assign(fold_overlap=0.0)) == ""
