@@ -24,11 +24,17 @@ def _gib(nbytes: float) -> str:
     return f"{nbytes / 2**30:.3g} GiB"
 
 
+#: the key of a resources mapping that holds the largest alive node's Ray ``memory`` (:func:`warn_frame_memory`)
+NODE_MEMORY = "largest node memory"
+
+
 def machine_memory_bytes(cluster: Mapping[str, float] | None = None) -> tuple[float, str]:
-    """The memory a trial can have and what says so: Ray's ``memory`` resource when the cluster's resources are
-    known, else this machine's."""
+    """The memory a trial can have and what says so: the largest node's Ray ``memory`` resource when known, else the
+    cluster's (all its nodes': a trial has one node's — an upper bound), else this machine's."""
+    if cluster is not None and cluster.get(NODE_MEMORY):
+        return float(cluster[NODE_MEMORY]), "the largest Ray node's memory resource"
     if cluster is not None and cluster.get("memory"):
-        return float(cluster["memory"]), "the cluster's Ray memory resource"
+        return float(cluster["memory"]), "the cluster's Ray memory resource (all its nodes')"
     import os
 
     try:
@@ -134,7 +140,10 @@ def warn_frame_memory(cfg: Any, store: Any) -> None:
     try:
         import ray
 
-        cluster = ray.cluster_resources() if ray.is_initialized() else None
+        alive = (
+            [n["Resources"].get("memory", 0.0) for n in ray.nodes() if n.get("Alive")] if ray.is_initialized() else []
+        )
+        cluster = {NODE_MEMORY: float(max(alive))} if alive else None
     except Exception:  # the estimate is advice: Ray's resources not known, this machine's memory
         cluster = None
     lines, warnings = frame_memory(cfg, store, cluster)

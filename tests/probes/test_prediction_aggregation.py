@@ -152,9 +152,13 @@ def test_a_run_with_prediction_aggregation_end_to_end(ray_session, frames_run, t
         agg = aggregate_scores(torch.from_numpy(x), torch.from_numpy(framed.test_groups[sid]), len(ids))
         np.testing.assert_allclose(agg.numpy(), mean.tests[sid][0], rtol=1e-5, atol=1e-5)
 
-    monkeypatch.setattr(plan_memory, "machine_memory_bytes", lambda cluster=None: (1024.0, "a 1-KiB node"))
+    asked = []
+    monkeypatch.setattr(
+        plan_memory, "machine_memory_bytes", lambda cluster=None: asked.append(cluster) or (1024.0, "a 1-KiB node")
+    )
     with caplog.at_level(logging.INFO, logger="repeval.plan_memory"):
         frames_run.train_and_evaluate(ctx, "prediction")
+    assert len(asked) == 1 and asked[0][plan_memory.NODE_MEMORY] > 2**20, asked  # the Ray node's memory resource
     said = [r for r in caplog.records if r.name == "repeval.plan_memory"]
     assert [r.levelno for r in said] == [logging.INFO, logging.WARNING], [r.getMessage() for r in said]
     n, dim = framed.x_train.shape
