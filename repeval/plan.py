@@ -60,6 +60,10 @@ class Plan:
     test_cells: int = 0
     lines: list[str] = field(default_factory=list)
     resources: dict[str, Any] = field(default_factory=dict)
+    #: frame-level tasks' training frames in memory (:func:`~repeval.plan_memory.frame_memory`), and the warnings
+    #: where they exceed a node's memory
+    memory: list[str] = field(default_factory=list)
+    memory_warnings: list[str] = field(default_factory=list)
 
     def text(self) -> str:
         head = [
@@ -99,7 +103,9 @@ class Plan:
         retests = [_retest_line(what, grids) for what, grids in self.retests.items()]
         retrained = [f"train again: {why}" for why in self.retrained]
         retries = self._retry_lines()
-        return "\n".join([*head, "", *self.lines, *retests, *retrained, *retries, *conflicts, *notes])
+        warned = [f"warning: {w}" for w in self.memory_warnings]
+        body = [*self.lines, *self.memory, *warned, *retests, *retrained, *retries, *conflicts, *notes]
+        return "\n".join([*head, "", *body])
 
     def _retry_lines(self) -> list[str]:
         """What ``--retry-errors`` would do with the partitions' error records (:attr:`retries`): said under it, else a
@@ -214,6 +220,9 @@ def make_plan(
                 )
             )
         p.lines += probe_lines(exp, specs, smoke_of.experiments[ei] if smoke_of is not None else None)
+    from repeval.plan_memory import frame_memory
+
+    p.memory, p.memory_warnings = frame_memory(cfg, store, cluster)
     if pending and tune_storage is not None:
         _reused(cfg, p, pending, tune_storage, cluster, _written(ctx, pending, trains_on))
     # resources (issue 8): the rules, or the exact requests when the cluster's resources are known

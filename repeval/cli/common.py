@@ -290,14 +290,19 @@ def _reason(exc: BaseException) -> str:
     return _with_root(exc, first) + _storage_hint(exc)
 
 
-def _storage_hint(exc: BaseException) -> str:
+#: what :func:`_storage_hint` says by default: the folders a run writes into
+STORE_AND_RUNS_HINT = "check that run.store and run.runs_dir are writable directories with free space"
+
+
+def _storage_hint(exc: BaseException, hint: str = STORE_AND_RUNS_HINT) -> str:
     """What to check when ``exc`` is a storage error (a full disk, a read-only or unwritable folder): said after the
-    error, on the terminal and in ``status.json`` (``repeval runs``); ``""`` for any other."""
+    error, on the terminal and in ``status.json`` (``repeval runs``); ``""`` for any other. ``hint`` is what to
+    check: a command that writes elsewhere than run.store and run.runs_dir names its own output option."""
     import errno
 
     storage = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST}
     if isinstance(exc, OSError) and exc.errno in storage:
-        return " — check that run.store and run.runs_dir are writable directories with free space"
+        return f" — {hint}"
     return ""
 
 
@@ -317,8 +322,9 @@ def _resume_hint() -> str:
     return f"`{resume}` resumes it" if resume else "rerun the same command to resume"
 
 
-def _guard(fn: Any) -> Any:
-    """Turn expected failures into one-line errors (tracebacks with --debug)."""
+def _guard(fn: Any, storage_hint: str = STORE_AND_RUNS_HINT) -> Any:
+    """Turn expected failures into one-line errors (tracebacks with --debug); ``storage_hint``: what to check when
+    a write fails (:func:`_storage_hint`)."""
     try:
         return fn()
     except typer.Exit:
@@ -350,7 +356,7 @@ def _guard(fn: Any) -> Any:
         if _state["debug"]:
             traceback.print_exception(exc)
         said, bucket = bucket_error(str(exc))
-        typer.secho(f"error: {_with_root(exc, said)}{_storage_hint(exc) or bucket}", fg=typer.colors.RED,
+        typer.secho(f"error: {_with_root(exc, said)}{_storage_hint(exc, storage_hint) or bucket}", fg=typer.colors.RED,
                     err=True)  # fmt: skip
         raise typer.Exit(1) from None
 

@@ -478,4 +478,12 @@ def report(
         else:
             typer.echo(f"report: {path}")
 
-    _guard(go)
+    # a run directory this user may not write to (another's, read-only storage): the fix is report's own --out
+    _guard(go, storage_hint=REPORT_OUT_HINT)
+
+
+#: what to check when `repeval report` cannot write its file (``_guard``'s storage hint)
+REPORT_OUT_HINT = (
+    "the report's folder is not a writable directory with free space: write it elsewhere with `repeval report RUN "
+    "--out FILE.html`"
+)

@@ -52,6 +52,9 @@ class BasicPitch(RebuildOnUnpickle, EmbeddingModel):
     description = "basic-pitch (ONNX) contour+note+onset activations, 440-d per 11.6 ms frame"
     extra = "onnx"
     requires: ClassVar[tuple[str, ...]] = ("onnxruntime", "basic_pitch")
+    #: how many windows an onnxruntime call takes changes how the model runs, not its frames (below): a store
+    #: embedded at one size is complete for another
+    fingerprint_exempt: ClassVar[tuple[str, ...]] = ("max_batch_windows",)
 
     # max_batch_windows, windows per onnxruntime call: 8 runs as fast as 16 and gives each clip the same frames
     # (16, 8 and 4 gave identical arrays) with a 110–200 MiB lower peak RSS per process (32 clips of 5 s, one

@@ -637,3 +637,15 @@ def test_msd_musicnn_frames_of_a_track_of_several_windows_are_the_whole_tracks(
     assert computed == "5", seams
     assert 0 <= float(diff) <= 1e-4 * float(scale), seams
     assert counts.startswith("COUNTS True"), counts
+
+
+def test_basic_pitch_windows_per_call_are_not_part_of_the_store_fingerprint() -> None:
+    """basic-pitch's ``max_batch_windows`` chooses how many windows an onnxruntime call takes, not the frames (16, 8
+    and 4 give identical arrays): changing it no longer refuses the store embedded before; ``outputs`` still does."""
+    from repeval.pipeline.partitions import model_fingerprint
+
+    def fingerprint(params: dict) -> str:
+        return str(model_fingerprint(EmbeddingModelConfig(id="basic-pitch", params=params)))
+
+    assert len({fingerprint(p) for p in ({}, {"max_batch_windows": 4}, {"max_batch_windows": 16})}) == 1
+    assert fingerprint({"outputs": ["note"]}) != fingerprint({})

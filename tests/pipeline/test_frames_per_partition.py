@@ -72,6 +72,32 @@ def test_only_the_datasets_a_frame_task_reads_keep_frames(ray_session, rendered_
         np.testing.assert_array_equal(np.stack(a.column("embedding").to_numpy(zero_copy_only=False)),
                                       np.stack(b.column("embedding").to_numpy(zero_copy_only=False)))  # fmt: skip
     assert make_plan(cfg, runner.make_context(cfg).store).partitions_done == 4
+    _frame_memory_is_the_training_frames_size(cfg, store)
+
+
+def _frame_memory_is_the_training_frames_size(cfg, store: Path) -> None:
+    """`repeval plan` says the memory a frame-level task's trial holds, the training split's frames whole: equal to
+    their real size in the store once embedded (the mean task's dataset: nothing), the model's rate per minute of
+    audio before, and a warning naming the fixes when it exceeds the memory a node has (here Ray's, 1 KiB)."""
+    from repeval.plan_memory import frame_memory
+
+    before = make_plan(cfg).memory
+    assert len(before) == 2 and all("per minute of training audio" in line for line in before), before
+    plan = make_plan(cfg, runner.make_context(cfg).store, cluster={"CPU": 2.0, "memory": 2.0**40})
+    assert len(plan.memory) == 2 and not plan.memory_warnings, plan.memory
+    for model, line in zip(MODELS, plan.memory, strict=True):
+        t = pq.read_table(store / "notes" / model / "clean", columns=["split", "frames"])
+        train = [
+            f
+            for f, s in zip(t.column("frames").to_pylist(), t.column("split").to_pylist(), strict=True)
+            if s == "train"
+        ]
+        real = np.asarray([v for f in train for v in f], dtype=np.float32)
+        n, dim = real.shape
+        assert f"notes/{model} (prediction)" in line and f"training split's {n:,} frames × {dim} × 4 B" in line, line
+        assert n * dim * 4 == real.nbytes
+    _, warned = frame_memory(cfg, runner.make_context(cfg).store, {"CPU": 2.0, "memory": 1024.0})
+    assert len(warned) == 2 and all("embedding_aggregation: mean" in w and "node with more memory" in w for w in warned)
 
 
 def test_a_partition_kept_with_frames_is_completed_with_frames(ray_session, rendered_notes, tmp_path):

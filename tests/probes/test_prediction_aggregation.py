@@ -119,10 +119,14 @@ def test_validation_is_judged_on_the_tracks_mean_prediction():
     assert abs(frame_acc - acc) > 0.01  # what a per-frame validation would have recorded instead
 
 
-def test_a_run_with_prediction_aggregation_end_to_end(ray_session, frames_run, tmp_path):
+def test_a_run_with_prediction_aggregation_end_to_end(ray_session, frames_run, tmp_path, caplog, monkeypatch):
     """The real engine: the store keeps frames (the task's partitions keep them by default), probes train on
-    the frames of the training notes and are judged and tested per note, clean and deformed."""
-    from repeval import runner
+    the frames of the training notes and are judged and tested per note, clean and deformed. Before training the
+    run says the memory a trial holds for the training frames — their real size — and, past the memory a node has
+    (made 1 KiB here), warns once naming the fixes."""
+    import logging
+
+    from repeval import plan_memory, runner
     from repeval.config import load_config
     from repeval.tuning.data import probe_data
 
@@ -148,7 +152,19 @@ def test_a_run_with_prediction_aggregation_end_to_end(ray_session, frames_run, t
         agg = aggregate_scores(torch.from_numpy(x), torch.from_numpy(framed.test_groups[sid]), len(ids))
         np.testing.assert_allclose(agg.numpy(), mean.tests[sid][0], rtol=1e-5, atol=1e-5)
 
-    frames_run.train_and_evaluate(ctx, "prediction")
+    asked = []
+    monkeypatch.setattr(
+        plan_memory, "machine_memory_bytes", lambda cluster=None: asked.append(cluster) or (1024.0, "a 1-KiB node")
+    )
+    with caplog.at_level(logging.INFO, logger="repeval.plan_memory"):
+        frames_run.train_and_evaluate(ctx, "prediction")
+    assert len(asked) == 1 and asked[0][plan_memory.NODE_MEMORY] > 2**20, asked  # the Ray node's memory resource
+    said = [r for r in caplog.records if r.name == "repeval.plan_memory"]
+    assert [r.levelno for r in said] == [logging.INFO, logging.WARNING], [r.getMessage() for r in said]
+    n, dim = framed.x_train.shape
+    assert framed.x_train.dtype == np.float32 and n * dim * 4 == framed.x_train.nbytes
+    assert f"training split's {n:,} frames × {dim} × 4 B" in said[0].getMessage()
+    assert "more than a 1-KiB node" in said[1].getMessage() and "embedding_aggregation: mean" in said[1].getMessage()
 
     # the same store serves a task with mean aggregation (no frames asked for): its complete partitions are reused
     cfg_dict["experiments"][0]["task"]["aggregation"] = "mean"

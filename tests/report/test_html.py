@@ -441,3 +441,20 @@ def test_a_report_that_cannot_be_written_whole_leaves_the_last_one_in_place(run_
     assert out.read_text() == "<!doctype html>the last whole report"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
     assert write_report([run_dir], out).read_text() == "<!doctype html>" + "x" * 200_000
+
+
+def test_a_report_it_cannot_write_names_reports_own_out_option(run_dir, tmp_path):
+    """`repeval report` into a folder it cannot write (a run directory on read-only storage, another user's) said to
+    check run.store and run.runs_dir, which report does not write; it names its own --out now. A real failure: the
+    report's folder would be inside a regular file (root ignores chmod)."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    res = CliRunner().invoke(app, ["report", str(run_dir), "--out", str(blocker / "sub" / "report.html")])
+    assert res.exit_code == 1, res.output
+    assert "--out FILE.html" in res.output and "run.store" not in res.output, res.output
+    assert str(blocker) in res.output  # the path it could not make
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
