@@ -180,9 +180,7 @@ def test_plan_strict_runs_and_report_say_one_record_per_dataset_and_finding_old_
     ], loads
 
     plan = [line for line in make_plan(cfg, ctx.store).text().splitlines() if " at load " in line]
-    found = [
-        re.match(r"note: dataset (.+) at load \(4 rows kept\): .* — (\d+) rows? not evaluated", n) for n in plan
-    ]
+    found = [re.match(r"note: dataset (.+) at load \(4 rows kept\): .* — (\d+) rows? not evaluated", n) for n in plan]
     assert all(found), plan
     said = [(m[1], int(m[2])) for m in found if m]
     assert said == [("tones (pitch, pitch_again, pitch_copy)", 3), ("tones (pitch_sub)", 2)], plan
