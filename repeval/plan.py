@@ -71,13 +71,15 @@ class Plan:
             f"probe trainings:    {self.trainings:,} ({self.trainings_done:,} done"
             + (
                 f"; up to {self.trainings_reused:,} more finished by an interrupted run, reused in "
-                f"{self.trials_reused:,} trial(s), not trained again while the embeddings hold what they trained on"
+                f"{counted(self.trials_reused, 'trial')}, not trained again while the embeddings hold what they "
+                "trained on"
                 if self.trainings_reused
                 else ""
             )
             + (
                 f"; reuse not known of up to {self.trainings_unknown:,} more in {self.trials_unknown:,} finished "
-                "trial(s) of Tune experiments an earlier repeval wrote, whose markers do not say what they trained on"
+                f"{'trial' if self.trials_unknown == 1 else 'trials'} of Tune experiments an earlier repeval wrote, "
+                "whose markers do not say what they trained on"
                 if self.trials_unknown
                 else ""
             )
@@ -116,16 +118,17 @@ class Plan:
             if not self.retries:
                 return ["retry errors: none — no error records in this configuration's store partitions"]
             return [
-                f"retry errors: {names}: {records:,} error record(s) deleted, {tracks:,} track(s) of this run they "
-                "name computed again (--retry-errors); these partitions and the probe grids trained on them count as "
-                "to do — a grid is trained again unless every such track fails again"
+                f"retry errors: {names}: {counted(records, 'error record')} deleted, {counted(tracks, 'track')} of "
+                "this run they name computed again (--retry-errors); these partitions and the probe grids trained on "
+                "them count as to do — a grid is trained again unless every such track fails again"
             ]
         left = {k: v for k, v in self.retries.items() if v[1]}  # of this run's tracks: those a plain run leaves out
         if not left:
             return []
         records, tracks = sum(v[0] for v in left.values()), len(self.retry_tracks)
         return [
-            f"note: {records:,} error record(s) in {len(left):,} partition(s) ({_names(list(left))}), {tracks:,} track(s) "
+            f"note: {counted(records, 'error record')} in {counted(len(left), 'partition')} ({_names(list(left))}), "
+            f"{counted(tracks, 'track')} "
             "of this run: `repeval run` leaves them out of training and testing; once their files are fixed, `repeval "
             "run --retry-errors` computes them again (`repeval plan --retry-errors` says what it would do)"
         ]
@@ -289,8 +292,8 @@ def make_plan(
 def _retest_line(what: str, grids: list[tuple[str, int]]) -> str:
     n = sum(k for _, k in grids)
     how = (
-        f"{n:,} selected probe(s) scored again from their Tune checkpoints, none trained (retest if the checkpoints "
-        "are intact: one changed since, or testing that raises, trains its grid again)"
+        f"{counted(n, 'selected probe')} scored again from their Tune checkpoints, none trained (retest if the "
+        "checkpoints are intact: one changed since, or testing that raises, trains its grid again)"
         if n
         else "nothing trained or tested"
     )

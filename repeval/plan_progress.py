@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from repeval.config import Config
 from repeval.pipeline.stages import CLEAN
+from repeval.pipeline.summary import counted
 
 if TYPE_CHECKING:
     from repeval.plan import Plan
@@ -158,7 +159,7 @@ def _load_notes(ctx: Any) -> list[str]:
         dropped, noted = lines[:kinds], lines[kinds:]  # a line per kind, then notes
         n = record.not_evaluated
         if dropped:
-            strict = f" — {n:,} row(s) not evaluated, which `repeval run --strict` fails on" if n else ""
+            strict = f" — {counted(n, 'row')} not evaluated, which `repeval run --strict` fails on" if n else ""
             # the pointer to `data check` where it helps: it lists audio files, not rows of bad labels or splits
             check = (
                 " (`repeval data check CONFIG --out FILE` lists every missing or unreadable audio file)"
@@ -291,8 +292,8 @@ def _reused(
     if not anywhere:
         return
     said = (
-        f"trainings an interrupted run finished are counted for this machine's {cpus:g} CPU(s) ({slots} trial "
-        "slot(s)), as `repeval run` here plans them"
+        f"trainings an interrupted run finished are counted for this machine's {cpus:g} "
+        f"{'CPU' if cpus == 1 else 'CPUs'} ({counted(slots, 'trial slot')}), as `repeval run` here plans them"
     )
     if anywhere > p.trainings_reused:
         said += (

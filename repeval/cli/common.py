@@ -15,6 +15,7 @@ import typer
 from repeval.cli.resume import _unfinished, _untrained_fix, resume_command
 from repeval.cli.resume import given_flags as given_flags
 from repeval.config import ConfigError, load_config
+from repeval.pipeline.summary import counted
 
 log = logging.getLogger("repeval")
 #: set by the ``repeval`` callback (``--debug``: tracebacks with the one-line errors)
@@ -426,7 +427,7 @@ def _strict_check(ctx: Any) -> None:
         if set(counts) - {"missing_audio"}:
             fixes.append("correct those rows of the manifest (one row per track id, a usable label and split)")
         typer.secho(
-            f"error: --strict: dataset '{name}' dropped {sum(counts.values())} row(s) at load, not evaluated "
+            f"error: --strict: dataset '{name}' dropped {counted(sum(counts.values()), 'row')} at load, not evaluated "
             f"({lines}) — {' and '.join(fixes)}; everything computed is saved",
             fg=typer.colors.RED,
             err=True,
@@ -454,7 +455,8 @@ def _strict_check(ctx: Any) -> None:
     where = ", ".join(f"{p.name} ({n})" for p, n in bad)
     commands = ", ".join(f"`{p.show_errors_command()}`" for p, _ in bad)
     typer.secho(
-        f"error: --strict: {sum(n for _, n in bad)} error record(s) in {where}{example} — list them with {commands}",
+        f"error: --strict: {counted(sum(n for _, n in bad), 'error record')} in {where}{example} — list them with "
+        f"{commands}",
         fg=typer.colors.RED,
         err=True,
     )

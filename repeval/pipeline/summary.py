@@ -198,8 +198,8 @@ class EmbedSummary:
 
 def counted(n: int, noun: str, plural: str | None = None) -> str:
     """``n`` and ``noun``, in the plural (``plural``, by default ``noun`` + s) unless ``n`` is 1: "1 row", "2 rows",
-    "0 errors" — not "1 row(s)"."""
-    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+    "0 errors", "1,200 rows" — not "1 row(s)"."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
 def figure(x: float, decimals: int) -> str:

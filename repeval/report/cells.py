@@ -195,6 +195,11 @@ def replicates_text(df: pd.DataFrame) -> str:
     return next(iter(per_run.values()), text(df) if len(df) else "")
 
 
+def has_folds(df: pd.DataFrame) -> bool:
+    """Whether ``df`` has k-fold rows (a ``fold`` not null): their intervals combine the folds'."""
+    return "fold" in df.columns and bool(df["fold"].notna().any())
+
+
 def max_fold_overlap(df: pd.DataFrame) -> float:
     """The largest ``fold_overlap`` of ``df``'s k-fold rows (0 without one: disjoint folds, one split, older
     results)."""

@@ -28,7 +28,7 @@ from repeval.report.heat import robustness_html
 from repeval.report.labels import per_label_block as _per_label_block  # tests import it from here
 from repeval.report.left_out import ERROR_COLUMNS, MAX_ERROR_ROWS, dropped_at_load, error_records, partial_audio_note
 from repeval.report.left_out import failed_block as _failed_block  # tests import it from here
-from repeval.report.render import ci_tip, render_html
+from repeval.report.render import ci_tip, render_html, table_has_folds
 from repeval.report.results import (
     CLEAN,
     Run,
@@ -83,7 +83,7 @@ def _table_block(
     marked, legend = _chosen_rows(table, chosen, prefixed)
     # the caption's account above the table, as wide as the page (a <caption> wraps at the table's width)
     # said once, not in every tooltip
-    hover = f"hover a cell for n and its {level} interval, the {ci_tip(level, table.fold_overlap > 0)}"
+    hover = f"hover a cell for n and its {level} interval, the {ci_tip(level, table.fold_overlap > 0, table_has_folds(table))}"
     about = "; ".join(p for p in (note, table.full_caption, legend, hover) if p)
     body = render_html(
         table, table_id=tid, ci_level=level, described_by=f"{tid}-about" if about else "", marked=marked,

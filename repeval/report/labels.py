@@ -27,6 +27,7 @@ from repeval.report.blocks import controls, figure, probe_rule, slug
 from repeval.report.cells import (
     _higher,
     cell_stats,
+    has_folds,
     max_fold_overlap,
     metric_notes,
     per_label_title,
@@ -98,7 +99,7 @@ def per_label_block(
         f"each cell one label's own value, the average over labels it enters in brackets: {spread}{thresholds}{over}; "
         f"each row a label, the worst first (by its mean over the row, which a click on a header sorts again); "
         f"bold: the best model of the label; hover a cell for its std, n and {level} interval, the "
-        f"{ci_tip(level, max_fold_overlap(per) > 0)}"
+        f"{ci_tip(level, max_fold_overlap(per) > 0, has_folds(per))}"
     )
     agg = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna()]
     sets = run_sets(agg, test_sets) if not agg.empty else [[]]

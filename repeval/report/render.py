@@ -13,11 +13,19 @@ from typing import Any
 from repeval.report.cells import Table, _higher, canonical_format, fewer_replicates
 
 
-def ci_tip(level: str = "95%", shared: bool = False) -> str:
+def ci_tip(level: str = "95%", shared: bool = False, folds: bool = False) -> str:
     """What a cell's interval is (:func:`repeval.tuning.results.mean_intervals`); ``level``: the runs' interval level
-    (:func:`repeval.report.results.ci_level`); ``shared``: the folds share test tracks (``fold_overlap`` above 0)."""
-    folds = "folds combined as sharing test tracks" if shared else "folds combined"
-    return f"{level} bootstrap CI of the mean (seeds averaged, {folds})"
+    (:func:`repeval.report.results.ci_level`); ``folds``: the rows have folds (k-fold datasets), whose intervals are
+    combined, said only then; ``shared``: those folds share test tracks (``fold_overlap`` above 0)."""
+    if not (folds or shared):
+        return f"{level} bootstrap CI of the mean (seeds averaged)"
+    combined = "folds combined as sharing test tracks" if shared else "folds combined"
+    return f"{level} bootstrap CI of the mean (seeds averaged, {combined})"
+
+
+def table_has_folds(t: Table) -> bool:
+    """Whether a cell of ``t`` is over more than one fold (a k-fold dataset's)."""
+    return bool(t.n_folds.size) and int(t.n_folds.max()) > 1
 
 
 def replicates_tip(n: int, n_seeds: int, n_folds: int) -> str:
@@ -242,7 +250,7 @@ def render_html(
                 lo = fmt_number(t.ci_low[i, j], scale=scale, decimals=decimals)
                 hi = fmt_number(t.ci_high[i, j], scale=scale, decimals=decimals)
                 # described elsewhere (the report's account above the table): the interval's definition is said there
-                tip += f"; {ci_level + ' CI' if described_by else ci_tip(ci_level, t.fold_overlap > 0)} [{lo}, {hi}]"
+                tip += f"; {ci_level + ' CI' if described_by else ci_tip(ci_level, t.fold_overlap > 0, table_has_folds(t))} [{lo}, {hi}]"
             cls = ' class="num best"' if t.best[i, j] else ' class="num"'
             text = e(cell_text(t, i, j, scale=scale, decimals=decimals))
             parts.append(f'<td{cls} data-value="{value}" title="{e(tip)}">{text}</td>')

@@ -136,7 +136,7 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
     failed, failed_cells = _failed(fs, path, recorded_grids(footer))
     updated = max((i.mtime.timestamp() for i in files if i.mtime is not None), default=None)
     untrained = recorded_untrained(footer)  # grids of the configuration the results lack: not trained when evaluated
-    state = "evaluated" if results is not None else (f"{len(groups)} grid(s) trained" if groups else "started")
+    state = "evaluated" if results is not None else (f"{counted(len(groups), 'grid')} trained" if groups else "started")
     if results is not None and untrained:
         state = "partly trained"
     status = json_at(fs, path, STATUS)
@@ -277,14 +277,14 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
         if i["failed_trainings"] is None
     ]
     lines += [
-        f"{i['run']}: its results lack {len(i['grids_untrained'])} probe grid(s) of its configuration, not trained when "
-        f"it was evaluated ({', '.join(i['grids_untrained'][:5])}{', …' if len(i['grids_untrained']) > 5 else ''}): "
+        f"{i['run']}: its results lack {counted(len(i['grids_untrained']), 'probe grid')} of its configuration, "
+        f"not trained when it was evaluated ({', '.join(i['grids_untrained'][:5])}{', …' if len(i['grids_untrained']) > 5 else ''}): "
         + _trains_untrained(i)
         for i in infos
         if i["grids_untrained"]
     ]
     lines += [
-        f"{i['run']}: {i['rows_not_evaluated']} dataset row(s) dropped at load, not evaluated ({LOAD_REPORT})"
+        f"{i['run']}: {counted(i['rows_not_evaluated'], 'dataset row')} dropped at load, not evaluated ({LOAD_REPORT})"
         for i in infos
         if i["rows_not_evaluated"]
     ]

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from repeval.config import Config
+from repeval.pipeline.summary import counted
 from repeval.run.context import RunContext, config_yaml, group_name
 from repeval.run.files import _write_atomic, unreadable_parquet
 from repeval.rundir import (
@@ -88,10 +89,11 @@ def _configured_groups(ctx: RunContext, files: list[Path], wanted: set[str] | No
     stale = sorted(have - wanted)
     if stale:
         log.warning(
-            "%d probe grid(s) in %s are not of this configuration (a model, dataset or task removed or renamed since "
-            "they were trained, or fewer folds): %s — left out of results.parquet; delete them, or list them in the "
+            "%s in %s %s not of this configuration (a model, dataset or task removed or renamed since they were "
+            "trained, or fewer folds): %s — left out of results.parquet; delete them, or list them in the "
             "configuration again to include them",
-            len(stale), ctx.run_dir / "groups", ", ".join(stale[:5]) + (", …" if len(stale) > 5 else ""),
+            counted(len(stale), "probe grid"), ctx.run_dir / "groups", _are(len(stale)),
+            ", ".join(stale[:5]) + (", …" if len(stale) > 5 else ""),
         )  # fmt: skip
     missing = sorted(wanted - have)
     if missing and len(missing) < len(wanted):
@@ -100,10 +102,16 @@ def _configured_groups(ctx: RunContext, files: list[Path], wanted: set[str] | No
             or "`repeval run` (or `repeval train`) with this configuration trains them"
         )
         log.warning(
-            "%d probe grid(s) of this configuration are not trained yet: %s — the results lack them; %s",
-            len(missing), ", ".join(missing[:5]) + (", …" if len(missing) > 5 else ""), fix,
+            "%s of this configuration %s not trained yet: %s — the results lack them; %s",
+            counted(len(missing), "probe grid"), _are(len(missing)),
+            ", ".join(missing[:5]) + (", …" if len(missing) > 5 else ""), fix,
         )  # fmt: skip
     return [f for f in files if f.stem in wanted]
+
+
+def _are(n: int) -> str:
+    """The verb of a count's noun: "1 probe grid is", "2 probe grids are"."""
+    return "is" if n == 1 else "are"
 
 
 def _wanted_groups(cfg: Config) -> set[str]:
@@ -128,10 +136,12 @@ def _name_other_failures(run_dir: Path, wanted: set[str]) -> None:
     if other:
         names = sorted(set(other))
         log.warning(
-            "%d failure(s) in %s are of probe grid(s) not of this configuration (a model, dataset or task removed or "
-            "renamed since they were trained, or fewer folds): %s — left out of the failures `repeval runs` and the "
-            "report count; they stay in the file",
-            len(other), path, ", ".join(names[:5]) + (", …" if len(names) > 5 else ""),
+            "%s in %s %s of %s not of this configuration (a model, dataset or task removed or renamed since they "
+            "were trained, or fewer folds): %s — left out of the failures `repeval runs` and the report count; they "
+            "stay in the file",
+            counted(len(other), "failure"), path, _are(len(other)),
+            "a probe grid" if len(names) == 1 else "probe grids",
+            ", ".join(names[:5]) + (", …" if len(names) > 5 else ""),
         )  # fmt: skip
 
 

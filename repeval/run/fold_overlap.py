@@ -19,6 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from repeval.pipeline.summary import counted
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -41,6 +43,13 @@ def fold_overlaps(run_dir: Path, cells: Iterable[tuple[str, str, int]]) -> dict[
         if len(ks) < 2:
             continue
         paths = [Path(run_dir) / "splits" / f"{task}__{dataset}__fold{k}.parquet" for k in sorted(ks)]
+        if missing := [p for p in paths if not p.exists()]:
+            shown = ", ".join(p.name for p in missing[:3]) + (", …" if len(missing) > 3 else "")
+            log.warning(
+                "%s / %s: %s of its folds missing from %s (%s); the interval of the mean over its folds takes their "
+                "test tracks as disjoint", task, dataset, counted(len(missing), "splits file"), paths[0].parent, shown,
+            )  # fmt: skip
+            continue
         try:
             tables = [pq.read_table(p, columns=["track_id", "split"]) for p in paths]
         except (OSError, pa.ArrowInvalid, KeyError) as exc:

@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from repeval.datasets import LoadReport, load_dataset, load_folds
 from repeval.datasets.base import strict_kinds
+from repeval.pipeline.summary import counted
 from repeval.run.context import RunContext, fold_suffix
 from repeval.run.files import _write_atomic, _write_text_atomic
 from repeval.run.load_records import LoadRecord, load_report_json
@@ -230,9 +231,11 @@ def split_notes(ctx: RunContext) -> list[str]:
             if absent := untrained_labels(ctx.rows[(ei, ds.name)]):
                 shown = ", ".join(f"{lab!r} ({v:,} validation, {t:,} test tracks)" for lab, v, t in absent[:5])
                 more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
+                one = len(absent) == 1
                 note = (
-                    f"dataset {ds.name} ({exp.task.name}): {len(absent)} label(s) have no training track, so no probe "
-                    f"can learn them: {shown}{more} — check the splits (a split_column, or split_ratios) or leave them "
+                    f"dataset {ds.name} ({exp.task.name}): {counted(len(absent), 'label')} "
+                    f"{'has' if one else 'have'} no training track, so no probe can learn {'it' if one else 'them'}: "
+                    f"{shown}{more} — check the splits (a split_column, or split_ratios) or leave them "
                     "out with dataset.classes"
                 )
                 if note not in notes:  # another experiment of the task on the dataset (another model): its rows

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 from repeval.datasets.base import OBSERVED, SPLITS
 from repeval.datasets.encoding import encode_labels
 from repeval.pipeline.stages import CLEAN
+from repeval.pipeline.summary import counted
 from repeval.probes import ProbeData
 from repeval.rundir import EarlierStageUnfinished
 from repeval.store import EmbeddingStore
@@ -94,8 +95,9 @@ def training_vocabulary(
     # said once per process: the tasks that read one dataset with one model (mean, prediction, attention) share it
     warn_once(
         log, ("no training example", where, multilabel, tuple(classes[j] for j in absent)),
-        "%s: %d label(s) have no training example, so no probe can learn them: %s%s — %s; %s",
-        where, len(absent), shown, more, what, absent_label_fix(folds),
+        "%s: %s no training example, so no probe can learn %s: %s%s — %s; %s",
+        where, f"{counted(len(absent), 'label')} {'has' if len(absent) == 1 else 'have'}",
+        "it" if len(absent) == 1 else "them", shown, more, what, absent_label_fix(folds),
     )  # fmt: skip
     if not multilabel:
         return classes, y_train, y_val, tests

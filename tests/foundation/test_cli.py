@@ -254,7 +254,7 @@ def test_plan_notes_a_label_that_no_training_track_has(tmp_path, monkeypatch):
     )
     said = _plan_tiny_catalog(tmp_path, monkeypatch, manifest, ("a", "b", "c", "d"), ", split_column: split")
     assert (
-        "note: dataset d (t): 1 label(s) have no training track, so no probe can learn them: 'y' (0 validation, 1 test "
+        "note: dataset d (t): 1 label has no training track, so no probe can learn it: 'y' (0 validation, 1 test "
         "tracks) — check the splits (a split_column, or split_ratios) or leave them out with dataset.classes"
     ) in said, said
     assert "'x'" not in said
@@ -263,12 +263,14 @@ def test_plan_notes_a_label_that_no_training_track_has(tmp_path, monkeypatch):
     first = exp[exp.index("- task:") :]
     (tmp_path / "exp.yaml").write_text(exp + first.replace("[mfcc-stats]", "[chroma-stats]"))
     said = CliRunner().invoke(app, ["plan", "exp.yaml"]).output
-    assert said.count("label(s) have no training track") == 1, said
+    assert said.count("label has no training track") == 1, said
     (tmp_path / "exp.yaml").write_text(exp)
     # a row dropped for its label is noted without the pointer to `repeval data check`, which lists audio files
     (tmp_path / "m.csv").write_text(manifest + "e,a.wav,,train\n")
     said = CliRunner().invoke(app, ["plan", "exp.yaml"]).output
-    assert "note: dataset d at load (4 rows kept): 1 no usable label: e (row 6: empty label) — 1 row(s)" in said, said
+    assert (
+        "note: dataset d at load (4 rows kept): 1 no usable label: e (row 6: empty label) — 1 row not evaluated" in said
+    ), said
     assert "data check" not in said, said
 
 
@@ -338,7 +340,7 @@ def test_plan_says_when_the_store_or_the_data_is_not_where_it_looks(tmp_path, mo
     said = " ".join(res.output.split())
     assert res.exit_code == 0, said
     assert "note: dataset d at load (1 rows kept): 1 missing audio: b (row 4: " in said, said
-    assert "; 1 duplicate ids: a (row 3) — 2 row(s) not evaluated, which `repeval run --strict` fails on" in said
+    assert "; 1 duplicate ids: a (row 3) — 2 rows not evaluated, which `repeval run --strict` fails on" in said
 
 
 def test_a_later_stage_without_a_run_id_says_it_starts_a_new_run(tmp_path, caplog):
@@ -377,7 +379,7 @@ def test_embed_strict_records_its_failure_as_run_strict_does(tmp_path, monkeypat
     monkeypatch.setattr(runner, "not_evaluated", lambda _ctx: dropped)
     res = CliRunner().invoke(app, ["embed", str(cfg), "--strict"])
     assert res.exit_code == 3, res.output
-    assert "error: --strict: dataset 'd' dropped 1 row(s) at load" in res.output
+    assert "error: --strict: dataset 'd' dropped 1 row at load" in res.output
     status = read_status(tmp_path / "runs" / "r")
     assert (status["command"], status["state"]) == ("embed", "failed"), status
     assert status["reason"] == "stopped with exit status 3 (--strict: tracks not evaluated)"

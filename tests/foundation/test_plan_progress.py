@@ -128,9 +128,9 @@ def test_plan_counts_the_trainings_an_interrupted_run_finished_as_the_rerun_reus
     shutil.rmtree(checkpoints[0])
     plan = interrupt()
     assert plan.trials_reused == 1 and 0 < plan.trainings_reused < 3, plan.text()
-    assert plan.trials_unknown == 0 and "counted for this machine's 2 CPU(s) (2 trial slot(s))" in plan.text()
+    assert plan.trials_unknown == 0 and "counted for this machine's 2 CPUs (2 trial slots)" in plan.text()
     said = (
-        f"; up to {plan.trainings_reused} more finished by an interrupted run, reused in 1 trial(s), not trained again "
+        f"; up to {plan.trainings_reused} more finished by an interrupted run, reused in 1 trial, not trained again "
         "while the embeddings hold what they trained on)"
     )
     path = root / "interrupted.yaml"
@@ -140,7 +140,7 @@ def test_plan_counts_the_trainings_an_interrupted_run_finished_as_the_rerun_reus
     other = make_plan(cfg, ctx.store, ctx.run_dir)
     assert other.trainings_reused == 0, other.text()
     assert (
-        f"counted for this machine's 8 CPU(s) (8 trial slot(s)), as `repeval run` here plans them; "
+        f"counted for this machine's 8 CPUs (8 trial slots), as `repeval run` here plans them; "
         f"{plan.trainings_reused} more are in Tune experiments planned for other trial slots"
     ) in other.text()
     assert make_plan(cfg, ctx.store, ctx.run_dir, cluster={"CPU": 2.0}).trainings_reused == plan.trainings_reused
@@ -152,7 +152,7 @@ def test_plan_counts_the_trainings_an_interrupted_run_finished_as_the_rerun_reus
     older = make_plan(cfg, ctx.store, ctx.run_dir)
     assert (older.trainings_reused, older.trials_unknown, older.trainings_unknown) == (0, 1, plan.trainings_reused)
     assert (
-        f"probe trainings:    3 (0 done; reuse not known of up to {plan.trainings_reused} more in 1 finished trial(s) "
+        f"probe trainings:    3 (0 done; reuse not known of up to {plan.trainings_reused} more in 1 finished trial "
         "of Tune experiments an earlier repeval wrote" in older.text()
     ), older.text()
     # such a marker older than the partitions' row part files: the rerun moves it aside whatever it plans — not counted
@@ -176,7 +176,7 @@ def test_plan_counts_the_trainings_an_interrupted_run_finished_as_the_rerun_reus
     assert make_plan(parse_config(config(epochs=3)), ctx.store, ctx.run_dir).trainings_reused == 0
     rerun = runner.stage_train(ctx)
     assert rerun["reused_trials"] == plan.trials_reused and rerun["trained"] == 1
-    assert "; 1 trial(s) finished by an interrupted run reused, not trained again" in _train_line(rerun)
+    assert "; 1 trial finished by an interrupted run reused, not trained again" in _train_line(rerun)
 
     plan = interrupt()  # every trial finished and Tune recorded them: the rerun restores them all
     assert (plan.trials_reused, plan.trainings_reused) == (2, 3), plan.text()
@@ -373,3 +373,21 @@ def test_a_failure_that_came_of_another_names_its_root_cause(rendered_notes, tmp
             raise ValueError("no such instrument") from None
     except ValueError as cut:
         assert _reason(cut) == "no such instrument"
+
+
+def test_plan_counts_read_in_the_singular_for_one_and_plural_for_more():
+    """The plan's counts said "1 error record(s) in 1 partition(s), 1 track(s)" and "1 trial(s)": now the noun
+    agrees with its count, and a count of thousands has its separator."""
+    from repeval.pipeline.summary import counted
+    from repeval.plan import Plan, _retest_line
+
+    one = Plan(trainings_reused=2, trials_reused=1, retries={"ds/m/clean": (1, 1)}, retry_tracks={("ds", "t1")})
+    said = one.text()
+    assert "reused in 1 trial, not trained again" in said, said
+    assert "note: 1 error record in 1 partition (ds/m/clean), 1 track of this run:" in said, said
+    two = Plan(retries={"ds/m/clean": (2, 1), "ds/m/D1": (1, 1)}, retry_tracks={("ds", "t1"), ("ds", "t2")})
+    assert "note: 3 error records in 2 partitions (ds/m/clean, ds/m/D1), 2 tracks of this run:" in two.text()
+    retry = Plan(retries={"ds/m/clean": (1, 1)}, retry_tracks={("ds", "t1")}, retry_errors=True)
+    assert "1 error record deleted, 1 track of this run they name computed again" in retry.text()
+    assert _retest_line("g: tested on D2", [("g", 1)]).count("1 selected probe scored again") == 1
+    assert counted(1200, "row") == "1,200 rows" and counted(1, "row") == "1 row"

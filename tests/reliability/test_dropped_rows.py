@@ -45,7 +45,7 @@ def test_strict_fails_on_rows_dropped_at_load_naming_dataset_count_and_row(dropp
     err = strict.stderr.strip().splitlines()
     assert len(err) == 1, strict.stderr
     line = err[0]
-    assert line.startswith("error: --strict: dataset 'tones' dropped 3 row(s) at load, not evaluated ("), line
+    assert line.startswith("error: --strict: dataset 'tones' dropped 3 rows at load, not evaluated ("), line
     assert f"2 missing audio: ghost-1 (row 12: {(root / 'audio' / 'ghost-1.wav').resolve()})" in line
     assert "1 duplicate ids: low-000 (row 14)" in line
     assert "check those audio paths and the dataset's root" in line and "correct those rows of the manifest" in line
@@ -62,7 +62,7 @@ def test_dropped_rows_are_recorded_in_the_run_directory(dropped_run):
     assert record["not_evaluated"] == 3
     assert record["lines"][0].startswith("2 missing audio: ghost-1 (row 12: ")
     assert runs.exit_code == 0, runs.output
-    assert "r: 3 dataset row(s) dropped at load, not evaluated (load_report.json)" in runs.stdout
+    assert "r: 3 dataset rows dropped at load, not evaluated (load_report.json)" in runs.stdout
 
 
 def test_strict_counts_only_missing_audio_of_built_in_loaders_and_every_dropped_catalog_row():
@@ -180,9 +180,7 @@ def test_plan_strict_runs_and_report_say_one_record_per_dataset_and_finding_old_
     ], loads
 
     plan = [line for line in make_plan(cfg, ctx.store).text().splitlines() if " at load " in line]
-    found = [
-        re.match(r"note: dataset (.+) at load \(4 rows kept\): .* — (\d+) row\(s\) not evaluated", n) for n in plan
-    ]
+    found = [re.match(r"note: dataset (.+) at load \(4 rows kept\): .* — (\d+) rows? not evaluated", n) for n in plan]
     assert all(found), plan
     said = [(m[1], int(m[2])) for m in found if m]
     assert said == [("tones (pitch, pitch_again, pitch_copy)", 3), ("tones (pitch_sub)", 2)], plan
@@ -367,8 +365,8 @@ def test_a_fold_whose_tracks_all_failed_names_the_errors_not_fewer_folds(dropped
     stops = [n for n in plan.notes if "would stop" in n]
     assert stops == [f"`repeval run` would stop before training: {msg.removesuffix(' — nothing was trained')}"], stops
     said = plan.text()
-    records = f"4 error record(s) in 2 partition(s) ({part.name}, kf/{FAST_MODEL['id']}/D1), 2 track(s) of this run"
+    records = f"4 error records in 2 partitions ({part.name}, kf/{FAST_MODEL['id']}/D1), 2 tracks of this run"
     assert f"note: {records}: `repeval run` leaves them out" in said, said
     retry = make_plan(ctx.cfg, ctx.store, ctx.run_dir, retry_errors=True)  # computes them again: no stop foreseen
     assert not [n for n in retry.notes if "would stop" in n], retry.notes
-    assert "4 error record(s) deleted, 2 track(s) of this run they name computed again" in retry.text()
+    assert "4 error records deleted, 2 tracks of this run they name computed again" in retry.text()

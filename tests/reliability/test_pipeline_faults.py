@@ -124,7 +124,7 @@ def test_strict_makes_error_records_fatal(bad_audio_run):
     n_invalid = sum(not b.valid for b in corpus)
     assert strict.exit_code == 3, strict.output
     err = strict.stderr.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"error: --strict: {2 * n_invalid} error record(s) in ")
+    assert len(err) == 1 and err[0].startswith(f"error: --strict: {2 * n_invalid} error records in ")
     assert "already in store" in strict.stdout  # nothing recomputed: errors are kept, not retried
 
 

@@ -59,9 +59,8 @@ def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(ray_sessi
     plain = make_plan(cfg, ctx.store, ctx.run_dir)
     assert (plain.partitions_done, plain.grids_done) == (plain.partitions, plain.grids) and plain.grids == 1
     assert plain.retries == {clean.name: (1, 1)}
-    assert (
-        f"note: 1 error record(s) in 1 partition(s) ({clean.name}), 1 track(s) of this run: `repeval run` leaves"
-        in (plain.text())
+    assert f"note: 1 error record in 1 partition ({clean.name}), 1 track of this run: `repeval run` leaves" in (
+        plain.text()
     )
     _, s, t = run()  # a plain rerun: the error record stands, nothing is recomputed or retrained
     assert (s.computed, s.retried, t["trained"], t["skipped"]) == (0, 0, 0, 1)
@@ -71,8 +70,8 @@ def test_retry_errors_recomputes_fixed_files_and_retrains_their_groups(ray_sessi
     retry = make_plan(cfg, ctx.store, ctx.run_dir, retry_errors=True)
     assert (retry.partitions - retry.partitions_done, retry.grids - retry.grids_done) == (1, 1)
     said = retry.text()
-    assert f"retry errors: {clean.name}: 1 error record(s) deleted, 1 track(s) of this run they name computed " in said
-    assert "note: 1 error record(s)" not in said
+    assert f"retry errors: {clean.name}: 1 error record deleted, 1 track of this run they name computed " in said
+    assert "note: 1 error record" not in said
     from typer.testing import CliRunner
 
     from repeval.cli import app
@@ -440,7 +439,7 @@ def test_a_scenario_added_or_removed_is_tested_with_the_probes_selected_before_n
     assert "probe grids:        1 (0 done, 1 retest only, 0 to train)" in said, said
     assert "6 not trained again: their grids' deformation scenarios alone changed" in said
     assert (
-        f"retest only: {name}: tested on the added scenario(s) D2 — 4 selected probe(s) scored again from their "
+        f"retest only: {name}: tested on the added scenario(s) D2 — 4 selected probes scored again from their "
         "Tune checkpoints, none trained (retest if the checkpoints are intact" in said
     )
     _, t, fresh = run(two, runs="fresh")

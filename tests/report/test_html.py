@@ -258,9 +258,7 @@ def test_intervals_are_labelled_with_the_runs_level(tmp_path):
     assert tips and all("; 90% bootstrap CI of the mean" in t or "; 90% CI [" in t for t in tips), tips[:3]
     # …the tables' too, what the interval is said once in the account above each (it was in each of a study's cells)
     about = re.search(r'<p class="rv-note" id="t-model-comparison-[^"]*-about">([^<]*)</p>', text).group(1)
-    assert about.endswith(
-        "hover a cell for n and its 90% interval, the 90% bootstrap CI of the mean (seeds averaged, folds combined)"
-    )
+    assert about.endswith("hover a cell for n and its 90% interval, the 90% bootstrap CI of the mean (seeds averaged)")
     assert "95%" not in text
     table = table_command([run], "model_comparison", "html")
     assert "90% bootstrap CI of the mean" in table and "95%" not in table
@@ -458,3 +456,23 @@ def test_a_report_it_cannot_write_names_reports_own_out_option(run_dir, tmp_path
     assert "--out FILE.html" in res.output and "run.store" not in res.output, res.output
     assert str(blocker) in res.output  # the path it could not make
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_the_interval_tip_says_folds_combined_only_of_rows_with_folds():
+    """The interval's account said "folds combined" of every run, one split's too: now only where the rows have
+    folds, and "as sharing test tracks" where those folds share them."""
+    import types
+
+    import numpy as np
+
+    from repeval.report.cells import has_folds
+    from repeval.report.render import ci_tip, table_has_folds
+
+    one_split = pd.DataFrame({"fold": [None, None], "value": [0.5, 0.6]})
+    k_fold = pd.DataFrame({"fold": [0, 1], "value": [0.5, 0.6]})
+    assert (has_folds(one_split), has_folds(k_fold), has_folds(pd.DataFrame({"value": [0.5]}))) == (False, True, False)
+    assert ci_tip("90%", False, has_folds(one_split)) == "90% bootstrap CI of the mean (seeds averaged)"
+    assert ci_tip("90%", False, has_folds(k_fold)) == "90% bootstrap CI of the mean (seeds averaged, folds combined)"
+    assert ci_tip("95%", True, True).endswith("(seeds averaged, folds combined as sharing test tracks)")
+    assert not table_has_folds(types.SimpleNamespace(n_folds=np.array([[1, 1], [0, 1]])))
+    assert table_has_folds(types.SimpleNamespace(n_folds=np.array([[1, 3]])))

@@ -40,7 +40,7 @@ def test_per_label_cells_give_n_as_the_other_tables_cells_do(report):
             "each cell one label's own value, the average over labels it enters in brackets: mean ± std over 2 seeds; "
             "each row a label, the worst first (by its mean over the row, which a click on a header sorts again); "
             "bold: the best model of the label; hover a cell for its std, n and 95% interval, the 95% bootstrap CI of "
-            "the mean (seeds averaged, folds combined)"
+            "the mean (seeds averaged)"
         )
 
 

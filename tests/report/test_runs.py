@@ -237,12 +237,12 @@ def test_evaluate_collects_the_groups_of_its_configuration_only(run_dir, tmp_pat
     assert sorted(set(table["model"].to_pylist())) == ["logmel-stats", "msd-musicnn"]
     assert set(pq.read_table(run / "results.parquet")["model"].to_pylist()) == {"logmel-stats", "msd-musicnn"}
     said = " ".join(caplog.text.split())
-    assert f"1 probe grid(s) in {run / 'groups'} are not of this configuration" in said
+    assert f"1 probe grid in {run / 'groups'} is not of this configuration" in said
     assert f"{task}__{dataset}__mert-v1-95m-6 — left out of results.parquet" in said
-    assert f"1 probe grid(s) of this configuration are not trained yet: {task}__{dataset}__mfcc-stats" in said
+    assert f"1 probe grid of this configuration is not trained yet: {task}__{dataset}__mfcc-stats" in said
     # the removed grid's failures stay in failed.parquet, named, and are left out of what `repeval runs` and the
     # report count, like its groups/ file is left out of the results
-    assert f"2 failure(s) in {run / 'failed.parquet'} are of probe grid(s) not of this configuration" in said
+    assert f"2 failures in {run / 'failed.parquet'} are of a probe grid not of this configuration" in said
     assert f"{task}__{dataset}__mert-v1-95m-6 — left out of the failures `repeval runs` and the report count" in said
     assert pq.read_metadata(run / "failed.parquet").num_rows == 3
     counted = run_info(pafs.LocalFileSystem(), str(run), "r")
@@ -366,7 +366,7 @@ def test_evaluate_on_a_partly_trained_run_keeps_it_unfinished(run_dir, tmp_path,
     # warning said the run's state and command again after the grids' own "`repeval run` … trains them")
     said = " ".join(caplog.text.split())
     assert (
-        f"1 probe grid(s) of this configuration are not trained yet: {untrained} — the results lack them; this run's "
+        f"1 probe grid of this configuration is not trained yet: {untrained} — the results lack them; this run's "
         f"`repeval run` was interrupted: the run stays unfinished until `repeval run {cfg} --run-id r` finishes it and "
         "trains them" in said
     ), said
@@ -380,7 +380,7 @@ def test_evaluate_on_a_partly_trained_run_keeps_it_unfinished(run_dir, tmp_path,
     assert (info["state"], info["grids_untrained"]) == ("interrupted (run)", [untrained])
     listed = " ".join(CliRunner().invoke(app, ["runs", str(runs)]).output.split())
     assert (
-        f"r: its results lack 1 probe grid(s) of its configuration, not trained when it was evaluated ({untrained})"
+        f"r: its results lack 1 probe grid of its configuration, not trained when it was evaluated ({untrained})"
         in listed
     )
     # status.json recorded by hand, as a repeval before it kept the command line: the run's options are not known

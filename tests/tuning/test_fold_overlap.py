@@ -147,3 +147,28 @@ def test_a_small_overlap_is_said_as_it_is():
     assert "(ρ = 0.004)" in overlap_note(rows)
     assert "(ρ = 0.17)" in overlap_note(rows.assign(fold_overlap=1 / 6))
     assert overlap_note(rows.assign(fold_overlap=0.0)) == ""
+
+
+def test_a_missing_splits_file_is_said_missing_and_a_corrupt_one_unreadable(tmp_path, caplog):
+    """A run without its folds' splits files was warned of as "unreadable": it says they are missing (which), and
+    that the folds are then taken as disjoint; a file cut short is still unreadable."""
+    from repeval.run.fold_overlap import fold_overlaps
+
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    pq.write_table(pa.table({"track_id": ["a", "b"], "split": ["test", "train"]}), splits / "t__d__fold0.parquet")
+    with caplog.at_level("WARNING", logger="repeval.runner"):
+        assert fold_overlaps(tmp_path, [("t", "d", 0), ("t", "d", 1), ("t", "d", 2)]) == {}
+    said = " ".join(caplog.text.split())
+    assert (
+        f"t / d: 2 splits files of its folds missing from {splits} (t__d__fold1.parquet, t__d__fold2.parquet)" in said
+    )
+    assert "takes their test tracks as disjoint" in said and "unreadable" not in said, said
+    caplog.clear()
+    for k in (1, 2):
+        (splits / f"t__d__fold{k}.parquet").write_bytes(b"PAR1 cut short")
+    with caplog.at_level("WARNING", logger="repeval.runner"):
+        assert fold_overlaps(tmp_path, [("t", "d", k) for k in range(3)]) == {}
+    assert "t / d: its folds' splits are unreadable (" in caplog.text and "of its folds missing" not in caplog.text, (
+        caplog.text
+    )
