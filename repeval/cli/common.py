@@ -288,7 +288,17 @@ def _reason(exc: BaseException) -> str:
         )
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     first = first if len(first) <= 500 else first[:497] + "..."
+    if isinstance(exc, EOFError):  # what the terminal said (:func:`_guard`), fix included
+        return _cut_file(exc)
     return _with_root(exc, first) + _storage_hint(exc)
+
+
+def _cut_file(exc: EOFError) -> str:
+    """An EOFError out of a command — a file read back cut short, a full disk's doing most likely — with its fix."""
+    return (
+        f"a file ended early as it was read back ({type(exc).__name__}: {str(exc) or 'no more input'}) — when the disk "
+        "of run.store or run.runs_dir is full (`df -h`), free space and rerun the command (finished work is kept)"
+    )
 
 
 #: what :func:`_storage_hint` says by default: the folders a run writes into
@@ -346,12 +356,7 @@ def _guard(fn: Any, storage_hint: str = STORE_AND_RUNS_HINT) -> Any:
     except EOFError as exc:  # a file read back cut short (pickle, a library's own): Typer said only "Aborted."
         if _state["debug"]:
             traceback.print_exception(exc)
-        typer.secho(
-            f"error: a file ended early as it was read back ({type(exc).__name__}: {exc or 'no more input'}) — when the "
-            "disk of run.store or run.runs_dir is full (`df -h`), free space and rerun the command (finished work is "
-            "kept); --debug shows which file",
-            fg=typer.colors.RED, err=True,
-        )  # fmt: skip
+        typer.secho(f"error: {_cut_file(exc)}; --debug shows which file", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
     except OSError as exc:  # reliability (issue 9): unwritable store, disk full → one line, not a traceback
         if _state["debug"]:

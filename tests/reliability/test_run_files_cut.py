@@ -82,6 +82,20 @@ def test_a_file_read_back_cut_short_is_an_error_naming_the_fix_not_a_bare_aborte
     err = capsys.readouterr().err
     assert err.startswith("error: a file ended early as it was read back (EOFError: Ran out of input) — when the disk")
     assert "free space and rerun the command (finished work is kept)" in err
+    with pytest.raises(typer.Exit):  # a bare EOFError (a library's own): its words are none, not "EOFError: "
+        _guard(lambda: (_ for _ in ()).throw(EOFError()))
+    assert "(EOFError: no more input) — when the disk" in capsys.readouterr().err
+
+
+def test_a_file_read_back_cut_short_is_recorded_for_repeval_runs_with_its_fix():
+    """status.json recorded only pickle's "Ran out of input" of a command stopped on a file cut short, where the
+    terminal named the likely cause (a full disk) and the fix: `repeval runs` showed no fix."""
+    from repeval.cli.common import _reason
+
+    assert _reason(EOFError("Ran out of input")) == (
+        "a file ended early as it was read back (EOFError: Ran out of input) — when the disk of run.store or "
+        "run.runs_dir is full (`df -h`), free space and rerun the command (finished work is kept)"
+    )
 
 
 def test_a_storage_failure_recorded_for_repeval_runs_names_what_to_check(tmp_path):
