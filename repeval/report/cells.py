@@ -16,6 +16,7 @@ import pandas as pd
 
 from repeval.metrics import higher_is_better, metric_spec
 from repeval.metrics.base import DEFAULT_THRESHOLD, THRESHOLD_TASK
+from repeval.pipeline.summary import figure
 from repeval.registry import unknown_name_message
 from repeval.tuning.results import mean_intervals
 
@@ -226,11 +227,11 @@ def overlap_note(df: pd.DataFrame) -> str:
         return ""
     k = df[df["fold"].notna() & (pd.to_numeric(df["fold_overlap"], errors="coerce") > 0)]
     rho = k.groupby("task", sort=False)["fold_overlap"].max()
-
-    def said(r: float) -> str:  # a small overlap is no "ρ = 0.00" beside "the folds share test tracks"
-        return f"{r:.2f}" if r >= 0.005 else f"{r:.1g}"
-
-    which = f"ρ = {said(rho.iloc[0])}" if len(rho) == 1 else ", ".join(f"{t} ρ = {said(r)}" for t, r in rho.items())
+    # a small overlap is no "ρ = 0.00" beside "the folds share test tracks", nor "9e-05": its two first digits
+    said = [f"{r:.2f}" if r >= 0.005 else figure(r, 2) for r in rho]
+    which = (
+        f"ρ = {said[0]}" if len(rho) == 1 else ", ".join(f"{t} ρ = {r}" for t, r in zip(rho.index, said, strict=True))
+    )
     return (
         f"CI: the folds share test tracks ({which}), so their bounds are combined as correlated estimates — wider "
         "than for disjoint folds (ρ = 1: the folds' bounds averaged)"
