@@ -21,11 +21,15 @@ def _read_json(path: Path) -> Any:
 
 def unreadable_parquet(path: Path) -> str | None:
     """Why the Parquet file at ``path`` cannot be read — cut short, corrupted, not Parquet — in one line; ``None``
-    when its footer reads (a missing file is the caller's to tell)."""
+    when its footer reads (a missing file is the caller's to tell). A file this user may not read raises its
+    ``PermissionError``: its content may be whole (another user's file), so nothing is trained again nor moved aside
+    for it — the command stops naming the file (``repeval.cli.common._guard``)."""
     try:
         pq.read_metadata(path)
     except FileNotFoundError:
         return None
+    except PermissionError:
+        raise
     except (OSError, pa.ArrowException) as exc:
         return parquet_error(exc)
     return None

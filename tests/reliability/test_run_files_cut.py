@@ -67,6 +67,39 @@ def test_a_cut_failed_parquet_is_moved_aside_and_the_trained_grid_committed(tmp_
     assert f"moved aside to {aside[0]}" in caplog.text
 
 
+def test_a_grid_result_this_user_may_not_read_is_not_trained_again_nor_its_failures_moved_aside(tmp_path):
+    """A grid's results and failed.parquet whole but not readable by this user (another user's files in a shared run
+    directory) were taken as "cut short or corrupted": the grid was trained again (hours, for a large grid) and the
+    failures file moved aside. Now the command stops on the PermissionError, naming the file, and nothing is moved.
+    Real permissions: as root, in a process without the capability that reads any file."""
+    import shutil
+    import subprocess
+    import sys
+
+    run = tmp_path / "r"
+    (run / "groups").mkdir(parents=True)
+    for path in (run / "groups" / f"{GRID}.parquet", run / "failed.parquet"):
+        pq.write_table(typed_table([_failure("m")], FAILED_SCHEMA), path)
+        path.chmod(0)
+    code = (
+        "import sys, types\nfrom pathlib import Path\nfrom repeval.run.groups import group_trained\n"
+        "from repeval.run.train import read_failed\nrun = Path(sys.argv[1])\n"
+        "for call in (lambda: group_trained(types.SimpleNamespace(run_dir=run), 'GRID', {}),\n"
+        "             lambda: read_failed(run / 'failed.parquet')):\n"
+        "    try:\n        print('returned', call())\n    except PermissionError as exc:\n"
+        "        print('raised', exc.errno)\n"
+    ).replace("GRID", GRID)
+    drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all", "--"]
+    if os.geteuid() == 0 and not shutil.which("setpriv"):
+        pytest.skip("root reads any file; setpriv (util-linux) drops that capability for the check")
+    said = subprocess.run(
+        [*(drop if os.geteuid() == 0 else []), sys.executable, "-c", code, str(run)],
+        capture_output=True, text=True, check=True,
+    ).stdout.split("\n")  # fmt: skip
+    assert said[:2] == ["raised 13", "raised 13"], said
+    assert sorted(p.name for p in run.iterdir()) == ["failed.parquet", "groups"]  # nothing moved aside
+
+
 def test_a_file_read_back_cut_short_is_an_error_naming_the_fix_not_a_bare_aborted(capsys):
     """An EOFError out of a command — pickle reading an empty file a full disk left (Ray Tune's trial error.pkl) —
     reached Typer, which took it for Ctrl-D at a prompt and printed only "Aborted.", exit status 1."""
