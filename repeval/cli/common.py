@@ -296,8 +296,8 @@ def _reason(exc: BaseException) -> str:
 def _cut_file(exc: EOFError) -> str:
     """An EOFError out of a command — a file read back cut short, a full disk's doing most likely — with its fix."""
     return (
-        f"a file ended early as it was read back ({type(exc).__name__}: {str(exc) or 'no more input'}) — when the disk "
-        "of run.store or run.runs_dir is full (`df -h`), free space and rerun the command (finished work is kept)"
+        f"a file ended early as it was read back ({type(exc).__name__}: {str(exc) or 'no more input'}) — when the "
+        "disk of run.store or run.runs_dir is full (`df -h`), free space and rerun the command (finished work is kept)"
     )
 
 

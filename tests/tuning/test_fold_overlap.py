@@ -140,7 +140,8 @@ def test_the_evaluation_records_the_overlap_and_the_report_says_so(rendered_note
 
 def test_a_small_overlap_is_said_as_it_is():
     """One track fixed in a large data set's test split overlaps the folds by a little: the caption said "the folds
-    share test tracks (ρ = 0.00)"; it gives two decimals from 0.005 up, below that the overlap's first two significant digits (not "9e-05")."""
+    share test tracks (ρ = 0.00)"; it gives two decimals from 0.005 up, below that the overlap's first two significant
+    digits (not "9e-05")."""
     from repeval.report.cells import overlap_note
 
     rows = pd.DataFrame(_rows(0.004)[:4])
