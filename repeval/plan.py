@@ -223,7 +223,7 @@ def make_plan(
                 )
             )
         p.lines += probe_lines(exp, specs, smoke_of.experiments[ei] if smoke_of is not None else None)
-    from repeval.plan_memory import frame_memory
+    from repeval.plan_memory import NODE_MEMORY, frame_memory
 
     p.memory, p.memory_warnings = frame_memory(cfg, store, cluster)
     if pending and tune_storage is not None:
@@ -281,7 +281,7 @@ def make_plan(
             f"bf16 in {n_bf16} of {n_configs} probe configurations (this machine's CPU: {here})"
         )
     if cluster is not None:
-        shown = sorted((k, v) for k, v in cluster.items() if not k.startswith("node:"))
+        shown = sorted((k, v) for k, v in cluster.items() if not k.startswith("node:") and k != NODE_MEMORY)
         # Ray counts memory in bytes: "memory=4.52837e+10" said nothing at a glance
         p.resources["cluster"] = ", ".join(
             f"{k}={v / 2**30:.3g} GiB" if k in ("memory", "object_store_memory") else f"{k}={v:g}" for k, v in shown

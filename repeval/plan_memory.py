@@ -133,20 +133,26 @@ def frame_memory(
     return lines, warnings
 
 
-def warn_frame_memory(cfg: Any, store: Any) -> None:
-    """``repeval run``'s word before training (once per process): :func:`frame_memory` with Ray's resources."""
-    from repeval.warn import warn_once
-
+def largest_node_memory() -> dict[str, float]:
+    """``{NODE_MEMORY: bytes}``: the largest alive node's Ray ``memory`` resource of the Ray this process is attached
+    to — what a trial can have, where ``ray.cluster_resources()`` sums every node's — else ``{}`` (not attached, or
+    not known: the estimate is advice)."""
     try:
         import ray
 
         alive = (
             [n["Resources"].get("memory", 0.0) for n in ray.nodes() if n.get("Alive")] if ray.is_initialized() else []
         )
-        cluster = {NODE_MEMORY: float(max(alive))} if alive else None
-    except Exception:  # the estimate is advice: Ray's resources not known, this machine's memory
-        cluster = None
-    lines, warnings = frame_memory(cfg, store, cluster)
+    except Exception:  # Ray's resources not known: the caller's other measure
+        return {}
+    return {NODE_MEMORY: float(max(alive))} if alive and max(alive) > 0 else {}
+
+
+def warn_frame_memory(cfg: Any, store: Any) -> None:
+    """``repeval run``'s word before training (once per process): :func:`frame_memory` with Ray's resources."""
+    from repeval.warn import warn_once
+
+    lines, warnings = frame_memory(cfg, store, largest_node_memory() or None)
     for line in lines:
         log.info("%s", line)
     for w in warnings:

@@ -221,15 +221,19 @@ def check_ray_address(
 def cluster_resources(address: str, given: str = "RAY_ADDRESS") -> dict[str, float]:
     """The resources of the Ray cluster at ``address`` (``ray.cluster_resources()``), read by attaching to it as a
     driver — never starting a Ray — and detaching; those of the Ray this process is attached to already, if any.
-    Raises as :func:`check_ray_address` does (``given`` names where the address comes from)."""
+    With them the largest node's memory (:func:`repeval.plan_memory.largest_node_memory`: the plan judges a trial's
+    frames by it, as the run does, not by every node's sum). Raises as :func:`check_ray_address` does (``given``
+    names where the address comes from)."""
     import ray
 
+    from repeval.plan_memory import largest_node_memory
+
     if ray.is_initialized():
-        return dict(ray.cluster_resources())
+        return {**ray.cluster_resources(), **largest_node_memory()}
     check_ray_address(address, given=given)
     attach_ray(address, given, log_to_driver=False, logging_level=logging.WARNING)
     try:
-        return dict(ray.cluster_resources())
+        return {**ray.cluster_resources(), **largest_node_memory()}
     finally:
         ray.shutdown()
 

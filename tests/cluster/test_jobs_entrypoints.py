@@ -204,6 +204,7 @@ def test_a_cluster_refusing_the_token_is_named_with_the_fix(monkeypatch: pytest.
 
     import ray
 
+    from repeval.plan_memory import NODE_MEMORY
     from repeval.ray_cluster import RayAuthRefused
     from repeval.ray_utils import cluster_resources
 
@@ -231,7 +232,8 @@ def test_a_cluster_refusing_the_token_is_named_with_the_fix(monkeypatch: pytest.
     assert f"--address={address}" in str(refused.value) and "RAY_AUTH_MODE is unset" in str(refused.value)
     monkeypatch.setattr(ray, "is_initialized", lambda: True)  # attached already: no ray.init, its own resources
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 3.0})
-    assert cluster_resources(address, given="--address") == {"CPU": 3.0}
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 3.0, "memory": 2.0**30}}])
+    assert cluster_resources(address, given="--address") == {"CPU": 3.0, NODE_MEMORY: 2.0**30}  # its largest node's
 
 
 def test_the_recorded_resubmission_runs_the_code_the_job_ran(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

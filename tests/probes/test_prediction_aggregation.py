@@ -230,3 +230,17 @@ def test_weighted_draws_go_past_what_torch_multinomial_takes(monkeypatch):
     assert share[0] == 0 and share[3] == 0  # a row of weight 0 is never drawn
     with pytest.raises(RuntimeError, match="cannot exceed 2\\^24"):  # why: what torch refuses
         torch.multinomial(torch.ones(2**24 + 1, dtype=torch.float64), 1, True)
+
+
+def test_the_plan_judges_frame_memory_by_the_largest_node_as_the_run_does(ray_session):
+    """`repeval plan --address` compared a trial's training frames with the cluster's memory, every node's summed:
+    on four 64-GiB nodes it kept quiet about 100 GiB of frames, which the run then warned of (it judges by the
+    largest node). The cluster's resources the plan reads carry the largest node's memory, not shown as a resource."""
+    import ray
+
+    from repeval import plan_memory
+    from repeval.ray_utils import cluster_resources
+
+    res = cluster_resources("unused:6379")  # attached already (this test's Ray): its own resources
+    largest = max(n["Resources"]["memory"] for n in ray.nodes() if n["Alive"])
+    assert plan_memory.machine_memory_bytes(res) == (largest, "the largest Ray node's memory resource")
