@@ -5,7 +5,7 @@ before training, with a warning naming the fixes when it exceeds the memory a no
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from repeval.pipeline.stages import CLEAN
@@ -92,11 +92,15 @@ def _rate(model: Any) -> str | None:
 
 
 def frame_memory(
-    cfg: Any, store: Any | None, cluster: Mapping[str, float] | None = None
+    cfg: Any,
+    store: Any | None,
+    cluster: Mapping[str, float] | None = None,
+    only: Collection[tuple[str, str, str]] | None = None,
 ) -> tuple[list[str], list[str]]:
     """``(lines, warnings)``: per dataset × model of a frame-level task, the training split's frames in memory —
     exact from the store once embedded, else the model's rate per minute of audio (the tracks' durations are known
-    once embedded), else not known — and a warning for each that exceeds :func:`machine_memory_bytes`."""
+    once embedded), else not known — and a warning for each that exceeds :func:`machine_memory_bytes`. ``only``:
+    the (task, dataset, model) of the grids to train (``repeval run``: not those trained before), else all."""
     lines: list[str] = []
     warnings: list[str] = []
     seen: set[tuple[str, str]] = set()
@@ -106,7 +110,7 @@ def frame_memory(
             continue
         for ds in exp.datasets:
             for m in exp.embedding_models:
-                if (ds.name, m.id) in seen:
+                if (ds.name, m.id) in seen or (only is not None and (exp.task.name, ds.name, m.id) not in only):
                     continue
                 seen.add((ds.name, m.id))
                 stored = _stored_train_frames(store, ds, m.id) if store is not None and store.exists() else None
@@ -148,11 +152,12 @@ def largest_node_memory() -> dict[str, float]:
     return {NODE_MEMORY: float(max(alive))} if alive and max(alive) > 0 else {}
 
 
-def warn_frame_memory(cfg: Any, store: Any) -> None:
-    """``repeval run``'s word before training (once per process): :func:`frame_memory` with Ray's resources."""
+def warn_frame_memory(cfg: Any, store: Any, only: Collection[tuple[str, str, str]]) -> None:
+    """``repeval run``'s word before training (once per process): :func:`frame_memory` of the grids it trains
+    (``only``) with Ray's resources."""
     from repeval.warn import warn_once
 
-    lines, warnings = frame_memory(cfg, store, largest_node_memory() or None)
+    lines, warnings = frame_memory(cfg, store, largest_node_memory() or None, only)
     for line in lines:
         log.info("%s", line)
     for w in warnings:

@@ -79,11 +79,11 @@ def _stage_train(ctx: RunContext) -> dict[str, Any]:
             raise EarlierStageUnfinished(message)
         raise ValueError(message)
     _say_changed_code(ctx, pending)
-    if pending:  # frames held whole by a frame-level task's trials: said (a warning past a node's memory) before any
-        from repeval.plan_memory import warn_frame_memory
-
-        warn_frame_memory(ctx.cfg, ctx.store)
     pending = [item for item in pending if not _retested(ctx, item, summary)]
+    if pending:  # frames held whole by the trials of a frame-level grid it trains: said (a warning past a node's
+        from repeval.plan_memory import warn_frame_memory  # memory) before any
+
+        warn_frame_memory(ctx.cfg, ctx.store, {(i.exp.task.name, i.dataset, i.model) for i in pending})
     batch: list[tuple[_Pending, Any, Any]] = []
     size = 0
     for item in pending:

@@ -165,6 +165,10 @@ def test_a_run_with_prediction_aggregation_end_to_end(ray_session, frames_run, t
     assert framed.x_train.dtype == np.float32 and n * dim * 4 == framed.x_train.nbytes
     assert f"training split's {n:,} frames × {dim} × 4 B" in said[0].getMessage()
     assert "more than a 1-KiB node" in said[1].getMessage() and "embedding_aggregation: mean" in said[1].getMessage()
+    # a rerun that trains other grids only (a mean task added, say) says nothing of this one's trials: none runs
+    grid = ("instrument", "notes", "mfcc-frames")
+    assert plan_memory.frame_memory(ctx.cfg, ctx.store, only={("other", *grid[1:])}) == ([], [])
+    assert len(plan_memory.frame_memory(ctx.cfg, ctx.store, only={grid})[1]) == 1
 
     # the same store serves a task with mean aggregation (no frames asked for): its complete partitions are reused
     cfg_dict["experiments"][0]["task"]["aggregation"] = "mean"
