@@ -164,6 +164,7 @@ def make_plan(
     seen: set[tuple[str, str, str]] = set()
     pending: dict[str, dict[str, Any]] = {}  # probe grid not done, its partitions complete → its inputs now
     trains_on: dict[str, tuple[str, str]] = {}  # such a grid → its dataset and model
+    to_train: set[tuple[str, str, str]] = set()  # (task, dataset, model) of a grid the run trains (frame memory)
     n_bf16 = n_configs = 0
     tune_storage = tune_storage or (str(run_dir / "tune") if run_dir is not None else None)
     from repeval.pipeline.partitions import raised_chunk_s
@@ -195,6 +196,8 @@ def make_plan(
                         if not done and inputs is not None and None not in inputs["partitions"].values():
                             pending[name] = inputs
                             trains_on[name] = (ds.name, m.id)
+                    if not done:
+                        to_train.add((exp.task.name, ds.name, m.id))
                     p.trainings_done += trainings if done else 0
                     p.grids_done += done
                 for sid in [CLEAN, *scen]:
@@ -225,7 +228,7 @@ def make_plan(
         p.lines += probe_lines(exp, specs, smoke_of.experiments[ei] if smoke_of is not None else None)
     from repeval.plan_memory import NODE_MEMORY, frame_memory
 
-    p.memory, p.memory_warnings = frame_memory(cfg, store, cluster)
+    p.memory, p.memory_warnings = frame_memory(cfg, store, cluster, to_train)  # not of the grids trained already
     if pending and tune_storage is not None:
         _reused(cfg, p, pending, tune_storage, cluster, _written(ctx, pending, trains_on))
     # resources (issue 8): the rules, or the exact requests when the cluster's resources are known

@@ -169,6 +169,10 @@ def test_a_run_with_prediction_aggregation_end_to_end(ray_session, frames_run, t
     grid = ("instrument", "notes", "mfcc-frames")
     assert plan_memory.frame_memory(ctx.cfg, ctx.store, only={("other", *grid[1:])}) == ([], [])
     assert len(plan_memory.frame_memory(ctx.cfg, ctx.store, only={grid})[1]) == 1
+    from repeval.plan import make_plan
+
+    done = make_plan(ctx.cfg, ctx.store, ctx.run_dir)  # the plan of the finished run: nothing of it trains
+    assert done.grids_done == done.grids and (done.memory, done.memory_warnings) == ([], []), done.text()
 
     # the same store serves a task with mean aggregation (no frames asked for): its complete partitions are reused
     cfg_dict["experiments"][0]["task"]["aggregation"] = "mean"
