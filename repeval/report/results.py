@@ -37,7 +37,7 @@ from repeval.datasets.base import OBSERVED
 from repeval.metrics.confusion import read_confusion
 from repeval.report.run_files import read_parquet_or_warn, results_config
 from repeval.report.selection import load_validation
-from repeval.run.files import parquet_error
+from repeval.run.files import damaged, parquet_error
 from repeval.run.fold_overlap import fill_fold_overlap
 from repeval.run.status import command_line
 from repeval.rundir import evaluate_fix, grid_name, recorded_grids, staged_from, summary_mismatch
@@ -215,8 +215,8 @@ def load_run(run_dir: Path) -> Run:
         frame = pd.read_parquet(res_path)
     except (OSError, pa.ArrowInvalid) as exc:  # cut short or corrupted (a copy, a full disk)
         raise ValueError(
-            f"{res_path} is unreadable ({parquet_error(exc)}): cut short or corrupted; "
-            f"{evaluate_fix(pafs.LocalFileSystem(), str(run_dir))}"
+            f"{res_path} is unreadable ({parquet_error(exc)}): "
+            f"{damaged(exc, evaluate_fix(pafs.LocalFileSystem(), str(run_dir)))}"
         ) from None
     results = normalise_results(frame, source=str(res_path))
     results = fill_fold_overlap(results, run_dir)  # results evaluated before the folds' overlap was recorded

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from repeval.run.files import parquet_error
+from repeval.run.files import damaged, parquet_error
 
 log = logging.getLogger("repeval.report.results")  # the warnings of the results it reads beside
 
@@ -63,5 +63,5 @@ def read_parquet_or_warn(path: Path, what: str) -> pd.DataFrame | None:
     try:
         return pd.read_parquet(path)
     except (OSError, pa.ArrowInvalid) as exc:
-        log.warning("%s is unreadable (%s): cut short or corrupted; %s", path, parquet_error(exc), what)
+        log.warning("%s is unreadable (%s): %s", path, parquet_error(exc), damaged(exc, what))
         return None

@@ -23,6 +23,7 @@ import yaml
 from repeval.pipeline.summary import counted
 from repeval.ray_cluster import job_resubmit
 from repeval.report.comparable import digest_label, run_split_digests
+from repeval.run.files import damaged, parquet_error
 from repeval.run.load_records import read_records
 from repeval.run.partial_audio import partial_text, recorded_partial
 from repeval.run.status import STATUS, command_line, gone_process
@@ -41,16 +42,16 @@ from repeval.rundir import (
 from repeval.store.inspect import aligned, utc_time
 
 
-def _footer(fs: pafs.FileSystem, path: str) -> tuple[Any, str | None]:
+def _footer(fs: pafs.FileSystem, path: str) -> tuple[Any, BaseException | None]:
     """The Parquet footer at ``path`` (its rows, and the key :func:`summary_mismatch` compares), ``None`` without one;
-    and why it is unreadable — cut short, corrupted — in one line (``None``: it reads, or there is no file)."""
+    and the error that makes it unreadable — cut short, corrupted, not readable by this user (``None``: it reads, or
+    there is no file)."""
     try:
         return pq.read_metadata(path, filesystem=fs), None
     except FileNotFoundError:
         return None, None
     except (OSError, pa.ArrowInvalid) as exc:
-        info = fs.get_file_info(path)
-        return None, (str(exc).splitlines()[0] or type(exc).__name__) if info.type == pafs.FileType.File else None
+        return None, exc if fs.get_file_info(path).type == pafs.FileType.File else None
 
 
 def _failed(fs: pafs.FileSystem, path: str, grids: set[str] | None = None) -> tuple[int | None, int | None]:
@@ -106,7 +107,7 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
     except yaml.YAMLError:
         cfg = {}
     # read once: its rows, its key for summary_stale, its config
-    footer, unreadable = _footer(fs, f"{path}/results.parquet")
+    footer, cut = _footer(fs, f"{path}/results.parquet")
     recorded = ((footer.metadata or {}) if footer is not None else {}).get(CONFIG_KEY)
     if recorded is not None:  # the results' tasks and models, though a later command rewrote config.yaml
         try:
@@ -140,10 +141,11 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
     if results is not None and untrained:
         state = "partly trained"
     status = json_at(fs, path, STATUS)
-    if unreadable is not None:  # cut short or corrupted (a copy, a full disk): its rows are not counted
+    unreadable = None
+    if cut is not None:  # cut short or corrupted (a copy, a full disk), or another user's: its rows are not counted
         state = "results unreadable"
         unreadable = (
-            f"results.parquet is unreadable ({unreadable}): cut short or corrupted; {evaluate_fix(fs, path, status)}"
+            f"results.parquet is unreadable ({parquet_error(cut)}): {damaged(cut, evaluate_fix(fs, path, status))}"
         )
     if state == "started" and status.get("state") == "finished" and status.get("command") in _STAGE_DONE:
         state = _STAGE_DONE[status["command"]]  # `repeval embed`/`deform` finished: not a run still starting

@@ -35,6 +35,15 @@ def unreadable_parquet(path: Path) -> str | None:
     return None
 
 
+def damaged(exc: BaseException, fix: str) -> str:
+    """What a run file that raised ``exc`` on reading is, with ``fix`` (what writes it anew) after it: cut short or
+    corrupted; or, a ``PermissionError``, a file this user may not read — its content may be whole, nothing to
+    rewrite: its permissions are the fix."""
+    if isinstance(exc, PermissionError):
+        return "this user may not read it: check its owner and permissions (`ls -l`)"
+    return f"cut short or corrupted; {fix}"
+
+
 def parquet_error(exc: BaseException) -> str:
     """Why pyarrow could not read a Parquet file, in one line, without the file's path it repeats."""
     said = (str(exc).splitlines() or [""])[0]

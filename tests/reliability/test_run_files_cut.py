@@ -67,15 +67,26 @@ def test_a_cut_failed_parquet_is_moved_aside_and_the_trained_grid_committed(tmp_
     assert f"moved aside to {aside[0]}" in caplog.text
 
 
-def test_a_grid_result_this_user_may_not_read_is_not_trained_again_nor_its_failures_moved_aside(tmp_path):
-    """A grid's results and failed.parquet whole but not readable by this user (another user's files in a shared run
-    directory) were taken as "cut short or corrupted": the grid was trained again (hours, for a large grid) and the
-    failures file moved aside. Now the command stops on the PermissionError, naming the file, and nothing is moved.
-    Real permissions: as root, in a process without the capability that reads any file."""
+def _unreadable_to_this_user(code: str, *args: str) -> list[str]:
+    """What Python ``code`` prints, run where files of mode 0 cannot be read: as root (who reads any file), in a
+    process without the capabilities that read them."""
     import shutil
     import subprocess
     import sys
 
+    drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all", "--"]
+    if os.geteuid() == 0 and not shutil.which("setpriv"):
+        pytest.skip("root reads any file; setpriv (util-linux) drops that capability for the check")
+    return subprocess.run(
+        [*(drop if os.geteuid() == 0 else []), sys.executable, "-c", code, *args],
+        capture_output=True, text=True, check=True,
+    ).stdout.split("\n")  # fmt: skip
+
+
+def test_a_grid_result_this_user_may_not_read_is_not_trained_again_nor_its_failures_moved_aside(tmp_path):
+    """A grid's results and failed.parquet whole but not readable by this user (another user's files in a shared run
+    directory) were taken as "cut short or corrupted": the grid was trained again (hours, for a large grid) and the
+    failures file moved aside. Now the command stops on the PermissionError, naming the file, and nothing is moved."""
     run = tmp_path / "r"
     (run / "groups").mkdir(parents=True)
     for path in (run / "groups" / f"{GRID}.parquet", run / "failed.parquet"):
@@ -89,15 +100,29 @@ def test_a_grid_result_this_user_may_not_read_is_not_trained_again_nor_its_failu
         "    try:\n        print('returned', call())\n    except PermissionError as exc:\n"
         "        print('raised', exc.errno)\n"
     ).replace("GRID", GRID)
-    drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all", "--"]
-    if os.geteuid() == 0 and not shutil.which("setpriv"):
-        pytest.skip("root reads any file; setpriv (util-linux) drops that capability for the check")
-    said = subprocess.run(
-        [*(drop if os.geteuid() == 0 else []), sys.executable, "-c", code, str(run)],
-        capture_output=True, text=True, check=True,
-    ).stdout.split("\n")  # fmt: skip
+    said = _unreadable_to_this_user(code, str(run))
     assert said[:2] == ["raised 13", "raised 13"], said
     assert sorted(p.name for p in run.iterdir()) == ["failed.parquet", "groups"]  # nothing moved aside
+
+
+def test_results_this_user_may_not_read_are_said_so_not_cut_short(tmp_path):
+    """`repeval runs` and the report said of a results.parquet this user may not read that it was "cut short or
+    corrupted" and told to rerun `repeval evaluate` — which rewrites a file whose content may be whole. Now they say
+    this user may not read it, and to check its owner and permissions."""
+    run = tmp_path / "r"
+    run.mkdir()
+    pq.write_table(typed_table([_failure("m")], FAILED_SCHEMA), run / "results.parquet")
+    (run / "results.parquet").chmod(0)
+    code = (
+        "import sys\nfrom pathlib import Path\nimport pyarrow.fs as pafs\nfrom repeval.report.runs import run_info\n"
+        "from repeval.report.results import load_run\n"
+        "print(run_info(pafs.LocalFileSystem(), sys.argv[1], 'r')['results_unreadable'])\n"
+        "try:\n    load_run(Path(sys.argv[1]))\nexcept ValueError as exc:\n    print(exc)\n"
+    )
+    listed, reported = _unreadable_to_this_user(code, str(run))[:2]
+    for said in (listed, reported):
+        assert "Permission denied): this user may not read it: check its owner and permissions (`ls -l`)" in said
+        assert "cut short" not in said and "repeval evaluate" not in said, said
 
 
 def test_a_file_read_back_cut_short_is_an_error_naming_the_fix_not_a_bare_aborted(capsys):
