@@ -274,7 +274,8 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
     lines += [f"{i['run']}: {i['summary_stale']}" for i in infos if i["summary_stale"]]
     lines += [
         f"{i['run']}: failed.parquet is unreadable (cut short or corrupted): its failures are not known (?); delete it, or "
-        "let the next `repeval run` or `repeval train` that trains a grid move it aside (it records that grid's anew)"
+        "let the next `repeval run`, a `repeval train` that trains a grid (it records that grid's anew) or `repeval "
+        "evaluate` move it aside"
         for i in infos
         if i["failed_trainings"] is None
     ]

@@ -127,11 +127,13 @@ def _wanted_groups(cfg: Config) -> set[str]:
 
 def _name_other_failures(run_dir: Path, wanted: set[str]) -> None:
     """Warn about the rows of ``failed.parquet`` of grids not of the configuration (``wanted``): like their
-    ``groups/`` files, they are left out — of what ``repeval runs`` and the report count (``GROUPS_KEY``)."""
+    ``groups/`` files, they are left out — of what ``repeval runs`` and the report count (``GROUPS_KEY``). One cut
+    short or corrupted is moved aside, said in a warning (:func:`repeval.run.train.read_failed`), not the end of the
+    evaluation: a run whose grids are all trained could not be evaluated without finding and deleting it by hand."""
+    from repeval.run.train import read_failed
+
     path = run_dir / "failed.parquet"
-    if not path.exists():
-        return
-    t = pq.read_table(path, columns=["task", "dataset", "model", "fold"]).to_pylist()
+    t = read_failed(path)
     other = [n for n in (grid_name(r["task"], r["dataset"], r["model"], r["fold"]) for r in t) if n not in wanted]
     if other:
         names = sorted(set(other))

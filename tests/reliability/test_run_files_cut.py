@@ -67,6 +67,23 @@ def test_a_cut_failed_parquet_is_moved_aside_and_the_trained_grid_committed(tmp_
     assert f"moved aside to {aside[0]}" in caplog.text
 
 
+def test_a_cut_failed_parquet_does_not_stop_the_evaluation(tmp_path, caplog):
+    """`repeval evaluate` (and `repeval run` with every grid trained) read failed.parquet to name the failures of grids
+    not of the configuration: one cut short stopped it with a bare "Parquet magic bytes not found", on every rerun —
+    only a grid trained moved it aside. Now the evaluation moves it aside too, said in a warning naming it."""
+    from repeval.run.evaluate import _name_other_failures
+
+    run = tmp_path / "r"
+    run.mkdir()
+    path = run / "failed.parquet"
+    pq.write_table(typed_table([_failure("other"), _failure("other")], FAILED_SCHEMA), path)
+    _cut(path)
+    caplog.set_level("WARNING", logger="repeval.runner")
+    _name_other_failures(run, {GRID})
+    assert not path.exists() and f"{path} is unreadable (Parquet magic bytes not found" in caplog.text
+    assert [p.name.startswith("failed.parquet.unreadable-") for p in run.iterdir()] == [True]
+
+
 def _unreadable_to_this_user(code: str, *args: str) -> list[str]:
     """What Python ``code`` prints, run where files of mode 0 cannot be read: as root (who reads any file), in a
     process without the capabilities that read them."""
