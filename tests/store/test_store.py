@@ -353,7 +353,7 @@ def test_strict_failure_names_each_partition_with_a_store_show_command_that_work
         _strict_check(ctx)
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "PARTITION" not in line and line.startswith(
-        "error: --strict: 3 error record(s) in ds/m/clean (1), ds/m/D1 (2)"
+        "error: --strict: 3 error records in ds/m/clean (1), ds/m/D1 (2)"
     )
     assert "bad in ds/m/clean (decode): cannot decode" in line and "t1 in ds/m/D1 (deform): t1 clipped" in line
     commands = re.findall(r"`(repeval store show [^`]*)`", line)
