@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from dataset_fixtures import ds_cfg, task_cfg, write_audio
+from dataset_fixtures import ds_cfg, task_cfg
 
 import repeval.datasets.catalog as catalog
 from repeval.datasets import load_dataset
@@ -34,13 +34,6 @@ def _write_csv(path: Path, rows: list[list[str]], delimiter: str = ",") -> Path:
 
 def _rows(values: list[str], comma: bool = False) -> list[list[str]]:
     return [[f"r{i}", f"audio/a{i % 3}.wav", v.replace(".", ",") if comma else v] for i, v in enumerate(values)]
-
-
-@pytest.fixture()
-def audio_dir(tmp_path):
-    for i in range(3):
-        write_audio(tmp_path / "audio" / f"a{i}.wav", i)
-    return tmp_path
 
 
 def _same_rows(got: pa.Table, want: pa.Table) -> None:

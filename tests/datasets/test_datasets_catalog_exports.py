@@ -19,13 +19,6 @@ from repeval.datasets.manifest_format import ManifestEncodingError, WorkbookMani
 TASK = task_cfg("label", "multiclass_classification")
 
 
-@pytest.fixture()
-def audio_dir(tmp_path):
-    for i in range(3):
-        write_audio(tmp_path / "audio" / f"a{i}.wav", i)
-    return tmp_path
-
-
 def _load(path, task=TASK, **kw):
     ds = ds_cfg("cat", "catalog", manifest=str(path), label_column="label", **kw)
     return load_dataset(ds, task), catalog.manifest_problems(ds, task)

@@ -8,20 +8,13 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from dataset_fixtures import ds_cfg, task_cfg, write_audio
+from dataset_fixtures import ds_cfg, task_cfg
 
 import repeval.datasets.catalog as catalog
 from repeval.datasets import load_dataset
 from repeval.datasets.manifest import decimal_comma_warning
 
 TAGS = task_cfg("label", "multilabel_classification")
-
-
-@pytest.fixture()
-def audio_dir(tmp_path):
-    for i in range(3):
-        write_audio(tmp_path / "audio" / f"a{i}.wav", i)
-    return tmp_path
 
 
 def _write(folder, labels, type_, name="m.parquet", **columns):
