@@ -73,10 +73,11 @@ from repeval.datasets.manifest import _filesystem as _filesystem
 from repeval.datasets.manifest import _is_parquet as _is_parquet
 from repeval.datasets.manifest import estimate_rows as estimate_rows
 from repeval.datasets.manifest import iter_manifest as iter_manifest
-from repeval.datasets.manifest import label_fix, one_column_problem, one_value_problem
 from repeval.datasets.manifest import manifest_columns as manifest_columns
-from repeval.datasets.manifest import manifest_problems as manifest_problems
+from repeval.datasets.manifest import one_value_problem
 from repeval.datasets.manifest import read_manifest as read_manifest
+from repeval.datasets.manifest_check import label_fix, one_column_problem
+from repeval.datasets.manifest_check import manifest_problems as manifest_problems
 from repeval.datasets.manifest_rows import COMMA_FIX, target_separator
 from repeval.datasets.manifest_rows import SPLIT_ALIASES as SPLIT_ALIASES
 from repeval.datasets.manifest_rows import _base_dir as _base_dir

@@ -12,7 +12,7 @@ from dataset_fixtures import ds_cfg, task_cfg
 
 import repeval.datasets.catalog as catalog
 from repeval.datasets import load_dataset
-from repeval.datasets.manifest import decimal_comma_warning
+from repeval.datasets.manifest_check import decimal_comma_warning
 
 TAGS = task_cfg("label", "multilabel_classification")
 
