@@ -45,8 +45,8 @@ lines: then one row per record, as a spreadsheet shows it) and Parquet ``row N``
   that do not exist (skip the check with ``check_files: false``, e.g. for object stores),
 - missing labels, labels outside ``dataset.classes`` (dropped from multilabel rows; the row is
   dropped for single-label tasks), invalid keys for key estimation (keys are normalised to
-  sharps, ``Db major`` → ``C# major``), non-numeric regression targets (and ones with a thousands separator; and,
-  by track id, a row with another number of targets than most rows have), unknown split names; a CSV row with
+  sharps, ``Db major`` → ``C# major``), non-numeric regression targets (and ones with a thousands separator; and
+  a row with another number of targets than most rows have), unknown split names; a CSV row with
   another number of cells than the header stops the load, named with its fix
   (:class:`~repeval.datasets.manifest.ManifestRowError`).
 
@@ -78,12 +78,13 @@ from repeval.datasets.manifest import one_value_problem
 from repeval.datasets.manifest import read_manifest as read_manifest
 from repeval.datasets.manifest_check import label_fix, one_column_problem
 from repeval.datasets.manifest_check import manifest_problems as manifest_problems
-from repeval.datasets.manifest_rows import COMMA_FIX, target_separator
+from repeval.datasets.manifest_rows import COMMA_FIX, _rowref, target_separator
 from repeval.datasets.manifest_rows import SPLIT_ALIASES as SPLIT_ALIASES
 from repeval.datasets.manifest_rows import _base_dir as _base_dir
 from repeval.datasets.manifest_rows import _BatchValidator as _BatchValidator
 from repeval.datasets.manifest_rows import masked_column as masked_column
 from repeval.datasets.spill import Partitions, TableSpool, hash64, n_partitions, partition_of
+from repeval.datasets.target_text import TargetCounts
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,8 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
             spool.write(out)
     table = spool.table()
     if getattr(task, "effective_type", None) == "regression" and table.num_rows:
-        table = _same_target_count(table, report, label_col, target_separator(ds) if not validate.list_label else ", ")
+        separator = target_separator(ds) if not validate.list_label else ", "
+        table = _same_target_count(table, report, label_col, separator, fmt, validate.target_counts)
     report.notes += [n for n in (validate.blank_note(), validate.normalization_note()) if n]
     pa.default_memory_pool().release_unused()  # hand the batches' scratch memory back to the OS
     if ds.check_files and report.count("missing_audio") and (hint := missing.case_hint(report.missing_rows)):
@@ -292,20 +294,20 @@ def _decimal_comma_note(targets: pa.ChunkedArray, column: str, separator: str | 
     )
 
 
-def _same_target_count(table: pa.Table, report: LoadReport, column: str, separator: str | None) -> pa.Table:
+def _same_target_count(
+    table: pa.Table, report: LoadReport, column: str, separator: str | None, fmt: str, counts: TargetCounts
+) -> pa.Table:
     """``table`` without the regression rows whose number of targets is not the one most rows have, each reported
-    (``unknown_labels``, by track id) — ``"1,234"`` split at ``label_separator`` ``,`` into two targets where every
-    other row has one: kept, it stopped the run at its probes, after the embedding, with "regression targets have
-    different lengths"."""
-    lengths = pc.list_value_length(table.column("label")).to_numpy(zero_copy_only=False)
-    values, counts = np.unique(lengths, return_counts=True)
-    if len(values) < 2:
+    (``unknown_labels``, by row and track id, the first :attr:`~repeval.datasets.base.LoadReport.max_items` of them
+    named: :class:`~repeval.datasets.target_text.TargetCounts`) — ``"1,234"`` split at ``label_separator`` ``,`` into
+    two targets where every other row has one: kept, it stopped the run at its probes, after the embedding, with
+    "regression targets have different lengths"."""
+    most = counts.most()
+    if most is None:
         return table
-    most = int(values[np.argmax(counts)])
-    odd = np.flatnonzero(lengths != most)
-    ids = table.column("track_id").take(pa.array(odd)).to_pylist()
-    cells = table.column("label").take(pa.array(odd)).to_pylist()
-    for tid, cell in zip(ids, cells, strict=True):
+    total = sum(counts.rows.values())
+    named, n_odd = counts.others(most)
+    for row, tid, cell in named:
         text = (separator or "").join(cell)
         grouped = separator == "," and re.fullmatch(r"[-+]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d*)?", text)
         hint = (
@@ -316,7 +318,9 @@ def _same_target_count(table: pa.Table, report: LoadReport, column: str, separat
         )
         report.add(
             "unknown_labels",
-            f"{tid} ({len(cell)} regression target{'s' if len(cell) != 1 else ''} in {column}, {text!r}, where "
-            f"{counts.max()} of its {len(lengths)} rows have {most} — every row needs as many{hint})",
+            f"{tid} ({_rowref(fmt, row)}: {len(cell)} regression target{'s' if len(cell) != 1 else ''} in {column}, "
+            f"{text!r}, where {counts.rows[most]} of its {total} rows have {most} — every row needs as many{hint})",
         )
-    return table.filter(pa.array(lengths == most))
+    if n_odd > len(named):
+        report.totals["unknown_labels"] = report.count("unknown_labels") + n_odd - len(named)
+    return table.filter(pc.equal(pc.list_value_length(table.column("label")), most))

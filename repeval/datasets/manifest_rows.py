@@ -26,6 +26,7 @@ from repeval.datasets.rows import key_classes, row_schema
 from repeval.datasets.target_text import COMMA_FIX as COMMA_FIX
 from repeval.datasets.target_text import GROUPING as GROUPING
 from repeval.datasets.target_text import (
+    TargetCounts,
     _decimal_hint,
     _grouped_rows,
     _non_numeric_rows,
@@ -153,6 +154,8 @@ class _BatchValidator:
         #: (manifest path, file) pair
         self.renormalized = 0
         self.renormalized_example: tuple[str, str] | None = None
+        #: a regression task's rows kept, by their number of targets (the load refuses those of another than most's)
+        self.target_counts = TargetCounts(report.max_items)
 
     def normalization_note(self) -> str | None:
         """A note of the :attr:`renormalized` rows, naming one; ``None`` when there were none."""
@@ -434,6 +437,8 @@ class _BatchValidator:
         if not ok.any():
             return None
         keep = pa.array(ok)
+        if self.task_type == "regression":
+            self.target_counts.add(rows[ok], ids.filter(keep), label.filter(keep))
         columns = [ids, full, label, split, group]
         if self.annotated_col:
             columns.append(self._observed(batch.column(self.annotated_col), label))

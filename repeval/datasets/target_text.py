@@ -259,3 +259,37 @@ def target_hint(cell: pa.Array, separator: str | None, decimal: str) -> str:
     if not text.isascii() and (why := typographic_why(text, "it", decimal, re.compile(_number_re(decimal)))):
         return " — it " + why.split(" in it ", 1)[1]
     return _decimal_hint(values, keep, decimal)
+
+
+class TargetCounts:
+    """How many regression targets the rows a catalog keeps have, batch by batch: the number of rows of each count, and
+    the first :attr:`room` rows of each (row number, track id, targets) — memory bounded whatever the row count —
+    to name the rows whose count is not the one most rows have (:func:`~repeval.datasets.catalog._same_target_count`)."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.rows: dict[int, int] = {}
+        self.first: dict[int, list[tuple[int, str, list[str]]]] = {}
+
+    def add(self, rows: np.ndarray, ids: pa.Array, labels: pa.ListArray) -> None:
+        """Count the kept rows ``rows`` (their manifest row numbers), with their track ids and targets."""
+        lengths = pc.list_value_length(labels).to_numpy(zero_copy_only=False)
+        for n in np.unique(lengths).tolist():
+            idx = np.flatnonzero(lengths == n)
+            self.rows[n] = self.rows.get(n, 0) + len(idx)
+            first = self.first.setdefault(n, [])
+            if (room := self.room - len(first)) > 0:
+                take = pa.array(idx[:room])
+                cells = labels.take(take).to_pylist()
+                first += zip(rows[idx[:room]].tolist(), ids.take(take).to_pylist(), cells, strict=True)
+
+    def most(self) -> int | None:
+        """The count most rows have (the smallest of equally many), ``None`` when every row has the same."""
+        if len(self.rows) < 2:
+            return None
+        return max(sorted(self.rows), key=lambda n: self.rows[n])
+
+    def others(self, most: int) -> tuple[list[tuple[int, str, list[str]]], int]:
+        """The first :attr:`room` rows whose count is not ``most``, in row order, and how many such rows there are."""
+        named = sorted(r for n, first in self.first.items() if n != most for r in first)[: self.room]
+        return named, sum(k for n, k in self.rows.items() if n != most)

@@ -256,10 +256,10 @@ def test_rows_with_another_number_of_targets_are_refused_at_the_load_not_at_the_
     table, report = load_dataset(ds, TASK)
     assert table.column("label").to_pylist() == [["0.5"], ["-0.25"], ["0.75"]]
     assert report.unknown_labels == [
-        "r1 (2 regression targets in valence, '1,234', where 3 of its 5 rows have 1 — every row needs as many; if "
+        "r1 (row 3: 2 regression targets in valence, '1,234', where 3 of its 5 rows have 1 — every row needs as many; if "
         "'1,234' is one number with a thousands separator, write it '1234' (in a spreadsheet, a number format without "
         "a 1000 separator))",
-        "r4 (2 regression targets in valence, '0.1,0.2', where 3 of its 5 rows have 1 — every row needs as many)",
+        "r4 (row 6: 2 regression targets in valence, '0.1,0.2', where 3 of its 5 rows have 1 — every row needs as many)",
     ]
     encode_labels("regression", table.column("label").to_pylist())  # raised on the rows as they were read
     with pytest.raises(InvalidLabelError, match="different lengths"):
