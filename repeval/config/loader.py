@@ -223,7 +223,10 @@ def _split_cells(ds: Any) -> tuple[int, int]:
 
     import pyarrow.compute as pc
 
-    from repeval.datasets.catalog import iter_manifest
+    from repeval.datasets.catalog import iter_manifest, manifest_columns
+    from repeval.datasets.manifest_check import matched_columns
+
+    ds = matched_columns(ds, manifest_columns(str(ds.manifest), ds.delimiter))
 
     def given(column: Any) -> Any:
         return pc.not_equal(pc.utf8_trim_whitespace(pc.fill_null(column, "")), "")

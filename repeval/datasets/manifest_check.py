@@ -73,26 +73,44 @@ def manifest_problems(ds: Any, task: Any) -> list[str]:
         return [f"manifest: {exc}"]
 
 
-def _problems(ds: Any, task: Any) -> list[str]:
-    """:func:`manifest_problems`, raising :class:`EmptyManifestError` and :class:`ManifestRowError`."""
+#: the dataset keys that name a manifest's columns
+COLUMN_KEYS = ("track_id_column", "audio_column", "label_column", "split_column", "group_column", "annotated_column")
+
+
+def wanted_columns(ds: Any, task: Any = None) -> dict[str, str | None]:
+    """The manifest column each of :data:`COLUMN_KEYS` names (the label column by default the task's ``label``, else
+    its ``name``; ``None``: not read)."""
+    label = ds.label_column or (task.label or task.name if task is not None else None)
+    return {key: label if key == "label_column" else getattr(ds, key) for key in COLUMN_KEYS}
+
+
+def matched_columns(ds: Any, have: list[str], task: Any = None) -> Any:
+    """``ds`` with each column it names that the header ``have`` holds only with other spaces around it named as the
+    header writes it — a spreadsheet's `` Audio File `` cell (stray spaces typed around a name) for ``audio_column:
+    Audio File``, or ``label_column: ' label '`` for ``label``; ``ds`` itself when it names every column as written
+    (or a name matches several header cells, then named by :func:`column_problems`)."""
+    update = {}
+    for key, col in wanted_columns(ds, task).items():
+        if not col or col in have:
+            continue
+        same = [h for h in have if h.strip() == col.strip()]
+        if len(same) == 1:
+            update[key] = same[0]
+    return ds.model_copy(update=update) if update else ds
+
+
+def column_problems(ds: Any, task: Any, have: list[str]) -> list[str]:
+    """Each column ``ds`` names (:func:`wanted_columns`, matched by :func:`matched_columns`) that the header ``have``
+    lacks, with the closest header cell and the header; for a default name without a close cell, the key to set."""
     from repeval.registry import closest
 
-    have = manifest_columns(ds.manifest, ds.delimiter)
-    wanted = {
-        "track_id_column": ds.track_id_column,
-        "audio_column": ds.audio_column,
-        "label_column": ds.label_column or task.label or task.name,
-        "split_column": ds.split_column,
-        "group_column": ds.group_column,
-        "annotated_column": ds.annotated_column,
-    }
-    if one := one_column_problem(ds, have):
-        # every column would be reported missing, each "did you mean" the whole header
-        return [one]
     out = []
-    for key, col in wanted.items():
+    # a header cell with spaces around it: named as it matches (its name without them), the header with its quotes
+    names = [h.strip() for h in have]
+    header = ", ".join(repr(h) if h != h.strip() else h for h in have)
+    for key, col in wanted_columns(ds, task).items():
         if col and col not in have:
-            hint = closest(col, have)
+            hint = closest(col.strip(), names)
             field = getattr(type(ds), "model_fields", {}).get(key)
             default = key in _WHAT and field is not None and col == field.default
             out.append(
@@ -103,8 +121,19 @@ def _problems(ds: Any, task: Any) -> list[str]:
                     if default and not hint
                     else ""
                 )
-                + f" (its columns: {', '.join(have)})"
+                + f" (its columns: {header})"
             )
+    return out
+
+
+def _problems(ds: Any, task: Any) -> list[str]:
+    """:func:`manifest_problems`, raising :class:`EmptyManifestError` and :class:`ManifestRowError`."""
+    have = manifest_columns(ds.manifest, ds.delimiter)
+    if one := one_column_problem(ds, have):
+        # every column would be reported missing, each "did you mean" the whole header
+        return [one]
+    ds = matched_columns(ds, have, task)
+    out = column_problems(ds, task, have)
     if not out and (one := one_value_problem(ds)):
         return [one]
     if not out:
@@ -178,6 +207,7 @@ def decimal_comma_warning(ds: Any, task: Any) -> str | None:
 
     if getattr(task, "effective_type", None) != "regression" or target_separator(ds) != ",":
         return None
+    ds = matched_columns(ds, manifest_columns(ds.manifest, ds.delimiter), task)
     column = ds.label_column or task.label or task.name
     with contextlib.closing(iter_manifest(ds.manifest, [column], delimiter=ds.delimiter)) as batches:
         first = next(batches, None)
