@@ -19,10 +19,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from repeval.datasets.manifest_format import (
-    check_text,
-    not_utf8_error,
-)
+from repeval.datasets.manifest_format import ManifestEncodingError, all_utf8, check_text, not_utf8_error
 
 #: rows per record batch when streaming a Parquet manifest (CSV batches are blocks of CSV_BLOCK_BYTES)
 BATCH_ROWS = 65_536
@@ -102,16 +99,16 @@ class ManifestRowError(ValueError):
 _CELL_COUNT = re.compile(r"Expected \d+ columns, got \d+")
 
 
-def _row_error(uri: str, delimiter: str, exc: pa.ArrowInvalid) -> Exception:
+def _row_error(uri: str, delimiter: str, exc: pa.ArrowInvalid, columns: list[str] | None = None) -> Exception:
     """``exc``, pyarrow's error reading a text manifest, as a :class:`ManifestRowError` when a row has another number
     of cells than the header: the first such row, found by reading the file again with the ``csv`` module (whose
     quoting rules pyarrow's reader follows) — only on this error, never on a manifest that reads; as a
-    :class:`~repeval.datasets.manifest_format.ManifestEncodingError` naming the first row that is not UTF-8 when a
-    read column is not (pyarrow's ``invalid UTF8 data``, which names none); ``exc`` itself otherwise."""
+    :class:`~repeval.datasets.manifest_format.ManifestEncodingError` naming the first row that is not UTF-8 in a
+    read column (``columns``: pyarrow's ``invalid UTF8 data``, which names none); ``exc`` itself otherwise."""
     fs, path = _filesystem(uri)
     if "invalid UTF8" in str(exc):
         with fs.open_input_stream(path) as fh:
-            return not_utf8_error(uri, fh, delimiter) or exc
+            return not_utf8_error(uri, fh, delimiter, columns) or exc
     if not _CELL_COUNT.search(str(exc)):
         return exc
     try:
@@ -136,7 +133,24 @@ def _open_csv(fh: Any, uri: str, **options: Any) -> pacsv.CSVStreamingReader:
     except pa.ArrowInvalid as exc:
         if "Empty CSV file" in str(exc):
             raise EmptyManifestError(uri) from None
-        raise _row_error(uri, options["parse_options"].delimiter, exc) from None
+        columns = list(options["convert_options"].include_columns) or None
+        raise _row_error(uri, options["parse_options"].delimiter, exc, columns) from None
+
+
+def encoding_error(uri: str, columns: list[str], delimiter: str | None = None) -> ManifestEncodingError | None:
+    """What the load of a text manifest reading ``columns`` would stop on for a byte that is not UTF-8 in them, found
+    before it (``repeval validate``) wherever it is in the file: every byte is streamed through a UTF-8 decoder, a
+    block at a time; only a file with such a byte is read again as CSV (:func:`not_utf8_error`) for the first row
+    of ``columns`` that holds one — ``None`` for a Parquet manifest, a UTF-8 one, or one whose other columns alone
+    hold such bytes (pyarrow does not read them)."""
+    fs, path = _filesystem(uri)
+    if _is_parquet(path) or fs.get_file_info(path).type == pafs.FileType.Directory:
+        return None
+    with fs.open_input_stream(path) as fh:
+        if all_utf8(fh):
+            return None
+    with fs.open_input_stream(path) as fh:
+        return not_utf8_error(uri, fh, csv_delimiter(path, delimiter), columns)
 
 
 class JsonManifestError(ValueError):
@@ -312,7 +326,7 @@ def iter_manifest(
                     yield start, batch
                     start += batch.num_rows
         except pa.ArrowInvalid as exc:
-            raise _row_error(uri, csv_delimiter(path, delimiter), exc) from None
+            raise _row_error(uri, csv_delimiter(path, delimiter), exc, columns) from None
 
 
 def estimate_rows(uri: str) -> int:

@@ -21,6 +21,7 @@ from repeval.datasets.manifest import (
     _filesystem,
     _is_parquet,
     csv_delimiter,
+    encoding_error,
     iter_manifest,
     list_type,
     manifest_columns,
@@ -126,6 +127,11 @@ def column_problems(ds: Any, task: Any, have: list[str]) -> list[str]:
     return out
 
 
+def _read_columns(ds: Any, task: Any) -> list[str]:
+    """The columns the load of ``ds`` reads (:func:`wanted_columns`), each once."""
+    return list(dict.fromkeys(c for c in wanted_columns(ds, task).values() if c))
+
+
 def _problems(ds: Any, task: Any) -> list[str]:
     """:func:`manifest_problems`, raising :class:`EmptyManifestError` and :class:`ManifestRowError`."""
     have = manifest_columns(ds.manifest, ds.delimiter)
@@ -142,6 +148,8 @@ def _problems(ds: Any, task: Any) -> list[str]:
             # batch's in a manifest that has one
             if not any(pc.any(pc.not_equal(pc.utf8_trim_whitespace(b.column(0)), "")).as_py() for _, b in rows):
                 out.append(f"manifest: {ds.manifest} has a header but no rows — write its rows first")
+    if not out and (err := encoding_error(ds.manifest, _read_columns(ds, task), ds.delimiter)):
+        out.append(f"manifest: {err}")  # anywhere in the file, as the load reads it: not only in its first rows
     if not out and getattr(task, "effective_type", None) == "regression" and (text := _no_targets(ds, task)):
         out.append(text)
     return out

@@ -166,3 +166,24 @@ def test_tags_joined_by_another_separator_in_some_cells_are_named(audio_dir):
         "not split: if some cells separate their tags by ';' or '|', write them with ',' (one separator for the whole "
         "column)"
     ]
+
+
+def test_a_windows_1252_byte_far_into_the_file_is_found_by_validate_as_by_the_load(audio_dir, monkeypatch):
+    """``repeval validate`` read only the first rows: a Windows-1252 byte in a later row passed it, and the load
+    stopped on it. Validate streams every byte (a UTF-8 decoder, block by block) and names the row the load names;
+    a byte in a column the load does not read (pyarrow reads only the catalog's columns) stops neither — and the
+    load named the first bad row of any column, not of those it reads."""
+    monkeypatch.setattr(manifest, "CSV_BLOCK_BYTES", 256)  # the load's rows come in many blocks
+    rows = [f"t{i},audio/a{i % 3}.wav,{'ab'[i % 2]},song {i}".encode() for i in range(200)]
+    rows[20] = rows[20].replace(b"song 20", b"Caf\xe9 song")  # row 22: the title, a column the load does not read
+    (title := audio_dir / "t.csv").write_bytes(b"\r\n".join([b"track_id,audio_path,label,title", *rows]) + b"\r\n")
+    (table, report), problems = _load(title)
+    assert table.num_rows == 200 and report.lines() == [] and problems == []
+    rows[180] = rows[180].replace(b",a,", b",Beyonc\xe9,")  # row 182: a label
+    (label := audio_dir / "l.csv").write_bytes(b"\r\n".join([b"track_id,audio_path,label,title", *rows]) + b"\r\n")
+    with pytest.raises(ManifestEncodingError) as err:
+        _load(label)
+    said = str(err.value)
+    assert said.startswith(f"{label} row 182 is not UTF-8 (byte 0xe9 in b'Beyonc\\xe9', 'Beyoncé' in Windows-1252)")
+    ds = ds_cfg("cat", "catalog", manifest=str(label), label_column="label")
+    assert catalog.manifest_problems(ds, TASK) == [f"manifest: {said}"]
