@@ -15,7 +15,8 @@ the task's ``label``, else its ``name``; multi-label and regression cells separa
 decimal mark, ``.`` or ``,`` — with ``decimal: ','``, ``0,31`` (quoted between commas: ``"0,31"``) is kept as ``0.31``
 and a cell is one target unless ``label_separator`` is another character; a Parquet column of numbers is read as it
 is, and a number with a thousands separator, ``1.234,5``, is refused, as is ``1.234`` with ``decimal: ','`` — 1234
-with a thousands separator or 1.234 with a decimal point — naming both; the minus sign U+2212 is read as ``-``, other
+with a thousands separator or 1.234 with a decimal point — naming both, and a column whose every target cell is
+``1,234`` with ``decimal: '.'`` — also the targets 1 and 234 — naming the three; the minus sign U+2212 is read as ``-``, other
 typographic characters — a dash, full-width digits — are refused naming the cell in ASCII) and optionally a split
 column (``split_column``: ``train``, ``validation`` or ``val``/``valid``/``dev``, ``test``, in any case; its empty
 cells, or every track
@@ -168,6 +169,8 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
         if out is not None:
             spool.write(out)
     table = spool.table()
+    if why := validate.comma_groups.why(label_col, lambda row: _rowref(fmt, row)):  # every target cell '1,234'
+        raise ValueError(f"catalog {ds.manifest}: {why}")
     if getattr(task, "effective_type", None) == "regression" and table.num_rows:
         separator = target_separator(ds) if not validate.list_label else ", "
         table = _same_target_count(table, report, label_col, separator, fmt, validate.target_counts)

@@ -133,7 +133,8 @@ def _open_csv(fh: Any, uri: str, **options: Any) -> pacsv.CSVStreamingReader:
     except pa.ArrowInvalid as exc:
         if "Empty CSV file" in str(exc):
             raise EmptyManifestError(uri) from None
-        columns = list(options["convert_options"].include_columns) or None
+        convert = options.get("convert_options")
+        columns = list(convert.include_columns) if convert is not None and convert.include_columns else None
         raise _row_error(uri, options["parse_options"].delimiter, exc, columns) from None
 
 

@@ -152,6 +152,8 @@ def _problems(ds: Any, task: Any) -> list[str]:
         out.append(f"manifest: {err}")  # anywhere in the file, as the load reads it: not only in its first rows
     if not out and getattr(task, "effective_type", None) == "regression" and (text := _no_targets(ds, task)):
         out.append(text)
+    if not out and getattr(task, "effective_type", None) == "regression" and (text := _comma_groups(ds, task)):
+        out.append(text)
     return out
 
 
@@ -201,6 +203,24 @@ def _no_targets(ds: Any, task: Any) -> str | None:
     what = f"cells such as {example}" if example else "empty cells only"
     fix = hint or f" — {label_fix(ds, task)}"  # the other decimal mark's numbers: that mark's fix
     return f"label_column: no row of {column!r} holds a regression target, it has {what}{fix}"
+
+
+def _comma_groups(ds: Any, task: Any) -> str | None:
+    """What the load refuses of a regression column split at ``,`` with a decimal point whose every target cell is a
+    number such as ``1,234`` (:class:`~repeval.datasets.target_text.CommaGroups`): read until a target cell of another
+    kind (the first batch, for most manifests) — the whole column only when every one is such."""
+    from repeval.datasets.manifest_rows import _rowref, comma_grouped
+    from repeval.datasets.target_text import CommaGroups
+
+    column = ds.label_column or task.label or task.name
+    groups = CommaGroups()
+    with contextlib.closing(iter_manifest(ds.manifest, [column], delimiter=ds.delimiter)) as batches:
+        for start, batch in batches:
+            groups.add(batch.column(0), start, comma_grouped(batch.schema.field(0), ds))
+            if groups.other:
+                return None
+    fmt = _manifest_format(ds.manifest)
+    return groups.why(column, lambda row: _rowref(fmt, row))
 
 
 #: a label cell of two whole numbers split at ``,`` — ``0,31``, a number with a decimal comma read as two targets

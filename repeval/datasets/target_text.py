@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -293,3 +294,56 @@ class TargetCounts:
         """The first :attr:`room` rows whose count is not ``most``, in row order, and how many such rows there are."""
         named = sorted(r for n, first in self.first.items() if n != most for r in first)[: self.room]
         return named, sum(k for n, k in self.rows.items() if n != most)
+
+
+#: a regression cell that ``label_separator`` ``,`` splits into a number and groups of three digits — ``1,234``,
+#: ``-12,345,678``: one number with a thousands separator, one with a decimal comma, or several targets
+_COMMA_GROUPED = r"^\s*[-+]?[1-9]\d{0,2}(?:,\d{3})+\s*$"
+
+
+class CommaGroups:
+    """Of a regression column's target cells (:func:`target_cells`) read with ``decimal`` ``.`` and split at
+    ``label_separator`` ``,``: how many hold a number with ``,`` between groups of three digits (:data:`_COMMA_GROUPED`)
+    and how many other targets, with the first such cell and its row (0-based, counted as the load counts rows). A
+    column whose every target cell is such a number is ambiguous (:meth:`why`), refused alike by the load and by
+    ``repeval validate``."""
+
+    def __init__(self) -> None:
+        self.grouped = self.other = 0
+        self.example: tuple[str, int] | None = None
+
+    def add(self, raw: pa.Array, start: int, split: bool = True) -> None:
+        """Count the target cells of ``raw``, the column's cells of rows ``start`` on; with ``split`` ``False`` (a
+        Parquet column of numbers or of lists, or cells split at another separator) as targets of another kind."""
+        if not split:
+            self.other += 1
+            return
+        ok, _ = target_cells(raw, ",", ".")
+        if not ok.any():
+            return
+        cells = plain_minus(raw).filter(pa.array(ok))
+        shaped = pc.fill_null(pc.match_substring_regex(cells, _COMMA_GROUPED), False).to_numpy(zero_copy_only=False)
+        self.grouped += int(shaped.sum())
+        self.other += int((~shaped).sum())
+        if self.example is None and shaped.any():
+            first = int(np.flatnonzero(shaped)[0])
+            self.example = (cells[first].as_py().strip(), start + int(np.flatnonzero(ok)[first]))
+
+    def why(self, column: str, rowref: Callable[[int], str]) -> str | None:
+        """Why the column is refused when every target cell is such a number (``rowref``: a row as the manifest's rows
+        are named): its three readings, each with its fix; ``None`` otherwise."""
+        if not self.grouped or self.other or self.example is None:
+            return None
+        cell, row = self.example[0], rowref(self.example[1])
+        parts = cell.split(",")
+        n = self.grouped
+        return (
+            f"label_column: {'each' if n > 1 else 'the'} target cell of {column!r} "
+            f"{f'(all {n:,}) holds' if n > 1 else 'holds'} a number with ',' between groups of three digits (e.g. "
+            f"{cell!r}, {row}), which label_separator ',' splits into {len(parts)} targets ({', '.join(parts)}) — "
+            f"ambiguous: if ',' groups its thousands, write the numbers without it ({cell.replace(',', '')!r}; in a "
+            "spreadsheet, a number format without a 1000 separator); if ',' is its decimal mark, set decimal: ','; "
+            f"if a cell holds {len(parts)} targets, separate them by another character and set label_separator to "
+            f"it ({cell.replace(',', ';')!r} with label_separator: ';') or name them "
+            f"({','.join(f'y{i}={p}' for i, p in enumerate(parts))!r})"
+        )

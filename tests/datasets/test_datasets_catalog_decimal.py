@@ -13,6 +13,7 @@ import pytest
 from dataset_fixtures import ds_cfg, task_cfg
 
 import repeval.datasets.catalog as catalog
+import repeval.datasets.manifest as manifest
 from repeval.datasets import load_dataset
 from repeval.datasets.encoding import InvalidLabelError, encode_labels
 from repeval.datasets.manifest import JsonManifestError, ManifestRowError
@@ -264,3 +265,31 @@ def test_rows_with_another_number_of_targets_are_refused_at_the_load_not_at_the_
     encode_labels("regression", table.column("label").to_pylist())  # raised on the rows as they were read
     with pytest.raises(InvalidLabelError, match="different lengths"):
         encode_labels("regression", [c.split(",") for c in cells])
+
+
+def test_every_target_cell_a_number_with_comma_groups_is_refused_by_load_and_validate(audio_dir, monkeypatch):
+    """``"1,234"`` in every row, read with a decimal point: split at ``label_separator`` ``,`` into the targets 1 and
+    234 — only noted as a possible decimal comma. Every cell a number with ``,`` between groups of three digits is
+    ambiguous (a thousands separator, a decimal comma, or two targets): the load and ``repeval validate`` refuse it
+    alike, naming the three fixes; the column read in several batches, one other target cell in its last one makes it
+    no longer so, for both."""
+    monkeypatch.setattr(manifest, "CSV_BLOCK_BYTES", 128)  # several batches
+    cells = ["1,234", "2,500", "-12,000", "7,250,000"] * 5
+    ds = ds_cfg("cat", "catalog", manifest=str(_write_csv(audio_dir / "m.csv", _rows(cells))), label_column="valence")
+    said = (
+        "label_column: each target cell of 'valence' (all 20) holds a number with ',' between groups of three "
+        "digits (e.g. '1,234', row 2), which label_separator ',' splits into 2 targets (1, 234) — ambiguous: if ',' "
+        "groups its thousands, write the numbers without it ('1234'; in a spreadsheet, a number format without a "
+        "1000 separator); if ',' is its decimal mark, set decimal: ','; if a cell holds 2 targets, separate them by "
+        "another character and set label_separator to it ('1;234' with label_separator: ';') or name them "
+        "('y0=1,y1=234')"
+    )
+    assert catalog.manifest_problems(ds, TASK) == [said]
+    with pytest.raises(ValueError) as err:
+        load_dataset(ds, TASK)
+    assert str(err.value) == f"catalog {ds.manifest}: {said}"
+    table, _ = load_dataset(ds.model_copy(update={"decimal": ","}), TASK)  # its decimal comma's fix
+    assert table.column("label").to_pylist()[:3] == [["1.234"], ["2.500"], ["-12.000"]]
+    mixed = ds.model_copy(update={"manifest": str(_write_csv(audio_dir / "n.csv", _rows([*cells[:-1], "0,31"])))})
+    assert catalog.manifest_problems(mixed, TASK) == []
+    assert load_dataset(mixed, TASK)[0].num_rows == 16  # the 7,250,000s' three targets refused by row, as before
