@@ -347,3 +347,43 @@ class CommaGroups:
             f"it ({cell.replace(',', ';')!r} with label_separator: ';') or name them "
             f"({','.join(f'y{i}={p}' for i, p in enumerate(parts))!r})"
         )
+
+
+#: a regression target written with a decimal point, as the rows keep them (:func:`target_why`'s quick answer)
+TARGET = re.compile(_number_re("."), re.ASCII)
+
+
+def target_why(item: str, decimal: str = ".", where: str = "the label") -> str | None:
+    """Why one regression target — a number with ``decimal`` as its decimal mark, or a ``name=value`` pair, as a
+    catalog reads its cells (the minus sign U+2212 read as ``-``) — that a loader gives one by one is refused: a
+    typographic character (:func:`typographic_why`), a thousands separator, the other decimal mark, or no number at
+    all (``nan``, ``inf``, a word); ``None`` for a target. What Python's ``float`` read (``1_000``, ``nan``) or
+    refused (``−0.5``) no longer differs from a catalog's reading."""
+    if decimal == "." and TARGET.match(item):
+        return None
+    text = item.replace(MINUS, "-").strip()
+    number = re.compile(_number_re(decimal), re.ASCII)  # \d: 0-9, as the catalog's Arrow kernels read it
+    if number.match(text):
+        return None
+    if not text.isascii() and (why := typographic_why(text, where, decimal, number)):
+        return why
+    other = "," if decimal == "." else "."
+    if re.match(_grouped_re(decimal), text, re.ASCII) and not re.match(_number_re(other), text, re.ASCII):
+        return f"regression target {text!r} in {where} has a thousands separator — {thousands_fix(text, decimal)}"
+    if re.match(_number_re(other), text, re.ASCII):
+        grouped = re.sub(rf"(?<=\d){re.escape(other)}(?=\d{{3}}\s*$)", "", text)
+        ambiguous = re.match(_ambiguous_re(decimal), text, re.ASCII)
+        either = f", or {grouped!r} if {other!r} groups its thousands" if ambiguous else ""
+        return (
+            f"regression target {text!r} in {where} is not a number with {decimal!r} as its decimal mark — write it "
+            f"{text.replace(other, decimal)!r} if {other!r} is its decimal mark{either}"
+        )
+    return (
+        f"regression target {text!r} in {where} is not a number — write a number with the digits 0-9 and "
+        f"{decimal!r} as its decimal mark (or name=number)"
+    )
+
+
+def plain_target(item: str) -> str:
+    """A regression target a loader gives (checked by :func:`target_why`) as the rows keep it: ``−0.5`` → ``-0.5``."""
+    return item.replace(MINUS, "-").strip()
