@@ -4,8 +4,7 @@ name (`` Audio File ``), and a column the dataset names that the header lacks â€
 
 from __future__ import annotations
 
-import pytest
-from dataset_fixtures import ds_cfg, task_cfg
+from dataset_fixtures import ds_cfg, refused_alike, task_cfg
 
 import repeval.datasets.catalog as catalog
 from repeval.datasets import load_dataset
@@ -46,7 +45,4 @@ def test_a_missing_column_is_named_with_the_closest_header_cell_by_load_and_vali
         "audio_column: the manifest has no column 'audio_file' â€” did you mean 'Audio File'? (its columns: track id, "
         "' Audio File ', label, split)"
     )
-    assert catalog.manifest_problems(ds, TASK) == [said]
-    with pytest.raises(ValueError) as err:
-        load_dataset(ds, TASK)
-    assert str(err.value) == f"catalog {ds.manifest}: {said}"
+    refused_alike(ds, TASK, said)
