@@ -304,7 +304,7 @@ _COMMA_GROUPED = r"^\s*[-+]?[1-9]\d{0,2}(?:,\d{3})+\s*$"
 class CommaGroups:
     """Of a regression column's target cells (:func:`target_cells`) read with ``decimal`` ``.`` and split at
     ``label_separator`` ``,``: how many hold a number with ``,`` between groups of three digits (:data:`_COMMA_GROUPED`)
-    and how many other targets, with the first such cell and its row (0-based, counted as the load counts rows). A
+    and whether any other target is (counted up to the batch of the first: one settles it), with the first such cell and its row (0-based, counted as the load counts rows). A
     column whose every target cell is such a number is ambiguous (:meth:`why`), refused alike by the load and by
     ``repeval validate``."""
 
@@ -315,7 +315,7 @@ class CommaGroups:
     def add(self, raw: pa.Array, start: int, split: bool = True) -> None:
         """Count the target cells of ``raw``, the column's cells of rows ``start`` on; with ``split`` ``False`` (a
         Parquet column of numbers or of lists, or cells split at another separator) as targets of another kind."""
-        if not split:
+        if not split or self.other:  # one target of another kind settles it: the rest is not read
             self.other += 1
             return
         ok, _ = target_cells(raw, ",", ".")
