@@ -167,7 +167,7 @@ def _load_notes(ctx: Any) -> list[str]:
                 else ""
             )
             notes.append(
-                f"dataset {record.name} at load ({record.rows or 0:,} rows kept): {'; '.join(dropped)}{strict}{check}"
+                f"dataset {record.name} at load ({counted(record.rows or 0, 'row')} kept): {'; '.join(dropped)}{strict}{check}"
             )
         notes += [f"dataset {record.name}: {line}" for line in noted]
     from repeval.run.rows import split_notes

@@ -223,7 +223,10 @@ def _split_cells(ds: Any) -> tuple[int, int]:
 
     import pyarrow.compute as pc
 
-    from repeval.datasets.catalog import iter_manifest
+    from repeval.datasets.catalog import iter_manifest, manifest_columns
+    from repeval.datasets.manifest_check import matched_columns
+
+    ds = matched_columns(ds, manifest_columns(str(ds.manifest), ds.delimiter))
 
     def given(column: Any) -> Any:
         return pc.not_equal(pc.utf8_trim_whitespace(pc.fill_null(column, "")), "")
@@ -281,9 +284,9 @@ def fold_split_warnings(cfg: Config, data_checked: bool) -> list[str]:
 
 def decimal_warnings(cfg: Config, data_checked: bool) -> list[str]:
     """What ``repeval validate`` warns of each regression catalog whose local manifest's first target cells look like
-    numbers with a decimal comma read with a decimal point (:func:`~repeval.datasets.manifest.decimal_comma_warning`);
+    numbers with a decimal comma read with a decimal point (:func:`~repeval.datasets.manifest_check.decimal_comma_warning`);
     nothing with ``--skip-data-check`` or of a remote manifest (the load notes it)."""
-    from repeval.datasets.manifest import decimal_comma_warning
+    from repeval.datasets.manifest_check import decimal_comma_warning
 
     out = []
     for ei, exp in enumerate(cfg.experiments):

@@ -54,6 +54,16 @@ SPLIT_KEYS = ("fold", "split_ratios", "split_seed")
 REPORT_KINDS = ("missing_audio", "duplicate_ids", "unlabelled", "unknown_labels", "other")
 
 
+#: what a :meth:`LoadReport.lines` line calls the problems of each kind: one, several
+_KIND_NAMES = {
+    "missing_audio": ("missing audio", "missing audio"),
+    "duplicate_ids": ("duplicate id", "duplicate ids"),
+    "unlabelled": ("no usable label", "no usable label"),
+    "unknown_labels": ("unknown label", "unknown labels"),
+    "other": ("other", "other"),
+}
+
+
 @dataclass
 class LoadReport:
     """Problems found while loading that do not stop a run (each names its row or track).
@@ -151,20 +161,14 @@ class LoadReport:
         """One line per kind found (of ``kinds``; by default every kind, then the :attr:`notes`): its count and the
         first examples."""
         out = []
-        for name, kind in (
-            ("missing audio", "missing_audio"),
-            ("duplicate ids", "duplicate_ids"),
-            ("no usable label", "unlabelled"),
-            ("unknown labels", "unknown_labels"),
-            ("other", "other"),
-        ):
+        for kind, (one, many) in _KIND_NAMES.items():
             if kinds is not None and kind not in kinds:
                 continue
             items = getattr(self, kind)
             n = self.count(kind)
             if n:
                 shown = ", ".join(items[:5]) + (f" … (+{n - 5})" if n > 5 else "")
-                out.append(f"{n} {name}: {shown}")
+                out.append(f"{n} {one if n == 1 else many}: {shown}")
         return out if kinds is not None else out + self.notes
 
     def counts(self) -> dict[str, int]:

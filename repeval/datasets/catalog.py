@@ -15,7 +15,8 @@ the task's ``label``, else its ``name``; multi-label and regression cells separa
 decimal mark, ``.`` or ``,`` — with ``decimal: ','``, ``0,31`` (quoted between commas: ``"0,31"``) is kept as ``0.31``
 and a cell is one target unless ``label_separator`` is another character; a Parquet column of numbers is read as it
 is, and a number with a thousands separator, ``1.234,5``, is refused, as is ``1.234`` with ``decimal: ','`` — 1234
-with a thousands separator or 1.234 with a decimal point — naming both; the minus sign U+2212 is read as ``-``, other
+with a thousands separator or 1.234 with a decimal point — naming both, and a column whose every target cell is
+``1,234`` with ``decimal: '.'`` — also the targets 1 and 234 — naming the three; the minus sign U+2212 is read as ``-``, other
 typographic characters — a dash, full-width digits — are refused naming the cell in ASCII) and optionally a split
 column (``split_column``: ``train``, ``validation`` or ``val``/``valid``/``dev``, ``test``, in any case; its empty
 cells, or every track
@@ -45,8 +46,8 @@ lines: then one row per record, as a spreadsheet shows it) and Parquet ``row N``
   that do not exist (skip the check with ``check_files: false``, e.g. for object stores),
 - missing labels, labels outside ``dataset.classes`` (dropped from multilabel rows; the row is
   dropped for single-label tasks), invalid keys for key estimation (keys are normalised to
-  sharps, ``Db major`` → ``C# major``), non-numeric regression targets (and ones with a thousands separator; and,
-  by track id, a row with another number of targets than most rows have), unknown split names; a CSV row with
+  sharps, ``Db major`` → ``C# major``), non-numeric regression targets (and ones with a thousands separator; and
+  a row with another number of targets than most rows have), unknown split names; a CSV row with
   another number of cells than the header stops the load, named with its fix
   (:class:`~repeval.datasets.manifest.ManifestRowError`).
 
@@ -73,16 +74,18 @@ from repeval.datasets.manifest import _filesystem as _filesystem
 from repeval.datasets.manifest import _is_parquet as _is_parquet
 from repeval.datasets.manifest import estimate_rows as estimate_rows
 from repeval.datasets.manifest import iter_manifest as iter_manifest
-from repeval.datasets.manifest import label_fix, one_column_problem, one_value_problem
 from repeval.datasets.manifest import manifest_columns as manifest_columns
-from repeval.datasets.manifest import manifest_problems as manifest_problems
+from repeval.datasets.manifest import one_value_problem
 from repeval.datasets.manifest import read_manifest as read_manifest
-from repeval.datasets.manifest_rows import COMMA_FIX, target_separator
+from repeval.datasets.manifest_check import column_problems, label_fix, matched_columns, one_column_problem
+from repeval.datasets.manifest_check import manifest_problems as manifest_problems
+from repeval.datasets.manifest_rows import COMMA_FIX, _rowref, target_separator
 from repeval.datasets.manifest_rows import SPLIT_ALIASES as SPLIT_ALIASES
 from repeval.datasets.manifest_rows import _base_dir as _base_dir
 from repeval.datasets.manifest_rows import _BatchValidator as _BatchValidator
 from repeval.datasets.manifest_rows import masked_column as masked_column
 from repeval.datasets.spill import Partitions, TableSpool, hash64, n_partitions, partition_of
+from repeval.datasets.target_text import TargetCounts
 
 log = logging.getLogger(__name__)
 
@@ -141,20 +144,16 @@ def _duplicate_mask(duplicates: np.ndarray, start: int, n: int) -> np.ndarray:
 def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
     if not ds.manifest:
         raise ValueError("a 'catalog' dataset needs 'manifest' (a CSV or Parquet file)")
+    have = manifest_columns(ds.manifest, ds.delimiter)
+    ds = matched_columns(ds, have, task)  # ' Audio File ' in the header is audio_column 'Audio File'
     label_col = ds.label_column or task.label or task.name
     optional = (ds.split_column, ds.group_column, ds.annotated_column)
     needed = [ds.track_id_column, ds.audio_column, label_col] + [c for c in optional if c]
     needed = list(dict.fromkeys(needed))
-    have = manifest_columns(ds.manifest, ds.delimiter)
-    missing_cols = [c for c in needed if c not in have]
-    if missing_cols and (one := one_column_problem(ds, have)):
+    if any(c not in have for c in needed) and (one := one_column_problem(ds, have)):
         raise ValueError(f"catalog {one}")
-    if missing_cols:
-        raise ValueError(
-            f"catalog manifest {ds.manifest} has no column(s) {missing_cols}; it has {have} "
-            f"— set dataset.label_column / track_id_column / audio_column / split_column / group_column / "
-            "annotated_column"
-        )
+    if any(c not in have for c in needed):  # as repeval validate names them: with the closest header cell
+        raise ValueError(f"catalog {ds.manifest}: {'; '.join(column_problems(ds, task, have))}")
     if one := one_value_problem(ds):
         raise ValueError(f"catalog {ds.manifest}: {one}")
     fs, path = _filesystem(ds.manifest)
@@ -170,8 +169,11 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
         if out is not None:
             spool.write(out)
     table = spool.table()
+    if why := validate.comma_groups.why(label_col, lambda row: _rowref(fmt, row)):  # every target cell '1,234'
+        raise ValueError(f"catalog {ds.manifest}: {why}")
     if getattr(task, "effective_type", None) == "regression" and table.num_rows:
-        table = _same_target_count(table, report, label_col, target_separator(ds) if not validate.list_label else ", ")
+        separator = target_separator(ds) if not validate.list_label else ", "
+        table = _same_target_count(table, report, label_col, separator, fmt, validate.target_counts)
     report.notes += [n for n in (validate.blank_note(), validate.normalization_note()) if n]
     pa.default_memory_pool().release_unused()  # hand the batches' scratch memory back to the OS
     if ds.check_files and report.count("missing_audio") and (hint := missing.case_hint(report.missing_rows)):
@@ -291,20 +293,20 @@ def _decimal_comma_note(targets: pa.ChunkedArray, column: str, separator: str | 
     )
 
 
-def _same_target_count(table: pa.Table, report: LoadReport, column: str, separator: str | None) -> pa.Table:
+def _same_target_count(
+    table: pa.Table, report: LoadReport, column: str, separator: str | None, fmt: str, counts: TargetCounts
+) -> pa.Table:
     """``table`` without the regression rows whose number of targets is not the one most rows have, each reported
-    (``unknown_labels``, by track id) — ``"1,234"`` split at ``label_separator`` ``,`` into two targets where every
-    other row has one: kept, it stopped the run at its probes, after the embedding, with "regression targets have
-    different lengths"."""
-    lengths = pc.list_value_length(table.column("label")).to_numpy(zero_copy_only=False)
-    values, counts = np.unique(lengths, return_counts=True)
-    if len(values) < 2:
+    (``unknown_labels``, by row and track id, the first :attr:`~repeval.datasets.base.LoadReport.max_items` of them
+    named: :class:`~repeval.datasets.target_text.TargetCounts`) — ``"1,234"`` split at ``label_separator`` ``,`` into
+    two targets where every other row has one: kept, it stopped the run at its probes, after the embedding, with
+    "regression targets have different lengths"."""
+    most = counts.most()
+    if most is None:
         return table
-    most = int(values[np.argmax(counts)])
-    odd = np.flatnonzero(lengths != most)
-    ids = table.column("track_id").take(pa.array(odd)).to_pylist()
-    cells = table.column("label").take(pa.array(odd)).to_pylist()
-    for tid, cell in zip(ids, cells, strict=True):
+    total = sum(counts.rows.values())
+    named, n_odd = counts.others(most)
+    for row, tid, cell in named:
         text = (separator or "").join(cell)
         grouped = separator == "," and re.fullmatch(r"[-+]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d*)?", text)
         hint = (
@@ -315,7 +317,9 @@ def _same_target_count(table: pa.Table, report: LoadReport, column: str, separat
         )
         report.add(
             "unknown_labels",
-            f"{tid} ({len(cell)} regression target{'s' if len(cell) != 1 else ''} in {column}, {text!r}, where "
-            f"{counts.max()} of its {len(lengths)} rows have {most} — every row needs as many{hint})",
+            f"{tid} ({_rowref(fmt, row)}: {len(cell)} regression target{'s' if len(cell) != 1 else ''} in {column}, "
+            f"{text!r}, where {counts.rows[most]} of its {total} rows have {most} — every row needs as many{hint})",
         )
-    return table.filter(pa.array(lengths == most))
+    if n_odd > len(named):
+        report.totals["unknown_labels"] = report.count("unknown_labels") + n_odd - len(named)
+    return table.filter(pc.equal(pc.list_value_length(table.column("label")), most))

@@ -18,6 +18,7 @@ them into arrays with :func:`encode_labels` and turns predictions back into labe
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+
+from repeval.datasets.target_text import plain_target, target_why
 
 #: pitch classes, sharps only (enharmonics are mapped onto these)
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -108,16 +111,24 @@ def _parse_regression(label: Sequence[str] | str, i: int) -> tuple[list[str] | N
     names: list[str] | None = None
     values: list[float] = []
     for item in items:
-        text = item.strip()
-        name = None
-        for sep in ("=", ":"):
-            if sep in text:
-                name, text = (x.strip() for x in text.split(sep, 1))
-                break
+        # read as a catalog reads a cell (:func:`~repeval.datasets.target_text.target_why`: U+2212 minus; no nan, inf
+        # or 1_000, which Python's float reads); a finite number of ASCII characters (most rows) at C speed
+        text, name = item.strip(), None
         try:
-            values.append(float(text))
+            value = float(text)
+            plain = math.isfinite(value) and text.isascii() and "_" not in text
         except ValueError:
-            raise InvalidLabelError(f"row {i}: regression target '{item}' is not a number", [(i, item)]) from None
+            plain = False
+        if not plain:
+            if why := target_why(item, where=f"row {i}"):
+                raise InvalidLabelError(why, [(i, item)])
+            text = plain_target(item)
+            for sep in ("=", ":"):
+                if sep in text:
+                    name, text = (x.strip() for x in text.split(sep, 1))
+                    break
+            value = float(text)
+        values.append(value)
         if name is not None:
             names = (names or []) + [name]
     if names is not None and len(names) != len(values):

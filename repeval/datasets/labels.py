@@ -130,12 +130,13 @@ def finalize_label(
         return labels, None, ""
     if not labels:
         return None, "unlabelled", "no label"
-    if task_type == "regression":
-        try:
-            [float(x.split("=", 1)[-1]) for x in labels]
-        except ValueError:
-            return None, "unknown_labels", f"non-numeric regression target {labels}"
-        return labels, None, ""
+    if task_type == "regression":  # read as a catalog reads its cells: U+2212 minus, thousands separators, nan
+        from repeval.datasets.target_text import plain_target, target_why
+
+        whys = [why for x in labels if (why := target_why(x))]
+        if whys:
+            return None, "unknown_labels", "; ".join(whys)
+        return [plain_target(x) for x in labels], None, ""
     if len(labels) != 1:
         return None, "unlabelled", f"{len(labels)} labels {labels} for a single-label task"
     label = labels[0]

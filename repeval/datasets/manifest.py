@@ -5,7 +5,6 @@ rows streamed as record batches of strings (:func:`iter_manifest`; a Parquet col
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import re
@@ -13,7 +12,6 @@ from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -21,12 +19,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from repeval.datasets.manifest_format import (
-    ManifestEncodingError,
-    WorkbookManifestError,
-    check_text,
-    not_utf8_error,
-)
+from repeval.datasets.manifest_format import ManifestEncodingError, all_utf8, check_text, not_utf8_error
 
 #: rows per record batch when streaming a Parquet manifest (CSV batches are blocks of CSV_BLOCK_BYTES)
 BATCH_ROWS = 65_536
@@ -106,16 +99,16 @@ class ManifestRowError(ValueError):
 _CELL_COUNT = re.compile(r"Expected \d+ columns, got \d+")
 
 
-def _row_error(uri: str, delimiter: str, exc: pa.ArrowInvalid) -> Exception:
+def _row_error(uri: str, delimiter: str, exc: pa.ArrowInvalid, columns: list[str] | None = None) -> Exception:
     """``exc``, pyarrow's error reading a text manifest, as a :class:`ManifestRowError` when a row has another number
     of cells than the header: the first such row, found by reading the file again with the ``csv`` module (whose
     quoting rules pyarrow's reader follows) — only on this error, never on a manifest that reads; as a
-    :class:`~repeval.datasets.manifest_format.ManifestEncodingError` naming the first row that is not UTF-8 when a
-    read column is not (pyarrow's ``invalid UTF8 data``, which names none); ``exc`` itself otherwise."""
+    :class:`~repeval.datasets.manifest_format.ManifestEncodingError` naming the first row that is not UTF-8 in a
+    read column (``columns``: pyarrow's ``invalid UTF8 data``, which names none); ``exc`` itself otherwise."""
     fs, path = _filesystem(uri)
     if "invalid UTF8" in str(exc):
         with fs.open_input_stream(path) as fh:
-            return not_utf8_error(uri, fh, delimiter) or exc
+            return not_utf8_error(uri, fh, delimiter, columns) or exc
     if not _CELL_COUNT.search(str(exc)):
         return exc
     try:
@@ -140,7 +133,25 @@ def _open_csv(fh: Any, uri: str, **options: Any) -> pacsv.CSVStreamingReader:
     except pa.ArrowInvalid as exc:
         if "Empty CSV file" in str(exc):
             raise EmptyManifestError(uri) from None
-        raise _row_error(uri, options["parse_options"].delimiter, exc) from None
+        convert = options.get("convert_options")
+        columns = list(convert.include_columns) if convert is not None and convert.include_columns else None
+        raise _row_error(uri, options["parse_options"].delimiter, exc, columns) from None
+
+
+def encoding_error(uri: str, columns: list[str], delimiter: str | None = None) -> ManifestEncodingError | None:
+    """What the load of a text manifest reading ``columns`` would stop on for a byte that is not UTF-8 in them, found
+    before it (``repeval validate``) wherever it is in the file: every byte is streamed through a UTF-8 decoder, a
+    block at a time; only a file with such a byte is read again as CSV (:func:`not_utf8_error`) for the first row
+    of ``columns`` that holds one — ``None`` for a Parquet manifest, a UTF-8 one, or one whose other columns alone
+    hold such bytes (pyarrow does not read them)."""
+    fs, path = _filesystem(uri)
+    if _is_parquet(path) or fs.get_file_info(path).type == pafs.FileType.Directory:
+        return None
+    with fs.open_input_stream(path) as fh:
+        if all_utf8(fh):
+            return None
+    with fs.open_input_stream(path) as fh:
+        return not_utf8_error(uri, fh, csv_delimiter(path, delimiter), columns)
 
 
 class JsonManifestError(ValueError):
@@ -188,174 +199,6 @@ def manifest_columns(uri: str, delimiter: str | None = None) -> list[str]:
             fh, uri, read_options=pacsv.ReadOptions(block_size=1 << 16), parse_options=_csv_parse(path, delimiter)
         )
         return list(reader.schema.names)
-
-
-#: what a one-column header is looked for to hold, in this order: the characters its columns may be separated by
-_DELIMITERS = {"\t": "tabs", ";": "semicolons", "|": "vertical bars", ",": "commas"}
-
-
-def one_column_problem(ds: Any, have: list[str]) -> str | None:
-    """The problem of a CSV manifest whose header reads as one column holding another usual delimiter than the one
-    it is read with (a ``;``-separated spreadsheet export read with commas): the character, and ``delimiter`` set to
-    it as the fix; ``None`` otherwise."""
-    if len(have) != 1:
-        return None
-    now = csv_delimiter(ds.manifest, ds.delimiter)
-    seps = [sep for sep in _DELIMITERS if sep != now and sep in have[0]]
-    if not seps:
-        return None
-    sep = seps[0]
-    return (
-        f"manifest: {ds.manifest}'s header reads as one column, {have[0]!r}: its columns are separated by "
-        f"{_DELIMITERS[sep]} ({sep!r}), not {_DELIMITERS.get(now, repr(now))} — set delimiter: "
-        + ("tab" if sep == "\t" else repr(sep))
-        + " (or write it as Parquet)"
-    )
-
-
-#: what the columns a catalog names by default hold, for the error when a manifest lacks them
-_WHAT = {"track_id_column": "track ids", "audio_column": "audio file paths"}
-
-
-def manifest_problems(ds: Any, task: Any) -> list[str]:
-    """What ``load_catalog`` would refuse, from the manifest's header and first rows: columns the dataset names that
-    the manifest lacks (with the closest column), a manifest without rows (or without a byte), one written as JSON
-    (:class:`JsonManifestError`), a row of another number of cells than the header (:class:`ManifestRowError`, in the
-    rows read), and a regression task's label column with no target (:func:`_no_targets`: read until a batch holds
-    one — the first, for a usable manifest; the whole column only when it holds none)."""
-    try:
-        return _problems(ds, task)
-    except (
-        EmptyManifestError,
-        JsonManifestError,
-        ManifestRowError,
-        WorkbookManifestError,
-        ManifestEncodingError,
-    ) as exc:
-        return [f"manifest: {exc}"]
-
-
-def _problems(ds: Any, task: Any) -> list[str]:
-    """:func:`manifest_problems`, raising :class:`EmptyManifestError` and :class:`ManifestRowError`."""
-    from repeval.registry import closest
-
-    have = manifest_columns(ds.manifest, ds.delimiter)
-    wanted = {
-        "track_id_column": ds.track_id_column,
-        "audio_column": ds.audio_column,
-        "label_column": ds.label_column or task.label or task.name,
-        "split_column": ds.split_column,
-        "group_column": ds.group_column,
-        "annotated_column": ds.annotated_column,
-    }
-    if one := one_column_problem(ds, have):
-        # every column would be reported missing, each "did you mean" the whole header
-        return [one]
-    out = []
-    for key, col in wanted.items():
-        if col and col not in have:
-            hint = closest(col, have)
-            field = getattr(type(ds), "model_fields", {}).get(key)
-            default = key in _WHAT and field is not None and col == field.default
-            out.append(
-                f"{key}: the manifest has no column {col!r}"
-                + (f" — did you mean {hint!r}?" if hint else "")
-                + (
-                    f" — set {key} to its column of {_WHAT[key]} ({col!r} is the default)"
-                    if default and not hint
-                    else ""
-                )
-                + f" (its columns: {', '.join(have)})"
-            )
-    if not out and (one := one_value_problem(ds)):
-        return [one]
-    if not out:
-        with contextlib.closing(iter_manifest(ds.manifest, [ds.track_id_column], delimiter=ds.delimiter)) as rows:
-            # a blank line is a row of empty cells (the load skips it): read on to the first track id, the first
-            # batch's in a manifest that has one
-            if not any(pc.any(pc.not_equal(pc.utf8_trim_whitespace(b.column(0)), "")).as_py() for _, b in rows):
-                out.append(f"manifest: {ds.manifest} has a header but no rows — write its rows first")
-    if not out and getattr(task, "effective_type", None) == "regression" and (text := _no_targets(ds, task)):
-        out.append(text)
-    return out
-
-
-def label_fix(ds: Any, task: Any) -> str:
-    """What to check when a catalog's labels left no usable row: the label column and what the task needs of it."""
-    kind = getattr(task, "effective_type", None)
-    decimal = getattr(ds, "decimal", ".")
-    want = {
-        "regression": "numbers, or name=value pairs"
-        + (f" (decimal mark {decimal!r}, as decimal sets)" if decimal != "." else ""),
-        "key_estimation": "keys such as 'C# minor'",
-    }.get(str(kind), "labels" + (" in dataset.classes" if ds.classes else ""))
-    return f"check that label_column {ds.label_column or task.label or task.name!r} holds {want} for a {kind} task"
-
-
-def _manifest_format(uri: str) -> str:
-    """``parquet`` for a Parquet manifest (a file so named, or a folder of them), else ``csv``: how rows are numbered."""
-    fs, path = _filesystem(uri)
-    return "parquet" if _is_parquet(path) or fs.get_file_info(path).type == pafs.FileType.Directory else "csv"
-
-
-def _no_targets(ds: Any, task: Any) -> str | None:
-    """The problem of a regression task whose label column holds no target in any cell (a column of words: every row
-    would be dropped and the load stop with :func:`label_fix`), with its first cell of text; ``None`` as soon as a
-    batch holds a target — the first one, for a usable manifest."""
-    from repeval.datasets.manifest_rows import (
-        _rowref,
-        column_decimal,
-        target_cells,
-        target_hint,
-        target_separator,
-    )
-
-    column = ds.label_column or task.label or task.name
-    decimal = getattr(ds, "decimal", ".")
-    example, hint = None, ""
-    with contextlib.closing(iter_manifest(ds.manifest, [column], delimiter=ds.delimiter)) as batches:
-        for start, batch in batches:
-            mark = column_decimal(batch.schema.field(0), decimal)
-            ok, text = target_cells(batch.column(0), target_separator(ds), mark)
-            if ok.any():
-                return None
-            if example is None and text.any():
-                i = int(np.flatnonzero(text)[0])
-                example = f"{batch.column(0)[i].as_py()!r} ({_rowref(_manifest_format(ds.manifest), start + i)})"
-                hint = target_hint(batch.column(0).slice(i, 1), target_separator(ds), mark)
-    what = f"cells such as {example}" if example else "empty cells only"
-    fix = hint or f" — {label_fix(ds, task)}"  # the other decimal mark's numbers: that mark's fix
-    return f"label_column: no row of {column!r} holds a regression target, it has {what}{fix}"
-
-
-#: a label cell of two whole numbers split at ``,`` — ``0,31``, a number with a decimal comma read as two targets
-_COMMA_CELL = r"^\s*[-+]?\d+\s*,\s*\d+\s*$"
-
-
-def decimal_comma_warning(ds: Any, task: Any) -> str | None:
-    """What ``repeval validate`` warns of a regression catalog read with a decimal point whose first rows' target cells
-    (a CSV block, a Parquet batch) are each two whole numbers split at ``label_separator`` ``,`` (``0,31``: two targets,
-    0 and 31), naming ``decimal: ','``; the load notes the same of every row. ``None`` otherwise."""
-    from repeval.datasets.manifest_rows import COMMA_FIX, target_separator
-
-    if getattr(task, "effective_type", None) != "regression" or target_separator(ds) != ",":
-        return None
-    column = ds.label_column or task.label or task.name
-    with contextlib.closing(iter_manifest(ds.manifest, [column], delimiter=ds.delimiter)) as batches:
-        first = next(batches, None)
-    if first is None:
-        return None
-    if list_type(first[1].schema.field(0)) is not None:  # each item one target: nothing split at ','
-        return None
-    cells = pc.utf8_trim_whitespace(first[1].column(0).fill_null(""))
-    cells = cells.filter(pc.not_equal(cells, ""))
-    if not len(cells) or not pc.all(pc.match_substring_regex(cells, _COMMA_CELL)).as_py():
-        return None
-    return (
-        f"label_column: the first {len(cells)} cells of {column!r} each hold two whole numbers split at "
-        f"label_separator ',' (e.g. {cells[0].as_py()!r}), read as two targets — if ',' is its decimal mark, "
-        f"{COMMA_FIX}"
-    )
 
 
 #: field metadata of a manifest column read as strings from a Parquet column of numbers: the column's Arrow type
@@ -484,7 +327,7 @@ def iter_manifest(
                     yield start, batch
                     start += batch.num_rows
         except pa.ArrowInvalid as exc:
-            raise _row_error(uri, csv_delimiter(path, delimiter), exc) from None
+            raise _row_error(uri, csv_delimiter(path, delimiter), exc, columns) from None
 
 
 def estimate_rows(uri: str) -> int:

@@ -5,6 +5,7 @@ without a row."""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
@@ -25,6 +26,10 @@ WORKBOOK_SUFFIXES = {
 _ZIP, _OLE2 = b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 #: what the CSV exports of a spreadsheet are called, for the fixes
 CSV_UTF8 = "Excel: File > Save As > 'CSV UTF-8 (Comma delimited)'; LibreOffice: 'Text CSV', character set UTF-8"
+
+
+#: a byte that is not UTF-8, as the ``surrogateescape`` error handler reads it
+_ESCAPED = re.compile("[\udc80-\udcff]")
 
 
 def _beside(uri: str, suffix: str) -> str:
@@ -89,13 +94,34 @@ def check_text(fs: pafs.FileSystem, path: str, uri: str) -> None:
         raise err
 
 
-def not_utf8_error(uri: str, fh: Any, delimiter: str) -> ManifestEncodingError | None:
-    """The error of a manifest with bytes that are not UTF-8, read from ``fh`` with the ``csv`` module: its first such
-    row (counted like :func:`~repeval.datasets.manifest_rows._rowref`'s: the header is row 1), the cell read as
-    Windows-1252 and the conversion; ``None`` when every byte is UTF-8."""
+def all_utf8(fh: Any, block: int = 1 << 20) -> bool:
+    """Whether every byte of the stream ``fh`` is UTF-8, read block by block (memory of one block; a character split
+    between two blocks is decoded whole)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        while chunk := fh.read(block):
+            decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def not_utf8_error(uri: str, fh: Any, delimiter: str, columns: list[str] | None = None) -> ManifestEncodingError | None:
+    """The error of a manifest with bytes that are not UTF-8 in its header or in its ``columns`` (``None``: any), read
+    from ``fh`` with the ``csv`` module: its first such row (counted like
+    :func:`~repeval.datasets.manifest_rows._rowref`'s: the header is row 1), the cell read as Windows-1252 and the
+    conversion; ``None`` when every byte of them is UTF-8 — as pyarrow reads only the columns a catalog needs, a
+    Windows-1252 byte in a column it does not read stops no load."""
     text = io.TextIOWrapper(fh, encoding="utf-8", errors="surrogateescape", newline="")
+    read: list[int] | None = None
     for row, cells in enumerate(csv.reader(text, delimiter=delimiter), start=1):
-        bad = next((c for c in cells if re.search("[\udc80-\udcff]", c)), None)
+        if row == 1 and columns is not None:
+            header = [c.lstrip("\ufeff") if i == 0 else c for i, c in enumerate(cells)]
+            read = [i for i, c in enumerate(header) if c in columns]
+        bad = next(
+            (c for i, c in enumerate(cells) if (read is None or row == 1 or i in read) and _ESCAPED.search(c)), None
+        )
         if bad is None:
             continue
         raw = bad.encode("utf-8", "surrogateescape")

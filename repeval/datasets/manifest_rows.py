@@ -26,6 +26,8 @@ from repeval.datasets.rows import key_classes, row_schema
 from repeval.datasets.target_text import COMMA_FIX as COMMA_FIX
 from repeval.datasets.target_text import GROUPING as GROUPING
 from repeval.datasets.target_text import (
+    CommaGroups,
+    TargetCounts,
     _decimal_hint,
     _grouped_rows,
     _non_numeric_rows,
@@ -153,6 +155,10 @@ class _BatchValidator:
         #: (manifest path, file) pair
         self.renormalized = 0
         self.renormalized_example: tuple[str, str] | None = None
+        #: a regression task's rows kept, by their number of targets (the load refuses those of another than most's)
+        self.target_counts = TargetCounts(report.max_items)
+        #: a regression column read with a decimal point split at ',': its cells such as '1,234' (ambiguous when all are)
+        self.comma_groups = CommaGroups()
 
     def normalization_note(self) -> str | None:
         """A note of the :attr:`renormalized` rows, naming one; ``None`` when there were none."""
@@ -384,6 +390,8 @@ class _BatchValidator:
         ok &= ~duplicate
 
         raw = batch.column(self.label_col)
+        if self.task_type == "regression":
+            self.comma_groups.add(raw, start, comma_grouped(batch.schema.field(self.label_col), self.ds))
         if self.task_type in ("multilabel_classification", "regression"):
             label = self._list_labels(raw, ids, rows, ok, batch.schema.field(self.label_col))
         else:
@@ -434,6 +442,8 @@ class _BatchValidator:
         if not ok.any():
             return None
         keep = pa.array(ok)
+        if self.task_type == "regression":
+            self.target_counts.add(rows[ok], ids.filter(keep), label.filter(keep))
         columns = [ids, full, label, split, group]
         if self.annotated_col:
             columns.append(self._observed(batch.column(self.annotated_col), label))
@@ -459,6 +469,17 @@ def column_decimal(field: pa.Field | None, decimal: str) -> str:
     (:func:`~repeval.datasets.manifest.numeric_type`, written with a point whatever ``decimal`` says), else
     ``decimal``."""
     return "." if field is not None and numeric_type(field) is not None else decimal
+
+
+def comma_grouped(field: pa.Field, ds: Any) -> bool:
+    """Whether a regression label column read from ``field`` may hold numbers such as ``1,234`` split into several
+    targets (:class:`~repeval.datasets.target_text.CommaGroups`): a text column (not a Parquet list or one of numbers)
+    split at ``label_separator`` ``,`` with a decimal point."""
+    return (
+        target_separator(ds) == ","
+        and column_decimal(field, getattr(ds, "decimal", ".")) == "."
+        and (not pa.types.is_list(field.type))
+    )
 
 
 def masked_column(ds: Any, task: Any) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -259,3 +260,130 @@ def target_hint(cell: pa.Array, separator: str | None, decimal: str) -> str:
     if not text.isascii() and (why := typographic_why(text, "it", decimal, re.compile(_number_re(decimal)))):
         return " — it " + why.split(" in it ", 1)[1]
     return _decimal_hint(values, keep, decimal)
+
+
+class TargetCounts:
+    """How many regression targets the rows a catalog keeps have, batch by batch: the number of rows of each count, and
+    the first :attr:`room` rows of each (row number, track id, targets) — memory bounded whatever the row count —
+    to name the rows whose count is not the one most rows have (:func:`~repeval.datasets.catalog._same_target_count`)."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.rows: dict[int, int] = {}
+        self.first: dict[int, list[tuple[int, str, list[str]]]] = {}
+
+    def add(self, rows: np.ndarray, ids: pa.Array, labels: pa.ListArray) -> None:
+        """Count the kept rows ``rows`` (their manifest row numbers), with their track ids and targets."""
+        lengths = pc.list_value_length(labels).to_numpy(zero_copy_only=False)
+        for n in np.unique(lengths).tolist():
+            idx = np.flatnonzero(lengths == n)
+            self.rows[n] = self.rows.get(n, 0) + len(idx)
+            first = self.first.setdefault(n, [])
+            if (room := self.room - len(first)) > 0:
+                take = pa.array(idx[:room])
+                cells = labels.take(take).to_pylist()
+                first += zip(rows[idx[:room]].tolist(), ids.take(take).to_pylist(), cells, strict=True)
+
+    def most(self) -> int | None:
+        """The count most rows have (the smallest of equally many), ``None`` when every row has the same."""
+        if len(self.rows) < 2:
+            return None
+        return max(sorted(self.rows), key=lambda n: self.rows[n])
+
+    def others(self, most: int) -> tuple[list[tuple[int, str, list[str]]], int]:
+        """The first :attr:`room` rows whose count is not ``most``, in row order, and how many such rows there are."""
+        named = sorted(r for n, first in self.first.items() if n != most for r in first)[: self.room]
+        return named, sum(k for n, k in self.rows.items() if n != most)
+
+
+#: a regression cell that ``label_separator`` ``,`` splits into a number and groups of three digits — ``1,234``,
+#: ``-12,345,678``: one number with a thousands separator, one with a decimal comma, or several targets
+_COMMA_GROUPED = r"^\s*[-+]?[1-9]\d{0,2}(?:,\d{3})+\s*$"
+
+
+class CommaGroups:
+    """Of a regression column's target cells (:func:`target_cells`) read with ``decimal`` ``.`` and split at
+    ``label_separator`` ``,``: how many hold a number with ``,`` between groups of three digits (:data:`_COMMA_GROUPED`)
+    and whether any other target is (counted up to the batch of the first: one settles it), with the first such cell and its row (0-based, counted as the load counts rows). A
+    column whose every target cell is such a number is ambiguous (:meth:`why`), refused alike by the load and by
+    ``repeval validate``."""
+
+    def __init__(self) -> None:
+        self.grouped = self.other = 0
+        self.example: tuple[str, int] | None = None
+
+    def add(self, raw: pa.Array, start: int, split: bool = True) -> None:
+        """Count the target cells of ``raw``, the column's cells of rows ``start`` on; with ``split`` ``False`` (a
+        Parquet column of numbers or of lists, or cells split at another separator) as targets of another kind."""
+        if not split or self.other:  # one target of another kind settles it: the rest is not read
+            self.other += 1
+            return
+        ok, _ = target_cells(raw, ",", ".")
+        if not ok.any():
+            return
+        cells = plain_minus(raw).filter(pa.array(ok))
+        shaped = pc.fill_null(pc.match_substring_regex(cells, _COMMA_GROUPED), False).to_numpy(zero_copy_only=False)
+        self.grouped += int(shaped.sum())
+        self.other += int((~shaped).sum())
+        if self.example is None and shaped.any():
+            first = int(np.flatnonzero(shaped)[0])
+            self.example = (cells[first].as_py().strip(), start + int(np.flatnonzero(ok)[first]))
+
+    def why(self, column: str, rowref: Callable[[int], str]) -> str | None:
+        """Why the column is refused when every target cell is such a number (``rowref``: a row as the manifest's rows
+        are named): its three readings, each with its fix; ``None`` otherwise."""
+        if not self.grouped or self.other or self.example is None:
+            return None
+        cell, row = self.example[0], rowref(self.example[1])
+        parts = cell.split(",")
+        n = self.grouped
+        return (
+            f"label_column: {'each' if n > 1 else 'the'} target cell of {column!r} "
+            f"{f'(all {n:,}) holds' if n > 1 else 'holds'} a number with ',' between groups of three digits (e.g. "
+            f"{cell!r}, {row}), which label_separator ',' splits into {len(parts)} targets ({', '.join(parts)}) — "
+            f"ambiguous: if ',' groups its thousands, write the numbers without it ({cell.replace(',', '')!r}; in a "
+            "spreadsheet, a number format without a 1000 separator); if ',' is its decimal mark, set decimal: ','; "
+            f"if a cell holds {len(parts)} targets, separate them by another character and set label_separator to "
+            f"it ({cell.replace(',', ';')!r} with label_separator: ';') or name them "
+            f"({','.join(f'y{i}={p}' for i, p in enumerate(parts))!r})"
+        )
+
+
+#: a regression target written with a decimal point, as the rows keep them (:func:`target_why`'s quick answer)
+TARGET = re.compile(_number_re("."), re.ASCII)
+
+
+def target_why(item: str, decimal: str = ".", where: str = "the label") -> str | None:
+    """Why one regression target — a number with ``decimal`` as its decimal mark, or a ``name=value`` pair, as a
+    catalog reads its cells (the minus sign U+2212 read as ``-``) — that a loader gives one by one is refused: a
+    typographic character (:func:`typographic_why`), a thousands separator, the other decimal mark, or no number at
+    all (``nan``, ``inf``, a word); ``None`` for a target. What Python's ``float`` read (``1_000``, ``nan``) or
+    refused (``−0.5``) no longer differs from a catalog's reading."""
+    if decimal == "." and TARGET.match(item):
+        return None
+    text = item.replace(MINUS, "-").strip()
+    number = re.compile(_number_re(decimal), re.ASCII)  # \d: 0-9, as the catalog's Arrow kernels read it
+    if number.match(text):
+        return None
+    if not text.isascii() and (why := typographic_why(text, where, decimal, number)):
+        return why
+    other = "," if decimal == "." else "."
+    if re.match(_grouped_re(decimal), text, re.ASCII) and not re.match(_number_re(other), text, re.ASCII):
+        return f"regression target {text!r} in {where} has a thousands separator — {thousands_fix(text, decimal)}"
+    if re.match(_number_re(other), text, re.ASCII):
+        grouped = re.sub(rf"(?<=\d){re.escape(other)}(?=\d{{3}}\s*$)", "", text)
+        ambiguous = re.match(_ambiguous_re(decimal), text, re.ASCII)
+        either = f", or {grouped!r} if {other!r} groups its thousands" if ambiguous else ""
+        return (
+            f"regression target {text!r} in {where} is not a number with {decimal!r} as its decimal mark — write it "
+            f"{text.replace(other, decimal)!r} if {other!r} is its decimal mark{either}"
+        )
+    return (
+        f"regression target {text!r} in {where} is not a number — write a number with the digits 0-9 and "
+        f"{decimal!r} as its decimal mark (or name=number)"
+    )
+
+
+def plain_target(item: str) -> str:
+    """A regression target a loader gives (checked by :func:`target_why`) as the rows keep it: ``−0.5`` → ``-0.5``."""
+    return item.replace(MINUS, "-").strip()

@@ -34,6 +34,19 @@ def ds_cfg(name: str, type_: str = "custom", **kw: Any) -> Any:
     return DatasetConfig(name=name, type=type_, **kw)
 
 
+def refused_alike(ds: Any, task: Any, said: str) -> None:
+    """``repeval validate`` (``manifest_problems``) says ``said`` of the catalog ``ds``, and its load stops with it."""
+    import pytest
+
+    from repeval.datasets import load_dataset
+    from repeval.datasets.catalog import manifest_problems
+
+    assert manifest_problems(ds, task) == [said]
+    with pytest.raises(ValueError) as err:
+        load_dataset(ds, task)
+    assert str(err.value) == f"catalog {ds.manifest}: {said}"
+
+
 def task_cfg(name: str, type_: str, label: str | None = None) -> Any:
     from repeval.config.data import TaskConfig
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from dataset_fixtures import ds_cfg, task_cfg
+from dataset_fixtures import ds_cfg, refused_alike, task_cfg
 
 import repeval.datasets.catalog as catalog
+import repeval.datasets.manifest as manifest
 from repeval.datasets import load_dataset
 from repeval.datasets.encoding import InvalidLabelError, encode_labels
 from repeval.datasets.manifest import JsonManifestError, ManifestRowError
@@ -256,11 +257,36 @@ def test_rows_with_another_number_of_targets_are_refused_at_the_load_not_at_the_
     table, report = load_dataset(ds, TASK)
     assert table.column("label").to_pylist() == [["0.5"], ["-0.25"], ["0.75"]]
     assert report.unknown_labels == [
-        "r1 (2 regression targets in valence, '1,234', where 3 of its 5 rows have 1 — every row needs as many; if "
+        "r1 (row 3: 2 regression targets in valence, '1,234', where 3 of its 5 rows have 1 — every row needs as many; if "
         "'1,234' is one number with a thousands separator, write it '1234' (in a spreadsheet, a number format without "
         "a 1000 separator))",
-        "r4 (2 regression targets in valence, '0.1,0.2', where 3 of its 5 rows have 1 — every row needs as many)",
+        "r4 (row 6: 2 regression targets in valence, '0.1,0.2', where 3 of its 5 rows have 1 — every row needs as many)",
     ]
     encode_labels("regression", table.column("label").to_pylist())  # raised on the rows as they were read
     with pytest.raises(InvalidLabelError, match="different lengths"):
         encode_labels("regression", [c.split(",") for c in cells])
+
+
+def test_every_target_cell_a_number_with_comma_groups_is_refused_by_load_and_validate(audio_dir, monkeypatch):
+    """``"1,234"`` in every row, read with a decimal point: split at ``label_separator`` ``,`` into the targets 1 and
+    234 — only noted as a possible decimal comma. Every cell a number with ``,`` between groups of three digits is
+    ambiguous (a thousands separator, a decimal comma, or two targets): the load and ``repeval validate`` refuse it
+    alike, naming the three fixes; the column read in several batches, one other target cell in its last one makes it
+    no longer so, for both."""
+    monkeypatch.setattr(manifest, "CSV_BLOCK_BYTES", 128)  # several batches
+    cells = ["1,234", "2,500", "-12,000", "7,250,000"] * 5
+    ds = ds_cfg("cat", "catalog", manifest=str(_write_csv(audio_dir / "m.csv", _rows(cells))), label_column="valence")
+    said = (
+        "label_column: each target cell of 'valence' (all 20) holds a number with ',' between groups of three "
+        "digits (e.g. '1,234', row 2), which label_separator ',' splits into 2 targets (1, 234) — ambiguous: if ',' "
+        "groups its thousands, write the numbers without it ('1234'; in a spreadsheet, a number format without a "
+        "1000 separator); if ',' is its decimal mark, set decimal: ','; if a cell holds 2 targets, separate them by "
+        "another character and set label_separator to it ('1;234' with label_separator: ';') or name them "
+        "('y0=1,y1=234')"
+    )
+    refused_alike(ds, TASK, said)
+    table, _ = load_dataset(ds.model_copy(update={"decimal": ","}), TASK)  # its decimal comma's fix
+    assert table.column("label").to_pylist()[:3] == [["1.234"], ["2.500"], ["-12.000"]]
+    mixed = ds.model_copy(update={"manifest": str(_write_csv(audio_dir / "n.csv", _rows([*cells[:-1], "0,31"])))})
+    assert catalog.manifest_problems(mixed, TASK) == []
+    assert load_dataset(mixed, TASK)[0].num_rows == 16  # the 7,250,000s' three targets refused by row, as before

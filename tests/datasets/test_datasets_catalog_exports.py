@@ -24,6 +24,15 @@ def _load(path, task=TASK, **kw):
     return load_dataset(ds, task), catalog.manifest_problems(ds, task)
 
 
+def _refused(path, error: type[Exception]) -> str:
+    """What the load of the manifest ``path`` stops with (an ``error``), which ``repeval validate`` says too."""
+    with pytest.raises(error) as err:
+        _load(path)
+    ds = ds_cfg("cat", "catalog", manifest=str(path), label_column="label")
+    assert catalog.manifest_problems(ds, TASK) == [f"manifest: {err.value}"]
+    return str(err.value)
+
+
 def test_a_quoted_cell_over_lines_is_read_whole_across_csv_blocks(audio_dir, monkeypatch):
     """A title written over two lines inside quotes: a CSV block ending between its lines cut its row in two — a
     parse error naming no row, or (its second line holding as many commas as the header) a row of its own with the
@@ -80,12 +89,8 @@ def test_a_workbook_or_another_encoding_than_utf8_is_refused_naming_the_conversi
     sheet.to_excel(path := audio_dir / "tracks.xlsx", index=False)  # openpyxl: mirdata's dependency
     (ole := audio_dir / "export.csv").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504))
     for book, kind in ((path, "an Excel workbook"), (ole, "an Excel 97-2003 workbook")):
-        with pytest.raises(WorkbookManifestError) as err:
-            _load(book)
-        said = str(err.value)
+        said = _refused(book, WorkbookManifestError)
         assert said.startswith(f"{book} is {kind}, but a catalog manifest is CSV or Parquet — export the sheet as CSV")
-        ds = ds_cfg("cat", "catalog", manifest=str(book), label_column="label")
-        assert catalog.manifest_problems(ds, TASK) == [f"manifest: {said}"]
     # the line it names (run as a user would) gives the catalog as written, ids such as '007' kept
     code = str(WorkbookManifestError(str(path), "")).split("with pandas (and openpyxl): ", 1)[1].split(" (dtype", 1)[0]
     exec(f"import pandas\n{code}")
@@ -166,3 +171,20 @@ def test_tags_joined_by_another_separator_in_some_cells_are_named(audio_dir):
         "not split: if some cells separate their tags by ';' or '|', write them with ',' (one separator for the whole "
         "column)"
     ]
+
+
+def test_a_windows_1252_byte_far_into_the_file_is_found_by_validate_as_by_the_load(audio_dir, monkeypatch):
+    """``repeval validate`` read only the first rows: a Windows-1252 byte in a later row passed it, and the load
+    stopped on it. Validate streams every byte (a UTF-8 decoder, block by block) and names the row the load names;
+    a byte in a column the load does not read (pyarrow reads only the catalog's columns) stops neither — and the
+    load named the first bad row of any column, not of those it reads."""
+    monkeypatch.setattr(manifest, "CSV_BLOCK_BYTES", 256)  # the load's rows come in many blocks
+    rows = [f"t{i},audio/a{i % 3}.wav,{'ab'[i % 2]},song {i}".encode() for i in range(200)]
+    rows[20] = rows[20].replace(b"song 20", b"Caf\xe9 song")  # row 22: the title, a column the load does not read
+    (title := audio_dir / "t.csv").write_bytes(b"\r\n".join([b"track_id,audio_path,label,title", *rows]) + b"\r\n")
+    (table, report), problems = _load(title)
+    assert table.num_rows == 200 and report.lines() == [] and problems == []
+    rows[180] = rows[180].replace(b",a,", b",Beyonc\xe9,")  # row 182: a label
+    (label := audio_dir / "l.csv").write_bytes(b"\r\n".join([b"track_id,audio_path,label,title", *rows]) + b"\r\n")
+    said = _refused(label, ManifestEncodingError)
+    assert said.startswith(f"{label} row 182 is not UTF-8 (byte 0xe9 in b'Beyonc\\xe9', 'Beyoncé' in Windows-1252)")

@@ -12,7 +12,7 @@ from dataset_fixtures import ds_cfg, task_cfg
 
 import repeval.datasets.catalog as catalog
 from repeval.datasets import load_dataset
-from repeval.datasets.manifest import decimal_comma_warning
+from repeval.datasets.manifest_check import decimal_comma_warning
 
 TAGS = task_cfg("label", "multilabel_classification")
 
@@ -95,7 +95,9 @@ def test_a_list_of_numbers_is_a_regression_tasks_targets(audio_dir):
     (table, report), problems = _load(_write(audio_dir, labels, pa.list_(pa.float64())), task, decimal=",")
     assert problems == [] and table.column("label").to_pylist() == [["0.5", "-1.25"], ["2", "3"], ["0.001", "4"]]
     assert report.counts() == {"unknown_labels": 1}
-    assert "t3 (1 regression target in label, '7', where 3 of its 4 rows have 2" in report.lines()[0], report.lines()
+    assert "t3 (row 3: 1 regression target in label, '7', where 3 of its 4 rows have 2" in report.lines()[0], (
+        report.lines()
+    )
     assert any("decimal ',' has no effect on label_column 'label'" in n for n in report.notes), report.notes
     text = _write(audio_dir, [["0.5", "2"], ["3", "1"]], pa.list_(pa.string()))  # text items: a word is refused
     ds = ds_cfg("cat", "catalog", manifest=str(text), label_column="label")

@@ -17,6 +17,9 @@ from dataset_fixtures import (
 )
 
 from repeval.datasets import load_dataset
+from repeval.datasets.base import LoadReport
+from repeval.datasets.encoding import InvalidLabelError, encode_labels
+from repeval.datasets.rows import RowCollector
 from repeval.datasets.splits import split_counts
 from repeval.datasets.vocalset import TECHNIQUES, singer_id
 
@@ -281,3 +284,30 @@ def test_vocalset_layout_error_names_the_fix(tmp_path):
         load_dataset(
             ds_cfg("vocalset", dir=str(tmp_path)), task_cfg("singer_identification", "multiclass_classification")
         )
+
+
+def test_a_loaders_regression_targets_are_read_as_a_catalogs_cells():
+    """The loaders that collect rows one by one (mirdata's, custom ones: :class:`RowCollector`) read a regression
+    target with Python's ``float``: ``−0.5`` (U+2212) was refused as non-numeric while a catalog reads it, and ``nan``,
+    ``inf`` and ``1_000`` were kept — a NaN target reached the probes. They are read as a catalog reads a cell, each
+    refused row with its reason and fix; the task encoder reads them alike."""
+    report = LoadReport()
+    rows = RowCollector("regression", report, check_files=False)
+    labels = ["\u22120.5", "0.25", 2.5, "nan", "1,234.5", "0,31", "\u20131", "1_000", "v=\u22121"]
+    for i, label in enumerate(labels):
+        rows.add(f"t{i}", f"t{i}.wav", label)
+    assert rows.table().column("label").to_pylist() == [["-0.5"], ["0.25"], ["2.5"], ["v=-1"]]
+    what = "write a number with the digits 0-9 and '.' as its decimal mark (or name=number)"
+    assert report.unknown_labels == [
+        f"t3 (regression target 'nan' in the label is not a number — {what})",
+        "t4 (regression target '1,234.5' in the label has a thousands separator — write its numbers without a "
+        "thousands separator ('1234.5'; in a spreadsheet, a number format without a 1000 separator))",
+        "t5 (regression target '0,31' in the label is not a number with '.' as its decimal mark — write it '0.31' if "
+        "',' is its decimal mark)",
+        "t6 (regression target '–1' in the label holds '–' (U+2013 EN DASH) — write it '-1')",
+        f"t7 (regression target '1_000' in the label is not a number — {what})",
+    ]
+    y, _ = encode_labels("regression", [["\u22120.5"], ["0.25"]])
+    assert y.tolist() == [[-0.5], [0.25]]
+    with pytest.raises(InvalidLabelError, match=r"^regression target 'inf' in row 1 is not a number — write"):
+        encode_labels("regression", [["1"], ["inf"]])

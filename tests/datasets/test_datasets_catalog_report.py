@@ -1,0 +1,55 @@
+"""What a catalog's load report says of the rows it drops: counts in the singular or the plural as they are, and a
+regression row with another number of targets than the others named by its row, as every other dropped row is."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+from dataset_fixtures import ds_cfg, task_cfg
+
+import repeval.datasets.manifest as manifest
+from repeval.datasets import load_dataset
+from repeval.datasets.base import LoadReport
+from repeval.datasets.catalog import _same_target_count
+from repeval.datasets.target_text import TargetCounts
+
+
+def _manifest(path, rows):
+    path.write_text("\n".join(["track_id,audio_path,label", *rows]) + "\n")
+    return str(path)
+
+
+def test_counts_of_one_are_singular_and_of_several_plural(audio_dir):
+    """The report read "1 duplicate ids" and "1 unknown labels"."""
+    task = task_cfg("genre", "multiclass_classification")
+    one = _manifest(audio_dir / "one.csv", ["a,audio/a0.wav,rock", "a,audio/a1.wav,rock", "b,audio/a2.wav,polka"])
+    _, report = load_dataset(ds_cfg("cat", "catalog", manifest=one, label_column="label", classes=["rock"]), task)
+    assert report.lines() == [
+        "1 duplicate id: a (row 3)",
+        "1 unknown label: b (row 4: label 'polka' not in dataset.classes)",
+    ]
+    rows = ["a,audio/a0.wav,rock", "a,audio/a1.wav,rock", "a,audio/a2.wav,rock", "b,audio/a2.wav,polka"]
+    two = _manifest(audio_dir / "two.csv", [*rows, "c,audio/a2.wav,jazz"])
+    _, report = load_dataset(ds_cfg("cat", "catalog", manifest=two, label_column="label", classes=["rock"]), task)
+    assert [line.split(":")[0] for line in report.lines()] == ["2 duplicate ids", "2 unknown labels"]
+
+
+def test_a_row_with_another_number_of_targets_is_named_by_its_row(audio_dir, monkeypatch):
+    """Rows refused because their number of regression targets is not most rows' were named by track id alone,
+    unlike every other refused row: now by row too — the manifest read in several batches (small CSV blocks), the
+    count most rows have known only at its end."""
+    monkeypatch.setattr(manifest, "CSV_BLOCK_BYTES", 64)
+    cells = ["0.5", '"1,5"', "-0.25", "0.75", "2", "3", '"0.1,0.2"', "4", "5"]
+    rows = [f"t{i},audio/a{i % 3}.wav,{c}" for i, c in enumerate(cells)]
+    ds = ds_cfg("cat", "catalog", manifest=_manifest(audio_dir / "m.csv", rows), label_column="label")
+    table, report = load_dataset(ds, task_cfg("valence", "regression"))
+    assert table.num_rows == 7
+    assert report.unknown_labels == [
+        "t1 (row 3: 2 regression targets in label, '1,5', where 7 of its 9 rows have 1 — every row needs as many)",
+        "t6 (row 8: 2 regression targets in label, '0.1,0.2', where 7 of its 9 rows have 1 — every row needs as many)",
+    ]
+    small = LoadReport(max_items=1)  # past max_items rows named, the others counted
+    counts = TargetCounts(1)
+    counts.add(np.arange(4), pa.array(list("abcd")), pa.array([["1"], ["2", "3"], ["4"], ["5", "6"]]))
+    _same_target_count(table, small, "label", ",", "csv", counts)
+    assert small.count("unknown_labels") == 2 and small.unknown_labels[0].startswith("b (row 3: 2 regression targets")
