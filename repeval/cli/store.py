@@ -396,7 +396,7 @@ def unlock(st: Any, yes: bool, force: bool = False) -> None:
             running = (
                 f"its process, pid {pid}, is still running on this host: stop it (`kill {pid}`; it lets its lease go "
                 f"as it ends) rather than remove its lease — a run still writing would share the store with the next; "
-                f"if pid {pid} is another program now, add --force"
+                f"if pid {pid} is another program now, {'add --force' if yes else 'run it with --yes --force'}"
             )
     if not yes:
         typer.echo(
