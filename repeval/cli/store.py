@@ -20,8 +20,9 @@ def runs_cmd(
     runs_dir: Annotated[str, typer.Argument(help="runs directory (path or pyarrow filesystem URI)")] = "runs",
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """List the runs under a runs directory: state, tasks, models, result rows, failed trainings and failed test
-    cells, last update."""
+    """List the runs under a runs directory (a run directory given instead is listed alone): state, tasks, models,
+    test set (a digest of the saved test splits: runs scored on the same test sets show the same), result rows,
+    failed trainings and failed test cells, last update."""
     from repeval.report.runs import runs_text
 
     _guard(lambda: typer.echo(runs_text(runs_dir, as_json)))
