@@ -32,6 +32,7 @@ mkl-shim:
 
 lint: setup
 	$(BIN)/ruff check repeval tests benchmarks jobs
+	$(BIN)/ruff format --check repeval tests benchmarks jobs
 	$(BIN)/mypy
 
 bench: export RAY_AUTH_MODE ?= disabled

@@ -34,7 +34,8 @@ def probe_lines(exp: Any, specs: list[Any], full: Any = None) -> list[str]:
         if s.select == "best":
             what = f"probe {s.name}: {n}{of}, the best by {crit} (mean over seeds) tested once"
         else:
-            what = f"probe {_names(_with_layers(s.points))}: {n}{of}, each tested, checkpoint by {crit}"
+            tested = "each tested" if s.size != 1 else "tested"
+            what = f"probe {_names(_with_layers(s.points))}: {n}{of}, {tested}, checkpoint by {crit}"
         if s.scheduler is not None:
             what += ", the weaker ones stopped early by ASHA"
         words = preset_words(entry, s.size, "a smoke test trains one" if full is not None else None)

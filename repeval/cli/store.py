@@ -13,6 +13,7 @@ import typer
 
 from repeval.cli import app, store_app
 from repeval.cli.common import _guard
+from repeval.pipeline.summary import counted
 
 
 @app.command("runs")
@@ -20,8 +21,9 @@ def runs_cmd(
     runs_dir: Annotated[str, typer.Argument(help="runs directory (path or pyarrow filesystem URI)")] = "runs",
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """List the runs under a runs directory: state, tasks, models, result rows, failed trainings and failed test
-    cells, last update."""
+    """List the runs under a runs directory (a run directory given instead is listed alone): state, tasks, models,
+    test set (a digest of the saved test splits: runs scored on the same test sets show the same), result rows,
+    failed trainings and failed test cells, last update."""
     from repeval.report.runs import runs_text
 
     _guard(lambda: typer.echo(runs_text(runs_dir, as_json)))
@@ -396,7 +398,7 @@ def unlock(st: Any, yes: bool, force: bool = False) -> None:
             running = (
                 f"its process, pid {pid}, is still running on this host: stop it (`kill {pid}`; it lets its lease go "
                 f"as it ends) rather than remove its lease — a run still writing would share the store with the next; "
-                f"if pid {pid} is another program now, add --force"
+                f"if pid {pid} is another program now, {'add --force' if yes else 'run it with --yes --force'}"
             )
     if not yes:
         typer.echo(
@@ -436,9 +438,11 @@ def _rm_partitions(store: Any, chosen: dict[str, Any], yes: bool, lock: Any, com
         except DamagedPartFile:  # what the damaged file's error tells the user to delete: rm must still do it
             typer.echo(f"{n}  ({state}, a part file is not readable Parquet)")
     if not yes:
-        typer.echo(f"{len(chosen)} partition(s) would be deleted from {store.uri}; rerun with --yes to delete them")
+        typer.echo(
+            f"{counted(len(chosen), 'partition')} would be deleted from {store.uri}; rerun with --yes to delete them"
+        )
         return
     with lock(store, run_id="repeval store rm", command=command):
         for part in chosen.values():
             part.delete()
-    typer.echo(f"deleted {len(chosen)} partition(s) from {store.uri}; the next run computes them again")
+    typer.echo(f"deleted {counted(len(chosen), 'partition')} from {store.uri}; the next run computes them again")

@@ -104,10 +104,11 @@ class DatasetCheck:
         if self.bad > len(self.examples):
             out.append(f"  … and {self.bad - len(self.examples):,} more bad (--out FILE lists them all)")
         if self.cut:
+            one = self.cut == 1
             out.append(
-                f"  {self.cut:,} of the bad files {'is' if self.cut == 1 else 'are'} cut short (WAV, MP3, FLAC): "
-                "copy or download them again, or set run.truncated_audio: decode to embed the whole frames they "
-                "hold, each row noted in audio_note"
+                f"  {self.cut:,} of the bad files {'is' if one else 'are'} cut short (WAV, MP3, FLAC): copy or download "
+                f"{'it' if one else 'them'} again, or set run.truncated_audio: decode to embed the whole frames "
+                f"{'it holds, its row' if one else 'they hold, each row'} noted in audio_note"
             )
         out += [f"  missing: {item}" for item in self.missing_examples]
         if self.missing > len(self.missing_examples):

@@ -135,7 +135,7 @@ class EmbeddingModel:
     ) -> list[np.ndarray]:
         """The frames of each clip. ``offsets`` (samples, multiples of its frame geometry's ``align``): where in
         each clip the model starts its frames — the audio before is context its first frames read; only a model
-        whose :meth:`frame_geometry` has :attr:`FrameGeometry.offset` is given offsets. ``n_frames``: the frames each
+        whose :meth:`frame_geometry` has an :attr:`FrameGeometry.align` is given offsets. ``n_frames``: the frames each
         clip needs from there (negative: all) — a model whose frame geometry has :attr:`FrameGeometry.stops` computes
         no more (it is given them only then); any other may ignore them."""
         refuse_offsets(self, offsets)

@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from repeval.pipeline.summary import counted
 from repeval.store.layout import AUDIO_NOTE, DamagedPartFile, read_parquet
 from repeval.store.partition import Partition
 from repeval.store.rewrite import REWRITE
@@ -164,9 +165,11 @@ def ls_text(store: EmbeddingStore, as_json: bool = False, infos: list[dict[str, 
     done = sum(i["state"] == "complete" for i in infos)
     foreign = sum(i["state"] == NOT_A_PARTITION for i in infos)
     lines.append(
-        f"{len(infos) - foreign} partition(s), {done} complete, {sum(i['rows'] or 0 for i in infos)} rows, "
-        f"{sum(i['errors'] or 0 for i in infos)} error record(s){f', {foreign} folder(s) not a partition' * bool(foreign)}"
-        f" — {store.uri}"
+        f"{counted(len(infos) - foreign, 'partition')}, {done:,} complete, "
+        f"{counted(sum(i['rows'] or 0 for i in infos), 'row')}, "
+        f"{counted(sum(i['errors'] or 0 for i in infos), 'error record')}"
+        + (f", {counted(foreign, 'folder')} not a partition" if foreign else "")
+        + f" — {store.uri}"
     )
     if all(i["state"] == NOT_A_PARTITION for i in infos):
         lines.append(
@@ -208,7 +211,7 @@ def show_text(part: Partition, n_rows: int = 5) -> str:
         # once for them and its footer's counts (a damaged file is named, with the fix)
         t, footers = part.read_counted(files, ["track_id", "split", "n_frames", "audio_seconds"])
         schema = pq.read_schema(files[0], filesystem=part.fs)
-        out.append(f"\n{t.num_rows} rows in {len(files)} part file(s); schema:\n{schema}")
+        out.append(f"\n{counted(t.num_rows, 'row')} in {counted(len(files), 'part file')}; schema:\n{schema}")
         splits = t.group_by("split").aggregate([("track_id", "count")]).to_pylist()
         out.append("rows per split: " + ", ".join(f"{cell(r['split'])} {r['track_id_count']}" for r in splits))
         frames, seconds = (pc.sum(t.column(c)).as_py() or 0 for c in ("n_frames", "audio_seconds"))
@@ -235,7 +238,8 @@ def show_text(part: Partition, n_rows: int = 5) -> str:
     if errs.num_rows:
         by_stage = errs.group_by("stage").aggregate([("track_id", "count")]).to_pylist()
         out.append(
-            f"\n{errs.num_rows} error record(s): " + ", ".join(f"{r['stage']} {r['track_id_count']}" for r in by_stage)
+            f"\n{counted(errs.num_rows, 'error record')}: "
+            + ", ".join(f"{r['stage']} {r['track_id_count']}" for r in by_stage)
         )
         if n_rows:
             out.append(rows_text(errs.slice(0, n_rows).select(["track_id", "split", "stage", "reason"])))
@@ -250,7 +254,7 @@ def errors_text(part: Partition, limit: int | None = None) -> str:
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be 0 or more, got {limit}")
     errs, total = part.head_errors(part.counts()[1] if limit is None else limit)  # a damaged file: named, with the fix
-    head = f"partition {part.name}: {total} error record(s)"
+    head = f"partition {part.name}: {counted(total, 'error record')}"
     if not total:
         return head
     stages = errs.group_by("stage").aggregate([("track_id", "count")]).to_pylist() if errs.num_rows == total else []

@@ -746,7 +746,7 @@ def test_plan_names_each_probe_preset_its_source_criterion_and_departures():
     )
     assert "preset mir_ref_thesis [Plachouras 2023" in thesis and "set here" not in thesis
     assert marble.startswith("probe marble: 6 configurations, the best by val_r2") and "set here: patience=20" in marble
-    assert mine == "probe mine (hidden [8]): 1 configuration, each tested, checkpoint by val_loss"
+    assert mine == "probe mine (hidden [8]): 1 configuration, tested, checkpoint by val_loss"
 
     # `repeval plan --smoke-test` printed the smoke test's one probe bare ("probe jukemir: 1 configuration, …"), no
     # preset, source or departures: it says which configuration of which entry it is, and the entry's preset
@@ -755,7 +755,7 @@ def test_plan_names_each_probe_preset_its_source_criterion_and_departures():
     smoke = smoke_test_config(cfg)
     [line] = [line[4:] for line in make_plan(smoke, smoke_of=cfg).text().splitlines() if line.startswith("  - probe ")]
     assert line.startswith(
-        "probe jukemir (hidden []): 1 configuration (jukemir-000, the first of the entry's 216: a smoke test trains one), each "
+        "probe jukemir (hidden []): 1 configuration (jukemir-000, the first of the entry's 216: a smoke test trains one), "
         "tested, checkpoint by val_r2; preset jukemir [Castellon et al. 2021, Jukemir; p-lambda/jukemir"
     ), line
     assert "differs from the source: validated once per epoch, patience 10 validations, at most 100 epochs" in line

@@ -97,7 +97,7 @@ def test_full_run(ray_session, run_config):
     from repeval.cli import app
 
     shown = CliRunner().invoke(app, commands[0][1:])
-    assert shown.exit_code == 0 and "notes/mfcc-stats/clean: 1 error record(s): decode 1" in shown.output
+    assert shown.exit_code == 0 and "notes/mfcc-stats/clean: 1 error record: decode 1" in shown.output
     assert re.search(r"\ncorrupt\s+test\s+decode\s", shown.output), shown.output
 
     store = EmbeddingStore(cfg.run.store)
@@ -259,6 +259,12 @@ def test_docs_store_page_matches_what_a_run_writes(ray_session, run_config, tmp_
     for r in summary_rows:
         for name in _names(r[0]):
             assert _arrow_type(pq.read_schema(run_dir / "summary.parquet").field(name)) == r[1], (name, r[1])
+    # environment.json: each key of a training session's entry is named on its line of the layout block
+    [env_line] = [
+        ln for ln in _doc_section("## The run directory").splitlines() if ln.startswith("  environment.json ")
+    ]
+    session = json.loads((run_dir / "environment.json").read_text())[-1]
+    assert set(session) - {"python", "torch", "ray", "machine"} <= set(re.findall(r"`([^`]+)`", env_line)), session
     files = {r[0].strip("`"): r[1] for r in _doc_table("### `history/*.parquet`, `probes/*.parquet`, `failed.parquet`")}
     for folder in ("history/", "probes/"):
         schema = pq.read_schema(next((run_dir / folder).glob("*.parquet")))

@@ -55,3 +55,31 @@ def test_readme_names_every_command_option_preset_and_run_key():
     for model in (Config, ExperimentConfig, RunConfig, ResourcesConfig):
         missing = [k for k in model.model_fields if f"`{k}`" not in README and f"run.{k}" not in README]
         assert missing == [], f"{model.__name__} keys README never names"
+
+
+def _readme_default(text: str) -> object:
+    """A default as the README's tables write it: `false`, `[test]`, 1200, `auto`, none."""
+    import yaml
+
+    value = yaml.safe_load(text.strip().strip("`"))
+    return None if value == "none" else value
+
+
+def test_readme_run_key_defaults_are_the_codes():
+    """The ``run:`` table's default column (and the ``resources`` row's values in parentheses) is what a
+    configuration that leaves the key out gets: a default changed in code and not in the README is a wrong promise."""
+    lines = README[README.index("\n| key | default |") + 1 :].splitlines()
+    rows = lines[2 : next(i for i, ln in enumerate(lines) if not ln.startswith("|"))]
+    cells = [[c.strip() for c in re.split(r"(?<!\\)\|", ln.strip().strip("|"))] for ln in rows]
+    table = {c[0].strip("`"): c for c in cells}
+    assert sorted(table) == sorted(RunConfig.model_fields)
+    for key, row in table.items():
+        if key in ("run_id", "resources"):  # a name made per command; a block of its own, below
+            continue
+        default = RunConfig.model_fields[key].default
+        documented = _readme_default(re.match(r"\s*(`[^`]*`|\S+)", row[1]).group(1))  # type: ignore[union-attr]
+        assert documented == (list(default) if isinstance(default, tuple) else default), (key, row[1], default)
+    said = dict(re.findall(r"`(\w+)` \(([^)]*)\)", table["resources"][2]))
+    assert said, table["resources"][2]
+    for key, text in said.items():
+        assert _readme_default(text) == ResourcesConfig.model_fields[key].default, (key, text)

@@ -508,6 +508,18 @@ def test_summary_says_when_out_lists_only_the_missing_rows_the_loader_named():
     assert found.lines()[-1] == "  … and 7 more missing (--out FILE lists them all)"
 
 
+def test_the_cut_files_line_speaks_of_one_file_in_the_singular():
+    """ "1 of the bad files is cut short …: copy or download them again … the whole frames they hold, each row": the
+    line after the bad files spoke of one file as of several."""
+    one = check.DatasetCheck("d", checked=3, bad=1, cut=1).lines()[-1]
+    assert one == (
+        "  1 of the bad files is cut short (WAV, MP3, FLAC): copy or download it again, or set run.truncated_audio: "
+        "decode to embed the whole frames it holds, its row noted in audio_note"
+    )
+    two = check.DatasetCheck("d", checked=3, bad=2, cut=2).lines()[-1]
+    assert "2 of the bad files are cut short" in two and "download them again" in two and "they hold, each row" in two
+
+
 def test_decode_lists_the_files_a_run_decodes_only_in_part_under_either_truncated_audio_setting(tmp_path):
     """``--decode`` lists the files a run would embed from part of their audio, each with the ``audio_note`` its
     rows would carry: under ``run.truncated_audio: decode`` the WAV, MP3 and FLAC cut short (not bad: exit 0) and the

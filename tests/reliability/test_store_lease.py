@@ -88,7 +88,9 @@ def test_unlock_refuses_a_lease_whose_holder_runs_on_this_host_unless_forced(tmp
 
         lease(live.pid)
         unlock(st, yes=False)
-        assert f"pid {live.pid}, is still running on this host: stop it (`kill {live.pid}`" in capsys.readouterr().out
+        said = capsys.readouterr().out
+        assert f"pid {live.pid}, is still running on this host: stop it (`kill {live.pid}`" in said
+        assert said.rstrip().endswith("another program now, run it with --yes --force"), said  # --force alone lists
         with pytest.raises(
             RuntimeError, match=rf"not removed — its process, pid {live.pid}, is still running .* --force"
         ):
