@@ -36,6 +36,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from repeval.run.files import parquet_error
 from repeval.run.status import STATUS, command_line
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ def summary_mismatch(
     except FileNotFoundError:
         return f"summary.parquet is missing: its evaluation stopped after writing results.parquet; {fix()}"
     except (OSError, pa.ArrowInvalid) as exc:  # cut short, corrupted
-        return f"summary.parquet is unreadable ({str(exc).splitlines()[0]}); {fix()}"
+        return f"summary.parquet is unreadable ({parquet_error(exc)}); {fix()}"
     if summary != results:
         return (
             "summary.parquet is not the summary of results.parquet (an evaluation stopped between writing the two): "
