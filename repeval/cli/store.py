@@ -13,6 +13,7 @@ import typer
 
 from repeval.cli import app, store_app
 from repeval.cli.common import _guard
+from repeval.pipeline.summary import counted
 
 
 @app.command("runs")
@@ -432,13 +433,15 @@ def _rm_partitions(store: Any, chosen: dict[str, Any], yes: bool, lock: Any, com
         state = "complete" if part.complete else "incomplete"
         try:
             rows, errors = part.counts()
-            typer.echo(f"{n}  ({state}, {rows} rows, {errors} error records)")
+            typer.echo(f"{n}  ({state}, {counted(rows, 'row')}, {counted(errors, 'error record')})")
         except DamagedPartFile:  # what the damaged file's error tells the user to delete: rm must still do it
             typer.echo(f"{n}  ({state}, a part file is not readable Parquet)")
     if not yes:
-        typer.echo(f"{len(chosen)} partition(s) would be deleted from {store.uri}; rerun with --yes to delete them")
+        typer.echo(
+            f"{counted(len(chosen), 'partition')} would be deleted from {store.uri}; rerun with --yes to delete them"
+        )
         return
     with lock(store, run_id="repeval store rm", command=command):
         for part in chosen.values():
             part.delete()
-    typer.echo(f"deleted {len(chosen)} partition(s) from {store.uri}; the next run computes them again")
+    typer.echo(f"deleted {counted(len(chosen), 'partition')} from {store.uri}; the next run computes them again")

@@ -202,6 +202,13 @@ def counted(n: int, noun: str, plural: str | None = None) -> str:
     return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
+def named(noun: str, names: Iterable[str], plural: str | None = None) -> str:
+    """``noun`` followed by ``names`` joined by commas, in the plural (``plural``, by default ``noun`` + s) unless there
+    is one: "scenario D2", "scenarios D1, D2" — not "scenario(s) D1, D2"."""
+    names = list(names)
+    return f"{noun if len(names) == 1 else plural or noun + 's'} {', '.join(names)}"
+
+
 def figure(x: float, decimals: int) -> str:
     """``x`` with ``decimals`` decimals, or, below 1, with as many as its first two significant digits need: a
     figure that would round to 0 ("0 s of audio per second" of a few short clips) says its size ("0.012")."""

@@ -97,7 +97,7 @@ def test_full_run(ray_session, run_config):
     from repeval.cli import app
 
     shown = CliRunner().invoke(app, commands[0][1:])
-    assert shown.exit_code == 0 and "notes/mfcc-stats/clean: 1 error record(s): decode 1" in shown.output
+    assert shown.exit_code == 0 and "notes/mfcc-stats/clean: 1 error record: decode 1" in shown.output
     assert re.search(r"\ncorrupt\s+test\s+decode\s", shown.output), shown.output
 
     store = EmbeddingStore(cfg.run.store)

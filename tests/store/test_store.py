@@ -271,7 +271,7 @@ def test_store_cli_takes_the_store_either_way_and_names_what_is_missing(tmp_path
         res = runner.invoke(app, args)
         assert res.exit_code == 0 and "ds/m/clean" in res.output, res.output
     res = runner.invoke(app, ["store", "show", root, "ds/m/clean"])
-    assert res.exit_code == 0 and "2 rows in 1 part file(s)" in res.output, res.output
+    assert res.exit_code == 0 and "2 rows in 1 part file;" in res.output, res.output
     res = runner.invoke(app, ["store", "ls", root, "--store", str(tmp_path / "other")])
     assert res.exit_code == 1 and "two store roots given" in res.output
     res = runner.invoke(app, ["store", "show", root, "ds/m/claen"])
@@ -307,7 +307,7 @@ def test_store_show_rows_zero_prints_counts_only_and_negative_is_refused(tmp_pat
     root = str(tmp_path / "s")
     res = runner.invoke(app, ["store", "show", root, "ds/m/clean", "--rows", "0"])
     assert res.exit_code == 0, res.output
-    assert "2 rows in 1 part file(s)" in res.output and "1 error record(s): decode 1" in res.output
+    assert "2 rows in 1 part file;" in res.output and "1 error record: decode 1" in res.output
     assert "Empty DataFrame" not in res.output and "Index: []" not in res.output
     assert "cannot decode" not in res.output  # no error record printed
     assert not re.search(r"^\d+\s+[ab]\s+train", res.output, re.M)  # no row printed
@@ -377,7 +377,7 @@ def test_store_rm_lists_first_deletes_with_yes_and_never_under_a_running_run(tmp
         part.finish({"dataset": "ds", "model": model, "scenario": scenario})
     runner = CliRunner()
     res = runner.invoke(app, ["store", "rm", root, "ds/m/*"])
-    assert res.exit_code == 0 and "2 partition(s) would be deleted" in res.output, res.output
+    assert res.exit_code == 0 and "2 partitions would be deleted" in res.output, res.output
     assert "ds/m/D1  (complete, 2 rows, 0 error records)" in res.output
     assert "ds/other/clean" not in res.output
     assert {p.name for p in store.partitions()} == {"ds/m/D1", "ds/m/clean", "ds/other/clean"}  # only listed
@@ -386,7 +386,7 @@ def test_store_rm_lists_first_deletes_with_yes_and_never_under_a_running_run(tmp
     assert res.exit_code == 1 and "in use by run 'busy'" in res.output, res.output
     assert store.partition("ds", "m", "D1").complete
     res = runner.invoke(app, ["store", "rm", "ds/m/D1", "--store", root, "--yes"])
-    assert res.exit_code == 0 and "deleted 1 partition(s)" in res.output, res.output
+    assert res.exit_code == 0 and "deleted 1 partition" in res.output, res.output
     assert [p.name for p in store.partitions()] == ["ds/m/clean", "ds/other/clean"]
     assert store.partition("ds", "m", "clean").complete
     res = runner.invoke(app, ["store", "rm", root, "ds/x/*"])
@@ -427,7 +427,7 @@ def test_a_runs_directory_given_as_the_store_is_listed_as_such_and_never_deleted
     assert re.search(r"r1/tune/groups-2-abc\s+not a partition\s+-\s+-", res.output), res.output
     assert "holds no store partition" not in res.output  # it has one
     # the count is of partitions: the Tune experiment is a folder apart (it read "3 partition(s)")
-    assert f"2 partition(s), 0 complete, 2 rows, 0 error record(s), 1 folder(s) not a partition — {runs}" in res.output
+    assert f"2 partitions, 0 complete, 2 rows, 0 error records, 1 folder not a partition — {runs}" in res.output
     for args in (["r1/*/*"], ["ds/m/clean", "r1/tune/groups-2-abc"]):
         res = runner.invoke(app, ["store", "rm", str(runs), *args, "--yes"])
         assert res.exit_code == 1, res.output
@@ -438,7 +438,7 @@ def test_a_runs_directory_given_as_the_store_is_listed_as_such_and_never_deleted
     res = runner.invoke(app, ["store", "ls", str(runs / "r1")])
     assert "holds no store partition: its folders three deep hold no part-*.parquet" in res.output, res.output
     res = runner.invoke(app, ["store", "rm", str(runs), "ds/m/empty", "--yes"])
-    assert res.exit_code == 0 and "deleted 1 partition(s)" in res.output, res.output
+    assert res.exit_code == 0 and "deleted 1 partition" in res.output, res.output
 
 
 def test_store_rm_deletes_a_partition_whose_part_file_is_damaged(tmp_path):
@@ -471,7 +471,7 @@ def test_store_rm_deletes_a_partition_whose_part_file_is_damaged(tmp_path):
     res = runner.invoke(app, [*command[1:-1]])  # without --yes: listed, not deleted
     assert res.exit_code == 0 and "ds/m/D1  (complete, a part file is not readable Parquet)" in res.output, res.output
     res = runner.invoke(app, command[1:])
-    assert res.exit_code == 0 and "deleted 1 partition(s)" in res.output, res.output
+    assert res.exit_code == 0 and "deleted 1 partition" in res.output, res.output
     assert [p.name for p in store.partitions()] == ["ds/m/clean"]
 
 
@@ -501,15 +501,12 @@ def test_store_ls_flags_a_complete_partition_whose_rows_differ_from_its_manifest
     assert re.search(r"ds/m/clean\s+complete\s+3", res.stdout), res.stdout
     assert re.search(r"ds/m/D1\s+damaged\s+5", res.stdout) and re.search(r"ds/m/D2\s+damaged\s+1", res.stdout)
     said = res.stderr.splitlines()
-    assert said[0].startswith("store partition ds/m/D1: its part files hold 5 row(s), its manifest 3 — 2 row(s) of "
+    assert said[0].startswith("store partition ds/m/D1: its part files hold 5 rows, its manifest 3 — 2 rows of "
                               "tracks it has already"), said  # fmt: skip
     assert (
-        "delete the part file(s) copied in" in said[0]
-        and f"`{store.partition('ds', 'm', 'D1').rm_command()}`" in said[0]
+        "delete the part files copied in" in said[0] and f"`{store.partition('ds', 'm', 'D1').rm_command()}`" in said[0]
     )
-    assert said[1].startswith(
-        "store partition ds/m/D2: its part files hold 1 row(s), its manifest 3 — 2 row(s) missing"
-    )
+    assert said[1].startswith("store partition ds/m/D2: its part files hold 1 row, its manifest 3 — 2 rows missing")
 
 
 def test_frames_reads_every_rows_frames_in_order_across_part_files(tmp_path):
@@ -578,7 +575,7 @@ def test_show_and_finish_open_each_part_file_once_for_counts(tmp_path):
     handler.clear()
     text = show_text(part, n_rows=0)  # (the first rows are read file by file until there are enough)
     assert {f: handler.opened[f] for f in files[1:]} == dict.fromkeys(files[1:], 1), handler.opened
-    assert "7 rows in 4 part file(s)" in text and "1 error record(s)" in text and "rows per split: train 7" in text
+    assert "7 rows in 4 part files" in text and "1 error record:" in text and "rows per split: train 7" in text
 
 
 def test_plan_reads_a_partitions_ids_once_for_its_state_and_error_records(tmp_path):
@@ -630,9 +627,7 @@ def test_store_show_reads_no_embeddings(tmp_path, monkeypatch):
     text = show_text(part, n_rows=3)
     data_reads = [cols for source, cols in read if source in part.part_files()]
     assert data_reads and all(c is not None and not {"embedding", "frames"} & set(c) for c in data_reads), read
-    assert (
-        "5 rows in 3 part file(s)" in text and "frames: list<element: fixed_size_list" in text
-    )  # schema from a footer
+    assert "5 rows in 3 part files" in text and "frames: list<element: fixed_size_list" in text  # schema from a footer
     assert "frames: 8 total" in text  # a: 1; b, c, d: 1 + 2 + 3; e: 1
     shown = [line.split()[1] for line in text.splitlines() if re.match(r"\d+\s+\w\s+train\s", line)]
     assert shown == ["a", "b", "c"]
@@ -701,21 +696,21 @@ def test_store_show_errors_lists_only_the_error_records_all_or_the_first_rows(tm
     res = runner.invoke(app, ["store", "show", root, "ds/m/noise", "--errors"])
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
-    assert lines[0] == "partition ds/m/noise: 7 error record(s): decode 7" and lines[1].split() == [
+    assert lines[0] == "partition ds/m/noise: 7 error records: decode 7" and lines[1].split() == [
         "track_id", "split", "stage", "reason"
     ]  # fmt: skip
     assert [ln.split()[0] for ln in lines[2:]] == [f"t{i}" for i in range(7)]
     assert lines[2].split(None, 3)[3] == "DecodeError: bad file 0 at byte 0"  # one line per record
     assert "config_hash" not in res.output and "schema" not in res.output  # no manifest, no rows
     res = runner.invoke(app, ["store", "show", root, "ds/m/noise", "--errors", "--rows", "2"])
-    assert res.exit_code == 0 and res.output.splitlines()[0].endswith("7 error record(s) (the first 2 shown)")
+    assert res.exit_code == 0 and res.output.splitlines()[0].endswith("7 error records (the first 2 shown)")
     assert [ln.split()[0] for ln in res.output.splitlines()[2:]] == ["t0", "t1"], res.output
     res = runner.invoke(app, ["store", "show", root, "ds/m/noise"])
     assert res.exit_code == 0 and "(the first 5; `--errors` lists all 7)" in res.output, res.output
     assert "(no rows: every track has an error record)" in res.output  # complete: not "yet"
     _write(store, ["a"]).finish({"dataset": "ds"})
     res = runner.invoke(app, ["store", "show", root, "ds/m/clean", "--errors", "--rows", "0"])
-    assert res.exit_code == 0 and res.output.strip() == "partition ds/m/clean: 1 error record(s)", res.output
+    assert res.exit_code == 0 and res.output.strip() == "partition ds/m/clean: 1 error record", res.output
 
 
 def test_the_embedding_summary_command_lists_every_error_record(tmp_path):
@@ -763,9 +758,9 @@ def test_the_store_rm_command_an_error_names_deletes_a_partition_with_a_space_in
     assert command == ["repeval", "store", "rm", store.uri, "my notes/m/clean", "--yes"]
     runner = CliRunner()
     res = runner.invoke(app, ["store", "rm", store.uri, "my notes/*/*"])
-    assert res.exit_code == 0 and "2 partition(s) would be deleted" in res.output, res.output
+    assert res.exit_code == 0 and "2 partitions would be deleted" in res.output, res.output
     res = runner.invoke(app, command[1:])
-    assert res.exit_code == 0 and "deleted 1 partition(s)" in res.output, res.output
+    assert res.exit_code == 0 and "deleted 1 partition" in res.output, res.output
     assert [p.name for p in store.partitions()] == ["my_notes/m/D1"]
 
 
