@@ -1,0 +1,69 @@
+"""The ``deformation_params`` of rows an earlier repeval wrote. Before, a step its ``p`` skipped kept in a row the values
+audiomentations had drawn for the track its process deformed before (``{"type": "Gain", "should_apply": false,
+"amplitude_ratio": 0.27}``: a gain that track got, not this one); now such a step is ``{"type": …, "should_apply":
+false}`` alone. The old rows tell themselves apart — ``should_apply`` false beside other values — and what the step
+did to the row (nothing) is known, so the column is mended in place, once per partition: the embeddings, the part files'
+names and so every probe grid trained on them stay as they were. The partition's stamp and manifest then record
+:data:`PARAMS_AS_APPLIED`; a partition stamped by this repeval records it from the start."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from repeval.store.layout import read_parquet, write_table_atomic
+
+if TYPE_CHECKING:
+    from repeval.store.partition import Partition
+
+#: the stamp's and manifest's key saying every row's ``deformation_params`` holds only what its audio got (a step its
+#: ``p`` skipped: its type and ``should_apply: false``)
+PARAMS_AS_APPLIED = "params_as_applied"
+
+COLUMN = "deformation_params"
+
+
+def bare_skipped(text: str | None) -> str | None:
+    """``text``, a row's ``deformation_params``, with each step its ``p`` skipped cut to its type and ``should_apply:
+    false``, as a row is written now; ``None`` when no step holds more (nothing to mend, or not repeval's JSON)."""
+    if not text:
+        return None
+    try:
+        steps = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(steps, list):
+        return None
+    mended: list[Any] = []
+    for step in steps:
+        if isinstance(step, dict) and step.get("should_apply") is False and set(step) - {"type", "should_apply"}:
+            step = {"type": step.get("type"), "should_apply": False}
+        mended.append(step)
+    return json.dumps(mended) if mended != steps else None
+
+
+def mend_skipped_params(part: Partition) -> int:
+    """Mend the ``deformation_params`` of ``part``'s rows written by an earlier repeval (:func:`bare_skipped`) and
+    record :data:`PARAMS_AS_APPLIED` in its stamp and manifest; returns how many rows were mended. Reads that one column
+    of each part file; a file holding such a row is written anew under its own name (atomically: a reader sees the old
+    file or the new one), the other columns as they were. Stopped midway, the next run mends the rest. The caller holds
+    the store's lock."""
+    mended = 0
+    for f in part.part_files():
+        texts = part._column(f, COLUMN).to_pylist()
+        bare = [bare_skipped(t) for t in texts]
+        n = sum(b is not None for b in bare)
+        if not n:
+            continue
+        part.store.check_lock()
+        table = read_parquet(part.fs, f)
+        at = table.schema.get_field_index(COLUMN)
+        column = pa.array([t if b is None else b for t, b in zip(texts, bare, strict=True)], pa.string())
+        write_table_atomic(
+            part.fs, part.path, table.set_column(at, table.schema.field(at), column), f.rsplit("/", 1)[-1]
+        )
+        mended += n
+    part.record(PARAMS_AS_APPLIED, True)
+    return mended
