@@ -12,6 +12,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from repeval.store.layout import read_parquet, write_table_atomic
 
@@ -23,6 +24,11 @@ if TYPE_CHECKING:
 PARAMS_AS_APPLIED = "params_as_applied"
 
 COLUMN = "deformation_params"
+
+#: in a row's ``deformation_params`` (``json.dumps`` of its steps): a step its ``p`` skipped, and one as a run writes it
+#: now — a row with more of the first than of the second is what :func:`bare_skipped` mends
+SKIPPED = '"should_apply": false'
+BARE = r'\{"type": "[^"]*", "should_apply": false\}'
 
 
 def bare_skipped(text: str | None) -> str | None:
@@ -52,8 +58,14 @@ def mend_skipped_params(part: Partition) -> int:
     the store's lock."""
     mended = 0
     for f in part.part_files():
-        texts = part._column(f, COLUMN).to_pylist()
-        bare = [bare_skipped(t) for t in texts]
+        column = part._column(f, COLUMN)
+        # only a row with a skipped step that is not bare can need it (its JSON as a run writes it): parsed
+        skipped = pc.count_substring(column, SKIPPED)
+        maybe = pc.fill_null(pc.not_equal(skipped, pc.count_substring_regex(column, BARE)), False)
+        if not pc.any(maybe).as_py():
+            continue
+        texts = column.to_pylist()
+        bare = [bare_skipped(t) if m else None for t, m in zip(texts, maybe.to_pylist(), strict=True)]
         n = sum(b is not None for b in bare)
         if not n:
             continue
