@@ -109,12 +109,14 @@ def earlier_records(ctx: RunContext) -> bool:
     return ctx.earlier_records
 
 
-def note_saved_splits(ctx: RunContext, path: Path, rows: pa.Table) -> None:
-    """Before a load saves ``rows`` as the splits file ``path`` (or, ``repeval plan``, would): note in
+def note_saved_splits(ctx: RunContext, path: Path, rows: pa.Table, save: bool) -> None:
+    """Before a load saves ``rows`` as the splits file ``path`` (``save``; ``repeval plan`` does not): note in
     :attr:`RunContext.splits_changed` when the file there, saved by an earlier load, holds other track ids, splits or
-    labels — compared on the columns both have (a file saved before :data:`OBSERVED` was kept lacks it). Only while
-    an earlier repeval's group record lacks the tracks' digest (:func:`earlier_records`): a record that has it says
-    so itself. An unreadable file is not compared (nothing known)."""
+    labels — compared on the columns both have (a file saved before :data:`OBSERVED` was kept lacks it) — and, saving,
+    give the earlier repeval's records of the groups that read it :data:`SAVED_SPLITS_DIFFER` as their tracks' digest,
+    so a later command (``repeval train`` after ``repeval embed``), which finds the file rewritten, still trains them
+    again. Only while an earlier repeval's group record lacks the tracks' digest (:func:`earlier_records`): a record
+    that has it says so itself. An unreadable file is not compared (nothing known)."""
     if not path.exists() or not earlier_records(ctx):
         return
     try:
@@ -125,7 +127,26 @@ def note_saved_splits(ctx: RunContext, path: Path, rows: pa.Table) -> None:
     if any(c not in rows.column_names for c in names) or tracks_digest(saved.select(names)) != tracks_digest(
         rows.select(names)
     ):
-        ctx.splits_changed.add(path.name.removesuffix(".parquet"))
+        stem = path.name.removesuffix(".parquet")
+        ctx.splits_changed.add(stem)
+        if save:
+            _mark_earlier_records(ctx, stem)
+
+
+def _mark_earlier_records(ctx: RunContext, stem: str) -> None:
+    """Give each earlier repeval's record (no tracks' digest) of a group reading the splits file ``stem``
+    (``<task>__<dataset>[__fold<k>]``; its groups ``<task>__<dataset>__<model>[__fold<k>]`` for the configuration's
+    models) :data:`SAVED_SPLITS_DIFFER` as its tracks' digest."""
+    import json
+
+    found = re.fullmatch(r"(.+?)(__fold\d+)?", stem)
+    base, fold = (found.group(1), found.group(2) or "") if found else (stem, "")
+    models = {m.id for exp in ctx.cfg.experiments for m in exp.embedding_models}
+    for model in sorted(models):
+        path = ctx.run_dir / "groups" / f"{base}__{model}{fold}.inputs.json"
+        record = _read_json(path) if path.exists() else None
+        if isinstance(record, dict) and "tracks" not in record:
+            _write_text_atomic(path, json.dumps({**record, "tracks": SAVED_SPLITS_DIFFER}, sort_keys=True))
 
 
 def _saved_splits_differ(ctx: RunContext, name: str, model: str) -> bool:

@@ -104,7 +104,7 @@ def _load_each(ctx: RunContext, save: bool) -> None:
                 ctx.folds[(ei, ds.name)] = folds
                 ctx.rows[(ei, ds.name)] = folds[ds.fold]
                 for f, rows in folds.items():
-                    note_saved_splits(ctx, Path(f"{base}{fold_suffix(f)}.parquet"), rows)
+                    note_saved_splits(ctx, Path(f"{base}{fold_suffix(f)}.parquet"), rows, save)
                     if save:
                         _write_atomic(with_digest(rows), Path(f"{base}{fold_suffix(f)}.parquet"))
                 log.info("dataset %s: split_type all — %d folds (validation = fold i, test = fold i+1)",
@@ -113,7 +113,7 @@ def _load_each(ctx: RunContext, save: bool) -> None:
             rows, found = load_dataset(ds, exp.task, report=False)
             ctx.reports[(ei, ds.name)] = found
             ctx.rows[(ei, ds.name)] = rows
-            note_saved_splits(ctx, Path(f"{base}.parquet"), rows)
+            note_saved_splits(ctx, Path(f"{base}.parquet"), rows, save)
             if save:
                 _write_atomic(with_digest(rows), Path(f"{base}.parquet"))
 

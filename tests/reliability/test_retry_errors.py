@@ -230,7 +230,8 @@ def _as_earlier(recorded: dict) -> dict:
 def test_a_label_edited_before_the_upgrade_trains_an_earlier_repevals_group_again(ray_session, tmp_path, caplog):
     """A group recorded by an earlier repeval (no digest of its tracks' labels) whose catalog label was edited before
     the upgrade was reused with the probes trained on the old label: the splits file the run saved when it trained
-    holds the old label, so `repeval plan` and the run say the labels changed and train it again."""
+    holds the old label, so `repeval plan` and the run say the labels changed and train it again — also `repeval
+    train` after a `repeval embed` that saved the new labels."""
     manifest = make_catalog(tmp_path / "catalog", per_class=6)
     cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [experiment(manifest, [FAST_MODEL])]))
     model = FAST_MODEL["id"]
@@ -246,8 +247,10 @@ def test_a_label_edited_before_the_upgrade_trains_an_earlier_repevals_group_agai
     text = manifest.read_text()
     manifest.write_text(text.replace("high-005,audio/high-005.wav,high,test", "high-005,audio/high-005.wav,low,test"))
     assert make_plan(cfg, runner.make_context(cfg).store, sidecar.parent.parent).trainings_done == 0
+    runner.stage_embed(runner.make_context(cfg), progress=False)  # `repeval embed`: saves the splits anew
     caplog.clear()
-    assert (run()["trained"], run()["skipped"]) == (1, 1)  # trained again once, then done
+    assert runner.stage_train(runner.make_context(cfg))["trained"] == 1  # `repeval train`, another process
+    assert run()["skipped"] == 1  # trained again once, then done
     assert (
         f"pitch__tones__{model}: trained before on other inputs (labels changed: the dataset's labels, track ids or "
         "splits differ from the splits/ file saved when it was trained, by an earlier repeval" in caplog.text
