@@ -279,7 +279,7 @@ class RunLocation:
             n += 1
         self._synced = self._local_files()
         if n:
-            log.info("pulled %d file(s) of %s into %s", n, self.display, self.local)
+            log.info("pulled %d %s of %s into %s", n, "file" if n == 1 else "files", self.display, self.local)
         return n
 
     def push(self) -> int:
@@ -300,7 +300,7 @@ class RunLocation:
                 shutil.copyfileobj(src, out, 1 << 20)
             self._synced[rel] = now[rel]
         if changed:
-            log.info("pushed %d file(s) to %s", len(changed), self.display)
+            log.info("pushed %d %s to %s", len(changed), "file" if len(changed) == 1 else "files", self.display)
         return len(changed)
 
 

@@ -151,7 +151,7 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
         raise ValueError(f"catalog {one}")
     if missing_cols:
         raise ValueError(
-            f"catalog manifest {ds.manifest} has no column(s) {missing_cols}; it has {have} "
+            f"catalog manifest {ds.manifest} has no {'column' if len(missing_cols) == 1 else 'columns'} {missing_cols}; it has {have} "
             f"— set dataset.label_column / track_id_column / audio_column / split_column / group_column / "
             "annotated_column"
         )

@@ -230,7 +230,7 @@ def cut_reused_note(store_uri: str, counts: dict[str, int], run: bool = True) ->
     return (
         f"run.truncated_audio is error, but the store holds rows of this run's tracks embedded from files cut short "
         f"(by a run under run.truncated_audio: decode), which {reuses} — {per}. They {are} trained and tested on as "
-        f"they are: to embed whole files only, delete the partition(s) and run again ({rms}; the cut files then "
+        f"they are: to embed whole files only, delete {'the partition' if len(counts) == 1 else 'the partitions'} and run again ({rms}; the cut files then "
         "become error records), or keep them and filter rows on `audio_note IS NULL` where you read the store"
     )
 

@@ -223,8 +223,9 @@ def _say_few_resamples(logger: logging.Logger, said: list[str], cfg: Config) -> 
     if is_smoke_test(cfg):
         log.info(
             "smoke test: its test sets are a few tracks by design, so its bootstrap intervals are not meaningful "
-            "(%d warning(s) that an interval rests on few resamples left unsaid; a full run says them, as one line)",
+            "(%d %s that an interval rests on few resamples left unsaid; a full run says them, as one line)",
             len(said),
+            "warning" if len(said) == 1 else "warnings",
         )
         return
     if len(said) == 1:

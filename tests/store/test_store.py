@@ -599,7 +599,7 @@ def test_plan_reads_a_partitions_ids_once_for_its_state_and_error_records(tmp_pa
         parquet = {f: n for f, n in handler.opened.items() if f.endswith(".parquet")}
         assert parquet == dict.fromkeys(part.part_files() + part.error_files(), 1), handler.opened
         assert done is not None and done.tolist() == [True, True, not retry, False]
-        assert (state, what) == (("todo", "1 of 3 track(s) to embed") if retry else alone[0][:2])
+        assert (state, what) == (("todo", "1 of 3 tracks to embed") if retry else alone[0][:2])
 
 
 def test_store_show_reads_no_embeddings(tmp_path, monkeypatch):
