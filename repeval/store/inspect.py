@@ -11,8 +11,10 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from repeval.deformations import CLEAN
 from repeval.pipeline.summary import counted
 from repeval.store.layout import AUDIO_NOTE, DamagedPartFile, read_parquet
+from repeval.store.params import earlier_rows
 from repeval.store.partition import Partition
 from repeval.store.rewrite import REWRITE
 from repeval.store.store import EmbeddingStore
@@ -215,6 +217,13 @@ def show_text(part: Partition, n_rows: int = 5) -> str:
         out.append("rows per split: " + ", ".join(f"{cell(r['split'])} {r['track_id_count']}" for r in splits))
         frames, seconds = (pc.sum(t.column(c)).as_py() or 0 for c in ("n_frames", "audio_seconds"))
         out.append(f"frames: {frames} total; audio: {seconds:.1f} s")
+        earlier = earlier_rows(part) if part.scenario != CLEAN else 0
+        if earlier:
+            out.append(
+                f"{counted(earlier, 'row')} written by an earlier repeval hold in deformation_params, for a step its p "
+                "skipped, the values drawn for another track (read should_apply first): the next `repeval run`, "
+                "`embed` or `deform` that uses this partition mends them in place"
+            )
         noted = audio_notes(part, files, footers)
         if noted.num_rows:
             out.append(

@@ -50,6 +50,26 @@ def bare_skipped(text: str | None) -> str | None:
     return json.dumps(mended) if mended != steps else None
 
 
+def _bare_column(column: pa.ChunkedArray) -> list[str | None] | None:
+    """:func:`bare_skipped` of each of ``column``'s values (``None`` where a row needs nothing); ``None`` when no row
+    does. Only a row whose skipped steps are not all bare (counted in Arrow, its JSON as a run writes it) is parsed."""
+    skipped = pc.count_substring(column, SKIPPED)
+    maybe = pc.fill_null(pc.not_equal(skipped, pc.count_substring_regex(column, BARE)), False)
+    if not pc.any(maybe).as_py():
+        return None
+    bare = [bare_skipped(t) if m else None for t, m in zip(column.to_pylist(), maybe.to_pylist(), strict=True)]
+    return bare if any(b is not None for b in bare) else None
+
+
+def earlier_rows(part: Partition) -> int:
+    """How many of ``part``'s rows :func:`mend_skipped_params` would mend: none when its stamp records
+    :data:`PARAMS_AS_APPLIED` (nothing read then), else counted from the one column (``repeval store show``)."""
+    if (part.stamped() or {}).get(PARAMS_AS_APPLIED):
+        return 0
+    found = (_bare_column(part._column(f, COLUMN)) for f in part.part_files())
+    return sum(sum(b is not None for b in bare) for bare in found if bare is not None)
+
+
 def mend_skipped_params(part: Partition) -> int:
     """Mend the ``deformation_params`` of ``part``'s rows written by an earlier repeval (:func:`bare_skipped`) and
     record :data:`PARAMS_AS_APPLIED` in its stamp and manifest; returns how many rows were mended. Reads that one column
@@ -59,23 +79,15 @@ def mend_skipped_params(part: Partition) -> int:
     mended = 0
     for f in part.part_files():
         column = part._column(f, COLUMN)
-        # only a row with a skipped step that is not bare can need it (its JSON as a run writes it): parsed
-        skipped = pc.count_substring(column, SKIPPED)
-        maybe = pc.fill_null(pc.not_equal(skipped, pc.count_substring_regex(column, BARE)), False)
-        if not pc.any(maybe).as_py():
-            continue
-        texts = column.to_pylist()
-        bare = [bare_skipped(t) if m else None for t, m in zip(texts, maybe.to_pylist(), strict=True)]
-        n = sum(b is not None for b in bare)
-        if not n:
+        bare = _bare_column(column)
+        if bare is None:
             continue
         part.store.check_lock()
         table = read_parquet(part.fs, f)
         at = table.schema.get_field_index(COLUMN)
-        column = pa.array([t if b is None else b for t, b in zip(texts, bare, strict=True)], pa.string())
-        write_table_atomic(
-            part.fs, part.path, table.set_column(at, table.schema.field(at), column), f.rsplit("/", 1)[-1]
-        )
-        mended += n
+        texts = pa.array([t if b is None else b for t, b in zip(column.to_pylist(), bare, strict=True)], pa.string())
+        table = table.set_column(at, table.schema.field(at), texts)
+        write_table_atomic(part.fs, part.path, table, f.rsplit("/", 1)[-1])
+        mended += sum(b is not None for b in bare)
     part.record(PARAMS_AS_APPLIED, True)
     return mended

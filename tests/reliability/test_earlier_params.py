@@ -1,5 +1,6 @@
 """Rows an earlier repeval wrote whose ``deformation_params`` held, for a step its ``p`` skipped, the values drawn for
-another track: the next run mends them in place, once, leaving the embeddings and part files' names as they were."""
+another track: `repeval store show` counts them, and the next run mends them in place, once, leaving the embeddings and
+part files' names as they were."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from reliability_helpers import FAST_MODEL, experiment, make_catalog, write_conf
 
 from repeval import runner
 from repeval.config import load_config
+from repeval.store.inspect import show_text
 from repeval.store.params import PARAMS_AS_APPLIED
 
 #: what an earlier repeval left in a skipped step: the values audiomentations drew for the track deformed before
@@ -51,6 +53,9 @@ def test_params_of_skipped_steps_an_earlier_repeval_wrote_are_mended_once(ray_se
         path = tmp_path / "store" / "tones" / FAST_MODEL["id"] / "D1" / name
         path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != PARAMS_AS_APPLIED}))
     assert part.read().column("deformation_params").to_pylist() != params
+    n = sum(any(s["should_apply"] is False for s in json.loads(p)) for p in params)
+    rows = f"{n} row" if n == 1 else f"{n} rows"
+    assert f"{rows} written by an earlier repeval hold in deformation_params" in show_text(part)  # `store show`
 
     caplog.set_level(logging.INFO, logger="repeval.pipeline.embed")
     summary = runner.stage_embed(runner.make_context(cfg), progress=False)
@@ -58,10 +63,8 @@ def test_params_of_skipped_steps_an_earlier_repeval_wrote_are_mended_once(ray_se
     mended = part.read()
     assert mended.column("deformation_params").to_pylist() == params  # what a run writes now
     assert mended.column("embedding").equals(written.column("embedding")) and part.part_files() == files
-    assert part.manifest()[PARAMS_AS_APPLIED] is True
-    n = sum(any(s["should_apply"] is False for s in json.loads(p)) for p in params)
+    assert part.manifest()[PARAMS_AS_APPLIED] is True and "written by an earlier repeval" not in show_text(part)
     said = [r.getMessage() for r in caplog.records if "written by an earlier repeval" in r.getMessage()]
-    rows = f"{n} row" if n == 1 else f"{n} rows"
     assert len(said) == 1 and f"tones/{FAST_MODEL['id']}/D1: the deformation_params of {rows} written" in said[0]
     caplog.clear()
     runner.stage_embed(runner.make_context(cfg), progress=False)  # mended once: not read again, nothing said
