@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from repeval.config import Config
 from repeval.pipeline.stages import CLEAN
-from repeval.pipeline.summary import counted
+from repeval.pipeline.summary import counted, named
 
 if TYPE_CHECKING:
     from repeval.plan import Plan
@@ -230,9 +230,9 @@ def _retest(
         return False
     changed = [s for s in added if s in removed]
     new, gone = [s for s in added if s not in changed], [s for s in removed if s not in changed]
-    said = [f"tested on the added scenario(s) {', '.join(new)}"] if new else []
-    said += [f"tested again on the changed scenario(s) {', '.join(changed)}"] if changed else []
-    said += [f"the results of the removed scenario(s) {', '.join(gone)} dropped"] if gone else []
+    said = [f"tested on the added {named('scenario', new)}"] if new else []
+    said += [f"tested again on the changed {named('scenario', changed)}"] if changed else []
+    said += [f"the results of the removed {named('scenario', gone)} dropped"] if gone else []
     p.retests.setdefault("; ".join(said), []).append((name, len(tested) if added else 0))
     p.grids_retest += 1
     p.trainings_retest += trainings

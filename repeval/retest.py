@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from repeval.deformations import CLEAN
+from repeval.pipeline.summary import named
 
 if TYPE_CHECKING:
     from repeval.runner import RunContext, _Pending
@@ -175,8 +176,8 @@ def retest_group(
         try:
             new_rows, confusion, failed, labels = _score(ctx, item, added, tested, states, _target(item, before))
         except Exception:  # trained again, as it would have been before: never a wrong result
-            log.exception("%s: testing the selected probes on scenario(s) %s raised", item.name, ", ".join(added))
-            return f"testing the probes it selected on scenario(s) {', '.join(added)} raised (logged above)"
+            log.exception("%s: testing the selected probes on %s raised", item.name, named("scenario", added))
+            return f"testing the probes it selected on {named('scenario', added)} raised (logged above)"
         rows += new_rows
     # the inputs record goes first: a rerun stopped before the results are written trains the group again
     (groups / f"{item.name}.inputs.json").unlink(missing_ok=True)
@@ -198,12 +199,12 @@ def retest_group(
     _write_text_atomic(groups / f"{item.name}.inputs.json", json.dumps(item.inputs, sort_keys=True))
     changed = [s for s in added if s in removed]  # another partition under the same id: its rows replaced
     new, gone_ids = [s for s in added if s not in changed], [s for s in removed if s not in changed]
-    said = [f"tested on the added scenario(s) {', '.join(new)} with the probes it selected before"] if new else []
+    said = [f"tested on the added {named('scenario', new)} with the probes it selected before"] if new else []
     said += [
-        f"tested again on the changed scenario(s) {', '.join(changed)} (another partition under the same id) with the "
+        f"tested again on the changed {named('scenario', changed)} (another partition under the same id) with the "
         "probes it selected before"
     ] if changed else []  # fmt: skip
-    said += [f"the results of the removed scenario(s) {', '.join(gone_ids)} dropped"] if gone_ids else []
+    said += [f"the results of the removed {named('scenario', gone_ids)} dropped"] if gone_ids else []
     log.info(
         "%s: %s — not trained again: only its deformation scenarios changed, not what it trains on",
         item.name, "; ".join(said),

@@ -36,6 +36,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from repeval.run.files import parquet_error
 from repeval.run.status import STATUS, command_line
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ def summary_mismatch(
     except FileNotFoundError:
         return f"summary.parquet is missing: its evaluation stopped after writing results.parquet; {fix()}"
     except (OSError, pa.ArrowInvalid) as exc:  # cut short, corrupted
-        return f"summary.parquet is unreadable ({str(exc).splitlines()[0]}); {fix()}"
+        return f"summary.parquet is unreadable ({parquet_error(exc)}); {fix()}"
     if summary != results:
         return (
             "summary.parquet is not the summary of results.parquet (an evaluation stopped between writing the two): "
@@ -278,7 +279,7 @@ class RunLocation:
             n += 1
         self._synced = self._local_files()
         if n:
-            log.info("pulled %d file(s) of %s into %s", n, self.display, self.local)
+            log.info("pulled %d %s of %s into %s", n, "file" if n == 1 else "files", self.display, self.local)
         return n
 
     def push(self) -> int:
@@ -299,7 +300,7 @@ class RunLocation:
                 shutil.copyfileobj(src, out, 1 << 20)
             self._synced[rel] = now[rel]
         if changed:
-            log.info("pushed %d file(s) to %s", len(changed), self.display)
+            log.info("pushed %d %s to %s", len(changed), "file" if len(changed) == 1 else "files", self.display)
         return len(changed)
 
 

@@ -356,7 +356,7 @@ class SaidByTrials:
         for g in some[:NAMED]:
             parts.append(f"{g}: {_named([_seeds(p, s) for p, s in groups[g].items()])}")
         if len(some) > NAMED:
-            parts.append(f"and {len(some) - NAMED} more group(s)")
+            parts.append(f"and {len(some) - NAMED} more {'group' if len(some) - NAMED == 1 else 'groups'}")
         n, total = sum(count(g) for g in groups), sum(self.members.values())
         of = f"{len(groups)} of {sum(1 for m in self.members.values() if m)} groups"
         return f"{n} of {total} probes/seeds in {of} ({'; '.join(parts)}): {text}"
@@ -371,9 +371,10 @@ class SaidByTrials:
         if self.left_out:
             names = [g for g in self.members if g in self.left_out]
             logging.getLogger(__name__).warning(
-                "%s: %s trials gave %d more warning(s) than the %d distinct ones each keeps; set "
+                "%s: %s trials gave %d more %s than the %d distinct ones each keeps; set "
                 "REPEVAL_WORKER_LOGS=1 to see them all in the trials' logs",
-                _named(names), "its" if len(names) == 1 else "their", sum(self.left_out.values()), KEPT_PER_TRIAL,
+                _named(names), "its" if len(names) == 1 else "their", sum(self.left_out.values()),
+                "warning" if sum(self.left_out.values()) == 1 else "warnings", KEPT_PER_TRIAL,
             )  # fmt: skip
         self.had.clear()
         self.members.clear()

@@ -343,7 +343,7 @@ def iter_blocks(
     if total == 0:
         if read:  # a few frames that make less than one sample at the target rate
             raise DecodeError(
-                f"no audio samples in {path}: its {read} frame(s) at {sr} Hz make less than one sample at "
+                f"no audio samples in {path}: its {read} {'frame' if read == 1 else 'frames'} at {sr} Hz make{'s' * (read == 1)} less than one sample at "
                 f"{sample_rate_hz} Hz (a file too short to embed)"
             )
         raise DecodeError(

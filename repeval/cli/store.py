@@ -434,7 +434,7 @@ def _rm_partitions(store: Any, chosen: dict[str, Any], yes: bool, lock: Any, com
         state = "complete" if part.complete else "incomplete"
         try:
             rows, errors = part.counts()
-            typer.echo(f"{n}  ({state}, {rows} rows, {errors} error records)")
+            typer.echo(f"{n}  ({state}, {counted(rows, 'row')}, {counted(errors, 'error record')})")
         except DamagedPartFile:  # what the damaged file's error tells the user to delete: rm must still do it
             typer.echo(f"{n}  ({state}, a part file is not readable Parquet)")
     if not yes:

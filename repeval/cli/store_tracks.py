@@ -52,7 +52,7 @@ def remove_tracks(
     missing = [t for t in track_ids if t not in found_any]
     if missing:
         raise ValueError(
-            f"track id(s) in none of the {counted(len(parts), 'partition')} given ({store.uri}): {_some(missing)} — "
+            f"{'track id' if len(missing) == 1 else 'track ids'} in none of the {counted(len(parts), 'partition')} given ({store.uri}): {_some(missing)} — "
             "nothing was deleted; check the ids (as the catalog's track_id column spells them; `repeval store show "
             "STORE PARTITION` prints rows) or leave them out"
         )

@@ -51,9 +51,10 @@ def _allocate(
     wanted = [k for k in range(3) if ratios[k] > 0]
     if n_clips < len(wanted):
         log.warning(
-            "%d clip(s) cannot fill the %s splits: render at least %d clips for a set that trains, selects and "
+            "%d %s cannot fill the %s splits: render at least %d clips for a set that trains, selects and "
             "tests (a smaller one has empty splits)",
             n_clips,
+            "clip" if n_clips == 1 else "clips",
             ", ".join(SPLITS[k] for k in wanted),
             len(wanted),
         )

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from repeval.pipeline.summary import counted
+
 log = logging.getLogger(__name__)
 
 
@@ -210,7 +212,7 @@ class TrackAssembler:
         """Drop tracks whose chunks did not all arrive (the stream stopped); returns how many."""
         n = len(self.pending)
         if n:
-            log.info("%d track(s) in flight when the stream stopped: they are recomputed on the next run", n)
+            log.info("%s in flight when the stream stopped: they are recomputed on the next run", counted(n, "track"))
         self.pending.clear()
         return n
 

@@ -15,6 +15,7 @@ import pyarrow.fs as pafs
 
 from repeval import ray_cluster
 from repeval.datasets.rows import iso_time
+from repeval.pipeline.summary import counted
 
 #: ``relative_to`` of a source whose paths lie in a ``ray job submit`` job's working directory — Ray's copy of the
 #: uploaded directory, unpacked anew at ``…/_ray_pkg_<hash>`` whenever a file of it changes, every file's
@@ -249,7 +250,7 @@ def _edited_listing(recorded: list[Any], now: list[Any]) -> tuple[str, str] | No
 
 
 #: the words of :func:`source_notes` for a manifest edited in place (:func:`plan_source_note` counts them)
-_EDITED = "stored track(s) embedded before"
+_EDITED = "embedded before"
 
 
 def _file_state(source: dict[str, Any]) -> str:
@@ -312,7 +313,7 @@ def _source_note(
         if now[0].get("relative_to") == JOB_WORKING_DIR:
             path += " in the job's working directory"
         said = (
-            f"{what} reuses {reused:,} {_EDITED} {key} {path} was edited "
+            f"{what} reuses {counted(reused, 'stored track')} {_EDITED} {key} {path} was edited "
             f"({_file_state(recorded[-1])}; now {_file_state(now[0])}): only a track whose audio path the edit changed "
             f"may hold another file's embedding — if it changed a stored track's path, delete that track's rows "
             f"(`repeval store rm {shlex.quote(store_uri)} {names} --track TRACK_ID --yes`: the next run embeds it "
@@ -321,7 +322,7 @@ def _source_note(
         )
         return f"store: {said}: this run records the edited {key}, and this is not said again" if run else said
     said = (
-        f"{what} holds {reused:,} track(s) reused as stored, computed "
+        f"{what} holds {counted(reused, 'track')} reused as stored, computed "
         f"from the audio of {' and '.join(describe_source(s) for s in recorded)}; dataset {dataset!r} now takes its "
         f"audio from {' and '.join(describe_source(s) for s in now)}. If that is other audio under the same track ids "
         f"(another copy, catalog, rendering or download), delete the partitions to recompute them ({rm}); if it is "
@@ -358,5 +359,5 @@ def plan_source_note(notes: list[tuple[str, str, int]]) -> str:
     what = ["computed from other audio", "computed from other audio or before an edit of their manifest",
             "embedded before an edit of their manifest"][(edits > 0) + (edits == len(notes))]  # fmt: skip
     datasets = len({d for d, _, _ in notes})
-    head = f"store: partitions of {datasets} dataset{'s' * (datasets != 1)} reuse {total:,} stored track(s) {what}; {tail}:"
+    head = f"store: partitions of {datasets} dataset{'s' * (datasets != 1)} reuse {counted(total, 'stored track')} {what}; {tail}:"
     return "\n".join([head, *(f"  - {said}" for _, said, _ in notes)])

@@ -27,6 +27,7 @@ from repeval.pipeline.audio_source import (  # noqa: F401  (imported from here b
     source_notes,
 )
 from repeval.pipeline.stages import CLEAN, DEFAULT_CHUNK_S, window_grid
+from repeval.pipeline.summary import counted
 from repeval.store import StoreConflict
 from repeval.store.layout import STORE_FORMAT
 from repeval.store.partition import CUT
@@ -404,9 +405,9 @@ def partition_state(
     done = pc.is_in(ids, value_set=held).to_numpy(zero_copy_only=False)
     missing = int((wanted & ~done).sum())
     if missing:
-        return "todo", f"{missing:,} of {int(wanted.sum()):,} track(s) to embed", done
+        return "todo", f"{missing:,} of {counted(int(wanted.sum()), 'track')} to embed", done
     if errors:
-        return "todo", f"{errors:,} error record(s) deleted (--retry-errors), none of this run's tracks", done
+        return "todo", f"{counted(errors, 'error record')} deleted (--retry-errors), none of this run's tracks", done
     return ("complete", "", done) if part.complete else ("todo", "not marked complete", done)
 
 

@@ -202,6 +202,13 @@ def counted(n: int, noun: str, plural: str | None = None) -> str:
     return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
+def named(noun: str, names: Iterable[str], plural: str | None = None) -> str:
+    """``noun`` followed by ``names`` joined by commas, in the plural (``plural``, by default ``noun`` + s) unless there
+    is one: "scenario D2", "scenarios D1, D2" — not "scenario(s) D1, D2"."""
+    names = list(names)
+    return f"{noun if len(names) == 1 else plural or noun + 's'} {', '.join(names)}"
+
+
 def figure(x: float, decimals: int) -> str:
     """``x`` with ``decimals`` decimals, or, below 1, with as many as its first two significant digits need: a
     figure that would round to 0 ("0 s of audio per second" of a few short clips) says its size ("0.012")."""
@@ -223,7 +230,7 @@ def cut_reused_note(store_uri: str, counts: dict[str, int], run: bool = True) ->
     return (
         f"run.truncated_audio is error, but the store holds rows of this run's tracks embedded from files cut short "
         f"(by a run under run.truncated_audio: decode), which {reuses} — {per}. They {are} trained and tested on as "
-        f"they are: to embed whole files only, delete the partition(s) and run again ({rms}; the cut files then "
+        f"they are: to embed whole files only, delete {'the partition' if len(counts) == 1 else 'the partitions'} and run again ({rms}; the cut files then "
         "become error records), or keep them and filter rows on `audio_note IS NULL` where you read the store"
     )
 

@@ -30,9 +30,10 @@ from repeval.pipeline.partitions import (
     wanted_masks,
 )
 from repeval.pipeline.stages import CLEAN
-from repeval.pipeline.summary import EmbedSummary
+from repeval.pipeline.summary import EmbedSummary, counted
 from repeval.store import EmbeddingStore
 from repeval.store.layout import repeval_version
+from repeval.store.params import PARAMS_AS_APPLIED, mend_skipped_params
 from repeval.warn import warn_once
 
 #: the embedding stage's log lines keep one name, whichever of its modules says them (the CLI prints it)
@@ -112,6 +113,21 @@ def _stream_batch_size(current: Any, other: Any) -> Any:
 KEY_SEP = "\x1f"
 
 
+def _mend_params(part: Any) -> None:
+    """Mend, once, the ``deformation_params`` an earlier repeval wrote in a deformed partition's rows (a step its ``p``
+    skipped held values drawn for another track: :mod:`repeval.store.params`), saying how many rows it mended."""
+    if (part.stamped() or {}).get(PARAMS_AS_APPLIED):
+        return
+    mended = mend_skipped_params(part)
+    if mended:
+        log.info(
+            "store partition %s: the deformation_params of %s written by an earlier repeval said, for a step its p "
+            "skipped, values drawn for another track; they now say {\"type\": …, \"should_apply\": false} alone "
+            "(the embeddings are unchanged)",
+            part.name, counted(mended, "row"),
+        )  # fmt: skip
+
+
 def stream_key(dataset: str, sid: str) -> str:
     return f"{dataset}{KEY_SEP}{sid}"
 
@@ -162,6 +178,8 @@ def plan_dataset(
             stored = part.done_ids()
             done = pc.is_in(ids, value_set=stored).to_numpy(zero_copy_only=False)
             if key not in st.examined:  # tracks in the store, counted once per partition however many tasks use it
+                if sid != CLEAN:
+                    _mend_params(part)
                 reused = int((wanted & done).sum())
                 summary.skipped += reused
                 recorded = changed_source(part, sources) if reused and sources else None
@@ -191,7 +209,8 @@ def plan_dataset(
                 part.stamp(
                     fp,
                     {"config_hash": config_hash(fp), "model_id": mcfg.id, "repeval_version": repeval_version()}
-                    | ({"model_code": code} if code else {}),
+                    | ({"model_code": code} if code else {})
+                    | ({PARAMS_AS_APPLIED: True} if sid != CLEAN else {}),
                     described=pspec.described,
                     sources=sources,
                 )

@@ -43,6 +43,13 @@ class RunContext:
     training_hashes: dict[int, str] = field(default_factory=dict)
     #: :func:`~repeval.run.groups.tracks_digest` per rows table (by ``id``, the table kept to tell a reused id)
     tracks_digests: dict[int, tuple[pa.Table, str]] = field(default_factory=dict)
+    #: the splits files (their names' stems, ``<task>__<dataset>[__fold<k>]``) that an earlier load saved with other
+    #: track ids, splits or labels than this run's (:func:`~repeval.run.groups.note_saved_splits`): an earlier
+    #: repeval's group records, which lack the tracks' digest, are told by them that the labels changed
+    splits_changed: set[str] = field(default_factory=set)
+    #: whether some group record lacks the tracks' digest (:func:`~repeval.run.groups.earlier_records`); ``None``:
+    #: not looked yet
+    earlier_records: bool | None = None
     #: the configuration's probe grids :func:`~repeval.run.evaluate.stage_evaluate` found not trained yet: its results
     #: lack them, and the run is not complete
     untrained: list[str] = field(default_factory=list)
@@ -216,8 +223,9 @@ def _say_few_resamples(logger: logging.Logger, said: list[str], cfg: Config) -> 
     if is_smoke_test(cfg):
         log.info(
             "smoke test: its test sets are a few tracks by design, so its bootstrap intervals are not meaningful "
-            "(%d warning(s) that an interval rests on few resamples left unsaid; a full run says them, as one line)",
+            "(%d %s that an interval rests on few resamples left unsaid; a full run says them, as one line)",
             len(said),
+            "warning" if len(said) == 1 else "warnings",
         )
         return
     if len(said) == 1:

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from repeval.config import Config, ExperimentConfig
 from repeval.config.loader import config_hash
 from repeval.datasets.base import OBSERVED
+from repeval.pipeline.summary import named
 from repeval.run.context import RunContext, group_name
 from repeval.run.files import _read_json, _write_text_atomic, unreadable_parquet
 
@@ -90,6 +94,67 @@ def _tracks_digest_of(ctx: RunContext, rows: pa.Table) -> str:
     return held[1]
 
 
+#: what an earlier repeval's group record, which lacks ``tracks``, is compared as when the splits file saved before this
+#: run (by the run that trained the group, or a later one) holds other track ids, splits or labels than now
+#: (:func:`note_saved_splits`): labels edited before the upgrade train the group again
+SAVED_SPLITS_DIFFER = "other than in the splits/ file saved before"
+
+
+def earlier_records(ctx: RunContext) -> bool:
+    """Whether a group record of the run lacks the tracks' digest (written by an earlier repeval): only then are the
+    splits files saved before read (:func:`note_saved_splits`). Looked once per run (one small file per group)."""
+    if ctx.earlier_records is None:
+        records = (ctx.run_dir / "groups").glob("*.inputs.json")
+        ctx.earlier_records = any(isinstance(r, dict) and "tracks" not in r for r in map(_read_json, records))
+    return ctx.earlier_records
+
+
+def note_saved_splits(ctx: RunContext, path: Path, rows: pa.Table, save: bool) -> None:
+    """Before a load saves ``rows`` as the splits file ``path`` (``save``; ``repeval plan`` does not): note in
+    :attr:`RunContext.splits_changed` when the file there, saved by an earlier load, holds other track ids, splits or
+    labels — compared on the columns both have (a file saved before :data:`OBSERVED` was kept lacks it) — and, saving,
+    give the earlier repeval's records of the groups that read it :data:`SAVED_SPLITS_DIFFER` as their tracks' digest,
+    so a later command (``repeval train`` after ``repeval embed``), which finds the file rewritten, still trains them
+    again. Only while an earlier repeval's group record lacks the tracks' digest (:func:`earlier_records`): a record
+    that has it says so itself. An unreadable file is not compared (nothing known)."""
+    if not path.exists() or not earlier_records(ctx):
+        return
+    try:
+        saved = pq.read_table(path)
+    except (OSError, pa.ArrowException):
+        return
+    names = [c for c in ("track_id", "split", "label", OBSERVED) if c in saved.column_names]
+    if any(c not in rows.column_names for c in names) or tracks_digest(saved.select(names)) != tracks_digest(
+        rows.select(names)
+    ):
+        stem = path.name.removesuffix(".parquet")
+        ctx.splits_changed.add(stem)
+        if save:
+            _mark_earlier_records(ctx, stem)
+
+
+def _mark_earlier_records(ctx: RunContext, stem: str) -> None:
+    """Give each earlier repeval's record (no tracks' digest) of a group reading the splits file ``stem``
+    (``<task>__<dataset>[__fold<k>]``; its groups ``<task>__<dataset>__<model>[__fold<k>]`` for the configuration's
+    models) :data:`SAVED_SPLITS_DIFFER` as its tracks' digest."""
+    import json
+
+    found = re.fullmatch(r"(.+?)(__fold\d+)?", stem)
+    base, fold = (found.group(1), found.group(2) or "") if found else (stem, "")
+    models = {m.id for exp in ctx.cfg.experiments for m in exp.embedding_models}
+    for model in sorted(models):
+        path = ctx.run_dir / "groups" / f"{base}__{model}{fold}.inputs.json"
+        record = _read_json(path) if path.exists() else None
+        if isinstance(record, dict) and "tracks" not in record:
+            _write_text_atomic(path, json.dumps({**record, "tracks": SAVED_SPLITS_DIFFER}, sort_keys=True))
+
+
+def _saved_splits_differ(ctx: RunContext, name: str, model: str) -> bool:
+    """Whether group ``name`` (of ``model``) reads a splits file :func:`note_saved_splits` found changed."""
+    found = re.fullmatch(rf"(.+)__{re.escape(model)}(__fold\d+)?", name)
+    return found is not None and found.group(1) + (found.group(2) or "") in ctx.splits_changed
+
+
 #: keys of :func:`group_inputs` that groups recorded before repeval kept them lack: absent from a group's recorded
 #: inputs, they are not compared (:func:`as_recorded`) — an upgrade does not train every finished group again
 LATER_KEYS = ("tracks",)
@@ -132,6 +197,8 @@ def recorded_inputs(ctx: RunContext, name: str, dataset: str | None = None, mode
     false change."""
     path = ctx.run_dir / "groups" / f"{name}.inputs.json"
     before = _read_json(path)
+    if isinstance(before, dict) and "tracks" not in before and model and _saved_splits_differ(ctx, name, model):
+        before = {**before, "tracks": SAVED_SPLITS_DIFFER}
     parts = before.get("partitions") if isinstance(before, dict) else None
     if dataset is None or model is None or not isinstance(parts, dict):
         return before
@@ -301,14 +368,16 @@ def inputs_change(before: Any, now: dict[str, Any]) -> str:
     now = as_recorded(before, now)
     said = []
     if before.get("training") != now.get("training"):
-        said.append("the training settings changed: the task, probes, metrics, run.seed(s), max_epochs or intervals")
+        said.append(
+            "the training settings changed: the task, probes, metrics, run.seed or run.seeds, max_epochs or intervals"
+        )
     old, new = before.get("partitions") or {}, now.get("partitions") or {}
     # inputs.json keeps its keys sorted: the configuration's order is now's (group_inputs'), clean first
     added, removed = [sid for sid in new if sid not in old], _clean_first([sid for sid in old if sid not in new])
     if added:
-        said.append(f"scenario(s) {', '.join(added)} added")
+        said.append(f"{named('scenario', added)} added")
     if removed:
-        said.append(f"scenario(s) {', '.join(removed)} removed")
+        said.append(f"{named('scenario', removed)} removed")
 
     def counts(v: Any) -> str:
         rows, errors = [*v, None, None][:2] if isinstance(v, list) else (None, None)
@@ -329,6 +398,11 @@ def inputs_change(before: Any, now: dict[str, Any]) -> str:
             return ", ".join(f"{k} {n}" for k, n in sorted(v.items())) if isinstance(v, dict) else str(v)
 
         said.append(f"the tracks per split: {splits(before.get('splits'))} then, {splits(now.get('splits'))} now")
+    elif before.get("tracks") == SAVED_SPLITS_DIFFER:  # an earlier repeval's record: the splits file it saved says
+        said.append(
+            "labels changed: the dataset's labels, track ids or splits differ from the splits/ file saved when it was "
+            "trained, by an earlier repeval (as many tracks per split)"
+        )
     elif before.get("tracks") != now.get("tracks"):
         said.append("labels changed: the dataset's labels, track ids or splits differ (as many tracks per split)")
     for key in ("unannotated", "aggregation", "augment"):

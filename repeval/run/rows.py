@@ -17,6 +17,7 @@ from repeval.datasets.base import strict_kinds
 from repeval.pipeline.summary import counted
 from repeval.run.context import RunContext, fold_suffix
 from repeval.run.files import _write_atomic, _write_text_atomic
+from repeval.run.groups import note_saved_splits
 from repeval.run.load_records import LoadRecord, load_report_json
 from repeval.run.load_records import said_once as records_said_once
 from repeval.run.split_digest import with_digest
@@ -103,6 +104,7 @@ def _load_each(ctx: RunContext, save: bool) -> None:
                 ctx.folds[(ei, ds.name)] = folds
                 ctx.rows[(ei, ds.name)] = folds[ds.fold]
                 for f, rows in folds.items():
+                    note_saved_splits(ctx, Path(f"{base}{fold_suffix(f)}.parquet"), rows, save)
                     if save:
                         _write_atomic(with_digest(rows), Path(f"{base}{fold_suffix(f)}.parquet"))
                 log.info("dataset %s: split_type all — %d folds (validation = fold i, test = fold i+1)",
@@ -111,6 +113,7 @@ def _load_each(ctx: RunContext, save: bool) -> None:
             rows, found = load_dataset(ds, exp.task, report=False)
             ctx.reports[(ei, ds.name)] = found
             ctx.rows[(ei, ds.name)] = rows
+            note_saved_splits(ctx, Path(f"{base}.parquet"), rows, save)
             if save:
                 _write_atomic(with_digest(rows), Path(f"{base}.parquet"))
 

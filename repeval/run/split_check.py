@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from repeval.pipeline.summary import counted
 from repeval.run.context import RunContext
 from repeval.run.rows import fold_rows
 
@@ -142,7 +143,7 @@ def _groups_said(rows: pa.Table, ds: Any) -> str:
     col = getattr(ds, "group_column", None)
     by = f"group_column {col!r}" if col else "its loader"
     return (
-        f"; {by} puts {n:,} of its tracks in {m:,} group(s), whose tracks stay together (in one split, or fold), so a "
+        f"; {by} puts {n:,} of its tracks in {counted(m, 'group')}, whose tracks stay together (in one split, or fold), so a "
         "label with only one or two groups leaves some split without any — check the groups (group_column)"
     )
 
@@ -174,7 +175,7 @@ def failed_split(
         if fold is not None and (failed := failed_folds(ctx, ei, task, dataset, model, fold, embedded, errors)):
             return failed
         n = int(pc.sum(pc.equal(rows.column("split"), name)).as_py() or 0)
-        why = f" — none of its {n:,} track(s) was embedded: `{errors}` says why"
+        why = f" — none of its {counted(n, 'track')} was embedded: `{errors}` says why"
         return f"{task} on {empty_split_message(dataset, model, name, why)}{fold_hint(ctx, ei, dataset, fold, False)}"
     return None
 
@@ -196,7 +197,7 @@ def failed_folds(
     if not failed or fold not in {g for groups in stops.values() for g in groups}:
         return None
     return (
-        f"{task} on {dataset}/{model}: none of the {sum(failed.values()):,} track(s) of {_folds(failed)} of "
+        f"{task} on {dataset}/{model}: none of the {counted(sum(failed.values()), 'track')} of {_folds(failed)} of "
         f"{len(groups)} was embedded, {_stops_said(stops)} — each is an error record: `{errors}` says why"
     )
 

@@ -11,8 +11,10 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from repeval.deformations import CLEAN
 from repeval.pipeline.summary import counted
 from repeval.store.layout import AUDIO_NOTE, DamagedPartFile, read_parquet
+from repeval.store.params import earlier_rows
 from repeval.store.partition import Partition
 from repeval.store.rewrite import REWRITE
 from repeval.store.store import EmbeddingStore
@@ -63,7 +65,7 @@ def unsettled_note(part: Partition, left: list[str]) -> str:
     """What ``store ls`` and ``store show`` say of a partition with a track removal's journal (``left``: the files
     :meth:`Partition.unsettled` names)."""
     shown = ", ".join(left[:3]) + (", …" if len(left) > 3 else "")
-    what = f"{len(left)} file(s) it replaced or was writing ({shown})" if left else "its journal"
+    what = f"{counted(len(left), 'file')} it replaced or was writing ({shown})" if left else "its journal"
     return (
         f"{part.name}: a track removal (`repeval store rm … --track`) was stopped or could not finish, leaving "
         f"{what}; "
@@ -124,15 +126,15 @@ def partition_info(part: Partition) -> dict[str, Any]:
 
 def _rows_differ(part: Partition, rows: Any, recorded: int) -> str:
     """The damage note of a complete partition whose part files hold another number of rows than its manifest."""
-    said = f"store partition {part.name}: its part files hold {rows} row(s), its manifest {recorded}"
+    said = f"store partition {part.name}: its part files hold {counted(rows, 'row')}, its manifest {recorded}"
     if rows > recorded:  # what probe data reading warns about (repeval.tuning.data): each track is read once
         return (
-            f"{said} — {rows - recorded} row(s) of tracks it has already (a part file copied in, or two runs writing "
-            "to one store); each track's first row is used: delete the part file(s) copied in, or delete the "
+            f"{said} — {counted(rows - recorded, 'row')} of tracks it has already (a part file copied in, or two runs "
+            "writing to one store); each track's first row is used: delete the part files copied in, or delete the "
             f"partition (`{part.rm_command()}`) to embed it again"
         )
     return (
-        f"{said} — {recorded - rows} row(s) missing (a part file deleted or lost): the next run with its configuration "
+        f"{said} — {counted(recorded - rows, 'row')} missing (a part file deleted or lost): the next run with its configuration "
         f"computes those tracks again, or delete the partition (`{part.rm_command()}`) to embed it again"
     )
 
@@ -164,12 +166,11 @@ def ls_text(store: EmbeddingStore, as_json: bool = False, infos: list[dict[str, 
     lines = aligned(table)
     done = sum(i["state"] == "complete" for i in infos)
     foreign = sum(i["state"] == NOT_A_PARTITION for i in infos)
+    rows, errors = (sum(i[k] or 0 for i in infos) for k in ("rows", "errors"))
+    not_parts = f", {counted(foreign, 'folder')} not a partition" if foreign else ""
     lines.append(
-        f"{counted(len(infos) - foreign, 'partition')}, {done:,} complete, "
-        f"{counted(sum(i['rows'] or 0 for i in infos), 'row')}, "
-        f"{counted(sum(i['errors'] or 0 for i in infos), 'error record')}"
-        + (f", {counted(foreign, 'folder')} not a partition" if foreign else "")
-        + f" — {store.uri}"
+        f"{counted(len(infos) - foreign, 'partition')}, {done:,} complete, {counted(rows, 'row')}, "
+        f"{counted(errors, 'error record')}{not_parts} — {store.uri}"
     )
     if all(i["state"] == NOT_A_PARTITION for i in infos):
         lines.append(
@@ -216,10 +217,17 @@ def show_text(part: Partition, n_rows: int = 5) -> str:
         out.append("rows per split: " + ", ".join(f"{cell(r['split'])} {r['track_id_count']}" for r in splits))
         frames, seconds = (pc.sum(t.column(c)).as_py() or 0 for c in ("n_frames", "audio_seconds"))
         out.append(f"frames: {frames} total; audio: {seconds:.1f} s")
+        earlier = earlier_rows(part) if part.scenario != CLEAN else 0
+        if earlier:
+            out.append(
+                f"{counted(earlier, 'row')} written by an earlier repeval hold in deformation_params, for a step its p "
+                "skipped, the values drawn for another track (read should_apply first): the next `repeval run`, "
+                "`embed` or `deform` that uses this partition mends them in place"
+            )
         noted = audio_notes(part, files, footers)
         if noted.num_rows:
             out.append(
-                f"{noted.num_rows} row(s) with an audio_note (decoded from part of their file): "
+                f"{counted(noted.num_rows, 'row')} with an audio_note (decoded from part of their file): "
                 + "; ".join(f"{r['track_id']}: {r[AUDIO_NOTE]}" for r in noted.slice(0, max(n_rows, 1)).to_pylist())
                 + ("" if noted.num_rows <= max(n_rows, 1) else "; …")
             )

@@ -348,7 +348,7 @@ class Partition(PartitionStamp):
         for f in files:
             self.fs.delete_file(f)
         dropped = len(ids) - len(keep)
-        log.warning("%s: dropped %d duplicate row(s)", self.path, dropped)
+        log.warning("%s: dropped %d duplicate %s", self.path, dropped, "row" if dropped == 1 else "rows")
         return dropped
 
     def finish(self, info: dict[str, Any]) -> dict[str, Any]:

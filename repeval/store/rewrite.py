@@ -167,12 +167,13 @@ def stuck_text(stuck: dict[str, str], settle_command: str) -> str:
     """What to say of the files a track removal could not delete (name → why); ``settle_command`` (``repeval store
     settle …``, quoted for a shell) deletes them once they can be."""
     shown = "; ".join(f"{n} ({why})" for n, why in list(stuck.items())[:3]) + ("; …" if len(stuck) > 3 else "")
+    one = len(stuck) == 1
+    them, their = ("it", "its") if one else ("them", "their")
     return (
-        f"could not delete {len(stuck)} file(s) a track removal (`repeval store rm … --track`) left over: "
-        f"{shown} — "
-        "repeval reads around them (its journal, _rewrite.json, stays), but a plain Parquet reader (duckdb, "
-        "pq.read_table) reads their rows besides the others; make them deletable (permissions, the storage's "
-        f"connection) and run `{settle_command}` (or the next `store rm` or run writing to the partition)"
+        f"could not delete {len(stuck)} {'file' if one else 'files'} a track removal (`repeval store rm … --track`) "
+        f"left over: {shown} — repeval reads around {them} (its journal, _rewrite.json, stays), but a plain Parquet "
+        f"reader (duckdb, pq.read_table) reads {their} rows besides the others; make {them} deletable (permissions, "
+        f"the storage's connection) and run `{settle_command}` (or the next `store rm` or run writing to the partition)"
     )
 
 

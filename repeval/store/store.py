@@ -110,7 +110,11 @@ class EmbeddingStore:
 
         names = [p.name for p in self.partitions()]
         close = difflib.get_close_matches(part.name, names, n=3, cutoff=0.5)
-        hint = f"; did you mean {' or '.join(close)}?" if close else f" ({len(names)} partition(s) there)"
+        hint = (
+            f"; did you mean {' or '.join(close)}?"
+            if close
+            else f" ({len(names)} {'partition' if len(names) == 1 else 'partitions'} there)"
+        )
         raise FileNotFoundError(f"no partition {part.name} in {self.uri}{hint}")
 
     def matching(self, pattern: str) -> list[Partition]:

@@ -181,7 +181,7 @@ class _Rows:
             empty = np.flatnonzero(self.counts <= 0)
             if len(empty):
                 raise ValueError(
-                    f"store partition {part.path}: {len(empty)} track(s) have no frames (e.g. "
+                    f"store partition {part.path}: {counted(len(empty), 'track')} {'has' if len(empty) == 1 else 'have'} no frames (e.g. "
                     f"{self.ids[int(empty[0])]}); embedding_aggregation: {aggregation} needs at least one frame per "
                     "track"
                 )
@@ -202,12 +202,16 @@ class _Rows:
             for f, a, b in zip(self.files, self.bounds[:-1], self.bounds[1:], strict=True)
             if b > a and not first[a:b].any()
         ]
-        copies = f"; {', '.join(repeats)} hold(s) nothing else — delete them" if repeats else ""
+        copies = (
+            f"; {', '.join(repeats)} {'holds' if len(repeats) == 1 else 'hold'} nothing else — delete {'it' if len(repeats) == 1 else 'them'}"
+            if repeats
+            else ""
+        )
         log.warning(
-            "store partition %s holds %d row(s) of tracks it has already (a part file copied in, or two runs "
+            "store partition %s holds %s of tracks it has already (a part file copied in, or two runs "
             "writing to one store); each track's first row is used%s, or delete the partition (`%s`) to embed it "
             "again",
-            self.part.path, len(codes) - len(first_at), copies, self.part.rm_command(),
+            self.part.path, counted(len(codes) - len(first_at), "row"), copies, self.part.rm_command(),
         )  # fmt: skip
         return first
 

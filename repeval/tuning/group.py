@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from repeval.config import Config, ExperimentConfig
+from repeval.pipeline.summary import counted
 from repeval.probes import ProbeData
 from repeval.probes.inference import predict
 from repeval.probes.losses import criterion_of
@@ -422,6 +423,6 @@ class _Group:
             # configurations: a grid's points, or a search space's sampled points (which share their point)
             tried = {p["params"] for p in out.probes if p["spec"] == spec.name}
             log.info(
-                "%s: %s selected %s (validation %.4f, the mean over %d seed(s)) among %d configurations",
-                self.inp.name, spec.name, pt.name, crit, len(states), len(tried),
+                "%s: %s selected %s (validation %.4f, the mean over %s) among %s",
+                self.inp.name, spec.name, pt.name, crit, counted(len(states), "seed"), counted(len(tried), "configuration"),
             )  # fmt: skip

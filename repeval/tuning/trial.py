@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from repeval.pipeline.summary import counted
 from repeval.probes import Halving, ProbeData, TrainResult
 from repeval.tuning.checkpoint import _reuse_finished, _save_and_report
 from repeval.tuning.notes import _KeptBeside, raised_once
@@ -121,7 +122,7 @@ def nonfinite_test(data: ProbeData, scenario: str, scores: np.ndarray) -> str | 
         return None
     x = data.tests[scenario][0]
     return (
-        f"test set {scenario!r}: {bad} of {len(sc)} track(s) got non-finite scores (NaN or inf), so this probe and "
+        f"test set {scenario!r}: {bad} of {counted(len(sc), 'track')} got non-finite scores (NaN or inf), so this probe and "
         f"seed are not scored on it (its other test sets are); the largest embedding magnitude there is "
         f"{_magnitude(x):.3g}, in the training split {_magnitude(data.x_train):.3g} — embeddings far outside the "
         "training range overflow the probe's outputs (check the deformation and the model on that scenario), "

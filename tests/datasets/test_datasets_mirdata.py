@@ -244,7 +244,7 @@ def test_fewer_than_three_official_folds_are_drawn_instead_said_as_a_note_not_a_
         assert report.counts() == {} and len(report.notes) == 1, report.lines()
         picks = ", and fold (1) picks none of them" if "fold" in keys else ""
         assert report.notes[0] == (
-            "the tracks' split attribute gives 2 official fold(s), too few to rotate, which takes 3 or more "
+            "the tracks' split attribute gives 2 official folds, too few to rotate, which takes 3 or more "
             f"(validation = fold i, test = fold i+1, train = the rest): their splits are drawn from {drawn} "
             f"instead{picks} — set group_column to keep related tracks in one split"
         )

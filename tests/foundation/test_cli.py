@@ -467,7 +467,7 @@ def test_a_runs_few_resamples_warnings_are_one_line(tmp_path, caplog):
     assert "another warning" in said
     assert said[-1] == (
         "smoke test: its test sets are a few tracks by design, so its bootstrap intervals are not meaningful (6 "
-        "warning(s) that an interval rests on few resamples left unsaid; a full run says them, as one line)"
+        "warnings that an interval rests on few resamples left unsaid; a full run says them, as one line)"
     )
     caplog.clear()
     caplog.set_level(logging.DEBUG, logger="repeval.metrics.compute")

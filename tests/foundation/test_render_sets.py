@@ -405,7 +405,7 @@ def test_a_set_too_small_for_three_splits_says_so(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="repeval.datasets.render"):
         rows = _rows(render_keys(tmp_path / "k", KeySpec(clips=2)))
     assert [r["split"] for r in rows] == ["train", "train"]
-    assert "2 clip(s) cannot fill the train, validation, test splits: render at least 3 clips" in caplog.text
+    assert "2 clips cannot fill the train, validation, test splits: render at least 3 clips" in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -116,7 +116,7 @@ def test_a_trials_warnings_are_kept_by_member_bounded_and_said_once_each_with_ho
                                                         "said once, noted for each member")  # fmt: skip
     assert lines[2] == ("repeval.test_warn", "ERROR", "g, 3 of 4 probes/seeds (lin (seeds 0, 1); mlp (seed 0)): "
                                                       "distinct 0")  # fmt: skip
-    assert "g: its trials gave 7 more warning(s) than the 20 distinct ones each keeps" in lines[-1][2]
+    assert "g: its trials gave 7 more warnings than the 20 distinct ones each keeps" in lines[-1][2]
     assert len(lines) == KEPT_PER_TRIAL  # all but the MetricWarning, and the count of the rest
     assert [(w.category, str(w.message)) for w in again] == [
         (MetricWarning, "g, 2 of 4 probes/seeds (lin (seed 0); mlp (seed 0)): a degenerate test set")
@@ -150,7 +150,7 @@ def test_a_warning_of_several_groups_is_said_once_for_the_batch_with_each_groups
         "15 of 16 probes/seeds in 5 of 6 groups (every probe/seed of g1, g2, g3 and 2 more): no GPU",
         "g2, 3 of 3 probes/seeds (lin (seeds 0, 1); mlp (seed 0)): g2 only",
         "4 of 16 probes/seeds in 2 of 6 groups (g4: lin (seeds 0, 1); g5: lin (seed 0), mlp (seed 0)): degenerate",
-        "g2, g3: their trials gave 7 more warning(s) than the 20 distinct ones each keeps; set REPEVAL_WORKER_LOGS=1 "
+        "g2, g3: their trials gave 7 more warnings than the 20 distinct ones each keeps; set REPEVAL_WORKER_LOGS=1 "
         "to see them all in the trials' logs",
     ]
     caplog.clear()

@@ -171,12 +171,12 @@ def test_other_audio_at_the_same_relative_path_in_a_new_copy_is_still_said(copie
     assert changed_source(parts["vocalset"], now["vocalset"]) == found["vocalset"]
     assert changed_source(parts["notes"], now["notes"]) == found["notes"]
     said = plan_notes()
-    assert ("partitions of 2 datasets reuse 8 stored track(s) computed from other audio or before an edit of their "
+    assert ("partitions of 2 datasets reuse 8 stored tracks computed from other audio or before an edit of their "
             "manifest") in said[0]  # fmt: skip
     assert any("computed from the audio of data/vocalset in the job's working directory (4 audio files, " in line
                for line in said)  # fmt: skip
     size = (src / "data/notes/manifest.csv").stat().st_size
-    assert any(f"notes/mfcc-fast (clean) reuses 4 stored track(s) embedded before manifest data/notes/manifest.csv in "
+    assert any(f"notes/mfcc-fast (clean) reuses 4 stored tracks embedded before manifest data/notes/manifest.csv in "
                f"the job's working directory was edited ({size - 20:,} bytes; now {size:,} bytes)" in line for line in said)  # fmt: skip
 
 
@@ -203,7 +203,7 @@ def test_a_manifest_edited_in_place_is_said_in_a_few_words(tmp_path, monkeypatch
     assert changed_source(parts["notes"], now["notes"]) == found["notes"]  # still told
     assert changed_source(parts["vocalset"], now["vocalset"]) is None
     was, is_ = found["notes"][0]["modified"], now["notes"][0]["modified"]
-    said = (f"notes/mfcc-fast (clean) reuses 4 stored track(s) embedded before manifest {manifest.resolve()} was "
+    said = (f"notes/mfcc-fast (clean) reuses 4 stored tracks embedded before manifest {manifest.resolve()} was "
             f"edited ({before:,} bytes, modified {was}; now {before + 6:,} bytes, modified {is_}): only a track whose "
             "audio path the edit changed may hold another file's embedding — if it changed a stored track's path, "
             f"delete that track's rows (`repeval store rm {store} notes/mfcc-fast/clean --track TRACK_ID --yes`: the next run embeds it again) "
@@ -216,7 +216,7 @@ def test_a_manifest_edited_in_place_is_said_in_a_few_words(tmp_path, monkeypatch
     # three models embedded before the edit: one note naming them all and every partition, not three alike
     three = {m: {"clean": (found["notes"], 4), "D1": (found["notes"], 1)} for m in ("m1", "m2", "m3")}
     [one] = source_notes(str(store), "notes", three, now["notes"])
-    assert one.startswith(f"store: notes (m1, m2, m3: clean, D1) reuses 15 stored track(s) embedded before manifest "
+    assert one.startswith(f"store: notes (m1, m2, m3: clean, D1) reuses 15 stored tracks embedded before manifest "
                           f"{manifest.resolve()} was edited ({before:,} bytes, modified {was}; now"), one  # fmt: skip
     names = " ".join(f"notes/{m}/{sid}" for m in ("m1", "m2", "m3") for sid in ("clean", "D1"))
     assert f"(`repeval store rm {store} {names} --yes`)" in one, one
@@ -224,8 +224,8 @@ def test_a_manifest_edited_in_place_is_said_in_a_few_words(tmp_path, monkeypatch
     three["m2"] = {"clean": (found["notes"], 4)}
     three["m3"] = {"clean": ([{**found["notes"][0], "manifest": str(tmp_path / "older.csv")}], 4)}
     first, other = source_notes(str(store), "notes", three, now["notes"])
-    assert first.startswith("store: notes (m1: clean, D1; m2: clean) reuses 9 stored track(s) embedded before"), first
-    assert other.startswith("store: notes/m3 (clean) holds 4 track(s) reused as stored, computed from"), other
+    assert first.startswith("store: notes (m1: clean, D1; m2: clean) reuses 9 stored tracks embedded before"), first
+    assert other.startswith("store: notes/m3 (clean) holds 4 tracks reused as stored, computed from"), other
     # another manifest (or folder) is audio elsewhere: said in full, as before
     moved = [{**now["notes"][0], "manifest": str(tmp_path / "other.csv")}]
     [full] = source_notes(str(store), "notes", {MODEL["id"]: {"clean": (found["notes"], 4)}}, moved)
@@ -271,7 +271,7 @@ def test_audio_rewritten_at_the_same_size_in_a_new_copy_is_said_an_unchanged_one
     assert changed_source(parts["vocalset"], now["vocalset"]) == found["vocalset"]
     assert changed_source(parts["notes"], now["notes"]) is None  # its audio untouched
     said = plan_notes()
-    assert len(said) == 1 and "vocalset/mfcc-fast (clean) holds 4 track(s) reused as stored" in said[0]
+    assert len(said) == 1 and "vocalset/mfcc-fast (clean) holds 4 tracks reused as stored" in said[0]
     assert ", content sampled " in said[0]
     old = {**found["vocalset"][0], "audio": {k: v for k, v in found["vocalset"][0]["audio"].items() if k != "content"}}
     assert changed_source(stored(tmp_path / "older", {**found, "vocalset": [old]})["vocalset"], now["vocalset"]) is None
@@ -286,7 +286,7 @@ def test_the_note_names_its_partitions_in_the_configurations_order():
     was, now = [{"type": "catalog", "dir": "/data/old"}], [{"type": "catalog", "dir": "/data/new"}]
     changed = {"clean": (was, 4), "noise": (was, 1), "D1": (was, 1)}
     [said] = source_notes("s", "ds", {"m": changed}, now)
-    assert "ds/m (clean, noise, D1) holds 6 track(s) reused as stored" in said, said
+    assert "ds/m (clean, noise, D1) holds 6 tracks reused as stored" in said, said
     assert "`repeval store rm s ds/m/clean ds/m/noise ds/m/D1 --yes`" in said, said
 
 
@@ -301,10 +301,10 @@ def test_a_models_partitions_that_recorded_different_sources_are_each_named_by_t
     a, b = [{"type": "catalog", "dir": "/data/a"}], [{"type": "catalog", "dir": "/data/b"}]
     changed = {"m1": {"clean": (a, 4), "D1": (b, 1)}, "m2": {"clean": (b, 2)}}
     first, second = source_notes("s", "ds", changed, now)
-    assert first.startswith("store: ds/m1 (clean) holds 4 track(s) reused as stored, computed from the audio of "
+    assert first.startswith("store: ds/m1 (clean) holds 4 tracks reused as stored, computed from the audio of "
                             "/data/a;"), first  # fmt: skip
     assert "/data/b" not in first and "`repeval store rm s ds/m1/clean --yes`" in first, first
-    assert second.startswith("store: ds (m1: D1; m2: clean) holds 3 track(s) reused as stored, computed from the "
+    assert second.startswith("store: ds (m1: D1; m2: clean) holds 3 tracks reused as stored, computed from the "
                              "audio of /data/b;"), second  # fmt: skip
     assert "`repeval store rm s ds/m1/D1 ds/m2/clean --yes`" in second, second
     assert [n for _, _, n in plan_notes("s", {"ds": changed}, {"ds": now})] == [4, 3]
@@ -320,4 +320,4 @@ def test_the_plans_note_counts_each_note_its_own_models_tracks():
     notes = plan_notes("s", {"ds": {"m1": {"clean": (a, 4)}, "m2": {"clean": (b, 1)}}}, {"ds": now})
     assert [n for _, _, n in notes] == [4, 1]
     head = plan_source_note(notes).splitlines()[0]
-    assert head.startswith("store: partitions of 1 dataset reuse 5 stored track(s) computed from other audio"), head
+    assert head.startswith("store: partitions of 1 dataset reuse 5 stored tracks computed from other audio"), head

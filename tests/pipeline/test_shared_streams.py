@@ -393,7 +393,7 @@ def test_a_dataset_name_pointed_at_other_audio_reuses_its_partitions_and_says_so
     assert not reuse(configs[low], "notes", stored, caplog)  # the same audio: nothing to say
     assert "note:" not in make_plan(load_config(configs[low]), part.store).text()
     plan = make_plan(load_config(configs[high]), part.store).text()
-    assert f"note: store: notes/{MODEL['id']} (clean) holds 6 track(s) reused as stored" in plan
+    assert f"note: store: notes/{MODEL['id']} (clean) holds 6 tracks reused as stored" in plan
     assert plan.endswith("after which neither says it")  # the plan only reads: it says until a run records it
     said = reuse(configs[high], "notes", stored, caplog)
     assert len(said) == 1 and str(low.parent) in said[0] and str(high.parent) in said[0]
@@ -415,7 +415,7 @@ def test_a_dataset_pointed_at_other_audio_is_said_once_for_all_its_models(ray_se
                                                           "embedding_models": models}], "s")
                for m in (low, high)}  # fmt: skip
     part, stored = store_as_a_run_leaves_it(configs[low], [f"t-{i:03d}" for i in range(6)])
-    what = f"notes ({MODEL['id']}, mfcc-other: clean) holds 12 track(s) reused as stored"
+    what = f"notes ({MODEL['id']}, mfcc-other: clean) holds 12 tracks reused as stored"
     rm = f"`repeval store rm {part.store.uri} notes/{MODEL['id']}/clean notes/mfcc-other/clean --yes`"
     notes = [line for line in make_plan(load_config(configs[high]), part.store).text().splitlines() if "note:" in line]
     assert len(notes) == 1 and notes[0].startswith(f"note: store: {what}") and rm in notes[0], notes
@@ -456,13 +456,13 @@ def test_audio_downloaded_again_into_the_same_folder_is_said_once(ray_session, t
         os.utime(f, ns=(kept[f][1], kept[f][1]))
     assert {f: (f.stat().st_size, f.stat().st_mtime_ns) for f in files} == kept  # told by content alone
     plan = make_plan(load_config(config), part.store).text()
-    assert f"note: store: vocalset/{MODEL['id']} (clean) holds 20 track(s) reused as stored" in plan
+    assert f"note: store: vocalset/{MODEL['id']} (clean) holds 20 tracks reused as stored" in plan
     assert ", content sampled " in plan
     for i, f in enumerate(files):  # downloaded again: other audio under the same names (and the same sizes)
         write_good(f, 0.1, 880.0 + 10 * i, seed=i)
         os.utime(f, ns=(f.stat().st_atime_ns, f.stat().st_mtime_ns + 10**9))
     plan = make_plan(load_config(config), part.store).text()
-    assert f"note: store: vocalset/{MODEL['id']} (clean) holds 20 track(s) reused as stored" in plan
+    assert f"note: store: vocalset/{MODEL['id']} (clean) holds 20 tracks reused as stored" in plan
     said = reuse(config, "vocalset", stored, caplog)
     assert len(said) == 1 and "20 audio files" in said[0]
     assert f"repeval store rm {part.store.uri} vocalset/{MODEL['id']}/clean --yes" in said[0]
@@ -483,7 +483,7 @@ def test_plan_says_once_how_many_reused_partitions_came_from_other_audio_and_unt
         plan = make_plan(load_config(configs[high]), part.store).text()
         notes = [line for line in plan.splitlines() if line.startswith("note:")]
         assert notes == [
-            "note: store: partitions of 2 datasets reuse 12 stored track(s) computed from other audio; `repeval run` says "
+            "note: store: partitions of 2 datasets reuse 12 stored tracks computed from other audio; `repeval run` says "
             "so and records the new source (this plan only reads the store), after which neither says it:"
         ]
         pairs = [p.strip() for p in plan.split(notes[0])[1].strip().splitlines()]

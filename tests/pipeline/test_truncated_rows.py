@@ -136,7 +136,7 @@ def test_a_run_refuses_a_cut_flac_then_embeds_it_noted_into_the_same_partition_u
     notes = dict(zip(*audio_notes(part).to_pydict().values(), strict=True))
     assert set(notes) == {"cut.flac", "cut.ogg"} and notes["cut.flac"].startswith("cut FLAC: declares 4.0 s, holds ")
     assert notes["cut.ogg"].startswith("Ogg without its end page: ")
-    assert "2 row(s) with an audio_note" in show_text(part)
+    assert "2 rows with an audio_note" in show_text(part)
     t = part.read(["track_id", "audio_note"]).to_pylist()
     assert len(t) == 4 and sum(r["audio_note"] is None for r in t) == 2
     assert part.manifest()["noted_rows"] == {"cut": 1, "ogg": 1} == part.count_noted()

@@ -282,7 +282,7 @@ def test_a_split_left_empty_by_few_groups_names_the_groups(tmp_path):
     with manifest.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     clause = (
-        "group_column 'artist' puts {n} of its tracks in {m} group(s), whose tracks stay together (in one split, or "
+        "group_column 'artist' puts {n} of its tracks in {m} groups, whose tracks stay together (in one split, or "
         "fold), so a label with only one or two groups leaves some split without any — check the groups (group_column)"
     )
     for i, keys, m in ((0, {}, len(CLASSES)), (1, {"split_type": "all", "n_folds": 3}, 2)):
@@ -352,7 +352,7 @@ def test_a_fold_whose_tracks_all_failed_names_the_errors_not_fewer_folds(dropped
     # fold 0 is the validation split of its own grid, the test split of fold 2's and (3 folds) the training split of
     # fold 1's: one problem, said once with the command listing the errors — it was said three times, once per grid
     assert msg == (
-        f"pitch on kf/{FAST_MODEL['id']}: none of the {len(broken)} track(s) of fold 0 of 3 was embedded, so fold 0 "
+        f"pitch on kf/{FAST_MODEL['id']}: none of the {len(broken)} tracks of fold 0 of 3 was embedded, so fold 0 "
         f"validates, fold 2 tests and fold 1 trains on no track — each is an error record: "
         f"`{part.show_errors_command()}` says why — nothing was trained"
     ), msg

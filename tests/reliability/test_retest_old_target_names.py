@@ -71,7 +71,7 @@ def test_a_group_whose_results_named_its_target_dim0_keeps_the_name_when_a_scena
     caplog.clear()
     ctx, t, added = run(two)
     assert (t["trained"], t["retested"]) == (0, 1)
-    assert f"{name}: tested on the added scenario(s) D1 with the probes it selected before" in caplog.text
+    assert f"{name}: tested on the added scenario D1 with the probes it selected before" in caplog.text
     # D1's row names the target as the group's other rows do (the retest named it 'hz' beside their 'dim0')
     assert per_label(added) == {("clean", "r2", "dim0"), ("D1", "r2", "dim0")}
     assert per_label(pq.read_table(results)) == per_label(added)

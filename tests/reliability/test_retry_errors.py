@@ -227,13 +227,43 @@ def _as_earlier(recorded: dict) -> dict:
     return older
 
 
+def test_a_label_edited_before_the_upgrade_trains_an_earlier_repevals_group_again(ray_session, tmp_path, caplog):
+    """A group recorded by an earlier repeval (no digest of its tracks' labels) whose catalog label was edited before
+    the upgrade was reused with the probes trained on the old label: the splits file the run saved when it trained
+    holds the old label, so `repeval plan` and the run say the labels changed and train it again — also `repeval
+    train` after a `repeval embed` that saved the new labels."""
+    manifest = make_catalog(tmp_path / "catalog", per_class=6)
+    cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [experiment(manifest, [FAST_MODEL])]))
+    model = FAST_MODEL["id"]
+
+    def run():
+        ctx = runner.make_context(cfg)
+        runner.stage_embed(ctx, progress=False)
+        return runner.stage_train(ctx)
+
+    assert run()["trained"] == 1
+    sidecar = tmp_path / "runs" / cfg.run.run_id / "groups" / f"pitch__tones__{model}.inputs.json"
+    sidecar.write_text(json.dumps(_as_earlier(json.loads(sidecar.read_text()))))
+    text = manifest.read_text()
+    manifest.write_text(text.replace("high-005,audio/high-005.wav,high,test", "high-005,audio/high-005.wav,low,test"))
+    assert make_plan(cfg, runner.make_context(cfg).store, sidecar.parent.parent).trainings_done == 0
+    runner.stage_embed(runner.make_context(cfg), progress=False)  # `repeval embed`: saves the splits anew
+    caplog.clear()
+    assert runner.stage_train(runner.make_context(cfg))["trained"] == 1  # `repeval train`, another process
+    assert run()["skipped"] == 1  # trained again once, then done
+    assert (
+        f"pitch__tones__{model}: trained before on other inputs (labels changed: the dataset's labels, track ids or "
+        "splits differ from the splits/ file saved when it was trained, by an earlier repeval" in caplog.text
+    )
+
+
 def test_why_a_group_is_trained_again_names_each_change():
     """A rerun after an edit says what differs from the inputs the group was trained on (a deformation scenario added
     or removed, other seeds), not that its embeddings changed when they did not."""
     before = {"partitions": {"clean": [60, 0, "a"], "noise": [10, 0, "b"]}, "splits": {"test": 10}, "training": "t"}
     added = {**before, "partitions": {**before["partitions"], "mp3": [10, 0, "c"]}}
-    assert runner.inputs_change(before, added) == "scenario(s) mp3 added"
-    assert runner.inputs_change(added, before) == "scenario(s) mp3 removed"
+    assert runner.inputs_change(before, added) == "scenario mp3 added"
+    assert runner.inputs_change(added, before) == "scenario mp3 removed"
     seeds = {**before, "training": "u"}
     assert runner.inputs_change(before, seeds).startswith("the training settings changed")
     rehashed = {**before, "partitions": {**before["partitions"], "noise": [10, 0, "z"]}}
@@ -250,7 +280,7 @@ def test_why_a_group_is_trained_again_names_each_change():
     listed = {"clean": [60, 0, "a"], "noise": [10, 0, "b2"], "mp3": [10, 0, "c"], "aac": [10, 0, "d"],
               "zip": [10, 0, "y2"]}  # fmt: skip
     assert runner.inputs_change(record, {**before, "partitions": listed}) == (
-        "scenario(s) mp3, aac added; partition noise: computed under another configuration (config hash); partition "
+        "scenarios mp3, aac added; partition noise: computed under another configuration (config hash); partition "
         "zip: computed under another configuration (config hash)"
     )
     assert scenarios_only(record, {**before, "partitions": listed}) == (
@@ -259,7 +289,7 @@ def test_why_a_group_is_trained_again_names_each_change():
     )
     fewer = {**before, "partitions": {"clean": [60, 0, "a"], "zip": [10, 0, "y2"], "noise": [10, 0, "b2"]}}
     assert runner.inputs_change({**record, "partitions": {**record["partitions"], "aac": [1, 0, "d"]}}, fewer) == (
-        "scenario(s) aac removed; partition zip: computed under another configuration (config hash); partition noise: "
+        "scenario aac removed; partition zip: computed under another configuration (config hash); partition noise: "
         "computed under another configuration (config hash)"
     )
 
@@ -306,7 +336,7 @@ def test_a_partition_embedded_anew_or_an_edited_label_is_a_change_an_older_recor
     assert not same_inputs(older, {**now, "augment": ["noise"]})  # and one that only now holds, not of LATER_KEYS
     added = {**now, "partitions": {**now["partitions"], "mp3": [10, 0, "c", "w5"]}}
     assert scenarios_only(older, added) == (["mp3"], [])  # an older record's scenario added: tested, not trained
-    assert runner.inputs_change(older, added) == "scenario(s) mp3 added"
+    assert runner.inputs_change(older, added) == "scenario mp3 added"
 
 
 def test_the_tracks_digest_follows_ids_splits_and_labels_not_row_order_or_audio_paths():
@@ -431,15 +461,14 @@ def test_a_scenario_added_or_removed_is_tested_with_the_probes_selected_before_n
     ctx, t, added = run(two)
     assert (t["trained"], t["retested"], t["skipped"]) == (0, 1, 0)
     assert (
-        f"{name}: tested on the added scenario(s) D2 with the probes it selected before — not trained again"
-        in caplog.text
+        f"{name}: tested on the added scenario D2 with the probes it selected before — not trained again" in caplog.text
     )
     assert "training it again" not in caplog.text
     said = plans[-1].text()
     assert "probe grids:        1 (0 done, 1 retest only, 0 to train)" in said, said
     assert "6 not trained again: their grids' deformation scenarios alone changed" in said
     assert (
-        f"retest only: {name}: tested on the added scenario(s) D2 — 4 selected probes scored again from their "
+        f"retest only: {name}: tested on the added scenario D2 — 4 selected probes scored again from their "
         "Tune checkpoints, none trained (retest if the checkpoints are intact" in said
     )
     _, t, fresh = run(two, runs="fresh")
@@ -453,9 +482,9 @@ def test_a_scenario_added_or_removed_is_tested_with_the_probes_selected_before_n
     caplog.clear()
     _, t, removed = run(one)  # D2 removed again: its rows and matrices go, the rest stays as it was
     assert (t["trained"], t["retested"]) == (0, 1)
-    assert "the results of the removed scenario(s) D2 dropped" in caplog.text
+    assert "the results of the removed scenario D2 dropped" in caplog.text
     said = plans[-1].text()
-    assert f"retest only: {name}: the results of the removed scenario(s) D2 dropped — nothing trained or tested" in said
+    assert f"retest only: {name}: the results of the removed scenario D2 dropped — nothing trained or tested" in said
     same(cells(removed), cells(first))
     assert not list(confusion.glob("*__D2.json"))
 
@@ -464,7 +493,7 @@ def test_a_scenario_added_or_removed_is_tested_with_the_probes_selected_before_n
     _, t, _ = run(two)
     assert (t["trained"], t["retested"]) == (1, 0)
     assert (
-        f"{name}: trained before on other inputs (scenario(s) D2 added), and the probes it selected cannot be read back"
+        f"{name}: trained before on other inputs (scenario D2 added), and the probes it selected cannot be read back"
         in caplog.text
     )
     assert f"train again: {name}: only its deformation scenarios changed, but the probes it selected cannot be" in (
@@ -485,10 +514,10 @@ def test_a_scenario_added_or_removed_is_tested_with_the_probes_selected_before_n
     ctx, t, inserted = run(three)
     assert (t["trained"], t["retested"], t["skipped"]) == (0, 1, 0)
     assert (
-        f"{name}: tested on the added scenario(s) D3 with the probes it selected before; tested again on the changed "
-        "scenario(s) D1, D2 (another partition under the same id)" in caplog.text
+        f"{name}: tested on the added scenario D3 with the probes it selected before; tested again on the changed "
+        "scenarios D1, D2 (another partition under the same id)" in caplog.text
     )
-    assert f"{name}: tested on the added scenario(s) D3; tested again on the changed scenario(s) D1, D2 — 4 " in (
+    assert f"{name}: tested on the added scenario D3; tested again on the changed scenarios D1, D2 — 4 " in (
         plans[-1].text()
     )
     _, t, fresh = run(three, runs="fresh3")
@@ -514,7 +543,7 @@ def test_a_scenario_added_or_removed_is_tested_with_the_probes_selected_before_n
     caplog.clear()
     _, t, _ = run(three)
     assert (t["trained"], t["retested"], t["skipped"]) == (0, 1, 0)
-    assert "tested again on the changed scenario(s) D3" in plans[-1].text()
+    assert "tested again on the changed scenario D3" in plans[-1].text()
 
 
 def _created_by_track(part) -> dict[str, object]:

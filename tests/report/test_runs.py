@@ -609,3 +609,26 @@ def test_run_files_cut_short_are_named_with_their_fix_not_a_crash(run_dir, tmp_p
     with pytest.raises(ValueError, match=r"results.parquet is unreadable \(Parquet magic bytes .*\): cut short or "
                        r"corrupted; rerun `repeval evaluate c.yaml --run-id r`"):  # fmt: skip
         load_run(run)
+
+
+def test_a_summary_whose_read_fails_without_a_message_is_said(tmp_path):
+    """A storage error with no message (an ``OSError()`` raised by a filesystem) when the summary's footer is read
+    stopped `repeval runs` with an IndexError (the message's first line); it names the error's type instead."""
+    import pyarrow as pa
+
+    from repeval.rundir import EVALUATION_KEY, summary_mismatch
+    from repeval.testing.fs import faulty_fs
+
+    table = pa.table({"value": [1.0]}).replace_schema_metadata({EVALUATION_KEY: b"h"})
+    for name in ("results.parquet", "summary.parquet"):
+        pq.write_table(table, tmp_path / name)
+
+    def refuse(path: str) -> None:
+        if path.endswith("summary.parquet"):
+            raise OSError()
+
+    said = summary_mismatch(faulty_fs(before_read=refuse), str(tmp_path))
+    assert (
+        said
+        == "summary.parquet is unreadable (OSError); rerun `repeval evaluate` on the run (it rewrites both from groups/)"
+    )

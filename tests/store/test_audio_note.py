@@ -78,7 +78,7 @@ def test_a_partition_written_before_the_column_reads_as_before_and_completed_wit
     assert ids == ["a", "b", "c", "d"] and mat.shape == (4, DIM)
     assert audio_notes(part).to_pylist() == [{"track_id": "c", AUDIO_NOTE: "cut WAV: declares 9.0 s, holds 5.6 s"}]
     shown = show_text(part)
-    assert "1 row(s) with an audio_note (decoded from part of their file): c: cut WAV: declares 9.0 s" in shown
+    assert "1 row with an audio_note (decoded from part of their file): c: cut WAV: declares 9.0 s" in shown
     # the first rows: a null audio_note (rows a, b from before the column, d not noted) is "-", as `store ls` and
     # `runs` print a null — not pandas' NaN — and the int and float columns keep their values
     lines = shown.splitlines()

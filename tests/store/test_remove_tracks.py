@@ -97,7 +97,7 @@ def test_ids_found_nowhere_are_refused_and_those_missing_from_some_partitions_ar
         "ds/m/clean  (complete, 5 rows, 2 error records): 1 of 2 tracks — 1 row, 0 error records; not in it: zz"
         in res.output
     )
-    assert "track id(s) in none of the 2 partitions given" in res.output and ": zz — nothing was deleted" in res.output
+    assert "track id in none of the 2 partitions given" in res.output and ": zz — nothing was deleted" in res.output
     assert _state(store.partition("ds", "m", "clean")) == before and store.partition("ds", "m", "clean").complete
     res = CliRunner().invoke(app, ["store", "rm", store.uri, "ds/m/*", "--track", "b"])  # in one partition only: fine
     assert res.exit_code == 0 and "1 row and 0 error records of 1 track would be deleted from 1 partition" in res.output
@@ -222,7 +222,7 @@ def test_a_replaced_file_that_cannot_be_deleted_is_a_warning_ls_flags_it_and_sto
     out = capsys.readouterr()
     assert "deleted 1 row and 1 error record of 2 tracks from 1 partition" in out.out
     # said once, with the reason: a log warning said why and the command's warning after it said it again without
-    assert "warning: could not delete 1 file(s) a track removal (`repeval store rm … --track`) left over: " in out.err
+    assert "warning: could not delete 1 file a track removal (`repeval store rm … --track`) left over: " in out.err
     assert re.search(rf"ds/m/clean/{replaced} \(.*Permission denied.*\) — ", out.err), out.err
     assert f"`repeval store settle {store.uri} ds/m/clean`" in out.err
     assert replaced not in caplog.text, caplog.text
@@ -236,7 +236,7 @@ def test_a_replaced_file_that_cannot_be_deleted_is_a_warning_ls_flags_it_and_sto
     states = {r[0]: r[1] for r in rows if not r[0].endswith(":")}  # the table's rows, not the note after it
     assert states == {"ds/m/D1": "complete", "ds/m/clean": "unsettled"}, res.output
     assert (
-        "ds/m/clean: a track removal (`repeval store rm … --track`) was stopped or could not finish, leaving 1 file(s) "
+        "ds/m/clean: a track removal (`repeval store rm … --track`) was stopped or could not finish, leaving 1 file "
         f"it replaced or was writing ({replaced})" in res.output
     )
     assert f"`repeval store settle {store.uri} ds/m/clean`" in res.output
@@ -251,7 +251,7 @@ def test_a_replaced_file_that_cannot_be_deleted_is_a_warning_ls_flags_it_and_sto
         caplog.at_level(logging.INFO, logger="repeval.store.rewrite"),
         pytest.raises(
             RuntimeError,
-            match=rf"could not delete 1 file\(s\) .*ds/m/clean/{replaced} \(.*Permission denied.*{settle}",
+            match=rf"could not delete 1 file .*ds/m/clean/{replaced} \(.*Permission denied.*{settle}",
         ),
     ):
         settle_partitions(locked, locked.partitions())
@@ -264,7 +264,7 @@ def test_a_replaced_file_that_cannot_be_deleted_is_a_warning_ls_flags_it_and_sto
     with pytest.raises(
         RuntimeError,
         match=rf"nothing was removed — a stopped track removal cannot finish in 1 partition given \(ds/m/clean\): "
-        rf"could not delete 1 file\(s\) .*: ds/m/clean/{replaced} .*{settle}",
+        rf"could not delete 1 file .*: ds/m/clean/{replaced} .*{settle}",
     ):
         remove_tracks(locked, locked.partitions(), ["a"], yes=True)
     assert (_state(d1), d1.manifest()) == d1_before

@@ -501,15 +501,12 @@ def test_store_ls_flags_a_complete_partition_whose_rows_differ_from_its_manifest
     assert re.search(r"ds/m/clean\s+complete\s+3", res.stdout), res.stdout
     assert re.search(r"ds/m/D1\s+damaged\s+5", res.stdout) and re.search(r"ds/m/D2\s+damaged\s+1", res.stdout)
     said = res.stderr.splitlines()
-    assert said[0].startswith("store partition ds/m/D1: its part files hold 5 row(s), its manifest 3 — 2 row(s) of "
+    assert said[0].startswith("store partition ds/m/D1: its part files hold 5 rows, its manifest 3 — 2 rows of "
                               "tracks it has already"), said  # fmt: skip
     assert (
-        "delete the part file(s) copied in" in said[0]
-        and f"`{store.partition('ds', 'm', 'D1').rm_command()}`" in said[0]
+        "delete the part files copied in" in said[0] and f"`{store.partition('ds', 'm', 'D1').rm_command()}`" in said[0]
     )
-    assert said[1].startswith(
-        "store partition ds/m/D2: its part files hold 1 row(s), its manifest 3 — 2 row(s) missing"
-    )
+    assert said[1].startswith("store partition ds/m/D2: its part files hold 1 row, its manifest 3 — 2 rows missing")
 
 
 def test_frames_reads_every_rows_frames_in_order_across_part_files(tmp_path):
@@ -602,7 +599,7 @@ def test_plan_reads_a_partitions_ids_once_for_its_state_and_error_records(tmp_pa
         parquet = {f: n for f, n in handler.opened.items() if f.endswith(".parquet")}
         assert parquet == dict.fromkeys(part.part_files() + part.error_files(), 1), handler.opened
         assert done is not None and done.tolist() == [True, True, not retry, False]
-        assert (state, what) == (("todo", "1 of 3 track(s) to embed") if retry else alone[0][:2])
+        assert (state, what) == (("todo", "1 of 3 tracks to embed") if retry else alone[0][:2])
 
 
 def test_store_show_reads_no_embeddings(tmp_path, monkeypatch):

@@ -170,8 +170,8 @@ def test_a_part_file_copied_into_a_partition_is_not_read_twice(tmp_path: Path, c
     tested = data.tests["clean"][2]
     assert len(tested) == len(set(tested)) == 10  # 100 tracks, 10 % test
     assert len(data.x_train) == 80 and len(data.x_val) == 10
-    assert "holds 42 row(s) of tracks it has already" in caplog.text  # 37 copied + the fixture's 5 stored twice
-    assert "part-copy (1).parquet hold(s) nothing else — delete them" in caplog.text
+    assert "holds 42 rows of tracks it has already" in caplog.text  # 37 copied + the fixture's 5 stored twice
+    assert "part-copy (1).parquet holds nothing else — delete it" in caplog.text
     assert "repeval store rm" in caplog.text
 
 
