@@ -167,6 +167,21 @@ class EmbeddingModel:
         window's audio only."""
         return None
 
+    @classmethod
+    def declared_hop_s(cls, params: dict[str, Any]) -> float | None:
+        """Seconds between consecutive output frames over a long track, known without loading weights (a config
+        file's read at most) — what ``repeval plan`` states a frame-level trial's memory per minute of audio from;
+        ``None`` where unknown. By default: its frame geometry's hop at its declared rate, else its ``hop_s`` (the
+        constructor's default under ``params``)."""
+        rate, _ = cls.declared_sizes(params)
+        geometry = cls.frame_geometry(params)
+        if geometry is not None and rate:
+            return geometry.hop / rate
+        hop_s = params.get("hop_s", getattr(model_parameters(cls).get("hop_s"), "default", None))
+        if isinstance(hop_s, bool) or not isinstance(hop_s, int | float) or hop_s <= 0:
+            return None
+        return float(hop_s)
+
     @property
     def version(self) -> str:
         return self.embedding_version

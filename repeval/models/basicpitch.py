@@ -85,6 +85,11 @@ class BasicPitch(RebuildOnUnpickle, EmbeddingModel):
         outputs = params.get("outputs") or list(_OUTPUTS)
         return SR, sum(_OUTPUTS[o][1] for o in outputs if o in _OUTPUTS)
 
+    @classmethod
+    def declared_hop_s(cls, params: dict[str, Any]) -> float | None:
+        """A clip's frames are cut to 86 a second of it (``ANNOTATIONS_FPS``, :meth:`embed_batch`)."""
+        return 1 / FPS
+
     def _windows(self, audio: np.ndarray) -> np.ndarray:
         audio = np.concatenate([np.zeros(OVERLAP // 2, dtype=np.float32), audio])
         starts = range(0, len(audio), HOP)
