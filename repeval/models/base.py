@@ -63,6 +63,12 @@ class FrameGeometry:
     #: (PESTO, CREPE below a 32-ms hop), are then not computed; False (the default): it computes all it can and the
     #: pipeline drops those
     stops: bool = False
+    #: output rows each frame gives, one after the other (basic-pitch: a 2-s window's 142 posteriorgram frames); the
+    #: pipeline's ``skip``, ``keep`` and ``n_frames`` count rows
+    rows: int = 1
+    #: a model that cuts a track's rows to ``floor(n · rows_per_sample)`` of a track of ``n`` samples (basic-pitch:
+    #: 86 a second, though its windows give 86.13); 0 (the default): no cut
+    rows_per_sample: float = 0.0
 
     def count(self, n_samples: int) -> int:
         """Frames the model gives on ``n_samples`` samples."""
@@ -70,6 +76,14 @@ class FrameGeometry:
         frames = (max(n, self.span) - self.span) // self.hop + 1
         rest = n - (frames - 1) * self.hop - self.span
         return frames + int(self.tail > 0 and rest > 0 and rest >= self.tail)
+
+    def count_rows(self, n_samples: int) -> int:
+        """Rows the model gives on a track of ``n_samples`` samples: :attr:`rows` per frame, cut at
+        :attr:`rows_per_sample`."""
+        rows = self.count(n_samples) * self.rows
+        if self.rows_per_sample > 0:
+            rows = min(rows, int(np.floor(int(n_samples) * self.rows_per_sample)))
+        return rows
 
     @property
     def offset(self) -> bool:
