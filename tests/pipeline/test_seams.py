@@ -336,3 +336,27 @@ def test_basic_pitch_frames_of_a_long_track_are_run_inferences(
     assert row["n_chunks"] == (4 if chunk_s == 30.0 else 27)
     np.testing.assert_array_equal(np.stack(row["frames"]), run_inference_frames)
     assert row["n_frames"] == len(run_inference_frames)
+
+
+def test_basic_pitch_geometry_counts_its_windows_and_rows_and_a_cut_before_the_last_window_keeps_one() -> None:
+    """basic-pitch's geometry counts the 2-s windows it cuts (``run_inference``'s) and the rows it keeps of a clip, 86
+    a second; on a track whose cut falls before its last window (8 min in 4.92-s windows: 142 rows per 36,164 samples
+    exceed 86 a second by more than the last window holds), the earlier windows keep their rows whole and the last one
+    row — not a count of 0 or less, which the embedder refused as an error record."""
+    from repeval.models.basicpitch import FPS, BasicPitch
+
+    g = BasicPitch.frame_geometry({})
+    model = object.__new__(BasicPitch)
+    for n in (300, g.hop - g.left, g.hop - g.left + 1, 3 * g.hop + 7, 123457):
+        assert len(model._windows(np.zeros(n, np.float32))) == g.count(n)
+        assert g.count_rows(n) == int(np.floor(n * FPS / SR)) <= g.count(n) * g.rows
+    track = np.zeros(480 * SR, np.float32)
+    decoder = DecodeDeform(SR, {}, 7, chunk_s=5.0, geometry=g)
+    windows = list(chunk_blocks([track], SR, 5.0, *decoder._grid()))
+    keeps = []
+    for i, w in enumerate(windows):
+        last = i == len(windows) - 1
+        previous, following = (windows[i - 1] if i else None), (None if last else windows[i + 1])
+        keeps.append(decoder._seam(w, previous, following, i, last)[1][1])
+    assert keeps[:-1] == [len(w) // g.hop * g.rows for w in windows[:-1]]
+    assert sum(keeps[:-1]) >= g.count_rows(len(track)) and keeps[-1] == 1
