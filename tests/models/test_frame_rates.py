@@ -24,7 +24,7 @@ TRACK = "librosa_examples/audio/Hungarian_Dance_number_5_-_Allegro_in_F_sharp_mi
 def _hf(workdir: Path) -> list[dict[str, Any]]:
     from repeval.models.dummies import tiny_hf_model
 
-    model = str(tiny_hf_model(workdir / "tiny", "hubert"))
+    model = str(tiny_hf_model(workdir / "tiny-rates-hubert", "hubert"))
     return [
         {"id": "hf-window", "type": "hf-audio", "params": {"model": model, "window_s": 2.0}},
         {"id": "hf-native", "type": "hf-audio", "params": {"model": model, "frames": "native"}},
@@ -61,11 +61,13 @@ FAMILIES = {
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_frame_memory_per_minute_is_the_frames_a_real_embed_stores(ray_session, shared_data, tmp_path, family):
+def test_frame_memory_per_minute_is_the_frames_a_real_embed_stores(
+    ray_session, shared_data, dummy_dir, tmp_path, family
+):
     """Before embedding, ``repeval plan`` said "not known" for these families (their frame rate lives in the
     package's constants, the model config or essentia's patch hop); it now gives MiB per minute of audio, and a real
     embed of a real 45.8-s recording stores the dimension it names and, within each 30-s window's edge, the frames."""
-    models = FAMILIES[family](tmp_path / "weights")
+    models = FAMILIES[family](dummy_dir)
     manifest = tmp_path / "m.csv"
     with manifest.open("w", newline="") as fh:
         csv.writer(fh).writerows(
