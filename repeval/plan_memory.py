@@ -74,19 +74,26 @@ def _stored_train_frames(store: Any, ds: Any, model_id: str) -> tuple[int, int] 
     return frames, dim
 
 
-def _rate(model: Any) -> str | None:
-    """Bytes per minute of audio from the model's declared frame geometry and dimension; ``None`` if not declared."""
+def frame_rate(model: Any) -> tuple[float, int] | None:
+    """``(seconds between frames, dimension)`` of a model's frames from what it declares without loading weights
+    (:meth:`~repeval.models.base.EmbeddingModel.declared_hop_s`, ``declared_sizes``); ``None`` if it declares
+    neither."""
     from repeval.models import resolve_model
-    from repeval.pipeline.partitions import model_settings
 
     fam, params = resolve_model(model)
-    rate_hz, dim = fam.cls.declared_sizes(params)
-    geometry = fam.cls.frame_geometry(params)
-    hop_s = model_settings(fam, params).get("hop_s")  # a model cutting windows of its own: its hop
-    if geometry is not None and rate_hz:
-        hop_s = geometry.hop / rate_hz
-    if not dim or not isinstance(hop_s, int | float) or hop_s <= 0:
+    _, dim = fam.cls.declared_sizes(params)
+    hop_s = fam.cls.declared_hop_s(params)
+    if not dim or not hop_s or hop_s <= 0:
         return None
+    return hop_s, int(dim)
+
+
+def _rate(model: Any) -> str | None:
+    """Bytes per minute of audio from the model's declared frame rate and dimension; ``None`` if not declared."""
+    rate = frame_rate(model)
+    if rate is None:
+        return None
+    hop_s, dim = rate
     per_minute = 60 / hop_s * dim * _BYTES_PER_VALUE
     return f"{per_minute / 2**20:.3g} MiB per minute of training audio ({dim}-d frames every {hop_s:.3g} s)"
 

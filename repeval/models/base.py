@@ -63,6 +63,12 @@ class FrameGeometry:
     #: (PESTO, CREPE below a 32-ms hop), are then not computed; False (the default): it computes all it can and the
     #: pipeline drops those
     stops: bool = False
+    #: output rows each frame gives, one after the other (basic-pitch: a 2-s window's 142 posteriorgram frames); the
+    #: pipeline's ``skip``, ``keep`` and ``n_frames`` count rows
+    rows: int = 1
+    #: a model that cuts a track's rows to ``floor(n · rows_per_sample)`` of a track of ``n`` samples (basic-pitch:
+    #: 86 a second, though its windows give 86.13); 0 (the default): no cut
+    rows_per_sample: float = 0.0
 
     def count(self, n_samples: int) -> int:
         """Frames the model gives on ``n_samples`` samples."""
@@ -70,6 +76,14 @@ class FrameGeometry:
         frames = (max(n, self.span) - self.span) // self.hop + 1
         rest = n - (frames - 1) * self.hop - self.span
         return frames + int(self.tail > 0 and rest > 0 and rest >= self.tail)
+
+    def count_rows(self, n_samples: int) -> int:
+        """Rows the model gives on a track of ``n_samples`` samples: :attr:`rows` per frame, cut at
+        :attr:`rows_per_sample`."""
+        rows = self.count(n_samples) * self.rows
+        if self.rows_per_sample > 0:
+            rows = min(rows, int(np.floor(int(n_samples) * self.rows_per_sample)))
+        return rows
 
     @property
     def offset(self) -> bool:
@@ -166,6 +180,21 @@ class EmbeddingModel:
         Such a model gets each window of a long track alone, its frames near window edges computed on that
         window's audio only."""
         return None
+
+    @classmethod
+    def declared_hop_s(cls, params: dict[str, Any]) -> float | None:
+        """Seconds between consecutive output frames over a long track, known without loading weights (a config
+        file's read at most) — what ``repeval plan`` states a frame-level trial's memory per minute of audio from;
+        ``None`` where unknown. By default: its frame geometry's hop at its declared rate, else its ``hop_s`` (the
+        constructor's default under ``params``)."""
+        rate, _ = cls.declared_sizes(params)
+        geometry = cls.frame_geometry(params)
+        if geometry is not None and rate:
+            return geometry.hop / rate
+        hop_s = params.get("hop_s", getattr(model_parameters(cls).get("hop_s"), "default", None))
+        if isinstance(hop_s, bool) or not isinstance(hop_s, int | float) or hop_s <= 0:
+            return None
+        return float(hop_s)
 
     @property
     def version(self) -> str:

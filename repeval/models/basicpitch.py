@@ -6,14 +6,15 @@ windows the audio exactly like ``basic_pitch.inference.run_inference`` (30 overl
 half trimmed at each side, trimmed to the clip length) and returns, per frame, the
 concatenation of the ``outputs`` named in the params (default all three: 440-d).
 
-No frame geometry (a long track's pipeline windows are each embedded alone): a 2-s window's 142 kept frames span
-36,352 samples but windows start every 36,164, and the stitched frames are cut to 86 a second of the clip (its frames
-are 86.13 a second), so which frames a track has at a given time depends on its whole length, not on a bounded
-context around it. A track of one window (shorter than 1.5 × ``chunk_s``) gets ``run_inference``'s frames exactly:
-on five files (0.8-46 s, 44.1 and 22.05 kHz, a stereo MP3) the clip means were equal to the bit, but for a 45.8-s one
-in two 30-s windows — 2% of their largest value away (cosine 0.99999), its two windows' frames near their edge
-computed on each window's audio alone; with ``params.chunk_s: 60`` it was one window and equal too (session 53).
-Set ``chunk_s`` above two thirds of the longest track for the package's frames, at the memory of a window that long.
+A long track's pipeline windows are invisible (:meth:`BasicPitch.frame_geometry`): its frames are the 2-s windows,
+142 output rows each, every 36,164 samples; windows on that grid reach the model with 3,840 samples of their neighbours
+each side and it starts its 2-s windows 3,840 samples before theirs (``offsets``), as ``run_inference`` does on the
+whole track, computing only the rows asked (``n_frames``); the track's rows are cut to 86 a second of it
+(``rows_per_sample``). A 133-s song in 4 windows of 30 s or 27 of 5 s gets ``run_inference``'s frames to the bit
+(tests/pipeline/test_seams.py). One difference is left: the cut drops the rows beyond 86 a second (windows give
+86.13: ≈2.6e-5 a sample, plus up to 157), and where that reaches before a track's last window (possible past ≈32 min at
+30-s windows: the decoder knows the track's length at its last window only) the earlier windows keep their rows whole
+and the last gives one — the package's frames, then up to a few hundred that it cuts.
 
 ``import basic_pitch`` imports tensorflow when present, which must not happen in a shared
 worker (essentia aborts beside TF 2.x), so the package is never imported: only its model file
@@ -28,7 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from repeval.models._common import RebuildOnUnpickle, as_mono, extra_reason, ort_session_options, package_dir
-from repeval.models.base import EmbeddingModel, PerClip, refuse_offsets, register_model
+from repeval.models.base import EmbeddingModel, FrameGeometry, PerClip, register_model
 
 SR = 22050
 FFT_HOP = 256
@@ -37,6 +38,7 @@ N_OVERLAP_FRAMES = 30
 OVERLAP = N_OVERLAP_FRAMES * FFT_HOP
 HOP = WINDOW - OVERLAP
 FPS = SR // FFT_HOP  # ANNOTATIONS_FPS = 86
+ROWS = 2 * FPS - N_OVERLAP_FRAMES  # a window's 172 frames less half the overlap at each side
 _OUTPUTS = {
     "contour": ("StatefulPartitionedCall:0", 264),
     "note": ("StatefulPartitionedCall:1", 88),
@@ -85,9 +87,31 @@ class BasicPitch(RebuildOnUnpickle, EmbeddingModel):
         outputs = params.get("outputs") or list(_OUTPUTS)
         return SR, sum(_OUTPUTS[o][1] for o in outputs if o in _OUTPUTS)
 
-    def _windows(self, audio: np.ndarray) -> np.ndarray:
-        audio = np.concatenate([np.zeros(OVERLAP // 2, dtype=np.float32), audio])
-        starts = range(0, len(audio), HOP)
+    @classmethod
+    def declared_hop_s(cls, params: dict[str, Any]) -> float | None:
+        """A clip's frames are cut to 86 a second of it (``ANNOTATIONS_FPS``, :meth:`embed_batch`)."""
+        return 1 / FPS
+
+    @classmethod
+    def frame_geometry(cls, params: dict[str, Any]) -> FrameGeometry:
+        """A frame per 2-s window, 142 rows each: window ``k`` of a track starts ``k`` hops of 36,164 samples in,
+        less the 3,840 zeros ``run_inference`` puts before the track, and reads 43,844 samples — so a pipeline window
+        on that grid, with 3,840 samples of its neighbours each side, gets ``run_inference``'s windows of the whole
+        track, and the track's rows are cut to 86 a second of it. ``span``: the padding makes ``n`` samples
+        ``ceil((n + 3,840) / hop)`` windows."""
+        half = OVERLAP // 2
+        return FrameGeometry(
+            hop=HOP, left=half, right=WINDOW - half, span=1 - half, align=1, stops=True, rows=ROWS,
+            rows_per_sample=FPS / SR,
+        )  # fmt: skip
+
+    def _windows(self, audio: np.ndarray, offset: int = 0, rows: int = -1) -> np.ndarray:
+        """The 2-s windows whose frames start ``offset`` samples into ``audio`` (the audio before: the context the
+        first one reads, zeros where there is less), as many as give ``rows`` rows (negative: all)."""
+        half = OVERLAP // 2
+        pad = np.zeros(max(0, half - offset), dtype=np.float32)
+        audio = np.concatenate([pad, audio[max(0, offset - half) :]])
+        starts = range(0, len(audio), HOP)[: -(-rows // ROWS) if rows >= 0 else None]
         out = np.zeros((len(starts), WINDOW, 1), dtype=np.float32)
         for i, s in enumerate(starts):
             chunk = audio[s : s + WINDOW]
@@ -100,9 +124,12 @@ class BasicPitch(RebuildOnUnpickle, EmbeddingModel):
     def embed_batch(
         self, audios: list[np.ndarray], offsets: PerClip = None, n_frames: PerClip = None
     ) -> list[np.ndarray]:
-        refuse_offsets(self, offsets)
+        """Each clip's rows: ``run_inference``'s; with ``offsets`` (a pipeline window with context before it), its
+        windows start there; with ``n_frames`` (of rows, negative: all), only those rows' windows are computed."""
         clips = [as_mono(a) for a in audios]
-        wins = [self._windows(a) for a in clips]
+        offs = [int(o) for o in offsets] if offsets is not None else [0] * len(clips)
+        wanted = [int(n) for n in n_frames] if n_frames is not None else [-1] * len(clips)
+        wins = [self._windows(a, o, n) for a, o, n in zip(clips, offs, wanted, strict=True)]
         counts = [len(w) for w in wins]
         stacked = np.concatenate(wins) if wins else np.zeros((0, WINDOW, 1), np.float32)
         names = [_OUTPUTS[o][0] for o in self.outputs]
@@ -116,7 +143,7 @@ class BasicPitch(RebuildOnUnpickle, EmbeddingModel):
         n_olap = N_OVERLAP_FRAMES // 2
         frames = frames[:, n_olap:-n_olap, :]
         out = []
-        for clip, chunk in zip(clips, np.split(frames, np.cumsum(counts)[:-1]), strict=True):
-            n_keep = max(1, int(np.floor(len(clip) * (FPS / SR))))
+        for clip, o, n, chunk in zip(clips, offs, wanted, np.split(frames, np.cumsum(counts)[:-1]), strict=True):
+            n_keep = n if n >= 0 else max(1, int(np.floor((len(clip) - o) * (FPS / SR))))
             out.append(np.ascontiguousarray(chunk.reshape(-1, self.embedding_dim)[:n_keep], dtype=np.float32))
         return out

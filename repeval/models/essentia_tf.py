@@ -73,6 +73,10 @@ class EssentiaModel(RebuildOnUnpickle, EmbeddingModel):
     #: audio (samples) that yields one full patch, padded to when a clip is shorter
     min_samples: ClassVar[int] = 16000
     extra_args: ClassVar[dict[str, Any]] = {}
+    #: samples between the algorithm's spectrogram frames, and its ``patchHopSize`` default: spectrogram frames
+    #: between patches (one embedding each); 0: the model cuts its input otherwise
+    frame_hop: ClassVar[int] = 0
+    patch_hop: ClassVar[int] = 0
 
     def __init__(
         self,
@@ -112,6 +116,13 @@ class EssentiaModel(RebuildOnUnpickle, EmbeddingModel):
     def declared_sizes(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:
         return cls.rate, int(params.get("embedding_dim") or cls.dim)
 
+    @classmethod
+    def declared_hop_s(cls, params: dict[str, Any]) -> float | None:
+        """A patch every ``patchHopSize`` spectrogram frames (essentia's default unless ``params`` set it)."""
+        if not cls.frame_hop:
+            return super().declared_hop_s(params)
+        return int(params.get("patchHopSize") or cls.patch_hop) * cls.frame_hop / cls.rate
+
     def _postprocess(self, out: np.ndarray) -> np.ndarray:
         return out.reshape(out.shape[0], -1)
 
@@ -134,6 +145,8 @@ class VGGishAudioSet(EssentiaModel):
     input_node = "model/Placeholder"
     output_node = "model/vggish/embeddings"
     dim = 128
+    frame_hop = 160
+    patch_hop = 93
     min_samples = 96 * 160 + 400
 
 
@@ -145,6 +158,8 @@ class EffNetDiscogs(EssentiaModel):
     input_node = "serving_default_melspectrogram"
     output_node = "PartitionedCall:1"
     dim = 1280
+    frame_hop = 256
+    patch_hop = 62
     min_samples = 128 * 256 + 512
 
 
@@ -156,6 +171,8 @@ class MusiCNNEssentia(EssentiaModel):
     input_node = "model/Placeholder"
     output_node = "model/dense/BiasAdd"
     dim = 200
+    frame_hop = 256
+    patch_hop = 93
     min_samples = 187 * 256 + 512
 
 
@@ -167,6 +184,8 @@ class MAEST(EssentiaModel):
     input_node = "serving_default_melspectrogram"
     output_node = "StatefulPartitionedCall:7"
     dim = 2304
+    frame_hop = 256
+    patch_hop = 1875
     min_samples = 1876 * 256 + 512
 
     def __init__(self, token_pooling: str = "concat", **params: Any) -> None:
@@ -214,6 +233,11 @@ class OpenL3(EssentiaModel):
         self.hop = max(1, round(hop_s * self.rate))
         self.max_batch_windows = int(max_batch_windows)
         super().__init__(hop_s=hop_s, max_batch_windows=max_batch_windows, **params)
+
+    @classmethod
+    def declared_hop_s(cls, params: dict[str, Any]) -> float | None:
+        """A window every ``hop_s`` rounded to whole samples (:meth:`embed`)."""
+        return max(1, round(float(params.get("hop_s", 0.1)) * cls.rate)) / cls.rate
 
     def _setup(self, input_node: str, output_node: str, params: dict[str, Any]) -> None:
         import essentia

@@ -163,6 +163,21 @@ class HFAudioEncoder(RebuildOnUnpickle, EmbeddingModel):
         sr = fe.get("sampling_rate") or cfg.get("sampling_rate")
         return (int(sr) if sr else None), (int(cfg["hidden_size"]) if "hidden_size" in cfg else None)
 
+    @classmethod
+    def declared_hop_s(cls, params: dict[str, Any]) -> float | None:
+        """``frames: window``: ``window_s`` (a clip's nearest whole number of equal windows, one frame each);
+        ``native``: its convolutional front-end's stride (the product of the model config's ``conv_stride``: 320
+        samples, 20 ms at 16 kHz) at its sampling rate — ``None`` when the config is not local or has no strides."""
+        if params.get("frames", "window") == "window":
+            window_s = params.get("window_s", 5.0)
+            return float(window_s) if isinstance(window_s, int | float) and window_s > 0 else None
+        model = params.get("model") or cls.default_model
+        strides = _read_json(model, "config.json").get("conv_stride") if model else None
+        rate, _ = cls.declared_sizes(params)
+        if not strides or not rate:
+            return None
+        return float(np.prod([int(s) for s in strides])) / rate
+
     def _split(self, audio: np.ndarray) -> list[np.ndarray]:
         """The clip as the nearest whole number of equal windows (lengths differing by one sample at most): each
         window's frames then weigh alike in the clip's mean, as they do in a mean over the clip's frames (a 5.1-s clip

@@ -376,7 +376,10 @@ class DecodeDeform:
         if (index and g.before and before is None) or (not last and g.after and after is None):
             return window, (0, -1, 0, 0)
         start = index * window_sizes(self.sample_rate_hz, float(self.chunk_s or 0), *self._grid())[0]
-        keep = g.count(start + len(window)) - start // g.hop if last else len(window) // g.hop
+        # rows (``g.rows`` per frame); the last window: as many as the track has from its start on — at least one
+        # where the model's cut (``rows_per_sample``) falls in an earlier window, whose rows are kept whole
+        rows = g.count_rows(start + len(window)) - start // g.hop * g.rows if last else len(window) // g.hop * g.rows
+        keep = max(rows, 1) if last else rows
         # a window none of whose frames reads its last samples (a frame shorter than a hop) goes without them: the
         # model computes no frame past its end
         body = window if last or not g.trim else window[: len(window) - g.trim]
@@ -385,7 +388,7 @@ class DecodeDeform:
         ahead = 0 if before is None else len(before)
         offset = ahead if g.offset else 0
         return (np.concatenate(parts) if len(parts) > 1 else body), (
-            (ahead - offset) // g.hop,
+            (ahead - offset) // g.hop * g.rows,
             keep,
             context,
             offset,

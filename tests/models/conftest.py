@@ -1,6 +1,8 @@
-"""Fixtures of the model tests: plugins a test registers are forgotten after it."""
+"""Fixtures of the model tests: plugins a test registers are forgotten after it; stand-in weights, written once."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -18,3 +20,10 @@ def forget_plugins(monkeypatch):
     yield
     for name in set(MODELS.names()) - before:
         MODELS.remove(name)
+
+
+@pytest.fixture(scope="session")
+def dummy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Stand-in weights of the session's model tests (:mod:`repeval.models.dummies`: the Essentia graphs, written by a
+    tensorflow process, once)."""
+    return tmp_path_factory.mktemp("model-weights")

@@ -32,11 +32,6 @@ def _skip_reason(name: str) -> str | None:
 
 
 @pytest.fixture(scope="session")
-def dummy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("model-weights")
-
-
-@pytest.fixture(scope="session")
 def isolated_reports(dummy_dir: Path) -> Callable[[str], dict[str, ValidationReport]]:
     """Validate all runnable families of a process group in one fresh process (cached per group)."""
     cache: dict[str, dict[str, ValidationReport]] = {}

@@ -288,3 +288,75 @@ def test_a_chunk_s_below_the_models_shortest_window_is_said_with_the_window_used
     audio, context = table.column("audio").to_pylist(), table.column("context").to_pylist()
     windows = [len(a) - c for a, c in zip(audio, context, strict=True)]
     assert windows[:-1] == [44032] * 4 and f"{44032 / SR:.3f}" == "1.997"  # one of its hops
+
+
+#: basic-pitch's own inference on its ONNX model, tensorflow kept out (``import basic_pitch`` imports it when present)
+_RUN_INFERENCE = r"""
+import os, sys
+sys.modules["tensorflow"] = None
+import numpy as np
+import basic_pitch
+from basic_pitch.inference import Model, run_inference
+onnx = os.path.join(os.path.dirname(basic_pitch.__file__), "saved_models", "icassp_2022", "nmp.onnx")
+out = run_inference(sys.argv[1], Model(onnx))
+np.save(sys.argv[2], np.concatenate([out["contour"], out["note"], out["onset"]], axis=1))
+"""
+
+LONG_SONG = "librosa_examples/audio/Karissa_Hobbs_-_Lets_Go_Fishin.ogg"  # 133 s
+
+
+@pytest.fixture(scope="module")
+def run_inference_frames(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
+    """``basic_pitch.inference.run_inference``'s contour ⊕ note ⊕ onset frames of a 133-s song (a subprocess)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("basic_pitch")
+    out = tmp_path_factory.mktemp("run_inference") / "frames.npy"
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUN_INFERENCE, str(shared_data / LONG_SONG), str(out)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return np.load(out)
+
+
+@pytest.mark.parametrize("chunk_s", [30.0, 5.0])
+def test_basic_pitch_frames_of_a_long_track_are_run_inferences(
+    shared_data: Path, run_inference_frames: np.ndarray, chunk_s: float
+) -> None:
+    """basic-pitch on a 133-s song in windows (4 of 30 s, 27 of 5 s) through the pipeline's stages gives
+    ``run_inference``'s frames of the whole song, equal to the bit: its windows fall on basic-pitch's 36,164-sample
+    grid, each reaching the model with 3,840 samples of its neighbours each side (the model's 2-s windows of the whole
+    song), and the song's frames are cut at 86 a second. Window by window alone it had 3 frames fewer and frames at
+    each window edge up to 0.87 away."""
+    cfg = EmbeddingModelConfig(id="basic-pitch", params={"chunk_s": chunk_s})
+    rows, _, _ = _pipeline(cfg, str(shared_data / LONG_SONG), {})
+    row = rows["clean"]
+    assert row["n_chunks"] == (4 if chunk_s == 30.0 else 27)
+    np.testing.assert_array_equal(np.stack(row["frames"]), run_inference_frames)
+    assert row["n_frames"] == len(run_inference_frames)
+
+
+def test_basic_pitch_geometry_counts_its_windows_and_rows_and_a_cut_before_the_last_window_keeps_one() -> None:
+    """basic-pitch's geometry counts the 2-s windows it cuts (``run_inference``'s) and the rows it keeps of a clip, 86
+    a second; on a track whose cut falls before its last window (8 min in 4.92-s windows: 142 rows per 36,164 samples
+    exceed 86 a second by more than the last window holds), the earlier windows keep their rows whole and the last one
+    row — not a count of 0 or less, which the embedder refused as an error record."""
+    from repeval.models.basicpitch import FPS, BasicPitch
+
+    g = BasicPitch.frame_geometry({})
+    model = object.__new__(BasicPitch)
+    for n in (300, g.hop - g.left, g.hop - g.left + 1, 3 * g.hop + 7, 123457):
+        assert len(model._windows(np.zeros(n, np.float32))) == g.count(n)
+        assert g.count_rows(n) == int(np.floor(n * FPS / SR)) <= g.count(n) * g.rows
+    track = np.zeros(480 * SR, np.float32)
+    decoder = DecodeDeform(SR, {}, 7, chunk_s=5.0, geometry=g)
+    windows = list(chunk_blocks([track], SR, 5.0, *decoder._grid()))
+    keeps = []
+    for i, w in enumerate(windows):
+        last = i == len(windows) - 1
+        previous, following = (windows[i - 1] if i else None), (None if last else windows[i + 1])
+        keeps.append(decoder._seam(w, previous, following, i, last)[1][1])
+    assert keeps[:-1] == [len(w) // g.hop * g.rows for w in windows[:-1]]
+    assert sum(keeps[:-1]) >= g.count_rows(len(track)) and keeps[-1] == 1

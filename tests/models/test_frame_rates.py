@@ -1,0 +1,115 @@
+"""``repeval plan``'s frame memory before embedding — MiB per minute of audio from the frame rate and dimension a model
+declares without loading weights (:func:`repeval.plan_memory.frame_rate`) — against the frames a real embed of a real
+recording stores: basic-pitch (its shipped ONNX model), a transformers encoder (a small one saved locally: its config
+gives the rate) and the Essentia graphs (stand-in graphs through essentia's own algorithms, which cut the patches)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from repeval import runner
+from repeval.config import parse_config
+from repeval.plan import make_plan
+from repeval.plan_memory import frame_rate
+
+TRACK = "librosa_examples/audio/Hungarian_Dance_number_5_-_Allegro_in_F_sharp_minor_(string_orchestra).ogg"  # 45.8 s: two 30-s windows
+
+
+def _hf(workdir: Path) -> list[dict[str, Any]]:
+    from repeval.models.dummies import tiny_hf_model
+
+    model = str(tiny_hf_model(workdir / "tiny-rates-hubert", "hubert"))
+    return [
+        {"id": "hf-window", "type": "hf-audio", "params": {"model": model, "window_s": 2.0}},
+        {"id": "hf-native", "type": "hf-audio", "params": {"model": model, "frames": "native"}},
+    ]
+
+
+def _essentia(workdir: Path) -> list[dict[str, Any]]:
+    from repeval.models.dummies import ESSENTIA_FAMILIES, write_essentia_dummies
+
+    names = [n for n in ESSENTIA_FAMILIES if n != "openl3"]  # openl3: its own hop_s, known before
+    write_essentia_dummies(workdir, tuple(names))
+    return [{"id": n, "params": {"graph_path": str(workdir / f"dummy-{n}.pb")}} for n in names]
+
+
+def _extent_s(model_id: str) -> float:
+    """What one frame reads (seconds): the frames of a piece of audio embedded alone fall short of its length over
+    the hop by this much less one hop, and a fraction of a frame (0: less than a hop)."""
+    from repeval.models import MODELS
+
+    if model_id not in MODELS.names():
+        return 0.0  # hf: one frame per equal window, or the front-end's receptive field (less than a hop here)
+    cls: Any = MODELS.get(model_id).cls
+    return cls.min_samples / cls.rate if hasattr(cls, "min_samples") else 0.0
+
+
+FAMILIES = {
+    "basic-pitch": lambda _: [
+        {"id": "basic-pitch"},
+        {"id": "bp-note", "type": "basic-pitch", "params": {"outputs": ["note"]}},
+    ],
+    "hf": _hf,
+    "essentia": _essentia,
+}
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_frame_memory_per_minute_is_the_frames_a_real_embed_stores(
+    ray_session, shared_data, dummy_dir, tmp_path, family
+):
+    """Before embedding, ``repeval plan`` said "not known" for these families (their frame rate lives in the
+    package's constants, the model config or essentia's patch hop); it now gives MiB per minute of audio, and a real
+    embed of a real 45.8-s recording stores the dimension it names and, within each 30-s window's edge, the frames."""
+    models = FAMILIES[family](dummy_dir)
+    manifest = tmp_path / "m.csv"
+    with manifest.open("w", newline="") as fh:
+        csv.writer(fh).writerows(
+            [["track_id", "audio_path", "label", "split"], ["t", shared_data / TRACK, "a", "train"]]
+        )
+    cfg = parse_config(
+        {
+            "run": {"run_id": "rates", "store": str(tmp_path / "store"), "runs_dir": str(tmp_path / "runs")},
+            "experiments": [
+                {
+                    "task": {"name": "t", "type": "multiclass_classification", "embedding_aggregation": "prediction"},
+                    "datasets": [
+                        {
+                            "name": "d",
+                            "type": "catalog",
+                            "manifest": str(manifest),
+                            "label_column": "label",
+                            "split_column": "split",
+                        }
+                    ],
+                    "embedding_models": models,
+                    "downstream_models": [{"name": "linear", "hidden_units": []}],
+                }
+            ],
+        }
+    )
+    before = make_plan(cfg).memory
+    assert len(before) == len(models)
+    summary = runner.stage_embed(runner.make_context(cfg), progress=False)
+    assert summary.errors == 0
+    for m, line in zip(cfg.experiments[0].embedding_models, before, strict=True):
+        rate = frame_rate(m)
+        assert rate is not None, line
+        hop_s, dim = rate
+        assert f"{60 / hop_s * dim * 4 / 2**20:.3g} MiB per minute of training audio ({dim}-d frames" in line, line
+        t = pq.read_table(tmp_path / "store" / "d" / m.id / "clean", columns=["n_frames", "n_chunks", "audio_seconds"])
+        stored = pq.read_schema(next((tmp_path / "store" / "d" / m.id / "clean").glob("*.parquet")))
+        assert stored.field("embedding").type.list_size == dim, m.id
+        n_frames, windows, seconds = (t.column(c)[0].as_py() for c in ("n_frames", "n_chunks", "audio_seconds"))
+        estimate = seconds / hop_s
+        # the pieces embedded alone: the pipeline's 30-s windows, and an hf encoder's equal windows within them
+        native = m.params.get("frames") == "native"
+        pieces = windows + (math.ceil(seconds / m.params.get("window_s", 5.0)) if native else 0)
+        slack = pieces * max(1.0, _extent_s(m.type or m.id) / hop_s)
+        assert abs(n_frames - estimate) <= slack, (m.id, n_frames, estimate, slack)
