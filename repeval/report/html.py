@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from importlib import resources
 from pathlib import Path
@@ -43,6 +45,7 @@ from repeval.report.selection import combine_validation
 from repeval.report.summary import Headline, best_names, headline, headlines, summary_cards
 from repeval.report.tables import Table, make_table, multi_task_datasets
 from repeval.report.training import preset_notes, task_notes
+from repeval.run.files import damaged
 from repeval.store.partition import show_errors_command
 
 log = logging.getLogger(__name__)
@@ -171,7 +174,9 @@ def _left_out_section(runs: list[Run]) -> str:
     for run in runs:
         found = error_records(run, MAX_ERROR_ROWS - len(rows))
         prefix = f"{run.run_id}: " if multi else ""
-        problems += [f"{prefix}error records not read from the store {found.store}: {p}" for p in found.problems]
+        problems += [
+            f"{prefix}error records not read from the embedding store at {found.store}: {p}" for p in found.problems
+        ]
         total += found.total
         counts += [(found.store, name, n) for name, n in found.counts]
         rows += [[*([run.run_id] if multi else []), *(r.get(c) or "" for c in ERROR_COLUMNS)] for r in found.rows]
@@ -330,14 +335,28 @@ def build_report_html(runs: list[Run], *, title: str = "repeval report") -> str:
     )
 
 
+@contextmanager
+def _reading() -> Iterator[None]:
+    """A run's file this user may not read, as a ``ValueError`` naming it and the fix: `repeval report` tells how to
+    write the report elsewhere for an ``OSError`` of writing it, which would send the reader to the wrong folder."""
+    try:
+        yield
+    except PermissionError as exc:
+        name = exc.filename if exc.filename is not None else str(exc)
+        raise ValueError(f"{name} is unreadable (permission denied): {damaged(exc, '')}") from None
+
+
 def write_report(run_dirs: list[Path], out: Path) -> Path:
-    """Write the self-contained report for ``run_dirs`` to ``out`` (a ``.html`` file or a folder)."""
-    runs = load_runs([Path(d) for d in run_dirs])
+    """Write the self-contained report for ``run_dirs`` to ``out`` (a ``.html`` file or a folder). A run's file this
+    user may not read is a ``ValueError`` naming it: an ``OSError`` out of here is one of writing ``out``."""
+    with _reading():
+        runs = load_runs([Path(d) for d in run_dirs])
     out = Path(out)
     if out.suffix.lower() not in (".html", ".htm"):
         out = out / "report.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    html = build_report_html(runs)
+    out.parent.mkdir(parents=True, exist_ok=True)  # before the figures: a folder it cannot write fails at once
+    with _reading():
+        html = build_report_html(runs)
     # whole or not at all: a full disk or a kill mid-write must not leave half a report in place of the last one
     tmp = out.with_name(f".{out.name}.tmp")
     try:
