@@ -239,15 +239,17 @@ def per_label_bars(
     scenario: str = CLEAN,
     validation: pd.DataFrame | None = None,
     ci_level: str = "95%",
+    probes: dict[str, str] | None = None,
 ) -> Figure:
     """Horizontal bars of one model/probe's per-label values with their ``ci_level`` bootstrap intervals (by default
-    the best model on clean test with its chosen probe, :func:`probe_choice`); the axis names the value (``F1 per
-    label``) and the average over labels ``metric`` names (:func:`~repeval.report.cells.per_label_title`)."""
+    the best model on clean test with its chosen probe, :func:`probe_choice`; ``probes``: each model's, when chosen
+    already); the axis names the value (``F1 per label``) and the average over labels ``metric`` names
+    (:func:`~repeval.report.cells.per_label_title`)."""
     df = _group(results, task, dataset, per_label=True)
     metric = _metric(df, metric)
     df = df[(df["metric"] == metric) & (df["scenario"] == scenario)]
     if model is None or probe is None:
-        agg_probes = best_probes(results, task, dataset, metric, validation)
+        agg_probes = probes or best_probes(results, task, dataset, metric, validation)
         agg = _group(results, task, dataset)
         agg = agg[(agg["metric"] == metric) & (agg["scenario"] == CLEAN)]
         means = {m: agg[(agg["model"] == m) & (agg["probe"] == p)]["value"].mean() for m, p in agg_probes.items()}

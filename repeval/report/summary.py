@@ -164,17 +164,41 @@ def headlines(
 ) -> list[tuple[list[str], Headline]]:
     """:func:`headline` of each set of ``df``'s runs scored on the same test set (:func:`~repeval.report.comparable.
     run_sets`; ``test_sets``: their digests): one entry (every run) when all were, else one per set, ranked apart."""
+    return section_headlines(df, task, dataset, validation, test_sets, overall=False).found
+
+
+@dataclass(frozen=True)
+class SectionHeadlines:
+    """A task/dataset's headlines, computed once for every part of its report section that shows them (the cards,
+    the tables' ✓ marks, the per-label tables and the confusion matrices)."""
+
+    #: :func:`headlines`: per set of runs on one test set, its runs and headline
+    found: list[tuple[list[str], Headline]]
+    #: :func:`headline` of every run together (the same as ``found``'s one when they are one set)
+    overall: Headline | None
+
+
+def section_headlines(
+    df: pd.DataFrame,
+    task: str,
+    dataset: str,
+    validation: pd.DataFrame | None = None,
+    test_sets: SplitDigests | None = None,
+    *,
+    overall: bool = True,
+) -> SectionHeadlines:
+    """:func:`headlines` and (``overall``) the :func:`headline` of every run of ``df``, each computed once."""
     group = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna()]
     sets = run_sets(group, test_sets) if not group.empty else [[]]
+    every = headline(df, task, dataset, validation) if overall or len(sets) == 1 else None
     if len(sets) == 1:
-        h = headline(df, task, dataset, validation)
-        return [(sets[0], h)] if h is not None else []
+        return SectionHeadlines([(sets[0], every)] if every is not None else [], every)
     out = []
     for runs in sets:
         h = headline(df[df["run_id"].astype(str).isin(runs)], task, dataset, validation)
         if h is not None:
             out.append((runs, h))
-    return out
+    return SectionHeadlines(out, every)
 
 
 def best_names(found: Sequence[tuple[list[str], Headline]]) -> str:
@@ -191,12 +215,14 @@ def summary_cards(
     dataset: str,
     validation: pd.DataFrame | None = None,
     test_sets: SplitDigests | None = None,
+    found: list[tuple[list[str], Headline]] | None = None,
 ) -> str:
     """The report's headline cards of ``task`` on ``dataset``: best on clean, most robust (when the group has
     deformation scenarios), the grid and the test tracks scored. Runs scored on different test sets (``test_sets``:
     their digests, :func:`~repeval.report.comparable.split_digests`) are not ranked against each other: the best
-    and most robust of each set of runs on one test set, and a card saying why."""
-    found = headlines(df, task, dataset, validation, test_sets)
+    and most robust of each set of runs on one test set, and a card saying why. ``found``: :func:`headlines`,
+    when computed already."""
+    found = headlines(df, task, dataset, validation, test_sets) if found is None else found
     if not found:
         return ""
     agg = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna() & (df["scenario"] == CLEAN)]
