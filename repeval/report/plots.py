@@ -379,22 +379,38 @@ def save_figure(fig: Figure, stem: Path, formats: Sequence[str] = ("png", "svg")
 def figure_data_uri(fig: Figure, fmt: str = "png") -> str:
     """The figure as a ``data:`` URI for self-contained HTML; a PNG of lines, bars and text only in 256 colours
     (:func:`_palette_png`)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format=fmt)
-    data = buf.getvalue()
     if fmt == "png" and not any(ax.images for ax in fig.axes):
-        data = _palette_png(data)
+        data = _palette_png(*_drawn_png(fig))
+    else:
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt)
+        data = buf.getvalue()
     mime = "image/svg+xml" if fmt == "svg" else f"image/{fmt}"
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _palette_png(png: bytes) -> bytes:
+def _drawn_png(fig: Figure) -> tuple[bytes, np.ndarray]:
+    """``fig`` as the PNG ``savefig`` writes, and its RGBA pixels: drawn once — ``savefig`` draws a figure with a
+    layout engine twice (once to lay it out, once to render it), then :func:`_palette_png` decoded its PNG again."""
+    import matplotlib as mpl
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()  # lays the figure out (its layout engine) and renders it
+    rgba = np.asarray(canvas.buffer_rgba())
+    buf = io.BytesIO()
+    mpl.image.imsave(buf, rgba, format="png", origin="upper", dpi=fig.dpi)  # as savefig's print_png
+    return buf.getvalue(), rgba
+
+
+def _palette_png(png: bytes, rgba: np.ndarray | None = None) -> bytes:
     """``png`` (opaque) as a 256-colour palette PNG, whichever is smaller: a figure of lines, bars and text looks the
     same in a quarter of the bytes (a study's report held 6 MB of such figures). Not for colour maps — a heat map's
-    colour bar would show bands — so :func:`figure_data_uri` keeps figures with images in full colour."""
+    colour bar would show bands — so :func:`figure_data_uri` keeps figures with images in full colour. ``rgba``: its
+    pixels, when at hand (not decoded again)."""
     from PIL import Image
 
-    image = Image.open(io.BytesIO(png)).convert("RGB")
+    image = (Image.fromarray(rgba) if rgba is not None else Image.open(io.BytesIO(png))).convert("RGB")
     out = io.BytesIO()
     image.quantize(256, method=Image.Quantize.FASTOCTREE).save(out, format="png", optimize=True)
     return out.getvalue() if out.tell() < len(png) else png
