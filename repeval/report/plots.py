@@ -335,13 +335,16 @@ def training_curves(
     fig = Figure(figsize=(4.2 * cols, 3.0 * rows), dpi=FIG_DPI, layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
     colors = [f"C{i % 10}" for i in range(len(probes))]
+    # every line's mean per epoch in one pass (a study's grid: a filter and a group-by per model × probe took longer
+    # than drawing them)
+    means = df.groupby(["model", "probe", "epoch"], observed=True)[["train_loss", "val_loss"]].mean()
+    curves = {(str(m), str(p)): c.droplevel([0, 1]) for (m, p), c in means.groupby(level=[0, 1], observed=True)}
     for k, model in enumerate(models):
         ax = axes[k // cols][k % cols]
         for probe, color in zip(probes, colors, strict=True):
-            sel = df[(df["model"] == model) & (df["probe"] == probe)]
-            if sel.empty:
+            curve = curves.get((str(model), str(probe)))
+            if curve is None:  # no history of this probe for this model
                 continue
-            curve = sel.groupby("epoch")[["train_loss", "val_loss"]].mean()
             ax.plot(curve.index, curve["train_loss"], color=color, lw=1.2, label=f"{probe}")
             ax.plot(curve.index, curve["val_loss"], color=color, lw=1.2, ls="--")
         ax.set_title(model, fontsize=9)

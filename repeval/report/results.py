@@ -19,6 +19,7 @@ Layout of ``runs/<run_id>/``:
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -97,10 +98,16 @@ class Run:
     #: annotates some labels per track, with ``unannotated: mask`` (its saved splits carry ``observed``)
     masked: frozenset[tuple[str, str]] = frozenset()
 
+    #: the parsed ``config_text`` and the text it is of (:attr:`config`)
+    _parsed: tuple[str, dict[str, Any]] | None = field(default=None, init=False, repr=False, compare=False)
+
     @property
     def config(self) -> dict[str, Any]:
-        data = yaml.safe_load(self.config_text) if self.config_text else None
-        return data if isinstance(data, dict) else {}
+        """``config_text`` parsed (a copy: the report reads it in every section, parsed once)."""
+        if self._parsed is None or self._parsed[0] != self.config_text:
+            data = yaml.safe_load(self.config_text) if self.config_text else None
+            self._parsed = (self.config_text, data if isinstance(data, dict) else {})
+        return copy.deepcopy(self._parsed[1])
 
 
 def ci_level(runs: Sequence[Run]) -> str:
