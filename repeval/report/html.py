@@ -42,7 +42,7 @@ from repeval.report.results import (
     ordered_scenarios,
 )
 from repeval.report.selection import combine_validation
-from repeval.report.summary import Headline, best_names, headlines, section_headlines, summary_cards
+from repeval.report.summary import Headline, best_names, headlines, summary_cards
 from repeval.report.tables import Table, make_table, multi_task_datasets
 from repeval.report.training import preset_notes, task_notes
 from repeval.run.files import damaged
@@ -118,8 +118,8 @@ def _confusion_block(runs: list[Run], df: pd.DataFrame, task: str, dataset: str,
     the summary card's (:func:`~repeval.report.summary.headline`; each of them when tied). Each matrix is the
     probe's counts summed over its seeds (:func:`~repeval.report.confusion.summed_confusion`), shown row-normalised.
     Runs on different test sets (``test_sets``): the best of each set of runs on one test set, as the cards name them
-    (``found``: their :func:`~repeval.report.summary.headlines`, when computed already)."""
-    found = headlines(df, task, dataset, validation, test_sets) if found is None else found
+    (``found``: their :attr:`~repeval.report.summary.Headlines.found`, when computed already)."""
+    found = headlines(df, task, dataset, validation, test_sets).found if found is None else found
     if not found:
         return ""
     h = found[0][1]
@@ -234,7 +234,7 @@ def _group_section(
     out.append(f'<h2>{e(task)} — {e(dataset)} <span class="rv-caption">{e(task_type)}</span></h2>')
     out += [f'<p class="rv-note rv-preset">{e(note)}</p>' for note in preset_notes(runs, task)]
     # the headlines once: the cards, the tables' marks, the per-label tables and the confusion matrices show them
-    heads = section_headlines(df, task, dataset, validation, test_sets)
+    heads = headlines(df, task, dataset, validation, test_sets, overall=True)
     out.append(summary_cards(df, task, dataset, validation, test_sets, heads.found))
     out.append(partial_audio_note(runs, task, dataset))
     out.append(_failed_block(runs, task, dataset))

@@ -56,8 +56,8 @@ def per_label_block(
     found: list[tuple[list[str], Headline]] | None = None,
 ) -> str:
     """A task/dataset's per-label values (the module's three steps); ``test_sets``: the runs' digests, whose sets of
-    runs on one test set get bars of their own best model; ``found``: the group's :func:`~repeval.report.summary.
-    headlines`, when computed already."""
+    runs on one test set get bars of their own best model; ``found``: the group's headlines
+    (:attr:`~repeval.report.summary.Headlines.found`), when computed already."""
     per = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].notna()]
     if per.empty:
         return ""
@@ -72,7 +72,7 @@ def per_label_block(
     spread = f"mean ± std over {replicates_text(per)}" if int(stats["n"].max()) > 1 else "the mean"
     over = "; each tag over the test tracks that annotate it (unannotated: mask)" if masked else ""
     thresholds = "".join(f"; {n}" for n in metric_notes(per, metrics, masked=False))  # said above, per tag
-    found = headlines(df, task, dataset, validation, test_sets) if found is None else found
+    found = headlines(df, task, dataset, validation, test_sets).found if found is None else found
     chosen = {k[0]: p for _, x in found for k, p in x.choice.probes.items()}
     top = list(dict.fromkeys(m for _, x in found for m, _ in x.best if m in chosen))
     tid = slug("labels", task, dataset)
