@@ -44,7 +44,7 @@ def _group(results: pd.DataFrame, task: str, dataset: str, *, per_label: bool = 
 
 
 def _metric(df: pd.DataFrame, metric: str | None) -> str:
-    present = list(dict.fromkeys(df["metric"]))
+    present = list(df["metric"].unique())  # in order of appearance
     if metric is None:
         return present[0]
     if metric not in present:

@@ -488,4 +488,5 @@ def label_order(per_label: pd.DataFrame) -> dict[str, int]:
 
 def groups(results: pd.DataFrame) -> list[tuple[str, str]]:
     """The ``(task, dataset)`` pairs in ``results``, in order of appearance."""
-    return list(dict.fromkeys(zip(results["task"], results["dataset"], strict=True)))
+    # (not a Python loop over every row: a study's results, per-label rows included, are hundreds of thousands)
+    return list(results[["task", "dataset"]].drop_duplicates().itertuples(index=False, name=None))
