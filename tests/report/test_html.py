@@ -489,24 +489,3 @@ def test_the_note_of_a_store_it_cannot_read_names_the_store_once(tmp_path, monke
     said = html.unescape(re.sub(r"<[^>]+>", " ", section))
     assert "error records not read from the embedding store at store: " in said, said
     assert not re.search(r"(?<!-)\b(\w+) \1\b", said), said  # (``--store store``: an option and its value)
-
-
-def test_a_report_computes_each_sections_headline_once_and_draws_each_figure_once(run_dir, monkeypatch):
-    """CPU of `repeval report` went to work done again: a section's headline (the probe choice, the robustness
-    rankings) was computed by its cards, its tables' marks, its per-label tables and its confusion matrices — four
-    times — and each figure was drawn twice (savefig lays a figure out in a draw of its own before rendering it)."""
-    from matplotlib.figure import Figure
-
-    from repeval.report import summary
-    from repeval.report.html import build_report_html
-    from repeval.report.results import groups, load_runs
-
-    runs = load_runs([run_dir])
-    headlines, draws = [], []
-    compute, draw = summary.headline, Figure.draw
-    monkeypatch.setattr(summary, "headline", lambda *a, **k: headlines.append(a[1:3]) or compute(*a, **k))
-    monkeypatch.setattr(Figure, "draw", lambda fig, renderer: draws.append(fig) or draw(fig, renderer))
-    page = build_report_html(runs)
-    assert sorted(headlines) == sorted(groups(runs[0].results)), headlines  # one per task/dataset section
-    assert draws and len(draws) == len({id(fig) for fig in draws}), draws  # (kept alive: no id is reused)
-    assert len(draws) == page.count("data:image/png;base64,")  # every figure on the page, drawn once
