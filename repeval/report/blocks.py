@@ -12,6 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from repeval.report import plots
+from repeval.report.selection import ProbeChoice
 
 log = logging.getLogger(__name__)
 e = html.escape
@@ -52,9 +53,23 @@ def controls(table_id: str, selects: Sequence[tuple[str, int, Sequence[str]]] = 
     return "".join(parts)
 
 
+def probe_choice(
+    df: pd.DataFrame, task: str, dataset: str, metric: str | None, validation: pd.DataFrame | None
+) -> ProbeChoice | None:
+    """The figures' probe per model (:func:`~repeval.report.plots.probe_choice`), made once for a figure and its
+    caption; ``None`` where there is none to make (no aggregate results of ``metric``: the figure says why)."""
+    try:
+        return plots.probe_choice(df, task, dataset, metric, validation)
+    except ValueError:
+        return None
+
+
+def chosen_probes(choice: ProbeChoice | None) -> dict[str, str] | None:
+    """Per model, the probe of ``choice`` (as :func:`~repeval.report.plots.best_probes` gives it); ``None``: none."""
+    return {k[0]: p for k, p in choice.probes.items()} if choice is not None else None
+
+
 def probe_rule(df: pd.DataFrame, task: str, dataset: str, metric: str | None, validation: pd.DataFrame | None) -> str:
     """How the figures' probe per model was chosen (on validation, or on clean test and why)."""
-    try:
-        return plots.probe_choice(df, task, dataset, metric, validation).rule()
-    except ValueError:
-        return ""
+    choice = probe_choice(df, task, dataset, metric, validation)
+    return choice.rule() if choice is not None else ""

@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from importlib import resources
 from pathlib import Path
@@ -17,9 +19,9 @@ from pathlib import Path
 import pandas as pd
 
 from repeval.report import plots
+from repeval.report.blocks import chosen_probes, probe_choice
 from repeval.report.blocks import controls as _controls
 from repeval.report.blocks import figure as _figure
-from repeval.report.blocks import probe_rule as _rule
 from repeval.report.blocks import slug as _slug
 from repeval.report.cells import fold_tracks
 from repeval.report.comparable import SplitDigests, split_digests
@@ -40,9 +42,10 @@ from repeval.report.results import (
     ordered_scenarios,
 )
 from repeval.report.selection import combine_validation
-from repeval.report.summary import Headline, best_names, headline, headlines, summary_cards
+from repeval.report.summary import Headline, best_names, headlines, summary_cards
 from repeval.report.tables import Table, make_table, multi_task_datasets
 from repeval.report.training import preset_notes, task_notes
+from repeval.run.files import damaged
 from repeval.store.partition import show_errors_command
 
 log = logging.getLogger(__name__)
@@ -109,12 +112,14 @@ def _chosen_rows(table: Table, h: Headline | None, prefixed: bool) -> tuple[set[
 
 
 def _confusion_block(runs: list[Run], df: pd.DataFrame, task: str, dataset: str, multi: bool,
-                     validation: pd.DataFrame | None = None, test_sets: SplitDigests | None = None) -> str:  # fmt: skip
+                     validation: pd.DataFrame | None = None, test_sets: SplitDigests | None = None,
+                     found: list[tuple[list[str], Headline]] | None = None) -> str:  # fmt: skip
     """Clean-audio matrices of every model's chosen probe, plus every scenario for the best model on clean test —
     the summary card's (:func:`~repeval.report.summary.headline`; each of them when tied). Each matrix is the
     probe's counts summed over its seeds (:func:`~repeval.report.confusion.summed_confusion`), shown row-normalised.
-    Runs on different test sets (``test_sets``): the best of each set of runs on one test set, as the cards name them."""
-    found = headlines(df, task, dataset, validation, test_sets)
+    Runs on different test sets (``test_sets``): the best of each set of runs on one test set, as the cards name them
+    (``found``: their :attr:`~repeval.report.summary.Headlines.found`, when computed already)."""
+    found = headlines(df, task, dataset, validation, test_sets).found if found is None else found
     if not found:
         return ""
     h = found[0][1]
@@ -171,7 +176,9 @@ def _left_out_section(runs: list[Run]) -> str:
     for run in runs:
         found = error_records(run, MAX_ERROR_ROWS - len(rows))
         prefix = f"{run.run_id}: " if multi else ""
-        problems += [f"{prefix}error records not read from the store {found.store}: {p}" for p in found.problems]
+        problems += [
+            f"{prefix}error records not read from the embedding store at {found.store}: {p}" for p in found.problems
+        ]
         total += found.total
         counts += [(found.store, name, n) for name, n in found.counts]
         rows += [[*([run.run_id] if multi else []), *(r.get(c) or "" for c in ERROR_COLUMNS)] for r in found.rows]
@@ -226,7 +233,9 @@ def _group_section(
     out = [f'<section class="rv-group" id="{_slug("g", task, dataset)}">']
     out.append(f'<h2>{e(task)} — {e(dataset)} <span class="rv-caption">{e(task_type)}</span></h2>')
     out += [f'<p class="rv-note rv-preset">{e(note)}</p>' for note in preset_notes(runs, task)]
-    out.append(summary_cards(df, task, dataset, validation, test_sets))
+    # the headlines once: the cards, the tables' marks, the per-label tables and the confusion matrices show them
+    heads = headlines(df, task, dataset, validation, test_sets, overall=True)
+    out.append(summary_cards(df, task, dataset, validation, test_sets, heads.found))
     out.append(partial_audio_note(runs, task, dataset))
     out.append(_failed_block(runs, task, dataset))
     masked = masked_pairs(runs)
@@ -234,7 +243,7 @@ def _group_section(
         _table_block(table_df, "model_comparison", task, dataset, "Model comparison", "",
                      table_validation, level, masked, test_sets=test_sets)
     )  # fmt: skip
-    h = headline(df, task, dataset, validation)
+    h = heads.overall
     out.append(_table_block(table_df, "all_deform_all_models", task, dataset, "All models × probes × scenarios",
                             level=level, masked=masked, chosen=h, prefixed=multi, test_sets=test_sets))  # fmt: skip
     if has_deform:
@@ -246,14 +255,14 @@ def _group_section(
         _figure(partial(plots.probe_capacity_curves, df, task, dataset, m, run_prefixed=multi), f"probe capacity: {m}")
         for m in metrics[:2]
     ]
-    if has_deform:
-        figs += [
+    for m in metrics[:2] if has_deform else []:
+        choice = probe_choice(df, task, dataset, m, validation)  # once, for the heat map and its caption
+        figs.append(
             robustness_html(
-                partial(plots.robustness_grid, df, task, dataset, m, validation=validation),
-                f"robustness: {m}, probe {_rule(df, task, dataset, m, validation)}",
+                partial(plots.robustness_grid, df, task, dataset, m, chosen_probes(choice), validation),
+                f"robustness: {m}, probe {choice.rule() if choice is not None else ''}",
             )
-            for m in metrics[:2]
-        ]
+        )
     if history is not None:
         figs.append(
             _figure(
@@ -261,8 +270,10 @@ def _group_section(
             )
         )
     out.append(f'<h3>Figures</h3><div class="rv-figs">{"".join(figs)}</div>')
-    out.append(_per_label_block(df, task, dataset, validation, level, (task, dataset) in masked, test_sets))
-    out.append(_confusion_block(runs, df, task, dataset, multi, validation, test_sets))
+    out.append(
+        _per_label_block(df, task, dataset, validation, level, (task, dataset) in masked, test_sets, heads.found)
+    )
+    out.append(_confusion_block(runs, df, task, dataset, multi, validation, test_sets, heads.found))
     out.append("</section>")
     return "".join(out)
 
@@ -330,14 +341,28 @@ def build_report_html(runs: list[Run], *, title: str = "repeval report") -> str:
     )
 
 
+@contextmanager
+def _reading() -> Iterator[None]:
+    """A run's file this user may not read, as a ``ValueError`` naming it and the fix: `repeval report` tells how to
+    write the report elsewhere for an ``OSError`` of writing it, which would send the reader to the wrong folder."""
+    try:
+        yield
+    except PermissionError as exc:
+        name = exc.filename if exc.filename is not None else str(exc)
+        raise ValueError(f"{name} is unreadable (permission denied): {damaged(exc, '')}") from None
+
+
 def write_report(run_dirs: list[Path], out: Path) -> Path:
-    """Write the self-contained report for ``run_dirs`` to ``out`` (a ``.html`` file or a folder)."""
-    runs = load_runs([Path(d) for d in run_dirs])
+    """Write the self-contained report for ``run_dirs`` to ``out`` (a ``.html`` file or a folder). A run's file this
+    user may not read is a ``ValueError`` naming it: an ``OSError`` out of here is one of writing ``out``."""
+    with _reading():
+        runs = load_runs([Path(d) for d in run_dirs])
     out = Path(out)
     if out.suffix.lower() not in (".html", ".htm"):
         out = out / "report.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    html = build_report_html(runs)
+    out.parent.mkdir(parents=True, exist_ok=True)  # before the figures: a folder it cannot write fails at once
+    with _reading():
+        html = build_report_html(runs)
     # whole or not at all: a full disk or a kill mid-write must not leave half a report in place of the last one
     tmp = out.with_name(f".{out.name}.tmp")
     try:

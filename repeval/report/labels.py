@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from repeval.report import plots
-from repeval.report.blocks import controls, figure, probe_rule, slug
+from repeval.report.blocks import chosen_probes, controls, figure, probe_choice, slug
 from repeval.report.cells import (
     _higher,
     cell_stats,
@@ -37,7 +37,7 @@ from repeval.report.cells import (
 from repeval.report.comparable import SplitDigests, run_sets, set_label
 from repeval.report.render import ci_tip, fmt_number, replicates_tip, sort_direction
 from repeval.report.results import CLEAN, label_order, natural_key, ordered_scenarios
-from repeval.report.summary import headlines
+from repeval.report.summary import Headline, headlines
 
 e = html.escape
 
@@ -53,9 +53,11 @@ def per_label_block(
     level: str = "95%",
     masked: bool = False,
     test_sets: SplitDigests | None = None,
+    found: list[tuple[list[str], Headline]] | None = None,
 ) -> str:
     """A task/dataset's per-label values (the module's three steps); ``test_sets``: the runs' digests, whose sets of
-    runs on one test set get bars of their own best model."""
+    runs on one test set get bars of their own best model; ``found``: the group's headlines
+    (:attr:`~repeval.report.summary.Headlines.found`), when computed already."""
     per = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].notna()]
     if per.empty:
         return ""
@@ -70,7 +72,7 @@ def per_label_block(
     spread = f"mean ± std over {replicates_text(per)}" if int(stats["n"].max()) > 1 else "the mean"
     over = "; each tag over the test tracks that annotate it (unannotated: mask)" if masked else ""
     thresholds = "".join(f"; {n}" for n in metric_notes(per, metrics, masked=False))  # said above, per tag
-    found = headlines(df, task, dataset, validation, test_sets)
+    found = headlines(df, task, dataset, validation, test_sets).found if found is None else found
     chosen = {k[0]: p for _, x in found for k, p in x.choice.probes.items()}
     top = list(dict.fromkeys(m for _, x in found for m, _ in x.best if m in chosen))
     tid = slug("labels", task, dataset)
@@ -103,15 +105,15 @@ def per_label_block(
     )
     agg = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna()]
     sets = run_sets(agg, test_sets) if not agg.empty else [[]]
-    figs = "".join(
-        figure(
-            partial(plots.per_label_bars, part, task, dataset, m, validation=validation, ci_level=level),
-            f"{per_label_title(m)}, best model on clean test{where}, its probe {probe_rule(part, task, dataset, m, validation)}",
-        )
-        for runs in sets
-        for part, where in [(df[df["run_id"].isin(runs)], f" in {set_label(runs)}") if len(sets) > 1 else (df, "")]
-        for m in metrics
-    )
+    figs = ""
+    for runs in sets:
+        part, where = (df[df["run_id"].isin(runs)], f" in {set_label(runs)}") if len(sets) > 1 else (df, "")
+        for m in metrics:
+            choice = probe_choice(part, task, dataset, m, validation)  # once, for the bars and their caption
+            bars = partial(plots.per_label_bars, part, task, dataset, m, validation=validation, ci_level=level,
+                           probes=chosen_probes(choice))  # fmt: skip
+            rule = choice.rule() if choice is not None else ""
+            figs += figure(bars, f"{per_label_title(m)}, best model on clean test{where}, its probe {rule}")
     note = f'<p class="rv-note" id="{about_id}">{e(about)}</p>' if views else ""
     # the first metric's labels by model in view, the other tables folded (a 50-tag task's four were 200 rows)
     shown = "".join(

@@ -44,7 +44,7 @@ def _group(results: pd.DataFrame, task: str, dataset: str, *, per_label: bool = 
 
 
 def _metric(df: pd.DataFrame, metric: str | None) -> str:
-    present = list(dict.fromkeys(df["metric"]))
+    present = list(df["metric"].unique())  # in order of appearance
     if metric is None:
         return present[0]
     if metric not in present:
@@ -239,15 +239,17 @@ def per_label_bars(
     scenario: str = CLEAN,
     validation: pd.DataFrame | None = None,
     ci_level: str = "95%",
+    probes: dict[str, str] | None = None,
 ) -> Figure:
     """Horizontal bars of one model/probe's per-label values with their ``ci_level`` bootstrap intervals (by default
-    the best model on clean test with its chosen probe, :func:`probe_choice`); the axis names the value (``F1 per
-    label``) and the average over labels ``metric`` names (:func:`~repeval.report.cells.per_label_title`)."""
+    the best model on clean test with its chosen probe, :func:`probe_choice`; ``probes``: each model's, when chosen
+    already); the axis names the value (``F1 per label``) and the average over labels ``metric`` names
+    (:func:`~repeval.report.cells.per_label_title`)."""
     df = _group(results, task, dataset, per_label=True)
     metric = _metric(df, metric)
     df = df[(df["metric"] == metric) & (df["scenario"] == scenario)]
     if model is None or probe is None:
-        agg_probes = best_probes(results, task, dataset, metric, validation)
+        agg_probes = probes or best_probes(results, task, dataset, metric, validation)
         agg = _group(results, task, dataset)
         agg = agg[(agg["metric"] == metric) & (agg["scenario"] == CLEAN)]
         means = {m: agg[(agg["model"] == m) & (agg["probe"] == p)]["value"].mean() for m, p in agg_probes.items()}
@@ -333,13 +335,16 @@ def training_curves(
     fig = Figure(figsize=(4.2 * cols, 3.0 * rows), dpi=FIG_DPI, layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
     colors = [f"C{i % 10}" for i in range(len(probes))]
+    # every line's mean per epoch in one pass (a study's grid: a filter and a group-by per model × probe took longer
+    # than drawing them)
+    means = df.groupby(["model", "probe", "epoch"], observed=True)[["train_loss", "val_loss"]].mean()
+    curves = {(str(m), str(p)): c.droplevel([0, 1]) for (m, p), c in means.groupby(level=[0, 1], observed=True)}
     for k, model in enumerate(models):
         ax = axes[k // cols][k % cols]
         for probe, color in zip(probes, colors, strict=True):
-            sel = df[(df["model"] == model) & (df["probe"] == probe)]
-            if sel.empty:
+            curve = curves.get((str(model), str(probe)))
+            if curve is None:  # no history of this probe for this model
                 continue
-            curve = sel.groupby("epoch")[["train_loss", "val_loss"]].mean()
             ax.plot(curve.index, curve["train_loss"], color=color, lw=1.2, label=f"{probe}")
             ax.plot(curve.index, curve["val_loss"], color=color, lw=1.2, ls="--")
         ax.set_title(model, fontsize=9)
@@ -377,22 +382,38 @@ def save_figure(fig: Figure, stem: Path, formats: Sequence[str] = ("png", "svg")
 def figure_data_uri(fig: Figure, fmt: str = "png") -> str:
     """The figure as a ``data:`` URI for self-contained HTML; a PNG of lines, bars and text only in 256 colours
     (:func:`_palette_png`)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format=fmt)
-    data = buf.getvalue()
     if fmt == "png" and not any(ax.images for ax in fig.axes):
-        data = _palette_png(data)
+        data = _palette_png(*_drawn_png(fig))
+    else:
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt)
+        data = buf.getvalue()
     mime = "image/svg+xml" if fmt == "svg" else f"image/{fmt}"
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _palette_png(png: bytes) -> bytes:
+def _drawn_png(fig: Figure) -> tuple[bytes, np.ndarray]:
+    """``fig`` as the PNG ``savefig`` writes, and its RGBA pixels: drawn once — ``savefig`` draws a figure with a
+    layout engine twice (once to lay it out, once to render it), then :func:`_palette_png` decoded its PNG again."""
+    import matplotlib as mpl
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()  # lays the figure out (its layout engine) and renders it
+    rgba = np.asarray(canvas.buffer_rgba())
+    buf = io.BytesIO()
+    mpl.image.imsave(buf, rgba, format="png", origin="upper", dpi=fig.dpi)  # as savefig's print_png
+    return buf.getvalue(), rgba
+
+
+def _palette_png(png: bytes, rgba: np.ndarray | None = None) -> bytes:
     """``png`` (opaque) as a 256-colour palette PNG, whichever is smaller: a figure of lines, bars and text looks the
     same in a quarter of the bytes (a study's report held 6 MB of such figures). Not for colour maps — a heat map's
-    colour bar would show bands — so :func:`figure_data_uri` keeps figures with images in full colour."""
+    colour bar would show bands — so :func:`figure_data_uri` keeps figures with images in full colour. ``rgba``: its
+    pixels, when at hand (not decoded again)."""
     from PIL import Image
 
-    image = Image.open(io.BytesIO(png)).convert("RGB")
+    image = (Image.fromarray(rgba) if rgba is not None else Image.open(io.BytesIO(png))).convert("RGB")
     out = io.BytesIO()
     image.quantize(256, method=Image.Quantize.FASTOCTREE).save(out, format="png", optimize=True)
     return out.getvalue() if out.tell() < len(png) else png

@@ -19,6 +19,7 @@ Layout of ``runs/<run_id>/``:
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -97,10 +98,16 @@ class Run:
     #: annotates some labels per track, with ``unannotated: mask`` (its saved splits carry ``observed``)
     masked: frozenset[tuple[str, str]] = frozenset()
 
+    #: the parsed ``config_text`` and the text it is of (:attr:`config`)
+    _parsed: tuple[str, dict[str, Any]] | None = field(default=None, init=False, repr=False, compare=False)
+
     @property
     def config(self) -> dict[str, Any]:
-        data = yaml.safe_load(self.config_text) if self.config_text else None
-        return data if isinstance(data, dict) else {}
+        """``config_text`` parsed (a copy: the report reads it in every section, parsed once)."""
+        if self._parsed is None or self._parsed[0] != self.config_text:
+            data = yaml.safe_load(self.config_text) if self.config_text else None
+            self._parsed = (self.config_text, data if isinstance(data, dict) else {})
+        return copy.deepcopy(self._parsed[1])
 
 
 def ci_level(runs: Sequence[Run]) -> str:
@@ -481,4 +488,5 @@ def label_order(per_label: pd.DataFrame) -> dict[str, int]:
 
 def groups(results: pd.DataFrame) -> list[tuple[str, str]]:
     """The ``(task, dataset)`` pairs in ``results``, in order of appearance."""
-    return list(dict.fromkeys(zip(results["task"], results["dataset"], strict=True)))
+    # (not a Python loop over every row: a study's results, per-label rows included, are hundreds of thousands)
+    return list(results[["task", "dataset"]].drop_duplicates().itertuples(index=False, name=None))

@@ -25,16 +25,26 @@ def results_config(run_dir: Path) -> str:
     from repeval.rundir import CONFIG_KEY
 
     config_path = run_dir / "config.yaml"
-    text = config_path.read_text(errors="replace") if config_path.is_file() else ""
+    denied: PermissionError | None = None
+    try:
+        text = config_path.read_text(errors="replace") if config_path.is_file() else ""
+    except PermissionError as exc:  # another user's file: its content may be whole, its permissions are the fix
+        text, denied = "", exc
     try:
         recorded = (pq.read_schema(run_dir / "results.parquet").metadata or {}).get(CONFIG_KEY)
         then = yaml.safe_load(recorded.decode()) if recorded is not None else None
     except (OSError, pa.ArrowInvalid, yaml.YAMLError, UnicodeDecodeError):
-        return text if yaml_reads(text) else ""
-    if not yaml_reads(text):  # cut short or corrupted: the configuration the evaluation recorded stands in for it
+        then = None
+        if denied is None:
+            return text if yaml_reads(text) else ""
+    if denied is not None or not yaml_reads(text):  # the configuration the evaluation recorded stands in for it
+        why, fix = (
+            ("permission denied", damaged(denied, "")) if denied is not None
+            else ("cut short or corrupted", "`repeval run` on the run writes it anew")
+        )  # fmt: skip
         log.warning(
-            "%s is unreadable (cut short or corrupted); the report uses %s; `repeval run` on the run writes it anew",
-            config_path, "the configuration results.parquet recorded" if isinstance(then, dict) else "no configuration",
+            "%s is unreadable (%s); the report uses %s; %s", config_path, why,
+            "the configuration results.parquet recorded" if isinstance(then, dict) else "no configuration", fix,
         )  # fmt: skip
         return yaml.safe_dump(then, sort_keys=False) if isinstance(then, dict) else ""
     now = yaml.safe_load(text) if text else {}

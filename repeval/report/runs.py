@@ -54,12 +54,15 @@ def _footer(fs: pafs.FileSystem, path: str) -> tuple[Any, BaseException | None]:
         return None, exc if fs.get_file_info(path).type == pafs.FileType.File else None
 
 
-def _failed(fs: pafs.FileSystem, path: str, grids: set[str] | None = None) -> tuple[int | None, int | None]:
+def _failed(
+    fs: pafs.FileSystem, path: str, grids: set[str] | None = None
+) -> tuple[int | None, int | None, BaseException | None]:
     """``(probe trainings, test cells)`` of ``failed.parquet``: a row with a ``scenario`` is one (probe, seed,
     scenario) cell whose test scores were not finite — its probe trained; a row without one (and every row of a run
     written before the column) is a probe training that failed. ``(0, 0)`` without the file. With ``grids`` (those
     the results' evaluation collected, :func:`~repeval.rundir.recorded_grids`) only the rows of those grids.
-    ``(None, None)``: the file is unreadable (cut short, corrupted), its failures not known."""
+    ``(None, None, error)``: the file is unreadable (cut short, corrupted, not readable by this user: ``error`` says
+    which), its failures not known."""
     try:
         with fs.open_input_file(f"{path}/failed.parquet") as fh:
             pf = pq.ParquetFile(fh)
@@ -67,17 +70,34 @@ def _failed(fs: pafs.FileSystem, path: str, grids: set[str] | None = None) -> tu
             keys = ["task", "dataset", "model", "fold"]
             grids = grids if set(keys) <= set(names) else None
             if grids is None and "scenario" not in names:
-                return pf.metadata.num_rows, 0
+                return pf.metadata.num_rows, 0, None
             table = pf.read(columns=(keys if grids is not None else []) + [c for c in ["scenario"] if c in names])
     except FileNotFoundError:
-        return 0, 0
-    except (OSError, pa.ArrowInvalid):
-        return (None, None) if fs.get_file_info(f"{path}/failed.parquet").type == pafs.FileType.File else (0, 0)
+        return 0, 0, None
+    except (OSError, pa.ArrowInvalid) as exc:
+        if fs.get_file_info(f"{path}/failed.parquet").type != pafs.FileType.File:
+            return 0, 0, None
+        return None, None, exc
     rows = table.to_pylist()
     if grids is not None:
         rows = [r for r in rows if grid_name(r["task"], r["dataset"], r["model"], r["fold"]) in grids]
     trainings = sum(r.get("scenario") is None for r in rows)
-    return trainings, len(rows) - trainings
+    return trainings, len(rows) - trainings, None
+
+
+def _failed_unreadable(exc: BaseException | None) -> str | None:
+    """Why ``failed.parquet`` cannot be read (``exc``: :func:`_failed`'s error), with the fix: one cut short or
+    corrupted is moved aside by the next command that records failures; one this user may not read (another user's)
+    may be whole: its permissions are the fix. ``None``: it reads."""
+    if exc is None:
+        return None
+    if isinstance(exc, PermissionError):
+        return f"failed.parquet is unreadable (permission denied): its failures are not known (?); {damaged(exc, '')}"
+    return (
+        "failed.parquet is unreadable (cut short or corrupted): its failures are not known (?); delete it, or let the "
+        "next `repeval run`, a `repeval train` that trains a grid (it records that grid's anew) or `repeval evaluate` "
+        "move it aside"
+    )
 
 
 def _not_evaluated(fs: pafs.FileSystem, path: str) -> int:
@@ -134,7 +154,7 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
     ]
     files = [i for i in top if i.type == pafs.FileType.File] + groups
     results = int(footer.num_rows) if footer is not None else None
-    failed, failed_cells = _failed(fs, path, recorded_grids(footer))
+    failed, failed_cells, failed_error = _failed(fs, path, recorded_grids(footer))
     updated = max((i.mtime.timestamp() for i in files if i.mtime is not None), default=None)
     untrained = recorded_untrained(footer)  # grids of the configuration the results lack: not trained when evaluated
     state = "evaluated" if results is not None else (f"{counted(len(groups), 'grid')} trained" if groups else "started")
@@ -177,6 +197,8 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
         "result_rows": results,
         "failed_trainings": failed,
         "failed_cells": failed_cells,
+        #: why ``failed.parquet`` cannot be read (cut short or corrupted, or not readable by this user), with the fix
+        "failed_unreadable": _failed_unreadable(failed_error),
         "rows_not_evaluated": _not_evaluated(fs, path),
         #: the test sets scored on rows embedded from partial audio (audio_note), as its evaluation recorded them
         "partial_audio": recorded_partial(footer.metadata if footer is not None else None) or [],
@@ -272,13 +294,7 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
     lines += [f"{i['run']}: {i['reason']}" for i in infos if i["reason"]]
     lines += [f"{i['run']}: {i['results_unreadable']}" for i in infos if i["results_unreadable"]]
     lines += [f"{i['run']}: {i['summary_stale']}" for i in infos if i["summary_stale"]]
-    lines += [
-        f"{i['run']}: failed.parquet is unreadable (cut short or corrupted): its failures are not known (?); delete it, or "
-        "let the next `repeval run`, a `repeval train` that trains a grid (it records that grid's anew) or `repeval "
-        "evaluate` move it aside"
-        for i in infos
-        if i["failed_trainings"] is None
-    ]
+    lines += [f"{i['run']}: {i['failed_unreadable']}" for i in infos if i["failed_unreadable"]]
     lines += [
         f"{i['run']}: its results lack {counted(len(i['grids_untrained']), 'probe grid')} of its configuration, "
         f"not trained when it was evaluated ({', '.join(i['grids_untrained'][:5])}{', …' if len(i['grids_untrained']) > 5 else ''}): "

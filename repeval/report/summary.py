@@ -155,26 +155,40 @@ def passed_over_note(h: Headline) -> str:
     )
 
 
+@dataclass(frozen=True)
+class Headlines:
+    """A task/dataset's headlines, computed once for every part of its report section that shows them (the cards,
+    the tables' ✓ marks, the per-label tables and the confusion matrices)."""
+
+    #: per set of runs on one test set, its runs and headline
+    found: list[tuple[list[str], Headline]]
+    #: :func:`headline` of every run together (the same as ``found``'s one when they are one set)
+    overall: Headline | None
+
+
 def headlines(
     df: pd.DataFrame,
     task: str,
     dataset: str,
     validation: pd.DataFrame | None = None,
     test_sets: SplitDigests | None = None,
-) -> list[tuple[list[str], Headline]]:
+    *,
+    overall: bool = False,
+) -> Headlines:
     """:func:`headline` of each set of ``df``'s runs scored on the same test set (:func:`~repeval.report.comparable.
-    run_sets`; ``test_sets``: their digests): one entry (every run) when all were, else one per set, ranked apart."""
+    run_sets`; ``test_sets``: their digests): one entry (every run) when all were, else one per set, ranked apart;
+    with ``overall`` also the :func:`headline` of every run together (the report's tables mark its probes)."""
     group = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna()]
     sets = run_sets(group, test_sets) if not group.empty else [[]]
+    every = headline(df, task, dataset, validation) if overall or len(sets) == 1 else None
     if len(sets) == 1:
-        h = headline(df, task, dataset, validation)
-        return [(sets[0], h)] if h is not None else []
+        return Headlines([(sets[0], every)] if every is not None else [], every)
     out = []
     for runs in sets:
         h = headline(df[df["run_id"].astype(str).isin(runs)], task, dataset, validation)
         if h is not None:
             out.append((runs, h))
-    return out
+    return Headlines(out, every)
 
 
 def best_names(found: Sequence[tuple[list[str], Headline]]) -> str:
@@ -191,12 +205,14 @@ def summary_cards(
     dataset: str,
     validation: pd.DataFrame | None = None,
     test_sets: SplitDigests | None = None,
+    found: list[tuple[list[str], Headline]] | None = None,
 ) -> str:
     """The report's headline cards of ``task`` on ``dataset``: best on clean, most robust (when the group has
     deformation scenarios), the grid and the test tracks scored. Runs scored on different test sets (``test_sets``:
     their digests, :func:`~repeval.report.comparable.split_digests`) are not ranked against each other: the best
-    and most robust of each set of runs on one test set, and a card saying why."""
-    found = headlines(df, task, dataset, validation, test_sets)
+    and most robust of each set of runs on one test set, and a card saying why. ``found``: :attr:`Headlines.found`,
+    when computed already."""
+    found = headlines(df, task, dataset, validation, test_sets).found if found is None else found
     if not found:
         return ""
     agg = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna() & (df["scenario"] == CLEAN)]
@@ -338,7 +354,7 @@ def summary_text(
     for task, dataset in groups(df):
         if pairs is not None and (task, dataset) not in pairs:
             continue
-        found = headlines(keyed, task, dataset, validation, digests)
+        found = headlines(keyed, task, dataset, validation, digests).found
         if len(found) > 1:
             group = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna()]
             why = differ_note(group, [r for r, _ in found])

@@ -354,7 +354,7 @@ def test_report_error_records_capped_escaped_and_a_damaged_store_a_note(ray_sess
     assert f"Error records ({n_more + 1})" in text and "delete that file" in text
     # no store where the run says: a note, and the rest of the report
     text = page(tmp_path / "moved")
-    assert f"error records not read from the store {tmp_path / 'moved'}: no embedding store at" in text
+    assert f"error records not read from the embedding store at {tmp_path / 'moved'}: no embedding store at" in text
     assert "Model comparison" in text and "Error records" not in text
     # no error record and nothing dropped at load: no section
     shutil.rmtree(clean / "_errors")

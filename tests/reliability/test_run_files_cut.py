@@ -198,3 +198,63 @@ def test_a_storage_failure_recorded_for_repeval_runs_names_what_to_check(tmp_pat
         "or it failed on a full disk, which kept it from recording why"
         in run_info(pafs.LocalFileSystem(), str(run), "r")["reason"]
     )
+
+
+def test_a_failed_parquet_this_user_may_not_read_is_said_so_in_repeval_runs(tmp_path):
+    """`repeval runs` said of a failed.parquet this user may not read that it was "cut short or corrupted" and to
+    delete it or let the next command move it aside — losing failures that may be whole. Now it says this user may
+    not read it, and to check its owner and permissions."""
+    import ast
+
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("experiments: []\n")
+    pq.write_table(typed_table([_failure("m")], FAILED_SCHEMA), run / "failed.parquet")
+    (run / "failed.parquet").chmod(0)
+    code = "import sys\nfrom repeval.report.runs import runs_text\nprint(repr(runs_text(sys.argv[1])))\n"
+    text = ast.literal_eval(_unreadable_to_this_user(code, str(tmp_path / "runs"))[0])
+    assert (
+        "r: failed.parquet is unreadable (permission denied): its failures are not known (?); this user may not read "
+        "it: check its owner and permissions (`ls -l`)"
+    ) in text, text
+    assert "cut short" not in text and "move it aside" not in text, text
+
+
+def test_a_report_over_run_files_this_user_may_not_read_names_them_not_reports_out_option(tmp_path):
+    """`repeval report` of a run whose config.yaml this user may not read stopped on a bare PermissionError, and one
+    whose confusion matrix it may not read too — both followed by the hint for a report it cannot write ("write it
+    elsewhere with --out"), which sends the reader to the wrong folder. Now an unreadable config.yaml is a warning
+    naming it and its permissions, the report written with the configuration results.parquet recorded; another
+    unreadable file is an error naming it and its permissions, without the --out hint."""
+    import ast
+
+    from repeval.testing.results import FakeRunSpec, make_run_dir
+
+    spec = {"models": ("a",), "probes": ("M1",), "seeds": (0,), "scenarios": ("clean",), "n_resamples": 10}
+    first = make_run_dir(tmp_path / "1", FakeRunSpec(run_id="r1", **spec))  # type: ignore[arg-type]
+    second = make_run_dir(tmp_path / "2", FakeRunSpec(run_id="r2", **spec))  # type: ignore[arg-type]
+    (first / "config.yaml").chmod(0)
+    matrix = sorted((second / "confusion").glob("*.json"))[0]
+    matrix.chmod(0)
+    code = (
+        "import logging, sys\nfrom pathlib import Path\nfrom typer.testing import CliRunner\n"
+        "from repeval.cli import app\nfrom repeval.report.html import write_report\nsaid = []\n"
+        "class Keep(logging.Handler):\n    def emit(self, record):\n        said.append(record.getMessage())\n"
+        "logging.getLogger('repeval').addHandler(Keep())\n"
+        "print(repr(write_report([Path(sys.argv[1])], Path(sys.argv[3])).is_file()))\nprint(repr(said))\n"
+        "res = CliRunner().invoke(app, ['report', sys.argv[2], '--out', sys.argv[3]])\n"
+        "print(repr((res.exit_code, res.output)))\n"
+    )
+    out = tmp_path / "out" / "report.html"
+    written, warned, failed = map(
+        ast.literal_eval, _unreadable_to_this_user(code, str(first), str(second), str(out))[:3]
+    )
+    assert written, warned
+    # (a fake run records no configuration in its results: the report goes on without one)
+    assert (
+        f"{first / 'config.yaml'} is unreadable (permission denied); the report uses no configuration; this user "
+        "may not read it: check its owner and permissions (`ls -l`)" in warned
+    ), warned
+    code, output = failed
+    assert code == 1 and f"{matrix} is unreadable (permission denied): this user may not read it" in output, output
+    assert "--out" not in output, output

@@ -476,3 +476,16 @@ def test_the_interval_tip_says_folds_combined_only_of_rows_with_folds():
     assert ci_tip("95%", True, True).endswith("(seeds averaged, folds combined as sharing test tracks)")
     assert not table_has_folds(types.SimpleNamespace(n_folds=np.array([[1, 1], [0, 1]])))
     assert table_has_folds(types.SimpleNamespace(n_folds=np.array([[1, 3]])))
+
+
+def test_the_note_of_a_store_it_cannot_read_names_the_store_once(tmp_path, monkeypatch):
+    """A run on the default store (``run.store: store``) whose store the report could not read said its error records
+    were "not read from the store store": the note names the store once now, and no word twice."""
+    from repeval.report.html import _left_out_section
+    from repeval.report.results import Run
+
+    monkeypatch.chdir(tmp_path)  # no ./store here: the store cannot be opened
+    section = _left_out_section([Run("r", tmp_path, pd.DataFrame(), config_text="run: {store: store}\n")])
+    said = html.unescape(re.sub(r"<[^>]+>", " ", section))
+    assert "error records not read from the embedding store at store: " in said, said
+    assert not re.search(r"(?<!-)\b(\w+) \1\b", said), said  # (``--store store``: an option and its value)

@@ -185,3 +185,24 @@ def test_an_error_metric_is_most_robust_where_it_grows_least(tmp_path):
         f"  most robust: {B} · M1 (mean Δ +0.035 over 2 scenarios, worst D1 +0.050); also the best mean deformed "
         "mean_absolute_error (0.635)",
     ]
+
+
+def test_a_report_computes_each_sections_headline_once_and_draws_each_figure_once(run_dir, monkeypatch):
+    """CPU of `repeval report` went to work done again: a section's headline (the probe choice, the robustness
+    rankings) was computed by its cards, its tables' marks, its per-label tables and its confusion matrices — four
+    times — and each figure was drawn twice (savefig lays a figure out in a draw of its own before rendering it)."""
+    from matplotlib.figure import Figure
+
+    from repeval.report import summary
+    from repeval.report.html import build_report_html
+    from repeval.report.results import groups, load_runs
+
+    runs = load_runs([run_dir])
+    headlines, draws = [], []
+    compute, draw = summary.headline, Figure.draw
+    monkeypatch.setattr(summary, "headline", lambda *a, **k: headlines.append(a[1:3]) or compute(*a, **k))
+    monkeypatch.setattr(Figure, "draw", lambda fig, renderer: draws.append(fig) or draw(fig, renderer))
+    page = build_report_html(runs)
+    assert sorted(headlines) == sorted(groups(runs[0].results)), headlines  # one per task/dataset section
+    assert draws and len(draws) == len({id(fig) for fig in draws}), draws  # (kept alive: no id is reused)
+    assert len(draws) == page.count("data:image/png;base64,")  # every figure on the page, drawn once
