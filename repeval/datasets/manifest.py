@@ -198,7 +198,12 @@ def manifest_columns(uri: str, delimiter: str | None = None) -> list[str]:
         reader = _open_csv(
             fh, uri, read_options=pacsv.ReadOptions(block_size=1 << 16), parse_options=_csv_parse(path, delimiter)
         )
-        return list(reader.schema.names)
+        try:
+            return list(reader.schema.names)
+        except UnicodeDecodeError as exc:  # a header cell in Windows-1252 (an Excel 'CSV (Comma delimited)' export)
+            cause = exc
+    with fs.open_input_stream(path) as fh:
+        raise not_utf8_error(uri, fh, csv_delimiter(path, delimiter)) or cause
 
 
 #: field metadata of a manifest column read as strings from a Parquet column of numbers: the column's Arrow type

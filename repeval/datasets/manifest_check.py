@@ -110,7 +110,14 @@ def column_problems(ds: Any, task: Any, have: list[str]) -> list[str]:
     names = [h.strip() for h in have]
     header = ", ".join(repr(h) if h != h.strip() else h for h in have)
     for key, col in wanted_columns(ds, task).items():
-        if col and col not in have:
+        if col and col not in have and len(same := [h for h in have if h.strip() == col.strip()]) > 1:
+            # ' y' and 'y ' for 'y': "did you mean 'y'?" named the column the dataset names
+            out.append(
+                f"{key}: the manifest has no column {col!r} but {len(same)} that differ from it only by the spaces "
+                f"around them, {', '.join(map(repr, same))} — rename the one to read {col!r} in the header, "
+                f"or set {key} to the one to read ({key}: {same[0]!r})"
+            )
+        elif col and col not in have:
             hint = closest(col.strip(), names)
             field = getattr(type(ds), "model_fields", {}).get(key)
             default = key in _WHAT and field is not None and col == field.default
