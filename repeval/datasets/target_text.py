@@ -299,18 +299,25 @@ class TargetCounts:
 #: a regression cell that ``label_separator`` ``,`` splits into a number and groups of three digits — ``1,234``,
 #: ``-12,345,678``: one number with a thousands separator, one with a decimal comma, or several targets
 _COMMA_GROUPED = r"^\s*[-+]?[1-9]\d{0,2}(?:,\d{3})+\s*$"
+#: a whole number below 1,000 — ``523``: how a column that groups its thousands with ``,`` writes its small numbers
+_BELOW_GROUPS = r"^\s*[-+]?\d{1,3}\s*$"
+#: :data:`_BELOW_GROUPS` (its minus sign ``-`` or U+2212), or an empty cell: a batch's cells that need no other look
+_BELOW_OR_EMPTY = "^\\s*(?:[-+\u2212]?\\d{1,3})?\\s*$"
 
 
 class CommaGroups:
     """Of a regression column's target cells (:func:`target_cells`) read with ``decimal`` ``.`` and split at
-    ``label_separator`` ``,``: how many hold a number with ``,`` between groups of three digits (:data:`_COMMA_GROUPED`)
-    and whether any other target is (counted up to the batch of the first: one settles it), with the first such cell and its row (0-based, counted as the load counts rows). A
-    column whose every target cell is such a number is ambiguous (:meth:`why`), refused alike by the load and by
-    ``repeval validate``."""
+    ``label_separator`` ``,``: how many hold a number with ``,`` between groups of three digits (:data:`_COMMA_GROUPED`),
+    whether the others are whole numbers below 1,000 (:data:`_BELOW_GROUPS`, as such a column writes its small
+    numbers) or any is another target (counted up to the batch of the first: one settles it), with the first cell of
+    each of the two kinds and its row (0-based, counted as the load counts rows). A column whose every target cell is
+    of the two kinds, one at least with ``,``, is ambiguous (:meth:`why`), refused alike by the load and by ``repeval
+    validate``."""
 
     def __init__(self) -> None:
         self.grouped = self.other = 0
         self.example: tuple[str, int] | None = None
+        self.small_example: tuple[str, int] | None = None
 
     def add(self, raw: pa.Array, start: int, split: bool = True) -> None:
         """Count the target cells of ``raw``, the column's cells of rows ``start`` on; with ``split`` ``False`` (a
@@ -318,29 +325,53 @@ class CommaGroups:
         if not split or self.other:  # one target of another kind settles it: the rest is not read
             self.other += 1
             return
+        if (
+            self.small_example is not None
+            and not pc.any(pc.match_substring(raw, ",")).as_py()
+            and pc.all(pc.match_substring_regex(raw, _BELOW_OR_EMPTY)).as_py() is not False
+        ):  # the batches of a column of whole numbers below 1,000 (a tempo's): a quick look each
+            return
         ok, _ = target_cells(raw, ",", ".")
         if not ok.any():
             return
         cells = plain_minus(raw).filter(pa.array(ok))
+        rows = start + np.flatnonzero(ok)
         shaped = pc.fill_null(pc.match_substring_regex(cells, _COMMA_GROUPED), False).to_numpy(zero_copy_only=False)
+        small = pc.fill_null(pc.match_substring_regex(cells, _BELOW_GROUPS), False).to_numpy(zero_copy_only=False)
         self.grouped += int(shaped.sum())
-        self.other += int((~shaped).sum())
+        self.other += int((~shaped & ~small).sum())
         if self.example is None and shaped.any():
             first = int(np.flatnonzero(shaped)[0])
-            self.example = (cells[first].as_py().strip(), start + int(np.flatnonzero(ok)[first]))
+            self.example = (cells[first].as_py().strip(), int(rows[first]))
+        if self.small_example is None and small.any():
+            first = int(np.flatnonzero(small)[0])
+            self.small_example = (cells[first].as_py().strip(), int(rows[first]))
 
     def why(self, column: str, rowref: Callable[[int], str]) -> str | None:
-        """Why the column is refused when every target cell is such a number (``rowref``: a row as the manifest's rows
-        are named): its three readings, each with its fix; ``None`` otherwise."""
+        """Why the column is refused when every target cell is such a number, or a whole number below 1,000 beside
+        them (``rowref``: a row as the manifest's rows are named): its three readings, each with its fix; ``None``
+        otherwise."""
         if not self.grouped or self.other or self.example is None:
             return None
         cell, row = self.example[0], rowref(self.example[1])
         parts = cell.split(",")
         n = self.grouped
+        if self.small_example is not None:
+            few, at = self.small_example
+            what = (
+                f"{n:,} target cell{'s' if n > 1 else ''} of {column!r} hold{'s' if n == 1 else ''} a number with ',' "
+                f"between groups of three digits (e.g. {cell!r}, {row}) and the others a whole number below 1,000 "
+                f"(e.g. {few!r}, {rowref(at)}), as a column whose thousands ',' groups writes them; label_separator "
+                f"',' splits {cell!r}"
+            )
+        else:
+            what = (
+                f"{'each' if n > 1 else 'the'} target cell of {column!r} {f'(all {n:,}) holds' if n > 1 else 'holds'} "
+                f"a number with ',' between groups of three digits (e.g. {cell!r}, {row}), which label_separator ',' "
+                "splits"
+            )
         return (
-            f"label_column: {'each' if n > 1 else 'the'} target cell of {column!r} "
-            f"{f'(all {n:,}) holds' if n > 1 else 'holds'} a number with ',' between groups of three digits (e.g. "
-            f"{cell!r}, {row}), which label_separator ',' splits into {len(parts)} targets ({', '.join(parts)}) — "
+            f"label_column: {what} into {len(parts)} targets ({', '.join(parts)}) — "
             f"ambiguous: if ',' groups its thousands, write the numbers without it ({cell.replace(',', '')!r}; in a "
             "spreadsheet, a number format without a 1000 separator); if ',' is its decimal mark, set decimal: ','; "
             f"if a cell holds {len(parts)} targets, separate them by another character and set label_separator to "

@@ -290,3 +290,28 @@ def test_every_target_cell_a_number_with_comma_groups_is_refused_by_load_and_val
     mixed = ds.model_copy(update={"manifest": str(_write_csv(audio_dir / "n.csv", _rows([*cells[:-1], "0,31"])))})
     assert catalog.manifest_problems(mixed, TASK) == []
     assert load_dataset(mixed, TASK)[0].num_rows == 16  # the 7,250,000s' three targets refused by row, as before
+
+
+def test_comma_groups_beside_whole_numbers_below_1000_are_refused_by_load_and_validate(audio_dir, monkeypatch):
+    """A spreadsheet's number format with a 1000 separator writes ``523`` and ``1,234``: only a column whose every
+    target cell held ``,`` was refused, so this one was read as two targets a row (1 and 234), ``523`` refused as one
+    target where most rows have two, with a note to set ``decimal: ','`` (reading 1.234). Whole numbers below 1,000
+    beside the grouped ones are refused alike by the load and ``repeval validate``, the column read in several
+    batches (its first ones without ','); a column of such numbers alone, or with another target, loads."""
+    monkeypatch.setattr(manifest, "CSV_BLOCK_BYTES", 128)
+    cells = ["523", "", "\u221287", "12"] * 6 + ["1,234", "-12,345,678", "2,000"]
+    ds = ds_cfg("cat", "catalog", manifest=str(_write_csv(audio_dir / "m.csv", _rows(cells))), label_column="valence")
+    said = (
+        "label_column: 3 target cells of 'valence' hold a number with ',' between groups of three digits (e.g. "
+        "'1,234', row 26) and the others a whole number below 1,000 (e.g. '523', row 2), as a column whose "
+        "thousands ',' groups writes them; label_separator ',' splits '1,234' into 2 targets (1, 234) — ambiguous: "
+        "if ',' groups its thousands, write the numbers without it ('1234'; in a spreadsheet, a number format "
+        "without a 1000 separator); if ',' is its decimal mark, set decimal: ','; if a cell holds 2 targets, "
+        "separate them by another character and set label_separator to it ('1;234' with label_separator: ';') or "
+        "name them ('y0=1,y1=234')"
+    )
+    refused_alike(ds, TASK, said)
+    for other in (cells[:24], [*cells[:-1], "0.5"]):
+        fine = ds.model_copy(update={"manifest": str(_write_csv(audio_dir / "n.csv", _rows(other)))})
+        assert catalog.manifest_problems(fine, TASK) == []
+        assert load_dataset(fine, TASK)[0].column("label").to_pylist()[:3] == [["523"], ["-87"], ["12"]]
