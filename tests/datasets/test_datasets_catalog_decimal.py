@@ -267,6 +267,15 @@ def test_rows_with_another_number_of_targets_are_refused_at_the_load_not_at_the_
         encode_labels("regression", [c.split(",") for c in cells])
 
 
+#: how the load and validate name the readings of ``1,234`` split at ``label_separator`` ``,``, each with its fix
+SPLIT_1234 = (
+    "into 2 targets (1, 234) — ambiguous: if ',' groups its thousands, write the numbers without it ('1234'; in a "
+    "spreadsheet, a number format without a 1000 separator); if ',' is its decimal mark, set decimal: ','; if a cell "
+    "holds 2 targets, separate them by another character and set label_separator to it ('1;234' with label_separator: "
+    "';') or name them ('y0=1,y1=234')"
+)
+
+
 def test_every_target_cell_a_number_with_comma_groups_is_refused_by_load_and_validate(audio_dir, monkeypatch):
     """``"1,234"`` in every row, read with a decimal point: split at ``label_separator`` ``,`` into the targets 1 and
     234 — only noted as a possible decimal comma. Every cell a number with ``,`` between groups of three digits is
@@ -278,11 +287,7 @@ def test_every_target_cell_a_number_with_comma_groups_is_refused_by_load_and_val
     ds = ds_cfg("cat", "catalog", manifest=str(_write_csv(audio_dir / "m.csv", _rows(cells))), label_column="valence")
     said = (
         "label_column: each target cell of 'valence' (all 20) holds a number with ',' between groups of three "
-        "digits (e.g. '1,234', row 2), which label_separator ',' splits into 2 targets (1, 234) — ambiguous: if ',' "
-        "groups its thousands, write the numbers without it ('1234'; in a spreadsheet, a number format without a "
-        "1000 separator); if ',' is its decimal mark, set decimal: ','; if a cell holds 2 targets, separate them by "
-        "another character and set label_separator to it ('1;234' with label_separator: ';') or name them "
-        "('y0=1,y1=234')"
+        f"digits (e.g. '1,234', row 2), which label_separator ',' splits {SPLIT_1234}"
     )
     refused_alike(ds, TASK, said)
     table, _ = load_dataset(ds.model_copy(update={"decimal": ","}), TASK)  # its decimal comma's fix
@@ -304,11 +309,7 @@ def test_comma_groups_beside_whole_numbers_below_1000_are_refused_by_load_and_va
     said = (
         "label_column: 3 target cells of 'valence' hold a number with ',' between groups of three digits (e.g. "
         "'1,234', row 26) and the others a whole number below 1,000 (e.g. '523', row 2), as a column whose "
-        "thousands ',' groups writes them; label_separator ',' splits '1,234' into 2 targets (1, 234) — ambiguous: "
-        "if ',' groups its thousands, write the numbers without it ('1234'; in a spreadsheet, a number format "
-        "without a 1000 separator); if ',' is its decimal mark, set decimal: ','; if a cell holds 2 targets, "
-        "separate them by another character and set label_separator to it ('1;234' with label_separator: ';') or "
-        "name them ('y0=1,y1=234')"
+        f"thousands ',' groups writes them; label_separator ',' splits '1,234' {SPLIT_1234}"
     )
     refused_alike(ds, TASK, said)
     for other in (cells[:24], [*cells[:-1], "0.5"]):
