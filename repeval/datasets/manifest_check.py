@@ -12,19 +12,17 @@ from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
 
 from repeval.datasets.manifest import (
     EmptyManifestError,
     JsonManifestError,
     ManifestRowError,
-    _filesystem,
-    _is_parquet,
     csv_delimiter,
     encoding_error,
     iter_manifest,
     list_type,
     manifest_columns,
+    manifest_format,
     one_value_problem,
 )
 from repeval.datasets.manifest_format import ManifestEncodingError, WorkbookManifestError
@@ -176,12 +174,6 @@ def label_fix(ds: Any, task: Any) -> str:
     return f"check that label_column {ds.label_column or task.label or task.name!r} holds {want} for a {kind} task"
 
 
-def _manifest_format(uri: str) -> str:
-    """``parquet`` for a Parquet manifest (a file so named, or a folder of them), else ``csv``: how rows are numbered."""
-    fs, path = _filesystem(uri)
-    return "parquet" if _is_parquet(path) or fs.get_file_info(path).type == pafs.FileType.Directory else "csv"
-
-
 def _no_targets(ds: Any, task: Any) -> str | None:
     """The problem of a regression task whose label column holds no target in any cell (a column of words: every row
     would be dropped and the load stop with :func:`label_fix`), with its first cell of text; ``None`` as soon as a
@@ -205,7 +197,7 @@ def _no_targets(ds: Any, task: Any) -> str | None:
                 return None
             if example is None and text.any():
                 i = int(np.flatnonzero(text)[0])
-                example = f"{batch.column(0)[i].as_py()!r} ({_rowref(_manifest_format(ds.manifest), start + i)})"
+                example = f"{batch.column(0)[i].as_py()!r} ({_rowref(manifest_format(ds.manifest), start + i)})"
                 hint = target_hint(batch.column(0).slice(i, 1), target_separator(ds), mark)
     what = f"cells such as {example}" if example else "empty cells only"
     fix = hint or f" — {label_fix(ds, task)}"  # the other decimal mark's numbers: that mark's fix
@@ -226,7 +218,7 @@ def _comma_groups(ds: Any, task: Any) -> str | None:
             groups.add(batch.column(0), start, comma_grouped(batch.schema.field(0), ds))
             if groups.other:
                 return None
-    fmt = _manifest_format(ds.manifest)
+    fmt = manifest_format(ds.manifest)
     return groups.why(column, lambda row: _rowref(fmt, row))
 
 
