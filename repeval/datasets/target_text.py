@@ -9,6 +9,7 @@ hold targets (:func:`target_cells`)."""
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections.abc import Callable
@@ -181,8 +182,38 @@ def point_decimals(values: pa.Array, decimal: str) -> pa.Array:
 
 def _odd_parts(values: pa.Array, keep: np.ndarray, decimal: str) -> np.ndarray:
     """Of the non-empty (``keep``) parts of cells split by :func:`split_cells`, those that are no regression target (a
-    number with ``decimal`` as its decimal mark, or a ``name=value`` pair)."""
-    return keep & ~pc.match_substring_regex(values, _number_re(decimal)).to_numpy(zero_copy_only=False)
+    number with ``decimal`` as its decimal mark, or a ``name=value`` pair; one beyond a 64-bit float, :func:`huge_parts`,
+    is none)."""
+    odd = keep & ~pc.match_substring_regex(values, _number_re(decimal)).to_numpy(zero_copy_only=False)
+    return odd | huge_parts(values, keep & ~odd, decimal)
+
+
+#: a target that may be beyond a 64-bit float (an exponent of three digits, or 300 digits), checked with ``float``
+_HUGE = r"[eE][-+]?\d{3,}|\d{300,}"
+
+
+def _overflows(target: str, decimal: str) -> bool:
+    """Whether the regression target ``target`` (a number, or a ``name=value`` pair) is beyond a 64-bit float's range,
+    which Python's and Arrow's readers read as infinite: ``1e999``."""
+    value = re.split("[=:]", target, maxsplit=1)[-1].strip().replace(decimal, ".")
+    return bool(re.search(_HUGE, value)) and not math.isfinite(float(value))
+
+
+def huge_parts(values: pa.Array, keep: np.ndarray, decimal: str) -> np.ndarray:
+    """Of the (``keep``) parts of cells, the numbers beyond a 64-bit float's range (:func:`_overflows`)."""
+    out = np.zeros(len(values), dtype=bool)
+    maybe = keep & pc.fill_null(pc.match_substring_regex(values, _HUGE), False).to_numpy(zero_copy_only=False)
+    for i in np.flatnonzero(maybe):
+        out[i] = _overflows(values[int(i)].as_py(), decimal)
+    return out
+
+
+def huge_why(target: str, where: str) -> str:
+    """Why the regression target ``target`` beyond a 64-bit float's range (:func:`_overflows`) is refused."""
+    return (
+        f"regression target {target.strip()!r} in {where} is beyond the range of a 64-bit float (±1.8e308), read as "
+        "infinite — write it in that range (rescale the column)"
+    )
 
 
 def _non_numeric_rows(parent: np.ndarray, odd: np.ndarray, n: int) -> np.ndarray:
@@ -390,12 +421,12 @@ def target_why(item: str, decimal: str = ".", where: str = "the label") -> str |
     typographic character (:func:`typographic_why`), a thousands separator, the other decimal mark, or no number at
     all (``nan``, ``inf``, a word); ``None`` for a target. What Python's ``float`` read (``1_000``, ``nan``) or
     refused (``−0.5``) no longer differs from a catalog's reading."""
-    if decimal == "." and TARGET.match(item):
+    if decimal == "." and TARGET.match(item) and not _overflows(item, decimal):
         return None
     text = item.replace(MINUS, "-").strip()
     number = re.compile(_number_re(decimal), re.ASCII)  # \d: 0-9, as the catalog's Arrow kernels read it
     if number.match(text):
-        return None
+        return huge_why(text, where) if _overflows(text, decimal) else None
     if not text.isascii() and (why := typographic_why(text, where, decimal, number)):
         return why
     other = "," if decimal == "." else "."

@@ -5,6 +5,7 @@ written as JSON, which a catalog does not read."""
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -316,3 +317,20 @@ def test_comma_groups_beside_whole_numbers_below_1000_are_refused_by_load_and_va
         fine = ds.model_copy(update={"manifest": str(_write_csv(audio_dir / "n.csv", _rows(other)))})
         assert catalog.manifest_problems(fine, TASK) == []
         assert load_dataset(fine, TASK)[0].column("label").to_pylist()[:3] == [["523"], ["-87"], ["12"]]
+
+
+def test_a_target_beyond_a_64_bit_float_is_refused_by_row_not_read_as_infinite(audio_dir):
+    """``1e999`` is a number as a catalog's cells are read, but beyond a 64-bit float: the load kept it and the task
+    encoder read it as ``inf`` (refused as a word, ``inf`` reached the probes this way). Such a row is refused by the
+    load, named with the range; a tiny ``5e-400`` (read as 0) is a target; the encoder refuses the cell alike."""
+    cells = ["1e999", "0.5", "-3e400", "5e-400"]
+    ds = ds_cfg("cat", "catalog", manifest=str(_write_csv(audio_dir / "m.csv", _rows(cells))), label_column="valence")
+    table, report = load_dataset(ds, TASK)
+    assert table.column("label").to_pylist() == [["0.5"], ["5e-400"]]
+    beyond = "is beyond the range of a 64-bit float (±1.8e308), read as infinite — write it in that range"
+    assert report.unknown_labels == [
+        f"r0 (row 2: regression target '1e999' in valence {beyond} (rescale the column))",
+        f"r2 (row 4: regression target '-3e400' in valence {beyond} (rescale the column))",
+    ]
+    with pytest.raises(InvalidLabelError, match=rf"^regression target '1e999' in row 1 {re.escape(beyond)}"):
+        encode_labels("regression", [["0.5"], ["1e999"]])
