@@ -16,7 +16,8 @@ decimal mark, ``.`` or ``,`` — with ``decimal: ','``, ``0,31`` (quoted between
 and a cell is one target unless ``label_separator`` is another character; a Parquet column of numbers is read as it
 is, and a number with a thousands separator, ``1.234,5``, is refused, as is ``1.234`` with ``decimal: ','`` — 1234
 with a thousands separator or 1.234 with a decimal point — naming both, and a column whose every target cell is
-``1,234`` with ``decimal: '.'`` — also the targets 1 and 234 — naming the three; the minus sign U+2212 is read as ``-``, other
+``1,234`` with ``decimal: '.'`` (or that and whole numbers below 1,000, ``523``) — also the targets 1 and 234 — naming
+the three, and one beyond a 64-bit float (``1e999``); the minus sign U+2212 is read as ``-``, other
 typographic characters — a dash, full-width digits — are refused naming the cell in ASCII) and optionally a split
 column (``split_column``: ``train``, ``validation`` or ``val``/``valid``/``dev``, ``test``, in any case; its empty
 cells, or every track
@@ -64,7 +65,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
 
 from repeval.datasets import missing
 from repeval.datasets.base import DatasetInfo, LabelInfo, LoadReport, register_dataset
@@ -75,7 +75,7 @@ from repeval.datasets.manifest import _is_parquet as _is_parquet
 from repeval.datasets.manifest import estimate_rows as estimate_rows
 from repeval.datasets.manifest import iter_manifest as iter_manifest
 from repeval.datasets.manifest import manifest_columns as manifest_columns
-from repeval.datasets.manifest import one_value_problem
+from repeval.datasets.manifest import manifest_format, one_value_problem
 from repeval.datasets.manifest import read_manifest as read_manifest
 from repeval.datasets.manifest_check import column_problems, label_fix, matched_columns, one_column_problem
 from repeval.datasets.manifest_check import manifest_problems as manifest_problems
@@ -156,8 +156,7 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
         raise ValueError(f"catalog {ds.manifest}: {'; '.join(column_problems(ds, task, have))}")
     if one := one_value_problem(ds):
         raise ValueError(f"catalog {ds.manifest}: {one}")
-    fs, path = _filesystem(ds.manifest)
-    fmt = "parquet" if _is_parquet(path) or fs.get_file_info(path).type == pafs.FileType.Directory else "csv"
+    fmt = manifest_format(ds.manifest)
     report = LoadReport()
     duplicates = later_duplicates(ds.manifest, ds.track_id_column, ds.delimiter)
     validate = _BatchValidator(ds, task, label_col, fmt, report)

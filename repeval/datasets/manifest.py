@@ -138,15 +138,21 @@ def _open_csv(fh: Any, uri: str, **options: Any) -> pacsv.CSVStreamingReader:
         raise _row_error(uri, options["parse_options"].delimiter, exc, columns) from None
 
 
+def manifest_format(uri: str) -> str:
+    """``parquet`` for a Parquet manifest (a file so named, or a folder of them), else ``csv``: how rows are numbered."""
+    fs, path = _filesystem(uri)
+    return "parquet" if _is_parquet(path) or fs.get_file_info(path).type == pafs.FileType.Directory else "csv"
+
+
 def encoding_error(uri: str, columns: list[str], delimiter: str | None = None) -> ManifestEncodingError | None:
     """What the load of a text manifest reading ``columns`` would stop on for a byte that is not UTF-8 in them, found
     before it (``repeval validate``) wherever it is in the file: every byte is streamed through a UTF-8 decoder, a
     block at a time; only a file with such a byte is read again as CSV (:func:`not_utf8_error`) for the first row
     of ``columns`` that holds one — ``None`` for a Parquet manifest, a UTF-8 one, or one whose other columns alone
     hold such bytes (pyarrow does not read them)."""
-    fs, path = _filesystem(uri)
-    if _is_parquet(path) or fs.get_file_info(path).type == pafs.FileType.Directory:
+    if manifest_format(uri) == "parquet":
         return None
+    fs, path = _filesystem(uri)
     with fs.open_input_stream(path) as fh:
         if all_utf8(fh):
             return None
@@ -198,7 +204,12 @@ def manifest_columns(uri: str, delimiter: str | None = None) -> list[str]:
         reader = _open_csv(
             fh, uri, read_options=pacsv.ReadOptions(block_size=1 << 16), parse_options=_csv_parse(path, delimiter)
         )
-        return list(reader.schema.names)
+        try:
+            return list(reader.schema.names)
+        except UnicodeDecodeError as exc:  # a header cell in Windows-1252 (an Excel 'CSV (Comma delimited)' export)
+            cause = exc
+    with fs.open_input_stream(path) as fh:
+        raise not_utf8_error(uri, fh, csv_delimiter(path, delimiter)) or cause
 
 
 #: field metadata of a manifest column read as strings from a Parquet column of numbers: the column's Arrow type

@@ -12,19 +12,17 @@ from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
 
 from repeval.datasets.manifest import (
     EmptyManifestError,
     JsonManifestError,
     ManifestRowError,
-    _filesystem,
-    _is_parquet,
     csv_delimiter,
     encoding_error,
     iter_manifest,
     list_type,
     manifest_columns,
+    manifest_format,
     one_value_problem,
 )
 from repeval.datasets.manifest_format import ManifestEncodingError, WorkbookManifestError
@@ -110,7 +108,14 @@ def column_problems(ds: Any, task: Any, have: list[str]) -> list[str]:
     names = [h.strip() for h in have]
     header = ", ".join(repr(h) if h != h.strip() else h for h in have)
     for key, col in wanted_columns(ds, task).items():
-        if col and col not in have:
+        if col and col not in have and len(same := [h for h in have if h.strip() == col.strip()]) > 1:
+            # ' y' and 'y ' for 'y': "did you mean 'y'?" named the column the dataset names
+            out.append(
+                f"{key}: the manifest has no column {col!r} but {len(same)} that differ from it only by the spaces "
+                f"around them, {', '.join(map(repr, same))} — rename the one to read {col!r} in the header, "
+                f"or set {key} to the one to read ({key}: {same[0]!r})"
+            )
+        elif col and col not in have:
             hint = closest(col.strip(), names)
             field = getattr(type(ds), "model_fields", {}).get(key)
             default = key in _WHAT and field is not None and col == field.default
@@ -169,12 +174,6 @@ def label_fix(ds: Any, task: Any) -> str:
     return f"check that label_column {ds.label_column or task.label or task.name!r} holds {want} for a {kind} task"
 
 
-def _manifest_format(uri: str) -> str:
-    """``parquet`` for a Parquet manifest (a file so named, or a folder of them), else ``csv``: how rows are numbered."""
-    fs, path = _filesystem(uri)
-    return "parquet" if _is_parquet(path) or fs.get_file_info(path).type == pafs.FileType.Directory else "csv"
-
-
 def _no_targets(ds: Any, task: Any) -> str | None:
     """The problem of a regression task whose label column holds no target in any cell (a column of words: every row
     would be dropped and the load stop with :func:`label_fix`), with its first cell of text; ``None`` as soon as a
@@ -198,7 +197,7 @@ def _no_targets(ds: Any, task: Any) -> str | None:
                 return None
             if example is None and text.any():
                 i = int(np.flatnonzero(text)[0])
-                example = f"{batch.column(0)[i].as_py()!r} ({_rowref(_manifest_format(ds.manifest), start + i)})"
+                example = f"{batch.column(0)[i].as_py()!r} ({_rowref(manifest_format(ds.manifest), start + i)})"
                 hint = target_hint(batch.column(0).slice(i, 1), target_separator(ds), mark)
     what = f"cells such as {example}" if example else "empty cells only"
     fix = hint or f" — {label_fix(ds, task)}"  # the other decimal mark's numbers: that mark's fix
@@ -219,7 +218,7 @@ def _comma_groups(ds: Any, task: Any) -> str | None:
             groups.add(batch.column(0), start, comma_grouped(batch.schema.field(0), ds))
             if groups.other:
                 return None
-    fmt = _manifest_format(ds.manifest)
+    fmt = manifest_format(ds.manifest)
     return groups.why(column, lambda row: _rowref(fmt, row))
 
 

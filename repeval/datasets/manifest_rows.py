@@ -35,6 +35,8 @@ from repeval.datasets.target_text import (
     _odd_parts,
     ambiguous_parts,
     ambiguous_why,
+    huge_parts,
+    huge_why,
     plain_minus,
     point_decimals,
     thousands_fix,
@@ -330,8 +332,12 @@ class _BatchValidator:
         whys = np.full(len(raw), None, dtype=object)
         number = re.compile(_number_re(decimal))
         odd_text = ~pc.fill_null(pc.string_is_ascii(raw), True).to_numpy(zero_copy_only=False)
+        for j in np.flatnonzero(huge_parts(values, odd, decimal)):  # 1e999: beyond a float, named alone
+            whys[parent[j]] = huge_why(values[int(j)].as_py(), self.label_col)
         for i in np.flatnonzero(bad & (ambiguous | odd_text)):  # the others share one reason, made below
             cell = raw[int(i)].as_py() or ""
+            if whys[i] is not None:
+                continue
             if ambiguous[i]:
                 whys[i] = ambiguous_why(cell, self.label_col, decimal)
             elif not cell.isascii():

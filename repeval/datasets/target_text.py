@@ -9,6 +9,7 @@ hold targets (:func:`target_cells`)."""
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections.abc import Callable
@@ -181,8 +182,40 @@ def point_decimals(values: pa.Array, decimal: str) -> pa.Array:
 
 def _odd_parts(values: pa.Array, keep: np.ndarray, decimal: str) -> np.ndarray:
     """Of the non-empty (``keep``) parts of cells split by :func:`split_cells`, those that are no regression target (a
-    number with ``decimal`` as its decimal mark, or a ``name=value`` pair)."""
-    return keep & ~pc.match_substring_regex(values, _number_re(decimal)).to_numpy(zero_copy_only=False)
+    number with ``decimal`` as its decimal mark, or a ``name=value`` pair; one beyond a 64-bit float, :func:`huge_parts`,
+    is none)."""
+    odd = keep & ~pc.match_substring_regex(values, _number_re(decimal)).to_numpy(zero_copy_only=False)
+    return odd | huge_parts(values, keep & ~odd, decimal)
+
+
+#: a target that may be beyond a 64-bit float (an exponent of three digits, or 300 digits), checked with ``float``
+_HUGE = r"[eE][-+]?\d{3,}|\d{300,}"
+
+
+def _overflows(target: str, decimal: str) -> bool:
+    """Whether the regression target ``target`` (a number, or a ``name=value`` pair) is beyond a 64-bit float's range,
+    which Python's and Arrow's readers read as infinite: ``1e999``."""
+    if len(target) < 300 and "e" not in target and "E" not in target:  # most targets: no look further
+        return False
+    value = re.split("[=:]", target, maxsplit=1)[-1].strip().replace(decimal, ".")
+    return bool(re.search(_HUGE, value)) and not math.isfinite(float(value))
+
+
+def huge_parts(values: pa.Array, keep: np.ndarray, decimal: str) -> np.ndarray:
+    """Of the (``keep``) parts of cells, the numbers beyond a 64-bit float's range (:func:`_overflows`)."""
+    out = np.zeros(len(values), dtype=bool)
+    maybe = keep & pc.fill_null(pc.match_substring_regex(values, _HUGE), False).to_numpy(zero_copy_only=False)
+    for i in np.flatnonzero(maybe):
+        out[i] = _overflows(values[int(i)].as_py(), decimal)
+    return out
+
+
+def huge_why(target: str, where: str) -> str:
+    """Why the regression target ``target`` beyond a 64-bit float's range (:func:`_overflows`) is refused."""
+    return (
+        f"regression target {target.strip()!r} in {where} is beyond the range of a 64-bit float (±1.8e308), read as "
+        "infinite — write it in that range (rescale the column)"
+    )
 
 
 def _non_numeric_rows(parent: np.ndarray, odd: np.ndarray, n: int) -> np.ndarray:
@@ -299,18 +332,25 @@ class TargetCounts:
 #: a regression cell that ``label_separator`` ``,`` splits into a number and groups of three digits — ``1,234``,
 #: ``-12,345,678``: one number with a thousands separator, one with a decimal comma, or several targets
 _COMMA_GROUPED = r"^\s*[-+]?[1-9]\d{0,2}(?:,\d{3})+\s*$"
+#: a whole number below 1,000 — ``523``: how a column that groups its thousands with ``,`` writes its small numbers
+_BELOW_GROUPS = r"^\s*[-+]?\d{1,3}\s*$"
+#: :data:`_BELOW_GROUPS` (its minus sign ``-`` or U+2212), or an empty cell: a batch's cells that need no other look
+_BELOW_OR_EMPTY = "^\\s*(?:[-+\u2212]?\\d{1,3})?\\s*$"
 
 
 class CommaGroups:
     """Of a regression column's target cells (:func:`target_cells`) read with ``decimal`` ``.`` and split at
-    ``label_separator`` ``,``: how many hold a number with ``,`` between groups of three digits (:data:`_COMMA_GROUPED`)
-    and whether any other target is (counted up to the batch of the first: one settles it), with the first such cell and its row (0-based, counted as the load counts rows). A
-    column whose every target cell is such a number is ambiguous (:meth:`why`), refused alike by the load and by
-    ``repeval validate``."""
+    ``label_separator`` ``,``: how many hold a number with ``,`` between groups of three digits (:data:`_COMMA_GROUPED`),
+    whether the others are whole numbers below 1,000 (:data:`_BELOW_GROUPS`, as such a column writes its small
+    numbers) or any is another target (counted up to the batch of the first: one settles it), with the first cell of
+    each of the two kinds and its row (0-based, counted as the load counts rows). A column whose every target cell is
+    of the two kinds, one at least with ``,``, is ambiguous (:meth:`why`), refused alike by the load and by ``repeval
+    validate``."""
 
     def __init__(self) -> None:
         self.grouped = self.other = 0
         self.example: tuple[str, int] | None = None
+        self.small_example: tuple[str, int] | None = None
 
     def add(self, raw: pa.Array, start: int, split: bool = True) -> None:
         """Count the target cells of ``raw``, the column's cells of rows ``start`` on; with ``split`` ``False`` (a
@@ -318,29 +358,53 @@ class CommaGroups:
         if not split or self.other:  # one target of another kind settles it: the rest is not read
             self.other += 1
             return
+        if (
+            self.small_example is not None
+            and not pc.any(pc.match_substring(raw, ",")).as_py()
+            and pc.all(pc.match_substring_regex(raw, _BELOW_OR_EMPTY)).as_py() is not False
+        ):  # the batches of a column of whole numbers below 1,000 (a tempo's): a quick look each
+            return
         ok, _ = target_cells(raw, ",", ".")
         if not ok.any():
             return
         cells = plain_minus(raw).filter(pa.array(ok))
+        rows = start + np.flatnonzero(ok)
         shaped = pc.fill_null(pc.match_substring_regex(cells, _COMMA_GROUPED), False).to_numpy(zero_copy_only=False)
+        small = pc.fill_null(pc.match_substring_regex(cells, _BELOW_GROUPS), False).to_numpy(zero_copy_only=False)
         self.grouped += int(shaped.sum())
-        self.other += int((~shaped).sum())
+        self.other += int((~shaped & ~small).sum())
         if self.example is None and shaped.any():
             first = int(np.flatnonzero(shaped)[0])
-            self.example = (cells[first].as_py().strip(), start + int(np.flatnonzero(ok)[first]))
+            self.example = (cells[first].as_py().strip(), int(rows[first]))
+        if self.small_example is None and small.any():
+            first = int(np.flatnonzero(small)[0])
+            self.small_example = (cells[first].as_py().strip(), int(rows[first]))
 
     def why(self, column: str, rowref: Callable[[int], str]) -> str | None:
-        """Why the column is refused when every target cell is such a number (``rowref``: a row as the manifest's rows
-        are named): its three readings, each with its fix; ``None`` otherwise."""
+        """Why the column is refused when every target cell is such a number, or a whole number below 1,000 beside
+        them (``rowref``: a row as the manifest's rows are named): its three readings, each with its fix; ``None``
+        otherwise."""
         if not self.grouped or self.other or self.example is None:
             return None
         cell, row = self.example[0], rowref(self.example[1])
         parts = cell.split(",")
         n = self.grouped
+        if self.small_example is not None:
+            few, at = self.small_example
+            what = (
+                f"{n:,} target cell{'s' if n > 1 else ''} of {column!r} hold{'s' if n == 1 else ''} a number with ',' "
+                f"between groups of three digits (e.g. {cell!r}, {row}) and the others a whole number below 1,000 "
+                f"(e.g. {few!r}, {rowref(at)}), as a column whose thousands ',' groups writes them; label_separator "
+                f"',' splits {cell!r}"
+            )
+        else:
+            what = (
+                f"{'each' if n > 1 else 'the'} target cell of {column!r} {f'(all {n:,}) holds' if n > 1 else 'holds'} "
+                f"a number with ',' between groups of three digits (e.g. {cell!r}, {row}), which label_separator ',' "
+                "splits"
+            )
         return (
-            f"label_column: {'each' if n > 1 else 'the'} target cell of {column!r} "
-            f"{f'(all {n:,}) holds' if n > 1 else 'holds'} a number with ',' between groups of three digits (e.g. "
-            f"{cell!r}, {row}), which label_separator ',' splits into {len(parts)} targets ({', '.join(parts)}) — "
+            f"label_column: {what} into {len(parts)} targets ({', '.join(parts)}) — "
             f"ambiguous: if ',' groups its thousands, write the numbers without it ({cell.replace(',', '')!r}; in a "
             "spreadsheet, a number format without a 1000 separator); if ',' is its decimal mark, set decimal: ','; "
             f"if a cell holds {len(parts)} targets, separate them by another character and set label_separator to "
@@ -359,12 +423,12 @@ def target_why(item: str, decimal: str = ".", where: str = "the label") -> str |
     typographic character (:func:`typographic_why`), a thousands separator, the other decimal mark, or no number at
     all (``nan``, ``inf``, a word); ``None`` for a target. What Python's ``float`` read (``1_000``, ``nan``) or
     refused (``−0.5``) no longer differs from a catalog's reading."""
-    if decimal == "." and TARGET.match(item):
+    if decimal == "." and TARGET.match(item) and not _overflows(item, decimal):
         return None
     text = item.replace(MINUS, "-").strip()
     number = re.compile(_number_re(decimal), re.ASCII)  # \d: 0-9, as the catalog's Arrow kernels read it
     if number.match(text):
-        return None
+        return huge_why(text, where) if _overflows(text, decimal) else None
     if not text.isascii() and (why := typographic_why(text, where, decimal, number)):
         return why
     other = "," if decimal == "." else "."

@@ -5,6 +5,7 @@ written as JSON, which a catalog does not read."""
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -267,6 +268,15 @@ def test_rows_with_another_number_of_targets_are_refused_at_the_load_not_at_the_
         encode_labels("regression", [c.split(",") for c in cells])
 
 
+#: how the load and validate name the readings of ``1,234`` split at ``label_separator`` ``,``, each with its fix
+SPLIT_1234 = (
+    "into 2 targets (1, 234) — ambiguous: if ',' groups its thousands, write the numbers without it ('1234'; in a "
+    "spreadsheet, a number format without a 1000 separator); if ',' is its decimal mark, set decimal: ','; if a cell "
+    "holds 2 targets, separate them by another character and set label_separator to it ('1;234' with label_separator: "
+    "';') or name them ('y0=1,y1=234')"
+)
+
+
 def test_every_target_cell_a_number_with_comma_groups_is_refused_by_load_and_validate(audio_dir, monkeypatch):
     """``"1,234"`` in every row, read with a decimal point: split at ``label_separator`` ``,`` into the targets 1 and
     234 — only noted as a possible decimal comma. Every cell a number with ``,`` between groups of three digits is
@@ -278,11 +288,7 @@ def test_every_target_cell_a_number_with_comma_groups_is_refused_by_load_and_val
     ds = ds_cfg("cat", "catalog", manifest=str(_write_csv(audio_dir / "m.csv", _rows(cells))), label_column="valence")
     said = (
         "label_column: each target cell of 'valence' (all 20) holds a number with ',' between groups of three "
-        "digits (e.g. '1,234', row 2), which label_separator ',' splits into 2 targets (1, 234) — ambiguous: if ',' "
-        "groups its thousands, write the numbers without it ('1234'; in a spreadsheet, a number format without a "
-        "1000 separator); if ',' is its decimal mark, set decimal: ','; if a cell holds 2 targets, separate them by "
-        "another character and set label_separator to it ('1;234' with label_separator: ';') or name them "
-        "('y0=1,y1=234')"
+        f"digits (e.g. '1,234', row 2), which label_separator ',' splits {SPLIT_1234}"
     )
     refused_alike(ds, TASK, said)
     table, _ = load_dataset(ds.model_copy(update={"decimal": ","}), TASK)  # its decimal comma's fix
@@ -290,3 +296,41 @@ def test_every_target_cell_a_number_with_comma_groups_is_refused_by_load_and_val
     mixed = ds.model_copy(update={"manifest": str(_write_csv(audio_dir / "n.csv", _rows([*cells[:-1], "0,31"])))})
     assert catalog.manifest_problems(mixed, TASK) == []
     assert load_dataset(mixed, TASK)[0].num_rows == 16  # the 7,250,000s' three targets refused by row, as before
+
+
+def test_comma_groups_beside_whole_numbers_below_1000_are_refused_by_load_and_validate(audio_dir, monkeypatch):
+    """A spreadsheet's number format with a 1000 separator writes ``523`` and ``1,234``: only a column whose every
+    target cell held ``,`` was refused, so this one was read as two targets a row (1 and 234), ``523`` refused as one
+    target where most rows have two, with a note to set ``decimal: ','`` (reading 1.234). Whole numbers below 1,000
+    beside the grouped ones are refused alike by the load and ``repeval validate``, the column read in several
+    batches (its first ones without ','); a column of such numbers alone, or with another target, loads."""
+    monkeypatch.setattr(manifest, "CSV_BLOCK_BYTES", 128)
+    cells = ["523", "", "\u221287", "12"] * 6 + ["1,234", "-12,345,678", "2,000"]
+    ds = ds_cfg("cat", "catalog", manifest=str(_write_csv(audio_dir / "m.csv", _rows(cells))), label_column="valence")
+    said = (
+        "label_column: 3 target cells of 'valence' hold a number with ',' between groups of three digits (e.g. "
+        "'1,234', row 26) and the others a whole number below 1,000 (e.g. '523', row 2), as a column whose "
+        f"thousands ',' groups writes them; label_separator ',' splits '1,234' {SPLIT_1234}"
+    )
+    refused_alike(ds, TASK, said)
+    for other in (cells[:24], [*cells[:-1], "0.5"]):
+        fine = ds.model_copy(update={"manifest": str(_write_csv(audio_dir / "n.csv", _rows(other)))})
+        assert catalog.manifest_problems(fine, TASK) == []
+        assert load_dataset(fine, TASK)[0].column("label").to_pylist()[:3] == [["523"], ["-87"], ["12"]]
+
+
+def test_a_target_beyond_a_64_bit_float_is_refused_by_row_not_read_as_infinite(audio_dir):
+    """``1e999`` is a number as a catalog's cells are read, but beyond a 64-bit float: the load kept it and the task
+    encoder read it as ``inf`` (refused as a word, ``inf`` reached the probes this way). Such a row is refused by the
+    load, named with the range; a tiny ``5e-400`` (read as 0) is a target; the encoder refuses the cell alike."""
+    cells = ["1e999", "0.5", "-3e400", "5e-400"]
+    ds = ds_cfg("cat", "catalog", manifest=str(_write_csv(audio_dir / "m.csv", _rows(cells))), label_column="valence")
+    table, report = load_dataset(ds, TASK)
+    assert table.column("label").to_pylist() == [["0.5"], ["5e-400"]]
+    beyond = "is beyond the range of a 64-bit float (±1.8e308), read as infinite — write it in that range"
+    assert report.unknown_labels == [
+        f"r0 (row 2: regression target '1e999' in valence {beyond} (rescale the column))",
+        f"r2 (row 4: regression target '-3e400' in valence {beyond} (rescale the column))",
+    ]
+    with pytest.raises(InvalidLabelError, match=rf"^regression target '1e999' in row 1 {re.escape(beyond)}"):
+        encode_labels("regression", [["0.5"], ["1e999"]])
