@@ -12,6 +12,7 @@ from test_store import DIM, PROV, _block
 from repeval.pipeline.assemble import rows_table
 from repeval.pipeline.todo import _mend_params
 from repeval.store import EmbeddingStore, PartitionWriter
+from repeval.store.inspect import show_text
 from repeval.store.layout import embedding_schema
 from repeval.store.params import PARAMS_AS_APPLIED, earlier_rows
 
@@ -23,7 +24,7 @@ def test_a_mend_the_store_refuses_is_said_and_left_to_the_next_run(tmp_path, cap
     part.stamp({"fp": 1}, {"config_hash": "abc123"})
     schema = embedding_schema(DIM, keep_frames=True)
     block = _block(["a", "b"], keep_frames=True)
-    block.deformation_params = np.array([EARLIER, EARLIER], dtype=object)
+    block.deformation_params = np.array([EARLIER, '[{"type": "Gain", "should_apply": true}]'], dtype=object)
     w = PartitionWriter(part, schema, 2)
     w.add_table(rows_table(block, schema, PROV))
     w.flush()
@@ -36,7 +37,8 @@ def test_a_mend_the_store_refuses_is_said_and_left_to_the_next_run(tmp_path, cap
     _mend_params(part)  # the run goes on
     said = [r.getMessage() for r in caplog.records if "could not mend" in r.getMessage()]
     assert len(said) == 1 and "ds/m/D1" in said[0] and "writable" in said[0]
-    assert earlier_rows(part) == 2 and not part.manifest().get(PARAMS_AS_APPLIED)  # as they were: tried again
+    assert earlier_rows(part) == 1 and not part.manifest().get(PARAMS_AS_APPLIED)  # as they were: tried again
+    assert "1 row written by an earlier repeval holds in deformation_params" in show_text(part)  # `store show`
 
     blocked.rmdir()
     _mend_params(part)
