@@ -439,7 +439,8 @@ def _rm_partitions(store: Any, chosen: dict[str, Any], yes: bool, lock: Any, com
             typer.echo(f"{n}  ({state}, a part file is not readable Parquet)")
     if not yes:
         typer.echo(
-            f"{counted(len(chosen), 'partition')} would be deleted from {store.uri}; rerun with --yes to delete them"
+            f"{counted(len(chosen), 'partition')} would be deleted from {store.uri}; rerun with --yes to delete "
+            f"{'it' if len(chosen) == 1 else 'them'}"
         )
         return
     with lock(store, run_id="repeval store rm", command=command):

@@ -115,10 +115,20 @@ KEY_SEP = "\x1f"
 
 def _mend_params(part: Any) -> None:
     """Mend, once, the ``deformation_params`` an earlier repeval wrote in a deformed partition's rows (a step its ``p``
-    skipped held values drawn for another track: :mod:`repeval.store.params`), saying how many rows it mended."""
+    skipped held values drawn for another track: :mod:`repeval.store.params`), saying how many rows it mended; a store
+    that refuses the write is said in a warning, the run going on (the files mended before it stay mended)."""
     if (part.stamped() or {}).get(PARAMS_AS_APPLIED):
         return
-    mended = mend_skipped_params(part)
+    try:
+        mended = mend_skipped_params(part)
+    except OSError as exc:  # a tidy-up: a store that refuses the write (read-only files, an outage) stops no run
+        log.warning(
+            "store partition %s: could not mend the deformation_params its rows written by an earlier repeval hold for "
+            "a step its p skipped (%s: %s); its rows are used as they are (their embeddings are right) and the next "
+            "run tries again — make the partition's files writable (permissions, the storage's connection)",
+            part.name, type(exc).__name__, exc,
+        )  # fmt: skip
+        return
     if mended:
         log.info(
             "store partition %s: the deformation_params of %s written by an earlier repeval said, for a step its p "

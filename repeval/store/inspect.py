@@ -220,7 +220,8 @@ def show_text(part: Partition, n_rows: int = 5) -> str:
         earlier = earlier_rows(part) if part.scenario != CLEAN else 0
         if earlier:
             out.append(
-                f"{counted(earlier, 'row')} written by an earlier repeval hold in deformation_params, for a step its p "
+                f"{counted(earlier, 'row')} written by an earlier repeval {'holds' if earlier == 1 else 'hold'} in "
+                "deformation_params, for a step its p "
                 "skipped, the values drawn for another track (read should_apply first): the next `repeval run`, "
                 "`embed` or `deform` that uses this partition mends them in place"
             )

@@ -1,7 +1,8 @@
 """``repeval plan``'s frame memory before embedding — MiB per minute of audio from the frame rate and dimension a model
-declares without loading weights (:func:`repeval.plan_memory.frame_rate`) — against the frames a real embed of a real
-recording stores: basic-pitch (its shipped ONNX model), a transformers encoder (a small one saved locally: its config
-gives the rate) and the Essentia graphs (stand-in graphs through essentia's own algorithms, which cut the patches)."""
+declares without loading weights (:func:`repeval.plan_memory.frame_rate`) — against the frames the model gives on a
+real recording: basic-pitch (its shipped ONNX model) and a transformers encoder (a small one saved locally: its config
+gives the rate), built here and given the whole decoded track; the Essentia graphs (stand-in graphs through essentia's
+own algorithms, which cut the patches), which run in a process of their own, through a real embed into the store."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 from repeval import runner
+from repeval.audio.decode import decode
 from repeval.config import parse_config
+from repeval.models import build_model
 from repeval.plan import make_plan
 from repeval.plan_memory import frame_rate
 
@@ -65,8 +69,9 @@ def test_frame_memory_per_minute_is_the_frames_a_real_embed_stores(
     ray_session, shared_data, dummy_dir, tmp_path, family
 ):
     """Before embedding, ``repeval plan`` said "not known" for these families (their frame rate lives in the
-    package's constants, the model config or essentia's patch hop); it now gives MiB per minute of audio, and a real
-    embed of a real 45.8-s recording stores the dimension it names and, within each 30-s window's edge, the frames."""
+    package's constants, the model config or essentia's patch hop); it now gives MiB per minute of audio, and the
+    model's frames of a real 45.8-s recording have the dimension it names and, within each piece's edge (the whole
+    track; the Essentia graphs: each 30-s window the store's rows were embedded in), as many frames."""
     models = FAMILIES[family](dummy_dir)
     manifest = tmp_path / "m.csv"
     with manifest.open("w", newline="") as fh:
@@ -96,20 +101,29 @@ def test_frame_memory_per_minute_is_the_frames_a_real_embed_stores(
     )
     before = make_plan(cfg).memory
     assert len(before) == len(models)
-    summary = runner.stage_embed(runner.make_context(cfg), progress=False)
-    assert summary.errors == 0
+    embedded = family == "essentia"  # the others: built here (no process of their own), the whole track at once
+    if embedded:
+        assert runner.stage_embed(runner.make_context(cfg), progress=False).errors == 0
     for m, line in zip(cfg.experiments[0].embedding_models, before, strict=True):
         rate = frame_rate(m)
         assert rate is not None, line
         hop_s, dim = rate
         assert f"{60 / hop_s * dim * 4 / 2**20:.3g} MiB per minute of training audio ({dim}-d frames" in line, line
-        t = pq.read_table(tmp_path / "store" / "d" / m.id / "clean", columns=["n_frames", "n_chunks", "audio_seconds"])
-        stored = pq.read_schema(next((tmp_path / "store" / "d" / m.id / "clean").glob("*.parquet")))
-        assert stored.field("embedding").type.list_size == dim, m.id
-        n_frames, windows, seconds = (t.column(c)[0].as_py() for c in ("n_frames", "n_chunks", "audio_seconds"))
+        if embedded:
+            part = tmp_path / "store" / "d" / m.id / "clean"
+            t = pq.read_table(part, columns=["n_frames", "n_chunks", "audio_seconds"])
+            assert pq.read_schema(next(part.glob("*.parquet"))).field("embedding").type.list_size == dim, m.id
+            n_frames, pieces, seconds = (t.column(c)[0].as_py() for c in ("n_frames", "n_chunks", "audio_seconds"))
+        else:
+            model = build_model(m)
+            audio = decode(str(shared_data / TRACK), model.sample_rate_hz)
+            (frames,) = model.embed_batch([audio])
+            assert np.asarray(frames).shape[1] == dim == model.embedding_dim, m.id
+            n_frames, pieces, seconds = len(frames), 1, len(audio) / model.sample_rate_hz
         estimate = seconds / hop_s
-        # the pieces embedded alone: the pipeline's 30-s windows, and an hf encoder's equal windows within them
-        native = m.params.get("frames") == "native"
-        pieces = windows + (math.ceil(seconds / m.params.get("window_s", 5.0)) if native else 0)
+        # the pieces embedded alone: the pipeline's 30-s windows (or the whole track), and an hf encoder's equal
+        # windows within them
+        if m.params.get("frames") == "native":
+            pieces += math.ceil(seconds / m.params.get("window_s", 5.0))
         slack = pieces * max(1.0, _extent_s(m.type or m.id) / hop_s)
         assert abs(n_frames - estimate) <= slack, (m.id, n_frames, estimate, slack)

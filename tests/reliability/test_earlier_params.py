@@ -55,7 +55,8 @@ def test_params_of_skipped_steps_an_earlier_repeval_wrote_are_mended_once(ray_se
     assert part.read().column("deformation_params").to_pylist() != params
     n = sum(any(s["should_apply"] is False for s in json.loads(p)) for p in params)
     rows = f"{n} row" if n == 1 else f"{n} rows"
-    assert f"{rows} written by an earlier repeval hold in deformation_params" in show_text(part)  # `store show`
+    hold = "holds" if n == 1 else "hold"
+    assert f"{rows} written by an earlier repeval {hold} in deformation_params" in show_text(part)  # `store show`
 
     caplog.set_level(logging.INFO, logger="repeval.pipeline.embed")
     summary = runner.stage_embed(runner.make_context(cfg), progress=False)

@@ -380,6 +380,8 @@ def test_store_rm_lists_first_deletes_with_yes_and_never_under_a_running_run(tmp
     assert res.exit_code == 0 and "2 partitions would be deleted" in res.output, res.output
     assert "ds/m/D1  (complete, 2 rows, 0 error records)" in res.output
     assert "ds/other/clean" not in res.output
+    res = runner.invoke(app, ["store", "rm", root, "ds/m/D1"])
+    assert "1 partition would be deleted" in res.output and "rerun with --yes to delete it\n" in res.output, res.output
     assert {p.name for p in store.partitions()} == {"ds/m/D1", "ds/m/clean", "ds/other/clean"}  # only listed
     with StoreLock(store, run_id="busy"):  # a run holds the store: rm refuses and deletes nothing
         res = runner.invoke(app, ["store", "rm", root, "ds/m/D1", "--yes"])
