@@ -36,6 +36,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from repeval.pipeline.summary import counted
 from repeval.run.status import STATUS, command_line
 
 log = logging.getLogger(__name__)
@@ -278,7 +279,7 @@ class RunLocation:
             n += 1
         self._synced = self._local_files()
         if n:
-            log.info("pulled %d file(s) of %s into %s", n, self.display, self.local)
+            log.info("pulled %s of %s into %s", counted(n, "file"), self.display, self.local)
         return n
 
     def push(self) -> int:
@@ -299,7 +300,7 @@ class RunLocation:
                 shutil.copyfileobj(src, out, 1 << 20)
             self._synced[rel] = now[rel]
         if changed:
-            log.info("pushed %d file(s) to %s", len(changed), self.display)
+            log.info("pushed %s to %s", counted(len(changed), "file"), self.display)
         return len(changed)
 
 

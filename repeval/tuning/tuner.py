@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from repeval.pipeline.summary import counted
 from repeval.tuning.checkpoint import read_finished
 from repeval.tuning.tune_setup import _plain_trial_actors, _quiet_missing_metrics
 
@@ -338,9 +339,9 @@ def _prune_incomplete(
         st.delete(d)
     if gone:
         log.info(
-            "deleted %d copy(ies) of Tune experiment %s no rerun needs (their finished trials are held by a newer "
+            "deleted %s of Tune experiment %s no rerun needs (their finished trials are held by a newer "
             "experiment of the plan, or they are of another one): %s",
-            len(gone), st.uri(name), ", ".join(gone),
+            counted(len(gone), "copy", "copies"), st.uri(name), ", ".join(gone),
         )  # fmt: skip
 
 
@@ -386,7 +387,9 @@ def _finished_checkpoints(st: Any, name: str, say: bool = True) -> dict[str, str
             out.setdefault(summary["key"], st.uri(rel))
     if out and say:
         log.info(
-            "%s holds %d whole trial checkpoint(s); a trial that must run again reuses its own", st.uri(name), len(out)
+            "%s holds %s; a trial that must run again reuses its own",
+            st.uri(name),
+            counted(len(out), "whole trial checkpoint"),
         )
     return out
 
