@@ -99,7 +99,7 @@ class Plan:
         ]
         if self.resources:
             head.append("resources:")
-            head += [f"  {k + ':':<18}{v}" for k, v in self.resources.items()]
+            head += [f"  {k + ':':<17} {v}" for k, v in self.resources.items()]  # a long model id: still a space
         conflicts = [f"conflict: {msg}" for msg in self.conflicts.values()]
         notes = [f"note: {msg}" for msg in self.notes]
         retests = [_retest_line(what, grids) for what, grids in self.retests.items()]

@@ -228,3 +228,54 @@ SETUP_HOOK_ENV = "__RAY_WORKER_PROCESS_SETUP_HOOK_ENV_VAR"
 def _names_setup_hook(runtime_env: Mapping[str, Any]) -> bool:
     env_vars = runtime_env.get("env_vars")
     return SETUP_HOOK in runtime_env or (isinstance(env_vars, Mapping) and SETUP_HOOK_ENV in env_vars)
+
+
+def _amounts(request: Mapping[str, float]) -> str:
+    """``{"CPU": 2, "GPU": 1, "embed": 1}`` → "2 CPUs, 1 GPU, embed 1"."""
+    from repeval.pipeline.summary import counted
+
+    said = []
+    for k, v in request.items():
+        n: float = int(v) if float(v).is_integer() else float(v)
+        said.append(counted(n, k) if k in ("CPU", "GPU") else f"{k} {n:g}")  # type: ignore[arg-type]
+    return ", ".join(said)
+
+
+def check_request_fits(what: str, request: Mapping[str, float], settings: Mapping[str, str]) -> None:
+    """Raise ``ValueError`` naming the fix when no live node of the running Ray offers ``request`` whole (each
+    resource's amount, on one node): the tasks, actors or trials ``what`` names would wait for ever on a cluster that
+    will not add such a node — Ray's autoscaler only repeats "No available node types can fulfill resource request"
+    in the job's log — and for a node the autoscaler adds, the pool sizes were fixed when the stage started from the
+    nodes then up (docs/cluster.md, GPUs). ``settings``: the configuration key that asked for each resource.
+    GPU requests under ``run.resources.use_gpu: always`` are not checked by the callers: that mode waits for the
+    autoscaler to add GPU nodes."""
+    import ray
+
+    want = {k: float(v) for k, v in request.items() if float(v) > 0}
+    nodes = [n.get("Resources") or {} for n in ray.nodes() if n.get("Alive")]
+    if not want or not nodes or any(all(float(n.get(k, 0)) + 1e-9 >= v for k, v in want.items()) for n in nodes):
+        return
+    most = {k: max(float(n.get(k, 0)) for n in nodes) for k in want}
+    short = [k for k, v in want.items() if most[k] + 1e-9 < v]
+    fixes = " or ".join(f"{settings.get(k, k)} to at most {most[k]:g}" for k in short if most[k] > 0)
+    from repeval.pipeline.summary import counted
+
+    raise ValueError(
+        f"{what} each ask for {_amounts(want)}, but no node of this Ray cluster ({counted(len(nodes), 'node')}) has "
+        f"that much — the most one has: {_amounts({k: most[k] for k in want})} — so they would wait for ever: "
+        f"{'set ' + fixes + ', or ' if fixes else ''}add a node with {_amounts(want)} (on an autoscaling cluster, "
+        "raise its node type's min_workers so one is up when the run starts)"
+    )
+
+
+def check_trials_fit(res: Any) -> None:
+    """Refuse probe trials (``run.resources.trial_num_cpus``/``trial_num_gpus``, as :mod:`repeval.tuning.grid`
+    requests them) that no live node can hold (:func:`check_request_fits`) — before anything is embedded when the
+    run trains next. GPUs under ``use_gpu: always`` are left to the autoscaler."""
+    from repeval.ray_utils import cluster_gpus, wants_gpu
+
+    gpu = res.trial_num_gpus if wants_gpu(res.use_gpu, res.trial_num_gpus, cluster_gpus()) else 0
+    if res.use_gpu == "always":
+        gpu = 0
+    keys = {"CPU": "run.resources.trial_num_cpus", "GPU": "run.resources.trial_num_gpus"}
+    check_request_fits("the probe trials", {"CPU": res.trial_num_cpus, "GPU": gpu}, keys)

@@ -36,6 +36,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from repeval.pipeline.summary import counted
 from repeval.run.files import parquet_error
 from repeval.run.status import STATUS, command_line
 
@@ -279,7 +280,7 @@ class RunLocation:
             n += 1
         self._synced = self._local_files()
         if n:
-            log.info("pulled %d %s of %s into %s", n, "file" if n == 1 else "files", self.display, self.local)
+            log.info("pulled %s of %s into %s", counted(n, "file"), self.display, self.local)
         return n
 
     def push(self) -> int:
@@ -300,7 +301,7 @@ class RunLocation:
                 shutil.copyfileobj(src, out, 1 << 20)
             self._synced[rel] = now[rel]
         if changed:
-            log.info("pushed %d %s to %s", len(changed), "file" if len(changed) == 1 else "files", self.display)
+            log.info("pushed %s to %s", counted(len(changed), "file"), self.display)
         return len(changed)
 
 

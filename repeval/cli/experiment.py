@@ -281,7 +281,12 @@ def _print_table(ctx: Any) -> None:
 
 
 def _next_hint(cfg: Any, where: str) -> str:
-    """What to look at after a run: the report, and the robustness table when something was tested deformed."""
+    """What to look at after a run: the report, and the robustness table when something was tested deformed —
+    commands to paste into a shell: ``where`` whole (a bucket's ``?endpoint_override=…&scheme=http`` included, which
+    the commands need to reach it) and quoted where a shell would split it (the ``&``)."""
+    import shlex
+
+    where = shlex.quote(where)
     deformed = any(exp.scenarios_for(ds) for exp in cfg.experiments for ds in exp.datasets)
     robustness = f", `repeval table {where} --preset robustness`" if deformed else ""
     return f"next: `repeval report {where}` (HTML report){robustness}"
@@ -314,7 +319,8 @@ def run(
             runner.stage_evaluate(ctx)
             _print_table(ctx)
             typer.echo(f"results: {ctx.location.file('results.parquet')}")
-            where = ctx.location.display
+            # the run directory as the commands reach it: a bucket's URI with its query (the display drops it)
+            where = ctx.location.uri if ctx.location.staged else ctx.location.display
             typer.echo(_next_hint(ctx.cfg, where))
 
     _guard(go)

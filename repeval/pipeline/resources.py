@@ -269,4 +269,26 @@ def stream_resources(mcfg: Any, resources: Any) -> EmbedResources:
     from repeval.ray_utils import cluster_cpus, cluster_gpus
 
     fam, _ = resolve_model(mcfg)
-    return plan_resources(fam.cls, resources, cluster_cpus(), cluster_gpus(), ray.cluster_resources())
+    res = plan_resources(fam.cls, resources, cluster_cpus(), cluster_gpus(), ray.cluster_resources())
+    check_stream_fits(mcfg.id, res, str(getattr(resources, "use_gpu", "auto")))
+    return res
+
+
+def check_stream_fits(model: str, res: EmbedResources, use_gpu: str) -> None:
+    """Refuse a stream whose decode tasks or embedding actors no live node can hold (:func:`check_request_fits`):
+    an ``embed_num_cpus`` above every node's CPUs (the requests are sized from the cluster's total), the GPUs of
+    ``embed_num_gpus`` on nodes of fewer — except an actor pool under ``use_gpu: always``, which waits for the
+    autoscaler's GPU nodes."""
+    from repeval.ray_cluster import check_request_fits
+
+    keys = {"CPU": "run.resources.embed_num_cpus", "GPU": "run.resources.embed_num_gpus"}
+    if not res.n_actors:
+        check_request_fits(f"the decode tasks that run {model}", {"CPU": res.decode_num_cpus}, keys)
+        return
+    check_request_fits(
+        f"the decode tasks of {model}", {"CPU": res.decode_num_cpus}, {"CPU": "run.resources.decode_num_cpus"}
+    )
+    if use_gpu != "always":
+        custom = {k: f"run.resources.embed_resources.{k}" for k in res.resources}
+        actor = {"CPU": res.num_cpus, "GPU": res.num_gpus, **res.resources}
+        check_request_fits(f"the embedding actors of {model}", actor, {**keys, **custom})

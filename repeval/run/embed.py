@@ -38,6 +38,7 @@ def stage_embed(
 def _stage_embed(
     ctx: RunContext, deformed_only: bool, progress: bool | None, retry_errors: bool, trainable: bool
 ) -> EmbedSummary:
+    from repeval.ray_cluster import check_trials_fit
     from repeval.ray_utils import init_ray
     from repeval.run.split_check import check_splits_assigned
 
@@ -48,6 +49,7 @@ def _stage_embed(
     load_rows(ctx)
     if trainable:
         check_splits_assigned(ctx)
+        check_trials_fit(ctx.cfg.run.resources)  # before embedding, not once it is done
     # one stream per embedding model for the whole run: its actors load the weights once for every dataset
     work = [
         (exp, {ds.name: ctx.rows[(ei, ds.name)] for ds in exp.datasets}, deform_ids(ctx, ei))

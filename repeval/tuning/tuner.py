@@ -339,9 +339,9 @@ def _prune_incomplete(
         st.delete(d)
     if gone:
         log.info(
-            "deleted %d copy(ies) of Tune experiment %s no rerun needs (their finished trials are held by a newer "
+            "deleted %s of Tune experiment %s no rerun needs (their finished trials are held by a newer "
             "experiment of the plan, or they are of another one): %s",
-            len(gone), st.uri(name), ", ".join(gone),
+            counted(len(gone), "copy", "copies"), st.uri(name), ", ".join(gone),
         )  # fmt: skip
 
 

@@ -90,6 +90,45 @@ def test_embed_resources_are_validated() -> None:
         ResourcesConfig(embed_resources={"embed": 0})
 
 
+def test_probe_trials_no_node_can_hold_stop_the_run_before_it_embeds(
+    ray_session: Any, rendered_notes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``run.resources.trial_num_cpus`` above every node's CPUs: Tune's trials waited for ever (Ray's autoscaler only
+    repeating "No available node types can fulfill resource request {'CPU': 3.0}" in a job's log), after the
+    embedding. Now the run stops before it embeds, naming the setting, the most a node has and the fix."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    cpus = int(ray_session.cluster_resources()["CPU"])
+    cfg = {
+        "run": {"run_id": "big", "store": str(tmp_path / "store"), "runs_dir": str(tmp_path / "runs")},
+        "experiments": [
+            {
+                "task": {"name": "instrument", "type": "multiclass_classification", "label": "instrument"},
+                "datasets": [notes_dataset(rendered_notes)],
+                "embedding_models": ["mfcc-stats"],
+                "downstream_models": [{"name": "linear", "type": "classifier", "hidden_units": [], "epochs": 2}],
+                "metrics": ["accuracy"],
+            }
+        ],
+    }
+    cfg["run"]["resources"] = {"trial_num_cpus": cpus + 1}
+    (tmp_path / "big.yaml").write_text(yaml.safe_dump(cfg))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    res = CliRunner().invoke(app, ["run", str(tmp_path / "big.yaml")])
+    assert res.exit_code == 1, res.output[-3000:]
+    errors = " ".join(res.stderr.split()).split("error: ")[1:]
+    assert len(errors) == 1, res.output[-3000:]
+    assert errors[0].startswith(
+        f"the probe trials each ask for {cpus + 1} CPUs, but no node of this Ray cluster (1 node) has that much — "
+        f"the most one has: {cpus} CPUs — so they would wait for ever: set run.resources.trial_num_cpus to at most "
+        f"{cpus}, or add a node with {cpus + 1} CPUs"
+    ), errors
+    assert not (tmp_path / "store" / "notes").exists(), "embedded before it stopped"
+
+
 def _cfg(**resources: Any) -> Any:
     from repeval.config import load_config
 
@@ -123,6 +162,7 @@ def test_plan_reports_requests() -> None:
     assert "decode task:      0.5 CPU, on one node one per CPU the actors leave free" in text, text
     fused = make_plan(_cfg(), cluster={"CPU": 4}).text()
     assert "embed mfcc-stats: model inside the decode tasks (no actor pool): tasks × 1 CPU, 4 at once" in fused, fused
+    assert "embed logmel-stats: model inside the decode tasks" in fused, fused  # not "logmel-stats:model"
 
 
 # The driver of the fake-GPU run: a node with num_gpus=1 and embed=1, the embed and train stages of a

@@ -500,6 +500,21 @@ def test_job_submit_runs_embedding_actors_on_the_worker_node_and_survives_its_cr
         f"error: embedding model 'clmr-missing' cannot run on node {replacement.ip}: weights file {missing} not found"
     ), logs[-3000:]
 
+    # decode tasks sized from the cluster's 3 CPUs, which no node has on its own (the head 1, the worker 2): a run
+    # waited for ever (Ray repeating "No available node types can fulfill resource request {'CPU': 3.0}"); the check
+    # a run makes before it embeds, here `repeval validate`'s, names the setting and the fix
+    big = write_config(short_tmp / "big.yaml", manifest, {"id": "mfcc-stats"}, "big", resources={"embed_num_cpus": 3})
+    cluster.submit(["python", "-m", "repeval.cli", "validate", str(big)], REPO, job_runtime_env(), "validate-2")
+    status, logs = cluster.wait_job("validate-2"), cluster.logs("validate-2")
+    assert status == "FAILED" and cluster.exit_code("validate-2") == 1, logs[-3000:]
+    errors = [ln for ln in logs.splitlines() if ln.startswith("error: ")]
+    assert errors == [
+        "error: the decode tasks that run mfcc-stats each ask for 3 CPUs, but no node of this Ray cluster (2 nodes) has "
+        "that much — the most one has: 2 CPUs — so they would wait for ever: set run.resources.embed_num_cpus to at "
+        "most 2, or add a node with 3 CPUs (on an autoscaling cluster, raise its node type's min_workers so one is up "
+        "when the run starts)"
+    ], logs[-3000:]
+
 
 def test_a_node_that_joins_later_is_checked_at_its_actors_start_and_a_stopped_job_ends_cleanly(
     cluster: LocalCluster, short_tmp: Path

@@ -125,7 +125,7 @@ def _files(fs: pafs.FileSystem, prefix: str) -> dict[str, int]:
     return {i.path[len(prefix) + 1 :]: i.size for i in fs.get_file_info(sel) if i.type == pafs.FileType.File}
 
 
-def test_run_directory_staging_round_trip_on_s3(s3: dict[str, Any]) -> None:
+def test_run_directory_staging_round_trip_on_s3(s3: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
     runs = "s3://repeval/unit/runs" + s3["query"]
     loc = RunLocation.open(runs, "r1")
     assert loc.staged and loc.local.is_dir() and loc.display == "s3://repeval/unit/runs/r1"
@@ -136,10 +136,13 @@ def test_run_directory_staging_round_trip_on_s3(s3: dict[str, Any]) -> None:
     (loc.local / "results.parquet.tmp").write_text("partial")  # being written: never uploaded
     (loc.local / "tune").mkdir()
     (loc.local / "tune" / "local-only").write_text("Tune writes to the bucket itself")
-    assert loc.push() == 2
-    assert loc.push() == 0  # nothing changed
-    (loc.local / "config.yaml").write_text("a: 2\n")
-    assert loc.push() == 1
+    with caplog.at_level("INFO", logger="repeval.rundir"):
+        assert loc.push() == 2
+        assert loc.push() == 0  # nothing changed
+        (loc.local / "config.yaml").write_text("a: 2\n")
+        assert loc.push() == 1
+    pushed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("pushed")]
+    assert pushed == ["pushed 2 files to s3://repeval/unit/runs/r1", "pushed 1 file to s3://repeval/unit/runs/r1"]
     assert set(_files(s3["fs"], "repeval/unit/runs/r1")) == {"groups/g.parquet", "config.yaml"}
 
     # Tune's own files in the bucket are never pulled; everything else is
@@ -245,6 +248,11 @@ def test_run_with_store_runs_and_tune_on_s3(
         first = _run_cli([str(REPO / "jobs" / "run.py"), "s3.yaml", "--smoke-test", *uris], tmp)
         assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-5000:]
         assert "results: s3://repeval/e2e/runs/s3run-smoke/results.parquet" in first.stdout
+        # the next commands reach the bucket as the run did: its endpoint in the URI, quoted for the shell (the '&');
+        # they named the run without its query, so pasted they went to AWS's S3, not this server
+        next_uri = shlex.quote(f"s3://repeval/e2e/runs/s3run-smoke{q}")
+        hint = f"next: `repeval report {next_uri}` (HTML report), `repeval table {next_uri} --preset robustness`"
+        assert hint in first.stdout, first.stdout[-2000:]
 
         files = _files(s3["fs"], "repeval/e2e")
         for part in ("clean", "D1"):

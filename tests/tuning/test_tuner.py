@@ -170,7 +170,11 @@ def test_incomplete_copies_are_kept_while_a_rerun_needs_them(tmp_path, caplog):
         f"{n}.repeval.json" for n in ["exp", copies["needed"], copies["other plan"], untouched[0]]
     )  # the deleted copies' markers went with them
     assert _reusable(st, "exp", "fp", "d", current=True, say=False) == reusable  # nothing a rerun reuses is lost
-    assert "deleted 5 copy(ies) of Tune experiment" in caplog.text
+    assert "deleted 5 copies of Tune experiment" in caplog.text  # not "5 copy(ies)"
+    caplog.clear()
+    with caplog.at_level("INFO", logger="repeval.tuning.grid"):
+        _reusable(st, "exp", "fp", "d", current=True)
+    assert f"{tune_dir}/exp holds 2 whole trial checkpoints; a trial that must run again" in caplog.text, caplog.text
 
     # before a fit, the experiment moved aside as a new (here: empty) copy: it is kept, and the older copies stay while
     # they hold a trial it does not
