@@ -382,14 +382,32 @@ def save_figure(fig: Figure, stem: Path, formats: Sequence[str] = ("png", "svg")
 def figure_data_uri(fig: Figure, fmt: str = "png") -> str:
     """The figure as a ``data:`` URI for self-contained HTML; a PNG of lines, bars and text only in 256 colours
     (:func:`_palette_png`)."""
-    if fmt == "png" and not any(ax.images for ax in fig.axes):
+    if fmt == "png" and not any(ax.images for ax in fig.axes) and _saved_as_drawn(fig):
         data = _palette_png(*_drawn_png(fig))
     else:
         buf = io.BytesIO()
         fig.savefig(buf, format=fmt)
         data = buf.getvalue()
+        if fmt == "png" and not any(ax.images for ax in fig.axes):
+            data = _palette_png(data)
     mime = "image/svg+xml" if fmt == "svg" else f"image/{fmt}"
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _saved_as_drawn(fig: Figure) -> bool:
+    """Whether ``savefig`` writes ``fig`` as :func:`_drawn_png` does: matplotlib's default ``savefig.*`` settings. A
+    matplotlibrc's ``savefig.dpi`` (a HiDPI report), ``savefig.bbox``, ``savefig.transparent`` or colours apply to
+    every figure of the report, as they do to its confusion matrices (saved with ``savefig``)."""
+    import matplotlib as mpl
+
+    rc = mpl.rcParams
+    return (
+        rc["savefig.dpi"] in ("figure", fig.dpi)
+        and rc["savefig.bbox"] in (None, "standard")
+        and not rc["savefig.transparent"]
+        and rc["savefig.facecolor"] == "auto"
+        and rc["savefig.edgecolor"] == "auto"
+    )
 
 
 def _drawn_png(fig: Figure) -> tuple[bytes, np.ndarray]:

@@ -241,3 +241,26 @@ def test_training_curves_keep_their_legend_off_every_panel(run):
     assert all(ax.get_legend() is None for ax in fig.axes)
     assert not any(box.overlaps(ax.get_window_extent(renderer)) for ax in fig.axes if ax.get_visible())
     assert box.x1 <= fig.bbox.x1 + 1
+
+
+def test_inlined_figures_follow_the_savefig_settings_of_a_matplotlibrc(run):
+    """A matplotlibrc's ``savefig.dpi`` (a HiDPI report) or ``savefig.facecolor`` applied to every inlined figure,
+    as ``savefig`` wrote them; drawing a figure once on its canvas (not through ``savefig``) dropped them from the
+    line and bar charts while the confusion matrices kept them."""
+    import base64
+    import io
+
+    import matplotlib as mpl
+    from PIL import Image
+
+    with mpl.rc_context({"savefig.dpi": 150, "savefig.facecolor": "yellow"}):
+        fig = plots.training_curves(run.history, TASK, DATASET)
+        full = io.BytesIO()
+        fig.savefig(full, format="png")
+        uri = plots.figure_data_uri(fig)
+    small = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+    truth = Image.open(io.BytesIO(full.getvalue()))
+    assert small.mode == "P" and small.size == truth.size
+    a = np.asarray(small.convert("RGB"), dtype=float) / 255
+    b = np.asarray(truth.convert("RGB"), dtype=float) / 255
+    assert np.abs(a - b).mean() < 0.01  # the same picture, yellow margins and all
