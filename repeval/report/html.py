@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from repeval.pipeline.summary import counted
 from repeval.report import plots
 from repeval.report.blocks import chosen_probes, probe_choice
 from repeval.report.blocks import controls as _controls
@@ -169,7 +170,7 @@ def _left_out_section(runs: list[Run]) -> str:
             lines = "".join(f"<li>{e(line)}</li>" for line in d.lines)
             parts.append(
                 f"<h3>{e(prefix)}dropped when {e(d.dataset)} was loaded for {e(', '.join(d.tasks))}: "
-                f"{d.not_evaluated} track(s) not evaluated</h3><ul>{lines}</ul>"
+                f"{counted(d.not_evaluated, 'track')} not evaluated</h3><ul>{lines}</ul>"
             )
     rows: list[list[str]] = []
     total, counts, problems = 0, [], []
@@ -371,5 +372,5 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    log.debug("wrote report for %d run(s) to %s", len(runs), out)  # `repeval report` prints the path itself
+    log.debug("wrote report for %s to %s", counted(len(runs), "run"), out)  # `repeval report` prints the path itself
     return out

@@ -122,7 +122,7 @@ def test_a_dataset_two_tasks_load_says_what_it_dropped_once(tmp_path, caplog):
     # and the report's "Tracks left out of evaluation" says them once, naming both tasks (it said them per task)
     section = _left_out_section([Run("r", ctx.run_dir, pd.DataFrame())])
     assert section.count("dropped when tones was loaded") == 1, section
-    assert "dropped when tones was loaded for pitch, pitch_again: 3 track(s) not evaluated" in section, section
+    assert "dropped when tones was loaded for pitch, pitch_again: 3 tracks not evaluated" in section, section
 
     cfg = load_config(write_config(tmp_path / "c.yaml", tmp_path, [first, second, sub], run_id="r2"))
     caplog.clear()
