@@ -58,7 +58,7 @@ REPORT_KINDS = ("missing_audio", "duplicate_ids", "unlabelled", "unknown_labels"
 _KIND_NAMES = {
     "missing_audio": ("missing audio", "missing audio"),
     "duplicate_ids": ("duplicate id", "duplicate ids"),
-    "unlabelled": ("no usable label", "no usable label"),
+    "unlabelled": ("track with no usable label", "tracks with no usable label"),
     "unknown_labels": ("unknown label", "unknown labels"),
     "other": ("other", "other"),
 }

@@ -85,7 +85,7 @@ from repeval.datasets.manifest_rows import _base_dir as _base_dir
 from repeval.datasets.manifest_rows import _BatchValidator as _BatchValidator
 from repeval.datasets.manifest_rows import masked_column as masked_column
 from repeval.datasets.spill import Partitions, TableSpool, hash64, n_partitions, partition_of
-from repeval.datasets.target_text import TargetCounts
+from repeval.datasets.target_text import COMMA_GROUPED, TargetCounts
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +307,7 @@ def _same_target_count(
     named, n_odd = counts.others(most)
     for row, tid, cell in named:
         text = (separator or "").join(cell)
-        grouped = separator == "," and re.fullmatch(r"[-+]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d*)?", text)
+        grouped = separator == "," and re.fullmatch(COMMA_GROUPED, text)
         hint = (
             f"; if {text!r} is one number with a thousands separator, write it {text.replace(',', '')!r} (in a "
             "spreadsheet, a number format without a 1000 separator)"

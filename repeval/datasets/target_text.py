@@ -330,8 +330,10 @@ class TargetCounts:
 
 
 #: a regression cell that ``label_separator`` ``,`` splits into a number and groups of three digits — ``1,234``,
-#: ``-12,345,678``: one number with a thousands separator, one with a decimal comma, or several targets
-_COMMA_GROUPED = r"^\s*[-+]?[1-9]\d{0,2}(?:,\d{3})+\s*$"
+#: ``-12,345,678``: one number with a thousands separator, one with a decimal comma, or several targets. Also the
+#: targets of a row :func:`~repeval.datasets.catalog._same_target_count` refuses, joined again, that it names as such a
+#: number (a fraction after them never gets there: the load refuses ``1,234.5`` as a number with a thousands separator)
+COMMA_GROUPED = r"^\s*[-+]?[1-9]\d{0,2}(?:,\d{3})+\s*$"
 #: a whole number below 1,000 — ``523``: how a column that groups its thousands with ``,`` writes its small numbers
 _BELOW_GROUPS = r"^\s*[-+]?\d{1,3}\s*$"
 #: :data:`_BELOW_GROUPS` (its minus sign ``-`` or U+2212), or an empty cell: a batch's cells that need no other look
@@ -340,7 +342,7 @@ _BELOW_OR_EMPTY = "^\\s*(?:[-+\u2212]?\\d{1,3})?\\s*$"
 
 class CommaGroups:
     """Of a regression column's target cells (:func:`target_cells`) read with ``decimal`` ``.`` and split at
-    ``label_separator`` ``,``: how many hold a number with ``,`` between groups of three digits (:data:`_COMMA_GROUPED`),
+    ``label_separator`` ``,``: how many hold a number with ``,`` between groups of three digits (:data:`COMMA_GROUPED`),
     whether the others are whole numbers below 1,000 (:data:`_BELOW_GROUPS`, as such a column writes its small
     numbers) or any is another target (counted up to the batch of the first: one settles it), with the first cell of
     each of the two kinds and its row (0-based, counted as the load counts rows). A column whose every target cell is
@@ -369,7 +371,7 @@ class CommaGroups:
             return
         cells = plain_minus(raw).filter(pa.array(ok))
         rows = start + np.flatnonzero(ok)
-        shaped = pc.fill_null(pc.match_substring_regex(cells, _COMMA_GROUPED), False).to_numpy(zero_copy_only=False)
+        shaped = pc.fill_null(pc.match_substring_regex(cells, COMMA_GROUPED), False).to_numpy(zero_copy_only=False)
         small = pc.fill_null(pc.match_substring_regex(cells, _BELOW_GROUPS), False).to_numpy(zero_copy_only=False)
         self.grouped += int(shaped.sum())
         self.other += int((~shaped & ~small).sum())

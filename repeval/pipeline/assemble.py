@@ -212,7 +212,11 @@ class TrackAssembler:
         """Drop tracks whose chunks did not all arrive (the stream stopped); returns how many."""
         n = len(self.pending)
         if n:
-            log.info("%s in flight when the stream stopped: they are recomputed on the next run", counted(n, "track"))
+            log.info(
+                "%s in flight when the stream stopped: %s recomputed on the next run",
+                counted(n, "track"),
+                "it is" if n == 1 else "they are",
+            )
         self.pending.clear()
         return n
 

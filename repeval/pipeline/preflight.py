@@ -128,7 +128,7 @@ class NodeCheck:
 
 
 def unavailable_lines(problems: dict[tuple[str, str], list[str]], here: bool) -> list[str]:
-    """``embedding model '<id>' cannot run here|on node(s) <addresses>: <reason>``, one per problem (as
+    """``embedding model '<id>' cannot run here|on node <address>|on nodes <addresses>: <reason>``, one per problem (as
     :class:`NodeCheck` holds them), sorted; ``here``: the problems of the machine this process runs on."""
     return [
         f"embedding model '{model_id}' cannot run "

@@ -311,3 +311,14 @@ def test_a_loaders_regression_targets_are_read_as_a_catalogs_cells():
     assert y.tolist() == [[-0.5], [0.25]]
     with pytest.raises(InvalidLabelError, match=r"^regression target 'inf' in row 1 is not a number — write"):
         encode_labels("regression", [["1"], ["inf"]])
+
+
+def test_a_load_reports_rows_without_a_usable_label_counted_in_words():
+    """The load report's line of rows dropped for their label read "3 no usable label": it counts tracks, one or
+    several."""
+    report = LoadReport()
+    report.add("unlabelled", "a (no label)")
+    assert report.lines() == ["1 track with no usable label: a (no label)"]
+    report.add("unlabelled", "b (no label)")
+    report.add("unlabelled", "c (2 labels ['x', 'y'] for a single-label task)")
+    assert report.lines()[0].startswith("3 tracks with no usable label: a (no label), b (no label), c (2 labels")

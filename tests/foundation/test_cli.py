@@ -269,7 +269,8 @@ def test_plan_notes_a_label_that_no_training_track_has(tmp_path, monkeypatch):
     (tmp_path / "m.csv").write_text(manifest + "e,a.wav,,train\n")
     said = CliRunner().invoke(app, ["plan", "exp.yaml"]).output
     assert (
-        "note: dataset d at load (4 rows kept): 1 no usable label: e (row 6: empty label) — 1 row not evaluated" in said
+        "note: dataset d at load (4 rows kept): 1 track with no usable label: e (row 6: empty label) — 1 row not evaluated"
+        in said
     ), said
     assert "data check" not in said, said
 

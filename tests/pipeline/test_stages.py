@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import ClassVar
 
@@ -632,3 +633,20 @@ def test_ray_datas_failure_lines_are_held_back_and_said_unless_repeval_says_the_
     finally:
         for logger in loggers:
             logger.removeHandler(handler)
+
+
+def test_tracks_in_flight_when_the_stream_stops_are_said_one_or_several(files, caplog):
+    """A stream that stops with a track's chunks half arrived drops it, logged: "1 track in flight …: they are
+    recomputed" read wrong for one."""
+    _, _, out = _embed(files, ["long"], [["clean", "D1"]], keep_frames=False)
+    first = np.flatnonzero(np.asarray(out["chunk"]) == 0)  # the first of each scenario's 5 chunks
+    caplog.set_level(logging.INFO, logger="repeval.pipeline.assemble")
+    for n, said in (
+        (1, "1 track in flight when the stream stopped: it is"),
+        (2, "2 tracks in flight when the stream stopped: they are"),
+    ):
+        asm = TrackAssembler(keep_frames=False)
+        asm.add({k: v[first[:n]] for k, v in out.items()})
+        caplog.clear()
+        assert asm.abandon() == n
+        assert caplog.messages == [f"{said} recomputed on the next run"]
