@@ -285,7 +285,7 @@ def _error(mutate) -> str:
         # accepted, then `plan` and `run` stopped at "could not convert string to float: 'abc'"
         (
             lambda d: d["experiments"][0].update(embedding_models=[{"id": "mfcc-stats", "params": {"chunk_s": "abc"}}]),
-            "embedding_models[0]: mfcc-stats.params.chunk_s: expected a number of seconds (null or 0: the whole file)",
+            "embedding_models[0].params.chunk_s: expected a number of seconds (null or 0: the whole file)",
         ),
         # a list item written without its '-' (or an emptied key) printed the whole block twice, or "e.g. [None]"
         (
@@ -383,6 +383,42 @@ def _error(mutate) -> str:
 )
 def test_bad_configs_name_the_key_and_the_fix(mutate, expected):
     assert expected in _error(mutate)
+
+
+def _every_fault(d: dict) -> None:
+    exp = d["experiments"][0]
+    exp["task"]["nme"] = exp["task"].pop("name")  # a required key misspelled: not also "required key is missing"
+    exp["datasets"][0].update(label_colum="instrument", n_folds="five")
+    exp["deformations"][0][0]["params"].update(max_gain="3", min_gain_db="-6dB")
+    exp["embedding_models"] = [{"id": "mfcc-stats", "params": {"n_mfcc": "big", "n_mel": 32}}]
+    exp["downstream_models"][0].update(learning_rat=0.1, epochs="many")
+
+
+def test_every_problem_of_a_config_is_said_at_once():
+    """An unknown key no longer hides the problems of the keys beside it, nor one parameter the others'."""
+    problems = _error(_every_fault).splitlines()[1:]
+    assert [p.removeprefix("  - ").split(":")[0] for p in problems] == [
+        "experiments[0].task",
+        "experiments[0].datasets[0]",
+        "experiments[0].datasets[0].n_folds",
+        "experiments[0].deformations[0].steps[0].params.max_gain",
+        "experiments[0].deformations[0].steps[0].params.min_gain_db",
+        "experiments[0].embedding_models[0].params.n_mfcc",
+        "experiments[0].embedding_models[0].params.n_mel",
+        "experiments[0].downstream_models[0]",
+        "experiments[0].downstream_models[0].epochs",
+    ]
+    said = "\n".join(problems)
+    for part in (
+        "unknown key 'nme' — did you mean 'name'?",
+        "unknown key 'label_colum' — did you mean 'label_column'?",
+        "Gain has no parameter 'max_gain' — did you mean 'max_gain_db'?",
+        "Gain.min_gain_db is the text '-6dB', not a number",
+        "n_mfcc: expected an integer, got 'big'",
+        "mfcc-stats has no parameter 'n_mel' — did you mean 'n_mels'?",
+        "unknown key 'learning_rat' — did you mean 'learning_rate'?",
+    ):
+        assert part in said
 
 
 def _second_experiment(d: dict, task: str, dataset: str) -> None:
