@@ -802,6 +802,36 @@ def test_plan_names_each_probe_preset_its_source_criterion_and_departures():
     assert "preset" not in bare  # without what it is the smoke test of, the plan knows only the plain probe
 
 
+def test_thesis_preset_says_the_auc_departure_of_multilabel_tasks_alone():
+    """The mir_ref_thesis preset's departures spoke of mir_ref's multilabel val_auc for every task, key estimation
+    and multiclass too: the plan and the report say it of a multilabel task alone."""
+    from repeval.tuning.presets import entry_words
+
+    def said(task: dict) -> str:
+        exp = {
+            "task": task,
+            "datasets": [{"name": "d", "type": "catalog", "manifest": "m.csv", "label_column": "x"}],
+            "embedding_models": ["mfcc-stats"],
+            "downstream_models": [{"preset": "mir_ref_thesis"}],
+        }
+        [line] = [ln for ln in make_plan(parse_config({"experiments": [exp]})).text().splitlines() if "M1" in ln]
+        return line
+
+    auc = "mir_ref's val_auc is Keras' AUC over the flattened labels (micro), here val_roc_auc_macro"
+    tags = said({"name": "tags", "type": "multilabel_classification"})
+    assert f"weight_decay 2e-5); {auc}" in tags
+    for task in (
+        {"name": "inst", "type": "multiclass_classification"},
+        {"name": "key_estimation", "type": "multiclass_classification"},
+    ):
+        line = said(task)
+        assert "differs from the source: early stopping" in line and "val_auc" not in line, line
+    # the report: each task's departures; a task of a type not known, each with the type it is of
+    assert auc in entry_words({"preset": "mir_ref_thesis"}, 0, "multilabel_classification")
+    assert "val_auc" not in entry_words({"preset": "mir_ref_thesis"}, 0, "key_estimation")
+    assert f"for multilabel classification tasks, {auc}" in entry_words({"preset": "mir_ref_thesis"})
+
+
 def test_plan_says_how_many_points_of_a_preset_are_trained_after_the_keys_set_next_to_it():
     """`repeval plan` said "all 16 points are trained" of the hear preset even when a key set next to it cut the grid
     to 4 (or a smoke test trained one): its departures say what is trained."""
