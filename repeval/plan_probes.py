@@ -38,7 +38,7 @@ def probe_lines(exp: Any, specs: list[Any], full: Any = None) -> list[str]:
             what = f"probe {_names(_with_layers(s.points))}: {n}{of}, {tested}, checkpoint by {crit}"
         if s.scheduler is not None:
             what += ", the weaker ones stopped early by ASHA"
-        words = preset_words(entry, s.size, "a smoke test trains one" if full is not None else None)
+        words = preset_words(entry, s.size, "a smoke test trains one" if full is not None else None, task_type=ttype)
         what += f"; {words}" if words else ""
         if full is not None and len(full.downstream_models) > 1:
             left = [expand_probe(e, i, ttype).name for i, e in enumerate(full.downstream_models) if i]

@@ -60,6 +60,15 @@ def unknown_name_message(kind: str, name: str, choices: list[str] | set[str]) ->
     return msg
 
 
+class ParamProblems(ValueError):
+    """Every problem of one set of ``params`` (a model's, a transform's): ``problems`` holds ``(key, message)``, one
+    per parameter at fault, so a configuration's check names each at its own path (``….params.<key>``) in one run."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(msg for _, msg in problems))
+
+
 class Registry(Generic[T]):
     """A name → plug-in mapping with a registering decorator."""
 

@@ -65,6 +65,25 @@ def scenarios_only(before: Any, now: dict[str, Any]) -> tuple[list[str], list[st
     return (added, removed) if added or removed else None
 
 
+def changed_words(before: Any, now: dict[str, Any], changed: list[str]) -> str:
+    """The ``changed`` scenarios (:func:`scenarios_only`: another partition under the same id), each with how its
+    partition differs from the grid's record (:func:`repeval.run.groups.partition_change`): ``noise_10db (40 rows, 0
+    error records then, 240 rows, 0 error records now — rows added under the same configuration …)``. The record
+    holds each partition's counts, configuration and write, read from its manifest without opening a row file: it
+    cannot tell rows added for other tracks (a run deforming its training tracks too) from the grid's own test rows
+    rewritten, so either is tested again — from the probes' checkpoints, no training, the same scores when those rows
+    did not change."""
+    from repeval.run.groups import as_recorded, partition_change
+
+    old = before.get("partitions") if isinstance(before, dict) else None
+    new = as_recorded(before, now).get("partitions")
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return ", ".join(changed)
+    return ", ".join(
+        f"{sid} ({partition_change(old.get(sid), new.get(sid)).removeprefix(': ').strip()})" for sid in changed
+    )
+
+
 def write_tested(ctx: RunContext, name: str, tested: list[dict[str, Any]]) -> None:
     """Record where the weights of the group's tested probes are (their paths relative to the run's Tune storage);
     none when one of them lies outside it (the group is then trained again if a scenario is added)."""
@@ -154,12 +173,14 @@ def retest_group(
     scenarios' rows, confusion matrices and failed cells, test its probes on the ``added`` ones. Returns ``None``
     when done, else why it could not (nothing written: the group is then trained again)."""
     from repeval.metrics import write_confusion
+    from repeval.run.groups import recorded_inputs
     from repeval.run.train import read_failed
     from repeval.runner import _record_failed, _write_atomic, _write_text_atomic, fold_suffix, group_name
     from repeval.tuning.grid import results_table
     from repeval.tuning.results import with_result_columns
 
     groups = ctx.run_dir / "groups"
+    before_inputs = recorded_inputs(ctx, item.name, item.dataset, item.model)  # (its record is replaced below)
     tested, why = retest_check(ctx.run_dir, ctx.tune_storage, item.name, added)
     if why is not None:
         return why
@@ -201,7 +222,8 @@ def retest_group(
     new, gone_ids = [s for s in added if s not in changed], [s for s in removed if s not in changed]
     said = [f"tested on the added {named('scenario', new)} with the probes it selected before"] if new else []
     said += [
-        f"tested again on the changed {named('scenario', changed)} (another partition under the same id) with the "
+        f"tested again on the changed {'scenario' if len(changed) == 1 else 'scenarios'} "
+        f"{changed_words(before_inputs, item.inputs, changed)} with the "
         "probes it selected before"
     ] if changed else []  # fmt: skip
     said += [f"the results of the removed {named('scenario', gone_ids)} dropped"] if gone_ids else []

@@ -7,11 +7,12 @@ store and run-directory paths.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, NoReturn
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
-from repeval.registry import closest
+from repeval.registry import ParamProblems, closest
 
 
 # --- reliability (issue 9): names end up in store and run-directory paths ---------------------------
@@ -40,26 +41,78 @@ class Strict(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _check_keys(cls, data: Any) -> Any:
+        """The given keys under their canonical names; unknown ones are set aside under :data:`_UNKNOWN` (each with
+        the valid key it is closest to), for :meth:`_say_unknown_keys` to say with the problems of the keys given."""
         if not isinstance(data, dict):
             return data
         aliases = cls.key_aliases
         out: dict[str, Any] = {}
         given: dict[str, str] = {}  # canonical key → the spelling it was given as
         valid = set(cls.model_fields)
+        unknown: list[tuple[str, str | None]] = []
         for key, value in data.items():
             if not isinstance(key, str):
                 raise ValueError(f"keys must be strings, got {key!r}")
             canonical = aliases.get(key, key)
             if canonical not in valid:
                 hint = closest(key, sorted(valid | set(aliases)))
-                msg = f"unknown key '{key}'"
-                if hint:
-                    msg += f" — did you mean '{hint}'?"
-                else:
-                    msg += f" (valid keys: {', '.join(sorted(valid))}{cls.other_keys})"
-                raise ValueError(msg)
+                unknown.append((key, aliases.get(hint, hint) if hint else None))
+                continue
             if canonical in out:
                 raise ValueError(f"'{key}' and '{given[canonical]}' both given; keep one")
             out[canonical] = value
             given[canonical] = key
+        if unknown:  # not a field: validation fails there (extra keys are forbidden), and the keys given are checked
+            out[_UNKNOWN] = unknown
         return out
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _say_unknown_keys(cls, data: Any, handler: Any) -> Any:
+        """Unknown keys are errors, said together with the problems of the keys given (a value of the wrong kind):
+        one run names every problem of the file. A required key missing that an unknown one is the closest spelling
+        of is not said again; the model's whole-model checks wait until its keys are right (they would judge it
+        without the misspelled key)."""
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            found = exc.errors(include_url=False)
+            unknown = next((e["input"] for e in found if e["loc"] == (_UNKNOWN,)), None)
+            if unknown is None:
+                raise
+        valid = ", ".join(sorted(cls.model_fields))
+        errors: list[Any] = [
+            {
+                "type": PydanticCustomError(
+                    "unknown_key",
+                    f"unknown key '{key}' — did you mean '{hint}'?"
+                    if hint
+                    else f"unknown key '{key}' (valid keys: {valid}{cls.other_keys})",
+                ),
+                "loc": (),
+                "input": key,
+            }
+            for key, hint in unknown
+        ]
+        meant = {hint for _, hint in unknown if hint}
+        errors += [
+            {"type": PydanticCustomError(e["type"], e["msg"], e.get("ctx")), "loc": e["loc"], "input": e["input"]}
+            for e in found
+            if e["loc"] != (_UNKNOWN,) and not (e["type"] == "missing" and e["loc"] in {(k,) for k in meant})
+        ]
+        raise ValidationError.from_exception_data(cls.__name__, errors)
+
+
+#: where :meth:`Strict._check_keys` sets a mapping's unknown keys aside (no key of a YAML file can be it)
+_UNKNOWN = "\x00unknown keys"
+
+
+def raise_at_params(exc: ParamProblems, title: str) -> NoReturn:
+    """``exc``'s problems as a validation error at each parameter's own key path (``params.<key>``)."""
+    raise ValidationError.from_exception_data(
+        title,
+        [
+            {"type": PydanticCustomError("param", msg), "loc": ("params", key), "input": key}
+            for key, msg in exc.problems
+        ],
+    )

@@ -7,7 +7,8 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from repeval.config.base import FileName, Strict
+from repeval.config.base import FileName, Strict, raise_at_params
+from repeval.registry import ParamProblems
 
 # ------------------------------------------------------------------- deformations
 
@@ -24,7 +25,10 @@ class DeformationStep(Strict):
     def _valid_transform(self) -> DeformationStep:
         from repeval.deformations import validate_step
 
-        validate_step(self.type, self.params)
+        try:
+            validate_step(self.type, self.params)
+        except ParamProblems as exc:
+            raise_at_params(exc, type(self).__name__)
         return self
 
 
@@ -92,5 +96,8 @@ class EmbeddingModelConfig(Strict):
     def _known(self) -> EmbeddingModelConfig:
         from repeval.models.base import check_params
 
-        check_params(self)  # unknown model (the closest known), unknown params, values of the wrong kind
+        try:  # unknown model (the closest known), unknown params, values of the wrong kind — each param at its path
+            check_params(self)
+        except ParamProblems as exc:
+            raise_at_params(exc, type(self).__name__)
         return self

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from repeval.registry import unknown_name_message
+from repeval.registry import ParamProblems, unknown_name_message
 
 #: the scenario id of the undeformed audio (every run embeds and tests it)
 CLEAN = "clean"
@@ -145,42 +145,48 @@ def build_transform(type_: str, params: dict[str, Any]) -> Any:
     sig = inspect.signature(cls)
     accepts_kwargs = any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
     valid = list(sig.parameters)
+    problems: list[tuple[str, str]] = []  # every parameter at fault, each at its own key
     for key in params:
         if key not in valid and not accepts_kwargs:
             from repeval.registry import closest
 
             hint = closest(key, valid)
-            raise ValueError(
-                f"{type_} has no parameter '{key}'"
-                + (f" — did you mean '{hint}'?" if hint else "")
-                + f" (parameters: {', '.join(valid)})"
+            problems.append(
+                (
+                    key,
+                    f"{type_} has no parameter '{key}'"
+                    + (f" — did you mean '{hint}'?" if hint else "")
+                    + f" (parameters: {', '.join(valid)})",
+                )
             )
+    problems += _number_problems(type_, sig, params)
+    if problems:
+        raise ParamProblems(problems)
     _check_paths(type_, params)
-    _check_numbers(type_, sig, params)
     try:
         return cls(**_defaults(cls, params))
     except Exception as exc:  # audiomentations raises AssertionError/ValueError/TypeError
         raise ValueError(f"{type_}({json.dumps(params, default=str)}): {_reason(exc)}") from None
 
 
-def _check_numbers(type_: str, sig: inspect.Signature, params: dict[str, Any]) -> None:
+def _number_problems(type_: str, sig: inspect.Signature, params: dict[str, Any]) -> list[tuple[str, str]]:
     """A parameter whose default is a number must not be text (``min_snr_db: "10"`` or ``10dB`` in YAML):
     audiomentations compares it with numbers, and Python's ``'>' not supported between instances of 'str' and
-    'int'`` named neither the parameter nor the fix."""
-    texts = {
-        key: value
-        for key, value in params.items()
-        if isinstance(value, str)
-        and key in sig.parameters
-        and isinstance(sig.parameters[key].default, int | float)
-        and not isinstance(sig.parameters[key].default, bool)
-    }
-    if texts:
-        said = "; ".join(f"{type_}.{k} is the text {v!r}, not a number" for k, v in texts.items())
-        key = next(iter(texts))
-        raise ValueError(
-            f"{said} — write numbers without quotes or units (e.g. {key}: {sig.parameters[key].default!r}, its default)"
-        )
+    'int'`` named neither the parameter nor the fix. One ``(key, message)`` per such parameter."""
+    out = []
+    for key, value in params.items():
+        if key not in sig.parameters or not isinstance(value, str):
+            continue
+        default = sig.parameters[key].default
+        if isinstance(default, int | float) and not isinstance(default, bool):
+            out.append(
+                (
+                    key,
+                    f"{type_}.{key} is the text {value!r}, not a number — write numbers without quotes or units "
+                    f"(e.g. {key}: {default!r}, its default)",
+                )
+            )
+    return out
 
 
 def _reason(exc: BaseException) -> str:

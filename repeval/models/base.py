@@ -20,7 +20,7 @@ from typing import Any, ClassVar, TypeAlias
 
 import numpy as np
 
-from repeval.registry import Registry, unknown_name_message
+from repeval.registry import ParamProblems, Registry, unknown_name_message
 
 #: one integer per clip of a batch (``embed_batch``'s ``offsets``, ``n_frames``), or ``None``
 PerClip: TypeAlias = Sequence[int] | None
@@ -308,40 +308,36 @@ def model_parameters(cls: type[EmbeddingModel]) -> dict[str, inspect.Parameter]:
     return out
 
 
-def _type_error(key: str, value: Any, default: Any) -> str | None:
+def _type_error(value: Any, default: Any) -> str | None:
     """Why ``value`` cannot stand where the constructor's default is ``default`` (None when it can)."""
     if default is None or default is inspect.Parameter.empty:
         return None
     if isinstance(default, bool):
-        return None if isinstance(value, bool) else f"{key}: expected true or false, got {value!r}"
+        return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
     if isinstance(default, int):
-        return (
-            None
-            if isinstance(value, int) and not isinstance(value, bool)
-            else f"{key}: expected an integer, got {value!r}"
-        )
+        return None if isinstance(value, int) and not isinstance(value, bool) else f"expected an integer, got {value!r}"
     if isinstance(default, float):
         ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return None if ok else f"{key}: expected a number, got {value!r}"
+        return None if ok else f"expected a number, got {value!r}"
     if isinstance(default, str):
-        return None if isinstance(value, str) else f"{key}: expected a string, got {value!r}"
+        return None if isinstance(value, str) else f"expected a string, got {value!r}"
     return None
 
 
 def check_params(cfg: Any) -> None:
-    """Raise ``ValueError`` naming the fix when a model configuration's ``params`` name a parameter its family does
-    not have (with the closest spelling) or give a value of the wrong kind (against the constructor's default); a
+    """Raise :class:`~repeval.registry.ParamProblems` (a ``ValueError``) naming the fix for each parameter of a model
+    configuration's ``params`` its family does not have (with the closest spelling) or given a value of the wrong kind
+    (against the constructor's default), all at once; with none, a
     light model (no weights) is also built and run on half a second of noise, so a value it cannot work with
     (``n_mfcc: -4``) fails here rather than on every track."""
     fam, params = resolve_model(cfg)
     known = model_parameters(fam.cls)
     name = cfg.type or cfg.id
+    problems: list[tuple[str, str]] = []  # every parameter at fault, each at its own key
     for key, value in cfg.params.items():
         if key == "chunk_s":  # seconds; null or ≤ 0: the whole file (see model_chunk_s)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-                raise ValueError(
-                    f"{name}.params.chunk_s: expected a number of seconds (null or 0: the whole file), got {value!r}"
-                )
+                problems.append((key, f"expected a number of seconds (null or 0: the whole file), got {value!r}"))
             continue
         if key in GENERIC_PARAMS:
             continue
@@ -349,14 +345,20 @@ def check_params(cfg: Any) -> None:
             from repeval.registry import closest
 
             hint = closest(key, list(known) + list(GENERIC_PARAMS))
-            raise ValueError(
-                f"{name} has no parameter '{key}'"
-                + (f" — did you mean '{hint}'?" if hint else "")
-                + f" (parameters: {', '.join([*sorted(known), *GENERIC_PARAMS])})"
+            problems.append(
+                (
+                    key,
+                    f"{name} has no parameter '{key}'"
+                    + (f" — did you mean '{hint}'?" if hint else "")
+                    + f" (parameters: {', '.join([*sorted(known), *GENERIC_PARAMS])})",
+                )
             )
-        problem = _type_error(key, value, known[key].default)
+            continue
+        problem = _type_error(value, known[key].default)
         if problem:
-            raise ValueError(f"{name}.params.{problem}")
+            problems.append((key, problem))
+    if problems:
+        raise ParamProblems(problems)
     if fam.cls.light:
         _try_light(fam.name, name, json.dumps(params, sort_keys=True, default=str), repr(cfg.params))
 

@@ -24,6 +24,14 @@ def _experiments(run: Run, task: str) -> Iterator[dict[str, Any]]:
             yield exp
 
 
+def _task_type(task: dict[str, Any]) -> str | None:
+    """The type a run's task is trained as (a key-estimation task typed multiclass is one), ``None`` when unknown."""
+    from repeval.tasks import TASK_TYPES, effective_task_type
+
+    kind = task.get("type")
+    return effective_task_type(kind, str(task.get("name"))) if kind in TASK_TYPES else None
+
+
 def task_notes(runs: list[Run], task: str) -> list[str]:
     """How ``task``'s probes were trained, from the runs' configs: prediction-level aggregation or attention pooling
     (mir_ref's spelling ``aggregation`` too), and augmentation."""
@@ -49,8 +57,9 @@ def preset_notes(runs: list[Run], task: str) -> list[str]:
     said: dict[str, list[str]] = {}
     for run in runs:
         for exp in _experiments(run, task):
+            ttype = _task_type(exp["task"])
             for i, probe in enumerate(exp.get("downstream_models") or exp.get("probes") or []):
-                words = entry_words(probe, i) if isinstance(probe, dict) else None
+                words = entry_words(probe, i, ttype) if isinstance(probe, dict) else None
                 if words and run.run_id not in said.setdefault(words, []):
                     said[words].append(run.run_id)
     ids = {r.run_id for r in runs}

@@ -44,6 +44,8 @@ class Preset:
     #: where the preset departs from its source (what a reproduction must override, or cannot); ``{trained}`` in it
     #: stands for how many configurations an entry trains (:meth:`departures`): keys set next to the preset change it
     differs: str = ""
+    #: task type → where the preset departs from its source for tasks of that type alone (said after :attr:`differs`)
+    differs_by_type: dict[str, str] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -52,16 +54,23 @@ class Preset:
             n *= len(values)
         return n
 
-    def departures(self, trained: int, why: str | None = None) -> str:
+    def departures(self, trained: int, why: str | None = None, task_type: str | None = None) -> str:
         """:attr:`differs` for an entry that trains ``trained`` configurations: ``all N points are trained`` for the
-        preset's grid (``why`` None), else how many are and ``why`` they are not the preset's points."""
+        preset's grid (``why`` None), else how many are and ``why`` they are not the preset's points; then the
+        departures of :attr:`differs_by_type` for a task of ``task_type`` (``None``: not known — each said with the
+        task type it is of)."""
         said = (
             f"all {self.size} points are trained"
             if why is None
             else f"{trained:,} configuration{'s are' if trained != 1 else ' is'} trained, not the preset's "
             f"{self.size} points ({why})"
         )
-        return self.differs.replace("{trained}", said)
+        typed = [
+            text if task_type is not None else f"for {kind.replace('_', ' ')} tasks, {text}"
+            for kind, text in self.differs_by_type.items()
+            if task_type is None or kind == task_type
+        ]
+        return "; ".join([self.differs.replace("{trained}", said), *typed])
 
     def criterion(self, task_type: str | None) -> str | None:
         """The source's validation criterion for ``task_type`` (``None``: repeval's default for the type)."""
@@ -79,11 +88,14 @@ def get_preset(name: str) -> Preset:
     return PRESETS.get(name)
 
 
-def preset_words(p: Any, trained: int, why: str | None = None, *, doc: bool = False) -> str:
+def preset_words(
+    p: Any, trained: int, why: str | None = None, *, doc: bool = False, task_type: str | None = None
+) -> str:
     """What ``repeval plan`` and the report say of the preset the probe entry ``p`` (a ``ProbeConfig``) names, empty
     if it names none: the preset (``doc``: with its description), its source, the keys set next to it and where it
     departs from the source — with the ``trained`` configurations the entry trains (:meth:`Preset.departures`;
-    ``why``: why they are not the preset's points, found here when the keys set next to it change its grid):
+    ``why``: why they are not the preset's points, found here when the keys set next to it change its grid; those
+    that apply to a task of ``task_type`` alone):
     ``preset hear [Turian et al. …], set here: learning_rate=0.001; differs from the source: 4 configurations are
     trained, not the preset's 16 points (the keys set next to it change its grid); …``."""
     from repeval.tuning.search import SPEC_KEYS
@@ -100,16 +112,16 @@ def preset_words(p: Any, trained: int, why: str | None = None, *, doc: bool = Fa
         touched = set(mine) | set(search.get("grid") or {}) | set(search.get("space") or {})
         if why is None and (trained != preset.size or touched & set(preset.grid)):
             why = "the keys set next to it change its grid"
-        what += f"; differs from the source: {preset.departures(trained, why)}"
+        what += f"; differs from the source: {preset.departures(trained, why, task_type)}"
     return what
 
 
-def entry_words(entry: Mapping[str, Any], index: int = 0) -> str | None:
+def entry_words(entry: Mapping[str, Any], index: int = 0, task_type: str | None = None) -> str | None:
     """What the report says of probe entry ``index`` of a run's ``downstream_models`` as its ``config.yaml`` writes it
     (the keys set: :func:`repeval.run.context.config_yaml`), ``None`` when it names no preset: ``probe preset hear:
     <its description> [source], set here: …; differs from the source: …`` — :func:`preset_words`, what ``repeval
     plan`` says of it, with the configurations the entry trained (an entry named otherwise than its preset: ``probe
-    hear-lr, preset hear: …``). An entry this repeval no longer reads (an older run's) is said by its preset's
+    hear-lr, preset hear: …``) and the departures for a task of ``task_type``. An entry this repeval no longer reads (an older run's) is said by its preset's
     description, without what it trained."""
     from pydantic import ValidationError
 
@@ -123,7 +135,7 @@ def entry_words(entry: Mapping[str, Any], index: int = 0) -> str | None:
         return f"probe preset {name}"
     try:
         p = ProbeConfig.model_validate(dict(entry))
-        said = preset_words(p, expand_probe(p, index).size, doc=True)
+        said = preset_words(p, expand_probe(p, index).size, doc=True, task_type=task_type)
     except (ValidationError, ValueError) as exc:
         log.debug("probe entry %s read without what it trained: %s", dict(entry), exc)
         preset = get_preset(str(name))
@@ -167,9 +179,13 @@ register_preset(
         source="Plachouras 2023, the mir_ref thesis, §3.1.5 and Appendix A; chrispla/mir_ref mir_ref/train.py",
         differs=(
             "early stopping on the selection criterion (the thesis stopped on the validation loss and kept the best "
-            "accuracy / AUC checkpoint); mir_ref's multilabel val_auc is Keras' AUC over the flattened labels (micro), "
-            "here val_roc_auc_macro; L2 1e-5 as PyTorch weight_decay (Keras' l2(1e-5) is weight_decay 2e-5)"
+            "accuracy / AUC checkpoint); L2 1e-5 as PyTorch weight_decay (Keras' l2(1e-5) is weight_decay 2e-5)"
         ),
+        differs_by_type={
+            "multilabel_classification": (
+                "mir_ref's val_auc is Keras' AUC over the flattened labels (micro), here val_roc_auc_macro"
+            )
+        },
     )
 )
 

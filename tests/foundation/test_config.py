@@ -285,7 +285,7 @@ def _error(mutate) -> str:
         # accepted, then `plan` and `run` stopped at "could not convert string to float: 'abc'"
         (
             lambda d: d["experiments"][0].update(embedding_models=[{"id": "mfcc-stats", "params": {"chunk_s": "abc"}}]),
-            "embedding_models[0]: mfcc-stats.params.chunk_s: expected a number of seconds (null or 0: the whole file)",
+            "embedding_models[0].params.chunk_s: expected a number of seconds (null or 0: the whole file)",
         ),
         # a list item written without its '-' (or an emptied key) printed the whole block twice, or "e.g. [None]"
         (
@@ -383,6 +383,42 @@ def _error(mutate) -> str:
 )
 def test_bad_configs_name_the_key_and_the_fix(mutate, expected):
     assert expected in _error(mutate)
+
+
+def _every_fault(d: dict) -> None:
+    exp = d["experiments"][0]
+    exp["task"]["nme"] = exp["task"].pop("name")  # a required key misspelled: not also "required key is missing"
+    exp["datasets"][0].update(label_colum="instrument", n_folds="five")
+    exp["deformations"][0][0]["params"].update(max_gain="3", min_gain_db="-6dB")
+    exp["embedding_models"] = [{"id": "mfcc-stats", "params": {"n_mfcc": "big", "n_mel": 32}}]
+    exp["downstream_models"][0].update(learning_rat=0.1, epochs="many")
+
+
+def test_every_problem_of_a_config_is_said_at_once():
+    """An unknown key no longer hides the problems of the keys beside it, nor one parameter the others'."""
+    problems = _error(_every_fault).splitlines()[1:]
+    assert [p.removeprefix("  - ").split(":")[0] for p in problems] == [
+        "experiments[0].task",
+        "experiments[0].datasets[0]",
+        "experiments[0].datasets[0].n_folds",
+        "experiments[0].deformations[0].steps[0].params.max_gain",
+        "experiments[0].deformations[0].steps[0].params.min_gain_db",
+        "experiments[0].embedding_models[0].params.n_mfcc",
+        "experiments[0].embedding_models[0].params.n_mel",
+        "experiments[0].downstream_models[0]",
+        "experiments[0].downstream_models[0].epochs",
+    ]
+    said = "\n".join(problems)
+    for part in (
+        "unknown key 'nme' — did you mean 'name'?",
+        "unknown key 'label_colum' — did you mean 'label_column'?",
+        "Gain has no parameter 'max_gain' — did you mean 'max_gain_db'?",
+        "Gain.min_gain_db is the text '-6dB', not a number",
+        "n_mfcc: expected an integer, got 'big'",
+        "mfcc-stats has no parameter 'n_mel' — did you mean 'n_mels'?",
+        "unknown key 'learning_rat' — did you mean 'learning_rate'?",
+    ):
+        assert part in said
 
 
 def _second_experiment(d: dict, task: str, dataset: str) -> None:
@@ -764,6 +800,36 @@ def test_plan_names_each_probe_preset_its_source_criterion_and_departures():
     )
     [bare] = [line for line in make_plan(smoke).text().splitlines() if line.startswith("  - probe ")]
     assert "preset" not in bare  # without what it is the smoke test of, the plan knows only the plain probe
+
+
+def test_thesis_preset_says_the_auc_departure_of_multilabel_tasks_alone():
+    """The mir_ref_thesis preset's departures spoke of mir_ref's multilabel val_auc for every task, key estimation
+    and multiclass too: the plan and the report say it of a multilabel task alone."""
+    from repeval.tuning.presets import entry_words
+
+    def said(task: dict) -> str:
+        exp = {
+            "task": task,
+            "datasets": [{"name": "d", "type": "catalog", "manifest": "m.csv", "label_column": "x"}],
+            "embedding_models": ["mfcc-stats"],
+            "downstream_models": [{"preset": "mir_ref_thesis"}],
+        }
+        [line] = [ln for ln in make_plan(parse_config({"experiments": [exp]})).text().splitlines() if "M1" in ln]
+        return line
+
+    auc = "mir_ref's val_auc is Keras' AUC over the flattened labels (micro), here val_roc_auc_macro"
+    tags = said({"name": "tags", "type": "multilabel_classification"})
+    assert f"weight_decay 2e-5); {auc}" in tags
+    for task in (
+        {"name": "inst", "type": "multiclass_classification"},
+        {"name": "key_estimation", "type": "multiclass_classification"},
+    ):
+        line = said(task)
+        assert "differs from the source: early stopping" in line and "val_auc" not in line, line
+    # the report: each task's departures; a task of a type not known, each with the type it is of
+    assert auc in entry_words({"preset": "mir_ref_thesis"}, 0, "multilabel_classification")
+    assert "val_auc" not in entry_words({"preset": "mir_ref_thesis"}, 0, "key_estimation")
+    assert f"for multilabel classification tasks, {auc}" in entry_words({"preset": "mir_ref_thesis"})
 
 
 def test_plan_says_how_many_points_of_a_preset_are_trained_after_the_keys_set_next_to_it():

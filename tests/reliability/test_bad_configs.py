@@ -99,11 +99,11 @@ CASES: dict[str, tuple[Any, list[str]]] = {
     ),
     "model_param_typo": (
         lambda d: _exp(d).update(embedding_models=[{"id": "mfcc-stats", "params": {"n_mfc": 30}}]),
-        ["embedding_models[0]: mfcc-stats has no parameter 'n_mfc'", "did you mean 'n_mfcc'?", "chunk_s"],
+        ["embedding_models[0].params.n_mfc: mfcc-stats has no parameter 'n_mfc'", "did you mean 'n_mfcc'?", "chunk_s"],
     ),
     "model_param_wrong_kind": (
         lambda d: _exp(d).update(embedding_models=[{"id": "mfcc-stats", "params": {"n_mfcc": "abc"}}]),
-        ["embedding_models[0]: mfcc-stats.params.n_mfcc: expected an integer, got 'abc'"],
+        ["embedding_models[0].params.n_mfcc: expected an integer, got 'abc'"],
     ),
     "model_param_impossible": (
         lambda d: _exp(d).update(embedding_models=[{"id": "mfcc-stats", "params": {"n_mfcc": -4}}]),
@@ -182,12 +182,10 @@ CASES: dict[str, tuple[Any, list[str]]] = {
         ["experiments[0].deformations[0]", "Gain(", "its check `0 <= p <= 1` failed"],
     ),
     "deformation_param_not_a_number": (  # was Python's "'>' not supported between instances of 'str' and 'int'"
-        lambda d: _exp(d)["deformations"][0][0]["params"].update(min_gain_db="-6dB", max_gain_db="-3"),
+        lambda d: _exp(d)["deformations"][0][0]["params"].update(min_gain_db="-6dB"),
         [
-            "experiments[0].deformations[0]",
-            "Gain.max_gain_db is the text '-3', not a number",
+            "experiments[0].deformations[0].steps[0].params.min_gain_db: Gain.min_gain_db is the text '-6dB', not a number",
             "without quotes",
-            "Gain.min_gain_db is the text '-6dB'",
         ],
     ),
     "transform_file_missing": (

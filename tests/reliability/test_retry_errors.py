@@ -380,6 +380,39 @@ def test_a_scenario_whose_partition_changed_is_tested_again_unless_the_probes_tr
     assert scenarios_only(before, dict(before)) is None
 
 
+def test_a_changed_scenario_says_how_its_partition_changed():
+    """A run deforming its training tracks too (augment) adds their rows to a partition other runs test on: theirs
+    said "tested again on the changed scenario(s) noise_10db" with no word of what changed. Each changed scenario now
+    says how its partition differs from the record, and for rows added under the same configuration, what adds them
+    and that the grid's own test rows are not read to tell (so they are scored again)."""
+    from repeval.retest import changed_words
+
+    before = {"partitions": {"clean": [240, 0, "a", "w0"], "noise_10db": [40, 0, "n", "w1"]}, "training": "t"}
+    augmented = {**before, "partitions": {"clean": [240, 0, "a", "w0"], "noise_10db": [200, 0, "n", "w2"]}}
+    assert scenarios_only(before, augmented) == (["noise_10db"], ["noise_10db"])
+    assert changed_words(before, augmented, ["noise_10db"]) == (
+        "noise_10db (40 rows, 0 error records then, 200 rows, 0 error records now: rows added under the same "
+        "configuration, as a run that deforms its training tracks too (augment) adds them; whether this grid's test "
+        "rows changed is not read from the store, so they are scored again)"
+    )
+    anew = {**before, "partitions": {**before["partitions"], "noise_10db": [40, 0, "n", "w3"]}}
+    rehashed = {**before, "partitions": {**before["partitions"], "noise_10db": [40, 0, "m", "w3"]}}
+    fewer = {**before, "partitions": {**before["partitions"], "noise_10db": [30, 10, "n", "w3"]}}
+    assert changed_words(before, anew, ["noise_10db"]) == (
+        "noise_10db (re-embedded: written anew since, as many rows under the same configuration)"
+    )
+    assert changed_words(before, rehashed, ["noise_10db"]) == (
+        "noise_10db (computed under another configuration (config hash))"
+    )
+    assert changed_words(before, fewer, ["noise_10db"]) == (
+        "noise_10db (40 rows, 0 error records then, 30 rows, 10 error records now)"
+    )
+    # what a rerun says when it trains the group again reads the same
+    assert runner.inputs_change(before, augmented).startswith(
+        "partition noise_10db: 40 rows, 0 error records then, 200 rows, 0 error records now: rows added"
+    )
+
+
 def test_the_training_hash_follows_what_results_depend_on_not_how_fast_they_come(tmp_path):
     """A finished group is reused while its embeddings, splits and this hash are unchanged: the probes as expanded (a
     preset's values too), the task, the metrics, the seeds, the epoch cap and the intervals — not speed settings."""
@@ -513,12 +546,16 @@ def test_a_scenario_added_or_removed_is_tested_with_the_probes_selected_before_n
     caplog.clear()
     ctx, t, inserted = run(three)
     assert (t["trained"], t["retested"], t["skipped"]) == (0, 1, 0)
+    # each changed scenario says how its partition differs from the grid's record: renumbered, another configuration
     assert (
         f"{name}: tested on the added scenario D3 with the probes it selected before; tested again on the changed "
-        "scenarios D1, D2 (another partition under the same id)" in caplog.text
+        "scenarios D1 (computed under another configuration (config hash)), D2 (computed under another "
+        "configuration (config hash)) with the probes it selected before" in caplog.text
     )
-    assert f"{name}: tested on the added scenario D3; tested again on the changed scenarios D1, D2 — 4 " in (
-        plans[-1].text()
+    assert (
+        f"{name}: tested on the added scenario D3; tested again on the changed scenarios D1 (not in the store "
+        "now: computed before the grid is tested), D2 (not in the store now: computed before the grid is tested) — 4 "
+        in plans[-1].text()
     )
     _, t, fresh = run(three, runs="fresh3")
     assert t["trained"] == 1 and set(fresh.column("scenario").to_pylist()) == {"clean", "D1", "D2", "D3"}
