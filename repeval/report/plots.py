@@ -433,7 +433,7 @@ def _palette_png(png: bytes, rgba: np.ndarray | None = None) -> bytes:
     from PIL import Image
 
     image = Image.fromarray(rgba) if rgba is not None else Image.open(io.BytesIO(png))
-    see_through = image.mode in ("RGBA", "LA", "PA") and image.getchannel("A").getextrema()[0] < 255
+    see_through = image.mode in ("RGBA", "LA", "PA") and np.asarray(image.getchannel("A")).min() < 255
     image = image.convert("RGBA" if see_through else "RGB")
     out = io.BytesIO()
     image.quantize(256, method=Image.Quantize.FASTOCTREE).save(out, format="png", optimize=True)
