@@ -1,14 +1,60 @@
-"""The report's confusion matrices: each probe's counts over all its seeds (:func:`summed_confusion`), drawn as HTML
-tables (:func:`confusion_html`)."""
+"""The report's confusion matrices: read from a run's ``confusion/`` (:func:`load_confusion`), each probe's counts over
+all its seeds (:func:`summed_confusion`), drawn as HTML tables (:func:`confusion_html`)."""
 
 from __future__ import annotations
 
 import html
+import json
+import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
-from repeval.report.results import Run
+from repeval.metrics.confusion import read_confusion
+from repeval.report.results import ConfusionKey, Run
+from repeval.report.run_files import RETRAIN_FIX, listed, say_unread, unread_files
+
+log = logging.getLogger("repeval.report.results")  # the warnings of the run files it reads beside
+
+Grid = tuple[str, str, str, int | None]
+
+
+def load_confusion(
+    run_dir: Path, grids: set[Grid], notes: list[str] | None = None
+) -> dict[ConfusionKey, tuple[list[str], np.ndarray]]:
+    """The confusion matrices under ``run_dir/confusion`` of the (task, dataset, model, fold) ``grids`` the results
+    hold, a k-fold run's pooled over its folds. A file not read — cut short, another user's, or the folder itself
+    — is left out, said in ``notes`` (:attr:`Run.unread`) with the fix: one line per folder."""
+    confusion: dict[ConfusionKey, tuple[list[str], np.ndarray]] = {}
+    failures: list[tuple[Path, BaseException]] = []
+    for path in listed(run_dir / "confusion", ".json", "the run's confusion matrices are left out", notes):
+        key = ConfusionKey.from_filename(path.name)
+        if key is None:
+            log.warning("skipping %s: not named <task>__<dataset>__<model>__<probe>__<seed>__<scenario>.json", path)
+            continue
+        parts = path.stem.split("__")
+        fold = int(parts[6][4:]) if len(parts) == 7 else None  # from_filename checked it
+        if (key.task, key.dataset, key.model, fold) not in grids:
+            continue  # a grid the results do not hold
+        try:
+            labels, matrix = read_confusion(path)
+        except (OSError, json.JSONDecodeError) as exc:  # cut short, another user's
+            failures.append((path, exc))
+            continue
+        except ValueError as exc:  # not a confusion record (it names the file)
+            say_unread(notes, f"confusion matrix left out: {exc}")
+            continue
+        if key in confusion:  # another fold: pool the counts
+            have_labels, have = confusion[key]
+            if have_labels != labels or have.shape != matrix.shape:
+                log.warning("skipping %s: its labels differ from the other folds'", path)
+                continue
+            matrix = have + matrix
+        confusion[key] = (labels, matrix)
+    if failures:
+        say_unread(notes, unread_files(failures, "left out of the report's confusion matrices", RETRAIN_FIX))
+    return confusion
 
 
 def summed_confusion(

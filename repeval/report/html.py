@@ -335,11 +335,17 @@ def build_report_html(runs: list[Run], *, title: str = "repeval report") -> str:
         f" · generated {stamp}</p>"
         "<p>Tables: mean ± std over seeds (and folds for k-fold datasets; std is the sample standard deviation, n − 1), "
         'best per column highlighted<span class="rv-screen">, click a header to sort (best first). '
-        f"Hover a value for its {ci_level(runs)} bootstrap interval over test tracks</span>.</p></header>"
+        f"Hover a value for its {ci_level(runs)} bootstrap interval over test tracks</span>.</p>{_unread_notes(runs)}"
+        "</header>"
         f'<nav><a href="#runs">runs &amp; config</a>{nav}</nav><main>'
         f"{left_out}{''.join(sections)}{_run_section(runs)}</main>"
         f"<script>{_asset('report.js')}</script></body></html>\n"
     )
+
+
+def _unread_notes(runs: list[Run]) -> str:
+    """The runs' files the report could not read, each with what it leaves out and the fix (:attr:`Run.unread`)."""
+    return "".join(f'<p class="rv-note rv-unread">{e(note)}</p>' for run in runs for note in run.unread)
 
 
 @contextmanager

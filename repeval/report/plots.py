@@ -425,13 +425,16 @@ def _drawn_png(fig: Figure) -> tuple[bytes, np.ndarray]:
 
 
 def _palette_png(png: bytes, rgba: np.ndarray | None = None) -> bytes:
-    """``png`` (opaque) as a 256-colour palette PNG, whichever is smaller: a figure of lines, bars and text looks the
-    same in a quarter of the bytes (a study's report held 6 MB of such figures). Not for colour maps — a heat map's
-    colour bar would show bands — so :func:`figure_data_uri` keeps figures with images in full colour. ``rgba``: its
-    pixels, when at hand (not decoded again)."""
+    """``png`` as a 256-colour palette PNG, whichever is smaller: a figure of lines, bars and text looks the same in a
+    quarter of the bytes (a study's report held 6 MB of such figures). Not for colour maps — a heat map's colour bar
+    would show bands — so :func:`figure_data_uri` keeps figures with images in full colour. ``rgba``: its pixels, when
+    at hand (not decoded again). A figure with see-through pixels (a matplotlibrc's ``savefig.transparent``) keeps
+    them: its palette carries their alpha (PNG's ``tRNS``), where an opaque one's is RGB only."""
     from PIL import Image
 
-    image = (Image.fromarray(rgba) if rgba is not None else Image.open(io.BytesIO(png))).convert("RGB")
+    image = Image.fromarray(rgba) if rgba is not None else Image.open(io.BytesIO(png))
+    see_through = image.mode in ("RGBA", "LA", "PA") and np.asarray(image.getchannel("A")).min() < 255
+    image = image.convert("RGBA" if see_through else "RGB")
     out = io.BytesIO()
     image.quantize(256, method=Image.Quantize.FASTOCTREE).save(out, format="png", optimize=True)
     return out.getvalue() if out.tell() < len(png) else png

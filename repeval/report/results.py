@@ -35,8 +35,14 @@ import pyarrow.parquet as pq
 import yaml
 
 from repeval.datasets.base import OBSERVED
-from repeval.metrics.confusion import read_confusion
-from repeval.report.run_files import read_parquet_or_warn, results_config
+from repeval.report.run_files import (
+    RETRAIN_FIX,
+    listed,
+    read_parquet_or_warn,
+    results_config,
+    say_unread,
+    unread_files,
+)
 from repeval.report.selection import load_validation
 from repeval.run.files import damaged, parquet_error
 from repeval.run.fold_overlap import fill_fold_overlap
@@ -97,6 +103,9 @@ class Run:
     #: the (task, dataset) pairs scored on the annotated (track, label) pairs only: a multilabel data set that
     #: annotates some labels per track, with ``unannotated: mask`` (its saved splits carry ``observed``)
     masked: frozenset[tuple[str, str]] = frozenset()
+    #: the run's files the report could not read (cut short, another user's), each with what it leaves out and the
+    #: fix: the notes at the top of the report (and warnings)
+    unread: list[str] = field(default_factory=list)
 
     #: the parsed ``config_text`` and the text it is of (:attr:`config`)
     _parsed: tuple[str, dict[str, Any]] | None = field(default=None, init=False, repr=False, compare=False)
@@ -227,7 +236,8 @@ def load_run(run_dir: Path) -> Run:
         ) from None
     results = normalise_results(frame, source=str(res_path))
     results = fill_fold_overlap(results, run_dir)  # results evaluated before the folds' overlap was recorded
-    config_text = results_config(run_dir)
+    unread: list[str] = []  # the run's files not read, what the report leaves out, and the fix: its notes
+    config_text = results_config(run_dir, unread)
     try:
         config = yaml.safe_load(config_text) if config_text else None
     except yaml.YAMLError:
@@ -236,13 +246,16 @@ def load_run(run_dir: Path) -> Run:
     history = None
     # one file, or one file per (task, dataset, model) group under history/
     hist_path = run_dir / "history.parquet"
-    if not hist_path.is_file() and (run_dir / "history").is_dir() and any((run_dir / "history").glob("*.parquet")):
+    if not hist_path.is_file() and (run_dir / "history").is_dir():
         hist_path = run_dir / "history"
     # the (task, dataset, model, fold) grids of the results: a file left by a grid the results no longer hold (a
     # model removed, fewer folds: `repeval evaluate` leaves it out) is not drawn or pooled with them
     grids = {(t, d, m, None if pd.isna(f) else int(f)) for t, d, m, f in results[["task", "dataset", "model", "fold"]]
              .drop_duplicates().itertuples(index=False)}  # fmt: skip
-    read = (read_parquet_or_warn(p, "its training curves are left out") for p in _parquet_files(hist_path))
+    files = (
+        [hist_path] if hist_path.is_file() else listed(hist_path, ".parquet", "training curves are left out", unread)
+    )
+    read = (read_parquet_or_warn(p, "its training curves are left out", unread) for p in files)
     parts = [h for h in read if h is not None]  # an unreadable file's curves left out, said in a warning
     if parts:
         history = pd.concat(parts, ignore_index=True)
@@ -257,36 +270,15 @@ def load_run(run_dir: Path) -> Run:
                 for t, d, m, f in zip(history["task"], history["dataset"], history["model"], folds, strict=True)
             ]
             history = history[keep].reset_index(drop=True)
-    confusion: dict[ConfusionKey, tuple[list[str], np.ndarray]] = {}
-    conf_dir = run_dir / "confusion"
-    if conf_dir.is_dir():
-        for path in sorted(conf_dir.glob("*.json")):
-            key = ConfusionKey.from_filename(path.name)
-            if key is None:
-                log.warning("skipping %s: not named <task>__<dataset>__<model>__<probe>__<seed>__<scenario>.json", path)
-                continue
-            parts = path.stem.split("__")
-            fold = int(parts[6][4:]) if len(parts) == 7 else None  # from_filename checked it
-            if (key.task, key.dataset, key.model, fold) not in grids:
-                continue  # a grid the results do not hold
-            try:
-                labels, matrix = read_confusion(path)
-            except ValueError as exc:
-                log.warning("skipping confusion matrix: %s", exc)
-                continue
-            if key in confusion:  # another fold: pool the counts
-                have_labels, have = confusion[key]
-                if have_labels != labels or have.shape != matrix.shape:
-                    log.warning("skipping %s: its labels differ from the other folds'", path)
-                    continue
-                matrix = have + matrix
-            confusion[key] = (labels, matrix)
+    from repeval.report.confusion import load_confusion  # it reads ConfusionKey from here
+
+    confusion = load_confusion(run_dir, grids, unread)
     stale = summary_mismatch(pafs.LocalFileSystem(), str(run_dir))
     if stale is not None:  # this report reads results.parquet: it is right, a reader of summary.parquet is not
         log.warning("%s: %s", run_dir, stale)
     failed_path = run_dir / "failed.parquet"
     failed = (
-        read_parquet_or_warn(failed_path, "the report does not list the run's failures")
+        read_parquet_or_warn(failed_path, "the report does not list the run's failures", unread)
         if failed_path.is_file()
         else None
     )
@@ -298,38 +290,38 @@ def load_run(run_dir: Path) -> Run:
         failed = failed[keep].reset_index(drop=True)
     run_ids = results["run_id"].unique().tolist()
     run_id = run_ids[0] if len(run_ids) == 1 else run_dir.name
-    run = Run(run_id, run_dir, results, config_text, history, confusion, failed, masked=_masked(run_dir, results))
+    masked = _masked(run_dir, results, unread)
+    run = Run(run_id, run_dir, results, config_text, history, confusion, failed, masked=masked, unread=unread)
     try:
-        run.validation = load_validation(run_dir, run_id, run.config, results)
-    except (OSError, ValueError, KeyError, AttributeError, yaml.YAMLError) as exc:
-        log.warning(
-            "%s: its probes' validation record is unreadable (%s); probes are chosen on clean test", run_dir, exc
-        )
+        run.validation = load_validation(run_dir, run_id, run.config, results, unread)
+    except (ValueError, KeyError, AttributeError, yaml.YAMLError) as exc:  # files read, not a validation record
+        say_unread(unread, (
+            f"{run_dir / 'probes'}: its probes' validation record is not one this repeval reads ({type(exc).__name__}: "
+            f"{exc}); probes are chosen on clean test; {RETRAIN_FIX.replace('it is', 'each file is')}"
+        ))  # fmt: skip
     return run
 
 
-def _masked(run_dir: Path, results: pd.DataFrame) -> frozenset[tuple[str, str]]:
-    """The (task, dataset) pairs of ``results`` whose saved splits say which labels each track annotates."""
-    import glob
-
-    out = set()
+def _masked(run_dir: Path, results: pd.DataFrame, unread: list[str]) -> frozenset[tuple[str, str]]:
+    """The (task, dataset) pairs of ``results`` whose saved splits say which labels each track annotates; a split
+    file (or ``splits/``) not read is said in ``unread`` with the fix."""
+    what = (
+        "which labels each track annotates is not known: {its} results are described as if every label were annotated"
+    )
+    found = listed(run_dir / "splits", ".parquet", what.replace("{its}", "the run's"), unread)
+    out, failures = set(), []
     for task, dataset in groups(results):
         base = f"{task}__{dataset}"
-        paths = [run_dir / "splits" / f"{base}.parquet", *(run_dir / "splits").glob(f"{glob.escape(base)}__fold*")]
-        for path in paths:
+        for path in [p for p in found if p.name == f"{base}.parquet" or p.name.startswith(f"{base}__fold")]:
             try:
-                if path.is_file() and OBSERVED in pq.read_schema(path).names:
+                if OBSERVED in pq.read_schema(path).names:
                     out.add((task, dataset))
                     break
             except (OSError, pa.ArrowInvalid) as exc:
-                log.warning(
-                    "%s: unreadable (%s); its results are described as if every label were annotated", path, exc
-                )
+                failures.append((path, exc))
+    if failures:
+        say_unread(unread, unread_files(failures, what, "the next `repeval run` on the run writes the splits anew"))
     return frozenset(out)
-
-
-def _parquet_files(path: Path) -> list[Path]:
-    return [path] if path.is_file() else sorted(path.glob("*.parquet"))
 
 
 def load_runs(run_dirs: list[Path]) -> list[Run]:

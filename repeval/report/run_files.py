@@ -12,16 +12,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from repeval.pipeline.summary import counted
 from repeval.run.files import damaged, parquet_error
 
 log = logging.getLogger("repeval.report.results")  # the warnings of the results it reads beside
 
 
-def results_config(run_dir: Path) -> str:
+def results_config(run_dir: Path, notes: list[str] | None = None) -> str:
     """``run_dir``'s ``config.yaml``, with the experiments its results are of: those their evaluation recorded in
     ``results.parquet`` (:data:`repeval.rundir.CONFIG_KEY`) when a later command that stopped before evaluating, with
     another configuration (refused for a store conflict, say), has rewritten them — said in a warning. Its ``run``
-    section stays ``config.yaml``'s: where the store is (edited by hand after moving it, say)."""
+    section stays ``config.yaml``'s: where the store is (edited by hand after moving it, say). An unreadable
+    ``config.yaml`` is said in ``notes`` too (:func:`say_unread`)."""
     from repeval.rundir import CONFIG_KEY
 
     config_path = run_dir / "config.yaml"
@@ -42,10 +44,8 @@ def results_config(run_dir: Path) -> str:
             ("permission denied", damaged(denied, "")) if denied is not None
             else ("cut short or corrupted", "`repeval run` on the run writes it anew")
         )  # fmt: skip
-        log.warning(
-            "%s is unreadable (%s); the report uses %s; %s", config_path, why,
-            "the configuration results.parquet recorded" if isinstance(then, dict) else "no configuration", fix,
-        )  # fmt: skip
+        uses = "the configuration results.parquet recorded" if isinstance(then, dict) else "no configuration"
+        say_unread(notes, f"{config_path} is unreadable ({why}); the report uses {uses}; {fix}")
         return yaml.safe_dump(then, sort_keys=False) if isinstance(then, dict) else ""
     now = yaml.safe_load(text) if text else {}
     if not isinstance(then, dict) or not isinstance(now, dict) or then.get("experiments") == now.get("experiments"):
@@ -67,11 +67,67 @@ def yaml_reads(text: str) -> bool:
     return True
 
 
-def read_parquet_or_warn(path: Path, what: str) -> pd.DataFrame | None:
+def read_parquet_or_warn(path: Path, what: str, notes: list[str] | None = None) -> pd.DataFrame | None:
     """The Parquet file at ``path``; ``None``, with a warning saying ``what`` the report leaves out, when it is
-    unreadable (cut short or corrupted)."""
+    unreadable (cut short or corrupted, or not readable by this user) — in ``notes`` too (:attr:`Run.unread`)."""
     try:
         return pd.read_parquet(path)
     except (OSError, pa.ArrowInvalid) as exc:
-        log.warning("%s is unreadable (%s): %s", path, parquet_error(exc), damaged(exc, what))
+        said = damaged(exc, what)
+        said = f"{what}; {said}" if isinstance(exc, PermissionError) else said
+        say_unread(notes, f"{path} is unreadable ({_why(exc)}): {said}")
         return None
+
+
+#: the fix of a file a probe grid's training writes (``probes/``, ``confusion/``, ``history/``) cut short
+RETRAIN_FIX = (
+    "it is written when its probe grid is trained: delete that grid's file under groups/ and rerun `repeval run`"
+)
+
+
+def say_unread(notes: list[str] | None, message: str) -> None:
+    """Say ``message`` — a run file the report cannot read, what it leaves out, the fix — in a warning, and in the
+    report's notes when ``notes`` (the run's :attr:`~repeval.report.results.Run.unread`) is given."""
+    log.warning("%s", message)
+    if notes is not None:
+        notes.append(message)
+
+
+def _why(exc: BaseException) -> str:
+    """Why a run file could not be read, in a few words: ``permission denied``, or its reader's error."""
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return parquet_error(exc) if isinstance(exc, (OSError, pa.ArrowInvalid)) else str(exc) or type(exc).__name__
+
+
+def unread_files(failures: list[tuple[Path, BaseException]], what: str, fix: str) -> str:
+    """One line for the run files of one folder that could not be read (``failures``: each with its error): the
+    first named (and how many more), why, ``what`` the report leaves out (its ``{its}`` said ``its`` or ``their``, ``{s}`` a plural's),
+    and the fix — their permissions for a ``PermissionError`` (the content may be whole), else ``fix`` (what writes
+    them anew)."""
+    path, exc = failures[0]
+    many = len(failures) > 1
+    what = what.replace("{its}", "their" if many else "its").replace("{s}", "s" if many else "")
+    more = f" and {counted(len(failures) - 1, 'other file')} in {path.parent}" if many else ""
+    if isinstance(exc, PermissionError):
+        them, their = ("them", "their") if many else ("it", "its")
+        said = f"this user may not read {them}: check {their} owner and permissions (`ls -l`)"
+    else:
+        said = f"cut short or corrupted; {fix}"
+    return f"{path}{more} {'are' if many else 'is'} unreadable ({_why(exc)}): {what}; {said}"
+
+
+def listed(folder: Path, suffix: str, what: str, notes: list[str] | None) -> list[Path]:
+    """The files of the run's ``folder`` named ``*<suffix>`` (not hidden: a ``.<name>.tmp`` being written), sorted;
+    ``[]`` when it is absent — or, said in ``notes`` with ``what`` the report leaves out, when it cannot be listed
+    (another user's folder)."""
+    try:
+        return sorted(p for p in folder.iterdir() if p.name.endswith(suffix) and not p.name.startswith("."))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        if isinstance(exc, PermissionError):
+            say_unread(notes, unread_files([(folder, exc)], what, ""))
+        else:  # not a file cut short: the folder itself, or the disk under it
+            say_unread(notes, f"{folder} cannot be listed ({exc.strerror or exc}): {what}; check the disk it is on")
+        return []

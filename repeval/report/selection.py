@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
+from repeval.report.run_files import RETRAIN_FIX, listed, say_unread, unread_files
 from repeval.tasks import TASK_TYPES, resolve_criterion
 
 log = logging.getLogger(__name__)
@@ -48,13 +50,24 @@ def _spec_criteria(config: dict[str, Any]) -> dict[tuple[str, str], str | None]:
     return out
 
 
-def load_validation(run_dir: Path, run_id: str, config: dict[str, Any], results: pd.DataFrame) -> pd.DataFrame | None:
-    """The validation criterion of every selected probe of a run, named as in its results (``None``: no record)."""
-    path = Path(run_dir) / "probes"
-    files = sorted(path.glob("*.parquet")) if path.is_dir() else []
-    if not files:
+def load_validation(
+    run_dir: Path, run_id: str, config: dict[str, Any], results: pd.DataFrame, notes: list[str] | None = None
+) -> pd.DataFrame | None:
+    """The validation criterion of every selected probe of a run, named as in its results (``None``: no record). A
+    file of ``probes/`` not read (cut short, another user's — or the folder) is left out, said in ``notes`` with the
+    fix: its grids' probes are chosen on clean test."""
+    what = "the probes of {its} grid{s} are chosen on clean test, not on their validation criterion"
+    read, failures = [], []
+    for f in listed(Path(run_dir) / "probes", ".parquet", what.format(its="the run's", s="s"), notes):
+        try:
+            read.append(pd.read_parquet(f))
+        except (OSError, pa.ArrowInvalid) as exc:
+            failures.append((f, exc))
+    if failures:
+        say_unread(notes, unread_files(failures, what, RETRAIN_FIX))
+    if not read:
         return None
-    probes = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    probes = pd.concat(read, ignore_index=True)
     if "fold" not in probes.columns:
         probes["fold"] = None
     probes = probes[probes["selected"].fillna(False).astype(bool)]

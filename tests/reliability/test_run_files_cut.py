@@ -3,6 +3,7 @@ stop on pyarrow's error, and redoes no more than the file held (real Parquet fil
 
 from __future__ import annotations
 
+import html
 import os
 import types
 
@@ -224,8 +225,9 @@ def test_a_report_over_run_files_this_user_may_not_read_names_them_not_reports_o
     """`repeval report` of a run whose config.yaml this user may not read stopped on a bare PermissionError, and one
     whose confusion matrix it may not read too — both followed by the hint for a report it cannot write ("write it
     elsewhere with --out"), which sends the reader to the wrong folder. Now an unreadable config.yaml is a warning
-    naming it and its permissions, the report written with the configuration results.parquet recorded; another
-    unreadable file is an error naming it and its permissions, without the --out hint."""
+    naming it and its permissions, the report written with the configuration results.parquet recorded; an
+    unreadable confusion matrix is left out, said with its permissions, the report written, without the --out
+    hint."""
     import ast
 
     from repeval.testing.results import FakeRunSpec, make_run_dir
@@ -256,5 +258,87 @@ def test_a_report_over_run_files_this_user_may_not_read_names_them_not_reports_o
         "may not read it: check its owner and permissions (`ls -l`)" in warned
     ), warned
     code, output = failed
-    assert code == 1 and f"{matrix} is unreadable (permission denied): this user may not read it" in output, output
-    assert "--out" not in output, output
+    assert code == 0 and f"{matrix} is unreadable (permission denied): left out of the report's confusion " in output
+    assert "this user may not read it: check its owner and permissions (`ls -l`)" in output, output
+    assert "--out" not in output and out.is_file(), output
+
+
+def _two_runs(tmp_path):
+    from repeval.testing.results import FakeRunSpec, make_run_dir
+
+    spec = {"models": ("a",), "probes": ("M1", "M2"), "seeds": (0, 1), "scenarios": ("clean",), "n_resamples": 10}
+    return [
+        make_run_dir(tmp_path / str(i), FakeRunSpec(run_id=f"r{i}", **spec))  # type: ignore[arg-type]
+        for i in (1, 2)
+    ]
+
+
+def test_confusion_probes_and_splits_this_user_may_not_read_are_said_in_the_report(tmp_path):
+    """A run's confusion/ or probes/ folder this user may not read (another user's, in a shared run directory) left
+    the confusion matrices out, and the probes chosen on clean test, without a word; an unreadable probes/ file was a
+    warning with pyarrow's error and no fix, an unreadable split file too. Now each is said — in a warning and in
+    the report's notes — naming the file (one line per folder, with how many more), what the report leaves out and
+    the fix (its owner and permissions); the report is written."""
+    import ast
+
+    first, second = _two_runs(tmp_path)
+    split = first / "splits" / "instrument_recognition__tinysol.parquet"
+    split.parent.mkdir()
+    pq.write_table(typed_table([_failure("m")], FAILED_SCHEMA), split)  # any Parquet file: it is not read
+    probe_file = sorted((first / "probes").glob("*.parquet"))[0]
+    matrices = sorted((second / "confusion").glob("*.json"))
+    for path in (first / "confusion", probe_file, split, second / "probes", *matrices):
+        path.chmod(0)
+    code = (
+        "import logging, sys\nfrom pathlib import Path\nfrom repeval.report.html import write_report\nsaid = []\n"
+        "class Keep(logging.Handler):\n    def emit(self, record):\n        said.append(record.getMessage())\n"
+        "logging.getLogger('repeval').addHandler(Keep())\n"
+        "out = write_report([Path(sys.argv[1]), Path(sys.argv[2])], Path(sys.argv[3]))\n"
+        "print(repr(said))\nprint(repr(out.read_text()))\n"
+    )
+    warned, page = map(
+        ast.literal_eval,
+        _unreadable_to_this_user(code, str(first), str(second), str(tmp_path / "out" / "report.html"))[:2],
+    )
+    mine = "this user may not read it: check its owner and permissions (`ls -l`)"
+    theirs = "this user may not read them: check their owner and permissions (`ls -l`)"
+    for note in (
+        f"{first / 'confusion'} is unreadable (permission denied): the run's confusion matrices are left out; {mine}",
+        f"{probe_file} is unreadable (permission denied): the probes of its grid are chosen on clean test, not on "
+        f"their validation criterion; {mine}",
+        f"{split} is unreadable (permission denied): which labels each track annotates is not known: its results are "
+        f"described as if every label were annotated; {mine}",
+        f"{second / 'probes'} is unreadable (permission denied): the probes of the run's grids are chosen on clean "
+        f"test, not on their validation criterion; {mine}",
+        f"{matrices[0]} and {len(matrices) - 1} other files in {second / 'confusion'} are unreadable (permission "
+        f"denied): left out of the report's confusion matrices; {theirs}",
+    ):
+        assert any(note in w for w in warned), (note, warned)
+        assert '<p class="rv-note rv-unread">' + html.escape(note) in page, note  # at the top of the report
+    assert "Confusion matrices" not in page  # none read: left out, as said
+
+
+def test_probes_and_splits_files_cut_short_are_said_with_what_writes_them_anew(tmp_path):
+    """A probes/ file cut short was a warning with pyarrow's error only ("its probes' validation record is
+    unreadable (...)"), a split file's too: neither named what to do. Now each names the file, what the report
+    leaves out, and what writes it anew; the rest of the run's validation record is still read."""
+    from repeval.report.results import load_run
+
+    first, _ = _two_runs(tmp_path)
+    probe_files = sorted((first / "probes").glob("*.parquet"))
+    split = first / "splits" / "instrument_recognition__tinysol__fold0.parquet"
+    split.parent.mkdir()
+    pq.write_table(typed_table([_failure("m")], FAILED_SCHEMA), split)
+    for path in (probe_files[0], split):
+        _cut(path)
+    run = load_run(first)
+    assert run.unread == [
+        f"{split} is unreadable (Parquet magic bytes not found in footer. Either the file is corrupted or this is not "
+        "a parquet file.): which labels each track annotates is not known: its results are described as if every "
+        "label were annotated; cut short or corrupted; the next `repeval run` on the run writes the splits anew",
+        f"{probe_files[0]} is unreadable (Parquet magic bytes not found in footer. Either the file is corrupted or "
+        "this is not a parquet file.): the probes of its grid are chosen on clean test, not on their validation "
+        "criterion; cut short or corrupted; it is written when its probe grid is trained: delete that grid's file "
+        "under groups/ and rerun `repeval run`",
+    ], run.unread
+    assert (run.validation is not None) == (len(probe_files) > 1)  # the other files read

@@ -264,3 +264,25 @@ def test_inlined_figures_follow_the_savefig_settings_of_a_matplotlibrc(run):
     a = np.asarray(small.convert("RGB"), dtype=float) / 255
     b = np.asarray(truth.convert("RGB"), dtype=float) / 255
     assert np.abs(a - b).mean() < 0.01  # the same picture, yellow margins and all
+
+
+def test_inlined_figures_keep_the_transparency_of_savefig_transparent(run):
+    """``savefig.transparent: true`` in a matplotlibrc gave opaque line and bar charts, white where the page should
+    show through: their 256-colour palette was made of the RGB channels only. Now the palette carries each colour's
+    alpha (PNG's tRNS), the background see-through and the lines opaque as ``savefig`` wrote them."""
+    import base64
+    import io
+
+    import matplotlib as mpl
+    from PIL import Image
+
+    with mpl.rc_context({"savefig.transparent": True}):
+        fig = plots.training_curves(run.history, TASK, DATASET)
+        full = io.BytesIO()
+        fig.savefig(full, format="png")
+        uri = plots.figure_data_uri(fig)
+    small = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGBA"), dtype=float)
+    truth = np.asarray(Image.open(io.BytesIO(full.getvalue())).convert("RGBA"), dtype=float)
+    assert (truth[..., 3] == 0).mean() > 0.5  # mostly background, see-through as savefig wrote it
+    assert small.shape == truth.shape and np.abs(small[..., 3] - truth[..., 3]).mean() / 255 < 0.01
+    assert np.abs(small - truth).mean() / 255 < 0.01  # the same picture, alpha and all
