@@ -251,31 +251,66 @@ def check_request_fits(what: str, request: Mapping[str, float], settings: Mappin
     autoscaler to add GPU nodes."""
     import ray
 
-    want = {k: float(v) for k, v in request.items() if float(v) > 0}
     nodes = [n.get("Resources") or {} for n in ray.nodes() if n.get("Alive")]
-    if not want or not nodes or any(all(float(n.get(k, 0)) + 1e-9 >= v for k, v in want.items()) for n in nodes):
-        return
-    most = {k: max(float(n.get(k, 0)) for n in nodes) for k in want}
-    short = [k for k, v in want.items() if most[k] + 1e-9 < v]
-    fixes = " or ".join(f"{settings.get(k, k)} to at most {most[k]:g}" for k in short if most[k] > 0)
+    problem = request_misfit(what, request, settings, nodes)
+    if problem:
+        raise ValueError(problem)
+
+
+def _holds(node: Mapping[str, float], want: Mapping[str, float]) -> bool:
+    return all(float(node.get(k, 0)) + 1e-9 >= v for k, v in want.items())
+
+
+def request_misfit(
+    what: str, request: Mapping[str, float], settings: Mapping[str, str], nodes: list[Mapping[str, float]]
+) -> str | None:
+    """Why no node of ``nodes`` (each node's resources, as ``ray.nodes()`` reports them) holds ``request`` whole —
+    :func:`check_request_fits`'s message — or ``None`` when one does (or nothing is known of the nodes)."""
     from repeval.pipeline.summary import counted
 
-    raise ValueError(
-        f"{what} each ask for {_amounts(want)}, but no node of this Ray cluster ({counted(len(nodes), 'node')}) has "
-        f"that much — the most one has: {_amounts({k: most[k] for k in want})} — so they would wait for ever: "
-        f"{'set ' + fixes + ', or ' if fixes else ''}add a node with {_amounts(want)} (on an autoscaling cluster, "
-        "raise its node type's min_workers so one is up when the run starts)"
+    want = {k: float(v) for k, v in request.items() if float(v) > 0}
+    if not want or not nodes or any(_holds(n, want) for n in nodes):
+        return None
+    add = (
+        f"add a node with {_amounts(want)} (on an autoscaling cluster, raise its node type's min_workers so one is up "
+        "when the run starts)"
+    )
+    cluster = f"no node of this Ray cluster ({counted(len(nodes), 'node')})"
+    most = {k: max(float(n.get(k, 0)) for n in nodes) for k in want}
+    short = [k for k, v in want.items() if most[k] + 1e-9 < v]
+    if short:
+        fixes = " or ".join(f"{settings.get(k, k)} to at most {most[k]:g}" for k in short if most[k] > 0)
+        lower = f"set {fixes}, or " if fixes else ""
+        return (
+            f"{what} each ask for {_amounts(want)}, but {cluster} has that much — the most one has: "
+            f"{_amounts({k: most[k] for k in want})} — so they would wait for ever: {lower}{add}"
+        )
+    # every amount is on some node, but not together (16-CPU nodes and 8-CPU GPU nodes, 12 CPUs and a GPU asked):
+    # what each request could be lowered to on the nodes that hold the rest of it
+    said, fixes = [], []
+    for k in want:
+        rest = {j: v for j, v in want.items() if j != k}
+        cap = max((float(n.get(k, 0)) for n in nodes if _holds(n, rest)), default=0.0)
+        if cap > 0:
+            said.append(f"the nodes with {_amounts(rest)} have at most {_amounts({k: cap})}")
+            fixes.append(f"{settings.get(k, k)} to at most {cap:g}")
+    return (
+        f"{what} each ask for {_amounts(want)}, but {cluster} has all of it at once — "
+        f"{'; '.join(said) or 'each node lacks one of them'} — so they would wait for ever: "
+        + (f"set {' or '.join(fixes)}, or " if fixes else "")
+        + add
     )
 
 
 def check_trials_fit(res: Any) -> None:
     """Refuse probe trials (``run.resources.trial_num_cpus``/``trial_num_gpus``, as :mod:`repeval.tuning.grid`
     requests them) that no live node can hold (:func:`check_request_fits`) — before anything is embedded when the
-    run trains next. GPUs under ``use_gpu: always`` are left to the autoscaler."""
+    run trains next. Trials that take a GPU under ``use_gpu: always`` are left to the autoscaler: they can only go to a
+    GPU node, which may not be up yet, so the live nodes' CPUs say nothing about them either."""
     from repeval.ray_utils import cluster_gpus, wants_gpu
 
+    if res.use_gpu == "always" and res.trial_num_gpus > 0:
+        return  # trials that take a GPU go to the GPU nodes the autoscaler adds, whatever their CPUs
     gpu = res.trial_num_gpus if wants_gpu(res.use_gpu, res.trial_num_gpus, cluster_gpus()) else 0
-    if res.use_gpu == "always":
-        gpu = 0
     keys = {"CPU": "run.resources.trial_num_cpus", "GPU": "run.resources.trial_num_gpus"}
     check_request_fits("the probe trials", {"CPU": res.trial_num_cpus, "GPU": gpu}, keys)
