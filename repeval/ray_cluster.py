@@ -279,15 +279,16 @@ def request_misfit(
     most = {k: max(float(n.get(k, 0)) for n in nodes) for k in want}
     short = [k for k, v in want.items() if most[k] + 1e-9 < v]
     if short:
-        fixes = " or ".join(f"{settings.get(k, k)} to at most {most[k]:g}" for k in short if most[k] > 0)
-        lower = f"set {fixes}, or " if fixes else ""
+        to = " or ".join(f"{settings.get(k, k)} to at most {most[k]:g}" for k in short if most[k] > 0)
+        lower = f"set {to}, or " if to else ""
         return (
             f"{what} each ask for {_amounts(want)}, but {cluster} has that much — the most one has: "
             f"{_amounts({k: most[k] for k in want})} — so they would wait for ever: {lower}{add}"
         )
     # every amount is on some node, but not together (16-CPU nodes and 8-CPU GPU nodes, 12 CPUs and a GPU asked):
     # what each request could be lowered to on the nodes that hold the rest of it
-    said, fixes = [], []
+    said: list[str] = []
+    fixes: list[str] = []
     for k in want:
         rest = {j: v for j, v in want.items() if j != k}
         cap = max((float(n.get(k, 0)) for n in nodes if _holds(n, rest)), default=0.0)
