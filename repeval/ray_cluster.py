@@ -277,28 +277,29 @@ def request_misfit(
     )
     cluster = f"no node of this Ray cluster ({counted(len(nodes), 'node')})"
     most = {k: max(float(n.get(k, 0)) for n in nodes) for k in want}
+    # the most of each resource on a node that holds the rest of the request: what lowering that one setting to makes
+    # fit (16-CPU nodes and 8-CPU GPU nodes, 20 CPUs and a GPU asked: 8, not 16)
+    cap = {
+        k: max((float(n.get(k, 0)) for n in nodes if _holds(n, {j: v for j, v in want.items() if j != k})), default=0.0)
+        for k in want
+    }
     short = [k for k, v in want.items() if most[k] + 1e-9 < v]
     if short:
-        to = " or ".join(f"{settings.get(k, k)} to at most {most[k]:g}" for k in short if most[k] > 0)
+        to = " or ".join(f"{settings.get(k, k)} to at most {cap[k] or most[k]:g}" for k in short if most[k] > 0)
         lower = f"set {to}, or " if to else ""
         return (
             f"{what} each ask for {_amounts(want)}, but {cluster} has that much — the most one has: "
             f"{_amounts({k: most[k] for k in want})} — so they would wait for ever: {lower}{add}"
         )
-    # every amount is on some node, but not together (16-CPU nodes and 8-CPU GPU nodes, 12 CPUs and a GPU asked):
-    # what each request could be lowered to on the nodes that hold the rest of it
-    said: list[str] = []
-    fixes: list[str] = []
-    for k in want:
-        rest = {j: v for j, v in want.items() if j != k}
-        cap = max((float(n.get(k, 0)) for n in nodes if _holds(n, rest)), default=0.0)
-        if cap > 0:
-            said.append(f"the nodes with {_amounts(rest)} have at most {_amounts({k: cap})}")
-            fixes.append(f"{settings.get(k, k)} to at most {cap:g}")
+    # every amount is on some node, but not together (12 CPUs and a GPU asked of the nodes above): what each
+    # request could be lowered to on the nodes that hold the rest of it
+    rest = {k: _amounts({j: v for j, v in want.items() if j != k}) for k in want}
+    said = [f"the nodes with {rest[k]} have at most {_amounts({k: cap[k]})}" for k in want if cap[k] > 0]
+    to = " or ".join(f"{settings.get(k, k)} to at most {cap[k]:g}" for k in want if cap[k] > 0)
     return (
         f"{what} each ask for {_amounts(want)}, but {cluster} has all of it at once — "
         f"{'; '.join(said) or 'each node lacks one of them'} — so they would wait for ever: "
-        + (f"set {' or '.join(fixes)}, or " if fixes else "")
+        + (f"set {to}, or " if to else "")
         + add
     )
 

@@ -155,6 +155,11 @@ def test_a_request_whose_parts_are_on_different_nodes_names_what_to_lower() -> N
     )
     assert request_misfit("the probe trials", {"CPU": 8, "GPU": 1}, keys, nodes) is None
     assert request_misfit("the probe trials", {"CPU": 16, "GPU": 0}, keys, nodes) is None
+    # more CPUs than any node has, and a GPU: lowered to 16 they still would not fit; the GPU nodes' 8 would
+    too_many = request_misfit("the probe trials", {"CPU": 20, "GPU": 1}, keys, nodes)
+    assert too_many is not None and "the most one has: 16 CPUs, 1 GPU" in too_many, too_many
+    assert "set run.resources.trial_num_cpus to at most 8, or add a node with 20 CPUs, 1 GPU" in too_many, too_many
+    assert request_misfit("the probe trials", {"CPU": 16, "GPU": 0}, keys, nodes) is None
 
 
 def _cfg(**resources: Any) -> Any:
