@@ -265,11 +265,16 @@ def request_misfit(
     what: str, request: Mapping[str, float], settings: Mapping[str, str], nodes: list[Mapping[str, float]]
 ) -> str | None:
     """Why no node of ``nodes`` (each node's resources, as ``ray.nodes()`` reports them) holds ``request`` whole —
-    :func:`check_request_fits`'s message — or ``None`` when one does (or nothing is known of the nodes)."""
+    :func:`check_request_fits`'s message — or ``None`` when one does, when nothing is known of the nodes, or when
+    none has a CPU (a cluster scaled to zero, which only its autoscaler can run anything on)."""
     from repeval.pipeline.summary import counted
 
     want = {k: float(v) for k, v in request.items() if float(v) > 0}
     if not want or not nodes or any(_holds(n, want) for n in nodes):
+        return None
+    if not any(float(n.get("CPU", 0)) > 0 for n in nodes):
+        # a cluster scaled to zero (a head of num-cpus 0, every worker group idled away, as cluster/kuberay's CPU group
+        # may be): only its autoscaler runs anything, adding the nodes the requests ask for — as runs did before
         return None
     add = (
         f"add a node with {_amounts(want)} (on an autoscaling cluster, raise its node type's min_workers so one is up "

@@ -162,6 +162,21 @@ def test_a_request_whose_parts_are_on_different_nodes_names_what_to_lower() -> N
     assert request_misfit("the probe trials", {"CPU": 16, "GPU": 0}, keys, nodes) is None
 
 
+def test_a_cluster_scaled_to_zero_is_left_to_its_autoscaler() -> None:
+    """The head (num-cpus 0) alone, every worker group idled away (cluster/kuberay's CPU group has minReplicas 0; a
+    GPU group under ``use_gpu: always`` may too): a run went on, the autoscaler adding the nodes its decode tasks and
+    trials asked for. The check must not refuse it for the 0 CPUs of the live node."""
+    from repeval.ray_cluster import request_misfit
+
+    keys = {"CPU": "run.resources.trial_num_cpus", "GPU": "run.resources.trial_num_gpus"}
+    head = {"CPU": 0.0, "memory": 8e9, "object_store_memory": 4e9, "node:__internal_head__": 1.0}
+    assert request_misfit("the probe trials", {"CPU": 1, "GPU": 0}, keys, [head]) is None
+    assert (
+        request_misfit("the decode tasks of clmr", {"CPU": 0.25}, keys, [{k: v for k, v in head.items() if k != "CPU"}])
+        is None
+    )
+
+
 def _cfg(**resources: Any) -> Any:
     from repeval.config import load_config
 
