@@ -252,7 +252,8 @@ def check_request_fits(what: str, request: Mapping[str, float], settings: Mappin
     import ray
 
     nodes = [n.get("Resources") or {} for n in ray.nodes() if n.get("Alive")]
-    problem = request_misfit(what, request, settings, nodes)
+    # attached to a cluster (RAY_ADDRESS), which may autoscale; else the embedded Ray of this machine, which will not
+    problem = request_misfit(what, request, settings, nodes, may_grow=bool(os.environ.get("RAY_ADDRESS")))
     if problem:
         raise ValueError(problem)
 
@@ -262,17 +263,21 @@ def _holds(node: Mapping[str, float], want: Mapping[str, float]) -> bool:
 
 
 def request_misfit(
-    what: str, request: Mapping[str, float], settings: Mapping[str, str], nodes: list[Mapping[str, float]]
+    what: str,
+    request: Mapping[str, float],
+    settings: Mapping[str, str],
+    nodes: list[Mapping[str, float]],
+    may_grow: bool = True,
 ) -> str | None:
     """Why no node of ``nodes`` (each node's resources, as ``ray.nodes()`` reports them) holds ``request`` whole —
     :func:`check_request_fits`'s message — or ``None`` when one does, when nothing is known of the nodes, or when
-    none has a CPU (a cluster scaled to zero, which only its autoscaler can run anything on)."""
+    none has a CPU on a cluster that ``may_grow`` (one scaled to zero, which only its autoscaler runs anything on)."""
     from repeval.pipeline.summary import counted
 
     want = {k: float(v) for k, v in request.items() if float(v) > 0}
     if not want or not nodes or any(_holds(n, want) for n in nodes):
         return None
-    if not any(float(n.get("CPU", 0)) > 0 for n in nodes):
+    if may_grow and not any(float(n.get("CPU", 0)) > 0 for n in nodes):
         # a cluster scaled to zero (a head of num-cpus 0, every worker group idled away, as cluster/kuberay's CPU group
         # may be): only its autoscaler runs anything, adding the nodes the requests ask for — as runs did before
         return None

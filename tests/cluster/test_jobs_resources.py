@@ -159,7 +159,6 @@ def test_a_request_whose_parts_are_on_different_nodes_names_what_to_lower() -> N
     too_many = request_misfit("the probe trials", {"CPU": 20, "GPU": 1}, keys, nodes)
     assert too_many is not None and "the most one has: 16 CPUs, 1 GPU" in too_many, too_many
     assert "set run.resources.trial_num_cpus to at most 8, or add a node with 20 CPUs, 1 GPU" in too_many, too_many
-    assert request_misfit("the probe trials", {"CPU": 16, "GPU": 0}, keys, nodes) is None
 
 
 def test_a_cluster_scaled_to_zero_is_left_to_its_autoscaler() -> None:
@@ -175,6 +174,9 @@ def test_a_cluster_scaled_to_zero_is_left_to_its_autoscaler() -> None:
         request_misfit("the decode tasks of clmr", {"CPU": 0.25}, keys, [{k: v for k, v in head.items() if k != "CPU"}])
         is None
     )
+    # an embedded Ray of 0 CPUs (a container's CPU quota under 1, which Ray truncates) gets no node: refused
+    alone = request_misfit("the probe trials", {"CPU": 1, "GPU": 0}, keys, [head], may_grow=False)
+    assert alone is not None and alone.startswith("the probe trials each ask for 1 CPU, but no node"), alone
 
 
 def _cfg(**resources: Any) -> Any:
