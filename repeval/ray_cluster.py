@@ -251,31 +251,78 @@ def check_request_fits(what: str, request: Mapping[str, float], settings: Mappin
     autoscaler to add GPU nodes."""
     import ray
 
-    want = {k: float(v) for k, v in request.items() if float(v) > 0}
     nodes = [n.get("Resources") or {} for n in ray.nodes() if n.get("Alive")]
-    if not want or not nodes or any(all(float(n.get(k, 0)) + 1e-9 >= v for k, v in want.items()) for n in nodes):
-        return
-    most = {k: max(float(n.get(k, 0)) for n in nodes) for k in want}
-    short = [k for k, v in want.items() if most[k] + 1e-9 < v]
-    fixes = " or ".join(f"{settings.get(k, k)} to at most {most[k]:g}" for k in short if most[k] > 0)
+    # attached to a cluster (RAY_ADDRESS), which may autoscale; else the embedded Ray of this machine, which will not
+    problem = request_misfit(what, request, settings, nodes, may_grow=bool(os.environ.get("RAY_ADDRESS")))
+    if problem:
+        raise ValueError(problem)
+
+
+def _holds(node: Mapping[str, float], want: Mapping[str, float]) -> bool:
+    return all(float(node.get(k, 0)) + 1e-9 >= v for k, v in want.items())
+
+
+def request_misfit(
+    what: str,
+    request: Mapping[str, float],
+    settings: Mapping[str, str],
+    nodes: list[Mapping[str, float]],
+    may_grow: bool = True,
+) -> str | None:
+    """Why no node of ``nodes`` (each node's resources, as ``ray.nodes()`` reports them) holds ``request`` whole —
+    :func:`check_request_fits`'s message — or ``None`` when one does, when nothing is known of the nodes, or when
+    none has a CPU on a cluster that ``may_grow`` (one scaled to zero, which only its autoscaler runs anything on)."""
     from repeval.pipeline.summary import counted
 
-    raise ValueError(
-        f"{what} each ask for {_amounts(want)}, but no node of this Ray cluster ({counted(len(nodes), 'node')}) has "
-        f"that much — the most one has: {_amounts({k: most[k] for k in want})} — so they would wait for ever: "
-        f"{'set ' + fixes + ', or ' if fixes else ''}add a node with {_amounts(want)} (on an autoscaling cluster, "
-        "raise its node type's min_workers so one is up when the run starts)"
+    want = {k: float(v) for k, v in request.items() if float(v) > 0}
+    if not want or not nodes or any(_holds(n, want) for n in nodes):
+        return None
+    if may_grow and not any(float(n.get("CPU", 0)) > 0 for n in nodes):
+        # a cluster scaled to zero (a head of num-cpus 0, every worker group idled away, as cluster/kuberay's CPU group
+        # may be): only its autoscaler runs anything, adding the nodes the requests ask for — as runs did before
+        return None
+    add = (
+        f"add a node with {_amounts(want)} (on an autoscaling cluster, raise its node type's min_workers so one is up "
+        "when the run starts)"
+    )
+    cluster = f"no node of this Ray cluster ({counted(len(nodes), 'node')})"
+    most = {k: max(float(n.get(k, 0)) for n in nodes) for k in want}
+    # the most of each resource on a node that holds the rest of the request: what lowering that one setting to makes
+    # fit (16-CPU nodes and 8-CPU GPU nodes, 20 CPUs and a GPU asked: 8, not 16)
+    cap = {
+        k: max((float(n.get(k, 0)) for n in nodes if _holds(n, {j: v for j, v in want.items() if j != k})), default=0.0)
+        for k in want
+    }
+    short = [k for k, v in want.items() if most[k] + 1e-9 < v]
+    if short:
+        to = " or ".join(f"{settings.get(k, k)} to at most {cap[k] or most[k]:g}" for k in short if most[k] > 0)
+        lower = f"set {to}, or " if to else ""
+        return (
+            f"{what} each ask for {_amounts(want)}, but {cluster} has that much — the most one has: "
+            f"{_amounts({k: most[k] for k in want})} — so they would wait for ever: {lower}{add}"
+        )
+    # every amount is on some node, but not together (12 CPUs and a GPU asked of the nodes above): what each
+    # request could be lowered to on the nodes that hold the rest of it
+    rest = {k: _amounts({j: v for j, v in want.items() if j != k}) for k in want}
+    said = [f"the nodes with {rest[k]} have at most {_amounts({k: cap[k]})}" for k in want if cap[k] > 0]
+    to = " or ".join(f"{settings.get(k, k)} to at most {cap[k]:g}" for k in want if cap[k] > 0)
+    return (
+        f"{what} each ask for {_amounts(want)}, but {cluster} has all of it at once — "
+        f"{'; '.join(said) or 'each node lacks one of them'} — so they would wait for ever: "
+        + (f"set {to}, or " if to else "")
+        + add
     )
 
 
 def check_trials_fit(res: Any) -> None:
     """Refuse probe trials (``run.resources.trial_num_cpus``/``trial_num_gpus``, as :mod:`repeval.tuning.grid`
     requests them) that no live node can hold (:func:`check_request_fits`) — before anything is embedded when the
-    run trains next. GPUs under ``use_gpu: always`` are left to the autoscaler."""
+    run trains next. Trials that take a GPU under ``use_gpu: always`` are left to the autoscaler: they can only go to a
+    GPU node, which may not be up yet, so the live nodes' CPUs say nothing about them either."""
     from repeval.ray_utils import cluster_gpus, wants_gpu
 
+    if res.use_gpu == "always" and res.trial_num_gpus > 0:
+        return  # trials that take a GPU go to the GPU nodes the autoscaler adds, whatever their CPUs
     gpu = res.trial_num_gpus if wants_gpu(res.use_gpu, res.trial_num_gpus, cluster_gpus()) else 0
-    if res.use_gpu == "always":
-        gpu = 0
     keys = {"CPU": "run.resources.trial_num_cpus", "GPU": "run.resources.trial_num_gpus"}
     check_request_fits("the probe trials", {"CPU": res.trial_num_cpus, "GPU": gpu}, keys)

@@ -129,6 +129,56 @@ def test_probe_trials_no_node_can_hold_stop_the_run_before_it_embeds(
     assert not (tmp_path / "store" / "notes").exists(), "embedded before it stopped"
 
 
+def test_gpu_trials_under_use_gpu_always_wait_for_the_autoscaler_whatever_their_cpus(ray_session: Any) -> None:
+    """``use_gpu: always`` with ``trial_num_gpus``: the trials can only go to a GPU node the autoscaler adds (one of 8
+    CPUs while the live nodes have 2), so the live nodes' CPUs do not refuse them; without the GPU they still do."""
+    from repeval.ray_cluster import check_trials_fit
+
+    cpus = int(ray_session.cluster_resources()["CPU"])
+    check_trials_fit(ResourcesConfig(use_gpu="always", trial_num_gpus=1, trial_num_cpus=cpus + 6))  # no error
+    with pytest.raises(ValueError, match=f"set run.resources.trial_num_cpus to at most {cpus},"):
+        check_trials_fit(ResourcesConfig(use_gpu="always", trial_num_cpus=cpus + 6))
+
+
+def test_a_request_whose_parts_are_on_different_nodes_names_what_to_lower() -> None:
+    """16-CPU nodes and 8-CPU GPU nodes (cluster/aws.yaml's types), trials of 12 CPUs and a GPU: each amount is on
+    some node, so "the most one has: 16 CPUs, 1 GPU" named no setting to lower; the GPU nodes' 8 CPUs do."""
+    from repeval.ray_cluster import request_misfit
+
+    nodes = [{"CPU": 0.0}, {"CPU": 16.0}, {"CPU": 8.0, "GPU": 1.0, "embed": 1.0}]
+    keys = {"CPU": "run.resources.trial_num_cpus", "GPU": "run.resources.trial_num_gpus"}
+    assert request_misfit("the probe trials", {"CPU": 12, "GPU": 1}, keys, nodes) == (
+        "the probe trials each ask for 12 CPUs, 1 GPU, but no node of this Ray cluster (3 nodes) has all of it at "
+        "once — the nodes with 1 GPU have at most 8 CPUs — so they would wait for ever: set "
+        "run.resources.trial_num_cpus to at most 8, or add a node with 12 CPUs, 1 GPU (on an autoscaling cluster, "
+        "raise its node type's min_workers so one is up when the run starts)"
+    )
+    assert request_misfit("the probe trials", {"CPU": 8, "GPU": 1}, keys, nodes) is None
+    assert request_misfit("the probe trials", {"CPU": 16, "GPU": 0}, keys, nodes) is None
+    # more CPUs than any node has, and a GPU: lowered to 16 they still would not fit; the GPU nodes' 8 would
+    too_many = request_misfit("the probe trials", {"CPU": 20, "GPU": 1}, keys, nodes)
+    assert too_many is not None and "the most one has: 16 CPUs, 1 GPU" in too_many, too_many
+    assert "set run.resources.trial_num_cpus to at most 8, or add a node with 20 CPUs, 1 GPU" in too_many, too_many
+
+
+def test_a_cluster_scaled_to_zero_is_left_to_its_autoscaler() -> None:
+    """The head (num-cpus 0) alone, every worker group idled away (cluster/kuberay's CPU group has minReplicas 0; a
+    GPU group under ``use_gpu: always`` may too): a run went on, the autoscaler adding the nodes its decode tasks and
+    trials asked for. The check must not refuse it for the 0 CPUs of the live node."""
+    from repeval.ray_cluster import request_misfit
+
+    keys = {"CPU": "run.resources.trial_num_cpus", "GPU": "run.resources.trial_num_gpus"}
+    head = {"CPU": 0.0, "memory": 8e9, "object_store_memory": 4e9, "node:__internal_head__": 1.0}
+    assert request_misfit("the probe trials", {"CPU": 1, "GPU": 0}, keys, [head]) is None
+    assert (
+        request_misfit("the decode tasks of clmr", {"CPU": 0.25}, keys, [{k: v for k, v in head.items() if k != "CPU"}])
+        is None
+    )
+    # an embedded Ray of 0 CPUs (a container's CPU quota under 1, which Ray truncates) gets no node: refused
+    alone = request_misfit("the probe trials", {"CPU": 1, "GPU": 0}, keys, [head], may_grow=False)
+    assert alone is not None and alone.startswith("the probe trials each ask for 1 CPU, but no node"), alone
+
+
 def _cfg(**resources: Any) -> Any:
     from repeval.config import load_config
 
