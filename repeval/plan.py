@@ -10,9 +10,9 @@ from typing import Any
 from repeval.config import Config
 from repeval.datasets.load import dataset_folds
 from repeval.pipeline.stages import CLEAN
-from repeval.pipeline.summary import counted
 from repeval.plan_probes import _names, probe_lines
 from repeval.plan_progress import _progress, _retest, _reused, _trained, _written
+from repeval.words import counted
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from repeval.config import Config
 from repeval.pipeline.stages import CLEAN
-from repeval.pipeline.summary import counted, named
+from repeval.words import counted, named
 
 if TYPE_CHECKING:
     from repeval.plan import Plan

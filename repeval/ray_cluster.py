@@ -232,7 +232,7 @@ def _names_setup_hook(runtime_env: Mapping[str, Any]) -> bool:
 
 def _amounts(request: Mapping[str, float]) -> str:
     """``{"CPU": 2, "GPU": 1, "embed": 1}`` → "2 CPUs, 1 GPU, embed 1"."""
-    from repeval.pipeline.summary import counted
+    from repeval.words import counted
 
     said = []
     for k, v in request.items():
@@ -272,7 +272,7 @@ def request_misfit(
     """Why no node of ``nodes`` (each node's resources, as ``ray.nodes()`` reports them) holds ``request`` whole —
     :func:`check_request_fits`'s message — or ``None`` when one does, when nothing is known of the nodes, or when
     none has a CPU on a cluster that ``may_grow`` (one scaled to zero, which only its autoscaler runs anything on)."""
-    from repeval.pipeline.summary import counted
+    from repeval.words import counted
 
     want = {k: float(v) for k, v in request.items() if float(v) > 0}
     if not want or not nodes or any(_holds(n, want) for n in nodes):

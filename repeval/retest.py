@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from repeval.deformations import CLEAN
-from repeval.pipeline.summary import named
+from repeval.words import named
 
 if TYPE_CHECKING:
     from repeval.runner import RunContext, _Pending

@@ -36,9 +36,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from repeval.pipeline.summary import counted
 from repeval.run.files import parquet_error
 from repeval.run.status import STATUS, command_line
+from repeval.words import counted
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import typer
 from repeval.cli.resume import _unfinished, _untrained_fix, resume_command
 from repeval.cli.resume import given_flags as given_flags
 from repeval.config import ConfigError, load_config
-from repeval.pipeline.summary import counted
+from repeval.words import counted
 
 log = logging.getLogger("repeval")
 #: set by the ``repeval`` callback (``--debug``: tracebacks with the one-line errors)

@@ -224,7 +224,7 @@ def _train_line(t: dict[str, Any]) -> str:
     """The train stage's one-line summary: ``failed`` holds one row per failed probe training (a configuration and
     seed — not a Tune trial, which may train many) and per failed test cell (a trained probe and seed on one test set
     whose scores were not finite), counted apart as ``repeval runs`` and the report count them."""
-    from repeval.pipeline.summary import counted
+    from repeval.words import counted
 
     tests = sum(1 for f in t["failed"] if f.get("scenario"))
     if not t["trained"] and t["skipped"] and not t["failed"]:  # a rerun: as the embedding stage says it

@@ -13,7 +13,7 @@ import typer
 
 from repeval.cli import app, store_app
 from repeval.cli.common import _guard
-from repeval.pipeline.summary import counted
+from repeval.words import counted
 
 
 @app.command("runs")

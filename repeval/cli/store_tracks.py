@@ -9,10 +9,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import typer
 
-from repeval.pipeline.summary import counted
 from repeval.store import EmbeddingStore
 from repeval.store.partition_files import settle_command
 from repeval.store.rewrite import stuck_text
+from repeval.words import counted
 
 #: track ids named in a line before the rest are counted
 SHOWN = 5

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from repeval.pipeline.summary import counted
+from repeval.words import counted
 
 log = logging.getLogger(__name__)
 

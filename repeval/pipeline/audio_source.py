@@ -15,7 +15,7 @@ import pyarrow.fs as pafs
 
 from repeval import ray_cluster
 from repeval.datasets.rows import iso_time
-from repeval.pipeline.summary import counted
+from repeval.words import counted
 
 #: ``relative_to`` of a source whose paths lie in a ``ray job submit`` job's working directory — Ray's copy of the
 #: uploaded directory, unpacked anew at ``…/_ray_pkg_<hash>`` whenever a file of it changes, every file's

@@ -27,11 +27,11 @@ from repeval.pipeline.audio_source import (  # noqa: F401  (imported from here b
     source_notes,
 )
 from repeval.pipeline.stages import CLEAN, DEFAULT_CHUNK_S, window_grid
-from repeval.pipeline.summary import counted
 from repeval.store import StoreConflict
 from repeval.store.layout import STORE_FORMAT
 from repeval.store.partition import CUT
 from repeval.warn import warn_once
+from repeval.words import counted
 
 log = logging.getLogger(__name__)
 

@@ -50,7 +50,7 @@ from repeval.models import resolve_model
 #: environment variables for the isolated process groups (a model may add ``worker_env``);
 #: one table shared with the models' own subprocess validation
 from repeval.models._common import PROCESS_GROUP_ENV
-from repeval.pipeline.summary import counted
+from repeval.words import counted
 
 #: the share of the cluster's CPUs kept for decode tasks (at least ``decode_num_cpus``)
 DECODE_SHARE = 1 / 8

@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from repeval.words import counted
+
 #: failed tracks the summary names (the rest: ``repeval store show --errors``)
 SHOWN_FAILURES = 5
 #: characters of a failure's reason the summary keeps (its first line)
@@ -194,19 +196,6 @@ class EmbedSummary:
     def text(self) -> str:
         """:meth:`line`, then :meth:`failure_lines`: what the CLI prints at the end of an embedding stage."""
         return "\n".join([self.line(), *self.failure_lines()])
-
-
-def counted(n: int, noun: str, plural: str | None = None) -> str:
-    """``n`` and ``noun``, in the plural (``plural``, by default ``noun`` + s) unless ``n`` is 1: "1 row", "2 rows",
-    "0 errors", "1,200 rows" — not "1 row(s)"."""
-    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
-
-
-def named(noun: str, names: Iterable[str], plural: str | None = None) -> str:
-    """``noun`` followed by ``names`` joined by commas, in the plural (``plural``, by default ``noun`` + s) unless there
-    is one: "scenario D2", "scenarios D1, D2" — not "scenario(s) D1, D2"."""
-    names = list(names)
-    return f"{noun if len(names) == 1 else plural or noun + 's'} {', '.join(names)}"
 
 
 def figure(x: float, decimals: int) -> str:

@@ -30,11 +30,12 @@ from repeval.pipeline.partitions import (
     wanted_masks,
 )
 from repeval.pipeline.stages import CLEAN
-from repeval.pipeline.summary import EmbedSummary, counted
+from repeval.pipeline.summary import EmbedSummary
 from repeval.store import EmbeddingStore
 from repeval.store.layout import repeval_version
 from repeval.store.params import PARAMS_AS_APPLIED, mend_skipped_params
 from repeval.warn import warn_once
+from repeval.words import counted
 
 #: the embedding stage's log lines keep one name, whichever of its modules says them (the CLI prints it)
 log = logging.getLogger("repeval.pipeline.embed")

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from repeval.pipeline.summary import counted
 from repeval.report import plots
 from repeval.report.blocks import chosen_probes, probe_choice
 from repeval.report.blocks import controls as _controls
@@ -48,6 +47,7 @@ from repeval.report.tables import Table, make_table, multi_task_datasets
 from repeval.report.training import preset_notes, task_notes
 from repeval.run.files import damaged
 from repeval.store.partition import show_errors_command
+from repeval.words import counted
 
 log = logging.getLogger(__name__)
 e = html.escape

@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from repeval.pipeline.summary import counted
 from repeval.run.files import damaged, parquet_error
+from repeval.words import counted
 
 log = logging.getLogger("repeval.report.results")  # the warnings of the results it reads beside
 

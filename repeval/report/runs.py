@@ -20,7 +20,6 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import yaml
 
-from repeval.pipeline.summary import counted
 from repeval.ray_cluster import job_resubmit
 from repeval.report.comparable import digest_label, run_split_digests
 from repeval.run.files import damaged, parquet_error
@@ -40,6 +39,7 @@ from repeval.rundir import (
     summary_mismatch,
 )
 from repeval.store.inspect import aligned, utc_time
+from repeval.words import counted
 
 
 def _footer(fs: pafs.FileSystem, path: str) -> tuple[Any, BaseException | None]:

@@ -11,7 +11,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from repeval.config import Config
-from repeval.pipeline.summary import counted
 from repeval.run.context import RunContext, config_yaml, group_name
 from repeval.run.files import _write_atomic, unreadable_parquet
 from repeval.rundir import (
@@ -22,6 +21,7 @@ from repeval.rundir import (
     EarlierStageUnfinished,
     grid_name,
 )
+from repeval.words import counted
 
 log = logging.getLogger("repeval.runner")  # the stages' one logger, named as before they left runner.py
 

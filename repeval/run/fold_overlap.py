@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from repeval.pipeline.summary import counted
+from repeval.words import counted
 
 if TYPE_CHECKING:
     import pandas as pd

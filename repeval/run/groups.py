@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 from repeval.config import Config, ExperimentConfig
 from repeval.config.loader import config_hash
 from repeval.datasets.base import OBSERVED
-from repeval.pipeline.summary import named
 from repeval.run.context import RunContext, group_name
 from repeval.run.files import _read_json, _write_text_atomic, unreadable_parquet
+from repeval.words import named
 
 log = logging.getLogger("repeval.runner")  # the stages' one logger, named as before they left runner.py
 

@@ -14,7 +14,6 @@ import pyarrow.compute as pc
 
 from repeval.datasets import LoadReport, load_dataset, load_folds
 from repeval.datasets.base import strict_kinds
-from repeval.pipeline.summary import counted
 from repeval.run.context import RunContext, fold_suffix
 from repeval.run.files import _write_atomic, _write_text_atomic
 from repeval.run.groups import note_saved_splits
@@ -22,6 +21,7 @@ from repeval.run.load_records import LoadRecord, load_report_json
 from repeval.run.load_records import said_once as records_said_once
 from repeval.run.split_digest import with_digest
 from repeval.rundir import LOAD_REPORT
+from repeval.words import counted
 
 log = logging.getLogger("repeval.runner")  # the stages' one logger, named as before they left runner.py
 

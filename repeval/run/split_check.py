@@ -10,9 +10,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from repeval.pipeline.summary import counted
 from repeval.run.context import RunContext
 from repeval.run.rows import fold_rows
+from repeval.words import counted
 
 
 def fold_hint(ctx: RunContext, ei: int, dataset: str, fold: int | None, fix: bool = True) -> str:

@@ -12,12 +12,12 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from repeval.deformations import CLEAN
-from repeval.pipeline.summary import counted
 from repeval.store.layout import AUDIO_NOTE, DamagedPartFile, read_parquet
 from repeval.store.params import earlier_rows
 from repeval.store.partition import Partition
 from repeval.store.rewrite import REWRITE
 from repeval.store.store import EmbeddingStore
+from repeval.words import counted
 
 
 def utc_time(ts: Any) -> str:

@@ -12,12 +12,12 @@ import pyarrow.parquet as pq
 from repeval.datasets.base import OBSERVED, SPLITS
 from repeval.datasets.encoding import encode_labels
 from repeval.pipeline.stages import CLEAN
-from repeval.pipeline.summary import counted
 from repeval.probes import ProbeData
 from repeval.rundir import EarlierStageUnfinished
 from repeval.store import EmbeddingStore
 from repeval.store.layout import read_parquet
 from repeval.warn import warn_once
+from repeval.words import counted
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from repeval.config import Config, ExperimentConfig
-from repeval.pipeline.summary import counted
 from repeval.probes import ProbeData
 from repeval.probes.inference import predict
 from repeval.probes.losses import criterion_of
@@ -30,6 +29,7 @@ from repeval.tuning.trial import BatchData, EvalSettings, Member, Unit, resuming
 from repeval.tuning.tuner import _fit, sampler
 from repeval.tuning.units import _fingerprint, data_identity, marker_record, plan_units
 from repeval.warn import SaidByTrials
+from repeval.words import counted
 
 # the grid driver's logger, as before this module was split from it: the command line's lines name it
 log = logging.getLogger("repeval.tuning.grid")

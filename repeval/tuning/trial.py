@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from repeval.pipeline.summary import counted
 from repeval.probes import Halving, ProbeData, TrainResult
 from repeval.tuning.checkpoint import _reuse_finished, _save_and_report
 from repeval.tuning.notes import _KeptBeside, raised_once
 from repeval.warn import SaidByTestSets, TrialWarnings, member_scope, warn_once
+from repeval.words import counted
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from repeval.pipeline.summary import counted
 from repeval.tuning.checkpoint import read_finished
 from repeval.tuning.tune_setup import _plain_trial_actors, _quiet_missing_metrics
+from repeval.words import counted
 
 # the grid driver's logger, as before this module was split from it: the command line's lines name it
 log = logging.getLogger("repeval.tuning.grid")

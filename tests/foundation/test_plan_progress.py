@@ -378,8 +378,8 @@ def test_a_failure_that_came_of_another_names_its_root_cause(rendered_notes, tmp
 def test_plan_counts_read_in_the_singular_for_one_and_plural_for_more():
     """The plan's counts said "1 error record(s) in 1 partition(s), 1 track(s)" and "1 trial(s)": now the noun
     agrees with its count, and a count of thousands has its separator."""
-    from repeval.pipeline.summary import counted
     from repeval.plan import Plan, _retest_line
+    from repeval.words import counted
 
     one = Plan(trainings_reused=2, trials_reused=1, retries={"ds/m/clean": (1, 1)}, retry_tracks={("ds", "t1")})
     said = one.text()
