@@ -10,7 +10,7 @@ from pydantic import field_validator, model_validator
 from repeval.config.base import Strict
 from repeval.config.data import DatasetConfig, TaskConfig
 from repeval.config.embed import DeformationScenario, EmbeddingModelConfig, scenario_ids
-from repeval.config.probe import ProbeConfig, resolve_per_task_values
+from repeval.config.probe import ProbeConfig, resolve_per_task_values, set_aside_per_task_values
 from repeval.tasks import TASK_TYPES, effective_task_type
 
 
@@ -66,13 +66,17 @@ class ExperimentConfig(Strict):
         elif isinstance(task, dict) and task.get("type") in TASK_TYPES:
             ttype = effective_task_type(task["type"], str(task.get("name")))
         else:
-            return data  # the task's own validation names the problem
+            ttype = None  # the task's own validation names the problem; the pairs wait for a task type
         out = dict(data)
         for key in ("downstream_models", "probes"):
             probes = out.get(key)
             if isinstance(probes, list | tuple):
                 out[key] = [
-                    resolve_per_task_values(p, ttype, f"{key}[{i}]") if isinstance(p, dict) else p
+                    p
+                    if not isinstance(p, dict)
+                    else set_aside_per_task_values(p)
+                    if ttype is None
+                    else resolve_per_task_values(p, ttype, f"{key}[{i}]")
                     for i, p in enumerate(probes)
                 ]
         return out

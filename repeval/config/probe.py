@@ -21,6 +21,17 @@ def _alternatives(value: Any) -> list[str] | None:
     return [part.strip() for part in value.split("/")]
 
 
+def set_aside_per_task_values(probe: dict[str, Any]) -> dict[str, Any]:
+    """A probe entry whose task type is not known (the task missing, misspelled or of an unknown type: its own error
+    says so) without Appendix A's ``output_activation: softmax / sigmoid``: which one fits is the task's to say, so
+    the pair is not judged as a value of its own (a second, wrong problem). Alternatives that are no activation are
+    kept, for the probe's own check to name."""
+    activations = _alternatives(probe.get("output_activation"))
+    if activations is None or any(a not in ("softmax", "sigmoid", "linear") for a in activations):
+        return probe
+    return {k: v for k, v in probe.items() if k != "output_activation"}
+
+
 def resolve_per_task_values(probe: dict[str, Any], task_type: str, where: str) -> dict[str, Any]:
     """A probe entry with Appendix A's "depending on task" values — ``output_activation: softmax / sigmoid`` and
     ``save_criterion: val_categorical_accuracy / val_auc`` — with the alternative that fits ``task_type`` chosen.

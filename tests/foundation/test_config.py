@@ -106,6 +106,26 @@ def test_appendix_a_probes_as_printed_take_the_value_that_fits_the_task(task, he
     assert _schema_errors(d) == []  # an editor accepts the block as printed too
 
 
+@pytest.mark.parametrize(
+    ("mutate", "said"),
+    [
+        (lambda e: e.update(taks=e.pop("task")), "experiments[0]: unknown key 'taks' — did you mean 'task'?"),
+        (lambda e: e["task"].update(typ=e["task"].pop("type")), "experiments[0].task: unknown key 'typ'"),
+        (lambda e: e["task"].update(type="multiclass_clasification"), "experiments[0].task.type: "),
+    ],
+)
+def test_a_task_at_fault_is_said_alone_not_also_the_probes_depending_on_task_pair(mutate, said):
+    """Appendix A's `softmax / sigmoid` waits for the task's type: a task misspelled or of an unknown type is one
+    problem, not also 'got softmax / sigmoid' at every probe (the pair is right once the task is)."""
+    d = base()
+    d["experiments"][0]["downstream_models"] = copy.deepcopy(APPENDIX_A_PROBES[:2])
+    mutate(d["experiments"][0])
+    with pytest.raises(ConfigError) as info:
+        parse_config(d)
+    assert len(info.value.problems) == 1, info.value.problems
+    assert said in str(info.value)
+
+
 def test_depending_on_task_values_that_fit_no_task_name_what_to_write():
     def probes(task=None, **values):
         d = base()
