@@ -27,6 +27,7 @@ from repeval.config.data import DatasetConfig, TaskConfig
 from repeval.config.embed import DeformationScenario
 from repeval.config.experiment import ExperimentConfig
 from repeval.config.run import RunConfig
+from repeval.registry import closest
 
 
 def _differences(there: BaseModel, here: BaseModel, prefix: str) -> list[str]:
@@ -98,11 +99,29 @@ class Config(Strict):
     @model_validator(mode="before")
     @classmethod
     def _load_plugins(cls, data: Any) -> Any:
-        """Import the plugins before the experiments are checked: their models' names must resolve."""
-        if isinstance(data, dict) and isinstance(data.get("plugins"), list | tuple):
+        """Import the plugins before the experiments are checked: their models' names must resolve. Those of a
+        misspelled ``plugins:`` (``plugin:``, said as an unknown key) too, so their models are not also said to be
+        unknown; a fault of theirs is said at ``plugins[i]`` once the key is spelled right."""
+        if not isinstance(data, dict):
+            return data
+        if isinstance(data.get("plugins"), list | tuple):
             from repeval.models.plugins import load_config_plugins
 
             load_config_plugins(data["plugins"])
+            return data
+        for key, value in data.items():
+            if (
+                isinstance(key, str)
+                and key not in cls.model_fields
+                and isinstance(value, list | tuple)
+                and closest(key, sorted(cls.model_fields)) == "plugins"
+            ):
+                from repeval.models.plugins import PluginError, load_config_plugins
+
+                try:
+                    load_config_plugins(value)
+                except PluginError:
+                    pass
         return data
 
     @field_validator("plugins")

@@ -115,6 +115,17 @@ def test_plugin_faults_are_one_line_naming_the_fix(tmp_path, forget_plugins):
     assert _problem(["bad spec!"]).endswith("nor the path of a .py file (./my_model.py): write one of them")
 
 
+def test_a_misspelled_plugins_key_is_said_alone_not_also_its_models_as_unknown(tmp_path, forget_plugins):
+    """`plugin:` for `plugins:` is one problem: its modules are still imported, so the models they register are not
+    also said to be unknown (the fix the user would chase)."""
+    plugin = _plugin(tmp_path, "misspelt_key_plugin", TEAM_MODEL.replace("team-model", "misspelt-key-model"))
+    d = _config([plugin], "misspelt-key-model")
+    d["plugin"] = d.pop("plugins")
+    with pytest.raises(ConfigError) as err:
+        parse_config(d)
+    assert err.value.problems == ["(top level): unknown key 'plugin' — did you mean 'plugins'?"]
+
+
 def test_a_torch_module_registered_as_a_model_is_told_to_hold_its_network(tmp_path, forget_plugins):
     module = _plugin(
         tmp_path,
