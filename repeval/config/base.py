@@ -41,60 +41,54 @@ class Strict(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _check_keys(cls, data: Any) -> Any:
-        """The given keys under their canonical names; unknown ones are set aside under :data:`_UNKNOWN` (each with
-        the valid key it is closest to), for :meth:`_say_unknown_keys` to say with the problems of the keys given."""
+        """The given keys under their canonical names; what is wrong with them as keys — an unknown one (with the
+        valid key it is closest to), one given in two spellings — is set aside under :data:`_UNKNOWN`, for
+        :meth:`_say_unknown_keys` to say with the problems of the keys given."""
         if not isinstance(data, dict):
             return data
         aliases = cls.key_aliases
         out: dict[str, Any] = {}
         given: dict[str, str] = {}  # canonical key → the spelling it was given as
         valid = set(cls.model_fields)
-        unknown: list[tuple[str, str | None]] = []
+        said: list[str] = []  # each unknown key (with the closest valid one), each key given twice
+        meant: list[str] = []  # the valid keys the unknown ones are closest to
         for key, value in data.items():
             if not isinstance(key, str):
                 raise ValueError(f"keys must be strings, got {key!r}")
             canonical = aliases.get(key, key)
             if canonical not in valid:
                 hint = closest(key, sorted(valid | set(aliases)))
-                unknown.append((key, aliases.get(hint, hint) if hint else None))
+                if hint:
+                    meant.append(aliases.get(hint, hint))
+                    said.append(f"unknown key '{key}' — did you mean '{hint}'?")
+                else:
+                    said.append(f"unknown key '{key}' (valid keys: {', '.join(sorted(valid))}{cls.other_keys})")
                 continue
-            if canonical in out:
-                raise ValueError(f"'{key}' and '{given[canonical]}' both given; keep one")
+            if canonical in out:  # the first is kept, for the other keys' checks
+                said.append(f"'{key}' and '{given[canonical]}' both given; keep one")
+                continue
             out[canonical] = value
             given[canonical] = key
-        if unknown:  # not a field: validation fails there (extra keys are forbidden), and the keys given are checked
-            out[_UNKNOWN] = unknown
+        if said:  # not a field: validation fails there (extra keys are forbidden), and the keys given are checked
+            out[_UNKNOWN] = (said, meant)
         return out
 
     @model_validator(mode="wrap")
     @classmethod
     def _say_unknown_keys(cls, data: Any, handler: Any) -> Any:
-        """Unknown keys are errors, said together with the problems of the keys given (a value of the wrong kind):
-        one run names every problem of the file. A required key missing that an unknown one is the closest spelling
+        """Unknown keys (and a key given twice, in two spellings) are errors, said together with the problems of the
+        keys given (a value of the wrong kind): one run names every problem of the file. A required key missing that an unknown one is the closest spelling
         of is not said again; the model's whole-model checks wait until its keys are right (they would judge it
         without the misspelled key)."""
         try:
             return handler(data)
         except ValidationError as exc:
             found = exc.errors(include_url=False)
-            unknown = next((e["input"] for e in found if e["loc"] == (_UNKNOWN,)), None)
-            if unknown is None:
+            keys = next((e["input"] for e in found if e["loc"] == (_UNKNOWN,)), None)
+            if keys is None:
                 raise
-        valid = ", ".join(sorted(cls.model_fields))
-        errors: list[Any] = [
-            {
-                "type": PydanticCustomError(
-                    "unknown_key",
-                    f"unknown key '{key}' — did you mean '{hint}'?"
-                    if hint
-                    else f"unknown key '{key}' (valid keys: {valid}{cls.other_keys})",
-                ),
-                "loc": (),
-                "input": key,
-            }
-            for key, hint in unknown
-        ]
-        meant = {hint for _, hint in unknown if hint}
+        said, meant = keys
+        errors: list[Any] = [{"type": PydanticCustomError("unknown_key", msg), "loc": (), "input": msg} for msg in said]
         errors += [
             {"type": PydanticCustomError(e["type"], e["msg"], e.get("ctx")), "loc": e["loc"], "input": e["input"]}
             for e in found

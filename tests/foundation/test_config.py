@@ -205,9 +205,14 @@ def test_inline_model_definition():
     assert cfg.experiments[0].embedding_models[0].params == {"n_mfcc": 40}
 
 
-def _error(mutate) -> str:
+def _mutated(mutate) -> dict:
     d = copy.deepcopy(base())
     mutate(d)
+    return d
+
+
+def _error(mutate) -> str:
+    d = _mutated(mutate)
     with pytest.raises(ConfigError) as info:
         parse_config(d)
     return str(info.value)
@@ -439,6 +444,24 @@ def test_every_problem_of_a_config_is_said_at_once():
         "unknown key 'learning_rat' — did you mean 'learning_rate'?",
     ):
         assert part in said
+
+
+def test_a_key_given_in_two_spellings_is_said_with_the_other_problems_of_its_entry():
+    """mir_ref's `features` next to `embedding_models` no longer hides a misspelled key beside it (nor one elsewhere)."""
+
+    def mutate(d: dict) -> None:
+        exp = d["experiments"][0]
+        exp.update(features=["mfcc-stats"], downstream_modles=exp.pop("downstream_models"))
+        exp["task"].update(aggregation="mean", feature_aggregation="mean", labl="x")
+
+    with pytest.raises(ConfigError) as info:
+        parse_config(_mutated(mutate))
+    assert info.value.problems == [
+        "experiments[0]: 'features' and 'embedding_models' both given; keep one",
+        "experiments[0]: unknown key 'downstream_modles' — did you mean 'downstream_models'?",
+        "experiments[0].task: 'feature_aggregation' and 'aggregation' both given; keep one",
+        "experiments[0].task: unknown key 'labl' — did you mean 'label'?",
+    ]
 
 
 def _second_experiment(d: dict, task: str, dataset: str) -> None:
