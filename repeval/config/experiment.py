@@ -10,7 +10,7 @@ from pydantic import field_validator, model_validator
 from repeval.config.base import Strict
 from repeval.config.data import DatasetConfig, TaskConfig
 from repeval.config.embed import DeformationScenario, EmbeddingModelConfig, scenario_ids
-from repeval.config.probe import ProbeConfig, resolve_per_task_values, set_aside_per_task_values
+from repeval.config.probe import PerTaskFault, ProbeConfig, resolve_per_task_values, set_aside_per_task_values
 from repeval.tasks import TASK_TYPES, effective_task_type
 
 
@@ -29,6 +29,17 @@ def _check_scenario_ids(where: str, scenarios: tuple[DeformationScenario, ...]) 
                 "store partition and results column: give one of them another name"
             )
         seen[sid] = (i, sc.name is not None)
+
+
+def _per_task(probe: dict[str, Any], task_type: str | None) -> Any:
+    """A probe entry with its "depending on task" values resolved for ``task_type`` (``None``: not known, they wait);
+    one that fits not the task is handed on as its :class:`PerTaskFault`, which the probe's check says at its key."""
+    if task_type is None:
+        return set_aside_per_task_values(probe)
+    try:
+        return resolve_per_task_values(probe, task_type)
+    except PerTaskFault as fault:
+        return fault
 
 
 class ExperimentConfig(Strict):
@@ -71,14 +82,7 @@ class ExperimentConfig(Strict):
         for key in ("downstream_models", "probes"):
             probes = out.get(key)
             if isinstance(probes, list | tuple):
-                out[key] = [
-                    p
-                    if not isinstance(p, dict)
-                    else set_aside_per_task_values(p)
-                    if ttype is None
-                    else resolve_per_task_values(p, ttype, f"{key}[{i}]")
-                    for i, p in enumerate(probes)
-                ]
+                out[key] = [_per_task(p, ttype) if isinstance(p, dict) else p for p in probes]
         return out
 
     @field_validator("augment", mode="before")

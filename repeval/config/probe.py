@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from repeval.config.base import FileName, Strict
 from repeval.tasks import CRITERION_ALIASES
@@ -32,14 +33,25 @@ def set_aside_per_task_values(probe: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in probe.items() if k != "output_activation"}
 
 
-def resolve_per_task_values(probe: dict[str, Any], task_type: str, where: str) -> dict[str, Any]:
+class PerTaskFault(ValueError):
+    """A "depending on task" value of a probe entry that fits not its task: ``key`` and what to write. The experiment
+    hands it to :class:`ProbeConfig` in place of the entry, which says it at ``<probe>.<key>`` — so the experiment's
+    other problems are said with it."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        self.message = message
+        super().__init__(f"{key}: {message}")
+
+
+def resolve_per_task_values(probe: dict[str, Any], task_type: str) -> dict[str, Any]:
     """A probe entry with Appendix A's "depending on task" values — ``output_activation: softmax / sigmoid`` and
     ``save_criterion: val_categorical_accuracy / val_auc`` — with the alternative that fits ``task_type`` chosen.
 
     The activation is the task's head (softmax for one label per track, sigmoid for tags, linear for regression);
     the criterion is the one at the same position as that head among the activation's alternatives (Appendix A
     writes both pairs in one order: softmax with categorical accuracy, sigmoid with AUC), or, without them, the one
-    alternative whose metric applies to the task. Anything else is an error naming the values to write."""
+    alternative whose metric applies to the task. Anything else is a :class:`PerTaskFault` naming the values to write."""
     from repeval.tasks import TASK_TYPES
 
     activations = _alternatives(probe.get("output_activation"))
@@ -51,14 +63,16 @@ def resolve_per_task_values(probe: dict[str, Any], task_type: str, where: str) -
     position = None
     if activations is not None:
         if unknown := [a for a in activations if a not in ("softmax", "sigmoid", "linear")]:
-            raise ValueError(
-                f"{where}.output_activation: {unknown[0]!r} is not an activation; write softmax, sigmoid or linear "
-                "(or alternatives such as softmax / sigmoid, read as the one that fits the task)"
+            raise PerTaskFault(
+                "output_activation",
+                f"{unknown[0]!r} is not an activation; write softmax, sigmoid or linear "
+                "(or alternatives such as softmax / sigmoid, read as the one that fits the task)",
             )
         if head not in activations:
-            raise ValueError(
-                f"{where}.output_activation: none of {' / '.join(activations)} fits a {task_type} task, whose "
-                f"probes end in {head}; set output_activation: {head} or remove it"
+            raise PerTaskFault(
+                "output_activation",
+                f"none of {' / '.join(activations)} fits a {task_type} task, whose "
+                f"probes end in {head}; set output_activation: {head} or remove it",
             )
         out["output_activation"] = head
         position = activations.index(head)
@@ -68,10 +82,11 @@ def resolve_per_task_values(probe: dict[str, Any], task_type: str, where: str) -
         else:
             fitting = [c for c in criteria if _criterion_fits(c, task_type)]
             if len(fitting) != 1:
-                raise ValueError(
-                    f"{where}.save_criterion: {' / '.join(criteria)} leaves the choice to the task (mir_ref's "
+                raise PerTaskFault(
+                    "save_criterion",
+                    f"{' / '.join(criteria)} leaves the choice to the task (mir_ref's "
                     f"'depending on task'), and {len(fitting) or 'none'} of them fit a {task_type} task: write "
-                    f"the one to select on ({' or '.join(fitting) if fitting else 'e.g. val_loss'})"
+                    f"the one to select on ({' or '.join(fitting) if fitting else 'e.g. val_loss'})",
                 )
             out["save_criterion"] = fitting[0]
     return out
@@ -179,6 +194,17 @@ class ProbeConfig(Strict):
     #: ``{grid: {learning_rate: [1e-4, 1e-3]}, space: {dropout: {uniform: [0.1, 0.5]}}, num_samples: 8,
     #: scheduler: asha, select: best}`` — see :mod:`repeval.tuning.search`
     search: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _per_task_fault(cls, data: Any) -> Any:
+        """An entry whose "depending on task" value fits not its task (:class:`PerTaskFault`) said at its key."""
+        if isinstance(data, PerTaskFault):
+            raise ValidationError.from_exception_data(
+                cls.__name__,
+                [{"type": PydanticCustomError("per_task", data.message), "loc": (data.key,), "input": data.key}],
+            )
+        return data
 
     @field_validator("hidden_units", mode="before")
     @classmethod

@@ -126,6 +126,23 @@ def test_a_task_at_fault_is_said_alone_not_also_the_probes_depending_on_task_pai
     assert said in str(info.value)
 
 
+def test_a_depending_on_task_value_that_fits_not_the_task_is_said_at_its_key_with_the_other_problems():
+    """`softmax / sigmoid` on a regression task no longer hides the experiment's other problems: each is said, the
+    pair at its own probe's key."""
+    d = base()
+    exp = d["experiments"][0]
+    exp.update(task={"name": "valence", "type": "regression"}, metricz=["r2"])
+    exp["downstream_models"] = [{"output_activation": "softmax / sigmoid"}, {"learning_rat": 0.1}]
+    with pytest.raises(ConfigError) as info:
+        parse_config(d)
+    assert info.value.problems == [
+        "experiments[0]: unknown key 'metricz' — did you mean 'metrics'?",
+        "experiments[0].downstream_models[0].output_activation: none of softmax / sigmoid fits a regression task, "
+        "whose probes end in linear; set output_activation: linear or remove it",
+        "experiments[0].downstream_models[1]: unknown key 'learning_rat' — did you mean 'learning_rate'?",
+    ]
+
+
 def test_depending_on_task_values_that_fit_no_task_name_what_to_write():
     def probes(task=None, **values):
         d = base()
