@@ -213,7 +213,7 @@ def _retest(
     Whether the checkpoints' content is the one recorded, and testing on the embeddings succeeds, is known only when
     the run reads them (it trains the grid again otherwise): said. A grid whose scenarios alone changed but whose
     probes cannot be read back is said to be trained again, as the run's warning will."""
-    from repeval.retest import changed_words, retest_check, scenarios_only
+    from repeval.retest import changed_scenarios, retest_check, scenarios_only
     from repeval.run.groups import recorded_inputs
 
     groups = ctx.run_dir / "groups"
@@ -232,13 +232,7 @@ def _retest(
     changed = [s for s in added if s in removed]
     new, gone = [s for s in added if s not in changed], [s for s in removed if s not in changed]
     said = [f"tested on the added {named('scenario', new)}"] if new else []
-    said += (
-        [
-            f"tested again on the changed {'scenario' if len(changed) == 1 else 'scenarios'} {changed_words(before, inputs, changed)}"
-        ]
-        if changed
-        else []
-    )
+    said += [f"tested again on the changed {changed_scenarios(before, inputs, changed)}"] if changed else []
     said += [f"the results of the removed {named('scenario', gone)} dropped"] if gone else []
     p.retests.setdefault("; ".join(said), []).append((name, len(tested) if added else 0))
     p.grids_retest += 1

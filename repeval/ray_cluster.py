@@ -314,15 +314,18 @@ def request_misfit(
     )
 
 
-def check_trials_fit(res: Any) -> None:
+def check_trials_fit(res: Any, use_gpu: bool | None = None) -> None:
     """Refuse probe trials (``run.resources.trial_num_cpus``/``trial_num_gpus``, as :mod:`repeval.tuning.grid`
     requests them) that no live node can hold (:func:`check_request_fits`) — before anything is embedded when the
     run trains next. Trials that take a GPU under ``use_gpu: always`` are left to the autoscaler: they can only go to a
-    GPU node, which may not be up yet, so the live nodes' CPUs say nothing about them either."""
+    GPU node, which may not be up yet, so the live nodes' CPUs say nothing about them either. ``use_gpu``: whether the
+    trials take their GPUs, when the caller has decided it (else decided here, as the trials' caller does)."""
     from repeval.ray_utils import cluster_gpus, wants_gpu
 
     if res.use_gpu == "always" and res.trial_num_gpus > 0:
         return  # trials that take a GPU go to the GPU nodes the autoscaler adds, whatever their CPUs
-    gpu = res.trial_num_gpus if wants_gpu(res.use_gpu, res.trial_num_gpus, cluster_gpus()) else 0
+    if use_gpu is None:
+        use_gpu = wants_gpu(res.use_gpu, res.trial_num_gpus, cluster_gpus())
+    gpu = res.trial_num_gpus if use_gpu else 0
     keys = {"CPU": "run.resources.trial_num_cpus", "GPU": "run.resources.trial_num_gpus"}
     check_request_fits("the probe trials", {"CPU": res.trial_num_cpus, "GPU": gpu}, keys)

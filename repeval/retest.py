@@ -84,6 +84,11 @@ def changed_words(before: Any, now: dict[str, Any], changed: list[str]) -> str:
     )
 
 
+def changed_scenarios(before: Any, now: dict[str, Any], changed: list[str]) -> str:
+    """:func:`changed_words` after ``scenario`` or ``scenarios``, as the run's log and ``repeval plan`` say them."""
+    return f"{'scenario' if len(changed) == 1 else 'scenarios'} {changed_words(before, now, changed)}"
+
+
 def write_tested(ctx: RunContext, name: str, tested: list[dict[str, Any]]) -> None:
     """Record where the weights of the group's tested probes are (their paths relative to the run's Tune storage);
     none when one of them lies outside it (the group is then trained again if a scenario is added)."""
@@ -222,8 +227,7 @@ def retest_group(
     new, gone_ids = [s for s in added if s not in changed], [s for s in removed if s not in changed]
     said = [f"tested on the added {named('scenario', new)} with the probes it selected before"] if new else []
     said += [
-        f"tested again on the changed {'scenario' if len(changed) == 1 else 'scenarios'} "
-        f"{changed_words(before_inputs, item.inputs, changed)} with the "
+        f"tested again on the changed {changed_scenarios(before_inputs, item.inputs, changed)} with the "
         "probes it selected before"
     ] if changed else []  # fmt: skip
     said += [f"the results of the removed {named('scenario', gone_ids)} dropped"] if gone_ids else []

@@ -77,7 +77,13 @@ from repeval.datasets.manifest import iter_manifest as iter_manifest
 from repeval.datasets.manifest import manifest_columns as manifest_columns
 from repeval.datasets.manifest import manifest_format, one_value_problem
 from repeval.datasets.manifest import read_manifest as read_manifest
-from repeval.datasets.manifest_check import column_problems, label_fix, matched_columns, one_column_problem
+from repeval.datasets.manifest_check import (
+    column_problems,
+    label_fix,
+    matched_columns,
+    one_column_problem,
+    read_columns,
+)
 from repeval.datasets.manifest_check import manifest_problems as manifest_problems
 from repeval.datasets.manifest_rows import COMMA_FIX, _rowref, target_separator
 from repeval.datasets.manifest_rows import SPLIT_ALIASES as SPLIT_ALIASES
@@ -147,12 +153,11 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
     have = manifest_columns(ds.manifest, ds.delimiter)
     ds = matched_columns(ds, have, task)  # ' Audio File ' in the header is audio_column 'Audio File'
     label_col = ds.label_column or task.label or task.name
-    optional = (ds.split_column, ds.group_column, ds.annotated_column)
-    needed = [ds.track_id_column, ds.audio_column, label_col] + [c for c in optional if c]
-    needed = list(dict.fromkeys(needed))
-    if any(c not in have for c in needed) and (one := one_column_problem(ds, have)):
+    needed = read_columns(ds, task)
+    absent = any(c not in have for c in needed)
+    if absent and (one := one_column_problem(ds, have)):
         raise ValueError(f"catalog {one}")
-    if any(c not in have for c in needed):  # as repeval validate names them: with the closest header cell
+    if absent:  # as repeval validate names them: with the closest header cell
         raise ValueError(f"catalog {ds.manifest}: {'; '.join(column_problems(ds, task, have))}")
     if one := one_value_problem(ds):
         raise ValueError(f"catalog {ds.manifest}: {one}")

@@ -132,7 +132,7 @@ def column_problems(ds: Any, task: Any, have: list[str]) -> list[str]:
     return out
 
 
-def _read_columns(ds: Any, task: Any) -> list[str]:
+def read_columns(ds: Any, task: Any) -> list[str]:
     """The columns the load of ``ds`` reads (:func:`wanted_columns`), each once."""
     return list(dict.fromkeys(c for c in wanted_columns(ds, task).values() if c))
 
@@ -153,7 +153,7 @@ def _problems(ds: Any, task: Any) -> list[str]:
             # batch's in a manifest that has one
             if not any(pc.any(pc.not_equal(pc.utf8_trim_whitespace(b.column(0)), "")).as_py() for _, b in rows):
                 out.append(f"manifest: {ds.manifest} has a header but no rows — write its rows first")
-    if not out and (err := encoding_error(ds.manifest, _read_columns(ds, task), ds.delimiter)):
+    if not out and (err := encoding_error(ds.manifest, read_columns(ds, task), ds.delimiter)):
         out.append(f"manifest: {err}")  # anywhere in the file, as the load reads it: not only in its first rows
     if not out and getattr(task, "effective_type", None) == "regression" and (text := _no_targets(ds, task)):
         out.append(text)

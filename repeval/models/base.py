@@ -185,12 +185,15 @@ class EmbeddingModel:
     def declared_hop_s(cls, params: dict[str, Any]) -> float | None:
         """Seconds between consecutive output frames over a long track, known without loading weights (a config
         file's read at most) — what ``repeval plan`` states a frame-level trial's memory per minute of audio from;
-        ``None`` where unknown. By default: its frame geometry's hop at its declared rate, else its ``hop_s`` (the
-        constructor's default under ``params``)."""
+        ``None`` where unknown. By default: its frame geometry's — its rows cut to ``rows_per_sample``, else its hop
+        over its rows per frame, at its declared rate — else its ``hop_s`` (the constructor's default under
+        ``params``)."""
         rate, _ = cls.declared_sizes(params)
         geometry = cls.frame_geometry(params)
         if geometry is not None and rate:
-            return geometry.hop / rate
+            if geometry.rows_per_sample > 0:
+                return 1 / (geometry.rows_per_sample * rate)
+            return geometry.hop / geometry.rows / rate
         hop_s = params.get("hop_s", getattr(model_parameters(cls).get("hop_s"), "default", None))
         if isinstance(hop_s, bool) or not isinstance(hop_s, int | float) or hop_s <= 0:
             return None

@@ -88,11 +88,6 @@ class BasicPitch(RebuildOnUnpickle, EmbeddingModel):
         return SR, sum(_OUTPUTS[o][1] for o in outputs if o in _OUTPUTS)
 
     @classmethod
-    def declared_hop_s(cls, params: dict[str, Any]) -> float | None:
-        """A clip's frames are cut to 86 a second of it (``ANNOTATIONS_FPS``, :meth:`embed_batch`)."""
-        return 1 / FPS
-
-    @classmethod
     def frame_geometry(cls, params: dict[str, Any]) -> FrameGeometry:
         """A frame per 2-s window, 142 rows each: window ``k`` of a track starts ``k`` hops of 36,164 samples in,
         less the 3,840 zeros ``run_inference`` puts before the track, and reads 43,844 samples — so a pipeline window

@@ -67,9 +67,3 @@ def probe_choice(
 def chosen_probes(choice: ProbeChoice | None) -> dict[str, str] | None:
     """Per model, the probe of ``choice`` (as :func:`~repeval.report.plots.best_probes` gives it); ``None``: none."""
     return {k[0]: p for k, p in choice.probes.items()} if choice is not None else None
-
-
-def probe_rule(df: pd.DataFrame, task: str, dataset: str, metric: str | None, validation: pd.DataFrame | None) -> str:
-    """How the figures' probe per model was chosen (on validation, or on clean test and why)."""
-    choice = probe_choice(df, task, dataset, metric, validation)
-    return choice.rule() if choice is not None else ""

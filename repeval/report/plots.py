@@ -382,13 +382,14 @@ def save_figure(fig: Figure, stem: Path, formats: Sequence[str] = ("png", "svg")
 def figure_data_uri(fig: Figure, fmt: str = "png") -> str:
     """The figure as a ``data:`` URI for self-contained HTML; a PNG of lines, bars and text only in 256 colours
     (:func:`_palette_png`)."""
-    if fmt == "png" and not any(ax.images for ax in fig.axes) and _saved_as_drawn(fig):
+    palette = fmt == "png" and not any(ax.images for ax in fig.axes)
+    if palette and _saved_as_drawn(fig):
         data = _palette_png(*_drawn_png(fig))
     else:
         buf = io.BytesIO()
         fig.savefig(buf, format=fmt)
         data = buf.getvalue()
-        if fmt == "png" and not any(ax.images for ax in fig.axes):
+        if palette:
             data = _palette_png(data)
     mime = "image/svg+xml" if fmt == "svg" else f"image/{fmt}"
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"

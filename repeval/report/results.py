@@ -292,6 +292,8 @@ def load_run(run_dir: Path) -> Run:
     run_id = run_ids[0] if len(run_ids) == 1 else run_dir.name
     masked = _masked(run_dir, results, unread)
     run = Run(run_id, run_dir, results, config_text, history, confusion, failed, masked=masked, unread=unread)
+    if isinstance(config, dict):  # parsed above: Run.config need not parse it again
+        run._parsed = (config_text, config)
     try:
         run.validation = load_validation(run_dir, run_id, run.config, results, unread)
     except (ValueError, KeyError, AttributeError, yaml.YAMLError) as exc:  # files read, not a validation record

@@ -167,8 +167,8 @@ def run_groups(
         check_emb_shape(inp)
     t0 = time.perf_counter()
     res = cfg.run.resources
-    check_trials_fit(res)  # not trials that would wait for ever for a node that big
     use_gpu = wants_gpu(res.use_gpu, res.trial_num_gpus, float(ray.cluster_resources().get("GPU", 0)))
+    check_trials_fit(res, use_gpu)  # not trials that would wait for ever for a node that big
     resources = {"cpu": res.trial_num_cpus, "gpu": res.trial_num_gpus if use_gpu else 0}
     slots = trial_slots(cfg, float(ray.cluster_resources().get("CPU", 1)))
     said = SaidByTrials()
