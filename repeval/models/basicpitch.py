@@ -11,10 +11,10 @@ A long track's pipeline windows are invisible (:meth:`BasicPitch.frame_geometry`
 each side and it starts its 2-s windows 3,840 samples before theirs (``offsets``), as ``run_inference`` does on the
 whole track, computing only the rows asked (``n_frames``); the track's rows are cut to 86 a second of it
 (``rows_per_sample``). A 133-s song in 4 windows of 30 s or 27 of 5 s gets ``run_inference``'s frames to the bit
-(tests/pipeline/test_seams.py). One difference is left: the cut drops the rows beyond 86 a second (windows give
-86.13: ≈2.6e-5 a sample, plus up to 157), and where that reaches before a track's last window (possible past ≈32 min at
-30-s windows: the decoder knows the track's length at its last window only) the earlier windows keep their rows whole
-and the last gives one — the package's frames, then up to a few hundred that it cuts.
+(tests/pipeline/test_seams.py). The windows give 142 rows per 36,164 samples (86.58 a second), so the cut drops the
+last 0.67% of a track's rows: past about 39 minutes at 30-s windows (6.4 at 5-s windows) it falls before the track's
+last window, and the decoder reads far enough ahead to know where (``DecodeDeform._read_for_cut``), each window keeping
+its rows before the cut — ``run_inference``'s count at any length.
 
 ``import basic_pitch`` imports tensorflow when present, which must not happen in a shared
 worker (essentia aborts beside TF 2.x), so the package is never imported: only its model file

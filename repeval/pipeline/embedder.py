@@ -214,12 +214,17 @@ class Embed:
         stages = [str(s) for s in batch["stage"]]
         seconds = np.zeros(n, np.float32)
         frames_out: list[np.ndarray] = [np.zeros((0, dim), np.float32)] * n
-        todo = [i for i in range(n) if not errors[i]]
-        audios = [np.asarray(batch["audio"][i], dtype=np.float32) for i in todo]
         # a window with context from its neighbours (DecodeDeform with a frame geometry): the frames that start in it
         skip, keep, context, offset = (
             batch.get(k, np.full(n, d, np.int32)) for k, d in (("skip", 0), ("keep", -1), ("context", 0), ("offset", 0))
         )
+        # a window that keeps no frame (past the cut of a model's rows to its rate, ``rows_per_sample``): its seconds
+        # only, no model call
+        for i in range(n):
+            if not errors[i] and keep[i] == 0:
+                seconds[i] = (len(batch["audio"][i]) - int(context[i])) / self.model.sample_rate_hz
+        todo = [i for i in range(n) if not errors[i] and keep[i] != 0]
+        audios = [np.asarray(batch["audio"][i], dtype=np.float32) for i in todo]
         # (a window's frames from where the model starts them: those on its context before, then those in it)
         wanted = [int(skip[i]) + int(keep[i]) if keep[i] >= 0 else -1 for i in todo]
         results = self._embed_all(audios, [int(offset[i]) for i in todo], wanted)
@@ -235,7 +240,7 @@ class Embed:
                 continue
             if keep[i] >= 0:
                 first, count = int(skip[i]), int(keep[i])
-                if r.shape[0] < first + count or count == 0:
+                if r.shape[0] < first + count:
                     errors[i], stages[i] = (
                         f"model returned {r.shape[0]} frames for a window with context, whose frames {first} to "
                         f"{first + count - 1} start in the window: its frame_geometry does not match its frames",

@@ -119,6 +119,39 @@ def window_grid(geometry: Any) -> tuple[int, int]:
     return (1, 0) if g is None else (g.hop, 2 * max(g.span, g.right, g.before, g.after))
 
 
+class _ReadAhead:
+    """A track's windows, read ahead on demand (:meth:`reach`): ``read``, the samples read so far — the windows handed
+    out and those held — and ``ended``, whether that is the whole track."""
+
+    def __init__(self, windows: Iterator[np.ndarray]) -> None:
+        self._windows = windows
+        self._held: deque[np.ndarray] = deque()
+        self.read = 0
+        self.ended = False
+
+    def __iter__(self) -> _ReadAhead:
+        return self
+
+    def __next__(self) -> np.ndarray:
+        window = self._held.popleft() if self._held else self._pull()
+        if window is None:
+            raise StopIteration
+        return window
+
+    def _pull(self) -> np.ndarray | None:
+        window = None if self.ended else next(self._windows, None)
+        self.ended = window is None
+        self.read += 0 if window is None else len(window)
+        return window
+
+    def reach(self, n: int) -> None:
+        """Read windows ahead until ``n`` samples are read or the track ends."""
+        while self.read < n and not self.ended:
+            window = self._pull()
+            if window is not None:
+                self._held.append(window)
+
+
 class DecodeDeform:
     """Decode each track once, chunk it, and emit one row per (chunk, scenario it needs).
 
@@ -256,15 +289,18 @@ class DecodeDeform:
         notes: list[str] = []  # the file's audio_note, once read to its end (a file decoded only in part)
         truncated = self.truncated_audio
         try:
+            windows_in: Iterator[np.ndarray]
             if self.chunk_s is None:
-                chunks = iter_chunks(path, self.sample_rate_hz, None, self.max_duration_s, truncated, notes)
+                windows_in = iter_chunks(path, self.sample_rate_hz, None, self.max_duration_s, truncated, notes)
             else:
                 blocks: Iterator[np.ndarray] = iter_blocks(
                     path, self.sample_rate_hz, self.max_duration_s, truncated, notes
                 )
                 if whole:
                     blocks = self._whole_track(blocks, self.chunk_s, tid, split, whole, windows, params, open_, emit)
-                chunks = chunk_blocks(blocks, self.sample_rate_hz, self.chunk_s, *self._grid())
+                windows_in = chunk_blocks(blocks, self.sample_rate_hz, self.chunk_s, *self._grid())
+            # the windows, read ahead as far as the model's cut of a track's rows needs (_read_for_cut)
+            chunks = _ReadAhead(windows_in)
             streamed = [sid for sid in wanted if sid not in windows]
             current: np.ndarray | None = next(chunks) if any(open_[sid] for sid in streamed) else None
             # each streamed scenario's window ``index`` and (once known) ``index + 1``, deformed — or why not; the
@@ -275,6 +311,8 @@ class DecodeDeform:
                 following = None if current is None else next(chunks, None)  # one window of look-ahead: the last?
                 going = [sid for sid, got in ahead.items() if not isinstance(got, Exception)]
                 now, ahead = ahead, self._deformed(scenarios, tid, going, open_, index + 1, following)
+                if current is not None and following is not None:
+                    chunks.reach(self._read_for_cut(index, len(current)))
                 sent = False
                 for sid in wanted:
                     if not open_[sid]:
@@ -283,7 +321,8 @@ class DecodeDeform:
                         w = windows[sid]
                         last = index == len(w) - 1
                         previous = w[index - 1] if index else None
-                        audio, seam = self._seam(w[index], previous, None if last else w[index + 1], index, last)
+                        nxt_w = None if last else w[index + 1]
+                        audio, seam = self._seam(w[index], previous, nxt_w, index, last, sum(map(len, w)), True)
                         emit(tid, split, sid, index, last, audio, params[sid], seam=seam, note=_note(notes, last))
                         open_[sid] = not last
                         sent = True
@@ -310,6 +349,8 @@ class DecodeDeform:
                         nxt[0] if fits and isinstance(nxt, tuple) and nxt_fits else None,
                         index,
                         last,
+                        chunks.read,
+                        chunks.ended,
                     )
                     behind[sid] = self._tail(window) if fits else None
                     emit(tid, split, sid, index, last, audio, params.get(sid, ""), seam=seam, note=_note(notes, last))
@@ -357,17 +398,40 @@ class DecodeDeform:
         n = 0 if self.geometry is None else self.geometry.before
         return window[len(window) - n :].copy() if n else None
 
+    def _read_for_cut(self, index: int, length: int) -> int:
+        """Samples of the track to have read before window ``index`` (``length`` samples, not the last) is sent: as
+        many as make the model's cut of a track's rows (``rows_per_sample``) reach past the window's rows, so none of
+        them is cut (or the track's end, which says where the cut falls); 0: the model cuts no rows."""
+        g = self.geometry
+        if g is None or g.rows_per_sample <= 0:
+            return 0
+        start = index * window_sizes(self.sample_rate_hz, float(self.chunk_s or 0), *self._grid())[0]
+        end_row = (start + length) // g.hop * g.rows
+        n = int(np.ceil(end_row / g.rows_per_sample))
+        while int(np.floor(n * g.rows_per_sample)) < end_row:  # (rounding)
+            n += 1
+        return n
+
     def _seam(
-        self, window: np.ndarray, previous: np.ndarray | None, following: np.ndarray | None, index: int, last: bool
+        self,
+        window: np.ndarray,
+        previous: np.ndarray | None,
+        following: np.ndarray | None,
+        index: int,
+        last: bool,
+        read: int,
+        ended: bool,
     ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
         """Window ``index`` as the model reads it: with the end of the previous window and the start of the next one
         that its frames need, and ``(skip, keep, context, offset)``: the frames computed on the previous window's end,
         the frames that start in this window (the last window: as many as the whole track has from its start on),
         the context samples and where the model starts its frames (a model whose geometry has an ``align``: the
         previous window's end, so it computes no frame there and ``skip`` is 0); a window but the last goes without
-        the end its frames do not read (:attr:`FrameGeometry.trim`). Without a frame geometry, for a track of one
-        window, or when context is missing (a deformation changed a neighbour's length): the window alone, all its
-        frames kept."""
+        the end its frames do not read (:attr:`FrameGeometry.trim`). A model that cuts a track's rows
+        (:attr:`FrameGeometry.rows_per_sample`) has its rows past the cut dropped in whichever window they start — ``read``
+        samples of the track are read (:meth:`_read_for_cut`), all of it when ``ended``. Without a frame geometry, for
+        a track of one window, or when context is missing (a deformation changed a neighbour's length): the window
+        alone, all its frames kept."""
         g = self.geometry
         if g is None or (index == 0 and last):
             return window, (0, -1, 0, 0)
@@ -376,10 +440,16 @@ class DecodeDeform:
         if (index and g.before and before is None) or (not last and g.after and after is None):
             return window, (0, -1, 0, 0)
         start = index * window_sizes(self.sample_rate_hz, float(self.chunk_s or 0), *self._grid())[0]
-        # rows (``g.rows`` per frame); the last window: as many as the track has from its start on — at least one
-        # where the model's cut (``rows_per_sample``) falls in an earlier window, whose rows are kept whole
-        rows = g.count_rows(start + len(window)) - start // g.hop * g.rows if last else len(window) // g.hop * g.rows
-        keep = max(rows, 1) if last else rows
+        # rows (``g.rows`` per frame) that start in the window, none past the model's cut of the track's rows
+        # (``rows_per_sample``): the last window, as many as the track has from its start on — none where the cut
+        # falls in an earlier window (read far enough ahead to know it: ``read``)
+        first = start // g.hop * g.rows
+        if last:
+            keep = max(0, g.count_rows(start + len(window)) - first)
+        else:
+            keep = len(window) // g.hop * g.rows
+            if g.rows_per_sample > 0 and ended:
+                keep = max(0, min(keep, int(np.floor(read * g.rows_per_sample)) - first))
         # a window none of whose frames reads its last samples (a frame shorter than a hop) goes without them: the
         # model computes no frame past its end
         body = window if last or not g.trim else window[: len(window) - g.trim]

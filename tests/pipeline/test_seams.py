@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pa_compute
 import pytest
 import soundfile as sf
 
 from repeval.audio import chunk_blocks, decode
+from repeval.audio.decode import window_sizes
 from repeval.config.embed import EmbeddingModelConfig
 from repeval.models import resolve_model
 from repeval.models.base import FrameGeometry
@@ -338,11 +340,16 @@ def test_basic_pitch_frames_of_a_long_track_are_run_inferences(
     assert row["n_frames"] == len(run_inference_frames)
 
 
-def test_basic_pitch_geometry_counts_its_windows_and_rows_and_a_cut_before_the_last_window_keeps_one() -> None:
-    """basic-pitch's geometry counts the 2-s windows it cuts (``run_inference``'s) and the rows it keeps of a clip, 86
-    a second; on a track whose cut falls before its last window (8 min in 4.92-s windows: 142 rows per 36,164 samples
-    exceed 86 a second by more than the last window holds), the earlier windows keep their rows whole and the last one
-    row — not a count of 0 or less, which the embedder refused as an error record."""
+@pytest.mark.parametrize(("chunk_s", "windows"), [(30.0, 82), (5.0, 160)])
+def test_basic_pitch_rows_of_any_track_are_run_inferences_count(tmp_path: Path, chunk_s: float, windows: int) -> None:
+    """basic-pitch's 2-s windows give 142 rows per 36,164 samples — 86.58 a second — and ``run_inference`` cuts a
+    track's rows to 86 a second of it, so the cut falls 0.67% of the track before its end: before its last window
+    past about 39 minutes at 30-s windows (40.6 min here, its last window the shortest, 15.5 s), several windows
+    before it at 5-s windows (13.2 min). The decoder reads ahead as far as it
+    must to know where the cut falls, and each window keeps the rows before it (none past it): the track's rows are
+    ``run_inference``'s count, through the decoder's own loop, clean and deformed whole (Reverse). Before, the
+    windows before the last kept their rows whole (up to 300 rows more here) and the last kept one; a window that
+    keeps none reaches the embedder, which gives it no frame and calls no model, as a window that does keep rows."""
     from repeval.models.basicpitch import FPS, BasicPitch
 
     g = BasicPitch.frame_geometry({})
@@ -350,13 +357,37 @@ def test_basic_pitch_geometry_counts_its_windows_and_rows_and_a_cut_before_the_l
     for n in (300, g.hop - g.left, g.hop - g.left + 1, 3 * g.hop + 7, 123457):
         assert len(model._windows(np.zeros(n, np.float32))) == g.count(n)
         assert g.count_rows(n) == int(np.floor(n * FPS / SR)) <= g.count(n) * g.rows
-    track = np.zeros(480 * SR, np.float32)
-    decoder = DecodeDeform(SR, {}, 7, chunk_s=5.0, geometry=g)
-    windows = list(chunk_blocks([track], SR, 5.0, *decoder._grid()))
-    keeps = []
-    for i, w in enumerate(windows):
-        last = i == len(windows) - 1
-        previous, following = (windows[i - 1] if i else None), (None if last else windows[i + 1])
-        keeps.append(decoder._seam(w, previous, following, i, last)[1][1])
-    assert keeps[:-1] == [len(w) // g.hop * g.rows for w in windows[:-1]]
-    assert sum(keeps[:-1]) >= g.count_rows(len(track)) and keeps[-1] == 1
+    decoder = DecodeDeform(SR, {}, 7, chunk_s=chunk_s, geometry=g)
+    size, hold = window_sizes(SR, chunk_s, *decoder._grid())
+    n = windows * size + hold - size + 100  # silence (only the arithmetic is at stake), in a small FLAC file
+    path = tmp_path / "long.flac"
+    with sf.SoundFile(path, "w", SR, 1, format="FLAC", subtype="PCM_16") as fh:
+        for start in range(0, n, 1 << 22):
+            fh.write(np.zeros(min(1 << 22, n - start), np.int16))
+    scenarios = {"reversed": [("Reverse", {"p": 1})]} if n <= 1200 * SR else {}
+    decoder = DecodeDeform(SR, scenarios, 7, chunk_s=chunk_s, geometry=g)
+    batch = {
+        "track_id": np.array(["t"]),
+        "audio_path": np.array([str(path)]),
+        "split": np.array(["test"]),
+        "scenarios": np.array([["clean", *scenarios]], dtype=object),
+    }
+    keeps: dict[str, list[int]] = {sid: [] for sid in ["clean", *scenarios]}
+    tail = None
+    for table in decoder(batch):
+        assert not any(table.column("error").to_pylist())
+        for sid, keep in zip(table.column("scenario").to_pylist(), table.column("keep").to_pylist(), strict=True):
+            keeps[sid].append(keep)
+        tail = table.filter(pa_compute.equal(table.column("scenario"), "clean"))
+    rows = [size // g.hop * g.rows] * (len(keeps["clean"]) - 1)
+    for sid, got in keeps.items():
+        assert sum(got) == g.count_rows(n) == int(np.floor(n * FPS / SR)), sid
+        half = len(got) // 2
+        assert all(0 <= k <= r for k, r in zip(got, rows, strict=False)) and got[:half] == rows[:half], sid
+    assert 0 in keeps["clean"] or chunk_s == 30.0
+    # the last windows through the embedder: the frames each keeps, none for those past the cut
+    assert tail is not None
+    embed = Embed(EmbeddingModelConfig(id="basic-pitch", params={"chunk_s": chunk_s}))
+    last = tail.slice(max(0, len(tail) - 3))
+    out = embed(last)
+    assert not any(out["error"]) and out["n_frames"].tolist() == last.column("keep").to_pylist()
