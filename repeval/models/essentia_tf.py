@@ -73,10 +73,6 @@ class EssentiaModel(RebuildOnUnpickle, EmbeddingModel):
     #: audio (samples) that yields one full patch, padded to when a clip is shorter
     min_samples: ClassVar[int] = 16000
     extra_args: ClassVar[dict[str, Any]] = {}
-    #: samples between the algorithm's spectrogram frames, and its ``patchHopSize`` default: spectrogram frames
-    #: between patches (one embedding each); 0: the model cuts its input otherwise
-    frame_hop: ClassVar[int] = 0
-    patch_hop: ClassVar[int] = 0
 
     def __init__(
         self,
@@ -99,10 +95,8 @@ class EssentiaModel(RebuildOnUnpickle, EmbeddingModel):
 
         essentia.log.infoActive = False
         essentia.log.warningActive = False
-        kwargs = {
-            **self.extra_args,
-            **{k: v for k, v in params.items() if k in ("patchHopSize", "batchSize", "patchSize")},
-        }
+        keys = ("patchHopSize", "batchSize", "patchSize")
+        kwargs = {**self.extra_args, **{k: v for k, v in params.items() if k in keys and v is not None}}
         algo = getattr(es, self.algorithm)
         self._algo = algo(graphFilename=self.graph, input=input_node, output=output_node, **kwargs)
 
@@ -115,13 +109,6 @@ class EssentiaModel(RebuildOnUnpickle, EmbeddingModel):
     @classmethod
     def declared_sizes(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:
         return cls.rate, int(params.get("embedding_dim") or cls.dim)
-
-    @classmethod
-    def declared_hop_s(cls, params: dict[str, Any]) -> float | None:
-        """A patch every ``patchHopSize`` spectrogram frames (essentia's default unless ``params`` set it)."""
-        if not cls.frame_hop:
-            return super().declared_hop_s(params)
-        return int(params.get("patchHopSize") or cls.patch_hop) * cls.frame_hop / cls.rate
 
     def _postprocess(self, out: np.ndarray) -> np.ndarray:
         return out.reshape(out.shape[0], -1)
@@ -137,8 +124,51 @@ class EssentiaModel(RebuildOnUnpickle, EmbeddingModel):
         return np.ascontiguousarray(out)
 
 
+class EssentiaPatchModel(EssentiaModel):
+    """A ``TensorflowPredict*`` algorithm that cuts its mel spectrogram into patches, one embedding each:
+    ``patchHopSize`` (spectrogram frames between patches; default: essentia's for the family, :attr:`patch_hop`) sets
+    how often — and so the frames a track gives and the memory a frame-level probe holds (:meth:`declared_hop_s`)."""
+
+    #: samples between the algorithm's spectrogram frames, and its ``patchHopSize`` default: spectrogram frames
+    #: between patches (one embedding each)
+    frame_hop: ClassVar[int] = 0
+    patch_hop: ClassVar[int] = 0
+
+    def __init__(self, patchHopSize: int | None = None, **params: Any) -> None:
+        self.checked_patch_hop(patchHopSize)
+        super().__init__(patchHopSize=patchHopSize, **params)
+
+    @classmethod
+    def checked_patch_hop(cls, value: Any) -> int:
+        """``patchHopSize`` as the spectrogram frames between patches (``None``: essentia's default); a
+        ``ValueError`` naming the fix for anything but a whole number of at least one frame."""
+        if value is None:
+            return cls.patch_hop
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            seconds = cls.frame_hop / cls.rate
+            raise ValueError(
+                f"{cls.name}: patchHopSize is the number of spectrogram frames ({seconds * 1000:g} ms each) between "
+                f"patches, a whole number of at least 1, got {value!r} — leave it out for essentia's default "
+                f"({cls.patch_hop}: a patch every {cls.patch_hop * seconds:.3g} s)"
+            )
+        return value
+
+    @classmethod
+    def variant(cls, params: dict[str, Any]) -> type[EmbeddingModel]:
+        cls.checked_patch_hop(params.get("patchHopSize"))  # refused when the configuration is checked
+        return cls
+
+    @classmethod
+    def declared_hop_s(cls, params: dict[str, Any]) -> float | None:
+        """A patch every ``patchHopSize`` spectrogram frames (essentia's default unless ``params`` set it)."""
+        try:
+            return cls.checked_patch_hop(params.get("patchHopSize")) * cls.frame_hop / cls.rate
+        except ValueError:
+            return None
+
+
 @register_model("vggish-audioset")
-class VGGishAudioSet(EssentiaModel):
+class VGGishAudioSet(EssentiaPatchModel):
     description = "VGGish trained on AudioSet (Essentia graph), 128-d per 0.96 s patch"
     algorithm = "TensorflowPredictVGGish"
     graph_file = "audioset-vggish-3.pb"
@@ -151,7 +181,7 @@ class VGGishAudioSet(EssentiaModel):
 
 
 @register_model("effnet-discogs")
-class EffNetDiscogs(EssentiaModel):
+class EffNetDiscogs(EssentiaPatchModel):
     description = "EffNet trained on Discogs styles (Essentia graph), 1,280-d per 2 s patch"
     algorithm = "TensorflowPredictEffnetDiscogs"
     graph_file = "discogs-effnet-bs64-1.pb"
@@ -164,7 +194,7 @@ class EffNetDiscogs(EssentiaModel):
 
 
 @register_model("musicnn-essentia")
-class MusiCNNEssentia(EssentiaModel):
+class MusiCNNEssentia(EssentiaPatchModel):
     description = "MusiCNN-MSD (Essentia graph msd-musicnn-1.pb), 200-d per 3 s patch"
     algorithm = "TensorflowPredictMusiCNN"
     graph_file = "msd-musicnn-1.pb"
@@ -177,7 +207,7 @@ class MusiCNNEssentia(EssentiaModel):
 
 
 @register_model("maest")
-class MAEST(EssentiaModel):
+class MAEST(EssentiaPatchModel):
     description = "MAEST-30s (Essentia graph), CLS+DIST+mean tokens of attention layer 7 (2,304-d) per 30 s"
     algorithm = "TensorflowPredictMAEST"
     graph_file = "discogs-maest-30s-pw-2.pb"

@@ -300,6 +300,24 @@ def test_essentia_refuses_a_process_with_tensorflow(monkeypatch: pytest.MonkeyPa
         VGGishAudioSet(graph_path="/nonexistent.pb")
 
 
+def test_essentia_patch_hop_is_a_parameter_checked_with_the_config() -> None:
+    """``patchHopSize`` (spectrogram frames between an Essentia graph's patches) was refused by the config check though
+    the frame memory ``repeval plan`` states follows it: now a parameter, a value that is no whole number of frames is
+    refused when the configuration is checked, naming the default; openl3 (its own ``hop_s``) has none."""
+    from repeval.models.base import check_params
+    from repeval.models.essentia_tf import MusiCNNEssentia
+
+    check_params(EmbeddingModelConfig(id="musicnn-essentia", params={"patchHopSize": 31}))
+    assert MusiCNNEssentia.declared_hop_s({"patchHopSize": 31}) == 31 * 256 / 16000
+    for bad in (0, 1.5, "93"):
+        with pytest.raises(
+            ValueError, match=r"whole number of at least 1.*essentia's default \(93: a patch every 1.49 s"
+        ):
+            check_params(EmbeddingModelConfig(id="musicnn-essentia", params={"patchHopSize": bad}))
+    with pytest.raises(ValueError, match="openl3 has no parameter 'patchHopSize'"):
+        check_params(EmbeddingModelConfig(id="openl3", params={"patchHopSize": 31}))
+
+
 def _real_clip(shared_data: Path, sample_rate: int) -> np.ndarray:
     """The first medley-solos clip of ../shared/data, mono, resampled to ``sample_rate``."""
     import soundfile as sf

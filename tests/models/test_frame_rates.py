@@ -40,7 +40,11 @@ def _essentia(workdir: Path) -> list[dict[str, Any]]:
 
     names = [n for n in ESSENTIA_FAMILIES if n != "openl3"]  # openl3: its own hop_s, known before
     write_essentia_dummies(workdir, tuple(names))
-    return [{"id": n, "params": {"graph_path": str(workdir / f"dummy-{n}.pb")}} for n in names]
+    hop = {"id": "vggish-hop-31", "type": "vggish-audioset", "params": {"patchHopSize": 31}}  # a patch every 0.31 s
+    models: list[dict[str, Any]] = [{"id": n, "params": {}} for n in names] + [hop]
+    for m in models:
+        m["params"]["graph_path"] = str(workdir / f"dummy-{m.get('type', m['id'])}.pb")
+    return models
 
 
 def _extent_s(model_id: str) -> float:
@@ -69,7 +73,8 @@ def test_frame_memory_per_minute_is_the_frames_a_real_embed_stores(
     ray_session, shared_data, dummy_dir, tmp_path, family
 ):
     """Before embedding, ``repeval plan`` said "not known" for these families (their frame rate lives in the
-    package's constants, the model config or essentia's patch hop); it now gives MiB per minute of audio, and the
+    package's constants, the model config or essentia's patch hop — ``patchHopSize``, which a config can set: it was
+    refused); it now gives MiB per minute of audio, and the
     model's frames of a real 45.8-s recording have the dimension it names and, within each piece's edge (the whole
     track; the Essentia graphs: each 30-s window the store's rows were embedded in), as many frames."""
     models = FAMILIES[family](dummy_dir)
