@@ -88,6 +88,14 @@ def frame_rate(model: Any) -> tuple[float, int] | None:
     return hop_s, int(dim)
 
 
+def undeclared_frames(model: Any) -> str:
+    """Why a model declares no frame rate or dimension (:meth:`~repeval.models.base.EmbeddingModel.undeclared_frames`)."""
+    from repeval.models import resolve_model
+
+    fam, params = resolve_model(model)
+    return fam.cls.undeclared_frames(params)
+
+
 def _rate(model: Any) -> str | None:
     """Bytes per minute of audio from the model's declared frame rate and dimension; ``None`` if not declared."""
     rate = frame_rate(model)
@@ -127,7 +135,7 @@ def frame_memory(
                     lines.append(
                         f"frame memory: {what}: {rate}; the tracks' durations are known once embedded"
                         if rate
-                        else f"frame memory: {what}: not known until embedded (the model declares no frame rate or dimension)"
+                        else f"frame memory: {what}: not known until embedded ({undeclared_frames(m)})"
                     )
                     continue
                 frames, dim = stored

@@ -194,10 +194,13 @@ class EmbeddingModel:
             if geometry.rows_per_sample > 0:
                 return 1 / (geometry.rows_per_sample * rate)
             return geometry.hop / geometry.rows / rate
-        hop_s = params.get("hop_s", getattr(model_parameters(cls).get("hop_s"), "default", None))
-        if isinstance(hop_s, bool) or not isinstance(hop_s, int | float) or hop_s <= 0:
-            return None
-        return float(hop_s)
+        return positive_seconds(param_or_default(cls, params, "hop_s"))
+
+    @classmethod
+    def undeclared_frames(cls, params: dict[str, Any]) -> str:
+        """Why :meth:`declared_hop_s` or :meth:`declared_sizes` says ``None`` for these params (what ``repeval plan``
+        says in place of a frame memory), naming the fix where there is one."""
+        return "the model declares no frame rate or dimension"
 
     @property
     def version(self) -> str:
@@ -309,6 +312,22 @@ def model_parameters(cls: type[EmbeddingModel]) -> dict[str, inspect.Parameter]:
             if name != "self" and par.kind not in (par.VAR_KEYWORD, par.VAR_POSITIONAL):
                 out.setdefault(name, par)
     return out
+
+
+def param_or_default(cls: type[EmbeddingModel], params: dict[str, Any], name: str) -> Any:
+    """``params[name]``, else the default of the constructor's parameter ``name`` (:func:`model_parameters`; ``None``
+    without one) — what the model runs with, read without building it."""
+    if name in params:
+        return params[name]
+    par = model_parameters(cls).get(name)
+    return None if par is None or par.default is inspect.Parameter.empty else par.default
+
+
+def positive_seconds(value: Any) -> float | None:
+    """``value`` as a positive number of seconds, else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return None
+    return float(value)
 
 
 def _type_error(value: Any, default: Any) -> str | None:

@@ -266,8 +266,10 @@ class OpenL3(EssentiaModel):
 
     @classmethod
     def declared_hop_s(cls, params: dict[str, Any]) -> float | None:
-        """A window every ``hop_s`` rounded to whole samples (:meth:`embed`)."""
-        return max(1, round(float(params.get("hop_s", 0.1)) * cls.rate)) / cls.rate
+        """A window every ``hop_s`` (the constructor's default unless ``params`` set it) rounded to whole samples
+        (:meth:`embed`)."""
+        hop_s = super().declared_hop_s(params)
+        return None if hop_s is None else max(1, round(hop_s * cls.rate)) / cls.rate
 
     def _setup(self, input_node: str, output_node: str, params: dict[str, Any]) -> None:
         import essentia

@@ -35,11 +35,29 @@ from typing import Any, ClassVar
 import numpy as np
 
 from repeval.models._common import RebuildOnUnpickle, as_mono, choose_device, extra_reason, pad_to
-from repeval.models.base import EmbeddingModel, PerClip, refuse_offsets, register_model
+from repeval.models.base import (
+    EmbeddingModel,
+    PerClip,
+    param_or_default,
+    positive_seconds,
+    refuse_offsets,
+    register_model,
+)
 
 log = logging.getLogger(__name__)
 
 MIN_SAMPLES = 400  # the wav2vec2-style CNN front-end's receptive field
+
+#: the registered families' checkpoints as their published ``config.json`` and ``preprocessor_config.json`` give
+#: them — (sampling rate, hidden size, the front-end's stride in samples: the product of ``conv_stride``) — so
+#: ``repeval plan`` states their frame memory before they are downloaded; a local config comes first
+KNOWN_CHECKPOINTS: dict[str, tuple[int, int, int]] = {
+    "m-a-p/MERT-v1-95M": (24000, 768, 320),
+    "m-a-p/MERT-v1-330M": (24000, 1024, 320),
+    "facebook/hubert-base-ls960": (16000, 768, 320),
+    "facebook/wav2vec2-base": (16000, 768, 320),
+    "facebook/data2vec-audio-base": (16000, 768, 320),
+}
 
 
 def _config_file(model: str, filename: str) -> Path | None:
@@ -154,29 +172,53 @@ class HFAudioEncoder(RebuildOnUnpickle, EmbeddingModel):
         )
 
     @classmethod
-    def declared_sizes(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:
+    def _declared(cls, params: dict[str, Any]) -> tuple[int | None, int | None, int | None]:
+        """``(sampling rate, hidden size, front-end stride in samples)`` of the model ``params`` name, from its
+        config files where they are local (the rate as the constructor takes it: the feature extractor's, the model
+        config's, else 16 kHz), else from :data:`KNOWN_CHECKPOINTS`; ``None`` where not known."""
         model = params.get("model") or cls.default_model
         if not model:
-            return None, None
+            return None, None, None
         cfg = _read_json(model, "config.json")
+        if not cfg:
+            return KNOWN_CHECKPOINTS.get(str(model), (None, None, None))
         fe = _read_json(model, "preprocessor_config.json")
-        sr = fe.get("sampling_rate") or cfg.get("sampling_rate")
-        return (int(sr) if sr else None), (int(cfg["hidden_size"]) if "hidden_size" in cfg else None)
+        strides = cfg.get("conv_stride")
+        return (
+            int(fe.get("sampling_rate") or cfg.get("sampling_rate") or 16000),
+            int(cfg["hidden_size"]) if "hidden_size" in cfg else None,
+            int(np.prod([int(x) for x in strides])) if strides else None,
+        )
+
+    @classmethod
+    def declared_sizes(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:
+        rate, dim, _ = cls._declared(params)
+        return rate, dim
 
     @classmethod
     def declared_hop_s(cls, params: dict[str, Any]) -> float | None:
         """``frames: window``: ``window_s`` (a clip's nearest whole number of equal windows, one frame each);
-        ``native``: its convolutional front-end's stride (the product of the model config's ``conv_stride``: 320
-        samples, 20 ms at 16 kHz) at its sampling rate — ``None`` when the config is not local or has no strides."""
-        if params.get("frames", "window") == "window":
-            window_s = params.get("window_s", 5.0)
-            return float(window_s) if isinstance(window_s, int | float) and window_s > 0 else None
+        ``native``: its convolutional front-end's stride (320 samples: 20 ms at 16 kHz) at its sampling rate — each
+        the constructor's default unless ``params`` set it; ``None`` where not known (:meth:`undeclared_frames`)."""
+        if param_or_default(cls, params, "frames") == "window":
+            return positive_seconds(param_or_default(cls, params, "window_s"))
+        rate, _, stride = cls._declared(params)
+        return stride / rate if stride and rate else None
+
+    @classmethod
+    def undeclared_frames(cls, params: dict[str, Any]) -> str:
         model = params.get("model") or cls.default_model
-        strides = _read_json(model, "config.json").get("conv_stride") if model else None
-        rate, _ = cls.declared_sizes(params)
-        if not strides or not rate:
-            return None
-        return float(np.prod([int(s) for s in strides])) / rate
+        if not model:
+            return "params.model is not set"
+        if not _config_file(model, "config.json"):
+            return (
+                f"{model}'s config.json is not on this machine (the Hugging Face cache or a save_pretrained directory) "
+                f"and planning downloads nothing: `huggingface-cli download {model} config.json "
+                "preprocessor_config.json` lets it be stated"
+            )
+        if positive_seconds(param_or_default(cls, params, "window_s")) is None:
+            return "params.window_s is not a positive number of seconds"
+        return f"{model}'s config.json gives no hidden_size or conv_stride"
 
     def _split(self, audio: np.ndarray) -> list[np.ndarray]:
         """The clip as the nearest whole number of equal windows (lengths differing by one sample at most): each

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -316,6 +317,40 @@ def test_essentia_patch_hop_is_a_parameter_checked_with_the_config() -> None:
             check_params(EmbeddingModelConfig(id="musicnn-essentia", params={"patchHopSize": bad}))
     with pytest.raises(ValueError, match="openl3 has no parameter 'patchHopSize'"):
         check_params(EmbeddingModelConfig(id="openl3", params={"patchHopSize": 31}))
+
+
+def test_declared_hops_follow_the_constructors_defaults_and_hf_states_its_checkpoints_frames_offline() -> None:
+    """The hop ``repeval plan`` states frame memory from follows the parameters the model runs with: openl3's and the
+    hf encoders' hard-coded defaults (0.1 s, ``window``, 5 s) ignored a subclass' own. An hf family's checkpoint whose
+    config is not on this machine (none is here: planning downloads nothing) has its frames stated from its published
+    config (before: "not known"); another hub id's is not known, and the plan says why and how to have it stated."""
+    from repeval.models.essentia_tf import OpenL3
+    from repeval.models.hf import HFAudioEncoder
+    from repeval.plan_memory import frame_rate, undeclared_frames
+
+    class CoarseOpenL3(OpenL3):
+        def __init__(self, hop_s: float = 0.5, **params: Any) -> None:
+            super().__init__(hop_s=hop_s, **params)
+
+    class NativeEncoder(HFAudioEncoder):
+        default_model = "m-a-p/MERT-v1-95M"
+
+        def __init__(self, frames: str = "native", window_s: float = 10.0, **params: Any) -> None:
+            super().__init__(frames=frames, window_s=window_s, **params)
+
+    assert CoarseOpenL3.declared_hop_s({}) == 0.5 and CoarseOpenL3.declared_hop_s({"hop_s": 0.25}) == 0.25
+    assert OpenL3.declared_hop_s({}) == 0.1 and OpenL3.declared_hop_s({"hop_s": "fast"}) is None
+    assert NativeEncoder.declared_hop_s({}) == 320 / 24000 and NativeEncoder.declared_hop_s({"frames": "window"}) == 10
+    assert frame_rate(EmbeddingModelConfig(id="mert-v1-95m-6")) == (5.0, 768)
+    assert frame_rate(EmbeddingModelConfig(id="mert-v1-330m", params={"frames": "native"})) == (320 / 24000, 1024)
+    assert frame_rate(EmbeddingModelConfig(id="hubert-base", params={"frames": "native"})) == (0.02, 768)
+    unknown = EmbeddingModelConfig(id="enc", type="hf-audio", params={"model": "someone/an-encoder"})
+    assert frame_rate(unknown) is None
+    assert undeclared_frames(unknown) == (
+        "someone/an-encoder's config.json is not on this machine (the Hugging Face cache or a save_pretrained "
+        "directory) and planning downloads nothing: `huggingface-cli download someone/an-encoder config.json "
+        "preprocessor_config.json` lets it be stated"
+    )
 
 
 def _real_clip(shared_data: Path, sample_rate: int) -> np.ndarray:
