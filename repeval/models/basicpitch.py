@@ -13,7 +13,7 @@ whole track, computing only the rows asked (``n_frames``); the track's rows are 
 (``rows_per_sample``). A 133-s song in 4 windows of 30 s or 27 of 5 s gets ``run_inference``'s frames to the bit
 (tests/pipeline/test_seams.py). The windows give 142 rows per 36,164 samples (86.58 a second), so the cut drops the
 last 0.67% of a track's rows: past about 39 minutes at 30-s windows (6.4 at 5-s windows) it falls before the track's
-last window, and the decoder reads far enough ahead to know where (``DecodeDeform._read_for_cut``), each window keeping
+last window, and the decoder reads far enough ahead to know where (:mod:`repeval.pipeline.readahead`), each window keeping
 its rows before the cut — ``run_inference``'s count at any length.
 
 ``import basic_pitch`` imports tensorflow when present, which must not happen in a shared

@@ -27,6 +27,7 @@ from repeval.audio.decode import error_reason, window_sizes
 from repeval.audio.partial import DEFAULT_TRUNCATED_AUDIO, TruncatedAudio
 from repeval.deformations import CLEAN, WHOLE_TRACK_MAX_S, Scenario, scenario_seed
 from repeval.models.base import FrameGeometry
+from repeval.pipeline.readahead import ReadAhead, samples_for_cut
 from repeval.quiet_exit import quiet_exit_requests_in_callbacks
 
 #: default analysis window when a model does not declare ``chunk_s``
@@ -117,39 +118,6 @@ def window_grid(geometry: Any) -> tuple[int, int]:
     neighbours, and the last window holds whole frames); ``(1, 0)`` without one."""
     g = geometry
     return (1, 0) if g is None else (g.hop, 2 * max(g.span, g.right, g.before, g.after))
-
-
-class _ReadAhead:
-    """A track's windows, read ahead on demand (:meth:`reach`): ``read``, the samples read so far — the windows handed
-    out and those held — and ``ended``, whether that is the whole track."""
-
-    def __init__(self, windows: Iterator[np.ndarray]) -> None:
-        self._windows = windows
-        self._held: deque[np.ndarray] = deque()
-        self.read = 0
-        self.ended = False
-
-    def __iter__(self) -> _ReadAhead:
-        return self
-
-    def __next__(self) -> np.ndarray:
-        window = self._held.popleft() if self._held else self._pull()
-        if window is None:
-            raise StopIteration
-        return window
-
-    def _pull(self) -> np.ndarray | None:
-        window = None if self.ended else next(self._windows, None)
-        self.ended = window is None
-        self.read += 0 if window is None else len(window)
-        return window
-
-    def reach(self, n: int) -> None:
-        """Read windows ahead until ``n`` samples are read or the track ends."""
-        while self.read < n and not self.ended:
-            window = self._pull()
-            if window is not None:
-                self._held.append(window)
 
 
 class DecodeDeform:
@@ -300,7 +268,7 @@ class DecodeDeform:
                     blocks = self._whole_track(blocks, self.chunk_s, tid, split, whole, windows, params, open_, emit)
                 windows_in = chunk_blocks(blocks, self.sample_rate_hz, self.chunk_s, *self._grid())
             # the windows, read ahead as far as the model's cut of a track's rows needs (_read_for_cut)
-            chunks = _ReadAhead(windows_in)
+            chunks = ReadAhead(windows_in)
             streamed = [sid for sid in wanted if sid not in windows]
             current: np.ndarray | None = next(chunks) if any(open_[sid] for sid in streamed) else None
             # each streamed scenario's window ``index`` and (once known) ``index + 1``, deformed — or why not; the
@@ -399,18 +367,10 @@ class DecodeDeform:
         return window[len(window) - n :].copy() if n else None
 
     def _read_for_cut(self, index: int, length: int) -> int:
-        """Samples of the track to have read before window ``index`` (``length`` samples, not the last) is sent: as
-        many as make the model's cut of a track's rows (``rows_per_sample``) reach past the window's rows, so none of
-        them is cut (or the track's end, which says where the cut falls); 0: the model cuts no rows."""
-        g = self.geometry
-        if g is None or g.rows_per_sample <= 0:
-            return 0
+        """Samples of the track to read before window ``index`` (``length`` samples, not the last) is sent
+        (:func:`samples_for_cut`)."""
         start = index * window_sizes(self.sample_rate_hz, float(self.chunk_s or 0), *self._grid())[0]
-        end_row = (start + length) // g.hop * g.rows
-        n = int(np.ceil(end_row / g.rows_per_sample))
-        while int(np.floor(n * g.rows_per_sample)) < end_row:  # (rounding)
-            n += 1
-        return n
+        return samples_for_cut(self.geometry, start + length)
 
     def _seam(
         self,
