@@ -307,22 +307,25 @@ def load_run(run_dir: Path) -> Run:
 def _masked(run_dir: Path, results: pd.DataFrame, unread: list[str]) -> frozenset[tuple[str, str]]:
     """The (task, dataset) pairs of ``results`` whose saved splits say which labels each track annotates; a split
     file (or ``splits/``) not read is said in ``unread`` with the fix."""
-    what = (
-        "which labels each track annotates is not known: {its} results are described as if every label were annotated"
+    tested = "{its} test tracks are not known: {its} results are compared with other runs' by their number only"
+    what = tested + (
+        ", and described as if every label were annotated (which labels each track annotates is not known)"
     )
     found = listed(run_dir / "splits", ".parquet", what.replace("{its}", "the run's"), unread)
     out, failures = set(), []
     for task, dataset in groups(results):
         base = f"{task}__{dataset}"
         for path in [p for p in found if p.name == f"{base}.parquet" or p.name.startswith(f"{base}__fold")]:
-            try:
+            try:  # every fold's file: one not read leaves the test set unknown (comparable.split_digests)
                 if OBSERVED in pq.read_schema(path).names:
                     out.add((task, dataset))
-                    break
             except (OSError, pa.ArrowInvalid) as exc:
-                failures.append((path, exc))
-    if failures:
-        say_unread(unread, unread_files(failures, what, "the next `repeval run` on the run writes the splits anew"))
+                failures.append(((task, dataset), path, exc))
+    fix = "the next `repeval run` on the run writes the splits anew"
+    for masked in (False, True):  # the labels are known when another fold's file of the pair says them
+        mine = [(path, exc) for pair, path, exc in failures if (pair in out) == masked]
+        if mine:
+            say_unread(unread, unread_files(mine, tested if masked else what, fix))
     return frozenset(out)
 
 
