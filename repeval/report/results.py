@@ -333,7 +333,8 @@ def load_runs(run_dirs: list[Path]) -> list[Run]:
     """Load several runs; the same run directory twice keeps the first and warns. Two directories whose runs share an
     id (``runs/quickstart`` and ``other/runs/quickstart``) are both kept, the later ones named ``<run_id>@<folder>``
     after their runs directory (as many parent folders as tell them apart; a bucket's run, staged locally by
-    :func:`~repeval.rundir.open_run`, after those of its URI: ``<run_id>@bucket/runs``)."""
+    :func:`~repeval.rundir.open_run`, after those of its URI: ``<run_id>@bucket/runs``; a copy in the same runs
+    directory after its own folder)."""
     if not run_dirs:
         raise ValueError("no run directories given: pass one or more runs/<run_id> paths")
     runs: list[Run] = []
@@ -359,13 +360,15 @@ def load_runs(run_dirs: list[Path]) -> list[Run]:
 
 def _distinct_label(run_id: str, where: PurePath, seen: dict[str, PurePath]) -> str:
     """``<run_id>@<folders>``: the fewest parent folders of ``where`` that differ from those of the run first shown
-    as ``run_id`` and that no label in ``seen`` has."""
+    as ``run_id`` and that no label in ``seen`` has; in the same folders, ``<run_id>@<its own folder's name>``."""
     parents = [p.name for p in where.parents if p.name]
     first = [p.name for p in seen[run_id].parents if p.name]
     for n in range(1, len(parents) + 1):
         label = f"{run_id}@{'/'.join(reversed(parents[:n]))}"
         if parents[:n] != first[:n] and label not in seen:
             return label
+    if f"{run_id}@{where.name}" not in seen:  # a copy beside it in the same runs directory: its folder's name
+        return f"{run_id}@{where.name}"
     return f"{run_id}@{where}"
 
 
