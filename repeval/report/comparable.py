@@ -56,17 +56,26 @@ def split_digests(runs: Sequence[Run]) -> dict[tuple[str, str, str], str]:
     return out
 
 
-def run_split_digests(fs: pafs.FileSystem, path: str) -> dict[tuple[str, str], str]:
+def run_split_digests(
+    fs: pafs.FileSystem, path: str, failures: list[tuple[str, Exception]] | None = None
+) -> dict[tuple[str, str], str]:
     """Per (task, dataset) of the saved splits of the run directory ``path`` on ``fs``, the digest of its test set
-    (:func:`split_digests`)."""
+    (:func:`split_digests`); a split file not read, or ``splits/`` when it cannot be listed (another user's), is
+    added with its error to ``failures`` (the report says them when it loads the run: ``results._masked``)."""
     per: dict[tuple[str, str], list[tuple[int, str | None]]] = {}
-    found = fs.get_file_info(pafs.FileSelector(f"{path.rstrip('/')}/splits", allow_not_found=True))
+    folder = f"{path.rstrip('/')}/splits"
+    try:
+        found = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+    except OSError as exc:
+        if failures is not None:
+            failures.append((folder, exc))
+        return {}
     for info in sorted(found, key=lambda i: i.base_name):
         m = _SPLITS_NAME.match(info.base_name)
         if m is None or info.type != pafs.FileType.File:
             continue
         fold = int(m["fold"]) if m["fold"] is not None else -1
-        per.setdefault((m["task"], m["dataset"]), []).append((fold, file_digest(info.path, fs)))
+        per.setdefault((m["task"], m["dataset"]), []).append((fold, file_digest(info.path, fs, failures)))
     return {k: ",".join(str(d) for _, d in sorted(f)) for k, f in per.items() if all(d is not None for _, d in f)}
 
 

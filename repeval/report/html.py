@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from repeval.report import plots
-from repeval.report.blocks import chosen_probes, probe_choice
+from repeval.report.blocks import chosen_probes, probe_choice, split_run
 from repeval.report.blocks import controls as _controls
 from repeval.report.blocks import figure as _figure
 from repeval.report.blocks import slug as _slug
@@ -104,7 +104,7 @@ def _chosen_rows(table: Table, h: Headline | None, prefixed: bool) -> tuple[set[
         return set(), ""
     chosen: set[tuple[str, ...]] = set()
     for (model,), probe in h.choice.probes.items():
-        run, name = model.split("/", 1) if prefixed else ("", model)
+        run, name = split_run(model, {row[0] for row in table.rows}) if prefixed else ("", model)
         chosen.add((run, name, probe) if table.row_names[0] == "run_id" else (name, probe))
     rows = chosen & set(table.rows)
     if not rows or rows == set(table.rows):  # one probe per model: nothing to tell apart
@@ -133,7 +133,7 @@ def _confusion_block(runs: list[Run], df: pd.DataFrame, task: str, dataset: str,
         run = runs[0]
         name = model
         if multi:
-            run_id, name = model.split("/", 1)
+            run_id, name = split_run(model, [r.run_id for r in runs])
             run = next(r for r in runs if r.run_id == run_id)
         summed = summed_confusion(run, task, dataset, name, probe)
         if not summed:

@@ -38,6 +38,13 @@ from repeval.report.comparable import SplitDigests, run_sets, set_label
 from repeval.report.render import ci_tip, fmt_number, replicates_tip, sort_direction
 from repeval.report.results import CLEAN, label_order, natural_key, ordered_scenarios
 from repeval.report.summary import Headline, headlines
+from repeval.words import named
+
+#: why a label has no value of a metric (a cell '–', or a label left out of a table)
+NO_VALUE = (
+    "no value of the metric for the label: undefined on the test tracks (a ROC-AUC of a label every test track has, "
+    "or none) or not scored (failed.parquet says why)"
+)
 
 e = html.escape
 
@@ -137,6 +144,7 @@ def _matrix(tid: str, metric: str, *, vocab: Sequence[str], columns: Sequence[Co
         avg = np.where(has.any(axis=1), np.nansum(np.where(has, means, 0), axis=1) / has.sum(axis=1), np.nan)
     sign = 1.0 if higher else -1.0
     shown = sorted((i for i in range(len(vocab)) if has[i].any()), key=lambda i: sign * avg[i])  # stable: vocab ties
+    gone = [vocab[i] for i in range(len(vocab)) if not has[i].any()]
     direction = sort_direction(metric)
     head = '<th data-col="0" data-kind="text">label</th>' + (
         f'<th data-col="1" data-kind="num"{direction} title="the mean of the row\'s values">mean</th>'
@@ -152,7 +160,7 @@ def _matrix(tid: str, metric: str, *, vocab: Sequence[str], columns: Sequence[Co
         cells = f'<td>{e(vocab[i])}</td><td class="num" data-value="{avg[i]:.6g}">{fmt_number(avg[i])}</td>'
         for j, rec in enumerate(recs[i]):
             if rec is None or not math.isfinite(rec["mean"]):
-                cells += '<td class="num" data-value="">–</td>'
+                cells += f'<td class="num" data-value="" title="{e(NO_VALUE)}">–</td>'
                 continue
             tip = fmt_number(rec["mean"]) + (f" ± {fmt_number(rec['std'])}" if rec["n"] > 1 else "")
             tip += "; " + replicates_tip(int(rec["n"]), int(rec["n_seeds"]), int(rec["n_folds"]))
@@ -161,7 +169,8 @@ def _matrix(tid: str, metric: str, *, vocab: Sequence[str], columns: Sequence[Co
             cls = "num best" if best is not None and best[j] else "num"
             cells += f'<td class="{cls}" data-value="{rec["mean"]:.6g}" title="{e(tip)}">{fmt_number(rec["mean"])}</td>'
         body.append(f"<tr>{cells}</tr>")
-    return (
+    left = f'<p class="rv-caption">{e(named("label", gone))} left out: {e(NO_VALUE)}</p>' if gone else ""
+    return left + (
         f'<div class="rv-scroll"><table class="rv-table sortable rv-labels" id="{tid}" aria-label="per-label values" '
         f'aria-describedby="{about}"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table></div>"
@@ -189,7 +198,7 @@ def _every_value(tid: str, task: str, dataset: str, per: pd.DataFrame, stats: pd
         )
         + "</tr>"
     )
-    tables = []
+    tables, dashes = [], False
     for model in per["model"].unique():
         rows = [(p, label) for p in probes for label in vocab if (model, p, label) in have]
         if not rows:
@@ -200,7 +209,8 @@ def _every_value(tid: str, task: str, dataset: str, per: pd.DataFrame, stats: pd
             for metric, scenario in columns:
                 rec = lookup.get((model, probe, scenario, label, metric))
                 if rec is None or not math.isfinite(rec["mean"]):
-                    cells.append("<td>–</td>")
+                    cells.append(f'<td title="{e(NO_VALUE)}">–</td>')
+                    dashes = True
                     continue
                 n = int(rec["n"])
                 text = fmt_number(rec["mean"]) + (f" ± {fmt_number(rec['std'])}" if n > 1 else "")
@@ -219,7 +229,7 @@ def _every_value(tid: str, task: str, dataset: str, per: pd.DataFrame, stats: pd
         f"each cell one label's own value, the average over labels it enters in brackets: {spread}, one over fewer "
         "replicates than the table's others marked (n=…); the intervals of each model's chosen probe: the tables above; every seed's "
         "value with its bootstrap interval: results.parquet in the run directory (the rows with a label)"
-    )
+    ) + (f"; –: {NO_VALUE}" if dashes else "")
     return (
         f"<details><summary>every per-label value ({n_values:,} over {len(tables)} model{'s' if len(tables) != 1 else ''}, a table each: rows probe × "
         f'label, columns metric × scenario)</summary><p class="rv-note" id="{tid}-all-about">{e(about)}</p>'

@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,9 @@ from repeval.report.render import fmt_number
 from repeval.report.results import CLEAN, natural_key, ordered_scenarios
 from repeval.report.selection import ProbeChoice, choose_probes
 from repeval.tuning.results import mean_intervals
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
 
 log = logging.getLogger(__name__)
 
@@ -435,7 +439,37 @@ def _palette_png(png: bytes, rgba: np.ndarray | None = None) -> bytes:
 
     image = Image.fromarray(rgba) if rgba is not None else Image.open(io.BytesIO(png))
     see_through = image.mode in ("RGBA", "LA", "PA") and np.asarray(image.getchannel("A")).min() < 255
-    image = image.convert("RGBA" if see_through else "RGB")
     out = io.BytesIO()
-    image.quantize(256, method=Image.Quantize.FASTOCTREE).save(out, format="png", optimize=True)
+    if see_through:
+        _opaque_apart(np.asarray(image.convert("RGBA"))).save(out, format="png", optimize=True)
+    else:
+        image.convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE).save(out, format="png", optimize=True)
     return out.getvalue() if out.tell() < len(png) else png
+
+
+def _opaque_apart(rgba: np.ndarray) -> Image:
+    """The RGBA pixels ``rgba`` in a 256-colour palette whose opaque pixels stay opaque (alpha 255): the opaque ones
+    and the others quantised apart, each to a share of the palette. Quantised together, the palette's colours
+    averaged the alpha of a line's opaque middle with its see-through edges: opaque pixels at alpha 253."""
+    from PIL import Image as pil
+
+    flat = rgba.reshape(-1, 4)
+    opaque = flat[:, 3] == 255
+    distinct = [len(np.unique(flat[m][:, :c], axis=0)) for m, c in ((opaque, 3), (~opaque, 4))]
+    share = [min(distinct[0], max(128, 256 - distinct[1]))]
+    share.append(256 - share[0])
+    index = np.zeros(len(flat), dtype=np.uint8)
+    palette: list[np.ndarray] = []
+    for mask, mode, k in ((opaque, "RGB", share[0]), (~opaque, "RGBA", share[1])):
+        if not mask.any():
+            continue
+        pixels = np.ascontiguousarray(flat[mask][:, : len(mode)]).reshape(1, -1, len(mode))
+        part = pil.fromarray(pixels, mode).quantize(k, method=pil.Quantize.FASTOCTREE)
+        colours = np.asarray(part.getpalette(rawmode=mode), dtype=np.uint8).reshape(-1, len(mode))[:k]  # 256 listed
+        if mode == "RGB":
+            colours = np.column_stack([colours, np.full(len(colours), 255, dtype=np.uint8)])
+        index[mask] = np.asarray(part).reshape(-1) + sum(len(c) for c in palette)
+        palette.append(colours)
+    out = pil.fromarray(index.reshape(rgba.shape[:2]), "P")
+    out.putpalette(np.concatenate(palette).tobytes(), rawmode="RGBA")
+    return out

@@ -28,6 +28,13 @@ def table_has_folds(t: Table) -> bool:
     return bool(t.n_folds.size) and int(t.n_folds.max()) > 1
 
 
+#: the tooltip of a cell without a value ('–'), which said "n=0 replicates (0 seeds)"
+NO_SCORE = (
+    "no value: not scored for this row — a metric of another task, a scenario its run did not test, or every "
+    "replicate failed (failed.parquet says why)"
+)
+
+
 def replicates_tip(n: int, n_seeds: int, n_folds: int) -> str:
     """What a cell's mean is over, for its tooltip: ``n=6 replicates (3 seeds × 2 folds)``, ``n=2 replicates (2
     seeds)`` — ``n`` the replicates whose value entered the mean, as in a cell's ``(n=…)``."""
@@ -245,7 +252,7 @@ def render_html(
         for j in range(len(t.columns)):
             mean = t.mean[i, j]
             value = f"{mean:.7g}" if math.isfinite(mean) else ""  # the sort key: 17 digits were a tenth of the bytes
-            tip = replicates_tip(int(t.n[i, j]), int(t.n_seeds[i, j]), int(t.n_folds[i, j]))
+            tip = replicates_tip(int(t.n[i, j]), int(t.n_seeds[i, j]), int(t.n_folds[i, j])) if t.n[i, j] else NO_SCORE
             if math.isfinite(t.ci_low[i, j]) and math.isfinite(t.ci_high[i, j]):
                 lo = fmt_number(t.ci_low[i, j], scale=scale, decimals=decimals)
                 hi = fmt_number(t.ci_high[i, j], scale=scale, decimals=decimals)

@@ -307,22 +307,25 @@ def load_run(run_dir: Path) -> Run:
 def _masked(run_dir: Path, results: pd.DataFrame, unread: list[str]) -> frozenset[tuple[str, str]]:
     """The (task, dataset) pairs of ``results`` whose saved splits say which labels each track annotates; a split
     file (or ``splits/``) not read is said in ``unread`` with the fix."""
-    what = (
-        "which labels each track annotates is not known: {its} results are described as if every label were annotated"
+    tested = "{its} test tracks are not known: {its} results are compared with other runs' by their number only"
+    what = tested + (
+        ", and described as if every label were annotated (which labels each track annotates is not known)"
     )
     found = listed(run_dir / "splits", ".parquet", what.replace("{its}", "the run's"), unread)
     out, failures = set(), []
     for task, dataset in groups(results):
         base = f"{task}__{dataset}"
         for path in [p for p in found if p.name == f"{base}.parquet" or p.name.startswith(f"{base}__fold")]:
-            try:
+            try:  # every fold's file: one not read leaves the test set unknown (comparable.split_digests)
                 if OBSERVED in pq.read_schema(path).names:
                     out.add((task, dataset))
-                    break
             except (OSError, pa.ArrowInvalid) as exc:
-                failures.append((path, exc))
-    if failures:
-        say_unread(unread, unread_files(failures, what, "the next `repeval run` on the run writes the splits anew"))
+                failures.append(((task, dataset), path, exc))
+    fix = "the next `repeval run` on the run writes the splits anew"
+    for masked in (False, True):  # the labels are known when another fold's file of the pair says them
+        mine = [(path, exc) for pair, path, exc in failures if (pair in out) == masked]
+        if mine:
+            say_unread(unread, unread_files(mine, tested if masked else what, fix))
     return frozenset(out)
 
 
@@ -330,7 +333,8 @@ def load_runs(run_dirs: list[Path]) -> list[Run]:
     """Load several runs; the same run directory twice keeps the first and warns. Two directories whose runs share an
     id (``runs/quickstart`` and ``other/runs/quickstart``) are both kept, the later ones named ``<run_id>@<folder>``
     after their runs directory (as many parent folders as tell them apart; a bucket's run, staged locally by
-    :func:`~repeval.rundir.open_run`, after those of its URI: ``<run_id>@bucket/runs``)."""
+    :func:`~repeval.rundir.open_run`, after those of its URI: ``<run_id>@bucket/runs``; a copy in the same runs
+    directory after its own folder)."""
     if not run_dirs:
         raise ValueError("no run directories given: pass one or more runs/<run_id> paths")
     runs: list[Run] = []
@@ -356,13 +360,15 @@ def load_runs(run_dirs: list[Path]) -> list[Run]:
 
 def _distinct_label(run_id: str, where: PurePath, seen: dict[str, PurePath]) -> str:
     """``<run_id>@<folders>``: the fewest parent folders of ``where`` that differ from those of the run first shown
-    as ``run_id`` and that no label in ``seen`` has."""
+    as ``run_id`` and that no label in ``seen`` has; in the same folders, ``<run_id>@<its own folder's name>``."""
     parents = [p.name for p in where.parents if p.name]
     first = [p.name for p in seen[run_id].parents if p.name]
     for n in range(1, len(parents) + 1):
         label = f"{run_id}@{'/'.join(reversed(parents[:n]))}"
         if parents[:n] != first[:n] and label not in seen:
             return label
+    if f"{run_id}@{where.name}" not in seen:  # a copy beside it in the same runs directory: its folder's name
+        return f"{run_id}@{where.name}"
     return f"{run_id}@{where}"
 
 

@@ -93,6 +93,16 @@ def say_unread(notes: list[str] | None, message: str) -> None:
         notes.append(message)
 
 
+def short_why(exc: BaseException) -> str:
+    """Why a run file or folder could not be read, in two or three words: ``permission denied``, ``cut short or
+    corrupted`` (a file), or the system's error (a folder that cannot be listed)."""
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[:1].lower() + exc.strerror[1:]
+    return "cut short or corrupted"
+
+
 def _why(exc: BaseException) -> str:
     """Why a run file could not be read, in a few words: ``permission denied``, or its reader's error."""
     if isinstance(exc, PermissionError):
@@ -117,15 +127,19 @@ def unread_files(failures: list[tuple[Path, BaseException]], what: str, fix: str
     return f"{path}{more} {'are' if many else 'is'} unreadable ({_why(exc)}): {what}; {said}"
 
 
-def listed(folder: Path, suffix: str, what: str, notes: list[str] | None) -> list[Path]:
+def listed(
+    folder: Path, suffix: str, what: str, notes: list[str] | None, failures: list[tuple[Path, OSError]] | None = None
+) -> list[Path]:
     """The files of the run's ``folder`` named ``*<suffix>`` (not hidden: a ``.<name>.tmp`` being written), sorted;
-    ``[]`` when it is absent — or, said in ``notes`` with ``what`` the report leaves out, when it cannot be listed
-    (another user's folder)."""
+    ``[]`` when it is absent — or, said in ``notes`` with ``what`` the report leaves out (and the folder with its error
+    added to ``failures``), when it cannot be listed (another user's folder)."""
     try:
         return sorted(p for p in folder.iterdir() if p.name.endswith(suffix) and not p.name.startswith("."))
     except (FileNotFoundError, NotADirectoryError):
         return []
     except OSError as exc:
+        if failures is not None:
+            failures.append((folder, exc))
         if isinstance(exc, PermissionError):
             say_unread(notes, unread_files([(folder, exc)], what, ""))
         else:  # not a file cut short: the folder itself, or the disk under it

@@ -22,6 +22,7 @@ import yaml
 
 from repeval.ray_cluster import job_resubmit
 from repeval.report.comparable import digest_label, run_split_digests
+from repeval.report.run_files import short_why
 from repeval.run.files import damaged, parquet_error
 from repeval.run.load_records import read_records
 from repeval.run.partial_audio import partial_text, recorded_partial
@@ -108,6 +109,26 @@ def _not_evaluated(fs: pafs.FileSystem, path: str) -> int:
     return sum(r.not_evaluated for r in read_records(json_at(fs, path, LOAD_REPORT)))
 
 
+def _splits_unreadable(failures: list[tuple[str, Exception]]) -> str | None:
+    """Why the run's saved splits (``splits/`` or some of its files) could not be read, with the fix; ``None``: they
+    could (or there are none)."""
+    if not failures:
+        return None
+    where, exc = failures[0]
+    many = len(failures) > 1
+    name = "splits/" + (where.rsplit("/", 1)[-1] if where.endswith(".parquet") else "")
+    more = f" and {counted(len(failures) - 1, 'other file')}" if many else ""
+    them, their = ("them", "their") if many else ("it", "its")
+    said = (
+        f"this user may not read {them}: check {their} owner and permissions (`ls -l`)"
+        if isinstance(exc, PermissionError)
+        else "the next `repeval run` on the run writes the splits anew"
+    )
+    return (
+        f"{name}{more} {'are' if many else 'is'} unreadable ({short_why(exc)}): the run's test set is not known; {said}"
+    )
+
+
 #: the state of a run whose last command, a stage before training, finished (``repeval embed``, ``repeval deform``)
 _STAGE_DONE = {"embed": "embedded", "deform": "deformed"}
 
@@ -177,12 +198,15 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
     if status.get("state") in ("failed", "interrupted"):  # its last command stopped (a later success overwrites it)
         state = f"{status['state']} ({status.get('command') or '?'})"
         failed_with = str(status.get("reason") or "")
+    split_failures: list[tuple[str, Exception]] = []
     return {
         "run": run_id,
         "state": state,
         #: a short digest of the test tracks and labels of its saved splits (``None``: none saved): runs with the same
         #: one were scored on the same test sets, and `repeval report` ranks them together
-        "test_set": digest_label(run_split_digests(fs, path)),
+        "test_set": digest_label(run_split_digests(fs, path, split_failures)),
+        #: why saved splits could not be read (another user's, cut short): the test set shown is not the run's whole
+        "splits_unreadable": _splits_unreadable(split_failures),
         "reason": failed_with,
         "tasks": tasks,
         "models": models,
@@ -295,6 +319,7 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
     lines += [f"{i['run']}: {i['results_unreadable']}" for i in infos if i["results_unreadable"]]
     lines += [f"{i['run']}: {i['summary_stale']}" for i in infos if i["summary_stale"]]
     lines += [f"{i['run']}: {i['failed_unreadable']}" for i in infos if i["failed_unreadable"]]
+    lines += [f"{i['run']}: {i['splits_unreadable']}" for i in infos if i["splits_unreadable"]]
     lines += [
         f"{i['run']}: its results lack {counted(len(i['grids_untrained']), 'probe grid')} of its configuration, "
         f"not trained when it was evaluated ({', '.join(i['grids_untrained'][:5])}{', …' if len(i['grids_untrained']) > 5 else ''}): "

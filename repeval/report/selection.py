@@ -24,8 +24,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from repeval.report.run_files import RETRAIN_FIX, listed, say_unread, unread_files
+from repeval.report.run_files import RETRAIN_FIX, listed, say_unread, short_why, unread_files
+from repeval.rundir import grid_name
 from repeval.tasks import TASK_TYPES, resolve_criterion
+from repeval.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 VALIDATION_COLUMNS = ("run_id", "task", "dataset", "model", "probe", "seed", "fold", "criterion", "mode", "value")
 NO_RECORD = "the run directory has no validation record (probes/*.parquet)"
 CRITERIA_DIFFER = "validation criteria differ"
+#: a column of the rows of tested probes whose record could not be read: which file (or ``probes/``) and why
+UNREAD = "unread"
 
 
 def _spec_criteria(config: dict[str, Any]) -> dict[tuple[str, str], str | None]:
@@ -55,18 +59,21 @@ def load_validation(
 ) -> pd.DataFrame | None:
     """The validation criterion of every selected probe of a run, named as in its results (``None``: no record). A
     file of ``probes/`` not read (cut short, another user's — or the folder) is left out, said in ``notes`` with the
-    fix: its grids' probes are chosen on clean test."""
+    fix: its grids' probes are chosen on clean test, each with a row saying so (:func:`_unread_rows`)."""
     what = "the probes of {its} grid{s} are chosen on clean test, not on their validation criterion"
-    read, failures = [], []
-    for f in listed(Path(run_dir) / "probes", ".parquet", what.format(its="the run's", s="s"), notes):
+    read: list[pd.DataFrame] = []
+    failures: list[tuple[Path, BaseException]] = []
+    folder: list[tuple[Path, OSError]] = []
+    for f in listed(Path(run_dir) / "probes", ".parquet", what.format(its="the run's", s="s"), notes, folder):
         try:
             read.append(pd.read_parquet(f))
         except (OSError, pa.ArrowInvalid) as exc:
             failures.append((f, exc))
     if failures:
         say_unread(notes, unread_files(failures, what, RETRAIN_FIX))
+    unread = _unread_rows(run_id, results, folder + failures)
     if not read:
-        return None
+        return unread
     probes = pd.concat(read, ignore_index=True)
     if "fold" not in probes.columns:
         probes["fold"] = None
@@ -91,7 +98,37 @@ def load_validation(
         value = float(r.best_criterion) if r.best_criterion is not None else np.nan
         fold = -1 if r.fold is None or pd.isna(r.fold) else int(r.fold)
         rows.append((run_id, r.task, r.dataset, r.model, probe, int(r.seed), fold, criterion, mode, value))
-    return pd.DataFrame(rows, columns=list(VALIDATION_COLUMNS))
+    frame = pd.DataFrame(rows, columns=list(VALIDATION_COLUMNS))
+    if unread is None:
+        return frame
+    have = set(zip(frame["task"], frame["dataset"], frame["model"], frame["probe"], strict=True))
+    keep = [
+        k not in have for k in zip(unread["task"], unread["dataset"], unread["model"], unread["probe"], strict=True)
+    ]
+    return pd.concat([frame, unread[keep]], ignore_index=True)
+
+
+def _unread_rows(run_id: str, results: pd.DataFrame, failures: list[tuple[Path, BaseException]]) -> pd.DataFrame | None:
+    """A row per tested probe of the run, when some of ``probes/`` (``failures``: files, or the folder itself) could
+    not be read, its :data:`UNREAD` column saying which and why — its grid's file (``probes/<grid>.parquet``), else
+    the first not read: a probe whose record is not among those read is chosen on clean test for that reason, not
+    for having none (``None``: all read)."""
+    if not failures:
+        return None
+    why = {path.name: f"{path}: {short_why(exc)}" for path, exc in failures}
+    more = f" and {counted(len(failures) - 1, 'other file')}" if len(failures) > 1 else ""
+    first = f"{failures[0][0]}{more}: {short_why(failures[0][1])}"
+    folds = results["fold"] if "fold" in results.columns else pd.Series(None, index=results.index)
+    rows = []
+    for t, d, m, p, f in dict.fromkeys(
+        zip(results["task"], results["dataset"], results["model"], results["probe"], folds, strict=True)
+    ):
+        where = why.get(f"{grid_name(str(t), str(d), str(m), None if pd.isna(f) else f)}.parquet", first)
+        rows.append(
+            (run_id, t, d, m, p, -1, -1, None, None, np.nan, f"its validation record could not be read ({where})")
+        )
+    frame = pd.DataFrame(rows, columns=[*VALIDATION_COLUMNS, UNREAD])
+    return frame.drop_duplicates(["task", "dataset", "model", "probe"], ignore_index=True)
 
 
 def combine_validation(runs: Sequence[Any], *, prefix_models: bool = False) -> pd.DataFrame | None:
@@ -185,7 +222,10 @@ def choose_probes(
             }
             per = mine.groupby("probe")["value"].mean()
             missing = [p for p in probes if not np.isfinite(per.get(p, np.nan))]
-            if mine.empty:
+            unread = mine[UNREAD].dropna() if UNREAD in mine.columns else ()
+            if len(unread):
+                reason = "; ".join(dict.fromkeys(unread))
+            elif mine.empty:
                 reason = "no validation record of its probes"
             elif any(c is None or m is None for c, m in crit):
                 reason = "the run's config does not name its probes' validation criterion"

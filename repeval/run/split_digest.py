@@ -72,9 +72,12 @@ def stored_digest(metadata: pq.FileMetaData) -> tuple[bool, str | None]:
     return (True, digest) if digest is None or isinstance(digest, str) else (False, None)
 
 
-def file_digest(path: Path | str, filesystem: pafs.FileSystem | None = None) -> str | None:
+def file_digest(
+    path: Path | str, filesystem: pafs.FileSystem | None = None, failures: list[tuple[str, Exception]] | None = None
+) -> str | None:
     """The digest of the split file ``path`` (on ``filesystem``, local without one): the one its footer holds, else
-    computed from its rows; ``None`` when it records no test rows or cannot be read."""
+    computed from its rows; ``None`` when it records no test rows or cannot be read (then added, with its error, to
+    ``failures``)."""
     fs = filesystem or pafs.LocalFileSystem()
     try:
         with fs.open_input_file(str(path)) as fh:
@@ -85,4 +88,6 @@ def file_digest(path: Path | str, filesystem: pafs.FileSystem | None = None) -> 
             return digest_test_rows(pf.read(columns=list(DIGEST_COLUMNS)))
     except (OSError, ValueError, KeyError, pa.ArrowInvalid) as exc:
         log.debug("test set of %s not read: %s", path, exc)
+        if failures is not None:
+            failures.append((str(path), exc))
         return None

@@ -287,7 +287,9 @@ def test_confusion_probes_and_splits_this_user_may_not_read_are_said_in_the_repo
     pq.write_table(typed_table([_failure("m")], FAILED_SCHEMA), split)  # any Parquet file: it is not read
     probe_file = sorted((first / "probes").glob("*.parquet"))[0]
     matrices = sorted((second / "confusion").glob("*.json"))
-    for path in (first / "confusion", probe_file, split, second / "probes", *matrices):
+    (second / "splits").mkdir()
+    pq.write_table(typed_table([_failure("m")], FAILED_SCHEMA), second / "splits" / split.name)
+    for path in (first / "confusion", probe_file, split, second / "probes", second / "splits", *matrices):
         path.chmod(0)
     code = (
         "import logging, sys\nfrom pathlib import Path\nfrom repeval.report.html import write_report\nsaid = []\n"
@@ -306,8 +308,12 @@ def test_confusion_probes_and_splits_this_user_may_not_read_are_said_in_the_repo
         f"{first / 'confusion'} is unreadable (permission denied): the run's confusion matrices are left out; {mine}",
         f"{probe_file} is unreadable (permission denied): the probes of its grid are chosen on clean test, not on "
         f"their validation criterion; {mine}",
-        f"{split} is unreadable (permission denied): which labels each track annotates is not known: its results are "
-        f"described as if every label were annotated; {mine}",
+        f"{split} is unreadable (permission denied): its test tracks are not known: its results are compared with "
+        "other runs' by their number only, and described as if every label were annotated (which labels each track "
+        f"annotates is not known); {mine}",
+        f"{second / 'splits'} is unreadable (permission denied): the run's test tracks are not known: the run's "
+        "results are compared with other runs' by their number only, and described as if every label were annotated "
+        f"(which labels each track annotates is not known); {mine}",
         f"{second / 'probes'} is unreadable (permission denied): the probes of the run's grids are chosen on clean "
         f"test, not on their validation criterion; {mine}",
         f"{matrices[0]} and {len(matrices) - 1} other files in {second / 'confusion'} are unreadable (permission "
@@ -316,6 +322,10 @@ def test_confusion_probes_and_splits_this_user_may_not_read_are_said_in_the_repo
         assert any(note in w for w in warned), (note, warned)
         assert '<p class="rv-note rv-unread">' + html.escape(note) in page, note  # at the top of the report
     assert "Confusion matrices" not in page  # none read: left out, as said
+    # each model's probe choice gives the same cause as the note (it said "no validation record (probes/*.parquet)")
+    for where in (probe_file, second / "probes"):
+        assert html.escape(f"its validation record could not be read ({where}: permission denied)") in page, where
+    assert "no validation record" not in page
 
 
 def test_probes_and_splits_files_cut_short_are_said_with_what_writes_them_anew(tmp_path):
@@ -334,8 +344,9 @@ def test_probes_and_splits_files_cut_short_are_said_with_what_writes_them_anew(t
     run = load_run(first)
     assert run.unread == [
         f"{split} is unreadable (Parquet magic bytes not found in footer. Either the file is corrupted or this is not "
-        "a parquet file.): which labels each track annotates is not known: its results are described as if every "
-        "label were annotated; cut short or corrupted; the next `repeval run` on the run writes the splits anew",
+        "a parquet file.): its test tracks are not known: its results are compared with other runs' by their number "
+        "only, and described as if every label were annotated (which labels each track annotates is not known); cut "
+        "short or corrupted; the next `repeval run` on the run writes the splits anew",
         f"{probe_files[0]} is unreadable (Parquet magic bytes not found in footer. Either the file is corrupted or "
         "this is not a parquet file.): the probes of its grid are chosen on clean test, not on their validation "
         "criterion; cut short or corrupted; it is written when its probe grid is trained: delete that grid's file "

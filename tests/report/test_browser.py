@@ -242,3 +242,31 @@ def test_report_fits_a_phone_screen_and_prints_its_folded_sections(report, tmp_p
     assert seen["outside"] == []
     assert len(seen["captions"]) >= 6 and all(left >= 0 and right >= 0 for left, right in seen["captions"]), seen
     assert seen["details"] >= 3 and seen["openPrinted"] == seen["details"] and seen["openAfter"] == 0
+
+
+PRINT_PROBE = (
+    """<script>window.addEventListener('load', function () {
+  var width = document.documentElement.clientWidth, out = {width: width, over: []};
+  Array.prototype.forEach.call(document.querySelectorAll('table.rv-table'), function (t) {
+    var r = t.getBoundingClientRect();
+    if (r.right > width + 0.5) out.over.push(t.id + ' ' + Math.round(r.right));
+  });
+"""
+    + SELFTEST_END
+)
+
+
+def test_printed_tables_fit_the_page_width(report, tmp_path):
+    """Printed, a table of three metrics × three scenarios ran past the right edge of an A4 page (its cells never
+    wrapped, so "0.812 ± 0.012" kept the width of a screen's table): the last columns were cut off the paper. Now a
+    printed cell wraps, and every table fits the page (the print rules applied on a screen as wide as A4's text)."""
+    text = report.read_text()
+    assert text.count("@media print {") == 1
+    probed = tmp_path / "printed.html"
+    probed.write_text(text.replace("@media print {", "@media all {").replace("</body>", PRINT_PROBE + "</body>"))
+    proc = _chromium(tmp_path, "--window-size=718,2000", "--virtual-time-budget=15000", "--dump-dom", probed.as_uri())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    match = re.search(r'<pre id="rv-selftest">(.*?)</pre>', proc.stdout, re.S)
+    assert match, proc.stdout[-1500:]
+    seen = json.loads(html_lib.unescape(match.group(1)))
+    assert 600 < seen["width"] <= 718 and seen["over"] == [], seen

@@ -358,6 +358,27 @@ def test_runs_lists_each_runs_test_set(three_runs):
         (root / "r2" / "kept.parquet").rename(root / "r2" / "splits" / f"{TASK}__{DATASET}.parquet")
 
 
+def test_runs_says_a_split_file_it_could_not_read(tmp_path):
+    """A saved split cut short (or another user's) was left out of `repeval runs`' test-set digest without a word —
+    the run then showed another test set than its twin's — and a splits/ folder this user may not list stopped the
+    command on pyarrow's PermissionError. Now the run's line names the file and the fix."""
+    import os
+
+    from repeval.report.runs import runs_text
+
+    spec = FakeRunSpec(run_id="cut", experiments=DEFAULT_EXPERIMENTS[:1], models=("A",), probes=("M1",), seeds=(0,),
+                       scenarios=(CLEAN,), n_test=10, n_resamples=5)  # fmt: skip
+    run = make_run_dir(tmp_path, spec)
+    _splits(run, ["t1", "t2"])
+    split = run / "splits" / f"{TASK}__{DATASET}.parquet"
+    os.truncate(split, split.stat().st_size // 2)
+    text = runs_text(str(tmp_path))
+    assert (
+        f"cut: splits/{split.name} is unreadable (cut short or corrupted): the run's test set is not known; the next "
+        "`repeval run` on the run writes the splits anew" in text
+    ), text
+
+
 def test_a_split_files_stored_test_digest_is_the_one_computed_from_its_rows(tmp_path):
     """The run keeps each split file's test digest in its footer (``repeval runs`` reads no track ids); a file
     without it (an older run's, or one written by hand) has it computed, the same; a file rewritten with other rows

@@ -179,3 +179,25 @@ def test_every_per_label_value_marks_a_cell_over_fewer_replicates(run_dir):
         assert all(
             re.fullmatch(r"0\.\d{3} ± 0\.\d{3}", c) for k, c in enumerate(row[2:], 2) if row[0] != "M2" or k != d1
         )
+
+
+def test_a_label_without_a_value_is_explained_where_it_is_missing(run_dir):
+    """A tag whose ROC-AUC is undefined (every test track has it: a real run's warning says so) has no per-label rows
+    of that metric: its cells among every value were a bare '–', and the by-model table dropped its row, neither
+    saying why. Now the '–' cells' tooltip and the note above them say what a missing value means, and the table
+    that leaves the label out names it."""
+    from repeval.report.html import _per_label_block
+    from repeval.report.labels import NO_VALUE
+    from repeval.report.results import load_run
+    from repeval.report.selection import combine_validation
+
+    run = load_run(run_dir)
+    task, dataset = "autotagging", "magnatagatune"
+    df = run.results
+    tag = str(df.loc[(df["task"] == task) & df["label"].notna(), "label"].iloc[0])
+    gap = (df["task"] == task) & (df["label"] == tag) & (df["metric"] == "roc_auc_macro")
+    block = html.unescape(_per_label_block(df[~gap], task, dataset, combine_validation([run])))
+    assert f'<td title="{NO_VALUE}">–</td>' in block
+    assert f"; –: {NO_VALUE}</p>" in block
+    assert f"label {tag} left out: {NO_VALUE}" in block
+    assert "<td>–</td>" not in block

@@ -278,6 +278,7 @@ def test_inlined_figures_keep_the_transparency_of_savefig_transparent(run):
 
     with mpl.rc_context({"savefig.transparent": True}):
         fig = plots.training_curves(run.history, TASK, DATASET)
+        fig.savefig(io.BytesIO(), format="png")  # a first draw lays it out a little differently from the next
         full = io.BytesIO()
         fig.savefig(full, format="png")
         uri = plots.figure_data_uri(fig)
@@ -286,3 +287,7 @@ def test_inlined_figures_keep_the_transparency_of_savefig_transparent(run):
     assert (truth[..., 3] == 0).mean() > 0.5  # mostly background, see-through as savefig wrote it
     assert small.shape == truth.shape and np.abs(small[..., 3] - truth[..., 3]).mean() / 255 < 0.01
     assert np.abs(small - truth).mean() / 255 < 0.01  # the same picture, alpha and all
+    # opaque stays opaque: the palette averaged a line's opaque middle with its see-through edges (alpha 253)
+    opaque = truth[..., 3] == 255
+    assert opaque.sum() > 1000 and (small[..., 3][opaque] == 255).all(), np.unique(small[..., 3][opaque])
+    assert (small[..., 3][truth[..., 3] == 0] == 0).all()

@@ -197,3 +197,14 @@ def test_two_runs_with_one_id_from_two_runs_directories_are_both_compared(run_di
     task, dataset = results[["task", "dataset"]].iloc[0]
     table = make_table(results, "model_comparison", task=task, dataset=dataset)
     assert {"demo", "demo@laptop/runs"} == {row[table.row_names.index("run_id")] for row in table.rows}, table.rows
+    # the report's confusion matrices found each model's run by the text before the first '/' of "<run>/<model>":
+    # "demo@laptop" is no run, and the report stopped on a StopIteration
+    from repeval.report.html import _confusion_block
+    from repeval.report.selection import combine_validation
+
+    keyed = results.assign(model=results["run_id"] + "/" + results["model"])
+    block = _confusion_block(runs, keyed, task, dataset, True, combine_validation(runs, prefix_models=True))
+    assert "demo@laptop/runs/" in block and "demo/" in block
+    # a copy beside the first, in the same runs directory: named after its folder, not its absolute path
+    shutil.copytree(run_dir, tmp_path / "runs" / "demo-copy")
+    assert load_runs([here, tmp_path / "runs" / "demo-copy"])[1].run_id == "demo@demo-copy"

@@ -206,3 +206,18 @@ def test_the_all_probes_tables_mark_the_probe_each_model_stands_with(val_run):
     one = results[results["probe"] == "M2"]
     block = _table_block(one, "all_deform_all_models", TASK, DATASET, "All", chosen=headline(one, TASK, DATASET))
     assert "rv-chosen" not in block and "✓" not in block
+
+
+def test_a_probes_file_not_read_is_the_reason_given_for_its_test_choice(tmp_path):
+    """A probes/ file not read (cut short here; another user's in the permission test) made the report say of its
+    models' probes "the run directory has no validation record (probes/*.parquet)" — the wrong cause, while the note
+    at the top had the real one. Now the per-model reason names the file and why it was not read."""
+    import os
+
+    run = _run(tmp_path, "cut", val_bias={"M1": 1.0})
+    files = sorted((run / "probes").glob("*.parquet"))
+    os.truncate(files[0], files[0].stat().st_size // 2)
+    loaded = load_run(run)
+    t = make_table(loaded.results, "model_comparison", task=TASK, validation=combine_validation([loaded]))
+    assert f"its validation record could not be read ({files[0]}: cut short or corrupted)" in t.caption, t.caption
+    assert "no validation record" not in t.caption

@@ -520,3 +520,15 @@ def test_the_tasks_table_says_a_tag_threshold_only_of_tagging_metrics(tmp_path):
     exps = (*exps[:1], FakeExperiment("tags", "multilabel_classification", "mine", 4, ("f1_macro",)))
     run = make_run_dir(tmp_path / "2", FakeRunSpec(**{**spec.__dict__, "experiments": exps}))
     assert "f1_macro: a tag predicted at score ≥ 0.5" in table_command([run], "tasks", "markdown")
+
+
+def test_a_cell_without_a_value_says_why_not_n_0_replicates(results):
+    """A '–' cell (here a scenario one model was not tested on) had the tooltip "n=0 replicates (0 seeds)", which reads
+    like a count of failures; it says now that the row was not scored there, and the ways that comes about."""
+    from repeval.report.render import NO_SCORE, render_html
+
+    gap = (results["model"] == results["model"].iloc[0]) & (results["scenario"] == "D1")
+    html_text = render_html(make_table(results[~gap], "all_deform_all_models", task=TASK))
+    empty = re.findall(r'<td class="num" data-value="" title="([^"]*)">–</td>', html_text)
+    assert empty and set(empty) == {NO_SCORE}, empty
+    assert "n=0 replicates" not in html_text
