@@ -203,10 +203,16 @@ class _Group:
 
     def criterion(self, m: Member, sampled: dict[str, Any] | None) -> str:
         """The validation criterion a member's ``best_criterion`` is a value of (recorded with it: the report picks
-        probes by it, and a preset's criterion depends on the task type)."""
+        probes by it, and a preset's criterion depends on the task type). A sample that makes no probe (values
+        validation could not try together: its trial failed saying why) has its grid point's criterion: recording
+        that failure must not stop the train stage."""
         from repeval.tuning.search import sampled_config
 
-        cfg = sampled_config(self.specs[m.spec].points[m.point], sampled or {})
+        point = self.specs[m.spec].points[m.point]
+        try:
+            cfg = sampled_config(point, sampled or {})
+        except ValueError:
+            cfg = point.config
         return criterion_of(cfg, self.data.task_type)[0]
 
     def probe_row(self, m: Member, name: str, sampled: dict[str, Any] | None, status: str,
