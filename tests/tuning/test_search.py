@@ -12,7 +12,7 @@ import yaml
 
 from repeval.config import ConfigError, load_config, parse_config
 from repeval.config.probe import ProbeConfig
-from repeval.probes import group_key
+from repeval.probes import group_key, resolve_hidden_units
 from repeval.probes.synthetic import gaussian_probe_data
 from repeval.tuning.presets import PRESETS
 from repeval.tuning.results import results_table, seed_summary
@@ -56,6 +56,12 @@ def test_presets_expand_to_the_published_protocols():
         (p.config.hidden_units, p.config.dropout, p.config.batch_size, p.config.patience) for p in marble.points
     } == {((512,), 0.2, 64, 10)}
     assert set(PRESETS.names()) == {"hear", "jukemir", "marble", "mir_ref_thesis", "mule"}
+    # M5's infer sizes are rounded up to even (DESIGN.md), where mir_ref truncates first: said as a departure
+    m5 = next(p.config for p in thesis.points if p.name == "M5")
+    assert resolve_hidden_units(m5.hidden_units, 512, 10) == [346, 178]  # mir_ref's probe_builder: [344, 178]
+    assert "M5 on 512 dimensions and 10 classes is [346, 178] here, [344, 178] in mir_ref" in PRESETS.get(
+        "mir_ref_thesis"
+    ).departures(5)
 
 
 def _grid(spec, keys):
