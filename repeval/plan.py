@@ -225,7 +225,9 @@ def make_plan(
                     else ""
                 )
             )
-        p.lines += probe_lines(exp, specs, smoke_of.experiments[ei] if smoke_of is not None else None)
+        p.lines += probe_lines(
+            exp, specs, smoke_of.experiments[ei] if smoke_of is not None else None, cfg.run.max_epochs
+        )
     from repeval.plan_memory import NODE_MEMORY, frame_memory
 
     p.memory, p.memory_warnings = frame_memory(cfg, store, cluster, to_train)  # not of the grids trained already

@@ -9,13 +9,14 @@ def _names(names: list[str]) -> str:
     return ", ".join(names) if len(names) <= 6 else f"{names[0]} … {names[-1]} ({len(names)})"
 
 
-def probe_lines(exp: Any, specs: list[Any], full: Any = None) -> list[str]:
+def probe_lines(exp: Any, specs: list[Any], full: Any = None, max_epochs: int | None = None) -> list[str]:
     """One line per ``downstream_models`` entry: what it trains, how its checkpoints and configuration are chosen,
     and — for a preset — its source, the keys set next to it, and where it departs from the source. ``full``: for a
     smoke test's experiment, the experiment it is the smoke test of — its one probe is the first configuration of
     ``full``'s first entry, a plain probe (:func:`~repeval.run.context.smoke_test_config`), so the line says which
     configuration of that entry it is, the entry's preset, source and departures as the full plan does, and the
-    entries the smoke test leaves out."""
+    entries the smoke test leaves out. ``max_epochs``: the run's ``run.max_epochs``, which may end training before an
+    ASHA scheduler's first rung."""
     from repeval.tasks import resolve_criterion
     from repeval.tuning.presets import preset_words
     from repeval.tuning.search import expand_probe
@@ -36,7 +37,13 @@ def probe_lines(exp: Any, specs: list[Any], full: Any = None) -> list[str]:
         else:
             tested = "each tested" if s.size != 1 else "tested"
             what = f"probe {_names(_with_layers(s.points))}: {n}{of}, {tested}, checkpoint by {crit}"
-        if s.scheduler is not None:
+        grace = s.scheduler["grace_period"] if s.scheduler is not None else None
+        if grace is not None and max_epochs is not None and grace >= max_epochs:
+            what += (
+                f", but its ASHA scheduler stops none: run.max_epochs ({max_epochs}) ends training before its "
+                f"grace_period ({grace}) — lower grace_period below {max_epochs} or raise run.max_epochs"
+            )
+        elif grace is not None:
             what += ", the weaker ones stopped early by ASHA"
         words = preset_words(entry, s.size, "a smoke test trains one" if full is not None else None, task_type=ttype)
         what += f"; {words}" if words else ""

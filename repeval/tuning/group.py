@@ -203,10 +203,16 @@ class _Group:
 
     def criterion(self, m: Member, sampled: dict[str, Any] | None) -> str:
         """The validation criterion a member's ``best_criterion`` is a value of (recorded with it: the report picks
-        probes by it, and a preset's criterion depends on the task type)."""
+        probes by it, and a preset's criterion depends on the task type). A sample that makes no probe (values
+        validation could not try together: its trial failed saying why) has its grid point's criterion: recording
+        that failure must not stop the train stage."""
         from repeval.tuning.search import sampled_config
 
-        cfg = sampled_config(self.specs[m.spec].points[m.point], sampled or {})
+        point = self.specs[m.spec].points[m.point]
+        try:
+            cfg = sampled_config(point, sampled or {})
+        except ValueError:
+            cfg = point.config
         return criterion_of(cfg, self.data.task_type)[0]
 
     def probe_row(self, m: Member, name: str, sampled: dict[str, Any] | None, status: str,
@@ -423,6 +429,33 @@ class _Group:
             # configurations: a grid's points, or a search space's sampled points (which share their point)
             tried = {p["params"] for p in out.probes if p["spec"] == spec.name}
             log.info(
-                "%s: %s selected %s (validation %.4f, the mean over %s) among %s",
+                "%s: %s selected %s (validation %.4f, the mean over %s) among %s%s",
                 self.inp.name, spec.name, pt.name, crit, counted(len(states), "seed"), counted(len(tried), "configuration"),
+                self.left_out(spec.name),
             )  # fmt: skip
+        for si, spec in enumerate(self.specs):
+            trained = [p for p in out.probes if p["spec"] == spec.name]
+            if spec.select == "best" and si not in self.candidates and trained:
+                log.warning(
+                    "%s: %s has no configuration to select and test: %s",
+                    self.inp.name, spec.name, self.left_out(spec.name, every=True),
+                )  # fmt: skip
+
+    def left_out(self, spec: str, every: bool = False) -> str:
+        """What ``select: best`` said of the configurations of ``spec`` it could not choose: those with a failed seed
+        (their mean would be over the other seeds: they are left out, not averaged), and those a scheduler stopped
+        (``every``: none was left to choose)."""
+        rows = [p for p in self.out.probes if p["spec"] == spec]
+        failed = {p["params"] for p in rows if p["status"] == "failed"}
+        if every:
+            total = len({p["params"] for p in rows})
+            if len(failed) == total:
+                said = "its one configuration" if total == 1 else f"each of its {total:,} configurations"
+                return f"{said} failed in at least one seed (failed.parquet says why)"
+            return (
+                f"{len(failed):,} of its {total:,} configurations failed in at least one seed (failed.parquet says "
+                f"why) and the scheduler stopped the other {total - len(failed):,} (probes/ lists each)"
+            )
+        if not failed:
+            return ""
+        return f"; left out: {counted(len(failed), 'configuration')} with a failed seed (failed.parquet says why)"

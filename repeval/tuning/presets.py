@@ -179,7 +179,9 @@ register_preset(
         source="Plachouras 2023, the mir_ref thesis, §3.1.5 and Appendix A; chrispla/mir_ref mir_ref/train.py",
         differs=(
             "early stopping on the selection criterion (the thesis stopped on the validation loss and kept the best "
-            "accuracy / AUC checkpoint); L2 1e-5 as PyTorch weight_decay (Keras' l2(1e-5) is weight_decay 2e-5)"
+            "accuracy / AUC checkpoint); L2 1e-5 as PyTorch weight_decay (Keras' l2(1e-5) is weight_decay 2e-5); "
+            "infer sizes rounded up to even (mir_ref truncates, then makes an odd size even: M5 on 512 dimensions "
+            "and 10 classes is [346, 178] here, [344, 178] in mir_ref)"
         ),
         differs_by_type={
             "multilabel_classification": (

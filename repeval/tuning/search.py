@@ -23,11 +23,17 @@ configuration is its own Tune trial (all seeds trained together in it). ``schedu
 grid stops weaker configurations inside each vectorised stack (successive halving at Tune's ASHA
 rungs, :class:`repeval.probes.schedule.Halving`); with a ``space``, or with ``brackets`` > 1, Tune's
 own ASHA scheduler runs one trial per configuration.
+
+Validation (:func:`check_expansion`) builds every grid point, and the probes a space's values make — each value a
+sampler can reach alone, then with the other keys' values on every grid point — so that a value no probe takes is
+said by ``repeval validate``, not by every trial that draws it.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +71,13 @@ def _key_error(where: str, key: str, valid: list[str]) -> ValueError:
     )
 
 
+#: a number as YAML 1.2 writes it but YAML 1.1 (PyYAML's ``safe_load``) reads as a string: an exponent without a dot
+_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _plain(value: Any, where: str) -> Any:
+    if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+        return float(value)  # 1e-5 (YAML 1.1's string) as the number it reads as everywhere else in a config
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, list | tuple):
@@ -73,6 +85,18 @@ def _plain(value: Any, where: str) -> Any:
     raise ValueError(
         f"{where}: grid values must be plain YAML values (numbers, strings, lists), got {type(value).__name__}"
     )
+
+
+def _check_on_grid(where: str, low: float, high: float, q: float) -> None:
+    """Ray Tune's rule for ``quniform`` / ``qloguniform``, said at validation: both bounds are multiples of ``q``
+    (Tune raises building the space, when training starts)."""
+    off = [b for b in (low, high) if not math.isclose(b / q, round(b / q))]
+    if off:
+        lo, hi = math.ceil(low / q - 1e-9) * q, math.floor(high / q + 1e-9) * q
+        raise ValueError(
+            f"{where}: the bounds must be multiples of the step q ({q:g}), as Ray Tune requires, but {off[0]:g} is "
+            f"not: write [{lo:g}, {hi:g}, {q:g}]"
+        )
 
 
 def validate_search(v: Any) -> dict[str, Any]:
@@ -113,6 +137,7 @@ def validate_search(v: Any) -> dict[str, Any]:
             raise _key_error(f"space.{key}", kind, list(SPACE_TYPES))
         if not isinstance(args, list | tuple) or not args:
             raise ValueError(f"space.{key}.{kind}: needs a list of arguments")
+        args = _plain(list(args), f"space.{key}")
         want = SPACE_TYPES[kind]
         if want is not None and len(args) != want:
             raise ValueError(f"space.{key}.{kind}: takes {want} numbers, got {list(args)}")
@@ -125,7 +150,9 @@ def validate_search(v: Any) -> dict[str, Any]:
                 raise ValueError(f"space.{key}.{kind}: a log scale needs low > 0, got {args[0]}")
             if kind.startswith("q") and not args[2] > 0:
                 raise ValueError(f"space.{key}.{kind}: the step q (third number) must be > 0, got {args[2]}")
-        space[key] = {"type": kind, "args": _plain(list(args), f"space.{key}")}
+            if kind.startswith("q"):
+                _check_on_grid(f"space.{key}.{kind}", *args)
+        space[key] = {"type": kind, "args": args}
     num_samples = v.get("num_samples", 1)
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ValueError(f"num_samples: must be a positive integer, got {num_samples!r}")
@@ -293,17 +320,81 @@ def expand_probe(p: Any, index: int, task_type: str | None = None) -> ProbeSpec:
     return ProbeSpec(name, select, out, dict(search["space"]), search["num_samples"], search["scheduler"])
 
 
+#: at most this many (grid point, sampled values) pairs are validated together when a spec is read (each sampled value
+#: is validated alone first, whatever their number)
+JOINT_CHECKS = 2000
+
+
+def _extremes(kind: str, args: list[Any]) -> list[Any]:
+    """The values of a sampler most likely to make an invalid probe: every ``choice``, else the bounds it can reach
+    (``randint`` / ``lograndint`` exclude their upper bound, as Ray Tune's do)."""
+    if kind == "choice":
+        return list(args)
+    if kind.endswith("randint"):
+        return [int(args[0]), int(args[1]) - 1]
+    return [args[0], args[1]]
+
+
+def _fraction(kind: str, args: list[Any]) -> float | None:
+    """A value a sampler of fractions gives that is no whole number (``None`` for samplers of whole numbers): a key
+    that takes whole numbers (``batch_size``) or a flag is accepted at both bounds, then fails in every trial."""
+    if kind in ("uniform", "loguniform"):
+        return args[0] + (args[1] - args[0]) * 0.3137
+    if kind in ("quniform", "qloguniform") and not float(args[2]).is_integer() and args[0] + args[2] <= args[1]:
+        return args[0] + args[2]
+    return None
+
+
 def check_expansion(p: Any) -> None:
-    """Validate every configuration a spec expands into (called by the config schema)."""
+    """Validate every configuration a spec expands into (called by the config schema): each grid point (built by
+    :func:`expand_probe`), each value a search space may sample — alone, then together with the other keys' values
+    on every grid point, as trials will get them (up to :data:`JOINT_CHECKS` pairs) — and an ASHA scheduler that
+    would stop nothing."""
     spec = expand_probe(p, 0)
+    first = spec.points[0].config.model_dump()
+    values: dict[str, list[Any]] = {}
     for key, s in spec.space.items():
-        if s["type"] == "choice":
-            for v in s["args"]:
-                _config({**spec.points[0].config.model_dump(), key: v}, f"space.{key}")
-        else:
-            for v in s["args"][:2]:
-                val = int(v) if s["type"].endswith("randint") else v
-                _config({**spec.points[0].config.model_dump(), key: val}, f"space.{key}")
+        kind, args = s["type"], s["args"]
+        values[key] = _extremes(kind, args)
+        for v in values[key]:
+            _config({**first, key: v}, f"space.{key}")
+        frac = _fraction(kind, args)
+        if frac is not None:
+            try:
+                _config({**first, key: frac}, "")
+            except ValueError as exc:
+                raise ValueError(
+                    f"space.{key}.{kind}: samples fractions such as {frac:.4g}, which {key} does not take "
+                    f"({str(exc).lstrip(': ')}): sample it with randint or lograndint (the upper bound excluded), "
+                    "or choice"
+                ) from None
+    if values:
+        pairs = itertools.product(spec.points, itertools.product(*values.values()))
+        for point, combo in itertools.islice(pairs, JOINT_CHECKS):
+            drawn = dict(zip(values, combo, strict=True))
+            at = f" on grid point '{point.name}'" if len(spec.points) > 1 else ""
+            said = ", ".join(f"{k}={v!r}" for k, v in drawn.items())
+            _config({**point.config.model_dump(), **drawn}, f"space values {said}{at} make no probe")
+    _check_scheduler(spec, values.get("epochs"))
+
+
+def _check_scheduler(spec: ProbeSpec, sampled_epochs: list[Any] | None) -> None:
+    """An ASHA scheduler whose first rung (``grace_period`` epochs) is not below the epochs the probes train: it
+    would stop nothing (Tune's and the grid's halving skip it), which the user asked for it to do."""
+    if spec.scheduler is None:
+        return
+    epochs = max(int(float(v)) for v in (sampled_epochs or [p.config.epochs for p in spec.points]))
+    max_t = spec.scheduler["max_t"]
+    budget = min(epochs, max_t) if max_t else epochs
+    grace = spec.scheduler["grace_period"]
+    if grace >= budget:
+        limit = f"max_t ({max_t})" if max_t and max_t < epochs else f"the probes' epochs ({epochs})"
+        raise ValueError(
+            f"scheduler.grace_period ({grace}) is not below {limit}: ASHA's first rung would come after training "
+            f"ends, so it would stop nothing — set grace_period below {budget}"
+            + (", raise max_t" if max_t and max_t < epochs else ", raise epochs")
+            + ", or remove the scheduler"
+        )
 
 
 def expand_all(downstream_models: Any, task_type: str | None = None) -> list[ProbeSpec]:

@@ -862,6 +862,30 @@ def test_plan_names_each_probe_preset_its_source_criterion_and_departures():
     assert "preset" not in bare  # without what it is the smoke test of, the plan knows only the plain probe
 
 
+def test_plan_says_an_asha_scheduler_that_run_max_epochs_leaves_nothing_to_stop():
+    """``run.max_epochs`` below a scheduler's grace_period ends training before ASHA's first rung: the plan said "the
+    weaker ones stopped early by ASHA" of a grid that trains every configuration to the end."""
+    asha = {"grid": {"learning_rate": [1e-3, 1e-2]}, "scheduler": {"type": "asha", "grace_period": 5}}
+    cfg = parse_config(
+        {
+            "run": {"max_epochs": 3},
+            "experiments": [
+                {
+                    "task": {"name": "inst", "type": "multiclass_classification"},
+                    "datasets": [{"name": "notes", "type": "catalog", "manifest": "m.csv", "label_column": "x"}],
+                    "embedding_models": ["mfcc-stats"],
+                    "downstream_models": [{"name": "halved", "search": asha}],
+                }
+            ],
+        }
+    )
+    [line] = [line for line in make_plan(cfg).text().splitlines() if line.startswith("  - probe ")]
+    assert line.endswith(
+        "tested once, but its ASHA scheduler stops none: run.max_epochs (3) ends training before its "
+        "grace_period (5) — lower grace_period below 3 or raise run.max_epochs"
+    ), line
+
+
 def test_thesis_preset_says_the_auc_departure_of_multilabel_tasks_alone():
     """The mir_ref_thesis preset's departures spoke of mir_ref's multilabel val_auc for every task, key estimation
     and multiclass too: the plan and the report say it of a multilabel task alone."""

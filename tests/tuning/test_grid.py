@@ -300,20 +300,41 @@ def test_asha_on_a_search_space_counts_epochs_and_never_stops_a_trial_at_its_las
     assert sorted(p["epochs"] for p in g.probes) == sorted(len(e) * 2 for e in epochs)
 
 
-def test_a_failed_sample_of_a_search_space_is_recorded_with_its_values(ray_session, tmp_path):
-    """The samples of a search space share their probe's name: failed.parquet's ``params`` says which one failed."""
+def test_a_failed_sample_of_a_search_space_is_recorded_with_its_values(ray_session, tmp_path, caplog):
+    """The samples of a search space share their probe's name: failed.parquet's ``params`` says which one failed. A
+    sample that makes no probe at all (values validation could not try together — it tries a bounded number of
+    combinations) fails its trial, which is recorded like any other: recording it stopped the train stage, losing
+    the other probes' results."""
     data = gaussian_probe_data(n=90, d=8, c=3, scenarios=False)
     probe = {
         "name": "sgd", "hidden_units": [3], "optimizer": "sgd", "epochs": 3, "batch_size": 30,
         "search": {"grid": {"learning_rate": [1e30, 0.05]}, "space": {"dropout": {"uniform": [0.0, 0.3]}}},
     }  # fmt: skip
-    cfg = config([probe])
-    g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"))
-    ((failure, params),) = [(f["reason"], json.loads(f["params"])) for f in g.failed]
+    cfg = config([probe, {"name": "warm", "epochs": 3, "search": {"space": {"max_steps": {"choice": [5]}}}}])
+    exp = cfg.experiments[0]
+    sgd, warm = exp.downstream_models
+    space = {**warm.search["space"], "warmup_steps": {"type": "choice", "args": [10]}}  # more than max_steps
+    warm = warm.model_copy(update={"search": {**warm.search, "space": space}})
+    exp = exp.model_copy(update={"downstream_models": [sgd, warm]})
+    with caplog.at_level("INFO", logger="repeval.tuning.grid"):
+        g = run_group(cfg, exp, "notes", "m", data, str(tmp_path / "tune"))
+    failed = {f["probe"].split("-")[0]: (f["reason"], json.loads(f["params"])) for f in g.failed}
+    failure, params = failed["sgd"]
     assert "non-finite loss" in failure and params["learning_rate"] == 1e30 and 0 <= params["dropout"] <= 0.3
-    status = {p["params"]: p["status"] for p in g.probes}
+    status = {p["params"]: p["status"] for p in g.probes if p["spec"] == "sgd"}
     assert status[json.dumps(params)] == "failed" and sorted(status.values()) == ["failed", "ok"]
     assert {r["probe"] for r in g.rows} == {"sgd"}  # the other sample was selected and tested
+    assert failed["warm"][1] == {"max_steps": 5, "warmup_steps": 10}
+    assert "warmup_steps (10) must be fewer than max_steps (5)" in failed["warm"][0]
+    assert [(p["status"], p["criterion"]) for p in g.probes if p["spec"] == "warm"] == [("failed", "val_accuracy")]
+    # select: best leaves out a configuration with a failed seed, and says so; with none left it says that
+    assert "sgd selected sgd-1 (validation" in caplog.text
+    assert "among 2 configurations; left out: 1 configuration with a failed seed (failed.parquet says why)" in (
+        caplog.text
+    )
+    assert "warm has no configuration to select and test: its one configuration failed in at least one seed" in (
+        caplog.text
+    )
 
 
 RESUME_SCRIPT = """

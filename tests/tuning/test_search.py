@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from repeval.config import ConfigError, load_config, parse_config
 from repeval.config.probe import ProbeConfig
-from repeval.probes import group_key
+from repeval.probes import group_key, resolve_hidden_units
 from repeval.probes.synthetic import gaussian_probe_data
 from repeval.tuning.presets import PRESETS
 from repeval.tuning.results import results_table, seed_summary
@@ -55,6 +56,12 @@ def test_presets_expand_to_the_published_protocols():
         (p.config.hidden_units, p.config.dropout, p.config.batch_size, p.config.patience) for p in marble.points
     } == {((512,), 0.2, 64, 10)}
     assert set(PRESETS.names()) == {"hear", "jukemir", "marble", "mir_ref_thesis", "mule"}
+    # M5's infer sizes are rounded up to even (DESIGN.md), where mir_ref truncates first: said as a departure
+    m5 = next(p.config for p in thesis.points if p.name == "M5")
+    assert resolve_hidden_units(m5.hidden_units, 512, 10) == [346, 178]  # mir_ref's probe_builder: [344, 178]
+    assert "M5 on 512 dimensions and 10 classes is [346, 178] here, [344, 178] in mir_ref" in PRESETS.get(
+        "mir_ref_thesis"
+    ).departures(5)
 
 
 def _grid(spec, keys):
@@ -170,6 +177,14 @@ def test_free_grid_and_space_from_yaml_values():
     space = tune_space(tuned)
     assert set(space) == {"dropout", "batch_size"}
     assert 0.1 <= space["dropout"].sample() <= 0.5
+    # YAML 1.1 (PyYAML) reads 1e-5, an exponent without a dot, as a string: a space refused it ("needs numbers"),
+    # though learning_rate: 1e-5 is read as the number it is
+    written = yaml.safe_load(
+        "search: {grid: {weight_decay: [0, 1e-4]}, space: {learning_rate: {loguniform: [1e-5, 1e-2]}}}"
+    )
+    spec = expand_all(parse_config(cfg_dict(written)).experiments[0].downstream_models)[0]
+    assert spec.space == {"learning_rate": {"type": "loguniform", "args": [1e-5, 1e-2]}}
+    assert [p.params for p in spec.points] == [{"weight_decay": 0}, {"weight_decay": 1e-4}]
 
 
 def test_asha_on_a_grid_halves_inside_stacks_unless_it_needs_tune():
@@ -224,6 +239,42 @@ def test_asha_on_a_grid_halves_inside_stacks_unless_it_needs_tune():
             "search: scheduler.reduction_factor: must be a number > 1",
         ),
         ({"search": {"space": {"dropout": {"quniform": [0.1, 0.5, 0]}}}}, "space.dropout.quniform: the step q"),
+        # spaces that passed validation, then failed every trial (a sampled batch size of 91.29) or stopped the train
+        # stage (Ray Tune refuses quantised bounds off the step when the space is built)
+        (
+            {"search": {"space": {"batch_size": {"uniform": [16, 256]}}}},
+            "space.batch_size.uniform: samples fractions such as 91.29, which batch_size does not take (batch_size: "
+            "Input should be a valid integer, got a number with a fractional part): sample it with randint",
+        ),
+        (
+            {"search": {"space": {"dropout": {"quniform": [0.0, 0.95, 0.1]}}}},
+            "space.dropout.quniform: the bounds must be multiples of the step q (0.1), as Ray Tune requires, but 0.95 "
+            "is not: write [0, 0.9, 0.1]",
+        ),
+        # values valid alone, not together (one key with another, or with a grid point): each trial drawing them failed
+        (
+            {"search": {"space": {"max_steps": {"randint": [5, 50]}, "warmup_steps": {"randint": [10, 40]}}}},
+            "space values max_steps=5, warmup_steps=10 make no probe: warmup_steps (10) must be fewer than max_steps",
+        ),
+        (
+            {
+                "search": {
+                    "grid": {"lr_schedule": ["constant", "cosine"]},
+                    "space": {"lr_decay_patience": {"randint": [1, 5]}},
+                }
+            },
+            "space values lr_decay_patience=1 on grid point 'M1-1' make no probe: lr_decay_patience lowers",
+        ),
+        # ASHA whose first rung lies past the training's end silently stopped nothing
+        (
+            {"epochs": 5, "search": {"grid": {"learning_rate": [1e-3, 1e-2]}, "scheduler": {"grace_period": 10}}},
+            "scheduler.grace_period (10) is not below the probes' epochs (5): ASHA's first rung would come after "
+            "training ends, so it would stop nothing — set grace_period below 5, raise epochs, or remove the scheduler",
+        ),
+        (
+            {"search": {"space": {"dropout": {"uniform": [0.1, 0.5]}}, "scheduler": {"grace_period": 4, "max_t": 4}}},
+            "scheduler.grace_period (4) is not below max_t (4)",
+        ),
         # a key set next to a search axis of the same key was silently replaced by the axis
         (
             {"learning_rate": 1e-2, "search": {"grid": {"learning_rate": [1e-4, 1e-3]}}},
