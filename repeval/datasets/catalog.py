@@ -16,7 +16,8 @@ decimal mark, ``.`` or ``,`` — with ``decimal: ','``, ``0,31`` (quoted between
 and a cell is one target unless ``label_separator`` is another character; a Parquet column of numbers is read as it
 is, and a number with a thousands separator, ``1.234,5``, is refused, as is ``1.234`` with ``decimal: ','`` — 1234
 with a thousands separator or 1.234 with a decimal point — naming both, and a column whose every target cell is
-``1,234`` with ``decimal: '.'`` (or that and whole numbers below 1,000, ``523``) — also the targets 1 and 234 — naming
+``1,234`` with ``decimal: '.'`` (or that and whole numbers below 1,000, ``523``, or that in most cells and
+one number in the others, ``5.5``) — also the targets 1 and 234 — naming
 the three, and one beyond a 64-bit float (``1e999``); the minus sign U+2212 is read as ``-``, other
 typographic characters — a dash, full-width digits — are refused naming the cell in ASCII) and optionally a split
 column (``split_column``: ``train``, ``validation`` or ``val``/``valid``/``dev``, ``test``, in any case; its empty

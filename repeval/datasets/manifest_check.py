@@ -2,7 +2,7 @@
 columns the dataset names (each matched to the header cell that holds it with stray spaces around it — `` Audio File ``
 for ``Audio File`` — else named with the closest header cell), a header read with the wrong delimiter, a manifest
 without rows, bytes that are not UTF-8 anywhere in the columns read, a regression column without a target or whose
-every target cell is a number with a thousands separator ``,``; and what it warns of (a decimal comma read with a
+target cells are numbers with a thousands separator ``,`` (every one, or most beside single numbers); and what it warns of (a decimal comma read with a
 decimal point)."""
 
 from __future__ import annotations
@@ -205,9 +205,9 @@ def _no_targets(ds: Any, task: Any) -> str | None:
 
 
 def _comma_groups(ds: Any, task: Any) -> str | None:
-    """What the load refuses of a regression column split at ``,`` with a decimal point whose every target cell is a
-    number such as ``1,234`` (:class:`~repeval.datasets.target_text.CommaGroups`): read until a target cell of another
-    kind (the first batch, for most manifests) — the whole column only when every one is such."""
+    """What the load refuses of a regression column split at ``,`` with a decimal point whose target cells are numbers
+    such as ``1,234`` beside one number each or none (:class:`~repeval.datasets.target_text.CommaGroups`): read until
+    a cell of several targets of another shape (``0.1,0.2``), else the whole column, as the load reads it."""
     from repeval.datasets.manifest_rows import _rowref, comma_grouped
     from repeval.datasets.target_text import CommaGroups
 

@@ -319,6 +319,25 @@ def test_comma_groups_beside_whole_numbers_below_1000_are_refused_by_load_and_va
         assert load_dataset(fine, TASK)[0].column("label").to_pylist()[:3] == [["523"], ["-87"], ["12"]]
 
 
+def test_comma_groups_in_most_rows_beside_single_numbers_are_refused_by_load_and_validate(audio_dir, monkeypatch):
+    """Most cells ``1,234``-shaped and a few one number (``5.5``, ``1500``): the load kept the grouped ones read as
+    two targets each (1 and 234) and dropped the few as rows of one target where most have two; ``repeval validate``
+    said nothing. Refused alike by both, naming a cell of each kind and its row; where most cells are one number the
+    few grouped ones are still refused by row, each with its fix."""
+    monkeypatch.setattr(manifest, "CSV_BLOCK_BYTES", 128)
+    cells = ["1,234", "2,500", "12,000"] * 4 + ["5.5", "1500"]
+    ds = ds_cfg("cat", "catalog", manifest=str(_write_csv(audio_dir / "m.csv", _rows(cells))), label_column="valence")
+    said = (
+        "label_column: 12 target cells of 'valence' hold a number with ',' between groups of three digits (e.g. "
+        "'1,234', row 2) and the other 2 cells one number (e.g. '5.5', row 14), so that its rows differ in their "
+        f"number of targets; label_separator ',' splits '1,234' {SPLIT_1234}"
+    )
+    refused_alike(ds, TASK, said)
+    few = ds.model_copy(update={"manifest": str(_write_csv(audio_dir / "n.csv", _rows(["0.5", "1,234", "2.5"])))})
+    assert catalog.manifest_problems(few, TASK) == []
+    assert load_dataset(few, TASK)[0].column("label").to_pylist() == [["0.5"], ["2.5"]]
+
+
 def test_a_target_beyond_a_64_bit_float_is_refused_by_row_not_read_as_infinite(audio_dir):
     """``1e999`` is a number as a catalog's cells are read, but beyond a 64-bit float: the load kept it and the task
     encoder read it as ``inf`` (refused as a word, ``inf`` reached the probes this way). Such a row is refused by the
