@@ -12,11 +12,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 
 from repeval.datasets.manifest import (
     EmptyManifestError,
     JsonManifestError,
     ManifestRowError,
+    _filesystem,
     csv_delimiter,
     encoding_error,
     iter_manifest,
@@ -26,6 +28,23 @@ from repeval.datasets.manifest import (
     one_value_problem,
 )
 from repeval.datasets.manifest_format import ManifestEncodingError, WorkbookManifestError
+
+
+def reach_problem(uri: str) -> str | None:
+    """Why ``repeval validate`` cannot read the manifest at the URI ``uri`` (``s3://``, ``file://``, any pyarrow
+    filesystem) as the load would: no such file, or its filesystem not reached from here (the first line of the
+    error, with the fix); ``None`` when it can — it is then read through that filesystem, streaming, as a local one."""
+    try:
+        fs, path = _filesystem(uri)
+        found = fs.get_file_info(path).type != pafs.FileType.NotFound
+    except (OSError, ValueError) as exc:  # an unknown scheme, no network, refused credentials
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        return (
+            f"manifest: {uri} cannot be read from here ({why}) — check the URI, the network and the credentials, or "
+            "pass --skip-data-check when only the cluster reaches it"
+        )
+    return None if found else f"manifest: no such file: {uri} — check dataset.manifest"
+
 
 #: what a one-column header is looked for to hold, in this order: the characters its columns may be separated by
 _DELIMITERS = {"\t": "tabs", ";": "semicolons", "|": "vertical bars", ",": "commas"}
