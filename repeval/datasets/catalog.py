@@ -54,7 +54,7 @@ lines: then one row per record, as a spreadsheet shows it) and Parquet ``row N``
   (:class:`~repeval.datasets.manifest.ManifestRowError`).
 
 The manifest is read by :mod:`repeval.datasets.manifest` and its batches validated by
-:mod:`repeval.datasets.manifest_rows`; this module finds the duplicate ids and assembles the rows.
+:mod:`repeval.datasets.manifest_rows` (its audio paths by :mod:`repeval.datasets.audio_paths`); this module finds the duplicate ids and assembles the rows.
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from repeval.datasets import missing
+from repeval.datasets.audio_paths import _base_dir
 from repeval.datasets.base import DatasetInfo, LabelInfo, LoadReport, register_dataset
 from repeval.datasets.manifest import BATCH_ROWS as BATCH_ROWS
 from repeval.datasets.manifest import CSV_BLOCK_BYTES as CSV_BLOCK_BYTES
@@ -88,7 +89,6 @@ from repeval.datasets.manifest_check import (
 from repeval.datasets.manifest_check import manifest_problems as manifest_problems
 from repeval.datasets.manifest_rows import COMMA_FIX, _rowref, target_separator
 from repeval.datasets.manifest_rows import SPLIT_ALIASES as SPLIT_ALIASES
-from repeval.datasets.manifest_rows import _base_dir as _base_dir
 from repeval.datasets.manifest_rows import _BatchValidator as _BatchValidator
 from repeval.datasets.manifest_rows import masked_column as masked_column
 from repeval.datasets.spill import Partitions, TableSpool, hash64, n_partitions, partition_of
@@ -179,14 +179,14 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
     if getattr(task, "effective_type", None) == "regression" and table.num_rows:
         separator = target_separator(ds) if not validate.list_label else ", "
         table = _same_target_count(table, report, label_col, separator, fmt, validate.target_counts)
-    report.notes += [n for n in (validate.blank_note(), validate.normalization_note()) if n]
+    report.notes += [n for n in (validate.blank_note(), validate.audio.normalization_note()) if n]
     pa.default_memory_pool().release_unused()  # hand the batches' scratch memory back to the OS
     if ds.check_files and report.count("missing_audio") and (hint := missing.case_hint(report.missing_rows)):
         report.notes.append(hint)
     if (
         ds.check_files
         and report.count("missing_audio")
-        and (hint := missing.relative_hint(report.missing_rows, validate.base))
+        and (hint := missing.relative_hint(report.missing_rows, validate.audio.base))
     ):
         report.notes.append(hint)
     if table.num_rows == 0:
