@@ -233,7 +233,10 @@ def _no_rows_fix(ds: Any, task: Any, report: LoadReport) -> str:
         )
     if {"unlabelled", "unknown_labels"} & set(counts):
         fixes.append(label_fix(ds, task))
-    if "other" in counts:
+    # the other problems a catalog reports of its rows: an empty track id, an unknown split
+    if any("empty track id" in item for item in report.other):
+        fixes.append(f"write a track id in each row of track_id_column {ds.track_id_column!r}")
+    if any("unknown split" in item for item in report.other):
         fixes.append(f"check split_column {ds.split_column!r}: train, validation or test")
     return " and ".join(fixes) if fixes else "check the manifest's rows"
 
@@ -263,14 +266,14 @@ def _separator_note(labels: pa.ChunkedArray, column: str, separator: str) -> str
         some = sorted({t for s in seps for t in holding[s]})
         which = " or ".join(repr(s) for s in seps)
         return (
-            f"{len(some)} of the {len(tags)} tags of {column} hold {which} (e.g. "
+            f"{len(some)} of the {len(tags)} tags of {column} {'holds' if len(some) == 1 else 'hold'} {which} (e.g. "
             f"{', '.join(repr(holding[s][0]) for s in seps)}), which label_separator {separator!r} does not split: if "
             f"some cells separate their tags by {which}, write them with {separator!r} (one separator for the whole "
             "column)"
         )
     return (
         f"every track has one tag of {column} split at label_separator {separator!r}, but {len(found)} of its "
-        f"{len(tags)} tags hold {sep!r} (e.g. {found[0]!r}): if {sep!r} separates the tags, set label_separator: "
+        f"{len(tags)} tags {'holds' if len(found) == 1 else 'hold'} {sep!r} (e.g. {found[0]!r}): if {sep!r} separates the tags, set label_separator: "
         f"{sep!r}"
     )
 
@@ -320,10 +323,12 @@ def _same_target_count(
             if grouped
             else ""
         )
+        many = counts.rows[most]
         report.add(
             "unknown_labels",
             f"{tid} ({_rowref(fmt, row)}: {len(cell)} regression target{'s' if len(cell) != 1 else ''} in {column}, "
-            f"{text!r}, where {counts.rows[most]} of its {total} rows have {most} — every row needs as many{hint})",
+            f"{text!r}, where {many} of its {total} rows {'has' if many == 1 else 'have'} {most} — every row needs "
+            f"as many{hint})",
         )
     if n_odd > len(named):
         report.totals["unknown_labels"] = report.count("unknown_labels") + n_odd - len(named)

@@ -266,7 +266,8 @@ def decimal_comma_warning(ds: Any, task: Any) -> str | None:
     if not len(cells) or not pc.all(pc.match_substring_regex(cells, _COMMA_CELL)).as_py():
         return None
     return (
-        f"label_column: the first {len(cells)} cells of {column!r} each hold two whole numbers split at "
+        f"label_column: {f'the first {len(cells)} cells' if len(cells) > 1 else 'the first cell'} of {column!r} "
+        f"{'each hold' if len(cells) > 1 else 'holds'} two whole numbers split at "
         f"label_separator ',' (e.g. {cells[0].as_py()!r}), read as two targets — if ',' is its decimal mark, "
         f"{COMMA_FIX}"
     )

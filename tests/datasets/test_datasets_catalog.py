@@ -383,7 +383,7 @@ def test_report_caps_examples_but_counts_everything():
     for i in range(10):
         report.add("missing_audio", f"t{i}")
     assert len(report.missing_audio) == 3 and report.count("missing_audio") == 10
-    assert report.lines()[0].startswith("10 missing audio: t0, t1, t2 … (+5)")
+    assert report.lines()[0].startswith("10 missing audio files: t0, t1, t2 … (+5)")
     with pytest.raises(ValueError, match="unknown report kind"):
         report.add("typo", "x")
 

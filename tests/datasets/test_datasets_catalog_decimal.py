@@ -129,7 +129,7 @@ def test_a_thousands_separator_is_refused_by_row_not_read_as_other_numbers(audio
     assert table.column("label").to_pylist() == [["0.5"], ["2"]]
     fix = "in a spreadsheet, a number format without a 1000 separator"
     assert report.lines() == [
-        f"3 unknown labels: r0 (row 2: regression target '1.234,5' in valence has a thousands separator — write its "
+        f"3 unusable labels: r0 (row 2: regression target '1.234,5' in valence has a thousands separator — write its "
         f"numbers without a thousands separator ('1234,5'; {fix})), r2 (row 4: regression target '1\\xa0234,5' in "
         f"valence has a thousands separator — write its numbers without a thousands separator ('1234,5'; {fix})), "
         f"r3 (row 5: regression target '-12.345.678' in valence has a thousands separator — write its numbers without "
@@ -139,7 +139,7 @@ def test_a_thousands_separator_is_refused_by_row_not_read_as_other_numbers(audio
     table, report = load_dataset(ds_cfg("cat", "catalog", manifest=str(us), label_column="valence"), TASK)
     assert table.column("label").to_pylist() == [["0.5", "1"], ["0", "100.5"]]  # no number's thousands start with 0
     (line,) = report.lines()
-    assert line.startswith("2 unknown labels: r0 (row 2: regression target '1,234.5' in valence has a thousands")
+    assert line.startswith("2 unusable labels: r0 (row 2: regression target '1,234.5' in valence has a thousands")
     assert "r2 (row 4: regression target '-2,000.25' in valence" in line and "('-2000.25'; " in line
     grouped = _write_csv(audio_dir / "grouped.csv", _rows(["1.234,5", "2.000"]), delimiter=";")
     assert catalog.manifest_problems(ds.model_copy(update={"manifest": str(grouped)}), TASK) == [

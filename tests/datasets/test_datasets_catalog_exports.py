@@ -138,7 +138,7 @@ def test_audio_named_in_another_unicode_normalization_is_read_and_paths_from_the
         "1 audio path names a file whose name is written in another Unicode normalization on disk (e.g. "
         "'Beyonc\\xe9 \\u2013 Halo.wav' is 'Beyonce\\u0301 \\u2013 Halo.wav': decomposed, NFD, as macOS writes names): "
         "read from that file",
-        f"1 of the first 1 missing audio files exist with '/' for their '\\' (e.g. {audio_dir}/audio\\a2.wav): write "
+        f"the missing audio file exists with '/' in place of '\\' (e.g. {audio_dir}/audio\\a2.wav): write "
         "the manifest's paths with '/' (a manifest written on Windows)",
     ]
     # without dir, the paths start from the manifest's folder, lists/: they exist from the current directory
