@@ -21,9 +21,24 @@ from repeval.datasets import missing
 
 
 def _base_dir(manifest: str, dir_: str | None) -> str:
+    """Where a catalog's relative audio paths start: ``dir``, else the manifest's folder — at a URI with the URI's
+    query (``?endpoint_override=…``: an S3-compatible server's), which the audio's URIs need as much as the
+    manifest's."""
     if dir_:
         return dir_
-    return posixpath.dirname(manifest) if "://" in manifest else str(Path(manifest).resolve().parent)
+    if "://" not in manifest:
+        return str(Path(manifest).resolve().parent)
+    path, sep, query = manifest.partition("?")
+    return posixpath.dirname(path) + sep + query
+
+
+def _normalized(path: str) -> str:
+    """``path`` (a local path or a URI, without its query) with its ``.`` and ``..`` steps resolved: ``lists/../a.wav``
+    is ``a.wav``, one name for one file (a bucket's keys are not resolved: ``lists/../a.wav`` names no object)."""
+    if "://" in path:
+        scheme, rest = path.split("://", 1)
+        return f"{scheme}://{posixpath.normpath(rest)}"
+    return os.path.normpath(path)
 
 
 class _FileChecker:
@@ -72,10 +87,22 @@ class AudioPaths:
         self.renormalized_example: tuple[str, str] | None = None
 
     def resolve(self, paths: pa.Array) -> pa.Array:
-        """``paths`` (trimmed) joined to :attr:`base`, an absolute path or a URI as it is (a null one: ``base/``)."""
+        """``paths`` (trimmed) joined to :attr:`base` with their ``.`` and ``..`` steps resolved (:func:`_normalized`)
+        and the query of a base URI after them; an absolute path or a URI as it is (a null one: ``base/``)."""
         paths = paths.fill_null("")
         absolute = pc.or_(pc.starts_with(paths, "/"), pc.match_substring(paths, "://"))
-        return pc.if_else(absolute, paths, pc.binary_join_element_wise(self.base.rstrip("/"), paths, "/"))
+        root, sep, query = self.base.partition("?") if "://" in self.base else (self.base, "", "")
+        joined = pc.binary_join_element_wise(root.rstrip("/"), paths, "/")
+        steps = pc.match_substring_regex(joined, r"(^|/)\.\.?(/|$)").to_numpy(zero_copy_only=False)
+        if steps.any():  # '../audio/a.wav': a few rows, if any
+            idx = np.flatnonzero(steps)
+            fixed = [_normalized(p) for p in joined.take(pa.array(idx)).to_pylist()]
+            at = np.full(len(joined), -1, dtype=np.int64)
+            at[idx] = np.arange(len(idx))
+            joined = pc.coalesce(pa.array(fixed, pa.string()).take(pa.array(at, mask=at < 0)), joined)
+        if query:
+            joined = pc.binary_join_element_wise(joined, sep + query, "")
+        return pc.if_else(absolute, paths, joined)
 
     def existing(self, full: pa.Array, ok: np.ndarray) -> tuple[pa.Array, np.ndarray]:
         """``full`` (:meth:`resolve`) with each file named in the other Unicode normalization than on disk written as
