@@ -207,6 +207,10 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
         and (note := _decimal_comma_note(table.column("label"), label_col, target_separator(ds)))
     ):
         report.notes.append(note)
+    if getattr(task, "effective_type", None) in ("multiclass_classification", "multilabel_classification") and (
+        note := _case_note(table.column("label"), label_col)
+    ):
+        report.notes.append(note)
     if validate.numeric_label is not None:
         # in a folder of Parquet files whose column is numbers in some, text in others, decimal still reads the text
         fix = (
@@ -275,6 +279,28 @@ def _separator_note(labels: pa.ChunkedArray, column: str, separator: str) -> str
         f"every track has one tag of {column} split at label_separator {separator!r}, but {len(found)} of its "
         f"{len(tags)} tags {'holds' if len(found) == 1 else 'hold'} {sep!r} (e.g. {found[0]!r}): if {sep!r} separates the tags, set label_separator: "
         f"{sep!r}"
+    )
+
+
+def _case_note(labels: pa.ChunkedArray, column: str) -> str | None:
+    """A note when labels differ from one another only in letter case or the spaces between their words (``Rock``,
+    ``rock``, ``hip  hop`` beside ``Hip Hop``: a catalog exported from several sources) — read as different classes,
+    the tracks of one genre split between them — naming them and the fix; ``None`` otherwise."""
+    tags = pc.unique(pc.list_flatten(labels))
+    if len(tags) < 2:
+        return None
+    keys = pc.replace_substring_regex(pc.utf8_lower(tags), r"\s+", " ")
+    if len(pc.unique(keys)) == len(tags):  # most catalogs: no two alike
+        return None
+    groups: dict[str, list[str]] = {}
+    for key, tag in zip(keys.to_pylist(), tags.to_pylist(), strict=True):
+        groups.setdefault(key, []).append(tag)
+    alike = [sorted(g) for g in groups.values() if len(g) > 1]
+    n = sum(len(g) for g in alike)
+    shown = "; ".join(", ".join(map(repr, g)) for g in alike[:3]) + (" …" if len(alike) > 3 else "")
+    return (
+        f"{n} labels of {column} differ only in letter case or spaces ({shown}): each is read as a class of its own, "
+        f"its tracks apart from the others' — write each label one way in the manifest (e.g. {alike[0][-1]!r})"
     )
 
 

@@ -114,7 +114,9 @@ def test_a_dataset_two_tasks_load_says_what_it_dropped_once(tmp_path, caplog):
     runner.load_rows(ctx)  # `repeval run`'s training stage, after its embedding stage loaded them: nothing said again
     assert not [r for r in caplog.records if "missing audio" in r.getMessage()]
     notes = [line for line in make_plan(cfg, ctx.store).text().splitlines() if " at load " in line]
-    assert len(notes) == 1 and notes[0].startswith("note: dataset tones at load (4 rows kept): 2 missing audio files"), notes
+    assert len(notes) == 1 and notes[0].startswith(
+        "note: dataset tones at load (4 rows kept): 2 missing audio files"
+    ), notes
     assert [name for name, _, _ in runner.not_evaluated(ctx)] == ["tones"]
     # `repeval runs` counts them once too, as --strict does (3 rows), not once per task loading them (6)
     strict = sum(sum(counts.values()) for _, counts, _ in runner.not_evaluated(ctx))
