@@ -107,18 +107,19 @@ INFO = DatasetInfo(
 _ID_ROWS = pa.schema([("row", pa.int64()), ("id", pa.string())])
 
 
-def later_duplicates(uri: str, id_column: str, delimiter: str | None = None) -> np.ndarray:
+def later_duplicates(uri: str, id_column: str, delimiter: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """First pass over the id column only: the sorted row numbers of rows whose id appeared on an
-    earlier row.
+    earlier row, and for each the row of that id's first occurrence (which the report names).
 
     The first occurrence of an id wins whatever happens to it later (a row that repeats an id is
     ambiguous, so it is reported as a duplicate and never silently replaces the first one).
     Bounded memory: (row, id) pairs are hash-partitioned by id over spill files
     (:class:`~repeval.datasets.spill.Partitions`; in memory for small manifests) and each
     partition is checked alone with a stable sort of its ids; only the duplicates' row numbers
-    are kept.
+    (and their first rows') are kept.
     """
     found: list[np.ndarray] = []
+    firsts: list[np.ndarray] = []
     with Partitions(n_partitions(estimate_rows(uri)), _ID_ROWS) as parts:
         for start, b in iter_manifest(uri, [id_column], delimiter=delimiter):
             ids = pc.utf8_trim_whitespace(b.column(0))
@@ -135,16 +136,29 @@ def later_duplicates(uri: str, id_column: str, delimiter: str | None = None) -> 
             order = pc.sort_indices(ids).to_numpy()  # stable: equal ids stay in row order
             sorted_ids = ids.take(pa.array(order))
             same = pc.equal(sorted_ids.slice(1), sorted_ids.slice(0, n - 1)).to_numpy(zero_copy_only=False)
-            found.append(t.column("row").to_numpy()[order[1:][same]])
-    return np.sort(np.concatenate(found)) if found else np.empty(0, dtype=np.int64)
+            if not same.any():
+                continue
+            # each sorted position's first of its id: the last position before it that starts a new id
+            starts = np.concatenate([[True], ~same])
+            run_start = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
+            rows = t.column("row").to_numpy()
+            found.append(rows[order[1:][same]])
+            firsts.append(rows[order[run_start[1:][same]]])
+    if not found:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    dups, first = np.concatenate(found), np.concatenate(firsts)
+    by_row = np.argsort(dups, kind="stable")
+    return dups[by_row], first[by_row]
 
 
-def _duplicate_mask(duplicates: np.ndarray, start: int, n: int) -> np.ndarray:
-    """Mask of the rows ``start .. start + n - 1`` that are in the sorted ``duplicates``."""
-    mask = np.zeros(n, dtype=bool)
-    lo, hi = np.searchsorted(duplicates, [start, start + n])
-    mask[duplicates[lo:hi] - start] = True
-    return mask
+def _first_rows(duplicates: tuple[np.ndarray, np.ndarray], start: int, n: int) -> np.ndarray:
+    """Of the rows ``start .. start + n - 1``, the row whose id each repeats (:func:`later_duplicates`), -1 where it
+    repeats none."""
+    dups, first = duplicates
+    out = np.full(n, -1, dtype=np.int64)
+    lo, hi = np.searchsorted(dups, [start, start + n])
+    out[dups[lo:hi] - start] = first[lo:hi]
+    return out
 
 
 @register_dataset("catalog", info=INFO)
@@ -170,7 +184,7 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
     n_read = 0
     for start, batch in iter_manifest(ds.manifest, needed, delimiter=ds.delimiter):
         n_read += batch.num_rows
-        out = validate(start, batch, _duplicate_mask(duplicates, start, batch.num_rows))
+        out = validate(start, batch, _first_rows(duplicates, start, batch.num_rows))
         if out is not None:
             spool.write(out)
     table = spool.table()

@@ -320,7 +320,9 @@ class _BatchValidator:
             pa.array(offsets.astype(np.int32)), pairs.column("label").combine_chunks(), mask=pa.array(~given)
         )
 
-    def __call__(self, start: int, batch: pa.RecordBatch, duplicate: np.ndarray) -> pa.RecordBatch | None:
+    def __call__(self, start: int, batch: pa.RecordBatch, first: np.ndarray) -> pa.RecordBatch | None:
+        """The usable rows of ``batch`` (rows ``start`` on), the others reported; ``first``: the row whose id each
+        repeats (-1: none), as :func:`~repeval.datasets.catalog.later_duplicates` found it."""
         ds = self.ds
         n = batch.num_rows
         rows = np.arange(start, start + n, dtype=np.int64)
@@ -332,7 +334,11 @@ class _BatchValidator:
             self.first_blank = int(rows[blank][0]) if self.first_blank is None else self.first_blank
         shown = pc.replace_substring_regex(ids.fill_null(""), "^$", "''")  # not None
         self._bad("other", shown, rows, ~ok & ~blank, "empty track id")
-        self._bad("duplicate_ids", ids, rows, ok & duplicate, "")
+        duplicate = first >= 0
+        if (ok & duplicate).any():
+            firsts = _rowrefs(self.fmt, np.maximum(first, 0))
+            why = pc.binary_join_element_wise("repeats the id of ", firsts, " — only an id's first row is read", "")
+            self._bad("duplicate_ids", ids, rows, ok & duplicate, why)
         ok &= ~duplicate
 
         raw = batch.column(self.label_col)

@@ -30,7 +30,7 @@ def test_counts_of_one_are_singular_and_of_several_plural(audio_dir):
     _, report = load_dataset(ds_cfg("cat", "catalog", manifest=one, label_column="label", classes=["rock"]), task)
     assert report.lines()[:4] == [
         f"1 missing audio file: c (row 5: {audio_dir}/audio/gone.wav)",
-        "1 duplicate id: a (row 3)",
+        "1 duplicate id: a (row 3: repeats the id of row 2 — only an id's first row is read)",
         "1 unusable label: b (row 4: label 'polka' not in dataset.classes)",
         "1 other problem: '' (row 6: empty track id)",
     ]

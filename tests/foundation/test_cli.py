@@ -341,7 +341,10 @@ def test_plan_says_when_the_store_or_the_data_is_not_where_it_looks(tmp_path, mo
     said = " ".join(res.output.split())
     assert res.exit_code == 0, said
     assert "note: dataset d at load (1 row kept): 1 missing audio file: b (row 4: " in said, said
-    assert "; 1 duplicate id: a (row 3) — 2 rows not evaluated, which `repeval run --strict` fails on" in said
+    assert (
+        "; 1 duplicate id: a (row 3: repeats the id of row 2 — only an id's first row is read) — 2 rows not "
+        "evaluated, which `repeval run --strict` fails on"
+    ) in said
 
 
 def test_a_later_stage_without_a_run_id_says_it_starts_a_new_run(tmp_path, caplog):

@@ -47,7 +47,7 @@ def test_strict_fails_on_rows_dropped_at_load_naming_dataset_count_and_row(dropp
     line = err[0]
     assert line.startswith("error: --strict: dataset 'tones' dropped 3 rows at load, not evaluated ("), line
     assert f"2 missing audio files: ghost-1 (row 12: {(root / 'audio' / 'ghost-1.wav').resolve()})" in line
-    assert "1 duplicate id: low-000 (row 14)" in line
+    assert "1 duplicate id: low-000 (row 14: repeats the id of row " in line
     assert "check those audio paths and the dataset's root" in line and "correct those rows of the manifest" in line
     assert "already in store" in strict.stdout  # the embedding stage ran (nothing left to compute), then it stopped
     status = json.loads((root / "runs" / "r" / "status.json").read_text())
