@@ -298,12 +298,15 @@ def test_every_target_cell_a_number_with_comma_groups_is_refused_by_load_and_val
     assert load_dataset(mixed, TASK)[0].num_rows == 16  # the 7,250,000s' three targets refused by row, as before
 
 
-def test_comma_groups_beside_whole_numbers_below_1000_are_refused_by_load_and_validate(audio_dir, monkeypatch):
+def test_comma_groups_beside_small_numbers_or_in_most_rows_are_refused_by_load_and_validate(audio_dir, monkeypatch):
     """A spreadsheet's number format with a 1000 separator writes ``523`` and ``1,234``: only a column whose every
     target cell held ``,`` was refused, so this one was read as two targets a row (1 and 234), ``523`` refused as one
     target where most rows have two, with a note to set ``decimal: ','`` (reading 1.234). Whole numbers below 1,000
     beside the grouped ones are refused alike by the load and ``repeval validate``, the column read in several
-    batches (its first ones without ','); a column of such numbers alone, or with another target, loads."""
+    batches (its first ones without ','); a column of such numbers alone, or with another target, loads. Most cells
+    ``1,234``-shaped and a few one number (``5.5``, ``1500``): the load kept the many read as two targets and dropped
+    the few, validate said nothing — refused alike too; where most cells are one number the few grouped ones are
+    refused by row, each with its fix."""
     monkeypatch.setattr(manifest, "CSV_BLOCK_BYTES", 128)
     cells = ["523", "", "\u221287", "12"] * 6 + ["1,234", "-12,345,678", "2,000"]
     ds = ds_cfg("cat", "catalog", manifest=str(_write_csv(audio_dir / "m.csv", _rows(cells))), label_column="valence")
@@ -317,23 +320,15 @@ def test_comma_groups_beside_whole_numbers_below_1000_are_refused_by_load_and_va
         fine = ds.model_copy(update={"manifest": str(_write_csv(audio_dir / "n.csv", _rows(other)))})
         assert catalog.manifest_problems(fine, TASK) == []
         assert load_dataset(fine, TASK)[0].column("label").to_pylist()[:3] == [["523"], ["-87"], ["12"]]
-
-
-def test_comma_groups_in_most_rows_beside_single_numbers_are_refused_by_load_and_validate(audio_dir, monkeypatch):
-    """Most cells ``1,234``-shaped and a few one number (``5.5``, ``1500``): the load kept the grouped ones read as
-    two targets each (1 and 234) and dropped the few as rows of one target where most have two; ``repeval validate``
-    said nothing. Refused alike by both, naming a cell of each kind and its row; where most cells are one number the
-    few grouped ones are still refused by row, each with its fix."""
-    monkeypatch.setattr(manifest, "CSV_BLOCK_BYTES", 128)
-    cells = ["1,234", "2,500", "12,000"] * 4 + ["5.5", "1500"]
-    ds = ds_cfg("cat", "catalog", manifest=str(_write_csv(audio_dir / "m.csv", _rows(cells))), label_column="valence")
-    said = (
+    most = ["1,234", "2,500", "12,000"] * 4 + ["5.5", "1500"]
+    refused_alike(
+        ds.model_copy(update={"manifest": str(_write_csv(audio_dir / "most.csv", _rows(most)))}),
+        TASK,
         "label_column: 12 target cells of 'valence' hold a number with ',' between groups of three digits (e.g. "
         "'1,234', row 2) and the other 2 cells one number (e.g. '5.5', row 14), so that its rows differ in their "
-        f"number of targets; label_separator ',' splits '1,234' {SPLIT_1234}"
+        f"number of targets; label_separator ',' splits '1,234' {SPLIT_1234}",
     )
-    refused_alike(ds, TASK, said)
-    few = ds.model_copy(update={"manifest": str(_write_csv(audio_dir / "n.csv", _rows(["0.5", "1,234", "2.5"])))})
+    few = ds.model_copy(update={"manifest": str(_write_csv(audio_dir / "few.csv", _rows(["0.5", "1,234", "2.5"])))})
     assert catalog.manifest_problems(few, TASK) == []
     assert load_dataset(few, TASK)[0].column("label").to_pylist() == [["0.5"], ["2.5"]]
 
