@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from typing import Any
 
 import numpy as np
@@ -297,24 +298,34 @@ def _separator_note(labels: pa.ChunkedArray, column: str, separator: str) -> str
 
 
 def _case_note(labels: pa.ChunkedArray, column: str) -> str | None:
-    """A note when labels differ from one another only in letter case or the spaces between their words (``Rock``,
-    ``rock``, ``hip  hop`` beside ``Hip Hop``: a catalog exported from several sources) — read as different classes,
-    the tracks of one genre split between them — naming them and the fix; ``None`` otherwise."""
+    """A note when labels differ from one another only in letter case, the spaces between their words or their Unicode
+    normalization (``Rock``, ``rock``; ``hip  hop`` beside ``Hip Hop``; ``Café`` composed beside ``Café`` decomposed, as
+    a macOS export writes it: a catalog joined from several sources) — read as different classes, the tracks of one
+    genre split between them — naming them (a name written in both normalizations with its code points) and the fix;
+    ``None`` otherwise."""
     tags = pc.unique(pc.list_flatten(labels))
     if len(tags) < 2:
         return None
-    keys = pc.replace_substring_regex(pc.utf8_lower(tags), r"\s+", " ")
+    keys = pc.replace_substring_regex(pc.utf8_lower(pc.utf8_normalize(tags, form="NFC")), r"\s+", " ")
     if len(pc.unique(keys)) == len(tags):  # most catalogs: no two alike
         return None
     groups: dict[str, list[str]] = {}
     for key, tag in zip(keys.to_pylist(), tags.to_pylist(), strict=True):
         groups.setdefault(key, []).append(tag)
     alike = [sorted(g) for g in groups.values() if len(g) > 1]
+
+    def shown(group: list[str]) -> str:
+        forms = len({unicodedata.normalize("NFC", t) for t in group}) < len(group)  # the same text, other code points
+        return ", ".join(
+            "'" + t.encode("ascii", "backslashreplace").decode() + "'" if forms else repr(t) for t in group
+        )
+
     n = sum(len(g) for g in alike)
-    shown = "; ".join(", ".join(map(repr, g)) for g in alike[:3]) + (" …" if len(alike) > 3 else "")
+    listed = "; ".join(shown(g) for g in alike[:3]) + (" …" if len(alike) > 3 else "")
     return (
-        f"{n} labels of {column} differ only in letter case or spaces ({shown}): each is read as a class of its own, "
-        f"its tracks apart from the others' — write each label one way in the manifest (e.g. {alike[0][-1]!r})"
+        f"{n} labels of {column} differ only in letter case, spaces or Unicode normalization ({listed}): each is read "
+        "as a class of its own, its tracks apart from the others' — write each label one way in the manifest (e.g. "
+        f"{unicodedata.normalize('NFC', alike[0][-1])!r})"
     )
 
 

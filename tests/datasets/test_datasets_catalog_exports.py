@@ -191,22 +191,26 @@ def test_a_windows_1252_byte_far_into_the_file_is_found_by_validate_as_by_the_lo
 
 
 def test_labels_written_in_several_cases_are_noted(audio_dir):
-    """A catalog joined from several exports writes one genre ``Rock``, ``rock `` and `` ROCK``, and ``Hip  Hop``
-    beside ``hip hop``: each was read as a class of its own, the genre's tracks split between them, and nothing said.
-    The load notes them (a single-label and a multilabel task alike); labels that differ otherwise are not named."""
-    cells = ["Rock", "rock ", " ROCK", "jazz", '"Hip  Hop,jazz"', "hip hop"]
+    """A catalog joined from several exports writes one genre ``Rock``, ``rock `` and `` ROCK``, ``Hip  Hop`` beside
+    ``hip hop``, and ``Café`` composed beside ``Café`` decomposed (a macOS export): each was read as a class of its
+    own, the genre's tracks split between them, and nothing said. The load notes them (a single-label and a
+    multilabel task alike); labels that differ otherwise are not named."""
+    nfd = unicodedata.normalize("NFD", "Café")
+    cells = ["Rock", "rock ", " ROCK", "jazz", '"Hip  Hop,jazz"', "hip hop", "Café", nfd]
     text = "track_id,audio_path,label\n" + "".join(f"t{i},audio/a{i % 3}.wav,{c}\n" for i, c in enumerate(cells))
     (path := audio_dir / "m.csv").write_text(text)
     said = (
-        "5 labels of label differ only in letter case or spaces ('ROCK', 'Rock', 'rock'; 'Hip  Hop', 'hip hop'): "
-        "each is read as a class of its own, its tracks apart from the others' — write each label one way in the "
-        "manifest (e.g. 'rock')"
+        "7 labels of label differ only in letter case, spaces or Unicode normalization ('ROCK', 'Rock', 'rock'; "
+        "'Hip  Hop', 'hip hop'; 'Cafe\\u0301', 'Caf\\xe9'): each is read as a class of its own, its tracks apart from "
+        "the others' — write each label one way in the manifest (e.g. 'rock')"
     )
     (table, report), _ = _load(path, task_cfg("label", "multilabel_classification"))
     assert table.column("label").to_pylist()[:3] == [["Rock"], ["rock"], ["ROCK"]] and report.notes == [said]
     (table, report), _ = _load(path, TASK)  # one label a track: 'Hip  Hop,jazz' is one, alike to none
-    assert report.notes == [said.replace("5 labels", "3 labels").replace("; 'Hip  Hop', 'hip hop'", "")]
+    assert report.notes == [said.replace("7 labels", "5 labels").replace("; 'Hip  Hop', 'hip hop'", "")]
     plain = audio_dir / "plain.csv"
-    plain.write_text(text.replace("rock ", "pop").replace(" ROCK", "Rocks").replace("hip hop", "hip-hop"))
+    plain.write_text(
+        text.replace("rock ", "pop").replace(" ROCK", "Rocks").replace("hip hop", "hip-hop").replace(nfd, "Cafe")
+    )
     (table, report), _ = _load(plain, TASK)
     assert report.notes == []
