@@ -6,13 +6,14 @@ lines with CRLF, and quote cells that hold line breaks (a title, a tag list over
 and rows of empty cells (a spreadsheet's ``;;`` after its last row) are skipped with a note.
 
 Columns, each named by a key of the dataset: a track id (``track_id_column``, default ``track_id``), an audio path
-(``audio_column``, default ``audio_path``; relative to the manifest's folder, or ``dir`` when given, or absolute / a
-URI; a file whose name is written in the other Unicode normalization — NFC in the manifest, NFD as macOS writes
-names, or the reverse — is read with a note; missing files found under other letter case, relative to the current
-directory or with ``/`` for a Windows ``\\`` are noted with the fix), one label column (``label_column``, default
-the task's ``label``, else its ``name``; multi-label and regression cells separated by ``label_separator``, default
-``,``; regression targets written with ``decimal`` as their
-decimal mark, ``.`` or ``,`` — with ``decimal: ','``, ``0,31`` (quoted between commas: ``"0,31"``) is kept as ``0.31``
+(``audio_column``, default ``audio_path``; relative to the manifest's folder, or ``dir`` when given — its ``..`` steps
+resolved, a manifest URI's query passed on — or absolute / a URI; a file whose name is written in the other Unicode
+normalization — NFC in the manifest, NFD as macOS writes names, or the reverse — is read with a note; missing files
+found under other letter case, relative to the current directory or with ``/`` for a Windows ``\\`` are noted with the
+fix), one label column (``label_column``, default the task's ``label``, else its ``name``; labels written in several
+cases or Unicode normalizations, ``Rock`` and ``rock``, noted; multi-label and regression cells separated by
+``label_separator``, default ``,``; regression targets written with ``decimal`` as their decimal mark,
+``.`` or ``,`` — with ``decimal: ','``, ``0,31`` (quoted between commas: ``"0,31"``) is kept as ``0.31``
 and a cell is one target unless ``label_separator`` is another character; a Parquet column of numbers is read as it
 is, and a number with a thousands separator, ``1.234,5``, is refused, as is ``1.234`` with ``decimal: ','`` — 1234
 with a thousands separator or 1.234 with a decimal point — naming both, and a column whose every target cell is
