@@ -146,27 +146,26 @@ def check_data_paths(cfg: Config, source: str | None = None) -> None:
     ``dir`` whose data is not in mirdata's default folder or without ``index_path`` whose mirdata index is not on
     this machine, and the mirdata split mistakes its load would stop on.
 
-    Only local paths are checked (URIs such as ``s3://`` are not); relative paths are resolved from
-    the current directory, as the loaders do. :func:`load_config` does not call this (a config
-    stays valid on a machine without the data); the CLI does, before any compute.
+    Local paths are checked, and a catalog's manifest at a URI (``s3://``, ``file://``, any pyarrow filesystem) is
+    read through its filesystem as the load reads it (:func:`~repeval.datasets.manifest_check.reach_problem`; other
+    URIs are not checked); relative paths are resolved from the current directory, as the loaders do.
+    :func:`load_config` does not call this (a config stays valid on a machine without the data); the CLI does, before
+    any compute.
     """
     problems = []
     for ei, exp in enumerate(cfg.experiments):
         for di, ds in enumerate(exp.datasets):
             for key, is_dir in (("manifest", False), ("dir", True), ("index_path", False)):
                 value = getattr(ds, key, None)
-                if not value or "://" in str(value):
+                if not value:
+                    continue
+                remote = "://" in str(value)
+                if key == "manifest" and ds.type == "catalog" and (remote or Path(str(value)).expanduser().is_file()):
+                    problems += [f"experiments[{ei}].datasets[{di}].{msg}" for msg in _manifest_problems(ds, exp.task)]
+                    continue
+                if remote:
                     continue
                 path = Path(str(value)).expanduser()
-                if key == "manifest" and ds.type == "catalog" and path.is_file():
-                    from repeval.datasets.catalog import manifest_problems
-
-                    where = f"experiments[{ei}].datasets[{di}]"
-                    found = manifest_problems(ds, exp.task)
-                    problems += [f"{where}.{msg}" for msg in found]
-                    if not found and (fixed := _fixed_fold_splits(ds)):
-                        problems.append(f"{where}.split_column: {fixed}")
-                    continue
                 if path.is_dir() if is_dir else path.exists():
                     continue
                 what = "directory" if is_dir else "file"
@@ -183,6 +182,19 @@ def check_data_paths(cfg: Config, source: str | None = None) -> None:
                     problems += [f"experiments[{ei}].datasets[{di}].{msg}" for msg in mc.split_problems(ds, exp.task)]
     if problems:
         raise ConfigError(_said_once(problems), source)
+
+
+def _manifest_problems(ds: Any, task: Any) -> list[str]:
+    """What the load of a catalog would refuse of its manifest, local or at a URI (one that cannot be reached or does
+    not exist named alone), and of its ``split_type: all`` split column (:func:`_fixed_fold_splits`)."""
+    from repeval.datasets.manifest_check import manifest_problems, reach_problem
+
+    if "://" in str(ds.manifest) and (unreached := reach_problem(str(ds.manifest))):
+        return [unreached]
+    found = manifest_problems(ds, task)
+    if not found and (fixed := _fixed_fold_splits(ds)):
+        found.append(f"split_column: {fixed}")
+    return found
 
 
 def _said_once(problems: list[str]) -> list[str]:
@@ -216,7 +228,7 @@ _FOLD_FIX = "drop split_column to rotate stratified folds over every track, or u
 
 
 def _split_cells(ds: Any) -> tuple[int, int]:
-    """``(filled, rows)``: how many rows of the local manifest's ``split_column`` give their track a split, of how
+    """``(filled, rows)``: how many rows of the manifest's ``split_column`` give their track a split, of how
     many rows with a track id (a blank line, a spreadsheet's empty rows and a row without an id are no track). Reads
     those two columns, streaming."""
     import contextlib
@@ -242,7 +254,7 @@ def _split_cells(ds: Any) -> tuple[int, int]:
 
 
 def _fixed_fold_splits(ds: Any) -> str | None:
-    """The problem of a ``split_type: all`` catalog whose local manifest's ``split_column`` gives every track its
+    """The problem of a ``split_type: all`` catalog whose manifest's ``split_column`` gives every track its
     split: its folds cannot rotate, and the load would stop (:func:`repeval.datasets.load.check_rotation`)."""
     if ds.split_type != "all" or not ds.split_column:
         return None
@@ -255,10 +267,18 @@ def _fixed_fold_splits(ds: Any) -> str | None:
     )
 
 
+def _unread(ds: Any) -> bool:
+    """Whether ``repeval validate`` could not read a catalog's manifest: at a URI it cannot reach from here (which
+    :func:`check_data_paths` names)."""
+    from repeval.datasets.manifest_check import reach_problem
+
+    return "://" in str(ds.manifest) and reach_problem(str(ds.manifest)) is not None
+
+
 def fold_split_warnings(cfg: Config, data_checked: bool) -> list[str]:
     """What ``repeval validate`` warns of each ``split_type: all`` catalog with a ``split_column`` (every row filled
     is an error of :func:`check_data_paths`): some rows filled — those tracks are tested in no fold or in every one;
-    a manifest not read (``data_checked`` false: ``--skip-data-check``; else a remote one) — whether the folds can
+    a manifest not read (``data_checked`` false: ``--skip-data-check``; else one at a URI not reached) — whether the folds can
     rotate depends on its cells, which the run reads."""
     out = []
     for ei, exp in enumerate(cfg.experiments):
@@ -266,7 +286,7 @@ def fold_split_warnings(cfg: Config, data_checked: bool) -> list[str]:
             if ds.type != "catalog" or ds.split_type != "all" or not ds.split_column:
                 continue
             where = f"experiments[{ei}].datasets[{di}].split_column"
-            if not data_checked or "://" in str(ds.manifest):
+            if not data_checked or _unread(ds):
                 out.append(
                     f"{where}: {_FOLD_SPLITS} — if every row of column {ds.split_column!r} has a split the run stops "
                     f"at the load: {_FOLD_FIX}"
@@ -283,15 +303,15 @@ def fold_split_warnings(cfg: Config, data_checked: bool) -> list[str]:
 
 
 def decimal_warnings(cfg: Config, data_checked: bool) -> list[str]:
-    """What ``repeval validate`` warns of each regression catalog whose local manifest's first target cells look like
+    """What ``repeval validate`` warns of each regression catalog whose manifest's first target cells look like
     numbers with a decimal comma read with a decimal point (:func:`~repeval.datasets.manifest_check.decimal_comma_warning`);
-    nothing with ``--skip-data-check`` or of a remote manifest (the load notes it)."""
+    nothing with ``--skip-data-check`` or of a manifest at a URI not reached (the load notes it)."""
     from repeval.datasets.manifest_check import decimal_comma_warning
 
     out = []
     for ei, exp in enumerate(cfg.experiments):
         for di, ds in enumerate(exp.datasets):
-            if not data_checked or ds.type != "catalog" or "://" in str(ds.manifest):
+            if not data_checked or ds.type != "catalog" or _unread(ds):
                 continue
             if warning := decimal_comma_warning(ds, exp.task):
                 out.append(f"experiments[{ei}].datasets[{di}].{warning}")

@@ -56,11 +56,12 @@ REPORT_KINDS = ("missing_audio", "duplicate_ids", "unlabelled", "unknown_labels"
 
 #: what a :meth:`LoadReport.lines` line calls the problems of each kind: one, several
 _KIND_NAMES = {
-    "missing_audio": ("missing audio", "missing audio"),
+    "missing_audio": ("missing audio file", "missing audio files"),
     "duplicate_ids": ("duplicate id", "duplicate ids"),
     "unlabelled": ("track with no usable label", "tracks with no usable label"),
-    "unknown_labels": ("unknown label", "unknown labels"),
-    "other": ("other", "other"),
+    # labels outside dataset.classes, keys that are none, regression targets that are no number or of another count
+    "unknown_labels": ("unusable label", "unusable labels"),
+    "other": ("other problem", "other problems"),
 }
 
 

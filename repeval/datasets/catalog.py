@@ -6,17 +6,19 @@ lines with CRLF, and quote cells that hold line breaks (a title, a tag list over
 and rows of empty cells (a spreadsheet's ``;;`` after its last row) are skipped with a note.
 
 Columns, each named by a key of the dataset: a track id (``track_id_column``, default ``track_id``), an audio path
-(``audio_column``, default ``audio_path``; relative to the manifest's folder, or ``dir`` when given, or absolute / a
-URI; a file whose name is written in the other Unicode normalization — NFC in the manifest, NFD as macOS writes
-names, or the reverse — is read with a note; missing files found under other letter case, relative to the current
-directory or with ``/`` for a Windows ``\\`` are noted with the fix), one label column (``label_column``, default
-the task's ``label``, else its ``name``; multi-label and regression cells separated by ``label_separator``, default
-``,``; regression targets written with ``decimal`` as their
-decimal mark, ``.`` or ``,`` — with ``decimal: ','``, ``0,31`` (quoted between commas: ``"0,31"``) is kept as ``0.31``
+(``audio_column``, default ``audio_path``; relative to the manifest's folder, or ``dir`` when given — its ``..`` steps
+resolved, a manifest URI's query passed on — or absolute / a URI; a file whose name is written in the other Unicode
+normalization — NFC in the manifest, NFD as macOS writes names, or the reverse — is read with a note; missing files
+found under other letter case, relative to the current directory or with ``/`` for a Windows ``\\`` are noted with the
+fix), one label column (``label_column``, default the task's ``label``, else its ``name``; labels written in several
+cases or Unicode normalizations, ``Rock`` and ``rock``, noted; multi-label and regression cells separated by
+``label_separator``, default ``,``; regression targets written with ``decimal`` as their decimal mark,
+``.`` or ``,`` — with ``decimal: ','``, ``0,31`` (quoted between commas: ``"0,31"``) is kept as ``0.31``
 and a cell is one target unless ``label_separator`` is another character; a Parquet column of numbers is read as it
 is, and a number with a thousands separator, ``1.234,5``, is refused, as is ``1.234`` with ``decimal: ','`` — 1234
 with a thousands separator or 1.234 with a decimal point — naming both, and a column whose every target cell is
-``1,234`` with ``decimal: '.'`` (or that and whole numbers below 1,000, ``523``) — also the targets 1 and 234 — naming
+``1,234`` with ``decimal: '.'`` (or that and whole numbers below 1,000, ``523``, or that in most cells and
+one number in the others, ``5.5``) — also the targets 1 and 234 — naming
 the three, and one beyond a 64-bit float (``1e999``); the minus sign U+2212 is read as ``-``, other
 typographic characters — a dash, full-width digits — are refused naming the cell in ASCII) and optionally a split
 column (``split_column``: ``train``, ``validation`` or ``val``/``valid``/``dev``, ``test``, in any case; its empty
@@ -53,13 +55,14 @@ lines: then one row per record, as a spreadsheet shows it) and Parquet ``row N``
   (:class:`~repeval.datasets.manifest.ManifestRowError`).
 
 The manifest is read by :mod:`repeval.datasets.manifest` and its batches validated by
-:mod:`repeval.datasets.manifest_rows`; this module finds the duplicate ids and assembles the rows.
+:mod:`repeval.datasets.manifest_rows` (its audio paths by :mod:`repeval.datasets.audio_paths`); this module finds the duplicate ids and assembles the rows.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from typing import Any
 
 import numpy as np
@@ -67,6 +70,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from repeval.datasets import missing
+from repeval.datasets.audio_paths import _base_dir
 from repeval.datasets.base import DatasetInfo, LabelInfo, LoadReport, register_dataset
 from repeval.datasets.manifest import BATCH_ROWS as BATCH_ROWS
 from repeval.datasets.manifest import CSV_BLOCK_BYTES as CSV_BLOCK_BYTES
@@ -87,7 +91,6 @@ from repeval.datasets.manifest_check import (
 from repeval.datasets.manifest_check import manifest_problems as manifest_problems
 from repeval.datasets.manifest_rows import COMMA_FIX, _rowref, target_separator
 from repeval.datasets.manifest_rows import SPLIT_ALIASES as SPLIT_ALIASES
-from repeval.datasets.manifest_rows import _base_dir as _base_dir
 from repeval.datasets.manifest_rows import _BatchValidator as _BatchValidator
 from repeval.datasets.manifest_rows import masked_column as masked_column
 from repeval.datasets.spill import Partitions, TableSpool, hash64, n_partitions, partition_of
@@ -106,18 +109,19 @@ INFO = DatasetInfo(
 _ID_ROWS = pa.schema([("row", pa.int64()), ("id", pa.string())])
 
 
-def later_duplicates(uri: str, id_column: str, delimiter: str | None = None) -> np.ndarray:
+def later_duplicates(uri: str, id_column: str, delimiter: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """First pass over the id column only: the sorted row numbers of rows whose id appeared on an
-    earlier row.
+    earlier row, and for each the row of that id's first occurrence (which the report names).
 
     The first occurrence of an id wins whatever happens to it later (a row that repeats an id is
     ambiguous, so it is reported as a duplicate and never silently replaces the first one).
     Bounded memory: (row, id) pairs are hash-partitioned by id over spill files
     (:class:`~repeval.datasets.spill.Partitions`; in memory for small manifests) and each
     partition is checked alone with a stable sort of its ids; only the duplicates' row numbers
-    are kept.
+    (and their first rows') are kept.
     """
     found: list[np.ndarray] = []
+    firsts: list[np.ndarray] = []
     with Partitions(n_partitions(estimate_rows(uri)), _ID_ROWS) as parts:
         for start, b in iter_manifest(uri, [id_column], delimiter=delimiter):
             ids = pc.utf8_trim_whitespace(b.column(0))
@@ -134,16 +138,29 @@ def later_duplicates(uri: str, id_column: str, delimiter: str | None = None) -> 
             order = pc.sort_indices(ids).to_numpy()  # stable: equal ids stay in row order
             sorted_ids = ids.take(pa.array(order))
             same = pc.equal(sorted_ids.slice(1), sorted_ids.slice(0, n - 1)).to_numpy(zero_copy_only=False)
-            found.append(t.column("row").to_numpy()[order[1:][same]])
-    return np.sort(np.concatenate(found)) if found else np.empty(0, dtype=np.int64)
+            if not same.any():
+                continue
+            # each sorted position's first of its id: the last position before it that starts a new id
+            starts = np.concatenate([[True], ~same])
+            run_start = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
+            rows = t.column("row").to_numpy()
+            found.append(rows[order[1:][same]])
+            firsts.append(rows[order[run_start[1:][same]]])
+    if not found:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    dups, first = np.concatenate(found), np.concatenate(firsts)
+    by_row = np.argsort(dups, kind="stable")
+    return dups[by_row], first[by_row]
 
 
-def _duplicate_mask(duplicates: np.ndarray, start: int, n: int) -> np.ndarray:
-    """Mask of the rows ``start .. start + n - 1`` that are in the sorted ``duplicates``."""
-    mask = np.zeros(n, dtype=bool)
-    lo, hi = np.searchsorted(duplicates, [start, start + n])
-    mask[duplicates[lo:hi] - start] = True
-    return mask
+def _first_rows(duplicates: tuple[np.ndarray, np.ndarray], start: int, n: int) -> np.ndarray:
+    """Of the rows ``start .. start + n - 1``, the row whose id each repeats (:func:`later_duplicates`), -1 where it
+    repeats none."""
+    dups, first = duplicates
+    out = np.full(n, -1, dtype=np.int64)
+    lo, hi = np.searchsorted(dups, [start, start + n])
+    out[dups[lo:hi] - start] = first[lo:hi]
+    return out
 
 
 @register_dataset("catalog", info=INFO)
@@ -169,7 +186,7 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
     n_read = 0
     for start, batch in iter_manifest(ds.manifest, needed, delimiter=ds.delimiter):
         n_read += batch.num_rows
-        out = validate(start, batch, _duplicate_mask(duplicates, start, batch.num_rows))
+        out = validate(start, batch, _first_rows(duplicates, start, batch.num_rows))
         if out is not None:
             spool.write(out)
     table = spool.table()
@@ -178,14 +195,14 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
     if getattr(task, "effective_type", None) == "regression" and table.num_rows:
         separator = target_separator(ds) if not validate.list_label else ", "
         table = _same_target_count(table, report, label_col, separator, fmt, validate.target_counts)
-    report.notes += [n for n in (validate.blank_note(), validate.normalization_note()) if n]
+    report.notes += [n for n in (validate.blank_note(), validate.audio.normalization_note()) if n]
     pa.default_memory_pool().release_unused()  # hand the batches' scratch memory back to the OS
     if ds.check_files and report.count("missing_audio") and (hint := missing.case_hint(report.missing_rows)):
         report.notes.append(hint)
     if (
         ds.check_files
         and report.count("missing_audio")
-        and (hint := missing.relative_hint(report.missing_rows, validate.base))
+        and (hint := missing.relative_hint(report.missing_rows, validate.audio.base))
     ):
         report.notes.append(hint)
     if table.num_rows == 0:
@@ -204,6 +221,10 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
         split_at
         and getattr(task, "effective_type", None) == "regression"
         and (note := _decimal_comma_note(table.column("label"), label_col, target_separator(ds)))
+    ):
+        report.notes.append(note)
+    if getattr(task, "effective_type", None) in ("multiclass_classification", "multilabel_classification") and (
+        note := _case_note(table.column("label"), label_col)
     ):
         report.notes.append(note)
     if validate.numeric_label is not None:
@@ -232,7 +253,10 @@ def _no_rows_fix(ds: Any, task: Any, report: LoadReport) -> str:
         )
     if {"unlabelled", "unknown_labels"} & set(counts):
         fixes.append(label_fix(ds, task))
-    if "other" in counts:
+    # the other problems a catalog reports of its rows: an empty track id, an unknown split
+    if any("empty track id" in item for item in report.other):
+        fixes.append(f"write a track id in each row of track_id_column {ds.track_id_column!r}")
+    if any("unknown split" in item for item in report.other):
         fixes.append(f"check split_column {ds.split_column!r}: train, validation or test")
     return " and ".join(fixes) if fixes else "check the manifest's rows"
 
@@ -262,15 +286,47 @@ def _separator_note(labels: pa.ChunkedArray, column: str, separator: str) -> str
         some = sorted({t for s in seps for t in holding[s]})
         which = " or ".join(repr(s) for s in seps)
         return (
-            f"{len(some)} of the {len(tags)} tags of {column} hold {which} (e.g. "
+            f"{len(some)} of the {len(tags)} tags of {column} {'holds' if len(some) == 1 else 'hold'} {which} (e.g. "
             f"{', '.join(repr(holding[s][0]) for s in seps)}), which label_separator {separator!r} does not split: if "
             f"some cells separate their tags by {which}, write them with {separator!r} (one separator for the whole "
             "column)"
         )
     return (
         f"every track has one tag of {column} split at label_separator {separator!r}, but {len(found)} of its "
-        f"{len(tags)} tags hold {sep!r} (e.g. {found[0]!r}): if {sep!r} separates the tags, set label_separator: "
+        f"{len(tags)} tags {'holds' if len(found) == 1 else 'hold'} {sep!r} (e.g. {found[0]!r}): if {sep!r} separates the tags, set label_separator: "
         f"{sep!r}"
+    )
+
+
+def _case_note(labels: pa.ChunkedArray, column: str) -> str | None:
+    """A note when labels differ from one another only in letter case, the spaces between their words or their Unicode
+    normalization (``Rock``, ``rock``; ``hip  hop`` beside ``Hip Hop``; ``Café`` composed beside ``Café`` decomposed, as
+    a macOS export writes it: a catalog joined from several sources) — read as different classes, the tracks of one
+    genre split between them — naming them (a name written in both normalizations with its code points) and the fix;
+    ``None`` otherwise."""
+    tags = pc.unique(pc.list_flatten(labels))
+    if len(tags) < 2:
+        return None
+    keys = pc.replace_substring_regex(pc.utf8_lower(pc.utf8_normalize(tags, form="NFC")), r"\s+", " ")
+    if len(pc.unique(keys)) == len(tags):  # most catalogs: no two alike
+        return None
+    groups: dict[str, list[str]] = {}
+    for key, tag in zip(keys.to_pylist(), tags.to_pylist(), strict=True):
+        groups.setdefault(key, []).append(tag)
+    alike = [sorted(g) for g in groups.values() if len(g) > 1]
+
+    def shown(group: list[str]) -> str:
+        forms = len({unicodedata.normalize("NFC", t) for t in group}) < len(group)  # the same text, other code points
+        return ", ".join(
+            "'" + t.encode("ascii", "backslashreplace").decode() + "'" if forms else repr(t) for t in group
+        )
+
+    n = sum(len(g) for g in alike)
+    listed = "; ".join(shown(g) for g in alike[:3]) + (" …" if len(alike) > 3 else "")
+    return (
+        f"{n} labels of {column} differ only in letter case, spaces or Unicode normalization ({listed}): each is read "
+        "as a class of its own, its tracks apart from the others' — write each label one way in the manifest (e.g. "
+        f"{unicodedata.normalize('NFC', alike[0][-1])!r})"
     )
 
 
@@ -319,10 +375,12 @@ def _same_target_count(
             if grouped
             else ""
         )
+        many = counts.rows[most]
         report.add(
             "unknown_labels",
             f"{tid} ({_rowref(fmt, row)}: {len(cell)} regression target{'s' if len(cell) != 1 else ''} in {column}, "
-            f"{text!r}, where {counts.rows[most]} of its {total} rows have {most} — every row needs as many{hint})",
+            f"{text!r}, where {many} of its {total} rows {'has' if many == 1 else 'have'} {most} — every row needs "
+            f"as many{hint})",
         )
     if n_odd > len(named):
         report.totals["unknown_labels"] = report.count("unknown_labels") + n_odd - len(named)

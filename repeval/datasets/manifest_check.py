@@ -2,7 +2,7 @@
 columns the dataset names (each matched to the header cell that holds it with stray spaces around it — `` Audio File ``
 for ``Audio File`` — else named with the closest header cell), a header read with the wrong delimiter, a manifest
 without rows, bytes that are not UTF-8 anywhere in the columns read, a regression column without a target or whose
-every target cell is a number with a thousands separator ``,``; and what it warns of (a decimal comma read with a
+target cells are numbers with a thousands separator ``,`` (every one, or most beside single numbers); and what it warns of (a decimal comma read with a
 decimal point)."""
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 
 from repeval.datasets.manifest import (
     EmptyManifestError,
     JsonManifestError,
     ManifestRowError,
+    _filesystem,
     csv_delimiter,
     encoding_error,
     iter_manifest,
@@ -26,6 +28,23 @@ from repeval.datasets.manifest import (
     one_value_problem,
 )
 from repeval.datasets.manifest_format import ManifestEncodingError, WorkbookManifestError
+
+
+def reach_problem(uri: str) -> str | None:
+    """Why ``repeval validate`` cannot read the manifest at the URI ``uri`` (``s3://``, ``file://``, any pyarrow
+    filesystem) as the load would: no such file, or its filesystem not reached from here (the first line of the
+    error, with the fix); ``None`` when it can — it is then read through that filesystem, streaming, as a local one."""
+    try:
+        fs, path = _filesystem(uri)
+        found = fs.get_file_info(path).type != pafs.FileType.NotFound
+    except (OSError, ValueError) as exc:  # an unknown scheme, no network, refused credentials
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        return (
+            f"manifest: {uri} cannot be read from here ({why}) — check the URI, the network and the credentials, or "
+            "pass --skip-data-check when only the cluster reaches it"
+        )
+    return None if found else f"manifest: no such file: {uri} — check dataset.manifest"
+
 
 #: what a one-column header is looked for to hold, in this order: the characters its columns may be separated by
 _DELIMITERS = {"\t": "tabs", ";": "semicolons", "|": "vertical bars", ",": "commas"}
@@ -205,9 +224,9 @@ def _no_targets(ds: Any, task: Any) -> str | None:
 
 
 def _comma_groups(ds: Any, task: Any) -> str | None:
-    """What the load refuses of a regression column split at ``,`` with a decimal point whose every target cell is a
-    number such as ``1,234`` (:class:`~repeval.datasets.target_text.CommaGroups`): read until a target cell of another
-    kind (the first batch, for most manifests) — the whole column only when every one is such."""
+    """What the load refuses of a regression column split at ``,`` with a decimal point whose target cells are numbers
+    such as ``1,234`` beside one number each or none (:class:`~repeval.datasets.target_text.CommaGroups`): read until
+    a cell of several targets of another shape (``0.1,0.2``), else the whole column, as the load reads it."""
     from repeval.datasets.manifest_rows import _rowref, comma_grouped
     from repeval.datasets.target_text import CommaGroups
 
@@ -247,7 +266,8 @@ def decimal_comma_warning(ds: Any, task: Any) -> str | None:
     if not len(cells) or not pc.all(pc.match_substring_regex(cells, _COMMA_CELL)).as_py():
         return None
     return (
-        f"label_column: the first {len(cells)} cells of {column!r} each hold two whole numbers split at "
+        f"label_column: {f'the first {len(cells)} cells' if len(cells) > 1 else 'the first cell'} of {column!r} "
+        f"{'each hold' if len(cells) > 1 else 'holds'} two whole numbers split at "
         f"label_separator ',' (e.g. {cells[0].as_py()!r}), read as two targets — if ',' is its decimal mark, "
         f"{COMMA_FIX}"
     )

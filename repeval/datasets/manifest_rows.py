@@ -1,24 +1,19 @@
 """Validating a ``catalog`` manifest's record batches into rows (:func:`~repeval.datasets.rows.row_schema`) with Arrow
 compute kernels: track ids, labels (single, multi-label, keys, regression targets, annotated labels), audio paths
-resolved against the manifest's folder and checked to exist, splits and groups; every row left out is reported in
+resolved and checked to exist (:mod:`~repeval.datasets.audio_paths`), splits and groups; every row left out is reported in
 the :class:`~repeval.datasets.base.LoadReport` with its row number."""
 
 from __future__ import annotations
 
-import os
-import posixpath
 import re
-import unicodedata
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
 
 from repeval.datasets import missing
+from repeval.datasets.audio_paths import AudioPaths
 from repeval.datasets.base import SPLITS, LoadReport
 from repeval.datasets.encoding import normalize_key
 from repeval.datasets.manifest import numeric_type
@@ -76,42 +71,6 @@ def target_separator(ds: Any) -> str | None:
     return None if ds.label_separator == getattr(ds, "decimal", ".") else ds.label_separator
 
 
-def _base_dir(manifest: str, dir_: str | None) -> str:
-    if dir_:
-        return dir_
-    return posixpath.dirname(manifest) if "://" in manifest else str(Path(manifest).resolve().parent)
-
-
-class _FileChecker:
-    """Existence checks for audio paths: ``os.path.isfile`` locally, batched ``get_file_info`` remotely."""
-
-    #: schemes whose pyarrow paths are ``bucket/key`` (the URI's netloc is part of the path)
-    _BUCKET_SCHEMES = frozenset({"s3", "gs", "gcs", "abfs", "abfss", "az"})
-
-    def __init__(self) -> None:
-        self._filesystems: dict[tuple[str, str], pafs.FileSystem] = {}
-
-    def exists(self, paths: list[str]) -> list[bool]:
-        out = [False] * len(paths)
-        remote: dict[tuple[str, str], list[tuple[int, str]]] = {}
-        for i, p in enumerate(paths):
-            if "://" not in p:
-                out[i] = os.path.isfile(p)
-                continue
-            u = urlsplit(p)
-            fs_path = f"{u.netloc}{u.path}" if u.scheme in self._BUCKET_SCHEMES else u.path
-            remote.setdefault((u.scheme, u.netloc), []).append((i, fs_path))
-        for key, items in remote.items():
-            fs = self._filesystems.get(key)
-            if fs is None:  # one filesystem per scheme and host, created once
-                fs, _ = pafs.FileSystem.from_uri(paths[items[0][0]])
-                self._filesystems[key] = fs
-            infos = fs.get_file_info([fs_path for _, fs_path in items])
-            for (i, _), info in zip(items, infos, strict=True):
-                out[i] = info.type == pafs.FileType.File
-        return out
-
-
 def _rowref(fmt: str, row: int) -> str:
     return f"row {row + 2}" if fmt == "csv" else f"row {row}"
 
@@ -141,11 +100,10 @@ class _BatchValidator:
         #: whether a batch's label column was a Parquet list column (:func:`~repeval.datasets.manifest.list_type`):
         #: its items are the labels, split at no separator
         self.list_label = False
-        self.base = _base_dir(ds.manifest, ds.dir)
-        self.check_files = bool(getattr(ds, "check_files", True))
+        #: the audio paths, resolved against the manifest's folder (or ``dir``) and checked to exist
+        self.audio = AudioPaths(ds)
         classes = key_classes(self.task_type, getattr(ds, "classes", None))
         self.classes = pa.array(sorted(classes), pa.string()) if classes else None
-        self.files = _FileChecker()
         self._keys: dict[str, str | None] = {}
         #: the column of each track's annotated labels, read with ``unannotated: mask`` (:func:`masked_column`)
         self.annotated_col = masked_column(ds, task)
@@ -153,28 +111,10 @@ class _BatchValidator:
         #: rows whose every cell read is empty (a blank line, a spreadsheet's ``,,`` after its last row), skipped
         self.blank_rows = 0
         self.first_blank: int | None = None
-        #: rows whose audio file exists under another Unicode normalization of its name (read from it), and one such
-        #: (manifest path, file) pair
-        self.renormalized = 0
-        self.renormalized_example: tuple[str, str] | None = None
         #: a regression task's rows kept, by their number of targets (the load refuses those of another than most's)
         self.target_counts = TargetCounts(report.max_items)
         #: a regression column read with a decimal point split at ',': its cells such as '1,234' (ambiguous when all are)
         self.comma_groups = CommaGroups()
-
-    def normalization_note(self) -> str | None:
-        """A note of the :attr:`renormalized` rows, naming one; ``None`` when there were none."""
-        if not self.renormalized_example:
-            return None
-        path, file = (p.rsplit("/", 1)[-1] for p in self.renormalized_example)
-        form = "decomposed, NFD, as macOS writes names" if unicodedata.is_normalized("NFD", file) else "composed, NFC"
-        path, file = (name.encode("ascii", "backslashreplace").decode() for name in (path, file))
-        n = self.renormalized
-        return (
-            f"{n} audio path{'s name files' if n > 1 else ' names a file'} whose name{'s are' if n > 1 else ' is'} "
-            f"written in another Unicode normalization on disk (e.g. '{path}' is '{file}': {form}): read from "
-            f"{'those files' if n > 1 else 'that file'}"
-        )
 
     def blank_note(self) -> str | None:
         """A note of the :attr:`blank_rows` skipped, naming the first; ``None`` when there were none."""
@@ -380,7 +320,9 @@ class _BatchValidator:
             pa.array(offsets.astype(np.int32)), pairs.column("label").combine_chunks(), mask=pa.array(~given)
         )
 
-    def __call__(self, start: int, batch: pa.RecordBatch, duplicate: np.ndarray) -> pa.RecordBatch | None:
+    def __call__(self, start: int, batch: pa.RecordBatch, first: np.ndarray) -> pa.RecordBatch | None:
+        """The usable rows of ``batch`` (rows ``start`` on), the others reported; ``first``: the row whose id each
+        repeats (-1: none), as :func:`~repeval.datasets.catalog.later_duplicates` found it."""
         ds = self.ds
         n = batch.num_rows
         rows = np.arange(start, start + n, dtype=np.int64)
@@ -392,7 +334,11 @@ class _BatchValidator:
             self.first_blank = int(rows[blank][0]) if self.first_blank is None else self.first_blank
         shown = pc.replace_substring_regex(ids.fill_null(""), "^$", "''")  # not None
         self._bad("other", shown, rows, ~ok & ~blank, "empty track id")
-        self._bad("duplicate_ids", ids, rows, ok & duplicate, "")
+        duplicate = first >= 0
+        if (ok & duplicate).any():
+            firsts = _rowrefs(self.fmt, np.maximum(first, 0))
+            why = pc.binary_join_element_wise("repeats the id of ", firsts, " — only an id's first row is read", "")
+            self._bad("duplicate_ids", ids, rows, ok & duplicate, why)
         ok &= ~duplicate
 
         raw = batch.column(self.label_col)
@@ -408,10 +354,7 @@ class _BatchValidator:
         no_path = ~pc.fill_null(pc.not_equal(paths, ""), False).to_numpy(zero_copy_only=False)
         self._missing(ids, rows, ok & no_path, None)
         ok &= ~no_path
-        paths = paths.fill_null("")
-        absolute = pc.or_(pc.starts_with(paths, "/"), pc.match_substring(paths, "://"))
-        base = self.base.rstrip("/")
-        full = pc.if_else(absolute, paths, pc.binary_join_element_wise(base, paths, "/"))
+        full = self.audio.resolve(paths)
 
         split = pa.nulls(n, pa.string())
         if ds.split_column:
@@ -428,23 +371,9 @@ class _BatchValidator:
             ok &= ~unknown
         group = pc.utf8_trim_whitespace(batch.column(ds.group_column)) if ds.group_column else pa.nulls(n, pa.string())
 
-        if self.check_files and ok.any():
-            candidates = full.filter(pa.array(ok))
-            uniq = pc.unique(candidates)
-            exists = self.files.exists(uniq.to_pylist())
-            absent = [p for p, e in zip(uniq.to_pylist(), exists, strict=True) if not e]
-            if absent and (renamed := missing.other_normalization(absent)):
-                # the file's name in another Unicode normalization (macOS's NFD): read from the file that exists
-                pos = pc.index_in(full, value_set=pa.array(list(renamed), pa.string()))
-                self.renormalized += int(pc.sum(pc.is_valid(pos).filter(pa.array(ok))).as_py() or 0)
-                self.renormalized_example = self.renormalized_example or next(iter(renamed.items()))
-                full = pc.coalesce(pa.array(list(renamed.values()), pa.string()).take(pos), full)
-                absent = [p for p in absent if p not in renamed]
-            if absent:
-                gone = pc.fill_null(pc.is_in(full, value_set=pa.array(absent, pa.string())), False)
-                gone_np = gone.to_numpy(zero_copy_only=False) & ok
-                self._missing(ids, rows, gone_np, full)
-                ok &= ~gone_np
+        full, gone = self.audio.existing(full, ok)
+        self._missing(ids, rows, gone, full)
+        ok &= ~gone
         if not ok.any():
             return None
         keep = pa.array(ok)

@@ -233,6 +233,20 @@ def _first_missing(rows: MissingTracks) -> list[str]:
     return out
 
 
+def _of_first(found: int, looked: int, what: str) -> str:
+    """``found`` of the first ``looked`` missing audio files and the verb ``what`` says of them ("exist", in the
+    plural), in plain words: "the missing audio file exists", "2 of the first 3 missing audio files exist", "1 of the
+    first 3 missing audio files exists" — not "1 of the first 1 … exist"."""
+    verb = what.split(" ", 1)
+    said = f"{verb[0]}s" if found == 1 else verb[0]
+    rest = f" {verb[1]}" if len(verb) > 1 else ""
+    if looked == 1:
+        return f"the missing audio file {said}{rest}"
+    if found == looked:
+        return f"the first {looked} missing audio files all {verb[0]}{rest}"
+    return f"{found} of the first {looked} missing audio files {said}{rest}"
+
+
 def case_hint(rows: MissingTracks) -> str | None:
     """A note when local files a manifest names and that do not exist do under other letter case (a manifest made
     on macOS or Windows, whose file systems ignore case, read on Linux), naming the first and the fix; ``None``
@@ -244,8 +258,8 @@ def case_hint(rows: MissingTracks) -> str | None:
         return None
     path, twin = found[0]
     return (
-        f"{len(found)} of the first {len(looked)} missing audio files {'exists' if len(found) == 1 else 'exist'} under other upper/lower case (e.g. {path} is "
-        f"{twin}): paths are case-sensitive here — correct their case in the manifest"
+        f"{_of_first(len(found), len(looked), 'exist under other upper/lower case')} (e.g. {path} is {twin}): paths "
+        "are case-sensitive here — correct their case in the manifest"
     )
 
 
@@ -285,13 +299,9 @@ def relative_hint(rows: MissingTracks, base: str) -> str | None:
     if found := [p for p in relative if exists(p)]:
         cwd = os.getcwd()
         return (
-            f"{len(found)} of the first {len(looked)} missing audio files exist relative to the current directory "
-            f"{cwd} (e.g. {found[0]}), but relative paths start from {base} (dataset.dir, else the manifest's folder) "
+            f"{_of_first(len(found), len(looked), 'exist relative to the current directory')} {cwd} (e.g. {found[0]}), but relative paths start from {base} (dataset.dir, else the manifest's folder) "
             f"— set dataset.dir: {cwd}, or write the paths relative to the manifest's folder"
         )
     if found := [p for p in looked if "\\" in p and exists(p.replace("\\", "/"))]:
-        return (
-            f"{len(found)} of the first {len(looked)} missing audio files exist with '/' for their '\\' (e.g. "
-            f"{found[0]}): write the manifest's paths with '/' (a manifest written on Windows)"
-        )
+        return f"{_of_first(len(found), len(looked), 'exist with')} '/' in place of '\\' (e.g. {found[0]}): write the manifest's paths with '/' (a manifest written on Windows)"
     return None

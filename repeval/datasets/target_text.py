@@ -18,6 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from repeval.words import counted
+
 #: the minus sign (U+2212), read as ``-`` in a regression target
 MINUS = "\u2212"
 #: non-ASCII characters whose ASCII spelling a target cell's fix writes (besides digits and dashes): the Arabic
@@ -336,23 +338,23 @@ class TargetCounts:
 COMMA_GROUPED = r"^\s*[-+]?[1-9]\d{0,2}(?:,\d{3})+\s*$"
 #: a whole number below 1,000 — ``523``: how a column that groups its thousands with ``,`` writes its small numbers
 _BELOW_GROUPS = r"^\s*[-+]?\d{1,3}\s*$"
-#: :data:`_BELOW_GROUPS` (its minus sign ``-`` or U+2212), or an empty cell: a batch's cells that need no other look
-_BELOW_OR_EMPTY = "^\\s*(?:[-+\u2212]?\\d{1,3})?\\s*$"
 
 
 class CommaGroups:
     """Of a regression column's target cells (:func:`target_cells`) read with ``decimal`` ``.`` and split at
     ``label_separator`` ``,``: how many hold a number with ``,`` between groups of three digits (:data:`COMMA_GROUPED`),
-    whether the others are whole numbers below 1,000 (:data:`_BELOW_GROUPS`, as such a column writes its small
-    numbers) or any is another target (counted up to the batch of the first: one settles it), with the first cell of
-    each of the two kinds and its row (0-based, counted as the load counts rows). A column whose every target cell is
-    of the two kinds, one at least with ``,``, is ambiguous (:meth:`why`), refused alike by the load and by ``repeval
-    validate``."""
+    how many one number — a whole number below 1,000 (:data:`_BELOW_GROUPS`, as such a column writes its small
+    numbers) or another — and whether any holds several targets of another shape (``0.1,0.2``: counted up to the batch
+    of the first, one settles it), with the first cell of each kind and its row (0-based, counted as the load counts
+    rows). A column of the first two kinds only, one at least with ``,``, is ambiguous when its other cells are whole
+    numbers below 1,000 or most of its target cells hold ``,`` (the load kept those, read as several targets, and
+    dropped the others): refused alike by the load and by ``repeval validate`` (:meth:`why`)."""
 
     def __init__(self) -> None:
-        self.grouped = self.other = 0
+        self.grouped = self.small = self.single = self.other = 0
         self.example: tuple[str, int] | None = None
         self.small_example: tuple[str, int] | None = None
+        self.single_example: tuple[str, int] | None = None
 
     def add(self, raw: pa.Array, start: int, split: bool = True) -> None:
         """Count the target cells of ``raw``, the column's cells of rows ``start`` on; with ``split`` ``False`` (a
@@ -360,11 +362,9 @@ class CommaGroups:
         if not split or self.other:  # one target of another kind settles it: the rest is not read
             self.other += 1
             return
-        if (
-            self.small_example is not None
-            and not pc.any(pc.match_substring(raw, ",")).as_py()
-            and pc.all(pc.match_substring_regex(raw, _BELOW_OR_EMPTY)).as_py() is not False
-        ):  # the batches of a column of whole numbers below 1,000 (a tempo's): a quick look each
+        if self.single_example is not None and not pc.any(pc.match_substring(raw, ",")).as_py():
+            # most batches of most columns (0.31, 120.5): one number a cell, counted without a closer look
+            self.single += int(pc.sum(pc.not_equal(pc.utf8_trim_whitespace(raw), "")).as_py() or 0)
             return
         ok, _ = target_cells(raw, ",", ".")
         if not ok.any():
@@ -372,30 +372,42 @@ class CommaGroups:
         cells = plain_minus(raw).filter(pa.array(ok))
         rows = start + np.flatnonzero(ok)
         shaped = pc.fill_null(pc.match_substring_regex(cells, COMMA_GROUPED), False).to_numpy(zero_copy_only=False)
-        small = pc.fill_null(pc.match_substring_regex(cells, _BELOW_GROUPS), False).to_numpy(zero_copy_only=False)
+        one = ~pc.fill_null(pc.match_substring(cells, ","), False).to_numpy(zero_copy_only=False)
+        small = one & pc.fill_null(pc.match_substring_regex(cells, _BELOW_GROUPS), False).to_numpy(zero_copy_only=False)
+        single = one & ~small
         self.grouped += int(shaped.sum())
-        self.other += int((~shaped & ~small).sum())
-        if self.example is None and shaped.any():
-            first = int(np.flatnonzero(shaped)[0])
-            self.example = (cells[first].as_py().strip(), int(rows[first]))
-        if self.small_example is None and small.any():
-            first = int(np.flatnonzero(small)[0])
-            self.small_example = (cells[first].as_py().strip(), int(rows[first]))
+        self.small += int(small.sum())
+        self.single += int(single.sum())
+        self.other += int((~shaped & ~one).sum())
+        for kind, found in (("example", shaped), ("small_example", small), ("single_example", single)):
+            if getattr(self, kind) is None and found.any():
+                first = int(np.flatnonzero(found)[0])
+                setattr(self, kind, (cells[first].as_py().strip(), int(rows[first])))
 
     def why(self, column: str, rowref: Callable[[int], str]) -> str | None:
         """Why the column is refused when every target cell is such a number, or a whole number below 1,000 beside
-        them (``rowref``: a row as the manifest's rows are named): its three readings, each with its fix; ``None``
-        otherwise."""
+        them, or one number beside more of them (``rowref``: a row as the manifest's rows are named): its three
+        readings, each with its fix; ``None`` otherwise."""
         if not self.grouped or self.other or self.example is None:
+            return None
+        n, ones = self.grouped, self.small + self.single
+        if self.single and n <= ones:  # most cells one number: the few with ',' are refused by row, each with its fix
             return None
         cell, row = self.example[0], rowref(self.example[1])
         parts = cell.split(",")
-        n = self.grouped
-        if self.small_example is not None:
+        if self.single_example is not None:
+            few, at = min((e for e in (self.single_example, self.small_example) if e is not None), key=lambda e: e[1])
+            what = (
+                f"{counted(n, 'target cell')} of {column!r} {'holds' if n == 1 else 'hold'} a number with ',' between "
+                f"groups of three digits (e.g. {cell!r}, {row}) and the other {counted(ones, 'cell')} one number "
+                f"(e.g. {few!r}, {rowref(at)}), so that its rows differ in their number of targets; label_separator "
+                f"',' splits {cell!r}"
+            )
+        elif self.small_example is not None:
             few, at = self.small_example
             what = (
-                f"{n:,} target cell{'s' if n > 1 else ''} of {column!r} hold{'s' if n == 1 else ''} a number with ',' "
-                f"between groups of three digits (e.g. {cell!r}, {row}) and the others a whole number below 1,000 "
+                f"{counted(n, 'target cell')} of {column!r} {'holds' if n == 1 else 'hold'} a number with ',' between "
+                f"groups of three digits (e.g. {cell!r}, {row}) and the others a whole number below 1,000 "
                 f"(e.g. {few!r}, {rowref(at)}), as a column whose thousands ',' groups writes them; label_separator "
                 f"',' splits {cell!r}"
             )

@@ -12,12 +12,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,9 +32,9 @@ import yaml
 from repeval.run.split_digest import DIGEST_KEY
 from repeval.rundir import RunLocation, TuneStorage, join_uri
 from repeval.testing.configs import notes_dataset
+from repeval.testing.s3 import CREDENTIALS, moto_s3
 
 REPO = Path(__file__).resolve().parents[2]
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 # --- local paths and file:// URIs ------------------------------------------------------------------
@@ -88,36 +86,11 @@ def test_tune_storage_on_a_local_path(tmp_path: Path) -> None:
 # --- S3 (moto on loopback) -------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def s3() -> Iterator[dict[str, Any]]:
     """A moto S3 server on 127.0.0.1 with a bucket ``repeval``; yields the URI query, credentials and a filesystem."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    saved = {k: os.environ.get(k) for k in CREDENTIALS}
-    os.environ.update(CREDENTIALS)
-    try:
-        fs = pafs.S3FileSystem(
-            endpoint_override=f"127.0.0.1:{port}", scheme="http", region="us-east-1", allow_bucket_creation=True
-        )
-        fs.create_dir("repeval")
-        yield {"query": f"?endpoint_override=127.0.0.1:{port}&scheme=http&region=us-east-1", "fs": fs}
-    finally:
-        server.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with moto_s3() as bucket:
+        yield bucket
 
 
 def _files(fs: pafs.FileSystem, prefix: str) -> dict[str, int]:

@@ -93,7 +93,7 @@ def test_problems_are_reported_with_row_numbers(audio_dir):
     table, report = load_dataset(ds, task_cfg("instrument", "multiclass_classification"))
     assert table.schema == ROW_SCHEMA
     assert table.column("track_id").to_pylist() == ["001", "002", "008"]  # ids stay strings ("001", not 1)
-    assert report.duplicate_ids == ["001 (row 4)"]
+    assert report.duplicate_ids == ["001 (row 4: repeats the id of row 2 — only an id's first row is read)"]
     missing = sorted(report.missing_audio)
     assert missing[0].startswith("003 (row 5: ") and missing[0].endswith("ghost.wav)")
     assert missing[1] == "005 (row 7: empty path)"
@@ -131,7 +131,11 @@ def test_streaming_batches_give_the_same_result(audio_dir, monkeypatch):
     )
     streamed, rep_streamed = load_dataset(ds, task)
     assert streamed.to_pylist() == whole.to_pylist()
-    assert rep_streamed.duplicate_ids == rep_whole.duplicate_ids == ["t7 (row 43)"]
+    assert (
+        rep_streamed.duplicate_ids
+        == rep_whole.duplicate_ids
+        == ["t7 (row 43: repeats the id of row 9 — only an id's first row is read)"]
+    )
     # a4.wav does not exist: every 5th row is missing, reported with its own row number
     assert rep_streamed.missing_audio == rep_whole.missing_audio
     assert rep_whole.missing_audio[0] == f"t4 (row 6: {(audio_dir / 'audio' / 'a4.wav').resolve()})"
@@ -169,8 +173,11 @@ def test_spilled_plan_matches_the_in_memory_one(audio_dir, monkeypatch, tmp_path
     spilled, rep_spilled = load_dataset(ds, task)
     assert spilled.equals(whole)
     assert rep_spilled.duplicate_ids == rep_whole.duplicate_ids
-    first = "row 232" if fmt == "csv" else "row 230"  # t0's second copy, 1-based with header vs 0-based
-    assert rep_whole.duplicate_ids[0] == f"t0 ({first})" and len(rep_whole.duplicate_ids) == 30
+    first, of = ("row 232", "row 2") if fmt == "csv" else ("row 230", "row 0")  # 1-based with header vs 0-based
+    assert (
+        rep_whole.duplicate_ids[0] == f"t0 ({first}: repeats the id of {of} — only an id's first row is read)"
+        and len(rep_whole.duplicate_ids) == 30
+    )
     assert rep_spilled.missing_audio == rep_whole.missing_audio
     assert list(spill_dir.iterdir()) == []
 
@@ -248,7 +255,7 @@ def test_a_directory_of_parquet_files_reads_as_one_manifest(audio_dir):
     ds = ds_cfg("cat", "catalog", manifest=str(folder), label_column="label")
     out, report = load_dataset(ds, task_cfg("label", "multiclass_classification"))
     assert out.column("track_id").to_pylist() == [f"t{i}" for i in range(30) if i != 25]
-    assert report.duplicate_ids == ["t3 (row 25)"]
+    assert report.duplicate_ids == ["t3 (row 25: repeats the id of row 3 — only an id's first row is read)"]
     assert catalog.estimate_rows(str(folder)) == 30
 
 
@@ -263,7 +270,7 @@ def test_parquet_row_numbers_are_zero_based(audio_dir):
     pq.write_table(table, audio_dir / "m.parquet")
     ds = ds_cfg("cat", "catalog", manifest=str(audio_dir / "m.parquet"), label_column="label")
     _, report = load_dataset(ds, task_cfg("label", "multiclass_classification"))
-    assert report.duplicate_ids == ["a (row 2)"]
+    assert report.duplicate_ids == ["a (row 2: repeats the id of row 0 — only an id's first row is read)"]
     assert report.missing_audio[0].startswith("b (row 1: ")
 
 
@@ -383,7 +390,7 @@ def test_report_caps_examples_but_counts_everything():
     for i in range(10):
         report.add("missing_audio", f"t{i}")
     assert len(report.missing_audio) == 3 and report.count("missing_audio") == 10
-    assert report.lines()[0].startswith("10 missing audio: t0, t1, t2 … (+5)")
+    assert report.lines()[0].startswith("10 missing audio files: t0, t1, t2 … (+5)")
     with pytest.raises(ValueError, match="unknown report kind"):
         report.add("typo", "x")
 
@@ -462,7 +469,10 @@ def test_first_row_of_an_id_wins_even_if_a_later_copy_is_broken(audio_dir):
     ds = ds_cfg("cat", "catalog", manifest=str(manifest), label_column="label")
     table, report = load_dataset(ds, task_cfg("label", "multiclass_classification"))
     assert table.column("track_id").to_pylist() == ["d1"]
-    assert report.duplicate_ids == ["d1 (row 4)", "d2 (row 5)"]
+    assert report.duplicate_ids == [
+        "d1 (row 4: repeats the id of row 2 — only an id's first row is read)",
+        "d2 (row 5: repeats the id of row 3 — only an id's first row is read)",
+    ]
     assert report.missing_rows.table().column("track_id").to_pylist() == ["d2"]
     assert len(report.other) == 2 and all("empty track id" in o for o in report.other)
 

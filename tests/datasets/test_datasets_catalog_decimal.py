@@ -129,7 +129,7 @@ def test_a_thousands_separator_is_refused_by_row_not_read_as_other_numbers(audio
     assert table.column("label").to_pylist() == [["0.5"], ["2"]]
     fix = "in a spreadsheet, a number format without a 1000 separator"
     assert report.lines() == [
-        f"3 unknown labels: r0 (row 2: regression target '1.234,5' in valence has a thousands separator — write its "
+        f"3 unusable labels: r0 (row 2: regression target '1.234,5' in valence has a thousands separator — write its "
         f"numbers without a thousands separator ('1234,5'; {fix})), r2 (row 4: regression target '1\\xa0234,5' in "
         f"valence has a thousands separator — write its numbers without a thousands separator ('1234,5'; {fix})), "
         f"r3 (row 5: regression target '-12.345.678' in valence has a thousands separator — write its numbers without "
@@ -139,7 +139,7 @@ def test_a_thousands_separator_is_refused_by_row_not_read_as_other_numbers(audio
     table, report = load_dataset(ds_cfg("cat", "catalog", manifest=str(us), label_column="valence"), TASK)
     assert table.column("label").to_pylist() == [["0.5", "1"], ["0", "100.5"]]  # no number's thousands start with 0
     (line,) = report.lines()
-    assert line.startswith("2 unknown labels: r0 (row 2: regression target '1,234.5' in valence has a thousands")
+    assert line.startswith("2 unusable labels: r0 (row 2: regression target '1,234.5' in valence has a thousands")
     assert "r2 (row 4: regression target '-2,000.25' in valence" in line and "('-2000.25'; " in line
     grouped = _write_csv(audio_dir / "grouped.csv", _rows(["1.234,5", "2.000"]), delimiter=";")
     assert catalog.manifest_problems(ds.model_copy(update={"manifest": str(grouped)}), TASK) == [
@@ -298,12 +298,15 @@ def test_every_target_cell_a_number_with_comma_groups_is_refused_by_load_and_val
     assert load_dataset(mixed, TASK)[0].num_rows == 16  # the 7,250,000s' three targets refused by row, as before
 
 
-def test_comma_groups_beside_whole_numbers_below_1000_are_refused_by_load_and_validate(audio_dir, monkeypatch):
+def test_comma_groups_beside_small_numbers_or_in_most_rows_are_refused_by_load_and_validate(audio_dir, monkeypatch):
     """A spreadsheet's number format with a 1000 separator writes ``523`` and ``1,234``: only a column whose every
     target cell held ``,`` was refused, so this one was read as two targets a row (1 and 234), ``523`` refused as one
     target where most rows have two, with a note to set ``decimal: ','`` (reading 1.234). Whole numbers below 1,000
     beside the grouped ones are refused alike by the load and ``repeval validate``, the column read in several
-    batches (its first ones without ','); a column of such numbers alone, or with another target, loads."""
+    batches (its first ones without ','); a column of such numbers alone, or with another target, loads. Most cells
+    ``1,234``-shaped and a few one number (``5.5``, ``1500``): the load kept the many read as two targets and dropped
+    the few, validate said nothing — refused alike too; where most cells are one number the few grouped ones are
+    refused by row, each with its fix."""
     monkeypatch.setattr(manifest, "CSV_BLOCK_BYTES", 128)
     cells = ["523", "", "\u221287", "12"] * 6 + ["1,234", "-12,345,678", "2,000"]
     ds = ds_cfg("cat", "catalog", manifest=str(_write_csv(audio_dir / "m.csv", _rows(cells))), label_column="valence")
@@ -317,6 +320,17 @@ def test_comma_groups_beside_whole_numbers_below_1000_are_refused_by_load_and_va
         fine = ds.model_copy(update={"manifest": str(_write_csv(audio_dir / "n.csv", _rows(other)))})
         assert catalog.manifest_problems(fine, TASK) == []
         assert load_dataset(fine, TASK)[0].column("label").to_pylist()[:3] == [["523"], ["-87"], ["12"]]
+    most = ["1,234", "2,500", "12,000"] * 4 + ["5.5", "1500"]
+    refused_alike(
+        ds.model_copy(update={"manifest": str(_write_csv(audio_dir / "most.csv", _rows(most)))}),
+        TASK,
+        "label_column: 12 target cells of 'valence' hold a number with ',' between groups of three digits (e.g. "
+        "'1,234', row 2) and the other 2 cells one number (e.g. '5.5', row 14), so that its rows differ in their "
+        f"number of targets; label_separator ',' splits '1,234' {SPLIT_1234}",
+    )
+    few = ds.model_copy(update={"manifest": str(_write_csv(audio_dir / "few.csv", _rows(["0.5", "1,234", "2.5"])))})
+    assert catalog.manifest_problems(few, TASK) == []
+    assert load_dataset(few, TASK)[0].column("label").to_pylist() == [["0.5"], ["2.5"]]
 
 
 def test_a_target_beyond_a_64_bit_float_is_refused_by_row_not_read_as_infinite(audio_dir):

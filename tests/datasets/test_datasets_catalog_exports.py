@@ -138,7 +138,7 @@ def test_audio_named_in_another_unicode_normalization_is_read_and_paths_from_the
         "1 audio path names a file whose name is written in another Unicode normalization on disk (e.g. "
         "'Beyonc\\xe9 \\u2013 Halo.wav' is 'Beyonce\\u0301 \\u2013 Halo.wav': decomposed, NFD, as macOS writes names): "
         "read from that file",
-        f"1 of the first 1 missing audio files exist with '/' for their '\\' (e.g. {audio_dir}/audio\\a2.wav): write "
+        f"the missing audio file exists with '/' in place of '\\' (e.g. {audio_dir}/audio\\a2.wav): write "
         "the manifest's paths with '/' (a manifest written on Windows)",
     ]
     # without dir, the paths start from the manifest's folder, lists/: they exist from the current directory
@@ -188,3 +188,29 @@ def test_a_windows_1252_byte_far_into_the_file_is_found_by_validate_as_by_the_lo
     (label := audio_dir / "l.csv").write_bytes(b"\r\n".join([b"track_id,audio_path,label,title", *rows]) + b"\r\n")
     said = _refused(label, ManifestEncodingError)
     assert said.startswith(f"{label} row 182 is not UTF-8 (byte 0xe9 in b'Beyonc\\xe9', 'Beyoncé' in Windows-1252)")
+
+
+def test_labels_written_in_several_cases_are_noted(audio_dir):
+    """A catalog joined from several exports writes one genre ``Rock``, ``rock `` and `` ROCK``, ``Hip  Hop`` beside
+    ``hip hop``, and ``Café`` composed beside ``Café`` decomposed (a macOS export): each was read as a class of its
+    own, the genre's tracks split between them, and nothing said. The load notes them (a single-label and a
+    multilabel task alike); labels that differ otherwise are not named."""
+    nfd = unicodedata.normalize("NFD", "Café")
+    cells = ["Rock", "rock ", " ROCK", "jazz", '"Hip  Hop,jazz"', "hip hop", "Café", nfd]
+    text = "track_id,audio_path,label\n" + "".join(f"t{i},audio/a{i % 3}.wav,{c}\n" for i, c in enumerate(cells))
+    (path := audio_dir / "m.csv").write_text(text)
+    said = (
+        "7 labels of label differ only in letter case, spaces or Unicode normalization ('ROCK', 'Rock', 'rock'; "
+        "'Hip  Hop', 'hip hop'; 'Cafe\\u0301', 'Caf\\xe9'): each is read as a class of its own, its tracks apart from "
+        "the others' — write each label one way in the manifest (e.g. 'rock')"
+    )
+    (table, report), _ = _load(path, task_cfg("label", "multilabel_classification"))
+    assert table.column("label").to_pylist()[:3] == [["Rock"], ["rock"], ["ROCK"]] and report.notes == [said]
+    (table, report), _ = _load(path, TASK)  # one label a track: 'Hip  Hop,jazz' is one, alike to none
+    assert report.notes == [said.replace("7 labels", "5 labels").replace("; 'Hip  Hop', 'hip hop'", "")]
+    plain = audio_dir / "plain.csv"
+    plain.write_text(
+        text.replace("rock ", "pop").replace(" ROCK", "Rocks").replace("hip hop", "hip-hop").replace(nfd, "Cafe")
+    )
+    (table, report), _ = _load(plain, TASK)
+    assert report.notes == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from dataset_fixtures import ds_cfg, task_cfg
 
 import repeval.datasets.manifest as manifest
@@ -20,18 +21,43 @@ def _manifest(path, rows):
 
 
 def test_counts_of_one_are_singular_and_of_several_plural(audio_dir):
-    """The report read "1 duplicate ids" and "1 unknown labels"."""
+    """The report read "1 duplicate ids" and "1 unknown labels", then "1 missing audio", "2 other" and "2 unknown
+    labels" of regression targets that are no label unknown to anything; every kind now reads in plain words, and a
+    hint about one missing file "1 of the first 1 missing audio files exist"."""
     task = task_cfg("genre", "multiclass_classification")
-    one = _manifest(audio_dir / "one.csv", ["a,audio/a0.wav,rock", "a,audio/a1.wav,rock", "b,audio/a2.wav,polka"])
+    rows = ["a,audio/a0.wav,rock", "a,audio/a1.wav,rock", "b,audio/a2.wav,polka", "c,audio/gone.wav,rock"]
+    one = _manifest(audio_dir / "one.csv", [*rows, ",audio/a0.wav,rock"])
     _, report = load_dataset(ds_cfg("cat", "catalog", manifest=one, label_column="label", classes=["rock"]), task)
-    assert report.lines() == [
-        "1 duplicate id: a (row 3)",
-        "1 unknown label: b (row 4: label 'polka' not in dataset.classes)",
+    assert report.lines()[:4] == [
+        f"1 missing audio file: c (row 5: {audio_dir}/audio/gone.wav)",
+        "1 duplicate id: a (row 3: repeats the id of row 2 — only an id's first row is read)",
+        "1 unusable label: b (row 4: label 'polka' not in dataset.classes)",
+        "1 other problem: '' (row 6: empty track id)",
     ]
     rows = ["a,audio/a0.wav,rock", "a,audio/a1.wav,rock", "a,audio/a2.wav,rock", "b,audio/a2.wav,polka"]
-    two = _manifest(audio_dir / "two.csv", [*rows, "c,audio/a2.wav,jazz"])
+    rows += ["c,audio/a2.wav,jazz", "d,audio/gone.wav,rock", "e,audio/gone2.wav,rock", ",audio/a0.wav,rock", ",x,y"]
+    two = _manifest(audio_dir / "two.csv", rows)
     _, report = load_dataset(ds_cfg("cat", "catalog", manifest=two, label_column="label", classes=["rock"]), task)
-    assert [line.split(":")[0] for line in report.lines()] == ["2 duplicate ids", "2 unknown labels"]
+    assert [line.split(":")[0] for line in report.lines()] == [
+        "2 missing audio files",
+        "2 duplicate ids",
+        "2 unusable labels",
+        "2 other problems",
+    ]
+    ids = _manifest(audio_dir / "ids.csv", [",audio/a0.wav,rock", " ,audio/a1.wav,rock"])
+    with pytest.raises(ValueError) as err:  # was "check split_column None: train, validation or test"
+        load_dataset(ds_cfg("cat", "catalog", manifest=ids, label_column="label"), task)
+    assert str(err.value).endswith(
+        "(2 other problems: '' (row 2: empty track id), '' (row 3: empty track id)) — write a track id in each row "
+        "of track_id_column 'track_id'"
+    )
+    (audio_dir / "A0.wav").write_bytes((audio_dir / "audio" / "a0.wav").read_bytes())
+    case = _manifest(audio_dir / "case.csv", ["a,a0.wav,rock", "b,audio/a1.wav,rock"])
+    _, report = load_dataset(ds_cfg("cat", "catalog", manifest=case, label_column="label"), task)
+    assert report.notes == [
+        f"the missing audio file exists under other upper/lower case (e.g. {audio_dir}/a0.wav is "
+        f"{audio_dir}/A0.wav): paths are case-sensitive here — correct their case in the manifest"
+    ]
 
 
 def test_a_row_with_another_number_of_targets_is_named_by_its_row(audio_dir, monkeypatch):

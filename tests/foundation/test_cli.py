@@ -243,7 +243,7 @@ def test_plan_before_anything_is_embedded_says_what_the_load_drops(tmp_path, mon
     manifest = "track_id,audio_path,label\na,a.wav,x\nb,b.wav,y\nc,c.wav,x\ngone,gone.wav,y\n"
     said = _plan_tiny_catalog(tmp_path, monkeypatch, manifest, ("a", "b", "c"), "")
     assert "note: no embedding store at store yet" in said
-    assert "note: dataset d at load (3 rows kept): 1 missing audio: gone (row 5: " in said, said
+    assert "note: dataset d at load (3 rows kept): 1 missing audio file: gone (row 5: " in said, said
 
 
 def test_plan_notes_a_label_that_no_training_track_has(tmp_path, monkeypatch):
@@ -340,8 +340,11 @@ def test_plan_says_when_the_store_or_the_data_is_not_where_it_looks(tmp_path, mo
     res = CliRunner().invoke(app, ["plan", str(cfg)])
     said = " ".join(res.output.split())
     assert res.exit_code == 0, said
-    assert "note: dataset d at load (1 row kept): 1 missing audio: b (row 4: " in said, said
-    assert "; 1 duplicate id: a (row 3) — 2 rows not evaluated, which `repeval run --strict` fails on" in said
+    assert "note: dataset d at load (1 row kept): 1 missing audio file: b (row 4: " in said, said
+    assert (
+        "; 1 duplicate id: a (row 3: repeats the id of row 2 — only an id's first row is read) — 2 rows not "
+        "evaluated, which `repeval run --strict` fails on"
+    ) in said
 
 
 def test_a_later_stage_without_a_run_id_says_it_starts_a_new_run(tmp_path, caplog):

@@ -159,7 +159,7 @@ def test_full_run(ray_session, run_config):
     page = write_report([ctx.run_dir], ctx.run_dir / "report.html").read_text()
     section = page[page.index('<section id="not-evaluated">') : page.index("</section>", page.index("not-evaluated"))]
     assert "dropped when notes was loaded for instrument: 1 track not evaluated" in section
-    assert "1 missing audio: gone (" in section
+    assert "1 missing audio file: gone (" in section
     table = section[section.index("<tbody>", section.index('id="left-out-errors"')) :]
     cells = [re.findall(r"<td[^>]*>(.*?)</td>", r) for r in re.findall(r"<tr>(.*?)</tr>", table)]
     assert [c[:6] for c in cells] == [

@@ -46,8 +46,8 @@ def test_strict_fails_on_rows_dropped_at_load_naming_dataset_count_and_row(dropp
     assert len(err) == 1, strict.stderr
     line = err[0]
     assert line.startswith("error: --strict: dataset 'tones' dropped 3 rows at load, not evaluated ("), line
-    assert f"2 missing audio: ghost-1 (row 12: {(root / 'audio' / 'ghost-1.wav').resolve()})" in line
-    assert "1 duplicate id: low-000 (row 14)" in line
+    assert f"2 missing audio files: ghost-1 (row 12: {(root / 'audio' / 'ghost-1.wav').resolve()})" in line
+    assert "1 duplicate id: low-000 (row 14: repeats the id of row " in line
     assert "check those audio paths and the dataset's root" in line and "correct those rows of the manifest" in line
     assert "already in store" in strict.stdout  # the embedding stage ran (nothing left to compute), then it stopped
     status = json.loads((root / "runs" / "r" / "status.json").read_text())
@@ -60,7 +60,7 @@ def test_dropped_rows_are_recorded_in_the_run_directory(dropped_run):
     assert (record["dataset"], record["tasks"], record["rows"]) == ("tones", ["pitch"], 10)
     assert record["problems"] == {"missing_audio": 2, "duplicate_ids": 1}
     assert record["not_evaluated"] == 3
-    assert record["lines"][0].startswith("2 missing audio: ghost-1 (row 12: ")
+    assert record["lines"][0].startswith("2 missing audio files: ghost-1 (row 12: ")
     assert runs.exit_code == 0, runs.output
     assert "r: 3 dataset rows dropped at load, not evaluated (load_report.json)" in runs.stdout
 
@@ -106,7 +106,7 @@ def test_a_dataset_two_tasks_load_says_what_it_dropped_once(tmp_path, caplog):
     runner.load_rows(ctx)
     said = [r.getMessage() for r in caplog.records]
     missing = [m for m in said if "missing audio" in m]
-    assert len(missing) == 1 and missing[0].startswith("dataset tones: 2 missing audio: ghost-1 (row "), said
+    assert len(missing) == 1 and missing[0].startswith("dataset tones: 2 missing audio files: ghost-1 (row "), said
     assert len([m for m in said if "rows usable" in m]) == 1, said
     loads = json.loads((ctx.run_dir / "load_report.json").read_text())["loads"]
     assert [r["tasks"] for r in loads] == [["pitch", "pitch_again"]], loads  # one record for the two tasks
@@ -114,7 +114,9 @@ def test_a_dataset_two_tasks_load_says_what_it_dropped_once(tmp_path, caplog):
     runner.load_rows(ctx)  # `repeval run`'s training stage, after its embedding stage loaded them: nothing said again
     assert not [r for r in caplog.records if "missing audio" in r.getMessage()]
     notes = [line for line in make_plan(cfg, ctx.store).text().splitlines() if " at load " in line]
-    assert len(notes) == 1 and notes[0].startswith("note: dataset tones at load (4 rows kept): 2 missing audio"), notes
+    assert len(notes) == 1 and notes[0].startswith(
+        "note: dataset tones at load (4 rows kept): 2 missing audio files"
+    ), notes
     assert [name for name, _, _ in runner.not_evaluated(ctx)] == ["tones"]
     # `repeval runs` counts them once too, as --strict does (3 rows), not once per task loading them (6)
     strict = sum(sum(counts.values()) for _, counts, _ in runner.not_evaluated(ctx))
@@ -130,8 +132,8 @@ def test_a_dataset_two_tasks_load_says_what_it_dropped_once(tmp_path, caplog):
     runner.load_rows(ctx)
     missing = [r.getMessage() for r in caplog.records if "missing audio" in r.getMessage()]
     assert [m.split(": ")[0:2] for m in missing] == [
-        ["dataset tones (pitch, pitch_again)", "2 missing audio"],
-        ["dataset tones (pitch_sub)", "1 missing audio"],
+        ["dataset tones (pitch, pitch_again)", "2 missing audio files"],
+        ["dataset tones (pitch_sub)", "1 missing audio file"],
     ], missing
     assert [name for name, _, _ in runner.not_evaluated(ctx)] == ["tones (pitch, pitch_again)", "tones (pitch_sub)"]
     strict = sum(sum(counts.values()) for _, counts, _ in runner.not_evaluated(ctx))

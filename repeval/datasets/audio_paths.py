@@ -1,0 +1,139 @@
+"""A ``catalog`` manifest's audio paths: resolved against the manifest's folder (or ``dir``; an absolute path or a URI
+as it is) and checked to exist — ``os.path.isfile`` locally, batched ``get_file_info`` on a pyarrow filesystem — a
+file whose name is written in the other Unicode normalization on disk (macOS's NFD) read from the file that exists,
+with a note (:class:`AudioPaths`)."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import unicodedata
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+
+from repeval.datasets import missing
+
+
+def _base_dir(manifest: str, dir_: str | None) -> str:
+    """Where a catalog's relative audio paths start: ``dir``, else the manifest's folder — at a URI with the URI's
+    query (``?endpoint_override=…``: an S3-compatible server's), which the audio's URIs need as much as the
+    manifest's."""
+    if dir_:
+        return dir_
+    if "://" not in manifest:
+        return str(Path(manifest).resolve().parent)
+    path, sep, query = manifest.partition("?")
+    return posixpath.dirname(path) + sep + query
+
+
+def _normalized(path: str) -> str:
+    """``path`` (a local path or a URI, without its query) with its ``.`` and ``..`` steps resolved: ``lists/../a.wav``
+    is ``a.wav``, one name for one file (a bucket's keys are not resolved: ``lists/../a.wav`` names no object)."""
+    if "://" in path:
+        scheme, rest = path.split("://", 1)
+        return f"{scheme}://{posixpath.normpath(rest)}"
+    return os.path.normpath(path)
+
+
+class _FileChecker:
+    """Existence checks for audio paths: ``os.path.isfile`` locally, batched ``get_file_info`` remotely."""
+
+    #: schemes whose pyarrow paths are ``bucket/key`` (the URI's netloc is part of the path)
+    _BUCKET_SCHEMES = frozenset({"s3", "gs", "gcs", "abfs", "abfss", "az"})
+
+    def __init__(self) -> None:
+        self._filesystems: dict[tuple[str, str], pafs.FileSystem] = {}
+
+    def exists(self, paths: list[str]) -> list[bool]:
+        out = [False] * len(paths)
+        remote: dict[tuple[str, str], list[tuple[int, str]]] = {}
+        for i, p in enumerate(paths):
+            if "://" not in p:
+                out[i] = os.path.isfile(p)
+                continue
+            u = urlsplit(p)
+            fs_path = f"{u.netloc}{u.path}" if u.scheme in self._BUCKET_SCHEMES else u.path
+            remote.setdefault((u.scheme, u.netloc), []).append((i, fs_path))
+        for key, items in remote.items():
+            fs = self._filesystems.get(key)
+            if fs is None:  # one filesystem per scheme and host, created once
+                fs, _ = pafs.FileSystem.from_uri(paths[items[0][0]])
+                self._filesystems[key] = fs
+            infos = fs.get_file_info([fs_path for _, fs_path in items])
+            for (i, _), info in zip(items, infos, strict=True):
+                out[i] = info.type == pafs.FileType.File
+        return out
+
+
+class AudioPaths:
+    """The audio paths of a catalog ``ds``'s rows, batch by batch: :meth:`resolve` joins them to :attr:`base`,
+    :meth:`existing` finds the files that do not exist (``check_files``), counting the rows read from a file named in
+    the other Unicode normalization (:meth:`normalization_note`)."""
+
+    def __init__(self, ds: Any) -> None:
+        #: where relative paths start: ``dir``, else the manifest's folder
+        self.base = _base_dir(ds.manifest, ds.dir)
+        self.check_files = bool(getattr(ds, "check_files", True))
+        self.files = _FileChecker()
+        #: rows whose audio file exists under another Unicode normalization of its name (read from it), and one such
+        #: (manifest path, file) pair
+        self.renormalized = 0
+        self.renormalized_example: tuple[str, str] | None = None
+
+    def resolve(self, paths: pa.Array) -> pa.Array:
+        """``paths`` (trimmed) joined to :attr:`base` with their ``.`` and ``..`` steps resolved (:func:`_normalized`)
+        and the query of a base URI after them; an absolute path or a URI as it is (a null one: ``base/``)."""
+        paths = paths.fill_null("")
+        absolute = pc.or_(pc.starts_with(paths, "/"), pc.match_substring(paths, "://"))
+        root, sep, query = self.base.partition("?") if "://" in self.base else (self.base, "", "")
+        joined = pc.binary_join_element_wise(root.rstrip("/"), paths, "/")
+        steps = pc.match_substring_regex(joined, r"(^|/)\.\.?(/|$)").to_numpy(zero_copy_only=False)
+        if steps.any():  # '../audio/a.wav': a few rows, if any
+            idx = np.flatnonzero(steps)
+            fixed = [_normalized(p) for p in joined.take(pa.array(idx)).to_pylist()]
+            at = np.full(len(joined), -1, dtype=np.int64)
+            at[idx] = np.arange(len(idx))
+            joined = pc.coalesce(pa.array(fixed, pa.string()).take(pa.array(at, mask=at < 0)), joined)
+        if query:
+            joined = pc.binary_join_element_wise(joined, sep + query, "")
+        return pc.if_else(absolute, paths, joined)
+
+    def existing(self, full: pa.Array, ok: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+        """``full`` (:meth:`resolve`) with each file named in the other Unicode normalization than on disk written as
+        on disk, and which of the rows in ``ok`` name a file that does not exist (none without ``check_files``)."""
+        gone = np.zeros(len(full), dtype=bool)
+        if not self.check_files or not ok.any():
+            return full, gone
+        uniq = pc.unique(full.filter(pa.array(ok))).to_pylist()
+        absent = [p for p, e in zip(uniq, self.files.exists(uniq), strict=True) if not e]
+        if absent and (renamed := missing.other_normalization(absent)):
+            # the file's name in another Unicode normalization (macOS's NFD): read from the file that exists
+            pos = pc.index_in(full, value_set=pa.array(list(renamed), pa.string()))
+            self.renormalized += int(pc.sum(pc.is_valid(pos).filter(pa.array(ok))).as_py() or 0)
+            self.renormalized_example = self.renormalized_example or next(iter(renamed.items()))
+            full = pc.coalesce(pa.array(list(renamed.values()), pa.string()).take(pos), full)
+            absent = [p for p in absent if p not in renamed]
+        if absent:
+            gone = pc.fill_null(pc.is_in(full, value_set=pa.array(absent, pa.string())), False)
+            gone = gone.to_numpy(zero_copy_only=False) & ok
+        return full, gone
+
+    def normalization_note(self) -> str | None:
+        """A note of the :attr:`renormalized` rows, naming one; ``None`` when there were none."""
+        if not self.renormalized_example:
+            return None
+        path, file = (p.rsplit("/", 1)[-1] for p in self.renormalized_example)
+        form = "decomposed, NFD, as macOS writes names" if unicodedata.is_normalized("NFD", file) else "composed, NFC"
+        path, file = (name.encode("ascii", "backslashreplace").decode() for name in (path, file))
+        n = self.renormalized
+        return (
+            f"{n} audio path{'s name files' if n > 1 else ' names a file'} whose name{'s are' if n > 1 else ' is'} "
+            f"written in another Unicode normalization on disk (e.g. '{path}' is '{file}': {form}): read from "
+            f"{'those files' if n > 1 else 'that file'}"
+        )

@@ -1,0 +1,92 @@
+"""A catalog manifest at a URI (``file://``, ``s3://`` on a moto server): ``repeval validate`` reads it through its
+pyarrow filesystem as the load does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from repeval.config import ConfigError, load_config
+from repeval.config.loader import check_data_paths
+from repeval.datasets import load_dataset
+from repeval.datasets.manifest_format import ManifestEncodingError
+from repeval.testing.s3 import moto_s3
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """A moto S3 server with a bucket ``repeval`` (:func:`~repeval.testing.s3.moto_s3`)."""
+    with moto_s3() as bucket:
+        yield bucket
+
+
+def _config(tmp_path: Path, manifest: str) -> object:
+    """A config of one multiclass catalog experiment reading ``manifest``'s ``label`` column."""
+    cfg = {
+        "experiments": [
+            {
+                "task": {"name": "label", "type": "multiclass_classification"},
+                "datasets": [{"name": "cat", "type": "catalog", "manifest": manifest, "check_files": False}],
+                "deformations": [],
+                "embedding_models": ["mfcc-stats"],
+                "downstream_models": [{"type": "classifier", "hidden_units": []}],
+            }
+        ]
+    }
+    (path := tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    return load_config(path)
+
+
+def test_validate_reads_a_manifest_at_a_uri_as_the_load_does(tmp_path, s3):
+    """A Windows-1252 byte far into a manifest at a URI (``file://``, ``s3://``) stopped the load, and ``repeval
+    validate`` said the config was valid: it checked local manifests only. It now streams the bytes through the
+    URI's filesystem and names the row the load names; one that does not exist is named too."""
+    rows = [f"t{i},audio/a{i % 3}.wav,{'ab'[i % 2]}".encode() for i in range(200)]
+    rows[180] = b"t180,audio/a0.wav,Beyonc\xe9"  # row 182
+    data = b"\r\n".join([b"track_id,audio_path,label", *rows]) + b"\r\n"
+    (tmp_path / "m.csv").write_bytes(data)
+    with s3["fs"].open_output_stream("repeval/lists/m.csv") as fh:
+        fh.write(data)
+    for uri in (f"file://{tmp_path}/m.csv", "s3://repeval/lists/m.csv" + s3["query"]):
+        cfg = _config(tmp_path, uri)
+        with pytest.raises(ManifestEncodingError) as loaded:
+            load_dataset(cfg.experiments[0].datasets[0], cfg.experiments[0].task)
+        assert str(loaded.value).startswith(f"{uri} row 182 is not UTF-8 (byte 0xe9 in b'Beyonc\\xe9'")
+        with pytest.raises(ConfigError) as said:
+            check_data_paths(cfg)
+        assert f"experiments[0].datasets[0].manifest: {loaded.value}" in str(said.value)
+    gone = "s3://repeval/lists/gone.csv" + s3["query"]
+    with pytest.raises(ConfigError, match=r"manifest: no such file: s3://repeval/lists/gone\.csv\?.* — check"):
+        check_data_paths(_config(tmp_path, gone))
+    with pytest.raises(ConfigError, match=r"manifest: nofs://bucket/m\.csv cannot be read from here \(Unrecognized"):
+        check_data_paths(_config(tmp_path, "nofs://bucket/m.csv"))
+
+
+def test_relative_audio_paths_of_a_manifest_on_an_s3_compatible_server(tmp_path, s3):
+    """A manifest on an S3-compatible server (``?endpoint_override=…``) whose audio paths are relative to its folder,
+    some through ``..``: the folder lost the URI's query, so each audio file was looked for on AWS itself and the load
+    stopped ("Could not resolve host"); and a path with ``..`` kept it (``lists/../audio/a0.wav``), one file under two
+    names. The audio URIs carry the query, their ``..`` resolved; locally too."""
+    for key in ("repeval/audio/a0.wav", "repeval/lists/a1.wav"):
+        with s3["fs"].open_output_stream(key) as fh:
+            fh.write(b"RIFF")
+    with s3["fs"].open_output_stream("repeval/lists/m.csv") as fh:
+        fh.write(b"track_id,audio_path,label\nt0,../audio/a0.wav,a\nt1,./a1.wav,b\n")
+    cfg = _config(tmp_path, "s3://repeval/lists/m.csv" + s3["query"])
+    ds = cfg.experiments[0].datasets[0].model_copy(update={"check_files": True})
+    table, report = load_dataset(ds, cfg.experiments[0].task)
+    assert table.column("audio_path").to_pylist() == [
+        "s3://repeval/audio/a0.wav" + s3["query"],
+        "s3://repeval/lists/a1.wav" + s3["query"],
+    ]
+    assert report.lines() == []
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "audio" / "a0.wav").write_bytes(b"RIFF")
+    (tmp_path / "lists" / "m.csv").write_text("track_id,audio_path,label\nt0,../audio/a0.wav,a\n")
+    local = ds.model_copy(update={"manifest": str(tmp_path / "lists" / "m.csv")})
+    assert load_dataset(local, cfg.experiments[0].task)[0].column("audio_path").to_pylist() == [
+        str(tmp_path / "audio" / "a0.wav")
+    ]
