@@ -886,6 +886,11 @@ def test_thesis_preset_says_the_auc_departure_of_multilabel_tasks_alone():
     ):
         line = said(task)
         assert "differs from the source: early stopping" in line and "val_auc" not in line, line
+        assert "kept the best val_categorical_accuracy checkpoint" in line
+    # a regression task: mir_ref trained none, and its probes stop and select on the validation loss (no accuracy)
+    line = said({"name": "emotion", "type": "regression"})
+    assert "checkpoint by val_loss" in line and "accuracy" not in line and "AUC" not in line, line
+    assert "the thesis trained no regression task" in line and "the validation loss (mean squared error)" in line
     # the report: each task's departures; a task of a type not known, each with the type it is of
     assert auc in entry_words({"preset": "mir_ref_thesis"}, 0, "multilabel_classification")
     assert "val_auc" not in entry_words({"preset": "mir_ref_thesis"}, 0, "key_estimation")
