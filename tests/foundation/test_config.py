@@ -710,6 +710,20 @@ def test_a_data_path_written_from_the_config_file_or_with_a_variable_says_so(tmp
     check_data_paths(load_config(cfg), str(cfg))
 
 
+def test_a_home_folder_in_a_path_is_expanded():
+    """``~`` in a path passed the data check (which expanded it), but the loaders and the store took it as a folder
+    named ``~`` (``run.store: ~/repeval-store`` made ``./~/repeval-store``): it is expanded when the file is read."""
+    d = base()
+    d["run"] = {"store": "~/repeval-store", "runs_dir": "~/runs"}
+    d["experiments"][0]["datasets"][0].update(manifest="~/data/m.csv", dir="~/data")
+    cfg = parse_config(d)
+    assert (cfg.run.store, cfg.run.runs_dir) == (str(Path.home() / "repeval-store"), str(Path.home() / "runs"))
+    ds = cfg.experiments[0].datasets[0]
+    assert (ds.manifest, ds.dir) == (str(Path.home() / "data" / "m.csv"), str(Path.home() / "data"))
+    d["run"]["store"] = "s3://bucket/~x"  # a URI as written
+    assert parse_config(d).run.store == "s3://bucket/~x"
+
+
 def test_a_missing_rendered_manifest_names_the_render_command_that_writes_it(tmp_path, monkeypatch):
     """A shipped config run before its data was rendered (``configs/aggregation.yaml``: ``data/mixtures/manifest.csv``)
     said "`repeval data render DIR` renders the quickstart's notes; `--kind mixtures` …" — the user worked out DIR
