@@ -46,10 +46,15 @@ def closest(name: str, choices: list[str] | tuple[str, ...] | set[str]) -> str |
 
 def did_you_mean(name: str, choices: list[str] | tuple[str, ...] | set[str]) -> str:
     """`` — did you mean 'a'?`` (or ``'a', 'b' or 'c'``: :func:`suggestions`), or "" when nothing is close."""
-    found = [repr(c) for c in suggestions(name, choices)]
-    if not found:
+    return did_you_mean_any(suggestions(name, choices))
+
+
+def did_you_mean_any(found: list[str]) -> str:
+    """`` — did you mean 'a'?`` (or ``'a', 'b' or 'c'``) of the names ``found``, or "" for none."""
+    said = [repr(c) for c in found]
+    if not said:
         return ""
-    return " — did you mean " + (found[0] if len(found) == 1 else f"{', '.join(found[:-1])} or {found[-1]}") + "?"
+    return " — did you mean " + (said[0] if len(said) == 1 else f"{', '.join(said[:-1])} or {said[-1]}") + "?"
 
 
 def unknown_name_message(kind: str, name: str, choices: list[str] | set[str]) -> str:

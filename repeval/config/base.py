@@ -7,12 +7,16 @@ store and run-directory paths.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, NoReturn
+import difflib
+import os
+import re
+from typing import Annotated, Any, ClassVar, NoReturn, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from repeval.registry import ParamProblems, closest
+from repeval.config.yaml_keys import Twice, as_fault, key_fault, plain_key_faults
+from repeval.registry import ParamProblems, did_you_mean_any, suggestions
 
 
 # --- reliability (issue 9): names end up in store and run-directory paths ---------------------------
@@ -26,6 +30,27 @@ def _file_name(v: str) -> str:
 
 FileName = Annotated[str, AfterValidator(_file_name)]
 # --- end reliability --------------------------------------------------------------------------------
+
+#: an environment variable in a path: ``$HOME``, ``${HOME}``, ``%USERPROFILE%``
+_VARIABLE = re.compile(r"\$\w|\$\{|%\w+%")
+
+
+def _local_path(v: str) -> str:
+    """A path read from the configuration: ``~`` (a home folder) expanded, as a shell would — the data checks
+    expanded it, and the loaders and the store took it as a folder named ``~`` —; an environment variable refused
+    (neither expands it: the run would make a folder named ``$HOME``), with the path it stands for here; a URI as
+    written."""
+    if "://" in v:
+        return v
+    if _VARIABLE.search(v):
+        written = os.path.expandvars(v)
+        here = f" ({written} here)" if not _VARIABLE.search(written) else " (and it is not set here either)"
+        raise ValueError(f"{v!r}: environment variables are not expanded in paths: write the path out in full{here}")
+    return os.path.expanduser(v) if v.startswith("~") else v
+
+
+#: a local path or URI of the configuration (:func:`_local_path`)
+PathText = Annotated[str, AfterValidator(_local_path)]
 
 
 class Strict(BaseModel):
@@ -50,28 +75,102 @@ class Strict(BaseModel):
         out: dict[str, Any] = {}
         given: dict[str, str] = {}  # canonical key → the spelling it was given as
         valid = set(cls.model_fields)
-        said: list[str] = []  # each unknown key (with the closest valid one), each key given twice
+        said: list[tuple[tuple[Any, ...], str]] = []  # (where, what): each unknown key, each key given twice
         meant: list[str] = []  # the valid keys the unknown ones are closest to
+        data = cls._lift_strays(data, said)
         for key, value in data.items():
-            if not isinstance(key, str):
-                raise ValueError(f"keys must be strings, got {key!r}")
+            fault = as_fault(key)
+            if isinstance(fault, Twice):  # (the first is kept, for the other keys' checks)
+                said.append(((), key_fault(fault)))
+                continue
+            if fault is not None:  # YAML read it as no name: said as written (on, yes, 1), the file's line with it
+                known = aliases.get(fault.text, fault.text) in valid
+                said.append(
+                    ((), key_fault(fault, valid | set(aliases), "" if known else cls._unknown_hint(fault.text)))
+                )
+                if not known:
+                    continue
+                key = fault.text
             canonical = aliases.get(key, key)
+            if canonical not in valid and (home := cls._home_of(key)):
+                said.append(((), f"unknown key '{key}' here — it is a key of {home}: indent it under it"))
+                continue
             if canonical not in valid:
-                hint = closest(key, sorted(valid | set(aliases)))
-                if hint:
-                    meant.append(aliases.get(hint, hint))
-                    said.append(f"unknown key '{key}' — did you mean '{hint}'?")
-                else:
-                    said.append(f"unknown key '{key}' (valid keys: {', '.join(sorted(valid))}{cls.other_keys})")
+                meant += [aliases.get(hint, hint) for hint in cls._suggest(key)]
+                said.append(((), f"unknown key '{key}'{cls._unknown_hint(key)}"))
                 continue
             if canonical in out:  # the first is kept, for the other keys' checks
-                said.append(f"'{key}' and '{given[canonical]}' both given; keep one")
+                said.append(((), f"'{key}' and '{given[canonical]}' both given; keep one"))
                 continue
+            if isinstance(value, dict) and _free_keys(cls.model_fields[canonical].annotation):
+                value, found = plain_key_faults(value, (canonical,))  # a mapping of free keys (params): its keys
+                said += found
             out[canonical] = value
             given[canonical] = key
         if said:  # not a field: validation fails there (extra keys are forbidden), and the keys given are checked
             out[_UNKNOWN] = (said, meant)
         return out
+
+    @classmethod
+    def _lift_strays(cls, data: dict[Any, Any], said: list[tuple[tuple[Any, ...], str]]) -> dict[Any, Any]:
+        """``data`` with the keys indented one level too deep — under a key holding a model of which they are no key,
+        though they are keys here and not given here (``datasets:`` under ``task:``) — moved up where they belong,
+        each said at the key it is under; so the rest is checked as meant, not as a missing key and an unknown one."""
+        out = dict(data)
+        for key, value in data.items():
+            model = _model_of(cls.model_fields.get(cls.key_aliases.get(key, key)) if isinstance(key, str) else None)
+            if model is None or not isinstance(value, dict):
+                continue
+            theirs = set(model.model_fields) | set(model.key_aliases)
+            here = {cls.key_aliases.get(k, k) for k in out if isinstance(k, str)}
+            strays = [
+                k for k in value
+                if isinstance(k, str) and k not in theirs and cls.key_aliases.get(k, k) in cls.model_fields
+                and cls.key_aliases.get(k, k) not in here
+            ]  # fmt: skip
+            for k in strays:
+                said.append(
+                    ((key,), f"'{k}' is indented under {key}, but it is a key beside it: line it up with {key}")
+                )
+                out[k] = value[k]
+            if strays:
+                out[key] = {k: v for k, v in value.items() if k not in strays}
+        return out
+
+    @classmethod
+    def _home_of(cls, key: str) -> str | None:
+        """Where an unknown ``key`` that is a key of a model under this one belongs (``seeds`` at the top level: run),
+        or None."""
+        for name, field in cls.model_fields.items():
+            model = _model_of(field)
+            if model is not None and (key in model.model_fields or key in model.key_aliases):
+                return f"'{name}'" if _is_model(field.annotation) else f"each '{name}' entry"
+        return None
+
+    @classmethod
+    def _suggest(cls, key: str) -> list[str]:
+        """The valid keys an unknown ``key`` may have meant: one it misspells by a letter or two; else by its words,
+        those sharing the most of them (``embed_gpus`` → ``embed_num_gpus``; ``cpu`` → the three ``*_num_cpus``: each
+        stage's, not the first by spelling), up to three; else, or among more, the closest by spelling."""
+        choices = sorted(set(cls.model_fields) | set(cls.key_aliases))
+        typo = difflib.get_close_matches(key, choices, n=1, cutoff=0.8)  # a letter or two wrong: that key
+        if typo:
+            return typo
+        mine = _words(key)
+        shared = {c: len(mine & _words(c)) for c in choices}
+        best = max(shared.values(), default=0)
+        if best:
+            tied = [c for c in choices if shared[c] == best]
+            return tied if len(tied) <= 3 else suggestions(key, tied)[:1] or tied[:1]
+        return suggestions(key, choices)[:1]
+
+    @classmethod
+    def _unknown_hint(cls, key: str) -> str:
+        """What follows ``unknown key 'x'``: the valid keys it may have meant (:meth:`_suggest`), else the valid keys."""
+        found = cls._suggest(key)
+        if found:
+            return did_you_mean_any(found)
+        return f" (valid keys: {', '.join(sorted(cls.model_fields))}{cls.other_keys})"
 
     @model_validator(mode="wrap")
     @classmethod
@@ -88,7 +187,9 @@ class Strict(BaseModel):
             if keys is None:
                 raise
         said, meant = keys
-        errors: list[Any] = [{"type": PydanticCustomError("unknown_key", msg), "loc": (), "input": msg} for msg in said]
+        errors: list[Any] = [
+            {"type": PydanticCustomError("unknown_key", msg), "loc": loc, "input": msg} for loc, msg in said
+        ]
         errors += [
             {"type": PydanticCustomError(e["type"], e["msg"], e.get("ctx")), "loc": e["loc"], "input": e["input"]}
             for e in found
@@ -99,6 +200,49 @@ class Strict(BaseModel):
 
 #: where :meth:`Strict._check_keys` sets a mapping's unknown keys aside (no key of a YAML file can be it)
 _UNKNOWN = "\x00unknown keys"
+
+
+#: words of a key that say nothing of what it sets, and words written for the ones the keys use
+_FILLER = {"num", "n", "of", "per", "the", "number", "count"}
+_SYNONYMS = {
+    "worker": "actor", "parallel": "concurrent", "probe": "trial", "train": "trial", "training": "trial",
+    "embedding": "embed", "decoding": "decode", "job": "task", "processor": "cpu", "core": "cpu", "layer": "hidden",
+    "lr": "learning_rate", "wd": "weight_decay", "l2": "weight_decay", "sr": "sample_rate",
+}  # fmt: skip
+
+
+def _words(key: str) -> set[str]:
+    """The words of a key (``embed_num_cpus`` → embed, cpu), singular, each of three letters or more."""
+    out = set()
+    for word in re.split(r"[^a-z0-9]+", key.lower()):
+        word = word[:-1] if word.endswith("s") and len(word) > 3 else word
+        for part in _SYNONYMS.get(word, word).split("_"):
+            if len(part) >= 3 and part not in _FILLER:
+                out.add(part)
+    return out
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, Strict)
+
+
+def _model_of(field: Any) -> type[Strict] | None:
+    """The model a field holds, or a list of (``tuple[DatasetConfig, ...]``); None for another value."""
+    if field is None:
+        return None
+    annotation = field.annotation
+    if _is_model(annotation):
+        return annotation  # type: ignore[no-any-return]
+    args = get_args(annotation)
+    if get_origin(annotation) is tuple and args and _is_model(args[0]):
+        return args[0]  # type: ignore[no-any-return]
+    return None
+
+
+def _free_keys(annotation: Any) -> bool:
+    """Whether a field holds a mapping of free keys (a model's ``params``, ``search``), not a configuration model
+    (which checks its own keys)."""
+    return get_origin(annotation) is dict or any(get_origin(a) is dict for a in get_args(annotation))
 
 
 def raise_at_params(exc: ParamProblems, title: str) -> NoReturn:

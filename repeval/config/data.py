@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from repeval.config.base import FileName, Strict
+from repeval.config.base import FileName, PathText, Strict
 from repeval.config.embed import DeformationScenario
 from repeval.tasks import effective_task_type
 
@@ -68,14 +68,14 @@ class DatasetConfig(Strict):
     #: the data set's root directory. ``mirdata``: the folder mirdata reads (default: mirdata's own,
     #: ``~/mir_datasets/<name>``); ``custom``: the folder the loader reads (``repeval datasets NAME`` gives its
     #: layout); ``catalog``: where the manifest's relative audio paths start (default: the manifest's folder)
-    dir: str | None = None
+    dir: PathText | None = None
     #: ``single`` (one split) or ``all`` (k folds: val = fold i, test = fold i+1)
     split_type: Literal["single", "all"] = "single"
     #: mirdata index file (default: mirdata's own index of the data set, which mirdata 1.0 does not ship:
     #: ``repeval data download NAME --index-only`` fetches it; needed offline without it)
-    index_path: str | None = None
+    index_path: PathText | None = None
     #: catalog manifest (CSV/Parquet; a path or pyarrow filesystem URI)
-    manifest: str | None = None
+    manifest: PathText | None = None
     #: the character between a CSV manifest's columns (default: a tab for ``.tsv``/``.tab``, else ``,``): ``";"``
     #: for a spreadsheet's export in a locale whose decimal mark is a comma, ``tab`` (or ``"\t"``) for tabs
     delimiter: str | None = Field(default=None, json_schema_extra={"pattern": '^([^\\n\\r"]|[Tt][Aa][Bb]|\\\\t)$'})
@@ -138,6 +138,16 @@ class DatasetConfig(Strict):
             raise ValueError(
                 f"delimiter {v!r} is not the one character between a CSV manifest's columns — set it to that "
                 "character, e.g. ';', '|' or tab"
+            )
+        return v
+
+    @field_validator("split_ratios", mode="before")
+    @classmethod
+    def _three_ratios(cls, v: object) -> object:
+        """Two fractions (or four) said as such, not as "split_ratios[2]: required key is missing"."""
+        if isinstance(v, list | tuple) and len(v) != 3:
+            raise ValueError(
+                f"split_ratios takes three fractions — train, validation and test — summing to 1, got {len(v)}: {list(v)}"
             )
         return v
 

@@ -109,7 +109,7 @@ class ExperimentConfig(Strict):
         from repeval.metrics import canonical_metric_name
 
         if not isinstance(v, list | tuple):
-            raise ValueError("metrics must be a list of metric names")
+            raise ValueError(f"metrics must be a list of metric names, got {v!r}: write it as a list, [{v}]")
         if not v:
             raise ValueError("metrics is empty: remove the key to use the task's defaults")
         return tuple(canonical_metric_name(str(m)) for m in v)

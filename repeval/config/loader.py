@@ -12,6 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from repeval.config.schema import Config
+from repeval.config.yaml_keys import Loader
 from repeval.registry import did_you_mean
 
 
@@ -58,13 +59,19 @@ def _format(err: ValidationError) -> list[str]:
                 msg += did_you_mean(e["input"], re.findall(r"'([^']*)'", expected))
         elif e["type"] in ("tuple_type", "list_type"):  # reliability (issue 9): name the fix, not pydantic's type
             msg = _not_a_list(e.get("input"))
+        elif e["type"] in ("model_type", "dict_type", "model_attributes_type"):  # not "instance of TaskConfig"
+            msg = _not_a_mapping(e.get("input"))
+        elif e["type"] in _BOUNDS and _scalar(e.get("input")):  # the value given, with the bound it breaks
+            msg += f", got {e['input']!r}"
         else:
             msg += _number_hint(e["type"], loc, e.get("input"))
+            if e["type"] in _KINDS and _scalar(e.get("input")) and " — got" not in msg:
+                msg += f", got {e['input']!r}"
         # a whole-file check whose message starts with the key path it is about: that path, not "(top level)"
         line = msg if not loc and msg.startswith(("experiments[", "run.", "plugins[")) else f"{path}: {msg}"
         if line not in problems:
             problems.append(line)
-    return problems
+    return _said_once(problems, _EXPERIMENT_PLACE)
 
 
 def _number_hint(kind: str, loc: tuple[Any, ...], value: Any) -> str:
@@ -87,6 +94,31 @@ def _number_hint(kind: str, loc: tuple[Any, ...], value: Any) -> str:
         if number.is_integer():
             return f" — got the text {value!r} (YAML reads an exponent without a dot as text): write {int(number)}"
     return ""
+
+
+#: pydantic's errors of a value out of bounds, and of a value of another kind, each said with the value given
+_BOUNDS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short", "too_long"}
+_KINDS = {"int_parsing", "int_type", "float_parsing", "float_type", "bool_parsing", "bool_type", "string_type",
+          "int_from_float"}  # fmt: skip
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool) or value is None
+
+
+def _not_a_mapping(value: Any) -> str:
+    """The fix for a value where a mapping (``key: value`` lines) belongs: a list (its keys written as list items,
+    each with a ``- ``), or a single value."""
+    if isinstance(value, list):
+        return f"expected a mapping (key: value lines), got a list of {len(value)} — remove the '- ' before its keys"
+    if value is None:
+        return (
+            "expected a mapping (key: value lines), got no value (the key is empty): write its keys under it, indented"
+        )
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    return (
+        f"expected a mapping (key: value lines), got {type(value).__name__} {shown} — write its keys under it, indented"
+    )
 
 
 def _not_a_list(value: Any) -> str:
@@ -123,13 +155,35 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError([f"{p} is a directory; give a YAML config file{hint}"])
     if not p.is_file():
         raise ConfigError([f"config file not found: {p} — check the path"], str(p))
+    text = p.read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml.load(text, Loader=Loader)  # a SafeLoader (yaml_keys.Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError([f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"], str(p)) from None
+        problem = str(getattr(exc, "problem", exc))
+        shown = ""
+        if mark is not None and mark.line < len(lines := text.splitlines()):
+            shown = f" (line {mark.line + 1}: {lines[mark.line].strip()[:80]!r})"
+        raise ConfigError([f"not valid YAML{where}: {problem}{shown}{_yaml_hint(problem)}"], str(p)) from None
     return parse_config(data, str(p))
+
+
+def _yaml_hint(problem: str) -> str:
+    """The usual slip behind a YAML parser's ``problem``, and its fix."""
+    if "'\\t'" in problem:
+        return " — YAML does not allow tabs in indentation: indent with spaces"
+    if "mapping values are not allowed" in problem:
+        return (
+            " — a key needs a space after its colon (name: x), and a value holding ': ' needs quotes; check this line "
+            "and the one above it"
+        )
+    if "expected <block end>" in problem or "did not find expected" in problem:
+        return (
+            " — check this line's indentation against the lines above it: the keys of one mapping line up, and a list "
+            "item's keys line up after its '- '"
+        )
+    return ""
 
 
 def config_hash(obj: Any) -> str:
@@ -197,13 +251,16 @@ def _manifest_problems(ds: Any, task: Any) -> list[str]:
     return found
 
 
-def _said_once(problems: list[str]) -> list[str]:
-    """``problems`` (each ``experiments[i].datasets[j].<what>``) with those of one dataset that several experiments
-    share (a YAML anchor, as the README advises) said once, naming the other places: a manifest missing from three
-    experiments was three long lines saying the same. A problem of no place said again is said once."""
-    import re
+#: the place of a problem of a dataset (:func:`check_data_paths`), and of an experiment (:func:`_format`)
+_DATASET_PLACE = re.compile(r"^(experiments\[\d+\]\.datasets\[\d+\])(\..*)$", re.S)
+_EXPERIMENT_PLACE = re.compile(r"^(experiments\[\d+\])([.:].*)$", re.S)
 
-    where = re.compile(r"^(experiments\[\d+\]\.datasets\[\d+\])\.(.*)$", re.S)
+
+def _said_once(problems: list[str], where: re.Pattern[str] = _DATASET_PLACE) -> list[str]:
+    """``problems`` (each ``<place><what>``, ``where`` matching the two) with those of one dataset (or experiment)
+    that several experiments share (a YAML anchor, as the README advises) said once, naming the other places: a
+    manifest missing from three experiments, a deformation of the thesis' six, was as many long lines saying the
+    same. A problem of no place said again is said once."""
     alike: dict[str, list[str]] = {}
     for p in problems:
         m = where.match(p)
@@ -213,9 +270,7 @@ def _said_once(problems: list[str]) -> list[str]:
     out = []
     for what, places in alike.items():
         others = [p for p in places[1:] if p]
-        out.append(
-            (f"{places[0]}.{what}" if places[0] else what) + (f" (the same at {', '.join(others)})" if others else "")
-        )
+        out.append(f"{places[0]}{what}" + (f" (the same at {', '.join(others)})" if others else ""))
     return out
 
 
@@ -319,14 +374,9 @@ def decimal_warnings(cfg: Config, data_checked: bool) -> list[str]:
 
 
 def _path_hint(value: str, path: Path, is_dir: bool, source: str | None) -> str:
-    """How to fix a local data path that does not exist: where relative paths start from, and the two slips that
-    make a right path wrong — writing it relative to the config file (it is read from the current directory), or
-    with an environment variable (not expanded)."""
-    if re.search(r"\$\w|\$\{|%\w+%", value):
-        return (
-            f"environment variables are not expanded in paths: write the path out in full (relative paths start from "
-            f"{Path.cwd()})"
-        )
+    """How to fix a local data path that does not exist: where relative paths start from, and the slip that makes a
+    right path wrong — writing it relative to the config file (it is read from the current directory; a path with
+    an environment variable is refused when the file is read: :data:`repeval.config.base.PathText`)."""
     if not path.is_absolute() and source is not None:
         beside = Path(source).parent / path
         if beside.resolve() != path.resolve() and (beside.is_dir() if is_dir else beside.exists()):

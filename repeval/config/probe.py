@@ -213,7 +213,11 @@ class ProbeConfig(Strict):
             return ()
         if isinstance(v, list | tuple):
             for u in v:
-                if isinstance(u, bool) or (isinstance(u, int) and u < 1):
+                if (
+                    isinstance(u, bool)
+                    or (isinstance(u, int) and u < 1)
+                    or (isinstance(u, str) and u not in ("infer", "power_infer") and not u.strip().isdigit())
+                ):  # a word of its own is said once, not as "not an integer" and "not infer" both
                     raise ValueError(
                         f"hidden unit sizes must be positive integers, 'infer' or 'power_infer'; got {u!r}"
                     )

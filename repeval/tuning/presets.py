@@ -46,6 +46,9 @@ class Preset:
     differs: str = ""
     #: task type → where the preset departs from its source for tasks of that type alone (said after :attr:`differs`)
     differs_by_type: dict[str, str] = field(default_factory=dict)
+    #: task type → what ``{stopping}`` in :attr:`differs` says for a task of that type (the source's early stopping
+    #: and checkpoint differ by task type); ``""``: for a task whose type is not known
+    stopping: dict[str, str] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -56,9 +59,10 @@ class Preset:
 
     def departures(self, trained: int, why: str | None = None, task_type: str | None = None) -> str:
         """:attr:`differs` for an entry that trains ``trained`` configurations: ``all N points are trained`` for the
-        preset's grid (``why`` None), else how many are and ``why`` they are not the preset's points; then the
-        departures of :attr:`differs_by_type` for a task of ``task_type`` (``None``: not known — each said with the
-        task type it is of)."""
+        preset's grid (``why`` None), else how many are and ``why`` they are not the preset's points, and its
+        ``{stopping}`` as :attr:`stopping` says it for a task of ``task_type``; then the departures of
+        :attr:`differs_by_type` for a task of ``task_type`` (``None``: not known — each said with the task type it is
+        of)."""
         said = (
             f"all {self.size} points are trained"
             if why is None
@@ -70,7 +74,8 @@ class Preset:
             for kind, text in self.differs_by_type.items()
             if task_type is None or kind == task_type
         ]
-        return "; ".join([self.differs.replace("{trained}", said), *typed])
+        stopping = self.stopping.get(task_type or "", self.stopping.get("", ""))
+        return "; ".join([self.differs.replace("{trained}", said).replace("{stopping}", stopping), *typed])
 
     def criterion(self, task_type: str | None) -> str | None:
         """The source's validation criterion for ``task_type`` (``None``: repeval's default for the type)."""
@@ -155,6 +160,8 @@ PRIMARY_METRIC = {"regression": "val_r2", "key_estimation": "val_key_weighted_sc
 # [128] probe alone, §2.2.5 and the other four 100), at most 100 epochs, patience 10. One criterion stops *and*
 # selects (the task's default, or save_criterion): the thesis stopped on the validation loss (§3.1.5, Keras'
 # EarlyStopping default) and kept the best val_categorical_accuracy / val_auc checkpoint (DESIGN.md: on purpose).
+# mir_ref trained classification only (its train.py has no regression loss): a regression task's probes stop and
+# keep their checkpoint on the validation loss (MSE), repeval's default criterion for the type.
 register_preset(
     Preset(
         name="mir_ref_thesis",
@@ -178,11 +185,30 @@ register_preset(
         bare_names=True,
         source="Plachouras 2023, the mir_ref thesis, §3.1.5 and Appendix A; chrispla/mir_ref mir_ref/train.py",
         differs=(
-            "early stopping on the selection criterion (the thesis stopped on the validation loss and kept the best "
-            "accuracy / AUC checkpoint); L2 1e-5 as PyTorch weight_decay (Keras' l2(1e-5) is weight_decay 2e-5); "
-            "infer sizes rounded up to even (mir_ref truncates, then makes an odd size even: M5 on 512 dimensions "
-            "and 10 classes is [346, 178] here, [344, 178] in mir_ref)"
+            "{stopping}; L2 1e-5 as PyTorch weight_decay (Keras' l2(1e-5) is weight_decay 2e-5); infer sizes rounded "
+            "up to even (mir_ref truncates, then makes an odd size even: M5 on 512 dimensions and 10 classes is "
+            "[346, 178] here, [344, 178] in mir_ref)"
         ),
+        stopping={
+            "": (
+                "early stopping on the selection criterion (the thesis stopped on the validation loss and kept the best "
+                "val_categorical_accuracy checkpoint, val_auc for tagging; it trained no regression task)"
+            ),
+            **dict.fromkeys(
+                ("multiclass_classification", "key_estimation"),
+                "early stopping on the selection criterion (the thesis stopped on the validation loss and kept the best "
+                "val_categorical_accuracy checkpoint)",
+            ),
+            "multilabel_classification": (
+                "early stopping on the selection criterion (the thesis stopped on the validation loss and kept the best "
+                "val_auc checkpoint)"
+            ),
+            "regression": (
+                "the thesis trained no regression task (mir_ref's train.py has classification losses only): the "
+                "selection criterion stops training and keeps the checkpoint, the validation loss (mean squared "
+                "error) unless save_criterion names another"
+            ),
+        },
         differs_by_type={
             "multilabel_classification": (
                 "mir_ref's val_auc is Keras' AUC over the flattened labels (micro), here val_roc_auc_macro"

@@ -710,6 +710,20 @@ def test_a_data_path_written_from_the_config_file_or_with_a_variable_says_so(tmp
     check_data_paths(load_config(cfg), str(cfg))
 
 
+def test_a_home_folder_in_a_path_is_expanded():
+    """``~`` in a path passed the data check (which expanded it), but the loaders and the store took it as a folder
+    named ``~`` (``run.store: ~/repeval-store`` made ``./~/repeval-store``): it is expanded when the file is read."""
+    d = base()
+    d["run"] = {"store": "~/repeval-store", "runs_dir": "~/runs"}
+    d["experiments"][0]["datasets"][0].update(manifest="~/data/m.csv", dir="~/data")
+    cfg = parse_config(d)
+    assert (cfg.run.store, cfg.run.runs_dir) == (str(Path.home() / "repeval-store"), str(Path.home() / "runs"))
+    ds = cfg.experiments[0].datasets[0]
+    assert (ds.manifest, ds.dir) == (str(Path.home() / "data" / "m.csv"), str(Path.home() / "data"))
+    d["run"]["store"] = "s3://bucket/~x"  # a URI as written
+    assert parse_config(d).run.store == "s3://bucket/~x"
+
+
 def test_a_missing_rendered_manifest_names_the_render_command_that_writes_it(tmp_path, monkeypatch):
     """A shipped config run before its data was rendered (``configs/aggregation.yaml``: ``data/mixtures/manifest.csv``)
     said "`repeval data render DIR` renders the quickstart's notes; `--kind mixtures` …" — the user worked out DIR
@@ -910,6 +924,11 @@ def test_thesis_preset_says_the_auc_departure_of_multilabel_tasks_alone():
     ):
         line = said(task)
         assert "differs from the source: early stopping" in line and "val_auc" not in line, line
+        assert "kept the best val_categorical_accuracy checkpoint" in line
+    # a regression task: mir_ref trained none, and its probes stop and select on the validation loss (no accuracy)
+    line = said({"name": "emotion", "type": "regression"})
+    assert "checkpoint by val_loss" in line and "accuracy" not in line and "AUC" not in line, line
+    assert "the thesis trained no regression task" in line and "the validation loss (mean squared error)" in line
     # the report: each task's departures; a task of a type not known, each with the type it is of
     assert auc in entry_words({"preset": "mir_ref_thesis"}, 0, "multilabel_classification")
     assert "val_auc" not in entry_words({"preset": "mir_ref_thesis"}, 0, "key_estimation")
