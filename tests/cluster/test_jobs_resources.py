@@ -90,6 +90,27 @@ def test_embed_resources_are_validated() -> None:
         ResourcesConfig(embed_resources={"embed": 0})
 
 
+def _notes_config(notes: Path, tmp_path: Path, run_id: str, resources: dict[str, Any]) -> dict[str, Any]:
+    """A configuration of mfcc-stats on the rendered notes with these ``run.resources``."""
+    return {
+        "run": {
+            "run_id": run_id,
+            "store": str(tmp_path / "store"),
+            "runs_dir": str(tmp_path / "runs"),
+            "resources": resources,
+        },
+        "experiments": [
+            {
+                "task": {"name": "instrument", "type": "multiclass_classification", "label": "instrument"},
+                "datasets": [notes_dataset(notes)],
+                "embedding_models": ["mfcc-stats"],
+                "downstream_models": [{"name": "linear", "type": "classifier", "hidden_units": [], "epochs": 2}],
+                "metrics": ["accuracy"],
+            }
+        ],
+    }
+
+
 def test_probe_trials_no_node_can_hold_stop_the_run_before_it_embeds(
     ray_session: Any, rendered_notes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -102,19 +123,7 @@ def test_probe_trials_no_node_can_hold_stop_the_run_before_it_embeds(
     from repeval.cli import app
 
     cpus = int(ray_session.cluster_resources()["CPU"])
-    cfg = {
-        "run": {"run_id": "big", "store": str(tmp_path / "store"), "runs_dir": str(tmp_path / "runs")},
-        "experiments": [
-            {
-                "task": {"name": "instrument", "type": "multiclass_classification", "label": "instrument"},
-                "datasets": [notes_dataset(rendered_notes)],
-                "embedding_models": ["mfcc-stats"],
-                "downstream_models": [{"name": "linear", "type": "classifier", "hidden_units": [], "epochs": 2}],
-                "metrics": ["accuracy"],
-            }
-        ],
-    }
-    cfg["run"]["resources"] = {"trial_num_cpus": cpus + 1}
+    cfg = _notes_config(rendered_notes, tmp_path, "big", {"trial_num_cpus": cpus + 1})
     (tmp_path / "big.yaml").write_text(yaml.safe_dump(cfg))
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     res = CliRunner().invoke(app, ["run", str(tmp_path / "big.yaml")])
@@ -447,23 +456,8 @@ def test_plan_at_an_address_checks_the_requests_node_by_node_as_the_run_does(
 
     from repeval.cli import app
 
-    cfg = {
-        "run": {
-            "run_id": "plan",
-            "store": str(tmp_path / "store"),
-            "runs_dir": str(tmp_path / "runs"),
-            "resources": {"trial_num_cpus": 3, "decode_num_cpus": 2, "embed_in_decode": "never"},
-        },
-        "experiments": [
-            {
-                "task": {"name": "instrument", "type": "multiclass_classification", "label": "instrument"},
-                "datasets": [notes_dataset(rendered_notes)],
-                "embedding_models": ["mfcc-stats"],
-                "downstream_models": [{"name": "linear", "type": "classifier", "hidden_units": [], "epochs": 2}],
-                "metrics": ["accuracy"],
-            }
-        ],
-    }
+    resources = {"trial_num_cpus": 3, "decode_num_cpus": 2, "embed_in_decode": "never"}
+    cfg = _notes_config(rendered_notes, tmp_path, "plan", resources)
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(cfg))
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     gcs = ray_session.get_runtime_context().gcs_address
