@@ -143,8 +143,11 @@ def make_plan(
     tune_storage: str | None = None,
     smoke_of: Config | None = None,
     retry_errors: bool = False,
+    nodes: list[dict[str, float]] | None = None,
 ) -> Plan:
-    """The plan; ``cluster`` (``ray.cluster_resources()``) turns the resource rules into exact requests.
+    """The plan; ``cluster`` (``ray.cluster_resources()``) turns the resource rules into exact requests, which with
+    ``nodes`` (each live node's resources) are checked as ``repeval run`` checks them before it embeds: a request no
+    node holds, or an actor pool and its decode tasks that no node holds together, says "cannot be placed" and why.
     ``smoke_of``: the configuration ``cfg`` is the smoke test of (:func:`~repeval.run.context.smoke_test_config`),
     whose probe entries :func:`probe_lines` describes as the smoke test's probes' origin.
 
@@ -251,7 +254,7 @@ def make_plan(
         where += [f"{', '.join(pooled)} in actor pools"] if pooled else []
         p.resources["models run"] = f"{'; '.join(where)} (embed_in_decode: {r.embed_in_decode})"
     else:
-        from repeval.pipeline.resources import plan_resources
+        from repeval.pipeline.resources import plan_resources, stream_misfit
 
         gpus = float(cluster.get("GPU", 0.0))
         for exp in cfg.experiments:
@@ -259,7 +262,8 @@ def make_plan(
                 fam, _ = resolve_model(m)
                 try:
                     res = plan_resources(fam.cls, r, float(cluster.get("CPU", 1.0)), gpus, cluster)
-                    p.resources[f"embed {m.id}"] = res.describe()
+                    misfit = stream_misfit(m.id, res, r.use_gpu, nodes) if nodes else None
+                    p.resources[f"embed {m.id}"] = f"cannot be placed: {misfit}" if misfit else res.describe()
                 except ValueError as exc:
                     p.resources[f"embed {m.id}"] = f"cannot be placed: {exc}"
     if cluster is None:
@@ -278,6 +282,12 @@ def make_plan(
         p.resources["decode task"] = f"{' or '.join(sizes)}, {at_once}"
     trial_gpu = _gpu_note(r.use_gpu, r.trial_num_gpus, gpus, "", known=cluster is not None)
     p.resources["probe trial"] = f"{r.trial_num_cpus:g} CPU{trial_gpu}"
+    if nodes:  # as the run checks them before it embeds (the trials' GPU decided as their stage decides it)
+        from repeval.ray_cluster import trials_misfit
+        from repeval.ray_utils import wants_gpu
+
+        misfit = trials_misfit(r, wants_gpu(r.use_gpu, r.trial_num_gpus, gpus), nodes)
+        p.resources["probe trial"] += f" — cannot be placed: {misfit}" if misfit else ""
     if n_bf16:
         from repeval.probes.model import native_bf16
 

@@ -152,19 +152,21 @@ def frame_memory(
     return lines, warnings
 
 
-def largest_node_memory() -> dict[str, float]:
-    """``{NODE_MEMORY: bytes}``: the largest alive node's Ray ``memory`` resource of the Ray this process is attached
-    to — what a trial can have, where ``ray.cluster_resources()`` sums every node's — else ``{}`` (not attached, or
-    not known: the estimate is advice)."""
+def largest_node_memory(nodes: list[dict[str, float]] | None = None) -> dict[str, float]:
+    """``{NODE_MEMORY: bytes}``: the largest alive node's Ray ``memory`` resource (of ``nodes``, each live node's
+    resources, else of the Ray this process is attached to) — what a trial can have, where
+    ``ray.cluster_resources()`` sums every node's — else ``{}`` (not attached, or not known: the estimate is advice)."""
     try:
         import ray
 
-        alive = (
-            [n["Resources"].get("memory", 0.0) for n in ray.nodes() if n.get("Alive")] if ray.is_initialized() else []
-        )
+        from repeval.ray_cluster import alive_node_resources
+
+        if nodes is None:
+            nodes = alive_node_resources() if ray.is_initialized() else []
+        alive = [float(n.get("memory", 0.0)) for n in nodes]
     except Exception:  # Ray's resources not known: the caller's other measure
         return {}
-    return {NODE_MEMORY: float(max(alive))} if alive and max(alive) > 0 else {}
+    return {NODE_MEMORY: max(alive)} if alive and max(alive) > 0 else {}
 
 
 def warn_frame_memory(cfg: Any, store: Any, only: Collection[tuple[str, str, str]]) -> None:

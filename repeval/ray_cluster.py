@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -241,19 +241,42 @@ def _amounts(request: Mapping[str, float]) -> str:
     return ", ".join(said)
 
 
-def check_request_fits(what: str, request: Mapping[str, float], settings: Mapping[str, str]) -> None:
+def alive_nodes() -> list[dict[str, Any]]:
+    """The live nodes of the running Ray, as ``ray.nodes()`` reports them (``NodeID``, ``NodeManagerAddress``,
+    ``Resources``, …): one query of the GCS."""
+    import ray
+
+    return [n for n in ray.nodes() if n.get("Alive")]
+
+
+def alive_node_resources() -> list[dict[str, float]]:
+    """Each live node's resources (``{"CPU": 8.0, "GPU": 1.0, "memory": …}``) of the running Ray: one query, which a
+    check passes to every test it makes (:func:`request_misfit`, :func:`pool_misfit`)."""
+    return [dict(n.get("Resources") or {}) for n in alive_nodes()]
+
+
+def may_grow() -> bool:
+    """Whether the running Ray may get more nodes: attached to a cluster (``RAY_ADDRESS``), which may autoscale —
+    not the embedded Ray of this machine."""
+    return bool(os.environ.get("RAY_ADDRESS"))
+
+
+def check_request_fits(
+    what: str,
+    request: Mapping[str, float],
+    settings: Mapping[str, str],
+    nodes: Sequence[Mapping[str, float]] | None = None,
+) -> None:
     """Raise ``ValueError`` naming the fix when no live node of the running Ray offers ``request`` whole (each
     resource's amount, on one node): the tasks, actors or trials ``what`` names would wait for ever on a cluster that
     will not add such a node — Ray's autoscaler only repeats "No available node types can fulfill resource request"
     in the job's log — and for a node the autoscaler adds, the pool sizes were fixed when the stage started from the
-    nodes then up (docs/cluster.md, GPUs). ``settings``: the configuration key that asked for each resource.
+    nodes then up (docs/cluster.md, GPUs). ``settings``: the configuration key that asked for each resource;
+    ``nodes``: the live nodes' resources when the caller has them (:func:`alive_node_resources`), else read here.
     GPU requests under ``run.resources.use_gpu: always`` are not checked by the callers: that mode waits for the
     autoscaler to add GPU nodes."""
-    import ray
-
-    nodes = [n.get("Resources") or {} for n in ray.nodes() if n.get("Alive")]
-    # attached to a cluster (RAY_ADDRESS), which may autoscale; else the embedded Ray of this machine, which will not
-    problem = request_misfit(what, request, settings, nodes, may_grow=bool(os.environ.get("RAY_ADDRESS")))
+    nodes = alive_node_resources() if nodes is None else nodes
+    problem = request_misfit(what, request, settings, nodes, may_grow=may_grow())
     if problem:
         raise ValueError(problem)
 
@@ -266,7 +289,7 @@ def request_misfit(
     what: str,
     request: Mapping[str, float],
     settings: Mapping[str, str],
-    nodes: list[Mapping[str, float]],
+    nodes: Sequence[Mapping[str, float]],
     may_grow: bool = True,
 ) -> str | None:
     """Why no node of ``nodes`` (each node's resources, as ``ray.nodes()`` reports them) holds ``request`` whole —
@@ -314,18 +337,98 @@ def request_misfit(
     )
 
 
-def check_trials_fit(res: Any, use_gpu: bool | None = None) -> None:
-    """Refuse probe trials (``run.resources.trial_num_cpus``/``trial_num_gpus``, as :mod:`repeval.tuning.grid`
-    requests them) that no live node can hold (:func:`check_request_fits`) — before anything is embedded when the
-    run trains next. Trials that take a GPU under ``use_gpu: always`` are left to the autoscaler: they can only go to a
-    GPU node, which may not be up yet, so the live nodes' CPUs say nothing about them either. ``use_gpu``: whether the
-    trials take their GPUs, when the caller has decided it (else decided here, as the trials' caller does)."""
-    from repeval.ray_utils import cluster_gpus, wants_gpu
+def _count(node: Mapping[str, float], want: Mapping[str, float]) -> int:
+    """How many requests of ``want`` ``node`` holds at once."""
+    return min((int(float(node.get(k, 0)) / v + 1e-9) for k, v in want.items() if v > 0), default=1 << 30)
 
+
+def _less(node: Mapping[str, float], want: Mapping[str, float]) -> dict[str, float]:
+    return {k: float(node.get(k, 0)) - float(want.get(k, 0)) for k in {*node, *want}}
+
+
+def _others(nodes: Sequence[Mapping[str, float]], j: int, actor: Mapping[str, float]) -> int:
+    """The actors of ``actor`` the nodes other than the ``j``-th hold together."""
+    return sum(_count(n, actor) for i, n in enumerate(nodes) if i != j)
+
+
+def pool_misfit(
+    model: str,
+    actor: Mapping[str, float],
+    n_actors: int,
+    task: Mapping[str, float],
+    nodes: Sequence[Mapping[str, float]],
+    may_grow: bool = True,
+) -> str | None:
+    """Why the live nodes (``nodes``) cannot hold a stream's ``n_actors`` embedding actors (``actor`` each) and one
+    of its decode tasks (``task``, CPUs only) at once — :func:`check_request_fits`'s kind of message — else ``None``.
+    Each may fit a node alone (what :func:`request_misfit` checks) and still wait for ever together: Ray Data starts
+    the whole actor pool first, and on 2 CPUs a 1-CPU actor leaves no room for a decode task of 2 CPUs
+    (``run.resources.decode_num_cpus: 2``); the stream showed "Active & requested resources: 3/2 CPU" and stood still.
+    Exact for such a pool: some node holds the task beside as many actors as the other nodes cannot take.
+    A cluster scaled to zero is left to its autoscaler, as :func:`request_misfit` leaves it."""
+    from repeval.words import counted
+
+    actor = {k: float(v) for k, v in actor.items() if float(v) > 0}
+    task = {k: float(v) for k, v in task.items() if float(v) > 0}
+    if not nodes or not actor or not task or n_actors < 1:
+        return None
+    if may_grow and not any(float(n.get("CPU", 0)) > 0 for n in nodes):
+        return None
+    beside = [  # (node, actors it holds beside the task) of each node that holds the task
+        _others(nodes, j, actor) + _count(_less(n, task), actor) for j, n in enumerate(nodes) if _holds(n, task)
+    ]
+    if any(k >= n_actors for k in beside):
+        return None
+    # the most CPU a node keeps beside the actors it must take (those the other nodes cannot)
+    rooms = []
+    for j, n in enumerate(nodes):
+        own = max(0, n_actors - _others(nodes, j, actor))
+        if own <= _count(n, actor):
+            rooms.append(float(n.get("CPU", 0)) - own * actor.get("CPU", 0.0))
+    room = int(max(rooms, default=0.0) * 1000 + 1e-6) / 1000
+    fixes = [f"set run.resources.decode_num_cpus to at most {room:g}"] if room > 0 else []
+    most = max(beside, default=0)
+    if most >= 1:
+        fixes.append(f"set run.resources.embed_actors to at most {most}")
+    fixes.append(
+        f"add a node with {_amounts(task)} (on an autoscaling cluster, raise its node type's min_workers so one is up "
+        "when the run starts)"
+    )
+    pool = (
+        f"the {n_actors} embedding actors of {model} ({_amounts(actor)} each)"
+        if n_actors > 1
+        else f"the embedding actor of {model} ({_amounts(actor)})"
+    )
+    them = "the actors" if n_actors > 1 else "the actor"
+    return (
+        f"{pool} and its decode tasks ({_amounts(task)} each, run.resources.decode_num_cpus) each fit a node of this "
+        f"Ray cluster ({counted(len(nodes), 'node')}), but not together: beside {them} a node keeps at most "
+        f"{_amounts({'CPU': max(room, 0.0)})} for a decode task, so the stream would wait for ever (Ray Data starts "
+        f"{them} first, and no decode task could start beside {'them' if n_actors > 1 else 'it'}): "
+        f"{', or '.join(fixes)}"
+    )
+
+
+def trials_misfit(res: Any, use_gpu: bool, nodes: Sequence[Mapping[str, float]], may_grow: bool = True) -> str | None:
+    """Why no live node (``nodes``) holds a probe trial (``run.resources.trial_num_cpus``/``trial_num_gpus``, as
+    :mod:`repeval.tuning.grid` requests them; ``use_gpu``: whether they take their GPUs) — ``None`` when one does, or
+    when the trials take a GPU under ``use_gpu: always``: they can only go to a GPU node, which may not be up yet, so
+    the live nodes' CPUs say nothing about them either."""
     if res.use_gpu == "always" and res.trial_num_gpus > 0:
-        return  # trials that take a GPU go to the GPU nodes the autoscaler adds, whatever their CPUs
-    if use_gpu is None:
-        use_gpu = wants_gpu(res.use_gpu, res.trial_num_gpus, cluster_gpus())
+        return None  # trials that take a GPU go to the GPU nodes the autoscaler adds, whatever their CPUs
     gpu = res.trial_num_gpus if use_gpu else 0
     keys = {"CPU": "run.resources.trial_num_cpus", "GPU": "run.resources.trial_num_gpus"}
-    check_request_fits("the probe trials", {"CPU": res.trial_num_cpus, "GPU": gpu}, keys)
+    return request_misfit("the probe trials", {"CPU": res.trial_num_cpus, "GPU": gpu}, keys, nodes, may_grow)
+
+
+def check_trials_fit(res: Any, use_gpu: bool | None = None) -> None:
+    """Refuse probe trials that no live node can hold (:func:`trials_misfit`, as :func:`check_request_fits` words it)
+    — before anything is embedded when the run trains next. ``use_gpu``: whether the trials take their GPUs, when the
+    caller has decided it (else decided here, as the trials' caller does)."""
+    from repeval.ray_utils import cluster_gpus, wants_gpu
+
+    if use_gpu is None and not (res.use_gpu == "always" and res.trial_num_gpus > 0):
+        use_gpu = wants_gpu(res.use_gpu, res.trial_num_gpus, cluster_gpus())
+    problem = trials_misfit(res, bool(use_gpu), alive_node_resources(), may_grow())
+    if problem:
+        raise ValueError(problem)

@@ -219,21 +219,32 @@ def check_ray_address(
 
 
 def cluster_resources(address: str, given: str = "RAY_ADDRESS") -> dict[str, float]:
-    """The resources of the Ray cluster at ``address`` (``ray.cluster_resources()``), read by attaching to it as a
-    driver — never starting a Ray — and detaching; those of the Ray this process is attached to already, if any.
-    With them the largest node's memory (:func:`repeval.plan_memory.largest_node_memory`: the plan judges a trial's
-    frames by it, as the run does, not by every node's sum). Raises as :func:`check_ray_address` does (``given``
-    names where the address comes from)."""
+    """The resources of the Ray cluster at ``address`` (:func:`cluster_nodes`' first part)."""
+    return cluster_nodes(address, given)[0]
+
+
+def cluster_nodes(address: str, given: str = "RAY_ADDRESS") -> tuple[dict[str, float], list[dict[str, float]]]:
+    """The resources of the Ray cluster at ``address`` (``ray.cluster_resources()``) and each live node's
+    (:func:`repeval.ray_cluster.alive_node_resources`: what the plan checks the run's requests against, node by node,
+    as the run does), read by attaching to it as a driver — never starting a Ray — and detaching; those of the Ray
+    this process is attached to already, if any. With the resources the largest node's memory
+    (:func:`repeval.plan_memory.largest_node_memory`: the plan judges a trial's frames by it, as the run does, not by
+    every node's sum). Raises as :func:`check_ray_address` does (``given`` names where the address comes from)."""
     import ray
 
     from repeval.plan_memory import largest_node_memory
+    from repeval.ray_cluster import alive_node_resources
+
+    def read() -> tuple[dict[str, float], list[dict[str, float]]]:
+        nodes = alive_node_resources()
+        return {**ray.cluster_resources(), **largest_node_memory(nodes)}, nodes
 
     if ray.is_initialized():
-        return {**ray.cluster_resources(), **largest_node_memory()}
+        return read()
     check_ray_address(address, given=given)
     attach_ray(address, given, log_to_driver=False, logging_level=logging.WARNING)
     try:
-        return {**ray.cluster_resources(), **largest_node_memory()}
+        return read()
     finally:
         ray.shutdown()
 

@@ -161,17 +161,25 @@ def plan(
     st: EmbeddingStore | None = _guard(lambda: EmbeddingStore(st_root, create=False, must_exist=False))
     if st is not None and not st.exists():
         st = None
-    cluster = None
+    cluster = nodes = None
     given = "--address" if address else "RAY_ADDRESS"
     address = address or os.environ.get("RAY_ADDRESS")
     if address:  # under `ray job submit` or pointed at a cluster: its exact requests (attached to, never started)
-        from repeval.ray_utils import cluster_resources
+        from repeval.ray_utils import cluster_nodes
 
-        cluster = _guard(lambda: cluster_resources(address, given))  # a dashboard URL or a stopped cluster: one line
+        # a dashboard URL or a stopped cluster: one line; the nodes: the run's check of its requests, node by node
+        cluster, nodes = _guard(lambda: cluster_nodes(address, given))
     tune = loc.tune_storage if loc is not None else None  # a remote run's Tune experiments are read where they are
     plan = _guard(
         lambda: make_plan(
-            cfg, st, run_dir, cluster=cluster, tune_storage=tune, smoke_of=smoke_of, retry_errors=retry_errors
+            cfg,
+            st,
+            run_dir,
+            cluster=cluster,
+            tune_storage=tune,
+            smoke_of=smoke_of,
+            retry_errors=retry_errors,
+            nodes=nodes,
         )
     )
     if st is None:  # nothing embedded yet: what the load drops is said still (with a store, make_plan says it)

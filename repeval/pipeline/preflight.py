@@ -146,11 +146,14 @@ def models_on_nodes(cfg: Config, mcfgs: list[Any]) -> NodeCheck:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    from repeval.ray_cluster import alive_nodes
+
+    nodes = alive_nodes()
+    have_all = [dict(n.get("Resources") or {}) for n in nodes]
     wanted: dict[str, list[Any]] = {}
     unplaced = []
     for mcfg in mcfgs:
-        res = stream_resources(mcfg, cfg.run.resources)
+        res = stream_resources(mcfg, cfg.run.resources, have_all)
         needs = {"CPU": 1e-9, **({"GPU": 1e-9} if res.num_gpus else {}), **res.resources}
         placed = False
         for node in nodes:

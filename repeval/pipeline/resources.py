@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -262,33 +262,51 @@ def _fused(
     )
 
 
-def stream_resources(mcfg: Any, resources: Any) -> EmbedResources:
-    """What a stream of model ``mcfg`` requests from the running Ray under ``run.resources``."""
+def stream_resources(mcfg: Any, resources: Any, nodes: Sequence[Mapping[str, float]] | None = None) -> EmbedResources:
+    """What a stream of model ``mcfg`` requests from the running Ray under ``run.resources`` — refused when the live
+    nodes cannot hold it (:func:`check_stream_fits`; ``nodes``: their resources when the caller has read them)."""
     import ray  # issue 8: custom resources (run.resources.embed_resources) cap the pool
 
-    from repeval.ray_utils import cluster_cpus, cluster_gpus
-
     fam, _ = resolve_model(mcfg)
-    res = plan_resources(fam.cls, resources, cluster_cpus(), cluster_gpus(), ray.cluster_resources())
-    check_stream_fits(mcfg.id, res, str(getattr(resources, "use_gpu", "auto")))
+    cluster = ray.cluster_resources()
+    cpus, gpus = float(cluster.get("CPU", 1.0)), float(cluster.get("GPU", 0.0))
+    res = plan_resources(fam.cls, resources, cpus, gpus, cluster)
+    check_stream_fits(mcfg.id, res, str(getattr(resources, "use_gpu", "auto")), nodes)
     return res
 
 
-def check_stream_fits(model: str, res: EmbedResources, use_gpu: str) -> None:
-    """Refuse a stream whose decode tasks or embedding actors no live node can hold (:func:`check_request_fits`):
-    an ``embed_num_cpus`` above every node's CPUs (the requests are sized from the cluster's total), the GPUs of
-    ``embed_num_gpus`` on nodes of fewer — except an actor pool under ``use_gpu: always``, which waits for the
-    autoscaler's GPU nodes."""
-    from repeval.ray_cluster import check_request_fits
+def check_stream_fits(
+    model: str, res: EmbedResources, use_gpu: str, nodes: Sequence[Mapping[str, float]] | None = None
+) -> None:
+    """Refuse a stream the live nodes cannot hold (:func:`stream_misfit`), read once (``nodes``, else here)."""
+    from repeval.ray_cluster import alive_node_resources, may_grow
+
+    problem = stream_misfit(model, res, use_gpu, alive_node_resources() if nodes is None else nodes, may_grow())
+    if problem:
+        raise ValueError(problem)
+
+
+def stream_misfit(
+    model: str, res: EmbedResources, use_gpu: str, nodes: Sequence[Mapping[str, float]], may_grow: bool = True
+) -> str | None:
+    """Why the live nodes (``nodes``, each one's resources) cannot hold a stream's decode tasks or embedding actors
+    (:func:`~repeval.ray_cluster.request_misfit`): an ``embed_num_cpus`` above every node's CPUs (the requests are
+    sized from the cluster's total), the GPUs of ``embed_num_gpus`` on nodes of fewer; or the actor pool and a
+    decode task together (:func:`~repeval.ray_cluster.pool_misfit`) — except an actor pool under ``use_gpu:
+    always``, which waits for the autoscaler's GPU nodes. ``None`` when they fit."""
+    from repeval.ray_cluster import pool_misfit, request_misfit
 
     keys = {"CPU": "run.resources.embed_num_cpus", "GPU": "run.resources.embed_num_gpus"}
+    decode = {"CPU": res.decode_num_cpus}
     if not res.n_actors:
-        check_request_fits(f"the decode tasks that run {model}", {"CPU": res.decode_num_cpus}, keys)
-        return
-    check_request_fits(
-        f"the decode tasks of {model}", {"CPU": res.decode_num_cpus}, {"CPU": "run.resources.decode_num_cpus"}
+        return request_misfit(f"the decode tasks that run {model}", decode, keys, nodes, may_grow)
+    problem = request_misfit(
+        f"the decode tasks of {model}", decode, {"CPU": "run.resources.decode_num_cpus"}, nodes, may_grow
     )
-    if use_gpu != "always":
-        custom = {k: f"run.resources.embed_resources.{k}" for k in res.resources}
-        actor = {"CPU": res.num_cpus, "GPU": res.num_gpus, **res.resources}
-        check_request_fits(f"the embedding actors of {model}", actor, {**keys, **custom})
+    if problem or use_gpu == "always":
+        return problem
+    custom = {k: f"run.resources.embed_resources.{k}" for k in res.resources}
+    actor = {"CPU": res.num_cpus, "GPU": res.num_gpus, **res.resources}
+    return request_misfit(
+        f"the embedding actors of {model}", actor, {**keys, **custom}, nodes, may_grow
+    ) or pool_misfit(model, actor, res.n_actors, decode, nodes, may_grow)

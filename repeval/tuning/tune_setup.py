@@ -6,6 +6,54 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from typing import Any
+
+#: the logger of Tune's "Restored on <node> from checkpoint: Checkpoint(…)", which a trial actor says at INFO as it
+#: restores an interrupted trial (Ray 2.60's ``Trainable.restore``)
+TRAINABLE_LOGGER = "ray.tune.trainable.trainable"
+
+
+class RestoredLines(logging.Filter):
+    """Drop Tune's INFO line of each trial restored from its checkpoint (:data:`TRAINABLE_LOGGER`): a resumed grid's
+    job log had one per unfinished trial, with its checkpoint's path — said once for the experiment instead, by the
+    driver's "resuming Tune experiment <path>". The logger's other lines (its warnings and errors) pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno <= logging.INFO and str(record.msg).startswith("Restored on "))
+
+
+def quiet_restored_lines() -> None:
+    """Install :class:`RestoredLines` on :data:`TRAINABLE_LOGGER` in this process (once)."""
+    logger = logging.getLogger(TRAINABLE_LOGGER)
+    if not any(isinstance(f, RestoredLines) for f in logger.filters):
+        logger.addFilter(RestoredLines())
+
+
+class RestoresQuietly:
+    """A mixin of a Tune trainable whose actors drop Tune's line of each trial they restore (:class:`RestoredLines`):
+    the filter goes into the trial actor's process as it restores, before Tune logs the line there — where a job's
+    log (``log_to_driver``) picks it up."""
+
+    def restore(self, *args: Any, **kwargs: Any) -> Any:
+        quiet_restored_lines()
+        return super().restore(*args, **kwargs)  # type: ignore[misc]
+
+
+def quiet_restores(trainable: Any) -> Any:
+    """``trainable`` (a function, as ``tune.with_resources(tune.with_parameters(…))`` returns it, or a Trainable class)
+    with :class:`RestoresQuietly` among the classes its actors are made of: for a function, in the ``__mixins__`` that
+    Tune's ``wrap_function`` puts before ``FunctionTrainable``; a class gets a subclass of its name (which
+    ``Tuner.restore`` matches with the experiment's)."""
+    from ray.tune import Trainable
+
+    if isinstance(trainable, type) and issubclass(trainable, Trainable):
+        if issubclass(trainable, RestoresQuietly):
+            return trainable
+        return type(trainable.__name__, (RestoresQuietly, trainable), {"__qualname__": trainable.__qualname__})
+    mixins = tuple(getattr(trainable, "__mixins__", ()))
+    if callable(trainable) and RestoresQuietly not in mixins:
+        trainable.__mixins__ = (RestoresQuietly, *mixins)
+    return trainable
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from repeval.tuning.checkpoint import read_finished
-from repeval.tuning.tune_setup import _plain_trial_actors, _quiet_missing_metrics
+from repeval.tuning.tune_setup import _plain_trial_actors, _quiet_missing_metrics, quiet_restores
 from repeval.words import counted
 
 # the grid driver's logger, as before this module was split from it: the command line's lines name it
@@ -107,7 +107,7 @@ def _fit(
             with _quiet_missing_metrics():
                 tuner = tune.Tuner.restore(
                     path,
-                    make_trainable(_reusable(st, name, fingerprint, data, current=True, **plan)),
+                    quiet_restores(make_trainable(_reusable(st, name, fingerprint, data, current=True, **plan))),
                     resume_unfinished=True,
                     resume_errored=False,
                     restart_errored=False,
@@ -149,7 +149,7 @@ def _fit(
     )
     # end issue 8
     tuner = tune.Tuner(
-        make_trainable(finished),
+        quiet_restores(make_trainable(finished)),
         param_space=param_space,
         tune_config=tune_config,
         run_config=tune.RunConfig(

@@ -90,6 +90,27 @@ def test_embed_resources_are_validated() -> None:
         ResourcesConfig(embed_resources={"embed": 0})
 
 
+def _notes_config(notes: Path, tmp_path: Path, run_id: str, resources: dict[str, Any]) -> dict[str, Any]:
+    """A configuration of mfcc-stats on the rendered notes with these ``run.resources``."""
+    return {
+        "run": {
+            "run_id": run_id,
+            "store": str(tmp_path / "store"),
+            "runs_dir": str(tmp_path / "runs"),
+            "resources": resources,
+        },
+        "experiments": [
+            {
+                "task": {"name": "instrument", "type": "multiclass_classification", "label": "instrument"},
+                "datasets": [notes_dataset(notes)],
+                "embedding_models": ["mfcc-stats"],
+                "downstream_models": [{"name": "linear", "type": "classifier", "hidden_units": [], "epochs": 2}],
+                "metrics": ["accuracy"],
+            }
+        ],
+    }
+
+
 def test_probe_trials_no_node_can_hold_stop_the_run_before_it_embeds(
     ray_session: Any, rendered_notes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -102,19 +123,7 @@ def test_probe_trials_no_node_can_hold_stop_the_run_before_it_embeds(
     from repeval.cli import app
 
     cpus = int(ray_session.cluster_resources()["CPU"])
-    cfg = {
-        "run": {"run_id": "big", "store": str(tmp_path / "store"), "runs_dir": str(tmp_path / "runs")},
-        "experiments": [
-            {
-                "task": {"name": "instrument", "type": "multiclass_classification", "label": "instrument"},
-                "datasets": [notes_dataset(rendered_notes)],
-                "embedding_models": ["mfcc-stats"],
-                "downstream_models": [{"name": "linear", "type": "classifier", "hidden_units": [], "epochs": 2}],
-                "metrics": ["accuracy"],
-            }
-        ],
-    }
-    cfg["run"]["resources"] = {"trial_num_cpus": cpus + 1}
+    cfg = _notes_config(rendered_notes, tmp_path, "big", {"trial_num_cpus": cpus + 1})
     (tmp_path / "big.yaml").write_text(yaml.safe_dump(cfg))
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     res = CliRunner().invoke(app, ["run", str(tmp_path / "big.yaml")])
@@ -363,3 +372,105 @@ def test_plan_says_which_probes_use_bf16_and_whether_this_cpu_has_it(monkeypatch
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
         text = make_plan(cfg).text()
         assert f"probe products:   bf16 in 1 of 2 probe configurations (this machine's CPU: {here})" in text, text
+
+
+def test_an_actor_pool_and_decode_tasks_that_fit_a_node_only_alone_are_refused(ray_session: Any) -> None:
+    """``run.resources.decode_num_cpus: 2`` on a 2-CPU node beside a 1-CPU embedding actor: each request fits the node
+    alone, so the run started its stream — and Ray Data, holding the actor, waited for ever to start a decode task
+    ("Active & requested resources: 3/2 CPU"). Now the stream is refused before it starts, naming the setting, the
+    most it can be and the fix."""
+    from repeval.config.embed import EmbeddingModelConfig
+    from repeval.pipeline.resources import stream_resources
+
+    assert ray_session.cluster_resources()["CPU"] == 2
+    mcfg = EmbeddingModelConfig(id="mfcc-stats")
+    pool = {"embed_in_decode": "never"}  # mfcc-stats in an actor pool, not inside the decode tasks
+    with pytest.raises(ValueError) as refused:
+        stream_resources(mcfg, ResourcesConfig(decode_num_cpus=2, **pool))
+    assert str(refused.value) == (
+        "the embedding actor of mfcc-stats (1 CPU) and its decode tasks (2 CPUs each, run.resources.decode_num_cpus) "
+        "each fit a node of this Ray cluster (1 node), but not together: beside the actor a node keeps at most 1 CPU "
+        "for a decode task, so the stream would wait for ever (Ray Data starts the actor first, and no decode task "
+        "could start beside it): set run.resources.decode_num_cpus to at most 1, or add a node with 2 CPUs (on an "
+        "autoscaling cluster, raise its node type's min_workers so one is up when the run starts)"
+    )
+
+
+def test_a_stream_check_reads_the_live_nodes_once(ray_session: Any) -> None:
+    """A model's stream checked its decode tasks and its actors against the live nodes, querying the GCS for them
+    each time (a query per request, with the model check's own list besides): one query per check now, whatever it
+    checks (ray.nodes() counted, not replaced)."""
+    import ray
+
+    from repeval.config.embed import EmbeddingModelConfig
+    from repeval.pipeline.preflight import models_on_nodes
+    from repeval.pipeline.resources import stream_resources
+
+    mcfg = EmbeddingModelConfig(id="mfcc-stats")
+    pool = {"embed_in_decode": "never"}
+    queries = []
+    real = ray.nodes
+
+    def counted_nodes() -> Any:
+        queries.append(1)
+        return real()
+
+    ray.nodes = counted_nodes
+    try:
+        fits = stream_resources(mcfg, ResourcesConfig(decode_num_cpus=1, **pool))  # what the message says fits
+        assert fits.n_actors == 1 and len(queries) == 1, (fits, queries)
+        cfg = _cfg(**pool)
+        assert not models_on_nodes(cfg, [mcfg]).problems and len(queries) == 2, queries  # once for the check too
+    finally:
+        ray.nodes = real
+
+
+def test_a_pool_spread_over_nodes_leaves_a_decode_task_room_on_one() -> None:
+    """Two 4-CPU nodes, decode tasks of 3 CPUs: two 2-CPU actors fit (one node holds both, the other the task);
+    three of 1.666 CPUs cannot leave 3 CPUs on any node — the message says what either setting may be."""
+    from repeval.ray_cluster import pool_misfit
+
+    nodes = [{"CPU": 4.0}, {"CPU": 4.0}]
+    assert pool_misfit("clmr", {"CPU": 2.0}, 2, {"CPU": 3.0}, nodes) is None
+    three = pool_misfit("clmr", {"CPU": 1.666}, 3, {"CPU": 3.0}, nodes)
+    assert three is not None and three.startswith("the 3 embedding actors of clmr (1.666 CPUs each) and"), three
+    assert (
+        "set run.resources.decode_num_cpus to at most 2.334, or set run.resources.embed_actors to at most 2, or add a "
+        "node with 3 CPUs" in three
+    ), three
+    # a GPU pool pinned to the GPU node: the decode task goes to the CPU node
+    gpu = [{"CPU": 0.0}, {"CPU": 4.0, "GPU": 1.0}, {"CPU": 2.0}]
+    assert pool_misfit("clmr", {"CPU": 4.0, "GPU": 1.0}, 1, {"CPU": 2.0}, gpu) is None
+    # a cluster scaled to zero: its autoscaler's (as request_misfit leaves it)
+    assert pool_misfit("clmr", {"CPU": 1.0}, 1, {"CPU": 2.0}, [{"CPU": 0.0}]) is None
+
+
+def test_plan_at_an_address_checks_the_requests_node_by_node_as_the_run_does(
+    ray_session: Any, rendered_notes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`repeval plan --address` turned the rules into exact requests from the cluster's totals only: trials of more CPUs
+    than any node has, or an actor pool and decode tasks no node holds together, were planned as if they would run —
+    and `repeval run` stopped on them. The plan says they cannot be placed, and why, as the run does."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    resources = {"trial_num_cpus": 3, "decode_num_cpus": 2, "embed_in_decode": "never"}
+    cfg = _notes_config(rendered_notes, tmp_path, "plan", resources)
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(cfg))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    gcs = ray_session.get_runtime_context().gcs_address
+    res = CliRunner().invoke(app, ["plan", str(tmp_path / "plan.yaml"), "--address", gcs])
+    assert res.exit_code == 0, res.output[-3000:]
+    lines = res.output.splitlines()
+    embed = next(ln for ln in lines if ln.startswith("  embed mfcc-stats:"))
+    assert embed.startswith(
+        "  embed mfcc-stats: cannot be placed: the embedding actor of mfcc-stats (1 CPU) and its decode tasks (2 CPUs "
+        "each, run.resources.decode_num_cpus) each fit a node"
+    ), embed
+    trial = next(ln for ln in lines if ln.startswith("  probe trial:"))
+    assert trial.startswith(
+        "  probe trial:      3 CPU — cannot be placed: the probe trials each ask for 3 CPUs, but no node of this Ray "
+        "cluster (1 node) has that much — the most one has: 2 CPUs"
+    ), trial

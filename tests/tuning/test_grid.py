@@ -479,6 +479,20 @@ def test_interrupted_experiment_resumes(ray_session, tmp_path):
     assert g.reused_trials == 3
     assert {r["probe"] for r in g.rows} == {"p2", "p3", "p4", "p5"} and not g.failed
     assert {p["probe"]: p["status"] for p in g.probes} == {"p2": "ok", "p3": "ok", "p4": "ok", "p5": "ok"}
+    # p3's actor restored it from its checkpoint without Tune's "Restored on <node> from checkpoint: Checkpoint(…)",
+    # which a job's log showed once per restored trial (the driver's "resuming Tune experiment" says it once)
+    logs = Path(ray_session._private.worker._global_node.get_session_dir_path()) / "logs"
+    said = [
+        line
+        for f in logs.glob("worker-*")
+        for line in f.read_text(errors="replace").splitlines()
+        if "Restored on" in line and str(storage) in line
+    ]
+    assert not said, said
+    from repeval.tuning.tune_setup import RestoredLines
+
+    kept = logging.LogRecord("ray.tune.trainable.trainable", logging.WARNING, "", 0, "Restored on x: failed", (), None)
+    assert RestoredLines().filter(kept)  # the logger's warnings and errors pass
 
 
 def test_ctrl_c_during_training_raises_and_the_rerun_resumes(ray_session, tmp_path):
