@@ -456,4 +456,5 @@ def _rm_partitions(store: Any, chosen: dict[str, Any], yes: bool, lock: Any, com
     with lock(store, run_id="repeval store rm", command=command):
         for part in chosen.values():
             part.delete()
-    typer.echo(f"deleted {counted(len(chosen), 'partition')} from {store.uri}; the next run computes them again")
+    them = "it" if len(chosen) == 1 else "them"
+    typer.echo(f"deleted {counted(len(chosen), 'partition')} from {store.uri}; the next run computes {them} again")
