@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,35 @@ def init_ray(num_cpus: int | None = None, **kwargs: Any) -> None:
     use_huge_pages()  # the embedded Ray's workers inherit it (torch reads it once, at a process' first tensor)
     if ray.is_initialized():
         return
+    with _keeping_sigterm_handler():
+        _init_ray(num_cpus, **kwargs)
+    exit_on_sigterm()  # ray.init set its own handler, which forgets the signal, unless repeval's was set before
+    shut_down_uninterrupted_at_exit()
+    restrict_token_file()
+
+
+@contextlib.contextmanager
+def _keeping_sigterm_handler() -> Iterator[None]:
+    """Keep repeval's SIGTERM handler (:func:`exit_on_sigterm`) through ``ray.init``, which sets its own first thing:
+    a SIGTERM during Ray's start-up (half a minute on a loaded machine) ended the command with status 15, unrecorded
+    — no line resuming its run. (Ray's C++ core worker still aborts on one that lands while it connects.)"""
+    import ray._private.utils as ray_utils
+
+    if signal.getsignal(signal.SIGTERM) is not _on_sigterm:
+        yield
+        return
+    setter = ray_utils.set_sigterm_handler
+    ray_utils.set_sigterm_handler = lambda handler: None
+    try:
+        yield
+    finally:
+        ray_utils.set_sigterm_handler = setter
+
+
+def _init_ray(num_cpus: int | None = None, **kwargs: Any) -> None:
+    """:func:`init_ray`'s ``ray.init``: attach to ``RAY_ADDRESS`` or start the embedded Ray."""
+    import ray
+
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "0")
     if os.environ.get("RAY_ADDRESS"):
         check_ray_address(os.environ["RAY_ADDRESS"])
@@ -79,9 +110,6 @@ def init_ray(num_cpus: int | None = None, **kwargs: Any) -> None:
         if owner:
             tell_watchdog_session()
         stop_monitor_first_at_exit()
-    exit_on_sigterm()  # ray.init set its own handler, which forgets the signal
-    shut_down_uninterrupted_at_exit()
-    restrict_token_file()
 
 
 #: the variable whose value marks the processes of the embedded Ray this process starts (see repeval/ray_watchdog.py)

@@ -18,7 +18,12 @@ from repeval.words import counted
 
 @app.command("runs")
 def runs_cmd(
-    runs_dir: Annotated[str, typer.Argument(help="runs directory (path or pyarrow filesystem URI)")] = "runs",
+    runs_dir: Annotated[
+        str | None, typer.Argument(help="runs directory (path or pyarrow filesystem URI; default: runs)")
+    ] = None,
+    option: Annotated[
+        str | None, typer.Option("--runs-dir", help="the runs directory, as an option (as `repeval run` takes it)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """List the runs under a runs directory (a run directory given instead is listed alone): state, tasks, models,
@@ -26,7 +31,12 @@ def runs_cmd(
     failed trainings and failed test cells, last update."""
     from repeval.report.runs import runs_text
 
-    _guard(lambda: typer.echo(runs_text(runs_dir, as_json)))
+    def go() -> None:
+        if runs_dir and option and runs_dir != option:
+            raise ValueError(f"two runs directories given ({runs_dir} and --runs-dir {option}): give one")
+        typer.echo(runs_text(runs_dir or option or "runs", as_json))
+
+    _guard(go)
 
 
 @app.command("schema")
@@ -446,4 +456,5 @@ def _rm_partitions(store: Any, chosen: dict[str, Any], yes: bool, lock: Any, com
     with lock(store, run_id="repeval store rm", command=command):
         for part in chosen.values():
             part.delete()
-    typer.echo(f"deleted {counted(len(chosen), 'partition')} from {store.uri}; the next run computes them again")
+    them = "it" if len(chosen) == 1 else "them"
+    typer.echo(f"deleted {counted(len(chosen), 'partition')} from {store.uri}; the next run computes {them} again")

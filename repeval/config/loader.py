@@ -223,9 +223,10 @@ def check_data_paths(cfg: Config, source: str | None = None) -> None:
                 if path.is_dir() if is_dir else path.exists():
                     continue
                 what = "directory" if is_dir else "file"
-                problems.append(
-                    f"experiments[{ei}].datasets[{di}].{key}: no such {what}: {path.resolve()} — "
-                    f"{_path_hint(str(value), path, is_dir, source)}, or {_fetch_hint(ds, key, path, exp.task.type)}"
+                hint, beside = _path_hint(str(value), path, is_dir, source)
+                problems.append(  # found beside the config file: nothing to fetch or write
+                    f"experiments[{ei}].datasets[{di}].{key}: no such {what}: {path.resolve()} — {hint}"
+                    + ("" if beside else f", or {_fetch_hint(ds, key, path, exp.task.type)}")
                 )
             if ds.type != "catalog":  # read through mirdata: its data and index, and its splits when here
                 from repeval.datasets import mirdata_check as mc
@@ -373,10 +374,11 @@ def decimal_warnings(cfg: Config, data_checked: bool) -> list[str]:
     return out
 
 
-def _path_hint(value: str, path: Path, is_dir: bool, source: str | None) -> str:
+def _path_hint(value: str, path: Path, is_dir: bool, source: str | None) -> tuple[str, bool]:
     """How to fix a local data path that does not exist: where relative paths start from, and the slip that makes a
     right path wrong — writing it relative to the config file (it is read from the current directory; a path with
-    an environment variable is refused when the file is read: :data:`repeval.config.base.PathText`)."""
+    an environment variable is refused when the file is read: :data:`repeval.config.base.PathText`); and whether it
+    is there, beside the config file."""
     if not path.is_absolute() and source is not None:
         beside = Path(source).parent / path
         if beside.resolve() != path.resolve() and (beside.is_dir() if is_dir else beside.exists()):
@@ -384,8 +386,8 @@ def _path_hint(value: str, path: Path, is_dir: bool, source: str | None) -> str:
                 f"relative paths start from the current directory ({Path.cwd()}), not the config file's folder, "
                 f"where it is ({beside.resolve()}): run repeval from {Path(source).parent.resolve()} or write the "
                 "path from here or in full"
-            )
-    return f"fix the path (relative paths start from {Path.cwd()})"
+            ), True
+    return f"fix the path (relative paths start from {Path.cwd()})", False
 
 
 #: what ``repeval data render --kind`` writes for each task type, and the label columns of its manifest

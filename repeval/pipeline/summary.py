@@ -27,7 +27,7 @@ class EmbedSummary:
     #: of the rows written, those whose audio was decoded from part of its file (``audio_note``: a file cut short under
     #: ``run.truncated_audio: decode``, an Ogg file without its end)
     partial: int = 0
-    #: (track, scenario) pairs already in the store
+    #: rows already in the store for the run's tracks (their error records left out: :attr:`earlier_errors`)
     skipped: int = 0
     errors: int = 0
     errors_by_stage: Counter[str] = field(default_factory=Counter)

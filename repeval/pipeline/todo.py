@@ -191,14 +191,13 @@ def plan_dataset(
             if key not in st.examined:  # tracks in the store, counted once per partition however many tasks use it
                 if sid != CLEAN:
                     _mend_params(part)
-                reused = int((wanted & done).sum())
-                summary.skipped += reused
+                reused = int((wanted & done).sum())  # rows and error records: a rows count leaves the records out
+                summary.skipped += reused - _count_earlier_errors(part, ids, wanted, summary)
                 recorded = changed_source(part, sources) if reused and sources else None
                 if recorded is not None:
                     moved[sid] = (recorded, reused)
                 if code is not None and (reused or (len(stored) and (wanted & ~done).any())):  # or added beside them
                     _say_changed_code(part, mcfg, code, reused > 0)
-                _count_earlier_errors(part, ids, wanted, summary)
                 st.examined.add(key)
             if cfg.run.truncated_audio == "error":  # this run's tracks reused from rows a run under decode cut
                 n_cut = st.cut.add(part, ids, wanted & done)
@@ -355,12 +354,13 @@ def has_work(st: Stream) -> bool:
     return any(bool(m.any()) for _, masks in st.pending.values() for m in masks.values())
 
 
-def _count_earlier_errors(part: Any, ids: pa.Array, wanted: np.ndarray, summary: EmbedSummary) -> None:
+def _count_earlier_errors(part: Any, ids: pa.Array, wanted: np.ndarray, summary: EmbedSummary) -> int:
     """Count the tracks of ``ids`` this run wants (``wanted``) that hold an error record from an earlier run of
-    ``part`` (they are not computed again, nor evaluated)."""
+    ``part`` (they are not computed again, nor evaluated); return how many."""
     failed = part.error_ids()
     if not len(failed):
-        return
+        return 0
     n = int((wanted & pc.is_in(ids, value_set=failed).to_numpy(zero_copy_only=False)).sum())
     if n:
         summary.earlier_errors[part.name] += n
+    return n

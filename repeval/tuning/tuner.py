@@ -136,7 +136,7 @@ def _fit(
                 return pairs, True
             made = _move_aside(st, name, "incomplete", why, fingerprint, data)
     elif st.exists(name) and stored is not None and not same:  # another configuration's, or data's: never mix
-        why = "was planned for another configuration" if stored != fingerprint else _OTHER_DATA
+        why = _OTHER_PLAN if stored != fingerprint else _OTHER_DATA
         _move_aside(st, name, "stale", _REWRITTEN if stored == fingerprint and rewritten else why)
     elif st.exists(name):  # no readable marker or no restorable state: a driver killed while starting it
         reason = "has no restorable state or marker (interrupted while starting)"
@@ -166,6 +166,9 @@ def _fit(
     return pairs, False
 
 
+#: why an experiment of another fingerprint is not resumed (:func:`repeval.tuning.units._fingerprint`: the probes,
+#: evaluation settings, test scenarios and the arrays' shapes — a track more or fewer in a split)
+_OTHER_PLAN = "was planned for another grid (other probe settings, scenarios or numbers of tracks per split)"
 #: why an experiment of the plan's fingerprint is not resumed: its marker records other data
 _OTHER_DATA = (
     "was trained on other data (embeddings or labels that differ, in arrays of the same shapes: a partition embedded "

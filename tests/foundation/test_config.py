@@ -684,7 +684,9 @@ def test_yaml_errors_and_missing_file(tmp_path):
 
 def test_a_data_path_written_from_the_config_file_or_with_a_variable_says_so(tmp_path, monkeypatch):
     """Relative data paths start from the current directory: one that exists beside the config file (the config run
-    from another folder) is named with where it is; one with ``$HOME`` says variables are not expanded."""
+    from another folder) is named with where it is — and with no way to write or fetch it (it said "or write the
+    manifest first (`repeval data render DIR` …)" of a user's own catalog); one with ``$HOME`` is refused when the
+    file is read, saying variables are not expanded (nothing to write or fetch there either)."""
     from repeval.config.loader import check_data_paths
 
     (tmp_path / "proj" / "data").mkdir(parents=True)
@@ -704,6 +706,7 @@ def test_a_data_path_written_from_the_config_file_or_with_a_variable_says_so(tmp
         with pytest.raises(ConfigError) as info:
             check_data_paths(load_config(cfg), str(cfg))
         assert said in str(info.value), str(info.value)
+        assert ("repeval data render" in str(info.value)) == (value == "nowhere/m.csv"), str(info.value)
     monkeypatch.chdir(tmp_path / "proj")  # from the config's folder the same file is found
     d["experiments"][0]["datasets"][0]["manifest"] = "data/m.csv"
     cfg.write_text(yaml.safe_dump(d))

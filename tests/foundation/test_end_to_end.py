@@ -387,13 +387,18 @@ def test_runs_lists_each_run_and_how_far_it_got(ray_session, run_config):
     said = STORE_DOC.read_text()
     said = said[said.index("`repeval runs runs --json` prints") :].split("\n\n")[0]
     assert set(e2e) <= set(re.findall(r"`([^`]+)`", said)), sorted(e2e)  # each key it prints is documented
-    res = CliRunner().invoke(app, ["runs", str(runs_dir)])
+    res = listed = CliRunner().invoke(app, ["runs", str(runs_dir)])
     assert re.fullmatch(r"[0-9a-f]{8}", e2e["test_set"]) and infos["started-only"]["test_set"] is None
     assert res.exit_code == 0 and re.search(
         rf"\ne2e\s+evaluated\s+instrument\s+mfcc-stats\s+{e2e['test_set']}\s+\d+\s+0\s", res.output
     )
     res = CliRunner().invoke(app, ["runs", str(runs_dir / "missing")])
     assert res.exit_code == 1 and "no runs directory at" in res.output
+    # its error names `--runs-dir`, as `run` and `plan` take it: `runs` takes it too (it was "No such option")
+    assert "--runs-dir" in res.output
+    assert CliRunner().invoke(app, ["runs", "--runs-dir", str(runs_dir)]).output == listed.output
+    both = CliRunner().invoke(app, ["runs", str(runs_dir), "--runs-dir", str(runs_dir / "missing")])
+    assert both.exit_code == 1 and "two runs directories given" in both.output, both.output
 
 
 def test_a_spilled_catalog_plan_runs_end_to_end(ray_session, rendered_notes, tmp_path, monkeypatch):

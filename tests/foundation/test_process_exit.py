@@ -221,6 +221,32 @@ def test_a_sigterm_while_the_exit_handlers_run_ends_the_process_with_143_and_no_
     assert "Traceback" not in p.err and "SystemExit" not in p.err, p.err[-3000:]
 
 
+SIGTERM_IN_INIT = """
+import os, signal
+import ray._private.node as node
+from repeval import ray_utils
+ray_utils.exit_on_sigterm()  # as the command's entry point does
+start = node.Node.__init__
+def start_after_sigterm(self, *args, **kwargs):  # `kill` while ray.init starts Ray (half a minute on a busy machine)
+    os.kill(os.getpid(), signal.SIGTERM)
+    return start(self, *args, **kwargs)
+node.Node.__init__ = start_after_sigterm
+try:
+    ray_utils.init_ray(num_cpus=1)
+finally:
+    print("SIGTERM_SEEN", ray_utils.sigterm_received(), flush=True)
+"""
+
+
+def test_a_sigterm_while_ray_starts_stops_the_command_as_one_after_it():
+    # ray.init set a handler of its own first thing (sys.exit(15)): the command ended with status 15 and, the signal
+    # not recorded, without saying it was stopped nor the line that resumes its run. No Ray starts here
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "TMPDIR": "/tmp"}
+    env.pop("RAY_ADDRESS", None)
+    r = subprocess.run([sys.executable, "-c", SIGTERM_IN_INIT], capture_output=True, text=True, env=env, timeout=120)
+    assert (r.returncode, r.stdout.strip()) == (143, "SIGTERM_SEEN True"), (r.returncode, r.stdout, r.stderr[-3000:])
+
+
 def test_the_processes_the_tests_start_take_ctrl_c_also_when_the_test_run_is_in_the_background():
     # the Ctrl-C tests (here, tests/tuning/test_grid.py, tests/reliability/test_driver_faults.py) signal drivers they
     # started; a test run started in the background by a script (`make test &`) has SIGINT ignored, and so had those

@@ -120,12 +120,16 @@ def test_every_good_track_is_embedded_and_every_bad_one_is_an_error_with_its_rea
 
 
 def test_strict_makes_error_records_fatal(bad_audio_run):
-    _, corpus, _, strict = bad_audio_run
+    root, corpus, _, strict = bad_audio_run
     n_invalid = sum(not b.valid for b in corpus)
     assert strict.exit_code == 3, strict.output
     err = strict.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: --strict: {2 * n_invalid} error records in ")
     assert "already in store" in strict.stdout  # nothing recomputed: errors are kept, not retried
+    # the rows it reuses, as `repeval store ls` counts them: the error records are said apart, not as rows
+    rows = sum(t.num_rows for t in store_rows(root / "store").values())
+    assert f"({rows} rows already in store)" in strict.stdout, strict.stdout
+    assert f"{2 * n_invalid} error records of earlier runs kept" in strict.stdout, strict.stdout
 
 
 def test_loader_with_file_checks_reports_unreadable_paths_before_decoding(tmp_path):

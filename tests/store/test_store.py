@@ -389,6 +389,7 @@ def test_store_rm_lists_first_deletes_with_yes_and_never_under_a_running_run(tmp
     assert store.partition("ds", "m", "D1").complete
     res = runner.invoke(app, ["store", "rm", "ds/m/D1", "--store", root, "--yes"])
     assert res.exit_code == 0 and "deleted 1 partition from" in res.output, res.output
+    assert "; the next run computes it again\n" in res.output, res.output  # not "1 partition … them"
     assert [p.name for p in store.partitions()] == ["ds/m/clean", "ds/other/clean"]
     assert store.partition("ds", "m", "clean").complete
     res = runner.invoke(app, ["store", "rm", root, "ds/x/*"])

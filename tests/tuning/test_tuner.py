@@ -87,7 +87,7 @@ def test_an_experiment_from_before_markers_recorded_the_data_is_resumed_on_its_f
     marker = tune_dir / "exp.repeval.json"
     asked: list[int] = []
 
-    def fit(data: str, written_ns: int | None = None):
+    def fit(data: str, written_ns: int | None = None, fingerprint: str = "fp"):
         def written() -> int | None:  # the store partitions' latest row part file, as the train stage lists it
             asked.append(1)
             return written_ns
@@ -95,7 +95,16 @@ def test_an_experiment_from_before_markers_recorded_the_data_is_resumed_on_its_f
         space = {"unit": tune.grid_search([0])}
         storage = str(tune_dir)
         return _fit(
-            "exp", lambda _f: reporting_trainable, space, tune.TuneConfig(), storage, "fp", 1, None, data, written
+            "exp",
+            lambda _f: reporting_trainable,
+            space,
+            tune.TuneConfig(),
+            storage,
+            fingerprint,
+            1,
+            None,
+            data,
+            written,
         )
 
     assert not fit("a")[1]
@@ -118,6 +127,13 @@ def test_an_experiment_from_before_markers_recorded_the_data_is_resumed_on_its_f
     (said,) = [r.getMessage() for r in caplog.records if "Tune experiment" in r.getMessage()]
     assert "was started by an earlier repeval (its marker does not record the data) before a store partition" in said
     assert json.loads(marker.read_text()) == {"fingerprint": "fp", "data": "c"}
+    # another plan: it said "planned for another configuration" also of a grid whose configuration was the same and
+    # only a split's number of tracks changed (a track added, or an error record's track computed again)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="repeval.tuning.grid"):
+        assert not fit("c", fingerprint="fp2")[1]
+    (said,) = [r.getMessage() for r in caplog.records if "Tune experiment" in r.getMessage()]
+    assert "was planned for another grid (other probe settings, scenarios or numbers of tracks per split)" in said
 
 
 def whole_checkpoint(exp: Path, key: str) -> None:
