@@ -7,7 +7,8 @@ store and run-directory paths.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, NoReturn
+from collections.abc import Iterable
+from typing import Annotated, Any, ClassVar, NamedTuple, NoReturn
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
@@ -88,25 +89,40 @@ class Strict(BaseModel):
             if keys is None:
                 raise
         said, meant = keys
-        errors: list[Any] = [{"type": PydanticCustomError("unknown_key", msg), "loc": (), "input": msg} for msg in said]
-        errors += [
-            {"type": PydanticCustomError(e["type"], e["msg"], e.get("ctx")), "loc": e["loc"], "input": e["input"]}
-            for e in found
-            if e["loc"] != (_UNKNOWN,) and not (e["type"] == "missing" and e["loc"] in {(k,) for k in meant})
-        ]
-        raise ValidationError.from_exception_data(cls.__name__, errors)
+        raise_faults(
+            cls.__name__,
+            [Fault("unknown_key", msg, (), msg) for msg in said]
+            + [
+                Fault(e["type"], e["msg"], e["loc"], e["input"], e.get("ctx"))
+                for e in found
+                if e["loc"] != (_UNKNOWN,) and not (e["type"] == "missing" and e["loc"] in {(k,) for k in meant})
+            ],
+        )
 
 
 #: where :meth:`Strict._check_keys` sets a mapping's unknown keys aside (no key of a YAML file can be it)
 _UNKNOWN = "\x00unknown keys"
 
 
-def raise_at_params(exc: ParamProblems, title: str) -> NoReturn:
-    """``exc``'s problems as a validation error at each parameter's own key path (``params.<key>``)."""
+class Fault(NamedTuple):
+    """One problem of a configuration, said as pydantic says its own: its kind (``unknown_key``, ``param``), its
+    message, where (a key path), the value given, and the message's context (a pydantic error's ``ctx``)."""
+
+    kind: str
+    message: str
+    loc: tuple[str | int, ...] = ()
+    value: Any = None
+    ctx: dict[str, Any] | None = None
+
+
+def raise_faults(title: str, faults: Iterable[Fault]) -> NoReturn:
+    """A validation error of ``title`` (the model's name) holding ``faults``, each at its own key path."""
     raise ValidationError.from_exception_data(
         title,
-        [
-            {"type": PydanticCustomError("param", msg), "loc": ("params", key), "input": key}
-            for key, msg in exc.problems
-        ],
+        [{"type": PydanticCustomError(f.kind, f.message, f.ctx), "loc": f.loc, "input": f.value} for f in faults],
     )
+
+
+def raise_at_params(exc: ParamProblems, title: str) -> NoReturn:
+    """``exc``'s problems as a validation error at each parameter's own key path (``params.<key>``)."""
+    raise_faults(title, [Fault("param", msg, ("params", key), key) for key, msg in exc.problems])

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, field_validator, model_validator
 
-from repeval.config.base import FileName, Strict
+from repeval.config.base import Fault, FileName, Strict, raise_faults
 from repeval.tasks import CRITERION_ALIASES
 
 HiddenUnit = int | Literal["infer", "power_infer"]
@@ -200,10 +199,7 @@ class ProbeConfig(Strict):
     def _per_task_fault(cls, data: Any) -> Any:
         """An entry whose "depending on task" value fits not its task (:class:`PerTaskFault`) said at its key."""
         if isinstance(data, PerTaskFault):
-            raise ValidationError.from_exception_data(
-                cls.__name__,
-                [{"type": PydanticCustomError("per_task", data.message), "loc": (data.key,), "input": data.key}],
-            )
+            raise_faults(cls.__name__, [Fault("per_task", data.message, (data.key,), data.key)])
         return data
 
     @field_validator("hidden_units", mode="before")
