@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 TaskType = Literal[
     "multiclass_classification",
@@ -12,13 +12,17 @@ TaskType = Literal[
     "key_estimation",
 ]
 
+#: a probe's output activation: each task type's head, and what ``output_activation`` may be
+Activation = Literal["softmax", "sigmoid", "linear"]
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+
 
 @dataclass(frozen=True)
 class TaskTypeSpec:
     """What a task type implies for the probe and its evaluation."""
 
     name: str
-    head: Literal["softmax", "sigmoid", "linear"]
+    head: Activation
     default_metrics: tuple[str, ...]
     #: validation criterion used for early stopping *and* checkpoint selection
     default_criterion: str
