@@ -124,7 +124,7 @@ def _confusion_block(runs: list[Run], df: pd.DataFrame, task: str, dataset: str,
     if not found:
         return ""
     h = found[0][1]
-    probes = {k[0]: p for _, x in found for k, p in x.choice.probes.items()}
+    probes = {m: p for _, x in found for m, p in x.choice.per_model.items()}
     top = [m for _, x in found for m, _ in x.best]
     group = df[(df["task"] == task) & (df["dataset"] == dataset)]
     folds = "fold" in group.columns and bool(group["fold"].notna().any())

@@ -73,7 +73,7 @@ def per_label_block(
     over = "; each tag over the test tracks that annotate it (unannotated: mask)" if masked else ""
     thresholds = "".join(f"; {n}" for n in metric_notes(per, metrics, masked=False))  # said above, per tag
     found = headlines(df, task, dataset, validation, test_sets).found if found is None else found
-    chosen = {k[0]: p for _, x in found for k, p in x.choice.probes.items()}
+    chosen = {m: p for _, x in found for m, p in x.choice.per_model.items()}
     top = list(dict.fromkeys(m for _, x in found for m, _ in x.best if m in chosen))
     tid = slug("labels", task, dataset)
     about_id = f"{tid}-about"
