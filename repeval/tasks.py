@@ -103,6 +103,14 @@ def effective_task_type(task_type: str, task_name: str) -> str:
     return task_type
 
 
+def given_task_type(task: Any) -> str | None:
+    """The type a task given as a mapping (a run's saved config, a configuration before its check) is trained as —
+    :func:`effective_task_type` of its ``type`` and ``name`` —, ``None`` when it is not a mapping or its type not
+    one of :data:`TASK_TYPES` (the task's own check names that)."""
+    kind = task.get("type") if isinstance(task, dict) else None
+    return effective_task_type(kind, str(task.get("name"))) if kind in TASK_TYPES else None
+
+
 def encode_labels(task_type: str, label_lists: Any, classes: Any = None, **kwargs: Any) -> tuple[Any, list[str]]:
     """Encode per-row label lists for a task type; see :func:`repeval.datasets.encoding.encode_labels`."""
     from repeval.datasets.encoding import encode_labels as _encode
