@@ -18,6 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from repeval.words import counted
+
 #: the minus sign (U+2212), read as ``-`` in a regression target
 MINUS = "\u2212"
 #: non-ASCII characters whose ASCII spelling a target cell's fix writes (besides digits and dashes): the Arabic
@@ -394,7 +396,7 @@ class CommaGroups:
         if self.small_example is not None:
             few, at = self.small_example
             what = (
-                f"{n:,} target cell{'s' if n > 1 else ''} of {column!r} hold{'s' if n == 1 else ''} a number with ',' "
+                f"{counted(n, 'target cell')} of {column!r} hold{'s' if n == 1 else ''} a number with ',' "
                 f"between groups of three digits (e.g. {cell!r}, {row}) and the others a whole number below 1,000 "
                 f"(e.g. {few!r}, {rowref(at)}), as a column whose thousands ',' groups writes them; label_separator "
                 f"',' splits {cell!r}"

@@ -38,6 +38,7 @@ from repeval.report.comparable import SplitDigests, run_sets, set_label
 from repeval.report.render import ci_tip, fmt_number, replicates_tip, sort_direction
 from repeval.report.results import CLEAN, label_order, natural_key, ordered_scenarios
 from repeval.report.summary import Headline, headlines
+from repeval.words import counted
 
 e = html.escape
 
@@ -221,7 +222,7 @@ def _every_value(tid: str, task: str, dataset: str, per: pd.DataFrame, stats: pd
         "value with its bootstrap interval: results.parquet in the run directory (the rows with a label)"
     )
     return (
-        f"<details><summary>every per-label value ({n_values:,} over {len(tables)} model{'s' if len(tables) != 1 else ''}, a table each: rows probe × "
+        f"<details><summary>every per-label value ({n_values:,} over {counted(len(tables), 'model')}, a table each: rows probe × "
         f'label, columns metric × scenario)</summary><p class="rv-note" id="{tid}-all-about">{e(about)}</p>'
         f"{''.join(tables)}</details>"
     )
