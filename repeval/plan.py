@@ -77,8 +77,8 @@ class Plan:
                 else ""
             )
             + (
-                f"; reuse not known of up to {self.trainings_unknown:,} more in {self.trials_unknown:,} finished "
-                f"{'trial' if self.trials_unknown == 1 else 'trials'} of Tune experiments an earlier repeval wrote, "
+                f"; reuse not known of up to {self.trainings_unknown:,} more in {counted(self.trials_unknown, 'finished trial')} "
+                "of Tune experiments an earlier repeval wrote, "
                 "whose markers do not say what they trained on"
                 if self.trials_unknown
                 else ""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from repeval.words import counted
+
 
 def _names(names: list[str]) -> str:
     return ", ".join(names) if len(names) <= 6 else f"{names[0]} … {names[-1]} ({len(names)})"
@@ -25,7 +27,7 @@ def probe_lines(exp: Any, specs: list[Any], full: Any = None, max_epochs: int | 
     out = []
     for p, s in zip(exp.downstream_models, specs, strict=True):
         crit = ", ".join(dict.fromkeys(resolve_criterion(pt.config.save_criterion, ttype)[0] for pt in s.points))
-        n = f"{s.size} configuration{'s' if s.size != 1 else ''}"
+        n = counted(s.size, "configuration")
         entry, of = p, ""
         if full is not None:  # a smoke test: its probe is the first configuration of the full run's first entry
             entry = full.downstream_models[0]

@@ -65,6 +65,19 @@ def unknown_name_message(kind: str, name: str, choices: list[str] | set[str]) ->
     return msg
 
 
+def unknown_param(owner: str, key: str, params: list[str]) -> tuple[str, str]:
+    """The problem of ``key`` given to ``owner`` (a model family, a transform) whose parameters are ``params`` (listed
+    in this order), as a :class:`ParamProblems` entry: ``(key, "<owner> has no parameter '<key>' — did you mean
+    '<closest>'? (parameters: …)")``."""
+    hint = closest(key, params)
+    return (
+        key,
+        f"{owner} has no parameter '{key}'"
+        + (f" — did you mean '{hint}'?" if hint else "")
+        + f" (parameters: {', '.join(params)})",
+    )
+
+
 class ParamProblems(ValueError):
     """Every problem of one set of ``params`` (a model's, a transform's): ``problems`` holds ``(key, message)``, one
     per parameter at fault, so a configuration's check names each at its own path (``….params.<key>``) in one run."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 TaskType = Literal[
     "multiclass_classification",
@@ -12,13 +12,17 @@ TaskType = Literal[
     "key_estimation",
 ]
 
+#: a probe's output activation: each task type's head, and what ``output_activation`` may be
+Activation = Literal["softmax", "sigmoid", "linear"]
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+
 
 @dataclass(frozen=True)
 class TaskTypeSpec:
     """What a task type implies for the probe and its evaluation."""
 
     name: str
-    head: Literal["softmax", "sigmoid", "linear"]
+    head: Activation
     default_metrics: tuple[str, ...]
     #: validation criterion used for early stopping *and* checkpoint selection
     default_criterion: str
@@ -97,6 +101,14 @@ def effective_task_type(task_type: str, task_name: str) -> str:
     if task_type == "multiclass_classification" and task_name in KEY_TASK_NAMES:
         return "key_estimation"
     return task_type
+
+
+def given_task_type(task: Any) -> str | None:
+    """The type a task given as a mapping (a run's saved config, a configuration before its check) is trained as —
+    :func:`effective_task_type` of its ``type`` and ``name`` —, ``None`` when it is not a mapping or its type not
+    one of :data:`TASK_TYPES` (the task's own check names that)."""
+    kind = task.get("type") if isinstance(task, dict) else None
+    return effective_task_type(kind, str(task.get("name"))) if kind in TASK_TYPES else None
 
 
 def encode_labels(task_type: str, label_lists: Any, classes: Any = None, **kwargs: Any) -> tuple[Any, list[str]]:

@@ -14,6 +14,8 @@ import warnings
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
+from repeval.words import counted, named
+
 _lock = threading.Lock()
 #: (logger or warning category, key) of every warning said in this process
 _said: set[tuple[str, Hashable]] = set()
@@ -87,8 +89,8 @@ class SaidByTestSets:
 
     def __exit__(self, *exc: object) -> None:
         for (to, once, text), sets in self.had.items():
-            named = f"test set{'s' if len(sets) > 1 else ''} {', '.join(sets)}: {text}"
-            _say(to, None if once is None else (once, tuple(sets)), named, stacklevel=2)
+            said = f"{named('test set', sets)}: {text}"
+            _say(to, None if once is None else (once, tuple(sets)), said, stacklevel=2)
         self.had.clear()
 
 
@@ -302,7 +304,7 @@ def _seeds(probe: str, seeds: list[int]) -> str:
     probe's name) once, with how many: ``tuned (seed 0 ×4)``."""
     times = {s: seeds.count(s) for s in seeds}
     said = [f"{s} ×{n}" if n > 1 else str(s) for s, n in times.items()]
-    return f"{probe} (seed{'s' if len(times) > 1 else ''} {', '.join(said)})"
+    return f"{probe} ({named('seed', said)})"
 
 
 class SaidByTrials:
@@ -356,7 +358,7 @@ class SaidByTrials:
         for g in some[:NAMED]:
             parts.append(f"{g}: {_named([_seeds(p, s) for p, s in groups[g].items()])}")
         if len(some) > NAMED:
-            parts.append(f"and {len(some) - NAMED} more {'group' if len(some) - NAMED == 1 else 'groups'}")
+            parts.append(f"and {counted(len(some) - NAMED, 'more group')}")
         n, total = sum(count(g) for g in groups), sum(self.members.values())
         of = f"{len(groups)} of {sum(1 for m in self.members.values() if m)} groups"
         return f"{n} of {total} probes/seeds in {of} ({'; '.join(parts)}): {text}"
@@ -371,10 +373,10 @@ class SaidByTrials:
         if self.left_out:
             names = [g for g in self.members if g in self.left_out]
             logging.getLogger(__name__).warning(
-                "%s: %s trials gave %d more %s than the %d distinct ones each keeps; set "
+                "%s: %s trials gave %s than the %d distinct ones each keeps; set "
                 "REPEVAL_WORKER_LOGS=1 to see them all in the trials' logs",
-                _named(names), "its" if len(names) == 1 else "their", sum(self.left_out.values()),
-                "warning" if sum(self.left_out.values()) == 1 else "warnings", KEPT_PER_TRIAL,
+                _named(names), "its" if len(names) == 1 else "their",
+                counted(sum(self.left_out.values()), "more warning"), KEPT_PER_TRIAL,
             )  # fmt: skip
         self.had.clear()
         self.members.clear()

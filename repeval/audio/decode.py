@@ -30,6 +30,7 @@ from repeval.audio.integrity import wav_shortfall as wav_shortfall
 from repeval.audio.ogg_end import OGG_UNENDED, unended_ogg
 from repeval.audio.partial import CUT_CAUSES, DEFAULT_TRUNCATED_AUDIO, Partial, TruncatedAudio, cut
 from repeval.audio.tail import zeros_start
+from repeval.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -343,7 +344,7 @@ def iter_blocks(
     if total == 0:
         if read:  # a few frames that make less than one sample at the target rate
             raise DecodeError(
-                f"no audio samples in {path}: its {read} {'frame' if read == 1 else 'frames'} at {sr} Hz make{'s' * (read == 1)} less than one sample at "
+                f"no audio samples in {path}: its {counted(read, 'frame')} at {sr} Hz make{'s' * (read == 1)} less than one sample at "
                 f"{sample_rate_hz} Hz (a file too short to embed)"
             )
         raise DecodeError(

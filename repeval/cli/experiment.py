@@ -27,6 +27,7 @@ from repeval.cli.common import (
     given_flags,
     with_smoke_test,
 )
+from repeval.words import counted, named
 
 
 @app.command()
@@ -56,7 +57,7 @@ def validate(
 
     cfg = _load(config, check_data=not skip_data_check)
     n = len(cfg.experiments)
-    head = f"{config}: valid ({n} experiment{'s' if n != 1 else ''})"
+    head = f"{config}: valid ({counted(n, 'experiment')})"
     said, problems = ("", []) if skip_model_check else _check_models(cfg)
     if problems:  # the file is valid, the run would stop: the first line says both (exit status 1)
         head += f", but {said}:"
@@ -93,7 +94,7 @@ def _check_models(cfg: Any) -> tuple[str, list[str]]:
         found = _guard(lambda: models_on_nodes(cfg, models))
         problems = found.problems
         lines = unavailable_lines(problems, here=False)
-        where = f"on {len(found.checked)} node{'s' * (len(found.checked) != 1)}"
+        where = f"on {counted(len(found.checked), 'node')}"
         if found.unplaced:
             n -= len(found.unplaced)
             later = (
@@ -110,7 +111,7 @@ def _check_models(cfg: Any) -> tuple[str, list[str]]:
     if lines:
         bad = len({model_id for model_id, _ in problems})  # (a model with two reasons, on two nodes: counted once)
         where = "on this machine" if where == "on this machine" else "on the cluster's nodes"
-        return f"{bad} of its {len(models)} embedding model{'s' * (len(models) != 1)} cannot run {where}", lines
+        return f"{bad} of its {counted(len(models), 'embedding model')} cannot run {where}", lines
     return f"models: {n} checked {where}{later}", []
 
 
@@ -232,8 +233,6 @@ def _train_line(t: dict[str, Any]) -> str:
     """The train stage's one-line summary: ``failed`` holds one row per failed probe training (a configuration and
     seed — not a Tune trial, which may train many) and per failed test cell (a trained probe and seed on one test set
     whose scores were not finite), counted apart as ``repeval runs`` and the report count them."""
-    from repeval.words import counted
-
     tests = sum(1 for f in t["failed"] if f.get("scenario"))
     if not t["trained"] and t["skipped"] and not t["failed"]:  # a rerun: as the embedding stage says it
         line = f"nothing to train: {counted(t['skipped'], 'probe grid')} already done"
@@ -268,9 +267,7 @@ def _failure_lines(failed: list[dict[str, Any]], most: int = 5) -> list[str]:
     for (task, dataset, model, probe, params, scenario, reason), seeds in list(groups.items())[:most]:
         what = f"probe {probe}" + (f" {params}" if params not in ("", "{}") else "")
         where = f", test set {scenario}" if scenario else ""
-        lines.append(
-            f"failed: {task} / {dataset} / {model}, {what} (seed{'s' * (len(seeds) > 1)} {', '.join(seeds)}){where}: {reason}"
-        )
+        lines.append(f"failed: {task} / {dataset} / {model}, {what} ({named('seed', seeds)}){where}: {reason}")
     if len(groups) > most:
         lines.append(f"… and {len(groups) - most} more (failed.parquet lists every one)")
     return lines

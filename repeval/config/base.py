@@ -10,7 +10,8 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from typing import Annotated, Any, ClassVar, NoReturn, get_args, get_origin
+from collections.abc import Iterable
+from typing import Annotated, Any, ClassVar, NamedTuple, NoReturn, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
@@ -187,15 +188,15 @@ class Strict(BaseModel):
             if keys is None:
                 raise
         said, meant = keys
-        errors: list[Any] = [
-            {"type": PydanticCustomError("unknown_key", msg), "loc": loc, "input": msg} for loc, msg in said
-        ]
-        errors += [
-            {"type": PydanticCustomError(e["type"], e["msg"], e.get("ctx")), "loc": e["loc"], "input": e["input"]}
-            for e in found
-            if e["loc"] != (_UNKNOWN,) and not (e["type"] == "missing" and e["loc"] in {(k,) for k in meant})
-        ]
-        raise ValidationError.from_exception_data(cls.__name__, errors)
+        raise_faults(
+            cls.__name__,
+            [Fault("unknown_key", msg, loc, msg) for loc, msg in said]
+            + [
+                Fault(e["type"], e["msg"], e["loc"], e["input"], e.get("ctx"))
+                for e in found
+                if e["loc"] != (_UNKNOWN,) and not (e["type"] == "missing" and e["loc"] in {(k,) for k in meant})
+            ],
+        )
 
 
 #: where :meth:`Strict._check_keys` sets a mapping's unknown keys aside (no key of a YAML file can be it)
@@ -245,12 +246,25 @@ def _free_keys(annotation: Any) -> bool:
     return get_origin(annotation) is dict or any(get_origin(a) is dict for a in get_args(annotation))
 
 
-def raise_at_params(exc: ParamProblems, title: str) -> NoReturn:
-    """``exc``'s problems as a validation error at each parameter's own key path (``params.<key>``)."""
+class Fault(NamedTuple):
+    """One problem of a configuration, said as pydantic says its own: its kind (``unknown_key``, ``param``), its
+    message, where (a key path), the value given, and the message's context (a pydantic error's ``ctx``)."""
+
+    kind: str
+    message: str
+    loc: tuple[str | int, ...] = ()
+    value: Any = None
+    ctx: dict[str, Any] | None = None
+
+
+def raise_faults(title: str, faults: Iterable[Fault]) -> NoReturn:
+    """A validation error of ``title`` (the model's name) holding ``faults``, each at its own key path."""
     raise ValidationError.from_exception_data(
         title,
-        [
-            {"type": PydanticCustomError("param", msg), "loc": ("params", key), "input": key}
-            for key, msg in exc.problems
-        ],
+        [{"type": PydanticCustomError(f.kind, f.message, f.ctx), "loc": f.loc, "input": f.value} for f in faults],
     )
+
+
+def raise_at_params(exc: ParamProblems, title: str) -> NoReturn:
+    """``exc``'s problems as a validation error at each parameter's own key path (``params.<key>``)."""
+    raise_faults(title, [Fault("param", msg, ("params", key), key) for key, msg in exc.problems])

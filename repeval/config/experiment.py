@@ -11,7 +11,7 @@ from repeval.config.base import Strict
 from repeval.config.data import DatasetConfig, TaskConfig
 from repeval.config.embed import DeformationScenario, EmbeddingModelConfig, scenario_ids
 from repeval.config.probe import PerTaskFault, ProbeConfig, resolve_per_task_values, set_aside_per_task_values
-from repeval.tasks import TASK_TYPES, effective_task_type
+from repeval.tasks import TASK_TYPES, given_task_type
 
 
 def _check_scenario_ids(where: str, scenarios: tuple[DeformationScenario, ...]) -> None:
@@ -72,12 +72,8 @@ class ExperimentConfig(Strict):
         if not isinstance(data, dict):
             return data
         task = data.get("task")
-        if isinstance(task, TaskConfig):
-            ttype = task.effective_type
-        elif isinstance(task, dict) and task.get("type") in TASK_TYPES:
-            ttype = effective_task_type(task["type"], str(task.get("name")))
-        else:
-            ttype = None  # the task's own validation names the problem; the pairs wait for a task type
+        # a task of no known type: its own validation names the problem; the pairs wait for a task type
+        ttype = task.effective_type if isinstance(task, TaskConfig) else given_task_type(task)
         out = dict(data)
         for key in ("downstream_models", "probes"):
             probes = out.get(key)

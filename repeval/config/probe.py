@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, field_validator, model_validator
 
-from repeval.config.base import FileName, Strict
-from repeval.tasks import CRITERION_ALIASES
+from repeval.config.base import Fault, FileName, Strict, raise_faults
+from repeval.tasks import ACTIVATIONS, CRITERION_ALIASES, Activation
 
 HiddenUnit = int | Literal["infer", "power_infer"]
 
@@ -28,7 +27,7 @@ def set_aside_per_task_values(probe: dict[str, Any]) -> dict[str, Any]:
     the pair is not judged as a value of its own (a second, wrong problem). Alternatives that are no activation are
     kept, for the probe's own check to name."""
     activations = _alternatives(probe.get("output_activation"))
-    if activations is None or any(a not in ("softmax", "sigmoid", "linear") for a in activations):
+    if activations is None or any(a not in ACTIVATIONS for a in activations):
         return probe
     return {k: v for k, v in probe.items() if k != "output_activation"}
 
@@ -62,7 +61,7 @@ def resolve_per_task_values(probe: dict[str, Any], task_type: str) -> dict[str, 
     head = TASK_TYPES[task_type].head
     position = None
     if activations is not None:
-        if unknown := [a for a in activations if a not in ("softmax", "sigmoid", "linear")]:
+        if unknown := [a for a in activations if a not in ACTIVATIONS]:
             raise PerTaskFault(
                 "output_activation",
                 f"{unknown[0]!r} is not an activation; write softmax, sigmoid or linear "
@@ -124,7 +123,7 @@ class ProbeConfig(Strict):
     hidden_units: tuple[HiddenUnit, ...] = ()
     #: mir_ref's final activation; repeval derives the head from the task type, so it is only checked against it.
     #: Appendix A's ``softmax / sigmoid`` ("depending on task") is read as the one that fits the task
-    output_activation: Literal["softmax", "sigmoid", "linear"] | None = None
+    output_activation: Activation | None = None
     #: weight decay (PyTorch's: L2 for adam and sgd, decoupled for adamw)
     weight_decay: float = Field(default=1e-5, ge=0)
     #: the optimiser (PyTorch's Adam, AdamW, or SGD without momentum)
@@ -200,10 +199,7 @@ class ProbeConfig(Strict):
     def _per_task_fault(cls, data: Any) -> Any:
         """An entry whose "depending on task" value fits not its task (:class:`PerTaskFault`) said at its key."""
         if isinstance(data, PerTaskFault):
-            raise ValidationError.from_exception_data(
-                cls.__name__,
-                [{"type": PydanticCustomError("per_task", data.message), "loc": (data.key,), "input": data.key}],
-            )
+            raise_faults(cls.__name__, [Fault("per_task", data.message, (data.key,), data.key)])
         return data
 
     @field_validator("hidden_units", mode="before")

@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from repeval.datasets import missing
 from repeval.registry import Registry
+from repeval.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ class LoadReport:
             n = self.count(kind)
             if n:
                 shown = ", ".join(items[:5]) + (f" … (+{n - 5})" if n > 5 else "")
-                out.append(f"{n} {one if n == 1 else many}: {shown}")
+                out.append(f"{counted(n, one, many)}: {shown}")
         return out if kinds is not None else out + self.notes
 
     def counts(self) -> dict[str, int]:

@@ -95,6 +95,7 @@ from repeval.datasets.manifest_rows import _BatchValidator as _BatchValidator
 from repeval.datasets.manifest_rows import masked_column as masked_column
 from repeval.datasets.spill import Partitions, TableSpool, hash64, n_partitions, partition_of
 from repeval.datasets.target_text import COMMA_GROUPED, TargetCounts
+from repeval.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -378,7 +379,7 @@ def _same_target_count(
         many = counts.rows[most]
         report.add(
             "unknown_labels",
-            f"{tid} ({_rowref(fmt, row)}: {len(cell)} regression target{'s' if len(cell) != 1 else ''} in {column}, "
+            f"{tid} ({_rowref(fmt, row)}: {counted(len(cell), 'regression target')} in {column}, "
             f"{text!r}, where {many} of its {total} rows {'has' if many == 1 else 'have'} {most} — every row needs "
             f"as many{hint})",
         )

@@ -77,8 +77,9 @@ def manifest_problems(ds: Any, task: Any) -> list[str]:
     """What ``load_catalog`` would refuse, from the manifest's header and first rows: columns the dataset names that
     the manifest lacks (with the closest column), a manifest without rows (or without a byte), one written as JSON
     (:class:`JsonManifestError`), a row of another number of cells than the header (:class:`ManifestRowError`, in the
-    rows read), and a regression task's label column with no target (:func:`_no_targets`: read until a batch holds
-    one — the first, for a usable manifest; the whole column only when it holds none)."""
+    rows read), and a regression task's label column with no target or whose every target is a number with a thousands
+    separator (:func:`_target_problem`: read until a batch has held a target and one of another kind — the first, for
+    a usable manifest; the whole column only when it is refused)."""
     try:
         return _problems(ds, task)
     except (
@@ -174,9 +175,7 @@ def _problems(ds: Any, task: Any) -> list[str]:
                 out.append(f"manifest: {ds.manifest} has a header but no rows — write its rows first")
     if not out and (err := encoding_error(ds.manifest, read_columns(ds, task), ds.delimiter)):
         out.append(f"manifest: {err}")  # anywhere in the file, as the load reads it: not only in its first rows
-    if not out and getattr(task, "effective_type", None) == "regression" and (text := _no_targets(ds, task)):
-        out.append(text)
-    if not out and getattr(task, "effective_type", None) == "regression" and (text := _comma_groups(ds, task)):
+    if not out and getattr(task, "effective_type", None) == "regression" and (text := _target_problem(ds, task)):
         out.append(text)
     return out
 
@@ -193,52 +192,46 @@ def label_fix(ds: Any, task: Any) -> str:
     return f"check that label_column {ds.label_column or task.label or task.name!r} holds {want} for a {kind} task"
 
 
-def _no_targets(ds: Any, task: Any) -> str | None:
-    """The problem of a regression task whose label column holds no target in any cell (a column of words: every row
-    would be dropped and the load stop with :func:`label_fix`), with its first cell of text; ``None`` as soon as a
-    batch holds a target — the first one, for a usable manifest."""
+def _target_problem(ds: Any, task: Any) -> str | None:
+    """The problem of a regression task's label column, read once: no target in any cell (a column of words: every
+    row would be dropped and the load stop with :func:`label_fix`), with its first cell of text; else every target cell
+    a number such as ``1,234`` split at ``,`` with a decimal point, beside one number each or none
+    (:class:`~repeval.datasets.target_text.CommaGroups`). ``None`` as soon as a batch has held a target and a cell of
+    several targets of another shape (``0.1,0.2``); else the whole column is read, as the load reads it."""
     from repeval.datasets.manifest_rows import (
         _rowref,
         column_decimal,
+        comma_grouped,
         target_cells,
         target_hint,
         target_separator,
     )
-
-    column = ds.label_column or task.label or task.name
-    decimal = getattr(ds, "decimal", ".")
-    example, hint = None, ""
-    with contextlib.closing(iter_manifest(ds.manifest, [column], delimiter=ds.delimiter)) as batches:
-        for start, batch in batches:
-            mark = column_decimal(batch.schema.field(0), decimal)
-            ok, text = target_cells(batch.column(0), target_separator(ds), mark)
-            if ok.any():
-                return None
-            if example is None and text.any():
-                i = int(np.flatnonzero(text)[0])
-                example = f"{batch.column(0)[i].as_py()!r} ({_rowref(manifest_format(ds.manifest), start + i)})"
-                hint = target_hint(batch.column(0).slice(i, 1), target_separator(ds), mark)
-    what = f"cells such as {example}" if example else "empty cells only"
-    fix = hint or f" — {label_fix(ds, task)}"  # the other decimal mark's numbers: that mark's fix
-    return f"label_column: no row of {column!r} holds a regression target, it has {what}{fix}"
-
-
-def _comma_groups(ds: Any, task: Any) -> str | None:
-    """What the load refuses of a regression column split at ``,`` with a decimal point whose target cells are numbers
-    such as ``1,234`` beside one number each or none (:class:`~repeval.datasets.target_text.CommaGroups`): read until
-    a cell of several targets of another shape (``0.1,0.2``), else the whole column, as the load reads it."""
-    from repeval.datasets.manifest_rows import _rowref, comma_grouped
     from repeval.datasets.target_text import CommaGroups
 
     column = ds.label_column or task.label or task.name
+    decimal = getattr(ds, "decimal", ".")
+    fmt = manifest_format(ds.manifest)
+    found, example, hint = False, None, ""
     groups = CommaGroups()
     with contextlib.closing(iter_manifest(ds.manifest, [column], delimiter=ds.delimiter)) as batches:
         for start, batch in batches:
-            groups.add(batch.column(0), start, comma_grouped(batch.schema.field(0), ds))
-            if groups.other:
+            field, cells = batch.schema.field(0), batch.column(0)
+            groups.add(cells, start, comma_grouped(field, ds))
+            if not found:
+                mark = column_decimal(field, decimal)
+                ok, text = target_cells(cells, target_separator(ds), mark)
+                found = bool(ok.any())
+                if not found and example is None and text.any():
+                    i = int(np.flatnonzero(text)[0])
+                    example = f"{cells[i].as_py()!r} ({_rowref(fmt, start + i)})"
+                    hint = target_hint(cells.slice(i, 1), target_separator(ds), mark)
+            if found and groups.other:
                 return None
-    fmt = manifest_format(ds.manifest)
-    return groups.why(column, lambda row: _rowref(fmt, row))
+    if found:
+        return groups.why(column, lambda row: _rowref(fmt, row))
+    what = f"cells such as {example}" if example else "empty cells only"
+    fix = hint or f" — {label_fix(ds, task)}"  # the other decimal mark's numbers: that mark's fix
+    return f"label_column: no row of {column!r} holds a regression target, it has {what}{fix}"
 
 
 #: a label cell of two whole numbers split at ``,`` — ``0,31``, a number with a decimal comma read as two targets

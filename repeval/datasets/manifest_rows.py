@@ -41,6 +41,7 @@ from repeval.datasets.target_text import list_text as list_text
 from repeval.datasets.target_text import split_cells as split_cells
 from repeval.datasets.target_text import target_cells as target_cells
 from repeval.datasets.target_text import target_hint as target_hint
+from repeval.words import counted
 
 SPLIT_ALIASES = {
     "train": "train",
@@ -122,7 +123,7 @@ class _BatchValidator:
             return None
         n = self.blank_rows
         return (
-            f"{n} empty row{'s' if n > 1 else ''} skipped (e.g. {_rowref(self.fmt, self.first_blank or 0)}: no track "
+            f"{counted(n, 'empty row')} skipped (e.g. {_rowref(self.fmt, self.first_blank or 0)}: no track "
             "id, audio path or label — a blank line, or the empty rows a spreadsheet exports after its last one)"
         )
 

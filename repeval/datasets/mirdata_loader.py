@@ -36,6 +36,7 @@ from repeval.datasets.labels import check_task_type, task_label_name
 from repeval.datasets.rows import RowCollector, require_rows
 from repeval.datasets.splits import carve_validation, folds_to_split_codes
 from repeval.registry import unknown_name_message
+from repeval.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -365,7 +366,7 @@ def _rotate_folds(rows: pa.Table, folds: list[Any], ds: Any, n_folds: int | None
         picks = f", and fold ({ds.fold}) picks none of them" if "fold" in given else ""
         drawn = "n_folds stratified folds" if getattr(ds, "split_type", "single") == "all" else "split_ratios"
         report.notes.append(
-            f"the tracks' split attribute gives {n_folds} official {'fold' if n_folds == 1 else 'folds'}, too few to rotate, which takes 3 or more "
+            f"the tracks' split attribute gives {counted(n_folds, 'official fold')}, too few to rotate, which takes 3 or more "
             f"(validation = fold i, test = fold i+1, train = the rest): their splits are drawn from {drawn} "
             f"instead{picks} — set group_column to keep related tracks in one split"
         )

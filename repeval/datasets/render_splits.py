@@ -8,6 +8,8 @@ import logging
 
 import numpy as np
 
+from repeval.words import counted
+
 #: the render's log lines keep one name, whichever of its modules says them
 log = logging.getLogger("repeval.datasets.render")
 
@@ -51,10 +53,9 @@ def _allocate(
     wanted = [k for k in range(3) if ratios[k] > 0]
     if n_clips < len(wanted):
         log.warning(
-            "%d %s cannot fill the %s splits: render at least %d clips for a set that trains, selects and "
+            "%s cannot fill the %s splits: render at least %d clips for a set that trains, selects and "
             "tests (a smaller one has empty splits)",
-            n_clips,
-            "clip" if n_clips == 1 else "clips",
+            counted(n_clips, "clip"),
             ", ".join(SPLITS[k] for k in wanted),
             len(wanted),
         )

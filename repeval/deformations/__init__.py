@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from repeval.registry import ParamProblems, unknown_name_message
+from repeval.registry import ParamProblems, unknown_name_message, unknown_param
 
 #: the scenario id of the undeformed audio (every run embeds and tests it)
 CLEAN = "clean"
@@ -148,17 +148,7 @@ def build_transform(type_: str, params: dict[str, Any]) -> Any:
     problems: list[tuple[str, str]] = []  # every parameter at fault, each at its own key
     for key in params:
         if key not in valid and not accepts_kwargs:
-            from repeval.registry import closest
-
-            hint = closest(key, valid)
-            problems.append(
-                (
-                    key,
-                    f"{type_} has no parameter '{key}'"
-                    + (f" — did you mean '{hint}'?" if hint else "")
-                    + f" (parameters: {', '.join(valid)})",
-                )
-            )
+            problems.append(unknown_param(type_, key, valid))
     problems += _number_problems(type_, sig, params)
     if problems:
         raise ParamProblems(problems)

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, TypeAlias
 
 import numpy as np
 
-from repeval.registry import ParamProblems, Registry, unknown_name_message
+from repeval.registry import ParamProblems, Registry, unknown_name_message, unknown_param
 
 #: one integer per clip of a batch (``embed_batch``'s ``offsets``, ``n_frames``), or ``None``
 PerClip: TypeAlias = Sequence[int] | None
@@ -364,17 +364,7 @@ def check_params(cfg: Any) -> None:
         if key in GENERIC_PARAMS:
             continue
         if key not in known:
-            from repeval.registry import closest
-
-            hint = closest(key, list(known) + list(GENERIC_PARAMS))
-            problems.append(
-                (
-                    key,
-                    f"{name} has no parameter '{key}'"
-                    + (f" — did you mean '{hint}'?" if hint else "")
-                    + f" (parameters: {', '.join([*sorted(known), *GENERIC_PARAMS])})",
-                )
-            )
+            problems.append(unknown_param(name, key, [*sorted(known), *GENERIC_PARAMS]))
             continue
         problem = _type_error(value, known[key].default)
         if problem:

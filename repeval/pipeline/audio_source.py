@@ -359,5 +359,5 @@ def plan_source_note(notes: list[tuple[str, str, int]]) -> str:
     what = ["computed from other audio", "computed from other audio or before an edit of their manifest",
             "embedded before an edit of their manifest"][(edits > 0) + (edits == len(notes))]  # fmt: skip
     datasets = len({d for d, _, _ in notes})
-    head = f"store: partitions of {datasets} dataset{'s' * (datasets != 1)} reuse {counted(total, 'stored track')} {what}; {tail}:"
+    head = f"store: partitions of {counted(datasets, 'dataset')} reuse {counted(total, 'stored track')} {what}; {tail}:"
     return "\n".join([head, *(f"  - {said}" for _, said, _ in notes)])

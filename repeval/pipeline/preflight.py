@@ -22,6 +22,7 @@ from repeval.pipeline.partitions import ModelSpec, accepted_spec
 from repeval.pipeline.resources import stream_resources
 from repeval.pipeline.stages import CLEAN
 from repeval.store import EmbeddingStore, StoreConflict
+from repeval.words import named
 
 #: the embedding stage's log lines keep one name, whichever of its modules says them (the CLI prints it)
 log = logging.getLogger("repeval.pipeline.embed")
@@ -132,7 +133,7 @@ def unavailable_lines(problems: dict[tuple[str, str], list[str]], here: bool) ->
     :class:`NodeCheck` holds them), sorted; ``here``: the problems of the machine this process runs on."""
     return [
         f"embedding model '{model_id}' cannot run "
-        + ("here" if here else f"on node{'s' * (len(ips) > 1)} {', '.join(sorted(ips))}")
+        + ("here" if here else f"on {named('node', sorted(ips))}")
         + f": {reason}"
         for (model_id, reason), ips in sorted(problems.items())
     ]

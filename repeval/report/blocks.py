@@ -66,7 +66,7 @@ def probe_choice(
 
 def chosen_probes(choice: ProbeChoice | None) -> dict[str, str] | None:
     """Per model, the probe of ``choice`` (as :func:`~repeval.report.plots.best_probes` gives it); ``None``: none."""
-    return {k[0]: p for k, p in choice.probes.items()} if choice is not None else None
+    return choice.per_model if choice is not None else None
 
 
 def split_run(key: str, run_ids: Iterable[str]) -> tuple[str, str]:

@@ -19,6 +19,7 @@ from repeval.metrics.base import DEFAULT_THRESHOLD, THRESHOLD_TASK
 from repeval.pipeline.summary import figure
 from repeval.registry import unknown_name_message
 from repeval.tuning.results import mean_intervals
+from repeval.words import counted
 
 FORMATS = ("terminal", "plain", "markdown", "csv", "latex", "html")
 _FORMAT_ALIASES = {"md": "markdown", "tex": "latex", "text": "plain", "txt": "plain", "rich": "terminal"}
@@ -186,9 +187,9 @@ def replicates_text(df: pd.DataFrame) -> str:
 
     def text(d: pd.DataFrame) -> str:
         seeds = int(d["seed"].nunique())
-        out = f"{seeds} seed{'s' if seeds != 1 else ''}"
+        out = counted(seeds, "seed")
         folds = int(d["fold"].dropna().nunique()) if "fold" in d.columns else 0
-        return out + (f" × {folds} fold{'s' if folds != 1 else ''}" if folds else "")
+        return out + (f" × {counted(folds, 'fold')}" if folds else "")
 
     per_run = {str(r): text(d) for r, d in df.groupby("run_id", sort=False)} if "run_id" in df.columns else {}
     if len(set(per_run.values())) > 1:

@@ -124,7 +124,7 @@ def _confusion_block(runs: list[Run], df: pd.DataFrame, task: str, dataset: str,
     if not found:
         return ""
     h = found[0][1]
-    probes = {k[0]: p for _, x in found for k, p in x.choice.probes.items()}
+    probes = {m: p for _, x in found for m, p in x.choice.per_model.items()}
     top = [m for _, x in found for m, _ in x.best]
     group = df[(df["task"] == task) & (df["dataset"] == dataset)]
     folds = "fold" in group.columns and bool(group["fold"].notna().any())
@@ -331,7 +331,7 @@ def build_report_html(runs: list[Run], *, title: str = "repeval report") -> str:
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{e(title)}: {e(run_ids)}</title><style>{_asset('report.css')}</style></head><body>"
-        f"<header><h1>{e(title)}</h1><p>runs: {e(run_ids)} · {len(pairs)} task/dataset pair{'' if len(pairs) == 1 else 's'}"
+        f"<header><h1>{e(title)}</h1><p>runs: {e(run_ids)} · {counted(len(pairs), 'task/dataset pair')}"
         f" · generated {stamp}</p>"
         "<p>Tables: mean ± std over seeds (and folds for k-fold datasets; std is the sample standard deviation, n − 1), "
         'best per column highlighted<span class="rv-screen">, click a header to sort (best first). '

@@ -38,7 +38,7 @@ from repeval.report.comparable import SplitDigests, run_sets, set_label
 from repeval.report.render import ci_tip, fmt_number, replicates_tip, sort_direction
 from repeval.report.results import CLEAN, label_order, natural_key, ordered_scenarios
 from repeval.report.summary import Headline, headlines
-from repeval.words import named
+from repeval.words import counted, named
 
 #: why a label has no value of a metric (a cell '–', or a label left out of a table)
 NO_VALUE = (
@@ -80,7 +80,7 @@ def per_label_block(
     over = "; each tag over the test tracks that annotate it (unannotated: mask)" if masked else ""
     thresholds = "".join(f"; {n}" for n in metric_notes(per, metrics, masked=False))  # said above, per tag
     found = headlines(df, task, dataset, validation, test_sets).found if found is None else found
-    chosen = {k[0]: p for _, x in found for k, p in x.choice.probes.items()}
+    chosen = {m: p for _, x in found for m, p in x.choice.per_model.items()}
     top = list(dict.fromkeys(m for _, x in found for m, _ in x.best if m in chosen))
     tid = slug("labels", task, dataset)
     about_id = f"{tid}-about"
@@ -231,7 +231,7 @@ def _every_value(tid: str, task: str, dataset: str, per: pd.DataFrame, stats: pd
         "value with its bootstrap interval: results.parquet in the run directory (the rows with a label)"
     ) + (f"; –: {NO_VALUE}" if dashes else "")
     return (
-        f"<details><summary>every per-label value ({n_values:,} over {len(tables)} model{'s' if len(tables) != 1 else ''}, a table each: rows probe × "
+        f"<details><summary>every per-label value ({n_values:,} over {counted(len(tables), 'model')}, a table each: rows probe × "
         f'label, columns metric × scenario)</summary><p class="rv-note" id="{tid}-all-about">{e(about)}</p>'
         f"{''.join(tables)}</details>"
     )

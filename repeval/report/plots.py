@@ -73,7 +73,7 @@ def best_probes(
     results: pd.DataFrame, task: str, dataset: str, metric: str | None = None, validation: pd.DataFrame | None = None
 ) -> dict[str, str]:
     """Per model, its chosen probe (:func:`probe_choice`; first listed when tied)."""
-    return {k[0]: p for k, p in probe_choice(results, task, dataset, metric, validation).probes.items()}
+    return probe_choice(results, task, dataset, metric, validation).per_model
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from collections.abc import Collection
 from typing import Any
 
 from repeval.report.cells import Table, _higher, canonical_format, fewer_replicates
+from repeval.words import counted
 
 
 def ci_tip(level: str = "95%", shared: bool = False, folds: bool = False) -> str:
@@ -39,7 +40,7 @@ def replicates_tip(n: int, n_seeds: int, n_folds: int) -> str:
     """What a cell's mean is over, for its tooltip: ``n=6 replicates (3 seeds × 2 folds)``, ``n=2 replicates (2
     seeds)`` — ``n`` the replicates whose value entered the mean, as in a cell's ``(n=…)``."""
     folds = f" × {n_folds} folds" if n_folds > 1 else ""
-    return f"n={n} replicate{'s' if n != 1 else ''} ({n_seeds} seed{'s' if n_seeds != 1 else ''}{folds})"
+    return f"n={counted(n, 'replicate')} ({counted(n_seeds, 'seed')}{folds})"
 
 
 def fmt_number(x: float, *, scale: float = 1.0, decimals: int = 3, signed: bool = False) -> str:

@@ -25,6 +25,7 @@ from repeval.report.deltas import paired_deltas
 from repeval.report.render import fmt_number
 from repeval.report.results import CLEAN, ordered_scenarios
 from repeval.report.selection import ProbeChoice
+from repeval.words import counted
 
 #: two means closer than this are tied (as the tables' best-value flags)
 TIE_TOLERANCE = 1e-12
@@ -194,7 +195,7 @@ def robustness_facts(r: Robustness, shared: Sequence[Robustness] = ()) -> list[s
     the runs that define a scenario left out here alike (:attr:`~repeval.report.summary.Headline.shared`), which the phrase leaving it out
     points to; a ranking of such runs names them."""
     n = len(r.scenarios)
-    over = f"over {n} scenario{'s' if n != 1 else ''}"
+    over = f"over {counted(n, 'scenario')}"
     if not r.scenarios:
         return [f"not ranked across runs: {_left_out(r, shared)}"]
     if not r.ranked:

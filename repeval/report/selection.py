@@ -152,6 +152,11 @@ class ProbeChoice:
     #: key → why it was chosen on the clean test set instead
     on_test: dict[tuple[str, ...], str] = field(default_factory=dict)
 
+    @property
+    def per_model(self) -> dict[str, str]:
+        """Per model (each key's first part), its chosen probe."""
+        return {k[0]: p for k, p in self.probes.items()}
+
     def rule(self, key: tuple[str, ...] | None = None) -> str:
         """How ``key``'s probe (every key's: ``None``) was chosen, e.g. ``chosen on validation val_accuracy``."""
         keys = list(self.probes) if key is None else [key]

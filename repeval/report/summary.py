@@ -45,6 +45,7 @@ from repeval.report.robustness import (
     worst_words,
 )
 from repeval.report.selection import ProbeChoice, choose_probes, combine_validation
+from repeval.words import counted
 
 e = html.escape
 
@@ -121,10 +122,6 @@ def _clean_names(h: Headline) -> str:
     return tied_names([f"{m} · {p}" for m, p in h.best]) or "–"
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
 def _test_sets(group: pd.DataFrame) -> str:
     """The test sets of a group: ``clean + 2 deformation scenarios`` — counted as the most robust card counts its
     scenarios (the deformations), not with clean among them; one the runs define differently (a column per definition) once,
@@ -136,7 +133,9 @@ def _test_sets(group: pd.DataFrame) -> str:
     bases = list(dict.fromkeys(apart.get(s, (s, ""))[0] for s in deformed))
     split = [b for b in bases if b in {x for x, _ in apart.values()}]
     differ = f" ({', '.join(split)} defined differently by the runs)" if split else ""
-    return ("clean + " if CLEAN in set(group["scenario"]) else "") + _count(len(bases), "deformation scenario") + differ
+    return (
+        ("clean + " if CLEAN in set(group["scenario"]) else "") + counted(len(bases), "deformation scenario") + differ
+    )
 
 
 def passed_over_note(h: Headline) -> str:
@@ -232,7 +231,7 @@ def summary_cards(
     for runs, h in found:
         cards += _ranking_cards(h, n_folds, f" in {set_label(runs)}" if apart else "")
     cards += [
-        f'<div class="rv-card"><span>grid</span><b>{_grid(agg)}</b><span>{_count(group["seed"].nunique(), "seed")}, '
+        f'<div class="rv-card"><span>grid</span><b>{_grid(agg)}</b><span>{counted(group["seed"].nunique(), "seed")}, '
         f"{folds}{_test_sets(group)}</span></div>",
         tested_card(group[group["label"].isna()], n_folds),
     ]
@@ -242,7 +241,7 @@ def summary_cards(
 def _ranking_cards(h: Headline, n_folds: int, within: str = "") -> list[str]:
     """Best on clean and (with deformation scenarios) most robust of headline ``h``; ``within``: `` in <runs>``, the
     set of runs they rank (several test sets)."""
-    replicates = f"{h.clean_n} seeds × folds" if n_folds > 1 else _count(h.clean_n, "seed")
+    replicates = f"{h.clean_n} seeds × folds" if n_folds > 1 else counted(h.clean_n, "seed")
     rule = e(h.choice.rule(None if len(h.best) != 1 else (h.best[0][0],)))
     cards = [
         f'<div class="rv-card"><span>best on clean {e(h.metric)}{_direction(h)}{e(within)}</span>'
@@ -267,7 +266,7 @@ def _robustness_card(h: Headline, r: Robustness, within: str = "", shared: Seque
     top = r.most_robust
     n = len(r.scenarios)
     facts = [
-        f"mean Δ {signed(top[0].mean_delta)} over {n} scenario{'s' if n != 1 else ''} ({', '.join(r.scenarios)}), "
+        f"mean Δ {signed(top[0].mean_delta)} over {counted(n, 'scenario')} ({', '.join(r.scenarios)}), "
         "each the mean over seeds (and folds) of the robustness table's Δ",
         worst_words(r, top),
         *robustness_facts(r, shared)[1:],
@@ -286,7 +285,7 @@ def _grid(agg: pd.DataFrame) -> str:
     names = agg["model"].astype(str)
     if len(runs) > 1:
         names = pd.Series([m.removeprefix(f"{r}/") for m, r in zip(names, agg["run_id"].astype(str), strict=True)])
-    grid = f"{_count(names.nunique(), 'model')} × {_count(agg['probe'].nunique(), 'probe')}"
+    grid = f"{counted(names.nunique(), 'model')} × {counted(agg['probe'].nunique(), 'probe')}"
     return grid + (f" in {len(runs)} runs" if len(runs) > 1 else "")
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from repeval.report.comparable import set_label
 from repeval.report.results import Run
+from repeval.tasks import given_task_type
 from repeval.tuning.presets import entry_words
 
 
@@ -22,14 +23,6 @@ def _experiments(run: Run, task: str) -> Iterator[dict[str, Any]]:
         t = exp.get("task") if isinstance(exp, dict) else None
         if isinstance(t, dict) and t.get("name") == task:
             yield exp
-
-
-def _task_type(task: dict[str, Any]) -> str | None:
-    """The type a run's task is trained as (a key-estimation task typed multiclass is one), ``None`` when unknown."""
-    from repeval.tasks import TASK_TYPES, effective_task_type
-
-    kind = task.get("type")
-    return effective_task_type(kind, str(task.get("name"))) if kind in TASK_TYPES else None
 
 
 def task_notes(runs: list[Run], task: str) -> list[str]:
@@ -57,7 +50,7 @@ def preset_notes(runs: list[Run], task: str) -> list[str]:
     said: dict[str, list[str]] = {}
     for run in runs:
         for exp in _experiments(run, task):
-            ttype = _task_type(exp["task"])
+            ttype = given_task_type(exp["task"])
             for i, probe in enumerate(exp.get("downstream_models") or exp.get("probes") or []):
                 words = entry_words(probe, i, ttype) if isinstance(probe, dict) else None
                 if words and run.run_id not in said.setdefault(words, []):

@@ -19,6 +19,7 @@ from repeval.datasets import LoadReport
 from repeval.rundir import RunLocation
 from repeval.store import EmbeddingStore
 from repeval.store.lock import StoreLock
+from repeval.words import counted
 
 log = logging.getLogger("repeval.runner")  # the stages' one logger, named as before they left runner.py
 
@@ -223,9 +224,8 @@ def _say_few_resamples(logger: logging.Logger, said: list[str], cfg: Config) -> 
     if is_smoke_test(cfg):
         log.info(
             "smoke test: its test sets are a few tracks by design, so its bootstrap intervals are not meaningful "
-            "(%d %s that an interval rests on few resamples left unsaid; a full run says them, as one line)",
-            len(said),
-            "warning" if len(said) == 1 else "warnings",
+            "(%s that an interval rests on few resamples left unsaid; a full run says them, as one line)",
+            counted(len(said), "warning"),
         )
         return
     if len(said) == 1:

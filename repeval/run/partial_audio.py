@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from repeval.store.partition import CUT, OGG
+from repeval.words import counted
 
 if TYPE_CHECKING:  # `repeval runs` reads the record without the stages' imports
     from repeval.run.context import RunContext
@@ -104,6 +105,6 @@ def partial_text(entry: dict[str, Any], *, task: bool = True) -> str:
     kinds = [f"{entry.get(CUT) or 0} cut short", f"{entry.get(OGG) or 0} Ogg without its end"]
     of = f" of {entry.get('task')} on {entry.get('dataset')}" if task else ""
     return (
-        f"{n} test track{'s' * (n != 1)}{of} embedded from partial audio (audio_note) in scenario "
+        f"{counted(n, 'test track')}{of} embedded from partial audio (audio_note) in scenario "
         f"{entry.get('scenario')}, model {entry.get('model')}: {', '.join(k for k in kinds if not k.startswith('0 '))}"
     )

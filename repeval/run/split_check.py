@@ -48,7 +48,7 @@ def untrainable(problems: list[str]) -> str:
     (each said once, however many grids it stops: an empty split stops every model's, an empty fold several folds')."""
     whys = list(dict.fromkeys(problems))
     n = len(whys) - 1
-    more = f" (and {n} more problem{'s' * (n > 1)}: {'; '.join(whys[1:4])}{'; …' * (n > 3)})" if n else ""
+    more = f" (and {counted(n, 'more problem')}: {'; '.join(whys[1:4])}{'; …' * (n > 3)})" if n else ""
     return f"{whys[0]}{more} — nothing was trained"
 
 

@@ -36,6 +36,7 @@ from repeval.store.partition_files import rm_command as rm_command
 from repeval.store.partition_files import show_errors_command as show_errors_command
 from repeval.store.partition_stamp import PartitionStamp
 from repeval.store.rewrite import Removed, Settled, pending, remove_rows, say_settled, settle, stuck_text
+from repeval.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -348,7 +349,7 @@ class Partition(PartitionStamp):
         for f in files:
             self.fs.delete_file(f)
         dropped = len(ids) - len(keep)
-        log.warning("%s: dropped %d duplicate %s", self.path, dropped, "row" if dropped == 1 else "rows")
+        log.warning("%s: dropped %s", self.path, counted(dropped, "duplicate row"))
         return dropped
 
     def finish(self, info: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import pyarrow.fs as pafs
 
 from repeval.store.layout import _safe, stored_name
 from repeval.store.partition import Partition
+from repeval.words import counted
 
 if TYPE_CHECKING:
     from repeval.store.lock import StoreLock
@@ -110,11 +111,7 @@ class EmbeddingStore:
 
         names = [p.name for p in self.partitions()]
         close = difflib.get_close_matches(part.name, names, n=3, cutoff=0.5)
-        hint = (
-            f"; did you mean {' or '.join(close)}?"
-            if close
-            else f" ({len(names)} {'partition' if len(names) == 1 else 'partitions'} there)"
-        )
+        hint = f"; did you mean {' or '.join(close)}?" if close else f" ({counted(len(names), 'partition')} there)"
         raise FileNotFoundError(f"no partition {part.name} in {self.uri}{hint}")
 
     def matching(self, pattern: str) -> list[Partition]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from repeval.registry import Registry
+from repeval.words import counted
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class Preset:
         said = (
             f"all {self.size} points are trained"
             if why is None
-            else f"{trained:,} configuration{'s are' if trained != 1 else ' is'} trained, not the preset's "
+            else f"{counted(trained, 'configuration')} {'is' if trained == 1 else 'are'} trained, not the preset's "
             f"{self.size} points ({why})"
         )
         typed = [
