@@ -129,9 +129,10 @@ class EssentiaPatchModel(EssentiaModel):
     ``patchHopSize`` (spectrogram frames between patches; default: essentia's for the family, :attr:`patch_hop`) sets
     how often — and so the frames a track gives and the memory a frame-level probe holds (:meth:`declared_hop_s`)."""
 
-    #: samples between the algorithm's spectrogram frames, and its ``patchHopSize`` default: spectrogram frames
-    #: between patches (one embedding each)
+    #: samples between the algorithm's spectrogram frames, the frames of a patch (essentia's ``patchSize``) and its
+    #: ``patchHopSize`` default: spectrogram frames between patches (one embedding each)
     frame_hop: ClassVar[int] = 0
+    patch_size: ClassVar[int] = 0
     patch_hop: ClassVar[int] = 0
 
     def __init__(self, patchHopSize: int | None = None, **params: Any) -> None:
@@ -140,18 +141,20 @@ class EssentiaPatchModel(EssentiaModel):
 
     @classmethod
     def checked_patch_hop(cls, value: Any) -> int:
-        """``patchHopSize`` as the spectrogram frames between patches (``None``: essentia's default); a
-        ``ValueError`` naming the fix for anything but a whole number of at least one frame."""
+        """``patchHopSize`` as the spectrogram frames between patches (``None``: essentia's default; 0, as essentia
+        takes it: a patch's length, no overlap); a ``ValueError`` naming the fix for anything but a whole number up to
+        a patch's length (essentia refuses a longer hop only when the model is built, in the embedding actor)."""
         if value is None:
             return cls.patch_hop
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= cls.patch_size:
             seconds = cls.frame_hop / cls.rate
             raise ValueError(
                 f"{cls.name}: patchHopSize is the number of spectrogram frames ({seconds * 1000:g} ms each) between "
-                f"patches, a whole number of at least 1, got {value!r} — leave it out for essentia's default "
+                f"patches of {cls.patch_size} frames: a whole number from 1 to {cls.patch_size} (or 0: "
+                f"{cls.patch_size}, patches without overlap), got {value!r} — leave it out for essentia's default "
                 f"({cls.patch_hop}: a patch every {cls.patch_hop * seconds:.3g} s)"
             )
-        return value
+        return value or cls.patch_size
 
     @classmethod
     def variant(cls, params: dict[str, Any]) -> type[EmbeddingModel]:
@@ -176,8 +179,9 @@ class VGGishAudioSet(EssentiaPatchModel):
     output_node = "model/vggish/embeddings"
     dim = 128
     frame_hop = 160
+    patch_size = 96
     patch_hop = 93
-    min_samples = 96 * 160 + 400
+    min_samples = patch_size * frame_hop + 400
 
 
 @register_model("effnet-discogs")
@@ -189,8 +193,9 @@ class EffNetDiscogs(EssentiaPatchModel):
     output_node = "PartitionedCall:1"
     dim = 1280
     frame_hop = 256
+    patch_size = 128
     patch_hop = 62
-    min_samples = 128 * 256 + 512
+    min_samples = patch_size * frame_hop + 512
 
 
 @register_model("musicnn-essentia")
@@ -202,8 +207,9 @@ class MusiCNNEssentia(EssentiaPatchModel):
     output_node = "model/dense/BiasAdd"
     dim = 200
     frame_hop = 256
+    patch_size = 187
     patch_hop = 93
-    min_samples = 187 * 256 + 512
+    min_samples = patch_size * frame_hop + 512
 
 
 @register_model("maest")
@@ -215,8 +221,9 @@ class MAEST(EssentiaPatchModel):
     output_node = "StatefulPartitionedCall:7"
     dim = 2304
     frame_hop = 256
+    patch_size = 1876
     patch_hop = 1875
-    min_samples = 1876 * 256 + 512
+    min_samples = patch_size * frame_hop + 512
 
     def __init__(self, token_pooling: str = "concat", **params: Any) -> None:
         if token_pooling not in ("concat", "cls", "mean"):

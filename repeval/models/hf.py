@@ -65,12 +65,32 @@ def _config_file(model: str, filename: str) -> Path | None:
     if local.is_dir():
         path = local / filename
         return path if path.is_file() else None
+    if not _hub_id(model):
+        return None
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         return None
     found = try_to_load_from_cache(model, filename)
     return Path(found) if isinstance(found, str) else None
+
+
+def _hub_id(model: str) -> bool:
+    """Whether ``model`` (no directory here) can name a hub repository — ``/data/mert``, ``./mert`` cannot: a local
+    directory that is not there (without huggingface_hub: ``True``, not known)."""
+    try:
+        from huggingface_hub.utils import validate_repo_id
+    except ImportError:
+        return True
+    try:
+        validate_repo_id(model)
+    except ValueError:  # (HFValidationError)
+        return False
+    return True
+
+
+def _no_directory(model: str) -> str:
+    return f"{model} is no directory on this machine: set params.model to a save_pretrained directory or a hub id"
 
 
 def _read_json(model: str, filename: str) -> dict[str, Any]:
@@ -163,6 +183,8 @@ class HFAudioEncoder(RebuildOnUnpickle, EmbeddingModel):
                 if _config_file(model, "config.json")
                 else f"{model} has no config.json: not a save_pretrained directory"
             )
+        if not _hub_id(model):
+            return _no_directory(model)
         if _config_file(model, "config.json") or params.get("allow_download"):
             return None
         return (
@@ -210,14 +232,18 @@ class HFAudioEncoder(RebuildOnUnpickle, EmbeddingModel):
         model = params.get("model") or cls.default_model
         if not model:
             return "params.model is not set"
+        if param_or_default(cls, params, "frames") == "window" and not positive_seconds(
+            param_or_default(cls, params, "window_s")
+        ):
+            return "params.window_s is not a positive number of seconds"
+        if not _hub_id(model) and not Path(model).expanduser().is_dir():
+            return _no_directory(model)
         if not _config_file(model, "config.json"):
             return (
                 f"{model}'s config.json is not on this machine (the Hugging Face cache or a save_pretrained directory) "
                 f"and planning downloads nothing: `huggingface-cli download {model} config.json "
                 "preprocessor_config.json` lets it be stated"
             )
-        if positive_seconds(param_or_default(cls, params, "window_s")) is None:
-            return "params.window_s is not a positive number of seconds"
         return f"{model}'s config.json gives no hidden_size or conv_stride"
 
     def _split(self, audio: np.ndarray) -> list[np.ndarray]:

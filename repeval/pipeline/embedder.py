@@ -218,18 +218,16 @@ class Embed:
         skip, keep, context, offset = (
             batch.get(k, np.full(n, d, np.int32)) for k, d in (("skip", 0), ("keep", -1), ("context", 0), ("offset", 0))
         )
-        # a window that keeps no frame (past the cut of a model's rows to its rate, ``rows_per_sample``): its seconds
-        # only, no model call
         for i in range(n):
-            if not errors[i] and keep[i] == 0:
+            if not errors[i]:
                 seconds[i] = (len(batch["audio"][i]) - int(context[i])) / self.model.sample_rate_hz
+        # (a window that keeps no frame — past the cut of a model's rows to its rate, ``rows_per_sample``: no model call)
         todo = [i for i in range(n) if not errors[i] and keep[i] != 0]
         audios = [np.asarray(batch["audio"][i], dtype=np.float32) for i in todo]
         # (a window's frames from where the model starts them: those on its context before, then those in it)
         wanted = [int(skip[i]) + int(keep[i]) if keep[i] >= 0 else -1 for i in todo]
         results = self._embed_all(audios, [int(offset[i]) for i in todo], wanted)
-        for i, a, r in zip(todo, audios, results, strict=True):
-            seconds[i] = (len(a) - int(context[i])) / self.model.sample_rate_hz
+        for i, r in zip(todo, results, strict=True):
             if isinstance(r, Exception):
                 errors[i], stages[i] = f"{type(r).__name__}: {r}", "embed"
                 continue

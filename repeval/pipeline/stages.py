@@ -267,7 +267,7 @@ class DecodeDeform:
                 if whole:
                     blocks = self._whole_track(blocks, self.chunk_s, tid, split, whole, windows, params, open_, emit)
                 windows_in = chunk_blocks(blocks, self.sample_rate_hz, self.chunk_s, *self._grid())
-            # the windows, read ahead as far as the model's cut of a track's rows needs (_read_for_cut)
+            # the windows, read ahead as far as the model's cut of a track's rows needs (samples_for_cut)
             chunks = ReadAhead(windows_in)
             streamed = [sid for sid in wanted if sid not in windows]
             current: np.ndarray | None = next(chunks) if any(open_[sid] for sid in streamed) else None
@@ -279,8 +279,8 @@ class DecodeDeform:
                 following = None if current is None else next(chunks, None)  # one window of look-ahead: the last?
                 going = [sid for sid, got in ahead.items() if not isinstance(got, Exception)]
                 now, ahead = ahead, self._deformed(scenarios, tid, going, open_, index + 1, following)
-                if current is not None and following is not None:
-                    chunks.reach(self._read_for_cut(index, len(current)))
+                if current is not None and following is not None:  # (window ``index`` is not the last)
+                    chunks.reach(samples_for_cut(self.geometry, self._start(index) + len(current)))
                 sent = False
                 for sid in wanted:
                     if not open_[sid]:
@@ -366,11 +366,9 @@ class DecodeDeform:
         n = 0 if self.geometry is None else self.geometry.before
         return window[len(window) - n :].copy() if n else None
 
-    def _read_for_cut(self, index: int, length: int) -> int:
-        """Samples of the track to read before window ``index`` (``length`` samples, not the last) is sent
-        (:func:`samples_for_cut`)."""
-        start = index * window_sizes(self.sample_rate_hz, float(self.chunk_s or 0), *self._grid())[0]
-        return samples_for_cut(self.geometry, start + length)
+    def _start(self, index: int) -> int:
+        """Where window ``index`` starts in the track (samples)."""
+        return index * window_sizes(self.sample_rate_hz, float(self.chunk_s or 0), *self._grid())[0]
 
     def _seam(
         self,
@@ -389,7 +387,7 @@ class DecodeDeform:
         previous window's end, so it computes no frame there and ``skip`` is 0); a window but the last goes without
         the end its frames do not read (:attr:`FrameGeometry.trim`). A model that cuts a track's rows
         (:attr:`FrameGeometry.rows_per_sample`) has its rows past the cut dropped in whichever window they start — ``read``
-        samples of the track are read (:meth:`_read_for_cut`), all of it when ``ended``. Without a frame geometry, for
+        samples of the track are read (:func:`~repeval.pipeline.readahead.samples_for_cut`), all of it when ``ended``. Without a frame geometry, for
         a track of one window, or when context is missing (a deformation changed a neighbour's length): the window
         alone, all its frames kept."""
         g = self.geometry
@@ -399,7 +397,7 @@ class DecodeDeform:
         after = following[: g.after] if not last and g.after and following is not None else None
         if (index and g.before and before is None) or (not last and g.after and after is None):
             return window, (0, -1, 0, 0)
-        start = index * window_sizes(self.sample_rate_hz, float(self.chunk_s or 0), *self._grid())[0]
+        start = self._start(index)
         # rows (``g.rows`` per frame) that start in the window, none past the model's cut of the track's rows
         # (``rows_per_sample``): the last window, as many as the track has from its start on — none where the cut
         # falls in an earlier window (read far enough ahead to know it: ``read``)

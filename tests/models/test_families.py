@@ -304,15 +304,22 @@ def test_essentia_refuses_a_process_with_tensorflow(monkeypatch: pytest.MonkeyPa
 def test_essentia_patch_hop_is_a_parameter_checked_with_the_config() -> None:
     """``patchHopSize`` (spectrogram frames between an Essentia graph's patches) was refused by the config check though
     the frame memory ``repeval plan`` states follows it: now a parameter, a value that is no whole number of frames is
-    refused when the configuration is checked, naming the default; openl3 (its own ``hop_s``) has none."""
+    refused when the configuration is checked, naming the default; openl3 (its own ``hop_s``) has none. Essentia
+    takes 0 as a patch's length (patches without overlap: it was refused) and refuses a hop over a patch's length only
+    when the model is built, in the embedding actor (it was accepted here, the embed failing with essentia's
+    "`patchHopSize` has to be smaller than the number of timestamps")."""
     from repeval.models.base import check_params
     from repeval.models.essentia_tf import MusiCNNEssentia
 
-    check_params(EmbeddingModelConfig(id="musicnn-essentia", params={"patchHopSize": 31}))
+    for hop in (31, 187, 0):
+        check_params(EmbeddingModelConfig(id="musicnn-essentia", params={"patchHopSize": hop}))
     assert MusiCNNEssentia.declared_hop_s({"patchHopSize": 31}) == 31 * 256 / 16000
-    for bad in (0, 1.5, "93"):
+    assert MusiCNNEssentia.declared_hop_s({"patchHopSize": 0}) == MusiCNNEssentia.declared_hop_s({"patchHopSize": 187})
+    for bad in (-3, 188, 2**31, 1.5, "93"):
         with pytest.raises(
-            ValueError, match=r"whole number of at least 1.*essentia's default \(93: a patch every 1.49 s"
+            ValueError,
+            match=r"patches of 187 frames: a whole number from 1 to 187 \(or 0: 187, patches without overlap\), got "
+            r".*essentia's default \(93: a patch every 1.49 s",
         ):
             check_params(EmbeddingModelConfig(id="musicnn-essentia", params={"patchHopSize": bad}))
     with pytest.raises(ValueError, match="openl3 has no parameter 'patchHopSize'"):
@@ -351,6 +358,25 @@ def test_declared_hops_follow_the_constructors_defaults_and_hf_states_its_checkp
         "directory) and planning downloads nothing: `huggingface-cli download someone/an-encoder config.json "
         "preprocessor_config.json` lets it be stated"
     )
+
+
+def test_hf_plan_names_a_missing_directory_and_a_bad_window() -> None:
+    """A transformers encoder's ``params.model`` naming a directory that is not there stopped ``repeval plan`` with
+    huggingface_hub's "Repo id must be in the form 'repo_name' or 'namespace/repo_name'" (the path asked of the hub
+    cache); the plan and the model's availability now say the directory is not there and name the fix. A
+    ``window_s`` of 0 on a registered checkpoint had the plan's frame memory blamed on its config.json not being
+    local (its frames are known without it)."""
+    from repeval.models.hf import HFAudioEncoder
+    from repeval.plan_memory import frame_rate, undeclared_frames
+
+    missing = "/nonexistent/mert-checkpoint"
+    typo = EmbeddingModelConfig(id="enc", type="hf-audio", params={"model": missing})
+    said = f"{missing} is no directory on this machine: set params.model to a save_pretrained directory or a hub id"
+    assert frame_rate(typo) is None and undeclared_frames(typo) == said
+    assert HFAudioEncoder.availability({"model": missing}) == said
+    no_window = EmbeddingModelConfig(id="mert-v1-95m", params={"window_s": 0})
+    assert frame_rate(no_window) is None
+    assert undeclared_frames(no_window) == "params.window_s is not a positive number of seconds"
 
 
 def _real_clip(shared_data: Path, sample_rate: int) -> np.ndarray:
