@@ -62,6 +62,9 @@ class MetricSpec:
     #: (:data:`DEFAULT_THRESHOLD`) or a metric that takes none
     thresholded: bool = False
     threshold: float | None = None
+    #: the fewest test tracks its bootstrap interval is reported on (0: any); see :func:`repeval.metrics.bootstrap.
+    #: interval_withheld`
+    min_interval_tracks: int = 0
 
 
 METRICS: dict[str, MetricSpec] = {}
@@ -135,16 +138,27 @@ def register_metric(
     per_label: bool = False,
     description: str = "",
     thresholded: bool = False,
+    min_interval_tracks: int = 0,
 ) -> Callable[[Kernel], Kernel]:
     """Register a weighted kernel under the snake_case metric id ``name`` (``thresholded``: it predicts a multilabel
-    task's tags at a decision threshold, which the kernel takes as ``threshold=``)."""
+    task's tags at a decision threshold, which the kernel takes as ``threshold=``; ``min_interval_tracks``: the fewest
+    test tracks its bootstrap interval is reported on)."""
     if name != _normalise(name):
         raise ValueError(f"metric ids are snake_case: register '{_normalise(name)}' instead of '{name}'")
 
     def deco(kernel: Kernel) -> Kernel:
         if name in METRICS:
             raise ValueError(f"metric '{name}' is registered twice")
-        spec = MetricSpec(name, kernel, frozenset(task_types), higher_is_better, per_label, description, thresholded)
+        spec = MetricSpec(
+            name,
+            kernel,
+            frozenset(task_types),
+            higher_is_better,
+            per_label,
+            description,
+            thresholded,
+            min_interval_tracks=min_interval_tracks,
+        )
         METRICS[name] = spec
         return kernel
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from repeval.metrics.base import MetricRow, canonical_metric_name, check_metric_for_task, metric_spec, ones_weights
-from repeval.metrics.bootstrap import bootstrap_distribution, percentile_interval
+from repeval.metrics.bootstrap import bootstrap_distribution, interval_withheld, percentile_interval
 from repeval.metrics.validation import validate
 from repeval.warn import about_test_set
 
@@ -70,7 +70,10 @@ def compute_metrics(
         if ci:
             b_agg, b_per = dist[name]
             defined = int(np.count_nonzero(~np.isnan(b_agg)))
-            if not np.isnan(agg[0]) and defined < len(b_agg) / 2:
+            withheld = interval_withheld(name, len(yt))
+            if withheld:  # every resample left out: said why, not that few resamples are defined
+                about_test_set(log, withheld, once=("interval withheld", name))
+            elif not np.isnan(agg[0]) and defined < len(b_agg) / 2:
                 message = few_resamples_message(name, defined, len(b_agg), alpha)
                 about_test_set(log, message, once=("few resamples", name))
             if defined < min(len(b_agg), 2 / alpha):  # resamples left out, not one left in each tail: no interval

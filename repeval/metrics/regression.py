@@ -2,7 +2,8 @@
 
 R² of a dimension whose target is constant on the test set is undefined (``nan``, and
 ``validate`` warns) rather than scikit-learn's forced 0 or 1; ``r2`` averages the defined
-dimensions and reports one value per dimension.
+dimensions and reports one value per dimension. Its bootstrap interval needs at least
+:data:`MIN_R2_INTERVAL_TRACKS` test tracks (:func:`repeval.metrics.bootstrap.interval_withheld`).
 """
 
 from __future__ import annotations
@@ -42,7 +43,16 @@ def _mae(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str], weights:
     return _mean_error(np.abs(y_true - y_pred), weights), None
 
 
-register_metric("r2", REGRESSION_TASKS, per_label=True, description="coefficient of determination")(_r2)
+#: the fewest test tracks an R² bootstrap interval is reported on (:func:`repeval.metrics.bootstrap.interval_withheld`)
+MIN_R2_INTERVAL_TRACKS = 10
+
+register_metric(
+    "r2",
+    REGRESSION_TASKS,
+    per_label=True,
+    description="coefficient of determination",
+    min_interval_tracks=MIN_R2_INTERVAL_TRACKS,
+)(_r2)
 register_metric(
     "mean_squared_error", REGRESSION_TASKS, higher_is_better=False, description="mean squared error over dimensions"
 )(_mse)

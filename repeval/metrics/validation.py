@@ -15,6 +15,7 @@ import numpy as np
 from repeval.metrics.base import TASK_TYPE_NAMES, MetricWarning
 from repeval.registry import unknown_name_message
 from repeval.warn import about_test_set
+from repeval.words import counted
 
 _CLASS_TASKS = ("multiclass_classification", "key_estimation")
 
@@ -143,7 +144,7 @@ def _one_class_message(task_type: str, labels: list[str], only: int, predicted: 
         f1 = "f1_macro averages its F1 with F1 0 for every other class predicted for some track"
     elif len(others):
         f1 = (
-            f"f1_macro averages its F1 with F1 0 for the {len(others)} other class(es) predicted for some track "
+            f"f1_macro averages its F1 with F1 0 for the {counted(len(others), 'other class', 'other classes')} predicted for some track "
             f"({_names(labels, others)}), so it is at most {1 / (1 + len(others)):.3g}"
         )
     else:

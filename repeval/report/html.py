@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from repeval.metrics.base import metric_spec
+from repeval.metrics.bootstrap import WITHHELD_WHY
 from repeval.report import plots
 from repeval.report.blocks import chosen_probes, probe_choice, split_run
 from repeval.report.blocks import controls as _controls
@@ -335,12 +337,43 @@ def build_report_html(runs: list[Run], *, title: str = "repeval report") -> str:
         f" · generated {stamp}</p>"
         "<p>Tables: mean ± std over seeds (and folds for k-fold datasets; std is the sample standard deviation, n − 1), "
         'best per column highlighted<span class="rv-screen">, click a header to sort (best first). '
-        f"Hover a value for its {ci_level(runs)} bootstrap interval over test tracks</span>.</p>{_unread_notes(runs)}"
+        f"Hover a value for its {ci_level(runs)} bootstrap interval over test tracks</span>.</p>{_withheld_notes(runs)}{_unread_notes(runs)}"
         "</header>"
         f'<nav><a href="#runs">runs &amp; config</a>{nav}</nav><main>'
         f"{left_out}{''.join(sections)}{_run_section(runs)}</main>"
         f"<script>{_asset('report.js')}</script></body></html>\n"
     )
+
+
+def _withheld_notes(runs: list[Run]) -> str:
+    """The metrics with no bootstrap interval on a test set too small for one (R² below ten tracks:
+    :func:`repeval.metrics.bootstrap.interval_withheld`), each with the tasks it concerns and why: the cells' tooltips
+    give no interval for them, which this says the cause of."""
+    small: dict[str, dict[tuple[str, str], int]] = {}
+    for run in runs:
+        df = run.results
+        if df.empty or not {"n_test", "ci_low", "label"} <= set(df.columns):
+            continue
+        agg = df[df["label"].isna() & df["ci_low"].isna() & df["n_test"].notna()]
+        for (metric, task, dataset), n in agg.groupby(["metric", "task", "dataset"])["n_test"].min().items():
+            try:
+                least = metric_spec(str(metric)).min_interval_tracks
+            except ValueError:  # a metric this version does not know
+                continue
+            if n < least:
+                where = small.setdefault(str(metric), {})
+                where[(str(task), str(dataset))] = min(int(n), where.get((str(task), str(dataset)), int(n)))
+    notes = []
+    for metric, where in sorted(small.items()):
+        least = metric_spec(metric).min_interval_tracks
+        pairs = ", ".join(
+            f"{task} on {dataset} ({counted(n, 'track')})" for (task, dataset), n in sorted(where.items())
+        )
+        notes.append(
+            f"{metric} has no bootstrap interval where a test set has fewer than {least} tracks: {pairs} — "
+            f"{WITHHELD_WHY}; a larger test set gives one."
+        )
+    return "".join(f'<p class="rv-note">{e(note)}</p>' for note in notes)
 
 
 def _unread_notes(runs: list[Run]) -> str:

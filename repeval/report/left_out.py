@@ -14,6 +14,7 @@ import html
 import json
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -71,6 +72,24 @@ def configured_scenarios(run: Run) -> dict[tuple[str, str], list[str]]:
             for model in filter(None, ids):
                 out.setdefault((dataset, model), []).append(sid)
     return out
+
+
+def configured_partitions(config: dict[str, Any]) -> pd.DataFrame:
+    """The ``(dataset, model)`` pairs a run's ``config.yaml`` (as a mapping) embeds, clean — as :func:`run_partitions`
+    takes them from its results (which add each pair's configured scenarios) —, without reading the results: one
+    ``dataset``, ``model``, ``scenario`` row each. Read leniently, as :func:`configured_scenarios` reads it."""
+    rows: dict[tuple[str, str], None] = {}
+    experiments = config.get("experiments")
+    for exp in experiments if isinstance(experiments, list) else ():
+        if not isinstance(exp, dict):
+            continue
+        models = exp.get("embedding_models", exp.get("features"))
+        ids = [i for i in map(_model_id, models if isinstance(models, list) else ()) if i]
+        datasets = exp.get("datasets")
+        for ds in datasets if isinstance(datasets, list) else ():
+            if isinstance(ds, dict) and "name" in ds:
+                rows.update(dict.fromkeys((str(ds["name"]), m) for m in ids))
+    return pd.DataFrame([(d, m, "clean") for d, m in rows], columns=["dataset", "model", "scenario"])
 
 
 def _model_id(entry: object) -> str | None:

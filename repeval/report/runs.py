@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from shlex import quote
 from typing import Any
 
@@ -22,6 +23,8 @@ import yaml
 
 from repeval.ray_cluster import job_resubmit
 from repeval.report.comparable import digest_label, run_split_digests
+from repeval.report.left_out import ErrorRecords, configured_partitions, error_records
+from repeval.report.results import Run
 from repeval.report.run_files import short_why
 from repeval.run.files import damaged, parquet_error
 from repeval.run.load_records import read_records
@@ -40,6 +43,7 @@ from repeval.rundir import (
     summary_mismatch,
 )
 from repeval.store.inspect import aligned, utc_time
+from repeval.store.partition import show_errors_command
 from repeval.words import counted
 
 
@@ -107,6 +111,25 @@ def _not_evaluated(fs: pafs.FileSystem, path: str) -> int:
     once, as the run said them and ``--strict`` counts them — one missing file of a catalog three tasks read is one
     row, not 3."""
     return sum(r.not_evaluated for r in read_records(json_at(fs, path, LOAD_REPORT)))
+
+
+def _error_records(path: str, run_id: str, cfg: dict[str, Any]) -> ErrorRecords | None:
+    """The error records of the partitions the run's configuration embeds, counted as `repeval report` counts them
+    (:func:`repeval.report.left_out.error_records`, from the store's Parquet footers; the partitions from ``cfg``, the
+    configuration its results were computed with, not from the results: their footer is read once): tracks that
+    failed to decode, deform or embed, not evaluated there. ``None`` when the store cannot be read (the report notes
+    why; a relative store is read from the folder `repeval runs` runs in)."""
+    run = Run(run_id, Path(path), configured_partitions(cfg), config_text=yaml.safe_dump(cfg))
+    found = error_records(run, 0)
+    return None if found.problems and not found.counts else found
+
+
+def _errors_command(errors: ErrorRecords | None) -> str | None:
+    """`repeval store show --errors` of the partition with the most error records (``None``: none)."""
+    if errors is None or not errors.counts:
+        return None
+    name = max(errors.counts, key=lambda c: c[1])[0]
+    return show_errors_command(errors.store, name)
 
 
 def _splits_unreadable(failures: list[tuple[str, Exception]]) -> str | None:
@@ -199,6 +222,7 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
         state = f"{status['state']} ({status.get('command') or '?'})"
         failed_with = str(status.get("reason") or "")
     split_failures: list[tuple[str, Exception]] = []
+    errors = _error_records(path, run_id, cfg) if footer is not None else None
     return {
         "run": run_id,
         "state": state,
@@ -224,6 +248,11 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
         #: why ``failed.parquet`` cannot be read (cut short or corrupted, or not readable by this user), with the fix
         "failed_unreadable": _failed_unreadable(failed_error),
         "rows_not_evaluated": _not_evaluated(fs, path),
+        #: the error records of its partitions (tracks that failed to decode, deform or embed: not evaluated there),
+        #: as the report counts them; ``None``: not known (no readable results, or a store that cannot be read)
+        "error_records": None if errors is None else errors.total,
+        #: the command that lists them, of the partition with the most (``None``: none)
+        "error_records_command": _errors_command(errors),
         #: the test sets scored on rows embedded from partial audio (audio_note), as its evaluation recorded them
         "partial_audio": recorded_partial(footer.metadata if footer is not None else None) or [],
         #: why ``summary.parquet`` is not the summary of ``results.parquet`` (``None``: it is, or no results)
@@ -331,6 +360,13 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
         f"{i['run']}: {counted(i['rows_not_evaluated'], 'dataset row')} dropped at load, not evaluated ({LOAD_REPORT})"
         for i in infos
         if i["rows_not_evaluated"]
+    ]
+    lines += [
+        f"{i['run']}: {counted(i['error_records'], 'error record')} in the store — tracks that failed to decode, "
+        f"deform or embed, not evaluated in that partition (`repeval report` lists them; `{i['error_records_command']}`"
+        " lists the partition with the most)"
+        for i in infos
+        if i["error_records"]
     ]
     lines += [
         f"{i['run']}: "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import json
 import re
 import shlex
@@ -166,6 +167,16 @@ def test_full_run(ray_session, run_config):
         ["notes", "mfcc-stats", sid, "corrupt", "test", "decode"] for sid in ("clean", "D1")
     ], cells
     assert all(c[6] for c in cells) and "Error records (2)" in section and "Shown: all 2" in section
+    # `repeval runs` says them too, as the report counts them (it said the row dropped at load alone)
+    from repeval.report.runs import runs_text
+
+    listed = runs_text(str(ctx.run_dir)).splitlines()
+    said = [ln for ln in listed if "error record" in ln]
+    first = html.unescape(re.findall(r"<li><code>(.*?)</code>", section)[0])  # the report's, of the clean partition
+    assert said == [
+        f"{ctx.run_dir.name}: 2 error records in the store — tracks that failed to decode, deform or embed, not "
+        f"evaluated in that partition (`repeval report` lists them; `{first}` lists the partition with the most)"
+    ], listed
 
     # rerunning train is a no-op: the group's results are kept
     assert runner.stage_train(ctx)["skipped"] == 1

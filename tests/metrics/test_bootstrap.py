@@ -149,3 +149,26 @@ def test_an_interval_resting_on_few_resamples_is_warned_about_once(caplog):
         compute_metrics(["roc_auc_macro"], "multilabel_classification", (rng.random((200, 5)) < 0.3).astype(int),
                         rng.random((200, 5)), list("abcde"), ci=True, n_resamples=100)  # fmt: skip
     assert not caplog.records
+
+
+def test_r2_has_no_interval_on_a_test_set_too_small_to_give_one(caplog):
+    """Four test tracks gave R² 0.93 an interval of [-2.7, 0.97] (valence: [-6.3, 0.99]): a resample of two or three
+    distinct tracks with close targets divides by their tiny variance. Below ten test tracks R² has no interval (its per-dimension rows neither),
+    said once, naming why and the fix; MAE on the same tracks keeps its interval, and from ten tracks R² has one."""
+    reset_warned()
+    rng = np.random.default_rng(5)
+    y = rng.normal(size=(10, 2))
+    p = y + 0.25 * rng.normal(size=y.shape)
+    names = ["r2", "mean_absolute_error"]
+    with caplog.at_level("WARNING", logger="repeval.metrics.compute"):
+        rows = compute_metrics(names, "regression", y[:4], p[:4], ["valence", "arousal"], ci=True, n_resamples=1000)
+    r2 = [r for r in rows if r.metric == "r2"]
+    assert len(r2) == 3 and all(r.ci_low is None and r.ci_high is None for r in r2)
+    (mae,) = [r for r in rows if r.metric == "mean_absolute_error"]
+    assert mae.ci_low is not None and mae.ci_low <= mae.value <= mae.ci_high
+    (said,) = [r.getMessage() for r in caplog.records if "r2" in r.getMessage()]
+    assert said.startswith("r2: no bootstrap interval on a test set of 4 tracks (it takes at least 10)")
+    assert "use a larger test set" in said and "rests on" not in said
+    assert np.isnan(bootstrap_ci("r2", "regression", y[:4], p[:4], ["valence", "arousal"])).all()
+    rows = compute_metrics(["r2"], "regression", y, p, ["valence", "arousal"], ci=True, n_resamples=1000)
+    assert all(r.ci_low is not None and r.ci_low <= r.value <= r.ci_high for r in rows)

@@ -185,7 +185,7 @@ def test_one_class_warning_says_what_each_average_does(task_type):
     assert np.isnan(values(rows, "roc_auc_macro")[0])
     assert "pr_auc_macro and pr_auc_weighted are 1 whatever the scores" in message
     assert values(rows, "pr_auc_macro")[0] == 1.0
-    assert "f1_macro averages its F1 with F1 0 for the 1 other class(es) predicted for some track (G major)" in message
+    assert "f1_macro averages its F1 with F1 0 for the 1 other class predicted for some track (G major)" in message
     assert values(rows, "f1_macro")[0] == pytest.approx(0.8 / 2)  # F1 of C major is 0.8, G major's 0
     assert values(rows, "f1_weighted")[0] == pytest.approx(0.8) and "f1_weighted" in message
     assert np.isfinite(values(rows, "roc_auc_micro")[0]) and "micro averages stay defined" in message
@@ -193,6 +193,11 @@ def test_one_class_warning_says_what_each_average_does(task_type):
         warnings.simplefilter("always")
         rows = compute_metrics(["f1_macro"], task_type, y[:4], s[:4], labels, ci=False)
     assert "f1_macro is its F1 alone" in str(caught[0].message) and values(rows, "f1_macro")[0] == 1.0
+    s[-1] = [0.1, 0.1, 0.8]  # a track predicted as each other class: counted in words, not "class(es)"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compute_metrics(["f1_macro"], task_type, y, s, labels, ci=False)
+    assert "for the 2 other classes predicted for some track (G major, A minor)" in str(caught[0].message)
 
 
 def test_absent_class_warns_and_has_no_per_class_row():

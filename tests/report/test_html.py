@@ -489,3 +489,23 @@ def test_the_note_of_a_store_it_cannot_read_names_the_store_once(tmp_path, monke
     said = html.unescape(re.sub(r"<[^>]+>", " ", section))
     assert "error records not read from the embedding store at store: " in said, said
     assert not re.search(r"(?<!-)\b(\w+) \1\b", said), said  # (``--store store``: an option and its value)
+
+
+def test_the_report_says_why_r2_has_no_interval_on_a_small_test_set(tmp_path):
+    """R² on four test tracks had an interval of [-9700, 0.955] around 0.939, shown in the tooltips as if it meant
+    something. Below ten test tracks it has none, and the report says so above the tables: where, and why."""
+    from repeval.report.html import build_report_html
+    from repeval.report.results import load_run
+    from repeval.testing.results import FakeExperiment, FakeRunSpec, make_run_dir
+
+    metrics = ("r2", "mean_absolute_error")
+    spec = FakeRunSpec(
+        run_id="tiny", n_test=6, n_resamples=50, probes=("M1",), seeds=(0,), models=("mfcc-stats",),
+        scenarios=("clean",), experiments=(FakeExperiment("emotion", "regression", "deam", 2, metrics),),
+    )  # fmt: skip
+    text = build_report_html([load_run(make_run_dir(tmp_path, spec))])
+    header = text[: text.index("</header>")]
+    assert (
+        "r2 has no bootstrap interval where a test set has fewer than 10 tracks: emotion on deam (6 tracks)" in header
+    )
+    assert "R² divides by that variance" in header and "mean_absolute_error has no" not in header
