@@ -25,7 +25,7 @@ rungs, :class:`repeval.probes.schedule.Halving`); with a ``space``, or with ``br
 own ASHA scheduler runs one trial per configuration.
 
 Validation (:func:`check_expansion`) builds every grid point, and the probes a space's values make — each value a
-sampler can reach alone, then with the other keys' values on every grid point — so that a value no probe takes is
+sampler can reach alone on every grid point, then with the other keys' values — so that a value no probe takes is
 said by ``repeval validate``, not by every trial that draws it.
 """
 
@@ -93,9 +93,14 @@ def _check_on_grid(where: str, low: float, high: float, q: float) -> None:
     off = [b for b in (low, high) if not math.isclose(b / q, round(b / q))]
     if off:
         lo, hi = math.ceil(low / q - 1e-9) * q, math.floor(high / q + 1e-9) * q
+        fix = (
+            f"write [{lo:g}, {hi:g}, {q:g}]"
+            if lo < hi
+            else f"no two multiples of {q:g} lie within [{low:g}, {high:g}]: write a smaller q or wider bounds"
+        )
         raise ValueError(
             f"{where}: the bounds must be multiples of the step q ({q:g}), as Ray Tune requires, but {off[0]:g} is "
-            f"not: write [{lo:g}, {hi:g}, {q:g}]"
+            f"not: {fix}"
         )
 
 
@@ -321,7 +326,7 @@ def expand_probe(p: Any, index: int, task_type: str | None = None) -> ProbeSpec:
 
 
 #: at most this many (grid point, sampled values) pairs are validated together when a spec is read (each sampled value
-#: is validated alone first, whatever their number)
+#: is validated alone on every grid point first, whatever their number)
 JOINT_CHECKS = 2000
 
 
@@ -345,19 +350,38 @@ def _fraction(kind: str, args: list[Any]) -> float | None:
     return None
 
 
+def _check_drawn(spec: ProbeSpec, point: ProbePoint, dumped: dict[str, Any], drawn: dict[str, Any]) -> None:
+    """That ``drawn`` (space values, as a trial gets them) on ``point`` (its configuration ``dumped``) make a probe,
+    else say which values, where."""
+    try:
+        _config({**dumped, **drawn}, "")
+    except ValueError as exc:
+        said = ", ".join(f"{k}={v!r}" for k, v in drawn.items())
+        at = f" on grid point '{point.name}'" if len(spec.points) > 1 else ""
+        what = "space value" if len(drawn) == 1 else "space values"
+        raise ValueError(
+            f"{what} {said}{at} {'makes' if len(drawn) == 1 else 'make'} no probe: {str(exc).lstrip(': ')}"
+        ) from None
+
+
 def check_expansion(p: Any) -> None:
     """Validate every configuration a spec expands into (called by the config schema): each grid point (built by
-    :func:`expand_probe`), each value a search space may sample — alone, then together with the other keys' values
-    on every grid point, as trials will get them (up to :data:`JOINT_CHECKS` pairs) — and an ASHA scheduler that
+    :func:`expand_probe`), each value a search space may sample — alone on every grid point, then together with the
+    other keys' values, as trials will get them (up to :data:`JOINT_CHECKS` pairs) — and an ASHA scheduler that
     would stop nothing."""
     spec = expand_probe(p, 0)
-    first = spec.points[0].config.model_dump()
-    values: dict[str, list[Any]] = {}
+    dumped = [pt.config.model_dump() for pt in spec.points]
+    first = dumped[0]
+    values = {key: _extremes(s["type"], s["args"]) for key, s in spec.space.items()}
+    # every value alone on every grid point (a grid point's value may refuse it: lr_schedule: cosine on one point
+    # with a sampled lr_decay_patience), then a value between the bounds, then the values together (as many pairs
+    # as JOINT_CHECKS allows)
+    for point, config in zip(spec.points, dumped, strict=True):
+        for key, vs in values.items():
+            for v in vs:
+                _check_drawn(spec, point, config, {key: v})
     for key, s in spec.space.items():
         kind, args = s["type"], s["args"]
-        values[key] = _extremes(kind, args)
-        for v in values[key]:
-            _config({**first, key: v}, f"space.{key}")
         frac = _fraction(kind, args)
         if frac is not None:
             try:
@@ -368,13 +392,10 @@ def check_expansion(p: Any) -> None:
                     f"({str(exc).lstrip(': ')}): sample it with randint or lograndint (the upper bound excluded), "
                     "or choice"
                 ) from None
-    if values:
-        pairs = itertools.product(spec.points, itertools.product(*values.values()))
-        for point, combo in itertools.islice(pairs, JOINT_CHECKS):
-            drawn = dict(zip(values, combo, strict=True))
-            at = f" on grid point '{point.name}'" if len(spec.points) > 1 else ""
-            said = ", ".join(f"{k}={v!r}" for k, v in drawn.items())
-            _config({**point.config.model_dump(), **drawn}, f"space values {said}{at} make no probe")
+    if len(values) > 1:
+        pairs = itertools.product(range(len(spec.points)), itertools.product(*values.values()))
+        for i, combo in itertools.islice(pairs, JOINT_CHECKS):
+            _check_drawn(spec, spec.points[i], dumped[i], dict(zip(values, combo, strict=True)))
     _check_scheduler(spec, values.get("epochs"))
 
 
