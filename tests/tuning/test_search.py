@@ -285,6 +285,12 @@ def test_asha_on_a_grid_halves_inside_stacks_unless_it_needs_tune():
             {"search": {"space": {"hidden_units": {"randint": [64, 512]}}}},
             "space value hidden_units=64 makes no probe: hidden_units: Input should be a valid tuple",
         ),
+        # Ray Tune truncates whole-number samplers' bounds: lograndint's 0 stopped the train stage building the space
+        (
+            {"search": {"space": {"patience": {"lograndint": [0.5, 4]}}}},
+            "space.patience.lograndint: the bounds must be whole numbers (Ray Tune truncates them), got [0.5, 4]: "
+            "write [1, 4]",
+        ),
         # the bounds it suggested were [0.5, 0, 0.5], themselves refused
         (
             {"search": {"space": {"dropout": {"quniform": [0.1, 0.2, 0.5]}}}},
