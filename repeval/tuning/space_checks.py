@@ -80,25 +80,37 @@ def check_expansion(p: Any) -> None:
         pairs = itertools.product(range(len(spec.points)), itertools.product(*values.values()))
         for i, combo in itertools.islice(pairs, JOINT_CHECKS):
             _check_drawn(spec, spec.points[i], dumped[i], dict(zip(values, combo, strict=True)))
-    _check_scheduler(spec, values.get("epochs"))
+    _check_scheduler(spec, values.get("epochs"), values.get("val_every"))
 
 
-def _check_scheduler(spec: ProbeSpec, sampled_epochs: list[Any] | None) -> None:
+def _check_scheduler(spec: ProbeSpec, sampled_epochs: list[Any] | None, sampled_val_every: list[Any] | None) -> None:
     """An ASHA scheduler whose first rung (``grace_period`` epochs) is not below the epochs the probes train: it
-    would stop nothing (Tune's and the grid's halving skip it), which the user asked for it to do."""
+    would stop nothing (Tune's and the grid's halving skip it), which the user asked for it to do. Nor may the first
+    validation at or past the rung (every ``val_every`` epochs) be the last: ASHA would judge a trial only once it
+    had trained its whole budget (Tune's ASHA then stopped it, losing the checkpoint it trained)."""
     if spec.scheduler is None:
         return
     epochs = max(int(float(v)) for v in (sampled_epochs or [p.config.epochs for p in spec.points]))
     max_t = spec.scheduler["max_t"]
     budget = min(epochs, max_t) if max_t else epochs
     grace = spec.scheduler["grace_period"]
+    limit = f"max_t ({max_t})" if max_t and max_t < epochs else f"the probes' epochs ({epochs})"
     if grace >= budget:
-        limit = f"max_t ({max_t})" if max_t and max_t < epochs else f"the probes' epochs ({epochs})"
         raise ValueError(
             f"scheduler.grace_period ({grace}) is not below {limit}: ASHA's first rung would come after training "
             f"ends, so it would stop nothing — set grace_period below {budget}"
             + (", raise max_t" if max_t and max_t < epochs else ", raise epochs")
             + ", or remove the scheduler"
+        )
+    every = min(int(float(v)) for v in (sampled_val_every or [p.config.val_every for p in spec.points]))
+    # the first validation at or past the rung is the last (training ends; a max_t below it judges trials that go on)
+    if budget == epochs and -(-grace // every) * every >= epochs:
+        last = (epochs - 1) // every * every  # the last validation before the end
+        fix = f"set grace_period to {last} or less" if last >= 1 else "lower val_every"
+        raise ValueError(
+            f"scheduler.grace_period ({grace}): with val_every {every} no validation falls from epoch {grace} to "
+            f"before the end of training (epoch {epochs}), so ASHA would judge a trial only at its last validation "
+            f"and stop none early — {fix}, or remove the scheduler"
         )
 
 

@@ -306,6 +306,14 @@ def test_asha_on_a_grid_halves_inside_stacks_unless_it_needs_tune():
             {"search": {"space": {"dropout": {"uniform": [0.1, 0.5]}}, "scheduler": {"grace_period": 4, "max_t": 4}}},
             "scheduler.grace_period (4) is not below max_t (4)",
         ),
+        # validated every 3 epochs, 12 epochs judged at rung 10 only at the last validation (epoch 12): nothing stopped
+        # early, and Tune's ASHA stopping a trial there lost the checkpoint it had trained
+        (
+            {"preset": "hear", "epochs": 12, "search": {"scheduler": "asha"}},
+            "scheduler.grace_period (10): with val_every 3 no validation falls from epoch 10 to before the end of "
+            "training (epoch 12), so ASHA would judge a trial only at its last validation and stop none early — set "
+            "grace_period to 9 or less, or remove the scheduler",
+        ),
         # a key set next to a search axis of the same key was silently replaced by the axis
         (
             {"learning_rate": 1e-2, "search": {"grid": {"learning_rate": [1e-4, 1e-3]}}},
