@@ -280,7 +280,7 @@ class ProbeConfig(Strict):
                     f"it: keep one (remove {key}, or remove it from search.{part})"
                 )
         if self.preset is not None or self.search is not None:
-            from repeval.tuning.search import check_expansion
+            from repeval.tuning.space_checks import check_expansion
 
             check_expansion(self)  # every grid point must be a valid probe; errors name the key
         return self

@@ -431,31 +431,39 @@ class _Group:
             log.info(
                 "%s: %s selected %s (validation %.4f, the mean over %s) among %s%s",
                 self.inp.name, spec.name, pt.name, crit, counted(len(states), "seed"), counted(len(tried), "configuration"),
-                self.left_out(spec.name),
+                left_out(out.probes, spec.name),
             )  # fmt: skip
         for si, spec in enumerate(self.specs):
             trained = [p for p in out.probes if p["spec"] == spec.name]
             if spec.select == "best" and si not in self.candidates and trained:
                 log.warning(
                     "%s: %s has no configuration to select and test: %s",
-                    self.inp.name, spec.name, self.left_out(spec.name, every=True),
+                    self.inp.name, spec.name, left_out(out.probes, spec.name, every=True),
                 )  # fmt: skip
 
-    def left_out(self, spec: str, every: bool = False) -> str:
-        """What ``select: best`` said of the configurations of ``spec`` it could not choose: those with a failed seed
-        (their mean would be over the other seeds: they are left out, not averaged), and those a scheduler stopped
-        (``every``: none was left to choose)."""
-        rows = [p for p in self.out.probes if p["spec"] == spec]
-        failed = {p["params"] for p in rows if p["status"] == "failed"}
-        if every:
-            total = len({p["params"] for p in rows})
-            if len(failed) == total:
-                said = "its one configuration" if total == 1 else f"each of its {total:,} configurations"
-                return f"{said} failed in at least one seed (failed.parquet says why)"
-            return (
-                f"{len(failed):,} of its {total:,} configurations failed in at least one seed (failed.parquet says "
-                f"why) and the scheduler stopped the other {total - len(failed):,} (probes/ lists each)"
-            )
+
+def left_out(probes: list[dict[str, Any]], spec: str, every: bool = False) -> str:
+    """What ``select: best`` says of the configurations of ``spec`` (its rows in ``probes``) it could not choose: those
+    with a failed seed (their mean would be over the other seeds: they are left out, not averaged); ``every`` (none was
+    left to choose): also those a scheduler stopped, and those that kept no checkpoint to test (their validation value
+    was never finite: it never improved on ±inf)."""
+    rows = [p for p in probes if p["spec"] == spec]
+    failed = {p["params"] for p in rows if p["status"] == "failed"}
+    if not every:
         if not failed:
             return ""
         return f"; left out: {counted(len(failed), 'configuration')} with a failed seed (failed.parquet says why)"
+    total = {p["params"] for p in rows}
+    if len(failed) == len(total):
+        said = "its one configuration" if len(total) == 1 else f"each of its {len(total):,} configurations"
+        return f"{said} failed in at least one seed (failed.parquet says why)"
+    stopped = {p["params"] for p in rows if str(p["status"]).startswith("stopped")} - failed
+    other = len(total) - len(failed) - len(stopped)
+    parts = []
+    if failed:
+        parts.append(f"{counted(len(failed), 'configuration')} failed in at least one seed (failed.parquet says why)")
+    if stopped:
+        parts.append(f"the scheduler stopped {counted(len(stopped), 'configuration')}")
+    if other:
+        parts.append(f"{counted(other, 'configuration')} kept no checkpoint (no finite validation value)")
+    return f"{'; '.join(parts)} (probes/ lists each)"

@@ -24,8 +24,8 @@ grid stops weaker configurations inside each vectorised stack (successive halvin
 rungs, :class:`repeval.probes.schedule.Halving`); with a ``space``, or with ``brackets`` > 1, Tune's
 own ASHA scheduler runs one trial per configuration.
 
-Validation (:func:`check_expansion`) builds every grid point, and the probes a space's values make — each value a
-sampler can reach alone, then with the other keys' values on every grid point — so that a value no probe takes is
+Validation (:func:`repeval.tuning.space_checks.check_expansion`) builds every grid point, and the probes a space's values make — each value a
+sampler can reach alone on every grid point, then with the other keys' values — so that a value no probe takes is
 said by ``repeval validate``, not by every trial that draws it.
 """
 
@@ -93,10 +93,27 @@ def _check_on_grid(where: str, low: float, high: float, q: float) -> None:
     off = [b for b in (low, high) if not math.isclose(b / q, round(b / q))]
     if off:
         lo, hi = math.ceil(low / q - 1e-9) * q, math.floor(high / q + 1e-9) * q
+        fix = (
+            f"write [{lo:g}, {hi:g}, {q:g}]"
+            if lo < hi
+            else f"no two multiples of {q:g} lie within [{low:g}, {high:g}]: write a smaller q or wider bounds"
+        )
         raise ValueError(
             f"{where}: the bounds must be multiples of the step q ({q:g}), as Ray Tune requires, but {off[0]:g} is "
-            f"not: write [{lo:g}, {hi:g}, {q:g}]"
+            f"not: {fix}"
         )
+
+
+def _check_whole(where: str, low: float, high: float) -> None:
+    """``randint`` / ``lograndint`` bounds are whole numbers: Ray Tune truncates them (``[0.5, 4]`` drew from 0, and
+    ``lograndint`` refused its lower bound 0 when the space was built, stopping the train stage)."""
+    if float(low).is_integer() and float(high).is_integer():
+        return
+    lo, hi = math.ceil(low), math.ceil(high)
+    fix = f"write [{lo}, {hi}]" if lo < hi else f"no whole number lies within [{low:g}, {high:g}]: widen the bounds"
+    raise ValueError(
+        f"{where}: the bounds must be whole numbers (Ray Tune truncates them), got [{low:g}, {high:g}]: {fix}"
+    )
 
 
 def validate_search(v: Any) -> dict[str, Any]:
@@ -152,6 +169,8 @@ def validate_search(v: Any) -> dict[str, Any]:
                 raise ValueError(f"space.{key}.{kind}: the step q (third number) must be > 0, got {args[2]}")
             if kind.startswith("q"):
                 _check_on_grid(f"space.{key}.{kind}", *args)
+            if kind.endswith("randint"):
+                _check_whole(f"space.{key}.{kind}", *args)
         space[key] = {"type": kind, "args": args}
     num_samples = v.get("num_samples", 1)
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
@@ -242,7 +261,8 @@ class ProbeSpec:
         return len(self.points) * (self.num_samples if self.space else 1)
 
 
-def _config(values: dict[str, Any], where: str) -> Any:
+def probe_config(values: dict[str, Any], where: str) -> Any:
+    """A ``ProbeConfig`` of ``values``, its first validation error said after ``where`` (``where key: message``)."""
     from pydantic import ValidationError
 
     from repeval.config.probe import ProbeConfig
@@ -315,86 +335,9 @@ def expand_probe(p: Any, index: int, task_type: str | None = None) -> ProbeSpec:
                 point_name = suffix
             else:
                 point_name = f"{name}-{suffix}"
-            cfg = _config({**base, **params}, f"probe '{point_name}'")
+            cfg = probe_config({**base, **params}, f"probe '{point_name}'")
             out.append(ProbePoint(point_name, cfg, params))
     return ProbeSpec(name, select, out, dict(search["space"]), search["num_samples"], search["scheduler"])
-
-
-#: at most this many (grid point, sampled values) pairs are validated together when a spec is read (each sampled value
-#: is validated alone first, whatever their number)
-JOINT_CHECKS = 2000
-
-
-def _extremes(kind: str, args: list[Any]) -> list[Any]:
-    """The values of a sampler most likely to make an invalid probe: every ``choice``, else the bounds it can reach
-    (``randint`` / ``lograndint`` exclude their upper bound, as Ray Tune's do)."""
-    if kind == "choice":
-        return list(args)
-    if kind.endswith("randint"):
-        return [int(args[0]), int(args[1]) - 1]
-    return [args[0], args[1]]
-
-
-def _fraction(kind: str, args: list[Any]) -> float | None:
-    """A value a sampler of fractions gives that is no whole number (``None`` for samplers of whole numbers): a key
-    that takes whole numbers (``batch_size``) or a flag is accepted at both bounds, then fails in every trial."""
-    if kind in ("uniform", "loguniform"):
-        return args[0] + (args[1] - args[0]) * 0.3137
-    if kind in ("quniform", "qloguniform") and not float(args[2]).is_integer() and args[0] + args[2] <= args[1]:
-        return args[0] + args[2]
-    return None
-
-
-def check_expansion(p: Any) -> None:
-    """Validate every configuration a spec expands into (called by the config schema): each grid point (built by
-    :func:`expand_probe`), each value a search space may sample — alone, then together with the other keys' values
-    on every grid point, as trials will get them (up to :data:`JOINT_CHECKS` pairs) — and an ASHA scheduler that
-    would stop nothing."""
-    spec = expand_probe(p, 0)
-    first = spec.points[0].config.model_dump()
-    values: dict[str, list[Any]] = {}
-    for key, s in spec.space.items():
-        kind, args = s["type"], s["args"]
-        values[key] = _extremes(kind, args)
-        for v in values[key]:
-            _config({**first, key: v}, f"space.{key}")
-        frac = _fraction(kind, args)
-        if frac is not None:
-            try:
-                _config({**first, key: frac}, "")
-            except ValueError as exc:
-                raise ValueError(
-                    f"space.{key}.{kind}: samples fractions such as {frac:.4g}, which {key} does not take "
-                    f"({str(exc).lstrip(': ')}): sample it with randint or lograndint (the upper bound excluded), "
-                    "or choice"
-                ) from None
-    if values:
-        pairs = itertools.product(spec.points, itertools.product(*values.values()))
-        for point, combo in itertools.islice(pairs, JOINT_CHECKS):
-            drawn = dict(zip(values, combo, strict=True))
-            at = f" on grid point '{point.name}'" if len(spec.points) > 1 else ""
-            said = ", ".join(f"{k}={v!r}" for k, v in drawn.items())
-            _config({**point.config.model_dump(), **drawn}, f"space values {said}{at} make no probe")
-    _check_scheduler(spec, values.get("epochs"))
-
-
-def _check_scheduler(spec: ProbeSpec, sampled_epochs: list[Any] | None) -> None:
-    """An ASHA scheduler whose first rung (``grace_period`` epochs) is not below the epochs the probes train: it
-    would stop nothing (Tune's and the grid's halving skip it), which the user asked for it to do."""
-    if spec.scheduler is None:
-        return
-    epochs = max(int(float(v)) for v in (sampled_epochs or [p.config.epochs for p in spec.points]))
-    max_t = spec.scheduler["max_t"]
-    budget = min(epochs, max_t) if max_t else epochs
-    grace = spec.scheduler["grace_period"]
-    if grace >= budget:
-        limit = f"max_t ({max_t})" if max_t and max_t < epochs else f"the probes' epochs ({epochs})"
-        raise ValueError(
-            f"scheduler.grace_period ({grace}) is not below {limit}: ASHA's first rung would come after training "
-            f"ends, so it would stop nothing — set grace_period below {budget}"
-            + (", raise max_t" if max_t and max_t < epochs else ", raise epochs")
-            + ", or remove the scheduler"
-        )
 
 
 def expand_all(downstream_models: Any, task_type: str | None = None) -> list[ProbeSpec]:
@@ -422,7 +365,7 @@ def sampled_config(point: ProbePoint, sampled: dict[str, Any]) -> Any:
     """A point's configuration with values drawn from the search space."""
     if not sampled:
         return point.config
-    return _config({**point.config.model_dump(), **sampled}, f"probe '{point.name}'")
+    return probe_config({**point.config.model_dump(), **sampled}, f"probe '{point.name}'")
 
 
 def tune_space(spec: ProbeSpec) -> dict[str, Any]:
@@ -458,10 +401,10 @@ def expanded_count(downstream_models: Any) -> int:
 __all__ = [
     "ProbePoint",
     "ProbeSpec",
-    "check_expansion",
     "expand_all",
     "expand_probe",
     "expanded_count",
+    "probe_config",
     "sampled_config",
     "tune_space",
     "validate_search",

@@ -16,6 +16,7 @@ import pytest
 from repeval.config import parse_config
 from repeval.probes.synthetic import gaussian_probe_data
 from repeval.tuning.grid import run_group
+from repeval.tuning.group import left_out
 from repeval.warn import reset_warned
 
 REPO = Path(__file__).resolve().parents[2]
@@ -334,6 +335,32 @@ def test_a_failed_sample_of_a_search_space_is_recorded_with_its_values(ray_sessi
     )
     assert "warm has no configuration to select and test: its one configuration failed in at least one seed" in (
         caplog.text
+    )
+
+
+def test_select_best_says_why_no_configuration_was_left():
+    """With no configuration left to select, the warning said "0 of its 2 configurations failed in at least one seed
+    … and the scheduler stopped the other 2" of configurations no scheduler stopped: a validation value that is never
+    finite (NaN at every validation) keeps no checkpoint, and fails nothing."""
+    rows = [
+        {"spec": "s", "params": '{"learning_rate": 0.1}', "status": "ok"},
+        {"spec": "s", "params": '{"learning_rate": 0.1}', "status": "ok"},
+        {"spec": "s", "params": '{"learning_rate": 0.2}', "status": "stopped by ASHA at epoch 3"},
+        {"spec": "s", "params": '{"learning_rate": 0.3}', "status": "failed"},
+        {"spec": "s", "params": '{"learning_rate": 0.3}', "status": "ok"},
+        {"spec": "other", "params": "{}", "status": "failed"},
+    ]
+    assert left_out(rows, "s", every=True) == (
+        "1 configuration failed in at least one seed (failed.parquet says why); the scheduler stopped 1 configuration; "
+        "1 configuration kept no checkpoint (no finite validation value) (probes/ lists each)"
+    )
+    assert left_out(rows[:2], "s", every=True) == (
+        "1 configuration kept no checkpoint (no finite validation value) (probes/ lists each)"
+    )
+    assert left_out(rows, "s") == "; left out: 1 configuration with a failed seed (failed.parquet says why)"
+    assert (
+        left_out(rows, "other", every=True)
+        == "its one configuration failed in at least one seed (failed.parquet says why)"
     )
 
 

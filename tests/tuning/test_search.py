@@ -263,7 +263,38 @@ def test_asha_on_a_grid_halves_inside_stacks_unless_it_needs_tune():
                     "space": {"lr_decay_patience": {"randint": [1, 5]}},
                 }
             },
-            "space values lr_decay_patience=1 on grid point 'M1-1' make no probe: lr_decay_patience lowers",
+            "space value lr_decay_patience=1 on grid point 'M1-1' makes no probe: lr_decay_patience lowers",
+        ),
+        # every value alone on every grid point: the joint checks (2,000 here, 432 per point) ended on the first five
+        # points, all constant, and each trial of the five cosine points failed
+        (
+            {
+                "search": {
+                    "grid": {"lr_schedule": ["constant", "cosine"], "batch_size": [32, 64, 128, 256, 512]},
+                    "space": {
+                        "dropout": {"choice": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]},
+                        "patience": {"choice": [3, 5, 8, 10, 15, 20]},
+                        "max_steps": {"choice": [100, 200, 400, 800, 1600, 3200]},
+                        "lr_decay_patience": {"randint": [1, 5]},
+                    },
+                }
+            },
+            "space value lr_decay_patience=1 on grid point 'M1-5' makes no probe: lr_decay_patience lowers",
+        ),
+        (
+            {"search": {"space": {"hidden_units": {"randint": [64, 512]}}}},
+            "space value hidden_units=64 makes no probe: hidden_units: Input should be a valid tuple",
+        ),
+        # Ray Tune truncates whole-number samplers' bounds: lograndint's 0 stopped the train stage building the space
+        (
+            {"search": {"space": {"patience": {"lograndint": [0.5, 4]}}}},
+            "space.patience.lograndint: the bounds must be whole numbers (Ray Tune truncates them), got [0.5, 4]: "
+            "write [1, 4]",
+        ),
+        # the bounds it suggested were [0.5, 0, 0.5], themselves refused
+        (
+            {"search": {"space": {"dropout": {"quniform": [0.1, 0.2, 0.5]}}}},
+            "but 0.1 is not: no two multiples of 0.5 lie within [0.1, 0.2]: write a smaller q or wider bounds",
         ),
         # ASHA whose first rung lies past the training's end silently stopped nothing
         (
@@ -274,6 +305,14 @@ def test_asha_on_a_grid_halves_inside_stacks_unless_it_needs_tune():
         (
             {"search": {"space": {"dropout": {"uniform": [0.1, 0.5]}}, "scheduler": {"grace_period": 4, "max_t": 4}}},
             "scheduler.grace_period (4) is not below max_t (4)",
+        ),
+        # validated every 3 epochs, 12 epochs judged at rung 10 only at the last validation (epoch 12): nothing stopped
+        # early, and Tune's ASHA stopping a trial there lost the checkpoint it had trained
+        (
+            {"preset": "hear", "epochs": 12, "search": {"scheduler": "asha"}},
+            "scheduler.grace_period (10): with val_every 3 no validation falls from epoch 10 to before the end of "
+            "training (epoch 12), so ASHA would judge a trial only at its last validation and stop none early — set "
+            "grace_period to 9 or less, or remove the scheduler",
         ),
         # a key set next to a search axis of the same key was silently replaced by the axis
         (
