@@ -182,6 +182,7 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
     report = LoadReport()
     duplicates = later_duplicates(ds.manifest, ds.track_id_column, ds.delimiter)
     validate = _BatchValidator(ds, task, label_col, fmt, report)
+    validate.first_rows = np.unique(duplicates[1])
     spool = TableSpool(validate.schema)  # past PARTITION_ROWS rows: an Arrow IPC spill file, memory-mapped
     n_read = 0
     for start, batch in iter_manifest(ds.manifest, needed, delimiter=ds.delimiter):
