@@ -32,7 +32,7 @@ from repeval.datasets.manifest_format import ManifestEncodingError, WorkbookMani
 
 #: how long ``repeval validate`` lets Google Cloud Storage's client retry reaching a manifest (its own default is 15
 #: minutes: a machine without the network or the credentials waited that long before the error)
-REACH_RETRY_SECONDS = 10
+REACH_RETRY_SECONDS = 5
 
 
 def _bounded(uri: str) -> str:
