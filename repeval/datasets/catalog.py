@@ -183,6 +183,7 @@ def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
     report = LoadReport()
     duplicates = later_duplicates(ds.manifest, ds.track_id_column, ds.delimiter)
     validate = _BatchValidator(ds, task, label_col, fmt, report)
+    validate.first_rows = np.unique(duplicates[1])
     spool = TableSpool(validate.schema)  # past PARTITION_ROWS rows: an Arrow IPC spill file, memory-mapped
     n_read = 0
     for start, batch in iter_manifest(ds.manifest, needed, delimiter=ds.delimiter):
@@ -326,8 +327,9 @@ def _case_note(labels: pa.ChunkedArray, column: str) -> str | None:
     listed = "; ".join(shown(g) for g in alike[:3]) + (" …" if len(alike) > 3 else "")
     return (
         f"{n} labels of {column} differ only in letter case, spaces or Unicode normalization ({listed}): each is read "
-        "as a class of its own, its tracks apart from the others' — write each label one way in the manifest (e.g. "
-        f"{unicodedata.normalize('NFC', alike[0][-1])!r})"
+        "as a class of its own, its tracks apart from the others' — if they name one class, write it one way in the "
+        f"manifest (e.g. {unicodedata.normalize('NFC', alike[0][-1])!r}; a case that tells classes apart, 'C' major "
+        "beside 'c' minor, is read as it is)"
     )
 
 

@@ -11,6 +11,7 @@ import contextlib
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
@@ -29,16 +30,30 @@ from repeval.datasets.manifest import (
 )
 from repeval.datasets.manifest_format import ManifestEncodingError, WorkbookManifestError
 
+#: how long ``repeval validate`` lets Google Cloud Storage's client retry reaching a manifest (its own default is 15
+#: minutes: a machine without the network or the credentials waited that long before the error)
+REACH_RETRY_SECONDS = 5
+
+
+def _bounded(uri: str) -> str:
+    """``uri`` with a Google Cloud Storage client's retries limited to :data:`REACH_RETRY_SECONDS` unless it sets its
+    own ``retry_limit_seconds`` (S3's client gives up after three tries of a few seconds each)."""
+    if uri.split("://", 1)[0].lower() not in ("gs", "gcs") or "retry_limit_seconds=" in uri:
+        return uri
+    return f"{uri}{'&' if '?' in uri else '?'}retry_limit_seconds={REACH_RETRY_SECONDS}"
+
 
 def reach_problem(uri: str) -> str | None:
     """Why ``repeval validate`` cannot read the manifest at the URI ``uri`` (``s3://``, ``file://``, any pyarrow
-    filesystem) as the load would: no such file, or its filesystem not reached from here (the first line of the
-    error, with the fix); ``None`` when it can — it is then read through that filesystem, streaming, as a local one."""
+    filesystem) as the load would: no such file, or its filesystem not reached from here in a few seconds (the first
+    line of the error, with the fix); ``None`` when it can — it is then read through that filesystem, streaming, as a
+    local one."""
     try:
-        fs, path = _filesystem(uri)
+        fs, path = _filesystem(_bounded(uri))
         found = fs.get_file_info(path).type != pafs.FileType.NotFound
-    except (OSError, ValueError) as exc:  # an unknown scheme, no network, refused credentials
-        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    except (OSError, ValueError, pa.ArrowException) as exc:  # an unknown scheme, no network, refused credentials
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        why = why if len(why) <= 300 else why[:300].rsplit(" ", 1)[0] + " …"  # a whole word last
         return (
             f"manifest: {uri} cannot be read from here ({why}) — check the URI, the network and the credentials, or "
             "pass --skip-data-check when only the cluster reaches it"

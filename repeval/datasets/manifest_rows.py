@@ -106,6 +106,10 @@ class _BatchValidator:
         classes = key_classes(self.task_type, getattr(ds, "classes", None))
         self.classes = pa.array(sorted(classes), pa.string()) if classes else None
         self._keys: dict[str, str | None] = {}
+        #: the sorted rows whose id a later row repeats (set by the load, :func:`~repeval.datasets.catalog.later_duplicates`),
+        #: and those of them left out, batch by batch
+        self.first_rows = np.empty(0, dtype=np.int64)
+        self.left_out_firsts: list[np.ndarray] = []
         #: the column of each track's annotated labels, read with ``unannotated: mask`` (:func:`masked_column`)
         self.annotated_col = masked_column(ds, task)
         self.schema = row_schema(self.annotated_col is not None)
@@ -136,6 +140,27 @@ class _BatchValidator:
         whys = why.take(pa.array(idx)).to_pylist() if isinstance(why, pa.Array) else [why] * len(idx)
         for tid, r, w in zip(id_list, rows[idx], whys, strict=True):
             self.report.add(kind, f"{tid} ({_rowref(self.fmt, int(r))}{': ' + w if w else ''})")
+
+    def _duplicates(
+        self, ids: pa.Array, rows: np.ndarray, mask: np.ndarray, first: np.ndarray, kept: np.ndarray
+    ) -> None:
+        """Report the rows in ``mask`` as repeating the id of the row ``first`` names, saying when that row was left
+        out itself (its audio missing, its label unusable: the id has no track though a later row may be usable);
+        ``kept``: the batch's rows read."""
+        lo, hi = np.searchsorted(self.first_rows, [rows[0], rows[-1] + 1]) if len(rows) else (0, 0)
+        if hi > lo:  # this batch's first rows of repeated ids, those left out remembered for the later rows
+            at = self.first_rows[lo:hi]
+            self.left_out_firsts.append(at[~kept[at - rows[0]]])
+        if not mask.any():
+            return
+        refs = _rowrefs(self.fmt, np.maximum(first, 0))
+        gone = np.isin(first, np.concatenate(self.left_out_firsts)) if self.left_out_firsts else np.zeros_like(mask)
+        # the first row left out too: the id has no track, though this row may be usable
+        fix = pc.if_else(
+            pa.array(gone), pc.binary_join_element_wise(", itself left out: correct ", refs, " or delete it", ""), ""
+        )
+        why = pc.binary_join_element_wise("repeats the id of ", refs, fix, " — only an id's first row is read", "")
+        self._bad("duplicate_ids", ids, rows, mask, why)
 
     def _missing(self, ids: pa.Array, rows: np.ndarray, mask: np.ndarray, paths: pa.Array | None) -> None:
         """Report the rows in ``mask`` as missing their audio: the file each names in ``paths`` does not exist, or
@@ -335,11 +360,7 @@ class _BatchValidator:
             self.first_blank = int(rows[blank][0]) if self.first_blank is None else self.first_blank
         shown = pc.replace_substring_regex(ids.fill_null(""), "^$", "''")  # not None
         self._bad("other", shown, rows, ~ok & ~blank, "empty track id")
-        duplicate = first >= 0
-        if (ok & duplicate).any():
-            firsts = _rowrefs(self.fmt, np.maximum(first, 0))
-            why = pc.binary_join_element_wise("repeats the id of ", firsts, " — only an id's first row is read", "")
-            self._bad("duplicate_ids", ids, rows, ok & duplicate, why)
+        duplicate = ok & (first >= 0)
         ok &= ~duplicate
 
         raw = batch.column(self.label_col)
@@ -375,6 +396,7 @@ class _BatchValidator:
         full, gone = self.audio.existing(full, ok)
         self._missing(ids, rows, gone, full)
         ok &= ~gone
+        self._duplicates(ids, rows, duplicate, first, ok)
         if not ok.any():
             return None
         keep = pa.array(ok)

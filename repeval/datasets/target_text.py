@@ -397,9 +397,10 @@ class CommaGroups:
         parts = cell.split(",")
         if self.single_example is not None:
             few, at = min((e for e in (self.single_example, self.small_example) if e is not None), key=lambda e: e[1])
+            others = "the other cell" if ones == 1 else f"the other {counted(ones, 'cell')}"  # not "the other 1 cell"
             what = (
                 f"{counted(n, 'target cell')} of {column!r} {'holds' if n == 1 else 'hold'} a number with ',' between "
-                f"groups of three digits (e.g. {cell!r}, {row}) and the other {counted(ones, 'cell')} one number "
+                f"groups of three digits (e.g. {cell!r}, {row}) and {others} one number "
                 f"(e.g. {few!r}, {rowref(at)}), so that its rows differ in their number of targets; label_separator "
                 f"',' splits {cell!r}"
             )

@@ -456,7 +456,11 @@ def test_manifest_and_audio_as_filesystem_uris(audio_dir):
     ]
 
 
-def test_first_row_of_an_id_wins_even_if_a_later_copy_is_broken(audio_dir):
+def test_first_row_of_an_id_wins_even_if_a_later_copy_is_broken(audio_dir, monkeypatch):
+    """A later row of an id is a duplicate whatever happens to the first; when the first is left out itself (its
+    audio missing), the id has no track though the later row was usable: its line said "only an id's first row is
+    read" alone, as if that row had been — it now says the first was left out and to correct or delete it, whether
+    the two rows are in one batch or not."""
     rows = [
         ["d1", "audio/a0.wav", "x"],
         ["d2", "audio/gone.wav", "x"],  # first d2 is unusable ...
@@ -467,14 +471,17 @@ def test_first_row_of_an_id_wins_even_if_a_later_copy_is_broken(audio_dir):
     ]
     manifest = _write_csv(audio_dir / "m.csv", ["track_id", "audio_path", "label"], rows)
     ds = ds_cfg("cat", "catalog", manifest=str(manifest), label_column="label")
-    table, report = load_dataset(ds, task_cfg("label", "multiclass_classification"))
-    assert table.column("track_id").to_pylist() == ["d1"]
-    assert report.duplicate_ids == [
-        "d1 (row 4: repeats the id of row 2 — only an id's first row is read)",
-        "d2 (row 5: repeats the id of row 3 — only an id's first row is read)",
-    ]
-    assert report.missing_rows.table().column("track_id").to_pylist() == ["d2"]
-    assert len(report.other) == 2 and all("empty track id" in o for o in report.other)
+    for block in (catalog.CSV_BLOCK_BYTES, 40):  # one batch; a batch or two a row
+        monkeypatch.setattr("repeval.datasets.manifest.CSV_BLOCK_BYTES", block)
+        table, report = load_dataset(ds, task_cfg("label", "multiclass_classification"))
+        assert table.column("track_id").to_pylist() == ["d1"]
+        assert report.duplicate_ids == [
+            "d1 (row 4: repeats the id of row 2 — only an id's first row is read)",
+            "d2 (row 5: repeats the id of row 3, itself left out: correct row 3 or delete it — only an id's first row "
+            "is read)",
+        ]
+        assert report.missing_rows.table().column("track_id").to_pylist() == ["d2"]
+        assert len(report.other) == 2 and all("empty track id" in o for o in report.other)
 
 
 def test_regression_targets_get_a_plain_seeded_split(audio_dir):

@@ -328,6 +328,13 @@ def test_comma_groups_beside_small_numbers_or_in_most_rows_are_refused_by_load_a
         "'1,234', row 2) and the other 2 cells one number (e.g. '5.5', row 14), so that its rows differ in their "
         f"number of targets; label_separator ',' splits '1,234' {SPLIT_1234}",
     )
+    refused_alike(
+        ds.model_copy(update={"manifest": str(_write_csv(audio_dir / "one.csv", _rows(["1,234", "2,500", "5.5"])))}),
+        TASK,
+        "label_column: 2 target cells of 'valence' hold a number with ',' between groups of three digits (e.g. "
+        "'1,234', row 2) and the other cell one number (e.g. '5.5', row 4), so that its rows differ in their "
+        f"number of targets; label_separator ',' splits '1,234' {SPLIT_1234}",
+    )
     few = ds.model_copy(update={"manifest": str(_write_csv(audio_dir / "few.csv", _rows(["0.5", "1,234", "2.5"])))})
     assert catalog.manifest_problems(few, TASK) == []
     assert load_dataset(few, TASK)[0].column("label").to_pylist() == [["0.5"], ["2.5"]]

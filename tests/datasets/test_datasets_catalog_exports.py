@@ -194,7 +194,8 @@ def test_labels_written_in_several_cases_are_noted(audio_dir):
     """A catalog joined from several exports writes one genre ``Rock``, ``rock `` and `` ROCK``, ``Hip  Hop`` beside
     ``hip hop``, and ``Café`` composed beside ``Café`` decomposed (a macOS export): each was read as a class of its
     own, the genre's tracks split between them, and nothing said. The load notes them (a single-label and a
-    multilabel task alike); labels that differ otherwise are not named."""
+    multilabel task alike), its fix for labels that name one class (a case may tell classes apart: keys written
+    'C' major, 'c' minor); labels that differ otherwise are not named."""
     nfd = unicodedata.normalize("NFD", "Café")
     cells = ["Rock", "rock ", " ROCK", "jazz", '"Hip  Hop,jazz"', "hip hop", "Café", nfd]
     text = "track_id,audio_path,label\n" + "".join(f"t{i},audio/a{i % 3}.wav,{c}\n" for i, c in enumerate(cells))
@@ -202,7 +203,8 @@ def test_labels_written_in_several_cases_are_noted(audio_dir):
     said = (
         "7 labels of label differ only in letter case, spaces or Unicode normalization ('ROCK', 'Rock', 'rock'; "
         "'Hip  Hop', 'hip hop'; 'Cafe\\u0301', 'Caf\\xe9'): each is read as a class of its own, its tracks apart from "
-        "the others' — write each label one way in the manifest (e.g. 'rock')"
+        "the others' — if they name one class, write it one way in the manifest (e.g. 'rock'; a case that tells "
+        "classes apart, 'C' major beside 'c' minor, is read as it is)"
     )
     (table, report), _ = _load(path, task_cfg("label", "multilabel_classification"))
     assert table.column("label").to_pylist()[:3] == [["Rock"], ["rock"], ["ROCK"]] and report.notes == [said]

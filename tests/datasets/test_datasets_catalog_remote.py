@@ -90,3 +90,16 @@ def test_relative_audio_paths_of_a_manifest_on_an_s3_compatible_server(tmp_path,
     assert load_dataset(local, cfg.experiments[0].task)[0].column("audio_path").to_pylist() == [
         str(tmp_path / "audio" / "a0.wav")
     ]
+
+
+def test_validate_gives_up_soon_on_a_cloud_manifest_it_cannot_reach(tmp_path, monkeypatch):
+    """``repeval validate`` (and ``plan``) of a ``gs://`` manifest on a machine without the network or the credentials
+    waited Google Cloud Storage's 15 minutes of retries, deaf to Ctrl-C, and an ``abfs://`` one stopped on a
+    traceback (an ArrowException, neither OSError nor ValueError): both are now said at once, with the fix."""
+    monkeypatch.setattr("repeval.datasets.manifest_check.REACH_RETRY_SECONDS", 1)
+    gs = "gs://repeval/m.csv?endpoint_override=127.0.0.1:1&scheme=http"
+    for uri in (gs, "abfs://data@account.dfs.core.windows.net/m.csv"):
+        with pytest.raises(ConfigError) as said:
+            check_data_paths(_config(tmp_path, uri))
+        assert f"manifest: {uri} cannot be read from here (" in str(said.value)
+        assert "or pass --skip-data-check when only the cluster reaches it" in str(said.value)
