@@ -204,6 +204,23 @@ def test_probe_capacity_tells_sixteen_models_apart_and_keeps_its_legend_off_the_
     assert len({(ln.get_color(), str(ln.get_linestyle()), ln.get_marker()) for ln in lines}) == 12
 
 
+def test_probe_capacity_groups_a_models_runs_when_a_run_is_shown_with_a_slash(run):
+    """Two runs of one id are shown as ``demo`` and ``demo@laptop/runs``: the lines cut ``<run>/<model>`` at its first
+    '/', so ``demo@laptop/runs/a`` was model ``runs/a`` of run ``demo@laptop`` — a model's two runs in two colours,
+    read as two models. Now a model's runs share a colour (the run ids come with the rows), a model id's own '/' too."""
+    df = run.results
+    df = df[(df["task"] == TASK) & (df["model"] == df["model"].iloc[0])]
+    both = pd.concat(
+        [df.assign(run_id=r, model=f"{r}/{m}") for r in ("demo", "demo@laptop/runs") for m in ("a", "m-a-p/MERT")]
+    )
+    ax = plots.probe_capacity_curves(both, TASK, DATASET, "f1_macro", run_prefixed=True).axes[0]
+    by_label = {c.get_label(): c.lines[0] for c in ax.containers}
+    for m in ("a", "m-a-p/MERT"):
+        assert by_label[f"demo/{m}"].get_color() == by_label[f"demo@laptop/runs/{m}"].get_color(), m
+        assert by_label[f"demo/{m}"].get_linestyle() != by_label[f"demo@laptop/runs/{m}"].get_linestyle(), m
+    assert by_label["demo/a"].get_color() != by_label["demo/m-a-p/MERT"].get_color()
+
+
 def test_inlined_line_figures_are_palette_pngs_that_look_the_same_and_colour_maps_keep_full_colour(run):
     """The report's figures were full-colour PNGs, 6 MB of a two-run study's report, most of it line and bar charts
     whose few colours a 256-colour palette holds: those are inlined as palette PNGs (each a fraction of the bytes,
