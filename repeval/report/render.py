@@ -31,7 +31,8 @@ def table_has_folds(t: Table) -> bool:
 #: the tooltip of a cell without a value ('–'), which said "n=0 replicates (0 seeds)"
 NO_SCORE = (
     "no value: not scored for this row — a metric of another task, a scenario its run did not test, or every "
-    "replicate failed (failed.parquet says why)"
+    "replicate failed (failed.parquet says why) — or undefined on its test tracks in every replicate (an R² of a "
+    "target constant there, a ROC-AUC of a test set of one class)"
 )
 
 
