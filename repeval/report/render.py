@@ -36,6 +36,11 @@ NO_SCORE = (
 )
 
 
+#: an HTML cell's ``mean ± std``: a printed table's cell wraps to fit the page, after the mean but never after the ±
+#: ("0.939 / ± / 0.047" on three lines)
+PM_KEPT = " ±\u00a0"
+
+
 def replicates_tip(n: int, n_seeds: int, n_folds: int) -> str:
     """What a cell's mean is over, for its tooltip: ``n=6 replicates (3 seeds × 2 folds)``, ``n=2 replicates (2
     seeds)`` — ``n`` the replicates whose value entered the mean, as in a cell's ``(n=…)``."""
@@ -260,7 +265,7 @@ def render_html(
                 # described elsewhere (the report's account above the table): the interval's definition is said there
                 tip += f"; {ci_level + ' CI' if described_by else ci_tip(ci_level, t.fold_overlap > 0, table_has_folds(t))} [{lo}, {hi}]"
             cls = ' class="num best"' if t.best[i, j] else ' class="num"'
-            text = e(cell_text(t, i, j, scale=scale, decimals=decimals))
+            text = e(cell_text(t, i, j, scale=scale, decimals=decimals, pm=PM_KEPT))
             parts.append(f'<td{cls} data-value="{value}" title="{e(tip)}">{text}</td>')
         parts.append("</tr>")
     parts.append("</tbody></table>")
