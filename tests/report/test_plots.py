@@ -321,7 +321,7 @@ def test_a_see_through_figures_translucent_fills_keep_their_detail_in_the_palett
     from matplotlib.figure import Figure
     from PIL import Image
 
-    fig = Figure(figsize=(6, 4), dpi=plots.FIG_DPI, layout="constrained")
+    fig = Figure(figsize=(4, 3), dpi=plots.FIG_DPI, layout="constrained")
     ax = fig.add_subplot()
     x = np.linspace(0, 10, 200)
     for i in range(6):
