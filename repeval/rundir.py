@@ -36,7 +36,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from repeval.run.files import parquet_error
+from repeval.run.files import damaged, parquet_error
 from repeval.run.status import STATUS, command_line
 from repeval.words import counted
 
@@ -121,6 +121,8 @@ def summary_mismatch(
         summary = token("summary.parquet")
     except FileNotFoundError:
         return f"summary.parquet is missing: its evaluation stopped after writing results.parquet; {fix()}"
+    except PermissionError as exc:  # whole, maybe, and another user's: evaluating again is not the fix
+        return f"summary.parquet is unreadable (permission denied): {damaged(exc, '')}"
     except (OSError, pa.ArrowInvalid) as exc:  # cut short, corrupted
         return f"summary.parquet is unreadable ({parquet_error(exc)}); {fix()}"
     if summary != results:

@@ -6,7 +6,7 @@ import html
 import logging
 import re
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -67,14 +67,3 @@ def probe_choice(
 def chosen_probes(choice: ProbeChoice | None) -> dict[str, str] | None:
     """Per model, the probe of ``choice`` (as :func:`~repeval.report.plots.best_probes` gives it); ``None``: none."""
     return choice.per_model if choice is not None else None
-
-
-def split_run(key: str, run_ids: Iterable[str]) -> tuple[str, str]:
-    """``(run_id, model)`` of a model key ``<run_id>/<model>`` of several runs' figures and cards: the longest of
-    ``run_ids`` it starts with — a run shown as ``demo@laptop/runs`` (two runs of one id) has a '/' of its own, and a
-    model id may have one too (``m-a-p/MERT-v1-95M``); the first '/' when none does."""
-    found = max((r for r in run_ids if key.startswith(f"{r}/")), key=len, default=None)
-    if found is None:
-        run, _, model = key.partition("/")
-        return run, model
-    return found, key[len(found) + 1 :]

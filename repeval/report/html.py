@@ -21,7 +21,7 @@ import pandas as pd
 from repeval.metrics.base import metric_spec
 from repeval.metrics.bootstrap import WITHHELD_WHY
 from repeval.report import plots
-from repeval.report.blocks import chosen_probes, probe_choice, split_run
+from repeval.report.blocks import chosen_probes, probe_choice
 from repeval.report.blocks import controls as _controls
 from repeval.report.blocks import figure as _figure
 from repeval.report.blocks import slug as _slug
@@ -43,7 +43,7 @@ from repeval.report.results import (
     masked_pairs,
     ordered_scenarios,
 )
-from repeval.report.selection import combine_validation
+from repeval.report.selection import combine_validation, split_run
 from repeval.report.summary import Headline, best_names, headlines, summary_cards
 from repeval.report.tables import Table, make_table, multi_task_datasets
 from repeval.report.training import preset_notes, task_notes

@@ -10,7 +10,7 @@ import base64
 import io
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +24,7 @@ from repeval.report.cells import _higher, per_label_title
 from repeval.report.deltas import left_out, paired_deltas
 from repeval.report.render import fmt_number
 from repeval.report.results import CLEAN, natural_key, ordered_scenarios
-from repeval.report.selection import ProbeChoice, choose_probes
+from repeval.report.selection import ProbeChoice, choose_probes, split_run
 from repeval.tuning.results import mean_intervals
 
 if TYPE_CHECKING:
@@ -169,15 +169,20 @@ def robustness_heatmap(
 _STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ((0, (5, 1, 1, 1)), "v"), ((0, (1, 3)), "P"))
 
 
-def line_styles(models: Sequence[str], run_prefixed: bool = False) -> dict[str, dict[str, object]]:
+def line_styles(
+    models: Sequence[str], run_prefixed: bool = False, run_ids: Iterable[str] = ()
+) -> dict[str, dict[str, object]]:
     """Per model, the ``color``, ``linestyle`` and ``marker`` of its line, no two models alike: with ``run_prefixed``
-    (models named ``<run>/<model>``, several runs) a colour per model and a style per run, so a model's runs read as one
-    family; else a colour per model, the 10 colours again with another style from the 11th model on."""
+    (models named ``<run>/<model>``, several runs; ``run_ids`` the runs, which may hold a '/': ``demo@laptop/runs``)
+    a colour per model and a style per run, so a model's runs read as one family; else a colour per model, the 10
+    colours again with another style from the 11th model on."""
     models = list(dict.fromkeys(models))
     if run_prefixed and all("/" in m for m in models):
-        runs = list(dict.fromkeys(m.split("/", 1)[0] for m in models))
-        names = list(dict.fromkeys(m.split("/", 1)[1] for m in models))
-        keys = {m: (names.index(m.split("/", 1)[1]), runs.index(m.split("/", 1)[0])) for m in models}
+        run_ids = list(run_ids)
+        parts = {m: split_run(m, run_ids) for m in models}
+        runs = list(dict.fromkeys(run for run, _ in parts.values()))
+        names = list(dict.fromkeys(name for _, name in parts.values()))
+        keys = {m: (names.index(name), runs.index(run)) for m, (run, name) in parts.items()}
     else:
         keys = {m: (i, 0) for i, m in enumerate(models)}
     out: dict[str, dict[str, object]] = {}
@@ -206,7 +211,7 @@ def probe_capacity_curves(
         raise ValueError(f"no '{metric}' results for scenario '{scenario}'")
     probes = sorted(df["probe"].unique(), key=natural_key)
     models = list(dict.fromkeys(df["model"]))
-    styles = line_styles(models, run_prefixed)
+    styles = line_styles(models, run_prefixed, df["run_id"].unique() if "run_id" in df.columns else ())
     legend_in = _TEXT_IN_PER_CHAR * 0.8 * max(map(len, models)) + 0.6  # the legend's 8-pt names, and its marker
     fig = Figure(figsize=(6.4 + legend_in, max(3.8, 1.2 + 0.2 * len(models))), dpi=FIG_DPI, layout="constrained")
     ax = fig.add_subplot()
@@ -449,14 +454,17 @@ def _palette_png(png: bytes, rgba: np.ndarray | None = None) -> bytes:
 
 def _opaque_apart(rgba: np.ndarray) -> Image:
     """The RGBA pixels ``rgba`` in a 256-colour palette whose opaque pixels stay opaque (alpha 255): the opaque ones
-    and the others quantised apart, each to a share of the palette. Quantised together, the palette's colours
-    averaged the alpha of a line's opaque middle with its see-through edges: opaque pixels at alpha 253."""
+    and the others quantised apart, each to a share of the palette as large as its share of the visible pixels
+    (32 to 224 colours; all the opaque ones need when the others need few). Quantised together, the palette's colours
+    averaged the alpha of a line's opaque middle with its see-through edges: opaque pixels at alpha 253; half the
+    palette for the opaque pixels left a figure's see-through fills (``fill_between(alpha=0.2)``) coarser than that."""
     from PIL import Image as pil
 
     flat = rgba.reshape(-1, 4)
     opaque = flat[:, 3] == 255
     distinct = [len(np.unique(flat[m][:, :c], axis=0)) for m, c in ((opaque, 3), (~opaque, 4))]
-    share = [min(distinct[0], max(128, 256 - distinct[1]))]
+    by_pixels = int(np.clip(round(256 * opaque.sum() / max(1, int((flat[:, 3] > 0).sum()))), 32, 224))
+    share = [min(distinct[0], max(by_pixels, 256 - distinct[1]))]
     share.append(256 - share[0])
     index = np.zeros(len(flat), dtype=np.uint8)
     palette: list[np.ndarray] = []

@@ -32,8 +32,14 @@ def table_has_folds(t: Table) -> bool:
 #: the tooltip of a cell without a value ('–'), which said "n=0 replicates (0 seeds)"
 NO_SCORE = (
     "no value: not scored for this row — a metric of another task, a scenario its run did not test, or every "
-    "replicate failed (failed.parquet says why)"
+    "replicate failed (failed.parquet says why) — or undefined on its test tracks in every replicate (an R² of a "
+    "target constant there, a ROC-AUC of a test set of one class)"
 )
+
+
+#: an HTML cell's ``mean ± std``: a printed table's cell wraps to fit the page, after the mean but never after the ±
+#: ("0.939 / ± / 0.047" on three lines)
+PM_KEPT = " ±\u00a0"
 
 
 def replicates_tip(n: int, n_seeds: int, n_folds: int) -> str:
@@ -260,7 +266,7 @@ def render_html(
                 # described elsewhere (the report's account above the table): the interval's definition is said there
                 tip += f"; {ci_level + ' CI' if described_by else ci_tip(ci_level, t.fold_overlap > 0, table_has_folds(t))} [{lo}, {hi}]"
             cls = ' class="num best"' if t.best[i, j] else ' class="num"'
-            text = e(cell_text(t, i, j, scale=scale, decimals=decimals))
+            text = e(cell_text(t, i, j, scale=scale, decimals=decimals, pm=PM_KEPT))
             parts.append(f'<td{cls} data-value="{value}" title="{e(tip)}">{text}</td>')
         parts.append("</tr>")
     parts.append("</tbody></table>")

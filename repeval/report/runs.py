@@ -156,10 +156,51 @@ def _splits_unreadable(failures: list[tuple[str, Exception]]) -> str | None:
 _STAGE_DONE = {"embed": "embedded", "deform": "deformed"}
 
 
+def _unlisted_why(folder: str, what: str, exc: BaseException | None) -> str | None:
+    """Why the run's ``folder`` could not be listed, what that leaves unknown and the fix; ``None``: it could."""
+    if exc is None:
+        return None
+    fix = "this user may not read it: check its owner and permissions (`ls -l`)"
+    return f"{folder} cannot be listed ({short_why(exc)}): {what}" + (
+        f"; {fix}" if isinstance(exc, PermissionError) else ""
+    )
+
+
+def _unlisted(run_id: str, exc: BaseException) -> dict[str, Any]:
+    """:func:`run_info` of a run directory this user may not list: nothing in it known, why said as its reason."""
+    return {
+        "run": run_id,
+        "state": "unreadable",
+        "test_set": None,
+        "splits_unreadable": None,
+        "reason": _unlisted_why("the run directory", "nothing in it is known", exc),
+        "tasks": [],
+        "models": [],
+        "grids_trained": 0,
+        "groups_unreadable": None,
+        "grids_untrained": [],
+        "trains_untrained": None,
+        "resubmit_untrained": None,
+        "result_rows": None,
+        "failed_trainings": None,
+        "failed_cells": None,
+        "failed_unreadable": None,
+        "rows_not_evaluated": 0,
+        "partial_audio": [],
+        "summary_stale": None,
+        "results_unreadable": None,
+        "updated": None,
+    }
+
+
 def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | None:
     """One run's summary; ``None`` for a folder that is not a run directory (no ``config.yaml``, ``results.parquet``
     or ``status.json``: a run copied without its config, which `repeval table` reads, is listed, its tasks and models
-    unknown)."""
+    unknown); a folder this user may not list (another user's) is listed, nothing in it known, with the fix."""
+    try:
+        top = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))  # not recursive: tune/ can be large
+    except OSError as exc:  # it stopped the listing of every run (pyarrow's PermissionError)
+        return _unlisted(run_id, exc)
     try:
         with fs.open_input_stream(f"{path}/config.yaml") as fh:
             cfg = yaml.safe_load(fh.read().decode()) or {}
@@ -190,12 +231,11 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
             for m in (e.get("embedding_models") or [])
         }
     )
-    top = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))  # not recursive: tune/ can be large
-    groups = [
-        i
-        for i in fs.get_file_info(pafs.FileSelector(f"{path}/groups", allow_not_found=True))
-        if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")
-    ]
+    try:
+        in_groups, groups_error = fs.get_file_info(pafs.FileSelector(f"{path}/groups", allow_not_found=True)), None
+    except OSError as exc:  # another user's groups/: its grids not counted, said (it stopped `repeval runs`)
+        in_groups, groups_error = [], exc
+    groups = [i for i in in_groups if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")]
     files = [i for i in top if i.type == pafs.FileType.File] + groups
     results = int(footer.num_rows) if footer is not None else None
     failed, failed_cells, failed_error = _failed(fs, path, recorded_grids(footer))
@@ -235,6 +275,8 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
         "tasks": tasks,
         "models": models,
         "grids_trained": len(groups),
+        #: why ``groups/`` could not be listed (another user's): its trained grids are not counted
+        "groups_unreadable": _unlisted_why("groups/", "its trained grids are not counted", groups_error),
         #: the configuration's grids its results lack, not trained when it was evaluated (an interrupted ``train``)
         "grids_untrained": untrained,
         #: the command line that trains them: ``repeval run`` with the configuration and options of the run's last
@@ -349,6 +391,7 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
     lines += [f"{i['run']}: {i['summary_stale']}" for i in infos if i["summary_stale"]]
     lines += [f"{i['run']}: {i['failed_unreadable']}" for i in infos if i["failed_unreadable"]]
     lines += [f"{i['run']}: {i['splits_unreadable']}" for i in infos if i["splits_unreadable"]]
+    lines += [f"{i['run']}: {i['groups_unreadable']}" for i in infos if i["groups_unreadable"]]
     lines += [
         f"{i['run']}: its results lack {counted(len(i['grids_untrained']), 'probe grid')} of its configuration, "
         f"not trained when it was evaluated ({', '.join(i['grids_untrained'][:5])}{', …' if len(i['grids_untrained']) > 5 else ''}): "

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,6 +139,17 @@ def combine_validation(runs: Sequence[Any], *, prefix_models: bool = False) -> p
         return None
     df = pd.concat(frames, ignore_index=True)
     return df.assign(model=df["run_id"] + "/" + df["model"]) if prefix_models else df
+
+
+def split_run(key: str, run_ids: Iterable[str]) -> tuple[str, str]:
+    """``(run_id, model)`` of a model key ``<run_id>/<model>`` of several runs' figures and cards: the longest of
+    ``run_ids`` it starts with — a run shown as ``demo@laptop/runs`` (two runs of one id) has a '/' of its own, and a
+    model id may have one too (``m-a-p/MERT-v1-95M``); the first '/' when none does."""
+    found = max((r for r in run_ids if key.startswith(f"{r}/")), key=len, default=None)
+    if found is None:
+        run, _, model = key.partition("/")
+        return run, model
+    return found, key[len(found) + 1 :]
 
 
 @dataclass

@@ -7,6 +7,7 @@ import html
 import os
 import types
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from repeval.run.evaluate import stage_evaluate
 from repeval.run.groups import group_trained
 from repeval.run.train import _record_failed
-from repeval.rundir import EarlierStageUnfinished
+from repeval.rundir import EVALUATION_KEY, EarlierStageUnfinished
 from repeval.tuning.results import FAILED_SCHEMA, typed_table
 
 GRID = "t__d__m"
@@ -219,6 +220,39 @@ def test_a_failed_parquet_this_user_may_not_read_is_said_so_in_repeval_runs(tmp_
         "it: check its owner and permissions (`ls -l`)"
     ) in text, text
     assert "cut short" not in text and "move it aside" not in text, text
+
+
+def test_repeval_runs_lists_a_run_whose_folder_or_groups_this_user_may_not_list(tmp_path):
+    """A run directory, or its groups/ folder, that this user may not list (another user's, in a shared runs
+    directory) stopped `repeval runs` — every run's line — on pyarrow's PermissionError, with the fix of a full disk
+    ("check that run.store and run.runs_dir are writable"). Now the others are listed, and each says what is not known
+    and to check its owner and permissions."""
+    import ast
+
+    for name in ("r", "s", "t"):
+        (tmp_path / "runs" / name / "groups").mkdir(parents=True)
+        (tmp_path / "runs" / name / "config.yaml").write_text("experiments: []\n")
+        pq.write_table(
+            typed_table([_failure("m")], FAILED_SCHEMA), tmp_path / "runs" / name / "groups" / f"{GRID}.parquet"
+        )
+    (tmp_path / "runs" / "r" / "groups").chmod(0)
+    (tmp_path / "runs" / "s").chmod(0)
+    # and a summary.parquet this user may not read: "rerun `repeval evaluate`" was its fix, as for one cut short
+    results = pa.table({"value": [0.5]}).replace_schema_metadata({EVALUATION_KEY: b"h"})
+    for name in ("results.parquet", "summary.parquet"):
+        pq.write_table(results, tmp_path / "runs" / "t" / name)
+    (tmp_path / "runs" / "t" / "summary.parquet").chmod(0)
+    code = "import sys\nfrom repeval.report.runs import runs_text\nprint(repr(runs_text(sys.argv[1])))\n"
+    text = ast.literal_eval(_unreadable_to_this_user(code, str(tmp_path / "runs"))[0])
+    mine = "this user may not read it: check its owner and permissions (`ls -l`)"
+    assert f"r: groups/ cannot be listed (permission denied): its trained grids are not counted; {mine}" in text, text
+    assert f"s: the run directory cannot be listed (permission denied): nothing in it is known; {mine}" in text, text
+    assert f"t: summary.parquet is unreadable (permission denied): {mine}" in text, text
+    assert [line.split()[:2] for line in text.splitlines()[1:4]] == [
+        ["r", "started"],
+        ["s", "unreadable"],
+        ["t", "evaluated"],
+    ]
 
 
 def test_a_report_over_run_files_this_user_may_not_read_names_them_not_reports_out_option(tmp_path):

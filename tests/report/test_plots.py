@@ -204,6 +204,23 @@ def test_probe_capacity_tells_sixteen_models_apart_and_keeps_its_legend_off_the_
     assert len({(ln.get_color(), str(ln.get_linestyle()), ln.get_marker()) for ln in lines}) == 12
 
 
+def test_probe_capacity_groups_a_models_runs_when_a_run_is_shown_with_a_slash(run):
+    """Two runs of one id are shown as ``demo`` and ``demo@laptop/runs``: the lines cut ``<run>/<model>`` at its first
+    '/', so ``demo@laptop/runs/a`` was model ``runs/a`` of run ``demo@laptop`` — a model's two runs in two colours,
+    read as two models. Now a model's runs share a colour (the run ids come with the rows), a model id's own '/' too."""
+    df = run.results
+    df = df[(df["task"] == TASK) & (df["model"] == df["model"].iloc[0])]
+    both = pd.concat(
+        [df.assign(run_id=r, model=f"{r}/{m}") for r in ("demo", "demo@laptop/runs") for m in ("a", "m-a-p/MERT")]
+    )
+    ax = plots.probe_capacity_curves(both, TASK, DATASET, "f1_macro", run_prefixed=True).axes[0]
+    by_label = {c.get_label(): c.lines[0] for c in ax.containers}
+    for m in ("a", "m-a-p/MERT"):
+        assert by_label[f"demo/{m}"].get_color() == by_label[f"demo@laptop/runs/{m}"].get_color(), m
+        assert by_label[f"demo/{m}"].get_linestyle() != by_label[f"demo@laptop/runs/{m}"].get_linestyle(), m
+    assert by_label["demo/a"].get_color() != by_label["demo/m-a-p/MERT"].get_color()
+
+
 def test_inlined_line_figures_are_palette_pngs_that_look_the_same_and_colour_maps_keep_full_colour(run):
     """The report's figures were full-colour PNGs, 6 MB of a two-run study's report, most of it line and bar charts
     whose few colours a 256-colour palette holds: those are inlined as palette PNGs (each a fraction of the bytes,
@@ -291,3 +308,39 @@ def test_inlined_figures_keep_the_transparency_of_savefig_transparent(run):
     opaque = truth[..., 3] == 255
     assert opaque.sum() > 1000 and (small[..., 3][opaque] == 255).all(), np.unique(small[..., 3][opaque])
     assert (small[..., 3][truth[..., 3] == 0] == 0).all()
+
+
+def test_a_see_through_figures_translucent_fills_keep_their_detail_in_the_palette(tmp_path):
+    """Keeping a see-through figure's opaque pixels opaque gave them half of the 256-colour palette however few they
+    were: a figure of translucent bands (``fill_between(alpha=0.2)``, half its pixels) came out coarser than
+    quantised in one palette. Now each part gets a share by its pixels: the bands as faithful as before, opaque opaque."""
+    import base64
+    import io
+
+    import matplotlib as mpl
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    fig = Figure(figsize=(4, 3), dpi=plots.FIG_DPI, layout="constrained")
+    ax = fig.add_subplot()
+    x = np.linspace(0, 10, 200)
+    for i in range(6):
+        ax.plot(x, np.sin(x + i) + 0.3 * i, label=f"m{i}")
+        ax.fill_between(x, np.sin(x + i) + 0.3 * i - 0.4, np.sin(x + i) + 0.3 * i + 0.4, alpha=0.2)
+    ax.legend()
+    with mpl.rc_context({"savefig.transparent": True}):
+        fig.savefig(io.BytesIO(), format="png")  # laid out as figure_data_uri draws it
+        full = io.BytesIO()
+        fig.savefig(full, format="png")
+        uri = plots.figure_data_uri(fig)
+    truth = Image.open(io.BytesIO(full.getvalue())).convert("RGBA")
+    joint = truth.quantize(256, method=Image.Quantize.FASTOCTREE).convert("RGBA")  # one palette: opaque → 253
+
+    def on_white(image):
+        px = np.asarray(image, dtype=float)
+        return px[..., :3] * px[..., 3:] / 255 + 255 * (1 - px[..., 3:] / 255)
+
+    small = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGBA")
+    assert (np.asarray(small)[..., 3][np.asarray(truth)[..., 3] == 255] == 255).all()
+    err, err_joint = (np.abs(on_white(i) - on_white(truth)).mean() for i in (small, joint))
+    assert err <= 1.05 * err_joint, (err, err_joint)

@@ -532,3 +532,32 @@ def test_a_cell_without_a_value_says_why_not_n_0_replicates(results):
     empty = re.findall(r'<td class="num" data-value="" title="([^"]*)">–</td>', html_text)
     assert empty and set(empty) == {NO_SCORE}, empty
     assert "n=0 replicates" not in html_text
+
+
+def test_a_cell_whose_value_is_undefined_in_every_replicate_says_so(results):
+    """A metric undefined on the test tracks (an R² of a constant target: results.parquet holds NaN) leaves a '–'
+    cell, whose tooltip said only "not scored for this row" — another task's metric, an untested scenario, or failed
+    replicates — none of them true, and failed.parquet has no row to say why. It names the undefined value too."""
+    import html
+
+    from repeval.report.render import render_html
+
+    one = (results["model"] == results["model"].iloc[0]) & (results["scenario"] == "D1")
+    html_text = render_html(
+        make_table(results.assign(value=results["value"].mask(one)), "all_deform_all_models", task=TASK)
+    )
+    empty = {html.unescape(t) for t in re.findall(r'<td class="num" data-value="" title="([^"]*)">–</td>', html_text)}
+    assert empty and all("undefined on its test tracks in every replicate" in t for t in empty), empty
+
+
+def test_a_printed_cell_wraps_after_its_mean_never_after_the_plus_minus(results):
+    """Printed, a wide table's cells wrap to fit the page — at every space: "0.939 ± 0.047" came out on three lines,
+    a '±' alone on the middle one. The ± is kept with the std (a no-break space): two lines at most, mean and spread."""
+    from repeval.report.render import render_html
+
+    cells = re.findall(
+        r'<td class="num[^"]*" data-value="[^"]*" title="[^"]*">([^<]*)</td>',
+        render_html(make_table(results, "all_deform_all_models", task=TASK)),
+    )
+    spread = [c for c in cells if "±" in c]
+    assert spread and all(re.fullmatch(r"\S+ ±\u00a0\S+( \(n=\d+\))?", c) for c in spread), spread[:5]
