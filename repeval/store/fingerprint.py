@@ -23,18 +23,24 @@ WINDOWING_HINTS = {
 }
 
 
+#: a key one fingerprint has and the other has not (:func:`fingerprint_diff`): not the same as a stored null
+_UNSET: Any = object()
+
+
 class StoreConflict(RuntimeError):
     """A partition exists but was computed with a different configuration."""
 
 
 def fingerprint_diff(old: Any, new: Any, path: str = "") -> str:
-    """What differs between two fingerprints, key by key: ``keep_frames: stored true, now false; ...`` (JSON values)."""
+    """What differs between two fingerprints, key by key: ``keep_frames: stored true, now false; ...`` (JSON values);
+    a key only one side has is said to be not set there — a model parameter the partition was embedded without:
+    ``model.params.patchHopSize: not set when it was embedded (the model's default), now 31``."""
     if isinstance(old, dict) and isinstance(new, dict):
         parts = []
         for key in sorted(set(old) | set(new), key=str):
-            if old.get(key) != new.get(key):
+            if key not in old or key not in new or old[key] != new[key]:
                 sub = f"{path}.{key}" if path else str(key)
-                parts.append(fingerprint_diff(old.get(key), new.get(key), sub))
+                parts.append(fingerprint_diff(old.get(key, _UNSET), new.get(key, _UNSET), sub))
         return "; ".join(parts)
 
     def short(v: Any) -> str:
@@ -42,8 +48,12 @@ def fingerprint_diff(old: Any, new: Any, path: str = "") -> str:
         return text if len(text) <= 120 else text[:117] + "..."
 
     if path == "model.version":  # the model's embedding_version, absent at "1" (pipeline.partitions.model_fingerprint)
+        old, new = (None if v is _UNSET else v for v in (old, new))
         return f"the model's embedding_version: stored {short(old or '1')}, now {short(new or '1')}"
-    return f"{path or 'fingerprint'}: stored {short(old)}, now {short(new)}"
+    default = " (the model's default)" if path.startswith("model.params.") else ""
+    then = f"not set when it was embedded{default}" if old is _UNSET else f"stored {short(old)}"
+    now = f"now not set{default}" if new is _UNSET else f"now {short(new)}"
+    return f"{path or 'fingerprint'}: {then}, {now}"
 
 
 def _described_diff(old: Any, new: dict[str, Any], old_described: Any, new_described: dict[str, Any] | None) -> str:

@@ -17,7 +17,12 @@ from repeval.models.base import EmbeddingModel, check_params, resolve_model
         ("mert-v1-95m", "frames", "nativ", "expected 'window' or 'native', got 'nativ' — did you mean 'native'?"),
         ("hf-audio", "frames", "mean", "expected 'window' or 'native', got 'mean'"),
         ("maest", "token_pooling", "max", "expected 'concat', 'cls' or 'mean', got 'max'"),
-        ("pesto", "output", "feature", "expected 'activations' or 'features', got 'feature' — did you mean 'features'?"),
+        (
+            "pesto",
+            "output",
+            "feature",
+            "expected 'activations' or 'features', got 'feature' — did you mean 'features'?",
+        ),
     ],
 )
 def test_a_param_of_a_few_values_is_refused_by_the_config_check_naming_them(
