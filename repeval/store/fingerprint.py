@@ -33,14 +33,15 @@ class StoreConflict(RuntimeError):
 
 def fingerprint_diff(old: Any, new: Any, path: str = "") -> str:
     """What differs between two fingerprints, key by key: ``keep_frames: stored true, now false; ...`` (JSON values);
-    a key only one side has is said to be not set there — a model parameter the partition was embedded without:
-    ``model.params.patchHopSize: not set when it was embedded (the model's default), now 31``."""
+    a key only one side has is said to be not set there, and so is a model parameter that is null (its constructor's
+    default: the model chooses) — ``model.params.patchHopSize: not set when it was embedded (the model's default),
+    now 31``, not ``stored null``."""
     if isinstance(old, dict) and isinstance(new, dict):
         parts = []
         for key in sorted(set(old) | set(new), key=str):
-            if key not in old or key not in new or old[key] != new[key]:
-                sub = f"{path}.{key}" if path else str(key)
-                parts.append(fingerprint_diff(old.get(key, _UNSET), new.get(key, _UNSET), sub))
+            a, b = old.get(key, _UNSET), new.get(key, _UNSET)
+            if a != b and not (a in (_UNSET, None) and b in (_UNSET, None)):  # absent and null alike
+                parts.append(fingerprint_diff(a, b, f"{path}.{key}" if path else str(key)))
         return "; ".join(parts)
 
     def short(v: Any) -> str:
@@ -50,9 +51,12 @@ def fingerprint_diff(old: Any, new: Any, path: str = "") -> str:
     if path == "model.version":  # the model's embedding_version, absent at "1" (pipeline.partitions.model_fingerprint)
         old, new = (None if v is _UNSET else v for v in (old, new))
         return f"the model's embedding_version: stored {short(old or '1')}, now {short(new or '1')}"
-    default = " (the model's default)" if path.startswith("model.params.") else ""
-    then = f"not set when it was embedded{default}" if old is _UNSET else f"stored {short(old)}"
-    now = f"now not set{default}" if new is _UNSET else f"now {short(new)}"
+    # a model parameter stamped null (a constructor's None default: the model chooses) or not at all (a parameter the
+    # model had not then) is one the model ran with its own default for
+    unset = (_UNSET, None) if path.startswith("model.params.") else (_UNSET,)
+    default = " (the model's default)" if len(unset) > 1 else ""
+    then = f"not set when it was embedded{default}" if old in unset else f"stored {short(old)}"
+    now = f"now not set{default}" if new in unset else f"now {short(new)}"
     return f"{path or 'fingerprint'}: {then}, {now}"
 
 
