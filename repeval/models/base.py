@@ -20,7 +20,7 @@ from typing import Any, ClassVar, TypeAlias
 
 import numpy as np
 
-from repeval.registry import ParamProblems, Registry, unknown_name_message, unknown_param
+from repeval.registry import ParamProblems, Registry, did_you_mean, unknown_name_message, unknown_param
 
 #: one integer per clip of a batch (``embed_batch``'s ``offsets``, ``n_frames``), or ``None``
 PerClip: TypeAlias = Sequence[int] | None
@@ -134,6 +134,10 @@ class EmbeddingModel:
     #: embeddings, so a store partition embedded before is refused rather than completed with rows that differ
     #: (a version other than "1" joins the partition's fingerprint; see repeval.pipeline.partitions)
     embedding_version: ClassVar[str] = "1"
+    #: params that take one of a few values (hf encoders' ``frames``: ``window`` or ``native``): any other is refused
+    #: when the configuration is checked (:func:`check_params`), naming them, rather than when the model is built in
+    #: its actor; the constructor refuses it with the same words (:func:`refuse_choice`)
+    param_choices: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     sample_rate_hz: int
     embedding_dim: int
@@ -330,6 +334,24 @@ def positive_seconds(value: Any) -> float | None:
     return float(value)
 
 
+def choice_problem(cls: type[EmbeddingModel], key: str, value: Any) -> str | None:
+    """Why ``value`` cannot stand for ``key``, one of :attr:`EmbeddingModel.param_choices` (None when it can)."""
+    choices = cls.param_choices.get(key)
+    if choices is None or value in choices:
+        return None
+    said = [repr(c) for c in choices]
+    hint = did_you_mean(value, choices) if isinstance(value, str) else ""
+    return f"expected {', '.join(said[:-1])} or {said[-1]}, got {value!r}{hint}"
+
+
+def refuse_choice(model: EmbeddingModel, key: str, value: Any) -> None:
+    """Raise a ``ValueError`` (``<name>: params.<key>: expected …``) unless ``value`` is one of ``key``'s
+    :attr:`EmbeddingModel.param_choices`."""
+    problem = choice_problem(type(model), key, value)
+    if problem:
+        raise ValueError(f"{model.name}: params.{key}: {problem}")
+
+
 def _type_error(value: Any, default: Any) -> str | None:
     """Why ``value`` cannot stand where the constructor's default is ``default`` (None when it can)."""
     if default is None or default is inspect.Parameter.empty:
@@ -349,9 +371,9 @@ def _type_error(value: Any, default: Any) -> str | None:
 def check_params(cfg: Any) -> None:
     """Raise :class:`~repeval.registry.ParamProblems` (a ``ValueError``) naming the fix for each parameter of a model
     configuration's ``params`` its family does not have (with the closest spelling) or given a value of the wrong kind
-    (against the constructor's default), all at once; with none, a
-    light model (no weights) is also built and run on half a second of noise, so a value it cannot work with
-    (``n_mfcc: -4``) fails here rather than on every track."""
+    (against the constructor's default) or a value other than its :attr:`~EmbeddingModel.param_choices`, all at once;
+    with none, a light model (no weights) is also built and run on half a second of noise, so a value it cannot work
+    with (``n_mfcc: -4``) fails here rather than on every track."""
     fam, params = resolve_model(cfg)
     known = model_parameters(fam.cls)
     name = cfg.type or cfg.id
@@ -366,7 +388,7 @@ def check_params(cfg: Any) -> None:
         if key not in known:
             problems.append(unknown_param(name, key, [*sorted(known), *GENERIC_PARAMS]))
             continue
-        problem = _type_error(value, known[key].default)
+        problem = _type_error(value, known[key].default) or choice_problem(fam.cls, key, value)
         if problem:
             problems.append((key, problem))
     if problems:

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from repeval.models._common import WindowedModel, as_mono, choose_device, extra_reason, package_dir
-from repeval.models.base import FrameGeometry, register_model
+from repeval.models.base import FrameGeometry, param_or_default, register_model
 
 SR = 16000
 WINDOW = 1024
@@ -87,7 +87,9 @@ class Crepe(WindowedModel):
         window reaches the model with half a frame of the previous window and starts its frames at the window; below
         a 32-ms hop it also reads the next window's start, and computes no frame centred there (``stops``)."""
         half = WINDOW // 2
-        return FrameGeometry(hop=_hop(params.get("hop_s", 0.1)), left=half, right=half, span=0, align=1, stops=True)
+        return FrameGeometry(
+            hop=_hop(param_or_default(cls, params, "hop_s")), left=half, right=half, span=0, align=1, stops=True
+        )
 
     def _windows(self, audio: np.ndarray) -> np.ndarray:
         return self._windows_at(audio, 0)

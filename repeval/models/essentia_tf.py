@@ -45,7 +45,7 @@ from repeval.models._common import (
     pad_to,
     weight_path,
 )
-from repeval.models.base import EmbeddingModel, register_model
+from repeval.models.base import EmbeddingModel, param_or_default, refuse_choice, register_model
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,11 @@ class EssentiaModel(RebuildOnUnpickle, EmbeddingModel):
 
         essentia.log.infoActive = False
         essentia.log.warningActive = False
-        keys = ("patchHopSize", "batchSize", "patchSize")
-        kwargs = {**self.extra_args, **{k: v for k, v in params.items() if k in keys and v is not None}}
+        # essentia's patchHopSize alone: its patchSize must match the graph's input shape (a patch family's
+        # :attr:`EssentiaPatchModel.patch_size`) and its batchSize (patches a TensorFlow call) changes no embedding —
+        # the effnet-bs64 graph takes batches of 64 only — so the config check lets neither through
+        hop = params.get("patchHopSize")
+        kwargs = {**self.extra_args, **({} if hop is None else {"patchHopSize": hop})}
         algo = getattr(es, self.algorithm)
         self._algo = algo(graphFilename=self.graph, input=input_node, output=output_node, **kwargs)
 
@@ -224,10 +227,10 @@ class MAEST(EssentiaPatchModel):
     patch_size = 1876
     patch_hop = 1875
     min_samples = patch_size * frame_hop + 512
+    param_choices: ClassVar[dict[str, tuple[str, ...]]] = {"token_pooling": ("concat", "cls", "mean")}
 
     def __init__(self, token_pooling: str = "concat", **params: Any) -> None:
-        if token_pooling not in ("concat", "cls", "mean"):
-            raise ValueError(f"maest: token_pooling must be concat, cls or mean, got '{token_pooling}'")
+        refuse_choice(self, "token_pooling", token_pooling)
         self.token_pooling = token_pooling
         if token_pooling != "concat" and not params.get("embedding_dim"):
             params["embedding_dim"] = self.dim // 3
@@ -235,7 +238,7 @@ class MAEST(EssentiaPatchModel):
 
     @classmethod
     def declared_sizes(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:
-        pooled = cls.dim if params.get("token_pooling", "concat") == "concat" else cls.dim // 3
+        pooled = cls.dim if param_or_default(cls, params, "token_pooling") == "concat" else cls.dim // 3
         return cls.rate, int(params.get("embedding_dim") or pooled)
 
     def _postprocess(self, out: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from repeval.models._common import as_mono, mel_filterbank
-from repeval.models.base import EmbeddingModel, FrameGeometry, register_model
+from repeval.models.base import EmbeddingModel, FrameGeometry, param_or_default, register_model
 
 
 def _frames(audio: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
@@ -59,21 +59,21 @@ class _SpectralStats(EmbeddingModel):
 
     @classmethod
     def declared_sizes(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:
-        return int(params.get("sample_rate_hz", 22050)), 2 * cls._declared_bands(params)
+        return int(param_or_default(cls, params, "sample_rate_hz")), 2 * cls._declared_bands(params)
 
     @classmethod
     def frame_geometry(cls, params: dict[str, Any]) -> FrameGeometry:
         """Output frame ``k`` summarises the spectral frames ``k · hop_frames …`` of the next ``window_s``: the
         samples from ``k · hop_frames · hop_length`` over ``(window_frames − 1) · hop_length + n_fft``; a clip
         shorter than that gives one frame of what it holds."""
-        hop_length = int(params.get("hop_length", 512))
+        hop_length = int(param_or_default(cls, params, "hop_length"))
         window, hop = _stats_frames(
-            int(params.get("sample_rate_hz", 22050)),
+            int(param_or_default(cls, params, "sample_rate_hz")),
             hop_length,
-            float(params.get("window_s", 1.0)),
-            float(params.get("hop_s", 0.5)),
+            float(param_or_default(cls, params, "window_s")),
+            float(param_or_default(cls, params, "hop_s")),
         )
-        extent = (window - 1) * hop_length + int(params.get("n_fft", 2048))
+        extent = (window - 1) * hop_length + int(param_or_default(cls, params, "n_fft"))
         return FrameGeometry(hop=hop * hop_length, left=0, right=extent, span=extent)
 
     @classmethod
@@ -110,7 +110,7 @@ class LogMelStats(_SpectralStats):
 
     @classmethod
     def _declared_bands(cls, params: dict[str, Any]) -> int:
-        return int(params.get("n_mels", 64))
+        return int(param_or_default(cls, params, "n_mels"))
 
     def _setup(self) -> None:
         self._mel = mel_filterbank(self.sample_rate_hz, self.n_fft, self.n_bands)
@@ -131,7 +131,7 @@ class MFCCStats(LogMelStats):
 
     @classmethod
     def _declared_bands(cls, params: dict[str, Any]) -> int:
-        return int(params.get("n_mfcc", 20))
+        return int(param_or_default(cls, params, "n_mfcc"))
 
     def _bands(self, power: np.ndarray) -> np.ndarray:
         logmel = super()._bands(power)

@@ -40,6 +40,7 @@ from repeval.models.base import (
     PerClip,
     param_or_default,
     positive_seconds,
+    refuse_choice,
     refuse_offsets,
     register_model,
 )
@@ -119,6 +120,7 @@ class HFAudioEncoder(RebuildOnUnpickle, EmbeddingModel):
     default_trust_remote_code: ClassVar[bool] = False
     #: 2: clips cut into equal windows (before, 5-s windows and whatever remained)
     embedding_version = "2"
+    param_choices: ClassVar[dict[str, tuple[str, ...]]] = {"frames": ("window", "native")}
 
     def __init__(
         self,
@@ -136,8 +138,7 @@ class HFAudioEncoder(RebuildOnUnpickle, EmbeddingModel):
         model = model or self.default_model
         if not model:
             raise ValueError(f"{self.name}: set params.model to a hub id or a local save_pretrained directory")
-        if frames not in ("window", "native"):
-            raise ValueError(f"{self.name}: params.frames must be 'window' or 'native', got '{frames}'")
+        refuse_choice(self, "frames", frames)
         trust = self.default_trust_remote_code if trust_remote_code is None else bool(trust_remote_code)
         layer_list = [layers] if isinstance(layers, int) else list(layers or [-1])
         super().__init__(

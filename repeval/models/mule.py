@@ -36,7 +36,7 @@ from repeval.models._common import (
     pad_to,
     weight_path,
 )
-from repeval.models.base import FrameGeometry, register_model
+from repeval.models.base import FrameGeometry, param_or_default, register_model
 
 SR = 16000
 SLICE = 300
@@ -251,7 +251,7 @@ class MULE(WindowedModel):
         its own); ``n`` samples give ``n // hop`` slices (at least one; the last clamped into the clip, at the
         track's end only). For ``hop_frames`` below 152 the first slice reads the clip's padding — or, below 150, is
         clamped at its start — so a window's first slice would not be the track's: no geometry then."""
-        hop_frames = max(1, int(params.get("hop_frames", 200)))
+        hop_frames = max(1, int(param_or_default(cls, params, "hop_frames")))
         first = MEL_HOP * (hop_frames - SLICE // 2) - MEL_WINDOW // 2  # where slice 0 starts reading
         if first < 0:
             return None

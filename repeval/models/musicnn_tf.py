@@ -68,7 +68,7 @@ from repeval.models._common import (
     ort_session_options,
     pad_to,
 )
-from repeval.models.base import FrameGeometry, register_model
+from repeval.models.base import FrameGeometry, param_or_default, register_model
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class MusiCNN(WindowedModel):
 
     @classmethod
     def variant(cls, params: dict[str, Any]) -> type[MusiCNN]:
-        backend = params.get("backend", "onnx")
+        backend = param_or_default(cls, params, "backend")
         _check_backend(cls.name, backend)
         return (_TF_VARIANTS if backend == "tf" else _ONNX_CLASSES)[cls.checkpoint]
 
@@ -190,7 +190,7 @@ class MusiCNN(WindowedModel):
         before ``k · hop_frames · 256`` over 187 hops; the last one ends on a frame centred within the input (its
         end reflected), and a clip shorter than a patch is zero-padded to one. Patches may start on any spectral
         frame (``align``: 256 samples), so a window's context before is one hop of 256 samples, not a patch."""
-        hop = _patch_hop(float(params.get("hop_s", 3.0))) * HOP
+        hop = _patch_hop(float(param_or_default(cls, params, "hop_s"))) * HOP
         return FrameGeometry(hop=hop, left=N_FFT // 2, right=PATCH_FRAMES * HOP, span=PATCH_SAMPLES, align=HOP)
 
     def _build(self) -> None:

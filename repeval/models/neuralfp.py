@@ -32,7 +32,7 @@ from repeval.models._common import (
     missing_weights_reason,
     weight_path,
 )
-from repeval.models.base import FrameGeometry, register_model
+from repeval.models.base import FrameGeometry, param_or_default, register_model
 
 SR = 8000
 SEGMENT = 8000
@@ -144,7 +144,7 @@ class NeuralFPModel(WindowedModel):
     def frame_geometry(cls, params: dict[str, Any]) -> FrameGeometry:
         """Segment ``k`` is the 8,000 samples from ``k · hop`` alone (its log-mel is padded and normalised on its
         own); a remainder of at least half a hop past the last whole segment gets a zero-padded segment of its own."""
-        hop = max(1, round(float(params.get("hop_s", 0.5)) * SR))
+        hop = max(1, round(float(param_or_default(cls, params, "hop_s")) * SR))
         return FrameGeometry(hop=hop, left=0, right=SEGMENT, span=SEGMENT, tail=max(1, hop // 2))
 
     def _logmel(self, segment: np.ndarray) -> np.ndarray:

@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from repeval.models._common import RebuildOnUnpickle, as_mono, choose_device, extra_reason, pad_to, stub_modules
-from repeval.models.base import EmbeddingModel, FrameGeometry, PerClip, register_model
+from repeval.models.base import EmbeddingModel, FrameGeometry, PerClip, param_or_default, refuse_choice, register_model
 
 SR = 16000
 MIN_SAMPLES = 4096
@@ -54,6 +54,7 @@ class Pesto(RebuildOnUnpickle, EmbeddingModel):
     #: package does (1: 26 frames, its end zero-padded to 4,096 samples)
     embedding_version: ClassVar[str] = "2"
     requires: ClassVar[tuple[str, ...]] = ("torch", "pesto", "omegaconf")
+    param_choices: ClassVar[dict[str, tuple[str, ...]]] = {"output": tuple(_DIMS)}
 
     def __init__(
         self,
@@ -63,8 +64,7 @@ class Pesto(RebuildOnUnpickle, EmbeddingModel):
         device: str = "auto",
         **params: Any,
     ) -> None:
-        if output not in _DIMS:
-            raise ValueError(f"pesto: unknown output '{output}'; choose one of {sorted(_DIMS)}")
+        refuse_choice(self, "output", output)
         super().__init__(output=output, checkpoint=checkpoint, hop_s=hop_s, device=device, **params)
         with stub_modules("torchaudio", why="repeval passes waveforms, never files"):
             import pesto
@@ -86,7 +86,7 @@ class Pesto(RebuildOnUnpickle, EmbeddingModel):
 
     @classmethod
     def declared_sizes(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:
-        return SR, _DIMS.get(params.get("output", "activations"))
+        return SR, _DIMS.get(param_or_default(cls, params, "output"))
 
     @classmethod
     def frame_geometry(cls, params: dict[str, Any]) -> FrameGeometry | None:
@@ -94,10 +94,10 @@ class Pesto(RebuildOnUnpickle, EmbeddingModel):
         and may be centred anywhere (``align`` 1): a window reaches the model with half a kernel of the previous
         window, its frames centred from the window's start, and with the next window's first half kernel less a hop,
         on which it computes no frame (``stops``). ``None`` for a checkpoint of unknown kernel."""
-        kernel = KERNELS.get(str(params.get("checkpoint", "mir-1k_g7")))
+        kernel = KERNELS.get(str(param_or_default(cls, params, "checkpoint")))
         if kernel is None:
             return None
-        hop = int(float(params.get("hop_s", 0.01)) * SR + 0.5)  # pesto's Preprocessor rounding
+        hop = int(float(param_or_default(cls, params, "hop_s")) * SR + 0.5)  # pesto's Preprocessor rounding
         return FrameGeometry(hop=hop, left=kernel // 2, right=kernel // 2, span=0, align=1, stops=True)
 
     def embed_batch(

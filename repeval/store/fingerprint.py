@@ -23,18 +23,25 @@ WINDOWING_HINTS = {
 }
 
 
+#: a key one fingerprint has and the other has not (:func:`fingerprint_diff`): not the same as a stored null
+_UNSET: Any = object()
+
+
 class StoreConflict(RuntimeError):
     """A partition exists but was computed with a different configuration."""
 
 
 def fingerprint_diff(old: Any, new: Any, path: str = "") -> str:
-    """What differs between two fingerprints, key by key: ``keep_frames: stored true, now false; ...`` (JSON values)."""
+    """What differs between two fingerprints, key by key: ``keep_frames: stored true, now false; ...`` (JSON values);
+    a key only one side has is said to be not set there, and so is a model parameter that is null (its constructor's
+    default: the model chooses) — ``model.params.patchHopSize: not set when it was embedded (the model's default),
+    now 31``, not ``stored null``."""
     if isinstance(old, dict) and isinstance(new, dict):
         parts = []
         for key in sorted(set(old) | set(new), key=str):
-            if old.get(key) != new.get(key):
-                sub = f"{path}.{key}" if path else str(key)
-                parts.append(fingerprint_diff(old.get(key), new.get(key), sub))
+            a, b = old.get(key, _UNSET), new.get(key, _UNSET)
+            if a != b and not (a in (_UNSET, None) and b in (_UNSET, None)):  # absent and null alike
+                parts.append(fingerprint_diff(a, b, f"{path}.{key}" if path else str(key)))
         return "; ".join(parts)
 
     def short(v: Any) -> str:
@@ -42,8 +49,15 @@ def fingerprint_diff(old: Any, new: Any, path: str = "") -> str:
         return text if len(text) <= 120 else text[:117] + "..."
 
     if path == "model.version":  # the model's embedding_version, absent at "1" (pipeline.partitions.model_fingerprint)
+        old, new = (None if v is _UNSET else v for v in (old, new))
         return f"the model's embedding_version: stored {short(old or '1')}, now {short(new or '1')}"
-    return f"{path or 'fingerprint'}: stored {short(old)}, now {short(new)}"
+    # a model parameter stamped null (a constructor's None default: the model chooses) or not at all (a parameter the
+    # model had not then) is one the model ran with its own default for
+    unset = (_UNSET, None) if path.startswith("model.params.") else (_UNSET,)
+    default = " (the model's default)" if len(unset) > 1 else ""
+    then = f"not set when it was embedded{default}" if old in unset else f"stored {short(old)}"
+    now = f"now not set{default}" if new in unset else f"now {short(new)}"
+    return f"{path or 'fingerprint'}: {then}, {now}"
 
 
 def _described_diff(old: Any, new: dict[str, Any], old_described: Any, new_described: dict[str, Any] | None) -> str:

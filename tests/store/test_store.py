@@ -164,6 +164,28 @@ def test_conflict_names_the_changed_parameter_inside_a_hash_and_falls_back_to_ha
     assert "keep run.seed: 0 and raise run.seeds); give the model or scenario a new id" in str(err.value)
 
 
+def test_conflict_says_a_parameter_the_partition_was_embedded_without_was_not_set(tmp_path):
+    """A parameter added to a model whose partition was embedded without it (``patchHopSize: 31`` on an Essentia
+    graph that ran at essentia's default) was said to be "stored null", as if null had been configured; it is now
+    said to have been not set (the model's default), as is one stamped null (a constructor's None default: the model
+    chooses) — and one taken out, to be not set now. A null outside the model's params is still said to be null."""
+    part = EmbeddingStore(str(tmp_path / "s")).partition("ds", "m", "clean")
+    fp = {"model": {"family": "vggish-audioset", "params": "aaa"}}
+    part.stamp(fp, described={"model.params": {"graph_path": "/g.pb", "x": None}})
+    now = {"model": {"family": "vggish-audioset", "params": "bbb"}}
+    with pytest.raises(StoreConflict) as err:
+        part.check_compatible(now, {"model.params": {"patchHopSize": 31, "x": 1, "y": None}})
+    said = str(err.value)
+    assert "model.params.y" not in said  # a parameter null now and absent then: alike
+    assert 'model.params.graph_path: stored "/g.pb", now not set (the model\'s default); ' in said
+    assert "model.params.patchHopSize: not set when it was embedded (the model's default), now 31; " in said
+    assert "model.params.x: not set when it was embedded (the model's default), now 1" in said
+    nulls = EmbeddingStore(str(tmp_path / "s")).partition("ds", "m", "D1")
+    nulls.stamp({"model": "m", "seed": None})
+    with pytest.raises(StoreConflict, match="seed: stored null, now 1"):
+        nulls.check_compatible({"model": "m", "seed": 1})
+
+
 def test_a_model_conflict_names_the_new_id_and_the_command_that_clears_every_scenario(tmp_path):
     """A model's parameters changed: ``repeval run`` stopped at its first partition, saying "give the model or
     scenario a new id … (`repeval store rm … ds/m/clean --yes`)"; a user who ran that met the next scenario's
