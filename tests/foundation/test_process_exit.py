@@ -118,7 +118,8 @@ atexit.register(lambda: threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGIN
 
 SIGTERM_AT_EXIT = """
 import atexit, os, signal, threading
-from repeval.ray_utils import exit_on_sigterm, init_ray
+from repeval.ray_signals import exit_on_sigterm
+from repeval.ray_utils import init_ray
 exit_on_sigterm()  # as the command and the jobs' entry points do (init_ray sets it again)
 init_ray(num_cpus=1)
 # `ray job stop` as the command ends: SIGTERM while the exit handlers run (registered last, this runs first)
@@ -224,8 +225,8 @@ def test_a_sigterm_while_the_exit_handlers_run_ends_the_process_with_143_and_no_
 SIGTERM_IN_INIT = """
 import os, signal
 import ray._private.node as node
-from repeval import ray_utils
-ray_utils.exit_on_sigterm()  # as the command's entry point does
+from repeval import ray_signals, ray_utils
+ray_signals.exit_on_sigterm()  # as the command's entry point does
 start = node.Node.__init__
 def start_after_sigterm(self, *args, **kwargs):  # `kill` while ray.init starts Ray (half a minute on a busy machine)
     os.kill(os.getpid(), signal.SIGTERM)
@@ -234,7 +235,7 @@ node.Node.__init__ = start_after_sigterm
 try:
     ray_utils.init_ray(num_cpus=1)
 finally:
-    print("SIGTERM_SEEN", ray_utils.sigterm_received(), flush=True)
+    print("SIGTERM_SEEN", ray_signals.sigterm_received(), flush=True)
 """
 
 
@@ -356,7 +357,7 @@ def test_the_watchdog_ends_its_dead_drivers_processes_and_no_others(tmp_path):
 # A Ray worker's SIGTERM handler (Ray's own function raising the SystemExit, as ``worker.main_loop`` sets it), and a
 # SIGTERM that lands in a weakref callback — a collection running in the worker's main thread when Ray's kill comes;
 # argv[1] installs repeval's hook (``quiet``) or not, argv[2] makes the callback raise another error after it;
-# ``driver``: a command's handler instead (repeval.ray_utils.exit_on_sigterm), ``driver-unhooked`` without its hook
+# ``driver``: a command's handler instead (repeval.ray_signals.exit_on_sigterm), ``driver-unhooked`` without its hook
 CALLBACK_SIGTERM = """
 import os, signal, sys, weakref
 from ray._raylet import raise_sys_exit_with_custom_error_message
@@ -364,8 +365,8 @@ def sigterm_handler(signum, frame):
     raise_sys_exit_with_custom_error_message("The process receives a SIGTERM.", exit_code=1)
 signal.signal(signal.SIGTERM, sigterm_handler)
 if sys.argv[1].startswith("driver"):
-    from repeval import ray_utils
-    ray_utils.exit_on_sigterm()
+    from repeval import ray_signals
+    ray_signals.exit_on_sigterm()
     if sys.argv[1] == "driver-unhooked":
         sys.unraisablehook = sys.__unraisablehook__
 if sys.argv[1] == "quiet":
