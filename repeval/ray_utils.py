@@ -271,6 +271,10 @@ def _embedded_options(num_cpus: int | None, kwargs: dict[str, Any]) -> dict[str,
     """``ray.init`` options of the embedded Ray: local dashboard (off), quiet logs, repeval's worker soft limit;
     ``kwargs`` override them."""
     opts: dict[str, Any] = {
+        # a Ray of its own, also beside a `ray start` cluster on this machine: ray.init() without an address attached
+        # to the one /tmp/ray/ray_current_cluster names (and refused repeval's _system_config there) — RAY_ADDRESS
+        # is what attaches
+        "address": "local",
         # worker stdout/stderr (per-trial chatter) only with `repeval -v`; failures are recorded anyway
         "log_to_driver": log.isEnabledFor(logging.DEBUG) or os.environ.get("REPEVAL_WORKER_LOGS") == "1",
         "include_dashboard": False,

@@ -6,9 +6,11 @@ kill -9 with what its embedded Ray left ended by its watchdog (``repeval.ray_uti
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -103,6 +105,8 @@ def spy(self, process_type, *args, **kwargs):
 node.Node._kill_process_type = spy
 from repeval.ray_utils import init_ray
 init_ray(num_cpus=1)
+import ray
+print("GCS", ray.get_runtime_context().gcs_address, flush=True)
 """
 
 
@@ -177,12 +181,18 @@ class Exited:
 
 
 @pytest.fixture(scope="module")
-def ray_exits() -> Iterator[dict[str, Exited]]:
-    """The embedded-Ray processes below, started together: each costs a Ray start (~10 s), mostly waiting."""
+def ray_exits(ray_session) -> Iterator[dict[str, Exited]]:
+    """The embedded-Ray processes below, started together: each costs a Ray start (~10 s), mostly waiting. The
+    first beside a `ray start` cluster (here the session's Ray, named in its temp folder's ``ray_current_cluster``)."""
+    import ray
+
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "TMPDIR": "/tmp"}
     env.pop("RAY_ADDRESS", None)
+    started = Path(tempfile.mkdtemp(prefix="rs", dir="/tmp"))  # short: Ray's socket paths go under it
+    (started / "ray").mkdir()
+    (started / "ray" / "ray_current_cluster").write_text(ray.get_runtime_context().gcs_address)
     procs = {
-        "monitor": Exited(MONITOR, env),
+        "monitor": Exited(MONITOR, {**env, "RAY_TMPDIR": str(started)}),
         "second_ctrl_c": Exited(SECOND_CTRL_C, env),
         "sigterm_at_exit": Exited(SIGTERM_AT_EXIT, env),
     }
@@ -191,6 +201,7 @@ def ray_exits() -> Iterator[dict[str, Exited]]:
     finally:
         for proc in procs.values():  # what a failing test left running
             proc.stop()
+        shutil.rmtree(started, ignore_errors=True)
 
 
 def test_the_embedded_rays_monitor_is_gone_when_rays_shutdown_reaches_it(ray_exits):
@@ -200,6 +211,18 @@ def test_the_embedded_rays_monitor_is_gone_when_rays_shutdown_reaches_it(ray_exi
     assert p.proc.returncode == 0, p.err[-3000:]
     line = next(ln for ln in p.out.splitlines() if ln.startswith("MONITOR "))
     assert line == "MONITOR {'alive': False, 'returncode': -9}", line
+
+
+def test_the_embedded_ray_is_its_own_beside_a_ray_start_cluster(ray_session, ray_exits):
+    # with a `ray start` cluster on the machine (its address in /tmp/ray/ray_current_cluster), ray.init() attached
+    # to it: `repeval run` without RAY_ADDRESS stopped with Ray's "When connecting to an existing cluster,
+    # _system_config must not be provided" (without repeval's _system_config it would have run there)
+    import ray
+
+    p = ray_exits["monitor"].wait()
+    assert p.proc.returncode == 0, p.err[-3000:]
+    (line,) = [ln for ln in p.out.splitlines() if ln.startswith("GCS ")]
+    assert line != f"GCS {ray.get_runtime_context().gcs_address}", line
 
 
 def test_a_second_ctrl_c_does_not_break_off_rays_shutdown(ray_exits):
