@@ -14,7 +14,7 @@ def main(stage: str) -> None:
     """``python jobs/<stage>.py CONFIG [--run-id ID] [--store URI] [--runs-dir URI] [--smoke-test]``."""
     from repeval.cli import hoist_global_options, script_command
     from repeval.cpu import prepare_entry_point
-    from repeval.ray_utils import exit_on_sigterm
+    from repeval.ray_signals import exit_on_sigterm
 
     prepare_entry_point()  # as `repeval` does; under `ray job submit` the node's LD_PRELOAD (cluster/*.yaml) applies
     exit_on_sigterm()  # `ray job stop` sends SIGTERM: the run says it was interrupted

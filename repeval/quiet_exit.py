@@ -63,7 +63,7 @@ REDELIVER_AFTER_S = 0.05
 
 def redeliver_exit_requests_in_callbacks(signum: int) -> None:
     """Install (once per process) the unraisable hook of a process whose own handler of ``signum`` raises
-    ``SystemExit(128 + signum)`` (a ``repeval`` command, a job's driver: :func:`repeval.ray_utils.exit_on_sigterm`):
+    ``SystemExit(128 + signum)`` (a ``repeval`` command, a job's driver: :func:`repeval.ray_signals.exit_on_sigterm`):
     such an exit request that landed in a collection callback is the stop (``ray job stop``, a scheduler's time
     limit) lost there — Python printed "Exception ignored in … SystemExit: 143" into the job's log and the command
     went on, until the job supervisor's SIGKILL cut it off without its "terminated" line. The hook has a timer

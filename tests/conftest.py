@@ -50,6 +50,7 @@ def ray_session():
     if not ray.is_initialized():
         with ray_process_environment():  # Ray's processes start with glibc's settings, as in repeval's init_ray
             ray.init(
+                address="local",  # its own, as init_ray's: not a `ray start` cluster running on the machine
                 num_cpus=2,
                 _system_config={"num_workers_soft_limit": worker_soft_limit(2)},  # as repeval's own init_ray
                 include_dashboard=False,

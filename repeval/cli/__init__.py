@@ -175,7 +175,7 @@ MKL_COMMANDS = frozenset({"run", "train", "evaluate", "embed", "plan", "validate
 
 def entrypoint() -> None:
     from repeval.cpu import prepare_entry_point
-    from repeval.ray_utils import exit_on_sigterm
+    from repeval.ray_signals import exit_on_sigterm
 
     command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
     prepare_entry_point(reexec=command in MKL_COMMANDS)

@@ -273,8 +273,8 @@ def embedding_done() -> None:
 
 
 def _terminated(exc: BaseException) -> bool:
-    """Whether ``exc`` is a SIGTERM stopping the command (:func:`repeval.ray_utils.exit_on_sigterm`)."""
-    from repeval.ray_utils import sigterm_received
+    """Whether ``exc`` is a SIGTERM stopping the command (:func:`repeval.ray_signals.exit_on_sigterm`)."""
+    from repeval.ray_signals import sigterm_received
 
     return isinstance(exc, SystemExit) and sigterm_received()
 
@@ -345,7 +345,7 @@ def _guard(fn: Any, storage_hint: str = STORE_AND_RUNS_HINT) -> Any:
         raise typer.Exit(130) from None
     except SystemExit as exc:
         if _terminated(exc):
-            from repeval.ray_utils import SIGTERM_EXIT_STATUS
+            from repeval.ray_signals import SIGTERM_EXIT_STATUS
 
             typer.secho(f"terminated (SIGTERM): everything finished so far is saved; {_resume_hint()}", err=True)
             # 143 as the shell reports a death by SIGTERM, also when the signal came out of a Ray call as SystemExit(1)

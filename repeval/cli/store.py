@@ -32,11 +32,19 @@ def runs_cmd(
     from repeval.report.runs import runs_text
 
     def go() -> None:
-        if runs_dir and option and runs_dir != option:
+        if runs_dir and option and not _same_place(runs_dir, option):
             raise ValueError(f"two runs directories given ({runs_dir} and --runs-dir {option}): give one")
         typer.echo(runs_text(runs_dir or option or "runs", as_json))
 
     _guard(go)
+
+
+def _same_place(a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` name one folder: ``runs/`` (a shell's completion) and ``runs``, ``./runs`` and an
+    absolute path to it, a bucket's URI with or without its last ``/``."""
+    if "://" in a or "://" in b:
+        return a.rstrip("/") == b.rstrip("/")
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 @app.command("schema")

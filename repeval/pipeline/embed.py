@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -75,6 +75,7 @@ def embed_experiments(
     retry_errors: bool = False,
     sources: dict[str, list[dict[str, Any]]] | None = None,
     prechecked: bool = False,
+    start_ray: Callable[[], None] | None = None,
 ) -> EmbedSummary:
     """Embed what the store lacks for a run's experiments: one stream (one actor pool, weights loaded once per
     actor) per embedding model, however many datasets and experiments use it.
@@ -88,7 +89,9 @@ def embed_experiments(
     has run the checks that need neither Ray nor the rows (:func:`~repeval.pipeline.preflight.check_store_partitions`,
     which reads every partition's manifest, and :func:`~repeval.pipeline.preflight.check_scenarios_at_model_rates`)
     on the same experiments and ``deformed_only`` — the embed stage does, before Ray starts — so they are not run
-    again; called without it, this function runs them itself.
+    again; called without it, this function runs them itself. ``start_ray``: called once the streams are planned, only
+    when one has tracks to embed, before anything that needs Ray (the embed stage starts Ray there: a rerun with
+    nothing left to embed never starts it); its time is not the stage's (``wall_s``). Without it, Ray is up already.
     """
     summary = EmbedSummary(store_uri=store.uri)
     t0 = time.perf_counter()
@@ -113,8 +116,13 @@ def embed_experiments(
     cut = summary.cut_reused_warning()
     if cut:  # once per run, before its streams start: said for every partition together
         log.warning("%s", cut)
-    # every model with tracks to embed, checked where its actors will run before any stream starts
-    preflight.check_models_on_nodes(cfg, [st.mcfg for st in streams.values() if has_work(st)])
+    working = [st.mcfg for st in streams.values() if has_work(st)]
+    if working and start_ray is not None:
+        t_ray = time.perf_counter()
+        start_ray()
+        t0 += time.perf_counter() - t_ray
+    if working:  # every model with tracks to embed, checked where its actors will run before any stream starts
+        preflight.check_models_on_nodes(cfg, working)
     for st in streams.values():
         for dataset, (cols, masks) in st.pending.items():
             spool_todo(st, dataset, cols, masks)

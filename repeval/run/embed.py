@@ -45,11 +45,15 @@ def _stage_embed(
     # before Ray starts and the catalogs load (and only here: embed_experiments is told they ran)
     preflight.check_scenarios_at_model_rates(ctx.cfg, ctx.cfg.experiments)
     preflight.check_store_partitions(ctx.cfg, ctx.cfg.experiments, ctx.store, deformed_only)  # every conflict
-    init_ray()
     load_rows(ctx)
     if trainable:
         check_splits_assigned(ctx)
-        check_trials_fit(ctx.cfg.run.resources)  # before embedding, not once it is done
+
+    def start_ray() -> None:  # only when there is something to embed: a rerun that has nothing left does not wait
+        init_ray()  # for Ray's start-up (20–45 s on a busy machine)
+        if trainable:
+            check_trials_fit(ctx.cfg.run.resources)  # before embedding, not once it is done (else: before training)
+
     # one stream per embedding model for the whole run: its actors load the weights once for every dataset
     work = [
         (exp, {ds.name: ctx.rows[(ei, ds.name)] for ds in exp.datasets}, deform_ids(ctx, ei))
@@ -64,6 +68,7 @@ def _stage_embed(
         retry_errors=retry_errors,
         sources=audio_sources(ctx),
         prechecked=True,
+        start_ray=start_ray,
     )
     log.debug(total.line())  # the CLI prints it
     return total

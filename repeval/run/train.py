@@ -49,8 +49,7 @@ def _stage_train(ctx: RunContext) -> dict[str, Any]:
     from repeval.ray_utils import init_ray
     from repeval.tuning.grid import data_nbytes
 
-    init_ray()
-    load_rows(ctx)
+    load_rows(ctx)  # Ray starts only once there is a grid to train: a rerun with every grid done does not wait for it
     _record_environment(ctx)
     groups_dir = ctx.run_dir / "groups"
     groups_dir.mkdir(exist_ok=True)
@@ -83,6 +82,7 @@ def _stage_train(ctx: RunContext) -> dict[str, Any]:
     if pending:  # frames held whole by the trials of a frame-level grid it trains: said (a warning past a node's
         from repeval.plan_memory import warn_frame_memory  # memory) before any
 
+        init_ray()
         warn_frame_memory(ctx.cfg, ctx.store, {(i.exp.task.name, i.dataset, i.model) for i in pending})
     batch: list[tuple[_Pending, Any, Any]] = []
     size = 0

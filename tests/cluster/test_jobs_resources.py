@@ -233,7 +233,7 @@ import numpy as np, pyarrow as pa, ray, ray.data
 from ray.util.state import list_actors
 
 cfg_path, runs, store, port = sys.argv[1:5]
-ray.init(num_cpus=2, num_gpus=1, resources={"embed": 1}, include_dashboard=True, dashboard_host="127.0.0.1",
+ray.init(address="local", num_cpus=2, num_gpus=1, resources={"embed": 1}, include_dashboard=True, dashboard_host="127.0.0.1",
          dashboard_port=int(port), object_store_memory=200 * 2**20, logging_level="WARNING", log_to_driver=False)
 from repeval.config import load_config
 from repeval.plan import make_plan

@@ -458,3 +458,30 @@ def test_a_spilled_catalog_plan_runs_end_to_end(ray_session, rendered_notes, tmp
     assert saved.column("split").to_pylist().count("test") == 4 * 2  # 12 notes per instrument: 7/3/2
     del rows, ctx
     assert list(spill_dir.iterdir()) == []
+
+
+#: `repeval run CONFIG` in a process of its own, which then says whether it started (or attached to) a Ray
+RERUN = """
+import sys, ray
+from repeval.cli import app
+try:
+    app(args=["run", sys.argv[1]], standalone_mode=False)
+finally:
+    print("RAY_STARTED", ray.is_initialized(), flush=True)
+"""
+
+
+def test_a_rerun_with_nothing_left_to_do_starts_no_ray(ray_session, run_config):
+    # it started the embedded Ray before it knew there was nothing to embed or train: a rerun that only printed the
+    # results waited 20–45 s for Ray's start-up on a busy machine
+    import os
+    import subprocess
+    import sys
+
+    _finished_run(run_config)
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    r = subprocess.run([sys.executable, "-c", RERUN, str(run_config)], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    assert "nothing to embed: 2 partitions already complete" in r.stdout, r.stdout
+    assert "nothing to train: 1 probe grid already done" in r.stdout and "results: " in r.stdout, r.stdout
+    assert r.stdout.strip().endswith("RAY_STARTED False"), r.stdout

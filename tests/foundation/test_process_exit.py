@@ -6,9 +6,11 @@ kill -9 with what its embedded Ray left ended by its watchdog (``repeval.ray_uti
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -103,6 +105,8 @@ def spy(self, process_type, *args, **kwargs):
 node.Node._kill_process_type = spy
 from repeval.ray_utils import init_ray
 init_ray(num_cpus=1)
+import ray
+print("GCS", ray.get_runtime_context().gcs_address, flush=True)
 """
 
 
@@ -118,7 +122,8 @@ atexit.register(lambda: threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGIN
 
 SIGTERM_AT_EXIT = """
 import atexit, os, signal, threading
-from repeval.ray_utils import exit_on_sigterm, init_ray
+from repeval.ray_signals import exit_on_sigterm
+from repeval.ray_utils import init_ray
 exit_on_sigterm()  # as the command and the jobs' entry points do (init_ray sets it again)
 init_ray(num_cpus=1)
 # `ray job stop` as the command ends: SIGTERM while the exit handlers run (registered last, this runs first)
@@ -176,12 +181,18 @@ class Exited:
 
 
 @pytest.fixture(scope="module")
-def ray_exits() -> Iterator[dict[str, Exited]]:
-    """The embedded-Ray processes below, started together: each costs a Ray start (~10 s), mostly waiting."""
+def ray_exits(ray_session) -> Iterator[dict[str, Exited]]:
+    """The embedded-Ray processes below, started together: each costs a Ray start (~10 s), mostly waiting. The
+    first beside a `ray start` cluster (here the session's Ray, named in its temp folder's ``ray_current_cluster``)."""
+    import ray
+
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "TMPDIR": "/tmp"}
     env.pop("RAY_ADDRESS", None)
+    started = Path(tempfile.mkdtemp(prefix="rs", dir="/tmp"))  # short: Ray's socket paths go under it
+    (started / "ray").mkdir()
+    (started / "ray" / "ray_current_cluster").write_text(ray.get_runtime_context().gcs_address)
     procs = {
-        "monitor": Exited(MONITOR, env),
+        "monitor": Exited(MONITOR, {**env, "RAY_TMPDIR": str(started)}),
         "second_ctrl_c": Exited(SECOND_CTRL_C, env),
         "sigterm_at_exit": Exited(SIGTERM_AT_EXIT, env),
     }
@@ -190,6 +201,7 @@ def ray_exits() -> Iterator[dict[str, Exited]]:
     finally:
         for proc in procs.values():  # what a failing test left running
             proc.stop()
+        shutil.rmtree(started, ignore_errors=True)
 
 
 def test_the_embedded_rays_monitor_is_gone_when_rays_shutdown_reaches_it(ray_exits):
@@ -199,6 +211,18 @@ def test_the_embedded_rays_monitor_is_gone_when_rays_shutdown_reaches_it(ray_exi
     assert p.proc.returncode == 0, p.err[-3000:]
     line = next(ln for ln in p.out.splitlines() if ln.startswith("MONITOR "))
     assert line == "MONITOR {'alive': False, 'returncode': -9}", line
+
+
+def test_the_embedded_ray_is_its_own_beside_a_ray_start_cluster(ray_session, ray_exits):
+    # with a `ray start` cluster on the machine (its address in /tmp/ray/ray_current_cluster), ray.init() attached
+    # to it: `repeval run` without RAY_ADDRESS stopped with Ray's "When connecting to an existing cluster,
+    # _system_config must not be provided" (without repeval's _system_config it would have run there)
+    import ray
+
+    p = ray_exits["monitor"].wait()
+    assert p.proc.returncode == 0, p.err[-3000:]
+    (line,) = [ln for ln in p.out.splitlines() if ln.startswith("GCS ")]
+    assert line != f"GCS {ray.get_runtime_context().gcs_address}", line
 
 
 def test_a_second_ctrl_c_does_not_break_off_rays_shutdown(ray_exits):
@@ -224,8 +248,8 @@ def test_a_sigterm_while_the_exit_handlers_run_ends_the_process_with_143_and_no_
 SIGTERM_IN_INIT = """
 import os, signal
 import ray._private.node as node
-from repeval import ray_utils
-ray_utils.exit_on_sigterm()  # as the command's entry point does
+from repeval import ray_signals, ray_utils
+ray_signals.exit_on_sigterm()  # as the command's entry point does
 start = node.Node.__init__
 def start_after_sigterm(self, *args, **kwargs):  # `kill` while ray.init starts Ray (half a minute on a busy machine)
     os.kill(os.getpid(), signal.SIGTERM)
@@ -234,7 +258,7 @@ node.Node.__init__ = start_after_sigterm
 try:
     ray_utils.init_ray(num_cpus=1)
 finally:
-    print("SIGTERM_SEEN", ray_utils.sigterm_received(), flush=True)
+    print("SIGTERM_SEEN", ray_signals.sigterm_received(), flush=True)
 """
 
 
@@ -356,7 +380,7 @@ def test_the_watchdog_ends_its_dead_drivers_processes_and_no_others(tmp_path):
 # A Ray worker's SIGTERM handler (Ray's own function raising the SystemExit, as ``worker.main_loop`` sets it), and a
 # SIGTERM that lands in a weakref callback — a collection running in the worker's main thread when Ray's kill comes;
 # argv[1] installs repeval's hook (``quiet``) or not, argv[2] makes the callback raise another error after it;
-# ``driver``: a command's handler instead (repeval.ray_utils.exit_on_sigterm), ``driver-unhooked`` without its hook
+# ``driver``: a command's handler instead (repeval.ray_signals.exit_on_sigterm), ``driver-unhooked`` without its hook
 CALLBACK_SIGTERM = """
 import os, signal, sys, weakref
 from ray._raylet import raise_sys_exit_with_custom_error_message
@@ -364,8 +388,8 @@ def sigterm_handler(signum, frame):
     raise_sys_exit_with_custom_error_message("The process receives a SIGTERM.", exit_code=1)
 signal.signal(signal.SIGTERM, sigterm_handler)
 if sys.argv[1].startswith("driver"):
-    from repeval import ray_utils
-    ray_utils.exit_on_sigterm()
+    from repeval import ray_signals
+    ray_signals.exit_on_sigterm()
     if sys.argv[1] == "driver-unhooked":
         sys.unraisablehook = sys.__unraisablehook__
 if sys.argv[1] == "quiet":

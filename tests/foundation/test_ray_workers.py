@@ -17,7 +17,7 @@ from repeval.ray_utils import init_ray
 if os.environ["MODE"] == "repeval":
     init_ray(num_cpus=2)
 else:  # Ray's defaults
-    ray.init(num_cpus=2, include_dashboard=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
 
 @ray.remote(num_cpus=0.75)
 class Holder:  # an embedding actor: holds a worker process of its own

@@ -38,7 +38,7 @@ from reliability_helpers import (
 )
 from typer.testing import CliRunner
 
-from repeval import cli, ray_utils
+from repeval import cli, ray_signals
 from repeval.cli import common
 from repeval.store.lock import holder
 
@@ -207,12 +207,12 @@ def test_sigterm_in_a_blocking_ray_call_marks_the_run_interrupted(ray_session, f
             ray_session.wait([ref], timeout=120)
 
     try:
-        ray_utils.exit_on_sigterm()  # what the CLI's entry point and init_ray do
+        ray_signals.exit_on_sigterm()  # what the CLI's entry point and init_ray do
         with pytest.raises(typer.Exit) as stopped:
             common._guard(train)
     finally:
         signal.signal(signal.SIGTERM, previous)
-        ray_utils._sigterms.clear()
+        ray_signals._sigterms.clear()
         ray_session.cancel(ref, force=True)
     assert stopped.value.exit_code == 143
     assert f"`repeval train {cfg}` resumes it" in capsys.readouterr().err
@@ -239,7 +239,7 @@ def test_sigterm_outside_ray_exits_143(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(dispatcher, "handlers", [("ray_print_logs", printed.append), other])
     previous = signal.getsignal(signal.SIGTERM)
     try:
-        ray_utils.exit_on_sigterm()
+        ray_signals.exit_on_sigterm()
         with pytest.raises(SystemExit) as raw:
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)  # the handler runs in the main thread at once; the sleep is cut short
@@ -251,7 +251,7 @@ def test_sigterm_outside_ray_exits_143(monkeypatch: pytest.MonkeyPatch) -> None:
         assert stopped.value.exit_code == 143
     finally:
         signal.signal(signal.SIGTERM, previous)
-        ray_utils._sigterms.clear()
+        ray_signals._sigterms.clear()
 
 
 def test_a_job_stopped_by_sigterm_is_resumed_by_submitting_it_again(tmp_path, monkeypatch, capsys):
@@ -282,12 +282,12 @@ def test_a_job_stopped_by_sigterm_is_resumed_by_submitting_it_again(tmp_path, mo
 
     previous = signal.getsignal(signal.SIGTERM)
     try:
-        ray_utils.exit_on_sigterm()
+        ray_signals.exit_on_sigterm()
         with pytest.raises(typer.Exit):
             common._guard(run)
     finally:
         signal.signal(signal.SIGTERM, previous)
-        ray_utils._sigterms.clear()
+        ray_signals._sigterms.clear()
     submit = (
         "RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1 ray job submit --working-dir . --runtime-env cluster/runtime_env.yaml -- "
         f"python jobs/run.py {shlex.quote(str(cfg))}"

@@ -7,6 +7,7 @@ text: comments and docstrings that *mention* ``torch.load`` do not count, calls 
 from __future__ import annotations
 
 import ast
+import importlib
 import os
 import socket
 from pathlib import Path
@@ -52,8 +53,28 @@ def _is_const(node: ast.AST | None, value: object) -> bool:
     return isinstance(node, ast.Constant) and node.value is value
 
 
-def findings(source: str, filename: str = "<src>") -> list[str]:
-    """Every dangerous call in ``source`` as ``file:line: what``."""
+def safe_yaml_loaders(sources: list[Path]) -> set[str]:
+    """The names of the ``yaml.SafeLoader`` subclasses the package defines (``class Loader(yaml.SafeLoader)``), each
+    checked to be one once imported: ``yaml.load(text, Loader=<one of them>)`` reads YAML as ``yaml.safe_load`` does."""
+    names = {"SafeLoader", "CSafeLoader"}
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and any(_dotted(b) == ("yaml", "SafeLoader") for b in node.bases):
+                module = importlib.import_module(".".join(path.relative_to(REPO).with_suffix("").parts))
+                assert issubclass(getattr(module, node.name), yaml.SafeLoader), (path, node.name)
+                names.add(node.name)
+    return names
+
+
+def _safe_yaml_load(call: ast.Call, name: tuple[str, ...], safe: frozenset[str] | set[str]) -> bool:
+    loader = _kw(call, "Loader")
+    return name[-2:] in {("yaml", "load"), ("yaml", "load_all")} and _dotted(loader or ast.Constant(None))[-1:] in {
+        (n,) for n in safe
+    }
+
+
+def findings(source: str, filename: str = "<src>", safe: frozenset[str] | set[str] = frozenset()) -> list[str]:
+    """Every dangerous call in ``source`` as ``file:line: what`` (``safe``: :func:`safe_yaml_loaders`)."""
     out = []
     for node in ast.walk(ast.parse(source, filename)):
         if not isinstance(node, ast.Call):
@@ -62,7 +83,7 @@ def findings(source: str, filename: str = "<src>") -> list[str]:
         where = f"{filename}:{node.lineno}"
         if name in {("eval",), ("exec",)}:
             out.append(f"{where}: {name[0]}()")
-        if len(name) >= 2 and name[-2:] in UNSAFE_LOADERS:
+        if len(name) >= 2 and name[-2:] in UNSAFE_LOADERS and not _safe_yaml_load(node, name, safe):
             arg = node.args[0] if node.args else None
             # pickle.loads(pickle.dumps(x)) round-trips our own object (the model contract test): allowed
             if not (isinstance(arg, ast.Call) and _dotted(arg.func)[-1:] == ("dumps",)):
@@ -86,29 +107,33 @@ import pickle, torch, subprocess, os, yaml, numpy as np
 eval(x); exec(y)
 pickle.load(open(p, 'rb')); torch.load(p); torch.load(p, weights_only=False)
 subprocess.run(f"ls {d}", shell=True); subprocess.check_output("ls " + d); os.system(c)
-yaml.load(t); yaml.full_load(t); np.load(p, allow_pickle=True)
+yaml.load(t); yaml.full_load(t); np.load(p, allow_pickle=True); yaml.load(t, Loader=yaml.Loader)
 """
-    assert len(findings(bad)) == 12, findings(bad)
+    assert len(findings(bad, safe={"SafeLoader"})) == 13, findings(bad)
     good = """
 import pickle, torch, subprocess, yaml, numpy as np
 model.eval(); torch.load(p, weights_only=True); pickle.loads(pickle.dumps(m))
-subprocess.run([sys.executable, '-c', code]); yaml.safe_load(t); np.load(p)
+subprocess.run([sys.executable, '-c', code]); yaml.safe_load(t); np.load(p); yaml.load(t, Loader=yaml.SafeLoader)
 """
-    assert findings(good) == []
+    assert findings(good, safe={"SafeLoader"}) == []
 
 
 def test_package_source_has_no_code_execution_from_data():
     assert len(SOURCES) > 30
-    problems = [f for path in SOURCES for f in findings(path.read_text(), str(path.relative_to(REPO)))]
+    safe = safe_yaml_loaders(SOURCES)
+    problems = [f for path in SOURCES for f in findings(path.read_text(), str(path.relative_to(REPO)), safe)]
     assert problems == []
 
 
 def test_yaml_is_only_read_with_safe_load():
+    # or with yaml.load and a SafeLoader of the package's (repeval/config/yaml_keys.py: duplicate keys refused)
     calls = set()
+    safe = safe_yaml_loaders(SOURCES)
     for path in SOURCES:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and _dotted(node.func)[:1] == ("yaml",):
-                calls.add(_dotted(node.func)[1])
+                name = _dotted(node.func)
+                calls.add("safe_load" if _safe_yaml_load(node, name, safe) else name[1])
     assert calls, "the package reads YAML somewhere"
     assert {c for c in calls if "load" in c} <= {"safe_load", "safe_load_all"}
 

@@ -632,3 +632,15 @@ def test_a_summary_whose_read_fails_without_a_message_is_said(tmp_path):
         said
         == "summary.parquet is unreadable (OSError); rerun `repeval evaluate` on the run (it rewrites both from groups/)"
     )
+
+
+def test_runs_takes_one_runs_directory_named_twice_alike(tmp_path, monkeypatch):
+    # `repeval runs runs/ --runs-dir runs` (a shell completes the folder with its `/`) was refused as "two runs
+    # directories given" of one folder; two folders are still refused, naming both
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for given in (["runs/", "--runs-dir", "runs"], ["./runs", "--runs-dir", str(tmp_path / "runs")]):
+        res = CliRunner().invoke(app, ["runs", *given])
+        assert res.exit_code == 0 and res.output.startswith(f"{given[0]}: no runs (no folder in it"), res.output
+    res = CliRunner().invoke(app, ["runs", "runs", "--runs-dir", "other"])
+    assert res.exit_code == 1 and "two runs directories given (runs and --runs-dir other): give one" in res.output
