@@ -398,6 +398,8 @@ def pool_misfit(
     if fits is None:
         fits = {"decode_num_cpus": room, "embed_actors": float(max(beside, default=0))}
     fixes = [f"set run.resources.{k} to at most {v:g}" for k, v in fits.items() if v > 0]
+    if 0 < fits.get("decode_num_cpus", room) < room:  # not the room said above: say why
+        fixes[0] += " (the actors are sized from it: they grow as it shrinks)"
     fixes.append(
         f"add a node with {_amounts(task)} (on an autoscaling cluster, raise its node type's min_workers so one is up "
         "when the run starts)"
