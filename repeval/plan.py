@@ -254,15 +254,16 @@ def make_plan(
         where += [f"{', '.join(pooled)} in actor pools"] if pooled else []
         p.resources["models run"] = f"{'; '.join(where)} (embed_in_decode: {r.embed_in_decode})"
     else:
-        from repeval.pipeline.resources import plan_resources, stream_misfit
+        from repeval.pipeline.resources import plan_resources, replanner, stream_misfit
 
-        gpus = float(cluster.get("GPU", 0.0))
+        gpus, cpus = float(cluster.get("GPU", 0.0)), float(cluster.get("CPU", 1.0))
         for exp in cfg.experiments:
             for m in exp.embedding_models:
                 fam, _ = resolve_model(m)
                 try:
-                    res = plan_resources(fam.cls, r, float(cluster.get("CPU", 1.0)), gpus, cluster)
-                    misfit = stream_misfit(m.id, res, r.use_gpu, nodes) if nodes else None
+                    res = plan_resources(fam.cls, r, cpus, gpus, cluster)
+                    replan = replanner(fam.cls, r, cpus, gpus, cluster)
+                    misfit = stream_misfit(m.id, res, r.use_gpu, nodes, replan=replan) if nodes else None
                     p.resources[f"embed {m.id}"] = f"cannot be placed: {misfit}" if misfit else res.describe()
                 except ValueError as exc:
                     p.resources[f"embed {m.id}"] = f"cannot be placed: {exc}"

@@ -351,6 +351,18 @@ def _others(nodes: Sequence[Mapping[str, float]], j: int, actor: Mapping[str, fl
     return sum(_count(n, actor) for i, n in enumerate(nodes) if i != j)
 
 
+def pool_room(actor: Mapping[str, float], n_actors: int, nodes: Sequence[Mapping[str, float]]) -> float:
+    """The most CPUs (to 0.001, rounded down) a node keeps beside the actors of ``actor`` it must take — those the
+    other nodes cannot — of a pool of ``n_actors``: the largest decode task the pool leaves room for."""
+    actor = {k: float(v) for k, v in actor.items() if float(v) > 0}
+    rooms = []
+    for j, n in enumerate(nodes):
+        own = max(0, n_actors - _others(nodes, j, actor))
+        if own <= _count(n, actor):
+            rooms.append(float(n.get("CPU", 0)) - own * actor.get("CPU", 0.0))
+    return int(max(rooms, default=0.0) * 1000 + 1e-6) / 1000
+
+
 def pool_misfit(
     model: str,
     actor: Mapping[str, float],
@@ -358,6 +370,7 @@ def pool_misfit(
     task: Mapping[str, float],
     nodes: Sequence[Mapping[str, float]],
     may_grow: bool = True,
+    fits: Mapping[str, float] | None = None,
 ) -> str | None:
     """Why the live nodes (``nodes``) cannot hold a stream's ``n_actors`` embedding actors (``actor`` each) and one
     of its decode tasks (``task``, CPUs only) at once — :func:`check_request_fits`'s kind of message — else ``None``.
@@ -365,7 +378,9 @@ def pool_misfit(
     the whole actor pool first, and on 2 CPUs a 1-CPU actor leaves no room for a decode task of 2 CPUs
     (``run.resources.decode_num_cpus: 2``); the stream showed "Active & requested resources: 3/2 CPU" and stood still.
     Exact for such a pool: some node holds the task beside as many actors as the other nodes cannot take.
-    A cluster scaled to zero is left to its autoscaler, as :func:`request_misfit` leaves it."""
+    A cluster scaled to zero is left to its autoscaler, as :func:`request_misfit` leaves it. ``fits``: the most
+    ``run.resources.decode_num_cpus`` and ``embed_actors`` may each be for the stream, sized again from it, to fit
+    (:func:`repeval.pipeline.resources.stream_misfit` finds them; 0: no value does) — else what these requests leave."""
     from repeval.words import counted
 
     actor = {k: float(v) for k, v in actor.items() if float(v) > 0}
@@ -379,17 +394,12 @@ def pool_misfit(
     ]
     if any(k >= n_actors for k in beside):
         return None
-    # the most CPU a node keeps beside the actors it must take (those the other nodes cannot)
-    rooms = []
-    for j, n in enumerate(nodes):
-        own = max(0, n_actors - _others(nodes, j, actor))
-        if own <= _count(n, actor):
-            rooms.append(float(n.get("CPU", 0)) - own * actor.get("CPU", 0.0))
-    room = int(max(rooms, default=0.0) * 1000 + 1e-6) / 1000
-    fixes = [f"set run.resources.decode_num_cpus to at most {room:g}"] if room > 0 else []
-    most = max(beside, default=0)
-    if most >= 1:
-        fixes.append(f"set run.resources.embed_actors to at most {most}")
+    room = pool_room(actor, n_actors, nodes)
+    if fits is None:
+        fits = {"decode_num_cpus": room, "embed_actors": float(max(beside, default=0))}
+    fixes = [f"set run.resources.{k} to at most {v:g}" for k, v in fits.items() if v > 0]
+    if 0 < fits.get("decode_num_cpus", room) < room:  # not the room said above: say why
+        fixes[0] += " (the actors are sized from it: they grow as it shrinks)"
     fixes.append(
         f"add a node with {_amounts(task)} (on an autoscaling cluster, raise its node type's min_workers so one is up "
         "when the run starts)"

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -271,29 +271,55 @@ def stream_resources(mcfg: Any, resources: Any, nodes: Sequence[Mapping[str, flo
     cluster = ray.cluster_resources()
     cpus, gpus = float(cluster.get("CPU", 1.0)), float(cluster.get("GPU", 0.0))
     res = plan_resources(fam.cls, resources, cpus, gpus, cluster)
-    check_stream_fits(mcfg.id, res, str(getattr(resources, "use_gpu", "auto")), nodes)
+    replan = replanner(fam.cls, resources, cpus, gpus, cluster)
+    check_stream_fits(mcfg.id, res, str(getattr(resources, "use_gpu", "auto")), nodes, replan)
     return res
 
 
+#: the stream planned again with some of its ``run.resources`` settings changed (``{"decode_num_cpus": 0.5}``)
+Replan = Callable[[dict[str, Any]], EmbedResources]
+
+
+def replanner(
+    model_cls: type, resources: Any, cpus: float, gpus: float, cluster: Mapping[str, float] | None
+) -> Replan | None:
+    """:func:`plan_resources` of ``model_cls`` on these totals with settings of ``resources`` changed (``None`` when
+    ``resources`` is not a configuration that can be copied so)."""
+    if not hasattr(resources, "model_copy"):
+        return None
+    return lambda update: plan_resources(model_cls, resources.model_copy(update=update), cpus, gpus, cluster)
+
+
 def check_stream_fits(
-    model: str, res: EmbedResources, use_gpu: str, nodes: Sequence[Mapping[str, float]] | None = None
+    model: str,
+    res: EmbedResources,
+    use_gpu: str,
+    nodes: Sequence[Mapping[str, float]] | None = None,
+    replan: Replan | None = None,
 ) -> None:
     """Refuse a stream the live nodes cannot hold (:func:`stream_misfit`), read once (``nodes``, else here)."""
     from repeval.ray_cluster import alive_node_resources, may_grow
 
-    problem = stream_misfit(model, res, use_gpu, alive_node_resources() if nodes is None else nodes, may_grow())
+    nodes = alive_node_resources() if nodes is None else nodes
+    problem = stream_misfit(model, res, use_gpu, nodes, may_grow(), replan)
     if problem:
         raise ValueError(problem)
 
 
 def stream_misfit(
-    model: str, res: EmbedResources, use_gpu: str, nodes: Sequence[Mapping[str, float]], may_grow: bool = True
+    model: str,
+    res: EmbedResources,
+    use_gpu: str,
+    nodes: Sequence[Mapping[str, float]],
+    may_grow: bool = True,
+    replan: Replan | None = None,
 ) -> str | None:
     """Why the live nodes (``nodes``, each one's resources) cannot hold a stream's decode tasks or embedding actors
     (:func:`~repeval.ray_cluster.request_misfit`): an ``embed_num_cpus`` above every node's CPUs (the requests are
     sized from the cluster's total), the GPUs of ``embed_num_gpus`` on nodes of fewer; or the actor pool and a
     decode task together (:func:`~repeval.ray_cluster.pool_misfit`) — except an actor pool under ``use_gpu:
-    always``, which waits for the autoscaler's GPU nodes. ``None`` when they fit."""
+    always``, which waits for the autoscaler's GPU nodes. ``None`` when they fit. ``replan``: the stream planned
+    again (:func:`replanner`), by which the pool's message names the settings that fit (:func:`_settings_that_fit`)."""
     from repeval.ray_cluster import pool_misfit, request_misfit
 
     keys = {"CPU": "run.resources.embed_num_cpus", "GPU": "run.resources.embed_num_gpus"}
@@ -306,7 +332,51 @@ def stream_misfit(
     if problem or use_gpu == "always":
         return problem
     custom = {k: f"run.resources.embed_resources.{k}" for k in res.resources}
-    actor = {"CPU": res.num_cpus, "GPU": res.num_gpus, **res.resources}
-    return request_misfit(
-        f"the embedding actors of {model}", actor, {**keys, **custom}, nodes, may_grow
-    ) or pool_misfit(model, actor, res.n_actors, decode, nodes, may_grow)
+    actor = _actor(res)
+    problem = request_misfit(f"the embedding actors of {model}", actor, {**keys, **custom}, nodes, may_grow)
+    if problem or pool_misfit(model, actor, res.n_actors, decode, nodes, may_grow) is None:
+        return problem
+    fits = _settings_that_fit(model, res, use_gpu, nodes, may_grow, replan) if replan else None
+    return pool_misfit(model, actor, res.n_actors, decode, nodes, may_grow, fits)
+
+
+def _actor(res: EmbedResources) -> dict[str, float]:
+    """What each embedding actor of ``res`` requests."""
+    return {"CPU": res.num_cpus, "GPU": res.num_gpus, **res.resources}
+
+
+def _settings_that_fit(
+    model: str, res: EmbedResources, use_gpu: str, nodes: Sequence[Mapping[str, float]], may_grow: bool, replan: Replan
+) -> dict[str, float]:
+    """The most ``run.resources.decode_num_cpus`` and ``embed_actors`` may each be (the other settings kept) for the
+    stream of ``res``, planned again, to fit ``nodes`` — 0 when no value does. Not what these requests leave beside
+    the pool: :func:`plan_resources` sizes the actors from both (a smaller decode share leaves the pool more CPUs, and
+    fewer actors get more each): on nodes of 2 and 1 CPUs, the 0.334 CPUs three actors left free beside
+    ``decode_num_cpus: 0.5`` became 0.25 once it was lowered to 0.334."""
+    from repeval.ray_cluster import pool_room
+
+    def planned(update: dict[str, Any]) -> EmbedResources | None:
+        try:
+            return replan(update)
+        except ValueError:  # a request the settings cannot make (run.resources.embed_resources): not a fix
+            return None
+
+    def fits(new: EmbedResources | None) -> bool:
+        return new is not None and stream_misfit(model, new, use_gpu, nodes, may_grow) is None
+
+    # from the room the pool leaves, lowered to the room each smaller decode share leaves, until one fits
+    decode, now = res.decode_num_cpus, res
+    for _ in range(64):
+        decode = min(pool_room(_actor(now), now.n_actors, nodes), _round(decode - 0.001))
+        new = planned({"decode_num_cpus": decode}) if decode > 0 else None
+        if new is None or fits(new):
+            break
+        now = new
+    else:
+        new = None
+    decode = decode if new is not None else 0.0
+    # a rounder value as near, when it fits too (1, not the 1.001 that the steps down from 1.25 end at)
+    rounder = (math.floor(decode * 10**k) / 10**k for k in (0, 1, 2))
+    decode = next((c for c in rounder if 0.99 * decode <= c < decode and fits(planned({"decode_num_cpus": c}))), decode)
+    actors = next((n for n in range(res.n_actors - 1, 0, -1) if fits(planned({"embed_actors": n}))), 0)
+    return {"decode_num_cpus": decode, "embed_actors": float(actors)}

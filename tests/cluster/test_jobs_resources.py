@@ -445,6 +445,37 @@ def test_a_pool_spread_over_nodes_leaves_a_decode_task_room_on_one() -> None:
     assert pool_misfit("clmr", {"CPU": 1.0}, 1, {"CPU": 2.0}, [{"CPU": 0.0}]) is None
 
 
+def test_the_settings_a_refused_pool_names_make_it_fit() -> None:
+    """Nodes of 2 and 1 CPUs, ``decode_num_cpus: 0.5``: three actors of 0.833 CPUs leave 0.334 beside them, and the
+    refusal said "at most 0.334" — but the pool is sized from that setting, and at 0.334 its actors grew to 0.875 CPUs
+    and left 0.25: refused again, with a new number. On one node of 2 CPUs, decode tasks of 1.5 beside two actors
+    of 0.5: "embed_actors to at most 1" made one actor of 1 CPU, as short. What each setting it names is set to, the
+    stream fits; a setting that cannot make it fit is not named."""
+    import re
+
+    from repeval.plan import make_plan
+
+    two = ({"CPU": 3.0, "node:10.0.0.1": 1.0, "node:10.0.0.2": 1.0}, [{"CPU": 2.0}, {"CPU": 1.0}])
+    one = ({"CPU": 2.0}, [{"CPU": 2.0}])
+
+    def embed(on: tuple[dict[str, float], list[dict[str, float]]], **resources: Any) -> str:
+        cfg = _cfg(embed_in_decode="never", **resources)
+        return make_plan(cfg, cluster=on[0], nodes=on[1]).resources["embed mfcc-stats"]
+
+    for on, asked, said in [
+        (two, {"decode_num_cpus": 0.5}, [("decode_num_cpus", "0.25"), ("embed_actors", "2")]),
+        # two actors leave 1.25 beside them; 1 fits (the steps down from 1.25 end at 1.001)
+        (two, {"decode_num_cpus": 1.5}, [("decode_num_cpus", "1"), ("embed_actors", "1")]),
+        (one, {"decode_num_cpus": 1.5, "embed_actors": 2}, [("decode_num_cpus", "1")]),
+    ]:
+        refused = embed(on, **asked)
+        fixes = re.findall(r"set run\.resources\.(\w+) to at most ([\d.]+)", refused)
+        assert fixes == said, refused
+        for key, value in fixes:
+            fixed = embed(on, **{**asked, key: float(value)})
+            assert not fixed.startswith("cannot be placed"), (asked, key, value, fixed)
+
+
 def test_plan_at_an_address_checks_the_requests_node_by_node_as_the_run_does(
     ray_session: Any, rendered_notes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
