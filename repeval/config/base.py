@@ -109,7 +109,9 @@ class Strict(BaseModel):
                 said.append(((), f"'{key}' and '{given[canonical]}' both given; keep one"))
                 continue
             if isinstance(value, dict) and _free_keys(cls.model_fields[canonical].annotation):
-                value, found = plain_key_faults(value, (canonical,))  # a mapping of free keys (params): its keys
+                # a mapping of free keys: its keys (a search's all through; a model's params its own, the keys of
+                # a value a parameter takes being its data)
+                value, found = plain_key_faults(value, (canonical,), deep_names=canonical != "params")
                 said += found
             out[canonical] = value
             given[canonical] = key

@@ -95,12 +95,12 @@ def key_fault(fault: NotText | Twice, valid: set[str] | None = None, hint: str =
 
 
 def plain_key_faults(
-    value: Any, loc: tuple[Any, ...] = (), names: bool = True
+    value: Any, loc: tuple[Any, ...] = (), names: bool = True, deep_names: bool = True
 ) -> tuple[Any, list[tuple[tuple[Any, ...], str]]]:
     """``value`` (a mapping of free keys, or a list, and what they hold) without its faulty keys, and each fault's
     ``(loc, message)``; a mapping key's loc is its path under ``loc``. Its own keys are ``names`` (a model's
-    parameters); the keys of a value it holds are data (a label map ``{0: low, 1: high}``): kept as YAML read them,
-    only one given twice said."""
+    parameters), and so are the keys of the values it holds if ``deep_names`` (a search's axes); else those are data
+    (a parameter's label map ``{0: low, 1: high}``): kept as YAML read them, only one given twice said."""
     said: list[tuple[tuple[Any, ...], str]] = []
     if isinstance(value, dict):
         out = {}
@@ -110,13 +110,13 @@ def plain_key_faults(
                 said.append(((*loc, fault.text), key_fault(fault)))
                 continue
             key = k if fault is None else fault.value
-            out[key], found = plain_key_faults(v, (*loc, key), names=False)
+            out[key], found = plain_key_faults(v, (*loc, key), deep_names, deep_names)
             said += found
         return (value if out == value and not said else out), said
     if isinstance(value, list):
         items = []
         for i, v in enumerate(value):
-            item, found = plain_key_faults(v, (*loc, i), names=False)
+            item, found = plain_key_faults(v, (*loc, i), deep_names, deep_names)
             items.append(item)
             said += found
         return (value if items == value and not said else items), said

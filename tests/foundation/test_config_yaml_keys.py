@@ -98,6 +98,12 @@ def test_the_keys_of_a_parameters_value_are_its_data_as_yaml_reads_them(tmp_path
         "experiments[0].embedding_models[0].params.layer_weights.0: key '0' is given twice on line 11 — YAML keeps "
         "the last: keep one"
     ]
+    # a search's keys are names all through: its axes are probe keys
+    said = _problems(_write(tmp_path, probe="{type: classifier, search: {grid: {on: [1, 2]}}}"))
+    assert said == [
+        "experiments[0].downstream_models[0].search.grid.on: key on (line 13) is read by YAML as the boolean true, "
+        "not a name — quote it ('on': …)"
+    ]
 
 
 def test_a_slip_in_a_mapping_two_places_share_is_said_once(tmp_path):
