@@ -33,21 +33,27 @@ FileName = Annotated[str, AfterValidator(_file_name)]
 # --- end reliability --------------------------------------------------------------------------------
 
 #: an environment variable in a path: ``$HOME``, ``${HOME}``, ``%USERPROFILE%``
-_VARIABLE = re.compile(r"\$\w|\$\{|%\w+%")
+_VARIABLE = re.compile(r"\$\{[^}]*\}?|\$\w+|%\w+%")
 
 
 def _local_path(v: str) -> str:
     """A path read from the configuration: ``~`` (a home folder) expanded, as a shell would — the data checks
     expanded it, and the loaders and the store took it as a folder named ``~`` —; an environment variable refused
-    (neither expands it: the run would make a folder named ``$HOME``), with the path it stands for here; a URI as
-    written."""
+    (neither expands it: the run would make a folder named ``$HOME``), with the path it stands for here, unless a file
+    or folder of that name exists (``a$b``: the path is its name); a URI as written."""
     if "://" in v:
         return v
-    if _VARIABLE.search(v):
+    path = os.path.expanduser(v) if v.startswith("~") else v
+    if _VARIABLE.search(v) and not os.path.lexists(path):
         written = os.path.expandvars(v)
-        here = f" ({written} here)" if not _VARIABLE.search(written) else " (and it is not set here either)"
+        unset = sorted({m.group(0) for m in _VARIABLE.finditer(written)})
+        here = (
+            f" ({written} here)"
+            if not unset
+            else f" ({' and '.join(unset)} {'is' if len(unset) == 1 else 'are'} not set here)"
+        )
         raise ValueError(f"{v!r}: environment variables are not expanded in paths: write the path out in full{here}")
-    return os.path.expanduser(v) if v.startswith("~") else v
+    return path
 
 
 #: a local path or URI of the configuration (:func:`_local_path`)
@@ -94,7 +100,7 @@ class Strict(BaseModel):
                 key = fault.text
             canonical = aliases.get(key, key)
             if canonical not in valid and (home := cls._home_of(key)):
-                said.append(((), f"unknown key '{key}' here — it is a key of {home}: indent it under it"))
+                said.append(((), f"unknown key '{key}' here — it is a key of {home}"))
                 continue
             if canonical not in valid:
                 meant += [aliases.get(hint, hint) for hint in cls._suggest(key)]
@@ -104,7 +110,9 @@ class Strict(BaseModel):
                 said.append(((), f"'{key}' and '{given[canonical]}' both given; keep one"))
                 continue
             if isinstance(value, dict) and _free_keys(cls.model_fields[canonical].annotation):
-                value, found = plain_key_faults(value, (canonical,))  # a mapping of free keys (params): its keys
+                # a mapping of free keys: its keys (a search's all through; a model's params its own, the keys of
+                # a value a parameter takes being its data)
+                value, found = plain_key_faults(value, (canonical,), deep_names=canonical != "params")
                 said += found
             out[canonical] = value
             given[canonical] = key
@@ -140,13 +148,18 @@ class Strict(BaseModel):
 
     @classmethod
     def _home_of(cls, key: str) -> str | None:
-        """Where an unknown ``key`` that is a key of a model under this one belongs (``seeds`` at the top level: run),
-        or None."""
-        for name, field in cls.model_fields.items():
-            model = _model_of(field)
-            if model is not None and (key in model.model_fields or key in model.key_aliases):
-                return f"'{name}'" if _is_model(field.annotation) else f"each '{name}' entry"
-        return None
+        """Where an unknown ``key`` that is a key of a model under this one belongs (``seeds`` at the top level: run;
+        ``batch_size`` in an experiment: an embedding model's or a probe's, each named), or None."""
+        homes = [
+            f"'{name}'" if _is_model(field.annotation) else f"each '{name}' entry"
+            for name, field in cls.model_fields.items()
+            if (model := _model_of(field)) is not None and (key in model.model_fields or key in model.key_aliases)
+        ]
+        if not homes:
+            return None
+        if len(homes) == 1:
+            return f"{homes[0]}: indent it under it"
+        return f"{', '.join(homes[:-1])} or {homes[-1]}: indent it under the one it is for"
 
     @classmethod
     def _suggest(cls, key: str) -> list[str]:

@@ -71,7 +71,7 @@ def _format(err: ValidationError) -> list[str]:
         line = msg if not loc and msg.startswith(("experiments[", "run.", "plugins[")) else f"{path}: {msg}"
         if line not in problems:
             problems.append(line)
-    return _said_once(problems, _EXPERIMENT_PLACE)
+    return _said_once(_said_once(problems, _KEY_PLACE), _EXPERIMENT_PLACE)
 
 
 def _number_hint(kind: str, loc: tuple[Any, ...], value: Any) -> str:
@@ -255,6 +255,9 @@ def _manifest_problems(ds: Any, task: Any) -> list[str]:
 #: the place of a problem of a dataset (:func:`check_data_paths`), and of an experiment (:func:`_format`)
 _DATASET_PLACE = re.compile(r"^(experiments\[\d+\]\.datasets\[\d+\])(\..*)$", re.S)
 _EXPERIMENT_PLACE = re.compile(r"^(experiments\[\d+\])([.:].*)$", re.S)
+#: the place of a key's fault that names its line (:func:`repeval.config.yaml_keys.key_fault`): a mapping several
+#: places share (a YAML alias, a ``<<`` merge) says it at each
+_KEY_PLACE = re.compile(r"^(\S+?)(: key .*\blines? \d+.*)$", re.S)
 
 
 def _said_once(problems: list[str], where: re.Pattern[str] = _DATASET_PLACE) -> list[str]:
@@ -271,8 +274,16 @@ def _said_once(problems: list[str], where: re.Pattern[str] = _DATASET_PLACE) -> 
     out = []
     for what, places in alike.items():
         others = [p for p in places[1:] if p]
-        out.append(f"{places[0]}{what}" + (f" (the same at {', '.join(others)})" if others else ""))
+        more = f" and {len(others) - _PLACES_SAID} more" if len(others) > _PLACES_SAID else ""
+        out.append(
+            f"{places[0]}{what}" + (f" (the same at {', '.join(others[:_PLACES_SAID])}{more})" if others else "")
+        )
     return out
+
+
+#: the other places of a problem said by name (:func:`_said_once`): a block 1,000 experiments share is not a line
+#: of 1,000 places
+_PLACES_SAID = 5
 
 
 #: what a k-fold dataset's split column does (:func:`_fixed_fold_splits`, :func:`unchecked_fold_splits`)

@@ -1,0 +1,164 @@
+"""The configuration's YAML read for the slips YAML lets pass (:mod:`repeval.config.yaml_keys`), and its paths
+(:data:`repeval.config.base.PathText`): what they refuse, and what they must not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from repeval.config import ConfigError, load_config, parse_config
+
+#: one experiment; ``{probe}`` its probe's keys (indented 8), ``{store}`` its store, ``{head}`` the lines above it
+CONFIG = """\
+{head}
+run:
+  store: {store}
+experiments:
+  - task: {{name: pitch, type: multiclass_classification}}
+    datasets:
+      - {{name: notes, type: catalog, manifest: m.csv, label_column: instrument}}
+    deformations:
+      - name: quiet
+        steps: [{{type: Gain, params: {{min_gain_db: -6, max_gain_db: -6, p: 1}}}}]
+    embedding_models: [{model}]
+    downstream_models:
+      - {probe}
+"""
+
+
+def _write(
+    tmp_path: Path, head: str = "", probe: str = "{type: classifier}", store: str = "store", model: str = "mfcc-stats"
+) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(CONFIG.format(head=head, probe=probe, store=store, model=model))
+    return path
+
+
+def _problems(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    return err.value.problems
+
+
+def test_a_key_given_twice_in_an_anchor_merged_with_its_keys_is_said_where_it_is_merged(tmp_path):
+    """An anchor under an ``x-`` key is not checked where it is written; merged (``<<``), its keys were the merging
+    mapping's, and a key it gives twice was silently the last."""
+    head = "x-probe: &P\n  type: classifier\n  learning_rate: 1.0e-2\n  learning_rate: 1.0e-3\n"
+    assert _problems(_write(tmp_path, head, probe="<<: *P")) == [
+        "experiments[0].downstream_models[0]: key 'learning_rate' is given twice (lines 3 and 4) — YAML keeps the "
+        "last: keep one"
+    ]
+    # its own key overrides both: nothing lost, nothing said
+    cfg = load_config(_write(tmp_path, head, probe="{<<: *P, learning_rate: 0.5}"))
+    assert cfg.experiments[0].downstream_models[0].learning_rate == 0.5
+
+
+def test_a_merging_mapping_merged_before_it_is_built_keeps_its_own_keys(tmp_path):
+    """A mapping that merges an anchor and overrides a key of it (``<<: *A`` and ``learning_rate``), merged itself
+    by a mapping built before it (an ``x-`` key below it): its keys were said to be given twice."""
+    head = "x-a: &A {type: classifier, learning_rate: 1.0e-2, batch_size: 32}"
+    path = _write(tmp_path, head, probe="&B {<<: *A, learning_rate: 1.0e-3}")
+    path.write_text(path.read_text() + "x-later:\n  <<: *B\n")
+    probe = load_config(path).experiments[0].downstream_models[0]
+    assert (probe.learning_rate, probe.batch_size) == (1.0e-3, 32)
+
+
+#: a model of a plugin whose parameters take mappings
+LABEL_MAP_MODEL = """
+import numpy as np
+from repeval.models import EmbeddingModel, register_model
+
+@register_model("label-map-model")
+class LabelMap(EmbeddingModel):
+    sample_rate_hz = 16000
+    embedding_version = "1"
+
+    def __init__(self, layer_weights: dict | None = None, labels: dict | None = None) -> None:
+        super().__init__(layer_weights=layer_weights, labels=labels)
+        self.embedding_dim = 4
+
+    def embed(self, audio):
+        return np.zeros((1, 4), np.float32)
+"""
+
+
+def test_the_keys_of_a_parameters_value_are_its_data_as_yaml_reads_them(tmp_path):
+    """``params`` keys name parameters: ``1:`` there is a slip. The keys of a value a parameter takes are its data
+    (``layer_weights: {0: 0.5, 12: 0.5}``): they were refused as "read by YAML as the number 0, not a name"."""
+    plugin = tmp_path / "label_map.py"
+    plugin.write_text(LABEL_MAP_MODEL)
+    model = "{id: label-map-model, params: {layer_weights: {0: 0.5, 12: 0.5}, labels: [{1: one}]}}"
+    cfg = load_config(_write(tmp_path, f"plugins: [{plugin}]", model=model))
+    assert cfg.experiments[0].embedding_models[0].params == {"layer_weights": {0: 0.5, 12: 0.5}, "labels": [{1: "one"}]}
+    # a key given twice inside one is said all the same: YAML keeps the last
+    said = _problems(_write(tmp_path, f"plugins: [{plugin}]", model=model.replace("12: 0.5", "0: 0.7")))
+    assert said == [
+        "experiments[0].embedding_models[0].params.layer_weights.0: key '0' is given twice on line 11 — YAML keeps "
+        "the last: keep one"
+    ]
+    # a search's keys are names all through: its axes are probe keys
+    said = _problems(_write(tmp_path, probe="{type: classifier, search: {grid: {on: [1, 2]}}}"))
+    assert said == [
+        "experiments[0].downstream_models[0].search.grid.on: key on (line 13) is read by YAML as the boolean true, "
+        "not a name — quote it ('on': …)"
+    ]
+
+
+def test_a_slip_in_a_mapping_two_places_share_is_said_once(tmp_path):
+    """A YAML alias puts one mapping in two places: its key given twice was said at each, "(lines 4 and 4)"."""
+    head = "x-step: &S {type: Gain, params: {min_gain_db: -6, max_gain_db: -6, p: 1, p: 0.5}}"
+    path = _write(tmp_path, head)
+    path.write_text(
+        path.read_text().replace(
+            "steps: [{type: Gain, params: {min_gain_db: -6, max_gain_db: -6, p: 1}}]", "steps: [*S, *S]"
+        )
+    )
+    assert _problems(path) == [
+        "experiments[0].deformations[0].steps[0].params.p: key 'p' is given twice on line 1 — YAML keeps the last: "
+        "keep one (the same at experiments[0].deformations[0].steps[1].params.p)"
+    ]
+
+
+def test_a_problem_many_experiments_share_names_five_other_places_and_counts_the_rest():
+    """A block 20 experiments share (a YAML anchor) at fault was one line naming the 19 others."""
+    step = {"type": "Gain", "params": {"min_gain_db": -6, "max_gain_db": -6, "p": 5}}
+    data = yaml.safe_load(CONFIG.format(head="", probe="{}", store="store", model="mfcc-stats"))
+    one = data["experiments"][0]
+    data["experiments"] = [
+        {**one, "task": {"name": f"pitch{i}", "type": "multiclass_classification"}, "deformations": [[step]]}
+        for i in range(20)
+    ]
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    (said,) = err.value.problems
+    assert said.startswith("experiments[0].deformations[0].steps[0]: Gain(")
+    assert said.endswith(
+        "(the same at experiments[1], experiments[2], experiments[3], experiments[4], experiments[5] and 14 more)"
+    ), said
+
+
+def test_a_path_with_a_dollar_is_a_variable_unless_it_names_a_file_that_exists(tmp_path, monkeypatch):
+    """A folder named ``a$b`` (a ``$`` is a letter of a file name) was refused as an environment variable not set."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a$b").mkdir()
+    assert load_config(_write(tmp_path, store="a$b")).run.store == "a$b"
+    monkeypatch.delenv("REPEVAL_NOT_SET", raising=False)
+    assert _problems(_write(tmp_path, store="a$REPEVAL_NOT_SET/x")) == [
+        "run.store: 'a$REPEVAL_NOT_SET/x': environment variables are not expanded in paths: write the path out in "
+        "full ($REPEVAL_NOT_SET is not set here)"
+    ]
+
+
+def test_a_key_of_several_blocks_below_is_said_with_each_of_them():
+    """``batch_size`` in an experiment is a key of a probe and of an embedding model: only the first, the embedding
+    model, was named — the thesis' batch 100 is a probe's."""
+    data = yaml.safe_load(CONFIG.format(head="", probe="{}", store="store", model="mfcc-stats"))
+    data["experiments"][0]["batch_size"] = 100
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    assert err.value.problems == [
+        "experiments[0]: unknown key 'batch_size' here — it is a key of each 'embedding_models' entry or each "
+        "'downstream_models' entry: indent it under the one it is for"
+    ]
