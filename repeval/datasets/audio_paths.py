@@ -5,9 +5,11 @@ with a note (:class:`AudioPaths`)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,13 +34,23 @@ def _base_dir(manifest: str, dir_: str | None) -> str:
     return posixpath.dirname(path) + sep + query
 
 
-def _normalized(path: str) -> str:
+def _normalized(path: str, real: Callable[[str], str] = os.path.realpath) -> str | None:
     """``path`` (a local path or a URI, without its query) with its ``.`` and ``..`` steps resolved: ``lists/../a.wav``
-    is ``a.wav``, one name for one file (a bucket's keys are not resolved: ``lists/../a.wav`` names no object)."""
+    is ``a.wav``, one name for one file (a bucket's keys are not resolved: ``lists/../a.wav`` names no object).
+    ``None`` for a URI whose ``..`` steps climb above its bucket or host (``s3://b/../x/a.wav`` is not ``s3://x/a.wav``:
+    another bucket's file). A local path is resolved only where the operating system finds the same file: through a
+    symlinked folder ``link/..`` is the link's target's parent, so such a path is opened as written (``real``: the
+    folders' ``os.path.realpath``, cached by the caller)."""
     if "://" in path:
         scheme, rest = path.split("://", 1)
-        return f"{scheme}://{posixpath.normpath(rest)}"
-    return os.path.normpath(path)
+        top = rest.split("/", 1)[0]
+        norm = posixpath.normpath(rest)
+        return f"{scheme}://{norm}" if norm == top or norm.startswith(top + "/") else None
+    norm = os.path.normpath(path)
+    folder, name = os.path.split(path)
+    if name in ("", ".", ".."):
+        return norm if os.path.realpath(norm) == os.path.realpath(path) else path
+    return norm if real(os.path.dirname(norm)) == real(folder) else path
 
 
 class _FileChecker:
@@ -81,28 +93,45 @@ class AudioPaths:
         self.base = _base_dir(ds.manifest, ds.dir)
         self.check_files = bool(getattr(ds, "check_files", True))
         self.files = _FileChecker()
+        #: ``os.path.realpath`` of the folders of local paths with ``..`` steps, once per folder (rows share a few)
+        self._real = functools.lru_cache(maxsize=4096)(os.path.realpath)
         #: rows whose audio file exists under another Unicode normalization of its name (read from it), and one such
         #: (manifest path, file) pair
         self.renormalized = 0
         self.renormalized_example: tuple[str, str] | None = None
 
-    def resolve(self, paths: pa.Array) -> pa.Array:
-        """``paths`` (trimmed) joined to :attr:`base` with their ``.`` and ``..`` steps resolved (:func:`_normalized`)
-        and the query of a base URI after them; an absolute path or a URI as it is (a null one: ``base/``)."""
+    def resolve(self, paths: pa.Array) -> tuple[pa.Array, np.ndarray]:
+        """``paths`` (trimmed) joined to :attr:`base` with their ``.`` and ``..`` steps resolved (:func:`_normalized`;
+        an absolute local path's too) and the query of a base URI after them; a URI as it is (a null path: ``base/``).
+        With them, which rows' ``..`` steps climb above the bucket of a base URI (their path as written joined)."""
         paths = paths.fill_null("")
-        absolute = pc.or_(pc.starts_with(paths, "/"), pc.match_substring(paths, "://"))
+        whole = pc.match_substring(paths, "://")
+        absolute = pc.or_(pc.starts_with(paths, "/"), whole)
         root, sep, query = self.base.partition("?") if "://" in self.base else (self.base, "", "")
-        joined = pc.binary_join_element_wise(root.rstrip("/"), paths, "/")
+        joined = pc.if_else(absolute, paths, pc.binary_join_element_wise(root.rstrip("/"), paths, "/"))
         steps = pc.match_substring_regex(joined, r"(^|/)\.\.?(/|$)").to_numpy(zero_copy_only=False)
+        steps &= ~whole.to_numpy(zero_copy_only=False)
+        above = np.zeros(len(joined), dtype=bool)
         if steps.any():  # '../audio/a.wav': a few rows, if any
             idx = np.flatnonzero(steps)
-            fixed = [_normalized(p) for p in joined.take(pa.array(idx)).to_pylist()]
+            fixed = [_normalized(p, self._real) for p in joined.take(pa.array(idx)).to_pylist()]
+            above[idx] = [f is None for f in fixed]
             at = np.full(len(joined), -1, dtype=np.int64)
             at[idx] = np.arange(len(idx))
             joined = pc.coalesce(pa.array(fixed, pa.string()).take(pa.array(at, mask=at < 0)), joined)
         if query:
-            joined = pc.binary_join_element_wise(joined, sep + query, "")
-        return pc.if_else(absolute, paths, joined)
+            joined = pc.if_else(absolute, joined, pc.binary_join_element_wise(joined, sep + query, ""))
+        return joined, above
+
+    def above_why(self, path: str) -> str:
+        """Why a row whose audio path ``path`` (as written) climbs above the bucket of :attr:`base` is left out, with
+        the fix."""
+        u = urlsplit(self.base)
+        return (
+            f"audio path {path!r} climbs out of bucket {u.scheme}://{u.netloc} (where relative paths start: {self.base}, dataset.dir, else "
+            "the manifest's folder) — correct its '..' steps, or write a file of another bucket as its whole URI "
+            "(s3://BUCKET/KEY)"
+        )
 
     def existing(self, full: pa.Array, ok: np.ndarray) -> tuple[pa.Array, np.ndarray]:
         """``full`` (:meth:`resolve`) with each file named in the other Unicode normalization than on disk written as

@@ -7,7 +7,8 @@ and rows of empty cells (a spreadsheet's ``;;`` after its last row) are skipped 
 
 Columns, each named by a key of the dataset: a track id (``track_id_column``, default ``track_id``), an audio path
 (``audio_column``, default ``audio_path``; relative to the manifest's folder, or ``dir`` when given — its ``..`` steps
-resolved, a manifest URI's query passed on — or absolute / a URI; a file whose name is written in the other Unicode
+resolved where the system finds the same file (not through a symlinked folder), a manifest or ``dir`` URI's query
+passed on, a row climbing out of its bucket left out — or absolute (its ``..`` steps resolved alike) / a URI; a file whose name is written in the other Unicode
 normalization — NFC in the manifest, NFD as macOS writes names, or the reverse — is read with a note; missing files
 found under other letter case, relative to the current directory or with ``/`` for a Windows ``\\`` are noted with the
 fix), one label column (``label_column``, default the task's ``label``, else its ``name``; labels written in several
@@ -258,6 +259,8 @@ def _no_rows_fix(ds: Any, task: Any, report: LoadReport) -> str:
     # the other problems a catalog reports of its rows: an empty track id, an unknown split
     if any("empty track id" in item for item in report.other):
         fixes.append(f"write a track id in each row of track_id_column {ds.track_id_column!r}")
+    if any("climbs out of bucket" in item for item in report.other):
+        fixes.append(f"correct the '..' steps of audio_column {ds.audio_column!r}")
     if any("unknown split" in item for item in report.other):
         fixes.append(f"check split_column {ds.split_column!r}: train, validation or test")
     return " and ".join(fixes) if fixes else "check the manifest's rows"
@@ -387,4 +390,22 @@ def _same_target_count(
         )
     if n_odd > len(named):
         report.totals["unknown_labels"] = report.count("unknown_labels") + n_odd - len(named)
-    return table.filter(pc.equal(pc.list_value_length(table.column("label")), most))
+    same = pc.equal(pc.list_value_length(table.column("label")), most)
+    if report.duplicate_ids:  # a repeated id's first row dropped here: its later rows' lines say so too
+        _first_left_out(report, set(table.column("track_id").filter(pc.invert(same)).to_pylist()))
+    return table.filter(same)
+
+
+#: the end of a duplicate id's line (:meth:`~repeval.datasets.manifest_rows._BatchValidator._duplicates`)
+_FIRST_READ = " — only an id's first row is read)"
+
+
+def _first_left_out(report: LoadReport, dropped: set[str]) -> None:
+    """The duplicate-id lines of the ids in ``dropped`` (their first row left out after the rows were read: another
+    number of regression targets) saying that row was left out itself, with the fix, as the lines of a first row left
+    out while reading do."""
+    for i, item in enumerate(report.duplicate_ids):
+        head, sep, ref = item.rpartition(": repeats the id of ")
+        if sep and ref.endswith(_FIRST_READ) and "," not in ref and head.rpartition(" (")[0] in dropped:
+            ref = ref.removesuffix(_FIRST_READ)
+            report.duplicate_ids[i] = f"{head}{sep}{ref}, itself left out: correct {ref} or delete it{_FIRST_READ}"

@@ -8,6 +8,11 @@ decimal point)."""
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -43,14 +48,43 @@ def _bounded(uri: str) -> str:
     return f"{uri}{'&' if '?' in uri else '?'}retry_limit_seconds={REACH_RETRY_SECONDS}"
 
 
+#: the line a shell prints when the Azure SDK's credential chain tries the Azure CLI on a machine without it (the chain
+#: goes on to its error, which is said with the fix)
+_AZ_NOT_FOUND = re.compile(rb"^(/bin/)?sh: (\d+: )?az: (command )?not found\r?\n?$")
+
+
+@contextlib.contextmanager
+def _without_az_not_found(uri: str) -> Iterator[None]:
+    """For an Azure URI, what is written to the standard error (file descriptor 2, a child shell's too) while the block
+    runs, written after it without the lines of :data:`_AZ_NOT_FOUND` — every other line kept, in order."""
+    if uri.split("://", 1)[0].lower() not in ("abfs", "abfss", "az"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = b"".join(line for line in held.read().splitlines(keepends=True) if not _AZ_NOT_FOUND.match(line))
+            if kept:
+                os.write(2, kept)
+
+
 def reach_problem(uri: str) -> str | None:
     """Why ``repeval validate`` cannot read the manifest at the URI ``uri`` (``s3://``, ``file://``, any pyarrow
     filesystem) as the load would: no such file, or its filesystem not reached from here in a few seconds (the first
     line of the error, with the fix); ``None`` when it can — it is then read through that filesystem, streaming, as a
     local one."""
     try:
-        fs, path = _filesystem(_bounded(uri))
-        found = fs.get_file_info(path).type != pafs.FileType.NotFound
+        with _without_az_not_found(uri):  # "/bin/sh: 1: az: not found" from the Azure SDK: its error follows, said here
+            fs, path = _filesystem(_bounded(uri))
+            found = fs.get_file_info(path).type != pafs.FileType.NotFound
     except (OSError, ValueError, pa.ArrowException) as exc:  # an unknown scheme, no network, refused credentials
         why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         why = why if len(why) <= 300 else why[:300].rsplit(" ", 1)[0] + " …"  # a whole word last

@@ -376,7 +376,11 @@ class _BatchValidator:
         no_path = ~pc.fill_null(pc.not_equal(paths, ""), False).to_numpy(zero_copy_only=False)
         self._missing(ids, rows, ok & no_path, None)
         ok &= ~no_path
-        full = self.audio.resolve(paths)
+        full, above = self.audio.resolve(paths)
+        if (above := above & ok).any():  # '../../x.wav' under s3://b/audio: another bucket's file, never read
+            whys = [self.audio.above_why(p) if a else "" for p, a in zip(paths.to_pylist(), above, strict=True)]
+            self._bad("other", ids, rows, above, pa.array(whys, pa.string()))
+            ok &= ~above
 
         split = pa.nulls(n, pa.string())
         if ds.split_column:

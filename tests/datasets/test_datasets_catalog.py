@@ -484,6 +484,48 @@ def test_first_row_of_an_id_wins_even_if_a_later_copy_is_broken(audio_dir, monke
         assert len(report.other) == 2 and all("empty track id" in o for o in report.other)
 
 
+def test_a_repeated_ids_first_row_dropped_for_its_number_of_targets_is_said_left_out(audio_dir):
+    """A regression row whose number of targets is not most rows' is dropped after the rows are read: when it was the
+    first row of a repeated id, the later row's line read as if it had been kept ("only an id's first row is read"),
+    though the id had no track — it now says that row was left out itself, with the fix."""
+    rows = [["r0", "audio/a0.wav", "0.1"], ["d1", "audio/a1.wav", "0.1;0.2"], ["r2", "audio/a2.wav", "0.3"]]
+    rows.append(["d1", "audio/a3.wav", "0.4"])
+    manifest = _write_csv(audio_dir / "m.csv", ["track_id", "audio_path", "va"], rows)
+    ds = ds_cfg("cat", "catalog", manifest=str(manifest), label_column="va", label_separator=";")
+    table, report = load_dataset(ds, task_cfg("va", "regression"))
+    assert table.column("track_id").to_pylist() == ["r0", "r2"]
+    assert report.duplicate_ids == [
+        "d1 (row 5: repeats the id of row 3, itself left out: correct row 3 or delete it — only an id's first row is "
+        "read)"
+    ]
+    assert report.unknown_labels[0].startswith("d1 (row 3: 2 regression targets in va, '0.1;0.2', where 2 of its")
+
+
+def test_dot_dot_steps_of_local_audio_paths_follow_one_rule(audio_dir):
+    """An absolute audio path kept its '..' steps (one file under two names beside a relative path to it) while a
+    relative one had them resolved as text — where a folder is a symlink, to another file than the one the system
+    opens (``link/../audio`` is the link's target's parent's ``audio``): both are now resolved where the system finds
+    the same file, and opened as written where it does not."""
+    elsewhere = audio_dir / "elsewhere"
+    write_audio(elsewhere / "audio" / "b.wav")
+    (elsewhere / "sub").mkdir()
+    (audio_dir / "link").symlink_to(elsewhere / "sub")
+    rows = [
+        ["t0", str(audio_dir / "audio" / ".." / "audio" / "a0.wav"), "x"],
+        ["t1", "link/../audio/b.wav", "y"],
+        ["t2", "audio/../audio/a1.wav", "y"],
+    ]
+    manifest = _write_csv(audio_dir / "m.csv", ["track_id", "audio_path", "label"], rows)
+    ds = ds_cfg("cat", "catalog", manifest=str(manifest), label_column="label")
+    table, report = load_dataset(ds, task_cfg("label", "multiclass_classification"))
+    assert table.column("audio_path").to_pylist() == [
+        str(audio_dir / "audio" / "a0.wav"),
+        str(audio_dir / "link" / ".." / "audio" / "b.wav"),
+        str(audio_dir / "audio" / "a1.wav"),
+    ]
+    assert report.lines() == []
+
+
 def test_regression_targets_get_a_plain_seeded_split(audio_dir):
     """Each distinct target is not a stratum of its own (those all landed in train): 80/10/10 exactly."""
     rows = [[f"r{i}", f"audio/a{i % 4}.wav", f"{0.001 * i:.3f}"] for i in range(200)]

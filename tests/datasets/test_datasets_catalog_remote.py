@@ -3,6 +3,7 @@ pyarrow filesystem as the load does."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import yaml
 from repeval.config import ConfigError, load_config
 from repeval.config.loader import check_data_paths
 from repeval.datasets import load_dataset
+from repeval.datasets.manifest_check import _without_az_not_found
 from repeval.datasets.manifest_format import ManifestEncodingError
 from repeval.testing.s3 import moto_s3
 
@@ -92,10 +94,29 @@ def test_relative_audio_paths_of_a_manifest_on_an_s3_compatible_server(tmp_path,
     ]
 
 
-def test_validate_gives_up_soon_on_a_cloud_manifest_it_cannot_reach(tmp_path, monkeypatch):
+def test_an_audio_path_climbing_out_of_its_bucket_is_left_out(tmp_path, s3):
+    """``..`` steps of a relative audio path under a ``dir`` on an S3-compatible server that climb above its bucket
+    (``../../x/a.wav`` under ``s3://repeval/audio``) named ``s3://x/a.wav``: another bucket's file, read without a
+    word (``check_files: false``). The row is left out, named with the fix; the other paths keep ``dir``'s query."""
+    (tmp_path / "m.csv").write_text("track_id,audio_path,label\nt0,a0.wav,a\nt1,sub/../b.wav,b\nt2,../../x/a.wav,a\n")
+    cfg = _config(tmp_path, str(tmp_path / "m.csv"))
+    audio = "s3://repeval/audio" + s3["query"]
+    ds = cfg.experiments[0].datasets[0].model_copy(update={"dir": audio})
+    table, report = load_dataset(ds, cfg.experiments[0].task)
+    assert table.column("audio_path").to_pylist() == [f"s3://repeval/audio/{n}.wav{s3['query']}" for n in ("a0", "b")]
+    assert report.other == [
+        f"t2 (row 4: audio path '../../x/a.wav' climbs out of bucket s3://repeval (where relative paths start: {audio}, "
+        "dataset.dir, else the manifest's folder) — correct its '..' steps, or write a file of another bucket as its "
+        "whole URI (s3://BUCKET/KEY))"
+    ]
+
+
+def test_validate_gives_up_soon_on_a_cloud_manifest_it_cannot_reach(tmp_path, monkeypatch, capfd):
     """``repeval validate`` (and ``plan``) of a ``gs://`` manifest on a machine without the network or the credentials
     waited Google Cloud Storage's 15 minutes of retries, deaf to Ctrl-C, and an ``abfs://`` one stopped on a
-    traceback (an ArrowException, neither OSError nor ValueError): both are now said at once, with the fix."""
+    traceback (an ArrowException, neither OSError nor ValueError): both are now said at once, with the fix — without
+    the "/bin/sh: 1: az: not found" the Azure SDK's shell printed where the Azure CLI is not installed (other lines
+    written meanwhile still are)."""
     monkeypatch.setattr("repeval.datasets.manifest_check.REACH_RETRY_SECONDS", 1)
     gs = "gs://repeval/m.csv?endpoint_override=127.0.0.1:1&scheme=http"
     for uri in (gs, "abfs://data@account.dfs.core.windows.net/m.csv"):
@@ -103,3 +124,7 @@ def test_validate_gives_up_soon_on_a_cloud_manifest_it_cannot_reach(tmp_path, mo
             check_data_paths(_config(tmp_path, uri))
         assert f"manifest: {uri} cannot be read from here (" in str(said.value)
         assert "or pass --skip-data-check when only the cluster reaches it" in str(said.value)
+    assert "az: not found" not in capfd.readouterr().err
+    with _without_az_not_found("abfs://data@account.dfs.core.windows.net/m.csv"):
+        os.write(2, b"real\n/bin/sh: 1: az: not found\nerror\n")
+    assert capfd.readouterr().err == "real\nerror\n"
