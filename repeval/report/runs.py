@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from shlex import quote
 from typing import Any
 
@@ -23,8 +22,7 @@ import yaml
 
 from repeval.ray_cluster import job_resubmit
 from repeval.report.comparable import digest_label, run_split_digests
-from repeval.report.left_out import ErrorRecords, configured_partitions, error_records
-from repeval.report.results import Run
+from repeval.report.left_out import ErrorRecords, configured_partitions, store_errors, store_of
 from repeval.report.run_files import short_why
 from repeval.run.files import damaged, parquet_error
 from repeval.run.load_records import read_records
@@ -113,14 +111,14 @@ def _not_evaluated(fs: pafs.FileSystem, path: str) -> int:
     return sum(r.not_evaluated for r in read_records(json_at(fs, path, LOAD_REPORT)))
 
 
-def _error_records(path: str, run_id: str, cfg: dict[str, Any]) -> ErrorRecords | None:
+def _error_records(cfg: dict[str, Any], seen: dict[tuple[str, ...], Any]) -> ErrorRecords | None:
     """The error records of the partitions the run's configuration embeds, counted as `repeval report` counts them
     (:func:`repeval.report.left_out.error_records`, from the store's Parquet footers; the partitions from ``cfg``, the
     configuration its results were computed with, not from the results: their footer is read once): tracks that
     failed to decode, deform or embed, not evaluated there. ``None`` when the store cannot be read (the report notes
-    why; a relative store is read from the folder `repeval runs` runs in)."""
-    run = Run(run_id, Path(path), configured_partitions(cfg), config_text=yaml.safe_dump(cfg))
-    found = error_records(run, 0)
+    why; a relative store is read from the folder `repeval runs` runs in). ``seen``: the stores and partitions read
+    for the runs listed before it (:func:`repeval.report.left_out.store_errors`)."""
+    found = store_errors(store_of(cfg), configured_partitions(cfg), 0, seen)
     return None if found.problems and not found.counts else found
 
 
@@ -156,10 +154,12 @@ def _splits_unreadable(failures: list[tuple[str, Exception]]) -> str | None:
 _STAGE_DONE = {"embed": "embedded", "deform": "deformed"}
 
 
-def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | None:
+def run_info(
+    fs: pafs.FileSystem, path: str, run_id: str, seen: dict[tuple[str, ...], Any] | None = None
+) -> dict[str, Any] | None:
     """One run's summary; ``None`` for a folder that is not a run directory (no ``config.yaml``, ``results.parquet``
     or ``status.json``: a run copied without its config, which `repeval table` reads, is listed, its tasks and models
-    unknown)."""
+    unknown). ``seen``: the embedding stores read for the runs before it, which it shares (:func:`list_runs`)."""
     try:
         with fs.open_input_stream(f"{path}/config.yaml") as fh:
             cfg = yaml.safe_load(fh.read().decode()) or {}
@@ -222,7 +222,7 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
         state = f"{status['state']} ({status.get('command') or '?'})"
         failed_with = str(status.get("reason") or "")
     split_failures: list[tuple[str, Exception]] = []
-    errors = _error_records(path, run_id, cfg) if footer is not None else None
+    errors = _error_records(cfg, {} if seen is None else seen) if footer is not None else None
     return {
         "run": run_id,
         "state": state,
@@ -269,9 +269,10 @@ def list_runs(runs_dir: str) -> list[dict[str, Any]]:
     if fs.get_file_info(path).type != pafs.FileType.Directory:
         raise FileNotFoundError(f"no runs directory at {runs_dir} (run.runs_dir / --runs-dir of your runs)")
     out = []
+    seen: dict[tuple[str, ...], Any] = {}  # the runs' stores, each opened once
     for entry in sorted(fs.get_file_info(pafs.FileSelector(path)), key=lambda i: i.base_name):
         if entry.type == pafs.FileType.Directory:
-            info = run_info(fs, entry.path, entry.base_name)
+            info = run_info(fs, entry.path, entry.base_name, seen)
             if info is not None:
                 out.append(info)
     return out

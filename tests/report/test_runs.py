@@ -632,3 +632,43 @@ def test_a_summary_whose_read_fails_without_a_message_is_said(tmp_path):
         said
         == "summary.parquet is unreadable (OSError); rerun `repeval evaluate` on the run (it rewrites both from groups/)"
     )
+
+
+def test_runs_sharing_a_store_open_it_and_count_each_partition_once(run_dir, tmp_path, monkeypatch):
+    """`repeval runs` counting error records opened each run's store and read every error file's footer again for
+    each run: 25 runs sharing a store took 0.5 s of CPU instead of 0.06, and an unreachable S3 store held each run
+    ~7 s. Runs that share a store open it, or fail to, once and count each of its partitions once."""
+    import numpy as np
+    import yaml
+
+    from repeval.pipeline.assemble import ErrorBlock, errors_table
+    from repeval.store import EmbeddingStore, Partition, PartitionWriter
+    from repeval.store.layout import ERROR_SCHEMA, embedding_schema
+
+    store = EmbeddingStore(str(tmp_path / "store"))
+    part = store.partition("tinysol", "msd-musicnn", "clean")
+    part.stamp({"fp": 1}, {"config_hash": "abc"})
+    writer = PartitionWriter(part, embedding_schema(4), 10)
+    errs = ErrorBlock()
+    for t in ("a", "b"):
+        errs.add(t, "test", "clean", "decode", "cannot decode")
+    made = np.datetime64(1_700_000_000_000, "ms")
+    prov = {"model": "msd-musicnn", "config_hash": "abc", "repeval_version": "0", "created_at": made}
+    writer.add_errors(errors_table(errs, ERROR_SCHEMA, prov))
+    writer.flush()
+    runs = tmp_path / "runs"
+    for name in ("r1", "r2", "r3"):
+        shutil.copytree(run_dir, runs / name)
+        cfg = yaml.safe_load((runs / name / "config.yaml").read_text())
+        cfg["run"]["store"] = str(tmp_path / "store" if name != "r3" else tmp_path / "gone")
+        (runs / name / "config.yaml").write_text(yaml.safe_dump(cfg))
+    opened: list[str] = []
+    counted: list[str] = []
+    real_init, real_head = EmbeddingStore.__init__, Partition.head_errors
+    monkeypatch.setattr(EmbeddingStore, "__init__", lambda s, uri, **kw: opened.append(uri) or real_init(s, uri, **kw))
+    monkeypatch.setattr(Partition, "head_errors", lambda s, limit: counted.append(s.name) or real_head(s, limit))
+
+    listed = {r["run"]: r for r in json.loads(CliRunner().invoke(app, ["runs", str(runs), "--json"]).output)}
+    assert [listed[r]["error_records"] for r in ("r1", "r2", "r3")] == [2, 2, None], listed
+    assert sorted(opened) == sorted([str(tmp_path / "store"), str(tmp_path / "gone")]), opened
+    assert len(counted) == len(set(counted)) == 6, counted  # 2 datasets x 3 models, clean: each once
