@@ -47,6 +47,7 @@ from repeval.report.selection import combine_validation
 from repeval.report.summary import Headline, best_names, headlines, summary_cards
 from repeval.report.tables import Table, make_table, multi_task_datasets
 from repeval.report.training import preset_notes, task_notes
+from repeval.report.withheld import withheld_intervals
 from repeval.run.files import damaged
 from repeval.store.partition import show_errors_command
 from repeval.words import counted
@@ -347,22 +348,14 @@ def build_report_html(runs: list[Run], *, title: str = "repeval report") -> str:
 
 def _withheld_notes(runs: list[Run]) -> str:
     """The metrics with no bootstrap interval on a test set too small for one (R² below ten tracks:
-    :func:`repeval.metrics.bootstrap.interval_withheld`), each with the tasks it concerns and why: the cells' tooltips
+    :func:`repeval.report.withheld.withheld_intervals`), each with the tasks it concerns and why: the cells' tooltips
     give no interval for them, which this says the cause of."""
     small: dict[str, dict[tuple[str, str], int]] = {}
     for run in runs:
-        df = run.results
-        if df.empty or not {"n_test", "ci_low", "label"} <= set(df.columns):
-            continue
-        agg = df[df["label"].isna() & df["ci_low"].isna() & df["n_test"].notna()]
-        for (metric, task, dataset), n in agg.groupby(["metric", "task", "dataset"])["n_test"].min().items():
-            try:
-                least = metric_spec(str(metric)).min_interval_tracks
-            except ValueError:  # a metric this version does not know
-                continue
-            if n < least:
-                where = small.setdefault(str(metric), {})
-                where[(str(task), str(dataset))] = min(int(n), where.get((str(task), str(dataset)), int(n)))
+        for metric, where in withheld_intervals(run.results).items():
+            mine = small.setdefault(metric, {})
+            for pair, n in where.items():
+                mine[pair] = min(n, mine.get(pair, n))
     notes = []
     for metric, where in sorted(small.items()):
         least = metric_spec(metric).min_interval_tracks

@@ -70,6 +70,7 @@ from repeval.report.results import (
     ordered_scenarios,
 )
 from repeval.report.selection import choose_probes, combine_validation
+from repeval.report.withheld import no_interval_why, withheld_intervals
 
 #: re-exported: the table model moved to :mod:`repeval.report.cells`; callers import these names from here too
 __all__ = [
@@ -317,9 +318,11 @@ def make_table(
     apart = _best_within_test_sets(table, df, test_sets)
     shown = {sub.removeprefix("Δ ") for _, sub in table.columns}
     split = apart_scenarios(df).keys() & shown
-    table.caption = "; ".join(
-        p for p in [table.caption, *notes, overlap_note(df), apart, apart_note(df, split), lacking_note(df, shown)] if p
-    )
+    table.no_interval = {
+        m: no_interval_why(m, n) for m, where in withheld_intervals(df).items() if m in chosen for n in where.values()
+    }
+    parts = [table.caption, *notes, overlap_note(df), apart, apart_note(df, split), lacking_note(df, shown)]
+    table.caption = "; ".join(p for p in [*parts, *table.no_interval.values()] if p)
     return table
 
 
