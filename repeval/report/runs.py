@@ -130,6 +130,19 @@ def _errors_command(errors: ErrorRecords | None) -> str | None:
     return show_errors_command(errors.store, name)
 
 
+def _error_records_text(info: dict[str, Any]) -> str:
+    """The line saying a run's error records (:func:`run_info`'s ``error_records``, at least one) and what lists them."""
+    n, command = info["error_records"], info["error_records_command"]
+    if n == 1:
+        what = f"a track that failed to decode, deform or embed, not evaluated in its partition (`{command}` lists it)"
+    else:
+        what = (
+            "tracks that failed to decode, deform or embed, not evaluated in their partition (`repeval report` lists "
+            f"them; `{command}` lists the partition with the most)"
+        )
+    return f"{info['run']}: {counted(n, 'error record')} in the store — {what}"
+
+
 def _splits_unreadable(failures: list[tuple[str, Exception]]) -> str | None:
     """Why the run's saved splits (``splits/`` or some of its files) could not be read, with the fix; ``None``: they
     could (or there are none)."""
@@ -362,13 +375,7 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
         for i in infos
         if i["rows_not_evaluated"]
     ]
-    lines += [
-        f"{i['run']}: {counted(i['error_records'], 'error record')} in the store — tracks that failed to decode, "
-        f"deform or embed, not evaluated in that partition (`repeval report` lists them; `{i['error_records_command']}`"
-        " lists the partition with the most)"
-        for i in infos
-        if i["error_records"]
-    ]
+    lines += [_error_records_text(i) for i in infos if i["error_records"]]
     lines += [
         f"{i['run']}: "
         + "; ".join(partial_text(x) for x in i["partial_audio"][:3])

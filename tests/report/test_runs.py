@@ -656,19 +656,31 @@ def test_runs_sharing_a_store_open_it_and_count_each_partition_once(run_dir, tmp
     prov = {"model": "msd-musicnn", "config_hash": "abc", "repeval_version": "0", "created_at": made}
     writer.add_errors(errors_table(errs, ERROR_SCHEMA, prov))
     writer.flush()
+    one = EmbeddingStore(str(tmp_path / "one")).partition("tinysol", "msd-musicnn", "clean")
+    one.stamp({"fp": 1}, {"config_hash": "abc"})
+    writer = PartitionWriter(one, embedding_schema(4), 10)
+    errs = ErrorBlock()
+    errs.add("c", "test", "clean", "decode", "cannot decode")
+    writer.add_errors(errors_table(errs, ERROR_SCHEMA, prov))
+    writer.flush()
     runs = tmp_path / "runs"
-    for name in ("r1", "r2", "r3"):
+    for name, at in (("r1", "store"), ("r2", "store"), ("r3", "gone"), ("r4", "one")):
         shutil.copytree(run_dir, runs / name)
         cfg = yaml.safe_load((runs / name / "config.yaml").read_text())
-        cfg["run"]["store"] = str(tmp_path / "store" if name != "r3" else tmp_path / "gone")
+        cfg["run"]["store"] = str(tmp_path / at)
         (runs / name / "config.yaml").write_text(yaml.safe_dump(cfg))
     opened: list[str] = []
     counted: list[str] = []
     real_init, real_head = EmbeddingStore.__init__, Partition.head_errors
     monkeypatch.setattr(EmbeddingStore, "__init__", lambda s, uri, **kw: opened.append(uri) or real_init(s, uri, **kw))
-    monkeypatch.setattr(Partition, "head_errors", lambda s, limit: counted.append(s.name) or real_head(s, limit))
+    monkeypatch.setattr(Partition, "head_errors", lambda s, limit: counted.append(str(s.path)) or real_head(s, limit))
 
     listed = {r["run"]: r for r in json.loads(CliRunner().invoke(app, ["runs", str(runs), "--json"]).output)}
-    assert [listed[r]["error_records"] for r in ("r1", "r2", "r3")] == [2, 2, None], listed
-    assert sorted(opened) == sorted([str(tmp_path / "store"), str(tmp_path / "gone")]), opened
-    assert len(counted) == len(set(counted)) == 6, counted  # 2 datasets x 3 models, clean: each once
+    assert [listed[r]["error_records"] for r in ("r1", "r2", "r3", "r4")] == [2, 2, None, 1], listed
+    assert sorted(opened) == sorted(str(tmp_path / s) for s in ("store", "gone", "one")), opened
+    assert len(counted) == len(set(counted)) == 12, counted  # 2 datasets x 3 models, clean, of 2 stores: each once
+    # one error record is one track, in its partition (it said "1 error record in the store — tracks that failed")
+    said = CliRunner().invoke(app, ["runs", str(runs)]).output
+    assert re.search(r"r4: 1 error record in the store — a track that failed to decode, deform or embed, not "
+                     r"evaluated in its partition \(`repeval store show \S+ tinysol/msd-musicnn/clean --errors` "
+                     r"lists it\)", " ".join(said.split())), said  # fmt: skip
