@@ -152,7 +152,7 @@ def store_errors(
     try:
         store = _once(seen, (uri,), _open_store, uri)
     except Exception as exc:  # a report is written whatever the store's state: this part becomes a note
-        where = " (a relative path: run `repeval report` from the folder the run was started in)"
+        where = " (a relative path: run this command from the folder the run was started in)"
         found.problems.append(f"{exc}{where if '://' not in uri and not uri.startswith('/') else ''}")
         return found
     for dataset, model, scenario in partitions:

@@ -111,15 +111,14 @@ def _not_evaluated(fs: pafs.FileSystem, path: str) -> int:
     return sum(r.not_evaluated for r in read_records(json_at(fs, path, LOAD_REPORT)))
 
 
-def _error_records(cfg: dict[str, Any], seen: dict[tuple[str, ...], Any]) -> ErrorRecords | None:
+def _error_records(cfg: dict[str, Any], seen: dict[tuple[str, ...], Any]) -> ErrorRecords:
     """The error records of the partitions the run's configuration embeds, counted as `repeval report` counts them
     (:func:`repeval.report.left_out.error_records`, from the store's Parquet footers; the partitions from ``cfg``, the
     configuration its results were computed with, not from the results: their footer is read once): tracks that
-    failed to decode, deform or embed, not evaluated there. ``None`` when the store cannot be read (the report notes
-    why; a relative store is read from the folder `repeval runs` runs in). ``seen``: the stores and partitions read
+    failed to decode, deform or embed, not evaluated there; ``problems`` says why the store or some partitions could
+    not be read (a relative store is read from the folder `repeval runs` runs in, as by `repeval report`). ``seen``: the stores and partitions read
     for the runs listed before it (:func:`repeval.report.left_out.store_errors`)."""
-    found = store_errors(store_of(cfg), configured_partitions(cfg), 0, seen)
-    return None if found.problems and not found.counts else found
+    return store_errors(store_of(cfg), configured_partitions(cfg), 0, seen)
 
 
 def _errors_command(errors: ErrorRecords | None) -> str | None:
@@ -235,7 +234,8 @@ def run_info(
         state = f"{status['state']} ({status.get('command') or '?'})"
         failed_with = str(status.get("reason") or "")
     split_failures: list[tuple[str, Exception]] = []
-    errors = _error_records(cfg, {} if seen is None else seen) if footer is not None else None
+    found = _error_records(cfg, {} if seen is None else seen) if footer is not None else None
+    errors = None if found is None or (found.problems and not found.counts) else found
     return {
         "run": run_id,
         "state": state,
@@ -266,6 +266,12 @@ def run_info(
         "error_records": None if errors is None else errors.total,
         #: the command that lists them, of the partition with the most (``None``: none)
         "error_records_command": _errors_command(errors),
+        #: why they are not known: the store (or its partitions) could not be read (``None``: they are, or no results)
+        "error_records_unread": (
+            f"the embedding store at {found.store} could not be read: {found.problems[0]}"
+            if found is not None and errors is None
+            else None
+        ),
         #: the test sets scored on rows embedded from partial audio (audio_note), as its evaluation recorded them
         "partial_audio": recorded_partial(footer.metadata if footer is not None else None) or [],
         #: why ``summary.parquet`` is not the summary of ``results.parquet`` (``None``: it is, or no results)
@@ -376,6 +382,15 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
         if i["rows_not_evaluated"]
     ]
     lines += [_error_records_text(i) for i in infos if i["error_records"]]
+    unread: dict[str, list[str]] = {}
+    for i in infos:
+        if i["error_records_unread"]:
+            unread.setdefault(i["error_records_unread"], []).append(i["run"])
+    lines += [  # said, not left silent: a user reads no line as no error record
+        f"{', '.join(names) if len(names) < 4 else f'{names[0]} and {len(names) - 1} other runs'}: error records not "
+        f"counted — {why}"
+        for why, names in unread.items()
+    ]
     lines += [
         f"{i['run']}: "
         + "; ".join(partial_text(x) for x in i["partial_audio"][:3])

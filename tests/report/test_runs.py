@@ -684,3 +684,8 @@ def test_runs_sharing_a_store_open_it_and_count_each_partition_once(run_dir, tmp
     assert re.search(r"r4: 1 error record in the store — a track that failed to decode, deform or embed, not "
                      r"evaluated in its partition \(`repeval store show \S+ tinysol/msd-musicnn/clean --errors` "
                      r"lists it\)", " ".join(said.split())), said  # fmt: skip
+    # a store it cannot read is said, not left silent (no line read as no error record)
+    assert listed["r3"]["error_records_unread"].startswith(f"the embedding store at {tmp_path / 'gone'} could not be")
+    assert f"r3: error records not counted — the embedding store at {tmp_path / 'gone'} could not be read: " in (
+        " ".join(said.split())
+    ), said
