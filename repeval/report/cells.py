@@ -56,6 +56,9 @@ class Table:
     #: the largest overlap of the folds' test sets among the table's rows (``fold_overlap``; 0: disjoint folds, or
     #: none): a cell's interval then allows for the folds sharing test tracks (:func:`overlap_note`)
     fold_overlap: float = 0.0
+    #: why a metric's cells have no bootstrap interval (a test set too small for one:
+    #: :func:`repeval.report.withheld.no_interval_why`), said in the caption and the cells' tooltips
+    no_interval: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.delta:

@@ -47,6 +47,7 @@ from repeval.report.selection import combine_validation, split_run
 from repeval.report.summary import Headline, best_names, headlines, summary_cards
 from repeval.report.tables import Table, make_table, multi_task_datasets
 from repeval.report.training import preset_notes, task_notes
+from repeval.report.withheld import intervals_off, withheld_intervals
 from repeval.run.files import damaged
 from repeval.store.partition import show_errors_command
 from repeval.words import counted
@@ -74,13 +75,21 @@ def _table_block(
     chosen: Headline | None = None,
     prefixed: bool = False,
     test_sets: SplitDigests | None = None,
+    no_intervals: frozenset[str] = frozenset(),
 ) -> str:
     """One preset's table, its account above it; ``chosen``: the headline whose probe per model the rows of those
     probes mark (a ✓ after the probe), with a note saying what the mark is (``prefixed``: its models are named
     ``<run>/<model>``; ``test_sets``: the runs' test-set digests, whose sets the best-in-column marks keep apart)."""
     try:
         table = make_table(
-            results, preset, task=task, dataset=dataset, validation=validation, masked=masked, test_sets=test_sets
+            results,
+            preset,
+            task=task,
+            dataset=dataset,
+            validation=validation,
+            masked=masked,
+            test_sets=test_sets,
+            no_intervals=no_intervals,
         )
     except ValueError as exc:
         log.info("table %s skipped: %s", preset, exc)
@@ -242,17 +251,19 @@ def _group_section(
     out.append(partial_audio_note(runs, task, dataset))
     out.append(_failed_block(runs, task, dataset))
     masked = masked_pairs(runs)
+    off = intervals_off(runs)
     out.append(
         _table_block(table_df, "model_comparison", task, dataset, "Model comparison", "",
-                     table_validation, level, masked, test_sets=test_sets)
+                     table_validation, level, masked, test_sets=test_sets, no_intervals=off)
     )  # fmt: skip
     h = heads.overall
     out.append(_table_block(table_df, "all_deform_all_models", task, dataset, "All models × probes × scenarios",
-                            level=level, masked=masked, chosen=h, prefixed=multi, test_sets=test_sets))  # fmt: skip
+                            level=level, masked=masked, chosen=h, prefixed=multi, test_sets=test_sets,
+                            no_intervals=off))  # fmt: skip
     if has_deform:
         out.append(
             _table_block(table_df, "robustness", task, dataset, "Robustness (deformed − clean)", level=level,
-                         masked=masked, chosen=h, prefixed=multi, test_sets=test_sets)
+                         masked=masked, chosen=h, prefixed=multi, test_sets=test_sets, no_intervals=off)
         )  # fmt: skip
     figs = [
         _figure(partial(plots.probe_capacity_curves, df, task, dataset, m, run_prefixed=multi), f"probe capacity: {m}")
@@ -317,7 +328,8 @@ def build_report_html(runs: list[Run], *, title: str = "repeval report") -> str:
         nav += f'<a href="#{_slug("tasks", d)}">tasks / {e(d)}</a>'
         block = _table_block(df, "tasks", None, d, "The dataset's tasks side by side",
                              "rows model × probe × task; best per column across the tasks",
-                             level=ci_level(runs), masked=masked_pairs(runs), test_sets=digests)  # fmt: skip
+                             level=ci_level(runs), masked=masked_pairs(runs), test_sets=digests,
+                             no_intervals=intervals_off(runs))  # fmt: skip
         tasks = ", ".join(dict.fromkeys(t for t, x in pairs if x == d))
         sections.append(
             f'<section class="rv-group" id="{_slug("tasks", d)}"><h2>{e(d)} — tasks compared '
@@ -347,22 +359,14 @@ def build_report_html(runs: list[Run], *, title: str = "repeval report") -> str:
 
 def _withheld_notes(runs: list[Run]) -> str:
     """The metrics with no bootstrap interval on a test set too small for one (R² below ten tracks:
-    :func:`repeval.metrics.bootstrap.interval_withheld`), each with the tasks it concerns and why: the cells' tooltips
+    :func:`repeval.report.withheld.withheld_intervals`), each with the tasks it concerns and why: the cells' tooltips
     give no interval for them, which this says the cause of."""
     small: dict[str, dict[tuple[str, str], int]] = {}
     for run in runs:
-        df = run.results
-        if df.empty or not {"n_test", "ci_low", "label"} <= set(df.columns):
-            continue
-        agg = df[df["label"].isna() & df["ci_low"].isna() & df["n_test"].notna()]
-        for (metric, task, dataset), n in agg.groupby(["metric", "task", "dataset"])["n_test"].min().items():
-            try:
-                least = metric_spec(str(metric)).min_interval_tracks
-            except ValueError:  # a metric this version does not know
-                continue
-            if n < least:
-                where = small.setdefault(str(metric), {})
-                where[(str(task), str(dataset))] = min(int(n), where.get((str(task), str(dataset)), int(n)))
+        for metric, where in withheld_intervals(run.results, intervals_off([run])).items():
+            mine = small.setdefault(metric, {})
+            for pair, n in where.items():
+                mine[pair] = min(n, mine.get(pair, n))
     notes = []
     for metric, where in sorted(small.items()):
         least = metric_spec(metric).min_interval_tracks

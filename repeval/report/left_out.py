@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +50,12 @@ class ErrorRecords:
 
 def run_store(run: Run) -> str:
     """The store root the run embedded into (its config's ``run.store``; ``store`` by default)."""
-    section = run.config.get("run")
+    return store_of(run.config)
+
+
+def store_of(config: dict[str, Any]) -> str:
+    """The store root of a run's ``config.yaml`` (as a mapping): its ``run.store``, ``store`` by default."""
+    section = config.get("run")
     store = section.get("store") if isinstance(section, dict) else None
     return str(store) if store else "store"
 
@@ -59,9 +65,14 @@ def configured_scenarios(run: Run) -> dict[tuple[str, str], list[str]]:
     cannot be read) — a scenario whose every test track failed has no results, only error records. Read from the
     recorded mapping (:func:`repeval.report.results.configured_scenarios`), not by validating it: that imports the
     configuration's plugins (README, "Your own model"), which a report neither needs nor may find."""
+    return _scenarios_of(run.config)
+
+
+def _scenarios_of(config: dict[str, Any]) -> dict[tuple[str, str], list[str]]:
+    """:func:`configured_scenarios` of a run's ``config.yaml`` as a mapping."""
     from repeval.report.results import configured_scenarios as scenarios_of
 
-    experiments = run.config.get("experiments")
+    experiments = config.get("experiments")
     out: dict[tuple[str, str], list[str]] = {}
     for exp in experiments if isinstance(experiments, list) else ():
         if not isinstance(exp, dict):
@@ -74,11 +85,11 @@ def configured_scenarios(run: Run) -> dict[tuple[str, str], list[str]]:
     return out
 
 
-def configured_partitions(config: dict[str, Any]) -> pd.DataFrame:
-    """The ``(dataset, model)`` pairs a run's ``config.yaml`` (as a mapping) embeds, clean — as :func:`run_partitions`
-    takes them from its results (which add each pair's configured scenarios) —, without reading the results: one
-    ``dataset``, ``model``, ``scenario`` row each. Read leniently, as :func:`configured_scenarios` reads it."""
-    rows: dict[tuple[str, str], None] = {}
+def configured_partitions(config: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The ``(dataset, model, scenario)`` partitions a run's ``config.yaml`` (as a mapping) embeds, ordered as
+    :func:`run_partitions` orders them (clean, then the configured scenarios, per dataset and model), without reading
+    its results. Read leniently, as :func:`configured_scenarios` reads it."""
+    pairs: dict[tuple[str, str], None] = {}
     experiments = config.get("experiments")
     for exp in experiments if isinstance(experiments, list) else ():
         if not isinstance(exp, dict):
@@ -88,8 +99,13 @@ def configured_partitions(config: dict[str, Any]) -> pd.DataFrame:
         datasets = exp.get("datasets")
         for ds in datasets if isinstance(datasets, list) else ():
             if isinstance(ds, dict) and "name" in ds:
-                rows.update(dict.fromkeys((str(ds["name"]), m) for m in ids))
-    return pd.DataFrame([(d, m, "clean") for d, m in rows], columns=["dataset", "model", "scenario"])
+                pairs.update(dict.fromkeys((str(ds["name"]), m) for m in ids))
+    configured = _scenarios_of(config)
+    return [
+        (d, m, s)
+        for d, m in pairs
+        for s in ordered_scenarios(list(dict.fromkeys(["clean", *configured.get((d, m), [])])))
+    ]
 
 
 def _model_id(entry: object) -> str | None:
@@ -121,29 +137,66 @@ def run_partitions(run: Run) -> list[tuple[str, str, str]]:
 def error_records(run: Run, limit: int = MAX_ERROR_ROWS) -> ErrorRecords:
     """The error records of ``run``'s partitions, at most ``limit`` of them read in full (the others counted from
     the Parquet footers)."""
-    from repeval.store import EmbeddingStore
+    return store_errors(run_store(run), run_partitions(run), limit)
 
-    uri = run_store(run)
+
+def store_errors(
+    uri: str, partitions: list[tuple[str, str, str]], limit: int = 0, seen: dict[tuple[str, ...], Any] | None = None
+) -> ErrorRecords:
+    """The error records of ``partitions`` of the store at ``uri`` (:func:`error_records`). ``seen``: with ``limit``
+    0, what was read for the runs before this one (filled in): runs that share a store (`repeval runs` of a runs
+    directory) open it, or fail to, once and count each of its partitions once — each run waited ~7 s for an
+    unreachable S3 store, and read every error file's footer again."""
     found = ErrorRecords(uri)
+    seen = seen if seen is not None and limit == 0 else {}
     try:
-        store = EmbeddingStore(uri, create=False)
+        store = _once(seen, (uri,), _open_store, uri)
     except Exception as exc:  # a report is written whatever the store's state: this part becomes a note
-        where = " (a relative path: run `repeval report` from the folder the run was started in)"
+        where = " (a relative path: run this command from the folder the run was started in)"
         found.problems.append(f"{exc}{where if '://' not in uri and not uri.startswith('/') else ''}")
         return found
-    for dataset, model, scenario in run_partitions(run):
+    for dataset, model, scenario in partitions:
         try:
-            part = store.partition(dataset, model, scenario)
-            head, n = part.head_errors(max(limit - len(found.rows), 0))
+            name, head, n = _once(
+                seen, (uri, dataset, model, scenario), _head_errors, store, dataset, model, scenario, limit, found
+            )
         except Exception as exc:  # as above: a damaged or unreachable partition is named, the report goes on
-            log.warning("report: error records of %s/%s/%s not read: %s", dataset, model, scenario, exc)
             found.problems.append(f"{dataset}/{model}/{scenario}: {exc}")
             continue
         if n:
-            found.counts.append((part.name, n))
+            found.counts.append((name, n))
         for r in head.select(["track_id", "split", "stage", "reason"]).to_pylist():
             found.rows.append({"dataset": dataset, "model": model, "scenario": scenario, **r})
     return found
+
+
+def _once(seen: dict[tuple[str, ...], Any], key: tuple[str, ...], read: Callable[..., Any], *args: Any) -> Any:
+    """``read(*args)``, or what it returned or raised for ``key`` before (kept in ``seen``)."""
+    if key not in seen:
+        try:
+            seen[key] = read(*args)
+        except Exception as exc:
+            seen[key] = exc
+    if isinstance(seen[key], Exception):
+        raise seen[key]
+    return seen[key]
+
+
+def _open_store(uri: str) -> Any:
+    from repeval.store import EmbeddingStore
+
+    return EmbeddingStore(uri, create=False)
+
+
+def _head_errors(store: Any, dataset: str, model: str, scenario: str, limit: int, found: ErrorRecords) -> tuple:
+    """The partition's name, its first error records (``limit`` less those ``found`` holds) and how many it has."""
+    try:
+        part = store.partition(dataset, model, scenario)
+        head, n = part.head_errors(max(limit - len(found.rows), 0))
+    except Exception as exc:
+        log.warning("report: error records of %s/%s/%s not read: %s", dataset, model, scenario, exc)
+        raise
+    return part.name, head, n
 
 
 def dropped_at_load(run: Run) -> list[LoadRecord]:

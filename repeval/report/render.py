@@ -265,6 +265,8 @@ def render_html(
                 hi = fmt_number(t.ci_high[i, j], scale=scale, decimals=decimals)
                 # described elsewhere (the report's account above the table): the interval's definition is said there
                 tip += f"; {ci_level + ' CI' if described_by else ci_tip(ci_level, t.fold_overlap > 0, table_has_folds(t))} [{lo}, {hi}]"
+            elif t.n[i, j] and not t.delta[j] and t.columns[j][0] in t.no_interval:  # said why, not silent
+                tip += f"; {t.no_interval[t.columns[j][0]]}"
             cls = ' class="num best"' if t.best[i, j] else ' class="num"'
             text = e(cell_text(t, i, j, scale=scale, decimals=decimals, pm=PM_KEPT))
             parts.append(f'<td{cls} data-value="{value}" title="{e(tip)}">{text}</td>')

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from shlex import quote
 from typing import Any
 
@@ -23,8 +22,7 @@ import yaml
 
 from repeval.ray_cluster import job_resubmit
 from repeval.report.comparable import digest_label, run_split_digests
-from repeval.report.left_out import ErrorRecords, configured_partitions, error_records
-from repeval.report.results import Run
+from repeval.report.left_out import ErrorRecords, configured_partitions, store_errors, store_of
 from repeval.report.run_files import short_why
 from repeval.run.files import damaged, parquet_error
 from repeval.run.load_records import read_records
@@ -113,15 +111,14 @@ def _not_evaluated(fs: pafs.FileSystem, path: str) -> int:
     return sum(r.not_evaluated for r in read_records(json_at(fs, path, LOAD_REPORT)))
 
 
-def _error_records(path: str, run_id: str, cfg: dict[str, Any]) -> ErrorRecords | None:
+def _error_records(cfg: dict[str, Any], seen: dict[tuple[str, ...], Any]) -> ErrorRecords:
     """The error records of the partitions the run's configuration embeds, counted as `repeval report` counts them
     (:func:`repeval.report.left_out.error_records`, from the store's Parquet footers; the partitions from ``cfg``, the
     configuration its results were computed with, not from the results: their footer is read once): tracks that
-    failed to decode, deform or embed, not evaluated there. ``None`` when the store cannot be read (the report notes
-    why; a relative store is read from the folder `repeval runs` runs in)."""
-    run = Run(run_id, Path(path), configured_partitions(cfg), config_text=yaml.safe_dump(cfg))
-    found = error_records(run, 0)
-    return None if found.problems and not found.counts else found
+    failed to decode, deform or embed, not evaluated there; ``problems`` says why the store or some partitions could
+    not be read (a relative store is read from the folder `repeval runs` runs in, as by `repeval report`). ``seen``: the stores and partitions read
+    for the runs listed before it (:func:`repeval.report.left_out.store_errors`)."""
+    return store_errors(store_of(cfg), configured_partitions(cfg), 0, seen)
 
 
 def _errors_command(errors: ErrorRecords | None) -> str | None:
@@ -130,6 +127,19 @@ def _errors_command(errors: ErrorRecords | None) -> str | None:
         return None
     name = max(errors.counts, key=lambda c: c[1])[0]
     return show_errors_command(errors.store, name)
+
+
+def _error_records_text(info: dict[str, Any]) -> str:
+    """The line saying a run's error records (:func:`run_info`'s ``error_records``, at least one) and what lists them."""
+    n, command = info["error_records"], info["error_records_command"]
+    if n == 1:
+        what = f"a track that failed to decode, deform or embed, not evaluated in its partition (`{command}` lists it)"
+    else:
+        what = (
+            "tracks that failed to decode, deform or embed, not evaluated in their partition (`repeval report` lists "
+            f"them; `{command}` lists the partition with the most)"
+        )
+    return f"{info['run']}: {counted(n, 'error record')} in the store — {what}"
 
 
 def _splits_unreadable(failures: list[tuple[str, Exception]]) -> str | None:
@@ -186,6 +196,9 @@ def _unlisted(run_id: str, exc: BaseException) -> dict[str, Any]:
         "failed_cells": None,
         "failed_unreadable": None,
         "rows_not_evaluated": 0,
+        "error_records": None,
+        "error_records_command": None,
+        "error_records_unread": None,
         "partial_audio": [],
         "summary_stale": None,
         "results_unreadable": None,
@@ -193,10 +206,13 @@ def _unlisted(run_id: str, exc: BaseException) -> dict[str, Any]:
     }
 
 
-def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | None:
+def run_info(
+    fs: pafs.FileSystem, path: str, run_id: str, seen: dict[tuple[str, ...], Any] | None = None
+) -> dict[str, Any] | None:
     """One run's summary; ``None`` for a folder that is not a run directory (no ``config.yaml``, ``results.parquet``
     or ``status.json``: a run copied without its config, which `repeval table` reads, is listed, its tasks and models
-    unknown); a folder this user may not list (another user's) is listed, nothing in it known, with the fix."""
+    unknown); a folder this user may not list (another user's) is listed, nothing in it known, with the fix.
+    ``seen``: the embedding stores read for the runs before it, which it shares (:func:`list_runs`)."""
     try:
         top = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))  # not recursive: tune/ can be large
     except OSError as exc:  # it stopped the listing of every run (pyarrow's PermissionError)
@@ -262,7 +278,8 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
         state = f"{status['state']} ({status.get('command') or '?'})"
         failed_with = str(status.get("reason") or "")
     split_failures: list[tuple[str, Exception]] = []
-    errors = _error_records(path, run_id, cfg) if footer is not None else None
+    found = _error_records(cfg, {} if seen is None else seen) if footer is not None else None
+    errors = None if found is None or (found.problems and not found.counts) else found
     return {
         "run": run_id,
         "state": state,
@@ -295,6 +312,12 @@ def run_info(fs: pafs.FileSystem, path: str, run_id: str) -> dict[str, Any] | No
         "error_records": None if errors is None else errors.total,
         #: the command that lists them, of the partition with the most (``None``: none)
         "error_records_command": _errors_command(errors),
+        #: why they are not known: the store (or its partitions) could not be read (``None``: they are, or no results)
+        "error_records_unread": (
+            f"the embedding store at {found.store} could not be read: {found.problems[0]}"
+            if found is not None and errors is None
+            else None
+        ),
         #: the test sets scored on rows embedded from partial audio (audio_note), as its evaluation recorded them
         "partial_audio": recorded_partial(footer.metadata if footer is not None else None) or [],
         #: why ``summary.parquet`` is not the summary of ``results.parquet`` (``None``: it is, or no results)
@@ -311,9 +334,10 @@ def list_runs(runs_dir: str) -> list[dict[str, Any]]:
     if fs.get_file_info(path).type != pafs.FileType.Directory:
         raise FileNotFoundError(f"no runs directory at {runs_dir} (run.runs_dir / --runs-dir of your runs)")
     out = []
+    seen: dict[tuple[str, ...], Any] = {}  # the runs' stores, each opened once
     for entry in sorted(fs.get_file_info(pafs.FileSelector(path)), key=lambda i: i.base_name):
         if entry.type == pafs.FileType.Directory:
-            info = run_info(fs, entry.path, entry.base_name)
+            info = run_info(fs, entry.path, entry.base_name, seen)
             if info is not None:
                 out.append(info)
     return out
@@ -404,12 +428,15 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
         for i in infos
         if i["rows_not_evaluated"]
     ]
-    lines += [
-        f"{i['run']}: {counted(i['error_records'], 'error record')} in the store — tracks that failed to decode, "
-        f"deform or embed, not evaluated in that partition (`repeval report` lists them; `{i['error_records_command']}`"
-        " lists the partition with the most)"
-        for i in infos
-        if i["error_records"]
+    lines += [_error_records_text(i) for i in infos if i["error_records"]]
+    unread: dict[str, list[str]] = {}
+    for i in infos:
+        if i["error_records_unread"]:
+            unread.setdefault(i["error_records_unread"], []).append(i["run"])
+    lines += [  # said, not left silent: a user reads no line as no error record
+        f"{', '.join(names) if len(names) < 4 else f'{names[0]} and {len(names) - 1} other runs'}: error records not "
+        f"counted — {why}"
+        for why, names in unread.items()
     ]
     lines += [
         f"{i['run']}: "

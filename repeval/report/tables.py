@@ -70,6 +70,7 @@ from repeval.report.results import (
     ordered_scenarios,
 )
 from repeval.report.selection import choose_probes, combine_validation
+from repeval.report.withheld import intervals_off, no_interval_why, withheld_intervals
 
 #: re-exported: the table model moved to :mod:`repeval.report.cells`; callers import these names from here too
 __all__ = [
@@ -288,6 +289,7 @@ def make_table(
     validation: pd.DataFrame | None = None,
     masked: Collection[tuple[str, str]] = (),
     test_sets: SplitDigests | None = None,
+    no_intervals: Collection[str] = (),
 ) -> Table:
     """Shape the aggregate rows of one task/dataset in ``results_df`` with ``preset`` (``validation``: the runs'
     :func:`repeval.report.selection.combine_validation`, which ``model_comparison`` chooses each model's probe on;
@@ -295,7 +297,8 @@ def make_table(
     the runs' :func:`~repeval.report.comparable.split_digests` — rows of runs on different test sets are not
     ranked against each other: the best of a column is flagged within each set of runs on one test set). A scenario
     the runs define differently has a column per definition (:func:`~repeval.report.comparable.keep_apart`), which the
-    caption explains."""
+    caption explains. ``no_intervals``: the run ids of runs that computed no intervals (:func:`~repeval.report.withheld.
+    intervals_off`), whose cells the caption does not explain the lack of."""
     if preset not in PRESETS:
         raise ValueError(unknown_name_message("table preset", preset, set(PRESETS)))
     if preset in DATASET_PRESETS:
@@ -317,9 +320,14 @@ def make_table(
     apart = _best_within_test_sets(table, df, test_sets)
     shown = {sub.removeprefix("Δ ") for _, sub in table.columns}
     split = apart_scenarios(df).keys() & shown
-    table.caption = "; ".join(
-        p for p in [table.caption, *notes, overlap_note(df), apart, apart_note(df, split), lacking_note(df, shown)] if p
-    )
+    table.no_interval = {
+        m: no_interval_why(m, n)
+        for m, where in withheld_intervals(df, no_intervals).items()
+        if m in chosen
+        for n in where.values()
+    }
+    parts = [table.caption, *notes, overlap_note(df), apart, apart_note(df, split), lacking_note(df, shown)]
+    table.caption = "; ".join(p for p in [*parts, *table.no_interval.values()] if p)
     return table
 
 
@@ -393,6 +401,7 @@ def table_command(
     validation = combine_validation(runs)
     masked = masked_pairs(runs)
     level = ci_level(runs)
+    off = intervals_off(runs)
     digests = split_digests(runs) if len(runs) > 1 else None
     _check_names(results, preset, task, dataset, ", ".join(map(str, run_dirs)))
     selections: list[tuple[str | None, str | None]]
@@ -421,7 +430,15 @@ def table_command(
     parts = []
     for t, d in selections:
         table = make_table(
-            results, preset, task=t, dataset=d, metrics=metrics, validation=validation, masked=masked, test_sets=digests
+            results,
+            preset,
+            task=t,
+            dataset=d,
+            metrics=metrics,
+            validation=validation,
+            masked=masked,
+            test_sets=digests,
+            no_intervals=off,
         )
         parts.append(
             render(

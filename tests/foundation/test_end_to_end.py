@@ -175,7 +175,7 @@ def test_full_run(ray_session, run_config):
     first = html.unescape(re.findall(r"<li><code>(.*?)</code>", section)[0])  # the report's, of the clean partition
     assert said == [
         f"{ctx.run_dir.name}: 2 error records in the store — tracks that failed to decode, deform or embed, not "
-        f"evaluated in that partition (`repeval report` lists them; `{first}` lists the partition with the most)"
+        f"evaluated in their partition (`repeval report` lists them; `{first}` lists the partition with the most)"
     ], listed
 
     # rerunning train is a no-op: the group's results are kept

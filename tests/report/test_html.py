@@ -509,3 +509,18 @@ def test_the_report_says_why_r2_has_no_interval_on_a_small_test_set(tmp_path):
         "r2 has no bootstrap interval where a test set has fewer than 10 tracks: emotion on deam (6 tracks)" in header
     )
     assert "R² divides by that variance" in header and "mean_absolute_error has no" not in header
+    # `repeval table` says it too: in the caption, and in the tooltip of each r2 cell (it gave none, silently)
+    from repeval.report.tables import table_command
+
+    why = "r2 has no bootstrap interval on a test set of fewer than 10 tracks (6 tracks here)"
+    assert why in table_command([tmp_path / "tiny"], fmt="markdown").splitlines()[0]
+    tips = re.findall(
+        r'<td class="num[^"]*" data-value="[^"]*" title="([^"]*)"', table_command([tmp_path / "tiny"], fmt="html")
+    )
+    assert len(tips) == 2 and tips[0].endswith(f"; {why}") and "95% bootstrap CI" in tips[1], tips
+    # a run that computed no interval at all (bootstrap_resamples: 0): a larger test set would not give one
+    config = tmp_path / "tiny" / "config.yaml"
+    config.write_text(config.read_text().replace("run:\n", "run:\n  bootstrap_resamples: 0\n", 1))
+    text = build_report_html([load_run(tmp_path / "tiny")])
+    assert "no bootstrap interval" not in text
+    assert "no bootstrap interval" not in table_command([tmp_path / "tiny"], fmt="html")
