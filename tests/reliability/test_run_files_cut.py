@@ -369,12 +369,14 @@ def test_confusion_probes_and_splits_this_user_may_not_read_are_said_in_the_repo
         f"{first / 'confusion'} is unreadable (permission denied): the run's confusion matrices are left out; {mine}",
         f"{probe_file} is unreadable (permission denied): the probes of its grid are chosen on clean test, not on "
         f"their validation criterion; {mine}",
-        f"{split} is unreadable (permission denied): its test tracks are not known: its results are compared with "
-        "other runs' by their number only, and described as if every label were annotated (which labels each track "
-        f"annotates is not known); {mine}",
+        f"{split} is unreadable (permission denied): its test tracks are not known: its results are ranked with "
+        "another run's when both scored as many test tracks in each fold, not checked to be the same tracks and "
+        f"labels, and described as if every label were annotated (which labels each track annotates is not known); "
+        f"{mine}",
         f"{second / 'splits'} is unreadable (permission denied): the run's test tracks are not known: the run's "
-        "results are compared with other runs' by their number only, and described as if every label were annotated "
-        f"(which labels each track annotates is not known); {mine}",
+        "results are ranked with another run's when both scored as many test tracks in each fold, not checked to be "
+        "the same tracks and labels, and described as if every label were annotated (which labels each track "
+        f"annotates is not known); {mine}",
         f"{second / 'probes'} is unreadable (permission denied): the probes of the run's grids are chosen on clean "
         f"test, not on their validation criterion; {mine}",
         f"{matrices[0]} and {len(matrices) - 1} other files in {second / 'confusion'} are unreadable (permission "
@@ -405,9 +407,10 @@ def test_probes_and_splits_files_cut_short_are_said_with_what_writes_them_anew(t
     run = load_run(first)
     assert run.unread == [
         f"{split} is unreadable (Parquet magic bytes not found in footer. Either the file is corrupted or this is not "
-        "a parquet file.): its test tracks are not known: its results are compared with other runs' by their number "
-        "only, and described as if every label were annotated (which labels each track annotates is not known); cut "
-        "short or corrupted; the next `repeval run` on the run writes the splits anew",
+        "a parquet file.): its test tracks are not known: its results are ranked with another run's when both scored "
+        "as many test tracks in each fold, not checked to be the same tracks and labels, and described as if every "
+        "label were annotated (which labels each track annotates is not known); cut short or corrupted; the next "
+        "`repeval run` on the run writes the splits anew",
         f"{probe_files[0]} is unreadable (Parquet magic bytes not found in footer. Either the file is corrupted or "
         "this is not a parquet file.): the probes of its grid are chosen on clean test, not on their validation "
         "criterion; cut short or corrupted; it is written when its probe grid is trained: delete that grid's file "
