@@ -46,6 +46,12 @@ NO_VALUE = (
     "or none) or not scored (failed.parquet says why)"
 )
 
+#: the tooltip of a cell '–': short, the note above its table says why (:data:`NO_VALUE`, once a section)
+NO_VALUE_TIP = "no value: the note above says why"
+
+#: how many labels a table's "left out" caption names; the others are counted
+NAMED_LEFT_OUT = 5
+
 e = html.escape
 
 #: a column of a label table: its header, its header's tooltip and the (model, probe, scenario) its cells are of
@@ -85,6 +91,8 @@ def per_label_block(
     tid = slug("labels", task, dataset)
     about_id = f"{tid}-about"
     views: list[tuple[str, str]] = []  # (heading, table)
+    gone: dict[str, None] = {}  # labels a table leaves out (no value in any column), in the task's order
+    dashed = [False]  # whether a table has a cell '–'
     if found and CLEAN in scenarios:
         rule = found[0][1].choice.rule()
         by_model = [(m, f"{m}, probe {chosen[m]} ({rule})", (m, chosen[m], CLEAN)) for m in per["model"].unique()
@@ -95,7 +103,7 @@ def per_label_block(
             for s in scenarios
         ]
         who = ", ".join(f"{m} {chosen[m]}" for m in top)
-        table = partial(_matrix, vocab=vocab, lookup=lookup, level=level, about=about_id)
+        table = partial(_matrix, vocab=vocab, lookup=lookup, level=level, about=about_id, gone=gone, dashed=dashed)
         for metric in metrics:
             name = f"{per_label_value(metric)} ({metric})"
             views.append((f"{name} by model, clean test", table(slug("labels", "bymodel", task, dataset, metric),
@@ -109,7 +117,7 @@ def per_label_block(
         f"each row a label, the worst first (by its mean over the row, which a click on a header sorts again); "
         f"bold: the best model of the label; hover a cell for its std, n and {level} interval, the "
         f"{ci_tip(level, max_fold_overlap(per) > 0, has_folds(per))}"
-    )
+    ) + (f"; –: {NO_VALUE}" if dashed[0] or gone else "")
     agg = df[(df["task"] == task) & (df["dataset"] == dataset) & df["label"].isna()]
     sets = run_sets(agg, test_sets) if not agg.empty else [[]]
     figs = ""
@@ -122,6 +130,7 @@ def per_label_block(
             rule = choice.rule() if choice is not None else ""
             figs += figure(bars, f"{per_label_title(m)}, best model on clean test{where}, its probe {rule}")
     note = f'<p class="rv-note" id="{about_id}">{e(about)}</p>' if views else ""
+    note += f'<p class="rv-caption">{e(_left_out(list(gone)))}</p>' if gone else ""
     # the first metric's labels by model in view, the other tables folded (a 50-tag task's four were 200 rows)
     shown = "".join(
         f"<h4>{e(heading)}</h4>{table}" if k == 0 else f"<details><summary>{e(heading)}</summary>{table}</details>"
@@ -131,11 +140,21 @@ def per_label_block(
     return f'<h3>Per-label drill-down</h3><div class="rv-figs">{figs}</div>{note}{shown}{every}'
 
 
+def _left_out(gone: Sequence[str]) -> str:
+    """The caption of the labels the tables of a section leave out: the first :data:`NAMED_LEFT_OUT` named, the others
+    counted — a 50-tag task's list, above each of its tables, was most of the section."""
+    more = len(gone) - NAMED_LEFT_OUT
+    names = named("label", gone[:NAMED_LEFT_OUT], "labels") + (f" and {counted(more, 'other')}" if more > 0 else "")
+    they = "it has" if len(gone) == 1 else "they have"
+    return f"{names} left out of the tables below where {they} no value in any column: the note above says why"
+
+
 def _matrix(tid: str, metric: str, *, vocab: Sequence[str], columns: Sequence[Column], lookup: dict, level: str,
-            about: str, mark_best: bool) -> str:  # fmt: skip
+            about: str, mark_best: bool, gone: dict[str, None], dashed: list[bool]) -> str:  # fmt: skip
     """A label × ``columns`` table of ``metric``: a row per label of ``vocab`` with a value, the worst first by its
     mean over the columns (first after the label); ``about``: the id of the note that says what they are;
-    ``mark_best``: each row's best value bold."""
+    ``mark_best``: each row's best value bold. The labels it leaves out (no value) are added to ``gone``, and
+    ``dashed[0]`` set when a cell has none: the section says them once."""
     higher = _higher(metric)
     recs = [[lookup.get((*key, label, metric)) for _, _, key in columns] for label in vocab]
     means = np.array([[r["mean"] if r is not None else np.nan for r in row] for row in recs], dtype=float)
@@ -144,7 +163,7 @@ def _matrix(tid: str, metric: str, *, vocab: Sequence[str], columns: Sequence[Co
         avg = np.where(has.any(axis=1), np.nansum(np.where(has, means, 0), axis=1) / has.sum(axis=1), np.nan)
     sign = 1.0 if higher else -1.0
     shown = sorted((i for i in range(len(vocab)) if has[i].any()), key=lambda i: sign * avg[i])  # stable: vocab ties
-    gone = [vocab[i] for i in range(len(vocab)) if not has[i].any()]
+    gone.update((vocab[i], None) for i in range(len(vocab)) if not has[i].any())
     direction = sort_direction(metric)
     head = '<th data-col="0" data-kind="text">label</th>' + (
         f'<th data-col="1" data-kind="num"{direction} title="the mean of the row\'s values">mean</th>'
@@ -160,7 +179,8 @@ def _matrix(tid: str, metric: str, *, vocab: Sequence[str], columns: Sequence[Co
         cells = f'<td>{e(vocab[i])}</td><td class="num" data-value="{avg[i]:.6g}">{fmt_number(avg[i])}</td>'
         for j, rec in enumerate(recs[i]):
             if rec is None or not math.isfinite(rec["mean"]):
-                cells += f'<td class="num" data-value="" title="{e(NO_VALUE)}">–</td>'
+                cells += f'<td class="num" data-value="" title="{NO_VALUE_TIP}">–</td>'
+                dashed[0] = True
                 continue
             tip = fmt_number(rec["mean"]) + (f" ± {fmt_number(rec['std'])}" if rec["n"] > 1 else "")
             tip += "; " + replicates_tip(int(rec["n"]), int(rec["n_seeds"]), int(rec["n_folds"]))
@@ -169,8 +189,7 @@ def _matrix(tid: str, metric: str, *, vocab: Sequence[str], columns: Sequence[Co
             cls = "num best" if best is not None and best[j] else "num"
             cells += f'<td class="{cls}" data-value="{rec["mean"]:.6g}" title="{e(tip)}">{fmt_number(rec["mean"])}</td>'
         body.append(f"<tr>{cells}</tr>")
-    left = f'<p class="rv-caption">{e(named("label", gone))} left out: {e(NO_VALUE)}</p>' if gone else ""
-    return left + (
+    return (
         f'<div class="rv-scroll"><table class="rv-table sortable rv-labels" id="{tid}" aria-label="per-label values" '
         f'aria-describedby="{about}"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table></div>"
@@ -209,7 +228,7 @@ def _every_value(tid: str, task: str, dataset: str, per: pd.DataFrame, stats: pd
             for metric, scenario in columns:
                 rec = lookup.get((model, probe, scenario, label, metric))
                 if rec is None or not math.isfinite(rec["mean"]):
-                    cells.append(f'<td title="{e(NO_VALUE)}">–</td>')
+                    cells.append(f'<td title="{NO_VALUE_TIP}">–</td>')
                     dashes = True
                     continue
                 n = int(rec["n"])

@@ -307,7 +307,10 @@ def load_run(run_dir: Path) -> Run:
 def _masked(run_dir: Path, results: pd.DataFrame, unread: list[str]) -> frozenset[tuple[str, str]]:
     """The (task, dataset) pairs of ``results`` whose saved splits say which labels each track annotates; a split
     file (or ``splits/``) not read is said in ``unread`` with the fix."""
-    tested = "{its} test tracks are not known: {its} results are compared with other runs' by their number only"
+    tested = (
+        "{its} test tracks are not known: {its} results are ranked with another run's when both scored as many test "
+        "tracks in each fold, not checked to be the same tracks and labels"
+    )
     what = tested + (
         ", and described as if every label were annotated (which labels each track annotates is not known)"
     )

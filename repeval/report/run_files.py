@@ -105,8 +105,6 @@ def short_why(exc: BaseException) -> str:
 
 def _why(exc: BaseException) -> str:
     """Why a run file could not be read, in a few words: ``permission denied``, or its reader's error."""
-    if isinstance(exc, PermissionError):
-        return "permission denied"
     return parquet_error(exc) if isinstance(exc, (OSError, pa.ArrowInvalid)) else str(exc) or type(exc).__name__
 
 

@@ -329,13 +329,21 @@ def run_info(
 
 
 def list_runs(runs_dir: str) -> list[dict[str, Any]]:
-    """Every run directory under ``runs_dir``, sorted by run id; ``FileNotFoundError`` naming it if it is absent."""
+    """Every run directory under ``runs_dir``, sorted by run id; ``FileNotFoundError`` naming it if it is absent, a
+    ``ValueError`` naming it and the fix if this user may not list it (another user's: not a full disk's fix)."""
     fs, path = filesystem_of(runs_dir)
     if fs.get_file_info(path).type != pafs.FileType.Directory:
         raise FileNotFoundError(f"no runs directory at {runs_dir} (run.runs_dir / --runs-dir of your runs)")
+    try:
+        entries = fs.get_file_info(pafs.FileSelector(path))
+    except PermissionError:
+        raise ValueError(
+            f"{runs_dir} cannot be read (permission denied): this user may not list it — check its owner and "
+            "permissions (`ls -ld`), or list a runs directory of your own"
+        ) from None
     out = []
     seen: dict[tuple[str, ...], Any] = {}  # the runs' stores, each opened once
-    for entry in sorted(fs.get_file_info(pafs.FileSelector(path)), key=lambda i: i.base_name):
+    for entry in sorted(entries, key=lambda i: i.base_name):
         if entry.type == pafs.FileType.Directory:
             info = run_info(fs, entry.path, entry.base_name, seen)
             if info is not None:

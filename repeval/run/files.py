@@ -45,7 +45,10 @@ def damaged(exc: BaseException, fix: str) -> str:
 
 
 def parquet_error(exc: BaseException) -> str:
-    """Why pyarrow could not read a Parquet file, in one line, without the file's path it repeats."""
+    """Why pyarrow could not read a Parquet file, in one line, without the file's path it repeats; ``permission
+    denied`` for a file this user may not read (pyarrow's message names the path twice and its errno)."""
+    if isinstance(exc, PermissionError):
+        return "permission denied"
     said = (str(exc).splitlines() or [""])[0]
     said = re.sub(r"^Could not open Parquet input source '.*?': ", "", said)
     return said or type(exc).__name__

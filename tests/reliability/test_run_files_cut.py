@@ -126,8 +126,9 @@ def test_a_grid_result_this_user_may_not_read_is_not_trained_again_nor_its_failu
 
 def test_results_this_user_may_not_read_are_said_so_not_cut_short(tmp_path):
     """`repeval runs` and the report said of a results.parquet this user may not read that it was "cut short or
-    corrupted" and told to rerun `repeval evaluate` — which rewrites a file whose content may be whole. Now they say
-    this user may not read it, and to check its owner and permissions."""
+    corrupted" and told to rerun `repeval evaluate` — which rewrites a file whose content may be whole; then they
+    repeated pyarrow's whole message, the file's path in it. Now they say "permission denied", this user may not read
+    it, and to check its owner and permissions."""
     run = tmp_path / "r"
     run.mkdir()
     pq.write_table(typed_table([_failure("m")], FAILED_SCHEMA), run / "results.parquet")
@@ -140,8 +141,12 @@ def test_results_this_user_may_not_read_are_said_so_not_cut_short(tmp_path):
     )
     listed, reported = _unreadable_to_this_user(code, str(run))[:2]
     for said in (listed, reported):
-        assert "Permission denied): this user may not read it: check its owner and permissions (`ls -l`)" in said
-        assert "cut short" not in said and "repeval evaluate" not in said, said
+        # said once, plainly: not pyarrow's "[Errno 13] Failed to open local file '<path>'. Detail: …"
+        assert (
+            "results.parquet is unreadable (permission denied): this user may not read it: check its owner and "
+            "permissions (`ls -l`)" in said
+        ), said
+        assert "cut short" not in said and "repeval evaluate" not in said and "Errno" not in said, said
 
 
 def test_a_file_read_back_cut_short_is_an_error_naming_the_fix_not_a_bare_aborted(capsys):
@@ -255,6 +260,28 @@ def test_repeval_runs_lists_a_run_whose_folder_or_groups_this_user_may_not_list(
     ]
 
 
+def test_repeval_runs_over_a_runs_directory_this_user_may_not_list_says_so_not_a_full_disks_fix(tmp_path):
+    """`repeval runs` of a runs directory this user may not list (another user's) stopped on pyarrow's error with the
+    fix of a full disk ("check that run.store and run.runs_dir are writable"). Now it says the folder cannot be read
+    and the fix: its owner and permissions."""
+    (tmp_path / "runs" / "r").mkdir(parents=True)
+    (tmp_path / "runs").chmod(0)
+    code = (
+        "import sys\nimport typer\nfrom repeval.cli.common import _guard\nfrom repeval.report.runs import runs_text\n"
+        "sys.stderr = sys.stdout\ntry:\n    _guard(lambda: runs_text(sys.argv[1]))\nexcept typer.Exit as exc:\n"
+        "    print('exit', exc.exit_code)\n"
+    )
+    try:
+        said = _unreadable_to_this_user(code, str(tmp_path / "runs"))
+    finally:
+        (tmp_path / "runs").chmod(0o755)  # pytest's clean-up removes it
+    assert said[:2] == [
+        f"error: {tmp_path / 'runs'} cannot be read (permission denied): this user may not list it — check its owner "
+        "and permissions (`ls -ld`), or list a runs directory of your own",
+        "exit 1",
+    ], said
+
+
 def test_a_report_over_run_files_this_user_may_not_read_names_them_not_reports_out_option(tmp_path):
     """`repeval report` of a run whose config.yaml this user may not read stopped on a bare PermissionError, and one
     whose confusion matrix it may not read too — both followed by the hint for a report it cannot write ("write it
@@ -342,12 +369,14 @@ def test_confusion_probes_and_splits_this_user_may_not_read_are_said_in_the_repo
         f"{first / 'confusion'} is unreadable (permission denied): the run's confusion matrices are left out; {mine}",
         f"{probe_file} is unreadable (permission denied): the probes of its grid are chosen on clean test, not on "
         f"their validation criterion; {mine}",
-        f"{split} is unreadable (permission denied): its test tracks are not known: its results are compared with "
-        "other runs' by their number only, and described as if every label were annotated (which labels each track "
-        f"annotates is not known); {mine}",
+        f"{split} is unreadable (permission denied): its test tracks are not known: its results are ranked with "
+        "another run's when both scored as many test tracks in each fold, not checked to be the same tracks and "
+        f"labels, and described as if every label were annotated (which labels each track annotates is not known); "
+        f"{mine}",
         f"{second / 'splits'} is unreadable (permission denied): the run's test tracks are not known: the run's "
-        "results are compared with other runs' by their number only, and described as if every label were annotated "
-        f"(which labels each track annotates is not known); {mine}",
+        "results are ranked with another run's when both scored as many test tracks in each fold, not checked to be "
+        "the same tracks and labels, and described as if every label were annotated (which labels each track "
+        f"annotates is not known); {mine}",
         f"{second / 'probes'} is unreadable (permission denied): the probes of the run's grids are chosen on clean "
         f"test, not on their validation criterion; {mine}",
         f"{matrices[0]} and {len(matrices) - 1} other files in {second / 'confusion'} are unreadable (permission "
@@ -378,9 +407,10 @@ def test_probes_and_splits_files_cut_short_are_said_with_what_writes_them_anew(t
     run = load_run(first)
     assert run.unread == [
         f"{split} is unreadable (Parquet magic bytes not found in footer. Either the file is corrupted or this is not "
-        "a parquet file.): its test tracks are not known: its results are compared with other runs' by their number "
-        "only, and described as if every label were annotated (which labels each track annotates is not known); cut "
-        "short or corrupted; the next `repeval run` on the run writes the splits anew",
+        "a parquet file.): its test tracks are not known: its results are ranked with another run's when both scored "
+        "as many test tracks in each fold, not checked to be the same tracks and labels, and described as if every "
+        "label were annotated (which labels each track annotates is not known); cut short or corrupted; the next "
+        "`repeval run` on the run writes the splits anew",
         f"{probe_files[0]} is unreadable (Parquet magic bytes not found in footer. Either the file is corrupted or "
         "this is not a parquet file.): the probes of its grid are chosen on clean test, not on their validation "
         "criterion; cut short or corrupted; it is written when its probe grid is trained: delete that grid's file "

@@ -187,7 +187,7 @@ def test_a_label_without_a_value_is_explained_where_it_is_missing(run_dir):
     saying why. Now the '–' cells' tooltip and the note above them say what a missing value means, and the table
     that leaves the label out names it."""
     from repeval.report.html import _per_label_block
-    from repeval.report.labels import NO_VALUE
+    from repeval.report.labels import NO_VALUE, NO_VALUE_TIP
     from repeval.report.results import load_run
     from repeval.report.selection import combine_validation
 
@@ -197,7 +197,34 @@ def test_a_label_without_a_value_is_explained_where_it_is_missing(run_dir):
     tag = str(df.loc[(df["task"] == task) & df["label"].notna(), "label"].iloc[0])
     gap = (df["task"] == task) & (df["label"] == tag) & (df["metric"] == "roc_auc_macro")
     block = html.unescape(_per_label_block(df[~gap], task, dataset, combine_validation([run])))
-    assert f'<td title="{NO_VALUE}">–</td>' in block
+    assert f'<td title="{NO_VALUE_TIP}">–</td>' in block
     assert f"; –: {NO_VALUE}</p>" in block
-    assert f"label {tag} left out: {NO_VALUE}" in block
+    assert f"label {tag} left out of the tables below where it has no value in any column: the note above" in block
     assert "<td>–</td>" not in block
+
+
+def test_labels_left_out_are_said_once_a_section_a_few_named_and_the_cells_tooltip_short(run_dir):
+    """The "labels … left out" caption named every label, above each label table of the section, and each '–' cell
+    carried the whole ~170-byte explanation: a 50-tag report's HTML grew with labels × models × that text (810 KB,
+    469 KB now, 40 of 50 tags undefined). Now the caption is said once a section, five labels named and the others
+    counted, the explanation once in each note, and a '–' cell's tooltip points to it."""
+    from repeval.report.html import _per_label_block
+    from repeval.report.labels import NO_VALUE, NO_VALUE_TIP
+    from repeval.report.results import load_run
+    from repeval.report.selection import combine_validation
+
+    run = load_run(run_dir)
+    task, dataset = "autotagging", "magnatagatune"
+    df = run.results
+    tags = list(dict.fromkeys(df.loc[(df["task"] == task) & df["label"].notna(), "label"]))
+    assert len(tags) > 6
+    gap = (df["task"] == task) & df["label"].isin(tags[:-1]) & (df["metric"] == "roc_auc_macro")
+    block = html.unescape(_per_label_block(df[~gap], task, dataset, combine_validation([run])))
+    (caption,) = re.findall(r'<p class="rv-caption">([^<]*left out[^<]*)</p>', block)
+    assert re.fullmatch(
+        rf"labels [^,]+, [^,]+, [^,]+, [^,]+, [^,]+ and {len(tags) - 6} others left out of the tables below where "
+        "they have no value in any column: the note above says why",
+        caption,
+    ), caption
+    assert block.count(NO_VALUE) == 2  # the label tables' note and every value's
+    assert block.count(f'title="{NO_VALUE_TIP}">–</td>') == block.count("–</td>") > 0
