@@ -34,6 +34,14 @@ def _fraction(kind: str, args: list[Any]) -> float | None:
     return None
 
 
+def _is_flag(key: str) -> bool:
+    """Whether probe key ``key`` is a flag (``standardize``): true or false, not a number to sample."""
+    from repeval.config.probe import ProbeConfig
+
+    field = ProbeConfig.model_fields.get(key)
+    return field is not None and field.annotation is bool
+
+
 def _check_drawn(spec: ProbeSpec, point: ProbePoint, dumped: dict[str, Any], drawn: dict[str, Any]) -> None:
     """That ``drawn`` (space values, as a trial gets them) on ``point`` (its configuration ``dumped``) make a probe,
     else say which values, where."""
@@ -71,10 +79,14 @@ def check_expansion(p: Any) -> None:
             try:
                 probe_config({**first, key: frac}, "")
             except ValueError as exc:
+                fix = (
+                    "sample it with choice: [true, false]"
+                    if _is_flag(key)
+                    else "sample it with randint or lograndint (the upper bound excluded), or choice"
+                )
                 raise ValueError(
                     f"space.{key}.{kind}: samples fractions such as {frac:.4g}, which {key} does not take "
-                    f"({str(exc).lstrip(': ')}): sample it with randint or lograndint (the upper bound excluded), "
-                    "or choice"
+                    f"({str(exc).lstrip(': ')}): {fix}"
                 ) from None
     if len(values) > 1:
         pairs = itertools.product(range(len(spec.points)), itertools.product(*values.values()))
