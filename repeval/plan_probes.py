@@ -17,11 +17,12 @@ def probe_lines(exp: Any, specs: list[Any], full: Any = None, max_epochs: int | 
     smoke test's experiment, the experiment it is the smoke test of — its one probe is the first configuration of
     ``full``'s first entry, a plain probe (:func:`~repeval.run.context.smoke_test_config`), so the line says which
     configuration of that entry it is, the entry's preset, source and departures as the full plan does, and the
-    entries the smoke test leaves out. ``max_epochs``: the run's ``run.max_epochs``, which may end training before an
-    ASHA scheduler's first rung."""
+    entries the smoke test leaves out. ``max_epochs``: the run's ``run.max_epochs``, which may leave an ASHA scheduler
+    nothing to stop (:func:`~repeval.tuning.space_checks.asha_idle`)."""
     from repeval.tasks import resolve_criterion
     from repeval.tuning.presets import preset_words
     from repeval.tuning.search import expand_probe
+    from repeval.tuning.space_checks import asha_idle
 
     ttype = exp.task.effective_type
     out = []
@@ -39,13 +40,10 @@ def probe_lines(exp: Any, specs: list[Any], full: Any = None, max_epochs: int | 
         else:
             tested = "each tested" if s.size != 1 else "tested"
             what = f"probe {_names(_with_layers(s.points))}: {n}{of}, {tested}, checkpoint by {crit}"
-        grace = s.scheduler["grace_period"] if s.scheduler is not None else None
-        if grace is not None and max_epochs is not None and grace >= max_epochs:
-            what += (
-                f", but its ASHA scheduler stops none: run.max_epochs ({max_epochs}) ends training before its "
-                f"grace_period ({grace}) — lower grace_period below {max_epochs} or raise run.max_epochs"
-            )
-        elif grace is not None:
+        idle = asha_idle(s, max_epochs)
+        if idle is not None:  # the run makes no scheduler then (validate refused the rest of these)
+            what += f", but its ASHA scheduler stops none: {idle[0]} — {idle[1]}"
+        elif s.scheduler is not None:
             what += ", the weaker ones stopped early by ASHA"
         words = preset_words(entry, s.size, "a smoke test trains one" if full is not None else None, task_type=ttype)
         what += f"; {words}" if words else ""

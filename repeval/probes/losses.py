@@ -7,6 +7,7 @@ aggregation's losses are those of the mean of a track's frames' scores (:func:`a
 from __future__ import annotations
 
 import hashlib
+import math
 import warnings
 from typing import Any
 
@@ -58,6 +59,24 @@ def criterion_value(
         for text in said:
             warn_once(MetricWarning, (*key, text), f"{name} (said once, for every validation): {text}", stacklevel=2)
     return next(r.value for r in rows if r.label is None and r.metric == metric)
+
+
+def never_finite(name: str, values: list[float]) -> str:
+    """Why a probe whose validation criterion ``name`` was never finite (``values``: one per validation) failed: it
+    has no best epoch, so no checkpoint to select or test. Names how many validations gave NaN and how many ±inf, and
+    the fix (R² is undefined where the validation target does not vary)."""
+    from repeval.words import counted
+
+    nan = sum(1 for v in values if math.isnan(v))
+    kinds = [f"NaN at {nan}" if nan else "", f"±inf at {len(values) - nan}" if len(values) > nan else ""]
+    said = " and ".join(k for k in kinds if k)
+    why = (
+        f"non-finite validation metric: {name} was {said} of its {counted(len(values), 'validation')}, so no "
+        "checkpoint was kept"
+    )
+    if name.startswith("val_r2"):
+        return f"{why} (R² is undefined where the validation target is constant) — set save_criterion: val_loss"
+    return f"{why} — set save_criterion: val_loss, or check the validation split's labels"
 
 
 def scores_of(logits: torch.Tensor, task_type: str) -> torch.Tensor:

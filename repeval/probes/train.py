@@ -40,6 +40,7 @@ from repeval.probes.losses import (
     criterion_value,
     is_single_label,
     member_losses,
+    never_finite,
     scores_of,
     split_mask,
 )
@@ -366,8 +367,8 @@ def _train_stack(
     seconds = (time.perf_counter() - t0) / n_members
     results: list[TrainResult] = []
     for m in range(n_members):
-        if failed[m] is None and best_state[m] is None:
-            failed[m] = "no validation score was ever finite"
+        if failed[m] is None and (best_state[m] is None or not math.isfinite(best[m])):  # ±inf improves on ±inf
+            failed[m] = never_finite(crit[m][0], [float(h["val_criterion"]) for h in history[m]])
         state: dict[str, Any] = {}
         if best_state[m] is not None:
             c = cfgs[m]

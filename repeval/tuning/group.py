@@ -25,6 +25,7 @@ from repeval.probes.losses import criterion_of
 from repeval.tuning.checkpoint import MEMBERS_FILE, PROBES_FILE
 from repeval.tuning.notes import left_warnings
 from repeval.tuning.search import expand_all, tune_space
+from repeval.tuning.space_checks import asha_budget, asha_idle
 from repeval.tuning.trial import BatchData, EvalSettings, Member, Unit, resuming, scored_tests, tune_trial
 from repeval.tuning.tuner import _fit, sampler
 from repeval.tuning.units import _fingerprint, data_identity, marker_record, plan_units
@@ -329,19 +330,18 @@ class _Group:
             # final report, which carries the checkpoint, has none and is not judged). Counted in reports instead, a
             # grace period of 10 "epochs" meant 30 with val_every 3. Rungs lie below the epoch budget (and max_t): a
             # trial at its last validation has trained its budget and goes on to report its checkpoint
-            budget = max(p.config.epochs for p in spec.points)
-            if run.max_epochs:
-                budget = min(budget, run.max_epochs)
-            if spec.scheduler is not None and spec.scheduler["max_t"]:
-                budget = min(budget, int(spec.scheduler["max_t"]))
-            if spec.scheduler is not None and int(spec.scheduler["grace_period"]) < budget:
+            budget = asha_budget(spec, run.max_epochs)
+            idle = asha_idle(spec, run.max_epochs)  # the rule repeval validate and repeval plan apply
+            if spec.scheduler is not None and idle is not None:
+                log.info("%s: %s's ASHA scheduler stops none, so none is made: %s", self.inp.name, spec.name, idle[0])
+            elif spec.scheduler is not None:
                 from ray.tune.schedulers import ASHAScheduler
 
                 scheduler = ASHAScheduler(
                     time_attr="epoch",
                     metric="best_criterion",
                     mode=mode,
-                    max_t=budget - 0.5,  # Ray's rungs go up to max_t inclusive
+                    max_t=budget - 0.5,  # type: ignore[arg-type]  # Ray's rungs go up to max_t inclusive (a float works)
                     grace_period=int(spec.scheduler["grace_period"]),
                     reduction_factor=spec.scheduler["reduction_factor"],
                     brackets=spec.scheduler["brackets"],

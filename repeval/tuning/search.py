@@ -196,6 +196,8 @@ def validate_search(v: Any) -> dict[str, Any]:
             ("brackets", 1, int, "≥ 1"),
         ):
             value = scheduler.get(key, default)
+            if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+                value = float(value)  # grace_period: 1e1 (YAML 1.1's string), read as in the search space
             if value is None and default is None:
                 normalised[key] = None
                 continue

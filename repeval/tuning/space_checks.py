@@ -34,6 +34,14 @@ def _fraction(kind: str, args: list[Any]) -> float | None:
     return None
 
 
+def _is_flag(key: str) -> bool:
+    """Whether probe key ``key`` is a flag (``standardize``): true or false, not a number to sample."""
+    from repeval.config.probe import ProbeConfig
+
+    field = ProbeConfig.model_fields.get(key)
+    return field is not None and field.annotation is bool
+
+
 def _check_drawn(spec: ProbeSpec, point: ProbePoint, dumped: dict[str, Any], drawn: dict[str, Any]) -> None:
     """That ``drawn`` (space values, as a trial gets them) on ``point`` (its configuration ``dumped``) make a probe,
     else say which values, where."""
@@ -71,47 +79,87 @@ def check_expansion(p: Any) -> None:
             try:
                 probe_config({**first, key: frac}, "")
             except ValueError as exc:
+                fix = (
+                    "sample it with choice: [true, false]"
+                    if _is_flag(key)
+                    else "sample it with randint or lograndint (the upper bound excluded), or choice"
+                )
                 raise ValueError(
                     f"space.{key}.{kind}: samples fractions such as {frac:.4g}, which {key} does not take "
-                    f"({str(exc).lstrip(': ')}): sample it with randint or lograndint (the upper bound excluded), "
-                    "or choice"
+                    f"({str(exc).lstrip(': ')}): {fix}"
                 ) from None
     if len(values) > 1:
         pairs = itertools.product(range(len(spec.points)), itertools.product(*values.values()))
         for i, combo in itertools.islice(pairs, JOINT_CHECKS):
             _check_drawn(spec, spec.points[i], dumped[i], dict(zip(values, combo, strict=True)))
-    _check_scheduler(spec, values.get("epochs"), values.get("val_every"))
+    _check_scheduler(spec)
 
 
-def _check_scheduler(spec: ProbeSpec, sampled_epochs: list[Any] | None, sampled_val_every: list[Any] | None) -> None:
-    """An ASHA scheduler whose first rung (``grace_period`` epochs) is not below the epochs the probes train: it
-    would stop nothing (Tune's and the grid's halving skip it), which the user asked for it to do. Nor may the first
-    validation at or past the rung (every ``val_every`` epochs) be the last: ASHA would judge a trial only once it
-    had trained its whole budget (Tune's ASHA then stopped it, losing the checkpoint it trained)."""
+def _check_scheduler(spec: ProbeSpec) -> None:
+    """An ASHA scheduler that would stop nothing (:func:`asha_idle`) is refused: the user asked for it to stop
+    some. ``run.max_epochs`` is not known here (a probe entry is read alone): the plan says what it leaves ASHA, and
+    the run makes no scheduler then."""
+    idle = asha_idle(spec)
+    if idle is not None:
+        raise ValueError(f"{idle[0]} — {idle[1]}")
+
+
+def _drawn(spec: ProbeSpec) -> dict[str, list[Any]]:
+    return {key: _extremes(s["type"], s["args"]) for key, s in spec.space.items() if key in ("epochs", "val_every")}
+
+
+def asha_budget(spec: ProbeSpec, max_epochs: int | None = None) -> int:
+    """The epochs ASHA's rungs lie below: the most a probe of ``spec`` trains (its ``epochs``, the largest a search
+    space may draw; ``run.max_epochs`` if lower) or the scheduler's ``max_t`` if lower still."""
+    values = _drawn(spec).get("epochs") or [p.config.epochs for p in spec.points]
+    end = max(int(float(v)) for v in values)
+    if max_epochs:
+        end = min(end, max_epochs)
+    max_t = spec.scheduler["max_t"] if spec.scheduler is not None else None
+    return min(end, int(max_t)) if max_t else end
+
+
+def asha_idle(spec: ProbeSpec, max_epochs: int | None = None) -> tuple[str, str] | None:
+    """``(why, fix)`` when ``spec``'s ASHA scheduler would stop nothing, else ``None`` (also without a scheduler) —
+    the one rule ``repeval validate``, ``repeval plan`` and the run apply. Training ends at the probes' ``epochs``
+    (the largest a search space may draw), or ``run.max_epochs`` (``max_epochs``) if lower. ASHA stops nothing if its
+    first rung (``grace_period`` epochs) is not below that end (or ``max_t``): Tune's and the grid's halving skip it.
+    Nor if the first validation (every ``val_every`` epochs) at or past the rung is the last: ASHA would judge a
+    trial only once it had trained its whole budget (Tune's ASHA then stopped it, losing the checkpoint it
+    trained)."""
     if spec.scheduler is None:
-        return
-    epochs = max(int(float(v)) for v in (sampled_epochs or [p.config.epochs for p in spec.points]))
+        return None
+    drawn = _drawn(spec)
+    epochs = max(int(float(v)) for v in (drawn.get("epochs") or [p.config.epochs for p in spec.points]))
+    capped = max_epochs is not None and max_epochs < epochs
+    end = max_epochs if capped and max_epochs is not None else epochs
     max_t = spec.scheduler["max_t"]
-    budget = min(epochs, max_t) if max_t else epochs
+    budget = asha_budget(spec, max_epochs)
     grace = spec.scheduler["grace_period"]
-    limit = f"max_t ({max_t})" if max_t and max_t < epochs else f"the probes' epochs ({epochs})"
+    if max_t and max_t < end:
+        limit, raise_ = f"max_t ({max_t})", "max_t"
+    elif capped:
+        limit, raise_ = f"run.max_epochs ({max_epochs})", "run.max_epochs"
+    else:
+        limit, raise_ = f"the probes' epochs ({epochs})", "epochs"
     if grace >= budget:
-        raise ValueError(
+        return (
             f"scheduler.grace_period ({grace}) is not below {limit}: ASHA's first rung would come after training "
-            f"ends, so it would stop nothing — set grace_period below {budget}"
-            + (", raise max_t" if max_t and max_t < epochs else ", raise epochs")
-            + ", or remove the scheduler"
+            "ends, so it would stop nothing",
+            f"set grace_period below {budget}, raise {raise_}, or remove the scheduler",
         )
-    every = min(int(float(v)) for v in (sampled_val_every or [p.config.val_every for p in spec.points]))
+    every = min(int(float(v)) for v in (drawn.get("val_every") or [p.config.val_every for p in spec.points]))
     # the first validation at or past the rung is the last (training ends; a max_t below it judges trials that go on)
-    if budget == epochs and -(-grace // every) * every >= epochs:
-        last = (epochs - 1) // every * every  # the last validation before the end
+    if budget == end and -(-grace // every) * every >= end:
+        last = (end - 1) // every * every  # the last validation before the end
         fix = f"set grace_period to {last} or less" if last >= 1 else "lower val_every"
-        raise ValueError(
+        return (
             f"scheduler.grace_period ({grace}): with val_every {every} no validation falls from epoch {grace} to "
-            f"before the end of training (epoch {epochs}), so ASHA would judge a trial only at its last validation "
-            f"and stop none early — {fix}, or remove the scheduler"
+            f"before the end of training (epoch {end}{', run.max_epochs' if capped else ''}), so ASHA would judge a "
+            "trial only at its last validation and stop none early",
+            f"{fix}{', raise run.max_epochs' if capped else ''}, or remove the scheduler",
         )
+    return None
 
 
-__all__ = ["JOINT_CHECKS", "check_expansion"]
+__all__ = ["JOINT_CHECKS", "asha_budget", "asha_idle", "check_expansion"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from repeval.config import ConfigError, load_config, parse_config
+from repeval.config import Config, ConfigError, load_config, parse_config
 from repeval.plan import make_plan
 
 REPO = Path(__file__).resolve().parents[2]
@@ -879,28 +879,57 @@ def test_plan_names_each_probe_preset_its_source_criterion_and_departures():
     assert "preset" not in bare  # without what it is the smoke test of, the plan knows only the plain probe
 
 
-def test_plan_says_an_asha_scheduler_that_run_max_epochs_leaves_nothing_to_stop():
-    """``run.max_epochs`` below a scheduler's grace_period ends training before ASHA's first rung: the plan said "the
-    weaker ones stopped early by ASHA" of a grid that trains every configuration to the end."""
-    asha = {"grid": {"learning_rate": [1e-3, 1e-2]}, "scheduler": {"type": "asha", "grace_period": 5}}
+def _capped_plan(probe: dict, max_epochs: int) -> tuple[Config, str]:
+    """The config of one experiment training ``probe`` under ``run.max_epochs``, and its plan's line for the probe."""
     cfg = parse_config(
         {
-            "run": {"max_epochs": 3},
+            "run": {"max_epochs": max_epochs},
             "experiments": [
                 {
                     "task": {"name": "inst", "type": "multiclass_classification"},
                     "datasets": [{"name": "notes", "type": "catalog", "manifest": "m.csv", "label_column": "x"}],
                     "embedding_models": ["mfcc-stats"],
-                    "downstream_models": [{"name": "halved", "search": asha}],
+                    "downstream_models": [probe],
                 }
             ],
         }
     )
     [line] = [line for line in make_plan(cfg).text().splitlines() if line.startswith("  - probe ")]
+    return cfg, line
+
+
+def test_plan_says_an_asha_scheduler_that_run_max_epochs_leaves_nothing_to_stop():
+    """``run.max_epochs`` below a scheduler's grace_period ends training before ASHA's first rung: the plan said "the
+    weaker ones stopped early by ASHA" of a grid that trains every configuration to the end."""
+    asha = {"grid": {"learning_rate": [1e-3, 1e-2]}, "scheduler": {"type": "asha", "grace_period": 5}}
+    _, line = _capped_plan({"name": "halved", "search": asha}, 3)
     assert line.endswith(
-        "tested once, but its ASHA scheduler stops none: run.max_epochs (3) ends training before its "
-        "grace_period (5) — lower grace_period below 3 or raise run.max_epochs"
+        "tested once, but its ASHA scheduler stops none: scheduler.grace_period (5) is not below run.max_epochs (3): "
+        "ASHA's first rung would come after training ends, so it would stop nothing — set grace_period below 3, raise "
+        "run.max_epochs, or remove the scheduler"
     ), line
+
+
+def test_plan_and_run_apply_validates_val_every_rule_to_run_max_epochs():
+    """``run.max_epochs`` (12) below the probes' epochs (30), validated every 3: ASHA's rung at 10 is judged only at
+    the last validation (epoch 12). The plan said "the weaker ones stopped early by ASHA" (it compared grace_period
+    with run.max_epochs alone) and the run made the scheduler; both apply validate's rule (asha_idle)."""
+    from repeval.tuning.search import expand_probe
+    from repeval.tuning.space_checks import asha_budget, asha_idle
+
+    probe = {"name": "h", "epochs": 30, "val_every": 3, "search": {"space": {"dropout": {"uniform": [0.1, 0.5]}},
+             "scheduler": {"type": "asha", "grace_period": 10}}}  # fmt: skip
+    cfg, line = _capped_plan(probe, 12)
+    why = (
+        "scheduler.grace_period (10): with val_every 3 no validation falls from epoch 10 to before the end of training "
+        "(epoch 12, run.max_epochs), so ASHA would judge a trial only at its last validation and stop none early — "
+        "set grace_period to 9 or less, raise run.max_epochs, or remove the scheduler"
+    )
+    assert line.endswith(f"but its ASHA scheduler stops none: {why}"), line
+    spec = expand_probe(cfg.experiments[0].downstream_models[0], 0)
+    assert asha_idle(spec, 12) == tuple(why.split(" — ")) and asha_idle(spec) is None  # validate: 30 epochs is fine
+    assert (asha_budget(spec, 12), asha_budget(spec, 15), asha_budget(spec)) == (12, 15, 30)
+    assert asha_idle(spec, 15) is None  # validated at 12, before the end (15): the rung at 10 judges then
 
 
 def test_thesis_preset_says_the_auc_departure_of_multilabel_tasks_alone():

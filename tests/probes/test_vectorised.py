@@ -290,6 +290,23 @@ def test_non_finite_loss_fails_one_member_only(mc_data):
     assert together[0].best_epoch == alone.best_epoch
 
 
+def test_a_validation_metric_never_finite_fails_the_probe_naming_the_metric_and_the_fix():
+    """A constant validation target makes R² NaN at every validation: the probe has no best epoch, so no checkpoint —
+    a failure whose reason (failed.parquet, the training summary) says which metric, how often, and what to set;
+    it said "no validation score was ever finite"."""
+    data = gaussian_data("regression", n=60, d=6, scenarios=False)
+    data.y_val = np.ones_like(data.y_val)
+    cfg = ProbeConfig(hidden_units=[4], batch_size=32, epochs=4, val_every=2, save_criterion="val_r2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the metric's own warning that the target is constant
+        (r,) = train_probes([(cfg, 0)], data)
+    assert r.failed == (
+        "non-finite validation metric: val_r2 was NaN at 2 of its 2 validations, so no checkpoint was kept (R² is "
+        "undefined where the validation target is constant) — set save_criterion: val_loss"
+    )
+    assert not r.state_dict and not r.test_scores
+
+
 def test_last_partial_batch_is_kept_and_budgets(mc_data):
     cfg = ProbeConfig(batch_size=50, epochs=3, patience=10)  # 160 rows: 50 + 50 + 50 + 10
     r = train_probe(cfg, mc_data, 0)

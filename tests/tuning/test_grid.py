@@ -301,6 +301,26 @@ def test_asha_on_a_search_space_counts_epochs_and_never_stops_a_trial_at_its_las
     assert sorted(p["epochs"] for p in g.probes) == sorted(len(e) * 2 for e in epochs)
 
 
+def test_run_max_epochs_that_leaves_asha_nothing_to_stop_makes_no_scheduler(ray_session, tmp_path, caplog):
+    """run.max_epochs (5) ends training before the first validation past grace_period (4, validated every 3: epochs
+    3 and 5): ASHA would judge a trial only at its last validation. The run made the scheduler all the same (grace 4 <
+    5), which could stop a trial there, losing its checkpoint; it applies validate's and the plan's rule now."""
+    data = gaussian_probe_data(n=60, d=6, c=3, scenarios=False)
+    probe = {
+        "name": "capped", "hidden_units": [4], "epochs": 8, "val_every": 3, "batch_size": 30,
+        "search": {"space": {"learning_rate": {"loguniform": [1e-4, 3e-2]}}, "num_samples": 2,
+                   "scheduler": {"type": "asha", "grace_period": 4, "reduction_factor": 2}},
+    }  # fmt: skip
+    cfg = config([probe], max_epochs=5, resources={"max_concurrent_trials": 1})
+    with caplog.at_level("INFO", logger="repeval.tuning.grid"):
+        g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"))
+    assert (
+        "capped's ASHA scheduler stops none, so none is made: scheduler.grace_period (4): with val_every 3 no "
+        "validation falls from epoch 4 to before the end of training (epoch 5, run.max_epochs)"
+    ) in caplog.text
+    assert [(p["status"], p["epochs"]) for p in g.probes] == [("ok", 5), ("ok", 5)] and not g.failed
+
+
 def test_a_failed_sample_of_a_search_space_is_recorded_with_its_values(ray_session, tmp_path, caplog):
     """The samples of a search space share their probe's name: failed.parquet's ``params`` says which one failed. A
     sample that makes no probe at all (values validation could not try together — it tries a bounded number of

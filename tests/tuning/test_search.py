@@ -185,6 +185,12 @@ def test_free_grid_and_space_from_yaml_values():
     spec = expand_all(parse_config(cfg_dict(written)).experiments[0].downstream_models)[0]
     assert spec.space == {"learning_rate": {"type": "loguniform", "args": [1e-5, 1e-2]}}
     assert [p.params for p in spec.points] == [{"weight_decay": 0}, {"weight_decay": 1e-4}]
+    # and in the scheduler too: grace_period: 1e1 was refused ("must be an integer ≥ 1 (epochs), got '1e1'")
+    written = yaml.safe_load(
+        "{epochs: 30, search: {space: {dropout: {uniform: [0.1, 0.5]}}, scheduler: {grace_period: 1e1, max_t: 2e1}}}"
+    )
+    spec = expand_all(parse_config(cfg_dict(written)).experiments[0].downstream_models)[0]
+    assert spec.scheduler == {"type": "asha", "grace_period": 10, "reduction_factor": 3.0, "max_t": 20, "brackets": 1}
 
 
 def test_asha_on_a_grid_halves_inside_stacks_unless_it_needs_tune():
@@ -245,6 +251,12 @@ def test_asha_on_a_grid_halves_inside_stacks_unless_it_needs_tune():
             {"search": {"space": {"batch_size": {"uniform": [16, 256]}}}},
             "space.batch_size.uniform: samples fractions such as 91.29, which batch_size does not take (batch_size: "
             "Input should be a valid integer, got a number with a fractional part): sample it with randint",
+        ),
+        # a flag sampled from fractions was told to sample it with randint
+        (
+            {"search": {"space": {"standardize": {"uniform": [0, 1]}}}},
+            "space.standardize.uniform: samples fractions such as 0.3137, which standardize does not take "
+            "(standardize: Input should be a valid boolean): sample it with choice: [true, false]",
         ),
         (
             {"search": {"space": {"dropout": {"quniform": [0.0, 0.95, 0.1]}}}},
