@@ -192,3 +192,26 @@ def test_the_store_and_runs_options_read_paths_as_the_configuration_does(tmp_pat
     assert res.exit_code == 2
     assert "$REPEVAL_NOT_SET is not set here" in " ".join(res.output.replace("│", " ").split())
     assert not (tmp_path / "cwd" / "~").exists() and not (tmp_path / "cwd" / "$REPEVAL_NOT_SET").exists()
+
+
+def test_a_store_left_in_a_folder_named_tilde_is_said_once_with_its_fix(tmp_path, monkeypatch, caplog):
+    """``run.store: ~/x`` wrote to ``./~/x`` before ``~`` was expanded; the same configuration then pointed at
+    ``$HOME/x`` and computed every embedding again, without a word."""
+    from repeval.run.context import make_context
+
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    monkeypatch.setenv("HOME", str(home))
+    (cwd / "~" / "x" / "notes" / "mfcc-stats" / "clean").mkdir(parents=True)  # a partition of the earlier store
+    monkeypatch.chdir(cwd)
+    cfg = load_config(_write(cwd, store="~/x"))
+    make_context(cfg, "r1", read_only=True)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        f"the store {home}/x has no embeddings, but ./~/x (a folder named '~' here) holds 1 partition — where "
+        f"run.store: ~/x wrote before '~' was expanded: `mv './~/x' '{home}/x'`, or point run.store (or --store) "
+        "at './~/x'; else they are computed again"
+    ]
+    caplog.clear()
+    home.mkdir()
+    (cwd / "~" / "x").rename(home / "x")  # the fix it names
+    assert [p.dataset for p in make_context(cfg, "r2", read_only=True).store.partitions()] == ["notes"]
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
