@@ -226,7 +226,9 @@ def store_show(
             help="the partition, after the store root unless --store gives it (default store: store)",
         ),
     ],
-    root: Annotated[str | None, typer.Option("--store", help="store root (path or pyarrow filesystem URI)")] = None,
+    root: Annotated[
+        str | None, typer.Option("--store", callback=cli_path, help="store root (path or pyarrow filesystem URI)")
+    ] = None,
     rows: Annotated[
         int | None,
         typer.Option(
@@ -266,7 +268,9 @@ def store_rm(
             "slashes as ./a/b/c; default store: store)",
         ),
     ],
-    root: Annotated[str | None, typer.Option("--store", help="store root (path or pyarrow filesystem URI)")] = None,
+    root: Annotated[
+        str | None, typer.Option("--store", callback=cli_path, help="store root (path or pyarrow filesystem URI)")
+    ] = None,
     tracks: Annotated[
         list[str] | None,
         typer.Option(
@@ -349,7 +353,9 @@ def store_settle(
             "shell-style patterns allowed)",
         ),
     ] = None,
-    root: Annotated[str | None, typer.Option("--store", help="store root (path or pyarrow filesystem URI)")] = None,
+    root: Annotated[
+        str | None, typer.Option("--store", callback=cli_path, help="store root (path or pyarrow filesystem URI)")
+    ] = None,
 ) -> None:
     """Finish the track removals (`store rm … --track`) that were stopped or could not delete the files they replaced,
     so plain Parquet readers see each row once; takes the store's lock, so not during a run."""
