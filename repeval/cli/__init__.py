@@ -5,17 +5,23 @@ they share in :mod:`repeval.cli.common`."""
 
 from __future__ import annotations
 
-import inspect
-import logging
-import os
-import sys
-import warnings
-from typing import Annotated
+from repeval.cli.starting import quiet_while_starting, started
 
-import typer
-from typer.core import TyperGroup
+# first: a Ctrl-C or SIGTERM during the imports below (numpy's, pydantic's: a second on a loaded machine) ends the
+# command with one line, not a traceback; put back once they are done (``started``, below)
+_starting = quiet_while_starting()
 
-from repeval.cli.common import _state
+import inspect  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import warnings  # noqa: E402
+from typing import Annotated  # noqa: E402
+
+import typer  # noqa: E402
+from typer.core import TyperGroup  # noqa: E402
+
+from repeval.cli.common import _state  # noqa: E402
 
 # a bare `repeval` (`repeval data`, `repeval store`) prints its help and exits 0, as git and ray do: Typer's
 # no_args_is_help exits 2 under click ≥ 8.2 (a usage error); the callbacks print the help themselves (_help_if_bare)
@@ -140,6 +146,7 @@ def _one_line_listings(*apps: typer.Typer) -> None:
 
 
 _one_line_listings(app, data_app, store_app)
+started(_starting)
 
 #: repeval's own options, which click takes only before the command (`repeval -v run CONFIG`, `repeval --version`)
 GLOBAL_FLAGS = frozenset({"--debug", "-v", "--verbose", "--version"})
@@ -177,9 +184,11 @@ def entrypoint() -> None:
     from repeval.cpu import prepare_entry_point
     from repeval.ray_signals import exit_on_sigterm
 
+    starting = quiet_while_starting()  # until the command's own handlers are there (the MKL shim's re-execution)
     command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
     prepare_entry_point(reexec=command in MKL_COMMANDS)
     exit_on_sigterm()
+    started(starting)
     try:
         app(args=hoist_global_options(sys.argv[1:]))
     except KeyboardInterrupt:

@@ -26,7 +26,26 @@ RunIdOpt = Annotated[
     str | None,
     typer.Option("--run-id", help="run id (default: run.run_id, else a new run-<date>-<time> on every command)"),
 ]
-StoreOpt = Annotated[str | None, typer.Option("--store", help="embedding store root (path or URI; default: run.store)")]
+
+
+def cli_path(value: str | None) -> str | None:
+    """A path given on the command line (``--store``, ``--runs-dir``) read as the configuration's paths are
+    (:func:`repeval.config.base._local_path`): a quoted ``'~/x'`` or ``'$HOME/x'`` — which the shell did not expand —
+    made a folder named ``~`` or ``$HOME``."""
+    from repeval.config.base import _local_path
+
+    if value is None:
+        return None
+    try:
+        return _local_path(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+StoreOpt = Annotated[
+    str | None,
+    typer.Option("--store", callback=cli_path, help="embedding store root (path or URI; default: run.store)"),
+]
 SmokeOpt = Annotated[
     bool,
     typer.Option(
@@ -37,7 +56,11 @@ SmokeOpt = Annotated[
 ]
 RunsDirOpt = Annotated[
     str | None,
-    typer.Option("--runs-dir", help="runs directory (path or URI, e.g. s3://bucket/runs; default: run.runs_dir)"),
+    typer.Option(
+        "--runs-dir",
+        callback=cli_path,
+        help="runs directory (path or URI, e.g. s3://bucket/runs; default: run.runs_dir)",
+    ),
 ]
 
 

@@ -12,17 +12,21 @@ from typing import Annotated, Any
 import typer
 
 from repeval.cli import app, store_app
-from repeval.cli.common import _guard
+from repeval.cli.common import _guard, cli_path
 from repeval.words import counted
 
 
 @app.command("runs")
 def runs_cmd(
     runs_dir: Annotated[
-        str | None, typer.Argument(help="runs directory (path or pyarrow filesystem URI; default: runs)")
+        str | None,
+        typer.Argument(callback=cli_path, help="runs directory (path or pyarrow filesystem URI; default: runs)"),
     ] = None,
     option: Annotated[
-        str | None, typer.Option("--runs-dir", help="the runs directory, as an option (as `repeval run` takes it)")
+        str | None,
+        typer.Option(
+            "--runs-dir", callback=cli_path, help="the runs directory, as an option (as `repeval run` takes it)"
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
@@ -179,8 +183,10 @@ def _store_root(positional: str | None, option: str | None) -> str:
 
 
 #: ``repeval store ls|unlock [STORE]``, or ``--store STORE``
-_RootArg = Annotated[str | None, typer.Argument(help="store root (path or pyarrow filesystem URI; default: store)")]
-_StoreOpt = Annotated[str | None, typer.Option("--store", help="the store root, as an option")]
+_RootArg = Annotated[
+    str | None, typer.Argument(callback=cli_path, help="store root (path or pyarrow filesystem URI; default: store)")
+]
+_StoreOpt = Annotated[str | None, typer.Option("--store", callback=cli_path, help="the store root, as an option")]
 
 
 @store_app.command("ls")
@@ -220,7 +226,9 @@ def store_show(
             help="the partition, after the store root unless --store gives it (default store: store)",
         ),
     ],
-    root: Annotated[str | None, typer.Option("--store", help="store root (path or pyarrow filesystem URI)")] = None,
+    root: Annotated[
+        str | None, typer.Option("--store", callback=cli_path, help="store root (path or pyarrow filesystem URI)")
+    ] = None,
     rows: Annotated[
         int | None,
         typer.Option(
@@ -260,7 +268,9 @@ def store_rm(
             "slashes as ./a/b/c; default store: store)",
         ),
     ],
-    root: Annotated[str | None, typer.Option("--store", help="store root (path or pyarrow filesystem URI)")] = None,
+    root: Annotated[
+        str | None, typer.Option("--store", callback=cli_path, help="store root (path or pyarrow filesystem URI)")
+    ] = None,
     tracks: Annotated[
         list[str] | None,
         typer.Option(
@@ -343,7 +353,9 @@ def store_settle(
             "shell-style patterns allowed)",
         ),
     ] = None,
-    root: Annotated[str | None, typer.Option("--store", help="store root (path or pyarrow filesystem URI)")] = None,
+    root: Annotated[
+        str | None, typer.Option("--store", callback=cli_path, help="store root (path or pyarrow filesystem URI)")
+    ] = None,
 ) -> None:
     """Finish the track removals (`store rm … --track`) that were stopped or could not delete the files they replaced,
     so plain Parquet readers see each row once; takes the store's lock, so not during a run."""

@@ -40,10 +40,18 @@ def _local_path(v: str) -> str:
     """A path read from the configuration: ``~`` (a home folder) expanded, as a shell would — the data checks
     expanded it, and the loaders and the store took it as a folder named ``~`` —; an environment variable refused
     (neither expands it: the run would make a folder named ``$HOME``), with the path it stands for here, unless a file
-    or folder of that name exists (``a$b``: the path is its name); a URI as written."""
+    or folder of that name exists (``a$b``: the path is its name); ``~user`` of no user here refused likewise (a
+    mistyped ``~/data`` made a folder named ``~data``); a URI as written. The ``--store`` and ``--runs-dir`` options
+    take the same (:func:`repeval.cli.common.cli_path`)."""
     if "://" in v:
         return v
     path = os.path.expanduser(v) if v.startswith("~") else v
+    if path.startswith("~") and not os.path.lexists(path):  # ``~data/x``: no user ``data`` here
+        user = v[1:].partition("/")[0]
+        raise ValueError(
+            f"{v!r}: there is no user {user!r} here for '~{user}' to stand for: write ~/{v[1:]} for a folder in your "
+            f"home, or ./{v} for a folder named '~{user}'"
+        )
     if _VARIABLE.search(v) and not os.path.lexists(path):
         written = os.path.expandvars(v)
         unset = sorted({m.group(0) for m in _VARIABLE.finditer(written)})

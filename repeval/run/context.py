@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -77,6 +78,7 @@ def make_context(
     loc = RunLocation.open(cfg.run.runs_dir, rid)
     if store:  # the run's config.yaml names the store it used (`repeval report` reads its error records there)
         cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"store": store})})
+    note_store_left_under_tilde(cfg.run.store)
     st = EmbeddingStore(cfg.run.store, create=lock or not read_only, must_exist=False)
     held = None
     if lock:
@@ -91,6 +93,27 @@ def make_context(
             held.release()
         raise
     return RunContext(cfg, rid, run_dir, st, location=loc, lock=held)
+
+
+def note_store_left_under_tilde(root: str) -> None:
+    """Say where the embeddings went when ``root`` (a store under the home folder) has none and ``./~/…`` holds a
+    store: before ``~`` was expanded in ``run.store`` (:func:`repeval.config.base._local_path`), ``run.store: ~/x``
+    wrote to a folder named ``~`` under the current one, and the same configuration now computes them all again."""
+    home = os.path.expanduser("~").rstrip("/")
+    if "://" in root or not home or not (root == home or root.startswith(home + "/")):
+        return
+    left = "./~" + root[len(home) :]
+    if not os.path.isdir(left):
+        return
+    kept = len(EmbeddingStore(left, create=False).partitions())
+    if not kept or EmbeddingStore(root, create=False, must_exist=False).partitions():
+        return
+    fix = f"`mv '{left}' '{root}'`" if not os.path.lexists(root) else f"move what it holds into {root}"
+    log.warning(
+        "the store %s has no embeddings, but %s (a folder named '~' here) holds %s — where run.store: ~%s wrote "
+        "before '~' was expanded: %s, or point run.store (or --store) at '%s'; else they are computed again",
+        root, left, counted(kept, "partition"), root[len(home) :], fix, left,
+    )  # fmt: skip
 
 
 def config_yaml(cfg: Config) -> str:

@@ -162,3 +162,56 @@ def test_a_key_of_several_blocks_below_is_said_with_each_of_them():
         "experiments[0]: unknown key 'batch_size' here — it is a key of each 'embedding_models' entry or each "
         "'downstream_models' entry: indent it under the one it is for"
     ]
+
+
+def test_a_home_of_no_user_is_refused_naming_the_two_paths_it_may_mean(tmp_path, monkeypatch):
+    """``~data/x`` (a slip for ``~/data/x``) stayed as written: the store made a folder named ``~data``."""
+    monkeypatch.chdir(tmp_path)
+    assert _problems(_write(tmp_path, store="~repeval-no-such-user/x")) == [
+        "run.store: '~repeval-no-such-user/x': there is no user 'repeval-no-such-user' here for "
+        "'~repeval-no-such-user' to stand for: write ~/repeval-no-such-user/x for a folder in your home, or "
+        "./~repeval-no-such-user/x for a folder named '~repeval-no-such-user'"
+    ]
+
+
+def test_the_store_and_runs_options_read_paths_as_the_configuration_does(tmp_path, monkeypatch):
+    """``--store '~/x'`` (quoted: the shell left it) opened a folder named ``~`` under the current one, and
+    ``--runs-dir '$VAR/x'`` one named ``$VAR``."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+    from repeval.store import EmbeddingStore
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("REPEVAL_NOT_SET", raising=False)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    EmbeddingStore(str(tmp_path / "x"))
+    assert CliRunner().invoke(app, ["store", "ls", "--store", "~/x"]).exit_code == 0
+    res = CliRunner().invoke(app, ["runs", "--runs-dir", "$REPEVAL_NOT_SET/runs"])
+    assert res.exit_code == 2
+    assert "$REPEVAL_NOT_SET is not set here" in " ".join(res.output.replace("│", " ").split())
+    assert not (tmp_path / "cwd" / "~").exists() and not (tmp_path / "cwd" / "$REPEVAL_NOT_SET").exists()
+
+
+def test_a_store_left_in_a_folder_named_tilde_is_said_once_with_its_fix(tmp_path, monkeypatch, caplog):
+    """``run.store: ~/x`` wrote to ``./~/x`` before ``~`` was expanded; the same configuration then pointed at
+    ``$HOME/x`` and computed every embedding again, without a word."""
+    from repeval.run.context import make_context
+
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    monkeypatch.setenv("HOME", str(home))
+    (cwd / "~" / "x" / "notes" / "mfcc-stats" / "clean").mkdir(parents=True)  # a partition of the earlier store
+    monkeypatch.chdir(cwd)
+    cfg = load_config(_write(cwd, store="~/x"))
+    make_context(cfg, "r1", read_only=True)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        f"the store {home}/x has no embeddings, but ./~/x (a folder named '~' here) holds 1 partition — where "
+        f"run.store: ~/x wrote before '~' was expanded: `mv './~/x' '{home}/x'`, or point run.store (or --store) "
+        "at './~/x'; else they are computed again"
+    ]
+    caplog.clear()
+    home.mkdir()
+    (cwd / "~" / "x").rename(home / "x")  # the fix it names
+    assert [p.dataset for p in make_context(cfg, "r2", read_only=True).store.partitions()] == ["notes"]
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
