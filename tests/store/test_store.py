@@ -861,7 +861,7 @@ def test_a_partition_embedded_window_by_window_alone_is_refused_for_tracks_of_se
     assert json.loads((tmp_path / "s" / "ds" / "m" / "clean" / "_stamp.json").read_text())["fingerprint"] == now
 
     several = _stamped_with_windows(store, before, track=0, n_chunks=2)  # two windows, each embedded alone
-    with pytest.raises(StoreConflict, match="windows: stored") as err:
+    with pytest.raises(StoreConflict, match="windows: not set when it was embedded, now") as err:
         several.check_compatible(now)
     assert "embedded window by window alone" in str(err.value) and "store rm" in str(err.value)
 
