@@ -138,6 +138,8 @@ class EmbeddingModel:
     #: when the configuration is checked (:func:`check_params`), naming them, rather than when the model is built in
     #: its actor; the constructor refuses it with the same words (:func:`refuse_choice`)
     param_choices: ClassVar[dict[str, tuple[str, ...]]] = {}
+    #: those of :attr:`param_choices` that take a list of one or more of their values (basic-pitch's ``outputs``)
+    param_choice_lists: ClassVar[tuple[str, ...]] = ()
 
     sample_rate_hz: int
     embedding_dim: int
@@ -337,11 +339,23 @@ def positive_seconds(value: Any) -> float | None:
 def choice_problem(cls: type[EmbeddingModel], key: str, value: Any) -> str | None:
     """Why ``value`` cannot stand for ``key``, one of :attr:`EmbeddingModel.param_choices` (None when it can)."""
     choices = cls.param_choices.get(key)
-    if choices is None or value in choices:
+    if choices is None:
         return None
     said = [repr(c) for c in choices]
+    among = said[0] if len(said) == 1 else f"{', '.join(said[:-1])} or {said[-1]}"
+    if key in cls.param_choice_lists:
+        if isinstance(value, list | tuple) and value and all(v in choices for v in value):
+            return None
+        bad = [v for v in value if v not in choices] if isinstance(value, list | tuple) else [value]
+        if isinstance(value, str) and value in choices:
+            hint = f" — write it as a list: [{value}]"
+        else:
+            hint = did_you_mean(bad[0], choices) if bad and isinstance(bad[0], str) else ""
+        return f"expected a list of one or more of {among}, got {value!r}{hint}"
+    if value in choices:
+        return None
     hint = did_you_mean(value, choices) if isinstance(value, str) else ""
-    return f"expected {', '.join(said[:-1])} or {said[-1]}, got {value!r}{hint}"
+    return f"expected {among}, got {value!r}{hint}"
 
 
 def refuse_choice(model: EmbeddingModel, key: str, value: Any) -> None:
@@ -388,7 +402,10 @@ def check_params(cfg: Any) -> None:
         if key not in known:
             problems.append(unknown_param(name, key, [*sorted(known), *GENERIC_PARAMS]))
             continue
-        problem = _type_error(value, known[key].default) or choice_problem(fam.cls, key, value)
+        default = known[key].default
+        if value is None and default is None:  # null: the constructor's default (musicnn's layer, its checkpoint's)
+            continue
+        problem = _type_error(value, default) or choice_problem(fam.cls, key, value)
         if problem:
             problems.append((key, problem))
     if problems:

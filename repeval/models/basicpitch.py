@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from repeval.models._common import RebuildOnUnpickle, as_mono, extra_reason, ort_session_options, package_dir
-from repeval.models.base import EmbeddingModel, FrameGeometry, PerClip, register_model
+from repeval.models.base import EmbeddingModel, FrameGeometry, PerClip, refuse_choice, register_model
 
 SR = 22050
 FFT_HOP = 256
@@ -57,15 +57,17 @@ class BasicPitch(RebuildOnUnpickle, EmbeddingModel):
     #: how many windows an onnxruntime call takes changes how the model runs, not its frames (below): a store
     #: embedded at one size is complete for another
     fingerprint_exempt: ClassVar[tuple[str, ...]] = ("max_batch_windows",)
+    #: the posteriorgrams concatenated, in the order given: any of them, once or more
+    param_choices: ClassVar[dict[str, tuple[str, ...]]] = {"outputs": tuple(_OUTPUTS)}
+    param_choice_lists: ClassVar[tuple[str, ...]] = ("outputs",)
 
     # max_batch_windows, windows per onnxruntime call: 8 runs as fast as 16 and gives each clip the same frames
     # (16, 8 and 4 gave identical arrays) with a 110–200 MiB lower peak RSS per process (32 clips of 5 s, one
     # thread: 453 against 562–659 MiB; docs/benchmarks.md, session 28)
     def __init__(self, outputs: list[str] | None = None, max_batch_windows: int = 8, **params: Any) -> None:
-        outputs = list(outputs or ["contour", "note", "onset"])
-        unknown = [o for o in outputs if o not in _OUTPUTS]
-        if unknown or not outputs:
-            raise ValueError(f"basic-pitch: unknown outputs {unknown}; choose from {sorted(_OUTPUTS)}")
+        outputs = ["contour", "note", "onset"] if outputs is None else outputs
+        refuse_choice(self, "outputs", outputs)
+        outputs = list(outputs)
         super().__init__(outputs=outputs, max_batch_windows=max_batch_windows, **params)
         import onnxruntime as ort
 

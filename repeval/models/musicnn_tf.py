@@ -49,9 +49,11 @@ shared 2-core machine).
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, ClassVar
@@ -68,7 +70,7 @@ from repeval.models._common import (
     ort_session_options,
     pad_to,
 )
-from repeval.models.base import FrameGeometry, param_or_default, register_model
+from repeval.models.base import FrameGeometry, param_or_default, refuse_choice, register_model
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +119,10 @@ def _patch_hop(hop_s: float) -> int:
 BACKENDS = ("onnx", "tf")
 
 
+def _arch(checkpoint: str) -> str:
+    return "vgg" if "vgg" in checkpoint else "musicnn"
+
+
 class MusiCNN(WindowedModel):
     """One musicnn/vgg checkpoint from the wheel, run by onnxruntime (``backend: onnx``, the default) or
     TensorFlow (``backend: tf``: :meth:`variant` gives the class that runs in the ``tf`` process group); see the
@@ -135,6 +141,18 @@ class MusiCNN(WindowedModel):
     requires: ClassVar[tuple[str, ...]] = ("onnxruntime", "musicnn")
     #: what converting the checkpoint to ONNX needs (once per checkpoint and layer; cached)
     converter_requires: ClassVar[tuple[str, ...]] = ("tensorflow", "tf_keras", "onnx")
+    #: ``layer`` follows the checkpoint's architecture: each subclass gets its own (:meth:`__init_subclass__`)
+    param_choices: ClassVar[dict[str, tuple[str, ...]]] = {"layer": tuple(_LAYERS["musicnn"]), "backend": BACKENDS}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """``param_choices``: its bases' and its own, ``layer`` those of its checkpoint's architecture (unless it
+        names its own)."""
+        super().__init_subclass__(**kwargs)
+        inherited = {
+            k: v for klass in reversed(cls.__mro__[1:]) for k, v in vars(klass).get("param_choices", {}).items()
+        }
+        own = vars(cls).get("param_choices", {})
+        cls.param_choices = {**inherited, "layer": tuple(_LAYERS[_arch(cls.checkpoint)]), "backend": BACKENDS, **own}
 
     def __init__(
         self,
@@ -144,24 +162,23 @@ class MusiCNN(WindowedModel):
         backend: str = "onnx",
         **params: Any,
     ) -> None:
-        arch = "vgg" if "vgg" in self.checkpoint else "musicnn"
         layer = layer or _default_layer(self.checkpoint)
-        if layer not in _LAYERS[arch]:
-            raise ValueError(f"{self.name}: unknown layer '{layer}'; choose one of {sorted(_LAYERS[arch])}")
-        _check_backend(self.name, backend)
+        refuse_choice(self, "layer", layer)
+        refuse_choice(self, "backend", backend)
         super().__init__(layer=layer, hop_s=hop_s, pad_mode=pad_mode, backend=backend, **params)
         self.layer = layer
         self.pad_mode = pad_mode
         self.sample_rate_hz = SR
-        self.embedding_dim = _LAYERS[arch][layer]
+        self.embedding_dim = _LAYERS[_arch(self.checkpoint)][layer]
         self.hop_frames = _patch_hop(hop_s)
         self._build()
 
     @classmethod
     def variant(cls, params: dict[str, Any]) -> type[MusiCNN]:
-        backend = param_or_default(cls, params, "backend")
-        _check_backend(cls.name, backend)
-        return (_TF_VARIANTS if backend == "tf" else _ONNX_CLASSES)[cls.checkpoint]
+        """This class (a subclass or plugin keeps itself and its defaults), or its TensorFlow variant for
+        ``backend: tf``; a backend of neither is refused by the configuration check at its key (``param_choices``)."""
+        onnx = vars(cls).get("_onnx_class", cls)
+        return _tf_variant(onnx) if param_or_default(onnx, params, "backend") == "tf" else onnx
 
     @classmethod
     def availability(cls, params: dict[str, Any]) -> str | None:
@@ -181,8 +198,7 @@ class MusiCNN(WindowedModel):
 
     @classmethod
     def declared_sizes(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:
-        arch = "vgg" if "vgg" in cls.checkpoint else "musicnn"
-        return SR, _LAYERS[arch].get(params.get("layer") or _default_layer(cls.checkpoint))
+        return SR, _LAYERS[_arch(cls.checkpoint)].get(params.get("layer") or _default_layer(cls.checkpoint))
 
     @classmethod
     def frame_geometry(cls, params: dict[str, Any]) -> FrameGeometry:
@@ -309,18 +325,44 @@ def _default_layer(checkpoint: str) -> str:
     return "pool5" if "vgg" in checkpoint else "dense"
 
 
-def _check_backend(name: str, backend: Any) -> None:
-    if backend not in BACKENDS:
-        raise ValueError(f"{name}.params.backend: unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-
-
 def _tf_variant(cls: type[MusiCNN]) -> type[MusiCNN]:
-    """``cls`` on TensorFlow: a module-level class (``_TF_MSD_musicnn``), so it pickles by name."""
-    name = f"_TF_{cls.checkpoint}"
-    variant = type(name, (_TFMusiCNN, cls), {"__module__": __name__, "__qualname__": name, "__doc__": cls.__doc__})
-    globals()[name] = variant
+    """``cls`` on TensorFlow: a class of this module's (``_TF_MSDMusiCNN``; of a class from another module, its
+    module and name spelt out: :func:`_variant_name`), found again by name in any process (:func:`__getattr__`), so
+    it and its models pickle by name — to a Ray actor too."""
+    name = _variant_name(cls)
+    variant = globals().get(name)
+    if variant is None or vars(variant)["_onnx_class"] is not cls:  # new, or its class' module imported again
+        namespace = {"__module__": __name__, "__qualname__": name, "__doc__": cls.__doc__, "_onnx_class": cls}
+        variant = type(name, (_TFMusiCNN, cls), namespace)
+        globals()[name] = variant
     return variant
 
 
-_ONNX_CLASSES: dict[str, type[MusiCNN]] = {cls.checkpoint: cls for cls in (MSDMusiCNN, MTTMusiCNN, MSDVGG, MTTVGG)}
-_TF_VARIANTS = {checkpoint: _tf_variant(cls) for checkpoint, cls in _ONNX_CLASSES.items()}
+def _variant_name(cls: type[MusiCNN]) -> str:
+    """``_TF_<name>`` of a class of this module, else ``_TF_`` and ``module:qualname`` escaped to an identifier
+    (``_`` as ``_u``, ``.`` as ``_d``, ``:`` as ``_c``)."""
+    if cls.__module__ == __name__:
+        return f"_TF_{cls.__qualname__}"
+    said = f"{cls.__module__}:{cls.__qualname__}"
+    return "_TF_" + said.replace("_", "_u").replace(".", "_d").replace(":", "_c")
+
+
+def __getattr__(name: str) -> Any:
+    """The TensorFlow variant of a class from another module (a plugin's), made when first asked for by name: as a
+    pickled model or class is loaded in a process that has not resolved it yet."""
+    escaped = name.removeprefix("_TF_")
+    if escaped != name and "_c" in escaped:
+        said = re.sub(r"_([udc])", lambda m: {"u": "_", "d": ".", "c": ":"}[m.group(1)], escaped)
+        module, _, qualname = said.partition(":")
+        try:
+            found: Any = importlib.import_module(module)
+        except ImportError:
+            found = None
+        for part in qualname.split("."):
+            found = getattr(found, part, None)
+        if isinstance(found, type) and issubclass(found, MusiCNN) and _variant_name(found) == name:
+            return _tf_variant(found)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_TF_MSDMusiCNN, _TF_MTTMusiCNN, _TF_MSDVGG, _TF_MTTVGG = map(_tf_variant, (MSDMusiCNN, MTTMusiCNN, MSDVGG, MTTVGG))

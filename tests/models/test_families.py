@@ -690,7 +690,7 @@ def test_musicnn_backend_is_checked_with_the_config_and_chooses_the_process_grou
         for k, p in (("default", {}), ("onnx", {"backend": "onnx"}), ("tf", {"backend": "tf"}))
     }
     assert groups == {"default": "default", "onnx": "default", "tf": "tf"}
-    with pytest.raises(ValueError, match=r"msd-vgg\.params\.backend: unknown backend 'torch'; choose one of onnx, tf"):
+    with pytest.raises(ValueError, match=r"params\.backend\n  expected 'onnx' or 'tf', got 'torch'"):
         EmbeddingModelConfig(id="msd-vgg", params={"backend": "torch"})
     prints = {
         str(model_fingerprint(EmbeddingModelConfig(id="msd-musicnn", params=p)))

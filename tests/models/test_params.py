@@ -9,6 +9,7 @@ import pytest
 
 from repeval.config.embed import EmbeddingModelConfig
 from repeval.models.base import EmbeddingModel, check_params, resolve_model
+from repeval.models.musicnn_tf import MSDMusiCNN
 
 
 @pytest.mark.parametrize(
@@ -94,3 +95,67 @@ def test_frames_and_sizes_stated_without_the_model_follow_the_constructors_defau
     stated = [cls.frame_geometry({key: value}), cls.declared_sizes({key: value}), cls.declared_hop_s({key: value})]
     assert stated != [cls.frame_geometry({}), cls.declared_sizes({}), cls.declared_hop_s({})]
     assert [own.frame_geometry({}), own.declared_sizes({}), own.declared_hop_s({})] == stated
+
+
+class _OwnMSDMusiCNN(MSDMusiCNN):
+    """A plugin's msd-musicnn with defaults of its own: half-hop patches of the mean pooling."""
+
+    def __init__(self, layer: str | None = "mean_pool", hop_s: float = 1.5, **params: Any) -> None:
+        super().__init__(layer=layer, hop_s=hop_s, **params)
+
+
+def test_a_musicnn_subclass_keeps_itself_and_its_defaults_on_either_backend() -> None:
+    """musicnn's ``variant`` (its backend's class) gave the built-in class of the checkpoint: a subclass or plugin of
+    ``msd-musicnn`` was swapped for ``msd-musicnn`` when its config was resolved, so its model was built with
+    ``msd-musicnn``'s defaults (3-s hops of the dense layer). Now it keeps itself; on ``backend: tf`` it runs as a
+    TensorFlow variant of itself, which pickles by name — made again by name in a process that has not resolved it."""
+    import pickle
+
+    from repeval.models import build_model, musicnn_tf
+    from repeval.models.base import MODELS, register_model
+
+    register_model("own-msd-musicnn")(_OwnMSDMusiCNN)
+    try:
+        onnx, _ = resolve_model(EmbeddingModelConfig(id="own-msd-musicnn"))
+        tf, _ = resolve_model(EmbeddingModelConfig(id="own-msd-musicnn", params={"backend": "tf"}))
+        model = build_model(EmbeddingModelConfig(id="own-msd-musicnn"))
+    finally:
+        MODELS.remove("own-msd-musicnn")
+    assert onnx.cls is _OwnMSDMusiCNN
+    assert (model.layer, model.embedding_dim, model.hop_frames) == ("mean_pool", 753, musicnn_tf._patch_hop(1.5))
+    assert tf.cls.process_group == "tf" and issubclass(tf.cls, _OwnMSDMusiCNN)
+    assert tf.cls.frame_geometry({}) == onnx.cls.frame_geometry({}) != MSDMusiCNN.frame_geometry({})
+    pickled = pickle.dumps(tf.cls)
+    assert pickle.loads(pickled) is tf.cls
+    delattr(musicnn_tf, tf.cls.__name__)  # as in a fresh process
+    again = pickle.loads(pickled)
+    assert again.__qualname__ == tf.cls.__qualname__ and again.process_group == "tf"
+    assert issubclass(again, _OwnMSDMusiCNN) and again.__init__ is _OwnMSDMusiCNN.__init__
+
+
+@pytest.mark.parametrize(
+    ("model_id", "params", "said"),
+    [
+        ("msd-vgg", {"layer": "dense"}, "expected 'pool5', got 'dense'"),
+        ("mtt-musicnn", {"layer": "pool5"}, "expected 'dense', 'penultimate', 'mean_pool' or 'max_pool'"),
+        ("msd-musicnn", {"backend": "tff"}, "expected 'onnx' or 'tf', got 'tff' — did you mean 'tf'?"),
+        ("basic-pitch", {"outputs": ["notes"]}, "expected a list of one or more of 'contour', 'note'"),
+        ("basic-pitch", {"outputs": "note"}, "got 'note' — write it as a list: [note]"),
+        ("basic-pitch", {"outputs": []}, "or 'onset', got []"),
+    ],
+)
+def test_musicnn_layers_and_basic_pitch_outputs_are_refused_by_the_config_check(
+    model_id: str, params: dict[str, Any], said: str
+) -> None:
+    """musicnn's ``layer`` (of its architecture: vgg has ``pool5`` alone) and basic-pitch's ``outputs`` were refused
+    only when the model was built, in the embedding actor; musicnn's ``backend`` in words of its own. Now the
+    configuration check refuses each at its key naming the valid values, and the valid values pass."""
+    (key,) = params
+    with pytest.raises(ValueError, match=f"params.{key}") as refused:
+        EmbeddingModelConfig(id=model_id, params=params)
+    assert said in str(refused.value)
+    family, _ = resolve_model(EmbeddingModelConfig(id=model_id))
+    choices = family.cls.param_choices[key]
+    nulls = [None] if key != "backend" else []  # layer and outputs: null is the model's default
+    for good in [*nulls, *([list(choices), choices[-1:]] if key == "outputs" else choices)]:
+        check_params(EmbeddingModelConfig(id=model_id, params={key: good}))
