@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from repeval.run.files import damaged, parquet_error
+from repeval.run.files import damaged, may_not_read, parquet_error
 from repeval.words import counted
 
 log = logging.getLogger("repeval.report.results")  # the warnings of the results it reads beside
@@ -117,11 +117,7 @@ def unread_files(failures: list[tuple[Path, BaseException]], what: str, fix: str
     many = len(failures) > 1
     what = what.replace("{its}", "their" if many else "its").replace("{s}", "s" if many else "")
     more = f" and {counted(len(failures) - 1, 'other file')} in {path.parent}" if many else ""
-    if isinstance(exc, PermissionError):
-        them, their = ("them", "their") if many else ("it", "its")
-        said = f"this user may not read {them}: check {their} owner and permissions (`ls -l`)"
-    else:
-        said = f"cut short or corrupted; {fix}"
+    said = may_not_read(many) if isinstance(exc, PermissionError) else f"cut short or corrupted; {fix}"
     return f"{path}{more} {'are' if many else 'is'} unreadable ({_why(exc)}): {what}; {said}"
 
 

@@ -24,7 +24,7 @@ from repeval.ray_cluster import job_resubmit
 from repeval.report.comparable import digest_label, run_split_digests
 from repeval.report.left_out import ErrorRecords, configured_partitions, store_errors, store_of
 from repeval.report.run_files import short_why
-from repeval.run.files import damaged, parquet_error
+from repeval.run.files import damaged, may_not_read, parquet_error
 from repeval.run.load_records import read_records
 from repeval.run.partial_audio import partial_text, recorded_partial
 from repeval.run.status import STATUS, command_line, gone_process
@@ -151,9 +151,8 @@ def _splits_unreadable(failures: list[tuple[str, Exception]]) -> str | None:
     many = len(failures) > 1
     name = "splits/" + (where.rsplit("/", 1)[-1] if where.endswith(".parquet") else "")
     more = f" and {counted(len(failures) - 1, 'other file')}" if many else ""
-    them, their = ("them", "their") if many else ("it", "its")
     said = (
-        f"this user may not read {them}: check {their} owner and permissions (`ls -l`)"
+        may_not_read(many)
         if isinstance(exc, PermissionError)
         else "the next `repeval run` on the run writes the splits anew"
     )
@@ -170,9 +169,8 @@ def _unlisted_why(folder: str, what: str, exc: BaseException | None) -> str | No
     """Why the run's ``folder`` could not be listed, what that leaves unknown and the fix; ``None``: it could."""
     if exc is None:
         return None
-    fix = "this user may not read it: check its owner and permissions (`ls -l`)"
     return f"{folder} cannot be listed ({short_why(exc)}): {what}" + (
-        f"; {fix}" if isinstance(exc, PermissionError) else ""
+        f"; {may_not_read()}" if isinstance(exc, PermissionError) else ""
     )
 
 

@@ -40,8 +40,14 @@ def damaged(exc: BaseException, fix: str) -> str:
     corrupted; or, a ``PermissionError``, a file this user may not read — its content may be whole, nothing to
     rewrite: its permissions are the fix."""
     if isinstance(exc, PermissionError):
-        return "this user may not read it: check its owner and permissions (`ls -l`)"
+        return may_not_read()
     return f"cut short or corrupted; {fix}"
+
+
+def may_not_read(many: bool = False) -> str:
+    """The fix of a run file (``many``: several) this user may not read: its owner and permissions."""
+    them, their = ("them", "their") if many else ("it", "its")
+    return f"this user may not read {them}: check {their} owner and permissions (`ls -l`)"
 
 
 def parquet_error(exc: BaseException) -> str:
