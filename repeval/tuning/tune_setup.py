@@ -40,18 +40,11 @@ class RestoresQuietly:
 
 
 def quiet_restores(trainable: Any) -> Any:
-    """``trainable`` (a function, as ``tune.with_resources(tune.with_parameters(…))`` returns it, or a Trainable class)
-    with :class:`RestoresQuietly` among the classes its actors are made of: for a function, in the ``__mixins__`` that
-    Tune's ``wrap_function`` puts before ``FunctionTrainable``; a class gets a subclass of its name (which
-    ``Tuner.restore`` matches with the experiment's)."""
-    from ray.tune import Trainable
-
-    if isinstance(trainable, type) and issubclass(trainable, Trainable):
-        if issubclass(trainable, RestoresQuietly):
-            return trainable
-        return type(trainable.__name__, (RestoresQuietly, trainable), {"__qualname__": trainable.__qualname__})
+    """``trainable`` (a function, as ``tune.with_resources(tune.with_parameters(…))`` returns it: every trainable of
+    repeval is one) with :class:`RestoresQuietly` in the ``__mixins__`` that Tune's ``wrap_function`` puts before
+    ``FunctionTrainable``, among the classes its actors are made of."""
     mixins = tuple(getattr(trainable, "__mixins__", ()))
-    if callable(trainable) and RestoresQuietly not in mixins:
+    if RestoresQuietly not in mixins:
         trainable.__mixins__ = (RestoresQuietly, *mixins)
     return trainable
 
