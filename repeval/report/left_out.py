@@ -42,6 +42,10 @@ class ErrorRecords:
     counts: list[tuple[str, int]] = field(default_factory=list)
     #: why some or all of the records could not be read (each names the store or partition)
     problems: list[str] = field(default_factory=list)
+    #: the partitions asked for, and those of them whose records could not be read (``dataset/model/scenario``;
+    #: with the store read, :attr:`total` is then the count of the others only)
+    asked: int = 0
+    unread: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -147,7 +151,7 @@ def store_errors(
     0, what was read for the runs before this one (filled in): runs that share a store (`repeval runs` of a runs
     directory) open it, or fail to, once and count each of its partitions once — each run waited ~7 s for an
     unreachable S3 store, and read every error file's footer again."""
-    found = ErrorRecords(uri)
+    found = ErrorRecords(uri, asked=len(partitions))
     seen = seen if seen is not None and limit == 0 else {}
     try:
         store = _once(seen, (uri,), _open_store, uri)
@@ -162,6 +166,7 @@ def store_errors(
             )
         except Exception as exc:  # as above: a damaged or unreachable partition is named, the report goes on
             found.problems.append(f"{dataset}/{model}/{scenario}: {exc}")
+            found.unread.append(f"{dataset}/{model}/{scenario}")
             continue
         if n:
             found.counts.append((name, n))

@@ -129,9 +129,28 @@ def _errors_command(errors: ErrorRecords | None) -> str | None:
     return show_errors_command(errors.store, name)
 
 
+def _partial(errors: ErrorRecords | None) -> str | None:
+    """That ``errors`` counts some of the run's partitions only, which could not be read and why, with the fix (the
+    first's error names it); ``None``: every partition read (or nothing counted)."""
+    if errors is None or not errors.unread:
+        return None
+    first = next(p for p in errors.problems if p.startswith(f"{errors.unread[0]}: ")).split(": ", 1)[1]
+    first = first.removeprefix(f"store partition {errors.unread[0]} in {errors.store}: ")  # named just before
+    read = errors.asked - len(errors.unread)
+    return (
+        f"partial: counted in {read} of {counted(errors.asked, 'partition')}, {', '.join(errors.unread[:3])}"
+        + (f" and {counted(len(errors.unread) - 3, 'other')}" if len(errors.unread) > 3 else "")
+        + f" could not be read ({first})"
+    )
+
+
 def _error_records_text(info: dict[str, Any]) -> str:
-    """The line saying a run's error records (:func:`run_info`'s ``error_records``, at least one) and what lists them."""
-    n, command = info["error_records"], info["error_records_command"]
+    """The line saying a run's error records (:func:`run_info`'s ``error_records``) and what lists them; with some
+    partitions not read, that the count is of the others (``error_records_partial``)."""
+    n, command, partial = info["error_records"], info["error_records_command"], info["error_records_partial"]
+    if not n:
+        return f"{info['run']}: 0 error records in the store; {partial}"
+    partial = f"; {partial}" if partial else ""
     if n == 1:
         what = f"a track that failed to decode, deform or embed, not evaluated in its partition (`{command}` lists it)"
     else:
@@ -139,7 +158,7 @@ def _error_records_text(info: dict[str, Any]) -> str:
             "tracks that failed to decode, deform or embed, not evaluated in their partition (`repeval report` lists "
             f"them; `{command}` lists the partition with the most)"
         )
-    return f"{info['run']}: {counted(n, 'error record')} in the store — {what}"
+    return f"{info['run']}: {counted(n, 'error record')} in the store — {what}{partial}"
 
 
 def _splits_unreadable(failures: list[tuple[str, Exception]]) -> str | None:
@@ -196,6 +215,8 @@ def _unlisted(run_id: str, exc: BaseException) -> dict[str, Any]:
         "rows_not_evaluated": 0,
         "error_records": None,
         "error_records_command": None,
+        "error_records_partitions_unread": [],
+        "error_records_partial": None,
         "error_records_unread": None,
         "partial_audio": [],
         "summary_stale": None,
@@ -277,7 +298,8 @@ def run_info(
         failed_with = str(status.get("reason") or "")
     split_failures: list[tuple[str, Exception]] = []
     found = _error_records(cfg, {} if seen is None else seen) if footer is not None else None
-    errors = None if found is None or (found.problems and not found.counts) else found
+    # counted where the store opened and some partition read (the others named: ``error_records_partial``)
+    errors = None if found is None or (found.problems and len(found.unread) in (0, found.asked)) else found
     return {
         "run": run_id,
         "state": state,
@@ -310,6 +332,10 @@ def run_info(
         "error_records": None if errors is None else errors.total,
         #: the command that lists them, of the partition with the most (``None``: none)
         "error_records_command": _errors_command(errors),
+        #: the partitions whose error records could not be read (a file in them cut short, or another user's): the
+        #: count is of the others only, said by ``error_records_partial`` (``[]``: every one read, or none counted)
+        "error_records_partitions_unread": [] if errors is None else errors.unread,
+        "error_records_partial": _partial(errors),
         #: why they are not known: the store (or its partitions) could not be read (``None``: they are, or no results)
         "error_records_unread": (
             f"the embedding store at {found.store} could not be read: {found.problems[0]}"
@@ -434,7 +460,7 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
         for i in infos
         if i["rows_not_evaluated"]
     ]
-    lines += [_error_records_text(i) for i in infos if i["error_records"]]
+    lines += [_error_records_text(i) for i in infos if i["error_records"] or i["error_records_partial"]]
     unread: dict[str, list[str]] = {}
     for i in infos:
         if i["error_records_unread"]:

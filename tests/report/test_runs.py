@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+from pathlib import Path
 
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -701,3 +702,51 @@ def test_runs_sharing_a_store_open_it_and_count_each_partition_once(run_dir, tmp
     assert f"r3: error records not counted — the embedding store at {tmp_path / 'gone'} could not be read: " in (
         " ".join(said.split())
     ), said
+
+
+def test_runs_says_an_error_count_is_partial_and_names_the_partition_it_could_not_read(run_dir, tmp_path):
+    """A store whose partitions read but one (an error file cut short) gave `repeval runs` the others' count as if it
+    were the run's: the count is said to be partial, naming the partition not read, in the table's lines and --json."""
+    import numpy as np
+    import yaml
+
+    from repeval.pipeline.assemble import ErrorBlock, errors_table
+    from repeval.store import EmbeddingStore, PartitionWriter
+    from repeval.store.layout import ERROR_SCHEMA, embedding_schema
+
+    store = EmbeddingStore(str(tmp_path / "store"))
+    made = np.datetime64(1_700_000_000_000, "ms")
+    prov = {"model": "msd-musicnn", "config_hash": "abc", "repeval_version": "0", "created_at": made}
+    for model, tracks in (("msd-musicnn", ("a", "b")), ("logmel-stats", ("c",))):
+        part = store.partition("tinysol", model, "clean")
+        part.stamp({"fp": 1}, {"config_hash": "abc"})
+        writer = PartitionWriter(part, embedding_schema(4), 10)
+        errs = ErrorBlock()
+        for t in tracks:
+            errs.add(t, "test", "clean", "decode", "cannot decode")
+        writer.add_errors(errors_table(errs, ERROR_SCHEMA, {**prov, "model": model}))
+        writer.flush()
+    (cut,) = store.partition("tinysol", "logmel-stats", "clean").error_files()
+    _cut(Path(cut))
+    run = tmp_path / "runs" / "r1"
+    shutil.copytree(run_dir, run)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["run"]["store"] = str(tmp_path / "store")
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+    (info,) = json.loads(CliRunner().invoke(app, ["runs", str(tmp_path / "runs"), "--json"]).output)
+    assert info["error_records"] == 2 and info["error_records_unread"] is None, info
+    assert info["error_records_partitions_unread"] == ["tinysol/logmel-stats/clean"], info
+    assert info["error_records_partial"].startswith(
+        "partial: counted in 5 of 6 partitions, tinysol/logmel-stats/clean could not be read ("
+    ), info
+    said = " ".join(CliRunner().invoke(app, ["runs", str(tmp_path / "runs")]).output.split())
+    assert re.search(
+        r"r1: 2 error records in the store — [^\n]* lists the partition with the most\); partial: counted in 5 of 6 "
+        r"partitions, tinysol/logmel-stats/clean could not be read \(\S+ is not a readable Parquet file",
+        said,
+    ), said
+    # none in the partitions read: said too, not left silent (a user reads no line as no error record)
+    shutil.rmtree(tmp_path / "store" / "tinysol" / "msd-musicnn")
+    said = " ".join(CliRunner().invoke(app, ["runs", str(tmp_path / "runs")]).output.split())
+    assert "r1: 0 error records in the store; partial: counted in 5 of 6 partitions, tinysol/logmel-stats" in said, said
