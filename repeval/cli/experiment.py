@@ -438,8 +438,13 @@ def table(
         float, typer.Option("--scale", help="multiply values, in every format (100 for the thesis' percentages)")
     ] = 1.0,
     decimals: Annotated[
-        int, typer.Option("--decimals", help="digits after the point (csv: every digit, at full precision)")
-    ] = 3,
+        int | None,
+        typer.Option(
+            "--decimals",
+            help="digits after the point in every column (default: each column's from its values — 3 for scores "
+            "within ±1, 4 significant digits for larger values; csv: every digit, at full precision)",
+        ),
+    ] = None,
 ) -> None:
     """Print result tables for one or more runs (several runs are combined); on a terminal, a table wider than it
     is split into blocks of columns that fit, and a table over every probe is followed by the headline `repeval run`

@@ -16,6 +16,7 @@ import numpy as np
 
 from repeval.report.cells import _higher
 from repeval.report.plots import RobustnessGrid
+from repeval.report.precision import column_decimals
 from repeval.report.render import fmt_number
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ def robustness_html(make: Callable[[], RobustnessGrid], caption: str) -> str:
         return f'<p class="rv-note">{e(caption)}: not available ({e(str(exc))})</p>'
     cmap = colormaps["RdBu" if _higher(grid.metric) else "RdBu_r"]
     vmax = grid.vmax or 1.0
+    digits = column_decimals(grid.values)  # the grid's Δs at one precision, as a table's column
     head = "".join(f'<th scope="col">{e(s)}</th>' for s in grid.scenarios)
     rows = []
     for i, (model, probe) in enumerate(grid.probes.items()):
@@ -47,15 +49,15 @@ def robustness_html(make: Callable[[], RobustnessGrid], caption: str) -> str:
             star = "*" if (model, scenario) in grid.starred else ""
             ink = ";color:#fff" if abs(v) > 0.6 * vmax else ""
             shade = colors.to_hex(cmap(0.5 + v / (2 * vmax)))
-            tip = f"{model} ({probe}), {scenario}: Δ {grid.metric} {fmt_number(v, signed=True, decimals=4)}"
+            tip = f"{model} ({probe}), {scenario}: Δ {grid.metric} {fmt_number(v, signed=True, decimals=digits + 1)}"
             cells.append(
-                f'<td style="background:{shade}{ink}" title="{e(tip)}">{fmt_number(v, signed=True)}{star}</td>'
+                f'<td style="background:{shade}{ink}" title="{e(tip)}">{fmt_number(v, signed=True, decimals=digits)}{star}</td>'
             )
         rows.append(f'<tr><th scope="row">{e(model)} ({e(probe)})</th>{"".join(cells)}</tr>')
     better, worse = ("blue", "red") if _higher(grid.metric) else ("red", "blue")
     legend = (
         f"Δ {grid.metric} (deformed − clean, mean over replicates); {better}: above clean, {worse}: below, the deeper "
-        f"the closer |Δ| is to the largest, {fmt_number(grid.vmax)}"
+        f"the closer |Δ| is to the largest, {fmt_number(grid.vmax, decimals=digits)}"
         + ("; * tracks left out of Δ: see the robustness table" if grid.starred else "")
     )
     return (

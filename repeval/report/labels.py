@@ -35,6 +35,7 @@ from repeval.report.cells import (
     replicates_text,
 )
 from repeval.report.comparable import SplitDigests, run_sets, set_label
+from repeval.report.precision import column_decimals
 from repeval.report.render import ci_tip, fmt_number, replicates_tip, sort_direction
 from repeval.report.results import CLEAN, label_order, natural_key, ordered_scenarios
 from repeval.report.summary import Headline, headlines
@@ -173,21 +174,24 @@ def _matrix(tid: str, metric: str, *, vocab: Sequence[str], columns: Sequence[Co
         for k, (name, tip, _) in enumerate(columns)
     )
     body = []
+    d = column_decimals(means)  # one metric: every cell at one precision, its ± std and interval too
     for i in shown:
         row = means[i]
         best = (row == (np.nanmax(row) if higher else np.nanmin(row))) if mark_best and len(columns) > 1 else None
-        cells = f'<td>{e(vocab[i])}</td><td class="num" data-value="{avg[i]:.6g}">{fmt_number(avg[i])}</td>'
+        cells = f'<td>{e(vocab[i])}</td><td class="num" data-value="{avg[i]:.6g}">{fmt_number(avg[i], decimals=d)}</td>'
         for j, rec in enumerate(recs[i]):
             if rec is None or not math.isfinite(rec["mean"]):
                 cells += f'<td class="num" data-value="" title="{NO_VALUE_TIP}">–</td>'
                 dashed[0] = True
                 continue
-            tip = fmt_number(rec["mean"]) + (f" ± {fmt_number(rec['std'])}" if rec["n"] > 1 else "")
+            tip = fmt_number(rec["mean"], decimals=d) + (
+                f" ± {fmt_number(rec['std'], decimals=d)}" if rec["n"] > 1 else ""
+            )
             tip += "; " + replicates_tip(int(rec["n"]), int(rec["n_seeds"]), int(rec["n_folds"]))
             if math.isfinite(rec["lo"]) and math.isfinite(rec["hi"]):
-                tip += f"; {level} CI [{fmt_number(rec['lo'])}, {fmt_number(rec['hi'])}]"
+                tip += f"; {level} CI [{fmt_number(rec['lo'], decimals=d)}, {fmt_number(rec['hi'], decimals=d)}]"
             cls = "num best" if best is not None and best[j] else "num"
-            cells += f'<td class="{cls}" data-value="{rec["mean"]:.6g}" title="{e(tip)}">{fmt_number(rec["mean"])}</td>'
+            cells += f'<td class="{cls}" data-value="{rec["mean"]:.6g}" title="{e(tip)}">{fmt_number(rec["mean"], decimals=d)}</td>'
         body.append(f"<tr>{cells}</tr>")
     return (
         f'<div class="rv-scroll"><table class="rv-table sortable rv-labels" id="{tid}" aria-label="per-label values" '
@@ -218,6 +222,12 @@ def _every_value(tid: str, task: str, dataset: str, per: pd.DataFrame, stats: pd
         + "</tr>"
     )
     tables, dashes = [], False
+    recs: dict[tuple[str, str], list[dict]] = {}
+    for (_, _, scenario, _, metric), rec in lookup.items():
+        recs.setdefault((metric, scenario), []).append(rec)
+    digits = {  # a column's values at one precision, as in the result tables (every model's table alike)
+        c: column_decimals([r["mean"] for r in rs]) for c, rs in recs.items()
+    }
     for model in per["model"].unique():
         rows = [(p, label) for p in probes for label in vocab if (model, p, label) in have]
         if not rows:
@@ -231,8 +241,10 @@ def _every_value(tid: str, task: str, dataset: str, per: pd.DataFrame, stats: pd
                     cells.append(f'<td title="{NO_VALUE_TIP}">–</td>')
                     dashes = True
                     continue
-                n = int(rec["n"])
-                text = fmt_number(rec["mean"]) + (f" ± {fmt_number(rec['std'])}" if n > 1 else "")
+                n, d = int(rec["n"]), digits[metric, scenario]
+                text = fmt_number(rec["mean"], decimals=d) + (
+                    f" ± {fmt_number(rec['std'], decimals=d)}" if n > 1 else ""
+                )
                 cells.append(f"<td>{text}{f' (n={n})' if n < n_max[model] else ''}</td>")
             body.append(f"<tr>{''.join(cells)}</tr>")
         mid = slug("labels", "all", task, dataset, model)

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 
 from repeval.report.cells import _higher, per_label_title
 from repeval.report.deltas import left_out, paired_deltas
+from repeval.report.precision import column_decimals
 from repeval.report.render import fmt_number
 from repeval.report.results import CLEAN, natural_key, ordered_scenarios
 from repeval.report.selection import ProbeChoice, choose_probes, split_run
@@ -151,12 +152,13 @@ def robustness_heatmap(
     im = ax.imshow(values, cmap=cmap, vmin=-vmax or -1, vmax=vmax or 1, aspect="auto")
     ax.set_xticks(range(len(scen)), scen)
     ax.set_yticks(range(len(models)), rows)
+    digits = column_decimals(values)  # the grid's Δs at one precision, as a table's column
     for i in range(values.shape[0]):
         for j in range(values.shape[1]):
             if np.isfinite(values[i, j]):
                 strong = abs(values[i, j]) > 0.6 * vmax
                 star = "*" if (models[i], scen[j]) in starred else ""
-                ax.text(j, i, fmt_number(values[i, j], signed=True) + star, ha="center", va="center", fontsize=8,
+                ax.text(j, i, fmt_number(values[i, j], signed=True, decimals=digits) + star, ha="center", va="center", fontsize=8,
                         color="white" if strong else "black")  # fmt: skip
     fig.colorbar(im, ax=ax, label=f"Δ {metric} (deformed − clean)")
     if starred:

@@ -11,6 +11,7 @@ from collections.abc import Collection
 from typing import Any
 
 from repeval.report.cells import Table, _higher, canonical_format, fewer_replicates
+from repeval.report.precision import column_decimals, table_decimals
 from repeval.words import counted
 
 
@@ -49,11 +50,14 @@ def replicates_tip(n: int, n_seeds: int, n_folds: int) -> str:
     return f"n={counted(n, 'replicate')} ({counted(n_seeds, 'seed')}{folds})"
 
 
-def fmt_number(x: float, *, scale: float = 1.0, decimals: int = 3, signed: bool = False) -> str:
-    """A value for display; ``–`` for a missing one; a true minus sign for negatives, and with ``signed`` (a
+def fmt_number(x: float, *, scale: float = 1.0, decimals: int | None = None, signed: bool = False) -> str:
+    """A value for display with ``decimals`` (None: as a column of it alone would show it, :func:`repeval.report.
+    precision.column_decimals`); ``–`` for a missing one; a true minus sign for negatives, and with ``signed`` (a
     difference) a plus sign for positives. A value that rounds to zero is ``0.000``, never ``−0.000`` or ``+0.000``."""
     if x is None or not math.isfinite(x):
         return "–"
+    if decimals is None:
+        decimals = column_decimals([x], scale=scale)
     text = f"{x * scale:z.{decimals}f}"  # ``z``: a negative value rounded to zero loses its sign
     if signed and float(text) > 0:
         text = "+" + text
@@ -61,7 +65,8 @@ def fmt_number(x: float, *, scale: float = 1.0, decimals: int = 3, signed: bool 
 
 
 def cell_text(t: Table, i: int, j: int, *, scale: float = 1.0, decimals: int = 3, pm: str = " ± ") -> str:
-    """``mean ± std`` over the replicates, seeds × folds (just the mean with one)."""
+    """``mean ± std`` over the replicates, seeds × folds (just the mean with one), both with ``decimals`` (the
+    column's: :func:`repeval.report.precision.table_decimals`)."""
     mean = fmt_number(t.mean[i, j], scale=scale, decimals=decimals, signed=t.delta[j])
     if t.n[i, j] > 1 and math.isfinite(t.std[i, j]):
         mean = f"{mean}{pm}{fmt_number(t.std[i, j], scale=scale, decimals=decimals)}"
@@ -89,7 +94,7 @@ def _with_bold_note(t: Table, caption: str) -> str:
     return "; ".join([p for p in (caption, f"bold: {t.best_legend}" if t.best.any() else "") if p])
 
 
-def render_markdown(t: Table, *, scale: float = 1.0, decimals: int = 3) -> str:
+def render_markdown(t: Table, *, scale: float = 1.0, decimals: int | None = None) -> str:
     def esc(s: str) -> str:
         return s.replace("|", "\\|")
 
@@ -97,8 +102,9 @@ def render_markdown(t: Table, *, scale: float = 1.0, decimals: int = 3) -> str:
     lines = [f"**{esc(t.title)}**" + (f" — {esc(caption)}" if caption else ""), ""]
     lines.append("| " + " | ".join(esc(h) for h in t.row_names + _headers(t)) + " |")
     lines.append("|" + "---|" * len(t.row_names) + "---:|" * len(t.columns))
+    digits = table_decimals(t, scale=scale, decimals=decimals)
     for i, row in enumerate(t.rows):
-        cells = [cell_text(t, i, j, scale=scale, decimals=decimals) for j in range(len(t.columns))]
+        cells = [cell_text(t, i, j, scale=scale, decimals=digits[j]) for j in range(len(t.columns))]
         cells = [f"**{c}**" if t.best[i, j] else c for j, c in enumerate(cells)]
         lines.append("| " + " | ".join([esc(r) for r in row] + cells) + " |")
     return "\n".join(lines) + "\n"
@@ -163,7 +169,8 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
 
 
-def render_latex(t: Table, *, scale: float = 1.0, decimals: int = 3) -> str:
+def render_latex(t: Table, *, scale: float = 1.0, decimals: int | None = None) -> str:
+    digits = table_decimals(t, scale=scale, decimals=decimals)
     n_rows = len(t.row_names)
     spec = "l" * n_rows + "".join(" " + "r" * k for _, k in _metric_spans(t))
     out = [r"\begin{table}[t]", r"\centering", r"\small"]
@@ -195,7 +202,7 @@ def render_latex(t: Table, *, scale: float = 1.0, decimals: int = 3) -> str:
         ]
         cells = []
         for j in range(len(t.columns)):
-            c = latex_escape(cell_text(t, i, j, scale=scale, decimals=decimals, pm=" ± "))
+            c = latex_escape(cell_text(t, i, j, scale=scale, decimals=digits[j], pm=" ± "))
             c = c.replace("−", "$-$")  # a minus sign, not the hyphen a bare ``-`` sets in text mode
             cells.append(r"\textbf{" + c + "}" if t.best[i, j] else c)
         out.append(" & ".join(shown + cells) + r" \\")
@@ -215,7 +222,7 @@ def render_html(
     t: Table,
     *,
     scale: float = 1.0,
-    decimals: int = 3,
+    decimals: int | None = None,
     table_id: str = "",
     ci_level: str = "95%",
     described_by: str = "",
@@ -251,6 +258,7 @@ def render_html(
         tip = "click to sort, best first" if kind == "num" else "click to sort"
         parts.append(f'<th data-col="{k}" data-kind="{kind}"{better} title="{tip}">{e(lab)}</th>')
     parts.append("</tr></thead><tbody>")
+    digits = table_decimals(t, scale=scale, decimals=decimals)
     for i, row in enumerate(t.rows):
         keys = [f'<td data-value="{e(v)}">{e(v)}</td>' for v in row]
         if row in marked:
@@ -261,14 +269,14 @@ def render_html(
             value = f"{mean:.7g}" if math.isfinite(mean) else ""  # the sort key: 17 digits were a tenth of the bytes
             tip = replicates_tip(int(t.n[i, j]), int(t.n_seeds[i, j]), int(t.n_folds[i, j])) if t.n[i, j] else NO_SCORE
             if math.isfinite(t.ci_low[i, j]) and math.isfinite(t.ci_high[i, j]):
-                lo = fmt_number(t.ci_low[i, j], scale=scale, decimals=decimals)
-                hi = fmt_number(t.ci_high[i, j], scale=scale, decimals=decimals)
+                lo = fmt_number(t.ci_low[i, j], scale=scale, decimals=digits[j])
+                hi = fmt_number(t.ci_high[i, j], scale=scale, decimals=digits[j])
                 # described elsewhere (the report's account above the table): the interval's definition is said there
                 tip += f"; {ci_level + ' CI' if described_by else ci_tip(ci_level, t.fold_overlap > 0, table_has_folds(t))} [{lo}, {hi}]"
             elif t.n[i, j] and not t.delta[j] and t.columns[j][0] in t.no_interval:  # said why, not silent
                 tip += f"; {t.no_interval[t.columns[j][0]]}"
             cls = ' class="num best"' if t.best[i, j] else ' class="num"'
-            text = e(cell_text(t, i, j, scale=scale, decimals=decimals, pm=PM_KEPT))
+            text = e(cell_text(t, i, j, scale=scale, decimals=digits[j], pm=PM_KEPT))
             parts.append(f'<td{cls} data-value="{value}" title="{e(tip)}">{text}</td>')
         parts.append("</tr>")
     parts.append("</tbody></table>")
@@ -276,7 +284,7 @@ def render_html(
 
 
 def render_terminal(
-    t: Table, *, color: bool | None = None, scale: float = 1.0, decimals: int = 3, width: int | None = None
+    t: Table, *, color: bool | None = None, scale: float = 1.0, decimals: int | None = None, width: int | None = None
 ) -> str:
     """A box-drawn table via rich; bold best values on a colour terminal, ``*`` otherwise. ``width``: the terminal's
     width in characters, which a wider table is split to fit — its columns in blocks, each leading with the row keys,
@@ -288,10 +296,11 @@ def render_terminal(
     best = f"bold green: {t.best_legend}" if color else f"* {t.best_legend}"
     caption = "; ".join([c for c in (t.full_caption, best) if c])
     texts = []
+    digits = table_decimals(t, scale=scale, decimals=decimals)
     for i in range(len(t.rows)):
         row = []
         for j in range(len(t.columns)):
-            c = cell_text(t, i, j, scale=scale, decimals=decimals)
+            c = cell_text(t, i, j, scale=scale, decimals=digits[j])
             row.append((f"[bold green]{c}[/]" if color else f"{c}*") if t.best[i, j] else c)
         texts.append(row)
     blocks = _column_blocks(t, texts, width) if width else [list(range(len(t.columns)))]
@@ -392,14 +401,15 @@ def render(
     *,
     color: bool | None = None,
     scale: float = 1.0,
-    decimals: int = 3,
+    decimals: int | None = None,
     with_group: bool = False,
     ci_level: str = "95%",
     width: int | None = None,
 ) -> str:
     """Render ``t`` as ``terminal``, ``plain``, ``markdown``, ``csv``, ``latex`` or ``html`` (whose tooltips give
     each cell's ``ci_level`` bootstrap interval); ``width``: a terminal's width the ``terminal`` and ``plain`` formats
-    fit (:func:`render_terminal`)."""
+    fit (:func:`render_terminal`); ``decimals``: the digits after the point of every column (None: each column's
+    from its values, :func:`repeval.report.precision.column_decimals`)."""
     fmt = canonical_format(fmt)
     if fmt == "terminal":
         return render_terminal(t, color=color, scale=scale, decimals=decimals, width=width)

@@ -31,6 +31,7 @@ import pandas as pd
 
 from repeval.report.cells import _higher, fold_tracks
 from repeval.report.comparable import SplitDigests, apart_scenarios, differ_note, run_sets, set_label, split_digests
+from repeval.report.precision import column_decimals
 from repeval.report.render import fmt_number
 from repeval.report.results import CLEAN, Run, combine_results, groups, ordered_scenarios
 from repeval.report.robustness import (
@@ -115,7 +116,10 @@ def _clean_value(h: Headline) -> str:
     """``0.950 ± 0.014`` (tied models: ``0.950 each``)."""
     if len(h.best) > 1:
         return f"{fmt_number(h.clean_mean)} each"
-    return fmt_number(h.clean_mean) + (f" ± {fmt_number(h.clean_std)}" if h.clean_n > 1 else "")
+    if h.clean_n < 2:
+        return fmt_number(h.clean_mean)
+    digits = column_decimals([h.clean_mean])  # the std at the mean's decimals, as in the tables
+    return f"{fmt_number(h.clean_mean, decimals=digits)} ± {fmt_number(h.clean_std, decimals=digits)}"
 
 
 def _clean_names(h: Headline) -> str:

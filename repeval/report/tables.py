@@ -376,7 +376,7 @@ def table_command(
     metrics: Sequence[str] | None = None,
     color: bool | None = None,
     scale: float = 1.0,
-    decimals: int = 3,
+    decimals: int | None = None,
     runs: list[Run] | None = None,
     width: int | None = None,
     headline: bool = False,
@@ -392,7 +392,7 @@ def table_command(
     fmt = canonical_format(fmt)
     if preset not in PRESETS:
         raise ValueError(unknown_name_message("table preset", preset, set(PRESETS)))
-    if decimals < 0:
+    if decimals is not None and decimals < 0:
         raise ValueError(f"--decimals must be 0 or more (digits after the point), got {decimals}")
     if not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"--scale must be a positive factor (1: as computed, 100: percentages), got {scale:g}")

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from repeval.report.render import PM_KEPT as PM_HTML
 from repeval.report.render import render
 from repeval.report.results import RESULT_COLUMNS, load_run, normalise_results
 from repeval.report.tables import POOLED_LEGEND, make_table, table_command
@@ -181,6 +182,49 @@ def test_a_value_that_rounds_to_zero_prints_without_a_sign():
     for fmt in ("plain", "html", "latex"):
         text = render(t, fmt)
         assert "−0.000" not in text and "-0.000" not in text and "+0.000" not in text, fmt
+
+
+def test_each_column_shows_its_values_at_a_precision_of_their_own(tmp_path):
+    """Every cell had three decimals: a regression's MSE read ``1200000.000 ± 200000.000`` and a change of R² under
+    deformation too small for three decimals ``−0.000``. A column's decimals now come from its values (a score within
+    ±1 keeps three; larger values four significant digits; a column of tiny values its largest's two), its means and
+    stds alike, in every format; ``--decimals`` sets them all."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    cell = dict(run_id="r", task="tempo", task_type="regression", dataset="d", probe="M1", label=None, ci_low=None,
+                ci_high=None, n_test=10)  # fmt: skip
+    clean = {
+        ("a", "mean_squared_error"): [1_000_000.0, 1_200_000.0, 1_400_000.0],
+        ("b", "mean_squared_error"): [2500.0, 2600.0, 2700.0],
+        ("a", "r2"): [0.5, 0.6, 0.7],
+        ("b", "r2"): [0.9, 0.91, 0.92],
+    }
+    change = {"a": -0.0004, "b": -0.0002}  # R² under D1; the MSE rises by 30.25
+    rows = [
+        {**cell, "model": model, "metric": metric, "seed": seed, "scenario": scenario, "value": value + shift}
+        for (model, metric), values in clean.items()
+        for seed, value in enumerate(values)
+        for scenario, shift in (("clean", 0.0), ("D1", change[model] if metric == "r2" else 30.25))
+    ]
+    df = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+    md = render(make_table(df, "robustness", metrics=["mean_squared_error", "r2"]), "markdown").splitlines()
+    assert md[-2:] == [
+        "| a | M1 | 1200000 ± 200000 | **+30.25 ± 0.00** | 0.600 ± 0.100 | −0.00040 ± 0.00000 |",
+        "| b | M1 | **2600 ± 100** | **+30.25 ± 0.00** | **0.910 ± 0.010** | **−0.00020 ± 0.00000** |",
+    ], md
+    t = make_table(df, "all_deform_all_models")
+    for fmt in ("plain", "html", "latex"):
+        assert "1200000 ± 200000" in render(t, fmt).replace(PM_HTML, " ± ").replace("$\\pm$", "±"), fmt
+    assert "1200000.000 ± 200000.000" in render(t, "markdown", decimals=3)  # --decimals: every column alike
+    df.to_parquet(tmp_path / "results.parquet")
+    (tmp_path / "config.yaml").write_text("experiments: []\n")
+    for given, cells in (([], "2600 ± 100"), (["--decimals", "1"], "2600.0 ± 100.0")):
+        res = CliRunner().invoke(app, ["table", str(tmp_path), "--format", "markdown", *given])
+        assert res.exit_code == 0 and f"| b | M1 | **{cells}** |" in res.output, res.output
+    said = " ".join(CliRunner().invoke(app, ["table", str(tmp_path), "--format", "plain"]).output.split())
+    assert "(lower is better): best on clean b · M1 2600 ± 100 (" in said, said  # the headline's value too
 
 
 def test_errors_name_the_choices(results):

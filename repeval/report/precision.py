@@ -1,0 +1,82 @@
+"""How many decimals a column of numbers shows, chosen from its values (``repeval table --decimals N``: N everywhere).
+
+Every cell of a column has the column's decimals — its mean, its ± std and its interval's bounds alike — so the
+points line up down the column and a mean lines up with its std, as pandas and polars show a column at one precision.
+The decimals come from the column's values (:func:`column_decimals`):
+
+- a column whose means all lie within ±1 (accuracy, F1, ROC-AUC, R² — and their changes under deformation) keeps
+  three decimals, ``0.912 ± 0.021`` — or, where its largest mean would read ``0.00x`` or ``0.000`` (changes too
+  small to see, an error of a target in [0, 1]), the decimals that show the largest's first two significant digits,
+  six at most (a column smaller still reads ``0.000``): ``+0.00042``, ``−0.00120``;
+- a column with larger means (an error in the target's units) shows the largest with four significant digits,
+  ``1164608 ± 1373710``, ``12.35 ± 0.81`` — up to two more decimals where two different means would read alike.
+
+The decimals follow a column's largest mean, not its smallest: a failed model's score of 0.00001 beside others' 0.9
+reads ``0.000``, not every cell of its column ``0.90000``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from itertools import pairwise
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from repeval.report.cells import Table
+
+#: the decimals of a column of scores within ±1 (what every column showed before the decimals were chosen per column)
+SCORE_DECIMALS = 3
+#: the significant digits of a larger column's largest mean
+SIGNIFICANT = 4
+#: the most decimals a column of small values gets
+MOST_DECIMALS = 6
+
+
+def _finite(values: Iterable[float] | np.ndarray) -> np.ndarray:
+    a = np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=float).ravel()
+    return a[np.isfinite(a)]
+
+
+def _lead(x: float) -> int:
+    """The decimal place of ``x``'s first significant digit (0.0004: 4; 12.3: -1)."""
+    return -math.floor(math.log10(abs(x)))
+
+
+def _alike(means: np.ndarray, decimals: int) -> bool:
+    """Whether two different means (not rounding noise apart) read the same at ``decimals``."""
+    vals = np.unique(means)
+    for a, b in pairwise(vals):
+        if b - a > 1e-9 * max(abs(a), abs(b)) and f"{a:.{decimals}f}" == f"{b:.{decimals}f}":
+            return True
+    return False
+
+
+def column_decimals(means: Iterable[float] | np.ndarray, *, scale: float = 1.0) -> int:
+    """The decimals a column of ``means`` shows (its stds and interval bounds with them), multiplied by ``scale``
+    (``--scale 100``: percentages): see the module's account."""
+    m = _finite(means)
+    if not m.size:
+        return SCORE_DECIMALS
+    largest = float(np.abs(m).max())
+    if largest <= 1:
+        if largest * scale == 0:
+            return SCORE_DECIMALS
+        wanted = _lead(largest * scale) + 1
+        return wanted if SCORE_DECIMALS < wanted <= MOST_DECIMALS else SCORE_DECIMALS  # smaller still: 0.000
+    ms = m * scale
+    decimals = max(0, SIGNIFICANT - 1 - math.floor(math.log10(largest * scale)))
+    top = decimals + 2
+    while decimals < top and _alike(ms, decimals):
+        decimals += 1
+    return decimals
+
+
+def table_decimals(t: Table, *, scale: float = 1.0, decimals: int | None = None) -> list[int]:
+    """The decimals of each column of ``t`` (:func:`column_decimals` of its means); ``decimals``: that many for every
+    column (``--decimals``)."""
+    if decimals is not None:
+        return [decimals] * len(t.columns)
+    return [column_decimals(t.mean[:, j], scale=scale) for j in range(len(t.columns))]
