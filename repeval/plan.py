@@ -254,7 +254,7 @@ def make_plan(
         where += [f"{', '.join(pooled)} in actor pools"] if pooled else []
         p.resources["models run"] = f"{'; '.join(where)} (embed_in_decode: {r.embed_in_decode})"
     else:
-        from repeval.pipeline.resources import plan_resources, replanner, stream_misfit
+        from repeval.pipeline.resources import pack_index, plan_resources, replanner, stream_misfit
 
         gpus, cpus = float(cluster.get("GPU", 0.0)), float(cluster.get("CPU", 1.0))
         for exp in cfg.experiments:
@@ -264,7 +264,10 @@ def make_plan(
                     res = plan_resources(fam.cls, r, cpus, gpus, cluster)
                     replan = replanner(fam.cls, r, cpus, gpus, cluster)
                     misfit = stream_misfit(m.id, res, r.use_gpu, nodes, replan=replan) if nodes else None
-                    p.resources[f"embed {m.id}"] = f"cannot be placed: {misfit}" if misfit else res.describe()
+                    said = res.describe()
+                    if nodes and pack_index(res, r.use_gpu, nodes) is not None:  # as the run asks for it
+                        said = said.replace(";", ", all on one node;", 1)
+                    p.resources[f"embed {m.id}"] = f"cannot be placed: {misfit}" if misfit else said
                 except ValueError as exc:
                     p.resources[f"embed {m.id}"] = f"cannot be placed: {exc}"
     if cluster is None:

@@ -23,6 +23,8 @@ the running Ray):
   vs essentia's bundled TensorFlow cannot share a process) gets a ``runtime_env`` of its own;
   Ray keys worker processes by runtime environment, so those actors never run in a process that
   served another group, nor does any later task reuse theirs.
+- **Placement**: on several nodes, a pool that Ray Data's spreading could leave with no node keeping a decode task's
+  CPUs is asked for on one node that holds it whole, or refused when none does (:mod:`repeval.pipeline.placement`).
 - **No fusion** of an actor pool: decode and embed requests always differ, so Ray Data keeps them as
   two stages.
 - **Light models in the decode tasks** (``resources.embed_in_decode``): a model that declares itself
@@ -71,6 +73,8 @@ class EmbedResources:
     decode_tasks: int | None = None
     #: the model runs inside the decode tasks (no actor pool; ``n_actors`` is 0)
     fused: bool = False
+    #: the ID of the node the whole actor pool is asked for on (:mod:`repeval.pipeline.placement`), else ``None``
+    pack_node: str | None = None
 
     @property
     def runtime_env(self) -> dict[str, Any] | None:
@@ -93,6 +97,10 @@ class EmbedResources:
             kw["resources"] = dict(self.resources)
         if self.runtime_env is not None:
             kw["runtime_env"] = self.runtime_env
+        if self.pack_node is not None:  # Ray Data would SPREAD them (repeval.pipeline.placement)
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            kw["scheduling_strategy"] = NodeAffinitySchedulingStrategy(self.pack_node, soft=True)
         return kw
 
     def decode_kwargs(self, n_blocks: int | None = None) -> dict[str, Any]:
@@ -119,6 +127,7 @@ class EmbedResources:
             )
         dev = f", {self.num_gpus:g} GPU" if self.num_gpus else ""
         dev += "".join(f", {k}={v:g}" for k, v in self.resources.items())
+        grp += ", all on one node" if self.pack_node is not None else ""
         return (
             f"{counted(self.n_actors, 'embedding actor')} × {self.num_cpus:g} CPU{dev} "
             f"({counted(self.threads, 'thread')} each){grp}; "
@@ -272,8 +281,29 @@ def stream_resources(mcfg: Any, resources: Any, nodes: Sequence[Mapping[str, flo
     cpus, gpus = float(cluster.get("CPU", 1.0)), float(cluster.get("GPU", 0.0))
     res = plan_resources(fam.cls, resources, cpus, gpus, cluster)
     replan = replanner(fam.cls, resources, cpus, gpus, cluster)
-    check_stream_fits(mcfg.id, res, str(getattr(resources, "use_gpu", "auto")), nodes, replan)
-    return res
+    if nodes is None:
+        from repeval.ray_cluster import alive_node_resources
+
+        nodes = alive_node_resources()
+    use_gpu = str(getattr(resources, "use_gpu", "auto"))
+    check_stream_fits(mcfg.id, res, use_gpu, nodes, replan)
+    return packed(res, use_gpu, nodes)
+
+
+def packed(res: EmbedResources, use_gpu: str, nodes: Sequence[Mapping[str, float]]) -> EmbedResources:
+    """``res`` with its actor pool asked for on one node (``pack_node``) when Ray could otherwise place it so that no
+    node keeps a decode task's CPUs (:mod:`repeval.pipeline.placement`); ``res`` itself when it need not be."""
+    from dataclasses import replace
+
+    from repeval.ray_cluster import alive_nodes
+
+    at = pack_index(res, use_gpu, nodes)
+    if at is None:
+        return res
+    # the live node with those resources (the list may be the caller's, read earlier: matched, not indexed)
+    want = dict(nodes[at])
+    node_id = next((n["NodeID"] for n in alive_nodes() if dict(n.get("Resources") or {}) == want), None)
+    return res if node_id is None else replace(res, pack_node=str(node_id))
 
 
 #: the stream planned again with some of its ``run.resources`` settings changed (``{"decode_num_cpus": 0.5}``)
@@ -287,7 +317,37 @@ def replanner(
     ``resources`` is not a configuration that can be copied so)."""
     if not hasattr(resources, "model_copy"):
         return None
-    return lambda update: plan_resources(model_cls, resources.model_copy(update=update), cpus, gpus, cluster)
+    return _Replanner(model_cls, resources, cpus, gpus, cluster)
+
+
+@dataclass(frozen=True)
+class _Replanner:
+    """:func:`replanner`'s: also says which settings the configuration gave (``given``)."""
+
+    model_cls: type
+    resources: Any
+    cpus: float
+    gpus: float
+    cluster: Mapping[str, float] | None
+
+    @property
+    def given(self) -> set[str]:
+        return set(getattr(self.resources, "model_fields_set", set()))
+
+    def __call__(self, update: dict[str, Any]) -> EmbedResources:
+        return plan_resources(
+            self.model_cls, self.resources.model_copy(update=update), self.cpus, self.gpus, self.cluster
+        )
+
+
+def pack_index(res: EmbedResources, use_gpu: str, nodes: Sequence[Mapping[str, float]]) -> int | None:
+    """The index in ``nodes`` of the node :func:`packed` asks the actor pool of ``res`` for on, else ``None``."""
+    from repeval.pipeline.placement import pack_node, starvable
+
+    actor = _actor(res)
+    if not res.n_actors or use_gpu == "always" or not starvable(actor, res.n_actors, res.decode_num_cpus, nodes):
+        return None
+    return pack_node(actor, res.n_actors, res.decode_num_cpus, nodes)
 
 
 def check_stream_fits(
@@ -318,8 +378,11 @@ def stream_misfit(
     (:func:`~repeval.ray_cluster.request_misfit`): an ``embed_num_cpus`` above every node's CPUs (the requests are
     sized from the cluster's total), the GPUs of ``embed_num_gpus`` on nodes of fewer; or the actor pool and a
     decode task together (:func:`~repeval.ray_cluster.pool_misfit`) — except an actor pool under ``use_gpu:
-    always``, which waits for the autoscaler's GPU nodes. ``None`` when they fit. ``replan``: the stream planned
+    always``, which waits for the autoscaler's GPU nodes; or a pool that Ray could place so that no node keeps a
+    decode task's CPUs and that no node holds whole (:func:`~repeval.pipeline.placement.spread_misfit`; one that a
+    node holds whole is asked for there: :func:`packed`). ``None`` when they fit. ``replan``: the stream planned
     again (:func:`replanner`), by which the pool's message names the settings that fit (:func:`_settings_that_fit`)."""
+    from repeval.pipeline.placement import spread_misfit
     from repeval.ray_cluster import pool_misfit, request_misfit
 
     keys = {"CPU": "run.resources.embed_num_cpus", "GPU": "run.resources.embed_num_gpus"}
@@ -334,10 +397,17 @@ def stream_misfit(
     custom = {k: f"run.resources.embed_resources.{k}" for k in res.resources}
     actor = _actor(res)
     problem = request_misfit(f"the embedding actors of {model}", actor, {**keys, **custom}, nodes, may_grow)
-    if problem or pool_misfit(model, actor, res.n_actors, decode, nodes, may_grow) is None:
+    if problem:
         return problem
-    fits = _settings_that_fit(model, res, use_gpu, nodes, may_grow, replan) if replan else None
-    return pool_misfit(model, actor, res.n_actors, decode, nodes, may_grow, fits)
+    if pool_misfit(model, actor, res.n_actors, decode, nodes, may_grow) is not None:
+        fits = _settings_that_fit(model, res, use_gpu, nodes, may_grow, replan) if replan else None
+        return pool_misfit(model, actor, res.n_actors, decode, nodes, may_grow, fits)
+    if not nodes or not any(float(n.get("CPU", 0)) > 0 for n in nodes):
+        return None  # a cluster scaled to zero: its autoscaler's, as pool_misfit leaves it
+    if spread_misfit(model, actor, res.n_actors, res.decode_num_cpus, nodes, {}) is None:
+        return None
+    fits = _settings_that_fit(model, res, use_gpu, nodes, may_grow, replan) if replan else {}
+    return spread_misfit(model, actor, res.n_actors, res.decode_num_cpus, nodes, fits)
 
 
 def _actor(res: EmbedResources) -> dict[str, float]:
@@ -348,11 +418,13 @@ def _actor(res: EmbedResources) -> dict[str, float]:
 def _settings_that_fit(
     model: str, res: EmbedResources, use_gpu: str, nodes: Sequence[Mapping[str, float]], may_grow: bool, replan: Replan
 ) -> dict[str, float]:
-    """The most ``run.resources.decode_num_cpus`` and ``embed_actors`` may each be (the other settings kept) for the
-    stream of ``res``, planned again, to fit ``nodes`` — 0 when no value does. Not what these requests leave beside
+    """The most ``run.resources.decode_num_cpus`` and ``embed_actors`` — and ``embed_num_cpus`` when the configuration
+    sets it — may each be (the other settings kept) for the stream of ``res``, planned again, to fit ``nodes`` — 0 when
+    no value does. Not what these requests leave beside
     the pool: :func:`plan_resources` sizes the actors from both (a smaller decode share leaves the pool more CPUs, and
     fewer actors get more each): on nodes of 2 and 1 CPUs, the 0.334 CPUs three actors left free beside
     ``decode_num_cpus: 0.5`` became 0.25 once it was lowered to 0.334."""
+    from repeval.pipeline.placement import pack_node, safe_room
     from repeval.ray_cluster import pool_room
 
     def planned(update: dict[str, Any]) -> EmbedResources | None:
@@ -367,7 +439,10 @@ def _settings_that_fit(
     # from the room the pool leaves, lowered to the room each smaller decode share leaves, until one fits
     decode, now = res.decode_num_cpus, res
     for _ in range(64):
-        decode = min(pool_room(_actor(now), now.n_actors, nodes), _round(decode - 0.001))
+        room = pool_room(_actor(now), now.n_actors, nodes)
+        if pack_node(_actor(now), now.n_actors, room, nodes) is None:  # and however Ray places the actors
+            room = min(room, safe_room(_actor(now), now.n_actors, nodes))
+        decode = min(room, _round(decode - 0.001))
         new = planned({"decode_num_cpus": decode}) if decode > 0 else None
         if new is None or fits(new):
             break
@@ -379,4 +454,17 @@ def _settings_that_fit(
     rounder = (math.floor(decode * 10**k) / 10**k for k in (0, 1, 2))
     decode = next((c for c in rounder if 0.99 * decode <= c < decode and fits(planned({"decode_num_cpus": c}))), decode)
     actors = next((n for n in range(res.n_actors - 1, 0, -1) if fits(planned({"embed_actors": n}))), 0)
-    return {"decode_num_cpus": decode, "embed_actors": float(actors)}
+    out = {"decode_num_cpus": decode, "embed_actors": float(actors)}
+    # a run.resources.embed_num_cpus given (the pool is sized from it): the most that fits
+    if "embed_num_cpus" in getattr(replan, "given", ()):
+        out["embed_num_cpus"] = next((c for c in _cpus_to_try(res, nodes) if fits(planned({"embed_num_cpus": c}))), 0.0)
+    return out
+
+
+def _cpus_to_try(res: EmbedResources, nodes: Sequence[Mapping[str, float]]) -> list[float]:
+    """The ``run.resources.embed_num_cpus`` values below the actors' that :func:`_settings_that_fit` tries, largest
+    first: what a node's CPUs, or those it keeps beside a decode task, give each of 1–16 actors on it (rounded down
+    to a hundredth, then to whole CPUs where that is as near)."""
+    spans = {float(n.get("CPU", 0.0)) - d for n in nodes for d in (0.0, res.decode_num_cpus)}
+    cpus = {math.floor(s / k * 100) / 100 for s in spans for k in range(1, 17) if s > 0}
+    return sorted((c for c in cpus if 0 < c < res.num_cpus), reverse=True)
