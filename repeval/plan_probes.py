@@ -45,7 +45,10 @@ def probe_lines(exp: Any, specs: list[Any], full: Any = None, max_epochs: int | 
             what += f", but its ASHA scheduler stops none: {idle[0]} — {idle[1]}"
         elif s.scheduler is not None:
             what += ", the weaker ones stopped early by ASHA"
-        words = preset_words(entry, s.size, "a smoke test trains one" if full is not None else None, task_type=ttype)
+        smoke, cap = None, max_epochs
+        if full is not None:  # the smoke test's few epochs, not the full entry's
+            smoke, cap = "a smoke test trains one", min(p.epochs, max_epochs or p.epochs)
+        words = preset_words(entry, s.size, smoke, task_type=ttype, max_epochs=cap)
         what += f"; {words}" if words else ""
         if full is not None and len(full.downstream_models) > 1:
             left = [expand_probe(e, i, ttype).name for i, e in enumerate(full.downstream_models) if i]

@@ -859,6 +859,8 @@ def test_plan_names_each_probe_preset_its_source_criterion_and_departures():
     )
     assert "preset mir_ref_thesis [Plachouras 2023" in thesis and "set here" not in thesis
     assert marble.startswith("probe marble: 6 configurations, the best by val_r2") and "set here: patience=20" in marble
+    # the departures say the patience set next to the preset, not the preset's 10
+    assert "differs from the source: early stopping after 20 validations without improvement" in marble
     assert mine == "probe mine (hidden [8]): 1 configuration, tested, checkpoint by val_loss"
 
     # `repeval plan --smoke-test` printed the smoke test's one probe bare ("probe jukemir: 1 configuration, …"), no
@@ -871,12 +873,23 @@ def test_plan_names_each_probe_preset_its_source_criterion_and_departures():
         "probe jukemir (hidden []): 1 configuration (jukemir-000, the first of the entry's 216: a smoke test trains one), "
         "tested, checkpoint by val_r2; preset jukemir [Castellon et al. 2021, Jukemir; p-lambda/jukemir"
     ), line
-    assert "differs from the source: validated once per epoch, patience 10 validations, at most 100 epochs" in line
+    # the smoke test's 3 epochs, not the entry's 100 (which it said as what is trained)
+    assert "differs from the source: validated once per epoch, patience 10 validations, at most 3 epochs" in line
     assert line.endswith(
         "; the smoke test leaves out the other downstream_models entries (mir_ref_thesis, marble, mine)"
     )
     [bare] = [line for line in make_plan(smoke).text().splitlines() if line.startswith("  - probe ")]
     assert "preset" not in bare  # without what it is the smoke test of, the plan knows only the plain probe
+
+    # epochs set next to a preset, or capped by run.max_epochs, are what its departures say is trained
+    for run, most in (({}, 30), ({"max_epochs": 5}, 5)):
+        d = cfg.model_dump(mode="json", exclude_unset=True)
+        d["experiments"][0]["downstream_models"] = [{"preset": "jukemir", "epochs": 30}]
+        [juke] = [ln for ln in make_plan(parse_config({**d, "run": run})).text().splitlines() if "- probe " in ln]
+        assert (
+            f"differs from the source: validated once per epoch, patience 10 validations, at most {most} epochs ("
+            in juke
+        )
 
 
 def _capped_plan(probe: dict, max_epochs: int) -> tuple[Config, str]:
