@@ -65,3 +65,32 @@ def _with_layers(points: list[Any]) -> list[str]:
     if len(points) > 6 or (len(points) > 1 and all(u == units[0] for u in units)):
         return [pt.name for pt in points]
     return [f"{pt.name} (hidden {u})".replace("'", "") for pt, u in zip(points, units, strict=True)]
+
+
+def criteria_note(exp: Any, specs: list[Any]) -> str | None:
+    """A note when ``exp``'s tested probes are chosen on different validation criteria (a preset selecting a
+    regression on ``val_r2`` beside a probe kept on ``val_loss``): the tables and the report cannot compare their
+    validation values, so they choose each model's probe on clean test (:func:`repeval.report.selection.choose_probes`)
+    — a test-set choice, which one ``save_criterion`` on every entry avoids. ``None``: one criterion for all."""
+    from repeval.tasks import resolve_criterion
+
+    ttype = exp.task.effective_type
+    by: dict[str, list[str]] = {}
+    for s in specs:
+        tested = s.points if s.select != "best" else s.points[:1]  # select: best tests one, chosen on its criterion
+        for pt in tested:
+            crit = resolve_criterion(pt.config.save_criterion, ttype)[0]
+            names = by.setdefault(crit, [])
+            if s.name not in names:
+                names.append(s.name)
+    if len(by) < 2:
+        return None
+    keep = max(by, key=lambda c: len(by[c]))  # the criterion most entries use (the first of a tie)
+    change = [n for c, names in by.items() if c != keep for n in names]
+    said = "; ".join(f"{c}: {_names(names)}" for c, names in by.items())
+    return (
+        f"{exp.task.name}'s probes are chosen on different validation criteria ({said}): `repeval table`, the run's "
+        f"summary and the report cannot compare them on validation and choose each model's probe on clean test, a "
+        f"test-set choice — set `save_criterion: {keep}` on {_names(change)} (one criterion for every "
+        f"downstream_models entry)"
+    )

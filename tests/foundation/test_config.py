@@ -862,6 +862,13 @@ def test_plan_names_each_probe_preset_its_source_criterion_and_departures():
     # the departures say the patience set next to the preset, not the preset's 10
     assert "differs from the source: early stopping after 20 validations without improvement" in marble
     assert mine == "probe mine (hidden [8]): 1 configuration, tested, checkpoint by val_loss"
+    # probes chosen on R² beside probes kept on the loss: the report then picks each model's probe on clean test
+    [differ] = [line for line in make_plan(cfg).text().splitlines() if "different validation criteria" in line]
+    assert differ.startswith(
+        "note: emotion's probes are chosen on different validation criteria (val_r2: jukemir, marble; val_loss: "
+        "mir_ref_thesis, mine): "
+    )
+    assert "choose each model's probe on clean test, a test-set choice — set `save_criterion: val_r2` on " in differ
 
     # `repeval plan --smoke-test` printed the smoke test's one probe bare ("probe jukemir: 1 configuration, …"), no
     # preset, source or departures: it says which configuration of which entry it is, and the entry's preset
