@@ -94,3 +94,31 @@ def criteria_note(exp: Any, specs: list[Any]) -> str | None:
         f"test-set choice — set `save_criterion: {keep}` on {_names(change)} (one criterion for every "
         f"downstream_models entry)"
     )
+
+
+#: the thesis' names of its five probes (Plachouras 2023, §3.1.5), which its Tables 4-9 use
+THESIS_NAMES = {(): "M1", (128,): "M2", (256, 128): "M3", ("infer",): "M4", ("infer", "infer"): "M5"}
+
+
+def thesis_names_note(exp: Any) -> str | None:
+    """A note when unnamed probe entries with the thesis' layers are named by position (M1, M2, …) otherwise than the
+    thesis names them: Appendix A lists them as [], [infer], [infer, infer], [128], [256, 128], so pasted as printed
+    its [infer] probe is reported as M2, where the thesis' tables call [128] M2. ``None``: nothing to rename, or
+    fewer than three such entries (not the thesis' set)."""
+    wrong: list[tuple[str, str, str]] = []
+    alike = 0  # unnamed entries with the thesis' layers: a probe or two of them alone is not the thesis' set
+    for i, p in enumerate(exp.downstream_models):
+        thesis = THESIS_NAMES.get(tuple(p.hidden_units))
+        if p.name is None and p.preset is None and not p.search and thesis:
+            alike += 1
+            if thesis != f"M{i + 1}":
+                wrong.append((f"M{i + 1}", f"[{', '.join(map(str, p.hidden_units))}]", thesis))
+    if not wrong or alike < 3:
+        return None
+    said = "; ".join(f"{at} (hidden {layers}) is the thesis' {thesis}" for at, layers, thesis in wrong)
+    _, layers, thesis = wrong[0]
+    return (
+        f"{exp.task.name}'s unnamed probes are named by position, not as the mir_ref thesis' tables name them "
+        f"(§3.1.5): {said} — to compare with its tables, name each (`name: {thesis}` on the {layers} probe, …) or "
+        f"use `preset: mir_ref_thesis`"
+    )

@@ -45,6 +45,7 @@ def test_thesis_config_validates_and_plans_300_trainings_1500_cells():
         assert exp.probe_names() == ["M1", "M2", "M3", "M4", "M5"]
         assert list(exp.scenarios_for(exp.datasets[0])) == ["D1", "D2", "D3", "D4"]
     plan = make_plan(cfg)
+    assert not [n for n in plan.notes if "named by position" in n]  # named as the thesis names them
     assert plan.trainings == 300
     assert plan.test_cells == 1500
     # Appendix A's old audiomentations spellings map onto the current parameter names
@@ -104,6 +105,14 @@ def test_appendix_a_probes_as_printed_take_the_value_that_fits_the_task(task, he
     written = yaml.safe_load(config_yaml(cfg))["experiments"][0]["downstream_models"][0]
     assert written["output_activation"] == head and "/" not in written["save_criterion"]
     assert _schema_errors(d) == []  # an editor accepts the block as printed too
+    # unnamed, they are M1-M5 in Appendix A's order, not the thesis tables' (§3.1.5): the plan says which is which
+    [note] = [n for n in make_plan(cfg).notes if "named by position" in n]
+    assert (
+        f"{task['name']}'s unnamed probes are named by position, not as the mir_ref thesis' tables name them "
+        "(§3.1.5): M2 (hidden [infer]) is the thesis' M4; M3 (hidden [infer, infer]) is the thesis' M5; M4 (hidden "
+        "[128]) is the thesis' M2; M5 (hidden [256, 128]) is the thesis' M3 — to compare with its tables, name each "
+        "(`name: M4` on the [infer] probe, …) or use `preset: mir_ref_thesis`" == note
+    )
 
 
 @pytest.mark.parametrize(
