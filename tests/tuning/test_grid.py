@@ -352,7 +352,7 @@ def test_a_failed_sample_of_a_search_space_is_recorded_with_its_values(ray_sessi
     assert "warmup_steps (10) must be fewer than max_steps (5)" in failed["warm"][0]
     assert [(p["status"], p["criterion"]) for p in g.probes if p["spec"] == "warm"] == [("failed", "val_accuracy")]
     # select: best leaves out a configuration with a failed seed, and says so; with none left it says that
-    assert "sgd selected sgd-1 (validation" in caplog.text
+    assert "sgd selected sgd-1 (val_accuracy " in caplog.text
     assert "among 2 configurations; left out: 1 configuration with a failed seed (failed.parquet says why)" in (
         caplog.text
     )
