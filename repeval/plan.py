@@ -10,7 +10,7 @@ from typing import Any
 from repeval.config import Config
 from repeval.datasets.load import dataset_folds
 from repeval.pipeline.stages import CLEAN
-from repeval.plan_probes import _names, probe_lines
+from repeval.plan_probes import _names, criteria_note, probe_lines, thesis_names_note
 from repeval.plan_progress import _progress, _retest, _reused, _trained, _written
 from repeval.words import counted
 
@@ -231,6 +231,7 @@ def make_plan(
         p.lines += probe_lines(
             exp, specs, smoke_of.experiments[ei] if smoke_of is not None else None, cfg.run.max_epochs
         )
+        p.notes += [n for n in (criteria_note(exp, specs), thesis_names_note(exp)) if n is not None]
     from repeval.plan_memory import NODE_MEMORY, frame_memory
 
     p.memory, p.memory_warnings = frame_memory(cfg, store, cluster, to_train)  # not of the grids trained already

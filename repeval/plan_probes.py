@@ -45,7 +45,10 @@ def probe_lines(exp: Any, specs: list[Any], full: Any = None, max_epochs: int | 
             what += f", but its ASHA scheduler stops none: {idle[0]} — {idle[1]}"
         elif s.scheduler is not None:
             what += ", the weaker ones stopped early by ASHA"
-        words = preset_words(entry, s.size, "a smoke test trains one" if full is not None else None, task_type=ttype)
+        smoke, cap = None, max_epochs
+        if full is not None:  # the smoke test's few epochs, not the full entry's
+            smoke, cap = "a smoke test trains one", min(p.epochs, max_epochs or p.epochs)
+        words = preset_words(entry, s.size, smoke, task_type=ttype, max_epochs=cap)
         what += f"; {words}" if words else ""
         if full is not None and len(full.downstream_models) > 1:
             left = [expand_probe(e, i, ttype).name for i, e in enumerate(full.downstream_models) if i]
@@ -62,3 +65,60 @@ def _with_layers(points: list[Any]) -> list[str]:
     if len(points) > 6 or (len(points) > 1 and all(u == units[0] for u in units)):
         return [pt.name for pt in points]
     return [f"{pt.name} (hidden {u})".replace("'", "") for pt, u in zip(points, units, strict=True)]
+
+
+def criteria_note(exp: Any, specs: list[Any]) -> str | None:
+    """A note when ``exp``'s tested probes are chosen on different validation criteria (a preset selecting a
+    regression on ``val_r2`` beside a probe kept on ``val_loss``): the tables and the report cannot compare their
+    validation values, so they choose each model's probe on clean test (:func:`repeval.report.selection.choose_probes`)
+    — a test-set choice, which one ``save_criterion`` on every entry avoids. ``None``: one criterion for all."""
+    from repeval.tasks import resolve_criterion
+
+    ttype = exp.task.effective_type
+    by: dict[str, list[str]] = {}
+    for s in specs:
+        tested = s.points if s.select != "best" else s.points[:1]  # select: best tests one, chosen on its criterion
+        for pt in tested:
+            crit = resolve_criterion(pt.config.save_criterion, ttype)[0]
+            names = by.setdefault(crit, [])
+            if s.name not in names:
+                names.append(s.name)
+    if len(by) < 2:
+        return None
+    keep = max(by, key=lambda c: len(by[c]))  # the criterion most entries use (the first of a tie)
+    change = [n for c, names in by.items() if c != keep for n in names]
+    said = "; ".join(f"{c}: {_names(names)}" for c, names in by.items())
+    return (
+        f"{exp.task.name}'s probes are chosen on different validation criteria ({said}): `repeval table`, the run's "
+        f"summary and the report cannot compare them on validation and choose each model's probe on clean test, a "
+        f"test-set choice — set `save_criterion: {keep}` on {_names(change)} (one criterion for every "
+        f"downstream_models entry)"
+    )
+
+
+#: the thesis' names of its five probes (Plachouras 2023, §3.1.5), which its Tables 4-9 use
+THESIS_NAMES = {(): "M1", (128,): "M2", (256, 128): "M3", ("infer",): "M4", ("infer", "infer"): "M5"}
+
+
+def thesis_names_note(exp: Any) -> str | None:
+    """A note when unnamed probe entries with the thesis' layers are named by position (M1, M2, …) otherwise than the
+    thesis names them: Appendix A lists them as [], [infer], [infer, infer], [128], [256, 128], so pasted as printed
+    its [infer] probe is reported as M2, where the thesis' tables call [128] M2. ``None``: nothing to rename, or
+    fewer than three such entries (not the thesis' set)."""
+    wrong: list[tuple[str, str, str]] = []
+    alike = 0  # unnamed entries with the thesis' layers: a probe or two of them alone is not the thesis' set
+    for i, p in enumerate(exp.downstream_models):
+        thesis = THESIS_NAMES.get(tuple(p.hidden_units))
+        if p.name is None and p.preset is None and not p.search and thesis:
+            alike += 1
+            if thesis != f"M{i + 1}":
+                wrong.append((f"M{i + 1}", f"[{', '.join(map(str, p.hidden_units))}]", thesis))
+    if not wrong or alike < 3:
+        return None
+    said = "; ".join(f"{at} (hidden {layers}) is the thesis' {thesis}" for at, layers, thesis in wrong)
+    _, layers, thesis = wrong[0]
+    return (
+        f"{exp.task.name}'s unnamed probes are named by position, not as the mir_ref thesis' tables name them "
+        f"(§3.1.5): {said} — to compare with its tables, name each (`name: {thesis}` on the {layers} probe, …) or "
+        f"use `preset: mir_ref_thesis`"
+    )

@@ -174,7 +174,7 @@ class ProbeChoice:
         crits = " / ".join(dict.fromkeys(self.on_validation[k] for k in keys if k in self.on_validation))
         reasons = "; ".join(dict.fromkeys(self.on_test[k] for k in keys if k in self.on_test))
         val = f"chosen on validation {crits}" if crits else ""
-        test = f"chosen on clean test {self.metric}: {reasons} (a test-set choice)" if reasons else ""
+        test = f"chosen on clean test {self.metric}, a test-set choice: {reasons}" if reasons else ""
         if val and test:
             return f"{val}; for {self._names(self.on_test)} {test}"
         return val or test
@@ -185,7 +185,7 @@ class ProbeChoice:
         crits = " / ".join(dict.fromkeys(self.on_validation.values()))
         reasons = "; ".join(dict.fromkeys(self.on_test.values()))
         val = f"chosen on validation: the best mean {crits} over seeds (and folds), then tested once"
-        test = f"chosen on clean test: the best mean {self.metric} — {reasons} (a test-set choice)"
+        test = f"chosen on clean test, a test-set choice: the best mean {self.metric} — {reasons}"
         if not self.on_test:
             return f"per model the probe {val}"
         if not self.on_validation:

@@ -393,7 +393,7 @@ class _Group:
         out, base, data = self.out, self.base, self.data
         for si, cands in sorted(self.candidates.items()):
             spec = self.specs[si]
-            mode = criterion_of(spec.points[0].config, data.task_type)[1]
+            named, mode = criterion_of(spec.points[0].config, data.task_type)
             crit, point, states, reports, sampled, kept = best_candidate(cands, mode)
             pt = spec.points[point]
             pcfg = sampled_config(pt, sampled)
@@ -429,8 +429,9 @@ class _Group:
             # configurations: a grid's points, or a search space's sampled points (which share their point)
             tried = {p["params"] for p in out.probes if p["spec"] == spec.name}
             log.info(
-                "%s: %s selected %s (validation %.4f, the mean over %s) among %s%s",
-                self.inp.name, spec.name, pt.name, crit, counted(len(states), "seed"), counted(len(tried), "configuration"),
+                "%s: %s selected %s (%s %.4f%s, the mean over %s) among %s%s",
+                self.inp.name, spec.name, pt.name, named, crit, ", lower is better" if mode == "min" else "",
+                counted(len(states), "seed"), counted(len(tried), "configuration"),
                 left_out(out.probes, spec.name),
             )  # fmt: skip
         for si, spec in enumerate(self.specs):

@@ -43,7 +43,8 @@ class Preset:
     #: the publication and code the values come from
     source: str = ""
     #: where the preset departs from its source (what a reproduction must override, or cannot); ``{trained}`` in it
-    #: stands for how many configurations an entry trains (:meth:`departures`): keys set next to the preset change it
+    #: stands for how many configurations an entry trains (:meth:`departures`): keys set next to the preset change it;
+    #: ``{epochs}``, ``{patience}``, ``{lr_decay_patience}`` and ``{max_steps}`` for the values the entry trains with (:data:`SAID_KEYS`)
     differs: str = ""
     #: task type → where the preset departs from its source for tasks of that type alone (said after :attr:`differs`)
     differs_by_type: dict[str, str] = field(default_factory=dict)
@@ -58,12 +59,19 @@ class Preset:
             n *= len(values)
         return n
 
-    def departures(self, trained: int, why: str | None = None, task_type: str | None = None) -> str:
+    def departures(
+        self,
+        trained: int,
+        why: str | None = None,
+        task_type: str | None = None,
+        values: Mapping[str, Any] | None = None,
+    ) -> str:
         """:attr:`differs` for an entry that trains ``trained`` configurations: ``all N points are trained`` for the
         preset's grid (``why`` None), else how many are and ``why`` they are not the preset's points, and its
         ``{stopping}`` as :attr:`stopping` says it for a task of ``task_type``; then the departures of
         :attr:`differs_by_type` for a task of ``task_type`` (``None``: not known — each said with the task type it is
-        of)."""
+        of). ``values``: the entry's :data:`SAID_KEYS` where they are not the preset's (a key set next to it, an
+        epoch cap), so that the text says what is trained, not the preset's defaults."""
         said = (
             f"all {self.size} points are trained"
             if why is None
@@ -76,7 +84,11 @@ class Preset:
             if task_type is None or kind == task_type
         ]
         stopping = self.stopping.get(task_type or "", self.stopping.get("", ""))
-        return "; ".join([self.differs.replace("{trained}", said).replace("{stopping}", stopping), *typed])
+        text = self.differs.replace("{trained}", said).replace("{stopping}", stopping)
+        for key in SAID_KEYS:
+            value = (values or {}).get(key, self.base.get(key))
+            text = text.replace("{" + key + "}", f"{value:,}" if isinstance(value, int) else str(value))
+        return "; ".join([text, *typed])
 
     def criterion(self, task_type: str | None) -> str | None:
         """The source's validation criterion for ``task_type`` (``None``: repeval's default for the type)."""
@@ -84,6 +96,10 @@ class Preset:
 
 
 PRESETS: Registry[Preset] = Registry("probe preset")
+
+#: the training lengths a preset's :attr:`Preset.differs` may say (as ``{epochs}``…): the entry's own values, not the
+#: preset's, when a key set next to it or ``run.max_epochs`` changes them
+SAID_KEYS = ("epochs", "patience", "lr_decay_patience", "max_steps")
 
 
 def register_preset(preset: Preset) -> Preset:
@@ -95,13 +111,20 @@ def get_preset(name: str) -> Preset:
 
 
 def preset_words(
-    p: Any, trained: int, why: str | None = None, *, doc: bool = False, task_type: str | None = None
+    p: Any,
+    trained: int,
+    why: str | None = None,
+    *,
+    doc: bool = False,
+    task_type: str | None = None,
+    max_epochs: int | None = None,
 ) -> str:
     """What ``repeval plan`` and the report say of the preset the probe entry ``p`` (a ``ProbeConfig``) names, empty
     if it names none: the preset (``doc``: with its description), its source, the keys set next to it and where it
     departs from the source — with the ``trained`` configurations the entry trains (:meth:`Preset.departures`;
     ``why``: why they are not the preset's points, found here when the keys set next to it change its grid; those
-    that apply to a task of ``task_type`` alone):
+    that apply to a task of ``task_type`` alone; its epochs and patiences as set next to it, the epochs capped by
+    ``max_epochs``, the run's ``run.max_epochs``):
     ``preset hear [Turian et al. …], set here: learning_rate=0.001; differs from the source: 4 configurations are
     trained, not the preset's 16 points (the keys set next to it change its grid); …``."""
     from repeval.tuning.search import SPEC_KEYS
@@ -118,16 +141,23 @@ def preset_words(
         touched = set(mine) | set(search.get("grid") or {}) | set(search.get("space") or {})
         if why is None and (trained != preset.size or touched & set(preset.grid)):
             why = "the keys set next to it change its grid"
-        what += f"; differs from the source: {preset.departures(trained, why, task_type)}"
+        values = {k: getattr(p, k) for k in SAID_KEYS if k in p.model_fields_set}
+        epochs = values.get("epochs", preset.base.get("epochs"))
+        if max_epochs and isinstance(epochs, int) and max_epochs < epochs:
+            values["epochs"] = max_epochs
+        what += f"; differs from the source: {preset.departures(trained, why, task_type, values)}"
     return what
 
 
-def entry_words(entry: Mapping[str, Any], index: int = 0, task_type: str | None = None) -> str | None:
+def entry_words(
+    entry: Mapping[str, Any], index: int = 0, task_type: str | None = None, max_epochs: int | None = None
+) -> str | None:
     """What the report says of probe entry ``index`` of a run's ``downstream_models`` as its ``config.yaml`` writes it
     (the keys set: :func:`repeval.run.context.config_yaml`), ``None`` when it names no preset: ``probe preset hear:
     <its description> [source], set here: …; differs from the source: …`` — :func:`preset_words`, what ``repeval
     plan`` says of it, with the configurations the entry trained (an entry named otherwise than its preset: ``probe
-    hear-lr, preset hear: …``) and the departures for a task of ``task_type``. An entry this repeval no longer reads (an older run's) is said by its preset's
+    hear-lr, preset hear: …``) and the departures for a task of ``task_type`` (its epochs capped by the run's
+    ``max_epochs``). An entry this repeval no longer reads (an older run's) is said by its preset's
     description, without what it trained."""
     from pydantic import ValidationError
 
@@ -141,7 +171,7 @@ def entry_words(entry: Mapping[str, Any], index: int = 0, task_type: str | None 
         return f"probe preset {name}"
     try:
         p = ProbeConfig.model_validate(dict(entry))
-        said = preset_words(p, expand_probe(p, index).size, doc=True, task_type=task_type)
+        said = preset_words(p, expand_probe(p, index).size, doc=True, task_type=task_type, max_epochs=max_epochs)
     except (ValidationError, ValueError) as exc:
         log.debug("probe entry %s read without what it trained: %s", dict(entry), exc)
         preset = get_preset(str(name))
@@ -242,7 +272,7 @@ register_preset(
         criteria=PRIMARY_METRIC,
         source="Castellon et al. 2021, Jukemir; p-lambda/jukemir jukemir/probe/__init__.py _PAPER_GRID",
         differs=(
-            "validated once per epoch, patience 10 validations, at most 100 epochs (Jukemir: every 8 steps, "
+            "validated once per epoch, patience {patience} validations, at most {epochs} epochs (Jukemir: every 8 steps, "
             "patience 256 validations = 2,048 steps, no epoch limit); batches are epoch permutations (Jukemir draws "
             "each batch at random)"
         ),
@@ -276,8 +306,9 @@ register_preset(
         criteria=PRIMARY_METRIC,
         source="Yuan et al. 2023, MARBLE constrained track; a43992899/MARBLE-Benchmark benchmark/tasks/*/*_base_config.yaml",
         differs=(
-            "MTT's and NSynth's patiences (early stopping 10, learning-rate halving 3) for every task (MARBLE: 20 and "
-            "5-6 on GTZAN, GS, EMO, VocalSet); float32 (MARBLE: 16-bit mixed precision)"
+            "early stopping after {patience} validations without improvement and learning-rate halving after "
+            "{lr_decay_patience}, for every task (MARBLE: 10 and 3 on MTT and NSynth, 20 and 5-6 on GTZAN, GS, EMO, "
+            "VocalSet); float32 (MARBLE: 16-bit mixed precision)"
         ),
     )
 )
@@ -359,7 +390,7 @@ register_preset(
         differs=(
             "MULE publishes each task's selected probe, not its search space: the grid spans the selections' values "
             "(not tried: [2048, 2048] and [4096]×3 of MSD100/500, dropout 0.75/0.9 of MTG-Jamendo/GiantSteps, L2 5e-6 "
-            "and 2e-5, learning rates 8e-5, 2e-4, 3e-4, 4e-4); one length for every task, 30,000 steps "
+            "and 2e-5, learning rates 8e-5, 2e-4, 3e-4, 4e-4); one length for every task, {max_steps} steps "
             "(MULE: 10,000-40,000 by task, 300,000-800,000 for NSynth, whose warm-up is 5,000); dropout 0.5 "
             "everywhere; batch size is not published (repeval's 100); validated every epoch and the best checkpoint "
             "kept, no early stopping (MULE's trainer is not published); L2 as weight_decay 2λ, on biases too (Keras: "

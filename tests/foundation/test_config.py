@@ -45,6 +45,7 @@ def test_thesis_config_validates_and_plans_300_trainings_1500_cells():
         assert exp.probe_names() == ["M1", "M2", "M3", "M4", "M5"]
         assert list(exp.scenarios_for(exp.datasets[0])) == ["D1", "D2", "D3", "D4"]
     plan = make_plan(cfg)
+    assert not [n for n in plan.notes if "named by position" in n]  # named as the thesis names them
     assert plan.trainings == 300
     assert plan.test_cells == 1500
     # Appendix A's old audiomentations spellings map onto the current parameter names
@@ -104,6 +105,14 @@ def test_appendix_a_probes_as_printed_take_the_value_that_fits_the_task(task, he
     written = yaml.safe_load(config_yaml(cfg))["experiments"][0]["downstream_models"][0]
     assert written["output_activation"] == head and "/" not in written["save_criterion"]
     assert _schema_errors(d) == []  # an editor accepts the block as printed too
+    # unnamed, they are M1-M5 in Appendix A's order, not the thesis tables' (§3.1.5): the plan says which is which
+    [note] = [n for n in make_plan(cfg).notes if "named by position" in n]
+    assert (
+        f"{task['name']}'s unnamed probes are named by position, not as the mir_ref thesis' tables name them "
+        "(§3.1.5): M2 (hidden [infer]) is the thesis' M4; M3 (hidden [infer, infer]) is the thesis' M5; M4 (hidden "
+        "[128]) is the thesis' M2; M5 (hidden [256, 128]) is the thesis' M3 — to compare with its tables, name each "
+        "(`name: M4` on the [infer] probe, …) or use `preset: mir_ref_thesis`" == note
+    )
 
 
 @pytest.mark.parametrize(
@@ -859,7 +868,16 @@ def test_plan_names_each_probe_preset_its_source_criterion_and_departures():
     )
     assert "preset mir_ref_thesis [Plachouras 2023" in thesis and "set here" not in thesis
     assert marble.startswith("probe marble: 6 configurations, the best by val_r2") and "set here: patience=20" in marble
+    # the departures say the patience set next to the preset, not the preset's 10
+    assert "differs from the source: early stopping after 20 validations without improvement" in marble
     assert mine == "probe mine (hidden [8]): 1 configuration, tested, checkpoint by val_loss"
+    # probes chosen on R² beside probes kept on the loss: the report then picks each model's probe on clean test
+    [differ] = [line for line in make_plan(cfg).text().splitlines() if "different validation criteria" in line]
+    assert differ.startswith(
+        "note: emotion's probes are chosen on different validation criteria (val_r2: jukemir, marble; val_loss: "
+        "mir_ref_thesis, mine): "
+    )
+    assert "choose each model's probe on clean test, a test-set choice — set `save_criterion: val_r2` on " in differ
 
     # `repeval plan --smoke-test` printed the smoke test's one probe bare ("probe jukemir: 1 configuration, …"), no
     # preset, source or departures: it says which configuration of which entry it is, and the entry's preset
@@ -871,12 +889,23 @@ def test_plan_names_each_probe_preset_its_source_criterion_and_departures():
         "probe jukemir (hidden []): 1 configuration (jukemir-000, the first of the entry's 216: a smoke test trains one), "
         "tested, checkpoint by val_r2; preset jukemir [Castellon et al. 2021, Jukemir; p-lambda/jukemir"
     ), line
-    assert "differs from the source: validated once per epoch, patience 10 validations, at most 100 epochs" in line
+    # the smoke test's 3 epochs, not the entry's 100 (which it said as what is trained)
+    assert "differs from the source: validated once per epoch, patience 10 validations, at most 3 epochs" in line
     assert line.endswith(
         "; the smoke test leaves out the other downstream_models entries (mir_ref_thesis, marble, mine)"
     )
     [bare] = [line for line in make_plan(smoke).text().splitlines() if line.startswith("  - probe ")]
     assert "preset" not in bare  # without what it is the smoke test of, the plan knows only the plain probe
+
+    # epochs set next to a preset, or capped by run.max_epochs, are what its departures say is trained
+    for run, most in (({}, 30), ({"max_epochs": 5}, 5)):
+        d = cfg.model_dump(mode="json", exclude_unset=True)
+        d["experiments"][0]["downstream_models"] = [{"preset": "jukemir", "epochs": 30}]
+        [juke] = [ln for ln in make_plan(parse_config({**d, "run": run})).text().splitlines() if "- probe " in ln]
+        assert (
+            f"differs from the source: validated once per epoch, patience 10 validations, at most {most} epochs ("
+            in juke
+        )
 
 
 def _capped_plan(probe: dict, max_epochs: int) -> tuple[Config, str]:

@@ -120,6 +120,11 @@ def test_a_task_that_aggregates_predictions_or_augments_says_so_in_its_heading(r
         "2021, Jukemir; p-lambda/jukemir jukemir/probe/__init__.py _PAPER_GRID]; differs from the source: validated "
         "once per epoch, "
     )
+    assert "patience 10 validations, at most 100 epochs (Jukemir" in note
+    # the run's max_epochs caps what the probes trained: the note says the cap, not the preset's 100
+    capped = Run("r", Path(tmp_path), pd.DataFrame(), config_text=yaml.safe_dump({**yaml.safe_load(juke.config_text),
+                                                                                 "run": {"max_epochs": 4}}))  # fmt: skip
+    assert "patience 10 validations, at most 4 epochs (Jukemir" in preset_notes([capped], "tags")[0]
     # over several runs, a preset some of them use is led by those runs; one every run uses alike is not
     lr = run({"name": "tags"}, downstream_models=[{"preset": "hear", "name": "hear-lr", "learning_rate": 1e-3}])
     both = [Run(r, Path(tmp_path), pd.DataFrame(), config_text=x.config_text) for r, x in (("r1", juke), ("r2", lr))]

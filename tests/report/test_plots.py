@@ -86,7 +86,8 @@ def test_other_figures(run, tmp_path):
     df = run.results
     fig = plots.probe_capacity_curves(df, TASK, DATASET, "f1_macro")
     assert len(fig.axes[0].get_xticklabels()) == 3
-    assert fig.axes[0].get_xlabel() == "probe (increasing capacity)"  # M1, M2, M5: the thesis' order
+    # M1-M5 do not grow in that order (M4 [infer] on 200 dimensions and 50 tags is [126], smaller than M2's [128])
+    assert fig.axes[0].get_xlabel() == "probe"
     _check_written(fig, tmp_path, "capacity")
     renamed = df.assign(probe=df["probe"].map({"M1": "linear", "M2": "mlp", "M5": "jukemir"}))
     fig = plots.probe_capacity_curves(renamed, TASK, DATASET, "f1_macro")

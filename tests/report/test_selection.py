@@ -75,8 +75,8 @@ def test_differing_criteria_or_no_record_fall_back_to_the_test_choice_and_say_so
     t = make_table(mixed.results, "model_comparison", task=TASK, validation=combine_validation([mixed]))
     assert {m: p for m, p in t.rows} == by_test
     assert (
-        "per model the probe chosen on clean test: the best mean accuracy — validation criteria differ (val_accuracy, "
-        "val_loss) (a test-set choice)" in t.caption
+        "per model the probe chosen on clean test, a test-set choice: the best mean accuracy — validation criteria "
+        "differ (val_accuracy, val_loss)" in t.caption
     )
     assert t.caption.count("chosen on") == 1 and "chosen on validation" not in t.caption
 
@@ -84,8 +84,9 @@ def test_differing_criteria_or_no_record_fall_back_to_the_test_choice_and_say_so
     assert load_run(old).validation is None
     out = table_command([old], "model_comparison", "plain", task=TASK)
     assert _test_choice(load_run(old).results) == by_test  # same seeds and qualities: same test choice
-    assert "chosen on clean test: the best mean accuracy — the run directory has no validation record" in " ".join(
-        out.split()
+    assert (
+        "chosen on clean test, a test-set choice: the best mean accuracy — the run directory has no validation record"
+        in " ".join(out.split())
     )
 
 

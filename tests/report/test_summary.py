@@ -98,7 +98,7 @@ def test_best_on_clean_and_most_robust_are_different_models_with_the_robustness_
     # the same facts after the results table of `repeval run` / `repeval evaluate`
     assert summary_lines(h) == [
         f"{TASK} — {DATASET}, accuracy: best on clean {A} · M2 0.950 ± 0.014 (each model's probe chosen on clean "
-        "test accuracy: the run directory has no validation record (probes/*.parquet) (a test-set choice))",
+        "test accuracy, a test-set choice: the run directory has no validation record (probes/*.parquet))",
         f"  most robust: {B} · M5 (mean Δ −0.030 over 2 scenarios, worst D2 −0.040); best mean deformed accuracy: "
         f"{A} · M2 (0.830), a different model",
     ]
@@ -180,8 +180,8 @@ def test_an_error_metric_is_most_robust_where_it_grows_least(tmp_path):
     h = headline(df, "emotion", "deam")
     assert h is not None and summary_lines(h) == [
         f"emotion — deam, mean_absolute_error (lower is better): best on clean {A} · M1 0.500 ± 0.000 (each model's "
-        "probe chosen on clean test mean_absolute_error: the run directory has no validation record (probes/*.parquet) "
-        "(a test-set choice))",
+        "probe chosen on clean test mean_absolute_error, a test-set choice: the run directory has no validation record "
+        "(probes/*.parquet))",
         f"  most robust: {B} · M1 (mean Δ +0.035 over 2 scenarios, worst D1 +0.050); also the best mean deformed "
         "mean_absolute_error (0.635)",
     ]
