@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
+from repeval.cloud_reach import bounded, error_line
 from repeval.datasets import missing
 
 
@@ -73,11 +74,19 @@ class _FileChecker:
             fs_path = f"{u.netloc}{u.path}" if u.scheme in self._BUCKET_SCHEMES else u.path
             remote.setdefault((u.scheme, u.netloc), []).append((i, fs_path))
         for key, items in remote.items():
-            fs = self._filesystems.get(key)
-            if fs is None:  # one filesystem per scheme and host, created once
-                fs, _ = pafs.FileSystem.from_uri(paths[items[0][0]])
-                self._filesystems[key] = fs
-            infos = fs.get_file_info([fs_path for _, fs_path in items])
+            first = paths[items[0][0]]
+            try:
+                fs = self._filesystems.get(key)
+                if fs is None:  # one filesystem per scheme and host, created once; gs://'s retries bounded
+                    fs, _ = pafs.FileSystem.from_uri(bounded(first))
+                    self._filesystems[key] = fs
+                infos = fs.get_file_info([fs_path for _, fs_path in items])
+            except (OSError, ValueError, pa.ArrowException) as exc:  # no network, refused credentials
+                raise OSError(
+                    f"audio files at {key[0]}://{key[1]} (e.g. {first}) cannot be checked from here "
+                    f"({error_line(exc)}) — check the URI, the "
+                    "network and the credentials, or set check_files: false when only the cluster reaches them"
+                ) from exc
             for (i, _), info in zip(items, infos, strict=True):
                 out[i] = info.type == pafs.FileType.File
         return out

@@ -70,6 +70,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from repeval import cloud_reach
 from repeval.datasets import missing
 from repeval.datasets.audio_paths import _base_dir
 from repeval.datasets.base import DatasetInfo, LabelInfo, LoadReport, register_dataset
@@ -87,6 +88,7 @@ from repeval.datasets.manifest_check import (
     label_fix,
     matched_columns,
     one_column_problem,
+    reach_problem,
     read_columns,
 )
 from repeval.datasets.manifest_check import manifest_problems as manifest_problems
@@ -107,6 +109,9 @@ INFO = DatasetInfo(
     description="CSV/Parquet manifest (local path or pyarrow filesystem URI), read lazily in batches",
 )
 
+
+#: the fix of a manifest a run cannot reach: it is read where ``repeval run`` starts (a job's driver on a cluster)
+_RUN_REACH_FIX = " on the machine where repeval run starts (on a cluster, the job's driver reads it)"
 
 _ID_ROWS = pa.schema([("row", pa.int64()), ("id", pa.string())])
 
@@ -169,6 +174,10 @@ def _first_rows(duplicates: tuple[np.ndarray, np.ndarray], start: int, n: int) -
 def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
     if not ds.manifest:
         raise ValueError("a 'catalog' dataset needs 'manifest' (a CSV or Parquet file)")
+    if "://" in ds.manifest and (
+        unreached := reach_problem(ds.manifest, cloud_reach.GCS_RETRY_SECONDS, _RUN_REACH_FIX)
+    ):
+        raise ValueError(f"catalog {unreached}")  # gs://: within a minute, not the client's 15 minutes of retries
     have = manifest_columns(ds.manifest, ds.delimiter)
     ds = matched_columns(ds, have, task)  # ' Audio File ' in the header is audio_column 'Audio File'
     label_col = ds.label_column or task.label or task.name
