@@ -1,5 +1,5 @@
 """A ``catalog`` manifest's audio paths: resolved against the manifest's folder (or ``dir``; an absolute path or a URI
-as it is) and checked to exist — ``os.path.isfile`` locally, batched ``get_file_info`` on a pyarrow filesystem — a
+as written), their ``..`` steps resolved, and checked to exist — ``os.path.isfile`` locally, batched ``get_file_info`` on a pyarrow filesystem — a
 file whose name is written in the other Unicode normalization on disk (macOS's NFD) read from the file that exists,
 with a note (:class:`AudioPaths`)."""
 
@@ -36,17 +36,21 @@ def _base_dir(manifest: str, dir_: str | None) -> str:
 
 
 def _normalized(path: str, real: Callable[[str], str] = os.path.realpath) -> str | None:
-    """``path`` (a local path or a URI, without its query) with its ``.`` and ``..`` steps resolved: ``lists/../a.wav``
-    is ``a.wav``, one name for one file (a bucket's keys are not resolved: ``lists/../a.wav`` names no object).
-    ``None`` for a URI whose ``..`` steps climb above its bucket or host (``s3://b/../x/a.wav`` is not ``s3://x/a.wav``:
-    another bucket's file). A local path is resolved only where the operating system finds the same file: through a
+    """``path`` (a local path or a URI, its query kept after it) with its ``.`` and ``..`` steps resolved:
+    ``lists/../a.wav`` is ``a.wav``, one name for one file — ``s3://b/lists/../a.wav`` is ``s3://b/a.wav`` (S3 and
+    Google Cloud Storage would read a key ``lists/../a.wav``, which no manifest means). ``None`` for a URI whose ``..``
+    steps climb above its bucket or host (``s3://b/../x/a.wav`` is not ``s3://x/a.wav``: another bucket's file). A
+    local path (a ``file://`` URI's too) is resolved only where the operating system finds the same file: through a
     symlinked folder ``link/..`` is the link's target's parent, so such a path is opened as written (``real``: the
     folders' ``os.path.realpath``, cached by the caller)."""
     if "://" in path:
+        path, sep, query = path.partition("?")
         scheme, rest = path.split("://", 1)
+        if scheme.lower() == "file" and rest.startswith("/"):
+            return f"{scheme}://{_normalized(rest, real)}{sep}{query}"
         top = rest.split("/", 1)[0]
         norm = posixpath.normpath(rest)
-        return f"{scheme}://{norm}" if norm == top or norm.startswith(top + "/") else None
+        return f"{scheme}://{norm}{sep}{query}" if norm == top or norm.startswith(top + "/") else None
     norm = os.path.normpath(path)
     folder, name = os.path.split(path)
     if name in ("", ".", ".."):
@@ -111,15 +115,15 @@ class AudioPaths:
 
     def resolve(self, paths: pa.Array) -> tuple[pa.Array, np.ndarray]:
         """``paths`` (trimmed) joined to :attr:`base` with their ``.`` and ``..`` steps resolved (:func:`_normalized`;
-        an absolute local path's too) and the query of a base URI after them; a URI as it is (a null path: ``base/``).
-        With them, which rows' ``..`` steps climb above the bucket of a base URI (their path as written joined)."""
+        an absolute local path's and a URI's too) and the query of a base URI after them (a null path: ``base/``).
+        With them, which rows' ``..`` steps climb above their bucket (a URI's, else a base URI's; their path as written
+        joined)."""
         paths = paths.fill_null("")
         whole = pc.match_substring(paths, "://")
         absolute = pc.or_(pc.starts_with(paths, "/"), whole)
         root, sep, query = self.base.partition("?") if "://" in self.base else (self.base, "", "")
         joined = pc.if_else(absolute, paths, pc.binary_join_element_wise(root.rstrip("/"), paths, "/"))
-        steps = pc.match_substring_regex(joined, r"(^|/)\.\.?(/|$)").to_numpy(zero_copy_only=False)
-        steps &= ~whole.to_numpy(zero_copy_only=False)
+        steps = pc.match_substring_regex(joined, r"(^|/)\.\.?(/|$|\?)").to_numpy(zero_copy_only=False)
         above = np.zeros(len(joined), dtype=bool)
         if steps.any():  # '../audio/a.wav': a few rows, if any
             idx = np.flatnonzero(steps)
@@ -133,8 +137,11 @@ class AudioPaths:
         return joined, above
 
     def above_why(self, path: str) -> str:
-        """Why a row whose audio path ``path`` (as written) climbs above the bucket of :attr:`base` is left out, with
-        the fix."""
+        """Why a row whose audio path ``path`` (as written) climbs above its bucket (its own, a URI's; else that of
+        :attr:`base`) is left out, with the fix."""
+        if "://" in path:
+            u = urlsplit(path)
+            return f"audio path {path!r} climbs out of its bucket {u.scheme}://{u.netloc} — correct its '..' steps"
         u = urlsplit(self.base)
         return (
             f"audio path {path!r} climbs out of bucket {u.scheme}://{u.netloc} (where relative paths start: {self.base}, dataset.dir, else "

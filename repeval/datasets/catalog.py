@@ -8,7 +8,7 @@ and rows of empty cells (a spreadsheet's ``;;`` after its last row) are skipped 
 Columns, each named by a key of the dataset: a track id (``track_id_column``, default ``track_id``), an audio path
 (``audio_column``, default ``audio_path``; relative to the manifest's folder, or ``dir`` when given — its ``..`` steps
 resolved where the system finds the same file (not through a symlinked folder), a manifest or ``dir`` URI's query
-passed on, a row climbing out of its bucket left out — or absolute (its ``..`` steps resolved alike) / a URI; a file whose name is written in the other Unicode
+passed on, a row climbing out of its bucket left out — or absolute / a URI, its ``..`` steps resolved alike; a file whose name is written in the other Unicode
 normalization — NFC in the manifest, NFD as macOS writes names, or the reverse — is read with a note; missing files
 found under other letter case, relative to the current directory or with ``/`` for a Windows ``\\`` are noted with the
 fix), one label column (``label_column``, default the task's ``label``, else its ``name``; labels written in several
