@@ -179,7 +179,9 @@ def test_dot_dot_steps_of_whole_audio_uris_follow_the_rule_of_relative_paths(tmp
     ds = _config(tmp_path, str(tmp_path / "m.csv")).experiments[0].datasets[0].model_copy(update={"check_files": True})
     table, report = load_dataset(ds, load_config(tmp_path / "c.yaml").experiments[0].task)
     assert table.column("audio_path").to_pylist() == [
-        f"s3://repeval/audio/a0.wav{q}", f"file://{tmp_path}/audio/a1.wav", paths[2]
+        f"s3://repeval/audio/a0.wav{q}",
+        f"file://{tmp_path}/audio/a1.wav",
+        paths[2],
     ]
     assert report.other == [
         f"t3 (row 5: audio path {paths[3]!r} climbs out of its bucket s3://repeval — correct its '..' steps)"
