@@ -182,3 +182,59 @@ class AudioPaths:
             f"written in another Unicode normalization on disk (e.g. '{path}' is '{file}': {form}): read from "
             f"{'those files' if n > 1 else 'that file'}"
         )
+
+
+def _uri_key(uri: str) -> str:
+    """A remote URI as one object's name: its scheme in lower case (``gcs://`` is ``gs://``), its ``.`` and ``..``
+    steps resolved, its query (another server's: ``?endpoint_override=…``) kept."""
+    body, sep, query = uri.partition("?")
+    scheme, rest = body.split("://", 1)
+    scheme = "gs" if scheme.lower() == "gcs" else scheme.lower()
+    return f"{scheme}://{posixpath.normpath(rest)}{sep}{query}"
+
+
+class _FileKeys:
+    """One name per audio file (:func:`same_files`): a local path's folder resolved through its symlinks, once per
+    folder; a remote URI's :func:`_uri_key`."""
+
+    def __init__(self) -> None:
+        self._real = functools.lru_cache(maxsize=4096)(os.path.realpath)
+
+    def key(self, path: str) -> str:
+        """The file's name with its folder resolved: ``link/../b.wav`` as the system opens it (the link's target's
+        parent's ``b.wav``), a ``file://`` URI as its local path."""
+        if "://" in path:
+            scheme, rest = path.split("://", 1)
+            if scheme.lower() != "file" or not rest.startswith("/") or "?" in rest:
+                return _uri_key(path)
+            path = rest
+        folder, name = os.path.split(path)
+        if name in ("", ".", ".."):
+            return os.path.realpath(path)
+        return os.path.join(self._real(folder or "."), name)
+
+    @staticmethod
+    def final(key: str) -> str:
+        """A local :meth:`key` resolved again when the file itself is a symlink (one ``lstat``); a URI's as it is."""
+        return os.path.realpath(key) if "://" not in key and os.path.islink(key) else key
+
+
+def same_files(a: pa.Array | pa.ChunkedArray, b: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Whether each pair of audio paths ``a[i]``, ``b[i]`` names one file, as the system opens it: the same text, else
+    the same real path of a local file (``x/../b.wav`` and ``b.wav``; through a symlinked folder or to a symlinked
+    file; ``file:///d/b.wav`` and ``/d/b.wav``) or the same object (``s3://b/x/../a.wav`` and ``s3://b/a.wav``). Only
+    the pairs whose text differs are looked at: their folders' ``os.path.realpath`` once per folder, then one ``lstat``
+    of each file of the pairs still apart (a file that is a symlink) — not a ``stat`` per row. A null is no file."""
+    a = a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
+    b = b.combine_chunks() if isinstance(b, pa.ChunkedArray) else b
+    same = np.array(pc.fill_null(pc.equal(a, b), False).to_numpy(zero_copy_only=False), dtype=bool)
+    if same.all():
+        return same
+    at = np.flatnonzero(~same)
+    names = _FileKeys()
+    taken = pa.array(at)
+    for i, x, y in zip(at, a.take(taken).to_pylist(), b.take(taken).to_pylist(), strict=True):
+        if x is not None and y is not None:
+            kx, ky = names.key(x), names.key(y)
+            same[i] = kx == ky or names.final(kx) == names.final(ky)
+    return same

@@ -292,6 +292,21 @@ def test_a_track_id_naming_two_files_under_one_dataset_name_is_refused_before_em
     ctx = runner.make_context(load_config(path))
     runner.load_rows(ctx, save=False)
     assert ctx.rows[(1, "low")].num_rows == 6
+    # the one file of each track named through a symlinked folder: accepted (refused: the paths' text differed); a
+    # '..' after a symlinked folder names the link's target's parent's file: another file, refused (accepted: the
+    # text read as the first manifest's file)
+    (tmp_path / "lowlink").symlink_to(tmp_path / "low")
+    (tmp_path / "low" / "other.csv").write_text(low.read_text().replace("audio/t-", f"{tmp_path}/lowlink/audio/t-"))
+    ctx = runner.make_context(load_config(path))
+    runner.load_rows(ctx, save=False)
+    assert ctx.rows[(1, "low")].num_rows == 6
+    for sub in ("sub", "audio"):
+        (tmp_path / "elsewhere" / sub).mkdir(parents=True)
+    write_good(tmp_path / "elsewhere" / "audio" / "t-002.wav", 1.0, 300.0, seed=9)
+    (tmp_path / "low" / "jump").symlink_to(tmp_path / "elsewhere" / "sub")
+    (tmp_path / "low" / "other.csv").write_text(low.read_text().replace("audio/t-002", "jump/../audio/t-002"))
+    with pytest.raises(ValueError, match="and 1 of the track ids the two share name other audio files"):
+        runner.load_rows(runner.make_context(load_config(path)), save=False)
 
 
 def test_one_dataset_split_differently_by_two_tasks_shares_its_partitions(ray_session, tmp_path):
