@@ -560,3 +560,24 @@ def test_every_conflicting_partition_is_named_at_once_before_ray_starts(tmp_path
     rows = pa.table({"track_id": ["t-005"], "audio_path": [str(low.parent / "audio" / "t-005.wav")], "split": ["test"]})
     with pytest.raises(StoreConflict, match=r"^3 store partitions were computed with a different configuration"):
         embed_experiments(ctx.cfg, [(ctx.cfg.experiments[0], {"low": rows}, None)], ctx.store)
+
+
+def test_a_track_two_tasks_name_through_a_symlinked_folder_is_one_to_do_row(tmp_path):
+    """Two tasks' rows of one dataset name each file the other's way (through a symlinked folder, a ``..`` step): the
+    merged to-do kept a row per spelling, the track decoded twice and its partitions written twice. It is one row now,
+    wanting both tasks' scenarios; a file of its own stays a row of its own."""
+    from repeval.pipeline.todo import merge_todo
+
+    (tmp_path / "low" / "x").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "low")
+    a = pa.table({"track_id": ["t0", "t1", "t2"], "audio_path": [f"{tmp_path}/low/{n}.wav" for n in ("a", "b", "c")]})
+    b = pa.table(
+        {
+            "track_id": ["t2", "t0", "t1"],
+            "audio_path": [f"{tmp_path}/link/c.wav", f"{tmp_path}/low/x/../a.wav", "b.wav"],
+        }
+    )
+    merged, masks = merge_todo(a, {"clean": np.ones(3, bool)}, b, {"noise": np.ones(3, bool)})
+    assert merged.column("track_id").to_pylist() == ["t0", "t1", "t2", "t1"]
+    assert masks["clean"].tolist() == [True, True, True, False]
+    assert masks["noise"].tolist() == [True, False, True, True]
