@@ -86,11 +86,11 @@ class _FileChecker:
                     self._filesystems[key] = fs
                 infos = fs.get_file_info([fs_path for _, fs_path in items])
             except (OSError, ValueError, pa.ArrowException) as exc:  # no network, refused credentials
-                raise OSError(
+                raise ValueError(  # its first line said: not again as the root cause
                     f"audio files at {key[0]}://{key[1]} (e.g. {first}) cannot be checked from here "
                     f"({error_line(exc)}) — check the URI, the "
                     "network and the credentials, or set check_files: false when only the cluster reaches them"
-                ) from exc
+                ) from None
             for (i, _), info in zip(items, infos, strict=True):
                 out[i] = info.type == pafs.FileType.File
         return out

@@ -84,6 +84,7 @@ from repeval.datasets.manifest import manifest_columns as manifest_columns
 from repeval.datasets.manifest import manifest_format, one_value_problem
 from repeval.datasets.manifest import read_manifest as read_manifest
 from repeval.datasets.manifest_check import (
+    RUN_FIX,
     column_problems,
     label_fix,
     matched_columns,
@@ -109,9 +110,6 @@ INFO = DatasetInfo(
     description="CSV/Parquet manifest (local path or pyarrow filesystem URI), read lazily in batches",
 )
 
-
-#: the fix of a manifest a run cannot reach: it is read where ``repeval run`` starts (a job's driver on a cluster)
-_RUN_REACH_FIX = " on the machine where repeval run starts (on a cluster, the job's driver reads it)"
 
 _ID_ROWS = pa.schema([("row", pa.int64()), ("id", pa.string())])
 
@@ -174,9 +172,7 @@ def _first_rows(duplicates: tuple[np.ndarray, np.ndarray], start: int, n: int) -
 def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
     if not ds.manifest:
         raise ValueError("a 'catalog' dataset needs 'manifest' (a CSV or Parquet file)")
-    if "://" in ds.manifest and (
-        unreached := reach_problem(ds.manifest, cloud_reach.GCS_RETRY_SECONDS, _RUN_REACH_FIX)
-    ):
+    if "://" in ds.manifest and (unreached := reach_problem(ds.manifest, cloud_reach.GCS_RETRY_SECONDS, RUN_FIX)):
         raise ValueError(f"catalog {unreached}")  # gs://: within a minute, not the client's 15 minutes of retries
     have = manifest_columns(ds.manifest, ds.delimiter)
     ds = matched_columns(ds, have, task)  # ' Audio File ' in the header is audio_column 'Audio File'

@@ -71,6 +71,8 @@ def _without_az_not_found(uri: str) -> Iterator[None]:
 
 #: what ``repeval validate`` adds to the fix of a manifest it cannot reach (a run reads it where it starts)
 VALIDATE_FIX = ", or pass --skip-data-check when only the cluster reaches it"
+#: ... and a command that has no --skip-data-check (``repeval run`` reads the manifest where it starts)
+RUN_FIX = " on this machine (a run reads the manifest where it starts: on a cluster, the job's driver)"
 
 
 def reach_problem(uri: str, seconds: float | None = None, fix: str = VALIDATE_FIX) -> str | None:

@@ -133,8 +133,9 @@ def test_validate_gives_up_soon_on_a_cloud_manifest_it_cannot_reach(tmp_path, mo
 def test_a_run_gives_up_soon_on_a_cloud_manifest_or_audio_it_cannot_reach(tmp_path, monkeypatch):
     """A run's load of a ``gs://`` manifest (or of a manifest whose audio is on ``gs://``, checked) on a machine
     without the network waited Google Cloud Storage's 15 minutes of retries, then said the client's error without the
-    URI: ``repeval validate`` alone bounded them. The load now bounds them too (a minute; one second here) and names
-    the URI with the fix."""
+    URI: ``repeval validate`` alone bounded them (and ``repeval run``'s check of the manifest named validate's
+    --skip-data-check, which run has not). The load now bounds them too (a minute; one second here) and names the URI
+    with the fix."""
     monkeypatch.setattr("repeval.cloud_reach.GCS_RETRY_SECONDS", 1)
     query = "?endpoint_override=127.0.0.1:1&scheme=http"
     gs = f"gs://repeval/m.csv{query}"
@@ -143,12 +144,24 @@ def test_a_run_gives_up_soon_on_a_cloud_manifest_or_audio_it_cannot_reach(tmp_pa
         load_dataset(cfg.experiments[0].datasets[0], cfg.experiments[0].task)
     assert str(said.value).startswith(f"catalog manifest: {gs} cannot be read from here (google::cloud::Status(")
     assert str(said.value).endswith(
-        "check the URI, the network and the credentials on the machine where repeval run starts (on a cluster, the "
-        "job's driver reads it)"
+        "check the URI, the network and the credentials on this machine (a run reads the manifest where it starts: on "
+        "a cluster, the job's driver)"
+    )
+    # repeval run checks the manifest first, as validate does — naming the run's fix: it has no --skip-data-check
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    monkeypatch.setattr("repeval.datasets.manifest_check.REACH_RETRY_SECONDS", 1)
+    res = CliRunner().invoke(app, ["run", str(tmp_path / "c.yaml")])
+    said = " ".join(res.stderr.split())
+    assert res.exit_code == 2 and f"manifest: {gs} cannot be read from here (" in said, said
+    assert said.endswith(
+        "credentials on this machine (a run reads the manifest where it starts: on a cluster, the job's driver)"
     )
     (tmp_path / "m.csv").write_text(f"track_id,audio_path,label\nt0,gs://repeval/a0.wav{query},a\n")
     ds = _config(tmp_path, str(tmp_path / "m.csv")).experiments[0].datasets[0].model_copy(update={"check_files": True})
-    with pytest.raises(OSError) as said:
+    with pytest.raises(ValueError) as said:
         load_dataset(ds, cfg.experiments[0].task)
     assert str(said.value).startswith(
         f"audio files at gs://repeval (e.g. gs://repeval/a0.wav{query}) cannot be checked from here (google::cloud::"
