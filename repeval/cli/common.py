@@ -168,8 +168,7 @@ def _ctx(
     from repeval.ray_cluster import check_job_output_paths
     from repeval.runner import make_context
 
-    cfg = _load(config, check_data=True, unreached_fix=RUN_FIX)  # run has no --skip-data-check
-    cfg, rid = with_smoke_test(_with_runs_dir(cfg, runs_dir), smoke_test, run_id)
+    cfg, rid = with_smoke_test(_with_runs_dir(_load(config, True, RUN_FIX), runs_dir), smoke_test, run_id)
     check_job_output_paths(store or cfg.run.store, cfg.run.runs_dir)  # not inside a `ray job submit` job's copy
     return make_context(cfg, rid, store, lock=lock, read_only=not lock)
 
