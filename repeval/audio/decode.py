@@ -207,7 +207,9 @@ def _raw_file(path: str) -> tuple[Any, int]:
     if "://" in path:
         import pyarrow.fs as pafs
 
-        fs, p = pafs.FileSystem.from_uri(path)
+        from repeval.cloud_reach import bounded
+
+        fs, p = pafs.FileSystem.from_uri(bounded(path))  # gs://: a minute of retries, not 15
         fh = fs.open_input_file(p)
         return fh, fh.size()
     local = open(path, "rb")  # the caller closes it

@@ -100,7 +100,7 @@ def _with_root(exc: BaseException, line: str) -> str:
     return f"{line} ({how} {type(root).__name__}{': ' + said if said else ''})"
 
 
-def _load(path: Path, check_data: bool = False) -> Any:
+def _load(path: Path, check_data: bool = False, unreached_fix: str | None = None) -> Any:
     try:
         cfg = load_config(path)
     except ConfigError as exc:
@@ -109,7 +109,7 @@ def _load(path: Path, check_data: bool = False) -> Any:
         from repeval.config.loader import check_data_paths
 
         try:
-            check_data_paths(cfg, str(path))
+            check_data_paths(cfg, str(path), unreached_fix)  # a manifest it cannot reach: its fix, by command
         except ConfigError as exc:
             _fail(_in_job_copy(exc))
     return cfg
@@ -164,10 +164,11 @@ def _ctx(
     runs_dir: str | None = None,
     lock: bool = False,
 ) -> Any:
+    from repeval.datasets.manifest_check import RUN_FIX
     from repeval.ray_cluster import check_job_output_paths
     from repeval.runner import make_context
 
-    cfg, rid = with_smoke_test(_with_runs_dir(_load(config, check_data=True), runs_dir), smoke_test, run_id)
+    cfg, rid = with_smoke_test(_with_runs_dir(_load(config, True, RUN_FIX), runs_dir), smoke_test, run_id)
     check_job_output_paths(store or cfg.run.store, cfg.run.runs_dir)  # not inside a `ray job submit` job's copy
     return make_context(cfg, rid, store, lock=lock, read_only=not lock)
 

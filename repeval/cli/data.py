@@ -147,8 +147,9 @@ def data_check(
     started. Exit status 0: every file is good; 1: a file is bad or missing; 2: the configuration is invalid or its
     datasets cannot be loaded; 3: --out could not be written (the summary is printed whole before the error)."""
     from repeval.datasets.check import check_datasets, dataset_files, out_format
+    from repeval.datasets.manifest_check import RUN_FIX
 
-    cfg = _load(config, check_data=True)
+    cfg = _load(config, check_data=True, unreached_fix=RUN_FIX)  # no --skip-data-check here
     try:
         if workers is not None and workers < 1:
             raise ValueError(f"--workers must be at least 1, got {workers}")

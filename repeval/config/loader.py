@@ -195,14 +195,15 @@ def config_hash(obj: Any) -> str:
 
 
 # --- reliability (issue 9): local data paths are checked before anything runs ------------------------
-def check_data_paths(cfg: Config, source: str | None = None) -> None:
+def check_data_paths(cfg: Config, source: str | None = None, unreached_fix: str | None = None) -> None:
     """Raise :class:`ConfigError` naming every dataset key whose local path does not exist, a mirdata dataset without
     ``dir`` whose data is not in mirdata's default folder or without ``index_path`` whose mirdata index is not on
     this machine, and the mirdata split mistakes its load would stop on.
 
     Local paths are checked, and a catalog's manifest at a URI (``s3://``, ``file://``, any pyarrow filesystem) is
     read through its filesystem as the load reads it (:func:`~repeval.datasets.manifest_check.reach_problem`; other
-    URIs are not checked); relative paths are resolved from the current directory, as the loaders do.
+    URIs are not checked; one it cannot reach named with ``unreached_fix`` after the fix, default ``repeval validate``'s
+    --skip-data-check); relative paths are resolved from the current directory, as the loaders do.
     :func:`load_config` does not call this (a config stays valid on a machine without the data); the CLI does, before
     any compute.
     """
@@ -215,7 +216,10 @@ def check_data_paths(cfg: Config, source: str | None = None) -> None:
                     continue
                 remote = "://" in str(value)
                 if key == "manifest" and ds.type == "catalog" and (remote or Path(str(value)).expanduser().is_file()):
-                    problems += [f"experiments[{ei}].datasets[{di}].{msg}" for msg in _manifest_problems(ds, exp.task)]
+                    problems += [
+                        f"experiments[{ei}].datasets[{di}].{msg}"
+                        for msg in _manifest_problems(ds, exp.task, unreached_fix)
+                    ]
                     continue
                 if remote:
                     continue
@@ -239,12 +243,12 @@ def check_data_paths(cfg: Config, source: str | None = None) -> None:
         raise ConfigError(_said_once(problems), source)
 
 
-def _manifest_problems(ds: Any, task: Any) -> list[str]:
+def _manifest_problems(ds: Any, task: Any, unreached_fix: str | None = None) -> list[str]:
     """What the load of a catalog would refuse of its manifest, local or at a URI (one that cannot be reached or does
     not exist named alone), and of its ``split_type: all`` split column (:func:`_fixed_fold_splits`)."""
-    from repeval.datasets.manifest_check import manifest_problems, reach_problem
+    from repeval.datasets.manifest_check import VALIDATE_FIX, manifest_problems, reach_problem
 
-    if "://" in str(ds.manifest) and (unreached := reach_problem(str(ds.manifest))):
+    if "://" in str(ds.manifest) and (unreached := reach_problem(str(ds.manifest), fix=unreached_fix or VALIDATE_FIX)):
         return [unreached]
     found = manifest_problems(ds, task)
     if not found and (fixed := _fixed_fold_splits(ds)):

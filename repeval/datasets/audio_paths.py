@@ -1,5 +1,5 @@
 """A ``catalog`` manifest's audio paths: resolved against the manifest's folder (or ``dir``; an absolute path or a URI
-as it is) and checked to exist — ``os.path.isfile`` locally, batched ``get_file_info`` on a pyarrow filesystem — a
+as written), their ``..`` steps resolved, and checked to exist — ``os.path.isfile`` locally, batched ``get_file_info`` on a pyarrow filesystem — a
 file whose name is written in the other Unicode normalization on disk (macOS's NFD) read from the file that exists,
 with a note (:class:`AudioPaths`)."""
 
@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
+from repeval.cloud_reach import bounded, error_line
 from repeval.datasets import missing
 
 
@@ -35,17 +36,21 @@ def _base_dir(manifest: str, dir_: str | None) -> str:
 
 
 def _normalized(path: str, real: Callable[[str], str] = os.path.realpath) -> str | None:
-    """``path`` (a local path or a URI, without its query) with its ``.`` and ``..`` steps resolved: ``lists/../a.wav``
-    is ``a.wav``, one name for one file (a bucket's keys are not resolved: ``lists/../a.wav`` names no object).
-    ``None`` for a URI whose ``..`` steps climb above its bucket or host (``s3://b/../x/a.wav`` is not ``s3://x/a.wav``:
-    another bucket's file). A local path is resolved only where the operating system finds the same file: through a
+    """``path`` (a local path or a URI, its query kept after it) with its ``.`` and ``..`` steps resolved:
+    ``lists/../a.wav`` is ``a.wav``, one name for one file — ``s3://b/lists/../a.wav`` is ``s3://b/a.wav`` (S3 and
+    Google Cloud Storage would read a key ``lists/../a.wav``, which no manifest means). ``None`` for a URI whose ``..``
+    steps climb above its bucket or host (``s3://b/../x/a.wav`` is not ``s3://x/a.wav``: another bucket's file). A
+    local path (a ``file://`` URI's too) is resolved only where the operating system finds the same file: through a
     symlinked folder ``link/..`` is the link's target's parent, so such a path is opened as written (``real``: the
     folders' ``os.path.realpath``, cached by the caller)."""
     if "://" in path:
+        path, sep, query = path.partition("?")
         scheme, rest = path.split("://", 1)
+        if scheme.lower() == "file" and rest.startswith("/"):
+            return f"{scheme}://{_normalized(rest, real)}{sep}{query}"
         top = rest.split("/", 1)[0]
         norm = posixpath.normpath(rest)
-        return f"{scheme}://{norm}" if norm == top or norm.startswith(top + "/") else None
+        return f"{scheme}://{norm}{sep}{query}" if norm == top or norm.startswith(top + "/") else None
     norm = os.path.normpath(path)
     folder, name = os.path.split(path)
     if name in ("", ".", ".."):
@@ -73,11 +78,19 @@ class _FileChecker:
             fs_path = f"{u.netloc}{u.path}" if u.scheme in self._BUCKET_SCHEMES else u.path
             remote.setdefault((u.scheme, u.netloc), []).append((i, fs_path))
         for key, items in remote.items():
-            fs = self._filesystems.get(key)
-            if fs is None:  # one filesystem per scheme and host, created once
-                fs, _ = pafs.FileSystem.from_uri(paths[items[0][0]])
-                self._filesystems[key] = fs
-            infos = fs.get_file_info([fs_path for _, fs_path in items])
+            first = paths[items[0][0]]
+            try:
+                fs = self._filesystems.get(key)
+                if fs is None:  # one filesystem per scheme and host, created once; gs://'s retries bounded
+                    fs, _ = pafs.FileSystem.from_uri(bounded(first))
+                    self._filesystems[key] = fs
+                infos = fs.get_file_info([fs_path for _, fs_path in items])
+            except (OSError, ValueError, pa.ArrowException) as exc:  # no network, refused credentials
+                raise ValueError(  # its first line said: not again as the root cause
+                    f"audio files at {key[0]}://{key[1]} (e.g. {first}) cannot be checked from here "
+                    f"({error_line(exc)}) — check the URI, the "
+                    "network and the credentials, or set check_files: false when only the cluster reaches them"
+                ) from None
             for (i, _), info in zip(items, infos, strict=True):
                 out[i] = info.type == pafs.FileType.File
         return out
@@ -102,15 +115,15 @@ class AudioPaths:
 
     def resolve(self, paths: pa.Array) -> tuple[pa.Array, np.ndarray]:
         """``paths`` (trimmed) joined to :attr:`base` with their ``.`` and ``..`` steps resolved (:func:`_normalized`;
-        an absolute local path's too) and the query of a base URI after them; a URI as it is (a null path: ``base/``).
-        With them, which rows' ``..`` steps climb above the bucket of a base URI (their path as written joined)."""
+        an absolute local path's and a URI's too) and the query of a base URI after them (a null path: ``base/``).
+        With them, which rows' ``..`` steps climb above their bucket (a URI's, else a base URI's; their path as written
+        joined)."""
         paths = paths.fill_null("")
         whole = pc.match_substring(paths, "://")
         absolute = pc.or_(pc.starts_with(paths, "/"), whole)
         root, sep, query = self.base.partition("?") if "://" in self.base else (self.base, "", "")
         joined = pc.if_else(absolute, paths, pc.binary_join_element_wise(root.rstrip("/"), paths, "/"))
-        steps = pc.match_substring_regex(joined, r"(^|/)\.\.?(/|$)").to_numpy(zero_copy_only=False)
-        steps &= ~whole.to_numpy(zero_copy_only=False)
+        steps = pc.match_substring_regex(joined, r"(^|/)\.\.?(/|$|\?)").to_numpy(zero_copy_only=False)
         above = np.zeros(len(joined), dtype=bool)
         if steps.any():  # '../audio/a.wav': a few rows, if any
             idx = np.flatnonzero(steps)
@@ -124,8 +137,11 @@ class AudioPaths:
         return joined, above
 
     def above_why(self, path: str) -> str:
-        """Why a row whose audio path ``path`` (as written) climbs above the bucket of :attr:`base` is left out, with
-        the fix."""
+        """Why a row whose audio path ``path`` (as written) climbs above its bucket (its own, a URI's; else that of
+        :attr:`base`) is left out, with the fix."""
+        if "://" in path:
+            u = urlsplit(path)
+            return f"audio path {path!r} climbs out of its bucket {u.scheme}://{u.netloc} — correct its '..' steps"
         u = urlsplit(self.base)
         return (
             f"audio path {path!r} climbs out of bucket {u.scheme}://{u.netloc} (where relative paths start: {self.base}, dataset.dir, else "
@@ -166,3 +182,59 @@ class AudioPaths:
             f"written in another Unicode normalization on disk (e.g. '{path}' is '{file}': {form}): read from "
             f"{'those files' if n > 1 else 'that file'}"
         )
+
+
+def _uri_key(uri: str) -> str:
+    """A remote URI as one object's name: its scheme in lower case (``gcs://`` is ``gs://``), its ``.`` and ``..``
+    steps resolved, its query (another server's: ``?endpoint_override=…``) kept."""
+    body, sep, query = uri.partition("?")
+    scheme, rest = body.split("://", 1)
+    scheme = "gs" if scheme.lower() == "gcs" else scheme.lower()
+    return f"{scheme}://{posixpath.normpath(rest)}{sep}{query}"
+
+
+class _FileKeys:
+    """One name per audio file (:func:`same_files`): a local path's folder resolved through its symlinks, once per
+    folder; a remote URI's :func:`_uri_key`."""
+
+    def __init__(self) -> None:
+        self._real = functools.lru_cache(maxsize=4096)(os.path.realpath)
+
+    def key(self, path: str) -> str:
+        """The file's name with its folder resolved: ``link/../b.wav`` as the system opens it (the link's target's
+        parent's ``b.wav``), a ``file://`` URI as its local path."""
+        if "://" in path:
+            scheme, rest = path.split("://", 1)
+            if scheme.lower() != "file" or not rest.startswith("/") or "?" in rest:
+                return _uri_key(path)
+            path = rest
+        folder, name = os.path.split(path)
+        if name in ("", ".", ".."):
+            return os.path.realpath(path)
+        return os.path.join(self._real(folder or "."), name)
+
+    @staticmethod
+    def final(key: str) -> str:
+        """A local :meth:`key` resolved again when the file itself is a symlink (one ``lstat``); a URI's as it is."""
+        return os.path.realpath(key) if "://" not in key and os.path.islink(key) else key
+
+
+def same_files(a: pa.Array | pa.ChunkedArray, b: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Whether each pair of audio paths ``a[i]``, ``b[i]`` names one file, as the system opens it: the same text, else
+    the same real path of a local file (``x/../b.wav`` and ``b.wav``; through a symlinked folder or to a symlinked
+    file; ``file:///d/b.wav`` and ``/d/b.wav``) or the same object (``s3://b/x/../a.wav`` and ``s3://b/a.wav``). Only
+    the pairs whose text differs are looked at: their folders' ``os.path.realpath`` once per folder, then one ``lstat``
+    of each file of the pairs still apart (a file that is a symlink) — not a ``stat`` per row. A null is no file."""
+    a = a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
+    b = b.combine_chunks() if isinstance(b, pa.ChunkedArray) else b
+    same = np.array(pc.fill_null(pc.equal(a, b), False).to_numpy(zero_copy_only=False), dtype=bool)
+    if same.all():
+        return same
+    at = np.flatnonzero(~same)
+    names = _FileKeys()
+    taken = pa.array(at)
+    for i, x, y in zip(at, a.take(taken).to_pylist(), b.take(taken).to_pylist(), strict=True):
+        if x is not None and y is not None:
+            kx, ky = names.key(x), names.key(y)
+            same[i] = kx == ky or names.final(kx) == names.final(ky)
+    return same

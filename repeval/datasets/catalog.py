@@ -8,7 +8,7 @@ and rows of empty cells (a spreadsheet's ``;;`` after its last row) are skipped 
 Columns, each named by a key of the dataset: a track id (``track_id_column``, default ``track_id``), an audio path
 (``audio_column``, default ``audio_path``; relative to the manifest's folder, or ``dir`` when given — its ``..`` steps
 resolved where the system finds the same file (not through a symlinked folder), a manifest or ``dir`` URI's query
-passed on, a row climbing out of its bucket left out — or absolute (its ``..`` steps resolved alike) / a URI; a file whose name is written in the other Unicode
+passed on, a row climbing out of its bucket left out — or absolute / a URI, its ``..`` steps resolved alike; a file whose name is written in the other Unicode
 normalization — NFC in the manifest, NFD as macOS writes names, or the reverse — is read with a note; missing files
 found under other letter case, relative to the current directory or with ``/`` for a Windows ``\\`` are noted with the
 fix), one label column (``label_column``, default the task's ``label``, else its ``name``; labels written in several
@@ -70,6 +70,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from repeval import cloud_reach
 from repeval.datasets import missing
 from repeval.datasets.audio_paths import _base_dir
 from repeval.datasets.base import DatasetInfo, LabelInfo, LoadReport, register_dataset
@@ -83,10 +84,12 @@ from repeval.datasets.manifest import manifest_columns as manifest_columns
 from repeval.datasets.manifest import manifest_format, one_value_problem
 from repeval.datasets.manifest import read_manifest as read_manifest
 from repeval.datasets.manifest_check import (
+    RUN_FIX,
     column_problems,
     label_fix,
     matched_columns,
     one_column_problem,
+    reach_problem,
     read_columns,
 )
 from repeval.datasets.manifest_check import manifest_problems as manifest_problems
@@ -169,6 +172,8 @@ def _first_rows(duplicates: tuple[np.ndarray, np.ndarray], start: int, n: int) -
 def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
     if not ds.manifest:
         raise ValueError("a 'catalog' dataset needs 'manifest' (a CSV or Parquet file)")
+    if "://" in ds.manifest and (unreached := reach_problem(ds.manifest, cloud_reach.GCS_RETRY_SECONDS, RUN_FIX)):
+        raise ValueError(f"catalog {unreached}")  # gs://: within a minute, not the client's 15 minutes of retries
     have = manifest_columns(ds.manifest, ds.delimiter)
     ds = matched_columns(ds, have, task)  # ' Audio File ' in the header is audio_column 'Audio File'
     label_col = ds.label_column or task.label or task.name

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
+from repeval.cloud_reach import bounded, error_line
 from repeval.datasets.manifest import (
     EmptyManifestError,
     JsonManifestError,
@@ -38,14 +39,6 @@ from repeval.datasets.manifest_format import ManifestEncodingError, WorkbookMani
 #: how long ``repeval validate`` lets Google Cloud Storage's client retry reaching a manifest (its own default is 15
 #: minutes: a machine without the network or the credentials waited that long before the error)
 REACH_RETRY_SECONDS = 5
-
-
-def _bounded(uri: str) -> str:
-    """``uri`` with a Google Cloud Storage client's retries limited to :data:`REACH_RETRY_SECONDS` unless it sets its
-    own ``retry_limit_seconds`` (S3's client gives up after three tries of a few seconds each)."""
-    if uri.split("://", 1)[0].lower() not in ("gs", "gcs") or "retry_limit_seconds=" in uri:
-        return uri
-    return f"{uri}{'&' if '?' in uri else '?'}retry_limit_seconds={REACH_RETRY_SECONDS}"
 
 
 #: the line a shell prints when the Azure SDK's credential chain tries the Azure CLI on a machine without it (the chain
@@ -76,22 +69,25 @@ def _without_az_not_found(uri: str) -> Iterator[None]:
                 os.write(2, kept)
 
 
-def reach_problem(uri: str) -> str | None:
-    """Why ``repeval validate`` cannot read the manifest at the URI ``uri`` (``s3://``, ``file://``, any pyarrow
-    filesystem) as the load would: no such file, or its filesystem not reached from here in a few seconds (the first
-    line of the error, with the fix); ``None`` when it can — it is then read through that filesystem, streaming, as a
-    local one."""
+#: what ``repeval validate`` adds to the fix of a manifest it cannot reach (a run reads it where it starts)
+VALIDATE_FIX = ", or pass --skip-data-check when only the cluster reaches it"
+#: ... and a command that has no --skip-data-check (``repeval run`` reads the manifest where it starts)
+RUN_FIX = " on this machine (a run reads the manifest where it starts: on a cluster, the job's driver)"
+
+
+def reach_problem(uri: str, seconds: float | None = None, fix: str = VALIDATE_FIX) -> str | None:
+    """Why ``repeval validate`` (or a run's load) cannot read the manifest at the URI ``uri`` (``s3://``, ``file://``,
+    any pyarrow filesystem) as the load would: no such file, or its filesystem not reached from here within
+    ``seconds`` of ``gs://`` retries (default :data:`REACH_RETRY_SECONDS`; the first line of the error, with the fix —
+    ``fix`` after it); ``None`` when it can — it is then read through that filesystem, streaming, as a local one."""
+    seconds = REACH_RETRY_SECONDS if seconds is None else seconds
     try:
         with _without_az_not_found(uri):  # "/bin/sh: 1: az: not found" from the Azure SDK: its error follows, said here
-            fs, path = _filesystem(_bounded(uri))
+            fs, path = _filesystem(bounded(uri, seconds))
             found = fs.get_file_info(path).type != pafs.FileType.NotFound
     except (OSError, ValueError, pa.ArrowException) as exc:  # an unknown scheme, no network, refused credentials
-        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        why = why if len(why) <= 300 else why[:300].rsplit(" ", 1)[0] + " …"  # a whole word last
-        return (
-            f"manifest: {uri} cannot be read from here ({why}) — check the URI, the network and the credentials, or "
-            "pass --skip-data-check when only the cluster reaches it"
-        )
+        why = error_line(exc)
+        return f"manifest: {uri} cannot be read from here ({why}) — check the URI, the network and the credentials{fix}"
     return None if found else f"manifest: no such file: {uri} — check dataset.manifest"
 
 

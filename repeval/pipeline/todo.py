@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 from repeval.config import Config, ExperimentConfig
 from repeval.config.loader import config_hash
 from repeval.datasets import spill
+from repeval.datasets.audio_paths import same_files
 from repeval.datasets.spill import TableSpool
 from repeval.deformations import scenario_steps
 from repeval.models import resolve_model
@@ -301,8 +302,7 @@ def merge_todo(
     found = pos >= 0
     if found.any():  # the same file too (a name shared by two definitions of a dataset keeps both files)
         a_paths = a.column("audio_path").take(pa.array(pos[found]))
-        same = pc.equal(a_paths, b.column("audio_path").combine_chunks().filter(pa.array(found)))
-        found[found] = pc.fill_null(same, False).to_numpy(zero_copy_only=False)
+        found[found] = same_files(a_paths, b.column("audio_path").combine_chunks().filter(pa.array(found)))
     rest = ~found
     if b.schema != a.schema:
         b = b.cast(a.schema)

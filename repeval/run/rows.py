@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from repeval.datasets import LoadReport, load_dataset, load_folds
+from repeval.datasets.audio_paths import same_files
 from repeval.datasets.base import strict_kinds
 from repeval.run.context import RunContext, fold_suffix
 from repeval.run.files import _write_atomic, _write_text_atomic
@@ -155,28 +156,18 @@ def _check_files(name: str, defs: list[tuple[str, pa.Table]]) -> None:
         if not pc.any(shared).as_py():
             continue
         mine, theirs = paths.filter(shared), before.column("audio_path").combine_chunks().take(at.filter(shared))
-        differ = pc.invert(pc.equal(mine, theirs)).to_numpy(zero_copy_only=False)
+        differ = ~same_files(mine, theirs)  # one file spelled two ways (a symlinked folder, '..') is one file
         if not differ.any():
             continue
-        a, b = mine.filter(pa.array(differ)).to_pylist(), theirs.filter(pa.array(differ)).to_pylist()
-        bad = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if _same_file(x) != _same_file(y)]
-        if not bad:
-            continue
-        tid = ids.filter(shared).filter(pa.array(differ))[bad[0]].as_py()
+        keep = pa.array(differ)
+        a, b = mine.filter(keep), theirs.filter(keep)
+        tid = ids.filter(shared).filter(keep)[0].as_py()
         raise ValueError(
-            f"{where}: dataset {name!r} is defined differently in {there}, and {len(bad):,} of the track ids the two "
-            f"share name other audio files (e.g. {tid!r}: {b[bad[0]]} there, {a[bad[0]]} here) — the store keeps "
-            "one embedding per dataset name and track id, so one task would be trained and tested on the other's "
-            "audio: give one of them another name (datasets[].name), or make both name the same files"
+            f"{where}: dataset {name!r} is defined differently in {there}, and {int(differ.sum()):,} of the track ids "
+            f"the two share name other audio files (e.g. {tid!r}: {b[0].as_py()} there, {a[0].as_py()} here) — "
+            "the store keeps one embedding per dataset name and track id, so one task would be trained and tested on "
+            "the other's audio: give one of them another name (datasets[].name), or make both name the same files"
         )
-
-
-def _same_file(path: str) -> str:
-    """A local path made absolute and normal (``data/x/./a.wav`` and ``/work/data/x/a.wav`` are one file); a URI
-    as it is."""
-    import os
-
-    return path if "://" in path else os.path.normpath(os.path.abspath(path))
 
 
 def _load_reports(ctx: RunContext) -> Iterator[tuple[int, Any, Any, LoadReport, tuple[str, ...]]]:

@@ -166,3 +166,14 @@ def test_integer_wavs_decode_to_full_scale_floats(tmp_path, subtype, raw, want):
     p = tmp_path / "raw.wav"
     p.write_bytes(_wav_header(len(raw) * 8 // bits, 8000, 1, bits) + raw)
     np.testing.assert_array_equal(decode(str(p), 8000), np.array(want, np.float32))
+
+
+def test_an_audio_file_at_an_unreachable_gs_uri_fails_after_the_bounded_retries(monkeypatch):
+    """A ``gs://`` audio file on a machine without the network kept its decode task in Google Cloud Storage's 15
+    minutes of retries; the retries are bounded as a run's load bounds them (a minute; one second here) and the
+    track's error names the URI."""
+    monkeypatch.setattr("repeval.cloud_reach.GCS_RETRY_SECONDS", 1)
+    uri = "gs://repeval/a.wav?endpoint_override=127.0.0.1:1&scheme=http"
+    with pytest.raises(DecodeError) as said:
+        decode(uri, 8000)
+    assert str(said.value).startswith(f"cannot decode {uri}: google::cloud::Status(UNAVAILABLE: Retry policy exhausted")

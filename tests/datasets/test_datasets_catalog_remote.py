@@ -128,3 +128,74 @@ def test_validate_gives_up_soon_on_a_cloud_manifest_it_cannot_reach(tmp_path, mo
     with _without_az_not_found("abfs://data@account.dfs.core.windows.net/m.csv"):
         os.write(2, b"real\n/bin/sh: 1: az: not found\nerror\n")
     assert capfd.readouterr().err == "real\nerror\n"
+
+
+def test_a_run_gives_up_soon_on_a_cloud_manifest_or_audio_it_cannot_reach(tmp_path, monkeypatch):
+    """A run's load of a ``gs://`` manifest (or of a manifest whose audio is on ``gs://``, checked) on a machine
+    without the network waited Google Cloud Storage's 15 minutes of retries, then said the client's error without the
+    URI: ``repeval validate`` alone bounded them (and ``repeval run``'s check of the manifest named validate's
+    --skip-data-check, which run has not). The load now bounds them too (a minute; one second here) and names the URI
+    with the fix."""
+    monkeypatch.setattr("repeval.cloud_reach.GCS_RETRY_SECONDS", 1)
+    query = "?endpoint_override=127.0.0.1:1&scheme=http"
+    gs = f"gs://repeval/m.csv{query}"
+    cfg = _config(tmp_path, gs)
+    with pytest.raises(ValueError) as said:
+        load_dataset(cfg.experiments[0].datasets[0], cfg.experiments[0].task)
+    assert str(said.value).startswith(f"catalog manifest: {gs} cannot be read from here (google::cloud::Status(")
+    assert str(said.value).endswith(
+        "check the URI, the network and the credentials on this machine (a run reads the manifest where it starts: on "
+        "a cluster, the job's driver)"
+    )
+    # repeval run checks the manifest first, as validate does — naming the run's fix: it has no --skip-data-check
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    monkeypatch.setattr("repeval.datasets.manifest_check.REACH_RETRY_SECONDS", 1)
+    res = CliRunner().invoke(app, ["run", str(tmp_path / "c.yaml")])
+    said = " ".join(res.stderr.split())
+    assert res.exit_code == 2 and f"manifest: {gs} cannot be read from here (" in said, said
+    assert said.endswith(
+        "credentials on this machine (a run reads the manifest where it starts: on a cluster, the job's driver)"
+    )
+    (tmp_path / "m.csv").write_text(f"track_id,audio_path,label\nt0,gs://repeval/a0.wav{query},a\n")
+    ds = _config(tmp_path, str(tmp_path / "m.csv")).experiments[0].datasets[0].model_copy(update={"check_files": True})
+    with pytest.raises(ValueError) as said:
+        load_dataset(ds, cfg.experiments[0].task)
+    assert str(said.value).startswith(
+        f"audio files at gs://repeval (e.g. gs://repeval/a0.wav{query}) cannot be checked from here (google::cloud::"
+    )
+    assert str(said.value).endswith(
+        "check the URI, the network and the credentials, or set check_files: false when only the cluster reaches them"
+    )
+
+
+def test_dot_dot_steps_of_whole_audio_uris_follow_the_rule_of_relative_paths(tmp_path, s3):
+    """An audio path written as a whole URI kept its ``..`` steps (``s3://b/lists/../a.wav``: the key S3 looks up
+    holds ``..``, no file; one ``file://`` file under two names) and one climbing out of its bucket was read as
+    written, while a relative path had them resolved and was left out. A URI now follows the relative path's rule: a
+    ``file://`` URI's steps resolved where the system finds the same file (not through a symlinked folder)."""
+    with s3["fs"].open_output_stream("repeval/audio/a0.wav") as fh:
+        fh.write(b"RIFF")
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "audio" / "a1.wav").write_bytes(b"RIFF")
+    (tmp_path / "elsewhere" / "sub").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "audio").mkdir()
+    (tmp_path / "elsewhere" / "audio" / "a2.wav").write_bytes(b"RIFF")
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere" / "sub")
+    q = s3["query"]
+    paths = [f"s3://repeval/lists/../audio/a0.wav{q}", f"file://{tmp_path}/x/../audio/a1.wav",
+             f"file://{tmp_path}/link/../audio/a2.wav", f"s3://repeval/../x/a.wav{q}"]  # fmt: skip
+    rows = "".join(f"t{i},{p},a\n" for i, p in enumerate(paths))
+    (tmp_path / "m.csv").write_text(f"track_id,audio_path,label\n{rows}")
+    ds = _config(tmp_path, str(tmp_path / "m.csv")).experiments[0].datasets[0].model_copy(update={"check_files": True})
+    table, report = load_dataset(ds, load_config(tmp_path / "c.yaml").experiments[0].task)
+    assert table.column("audio_path").to_pylist() == [
+        f"s3://repeval/audio/a0.wav{q}",
+        f"file://{tmp_path}/audio/a1.wav",
+        paths[2],
+    ]
+    assert report.other == [
+        f"t3 (row 5: audio path {paths[3]!r} climbs out of its bucket s3://repeval — correct its '..' steps)"
+    ]

@@ -292,6 +292,21 @@ def test_a_track_id_naming_two_files_under_one_dataset_name_is_refused_before_em
     ctx = runner.make_context(load_config(path))
     runner.load_rows(ctx, save=False)
     assert ctx.rows[(1, "low")].num_rows == 6
+    # the one file of each track named through a symlinked folder: accepted (refused: the paths' text differed); a
+    # '..' after a symlinked folder names the link's target's parent's file: another file, refused (accepted: the
+    # text read as the first manifest's file)
+    (tmp_path / "lowlink").symlink_to(tmp_path / "low")
+    (tmp_path / "low" / "other.csv").write_text(low.read_text().replace("audio/t-", f"{tmp_path}/lowlink/audio/t-"))
+    ctx = runner.make_context(load_config(path))
+    runner.load_rows(ctx, save=False)
+    assert ctx.rows[(1, "low")].num_rows == 6
+    for sub in ("sub", "audio"):
+        (tmp_path / "elsewhere" / sub).mkdir(parents=True)
+    write_good(tmp_path / "elsewhere" / "audio" / "t-002.wav", 1.0, 300.0, seed=9)
+    (tmp_path / "low" / "jump").symlink_to(tmp_path / "elsewhere" / "sub")
+    (tmp_path / "low" / "other.csv").write_text(low.read_text().replace("audio/t-002", "jump/../audio/t-002"))
+    with pytest.raises(ValueError, match="and 1 of the track ids the two share name other audio files"):
+        runner.load_rows(runner.make_context(load_config(path)), save=False)
 
 
 def test_one_dataset_split_differently_by_two_tasks_shares_its_partitions(ray_session, tmp_path):
@@ -545,3 +560,24 @@ def test_every_conflicting_partition_is_named_at_once_before_ray_starts(tmp_path
     rows = pa.table({"track_id": ["t-005"], "audio_path": [str(low.parent / "audio" / "t-005.wav")], "split": ["test"]})
     with pytest.raises(StoreConflict, match=r"^3 store partitions were computed with a different configuration"):
         embed_experiments(ctx.cfg, [(ctx.cfg.experiments[0], {"low": rows}, None)], ctx.store)
+
+
+def test_a_track_two_tasks_name_through_a_symlinked_folder_is_one_to_do_row(tmp_path):
+    """Two tasks' rows of one dataset name each file the other's way (through a symlinked folder, a ``..`` step): the
+    merged to-do kept a row per spelling, the track decoded twice and its partitions written twice. It is one row now,
+    wanting both tasks' scenarios; a file of its own stays a row of its own."""
+    from repeval.pipeline.todo import merge_todo
+
+    (tmp_path / "low" / "x").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "low")
+    a = pa.table({"track_id": ["t0", "t1", "t2"], "audio_path": [f"{tmp_path}/low/{n}.wav" for n in ("a", "b", "c")]})
+    b = pa.table(
+        {
+            "track_id": ["t2", "t0", "t1"],
+            "audio_path": [f"{tmp_path}/link/c.wav", f"{tmp_path}/low/x/../a.wav", "b.wav"],
+        }
+    )
+    merged, masks = merge_todo(a, {"clean": np.ones(3, bool)}, b, {"noise": np.ones(3, bool)})
+    assert merged.column("track_id").to_pylist() == ["t0", "t1", "t2", "t1"]
+    assert masks["clean"].tolist() == [True, True, True, False]
+    assert masks["noise"].tolist() == [True, False, True, True]
