@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from repeval.datasets import LoadReport
 from repeval.rundir import RunLocation
 from repeval.store import EmbeddingStore
 from repeval.store.lock import StoreLock
+from repeval.store.store import note_store_left_under_tilde
 from repeval.words import counted
 
 log = logging.getLogger("repeval.runner")  # the stages' one logger, named as before they left runner.py
@@ -93,27 +93,6 @@ def make_context(
             held.release()
         raise
     return RunContext(cfg, rid, run_dir, st, location=loc, lock=held)
-
-
-def note_store_left_under_tilde(root: str) -> None:
-    """Say where the embeddings went when ``root`` (a store under the home folder) has none and ``./~/…`` holds a
-    store: before ``~`` was expanded in ``run.store`` (:func:`repeval.config.base._local_path`), ``run.store: ~/x``
-    wrote to a folder named ``~`` under the current one, and the same configuration now computes them all again."""
-    home = os.path.expanduser("~").rstrip("/")
-    if "://" in root or not home or not (root == home or root.startswith(home + "/")):
-        return
-    left = "./~" + root[len(home) :]
-    if not os.path.isdir(left):
-        return
-    kept = len(EmbeddingStore(left, create=False).partitions())
-    if not kept or EmbeddingStore(root, create=False, must_exist=False).partitions():
-        return
-    fix = f"`mv '{left}' '{root}'`" if not os.path.lexists(root) else f"move what it holds into {root}"
-    log.warning(
-        "the store %s has no embeddings, but %s (a folder named '~' here) holds %s — where run.store: ~%s wrote "
-        "before '~' was expanded: %s, or point run.store (or --store) at '%s'; else they are computed again",
-        root, left, counted(kept, "partition"), root[len(home) :], fix, left,
-    )  # fmt: skip
 
 
 def config_yaml(cfg: Config) -> str:

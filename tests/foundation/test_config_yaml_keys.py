@@ -194,6 +194,40 @@ def test_the_store_and_runs_options_read_paths_as_the_configuration_does(tmp_pat
     assert not (tmp_path / "cwd" / "~").exists() and not (tmp_path / "cwd" / "$REPEVAL_NOT_SET").exists()
 
 
+def test_the_store_commands_read_a_store_given_as_their_argument_as_store_is(tmp_path, monkeypatch, caplog):
+    """``repeval store show|rm|settle STORE …`` took the root as written (``rm`` only expanded ``~``): a quoted
+    ``'~/x'`` opened a folder named ``~``, ``'$VAR/x'`` one named ``$VAR`` and ``~user/x`` of no user one named
+    ``~user``; nor did they say, as a run does, where a store left under ``./~`` is."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("REPEVAL_NOT_SET", raising=False)
+    (home / "x" / "notes" / "mfcc-stats" / "clean").mkdir(parents=True)
+    (cwd / "~" / "y" / "notes" / "mfcc-stats" / "clean").mkdir(parents=True)  # where run.store: ~/y wrote once
+    monkeypatch.chdir(cwd)
+    for args in (["show", "~/x", "notes/mfcc-stats/clean"], ["rm", "~/x", "notes/*/*"], ["settle", "~/x"]):
+        res = CliRunner().invoke(app, ["store", *args])
+        assert res.exit_code == 0 and f"{home}/x" in res.output, (args, res.output)
+    for args, said in (
+        (["show", "$REPEVAL_NOT_SET/x", "notes/mfcc-stats/clean"], "$REPEVAL_NOT_SET is not set here"),
+        (["rm", "~repeval-no-such-user/x", "notes/*/*"], "there is no user 'repeval-no-such-user' here"),
+        (["settle", "~repeval-no-such-user/x"], "or ./~repeval-no-such-user/x for a folder named"),
+    ):
+        res = CliRunner().invoke(app, ["store", *args])
+        assert res.exit_code == 2, (args, res.output)
+        assert f"Invalid value for STORE: '{args[1]}': " in " ".join(res.output.replace("│", " ").split()), res.output
+        assert said in " ".join(res.output.replace("│", " ").split()), res.output
+    assert sorted(p.name for p in cwd.iterdir()) == ["~"]  # no folder named $REPEVAL_NOT_SET or ~repeval-no-such-user
+    caplog.clear()
+    for args in (["ls", "~/y"], ["show", "~/y", "notes/mfcc-stats/clean"], ["settle", "~/y"]):
+        assert CliRunner().invoke(app, ["store", *args]).exit_code == 1  # no store at ~/y: said after the note
+    notes = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(notes) == 3 and all(n.startswith(f"the store {home}/y has no embeddings, but ./~/y ") for n in notes)
+
+
 def test_a_store_left_in_a_folder_named_tilde_is_said_once_with_its_fix(tmp_path, monkeypatch, caplog):
     """``run.store: ~/x`` wrote to ``./~/x`` before ``~`` was expanded; the same configuration then pointed at
     ``$HOME/x`` and computed every embedding again, without a word."""
