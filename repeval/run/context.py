@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import re
 import time
@@ -98,8 +99,28 @@ def make_context(
 def config_yaml(cfg: Config) -> str:
     """A run's ``config.yaml``: the keys the configuration sets (and ``--store``), as validated — it parses back to the
     same configuration. Not every key with its default: a preset's or a search's value written out next to it would
-    fix that axis (``jukemir``'s 216 configurations read back as one, ``mir_ref_thesis``'s M1–M5 as an error)."""
-    return yaml.safe_dump(cfg.model_dump(mode="json", exclude_unset=True), sort_keys=False)
+    fix that axis (``jukemir``'s 216 configurations read back as one, ``mir_ref_thesis``'s M1–M5 as an error).
+
+    The keys of a value a parameter takes (``layer_weights: {0: 0.5, 12: 0.5}``, data, kept as YAML read them) are
+    written as the run used them: as JSON writes keys, ``0`` became ``'0'``, and the config.yaml ran the model with
+    other params (a key ``null`` or ``true`` also under another fingerprint)."""
+    return yaml.safe_dump(
+        _keys_as_given(cfg.model_dump(mode="json", exclude_unset=True), cfg.model_dump(exclude_unset=True)),
+        sort_keys=False,
+    )
+
+
+def _keys_as_given(dumped: Any, given: Any) -> Any:
+    """``dumped`` (a JSON dump) with the mapping keys of ``given`` (the same dump in Python: its keys as validated)
+    that YAML writes as they are (numbers, booleans, null, dates) in place of their text."""
+    if isinstance(dumped, dict) and isinstance(given, dict) and len(dumped) == len(given):
+        return {
+            k if isinstance(k, int | float | datetime.date) or k is None else d: _keys_as_given(v, gv)
+            for (d, v), (k, gv) in zip(dumped.items(), given.items(), strict=True)
+        }
+    if isinstance(dumped, list) and isinstance(given, list | tuple) and len(dumped) == len(given):
+        return [_keys_as_given(v, gv) for v, gv in zip(dumped, given, strict=True)]
+    return dumped
 
 
 def check_run_id(rid: str) -> str:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
 import pytest
@@ -84,11 +85,18 @@ class LabelMap(EmbeddingModel):
 """
 
 
-def test_the_keys_of_a_parameters_value_are_its_data_as_yaml_reads_them(tmp_path):
+@pytest.fixture(scope="module")
+def label_map_plugin(tmp_path_factory) -> Path:
+    """:data:`LABEL_MAP_MODEL`'s file: one for the module (two plugin files of one name are refused)."""
+    path = tmp_path_factory.mktemp("plugin") / "label_map.py"
+    path.write_text(LABEL_MAP_MODEL)
+    return path
+
+
+def test_the_keys_of_a_parameters_value_are_its_data_as_yaml_reads_them(tmp_path, label_map_plugin):
     """``params`` keys name parameters: ``1:`` there is a slip. The keys of a value a parameter takes are its data
     (``layer_weights: {0: 0.5, 12: 0.5}``): they were refused as "read by YAML as the number 0, not a name"."""
-    plugin = tmp_path / "label_map.py"
-    plugin.write_text(LABEL_MAP_MODEL)
+    plugin = label_map_plugin  # (its models registered once)
     model = "{id: label-map-model, params: {layer_weights: {0: 0.5, 12: 0.5}, labels: [{1: one}]}}"
     cfg = load_config(_write(tmp_path, f"plugins: [{plugin}]", model=model))
     assert cfg.experiments[0].embedding_models[0].params == {"layer_weights": {0: 0.5, 12: 0.5}, "labels": [{1: "one"}]}
@@ -104,6 +112,36 @@ def test_the_keys_of_a_parameters_value_are_its_data_as_yaml_reads_them(tmp_path
         "experiments[0].downstream_models[0].search.grid.on: key on (line 13) is read by YAML as the boolean true, "
         "not a name — quote it ('on': …)"
     ]
+
+
+def test_a_runs_config_yaml_keeps_the_keys_of_a_parameters_value_as_the_run_used_them(tmp_path, label_map_plugin):
+    """The run's config.yaml wrote ``layer_weights: {0: 0.5}`` as ``{'0': 0.5}``: run again from it, the model got
+    other params (``null: none`` as ``'None'``, under another fingerprint); and keys of several kinds in one mapping
+    (or a date) stopped the run where its partitions' fingerprint sorted them."""
+    from repeval.config.loader import config_hash
+    from repeval.models import resolve_model
+    from repeval.pipeline.partitions import model_fingerprint, model_settings
+    from repeval.run.context import config_yaml
+
+    plugin = label_map_plugin  # (its models registered once)
+    weights = "layer_weights: {0: 0.5, 12: 0.25, 0.5: x}"
+    model = f"{{id: label-map-model, params: {{{weights}, labels: {{null: none, true: one, 2024-01-01: day}}}}}}"
+    cfg = load_config(_write(tmp_path, f"plugins: [{plugin}]", model=model))
+    saved = tmp_path / "saved.yaml"
+    saved.write_text(config_yaml(cfg))
+    again = load_config(saved)
+    [used], [rerun] = cfg.experiments[0].embedding_models, again.experiments[0].embedding_models
+    assert (
+        rerun.params
+        == used.params
+        == {
+            "layer_weights": {0: 0.5, 12: 0.25, 0.5: "x"},
+            "labels": {None: "none", True: "one", datetime.date(2024, 1, 1): "day"},
+        }
+    )
+    assert again == cfg and config_hash(again) == config_hash(cfg)
+    assert model_fingerprint(rerun) == model_fingerprint(used)
+    assert model_settings(*resolve_model(used))["labels"] == {"2024-01-01": "day", "null": "none", "true": "one"}
 
 
 def test_a_slip_in_a_mapping_two_places_share_is_said_once(tmp_path):
@@ -148,6 +186,17 @@ def test_a_path_with_a_dollar_is_a_variable_unless_it_names_a_file_that_exists(t
     assert _problems(_write(tmp_path, store="a$REPEVAL_NOT_SET/x")) == [
         "run.store: 'a$REPEVAL_NOT_SET/x': environment variables are not expanded in paths: write the path out in "
         "full ($REPEVAL_NOT_SET is not set here)"
+    ]
+
+
+def test_a_tab_in_a_line_yaml_cannot_read_is_shown_where_it_is(tmp_path):
+    """The line quoted with "YAML does not allow tabs in indentation" was stripped: the tab, the one thing to fix, was
+    not in it (``(line 8: 'deformations:')``)."""
+    path = _write(tmp_path)
+    path.write_text(path.read_text().replace("\n    deformations:", "\n  \t deformations:"))
+    assert _problems(path) == [
+        "not valid YAML at line 8, column 3: found character '\\t' that cannot start any token (line 8: "
+        "'  → deformations:', → is the tab) — YAML does not allow tabs in indentation: indent with spaces"
     ]
 
 
