@@ -284,6 +284,27 @@ class Config(Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _asha_within_max_epochs(self) -> Config:
+        """An ASHA scheduler (``search.scheduler``: Tune's, or the halving of a grid's stacks) that ``run.max_epochs``
+        leaves nothing to stop — training capped at or before its first rung, or its rung judged only at the last
+        validation — is refused, by the rule the plan and the run apply (:func:`~repeval.tuning.space_checks.asha_idle`;
+        a probe entry, read alone, is checked against its own epochs)."""
+        if self.run.max_epochs is None:
+            return self
+        from repeval.tuning.search import expand_probe
+        from repeval.tuning.space_checks import asha_idle
+
+        for ei, exp in enumerate(self.experiments):
+            for pi, p in enumerate(exp.downstream_models):
+                if not (p.search or {}).get("scheduler"):
+                    continue
+                spec = expand_probe(p, pi, exp.task.effective_type)
+                idle = asha_idle(spec, self.run.max_epochs)
+                if idle is not None:
+                    raise ValueError(f"experiments[{ei}].downstream_models[{pi}] ({spec.name}): {idle[0]} — {idle[1]}")
+        return self
+
     def keeps_frames(self, dataset: str, model: str) -> bool:
         """Whether the run stores frame-level embeddings in the partitions of ``dataset`` embedded by ``model`` (id):
         all of them with ``run.keep_frames: true``, else those a task with ``embedding_aggregation: prediction`` or

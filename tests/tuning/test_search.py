@@ -422,6 +422,44 @@ def test_plan_units_balances_big_work_over_the_slots():
     assert sorted(m.name for u in units for m in u.members) == ["M1", "M2", "M3", "M4", "M5"] and len(units) == 5
 
 
+def test_a_grids_halving_that_run_max_epochs_leaves_nothing_to_stop_is_said_and_not_made(caplog):
+    """``scheduler: asha`` on a grid halves inside its stacks; under a ``run.max_epochs`` (3) that ends training
+    before its first rung (5) it stops nothing. A Tune-mode spec's scheduler was left unmade and said so; the grid's
+    halving was made all the same, without a word."""
+    from repeval.tuning.group import GroupInput, _Group
+    from repeval.warn import SaidByTrials
+
+    grid = {"grid": {"learning_rate": [1e-3, 1e-2]}, "scheduler": {"type": "asha", "grace_period": 5}}
+    cfg = parse_config(cfg_dict({"name": "halved", "epochs": 8, "search": grid}))
+    data = gaussian_probe_data(n=60, d=6, c=3, scenarios=False)
+
+    def halvings(max_epochs: int | None) -> list[object]:
+        capped = cfg.model_copy(update={"run": cfg.run.model_copy(update={"max_epochs": max_epochs})})
+        g = _Group(capped, GroupInput(capped.experiments[0], "notes", "m", data, name="g"), 1, SaidByTrials())
+        return [m.halving for u in g.grid_units for m in u.members]
+
+    assert all(h is not None for h in halvings(6))  # a rung at 5, below the end (6): it halves
+    with caplog.at_level("INFO", logger="repeval.tuning.grid"):
+        assert halvings(3) == [None, None]
+    assert (
+        "g: halved's ASHA scheduler stops none, so none is made: scheduler.grace_period (5) is not below "
+        "run.max_epochs (3): ASHA's first rung would come after training ends, so it would stop nothing"
+    ) in caplog.text
+
+
+def test_a_grid_that_halves_is_not_split_over_the_slots():
+    """Work worth many trials is split over the slots, configuration by configuration: a 4-point grid with
+    ``scheduler: asha`` on 4 slots became 4 trials of one configuration each, and the halving, which ranks the
+    configurations that train together, stopped none of them."""
+    big = gaussian_probe_data(n=2000, d=512, c=10)
+    grid = {"grid": {"learning_rate": [1e-4, 3e-4, 1e-3, 3e-3]}}
+    halving = ProbeConfig(name="h", epochs=20, search={**grid, "scheduler": {"type": "asha", "grace_period": 2}})
+    units, _ = plan_units(expand_all([halving]), big, seeds=[0, 1], vectorize=64, slots=4)
+    assert [sorted({m.point for m in u.members}) for u in units] == [[0, 1, 2, 3]]
+    units, _ = plan_units(expand_all([ProbeConfig(name="g", epochs=20, search=grid)]), big, [0, 1], 64, slots=4)
+    assert len(units) == 4  # a grid that does not halve is still spread over the slots
+
+
 def test_plan_units_chunks_mix_the_grid_values():
     """A stack split into chunks deals its configurations out in turn: each chunk of Jukemir's 54 stackable
     512-unit, batch-256 configurations holds both standardisations and every learning rate, dropout and weight
