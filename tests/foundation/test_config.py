@@ -938,7 +938,7 @@ def test_plan_and_run_apply_validates_val_every_rule_to_run_max_epochs():
     from repeval.tuning.space_checks import asha_budget, asha_idle
 
     probe = {"name": "h", "epochs": 30, "val_every": 3, "search": {"space": {"dropout": {"uniform": [0.1, 0.5]}},
-             "scheduler": {"type": "asha", "grace_period": 10}}}  # fmt: skip
+             "num_samples": 2, "scheduler": {"type": "asha", "grace_period": 10}}}  # fmt: skip
     cfg, line = _capped_plan(probe, 12)
     why = (
         "scheduler.grace_period (10): with val_every 3 no validation falls from epoch 10 to before the end of training "

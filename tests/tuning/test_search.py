@@ -187,7 +187,8 @@ def test_free_grid_and_space_from_yaml_values():
     assert [p.params for p in spec.points] == [{"weight_decay": 0}, {"weight_decay": 1e-4}]
     # and in the scheduler too: grace_period: 1e1 was refused ("must be an integer ≥ 1 (epochs), got '1e1'")
     written = yaml.safe_load(
-        "{epochs: 30, search: {space: {dropout: {uniform: [0.1, 0.5]}}, scheduler: {grace_period: 1e1, max_t: 2e1}}}"
+        "{epochs: 30, search: {space: {dropout: {uniform: [0.1, 0.5]}}, num_samples: 2, "
+        "scheduler: {grace_period: 1e1, max_t: 2e1}}}"
     )
     spec = expand_all(parse_config(cfg_dict(written)).experiments[0].downstream_models)[0]
     assert spec.scheduler == {"type": "asha", "grace_period": 10, "reduction_factor": 3.0, "max_t": 20, "brackets": 1}
@@ -326,6 +327,14 @@ def test_asha_on_a_grid_halves_inside_stacks_unless_it_needs_tune():
             "training (epoch 12), so ASHA would judge a trial only at its last validation and stop none early — set "
             "grace_period to 9 or less, or remove the scheduler",
         ),
+        # ASHA ranks configurations: on an entry of one (a trial alone, a grid of one point) it stopped nothing
+        (
+            {"epochs": 30, "search": {"space": {"dropout": {"uniform": [0.1, 0.5]}}, "scheduler": "asha"}},
+            "search.scheduler: ASHA stops the configurations that rank below the others at its rungs, and this entry "
+            "trains one, so it would stop nothing — give search.grid more values or search.num_samples more than 1, "
+            "or remove the scheduler",
+        ),
+        ({"search": {"grid": {"learning_rate": [1e-3]}, "scheduler": "asha"}}, "and this entry trains one"),
         # a key set next to a search axis of the same key was silently replaced by the axis
         (
             {"learning_rate": 1e-2, "search": {"grid": {"learning_rate": [1e-4, 1e-3]}}},
