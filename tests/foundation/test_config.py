@@ -953,6 +953,30 @@ def test_plan_and_run_apply_validates_val_every_rule_to_run_max_epochs():
     assert asha_idle(spec, 15) is None  # validated at 12, before the end (15): the rung at 10 judges then
 
 
+def test_a_grids_halving_that_trains_one_configuration_a_trial_is_refused():
+    """``scheduler: asha`` on a grid ranks the configurations one trial trains together: ``run.vectorize`` below two
+    configurations' seeds trains one a trial, and the halving stopped none, without a word."""
+    grid = {"name": "g", "search": {"grid": {"learning_rate": [1e-3, 1e-2]}, "scheduler": "asha"}}
+    d = _capped(grid, 100)
+    d["run"] = {"vectorize": 3, "seeds": 2}
+    with pytest.raises(ConfigError) as err:
+        parse_config(d)
+    assert err.value.problems == [
+        "experiments[0].downstream_models[1] (g): search.scheduler: on a grid, ASHA stops the configurations that rank "
+        "below the others it trains with in one trial, and run.vectorize (3) with run.seeds (2) trains one "
+        "configuration a trial, so it would stop nothing — raise run.vectorize to 4 or more, or remove the scheduler"
+    ]
+    d["run"]["vectorize"] = 4
+    assert parse_config(d).run.vectorize == 4
+    space = {
+        "name": "s",
+        "search": {"space": {"dropout": {"uniform": [0.1, 0.5]}}, "num_samples": 2, "scheduler": "asha"},
+    }
+    d = _capped(space, 100)
+    d["run"] = {"vectorize": 1}
+    assert parse_config(d).run.vectorize == 1  # Tune's ASHA: one configuration a trial, ranked across trials
+
+
 def test_thesis_preset_says_the_auc_departure_of_multilabel_tasks_alone():
     """The mir_ref_thesis preset's departures spoke of mir_ref's multilabel val_auc for every task, key estimation
     and multiclass too: the plan and the report say it of a multilabel task alone."""
