@@ -176,10 +176,36 @@ def validate_model_cmd(
 
 
 def _store_root(positional: str | None, option: str | None) -> str:
-    """``repeval store ls|show`` take the store as a leading argument or as ``--store`` (default ``store``)."""
+    """The store root of a ``repeval store`` command, given as its leading argument or as ``--store`` (default
+    ``store``); the argument read as ``--store`` and ``run.store`` are (:func:`_given_root`)."""
+    if positional is not None:
+        positional = _given_root(positional)
     if positional and option and positional != option:
         raise ValueError(f"two store roots given ({positional} and --store {option}): give one")
     return positional or option or "store"
+
+
+def _given_root(value: str) -> str:
+    """A store root given as a command's leading argument, read as ``--store`` and ``run.store`` are
+    (:func:`repeval.cli.common.cli_path`): ``~`` expanded, an environment variable or a ``~user`` of no user here
+    refused — ``store show '~/x' …`` opened a folder named ``~``."""
+    try:
+        return cli_path(value) or value
+    except typer.BadParameter as exc:
+        exc.param_hint = "STORE"
+        raise
+
+
+def open_store(positional: str | None, option: str | None) -> Any:
+    """The existing store of a ``repeval store`` command (:func:`_store_root`); a store under the home folder that
+    holds nothing while ``./~/…`` does is said first (:func:`~repeval.store.store.note_store_left_under_tilde`), as a
+    run says it."""
+    from repeval.store import EmbeddingStore
+    from repeval.store.store import note_store_left_under_tilde
+
+    root = _store_root(positional, option)
+    note_store_left_under_tilde(root)
+    return EmbeddingStore(root, create=False)
 
 
 #: ``repeval store ls|unlock [STORE]``, or ``--store STORE``
@@ -197,11 +223,10 @@ def store_ls(
 ) -> None:
     """List store partitions: state, rows, errors, dimension, frames kept, model version, config hash, when
     completed, size; a partition whose track removal was stopped is `unsettled` (`repeval store settle` finishes it)."""
-    from repeval.store import EmbeddingStore
     from repeval.store.inspect import ls_text, partition_info, unsettled_note
 
     def go() -> None:
-        st = EmbeddingStore(_store_root(root, store), create=False)
+        st = open_store(root, store)
         parts = st.partitions()
         infos = [partition_info(p) for p in parts]
         typer.echo(ls_text(st, as_json, infos))
@@ -242,7 +267,6 @@ def store_show(
     ] = False,
 ) -> None:
     """Show a partition's manifest, schema, counts, first rows and error records (--errors: only the records)."""
-    from repeval.store import EmbeddingStore
     from repeval.store.inspect import errors_text, show_text
 
     def go() -> None:
@@ -250,7 +274,7 @@ def store_show(
             raise ValueError(f"--rows must be 0 or more (0 prints the counts without rows), got {rows}")
         if len(target) > 2:
             raise ValueError("give [STORE] DATASET/MODEL/SCENARIO (see `repeval store ls STORE`)")
-        store = EmbeddingStore(_store_root(target[0] if len(target) == 2 else None, root), create=False)
+        store = open_store(target[0] if len(target) == 2 else None, root)
         part = store.find(target[-1])
         typer.echo(errors_text(part, rows) if errors else show_text(part, 5 if rows is None else rows))
 
@@ -319,18 +343,14 @@ def _store_and_partitions(args: list[str], root: str | None, alone: bool) -> tup
     """The store and the partitions (name → partition) of ``[STORE] PARTITION...`` (``store rm``, ``store settle``);
     ``alone``: a lone argument that looks like a store root is the store (``settle STORE``: every partition)."""
     from repeval.rundir import is_uri
-    from repeval.store import EmbeddingStore
 
     args = list(args)
     first = args[0] if args else ""
     # `rm STORE PART...`: a partition pattern is relative with exactly two slashes; a store root is a URI, an
     # absolute or ./-relative path, or anything else (relative roots with two slashes: give them as ./a/b/c)
     looks_like_root = is_uri(first) or first.startswith(("/", "~", ".")) or first.strip("/").count("/") != 2
-    if args and (len(args) > 1 or alone) and root is None and looks_like_root:
-        store_root = os.path.expanduser(args.pop(0))
-    else:
-        store_root = _store_root(None, root)
-    store = EmbeddingStore(store_root, create=False)
+    given = args.pop(0) if args and (len(args) > 1 or alone) and root is None and looks_like_root else None
+    store = open_store(given, root)
     chosen: dict[str, Any] = {}
     for pattern in args:
         hits = store.matching(pattern)
@@ -387,11 +407,10 @@ def store_unlock(
     expires; a local store's lock needs none (the kernel frees it). Refused while the holder runs on this host."""
     import pyarrow.fs as pafs
 
-    from repeval.store import EmbeddingStore
     from repeval.store.lock import LOCK
 
     def go() -> None:
-        st = EmbeddingStore(_store_root(root, store), create=False)
+        st = open_store(root, store)
         if isinstance(st.fs, pafs.LocalFileSystem):
             typer.echo(
                 f"{st.uri} is a local store: its lock is an flock on {LOCK}, freed by the "

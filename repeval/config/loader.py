@@ -164,9 +164,19 @@ def load_config(path: str | Path) -> Config:
         problem = str(getattr(exc, "problem", exc))
         shown = ""
         if mark is not None and mark.line < len(lines := text.splitlines()):
-            shown = f" (line {mark.line + 1}: {lines[mark.line].strip()[:80]!r})"
+            shown = f" (line {mark.line + 1}: {_shown_line(lines[mark.line])})"
         raise ConfigError([f"not valid YAML{where}: {problem}{shown}{_yaml_hint(problem)}"], str(p)) from None
     return parse_config(data, str(p))
+
+
+def _shown_line(line: str) -> str:
+    """A line of a file YAML cannot read, as an error quotes it: its first 80 characters, without the indentation —
+    unless it holds a tab, shown as ``→`` with the spaces before it, so that the user sees where it is (stripped, a
+    tab of the indentation left nothing to see)."""
+    if "\t" not in line:
+        return repr(line.strip()[:80])
+    shown, one = line.rstrip().replace("\t", "→")[:80], line.count("\t") == 1
+    return f"{shown!r}, → {'is the tab' if one else 'marks each tab'}"
 
 
 def _yaml_hint(problem: str) -> str:
@@ -190,8 +200,34 @@ def config_hash(obj: Any) -> str:
     """A stable short hash of any JSON-serialisable configuration fragment."""
     if hasattr(obj, "model_dump"):
         obj = obj.model_dump(mode="json")
-    blob = json.dumps(obj, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    return hashlib.sha256(sorted_json(obj).encode()).hexdigest()[:16]
+
+
+def sorted_json(obj: Any) -> str:
+    """``obj`` as JSON, its keys sorted (values JSON does not take as their text). The keys of a value a model's
+    parameter takes are its data, as YAML read them: keys of several kinds in one mapping (``{null: none, 1: one}``)
+    or a date, which ``json.dumps`` cannot sort or write, stopped the run — those are written as JSON writes a key
+    (``null``, ``1``) or as their text, and sorted as written (a mapping ``json.dumps`` takes keeps its hash)."""
+    try:
+        return json.dumps(obj, sort_keys=True, default=str)
+    except TypeError:
+        return json.dumps(_text_keys(obj), sort_keys=True, default=str)
+
+
+def _text_keys(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k if isinstance(k, str) else _key_text(k): _text_keys(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_text_keys(v) for v in obj]
+    return obj
+
+
+def _key_text(key: Any) -> str:
+    """A mapping key as ``json.dumps`` writes it (``true``, ``null``, ``1``, ``0.5``), else its text (a date)."""
+    try:
+        return str(next(iter(json.loads(json.dumps({key: 0})))))
+    except TypeError:
+        return str(key)
 
 
 # --- reliability (issue 9): local data paths are checked before anything runs ------------------------

@@ -284,6 +284,35 @@ class Config(Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _asha_stops_some(self) -> Config:
+        """An ASHA scheduler (``search.scheduler``: Tune's, or the halving of a grid's stacks) that the run settings
+        leave nothing to stop is refused: ``run.max_epochs`` capping training at or before its first rung, or its rung
+        judged only at the last validation, by the rule the plan and the run apply
+        (:func:`~repeval.tuning.space_checks.asha_idle`; a probe entry, read alone, is checked against its own
+        epochs); and a grid's halving when ``run.vectorize`` over ``run.seeds`` trains one configuration a trial (the
+        halving ranks those a trial trains)."""
+        from repeval.tuning.search import expand_probe
+        from repeval.tuning.space_checks import asha_idle
+
+        run = self.run
+        for ei, exp in enumerate(self.experiments):
+            for pi, p in enumerate(exp.downstream_models):
+                if not (p.search or {}).get("scheduler") or (run.max_epochs is None and run.vectorize >= 2 * run.seeds):
+                    continue
+                spec = expand_probe(p, pi, exp.task.effective_type)
+                idle = asha_idle(spec, run.max_epochs)
+                if idle is None and not spec.tune_mode and run.vectorize < 2 * run.seeds:
+                    idle = (
+                        f"search.scheduler: on a grid, ASHA stops the configurations that rank below the others it "
+                        f"trains with in one trial, and run.vectorize ({run.vectorize}) with run.seeds ({run.seeds}) "
+                        "trains one configuration a trial, so it would stop nothing",
+                        f"raise run.vectorize to {2 * run.seeds} or more, or remove the scheduler",
+                    )
+                if idle is not None:
+                    raise ValueError(f"experiments[{ei}].downstream_models[{pi}] ({spec.name}): {idle[0]} — {idle[1]}")
+        return self
+
     def keeps_frames(self, dataset: str, model: str) -> bool:
         """Whether the run stores frame-level embeddings in the partitions of ``dataset`` embedded by ``model`` (id):
         all of them with ``run.keep_frames: true``, else those a task with ``embedding_aggregation: prediction`` or

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from repeval.config import Config, ExperimentConfig
-from repeval.config.loader import config_hash
+from repeval.config.loader import config_hash, sorted_json
 from repeval.deformations import scenario_steps, track_level_steps
 from repeval.models import resolve_model
 from repeval.pipeline.audio_source import (  # noqa: F401  (imported from here by the stages and the plan)
@@ -137,7 +137,7 @@ def _fingerprinted(fam: Any, params: dict[str, Any]) -> dict[str, Any]:
 
 def _json(value: Any) -> Any:
     """``value`` as plain JSON (what a stamp can hold)."""
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
+    return json.loads(sorted_json(value))
 
 
 def model_settings(fam: Any, params: dict[str, Any]) -> dict[str, Any]:

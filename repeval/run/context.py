@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -20,6 +20,7 @@ from repeval.datasets import LoadReport
 from repeval.rundir import RunLocation
 from repeval.store import EmbeddingStore
 from repeval.store.lock import StoreLock
+from repeval.store.store import note_store_left_under_tilde
 from repeval.words import counted
 
 log = logging.getLogger("repeval.runner")  # the stages' one logger, named as before they left runner.py
@@ -95,32 +96,31 @@ def make_context(
     return RunContext(cfg, rid, run_dir, st, location=loc, lock=held)
 
 
-def note_store_left_under_tilde(root: str) -> None:
-    """Say where the embeddings went when ``root`` (a store under the home folder) has none and ``./~/…`` holds a
-    store: before ``~`` was expanded in ``run.store`` (:func:`repeval.config.base._local_path`), ``run.store: ~/x``
-    wrote to a folder named ``~`` under the current one, and the same configuration now computes them all again."""
-    home = os.path.expanduser("~").rstrip("/")
-    if "://" in root or not home or not (root == home or root.startswith(home + "/")):
-        return
-    left = "./~" + root[len(home) :]
-    if not os.path.isdir(left):
-        return
-    kept = len(EmbeddingStore(left, create=False).partitions())
-    if not kept or EmbeddingStore(root, create=False, must_exist=False).partitions():
-        return
-    fix = f"`mv '{left}' '{root}'`" if not os.path.lexists(root) else f"move what it holds into {root}"
-    log.warning(
-        "the store %s has no embeddings, but %s (a folder named '~' here) holds %s — where run.store: ~%s wrote "
-        "before '~' was expanded: %s, or point run.store (or --store) at '%s'; else they are computed again",
-        root, left, counted(kept, "partition"), root[len(home) :], fix, left,
-    )  # fmt: skip
-
-
 def config_yaml(cfg: Config) -> str:
     """A run's ``config.yaml``: the keys the configuration sets (and ``--store``), as validated — it parses back to the
     same configuration. Not every key with its default: a preset's or a search's value written out next to it would
-    fix that axis (``jukemir``'s 216 configurations read back as one, ``mir_ref_thesis``'s M1–M5 as an error)."""
-    return yaml.safe_dump(cfg.model_dump(mode="json", exclude_unset=True), sort_keys=False)
+    fix that axis (``jukemir``'s 216 configurations read back as one, ``mir_ref_thesis``'s M1–M5 as an error).
+
+    The keys of a value a parameter takes (``layer_weights: {0: 0.5, 12: 0.5}``, data, kept as YAML read them) are
+    written as the run used them: as JSON writes keys, ``0`` became ``'0'``, and the config.yaml ran the model with
+    other params (a key ``null`` or ``true`` also under another fingerprint)."""
+    return yaml.safe_dump(
+        _keys_as_given(cfg.model_dump(mode="json", exclude_unset=True), cfg.model_dump(exclude_unset=True)),
+        sort_keys=False,
+    )
+
+
+def _keys_as_given(dumped: Any, given: Any) -> Any:
+    """``dumped`` (a JSON dump) with the mapping keys of ``given`` (the same dump in Python: its keys as validated)
+    that YAML writes as they are (numbers, booleans, null, dates) in place of their text."""
+    if isinstance(dumped, dict) and isinstance(given, dict) and len(dumped) == len(given):
+        return {
+            k if isinstance(k, int | float | datetime.date) or k is None else d: _keys_as_given(v, gv)
+            for (d, v), (k, gv) in zip(dumped.items(), given.items(), strict=True)
+        }
+    if isinstance(dumped, list) and isinstance(given, list | tuple) and len(dumped) == len(given):
+        return [_keys_as_given(v, gv) for v, gv in zip(dumped, given, strict=True)]
+    return dumped
 
 
 def check_run_id(rid: str) -> str:

@@ -14,6 +14,7 @@ time); the manifest repeats it with the row and error counts.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import pyarrow.fs as pafs
@@ -147,3 +148,27 @@ class EmbeddingStore:
                 if len(rel) == 3 and not any(r.startswith(("_", ".")) for r in rel):
                     out.append(Partition(self, info.path, *rel))
         return sorted(out, key=lambda p: p.path)
+
+
+def note_store_left_under_tilde(root: str) -> None:
+    """Say where the embeddings went when ``root`` (a store under the home folder) has none and ``./~/…`` holds a
+    store: before ``~`` was expanded in ``run.store`` (:func:`repeval.config.base._local_path`), ``run.store: ~/x``
+    wrote to a folder named ``~`` under the current one, and the same configuration now computes them all again. Said
+    for every store root a run or a ``repeval store`` command is given (:func:`repeval.cli.store.open_store`)."""
+    import os
+
+    home = os.path.expanduser("~").rstrip("/")
+    if "://" in root or not home or not (root == home or root.startswith(home + "/")):
+        return
+    left = "./~" + root[len(home) :]
+    if not os.path.isdir(left):
+        return
+    kept = len(EmbeddingStore(left, create=False).partitions())
+    if not kept or EmbeddingStore(root, create=False, must_exist=False).partitions():
+        return
+    fix = f"`mv '{left}' '{root}'`" if not os.path.lexists(root) else f"move what it holds into {root}"
+    logging.getLogger("repeval.store").warning(
+        "the store %s has no embeddings, but %s (a folder named '~' here) holds %s — where run.store: ~%s wrote "
+        "before '~' was expanded: %s, or point run.store (or --store) at '%s'; else they are computed again",
+        root, left, counted(kept, "partition"), root[len(home) :], fix, left,
+    )  # fmt: skip

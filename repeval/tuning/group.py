@@ -12,7 +12,7 @@ import logging
 import re
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -157,13 +157,25 @@ class GroupInput:
         return f"{self.exp.task.name}__{self.dataset}__{self.model}"
 
 
+def _unless_idle(spec: Any, max_epochs: int | None, group: str) -> Any:
+    """``spec``, without the halving of its stacks (``scheduler`` on a grid) when it would stop nothing under
+    ``run.max_epochs`` (:func:`asha_idle`): said as a Tune-mode spec's scheduler left unmade is
+    (:meth:`_Group.run_tune_mode`)."""
+    idle = asha_idle(spec, max_epochs)  # the rule repeval validate and repeval plan apply
+    if spec.scheduler is None or spec.tune_mode or idle is None:
+        return spec
+    log.info("%s: %s's ASHA scheduler stops none, so none is made: %s", group, spec.name, idle[0])
+    return replace(spec, scheduler=None)
+
+
 class _Group:
     """A group's plan (specs, seeds, grid- and tune-mode units) and what its trials produced."""
 
     def __init__(self, cfg: Config, inp: GroupInput, slots: int, said: SaidByTrials) -> None:
         run = cfg.run
         self.inp, self.data = inp, inp.data
-        self.specs = expand_all(inp.exp.downstream_models, inp.exp.task.effective_type)
+        specs = expand_all(inp.exp.downstream_models, inp.exp.task.effective_type)
+        self.specs = [_unless_idle(spec, run.max_epochs, inp.name) for spec in specs]
         seeds = [run.seed + s for s in range(run.seeds)]
         self.ev = EvalSettings(
             list(inp.exp.metric_names), run.bootstrap_resamples, run.ci_alpha, run.seed, run.max_epochs

@@ -126,7 +126,8 @@ def asha_idle(spec: ProbeSpec, max_epochs: int | None = None) -> tuple[str, str]
     first rung (``grace_period`` epochs) is not below that end (or ``max_t``): Tune's and the grid's halving skip it.
     Nor if the first validation (every ``val_every`` epochs) at or past the rung is the last: ASHA would judge a
     trial only once it had trained its whole budget (Tune's ASHA then stopped it, losing the checkpoint it
-    trained)."""
+    trained). Nor if the entry trains one configuration: ASHA ranks them (Tune's on one trial, the grid's halving on
+    one point), and one never ranks below the rest."""
     if spec.scheduler is None:
         return None
     drawn = _drawn(spec)
@@ -158,6 +159,12 @@ def asha_idle(spec: ProbeSpec, max_epochs: int | None = None) -> tuple[str, str]
             f"before the end of training (epoch {end}{', run.max_epochs' if capped else ''}), so ASHA would judge a "
             "trial only at its last validation and stop none early",
             f"{fix}{', raise run.max_epochs' if capped else ''}, or remove the scheduler",
+        )
+    if spec.size < 2:  # ASHA ranks configurations (a trial's seeds train together): one is never below the rest
+        return (
+            "search.scheduler: ASHA stops the configurations that rank below the others at its rungs, and this entry "
+            "trains one, so it would stop nothing",
+            "give search.grid more values or search.num_samples more than 1, or remove the scheduler",
         )
     return None
 

@@ -91,7 +91,8 @@ def plan_units(
     that the slots finish together), fewer when the work is small (no unit under
     :data:`MIN_UNIT_COST`, at least one per slot): with ``pack``, small units are packed together — a unit may then
     hold several stacks, trained one after the other in its trial — and the costliest units are
-    halved until the target is met (or nothing is left to split). Units are ordered heaviest first.
+    halved until the target is met (or nothing is left to split; a stack that halves, ``scheduler: asha`` on a grid,
+    is not split: its configurations are ranked together). Units are ordered heaviest first.
     """
     grid_units: list[Unit] = []
     tune_units: list[tuple[int, list[Unit]]] = []
@@ -127,7 +128,11 @@ def plan_units(
     if pack and len(grid_units) > target:
         grid_units = _pack(grid_units, data, target)
     while len(grid_units) < target:
-        splittable = [u for u in grid_units if len({m.point for m in u.members}) > 1]
+        # a stack that halves (scheduler: asha on a grid) ranks its configurations together: split over trials, each
+        # part would rank its own few (one alone: none stopped) — it stays whole, as its chunks of run.vectorize
+        splittable = [
+            u for u in grid_units if len({m.point for m in u.members}) > 1 and not any(m.halving for m in u.members)
+        ]
         if not splittable:
             break
         big = max(splittable, key=lambda u: _cost(u, data))

@@ -909,45 +909,65 @@ def test_plan_names_each_probe_preset_its_source_criterion_and_departures():
 
 
 def _capped_plan(probe: dict, max_epochs: int) -> tuple[Config, str]:
-    """The config of one experiment training ``probe`` under ``run.max_epochs``, and its plan's line for the probe."""
-    cfg = parse_config(
-        {
-            "run": {"max_epochs": max_epochs},
-            "experiments": [
-                {
-                    "task": {"name": "inst", "type": "multiclass_classification"},
-                    "datasets": [{"name": "notes", "type": "catalog", "manifest": "m.csv", "label_column": "x"}],
-                    "embedding_models": ["mfcc-stats"],
-                    "downstream_models": [probe],
-                }
-            ],
-        }
-    )
-    [line] = [line for line in make_plan(cfg).text().splitlines() if line.startswith("  - probe ")]
+    """The config of one experiment training ``probe`` under ``run.max_epochs``, and its plan's line for the probe.
+    ``repeval validate`` refuses such a file (:func:`_capped_refused`): the plan and the run see such a configuration
+    only when given it from Python, with the cap set afterwards."""
+    d = _capped(probe, max_epochs)
+    cfg = parse_config({**d, "run": {}})
+    cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"max_epochs": max_epochs})})
+    *_, line = [line for line in make_plan(cfg).text().splitlines() if line.startswith("  - probe ")]
     return cfg, line
+
+
+def _capped(probe: dict, max_epochs: int) -> dict:
+    return {
+        "run": {"max_epochs": max_epochs},
+        "experiments": [
+            {
+                "task": {"name": "inst", "type": "multiclass_classification"},
+                "datasets": [{"name": "notes", "type": "catalog", "manifest": "m.csv", "label_column": "x"}],
+                "embedding_models": ["mfcc-stats"],
+                "downstream_models": [{"name": "first"}, probe],
+            }
+        ],
+    }
+
+
+def _capped_refused(probe: dict, max_epochs: int) -> list[str]:
+    """What ``repeval validate`` says of ``probe`` trained under ``run.max_epochs``."""
+    with pytest.raises(ConfigError) as err:
+        parse_config(_capped(probe, max_epochs))
+    return err.value.problems
 
 
 def test_plan_says_an_asha_scheduler_that_run_max_epochs_leaves_nothing_to_stop():
     """``run.max_epochs`` below a scheduler's grace_period ends training before ASHA's first rung: the plan said "the
-    weaker ones stopped early by ASHA" of a grid that trains every configuration to the end."""
+    weaker ones stopped early by ASHA" of a grid that trains every configuration to the end — and validate, which
+    checked the probe against its own epochs alone, let it pass (the stack halving of a grid, as here, and Tune's
+    ASHA alike)."""
     asha = {"grid": {"learning_rate": [1e-3, 1e-2]}, "scheduler": {"type": "asha", "grace_period": 5}}
+    why = (
+        "scheduler.grace_period (5) is not below run.max_epochs (3): ASHA's first rung would come after training "
+        "ends, so it would stop nothing — set grace_period below 3, raise run.max_epochs, or remove the scheduler"
+    )
     _, line = _capped_plan({"name": "halved", "search": asha}, 3)
-    assert line.endswith(
-        "tested once, but its ASHA scheduler stops none: scheduler.grace_period (5) is not below run.max_epochs (3): "
-        "ASHA's first rung would come after training ends, so it would stop nothing — set grace_period below 3, raise "
-        "run.max_epochs, or remove the scheduler"
-    ), line
+    assert line.endswith(f"tested once, but its ASHA scheduler stops none: {why}"), line
+    assert _capped_refused({"name": "halved", "search": asha}, 3) == [
+        f"experiments[0].downstream_models[1] (halved): {why}"
+    ]
+    assert parse_config(_capped({"name": "halved", "search": asha}, 6)).run.max_epochs == 6  # a rung at 5 judges
 
 
 def test_plan_and_run_apply_validates_val_every_rule_to_run_max_epochs():
     """``run.max_epochs`` (12) below the probes' epochs (30), validated every 3: ASHA's rung at 10 is judged only at
     the last validation (epoch 12). The plan said "the weaker ones stopped early by ASHA" (it compared grace_period
-    with run.max_epochs alone) and the run made the scheduler; both apply validate's rule (asha_idle)."""
+    with run.max_epochs alone) and the run made the scheduler; all three apply one rule (asha_idle), and validate
+    refuses it."""
     from repeval.tuning.search import expand_probe
     from repeval.tuning.space_checks import asha_budget, asha_idle
 
     probe = {"name": "h", "epochs": 30, "val_every": 3, "search": {"space": {"dropout": {"uniform": [0.1, 0.5]}},
-             "scheduler": {"type": "asha", "grace_period": 10}}}  # fmt: skip
+             "num_samples": 2, "scheduler": {"type": "asha", "grace_period": 10}}}  # fmt: skip
     cfg, line = _capped_plan(probe, 12)
     why = (
         "scheduler.grace_period (10): with val_every 3 no validation falls from epoch 10 to before the end of training "
@@ -955,10 +975,35 @@ def test_plan_and_run_apply_validates_val_every_rule_to_run_max_epochs():
         "set grace_period to 9 or less, raise run.max_epochs, or remove the scheduler"
     )
     assert line.endswith(f"but its ASHA scheduler stops none: {why}"), line
-    spec = expand_probe(cfg.experiments[0].downstream_models[0], 0)
+    assert _capped_refused(probe, 12) == [f"experiments[0].downstream_models[1] (h): {why}"]
+    spec = expand_probe(cfg.experiments[0].downstream_models[1], 1)
     assert asha_idle(spec, 12) == tuple(why.split(" — ")) and asha_idle(spec) is None  # validate: 30 epochs is fine
     assert (asha_budget(spec, 12), asha_budget(spec, 15), asha_budget(spec)) == (12, 15, 30)
     assert asha_idle(spec, 15) is None  # validated at 12, before the end (15): the rung at 10 judges then
+
+
+def test_a_grids_halving_that_trains_one_configuration_a_trial_is_refused():
+    """``scheduler: asha`` on a grid ranks the configurations one trial trains together: ``run.vectorize`` below two
+    configurations' seeds trains one a trial, and the halving stopped none, without a word."""
+    grid = {"name": "g", "search": {"grid": {"learning_rate": [1e-3, 1e-2]}, "scheduler": "asha"}}
+    d = _capped(grid, 100)
+    d["run"] = {"vectorize": 3, "seeds": 2}
+    with pytest.raises(ConfigError) as err:
+        parse_config(d)
+    assert err.value.problems == [
+        "experiments[0].downstream_models[1] (g): search.scheduler: on a grid, ASHA stops the configurations that rank "
+        "below the others it trains with in one trial, and run.vectorize (3) with run.seeds (2) trains one "
+        "configuration a trial, so it would stop nothing — raise run.vectorize to 4 or more, or remove the scheduler"
+    ]
+    d["run"]["vectorize"] = 4
+    assert parse_config(d).run.vectorize == 4
+    space = {
+        "name": "s",
+        "search": {"space": {"dropout": {"uniform": [0.1, 0.5]}}, "num_samples": 2, "scheduler": "asha"},
+    }
+    d = _capped(space, 100)
+    d["run"] = {"vectorize": 1}
+    assert parse_config(d).run.vectorize == 1  # Tune's ASHA: one configuration a trial, ranked across trials
 
 
 def test_thesis_preset_says_the_auc_departure_of_multilabel_tasks_alone():

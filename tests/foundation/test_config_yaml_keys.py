@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
 import pytest
@@ -84,11 +85,18 @@ class LabelMap(EmbeddingModel):
 """
 
 
-def test_the_keys_of_a_parameters_value_are_its_data_as_yaml_reads_them(tmp_path):
+@pytest.fixture(scope="module")
+def label_map_plugin(tmp_path_factory) -> Path:
+    """:data:`LABEL_MAP_MODEL`'s file: one for the module (two plugin files of one name are refused)."""
+    path = tmp_path_factory.mktemp("plugin") / "label_map.py"
+    path.write_text(LABEL_MAP_MODEL)
+    return path
+
+
+def test_the_keys_of_a_parameters_value_are_its_data_as_yaml_reads_them(tmp_path, label_map_plugin):
     """``params`` keys name parameters: ``1:`` there is a slip. The keys of a value a parameter takes are its data
     (``layer_weights: {0: 0.5, 12: 0.5}``): they were refused as "read by YAML as the number 0, not a name"."""
-    plugin = tmp_path / "label_map.py"
-    plugin.write_text(LABEL_MAP_MODEL)
+    plugin = label_map_plugin  # (its models registered once)
     model = "{id: label-map-model, params: {layer_weights: {0: 0.5, 12: 0.5}, labels: [{1: one}]}}"
     cfg = load_config(_write(tmp_path, f"plugins: [{plugin}]", model=model))
     assert cfg.experiments[0].embedding_models[0].params == {"layer_weights": {0: 0.5, 12: 0.5}, "labels": [{1: "one"}]}
@@ -104,6 +112,36 @@ def test_the_keys_of_a_parameters_value_are_its_data_as_yaml_reads_them(tmp_path
         "experiments[0].downstream_models[0].search.grid.on: key on (line 13) is read by YAML as the boolean true, "
         "not a name — quote it ('on': …)"
     ]
+
+
+def test_a_runs_config_yaml_keeps_the_keys_of_a_parameters_value_as_the_run_used_them(tmp_path, label_map_plugin):
+    """The run's config.yaml wrote ``layer_weights: {0: 0.5}`` as ``{'0': 0.5}``: run again from it, the model got
+    other params (``null: none`` as ``'None'``, under another fingerprint); and keys of several kinds in one mapping
+    (or a date) stopped the run where its partitions' fingerprint sorted them."""
+    from repeval.config.loader import config_hash
+    from repeval.models import resolve_model
+    from repeval.pipeline.partitions import model_fingerprint, model_settings
+    from repeval.run.context import config_yaml
+
+    plugin = label_map_plugin  # (its models registered once)
+    weights = "layer_weights: {0: 0.5, 12: 0.25, 0.5: x}"
+    model = f"{{id: label-map-model, params: {{{weights}, labels: {{null: none, true: one, 2024-01-01: day}}}}}}"
+    cfg = load_config(_write(tmp_path, f"plugins: [{plugin}]", model=model))
+    saved = tmp_path / "saved.yaml"
+    saved.write_text(config_yaml(cfg))
+    again = load_config(saved)
+    [used], [rerun] = cfg.experiments[0].embedding_models, again.experiments[0].embedding_models
+    assert (
+        rerun.params
+        == used.params
+        == {
+            "layer_weights": {0: 0.5, 12: 0.25, 0.5: "x"},
+            "labels": {None: "none", True: "one", datetime.date(2024, 1, 1): "day"},
+        }
+    )
+    assert again == cfg and config_hash(again) == config_hash(cfg)
+    assert model_fingerprint(rerun) == model_fingerprint(used)
+    assert model_settings(*resolve_model(used))["labels"] == {"2024-01-01": "day", "null": "none", "true": "one"}
 
 
 def test_a_slip_in_a_mapping_two_places_share_is_said_once(tmp_path):
@@ -151,6 +189,17 @@ def test_a_path_with_a_dollar_is_a_variable_unless_it_names_a_file_that_exists(t
     ]
 
 
+def test_a_tab_in_a_line_yaml_cannot_read_is_shown_where_it_is(tmp_path):
+    """The line quoted with "YAML does not allow tabs in indentation" was stripped: the tab, the one thing to fix, was
+    not in it (``(line 8: 'deformations:')``)."""
+    path = _write(tmp_path)
+    path.write_text(path.read_text().replace("\n    deformations:", "\n  \t deformations:"))
+    assert _problems(path) == [
+        "not valid YAML at line 8, column 3: found character '\\t' that cannot start any token (line 8: "
+        "'  → deformations:', → is the tab) — YAML does not allow tabs in indentation: indent with spaces"
+    ]
+
+
 def test_a_key_of_several_blocks_below_is_said_with_each_of_them():
     """``batch_size`` in an experiment is a key of a probe and of an embedding model: only the first, the embedding
     model, was named — the thesis' batch 100 is a probe's."""
@@ -192,6 +241,40 @@ def test_the_store_and_runs_options_read_paths_as_the_configuration_does(tmp_pat
     assert res.exit_code == 2
     assert "$REPEVAL_NOT_SET is not set here" in " ".join(res.output.replace("│", " ").split())
     assert not (tmp_path / "cwd" / "~").exists() and not (tmp_path / "cwd" / "$REPEVAL_NOT_SET").exists()
+
+
+def test_the_store_commands_read_a_store_given_as_their_argument_as_store_is(tmp_path, monkeypatch, caplog):
+    """``repeval store show|rm|settle STORE …`` took the root as written (``rm`` only expanded ``~``): a quoted
+    ``'~/x'`` opened a folder named ``~``, ``'$VAR/x'`` one named ``$VAR`` and ``~user/x`` of no user one named
+    ``~user``; nor did they say, as a run does, where a store left under ``./~`` is."""
+    from typer.testing import CliRunner
+
+    from repeval.cli import app
+
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("REPEVAL_NOT_SET", raising=False)
+    (home / "x" / "notes" / "mfcc-stats" / "clean").mkdir(parents=True)
+    (cwd / "~" / "y" / "notes" / "mfcc-stats" / "clean").mkdir(parents=True)  # where run.store: ~/y wrote once
+    monkeypatch.chdir(cwd)
+    for args in (["show", "~/x", "notes/mfcc-stats/clean"], ["rm", "~/x", "notes/*/*"], ["settle", "~/x"]):
+        res = CliRunner().invoke(app, ["store", *args])
+        assert res.exit_code == 0 and f"{home}/x" in res.output, (args, res.output)
+    for args, said in (
+        (["show", "$REPEVAL_NOT_SET/x", "notes/mfcc-stats/clean"], "$REPEVAL_NOT_SET is not set here"),
+        (["rm", "~repeval-no-such-user/x", "notes/*/*"], "there is no user 'repeval-no-such-user' here"),
+        (["settle", "~repeval-no-such-user/x"], "or ./~repeval-no-such-user/x for a folder named"),
+    ):
+        res = CliRunner().invoke(app, ["store", *args])
+        assert res.exit_code == 2, (args, res.output)
+        assert f"Invalid value for STORE: '{args[1]}': " in " ".join(res.output.replace("│", " ").split()), res.output
+        assert said in " ".join(res.output.replace("│", " ").split()), res.output
+    assert sorted(p.name for p in cwd.iterdir()) == ["~"]  # no folder named $REPEVAL_NOT_SET or ~repeval-no-such-user
+    caplog.clear()
+    for args in (["ls", "~/y"], ["show", "~/y", "notes/mfcc-stats/clean"], ["settle", "~/y"]):
+        assert CliRunner().invoke(app, ["store", *args]).exit_code == 1  # no store at ~/y: said after the note
+    notes = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(notes) == 3 and all(n.startswith(f"the store {home}/y has no embeddings, but ./~/y ") for n in notes)
 
 
 def test_a_store_left_in_a_folder_named_tilde_is_said_once_with_its_fix(tmp_path, monkeypatch, caplog):

@@ -330,7 +330,7 @@ CASES: dict[str, tuple[Any, list[str]]] = {
         lambda d: _edited(d, "  run_id: bad\n", "\trun_id: bad\n"),
         [
             "not valid YAML at line 2",
-            "(line 2: 'run_id: bad')",
+            "(line 2: '→run_id: bad', → is the tab)",
             "YAML does not allow tabs in indentation: indent with spaces",
         ],
     ),

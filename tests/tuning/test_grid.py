@@ -307,14 +307,16 @@ def test_asha_on_a_search_space_counts_epochs_and_never_stops_a_trial_at_its_las
 def test_run_max_epochs_that_leaves_asha_nothing_to_stop_makes_no_scheduler(ray_session, tmp_path, caplog):
     """run.max_epochs (5) ends training before the first validation past grace_period (4, validated every 3: epochs
     3 and 5): ASHA would judge a trial only at its last validation. The run made the scheduler all the same (grace 4 <
-    5), which could stop a trial there, losing its checkpoint; it applies validate's and the plan's rule now."""
+    5), which could stop a trial there, losing its checkpoint; it applies validate's and the plan's rule now (validate
+    refuses such a file: the cap is set here after it is read, as a configuration made in Python may have it)."""
     data = gaussian_probe_data(n=60, d=6, c=3, scenarios=False)
     probe = {
         "name": "capped", "hidden_units": [4], "epochs": 8, "val_every": 3, "batch_size": 30,
         "search": {"space": {"learning_rate": {"loguniform": [1e-4, 3e-2]}}, "num_samples": 2,
                    "scheduler": {"type": "asha", "grace_period": 4, "reduction_factor": 2}},
     }  # fmt: skip
-    cfg = config([probe], max_epochs=5, resources={"max_concurrent_trials": 1})
+    cfg = config([probe], resources={"max_concurrent_trials": 1})
+    cfg = cfg.model_copy(update={"run": cfg.run.model_copy(update={"max_epochs": 5})})
     with caplog.at_level("INFO", logger="repeval.tuning.grid"):
         g = run_group(cfg, cfg.experiments[0], "notes", "m", data, str(tmp_path / "tune"))
     assert (

@@ -187,7 +187,8 @@ def test_free_grid_and_space_from_yaml_values():
     assert [p.params for p in spec.points] == [{"weight_decay": 0}, {"weight_decay": 1e-4}]
     # and in the scheduler too: grace_period: 1e1 was refused ("must be an integer ≥ 1 (epochs), got '1e1'")
     written = yaml.safe_load(
-        "{epochs: 30, search: {space: {dropout: {uniform: [0.1, 0.5]}}, scheduler: {grace_period: 1e1, max_t: 2e1}}}"
+        "{epochs: 30, search: {space: {dropout: {uniform: [0.1, 0.5]}}, num_samples: 2, "
+        "scheduler: {grace_period: 1e1, max_t: 2e1}}}"
     )
     spec = expand_all(parse_config(cfg_dict(written)).experiments[0].downstream_models)[0]
     assert spec.scheduler == {"type": "asha", "grace_period": 10, "reduction_factor": 3.0, "max_t": 20, "brackets": 1}
@@ -326,6 +327,14 @@ def test_asha_on_a_grid_halves_inside_stacks_unless_it_needs_tune():
             "training (epoch 12), so ASHA would judge a trial only at its last validation and stop none early — set "
             "grace_period to 9 or less, or remove the scheduler",
         ),
+        # ASHA ranks configurations: on an entry of one (a trial alone, a grid of one point) it stopped nothing
+        (
+            {"epochs": 30, "search": {"space": {"dropout": {"uniform": [0.1, 0.5]}}, "scheduler": "asha"}},
+            "search.scheduler: ASHA stops the configurations that rank below the others at its rungs, and this entry "
+            "trains one, so it would stop nothing — give search.grid more values or search.num_samples more than 1, "
+            "or remove the scheduler",
+        ),
+        ({"search": {"grid": {"learning_rate": [1e-3]}, "scheduler": "asha"}}, "and this entry trains one"),
         # a key set next to a search axis of the same key was silently replaced by the axis
         (
             {"learning_rate": 1e-2, "search": {"grid": {"learning_rate": [1e-4, 1e-3]}}},
@@ -420,6 +429,44 @@ def test_plan_units_balances_big_work_over_the_slots():
     # on the big table each thesis probe is worth a trial of its own: Tune balances them over the slots
     units, _ = plan_units(specs, big, seeds=[0], vectorize=64, slots=2)
     assert sorted(m.name for u in units for m in u.members) == ["M1", "M2", "M3", "M4", "M5"] and len(units) == 5
+
+
+def test_a_grids_halving_that_run_max_epochs_leaves_nothing_to_stop_is_said_and_not_made(caplog):
+    """``scheduler: asha`` on a grid halves inside its stacks; under a ``run.max_epochs`` (3) that ends training
+    before its first rung (5) it stops nothing. A Tune-mode spec's scheduler was left unmade and said so; the grid's
+    halving was made all the same, without a word."""
+    from repeval.tuning.group import GroupInput, _Group
+    from repeval.warn import SaidByTrials
+
+    grid = {"grid": {"learning_rate": [1e-3, 1e-2]}, "scheduler": {"type": "asha", "grace_period": 5}}
+    cfg = parse_config(cfg_dict({"name": "halved", "epochs": 8, "search": grid}))
+    data = gaussian_probe_data(n=60, d=6, c=3, scenarios=False)
+
+    def halvings(max_epochs: int | None) -> list[object]:
+        capped = cfg.model_copy(update={"run": cfg.run.model_copy(update={"max_epochs": max_epochs})})
+        g = _Group(capped, GroupInput(capped.experiments[0], "notes", "m", data, name="g"), 1, SaidByTrials())
+        return [m.halving for u in g.grid_units for m in u.members]
+
+    assert all(h is not None for h in halvings(6))  # a rung at 5, below the end (6): it halves
+    with caplog.at_level("INFO", logger="repeval.tuning.grid"):
+        assert halvings(3) == [None, None]
+    assert (
+        "g: halved's ASHA scheduler stops none, so none is made: scheduler.grace_period (5) is not below "
+        "run.max_epochs (3): ASHA's first rung would come after training ends, so it would stop nothing"
+    ) in caplog.text
+
+
+def test_a_grid_that_halves_is_not_split_over_the_slots():
+    """Work worth many trials is split over the slots, configuration by configuration: a 4-point grid with
+    ``scheduler: asha`` on 4 slots became 4 trials of one configuration each, and the halving, which ranks the
+    configurations that train together, stopped none of them."""
+    big = gaussian_probe_data(n=2000, d=512, c=10)
+    grid = {"grid": {"learning_rate": [1e-4, 3e-4, 1e-3, 3e-3]}}
+    halving = ProbeConfig(name="h", epochs=20, search={**grid, "scheduler": {"type": "asha", "grace_period": 2}})
+    units, _ = plan_units(expand_all([halving]), big, seeds=[0, 1], vectorize=64, slots=4)
+    assert [sorted({m.point for m in u.members}) for u in units] == [[0, 1, 2, 3]]
+    units, _ = plan_units(expand_all([ProbeConfig(name="g", epochs=20, search=grid)]), big, [0, 1], 64, slots=4)
+    assert len(units) == 4  # a grid that does not halve is still spread over the slots
 
 
 def test_plan_units_chunks_mix_the_grid_values():
