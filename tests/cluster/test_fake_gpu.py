@@ -29,12 +29,11 @@ REPO = Path(__file__).resolve().parents[2]
 DRIVER = r"""
 import json, os, sys
 import numpy as np, pyarrow as pa, ray, ray.data
-from ray._private.state import state as global_state
-from ray.core.generated import gcs_pb2
+from ray.util.state import list_actors
 
-cfg_path, runs, store = sys.argv[1:4]
-ray.init(address="local", num_cpus=2, num_gpus=1, resources={"embed": 1}, include_dashboard=False,
-         object_store_memory=200 * 2**20, logging_level="WARNING", log_to_driver=False)
+cfg_path, runs, store, port = sys.argv[1:5]
+ray.init(address="local", num_cpus=2, num_gpus=1, resources={"embed": 1}, include_dashboard=True, dashboard_host="127.0.0.1",
+         dashboard_port=int(port), object_store_memory=200 * 2**20, logging_level="WARNING", log_to_driver=False)
 from repeval.config import load_config
 from repeval.plan import make_plan
 from repeval.runner import make_context, smoke_test_config, stage_embed, stage_train
@@ -44,11 +43,9 @@ ctx = make_context(cfg, "gpu", store)
 summary = stage_embed(ctx)
 trained = stage_train(ctx)
 plan = make_plan(cfg, cluster=ray.cluster_resources()).text()
-# every actor the GCS recorded, as `ray list actors --detail` reads them, from the GCS's actor table itself: the state
-# API would need the dashboard, whose start cost ~2 s of CPU and more of waiting
 actors = [
-    {"class_name": a.class_name, "required_resources": dict(a.required_resources)}
-    for a in map(gcs_pb2.ActorTableData.FromString, global_state._connect_and_get_accessor().get_actor_table(None, None))
+    {"class_name": a.class_name, "required_resources": a.required_resources}
+    for a in list_actors(address=f"http://127.0.0.1:{port}", detail=True, limit=10000, raise_on_missing_output=False)
 ]
 
 # what the workers said of the GPU they were granted (log_to_driver=False: their stderr is in the session's logs)
@@ -89,6 +86,8 @@ ray.shutdown()
 @pytest.fixture(scope="module")
 def fake_gpu_run(rendered_notes: Path) -> dict[str, Any]:
     """The fake-GPU driver's RESULT (one Ray start for the tests of a node that declares a GPU)."""
+    import socket
+
     import yaml
 
     from repeval.models.dummies import dummy_params
@@ -113,9 +112,12 @@ def fake_gpu_run(rendered_notes: Path) -> dict[str, Any]:
             ],
         }
         (tmp / "gpu.yaml").write_text(yaml.safe_dump(cfg))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
         env.update({"TMPDIR": str(tmp), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"})
-        args = [sys.executable, "-c", DRIVER, str(tmp / "gpu.yaml"), str(tmp / "runs"), str(tmp / "store")]
+        args = [sys.executable, "-c", DRIVER, str(tmp / "gpu.yaml"), str(tmp / "runs"), str(tmp / "store"), str(port)]
         r = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=1500, check=False)
         lines = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")]
         assert r.returncode == 0 and lines, r.stdout[-3000:] + r.stderr[-6000:]
