@@ -491,6 +491,9 @@ def test_job_submit_runs_embedding_actors_on_the_worker_node_and_survives_its_cr
     validate = short_tmp / "validate.yaml"
     validate.write_text(yaml.safe_dump(cfg, sort_keys=False))
     cluster.submit(["python", "-m", "repeval.cli", "validate", str(validate)], REPO, job_runtime_env(), "validate-1")
+    # the next job (below) submitted at once: the two drivers start and check side by side (one job's wait, not two)
+    big = write_config(short_tmp / "big.yaml", manifest, {"id": "mfcc-stats"}, "big", resources={"embed_num_cpus": 3})
+    cluster.submit(["python", "-m", "repeval.cli", "validate", str(big)], REPO, job_runtime_env(), "validate-2")
     status, logs = cluster.wait_job("validate-1"), cluster.logs("validate-1")
     assert status == "FAILED" and cluster.exit_code("validate-1") == 1, logs[-3000:]
     assert "Traceback" not in logs and "SystemExit" not in logs, logs[-3000:]  # repeval's error, its exit status
@@ -503,8 +506,6 @@ def test_job_submit_runs_embedding_actors_on_the_worker_node_and_survives_its_cr
     # decode tasks sized from the cluster's 3 CPUs, which no node has on its own (the head 1, the worker 2): a run
     # waited for ever (Ray repeating "No available node types can fulfill resource request {'CPU': 3.0}"); the check
     # a run makes before it embeds, here `repeval validate`'s, names the setting and the fix
-    big = write_config(short_tmp / "big.yaml", manifest, {"id": "mfcc-stats"}, "big", resources={"embed_num_cpus": 3})
-    cluster.submit(["python", "-m", "repeval.cli", "validate", str(big)], REPO, job_runtime_env(), "validate-2")
     status, logs = cluster.wait_job("validate-2"), cluster.logs("validate-2")
     assert status == "FAILED" and cluster.exit_code("validate-2") == 1, logs[-3000:]
     errors = [ln for ln in logs.splitlines() if ln.startswith("error: ")]

@@ -2,7 +2,7 @@
 bit-identical reruns (also across the model's placement: decode tasks or actor pool), separate
 (unfused) stages for actor-pool models and one stage for models in the decode tasks, resume after a
 failure injected in a UDF, the decode stage's task cap in a live stream (and at a one-block stream's size),
-isolated process groups. (GPU requests on a node that declares a GPU: tests/cluster/test_jobs_resources.py.)"""
+isolated process groups. (GPU requests on a node that declares a GPU: tests/cluster/test_fake_gpu.py.)"""
 
 from __future__ import annotations
 

@@ -22,12 +22,12 @@ class FramesRun:
     MFCC statistics of 0.5-s windows every 0.25 s (~5 frames per 1.5-s note), one deformation, a linear probe
     and a ``select: best`` grid (tested once after the grid, from its checkpoint, outside the trials)."""
 
-    def __init__(self, tmp_path: Path, manifest: Path) -> None:
-        self.tmp_path, self.manifest = tmp_path, manifest
+    def __init__(self, tmp_path: Path, manifest: Path, store: Path) -> None:
+        self.tmp_path, self.manifest, self.store = tmp_path, manifest, store
 
     def config(self, aggregation: str, run_id: str) -> dict[str, Any]:
-        """The run's config (store and runs under ``tmp_path``)."""
-        return _frames_config(self.tmp_path, self.manifest, aggregation, run_id)
+        """The run's config (runs under ``tmp_path``, the store the frame-level runs share)."""
+        return _frames_config(self.tmp_path, self.manifest, aggregation, run_id, self.store)
 
     def embed(self, aggregation: str, run_id: str) -> tuple[dict[str, Any], Path, Any]:
         """Write the config to ``tmp_path/config.yaml`` and embed the notes (keeping frames, which the task's
@@ -67,17 +67,24 @@ class FramesRun:
         assert (acc[acc["scenario"] == "clean"]["value"] > 0.5).all()  # chance is 0.25
 
 
+@pytest.fixture(scope="session")
+def frames_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The store of the frame-level runs: they embed alike (the task's aggregation, all that differs, is the probes'),
+    so the run that comes second finds its partitions complete — one embedding stream, not one per run."""
+    return tmp_path_factory.mktemp("frames") / "store"
+
+
 @pytest.fixture
-def frames_run(tmp_path: Path, rendered_notes: Path) -> FramesRun:
-    return FramesRun(tmp_path, rendered_notes)
+def frames_run(tmp_path: Path, rendered_notes: Path, frames_store: Path) -> FramesRun:
+    return FramesRun(tmp_path, rendered_notes, frames_store)
 
 
-def _frames_config(tmp_path: Path, manifest: Path, aggregation: str, run_id: str) -> dict[str, Any]:
+def _frames_config(tmp_path: Path, manifest: Path, aggregation: str, run_id: str, store: Path) -> dict[str, Any]:
     grid: dict[str, list[Any]] = {"learning_rate": [0.01, 0.003]}
     if aggregation == "attention":
         grid["attention_heads"] = [1, 2]  # one query or two per probe, picked by validation
     return {
-        "run": {"run_id": run_id, "store": str(tmp_path / "store"), "runs_dir": str(tmp_path / "runs")},
+        "run": {"run_id": run_id, "store": str(store), "runs_dir": str(tmp_path / "runs")},
         "experiments": [
             {
                 "task": {"name": "instrument", "type": "multiclass_classification", "aggregation": aggregation},

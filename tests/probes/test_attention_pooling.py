@@ -108,7 +108,7 @@ def test_attention_probes_stack_like_one_by_one_and_their_checkpoints_predict_th
     np.testing.assert_allclose(singles, r.test_scores["clean"], atol=1e-6)
 
 
-def test_a_run_with_attention_pooling_end_to_end(ray_session, frames_run, tmp_path):
+def test_a_run_with_attention_pooling_end_to_end(ray_session, frames_run):
     """The real engine: frames kept by default, probes pool each note's frames, judged and tested per note on
     clean and deformed audio, including a select: best grid tested from its checkpoint."""
     from repeval.tuning.data import probe_data
@@ -124,7 +124,7 @@ def test_a_run_with_attention_pooling_end_to_end(ray_session, frames_run, tmp_pa
     for sid in ("clean", "D1"):
         x, y, ids = data.tests[sid]
         assert ids == mean.tests[sid][2] and len(y) == 8
-        stored = pq.read_table(tmp_path / "store" / "notes" / "mfcc-frames" / sid)
+        stored = pq.read_table(frames_run.store / "notes" / "mfcc-frames" / sid)
         n_frames = dict(zip(stored.column("track_id").to_pylist(), stored.column("n_frames").to_pylist(), strict=True))
         assert data.test_counts[sid].tolist() == [n_frames[t] for t in ids] and min(n_frames.values()) >= 4
         # a zero query pools a track's frames into its stored (mean) embedding

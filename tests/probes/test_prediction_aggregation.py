@@ -119,7 +119,7 @@ def test_validation_is_judged_on_the_tracks_mean_prediction():
     assert abs(frame_acc - acc) > 0.01  # what a per-frame validation would have recorded instead
 
 
-def test_a_run_with_prediction_aggregation_end_to_end(ray_session, frames_run, tmp_path, caplog, monkeypatch):
+def test_a_run_with_prediction_aggregation_end_to_end(ray_session, frames_run, caplog, monkeypatch):
     """The real engine: the store keeps frames (the task's partitions keep them by default), probes train on
     the frames of the training notes and are judged and tested per note, clean and deformed. Before training the
     run says the memory a trial holds for the training frames — their real size — and, past the memory a node has
@@ -131,7 +131,7 @@ def test_a_run_with_prediction_aggregation_end_to_end(ray_session, frames_run, t
     from repeval.tuning.data import probe_data
 
     cfg_dict, path, ctx = frames_run.embed("prediction", "pred")
-    clean = pq.read_table(tmp_path / "store" / "notes" / "mfcc-frames" / "clean")
+    clean = pq.read_table(frames_run.store / "notes" / "mfcc-frames" / "clean")
     n_frames = dict(zip(clean.column("track_id").to_pylist(), clean.column("n_frames").to_pylist(), strict=True))
     assert min(n_frames.values()) >= 4
     assert [len(f) for f in clean.column("frames").to_pylist()] == clean.column("n_frames").to_pylist()
@@ -188,7 +188,7 @@ def test_a_run_with_prediction_aggregation_end_to_end(ray_session, frames_run, t
     lost = pq.read_metadata(part.part_files()[0]).num_rows
     Path(part.part_files()[0]).unlink()  # a local store: part files are plain paths
     assert runner.stage_embed(runner.make_context(load_config(path))).computed == lost
-    d1 = pq.read_table(tmp_path / "store" / "notes" / "mfcc-frames" / "D1")
+    d1 = pq.read_table(frames_run.store / "notes" / "mfcc-frames" / "D1")
     assert [len(f) for f in d1.column("frames").to_pylist()] == d1.column("n_frames").to_pylist()
 
 
