@@ -75,7 +75,9 @@ def job_submission(resume: str, script: str | None = None, env: Mapping[str, str
     when it runs that script (``script``), after the ``ray job submit`` options of docs/cluster.md that the job shows
     it had: ``--working-dir . --runtime-env cluster/runtime_env.yaml`` for a job that uploaded a working directory,
     and ``RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1`` when the upload holds a folder ``.gitignore`` leaves out (data/); for
-    a job whose working directory is a zip in a bucket (KubeRay's RayJob), ``--working-dir`` names that zip."""
+    a job whose working directory is a zip in a bucket (KubeRay's RayJob), ``--working-dir`` names that zip. A job
+    whose runtime env is not that file's is given ``--runtime-env YOUR_RUNTIME_ENV.yaml``, with ``"runtime_env"``: the
+    keys that differ (:func:`resume_hint` names them), or none when it had nothing but its working directory."""
     import shlex
 
     raw = (os.environ if env is None else env).get(RAY_JOB_CONFIG_ENV)
@@ -154,9 +156,9 @@ def resume_hint(resume: str | None, job: Any = None) -> str:
         also = f", or run `{resume}` from the checkout" if resume else ""
         own = job.get("runtime_env") if OWN_RUNTIME_ENV in submit else None
         if own:
-            also += (
+            also = (
                 f" ({OWN_RUNTIME_ENV}: the runtime env file the job was submitted with — its {own} are not "
-                "cluster/runtime_env.yaml's)"
+                f"cluster/runtime_env.yaml's){also}"
             )
         return f"submit the job again to resume it: `{submit}`{also}"
     return f"`{resume}` resumes it" if resume else "rerun its command to resume it"
