@@ -75,7 +75,9 @@ def job_submission(resume: str, script: str | None = None, env: Mapping[str, str
     when it runs that script (``script``), after the ``ray job submit`` options of docs/cluster.md that the job shows
     it had: ``--working-dir . --runtime-env cluster/runtime_env.yaml`` for a job that uploaded a working directory,
     and ``RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1`` when the upload holds a folder ``.gitignore`` leaves out (data/); for
-    a job whose working directory is a zip in a bucket (KubeRay's RayJob), ``--working-dir`` names that zip."""
+    a job whose working directory is a zip in a bucket (KubeRay's RayJob), ``--working-dir`` names that zip. A job
+    whose runtime env is not that file's is given ``--runtime-env YOUR_RUNTIME_ENV.yaml``, with ``"runtime_env"``: the
+    keys that differ (:func:`resume_hint` names them), or none when it had nothing but its working directory."""
     import shlex
 
     raw = (os.environ if env is None else env).get(RAY_JOB_CONFIG_ENV)
@@ -89,18 +91,60 @@ def job_submission(resume: str, script: str | None = None, env: Mapping[str, str
     if script is not None and len(words) > 1 and script == f"jobs/{words[1]}.py":  # as the job ran it
         words[:2] = ["python", script]
     submit = ["ray", "job", "submit"]
-    working_dir = job_runtime_env(env).get("working_dir")
+    runtime_env = job_runtime_env(env)
+    working_dir = runtime_env.get("working_dir")
+    differs = _differs_from_shipped_runtime_env(runtime_env) if working_dir else None
+    if differs == []:  # `--working-dir .` alone: nothing else to give again
+        env_file = []
+    elif differs:  # the job's own runtime env file, not the repo's (`py_modules`, credentials in `env_vars`)
+        env_file = ["--runtime-env", OWN_RUNTIME_ENV]
+    else:
+        env_file = ["--runtime-env", "cluster/runtime_env.yaml"]
     if isinstance(working_dir, str) and working_dir and not working_dir.startswith("gcs://"):
         # a zip the job's nodes downloaded (the KubeRay RayJob's s3://…/repeval.zip): that one again, not the checkout
-        submit += ["--working-dir", working_dir, "--runtime-env", "cluster/runtime_env.yaml"]
+        submit += ["--working-dir", working_dir, *env_file]
     elif working_dir:  # an upload (`--working-dir .`: Ray's gcs://_ray_pkg_<hash>.zip): from the checkout
-        submit += ["--working-dir", ".", "--runtime-env", "cluster/runtime_env.yaml"]
+        submit += ["--working-dir", ".", *env_file]
         if _gitignored_uploaded():
             submit.insert(0, "RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1")
     out = {"submit": shlex.join([*submit, "--", *words])}
+    if differs:
+        out["runtime_env"] = ", ".join(differs)
     if isinstance(metadata, dict) and metadata.get("job_submission_id"):
         out["id"] = str(metadata["job_submission_id"])
     return out
+
+
+#: what a resubmission names in place of ``cluster/runtime_env.yaml`` for a job that ran another runtime env
+OWN_RUNTIME_ENV = "YOUR_RUNTIME_ENV.yaml"
+#: the runtime env keys that say nothing of what a job runs with, or that Ray rewrites on upload
+_UNCOMPARED = frozenset({"working_dir", "excludes", "_ray_commit"})
+
+
+def _differs_from_shipped_runtime_env(runtime_env: Mapping[str, Any]) -> list[str] | None:
+    """The keys (``env_vars``, ``py_modules``, ``pip``, …) in which this job's runtime env differs from the
+    ``cluster/runtime_env.yaml`` it shipped (read in its working directory, normalized as ``ray job submit``
+    normalizes the one it sends); ``[]`` when it has none but its working directory (``--working-dir .`` alone);
+    ``None`` when they agree or the file cannot be read (a working directory without it)."""
+    import yaml
+    from ray.runtime_env import RuntimeEnv
+
+    def normal(env: Mapping[str, Any]) -> dict[str, Any]:
+        kept = {k: v for k, v in env.items() if k not in _UNCOMPARED and k != "py_modules"}
+        out = {k: v for k, v in RuntimeEnv(**kept).to_dict().items() if k not in _UNCOMPARED}
+        if "py_modules" in env:  # local paths in the file, gcs:// URIs in the job: compared by presence
+            out["py_modules"] = True
+        return out
+
+    try:
+        shipped = yaml.safe_load(Path("cluster/runtime_env.yaml").read_text())
+        ours, theirs = normal(runtime_env), normal(shipped)
+    except Exception:  # no such file in this working directory, or one Ray does not take: nothing to compare with
+        return None
+    if not ours:
+        return []
+    differ = sorted(k for k in {*ours, *theirs} if ours.get(k) != theirs.get(k))
+    return differ or None
 
 
 def resume_hint(resume: str | None, job: Any = None) -> str:
@@ -110,6 +154,12 @@ def resume_hint(resume: str | None, job: Any = None) -> str:
     submit = job.get("submit") if isinstance(job, dict) else None
     if isinstance(submit, str) and submit:
         also = f", or run `{resume}` from the checkout" if resume else ""
+        own = job.get("runtime_env") if OWN_RUNTIME_ENV in submit else None
+        if own:
+            also = (
+                f" ({OWN_RUNTIME_ENV}: the runtime env file the job was submitted with — its {own} are not "
+                f"cluster/runtime_env.yaml's){also}"
+            )
         return f"submit the job again to resume it: `{submit}`{also}"
     return f"`{resume}` resumes it" if resume else "rerun its command to resume it"
 

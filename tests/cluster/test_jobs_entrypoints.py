@@ -262,3 +262,40 @@ def test_the_recorded_resubmission_runs_the_code_the_job_ran(tmp_path: Path, mon
         f"{entry}"
     )
     assert submit({}) == f"ray job submit {entry}"
+
+
+def test_a_job_run_with_its_own_runtime_env_is_not_told_to_resubmit_with_the_repos(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job submitted with a copy of ``cluster/runtime_env.yaml`` that adds ``py_modules`` (docs/cluster.md, for a
+    plugin package outside the checkout) or bucket credentials in ``env_vars`` was told to resubmit with
+    ``--runtime-env cluster/runtime_env.yaml``: without them, where its plugin or its bucket is out of reach. The
+    resubmission names the job's own file then, and which keys of it differ; a job run with the repo's file, or with
+    ``--working-dir .`` alone, is resubmitted as it was."""
+    import yaml
+    from ray.runtime_env import RuntimeEnv
+
+    from repeval.ray_cluster import job_submission, resume_hint
+
+    (tmp_path / "cluster").mkdir()
+    shutil.copy(REPO / "cluster" / "runtime_env.yaml", tmp_path / "cluster")  # the job's copy of the upload
+    monkeypatch.chdir(tmp_path)
+    shipped = yaml.safe_load((tmp_path / "cluster" / "runtime_env.yaml").read_text())
+    resume = "repeval run c.yaml --store s3://b/store --runs-dir s3://b/runs"
+
+    def job(**changes: object) -> dict[str, str]:
+        # what Ray hands the driver: the file as `ray job submit` normalizes it, the upload's URI in its working_dir
+        runtime_env = RuntimeEnv(**{k: v for k, v in {**shipped, **changes}.items() if k != "working_dir"}).to_dict()
+        runtime_env["working_dir"] = "gcs://_ray_pkg_0123456789abcdef.zip"
+        env = {"RAY_JOB_CONFIG_JSON_ENV_VAR": json.dumps({"runtime_env": runtime_env, "metadata": {}})}
+        return job_submission(resume, "jobs/run.py", env)
+
+    assert "--runtime-env cluster/runtime_env.yaml --" in job()["submit"]
+    own = job(env_vars={**shipped["env_vars"], "AWS_ACCESS_KEY_ID": "x"}, py_modules=["gcs://_ray_pkg_1.zip"])
+    assert "--runtime-env YOUR_RUNTIME_ENV.yaml --" in own["submit"] and "cluster/runtime_env.yaml" not in own["submit"]
+    assert own["runtime_env"] == "env_vars, py_modules"
+    assert "YOUR_RUNTIME_ENV.yaml: the runtime env file the job was submitted with — its env_vars, py_modules" in (
+        resume_hint(resume, own)
+    )
+    env = {"RAY_JOB_CONFIG_JSON_ENV_VAR": json.dumps({"runtime_env": {"working_dir": "gcs://_ray_pkg_2.zip"}})}
+    assert job_submission(resume, "jobs/run.py", env)["submit"].startswith("ray job submit --working-dir . -- python")

@@ -551,14 +551,16 @@ def test_a_node_that_joins_later_is_checked_at_its_actors_start_and_a_stopped_jo
     assert status == "STOPPED", logs[-3000:]
     last = logs.rstrip().splitlines()[-1]  # how to resume: resubmit the job (or `repeval run …` from the checkout)
     assert last.startswith("terminated (SIGTERM): everything finished so far is saved"), logs[-3000:]
-    submit = f"ray job submit --working-dir . --runtime-env cluster/runtime_env.yaml -- {shlex.join(entry)}"
+    # its runtime env is cluster/runtime_env.yaml's without pip (and config): the resubmission names its own file
+    submit = f"ray job submit --working-dir . --runtime-env YOUR_RUNTIME_ENV.yaml -- {shlex.join(entry)}"
     checkout = shlex.join(["repeval", "run", *entry[2:]])
-    hint = f"submit the job again to resume it: `{submit}`, or run `{checkout}` from the checkout"
-    assert last.endswith(hint), last
+    own = "YOUR_RUNTIME_ENV.yaml: the runtime env file the job was submitted with — its config, pip are not"
+    hint = f"submit the job again to resume it: `{submit}` ({own} cluster/runtime_env.yaml's), or run `{checkout}` from"
+    assert last.endswith(f"{hint} the checkout"), last
     assert "Traceback" not in logs and "SystemExit" not in logs, logs[-3000:]
     run_status = json.loads((short_tmp / "runs" / "late" / "status.json").read_text())
     assert run_status["state"] == "interrupted" and hint in run_status["reason"], run_status
-    assert run_status["job"] == {"id": "late-1", "submit": submit}, run_status  # how it was started
+    assert run_status["job"] == {"id": "late-1", "submit": submit, "runtime_env": "config, pip"}, run_status
 
     submit_until_embedding("late-2")
     node = cluster.add_worker(num_cpus=1, num_gpus=1)  # what the autoscaler adds for the pending actor

@@ -317,6 +317,21 @@ def test_store_cli_takes_the_store_either_way_and_names_what_is_missing(tmp_path
     assert res.exit_code == 1 and f"not a store directory: pass the store {tmp_path / 's'}" in res.output, res.output
 
 
+def test_store_show_given_only_the_store_says_to_name_a_partition(tmp_path, monkeypatch):
+    """`repeval store show STORE` (the store, no partition) read STORE as the partition of the default store
+    `store` and said "no embedding store at store": it now says STORE is a store and how to name a partition."""
+    from repeval.cli import app
+
+    store = EmbeddingStore(str(tmp_path / "s"))
+    _write(store, ["a"]).finish({"dataset": "ds", "model": "m", "scenario": "clean", "model_version": "1"})
+    monkeypatch.chdir(tmp_path)  # no ./store here
+    root = str(tmp_path / "s")
+    res = CliRunner().invoke(app, ["store", "show", root])
+    said = " ".join(res.output.split())
+    assert res.exit_code == 1 and f"{root} is a store, not a partition" in said, said
+    assert f"`repeval store show {root} DATASET/MODEL/SCENARIO`); `repeval store ls {root}` lists them" in said
+
+
 def test_store_show_rows_zero_prints_counts_only_and_negative_is_refused(tmp_path):
     """`store show --rows 0` (and `--rows -1`) printed "Empty DataFrame / Columns: [...] / Index: []" for the rows
     and again for the error records: 0 now prints the counts without rows, a negative number is an error naming
