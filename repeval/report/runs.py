@@ -174,14 +174,17 @@ def _unlisted_why(folder: str, what: str, exc: BaseException | None) -> str | No
     )
 
 
-def _unlisted(run_id: str, exc: BaseException) -> dict[str, Any]:
-    """:func:`run_info` of a run directory this user may not list: nothing in it known, why said as its reason."""
-    return {
+def _record(run_id: str, known: dict[str, Any]) -> dict[str, Any]:
+    """A run's record (`repeval runs --json`: its keys, in their order), each key ``known`` lacks at its "not known"
+    value: the one list of the keys, for a run listed (:func:`run_info`) and a run directory this user may not list
+    (:func:`_unlisted`). A key not in it is refused, so that the two cannot drift apart (``runs_text`` reads every
+    key of every record)."""
+    record: dict[str, Any] = {
         "run": run_id,
         "state": "unreadable",
         "test_set": None,
         "splits_unreadable": None,
-        "reason": _unlisted_why("the run directory", "nothing in it is known", exc),
+        "reason": None,
         "tasks": [],
         "models": [],
         "grids_trained": 0,
@@ -202,6 +205,15 @@ def _unlisted(run_id: str, exc: BaseException) -> dict[str, Any]:
         "results_unreadable": None,
         "updated": None,
     }
+    unknown = sorted(set(known) - set(record))
+    if unknown:
+        raise KeyError(f"not a key of a run's record: {', '.join(unknown)} (add it to repeval.report.runs._record)")
+    return {**record, **known}
+
+
+def _unlisted(run_id: str, exc: BaseException) -> dict[str, Any]:
+    """:func:`run_info` of a run directory this user may not list: nothing in it known, why said as its reason."""
+    return _record(run_id, {"reason": _unlisted_why("the run directory", "nothing in it is known", exc)})
 
 
 def run_info(
@@ -278,7 +290,7 @@ def run_info(
     split_failures: list[tuple[str, Exception]] = []
     found = _error_records(cfg, {} if seen is None else seen) if footer is not None else None
     errors = None if found is None or (found.problems and not found.counts) else found
-    return {
+    info = {  # its keys are _record's
         "run": run_id,
         "state": state,
         #: a short digest of the test tracks and labels of its saved splits (``None``: none saved): runs with the same
@@ -324,6 +336,7 @@ def run_info(
         "results_unreadable": unreadable,
         "updated": updated,
     }
+    return _record(run_id, info)
 
 
 def list_runs(runs_dir: str) -> list[dict[str, Any]]:
