@@ -23,7 +23,7 @@ import yaml
 from repeval.ray_cluster import job_resubmit
 from repeval.report.comparable import digest_label, run_split_digests
 from repeval.report.left_out import ErrorRecords, configured_partitions, store_errors, store_of
-from repeval.report.run_files import short_why
+from repeval.report.run_files import short_why, unlisted
 from repeval.run.files import damaged, may_not_read, parquet_error
 from repeval.run.load_records import read_records
 from repeval.run.partial_audio import partial_text, recorded_partial
@@ -165,13 +165,10 @@ def _splits_unreadable(failures: list[tuple[str, Exception]]) -> str | None:
 _STAGE_DONE = {"embed": "embedded", "deform": "deformed"}
 
 
-def _unlisted_why(folder: str, what: str, exc: BaseException | None) -> str | None:
-    """Why the run's ``folder`` could not be listed, what that leaves unknown and the fix; ``None``: it could."""
-    if exc is None:
-        return None
-    return f"{folder} cannot be listed ({short_why(exc)}): {what}" + (
-        f"; {may_not_read()}" if isinstance(exc, PermissionError) else ""
-    )
+def _unlisted_why(folder: str, what: str, exc: OSError | None) -> str | None:
+    """Why the run's ``folder`` could not be listed, what that leaves unknown and the fix (:func:`unlisted`);
+    ``None``: it could."""
+    return None if exc is None else unlisted(folder, what, exc)
 
 
 def _record(run_id: str, known: dict[str, Any]) -> dict[str, Any]:
@@ -211,7 +208,7 @@ def _record(run_id: str, known: dict[str, Any]) -> dict[str, Any]:
     return {**record, **known}
 
 
-def _unlisted(run_id: str, exc: BaseException) -> dict[str, Any]:
+def _unlisted(run_id: str, exc: OSError) -> dict[str, Any]:
     """:func:`run_info` of a run directory this user may not list: nothing in it known, why said as its reason."""
     return _record(run_id, {"reason": _unlisted_why("the run directory", "nothing in it is known", exc)})
 
