@@ -11,6 +11,8 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from repeval.exc_chain import exception_chain
+
 
 class RayAuthRefused(RuntimeError):
     """The Ray cluster at an address uses token authentication and refused this process' token (or its lack)."""
@@ -39,16 +41,11 @@ def attach_ray(address: str, given: str = "RAY_ADDRESS", **kwargs: Any) -> None:
 
 def _auth_refused(exc: BaseException) -> bool:
     """Whether ``exc`` (or an exception of its chain, or the text Ray wraps one in) is a refused authentication."""
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if type(cur).__name__ == "AuthenticationError" or any(
-            mark in str(cur) for mark in ("InvalidAuthToken", "Authentication token is missing")
-        ):
-            return True
-        cur = cur.__cause__ or cur.__context__
-    return False
+    marks = ("InvalidAuthToken", "Authentication token is missing")
+    return any(
+        type(cur).__name__ == "AuthenticationError" or any(mark in str(cur) for mark in marks)
+        for cur in exception_chain(exc)
+    )
 
 
 #: where Ray passes a ``ray job submit`` driver its job's configuration (the runtime env included), as JSON

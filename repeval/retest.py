@@ -268,20 +268,12 @@ def _score(
     training would have: result rows, confusion matrices, failed test cells, and the task's labels; ``target`` names
     regression targets given without a name (:func:`_target`)."""
     from repeval.probes.inference import predict
-    from repeval.runner import _augment, _fold_hint
-    from repeval.tuning.data import probe_data
+    from repeval.run.train import group_probe_data
     from repeval.tuning.search import expand_all, sampled_config
     from repeval.tuning.trial import EvalSettings, scored_tests
 
     run, exp = ctx.cfg.run, item.exp
-    try:  # the clean splits and the added scenarios' test sets
-        data = probe_data(
-            exp.task.effective_type, item.rows, ctx.store, item.dataset, item.model, added,
-            aggregation=exp.task.aggregation, augment=_augment(exp, item.dataset), target=target,
-            folds=item.fold is not None,
-        )  # fmt: skip
-    except ValueError as exc:
-        raise ValueError(f"{exc}{_fold_hint(ctx, item)}") from None
+    data = group_probe_data(ctx, item, added, target)  # the clean splits and the added scenarios' test sets
     specs = expand_all(exp.downstream_models, exp.task.effective_type)
     ev = EvalSettings(list(exp.metric_names), run.bootstrap_resamples, run.ci_alpha, run.seed, run.max_epochs)
     base = {"task": exp.task.name, "task_type": data.task_type, "dataset": item.dataset, "model": item.model}

@@ -7,6 +7,7 @@ import socket
 import urllib.error
 from typing import Any
 
+from repeval.exc_chain import exception_chain
 from repeval.registry import unknown_name_message
 
 log = logging.getLogger(__name__)
@@ -183,17 +184,13 @@ def check_dataset_keys(name: str, type_: str, given: set[str]) -> None:
 
 
 def _offline(exc: BaseException) -> bool:
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if isinstance(cur, urllib.error.URLError | socket.gaierror | socket.timeout | ConnectionError | TimeoutError):
-            return True
-        name = type(cur).__name__
-        if name in {"ConnectionError", "ConnectTimeout", "ReadTimeout", "NewConnectionError", "MaxRetryError"}:
-            return True
-        cur = cur.__cause__ or cur.__context__
-    return False
+    """Whether ``exc`` (or an exception of its chain) is a network that could not be reached (urllib's or requests')."""
+    named = {"ConnectionError", "ConnectTimeout", "ReadTimeout", "NewConnectionError", "MaxRetryError"}
+    return any(
+        isinstance(cur, urllib.error.URLError | socket.gaierror | socket.timeout | ConnectionError | TimeoutError)
+        or type(cur).__name__ in named
+        for cur in exception_chain(exc)
+    )
 
 
 def download(name: str, data_home: str | None = None, partial: list[str] | None = None, force: bool = False) -> str:

@@ -84,6 +84,15 @@ def missing_weights_reason(path: Path, key: str, what: str) -> str | None:
     )
 
 
+def checkpoint_reason(requires: Sequence[str], params: dict[str, Any], default_name: str, what: str) -> str | None:
+    """Why a torch model whose weights ``params.checkpoint`` names (else ``default_name`` in the models folder)
+    cannot run: a module of the ``torch`` extra missing, or the weights file not found (``what``: what to obtain);
+    ``None``: it can."""
+    return extra_reason("torch", requires) or missing_weights_reason(
+        weight_path(params, "checkpoint", default_name), "checkpoint", what
+    )
+
+
 def missing_modules(*modules: str) -> list[str]:
     """Top-level modules that are not installed (checked without importing them)."""
     out = []
@@ -312,6 +321,16 @@ def load_state_dict(path: Path, fix: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise ValueError(f"{path} holds a {type(obj).__name__}, expected a state dict (name → tensor)")
     return obj
+
+
+def load_converted(net: Any, path: Path, layout: str, device: Any) -> Any:
+    """``net`` (a torch module) with the state dict at ``path`` — weights converted to repeval's ``layout``: each of
+    its tensors and no other — on ``device``, in eval mode; a file of another layout is refused saying to convert it."""
+    try:
+        net.load_state_dict(load_state_dict(path, ""), strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"{path} does not match repeval's {layout} layout ({exc}); convert the weights first") from exc
+    return net.to(device).eval()
 
 
 # ----------------------------------------------------------------------------- mel filters without librosa

@@ -22,11 +22,10 @@ import numpy as np
 
 from repeval.models._common import (
     WindowedModel,
+    checkpoint_reason,
     choose_device,
     cut_windows,
-    extra_reason,
     load_state_dict,
-    missing_weights_reason,
     weight_path,
 )
 from repeval.models.base import FrameGeometry, register_model
@@ -107,9 +106,7 @@ class CLMR(WindowedModel):
 
     @classmethod
     def availability(cls, params: dict[str, Any]) -> str | None:
-        return extra_reason("torch", cls.requires) or missing_weights_reason(
-            weight_path(params, "checkpoint", "clmr-v2.pt"), "checkpoint", "a CLMR SampleCNN checkpoint (CLMR releases)"
-        )
+        return checkpoint_reason(cls.requires, params, "clmr-v2.pt", "a CLMR SampleCNN checkpoint (CLMR releases)")
 
     @classmethod
     def declared_sizes(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:

@@ -29,10 +29,9 @@ import numpy as np
 
 from repeval.models._common import (
     WindowedModel,
+    checkpoint_reason,
     choose_device,
-    extra_reason,
-    load_state_dict,
-    missing_weights_reason,
+    load_converted,
     pad_to,
     weight_path,
 )
@@ -225,20 +224,11 @@ class MULE(WindowedModel):
         self._mel = librosa.filters.mel(sr=SR, n_fft=2048, n_mels=96, fmin=0.0, fmax=8000.0, htk=True, norm=2.0)
         self._mel = self._mel.astype(np.float32)
         path = weight_path(self.params, "checkpoint", "mule.pt")
-        net = build_sfnfnet()
-        try:
-            net.load_state_dict(load_state_dict(path, ""), strict=True)
-        except RuntimeError as exc:
-            raise ValueError(
-                f"{path} does not match repeval's SF-NFNet-F0 layout ({exc}); convert the weights first"
-            ) from exc
-        self._net = net.to(self.device).eval()
+        self._net = load_converted(build_sfnfnet(), path, "SF-NFNet-F0", self.device)
 
     @classmethod
     def availability(cls, params: dict[str, Any]) -> str | None:
-        return extra_reason("torch", cls.requires) or missing_weights_reason(
-            weight_path(params, "checkpoint", "mule.pt"), "checkpoint", "MULE weights converted to a PyTorch state dict"
-        )
+        return checkpoint_reason(cls.requires, params, "mule.pt", "MULE weights converted to a PyTorch state dict")
 
     @classmethod
     def declared_sizes(cls, params: dict[str, Any]) -> tuple[int | None, int | None]:

@@ -48,12 +48,11 @@ shared 2-core machine).
 
 from __future__ import annotations
 
+import copyreg
 import functools
-import importlib
 import logging
 import math
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any, ClassVar
@@ -325,16 +324,22 @@ def _default_layer(checkpoint: str) -> str:
     return "pool5" if "vgg" in checkpoint else "dense"
 
 
+class _TFVariant(type):
+    """The type of :func:`_tf_variant`'s classes: one pickles as that call on its ONNX class (:func:`_made_again`,
+    registered with :mod:`copyreg`), which any process finds by name — a plugin's module defines it — where the
+    variant's own name is found only in a process that has made it."""
+
+
 def _tf_variant(cls: type[MusiCNN]) -> type[MusiCNN]:
-    """``cls`` on TensorFlow: a class of this module's (``_TF_MSDMusiCNN``; of a class from another module, its
-    module and name spelt out: :func:`_variant_name`), found again by name in any process (:func:`__getattr__`), so
-    it and its models pickle by name — to a Ray actor too."""
+    """``cls`` on TensorFlow: ``_TF_<name>`` in this module (of a class from another module, its module and name
+    spelt out: :func:`_variant_name`), made once per class; it and its models pickle by ``cls``'s name
+    (:class:`_TFVariant`) — to a Ray actor too."""
     name = _variant_name(cls)
-    variant = globals().get(name)
+    variant: Any = globals().get(name)
     if variant is None or vars(variant)["_onnx_class"] is not cls:  # new, or its class' module imported again
         namespace = {"__module__": __name__, "__qualname__": name, "__doc__": cls.__doc__, "_onnx_class": cls}
-        variant = type(name, (_TFMusiCNN, cls), namespace)
-        globals()[name] = variant
+        variant = _TFVariant(name, (_TFMusiCNN, cls), namespace)
+        globals()[name] = variant  # found by name where it was made: what pickles it by reference, not by value
     return variant
 
 
@@ -347,22 +352,10 @@ def _variant_name(cls: type[MusiCNN]) -> str:
     return "_TF_" + said.replace("_", "_u").replace(".", "_d").replace(":", "_c")
 
 
-def __getattr__(name: str) -> Any:
-    """The TensorFlow variant of a class from another module (a plugin's), made when first asked for by name: as a
-    pickled model or class is loaded in a process that has not resolved it yet."""
-    escaped = name.removeprefix("_TF_")
-    if escaped != name and "_c" in escaped:
-        said = re.sub(r"_([udc])", lambda m: {"u": "_", "d": ".", "c": ":"}[m.group(1)], escaped)
-        module, _, qualname = said.partition(":")
-        try:
-            found: Any = importlib.import_module(module)
-        except ImportError:
-            found = None
-        for part in qualname.split("."):
-            found = getattr(found, part, None)
-        if isinstance(found, type) and issubclass(found, MusiCNN) and _variant_name(found) == name:
-            return _tf_variant(found)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def _made_again(variant: _TFVariant) -> tuple[Any, tuple[type[MusiCNN]]]:
+    """How ``variant`` pickles (:mod:`copyreg`): :func:`_tf_variant` of its ONNX class."""
+    return _tf_variant, (vars(variant)["_onnx_class"],)
 
 
+copyreg.pickle(_TFVariant, _made_again)
 _TF_MSDMusiCNN, _TF_MTTMusiCNN, _TF_MSDVGG, _TF_MTTVGG = map(_tf_variant, (MSDMusiCNN, MTTMusiCNN, MSDVGG, MTTVGG))

@@ -24,12 +24,11 @@ import numpy as np
 
 from repeval.models._common import (
     WindowedModel,
+    checkpoint_reason,
     choose_device,
     cut_windows,
-    extra_reason,
-    load_state_dict,
+    load_converted,
     mel_filterbank,
-    missing_weights_reason,
     weight_path,
 )
 from repeval.models.base import FrameGeometry, param_or_default, register_model
@@ -119,21 +118,12 @@ class NeuralFPModel(WindowedModel):
         self._mel = mel_filterbank(SR, N_FFT, N_MELS, fmin=300.0, fmax=4000.0)
         self._window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)
         path = weight_path(self.params, "checkpoint", "neuralfp.pt")
-        net = build_neuralfp()
-        try:
-            net.load_state_dict(load_state_dict(path, ""), strict=True)
-        except RuntimeError as exc:
-            raise ValueError(
-                f"{path} does not match repeval's NeuralFP layout ({exc}); convert the weights first"
-            ) from exc
-        self._net = net.to(self.device).eval()
+        self._net = load_converted(build_neuralfp(), path, "NeuralFP", self.device)
 
     @classmethod
     def availability(cls, params: dict[str, Any]) -> str | None:
-        return extra_reason("torch", cls.requires) or missing_weights_reason(
-            weight_path(params, "checkpoint", "neuralfp.pt"),
-            "checkpoint",
-            "NeuralFP weights converted to a PyTorch state dict",
+        return checkpoint_reason(
+            cls.requires, params, "neuralfp.pt", "NeuralFP weights converted to a PyTorch state dict"
         )
 
     @classmethod

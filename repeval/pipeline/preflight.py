@@ -15,6 +15,7 @@ from typing import Any
 
 from repeval.config import Config, ExperimentConfig
 from repeval.deformations import scenario_steps, validate_steps_at
+from repeval.exc_chain import exception_chain
 from repeval.models import ModelUnavailable, resolve_model, unavailable_reason
 from repeval.models.plugins import Plugin, PluginError, first_line, load_plugins, plugins_of
 from repeval.pipeline.embedder import model_config_for_build
@@ -227,16 +228,7 @@ def unavailable_in_stream(exc: BaseException) -> ModelUnavailable | None:
     the models (:func:`check_models_on_nodes`: a node the autoscaler added, a replacement) is found by its actors
     or decode tasks there at their first batch (:class:`repeval.pipeline.embedder.Embed`), and reaches the driver
     inside Ray's errors, as text."""
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    found = None
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if isinstance(cur, ModelUnavailable):
-            found = str(cur)
-            break
-        cause = getattr(cur, "cause", None)  # RayTaskError: what the task raised
-        cur = cause if isinstance(cause, BaseException) else cur.__cause__ or cur.__context__
+    found = next((str(c) for c in exception_chain(exc, task_causes=True) if isinstance(c, ModelUnavailable)), None)
     if found is None:
         lines = _UNAVAILABLE_LINE.findall(str(exc))
         if not lines:

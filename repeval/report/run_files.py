@@ -5,6 +5,7 @@ the report out (a history, ``failed.parquet``), named in a warning when unreadab
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -75,7 +76,7 @@ def read_parquet_or_warn(path: Path, what: str, notes: list[str] | None = None) 
     except (OSError, pa.ArrowInvalid) as exc:
         said = damaged(exc, what)
         said = f"{what}; {said}" if isinstance(exc, PermissionError) else said
-        say_unread(notes, f"{path} is unreadable ({_why(exc)}): {said}")
+        say_unread(notes, f"{path} is unreadable ({parquet_error(exc)}): {said}")
         return None
 
 
@@ -94,8 +95,8 @@ def say_unread(notes: list[str] | None, message: str) -> None:
 
 
 def short_why(exc: BaseException) -> str:
-    """Why a run file or folder could not be read, in two or three words: ``permission denied``, ``cut short or
-    corrupted`` (a file), or the system's error (a folder that cannot be listed)."""
+    """Why a run file or folder could not be read, in two or three words: ``permission denied``, the system's error
+    (a disk's; a folder that cannot be listed), or ``cut short or corrupted`` (a file)."""
     if isinstance(exc, PermissionError):
         return "permission denied"
     if isinstance(exc, OSError) and exc.strerror:
@@ -103,9 +104,18 @@ def short_why(exc: BaseException) -> str:
     return "cut short or corrupted"
 
 
-def _why(exc: BaseException) -> str:
-    """Why a run file could not be read, in a few words: ``permission denied``, or its reader's error."""
-    return parquet_error(exc) if isinstance(exc, (OSError, pa.ArrowInvalid)) else str(exc) or type(exc).__name__
+def unlisted(folder: str | Path, what: str, exc: OSError) -> str:
+    """Why the run's ``folder`` cannot be listed (the system's words for its error: pyarrow's repeat the path),
+    ``what`` that leaves out and the fix: its owner and permissions (another user's folder:
+    :func:`~repeval.run.files.may_not_read`), a file in its place moved aside, or else the disk it is on."""
+    why = os.strerror(exc.errno) if exc.errno else parquet_error(exc)
+    if isinstance(exc, PermissionError):
+        fix = may_not_read()
+    elif isinstance(exc, NotADirectoryError):
+        fix = "it is a file, not a folder: move it aside"
+    else:
+        fix = "check the disk it is on"
+    return f"{folder} cannot be listed ({why[:1].lower() + why[1:]}): {what}; {fix}"
 
 
 def unread_files(failures: list[tuple[Path, BaseException]], what: str, fix: str) -> str:
@@ -118,7 +128,7 @@ def unread_files(failures: list[tuple[Path, BaseException]], what: str, fix: str
     what = what.replace("{its}", "their" if many else "its").replace("{s}", "s" if many else "")
     more = f" and {counted(len(failures) - 1, 'other file')} in {path.parent}" if many else ""
     said = may_not_read(many) if isinstance(exc, PermissionError) else f"cut short or corrupted; {fix}"
-    return f"{path}{more} {'are' if many else 'is'} unreadable ({_why(exc)}): {what}; {said}"
+    return f"{path}{more} {'are' if many else 'is'} unreadable ({parquet_error(exc)}): {what}; {said}"
 
 
 def listed(
@@ -137,5 +147,5 @@ def listed(
         if isinstance(exc, PermissionError):
             say_unread(notes, unread_files([(folder, exc)], what, ""))
         else:  # not a file cut short: the folder itself, or the disk under it
-            say_unread(notes, f"{folder} cannot be listed ({exc.strerror or exc}): {what}; check the disk it is on")
+            say_unread(notes, unlisted(folder, what, exc))
         return []

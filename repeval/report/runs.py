@@ -23,7 +23,7 @@ import yaml
 from repeval.ray_cluster import job_resubmit
 from repeval.report.comparable import digest_label, run_split_digests
 from repeval.report.left_out import ErrorRecords, configured_partitions, store_errors, store_of
-from repeval.report.run_files import short_why
+from repeval.report.run_files import short_why, unlisted
 from repeval.run.files import damaged, may_not_read, parquet_error
 from repeval.run.load_records import read_records
 from repeval.run.partial_audio import partial_text, recorded_partial
@@ -184,23 +184,23 @@ def _splits_unreadable(failures: list[tuple[str, Exception]]) -> str | None:
 _STAGE_DONE = {"embed": "embedded", "deform": "deformed"}
 
 
-def _unlisted_why(folder: str, what: str, exc: BaseException | None) -> str | None:
-    """Why the run's ``folder`` could not be listed, what that leaves unknown and the fix; ``None``: it could."""
-    if exc is None:
-        return None
-    return f"{folder} cannot be listed ({short_why(exc)}): {what}" + (
-        f"; {may_not_read()}" if isinstance(exc, PermissionError) else ""
-    )
+def _unlisted_why(folder: str, what: str, exc: OSError | None) -> str | None:
+    """Why the run's ``folder`` could not be listed, what that leaves unknown and the fix (:func:`unlisted`);
+    ``None``: it could."""
+    return None if exc is None else unlisted(folder, what, exc)
 
 
-def _unlisted(run_id: str, exc: BaseException) -> dict[str, Any]:
-    """:func:`run_info` of a run directory this user may not list: nothing in it known, why said as its reason."""
-    return {
+def _record(run_id: str, known: dict[str, Any]) -> dict[str, Any]:
+    """A run's record (`repeval runs --json`: its keys, in their order), each key ``known`` lacks at its "not known"
+    value: the one list of the keys, for a run listed (:func:`run_info`) and a run directory this user may not list
+    (:func:`_unlisted`). A key not in it is refused, so that the two cannot drift apart (``runs_text`` reads every
+    key of every record)."""
+    record: dict[str, Any] = {
         "run": run_id,
         "state": "unreadable",
         "test_set": None,
         "splits_unreadable": None,
-        "reason": _unlisted_why("the run directory", "nothing in it is known", exc),
+        "reason": None,
         "tasks": [],
         "models": [],
         "grids_trained": 0,
@@ -223,6 +223,15 @@ def _unlisted(run_id: str, exc: BaseException) -> dict[str, Any]:
         "results_unreadable": None,
         "updated": None,
     }
+    unknown = sorted(set(known) - set(record))
+    if unknown:
+        raise KeyError(f"not a key of a run's record: {', '.join(unknown)} (add it to repeval.report.runs._record)")
+    return {**record, **known}
+
+
+def _unlisted(run_id: str, exc: OSError) -> dict[str, Any]:
+    """:func:`run_info` of a run directory this user may not list: nothing in it known, why said as its reason."""
+    return _record(run_id, {"reason": _unlisted_why("the run directory", "nothing in it is known", exc)})
 
 
 def run_info(
@@ -300,7 +309,7 @@ def run_info(
     found = _error_records(cfg, {} if seen is None else seen) if footer is not None else None
     # counted where the store opened and some partition read (the others named: ``error_records_partial``)
     errors = None if found is None or (found.problems and len(found.unread) in (0, found.asked)) else found
-    return {
+    info = {  # its keys are _record's
         "run": run_id,
         "state": state,
         #: a short digest of the test tracks and labels of its saved splits (``None``: none saved): runs with the same
@@ -350,6 +359,7 @@ def run_info(
         "results_unreadable": unreadable,
         "updated": updated,
     }
+    return _record(run_id, info)
 
 
 def list_runs(runs_dir: str) -> list[dict[str, Any]]:

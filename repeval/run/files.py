@@ -51,8 +51,9 @@ def may_not_read(many: bool = False) -> str:
 
 
 def parquet_error(exc: BaseException) -> str:
-    """Why pyarrow could not read a Parquet file, in one line, without the file's path it repeats; ``permission
-    denied`` for a file this user may not read (pyarrow's message names the path twice and its errno)."""
+    """Why pyarrow could not read a Parquet file (or another run file's reader: its error's first line), in one line,
+    without the file's path it repeats; ``permission denied`` for a file this user may not read (pyarrow's message
+    names the path twice and its errno)."""
     if isinstance(exc, PermissionError):
         return "permission denied"
     said = (str(exc).splitlines() or [""])[0]

@@ -132,20 +132,26 @@ def _say_changed_code(ctx: RunContext, pending: list[_Pending]) -> None:
 def _group_data(ctx: RunContext, item: _Pending) -> tuple[Any, Any]:
     """``item``'s embeddings loaded into the object store: their reference and read-only views of them (the loaded
     arrays are dropped, so a batch's embeddings are held once, where its trials read them)."""
-    from repeval.tuning.data import probe_data
     from repeval.tuning.grid import share
 
+    return share(group_probe_data(ctx, item, item.scenarios, target_name(item.exp, item.dataset)))
+
+
+def group_probe_data(ctx: RunContext, item: _Pending, scenarios: list[str], target: str | None) -> Any:
+    """``item``'s embeddings as its probes train and test on (:func:`repeval.tuning.data.probe_data`): its splits, and
+    the test sets of ``scenarios``; ``target`` names a regression target given without a name. A refusal
+    (``ValueError``) says how a k-fold split is set when that is its cause (:func:`_fold_hint`)."""
+    from repeval.tuning.data import probe_data
+
+    task = item.exp.task
     try:
-        task = item.exp.task
-        data = probe_data(
-            task.effective_type, item.rows, ctx.store, item.dataset, item.model, item.scenarios,
-            aggregation=task.aggregation,
-            augment=_augment(item.exp, item.dataset), target=target_name(item.exp, item.dataset),
+        return probe_data(
+            task.effective_type, item.rows, ctx.store, item.dataset, item.model, scenarios,
+            aggregation=task.aggregation, augment=_augment(item.exp, item.dataset), target=target,
             folds=item.fold is not None,
         )  # fmt: skip
     except ValueError as exc:
         raise ValueError(f"{exc}{_fold_hint(ctx, item)}") from None
-    return share(data)
 
 
 def _fold_hint(ctx: RunContext, item: _Pending) -> str:

@@ -458,8 +458,9 @@ class _Group:
 def left_out(probes: list[dict[str, Any]], spec: str, every: bool = False) -> str:
     """What ``select: best`` says of the configurations of ``spec`` (its rows in ``probes``) it could not choose: those
     with a failed seed (their mean would be over the other seeds: they are left out, not averaged); ``every`` (none was
-    left to choose): also those a scheduler stopped, and those that kept no checkpoint to test (their validation value
-    was never finite: it never improved on ±inf)."""
+    left to choose): also those a scheduler stopped. No other is left out: a probe whose validation value is never
+    finite keeps no checkpoint and fails (:func:`repeval.probes.losses.never_finite`), and a trial keeps the
+    checkpoints of its best configuration with no failed seed (:func:`repeval.tuning.trial.unit_best`), a candidate."""
     rows = [p for p in probes if p["spec"] == spec]
     failed = {p["params"] for p in rows if p["status"] == "failed"}
     if not every:
@@ -471,12 +472,9 @@ def left_out(probes: list[dict[str, Any]], spec: str, every: bool = False) -> st
         said = "its one configuration" if len(total) == 1 else f"each of its {len(total):,} configurations"
         return f"{said} failed in at least one seed (failed.parquet says why)"
     stopped = {p["params"] for p in rows if str(p["status"]).startswith("stopped")} - failed
-    other = len(total) - len(failed) - len(stopped)
     parts = []
     if failed:
         parts.append(f"{counted(len(failed), 'configuration')} failed in at least one seed (failed.parquet says why)")
     if stopped:
         parts.append(f"the scheduler stopped {counted(len(stopped), 'configuration')}")
-    if other:
-        parts.append(f"{counted(other, 'configuration')} kept no checkpoint (no finite validation value)")
     return f"{'; '.join(parts)} (probes/ lists each)"

@@ -348,10 +348,10 @@ class BatchData:
         return ray.get(self.refs[gi]), self.evs[gi]
 
 
-def grid_trial(config: dict[str, Any], data: BatchData, units: list[Unit]) -> None:
-    """A grid-mode trial: train one unit (vectorised), report once with a checkpoint."""
+def _trial_process(config: dict[str, Any], data: BatchData) -> tuple[ProbeData, EvalSettings]:
+    """Set up a trial's process — freed memory kept, Tune's SIGTERM a quiet exit (see the module), torch's threads
+    ``OMP_NUM_THREADS`` — and give its unit's group's data and evaluation settings."""
     import torch
-    from ray import tune
 
     from repeval.cpu import keep_freed_memory
     from repeval.quiet_exit import quiet_exit_requests_in_callbacks
@@ -359,7 +359,14 @@ def grid_trial(config: dict[str, Any], data: BatchData, units: list[Unit]) -> No
     keep_freed_memory()
     quiet_exit_requests_in_callbacks()  # Tune ends this actor with SIGTERM (see the module)
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
-    probe_data, ev = data.for_unit(config["unit"])
+    return data.for_unit(config["unit"])
+
+
+def grid_trial(config: dict[str, Any], data: BatchData, units: list[Unit]) -> None:
+    """A grid-mode trial: train one unit (vectorised), report once with a checkpoint."""
+    from ray import tune
+
+    probe_data, ev = _trial_process(config, data)
     unit = units[config["unit"]]
     t0 = time.perf_counter()
     results, reports, keep = run_caught(unit, probe_data, ev, config)
@@ -370,17 +377,11 @@ def grid_trial(config: dict[str, Any], data: BatchData, units: list[Unit]) -> No
 
 def tune_trial(config: dict[str, Any], data: BatchData, units: list[Unit]) -> None:
     """A tune-mode trial: one (sampled) configuration × every seed, reporting after each validation."""
-    import torch
     from ray import tune
 
-    from repeval.cpu import keep_freed_memory
-    from repeval.quiet_exit import quiet_exit_requests_in_callbacks
     from repeval.tuning.search import ProbePoint, sampled_config
 
-    keep_freed_memory()
-    quiet_exit_requests_in_callbacks()  # Tune ends this actor with SIGTERM (see the module)
-    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
-    probe_data, ev = data.for_unit(config["unit"])
+    probe_data, ev = _trial_process(config, data)
     template = units[config["unit"]]
     sampled = dict(config.get("sampled") or {})
     point = template.members[0]

@@ -231,8 +231,10 @@ def test_repeval_runs_lists_a_run_whose_folder_or_groups_this_user_may_not_list(
     """A run directory, or its groups/ folder, that this user may not list (another user's, in a shared runs
     directory) stopped `repeval runs` — every run's line — on pyarrow's PermissionError, with the fix of a full disk
     ("check that run.store and run.runs_dir are writable"). Now the others are listed, and each says what is not known
-    and to check its owner and permissions."""
+    and to check its owner and permissions. Its record has the listed runs' keys: one list of them (``_record``)."""
     import ast
+
+    from repeval.report.runs import _record
 
     for name in ("r", "s", "t"):
         (tmp_path / "runs" / name / "groups").mkdir(parents=True)
@@ -247,8 +249,18 @@ def test_repeval_runs_lists_a_run_whose_folder_or_groups_this_user_may_not_list(
     for name in ("results.parquet", "summary.parquet"):
         pq.write_table(results, tmp_path / "runs" / "t" / name)
     (tmp_path / "runs" / "t" / "summary.parquet").chmod(0)
-    code = "import sys\nfrom repeval.report.runs import runs_text\nprint(repr(runs_text(sys.argv[1])))\n"
-    text = ast.literal_eval(_unreadable_to_this_user(code, str(tmp_path / "runs"))[0])
+    code = (
+        "import sys\nfrom repeval.report.runs import list_runs, runs_text\nprint(repr(runs_text(sys.argv[1])))\n"
+        "print(repr([list(i) for i in list_runs(sys.argv[1])]))\n"
+    )
+    said = _unreadable_to_this_user(code, str(tmp_path / "runs"))
+    text = ast.literal_eval(said[0])
+    # the unlisted run's record has the listed runs' keys, in their order (`repeval runs --json`, and runs_text
+    # reads each): one list of them, not a second one written by hand that drifted (a KeyError)
+    keys = ast.literal_eval(said[1])
+    assert len(keys) == 3 and keys[0] == keys[1] == keys[2], keys
+    with pytest.raises(KeyError, match="not a key of a run's record: grids_missing"):
+        _record("r", {"grids_missing": []})
     mine = "this user may not read it: check its owner and permissions (`ls -l`)"
     assert f"r: groups/ cannot be listed (permission denied): its trained grids are not counted; {mine}" in text, text
     assert f"s: the run directory cannot be listed (permission denied): nothing in it is known; {mine}" in text, text

@@ -194,6 +194,22 @@ def test_a_run_whose_embed_stage_finished_is_not_listed_as_started(tmp_path):
     assert f"1 run — {runs}; `repeval table RUN`" in runs_text(str(runs))  # it said "1 run(s)"
 
 
+def test_a_groups_folder_that_cannot_be_listed_is_said_with_its_fix(tmp_path):
+    """A run whose groups/ could not be listed for another reason than its permissions (a file in its place) was said
+    with pyarrow's error, which repeats the path ("cannot list directory '…/groups'. Detail: [errno 20] Not a
+    directory"), and no fix. Now in the system's words, with the fix — one rule with `repeval report`'s for a folder
+    it cannot list (``run_files.unlisted``)."""
+    from repeval.report.runs import runs_text
+
+    (tmp_path / "runs" / "r").mkdir(parents=True)
+    (tmp_path / "runs" / "r" / "config.yaml").write_text("experiments: []\n")
+    (tmp_path / "runs" / "r" / "groups").write_text("")
+    assert (
+        "r: groups/ cannot be listed (not a directory): its trained grids are not counted; it is a file, not a "
+        "folder: move it aside"
+    ) in runs_text(str(tmp_path / "runs"))
+
+
 def test_evaluate_collects_the_groups_of_its_configuration_only(run_dir, tmp_path, caplog):
     """A model removed from the configuration (or a task renamed) left its grid's file in groups/, and `repeval run` /
     `evaluate` put its results — even of a scenario the configuration no longer has — into results.parquet, the

@@ -365,22 +365,17 @@ def test_a_failed_sample_of_a_search_space_is_recorded_with_its_values(ray_sessi
 
 def test_select_best_says_why_no_configuration_was_left():
     """With no configuration left to select, the warning said "0 of its 2 configurations failed in at least one seed
-    … and the scheduler stopped the other 2" of configurations no scheduler stopped: a validation value that is never
-    finite (NaN at every validation) keeps no checkpoint, and fails nothing."""
+    … and the scheduler stopped the other 2" of configurations no scheduler stopped. Now it counts those that failed
+    and those a scheduler stopped apart (a probe whose validation value is never finite fails: no other is left)."""
     rows = [
-        {"spec": "s", "params": '{"learning_rate": 0.1}', "status": "ok"},
-        {"spec": "s", "params": '{"learning_rate": 0.1}', "status": "ok"},
         {"spec": "s", "params": '{"learning_rate": 0.2}', "status": "stopped by ASHA at epoch 3"},
         {"spec": "s", "params": '{"learning_rate": 0.3}', "status": "failed"},
         {"spec": "s", "params": '{"learning_rate": 0.3}', "status": "ok"},
         {"spec": "other", "params": "{}", "status": "failed"},
     ]
     assert left_out(rows, "s", every=True) == (
-        "1 configuration failed in at least one seed (failed.parquet says why); the scheduler stopped 1 configuration; "
-        "1 configuration kept no checkpoint (no finite validation value) (probes/ lists each)"
-    )
-    assert left_out(rows[:2], "s", every=True) == (
-        "1 configuration kept no checkpoint (no finite validation value) (probes/ lists each)"
+        "1 configuration failed in at least one seed (failed.parquet says why); the scheduler stopped 1 configuration "
+        "(probes/ lists each)"
     )
     assert left_out(rows, "s") == "; left out: 1 configuration with a failed seed (failed.parquet says why)"
     assert (
