@@ -140,7 +140,7 @@ def _partial(errors: ErrorRecords | None) -> str | None:
     return (
         f"partial: counted in {read} of {counted(errors.asked, 'partition')}, {', '.join(errors.unread[:3])}"
         + (f" and {counted(len(errors.unread) - 3, 'other')}" if len(errors.unread) > 3 else "")
-        + f" could not be read ({first})"
+        + f" could not be read ({'the first: ' if len(errors.unread) > 1 else ''}{first})"  # each one's: the warnings
     )
 
 

@@ -750,6 +750,11 @@ def test_runs_says_an_error_count_is_partial_and_names_the_partition_it_could_no
     shutil.rmtree(tmp_path / "store" / "tinysol" / "msd-musicnn")
     said = " ".join(CliRunner().invoke(app, ["runs", str(tmp_path / "runs")]).output.split())
     assert "r1: 0 error records in the store; partial: counted in 5 of 6 partitions, tinysol/logmel-stats" in said, said
+    # two not read, each for its own reason: the reason given is said to be the first's (the warnings give each)
+    (tmp_path / "store" / "tinysol" / "msd-musicnn" / "clean").mkdir(parents=True)
+    (tmp_path / "store" / "tinysol" / "msd-musicnn" / "clean" / "_errors").write_text("not a folder")
+    said = " ".join(CliRunner().invoke(app, ["runs", str(tmp_path / "runs")]).output.split())
+    assert "partial: counted in 4 of 6 partitions, tinysol/" in said and "could not be read (the first: " in said, said
     # none of them read (each one's error folder a file): not counted, and the partitions said, not the store, unread
     from repeval.report.left_out import run_partitions
 
