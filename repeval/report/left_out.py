@@ -51,6 +51,17 @@ class ErrorRecords:
     def total(self) -> int:
         return sum(n for _, n in self.counts)
 
+    def not_counted(self) -> str | None:
+        """Why no count is known: the store could not be opened, or none of the partitions asked for could be read —
+        the store itself was (``None``: counted, in some partitions at least)."""
+        if not self.problems or 0 < len(self.unread) < self.asked:
+            return None
+        if not self.unread:
+            return f"the embedding store at {self.store} could not be read: {self.problems[0]}"
+        which = "its partition" if self.asked == 1 else f"none of its {self.asked} partitions"
+        could = "could not" if self.asked == 1 else "could"
+        return f"{which} in the embedding store at {self.store} {could} be read: {self.problems[0]}"
+
 
 def run_store(run: Run) -> str:
     """The store root the run embedded into (its config's ``run.store``; ``store`` by default)."""

@@ -4,7 +4,7 @@ Every cell of a column has the column's decimals — its mean, its ± std and it
 points line up down the column and a mean lines up with its std, as pandas and polars show a column at one precision.
 The decimals come from the column's values (:func:`column_decimals`):
 
-- a column whose means all lie within ±1 (accuracy, F1, ROC-AUC, R² — and their changes under deformation) keeps
+- a column whose means lie within ±1 (accuracy, F1, ROC-AUC, R² — and their changes under deformation) keeps
   three decimals, ``0.912 ± 0.021`` — or, where its largest mean would read ``0.00x`` or ``0.000`` (changes too
   small to see, an error of a target in [0, 1]), the decimals that show the largest's first two significant digits,
   six at most (a column smaller still reads ``0.000``): ``+0.00042``, ``−0.00120``;
@@ -12,7 +12,9 @@ The decimals come from the column's values (:func:`column_decimals`):
   ``1164608 ± 1373710``, ``12.35 ± 0.81`` — up to two more decimals where two different means would read alike.
 
 The decimals follow a column's largest mean, not its smallest: a failed model's score of 0.00001 beside others' 0.9
-reads ``0.000``, not every cell of its column ``0.90000``.
+reads ``0.000``, not every cell of its column ``0.90000``. But a mean beyond ±1 a hundred times the column's median
+magnitude or more (a diverged probe's R² of −49.82 beside others' 0.392, an MSE of 1e9 beside others' 12.35) does not
+set them: it reads at the others' decimals, ``−49.820``, not every cell of its column ``0.39``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ SCORE_DECIMALS = 3
 SIGNIFICANT = 4
 #: the most decimals a column of small values gets
 MOST_DECIMALS = 6
+#: a mean this many times a column's median magnitude or more is an outlier, which does not set its decimals
+OUTLIER = 100
 
 
 def _finite(values: Iterable[float] | np.ndarray) -> np.ndarray:
@@ -43,6 +47,14 @@ def _finite(values: Iterable[float] | np.ndarray) -> np.ndarray:
 def _lead(x: float) -> int:
     """The decimal place of ``x``'s first significant digit (0.0004: 4; 12.3: -1)."""
     return -math.floor(math.log10(abs(x)))
+
+
+def _largest(m: np.ndarray) -> float:
+    """The largest magnitude of ``m`` but its outliers: beyond ±1 and :data:`OUTLIER` times the median magnitude or
+    more (a column of changes, most of them about zero, has none: its largest sets its decimals)."""
+    mags = np.abs(m)
+    median = float(np.median(mags))
+    return float((mags[(mags <= 1) | (mags < OUTLIER * median)] if median > 0 else mags).max())
 
 
 def _alike(means: np.ndarray, decimals: int) -> bool:
@@ -60,7 +72,7 @@ def column_decimals(means: Iterable[float] | np.ndarray, *, scale: float = 1.0) 
     m = _finite(means)
     if not m.size:
         return SCORE_DECIMALS
-    largest = float(np.abs(m).max())
+    largest = _largest(m)
     if largest <= 1:
         if largest * scale == 0:
             return SCORE_DECIMALS

@@ -140,7 +140,7 @@ def _partial(errors: ErrorRecords | None) -> str | None:
     return (
         f"partial: counted in {read} of {counted(errors.asked, 'partition')}, {', '.join(errors.unread[:3])}"
         + (f" and {counted(len(errors.unread) - 3, 'other')}" if len(errors.unread) > 3 else "")
-        + f" could not be read ({first})"
+        + f" could not be read ({'the first: ' if len(errors.unread) > 1 else ''}{first})"  # each one's: the warnings
     )
 
 
@@ -308,7 +308,8 @@ def run_info(
     split_failures: list[tuple[str, Exception]] = []
     found = _error_records(cfg, {} if seen is None else seen) if footer is not None else None
     # counted where the store opened and some partition read (the others named: ``error_records_partial``)
-    errors = None if found is None or (found.problems and len(found.unread) in (0, found.asked)) else found
+    not_counted = None if found is None else found.not_counted()
+    errors = None if found is None or not_counted else found
     info = {  # its keys are _record's
         "run": run_id,
         "state": state,
@@ -342,15 +343,12 @@ def run_info(
         #: the command that lists them, of the partition with the most (``None``: none)
         "error_records_command": _errors_command(errors),
         #: the partitions whose error records could not be read (a file in them cut short, or another user's): the
-        #: count is of the others only, said by ``error_records_partial`` (``[]``: every one read, or none counted)
-        "error_records_partitions_unread": [] if errors is None else errors.unread,
+        #: count is of the others only, said by ``error_records_partial`` (``[]``: every one read, or the store not)
+        "error_records_partitions_unread": [] if found is None else found.unread,
         "error_records_partial": _partial(errors),
-        #: why they are not known: the store (or its partitions) could not be read (``None``: they are, or no results)
-        "error_records_unread": (
-            f"the embedding store at {found.store} could not be read: {found.problems[0]}"
-            if found is not None and errors is None
-            else None
-        ),
+        #: why they are not known: the store, or every one of its partitions, could not be read (``None``: they are,
+        #: or no results)
+        "error_records_unread": not_counted,
         #: the test sets scored on rows embedded from partial audio (audio_note), as its evaluation recorded them
         "partial_audio": recorded_partial(footer.metadata if footer is not None else None) or [],
         #: why ``summary.parquet`` is not the summary of ``results.parquet`` (``None``: it is, or no results)

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from repeval.run.files import may_not_read
 from repeval.store.layout import ERRORS_DIR, MANIFEST, STAMP, DamagedPartFile, read_parquet
 from repeval.store.rewrite import REWRITE, visible
 
@@ -159,10 +160,24 @@ class PartitionFiles:
         return held[0], held[1], found
 
     def error_files(self) -> list[str]:
-        return self._files(f"/{ERRORS_DIR}")
+        """The error record files; a folder this user may not list (another user's) is said so, with the fix."""
+        try:
+            return self._files(f"/{ERRORS_DIR}")
+        except PermissionError as exc:
+            said = PermissionError(
+                f"store partition {self.name} in {self.store.uri}: {self.path}/{ERRORS_DIR}: permission denied — "
+                + may_not_read()
+            )
+            said.errno = exc.errno  # still a storage error (``repeval.cli.common._storage_hint``)
+            raise said from None
 
     def damaged(self, path: str, exc: Exception) -> DamagedPartFile:
-        """The error for a part file that cannot be read (cut short, overwritten, not Parquet), naming the fix."""
+        """The error for a part file that cannot be read (cut short, overwritten, not Parquet), naming the fix; one
+        this user may not read (another user's) may be whole: its permissions are the fix, not deleting it."""
+        if isinstance(exc, PermissionError):
+            return DamagedPartFile(
+                f"store partition {self.name} in {self.store.uri}: {path}: permission denied — {may_not_read()}"
+            )
         why = str(exc).splitlines()[0].rsplit(": ", 1)[-1] if str(exc) else type(exc).__name__  # not the path again
         return DamagedPartFile(
             f"store partition {self.name} in {self.store.uri}: {path} is not a readable Parquet file ({why}) — "

@@ -149,6 +149,36 @@ def test_results_this_user_may_not_read_are_said_so_not_cut_short(tmp_path):
         assert "cut short" not in said and "repeval evaluate" not in said and "Errno" not in said, said
 
 
+def test_error_records_of_a_store_partition_this_user_may_not_read_are_said_so_not_damaged(tmp_path):
+    """An error file of a store partition this user may not read (another user's, whole) was "not a readable Parquet
+    file ([errno 13] Permission denied) — delete that file", and its error folder pyarrow's "[Errno 13] Cannot list
+    directory …" without a fix: what `repeval runs` (its partial count) and the report said. Now both say permission
+    denied and to check its owner and permissions."""
+    from repeval.store import EmbeddingStore
+    from repeval.store.layout import ERROR_SCHEMA
+
+    root = tmp_path / "store"
+    EmbeddingStore(str(root))
+    for scenario in ("clean", "noise"):
+        (root / "d" / "m" / scenario / "_errors").mkdir(parents=True)
+        pq.write_table(ERROR_SCHEMA.empty_table(), root / "d" / "m" / scenario / "_errors" / "part-1-a.parquet")
+    unread = [root / "d" / "m" / "clean" / "_errors" / "part-1-a.parquet", root / "d" / "m" / "noise" / "_errors"]
+    code = (
+        "import sys\nfrom repeval.report.left_out import store_errors\n"
+        "print('\\n'.join(store_errors(sys.argv[1], [('d', 'm', 'clean'), ('d', 'm', 'noise')]).problems))\n"
+    )
+    for path in unread:
+        path.chmod(0)
+    try:
+        said = _unreadable_to_this_user(code, str(root))[:2]
+    finally:
+        for path in unread:
+            path.chmod(0o755)
+    fix = "permission denied — this user may not read it: check its owner and permissions (`ls -l`)"
+    for (scenario, path), line in zip((("clean", unread[0]), ("noise", unread[1])), said, strict=True):
+        assert line == f"d/m/{scenario}: store partition d/m/{scenario} in {root}: {path}: {fix}", said
+
+
 def test_a_file_read_back_cut_short_is_an_error_naming_the_fix_not_a_bare_aborted(capsys):
     """An EOFError out of a command — pickle reading an empty file a full disk left (Ray Tune's trial error.pkl) —
     reached Typer, which took it for Ctrl-D at a prompt and printed only "Aborted.", exit status 1."""

@@ -20,3 +20,33 @@ def test_a_columns_decimals_follow_its_largest_value_and_tell_its_means_apart():
     assert shown([0.9, 0.00001]) == ["0.900", "0.000"]  # the largest, not the smallest, sets them
     assert shown([3e-9]) == ["0.000"]  # too small for six decimals: rounding noise, zero
     assert column_decimals([float("nan")]) == 3 and fmt_number(float("nan")) == "–"
+
+
+def test_an_outlier_does_not_set_a_columns_decimals():
+    """A diverged probe's R² of −49.8 beside others' 0.39 gave the whole column two decimals (``0.39``, ``0.01``),
+    an MSE of 1e9 beside others' 12.3 none (``12``). An outlier (beyond ±1, a hundred times the median magnitude) reads
+    at the others' decimals now; a column of changes mostly about zero keeps its largest's."""
+
+    def shown(values):
+        d = column_decimals(values)
+        return [fmt_number(v, decimals=d) for v in values]
+
+    assert shown([0.392, 0.009, 0.268, -49.823]) == ["0.392", "0.009", "0.268", "−49.823"]
+    assert shown([12.3, 14.5, 9.8, 1e9]) == ["12.30", "14.50", "9.80", "1000000000.00"]
+    assert shown([-1e-5, 1e-5, 0.0, 0.02, -0.03]) == ["0.000", "0.000", "0.000", "0.020", "−0.030"]
+
+
+def test_the_heat_maps_cells_share_one_precision():
+    """The report's robustness heat map showed each Δ at three decimals — changes of R² too small for them all read
+    ``−0.000`` — or, at a precision of its own, ``−0.000016`` beside ``−0.00018``: its cells share the column's."""
+    import re
+
+    import numpy as np
+
+    from repeval.report.heat import robustness_html
+    from repeval.report.plots import RobustnessGrid
+
+    grid = RobustnessGrid("r2", {"a": "M1"}, ["D1", "D2", "D3"], np.array([[-0.000179, -0.000016, -0.000441]]), set())
+    out = robustness_html(lambda: grid, "robustness: r2")
+    assert re.findall(r'<td style="[^"]*" title="[^"]*">([^<]*)</td>', out) == ["−0.00018", "−0.00002", "−0.00044"]
+    assert "the closer |Δ| is to the largest, 0.00044" in out, out

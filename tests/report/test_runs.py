@@ -766,3 +766,24 @@ def test_runs_says_an_error_count_is_partial_and_names_the_partition_it_could_no
     shutil.rmtree(tmp_path / "store" / "tinysol" / "msd-musicnn")
     said = " ".join(CliRunner().invoke(app, ["runs", str(tmp_path / "runs")]).output.split())
     assert "r1: 0 error records in the store; partial: counted in 5 of 6 partitions, tinysol/logmel-stats" in said, said
+    # two not read, each for its own reason: the reason given is said to be the first's (the warnings give each)
+    (tmp_path / "store" / "tinysol" / "msd-musicnn" / "clean").mkdir(parents=True)
+    (tmp_path / "store" / "tinysol" / "msd-musicnn" / "clean" / "_errors").write_text("not a folder")
+    said = " ".join(CliRunner().invoke(app, ["runs", str(tmp_path / "runs")]).output.split())
+    assert "partial: counted in 4 of 6 partitions, tinysol/" in said and "could not be read (the first: " in said, said
+    # none of them read (each one's error folder a file): not counted, and the partitions said, not the store, unread
+    from repeval.report.left_out import run_partitions
+
+    for dataset, model, scenario in run_partitions(load_run(str(run))):
+        part = tmp_path / "store" / dataset / model / scenario
+        shutil.rmtree(part / "_errors", ignore_errors=True)
+        part.mkdir(parents=True, exist_ok=True)
+        (part / "_errors").write_text("not a folder")
+    (info,) = json.loads(CliRunner().invoke(app, ["runs", str(tmp_path / "runs"), "--json"]).output)
+    assert info["error_records"] is None and info["error_records_partial"] is None, info
+    assert len(info["error_records_partitions_unread"]) == 6, info
+    said = " ".join(CliRunner().invoke(app, ["runs", str(tmp_path / "runs")]).output.split())
+    assert (
+        f"r1: error records not counted — none of its 6 partitions in the embedding store at {tmp_path / 'store'} "
+        "could be read: tinysol/"
+    ) in said, said
