@@ -10,7 +10,8 @@ node leave 2 CPUs on each, and a decode task of 3 CPUs never started (the stream
   it likes (spread, as before);
 - else, when one node holds the whole pool and a decode task still fits (beside the pool or on another node), the
   actors are asked for on that node (:func:`pack_node`: ``NodeAffinitySchedulingStrategy(soft=True)``, which waits
-  for that node while it lives and goes elsewhere once it is gone, so a crashed node's actors still restart);
+  for that node while it lives and goes elsewhere once it is gone, so a crashed node's actors still restart — where
+  Ray's default scheduling puts them, which may leave no node the room again: docs/cluster.md);
 - else no request Ray takes can guarantee a placement that leaves the room, and the stream is refused
   (:func:`spread_misfit`), naming the settings that fit.
 """

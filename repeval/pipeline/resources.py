@@ -141,9 +141,11 @@ def _whole(d: dict[str, float]) -> dict[str, float | int]:
 
 
 def _nodes(cluster_resources: Mapping[str, float] | None) -> int:
-    """Nodes in ``ray.cluster_resources()`` (one ``node:<address>`` resource each; 1 when not known)."""
-    keys = [k for k in (cluster_resources or {}) if k.startswith("node:") and k != "node:__internal_head__"]
-    return max(1, len(keys))
+    """Nodes in ``ray.cluster_resources()`` (1 when not known): each node has 1 of its ``node:<address>`` resource,
+    summed over the nodes that share an address — the nodes of one machine (``ray.cluster_utils.Cluster``, several
+    ``ray start`` on one host) made one ``node:192.0.2.2: 3.0``, counted as a single node before."""
+    found = [v for k, v in (cluster_resources or {}).items() if k.startswith("node:") and k != "node:__internal_head__"]
+    return max(1, round(sum(float(v) for v in found)))
 
 
 def _round(x: float) -> float:

@@ -1,14 +1,16 @@
 """Where an embedding actor pool goes on a cluster of several nodes (repeval.pipeline.placement): Ray Data spreads the
 actors, and a pool the check accepted could leave no node room for a decode task — the stream stood still.
 
-One test runs a real cluster of three local nodes (``ray.cluster_utils.Cluster``: a head of no CPUs and two 4-CPU
-nodes), in a subprocess of its own — it cannot share the session's embedded Ray — that shuts it down in a
-``finally`` and gives up after a deadline of its own, so a regression fails instead of hanging. The others check
+One test runs a real cluster of two local 4-CPU nodes (``ray.cluster_utils.Cluster``: the head and one more, the
+fewest that show it — a third, CPU-less head cost ~8% more CPU time), in a subprocess of its own — it cannot share
+the session's embedded Ray — that shuts it down in a ``finally`` and gives up after a deadline of its own, so a
+regression fails instead of hanging. The others check
 the plan, which runs the same rules on given nodes.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -29,11 +31,10 @@ import json, sys, threading
 import ray
 from ray.cluster_utils import Cluster
 
-cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 4, "include_dashboard": False})
 out = {}
 try:
-    for _ in range(2):
-        cluster.add_node(num_cpus=4)
+    cluster.add_node(num_cpus=4)
     cluster.wait_for_nodes()
     ray.init(address=cluster.address)
     from repeval.config.embed import EmbeddingModelConfig
@@ -97,11 +98,17 @@ def test_a_pool_ray_would_spread_so_that_no_node_keeps_a_decode_task_is_asked_fo
     assert out["pool"].startswith("2 embedding actors × 2 CPU (2 threads each), all on one node;"), out
 
 
-def _embed_line(**resources: Any) -> str:
+@functools.cache
+def _quickstart() -> Any:
     from repeval.config import load_config
+
+    return load_config(REPO / "configs" / "quickstart.yaml")
+
+
+def _embed_line(**resources: Any) -> str:
     from repeval.plan import make_plan
 
-    cfg = load_config(REPO / "configs" / "quickstart.yaml")
+    cfg = _quickstart()
     run = cfg.run.model_copy(update={"resources": ResourcesConfig(embed_in_decode="never", **resources)})
     return make_plan(cfg.model_copy(update={"run": run}), cluster=TWO_NODES[0], nodes=TWO_NODES[1]).resources[
         "embed mfcc-stats"

@@ -229,6 +229,9 @@ def test_resources_decode_tasks_fill_the_cpus_the_actors_leave() -> None:
     assert pinned.decode_tasks == 3 and pinned.decode_kwargs()["compute"].size == 3
     one_node = {"CPU": 2.0, "node:10.0.0.1": 1.0, "node:__internal_head__": 1.0}
     assert plan_resources(_CPU, ResourcesConfig(), 2, 0, one_node).decode_tasks == 1
+    # nodes sharing an address (several on one machine): Ray sums their node:<address> resource, one each
+    one_host = {"CPU": 8.0, "node:192.0.2.2": 2.0, "node:__internal_head__": 1.0}
+    assert plan_resources(_CPU, ResourcesConfig(), 8, 0, one_host).decode_tasks is None
 
 
 def test_resources_gpu_fraction_when_ray_reports_gpus():
