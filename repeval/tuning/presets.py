@@ -16,7 +16,7 @@ To add a preset: write its values below and register it with :func:`register_pre
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,9 +85,8 @@ class Preset:
         ]
         stopping = self.stopping.get(task_type or "", self.stopping.get("", ""))
         text = self.differs.replace("{trained}", said).replace("{stopping}", stopping)
-        for key in SAID_KEYS:
-            value = (values or {}).get(key, self.base.get(key))
-            text = text.replace("{" + key + "}", f"{value:,}" if isinstance(value, int) else str(value))
+        for key, words in SAID_KEYS.items():
+            text = text.replace("{" + key + "}", words((values or {}).get(key, self.base.get(key))))
         return "; ".join([text, *typed])
 
     def criterion(self, task_type: str | None) -> str | None:
@@ -97,9 +96,15 @@ class Preset:
 
 PRESETS: Registry[Preset] = Registry("probe preset")
 
-#: the training lengths a preset's :attr:`Preset.differs` may say (as ``{epochs}``…): the entry's own values, not the
-#: preset's, when a key set next to it or ``run.max_epochs`` changes them
-SAID_KEYS = ("epochs", "patience", "lr_decay_patience", "max_steps")
+#: the training lengths a preset's :attr:`Preset.differs` may say (as ``{epochs}``…), each in its words: the entry's own
+#: values, not the preset's, when a key set next to it or ``run.max_epochs`` changes them (``null`` turns off the
+#: learning-rate decay and the step budget)
+SAID_KEYS: dict[str, Callable[[Any], str]] = {
+    "epochs": lambda n: counted(n, "epoch"),
+    "patience": lambda n: counted(n, "validation"),
+    "lr_decay_patience": lambda n: "no learning-rate halving" if n is None else f"learning-rate halving after {n:,}",
+    "max_steps": lambda n: "no step limit" if n is None else counted(n, "step"),
+}
 
 
 def register_preset(preset: Preset) -> Preset:
@@ -272,7 +277,7 @@ register_preset(
         criteria=PRIMARY_METRIC,
         source="Castellon et al. 2021, Jukemir; p-lambda/jukemir jukemir/probe/__init__.py _PAPER_GRID",
         differs=(
-            "validated once per epoch, patience {patience} validations, at most {epochs} epochs (Jukemir: every 8 steps, "
+            "validated once per epoch, patience {patience}, at most {epochs} (Jukemir: every 8 steps, "
             "patience 256 validations = 2,048 steps, no epoch limit); batches are epoch permutations (Jukemir draws "
             "each batch at random)"
         ),
@@ -306,8 +311,8 @@ register_preset(
         criteria=PRIMARY_METRIC,
         source="Yuan et al. 2023, MARBLE constrained track; a43992899/MARBLE-Benchmark benchmark/tasks/*/*_base_config.yaml",
         differs=(
-            "early stopping after {patience} validations without improvement and learning-rate halving after "
-            "{lr_decay_patience}, for every task (MARBLE: 10 and 3 on MTT and NSynth, 20 and 5-6 on GTZAN, GS, EMO, "
+            "early stopping after {patience} without improvement and {lr_decay_patience}, "
+            "for every task (MARBLE: 10 and 3 on MTT and NSynth, 20 and 5-6 on GTZAN, GS, EMO, "
             "VocalSet); float32 (MARBLE: 16-bit mixed precision)"
         ),
     )
@@ -390,7 +395,7 @@ register_preset(
         differs=(
             "MULE publishes each task's selected probe, not its search space: the grid spans the selections' values "
             "(not tried: [2048, 2048] and [4096]×3 of MSD100/500, dropout 0.75/0.9 of MTG-Jamendo/GiantSteps, L2 5e-6 "
-            "and 2e-5, learning rates 8e-5, 2e-4, 3e-4, 4e-4); one length for every task, {max_steps} steps "
+            "and 2e-5, learning rates 8e-5, 2e-4, 3e-4, 4e-4); one length for every task, {max_steps} "
             "(MULE: 10,000-40,000 by task, 300,000-800,000 for NSynth, whose warm-up is 5,000); dropout 0.5 "
             "everywhere; batch size is not published (repeval's 100); validated every epoch and the best checkpoint "
             "kept, no early stopping (MULE's trainer is not published); L2 as weight_decay 2λ, on biases too (Keras: "
