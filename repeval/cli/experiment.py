@@ -435,7 +435,12 @@ def table(
     task: Annotated[str | None, typer.Option("--task", help="only this task (--preset tasks: a, b, …)")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="only this dataset")] = None,
     scale: Annotated[
-        float, typer.Option("--scale", help="multiply values, in every format (100 for the thesis' percentages)")
+        float,
+        typer.Option(
+            "--scale",
+            help="multiply the scores, in every format (100 for the thesis' percentages); errors such as an MSE keep "
+            "the target's units",
+        ),
     ] = 1.0,
     decimals: Annotated[
         int | None,
