@@ -86,7 +86,9 @@ class Preset:
         stopping = self.stopping.get(task_type or "", self.stopping.get("", ""))
         text = self.differs.replace("{trained}", said).replace("{stopping}", stopping)
         for key, words in SAID_KEYS.items():
-            text = text.replace("{" + key + "}", words((values or {}).get(key, self.base.get(key))))
+            value = (values or {}).get(key, self.base.get(key))
+            said = " or ".join(map(words, value)) if isinstance(value, list) else words(value)  # a grid's values
+            text = text.replace("{" + key + "}", said)
         return "; ".join([text, *typed])
 
     def criterion(self, task_type: str | None) -> str | None:
@@ -146,12 +148,21 @@ def preset_words(
         touched = set(mine) | set(search.get("grid") or {}) | set(search.get("space") or {})
         if why is None and (trained != preset.size or touched & set(preset.grid)):
             why = "the keys set next to it change its grid"
-        values = {k: getattr(p, k) for k in SAID_KEYS if k in p.model_fields_set}
+        values: dict[str, Any] = {k: getattr(p, k) for k in SAID_KEYS if k in p.model_fields_set}
+        for k, grid in (search.get("grid") or {}).items():  # a grid over it trains each of its values
+            values.update({k: list(grid)} if k in SAID_KEYS and isinstance(grid, list) else {})
         epochs = values.get("epochs", preset.base.get("epochs"))
-        if max_epochs and isinstance(epochs, int) and max_epochs < epochs:
-            values["epochs"] = max_epochs
+        if max_epochs and isinstance(epochs, int | list):
+            values["epochs"] = _capped(epochs, max_epochs)
         what += f"; differs from the source: {preset.departures(trained, why, task_type, values)}"
     return what
+
+
+def _capped(epochs: int | list[int], most: int) -> int | list[int]:
+    """``epochs`` (one, or a grid's) capped by ``run.max_epochs``: a grid's values that the cap makes alike said once."""
+    if isinstance(epochs, int):
+        return min(epochs, most)
+    return list(dict.fromkeys(min(e, most) for e in epochs))
 
 
 def entry_words(

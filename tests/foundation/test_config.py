@@ -940,6 +940,12 @@ def test_plan_names_each_probe_preset_its_source_criterion_and_departures():
     marble, mule = [ln for ln in make_plan(parse_config(d)).text().splitlines() if "- probe " in ln]
     assert "early stopping after 1 validation without improvement and no learning-rate halving, for every " in marble
     assert "one length for every task, no step limit (MULE: " in mule and "None steps" not in mule
+    # a grid over the epochs set next to it trains each of them (capped by run.max_epochs), not the preset's 100
+    d["experiments"][0]["downstream_models"] = [{"preset": "jukemir", "search": {"grid": {"epochs": [5, 20]}}}]
+    [juke] = [
+        ln for ln in make_plan(parse_config({**d, "run": {"max_epochs": 10}})).text().splitlines() if "- pro" in ln
+    ]
+    assert "patience 10 validations, at most 5 epochs or 10 epochs (Jukemir: " in juke
 
 
 def _capped_plan(probe: dict, max_epochs: int) -> tuple[Config, str]:
