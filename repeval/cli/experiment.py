@@ -435,12 +435,7 @@ def table(
     task: Annotated[str | None, typer.Option("--task", help="only this task (--preset tasks: a, b, …)")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="only this dataset")] = None,
     scale: Annotated[
-        float,
-        typer.Option(
-            "--scale",
-            help="multiply the scores, in every format (100 for the thesis' percentages); errors such as an MSE keep "
-            "the target's units",
-        ),
+        float, typer.Option("--scale", help="multiply scores, not errors (MSE, MAE): 100 for the thesis' percentages")
     ] = 1.0,
     decimals: Annotated[
         int | None,
