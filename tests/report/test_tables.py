@@ -505,6 +505,12 @@ def test_repeval_table_says_the_star_is_no_probe_choice_and_prints_the_runs_head
     assert headline.startswith(f"{TASK} — ") and "best on clean" in headline and "chosen on validation" in headline
     assert "autotagging" not in out and "autotagging" in table_command([run_dir], headline=True)
     assert out.count("best on clean") == 1
+    # under tables of percentages, the headline's fractions are said to be as computed (0.912 beside 91.230)
+    scaled = table_command([run_dir], "all_deform_all_models", "plain", task=TASK, headline=True, scale=100)
+    assert (
+        scaled.rstrip("\n").rsplit("\n\n", 1)[1]
+        == f"the headline's values as computed (the tables' scores ×100):\n{headline}"
+    )
     csv_text = table_command([run_dir], "all_deform_all_models", "csv", task=TASK, headline=True)
     assert csv_text == table_command([run_dir], "all_deform_all_models", "csv", task=TASK)
     chosen = table_command([run_dir], "model_comparison", "plain", task=TASK, headline=True)
