@@ -102,7 +102,8 @@ def column_scales(t: Table, scale: float) -> list[float]:
 
 
 def scale_note(t: Table, scale: float) -> str:
-    """What the caption says of ``--scale``: ``scores ×100`` (empty for 1), naming the errors left as computed."""
+    """What the caption says of ``--scale``: ``values ×100`` when every column is a score, else ``r2 ×100;
+    mean_squared_error as computed (an error in the target's units)`` (empty for a scale of 1)."""
     if scale == 1:
         return ""
     factors = column_scales(t, scale)
