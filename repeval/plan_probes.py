@@ -25,6 +25,7 @@ def probe_lines(exp: Any, specs: list[Any], full: Any = None, max_epochs: int | 
     from repeval.tuning.space_checks import asha_idle
 
     ttype = exp.task.effective_type
+    thesis_set = _thesis_set((full or exp).downstream_models)
     out = []
     for p, s in zip(exp.downstream_models, specs, strict=True):
         crit = ", ".join(dict.fromkeys(resolve_criterion(pt.config.save_criterion, ttype)[0] for pt in s.points))
@@ -39,7 +40,10 @@ def probe_lines(exp: Any, specs: list[Any], full: Any = None, max_epochs: int | 
             what = f"probe {s.name}: {n}{of}, the best by {crit} (mean over seeds) tested once"
         else:
             tested = "each tested" if s.size != 1 else "tested"
-            what = f"probe {_names(_with_layers(s.points))}: {n}{of}, {tested}, checkpoint by {crit}"
+            stops = "early stopping and checkpoint" if _stops_early(s.points, max_epochs) else "checkpoint"
+            what = f"probe {_names(_with_layers(s.points))}: {n}{of}, {tested}, {stops} by {crit}"
+            if stops != "checkpoint" and crit != "val_loss" and _thesis_probe(entry) and thesis_set:
+                what += " (the thesis stopped early on the validation loss)"  # mir_ref: Keras EarlyStopping's default
         idle = asha_idle(s, max_epochs)
         if idle is not None:  # the run makes no scheduler then (validate refused the rest of these)
             what += f", but its ASHA scheduler stops none: {idle[0]} — {idle[1]}"
@@ -55,6 +59,18 @@ def probe_lines(exp: Any, specs: list[Any], full: Any = None, max_epochs: int | 
             what += f"; the smoke test leaves out the other downstream_models entries ({_names(left)})"
         out.append("  - " + what)
     return out
+
+
+def _stops_early(points: list[Any], max_epochs: int | None) -> bool:
+    """Whether early stopping can stop a point before its last epoch: its ``patience`` validations without the
+    criterion improving fit after the first validation (the first always improves) within its epochs, capped by the
+    run's ``max_epochs`` (a smoke test's few epochs, a patience as long as the training: it trains them all)."""
+    for pt in points:
+        c = pt.config
+        epochs = min(c.epochs, max_epochs or c.epochs)
+        if c.patience + 1 < -(-epochs // c.val_every):  # validations: every val_every epochs and at the last
+            return True
+    return False
 
 
 def _with_layers(points: list[Any]) -> list[str]:
@@ -100,20 +116,31 @@ def criteria_note(exp: Any, specs: list[Any]) -> str | None:
 THESIS_NAMES = {(): "M1", (128,): "M2", (256, 128): "M3", ("infer",): "M4", ("infer", "infer"): "M5"}
 
 
+def _thesis_probe(p: Any) -> str | None:
+    """The thesis' name of the plain probe entry ``p`` with one of its probes' layers (``None``: other layers, a preset
+    or a search)."""
+    return THESIS_NAMES.get(tuple(p.hidden_units)) if p.preset is None and not p.search else None
+
+
+def _thesis_set(entries: list[Any]) -> bool:
+    """Whether ``entries`` hold the thesis' probes written out (Appendix A's, some named, the others pasted): three
+    or more with their layers — a probe or two alone is not its set."""
+    return sum(_thesis_probe(p) is not None for p in entries) >= 3
+
+
 def thesis_names_note(exp: Any) -> str | None:
     """A note when unnamed probe entries with the thesis' layers are named by position (M1, M2, …) otherwise than the
     thesis names them: Appendix A lists them as [], [infer], [infer, infer], [128], [256, 128], so pasted as printed
     its [infer] probe is reported as M2, where the thesis' tables call [128] M2. ``None``: nothing to rename, or
-    fewer than three such entries (not the thesis' set)."""
+    fewer than three entries with the thesis' layers, named or not (not the thesis' set)."""
+    if not _thesis_set(exp.downstream_models):
+        return None
     wrong: list[tuple[str, str, str]] = []
-    alike = 0  # unnamed entries with the thesis' layers: a probe or two of them alone is not the thesis' set
     for i, p in enumerate(exp.downstream_models):
-        thesis = THESIS_NAMES.get(tuple(p.hidden_units))
-        if p.name is None and p.preset is None and not p.search and thesis:
-            alike += 1
-            if thesis != f"M{i + 1}":
-                wrong.append((f"M{i + 1}", f"[{', '.join(map(str, p.hidden_units))}]", thesis))
-    if not wrong or alike < 3:
+        thesis = _thesis_probe(p)
+        if thesis and p.name is None and thesis != f"M{i + 1}":
+            wrong.append((f"M{i + 1}", f"[{', '.join(map(str, p.hidden_units))}]", thesis))
+    if not wrong:
         return None
     said = "; ".join(f"{at} (hidden {layers}) is the thesis' {thesis}" for at, layers, thesis in wrong)
     _, layers, thesis = wrong[0]

@@ -435,7 +435,7 @@ def table(
     task: Annotated[str | None, typer.Option("--task", help="only this task (--preset tasks: a, b, …)")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="only this dataset")] = None,
     scale: Annotated[
-        float, typer.Option("--scale", help="multiply values, in every format (100 for the thesis' percentages)")
+        float, typer.Option("--scale", help="multiply scores, not errors (MSE, MAE): 100 for the thesis' percentages")
     ] = 1.0,
     decimals: Annotated[
         int | None,

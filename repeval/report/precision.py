@@ -87,8 +87,42 @@ def column_decimals(means: Iterable[float] | np.ndarray, *, scale: float = 1.0) 
 
 
 def table_decimals(t: Table, *, scale: float = 1.0, decimals: int | None = None) -> list[int]:
-    """The decimals of each column of ``t`` (:func:`column_decimals` of its means); ``decimals``: that many for every
-    column (``--decimals``)."""
+    """The decimals of each column of ``t`` (:func:`column_decimals` of its means, its scores multiplied by ``scale``:
+    :func:`column_scales`); ``decimals``: that many for every column (``--decimals``)."""
     if decimals is not None:
         return [decimals] * len(t.columns)
-    return [column_decimals(t.mean[:, j], scale=scale) for j in range(len(t.columns))]
+    return [column_decimals(t.mean[:, j], scale=f) for j, f in enumerate(column_scales(t, scale))]
+
+
+def is_score(metric: str, means: Iterable[float] | np.ndarray = ()) -> bool:
+    """Whether ``metric``'s values are scores of at most 1 — accuracy, F1, ROC-AUC, the key score, R² — that
+    ``--scale 100`` makes percentages, not an error in the target's units (MSE, MAE: an MSE of 0.385 is not 38.5%);
+    a metric this version does not know is a score where its ``means`` lie within ±1."""
+    from repeval.metrics import higher_is_better
+
+    try:
+        return higher_is_better(metric)  # every higher-is-better metric is a score of at most 1
+    except ValueError:
+        m = _finite(means)
+        return bool(m.size) and float(np.abs(m).max()) <= 1
+
+
+def column_scales(t: Table, scale: float) -> list[float]:
+    """What each column of ``t`` is multiplied by: ``scale`` for a column of scores (and their changes under
+    deformation), 1 for an error's (:func:`is_score`)."""
+    return [scale if scale == 1 or is_score(m, t.mean[:, j]) else 1.0 for j, (m, _) in enumerate(t.columns)]
+
+
+def scale_note(t: Table, scale: float) -> str:
+    """What the caption says of ``--scale``: ``values ×100`` when every column is a score, else ``r2 ×100;
+    mean_squared_error as computed (an error in the target's units)`` (empty for a scale of 1)."""
+    if scale == 1:
+        return ""
+    factors = column_scales(t, scale)
+    metrics = list(dict.fromkeys(m for m, _ in t.columns))
+    kept = [m for m in metrics if any(f != scale for (c, _), f in zip(t.columns, factors, strict=True) if c == m)]
+    if not kept:
+        return f"values ×{scale:g}"
+    errors = f"{', '.join(kept)} as computed ({'an error' if len(kept) == 1 else 'errors'} in the target's units)"
+    scaled = [m for m in metrics if m not in kept]
+    return f"{', '.join(scaled)} ×{scale:g}; {errors}" if scaled else f"{errors}: --scale multiplies scores alone"

@@ -8,10 +8,11 @@ import io
 import math
 import sys
 from collections.abc import Collection
+from dataclasses import replace
 from typing import Any
 
 from repeval.report.cells import Table, _higher, canonical_format, fewer_replicates
-from repeval.report.precision import column_decimals, table_decimals
+from repeval.report.precision import column_decimals, column_scales, scale_note, table_decimals
 from repeval.words import counted
 
 
@@ -102,17 +103,19 @@ def render_markdown(t: Table, *, scale: float = 1.0, decimals: int | None = None
     lines = [f"**{esc(t.title)}**" + (f" — {esc(caption)}" if caption else ""), ""]
     lines.append("| " + " | ".join(esc(h) for h in t.row_names + _headers(t)) + " |")
     lines.append("|" + "---|" * len(t.row_names) + "---:|" * len(t.columns))
-    digits = table_decimals(t, scale=scale, decimals=decimals)
+    digits, factors = table_decimals(t, scale=scale, decimals=decimals), column_scales(t, scale)
     for i, row in enumerate(t.rows):
-        cells = [cell_text(t, i, j, scale=scale, decimals=digits[j]) for j in range(len(t.columns))]
+        cells = [cell_text(t, i, j, scale=factors[j], decimals=digits[j]) for j in range(len(t.columns))]
         cells = [f"**{c}**" if t.best[i, j] else c for j, c in enumerate(cells)]
         lines.append("| " + " | ".join([esc(r) for r in row] + cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def render_csv(t: Table, *, with_group: bool = False, scale: float = 1.0) -> str:
-    """Every cell's statistics at full precision, its mean, std and interval multiplied by ``scale`` (``--scale 100``:
-    percentages, as in the other formats; the counts are not scaled)."""
+    """Every cell's statistics at full precision, a score's mean, std and interval multiplied by ``scale`` (``--scale
+    100``: percentages, as in the other formats; the counts and an error's values are not scaled: :func:`repeval.
+    report.precision.column_scales`)."""
+    factors = column_scales(t, scale)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     # the group's task and dataset lead each row, unless the table's rows name them already (the ``tasks`` preset:
@@ -129,13 +132,13 @@ def render_csv(t: Table, *, with_group: bool = False, scale: float = 1.0) -> str
         out: list[object] = [*(group[c] for c in lead), *row]
         for j in range(len(t.columns)):
             out += [
-                _num(t.mean[i, j] * scale),
-                _num(t.std[i, j] * scale),
+                _num(t.mean[i, j] * factors[j]),
+                _num(t.std[i, j] * factors[j]),
                 int(t.n[i, j]),
                 int(t.n_seeds[i, j]),
                 int(t.n_folds[i, j]),
-                _num(t.ci_low[i, j] * scale),
-                _num(t.ci_high[i, j] * scale),
+                _num(t.ci_low[i, j] * factors[j]),
+                _num(t.ci_high[i, j] * factors[j]),
             ]
         w.writerow(out)
     return buf.getvalue()
@@ -170,7 +173,7 @@ def latex_escape(text: str) -> str:
 
 
 def render_latex(t: Table, *, scale: float = 1.0, decimals: int | None = None) -> str:
-    digits = table_decimals(t, scale=scale, decimals=decimals)
+    digits, factors = table_decimals(t, scale=scale, decimals=decimals), column_scales(t, scale)
     n_rows = len(t.row_names)
     spec = "l" * n_rows + "".join(" " + "r" * k for _, k in _metric_spans(t))
     out = [r"\begin{table}[t]", r"\centering", r"\small"]
@@ -202,7 +205,7 @@ def render_latex(t: Table, *, scale: float = 1.0, decimals: int | None = None) -
         ]
         cells = []
         for j in range(len(t.columns)):
-            c = latex_escape(cell_text(t, i, j, scale=scale, decimals=digits[j], pm=" ± "))
+            c = latex_escape(cell_text(t, i, j, scale=factors[j], decimals=digits[j], pm=" ± "))
             c = c.replace("−", "$-$")  # a minus sign, not the hyphen a bare ``-`` sets in text mode
             cells.append(r"\textbf{" + c + "}" if t.best[i, j] else c)
         out.append(" & ".join(shown + cells) + r" \\")
@@ -258,7 +261,7 @@ def render_html(
         tip = "click to sort, best first" if kind == "num" else "click to sort"
         parts.append(f'<th data-col="{k}" data-kind="{kind}"{better} title="{tip}">{e(lab)}</th>')
     parts.append("</tr></thead><tbody>")
-    digits = table_decimals(t, scale=scale, decimals=decimals)
+    digits, factors = table_decimals(t, scale=scale, decimals=decimals), column_scales(t, scale)
     for i, row in enumerate(t.rows):
         keys = [f'<td data-value="{e(v)}">{e(v)}</td>' for v in row]
         if row in marked:
@@ -269,14 +272,14 @@ def render_html(
             value = f"{mean:.7g}" if math.isfinite(mean) else ""  # the sort key: 17 digits were a tenth of the bytes
             tip = replicates_tip(int(t.n[i, j]), int(t.n_seeds[i, j]), int(t.n_folds[i, j])) if t.n[i, j] else NO_SCORE
             if math.isfinite(t.ci_low[i, j]) and math.isfinite(t.ci_high[i, j]):
-                lo = fmt_number(t.ci_low[i, j], scale=scale, decimals=digits[j])
-                hi = fmt_number(t.ci_high[i, j], scale=scale, decimals=digits[j])
+                lo = fmt_number(t.ci_low[i, j], scale=factors[j], decimals=digits[j])
+                hi = fmt_number(t.ci_high[i, j], scale=factors[j], decimals=digits[j])
                 # described elsewhere (the report's account above the table): the interval's definition is said there
                 tip += f"; {ci_level + ' CI' if described_by else ci_tip(ci_level, t.fold_overlap > 0, table_has_folds(t))} [{lo}, {hi}]"
             elif t.n[i, j] and not t.delta[j] and t.columns[j][0] in t.no_interval:  # said why, not silent
                 tip += f"; {t.no_interval[t.columns[j][0]]}"
             cls = ' class="num best"' if t.best[i, j] else ' class="num"'
-            text = e(cell_text(t, i, j, scale=scale, decimals=digits[j], pm=PM_KEPT))
+            text = e(cell_text(t, i, j, scale=factors[j], decimals=digits[j], pm=PM_KEPT))
             parts.append(f'<td{cls} data-value="{value}" title="{e(tip)}">{text}</td>')
         parts.append("</tr>")
     parts.append("</tbody></table>")
@@ -296,11 +299,11 @@ def render_terminal(
     best = f"bold green: {t.best_legend}" if color else f"* {t.best_legend}"
     caption = "; ".join([c for c in (t.full_caption, best) if c])
     texts = []
-    digits = table_decimals(t, scale=scale, decimals=decimals)
+    digits, factors = table_decimals(t, scale=scale, decimals=decimals), column_scales(t, scale)
     for i in range(len(t.rows)):
         row = []
         for j in range(len(t.columns)):
-            c = cell_text(t, i, j, scale=scale, decimals=digits[j])
+            c = cell_text(t, i, j, scale=factors[j], decimals=digits[j])
             row.append((f"[bold green]{c}[/]" if color else f"{c}*") if t.best[i, j] else c)
         texts.append(row)
     blocks = _column_blocks(t, texts, width) if width else [list(range(len(t.columns)))]
@@ -409,8 +412,11 @@ def render(
     """Render ``t`` as ``terminal``, ``plain``, ``markdown``, ``csv``, ``latex`` or ``html`` (whose tooltips give
     each cell's ``ci_level`` bootstrap interval); ``width``: a terminal's width the ``terminal`` and ``plain`` formats
     fit (:func:`render_terminal`); ``decimals``: the digits after the point of every column (None: each column's
-    from its values, :func:`repeval.report.precision.column_decimals`)."""
+    from its values, :func:`repeval.report.precision.column_decimals`); ``scale``: what scores are multiplied by, said
+    in the caption (:func:`repeval.report.precision.scale_note`)."""
     fmt = canonical_format(fmt)
+    if note := scale_note(t, scale):
+        t = replace(t, caption=f"{note}; {t.caption}" if t.caption else note)
     if fmt == "terminal":
         return render_terminal(t, color=color, scale=scale, decimals=decimals, width=width)
     if fmt == "plain":

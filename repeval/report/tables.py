@@ -461,6 +461,8 @@ def table_command(
             shown = {x for _, x in selections}
             pairs = {(t, d) for t, d in groups(results) if d in shown and (asked is None or t in asked)}
         text = summary_text(runs, pairs, digests)  # the split files' digests read once, above
+        if text and scale != 1:  # the headline's values are repeval run's, as computed: say so under scaled tables
+            text = f"the headline's values as computed (the tables' scores ×{scale:g}):\n{text}"
         parts += [_wrapped(text, width)] if text else []
     if fmt == "csv" and len(parts) > 1:  # one table: one header over the groups' columns (cells a group lacks empty)
         frames = [pd.read_csv(io.StringIO(p), dtype=str, keep_default_na=False) for p in parts]

@@ -49,16 +49,13 @@ def preset_notes(runs: list[Run], task: str) -> list[str]:
     do (``r1: probe hear-lr, preset hear: …``)."""
     said: dict[str, list[str]] = {}
     for run in runs:
+        settings = run.config.get("run")
+        cap = settings.get("max_epochs") if isinstance(settings, dict) else None  # what its probes trained at most
+        cap = cap if isinstance(cap, int) else None
         for exp in _experiments(run, task):
             ttype = given_task_type(exp["task"])
-            settings = run.config.get("run")
-            cap = settings.get("max_epochs") if isinstance(settings, dict) else None
             for i, probe in enumerate(exp.get("downstream_models") or exp.get("probes") or []):
-                words = (
-                    entry_words(probe, i, ttype, cap if isinstance(cap, int) else None)
-                    if isinstance(probe, dict)
-                    else None
-                )
+                words = entry_words(probe, i, ttype, cap) if isinstance(probe, dict) else None
                 if words and run.run_id not in said.setdefault(words, []):
                     said[words].append(run.run_id)
     ids = {r.run_id for r in runs}

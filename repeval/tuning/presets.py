@@ -16,7 +16,7 @@ To add a preset: write its values below and register it with :func:`register_pre
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,9 +85,10 @@ class Preset:
         ]
         stopping = self.stopping.get(task_type or "", self.stopping.get("", ""))
         text = self.differs.replace("{trained}", said).replace("{stopping}", stopping)
-        for key in SAID_KEYS:
+        for key, words in SAID_KEYS.items():
             value = (values or {}).get(key, self.base.get(key))
-            text = text.replace("{" + key + "}", f"{value:,}" if isinstance(value, int) else str(value))
+            said = " or ".join(map(words, value)) if isinstance(value, list) else words(value)  # a grid's values
+            text = text.replace("{" + key + "}", said)
         return "; ".join([text, *typed])
 
     def criterion(self, task_type: str | None) -> str | None:
@@ -97,9 +98,15 @@ class Preset:
 
 PRESETS: Registry[Preset] = Registry("probe preset")
 
-#: the training lengths a preset's :attr:`Preset.differs` may say (as ``{epochs}``…): the entry's own values, not the
-#: preset's, when a key set next to it or ``run.max_epochs`` changes them
-SAID_KEYS = ("epochs", "patience", "lr_decay_patience", "max_steps")
+#: the training lengths a preset's :attr:`Preset.differs` may say (as ``{epochs}``…), each in its words: the entry's own
+#: values, not the preset's, when a key set next to it or ``run.max_epochs`` changes them (``null`` turns off the
+#: learning-rate decay and the step budget)
+SAID_KEYS: dict[str, Callable[[Any], str]] = {
+    "epochs": lambda n: counted(n, "epoch"),
+    "patience": lambda n: counted(n, "validation"),
+    "lr_decay_patience": lambda n: "no learning-rate halving" if n is None else f"learning-rate halving after {n:,}",
+    "max_steps": lambda n: "no step limit" if n is None else counted(n, "step"),
+}
 
 
 def register_preset(preset: Preset) -> Preset:
@@ -141,12 +148,21 @@ def preset_words(
         touched = set(mine) | set(search.get("grid") or {}) | set(search.get("space") or {})
         if why is None and (trained != preset.size or touched & set(preset.grid)):
             why = "the keys set next to it change its grid"
-        values = {k: getattr(p, k) for k in SAID_KEYS if k in p.model_fields_set}
+        values: dict[str, Any] = {k: getattr(p, k) for k in SAID_KEYS if k in p.model_fields_set}
+        for k, grid in (search.get("grid") or {}).items():  # a grid over it trains each of its values
+            values.update({k: list(grid)} if k in SAID_KEYS and isinstance(grid, list) else {})
         epochs = values.get("epochs", preset.base.get("epochs"))
-        if max_epochs and isinstance(epochs, int) and max_epochs < epochs:
-            values["epochs"] = max_epochs
+        if max_epochs and isinstance(epochs, int | list):
+            values["epochs"] = _capped(epochs, max_epochs)
         what += f"; differs from the source: {preset.departures(trained, why, task_type, values)}"
     return what
+
+
+def _capped(epochs: int | list[int], most: int) -> int | list[int]:
+    """``epochs`` (one, or a grid's) capped by ``run.max_epochs``: a grid's values that the cap makes alike said once."""
+    if isinstance(epochs, int):
+        return min(epochs, most)
+    return list(dict.fromkeys(min(e, most) for e in epochs))
 
 
 def entry_words(
@@ -272,7 +288,7 @@ register_preset(
         criteria=PRIMARY_METRIC,
         source="Castellon et al. 2021, Jukemir; p-lambda/jukemir jukemir/probe/__init__.py _PAPER_GRID",
         differs=(
-            "validated once per epoch, patience {patience} validations, at most {epochs} epochs (Jukemir: every 8 steps, "
+            "validated once per epoch, patience {patience}, at most {epochs} (Jukemir: every 8 steps, "
             "patience 256 validations = 2,048 steps, no epoch limit); batches are epoch permutations (Jukemir draws "
             "each batch at random)"
         ),
@@ -306,8 +322,8 @@ register_preset(
         criteria=PRIMARY_METRIC,
         source="Yuan et al. 2023, MARBLE constrained track; a43992899/MARBLE-Benchmark benchmark/tasks/*/*_base_config.yaml",
         differs=(
-            "early stopping after {patience} validations without improvement and learning-rate halving after "
-            "{lr_decay_patience}, for every task (MARBLE: 10 and 3 on MTT and NSynth, 20 and 5-6 on GTZAN, GS, EMO, "
+            "early stopping after {patience} without improvement and {lr_decay_patience}, "
+            "for every task (MARBLE: 10 and 3 on MTT and NSynth, 20 and 5-6 on GTZAN, GS, EMO, "
             "VocalSet); float32 (MARBLE: 16-bit mixed precision)"
         ),
     )
@@ -390,7 +406,7 @@ register_preset(
         differs=(
             "MULE publishes each task's selected probe, not its search space: the grid spans the selections' values "
             "(not tried: [2048, 2048] and [4096]×3 of MSD100/500, dropout 0.75/0.9 of MTG-Jamendo/GiantSteps, L2 5e-6 "
-            "and 2e-5, learning rates 8e-5, 2e-4, 3e-4, 4e-4); one length for every task, {max_steps} steps "
+            "and 2e-5, learning rates 8e-5, 2e-4, 3e-4, 4e-4); one length for every task, {max_steps} "
             "(MULE: 10,000-40,000 by task, 300,000-800,000 for NSynth, whose warm-up is 5,000); dropout 0.5 "
             "everywhere; batch size is not published (repeval's 100); validated every epoch and the best checkpoint "
             "kept, no early stopping (MULE's trainer is not published); L2 as weight_decay 2λ, on biases too (Keras: "

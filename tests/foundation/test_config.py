@@ -115,6 +115,31 @@ def test_appendix_a_probes_as_printed_take_the_value_that_fits_the_task(task, he
     )
 
 
+def test_appendix_a_probes_partly_named_or_written_out_say_the_thesis_names_and_stopping():
+    """Three of Appendix A's probes named as the thesis' tables name them and the other two pasted unnamed in its
+    order were M4 = [infer, infer] and M5 = [infer], said by no note (only unnamed ones counted as the thesis' set);
+    and its probes written out said `checkpoint by val_accuracy`, not that early stopping uses it too, where the
+    thesis stopped on the validation loss."""
+    named = [dict(APPENDIX_A_PROBES[i], name=f"M{k}") for k, i in ((1, 0), (2, 3), (3, 4))]
+    d = base()
+    d["experiments"][0]["downstream_models"] = [*named, APPENDIX_A_PROBES[2], APPENDIX_A_PROBES[1]]
+    plan = make_plan(parse_config(d))
+    [note] = [n for n in plan.notes if "named by position" in n]
+    assert "(§3.1.5): M4 (hidden [infer, infer]) is the thesis' M5; M5 (hidden [infer]) is the thesis' M4 — " in note
+    lines = [ln[4:] for ln in plan.text().splitlines() if ln.startswith("  - probe ")]
+    assert lines[0] == (
+        "probe M1 (hidden []): 1 configuration, tested, early stopping and checkpoint by val_accuracy (the thesis "
+        "stopped early on the validation loss)"
+    )
+    # the shipped config's written-out probes say it too; its smoke test's 3 epochs leave patience 10 nothing to stop
+    cfg = load_config(REPO / "configs" / "mir_ref_thesis.yaml")
+    assert "early stopping and checkpoint by val_roc_auc_macro (the thesis stopped early" in make_plan(cfg).text()
+    from repeval.runner import smoke_test_config
+
+    smoke = make_plan(smoke_test_config(cfg), smoke_of=cfg).text()
+    assert "tested, checkpoint by val_roc_auc_macro; the smoke test leaves out" in smoke and "early" not in smoke
+
+
 @pytest.mark.parametrize(
     ("mutate", "said"),
     [
@@ -864,13 +889,13 @@ def test_plan_names_each_probe_preset_its_source_criterion_and_departures():
     assert "differs from the source: validated once per epoch, patience 10 validations, at most 100 epochs" in juke
     assert thesis.startswith(  # each with its layers: a probe's name does not say which it is
         "probe M1 (hidden []), M2 (hidden [128]), M3 (hidden [256, 128]), M4 (hidden [infer]), M5 (hidden [infer, "
-        "infer]): 5 configurations, each tested, checkpoint by val_loss; "
+        "infer]): 5 configurations, each tested, early stopping and checkpoint by val_loss; "
     )
     assert "preset mir_ref_thesis [Plachouras 2023" in thesis and "set here" not in thesis
     assert marble.startswith("probe marble: 6 configurations, the best by val_r2") and "set here: patience=20" in marble
     # the departures say the patience set next to the preset, not the preset's 10
     assert "differs from the source: early stopping after 20 validations without improvement" in marble
-    assert mine == "probe mine (hidden [8]): 1 configuration, tested, checkpoint by val_loss"
+    assert mine == "probe mine (hidden [8]): 1 configuration, tested, early stopping and checkpoint by val_loss"
     # probes chosen on R² beside probes kept on the loss: the report then picks each model's probe on clean test
     [differ] = [line for line in make_plan(cfg).text().splitlines() if "different validation criteria" in line]
     assert differ.startswith(
@@ -906,6 +931,21 @@ def test_plan_names_each_probe_preset_its_source_criterion_and_departures():
             f"differs from the source: validated once per epoch, patience 10 validations, at most {most} epochs ("
             in juke
         )
+    # a count of one is singular; `null` next to a preset turns its learning-rate decay or step budget off ("None")
+    d = cfg.model_dump(mode="json", exclude_unset=True)
+    d["experiments"][0]["downstream_models"] = [
+        {"preset": "marble", "patience": 1, "lr_decay_patience": None},
+        {"preset": "mule", "max_steps": None},
+    ]
+    marble, mule = [ln for ln in make_plan(parse_config(d)).text().splitlines() if "- probe " in ln]
+    assert "early stopping after 1 validation without improvement and no learning-rate halving, for every " in marble
+    assert "one length for every task, no step limit (MULE: " in mule and "None steps" not in mule
+    # a grid over the epochs set next to it trains each of them (capped by run.max_epochs), not the preset's 100
+    d["experiments"][0]["downstream_models"] = [{"preset": "jukemir", "search": {"grid": {"epochs": [5, 20]}}}]
+    [juke] = [
+        ln for ln in make_plan(parse_config({**d, "run": {"max_epochs": 10}})).text().splitlines() if "- pro" in ln
+    ]
+    assert "patience 10 validations, at most 5 epochs or 10 epochs (Jukemir: " in juke
 
 
 def _capped_plan(probe: dict, max_epochs: int) -> tuple[Config, str]:

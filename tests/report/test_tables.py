@@ -227,6 +227,31 @@ def test_each_column_shows_its_values_at_a_precision_of_their_own(tmp_path):
     assert "(lower is better): best on clean b · M1 2600 ± 100 (" in said, said  # the headline's value too
 
 
+def test_scale_multiplies_scores_not_errors_and_the_caption_says_so(results):
+    """``--scale 100`` multiplied every column: an MSE of 0.385 read ``38.500`` beside R² in percent, and no caption
+    said the values were scaled. Scores (and their changes) are multiplied now, errors keep the target's units, and
+    the caption says which; CSV scales the same columns."""
+    cell = dict(run_id="r", task="tempo", task_type="regression", dataset="d", probe="M1", seed=0, label=None,
+                ci_low=None, ci_high=None, n_test=10)  # fmt: skip
+    values = {("a", "mean_squared_error"): (0.385, 0.4), ("a", "r2"): (0.61, 0.55)}
+    rows = [
+        {**cell, "model": model, "metric": metric, "scenario": scenario, "value": value}
+        for (model, metric), pair in values.items()
+        for scenario, value in zip(("clean", "D1"), pair, strict=True)
+    ]
+    t = make_table(pd.DataFrame(rows, columns=list(RESULT_COLUMNS)), "robustness", metrics=["mean_squared_error", "r2"])
+    md = render(t, "markdown", scale=100).splitlines()
+    assert md[-1] == "| a | M1 | **0.385** | **+0.015** | **61.000** | **−6.000** |", md
+    assert "r2 ×100; mean_squared_error as computed (an error in the target's units)" in md[0]
+    for fmt in ("plain", "latex", "html"):
+        assert "mean_squared_error as computed" in render(t, fmt, scale=100).replace("\\_", "_"), fmt
+    csv = pd.read_csv(io.StringIO(render(t, "csv", scale=100)))
+    assert csv["mean_squared_error:clean"].tolist() == [0.385] and csv["r2:clean"].tolist() == [61.0]
+    assert "×" not in render(t, "markdown")  # unscaled: nothing said
+    scores = make_table(results, "robustness", task=TASK, metrics=["accuracy"])
+    assert "values ×100" in render(scores, "markdown", scale=100).splitlines()[0]
+
+
 def test_errors_name_the_choices(results):
     with pytest.raises(ValueError, match="did you mean 'robustness'"):
         make_table(results, "robustnes", task=TASK)
@@ -480,6 +505,12 @@ def test_repeval_table_says_the_star_is_no_probe_choice_and_prints_the_runs_head
     assert headline.startswith(f"{TASK} — ") and "best on clean" in headline and "chosen on validation" in headline
     assert "autotagging" not in out and "autotagging" in table_command([run_dir], headline=True)
     assert out.count("best on clean") == 1
+    # under tables of percentages, the headline's fractions are said to be as computed (0.912 beside 91.230)
+    scaled = table_command([run_dir], "all_deform_all_models", "plain", task=TASK, headline=True, scale=100)
+    assert (
+        scaled.rstrip("\n").rsplit("\n\n", 1)[1]
+        == f"the headline's values as computed (the tables' scores ×100):\n{headline}"
+    )
     csv_text = table_command([run_dir], "all_deform_all_models", "csv", task=TASK, headline=True)
     assert csv_text == table_command([run_dir], "all_deform_all_models", "csv", task=TASK)
     chosen = table_command([run_dir], "model_comparison", "plain", task=TASK, headline=True)
