@@ -58,6 +58,7 @@ class Plan:
     retry_tracks: set[tuple[str, str]] = field(default_factory=set)
     retry_errors: bool = False
     test_cells: int = 0
+    test_cells_done: int = 0
     lines: list[str] = field(default_factory=list)
     resources: dict[str, Any] = field(default_factory=dict)
     #: frame-level tasks' training frames in memory (:func:`~repeval.plan_memory.frame_memory`), and the warnings
@@ -92,7 +93,8 @@ class Plan:
             f"probe grids:        {self.grids:,} ({self.grids_done:,} done"
             + (f", {self.grids_retest:,} retest only" if self.grids_retest else "")
             + f", {self.grids - self.grids_done - self.grids_retest:,} to train)",
-            f"test cells:         {self.test_cells:,} (training × clean + deformation scenarios)",
+            f"test cells:         {self.test_cells:,} ({self.test_cells_done:,} done; training × clean + deformation "
+            "scenarios)",
             f"store partitions:   {self.partitions:,} (dataset × model × scenario; {self.partitions_done:,} complete"
             + (f", {len(self.conflicts):,} conflicting" if self.conflicts else "")
             + ")",
@@ -190,11 +192,16 @@ def make_plan(
                     trainings = n_probes * seeds
                     p.trainings += trainings
                     p.grids += 1
-                    p.test_cells += n_tested * seeds * (1 + len(scen))
+                    cells = n_tested * seeds  # per scenario
+                    p.test_cells += cells * (1 + len(scen))
                     done = False
                     if ctx is not None and states is not None and tune_storage is not None:
                         done, name, inputs = _trained(ctx, states, ei, ds, m.id, fold)
-                        if not done and _retest(ctx, p, name, inputs, tune_storage, trainings, (ds.name, m.id)):
+                        again = (
+                            None if done else _retest(ctx, p, name, inputs, tune_storage, trainings, (ds.name, m.id))
+                        )
+                        if again is not None:  # tested on its changed scenarios alone
+                            p.test_cells_done += cells * (1 + len(scen) - len(again))
                             continue
                         if not done and inputs is not None and None not in inputs["partitions"].values():
                             pending[name] = inputs
@@ -202,6 +209,7 @@ def make_plan(
                     if not done:
                         to_train.add((exp.task.name, ds.name, m.id))
                     p.trainings_done += trainings if done else 0
+                    p.test_cells_done += cells * (1 + len(scen)) if done else 0
                     p.grids_done += done
                 for sid in [CLEAN, *scen]:
                     if (ds.name, m.id, sid) in seen:

@@ -205,9 +205,9 @@ def _retest(
     tune_storage: str,
     trainings: int,
     pair: tuple[str, str],
-) -> bool:
-    """Whether the training stage would test grid ``name`` (not done) on its changed deformation scenarios with the
-    probes it selected before instead of training it — trained before, only its scenarios changed
+) -> list[str] | None:
+    """The changed deformation scenarios the training stage would test grid ``name`` (not done) on with the probes
+    it selected before instead of training it (``None``: it trains it, or not at all) — trained before, only its scenarios changed
     (:func:`repeval.retest.scenarios_only`, a partition still to be computed counted as changed) and its record of
     those probes and their checkpoints there (:func:`repeval.retest.retest_check`) — counted and described in ``p``.
     Whether the checkpoints' content is the one recorded, and testing on the embeddings succeeds, is known only when
@@ -218,17 +218,17 @@ def _retest(
 
     groups = ctx.run_dir / "groups"
     if inputs is None or not (groups / f"{name}.parquet").exists():
-        return False  # never trained, or the run stops before training
+        return None  # never trained, or the run stops before training
     # read as the run reads it: an earlier repeval's record of a partition re-embedded since counts as changed
     before = recorded_inputs(ctx, name, *pair)
     change = scenarios_only(before, inputs)
     if change is None:
-        return False
+        return None
     added, removed = change
     tested, why = retest_check(ctx.run_dir, tune_storage, name, added)
     if why is not None:
         p.retrained.append(f"{name}: only its deformation scenarios changed, but {why}")
-        return False
+        return None
     changed = [s for s in added if s in removed]
     new, gone = [s for s in added if s not in changed], [s for s in removed if s not in changed]
     said = [f"tested on the added {named('scenario', new)}"] if new else []
@@ -238,7 +238,7 @@ def _retest(
     p.grids_retest += 1
     p.trainings_retest += trainings
     p.probes_retested += len(tested) if added else 0
-    return True
+    return list(added)
 
 
 def _written(

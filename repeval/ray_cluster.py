@@ -90,13 +90,11 @@ def job_submission(resume: str, script: str | None = None, env: Mapping[str, str
     submit = ["ray", "job", "submit"]
     runtime_env = job_runtime_env(env)
     working_dir = runtime_env.get("working_dir")
-    differs = _differs_from_shipped_runtime_env(runtime_env) if working_dir else None
-    if differs == []:  # `--working-dir .` alone: nothing else to give again
-        env_file = []
-    elif differs:  # the job's own runtime env file, not the repo's (`py_modules`, credentials in `env_vars`)
+    differs = _differs_from_shipped_runtime_env(runtime_env)
+    if differs:  # the job's own runtime env file, not the repo's (`py_modules`, credentials in `env_vars`)
         env_file = ["--runtime-env", OWN_RUNTIME_ENV]
-    else:
-        env_file = ["--runtime-env", "cluster/runtime_env.yaml"]
+    else:  # the repo's file, or nothing (`--working-dir .` alone) to give again
+        env_file = [] if differs == [] else ["--runtime-env", "cluster/runtime_env.yaml"]
     if isinstance(working_dir, str) and working_dir and not working_dir.startswith("gcs://"):
         # a zip the job's nodes downloaded (the KubeRay RayJob's s3://…/repeval.zip): that one again, not the checkout
         submit += ["--working-dir", working_dir, *env_file]
@@ -104,6 +102,8 @@ def job_submission(resume: str, script: str | None = None, env: Mapping[str, str
         submit += ["--working-dir", ".", *env_file]
         if _gitignored_uploaded():
             submit.insert(0, "RAY_RUNTIME_ENV_IGNORE_GITIGNORE=1")
+    elif differs:  # no working directory, a runtime env all the same (`--runtime-env-json '{"env_vars": …}'`)
+        submit += env_file
     out = {"submit": shlex.join([*submit, "--", *words])}
     if differs:
         out["runtime_env"] = ", ".join(differs)
@@ -121,25 +121,30 @@ _UNCOMPARED = frozenset({"working_dir", "excludes", "_ray_commit"})
 def _differs_from_shipped_runtime_env(runtime_env: Mapping[str, Any]) -> list[str] | None:
     """The keys (``env_vars``, ``py_modules``, ``pip``, …) in which this job's runtime env differs from the
     ``cluster/runtime_env.yaml`` it shipped (read in its working directory, normalized as ``ray job submit``
-    normalizes the one it sends); ``[]`` when it has none but its working directory (``--working-dir .`` alone);
-    ``None`` when they agree or the file cannot be read (a working directory without it)."""
+    normalizes the one it sends) — all its keys when its working directory has no such file, or it had none (a
+    ``--runtime-env-json`` of ``env_vars`` alone); ``[]`` when it has none but its working directory (``--working-dir
+    .`` alone), or none at all; ``None`` when they agree."""
     import yaml
     from ray.runtime_env import RuntimeEnv
 
     def normal(env: Mapping[str, Any]) -> dict[str, Any]:
         kept = {k: v for k, v in env.items() if k not in _UNCOMPARED and k != "py_modules"}
-        out = {k: v for k, v in RuntimeEnv(**kept).to_dict().items() if k not in _UNCOMPARED}
+        try:
+            out = {k: v for k, v in RuntimeEnv(**kept).to_dict().items() if k not in _UNCOMPARED}
+        except Exception:  # a key or value Ray does not take: compared as written
+            out = dict(kept)
         if "py_modules" in env:  # local paths in the file, gcs:// URIs in the job: compared by presence
             out["py_modules"] = True
-        return out
+        return {k: v for k, v in out.items() if v not in ({}, [], None)}  # `--working-dir .` alone: `env_vars: {}`
 
-    try:
-        shipped = yaml.safe_load(Path("cluster/runtime_env.yaml").read_text())
-        ours, theirs = normal(runtime_env), normal(shipped)
-    except Exception:  # no such file in this working directory, or one Ray does not take: nothing to compare with
-        return None
+    ours = normal(runtime_env)
     if not ours:
         return []
+    try:
+        shipped = yaml.safe_load(Path("cluster/runtime_env.yaml").read_text()) if runtime_env.get("working_dir") else {}
+    except (OSError, yaml.YAMLError):  # a working directory that is not a checkout of repeval: none to compare with
+        shipped = {}
+    theirs = normal(shipped if isinstance(shipped, dict) else {})
     differ = sorted(k for k in {*ours, *theirs} if ours.get(k) != theirs.get(k))
     return differ or None
 

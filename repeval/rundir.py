@@ -190,6 +190,19 @@ def join_uri(uri: str, *parts: str) -> str:
     return f"{base.rstrip('/')}/{tail}{sep}{query}"
 
 
+def folder_of(location: str) -> str:
+    """The folder that holds ``location`` (a path as given, or a URI, its query kept), for a command line."""
+    if is_uri(location):
+        base, sep, query = location.partition("?")
+        return base.rstrip("/").rsplit("/", 1)[0] + sep + query
+    return os.path.dirname(location.rstrip("/")) or "."
+
+
+def in_folder(location: str, name: str) -> str:
+    """``name`` in the folder ``location`` (a path as given, or a URI, its query kept), for a command line."""
+    return join_uri(location, name) if is_uri(location) else os.path.join(location, name)
+
+
 @dataclass
 class RunLocation:
     """One run directory: where it lives (``uri``, ``fs``, ``path``) and its local working copy (``local``)."""
@@ -233,6 +246,13 @@ class RunLocation:
     def file(self, relpath: str) -> str:
         """Where a file of the run directory lives (a URI or a local path), for messages."""
         return join_uri(self.uri, relpath).partition("?")[0] if self.staged else str(self.local / relpath)
+
+    def reach(self, relpath: str = "") -> str:
+        """The run directory, or a file of it, as a command or pyarrow reaches it: a bucket's URI with its query (an
+        S3-compatible store's ``?endpoint_override=…``, which :attr:`display` and :meth:`file` drop), or a local path."""
+        if self.staged:
+            return join_uri(self.uri, relpath) if relpath else self.uri
+        return str(self.local / relpath) if relpath else str(self.local)
 
     # --- staging ------------------------------------------------------------------------------
 

@@ -323,10 +323,11 @@ def run(
             typer.echo(_train_line(t))
             runner.stage_evaluate(ctx)
             _print_table(ctx)
-            typer.echo(f"results: {ctx.location.file('results.parquet')}")
-            # the run directory as the commands reach it: a bucket's URI with its query (the display drops it)
-            where = ctx.location.uri if ctx.location.staged else ctx.location.display
-            typer.echo(_next_hint(ctx.cfg, where))
+        # after `_stage` uploaded a bucket's run directory ("pushed N files to s3://…"), as commands and pyarrow reach
+        # it: a bucket's URI with its query (`?endpoint_override=…`, which the display drops)
+        typer.echo(f"results: {ctx.location.reach('results.parquet')}")
+        where = ctx.location.reach()
+        typer.echo(_next_hint(ctx.cfg, where))
 
     _guard(go)
 

@@ -208,16 +208,6 @@ def open_store(positional: str | None, option: str | None) -> Any:
     return EmbeddingStore(root, create=False)
 
 
-def _is_store(path: str) -> bool:
-    """Whether ``path`` is the root of a store that holds partitions."""
-    from repeval.store import EmbeddingStore
-
-    try:
-        return bool(EmbeddingStore(path, create=False).partitions())
-    except Exception:  # not a store, or out of reach: read as the partition it was given as
-        return False
-
-
 #: ``repeval store ls|unlock [STORE]``, or ``--store STORE``
 _RootArg = Annotated[
     str | None, typer.Argument(callback=cli_path, help="store root (path or pyarrow filesystem URI; default: store)")
@@ -277,19 +267,16 @@ def store_show(
     ] = False,
 ) -> None:
     """Show a partition's manifest, schema, counts, first rows and error records (--errors: only the records)."""
-    from repeval.store.inspect import errors_text, show_text
+    from repeval.store.inspect import errors_text, show_text, store_alone
 
     def go() -> None:
         if rows is not None and rows < 0:
             raise ValueError(f"--rows must be 0 or more (0 prints the counts without rows), got {rows}")
         if len(target) > 2:
             raise ValueError("give [STORE] DATASET/MODEL/SCENARIO (see `repeval store ls STORE`)")
-        if len(target) == 1 and root is None and _is_store(_given_root(target[0])):  # the store alone
-            given = shlex.quote(target[0])
-            raise ValueError(
-                f"{target[0]} is a store, not a partition: name the partition after it (`repeval store show {given} "
-                f"DATASET/MODEL/SCENARIO`); `repeval store ls {given}` lists them"
-            )
+        alone = store_alone(target[0], _given_root(target[0])) if len(target) == 1 and root is None else None
+        if alone is not None:  # the store, read as a partition of the default store `store`
+            raise ValueError(alone)
         store = open_store(target[0] if len(target) == 2 else None, root)
         part = store.find(target[-1])
         typer.echo(errors_text(part, rows) if errors else show_text(part, 5 if rows is None else rows))

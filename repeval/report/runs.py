@@ -11,7 +11,6 @@ nothing under ``tune/``.
 from __future__ import annotations
 
 import json
-import os
 from shlex import quote
 from typing import Any
 
@@ -33,8 +32,9 @@ from repeval.rundir import (
     LOAD_REPORT,
     evaluate_fix,
     filesystem_of,
+    folder_of,
     grid_name,
-    is_uri,
+    in_folder,
     json_at,
     recorded_grids,
     recorded_untrained,
@@ -390,14 +390,6 @@ def _run_itself(runs_dir: str) -> dict[str, Any] | None:
     return run_info(fs, path, path.rstrip("/").rsplit("/", 1)[-1])
 
 
-def _parent(location: str) -> str:
-    """The folder that holds ``location`` (a path as given, or a URI), for a command line."""
-    if is_uri(location):
-        base, sep, query = location.partition("?")
-        return base.rstrip("/").rsplit("/", 1)[0] + sep + query
-    return os.path.dirname(location.rstrip("/")) or "."
-
-
 def _trains_untrained(info: dict[str, Any]) -> str:
     """What trains a run's untrained grids and evaluates it again: its ``repeval run`` line — after submitting the job
     again for a run a ``ray job submit`` job started —, or, when the line saying why it stopped names that command
@@ -497,10 +489,15 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
             "on other test sets, and `repeval report` and `repeval table` do not rank them against each other"
         )
     if itself is not None:
-        parent = _parent(runs_dir)
+        parent = folder_of(runs_dir)
         lines.append(
             f"{runs_dir} is a run directory, listed alone; `repeval runs {quote(parent)}` lists the runs beside it"
         )
     else:
-        lines.append(f"{counted(len(infos), 'run')} — {runs_dir}; `repeval table RUN` / `repeval report RUN` show one")
+        # the run's directory, not its id: `repeval table ID` looked for ./ID ("no results.parquet in ./quickstart")
+        one = quote(in_folder(runs_dir, infos[0]["run"] if len(infos) == 1 else "RUN"))
+        shown = "show it" if len(infos) == 1 else "show one"
+        lines.append(
+            f"{counted(len(infos), 'run')} — {runs_dir}; `repeval table {one}` / `repeval report {one}` {shown}"
+        )
     return "\n".join(lines)

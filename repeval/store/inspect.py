@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shlex
 from typing import Any
 
 import pyarrow as pa
@@ -279,3 +280,36 @@ def errors_text(part: Partition, limit: int | None = None) -> str:
             cells.append((str(r["track_id"]), str(r["split"] or "-"), str(r["stage"] or "-"), reason))
         lines += aligned(cells)
     return "\n".join(lines)
+
+
+def store_alone(given: str, root: str) -> str | None:
+    """What ``repeval store show GIVEN`` (one argument, no ``--store``) is told when GIVEN (``root``: as a store root
+    is read) is a store rather than a partition of the default store ``store`` — which it is read as when the default
+    store holds one of that name; ``None`` when GIVEN is no store: a folder with neither partitions nor only a store's
+    own ``_*`` files in it."""
+    try:
+        store = EmbeddingStore(root, create=False)
+        parts = any(_holds_partition(store.fs, p.path) for p in store.partitions())  # not any folder three deep
+        if not parts and any(  # a folder of other files (a partition's own: `_manifest.json`, `part-*.parquet`)
+            not i.base_name.startswith("_") or i.base_name == "_manifest.json"
+            for i in store.fs.get_file_info(pafs.FileSelector(store.root))
+        ):
+            return None  # an empty store holds nothing, or its own `_lock.json`, `_lease.json`
+    except Exception:  # not a store, or out of reach: read as the partition it was given as
+        return None
+    try:
+        EmbeddingStore("store", create=False).find(given)
+        return None  # the default store's partition, named like a store's path
+    except Exception:
+        pass
+    quoted = shlex.quote(given)
+    return (
+        f"{given} is a store{'' if parts else ' (no partitions in it yet)'}, not a partition: name the partition after "
+        f"it (`repeval store show {quoted} DATASET/MODEL/SCENARIO`); `repeval store ls {quoted}` lists them"
+    )
+
+
+def _holds_partition(fs: pafs.FileSystem, path: str) -> bool:
+    """Whether the folder ``path`` holds a partition's files (``part-*``, ``_manifest.json``, ``_stamp.json``)."""
+    names = (i.base_name for i in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)))
+    return any(n.startswith("part-") or n in ("_manifest.json", "_stamp.json") for n in names)

@@ -244,9 +244,14 @@ def test_the_recorded_resubmission_runs_the_code_the_job_ran(tmp_path: Path, mon
     env's). A job without a working directory is submitted without one."""
     import json
 
+    import yaml
+
     from repeval.ray_cluster import job_submission
 
-    monkeypatch.chdir(tmp_path)  # the job's working directory (no .gitignore'd folder in it)
+    (tmp_path / "cluster").mkdir()  # the job's working directory (no .gitignore'd folder in it)
+    shutil.copy(REPO / "cluster" / "runtime_env.yaml", tmp_path / "cluster")
+    monkeypatch.chdir(tmp_path)
+    shipped = yaml.safe_load((tmp_path / "cluster" / "runtime_env.yaml").read_text())  # as the RayJob's too
     resume = "repeval run configs/q.yaml --store s3://b/store --runs-dir s3://b/runs"
 
     def submit(runtime_env: dict) -> str:
@@ -254,9 +259,9 @@ def test_the_recorded_resubmission_runs_the_code_the_job_ran(tmp_path: Path, mon
         return job_submission(resume, "jobs/run.py", env)["submit"]
 
     entry = "-- python jobs/run.py configs/q.yaml --store s3://b/store --runs-dir s3://b/runs"
-    uploaded = submit({"working_dir": "gcs://_ray_pkg_0123456789abcdef.zip"})
+    uploaded = submit({**shipped, "working_dir": "gcs://_ray_pkg_0123456789abcdef.zip"})
     assert uploaded == f"ray job submit --working-dir . --runtime-env cluster/runtime_env.yaml {entry}"
-    zipped = submit({"working_dir": "s3://repeval-bucket/code/repeval.zip", "pip": {"packages": ["x"]}})
+    zipped = submit({**shipped, "working_dir": "s3://repeval-bucket/code/repeval.zip"})
     assert zipped == (
         f"ray job submit --working-dir s3://repeval-bucket/code/repeval.zip --runtime-env cluster/runtime_env.yaml "
         f"{entry}"
@@ -299,3 +304,33 @@ def test_a_job_run_with_its_own_runtime_env_is_not_told_to_resubmit_with_the_rep
     )
     env = {"RAY_JOB_CONFIG_JSON_ENV_VAR": json.dumps({"runtime_env": {"working_dir": "gcs://_ray_pkg_2.zip"}})}
     assert job_submission(resume, "jobs/run.py", env)["submit"].startswith("ray job submit --working-dir . -- python")
+
+
+def test_a_job_outside_a_checkout_or_without_a_working_dir_keeps_its_runtime_env_on_resubmission(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job whose working directory has no ``cluster/runtime_env.yaml`` (a folder of configs, repeval installed on
+    the cluster) was told to resubmit with ``--runtime-env cluster/runtime_env.yaml``, a file it does not have, even
+    when submitted with ``--working-dir .`` alone; one submitted with ``--runtime-env-json '{"env_vars": …}'`` and no
+    working directory was told to resubmit without it, its bucket's credentials dropped. The runtime envs are as Ray
+    hands them to the driver (a real `ray start` node's); no value of ``env_vars`` is recorded."""
+    from repeval.ray_cluster import job_submission, resume_hint
+
+    monkeypatch.chdir(tmp_path)  # no cluster/runtime_env.yaml here
+    resume = "repeval run c.yaml --store s3://b/store --runs-dir s3://b/runs"
+
+    def job(runtime_env: dict[str, object]) -> dict[str, str]:
+        env = {"RAY_JOB_CONFIG_JSON_ENV_VAR": json.dumps({"runtime_env": runtime_env, "metadata": {}})}
+        return job_submission(resume, None, env)
+
+    upload = "gcs://_ray_pkg_a7f7964052841ba4.zip"
+    assert job({"working_dir": upload, "env_vars": {}})["submit"] == f"ray job submit --working-dir . -- {resume}"
+    secret = {"AWS_SECRET_ACCESS_KEY": "SUPERSECRET"}
+    for runtime_env, options in (
+        ({"working_dir": upload, "env_vars": secret}, "--working-dir . --runtime-env YOUR_RUNTIME_ENV.yaml"),
+        ({"env_vars": secret}, "--runtime-env YOUR_RUNTIME_ENV.yaml"),
+    ):
+        own = job(runtime_env)
+        assert own == {"submit": f"ray job submit {options} -- {resume}", "runtime_env": "env_vars"}, own
+        assert "its env_vars are not cluster/runtime_env.yaml's" in resume_hint(resume, own)
+    assert job({})["submit"] == f"ray job submit -- {resume}"

@@ -176,13 +176,19 @@ def test_tune_storage_on_s3(s3: dict[str, Any]) -> None:
     assert not st.exists("exp.repeval.json")
 
 
-def _run_cli(args: list[str], tmp: Path, timeout: float = 1500) -> subprocess.CompletedProcess[str]:
+def _run_cli(
+    args: list[str], tmp: Path, timeout: float = 1500, merged: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` from ``tmp``; ``merged``: stderr (the log) into stdout, unbuffered, in the order it was written."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     # an embedded Ray of its own: Ray's temp dir and Tune's lock files under the test's short TMPDIR
     env.update({"TMPDIR": str(tmp), "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", **CREDENTIALS})
+    if merged:
+        env["PYTHONUNBUFFERED"] = "1"
     return subprocess.run(
-        [sys.executable, *args], cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+        [sys.executable, *args], cwd=tmp, env=env, stdout=subprocess.PIPE, text=True, timeout=timeout, check=False,
+        stderr=subprocess.STDOUT if merged else subprocess.PIPE,
+    )  # fmt: skip
 
 
 def test_run_with_store_runs_and_tune_on_s3(
@@ -218,9 +224,15 @@ def test_run_with_store_runs_and_tune_on_s3(
         (tmp / "s3.yaml").write_text(yaml.safe_dump(cfg))
         q = s3["query"]
         uris = ["--store", f"s3://repeval/e2e/store{q}", "--runs-dir", f"s3://repeval/e2e/runs{q}"]
-        first = _run_cli([str(REPO / "jobs" / "run.py"), "s3.yaml", "--smoke-test", *uris], tmp)
-        assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-5000:]
-        assert "results: s3://repeval/e2e/runs/s3run-smoke/results.parquet" in first.stdout
+        first = _run_cli([str(REPO / "jobs" / "run.py"), "s3.yaml", "--smoke-test", *uris], tmp, merged=True)
+        assert first.returncode == 0, first.stdout[-8000:]
+        # pyarrow reaches the results with the bucket's endpoint (the line without it named AWS's S3), after the
+        # upload that puts them there (said after them: "pushed … files" came last)
+        results = f"results: s3://repeval/e2e/runs/s3run-smoke/results.parquet{q}"
+        assert results in first.stdout, first.stdout[-3000:]
+        pushed = first.stdout.rindex("pushed ")
+        assert pushed < first.stdout.index(results), first.stdout[pushed - 500 :]
+        assert pq.read_table(results.removeprefix("results: ")).num_rows > 0
         # the next commands reach the bucket as the run did: its endpoint in the URI, quoted for the shell (the '&');
         # they named the run without its query, so pasted they went to AWS's S3, not this server
         next_uri = shlex.quote(f"s3://repeval/e2e/runs/s3run-smoke{q}")

@@ -171,7 +171,10 @@ def test_plan_counts_folds_and_a_lost_fold_is_the_only_one_retrained(kfold):
     cfg, ctx, _, _, _ = kfold
     plan = make_plan(cfg, store=ctx.store, run_dir=ctx.run_dir)
     assert (plan.trainings, plan.trainings_done, plan.test_cells) == (K, K, 2 * K)
+    # done, as every other line of the plan says it (it said "test cells: 10 (training × …)")
+    assert f"test cells:         {2 * K} ({2 * K} done; training × clean" in plan.text(), plan.text()
     (ctx.run_dir / "groups" / "instrument__notes__mfcc-stats__fold1.parquet").unlink()
+    assert make_plan(cfg, store=ctx.store, run_dir=ctx.run_dir).test_cells_done == 2 * (K - 1)
     again = runner.stage_train(ctx)
     assert (again["trained"], again["skipped"]) == (1, K - 1)
     res = runner.stage_evaluate(ctx).to_pandas()

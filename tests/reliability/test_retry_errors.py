@@ -499,6 +499,7 @@ def test_a_scenario_added_or_removed_is_tested_with_the_probes_selected_before_n
     assert "training it again" not in caplog.text
     said = plans[-1].text()
     assert "probe grids:        1 (0 done, 1 retest only, 0 to train)" in said, said
+    assert "test cells:         12 (8 done; " in said, said  # 2 probes × 2 seeds: on clean and D1 already, not D2
     assert "6 not trained again: their grids' deformation scenarios alone changed" in said
     assert (
         f"retest only: {name}: tested on the added scenario D2 — 4 selected probes scored again from their "

@@ -16,6 +16,7 @@ from repeval.cli import app
 from repeval.report.html import _failed_block
 from repeval.report.results import load_run
 from repeval.report.runs import run_info
+from repeval.rundir import join_uri
 from repeval.tuning.results import FAILED_SCHEMA, typed_table
 
 
@@ -188,10 +189,14 @@ def test_a_run_whose_embed_stage_finished_is_not_listed_as_started(tmp_path):
         (runs / run_id / "config.yaml").write_text("experiments: []\n")
         write_status(runs / run_id, command, state)
     assert {i["run"]: i["state"] for i in list_runs(str(runs))} == {"d": "deformed", "e": "embedded", "s": "started"}
-    assert f"3 runs — {runs};" in runs_text(str(runs))
+    # the runs by their directories: `repeval table RUN`, given the id, looked for ./ID ("no results.parquet in ./e")
+    assert f"3 runs — {runs}; `repeval table {runs}/RUN` / `repeval report {runs}/RUN` show one" in runs_text(str(runs))
     for run_id in "ds":
         shutil.rmtree(runs / run_id)
-    assert f"1 run — {runs}; `repeval table RUN`" in runs_text(str(runs))  # it said "1 run(s)"
+    said = runs_text(str(runs))
+    assert f"1 run — {runs}; `repeval table {runs}/e` / `repeval report {runs}/e` show it" in said  # "1 run(s)"
+    uri = f"file://{runs}?x=1&y=2"  # a URI's query kept, quoted for the shell
+    assert f"`repeval table '{join_uri(uri, 'e')}'`" in runs_text(uri)
 
 
 def test_a_groups_folder_that_cannot_be_listed_is_said_with_its_fix(tmp_path):

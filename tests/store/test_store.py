@@ -330,6 +330,23 @@ def test_store_show_given_only_the_store_says_to_name_a_partition(tmp_path, monk
     said = " ".join(res.output.split())
     assert res.exit_code == 1 and f"{root} is a store, not a partition" in said, said
     assert f"`repeval store show {root} DATASET/MODEL/SCENARIO`); `repeval store ls {root}` lists them" in said
+    # a store of no partitions yet (it was read as a partition of `store`: "no embedding store at store")
+    EmbeddingStore(str(tmp_path / "empty"))
+    res = CliRunner().invoke(app, ["store", "show", "empty"])
+    assert res.exit_code == 1 and "empty is a store (no partitions in it yet), not a partition" in res.output, (
+        res.output
+    )
+    # a folder of other things, three deep (no partition files in them), is no store: read as the partition
+    (tmp_path / "notes" / "a" / "b" / "c").mkdir(parents=True)
+    (tmp_path / "notes" / "readme.txt").write_text("x")
+    assert "is a store" not in CliRunner().invoke(app, ["store", "show", "notes"]).output
+    # the default store's partition ds/m/clean, beside a store at ./ds/m/clean: the partition, as before
+    for where in ("store", "ds/m/clean"):
+        _write(EmbeddingStore(str(tmp_path / where)), ["a"]).finish(
+            {"dataset": "ds", "model": "m", "scenario": "clean", "model_version": "1"}
+        )
+    res = CliRunner().invoke(app, ["store", "show", "ds/m/clean", "--rows", "0"])
+    assert res.exit_code == 0 and f"partition ds/m/clean at {tmp_path / 'store' / 'ds'}" in res.output, res.output
 
 
 def test_store_show_rows_zero_prints_counts_only_and_negative_is_refused(tmp_path):
