@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from pydantic import ValidationError
 
 from repeval.config.schema import Config
 from repeval.config.yaml_keys import Loader
+from repeval.json_keys import sorted_json
 from repeval.registry import did_you_mean
 
 
@@ -201,33 +201,6 @@ def config_hash(obj: Any) -> str:
     if hasattr(obj, "model_dump"):
         obj = obj.model_dump(mode="json")
     return hashlib.sha256(sorted_json(obj).encode()).hexdigest()[:16]
-
-
-def sorted_json(obj: Any) -> str:
-    """``obj`` as JSON, its keys sorted (values JSON does not take as their text). The keys of a value a model's
-    parameter takes are its data, as YAML read them: keys of several kinds in one mapping (``{null: none, 1: one}``)
-    or a date, which ``json.dumps`` cannot sort or write, stopped the run — those are written as JSON writes a key
-    (``null``, ``1``) or as their text, and sorted as written (a mapping ``json.dumps`` takes keeps its hash)."""
-    try:
-        return json.dumps(obj, sort_keys=True, default=str)
-    except TypeError:
-        return json.dumps(_text_keys(obj), sort_keys=True, default=str)
-
-
-def _text_keys(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k if isinstance(k, str) else _key_text(k): _text_keys(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_text_keys(v) for v in obj]
-    return obj
-
-
-def _key_text(key: Any) -> str:
-    """A mapping key as ``json.dumps`` writes it (``true``, ``null``, ``1``, ``0.5``), else its text (a date)."""
-    try:
-        return str(next(iter(json.loads(json.dumps({key: 0})))))
-    except TypeError:
-        return str(key)
 
 
 # --- reliability (issue 9): local data paths are checked before anything runs ------------------------
