@@ -307,5 +307,19 @@ class ProbeConfig(Strict):
         return None
 
     @property
+    def stack_settings(self) -> tuple[Any, ...]:
+        """What probes trained as one stack share, but for their layer sizes and attention heads (which the data
+        decide): :func:`repeval.probes.train.group_key`; probes of other settings never share a stack."""
+        return (
+            self.batch_size,
+            self.optimizer,
+            self.effective_pca_dim,
+            self.hidden_norm,
+            self.val_every,
+            self.train_sampling,
+            self.precision,
+        )
+
+    @property
     def effective_input_dropout(self) -> float:
         return self.dropout if self.dropout_input else self.input_dropout
