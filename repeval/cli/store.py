@@ -210,7 +210,12 @@ def open_store(positional: str | None, option: str | None) -> Any:
 
 #: ``repeval store ls|unlock [STORE]``, or ``--store STORE``
 _RootArg = Annotated[
-    str | None, typer.Argument(callback=cli_path, help="store root (path or pyarrow filesystem URI; default: store)")
+    str | None,
+    typer.Argument(
+        metavar="STORE",
+        callback=lambda value: None if value is None else _given_root(value),  # said as STORE, as show's is
+        help="store root (path or pyarrow filesystem URI; default: store)",
+    ),
 ]
 _StoreOpt = Annotated[str | None, typer.Option("--store", callback=cli_path, help="the store root, as an option")]
 

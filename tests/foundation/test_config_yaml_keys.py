@@ -315,6 +315,8 @@ def test_the_store_commands_read_a_store_given_as_their_argument_as_store_is(tmp
         (["show", "$REPEVAL_NOT_SET/x", "notes/mfcc-stats/clean"], "$REPEVAL_NOT_SET is not set here"),
         (["rm", "~repeval-no-such-user/x", "notes/*/*"], "there is no user 'repeval-no-such-user' here"),
         (["settle", "~repeval-no-such-user/x"], "or ./~repeval-no-such-user/x for a folder named"),
+        (["ls", "$REPEVAL_NOT_SET/x"], "$REPEVAL_NOT_SET is not set here"),  # (said as 'root' there)
+        (["unlock", "~repeval-no-such-user/x"], "there is no user 'repeval-no-such-user' here"),
     ):
         res = CliRunner().invoke(app, ["store", *args])
         assert res.exit_code == 2, (args, res.output)
