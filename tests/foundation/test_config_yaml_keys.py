@@ -251,6 +251,22 @@ def test_a_tab_in_a_line_yaml_cannot_read_is_shown_where_it_is(tmp_path):
     ]
 
 
+def test_a_tab_past_the_indentation_is_shown_and_said_as_it_is(tmp_path):
+    """A tab after the 80th character of its line was cut off the quoted line (said "→ is the tab" with no → in it),
+    and a tab between a flow mapping's keys was said to be "in indentation"."""
+    path = _write(tmp_path)
+    text = path.read_text().replace(
+        "manifest: m.csv, label_column: instrument}",
+        "manifest: ./data/m.csv, label_column: instrument,\tsplit_column: part_of_the_recording}",
+    )
+    path.write_text(text)
+    assert _problems(path) == [
+        "not valid YAML at line 7, column 87: found character '\\t' that cannot start any token (line 7: "
+        "'…: catalog, manifest: ./data/m.csv, label_column: instrument,→split_column: part_', → is the tab) — YAML "
+        "does not allow a tab there: write spaces"
+    ]
+
+
 def test_a_key_of_several_blocks_below_is_said_with_each_of_them():
     """``batch_size`` in an experiment is a key of a probe and of an embedding model: only the first, the embedding
     model, was named — the thesis' batch 100 is a probe's."""
