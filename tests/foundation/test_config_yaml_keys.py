@@ -332,6 +332,7 @@ def test_the_store_commands_read_a_store_given_as_their_argument_as_store_is(tmp
         (["rm", "~repeval-no-such-user/x", "notes/*/*"], "there is no user 'repeval-no-such-user' here"),
         (["settle", "~repeval-no-such-user/x"], "or ./~repeval-no-such-user/x for a folder named"),
         (["ls", "$REPEVAL_NOT_SET/x"], "$REPEVAL_NOT_SET is not set here"),  # (said as 'root' there)
+        (["settle", "$REPEVAL_NOT_SET/a/b"], "$REPEVAL_NOT_SET is not set here"),  # (read as a partition: a/b/c)
         (["unlock", "~repeval-no-such-user/x"], "there is no user 'repeval-no-such-user' here"),
     ):
         res = CliRunner().invoke(app, ["store", *args])
