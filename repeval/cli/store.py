@@ -178,17 +178,18 @@ def validate_model_cmd(
 def _store_root(positional: str | None, option: str | None) -> str:
     """The store root of a ``repeval store`` command, given as its leading argument or as ``--store`` (default
     ``store``); the argument read as ``--store`` and ``run.store`` are (:func:`_given_root`)."""
-    if positional is not None:
-        positional = _given_root(positional)
+    positional = _given_root(positional)
     if positional and option and positional != option:
         raise ValueError(f"two store roots given ({positional} and --store {option}): give one")
     return positional or option or "store"
 
 
-def _given_root(value: str) -> str:
+def _given_root(value: str | None) -> str | None:
     """A store root given as a command's leading argument, read as ``--store`` and ``run.store`` are
     (:func:`repeval.cli.common.cli_path`): ``~`` expanded, an environment variable or a ``~user`` of no user here
-    refused — ``store show '~/x' …`` opened a folder named ``~``."""
+    refused (said as STORE's) — ``store show '~/x' …`` opened a folder named ``~``."""
+    if value is None:
+        return None
     try:
         return cli_path(value) or value
     except typer.BadParameter as exc:
@@ -210,7 +211,10 @@ def open_store(positional: str | None, option: str | None) -> Any:
 
 #: ``repeval store ls|unlock [STORE]``, or ``--store STORE``
 _RootArg = Annotated[
-    str | None, typer.Argument(callback=cli_path, help="store root (path or pyarrow filesystem URI; default: store)")
+    str | None,
+    typer.Argument(
+        metavar="STORE", callback=_given_root, help="store root (path or pyarrow filesystem URI; default: store)"
+    ),
 ]
 _StoreOpt = Annotated[str | None, typer.Option("--store", callback=cli_path, help="the store root, as an option")]
 
@@ -350,8 +354,8 @@ def _store_and_partitions(args: list[str], root: str | None, alone: bool) -> tup
     args = list(args)
     first = args[0] if args else ""
     # `rm STORE PART...`: a partition pattern is relative with exactly two slashes; a store root is a URI, an
-    # absolute or ./-relative path, or anything else (relative roots with two slashes: give them as ./a/b/c)
-    looks_like_root = is_uri(first) or first.startswith(("/", "~", ".")) or first.strip("/").count("/") != 2
+    # absolute, ./-relative, ~ or $VAR path (refused), or anything else (relative roots with two slashes: ./a/b/c)
+    looks_like_root = is_uri(first) or first.startswith(("/", "~", ".", "$")) or first.strip("/").count("/") != 2
     given = args.pop(0) if args and (len(args) > 1 or alone) and root is None and looks_like_root else None
     store = open_store(given, root)
     chosen: dict[str, Any] = {}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from pydantic import ValidationError
 
 from repeval.config.schema import Config
 from repeval.config.yaml_keys import Loader
+from repeval.json_keys import sorted_json
 from repeval.registry import did_you_mean
 
 
@@ -162,26 +162,32 @@ def load_config(path: str | Path) -> Config:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = str(getattr(exc, "problem", exc))
-        shown = ""
+        shown, line = "", ""
         if mark is not None and mark.line < len(lines := text.splitlines()):
-            shown = f" (line {mark.line + 1}: {_shown_line(lines[mark.line])})"
-        raise ConfigError([f"not valid YAML{where}: {problem}{shown}{_yaml_hint(problem)}"], str(p)) from None
+            line = lines[mark.line]
+            shown = f" (line {mark.line + 1}: {_shown_line(line, mark.column)})"
+        before = line[: mark.column] if mark is not None else ""
+        raise ConfigError([f"not valid YAML{where}: {problem}{shown}{_yaml_hint(problem, before)}"], str(p)) from None
     return parse_config(data, str(p))
 
 
-def _shown_line(line: str) -> str:
+def _shown_line(line: str, column: int = 0) -> str:
     """A line of a file YAML cannot read, as an error quotes it: its first 80 characters, without the indentation —
     unless it holds a tab, shown as ``→`` with the spaces before it, so that the user sees where it is (stripped, a
-    tab of the indentation left nothing to see)."""
+    tab of the indentation left nothing to see), and, when the error's ``column`` lies past them, the 80 around it."""
     if "\t" not in line:
         return repr(line.strip()[:80])
-    shown, one = line.rstrip().replace("\t", "→")[:80], line.count("\t") == 1
+    text, one = line.rstrip().replace("\t", "→"), line.count("\t") == 1
+    start = column - 60 if column >= 80 else 0
+    shown = ("…" if start else "") + text[start : start + 80]
     return f"{shown!r}, → {'is the tab' if one else 'marks each tab'}"
 
 
-def _yaml_hint(problem: str) -> str:
-    """The usual slip behind a YAML parser's ``problem``, and its fix."""
+def _yaml_hint(problem: str, before: str = "") -> str:
+    """The usual slip behind a YAML parser's ``problem`` (``before``: the line up to where it stopped), and its fix."""
     if "'\\t'" in problem:
+        if before.strip():  # after a key, a value or a '-': not the indentation
+            return " — YAML does not allow a tab there: write spaces"
         return " — YAML does not allow tabs in indentation: indent with spaces"
     if "mapping values are not allowed" in problem:
         return (
@@ -201,33 +207,6 @@ def config_hash(obj: Any) -> str:
     if hasattr(obj, "model_dump"):
         obj = obj.model_dump(mode="json")
     return hashlib.sha256(sorted_json(obj).encode()).hexdigest()[:16]
-
-
-def sorted_json(obj: Any) -> str:
-    """``obj`` as JSON, its keys sorted (values JSON does not take as their text). The keys of a value a model's
-    parameter takes are its data, as YAML read them: keys of several kinds in one mapping (``{null: none, 1: one}``)
-    or a date, which ``json.dumps`` cannot sort or write, stopped the run — those are written as JSON writes a key
-    (``null``, ``1``) or as their text, and sorted as written (a mapping ``json.dumps`` takes keeps its hash)."""
-    try:
-        return json.dumps(obj, sort_keys=True, default=str)
-    except TypeError:
-        return json.dumps(_text_keys(obj), sort_keys=True, default=str)
-
-
-def _text_keys(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k if isinstance(k, str) else _key_text(k): _text_keys(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_text_keys(v) for v in obj]
-    return obj
-
-
-def _key_text(key: Any) -> str:
-    """A mapping key as ``json.dumps`` writes it (``true``, ``null``, ``1``, ``0.5``), else its text (a date)."""
-    try:
-        return str(next(iter(json.loads(json.dumps({key: 0})))))
-    except TypeError:
-        return str(key)
 
 
 # --- reliability (issue 9): local data paths are checked before anything runs ------------------------

@@ -236,6 +236,19 @@ class ProbeConfig(Strict):
             get_preset(v)  # ValueError listing the valid presets
         return v
 
+    @classmethod
+    def _home_of(cls, key: str) -> str | None:
+        """A key of ``search:`` written on the entry itself (``select: best``, ``space:``; a scheduler's
+        ``grace_period``) belongs under ``search``: said so, not as the probe key it is spelled like (``space`` →
+        ``patience``)."""
+        from repeval.tuning.search import ASHA_KEYS, SEARCH_KEYS
+
+        if key in SEARCH_KEYS:
+            return f"'search': write it under search, as search.{key}"
+        if key in ASHA_KEYS and key not in cls.model_fields:
+            return f"'search.scheduler': write it under search, as search.scheduler.{key}"
+        return super()._home_of(key)
+
     @field_validator("search", mode="before")
     @classmethod
     def _search(cls, v: Any) -> Any:
@@ -292,6 +305,20 @@ class ProbeConfig(Strict):
         if self.emb_dim_reduction and isinstance(self.emb_shape, int):
             return self.emb_shape
         return None
+
+    @property
+    def stack_settings(self) -> tuple[Any, ...]:
+        """What probes trained as one stack share, but for their layer sizes and attention heads (which the data
+        decide): :func:`repeval.probes.train.group_key`; probes of other settings never share a stack."""
+        return (
+            self.batch_size,
+            self.optimizer,
+            self.effective_pca_dim,
+            self.hidden_norm,
+            self.val_every,
+            self.train_sampling,
+            self.precision,
+        )
 
     @property
     def effective_input_dropout(self) -> float:

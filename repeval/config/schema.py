@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from repeval.config.base import Strict
+from repeval.config.base import Fault, Strict, raise_faults
 from repeval.config.data import DatasetConfig, TaskConfig
 from repeval.config.embed import DeformationScenario
 from repeval.config.experiment import ExperimentConfig
@@ -296,6 +296,7 @@ class Config(Strict):
         from repeval.tuning.space_checks import asha_idle
 
         run = self.run
+        faults = []  # every entry at fault, said together
         for ei, exp in enumerate(self.experiments):
             for pi, p in enumerate(exp.downstream_models):
                 if not (p.search or {}).get("scheduler") or (run.max_epochs is None and run.vectorize >= 2 * run.seeds):
@@ -310,7 +311,10 @@ class Config(Strict):
                         f"raise run.vectorize to {2 * run.seeds} or more, or remove the scheduler",
                     )
                 if idle is not None:
-                    raise ValueError(f"experiments[{ei}].downstream_models[{pi}] ({spec.name}): {idle[0]} — {idle[1]}")
+                    where = f"experiments[{ei}].downstream_models[{pi}] ({spec.name})"
+                    faults.append(Fault("asha_idle", f"{where}: {idle[0]} — {idle[1]}"))
+        if faults:
+            raise_faults(type(self).__name__, faults)
         return self
 
     def keeps_frames(self, dataset: str, model: str) -> bool:

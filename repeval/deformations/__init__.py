@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import random
 import sys
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from repeval.json_keys import json_text
 from repeval.registry import ParamProblems, unknown_name_message, unknown_param
 
 #: the scenario id of the undeformed audio (every run embeds and tests it)
@@ -156,7 +156,7 @@ def build_transform(type_: str, params: dict[str, Any]) -> Any:
     try:
         return cls(**_defaults(cls, params))
     except Exception as exc:  # audiomentations raises AssertionError/ValueError/TypeError
-        raise ValueError(f"{type_}({json.dumps(params, default=str)}): {_reason(exc)}") from None
+        raise ValueError(f"{type_}({json_text(params)}): {_reason(exc)}") from None
 
 
 def _number_problems(type_: str, sig: inspect.Signature, params: dict[str, Any]) -> list[tuple[str, str]]:
@@ -232,7 +232,7 @@ def validate_step(type_: str, params: dict[str, Any], sample_rate_hz: int = PROB
     model's rate when the run is planned (:func:`validate_steps_at`): a filter frequency at or above that rate's
     Nyquist frequency, or a step that makes NaN there, fails too."""
     transform = build_transform(type_, params)
-    where = f"{type_}({json.dumps(params, default=str)})"
+    where = f"{type_}({json_text(params)})"  # (a date key, or keys of several kinds in a value: data, as YAML read it)
     nyquist = sample_rate_hz / 2
     for attr in FREQUENCY_ATTRIBUTES:
         value = getattr(transform, attr, None)

@@ -11,15 +11,15 @@ Families register with ``@register_model("name")``. A family may also claim ids 
 
 from __future__ import annotations
 
-import functools
+import copy
 import inspect
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, TypeAlias
 
 import numpy as np
 
+from repeval.json_keys import sorted_json
 from repeval.registry import ParamProblems, Registry, did_you_mean, unknown_name_message, unknown_param
 
 #: one integer per clip of a batch (``embed_batch``'s ``offsets``, ``n_frames``), or ``None``
@@ -411,24 +411,40 @@ def check_params(cfg: Any) -> None:
     if problems:
         raise ParamProblems(problems)
     if fam.cls.light:
-        _try_light(fam.name, name, json.dumps(params, sort_keys=True, default=str), repr(cfg.params))
+        _try_light(fam.name, name, params, repr(cfg.params))
 
 
-@functools.lru_cache(maxsize=64)
-def _try_light(family: str, name: str, params_json: str, given: str) -> None:
-    """Build a light model and embed half a second of noise — once per family and params (a config may list one
-    model in many experiments)."""
-    fam = MODELS.get(family)
+#: (family, params as JSON) → why the light model failed on noise, or None: each is tried once (a config may list one
+#: model in many experiments)
+_LIGHT_TRIED: dict[tuple[str, str], str | None] = {}
+
+
+def _try_light(family: str, name: str, params: dict[str, Any], given: str) -> None:
+    """Build a light model with ``params`` — as the run builds it: the keys of a value a parameter takes as YAML read
+    them (``{0: 0.5}``, not ``{'0': 0.5}``) — and embed half a second of noise, once per family and params."""
+    key = (family, sorted_json(params))
+    if key not in _LIGHT_TRIED:
+        if len(_LIGHT_TRIED) >= 64:
+            _LIGHT_TRIED.clear()
+        _LIGHT_TRIED[key] = _light_fault(MODELS.get(family).cls, params)
+    fault = _LIGHT_TRIED[key]
+    if fault is not None:
+        raise ValueError(
+            f"{name} with params {given} does not work on half a second of noise: {fault} — check its params"
+        )
+
+
+def _light_fault(cls: type[EmbeddingModel], params: dict[str, Any]) -> str | None:
+    """Why a light model of ``cls`` with ``params`` fails on half a second of noise, or None."""
     try:
-        model = fam.cls(**json.loads(params_json))
+        model = cls(**copy.deepcopy(params))
         rate = int(model.sample_rate_hz)
         out = model.embed(np.random.default_rng(0).uniform(-0.5, 0.5, rate // 2).astype(np.float32))
         if out.ndim != 2 or out.shape[1] <= 0 or out.shape[1] != model.embedding_dim:
-            raise ValueError(f"it returned an array of shape {out.shape} (embedding_dim {model.embedding_dim})")
+            return f"it returned an array of shape {out.shape} (embedding_dim {model.embedding_dim})"
     except Exception as exc:
-        raise ValueError(
-            f"{name} with params {given} does not work on half a second of noise: {exc} — check its params"
-        ) from None
+        return str(exc)
+    return None
 
 
 def build_model(cfg: Any, where: str = "here") -> EmbeddingModel:

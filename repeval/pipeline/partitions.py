@@ -14,8 +14,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from repeval.config import Config, ExperimentConfig
-from repeval.config.loader import config_hash, sorted_json
+from repeval.config.loader import config_hash
 from repeval.deformations import scenario_steps, track_level_steps
+from repeval.json_keys import sorted_json
 from repeval.models import resolve_model
 from repeval.pipeline.audio_source import (  # noqa: F401  (imported from here by the stages and the plan)
     changed_source,

@@ -71,17 +71,7 @@ def group_key(cfg: Any, data: ProbeData) -> tuple:
     """Members with equal keys can share one stack."""
     d = input_dim_of(cfg, data)
     hidden = tuple(resolve_hidden_units(cfg.hidden_units, d, data.n_outputs))
-    return (
-        hidden,
-        cfg.batch_size,
-        cfg.optimizer,
-        cfg.effective_pca_dim,
-        cfg.hidden_norm,
-        cfg.val_every,
-        cfg.train_sampling,
-        cfg.precision,
-        heads_of(cfg, data),
-    )
+    return (hidden, *cfg.stack_settings, heads_of(cfg, data))
 
 
 # ------------------------------------------------------------------------------ training

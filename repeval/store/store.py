@@ -15,6 +15,7 @@ time); the manifest repeats it with the row and error counts.
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING, Any
 
 import pyarrow.fs as pafs
@@ -60,8 +61,6 @@ class EmbeddingStore:
         elif "://" in root:
             self.fs, self.root = pafs.FileSystem.from_uri(root)
         else:
-            import os
-
             self.fs, self.root = pafs.LocalFileSystem(), os.path.abspath(root)
         if create:
             self.fs.create_dir(self.root, recursive=True)
@@ -155,8 +154,6 @@ def note_store_left_under_tilde(root: str) -> None:
     store: before ``~`` was expanded in ``run.store`` (:func:`repeval.config.base._local_path`), ``run.store: ~/x``
     wrote to a folder named ``~`` under the current one, and the same configuration now computes them all again. Said
     for every store root a run or a ``repeval store`` command is given (:func:`repeval.cli.store.open_store`)."""
-    import os
-
     home = os.path.expanduser("~").rstrip("/")
     if "://" in root or not home or not (root == home or root.startswith(home + "/")):
         return

@@ -166,7 +166,32 @@ def asha_idle(spec: ProbeSpec, max_epochs: int | None = None) -> tuple[str, str]
             "trains one, so it would stop nothing",
             "give search.grid more values or search.num_samples more than 1, or remove the scheduler",
         )
+    apart = [] if spec.tune_mode else _stacks_of_one(spec.points)
+    if apart:
+        return (
+            "search.scheduler: on a grid, ASHA ranks the configurations trained together in one stack, and the "
+            f"{len(spec.points)} of this grid each train in a stack of their own (probes of another "
+            f"{' or '.join(apart)} never share one), so it would stop nothing",
+            "add a search.grid axis they share (learning_rate, dropout, weight_decay, …), or remove the scheduler",
+        )
     return None
+
+
+#: the names of :attr:`~repeval.config.probe.ProbeConfig.stack_settings`, in its order
+_STACK_SETTINGS = ("batch_size", "optimizer", "pca_dim", "hidden_norm", "val_every", "train_sampling", "precision")
+
+
+def _stacks_of_one(points: list[ProbePoint]) -> list[str]:
+    """The settings that put each of ``points`` (a grid) in a stack of its own (:func:`repeval.probes.train.group_key`)
+    — known without the data: layer sizes only when all are numbers (``infer`` sizes follow the data) — or ``[]``
+    when two may share one."""
+    hidden = [tuple(p.config.hidden_units) for p in points]
+    known = all(isinstance(u, int) for h in hidden for u in h)
+    keys = [(h if known else (), *p.config.stack_settings) for h, p in zip(hidden, points, strict=True)]
+    if len(set(keys)) < len(keys):
+        return []
+    names = ("hidden_units", *_STACK_SETTINGS)
+    return [name for i, name in enumerate(names) if len({k[i] for k in keys}) > 1]
 
 
 __all__ = ["JOINT_CHECKS", "asha_budget", "asha_idle", "check_expansion"]

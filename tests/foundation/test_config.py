@@ -998,6 +998,20 @@ def test_plan_says_an_asha_scheduler_that_run_max_epochs_leaves_nothing_to_stop(
     assert parse_config(_capped({"name": "halved", "search": asha}, 6)).run.max_epochs == 6  # a rung at 5 judges
 
 
+def test_every_entry_whose_asha_run_max_epochs_leaves_idle_is_said_at_once():
+    """Each probe entry whose scheduler ``run.max_epochs`` leaves nothing to stop is said in one run of validate: only
+    the first was, and the next came out only once it was fixed."""
+    asha = {"grid": {"learning_rate": [1e-3, 1e-2]}, "scheduler": {"type": "asha", "grace_period": 5}}
+    d = _capped({"name": "a", "search": asha}, 3)
+    d["experiments"][0]["downstream_models"].append({"name": "b", "search": asha})
+    with pytest.raises(ConfigError) as err:
+        parse_config(d)
+    assert [p.split(":")[0] for p in err.value.problems] == [
+        "experiments[0].downstream_models[1] (a)",
+        "experiments[0].downstream_models[2] (b)",
+    ]
+
+
 def test_plan_and_run_apply_validates_val_every_rule_to_run_max_epochs():
     """``run.max_epochs`` (12) below the probes' epochs (30), validated every 3: ASHA's rung at 10 is judged only at
     the last validation (epoch 12). The plan said "the weaker ones stopped early by ASHA" (it compared grace_period

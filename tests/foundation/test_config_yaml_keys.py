@@ -144,6 +144,57 @@ def test_a_runs_config_yaml_keeps_the_keys_of_a_parameters_value_as_the_run_used
     assert model_settings(*resolve_model(used))["labels"] == {"2024-01-01": "day", "null": "none", "true": "one"}
 
 
+#: a light model of a plugin (tried on noise while the configuration is validated) whose layer weights are keyed by
+#: layer number, or null for the rest
+LIGHT_WEIGHTS_MODEL = """
+import numpy as np
+from repeval.models import EmbeddingModel, register_model
+
+@register_model("light-weights-model")
+class LightWeights(EmbeddingModel):
+    sample_rate_hz = 16000
+    embedding_version = "1"
+    light = True
+
+    def __init__(self, layer_weights: dict | None = None) -> None:
+        super().__init__(layer_weights=layer_weights)
+        if any(not (k is None or isinstance(k, int)) for k in layer_weights or {}):
+            raise ValueError(f"layer_weights are keyed by layer numbers, got {list(layer_weights)}")
+        self.embedding_dim = 2
+
+    def embed(self, audio):
+        return np.zeros((1, 2), np.float32)
+"""
+
+
+def test_a_light_model_is_tried_with_its_params_as_the_run_gives_them(tmp_path):
+    """A light model is built and run on noise while the configuration is validated: its params went through JSON,
+    so ``layer_weights: {0: 0.5}`` reached it as ``{'0': 0.5}`` and a fine configuration was refused; keys of several
+    kinds (``{null: 1.0, 3: 0.5}``) stopped validation with a TypeError."""
+    plugin = tmp_path / "light_weights.py"
+    plugin.write_text(LIGHT_WEIGHTS_MODEL)
+    for weights in ("{0: 0.5, 12: 0.5}", "{null: 1.0, 3: 0.5}"):
+        model = f"{{id: light-weights-model, params: {{layer_weights: {weights}}}}}"
+        cfg = load_config(_write(tmp_path, f"plugins: [{plugin}]", model=model))
+        assert cfg.experiments[0].embedding_models[0].params["layer_weights"] == yaml.safe_load(weights)
+    model = "{id: light-weights-model, params: {layer_weights: {x: 1.0}}}"
+    assert _problems(_write(tmp_path, f"plugins: [{plugin}]", model=model)) == [
+        "experiments[0].embedding_models[0]: light-weights-model with params {'layer_weights': {'x': 1.0}} does not "
+        "work on half a second of noise: layer_weights are keyed by layer numbers, got ['x'] — check its params"
+    ]
+
+
+def test_a_transform_given_a_date_key_is_said_with_its_params(tmp_path):
+    """A transform's params quoted in its error: a date key (``{2024-01-01: 1}``) stopped validation with a TypeError
+    where they were written as JSON."""
+    path = _write(tmp_path)
+    path.write_text(path.read_text().replace("p: 1}", "p: {2024-01-01: 1}}"))
+    [problem] = _problems(path)
+    assert problem.startswith(
+        'experiments[0].deformations[0].steps[0]: Gain({"min_gain_db": -6, "max_gain_db": -6, "p": {"2024-01-01": 1}})'
+    ), problem
+
+
 def test_a_slip_in_a_mapping_two_places_share_is_said_once(tmp_path):
     """A YAML alias puts one mapping in two places: its key given twice was said at each, "(lines 4 and 4)"."""
     head = "x-step: &S {type: Gain, params: {min_gain_db: -6, max_gain_db: -6, p: 1, p: 0.5}}"
@@ -197,6 +248,22 @@ def test_a_tab_in_a_line_yaml_cannot_read_is_shown_where_it_is(tmp_path):
     assert _problems(path) == [
         "not valid YAML at line 8, column 3: found character '\\t' that cannot start any token (line 8: "
         "'  → deformations:', → is the tab) — YAML does not allow tabs in indentation: indent with spaces"
+    ]
+
+
+def test_a_tab_past_the_indentation_is_shown_and_said_as_it_is(tmp_path):
+    """A tab after the 80th character of its line was cut off the quoted line (said "→ is the tab" with no → in it),
+    and a tab between a flow mapping's keys was said to be "in indentation"."""
+    path = _write(tmp_path)
+    text = path.read_text().replace(
+        "manifest: m.csv, label_column: instrument}",
+        "manifest: ./data/m.csv, label_column: instrument,\tsplit_column: part_of_the_recording}",
+    )
+    path.write_text(text)
+    assert _problems(path) == [
+        "not valid YAML at line 7, column 87: found character '\\t' that cannot start any token (line 7: "
+        "'…: catalog, manifest: ./data/m.csv, label_column: instrument,→split_column: part_', → is the tab) — YAML "
+        "does not allow a tab there: write spaces"
     ]
 
 
@@ -264,6 +331,9 @@ def test_the_store_commands_read_a_store_given_as_their_argument_as_store_is(tmp
         (["show", "$REPEVAL_NOT_SET/x", "notes/mfcc-stats/clean"], "$REPEVAL_NOT_SET is not set here"),
         (["rm", "~repeval-no-such-user/x", "notes/*/*"], "there is no user 'repeval-no-such-user' here"),
         (["settle", "~repeval-no-such-user/x"], "or ./~repeval-no-such-user/x for a folder named"),
+        (["ls", "$REPEVAL_NOT_SET/x"], "$REPEVAL_NOT_SET is not set here"),  # (said as 'root' there)
+        (["settle", "$REPEVAL_NOT_SET/a/b"], "$REPEVAL_NOT_SET is not set here"),  # (read as a partition: a/b/c)
+        (["unlock", "~repeval-no-such-user/x"], "there is no user 'repeval-no-such-user' here"),
     ):
         res = CliRunner().invoke(app, ["store", *args])
         assert res.exit_code == 2, (args, res.output)

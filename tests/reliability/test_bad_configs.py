@@ -342,6 +342,20 @@ CASES: dict[str, tuple[Any, list[str]]] = {
         lambda d: d.update(seeds=3),
         ["(top level): unknown key 'seeds' here — it is a key of 'run': indent it under it"],
     ),
+    "search_key_on_the_entry": (  # was "unknown key 'space' — did you mean 'patience'?"
+        lambda d: _probe(d).update(space={"dropout": {"uniform": [0.1, 0.5]}}),
+        [
+            "experiments[0].downstream_models[0]: unknown key 'space' here — it is a key of 'search': write it under "
+            "search, as search.space"
+        ],
+    ),
+    "scheduler_key_on_the_entry": (
+        lambda d: _probe(d).update(grace_period=3),
+        [
+            "unknown key 'grace_period' here — it is a key of 'search.scheduler': write it under search, as "
+            "search.scheduler.grace_period"
+        ],
+    ),
     "mapping_written_as_a_list": (  # was "Input should be a valid dictionary or instance of TaskConfig"
         lambda d: _exp(d).update(task=[{"name": "pitch"}, {"type": "multiclass_classification"}]),
         [

@@ -369,6 +369,23 @@ def test_errors_name_the_key(probe, fragment):
     assert fragment in str(e.value)
 
 
+def test_asha_on_a_grid_whose_every_point_trains_alone_is_refused():
+    """The grid's halving ranks the configurations of a stack: a grid whose every point is a stack of its own (another
+    batch size, other layer sizes) stopped nothing. Refused only where that is known without the data
+    (:func:`group_key`): not stacks of several learning rates, nor ``infer`` layers the data may size as another's."""
+    alone = {"batch_size": [32, 64], "hidden_units": [[], [16]]}
+    with pytest.raises(ConfigError) as e:
+        parse_config(cfg_dict({"search": {"grid": alone, "scheduler": "asha"}}))
+    assert e.value.problems == [
+        "experiments[0].downstream_models[0]: search.scheduler: on a grid, ASHA ranks the configurations trained "
+        "together in one stack, and the 4 of this grid each train in a stack of their own (probes of another "
+        "hidden_units or batch_size never share one), so it would stop nothing — add a search.grid axis they share "
+        "(learning_rate, dropout, weight_decay, …), or remove the scheduler"
+    ]
+    for grid in ({"batch_size": [32, 64], "learning_rate": [1e-3, 1e-2]}, {"hidden_units": [["infer"], [16]]}):
+        parse_config(cfg_dict({"search": {"grid": grid, "scheduler": "asha"}}))
+
+
 def test_run_keys_are_validated():
     good = cfg_dict({"preset": "marble"})
     good["run"] = {"max_epochs": 20, "vectorize": 16, "reuse_actors": False, "bootstrap_resamples": 0, "ci_alpha": 0.1}
