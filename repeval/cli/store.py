@@ -278,7 +278,9 @@ def store_show(
             raise ValueError(f"--rows must be 0 or more (0 prints the counts without rows), got {rows}")
         if len(target) > 2:
             raise ValueError("give [STORE] DATASET/MODEL/SCENARIO (see `repeval store ls STORE`)")
-        alone = store_alone(target[0], _given_root(target[0])) if len(target) == 1 and root is None else None
+        alone = (
+            store_alone(target[0], _given_root(target[0]) or target[0]) if len(target) == 1 and root is None else None
+        )
         if alone is not None:  # the store, read as a partition of the default store `store`
             raise ValueError(alone)
         store = open_store(target[0] if len(target) == 2 else None, root)
