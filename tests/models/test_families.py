@@ -77,6 +77,21 @@ def test_validator_flags_a_broken_model() -> None:
     _run_checks(report, Broken(), {}, ((0.1, 8000),), 0)
     failed = {c.name.split(" ")[0] for c in report.failures()}
     assert not report.ok and {"embed", "empty"} <= failed
+    # each embed failure says what is wrong and the fix, in the words of a run's error records
+    said = next(c.detail for c in report.failures() if c.name.startswith("embed"))
+    assert said.endswith("but its embedding_dim is 8: make embed's frames that wide, or embedding_dim their width")
+    Broken.embedding_dim = 7  # the right width: then the NaN, then the float64
+    report = ValidationReport("broken", "broken", "default")
+    _run_checks(report, Broken(), {}, ((0.1, 8000),), 0)
+    said = next(c.detail for c in report.failures() if c.name.startswith("embed"))
+    assert said.endswith(
+        "model returned 7 NaN or infinite values in frames of shape (1, 7): fix it (`repeval validate-model` checks it)"
+    )
+    Broken.embed = lambda self, audio: np.ones((1, 7))  # type: ignore[method-assign]
+    report = ValidationReport("broken", "broken", "default")
+    _run_checks(report, Broken(), {}, ((0.1, 8000),), 0)
+    said = next(c.detail for c in report.failures() if c.name.startswith("embed"))
+    assert said.endswith("model returned float64 frames, not float32: make embed return frames.astype(np.float32)")
 
 
 def test_cut_windows_covers_the_clip() -> None:
