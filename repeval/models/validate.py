@@ -4,7 +4,8 @@
 ``default``), feeds it noise of awkward lengths recorded at awkward sample rates (resampled
 to the model's rate with soxr, as the pipeline does), and checks: declared sizes, output shape
 ``(n_frames >= 1, embedding_dim)``, float32, finite values, rejection of empty input, determinism,
-batch/single agreement and a pickle round trip (Ray ships models by pickle).
+batch/single agreement and a pickle round trip (a model that does not pickle passes: a run builds it in each
+worker process from its configuration and never ships it; one that pickles must embed alike once unpickled).
 """
 
 from __future__ import annotations
@@ -218,8 +219,13 @@ def _run_checks(
     except Exception as exc:
         report.add("embed_batch == embed", False, repr(exc)[:300])
     try:
-        clone = pickle.loads(pickle.dumps(model))
-        report.add("pickle round trip", *_close(clone.embed(audios[ref_i]), ref))
+        pickled = pickle.dumps(model)
+    except Exception as exc:  # an ONNX or TF session, a lock: fine, a run never ships a built model
+        said = f"{type(exc).__name__}: {exc}"[:200]
+        report.add("pickle round trip", True, f"does not pickle ({said}): not needed, a run builds it in each worker")
+        return
+    try:
+        report.add("pickle round trip", *_close(pickle.loads(pickled).embed(audios[ref_i]), ref))
     except Exception as exc:
         report.add("pickle round trip", False, repr(exc)[:300])
 
