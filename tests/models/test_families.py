@@ -240,6 +240,10 @@ def test_hf_layer_mean_is_the_mean_of_layers(tmp_path: Path) -> None:
     np.testing.assert_allclose(both, (one + two) / 2, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="out of range"):
         HFAudioEncoder(model=directory, layers=[9])
+    # said before anything runs (`repeval validate`), not in every embedding actor: from the local config.json
+    said = HFAudioEncoder.availability({"model": directory, "layers": [1, 9, -5]})
+    assert said == f"params.layers [9, -5] out of range: {directory} has hidden states 0..3 (or -1..-4)"
+    assert HFAudioEncoder.availability({"model": directory, "layers": [3, -4]}) is None
 
 
 @_needs("torch", "transformers")
