@@ -366,10 +366,13 @@ def refuse_choice(model: EmbeddingModel, key: str, value: Any) -> None:
         raise ValueError(f"{model.name}: params.{key}: {problem}")
 
 
-def _type_error(value: Any, default: Any) -> str | None:
-    """Why ``value`` cannot stand where the constructor's default is ``default`` (None when it can)."""
-    if default is None or default is inspect.Parameter.empty:
-        return None
+def _type_error(cls: type, key: str, value: Any, default: Any) -> str | None:
+    """Why ``value`` cannot stand where the constructor's default is ``default`` (None when it can); a default of
+    None (or none) says nothing of the kind: then its annotation does (``list[int] | int | None``)."""
+    if default is None or default is inspect.Parameter.empty:  # (a param of a few values: its choices say it)
+        from repeval.models.param_kinds import annotated_kind_error
+
+        return None if key in getattr(cls, "param_choices", {}) else annotated_kind_error(cls, key, value)
     if isinstance(default, bool):
         return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
     if isinstance(default, int):
@@ -405,7 +408,7 @@ def check_params(cfg: Any) -> None:
         default = known[key].default
         if value is None and default is None:  # null: the constructor's default (musicnn's layer, its checkpoint's)
             continue
-        problem = _type_error(value, default) or choice_problem(fam.cls, key, value)
+        problem = _type_error(fam.cls, key, value, default) or choice_problem(fam.cls, key, value)
         if problem:
             problems.append((key, problem))
     if problems:

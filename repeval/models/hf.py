@@ -99,6 +99,17 @@ def _read_json(model: str, filename: str) -> dict[str, Any]:
     return json.loads(path.read_text()) if path else {}
 
 
+def _layers_out_of_range(model: str, layers: Any) -> str | None:
+    """Why ``params.layers`` names a hidden state the checkpoint's local ``config.json`` does not have (the words the
+    constructor would raise in every embedding actor), so ``repeval validate`` says it first; None when it does not."""
+    n_states = int(_read_json(model, "config.json").get("num_hidden_layers") or 0) + 1
+    wanted = [layers] if isinstance(layers, int) else layers if isinstance(layers, list) else []
+    bad = [ly for ly in wanted if isinstance(ly, int) and n_states > 1 and not -n_states <= ly < n_states]
+    if not bad:
+        return None
+    return f"params.layers {bad} out of range: {model} has hidden states 0..{n_states - 1} (or -1..-{n_states})"
+
+
 def _download_json(model: str, filename: str) -> dict[str, Any]:
     try:
         from huggingface_hub import hf_hub_download
@@ -180,13 +191,15 @@ class HFAudioEncoder(RebuildOnUnpickle, EmbeddingModel):
             return "params.model is not set: give a hub id or a local save_pretrained directory"
         if Path(str(model)).expanduser().is_dir():
             return (
-                None
+                _layers_out_of_range(str(model), params.get("layers"))
                 if _config_file(model, "config.json")
                 else f"{model} has no config.json: not a save_pretrained directory"
             )
         if not _hub_id(model):
             return _no_directory(model)
-        if _config_file(model, "config.json") or params.get("allow_download"):
+        if _config_file(model, "config.json"):
+            return _layers_out_of_range(str(model), params.get("layers"))
+        if params.get("allow_download"):
             return None
         return (
             f"weights for '{model}' are not in the Hugging Face cache and downloads are off: run "

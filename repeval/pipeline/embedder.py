@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from repeval.models.plugins import Plugin
+from repeval.models.validate import frames_problem
 from repeval.pipeline.stages import DecodeDeform, _object_array, table_to_batch
 from repeval.warn import warn_once
 
@@ -46,30 +47,6 @@ def limit_threads(threads: int | None) -> None:
         # always: threadpoolctl has just capped OpenMP for *this* thread, so torch.get_num_threads() here reads 1
         # while torch's own setting, the one Ray Data's UDF thread uses, can still be the core count
         sys.modules["torch"].set_num_threads(threads)
-
-
-def frames_problem(frames: np.ndarray, dim: int) -> str | None:
-    """What is wrong with the frames a model's ``embed`` returned, said with the fix (an error record's reason);
-    None when they are a ``(n_frames >= 1, dim)`` array of finite values."""
-    if frames.ndim != 2:
-        return (
-            f"model returned frames of shape {frames.shape}, not (n_frames, {dim}): make embed return a 2-D array "
-            "(one frame: frames[None, :])"
-        )
-    if frames.shape[1] != dim:
-        return (
-            f"model returned frames of shape {frames.shape}, but its embedding_dim is {dim}: make embed's frames "
-            "that wide, or embedding_dim their width"
-        )
-    if frames.shape[0] == 0:
-        return f"model returned no frames (shape {frames.shape}): make embed return at least one"
-    bad = int(frames.size - np.isfinite(frames).sum())
-    if bad:
-        return (
-            f"model returned {bad} NaN or infinite values in frames of shape {frames.shape}: fix it (`repeval "
-            "validate-model` checks it)"
-        )
-    return None
 
 
 def plugin_build_failed(model_cfg: Any, exc: Exception) -> Any:

@@ -6,6 +6,7 @@ import ast
 import os
 import subprocess
 import sys
+import threading
 import types
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,53 @@ def test_validator_flags_a_broken_model() -> None:
     _run_checks(report, Broken(), {}, ((0.1, 8000),), 0)
     failed = {c.name.split(" ")[0] for c in report.failures()}
     assert not report.ok and {"embed", "empty"} <= failed
+    # each embed failure says what is wrong and the fix, in the words of a run's error records
+    said = next(c.detail for c in report.failures() if c.name.startswith("embed"))
+    assert said.endswith("but its embedding_dim is 8: make embed's frames that wide, or embedding_dim their width")
+    Broken.embedding_dim = 7  # the right width: then the NaN, then the float64
+    report = ValidationReport("broken", "broken", "default")
+    _run_checks(report, Broken(), {}, ((0.1, 8000),), 0)
+    said = next(c.detail for c in report.failures() if c.name.startswith("embed"))
+    assert said.endswith(
+        "model returned 7 NaN or infinite values in frames of shape (1, 7): fix it (`repeval validate-model` checks it)"
+    )
+    Broken.embed = lambda self, audio: np.ones((1, 7))  # type: ignore[method-assign]
+    report = ValidationReport("broken", "broken", "default")
+    _run_checks(report, Broken(), {}, ((0.1, 8000),), 0)
+    said = next(c.detail for c in report.failures() if c.name.startswith("embed"))
+    assert said.endswith("model returned float64 frames, not float32: make embed return frames.astype(np.float32)")
+
+
+class _Session:
+    """A model holding what does not pickle (as an onnxruntime.InferenceSession does not)."""
+
+    sample_rate_hz = 16000
+    embedding_dim = 4
+
+    def __init__(self) -> None:
+        self.session = threading.Lock()
+
+    @classmethod
+    def declared_sizes(cls, params: dict) -> tuple[None, None]:
+        return None, None
+
+    def embed(self, audio: np.ndarray) -> np.ndarray:
+        if audio.size == 0:
+            raise ValueError("empty audio")
+        return np.full((2, 4), float(audio.std()), np.float32)
+
+    def embed_batch(self, audios: list) -> list:
+        return [self.embed(a) for a in audios]
+
+
+def test_validator_passes_a_model_that_does_not_pickle() -> None:
+    """An ONNX Runtime session in a plugin model failed `repeval validate-model` ("FAIL pickle round trip: cannot
+    pickle 'InferenceSession'"), though a run builds each model in its worker and never ships a built one."""
+    report = ValidationReport("session", "session", "default")
+    _run_checks(report, _Session(), {}, ((0.1, 8000),), 0)
+    assert report.ok, report.summary()
+    said = next(c.detail for c in report.checks if c.name == "pickle round trip")
+    assert said.startswith("does not pickle (TypeError: cannot pickle '_thread.lock' object): not needed")
 
 
 def test_cut_windows_covers_the_clip() -> None:
@@ -192,6 +240,10 @@ def test_hf_layer_mean_is_the_mean_of_layers(tmp_path: Path) -> None:
     np.testing.assert_allclose(both, (one + two) / 2, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="out of range"):
         HFAudioEncoder(model=directory, layers=[9])
+    # said before anything runs (`repeval validate`), not in every embedding actor: from the local config.json
+    said = HFAudioEncoder.availability({"model": directory, "layers": [1, 9, -5]})
+    assert said == f"params.layers [9, -5] out of range: {directory} has hidden states 0..3 (or -1..-4)"
+    assert HFAudioEncoder.availability({"model": directory, "layers": [3, -4]}) is None
 
 
 @_needs("torch", "transformers")

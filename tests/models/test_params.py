@@ -41,6 +41,20 @@ def test_a_param_of_a_few_values_is_refused_by_the_config_check_naming_them(
         check_params(EmbeddingModelConfig(id=model_id, params={key: good}))
 
 
+def test_a_param_that_defaults_to_none_is_checked_against_its_annotation() -> None:
+    """hf-audio's ``layers: list[int] | int | None = None`` took ``layers: last``: the configuration was valid and
+    every embedding actor failed to build the model ("TypeError: '>=' not supported between instances of 'str' and
+    'int'"). A default of None says nothing of a parameter's kind; its annotation does, and is now checked (a kind
+    it does not know, a path or ``Any``, is left to the constructor)."""
+    with pytest.raises(ValueError, match=r"params\.layers") as refused:
+        EmbeddingModelConfig(id="hf-audio", params={"layers": "last", "normalize": "yes"})
+    said = str(refused.value)
+    assert "expected a list of integers, an integer or null, got 'last'" in said
+    assert "params.normalize\n  expected true or false or null, got 'yes'" in said
+    for good in ([4, 5], 6, -1, None):
+        check_params(EmbeddingModelConfig(id="hf-audio", params={"layers": good, "normalize": True}))
+
+
 def _with_default(cls: type[EmbeddingModel], key: str, value: Any) -> type[EmbeddingModel]:
     """A subclass of ``cls`` whose constructor's ``key`` defaults to ``value`` (a plugin's own default)."""
 

@@ -255,6 +255,8 @@ def test_frames_a_model_gets_wrong_are_error_records_naming_the_fix():
     )
     assert "but its embedding_dim is 4: make embed's frames that wide" in str(frames_problem(frames, 4))
     assert "returned no frames (shape (0, 3))" in str(frames_problem(frames[:0], 3))
+    frames[0, 0] = np.nan
+    assert "model returned 1 NaN or infinite value in frames of shape (5, 3)" in str(frames_problem(frames, 3))
     frames[0, :2] = [np.nan, np.inf]
     said = str(frames_problem(frames, 3))
     assert (

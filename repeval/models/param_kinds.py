@@ -1,0 +1,54 @@
+"""A parameter's kind from its constructor annotation, for the ``params`` whose default says nothing of it (None):
+hf-audio's ``layers: list[int] | int | None = None`` refuses ``layers: last`` at validation, not with a TypeError
+in every embedding actor."""
+
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any
+
+_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+_PLURALS = {bool: "true or false", int: "integers", float: "numbers", str: "strings"}
+
+
+def annotated_kind_error(cls: type, key: str, value: Any) -> str | None:
+    """Why ``value`` cannot stand for ``cls.__init__``'s parameter ``key`` as annotated (None when it can, or when the
+    annotation is missing or of a kind not checked here: a path, a mapping, ``Any``, a class of the model's own)."""
+    try:
+        hint = typing.get_type_hints(cls.__init__).get(key)  # type: ignore[misc]
+    except Exception:  # an annotation that does not resolve here: not ours to judge
+        return None
+    said = _kinds(hint)
+    if said is None or any(_fits(value, kind) for kind in said):
+        return None
+    names = [_said(kind) for kind in said if kind is not type(None)] + ["null"] * (type(None) in said)
+    among = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    return f"expected {among}, got {value!r}"
+
+
+def _kinds(hint: Any) -> list[Any] | None:
+    """The kinds ``hint`` allows (a scalar type, or ``(list, scalar type)``), or None when one is not checked here."""
+    if hint in _NAMES:
+        return [hint]
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        parts = [_kinds(a) for a in typing.get_args(hint)]
+        return None if any(p is None for p in parts) else [k for p in parts if p for k in p]
+    if origin in (list, tuple) and (args := typing.get_args(hint)) and args[0] in _PLURALS:
+        return [(list, args[0])] if origin is list or (len(args) == 2 and args[1] is Ellipsis) else None
+    return None
+
+
+def _fits(value: Any, kind: Any) -> bool:
+    if isinstance(kind, tuple):
+        return isinstance(value, list | tuple) and all(_fits(v, kind[1]) for v in value)
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _said(kind: Any) -> str:
+    return f"a list of {_PLURALS[kind[1]]}" if isinstance(kind, tuple) else _NAMES[kind]
