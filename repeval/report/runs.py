@@ -22,7 +22,7 @@ import yaml
 
 from repeval.ray_cluster import job_resubmit
 from repeval.report.comparable import digest_label, run_split_digests
-from repeval.report.left_out import ErrorRecords, configured_partitions, store_errors, store_of
+from repeval.report.left_out import config_error_records, error_records_line, error_records_partial, errors_command
 from repeval.report.run_files import short_why, unlisted
 from repeval.run.files import damaged, may_not_read, parquet_error
 from repeval.run.load_records import read_records
@@ -41,7 +41,6 @@ from repeval.rundir import (
     summary_mismatch,
 )
 from repeval.store.inspect import aligned, utc_time
-from repeval.store.partition import show_errors_command
 from repeval.words import counted
 
 
@@ -109,56 +108,6 @@ def _not_evaluated(fs: pafs.FileSystem, path: str) -> int:
     once, as the run said them and ``--strict`` counts them — one missing file of a catalog three tasks read is one
     row, not 3."""
     return sum(r.not_evaluated for r in read_records(json_at(fs, path, LOAD_REPORT)))
-
-
-def _error_records(cfg: dict[str, Any], seen: dict[tuple[str, ...], Any]) -> ErrorRecords:
-    """The error records of the partitions the run's configuration embeds, counted as `repeval report` counts them
-    (:func:`repeval.report.left_out.error_records`, from the store's Parquet footers; the partitions from ``cfg``, the
-    configuration its results were computed with, not from the results: their footer is read once): tracks that
-    failed to decode, deform or embed, not evaluated there; ``problems`` says why the store or some partitions could
-    not be read (a relative store is read from the folder `repeval runs` runs in, as by `repeval report`). ``seen``: the stores and partitions read
-    for the runs listed before it (:func:`repeval.report.left_out.store_errors`)."""
-    return store_errors(store_of(cfg), configured_partitions(cfg), 0, seen)
-
-
-def _errors_command(errors: ErrorRecords | None) -> str | None:
-    """`repeval store show --errors` of the partition with the most error records (``None``: none)."""
-    if errors is None or not errors.counts:
-        return None
-    name = max(errors.counts, key=lambda c: c[1])[0]
-    return show_errors_command(errors.store, name)
-
-
-def _partial(errors: ErrorRecords | None) -> str | None:
-    """That ``errors`` counts some of the run's partitions only, which could not be read and why, with the fix (the
-    first's error names it); ``None``: every partition read (or nothing counted)."""
-    if errors is None or not errors.unread:
-        return None
-    first = next(p for p in errors.problems if p.startswith(f"{errors.unread[0]}: ")).split(": ", 1)[1]
-    first = first.removeprefix(f"store partition {errors.unread[0]} in {errors.store}: ")  # named just before
-    read = errors.asked - len(errors.unread)
-    return (
-        f"partial: counted in {read} of {counted(errors.asked, 'partition')}, {', '.join(errors.unread[:3])}"
-        + (f" and {counted(len(errors.unread) - 3, 'other')}" if len(errors.unread) > 3 else "")
-        + f" could not be read ({first})"
-    )
-
-
-def _error_records_text(info: dict[str, Any]) -> str:
-    """The line saying a run's error records (:func:`run_info`'s ``error_records``) and what lists them; with some
-    partitions not read, that the count is of the others (``error_records_partial``)."""
-    n, command, partial = info["error_records"], info["error_records_command"], info["error_records_partial"]
-    if not n:
-        return f"{info['run']}: 0 error records in the store; {partial}"
-    partial = f"; {partial}" if partial else ""
-    if n == 1:
-        what = f"a track that failed to decode, deform or embed, not evaluated in its partition (`{command}` lists it)"
-    else:
-        what = (
-            "tracks that failed to decode, deform or embed, not evaluated in their partition (`repeval report` lists "
-            f"them; `{command}` lists the partition with the most)"
-        )
-    return f"{info['run']}: {counted(n, 'error record')} in the store — {what}{partial}"
 
 
 def _splits_unreadable(failures: list[tuple[str, Exception]]) -> str | None:
@@ -306,7 +255,7 @@ def run_info(
         state = f"{status['state']} ({status.get('command') or '?'})"
         failed_with = str(status.get("reason") or "")
     split_failures: list[tuple[str, Exception]] = []
-    found = _error_records(cfg, {} if seen is None else seen) if footer is not None else None
+    found = config_error_records(cfg, {} if seen is None else seen) if footer is not None else None
     # counted where the store opened and some partition read (the others named: ``error_records_partial``)
     errors = None if found is None or (found.problems and len(found.unread) in (0, found.asked)) else found
     info = {  # its keys are _record's
@@ -340,11 +289,11 @@ def run_info(
         #: as the report counts them; ``None``: not known (no readable results, or a store that cannot be read)
         "error_records": None if errors is None else errors.total,
         #: the command that lists them, of the partition with the most (``None``: none)
-        "error_records_command": _errors_command(errors),
+        "error_records_command": errors_command(errors),
         #: the partitions whose error records could not be read (a file in them cut short, or another user's): the
         #: count is of the others only, said by ``error_records_partial`` (``[]``: every one read, or none counted)
         "error_records_partitions_unread": [] if errors is None else errors.unread,
-        "error_records_partial": _partial(errors),
+        "error_records_partial": error_records_partial(errors),
         #: why they are not known: the store (or its partitions) could not be read (``None``: they are, or no results)
         "error_records_unread": (
             f"the embedding store at {found.store} could not be read: {found.problems[0]}"
@@ -470,7 +419,7 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
         for i in infos
         if i["rows_not_evaluated"]
     ]
-    lines += [_error_records_text(i) for i in infos if i["error_records"] or i["error_records_partial"]]
+    lines += [error_records_line(i) for i in infos if i["error_records"] or i["error_records_partial"]]
     unread: dict[str, list[str]] = {}
     for i in infos:
         if i["error_records_unread"]:
