@@ -338,7 +338,7 @@ def _variant_type(cls: type) -> type:
     """The type of ``cls``' TensorFlow variant: :class:`_TFVariant`, with ``cls``' metaclass when it has one of its
     own (a class's type must derive from each of its bases' types), registered with :mod:`copyreg` as it is."""
     meta = type(cls)
-    made = _VARIANT_TYPES.get(meta)
+    made = meta if issubclass(meta, _TFVariant) else _VARIANT_TYPES.get(meta)
     if made is None:
         made = _VARIANT_TYPES[meta] = type(f"_TFVariant_{meta.__name__}", (_TFVariant, meta), {})
         copyreg.pickle(made, _made_again)
