@@ -6,7 +6,7 @@ partition).
 The error records are read from the run's store (``run.store`` of its ``config.yaml``, resolved from the current
 directory when it is a relative path). A store that cannot be read (moved, damaged, no credentials) becomes a note
 naming the problem, never a failed report. `repeval runs` counts them for each run too, from its configuration
-(:func:`config_error_records`), and says them in a line (:func:`error_records_line`).
+(:func:`run_error_records`), and says them in a line (:func:`error_records_line`).
 """
 
 from __future__ import annotations
@@ -178,14 +178,32 @@ def store_errors(
     return found
 
 
-def config_error_records(cfg: dict[str, Any], seen: dict[tuple[str, ...], Any]) -> ErrorRecords:
-    """The error records of the partitions the run's configuration embeds, counted as `repeval report` counts them
-    (:func:`error_records`, from the store's Parquet footers; the partitions from ``cfg``, the configuration its
-    results were computed with, not from the results: their footer is read once): tracks that failed to decode,
-    deform or embed, not evaluated there; ``problems`` says why the store or some partitions could not be read (a
-    relative store is read from the folder `repeval runs` runs in, as by `repeval report`). ``seen``: the stores and
-    partitions read for the runs listed before it (:func:`store_errors`)."""
-    return store_errors(store_of(cfg), configured_partitions(cfg), 0, seen)
+def run_error_records(cfg: dict[str, Any], seen: dict[tuple[str, ...], Any]) -> dict[str, Any]:
+    """The error records of the partitions a run's configuration ``cfg`` embeds — tracks that failed to decode,
+    deform or embed, not evaluated there — as `repeval runs` records them (its record's ``error_records*`` keys),
+    counted as `repeval report` counts them (:func:`store_errors`, from the store's Parquet footers; the partitions
+    from ``cfg``, the configuration its results were computed with). A relative store is read from the folder
+    `repeval runs` runs in, as by `repeval report`. ``seen``: the stores and partitions read for the runs listed
+    before it."""
+    found = store_errors(store_of(cfg), configured_partitions(cfg), 0, seen)
+    # counted where the store opened and some partition read (the others named: ``error_records_partial``)
+    errors = None if found.problems and len(found.unread) in (0, found.asked) else found
+    return {
+        #: how many (``None``: not known, the store or its partitions could not be read)
+        "error_records": None if errors is None else errors.total,
+        #: the command that lists them, of the partition with the most (``None``: none)
+        "error_records_command": errors_command(errors),
+        #: the partitions whose error records could not be read (a file in them cut short, or another user's): the
+        #: count is of the others only, said by ``error_records_partial`` (``[]``: every one read, or none counted)
+        "error_records_partitions_unread": [] if errors is None else errors.unread,
+        "error_records_partial": error_records_partial(errors),
+        #: why they are not known: the store (or its partitions) could not be read (``None``: they are)
+        "error_records_unread": (
+            None
+            if errors is not None
+            else f"the embedding store at {found.store} could not be read: {found.problems[0]}"
+        ),
+    }
 
 
 def errors_command(errors: ErrorRecords | None) -> str | None:

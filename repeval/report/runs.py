@@ -22,7 +22,7 @@ import yaml
 
 from repeval.ray_cluster import job_resubmit
 from repeval.report.comparable import digest_label, run_split_digests
-from repeval.report.left_out import config_error_records, error_records_line, error_records_partial, errors_command
+from repeval.report.left_out import error_records_line, run_error_records
 from repeval.report.run_files import short_why, unlisted
 from repeval.run.files import damaged, may_not_read, parquet_error
 from repeval.run.load_records import read_records
@@ -255,9 +255,6 @@ def run_info(
         state = f"{status['state']} ({status.get('command') or '?'})"
         failed_with = str(status.get("reason") or "")
     split_failures: list[tuple[str, Exception]] = []
-    found = config_error_records(cfg, {} if seen is None else seen) if footer is not None else None
-    # counted where the store opened and some partition read (the others named: ``error_records_partial``)
-    errors = None if found is None or (found.problems and len(found.unread) in (0, found.asked)) else found
     info = {  # its keys are _record's
         "run": run_id,
         "state": state,
@@ -285,21 +282,8 @@ def run_info(
         #: why ``failed.parquet`` cannot be read (cut short or corrupted, or not readable by this user), with the fix
         "failed_unreadable": _failed_unreadable(failed_error),
         "rows_not_evaluated": _not_evaluated(fs, path),
-        #: the error records of its partitions (tracks that failed to decode, deform or embed: not evaluated there),
-        #: as the report counts them; ``None``: not known (no readable results, or a store that cannot be read)
-        "error_records": None if errors is None else errors.total,
-        #: the command that lists them, of the partition with the most (``None``: none)
-        "error_records_command": errors_command(errors),
-        #: the partitions whose error records could not be read (a file in them cut short, or another user's): the
-        #: count is of the others only, said by ``error_records_partial`` (``[]``: every one read, or none counted)
-        "error_records_partitions_unread": [] if errors is None else errors.unread,
-        "error_records_partial": error_records_partial(errors),
-        #: why they are not known: the store (or its partitions) could not be read (``None``: they are, or no results)
-        "error_records_unread": (
-            f"the embedding store at {found.store} could not be read: {found.problems[0]}"
-            if found is not None and errors is None
-            else None
-        ),
+        #: the error records of its partitions, as the report counts them (of a run with readable results)
+        **(run_error_records(cfg, {} if seen is None else seen) if footer is not None else {}),
         #: the test sets scored on rows embedded from partial audio (audio_note), as its evaluation recorded them
         "partial_audio": recorded_partial(footer.metadata if footer is not None else None) or [],
         #: why ``summary.parquet`` is not the summary of ``results.parquet`` (``None``: it is, or no results)
