@@ -139,6 +139,25 @@ def _unlisted_why(folder: str, what: str, exc: OSError | None) -> str | None:
     return None if exc is None else unlisted(folder, what, exc)
 
 
+def _entries(fs: pafs.FileSystem, path: str) -> tuple[list[pafs.FileInfo], list[tuple[str, OSError]]] | None:
+    """What the local folder ``path`` holds: each entry that can be looked at, and the others' names with their
+    errors (pyarrow's listing stops at the first it cannot: a symbolic link into another user's folder, ``tune ->
+    /scratch/alice/tune``); ``None``: the folder itself cannot be listed (or it is not on the local disk)."""
+    if not isinstance(fs, pafs.LocalFileSystem):
+        return None
+    try:
+        names = sorted(os.listdir(path))
+    except OSError:
+        return None
+    found, failed = [], []
+    for name in names:
+        try:
+            found.append(fs.get_file_info(f"{path}/{name}"))
+        except OSError as exc:
+            failed.append((name, exc))
+    return found, failed
+
+
 def _record(run_id: str, known: dict[str, Any]) -> dict[str, Any]:
     """A run's record (`repeval runs --json`: its keys, in their order), each key ``known`` lacks at its "not known"
     value: the one list of the keys, for a run listed (:func:`run_info`) and a run directory this user may not list
@@ -193,7 +212,10 @@ def run_info(
     try:
         top = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))  # not recursive: tune/ can be large
     except OSError as exc:  # it stopped the listing of every run (pyarrow's PermissionError)
-        return _unlisted(run_id, exc)
+        found = _entries(fs, path)  # one entry it cannot look at: the others are (what it is, is read below)
+        if found is None:
+            return _unlisted(run_id, exc)
+        top = found[0]
     try:
         with fs.open_input_stream(f"{path}/config.yaml") as fh:
             cfg = yaml.safe_load(fh.read().decode()) or {}
@@ -296,26 +318,31 @@ def run_info(
 
 
 def list_runs(runs_dir: str) -> list[dict[str, Any]]:
-    """Every run directory under ``runs_dir``, sorted by run id; ``FileNotFoundError`` naming it if it is absent, a
+    """Every run directory under ``runs_dir``, sorted by run id — an entry this user may not look at (a symbolic link
+    into another user's folder) as a run nothing is known of; ``FileNotFoundError`` naming it if it is absent, a
     ``ValueError`` naming it and the fix if this user may not list it (another user's: not a full disk's fix)."""
     fs, path = filesystem_of(runs_dir)
     if fs.get_file_info(path).type != pafs.FileType.Directory:
         raise FileNotFoundError(f"no runs directory at {runs_dir} (run.runs_dir / --runs-dir of your runs)")
+    unseen: list[tuple[str, OSError]] = []
     try:
         entries = fs.get_file_info(pafs.FileSelector(path))
     except PermissionError:
-        raise ValueError(
-            f"{runs_dir} cannot be read (permission denied): this user may not list it — check its owner and "
-            "permissions (`ls -ld`), or list a runs directory of your own"
-        ) from None
-    out = []
+        found = _entries(fs, path)  # a run it cannot look at (a symbolic link to another user's): the others are
+        if found is None:
+            raise ValueError(
+                f"{runs_dir} cannot be read (permission denied): this user may not list it — check its owner and "
+                "permissions (`ls -ld`), or list a runs directory of your own"
+            ) from None
+        entries, unseen = found
+    out = [_unlisted(name, exc) for name, exc in unseen]
     seen: dict[tuple[str, ...], Any] = {}  # the runs' stores, each opened once
     for entry in sorted(entries, key=lambda i: i.base_name):
         if entry.type == pafs.FileType.Directory:
             info = run_info(fs, entry.path, entry.base_name, seen)
             if info is not None:
                 out.append(info)
-    return out
+    return sorted(out, key=lambda i: i["run"])
 
 
 def _run_itself(runs_dir: str) -> dict[str, Any] | None:
