@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from repeval.models.base import EmbeddingModel, ModelUnavailable, PerClip, refuse_offsets
+from repeval.words import counted
 
 #: environment each isolated process group needs (set before the framework is imported);
 #: the pipeline passes these as the actor's ``runtime_env={"env_vars": ...}``.
@@ -307,10 +308,29 @@ class WindowedModel(RebuildOnUnpickle, EmbeddingModel):
         return [np.ascontiguousarray(x) for x in np.split(out, np.cumsum(counts)[:-1])]
 
 
+def _not_saved_by_torch(path: Path) -> str | None:
+    """Why the file at ``path`` is not one ``torch.save`` wrote (empty, cut short, another kind of file), without
+    loading it; ``None``: it may be (a zip archive — torch's format since 1.6 — or a pickle, its format before)."""
+    import zipfile
+
+    size = path.stat().st_size
+    if not size:
+        return "it is empty"
+    with path.open("rb") as fh:
+        pickle = fh.read(1) == b"\x80"  # a pickle's protocol mark
+    if pickle or zipfile.is_zipfile(path):
+        return None
+    return f"it is not a file torch.save wrote ({counted(size, 'byte')}): cut short or corrupted"
+
+
 def load_state_dict(path: Path, fix: str) -> dict[str, Any]:
-    """``torch.load(weights_only=True)``; a checkpoint that needs arbitrary unpickling is refused with the fix."""
+    """``torch.load(weights_only=True)``; a checkpoint that needs arbitrary unpickling is refused with the fix, a
+    file that is no checkpoint (empty, cut short) saying to obtain it again."""
     import torch
 
+    why = _not_saved_by_torch(path)
+    if why is not None:  # torch would say to load it with weights_only=False, or nothing (an empty file)
+        raise ValueError(f"cannot load {path}: {why} — obtain or convert the weights again")
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle.UnpicklingError and friends

@@ -330,6 +330,21 @@ class _TFVariant(type):
     variant's own name is found only in a process that has made it."""
 
 
+#: beside a plugin class' own metaclass (``abc.ABCMeta`` of an ``abc.ABC`` mixin), a type of both: its variants' type
+_VARIANT_TYPES: dict[type, type] = {type: _TFVariant}
+
+
+def _variant_type(cls: type) -> type:
+    """The type of ``cls``' TensorFlow variant: :class:`_TFVariant`, with ``cls``' metaclass when it has one of its
+    own (a class's type must derive from each of its bases' types), registered with :mod:`copyreg` as it is."""
+    meta = type(cls)
+    made = meta if issubclass(meta, _TFVariant) else _VARIANT_TYPES.get(meta)
+    if made is None:
+        made = _VARIANT_TYPES[meta] = type(f"_TFVariant_{meta.__name__}", (_TFVariant, meta), {})
+        copyreg.pickle(made, _made_again)
+    return made
+
+
 def _tf_variant(cls: type[MusiCNN]) -> type[MusiCNN]:
     """``cls`` on TensorFlow: ``_TF_<name>`` in this module (of a class from another module, its module and name
     spelt out: :func:`_variant_name`), made once per class; it and its models pickle by ``cls``'s name
@@ -338,7 +353,7 @@ def _tf_variant(cls: type[MusiCNN]) -> type[MusiCNN]:
     variant: Any = globals().get(name)
     if variant is None or vars(variant)["_onnx_class"] is not cls:  # new, or its class' module imported again
         namespace = {"__module__": __name__, "__qualname__": name, "__doc__": cls.__doc__, "_onnx_class": cls}
-        variant = _TFVariant(name, (_TFMusiCNN, cls), namespace)
+        variant = _variant_type(cls)(name, (_TFMusiCNN, cls), namespace)
         globals()[name] = variant  # found by name where it was made: what pickles it by reference, not by value
     return variant
 
@@ -352,9 +367,11 @@ def _variant_name(cls: type[MusiCNN]) -> str:
     return "_TF_" + said.replace("_", "_u").replace(".", "_d").replace(":", "_c")
 
 
-def _made_again(variant: _TFVariant) -> tuple[Any, tuple[type[MusiCNN]]]:
-    """How ``variant`` pickles (:mod:`copyreg`): :func:`_tf_variant` of its ONNX class."""
-    return _tf_variant, (vars(variant)["_onnx_class"],)
+def _made_again(variant: _TFVariant) -> str | tuple[Any, tuple[type[MusiCNN]]]:
+    """How ``variant`` pickles (:mod:`copyreg`): :func:`_tf_variant` of its ONNX class; a class of its type that
+    :func:`_tf_variant` did not make (a plugin's subclass of a variant: the type is inherited) by its name."""
+    onnx = vars(variant).get("_onnx_class")
+    return variant.__qualname__ if onnx is None else (_tf_variant, (onnx,))
 
 
 copyreg.pickle(_TFVariant, _made_again)

@@ -5,7 +5,8 @@ partition).
 
 The error records are read from the run's store (``run.store`` of its ``config.yaml``, resolved from the current
 directory when it is a relative path). A store that cannot be read (moved, damaged, no credentials) becomes a note
-naming the problem, never a failed report.
+naming the problem, never a failed report. `repeval runs` counts them for each run too, from its configuration
+(:func:`run_error_records`), and says them in a line (:func:`error_records_line`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import pandas as pd
 from repeval.report.results import Run, ordered_scenarios
 from repeval.run.load_records import LoadRecord, read_records
 from repeval.rundir import LOAD_REPORT
+from repeval.store.partition import show_errors_command
+from repeval.words import counted
 
 log = logging.getLogger(__name__)
 e = html.escape
@@ -184,6 +187,72 @@ def store_errors(
         for r in head.select(["track_id", "split", "stage", "reason"]).to_pylist():
             found.rows.append({"dataset": dataset, "model": model, "scenario": scenario, **r})
     return found
+
+
+def run_error_records(cfg: dict[str, Any], seen: dict[tuple[str, ...], Any]) -> dict[str, Any]:
+    """The error records of the partitions a run's configuration ``cfg`` embeds — tracks that failed to decode,
+    deform or embed, not evaluated there — as `repeval runs` records them (its record's ``error_records*`` keys),
+    counted as `repeval report` counts them (:func:`store_errors`, from the store's Parquet footers; the partitions
+    from ``cfg``, the configuration its results were computed with). A relative store is read from the folder
+    `repeval runs` runs in, as by `repeval report`. ``seen``: the stores and partitions read for the runs listed
+    before it."""
+    found = store_errors(store_of(cfg), configured_partitions(cfg), 0, seen)
+    # counted where the store opened and some partition read (the others named: ``error_records_partial``)
+    not_counted = found.not_counted()
+    errors = None if not_counted else found
+    return {
+        #: how many (``None``: not known, the store or its partitions could not be read)
+        "error_records": None if errors is None else errors.total,
+        #: the command that lists them, of the partition with the most (``None``: none)
+        "error_records_command": errors_command(errors),
+        #: the partitions whose error records could not be read (a file in them cut short, or another user's): the
+        #: count is of the others only, said by ``error_records_partial`` (``[]``: every one read, or the store not)
+        "error_records_partitions_unread": found.unread,
+        "error_records_partial": error_records_partial(errors),
+        #: why they are not known: the store, or every one of its partitions, could not be read (``None``: they are)
+        "error_records_unread": not_counted,
+    }
+
+
+def errors_command(errors: ErrorRecords | None) -> str | None:
+    """`repeval store show --errors` of the partition with the most error records (``None``: none)."""
+    if errors is None or not errors.counts:
+        return None
+    name = max(errors.counts, key=lambda c: c[1])[0]
+    return show_errors_command(errors.store, name)
+
+
+def error_records_partial(errors: ErrorRecords | None) -> str | None:
+    """That ``errors`` counts some of the run's partitions only, which could not be read and why, with the fix (the
+    first's error names it); ``None``: every partition read (or nothing counted)."""
+    if errors is None or not errors.unread:
+        return None
+    first = next(p for p in errors.problems if p.startswith(f"{errors.unread[0]}: ")).split(": ", 1)[1]
+    first = first.removeprefix(f"store partition {errors.unread[0]} in {errors.store}: ")  # named just before
+    read = errors.asked - len(errors.unread)
+    return (
+        f"partial: counted in {read} of {counted(errors.asked, 'partition')}, {', '.join(errors.unread[:3])}"
+        + (f" and {counted(len(errors.unread) - 3, 'other')}" if len(errors.unread) > 3 else "")
+        + f" could not be read ({'the first: ' if len(errors.unread) > 1 else ''}{first})"  # each one's: the warnings
+    )
+
+
+def error_records_line(info: dict[str, Any]) -> str:
+    """The line of `repeval runs` saying a run's error records (``error_records`` of its record,
+    :func:`repeval.report.runs.run_info`) and what lists them; with some partitions not read, that the count is of the
+    others (``error_records_partial``)."""
+    n, command, partial = info["error_records"], info["error_records_command"], info["error_records_partial"]
+    if not n:
+        return f"{info['run']}: 0 error records in the store; {partial}"
+    partial = f"; {partial}" if partial else ""
+    if n == 1:
+        what = f"a track that failed to decode, deform or embed, not evaluated in its partition (`{command}` lists it)"
+    else:
+        what = (
+            "tracks that failed to decode, deform or embed, not evaluated in their partition (`repeval report` lists "
+            f"them; `{command}` lists the partition with the most)"
+        )
+    return f"{info['run']}: {counted(n, 'error record')} in the store — {what}{partial}"
 
 
 def _once(seen: dict[tuple[str, ...], Any], key: tuple[str, ...], read: Callable[..., Any], *args: Any) -> Any:

@@ -4,6 +4,7 @@ the report out (a history, ``failed.parquet``), named in a warning when unreadab
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from pathlib import Path
@@ -107,12 +108,15 @@ def short_why(exc: BaseException) -> str:
 def unlisted(folder: str | Path, what: str, exc: OSError) -> str:
     """Why the run's ``folder`` cannot be listed (the system's words for its error: pyarrow's repeat the path),
     ``what`` that leaves out and the fix: its owner and permissions (another user's folder:
-    :func:`~repeval.run.files.may_not_read`), a file in its place moved aside, or else the disk it is on."""
+    :func:`~repeval.run.files.may_not_read`), a file in its place moved aside, a symbolic link that loops pointed at a
+    folder, or else the disk it is on."""
     why = os.strerror(exc.errno) if exc.errno else parquet_error(exc)
     if isinstance(exc, PermissionError):
         fix = may_not_read()
     elif isinstance(exc, NotADirectoryError):
         fix = "it is a file, not a folder: move it aside"
+    elif exc.errno == errno.ELOOP:
+        fix = "a symbolic link on its path leads round in a loop: point it at a folder (`ls -l` shows where it leads)"
     else:
         fix = "check the disk it is on"
     return f"{folder} cannot be listed ({why[:1].lower() + why[1:]}): {what}; {fix}"

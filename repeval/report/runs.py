@@ -11,6 +11,7 @@ nothing under ``tune/``.
 from __future__ import annotations
 
 import json
+import os
 from shlex import quote
 from typing import Any
 
@@ -21,7 +22,7 @@ import yaml
 
 from repeval.ray_cluster import job_resubmit
 from repeval.report.comparable import digest_label, run_split_digests
-from repeval.report.left_out import ErrorRecords, configured_partitions, store_errors, store_of
+from repeval.report.left_out import error_records_line, run_error_records
 from repeval.report.run_files import short_why, unlisted
 from repeval.run.files import damaged, may_not_read, parquet_error
 from repeval.run.load_records import read_records
@@ -41,7 +42,6 @@ from repeval.rundir import (
     summary_mismatch,
 )
 from repeval.store.inspect import aligned, utc_time
-from repeval.store.partition import show_errors_command
 from repeval.words import counted
 
 
@@ -111,56 +111,6 @@ def _not_evaluated(fs: pafs.FileSystem, path: str) -> int:
     return sum(r.not_evaluated for r in read_records(json_at(fs, path, LOAD_REPORT)))
 
 
-def _error_records(cfg: dict[str, Any], seen: dict[tuple[str, ...], Any]) -> ErrorRecords:
-    """The error records of the partitions the run's configuration embeds, counted as `repeval report` counts them
-    (:func:`repeval.report.left_out.error_records`, from the store's Parquet footers; the partitions from ``cfg``, the
-    configuration its results were computed with, not from the results: their footer is read once): tracks that
-    failed to decode, deform or embed, not evaluated there; ``problems`` says why the store or some partitions could
-    not be read (a relative store is read from the folder `repeval runs` runs in, as by `repeval report`). ``seen``: the stores and partitions read
-    for the runs listed before it (:func:`repeval.report.left_out.store_errors`)."""
-    return store_errors(store_of(cfg), configured_partitions(cfg), 0, seen)
-
-
-def _errors_command(errors: ErrorRecords | None) -> str | None:
-    """`repeval store show --errors` of the partition with the most error records (``None``: none)."""
-    if errors is None or not errors.counts:
-        return None
-    name = max(errors.counts, key=lambda c: c[1])[0]
-    return show_errors_command(errors.store, name)
-
-
-def _partial(errors: ErrorRecords | None) -> str | None:
-    """That ``errors`` counts some of the run's partitions only, which could not be read and why, with the fix (the
-    first's error names it); ``None``: every partition read (or nothing counted)."""
-    if errors is None or not errors.unread:
-        return None
-    first = next(p for p in errors.problems if p.startswith(f"{errors.unread[0]}: ")).split(": ", 1)[1]
-    first = first.removeprefix(f"store partition {errors.unread[0]} in {errors.store}: ")  # named just before
-    read = errors.asked - len(errors.unread)
-    return (
-        f"partial: counted in {read} of {counted(errors.asked, 'partition')}, {', '.join(errors.unread[:3])}"
-        + (f" and {counted(len(errors.unread) - 3, 'other')}" if len(errors.unread) > 3 else "")
-        + f" could not be read ({'the first: ' if len(errors.unread) > 1 else ''}{first})"  # each one's: the warnings
-    )
-
-
-def _error_records_text(info: dict[str, Any]) -> str:
-    """The line saying a run's error records (:func:`run_info`'s ``error_records``) and what lists them; with some
-    partitions not read, that the count is of the others (``error_records_partial``)."""
-    n, command, partial = info["error_records"], info["error_records_command"], info["error_records_partial"]
-    if not n:
-        return f"{info['run']}: 0 error records in the store; {partial}"
-    partial = f"; {partial}" if partial else ""
-    if n == 1:
-        what = f"a track that failed to decode, deform or embed, not evaluated in its partition (`{command}` lists it)"
-    else:
-        what = (
-            "tracks that failed to decode, deform or embed, not evaluated in their partition (`repeval report` lists "
-            f"them; `{command}` lists the partition with the most)"
-        )
-    return f"{info['run']}: {counted(n, 'error record')} in the store — {what}{partial}"
-
-
 def _splits_unreadable(failures: list[tuple[str, Exception]]) -> str | None:
     """Why the run's saved splits (``splits/`` or some of its files) could not be read, with the fix; ``None``: they
     could (or there are none)."""
@@ -188,6 +138,25 @@ def _unlisted_why(folder: str, what: str, exc: OSError | None) -> str | None:
     """Why the run's ``folder`` could not be listed, what that leaves unknown and the fix (:func:`unlisted`);
     ``None``: it could."""
     return None if exc is None else unlisted(folder, what, exc)
+
+
+def _entries(fs: pafs.FileSystem, path: str) -> tuple[list[pafs.FileInfo], list[tuple[str, OSError]]] | None:
+    """What the local folder ``path`` holds: each entry that can be looked at, and the others' names with their
+    errors (pyarrow's listing stops at the first it cannot: a symbolic link into another user's folder, ``tune ->
+    /scratch/alice/tune``); ``None``: the folder itself cannot be listed (or it is not on the local disk)."""
+    if not isinstance(fs, pafs.LocalFileSystem):
+        return None
+    try:
+        names = sorted(os.listdir(path))
+    except OSError:
+        return None
+    found, failed = [], []
+    for name in names:
+        try:
+            found.append(fs.get_file_info(f"{path}/{name}"))
+        except OSError as exc:
+            failed.append((name, exc))
+    return found, failed
 
 
 def _record(run_id: str, known: dict[str, Any]) -> dict[str, Any]:
@@ -244,7 +213,10 @@ def run_info(
     try:
         top = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))  # not recursive: tune/ can be large
     except OSError as exc:  # it stopped the listing of every run (pyarrow's PermissionError)
-        return _unlisted(run_id, exc)
+        found = _entries(fs, path)  # one entry it cannot look at: the others are (what it is, is read below)
+        if found is None:
+            return _unlisted(run_id, exc)
+        top = found[0]
     try:
         with fs.open_input_stream(f"{path}/config.yaml") as fh:
             cfg = yaml.safe_load(fh.read().decode()) or {}
@@ -306,10 +278,6 @@ def run_info(
         state = f"{status['state']} ({status.get('command') or '?'})"
         failed_with = str(status.get("reason") or "")
     split_failures: list[tuple[str, Exception]] = []
-    found = _error_records(cfg, {} if seen is None else seen) if footer is not None else None
-    # counted where the store opened and some partition read (the others named: ``error_records_partial``)
-    not_counted = None if found is None else found.not_counted()
-    errors = None if found is None or not_counted else found
     info = {  # its keys are _record's
         "run": run_id,
         "state": state,
@@ -337,18 +305,8 @@ def run_info(
         #: why ``failed.parquet`` cannot be read (cut short or corrupted, or not readable by this user), with the fix
         "failed_unreadable": _failed_unreadable(failed_error),
         "rows_not_evaluated": _not_evaluated(fs, path),
-        #: the error records of its partitions (tracks that failed to decode, deform or embed: not evaluated there),
-        #: as the report counts them; ``None``: not known (no readable results, or a store that cannot be read)
-        "error_records": None if errors is None else errors.total,
-        #: the command that lists them, of the partition with the most (``None``: none)
-        "error_records_command": _errors_command(errors),
-        #: the partitions whose error records could not be read (a file in them cut short, or another user's): the
-        #: count is of the others only, said by ``error_records_partial`` (``[]``: every one read, or the store not)
-        "error_records_partitions_unread": [] if found is None else found.unread,
-        "error_records_partial": _partial(errors),
-        #: why they are not known: the store, or every one of its partitions, could not be read (``None``: they are,
-        #: or no results)
-        "error_records_unread": not_counted,
+        #: the error records of its partitions, as the report counts them (of a run with readable results)
+        **(run_error_records(cfg, {} if seen is None else seen) if footer is not None else {}),
         #: the test sets scored on rows embedded from partial audio (audio_note), as its evaluation recorded them
         "partial_audio": recorded_partial(footer.metadata if footer is not None else None) or [],
         #: why ``summary.parquet`` is not the summary of ``results.parquet`` (``None``: it is, or no results)
@@ -361,26 +319,31 @@ def run_info(
 
 
 def list_runs(runs_dir: str) -> list[dict[str, Any]]:
-    """Every run directory under ``runs_dir``, sorted by run id; ``FileNotFoundError`` naming it if it is absent, a
+    """Every run directory under ``runs_dir``, sorted by run id — an entry this user may not look at (a symbolic link
+    into another user's folder) as a run nothing is known of; ``FileNotFoundError`` naming it if it is absent, a
     ``ValueError`` naming it and the fix if this user may not list it (another user's: not a full disk's fix)."""
     fs, path = filesystem_of(runs_dir)
     if fs.get_file_info(path).type != pafs.FileType.Directory:
         raise FileNotFoundError(f"no runs directory at {runs_dir} (run.runs_dir / --runs-dir of your runs)")
+    unseen: list[tuple[str, OSError]] = []
     try:
         entries = fs.get_file_info(pafs.FileSelector(path))
     except PermissionError:
-        raise ValueError(
-            f"{runs_dir} cannot be read (permission denied): this user may not list it — check its owner and "
-            "permissions (`ls -ld`), or list a runs directory of your own"
-        ) from None
-    out = []
+        found = _entries(fs, path)  # a run it cannot look at (a symbolic link to another user's): the others are
+        if found is None:
+            raise ValueError(
+                f"{runs_dir} cannot be read (permission denied): this user may not list it — check its owner and "
+                "permissions (`ls -ld`), or list a runs directory of your own"
+            ) from None
+        entries, unseen = found
+    out = [_unlisted(name, exc) for name, exc in unseen]
     seen: dict[tuple[str, ...], Any] = {}  # the runs' stores, each opened once
     for entry in sorted(entries, key=lambda i: i.base_name):
         if entry.type == pafs.FileType.Directory:
             info = run_info(fs, entry.path, entry.base_name, seen)
             if info is not None:
                 out.append(info)
-    return out
+    return sorted(out, key=lambda i: i["run"])
 
 
 def _run_itself(runs_dir: str) -> dict[str, Any] | None:
@@ -460,7 +423,7 @@ def runs_text(runs_dir: str, as_json: bool = False) -> str:
         for i in infos
         if i["rows_not_evaluated"]
     ]
-    lines += [_error_records_text(i) for i in infos if i["error_records"] or i["error_records_partial"]]
+    lines += [error_records_line(i) for i in infos if i["error_records"] or i["error_records_partial"]]
     unread: dict[str, list[str]] = {}
     for i in infos:
         if i["error_records_unread"]:

@@ -313,6 +313,30 @@ def test_clmr_loads_every_checkpoint_layout(tmp_path: Path) -> None:
 
 
 @_needs("torch")
+def test_a_weights_file_cut_short_or_empty_is_said_so_with_the_fix(tmp_path) -> None:
+    """An empty or cut-short weights file (a download that stopped) was refused with torch's advice for a checkpoint
+    that needs arbitrary unpickling — load it with weights_only=False and re-save it — or, empty, with no reason at
+    all ("with torch.load(weights_only=True): . Re-save only its tensors"). Now it says the file is not one
+    torch.save wrote, and to obtain the weights again."""
+    import torch
+
+    from repeval.models.clmr import CLMR
+
+    torch.save({"sequential.0.0.weight": torch.zeros(128, 1, 3)}, tmp_path / "whole.pt")
+    whole = (tmp_path / "whole.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "empty.pt").write_bytes(b"")
+    said = {
+        "cut.pt": f"it is not a file torch.save wrote ({len(whole) // 2:,} bytes): cut short or corrupted",
+        "empty.pt": "it is empty",
+    }
+    for name, why in said.items():
+        with pytest.raises(ValueError) as info:
+            CLMR(checkpoint=str(tmp_path / name))
+        assert str(info.value) == f"cannot load {tmp_path / name}: {why} — obtain or convert the weights again"
+
+
+@_needs("torch")
 def test_mule_architecture_size_and_output() -> None:
     import torch
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import abc
 import inspect
 from typing import Any
 
 import pytest
 
 from repeval.config.embed import EmbeddingModelConfig
+from repeval.models import musicnn_tf
 from repeval.models.base import EmbeddingModel, check_params, resolve_model
 from repeval.models.musicnn_tf import MSDMusiCNN
 
@@ -145,6 +147,41 @@ def test_a_musicnn_subclass_keeps_itself_and_its_defaults_on_either_backend() ->
     again = pickle.loads(pickled)
     assert again.__qualname__ == tf.cls.__qualname__ and again.process_group == "tf"
     assert issubclass(again, _OwnMSDMusiCNN) and again.__init__ is _OwnMSDMusiCNN.__init__
+
+
+class _Described(abc.ABC):  # noqa: B024 - a mixin of a plugin's, with a metaclass of its own
+    """A plugin's mixin whose type is ``abc.ABCMeta``."""
+
+
+class _DescribedMSDMusiCNN(MSDMusiCNN, _Described):
+    """A plugin's msd-musicnn with a mixin of another metaclass (``abc.ABC``)."""
+
+
+class _TFOnlyMSDMusiCNN(musicnn_tf._TF_MSDMusiCNN):
+    """A plugin's msd-musicnn on TensorFlow alone: a subclass of a variant, which has the variant's type."""
+
+
+def test_a_musicnn_tensorflow_variant_of_a_class_with_a_metaclass_or_a_subclass_of_one_pickles() -> None:
+    """A TensorFlow variant's type (``_TFVariant``, how it pickles) made ``backend: tf`` of a plugin class with an
+    ``abc.ABC`` mixin a TypeError (metaclass conflict), and a plugin's subclass of a variant — which has its type —
+    unpicklable (KeyError: '_onnx_class'). Now the variant's type is made with the class's metaclass, and a subclass
+    pickles by its name."""
+    import pickle
+
+    from repeval.models.base import MODELS, register_model
+
+    register_model("described-msd-musicnn")(_DescribedMSDMusiCNN)
+    try:
+        tf, _ = resolve_model(EmbeddingModelConfig(id="described-msd-musicnn", params={"backend": "tf"}))
+    finally:
+        MODELS.remove("described-msd-musicnn")
+    assert isinstance(tf.cls, abc.ABCMeta) and issubclass(tf.cls, _DescribedMSDMusiCNN)
+    pickled = pickle.dumps(tf.cls)
+    delattr(musicnn_tf, tf.cls.__name__)  # as in a fresh process
+    again = pickle.loads(pickled)
+    assert again.__qualname__ == tf.cls.__qualname__ and again.process_group == "tf"
+    assert issubclass(again, _DescribedMSDMusiCNN) and type(again) is type(tf.cls)
+    assert pickle.loads(pickle.dumps(_TFOnlyMSDMusiCNN)) is _TFOnlyMSDMusiCNN
 
 
 @pytest.mark.parametrize(

@@ -261,7 +261,9 @@ def test_repeval_runs_lists_a_run_whose_folder_or_groups_this_user_may_not_list(
     """A run directory, or its groups/ folder, that this user may not list (another user's, in a shared runs
     directory) stopped `repeval runs` — every run's line — on pyarrow's PermissionError, with the fix of a full disk
     ("check that run.store and run.runs_dir are writable"). Now the others are listed, and each says what is not known
-    and to check its owner and permissions. Its record has the listed runs' keys: one list of them (``_record``)."""
+    and to check its owner and permissions. Its record has the listed runs' keys: one list of them (``_record``). A
+    symbolic link into another user's folder — a run's, or one in it — is said of that run alone (it stopped the
+    listing of the folder holding it: the run unknown, or every run)."""
     import ast
 
     from repeval.report.runs import _record
@@ -279,6 +281,12 @@ def test_repeval_runs_lists_a_run_whose_folder_or_groups_this_user_may_not_list(
     for name in ("results.parquet", "summary.parquet"):
         pq.write_table(results, tmp_path / "runs" / "t" / name)
     (tmp_path / "runs" / "t" / "summary.parquet").chmod(0)
+    # symbolic links into another user's folder: a run's tune/, and a run — each stopped the listing of the folder
+    # that holds it (the run said unreadable, nothing in it known; every run, the runs directory "not readable")
+    (tmp_path / "alice" / "tune").mkdir(parents=True)
+    (tmp_path / "runs" / "t" / "tune").symlink_to(tmp_path / "alice" / "tune")
+    (tmp_path / "runs" / "u").symlink_to(tmp_path / "alice" / "u")
+    (tmp_path / "alice").chmod(0)
     code = (
         "import sys\nfrom repeval.report.runs import list_runs, runs_text\nprint(repr(runs_text(sys.argv[1])))\n"
         "print(repr([list(i) for i in list_runs(sys.argv[1])]))\n"
@@ -288,17 +296,19 @@ def test_repeval_runs_lists_a_run_whose_folder_or_groups_this_user_may_not_list(
     # the unlisted run's record has the listed runs' keys, in their order (`repeval runs --json`, and runs_text
     # reads each): one list of them, not a second one written by hand that drifted (a KeyError)
     keys = ast.literal_eval(said[1])
-    assert len(keys) == 3 and keys[0] == keys[1] == keys[2], keys
+    assert len(keys) == 4 and keys[0] == keys[1] == keys[2] == keys[3], keys
     with pytest.raises(KeyError, match="not a key of a run's record: grids_missing"):
         _record("r", {"grids_missing": []})
     mine = "this user may not read it: check its owner and permissions (`ls -l`)"
     assert f"r: groups/ cannot be listed (permission denied): its trained grids are not counted; {mine}" in text, text
     assert f"s: the run directory cannot be listed (permission denied): nothing in it is known; {mine}" in text, text
     assert f"t: summary.parquet is unreadable (permission denied): {mine}" in text, text
-    assert [line.split()[:2] for line in text.splitlines()[1:4]] == [
+    assert f"u: the run directory cannot be listed (permission denied): nothing in it is known; {mine}" in text, text
+    assert [line.split()[:2] for line in text.splitlines()[1:5]] == [
         ["r", "started"],
         ["s", "unreadable"],
         ["t", "evaluated"],
+        ["u", "unreadable"],
     ]
 
 

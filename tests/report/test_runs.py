@@ -203,16 +203,24 @@ def test_a_groups_folder_that_cannot_be_listed_is_said_with_its_fix(tmp_path):
     """A run whose groups/ could not be listed for another reason than its permissions (a file in its place) was said
     with pyarrow's error, which repeats the path ("cannot list directory '…/groups'. Detail: [errno 20] Not a
     directory"), and no fix. Now in the system's words, with the fix — one rule with `repeval report`'s for a folder
-    it cannot list (``run_files.unlisted``)."""
+    it cannot list (``run_files.unlisted``); a symbolic link that loops, with its own fix (not the disk's)."""
     from repeval.report.runs import runs_text
 
     (tmp_path / "runs" / "r").mkdir(parents=True)
     (tmp_path / "runs" / "r" / "config.yaml").write_text("experiments: []\n")
     (tmp_path / "runs" / "r" / "groups").write_text("")
+    (tmp_path / "runs" / "s").mkdir()  # a symbolic link that leads to itself: not the disk's fault, as it said
+    (tmp_path / "runs" / "s" / "config.yaml").write_text("experiments: []\n")
+    (tmp_path / "runs" / "s" / "groups").symlink_to("groups")
+    text = runs_text(str(tmp_path / "runs"))
     assert (
         "r: groups/ cannot be listed (not a directory): its trained grids are not counted; it is a file, not a "
         "folder: move it aside"
-    ) in runs_text(str(tmp_path / "runs"))
+    ) in text
+    assert (
+        "s: groups/ cannot be listed (too many levels of symbolic links): its trained grids are not counted; a "
+        "symbolic link on its path leads round in a loop: point it at a folder (`ls -l` shows where it leads)"
+    ) in text, text
 
 
 def test_evaluate_collects_the_groups_of_its_configuration_only(run_dir, tmp_path, caplog):
