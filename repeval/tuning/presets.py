@@ -16,11 +16,12 @@ To add a preset: write its values below and register it with :func:`register_pre
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from repeval.registry import Registry
+from repeval.tuning.preset_said import SAID, SPACE, TRAINING_KEYS, trained_with
 from repeval.words import counted
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,8 @@ class Preset:
     source: str = ""
     #: where the preset departs from its source (what a reproduction must override, or cannot); ``{trained}`` in it
     #: stands for how many configurations an entry trains (:meth:`departures`): keys set next to the preset change it;
-    #: ``{epochs}``, ``{patience}``, ``{lr_decay_patience}`` and ``{max_steps}`` for the values the entry trains with (:data:`SAID_KEYS`)
+    #: ``{epochs}``, ``{patience}``, ``{early_stopping}``… for what the entry trains with
+    #: (:data:`~repeval.tuning.preset_said.SAID`)
     differs: str = ""
     #: task type → where the preset departs from its source for tasks of that type alone (said after :attr:`differs`)
     differs_by_type: dict[str, str] = field(default_factory=dict)
@@ -65,13 +67,16 @@ class Preset:
         why: str | None = None,
         task_type: str | None = None,
         values: Mapping[str, Any] | None = None,
+        max_epochs: int | None = None,
     ) -> str:
         """:attr:`differs` for an entry that trains ``trained`` configurations: ``all N points are trained`` for the
         preset's grid (``why`` None), else how many are and ``why`` they are not the preset's points, and its
         ``{stopping}`` as :attr:`stopping` says it for a task of ``task_type``; then the departures of
         :attr:`differs_by_type` for a task of ``task_type`` (``None``: not known — each said with the task type it is
-        of). ``values``: the entry's :data:`SAID_KEYS` where they are not the preset's (a key set next to it, an
-        epoch cap), so that the text says what is trained, not the preset's defaults."""
+        of). ``values``: the entry's :data:`~repeval.tuning.preset_said.TRAINING_KEYS` where they are not the
+        preset's (a key set next to it, a grid's list of values, :data:`~repeval.tuning.preset_said.SPACE` for a
+        search space's key), the epochs capped by ``max_epochs`` (the run's ``run.max_epochs``), so that the text says
+        what is trained, not the preset's defaults (:data:`~repeval.tuning.preset_said.SAID`)."""
         said = (
             f"all {self.size} points are trained"
             if why is None
@@ -85,10 +90,10 @@ class Preset:
         ]
         stopping = self.stopping.get(task_type or "", self.stopping.get("", ""))
         text = self.differs.replace("{trained}", said).replace("{stopping}", stopping)
-        for key, words in SAID_KEYS.items():
-            value = (values or {}).get(key, self.base.get(key))
-            said = " or ".join(map(words, value)) if isinstance(value, list) else words(value)  # a grid's values
-            text = text.replace("{" + key + "}", said)
+        v = trained_with(self.base, values or {}, max_epochs)
+        for key, words in SAID.items():
+            if "{" + key + "}" in text:
+                text = text.replace("{" + key + "}", words(v))
         return "; ".join([text, *typed])
 
     def criterion(self, task_type: str | None) -> str | None:
@@ -97,16 +102,6 @@ class Preset:
 
 
 PRESETS: Registry[Preset] = Registry("probe preset")
-
-#: the training lengths a preset's :attr:`Preset.differs` may say (as ``{epochs}``…), each in its words: the entry's own
-#: values, not the preset's, when a key set next to it or ``run.max_epochs`` changes them (``null`` turns off the
-#: learning-rate decay and the step budget)
-SAID_KEYS: dict[str, Callable[[Any], str]] = {
-    "epochs": lambda n: counted(n, "epoch"),
-    "patience": lambda n: counted(n, "validation"),
-    "lr_decay_patience": lambda n: "no learning-rate halving" if n is None else f"learning-rate halving after {n:,}",
-    "max_steps": lambda n: "no step limit" if n is None else counted(n, "step"),
-}
 
 
 def register_preset(preset: Preset) -> Preset:
@@ -132,8 +127,9 @@ def preset_words(
     ``why``: why they are not the preset's points, found here when the keys set next to it change its grid; those
     that apply to a task of ``task_type`` alone; its epochs and patiences as set next to it, the epochs capped by
     ``max_epochs``, the run's ``run.max_epochs``):
-    ``preset hear [Turian et al. …], set here: learning_rate=0.001; differs from the source: 4 configurations are
-    trained, not the preset's 16 points (the keys set next to it change its grid); …``."""
+    ``preset hear [Turian et al. …], set here: learning_rate=0.001, search grid patience=[5, 20]; differs from the
+    source: 4 configurations are trained, not the preset's 16 points (the keys set next to it change its grid); …``
+    (the search grid and space set next to it are among the keys set here)."""
     from repeval.tuning.search import SPEC_KEYS
 
     if not p.preset:
@@ -141,28 +137,22 @@ def preset_words(
     preset = get_preset(p.preset)
     what = f"preset {p.preset}" + (f": {preset.doc}" if doc else "") + f" [{preset.source}]"
     mine = sorted(k for k in p.model_fields_set if k not in SPEC_KEYS)
-    if mine:
-        what += ", set here: " + ", ".join(f"{k}={getattr(p, k)!r}" for k in mine)
+    search = p.search or {}
+    grid, space = search.get("grid") or {}, search.get("space") or {}
+    here = [f"{k}={getattr(p, k)!r}" for k in mine]
+    here += [f"search grid {k}={list(values)!r}" for k, values in grid.items()]
+    here += [f"search space {k}={spec['type']}{list(spec['args'])!r}" for k, spec in space.items()]
+    if here:
+        what += ", set here: " + ", ".join(here)
     if preset.differs:
-        search = p.search or {}
-        touched = set(mine) | set(search.get("grid") or {}) | set(search.get("space") or {})
+        touched = set(mine) | set(grid) | set(space)
         if why is None and (trained != preset.size or touched & set(preset.grid)):
             why = "the keys set next to it change its grid"
-        values: dict[str, Any] = {k: getattr(p, k) for k in SAID_KEYS if k in p.model_fields_set}
-        for k, grid in (search.get("grid") or {}).items():  # a grid over it trains each of its values
-            values.update({k: list(grid)} if k in SAID_KEYS and isinstance(grid, list) else {})
-        epochs = values.get("epochs", preset.base.get("epochs"))
-        if max_epochs and isinstance(epochs, int | list):
-            values["epochs"] = _capped(epochs, max_epochs)
-        what += f"; differs from the source: {preset.departures(trained, why, task_type, values)}"
+        values: dict[str, Any] = {k: getattr(p, k) for k in TRAINING_KEYS if k in p.model_fields_set}
+        values.update({k: list(g) for k, g in grid.items() if k in TRAINING_KEYS})  # a grid trains each value
+        values.update({k: SPACE for k in space if k in TRAINING_KEYS})
+        what += f"; differs from the source: {preset.departures(trained, why, task_type, values, max_epochs)}"
     return what
-
-
-def _capped(epochs: int | list[int], most: int) -> int | list[int]:
-    """``epochs`` (one, or a grid's) capped by ``run.max_epochs``: a grid's values that the cap makes alike said once."""
-    if isinstance(epochs, int):
-        return min(epochs, most)
-    return list(dict.fromkeys(min(e, most) for e in epochs))
 
 
 def entry_words(
@@ -288,7 +278,7 @@ register_preset(
         criteria=PRIMARY_METRIC,
         source="Castellon et al. 2021, Jukemir; p-lambda/jukemir jukemir/probe/__init__.py _PAPER_GRID",
         differs=(
-            "validated once per epoch, patience {patience}, at most {epochs} (Jukemir: every 8 steps, "
+            "{validated}, {patience}, at most {epochs} (Jukemir: every 8 steps, "
             "patience 256 validations = 2,048 steps, no epoch limit); batches are epoch permutations (Jukemir draws "
             "each batch at random)"
         ),
@@ -322,9 +312,9 @@ register_preset(
         criteria=PRIMARY_METRIC,
         source="Yuan et al. 2023, MARBLE constrained track; a43992899/MARBLE-Benchmark benchmark/tasks/*/*_base_config.yaml",
         differs=(
-            "early stopping after {patience} without improvement and {lr_decay_patience}, "
+            "{early_stopping} and {lr_decay}, "
             "for every task (MARBLE: 10 and 3 on MTT and NSynth, 20 and 5-6 on GTZAN, GS, EMO, "
-            "VocalSet); float32 (MARBLE: 16-bit mixed precision)"
+            "VocalSet); {precision} (MARBLE: 16-bit mixed precision)"
         ),
     )
 )
@@ -406,10 +396,10 @@ register_preset(
         differs=(
             "MULE publishes each task's selected probe, not its search space: the grid spans the selections' values "
             "(not tried: [2048, 2048] and [4096]×3 of MSD100/500, dropout 0.75/0.9 of MTG-Jamendo/GiantSteps, L2 5e-6 "
-            "and 2e-5, learning rates 8e-5, 2e-4, 3e-4, 4e-4); one length for every task, {max_steps} "
-            "(MULE: 10,000-40,000 by task, 300,000-800,000 for NSynth, whose warm-up is 5,000); dropout 0.5 "
-            "everywhere; batch size is not published (repeval's 100); validated every epoch and the best checkpoint "
-            "kept, no early stopping (MULE's trainer is not published); L2 as weight_decay 2λ, on biases too (Keras: "
+            "and 2e-5, learning rates 8e-5, 2e-4, 3e-4, 4e-4); one length for every task, {length} "
+            "(MULE: 10,000-40,000 by task, 300,000-800,000 for NSynth, whose warm-up is 5,000); {dropout} "
+            "everywhere; batch size is not published (here {batch_size}); {validated} and the best checkpoint "
+            "kept, {early_stopping} (MULE's trainer is not published); L2 as weight_decay 2λ, on biases too (Keras: "
             "kernels only); Adam ε 1e-8 (Keras 1e-7); softmax cross-entropy and accuracy for single-label tasks (some "
             "GTZAN/NSynth selections trained sigmoid outputs and compiled PR-AUC)"
         ),

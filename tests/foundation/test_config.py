@@ -938,14 +938,80 @@ def test_plan_names_each_probe_preset_its_source_criterion_and_departures():
         {"preset": "mule", "max_steps": None},
     ]
     marble, mule = [ln for ln in make_plan(parse_config(d)).text().splitlines() if "- probe " in ln]
-    assert "early stopping after 1 validation without improvement and no learning-rate halving, for every " in marble
+    assert "early stopping after 1 validation without improvement and no learning-rate decay, for every " in marble
     assert "one length for every task, no step limit (MULE: " in mule and "None steps" not in mule
     # a grid over the epochs set next to it trains each of them (capped by run.max_epochs), not the preset's 100
     d["experiments"][0]["downstream_models"] = [{"preset": "jukemir", "search": {"grid": {"epochs": [5, 20]}}}]
     [juke] = [
         ln for ln in make_plan(parse_config({**d, "run": {"max_epochs": 10}})).text().splitlines() if "- pro" in ln
     ]
-    assert "patience 10 validations, at most 5 epochs or 10 epochs (Jukemir: " in juke
+    assert "patience 10 validations, at most 5 or 10 epochs (Jukemir: " in juke
+
+
+def test_preset_departures_say_what_training_does_with_the_keys_set_next_to_it():
+    """Every sentence the plan and the report print of a preset entry is true of what it trains: the departures said
+    the preset's own early stopping, learning-rate factor and length whatever was set next to it — `patience: 10` beside
+    mule trains with early stopping (repeval/probes/train.py stops after `patience` validations without improvement),
+    yet the plan said "no early stopping"; `lr_decay_factor: 0.3` beside marble was said as halving; mule's 30,000
+    steps were said under a 3-epoch run.max_epochs or smoke test, which ends it first; a search space over patience
+    or epochs was said as the preset's value; a search grid set next to a preset was not among the keys set here;
+    marble's float32 and mule's dropout 0.5 and batch 100 were said whatever precision, dropout or batch_size was set."""
+    from repeval.runner import smoke_test_config
+    from repeval.tuning.presets import entry_words
+
+    def config(*models: dict, run: dict | None = None) -> Config:
+        d = {
+            "experiments": [
+                {
+                    "task": {"name": "tags", "type": "multilabel_classification"},
+                    "datasets": [{"name": "mtt", "type": "catalog", "manifest": "m.csv", "label_column": "x"}],
+                    "embedding_models": ["mfcc-stats"],
+                    "downstream_models": list(models),
+                }
+            ],
+            "run": run or {},
+        }
+        return parse_config(d)
+
+    def lines(cfg: Config, smoke_of: Config | None = None) -> list[str]:
+        return [ln for ln in make_plan(cfg, smoke_of=smoke_of).text().splitlines() if ln.startswith("  - probe ")]
+
+    # one plan for the entries (a name each), one under run.max_epochs, one smoke test
+    mule, stopped, marble, sized, patience, epochs, grid = lines(
+        config(
+            {"preset": "mule"},
+            {"preset": "mule", "name": "mule-p", "patience": 10},
+            {"preset": "marble", "lr_decay_factor": 0.3, "precision": "bf16"},
+            {"preset": "mule", "name": "mule-d", "dropout": 0.3, "batch_size": 256},
+            {"preset": "jukemir", "search": {"space": {"patience": {"randint": [5, 20]}}}},
+            {"preset": "jukemir", "name": "juke-e", "search": {"space": {"epochs": {"randint": [5, 20]}}}},
+            {"preset": "marble", "name": "marble-g", "search": {"grid": {"patience": [5, 20]}}},
+        )
+    )
+    assert "the best checkpoint kept, no early stopping (MULE's" in mule and "early stopping after" not in mule
+    assert "best checkpoint kept, early stopping after 10 validations without improvement (MULE's" in stopped
+    assert "no early stopping" not in stopped
+    said = entry_words({"preset": "mule", "patience": 10})  # the report says it as the plan does
+    assert said is not None and "early stopping after 10 validations without improvement (MULE's" in said
+
+    assert "and the learning rate multiplied by 0.3 after 3, for every task" in marble and "halving" not in marble
+    assert "; bfloat16 products (MARBLE: 16-bit mixed precision)" in marble and "float32" not in marble
+    # not the preset's dropout 0.5 and repeval's batch of 100
+    assert "dropout 0.3 everywhere; batch size is not published (here 256); " in sized
+
+    assert "validated once per epoch, patience from the search space, at most 100 epochs (" in patience
+    assert "patience 10 validations, at most the epochs from the search space (Jukemir" in epochs
+
+    assert "], set here: search grid patience=[5, 20]; differs from the source: " in grid
+    assert "early stopping after 5 or 20 validations without improvement and learning-rate halving after 3" in grid
+
+    [capped] = lines(config({"preset": "mule"}, run={"max_epochs": 3}))
+    assert "one length for every task, 30,000 steps or 3 epochs, whichever ends first (MULE: " in capped
+    full = config({"preset": "mule"})
+    smoke = smoke_test_config(full)
+    [line] = lines(smoke, full)
+    most = smoke.experiments[0].downstream_models[0].epochs
+    assert f"30,000 steps or {most} epochs, whichever ends first" in line, line
 
 
 def _capped_plan(probe: dict, max_epochs: int) -> tuple[Config, str]:
