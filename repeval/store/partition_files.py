@@ -175,12 +175,12 @@ class PartitionFiles:
             from repeval.report.run_files import unlisted  # one rule for a folder that cannot be listed
 
             folder = f"{self.path}/{ERRORS_DIR}"
-            said = NotADirectoryError(
+            file_there = NotADirectoryError(
                 f"store partition {self.name} in {self.store.uri}: "
                 + unlisted(folder, "its error records are not read", exc)
             )
-            said.errno = exc.errno
-            raise said from None
+            file_there.errno = exc.errno
+            raise file_there from None
 
     def damaged(self, path: str, exc: Exception) -> DamagedPartFile:
         """The error for a part file that cannot be read (cut short, overwritten, not Parquet), naming the fix; one
