@@ -571,7 +571,11 @@ def test_store_ls_lists_every_partition_it_can_read_and_says_each_it_cannot_with
         for folder in denied[:2]:
             folder.chmod(0)
         denied[2].chmod(0o300)  # its journal may be looked for, its files not listed
-        ls, show = _as_unprivileged(["store", "ls", str(root)], ["store", "show", str(root), "ds/m/clean"])
+        ls, show, folder = _as_unprivileged(
+            ["store", "ls", str(root)],
+            ["store", "show", str(root), "ds/m/clean"],
+            ["store", "show", str(root), "ds/m/D1"],
+        )
         assert ls["code"] == 1, ls
         assert re.search(r"ds/m/D1\s+unreadable", ls["out"]) and re.search(r"ds/m/D2\s+incomplete\s+2", ls["out"])
         fix = "this user may not read it: check its owner and permissions (`ls -l`)"
@@ -584,6 +588,8 @@ def test_store_ls_lists_every_partition_it_can_read_and_says_each_it_cannot_with
         ], ls
         assert show["code"] == 1 and f"{denied[2]}: permission denied — {fix}" in show["err"], show
         assert "free space" not in show["err"], show
+        # its folder named, not a track removal's journal that "cannot be read" with "delete the partition" as the fix
+        assert folder["code"] == 1 and folder["err"] == f"error: {root}/ds/m/D1: permission denied — {fix}\n", folder
     finally:
         for folder in denied:
             folder.chmod(0o755)
