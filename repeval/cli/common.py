@@ -329,14 +329,27 @@ def _cut_file(exc: EOFError) -> str:
 STORE_AND_RUNS_HINT = "check that run.store and run.runs_dir are writable directories with free space"
 
 
-def _storage_hint(exc: BaseException, hint: str = STORE_AND_RUNS_HINT) -> str:
+#: what :func:`_storage_hint` says of a folder or file a command that only reads could not read
+READ_HINT = "this user may not read it: check the owner and permissions of the file or folder named (`ls -l`)"
+
+
+def _storage_hint(exc: BaseException, hint: str = STORE_AND_RUNS_HINT, writes: bool = True) -> str:
     """What to check when ``exc`` is a storage error (a full disk, a read-only or unwritable folder): said after the
     error, on the terminal and in ``status.json`` (``repeval runs``); ``""`` for any other. ``hint`` is what to
-    check: a command that writes elsewhere than run.store and run.runs_dir names its own output option."""
+    check: a command that writes elsewhere than run.store and run.runs_dir names its own output option. ``writes``
+    false (``repeval store ls|show``, ``repeval runs``): a read failed, its fix is a read's (none when said)."""
     import errno
 
+    if not isinstance(exc, OSError):
+        return ""
+    if not writes:  # not "writable directories with free space"
+        if exc.errno in (errno.EACCES, errno.EPERM) and "owner and permissions" not in str(exc):
+            return f" — {READ_HINT}"
+        if exc.errno == errno.ENOTDIR and "move it aside" not in str(exc):
+            return " — a file lies where a folder is expected: move it aside"
+        return ""
     storage = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST}
-    if isinstance(exc, OSError) and exc.errno in storage:
+    if exc.errno in storage:
         return f" — {hint}"
     return ""
 
@@ -357,9 +370,9 @@ def _resume_hint() -> str:
     return f"`{resume}` resumes it" if resume else "rerun the same command to resume"
 
 
-def _guard(fn: Any, storage_hint: str = STORE_AND_RUNS_HINT) -> Any:
+def _guard(fn: Any, storage_hint: str = STORE_AND_RUNS_HINT, writes: bool = True) -> Any:
     """Turn expected failures into one-line errors (tracebacks with --debug); ``storage_hint``: what to check when
-    a write fails (:func:`_storage_hint`)."""
+    a write fails, ``writes`` false for a command that only reads (:func:`_storage_hint`)."""
     try:
         return fn()
     except typer.Exit:
@@ -386,8 +399,8 @@ def _guard(fn: Any, storage_hint: str = STORE_AND_RUNS_HINT) -> Any:
         if _state["debug"]:
             traceback.print_exception(exc)
         said, bucket = bucket_error(str(exc))
-        typer.secho(f"error: {_with_root(exc, said)}{_storage_hint(exc, storage_hint) or bucket}", fg=typer.colors.RED,
-                    err=True)  # fmt: skip
+        fix = _storage_hint(exc, storage_hint, writes) or bucket
+        typer.secho(f"error: {_with_root(exc, said)}{fix}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from None
 
 

@@ -40,7 +40,7 @@ def runs_cmd(
             raise ValueError(f"two runs directories given ({runs_dir} and --runs-dir {option}): give one")
         typer.echo(runs_text(runs_dir or option or "runs", as_json))
 
-    _guard(go)
+    _guard(go, writes=False)  # reads only: a storage error gets a read fix
 
 
 def _same_place(a: str, b: str) -> bool:
@@ -226,24 +226,26 @@ def store_ls(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """List store partitions: state, rows, errors, dimension, frames kept, model version, config hash, when
-    completed, size; a partition whose track removal was stopped is `unsettled` (`repeval store settle` finishes it)."""
-    from repeval.store.inspect import ls_text, partition_info, unsettled_note
+    completed, size; a partition whose track removal was stopped is `unsettled` (`repeval store settle` finishes it),
+    one this user cannot read `unreadable` (its fix on stderr, as a damaged one's)."""
+    from repeval.store.inspect import ls_text, partition_info, unlisted_folder, unsettled_note
 
     def go() -> None:
         st = open_store(root, store)
-        parts = st.partitions()
+        unlisted: list[tuple[str, OSError]] = []  # folders it may not list: said, the others listed
+        parts = st.partitions(unlisted)
         infos = [partition_info(p) for p in parts]
         typer.echo(ls_text(st, as_json, infos))
         for part, info in zip(parts, infos, strict=True):  # readable by repeval: a note, not a failure
             if info["unsettled"] is not None:
                 typer.echo(unsettled_note(part, info["unsettled"]), err=True)
-        damaged = [i["damage"] for i in infos if i["damage"]]
+        damaged = [i["damage"] for i in infos if i["damage"]] + [unlisted_folder(st, f, e) for f, e in unlisted]
         for message in damaged:  # every partition is listed; each damaged one's fix goes to stderr, and the exit is 1
             typer.echo(message, err=True)
         if damaged:
             raise typer.Exit(1)
 
-    _guard(go)
+    _guard(go, writes=False)  # reads only: a storage error gets a read fix
 
 
 @store_app.command("show")
@@ -287,7 +289,7 @@ def store_show(
         part = store.find(target[-1])
         typer.echo(errors_text(part, rows) if errors else show_text(part, 5 if rows is None else rows))
 
-    _guard(go)
+    _guard(go, writes=False)  # reads only: a storage error gets a read fix
 
 
 @store_app.command("rm")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import shlex
 from typing import Any
 
@@ -79,17 +80,47 @@ def unsettled_note(part: Partition, left: list[str]) -> str:
 NOT_A_PARTITION = "not a partition"
 
 
+#: ``store ls``'s state of a partition whose folder cannot be listed (:func:`unlisted_partition`)
+UNREADABLE = "unreadable"
+
+
+def _unknown(part: Partition, state: str, size: int | None) -> dict[str, Any]:
+    """:func:`partition_info` of a folder whose content is not read: its ``state`` alone."""
+    return {
+        "partition": part.name, "state": state, "damage": None, "rows": None, "errors": None, "dim": None,
+        "frames": None, "model_version": None, "config_hash": None, "created_at": None, "completed_at": None,
+        "bytes": size, "unsettled": None,
+    }  # fmt: skip
+
+
+def unlisted_partition(part: Partition, exc: OSError) -> str:
+    """What ``store ls`` says of a partition whose folder it cannot list, with the fix (one rule for a folder that
+    cannot be listed: :func:`repeval.report.run_files.unlisted`)."""
+    from repeval.report.run_files import unlisted
+
+    named = re.search(r"Cannot list directory '([^']+)'", str(exc))  # pyarrow's: its own folder, or its _errors/
+    folder = named.group(1) if named else part.path
+    return f"store partition {part.name}: " + unlisted(folder, "its rows and error records are not counted", exc)
+
+
+def unlisted_folder(store: EmbeddingStore, folder: str, exc: OSError) -> str:
+    """What ``store ls`` says of a folder above the partitions (``dataset`` or ``dataset/model``, relative to the
+    store's root) it cannot list, with the fix."""
+    from repeval.report.run_files import unlisted
+
+    return unlisted(f"{store.root}/{folder}", "the store's partitions under it are not listed", exc)
+
+
 def partition_info(part: Partition) -> dict[str, Any]:
     """One partition's state from its manifest (or stamp) and Parquet footers; reads no data pages."""
+    try:
+        listing = _listing(part)
+    except OSError as exc:  # its folder cannot be listed (another user's): listed as such, with the fix
+        return {**_unknown(part, UNREADABLE, None), "damage": unlisted_partition(part, exc)}
     m = part.manifest()
-    listing = _listing(part)
     size = sum(i.size or 0 for i in listing)
     if m is None and part.foreign():  # not a partition (a runs directory given as the store): nothing to read
-        return {
-            "partition": part.name, "state": NOT_A_PARTITION, "damage": None, "rows": None, "errors": None,
-            "dim": None, "frames": None, "model_version": None, "config_hash": None, "created_at": None,
-            "completed_at": None, "bytes": size, "unsettled": None,
-        }  # fmt: skip
+        return _unknown(part, NOT_A_PARTITION, size)
     stamp = m or part._read_json("_stamp.json") or {}
     dim, frames, damage, left = None, None, None, None
     rows: int | None
@@ -106,6 +137,8 @@ def partition_info(part: Partition) -> dict[str, Any]:
     except DamagedPartFile as exc:  # one damaged partition must not hide the others: it is listed as damaged
         rows = errors = None
         damage = str(exc)
+    except OSError as exc:  # nor one it cannot read (its _errors/ a file, or another user's): listed as unreadable
+        return {**_unknown(part, UNREADABLE, size), "damage": str(exc)}
     if m and damage is None and isinstance(m.get("rows"), int) and rows != m["rows"]:
         damage = _rows_differ(part, rows, m["rows"])
     return {
@@ -160,7 +193,7 @@ def ls_text(store: EmbeddingStore, as_json: bool = False, infos: list[dict[str, 
             str(i["model_version"] or "-"),
             str(i["config_hash"] or "-"),
             utc_time(i["completed_at"]),
-            f"{i['bytes'] / 2**20:.1f}",
+            "-" if i["bytes"] is None else f"{i['bytes'] / 2**20:.1f}",
         )
         for i in infos
     ]

@@ -160,7 +160,8 @@ class PartitionFiles:
         return held[0], held[1], found
 
     def error_files(self) -> list[str]:
-        """The error record files; a folder this user may not list (another user's) is said so, with the fix."""
+        """The error record files; a folder this user may not list (another user's), or a file in its place, is said
+        so, with the fix."""
         try:
             return self._files(f"/{ERRORS_DIR}")
         except PermissionError as exc:
@@ -170,6 +171,16 @@ class PartitionFiles:
             )
             said.errno = exc.errno  # still a storage error (``repeval.cli.common._storage_hint``)
             raise said from None
+        except NotADirectoryError as exc:  # a file in its place: pyarrow's "[Errno 20] Cannot list directory …"
+            from repeval.report.run_files import unlisted  # one rule for a folder that cannot be listed
+
+            folder = f"{self.path}/{ERRORS_DIR}"
+            file_there = NotADirectoryError(
+                f"store partition {self.name} in {self.store.uri}: "
+                + unlisted(folder, "its error records are not read", exc)
+            )
+            file_there.errno = exc.errno
+            raise file_there from None
 
     def damaged(self, path: str, exc: Exception) -> DamagedPartFile:
         """The error for a part file that cannot be read (cut short, overwritten, not Parquet), naming the fix; one

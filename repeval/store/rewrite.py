@@ -51,6 +51,8 @@ def _journal(fs: pafs.FileSystem, directory: str, rm_command: str | None = None)
     path = f"{directory}/{REWRITE}"
     try:
         raw = read_if_there(fs, path)
+    except PermissionError as exc:  # another user's folder (or journal): its permissions are the fix, not deleting it
+        raise _denied(fs, directory, path, exc) from None
     except OSError as exc:
         raise _unreadable(path, exc, rm_command) from None
     if raw is None:
@@ -62,6 +64,20 @@ def _journal(fs: pafs.FileSystem, directory: str, rm_command: str | None = None)
     if not isinstance(journal, dict):
         raise _unreadable(path, ValueError("not a JSON object"), rm_command)
     return journal
+
+
+def _denied(fs: pafs.FileSystem, directory: str, path: str, exc: PermissionError) -> PermissionError:
+    """The error for a journal this user may not read: the folder named when it is the one that cannot be listed
+    (then the journal may not even be there), with its owner and permissions as the fix."""
+    from repeval.run.files import may_not_read
+
+    try:
+        fs.get_file_info(pafs.FileSelector(directory))
+    except OSError:
+        path = directory
+    said = PermissionError(f"{path}: permission denied — {may_not_read()}")
+    said.errno = exc.errno  # still a storage error (``repeval.cli.common._storage_hint``)
+    return said
 
 
 def _unreadable(path: str, exc: Exception, rm_command: str | None) -> DamagedPartFile:

@@ -137,16 +137,48 @@ class EmbeddingStore:
                 "`repeval store ls` lists its partitions"
             )
 
-    def partitions(self) -> list[Partition]:
-        """Every ``dataset/model/scenario`` folder, complete or not, sorted by path."""
+    def partitions(self, unlisted: list[tuple[str, OSError]] | None = None) -> list[Partition]:
+        """Every ``dataset/model/scenario`` folder, complete or not, sorted by path. A folder of the store that cannot
+        be listed (another user's) stops the listing — unless ``unlisted`` is given: then the store is listed folder
+        by folder and each such folder is added to it (its path relative to the root, its error), the others listed.
+        A partition's own folder is listed as a partition (what it holds is read later)."""
+        try:
+            sel = pafs.FileSelector(self.root, recursive=True, allow_not_found=True)
+            infos = self.fs.get_file_info(sel)
+        except OSError:
+            if unlisted is None:
+                raise
+            infos = self._walk(unlisted)
         out = []
-        sel = pafs.FileSelector(self.root, recursive=True, allow_not_found=True)
-        for info in self.fs.get_file_info(sel):
+        for info in infos:
             if info.type == pafs.FileType.Directory:
                 rel = info.path[len(self.root) :].strip("/").split("/")
                 if len(rel) == 3 and not any(r.startswith(("_", ".")) for r in rel):
                     out.append(Partition(self, info.path, *rel))
         return sorted(out, key=lambda p: p.path)
+
+    def _walk(self, unlisted: list[tuple[str, OSError]]) -> list[pafs.FileInfo]:
+        """The folders of the store down to its partitions' (``dataset/model/scenario``), listed one level at a
+        time; those that cannot be listed are added to ``unlisted`` (the root's own error is raised)."""
+        found: list[pafs.FileInfo] = []
+        level = [self.root]
+        for depth in range(3):
+            deeper = []
+            for folder in level:
+                try:
+                    infos = self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+                except OSError as exc:
+                    if depth == 0:
+                        raise
+                    unlisted.append((folder[len(self.root) :].strip("/"), exc))
+                    continue
+                dirs = [
+                    i for i in infos if i.type == pafs.FileType.Directory and not i.base_name.startswith(("_", "."))
+                ]
+                found += dirs
+                deeper += [i.path for i in dirs]
+            level = sorted(deeper)
+        return found
 
 
 def note_store_left_under_tilde(root: str) -> None:

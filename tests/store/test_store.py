@@ -532,6 +532,86 @@ def test_store_rm_deletes_a_partition_whose_part_file_is_damaged(tmp_path):
     assert [p.name for p in store.partitions()] == ["ds/m/clean"]
 
 
+def _as_unprivileged(*commands: list[str]) -> list[dict[str, object]]:
+    """Each ``repeval`` command (this checkout's, by Typer's test runner: one process) run where a folder of mode 0
+    cannot be listed: as root (who lists any), in a process without the capabilities that read it (setpriv,
+    util-linux); each one's exit code, stdout and stderr."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import repeval
+
+    code = (
+        "import json, sys; from typer.testing import CliRunner; from repeval.cli import app; "
+        "said = [CliRunner().invoke(app, c) for c in json.loads(sys.argv[1])]; "
+        "print(json.dumps([dict(code=r.exit_code, out=r.stdout, err=r.stderr) for r in said]))"
+    )
+    drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all", "--"]
+    assert os.geteuid() != 0 or shutil.which("setpriv"), "as root this check needs setpriv (util-linux) on PATH"
+    env = {**os.environ, "PYTHONPATH": str(Path(repeval.__file__).parents[1])}
+    command = [*(drop if os.geteuid() == 0 else []), sys.executable, "-c", code, json.dumps(commands)]
+    return json.loads(subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout)
+
+
+def test_store_ls_lists_every_partition_it_can_read_and_says_each_it_cannot_with_a_read_fix(tmp_path):
+    """`repeval store ls` stopped on a partition folder this user may not list with a raw "[Errno 13] Cannot list
+    directory …", and on a partition whose _errors is a file with "[Errno 20]"; `repeval store show` ended a folder it
+    may not read with "check that run.store and run.runs_dir are writable directories with free space", a write's fix.
+    Now each partition it cannot read is listed as unreadable and said on stderr with its fix (its owner and
+    permissions; the file moved aside), so is a folder above the partitions it may not list, the others listed, exit 1;
+    and a read-only command's permission error gets a read fix."""
+    from repeval.cli import app
+
+    root = tmp_path / "s"
+    store = EmbeddingStore(str(root))
+    for scenario in ("clean", "D1", "D2"):
+        part = store.partition("ds", "m", scenario)
+        w = PartitionWriter(part, embedding_schema(DIM), 10)
+        w.add_table(rows_table(_block(["a", "b"]), embedding_schema(DIM), PROV))
+        w.flush()
+    (root / "ds" / "m" / "D2" / "_errors").write_text("not a folder")
+    res = CliRunner().invoke(app, ["store", "ls", str(root)])
+    assert res.exit_code == 1, res.output
+    assert re.search(r"ds/m/D1\s+incomplete\s+2", res.stdout) and re.search(r"ds/m/D2\s+unreadable", res.stdout)
+    assert res.stderr == (
+        f"store partition ds/m/D2 in {root}: {root}/ds/m/D2/_errors cannot be listed (not a directory): its error "
+        "records are not read; it is a file, not a folder: move it aside\n"
+    ), res.stderr
+    (root / "ds" / "m" / "D2" / "_errors").unlink()
+
+    (root / "other" / "m" / "clean").mkdir(parents=True)
+    denied = [root / "ds" / "m" / "D1", root / "other", root / "ds" / "m" / "clean" / "_errors"]
+    denied[2].mkdir()
+    try:
+        for folder in denied[:2]:
+            folder.chmod(0)
+        denied[2].chmod(0o300)  # its journal may be looked for, its files not listed
+        ls, show, folder = _as_unprivileged(
+            ["store", "ls", str(root)],
+            ["store", "show", str(root), "ds/m/clean"],
+            ["store", "show", str(root), "ds/m/D1"],
+        )
+        assert ls["code"] == 1, ls
+        assert re.search(r"ds/m/D1\s+unreadable", ls["out"]) and re.search(r"ds/m/D2\s+incomplete\s+2", ls["out"])
+        fix = "this user may not read it: check its owner and permissions (`ls -l`)"
+        assert ls["err"].splitlines() == [
+            f"store partition ds/m/D1: {root}/ds/m/D1 cannot be listed (permission denied): its rows and error records "
+            f"are not counted; {fix}",
+            f"store partition ds/m/clean: {denied[2]} cannot be listed (permission denied): its rows and error "
+            f"records are not counted; {fix}",
+            f"{root}/other cannot be listed (permission denied): the store's partitions under it are not listed; {fix}",
+        ], ls
+        assert show["code"] == 1 and f"{denied[2]}: permission denied — {fix}" in show["err"], show
+        assert "free space" not in show["err"], show
+        # its folder named, not a track removal's journal that "cannot be read" with "delete the partition" as the fix
+        assert folder["code"] == 1 and folder["err"] == f"error: {root}/ds/m/D1: permission denied — {fix}\n", folder
+    finally:
+        for folder in denied:
+            folder.chmod(0o755)
+
+
 def test_store_ls_flags_a_complete_partition_whose_rows_differ_from_its_manifest(tmp_path):
     """A part file copied into a complete partition by hand (120 rows read, the manifest says 60) was listed by
     `repeval store ls` as complete with the files' count, unflagged; probes read each track once and warn. It is now
