@@ -8,11 +8,12 @@ from __future__ import annotations
 import functools
 import os
 import posixpath
+import re
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import numpy as np
 import pyarrow as pa
@@ -58,6 +59,26 @@ def _normalized(path: str, real: Callable[[str], str] = os.path.realpath) -> str
     return norm if real(os.path.dirname(norm)) == real(folder) else path
 
 
+#: a character a relative audio path joined to a base URI must have percent-encoded (``%``: unless it starts one)
+_NOT_IN_URI = r"[^A-Za-z0-9/._~!$&'()*+,;=:@-]"
+
+
+def _in_uri(paths: pa.Array, absolute: pa.Array) -> pa.Array:
+    """``paths`` with each relative one that holds a character a URI's path cannot (a space, ``?``, ``#``, a letter
+    beyond ASCII) percent-encoded — ``%XX`` kept, written so already — for the few rows that do."""
+    need = pc.and_not(pc.match_substring_regex(paths, _NOT_IN_URI), absolute).to_numpy(zero_copy_only=False)
+    if not need.any():
+        return paths
+    idx = np.flatnonzero(need)
+    encoded = [
+        re.sub(r"%(?![0-9A-Fa-f]{2})", "%25", quote(p, safe="/!$&'()*+,;=:@~%"))
+        for p in paths.take(pa.array(idx)).to_pylist()
+    ]
+    at = np.full(len(paths), -1, dtype=np.int64)
+    at[idx] = np.arange(len(idx))
+    return pc.coalesce(pa.array(encoded, pa.string()).take(pa.array(at, mask=at < 0)), paths)
+
+
 class _FileChecker:
     """Existence checks for audio paths: ``os.path.isfile`` locally, batched ``get_file_info`` remotely."""
 
@@ -74,8 +95,8 @@ class _FileChecker:
             if "://" not in p:
                 out[i] = os.path.isfile(p)
                 continue
-            u = urlsplit(p)
-            fs_path = f"{u.netloc}{u.path}" if u.scheme in self._BUCKET_SCHEMES else u.path
+            u = urlsplit(p)  # the path percent-decoded, as pyarrow reads it: 'my%20song.wav' is 'my song.wav'
+            fs_path = unquote(f"{u.netloc}{u.path}" if u.scheme in self._BUCKET_SCHEMES else u.path)
             remote.setdefault((u.scheme, u.netloc), []).append((i, fs_path))
         for key, items in remote.items():
             first = paths[items[0][0]]
@@ -122,6 +143,8 @@ class AudioPaths:
         whole = pc.match_substring(paths, "://")
         absolute = pc.or_(pc.starts_with(paths, "/"), whole)
         root, sep, query = self.base.partition("?") if "://" in self.base else (self.base, "", "")
+        if "://" in root:  # a file's name joined into a URI: percent-encoded ('my song.wav': pyarrow parses no space)
+            paths = _in_uri(paths, absolute)
         joined = pc.if_else(absolute, paths, pc.binary_join_element_wise(root.rstrip("/"), paths, "/"))
         steps = pc.match_substring_regex(joined, r"(^|/)\.\.?(/|$|\?)").to_numpy(zero_copy_only=False)
         above = np.zeros(len(joined), dtype=bool)
@@ -190,7 +213,7 @@ def _uri_key(uri: str) -> str:
     body, sep, query = uri.partition("?")
     scheme, rest = body.split("://", 1)
     scheme = "gs" if scheme.lower() == "gcs" else scheme.lower()
-    return f"{scheme}://{posixpath.normpath(rest)}{sep}{query}"
+    return f"{scheme}://{posixpath.normpath(unquote(rest))}{sep}{query}"  # 'my%20song.wav' is 'my song.wav' to pyarrow
 
 
 class _FileKeys:
@@ -207,7 +230,7 @@ class _FileKeys:
             scheme, rest = path.split("://", 1)
             if scheme.lower() != "file" or not rest.startswith("/") or "?" in rest:
                 return _uri_key(path)
-            path = rest
+            path = unquote(rest)
         folder, name = os.path.split(path)
         if name in ("", ".", ".."):
             return os.path.realpath(path)

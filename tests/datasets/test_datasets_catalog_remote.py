@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 import yaml
 
@@ -14,6 +15,7 @@ from repeval.config.loader import check_data_paths
 from repeval.datasets import load_dataset
 from repeval.datasets.manifest_check import _without_az_not_found
 from repeval.datasets.manifest_format import ManifestEncodingError
+from repeval.testing.badaudio import write_good
 from repeval.testing.s3 import moto_s3
 
 
@@ -199,3 +201,36 @@ def test_dot_dot_steps_of_whole_audio_uris_follow_the_rule_of_relative_paths(tmp
     assert report.other == [
         f"t3 (row 5: audio path {paths[3]!r} climbs out of its bucket s3://repeval — correct its '..' steps)"
     ]
+
+
+def test_audio_files_whose_names_a_uri_percent_encodes_are_found_and_read(tmp_path, s3):
+    """A file's name with a space or a letter beyond ASCII, at a URI: written percent-encoded as a whole URI (pyarrow
+    parses no space), ``check_files`` looked up the encoded name — ``my%20song.wav`` — and left the row out as missing;
+    written relative to a manifest on S3, it was found, then its decode failed ("Cannot parse URI"). Both are found
+    and read; two definitions naming one file so, the one encoded, are one file."""
+    from repeval.audio.decode import decode
+    from repeval.datasets.audio_paths import same_files
+
+    write_good(tmp_path / "g.wav", 1.0, 300.0)
+    for key in ("repeval/lists/my song.wav", "repeval/lists/café 100%.wav"):
+        with s3["fs"].open_output_stream(key) as fh:
+            fh.write((tmp_path / "g.wav").read_bytes())
+    (tmp_path / "my song.wav").write_bytes(b"RIFF")
+    q = s3["query"]
+    rows = f"t0,my song.wav,a\nt1,café 100%.wav,a\nt2,s3://repeval/lists/my%20song.wav{q},a\nt3,file://{tmp_path}/my%20song.wav,a\n"
+    with s3["fs"].open_output_stream("repeval/lists/m.csv") as fh:
+        fh.write(f"track_id,audio_path,label\n{rows}".encode())
+    ds = _config(tmp_path, f"s3://repeval/lists/m.csv{q}").experiments[0].datasets[0]
+    table, report = load_dataset(
+        ds.model_copy(update={"check_files": True}), load_config(tmp_path / "c.yaml").experiments[0].task
+    )
+    paths = table.column("audio_path").to_pylist()
+    assert paths[:3] == [
+        f"s3://repeval/lists/my%20song.wav{q}",
+        f"s3://repeval/lists/caf%C3%A9%20100%25.wav{q}",
+        f"s3://repeval/lists/my%20song.wav{q}",
+    ]
+    assert report.missing_audio == [] and len(paths) == 4
+    assert decode(paths[1], 8000).shape == (8000,)
+    named = pa.array([f"s3://repeval/lists/caf%c3%a9%20100%25.wav{q}", f"{tmp_path}/my song.wav"])  # another encoder
+    assert same_files(pa.array(paths[1::2]), named).tolist() == [True, True]
