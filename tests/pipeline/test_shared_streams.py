@@ -280,8 +280,8 @@ def test_a_track_id_naming_two_files_under_one_dataset_name_is_refused_before_em
     ctx = runner.make_context(cfg)
     expected = (
         "experiments[1].datasets[0] (task 'pitch_other'): dataset 'low' is defined differently in "
-        "experiments[0].datasets[0] (task 'pitch'), and 1 of the track ids the two share name other audio files "
-        f"(e.g. 't-002': {tmp_path}/low/audio/t-002.wav there, {tmp_path}/low/audio/other.wav here)"
+        "experiments[0].datasets[0] (task 'pitch'), and the two name different audio files for 1 of the track ids "
+        f"they share (e.g. 't-002': {tmp_path}/low/audio/t-002.wav there, {tmp_path}/low/audio/other.wav here)"
     )
     with pytest.raises(ValueError, match=re.escape(expected)):
         runner.stage_embed(ctx, progress=False)
@@ -305,7 +305,7 @@ def test_a_track_id_naming_two_files_under_one_dataset_name_is_refused_before_em
     write_good(tmp_path / "elsewhere" / "audio" / "t-002.wav", 1.0, 300.0, seed=9)
     (tmp_path / "low" / "jump").symlink_to(tmp_path / "elsewhere" / "sub")
     (tmp_path / "low" / "other.csv").write_text(low.read_text().replace("audio/t-002", "jump/../audio/t-002"))
-    with pytest.raises(ValueError, match="and 1 of the track ids the two share name other audio files"):
+    with pytest.raises(ValueError, match="and the two name different audio files for 1 of the track ids they share"):
         runner.load_rows(runner.make_context(load_config(path)), save=False)
 
 
