@@ -236,28 +236,53 @@ class _FileKeys:
             return os.path.realpath(path)
         return os.path.join(self._real(folder or "."), name)
 
-    @staticmethod
-    def final(key: str) -> str:
-        """A local :meth:`key` resolved again when the file itself is a symlink (one ``lstat``); a URI's as it is."""
-        return os.path.realpath(key) if "://" not in key and os.path.islink(key) else key
+    def keys(self, paths: pa.Array) -> pa.Array:
+        """:meth:`key` of each of ``paths`` (no null): a plain local path's by Arrow kernels, its folder resolved once
+        per distinct folder; a URI's or one ending in ``/``, ``.`` or ``..`` one by one."""
+        odd = pc.match_substring_regex(paths, r"://|(^|/)\.{0,2}$").to_numpy(zero_copy_only=False)
+        parts = pc.extract_regex(paths, r"^(?P<folder>.*/)?(?P<name>[^/]*)$")
+        folder, name = pc.struct_field(parts, "folder"), pc.struct_field(parts, "name")
+        folders = pc.unique(folder)
+        real = pa.array([self._real(f or ".").rstrip("/") for f in folders.to_pylist()], pa.string())
+        out = pc.binary_join_element_wise(real.take(pc.index_in(folder, value_set=folders)), name, "/")
+        if odd.any():
+            idx = np.flatnonzero(odd)
+            at = np.full(len(paths), -1, dtype=np.int64)
+            at[idx] = np.arange(len(idx))
+            one_by_one = pa.array([self.key(p) for p in paths.take(pa.array(idx)).to_pylist()], pa.string())
+            out = pc.coalesce(one_by_one.take(pa.array(at, mask=at < 0)), out)
+        return out
+
+
+def _identity(key: str) -> tuple[int, int] | str:
+    """The file a local :meth:`_FileKeys.key` names as the system finds it (device and inode: through a symlinked
+    file, or a hard link); a URI's key, or a file that is not there, as it is."""
+    if "://" in key:
+        return key
+    try:
+        st = os.stat(key)
+    except OSError:
+        return key
+    return st.st_dev, st.st_ino
 
 
 def same_files(a: pa.Array | pa.ChunkedArray, b: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Whether each pair of audio paths ``a[i]``, ``b[i]`` names one file, as the system opens it: the same text, else
-    the same real path of a local file (``x/../b.wav`` and ``b.wav``; through a symlinked folder or to a symlinked
-    file; ``file:///d/b.wav`` and ``/d/b.wav``) or the same object (``s3://b/x/../a.wav`` and ``s3://b/a.wav``). Only
-    the pairs whose text differs are looked at: their folders' ``os.path.realpath`` once per folder, then one ``lstat``
-    of each file of the pairs still apart (a file that is a symlink) — not a ``stat`` per row. A null is no file."""
+    the same real path of a local file (``x/../b.wav`` and ``b.wav``; through a symlinked folder; ``file:///d/b.wav``
+    and ``/d/b.wav``), the same file (a symlinked file, a hard link) or the same object (``s3://b/x/../a.wav`` and
+    ``s3://b/a.wav``). Only the pairs whose text differs are looked at: their folders' ``os.path.realpath`` once per
+    folder, then one ``stat`` of each file of the pairs still apart — not a ``stat`` per row. A null is no file."""
     a = a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
     b = b.combine_chunks() if isinstance(b, pa.ChunkedArray) else b
     same = np.array(pc.fill_null(pc.equal(a, b), False).to_numpy(zero_copy_only=False), dtype=bool)
-    if same.all():
+    both = pc.and_(pc.is_valid(a), pc.is_valid(b)).to_numpy(zero_copy_only=False)
+    at = np.flatnonzero(~same & both)
+    if not len(at):
         return same
-    at = np.flatnonzero(~same)
     names = _FileKeys()
-    taken = pa.array(at)
-    for i, x, y in zip(at, a.take(taken).to_pylist(), b.take(taken).to_pylist(), strict=True):
-        if x is not None and y is not None:
-            kx, ky = names.key(x), names.key(y)
-            same[i] = kx == ky or names.final(kx) == names.final(ky)
+    ka, kb = names.keys(a.take(pa.array(at))), names.keys(b.take(pa.array(at)))
+    same[at] = pc.equal(ka, kb).to_numpy(zero_copy_only=False)
+    apart = np.flatnonzero(~same[at])
+    for i, x, y in zip(at[apart], ka.take(apart).to_pylist(), kb.take(apart).to_pylist(), strict=True):
+        same[i] = _identity(x) == _identity(y)
     return same
