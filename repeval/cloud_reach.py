@@ -24,11 +24,15 @@ def bounded(uri: str, seconds: float | None = None) -> str:
     return f"{uri}{'&' if '?' in uri else '?'}retry_limit_seconds={limit:g}"
 
 
-def error_line(exc: BaseException) -> str:
+def error_line(exc: BaseException, uri: str | None = None, seconds: float | None = None) -> str:
     """The first line of ``exc``'s message (its type's name when it has none), cut to 300 characters at a word: a
-    cloud client's error runs to 800 characters, its message twice."""
+    cloud client's error runs to 800 characters, its message twice — after how long the client retried when it read
+    ``uri`` :func:`bounded` by ``seconds``."""
     why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return why if len(why) <= 300 else why[:300].rsplit(" ", 1)[0] + " …"  # a whole word last
+    why = why if len(why) <= 300 else why[:300].rsplit(" ", 1)[0] + " …"  # a whole word last
+    if uri is None or bounded(uri, seconds) == uri:
+        return why
+    return f"retried for {GCS_RETRY_SECONDS if seconds is None else seconds:g} s: {why}"
 
 
 _S3_UNREACHABLE = (

@@ -109,7 +109,7 @@ class _FileChecker:
             except (OSError, ValueError, pa.ArrowException) as exc:  # no network, refused credentials
                 raise ValueError(  # its first line said: not again as the root cause
                     f"audio files at {key[0]}://{key[1]} (e.g. {first}) cannot be checked from here "
-                    f"({error_line(exc)}) — check the URI, the "
+                    f"({error_line(exc, first)}) — check the URI, the "
                     "network and the credentials, or set check_files: false when only the cluster reaches them"
                 ) from None
             for (i, _), info in zip(items, infos, strict=True):

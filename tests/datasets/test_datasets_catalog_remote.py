@@ -136,15 +136,18 @@ def test_a_run_gives_up_soon_on_a_cloud_manifest_or_audio_it_cannot_reach(tmp_pa
     """A run's load of a ``gs://`` manifest (or of a manifest whose audio is on ``gs://``, checked) on a machine
     without the network waited Google Cloud Storage's 15 minutes of retries, then said the client's error without the
     URI: ``repeval validate`` alone bounded them (and ``repeval run``'s check of the manifest named validate's
-    --skip-data-check, which run has not). The load now bounds them too (a minute; one second here) and names the URI
-    with the fix."""
+    --skip-data-check, which run has not, and gave up after validate's 5 seconds, not the load's minute). The load now
+    bounds them too (a minute; one second here), run's check as long, and names the URI, how long it retried and the
+    fix."""
     monkeypatch.setattr("repeval.cloud_reach.GCS_RETRY_SECONDS", 1)
     query = "?endpoint_override=127.0.0.1:1&scheme=http"
     gs = f"gs://repeval/m.csv{query}"
     cfg = _config(tmp_path, gs)
     with pytest.raises(ValueError) as said:
         load_dataset(cfg.experiments[0].datasets[0], cfg.experiments[0].task)
-    assert str(said.value).startswith(f"catalog manifest: {gs} cannot be read from here (google::cloud::Status(")
+    assert str(said.value).startswith(
+        f"catalog manifest: {gs} cannot be read from here (retried for 1 s: google::cloud::"
+    )
     assert str(said.value).endswith(
         "check the URI, the network and the credentials on this machine (a run reads the manifest where it starts: on "
         "a cluster, the job's driver)"
@@ -154,10 +157,10 @@ def test_a_run_gives_up_soon_on_a_cloud_manifest_or_audio_it_cannot_reach(tmp_pa
 
     from repeval.cli import app
 
-    monkeypatch.setattr("repeval.datasets.manifest_check.REACH_RETRY_SECONDS", 1)
+    monkeypatch.setattr("repeval.datasets.manifest_check.REACH_RETRY_SECONDS", 2)  # validate's: not a run's
     res = CliRunner().invoke(app, ["run", str(tmp_path / "c.yaml")])
     said = " ".join(res.stderr.split())
-    assert res.exit_code == 2 and f"manifest: {gs} cannot be read from here (" in said, said
+    assert res.exit_code == 2 and f"manifest: {gs} cannot be read from here (retried for 1 s: " in said, said
     assert said.endswith(
         "credentials on this machine (a run reads the manifest where it starts: on a cluster, the job's driver)"
     )
@@ -166,7 +169,7 @@ def test_a_run_gives_up_soon_on_a_cloud_manifest_or_audio_it_cannot_reach(tmp_pa
     with pytest.raises(ValueError) as said:
         load_dataset(ds, cfg.experiments[0].task)
     assert str(said.value).startswith(
-        f"audio files at gs://repeval (e.g. gs://repeval/a0.wav{query}) cannot be checked from here (google::cloud::"
+        f"audio files at gs://repeval (e.g. gs://repeval/a0.wav{query}) cannot be checked from here (retried for 1 s: google::"
     )
     assert str(said.value).endswith(
         "check the URI, the network and the credentials, or set check_files: false when only the cluster reaches them"
