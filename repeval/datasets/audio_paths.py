@@ -10,7 +10,7 @@ import os
 import posixpath
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -74,9 +74,14 @@ def _in_uri(paths: pa.Array, absolute: pa.Array) -> pa.Array:
         re.sub(r"%(?![0-9A-Fa-f]{2})", "%25", quote(p, safe="/!$&'()*+,;=:@~%"))
         for p in paths.take(pa.array(idx)).to_pylist()
     ]
-    at = np.full(len(paths), -1, dtype=np.int64)
+    return _with_rows(paths, idx, encoded)
+
+
+def _with_rows(values: pa.Array, idx: np.ndarray, new: Sequence[str | None]) -> pa.Array:
+    """``values`` with its rows ``idx`` (sorted) replaced by ``new`` — a ``None`` of ``new`` keeps the row's value."""
+    at = np.full(len(values), -1, dtype=np.int64)
     at[idx] = np.arange(len(idx))
-    return pc.coalesce(pa.array(encoded, pa.string()).take(pa.array(at, mask=at < 0)), paths)
+    return pc.coalesce(pa.array(new, pa.string()).take(pa.array(at, mask=at < 0)), values)
 
 
 class _FileChecker:
@@ -152,9 +157,7 @@ class AudioPaths:
             idx = np.flatnonzero(steps)
             fixed = [_normalized(p, self._real) for p in joined.take(pa.array(idx)).to_pylist()]
             above[idx] = [f is None for f in fixed]
-            at = np.full(len(joined), -1, dtype=np.int64)
-            at[idx] = np.arange(len(idx))
-            joined = pc.coalesce(pa.array(fixed, pa.string()).take(pa.array(at, mask=at < 0)), joined)
+            joined = _with_rows(joined, idx, fixed)
         if query:
             joined = pc.if_else(absolute, joined, pc.binary_join_element_wise(joined, sep + query, ""))
         return joined, above
@@ -247,10 +250,7 @@ class _FileKeys:
         out = pc.binary_join_element_wise(real.take(pc.index_in(folder, value_set=folders)), name, "/")
         if odd.any():
             idx = np.flatnonzero(odd)
-            at = np.full(len(paths), -1, dtype=np.int64)
-            at[idx] = np.arange(len(idx))
-            one_by_one = pa.array([self.key(p) for p in paths.take(pa.array(idx)).to_pylist()], pa.string())
-            out = pc.coalesce(one_by_one.take(pa.array(at, mask=at < 0)), out)
+            out = _with_rows(out, idx, [self.key(p) for p in paths.take(pa.array(idx)).to_pylist()])
         return out
 
 
