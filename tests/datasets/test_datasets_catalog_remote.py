@@ -237,3 +237,24 @@ def test_audio_files_whose_names_a_uri_percent_encodes_are_found_and_read(tmp_pa
     assert decode(paths[1], 8000).shape == (8000,)
     named = pa.array([f"s3://repeval/lists/caf%c3%a9%20100%25.wav{q}", f"{tmp_path}/my song.wav"])  # another encoder
     assert same_files(pa.array(paths[1::2]), named).tolist() == [True, True]
+
+
+def test_a_manifest_whose_server_goes_away_midway_is_named_with_the_rows_read():
+    """The network lost while a manifest at a URI streams: the client's error ("AWS Error NETWORK_CONNECTION …") named
+    neither the manifest nor the fix. It names both, and how many rows were read."""
+    import pyarrow.parquet as pq
+
+    from repeval.datasets.manifest import iter_manifest
+
+    n = 300
+    table = pa.table({"track_id": [f"t{i}" for i in range(n)], "audio_path": [f"a{i}.wav" for i in range(n)]})
+    with moto_s3() as gone:  # a server of its own, stopped after the first batch
+        with gone["fs"].open_output_stream("repeval/m.parquet") as fh:
+            pq.write_table(table, fh, row_group_size=100)
+        uri = "s3://repeval/m.parquet" + gone["query"]
+        batches = iter_manifest(uri, batch_rows=100)
+        assert next(batches)[0] == 0
+    with pytest.raises(ValueError) as said:
+        list(batches)
+    assert str(said.value).startswith(f"catalog manifest: {uri} could not be read to the end (100 rows read: AWS Error")
+    assert str(said.value).endswith("check the network and the credentials on this machine, then run the command again")
