@@ -91,23 +91,23 @@ class _FileChecker:
     _BUCKET_SCHEMES = frozenset({"s3", "gs", "gcs", "abfs", "abfss", "az"})
 
     def __init__(self) -> None:
-        self._filesystems: dict[tuple[str, str], pafs.FileSystem] = {}
+        self._filesystems: dict[tuple[str, str, str], pafs.FileSystem] = {}
 
     def exists(self, paths: list[str]) -> list[bool]:
         out = [False] * len(paths)
-        remote: dict[tuple[str, str], list[tuple[int, str]]] = {}
+        remote: dict[tuple[str, str, str], list[tuple[int, str]]] = {}
         for i, p in enumerate(paths):
             if "://" not in p:
                 out[i] = os.path.isfile(p)
                 continue
             u = urlsplit(p)  # the path percent-decoded, as pyarrow reads it: 'my%20song.wav' is 'my song.wav'
             fs_path = unquote(f"{u.netloc}{u.path}" if u.scheme in self._BUCKET_SCHEMES else u.path)
-            remote.setdefault((u.scheme, u.netloc), []).append((i, fs_path))
+            remote.setdefault((u.scheme, u.netloc, u.query), []).append((i, fs_path))  # its server too
         for key, items in remote.items():
             first = paths[items[0][0]]
             try:
                 fs = self._filesystems.get(key)
-                if fs is None:  # one filesystem per scheme and host, created once; gs://'s retries bounded
+                if fs is None:  # one per scheme, host and query (a server's ?endpoint_override=…); gs:// bounded
                     fs, _ = pafs.FileSystem.from_uri(bounded(first))
                     self._filesystems[key] = fs
                 infos = fs.get_file_info([fs_path for _, fs_path in items])

@@ -258,3 +258,20 @@ def test_a_manifest_whose_server_goes_away_midway_is_named_with_the_rows_read():
         list(batches)
     assert str(said.value).startswith(f"catalog manifest: {uri} could not be read to the end (100 rows read: AWS Error")
     assert str(said.value).endswith("check the network and the credentials on this machine, then run the command again")
+
+
+def test_audio_files_of_one_bucket_name_on_two_servers_are_each_checked_on_their_own(tmp_path, s3):
+    """``check_files`` made one filesystem per scheme and bucket: a file of the bucket ``repeval`` on a second server
+    (another ``?endpoint_override=``) was looked up on the first server's — found there, it passed, and its decode
+    failed later. Each server is asked for its own files: the one out of reach is named."""
+    with s3["fs"].open_output_stream("repeval/audio/a0.wav") as fh:
+        fh.write(b"RIFF")
+    here, gone = s3["query"], "?endpoint_override=127.0.0.1:1&scheme=http&region=us-east-1"
+    rows = f"t0,s3://repeval/audio/a0.wav{here},a\nt1,s3://repeval/audio/a0.wav{gone},a\n"
+    (tmp_path / "m.csv").write_text(f"track_id,audio_path,label\n{rows}")
+    ds = _config(tmp_path, str(tmp_path / "m.csv")).experiments[0].datasets[0].model_copy(update={"check_files": True})
+    with pytest.raises(
+        ValueError,
+        match=r"^audio files at s3://repeval \(e\.g\. s3://repeval/audio/a0\.wav\?endpoint_override=127\.0\.0\.1:1&",
+    ):
+        load_dataset(ds, load_config(tmp_path / "c.yaml").experiments[0].task)
