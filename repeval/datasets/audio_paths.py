@@ -47,8 +47,10 @@ def _normalized(path: str, real: Callable[[str], str] = os.path.realpath) -> str
     if "://" in path:
         path, sep, query = path.partition("?")
         scheme, rest = path.split("://", 1)
-        if scheme.lower() == "file" and rest.startswith("/"):
-            return f"{scheme}://{_normalized(rest, real)}{sep}{query}"
+        if scheme.lower() == "file" and rest.startswith("/"):  # the folders as the system finds them: decoded
+            local = unquote(rest)
+            kept = _normalized(local, real) == local and os.path.normpath(local) != local
+            return f"{scheme}://{rest if kept else posixpath.normpath(rest)}{sep}{query}"
         top = rest.split("/", 1)[0]
         norm = posixpath.normpath(rest)
         return f"{scheme}://{norm}{sep}{query}" if norm == top or norm.startswith(top + "/") else None

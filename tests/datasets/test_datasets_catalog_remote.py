@@ -180,7 +180,8 @@ def test_dot_dot_steps_of_whole_audio_uris_follow_the_rule_of_relative_paths(tmp
     """An audio path written as a whole URI kept its ``..`` steps (``s3://b/lists/../a.wav``: the key S3 looks up
     holds ``..``, no file; one ``file://`` file under two names) and one climbing out of its bucket was read as
     written, while a relative path had them resolved and was left out. A URI now follows the relative path's rule: a
-    ``file://`` URI's steps resolved where the system finds the same file (not through a symlinked folder)."""
+    ``file://`` URI's steps resolved where the system finds the same file (not through a symlinked folder, one whose
+    name the URI percent-encodes too: it was taken for no folder, so the steps were resolved)."""
     with s3["fs"].open_output_stream("repeval/audio/a0.wav") as fh:
         fh.write(b"RIFF")
     (tmp_path / "audio").mkdir()
@@ -189,9 +190,11 @@ def test_dot_dot_steps_of_whole_audio_uris_follow_the_rule_of_relative_paths(tmp
     (tmp_path / "elsewhere" / "audio").mkdir()
     (tmp_path / "elsewhere" / "audio" / "a2.wav").write_bytes(b"RIFF")
     (tmp_path / "link").symlink_to(tmp_path / "elsewhere" / "sub")
+    (tmp_path / "li nk").symlink_to(tmp_path / "elsewhere" / "sub")  # its name percent-encoded in the URI
     q = s3["query"]
     paths = [f"s3://repeval/lists/../audio/a0.wav{q}", f"file://{tmp_path}/x/../audio/a1.wav",
-             f"file://{tmp_path}/link/../audio/a2.wav", f"s3://repeval/../x/a.wav{q}"]  # fmt: skip
+             f"file://{tmp_path}/link/../audio/a2.wav", f"s3://repeval/../x/a.wav{q}",
+             f"file://{tmp_path}/li%20nk/../audio/a2.wav"]  # fmt: skip
     rows = "".join(f"t{i},{p},a\n" for i, p in enumerate(paths))
     (tmp_path / "m.csv").write_text(f"track_id,audio_path,label\n{rows}")
     ds = _config(tmp_path, str(tmp_path / "m.csv")).experiments[0].datasets[0].model_copy(update={"check_files": True})
@@ -200,6 +203,7 @@ def test_dot_dot_steps_of_whole_audio_uris_follow_the_rule_of_relative_paths(tmp
         f"s3://repeval/audio/a0.wav{q}",
         f"file://{tmp_path}/audio/a1.wav",
         paths[2],
+        paths[4],
     ]
     assert report.other == [
         f"t3 (row 5: audio path {paths[3]!r} climbs out of its bucket s3://repeval — correct its '..' steps)"
