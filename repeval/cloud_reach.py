@@ -1,7 +1,8 @@
 """Reaching a manifest or an audio file on a cloud bucket: how long Google Cloud Storage's client retries a request
 before it fails — its own default is 15 minutes, deaf to Ctrl-C, so a machine without the network or the
 credentials waited that long for a ``gs://`` manifest or audio file before the error: :func:`bounded` gives a URI a
-shorter limit unless it sets its own ``retry_limit_seconds`` — and the first line of the error (:func:`error_line`)."""
+shorter limit unless it sets its own ``retry_limit_seconds`` — and the first line of the error (:func:`error_line`); what
+to say and to check when a bucket's client fails (:func:`bucket_error`)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,45 @@ def bounded(uri: str, seconds: float | None = None) -> str:
     return f"{uri}{'&' if '?' in uri else '?'}retry_limit_seconds={limit:g}"
 
 
-def error_line(exc: BaseException) -> str:
+def error_line(exc: BaseException, uri: str | None = None, seconds: float | None = None) -> str:
     """The first line of ``exc``'s message (its type's name when it has none), cut to 300 characters at a word: a
-    cloud client's error runs to 800 characters, its message twice."""
+    cloud client's error runs to 800 characters, its message twice — after how long the client retried when it read
+    ``uri`` :func:`bounded` by ``seconds``."""
     why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return why if len(why) <= 300 else why[:300].rsplit(" ", 1)[0] + " …"  # a whole word last
+    why = why if len(why) <= 300 else why[:300].rsplit(" ", 1)[0] + " …"  # a whole word last
+    if uri is None or bounded(uri, seconds) == uri:
+        return why
+    return f"retried for {GCS_RETRY_SECONDS if seconds is None else seconds:g} s: {why}"
+
+
+_S3_UNREACHABLE = (
+    " — this machine cannot reach the S3 server: check its network (on a cluster, every node's) and the bucket's "
+    "name; for an S3-compatible server give the URI ?endpoint_override=http://HOST:PORT&scheme=http (docs/cluster.md)"
+)
+_S3_REFUSED = (
+    " — check the S3 credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the instance role; on a "
+    "cluster, every node's) and that they may list, read and write the bucket (docs/cluster.md)"
+)
+_GCS = (
+    " — check this machine's network (on a cluster, every node's) and its Google credentials (`gcloud auth "
+    "application-default login`, GOOGLE_APPLICATION_CREDENTIALS, or the node's service account) (docs/cluster.md); "
+    "gs:// retries for up to 15 minutes before it fails: add ?retry_limit_seconds=60 to the URI to fail sooner"
+)
+
+
+def bucket_error(text: str) -> tuple[str, str]:
+    """``(what to say, what to check)`` for pyarrow's error ``text`` when it is a bucket's (``s3://``, ``gs://``):
+    "AWS Error NETWORK_CONNECTION …" or google-cloud-cpp's "Status(UNAVAILABLE: Retry policy exhausted …" named no
+    fix — and the latter ran to 800 characters, its message twice (``error_info``), cut here. Other text: unchanged,
+    nothing to check."""
+    if "AWS Error" in text:
+        if any(mark in text for mark in ("NETWORK_CONNECTION", "Could not resolve", "Could not connect")):
+            return text, _S3_UNREACHABLE
+        if any(
+            mark in text for mark in ("ACCESS_DENIED", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch")
+        ):
+            return text, _S3_REFUSED
+        return text, ""
+    if text.startswith("google::cloud::Status("):
+        return text.split(" error_info=", 1)[0].rstrip() + ")", _GCS
+    return text, ""

@@ -14,6 +14,7 @@ import typer
 
 from repeval.cli.resume import _unfinished, _untrained_fix, resume_command
 from repeval.cli.resume import given_flags as given_flags
+from repeval.cloud_reach import bucket_error
 from repeval.config import ConfigError, load_config
 from repeval.words import counted
 
@@ -405,39 +406,6 @@ def _guard(fn: Any, storage_hint: str = STORE_AND_RUNS_HINT, writes: bool = True
 
 
 #: what to check when pyarrow cannot reach a bucket, by what its error says (AWS SDK, google-cloud-cpp)
-_S3_UNREACHABLE = (
-    " — this machine cannot reach the S3 server: check its network (on a cluster, every node's) and the bucket's "
-    "name; for an S3-compatible server give the URI ?endpoint_override=http://HOST:PORT&scheme=http (docs/cluster.md)"
-)
-_S3_REFUSED = (
-    " — check the S3 credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the instance role; on a "
-    "cluster, every node's) and that they may list, read and write the bucket (docs/cluster.md)"
-)
-_GCS = (
-    " — check this machine's network (on a cluster, every node's) and its Google credentials (`gcloud auth "
-    "application-default login`, GOOGLE_APPLICATION_CREDENTIALS, or the node's service account) (docs/cluster.md); "
-    "gs:// retries for up to 15 minutes before it fails: add ?retry_limit_seconds=60 to the URI to fail sooner"
-)
-
-
-def bucket_error(text: str) -> tuple[str, str]:
-    """``(what to say, what to check)`` for pyarrow's error ``text`` when it is a bucket's (``s3://``, ``gs://``):
-    "AWS Error NETWORK_CONNECTION …" or google-cloud-cpp's "Status(UNAVAILABLE: Retry policy exhausted …" named no
-    fix — and the latter ran to 800 characters, its message twice (``error_info``), cut here. Other text: unchanged,
-    nothing to check."""
-    if "AWS Error" in text:
-        if any(mark in text for mark in ("NETWORK_CONNECTION", "Could not resolve", "Could not connect")):
-            return text, _S3_UNREACHABLE
-        if any(
-            mark in text for mark in ("ACCESS_DENIED", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch")
-        ):
-            return text, _S3_REFUSED
-        return text, ""
-    if text.startswith("google::cloud::Status("):
-        return text.split(" error_info=", 1)[0].rstrip() + ")", _GCS
-    return text, ""
-
-
 # --- reliability (issue 9): --strict ----------------------------------------------------------------
 StrictOpt = Annotated[
     bool,

@@ -8,11 +8,12 @@ from __future__ import annotations
 import functools
 import os
 import posixpath
+import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import numpy as np
 import pyarrow as pa
@@ -46,8 +47,10 @@ def _normalized(path: str, real: Callable[[str], str] = os.path.realpath) -> str
     if "://" in path:
         path, sep, query = path.partition("?")
         scheme, rest = path.split("://", 1)
-        if scheme.lower() == "file" and rest.startswith("/"):
-            return f"{scheme}://{_normalized(rest, real)}{sep}{query}"
+        if scheme.lower() == "file" and rest.startswith("/"):  # the folders as the system finds them: decoded
+            local = unquote(rest)
+            kept = _normalized(local, real) == local and os.path.normpath(local) != local
+            return f"{scheme}://{rest if kept else posixpath.normpath(rest)}{sep}{query}"
         top = rest.split("/", 1)[0]
         norm = posixpath.normpath(rest)
         return f"{scheme}://{norm}{sep}{query}" if norm == top or norm.startswith(top + "/") else None
@@ -58,6 +61,31 @@ def _normalized(path: str, real: Callable[[str], str] = os.path.realpath) -> str
     return norm if real(os.path.dirname(norm)) == real(folder) else path
 
 
+#: a character a relative audio path joined to a base URI must have percent-encoded (``%``: unless it starts one)
+_NOT_IN_URI = r"[^A-Za-z0-9/._~!$&'()*+,;=:@-]"
+
+
+def _in_uri(paths: pa.Array, absolute: pa.Array) -> pa.Array:
+    """``paths`` with each relative one that holds a character a URI's path cannot (a space, ``?``, ``#``, a letter
+    beyond ASCII) percent-encoded — ``%XX`` kept, written so already — for the few rows that do."""
+    need = pc.and_not(pc.match_substring_regex(paths, _NOT_IN_URI), absolute).to_numpy(zero_copy_only=False)
+    if not need.any():
+        return paths
+    idx = np.flatnonzero(need)
+    encoded = [
+        re.sub(r"%(?![0-9A-Fa-f]{2})", "%25", quote(p, safe="/!$&'()*+,;=:@~%"))
+        for p in paths.take(pa.array(idx)).to_pylist()
+    ]
+    return _with_rows(paths, idx, encoded)
+
+
+def _with_rows(values: pa.Array, idx: np.ndarray, new: Sequence[str | None]) -> pa.Array:
+    """``values`` with its rows ``idx`` (sorted) replaced by ``new`` — a ``None`` of ``new`` keeps the row's value."""
+    at = np.full(len(values), -1, dtype=np.int64)
+    at[idx] = np.arange(len(idx))
+    return pc.coalesce(pa.array(new, pa.string()).take(pa.array(at, mask=at < 0)), values)
+
+
 class _FileChecker:
     """Existence checks for audio paths: ``os.path.isfile`` locally, batched ``get_file_info`` remotely."""
 
@@ -65,30 +93,30 @@ class _FileChecker:
     _BUCKET_SCHEMES = frozenset({"s3", "gs", "gcs", "abfs", "abfss", "az"})
 
     def __init__(self) -> None:
-        self._filesystems: dict[tuple[str, str], pafs.FileSystem] = {}
+        self._filesystems: dict[tuple[str, str, str], pafs.FileSystem] = {}
 
     def exists(self, paths: list[str]) -> list[bool]:
         out = [False] * len(paths)
-        remote: dict[tuple[str, str], list[tuple[int, str]]] = {}
+        remote: dict[tuple[str, str, str], list[tuple[int, str]]] = {}
         for i, p in enumerate(paths):
             if "://" not in p:
                 out[i] = os.path.isfile(p)
                 continue
-            u = urlsplit(p)
-            fs_path = f"{u.netloc}{u.path}" if u.scheme in self._BUCKET_SCHEMES else u.path
-            remote.setdefault((u.scheme, u.netloc), []).append((i, fs_path))
+            u = urlsplit(p)  # the path percent-decoded, as pyarrow reads it: 'my%20song.wav' is 'my song.wav'
+            fs_path = unquote(f"{u.netloc}{u.path}" if u.scheme in self._BUCKET_SCHEMES else u.path)
+            remote.setdefault((u.scheme, u.netloc, u.query), []).append((i, fs_path))  # its server too
         for key, items in remote.items():
             first = paths[items[0][0]]
             try:
                 fs = self._filesystems.get(key)
-                if fs is None:  # one filesystem per scheme and host, created once; gs://'s retries bounded
+                if fs is None:  # one per scheme, host and query (a server's ?endpoint_override=…); gs:// bounded
                     fs, _ = pafs.FileSystem.from_uri(bounded(first))
                     self._filesystems[key] = fs
                 infos = fs.get_file_info([fs_path for _, fs_path in items])
             except (OSError, ValueError, pa.ArrowException) as exc:  # no network, refused credentials
                 raise ValueError(  # its first line said: not again as the root cause
                     f"audio files at {key[0]}://{key[1]} (e.g. {first}) cannot be checked from here "
-                    f"({error_line(exc)}) — check the URI, the "
+                    f"({error_line(exc, first)}) — check the URI, the "
                     "network and the credentials, or set check_files: false when only the cluster reaches them"
                 ) from None
             for (i, _), info in zip(items, infos, strict=True):
@@ -122,6 +150,8 @@ class AudioPaths:
         whole = pc.match_substring(paths, "://")
         absolute = pc.or_(pc.starts_with(paths, "/"), whole)
         root, sep, query = self.base.partition("?") if "://" in self.base else (self.base, "", "")
+        if "://" in root:  # a file's name joined into a URI: percent-encoded ('my song.wav': pyarrow parses no space)
+            paths = _in_uri(paths, absolute)
         joined = pc.if_else(absolute, paths, pc.binary_join_element_wise(root.rstrip("/"), paths, "/"))
         steps = pc.match_substring_regex(joined, r"(^|/)\.\.?(/|$|\?)").to_numpy(zero_copy_only=False)
         above = np.zeros(len(joined), dtype=bool)
@@ -129,9 +159,7 @@ class AudioPaths:
             idx = np.flatnonzero(steps)
             fixed = [_normalized(p, self._real) for p in joined.take(pa.array(idx)).to_pylist()]
             above[idx] = [f is None for f in fixed]
-            at = np.full(len(joined), -1, dtype=np.int64)
-            at[idx] = np.arange(len(idx))
-            joined = pc.coalesce(pa.array(fixed, pa.string()).take(pa.array(at, mask=at < 0)), joined)
+            joined = _with_rows(joined, idx, fixed)
         if query:
             joined = pc.if_else(absolute, joined, pc.binary_join_element_wise(joined, sep + query, ""))
         return joined, above
@@ -190,7 +218,7 @@ def _uri_key(uri: str) -> str:
     body, sep, query = uri.partition("?")
     scheme, rest = body.split("://", 1)
     scheme = "gs" if scheme.lower() == "gcs" else scheme.lower()
-    return f"{scheme}://{posixpath.normpath(rest)}{sep}{query}"
+    return f"{scheme}://{posixpath.normpath(unquote(rest))}{sep}{query}"  # 'my%20song.wav' is 'my song.wav' to pyarrow
 
 
 class _FileKeys:
@@ -207,34 +235,56 @@ class _FileKeys:
             scheme, rest = path.split("://", 1)
             if scheme.lower() != "file" or not rest.startswith("/") or "?" in rest:
                 return _uri_key(path)
-            path = rest
+            path = unquote(rest)
         folder, name = os.path.split(path)
         if name in ("", ".", ".."):
             return os.path.realpath(path)
         return os.path.join(self._real(folder or "."), name)
 
-    @staticmethod
-    def final(key: str) -> str:
-        """A local :meth:`key` resolved again when the file itself is a symlink (one ``lstat``); a URI's as it is."""
-        return os.path.realpath(key) if "://" not in key and os.path.islink(key) else key
+    def keys(self, paths: pa.Array) -> pa.Array:
+        """:meth:`key` of each of ``paths`` (no null): a plain local path's by Arrow kernels, its folder resolved once
+        per distinct folder; a URI's or one ending in ``/``, ``.`` or ``..`` one by one."""
+        odd = pc.match_substring_regex(paths, r"://|(^|/)\.{0,2}$").to_numpy(zero_copy_only=False)
+        parts = pc.extract_regex(paths, r"^(?P<folder>.*/)?(?P<name>[^/]*)$")
+        folder, name = pc.struct_field(parts, "folder"), pc.struct_field(parts, "name")
+        folders = pc.unique(folder)
+        real = pa.array([self._real(f or ".").rstrip("/") for f in folders.to_pylist()], pa.string())
+        out = pc.binary_join_element_wise(real.take(pc.index_in(folder, value_set=folders)), name, "/")
+        if odd.any():
+            idx = np.flatnonzero(odd)
+            out = _with_rows(out, idx, [self.key(p) for p in paths.take(pa.array(idx)).to_pylist()])
+        return out
+
+
+def _identity(key: str) -> tuple[int, int] | str:
+    """The file a local :meth:`_FileKeys.key` names as the system finds it (device and inode: through a symlinked
+    file, or a hard link); a URI's key, or a file that is not there, as it is."""
+    if "://" in key:
+        return key
+    try:
+        st = os.stat(key)
+    except OSError:
+        return key
+    return st.st_dev, st.st_ino
 
 
 def same_files(a: pa.Array | pa.ChunkedArray, b: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Whether each pair of audio paths ``a[i]``, ``b[i]`` names one file, as the system opens it: the same text, else
-    the same real path of a local file (``x/../b.wav`` and ``b.wav``; through a symlinked folder or to a symlinked
-    file; ``file:///d/b.wav`` and ``/d/b.wav``) or the same object (``s3://b/x/../a.wav`` and ``s3://b/a.wav``). Only
-    the pairs whose text differs are looked at: their folders' ``os.path.realpath`` once per folder, then one ``lstat``
-    of each file of the pairs still apart (a file that is a symlink) — not a ``stat`` per row. A null is no file."""
+    the same real path of a local file (``x/../b.wav`` and ``b.wav``; through a symlinked folder; ``file:///d/b.wav``
+    and ``/d/b.wav``), the same file (a symlinked file, a hard link) or the same object (``s3://b/x/../a.wav`` and
+    ``s3://b/a.wav``). Only the pairs whose text differs are looked at: their folders' ``os.path.realpath`` once per
+    folder, then one ``stat`` of each file of the pairs still apart — not a ``stat`` per row. A null is no file."""
     a = a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
     b = b.combine_chunks() if isinstance(b, pa.ChunkedArray) else b
     same = np.array(pc.fill_null(pc.equal(a, b), False).to_numpy(zero_copy_only=False), dtype=bool)
-    if same.all():
+    both = pc.and_(pc.is_valid(a), pc.is_valid(b)).to_numpy(zero_copy_only=False)
+    at = np.flatnonzero(~same & both)
+    if not len(at):
         return same
-    at = np.flatnonzero(~same)
     names = _FileKeys()
-    taken = pa.array(at)
-    for i, x, y in zip(at, a.take(taken).to_pylist(), b.take(taken).to_pylist(), strict=True):
-        if x is not None and y is not None:
-            kx, ky = names.key(x), names.key(y)
-            same[i] = kx == ky or names.final(kx) == names.final(ky)
+    ka, kb = names.keys(a.take(pa.array(at))), names.keys(b.take(pa.array(at)))
+    same[at] = pc.equal(ka, kb).to_numpy(zero_copy_only=False)
+    apart = np.flatnonzero(~same[at])
+    for i, x, y in zip(at[apart], ka.take(apart).to_pylist(), kb.take(apart).to_pylist(), strict=True):
+        same[i] = _identity(x) == _identity(y)
     return same

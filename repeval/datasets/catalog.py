@@ -70,7 +70,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from repeval import cloud_reach
 from repeval.datasets import missing
 from repeval.datasets.audio_paths import _base_dir
 from repeval.datasets.base import DatasetInfo, LabelInfo, LoadReport, register_dataset
@@ -172,7 +171,7 @@ def _first_rows(duplicates: tuple[np.ndarray, np.ndarray], start: int, n: int) -
 def load_catalog(ds: Any, task: Any) -> tuple[pa.Table, LoadReport]:
     if not ds.manifest:
         raise ValueError("a 'catalog' dataset needs 'manifest' (a CSV or Parquet file)")
-    if "://" in ds.manifest and (unreached := reach_problem(ds.manifest, cloud_reach.GCS_RETRY_SECONDS, RUN_FIX)):
+    if "://" in ds.manifest and (unreached := reach_problem(ds.manifest, fix=RUN_FIX)):
         raise ValueError(f"catalog {unreached}")  # gs://: within a minute, not the client's 15 minutes of retries
     have = manifest_columns(ds.manifest, ds.delimiter)
     ds = matched_columns(ds, have, task)  # ' Audio File ' in the header is audio_column 'Audio File'

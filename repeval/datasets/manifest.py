@@ -5,6 +5,7 @@ rows streamed as record batches of strings (:func:`iter_manifest`; a Parquet col
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import re
@@ -19,7 +20,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from repeval.cloud_reach import bounded
+from repeval.cloud_reach import bounded, error_line
 from repeval.datasets.manifest_format import ManifestEncodingError, all_utf8, check_text, not_utf8_error
 
 #: rows per record batch when streaming a Parquet manifest (CSV batches are blocks of CSV_BLOCK_BYTES)
@@ -295,7 +296,32 @@ def iter_manifest(
     uri: str, columns: list[str] | None = None, batch_rows: int = BATCH_ROWS, delimiter: str | None = None
 ) -> Generator[tuple[int, pa.RecordBatch], None, None]:
     """Yield ``(first row index, batch)`` of the manifest, reading ``columns`` as strings (a Parquet column of numbers
-    marked :data:`NUMERIC_TYPE`); a text manifest's columns separated by ``delimiter`` (:func:`csv_delimiter`)."""
+    marked :data:`NUMERIC_TYPE`); a text manifest's columns separated by ``delimiter`` (:func:`csv_delimiter`). A
+    manifest at a URI whose reading fails midway (the network lost) is named, with the rows read and the fix: the
+    client's error named neither."""
+    batches = _batches(uri, columns, batch_rows, delimiter)
+    if "://" not in uri:
+        yield from batches
+        return
+    read = 0
+    try:
+        with contextlib.closing(batches):  # closed with this generator (a caller that stops early)
+            for start, batch in batches:
+                yield start, batch
+                read = start + batch.num_rows
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ValueError(
+            f"catalog manifest: {uri} could not be read to the end ({read:,} rows read: {error_line(exc)}) — check "
+            "the network and the credentials on this machine, then run the command again"
+        ) from None
+
+
+def _batches(
+    uri: str, columns: list[str] | None, batch_rows: int, delimiter: str | None
+) -> Generator[tuple[int, pa.RecordBatch], None, None]:
+    """:func:`iter_manifest`'s batches, as the client reads them."""
     fs, path = _filesystem(uri)
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.NotFound:

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
+from repeval import cloud_reach
 from repeval.cloud_reach import bounded, error_line
 from repeval.datasets.manifest import (
     EmptyManifestError,
@@ -78,15 +79,17 @@ RUN_FIX = " on this machine (a run reads the manifest where it starts: on a clus
 def reach_problem(uri: str, seconds: float | None = None, fix: str = VALIDATE_FIX) -> str | None:
     """Why ``repeval validate`` (or a run's load) cannot read the manifest at the URI ``uri`` (``s3://``, ``file://``,
     any pyarrow filesystem) as the load would: no such file, or its filesystem not reached from here within
-    ``seconds`` of ``gs://`` retries (default :data:`REACH_RETRY_SECONDS`; the first line of the error, with the fix —
-    ``fix`` after it); ``None`` when it can — it is then read through that filesystem, streaming, as a local one."""
-    seconds = REACH_RETRY_SECONDS if seconds is None else seconds
+    ``seconds`` of ``gs://`` retries (default :data:`REACH_RETRY_SECONDS`; with a run's ``fix``, :data:`RUN_FIX`, its
+    load's :data:`~repeval.cloud_reach.GCS_RETRY_SECONDS`) — the first line of the error, with the fix, ``fix`` after
+    it; ``None`` when it can — it is then read through that filesystem, streaming, as a local one."""
+    if seconds is None:  # a command that reads the manifest itself (a run) waits for it as long as its load
+        seconds = cloud_reach.GCS_RETRY_SECONDS if fix == RUN_FIX else REACH_RETRY_SECONDS
     try:
         with _without_az_not_found(uri):  # "/bin/sh: 1: az: not found" from the Azure SDK: its error follows, said here
             fs, path = _filesystem(bounded(uri, seconds))
             found = fs.get_file_info(path).type != pafs.FileType.NotFound
     except (OSError, ValueError, pa.ArrowException) as exc:  # an unknown scheme, no network, refused credentials
-        why = error_line(exc)
+        why = error_line(exc, uri, seconds)
         return f"manifest: {uri} cannot be read from here ({why}) — check the URI, the network and the credentials{fix}"
     return None if found else f"manifest: no such file: {uri} — check dataset.manifest"
 

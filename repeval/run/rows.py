@@ -163,9 +163,9 @@ def _check_files(name: str, defs: list[tuple[str, pa.Table]]) -> None:
         a, b = mine.filter(keep), theirs.filter(keep)
         tid = ids.filter(shared).filter(keep)[0].as_py()
         raise ValueError(
-            f"{where}: dataset {name!r} is defined differently in {there}, and {int(differ.sum()):,} of the track ids "
-            f"the two share name other audio files (e.g. {tid!r}: {b[0].as_py()} there, {a[0].as_py()} here) — "
-            "the store keeps one embedding per dataset name and track id, so one task would be trained and tested on "
+            f"{where}: dataset {name!r} is defined differently in {there}, and the two name different audio files for "
+            f"{int(differ.sum()):,} of the track ids they share (e.g. {tid!r}: {b[0].as_py()} there, {a[0].as_py()} "
+            "here) — the store keeps one embedding per dataset name and track id, so one task would be trained and tested on "
             "the other's audio: give one of them another name (datasets[].name), or make both name the same files"
         )
 

@@ -443,7 +443,7 @@ def test_a_bucket_out_of_reach_is_one_error_line_naming_what_to_check(tmp_path: 
     assert "error_info" not in line and "GOOGLE_APPLICATION_CREDENTIALS" in line, line
     assert line.endswith("add ?retry_limit_seconds=60 to the URI to fail sooner"), line
     # an S3 server out of reach (the AWS SDK's own retries make the CLI take ~12 s: its error, asked once)
-    from repeval.cli.common import bucket_error
+    from repeval.cloud_reach import bucket_error
 
     s3 = pafs.S3FileSystem(
         endpoint_override="127.0.0.1:9", scheme="http", access_key="k", secret_key="s", region="us-east-1",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 import yaml
 
@@ -14,6 +15,7 @@ from repeval.config.loader import check_data_paths
 from repeval.datasets import load_dataset
 from repeval.datasets.manifest_check import _without_az_not_found
 from repeval.datasets.manifest_format import ManifestEncodingError
+from repeval.testing.badaudio import write_good
 from repeval.testing.s3 import moto_s3
 
 
@@ -134,15 +136,18 @@ def test_a_run_gives_up_soon_on_a_cloud_manifest_or_audio_it_cannot_reach(tmp_pa
     """A run's load of a ``gs://`` manifest (or of a manifest whose audio is on ``gs://``, checked) on a machine
     without the network waited Google Cloud Storage's 15 minutes of retries, then said the client's error without the
     URI: ``repeval validate`` alone bounded them (and ``repeval run``'s check of the manifest named validate's
-    --skip-data-check, which run has not). The load now bounds them too (a minute; one second here) and names the URI
-    with the fix."""
+    --skip-data-check, which run has not, and gave up after validate's 5 seconds, not the load's minute). The load now
+    bounds them too (a minute; one second here), run's check as long, and names the URI, how long it retried and the
+    fix."""
     monkeypatch.setattr("repeval.cloud_reach.GCS_RETRY_SECONDS", 1)
     query = "?endpoint_override=127.0.0.1:1&scheme=http"
     gs = f"gs://repeval/m.csv{query}"
     cfg = _config(tmp_path, gs)
     with pytest.raises(ValueError) as said:
         load_dataset(cfg.experiments[0].datasets[0], cfg.experiments[0].task)
-    assert str(said.value).startswith(f"catalog manifest: {gs} cannot be read from here (google::cloud::Status(")
+    assert str(said.value).startswith(
+        f"catalog manifest: {gs} cannot be read from here (retried for 1 s: google::cloud::"
+    )
     assert str(said.value).endswith(
         "check the URI, the network and the credentials on this machine (a run reads the manifest where it starts: on "
         "a cluster, the job's driver)"
@@ -152,10 +157,10 @@ def test_a_run_gives_up_soon_on_a_cloud_manifest_or_audio_it_cannot_reach(tmp_pa
 
     from repeval.cli import app
 
-    monkeypatch.setattr("repeval.datasets.manifest_check.REACH_RETRY_SECONDS", 1)
+    monkeypatch.setattr("repeval.datasets.manifest_check.REACH_RETRY_SECONDS", 2)  # validate's: not a run's
     res = CliRunner().invoke(app, ["run", str(tmp_path / "c.yaml")])
     said = " ".join(res.stderr.split())
-    assert res.exit_code == 2 and f"manifest: {gs} cannot be read from here (" in said, said
+    assert res.exit_code == 2 and f"manifest: {gs} cannot be read from here (retried for 1 s: " in said, said
     assert said.endswith(
         "credentials on this machine (a run reads the manifest where it starts: on a cluster, the job's driver)"
     )
@@ -164,7 +169,7 @@ def test_a_run_gives_up_soon_on_a_cloud_manifest_or_audio_it_cannot_reach(tmp_pa
     with pytest.raises(ValueError) as said:
         load_dataset(ds, cfg.experiments[0].task)
     assert str(said.value).startswith(
-        f"audio files at gs://repeval (e.g. gs://repeval/a0.wav{query}) cannot be checked from here (google::cloud::"
+        f"audio files at gs://repeval (e.g. gs://repeval/a0.wav{query}) cannot be checked from here (retried for 1 s: google::"
     )
     assert str(said.value).endswith(
         "check the URI, the network and the credentials, or set check_files: false when only the cluster reaches them"
@@ -175,7 +180,8 @@ def test_dot_dot_steps_of_whole_audio_uris_follow_the_rule_of_relative_paths(tmp
     """An audio path written as a whole URI kept its ``..`` steps (``s3://b/lists/../a.wav``: the key S3 looks up
     holds ``..``, no file; one ``file://`` file under two names) and one climbing out of its bucket was read as
     written, while a relative path had them resolved and was left out. A URI now follows the relative path's rule: a
-    ``file://`` URI's steps resolved where the system finds the same file (not through a symlinked folder)."""
+    ``file://`` URI's steps resolved where the system finds the same file (not through a symlinked folder, one whose
+    name the URI percent-encodes too: it was taken for no folder, so the steps were resolved)."""
     with s3["fs"].open_output_stream("repeval/audio/a0.wav") as fh:
         fh.write(b"RIFF")
     (tmp_path / "audio").mkdir()
@@ -184,9 +190,11 @@ def test_dot_dot_steps_of_whole_audio_uris_follow_the_rule_of_relative_paths(tmp
     (tmp_path / "elsewhere" / "audio").mkdir()
     (tmp_path / "elsewhere" / "audio" / "a2.wav").write_bytes(b"RIFF")
     (tmp_path / "link").symlink_to(tmp_path / "elsewhere" / "sub")
+    (tmp_path / "li nk").symlink_to(tmp_path / "elsewhere" / "sub")  # its name percent-encoded in the URI
     q = s3["query"]
     paths = [f"s3://repeval/lists/../audio/a0.wav{q}", f"file://{tmp_path}/x/../audio/a1.wav",
-             f"file://{tmp_path}/link/../audio/a2.wav", f"s3://repeval/../x/a.wav{q}"]  # fmt: skip
+             f"file://{tmp_path}/link/../audio/a2.wav", f"s3://repeval/../x/a.wav{q}",
+             f"file://{tmp_path}/li%20nk/../audio/a2.wav"]  # fmt: skip
     rows = "".join(f"t{i},{p},a\n" for i, p in enumerate(paths))
     (tmp_path / "m.csv").write_text(f"track_id,audio_path,label\n{rows}")
     ds = _config(tmp_path, str(tmp_path / "m.csv")).experiments[0].datasets[0].model_copy(update={"check_files": True})
@@ -195,7 +203,79 @@ def test_dot_dot_steps_of_whole_audio_uris_follow_the_rule_of_relative_paths(tmp
         f"s3://repeval/audio/a0.wav{q}",
         f"file://{tmp_path}/audio/a1.wav",
         paths[2],
+        paths[4],
     ]
     assert report.other == [
         f"t3 (row 5: audio path {paths[3]!r} climbs out of its bucket s3://repeval — correct its '..' steps)"
     ]
+
+
+def test_audio_files_whose_names_a_uri_percent_encodes_are_found_and_read(tmp_path, s3):
+    """A file's name with a space or a letter beyond ASCII, at a URI: written percent-encoded as a whole URI (pyarrow
+    parses no space), ``check_files`` looked up the encoded name — ``my%20song.wav`` — and left the row out as missing;
+    written relative to a manifest on S3, it was found, then its decode failed ("Cannot parse URI"). Both are found
+    and read; two definitions naming one file so, the one encoded, are one file."""
+    from repeval.audio.decode import decode
+    from repeval.datasets.audio_paths import same_files
+
+    write_good(tmp_path / "g.wav", 1.0, 300.0)
+    for key in ("repeval/lists/my song.wav", "repeval/lists/café 100%.wav"):
+        with s3["fs"].open_output_stream(key) as fh:
+            fh.write((tmp_path / "g.wav").read_bytes())
+    (tmp_path / "my song.wav").write_bytes(b"RIFF")
+    q = s3["query"]
+    rows = f"t0,my song.wav,a\nt1,café 100%.wav,a\nt2,s3://repeval/lists/my%20song.wav{q},a\nt3,file://{tmp_path}/my%20song.wav,a\n"
+    with s3["fs"].open_output_stream("repeval/lists/m.csv") as fh:
+        fh.write(f"track_id,audio_path,label\n{rows}".encode())
+    ds = _config(tmp_path, f"s3://repeval/lists/m.csv{q}").experiments[0].datasets[0]
+    table, report = load_dataset(
+        ds.model_copy(update={"check_files": True}), load_config(tmp_path / "c.yaml").experiments[0].task
+    )
+    paths = table.column("audio_path").to_pylist()
+    assert paths[:3] == [
+        f"s3://repeval/lists/my%20song.wav{q}",
+        f"s3://repeval/lists/caf%C3%A9%20100%25.wav{q}",
+        f"s3://repeval/lists/my%20song.wav{q}",
+    ]
+    assert report.missing_audio == [] and len(paths) == 4
+    assert decode(paths[1], 8000).shape == (8000,)
+    named = pa.array([f"s3://repeval/lists/caf%c3%a9%20100%25.wav{q}", f"{tmp_path}/my song.wav"])  # another encoder
+    assert same_files(pa.array(paths[1::2]), named).tolist() == [True, True]
+
+
+def test_a_manifest_whose_server_goes_away_midway_is_named_with_the_rows_read():
+    """The network lost while a manifest at a URI streams: the client's error ("AWS Error NETWORK_CONNECTION …") named
+    neither the manifest nor the fix. It names both, and how many rows were read."""
+    import pyarrow.parquet as pq
+
+    from repeval.datasets.manifest import iter_manifest
+
+    n = 300
+    table = pa.table({"track_id": [f"t{i}" for i in range(n)], "audio_path": [f"a{i}.wav" for i in range(n)]})
+    with moto_s3() as gone:  # a server of its own, stopped after the first batch
+        with gone["fs"].open_output_stream("repeval/m.parquet") as fh:
+            pq.write_table(table, fh, row_group_size=100)
+        uri = "s3://repeval/m.parquet" + gone["query"]
+        batches = iter_manifest(uri, batch_rows=100)
+        assert next(batches)[0] == 0
+    with pytest.raises(ValueError) as said:
+        list(batches)
+    assert str(said.value).startswith(f"catalog manifest: {uri} could not be read to the end (100 rows read: AWS Error")
+    assert str(said.value).endswith("check the network and the credentials on this machine, then run the command again")
+
+
+def test_audio_files_of_one_bucket_name_on_two_servers_are_each_checked_on_their_own(tmp_path, s3):
+    """``check_files`` made one filesystem per scheme and bucket: a file of the bucket ``repeval`` on a second server
+    (another ``?endpoint_override=``) was looked up on the first server's — found there, it passed, and its decode
+    failed later. Each server is asked for its own files: the one out of reach is named."""
+    with s3["fs"].open_output_stream("repeval/audio/a0.wav") as fh:
+        fh.write(b"RIFF")
+    here, gone = s3["query"], "?endpoint_override=127.0.0.1:1&scheme=http&region=us-east-1"
+    rows = f"t0,s3://repeval/audio/a0.wav{here},a\nt1,s3://repeval/audio/a0.wav{gone},a\n"
+    (tmp_path / "m.csv").write_text(f"track_id,audio_path,label\n{rows}")
+    ds = _config(tmp_path, str(tmp_path / "m.csv")).experiments[0].datasets[0].model_copy(update={"check_files": True})
+    with pytest.raises(
+        ValueError,
+        match=r"^audio files at s3://repeval \(e\.g\. s3://repeval/audio/a0\.wav\?endpoint_override=127\.0\.0\.1:1&",
+    ):
+        load_dataset(ds, load_config(tmp_path / "c.yaml").experiments[0].task)

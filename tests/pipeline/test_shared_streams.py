@@ -7,6 +7,7 @@ import copy
 import csv
 import json
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -280,8 +281,8 @@ def test_a_track_id_naming_two_files_under_one_dataset_name_is_refused_before_em
     ctx = runner.make_context(cfg)
     expected = (
         "experiments[1].datasets[0] (task 'pitch_other'): dataset 'low' is defined differently in "
-        "experiments[0].datasets[0] (task 'pitch'), and 1 of the track ids the two share name other audio files "
-        f"(e.g. 't-002': {tmp_path}/low/audio/t-002.wav there, {tmp_path}/low/audio/other.wav here)"
+        "experiments[0].datasets[0] (task 'pitch'), and the two name different audio files for 1 of the track ids "
+        f"they share (e.g. 't-002': {tmp_path}/low/audio/t-002.wav there, {tmp_path}/low/audio/other.wav here)"
     )
     with pytest.raises(ValueError, match=re.escape(expected)):
         runner.stage_embed(ctx, progress=False)
@@ -305,7 +306,7 @@ def test_a_track_id_naming_two_files_under_one_dataset_name_is_refused_before_em
     write_good(tmp_path / "elsewhere" / "audio" / "t-002.wav", 1.0, 300.0, seed=9)
     (tmp_path / "low" / "jump").symlink_to(tmp_path / "elsewhere" / "sub")
     (tmp_path / "low" / "other.csv").write_text(low.read_text().replace("audio/t-002", "jump/../audio/t-002"))
-    with pytest.raises(ValueError, match="and 1 of the track ids the two share name other audio files"):
+    with pytest.raises(ValueError, match="and the two name different audio files for 1 of the track ids they share"):
         runner.load_rows(runner.make_context(load_config(path)), save=False)
 
 
@@ -581,3 +582,21 @@ def test_a_track_two_tasks_name_through_a_symlinked_folder_is_one_to_do_row(tmp_
     assert merged.column("track_id").to_pylist() == ["t0", "t1", "t2", "t1"]
     assert masks["clean"].tolist() == [True, True, True, False]
     assert masks["noise"].tolist() == [True, False, True, True]
+
+
+def test_a_hard_link_or_a_symlinked_file_is_the_file_it_names(tmp_path):
+    """Two definitions naming one file through a hard link were refused as naming other files (and the track decoded
+    twice): only folders and symlinks were resolved. A hard link, a symlinked file and ``file://`` are the file; a
+    copy, a missing file and a null are not."""
+    from repeval.datasets.audio_paths import same_files
+
+    (tmp_path / "a.wav").write_bytes(b"RIFF")
+    (tmp_path / "copy.wav").write_bytes(b"RIFF")
+    os.link(tmp_path / "a.wav", tmp_path / "hard.wav")
+    (tmp_path / "soft.wav").symlink_to(tmp_path / "a.wav")
+    a = pa.array([f"{tmp_path}/a.wav"] * 6)
+    b = pa.array(
+        [f"{tmp_path}/{n}" for n in ("hard.wav", "soft.wav", "copy.wav", "gone.wav")]
+        + [None, f"file://{tmp_path}/a.wav"]
+    )
+    assert same_files(a, b).tolist() == [True, True, False, False, False, True]
